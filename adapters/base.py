@@ -1,0 +1,428 @@
+"""The one protocol every marketplace adapter speaks, the normalized offer, typed errors, and the
+shared HTTP client (timeouts, retries, idempotency keys).
+
+An adapter is split in two on purpose: `fetch_catalog_pages` returns *raw* records exactly as the
+marketplace sent them (the pipeline stores them), and `normalize_record` turns one raw record into
+an :class:`Offer` or raises :class:`BadPayload` with a reason (the pipeline quarantines it).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from onecart.money import MoneyError, is_iso_currency, to_minor_units
+
+# --- HTTP policy: every number in one place -------------------------------------------------
+
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 15.0
+WRITE_TIMEOUT_S = 10.0
+POOL_TIMEOUT_S = 5.0
+MAX_RETRIES = 4
+BACKOFF_BASE_S = 0.25
+BACKOFF_CAP_S = 8.0
+RETRY_AFTER_CAP_S = 30.0
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+USER_AGENT = "OneCart/0.1 (+https://github.com/onecart)"
+
+# Longest text we keep from a marketplace; longer descriptions are cut, not rejected.
+MAX_TITLE_CHARS = 300
+MAX_DESCRIPTION_CHARS = 20_000
+
+
+# --- Errors ---------------------------------------------------------------------------------
+
+
+class MarketplaceError(Exception):
+    """Base of every error an adapter raises; `marketplace` names the slug."""
+
+    def __init__(self, message: str, *, marketplace: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.marketplace = marketplace
+        self.status = status
+
+
+class RateLimited(MarketplaceError):
+    """429 after every retry; `retry_after` is the marketplace's hint in seconds, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class Transient(MarketplaceError):
+    """Timeouts, connection errors, 408/409/5xx after every retry: worth trying again later."""
+
+
+class NotFound(MarketplaceError):
+    """The product or order does not exist on the marketplace."""
+
+
+class Rejected(MarketplaceError):
+    """The marketplace understood the request and refused it (4xx other than 404/408/409/429)."""
+
+
+class Unsupported(MarketplaceError):
+    """The marketplace cannot do this at all (see :class:`Capability`)."""
+
+
+class BadPayload(MarketplaceError):
+    """A response or record that does not have the documented shape; `reason` is short and stable."""
+
+    def __init__(self, reason: str, *, detail: str = "", **kw: Any) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason, **kw)
+        self.reason = reason
+        self.detail = detail
+
+
+# --- Normalized types -----------------------------------------------------------------------
+
+
+class Capability(enum.StrEnum):
+    CATALOG = "catalog"
+    LIVE_SEARCH = "live_search"
+    LIVE_OFFER = "live_offer"
+    ORDER = "order"
+    TRACK = "track"
+    CANCEL = "cancel"
+
+
+class OrderStatus(enum.StrEnum):
+    """Our vocabulary for a sub-order's state; adapters map the marketplace's words onto it."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One marketplace's offer of one product, normalized. Money is integer minor units."""
+
+    marketplace: str
+    external_id: str
+    title: str
+    price_minor: int
+    currency: str
+    description: str = ""
+    image_url: str | None = None
+    product_url: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    model: str | None = None
+    gtin: str | None = None
+    mpn: str | None = None
+    sku: str | None = None
+    rating: Decimal | None = None
+    rating_count: int | None = None
+    available: bool = True
+    stock: int | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        """A plain dict (ratings as strings) for tables and documents."""
+        row = {name: getattr(self, name) for name in self.__slots__}
+        row["rating"] = str(self.rating) if self.rating is not None else None
+        return row
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogPage:
+    """One page of raw records as the marketplace sent them, in a stable order."""
+
+    records: list[dict[str, Any]]
+    page: int
+    fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    external_id: str
+    quantity: int
+    unit_price_minor: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShippingAddress:
+    name: str
+    line1: str
+    city: str
+    country: str
+    postal_code: str = ""
+    line2: str = ""
+    phone: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A sub-order to place. `reference` is the order's relation token (the external reference
+    used to reconcile a retried placement); `idempotency_key` is reused across retries."""
+
+    reference: str
+    idempotency_key: str
+    lines: list[OrderLine]
+    shipping: ShippingAddress
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedOrder:
+    marketplace_order_id: str
+    status: OrderStatus
+    total_minor: int | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    marketplace_order_id: str
+    status: OrderStatus
+    raw_status: str
+    tracking_number: str | None = None
+    carrier: str | None = None
+    tracking_url: str | None = None
+
+
+@runtime_checkable
+class MarketplaceAdapter(Protocol):
+    """What OneCart can ask of a marketplace. Methods outside `capabilities` raise Unsupported."""
+
+    slug: str
+    capabilities: frozenset[Capability]
+
+    def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
+        """Every catalog record, page by page, in a stable order."""
+        ...
+
+    def normalize_record(self, record: Mapping[str, Any]) -> Offer:
+        """One raw record as an Offer, or BadPayload with the reason it cannot be one."""
+        ...
+
+    def lookup_offer(self, external_id: str) -> Offer:
+        """The live price and availability of one offer (NotFound when gone)."""
+        ...
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder: ...
+
+    def find_order(self, reference: str) -> PlacedOrder | None:
+        """The order placed earlier with this reference, if any (reconciles retried placements)."""
+        ...
+
+    def order_status(self, marketplace_order_id: str) -> OrderState: ...
+
+    def cancel_order(self, marketplace_order_id: str) -> OrderState: ...
+
+
+# --- Marketplace configuration --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MarketplaceConfig:
+    """One `[[marketplace]]` entry of marketplaces.toml, with `${VAR}` references resolved."""
+
+    slug: str
+    name: str
+    kind: str
+    base_url: str
+    currency: str
+    country: str
+    api_key: str | None = None
+    api_key_env: str | None = None
+    logo: str | None = None
+    rating: Decimal | None = None
+    description: str = ""
+    match_identifier: str = "gtin"
+    active: bool = True
+    page_size: int = 100
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- Shared helpers for adapters ------------------------------------------------------------
+
+
+def minor_units_or_reject(amount: Decimal, currency: str, *, marketplace: str) -> int:
+    """Integer minor units of a parsed price, or BadPayload naming what is wrong with it."""
+    if not is_iso_currency(currency):
+        raise BadPayload("unknown_currency", detail=str(currency), marketplace=marketplace)
+    try:
+        minor = to_minor_units(amount, currency)
+    except MoneyError as exc:
+        raise BadPayload("bad_price", detail=str(exc), marketplace=marketplace) from exc
+    if minor <= 0:
+        raise BadPayload("non_positive_price", detail=f"{amount} {currency}", marketplace=marketplace)
+    return minor
+
+
+def clean_text(value: object, *, limit: int) -> str:
+    """Text as we store it: str, stripped, control characters removed, cut to `limit`."""
+    if value is None:
+        return ""
+    text = str(value)
+    text = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable())
+    return text.strip()[:limit]
+
+
+def parse_rating(value: object) -> Decimal | None:
+    """A 0–5 rating as Decimal with two places, or None when absent or out of range."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        rating = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except ArithmeticError:
+        return None
+    if not rating.is_finite() or rating < 0 or rating > 5:
+        return None
+    return rating.quantize(Decimal("0.01"))
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry `attempt` (1-based): the server's Retry-After when it sent one
+    (capped), else capped exponential backoff with full jitter."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), RETRY_AFTER_CAP_S)
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** (attempt - 1)))
+    return random.uniform(0, ceiling)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+class MarketplaceHttp:
+    """One httpx client per marketplace: explicit timeouts, bounded retries with backoff.
+
+    Retries only 408/409/429/5xx and transport errors. A write passes `idempotency_key`, which is
+    sent unchanged on every retry so the marketplace can recognise the repeat.
+    """
+
+    def __init__(
+        self,
+        slug: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        max_retries: int = MAX_RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.slug = slug
+        self.max_retries = max_retries
+        self._sleep = sleep
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+            auth=auth,
+            timeout=httpx.Timeout(
+                connect=CONNECT_TIMEOUT_S,
+                read=READ_TIMEOUT_S,
+                write=WRITE_TIMEOUT_S,
+                pool=POOL_TIMEOUT_S,
+            ),
+            transport=transport,
+            follow_redirects=True,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        """Send with retries; return a 2xx response or raise the typed error for the failure."""
+        send_headers = dict(headers or {})
+        if idempotency_key:
+            send_headers[IDEMPOTENCY_HEADER] = idempotency_key
+        url = path.lstrip("/")
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.client.request(
+                    method, url, params=params, json=json, headers=send_headers
+                )
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if attempt > self.max_retries:
+                    raise Transient(
+                        f"{method} {path}: {type(exc).__name__}: {exc}", marketplace=self.slug
+                    ) from exc
+                self._sleep(backoff_delay(attempt))
+                continue
+            if response.is_success:
+                return response
+            status = response.status_code
+            if status in RETRYABLE_STATUSES and attempt <= self.max_retries:
+                self._sleep(backoff_delay(attempt, parse_retry_after(response.headers.get("Retry-After"))))
+                continue
+            raise self._error_for(method, path, response)
+
+    def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
+        response = self.request("GET", path, params=params)
+        return decode_json(response, marketplace=self.slug)
+
+    def _error_for(self, method: str, path: str, response: httpx.Response) -> MarketplaceError:
+        status = response.status_code
+        message = f"{method} {path} -> {status}: {response.text[:200]}"
+        if status == 429:
+            return RateLimited(
+                message,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                marketplace=self.slug,
+                status=status,
+            )
+        if status == 404:
+            return NotFound(message, marketplace=self.slug, status=status)
+        if status in RETRYABLE_STATUSES or status >= 500:
+            return Transient(message, marketplace=self.slug, status=status)
+        return Rejected(message, marketplace=self.slug, status=status)
+
+
+def decode_json(response: httpx.Response, *, marketplace: str) -> Any:
+    """The JSON body, or BadPayload when the marketplace sent something else."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise BadPayload(
+            "invalid_json", detail=f"{response.request.url}: {exc}", marketplace=marketplace
+        ) from exc
+
+
+def unsupported(adapter: MarketplaceAdapter, what: Capability) -> Unsupported:
+    """The error for a capability the marketplace does not have."""
+    return Unsupported(f"{adapter.slug} does not support {what.value}", marketplace=adapter.slug)

@@ -1,0 +1,100 @@
+"""One settings object for every OneCart process, read from the environment (and `.env`).
+
+Nothing reads configuration at import time: call :func:`get_settings` where a value is needed.
+Every network address defaults to loopback, so `make run` works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Environment-driven configuration; each field's alias is the variable that sets it."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(Path("var"), alias="ONECART_HOME")
+    marketplaces_file: Path = Field(REPO_ROOT / "marketplaces.toml", alias="ONECART_MARKETPLACES")
+
+    site_host: str = Field("127.0.0.1", alias="ONECART_SITE_HOST")
+    site_port: int = Field(5000, alias="ONECART_SITE_PORT")
+    dagster_host: str = Field("127.0.0.1", alias="ONECART_DAGSTER_HOST")
+    dagster_port: int = Field(3000, alias="ONECART_DAGSTER_PORT")
+    sandbox_host: str = Field("127.0.0.1", alias="ONECART_SANDBOX_HOST")
+    sandbox_port: int = Field(8800, alias="ONECART_SANDBOX_PORT")
+    # Total offers across all sandbox marketplaces (≈ 2,000 each by default).
+    sandbox_offers: int = Field(12_000, alias="ONECART_SANDBOX_OFFERS")
+    sandbox_seed: int = Field(42, alias="ONECART_SANDBOX_SEED")
+
+    meili_url: str = Field("http://127.0.0.1:7700", alias="MEILI_URL")
+    meili_master_key: str = Field("onecart-local-master-key-0123456789", alias="MEILI_MASTER_KEY")
+    meili_index: str = Field("products", alias="MEILI_INDEX")
+    meili_bin: str | None = Field(None, alias="MEILI_BIN")
+    meili_max_indexing_memory: str = Field("1GiB", alias="MEILI_MAX_INDEXING_MEMORY")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+
+    secret_key: str = Field("onecart-dev-secret-key-change-me", alias="SECRET_KEY")
+    # Fernet key (urlsafe base64, 32 bytes) for marketplace API keys at rest.
+    encryption_key: str = Field(
+        "b25lY2FydC1kZXYtZW5jcnlwdGlvbi1rZXktMzJieXQ=", alias="ONECART_ENCRYPTION_KEY"
+    )
+    session_cookie_secure: bool = Field(False, alias="ONECART_SECURE_COOKIES")
+
+    stripe_api_key: str = Field("sk_test_onecart_localstripe", alias="STRIPE_API_KEY")
+    stripe_publishable_key: str = Field("pk_test_onecart_localstripe", alias="STRIPE_PUBLISHABLE_KEY")
+    stripe_webhook_secret: str = Field("whsec_onecart_local", alias="STRIPE_WEBHOOK_SECRET")
+    # When set, the stripe library talks to this base URL (localstripe); real keys leave it empty.
+    stripe_api_base: str | None = Field("http://127.0.0.1:8420", alias="STRIPE_API_BASE")
+
+    schedule_cron: str = Field("*/30 * * * *", alias="ONECART_SCHEDULE_CRON")
+    fx_rates_url: str | None = Field(None, alias="ONECART_FX_RATES_URL")
+
+    smtp_host: str | None = Field(None, alias="SMTP_HOST")
+    smtp_port: int = Field(25, alias="SMTP_PORT")
+    smtp_sender: str = Field("OneCart <orders@onecart.local>", alias="SMTP_SENDER")
+
+    @property
+    def home_dir(self) -> Path:
+        """ONECART_HOME as an absolute path (created on demand by the code that writes there)."""
+        return self.home.resolve()
+
+    @property
+    def site_url(self) -> str:
+        return f"http://{self.site_host}:{self.site_port}"
+
+    @property
+    def dagster_url(self) -> str:
+        return f"http://{self.dagster_host}:{self.dagster_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+    @property
+    def pipeline_db_path(self) -> Path:
+        """The pipeline's private DuckDB file: only Dagster assets open it."""
+        return self.home_dir / "pipeline.duckdb"
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The analysts' published read-only copy, replaced atomically after each run."""
+        return self.home_dir / "warehouse.duckdb"
+
+    @property
+    def storefront_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'storefront.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once on first use."""
+    return Settings()

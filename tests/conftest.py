@@ -1,0 +1,100 @@
+"""Shared fixtures: the real services every integration test talks to.
+
+The whole session gets its own ONECART_HOME under pytest's temporary directory, its own
+Meilisearch server and sandbox on free loopback ports, and its own Redis database number, so a
+test run never touches a developer's `make run` state.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from onecart import processes
+from onecart.settings import Settings, get_settings
+
+# Small but realistic: ≈ 200 offers per marketplace keeps a full materialization quick.
+TEST_SANDBOX_OFFERS = 1200
+TEST_SANDBOX_SEED = 7
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point every setting at throw-away state before any test module reads settings."""
+    base = Path(config.rootpath) / "var" / "test-runs" / str(os.getpid())
+    base.mkdir(parents=True, exist_ok=True)
+    os.environ["ONECART_HOME"] = str(base / "home")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+    os.environ.pop("ONECART_SANDBOX_URL", None)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+def _reset_settings(**env: str) -> Settings:
+    os.environ.update(env)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def meili_server(settings: Settings) -> Iterator[str]:
+    """A real Meilisearch server for the session; yields its URL (MEILI_URL is set to it)."""
+    port = processes.free_port()
+    data = settings.home_dir / "meili-test"
+    data.mkdir(parents=True, exist_ok=True)
+    argv = processes.meilisearch_argv(settings, data / "data.ms", f"127.0.0.1:{port}")
+    proc = processes.start_process(settings, "meilisearch-test", argv)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        processes.wait_for_http(f"{url}/health", timeout=60, process=proc)
+        _reset_settings(MEILI_URL=url)
+        yield url
+    finally:
+        processes.stop_pid(proc.pid)
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(settings: Settings) -> Iterator[str]:
+    """The sandbox marketplaces over real HTTP; yields the base URL (settings point at it)."""
+    port = processes.free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "sandbox",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--offers",
+        str(TEST_SANDBOX_OFFERS),
+        "--seed",
+        str(TEST_SANDBOX_SEED),
+    ]
+    proc = processes.start_process(settings, "sandbox-test", argv)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        processes.wait_for_http(f"{url}/_sandbox/health", timeout=60, process=proc)
+        _reset_settings(ONECART_SANDBOX_PORT=str(port), ONECART_SANDBOX_HOST="127.0.0.1")
+        yield url
+    finally:
+        processes.stop_pid(proc.pid)
+
+
+@pytest.fixture
+def sandbox_control(sandbox_server: str) -> Iterator[httpx.Client]:
+    """A client for the sandbox's fault knobs; every knob is reset after the test."""
+    client = httpx.Client(base_url=sandbox_server, timeout=10)
+    try:
+        yield client
+    finally:
+        client.post("/_sandbox/reset")
+        client.close()

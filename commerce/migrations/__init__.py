@@ -1,0 +1,1 @@
+"""Alembic migrations of the storefront database (run through storefront.db_migrate)."""

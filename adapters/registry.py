@@ -54,7 +54,9 @@ def default_environment() -> dict[str, str]:
     return env
 
 
-def parse_marketplaces(document: Mapping[str, Any], env: Mapping[str, str]) -> list[MarketplaceConfig]:
+def parse_marketplaces(
+    document: Mapping[str, Any], env: Mapping[str, str]
+) -> list[MarketplaceConfig]:
     """Validate the `[[marketplace]]` entries of a parsed marketplaces.toml."""
     entries = document.get("marketplace", [])
     configs: list[MarketplaceConfig] = []

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     session_cookie_secure: bool = Field(False, alias="ONECART_SECURE_COOKIES")
 
     stripe_api_key: str = Field("sk_test_onecart_localstripe", alias="STRIPE_API_KEY")
-    stripe_publishable_key: str = Field("pk_test_onecart_localstripe", alias="STRIPE_PUBLISHABLE_KEY")
+    stripe_publishable_key: str = Field(
+        "pk_test_onecart_localstripe", alias="STRIPE_PUBLISHABLE_KEY"
+    )
     stripe_webhook_secret: str = Field("whsec_onecart_local", alias="STRIPE_WEBHOOK_SECRET")
     # When set, the stripe library talks to this base URL (localstripe); real keys leave it empty.
     stripe_api_base: str | None = Field("http://127.0.0.1:8420", alias="STRIPE_API_BASE")

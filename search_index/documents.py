@@ -1,0 +1,253 @@
+"""Search documents: one per offer, built from a warehouse `products` row.
+
+The document shape is the contract in docs/data-contract.md. Money stays in integer minor units;
+the USD price used for sorting and filtering is converted with the run's FX rates through
+:func:`onecart.money.convert_minor`, never through floats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal, Inexact, localcontext
+from fractions import Fraction
+from typing import Any, Final
+
+from onecart.money import MoneyError, convert_minor, currency_exponent
+
+USD: Final = "USD"
+DESCRIPTION_MAX_CHARS: Final = 1_000
+# Meilisearch accepts ids up to 511 bytes; stay well below so a suffix always fits.
+DOCUMENT_ID_MAX_CHARS: Final = 400
+# Fields that are not part of the indexed content hash (the hash itself).
+DOCUMENT_HASH_FIELD: Final = "doc_hash"
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class DocumentError(ValueError):
+    """An offer that cannot become a search document (for example, no FX rate for its currency).
+
+    The pipeline quarantines the offer with this message rather than indexing a wrong price.
+    """
+
+
+def document_id(marketplace: str, external_id: str) -> str:
+    """The document id `<marketplace>--<external_id>`, safe for Meilisearch and unique.
+
+    Meilisearch ids allow only [A-Za-z0-9_-]; other characters become `_`. Because two external
+    ids can collapse onto the same replacement ("a/b" and "a.b"), a short hash of the original
+    pair is appended whenever anything was replaced or shortened.
+    """
+    raw = f"{marketplace}--{external_id}"
+    safe = _UNSAFE_ID_CHARS.sub("_", raw)
+    if safe == raw and len(safe) <= DOCUMENT_ID_MAX_CHARS:
+        return safe
+    suffix = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{safe[:DOCUMENT_ID_MAX_CHARS]}-{suffix}"
+
+
+def convert_to_usd_minor(minor: int, currency: str, fx_usd_rates: Mapping[str, Decimal]) -> int:
+    """Convert `minor` units of `currency` into US cents with the run's rates, exactly.
+
+    `fx_usd_rates[currency]` is units of `currency` per 1 USD (the warehouse's `fx_rates`, base
+    USD), so the rate :func:`convert_minor` needs is its reciprocal. When that reciprocal is a
+    terminating decimal (0.80 EUR per USD → 1.25) :func:`convert_minor` does the work. When it is
+    not (0.92 → 1.0869…), any rounded reciprocal can push an exact midpoint the wrong way (3 JPY
+    at 600 per USD is exactly half a cent), so the quotient is computed as an exact fraction and
+    rounded half-even once, the same rule :func:`convert_minor` applies.
+    """
+    if currency == USD:
+        return minor
+    try:
+        exponent = currency_exponent(currency)
+    except MoneyError as exc:
+        raise DocumentError(str(exc)) from exc
+    rate = fx_usd_rates.get(currency)
+    if rate is None:
+        raise DocumentError(f"no USD exchange rate for {currency}")
+    if not isinstance(rate, Decimal):
+        # Rates arrive as DECIMAL from DuckDB; anything else (a float) would be inexact.
+        raise DocumentError(f"exchange rate for {currency} must be a Decimal, got {rate!r}")
+    if not rate.is_finite() or rate <= 0:
+        raise DocumentError(f"exchange rate for {currency} must be positive, got {rate}")
+    usd_per_unit = _exact_reciprocal(rate)
+    if usd_per_unit is not None:
+        with localcontext() as context:
+            context.prec = 100  # the product of two exact decimals stays exact
+            return convert_minor(minor, currency, USD, usd_per_unit)
+    cents = Fraction(minor) * 10 ** (currency_exponent(USD) - exponent) / Fraction(rate)
+    return round(cents)  # Fraction.__round__ rounds half to even, exactly
+
+
+def _exact_reciprocal(rate: Decimal) -> Decimal | None:
+    """1 / rate when it is a terminating decimal, else None."""
+    with localcontext() as context:
+        context.prec = 100
+        context.traps[Inexact] = True
+        try:
+            return Decimal(1) / rate
+        except Inexact:
+            return None
+
+
+def build_document(
+    offer_row: Mapping[str, Any],
+    *,
+    marketplace: Mapping[str, Any],
+    group: Mapping[str, Any] | None,
+    fx_usd_rates: Mapping[str, Decimal],
+    history: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Build the contract's search document for one offer.
+
+    - `offer_row`: a warehouse `products` row (marketplace, external_id, title, price_minor,
+      currency, rating, updated_at, content_hash, ...).
+    - `marketplace`: its configuration (`slug`, `name`, `logo` or `logo_url`).
+    - `group`: the offer's product group: `group_id`, `group_size` (or `offer_count`),
+      `group_marketplaces` (or `marketplace_count`), `group_min_price_usd_minor` (or
+      `min_price_usd_minor`); None for an ungrouped offer, which then stands alone.
+    - `fx_usd_rates`: units of each currency per 1 USD, as Decimals.
+    - `history`: `previous_price_minor` (last different price) and `price_dropped_at`, or None.
+
+    The result also carries `doc_hash`, a hash over every other field, so the indexer can send
+    only documents whose indexed content changed (a new group or FX rate counts, not only a new
+    catalog row).
+    """
+    slug = _required_text(offer_row, "marketplace")
+    external_id = _required_text(offer_row, "external_id")
+    currency = _required_text(offer_row, "currency")
+    price_minor = _required_int(offer_row, "price_minor")
+    price_usd_minor = convert_to_usd_minor(price_minor, currency, fx_usd_rates)
+
+    group_min = _first_present(group, "group_min_price_usd_minor", "min_price_usd_minor")
+    document: dict[str, Any] = {
+        "id": document_id(slug, external_id),
+        "marketplace": slug,
+        "marketplace_name": marketplace.get("name") or slug,
+        "marketplace_logo": _first_present(marketplace, "logo", "logo_url"),
+        "external_id": external_id,
+        "title": offer_row.get("title"),
+        "description": _truncate(offer_row.get("description"), DESCRIPTION_MAX_CHARS),
+        "brand": offer_row.get("brand"),
+        "model": offer_row.get("model"),
+        "category": offer_row.get("category"),
+        "image_url": offer_row.get("image_url"),
+        "product_url": offer_row.get("product_url"),
+        "price_minor": price_minor,
+        "currency": currency,
+        "price_usd_minor": price_usd_minor,
+        "rating": _rating(offer_row.get("rating")),
+        "rating_count": _optional_int(offer_row.get("rating_count"), "rating_count"),
+        "available": bool(offer_row.get("available")),
+        "gtin": offer_row.get("gtin"),
+        "group_id": group.get("group_id") if group else None,
+        "group_size": _group_count(group, "group_size", "offer_count"),
+        "group_marketplaces": _group_count(group, "group_marketplaces", "marketplace_count"),
+        "group_min_price_usd_minor": (
+            _optional_int(group_min, "group_min_price_usd_minor")
+            if group_min is not None
+            else price_usd_minor
+        ),
+        "previous_price_minor": _optional_int(
+            history.get("previous_price_minor") if history else None, "previous_price_minor"
+        ),
+        "price_dropped_at": _unix_seconds(history.get("price_dropped_at") if history else None),
+        "updated_at": _unix_seconds(offer_row.get("updated_at")),
+        "content_hash": offer_row.get("content_hash"),
+    }
+    document[DOCUMENT_HASH_FIELD] = compute_document_hash(document)
+    return document
+
+
+def compute_document_hash(document: Mapping[str, Any]) -> str:
+    """A hash of every indexed field (all but `doc_hash` itself), stable across key order."""
+    content = {key: value for key, value in document.items() if key != DOCUMENT_HASH_FIELD}
+    canonical = json.dumps(
+        content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _first_present(source: Mapping[str, Any] | None, *keys: str) -> Any:
+    if not source:
+        return None
+    for key in keys:
+        value = source.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _group_count(group: Mapping[str, Any] | None, *keys: str) -> int:
+    """A group's offer or marketplace count; an ungrouped offer is a group of one."""
+    count = _optional_int(_first_present(group, *keys), keys[0])
+    return count if count and count > 0 else 1
+
+
+def _required_text(row: Mapping[str, Any], key: str) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DocumentError(f"offer has no {key}")
+    return str(value)
+
+
+def _required_int(row: Mapping[str, Any], key: str) -> int:
+    value = _optional_int(row.get(key), key)
+    if value is None:
+        raise DocumentError(f"offer has no {key}")
+    return value
+
+
+def _optional_int(value: Any, key: str) -> int | None:
+    """Integers pass; integral Decimals (DuckDB BIGINT/HUGEINT) are accepted; floats are not."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise DocumentError(f"{key} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    raise DocumentError(f"{key} must be an integer, got {value!r}")
+
+
+def _truncate(text: Any, limit: int) -> str | None:
+    if text is None:
+        return None
+    text = str(text)
+    return text if len(text) <= limit else text[:limit]
+
+
+def _rating(value: Any) -> float | None:
+    """Ratings are scores, not money: a float with two decimals keeps them filterable."""
+    if value is None:
+        return None
+    rating = round(float(Decimal(str(value))), 2)
+    if not 0 <= rating <= 5:
+        raise DocumentError(f"rating must be between 0 and 5, got {value!r}")
+    return rating
+
+
+def _unix_seconds(value: Any) -> int | None:
+    """Timestamps as integer unix seconds; naive datetimes are taken to be UTC."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise DocumentError(f"not a timestamp: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return int(moment.timestamp())
+    if isinstance(value, date):
+        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
+    if isinstance(value, str):
+        try:
+            return _unix_seconds(datetime.fromisoformat(value))
+        except ValueError as exc:
+            raise DocumentError(f"not a timestamp: {value!r}") from exc
+    raise DocumentError(f"not a timestamp: {value!r}")

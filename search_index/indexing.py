@@ -1,0 +1,343 @@
+"""Sending search documents to Meilisearch: incremental updates, or a zero-downtime rebuild.
+
+Incremental mode reads the `doc_hash` of every document the index holds and sends only documents
+whose hash differs (a changed price, group or FX rate changes the hash), then deletes the ids that
+disappeared. A full rebuild fills `<uid>_next` with today's settings and all documents, swaps it
+with the live index in one atomic step (searches never fail and never see a half-built index),
+and deletes the old one. A rebuild happens by itself when the index is missing or was built with
+other settings: the settings fingerprint of each index is kept in the small `onecart_meta` index.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import meilisearch
+from meilisearch.errors import MeilisearchApiError
+
+from onecart.settings import Settings, get_settings
+from search_index.documents import DOCUMENT_HASH_FIELD, compute_document_hash
+from search_index.settings import INDEX_SETTINGS, PRIMARY_KEY, settings_fingerprint
+
+META_INDEX_UID: Final = "onecart_meta"
+NEXT_INDEX_SUFFIX: Final = "_next"
+FETCH_PAGE_SIZE: Final = 10_000
+DELETE_BATCH_SIZE: Final = 10_000
+DEFAULT_TASK_TIMEOUT_SECONDS: Final = 900.0
+CLIENT_TIMEOUT_SECONDS: Final = 60
+
+Progress = Callable[[str], None]
+
+
+class IndexingError(RuntimeError):
+    """Meilisearch refused or failed an indexing task; the message carries its own error."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSyncResult:
+    """What one :func:`sync_index` call did, for asset metadata and logs.
+
+    `deleted` counts ids removed by an incremental sync; a rebuild replaces the whole index, so
+    documents that vanished with it are not counted there.
+    """
+
+    sent: int
+    deleted: int
+    unchanged: int
+    rebuilt: bool
+    task_uids: tuple[int, ...]
+    rebuild_reason: str | None = None
+
+
+def connect(settings: Settings | None = None) -> meilisearch.Client:
+    """A client for MEILI_URL with the master key (the pipeline writes; it needs full rights)."""
+    settings = settings or get_settings()
+    return meilisearch.Client(
+        settings.meili_url, settings.meili_master_key, timeout=CLIENT_TIMEOUT_SECONDS
+    )
+
+
+def sync_index(
+    client: meilisearch.Client,
+    index_uid: str,
+    documents: Iterable[Mapping[str, Any]],
+    *,
+    full_rebuild: bool = False,
+    batch_size: int = 5000,
+    progress: Progress | None = None,
+    task_timeout: float = DEFAULT_TASK_TIMEOUT_SECONDS,
+) -> IndexSyncResult:
+    """Make the index hold exactly `documents`, sending as little as possible.
+
+    Rebuilds (zero downtime) when asked, when the index is missing, or when its stored settings
+    fingerprint differs from :func:`settings_fingerprint`; otherwise sends only changed documents
+    and deletes the ones that disappeared. Returns after Meilisearch has processed every task, so
+    searches see the result; raises :class:`IndexingError` with Meilisearch's own error when a
+    task fails or outlives `task_timeout` seconds.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    report = progress or _ignore_progress
+    fingerprint = settings_fingerprint()
+    reason = _rebuild_reason(client, index_uid, fingerprint, full_rebuild)
+    if reason is not None:
+        report(f"{index_uid}: full rebuild ({reason})")
+        return _rebuild_index(
+            client,
+            index_uid,
+            documents,
+            fingerprint=fingerprint,
+            reason=reason,
+            batch_size=batch_size,
+            report=report,
+            task_timeout=task_timeout,
+        )
+    return _update_index(
+        client,
+        index_uid,
+        documents,
+        batch_size=batch_size,
+        report=report,
+        task_timeout=task_timeout,
+    )
+
+
+def index_exists(client: meilisearch.Client, index_uid: str) -> bool:
+    """True when Meilisearch has an index with this uid."""
+    try:
+        client.get_raw_index(index_uid)
+    except MeilisearchApiError as exc:
+        if exc.code == "index_not_found":
+            return False
+        raise
+    return True
+
+
+def stored_fingerprint(client: meilisearch.Client, index_uid: str) -> str | None:
+    """The settings fingerprint recorded when the index was last built, or None if unknown."""
+    try:
+        record = client.index(META_INDEX_UID).get_document(index_uid)
+    except MeilisearchApiError as exc:
+        if exc.code in {"index_not_found", "document_not_found"}:
+            return None
+        raise
+    return getattr(record, "settings_fingerprint", None)
+
+
+def wait_for_tasks(
+    client: meilisearch.Client,
+    task_uids: Iterable[int],
+    *,
+    timeout: float = DEFAULT_TASK_TIMEOUT_SECONDS,
+) -> None:
+    """Wait for each task in turn (Meilisearch runs them in order); raise on failure or timeout.
+
+    Each task gets its own `timeout`, so a long queue of large batches is not cut short by a
+    budget sized for one batch.
+    """
+    for task_uid in task_uids:
+        deadline = time.monotonic() + timeout
+        interval = 0.02
+        while True:
+            task = client.get_task(task_uid)
+            if task.status == "succeeded":
+                break
+            if task.status in {"failed", "canceled"}:
+                raise IndexingError(_describe_failed_task(task))
+            if time.monotonic() >= deadline:
+                raise IndexingError(
+                    f"Meilisearch task {task_uid} ({task.type} on {task.index_uid}) still "
+                    f"{task.status} after {timeout:.0f}s"
+                )
+            time.sleep(interval)
+            interval = min(interval * 2, 0.5)
+
+
+def _describe_failed_task(task: Any) -> str:
+    error = task.error or {}
+    return (
+        f"Meilisearch task {task.uid} ({task.type} on {task.index_uid}) {task.status}: "
+        f"{error.get('message', 'no error message')} "
+        f"[code={error.get('code')}, type={error.get('type')}, link={error.get('link')}]"
+    )
+
+
+def _ignore_progress(_message: str) -> None:
+    return None
+
+
+def _rebuild_reason(
+    client: meilisearch.Client, index_uid: str, fingerprint: str, full_rebuild: bool
+) -> str | None:
+    if full_rebuild:
+        return "requested"
+    if not index_exists(client, index_uid):
+        return "index missing"
+    if stored_fingerprint(client, index_uid) != fingerprint:
+        return "settings changed"
+    return None
+
+
+def _hashed_documents(documents: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Copy each document with a fresh `doc_hash`, so callers cannot send a stale one."""
+    for position, source in enumerate(documents):
+        document_id = source.get(PRIMARY_KEY)
+        if not isinstance(document_id, str) or not document_id:
+            raise IndexingError(f"document #{position} has no string {PRIMARY_KEY!r}: {source!r}")
+        document = dict(source)
+        document[DOCUMENT_HASH_FIELD] = compute_document_hash(document)
+        yield document
+
+
+def _send_batch(client: meilisearch.Client, index_uid: str, batch: list[dict[str, Any]]) -> int:
+    task = client.index(index_uid).add_documents(batch, primary_key=PRIMARY_KEY)
+    return task.task_uid
+
+
+def _rebuild_index(
+    client: meilisearch.Client,
+    index_uid: str,
+    documents: Iterable[Mapping[str, Any]],
+    *,
+    fingerprint: str,
+    reason: str,
+    batch_size: int,
+    report: Progress,
+    task_timeout: float,
+) -> IndexSyncResult:
+    next_uid = f"{index_uid}{NEXT_INDEX_SUFFIX}"
+    task_uids: list[int] = []
+
+    def run(task_uid: int) -> None:
+        task_uids.append(task_uid)
+        wait_for_tasks(client, [task_uid], timeout=task_timeout)
+
+    if index_exists(client, next_uid):
+        # Left over from an interrupted rebuild: start from a clean slate.
+        run(client.delete_index(next_uid).task_uid)
+    run(client.create_index(next_uid, {"primaryKey": PRIMARY_KEY}).task_uid)
+    run(client.index(next_uid).update_settings(dict(INDEX_SETTINGS)).task_uid)
+
+    sent = 0
+    batch_tasks: list[int] = []
+    batch: list[dict[str, Any]] = []
+    for document in _hashed_documents(documents):
+        batch.append(document)
+        if len(batch) >= batch_size:
+            batch_tasks.append(_send_batch(client, next_uid, batch))
+            sent += len(batch)
+            report(f"{next_uid}: {sent} documents sent")
+            batch = []
+    if batch:
+        batch_tasks.append(_send_batch(client, next_uid, batch))
+        sent += len(batch)
+    task_uids.extend(batch_tasks)
+    report(f"{next_uid}: waiting for {len(batch_tasks)} indexing tasks ({sent} documents)")
+    wait_for_tasks(client, batch_tasks, timeout=task_timeout)
+
+    if not index_exists(client, index_uid):
+        # Swapping needs both sides; an empty live index is replaced at once.
+        run(client.create_index(index_uid, {"primaryKey": PRIMARY_KEY}).task_uid)
+    run(client.swap_indexes([{"indexes": [index_uid, next_uid]}]).task_uid)
+    report(f"{index_uid}: swapped in the rebuilt index")
+    run(client.delete_index(next_uid).task_uid)
+    run(_record_fingerprint(client, index_uid, fingerprint))
+    return IndexSyncResult(
+        sent=sent,
+        deleted=0,
+        unchanged=0,
+        rebuilt=True,
+        task_uids=tuple(task_uids),
+        rebuild_reason=reason,
+    )
+
+
+def _record_fingerprint(client: meilisearch.Client, index_uid: str, fingerprint: str) -> int:
+    record = {
+        "id": index_uid,
+        "settings_fingerprint": fingerprint,
+        "built_at": int(time.time()),
+    }
+    return client.index(META_INDEX_UID).add_documents([record], primary_key="id").task_uid
+
+
+def fetch_document_hashes(client: meilisearch.Client, index_uid: str) -> dict[str, str | None]:
+    """Every document id the index holds with its `doc_hash` (None for documents without one)."""
+    index = client.index(index_uid)
+    hashes: dict[str, str | None] = {}
+    offset = 0
+    while True:
+        page = index.get_documents(
+            {
+                "fields": [PRIMARY_KEY, DOCUMENT_HASH_FIELD],
+                "limit": FETCH_PAGE_SIZE,
+                "offset": offset,
+            }
+        )
+        for document in page.results:
+            fields = dict(document)
+            hashes[str(fields[PRIMARY_KEY])] = fields.get(DOCUMENT_HASH_FIELD)
+        offset += len(page.results)
+        if not page.results or offset >= page.total:
+            return hashes
+
+
+def _update_index(
+    client: meilisearch.Client,
+    index_uid: str,
+    documents: Iterable[Mapping[str, Any]],
+    *,
+    batch_size: int,
+    report: Progress,
+    task_timeout: float,
+) -> IndexSyncResult:
+    existing = fetch_document_hashes(client, index_uid)
+    report(f"{index_uid}: {len(existing)} documents in the index")
+    seen: set[str] = set()
+    task_uids: list[int] = []
+    batch: list[dict[str, Any]] = []
+    sent = unchanged = 0
+    for document in _hashed_documents(documents):
+        document_id = document[PRIMARY_KEY]
+        repeated = document_id in seen
+        seen.add(document_id)
+        # A repeated id is always sent: the last occurrence must win, as in a rebuild.
+        if not repeated and existing.get(document_id) == document[DOCUMENT_HASH_FIELD]:
+            unchanged += 1
+            continue
+        batch.append(document)
+        if len(batch) >= batch_size:
+            task_uids.append(_send_batch(client, index_uid, batch))
+            sent += len(batch)
+            batch = []
+    if batch:
+        task_uids.append(_send_batch(client, index_uid, batch))
+        sent += len(batch)
+
+    gone = [document_id for document_id in existing if document_id not in seen]
+    for start in range(0, len(gone), DELETE_BATCH_SIZE):
+        task_uids.append(
+            _delete_documents(client, index_uid, gone[start : start + DELETE_BATCH_SIZE])
+        )
+    report(f"{index_uid}: {sent} changed, {len(gone)} removed, {unchanged} unchanged")
+    wait_for_tasks(client, task_uids, timeout=task_timeout)
+    return IndexSyncResult(
+        sent=sent,
+        deleted=len(gone),
+        unchanged=unchanged,
+        rebuilt=False,
+        task_uids=tuple(task_uids),
+    )
+
+
+def _delete_documents(client: meilisearch.Client, index_uid: str, ids: list[str]) -> int:
+    # The client flags deletion by ids as deprecated in favour of filters, but the server's
+    # delete-batch route is current and needs no filterable primary key.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message="The use of ids")
+        task = client.index(index_uid).delete_documents(list(ids))
+    return task.task_uid

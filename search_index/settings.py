@@ -1,0 +1,100 @@
+"""The `products` index configuration, declared once.
+
+Every process that creates or checks the index uses :data:`INDEX_SETTINGS`; its fingerprint is
+stored beside the index so a changed declaration triggers a zero-downtime rebuild instead of a
+slow in-place re-indexing that would leave searches on half-applied settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+PRIMARY_KEY: Final = "id"
+
+# Bump when the *shape* of documents changes (a new field, another id scheme) so existing
+# indexes are rebuilt even though the Meilisearch settings themselves stayed the same.
+DOCUMENT_SCHEMA_VERSION: Final = 1
+
+SEARCHABLE_ATTRIBUTES: Final = ("title", "brand", "model", "category", "description")
+FILTERABLE_ATTRIBUTES: Final = (
+    "marketplace",
+    "category",
+    "brand",
+    "price_usd_minor",
+    "rating",
+    "available",
+    "currency",
+    "group_id",
+    "group_size",
+    "gtin",
+)
+SORTABLE_ATTRIBUTES: Final = ("price_usd_minor", "rating", "updated_at", "rating_count")
+
+# Words shoppers use interchangeably. Each group is made mutual below: searching any member
+# finds documents that contain any other member (Meilisearch synonyms are one-way otherwise).
+SYNONYM_GROUPS: Final[tuple[tuple[str, ...], ...]] = (
+    ("tv", "television", "tvs", "televisions"),
+    ("phone", "smartphone", "mobile", "mobile phone", "cellphone"),
+    ("headphones", "earphones", "headset", "earbuds"),
+    ("laptop", "notebook"),
+    ("sneakers", "trainers", "running shoes"),
+    ("flask", "thermos", "insulated bottle", "vacuum flask"),
+    ("mug", "cup", "tumbler"),
+    ("speaker", "loudspeaker"),
+    ("smartwatch", "smart watch"),
+    ("backpack", "rucksack"),
+    ("coffee maker", "coffee machine"),
+    ("t-shirt", "tee", "tshirt"),
+    ("hoodie", "sweatshirt"),
+)
+
+
+def mutual_synonyms(groups: Iterable[Iterable[str]]) -> dict[str, list[str]]:
+    """Expand groups of interchangeable words into Meilisearch's one-way synonym map."""
+    synonyms: dict[str, set[str]] = {}
+    for group in groups:
+        words = [word.lower() for word in group]
+        for word in words:
+            synonyms.setdefault(word, set()).update(other for other in words if other != word)
+    return {word: sorted(others) for word, others in sorted(synonyms.items())}
+
+
+INDEX_SETTINGS: Final[Mapping[str, Any]] = {
+    "searchableAttributes": list(SEARCHABLE_ATTRIBUTES),
+    "filterableAttributes": list(FILTERABLE_ATTRIBUTES),
+    "sortableAttributes": list(SORTABLE_ATTRIBUTES),
+    "displayedAttributes": ["*"],
+    "rankingRules": ["words", "typo", "proximity", "attribute", "sort", "exactness"],
+    "typoTolerance": {
+        "enabled": True,
+        "minWordSizeForTypos": {"oneTypo": 5, "twoTypos": 9},
+        # Identifiers must match exactly: a one-character typo in a model number is another
+        # product, not a misspelling.
+        "disableOnNumbers": True,
+    },
+    "synonyms": mutual_synonyms(SYNONYM_GROUPS),
+    "faceting": {"maxValuesPerFacet": 200, "sortFacetValuesBy": {"*": "count"}},
+    "pagination": {"maxTotalHits": 10_000},
+}
+
+
+def settings_fingerprint(settings: Mapping[str, Any] = INDEX_SETTINGS) -> str:
+    """A stable hash of the declared settings and document schema, stored beside the index.
+
+    Comparing it with the stored one tells the indexer whether the live index was built with
+    today's declaration; JSON with sorted keys keeps it independent of dict ordering.
+    """
+    canonical = json.dumps(
+        {
+            "settings": settings,
+            "primary_key": PRIMARY_KEY,
+            "document_schema": DOCUMENT_SCHEMA_VERSION,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

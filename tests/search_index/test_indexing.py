@@ -1,0 +1,315 @@
+"""Indexing against the real Meilisearch server: settings, rebuilds, incremental updates, search."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import meilisearch
+import pytest
+
+from search_index.documents import build_document
+from search_index.indexing import (
+    META_INDEX_UID,
+    IndexingError,
+    connect,
+    fetch_document_hashes,
+    index_exists,
+    stored_fingerprint,
+    sync_index,
+)
+from search_index.settings import (
+    FILTERABLE_ATTRIBUTES,
+    SEARCHABLE_ATTRIBUTES,
+    SORTABLE_ATTRIBUTES,
+    settings_fingerprint,
+)
+
+FX = {"EUR": Decimal("0.92"), "KES": Decimal("129.50")}
+MARKETPLACES = {
+    "shopwave": {"slug": "shopwave", "name": "ShopWave", "logo": "/static/logos/shopwave.svg"},
+    "kiondo": {"slug": "kiondo", "name": "Kiondo Market", "logo": "/static/logos/kiondo.svg"},
+    "bazaar": {"slug": "bazaar", "name": "Bazaar", "logo": "/static/logos/bazaar.svg"},
+}
+TITLES = [
+    ("Sony WH-1000XM5 Wireless Headphones", "headphones", "Sony"),
+    ("Hisense 65-inch 4K UHD Smart TV", "televisions", "Hisense"),
+    ("Asics Gel-Contend 8 Running Shoes", "running shoes", "Asics"),
+    ("Thermos Stainless King Vacuum Flask 470ml", "flasks", "Thermos"),
+    ("Lenovo IdeaPad Slim 5 Notebook", "laptops", "Lenovo"),
+    ("Tecno Spark 20 Smartphone 128GB", "smartphones", "Tecno"),
+    ("Contigo West Loop Travel Mug", "mugs", "Contigo"),
+    ("JBL Flip 6 Portable Speaker", "speakers", "JBL"),
+]
+
+
+@pytest.fixture
+def client(meili_server: str) -> meilisearch.Client:
+    return connect()
+
+
+@pytest.fixture
+def index_uid(client: meilisearch.Client) -> Iterator[str]:
+    """A fresh index uid per test; the index, its rebuild twin and its meta record go after."""
+    uid = f"test_{uuid.uuid4().hex[:12]}"
+    yield uid
+    for leftover in (uid, f"{uid}_next"):
+        if index_exists(client, leftover):
+            client.wait_for_task(client.delete_index(leftover).task_uid, timeout_in_ms=30_000)
+    if index_exists(client, META_INDEX_UID):
+        meta = client.index(META_INDEX_UID)
+        client.wait_for_task(meta.delete_document(uid).task_uid, timeout_in_ms=30_000)
+
+
+def make_offer(
+    number: int,
+    *,
+    marketplace: str = "shopwave",
+    price_minor: int | None = None,
+    currency: str = "USD",
+    title: str | None = None,
+) -> dict[str, Any]:
+    default_title, category, brand = TITLES[number % len(TITLES)]
+    return {
+        "marketplace": marketplace,
+        "external_id": str(number),
+        "title": title or f"{default_title} #{number}",
+        "description": f"{default_title}, offer {number}.",
+        "price_minor": price_minor if price_minor is not None else 1_000 + 37 * number,
+        "currency": currency,
+        "image_url": None,
+        "product_url": None,
+        "category": category,
+        "brand": brand,
+        "model": f"M-{number}",
+        "gtin": None,
+        "rating": Decimal("4.10"),
+        "rating_count": number,
+        "available": number % 5 != 0,
+        "content_hash": f"hash-{number}",
+        "updated_at": datetime(2026, 11, 1, tzinfo=UTC),
+    }
+
+
+def to_document(
+    offer: dict[str, Any], *, fx: dict[str, Decimal] = FX, group: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return build_document(
+        offer,
+        marketplace=MARKETPLACES[offer["marketplace"]],
+        group=group,
+        fx_usd_rates=fx,
+        history=None,
+    )
+
+
+def search_titles(client: meilisearch.Client, uid: str, query: str, **params: Any) -> list[str]:
+    return [hit["title"] for hit in client.index(uid).search(query, params or None)["hits"]]
+
+
+def received_documents(client: meilisearch.Client, task_uids: tuple[int, ...]) -> int:
+    """How many documents Meilisearch actually received in the given tasks."""
+    total = 0
+    for task_uid in task_uids:
+        task = client.get_task(task_uid)
+        if task.type == "documentAdditionOrUpdate":
+            total += (task.details or {}).get("receivedDocuments", 0)
+    return total
+
+
+def test_first_sync_builds_the_index_with_the_contract_settings(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    documents = [to_document(make_offer(n)) for n in range(20)]
+    result = sync_index(client, index_uid, documents)
+
+    assert result.rebuilt and result.rebuild_reason == "index missing"
+    assert result.sent == 20
+    live = client.index(index_uid).get_settings()
+    assert live["searchableAttributes"] == list(SEARCHABLE_ATTRIBUTES)
+    assert set(live["filterableAttributes"]) == set(FILTERABLE_ATTRIBUTES)
+    assert set(live["sortableAttributes"]) == set(SORTABLE_ATTRIBUTES)
+    assert live["typoTolerance"]["enabled"] is True
+    assert "television" in live["synonyms"]["tv"]
+    assert live["faceting"]["maxValuesPerFacet"] >= 200
+    assert live["pagination"]["maxTotalHits"] == 10_000
+    assert live["displayedAttributes"] == ["*"]
+    assert client.get_raw_index(index_uid)["primaryKey"] == "id"
+    assert stored_fingerprint(client, index_uid) == settings_fingerprint()
+    assert client.index(index_uid).get_stats().number_of_documents == 20
+    assert not index_exists(client, f"{index_uid}_next")
+
+
+def test_full_rebuild_swaps_while_searches_keep_succeeding(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    sync_index(client, index_uid, [to_document(make_offer(n)) for n in range(400)])
+    replacement = [
+        to_document(make_offer(n, title=f"Sony Headphones rebuilt {n}")) for n in range(1000, 1600)
+    ]
+    failures: list[BaseException] = []
+    empty_results = 0
+    searches = 0
+    stop = threading.Event()
+
+    def search_continuously() -> None:
+        nonlocal empty_results, searches
+        reader = connect()
+        while not stop.is_set():
+            try:
+                hits = reader.index(index_uid).search("sony headphones")["hits"]
+            except Exception as exc:  # any failure at all is what this test looks for
+                failures.append(exc)
+                continue
+            searches += 1
+            empty_results += not hits
+
+    searcher = threading.Thread(target=search_continuously)
+    searcher.start()
+    try:
+        result = sync_index(client, index_uid, replacement, full_rebuild=True, batch_size=100)
+    finally:
+        stop.set()
+        searcher.join()
+
+    assert result.rebuilt and result.rebuild_reason == "requested"
+    assert result.sent == 600
+    assert failures == []
+    assert searches > 0
+    assert empty_results == 0
+    ids = set(fetch_document_hashes(client, index_uid))
+    assert ids == {document["id"] for document in replacement}
+    assert not index_exists(client, f"{index_uid}_next")
+
+
+def test_incremental_sync_sends_only_changed_documents_and_deletes_removed_ones(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    offers = [make_offer(n) for n in range(50)]
+    sync_index(client, index_uid, [to_document(offer) for offer in offers])
+
+    offers[3]["price_minor"] += 100  # a price change
+    offers[4]["title"] = "Sony WH-1000XM5 Headphones Black"  # a content change
+    removed = {offers.pop(10)["external_id"], offers.pop(20)["external_id"]}
+    offers.append(make_offer(99))  # a new offer
+    group = {"group_id": "g-00000000000000aa", "group_size": 2, "group_marketplaces": 2}
+    documents = [to_document(o, group=group if o["external_id"] == "7" else None) for o in offers]
+
+    result = sync_index(client, index_uid, documents)
+
+    assert not result.rebuilt
+    assert (result.sent, result.deleted, result.unchanged) == (4, 2, 45)
+    assert received_documents(client, result.task_uids) == 4
+    held = fetch_document_hashes(client, index_uid)
+    assert held == {document["id"]: document["doc_hash"] for document in documents}
+    assert not {f"shopwave--{external_id}" for external_id in removed} & set(held)
+    changed = client.index(index_uid).get_document("shopwave--3")
+    assert changed.price_minor == offers[3]["price_minor"]
+    assert client.index(index_uid).get_document("shopwave--7").group_id == "g-00000000000000aa"
+
+    again = sync_index(client, index_uid, documents)
+    assert (again.sent, again.deleted, again.unchanged) == (0, 0, 49)
+    assert again.task_uids == ()
+
+
+def test_an_fx_rate_change_resends_only_offers_in_that_currency(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    offers = [
+        make_offer(n, marketplace="kiondo", currency="KES", price_minor=450_000 + n)
+        for n in range(5)
+    ]
+    offers += [make_offer(n, marketplace="bazaar", currency="EUR") for n in range(5, 10)]
+    sync_index(client, index_uid, [to_document(offer) for offer in offers])
+
+    moved = {**FX, "KES": Decimal("131.25")}
+    result = sync_index(client, index_uid, [to_document(offer, fx=moved) for offer in offers])
+
+    assert (result.sent, result.unchanged) == (5, 5)
+    document = client.index(index_uid).get_document("kiondo--0")
+    assert document.price_usd_minor == to_document(offers[0], fx=moved)["price_usd_minor"]
+
+
+def test_a_settings_fingerprint_mismatch_triggers_a_rebuild(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    documents = [to_document(make_offer(n)) for n in range(10)]
+    sync_index(client, index_uid, documents)
+    meta = client.index(META_INDEX_UID)
+    stale = {"id": index_uid, "settings_fingerprint": "built-with-older-settings"}
+    client.wait_for_task(meta.add_documents([stale]).task_uid, timeout_in_ms=30_000)
+
+    result = sync_index(client, index_uid, documents)
+
+    assert result.rebuilt and result.rebuild_reason == "settings changed"
+    assert stored_fingerprint(client, index_uid) == settings_fingerprint()
+    assert client.index(index_uid).get_stats().number_of_documents == 10
+
+
+def test_a_failed_task_raises_with_meilisearch_error(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    sync_index(client, index_uid, [to_document(make_offer(1))])
+    broken = {**to_document(make_offer(2)), "id": "not a valid id!"}
+
+    with pytest.raises(IndexingError, match="invalid_document_id"):
+        sync_index(client, index_uid, [broken])
+
+
+def test_typo_tolerance_finds_headphones_for_hedphones(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    sync_index(client, index_uid, [to_document(make_offer(n)) for n in range(8)])
+    assert search_titles(client, index_uid, "hedphones") == [
+        "Sony WH-1000XM5 Wireless Headphones #0"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("television", "Hisense 65-inch 4K UHD Smart TV #1"),
+        ("sneakers", "Asics Gel-Contend 8 Running Shoes #2"),
+        ("insulated bottle", "Thermos Stainless King Vacuum Flask 470ml #3"),
+        ("laptop", "Lenovo IdeaPad Slim 5 Notebook #4"),
+        ("mobile", "Tecno Spark 20 Smartphone 128GB #5"),
+        ("earphones", "Sony WH-1000XM5 Wireless Headphones #0"),
+        ("cup", "Contigo West Loop Travel Mug #6"),
+    ],
+)
+def test_synonyms_find_the_words_stores_use(
+    client: meilisearch.Client, index_uid: str, query: str, expected: str
+) -> None:
+    documents = [to_document(make_offer(n)) for n in range(8)]
+    for document in documents:
+        document["description"] = None  # titles only: the synonym must do the matching
+    sync_index(client, index_uid, documents)
+    assert expected in search_titles(client, index_uid, query)
+
+
+def test_filters_and_sort_use_the_usd_price_across_currencies(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    offers = [
+        make_offer(1, marketplace="shopwave", currency="USD", price_minor=2_500),
+        make_offer(2, marketplace="kiondo", currency="KES", price_minor=259_000),  # ≈ $20.00
+        make_offer(3, marketplace="bazaar", currency="EUR", price_minor=2_760),  # ≈ $30.00
+        make_offer(4, marketplace="bazaar", currency="EUR", price_minor=9_200),  # ≈ $100.00
+        make_offer(5, marketplace="kiondo", currency="KES", price_minor=64_750),  # ≈ $5.00
+    ]
+    documents = [to_document(offer) for offer in offers]
+    sync_index(client, index_uid, documents)
+
+    hits = client.index(index_uid).search(
+        "", {"filter": "price_usd_minor < 5000", "sort": ["price_usd_minor:asc"]}
+    )["hits"]
+    assert [hit["id"] for hit in hits] == ["kiondo--5", "kiondo--2", "shopwave--1", "bazaar--3"]
+    assert [hit["price_usd_minor"] for hit in hits] == [500, 2000, 2500, 3000]
+    descending = client.index(index_uid).search(
+        "", {"filter": "currency = EUR AND available = true", "sort": ["price_usd_minor:desc"]}
+    )["hits"]
+    assert [hit["id"] for hit in descending] == ["bazaar--4", "bazaar--3"]

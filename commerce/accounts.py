@@ -1,0 +1,307 @@
+"""Accounts: registration, authentication, password changes and profile edits.
+
+Passwords are hashed with argon2id (argon2-cffi); a hash made with weaker parameters than the
+current ones is upgraded at the next successful login. Services flush but never commit: the
+caller (a view, a CLI command) owns the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from commerce.models import User, new_session_nonce, utc_now
+from onecart.money import is_iso_currency
+
+PASSWORD_MIN_LENGTH = 10
+PASSWORD_MAX_LENGTH = 128
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,39}$")
+PHONE_PATTERN = re.compile(r"^\+?[0-9 ()./-]{6,24}$")
+NAME_MAX_LENGTH = 80
+# A few of the most common passwords that pass the length rule; the point is the obvious ones.
+COMMON_PASSWORDS = frozenset(
+    {
+        "password123",
+        "password1234",
+        "1234567890",
+        "12345678910",
+        "qwertyuiop",
+        "qwerty12345",
+        "iloveyou123",
+        "letmein1234",
+        "welcome123",
+        "admin12345",
+        "abc1234567",
+        "passw0rd123",
+        "onecart123",
+        "onecart1234",
+    }
+)
+
+_hasher = PasswordHasher()
+# Verified against when the login names nobody, so "no such user" takes as long as "wrong password".
+_DUMMY_HASH = _hasher.hash("onecart-timing-equalizer")
+
+
+class AccountError(ValueError):
+    """Input that cannot be accepted; `errors` maps a form field name to its messages."""
+
+    def __init__(self, errors: Mapping[str, list[str]]) -> None:
+        self.errors: dict[str, list[str]] = {field: list(msgs) for field, msgs in errors.items()}
+        super().__init__("; ".join(f"{f}: {' '.join(m)}" for f, m in self.errors.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChanges:
+    """The editable profile fields, as the profile form submits them."""
+
+    first_name: str
+    last_name: str
+    email: str
+    phone_number: str | None
+    display_currency: str
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of `password` with the current parameters."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True when `password` matches; a damaged hash counts as no match, never as an error."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def normalize_email(email: str) -> str:
+    """The address as stored: syntax-checked (no DNS lookups) and lower-cased.
+
+    Raises AccountError on the `email` field when the address is not valid.
+    """
+    try:
+        validated = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise AccountError({"email": [str(exc)]}) from exc
+    return validated.normalized.lower()
+
+
+def password_problems(password: str, *, username: str = "", email: str = "") -> list[str]:
+    """Every reason `password` is too weak (empty when it is acceptable)."""
+    problems: list[str] = []
+    if len(password) < PASSWORD_MIN_LENGTH:
+        problems.append(f"Use at least {PASSWORD_MIN_LENGTH} characters.")
+    if len(password) > PASSWORD_MAX_LENGTH:
+        problems.append(f"Use at most {PASSWORD_MAX_LENGTH} characters.")
+    has_letter = any(ch.isalpha() for ch in password)
+    has_other = any(not ch.isalpha() for ch in password)
+    if not (has_letter and has_other):
+        problems.append("Mix letters with digits or symbols.")
+    lowered = password.lower()
+    if lowered in COMMON_PASSWORDS or len(set(password)) < 4:
+        problems.append("This password is too easy to guess.")
+    local_part = email.split("@", 1)[0].lower()
+    if (username and username.lower() in lowered) or (
+        len(local_part) >= 4 and local_part in lowered
+    ):
+        problems.append("Don't include your username or e-mail address.")
+    return problems
+
+
+def _username_taken(session: Session, username: str, *, except_user_id: int | None = None) -> bool:
+    query = sa.select(User.id).where(sa.func.lower(User.username) == username.lower())
+    if except_user_id is not None:
+        query = query.where(User.id != except_user_id)
+    return session.scalar(query.limit(1)) is not None
+
+
+def _email_taken(session: Session, email: str, *, except_user_id: int | None = None) -> bool:
+    query = sa.select(User.id).where(User.email == email)
+    if except_user_id is not None:
+        query = query.where(User.id != except_user_id)
+    return session.scalar(query.limit(1)) is not None
+
+
+def _check_name(errors: dict[str, list[str]], field: str, value: str) -> None:
+    if len(value) > NAME_MAX_LENGTH:
+        errors.setdefault(field, []).append(f"Use at most {NAME_MAX_LENGTH} characters.")
+
+
+def _check_phone(errors: dict[str, list[str]], phone_number: str | None) -> None:
+    if phone_number and not PHONE_PATTERN.match(phone_number):
+        errors.setdefault("phone_number", []).append(
+            "Enter a phone number with digits, spaces and an optional leading +."
+        )
+
+
+def register_user(
+    session: Session,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    first_name: str = "",
+    last_name: str = "",
+    phone_number: str | None = None,
+    is_admin: bool = False,
+) -> User:
+    """Create an account after checking every rule; AccountError lists all problems at once.
+
+    The username keeps its case but is unique regardless of case; the e-mail is stored
+    lower-case. Flushes so the caller gets an id; the caller commits.
+    """
+    username = username.strip()
+    first_name, last_name = first_name.strip(), last_name.strip()
+    phone_number = (phone_number or "").strip() or None
+    errors: dict[str, list[str]] = {}
+    if not USERNAME_PATTERN.match(username):
+        errors["username"] = [
+            "Use 3–40 letters, digits, '.', '_' or '-', starting with a letter or digit."
+        ]
+    elif _username_taken(session, username):
+        errors["username"] = ["This username is already taken."]
+    normalized_email = ""
+    try:
+        normalized_email = normalize_email(email)
+    except AccountError as exc:
+        errors.update(exc.errors)
+    else:
+        if _email_taken(session, normalized_email):
+            errors["email"] = ["An account with this e-mail address already exists."]
+    problems = password_problems(password, username=username, email=normalized_email or email)
+    if problems:
+        errors["password"] = problems
+    _check_name(errors, "first_name", first_name)
+    _check_name(errors, "last_name", last_name)
+    _check_phone(errors, phone_number)
+    if errors:
+        raise AccountError(errors)
+    user = User(
+        username=username,
+        email=normalized_email,
+        password_hash=hash_password(password),
+        first_name=first_name,
+        last_name=last_name,
+        phone_number=phone_number,
+        is_admin=is_admin,
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent sign-up won the race for the name or address
+        session.rollback()
+        raise AccountError(
+            {"username": ["This username or e-mail address was just taken."]}
+        ) from exc
+    return user
+
+
+def find_user_by_login(session: Session, login: str) -> User | None:
+    """The user whose username (any case) or e-mail address is `login`."""
+    login = login.strip()
+    if not login:
+        return None
+    if "@" in login:
+        return session.scalar(sa.select(User).where(User.email == login.lower()))
+    return session.scalar(sa.select(User).where(sa.func.lower(User.username) == login.lower()))
+
+
+def login_account_key(session: Session, login: str) -> str:
+    """The rate limiter's account key: the user's id when the login names one (so switching
+    between username and e-mail earns no extra attempts), else a hash of the login text."""
+    user = find_user_by_login(session, login)
+    if user is not None:
+        return f"user:{user.id}"
+    digest = hashlib.sha256(login.strip().lower().encode()).hexdigest()[:32]
+    return f"login:{digest}"
+
+
+def authenticate(session: Session, login: str, password: str) -> User | None:
+    """The user when `login` (username or e-mail) and `password` match, else None.
+
+    On success records last_login and upgrades the hash if the argon2 parameters changed.
+    """
+    user = find_user_by_login(session, login)
+    if user is None:
+        verify_password(_DUMMY_HASH, password)
+        return None
+    if not verify_password(user.password_hash, password):
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login = utc_now()
+    session.flush()
+    return user
+
+
+def change_password(
+    session: Session, user: User, *, current_password: str, new_password: str
+) -> None:
+    """Replace the password after proving the current one; signs out the user's other sessions.
+
+    (The session nonce in the login cookie rotates; the caller logs the current browser in again.)
+    """
+    errors: dict[str, list[str]] = {}
+    if not verify_password(user.password_hash, current_password):
+        errors["current_password"] = ["Your current password is not correct."]
+    problems = password_problems(new_password, username=user.username, email=user.email)
+    if problems:
+        errors["new_password"] = problems
+    elif verify_password(user.password_hash, new_password):
+        errors["new_password"] = ["Choose a password different from the current one."]
+    if errors:
+        raise AccountError(errors)
+    user.password_hash = hash_password(new_password)
+    user.session_nonce = new_session_nonce()
+    session.flush()
+
+
+def update_profile(session: Session, user: User, changes: ProfileChanges) -> User:
+    """Apply profile edits after checking them all; AccountError lists every problem."""
+    errors: dict[str, list[str]] = {}
+    first_name, last_name = changes.first_name.strip(), changes.last_name.strip()
+    phone_number = (changes.phone_number or "").strip() or None
+    _check_name(errors, "first_name", first_name)
+    _check_name(errors, "last_name", last_name)
+    _check_phone(errors, phone_number)
+    email = user.email
+    try:
+        email = normalize_email(changes.email)
+    except AccountError as exc:
+        errors.update(exc.errors)
+    else:
+        if _email_taken(session, email, except_user_id=user.id):
+            errors["email"] = ["An account with this e-mail address already exists."]
+    currency = changes.display_currency.strip().upper()
+    if not is_iso_currency(currency):
+        errors["display_currency"] = ["Choose a currency from the list."]
+    if errors:
+        raise AccountError(errors)
+    user.first_name = first_name
+    user.last_name = last_name
+    user.phone_number = phone_number
+    user.email = email
+    user.display_currency = currency
+    session.flush()
+    return user
+
+
+def load_user_by_session_id(session: Session, session_id: str) -> User | None:
+    """The user behind a login cookie's `<id>.<nonce>`; None once the nonce has been rotated."""
+    user_id_text, _, nonce = session_id.partition(".")
+    if not user_id_text.isdigit() or not nonce:
+        return None
+    user = session.get(User, int(user_id_text))
+    if user is None or user.session_nonce != nonce:
+        return None
+    return user

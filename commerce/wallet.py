@@ -1,0 +1,184 @@
+"""The wallet: an append-only ledger per user; the balance is the sum of its lines.
+
+Every line is in the user's wallet currency and references its cause; (kind, reference) is
+unique, so retrying a top-up, payment or refund with the same reference never counts twice.
+There is no cached balance column: :func:`wallet_balance` sums the ledger (indexed by user).
+Amounts are integer minor units. Services flush; the caller commits.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from commerce.models import User, WalletEntry, WalletEntryKind
+from onecart.money import Money, MoneyError, from_minor_units, to_minor_units
+
+# The largest single top-up, in major units of the wallet currency (a demo-sized limit).
+TOPUP_LIMIT_MAJOR = Decimal("10000")
+# The sandbox "payment provider" used in the demo; real providers come with the payments issue.
+SANDBOX_PROVIDER = "sandbox"
+
+
+class WalletError(ValueError):
+    """A wallet operation that cannot happen, with a message fit for the shopper."""
+
+
+class InsufficientFunds(WalletError):
+    """The balance does not cover a payment."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpReceipt:
+    """What a top-up produced; `created` is False when the reference had already been used."""
+
+    entry: WalletEntry
+    created: bool
+
+
+def new_topup_reference() -> str:
+    """A fresh reference for one top-up form; resubmitting the same form reuses it."""
+    return f"{SANDBOX_PROVIDER}-topup-{secrets.token_urlsafe(12)}"
+
+
+def topup_limit(currency: str) -> Money:
+    """The largest single top-up in `currency`."""
+    return Money(to_minor_units(TOPUP_LIMIT_MAJOR, currency), currency)
+
+
+def wallet_balance(session: Session, user: User) -> Money:
+    """The balance: the sum of the user's ledger lines, in the wallet currency."""
+    total = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(WalletEntry.amount_minor), 0)).where(
+            WalletEntry.user_id == user.id, WalletEntry.currency == user.wallet_currency
+        )
+    )
+    return Money(int(total or 0), user.wallet_currency)
+
+
+def list_wallet_entries(session: Session, user: User, *, limit: int = 50) -> list[WalletEntry]:
+    """The user's newest ledger lines first."""
+    return list(
+        session.scalars(
+            sa.select(WalletEntry)
+            .where(WalletEntry.user_id == user.id)
+            .order_by(WalletEntry.created_at.desc(), WalletEntry.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def _existing_entry(session: Session, kind: WalletEntryKind, reference: str) -> WalletEntry | None:
+    return session.scalar(
+        sa.select(WalletEntry).where(WalletEntry.kind == kind, WalletEntry.reference == reference)
+    )
+
+
+def _lock_user(session: Session, user: User) -> None:
+    """Serialize balance-changing writes for one user (row lock on PostgreSQL; SQLite serializes
+    writers anyway)."""
+    session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
+
+
+def record_wallet_entry(
+    session: Session,
+    user: User,
+    *,
+    kind: WalletEntryKind,
+    amount: Money,
+    reference: str,
+    description: str = "",
+) -> TopUpReceipt:
+    """Append one ledger line, or return the earlier line with the same (kind, reference).
+
+    A repeat must match the first line's user and amount; anything else is a WalletError rather
+    than a silent second movement of money. Payments are negative amounts and may not take the
+    balance below zero.
+    """
+    if amount.currency != user.wallet_currency:
+        raise WalletError(f"The wallet holds {user.wallet_currency}, not {amount.currency}.")
+    if not reference:
+        raise WalletError("A wallet entry needs a reference to its cause.")
+    existing = _existing_entry(session, kind, reference)
+    if existing is not None:
+        if existing.user_id != user.id or existing.amount_minor != amount.minor:
+            raise WalletError(f"Reference {reference!r} was already used for a different {kind}.")
+        return TopUpReceipt(entry=existing, created=False)
+    _lock_user(session, user)
+    if amount.minor < 0 and wallet_balance(session, user).minor + amount.minor < 0:
+        raise InsufficientFunds("Your wallet balance does not cover this payment.")
+    entry = WalletEntry(
+        user_id=user.id,
+        kind=kind,
+        amount_minor=amount.minor,
+        currency=amount.currency,
+        reference=reference,
+        description=description,
+    )
+    session.add(entry)
+    session.flush()
+    return TopUpReceipt(entry=entry, created=True)
+
+
+def top_up(session: Session, user: User, amount: Decimal, *, reference: str) -> TopUpReceipt:
+    """Add money to the wallet through the sandbox payment (the demo's only provider).
+
+    `amount` is in major units of the wallet currency, positive and at most the limit.
+    """
+    currency = user.wallet_currency
+    try:
+        minor = to_minor_units(amount, currency)
+    except MoneyError as exc:
+        raise WalletError(f"Enter an amount in {currency} with at most its decimals.") from exc
+    if minor <= 0:
+        raise WalletError("Enter an amount greater than zero.")
+    limit = topup_limit(currency)
+    if minor > limit.minor:
+        raise WalletError(f"A single top-up can be at most {limit.amount:,} {currency}.")
+    return record_wallet_entry(
+        session,
+        user,
+        kind=WalletEntryKind.TOPUP,
+        amount=Money(minor, currency),
+        reference=reference,
+        description="Top-up (sandbox payment)",
+    )
+
+
+def pay_from_wallet(session: Session, user: User, amount: Money, *, reference: str) -> TopUpReceipt:
+    """Debit `amount` (positive) for a purchase; InsufficientFunds when the balance is short."""
+    if amount.minor <= 0:
+        raise WalletError("A payment must be greater than zero.")
+    return record_wallet_entry(
+        session,
+        user,
+        kind=WalletEntryKind.PAYMENT,
+        amount=Money(-amount.minor, amount.currency),
+        reference=reference,
+        description="Payment",
+    )
+
+
+def refund_to_wallet(
+    session: Session, user: User, amount: Money, *, reference: str
+) -> TopUpReceipt:
+    """Credit `amount` (positive) back for a refunded purchase."""
+    if amount.minor <= 0:
+        raise WalletError("A refund must be greater than zero.")
+    return record_wallet_entry(
+        session,
+        user,
+        kind=WalletEntryKind.REFUND,
+        amount=amount,
+        reference=reference,
+        description="Refund",
+    )
+
+
+def format_wallet_amount(minor: int, currency: str) -> Decimal:
+    """The exact decimal amount of a ledger line, for templates."""
+    return from_minor_units(minor, currency)

@@ -47,10 +47,19 @@ MAX_DESCRIPTION_CHARS = 20_000
 class MarketplaceError(Exception):
     """Base of every error an adapter raises; `marketplace` names the slug."""
 
-    def __init__(self, message: str, *, marketplace: str = "", status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        marketplace: str = "",
+        status: int | None = None,
+        response_text: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.marketplace = marketplace
         self.status = status
+        # The marketplace's full error body, so adapters can surface its own message.
+        self.response_text = response_text
 
 
 class RateLimited(MarketplaceError):
@@ -398,19 +407,21 @@ class MarketplaceHttp:
 
     def _error_for(self, method: str, path: str, response: httpx.Response) -> MarketplaceError:
         status = response.status_code
-        message = f"{method} {path} -> {status}: {response.text[:200]}"
+        body = response.text
+        message = f"{method} {path} -> {status}: {body[:200]}"
         if status == 429:
             return RateLimited(
                 message,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 marketplace=self.slug,
                 status=status,
+                response_text=body,
             )
         if status == 404:
-            return NotFound(message, marketplace=self.slug, status=status)
+            return NotFound(message, marketplace=self.slug, status=status, response_text=body)
         if status in RETRYABLE_STATUSES or status >= 500:
-            return Transient(message, marketplace=self.slug, status=status)
-        return Rejected(message, marketplace=self.slug, status=status)
+            return Transient(message, marketplace=self.slug, status=status, response_text=body)
+        return Rejected(message, marketplace=self.slug, status=status, response_text=body)
 
 
 def decode_json(response: httpx.Response, *, marketplace: str) -> Any:

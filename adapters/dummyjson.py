@@ -1,0 +1,183 @@
+"""DummyJSON: `/products` paged with skip/limit/total, `/products/{id}` for live prices, and
+`/carts/add` for orders.
+
+Prices are JSON floats in the marketplace's configured currency (DummyJSON implies USD). Barcodes
+are 13 digits that often fail the EAN-13 checksum, so many offers carry no GTIN and are matched
+by brand and title instead. There is no product page: the URL is built from the product's id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from adapters.base import (
+    BadPayload,
+    Capability,
+    CatalogPage,
+    MarketplaceConfig,
+    NotFound,
+    Offer,
+    OrderRequest,
+    OrderStatus,
+    PlacedOrder,
+    Rejected,
+    parse_rating,
+)
+from adapters.fields import (
+    availability_from_word,
+    category_leaf,
+    description_text,
+    dig,
+    optional_count,
+    optional_int,
+    optional_text,
+    optional_url,
+    require_decimal_price,
+    require_external_id,
+    require_mapping,
+    require_title,
+)
+from adapters.gtin import normalize_gtin
+from adapters.http_adapter import HttpMarketplaceAdapter
+from onecart.money import MoneyError, parse_decimal, to_minor_units
+
+DEFAULT_CART_USER_ID = 1
+
+
+class DummyJsonAdapter(HttpMarketplaceAdapter):
+    """A DummyJSON-style store: catalog, live lookups and cart orders (no status, no cancel)."""
+
+    capabilities = frozenset({Capability.CATALOG, Capability.LIVE_OFFER, Capability.ORDER})
+
+    def __init__(
+        self,
+        config: MarketplaceConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(config, transport=transport, sleep=sleep)
+        # Never 0: DummyJSON reads limit=0 as "everything in one response".
+        self.page_size = max(1, config.page_size)
+        self.cart_user_id = int(config.options.get("cart_user_id", DEFAULT_CART_USER_ID))
+
+    # --- Catalog ----------------------------------------------------------------------------
+
+    def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
+        """`/products?limit=&skip=` until `skip` reaches `total` (ordered by id)."""
+        skip = 0
+        page = 1
+        while True:
+            body, _ = self.get_json("products", params={"limit": self.page_size, "skip": skip})
+            products = body.get("products") if isinstance(body, Mapping) else None
+            if not isinstance(products, list):
+                raise BadPayload(
+                    "bad_page", detail=f"skip={skip}: no 'products' list", marketplace=self.slug
+                )
+            if not products:
+                return
+            yield CatalogPage(records=products, page=page)
+            skip += len(products)
+            total = optional_int(body.get("total"))
+            if total is None:
+                if len(products) < self.page_size:
+                    return
+            elif skip >= total:
+                return
+            page += 1
+
+    def normalize_record(self, record: Mapping[str, Any]) -> Offer:
+        """One DummyJSON product as an Offer (price in the configured currency)."""
+        product = require_mapping(record, marketplace=self.slug)
+        external_id = require_external_id(product.get("id"), marketplace=self.slug)
+        title = require_title(product.get("title"), marketplace=self.slug)
+        currency = self.config.currency
+        price_minor = require_decimal_price(product.get("price"), currency, marketplace=self.slug)
+        stock = optional_count(product.get("stock"))
+        available = availability_from_word(product.get("availabilityStatus"))
+        if available is None:
+            available = stock is None or stock > 0
+        images = product.get("images")
+        return Offer(
+            marketplace=self.slug,
+            external_id=external_id,
+            title=title,
+            price_minor=price_minor,
+            currency=currency,
+            description=description_text(product.get("description")),
+            image_url=optional_url(product.get("thumbnail"))
+            or (optional_url(images[0]) if isinstance(images, list) and images else None),
+            product_url=f"{self.config.base_url.rstrip('/')}/products/{quote(external_id, safe='')}",
+            category=category_leaf(product.get("category")),
+            brand=optional_text(product.get("brand")),
+            model=None,
+            gtin=normalize_gtin(dig(product, "meta.barcode")),
+            sku=optional_text(product.get("sku")),
+            rating=parse_rating(product.get("rating")),
+            # `reviews` holds a few sample reviews, not the count behind `rating`: unknown.
+            rating_count=None,
+            available=available,
+            stock=stock,
+        )
+
+    # --- Live offer -------------------------------------------------------------------------
+
+    def lookup_offer(self, external_id: str) -> Offer:
+        """`/products/{id}` (404 -> NotFound)."""
+        body, _ = self.get_json(f"products/{quote(external_id, safe='')}")
+        if body is None:
+            raise NotFound(f"{self.slug}: product {external_id} not found", marketplace=self.slug)
+        return self.normalize_record(body)
+
+    # --- Orders -----------------------------------------------------------------------------
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        """`POST /carts/add` with the lines sorted by product id (DummyJSON matches quantities to
+        products in id order). The Idempotency-Key makes a retried placement return the same cart.
+        """
+        products = []
+        for line in sorted(
+            request.lines, key=lambda line: _product_id(line.external_id, self.slug)
+        ):
+            products.append(
+                {"id": _product_id(line.external_id, self.slug), "quantity": line.quantity}
+            )
+        body, _ = self.send_write(
+            "POST",
+            "carts/add",
+            json={"userId": self.cart_user_id, "products": products},
+            idempotency_key=request.idempotency_key,
+        )
+        if not isinstance(body, Mapping) or optional_text(body.get("id")) is None:
+            raise BadPayload(
+                "bad_response", detail="carts/add returned no cart id", marketplace=self.slug
+            )
+        total_minor: int | None
+        try:
+            total_minor = to_minor_units(parse_decimal(body.get("total")), self.config.currency)
+        except MoneyError:
+            total_minor = None
+        return PlacedOrder(
+            marketplace_order_id=str(body["id"]),
+            # A cart has no status: accepted is all DummyJSON ever says about it.
+            status=OrderStatus.PENDING,
+            total_minor=total_minor,
+            currency=self.config.currency if total_minor is not None else None,
+        )
+
+    def find_order(self, reference: str) -> PlacedOrder | None:
+        """Always None: a DummyJSON cart stores no external reference and cannot be searched, so
+        a lost placement cannot be reconciled here; the Idempotency-Key sent with every retry of
+        `place_order` is what prevents a duplicate cart."""
+        return None
+
+
+def _product_id(external_id: str, slug: str) -> int:
+    if not external_id.isdigit():
+        raise Rejected(f"{slug}: not a DummyJSON product id: {external_id!r}", marketplace=slug)
+    return int(external_id)

@@ -1,0 +1,137 @@
+"""What every HTTP marketplace adapter shares: its configuration, one MarketplaceHttp client,
+honest "unsupported" answers for what the format cannot do, and error translation for writes."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from adapters.base import (
+    Capability,
+    MarketplaceConfig,
+    MarketplaceHttp,
+    OrderRequest,
+    OrderState,
+    PlacedOrder,
+    Rejected,
+    unsupported,
+)
+from adapters.fields import decode_json_body, marketplace_message
+
+
+class HttpMarketplaceAdapter:
+    """Base of the format adapters: construction, credentials, lenient JSON, typed refusals.
+
+    Subclasses set `capabilities` and override what their format supports; everything else
+    raises Unsupported, which callers treat as "hand the shopper off to the marketplace".
+    """
+
+    capabilities: frozenset[Capability] = frozenset({Capability.CATALOG})
+
+    def __init__(
+        self,
+        config: MarketplaceConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.slug = config.slug
+        self.http = MarketplaceHttp(
+            config.slug, config.base_url, headers=headers, transport=transport, sleep=sleep
+        )
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self.http.close()
+
+    def __enter__(self) -> HttpMarketplaceAdapter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- Defaults: the capability is missing --------------------------------------------
+
+    def lookup_offer(self, external_id: str) -> Any:
+        """Formats without a per-product endpoint cannot re-check a price live."""
+        raise unsupported(self, Capability.LIVE_OFFER)
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        """Formats without an order API: the shopper completes the purchase on the marketplace."""
+        raise unsupported(self, Capability.ORDER)
+
+    def find_order(self, reference: str) -> PlacedOrder | None:
+        """Formats without an order API have no orders to find."""
+        raise unsupported(self, Capability.ORDER)
+
+    def order_status(self, marketplace_order_id: str) -> OrderState:
+        """Formats without order tracking."""
+        raise unsupported(self, Capability.TRACK)
+
+    def cancel_order(self, marketplace_order_id: str) -> OrderState:
+        """Formats without order cancellation."""
+        raise unsupported(self, Capability.CANCEL)
+
+    # --- Helpers for subclasses ---------------------------------------------------------
+
+    def require_api_key(self) -> str:
+        """The configured API key, or Rejected naming the environment variable to set."""
+        if not self.config.api_key:
+            where = self.config.api_key_env or "api_key_env in marketplaces.toml"
+            raise Rejected(
+                f"{self.slug}: no API key configured (set {where})", marketplace=self.slug
+            )
+        return self.config.api_key
+
+    def basic_auth_header(self) -> dict[str, str]:
+        """HTTP Basic credentials from an api key written "user:secret" (WooCommerce keys)."""
+        key = self.require_api_key()
+        if ":" not in key:
+            raise Rejected(
+                f"{self.slug}: the API key must be 'consumer_key:consumer_secret'",
+                marketplace=self.slug,
+            )
+        token = base64.b64encode(key.encode("utf-8")).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
+
+    def get_json(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[Any, httpx.Response]:
+        """GET with retries; the body decoded leniently, and the response for its headers."""
+        response = self.http.request("GET", path, params=params, headers=headers)
+        return decode_json_body(response, marketplace=self.slug), response
+
+    def send_write(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        idempotency_key: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[Any, httpx.Response]:
+        """A write with its idempotency key (the same on every retry); a refusal becomes
+        Rejected carrying the marketplace's own message."""
+        try:
+            response = self.http.request(
+                method, path, json=json, headers=headers, idempotency_key=idempotency_key
+            )
+        except Rejected as exc:
+            message = marketplace_message(exc.response_text) or str(exc)
+            raise Rejected(
+                f"{self.slug} refused {method} {path}: {message}",
+                marketplace=self.slug,
+                status=exc.status,
+                response_text=exc.response_text,
+            ) from exc
+        return decode_json_body(response, marketplace=self.slug), response

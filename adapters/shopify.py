@@ -1,0 +1,577 @@
+"""Shopify: the public storefront catalog (`/products.json`), the Admin REST product endpoint for
+live prices, and the Admin GraphQL API for orders (`orderCreate`, `order`, `orders`, `orderCancel`).
+
+Shopify sends no currency with storefront prices: the shop's currency is the marketplace's
+configured currency. Every order carries our reference as `sourceIdentifier`, so a placement that
+was retried after a timeout can be found again instead of being placed twice.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from adapters.base import (
+    BadPayload,
+    Capability,
+    CatalogPage,
+    MarketplaceConfig,
+    NotFound,
+    Offer,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    PlacedOrder,
+    RateLimited,
+    Rejected,
+    ShippingAddress,
+)
+from adapters.fields import (
+    category_leaf,
+    decode_json_body,
+    description_text,
+    optional_count,
+    optional_int,
+    optional_text,
+    optional_url,
+    reject,
+    require_decimal_price,
+    require_external_id,
+    require_mapping,
+    require_title,
+)
+from adapters.gtin import normalize_gtin
+from adapters.http_adapter import HttpMarketplaceAdapter
+from onecart.money import MoneyError, from_minor_units, parse_decimal, to_minor_units
+
+DEFAULT_API_VERSION = "2024-10"
+MAX_PAGE_SIZE = 250  # Shopify's cap on `limit`
+ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
+
+ORDER_FIELDS = """
+    id
+    name
+    sourceIdentifier
+    displayFinancialStatus
+    displayFulfillmentStatus
+    cancelledAt
+    totalPriceSet { shopMoney { amount currencyCode } }
+    fulfillments(first: 20) { status displayStatus trackingInfo { company number url } }
+"""
+
+ORDER_CREATE_MUTATION = """
+mutation OneCartOrderCreate($order: OrderCreateOrderInput!) {
+  orderCreate(order: $order) {
+    order {
+      id
+      name
+      sourceIdentifier
+      displayFinancialStatus
+      displayFulfillmentStatus
+      cancelledAt
+      totalPriceSet { shopMoney { amount currencyCode } }
+    }
+    userErrors { field message }
+  }
+}
+"""
+
+ORDER_QUERY = (
+    """
+query OneCartOrder($id: ID!) {
+  order(id: $id) {"""
+    + ORDER_FIELDS
+    + """  }
+}
+"""
+)
+
+ORDERS_BY_REFERENCE_QUERY = (
+    """
+query OneCartOrdersByReference($query: String!) {
+  orders(first: 10, query: $query) {
+    nodes {"""
+    + ORDER_FIELDS
+    + """    }
+  }
+}
+"""
+)
+
+ORDER_CANCEL_MUTATION = """
+mutation OneCartOrderCancel(
+  $orderId: ID!, $reason: OrderCancelReason!, $refund: Boolean!, $restock: Boolean!,
+  $notifyCustomer: Boolean
+) {
+  orderCancel(
+    orderId: $orderId, reason: $reason, refund: $refund, restock: $restock,
+    notifyCustomer: $notifyCustomer
+  ) {
+    job { id done }
+    orderCancelUserErrors { code field message }
+  }
+}
+"""
+
+# displayFulfillmentStatus -> our status, for orders that are neither cancelled nor delivered.
+FULFILLMENT_STATUS_MAP: Mapping[str, OrderStatus] = {
+    "UNFULFILLED": OrderStatus.PENDING,
+    "OPEN": OrderStatus.PENDING,
+    "SCHEDULED": OrderStatus.PENDING,
+    "ON_HOLD": OrderStatus.PENDING,
+    "REQUEST_DECLINED": OrderStatus.PENDING,
+    "IN_PROGRESS": OrderStatus.PROCESSING,
+    "PENDING_FULFILLMENT": OrderStatus.PROCESSING,
+    # Some items have shipped, others not yet: the sub-order as a whole is still being worked on.
+    "PARTIALLY_FULFILLED": OrderStatus.PROCESSING,
+    "FULFILLED": OrderStatus.SHIPPED,
+    # Items went back to stock: the order will not ship.
+    "RESTOCKED": OrderStatus.CANCELLED,
+}
+DELIVERED_SHIPMENT_STATUSES = frozenset({"DELIVERED", "PICKED_UP"})
+FAILED_SHIPMENT_STATUSES = frozenset({"FAILURE", "NOT_DELIVERED"})
+VOID_SHIPMENT_STATUSES = frozenset({"CANCELED", "CANCELLED", "LABEL_VOIDED"})
+VOID_FULFILLMENT_STATUSES = frozenset({"CANCELLED", "ERROR", "FAILURE"})
+
+_SEARCH_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def _active_fulfillments(order: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    fulfillments = order.get("fulfillments")
+    if isinstance(fulfillments, Mapping):  # connection shape: {"nodes": [...]}
+        fulfillments = fulfillments.get("nodes")
+    if not isinstance(fulfillments, list):
+        return []
+    return [
+        item
+        for item in fulfillments
+        if isinstance(item, Mapping)
+        and str(item.get("status") or "").upper() not in VOID_FULFILLMENT_STATUSES
+        and str(item.get("displayStatus") or "").upper() not in VOID_SHIPMENT_STATUSES
+    ]
+
+
+def map_shopify_order_status(order: Mapping[str, Any]) -> tuple[OrderStatus, str]:
+    """Our status and Shopify's own words for one order node.
+
+    Cancellation wins, then a full refund; then shipments: every live shipment delivered means
+    delivered, every one failed means failed; otherwise displayFulfillmentStatus decides
+    (UNFULFILLED pending, IN_PROGRESS processing, FULFILLED shipped).
+    """
+    fulfillment_status = str(order.get("displayFulfillmentStatus") or "").upper()
+    shipments = [
+        str(item.get("displayStatus") or "").upper() for item in _active_fulfillments(order)
+    ]
+    raw = "/".join([fulfillment_status or "UNKNOWN", *[s for s in shipments if s]])
+    if order.get("cancelledAt"):
+        return OrderStatus.CANCELLED, f"CANCELLED ({raw})"
+    if str(order.get("displayFinancialStatus") or "").upper() == "REFUNDED":
+        return OrderStatus.REFUNDED, f"REFUNDED ({raw})"
+    fully_fulfilled = fulfillment_status in ("FULFILLED", "")
+    if shipments and fully_fulfilled and all(s in DELIVERED_SHIPMENT_STATUSES for s in shipments):
+        return OrderStatus.DELIVERED, raw
+    if shipments and all(s in FAILED_SHIPMENT_STATUSES for s in shipments):
+        return OrderStatus.FAILED, raw
+    if not fulfillment_status and shipments:
+        return OrderStatus.SHIPPED, raw
+    return FULFILLMENT_STATUS_MAP.get(fulfillment_status, OrderStatus.PENDING), raw
+
+
+def _tracking(order: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(number, company, url) of the latest shipment that has a tracking number."""
+    found: tuple[str | None, str | None, str | None] = (None, None, None)
+    for fulfillment in _active_fulfillments(order):
+        infos = fulfillment.get("trackingInfo")
+        if isinstance(infos, Mapping):
+            infos = [infos]
+        if not isinstance(infos, list):
+            continue
+        for info in infos:
+            if isinstance(info, Mapping) and optional_text(info.get("number")):
+                found = (
+                    optional_text(info.get("number")),
+                    optional_text(info.get("company")),
+                    optional_url(info.get("url")),
+                )
+    return found
+
+
+def order_gid(marketplace_order_id: str) -> str:
+    """Shopify's global id for an order given either the gid or the bare numeric id."""
+    text = marketplace_order_id.strip()
+    return f"gid://shopify/Order/{text}" if text.isdigit() else text
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    parts = name.strip().split(None, 1)
+    if not parts:
+        return "", ""
+    return (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
+
+
+def _mailing_address(shipping: ShippingAddress) -> dict[str, str]:
+    first, last = _split_name(shipping.name)
+    address = {
+        "firstName": first,
+        "lastName": last,
+        "address1": shipping.line1,
+        "address2": shipping.line2,
+        "city": shipping.city,
+        "zip": shipping.postal_code,
+        "countryCode": shipping.country.upper(),
+        "phone": shipping.phone,
+    }
+    return {key: value for key, value in address.items() if value}
+
+
+def _variant_available(variant: Mapping[str, Any]) -> bool:
+    """Storefront variants say `available`; Admin variants say it through inventory fields."""
+    if isinstance(variant.get("available"), bool):
+        return variant["available"]
+    if (
+        variant.get("inventory_management") in (None, "")
+        or variant.get("inventory_policy") == "continue"
+    ):
+        return True
+    quantity = optional_int(variant.get("inventory_quantity"))
+    return quantity is None or quantity > 0
+
+
+class ShopifyAdapter(HttpMarketplaceAdapter):
+    """A Shopify shop: storefront catalog, Admin product lookups, GraphQL orders."""
+
+    capabilities = frozenset(
+        {
+            Capability.CATALOG,
+            Capability.LIVE_OFFER,
+            Capability.ORDER,
+            Capability.TRACK,
+            Capability.CANCEL,
+        }
+    )
+
+    def __init__(
+        self,
+        config: MarketplaceConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(config, transport=transport, sleep=sleep)
+        self.api_version = str(config.options.get("api_version", DEFAULT_API_VERSION))
+        self.page_size = max(1, min(config.page_size, MAX_PAGE_SIZE))
+        self._variant_ids: dict[str, str] = {}
+
+    # --- Catalog ----------------------------------------------------------------------------
+
+    def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
+        """`products.json` page by page until a short or empty page (Shopify's page order)."""
+        page = 1
+        while True:
+            body, _ = self.get_json("products.json", params={"limit": self.page_size, "page": page})
+            products = body.get("products") if isinstance(body, Mapping) else None
+            if not isinstance(products, list):
+                raise BadPayload(
+                    "bad_page", detail=f"page {page}: no 'products' list", marketplace=self.slug
+                )
+            if not products:
+                return
+            yield CatalogPage(records=products, page=page)
+            if len(products) < self.page_size:
+                return
+            page += 1
+
+    def normalize_record(self, record: Mapping[str, Any]) -> Offer:
+        """One Shopify product as an Offer: its first available variant sets price and stock."""
+        product = require_mapping(record, marketplace=self.slug)
+        external_id = require_external_id(product.get("id"), marketplace=self.slug)
+        title = require_title(product.get("title"), marketplace=self.slug)
+        variant = self._offered_variant(product)
+        currency = self.config.currency
+        price_minor = require_decimal_price(variant.get("price"), currency, marketplace=self.slug)
+        sku = optional_text(variant.get("sku"))
+        handle = optional_text(product.get("handle"))
+        return Offer(
+            marketplace=self.slug,
+            external_id=external_id,
+            title=title,
+            price_minor=price_minor,
+            currency=currency,
+            description=description_text(product.get("body_html")),
+            image_url=self._image_url(product),
+            product_url=(
+                f"{self.config.base_url.rstrip('/')}/products/{quote(handle, safe='')}"
+                if handle
+                else None
+            ),
+            category=category_leaf(product.get("product_type")),
+            brand=optional_text(product.get("vendor")),
+            model=sku,
+            gtin=normalize_gtin(variant.get("barcode")),
+            sku=sku,
+            rating=None,
+            rating_count=None,
+            available=_variant_available(variant),
+            stock=optional_count(variant.get("inventory_quantity")),
+        )
+
+    def _offered_variant(self, product: Mapping[str, Any]) -> Mapping[str, Any]:
+        variants = product.get("variants")
+        if not isinstance(variants, list) or not variants:
+            raise reject("missing_price", "product has no variants", marketplace=self.slug)
+        if not all(isinstance(variant, Mapping) for variant in variants):
+            raise reject("bad_record", "a variant is not an object", marketplace=self.slug)
+        for variant in variants:
+            if _variant_available(variant):
+                return variant
+        return variants[0]
+
+    @staticmethod
+    def _image_url(product: Mapping[str, Any]) -> str | None:
+        images = product.get("images")
+        if isinstance(images, list):
+            for image in images:
+                if isinstance(image, Mapping) and optional_url(image.get("src")):
+                    return optional_url(image.get("src"))
+        image = product.get("image")
+        return optional_url(image.get("src")) if isinstance(image, Mapping) else None
+
+    # --- Live offer -------------------------------------------------------------------------
+
+    def _admin_headers(self) -> dict[str, str]:
+        return {ACCESS_TOKEN_HEADER: self.require_api_key()}
+
+    def _admin_product(self, external_id: str) -> Mapping[str, Any]:
+        body, _ = self.get_json(
+            f"admin/api/{self.api_version}/products/{quote(external_id, safe='')}.json",
+            headers=self._admin_headers(),
+        )
+        product = body.get("product") if isinstance(body, Mapping) else None
+        if not isinstance(product, Mapping):
+            raise NotFound(f"{self.slug}: product {external_id} not found", marketplace=self.slug)
+        return product
+
+    def lookup_offer(self, external_id: str) -> Offer:
+        """The Admin API's current product: price and inventory as of now."""
+        return self.normalize_record(self._admin_product(external_id))
+
+    # --- Orders (Admin GraphQL) -------------------------------------------------------------
+
+    def _graphql(
+        self, query: str, variables: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Mapping[str, Any]:
+        path = f"admin/api/{self.api_version}/graphql.json"
+        payload = {"query": query, "variables": dict(variables)}
+        if idempotency_key:
+            body, _ = self.send_write(
+                "POST",
+                path,
+                json=payload,
+                idempotency_key=idempotency_key,
+                headers=self._admin_headers(),
+            )
+        else:
+            # A GraphQL read: POSTed, but safe to retry without an idempotency key.
+            response = self.http.request("POST", path, json=payload, headers=self._admin_headers())
+            body = decode_json_body(response, marketplace=self.slug)
+        if not isinstance(body, Mapping):
+            raise BadPayload(
+                "bad_response", detail="GraphQL body is not an object", marketplace=self.slug
+            )
+        errors = body.get("errors")
+        if errors:
+            messages = [
+                str(error.get("message")) if isinstance(error, Mapping) else str(error)
+                for error in (errors if isinstance(errors, list) else [errors])
+            ]
+            codes = {
+                str(error.get("extensions", {}).get("code"))
+                for error in (errors if isinstance(errors, list) else [])
+                if isinstance(error, Mapping) and isinstance(error.get("extensions"), Mapping)
+            }
+            if "THROTTLED" in codes:
+                raise RateLimited(f"{self.slug}: GraphQL throttled", marketplace=self.slug)
+            raise Rejected(
+                f"{self.slug}: GraphQL errors: {'; '.join(messages)}", marketplace=self.slug
+            )
+        data = body.get("data")
+        if not isinstance(data, Mapping):
+            raise BadPayload(
+                "bad_response", detail="GraphQL body has no data", marketplace=self.slug
+            )
+        return data
+
+    def _variant_gid(self, external_id: str) -> str:
+        """The variant to order for a product id: the same variant the catalog priced."""
+        if external_id not in self._variant_ids:
+            try:
+                product = self._admin_product(external_id)
+            except NotFound as exc:
+                raise Rejected(
+                    f"{self.slug}: product {external_id} no longer exists", marketplace=self.slug
+                ) from exc
+            variant = self._offered_variant(product)
+            variant_id = optional_text(variant.get("id"))
+            if variant_id is None:
+                raise BadPayload("bad_response", detail="variant without id", marketplace=self.slug)
+            self._variant_ids[external_id] = (
+                variant_id
+                if variant_id.startswith("gid://")
+                else f"gid://shopify/ProductVariant/{variant_id}"
+            )
+        return self._variant_ids[external_id]
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        """`orderCreate` with our reference as sourceIdentifier, already paid through OneCart."""
+        line_items = [
+            {
+                "variantId": self._variant_gid(line.external_id),
+                "quantity": line.quantity,
+                "priceSet": {
+                    "shopMoney": {
+                        "amount": format(
+                            from_minor_units(line.unit_price_minor, line.currency), "f"
+                        ),
+                        "currencyCode": line.currency,
+                    }
+                },
+            }
+            for line in request.lines
+        ]
+        order_input: dict[str, Any] = {
+            "currency": request.currency,
+            "sourceIdentifier": request.reference,
+            "financialStatus": "PAID",
+            "lineItems": line_items,
+            "shippingAddress": _mailing_address(request.shipping),
+        }
+        if request.shipping.email:
+            order_input["email"] = request.shipping.email
+        data = self._graphql(
+            ORDER_CREATE_MUTATION, {"order": order_input}, idempotency_key=request.idempotency_key
+        )
+        result = data.get("orderCreate")
+        if not isinstance(result, Mapping):
+            raise BadPayload("bad_response", detail="no orderCreate result", marketplace=self.slug)
+        self._raise_user_errors(result.get("userErrors"), "orderCreate")
+        order = result.get("order")
+        if not isinstance(order, Mapping) or not order.get("id"):
+            raise BadPayload(
+                "bad_response", detail="orderCreate returned no order", marketplace=self.slug
+            )
+        return self._placed(order)
+
+    def find_order(self, reference: str) -> PlacedOrder | None:
+        """The order whose sourceIdentifier is `reference` (the oldest, if several)."""
+        term = (
+            reference
+            if _SEARCH_SAFE.match(reference)
+            else '"' + reference.replace('"', '\\"') + '"'
+        )
+        data = self._graphql(ORDERS_BY_REFERENCE_QUERY, {"query": f"source_identifier:{term}"})
+        orders = data.get("orders")
+        nodes = orders.get("nodes") if isinstance(orders, Mapping) else None
+        if nodes is None and isinstance(orders, Mapping) and isinstance(orders.get("edges"), list):
+            nodes = [edge.get("node") for edge in orders["edges"] if isinstance(edge, Mapping)]
+        matches = [
+            node
+            for node in (nodes or [])
+            if isinstance(node, Mapping)
+            and node.get("sourceIdentifier") == reference
+            and node.get("id")
+        ]
+        if not matches:
+            return None
+        oldest = min(matches, key=lambda node: _numeric_tail(str(node["id"])))
+        return self._placed(oldest)
+
+    def order_status(self, marketplace_order_id: str) -> OrderState:
+        """Fulfillment and shipment status, with the tracking number once shipped."""
+        gid = order_gid(marketplace_order_id)
+        data = self._graphql(ORDER_QUERY, {"id": gid})
+        order = data.get("order")
+        if not isinstance(order, Mapping):
+            raise NotFound(f"{self.slug}: order {gid} not found", marketplace=self.slug)
+        return self._state(order)
+
+    def cancel_order(self, marketplace_order_id: str) -> OrderState:
+        """`orderCancel` with refund and restock; returns the order's state afterwards.
+
+        Shopify cancels in a background job: a real shop may report the old status for a moment.
+        """
+        gid = order_gid(marketplace_order_id)
+        data = self._graphql(
+            ORDER_CANCEL_MUTATION,
+            {
+                "orderId": gid,
+                "reason": "CUSTOMER",
+                "refund": True,
+                "restock": True,
+                "notifyCustomer": False,
+            },
+            idempotency_key=f"onecart-cancel-{gid}",
+        )
+        result = data.get("orderCancel")
+        if not isinstance(result, Mapping):
+            raise BadPayload("bad_response", detail="no orderCancel result", marketplace=self.slug)
+        self._raise_user_errors(result.get("orderCancelUserErrors"), "orderCancel")
+        return self.order_status(gid)
+
+    def _raise_user_errors(self, errors: object, operation: str) -> None:
+        if not errors:
+            return
+        items = errors if isinstance(errors, list) else [errors]
+        messages = [
+            str(item.get("message") or item.get("code")) if isinstance(item, Mapping) else str(item)
+            for item in items
+        ]
+        raise Rejected(
+            f"{self.slug} refused {operation}: {'; '.join(messages)}", marketplace=self.slug
+        )
+
+    def _placed(self, order: Mapping[str, Any]) -> PlacedOrder:
+        status, _ = map_shopify_order_status(order)
+        total_minor, currency = _shop_money(order.get("totalPriceSet"))
+        return PlacedOrder(
+            marketplace_order_id=str(order["id"]),
+            status=status,
+            total_minor=total_minor,
+            currency=currency,
+        )
+
+    def _state(self, order: Mapping[str, Any]) -> OrderState:
+        status, raw = map_shopify_order_status(order)
+        number, carrier, url = _tracking(order)
+        return OrderState(
+            marketplace_order_id=str(order.get("id")),
+            status=status,
+            raw_status=raw,
+            tracking_number=number,
+            carrier=carrier,
+            tracking_url=url,
+        )
+
+
+def _numeric_tail(gid: str) -> int:
+    match = re.search(r"(\d+)$", gid)
+    return int(match.group(1)) if match else 0
+
+
+def _shop_money(price_set: object) -> tuple[int | None, str | None]:
+    """(minor units, currency) of a MoneyBag's shopMoney, or (None, None) when unreadable: an
+    odd total must not make a placed order look failed."""
+    if not isinstance(price_set, Mapping) or not isinstance(price_set.get("shopMoney"), Mapping):
+        return None, None
+    money = price_set["shopMoney"]
+    currency = money.get("currencyCode")
+    try:
+        amount: Decimal = parse_decimal(money.get("amount"))
+        return to_minor_units(amount, str(currency)), str(currency)
+    except MoneyError:
+        return None, None

@@ -1,0 +1,350 @@
+"""WooCommerce: the public Store API for the catalog and live prices, REST v3 for orders.
+
+Store API prices are minor-unit strings with their own scale (`currency_minor_unit`), and carry
+their currency, so a Kenyan store's "110500" at scale 2 is KES 1,105.00. Orders carry our
+reference in the `_onecart_reference` meta field, so a retried placement can be found again.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from adapters.base import (
+    BadPayload,
+    Capability,
+    CatalogPage,
+    MarketplaceConfig,
+    Offer,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    PlacedOrder,
+    Rejected,
+    ShippingAddress,
+    parse_rating,
+)
+from adapters.fields import (
+    description_text,
+    optional_count,
+    optional_int,
+    optional_text,
+    optional_url,
+    reject,
+    require_external_id,
+    require_mapping,
+    require_minor_unit_price,
+    require_title,
+)
+from adapters.gtin import normalize_gtin
+from adapters.http_adapter import HttpMarketplaceAdapter
+from onecart.money import MoneyError, parse_decimal, to_minor_units
+
+STORE_API = "wp-json/wc/store/v1"
+REST_API = "wp-json/wc/v3"
+MAX_PAGE_SIZE = 100  # the Store API's cap on `per_page`
+REFERENCE_META_KEY = "_onecart_reference"
+TRACKING_META_KEY = "_wc_shipment_tracking_items"  # WooCommerce Shipment Tracking extension
+
+# Order statuses (REST v3 omits the "wc-" prefix). "delivered" and "shipped" are custom statuses
+# that many stores add with a plugin.
+WOO_STATUS_MAP: Mapping[str, OrderStatus] = {
+    "checkout-draft": OrderStatus.PENDING,
+    "pending": OrderStatus.PENDING,
+    "on-hold": OrderStatus.PENDING,
+    "processing": OrderStatus.PROCESSING,
+    "completed": OrderStatus.SHIPPED,
+    "shipped": OrderStatus.SHIPPED,
+    "delivered": OrderStatus.DELIVERED,
+    "cancelled": OrderStatus.CANCELLED,
+    "trash": OrderStatus.CANCELLED,
+    "refunded": OrderStatus.REFUNDED,
+    "failed": OrderStatus.FAILED,
+}
+
+
+def map_woocommerce_status(status: object) -> OrderStatus:
+    """Our status for a WooCommerce order status. An unknown plugin status means the store is
+    still handling the order, so it reads as processing rather than failing the tracking job."""
+    word = str(status or "").strip().lower().removeprefix("wc-")
+    return WOO_STATUS_MAP.get(word, OrderStatus.PROCESSING)
+
+
+def _meta_value(order: Mapping[str, Any], key: str) -> Any:
+    meta = order.get("meta_data")
+    if not isinstance(meta, list):
+        return None
+    for item in reversed(meta):  # the newest entry wins when a key repeats
+        if isinstance(item, Mapping) and item.get("key") == key:
+            return item.get("value")
+    return None
+
+
+def tracking_from_meta(order: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(number, carrier, url) of the latest shipment in `_wc_shipment_tracking_items`."""
+    items = _meta_value(order, TRACKING_META_KEY)
+    if isinstance(items, Mapping):
+        items = [items]
+    if not isinstance(items, list):
+        return None, None, None
+    for item in reversed(items):
+        if isinstance(item, Mapping) and optional_text(item.get("tracking_number")):
+            carrier = optional_text(item.get("tracking_provider")) or optional_text(
+                item.get("custom_tracking_provider")
+            )
+            url = optional_url(item.get("custom_tracking_link")) or optional_url(
+                item.get("tracking_link")
+            )
+            return optional_text(item.get("tracking_number")), carrier, url
+    return None, None, None
+
+
+def _entity_text(value: object) -> str | None:
+    """WordPress sends names with HTML entities ("Home &amp; Kitchen"): decode them to text."""
+    return optional_text(html.unescape(value)) if isinstance(value, str) else None
+
+
+def _first_name(items: object) -> str | None:
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, Mapping) and _entity_text(item.get("name")):
+                return _entity_text(item.get("name"))
+    return None
+
+
+def _address(shipping: ShippingAddress, *, with_contact: bool) -> dict[str, str]:
+    parts = shipping.name.strip().split(None, 1)
+    first, last = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0] if parts else "")
+    address = {
+        "first_name": first,
+        "last_name": last,
+        "address_1": shipping.line1,
+        "address_2": shipping.line2,
+        "city": shipping.city,
+        "postcode": shipping.postal_code,
+        "country": shipping.country.upper(),
+        "phone": shipping.phone,
+    }
+    if with_contact:
+        address["email"] = shipping.email
+    return {key: value for key, value in address.items() if value}
+
+
+def _order_total(order: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    currency = order.get("currency")
+    try:
+        return to_minor_units(parse_decimal(order.get("total")), str(currency)), str(currency)
+    except MoneyError:
+        return None, optional_text(currency)
+
+
+class WooCommerceAdapter(HttpMarketplaceAdapter):
+    """A WooCommerce store: Store API catalog and lookups, REST v3 orders with Basic auth."""
+
+    capabilities = frozenset(
+        {
+            Capability.CATALOG,
+            Capability.LIVE_OFFER,
+            Capability.ORDER,
+            Capability.TRACK,
+            Capability.CANCEL,
+        }
+    )
+
+    def __init__(
+        self,
+        config: MarketplaceConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(config, transport=transport, sleep=sleep)
+        self.page_size = max(1, min(config.page_size, MAX_PAGE_SIZE))
+
+    # --- Catalog ----------------------------------------------------------------------------
+
+    def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
+        """Store API pages until X-WP-TotalPages (or an empty page when the header is absent)."""
+        page = 1
+        while True:
+            body, response = self.get_json(
+                f"{STORE_API}/products", params={"page": page, "per_page": self.page_size}
+            )
+            if not isinstance(body, list):
+                raise BadPayload(
+                    "bad_page", detail=f"page {page}: not a product list", marketplace=self.slug
+                )
+            if not body:
+                return
+            yield CatalogPage(records=body, page=page)
+            total_pages = optional_int(response.headers.get("X-WP-TotalPages"))
+            if total_pages is not None and page >= total_pages:
+                return
+            if total_pages is None and len(body) < self.page_size:
+                return
+            page += 1
+
+    def normalize_record(self, record: Mapping[str, Any]) -> Offer:
+        """One Store API product as an Offer; the price's currency and scale come with it."""
+        product = require_mapping(record, marketplace=self.slug)
+        external_id = require_external_id(product.get("id"), marketplace=self.slug)
+        name = product.get("name")
+        title = require_title(
+            html.unescape(name) if isinstance(name, str) else name, marketplace=self.slug
+        )
+        prices = product.get("prices")
+        if prices is None:
+            raise reject("missing_price", "no prices", marketplace=self.slug)
+        if not isinstance(prices, Mapping):
+            raise reject("bad_record", "prices is not an object", marketplace=self.slug)
+        # The Store API always names its currency; fall back to the configured one only if absent.
+        currency_code = prices.get("currency_code")
+        if currency_code is None:
+            currency = self.config.currency
+        elif isinstance(currency_code, str):
+            currency = currency_code.strip()
+        else:
+            raise reject("unknown_currency", repr(currency_code), marketplace=self.slug)
+        price_minor = require_minor_unit_price(
+            prices.get("price"), prices.get("currency_minor_unit"), currency, marketplace=self.slug
+        )
+        rating_count = optional_count(product.get("review_count"))
+        in_stock = product.get("is_in_stock")
+        purchasable = product.get("is_purchasable")
+        sku = optional_text(product.get("sku"))
+        images = product.get("images")
+        first_image = images[0] if isinstance(images, list) and images else None
+        return Offer(
+            marketplace=self.slug,
+            external_id=external_id,
+            title=title,
+            price_minor=price_minor,
+            currency=currency,
+            description=description_text(
+                product.get("description") or product.get("short_description")
+            ),
+            image_url=optional_url(first_image.get("src"))
+            if isinstance(first_image, Mapping)
+            else None,
+            product_url=optional_url(product.get("permalink")),
+            category=_first_name(product.get("categories")),
+            brand=_first_name(product.get("brands")),
+            model=sku,
+            # Core WooCommerce 9.2+ has a GTIN field; the Store API of most stores sends none.
+            gtin=normalize_gtin(product.get("global_unique_id")),
+            sku=sku,
+            # "0" with no reviews means unrated, not rated zero.
+            rating=parse_rating(product.get("average_rating")) if rating_count != 0 else None,
+            rating_count=rating_count,
+            available=(in_stock is not False) and (purchasable is not False),
+            stock=optional_count(product.get("stock_quantity")),
+        )
+
+    # --- Live offer -------------------------------------------------------------------------
+
+    def lookup_offer(self, external_id: str) -> Offer:
+        """The Store API's current product (404 -> NotFound)."""
+        body, _ = self.get_json(f"{STORE_API}/products/{quote(external_id, safe='')}")
+        return self.normalize_record(body)
+
+    # --- Orders (REST v3) -------------------------------------------------------------------
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        """A paid order with our reference in `_onecart_reference` meta."""
+        line_items = []
+        for line in request.lines:
+            if not line.external_id.isdigit():
+                raise Rejected(
+                    f"{self.slug}: not a WooCommerce product id: {line.external_id!r}",
+                    marketplace=self.slug,
+                )
+            line_items.append({"product_id": int(line.external_id), "quantity": line.quantity})
+        payload = {
+            "payment_method": "onecart",
+            "payment_method_title": "Paid via OneCart",
+            "set_paid": True,
+            "billing": _address(request.shipping, with_contact=True),
+            "shipping": _address(request.shipping, with_contact=False),
+            "line_items": line_items,
+            "meta_data": [{"key": REFERENCE_META_KEY, "value": request.reference}],
+        }
+        body, _ = self.send_write(
+            "POST",
+            f"{REST_API}/orders",
+            json=payload,
+            idempotency_key=request.idempotency_key,
+            headers=self.basic_auth_header(),
+        )
+        return self._placed(self._order_body(body))
+
+    def find_order(self, reference: str) -> PlacedOrder | None:
+        """The oldest order whose `_onecart_reference` meta equals `reference`.
+
+        `search` is a full-text match, so results are filtered on the meta value itself.
+        """
+        body, _ = self.get_json(
+            f"{REST_API}/orders", params={"search": reference}, headers=self.basic_auth_header()
+        )
+        if not isinstance(body, list):
+            raise BadPayload(
+                "bad_response", detail="order search is not a list", marketplace=self.slug
+            )
+        matches = [
+            order
+            for order in body
+            if isinstance(order, Mapping)
+            and _meta_value(order, REFERENCE_META_KEY) == reference
+            and optional_int(order.get("id")) is not None
+        ]
+        if not matches:
+            return None
+        return self._placed(min(matches, key=lambda order: int(order["id"])))
+
+    def order_status(self, marketplace_order_id: str) -> OrderState:
+        """The order's status, with tracking from the Shipment Tracking meta once completed."""
+        body, _ = self.get_json(
+            f"{REST_API}/orders/{quote(marketplace_order_id, safe='')}",
+            headers=self.basic_auth_header(),
+        )
+        return self._state(self._order_body(body))
+
+    def cancel_order(self, marketplace_order_id: str) -> OrderState:
+        """Set the status to cancelled (the store refuses once the order has shipped)."""
+        body, _ = self.send_write(
+            "PUT",
+            f"{REST_API}/orders/{quote(marketplace_order_id, safe='')}",
+            json={"status": "cancelled"},
+            idempotency_key=f"onecart-cancel-{self.slug}-{marketplace_order_id}",
+            headers=self.basic_auth_header(),
+        )
+        return self._state(self._order_body(body))
+
+    def _order_body(self, body: Any) -> Mapping[str, Any]:
+        if not isinstance(body, Mapping) or optional_int(body.get("id")) is None:
+            raise BadPayload("bad_response", detail="not an order", marketplace=self.slug)
+        return body
+
+    def _placed(self, order: Mapping[str, Any]) -> PlacedOrder:
+        total_minor, currency = _order_total(order)
+        return PlacedOrder(
+            marketplace_order_id=str(order["id"]),
+            status=map_woocommerce_status(order.get("status")),
+            total_minor=total_minor,
+            currency=currency,
+        )
+
+    def _state(self, order: Mapping[str, Any]) -> OrderState:
+        number, carrier, url = tracking_from_meta(order)
+        return OrderState(
+            marketplace_order_id=str(order["id"]),
+            status=map_woocommerce_status(order.get("status")),
+            raw_status=str(order.get("status") or ""),
+            tracking_number=number,
+            carrier=carrier,
+            tracking_url=url,
+        )

@@ -1,0 +1,266 @@
+"""Reading and writing one marketplace's catalog in the warehouse: marketplaces, raw_catalog,
+products, rejected_products and catalog_loads.
+
+Every write for a marketplace happens in one transaction, so a failure leaves the previous run's
+rows in place: a marketplace that is down keeps its last good catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as pa_dataset
+import pyarrow.parquet as pq
+
+from adapters.base import CatalogPage, MarketplaceConfig
+from warehouse.connection import transaction
+from warehouse.offers import (
+    PRODUCTS_SCHEMA,
+    REJECTED_SCHEMA,
+    NormalizedCatalog,
+    PreviousOffer,
+    RawRecord,
+    payload_text,
+)
+
+RAW_STAGING_SCHEMA = pa.schema(
+    [
+        ("marketplace", pa.string()),
+        ("page", pa.int32()),
+        ("record_index", pa.int32()),
+        ("payload", pa.string()),
+        ("fetched_at", pa.timestamp("us", tz="UTC")),
+        ("run_id", pa.string()),
+    ]
+)
+RAW_COLUMNS = ", ".join(RAW_STAGING_SCHEMA.names)
+PRODUCT_COLUMNS = ", ".join(PRODUCTS_SCHEMA.names())
+REJECTED_COLUMNS = ", ".join(REJECTED_SCHEMA.names())
+
+
+@dataclass(frozen=True, slots=True)
+class RawFetchStats:
+    """What one catalog fetch brought back."""
+
+    pages: int
+    records: int
+    bytes: int
+    staging_path: Path
+
+
+def stage_raw_catalog(
+    pages: Iterable[CatalogPage], staging_path: Path, *, marketplace: str, run_id: str
+) -> RawFetchStats:
+    """Write every fetched page to a Parquet staging file, page by page.
+
+    Fetching takes a while and must not hold the warehouse lock; staging on disk keeps memory flat
+    however large the catalog. If fetching fails half-way, the exception propagates and the
+    warehouse is never touched.
+    """
+    staging_path.parent.mkdir(parents=True, exist_ok=True)
+    page_count = record_count = byte_count = 0
+    with pq.ParquetWriter(staging_path, RAW_STAGING_SCHEMA) as writer:
+        for page in pages:
+            page_count += 1
+            payloads = [payload_text(record) for record in page.records]
+            byte_count += sum(len(text.encode("utf-8")) for text in payloads)
+            record_count += len(payloads)
+            if not payloads:
+                continue
+            writer.write_table(
+                pa.table(
+                    {
+                        "marketplace": [marketplace] * len(payloads),
+                        "page": [page.page] * len(payloads),
+                        "record_index": list(range(len(payloads))),
+                        "payload": payloads,
+                        "fetched_at": [page.fetched_at] * len(payloads),
+                        "run_id": [run_id] * len(payloads),
+                    },
+                    schema=RAW_STAGING_SCHEMA,
+                )
+            )
+    return RawFetchStats(
+        pages=page_count, records=record_count, bytes=byte_count, staging_path=staging_path
+    )
+
+
+def load_raw_catalog(conn: duckdb.DuckDBPyConnection, marketplace: str, staging_path: Path) -> int:
+    """Replace the marketplace's raw_catalog rows with the staged ones; return the row count."""
+    staged = pa_dataset.dataset(staging_path, format="parquet", schema=RAW_STAGING_SCHEMA)
+    conn.register("staged_raw", staged)
+    try:
+        with transaction(conn):
+            conn.execute("DELETE FROM raw_catalog WHERE marketplace = ?", [marketplace])
+            conn.execute(
+                f"INSERT INTO raw_catalog ({RAW_COLUMNS}) SELECT {RAW_COLUMNS} FROM staged_raw "
+                "WHERE marketplace = ?",
+                [marketplace],
+            )
+    finally:
+        conn.unregister("staged_raw")
+    (count,) = conn.execute(
+        "SELECT count(*) FROM raw_catalog WHERE marketplace = ?", [marketplace]
+    ).fetchone() or (0,)
+    return int(count)
+
+
+def upsert_marketplace(
+    conn: duckdb.DuckDBPyConnection, config: MarketplaceConfig, *, now: datetime
+) -> None:
+    """Record the marketplace's configuration (names and logos for analysts and documents)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO marketplaces "
+        "(slug, name, kind, currency, country, logo, rating, match_identifier, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            config.slug,
+            config.name,
+            config.kind,
+            config.currency,
+            config.country,
+            config.logo,
+            config.rating,
+            config.match_identifier,
+            now,
+        ],
+    )
+
+
+def read_raw_records(conn: duckdb.DuckDBPyConnection, marketplace: str) -> list[RawRecord]:
+    """The marketplace's stored raw records, in the order the marketplace sent them."""
+    rows = conn.execute(
+        "SELECT page, record_index, CAST(payload AS VARCHAR), fetched_at FROM raw_catalog "
+        "WHERE marketplace = ? ORDER BY page, record_index",
+        [marketplace],
+    ).fetchall()
+    return [RawRecord(page=p, record_index=i, payload=text, fetched_at=f) for p, i, text, f in rows]
+
+
+def read_previous_offers(
+    conn: duckdb.DuckDBPyConnection, marketplace: str
+) -> dict[str, PreviousOffer]:
+    """Content hash and timestamps of the marketplace's offers as of the last run."""
+    rows = conn.execute(
+        "SELECT external_id, content_hash, first_seen_at, updated_at FROM products "
+        "WHERE marketplace = ?",
+        [marketplace],
+    ).fetchall()
+    return {
+        external_id: PreviousOffer(content_hash=digest, first_seen_at=first, updated_at=updated)
+        for external_id, digest, first, updated in rows
+    }
+
+
+def replace_products(
+    conn: duckdb.DuckDBPyConnection,
+    marketplace: str,
+    catalog: NormalizedCatalog,
+    *,
+    run_id: str,
+    loaded_at: datetime,
+) -> None:
+    """Swap in the marketplace's new products and rejected rows, and log the load, atomically."""
+    conn.register("staged_products", catalog.products.to_arrow())
+    conn.register("staged_rejected", catalog.rejected.to_arrow())
+    try:
+        with transaction(conn):
+            conn.execute("DELETE FROM products WHERE marketplace = ?", [marketplace])
+            conn.execute(
+                f"INSERT INTO products ({PRODUCT_COLUMNS}) SELECT {PRODUCT_COLUMNS} FROM staged_products"
+            )
+            conn.execute("DELETE FROM rejected_products WHERE marketplace = ?", [marketplace])
+            conn.execute(
+                f"INSERT INTO rejected_products ({REJECTED_COLUMNS}) "
+                f"SELECT {REJECTED_COLUMNS} FROM staged_rejected"
+            )
+            conn.execute(
+                "INSERT INTO catalog_loads (marketplace, run_id, loaded_at, raw_records, products, "
+                "rejected, gtin_claimed, gtin_invalid, new_offers, changed_offers, removed_offers, "
+                "content_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    marketplace,
+                    run_id,
+                    loaded_at,
+                    catalog.raw_records,
+                    catalog.products.height,
+                    catalog.rejected.height,
+                    catalog.gtin_claimed,
+                    catalog.gtin_invalid,
+                    catalog.new_offers,
+                    catalog.changed_offers,
+                    catalog.removed_offers,
+                    catalog.content_fingerprint,
+                ],
+            )
+    finally:
+        conn.unregister("staged_products")
+        conn.unregister("staged_rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogLoad:
+    """One row of catalog_loads."""
+
+    marketplace: str
+    run_id: str
+    loaded_at: datetime
+    raw_records: int
+    products: int
+    rejected: int
+    gtin_claimed: int
+    gtin_invalid: int
+    new_offers: int
+    changed_offers: int
+    removed_offers: int
+    content_fingerprint: str
+
+
+def recent_loads(
+    conn: duckdb.DuckDBPyConnection, marketplace: str, *, limit: int = 2
+) -> list[CatalogLoad]:
+    """The marketplace's latest loads, newest first (the drift check compares the first two)."""
+    rows = conn.execute(
+        "SELECT marketplace, run_id, loaded_at, raw_records, products, rejected, gtin_claimed, "
+        "gtin_invalid, new_offers, changed_offers, removed_offers, content_fingerprint "
+        "FROM catalog_loads WHERE marketplace = ? ORDER BY loaded_at DESC LIMIT ?",
+        [marketplace, limit],
+    ).fetchall()
+    return [CatalogLoad(*row) for row in rows]
+
+
+def marketplace_product_stats(conn: duckdb.DuckDBPyConnection, marketplace: str) -> dict[str, Any]:
+    """Numbers the asset checks look at, for one marketplace's current products."""
+    row = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE price_minor <= 0), "
+        "count(*) - count(DISTINCT external_id), max(fetched_at) "
+        "FROM products WHERE marketplace = ?",
+        [marketplace],
+    ).fetchone()
+    total, non_positive, duplicates, last_fetched = row or (0, 0, 0, None)
+    currencies = conn.execute(
+        "SELECT DISTINCT currency FROM products WHERE marketplace = ? ORDER BY currency",
+        [marketplace],
+    ).fetchall()
+    return {
+        "products": int(total),
+        "non_positive_prices": int(non_positive),
+        "duplicate_keys": int(duplicates),
+        "last_fetched_at": last_fetched,
+        "currencies": [currency for (currency,) in currencies],
+    }
+
+
+def product_counts_by_marketplace(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Offers and the newest fetch time per marketplace, for freshness and progress reports."""
+    return conn.sql(
+        "SELECT marketplace, count(*) AS products, max(fetched_at) AS last_fetched_at "
+        "FROM products GROUP BY marketplace ORDER BY marketplace"
+    ).pl()

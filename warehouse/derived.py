@@ -1,0 +1,238 @@
+"""The warehouse tables derived from every marketplace's products: fx_rates, product_groups and
+price_history, and the joined rows the search index and the storefront sync are built from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from warehouse.connection import transaction
+from warehouse.fx_rates import RateTable, rate_table_from_rows
+from warehouse.matching import GroupAssignment, OfferForMatching
+
+PRODUCT_GROUPS_SCHEMA = pl.Schema(
+    {
+        "group_id": pl.String,
+        "marketplace": pl.String,
+        "external_id": pl.String,
+        "method": pl.String,
+        "confidence": pl.Decimal(3, 2),
+        "matching_key": pl.String,
+    }
+)
+
+
+# --- FX rates -------------------------------------------------------------------------------
+
+
+def store_fx_rates(conn: duckdb.DuckDBPyConnection, rates: RateTable) -> int:
+    """Upsert the table's rates (one row per currency and publication date); return the count."""
+    rows = rates.rows()
+    with transaction(conn):
+        for row in rows:
+            conn.execute(
+                "INSERT OR REPLACE INTO fx_rates (base, currency, rate, as_of, source, minor_unit) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    row["base"],
+                    row["currency"],
+                    row["rate"],
+                    row["as_of"],
+                    row["source"],
+                    row["minor_unit"],
+                ],
+            )
+    return len(rows)
+
+
+def read_latest_rates(conn: duckdb.DuckDBPyConnection) -> RateTable | None:
+    """The newest USD-based rate per currency, or None before fx_rates ran for the first time."""
+    rows = conn.execute(
+        "SELECT currency, rate, as_of, source FROM fx_rates WHERE base = 'USD' "
+        "QUALIFY row_number() OVER (PARTITION BY currency ORDER BY as_of DESC) = 1"
+    ).fetchall()
+    if not rows:
+        return None
+    return rate_table_from_rows(
+        {"currency": currency, "rate": rate, "as_of": as_of, "source": source}
+        for currency, rate, as_of, source in rows
+    )
+
+
+# --- Product groups -------------------------------------------------------------------------
+
+
+def read_offers_for_matching(conn: duckdb.DuckDBPyConnection) -> list[OfferForMatching]:
+    """Every current offer's matching fields."""
+    rows = conn.execute(
+        "SELECT marketplace, external_id, title, brand, model, gtin, mpn FROM products "
+        "ORDER BY marketplace, external_id"
+    ).fetchall()
+    return [OfferForMatching(*row) for row in rows]
+
+
+def replace_product_groups(
+    conn: duckdb.DuckDBPyConnection, assignments: Iterable[GroupAssignment]
+) -> int:
+    """Replace product_groups with a fresh assignment of every offer; return the row count."""
+    frame = pl.DataFrame(
+        [
+            {
+                "group_id": a.group_id,
+                "marketplace": a.marketplace,
+                "external_id": a.external_id,
+                "method": a.method,
+                "confidence": a.confidence,
+                "matching_key": a.matching_key,
+            }
+            for a in assignments
+        ],
+        schema=PRODUCT_GROUPS_SCHEMA,
+    )
+    columns = ", ".join(PRODUCT_GROUPS_SCHEMA.names())
+    conn.register("staged_groups", frame.to_arrow())
+    try:
+        with transaction(conn):
+            conn.execute("DELETE FROM product_groups")
+            conn.execute(
+                f"INSERT INTO product_groups ({columns}) SELECT {columns} FROM staged_groups"
+            )
+    finally:
+        conn.unregister("staged_groups")
+    return frame.height
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """Numbers that describe a matching run."""
+
+    groups: int
+    offers: int
+    multi_offer_groups: int
+    groups_by_marketplace_count: dict[int, int]
+    offers_by_method: dict[str, int]
+
+
+def product_group_stats(conn: duckdb.DuckDBPyConnection) -> GroupStats:
+    """How many groups there are and how widely they span marketplaces."""
+    groups, offers, multi = conn.execute(
+        "SELECT count(*), coalesce(sum(offers), 0), count(*) FILTER (WHERE offers > 1) FROM ("
+        "  SELECT group_id, count(*) AS offers FROM product_groups GROUP BY group_id)"
+    ).fetchone() or (0, 0, 0)
+    spread = conn.execute(
+        "SELECT marketplaces, count(*) FROM ("
+        "  SELECT group_id, count(DISTINCT marketplace) AS marketplaces FROM product_groups "
+        "  GROUP BY group_id) GROUP BY marketplaces ORDER BY marketplaces"
+    ).fetchall()
+    methods = conn.execute(
+        "SELECT method, count(*) FROM product_groups GROUP BY method ORDER BY count(*) DESC"
+    ).fetchall()
+    return GroupStats(
+        groups=int(groups),
+        offers=int(offers),
+        multi_offer_groups=int(multi),
+        groups_by_marketplace_count={int(k): int(v) for k, v in spread},
+        offers_by_method={str(k): int(v) for k, v in methods},
+    )
+
+
+# --- Price history --------------------------------------------------------------------------
+
+
+def append_price_changes(conn: duckdb.DuckDBPyConnection) -> int:
+    """Append a price_history row for every offer whose price, currency or availability differs
+    from its latest row (or that has none yet); return how many rows were appended.
+
+    observed_at is the offer's fetched_at: when the marketplace showed that price.
+    """
+    with transaction(conn):
+        (before,) = conn.execute("SELECT count(*) FROM price_history").fetchone() or (0,)
+        conn.execute(
+            """
+            INSERT INTO price_history (marketplace, external_id, price_minor, currency, available,
+                                       observed_at)
+            SELECT p.marketplace, p.external_id, p.price_minor, p.currency, p.available, p.fetched_at
+            FROM products AS p
+            LEFT JOIN (
+                SELECT marketplace, external_id, price_minor, currency, available
+                FROM price_history
+                QUALIFY row_number() OVER (
+                    PARTITION BY marketplace, external_id ORDER BY observed_at DESC) = 1
+            ) AS latest USING (marketplace, external_id)
+            WHERE latest.marketplace IS NULL
+               OR latest.price_minor <> p.price_minor
+               OR latest.currency <> p.currency
+               OR latest.available <> p.available
+            """
+        )
+        (after,) = conn.execute("SELECT count(*) FROM price_history").fetchone() or (0,)
+    return int(after) - int(before)
+
+
+# --- Rows for the search index and the storefront -------------------------------------------
+
+OFFER_EXPORT_SQL = """
+WITH sequenced AS (
+    SELECT marketplace, external_id, price_minor, currency, observed_at,
+           lag(price_minor) OVER w AS earlier_price_minor,
+           lag(currency) OVER w AS earlier_currency
+    FROM price_history
+    WINDOW w AS (PARTITION BY marketplace, external_id ORDER BY observed_at)
+),
+last_change AS (
+    SELECT * FROM sequenced
+    WHERE earlier_price_minor IS NOT NULL
+      AND earlier_currency = currency
+      AND earlier_price_minor <> price_minor
+    QUALIFY row_number() OVER (PARTITION BY marketplace, external_id ORDER BY observed_at DESC) = 1
+),
+group_sizes AS (
+    SELECT group_id, count(*) AS group_size, count(DISTINCT marketplace) AS group_marketplaces
+    FROM product_groups
+    GROUP BY group_id
+)
+SELECT
+    p.*,
+    g.group_id, g.method AS match_method, g.confidence AS match_confidence,
+    s.group_size, s.group_marketplaces,
+    CASE WHEN c.price_minor = p.price_minor AND c.currency = p.currency
+         THEN c.earlier_price_minor END AS previous_price_minor,
+    CASE WHEN c.price_minor = p.price_minor AND c.currency = p.currency
+              AND c.price_minor < c.earlier_price_minor
+         THEN c.observed_at END AS price_dropped_at
+FROM products AS p
+LEFT JOIN product_groups AS g USING (marketplace, external_id)
+LEFT JOIN group_sizes AS s USING (group_id)
+LEFT JOIN last_change AS c USING (marketplace, external_id)
+ORDER BY p.marketplace, p.external_id
+"""
+
+
+def read_offer_frame(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every current offer joined with its group and price-change summary (the columns of
+    products plus group_id, match_method, match_confidence, group_size, group_marketplaces,
+    previous_price_minor, price_dropped_at). Columnar, so a million offers stay compact once the
+    warehouse connection is closed."""
+    return conn.sql(OFFER_EXPORT_SQL).pl()
+
+
+def read_price_history_since(
+    conn: duckdb.DuckDBPyConnection, since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """price_history rows observed after `since` (all of them when None), oldest first."""
+    query = (
+        "SELECT marketplace, external_id, price_minor, currency, available, observed_at "
+        "FROM price_history"
+    )
+    params: list[Any] = []
+    if since is not None:
+        query += " WHERE observed_at > ?"
+        params.append(since)
+    cursor = conn.execute(query + " ORDER BY observed_at", params)
+    names = [column[0] for column in cursor.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

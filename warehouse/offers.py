@@ -1,0 +1,316 @@
+"""Turning a marketplace's raw records into the `products` and `rejected_products` frames.
+
+Pure logic, no database: the adapter's `normalize_record` is passed in. Every raw record ends up
+in exactly one of the two frames, so nothing is silently dropped: a record the adapter cannot read
+is quarantined with its reason, a repeated external id is quarantined as `duplicate_external_id`,
+and a bug in an adapter quarantines the record (`bad_record`) instead of failing the marketplace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from adapters.base import BadPayload, Offer
+from adapters.gtin import normalize_gtin
+from onecart.money import is_iso_currency
+
+REASON_DUPLICATE = "duplicate_external_id"
+REASON_BAD_RECORD = "bad_record"
+REASON_NON_POSITIVE_PRICE = "non_positive_price"
+REASON_UNKNOWN_CURRENCY = "unknown_currency"
+REASON_INVALID_JSON = "invalid_json"
+
+# The one declared schema of the products table (same column order as warehouse/sql/schema.sql).
+PRODUCTS_SCHEMA = pl.Schema(
+    {
+        "marketplace": pl.String,
+        "external_id": pl.String,
+        "title": pl.String,
+        "description": pl.String,
+        "price_minor": pl.Int64,
+        "currency": pl.String,
+        "image_url": pl.String,
+        "product_url": pl.String,
+        "category": pl.String,
+        "brand": pl.String,
+        "model": pl.String,
+        "gtin": pl.String,
+        "mpn": pl.String,
+        "sku": pl.String,
+        "rating": pl.Decimal(3, 2),
+        "rating_count": pl.Int32,
+        "available": pl.Boolean,
+        "stock": pl.Int32,
+        "content_hash": pl.String,
+        "first_seen_at": pl.Datetime("us", "UTC"),
+        "updated_at": pl.Datetime("us", "UTC"),
+        "fetched_at": pl.Datetime("us", "UTC"),
+    }
+)
+
+REJECTED_SCHEMA = pl.Schema(
+    {
+        "marketplace": pl.String,
+        "external_id": pl.String,
+        "reason": pl.String,
+        "detail": pl.String,
+        "payload": pl.String,
+        "rejected_at": pl.Datetime("us", "UTC"),
+        "run_id": pl.String,
+    }
+)
+
+# Fields of an offer that define its content: a change in any of them is an update.
+CONTENT_FIELDS: tuple[str, ...] = (
+    "title",
+    "description",
+    "price_minor",
+    "currency",
+    "image_url",
+    "product_url",
+    "category",
+    "brand",
+    "model",
+    "gtin",
+    "mpn",
+    "sku",
+    "rating",
+    "rating_count",
+    "available",
+    "stock",
+)
+
+# Keys under which marketplaces put a GTIN (Shopify barcode, DummyJSON meta.barcode, Google feed
+# g:gtin, EAN/UPC fields of JSON APIs).
+GTIN_KEYS = frozenset(
+    {"gtin", "gtin8", "gtin12", "gtin13", "gtin14", "ean", "ean13", "upc", "barcode", "isbn"}
+)
+_MAX_GTIN_SEARCH_DEPTH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One stored raw record: its JSON text and where and when it was fetched."""
+
+    page: int
+    record_index: int
+    payload: str
+    fetched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousOffer:
+    """What the warehouse knew about an offer before this run."""
+
+    content_hash: str
+    first_seen_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedCatalog:
+    """The outcome of normalizing one marketplace's raw records."""
+
+    products: pl.DataFrame
+    rejected: pl.DataFrame
+    raw_records: int
+    new_offers: int
+    changed_offers: int
+    removed_offers: int
+    gtin_claimed: int
+    gtin_invalid: int
+    content_fingerprint: str
+
+    @property
+    def rejected_by_reason(self) -> dict[str, int]:
+        """Rejected record counts per reason, most frequent first."""
+        counts = Counter(self.rejected.get_column("reason").to_list())
+        return dict(counts.most_common())
+
+
+def content_hash(offer: Offer) -> str:
+    """A fingerprint of everything shoppers see of an offer (not when it was fetched)."""
+    row = offer.as_row()
+    content = {name: row[name] for name in CONTENT_FIELDS}
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def claimed_gtin(record: object, _depth: int = 0) -> str | None:
+    """The GTIN a raw record claims to have (under a GTIN-like key), valid or not.
+
+    The adapters drop GTINs that fail the checksum; this finds the claim itself, so the pipeline
+    can tell how many claims were bad.
+    """
+    if _depth > _MAX_GTIN_SEARCH_DEPTH:
+        return None
+    if isinstance(record, Mapping):
+        for key, value in record.items():
+            name = str(key).rsplit("}", 1)[-1].rsplit(":", 1)[-1].lower()
+            if (
+                name in GTIN_KEYS
+                and value not in (None, "", 0)
+                and not isinstance(value, dict | list)
+            ):
+                return str(value).strip() or None
+        for value in record.values():
+            if isinstance(value, Mapping | list):
+                found = claimed_gtin(value, _depth + 1)
+                if found:
+                    return found
+    elif isinstance(record, list):
+        for item in record[:5]:
+            found = claimed_gtin(item, _depth + 1)
+            if found:
+                return found
+    return None
+
+
+def payload_text(record: object) -> str:
+    """A raw record as JSON text that UTF-8 can store (lone surrogates become U+FFFD)."""
+    text = json.dumps(record, ensure_ascii=False, default=str)
+    return text.encode("utf-8", errors="replace").decode("utf-8")
+
+
+def _external_id_of(record: object) -> str | None:
+    if isinstance(record, Mapping):
+        for key in ("id", "external_id", "sku", "g:id"):
+            value = record.get(key)
+            if value not in (None, ""):
+                return str(value)
+    return None
+
+
+def normalize_catalog(
+    marketplace: str,
+    records: Iterable[RawRecord],
+    normalize_record: Callable[[Mapping[str, Any]], Offer],
+    previous: Mapping[str, PreviousOffer],
+    *,
+    now: datetime,
+    run_id: str,
+) -> NormalizedCatalog:
+    """Normalize every raw record of one marketplace into products and rejected rows.
+
+    first_seen_at survives across runs; updated_at moves only when the content hash changes.
+    """
+    products: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    raw_count = gtin_claimed = gtin_invalid = new_offers = changed_offers = 0
+
+    def reject(external_id: str | None, reason: str, detail: str, payload: str) -> None:
+        rejected.append(
+            {
+                "marketplace": marketplace,
+                "external_id": external_id,
+                "reason": reason,
+                "detail": detail[:1000],
+                "payload": payload,
+                "rejected_at": now,
+                "run_id": run_id,
+            }
+        )
+
+    for raw in records:
+        raw_count += 1
+        try:
+            record = json.loads(raw.payload)
+        except ValueError as exc:
+            reject(None, REASON_INVALID_JSON, str(exc), json.dumps(raw.payload))
+            continue
+        claim = claimed_gtin(record)
+        if claim is not None:
+            gtin_claimed += 1
+            if normalize_gtin(claim) is None:
+                gtin_invalid += 1
+        if not isinstance(record, Mapping):
+            reject(None, REASON_BAD_RECORD, "record is not an object", raw.payload)
+            continue
+        try:
+            offer = normalize_record(record)
+        except BadPayload as exc:
+            reject(_external_id_of(record), exc.reason, exc.detail or str(exc), raw.payload)
+            continue
+        except Exception as exc:  # an adapter bug must not lose the other records
+            reject(
+                _external_id_of(record),
+                REASON_BAD_RECORD,
+                f"{type(exc).__name__}: {exc}",
+                raw.payload,
+            )
+            continue
+        if offer.price_minor <= 0:
+            reject(
+                offer.external_id, REASON_NON_POSITIVE_PRICE, str(offer.price_minor), raw.payload
+            )
+            continue
+        if not is_iso_currency(offer.currency):
+            reject(offer.external_id, REASON_UNKNOWN_CURRENCY, str(offer.currency), raw.payload)
+            continue
+        if offer.external_id in seen:
+            reject(
+                offer.external_id,
+                REASON_DUPLICATE,
+                f"external id {offer.external_id!r} already read earlier in this catalog",
+                raw.payload,
+            )
+            continue
+        seen.add(offer.external_id)
+        digest = content_hash(offer)
+        before = previous.get(offer.external_id)
+        if before is None:
+            new_offers += 1
+            first_seen_at, updated_at = now, now
+        elif before.content_hash != digest:
+            changed_offers += 1
+            first_seen_at, updated_at = before.first_seen_at, now
+        else:
+            first_seen_at, updated_at = before.first_seen_at, before.updated_at
+        row = offer.as_row()
+        row.update(
+            marketplace=marketplace,
+            rating=offer.rating,
+            content_hash=digest,
+            first_seen_at=first_seen_at,
+            updated_at=updated_at,
+            fetched_at=raw.fetched_at,
+        )
+        products.append({name: row[name] for name in PRODUCTS_SCHEMA.names()})
+
+    products_frame = pl.DataFrame(products, schema=PRODUCTS_SCHEMA)
+    rejected_frame = pl.DataFrame(rejected, schema=REJECTED_SCHEMA)
+    fingerprint = hashlib.sha256(
+        "\n".join(
+            sorted(f"{row['external_id']}:{row['content_hash']}" for row in products)
+        ).encode()
+    ).hexdigest()
+    return NormalizedCatalog(
+        products=products_frame,
+        rejected=rejected_frame,
+        raw_records=raw_count,
+        new_offers=new_offers,
+        changed_offers=changed_offers,
+        removed_offers=len(set(previous) - seen),
+        gtin_claimed=gtin_claimed,
+        gtin_invalid=gtin_invalid,
+        content_fingerprint=fingerprint,
+    )
+
+
+def preview_markdown(frame: pl.DataFrame, columns: Iterable[str], *, rows: int = 10) -> str:
+    """A small Markdown table of the first rows, for Dagster's asset metadata."""
+    names = [c for c in columns if c in frame.columns]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for record in frame.head(rows).select(names).iter_rows():
+        cells = [str(value).replace("|", "\\|").replace("\n", " ")[:60] for value in record]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+-- OneCart warehouse schema (DuckDB). Applied idempotently by warehouse.connect() on every
+-- read-write connection, so every statement must be safe to run again.
+-- Money is always an integer in minor units (price_minor) next to its ISO-4217 currency.
+-- Timestamps are TIMESTAMPTZ in UTC.
+
+-- The marketplaces the pipeline read, as configured in marketplaces.toml at the time.
+CREATE TABLE IF NOT EXISTS marketplaces (
+    slug VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    currency VARCHAR NOT NULL,
+    country VARCHAR NOT NULL,
+    logo VARCHAR,
+    rating DECIMAL(3, 2),
+    match_identifier VARCHAR NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+
+-- One row per raw catalog record, exactly as the marketplace sent it; replaced per marketplace
+-- on every successful fetch (a failed fetch leaves the last good rows in place).
+CREATE TABLE IF NOT EXISTS raw_catalog (
+    marketplace VARCHAR NOT NULL,
+    page INTEGER NOT NULL,
+    record_index INTEGER NOT NULL,
+    payload JSON NOT NULL,
+    fetched_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR NOT NULL
+);
+
+-- Normalized offers: the current state of every marketplace's catalog.
+CREATE TABLE IF NOT EXISTS products (
+    marketplace VARCHAR NOT NULL,
+    external_id VARCHAR NOT NULL,
+    title VARCHAR NOT NULL,
+    description VARCHAR NOT NULL,
+    price_minor BIGINT NOT NULL,
+    currency VARCHAR NOT NULL,
+    image_url VARCHAR,
+    product_url VARCHAR,
+    category VARCHAR,
+    brand VARCHAR,
+    model VARCHAR,
+    gtin VARCHAR,
+    mpn VARCHAR,
+    sku VARCHAR,
+    rating DECIMAL(3, 2),
+    rating_count INTEGER,
+    available BOOLEAN NOT NULL,
+    stock INTEGER,
+    content_hash VARCHAR NOT NULL,
+    first_seen_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    fetched_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (marketplace, external_id)
+);
+
+-- Records that could not become offers, with the reason (a stable code) and the raw payload.
+-- Replaced per marketplace with every normalization run, like products.
+CREATE TABLE IF NOT EXISTS rejected_products (
+    marketplace VARCHAR NOT NULL,
+    external_id VARCHAR,
+    reason VARCHAR NOT NULL,
+    detail VARCHAR NOT NULL,
+    payload JSON NOT NULL,
+    rejected_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR NOT NULL
+);
+
+-- One row per normalization run of a marketplace: the history behind the drift, freshness and
+-- GTIN checks.
+CREATE TABLE IF NOT EXISTS catalog_loads (
+    marketplace VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    raw_records INTEGER NOT NULL,
+    products INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    gtin_claimed INTEGER NOT NULL,
+    gtin_invalid INTEGER NOT NULL,
+    new_offers INTEGER NOT NULL,
+    changed_offers INTEGER NOT NULL,
+    removed_offers INTEGER NOT NULL,
+    content_fingerprint VARCHAR NOT NULL
+);
+
+-- Exchange rates: units of `currency` per 1 `base` (always USD), one row per day they were
+-- published for. minor_unit is the currency's ISO-4217 exponent, for the analyst views.
+CREATE TABLE IF NOT EXISTS fx_rates (
+    base VARCHAR NOT NULL,
+    currency VARCHAR NOT NULL,
+    rate DECIMAL(18, 8) NOT NULL,
+    as_of DATE NOT NULL,
+    source VARCHAR NOT NULL,
+    minor_unit TINYINT NOT NULL,
+    PRIMARY KEY (base, currency, as_of)
+);
+
+-- Which product group (the "product relation token") every offer belongs to, and how sure the
+-- match is. Rebuilt from products on every run; group_id is stable while the matching key is.
+CREATE TABLE IF NOT EXISTS product_groups (
+    group_id VARCHAR NOT NULL,
+    marketplace VARCHAR NOT NULL,
+    external_id VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    confidence DECIMAL(3, 2) NOT NULL,
+    matching_key VARCHAR NOT NULL,
+    PRIMARY KEY (marketplace, external_id)
+);
+
+-- Append-only: a row whenever an offer's price, currency or availability differs from its latest
+-- row (the first sighting included).
+CREATE TABLE IF NOT EXISTS price_history (
+    marketplace VARCHAR NOT NULL,
+    external_id VARCHAR NOT NULL,
+    price_minor BIGINT NOT NULL,
+    currency VARCHAR NOT NULL,
+    available BOOLEAN NOT NULL,
+    observed_at TIMESTAMPTZ NOT NULL
+);

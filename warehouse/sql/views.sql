@@ -1,0 +1,170 @@
+-- Analyst views over the warehouse tables. Recreated by the `analyst_warehouse` asset and
+-- included in the published read-only copy (warehouse.duckdb). Each view carries a COMMENT
+-- (see `SELECT view_name, comment FROM duckdb_views() WHERE NOT internal`).
+-- USD amounts here are DECIMAL(18, 2) for analysis; the exact integer conversion used for sorting
+-- in the search index is computed in Python (warehouse.fx).
+
+-- latest_fx_rates: the newest rate per currency.
+--   currency, rate (units per 1 USD), as_of (publication date), minor_unit (ISO exponent), source.
+CREATE OR REPLACE VIEW latest_fx_rates AS
+SELECT currency, rate, as_of, minor_unit, source
+FROM fx_rates
+WHERE base = 'USD'
+QUALIFY row_number() OVER (PARTITION BY currency ORDER BY as_of DESC) = 1;
+COMMENT ON VIEW latest_fx_rates IS 'Newest USD-based rate per currency: currency, rate (units per 1 USD), as_of, minor_unit, source.';
+
+-- offers_usd: every current offer with its USD price and product group.
+--   all columns of products, price (DECIMAL in the offer currency), price_usd (DECIMAL(18,2), NULL
+--   when no rate is known), group_id, match_method, match_confidence.
+CREATE OR REPLACE VIEW offers_usd AS
+SELECT
+    p.*,
+    CAST(p.price_minor / pow(10, fx.minor_unit) AS DECIMAL(18, 4)) AS price,
+    CAST(round(p.price_minor / pow(10, fx.minor_unit) / CAST(fx.rate AS DOUBLE), 2) AS DECIMAL(18, 2))
+        AS price_usd,
+    g.group_id,
+    g.method AS match_method,
+    g.confidence AS match_confidence
+FROM products AS p
+LEFT JOIN latest_fx_rates AS fx ON fx.currency = p.currency
+LEFT JOIN product_groups AS g USING (marketplace, external_id);
+COMMENT ON VIEW offers_usd IS 'Current offers with price (offer currency), price_usd, group_id, match_method and match_confidence.';
+
+-- product_group_summary: one row per product group ("product relation token").
+--   group_id, method (how the group was formed: gtin, brand_model, title or single),
+--   offers, marketplaces (distinct), min_price_usd, max_price_usd, title (of the cheapest offer).
+CREATE OR REPLACE VIEW product_group_summary AS
+SELECT
+    group_id,
+    min(match_method) FILTER (WHERE match_method <> 'single') AS method,
+    count(*) AS offers,
+    count(DISTINCT marketplace) AS marketplaces,
+    min(price_usd) AS min_price_usd,
+    max(price_usd) AS max_price_usd,
+    arg_min(title, price_usd) AS title
+FROM offers_usd
+WHERE group_id IS NOT NULL
+GROUP BY group_id;
+COMMENT ON VIEW product_group_summary IS 'Per product group: method, offers, marketplaces, min/max price_usd, title of the cheapest offer.';
+
+-- cheapest_offer_per_group: the cheapest available offer of every group present on 2+ offers.
+--   group_id, marketplace, external_id, title, price_minor, currency, price_usd,
+--   offers_in_group, marketplaces_in_group, most_expensive_usd, savings_usd.
+CREATE OR REPLACE VIEW cheapest_offer_per_group AS
+WITH ranked AS (
+    SELECT
+        o.*,
+        count(*) OVER (PARTITION BY group_id) AS offers_in_group,
+        max(price_usd) OVER (PARTITION BY group_id) AS most_expensive_usd,
+        row_number() OVER (PARTITION BY group_id ORDER BY price_usd, marketplace, external_id) AS rank
+    FROM offers_usd AS o
+    WHERE available AND group_id IS NOT NULL AND price_usd IS NOT NULL
+),
+spread AS (
+    SELECT group_id, count(DISTINCT marketplace) AS marketplaces_in_group
+    FROM ranked
+    GROUP BY group_id
+)
+SELECT
+    r.group_id, r.marketplace, r.external_id, r.title, r.price_minor, r.currency, r.price_usd,
+    r.offers_in_group, s.marketplaces_in_group, r.most_expensive_usd,
+    r.most_expensive_usd - r.price_usd AS savings_usd
+FROM ranked AS r
+JOIN spread AS s USING (group_id)
+WHERE r.rank = 1 AND r.offers_in_group >= 2;
+COMMENT ON VIEW cheapest_offer_per_group IS 'Cheapest available offer per group of 2+ offers, with group size and savings_usd against the most expensive offer.';
+
+-- price_changes_7d: every price change observed in the last 7 days.
+--   marketplace, external_id, title, old_price_minor, new_price_minor, currency,
+--   change_pct (signed, percent of the old price), observed_at.
+CREATE OR REPLACE VIEW price_changes_7d AS
+WITH sequenced AS (
+    SELECT
+        h.*,
+        lag(price_minor) OVER w AS old_price_minor,
+        lag(currency) OVER w AS old_currency
+    FROM price_history AS h
+    WINDOW w AS (PARTITION BY marketplace, external_id ORDER BY observed_at)
+)
+SELECT
+    s.marketplace, s.external_id, p.title, s.old_price_minor, s.price_minor AS new_price_minor,
+    s.currency,
+    round(100.0 * (s.price_minor - s.old_price_minor) / s.old_price_minor, 2) AS change_pct,
+    s.observed_at
+FROM sequenced AS s
+LEFT JOIN products AS p USING (marketplace, external_id)
+WHERE s.old_price_minor IS NOT NULL
+  AND s.old_currency = s.currency
+  AND s.old_price_minor <> s.price_minor
+  AND s.observed_at >= now() - INTERVAL 7 DAY;
+COMMENT ON VIEW price_changes_7d IS 'Price changes of the last 7 days: old/new price_minor, currency, change_pct, observed_at.';
+
+-- marketplace_coverage: what each marketplace contributes.
+--   marketplace, name, offers, available_offers, categories, brands, with_gtin (share 0-1),
+--   groups, shared_groups (groups also offered elsewhere), rejected, last_fetched_at.
+CREATE OR REPLACE VIEW marketplace_coverage AS
+WITH group_spread AS (
+    SELECT group_id, count(DISTINCT marketplace) AS marketplaces
+    FROM product_groups
+    GROUP BY group_id
+),
+offer_stats AS (
+    SELECT
+        p.marketplace,
+        count(*) AS offers,
+        count(*) FILTER (WHERE p.available) AS available_offers,
+        count(DISTINCT p.category) AS categories,
+        count(DISTINCT p.brand) AS brands,
+        round(avg(CASE WHEN p.gtin IS NOT NULL THEN 1.0 ELSE 0.0 END), 3) AS with_gtin,
+        count(DISTINCT g.group_id) AS groups,
+        count(DISTINCT g.group_id) FILTER (WHERE s.marketplaces > 1) AS shared_groups,
+        max(p.fetched_at) AS last_fetched_at
+    FROM products AS p
+    LEFT JOIN product_groups AS g USING (marketplace, external_id)
+    LEFT JOIN group_spread AS s USING (group_id)
+    GROUP BY p.marketplace
+),
+rejections AS (
+    SELECT marketplace, count(*) AS rejected FROM rejected_products GROUP BY marketplace
+)
+SELECT
+    o.marketplace, m.name, o.offers, o.available_offers, o.categories, o.brands, o.with_gtin,
+    o.groups, o.shared_groups, coalesce(r.rejected, 0) AS rejected, o.last_fetched_at
+FROM offer_stats AS o
+LEFT JOIN marketplaces AS m ON m.slug = o.marketplace
+LEFT JOIN rejections AS r USING (marketplace);
+COMMENT ON VIEW marketplace_coverage IS 'Per marketplace: offers, available_offers, categories, brands, with_gtin share, groups, shared_groups, rejected, last_fetched_at.';
+
+-- marketplace_overlap: how many product groups two marketplaces have in common.
+--   marketplace_a, marketplace_b (a < b), shared_groups.
+CREATE OR REPLACE VIEW marketplace_overlap AS
+SELECT a.marketplace AS marketplace_a, b.marketplace AS marketplace_b,
+       count(DISTINCT a.group_id) AS shared_groups
+FROM product_groups AS a
+JOIN product_groups AS b ON a.group_id = b.group_id AND a.marketplace < b.marketplace
+GROUP BY a.marketplace, b.marketplace;
+COMMENT ON VIEW marketplace_overlap IS 'Pairs of marketplaces (a < b) and the number of product groups both offer.';
+
+-- category_price_stats: price distribution per category, in USD.
+--   category, offers, marketplaces, min_usd, median_usd, avg_usd, max_usd, avg_rating.
+CREATE OR REPLACE VIEW category_price_stats AS
+SELECT
+    coalesce(category, '(none)') AS category,
+    count(*) AS offers,
+    count(DISTINCT marketplace) AS marketplaces,
+    min(price_usd) AS min_usd,
+    CAST(median(price_usd) AS DECIMAL(18, 2)) AS median_usd,
+    CAST(avg(price_usd) AS DECIMAL(18, 2)) AS avg_usd,
+    max(price_usd) AS max_usd,
+    CAST(avg(rating) AS DECIMAL(3, 2)) AS avg_rating
+FROM offers_usd
+GROUP BY ALL;
+COMMENT ON VIEW category_price_stats IS 'Per category: offers, marketplaces, min/median/avg/max price in USD, avg_rating.';
+
+-- rejection_summary: why records were quarantined, per marketplace.
+--   marketplace, reason, records, example_detail.
+CREATE OR REPLACE VIEW rejection_summary AS
+SELECT marketplace, reason, count(*) AS records, min(detail) AS example_detail
+FROM rejected_products
+GROUP BY marketplace, reason;
+COMMENT ON VIEW rejection_summary IS 'Quarantined records per marketplace and reason, with an example detail.';

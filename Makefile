@@ -1,12 +1,16 @@
 # OneCart's two front doors: `make run` and `make test`. Everything else supports them.
+# Works on a fresh Debian/Ubuntu machine with python3 and npm; see docs/configuration.md.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export ONECART_HOME ?= $(CURDIR)/var
+# apt-get needs root; use sudo only when we are not root already.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+NAME ?=
 
-.PHONY: install run test lint fmt down status clean
+.PHONY: install redis run test lint fmt down status logs clean
 
 $(STAMP): requirements.lock pyproject.toml package-lock.json
 	@command -v npm >/dev/null || { echo "npm is required (apt-get install -y npm)"; exit 1; }
@@ -20,7 +24,18 @@ $(STAMP): requirements.lock pyproject.toml package-lock.json
 
 install: $(STAMP)
 
-run: install
+# Redis answering at REDIS_URL: an existing server is used as is; otherwise `onecart up` starts
+# redis-server, and exit code 3 (not installed) triggers an apt-get install and a second try.
+redis: install
+	@$(BIN)/onecart up --only redis; status=$$?; \
+	if [ $$status -eq 3 ]; then \
+		echo "Installing redis-server with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server \
+			&& $(BIN)/onecart up --only redis; \
+	else exit $$status; fi
+
+# Leaves every service running in the background and prints their URLs; `make down` stops them.
+run: install redis
 	$(BIN)/onecart up --ingest
 
 down: install
@@ -28,6 +43,10 @@ down: install
 
 status: install
 	$(BIN)/onecart status
+
+logs: install
+	@test -n "$(NAME)" || { echo "usage: make logs NAME=<service> (e.g. site, dagster, meilisearch)"; exit 2; }
+	$(BIN)/onecart logs $(NAME)
 
 lint: install
 	$(BIN)/ruff check .
@@ -37,7 +56,9 @@ fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install lint
+# The tests start Meilisearch, the sandbox and their own servers on free ports; Redis must answer
+# (a database number of its own per run) and PostgreSQL tests expect a server on 127.0.0.1.
+test: install lint redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,0 +1,372 @@
+"""`onecart`: the operator's command for running OneCart on one machine.
+
+    onecart up [--ingest] [--no-site] [--only NAME ...] [--skip NAME ...]
+    onecart down [NAME ...]
+    onecart status
+    onecart ingest [--marketplace SLUG ...]
+    onecart sandbox [ARGS ...]
+    onecart logs NAME [-n LINES] [-f]
+
+Services (start order): redis, meilisearch, sandbox, localstripe, dagster, site, worker. State
+lives under ONECART_HOME; every setting comes from the environment (docs/configuration.md).
+
+Exit codes: 0 success; 1 a service or an ingest partition failed; 2 usage error; 3 a program
+OneCart needs (redis-server, the Meilisearch binary) is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from onecart import processes
+from onecart.settings import Settings, get_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_MISSING_PROGRAM = 3
+
+# What a pipeline run reads from and writes to.
+INGEST_NEEDS = ("meilisearch", "sandbox")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (separate so tests and docs can inspect it)."""
+    parser = argparse.ArgumentParser(
+        prog="onecart",
+        description="Run OneCart's services on this machine and load the marketplaces.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start every service not running yet (idempotent)")
+    up.add_argument(
+        "--ingest", action="store_true", help="materialize the pipeline once after starting"
+    )
+    up.add_argument("--no-site", action="store_true", help="do not start the site and RQ worker")
+    up.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        choices=processes.SERVICE_ORDER,
+        help="start only this service (repeatable)",
+    )
+    up.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="NAME",
+        choices=processes.SERVICE_ORDER,
+        help="do not start this service (repeatable)",
+    )
+
+    down = commands.add_parser("down", help="stop what `up` started, in reverse order")
+    down.add_argument("names", nargs="*", metavar="NAME", help="only these services")
+
+    commands.add_parser("status", help="each service: state, pid, URL, health")
+
+    ingest = commands.add_parser("ingest", help="materialize the catalog pipeline once")
+    ingest.add_argument(
+        "--marketplace",
+        action="append",
+        default=[],
+        metavar="SLUG",
+        help="only this marketplace's partition (repeatable)",
+    )
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="serve the sandbox marketplaces in the foreground",
+        description="Without arguments: `serve` on ONECART_SANDBOX_HOST:PORT with the configured "
+        "offers and seed. With arguments: passed to `python -m sandbox` unchanged.",
+    )
+    sandbox.add_argument("args", nargs=argparse.REMAINDER, help="arguments for python -m sandbox")
+
+    logs = commands.add_parser("logs", help="show the end of a service's log")
+    logs.add_argument("name", metavar="NAME", help="service name, e.g. meilisearch or site")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+
+    localstripe = commands.add_parser(
+        "localstripe", help="serve localstripe (fake Stripe API) on a loopback address"
+    )
+    localstripe.add_argument("--host", default="127.0.0.1")
+    localstripe.add_argument("--port", type=int, default=8420)
+    localstripe.add_argument(
+        "--from-scratch", action="store_true", help="forget payments saved by an earlier run"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `onecart` console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+        "up": command_up,
+        "down": command_down,
+        "status": command_status,
+        "ingest": command_ingest,
+        "sandbox": command_sandbox,
+        "logs": command_logs,
+        "localstripe": command_localstripe,
+    }
+    try:
+        return handlers[args.command](settings, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def command_up(settings: Settings, args: argparse.Namespace) -> int:
+    """Start what is not running, wait until it answers, optionally ingest, print the URLs."""
+    skip = list(args.skip)
+    if args.no_site:
+        skip += ["site", "worker"]
+    services = processes.select_services(
+        processes.build_services(settings), only=args.only, skip=skip
+    )
+    print(f"OneCart home: {settings.home_dir}")
+    try:
+        outcomes = processes.start_services(settings, services, report=print)
+    except processes.MissingProgramError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_MISSING_PROGRAM
+    failed = [outcome for outcome in outcomes if outcome.action == "failed"]
+    exit_code = EXIT_FAILED if failed else EXIT_OK
+    if args.ingest:
+        catalog = {service.name: service for service in processes.build_services(settings)}
+        missing = [
+            name
+            for name in INGEST_NEEDS
+            if not processes.inspect_service(settings, catalog[name]).healthy
+        ]
+        if missing:
+            print(f"ingest not run: {', '.join(missing)} not answering", file=sys.stderr)
+            exit_code = EXIT_FAILED
+        else:
+            exit_code = max(exit_code, run_ingest(settings, marketplaces=()))
+    print()
+    print_service_table(settings, [s.name for s in services])
+    for outcome in failed:
+        print(f"\n{outcome.name} failed: {outcome.detail}", file=sys.stderr)
+    return exit_code
+
+
+def command_down(settings: Settings, args: argparse.Namespace) -> int:
+    """Stop services by pid file, newest first; an external Redis is never touched."""
+    unknown = set(args.names) - set(processes.SERVICE_ORDER) - _pid_file_names(settings)
+    if unknown:
+        print(f"unknown service(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return EXIT_USAGE
+    stopped = processes.stop_services(settings, args.names, report=print)
+    if not stopped:
+        print("nothing to stop")
+    return EXIT_OK
+
+
+def command_status(settings: Settings, args: argparse.Namespace) -> int:
+    """Print each service's state; exit 0 whatever the state (status is a question)."""
+    print(f"OneCart home: {settings.home_dir}")
+    print_service_table(settings, list(processes.SERVICE_ORDER))
+    return EXIT_OK
+
+
+def print_service_table(settings: Settings, names: Sequence[str]) -> None:
+    """A table of services: what runs where, for the operator to open."""
+    services = {service.name: service for service in processes.build_services(settings)}
+    rows = [("SERVICE", "STATE", "PID", "HEALTH", "URL")]
+    for name in names:
+        state = processes.inspect_service(settings, services[name])
+        rows.append(
+            (
+                state.name,
+                state.status,
+                str(state.pid) if state.pid else "-",
+                "ok" if state.healthy else "no answer",
+                _display_url(state.url),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _display_url(url: str | None) -> str:
+    """URLs without credentials: REDIS_URL may carry a password."""
+    if not url:
+        return "-"
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _pid_file_names(settings: Settings) -> set[str]:
+    return {path.stem for path in processes.run_dir(settings).glob("*.pid")}
+
+
+def command_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    """Materialize the pipeline once, in this process, with progress on stdout."""
+    return run_ingest(settings, marketplaces=args.marketplace)
+
+
+def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:
+    """Call `pipelines.run.materialize_all`; exit 1 naming the partitions that failed.
+
+    Runs are recorded in the same DAGSTER_HOME as `dagster dev`, so they appear in its UI.
+    """
+    os.environ.setdefault("DAGSTER_HOME", str(processes.dagster_home(settings)))
+    os.environ.setdefault("ONECART_SANDBOX_URL", settings.sandbox_url)
+    processes.write_dagster_yaml(settings)
+    try:
+        from pipelines.run import materialize_all
+    except ImportError as exc:
+        print(f"ingest unavailable: pipelines.run does not import ({exc})", file=sys.stderr)
+        return EXIT_FAILED
+    options: dict[str, Any] = {"progress": print}
+    if marketplaces:
+        options["marketplaces"] = list(marketplaces)
+    print(
+        "ingest: materializing the pipeline"
+        + (f" for {', '.join(marketplaces)}" if marketplaces else "")
+    )
+    started = time.monotonic()
+    try:
+        result = materialize_all(**options)
+    except Exception as exc:  # the pipeline's own failure: report it, never a traceback wall
+        print(f"ingest failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    failed = failed_partitions(result)
+    if failed:
+        print(f"ingest failed for partition(s): {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"ingest finished in {time.monotonic() - started:.0f}s")
+    return EXIT_OK
+
+
+def failed_partitions(result: object) -> list[str]:
+    """The failed partitions reported by `materialize_all`'s result.
+
+    Understands a result with `failed_partitions` (or `failed`), a mapping with those keys, or
+    a result whose `success` is False without naming partitions.
+    """
+    if result is None:
+        return []
+    for key in ("failed_partitions", "failed"):
+        value = result.get(key) if isinstance(result, Mapping) else getattr(result, key, None)
+        if value:
+            if isinstance(value, str):
+                return [value]
+            return [str(item) for item in value]
+    success = (
+        result.get("success") if isinstance(result, Mapping) else getattr(result, "success", None)
+    )
+    if success is False:
+        return ["(unnamed: the run reported failure)"]
+    return []
+
+
+def command_sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    """Replace this process with the sandbox's own CLI, so Ctrl-C and exit codes are its own."""
+    sandbox_args = list(args.args)
+    if sandbox_args and sandbox_args[0] == "--":
+        sandbox_args = sandbox_args[1:]
+    if not sandbox_args:
+        sandbox_args = [
+            "serve",
+            "--host",
+            settings.sandbox_host,
+            "--port",
+            str(settings.sandbox_port),
+            "--offers",
+            str(settings.sandbox_offers),
+            "--seed",
+            str(settings.sandbox_seed),
+        ]
+    argv = [sys.executable, "-m", "sandbox", *sandbox_args]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
+    return EXIT_FAILED  # pragma: no cover - execv does not return
+
+
+def command_logs(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the end of logs/<name>.log; with --follow keep printing until Ctrl-C."""
+    log_path = processes.log_dir(settings) / f"{args.name}.log"
+    if not log_path.exists():
+        available = sorted(path.stem for path in processes.log_dir(settings).glob("*.log"))
+        print(
+            f"no log for {args.name!r} in {log_path.parent}"
+            + (f"; logs: {', '.join(available)}" if available else ""),
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    text = processes.tail(log_path, args.lines)
+    if text:
+        print(text)
+    if args.follow:
+        follow_file(log_path)
+    return EXIT_OK
+
+
+def follow_file(path: Path, *, poll_seconds: float = 0.5) -> None:
+    """Print lines appended to `path` until interrupted (`tail -f` without a subprocess)."""
+    with open(path, errors="replace") as handle:
+        handle.seek(0, os.SEEK_END)
+        while True:
+            line = handle.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(poll_seconds)
+
+
+def command_localstripe(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve localstripe on one address (its own CLI listens on every interface).
+
+    Its store is saved under ONECART_HOME instead of the world-writable /tmp/localstripe.pickle,
+    so payments survive a restart without loading a pickle anyone on the machine could write.
+    """
+    import logging
+    import pickle
+
+    from aiohttp import web
+    from localstripe.resources import store
+    from localstripe.server import app
+
+    state_path = settings.home_dir / "localstripe" / "store.pickle"
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save_store() -> None:
+        temporary = state_path.with_suffix(".tmp")
+        with open(temporary, "wb") as handle:
+            pickle.dump(dict(store), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, state_path)
+
+    if not args.from_scratch and state_path.exists():
+        with open(state_path, "rb") as handle:
+            store.update(pickle.load(handle))
+    store.dump_to_disk = save_store  # the library's Store calls this after every change
+
+    access_log = logging.getLogger("aiohttp.access")
+    access_log.setLevel(logging.INFO)
+    access_log.addHandler(logging.StreamHandler())
+    web.run_app(app, host=args.host, port=args.port, access_log=access_log, print=print)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

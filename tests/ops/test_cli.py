@@ -1,0 +1,206 @@
+"""The `onecart` command run for real: each test gets its own ONECART_HOME and free ports."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from onecart import processes
+from onecart.settings import REPO_ROOT, Settings
+
+SANDBOX_AVAILABLE = importlib.util.find_spec("sandbox.__main__") is not None
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def environment(home: Path) -> dict[str, str]:
+    """Every address on a free loopback port, so nothing of a developer's `make run` answers."""
+    ports = {
+        name: processes.free_port()
+        for name in ("meili", "sandbox", "stripe", "dagster", "site", "redis")
+    }
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ONECART_", "MEILI_", "DAGSTER_"))
+    }
+    env.update(
+        ONECART_HOME=str(home),
+        MEILI_URL=f"http://127.0.0.1:{ports['meili']}",
+        ONECART_SANDBOX_HOST="127.0.0.1",
+        ONECART_SANDBOX_PORT=str(ports["sandbox"]),
+        ONECART_SANDBOX_OFFERS="600",
+        STRIPE_API_BASE=f"http://127.0.0.1:{ports['stripe']}",
+        ONECART_DAGSTER_PORT=str(ports["dagster"]),
+        ONECART_SITE_PORT=str(ports["site"]),
+        REDIS_URL=f"redis://127.0.0.1:{ports['redis']}/0",
+    )
+    return env
+
+
+def onecart(
+    env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "onecart.cli", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def status_rows(output: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in output.splitlines():
+        cells = line.split()
+        if cells and cells[0] in processes.SERVICE_ORDER:
+            rows[cells[0]] = cells
+    return rows
+
+
+def pids_on_file(home: Path) -> dict[str, int]:
+    return {path.stem: int(path.read_text().split()[0]) for path in (home / "run").glob("*.pid")}
+
+
+@pytest.fixture
+def started_services(environment: dict[str, str], home: Path) -> Iterator[list[str]]:
+    """Services the test may start; whatever is still running afterwards is stopped by pid."""
+    names = ["meilisearch", "localstripe"] + (["sandbox"] if SANDBOX_AVAILABLE else [])
+    yield names
+    for pid in pids_on_file(home).values():
+        processes.stop_pid(pid, timeout=5)
+
+
+def test_status_on_an_empty_home_shows_everything_stopped(environment: dict[str, str]) -> None:
+    result = onecart(environment, "status")
+
+    assert result.returncode == 0, result.stderr
+    rows = status_rows(result.stdout)
+    assert list(rows) == list(processes.SERVICE_ORDER)
+    assert {cells[1] for cells in rows.values()} == {"stopped"}
+    assert rows["meilisearch"][-1] == environment["MEILI_URL"]
+
+
+def test_up_is_idempotent_and_down_leaves_no_process_behind(
+    environment: dict[str, str], home: Path, started_services: list[str]
+) -> None:
+    only = [argument for name in started_services for argument in ("--only", name)]
+
+    first = onecart(environment, "up", *only)
+    assert first.returncode == 0, first.stdout + first.stderr
+    pids = pids_on_file(home)
+    assert set(pids) == set(started_services)
+    for name in started_services:
+        assert (home / "logs" / f"{name}.log").exists()
+    assert httpx.get(f"{environment['MEILI_URL']}/health").json()["status"] == "available"
+    if not SANDBOX_AVAILABLE:
+        assert (
+            "Sandbox marketplaces skipped" in onecart(environment, "up", "--only", "sandbox").stdout
+        )
+
+    second = onecart(environment, "up", *only)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert pids_on_file(home) == pids
+    assert second.stdout.count("already running") == len(started_services)
+    assert "started" not in second.stdout
+
+    status = status_rows(onecart(environment, "status").stdout)
+    for name in started_services:
+        assert status[name][1:4] == ["running", str(pids[name]), "ok"]
+
+    down = onecart(environment, "down")
+    assert down.returncode == 0, down.stderr
+    for name, pid in pids.items():
+        assert f"stopped {name} (pid {pid})" in down.stdout
+        assert not processes.pid_alive(pid)
+        assert processes.group_members(pid) == []
+    assert pids_on_file(home) == {}
+    after = status_rows(onecart(environment, "status").stdout)
+    assert {after[name][1] for name in started_services} == {"stopped"}
+
+
+def test_localstripe_listens_on_loopback_only(
+    environment: dict[str, str], home: Path, started_services: list[str]
+) -> None:
+    assert onecart(environment, "up", "--only", "localstripe").returncode == 0
+    port = environment["STRIPE_API_BASE"].rsplit(":", 1)[1]
+    listening = Path("/proc/net/tcp").read_text() + Path("/proc/net/tcp6").read_text()
+    local_addresses = {
+        line.split()[1] for line in listening.splitlines()[1:] if line.split()[3] == "0A"
+    }
+    port_hex = f"{int(port):04X}"
+    bound = {address for address in local_addresses if address.endswith(f":{port_hex}")}
+    assert bound == {f"0100007F:{port_hex}"}  # 127.0.0.1, not 0.0.0.0 or ::
+
+
+def test_a_service_that_dies_at_start_is_reported_with_its_log(
+    environment: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "meilisearch"
+    broken.write_text("#!/bin/sh\necho 'cannot open database: disk full' >&2\nexit 7\n")
+    broken.chmod(0o755)
+    environment["MEILI_BIN"] = str(broken)
+
+    result = onecart(environment, "up", "--only", "meilisearch")
+
+    assert result.returncode == 1
+    assert "meilisearch exited while starting" in result.stdout
+    assert "cannot open database: disk full" in result.stdout
+    assert pids_on_file(home) == {}
+
+
+def test_missing_redis_server_explains_how_to_install_it(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    environment["PATH"] = str(tmp_path / "empty-bin")  # no redis-server anywhere
+
+    result = onecart(environment, "up", "--only", "redis")
+
+    assert result.returncode == 3
+    assert "apt-get install -y redis-server" in result.stderr
+    assert environment["REDIS_URL"] in result.stderr
+
+
+def test_logs_shows_the_end_of_a_service_log(environment: dict[str, str], home: Path) -> None:
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "site.log").write_text("".join(f"line {n}\n" for n in range(100)))
+
+    result = onecart(environment, "logs", "site", "-n", "3")
+
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == ["line 97", "line 98", "line 99"]
+    missing = onecart(environment, "logs", "dagster")
+    assert missing.returncode == 1
+    assert "logs: site" in missing.stderr
+
+
+def test_unknown_service_names_are_usage_errors(environment: dict[str, str]) -> None:
+    result = onecart(environment, "up", "--only", "mongodb")
+    assert result.returncode == 2
+    assert re.search(r"invalid choice: 'mongodb'", result.stderr)
+
+
+def test_generated_dagster_yaml_is_a_valid_instance_config(tmp_path: Path) -> None:
+    from dagster import DagsterInstance
+
+    settings = Settings(ONECART_HOME=tmp_path)
+    path = processes.write_dagster_yaml(settings)
+
+    instance = DagsterInstance.from_config(str(path.parent))
+    try:
+        assert instance.root_directory == str(path.parent)
+    finally:
+        instance.dispose()

@@ -1,0 +1,148 @@
+"""Process management: groups, pid files, and the pure parts of the service catalog."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from onecart import cli, processes
+from onecart.settings import REPO_ROOT, Settings
+
+STUBBORN_LEADER = """
+import signal, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", '''
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+open(sys.argv[1], "w").write("ready")
+time.sleep(600)
+''', sys.argv[1]])
+time.sleep(600)
+"""
+
+
+def wait_for_file(path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.05)
+
+
+def test_stop_kills_a_child_that_ignores_sigterm(settings: Settings, tmp_path: Path) -> None:
+    marker = tmp_path / "child-ready"
+    leader = processes.start_process(
+        settings, "stubborn-test", [sys.executable, "-c", STUBBORN_LEADER, str(marker)]
+    )
+    wait_for_file(marker)
+    members = processes.group_members(leader.pid)
+    assert len(members) == 2 and leader.pid in members
+    child = next(pid for pid in members if pid != leader.pid)
+
+    processes.stop_pid(leader.pid, timeout=1.0)
+
+    assert not processes.pid_alive(leader.pid)
+    assert not processes.pid_alive(child)
+    assert processes.group_members(leader.pid) == []
+
+
+def test_stop_process_forgets_its_pid_file(settings: Settings) -> None:
+    started = processes.start_process(
+        settings, "sleeper-test", [sys.executable, "-c", "import time; time.sleep(600)"]
+    )
+    assert processes.read_pid(settings, "sleeper-test") == started.pid
+
+    assert processes.stop_process(settings, "sleeper-test", timeout=5) is True
+
+    assert processes.read_pid(settings, "sleeper-test") is None
+    assert not (processes.run_dir(settings) / "sleeper-test.pid").exists()
+    assert processes.stop_process(settings, "sleeper-test") is False
+
+
+def test_a_pid_file_pointing_at_a_reused_pid_is_ignored(settings: Settings) -> None:
+    # Our own pid is alive but was not started at the recorded time: it is someone else now.
+    (processes.run_dir(settings) / "recycled-test.pid").write_text(f"{os.getpid()}\n1\n")
+    assert processes.read_pid(settings, "recycled-test") is None
+
+
+def test_select_services_keeps_start_order_and_rejects_unknown_names(settings: Settings) -> None:
+    services = processes.build_services(settings)
+    assert [s.name for s in services] == list(processes.SERVICE_ORDER)
+    chosen = processes.select_services(services, only=["worker", "redis"], skip=[])
+    assert [s.name for s in chosen] == ["redis", "worker"]
+    without_site = processes.select_services(services, skip=["site", "worker"])
+    assert "site" not in {s.name for s in without_site}
+    with pytest.raises(ValueError, match="unknown service"):
+        processes.select_services(services, only=["nginx"])
+
+
+def test_services_bind_where_the_settings_say(tmp_path: Path) -> None:
+    settings = Settings(
+        ONECART_HOME=tmp_path,
+        REDIS_URL="redis://127.0.0.1:6390/2",
+        MEILI_URL="http://127.0.0.1:7790",
+        ONECART_SITE_PORT=5090,
+    )
+    services = {service.name: service for service in processes.build_services(settings)}
+    assert services["redis"].argv[1:3] == ("--port", "6390")
+    assert "127.0.0.1" in services["redis"].argv
+    assert "127.0.0.1:7790" in services["meilisearch"].argv
+    assert "127.0.0.1:5090" in services["site"].argv
+    assert services["worker"].requires == ("redis",)
+    assert services["dagster"].env["DAGSTER_HOME"] == str(tmp_path / "dagster")
+
+
+def test_remote_addresses_are_probed_not_started(tmp_path: Path) -> None:
+    settings = Settings(
+        ONECART_HOME=tmp_path,
+        REDIS_URL="redis://redis.internal:6379/0",
+        MEILI_URL="http://search.internal:7700",
+    )
+    services = {service.name: service for service in processes.build_services(settings)}
+    assert services["redis"].managed is False
+    assert services["meilisearch"].managed is False
+    assert services["sandbox"].managed is True
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (None, []),
+        ({"failed_partitions": []}, []),
+        ({"failed_partitions": ["kiondo", "naijamall"]}, ["kiondo", "naijamall"]),
+        ({"failed": "bazaar"}, ["bazaar"]),
+        ({"success": False}, ["(unnamed: the run reported failure)"]),
+        ({"success": True}, []),
+    ],
+)
+def test_failed_partitions_are_read_from_the_pipeline_result(
+    result: object, expected: list[str]
+) -> None:
+    assert cli.failed_partitions(result) == expected
+
+
+def test_failed_partitions_reads_attributes_too() -> None:
+    class Outcome:
+        failed_partitions = ("shopwave",)
+        success = False
+
+    assert cli.failed_partitions(Outcome()) == ["shopwave"]
+
+
+def test_every_setting_is_documented() -> None:
+    documented = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    aliases = [field.alias for field in Settings.model_fields.values() if field.alias]
+    missing = [alias for alias in aliases if f"`{alias}`" not in documented]
+    assert missing == []
+
+
+def test_every_cli_command_is_documented() -> None:
+    documented = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    parser = cli.build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command").choices
+    missing = [name for name in commands if not re.search(rf"`onecart {name}\b", documented)]
+    assert missing == []

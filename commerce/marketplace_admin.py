@@ -1,0 +1,150 @@
+"""Admin edits of marketplaces: add, edit, enable/disable, set or clear the API key.
+
+The API key is encrypted before it touches the session (commerce.secrets) and never returned.
+Which fields the marketplaces.toml sync may refresh afterwards is documented in
+commerce.catalog_sync: admins own name, description, api_base_url, logo, active and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from adapters.registry import ADAPTER_KINDS, MATCH_IDENTIFIERS
+from commerce.accounts import AccountError
+from commerce.catalog_sync import capabilities_for_kind
+from commerce.models import Marketplace
+from commerce.secrets import encrypt_secret
+from onecart.money import is_iso_currency
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$")
+COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,79}$")
+
+
+class MarketplaceEditError(AccountError):
+    """Marketplace input that cannot be saved; `errors` maps form fields to messages."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarketplaceInput:
+    """What the admin form submits. `api_key` None keeps the stored key; `clear_api_key` drops it."""
+
+    name: str
+    kind: str
+    api_base_url: str
+    currency: str
+    country: str
+    relation_identifier: str
+    description: str = ""
+    logo: str | None = None
+    rating: str | None = None
+    active: bool = True
+    api_key: str | None = None
+    clear_api_key: bool = False
+    api_key_env: str | None = None
+
+
+def _validate(data: MarketplaceInput) -> tuple[dict[str, list[str]], Decimal | None]:
+    errors: dict[str, list[str]] = {}
+    if not data.name.strip():
+        errors["name"] = ["Enter the marketplace's name."]
+    if data.kind not in ADAPTER_KINDS:
+        errors["kind"] = ["Choose one of the supported API formats."]
+    url = urlsplit(data.api_base_url.strip())
+    if url.scheme not in ("http", "https") or not url.netloc:
+        errors["api_base_url"] = ["Enter an http:// or https:// URL."]
+    if not is_iso_currency(data.currency.strip().upper()):
+        errors["currency"] = ["Enter a three-letter ISO currency code such as USD."]
+    if not COUNTRY_PATTERN.match(data.country.strip().upper()):
+        errors["country"] = ["Enter a two-letter country code such as KE."]
+    if data.relation_identifier not in MATCH_IDENTIFIERS:
+        errors["relation_identifier"] = ["Choose one of the listed identifiers."]
+    if data.logo:
+        logo = urlsplit(data.logo.strip())
+        if not (
+            data.logo.startswith("/static/") or (logo.scheme in ("http", "https") and logo.netloc)
+        ):
+            errors["logo"] = ["Use a /static/… path or an http(s) URL."]
+    if data.api_key_env and not ENV_NAME_PATTERN.match(data.api_key_env):
+        errors["api_key_env"] = ["Use an environment variable name such as SHOP_API_KEY."]
+    rating: Decimal | None = None
+    if data.rating not in (None, ""):
+        try:
+            rating = Decimal(str(data.rating).strip()).quantize(Decimal("0.01"))
+        except InvalidOperation:
+            errors["rating"] = ["Enter a rating between 0 and 5."]
+        else:
+            if not Decimal(0) <= rating <= Decimal(5):
+                errors["rating"] = ["Enter a rating between 0 and 5."]
+    if data.api_key is not None and len(data.api_key) > 500:
+        errors["api_key"] = ["That key is too long."]
+    return errors, rating
+
+
+def _apply(marketplace: Marketplace, data: MarketplaceInput, rating: Decimal | None) -> None:
+    marketplace.name = data.name.strip()
+    marketplace.kind = data.kind
+    marketplace.api_base_url = data.api_base_url.strip()
+    marketplace.currency = data.currency.strip().upper()
+    marketplace.country = data.country.strip().upper()
+    marketplace.relation_identifier = data.relation_identifier
+    marketplace.description = data.description.strip()
+    marketplace.logo = (data.logo or "").strip() or None
+    marketplace.rating = rating
+    marketplace.active = data.active
+    marketplace.api_key_env = (data.api_key_env or "").strip() or None
+    marketplace.capabilities = capabilities_for_kind(data.kind)
+    if data.clear_api_key:
+        marketplace.api_key_encrypted = None
+    elif data.api_key:
+        marketplace.api_key_encrypted = encrypt_secret(data.api_key.strip())
+
+
+def list_marketplaces(session: Session) -> list[Marketplace]:
+    """Every marketplace, active first, then by name."""
+    return list(
+        session.scalars(
+            sa.select(Marketplace).order_by(Marketplace.active.desc(), Marketplace.name)
+        )
+    )
+
+
+def create_marketplace(session: Session, slug: str, data: MarketplaceInput) -> Marketplace:
+    """Add a marketplace; the slug is permanent (URLs, documents and the pipeline use it)."""
+    errors, rating = _validate(data)
+    slug = slug.strip().lower()
+    if not SLUG_PATTERN.match(slug):
+        errors["slug"] = ["Use 2–41 lower-case letters, digits or '-'."]
+    elif session.scalar(sa.select(Marketplace.id).where(Marketplace.slug == slug)) is not None:
+        errors["slug"] = ["A marketplace with this slug already exists."]
+    if errors:
+        raise MarketplaceEditError(errors)
+    marketplace = Marketplace(slug=slug)
+    _apply(marketplace, data, rating)
+    session.add(marketplace)
+    session.flush()
+    return marketplace
+
+
+def update_marketplace(
+    session: Session, marketplace: Marketplace, data: MarketplaceInput
+) -> Marketplace:
+    """Save an admin's edits (a blank API key keeps the stored one)."""
+    errors, rating = _validate(data)
+    if errors:
+        raise MarketplaceEditError(errors)
+    _apply(marketplace, data, rating)
+    session.flush()
+    return marketplace
+
+
+def set_marketplace_active(session: Session, marketplace: Marketplace, active: bool) -> None:
+    """Enable or disable a marketplace (inactive marketplaces are hidden from shoppers)."""
+    marketplace.active = active
+    session.flush()

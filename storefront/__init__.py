@@ -1,0 +1,153 @@
+"""The OneCart storefront: a Flask application factory and the blueprints it wires together.
+
+`create_app()` reads settings from onecart.settings (never at import time); `config` overrides any
+key, which is how tests point the app at their own database and Redis key prefix. The database
+schema is created by migrations (storefront.db_migrate), never here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from babel.numbers import format_currency
+from flask import Flask, Response, current_app
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from commerce.rate_limit import (
+    DEFAULT_PREFIX,
+    LOGIN_FAILURES_PER_ACCOUNT,
+    LOGIN_FAILURES_PER_IP,
+    LoginRateLimiter,
+    RateLimit,
+    SlidingWindowLimiter,
+    redis_client_from_url,
+)
+from onecart.money import from_minor_units, is_iso_currency
+from onecart.settings import Settings, get_settings
+from storefront.database import init_database
+from storefront.extensions import csrf, login_manager
+from storefront.request_log import init_request_logging
+from storefront.security import DEFAULT_CONTENT_SECURITY_POLICY, set_security_headers
+
+# Every area of the site is one blueprint package exposing `bp`; order matters only for
+# readability. The shopping areas are built alongside the core (see issue 3).
+BLUEPRINT_MODULES = (
+    "storefront.errors",
+    "storefront.health",
+    "storefront.auth",
+    "storefront.account",
+    "storefront.pages",
+    "storefront.admin",
+    "storefront.catalog",
+    "storefront.cart",
+    "storefront.checkout",
+    "storefront.assistant",
+)
+
+
+def default_config(settings: Settings) -> dict[str, Any]:
+    """The Flask config derived from OneCart's settings; create_app's `config` overrides it."""
+    return {
+        "SECRET_KEY": settings.secret_key,
+        "DATABASE_URL": settings.storefront_database_url,
+        "REDIS_URL": settings.redis_url,
+        "MEILI_URL": settings.meili_url,
+        "MEILI_MASTER_KEY": settings.meili_master_key,
+        "MEILI_INDEX": settings.meili_index,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": settings.session_cookie_secure,
+        "SESSION_COOKIE_NAME": "onecart_session",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": settings.session_cookie_secure,
+        "REMEMBER_COOKIE_NAME": "onecart_remember",
+        "WTF_CSRF_ENABLED": True,
+        # Tokens live as long as the session: a form left open over lunch still submits.
+        "WTF_CSRF_TIME_LIMIT": None,
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "RATE_LIMIT_PREFIX": DEFAULT_PREFIX,
+        "LOGIN_LIMIT_PER_IP": LOGIN_FAILURES_PER_IP.limit,
+        "LOGIN_LIMIT_PER_ACCOUNT": LOGIN_FAILURES_PER_ACCOUNT.limit,
+        "LOGIN_LIMIT_WINDOW_SECONDS": LOGIN_FAILURES_PER_ACCOUNT.window_seconds,
+        "HEALTH_TIMEOUT_SECONDS": 2.0,
+        "CONTENT_SECURITY_POLICY": DEFAULT_CONTENT_SECURITY_POLICY,
+        # Number of reverse proxies whose X-Forwarded-For we trust (0: use the socket address).
+        "PROXY_FIX_X_FOR": 0,
+    }
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the storefront application: config, extensions, blueprints, CLI commands."""
+    app = Flask(__name__)
+    app.config.from_mapping(default_config(get_settings()))
+    if config:
+        app.config.from_mapping(config)
+    if app.config["PROXY_FIX_X_FOR"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))  # type: ignore[method-assign]
+
+    init_database(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    init_request_logging(app)
+    init_login_limiter(app)
+    register_template_helpers(app)
+    for module_name in BLUEPRINT_MODULES:
+        app.register_blueprint(importlib.import_module(module_name).bp)
+
+    from storefront.cli import register_cli
+
+    register_cli(app)
+
+    @app.after_request
+    def add_security_headers(response: Response) -> Response:
+        return set_security_headers(
+            response, content_security_policy=app.config["CONTENT_SECURITY_POLICY"]
+        )
+
+    return app
+
+
+def init_login_limiter(app: Flask) -> None:
+    """The Redis-backed login limiter, at app.extensions["login_limiter"] (connects lazily)."""
+    window = int(app.config["LOGIN_LIMIT_WINDOW_SECONDS"])
+    limiter = SlidingWindowLimiter(
+        redis_client_from_url(app.config["REDIS_URL"]), prefix=app.config["RATE_LIMIT_PREFIX"]
+    )
+    app.extensions["login_limiter"] = LoginRateLimiter(
+        limiter,
+        per_ip=RateLimit("login-ip", int(app.config["LOGIN_LIMIT_PER_IP"]), window),
+        per_account=RateLimit("login-account", int(app.config["LOGIN_LIMIT_PER_ACCOUNT"]), window),
+    )
+
+
+def path_exists(path: str) -> bool:
+    """True when some view answers GET `path` (lets the layout link to pages that later issues
+    add, such as /orders and /notifications, only once they exist)."""
+    adapter = current_app.url_map.bind("localhost")
+    try:
+        adapter.match(path, method="GET")
+    except (NotFound, MethodNotAllowed):
+        return False
+    except Exception:  # a redirect (e.g. trailing slash) still means the page exists
+        return True
+    return True
+
+
+def format_money(minor: int | None, currency: str | None) -> str:
+    """ "$1,234.50" / "KES 1,500.00": integer minor units rendered exactly (never via float)."""
+    if minor is None or not currency or not is_iso_currency(currency):
+        return "—"
+    amount: Decimal = from_minor_units(int(minor), currency)
+    return format_currency(amount, currency, locale="en_US")
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Globals and filters every template may use."""
+    app.jinja_env.globals["path_exists"] = path_exists
+    app.jinja_env.globals["format_money"] = format_money
+    app.jinja_env.filters["money"] = lambda minor, currency: format_money(minor, currency)

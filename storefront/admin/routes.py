@@ -1,0 +1,131 @@
+"""Admin views for marketplaces. Every route requires an admin: anonymous visitors are sent to
+login, signed-in non-admins get 403. API keys are shown masked only."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from commerce.marketplace_admin import (
+    MarketplaceEditError,
+    MarketplaceInput,
+    create_marketplace,
+    list_marketplaces,
+    set_marketplace_active,
+    update_marketplace,
+)
+from commerce.models import Marketplace
+from storefront.admin.forms import MarketplaceForm
+from storefront.database import db_session
+from storefront.extensions import login_manager
+from storefront.form_errors import attach_service_errors
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def require_admin() -> Response | None:
+    """The gate for the whole area."""
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()  # type: ignore[no-any-return]
+    if not current_user.is_admin:
+        abort(403)
+    return None
+
+
+def _form_input(form: MarketplaceForm) -> MarketplaceInput:
+    return MarketplaceInput(
+        name=form.name.data or "",
+        kind=form.kind.data or "",
+        api_base_url=form.api_base_url.data or "",
+        currency=form.currency.data or "",
+        country=form.country.data or "",
+        relation_identifier=form.relation_identifier.data or "",
+        description=form.description.data or "",
+        logo=form.logo.data or None,
+        rating=form.rating.data or None,
+        active=bool(form.active.data),
+        api_key=form.api_key.data or None,
+        clear_api_key=bool(form.clear_api_key.data),
+        api_key_env=form.api_key_env.data or None,
+    )
+
+
+def _marketplace_or_404(marketplace_id: int) -> Marketplace:
+    marketplace = db_session().get(Marketplace, marketplace_id)
+    if marketplace is None:
+        abort(404)
+    return marketplace
+
+
+@bp.get("/")
+def index() -> Response:
+    """The admin area starts at the marketplace list."""
+    return redirect(url_for("admin.marketplaces"))
+
+
+@bp.get("/marketplaces")
+def marketplaces() -> str:
+    """Every marketplace with its status and masked key."""
+    return render_template("admin/marketplaces.html", marketplaces=list_marketplaces(db_session()))
+
+
+@bp.route("/marketplaces/new", methods=["GET", "POST"])
+def new_marketplace() -> Response | str:
+    """Add a marketplace."""
+    form = MarketplaceForm()
+    if not form.validate_on_submit():
+        return render_template("admin/marketplace_form.html", form=form, marketplace=None)
+    db = db_session()
+    try:
+        marketplace = create_marketplace(db, form.slug.data or "", _form_input(form))
+    except MarketplaceEditError as exc:
+        db.rollback()
+        attach_service_errors(form, exc.errors)
+        return render_template("admin/marketplace_form.html", form=form, marketplace=None)
+    db.commit()
+    flash(f"{marketplace.name} was added.", "success")
+    return redirect(url_for("admin.marketplaces"))
+
+
+@bp.route("/marketplaces/<int:marketplace_id>/edit", methods=["GET", "POST"])
+def edit_marketplace(marketplace_id: int) -> Response | str:
+    """Edit a marketplace; the API key field starts empty and blank keeps the stored key."""
+    marketplace = _marketplace_or_404(marketplace_id)
+    form = MarketplaceForm(obj=marketplace)
+    form.api_key.data = form.api_key.data if form.is_submitted() else ""
+    if not form.is_submitted():
+        form.rating.data = str(marketplace.rating) if marketplace.rating is not None else ""
+    if not form.validate_on_submit():
+        return render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
+    db = db_session()
+    try:
+        update_marketplace(db, marketplace, _form_input(form))
+    except MarketplaceEditError as exc:
+        db.rollback()
+        attach_service_errors(form, exc.errors)
+        return render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
+    db.commit()
+    flash(f"{marketplace.name} was saved.", "success")
+    return redirect(url_for("admin.marketplaces"))
+
+
+@bp.post("/marketplaces/<int:marketplace_id>/disable")
+def disable_marketplace(marketplace_id: int) -> Response:
+    """Hide a marketplace from shoppers (its data stays)."""
+    marketplace = _marketplace_or_404(marketplace_id)
+    set_marketplace_active(db_session(), marketplace, False)
+    db_session().commit()
+    flash(f"{marketplace.name} is now disabled.", "info")
+    return redirect(url_for("admin.marketplaces"))
+
+
+@bp.post("/marketplaces/<int:marketplace_id>/enable")
+def enable_marketplace(marketplace_id: int) -> Response:
+    """Show a disabled marketplace again."""
+    marketplace = _marketplace_or_404(marketplace_id)
+    set_marketplace_active(db_session(), marketplace, True)
+    db_session().commit()
+    flash(f"{marketplace.name} is active again.", "success")
+    return redirect(url_for("admin.marketplaces"))

@@ -1,0 +1,64 @@
+"""Forms of the auth area. Field-level rules live in commerce.accounts; these only shape input."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
+
+
+class LoginForm(FlaskForm):
+    """Username or e-mail plus password; `next` carries where to go afterwards."""
+
+    login = StringField(
+        "Username or e-mail",
+        validators=[DataRequired("Enter your username or e-mail address."), Length(max=254)],
+        render_kw={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"},
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired("Enter your password."), Length(max=256)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    remember = BooleanField("Keep me signed in on this device")
+    next = HiddenField()
+
+
+class SignupForm(FlaskForm):
+    """A new account; uniqueness, e-mail format and password strength are checked by the service."""
+
+    username = StringField(
+        "Username",
+        validators=[DataRequired("Choose a username."), Length(max=40)],
+        render_kw={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"},
+    )
+    email = EmailField(
+        "E-mail address",
+        validators=[DataRequired("Enter your e-mail address."), Length(max=254)],
+        render_kw={"autocomplete": "email"},
+    )
+    first_name = StringField(
+        "First name",
+        validators=[Optional(), Length(max=80)],
+        render_kw={"autocomplete": "given-name"},
+    )
+    last_name = StringField(
+        "Last name",
+        validators=[Optional(), Length(max=80)],
+        render_kw={"autocomplete": "family-name"},
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired("Choose a password."), Length(max=128)],
+        description="At least 10 characters, mixing letters with digits or symbols.",
+        render_kw={"autocomplete": "new-password"},
+    )
+    confirm_password = PasswordField(
+        "Confirm password",
+        validators=[
+            DataRequired("Repeat your password."),
+            EqualTo("password", "The two passwords don't match."),
+        ],
+        render_kw={"autocomplete": "new-password"},
+    )
+    next = HiddenField()

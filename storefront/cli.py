@@ -1,0 +1,84 @@
+"""`flask --app storefront <command>`: create an admin, migrate the DB, seed marketplaces."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+from commerce.accounts import AccountError, find_user_by_login, register_user
+from storefront.database import session_factory
+
+
+@click.command("create-admin")
+@click.option("--username", prompt=True, help="The admin's username.")
+@click.option("--email", prompt=True, help="The admin's e-mail address.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Prompted (hidden) when omitted; avoid passing it on a shared machine's command line.",
+)
+@click.option(
+    "--promote-existing",
+    is_flag=True,
+    help="If the username already exists, make that account an admin instead of failing.",
+)
+def create_admin_command(username: str, email: str, password: str, promote_existing: bool) -> None:
+    """Create an admin account (or promote an existing one with --promote-existing)."""
+    session = session_factory()()
+    try:
+        existing = find_user_by_login(session, username)
+        if existing is not None:
+            if not promote_existing:
+                raise click.ClickException(
+                    f"user {username!r} already exists (use --promote-existing to make it an admin)"
+                )
+            existing.is_admin = True
+            session.commit()
+            click.echo(f"{existing.username} is now an admin.")
+            return
+        try:
+            user = register_user(
+                session, username=username, email=email, password=password, is_admin=True
+            )
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from exc
+        session.commit()
+        click.echo(f"Admin {user.username} created.")
+    finally:
+        session.close()
+
+
+@click.command("db-upgrade")
+def db_upgrade_command() -> None:
+    """Apply pending migrations to the storefront database."""
+    from storefront.db_migrate import upgrade_database
+
+    upgrade_database(current_app.config["DATABASE_URL"])
+    click.echo("Storefront database is up to date.")
+
+
+@click.command("seed-marketplaces")
+def seed_marketplaces_command() -> None:
+    """Create or refresh marketplaces from marketplaces.toml (admin edits are kept)."""
+    from adapters.registry import load_marketplaces
+    from commerce.catalog_sync import seed_marketplaces
+
+    session = session_factory()()
+    try:
+        report = seed_marketplaces(session, load_marketplaces())
+        session.commit()
+    finally:
+        session.close()
+    click.echo(
+        f"Marketplaces: {report.marketplaces_created} created, "
+        f"{report.marketplaces_updated} updated."
+    )
+
+
+def register_cli(app: Flask) -> None:
+    """Attach the storefront's commands to `flask --app storefront`."""
+    app.cli.add_command(create_admin_command)
+    app.cli.add_command(db_upgrade_command)
+    app.cli.add_command(seed_marketplaces_command)

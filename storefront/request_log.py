@@ -1,0 +1,86 @@
+"""Structured request logs: one JSON line per request with method, path, status, duration and a
+request id (taken from a well-formed X-Request-ID header or generated, and echoed back).
+
+Only the path is logged, never the query string, headers, cookies or form fields, so passwords,
+API keys and tokens cannot reach the logs through this channel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+logger = logging.getLogger("onecart.requests")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """Formats a record as one JSON object: its `fields` extra plus level, logger and message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        payload.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)
+
+
+def current_request_id() -> str:
+    """The id of the request being served (for error pages and job metadata)."""
+    return g.get("request_id", "")
+
+
+def _start_timer() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+
+
+def _log_response(response: Response) -> Response:
+    started = g.get("request_started")
+    duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+    response.headers[REQUEST_ID_HEADER] = current_request_id()
+    user_id = None
+    user = g.get("_login_user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        user_id = getattr(user, "id", None)
+    logger.info(
+        "request",
+        extra={
+            "fields": {
+                "event": "request",
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": duration_ms,
+                "request_id": current_request_id(),
+                "user_id": user_id,
+                "remote_addr": request.remote_addr,
+            }
+        },
+    )
+    return response
+
+
+def init_request_logging(app: Flask) -> None:
+    """Log every request as JSON on the `onecart.requests` logger (stderr unless configured)."""
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonLogFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    app.before_request(_start_timer)
+    app.after_request(_log_response)

@@ -326,8 +326,8 @@ class Service:
 class ServiceState:
     """What `status` shows for one service.
 
-    status: `running` (ours, answering), `starting` (ours, not answering yet), `external`
-    (answering, not started by OneCart), `stopped`.
+    status: `running` (ours, answering), `unhealthy` (ours, alive, not answering: starting or
+    stuck), `external` (answering, not started by OneCart), `stopped`.
     """
 
     name: str
@@ -348,12 +348,15 @@ class ServiceOutcome:
     detail: str = ""
 
 
-def _http_probe(url: str) -> Probe:
+def _http_probe(url: str, *, also_accept: frozenset[int] = frozenset()) -> Probe:
+    """Healthy when `url` answers below 500 (or with one of `also_accept`)."""
+
     def probe(_pid: int | None) -> bool:
         try:
-            return httpx.get(url, timeout=2.0).status_code < 500
+            status = httpx.get(url, timeout=2.0).status_code
         except httpx.HTTPError:
             return False
+        return status < 500 or status in also_accept
 
     return probe
 
@@ -620,7 +623,8 @@ def build_services(settings: Settings) -> list[Service]:
         name="site",
         title="Shop (storefront)",
         url=settings.site_url,
-        probe=_http_probe(f"{settings.site_url}/"),
+        # /healthz answers 503 while a dependency is down: the site itself is up and says why.
+        probe=_http_probe(f"{settings.site_url}/healthz", also_accept=frozenset({503})),
         argv=(
             str(VENV_BIN / "gunicorn"),
             "--workers",
@@ -664,7 +668,7 @@ def inspect_service(settings: Settings, service: Service) -> ServiceState:
     pid = read_pid(settings, service.name)
     healthy = service.probe(pid)
     if pid is not None:
-        status = "running" if healthy else "starting"
+        status = "running" if healthy else "unhealthy"
     else:
         status = "external" if healthy else "stopped"
     return ServiceState(
@@ -761,8 +765,9 @@ def start_services(
             )
             report(f"= {service.title} answers at {service.url} (not started by onecart)")
             continue
-        if state.status == "starting":
-            # Our process from an earlier `up` is still coming up: wait for it, start nothing.
+        if state.status == "unhealthy":
+            # Our process from an earlier `up` may still be coming up: wait for it rather than
+            # start a second copy; if it never answers, settle() stops it and reports why.
             assert state.pid is not None
             log_path = log_dir(settings) / f"{service.name}.log"
             pending[service.name] = (service, ManagedProcess(service.name, state.pid, log_path))

@@ -441,6 +441,10 @@ nux:
 concurrency:
   runs:
     max_concurrent_runs: 3
+  # An asset that declares a pool (pool="search_index") never runs twice at once: two index
+  # rebuilds would fight over the same <uid>_next index.
+  pools:
+    default_limit: 1
 code_servers:
   local_startup_timeout: 180
 """

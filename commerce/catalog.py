@@ -1,0 +1,264 @@
+"""Catalog questions the storefront answers from its own DB (the synced offers), not the index.
+
+The product page, the stores page and the landing page read from here, so they keep working
+when Meilisearch is down. Offers are compared in the shopper's display currency through
+:class:`commerce.fx.FxTable`; an offer whose currency has no rate sorts after those that have one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from commerce.fx import FxTable
+from commerce.models import Marketplace, PricePoint, Product
+
+CATEGORIES_PER_STORE = 8
+MAX_GROUP_OFFERS = 100
+MAX_HISTORY_POINTS_PER_OFFER = 500
+
+
+def active_marketplaces(session: Session) -> list[Marketplace]:
+    """Every marketplace shoppers can see, by name."""
+    return list(
+        session.scalars(
+            sa.select(Marketplace).where(Marketplace.active.is_(True)).order_by(Marketplace.name)
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSummary:
+    """One marketplace on the stores page: what it is, how much it sells, what it supports."""
+
+    marketplace: Marketplace
+    offer_count: int
+    available_count: int
+    categories: list[tuple[str, int]]
+
+    @property
+    def supports_search(self) -> bool:
+        return "catalog" in self.capabilities or "live_search" in self.capabilities
+
+    @property
+    def supports_ordering(self) -> bool:
+        return "order" in self.capabilities
+
+    @property
+    def supports_tracking(self) -> bool:
+        return "track" in self.capabilities
+
+    @property
+    def capabilities(self) -> list[str]:
+        return list(self.marketplace.capabilities or [])
+
+
+def store_directory(session: Session) -> list[StoreSummary]:
+    """Every active marketplace with its offer counts and its biggest categories.
+
+    Counts only offers still in the catalog (removed_at is null); three grouped queries, whatever
+    the number of marketplaces.
+    """
+    marketplaces = active_marketplaces(session)
+    if not marketplaces:
+        return []
+    ids = [m.id for m in marketplaces]
+    in_catalog = sa.and_(Product.marketplace_id.in_(ids), Product.removed_at.is_(None))
+    counts = {
+        marketplace_id: (int(total), int(available or 0))
+        for marketplace_id, total, available in session.execute(
+            sa.select(
+                Product.marketplace_id,
+                sa.func.count(),
+                sa.func.sum(sa.case((Product.available.is_(True), 1), else_=0)),
+            )
+            .where(in_catalog)
+            .group_by(Product.marketplace_id)
+        )
+    }
+    categories: dict[int, list[tuple[str, int]]] = {}
+    for marketplace_id, category, total in session.execute(
+        sa.select(Product.marketplace_id, Product.category, sa.func.count())
+        .where(in_catalog, Product.category.is_not(None))
+        .group_by(Product.marketplace_id, Product.category)
+        .order_by(Product.marketplace_id, sa.func.count().desc(), Product.category)
+    ):
+        bucket = categories.setdefault(marketplace_id, [])
+        if len(bucket) < CATEGORIES_PER_STORE:
+            bucket.append((category, int(total)))
+    return [
+        StoreSummary(
+            marketplace=m,
+            offer_count=counts.get(m.id, (0, 0))[0],
+            available_count=counts.get(m.id, (0, 0))[1],
+            categories=categories.get(m.id, []),
+        )
+        for m in marketplaces
+    ]
+
+
+def category_counts(session: Session, limit: int = 24) -> list[tuple[str, int]]:
+    """Offers per category from the DB (the home page's fallback when search is down)."""
+    rows = session.execute(
+        sa.select(Product.category, sa.func.count())
+        .join(Marketplace, Product.marketplace_id == Marketplace.id)
+        .where(
+            Product.removed_at.is_(None),
+            Product.category.is_not(None),
+            Marketplace.active.is_(True),
+        )
+        .group_by(Product.category)
+        .order_by(sa.func.count().desc(), Product.category)
+        .limit(limit)
+    )
+    return [(category, int(total)) for category, total in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOffer:
+    """One offer on the product page, with its price in the shopper's display currency."""
+
+    product: Product
+    marketplace: Marketplace
+    display_price_minor: int | None
+    usd_price_minor: int | None
+
+    @property
+    def purchasable(self) -> bool:
+        return self.product.is_purchasable and self.marketplace.active
+
+    @property
+    def orderable(self) -> bool:
+        """OneCart can place the order itself (otherwise the shopper completes it there)."""
+        return "order" in (self.marketplace.capabilities or [])
+
+
+def group_offers(
+    session: Session, group_id: str, *, fx: FxTable, display_currency: str
+) -> list[GroupOffer]:
+    """Every offer of one product group still in the catalog: available ones cheapest first,
+    then the unavailable ones (so the shopper sees where it is out of stock)."""
+    rows = session.execute(
+        sa.select(Product, Marketplace)
+        .join(Marketplace, Product.marketplace_id == Marketplace.id)
+        .where(
+            Product.relation_token == group_id,
+            Product.removed_at.is_(None),
+            Marketplace.active.is_(True),
+        )
+        .limit(MAX_GROUP_OFFERS)
+    ).all()
+    return sort_offers(
+        [
+            GroupOffer(
+                product=product,
+                marketplace=marketplace,
+                display_price_minor=fx.convert_or_none(
+                    product.price_minor, product.currency, display_currency
+                ),
+                usd_price_minor=fx.convert_or_none(product.price_minor, product.currency, "USD"),
+            )
+            for product, marketplace in rows
+        ]
+    )
+
+
+def sort_offers(offers: Sequence[GroupOffer]) -> list[GroupOffer]:
+    """Available before unavailable, then cheapest (in USD) first; unconvertible prices last."""
+    return sorted(
+        offers,
+        key=lambda offer: (
+            not offer.purchasable,
+            offer.usd_price_minor is None,
+            offer.usd_price_minor or 0,
+            offer.product.id,
+        ),
+    )
+
+
+def find_offer(session: Session, marketplace_slug: str, external_id: str) -> Product | None:
+    """The DB offer behind an index document (marketplace slug + external id)."""
+    return session.scalars(
+        sa.select(Product)
+        .join(Marketplace, Product.marketplace_id == Marketplace.id)
+        .where(Marketplace.slug == marketplace_slug, Product.external_id == external_id)
+    ).one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One price observation converted to the display currency (None without a rate)."""
+
+    observed_at: datetime
+    price_minor: int
+    currency: str
+    display_price_minor: int | None
+    available: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSeries:
+    """The price history of one offer, oldest first, for the chart and its table."""
+
+    product_id: int
+    label: str
+    points: list[HistoryPoint]
+
+
+def price_history(
+    session: Session, offers: Sequence[GroupOffer], *, fx: FxTable, display_currency: str
+) -> list[PriceSeries]:
+    """The recorded price changes of each offer, converted at today's rates.
+
+    Offers without a recorded change get their current price as a single point, so every offer
+    appears in the chart.
+    """
+    if not offers:
+        return []
+    ids = [offer.product.id for offer in offers]
+    points: dict[int, list[PricePoint]] = {}
+    for point in session.scalars(
+        sa.select(PricePoint)
+        .where(PricePoint.product_id.in_(ids))
+        .order_by(PricePoint.product_id, PricePoint.observed_at)
+    ):
+        points.setdefault(point.product_id, []).append(point)
+    series: list[PriceSeries] = []
+    for offer in offers:
+        rows = points.get(offer.product.id, [])[-MAX_HISTORY_POINTS_PER_OFFER:]
+        history = [
+            HistoryPoint(
+                observed_at=row.observed_at,
+                price_minor=row.price_minor,
+                currency=row.currency,
+                display_price_minor=fx.convert_or_none(
+                    row.price_minor, row.currency, display_currency
+                ),
+                available=row.available,
+            )
+            for row in rows
+        ]
+        if not history:
+            history = [
+                HistoryPoint(
+                    observed_at=offer.product.updated_at,
+                    price_minor=offer.product.price_minor,
+                    currency=offer.product.currency,
+                    display_price_minor=offer.display_price_minor,
+                    available=offer.product.available,
+                )
+            ]
+        series.append(
+            PriceSeries(product_id=offer.product.id, label=offer.marketplace.name, points=history)
+        )
+    return series
+
+
+def rating_text(rating: Decimal | None) -> str:
+    """A rating as shoppers read it ("4.3"), or an empty string when there is none."""
+    return "" if rating is None else f"{rating.quantize(Decimal('0.1'))}"

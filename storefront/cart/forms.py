@@ -1,0 +1,46 @@
+"""Cart forms. They check the shape of what was sent; the rules (1..99, product exists and is
+available) live in commerce.cart and produce the messages the shopper sees."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, IntegerField
+from wtforms.validators import DataRequired, InputRequired, NumberRange
+
+from commerce.cart import QUANTITY_MAX, QUANTITY_MIN
+
+QUANTITY_MESSAGE = f"Quantity must be a whole number from {QUANTITY_MIN} to {QUANTITY_MAX}."
+
+
+class AddToCartForm(FlaskForm):
+    """Add an offer to the cart (product page, one form per offer)."""
+
+    product_id = HiddenField(validators=[DataRequired(message="Choose an offer to add.")])
+    quantity = IntegerField(
+        "Quantity",
+        default=1,
+        validators=[
+            InputRequired(message=QUANTITY_MESSAGE),
+            NumberRange(min=QUANTITY_MIN, max=QUANTITY_MAX, message=QUANTITY_MESSAGE),
+        ],
+    )
+    next = HiddenField()
+
+
+class UpdateCartLineForm(FlaskForm):
+    """Change the quantity of one cart line."""
+
+    product_id = HiddenField(validators=[DataRequired(message="Choose a cart line.")])
+    quantity = IntegerField(
+        "Quantity",
+        validators=[
+            InputRequired(message=QUANTITY_MESSAGE),
+            NumberRange(min=QUANTITY_MIN, max=QUANTITY_MAX, message=QUANTITY_MESSAGE),
+        ],
+    )
+
+
+class RemoveCartLineForm(FlaskForm):
+    """Remove one cart line."""
+
+    product_id = HiddenField(validators=[DataRequired(message="Choose a cart line.")])

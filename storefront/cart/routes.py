@@ -1,0 +1,191 @@
+"""Cart views: the cart page and its add / update / remove forms (POST + CSRF, then redirect).
+
+Signed-in shoppers' carts live in the DB; guests' carts are a list in the session, handed to
+commerce.cart and stored back. At sign-in the guest cart is merged into the account's cart
+(flask_login's `user_logged_in` signal), so nothing put in the cart before signing in is lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.blueprints import BlueprintSetupState
+from flask_login import current_user, user_logged_in
+
+from commerce.cart import (
+    CartError,
+    add_to_cart,
+    add_to_guest_cart,
+    build_cart_view,
+    cart_item_count,
+    guest_item_count,
+    merge_guest_cart,
+    parse_product_id,
+    remove_from_cart,
+    remove_from_guest_cart,
+    update_cart_quantity,
+    update_guest_quantity,
+)
+from commerce.models import Product, User
+from storefront.cart.forms import AddToCartForm, RemoveCartLineForm, UpdateCartLineForm
+from storefront.catalog.shopper import display_currency, fx_table
+from storefront.database import db_session
+from storefront.security import safe_next_url
+
+bp = Blueprint("cart", __name__, template_folder="templates")
+
+GUEST_CART_SESSION_KEY = "guest_cart"
+
+
+def _signed_in_user() -> User | None:
+    return current_user._get_current_object() if current_user.is_authenticated else None  # type: ignore[attr-defined]
+
+
+@bp.app_context_processor
+def cart_count() -> dict[str, Any]:
+    """`cart_count` for the layout's header: units in the shopper's cart."""
+    user = _signed_in_user()
+    if user is not None:
+        return {"cart_count": cart_item_count(db_session(), user)}
+    return {"cart_count": guest_item_count(session.get(GUEST_CART_SESSION_KEY))}
+
+
+def _merge_guest_cart_on_login(app: Flask, user: User, **_extra: Any) -> None:
+    """Move the session's guest cart into the account that just signed in."""
+    guest_lines = session.pop(GUEST_CART_SESSION_KEY, None)
+    if not guest_lines:
+        return
+    result = merge_guest_cart(db_session(), user, guest_lines)
+    db_session().commit()
+    if result.merged:
+        flash(f"We moved {result.merged} item(s) from your guest cart into your cart.", "success")
+    for title in result.capped:
+        flash(f"“{title}” is limited to 99 per order; your cart now holds 99.", "warning")
+
+
+@bp.record_once
+def _connect_login_signal(state: BlueprintSetupState) -> None:
+    user_logged_in.connect(_merge_guest_cart_on_login, state.app)
+
+
+def _first_error(form: Any) -> str:
+    for errors in form.errors.values():
+        if errors:
+            return str(errors[0])
+    return "Please check the form and try again."
+
+
+def _back(target: str | None, default: str) -> Response:
+    return redirect(safe_next_url(target) or default, code=303)
+
+
+@bp.get("/cart")
+def view_cart() -> str:
+    """Lines grouped by marketplace, subtotals, one total in the display currency, hints."""
+    cart = build_cart_view(
+        db_session(),
+        user=_signed_in_user(),
+        guest_lines=session.get(GUEST_CART_SESSION_KEY),
+        display_currency=display_currency(),
+        fx=fx_table(),
+    )
+    return render_template(
+        "cart/cart.html",
+        cart=cart,
+        update_form=UpdateCartLineForm,
+        remove_form=RemoveCartLineForm,
+        add_form=AddToCartForm,
+    )
+
+
+@bp.post("/cart/add")
+def add() -> Response:
+    """Add an offer (from the product page or a cheaper-offer hint), then go back."""
+    form = AddToCartForm()
+    back_to = url_for("cart.view_cart")
+    if not form.validate():
+        flash(_first_error(form), "error")
+        return _back(form.next.data or request.referrer, back_to)
+    try:
+        product_id = parse_product_id(form.product_id.data)
+        user = _signed_in_user()
+        if user is not None:
+            add_to_cart(db_session(), user, product_id, form.quantity.data or 0)
+        else:
+            session[GUEST_CART_SESSION_KEY] = add_to_guest_cart(
+                db_session(),
+                session.get(GUEST_CART_SESSION_KEY),
+                product_id,
+                form.quantity.data or 0,
+            )
+        db_session().commit()
+    except CartError as error:
+        db_session().rollback()
+        flash(error.message, "error")
+        return _back(form.next.data, back_to)
+    product = db_session().get(Product, product_id)
+    flash(f"Added “{product.title if product else 'item'}” to your cart.", "success")
+    return _back(form.next.data, back_to)
+
+
+@bp.post("/cart/update")
+def update() -> Response:
+    """Set a line's quantity (1..99)."""
+    form = UpdateCartLineForm()
+    back_to = url_for("cart.view_cart")
+    if not form.validate():
+        flash(_first_error(form), "error")
+        return _back(None, back_to)
+    try:
+        product_id = parse_product_id(form.product_id.data)
+        user = _signed_in_user()
+        if user is not None:
+            update_cart_quantity(db_session(), user, product_id, form.quantity.data or 0)
+        else:
+            session[GUEST_CART_SESSION_KEY] = update_guest_quantity(
+                session.get(GUEST_CART_SESSION_KEY), product_id, form.quantity.data or 0
+            )
+        db_session().commit()
+    except CartError as error:
+        db_session().rollback()
+        flash(error.message, "error")
+        return _back(None, back_to)
+    flash("Quantity updated.", "success")
+    return _back(None, back_to)
+
+
+@bp.post("/cart/remove")
+def remove() -> Response:
+    """Remove a line."""
+    form = RemoveCartLineForm()
+    back_to = url_for("cart.view_cart")
+    if not form.validate():
+        flash(_first_error(form), "error")
+        return _back(None, back_to)
+    try:
+        product_id = parse_product_id(form.product_id.data)
+        user = _signed_in_user()
+        if user is not None:
+            remove_from_cart(db_session(), user, product_id)
+        else:
+            session[GUEST_CART_SESSION_KEY] = remove_from_guest_cart(
+                session.get(GUEST_CART_SESSION_KEY), product_id
+            )
+        db_session().commit()
+    except CartError as error:
+        db_session().rollback()
+        flash(error.message, "error")
+        return _back(None, back_to)
+    flash("Item removed from your cart.", "success")
+    return _back(None, back_to)

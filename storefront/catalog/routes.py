@@ -1,0 +1,422 @@
+"""Catalog views: thin translations between HTTP and the services in search_index.queries,
+commerce.catalog and commerce.fx.
+
+Search-backed pages answer 503 with a friendly page when Meilisearch cannot; the landing, product
+and stores pages read the storefront DB and keep working without it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required
+from werkzeug.datastructures import MultiDict
+
+from commerce import catalog
+from commerce.fx import supported_display_currencies
+from search_index.queries import (
+    PER_PAGE_CHOICES,
+    SORT_LABELS,
+    SearchHit,
+    SearchPage,
+    SearchParams,
+    SearchUnavailable,
+    home_showcase,
+    offers_in_group,
+    search_offers,
+)
+from storefront.cart.forms import AddToCartForm
+from storefront.catalog.charts import price_history_svg, series_colour
+from storefront.catalog.forms import DisplayCurrencyForm
+from storefront.catalog.shopper import (
+    DISPLAY_CURRENCY_SESSION_KEY,
+    display_currency,
+    display_money_minor,
+    fx_table,
+    index_uid,
+    price_scale,
+    search_client,
+)
+from storefront.database import db_session
+from storefront.security import safe_next_url
+
+bp = Blueprint("catalog", __name__, template_folder="templates")
+
+HOW_IT_WORKS = (
+    ("Search once", "One search covers every marketplace we aggregate, with typo tolerance."),
+    ("Compare offers", "See the same product side by side across stores, in your currency."),
+    ("One cart", "Fill one cart from several marketplaces and check out in one go."),
+)
+FACET_TITLES = {
+    "marketplace": "Marketplace",
+    "category": "Category",
+    "brand": "Brand",
+    "available": "Availability",
+}
+
+
+@bp.app_context_processor
+def inject_shopper_helpers() -> dict[str, Any]:
+    """Template helpers for prices in the shopper's currency (used by every catalog partial)."""
+    return {
+        "display_currency": display_currency,
+        "display_money_minor": display_money_minor,
+    }
+
+
+@bp.app_errorhandler(SearchUnavailable)
+def search_unavailable(error: SearchUnavailable) -> tuple[Response | str, int]:
+    """Search is down: a friendly 503 (JSON for the API), with a hint to retry shortly."""
+    message = (
+        "The product index is being built. Please try again in a minute."
+        if error.reason == "index_missing"
+        else "Search is temporarily unavailable. Your cart and the stores page still work."
+    )
+    headers = {"Retry-After": "30"}
+    if request.path.startswith("/api/"):
+        body = jsonify(
+            {"error": {"status": 503, "title": "Search unavailable", "message": message}}
+        )
+        return body, 503, headers  # type: ignore[return-value]
+    page = render_template(
+        "catalog/search_unavailable.html", message=message, q=request.args.get("q", "")[:200]
+    )
+    return page, 503, headers  # type: ignore[return-value]
+
+
+# --- Landing and home --------------------------------------------------------------------------
+
+
+@bp.get("/")
+def landing() -> Response | str:
+    """What OneCart does, for visitors; signed-in shoppers go straight to their home page."""
+    if current_user.is_authenticated:
+        return redirect(url_for("catalog.home"))
+    return render_template(
+        "catalog/landing.html",
+        marketplaces=catalog.active_marketplaces(db_session()),
+        steps=HOW_IT_WORKS,
+    )
+
+
+@bp.get("/home")
+@login_required
+def home() -> str:
+    """The signed-in home: search, categories, best deals, price drops, top rated.
+
+    Featured products come from the index; when it is down the page still renders, with
+    categories from the DB and a note instead of the featured rows.
+    """
+    try:
+        showcase = home_showcase(search_client(), index_uid())
+        categories = [(facet.value, facet.count) for facet in showcase.categories]
+        search_down = False
+    except SearchUnavailable:
+        showcase = None
+        categories = catalog.category_counts(db_session())
+        search_down = True
+    return render_template(
+        "catalog/home.html",
+        showcase=showcase,
+        categories=categories,
+        search_down=search_down,
+    )
+
+
+# --- Listings ----------------------------------------------------------------------------------
+
+
+def _listing(args: MultiDict[str, str]) -> SearchPage:
+    params = SearchParams.from_query_args(args)
+    return _search(params)
+
+
+def _search(params: SearchParams) -> SearchPage:
+    return search_offers(search_client(), index_uid(), params, scale=price_scale())
+
+
+def _price_range(page: SearchPage) -> tuple[int | None, int | None]:
+    scale = price_scale()
+    low = page.price_min_usd_minor
+    high = page.price_max_usd_minor
+    return (
+        scale.usd_minor_to_display_minor(low) if low is not None else None,
+        scale.usd_minor_to_display_minor(high) if high is not None else None,
+    )
+
+
+def _listing_context(page: SearchPage) -> dict[str, Any]:
+    low, high = _price_range(page)
+    return {
+        "page": page,
+        "params": page.params,
+        "facet_titles": FACET_TITLES,
+        "sort_labels": SORT_LABELS,
+        "per_page_choices": PER_PAGE_CHOICES,
+        "price_low_minor": low,
+        "price_high_minor": high,
+        "marketplace_names": _marketplace_names(),
+    }
+
+
+def _marketplace_names() -> dict[str, str]:
+    return {m.slug: m.name for m in catalog.active_marketplaces(db_session())}
+
+
+@bp.get("/search")
+def search() -> str:
+    """Listings: grouped results with facets, price range, rating filter, sort and pages.
+
+    Works without JavaScript; search.js enhances it with search-as-you-type through /api/search.
+    """
+    page = _listing(request.args)
+    return render_template("catalog/search.html", **_listing_context(page))
+
+
+def hit_as_json(hit: SearchHit) -> dict[str, Any]:
+    """A listing hit for the JSON API: money as integer minor units plus currency codes."""
+    display = display_currency()
+    return {
+        "id": hit.id,
+        "title": hit.title,
+        "title_html": str(hit.title_html),
+        "url": url_for("catalog.product", group_id=hit.group_id),
+        "marketplace": {
+            "slug": hit.marketplace,
+            "name": hit.marketplace_name,
+            "logo": hit.marketplace_logo,
+        },
+        "price": {"minor": hit.price_minor, "currency": hit.currency},
+        "display_price": {
+            "minor": display_money_minor(hit.price_minor, hit.currency),
+            "currency": display,
+        },
+        "rating": str(hit.rating) if hit.rating is not None else None,
+        "rating_count": hit.rating_count,
+        "available": hit.available,
+        "image_url": hit.image_url,
+        "group": {
+            "id": hit.group_id,
+            "offers": hit.group_size,
+            "marketplaces": hit.group_marketplaces,
+            "min_display_price_minor": display_money_minor(hit.group_min_price_usd_minor, "USD"),
+        },
+    }
+
+
+@bp.get("/api/search")
+def api_search() -> Response:
+    """JSON listings (same parameters as /search): hits, facets, price range, pages.
+
+    With `html=1` the answer also carries the rendered results and facets, which search.js swaps
+    into the page, so cards are rendered by one template whether JavaScript runs or not.
+    """
+    page = _listing(request.args)
+    context = _listing_context(page)
+    body: dict[str, Any] = {
+        "query": page.params.q,
+        "page": page.page,
+        "per_page": page.params.per_page,
+        "total_pages": page.total_pages,
+        "total_hits": page.total_hits,
+        "total_offers": page.total_offers,
+        "display_currency": display_currency(),
+        "price_range": {
+            "min_minor": context["price_low_minor"],
+            "max_minor": context["price_high_minor"],
+        },
+        "facets": {
+            name: [{"value": f.value, "count": f.count, "selected": f.selected} for f in values]
+            for name, values in page.facets.items()
+        },
+        "corrections": list(page.corrections),
+        "hits": [hit_as_json(hit) for hit in page.hits],
+        "url": url_for("catalog.search") + _query_suffix(page.params.to_query_args()),
+    }
+    if request.args.get("html") == "1":
+        body["results_html"] = render_template("catalog/_results.html", **context)
+        body["facets_html"] = render_template("catalog/_facets.html", **context)
+    return jsonify(body)
+
+
+@bp.get("/api/ping")
+def api_ping() -> Response:
+    """The framework floor for the benchmark: the cheapest JSON answer this app can give."""
+    return jsonify({"ok": True})
+
+
+def _query_suffix(pairs: list[tuple[str, str]]) -> str:
+    from urllib.parse import urlencode
+
+    return f"?{urlencode(pairs)}" if pairs else ""
+
+
+@bp.app_template_global()
+def search_url(params: SearchParams, **changes: Any) -> str:
+    """The /search URL for `params` with `changes` (used by pagination and sort links)."""
+    return url_for("catalog.search") + _query_suffix(params.to_query_args(**changes))
+
+
+@bp.app_template_global()
+def facet_toggle_url(params: SearchParams, facet: str, value: str) -> str:
+    """The /search URL with one facet value switched on or off."""
+    if facet == "available":
+        wanted = value == "true"
+        new_value = None if params.available is wanted else wanted
+        return search_url(params, available=new_value)
+    return url_for("catalog.search") + _query_suffix(params.toggled(facet, value))
+
+
+# --- Product page ------------------------------------------------------------------------------
+
+
+@bp.get("/product/<group_id>")
+def product(group_id: str) -> str:
+    """Every offer of one product across marketplaces, cheapest first, with price history.
+
+    Read from the storefront DB (works when search is down); when the DB has no offers for the
+    group yet, the index's documents are shown without add-to-cart.
+    """
+    if len(group_id) > 200:
+        abort(404)
+    session_db = db_session()
+    fx = fx_table()
+    currency = display_currency()
+    offers = catalog.group_offers(session_db, group_id, fx=fx, display_currency=currency)
+    index_offers: list[SearchHit] = []
+    if not offers:
+        offers = _offers_from_index_document(group_id)
+    if not offers:
+        try:
+            index_offers = offers_in_group(search_client(), index_uid(), group_id)
+        except SearchUnavailable:
+            index_offers = []
+        if not index_offers:
+            abort(404, "We couldn't find that product. It may have left every marketplace.")
+    lead = offers[0].product if offers else None
+    series = catalog.price_history(session_db, offers, fx=fx, display_currency=currency)
+    chart = price_history_svg(
+        series,
+        format_amount=lambda minor: _format(minor, currency),
+        now=datetime.now(UTC),
+        title=f"Price history of {lead.title if lead else index_offers[0].title}",
+    )
+    forms = {
+        offer.product.id: AddToCartForm(
+            formdata=None, product_id=str(offer.product.id), quantity=1, next=request.full_path
+        )
+        for offer in offers
+    }
+    return render_template(
+        "catalog/product.html",
+        group_id=group_id,
+        offers=offers,
+        index_offers=index_offers,
+        lead=lead,
+        lead_hit=index_offers[0] if index_offers else None,
+        chart=chart,
+        series=series,
+        series_colour=series_colour,
+        forms=forms,
+        rates_as_of=fx.as_of,
+    )
+
+
+def _offers_from_index_document(document_id: str) -> list[catalog.GroupOffer]:
+    """Offers of an ungrouped product: its search document id names marketplace + external id."""
+    if "--" not in document_id:
+        return []
+    try:
+        document = search_client().index(index_uid()).get_document(document_id)
+    except Exception:  # missing document or search down: the caller falls back to a 404
+        return []
+    marketplace_slug = getattr(document, "marketplace", None)
+    external_id = getattr(document, "external_id", None)
+    if not marketplace_slug or not external_id:
+        return []
+    product = catalog.find_offer(db_session(), str(marketplace_slug), str(external_id))
+    if product is None:
+        return []
+    fx = fx_table()
+    currency = display_currency()
+    if product.relation_token:
+        offers = catalog.group_offers(
+            db_session(), product.relation_token, fx=fx, display_currency=currency
+        )
+        if offers:
+            return offers
+    return catalog.sort_offers(
+        [
+            catalog.GroupOffer(
+                product=product,
+                marketplace=product.marketplace,
+                display_price_minor=fx.convert_or_none(
+                    product.price_minor, product.currency, currency
+                ),
+                usd_price_minor=fx.convert_or_none(product.price_minor, product.currency, "USD"),
+            )
+        ]
+    )
+
+
+def _format(minor: int, currency: str) -> str:
+    from storefront import format_money
+
+    return format_money(minor, currency)
+
+
+# --- Stores and display currency ---------------------------------------------------------------
+
+
+@bp.get("/stores")
+def stores() -> str:
+    """Every active marketplace: logo, rating, description, country, currency, offers,
+    categories and what OneCart can do there."""
+    return render_template("catalog/stores.html", stores=catalog.store_directory(db_session()))
+
+
+@bp.post("/currency")
+def choose_currency() -> Response:
+    """Set the display currency (the account's setting when signed in, else the session's)."""
+    form = DisplayCurrencyForm()
+    choices = supported_display_currencies(fx_table())
+    form.currency.choices = [(code, code) for code in choices]
+    target = safe_next_url(form.next.data) or url_for("catalog.landing")
+    if not form.validate_on_submit():
+        flash("That currency is not available.", "error")
+        return redirect(target, code=303)
+    chosen = form.currency.data
+    if current_user.is_authenticated:
+        current_user.display_currency = chosen
+        db_session().commit()
+    else:
+        session[DISPLAY_CURRENCY_SESSION_KEY] = chosen
+    flash(f"Prices are now shown in {chosen}.", "success")
+    return redirect(target, code=303)
+
+
+@bp.app_context_processor
+def inject_currency_form() -> dict[str, Any]:
+    """A ready display-currency form for any page that shows one."""
+
+    def currency_form() -> DisplayCurrencyForm:
+        form = DisplayCurrencyForm(
+            formdata=None, currency=display_currency(), next=request.full_path
+        )
+        form.currency.choices = [(c, c) for c in supported_display_currencies(fx_table())]
+        return form
+
+    return {"currency_form": currency_form}

@@ -1,0 +1,71 @@
+// Search-as-you-type for /search: progressive enhancement of a plain GET form.
+// Without JavaScript the form submits normally; with it, typing or changing a filter asks
+// /api/search for the re-rendered results and facets and swaps them in, keeping the URL in sync.
+(function () {
+  "use strict";
+  var form = document.getElementById("search-form");
+  if (!form || !window.fetch || !window.URLSearchParams) { return; }
+  var results = document.getElementById("results");
+  var facets = document.getElementById("facets");
+  var apiUrl = "/api/search";
+  var timer = null;
+  var controller = null;
+  var DELAY_MS = 200;
+
+  form.classList.add("is-enhanced");
+
+  function queryString() {
+    var params = new URLSearchParams();
+    new FormData(form).forEach(function (value, key) {
+      if (value !== "") { params.append(key, value); }
+    });
+    return params;
+  }
+
+  function refresh() {
+    var params = queryString();
+    var pageUrl = form.getAttribute("action") + (params.toString() ? "?" + params.toString() : "");
+    params.set("html", "1");
+    if (controller) { controller.abort(); }
+    controller = window.AbortController ? new AbortController() : null;
+    results.setAttribute("aria-busy", "true");
+    fetch(apiUrl + "?" + params.toString(), {
+      headers: { "Accept": "application/json" },
+      signal: controller ? controller.signal : undefined
+    }).then(function (response) {
+      if (!response.ok) { throw new Error("search failed: " + response.status); }
+      return response.json();
+    }).then(function (body) {
+      var focusedId = document.activeElement && document.activeElement.id;
+      results.innerHTML = body.results_html;
+      facets.innerHTML = body.facets_html;
+      if (focusedId && facets.contains(document.getElementById(focusedId))) {
+        document.getElementById(focusedId).focus();
+      }
+      window.history.replaceState(null, "", body.url || pageUrl);
+      results.removeAttribute("aria-busy");
+    }).catch(function (error) {
+      if (error && error.name === "AbortError") { return; }
+      results.removeAttribute("aria-busy");
+      // Fall back to a normal page load, which shows the friendly error page if search is down.
+      window.location.assign(pageUrl);
+    });
+  }
+
+  function schedule() {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(refresh, DELAY_MS);
+  }
+
+  form.addEventListener("input", function (event) {
+    if (event.target && event.target.name === "q") { schedule(); }
+  });
+  form.addEventListener("change", function (event) {
+    if (event.target && event.target.name !== "q") { schedule(); }
+  });
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    window.clearTimeout(timer);
+    refresh();
+  });
+})();

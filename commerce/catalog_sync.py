@@ -334,10 +334,7 @@ def _mark_removed_offers(
     ]
     for batch in _batched(gone, BATCH_SIZE):
         session.execute(
-            sa.update(Product)
-            .where(Product.id.in_(batch))
-            .values(removed_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
+            sa.update(Product).where(Product.id.in_(batch)).values(removed_at=now, updated_at=now)
         )
     report.products_removed += len(gone)
 
@@ -479,7 +476,9 @@ def sync_catalog(
     """
     now = utc_now()
     report = seed_marketplaces(session, marketplaces)
-    marketplace_ids = dict(session.execute(sa.select(Marketplace.slug, Marketplace.id)).tuples())
+    marketplace_ids = {
+        slug: id_ for slug, id_ in session.execute(sa.select(Marketplace.slug, Marketplace.id))
+    }
     seen: dict[str, set[str]] = {}
     duplicate_check: set[tuple[str, str]] = set()
 

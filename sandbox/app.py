@@ -1,0 +1,220 @@
+"""The sandbox WSGI application: six marketplaces under /<slug>/ and the /_sandbox/ control API.
+
+Every request to a marketplace first passes the knob gate (latency, down, 429 bursts, random
+503s); the control endpoints and images never do, so tests can always reach the knobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, RequestRedirect, Rule
+from werkzeug.wrappers import Request, Response
+
+from sandbox.bazaar import BazaarService
+from sandbox.dummyjson import DummyJsonService
+from sandbox.fakestore import FakeStoreService
+from sandbox.google_feed import GoogleFeedService
+from sandbox.images import render_product_svg
+from sandbox.knobs import ALL_MARKETPLACES, KnobBoard, KnobError
+from sandbox.orders import OrderBook
+from sandbox.service import (
+    WILDCARD_HOSTS,
+    MarketplaceService,
+    SandboxContext,
+    json_response,
+    read_json_body,
+)
+from sandbox.shopify import ShopifyService
+from sandbox.woocommerce import WooCommerceService
+from sandbox.world import MARKETPLACE_SLUGS, MARKETPLACES, World
+
+SERVICE_CLASSES: tuple[type[MarketplaceService], ...] = (
+    ShopifyService,
+    WooCommerceService,
+    DummyJsonService,
+    FakeStoreService,
+    GoogleFeedService,
+    BazaarService,
+)
+IMAGE_CACHE_SECONDS = 86_400
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How to run the sandbox: where it listens, how big and which world, starting knobs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8800
+    offers: int = 12_000
+    seed: int = 42
+    price_epoch: int = 0
+    # {slug or "all": {knob: value}}: the server's defaults, restored by POST /_sandbox/reset.
+    knobs: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    # The base URL put into absolute links; derived from host:port unless the host is a wildcard.
+    public_url: str | None = None
+
+    @property
+    def advertised_url(self) -> str | None:
+        """The URL catalogs use for images and links (None: use the address each client used)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        if self.host in WILDCARD_HOSTS:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _merge_knob_defaults(config: SandboxConfig) -> dict[str, dict[str, object]]:
+    defaults: dict[str, dict[str, object]] = {}
+    if config.price_epoch:
+        defaults[ALL_MARKETPLACES] = {"price_epoch": config.price_epoch}
+    # "all" first, then single marketplaces, so a specific --knob wins over a general one.
+    for slug in sorted(config.knobs, key=lambda s: s != ALL_MARKETPLACES):
+        defaults.setdefault(slug, {}).update(config.knobs[slug])
+    return defaults
+
+
+class SandboxApp:
+    """The WSGI callable; one instance holds the world, the knobs and the orders."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        unknown = set(config.knobs) - {*MARKETPLACE_SLUGS, ALL_MARKETPLACES}
+        if unknown:
+            raise KnobError(f"unknown marketplace(s) in knobs: {', '.join(sorted(unknown))}")
+        self.world = World(config.seed, config.offers)
+        self.knobs = KnobBoard(
+            MARKETPLACE_SLUGS, seed=config.seed, defaults=_merge_knob_defaults(config)
+        )
+        self.orders = OrderBook(config.seed)
+        self.ctx = SandboxContext(self.world, self.knobs, self.orders, config.advertised_url)
+        self.services: dict[str, MarketplaceService] = {
+            cls.slug: cls(self.ctx) for cls in SERVICE_CLASSES
+        }
+        rules = [
+            Rule("/", endpoint=("control", "index"), methods=["GET"]),
+            Rule("/_sandbox/health", endpoint=("control", "health"), methods=["GET"]),
+            Rule("/_sandbox/knobs", endpoint=("control", "get_knobs"), methods=["GET"]),
+            Rule("/_sandbox/knobs/<slug>", endpoint=("control", "set_knobs"), methods=["POST"]),
+            Rule("/_sandbox/reset", endpoint=("control", "reset"), methods=["POST"]),
+            Rule("/_sandbox/images/<name>.svg", endpoint=("control", "image"), methods=["GET"]),
+        ]
+        for slug, service in self.services.items():
+            for path, handler, methods in service.routes:
+                rules.append(
+                    Rule(f"/{slug}{path}", endpoint=(slug, handler), methods=list(methods))
+                )
+        self.url_map = Map(rules, merge_slashes=False)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self.dispatch(request)
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        """Route one request: knob gate for marketplaces, then the handler."""
+        first_segment = request.path.lstrip("/").split("/", 1)[0]
+        latency = 0
+        if first_segment in self.services:
+            latency = self.knobs.get(first_segment).latency_ms
+            fault = self.knobs.gate(first_segment)
+            if fault is not None:
+                headers = {"X-Sandbox-Fault": fault.reason}
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = str(fault.retry_after)
+                message = "Too Many Requests" if fault.status == 429 else "Service Unavailable"
+                return json_response(
+                    {"errors": message, "reason": fault.reason}, fault.status, headers
+                )
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            (owner, handler), values = adapter.match()
+            if owner == "control":
+                response = getattr(self, f"_control_{handler}")(request, **values)
+            else:
+                response = getattr(self.services[owner], handler)(request, **values)
+        except RequestRedirect as redirect:
+            return redirect.get_response(request.environ)
+        except NotFound:
+            return json_response({"errors": "Not Found", "path": request.path}, 404)
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(exc.valid_methods or [])
+            return json_response({"errors": "Method Not Allowed"}, 405, {"Allow": allowed})
+        except HTTPException as exc:
+            return exc.get_response(request.environ)
+        if latency:
+            response.headers["X-Sandbox-Latency-Ms"] = str(latency)
+        return response
+
+    # -- control API --
+
+    def _control_index(self, request: Request) -> Response:
+        base = self.ctx.site_url(request)
+        return json_response(
+            {
+                "sandbox": "OneCart demo marketplaces",
+                "marketplaces": [
+                    {
+                        "slug": m.slug,
+                        "name": m.name,
+                        "format": m.api_format,
+                        "currency": m.currency,
+                        "offers": self.world.offer_count(m.slug),
+                        "base_url": f"{base}/{m.slug}",
+                    }
+                    for m in MARKETPLACES
+                ],
+                "control": [
+                    f"{base}/_sandbox/health",
+                    f"{base}/_sandbox/knobs",
+                    f"{base}/_sandbox/reset",
+                ],
+            }
+        )
+
+    def _control_health(self, request: Request) -> Response:
+        return json_response(
+            {
+                "status": "ok",
+                "marketplaces": list(MARKETPLACE_SLUGS),
+                "offers": self.world.total_offers,
+                "seed": self.world.seed,
+            }
+        )
+
+    def _control_get_knobs(self, request: Request) -> Response:
+        return json_response(self.knobs.snapshot())
+
+    def _control_set_knobs(self, request: Request, slug: str) -> Response:
+        values = read_json_body(request, {"error": "the body must be a JSON object of knob values"})
+        try:
+            changed = self.knobs.update(slug, values if values is not None else {})
+        except KeyError:
+            return json_response({"error": f"unknown marketplace {slug!r}"}, 404)
+        except KnobError as exc:
+            return json_response({"error": str(exc)}, 400)
+        # One marketplace: its knobs; "all": every marketplace's.
+        return json_response(changed if slug == ALL_MARKETPLACES else changed[slug])
+
+    def _control_reset(self, request: Request) -> Response:
+        self.knobs.reset()
+        return json_response({"status": "reset", "knobs": self.knobs.snapshot()})
+
+    def _control_image(self, request: Request, name: str) -> Response:
+        product = self.world.product_for_image(name)
+        if product is None:
+            return json_response({"errors": "Not Found"}, 404)
+        response = Response(
+            render_product_svg(product), content_type="image/svg+xml; charset=utf-8"
+        )
+        response.headers["Cache-Control"] = f"public, max-age={IMAGE_CACHE_SECONDS}"
+        return response
+
+
+def create_app(config: SandboxConfig | None = None) -> SandboxApp:
+    """The sandbox application for `config` (defaults: 12,000 offers, seed 42)."""
+    return SandboxApp(config or SandboxConfig())

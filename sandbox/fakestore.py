@@ -1,0 +1,207 @@
+"""Fake Store Berlin: the Fake Store API format (EUR implied). The whole catalog in one unpaged
+list, streamed record by record so a 200k-product body is never built in memory; an unknown
+product id answers 200 with an empty body, as the real API does. Carts have no status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from onecart.money import from_minor_units
+from sandbox.assortment import CATEGORIES
+from sandbox.orders import OrderLine, SandboxOrder
+from sandbox.service import (
+    JSON_CONTENT_TYPE,
+    JsonError,
+    MarketplaceService,
+    encode_json,
+    join_stream,
+    json_response,
+    query_int,
+    read_json_body,
+)
+from sandbox.world import broken_title, html_title, huge_text
+
+
+def category_name(slug_or_name: str) -> str:
+    """Fake Store writes categories as lower-case names ("running shoes")."""
+    return slug_or_name.lower()
+
+
+CATEGORY_NAMES = tuple(category_name(c.name) for c in CATEGORIES)
+
+
+def _empty() -> Response:
+    return Response(b"", status=200, content_type=JSON_CONTENT_TYPE)
+
+
+class FakeStoreService(MarketplaceService):
+    """The Fake Store API-format marketplace."""
+
+    slug = "fakestore"
+    routes = (
+        ("/products", "list_products", ("GET",)),
+        ("/products/categories", "list_categories", ("GET",)),
+        ("/products/category/<name>", "category_products", ("GET",)),
+        ("/products/<product_ref>", "get_product", ("GET",)),
+        ("/carts", "create_cart", ("POST",)),
+        ("/carts", "list_carts", ("GET",)),
+        ("/carts/<cart_ref>", "get_cart", ("GET",)),
+    )
+
+    def product_record(self, request: Request, index: int, *, live: bool = False) -> dict[str, Any]:
+        """Offer `index` as a Fake Store product, malformed when its slot says so."""
+        offer = self.ctx.offer(self.slug, index, live=live)
+        kind = self.ctx.malformation(self.slug, index)
+        product = offer.product
+        sentences = product.description_sentences()
+        title = offer.title
+        if kind == "html_title":
+            title = html_title(title, index)
+        elif kind == "broken_utf8":
+            title = broken_title(title)
+        price: Any = float(from_minor_units(offer.price_minor, offer.currency))
+        if kind == "negative_price":
+            price = -price
+        elif kind == "unknown_currency":
+            price = f"{price} €"
+        record: dict[str, Any] = {
+            "id": index if kind == "duplicate_id" else index + 1,
+            "title": title,
+            "price": price,
+            "description": huge_text(sentences)
+            if kind == "huge_description"
+            else " ".join(sentences),
+            "category": category_name(product.category.name),
+            "image": self.ctx.image_url(request, offer),
+            "rating": {"rate": round(offer.rating_centi / 100, 1), "count": offer.review_count},
+        }
+        if kind == "missing_price":
+            del record["price"]
+        return record
+
+    def _stream(self, request: Request, indexes: Iterable[int]) -> Response:
+        def records() -> Iterator[bytes]:
+            for index in indexes:
+                yield encode_json(self.product_record(request, index))
+
+        return Response(join_stream(b"[", records(), b",", b"]"), content_type=JSON_CONTENT_TYPE)
+
+    def list_products(self, request: Request) -> Response:
+        """GET /products[?limit=&sort=asc|desc]: every product, streamed."""
+        limit = query_int(request, "limit", 0, minimum=0)
+        indexes: Iterable[int] = range(self.count)
+        if request.args.get("sort", "asc").lower() == "desc":
+            indexes = range(self.count - 1, -1, -1)
+        if limit:
+            indexes = indexes[:limit]
+        return self._stream(request, indexes)
+
+    def list_categories(self, request: Request) -> Response:
+        """GET /products/categories: the category names."""
+        return json_response(list(CATEGORY_NAMES))
+
+    def category_products(self, request: Request, name: str) -> Response:
+        """GET /products/category/<name>: the products of one category, streamed."""
+        wanted = category_name(name)
+        world = self.ctx.world
+        indexes = (
+            i
+            for i in range(self.count)
+            if category_name(world.product(world.product_key(self.slug, i)).category.name) == wanted
+        )
+        return self._stream(request, indexes)
+
+    def _index_of(self, product_ref: str) -> int | None:
+        if not product_ref.isdigit():
+            return None
+        index = int(product_ref) - 1
+        if not 0 <= index < self.count or self.ctx.malformation(self.slug, index) == "duplicate_id":
+            return None
+        return index
+
+    def get_product(self, request: Request, product_ref: str) -> Response:
+        """GET /products/<id>: the live offer (price_drift applies); empty 200 when unknown."""
+        index = self._index_of(product_ref)
+        if index is None:
+            return _empty()
+        return json_response(self.product_record(request, index, live=True))
+
+    def create_cart(self, request: Request) -> Response:
+        """POST /carts {userId, date, products: [{productId, quantity}]} → 201 (200 on replay)."""
+        if self.ctx.knobs.take_order_failure(self.slug):
+            raise JsonError(
+                503, {"status": "error", "message": "Service Unavailable (fail_next_orders)"}
+            )
+        body = read_json_body(request, {"status": "error", "message": "invalid JSON body"})
+        items = body.get("products") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise JsonError(400, {"status": "error", "message": "cart products are required"})
+        lines: list[OrderLine] = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise JsonError(
+                    400, {"status": "error", "message": "each product needs productId and quantity"}
+                )
+            index = self._index_of(str(item.get("productId", "")))
+            quantity = item.get("quantity")
+            if index is None:
+                raise JsonError(
+                    400,
+                    {"status": "error", "message": f"unknown productId {item.get('productId')!r}"},
+                )
+            if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+                raise JsonError(
+                    400, {"status": "error", "message": "quantity must be a positive integer"}
+                )
+            offer = self.ctx.offer(self.slug, index, live=True)
+            lines.append(
+                OrderLine(
+                    index,
+                    str(index + 1),
+                    offer.title,
+                    offer.product.model,
+                    quantity,
+                    offer.price_minor,
+                )
+            )
+        order, created = self.ctx.orders.place(
+            self.slug,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            reference=None,
+            currency=self.profile.currency,
+            lines=lines,
+            cancel_rate=0.0,
+            extra={
+                "userId": body.get("userId"),
+                "date": body.get("date") or datetime.now(UTC).date().isoformat(),
+            },
+        )
+        return json_response(self.cart_record(order), status=201 if created else 200)
+
+    def list_carts(self, request: Request) -> Response:
+        """GET /carts: every cart created through this sandbox."""
+        return json_response([self.cart_record(order) for order in self.ctx.orders.list(self.slug)])
+
+    def get_cart(self, request: Request, cart_ref: str) -> Response:
+        """GET /carts/<id>; empty 200 when unknown (as for products)."""
+        order = self.ctx.orders.get(self.slug, int(cart_ref)) if cart_ref.isdigit() else None
+        return json_response(self.cart_record(order)) if order else _empty()
+
+    @staticmethod
+    def cart_record(order: SandboxOrder) -> dict[str, Any]:
+        """A cart as the Fake Store API answers it."""
+        return {
+            "id": order.number,
+            "userId": order.extra.get("userId"),
+            "date": order.extra.get("date"),
+            "products": [
+                {"productId": int(line.external_id), "quantity": line.quantity}
+                for line in order.lines
+            ],
+            "__v": 0,
+        }

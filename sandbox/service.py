@@ -1,0 +1,192 @@
+"""What every sandbox marketplace is built on: the shared context (world, knobs, orders, own URL),
+the service base class, and HTTP plumbing (JSON with deliberate broken bytes, streamed bodies)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request, Response
+
+from sandbox.knobs import KnobBoard
+from sandbox.orders import OrderBook
+from sandbox.world import (
+    BROKEN_UTF8_BYTES,
+    BROKEN_UTF8_SENTINEL,
+    MARKETPLACES_BY_SLUG,
+    ListedOffer,
+    MarketplaceProfile,
+    World,
+)
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+_SENTINEL_BYTES = BROKEN_UTF8_SENTINEL.encode("utf-8")
+# Streamed bodies are flushed in chunks of about this size (the dev server writes each chunk).
+STREAM_CHUNK_BYTES = 64 * 1024
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON, with every broken-title sentinel written as raw invalid bytes."""
+    body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if _SENTINEL_BYTES in body:
+        body = body.replace(_SENTINEL_BYTES, BROKEN_UTF8_BYTES)
+    return body
+
+
+def encode_text(text: str) -> bytes:
+    """UTF-8 text (XML, HTML) with the broken-title sentinel written as raw invalid bytes."""
+    body = text.encode("utf-8")
+    if _SENTINEL_BYTES in body:
+        body = body.replace(_SENTINEL_BYTES, BROKEN_UTF8_BYTES)
+    return body
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response whose body keeps any deliberately broken bytes."""
+    return Response(
+        encode_json(value), status=status, headers=headers, content_type=JSON_CONTENT_TYPE
+    )
+
+
+class JsonError(HTTPException):
+    """An HTTP error whose body is the marketplace's own JSON error shape."""
+
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.code = status
+        self._body = body
+        self._headers = headers or {}
+
+    def get_response(self, environ: Any = None, scope: Any = None) -> Response:  # type: ignore[override]
+        """The error as a JSON response."""
+        return json_response(self._body, self.code or 500, self._headers)
+
+
+def chunked(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """Group many small byte pieces into chunks of about STREAM_CHUNK_BYTES for streaming."""
+    buffer: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        buffer.append(piece)
+        size += len(piece)
+        if size >= STREAM_CHUNK_BYTES:
+            yield b"".join(buffer)
+            buffer, size = [], 0
+    if buffer:
+        yield b"".join(buffer)
+
+
+def join_stream(
+    prefix: bytes, items: Iterable[bytes], separator: bytes, suffix: bytes
+) -> Iterator[bytes]:
+    """prefix + items joined by separator + suffix, produced lazily, in chunks."""
+
+    def pieces() -> Iterator[bytes]:
+        yield prefix
+        first = True
+        for item in items:
+            if not first:
+                yield separator
+            first = False
+            yield item
+        yield suffix
+
+    return chunked(pieces())
+
+
+def query_int(
+    request: Request,
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    clamp: bool = True,
+    error: Any = None,
+) -> int:
+    """An integer query parameter; out-of-range values are clamped (as the real APIs do) or, with
+    clamp=False, answered with 400 and `error` as the body."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise JsonError(400, error or {"message": f"'{name}' must be an integer"}) from None
+    if minimum is not None and value < minimum:
+        if not clamp:
+            raise JsonError(400, error or {"message": f"'{name}' must be at least {minimum}"})
+        value = minimum
+    if maximum is not None and value > maximum:
+        if not clamp:
+            raise JsonError(400, error or {"message": f"'{name}' must be at most {maximum}"})
+        value = maximum
+    return value
+
+
+def read_json_body(request: Request, error: Any) -> Any:
+    """The request's JSON body, or 400 with the marketplace's error shape."""
+    try:
+        return json.loads(request.get_data(cache=True) or b"null")
+    except ValueError:
+        raise JsonError(400, error) from None
+
+
+@dataclass
+class SandboxContext:
+    """What every marketplace handler shares: the world, the knobs, the orders, and the address
+    the server advertises in absolute URLs (images, permalinks, Link headers)."""
+
+    world: World
+    knobs: KnobBoard
+    orders: OrderBook
+    public_url: str | None = None
+
+    def site_url(self, request: Request) -> str:
+        """The server's own base URL: the configured one, else the address the client used."""
+        if self.public_url:
+            return self.public_url
+        return request.host_url.rstrip("/")
+
+    def offer(self, slug: str, index: int, *, live: bool = False) -> ListedOffer:
+        """Offer `index` at the current price epoch; live lookups also apply price_drift."""
+        knobs = self.knobs.get(slug)
+        return self.world.offer(
+            slug,
+            index,
+            price_epoch=knobs.price_epoch,
+            price_drift=knobs.price_drift if live else 0.0,
+        )
+
+    def malformation(self, slug: str, index: int) -> str | None:
+        """The malformation record `index` carries at the current malformed_rate, if any."""
+        return self.world.malformation(slug, index, self.knobs.get(slug).malformed_rate)
+
+    def image_url(self, request: Request, offer: ListedOffer) -> str:
+        """Absolute URL of the product's generated image."""
+        return f"{self.site_url(request)}/_sandbox/images/{offer.product.key}.svg"
+
+
+class MarketplaceService:
+    """Base of the six sandbox marketplaces: each declares its routes, relative to /<slug>."""
+
+    slug: ClassVar[str]
+    # (path relative to /<slug>, handler method name, HTTP methods)
+    routes: ClassVar[tuple[tuple[str, str, tuple[str, ...]], ...]]
+
+    def __init__(self, ctx: SandboxContext) -> None:
+        self.ctx = ctx
+        self.profile: MarketplaceProfile = MARKETPLACES_BY_SLUG[self.slug]
+
+    @property
+    def count(self) -> int:
+        """How many offers the marketplace lists."""
+        return self.ctx.world.offer_count(self.slug)
+
+    def base_url(self, request: Request) -> str:
+        """The marketplace's base URL (what marketplaces.toml calls base_url)."""
+        return f"{self.ctx.site_url(request)}/{self.slug}"

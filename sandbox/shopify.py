@@ -1,0 +1,431 @@
+"""ShopWave: a Shopify store (USD). Public ``/products.json`` catalog, Admin REST product lookup,
+and Admin GraphQL ``orderCreate`` / ``order`` / ``orders`` / ``orderCancel``.
+
+The GraphQL endpoint does not parse GraphQL: it recognizes the operation by the first field of
+the selection (``mutation { orderCreate(...) {...} }`` → orderCreate) and reads only the
+variables, answering with a fixed superset of the fields OneCart asks for.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from html import escape
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from onecart.money import MoneyError, to_minor_units
+from sandbox.orders import (
+    CANCELLED,
+    DELIVERED,
+    PENDING,
+    PROCESSING,
+    SHIPPED,
+    OrderLine,
+    OrderProgress,
+    SandboxOrder,
+)
+from sandbox.pages import format_amount, product_page
+from sandbox.service import JsonError, MarketplaceService, json_response, query_int, read_json_body
+from sandbox.world import broken_title, hash64, html_title, huge_text, slugify
+
+PRODUCT_ID_BASE = 8_000_000_000_000
+PRODUCT_ID_STRIDE = 37
+VARIANT_ID_BASE = 45_000_000_000_000
+VARIANT_ID_STRIDE = 53
+IMAGE_ID_BASE = 30_000_000_000_000
+MAX_PAGE_SIZE = 250
+DEFAULT_PAGE_SIZE = 30
+SHOP_TIMEZONE = timezone(timedelta(hours=-5))
+UNAUTHORIZED = {
+    "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"
+}
+
+_OPERATION = re.compile(r"\{\s*(?:\w+\s*:\s*)?(\w+)")
+_ORDER_GID = re.compile(r"^gid://shopify/Order/(\d+)$")
+_VARIANT_GID = re.compile(r"^gid://shopify/ProductVariant/(\d+)$")
+_SOURCE_IDENTIFIER = re.compile(r"source_identifier:\s*(?:\"([^\"]*)\"|'([^']*)'|(\S+))")
+
+
+def product_id(index: int) -> int:
+    """The Shopify product id of offer `index`."""
+    return PRODUCT_ID_BASE + index * PRODUCT_ID_STRIDE
+
+
+def variant_id(index: int) -> int:
+    """The id of offer `index`'s only variant."""
+    return VARIANT_ID_BASE + index * VARIANT_ID_STRIDE
+
+
+def _index_of(value: int, base: int, stride: int, count: int) -> int | None:
+    offset = value - base
+    if offset < 0 or offset % stride:
+        return None
+    index = offset // stride
+    return index if index < count else None
+
+
+def _shop_time(moment: datetime) -> str:
+    return moment.astimezone(SHOP_TIMEZONE).isoformat()
+
+
+def _iso_utc(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+class ShopifyService(MarketplaceService):
+    """The Shopify-format marketplace."""
+
+    slug = "shopwave"
+    routes = (
+        ("/products.json", "list_products", ("GET",)),
+        ("/products/<handle>", "product_page", ("GET",)),
+        ("/admin/api/<version>/products/<int:product_id>.json", "admin_product", ("GET",)),
+        ("/admin/api/<version>/graphql.json", "graphql", ("POST",)),
+    )
+
+    # -- catalog --
+
+    def product_record(self, request: Request, index: int, *, live: bool = False) -> dict[str, Any]:
+        """Offer `index` as a Shopify product, malformed when its slot says so."""
+        offer = self.ctx.offer(self.slug, index, live=live)
+        kind = self.ctx.malformation(self.slug, index)
+        product = offer.product
+        pid = product_id(index - 1 if kind == "duplicate_id" else index)
+        sentences = product.description_sentences()
+        if kind == "huge_description":
+            body_html = f"<p>{escape(huge_text(sentences))}</p>"
+        else:
+            items = "".join(f"<li>{escape(sentence)}</li>" for sentence in sentences[1:])
+            body_html = f"<p>{escape(sentences[0])}</p><ul>{items}</ul>"
+        title = offer.title
+        if kind == "html_title":
+            title = html_title(title, index)
+        elif kind == "broken_utf8":
+            title = broken_title(title)
+        tags = sorted({*product.category.tags, *(("gift",) if product.gift else ())})
+        created = _shop_time(offer.created_at)
+        updated = _shop_time(offer.updated_at)
+        variant: dict[str, Any] = {
+            "id": variant_id(index),
+            "product_id": pid,
+            "title": "Default Title",
+            "option1": "Default Title",
+            "option2": None,
+            "option3": None,
+            "sku": product.model,
+            "requires_shipping": True,
+            "taxable": True,
+            "featured_image": None,
+            "available": offer.available,
+            "price": format_amount(offer.price_minor, offer.currency),
+            "grams": 500,
+            "compare_at_price": (
+                format_amount(offer.list_price_minor, offer.currency)
+                if offer.list_price_minor
+                else None
+            ),
+            "position": 1,
+            "barcode": product.gtin if offer.shows_gtin else None,
+            "inventory_quantity": offer.stock,
+            "created_at": created,
+            "updated_at": updated,
+        }
+        if kind == "missing_price":
+            del variant["price"]
+        elif kind == "negative_price":
+            variant["price"] = "-" + variant["price"]
+        elif kind == "unknown_currency":
+            # Shopify carries no currency: the sloppy-price case is a non-numeric string.
+            variant["price"] = "$" + variant["price"]
+        return {
+            "id": pid,
+            "title": title,
+            "handle": f"{slugify(offer.title)}-{index + 1}",
+            "body_html": body_html,
+            "published_at": created,
+            "created_at": created,
+            "updated_at": updated,
+            "vendor": product.brand,
+            "product_type": product.category.name,
+            "tags": tags,
+            "variants": [variant],
+            "images": [
+                {
+                    "id": IMAGE_ID_BASE + index,
+                    "created_at": created,
+                    "position": 1,
+                    "updated_at": updated,
+                    "product_id": pid,
+                    "variant_ids": [],
+                    "src": self.ctx.image_url(request, offer),
+                    "width": 600,
+                    "height": 600,
+                }
+            ],
+            "options": [{"name": "Title", "position": 1, "values": ["Default Title"]}],
+        }
+
+    def list_products(self, request: Request) -> Response:
+        """GET /products.json?limit=&page= (page numbers from 1; an empty list past the end)."""
+        limit = query_int(request, "limit", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
+        page = query_int(request, "page", 1, minimum=1)
+        start = (page - 1) * limit
+        stop = min(start + limit, self.count)
+        products = [self.product_record(request, i) for i in range(start, stop)]
+        return json_response({"products": products})
+
+    def product_page(self, request: Request, handle: str) -> Response:
+        """The storefront page behind a product's handle."""
+        match = re.search(r"-(\d+)$", handle)
+        index = int(match.group(1)) - 1 if match else -1
+        if not 0 <= index < self.count:
+            return Response("Not Found", status=404, content_type="text/plain")
+        offer = self.ctx.offer(self.slug, index)
+        return product_page(self.profile.name, offer, self.ctx.image_url(request, offer))
+
+    # -- admin --
+
+    def _require_token(self, request: Request) -> None:
+        if not request.headers.get("X-Shopify-Access-Token", "").strip():
+            raise JsonError(401, UNAUTHORIZED)
+
+    def admin_product(self, request: Request, version: str, product_id: int) -> Response:
+        """GET /admin/api/<version>/products/<id>.json: the live offer (price_drift applies)."""
+        self._require_token(request)
+        index = _index_of(product_id, PRODUCT_ID_BASE, PRODUCT_ID_STRIDE, self.count)
+        if index is None or self.ctx.malformation(self.slug, index) == "duplicate_id":
+            raise JsonError(404, {"errors": "Not Found"})
+        return json_response({"product": self.product_record(request, index, live=True)})
+
+    def graphql(self, request: Request, version: str) -> Response:
+        """POST /admin/api/<version>/graphql.json: orderCreate, order, orders, orderCancel."""
+        self._require_token(request)
+        payload = read_json_body(
+            request, {"errors": {"query": "Required parameter missing or invalid"}}
+        )
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            raise JsonError(400, {"errors": {"query": "Required parameter missing or invalid"}})
+        variables = payload.get("variables") or {}
+        if not isinstance(variables, dict):
+            raise JsonError(400, {"errors": {"variables": "must be an object"}})
+        match = _OPERATION.search(payload["query"])
+        operation = match.group(1) if match else ""
+        handlers = {
+            "orderCreate": self._order_create,
+            "order": self._order,
+            "orders": self._orders,
+            "orderCancel": self._order_cancel,
+        }
+        if operation not in handlers:
+            return json_response(
+                {"errors": [{"message": f"Field '{operation}' doesn't exist on type 'QueryRoot'"}]}
+            )
+        return handlers[operation](request, variables)
+
+    def _order_create(self, request: Request, variables: dict[str, Any]) -> Response:
+        if self.ctx.knobs.take_order_failure(self.slug):
+            raise JsonError(503, {"errors": "Service Unavailable (fail_next_orders)"})
+        order_input = variables.get("order")
+        if not isinstance(order_input, dict):
+            return self._create_result(
+                None, [{"field": ["order"], "message": "Order input is required"}]
+            )
+        currency = order_input.get("currency") or self.profile.currency
+        line_items = order_input.get("lineItems")
+        errors: list[dict[str, Any]] = []
+        lines: list[OrderLine] = []
+        if not isinstance(line_items, list) or not line_items:
+            errors.append({"field": ["order", "lineItems"], "message": "Line items can't be empty"})
+            line_items = []
+        for position, item in enumerate(line_items):
+            field = ["order", "lineItems", str(position)]
+            if not isinstance(item, dict):
+                errors.append({"field": field, "message": "Line item is invalid"})
+                continue
+            match = _VARIANT_GID.match(str(item.get("variantId", "")))
+            index = (
+                _index_of(int(match.group(1)), VARIANT_ID_BASE, VARIANT_ID_STRIDE, self.count)
+                if match
+                else None
+            )
+            quantity = item.get("quantity")
+            if index is None:
+                errors.append(
+                    {
+                        "field": [*field, "variantId"],
+                        "message": f"Variant {item.get('variantId')!r} does not exist",
+                    }
+                )
+                continue
+            if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+                errors.append(
+                    {"field": [*field, "quantity"], "message": "Quantity must be greater than 0"}
+                )
+                continue
+            offer = self.ctx.offer(self.slug, index, live=True)
+            unit_price = offer.price_minor
+            amount = ((item.get("priceSet") or {}).get("shopMoney") or {}).get("amount")
+            if amount is not None:
+                try:
+                    unit_price = to_minor_units(Decimal(str(amount)), currency)
+                except (InvalidOperation, MoneyError):
+                    errors.append({"field": [*field, "priceSet"], "message": "Price is invalid"})
+                    continue
+            lines.append(
+                OrderLine(
+                    index,
+                    str(product_id(index)),
+                    offer.title,
+                    offer.product.model,
+                    quantity,
+                    unit_price,
+                )
+            )
+        if errors:
+            return self._create_result(None, errors)
+        knobs = self.ctx.knobs.get(self.slug)
+        order, _ = self.ctx.orders.place(
+            self.slug,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            reference=order_input.get("sourceIdentifier"),
+            currency=currency,
+            lines=lines,
+            cancel_rate=knobs.cancel_rate,
+            extra={
+                "email": order_input.get("email"),
+                "shippingAddress": order_input.get("shippingAddress"),
+            },
+        )
+        return self._create_result(self._order_node(order), [])
+
+    def _create_result(self, node: dict[str, Any] | None, errors: list[dict[str, Any]]) -> Response:
+        return json_response({"data": {"orderCreate": {"order": node, "userErrors": errors}}})
+
+    def _lookup_order(self, gid: object) -> SandboxOrder | None:
+        match = _ORDER_GID.match(str(gid or ""))
+        return self.ctx.orders.get(self.slug, int(match.group(1))) if match else None
+
+    def _order(self, request: Request, variables: dict[str, Any]) -> Response:
+        order = self._lookup_order(variables.get("id"))
+        return json_response({"data": {"order": self._order_node(order) if order else None}})
+
+    def _orders(self, request: Request, variables: dict[str, Any]) -> Response:
+        search = str(variables.get("query") or "")
+        match = _SOURCE_IDENTIFIER.search(search)
+        if match:
+            reference = next(group for group in match.groups() if group is not None)
+            orders = self.ctx.orders.find_by_reference(self.slug, reference)
+        else:
+            orders = self.ctx.orders.list(self.slug)
+        first = variables.get("first")
+        if isinstance(first, int) and first > 0:
+            orders = orders[:first]
+        nodes = [self._order_node(order) for order in orders]
+        return json_response({"data": {"orders": {"nodes": nodes}}})
+
+    def _order_cancel(self, request: Request, variables: dict[str, Any]) -> Response:
+        order = self._lookup_order(variables.get("orderId"))
+        if order is None:
+            error = {"code": "NOT_FOUND", "field": ["orderId"], "message": "Order does not exist"}
+            return self._cancel_result(None, [error])
+        step = self.ctx.knobs.get(self.slug).order_step_seconds
+        outcome = self.ctx.orders.cancel(
+            order, step, reason=str(variables.get("reason") or "CUSTOMER")
+        )
+        if not outcome.cancelled:
+            error = {
+                "code": "INVALID",
+                "field": ["orderId"],
+                "message": "Cannot cancel an order that has been fulfilled",
+            }
+            return self._cancel_result(None, [error])
+        job = {
+            "id": f"gid://shopify/Job/{hash64('cancel-job', order.number) % 10**12}",
+            "done": True,
+        }
+        return self._cancel_result(job, [])
+
+    def _cancel_result(self, job: dict[str, Any] | None, errors: list[dict[str, Any]]) -> Response:
+        return json_response(
+            {
+                "data": {
+                    "orderCancel": {
+                        "job": job,
+                        "orderCancelUserErrors": errors,
+                        "userErrors": errors,
+                    }
+                }
+            }
+        )
+
+    def _order_node(self, order: SandboxOrder) -> dict[str, Any]:
+        step = self.ctx.knobs.get(self.slug).order_step_seconds
+        progress = self.ctx.orders.progress(order, step)
+        money = {
+            "amount": format_amount(order.total_minor, order.currency),
+            "currencyCode": order.currency,
+        }
+        return {
+            "id": f"gid://shopify/Order/{order.number}",
+            "name": f"#{order.number}",
+            "sourceIdentifier": order.reference,
+            "createdAt": _iso_utc(order.created_at),
+            "displayFinancialStatus": "REFUNDED" if progress.status == CANCELLED else "PAID",
+            "displayFulfillmentStatus": _fulfillment_status(progress),
+            "cancelledAt": _iso_utc(progress.cancelled_at),
+            "cancelReason": (order.cancel_reason or "").upper() or None
+            if progress.cancelled_at
+            else None,
+            "totalPriceSet": {"shopMoney": money},
+            "lineItems": {
+                "nodes": [
+                    {
+                        "title": line.title,
+                        "sku": line.sku,
+                        "quantity": line.quantity,
+                        "variant": {
+                            "id": f"gid://shopify/ProductVariant/{variant_id(line.offer_index)}"
+                        },
+                        "originalUnitPriceSet": {
+                            "shopMoney": {
+                                "amount": format_amount(line.unit_price_minor, order.currency),
+                                "currencyCode": order.currency,
+                            }
+                        },
+                    }
+                    for line in order.lines
+                ]
+            },
+            "fulfillments": _fulfillments(progress),
+        }
+
+
+def _fulfillment_status(progress: OrderProgress) -> str:
+    return {PROCESSING: "IN_PROGRESS", SHIPPED: "FULFILLED", DELIVERED: "FULFILLED"}.get(
+        progress.status, "UNFULFILLED"
+    )
+
+
+def _fulfillments(progress: OrderProgress) -> list[dict[str, Any]]:
+    if progress.status in (PENDING, CANCELLED):
+        return []
+    if progress.status == PROCESSING:
+        return [{"status": "OPEN", "displayStatus": "CONFIRMED", "trackingInfo": []}]
+    return [
+        {
+            "status": "SUCCESS",
+            "displayStatus": "DELIVERED" if progress.status == DELIVERED else "IN_TRANSIT",
+            "createdAt": _iso_utc(progress.shipped_at),
+            "deliveredAt": _iso_utc(progress.delivered_at),
+            "trackingInfo": [
+                {
+                    "company": progress.carrier,
+                    "number": progress.tracking_number,
+                    "url": progress.tracking_url,
+                }
+            ],
+        }
+    ]

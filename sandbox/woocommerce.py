@@ -1,0 +1,447 @@
+"""Kiondo Market: a WooCommerce store (KES). Store API catalog (prices as minor-unit strings,
+totals in X-WP-* headers) and REST v3 orders with HTTP Basic consumer key/secret.
+
+Order statuses: ``processing`` right after a paid REST order (``pending`` when set_paid is
+false), ``completed`` once shipped (tracking in the ``_wc_shipment_tracking_items`` meta, as the
+Shipment Tracking plugin stores it), then the custom ``delivered`` status; ``cancelled`` when
+the customer or the store cancels before shipping.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from html import escape
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from sandbox.assortment import CATEGORIES
+from sandbox.orders import CANCELLED, DELIVERED, PENDING, SHIPPED, OrderLine, SandboxOrder
+from sandbox.pages import format_amount, product_page
+from sandbox.service import JsonError, MarketplaceService, json_response, query_int, read_json_body
+from sandbox.world import broken_title, hash64, html_title, huge_text, slugify
+
+PRODUCT_ID_BASE = 1000
+PRODUCT_ID_STRIDE = 3
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 10
+REFERENCE_META_KEY = "_onecart_reference"
+TRACKING_META_KEY = "_wc_shipment_tracking_items"
+STORE_TIMEZONE = timezone(timedelta(hours=3))  # Africa/Nairobi
+UNKNOWN_CURRENCY_CODE = "KSH"  # what a sloppy plugin writes instead of ISO "KES"
+CATEGORY_IDS = {category.slug: 15 + position for position, category in enumerate(CATEGORIES)}
+
+
+def product_id(index: int) -> int:
+    """The WooCommerce post id of offer `index`."""
+    return PRODUCT_ID_BASE + index * PRODUCT_ID_STRIDE
+
+
+def _error(status: int, code: str, message: str) -> JsonError:
+    return JsonError(status, {"code": code, "message": message, "data": {"status": status}})
+
+
+def _local(moment: datetime | None) -> str | None:
+    return moment.astimezone(STORE_TIMEZONE).strftime("%Y-%m-%dT%H:%M:%S") if moment else None
+
+
+def _gmt(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if moment else None
+
+
+class WooCommerceService(MarketplaceService):
+    """The WooCommerce-format marketplace."""
+
+    slug = "kiondo"
+    routes = (
+        ("/wp-json/wc/store/v1/products", "list_products", ("GET",)),
+        ("/wp-json/wc/store/v1/products/<int:product_id>", "get_product", ("GET",)),
+        ("/product/<product_slug>/", "product_page", ("GET",)),
+        ("/wp-json/wc/v3/orders", "create_order", ("POST",)),
+        ("/wp-json/wc/v3/orders", "list_orders", ("GET",)),
+        ("/wp-json/wc/v3/orders/<int:order_id>", "get_order", ("GET",)),
+        ("/wp-json/wc/v3/orders/<int:order_id>", "update_order", ("PUT", "POST", "PATCH")),
+    )
+
+    def index_of(self, wc_id: int) -> int | None:
+        """The offer index behind a product id, or None."""
+        offset = wc_id - PRODUCT_ID_BASE
+        if offset < 0 or offset % PRODUCT_ID_STRIDE or offset // PRODUCT_ID_STRIDE >= self.count:
+            return None
+        return offset // PRODUCT_ID_STRIDE
+
+    # -- Store API --
+
+    def product_record(self, request: Request, index: int, *, live: bool = False) -> dict[str, Any]:
+        """Offer `index` as a Store API product, malformed when its slot says so."""
+        offer = self.ctx.offer(self.slug, index, live=live)
+        kind = self.ctx.malformation(self.slug, index)
+        product = offer.product
+        wc_id = product_id(index - 1 if kind == "duplicate_id" else index)
+        sentences = product.description_sentences()
+        description = "".join(f"<p>{escape(sentence)}</p>" for sentence in sentences)
+        if kind == "huge_description":
+            description = f"<p>{escape(huge_text(sentences))}</p>"
+        name = offer.title
+        if kind == "html_title":
+            name = html_title(name, index)
+        elif kind == "broken_utf8":
+            name = broken_title(name)
+        slug = f"{slugify(offer.title)}-{product_id(index)}"
+        base = self.base_url(request)
+        image = self.ctx.image_url(request, offer)
+        on_sale = offer.list_price_minor is not None
+        regular = offer.list_price_minor if on_sale else offer.price_minor
+        prices: dict[str, Any] = {
+            "price": str(offer.price_minor),
+            "regular_price": str(regular),
+            "sale_price": str(offer.price_minor),
+            "price_range": None,
+            "currency_code": offer.currency,
+            "currency_symbol": "KSh",
+            "currency_minor_unit": 2,
+            "currency_decimal_separator": ".",
+            "currency_thousand_separator": ",",
+            "currency_prefix": "KSh ",
+            "currency_suffix": "",
+        }
+        if kind == "missing_price":
+            del prices["price"]
+        elif kind == "negative_price":
+            prices["price"] = f"-{prices['price']}"
+        elif kind == "unknown_currency":
+            prices["currency_code"] = UNKNOWN_CURRENCY_CODE
+        category = product.category
+        brand_id = 200 + hash64("brand", product.brand) % 800
+        return {
+            "id": wc_id,
+            "name": name,
+            "slug": slug,
+            "parent": 0,
+            "type": "simple",
+            "variation": "",
+            "permalink": f"{base}/product/{slug}/",
+            "sku": product.model,
+            "short_description": f"<p>{escape(sentences[0])}</p>",
+            "description": description,
+            "on_sale": on_sale,
+            "prices": prices,
+            "price_html": f'<span class="woocommerce-Price-amount amount">KSh&nbsp;{format_amount(offer.price_minor, offer.currency)}</span>',
+            "average_rating": f"{offer.rating_centi / 100:.2f}",
+            "review_count": offer.review_count,
+            "images": [
+                {
+                    "id": wc_id + 1,
+                    "src": image,
+                    "thumbnail": image,
+                    "srcset": "",
+                    "sizes": "",
+                    "name": f"{product.key}.svg",
+                    "alt": product.display_name,
+                }
+            ],
+            "categories": [
+                {
+                    "id": CATEGORY_IDS[category.slug],
+                    "name": category.name,
+                    "slug": category.slug,
+                    "link": f"{base}/product-category/{category.slug}/",
+                }
+            ],
+            "tags": [
+                {"id": 900 + n, "name": tag, "slug": slugify(tag)}
+                for n, tag in enumerate(category.tags)
+            ],
+            "brands": [
+                {
+                    "id": brand_id,
+                    "name": product.brand,
+                    "slug": slugify(product.brand),
+                    "link": f"{base}/brand/{slugify(product.brand)}/",
+                }
+            ],
+            "attributes": [],
+            "variations": [],
+            "has_options": False,
+            "is_purchasable": True,
+            "is_in_stock": offer.available,
+            "is_on_backorder": False,
+            "low_stock_remaining": offer.stock if 0 < offer.stock < 5 else None,
+            "sold_individually": False,
+            "add_to_cart": {
+                "text": "Add to cart",
+                "description": f"Add “{offer.title}” to your cart",
+                "url": f"{base}/?add-to-cart={wc_id}",
+                "minimum": 1,
+                "maximum": 9999,
+                "multiple_of": 1,
+            },
+        }
+
+    def list_products(self, request: Request) -> Response:
+        """GET /wp-json/wc/store/v1/products?page=&per_page= with X-WP-Total/TotalPages and Link."""
+        per_page = query_int(
+            request, "per_page", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE
+        )
+        page = query_int(request, "page", 1, minimum=1)
+        total = self.count
+        total_pages = math.ceil(total / per_page) if total else 0
+        start = (page - 1) * per_page
+        records = [
+            self.product_record(request, i) for i in range(start, min(start + per_page, total))
+        ]
+        url = f"{self.base_url(request)}/wp-json/wc/store/v1/products"
+        links = []
+        if page > 1:
+            links.append(
+                f'<{url}?page={min(page - 1, max(total_pages, 1))}&per_page={per_page}>; rel="prev"'
+            )
+        if page < total_pages:
+            links.append(f'<{url}?page={page + 1}&per_page={per_page}>; rel="next"')
+        headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(total_pages)}
+        if links:
+            headers["Link"] = ", ".join(links)
+        return json_response(records, headers=headers)
+
+    def get_product(self, request: Request, product_id: int) -> Response:
+        """GET /wp-json/wc/store/v1/products/<id>: the live offer (price_drift applies)."""
+        index = self.index_of(product_id)
+        if index is None or self.ctx.malformation(self.slug, index) == "duplicate_id":
+            raise _error(404, "woocommerce_rest_product_invalid_id", "Invalid product ID.")
+        return json_response(self.product_record(request, index, live=True))
+
+    def product_page(self, request: Request, product_slug: str) -> Response:
+        """The storefront page behind a permalink (the slug ends with the product id)."""
+        tail = product_slug.rsplit("-", 1)[-1]
+        index = self.index_of(int(tail)) if tail.isdigit() else None
+        if index is None:
+            return Response("Not Found", status=404, content_type="text/plain")
+        offer = self.ctx.offer(self.slug, index)
+        return product_page(self.profile.name, offer, self.ctx.image_url(request, offer))
+
+    # -- REST v3 orders --
+
+    def _require_credentials(self, request: Request) -> None:
+        auth = request.authorization
+        key = auth.username if auth and auth.type == "basic" else request.args.get("consumer_key")
+        secret = (
+            auth.password if auth and auth.type == "basic" else request.args.get("consumer_secret")
+        )
+        if not key or not secret:
+            raise _error(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
+
+    def create_order(self, request: Request) -> Response:
+        """POST /wp-json/wc/v3/orders (an Idempotency-Key seen before returns the same order)."""
+        self._require_credentials(request)
+        if self.ctx.knobs.take_order_failure(self.slug):
+            raise _error(
+                503, "internal_server_error", "Service temporarily unavailable (fail_next_orders)."
+            )
+        body = read_json_body(
+            request,
+            {
+                "code": "rest_invalid_json",
+                "message": "Invalid JSON body passed.",
+                "data": {"status": 400},
+            },
+        )
+        if not isinstance(body, dict):
+            raise _error(400, "rest_invalid_param", "Invalid parameter(s): body")
+        items = body.get("line_items")
+        if not isinstance(items, list) or not items:
+            raise _error(400, "rest_invalid_param", "Invalid parameter(s): line_items")
+        lines: list[OrderLine] = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise _error(400, "rest_invalid_param", "Invalid parameter(s): line_items")
+            wc_id = item.get("product_id")
+            index = (
+                self.index_of(wc_id)
+                if isinstance(wc_id, int) and not isinstance(wc_id, bool)
+                else None
+            )
+            if index is None:
+                raise _error(
+                    400, "woocommerce_rest_invalid_product_id", f"Invalid product ID {wc_id!r}."
+                )
+            quantity = item.get("quantity")
+            if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+                raise _error(
+                    400, "woocommerce_rest_invalid_quantity", "Quantity must be a positive integer."
+                )
+            offer = self.ctx.offer(self.slug, index, live=True)
+            lines.append(
+                OrderLine(
+                    index, str(wc_id), offer.title, offer.product.model, quantity, offer.price_minor
+                )
+            )
+        meta = body.get("meta_data") if isinstance(body.get("meta_data"), list) else []
+        reference = next(
+            (
+                str(m.get("value"))
+                for m in meta
+                if isinstance(m, dict) and m.get("key") == REFERENCE_META_KEY
+            ),
+            None,
+        )
+        knobs = self.ctx.knobs.get(self.slug)
+        order, created = self.ctx.orders.place(
+            self.slug,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            reference=reference,
+            currency=self.profile.currency,
+            lines=lines,
+            cancel_rate=knobs.cancel_rate,
+            extra={
+                "set_paid": bool(body.get("set_paid")),
+                "payment_method": body.get("payment_method", ""),
+                "payment_method_title": body.get("payment_method_title", ""),
+                "billing": body.get("billing") if isinstance(body.get("billing"), dict) else {},
+                "shipping": body.get("shipping") if isinstance(body.get("shipping"), dict) else {},
+                "meta_data": [m for m in meta if isinstance(m, dict)],
+            },
+        )
+        return json_response(self.order_record(order), status=201 if created else 200)
+
+    def list_orders(self, request: Request) -> Response:
+        """GET /wp-json/wc/v3/orders[?search=REF]: orders whose _onecart_reference equals REF."""
+        self._require_credentials(request)
+        search = request.args.get("search")
+        orders = (
+            self.ctx.orders.find_by_reference(self.slug, search)
+            if search
+            else self.ctx.orders.list(self.slug)
+        )
+        per_page = query_int(
+            request, "per_page", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE
+        )
+        page = query_int(request, "page", 1, minimum=1)
+        total = len(orders)
+        selected = orders[(page - 1) * per_page : page * per_page]
+        headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(math.ceil(total / per_page))}
+        return json_response([self.order_record(order) for order in selected], headers=headers)
+
+    def _find(self, order_id: int) -> SandboxOrder:
+        order = self.ctx.orders.get(self.slug, order_id)
+        if order is None:
+            raise _error(404, "woocommerce_rest_shop_order_invalid_id", "Invalid ID.")
+        return order
+
+    def get_order(self, request: Request, order_id: int) -> Response:
+        """GET /wp-json/wc/v3/orders/<id>: the order with its current status."""
+        self._require_credentials(request)
+        return json_response(self.order_record(self._find(order_id)))
+
+    def update_order(self, request: Request, order_id: int) -> Response:
+        """PUT /wp-json/wc/v3/orders/<id> {"status": "cancelled"}: cancel before shipping."""
+        self._require_credentials(request)
+        order = self._find(order_id)
+        body = read_json_body(
+            request,
+            {
+                "code": "rest_invalid_json",
+                "message": "Invalid JSON body passed.",
+                "data": {"status": 400},
+            },
+        )
+        status = body.get("status") if isinstance(body, dict) else None
+        if status is None:
+            return json_response(self.order_record(order))
+        if status != CANCELLED:
+            raise _error(
+                400,
+                "woocommerce_rest_invalid_status",
+                f"The sandbox only supports cancelling orders, not status {status!r}.",
+            )
+        step = self.ctx.knobs.get(self.slug).order_step_seconds
+        outcome = self.ctx.orders.cancel(order, step)
+        if not outcome.cancelled:
+            raise _error(
+                400,
+                "woocommerce_rest_cannot_cancel",
+                f"Order #{order.number} has already been shipped and cannot be cancelled.",
+            )
+        return json_response(self.order_record(order))
+
+    def order_record(self, order: SandboxOrder) -> dict[str, Any]:
+        """The order as REST v3 returns it, with its status now."""
+        step = self.ctx.knobs.get(self.slug).order_step_seconds
+        progress = self.ctx.orders.progress(order, step)
+        set_paid = bool(order.extra.get("set_paid"))
+        if progress.status == PENDING:
+            status = "processing" if set_paid else "pending"
+        elif progress.status == SHIPPED:
+            status = "completed"
+        else:
+            status = progress.status  # processing, delivered, cancelled
+        meta = [
+            {"id": 7000 + order.number * 10 + n, "key": m.get("key"), "value": m.get("value")}
+            for n, m in enumerate(order.extra.get("meta_data", []))
+        ]
+        if progress.tracking_number:
+            meta.append(
+                {
+                    "id": 7000 + order.number * 10 + 9,
+                    "key": TRACKING_META_KEY,
+                    "value": [
+                        {
+                            "tracking_provider": progress.carrier,
+                            "custom_tracking_provider": "",
+                            "custom_tracking_link": progress.tracking_url,
+                            "tracking_number": progress.tracking_number,
+                            "date_shipped": str(int(progress.shipped_at.timestamp()))
+                            if progress.shipped_at
+                            else "",
+                            "tracking_id": f"{hash64('tracking-id', order.number) % 16**32:032x}",
+                        }
+                    ],
+                }
+            )
+        completed_at = progress.shipped_at if progress.status in (SHIPPED, DELIVERED) else None
+        return {
+            "id": order.number,
+            "parent_id": 0,
+            "number": str(order.number),
+            "order_key": f"wc_order_{hash64('order-key', order.number) % 16**12:012x}",
+            "created_via": "rest-api",
+            "version": "9.4.2",
+            "status": status,
+            "currency": order.currency,
+            "date_created": _local(order.created_at),
+            "date_created_gmt": _gmt(order.created_at),
+            "date_modified": _local(progress.cancelled_at or completed_at or order.created_at),
+            "discount_total": "0.00",
+            "shipping_total": "0.00",
+            "total": format_amount(order.total_minor, order.currency),
+            "total_tax": "0.00",
+            "prices_include_tax": True,
+            "customer_id": 0,
+            "billing": order.extra.get("billing", {}),
+            "shipping": order.extra.get("shipping", {}),
+            "payment_method": order.extra.get("payment_method", ""),
+            "payment_method_title": order.extra.get("payment_method_title", ""),
+            "transaction_id": "",
+            "date_paid": _local(order.created_at) if set_paid else None,
+            "date_completed": _local(completed_at),
+            "meta_data": meta,
+            "line_items": [
+                {
+                    "id": order.number * 100 + n,
+                    "name": line.title,
+                    "product_id": int(line.external_id),
+                    "variation_id": 0,
+                    "quantity": line.quantity,
+                    "tax_class": "",
+                    "subtotal": format_amount(line.total_minor, order.currency),
+                    "subtotal_tax": "0.00",
+                    "total": format_amount(line.total_minor, order.currency),
+                    "total_tax": "0.00",
+                    "taxes": [],
+                    "meta_data": [],
+                    "sku": line.sku,
+                    "price": float(format_amount(line.unit_price_minor, order.currency)),
+                }
+                for n, line in enumerate(order.lines, start=1)
+            ],
+        }

@@ -1,0 +1,759 @@
+"""The sandbox's deterministic world: real-looking products, and each marketplace's offers of them.
+
+Nothing is materialized. An offer is addressed by (marketplace, index) and computed on demand
+from the seed, so a catalog page costs only its own records and ``--offers 1000000`` starts as fast
+as ``--offers 1200``:
+
+* **Which product an offer sells.** In every block of 10 offers of a marketplace, 4 are *shared*
+  products and 6 are the marketplace's own. Shared product ``k`` is listed on the subset
+  ``SUBSETS[k % 56]`` of marketplaces, where ``SUBSETS`` is every 2-, 3-, 4- and 5-marketplace
+  subset of the six (shuffled by the seed). Each marketplace belongs to exactly 30 of those 56
+  subsets, so the j-th shared offer of a marketplace is product
+  ``(j // 30) * 56 + positions[j % 30]``: O(1), and all marketplaces walk the shared products at
+  the same pace, which is what makes the catalogs overlap (3.2 marketplaces per shared product
+  on average, three quarters of them on 3 or more).
+* **What a product is.** A product key (``s<k>`` shared, ``u<m>-<u>`` own) gives a serial number
+  and a private random stream: category, brand, line, descriptor, colour, a model number from
+  the brand's template and a GTIN-13 with a valid check digit, both injective in the serial so
+  no two products share either.
+* **How a store lists it.** Price (base USD price, converted at a realistic rate, with local noise
+  and local price endings), stock, rating and a title in the store's own style come from the
+  offer's own random stream.
+
+Price epochs: ``price_epoch`` N (the ``--price-epoch`` flag or the ``price_epoch`` knob) changes
+the price of about 1% of the offers per epoch, deterministically: an offer with phase ``p`` (0-99,
+from the seed) has changed ``(N + p) // 100`` times by epoch N, so going from epoch N to N+1
+changes exactly the offers whose ``(N + 1 + p) % 100 == 0``. Benchmarks use it to measure an
+incremental pipeline run.
+
+Malformed records are placed by :meth:`World.malformation`: with rate r, the records are cut into
+slots of 1/r and exactly one record per slot (chosen by the seed) is malformed, cycling through
+the kinds in :data:`MALFORMATION_KINDS`, so every kind shows up even in small catalogs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import random
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+
+from sandbox.assortment import (
+    BOOK_ADJECTIVES,
+    BOOK_NOUNS,
+    BOOK_TITLE_PATTERNS,
+    CATEGORIES,
+    CATEGORIES_BY_SLUG,
+    MIN_MODEL_CAPACITY,
+    MODEL_LETTERS,
+    Category,
+    model_template_capacity,
+)
+
+# --- Marketplaces ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MarketplaceProfile:
+    """What the world needs to know about one sandbox marketplace."""
+
+    slug: str
+    name: str
+    api_format: str
+    currency: str
+    # Units of `currency` per US dollar.
+    usd_rate: Decimal
+    # Per-mille markup over the world's base price (1000 = none).
+    markup_permille: int
+    # Multipliers on category weights for the marketplace's own (unshared) products.
+    category_bias: tuple[tuple[str, float], ...]
+    position: int
+
+
+MARKETPLACES: tuple[MarketplaceProfile, ...] = (
+    MarketplaceProfile(
+        "shopwave",
+        "ShopWave",
+        "shopify",
+        "USD",
+        Decimal("1"),
+        1000,
+        (
+            ("smartphones", 2),
+            ("laptops", 2),
+            ("headphones", 2),
+            ("televisions", 2),
+            ("speakers", 2),
+            ("cameras", 2),
+            ("smartwatches", 2),
+            ("backpacks", 2),
+            ("mugs-flasks", 1.5),
+            ("running-shoes", 1.5),
+            ("books", 0.3),
+            ("beauty", 0.3),
+        ),
+        0,
+    ),
+    MarketplaceProfile(
+        "kiondo",
+        "Kiondo Market",
+        "woocommerce",
+        "KES",
+        Decimal("129.5"),
+        1060,
+        (
+            ("smartphones", 3),
+            ("kitchen-appliances", 3),
+            ("coffee-makers", 2),
+            ("mugs-flasks", 2),
+            ("televisions", 1.5),
+            ("sports-apparel", 0.5),
+            ("running-shoes", 0.5),
+        ),
+        1,
+    ),
+    MarketplaceProfile("dummymart", "DummyMart", "dummyjson", "USD", Decimal("1"), 960, (), 2),
+    MarketplaceProfile(
+        "fakestore",
+        "Fake Store Berlin",
+        "fakestore",
+        "EUR",
+        Decimal("0.92"),
+        1030,
+        (
+            ("running-shoes", 3),
+            ("sports-apparel", 3),
+            ("backpacks", 2),
+            ("smartwatches", 2),
+            ("headphones", 1.5),
+            ("kitchen-appliances", 0.3),
+            ("televisions", 0.3),
+        ),
+        3,
+    ),
+    MarketplaceProfile(
+        "naijamall",
+        "NaijaMall",
+        "google_feed",
+        "NGN",
+        Decimal("1580"),
+        1080,
+        (("smartphones", 3), ("televisions", 2), ("sports-apparel", 2), ("beauty", 2)),
+        4,
+    ),
+    MarketplaceProfile(
+        "bazaar",
+        "Euro Bazaar",
+        "declarative",
+        "EUR",
+        Decimal("0.92"),
+        1010,
+        (
+            ("kitchen-appliances", 2),
+            ("coffee-makers", 2),
+            ("books", 2),
+            ("beauty", 2),
+            ("toys", 2),
+        ),
+        5,
+    ),
+)
+MARKETPLACES_BY_SLUG: dict[str, MarketplaceProfile] = {m.slug: m for m in MARKETPLACES}
+MARKETPLACE_SLUGS: tuple[str, ...] = tuple(m.slug for m in MARKETPLACES)
+
+# Bazaar lists a few items in pounds (a UK seller on a euro marketplace).
+BAZAAR_GBP_SHARE = 0.03
+GBP_PER_USD = Decimal("0.79")
+
+# --- Constants of the arithmetic ------------------------------------------------------------
+
+OFFER_BLOCK = 10
+SHARED_PER_BLOCK = 4
+# Every 2..5-subset of the six marketplaces: 15 + 20 + 15 + 6 = 56, each marketplace in 30.
+SUBSET_SIZES = (2, 3, 4, 5)
+SERIAL_STRIDE = 7  # shared k -> 7k; own product u of marketplace m -> 7u + 1 + m
+GTIN_BODY_MODULUS = 10**9
+GTIN_MULTIPLIER = 387_420_489  # 3**18: coprime with 10**9, so the GTIN body is injective
+MODEL_MULTIPLIER = 2_147_483_647  # prime: coprime with every template capacity (2, 3, 5 only)
+PRICE_EPOCH_PERIOD = 100  # each offer's price changes once every 100 epochs (~1% per epoch)
+EPOCH_ZERO = datetime(2024, 1, 1, tzinfo=UTC)
+HUGE_DESCRIPTION_CHARS = 100 * 1024
+
+MALFORMATION_KINDS: tuple[str, ...] = (
+    "missing_price",
+    "negative_price",
+    "unknown_currency",
+    "html_title",
+    "huge_description",
+    "broken_utf8",
+    "duplicate_id",
+)
+
+# A private-use character placed in a title that must go out as invalid UTF-8; the serializers
+# replace its encoded bytes with BROKEN_UTF8_BYTES (see sandbox.http).
+BROKEN_UTF8_SENTINEL = "\ue000"
+BROKEN_UTF8_BYTES = b"\xff\xfe"
+
+
+def hash64(*parts: object) -> int:
+    """A stable 64-bit hash of the parts (Python's hash() is salted per process)."""
+    text = "\x1f".join(str(part) for part in parts).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+
+
+def unit_interval(*parts: object) -> float:
+    """A stable pseudo-random number in [0, 1) for the parts."""
+    return hash64(*parts) / 2**64
+
+
+def gtin_check_digit(body: str) -> int:
+    """The GS1 check digit for the digits before it (weights 3, 1, 3, … from the right)."""
+    total = sum(int(digit) * (3 if pos % 2 == 0 else 1) for pos, digit in enumerate(reversed(body)))
+    return (10 - total % 10) % 10
+
+
+def is_valid_gtin13(code: str) -> bool:
+    """True for 13 digits whose last digit is the GS1 check digit of the first 12."""
+    return len(code) == 13 and code.isdigit() and gtin_check_digit(code[:12]) == int(code[12])
+
+
+def slugify(text: str) -> str:
+    """Lower-case ASCII words joined by '-', as stores build URL handles."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "item"
+
+
+# --- Products and offers --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorldProduct:
+    """A real-world product that one or several marketplaces sell."""
+
+    key: str
+    serial: int
+    shared: bool
+    category: Category
+    brand: str
+    line: str
+    descriptor: str
+    spec: str
+    colour: str
+    model: str
+    gtin: str
+    base_price_cents: int
+    rating_centi: int
+    review_count: int
+    gift: bool
+    features: tuple[str, ...]
+    created_day: int
+
+    @property
+    def short_noun(self) -> str:
+        """The noun a terse title uses ("Headphones"), or the descriptor when there is none."""
+        return self.category.short_noun or self.descriptor
+
+    @property
+    def display_name(self) -> str:
+        """Brand, line, model and descriptor: the name a product page heads with."""
+        if self.category.is_book:
+            return f"{self.descriptor} by {self.line}"
+        return _join(self.brand, self.line, self.model, self.descriptor)
+
+    def description_sentences(self) -> list[str]:
+        """Plain-text description sentences every store builds its own description from."""
+        if self.category.is_book:
+            intro = f"{self.descriptor} by {self.line}, published by {self.brand} ({self.colour})."
+        else:
+            intro = f"The {_join(self.brand, self.line, self.model)} {self.descriptor}."
+        sentences = [intro, *self.features]
+        if self.spec and not self.category.is_book:
+            sentences.append(f"Variant: {_join(self.spec, self.colour)}.")
+        if self.gift:
+            sentences.append("A thoughtful gift for birthdays and the holidays.")
+        return sentences
+
+
+@dataclass(frozen=True, slots=True)
+class ListedOffer:
+    """One marketplace's listing of a world product, with the store's own price and title."""
+
+    slug: str
+    index: int
+    product: WorldProduct
+    title: str
+    currency: str
+    price_minor: int
+    # The higher "was" price when the offer is on sale (compare-at / regular price), else None.
+    list_price_minor: int | None
+    stock: int
+    rating_centi: int
+    review_count: int
+    shows_gtin: bool
+    created_at: datetime
+    updated_at: datetime
+    price_version: int
+    title_style: int
+
+    @property
+    def available(self) -> bool:
+        """In stock right now."""
+        return self.stock > 0
+
+    @property
+    def rating(self) -> float:
+        """The rating as a 0-5 number with two decimals (ratings are not money)."""
+        return self.rating_centi / 100
+
+
+def _join(*parts: str) -> str:
+    return " ".join(part for part in parts if part)
+
+
+# --- Titles, in each store's own style ------------------------------------------------------
+
+TitleStyle = Callable[[WorldProduct], str]
+
+
+def _tail(separator: str, *parts: str) -> str:
+    text = ", ".join(part for part in parts if part)
+    return f"{separator}{text}" if text else ""
+
+
+TITLE_STYLES: dict[str, tuple[TitleStyle, ...]] = {
+    "shopwave": (
+        lambda p: _join(p.brand, p.line, p.model, p.descriptor, p.spec) + _tail(" - ", p.colour),
+        lambda p: (
+            _join(p.brand, p.line, p.descriptor, f"({p.model})") + _tail(", ", p.spec, p.colour)
+        ),
+    ),
+    "kiondo": (
+        lambda p: _join(p.brand, p.line, p.descriptor, p.spec, p.colour, f"({p.model})"),
+        lambda p: _join(p.brand, p.model, p.line, p.short_noun) + _tail(" - ", p.spec, p.colour),
+    ),
+    "dummymart": (
+        lambda p: _join(p.brand, p.line, p.model, p.short_noun),
+        lambda p: _join(
+            p.line or p.descriptor, p.model, p.short_noun if p.line else "", "by", p.brand
+        ),
+    ),
+    "fakestore": (
+        lambda p: _join(p.brand.upper(), re.sub(r"[\s\-]", "", p.model), p.short_noun, p.colour),
+        lambda p: _join(p.brand, p.model, p.descriptor, p.colour, p.spec),
+    ),
+    "naijamall": (
+        lambda p: (
+            _join(p.brand, p.line, f"({p.model})", p.descriptor, p.spec) + _tail(" - ", p.colour)
+        ),
+        lambda p: (
+            _join(p.brand, p.line, p.spec, p.short_noun, p.model)
+            + _tail(" - ", p.colour)
+            + " | Official Warranty"
+        ),
+    ),
+    "bazaar": (
+        lambda p: _join(p.descriptor, p.brand, p.line, p.model) + _tail(" – ", p.colour),
+        lambda p: (
+            _join(p.brand, p.model, p.short_noun)
+            + (f" ({_tail('', p.colour, p.spec)})" if p.colour or p.spec else "")
+        ),
+    ),
+}
+
+BOOK_TITLE_STYLES: dict[str, tuple[TitleStyle, ...]] = {
+    "shopwave": (lambda p: f"{p.descriptor} by {p.line} ({p.colour})",),
+    "kiondo": (lambda p: f"{p.descriptor} - {p.line} ({p.colour}) ISBN {p.model}",),
+    "dummymart": (lambda p: f"{p.descriptor} by {p.line}",),
+    "fakestore": (lambda p: f"{p.descriptor} by {p.line} - {p.colour} ({p.brand})",),
+    "naijamall": (lambda p: f"{p.descriptor} by {p.line} - {p.colour}",),
+    "bazaar": (lambda p: f"{p.descriptor} ({p.colour}) – {p.line}",),
+}
+
+
+def compose_title(slug: str, product: WorldProduct, style: int) -> str:
+    """The product's title as marketplace `slug` writes it (style picks one of the store's habits)."""
+    styles = (BOOK_TITLE_STYLES if product.category.is_book else TITLE_STYLES)[slug]
+    return styles[style % len(styles)](product)
+
+
+# --- Local prices ---------------------------------------------------------------------------
+
+# Price endings per currency (minor units below the next whole unit; 0 = a round price).
+_PRICE_ENDINGS = {"USD": (1, 1, 1, 5, 0, 51), "EUR": (1, 1, 10, 5, 0), "GBP": (1, 1, 51, 0)}
+
+
+def round_local_price(currency: str, amount: Decimal, ending: int) -> int:
+    """Round an exact amount the way shops in that currency price things, in minor units.
+
+    USD/EUR/GBP end in .99/.95/.90/.49 or a round number; KES is whole shillings ending in 9 or
+    a round fifty; NGN is whole naira in steps of 50 or 500. Never below one minor unit's worth.
+    """
+    if currency in _PRICE_ENDINGS:
+        endings = _PRICE_ENDINGS[currency]
+        whole = max(1, int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP)))
+        return whole * 100 - endings[ending % len(endings)]
+    if currency == "KES":
+        step = 50 if amount >= 1000 else 10
+        whole = max(step, int((amount / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)) * step)
+        if ending % 2 == 0:
+            whole -= 1
+        return whole * 100
+    if currency == "NGN":
+        step = 500 if amount >= 10_000 else 50
+        whole = max(step, int((amount / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)) * step)
+        return whole * 100
+    raise ValueError(f"no price rounding rule for {currency}")
+
+
+def _price_unit(currency: str) -> int:
+    """The smallest step a store in that currency moves a price by, in minor units."""
+    return {"KES": 100, "NGN": 5000}.get(currency, 100)
+
+
+def _rescale_price(currency: str, minor: int, permille: int, ending: int) -> int:
+    """`minor` times permille/1000, re-rounded locally, and guaranteed to differ from `minor`."""
+    scaled = round_local_price(currency, Decimal(minor) * permille / Decimal(100_000), ending)
+    if scaled == minor:
+        scaled = (
+            minor + _price_unit(currency) if permille >= 1000 else minor - _price_unit(currency)
+        )
+    return max(scaled, _price_unit(currency) // 2 or 1)
+
+
+# --- The world ------------------------------------------------------------------------------
+
+
+class World:
+    """All six marketplaces' offers for one (seed, total offers), computed lazily by index."""
+
+    def __init__(self, seed: int, total_offers: int) -> None:
+        if total_offers < 0:
+            raise ValueError("the number of offers cannot be negative")
+        self.seed = seed
+        self.total_offers = total_offers
+        base, extra = divmod(total_offers, len(MARKETPLACES))
+        self._counts = {m.slug: base + (1 if m.position < extra else 0) for m in MARKETPLACES}
+        rng = random.Random(hash64(seed, "world"))
+        subsets = [
+            frozenset(combo)
+            for size in SUBSET_SIZES
+            for combo in itertools.combinations(range(len(MARKETPLACES)), size)
+        ]
+        rng.shuffle(subsets)
+        self._subsets: tuple[frozenset[int], ...] = tuple(subsets)
+        self._subset_positions = {
+            m.position: tuple(i for i, subset in enumerate(subsets) if m.position in subset)
+            for m in MARKETPLACES
+        }
+        self._shared_slots = {
+            m.position: tuple(sorted(rng.sample(range(OFFER_BLOCK), SHARED_PER_BLOCK)))
+            for m in MARKETPLACES
+        }
+        self._category_tables = {"shared": self._category_table(())}
+        for m in MARKETPLACES:
+            self._category_tables[m.slug] = self._category_table(m.category_bias)
+        self._gtin_offset = hash64(seed, "gtin") % GTIN_BODY_MODULUS
+        self._model_offset = hash64(seed, "model")
+        self._check_model_capacity()
+        self.products_built = 0
+        self.product = lru_cache(maxsize=65_536)(self._build_product)
+
+    # -- sizes and addressing --
+
+    def offer_count(self, slug: str) -> int:
+        """How many offers marketplace `slug` lists."""
+        return self._counts[slug]
+
+    def locate_offer(self, global_index: int) -> tuple[str, int]:
+        """(marketplace, index) of offer number `global_index` counted across all marketplaces."""
+        if not 0 <= global_index < self.total_offers:
+            raise IndexError(f"offer {global_index} is outside 0..{self.total_offers - 1}")
+        for m in MARKETPLACES:
+            if global_index < self._counts[m.slug]:
+                return m.slug, global_index
+            global_index -= self._counts[m.slug]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def product_key(self, slug: str, index: int) -> str:
+        """The key of the world product that offer `index` of `slug` sells."""
+        position = MARKETPLACES_BY_SLUG[slug].position
+        block, slot = divmod(index, OFFER_BLOCK)
+        shared_slots = self._shared_slots[position]
+        if slot in shared_slots:
+            shared_number = block * SHARED_PER_BLOCK + shared_slots.index(slot)
+            cycle, rank = divmod(shared_number, len(self._subset_positions[position]))
+            return f"s{cycle * len(self._subsets) + self._subset_positions[position][rank]}"
+        own_before = sum(1 for s in shared_slots if s < slot)
+        own_number = block * (OFFER_BLOCK - SHARED_PER_BLOCK) + slot - own_before
+        return f"u{position}-{own_number}"
+
+    def shared_product_marketplaces(self, k: int) -> tuple[str, ...]:
+        """The marketplaces whose offer plan includes shared product `k` (some may have fewer
+        offers than it takes to reach it)."""
+        subset = self._subsets[k % len(self._subsets)]
+        return tuple(m.slug for m in MARKETPLACES if m.position in subset)
+
+    # -- products --
+
+    def _category_table(
+        self, bias: Sequence[tuple[str, float]]
+    ) -> tuple[list[float], list[Category]]:
+        multipliers = dict(bias)
+        cumulative: list[float] = []
+        total = 0.0
+        for category in CATEGORIES:
+            total += category.weight * multipliers.get(category.slug, 1.0)
+            cumulative.append(total)
+        return cumulative, list(CATEGORIES)
+
+    def _check_model_capacity(self) -> None:
+        largest_serial = SERIAL_STRIDE * (self.total_offers + len(self._subsets)) + SERIAL_STRIDE
+        for category in CATEGORIES:
+            for brand in category.brands:
+                if category.is_book:
+                    continue
+                capacity = model_template_capacity(brand.model_template)
+                if capacity < MIN_MODEL_CAPACITY or capacity <= largest_serial:
+                    raise ValueError(
+                        f"model template {brand.model_template!r} of {brand.name} cannot number "
+                        f"{largest_serial} products"
+                    )
+
+    def _build_product(self, key: str) -> WorldProduct:
+        """Invent product `key` from the seed (cached; the same key always gives the same product)."""
+        self.products_built += 1
+        shared = key.startswith("s")
+        if shared:
+            serial = SERIAL_STRIDE * int(key[1:])
+            table = self._category_tables["shared"]
+        else:
+            position_text, number_text = key[1:].split("-")
+            position = int(position_text)
+            serial = SERIAL_STRIDE * int(number_text) + 1 + position
+            table = self._category_tables[MARKETPLACES[position].slug]
+        rng = random.Random(hash64(self.seed, "product", key))
+        cumulative, categories = table
+        category = categories[bisect_right(cumulative, rng.random() * cumulative[-1])]
+        brand = rng.choice(category.brands)
+        line = rng.choice(brand.lines)
+        spec, spec_multiplier = rng.choice(category.specs)
+        colour = rng.choice(category.colours)
+        gtin_body = (GTIN_MULTIPLIER * serial + self._gtin_offset) % GTIN_BODY_MODULUS
+        gtin12 = f"{brand.gs1_prefix}{gtin_body:09d}"
+        gtin = f"{gtin12}{gtin_check_digit(gtin12)}"
+        if category.is_book:
+            descriptor = rng.choice(BOOK_TITLE_PATTERNS).format(
+                adjective=rng.choice(BOOK_ADJECTIVES), noun=rng.choice(BOOK_NOUNS)
+            )
+            model = gtin
+        else:
+            descriptor = rng.choice(brand.descriptors or category.descriptors)
+            model = self._model_number(brand.model_template, serial, spec)
+        low, high = category.price_usd
+        dollars = math.exp(rng.uniform(math.log(low), math.log(high))) * spec_multiplier
+        base_price_cents = max(199, int(dollars * 100))
+        rating_centi = int(rng.triangular(280, 495, 440))
+        review_count = int(math.exp(rng.uniform(0, math.log(5000))))
+        gift = category.gift and (rng.random() < 0.6 or "Gift" in descriptor)
+        features = tuple(rng.sample(category.features, min(3, len(category.features))))
+        return WorldProduct(
+            key=key,
+            serial=serial,
+            shared=shared,
+            category=category,
+            brand=brand.name,
+            line=line,
+            descriptor=descriptor,
+            spec=spec,
+            colour=colour,
+            model=model,
+            gtin=gtin,
+            base_price_cents=base_price_cents,
+            rating_centi=rating_centi,
+            review_count=review_count,
+            gift=gift,
+            features=features,
+            created_day=rng.randrange(0, 600),
+        )
+
+    def _model_number(self, template: str, serial: int, spec: str) -> str:
+        capacity = model_template_capacity(template)
+        value = (MODEL_MULTIPLIER * serial + self._model_offset) % capacity
+        size = re.sub(r"\D", "", spec)
+        out: list[str] = []
+        for char in reversed(template.replace("{S}", "\0")):
+            if char == "#":
+                value, digit = divmod(value, 10)
+                out.append(str(digit))
+            elif char == "@":
+                value, letter = divmod(value, len(MODEL_LETTERS))
+                out.append(MODEL_LETTERS[letter])
+            elif char == "\0":
+                out.append(size[::-1])
+            else:
+                out.append(char)
+        return "".join(reversed(out))
+
+    def product_for_image(self, name: str) -> WorldProduct | None:
+        """The product an image name refers to (image names are product keys), or None."""
+        if not re.fullmatch(r"s\d{1,9}|u[0-5]-\d{1,9}", name):
+            return None
+        return self.product(name)
+
+    # -- offers --
+
+    def offer(
+        self, slug: str, index: int, *, price_epoch: int = 0, price_drift: float = 0.0
+    ) -> ListedOffer:
+        """Offer `index` of marketplace `slug` at price epoch `price_epoch`.
+
+        `price_drift` (0..1) is the share of offers whose LIVE price differs from the catalog:
+        lookups pass the knob, catalog pages pass 0.
+        """
+        if not 0 <= index < self._counts[slug]:
+            raise IndexError(f"{slug} has no offer #{index}")
+        profile = MARKETPLACES_BY_SLUG[slug]
+        product = self.product(self.product_key(slug, index))
+        rng = random.Random(hash64(self.seed, "offer", slug, index))
+        currency = profile.currency
+        rate = profile.usd_rate
+        if slug == "bazaar" and rng.random() < BAZAAR_GBP_SHARE:
+            currency, rate = "GBP", GBP_PER_USD
+        noise_permille = rng.randint(880, 1150)
+        ending = rng.randrange(12)
+        amount = (
+            Decimal(product.base_price_cents)
+            * rate
+            * profile.markup_permille
+            * noise_permille
+            / Decimal(100_000_000)
+        )
+        price = round_local_price(currency, amount, ending)
+        on_sale = rng.random() < 0.2
+        sale_permille = rng.randint(1100, 1400)
+        stock = 0 if rng.random() < 0.08 else int(math.exp(rng.uniform(0, math.log(250))))
+        rating_centi = max(100, min(500, product.rating_centi + rng.randint(-25, 25)))
+        review_count = max(1, int(product.review_count * rng.uniform(0.05, 0.6)))
+        shows_gtin = product.shared or rng.random() < 0.85
+        title_style = rng.randrange(1000)
+        created_at = EPOCH_ZERO + timedelta(days=product.created_day, seconds=rng.randrange(86_400))
+        updated_at = created_at + timedelta(
+            days=rng.randrange(0, 120), seconds=rng.randrange(86_400)
+        )
+
+        phase = hash64(self.seed, "epoch-phase", slug, index) % PRICE_EPOCH_PERIOD
+        version = (max(0, price_epoch) + phase) // PRICE_EPOCH_PERIOD
+        for step in range(1, version + 1):
+            permille = self._epoch_step_permille(slug, index, step)
+            price = _rescale_price(currency, price, permille, ending)
+        if version:
+            updated_at += timedelta(days=7 * version)
+        if price_drift > 0 and unit_interval(self.seed, "drift", slug, index) < price_drift:
+            up = hash64(self.seed, "drift-direction", slug, index) % 3 != 0
+            permille = 1000 + (40 + hash64(self.seed, "drift-size", slug, index) % 110) * (
+                1 if up else -1
+            )
+            price = _rescale_price(currency, price, permille, ending)
+        list_price = None
+        if on_sale:
+            list_price = round_local_price(
+                currency, Decimal(price) * sale_permille / Decimal(100_000), ending
+            )
+            if list_price <= price:
+                list_price = price + _price_unit(currency)
+        return ListedOffer(
+            slug=slug,
+            index=index,
+            product=product,
+            title=compose_title(slug, product, title_style),
+            currency=currency,
+            price_minor=price,
+            list_price_minor=list_price,
+            stock=stock,
+            rating_centi=rating_centi,
+            review_count=review_count,
+            shows_gtin=shows_gtin,
+            created_at=created_at,
+            updated_at=updated_at,
+            price_version=version,
+            title_style=title_style,
+        )
+
+    def _epoch_step_permille(self, slug: str, index: int, step: int) -> int:
+        """The price change of one epoch step: 3-15% down or 3-12% up, never ~0."""
+        h = hash64(self.seed, "epoch-step", slug, index, step)
+        if h % 2:
+            return 850 + (h >> 8) % 121  # 850..970
+        return 1030 + (h >> 8) % 91  # 1030..1120
+
+    def offers(
+        self, slug: str, start: int = 0, stop: int | None = None, *, price_epoch: int = 0
+    ) -> list[ListedOffer]:
+        """Offers start..stop-1 of `slug` (clipped to the catalog): one page's worth."""
+        end = self._counts[slug] if stop is None else min(stop, self._counts[slug])
+        return [self.offer(slug, i, price_epoch=price_epoch) for i in range(max(0, start), end)]
+
+    # -- malformed records --
+
+    def malformation(self, slug: str, index: int, rate: float) -> str | None:
+        """The kind of malformation record `index` of `slug` carries at `rate`, or None.
+
+        Exactly one record per slot of 1/rate records is malformed (the seed picks which), and
+        consecutive slots cycle through the kinds, so a catalog at the default 2% shows each kind
+        within 350 records and the share is exact rather than approximate.
+        """
+        if rate <= 0 or index < 0:
+            return None
+        position = MARKETPLACES_BY_SLUG[slug].position
+        if rate >= 1:
+            slot, chosen = index, index
+        else:
+
+            def slot_start(n: int) -> int:
+                return math.ceil(n / rate - 1e-9)
+
+            slot = int(index * rate)
+            while slot > 0 and slot_start(slot) > index:
+                slot -= 1
+            while slot_start(slot + 1) <= index:
+                slot += 1
+            start, end = slot_start(slot), slot_start(slot + 1)
+            chosen = start + hash64(self.seed, "malformed", slug, slot) % max(1, end - start)
+        if index != chosen:
+            return None
+        kind = MALFORMATION_KINDS[(slot + position) % len(MALFORMATION_KINDS)]
+        if kind == "duplicate_id" and index == 0:
+            kind = "html_title"
+        return kind
+
+
+def huge_text(sentences: Sequence[str]) -> str:
+    """A description of at least 100 KB made by repeating `sentences` (valid, just too long)."""
+    paragraph = " ".join(sentences) + " "
+    repeats = HUGE_DESCRIPTION_CHARS // max(1, len(paragraph)) + 1
+    return paragraph * repeats
+
+
+def html_title(title: str, variant: int) -> str:
+    """A title with markup in it: a valid record the storefront must escape, not execute."""
+    if variant % 2:
+        return f"<script>alert('onecart')</script>{title}"
+    return f'{title} <b>HOT DEAL</b> <img src=x onerror="alert(1)">'
+
+
+def broken_title(title: str) -> str:
+    """A title whose middle will be written as raw invalid UTF-8 bytes."""
+    words = title.split(" ")
+    middle = max(1, len(words) // 2)
+    return " ".join([*words[:middle], f"Edici{BROKEN_UTF8_SENTINEL}n", *words[middle:]])
+
+
+def category_by_slug(slug: str) -> Category | None:
+    """The category with this slug, if any."""
+    return CATEGORIES_BY_SLUG.get(slug)

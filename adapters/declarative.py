@@ -129,7 +129,9 @@ def _path_ok(path: object) -> bool:
     return (
         isinstance(path, str)
         and path != ""
-        and all(segment and not segment.isspace() and " " not in segment for segment in path.split("."))
+        and all(
+            segment and not segment.isspace() and " " not in segment for segment in path.split(".")
+        )
     )
 
 
@@ -165,7 +167,9 @@ def parse_declarative_options(slug: str, options: Mapping[str, Any]) -> Declarat
 
     records_path = options.get("records_path", "")
     if records_path != "" and not _path_ok(records_path):
-        raise fail("records_path", f"{records_path!r} is not a dotted path (or '' for a top-level list)")
+        raise fail(
+            "records_path", f"{records_path!r} is not a dotted path (or '' for a top-level list)"
+        )
 
     fields = options.get("fields")
     if not isinstance(fields, Mapping):
@@ -184,14 +188,20 @@ def parse_declarative_options(slug: str, options: Mapping[str, Any]) -> Declarat
 
     price_encoding = text_option("price_encoding", required=True)
     if price_encoding not in PRICE_ENCODINGS:
-        raise fail("price_encoding", f"{price_encoding!r} is not one of {', '.join(PRICE_ENCODINGS)}")
+        raise fail(
+            "price_encoding", f"{price_encoding!r} is not one of {', '.join(PRICE_ENCODINGS)}"
+        )
     price_scale = options.get("price_scale")
     price_scale_path = text_option("price_scale_path", path=True)
     if price_encoding == "minor_units":
         if (price_scale is None) == (price_scale_path is None):
-            raise fail("price_scale", "minor_units needs exactly one of price_scale or price_scale_path")
+            raise fail(
+                "price_scale", "minor_units needs exactly one of price_scale or price_scale_path"
+            )
         if price_scale is not None and (
-            isinstance(price_scale, bool) or not isinstance(price_scale, int) or not 0 <= price_scale <= 4
+            isinstance(price_scale, bool)
+            or not isinstance(price_scale, int)
+            or not 0 <= price_scale <= 4
         ):
             raise fail("price_scale", f"must be an integer from 0 to 4, not {price_scale!r}")
     elif price_scale is not None or price_scale_path is not None:
@@ -279,7 +289,9 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
             url = httpx.URL(path).copy_merge_params({**params, **key_params})
             response = self.http.request("GET", str(url), headers=headers)
         else:
-            response = self.http.request("GET", path, params={**params, **key_params}, headers=headers)
+            response = self.http.request(
+                "GET", path, params={**params, **key_params}, headers=headers
+            )
         return decode_json_body(response, marketplace=self.slug), response
 
     def _records(self, body: Any, where: str) -> list[Any]:
@@ -333,7 +345,11 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
                 return
             yield CatalogPage(records=records, page=page)
             offset += len(records)
-            total = optional_int(dig(body, self.options.total_path)) if self.options.total_path else None
+            total = (
+                optional_int(dig(body, self.options.total_path))
+                if self.options.total_path
+                else None
+            )
             if total is not None and offset >= total:
                 return
             page += 1
@@ -383,7 +399,9 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
                 return
             cursor = str(next_cursor)
             if cursor in seen:
-                raise BadPayload("pagination_loop", detail=f"cursor {cursor!r} again", marketplace=self.slug)
+                raise BadPayload(
+                    "pagination_loop", detail=f"cursor {cursor!r} again", marketplace=self.slug
+                )
             seen.add(cursor)
             page += 1
 
@@ -410,7 +428,9 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
             expected: type | tuple[type, ...] = (int, float) if encoding == "float" else str
             if isinstance(value, bool) or not isinstance(value, expected):
                 raise reject(
-                    "bad_price", f"{encoding} price expected, got {value!r}"[:200], marketplace=self.slug
+                    "bad_price",
+                    f"{encoding} price expected, got {value!r}"[:200],
+                    marketplace=self.slug,
                 )
         return require_decimal_price(value, currency, marketplace=self.slug), currency
 

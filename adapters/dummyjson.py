@@ -152,6 +152,7 @@ class DummyJsonAdapter(HttpMarketplaceAdapter):
             "carts/add",
             json={"userId": self.cart_user_id, "products": products},
             idempotency_key=request.idempotency_key,
+            not_found_is_refusal=True,
         )
         if not isinstance(body, Mapping) or optional_text(body.get("id")) is None:
             raise BadPayload(

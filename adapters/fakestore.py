@@ -33,6 +33,7 @@ from adapters.fields import (
     category_leaf,
     description_text,
     dig,
+    iter_json_array,
     optional_count,
     optional_text,
     optional_url,
@@ -63,15 +64,17 @@ class FakeStoreAdapter(HttpMarketplaceAdapter):
         self.cart_user_id = int(config.options.get("cart_user_id", DEFAULT_CART_USER_ID))
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
-        """The whole `/products` list from one request, handed on in pages of `page_size` so
-        the pipeline stores it in bounded batches."""
-        body, _ = self.get_json("products")
-        if not isinstance(body, list):
-            raise BadPayload("bad_page", detail="/products is not a list", marketplace=self.slug)
-        for start in range(0, len(body), self.page_size):
-            yield CatalogPage(
-                records=body[start : start + self.page_size], page=start // self.page_size + 1
-            )
+        """The whole `/products` list from one request, handed on in pages of `page_size` as it
+        downloads (the list has no paging and is large at scale), in the API's order."""
+        batch: list[Any] = []
+        page = 1
+        for record in iter_json_array(self.stream_text("products"), marketplace=self.slug):
+            batch.append(record)
+            if len(batch) == self.page_size:
+                yield CatalogPage(records=batch, page=page)
+                batch, page = [], page + 1
+        if batch:
+            yield CatalogPage(records=batch, page=page)
 
     def normalize_record(self, record: Mapping[str, Any]) -> Offer:
         """One Fake Store product as an Offer (price in the configured currency)."""
@@ -108,7 +111,9 @@ class FakeStoreAdapter(HttpMarketplaceAdapter):
         """`POST /carts`; the Idempotency-Key makes a retried placement return the same cart."""
         products = [
             {"productId": _product_id(line.external_id, self.slug), "quantity": line.quantity}
-            for line in sorted(request.lines, key=lambda line: _product_id(line.external_id, self.slug))
+            for line in sorted(
+                request.lines, key=lambda line: _product_id(line.external_id, self.slug)
+            )
         ]
         body, _ = self.send_write(
             "POST",
@@ -119,9 +124,12 @@ class FakeStoreAdapter(HttpMarketplaceAdapter):
                 "products": products,
             },
             idempotency_key=request.idempotency_key,
+            not_found_is_refusal=True,
         )
         if not isinstance(body, Mapping) or optional_text(body.get("id")) is None:
-            raise BadPayload("bad_response", detail="/carts returned no cart id", marketplace=self.slug)
+            raise BadPayload(
+                "bad_response", detail="/carts returned no cart id", marketplace=self.slug
+            )
         # A cart has no status and no total: accepted is all the API says.
         return PlacedOrder(marketplace_order_id=str(body["id"]), status=OrderStatus.PENDING)
 

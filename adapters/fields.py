@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
@@ -33,6 +33,7 @@ from onecart.money import (
 )
 
 REPLACEMENT_CHARACTER = "\ufffd"
+_JSON_WHITESPACE = " \t\r\n"
 
 # --- Response bodies ------------------------------------------------------------------------
 
@@ -65,6 +66,74 @@ def decode_json_body(response: httpx.Response, *, marketplace: str) -> Any:
         raise BadPayload(
             "invalid_json", detail=f"{response.request.url}: {exc}", marketplace=marketplace
         ) from exc
+
+
+def iter_json_array(chunks: Iterable[str], *, marketplace: str) -> Iterator[Any]:
+    """The elements of one top-level JSON array arriving as text chunks, one at a time.
+
+    Lets a single huge list (Fake Store's whole catalog) be handed on page by page while it is
+    still downloading. Raises BadPayload("invalid_json") when the text is not a JSON array.
+    """
+    decoder = json.JSONDecoder()
+    source = iter(chunks)
+    buffer = ""
+    position = 0
+
+    def invalid(problem: str) -> BadPayload:
+        return BadPayload("invalid_json", detail=problem, marketplace=marketplace)
+
+    def fill() -> bool:
+        """Append the next chunk (dropping what was consumed); False at the end of the body."""
+        nonlocal buffer, position
+        for chunk in source:
+            if chunk:
+                buffer = buffer[position:] + chunk
+                position = 0
+                return True
+        return False
+
+    def next_char() -> str | None:
+        """The next character that is not whitespace, or None at the end of the body."""
+        nonlocal position
+        while True:
+            while position < len(buffer) and buffer[position] in _JSON_WHITESPACE:
+                position += 1
+            if position < len(buffer):
+                return buffer[position]
+            if not fill():
+                return None
+
+    if next_char() != "[":
+        raise invalid(f"not a JSON list: {buffer[position : position + 40]!r}")
+    position += 1
+    if next_char() == "]":
+        position += 1
+    else:
+        while True:
+            if next_char() is None:
+                raise invalid("the list ends early")
+            while True:
+                try:
+                    value, end = decoder.raw_decode(buffer, position)
+                except ValueError as exc:
+                    if not fill():  # incomplete so far, or invalid: more text tells which
+                        raise invalid(str(exc)) from exc
+                    continue
+                if end == len(buffer) and fill():
+                    continue  # a number or literal may go on in the next chunk
+                break
+            yield value
+            position = end
+            separator = next_char()
+            if separator == ",":
+                position += 1
+            elif separator == "]":
+                position += 1
+                break
+            else:
+                raise invalid(f"expected ',' or ']' at {buffer[position : position + 40]!r}")
+    if next_char() is not None:
+        raise invalid(f"text after the list: {buffer[position : position + 40]!r}")
 
 
 def marketplace_message(body: str | None) -> str:

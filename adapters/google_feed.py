@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,6 @@ from adapters.base import BadPayload, Capability, CatalogPage, MarketplaceConfig
 from adapters.fields import (
     availability_from_word,
     category_leaf,
-    decode_body_text,
     description_text,
     first_of,
     optional_text,
@@ -37,7 +36,6 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 DEFAULT_FEED_PATH = "feed.xml"
 ITEM_TAGS = frozenset({"item", f"{{{ATOM_NS}}}entry"})
 FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.8"
-_PARSE_CHUNK_CHARS = 1 << 20
 
 
 def _record_key(tag: str) -> str:
@@ -71,17 +69,19 @@ def _element_record(element: ET.Element) -> dict[str, Any]:
     return record
 
 
-def parse_feed_items(text: str, *, marketplace: str) -> Iterator[dict[str, Any]]:
+def parse_feed_items(text: str | Iterable[str], *, marketplace: str) -> Iterator[dict[str, Any]]:
     """Every `<item>` (or Atom `<entry>`) of a feed as a record, in document order.
 
-    Parsed incrementally and each item dropped from the tree once read, so a feed of a hundred
-    thousand items never exists as one element tree.
+    `text` is the whole feed or its chunks as they download. Parsed incrementally, each item
+    dropped from the tree once read, so a feed of a hundred thousand items never exists as one
+    element tree.
     """
+    chunks = [text] if isinstance(text, str) else text
     parser = ET.XMLPullParser(events=("start", "end"))
     stack: list[ET.Element] = []
     try:
-        for start in range(0, len(text), _PARSE_CHUNK_CHARS):
-            parser.feed(text[start : start + _PARSE_CHUNK_CHARS])
+        for chunk in chunks:
+            parser.feed(chunk)
             for event, element in parser.read_events():
                 if event == "start":
                     stack.append(element)
@@ -149,12 +149,11 @@ class GoogleFeedAdapter(HttpMarketplaceAdapter):
         self.page_size = max(1, config.page_size)
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
-        """The feed from one request, handed on in pages of `page_size` items (document order)."""
-        response = self.http.request("GET", self.feed_path, headers={"Accept": FEED_ACCEPT})
-        text = decode_body_text(response)
+        """The feed from one request, handed on in pages of `page_size` items as it downloads."""
+        chunks = self.stream_text(self.feed_path, headers={"Accept": FEED_ACCEPT})
         batch: list[dict[str, Any]] = []
         page = 1
-        for item in parse_feed_items(text, marketplace=self.slug):
+        for item in parse_feed_items(chunks, marketplace=self.slug):
             batch.append(item)
             if len(batch) == self.page_size:
                 yield CatalogPage(records=batch, page=page)

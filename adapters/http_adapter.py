@@ -4,20 +4,26 @@ honest "unsupported" answers for what the format cannot do, and error translatio
 from __future__ import annotations
 
 import base64
+import codecs
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
 
 from adapters.base import (
+    RETRYABLE_STATUSES,
     Capability,
     MarketplaceConfig,
     MarketplaceHttp,
+    NotFound,
     OrderRequest,
     OrderState,
     PlacedOrder,
     Rejected,
+    Transient,
+    backoff_delay,
+    parse_retry_after,
     unsupported,
 )
 from adapters.fields import decode_json_body, marketplace_message
@@ -42,6 +48,7 @@ class HttpMarketplaceAdapter:
     ) -> None:
         self.config = config
         self.slug = config.slug
+        self._sleep = sleep
         self.http = MarketplaceHttp(
             config.slug, config.base_url, headers=headers, transport=transport, sleep=sleep
         )
@@ -111,6 +118,59 @@ class HttpMarketplaceAdapter:
         response = self.http.request("GET", path, params=params, headers=headers)
         return decode_json_body(response, marketplace=self.slug), response
 
+    def stream_text(self, path: str, *, headers: Mapping[str, str] | None = None) -> Iterator[str]:
+        """GET a large body as text chunks, decoded leniently (U+FFFD for broken bytes), without
+        holding the whole body in memory: Fake Store's single product list and merchant feeds
+        have no paging and reach hundreds of megabytes at a million offers.
+
+        Failures before the first byte are retried like every request (same statuses, backoff,
+        Retry-After); a connection lost halfway cannot be resumed and raises Transient.
+        """
+        http = self.http
+        attempt = 0
+        while True:
+            attempt += 1
+            request = http.client.build_request("GET", path.lstrip("/"), headers=headers)
+            try:
+                response = http.client.send(request, stream=True)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if attempt > http.max_retries:
+                    raise Transient(
+                        f"GET {path}: {type(exc).__name__}: {exc}", marketplace=self.slug
+                    ) from exc
+                self._sleep(backoff_delay(attempt))
+                continue
+            if response.is_success:
+                break
+            response.read()
+            response.close()
+            if response.status_code in RETRYABLE_STATUSES and attempt <= http.max_retries:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                self._sleep(backoff_delay(attempt, retry_after))
+                continue
+            # The shared client's own mapping of statuses onto typed errors.
+            raise http._error_for("GET", path, response)
+        encoding = response.charset_encoding or "utf-8"
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            encoding = "utf-8"
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        try:
+            for chunk in response.iter_bytes():
+                text = decoder.decode(chunk)
+                if text:
+                    yield text
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield tail
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise Transient(
+                f"GET {path}: body interrupted: {type(exc).__name__}: {exc}", marketplace=self.slug
+            ) from exc
+        finally:
+            response.close()
+
     def send_write(
         self,
         method: str,
@@ -119,13 +179,28 @@ class HttpMarketplaceAdapter:
         json: Any,
         idempotency_key: str,
         headers: Mapping[str, str] | None = None,
+        not_found_is_refusal: bool = False,
     ) -> tuple[Any, httpx.Response]:
         """A write with its idempotency key (the same on every retry); a refusal becomes
-        Rejected carrying the marketplace's own message."""
+        Rejected carrying the marketplace's own message.
+
+        `not_found_is_refusal`: for placements, a 404 names a product that does not exist, which
+        is a refusal of the order (retrying cannot help), not a missing order.
+        """
         try:
             response = self.http.request(
                 method, path, json=json, headers=headers, idempotency_key=idempotency_key
             )
+        except NotFound as exc:
+            if not not_found_is_refusal:
+                raise
+            raise Rejected(
+                f"{self.slug} refused {method} {path}: "
+                f"{marketplace_message(exc.response_text) or exc}",
+                marketplace=self.slug,
+                status=exc.status,
+                response_text=exc.response_text,
+            ) from exc
         except Rejected as exc:
             message = marketplace_message(exc.response_text) or str(exc)
             raise Rejected(

@@ -278,6 +278,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
             f"{REST_API}/orders",
             json=payload,
             idempotency_key=request.idempotency_key,
+            not_found_is_refusal=True,
             headers=self.basic_auth_header(),
         )
         return self._placed(self._order_body(body))

@@ -69,3 +69,12 @@ def http_client(
         "testmart", "https://shop.example.com", transport=transport, sleep=sleep, **kwargs
     )
     return client, transport, sleep
+
+
+def offline_transport() -> httpx.MockTransport:
+    """For adapters under test that must not send anything (and need no TLS setup)."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"unexpected request: {request.method} {request.url}")
+
+    return httpx.MockTransport(refuse)

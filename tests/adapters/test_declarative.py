@@ -13,7 +13,7 @@ from adapters.base import BadPayload, Capability, NotFound, Unsupported
 from adapters.declarative import DeclarativeJsonAdapter, parse_declarative_options
 from adapters.registry import MarketplaceConfigError
 from onecart.settings import REPO_ROOT
-from tests.adapters.configs import RecordingTransport, marketplace_config
+from tests.adapters.configs import RecordingTransport, marketplace_config, offline_transport
 
 
 def bazaar_options() -> dict[str, Any]:
@@ -52,7 +52,7 @@ def adapter(
     config = marketplace_config(
         "declarative", slug="bazaar", options=options or bazaar_options(), **kwargs
     )
-    return DeclarativeJsonAdapter(config, transport=transport)
+    return DeclarativeJsonAdapter(config, transport=transport or offline_transport())
 
 
 def with_options(**changes: Any) -> dict[str, Any]:

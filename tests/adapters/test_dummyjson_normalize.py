@@ -21,7 +21,7 @@ from adapters.base import (
     Unsupported,
 )
 from adapters.dummyjson import DummyJsonAdapter
-from tests.adapters.configs import RecordingTransport, marketplace_config
+from tests.adapters.configs import RecordingTransport, marketplace_config, offline_transport
 
 # GET https://dummyjson.com/products/1, as the public API returns it.
 DUMMY_PRODUCT: dict[str, Any] = {
@@ -69,7 +69,8 @@ def adapter(**kwargs: Any) -> DummyJsonAdapter:
     return DummyJsonAdapter(
         marketplace_config(
             "dummyjson", slug="dummymart", base_url="https://dummyjson.com", **kwargs
-        )
+        ),
+        transport=offline_transport(),
     )
 
 

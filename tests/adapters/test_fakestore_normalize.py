@@ -12,15 +12,23 @@ import pytest
 
 from adapters.base import (
     IDEMPOTENCY_HEADER,
+    MAX_RETRIES,
     BadPayload,
     NotFound,
     OrderLine,
     OrderRequest,
+    Rejected,
     ShippingAddress,
+    Transient,
     Unsupported,
 )
 from adapters.fakestore import FakeStoreAdapter
-from tests.adapters.configs import RecordingTransport, marketplace_config
+from tests.adapters.configs import (
+    RecordingTransport,
+    SleepRecorder,
+    marketplace_config,
+    offline_transport,
+)
 
 # GET https://fakestoreapi.com/products/1
 FAKE_PRODUCT: dict[str, Any] = {
@@ -39,7 +47,8 @@ def adapter(**kwargs: Any) -> FakeStoreAdapter:
     return FakeStoreAdapter(
         marketplace_config(
             "fakestore", slug="fakestore", base_url="https://fakestoreapi.com", **kwargs
-        )
+        ),
+        transport=offline_transport(),
     )
 
 
@@ -141,3 +150,70 @@ def test_carts_have_no_status_or_cancel() -> None:
         store.order_status("11")
     with pytest.raises(Unsupported):
         store.cancel_order("11")
+
+
+class PiecewiseBody(httpx.SyncByteStream):
+    """A response body that arrives in small byte pieces, as over a slow connection."""
+
+    def __init__(self, body: bytes, size: int) -> None:
+        self.pieces = [body[start : start + size] for start in range(0, len(body), size)]
+
+    def __iter__(self):
+        yield from self.pieces
+
+
+def test_the_list_is_paged_while_it_downloads_and_multibyte_text_survives_splits() -> None:
+    records = [product(id=i, title=f"Café Crème Jacket {i} – Größe M") for i in range(1, 8)]
+    body = json.dumps(records, ensure_ascii=False).encode("utf-8")
+    transport = RecordingTransport(
+        lambda request: httpx.Response(200, stream=PiecewiseBody(body, 3))
+    )
+    store = FakeStoreAdapter(
+        marketplace_config("fakestore", currency="EUR", page_size=3), transport=transport
+    )
+    pages = list(store.fetch_catalog_pages())
+    assert [len(page.records) for page in pages] == [3, 3, 1]
+    assert [store.normalize_record(r).title for page in pages for r in page.records] == [
+        f"Café Crème Jacket {i} – Größe M" for i in range(1, 8)
+    ]
+
+
+def test_a_broken_byte_in_the_streamed_list_loses_only_its_record() -> None:
+    body = json.dumps([product(id=1, title="Good"), product(id=2, title="Bad XX")]).encode()
+    body = body.replace(b"Bad XX", b"Bad \xff\xfe")
+    transport = RecordingTransport(
+        lambda request: httpx.Response(200, stream=PiecewiseBody(body, 5))
+    )
+    store = FakeStoreAdapter(marketplace_config("fakestore", currency="EUR"), transport=transport)
+    [page] = list(store.fetch_catalog_pages())
+    assert store.normalize_record(page.records[0]).title == "Good"
+    with pytest.raises(BadPayload) as caught:
+        store.normalize_record(page.records[1])
+    assert caught.value.reason == "broken_utf8"
+
+
+def test_the_streamed_list_is_retried_on_503_and_honours_retry_after() -> None:
+    answers = [
+        httpx.Response(503, headers={"Retry-After": "2"}),
+        httpx.Response(200, json=[FAKE_PRODUCT]),
+    ]
+    transport = RecordingTransport(lambda request: answers.pop(0))
+    sleep = SleepRecorder()
+    store = FakeStoreAdapter(
+        marketplace_config("fakestore", currency="EUR"), transport=transport, sleep=sleep
+    )
+    [page] = list(store.fetch_catalog_pages())
+    assert page.records == [FAKE_PRODUCT]
+    assert sleep.delays == [2.0]
+    assert len(transport.requests) == 2
+
+
+@pytest.mark.parametrize(("status", "error"), [(404, NotFound), (400, Rejected), (503, Transient)])
+def test_the_streamed_list_ends_in_typed_errors(status: int, error: type[Exception]) -> None:
+    transport = RecordingTransport(lambda request: httpx.Response(status, json={"message": "no"}))
+    store = FakeStoreAdapter(
+        marketplace_config("fakestore"), transport=transport, sleep=SleepRecorder()
+    )
+    with pytest.raises(error):
+        list(store.fetch_catalog_pages())
+    assert len(transport.requests) == (MAX_RETRIES + 1 if status == 503 else 1)

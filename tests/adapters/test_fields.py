@@ -3,6 +3,8 @@ descriptions, availability words, dotted paths and lenient body decoding."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -15,6 +17,7 @@ from adapters.fields import (
     description_text,
     dig,
     html_to_text,
+    iter_json_array,
     marketplace_message,
     optional_url,
     require_amount_currency_price,
@@ -309,3 +312,35 @@ def test_non_json_body_is_a_bad_payload() -> None:
 )
 def test_marketplace_messages_are_extracted(body: str, message: str) -> None:
     assert marketplace_message(body) == message
+
+
+# --- Streaming a single huge list -----------------------------------------------------------
+
+
+def chunked(text: str, size: int) -> list[str]:
+    return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 64, 100_000])
+def test_a_json_list_is_read_element_by_element_whatever_the_chunking(size: int) -> None:
+    elements = [
+        {"id": 1, "title": "Backpack", "price": 109.95, "rating": {"rate": 3.9, "count": 120}},
+        {"id": 2, "title": 'Quote " and \\ backslash', "price": 22.3},
+        12345,
+        "text",
+        None,
+        [1, [2, 3]],
+    ]
+    text = " [ " + " , ".join(json.dumps(element) for element in elements) + " ] \n"
+    assert list(iter_json_array(chunked(text, size), marketplace="m")) == elements
+
+
+def test_an_empty_json_list_has_no_elements() -> None:
+    assert list(iter_json_array(["[", " ", "]"], marketplace="m")) == []
+
+
+@pytest.mark.parametrize("text", ["", "{}", "[1,", "[", "[1 2]", "[1]x", "[,]", '[{"a": ]'])
+def test_text_that_is_not_one_json_list_is_invalid(text: str) -> None:
+    with pytest.raises(BadPayload) as caught:
+        list(iter_json_array(chunked(text, 2) or [""], marketplace="m"))
+    assert caught.value.reason == "invalid_json"

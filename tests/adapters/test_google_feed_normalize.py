@@ -15,7 +15,7 @@ from adapters.google_feed import (
     parse_feed_items,
     sale_price_applies,
 )
-from tests.adapters.configs import RecordingTransport, marketplace_config
+from tests.adapters.configs import RecordingTransport, marketplace_config, offline_transport
 
 # Google's own sample feed (trimmed), plus a second item that uses g:sale_price.
 FEED = """<?xml version="1.0" encoding="UTF-8"?>
@@ -67,7 +67,8 @@ def adapter(**kwargs: Any) -> GoogleFeedAdapter:
             currency="NGN",
             options={"feed_path": "feed.xml"},
             **kwargs,
-        )
+        ),
+        transport=offline_transport(),
     )
 
 

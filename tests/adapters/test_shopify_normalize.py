@@ -10,7 +10,12 @@ import pytest
 
 from adapters.base import BadPayload, NotFound, Rejected
 from adapters.shopify import ShopifyAdapter
-from tests.adapters.configs import RecordingTransport, SleepRecorder, marketplace_config
+from tests.adapters.configs import (
+    RecordingTransport,
+    SleepRecorder,
+    marketplace_config,
+    offline_transport,
+)
 
 # The shape of https://{shop}/products.json, one product.
 STOREFRONT_PRODUCT: dict[str, Any] = {
@@ -62,7 +67,9 @@ STOREFRONT_PRODUCT: dict[str, Any] = {
 
 
 def adapter(**kwargs: Any) -> ShopifyAdapter:
-    return ShopifyAdapter(marketplace_config("shopify", slug="shopwave", **kwargs))
+    return ShopifyAdapter(
+        marketplace_config("shopify", slug="shopwave", **kwargs), transport=offline_transport()
+    )
 
 
 def product(**changes: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from adapters.base import BadPayload, NotFound
 from adapters.woocommerce import WooCommerceAdapter
-from tests.adapters.configs import RecordingTransport, marketplace_config
+from tests.adapters.configs import RecordingTransport, marketplace_config, offline_transport
 
 # The shape of GET /wp-json/wc/store/v1/products (one element), as documented by WooCommerce.
 STORE_PRODUCT: dict[str, Any] = {
@@ -70,7 +70,9 @@ STORE_PRODUCT: dict[str, Any] = {
 
 def adapter(**kwargs: Any) -> WooCommerceAdapter:
     kwargs.setdefault("currency", "KES")
-    return WooCommerceAdapter(marketplace_config("woocommerce", slug="kiondo", **kwargs))
+    return WooCommerceAdapter(
+        marketplace_config("woocommerce", slug="kiondo", **kwargs), transport=offline_transport()
+    )
 
 
 def product(**changes: Any) -> dict[str, Any]:

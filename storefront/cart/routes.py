@@ -1,8 +1,9 @@
 """Cart views: the cart page and its add / update / remove forms (POST + CSRF, then redirect).
 
-Signed-in shoppers' carts live in the DB; guests' carts are a list in the session, handed to
-commerce.cart and stored back. At sign-in the guest cart is merged into the account's cart
-(flask_login's `user_logged_in` signal), so nothing put in the cart before signing in is lost.
+Signed-in shoppers' carts live in the DB; guests' carts are a list in the session (key
+`guest_cart`, shared with storefront.auth), handed to commerce.cart and stored back. At sign-in,
+storefront.auth.sign_in merges the guest cart into the account's cart with
+commerce.cart.merge_guest_cart, so nothing put in the cart before signing in is lost.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    Flask,
     Response,
     flash,
     redirect,
@@ -20,8 +20,7 @@ from flask import (
     session,
     url_for,
 )
-from flask.blueprints import BlueprintSetupState
-from flask_login import current_user, user_logged_in
+from flask_login import current_user
 
 from commerce.cart import (
     CartError,
@@ -30,7 +29,6 @@ from commerce.cart import (
     build_cart_view,
     cart_item_count,
     guest_item_count,
-    merge_guest_cart,
     parse_product_id,
     remove_from_cart,
     remove_from_guest_cart,
@@ -59,24 +57,6 @@ def cart_count() -> dict[str, Any]:
     if user is not None:
         return {"cart_count": cart_item_count(db_session(), user)}
     return {"cart_count": guest_item_count(session.get(GUEST_CART_SESSION_KEY))}
-
-
-def _merge_guest_cart_on_login(app: Flask, user: User, **_extra: Any) -> None:
-    """Move the session's guest cart into the account that just signed in."""
-    guest_lines = session.pop(GUEST_CART_SESSION_KEY, None)
-    if not guest_lines:
-        return
-    result = merge_guest_cart(db_session(), user, guest_lines)
-    db_session().commit()
-    if result.merged:
-        flash(f"We moved {result.merged} item(s) from your guest cart into your cart.", "success")
-    for title in result.capped:
-        flash(f"“{title}” is limited to 99 per order; your cart now holds 99.", "warning")
-
-
-@bp.record_once
-def _connect_login_signal(state: BlueprintSetupState) -> None:
-    user_logged_in.connect(_merge_guest_cart_on_login, state.app)
 
 
 def _first_error(form: Any) -> str:

@@ -1,0 +1,464 @@
+"""Catalog pages through the Flask test client: the real app, the real storefront DB and a real
+Meilisearch index built from the same sample catalog."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from html import unescape
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from commerce.models import Product, User
+from search_index.indexing import connect, index_exists
+from storefront import format_money
+from tests.storefront.sample_catalog import (
+    MARKETPLACES,
+    OFFERS,
+    SCRIPT_TITLE,
+    SONY_GROUP,
+    TV_GROUP,
+    by_external_id,
+    index_sample_catalog,
+    insert_sample_catalog,
+)
+
+
+@pytest.fixture(scope="module")
+def sample_index(meili_server: str) -> Iterator[str]:
+    client = connect()
+    uid = f"test_pages_{uuid.uuid4().hex[:10]}"
+    index_sample_catalog(client, uid)
+    yield uid
+    if index_exists(client, uid):
+        client.wait_for_task(client.delete_index(uid).task_uid, timeout_in_ms=30_000)
+
+
+@pytest.fixture
+def app_config_overrides(meili_server: str, sample_index: str) -> dict[str, Any]:
+    return {"MEILI_URL": meili_server, "MEILI_INDEX": sample_index, "FX_CACHE_SECONDS": 0}
+
+
+@pytest.fixture
+def catalog(db_session: Session) -> dict[str, Product]:
+    products = insert_sample_catalog(db_session)
+    db_session.commit()
+    return products
+
+
+def break_search(app: Flask, url: str) -> None:
+    """Point the running app at a Meilisearch that is not there."""
+    app.config["MEILI_URL"] = url
+    app.extensions.pop("onecart_search_client", None)
+
+
+def text_of(page_html: str) -> str:
+    """The page's visible text, entities decoded and whitespace collapsed (readable assertions)."""
+    without_tags = re.sub(r"<[^>]+>", " ", page_html)
+    return " ".join(unescape(without_tags).split())
+
+
+def money(minor: int, currency: str) -> str:
+    """A price as the site renders it (the layout's formatter, whatever its spacing)."""
+    return format_money(minor, currency)
+
+
+# --- Landing and home --------------------------------------------------------------------------
+
+
+def test_the_landing_page_explains_onecart_and_shows_the_marketplaces(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    response = client.get("/")
+
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    for facts in MARKETPLACES.values():
+        assert facts["name"] in html
+    for slug in MARKETPLACES:
+        assert f"/static/logos/{slug}.svg" in html
+    assert 'action="/search"' in html and "How it works" in html
+    assert html.count('class="step"') == 3
+
+
+def test_signed_in_shoppers_are_sent_home(
+    client: FlaskClient, make_user: Callable[..., User], login: Callable[..., Any]
+) -> None:
+    login(client, make_user())
+    response = client.get("/")
+    assert response.status_code == 302 and response.location.endswith("/home")
+
+
+def test_home_requires_signing_in(client: FlaskClient) -> None:
+    response = client.get("/home")
+    assert response.status_code == 302 and "/login" in response.location
+
+
+def test_home_features_categories_deals_drops_and_top_rated(
+    client: FlaskClient,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    login(client, make_user(first_name="Ada"))
+    html = client.get("/home").get_data(as_text=True)
+    page = text_of(html)
+
+    assert "Welcome back, Ada" in page
+    assert "headphones (4)" in page and "televisions (3)" in page
+    assert "Best deals" in page and "Recent price drops" in page and "Top rated" in page
+    assert by_external_id("3001").title in page  # the price drop
+    assert "Was $29.99" in page
+    assert by_external_id("44").title in page  # 4.9 stars
+    assert "<script>alert" not in html
+
+
+def test_home_still_works_without_search(
+    app: Flask,
+    client: FlaskClient,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+    unreachable_url: str,
+) -> None:
+    login(client, make_user())
+    break_search(app, unreachable_url)
+
+    response = client.get("/home")
+
+    assert response.status_code == 200
+    page = text_of(response.get_data(as_text=True))
+    assert "Featured products are unavailable" in page
+    assert "headphones (4)" in page  # categories from the DB
+
+
+# --- Listings ----------------------------------------------------------------------------------
+
+
+def test_search_with_a_typo_lists_the_product_with_facets_and_offers(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    response = client.get("/search?q=hedphones")
+
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    page = text_of(html)
+    assert "1 product (4 offers)" in page
+    assert "<mark>" in html
+    assert "4 offers from $324.32" in page  # the Kiondo price (KES 42,000.00) in USD
+    assert "on 4 marketplaces" in page
+    for facet in (
+        "Marketplace",
+        "Category",
+        "Brand",
+        "Availability",
+        "Price (USD)",
+        "Minimum rating",
+    ):
+        assert facet in page
+    assert 'name="marketplace" value="kiondo"' in html
+    assert "Kiondo Market (1)" in page
+    assert "/static/logos/" in html
+
+
+def test_cards_show_the_display_currency_and_the_original_price(
+    client: FlaskClient,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    login(client, make_user(display_currency="EUR"))
+
+    page = text_of(client.get("/search?q=thermos&group=0").get_data(as_text=True))
+
+    # KES 3,500.00 at 129.50 KES and 0.92 EUR per USD = €24.86.
+    assert f"€24.86 {money(350000, 'KES')}" in page
+    assert "Price (EUR)" in page
+
+
+def test_search_results_escape_marketplace_markup(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    html = client.get("/search?q=speaker").get_data(as_text=True)
+
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in html
+    assert SCRIPT_TITLE not in html
+
+
+def test_filters_sort_and_pages_live_in_the_url(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    response = client.get(
+        "/search?marketplace=shopwave&marketplace=dummymart&min_price=500&sort=price_desc&group=0&per_page=12"
+    )
+
+    html = response.get_data(as_text=True)
+    page = text_of(html)
+    assert response.status_code == 200
+    assert "2 products (2 offers)" in page
+    assert page.index("Hisense 65-inch 4K UHD Smart Television") < page.index(
+        "Hisense 65 inch 4K Smart TV 65A6"
+    )
+    assert 'value="shopwave" checked' in html and 'value="price_desc" selected' in html
+    assert 'id="min-price" name="min_price"' in html and 'value="500"' in html
+
+
+def test_pagination_links_keep_the_query(client: FlaskClient, catalog: dict[str, Product]) -> None:
+    html = client.get("/search?group=0&per_page=12&sort=price_asc").get_data(as_text=True)
+
+    assert "2 products" not in text_of(html)
+    assert f"{len(OFFERS)} offers" in text_of(html)
+    assert 'href="/search?sort=price_asc&amp;per_page=12&amp;group=0&amp;page=2"' in html
+    second = client.get("/search?sort=price_asc&per_page=12&group=0&page=2")
+    assert (
+        second.status_code == 200
+        and 'aria-current="page" class="current">2<' in second.get_data(as_text=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "note"),
+    [
+        ("page=abc", "showing the first page"),
+        ("page=500", "only 1 page"),
+        ("sort=cheapest", "That sort order does not exist"),
+        ("min_price=lots", "minimum price was not a valid amount"),
+        ("min_price=90&max_price=10", "were swapped"),
+        ("min_rating=11", "set to 5 stars"),
+        ("available=perhaps", "availability filter was not understood"),
+        ("per_page=7", "results per page"),
+    ],
+)
+def test_bad_listing_parameters_are_corrected_never_an_error(
+    client: FlaskClient, catalog: dict[str, Product], query: str, note: str
+) -> None:
+    response = client.get(f"/search?q=sony&{query}")
+
+    assert response.status_code == 200
+    assert note in response.get_data(as_text=True)
+
+
+def test_search_is_a_friendly_503_when_meilisearch_is_down(
+    app: Flask, client: FlaskClient, unreachable_url: str
+) -> None:
+    break_search(app, unreachable_url)
+
+    response = client.get("/search?q=tv")
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
+    page = text_of(response.get_data(as_text=True))
+    assert "Search is temporarily unavailable" in page and "Review your cart" in page
+
+
+# --- JSON API ----------------------------------------------------------------------------------
+
+
+def test_api_search_returns_hits_facets_and_prices_as_minor_units(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    response = client.get("/api/search?q=sony")
+
+    assert response.status_code == 200 and response.is_json
+    body = response.get_json()
+    assert body["total_hits"] == 1 and body["total_offers"] == 4
+    (hit,) = body["hits"]
+    assert hit["group"] == {
+        "id": SONY_GROUP,
+        "offers": 4,
+        "marketplaces": 4,
+        "min_display_price_minor": min(o.usd_minor for o in OFFERS if o.group_id == SONY_GROUP),
+    }
+    assert hit["url"] == f"/product/{SONY_GROUP}"
+    assert isinstance(hit["price"]["minor"], int) and hit["display_price"]["currency"] == "USD"
+    assert {f["value"]: f["count"] for f in body["facets"]["brand"]} == {"Sony": 4}
+    assert "results_html" not in body
+    assert body["url"] == "/search?q=sony"
+
+
+def test_api_search_can_render_the_fragments_for_search_as_you_type(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    body = client.get("/api/search?q=televsion&html=1").get_json()
+
+    assert "Hisense" in body["results_html"] and 'name="marketplace"' in body["facets_html"]
+
+
+def test_api_search_corrects_bad_parameters(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    body = client.get("/api/search?q=sony&page=-1&sort=nope").get_json()
+
+    assert body["page"] == 1 and len(body["corrections"]) == 2
+
+
+def test_api_search_answers_json_503_when_search_is_down(
+    app: Flask, client: FlaskClient, unreachable_url: str
+) -> None:
+    break_search(app, unreachable_url)
+
+    response = client.get("/api/search?q=tv")
+
+    assert response.status_code == 503 and response.is_json
+    assert response.get_json()["error"]["status"] == 503
+
+
+def test_api_ping_is_the_frameworks_floor(client: FlaskClient) -> None:
+    response = client.get("/api/ping")
+    assert response.status_code == 200 and response.get_json() == {"ok": True}
+
+
+# --- Product page ------------------------------------------------------------------------------
+
+
+def test_the_product_page_compares_every_offer_cheapest_first(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    response = client.get(f"/product/{SONY_GROUP}")
+
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    page = text_of(html)
+    order = [page.index(name) for name in ("Kiondo Market", "NaijaMall", "Euro Bazaar", "ShopWave")]
+    assert order == sorted(order)
+    assert f"$324.32 {money(4200000, 'KES')}" in page and "Best price" in page
+    assert html.count('action="/cart/add"') == 4
+    assert "Checkout happens on NaijaMall" in page
+    assert "Store rating 4.30/5" in page
+    assert 'href="http://127.0.0.1:9/kiondo/KD-55"' in html
+    assert '<svg class="price-chart"' in html and "<polyline" in html
+    assert "Price history as a table" in page and "$399.99" in page  # the oldest ShopWave price
+
+
+def test_unavailable_offers_are_listed_last_without_add_to_cart(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    html = client.get(f"/product/{TV_GROUP}").get_data(as_text=True)
+    page = text_of(html)
+
+    assert page.index("Fake Store Berlin") > page.index("ShopWave") > page.index("DummyMart")
+    assert "Unavailable" in page
+    assert html.count('action="/cart/add"') == 2
+
+
+def test_the_product_page_works_while_search_is_down(
+    app: Flask, client: FlaskClient, catalog: dict[str, Product], unreachable_url: str
+) -> None:
+    break_search(app, unreachable_url)
+    response = client.get(f"/product/{SONY_GROUP}")
+    assert response.status_code == 200 and "Kiondo Market" in response.get_data(as_text=True)
+
+
+def test_an_unknown_product_is_a_404(client: FlaskClient, catalog: dict[str, Product]) -> None:
+    assert client.get("/product/g-does-not-exist").status_code == 404
+    assert client.get("/product/" + "x" * 300).status_code == 404
+
+
+def test_a_group_known_only_to_the_index_is_shown_without_add_to_cart(
+    client: FlaskClient, meili_server: str, sample_index: str
+) -> None:
+    # The DB sync has not run (no rows), but the index knows the group.
+    response = client.get(f"/product/{SONY_GROUP}")
+
+    assert response.status_code == 200
+    page = text_of(response.get_data(as_text=True))
+    assert "still being added" in page and "Kiondo Market" in page
+    assert 'action="/cart/add"' not in response.get_data(as_text=True)
+
+
+# --- Stores and currency -----------------------------------------------------------------------
+
+
+def test_the_stores_page_describes_every_active_marketplace(
+    app: Flask, client: FlaskClient, catalog: dict[str, Product], unreachable_url: str
+) -> None:
+    break_search(app, unreachable_url)  # it reads the DB only
+
+    response = client.get("/stores")
+
+    assert response.status_code == 200
+    page = text_of(response.get_data(as_text=True))
+    for facts in MARKETPLACES.values():
+        assert facts["name"] in page and facts["description"] in page
+    assert "3 offers (3 in stock)" in page  # ShopWave
+    assert "3 offers (2 in stock)" in page  # Fake Store Berlin (the TV is out of stock)
+    assert "Ordering through OneCart" in page and "Checkout on NaijaMall" in page
+    assert "Order tracking" in page and "No tracking" in page
+    assert "headphones (1)" in page
+
+
+def test_a_guest_can_choose_the_display_currency(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    response = client.post("/currency", data={"currency": "KES", "next": "/search?q=sony"})
+    assert response.status_code == 303 and response.location.endswith("/search?q=sony")
+
+    page = text_of(client.get("/search?q=sony").get_data(as_text=True))
+    # The group's lowest price is kept in USD (324.32), converted back at 129.50 KES per USD.
+    assert f"4 offers from {money(4199944, 'KES')}" in page
+
+
+@pytest.mark.parametrize(
+    ("data", "target"),
+    [
+        ({"currency": "XXX", "next": "/stores"}, "/stores"),
+        ({"currency": "EUR", "next": "//evil.example/"}, "/"),
+    ],
+)
+def test_currency_choice_rejects_unknown_currencies_and_foreign_redirects(
+    client: FlaskClient, catalog: dict[str, Product], data: dict[str, str], target: str
+) -> None:
+    response = client.post("/currency", data=data)
+
+    assert response.status_code == 303
+    assert response.location == target or response.location.endswith(target)
+    assert "evil.example" not in response.location
+
+
+def test_a_signed_in_shopper_s_currency_is_saved_on_the_account(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    user = make_user()
+    login(client, user)
+
+    client.post("/currency", data={"currency": "NGN", "next": "/stores"})
+
+    db_session.expire_all()
+    assert db_session.get(User, user.id).display_currency == "NGN"
+
+
+def test_search_results_link_to_meilisearch_documents_only_through_safe_urls(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    html = client.get('/search?q="><img src=x onerror=alert(1)>').get_data(as_text=True)
+
+    assert "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html or "&#34;&gt;&lt;img" in html
+
+
+def test_every_catalog_page_renders_in_the_shared_layout(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    for path in (
+        "/",
+        "/search",
+        "/search?q=tv",
+        f"/product/{SONY_GROUP}",
+        "/stores",
+        "/assistant",
+        "/checkout",
+    ):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        html = response.get_data(as_text=True)
+        assert 'class="site-header"' in html and 'class="cart-count"' in html, path

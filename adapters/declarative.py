@@ -24,6 +24,7 @@ from adapters.base import (
     NotFound,
     Offer,
     parse_rating,
+    unsupported,
 )
 from adapters.fields import (
     availability_from_value,
@@ -482,7 +483,7 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
     def lookup_offer(self, external_id: str) -> Offer:
         """The record at `item_path` (Unsupported without it; 404 or no record -> NotFound)."""
         if not self.options.item_path:
-            return super().lookup_offer(external_id)
+            raise unsupported(self, Capability.LIVE_OFFER)
         path = self.options.item_path.replace("{id}", quote(external_id, safe=""))
         body, _ = self._get(path, {})
         record = dig(body, self.options.item_record_path)

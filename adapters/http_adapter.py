@@ -17,6 +17,7 @@ from adapters.base import (
     MarketplaceConfig,
     MarketplaceHttp,
     NotFound,
+    Offer,
     OrderRequest,
     OrderState,
     PlacedOrder,
@@ -65,7 +66,7 @@ class HttpMarketplaceAdapter:
 
     # --- Defaults: the capability is missing --------------------------------------------
 
-    def lookup_offer(self, external_id: str) -> Any:
+    def lookup_offer(self, external_id: str) -> Offer:
         """Formats without a per-product endpoint cannot re-check a price live."""
         raise unsupported(self, Capability.LIVE_OFFER)
 

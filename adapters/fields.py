@@ -12,7 +12,6 @@ import codecs
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
@@ -486,11 +485,3 @@ def description_text(value: object, *, limit: int = MAX_DESCRIPTION_CHARS) -> st
     if _LOOKS_LIKE_HTML.search(text):
         text = html_to_text(text)
     return clean_text(text, limit=limit)
-
-
-def decimal_or_none(value: object) -> Decimal | None:
-    """A plain decimal (not money) such as a discount, or None."""
-    try:
-        return parse_decimal(value)
-    except MoneyError:
-        return None

@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -48,8 +49,13 @@ COMMON_PASSWORDS = frozenset(
 )
 
 _hasher = PasswordHasher()
-# Verified against when the login names nobody, so "no such user" takes as long as "wrong password".
-_DUMMY_HASH = _hasher.hash("onecart-timing-equalizer")
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Verified against when the login names nobody, so "no such user" costs as much as a wrong
+    password (computed on first use, not at import)."""
+    return _hasher.hash("onecart-timing-equalizer")
 
 
 class AccountError(ValueError):
@@ -233,7 +239,7 @@ def authenticate(session: Session, login: str, password: str) -> User | None:
     """
     user = find_user_by_login(session, login)
     if user is None:
-        verify_password(_DUMMY_HASH, password)
+        verify_password(_dummy_hash(), password)
         return None
     if not verify_password(user.password_hash, password):
         return None

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required, login_user
 from werkzeug.wrappers import Response
+from wtforms.fields import SelectChoice
 
 from commerce.accounts import AccountError, ProfileChanges, change_password, update_profile
 from commerce.models import FxRate, User
@@ -33,10 +34,10 @@ bp = Blueprint("account", __name__)
 TOPUP_REFERENCE_PATTERN = re.compile(r"^sandbox-topup-[A-Za-z0-9_-]{8,40}$")
 
 
-def display_currency_choices() -> list[tuple[str, str]]:
-    """USD plus every currency the pipeline has published a rate for."""
-    currencies = set(db_session().scalars(sa.select(FxRate.currency))) | {"USD"}
-    return [(code, code) for code in sorted(currencies)]
+def display_currency_choices(current: str) -> list[SelectChoice]:
+    """USD plus every currency the pipeline has published a rate for (and the one in use)."""
+    currencies = set(db_session().scalars(sa.select(FxRate.currency))) | {"USD", current}
+    return [SelectChoice(code) for code in sorted(currencies)]
 
 
 def _user() -> User:
@@ -46,9 +47,7 @@ def _user() -> User:
 def _profile_form(*, submitted: bool = False) -> ProfileForm:
     user = _user()
     form = ProfileForm() if submitted else ProfileForm(formdata=None, obj=user)
-    form.display_currency.choices = display_currency_choices()
-    if user.display_currency not in dict(form.display_currency.choices):
-        form.display_currency.choices.append((user.display_currency, user.display_currency))
+    form.display_currency.choices = display_currency_choices(user.display_currency)
     return form
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
 from adapters.registry import ADAPTER_KINDS, MATCH_IDENTIFIERS
@@ -20,7 +21,7 @@ class MarketplaceForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired("Enter a name."), Length(max=120)])
     kind = SelectField(
         "API format",
-        choices=[(kind, kind) for kind in sorted(ADAPTER_KINDS)],
+        choices=[SelectChoice(kind) for kind in sorted(ADAPTER_KINDS)],
         validators=[DataRequired()],
     )
     api_base_url = StringField(
@@ -44,7 +45,7 @@ class MarketplaceForm(FlaskForm):
     country = StringField("Country", validators=[DataRequired("Enter a country."), Length(max=2)])
     relation_identifier = SelectField(
         "Product identifier for matching",
-        choices=[(name, name) for name in sorted(MATCH_IDENTIFIERS)],
+        choices=[SelectChoice(name) for name in sorted(MATCH_IDENTIFIERS)],
         validators=[DataRequired()],
     )
     rating = StringField("Rating (0–5)", validators=[Optional(), Length(max=5)])

@@ -87,8 +87,11 @@ def _merge_guest_cart(user: User, guest_lines: Any) -> None:
         return
     db = db_session()
     try:
-        merge_guest_cart(db, user, guest_lines)
+        result = merge_guest_cart(db, user, guest_lines)
         db.commit()
+        capped = getattr(result, "capped", ())
+        if capped:
+            flash(f"Some quantities were capped at the maximum: {', '.join(capped)}.", "warning")
     except Exception:
         db.rollback()
         session[GUEST_CART_SESSION_KEY] = guest_lines

@@ -27,6 +27,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from commerce.accounts import register_user
+from commerce.accounts import hash_password, register_user
 from commerce.db import dispose_engines, get_session_factory, normalize_database_url
 from commerce.models import Base, Marketplace, Product, User
 from onecart import processes
@@ -50,6 +51,11 @@ _counter = itertools.count(1)
 _CSRF_INPUT = re.compile(
     r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"'
 )
+
+
+@lru_cache(maxsize=1)
+def _default_password_hash() -> str:
+    return hash_password(DEFAULT_PASSWORD)
 
 
 def _postgres_url_with_schema(base_url: str, schema: str) -> str:
@@ -210,13 +216,20 @@ def make_user(db_session: Session) -> Callable[..., User]:
     ) -> User:
         number = next(_counter)
         username = username or f"shopper{number}"
-        user = register_user(
-            db_session,
-            username=username,
-            email=email or f"{username}@example.com",
-            password=password,
-            is_admin=is_admin,
-        )
+        email = email or f"{username}@example.com"
+        if password == DEFAULT_PASSWORD:
+            # One argon2 hash per session instead of one per user keeps the suite fast.
+            user = User(
+                username=username,
+                email=email,
+                password_hash=_default_password_hash(),
+                is_admin=is_admin,
+            )
+            db_session.add(user)
+        else:
+            user = register_user(
+                db_session, username=username, email=email, password=password, is_admin=is_admin
+            )
         for name, value in columns.items():
             setattr(user, name, value)
         db_session.commit()

@@ -1,0 +1,171 @@
+"""The admin area: admins only, marketplaces listed/added/edited/disabled, keys never shown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from commerce.models import Marketplace, User
+from commerce.secrets import decrypt_secret, encrypt_secret
+
+SECRET_KEY = "sk_live_TOPSECRET_9f8e7d6c5b4a"
+NEW_MARKETPLACE = {
+    "slug": "lagos-deals",
+    "name": "Lagos Deals",
+    "kind": "declarative",
+    "api_base_url": "https://api.lagos-deals.example/v1",
+    "api_key": SECRET_KEY,
+    "api_key_env": "LAGOS_DEALS_KEY",
+    "currency": "ngn",
+    "country": "ng",
+    "relation_identifier": "gtin",
+    "rating": "4.5",
+    "logo": "/static/logos/lagos.svg",
+    "description": "Electronics from Lagos.",
+    "active": "y",
+}
+
+
+def _html(response: Any) -> str:
+    return response.get_data(as_text=True)
+
+
+@pytest.fixture
+def admin_client(
+    client: FlaskClient, make_user: Callable[..., User], login: Callable[..., Any]
+) -> FlaskClient:
+    login(client, make_user(is_admin=True))
+    return client
+
+
+def test_non_admins_get_403_everywhere_in_the_admin_area(
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    marketplace = make_marketplace()
+    login(client, make_user())
+    for method, path in [
+        ("get", "/admin/"),
+        ("get", "/admin/marketplaces"),
+        ("get", "/admin/marketplaces/new"),
+        ("post", "/admin/marketplaces/new"),
+        ("get", f"/admin/marketplaces/{marketplace.id}/edit"),
+        ("post", f"/admin/marketplaces/{marketplace.id}/edit"),
+        ("post", f"/admin/marketplaces/{marketplace.id}/disable"),
+        ("post", f"/admin/marketplaces/{marketplace.id}/enable"),
+    ]:
+        assert getattr(client, method)(path).status_code == 403, path
+
+
+def test_admin_menu_link_only_for_admins(
+    client: FlaskClient, make_user: Callable[..., User], login: Callable[..., Any]
+) -> None:
+    login(client, make_user())
+    assert 'href="/admin/marketplaces"' not in _html(client.get("/about"))
+    client.post("/logout")
+    login(client, make_user(is_admin=True))
+    assert 'href="/admin/marketplaces"' in _html(client.get("/about"))
+
+
+def test_adding_a_marketplace_encrypts_the_key_and_shows_it_masked(
+    admin_client: FlaskClient, db_session: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        response = admin_client.post("/admin/marketplaces/new", data=NEW_MARKETPLACE)
+        assert response.status_code == 302
+        listing = _html(admin_client.get("/admin/marketplaces"))
+
+    marketplace = db_session.scalar(sa.select(Marketplace).where(Marketplace.slug == "lagos-deals"))
+    assert marketplace is not None
+    assert (marketplace.currency, marketplace.country, marketplace.active) == ("NGN", "NG", True)
+    assert marketplace.capabilities == ["catalog"]
+    assert SECRET_KEY not in (marketplace.api_key_encrypted or "")
+    assert decrypt_secret(marketplace.api_key_encrypted or "") == SECRET_KEY
+    assert "••••4a" not in listing and "••••5b4a" in listing
+    edit_page = _html(admin_client.get(f"/admin/marketplaces/{marketplace.id}/edit"))
+    for html in (listing, edit_page):
+        assert SECRET_KEY not in html and "TOPSECRET" not in html
+    assert "TOPSECRET" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"slug": "Bad Slug"}, "lower-case letters"),
+        ({"name": ""}, "Enter a name."),
+        ({"kind": "ebay"}, "Not a valid choice."),
+        ({"api_base_url": "ftp://x"}, "Enter an http:// or https:// URL."),
+        ({"currency": "ZZZ"}, "three-letter ISO currency code"),
+        ({"country": "N1"}, "two-letter country code"),
+        ({"rating": "7"}, "between 0 and 5"),
+        ({"rating": "abc"}, "between 0 and 5"),
+        ({"logo": "javascript:alert(1)"}, "/static/"),
+        ({"api_key_env": "lower case"}, "environment variable name"),
+    ],
+)
+def test_marketplace_form_errors(
+    admin_client: FlaskClient, db_session: Session, changes: dict[str, str], message: str
+) -> None:
+    response = admin_client.post("/admin/marketplaces/new", data={**NEW_MARKETPLACE, **changes})
+    assert response.status_code == 200
+    html = _html(response)
+    assert message in html
+    assert SECRET_KEY not in html
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Marketplace)) == 0
+
+
+def test_duplicate_slug_is_refused(
+    admin_client: FlaskClient, make_marketplace: Callable[..., Marketplace]
+) -> None:
+    make_marketplace(slug="lagos-deals")
+    response = admin_client.post("/admin/marketplaces/new", data=NEW_MARKETPLACE)
+    assert "already exists" in _html(response)
+
+
+def test_editing_keeps_the_key_when_blank_and_can_replace_or_clear_it(
+    admin_client: FlaskClient, db_session: Session, make_marketplace: Callable[..., Marketplace]
+) -> None:
+    marketplace = make_marketplace(api_key_encrypted=encrypt_secret("original-key-0001"))
+    form = {**NEW_MARKETPLACE, "api_key": "", "name": "Renamed"}
+    form.pop("slug")
+    url = f"/admin/marketplaces/{marketplace.id}/edit"
+
+    assert admin_client.post(url, data=form).status_code == 302
+    db_session.refresh(marketplace)
+    assert marketplace.name == "Renamed"
+    assert decrypt_secret(marketplace.api_key_encrypted or "") == "original-key-0001"
+    assert 'value="original-key-0001"' not in _html(admin_client.get(url))
+
+    admin_client.post(url, data={**form, "api_key": "replacement-key-0002"})
+    db_session.refresh(marketplace)
+    assert decrypt_secret(marketplace.api_key_encrypted or "") == "replacement-key-0002"
+
+    admin_client.post(url, data={**form, "clear_api_key": "y"})
+    db_session.refresh(marketplace)
+    assert marketplace.api_key_encrypted is None
+
+
+def test_disable_and_enable(
+    admin_client: FlaskClient, db_session: Session, make_marketplace: Callable[..., Marketplace]
+) -> None:
+    marketplace = make_marketplace()
+    assert admin_client.post(f"/admin/marketplaces/{marketplace.id}/disable").status_code == 302
+    db_session.refresh(marketplace)
+    assert marketplace.active is False
+    assert "disabled" in _html(admin_client.get("/admin/marketplaces"))
+    admin_client.post(f"/admin/marketplaces/{marketplace.id}/enable")
+    db_session.refresh(marketplace)
+    assert marketplace.active is True
+
+
+def test_unknown_marketplace_is_404(admin_client: FlaskClient) -> None:
+    assert admin_client.get("/admin/marketplaces/999999/edit").status_code == 404
+    assert admin_client.post("/admin/marketplaces/999999/disable").status_code == 404

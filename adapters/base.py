@@ -274,7 +274,9 @@ def minor_units_or_reject(amount: Decimal, currency: str, *, marketplace: str) -
     except MoneyError as exc:
         raise BadPayload("bad_price", detail=str(exc), marketplace=marketplace) from exc
     if minor <= 0:
-        raise BadPayload("non_positive_price", detail=f"{amount} {currency}", marketplace=marketplace)
+        raise BadPayload(
+            "non_positive_price", detail=f"{amount} {currency}", marketplace=marketplace
+        )
     return minor
 
 
@@ -375,17 +377,61 @@ class MarketplaceHttp:
         idempotency_key: str | None = None,
     ) -> httpx.Response:
         """Send with retries; return a 2xx response or raise the typed error for the failure."""
+        return self._send_with_retries(
+            method,
+            path,
+            params=params,
+            json=json,
+            headers=headers,
+            idempotency_key=idempotency_key,
+            stream=False,
+        )
+
+    def open_stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Like :meth:`request`, but the 2xx body is not read yet: iterate it, then `close()` it.
+
+        For bodies too large to hold at once (unpaged product lists, merchant feeds). Only the
+        wait for the first byte is retried; a body interrupted halfway is the caller's to report.
+        """
+        return self._send_with_retries(
+            method,
+            path,
+            params=params,
+            json=None,
+            headers=headers,
+            idempotency_key=None,
+            stream=True,
+        )
+
+    def _send_with_retries(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        idempotency_key: str | None,
+        stream: bool,
+    ) -> httpx.Response:
         send_headers = dict(headers or {})
         if idempotency_key:
             send_headers[IDEMPOTENCY_HEADER] = idempotency_key
-        url = path.lstrip("/")
         attempt = 0
         while True:
             attempt += 1
+            request = self.client.build_request(
+                method, path.lstrip("/"), params=params, json=json, headers=send_headers
+            )
             try:
-                response = self.client.request(
-                    method, url, params=params, json=json, headers=send_headers
-                )
+                response = self.client.send(request, stream=stream)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if attempt > self.max_retries:
                     raise Transient(
@@ -395,9 +441,14 @@ class MarketplaceHttp:
                 continue
             if response.is_success:
                 return response
+            if stream:
+                response.read()
+                response.close()
             status = response.status_code
             if status in RETRYABLE_STATUSES and attempt <= self.max_retries:
-                self._sleep(backoff_delay(attempt, parse_retry_after(response.headers.get("Retry-After"))))
+                self._sleep(
+                    backoff_delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
+                )
                 continue
             raise self._error_for(method, path, response)
 

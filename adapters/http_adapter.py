@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 
 from adapters.base import (
-    RETRYABLE_STATUSES,
     Capability,
     MarketplaceConfig,
     MarketplaceHttp,
@@ -23,8 +22,6 @@ from adapters.base import (
     PlacedOrder,
     Rejected,
     Transient,
-    backoff_delay,
-    parse_retry_after,
     unsupported,
 )
 from adapters.fields import decode_json_body, marketplace_message
@@ -127,30 +124,7 @@ class HttpMarketplaceAdapter:
         Failures before the first byte are retried like every request (same statuses, backoff,
         Retry-After); a connection lost halfway cannot be resumed and raises Transient.
         """
-        http = self.http
-        attempt = 0
-        while True:
-            attempt += 1
-            request = http.client.build_request("GET", path.lstrip("/"), headers=headers)
-            try:
-                response = http.client.send(request, stream=True)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if attempt > http.max_retries:
-                    raise Transient(
-                        f"GET {path}: {type(exc).__name__}: {exc}", marketplace=self.slug
-                    ) from exc
-                self._sleep(backoff_delay(attempt))
-                continue
-            if response.is_success:
-                break
-            response.read()
-            response.close()
-            if response.status_code in RETRYABLE_STATUSES and attempt <= http.max_retries:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                self._sleep(backoff_delay(attempt, retry_after))
-                continue
-            # The shared client's own mapping of statuses onto typed errors.
-            raise http._error_for("GET", path, response)
+        response = self.http.open_stream("GET", path, headers=headers)
         encoding = response.charset_encoding or "utf-8"
         try:
             codecs.lookup(encoding)

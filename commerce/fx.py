@@ -126,3 +126,10 @@ def load_fx_table(session: Session) -> FxTable:
 def supported_display_currencies(table: FxTable) -> list[str]:
     """USD plus every currency with a published rate, for the display-currency choice."""
     return sorted({USD, *table.per_usd})
+
+
+def format_rate(rate: Decimal, significant_digits: int = 6) -> str:
+    """A rate for people: up to six significant digits, no exponent, no trailing zeros
+    ("0.92", "129.5", "0.000593548"). Display only; conversions use the exact rate."""
+    rounded = Decimal(format(rate.normalize(), f".{significant_digits}g"))
+    return format(rounded, "f")

@@ -8,6 +8,7 @@ commerce.cart.merge_guest_cart, so nothing put in the cart before signing in is 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from flask import (
@@ -35,6 +36,7 @@ from commerce.cart import (
     update_cart_quantity,
     update_guest_quantity,
 )
+from commerce.fx import format_rate
 from commerce.models import Product, User
 from storefront.cart.forms import AddToCartForm, RemoveCartLineForm, UpdateCartLineForm
 from storefront.catalog.shopper import display_currency, fx_table
@@ -48,6 +50,12 @@ GUEST_CART_SESSION_KEY = "guest_cart"
 
 def _signed_in_user() -> User | None:
     return current_user._get_current_object() if current_user.is_authenticated else None  # type: ignore[attr-defined]
+
+
+@bp.app_template_global("format_rate")
+def format_rate_for_page(rate: Decimal) -> str:
+    """Exchange rates as shoppers read them (see commerce.fx.format_rate)."""
+    return format_rate(rate)
 
 
 @bp.app_context_processor

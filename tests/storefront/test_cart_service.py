@@ -31,7 +31,13 @@ from commerce.cart import (
     update_cart_quantity,
     update_guest_quantity,
 )
-from commerce.fx import FxRateMissing, FxTable, load_fx_table, supported_display_currencies
+from commerce.fx import (
+    FxRateMissing,
+    FxTable,
+    format_rate,
+    load_fx_table,
+    supported_display_currencies,
+)
 from commerce.models import CartItem, Product, User
 from onecart.money import currency_exponent
 from tests.storefront.sample_catalog import FX_AS_OF, FX_PER_USD, insert_sample_catalog
@@ -124,6 +130,19 @@ def test_fx_names_a_missing_rate() -> None:
     assert FX.convert_or_none(100, "USD", "JPY") is None
     assert FX.convert(123, "JPY", "JPY") == 123
     assert FX.rates_for({"EUR", "USD", "JPY"}, "USD") == {"EUR": 1 / Decimal("0.92")}
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown"),
+    [
+        (Decimal("0.92000000"), "0.92"),
+        (Decimal("1550.00000000"), "1550"),
+        (Decimal("0.92") / Decimal("1550"), "0.000593548"),
+        (Decimal("1234567.5"), "1234570"),
+    ],
+)
+def test_rates_are_shown_with_six_significant_digits(rate: Decimal, shown: str) -> None:
+    assert format_rate(rate) == shown
 
 
 # --- Signed-in carts (DB) ----------------------------------------------------------------------

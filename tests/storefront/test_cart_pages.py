@@ -1,0 +1,328 @@
+"""The cart, checkout and assistant pages and the cart's forms, through the Flask test client on
+the real storefront DB (these pages never need Meilisearch: the app's MEILI_URL points nowhere)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from html import unescape
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
+
+from commerce.models import CartItem, Product, User
+from storefront import format_money
+from tests.storefront.conftest import csrf_token_from
+from tests.storefront.sample_catalog import insert_sample_catalog
+
+
+@pytest.fixture
+def catalog(db_session: Session) -> dict[str, Product]:
+    products = insert_sample_catalog(db_session)
+    db_session.commit()
+    return products
+
+
+def text_of(page_html: str) -> str:
+    without_tags = re.sub(r"<[^>]+>", " ", page_html)
+    return " ".join(unescape(without_tags).split())
+
+
+def add(
+    client: FlaskClient, product: Product | int | str, quantity: object = 1, **extra: str
+) -> TestResponse:
+    product_id = product.id if isinstance(product, Product) else product
+    return client.post(
+        "/cart/add", data={"product_id": str(product_id), "quantity": str(quantity), **extra}
+    )
+
+
+def cart_text(client: FlaskClient) -> str:
+    return text_of(client.get("/cart").get_data(as_text=True))
+
+
+def test_an_empty_cart_says_so(client: FlaskClient) -> None:
+    response = client.get("/cart")
+    assert response.status_code == 200
+    assert "Your cart is empty" in text_of(response.get_data(as_text=True))
+
+
+def test_a_guest_adds_offers_from_two_marketplaces_and_sees_one_total(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    first = add(client, catalog["1001"], 2, next="/product/g-sonyxm5")
+    assert first.status_code == 303 and first.location.endswith("/product/g-sonyxm5")
+    second = add(client, catalog["31"], 1)
+    assert second.status_code == 303 and second.location.endswith("/cart")
+
+    html = client.get("/cart").get_data(as_text=True)
+    page = text_of(html)
+    assert "3 items from 2 marketplaces" in page
+    assert 'id="group-shopwave"' in html and 'id="group-dummymart"' in html
+    assert "/static/logos/shopwave.svg" in html and "/static/logos/dummymart.svg" in html
+    assert f"Subtotal at ShopWave: {format_money(69998, 'USD')}" in page
+    assert f"Subtotal at DummyMart: {format_money(54999, 'USD')}" in page
+    assert f"Total (USD) {format_money(124997, 'USD')}" in page
+    assert 'class="cart-count">3<' in html
+
+
+def test_the_added_flash_names_the_product(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    response = add(client, catalog["44"], 1)
+    page = text_of(client.get(response.location).get_data(as_text=True))
+    assert "Added “Asics Gel-Contend 8 Running Shoes” to your cart." in page
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"quantity": "0"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "100"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "abc"}, "Not a valid integer value."),
+        ({"quantity": ""}, "Quantity must be a whole number from 1 to 99."),
+        ({"product_id": ""}, "Choose an offer to add."),
+        ({"product_id": "not-a-number"}, "That product does not exist."),
+        ({"product_id": "999999"}, "That product does not exist."),
+        ({"product_id": "out_of_stock"}, "is not available right now"),
+    ],
+)
+def test_adding_refuses_bad_input_with_a_message_and_changes_nothing(
+    client: FlaskClient, catalog: dict[str, Product], data: dict[str, str], message: str
+) -> None:
+    form = {"product_id": str(catalog["44"].id), "quantity": "1", **data}
+    if form["product_id"] == "out_of_stock":
+        form["product_id"] = str(catalog["8"].id)  # the TV on Fake Store Berlin
+    response = client.post("/cart/add", data=form)
+
+    assert response.status_code == 303
+    page = cart_text(client)
+    assert message in page
+    assert "Your cart is empty" in page
+
+
+def test_quantities_above_99_in_total_are_refused(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    add(client, catalog["44"], 60)
+    add(client, catalog["44"], 60)
+
+    page = cart_text(client)
+    assert "at most 99" in page and "already have 60" in page
+    assert "60 items from 1 marketplace" in page
+
+
+def test_guests_update_and_remove_lines(client: FlaskClient, catalog: dict[str, Product]) -> None:
+    add(client, catalog["44"], 1)
+    add(client, catalog["KD-90"], 1)
+    product_id = str(catalog["44"].id)
+
+    updated = client.post("/cart/update", data={"product_id": product_id, "quantity": "4"})
+    assert updated.status_code == 303 and updated.location.endswith("/cart")
+    assert "Quantity updated." in cart_text(client)
+    assert "5 items from 2 marketplaces" in cart_text(client)
+
+    removed = client.post("/cart/remove", data={"product_id": product_id})
+    assert removed.status_code == 303
+    page = cart_text(client)
+    assert "Item removed from your cart." in page and "1 item from 1 marketplace" in page
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "message"),
+    [
+        ("/cart/update", {"quantity": "0"}, "Quantity must be a whole number from 1 to 99."),
+        ("/cart/update", {"quantity": "x"}, "Not a valid integer value."),
+        ("/cart/update", {"product_id": ""}, "Choose a cart line."),
+        ("/cart/update", {"product_id": "not_in_cart"}, "That item is no longer in your cart."),
+        ("/cart/remove", {"product_id": ""}, "Choose a cart line."),
+        ("/cart/remove", {"product_id": "not_in_cart"}, "That item is no longer in your cart."),
+        ("/cart/remove", {"product_id": "-1"}, "That product does not exist."),
+    ],
+)
+def test_update_and_remove_refuse_bad_input_with_a_message(
+    client: FlaskClient,
+    catalog: dict[str, Product],
+    path: str,
+    data: dict[str, str],
+    message: str,
+) -> None:
+    add(client, catalog["44"], 2)
+    form = {"product_id": str(catalog["44"].id), "quantity": "3", **data}
+    if form["product_id"] == "not_in_cart":
+        form["product_id"] = str(catalog["KD-90"].id)
+
+    response = client.post(path, data=form)
+
+    assert response.status_code == 303
+    page = cart_text(client)
+    assert message in page
+    assert "2 items from 1 marketplace" in page
+
+
+def test_signed_in_carts_are_stored_per_account(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    alice, bob = make_user(), make_user()
+    login(client, alice)
+    add(client, catalog["1001"], 2)
+    bob_line = CartItem(
+        user_id=bob.id,
+        product_id=catalog["KD-90"].id,
+        relation_token=catalog["KD-90"].relation_token,
+        quantity=7,
+        price_seen_minor=350000,
+        currency_seen="KES",
+    )
+    db_session.add(bob_line)
+    db_session.commit()
+
+    # Alice cannot change or remove Bob's line: the product is simply not in her cart.
+    client.post("/cart/update", data={"product_id": str(catalog["KD-90"].id), "quantity": "1"})
+    client.post("/cart/remove", data={"product_id": str(catalog["KD-90"].id)})
+
+    db_session.expire_all()
+    assert db_session.get(CartItem, bob_line.id).quantity == 7
+    alice_lines = db_session.scalars(sa.select(CartItem).where(CartItem.user_id == alice.id)).all()
+    assert [(line.product_id, line.quantity) for line in alice_lines] == [(catalog["1001"].id, 2)]
+    assert "Thermos" not in cart_text(client)
+
+
+def test_the_guest_cart_is_merged_at_login_with_quantities_added(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    user = make_user()
+    db_session.add(
+        CartItem(
+            user_id=user.id,
+            product_id=catalog["44"].id,
+            relation_token=catalog["44"].relation_token,
+            quantity=2,
+            price_seen_minor=3999,
+            currency_seen="USD",
+        )
+    )
+    db_session.commit()
+    add(client, catalog["44"], 3)
+    add(client, catalog["BZ-TH1"], 1)
+
+    login(client, user)
+
+    page = cart_text(client)
+    assert "6 items from 2 marketplaces" in page
+    quantities = {
+        item.product_id: item.quantity
+        for item in db_session.scalars(sa.select(CartItem).where(CartItem.user_id == user.id))
+    }
+    assert quantities == {catalog["44"].id: 5, catalog["BZ-TH1"].id: 1}
+
+
+def test_the_cart_shows_rates_hand_off_hints_and_unavailable_items(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    login(client, make_user(display_currency="EUR"))
+    add(client, catalog["1001"], 1)  # ShopWave, cheaper at Kiondo
+    add(client, catalog["NM-77"], 1)  # NaijaMall: no ordering API
+    add(client, catalog["31"], 1)  # DummyMart TV, about to vanish
+    catalog_tv = db_session.get(Product, catalog["31"].id)
+    catalog_tv.removed_at = datetime.now(UTC)
+    db_session.commit()
+
+    html = client.get("/cart").get_data(as_text=True)
+    page = text_of(html)
+
+    assert "Checkout on NaijaMall" in page
+    assert "NaijaMall has no ordering API" in page
+    assert 'href="http://127.0.0.1:9/naijamall/NM-77"' in html
+    assert "Cheaper on Kiondo Market" in page
+    assert "Add the Kiondo Market offer instead" in page
+    assert "Unavailable" in page and "No longer sold on DummyMart" in page
+    assert "left out of the total" in page
+    assert "1 USD = 0.92 EUR" in page and "rates of 2026-11-20" in page
+    assert "Paid through OneCart" in page and "Completed on the marketplaces" in page
+    assert "Total (EUR)" in page
+
+
+def test_the_cheaper_offer_can_be_added_from_the_hint(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    add(client, catalog["1001"], 2)
+    html = client.get("/cart").get_data(as_text=True)
+    swap = re.search(
+        r'<form method="post" action="/cart/add">.*?name="product_id"[^>]*value="(\d+)"', html, re.S
+    )
+    assert swap and int(swap.group(1)) == catalog["KD-55"].id
+
+    add(client, swap.group(1), 2)
+
+    assert "4 items from 2 marketplaces" in cart_text(client)
+
+
+def test_redirects_after_a_cart_change_stay_on_this_site(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        response = add(client, catalog["44"], 1, next=target)
+        assert response.status_code == 303
+        assert "evil.example" not in response.location
+
+
+def test_cart_forms_without_a_csrf_token_are_rejected(
+    csrf_client: FlaskClient, db_session: Session
+) -> None:
+    products = insert_sample_catalog(db_session)
+    db_session.commit()
+    data = {"product_id": str(products["44"].id), "quantity": "1"}
+
+    for path in ("/cart/add", "/cart/update", "/cart/remove"):
+        assert csrf_client.post(path, data=data).status_code == 400
+
+    token = csrf_token_from(csrf_client, f"/product/{products['44'].relation_token}")
+    accepted = csrf_client.post("/cart/add", data={**data, "csrf_token": token})
+    assert accepted.status_code == 303
+    assert "1 item from 1 marketplace" in text_of(csrf_client.get("/cart").get_data(as_text=True))
+
+
+def test_checkout_shows_the_summary_and_says_payment_is_not_available(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    add(client, catalog["1001"], 1)
+    add(client, catalog["BZ-TH1"], 2)
+
+    response = client.get("/checkout")
+
+    assert response.status_code == 200
+    page = text_of(response.get_data(as_text=True))
+    assert "Payment is not available yet." in page
+    assert "1 × Sony WH-1000XM5" in page and "2 × Thermos Stainless King flask" in page
+    assert "Checkout on Euro Bazaar" in page and "Total (USD)" in page
+
+
+def test_checkout_with_an_empty_cart_points_back_to_search(client: FlaskClient) -> None:
+    page = text_of(client.get("/checkout").get_data(as_text=True))
+    assert "Your cart is empty." in page and "Payment is not available yet." in page
+
+
+def test_the_assistant_page_says_it_is_not_here_yet(client: FlaskClient) -> None:
+    response = client.get("/assistant")
+    assert response.status_code == 200
+    page = text_of(response.get_data(as_text=True))
+    assert "The AI shopping assistant is not available yet." in page
+    assert 'action="/search"' in response.get_data(as_text=True)

@@ -51,6 +51,7 @@ from sandbox.assortment import (
     BOOK_ADJECTIVES,
     BOOK_NOUNS,
     BOOK_TITLE_PATTERNS,
+    BRAND_PRICE_TIERS,
     CATEGORIES,
     CATEGORIES_BY_SLUG,
     MIN_MODEL_CAPACITY,
@@ -606,7 +607,8 @@ class World:
         cumulative, categories = table
         category = categories[bisect_right(cumulative, rng.random() * cumulative[-1])]
         brand = rng.choice(category.brands)
-        line = rng.choice(brand.lines)
+        line_number = rng.below(len(brand.lines))
+        line = brand.lines[line_number]
         spec, spec_multiplier = rng.choice(category.specs)
         colour = rng.choice(category.colours)
         gtin_body = (GTIN_MULTIPLIER * serial + self._gtin_offset) % GTIN_BODY_MODULUS
@@ -620,8 +622,13 @@ class World:
         else:
             descriptor = rng.choice(brand.descriptors or category.descriptors)
             model = self._model_number(brand.model_template, serial, spec)
+        # Where in the category's price range: premium brands and later (pricier) lines sit
+        # higher, with noise, so a Galaxy S24 Ultra rarely costs less than a Galaxy A15.
+        line_tier = (line_number + 0.5) / len(brand.lines)
+        brand_tier = BRAND_PRICE_TIERS.get(brand.name, 0.5)
+        position = min(1.0, max(0.0, 0.5 * brand_tier + 0.5 * line_tier + rng.uniform(-0.22, 0.22)))
         low, high = category.price_usd
-        dollars = math.exp(rng.uniform(math.log(low), math.log(high))) * spec_multiplier
+        dollars = low * (high / low) ** position * spec_multiplier
         base_price_cents = max(199, int(dollars * 100))
         rating_centi = int(rng.triangular(280, 495, 440))
         review_count = int(math.exp(rng.uniform(0, math.log(5000))))
@@ -660,7 +667,7 @@ class World:
                 value, letter = divmod(value, len(MODEL_LETTERS))
                 out.append(MODEL_LETTERS[letter])
             elif char == "\0":
-                out.append(size[::-1])
+                out.append(size)
             else:
                 out.append(char)
         return "".join(reversed(out))

@@ -281,3 +281,15 @@ def test_bazaar_cursors_round_trip_and_reject_forgeries() -> None:
     for forged in ("not-a-cursor", encode_cursor(3)[:-1] + "!", "djI6MTA"):
         with pytest.raises(ValueError):
             decode_cursor(forged)
+
+
+def test_tv_model_numbers_carry_the_screen_size() -> None:
+    world = World(seed=42, total_offers=12_000)
+    tvs = [
+        world.offer("shopwave", i).product
+        for i in range(world.offer_count("shopwave"))
+        if world.offer("shopwave", i).product.category.slug == "televisions"
+    ]
+    assert tvs
+    for tv in tvs:
+        assert tv.spec.removesuffix("-inch") in tv.model, (tv.spec, tv.model)

@@ -354,3 +354,16 @@ class SupportTicket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
     user: Mapped[User | None] = relationship()
+
+
+def import_all_models() -> None:
+    """Import every commerce module that declares tables on :class:`Base` (this one and any
+    `commerce/*_models.py`), so Base.metadata is complete for migrations and test cleanup."""
+    import importlib
+    import pkgutil
+
+    import commerce
+
+    for module in pkgutil.iter_modules(commerce.__path__):
+        if module.name.endswith("_models"):
+            importlib.import_module(f"commerce.{module.name}")

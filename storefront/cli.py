@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from commerce.accounts import AccountError, find_user_by_login, register_user
 from storefront.database import session_factory
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.option("--username", prompt=True, help="The admin's username.")
 @click.option("--email", prompt=True, help="The admin's e-mail address.")
 @click.option(
@@ -51,6 +53,7 @@ def create_admin_command(username: str, email: str, password: str, promote_exist
 
 
 @click.command("db-upgrade")
+@with_appcontext
 def db_upgrade_command() -> None:
     """Apply pending migrations to the storefront database."""
     from storefront.db_migrate import upgrade_database
@@ -60,6 +63,7 @@ def db_upgrade_command() -> None:
 
 
 @click.command("seed-marketplaces")
+@with_appcontext
 def seed_marketplaces_command() -> None:
     """Create or refresh marketplaces from marketplaces.toml (admin edits are kept)."""
     from adapters.registry import load_marketplaces

@@ -9,8 +9,9 @@ from __future__ import annotations
 from alembic import context
 
 from commerce.db import create_storefront_engine, resolve_database_url
-from commerce.models import Base, UTCDateTime
+from commerce.models import Base, UTCDateTime, import_all_models
 
+import_all_models()
 config = context.config
 target_metadata = Base.metadata
 

@@ -39,7 +39,7 @@ from werkzeug.test import TestResponse
 
 from commerce.accounts import hash_password, register_user
 from commerce.db import dispose_engines, get_session_factory, normalize_database_url
-from commerce.models import Base, Marketplace, Product, User
+from commerce.models import Base, Marketplace, Product, User, import_all_models
 from onecart import processes
 from onecart.settings import Settings
 from storefront import create_app
@@ -93,6 +93,7 @@ def storefront_db_url(settings: Settings) -> Iterator[str]:
 
 
 def _empty_all_tables(url: str) -> None:
+    import_all_models()
     factory = get_session_factory(url)
     with factory() as session, session.begin():
         for table in reversed(Base.metadata.sorted_tables):

@@ -1,0 +1,92 @@
+"""`flask --app storefront ...` commands: create-admin, db-upgrade, seed-marketplaces."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from flask.testing import FlaskCliRunner
+from sqlalchemy.orm import Session
+
+from commerce.accounts import authenticate
+from commerce.models import Marketplace, User
+from onecart.settings import REPO_ROOT
+
+
+def test_create_admin(runner: FlaskCliRunner, db_session: Session) -> None:
+    result = runner.invoke(
+        args=["create-admin", "--username", "boss", "--email", "Boss@Example.com"],
+        input="Admin-pass-2026\nAdmin-pass-2026\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Admin boss created." in result.output
+    assert "Admin-pass-2026" not in result.output
+    user = authenticate(db_session, "boss@example.com", "Admin-pass-2026")
+    assert user is not None and user.is_admin
+
+
+def test_create_admin_refuses_weak_passwords_and_existing_users(
+    runner: FlaskCliRunner, make_user: Callable[..., User], db_session: Session
+) -> None:
+    weak = runner.invoke(
+        args=[
+            "create-admin",
+            "--username",
+            "boss",
+            "--email",
+            "b@example.com",
+            "--password",
+            "weak",
+        ]
+    )
+    assert weak.exit_code != 0 and "at least 10" in weak.output
+
+    existing = make_user(username="carol")
+    refused = runner.invoke(
+        args=[
+            "create-admin",
+            "--username",
+            "carol",
+            "--email",
+            "c@example.com",
+            "--password",
+            "Whatever-pass-1",
+        ]
+    )
+    assert refused.exit_code != 0 and "--promote-existing" in refused.output
+
+    promoted = runner.invoke(
+        args=[
+            "create-admin", "--username", "carol", "--email", "c@example.com",
+            "--password", "Whatever-pass-1", "--promote-existing",
+        ]
+    )  # fmt: skip
+    assert promoted.exit_code == 0
+    db_session.refresh(existing)
+    assert existing.is_admin
+
+
+def test_db_upgrade_and_seed_marketplaces(runner: FlaskCliRunner, db_session: Session) -> None:
+    assert runner.invoke(args=["db-upgrade"]).exit_code == 0
+    result = runner.invoke(args=["seed-marketplaces"])
+    assert result.exit_code == 0, result.output
+    assert "6 created" in result.output
+    slugs = set(db_session.scalars(sa.select(Marketplace.slug)))
+    assert {"shopwave", "kiondo", "dummymart", "fakestore", "naijamall", "bazaar"} == slugs
+    again = runner.invoke(args=["seed-marketplaces"])
+    assert "0 created" in again.output
+
+
+def test_flask_finds_the_app_factory_from_the_command_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "storefront", "create-admin", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--promote-existing" in result.stdout

@@ -1,0 +1,125 @@
+"""CSRF protection, with the app configured as in production: every POST without a token is 400."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from commerce.models import Marketplace, User
+from tests.storefront.conftest import DEFAULT_PASSWORD, csrf_token_from
+
+# POST endpoints that legitimately take no CSRF token (webhooks signed by their sender).
+CSRF_EXEMPT: set[str] = set()
+
+
+def _post_urls(app: Flask) -> list[str]:
+    urls = []
+    for rule in app.url_map.iter_rules():
+        if "POST" not in (rule.methods or set()) or rule.endpoint in CSRF_EXEMPT:
+            continue
+        values = {name: "1" for name in rule.arguments}
+        urls.append(
+            rule.rule if not values else app.url_map.bind("localhost").build(rule.endpoint, values)
+        )
+    return sorted(set(urls))
+
+
+def test_every_post_route_without_a_token_is_refused_with_400(
+    csrf_app: Flask, csrf_client: FlaskClient
+) -> None:
+    urls = _post_urls(csrf_app)
+    assert {"/login", "/signup", "/logout", "/support", "/profile"} <= set(urls)
+    for url in urls:
+        response = csrf_client.post(url, data={"anything": "x"})
+        assert response.status_code == 400, url
+        assert "expired or was not sent by OneCart" in response.get_data(as_text=True)
+
+
+def test_a_signed_in_shopper_without_a_token_changes_nothing(
+    csrf_client: FlaskClient, make_user: Callable[..., User], db_session: Session
+) -> None:
+    user = make_user()
+    token = csrf_token_from(csrf_client, "/login")
+    assert (
+        csrf_client.post(
+            "/login",
+            data={"login": user.username, "password": DEFAULT_PASSWORD, "csrf_token": token},
+        ).status_code
+        == 302
+    )
+    for url, data in [
+        ("/profile", {"email": "attacker@example.com", "display_currency": "USD"}),
+        ("/profile/wallet/top-up", {"amount": "10", "reference": "sandbox-topup-abcdefgh"}),
+        ("/profile/password", {"current_password": DEFAULT_PASSWORD, "new_password": "x"}),
+    ]:
+        assert csrf_client.post(url, data=data).status_code == 400
+    db_session.refresh(user)
+    assert user.email != "attacker@example.com"
+    assert csrf_client.get("/profile").status_code == 200
+
+
+def test_forms_carry_their_token_and_accept_it(
+    csrf_client: FlaskClient, db_session: Session
+) -> None:
+    for path in ("/login", "/signup", "/support"):
+        assert 'name="csrf_token"' in csrf_client.get(path).get_data(as_text=True), path
+    token = csrf_token_from(csrf_client, "/signup")
+    response = csrf_client.post(
+        "/signup",
+        data={
+            "username": "withtoken",
+            "email": "withtoken@example.com",
+            "password": DEFAULT_PASSWORD,
+            "confirm_password": DEFAULT_PASSWORD,
+            "csrf_token": token,
+        },
+    )
+    assert response.status_code == 302
+    # The layout's logout form carries a token too.
+    html = csrf_client.get("/profile").get_data(as_text=True)
+    logout_form = html[html.index('action="/logout"') :]
+    assert 'name="csrf_token"' in logout_form[: logout_form.index("</form>")]
+
+
+def test_admin_forms_need_tokens(
+    csrf_client: FlaskClient,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+    db_session: Session,
+) -> None:
+    admin = make_user(is_admin=True)
+    marketplace = make_marketplace()
+    token = csrf_token_from(csrf_client, "/login")
+    csrf_client.post(
+        "/login", data={"login": admin.username, "password": DEFAULT_PASSWORD, "csrf_token": token}
+    )
+    assert csrf_client.post(f"/admin/marketplaces/{marketplace.id}/disable").status_code == 400
+    db_session.refresh(marketplace)
+    assert marketplace.active is True
+
+    token = csrf_token_from(csrf_client, "/admin/marketplaces")
+    response = csrf_client.post(
+        f"/admin/marketplaces/{marketplace.id}/disable", data={"csrf_token": token}
+    )
+    assert response.status_code == 302
+    db_session.refresh(marketplace)
+    assert marketplace.active is False
+
+
+@pytest.mark.parametrize("header", ["X-CSRFToken", "X-CSRF-Token"])
+def test_token_in_a_header_works_for_scripts(
+    csrf_client: FlaskClient, header: str, make_user: Callable[..., User]
+) -> None:
+    user = make_user()
+    token = csrf_token_from(csrf_client, "/login")
+    response: Any = csrf_client.post(
+        "/login",
+        data={"login": user.username, "password": DEFAULT_PASSWORD},
+        headers={header: token},
+    )
+    assert response.status_code == 302

@@ -1,0 +1,113 @@
+"""The shared layout (header, account menu, footer, accessibility basics), security headers and
+structured request logs that never carry secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from commerce.models import User
+from storefront.request_log import JsonLogFormatter
+from tests.storefront.conftest import DEFAULT_PASSWORD
+
+
+def _html(response: Any) -> str:
+    return response.get_data(as_text=True)
+
+
+def test_layout_for_visitors(client: FlaskClient) -> None:
+    html = _html(client.get("/about"))
+    assert '<a class="skip-link" href="#main">' in html and '<main id="main"' in html
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert re.search(
+        r'<form class="header-search" role="search" action="/search" method="get">', html
+    )
+    assert '<label for="site-search" class="visually-hidden">' in html
+    assert 'href="/login"' in html and 'href="/signup"' in html
+    assert 'class="cart-count">0<' in html
+    for link in ('href="/about"', 'href="/support"', 'href="/stores"'):
+        assert link in html
+    assert 'action="/logout"' not in html
+
+
+def test_layout_for_signed_in_shoppers(
+    client: FlaskClient, make_user: Callable[..., User], login: Callable[..., Any]
+) -> None:
+    login(client, make_user(username="zawadi", first_name="Zawadi"))
+    html = _html(client.get("/about"))
+    assert "Zawadi" in html
+    assert 'href="/profile"' in html and 'href="/support/tickets"' in html
+    assert 'action="/logout"' in html
+    assert 'href="/login"' not in html
+
+
+def test_no_external_assets(client: FlaskClient) -> None:
+    html = _html(client.get("/about"))
+    assert not re.search(r'<(link|script)[^>]+(href|src)="(https?:)?//', html)
+    css = _html(client.get("/static/css/site.css"))
+    assert "@import" not in css and "url(http" not in css
+    assert "@media (min-width" in css
+
+
+def test_search_box_keeps_the_query_escaped_on_the_search_page(client: FlaskClient) -> None:
+    response = client.get('/search?q="><script>alert(1)</script>')
+    html = _html(response)
+    assert "<script>alert(1)</script>" not in html
+
+
+def test_security_headers(client: FlaskClient) -> None:
+    response = client.get("/about")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+
+
+def test_request_logs_are_json_with_id_status_and_duration(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="onecart.requests"):
+        response = client.get(
+            "/about?utm=secret-campaign", headers={"X-Request-ID": "req-12345678"}
+        )
+    assert response.headers["X-Request-ID"] == "req-12345678"
+    records = [r for r in caplog.records if r.name == "onecart.requests"]
+    assert len(records) == 1
+    line = json.loads(JsonLogFormatter().format(records[0]))
+    assert line["method"] == "GET" and line["path"] == "/about" and line["status"] == 200
+    assert line["request_id"] == "req-12345678"
+    assert isinstance(line["duration_ms"], float)
+    assert "secret-campaign" not in caplog.text
+
+
+def test_a_malformed_request_id_is_replaced(client: FlaskClient) -> None:
+    response = client.get("/about", headers={"X-Request-ID": "bad id <script>"})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+
+
+def test_passwords_never_reach_the_logs(
+    client: FlaskClient, make_user: Callable[..., User], caplog: pytest.LogCaptureFixture
+) -> None:
+    user = make_user()
+    with caplog.at_level(logging.DEBUG):
+        client.post("/login", data={"login": user.username, "password": "Wrong-guess-123"})
+        client.post("/login", data={"login": user.username, "password": DEFAULT_PASSWORD})
+        client.post(
+            "/signup",
+            data={
+                "username": "logcheck",
+                "email": "logcheck@example.com",
+                "password": "Sign-up-secret-77",
+                "confirm_password": "Sign-up-secret-77",
+            },
+        )
+    formatted = "\n".join(JsonLogFormatter().format(record) for record in caplog.records)
+    for secret in ("Wrong-guess-123", DEFAULT_PASSWORD, "Sign-up-secret-77"):
+        assert secret not in caplog.text and secret not in formatted
+    assert '"path": "/login"' in formatted

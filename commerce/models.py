@@ -124,6 +124,7 @@ class User(Base):
 
     @property
     def full_name(self) -> str:
+        """First and last name, or "" when neither is set (pages fall back to the username)."""
         return f"{self.first_name} {self.last_name}".strip()
 
     def __repr__(self) -> str:
@@ -212,6 +213,7 @@ class Marketplace(Base):
 
     @property
     def has_api_key(self) -> bool:
+        """Whether a key is stored, without decrypting it."""
         return bool(self.api_key_encrypted)
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from array import array
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, Inexact, localcontext
@@ -24,6 +25,8 @@ DESCRIPTION_MAX_CHARS: Final = 1_000
 DOCUMENT_ID_MAX_CHARS: Final = 400
 # Fields that are not part of the indexed content hash (the hash itself).
 DOCUMENT_HASH_FIELD: Final = "doc_hash"
+# Meilisearch's field for user-provided embeddings: {"<embedder>": [floats] | None}.
+VECTORS_FIELD: Final = "_vectors"
 
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -164,12 +167,31 @@ def build_document(
 
 
 def compute_document_hash(document: Mapping[str, Any]) -> str:
-    """A hash of every indexed field (all but `doc_hash` itself), stable across key order."""
+    """A hash of every indexed field (all but `doc_hash` itself), stable across key order.
+
+    Embeddings count through a digest of their exact float values: a changed vector is a changed
+    document, without serializing hundreds of floats as JSON for every offer.
+    """
     content = {key: value for key, value in document.items() if key != DOCUMENT_HASH_FIELD}
+    if VECTORS_FIELD in content:
+        content[VECTORS_FIELD] = _vectors_digest(content[VECTORS_FIELD])
     canonical = json.dumps(
         content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
     )
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _vectors_digest(vectors: Any) -> Any:
+    if not isinstance(vectors, Mapping):
+        return vectors
+    return {
+        name: (
+            None
+            if vector is None
+            else hashlib.sha256(array("d", vector).tobytes()).hexdigest()[:32]
+        )
+        for name, vector in vectors.items()
+    }
 
 
 def _first_present(source: Mapping[str, Any] | None, *keys: str) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -20,8 +20,14 @@ import meilisearch
 from meilisearch.errors import MeilisearchApiError
 
 from onecart.settings import Settings, get_settings
-from search_index.documents import DOCUMENT_HASH_FIELD, compute_document_hash
-from search_index.settings import INDEX_SETTINGS, PRIMARY_KEY, settings_fingerprint
+from search_index.documents import DOCUMENT_HASH_FIELD, VECTORS_FIELD, compute_document_hash
+from search_index.settings import (
+    EMBEDDER_NAME,
+    EMBEDDING_DIMENSIONS,
+    PRIMARY_KEY,
+    index_settings,
+    settings_fingerprint,
+)
 
 META_INDEX_UID: Final = "onecart_meta"
 NEXT_INDEX_SUFFIX: Final = "_next"
@@ -70,6 +76,7 @@ def sync_index(
     batch_size: int = 5000,
     progress: Progress | None = None,
     task_timeout: float = DEFAULT_TASK_TIMEOUT_SECONDS,
+    vectors: Mapping[str, Sequence[float] | None] | None = None,
 ) -> IndexSyncResult:
     """Make the index hold exactly `documents`, sending as little as possible.
 
@@ -78,11 +85,19 @@ def sync_index(
     and deletes the ones that disappeared. Returns after Meilisearch has processed every task, so
     searches see the result; raises :class:`IndexingError` with Meilisearch's own error when a
     task fails or outlives `task_timeout` seconds.
+
+    `vectors` (document id -> embedding) switches the index to the settings with the
+    user-provided embedder (a one-off rebuild) and gives every document `_vectors.default`: its
+    embedding, or null for a document without one (it stays findable by keywords). None keeps
+    the index exactly as without embeddings.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     report = progress or _ignore_progress
-    fingerprint = settings_fingerprint()
+    settings = index_settings(with_vectors=vectors is not None)
+    fingerprint = settings_fingerprint(settings)
+    if vectors is not None:
+        documents = _with_vectors(documents, vectors)
     reason = _rebuild_reason(client, index_uid, fingerprint, full_rebuild)
     if reason is not None:
         report(f"{index_uid}: full rebuild ({reason})")
@@ -90,6 +105,7 @@ def sync_index(
             client,
             index_uid,
             documents,
+            settings=settings,
             fingerprint=fingerprint,
             reason=reason,
             batch_size=batch_size,
@@ -193,6 +209,24 @@ def _hashed_documents(documents: Iterable[Mapping[str, Any]]) -> Iterator[dict[s
         yield document
 
 
+def _with_vectors(
+    documents: Iterable[Mapping[str, Any]], vectors: Mapping[str, Sequence[float] | None]
+) -> Iterator[dict[str, Any]]:
+    """Each document with `_vectors.default` set from `vectors` (null when it has none)."""
+    for source in documents:
+        document = dict(source)
+        vector = vectors.get(str(document.get(PRIMARY_KEY)))
+        if vector is not None:
+            if len(vector) != EMBEDDING_DIMENSIONS:
+                raise IndexingError(
+                    f"document {document.get(PRIMARY_KEY)!r} has a {len(vector)}-dimension "
+                    f"vector; the embedder expects {EMBEDDING_DIMENSIONS}"
+                )
+            vector = [float(value) for value in vector]
+        document[VECTORS_FIELD] = {EMBEDDER_NAME: vector}
+        yield document
+
+
 def _send_batch(client: meilisearch.Client, index_uid: str, batch: list[dict[str, Any]]) -> int:
     task = client.index(index_uid).add_documents(batch, primary_key=PRIMARY_KEY)
     return task.task_uid
@@ -203,6 +237,7 @@ def _rebuild_index(
     index_uid: str,
     documents: Iterable[Mapping[str, Any]],
     *,
+    settings: Mapping[str, Any],
     fingerprint: str,
     reason: str,
     batch_size: int,
@@ -220,7 +255,7 @@ def _rebuild_index(
         # Left over from an interrupted rebuild: start from a clean slate.
         run(client.delete_index(next_uid).task_uid)
     run(client.create_index(next_uid, {"primaryKey": PRIMARY_KEY}).task_uid)
-    run(client.index(next_uid).update_settings(dict(INDEX_SETTINGS)).task_uid)
+    run(client.index(next_uid).update_settings(dict(settings)).task_uid)
 
     sent = 0
     batch_tasks: list[int] = []

@@ -81,6 +81,28 @@ INDEX_SETTINGS: Final[Mapping[str, Any]] = {
 }
 
 
+# Offer embeddings (all-MiniLM-L6-v2 sentence vectors, computed by the pipeline's
+# offer_embeddings asset) travel in each document's `_vectors.default`. The embedder is declared
+# only when the indexer is given vectors: Meilisearch refuses an embedder while documents carry
+# no `_vectors`, and once it exists every document needs `_vectors.default` (an array, or null).
+EMBEDDER_NAME: Final = "default"
+EMBEDDING_DIMENSIONS: Final = 384
+EMBEDDERS_SETTING: Final[Mapping[str, Any]] = {
+    EMBEDDER_NAME: {"source": "userProvided", "dimensions": EMBEDDING_DIMENSIONS}
+}
+
+
+def index_settings(*, with_vectors: bool = False) -> Mapping[str, Any]:
+    """The declared settings, plus the user-provided embedder when documents carry vectors.
+
+    Without vectors this is exactly :data:`INDEX_SETTINGS` (same fingerprint as before), so an
+    index built without embeddings is not rebuilt until vectors arrive.
+    """
+    if not with_vectors:
+        return INDEX_SETTINGS
+    return {**INDEX_SETTINGS, "embedders": dict(EMBEDDERS_SETTING)}
+
+
 def settings_fingerprint(settings: Mapping[str, Any] = INDEX_SETTINGS) -> str:
     """A stable hash of the declared settings and document schema, stored beside the index.
 

@@ -1,0 +1,127 @@
+"""Where the catalog is served from: the search index, the storefront DB and the analysts' copy."""
+
+import dagster as dg
+
+from pipelines.resources import (
+    MarketplacesResource,
+    SearchIndexResource,
+    StorefrontDatabaseResource,
+    WarehouseResource,
+)
+from pipelines.search_sync import build_search_documents
+from pipelines.storefront_sync import sync_storefront_catalog
+from search_index.indexing import sync_index
+from warehouse.connection import refresh_views
+from warehouse.derived import read_latest_rates, read_offer_frame
+
+SERVING_GROUP = "serving"
+MAX_LOGGED_SKIPS = 20
+
+
+class MissingFxRatesError(RuntimeError):
+    """search_products ran before fx_rates ever did: prices cannot be put on one scale."""
+
+
+@dg.asset(
+    deps=["product_groups", "price_history", "fx_rates"],
+    group_name=SERVING_GROUP,
+    kinds={"meilisearch"},
+    # Two rebuilds at once would fight over the same `<index>_next`; dagster.yaml limits pools.
+    pool="search_index",
+)
+def search_products(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    search_index: SearchIndexResource,
+) -> dg.MaterializeResult:
+    """The Meilisearch products index: one document per current offer (docs/data-contract.md).
+
+    Rebuilt into `<index>_next` and swapped in without downtime when the index is missing or its
+    settings changed; otherwise only documents whose content changed are sent and offers that
+    disappeared are deleted, so a run without changes sends nothing.
+    """
+    with warehouse.connect() as conn:
+        offers = read_offer_frame(conn)
+        rates = read_latest_rates(conn)
+        marketplaces = {
+            slug: {"slug": slug, "name": name, "logo": logo}
+            for slug, name, logo in conn.execute(
+                "SELECT slug, name, logo FROM marketplaces"
+            ).fetchall()
+        }
+    if rates is None:
+        raise MissingFxRatesError("fx_rates holds no rates yet: materialize fx_rates first")
+    built = build_search_documents(offers, marketplaces=marketplaces, rates=rates.rates)
+    for key, reason in list(built.skipped.items())[:MAX_LOGGED_SKIPS]:
+        context.log.warning(f"not indexed: {key}: {reason}")
+    result = sync_index(
+        search_index.client(),
+        search_index.index_uid,
+        built.documents,
+        progress=context.log.info,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "index": search_index.index_uid,
+            "documents": len(built.documents),
+            "sent": result.sent,
+            "deleted": result.deleted,
+            "unchanged": result.unchanged,
+            "rebuilt": result.rebuilt,
+            "rebuild_reason": result.rebuild_reason or "",
+            "not_indexed": len(built.skipped),
+            "fx_as_of": rates.as_of.isoformat(),
+        }
+    )
+
+
+@dg.asset(
+    deps=["search_products", "product_groups", "price_history", "fx_rates"],
+    group_name=SERVING_GROUP,
+    kinds={"sqlalchemy"},
+)
+def storefront_products(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    marketplaces: MarketplacesResource,
+    storefront_db: StorefrontDatabaseResource,
+) -> dg.MaterializeResult:
+    """Marketplaces, offers (with their product group), FX rates and new price points copied
+    into the storefront DB, upserted by (marketplace slug, external_id), so carts and orders have
+    rows to point at. Skipped, with a log line saying why, while that DB or its tables do not
+    exist yet (the storefront's migrations create them)."""
+    outcome = sync_storefront_catalog(
+        storefront_db.database_url,
+        lambda: warehouse.connect(read_only=True),
+        marketplaces=marketplaces.configs(),
+    )
+    if outcome.skipped_reason is not None:
+        context.log.info(f"storefront sync skipped: {outcome.skipped_reason}")
+        return dg.MaterializeResult(metadata={"skipped": outcome.skipped_reason})
+    for line in outcome.skipped_rows[:MAX_LOGGED_SKIPS]:
+        context.log.warning(f"not synced: {line}")
+    return dg.MaterializeResult(metadata={"skipped": "", **outcome.counts})
+
+
+@dg.asset(
+    deps=["product_groups", "price_history", "fx_rates"],
+    group_name=SERVING_GROUP,
+    kinds={"duckdb"},
+)
+def analyst_warehouse(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """The analysts' read-only warehouse (settings.warehouse_path): every table but raw_catalog,
+    plus the views of warehouse/sql/views.sql. Built as warehouse.next.duckdb and swapped in with
+    os.replace, so readers never see half a copy. See warehouse/README.md."""
+    with warehouse.connect() as conn:
+        refresh_views(conn)
+    published = warehouse.publish()
+    context.log.info(f"published {published.path}")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(published.path)),
+            "table_rows": dg.MetadataValue.json(published.table_rows),
+            "views": dg.MetadataValue.json(published.views),
+        }
+    )

@@ -1,0 +1,198 @@
+"""Asset checks on the catalog assets: prices, currencies, GTINs, keys, drift and freshness.
+
+The per-marketplace checks are partitioned like `normalized_products` and run right after it in
+the same run. Freshness looks at every marketplace at once, so it is unpartitioned and runs with
+the downstream assets, where a marketplace that has been failing for hours shows up.
+"""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import duckdb
+from dagster import AssetCheckExecutionContext
+
+from onecart.money import is_iso_currency
+from pipelines.resources import MarketplacesResource, WarehouseResource
+from warehouse.catalog import (
+    marketplace_product_stats,
+    product_counts_by_marketplace,
+    recent_loads,
+)
+
+NORMALIZED_PRODUCTS = dg.AssetKey("normalized_products")
+
+# Above this share of GTIN claims failing their checksum, a marketplace's identifiers are suspect.
+GTIN_INVALID_SHARE_WARN = 0.2
+# A change of the offer count by more than this share between two runs is worth a look.
+ROW_COUNT_DRIFT_WARN = 0.5
+# Offers fetched longer ago than this are stale (the schedule runs every 30 minutes by default).
+FRESHNESS_MAX_AGE = timedelta(hours=6)
+
+
+# name -> description; the UI shows each as its own check of normalized_products.
+CATALOG_CHECKS: dict[str, str] = {
+    "price_is_positive": "Every offer of the marketplace has a price above zero (minor units).",
+    "currency_is_iso": "Every offer's currency is an ISO-4217 code (onecart.money.is_iso_currency).",
+    "gtin_checksum_share": (
+        "Warns when many of the GTINs the marketplace claims fail the GS1 checksum: those offers "
+        "are matched by brand and model instead, and the feed itself may be broken."
+    ),
+    "offer_keys_are_unique": (
+        "No two offers share (marketplace, external_id); repeats were quarantined instead."
+    ),
+    "row_count_drift": (
+        "Warns when the marketplace's offer count moved by more than half since the last run "
+        "(a truncated feed or a changed API looks like this)."
+    ),
+}
+
+
+def check_price_is_positive(conn: duckdb.DuckDBPyConnection, slug: str) -> dg.AssetCheckResult:
+    """Fails when any offer has a zero or negative price."""
+    stats = marketplace_product_stats(conn, slug)
+    return dg.AssetCheckResult(
+        check_name="price_is_positive",
+        passed=stats["non_positive_prices"] == 0,
+        metadata={"non_positive_prices": stats["non_positive_prices"], "offers": stats["products"]},
+    )
+
+
+def check_currency_is_iso(conn: duckdb.DuckDBPyConnection, slug: str) -> dg.AssetCheckResult:
+    """Fails when any offer's currency is not a known ISO-4217 code."""
+    currencies = marketplace_product_stats(conn, slug)["currencies"]
+    unknown = [code for code in currencies if not is_iso_currency(code)]
+    return dg.AssetCheckResult(
+        check_name="currency_is_iso",
+        passed=not unknown,
+        metadata={
+            "currencies": dg.MetadataValue.json(currencies),
+            "unknown": dg.MetadataValue.json(unknown),
+        },
+    )
+
+
+def check_gtin_checksum_share(conn: duckdb.DuckDBPyConnection, slug: str) -> dg.AssetCheckResult:
+    """Warns when the share of claimed GTINs failing the checksum exceeds the threshold."""
+    loads = recent_loads(conn, slug, limit=1)
+    claimed = loads[0].gtin_claimed if loads else 0
+    invalid = loads[0].gtin_invalid if loads else 0
+    share = invalid / claimed if claimed else 0.0
+    return dg.AssetCheckResult(
+        check_name="gtin_checksum_share",
+        passed=share <= GTIN_INVALID_SHARE_WARN,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "gtin_claimed": claimed,
+            "gtin_invalid": invalid,
+            "invalid_share": round(share, 4),
+            "threshold": GTIN_INVALID_SHARE_WARN,
+        },
+    )
+
+
+def check_offer_keys_are_unique(conn: duckdb.DuckDBPyConnection, slug: str) -> dg.AssetCheckResult:
+    """Fails when (marketplace, external_id) repeats among the offers."""
+    stats = marketplace_product_stats(conn, slug)
+    (quarantined,) = conn.execute(
+        "SELECT count(*) FROM rejected_products "
+        "WHERE marketplace = ? AND reason = 'duplicate_external_id'",
+        [slug],
+    ).fetchone() or (0,)
+    return dg.AssetCheckResult(
+        check_name="offer_keys_are_unique",
+        passed=stats["duplicate_keys"] == 0,
+        metadata={
+            "duplicate_keys": stats["duplicate_keys"],
+            "quarantined_duplicates": int(quarantined),
+        },
+    )
+
+
+def check_row_count_drift(conn: duckdb.DuckDBPyConnection, slug: str) -> dg.AssetCheckResult:
+    """Warns when the offer count changed by more than the threshold since the previous load."""
+    loads = recent_loads(conn, slug, limit=2)
+    if len(loads) < 2:
+        return dg.AssetCheckResult(
+            check_name="row_count_drift",
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"note": "first load, nothing to compare"},
+        )
+    current, previous = loads[0].products, loads[1].products
+    change = abs(current - previous) / previous if previous else (1.0 if current else 0.0)
+    return dg.AssetCheckResult(
+        check_name="row_count_drift",
+        passed=change <= ROW_COUNT_DRIFT_WARN,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "products": current,
+            "previous_products": previous,
+            "change": round(change, 4),
+            "threshold": ROW_COUNT_DRIFT_WARN,
+        },
+    )
+
+
+CATALOG_CHECK_FUNCTIONS = (
+    check_price_is_positive,
+    check_currency_is_iso,
+    check_gtin_checksum_share,
+    check_offer_keys_are_unique,
+    check_row_count_drift,
+)
+
+
+def build_catalog_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    """The per-marketplace checks of normalized_products, partitioned like it.
+
+    They are one multi-check (one step, one warehouse connection) because every step of a run
+    costs Dagster event-log writes, and these five run after every partition.
+    """
+    specs = [
+        dg.AssetCheckSpec(
+            name, asset=NORMALIZED_PRODUCTS, description=description, partitions_def=partitions
+        )
+        for name, description in CATALOG_CHECKS.items()
+    ]
+
+    @dg.multi_asset_check(specs=specs, name="normalized_products_quality")
+    def normalized_products_quality(
+        context: AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        """Prices, currencies, GTIN checksums, unique keys and row-count drift of one marketplace."""
+        slug = context.partition_key
+        with warehouse.connect(read_only=True) as conn:
+            results = [evaluate(conn, slug) for evaluate in CATALOG_CHECK_FUNCTIONS]
+        yield from results
+
+    return [normalized_products_quality]
+
+
+@dg.asset_check(asset=NORMALIZED_PRODUCTS)
+def products_are_fresh(
+    warehouse: WarehouseResource, marketplaces: MarketplacesResource
+) -> dg.AssetCheckResult:
+    """Warns when any configured marketplace's offers were fetched longer ago than the limit
+    (or never): its partition has been failing, and shoppers see old prices."""
+    with warehouse.connect(read_only=True) as conn:
+        counts = product_counts_by_marketplace(conn)
+    fetched = {row["marketplace"]: row["last_fetched_at"] for row in counts.iter_rows(named=True)}
+    now = datetime.now(UTC)
+    ages = {}
+    stale = []
+    for config in marketplaces.configs():
+        last = fetched.get(config.slug)
+        age_hours = round((now - last).total_seconds() / 3600, 2) if last else None
+        ages[config.slug] = age_hours
+        if last is None or now - last > FRESHNESS_MAX_AGE:
+            stale.append(config.slug)
+    return dg.AssetCheckResult(
+        passed=not stale,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "age_hours": dg.MetadataValue.json(ages),
+            "stale": dg.MetadataValue.json(stale),
+            "max_age_hours": FRESHNESS_MAX_AGE.total_seconds() / 3600,
+        },
+    )

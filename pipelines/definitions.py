@@ -1,0 +1,49 @@
+"""The Dagster code location of OneCart's pipeline (loaded by workspace.yaml).
+
+`defs` is lazy: marketplaces.toml and the settings are read when Dagster loads the location, not
+when this module is imported. `build_definitions(settings)` is what tests and `onecart ingest` use.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from onecart.settings import Settings, get_settings
+from pipelines.assets.catalog import build_catalog_assets
+from pipelines.assets.history import price_history
+from pipelines.assets.matching import product_groups
+from pipelines.assets.reference import fx_rates
+from pipelines.assets.serving import analyst_warehouse, search_products, storefront_products
+from pipelines.checks import build_catalog_checks, products_are_fresh
+from pipelines.jobs import build_jobs
+from pipelines.partitions import build_marketplace_partitions
+from pipelines.resources import build_resources
+from pipelines.schedules import build_catalog_refresh_schedule
+from pipelines.sensors import products_changed_sensor
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Assets, checks, jobs, schedule, sensor and resources for the given settings."""
+    partitions = build_marketplace_partitions(settings)
+    return dg.Definitions(
+        assets=[
+            *build_catalog_assets(partitions),
+            fx_rates,
+            product_groups,
+            price_history,
+            search_products,
+            storefront_products,
+            analyst_warehouse,
+        ],
+        asset_checks=[*build_catalog_checks(partitions), products_are_fresh],
+        jobs=build_jobs(),
+        schedules=[build_catalog_refresh_schedule(settings.schedule_cron, partitions)],
+        sensors=[products_changed_sensor],
+        resources=build_resources(settings),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The definitions for this process's settings (read now, at load time)."""
+    return build_definitions(get_settings())

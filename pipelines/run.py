@@ -1,0 +1,267 @@
+"""`onecart ingest`: materialize the whole pipeline once, in this process, with progress lines.
+
+Runs go through the real Dagster instance (DAGSTER_HOME, default $ONECART_HOME/dagster), so they
+show in the UI of `dagster dev` exactly like scheduled runs: one run of `marketplace_catalog_job`
+per marketplace partition, then one run of `catalog_downstream_job`. Both use the in-process
+executor, which keeps a full ingest to seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from onecart.settings import Settings, get_settings
+from pipelines.definitions import build_definitions
+from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, DOWNSTREAM_ASSETS, MARKETPLACE_CATALOG_JOB
+
+# Dagster's own console logging would bury the progress lines; the runs' full logs stay in the
+# instance (and in the UI).
+QUIET_RUN_CONFIG: Mapping[str, Any] = {
+    "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}
+}
+INGEST_TAGS = {"onecart/trigger": "ingest"}
+
+
+class UnknownMarketplaceError(ValueError):
+    """`marketplaces` named a slug that is not an active marketplace."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOutcome:
+    """What happened to one marketplace's partition."""
+
+    marketplace: str
+    success: bool
+    run_id: str
+    fetched: int = 0
+    pages: int = 0
+    normalized: int = 0
+    rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    check_warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """The result of :func:`materialize_all`: per partition, and for the downstream run."""
+
+    partitions: dict[str, PartitionOutcome]
+    downstream_success: bool
+    downstream_run_id: str | None
+    downstream_metadata: dict[str, dict[str, Any]]
+    failed_downstream_assets: list[str]
+
+    @property
+    def failed_partitions(self) -> list[str]:
+        """Marketplaces whose partition failed (the CLI names them and exits non-zero)."""
+        return [slug for slug, outcome in self.partitions.items() if not outcome.success]
+
+    @property
+    def success(self) -> bool:
+        """Every partition and every downstream asset succeeded."""
+        return not self.failed_partitions and self.downstream_success
+
+
+def dagster_home(settings: Settings | None = None) -> Path:
+    """DAGSTER_HOME when set, else $ONECART_HOME/dagster (created if missing)."""
+    settings = settings or get_settings()
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.home_dir / "dagster")
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def dagster_instance(home: Path | None = None) -> dg.DagsterInstance:
+    """The persistent Dagster instance whose runs `dagster dev` shows."""
+    return dg.DagsterInstance.from_config(str(home or dagster_home()))
+
+
+def _metadata_values(materialization: dg.AssetMaterialization) -> dict[str, Any]:
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def _asset_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    materializations = result.asset_materializations_for_node(asset)
+    return _metadata_values(materializations[-1]) if materializations else {}
+
+
+def _failure_message(result: dg.ExecuteInProcessResult, step_key: str | None = None) -> str:
+    """The user-facing reason of the first failed step (or of `step_key`): the exception's own
+    message, not Dagster's wrapper."""
+    for event in result.all_events:
+        if not event.is_step_failure or (step_key is not None and event.step_key != step_key):
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            return data.user_failure_data.description
+        error = data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            return error.message.strip().splitlines()[0] if error.message else error.cls_name or ""
+    return "the run failed"
+
+
+def _failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
+    return sorted({event.step_key or "" for event in result.all_events if event.is_step_failure})
+
+
+def _check_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
+    warnings = []
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed:
+            continue
+        details = ", ".join(
+            f"{key}={value.value}"
+            for key, value in evaluation.metadata.items()
+            if key not in {"threshold", "note"}
+        )
+        warnings.append(f"check {evaluation.check_name} {evaluation.severity.value}: {details}")
+    return warnings
+
+
+def _describe_downstream(asset: str, metadata: Mapping[str, Any]) -> str:
+    if asset == "fx_rates":
+        return f"{metadata.get('currencies')} currencies as of {metadata.get('as_of')}"
+    if asset == "product_groups":
+        spread = metadata.get("groups_by_marketplace_count") or {}
+        wide = sum(count for size, count in spread.items() if int(size) >= 3)
+        return (
+            f"{metadata.get('groups')} groups, {metadata.get('multi_offer_groups')} with 2+ offers, "
+            f"{wide} spanning 3+ marketplaces"
+        )
+    if asset == "price_history":
+        return f"+{metadata.get('appended')} rows ({metadata.get('dagster/row_count')} in total)"
+    if asset == "search_products":
+        mode = (
+            f"rebuilt ({metadata.get('rebuild_reason')})"
+            if metadata.get("rebuilt")
+            else "incremental"
+        )
+        return (
+            f"{mode}: sent {metadata.get('sent')}, deleted {metadata.get('deleted')}, "
+            f"unchanged {metadata.get('unchanged')}"
+        )
+    if asset == "storefront_products":
+        if metadata.get("skipped"):
+            return f"skipped: {metadata['skipped']}"
+        return (
+            f"inserted {metadata.get('products_inserted')}, updated {metadata.get('products_updated')}, "
+            f"removed {metadata.get('products_removed')}"
+        )
+    if asset == "analyst_warehouse":
+        return f"published {metadata.get('path')}"
+    return json.dumps(metadata, default=str)
+
+
+def _partition_outcome(slug: str, result: dg.ExecuteInProcessResult) -> PartitionOutcome:
+    raw = _asset_metadata(result, "raw_catalog")
+    normalized = _asset_metadata(result, "normalized_products")
+    if not result.success:
+        return PartitionOutcome(
+            marketplace=slug,
+            success=False,
+            run_id=result.run_id,
+            fetched=int(raw.get("records", 0)),
+            error=_failure_message(result),
+        )
+    return PartitionOutcome(
+        marketplace=slug,
+        success=True,
+        run_id=result.run_id,
+        fetched=int(raw.get("records", 0)),
+        pages=int(raw.get("pages", 0)),
+        normalized=int(normalized.get("dagster/row_count", 0)),
+        rejected=int(normalized.get("rejected", 0)),
+        rejected_by_reason=dict(normalized.get("rejected_by_reason") or {}),
+        check_warnings=_check_warnings(result),
+    )
+
+
+def _describe_partition(outcome: PartitionOutcome) -> list[str]:
+    slug = outcome.marketplace
+    if not outcome.success:
+        return [f"{slug}: FAILED ({outcome.error}); its last good catalog is kept"]
+    reasons = ", ".join(f"{reason} {count}" for reason, count in outcome.rejected_by_reason.items())
+    lines = [
+        f"{slug}: fetched {outcome.fetched} records ({outcome.pages} pages), "
+        f"normalized {outcome.normalized}, rejected {outcome.rejected}"
+        + (f" ({reasons})" if reasons else "")
+    ]
+    lines.extend(f"{slug}:   {warning}" for warning in outcome.check_warnings)
+    return lines
+
+
+def materialize_all(
+    *,
+    instance: dg.DagsterInstance | None = None,
+    progress: Callable[[str], None] = print,
+    marketplaces: list[str] | None = None,
+) -> IngestReport:
+    """Materialize every marketplace partition (or only `marketplaces`), then the downstream
+    assets, printing a line per partition and per downstream asset.
+
+    A failing marketplace fails only its partition; the downstream assets then work from what the
+    warehouse holds, including that marketplace's last good catalog. Raises
+    UnknownMarketplaceError for a slug that is not configured.
+    """
+    settings = get_settings()
+    definitions = build_definitions(settings)
+    instance = instance or dagster_instance(dagster_home(settings))
+    catalog_job = definitions.resolve_job_def(MARKETPLACE_CATALOG_JOB)
+    downstream_job = definitions.resolve_job_def(CATALOG_DOWNSTREAM_JOB)
+    known = catalog_job.partitions_def.get_partition_keys() if catalog_job.partitions_def else []
+    selected = list(marketplaces) if marketplaces else list(known)
+    unknown = [slug for slug in selected if slug not in known]
+    if unknown:
+        raise UnknownMarketplaceError(
+            f"unknown marketplace(s) {', '.join(unknown)}; configured: {', '.join(known)}"
+        )
+
+    def run_partition(slug: str) -> PartitionOutcome:
+        result = catalog_job.execute_in_process(
+            partition_key=slug,
+            instance=instance,
+            raise_on_error=False,
+            run_config=QUIET_RUN_CONFIG,
+            tags=INGEST_TAGS,
+        )
+        outcome = _partition_outcome(slug, result)
+        for line in _describe_partition(outcome):
+            progress(line)
+        return outcome
+
+    # One after the other: Dagster's in-process execution is not thread-safe (each run
+    # reconfigures logging), and a partition run takes a few seconds.
+    partitions = {slug: run_partition(slug) for slug in selected}
+
+    downstream = downstream_job.execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=INGEST_TAGS
+    )
+    downstream_metadata: dict[str, dict[str, Any]] = {}
+    failed_steps = _failed_steps(downstream)
+    for asset in DOWNSTREAM_ASSETS:
+        metadata = _asset_metadata(downstream, asset)
+        if metadata:
+            downstream_metadata[asset] = metadata
+            progress(f"{asset}: {_describe_downstream(asset, metadata)}")
+        elif asset in failed_steps:
+            progress(f"{asset}: FAILED ({_failure_message(downstream, asset)})")
+        else:
+            progress(f"{asset}: not run (an upstream asset failed)")
+    for warning in _check_warnings(downstream):
+        progress(f"  {warning}")
+    return IngestReport(
+        partitions=partitions,
+        downstream_success=downstream.success,
+        downstream_run_id=downstream.run_id,
+        downstream_metadata=downstream_metadata,
+        failed_downstream_assets=[asset for asset in DOWNSTREAM_ASSETS if asset in failed_steps],
+    )

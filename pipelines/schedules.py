@@ -1,0 +1,40 @@
+"""The catalog refresh schedule: every marketplace's partition, every N minutes."""
+
+import dagster as dg
+
+from pipelines.jobs import MARKETPLACE_CATALOG_JOB
+
+CATALOG_REFRESH_SCHEDULE = "catalog_refresh_schedule"
+
+
+def build_catalog_refresh_schedule(
+    cron: str, partitions: dg.StaticPartitionsDefinition
+) -> dg.ScheduleDefinition:
+    """One run per marketplace partition at each tick (cron from settings.schedule_cron).
+
+    The downstream assets follow through `products_changed_sensor`, once the tick's runs are done,
+    so they run once per refresh and also when some marketplaces failed.
+    """
+
+    @dg.schedule(
+        name=CATALOG_REFRESH_SCHEDULE,
+        cron_schedule=cron,
+        job_name=MARKETPLACE_CATALOG_JOB,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        execution_timezone="UTC",
+        description="Refresh every marketplace's catalog; the sensor then refreshes the rest.",
+    )
+    def catalog_refresh_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        tick = (
+            context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else ""
+        )
+        return [
+            dg.RunRequest(
+                run_key=f"{slug}@{tick}",
+                partition_key=slug,
+                tags={"onecart/trigger": "schedule", "onecart/tick": tick},
+            )
+            for slug in partitions.get_partition_keys()
+        ]
+
+    return catalog_refresh_schedule

@@ -1,0 +1,103 @@
+"""Building the search documents of every current offer from the warehouse rows.
+
+The document shape belongs to search_index.documents (docs/data-contract.md); this module only
+gathers what it needs per offer: the marketplace's name and logo, the product group with its size
+and cheapest USD price, the run's FX rates, and the price-change summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+
+from search_index.documents import DocumentError, build_document, convert_to_usd_minor
+
+
+@dataclass(slots=True)
+class SearchDocuments:
+    """The documents to index, and the offers left out with the reason (never silently)."""
+
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _usd_or_none(row: Mapping[str, Any], rates: Mapping[str, Decimal]) -> int | None:
+    try:
+        return convert_to_usd_minor(row["price_minor"], row["currency"], rates)
+    except DocumentError:
+        return None
+
+
+def cheapest_usd_per_group(offers: pl.DataFrame, rates: Mapping[str, Decimal]) -> dict[str, int]:
+    """Per group id, the lowest USD price among its available offers (all offers when none is
+    available), so a card can say "from $X on N marketplaces"."""
+    available: dict[str, int] = {}
+    any_offer: dict[str, int] = {}
+    for row in offers.select("group_id", "price_minor", "currency", "available").iter_rows(
+        named=True
+    ):
+        group_id = row["group_id"]
+        usd = _usd_or_none(row, rates)
+        if group_id is None or usd is None:
+            continue
+        any_offer[group_id] = min(usd, any_offer.get(group_id, usd))
+        if row["available"]:
+            available[group_id] = min(usd, available.get(group_id, usd))
+    return {group_id: available.get(group_id, usd) for group_id, usd in any_offer.items()}
+
+
+def iter_offer_documents(
+    offers: pl.DataFrame,
+    *,
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    rates: Mapping[str, Decimal],
+    skipped: dict[str, str],
+) -> Iterator[dict[str, Any]]:
+    """One search document per offer row of warehouse.derived.read_offer_frame; offers that
+    cannot become a document are recorded in `skipped` (key `marketplace/external_id`)."""
+    group_min = cheapest_usd_per_group(offers, rates)
+    for row in offers.iter_rows(named=True):
+        slug = row["marketplace"]
+        group_id = row.get("group_id")
+        group = (
+            {
+                "group_id": group_id,
+                "group_size": row.get("group_size"),
+                "group_marketplaces": row.get("group_marketplaces"),
+                "group_min_price_usd_minor": group_min.get(group_id),
+            }
+            if group_id
+            else None
+        )
+        history = {
+            "previous_price_minor": row.get("previous_price_minor"),
+            "price_dropped_at": row.get("price_dropped_at"),
+        }
+        try:
+            yield build_document(
+                row,
+                marketplace=marketplaces.get(slug, {"slug": slug, "name": slug}),
+                group=group,
+                fx_usd_rates=rates,
+                history=history,
+            )
+        except DocumentError as exc:
+            skipped[f"{slug}/{row['external_id']}"] = str(exc)
+
+
+def build_search_documents(
+    offers: pl.DataFrame,
+    *,
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    rates: Mapping[str, Decimal],
+) -> SearchDocuments:
+    """Every document at once (the index sync compares them with what the index holds)."""
+    result = SearchDocuments()
+    result.documents = list(
+        iter_offer_documents(offers, marketplaces=marketplaces, rates=rates, skipped=result.skipped)
+    )
+    return result

@@ -1,0 +1,79 @@
+"""Refreshing everything downstream of the catalogs when products changed."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, MARKETPLACE_CATALOG_JOB
+
+PRODUCTS_CHANGED_SENSOR = "products_changed_sensor"
+NORMALIZED_PRODUCTS = dg.AssetKey("normalized_products")
+MATERIALIZATIONS_PER_TICK = 1000
+# Catalog runs that are queued or running: the refresh waits for them to finish.
+UNFINISHED_RUN_STATUSES = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+)
+
+
+def content_changed(record: dg.EventLogRecord) -> bool:
+    """Whether a normalized_products materialization added, changed or removed offers."""
+    materialization = record.asset_materialization
+    if materialization is None:
+        return False
+    flag = materialization.metadata.get("content_changed")
+    # Materializations without the flag (older code, manual reports) count as changes.
+    return True if flag is None else bool(flag.value)
+
+
+@dg.sensor(
+    name=PRODUCTS_CHANGED_SENSOR,
+    job_name=CATALOG_DOWNSTREAM_JOB,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Runs the downstream job (index, storefront, analysts' copy) once the catalog "
+    "runs of a refresh are done and at least one marketplace's products changed.",
+)
+def products_changed_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Watches normalized_products materializations (their `content_changed` metadata).
+
+    The cursor is the newest materialization's storage id that was handled. While catalog runs
+    are still queued or running the cursor stays put, so their changes are handled together.
+    A downstream run started after the newest change (by `onecart ingest`, say) counts as done.
+    """
+    after = int(context.cursor) if context.cursor else None
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=NORMALIZED_PRODUCTS, after_storage_id=after),
+        limit=MATERIALIZATIONS_PER_TICK,
+        ascending=True,
+    ).records
+    if not records:
+        return dg.SkipReason("no new normalized_products materializations")
+    unfinished = context.instance.get_runs_count(
+        dg.RunsFilter(job_name=MARKETPLACE_CATALOG_JOB, statuses=list(UNFINISHED_RUN_STATUSES))
+    )
+    if unfinished:
+        return dg.SkipReason(f"waiting for {unfinished} catalog run(s) to finish")
+    newest = max(record.storage_id for record in records)
+    context.update_cursor(str(newest))
+    changed = [record for record in records if content_changed(record)]
+    if not changed:
+        return dg.SkipReason(f"{len(records)} catalog refresh(es) without product changes")
+    newest_change = datetime.fromtimestamp(max(record.timestamp for record in changed), tz=UTC)
+    later_runs = context.instance.get_runs(
+        dg.RunsFilter(job_name=CATALOG_DOWNSTREAM_JOB, created_after=newest_change), limit=1
+    )
+    if later_runs:
+        return dg.SkipReason(
+            f"downstream run {later_runs[0].run_id} already started after the latest change"
+        )
+    marketplaces = sorted({record.partition_key or "" for record in changed} - {""})
+    return dg.RunRequest(
+        run_key=f"products-changed-{newest}",
+        tags={
+            "onecart/trigger": "products_changed",
+            "onecart/marketplaces": ",".join(marketplaces),
+        },
+    )

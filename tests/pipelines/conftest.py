@@ -1,0 +1,90 @@
+"""Fixtures for the pipeline tests: a pipeline home of their own, the real Dagster instance in
+it, and one full ingest against the real sandbox, DuckDB and Meilisearch shared by the module."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import meilisearch
+import pytest
+from dagster import DagsterInstance
+
+from onecart.settings import Settings, get_settings
+from pipelines.run import IngestReport, dagster_instance, materialize_all
+
+# The sandbox accepts any non-empty credentials; real deployments set these in the environment.
+SANDBOX_CREDENTIALS = {
+    "SHOPWAVE_ACCESS_TOKEN": "shpat_pipeline_tests",
+    "KIONDO_WC_CREDENTIALS": "ck_pipeline_tests:cs_pipeline_tests",
+    "BAZAAR_API_KEY": "bazaar-pipeline-tests",
+}
+
+
+@dataclass(frozen=True)
+class Ingest:
+    """One materialize_all call: its report and the progress lines it printed."""
+
+    report: IngestReport
+    lines: list[str]
+
+
+@pytest.fixture(scope="module")
+def pipeline_settings(
+    settings: Settings, sandbox_server: str, meili_server: str
+) -> Iterator[Settings]:
+    """Settings with a private ONECART_HOME and index uid for this module, restored afterwards,
+    so pipeline runs never see another module's warehouse or index."""
+    run = uuid.uuid4().hex[:8]
+    overrides = {
+        "ONECART_HOME": str(settings.home_dir / f"pipeline-{run}"),
+        "MEILI_INDEX": f"pipeline_{run}",
+        **{name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()},
+    }
+    saved = {name: os.environ.get(name) for name in [*overrides, "DAGSTER_HOME"]}
+    os.environ.update(overrides)
+    os.environ.pop("DAGSTER_HOME", None)
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def instance(pipeline_settings: Settings) -> Iterator[DagsterInstance]:
+    """The persistent Dagster instance under the module's ONECART_HOME/dagster."""
+    home = pipeline_settings.home_dir / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dagster = dagster_instance(home)
+    try:
+        yield dagster
+    finally:
+        dagster.dispose()
+
+
+@pytest.fixture(scope="module")
+def meili(pipeline_settings: Settings) -> Iterator[meilisearch.Client]:
+    """A client for the test Meilisearch; the module's indexes are deleted afterwards."""
+    client = meilisearch.Client(pipeline_settings.meili_url, pipeline_settings.meili_master_key)
+    yield client
+    for uid in (pipeline_settings.meili_index, f"{pipeline_settings.meili_index}_next"):
+        client.delete_index(uid)
+
+
+@pytest.fixture(scope="module")
+def first_ingest(
+    pipeline_settings: Settings, instance: DagsterInstance, meili: meilisearch.Client
+) -> Ingest:
+    """The first full materialization of the module's fresh pipeline home."""
+    lines: list[str] = []
+    report = materialize_all(instance=instance, progress=lines.append)
+    return Ingest(report=report, lines=lines)

@@ -1,0 +1,300 @@
+"""The whole pipeline, materialized through Dagster against the real sandbox marketplaces, a real
+DuckDB warehouse and a real Meilisearch server.
+
+The module shares one first ingest (see conftest.py); later tests run the pipeline again to show
+what a second run, a marketplace outage and a product change do.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+
+import dagster as dg
+import duckdb
+import httpx
+import meilisearch
+import pytest
+import sqlalchemy as sa
+
+import warehouse
+from adapters.registry import load_marketplaces
+from onecart.settings import Settings
+from pipelines.definitions import build_definitions
+from pipelines.jobs import MARKETPLACE_CATALOG_JOB
+from pipelines.run import materialize_all
+from pipelines.sensors import products_changed_sensor
+from pipelines.storefront_sync import sync_storefront_catalog
+from tests.pipelines.conftest import Ingest
+
+pytestmark = pytest.mark.slow
+
+MARKETPLACES = ("shopwave", "kiondo", "dummymart", "fakestore", "naijamall", "bazaar")
+# What the sandbox's malformed kinds become (sandbox-and-adapters.md: rejection reasons).
+EXPECTED_REASONS = {
+    "missing_price",
+    "non_positive_price",
+    "broken_utf8",
+    "duplicate_external_id",
+}
+ANALYST_VIEWS = {
+    "cheapest_offer_per_group",
+    "price_changes_7d",
+    "marketplace_coverage",
+    "marketplace_overlap",
+    "category_price_stats",
+}
+
+
+def query(settings: Settings, sql: str, params: list[object] | None = None) -> list[tuple]:
+    """Rows from the pipeline's warehouse, read under its lock like the assets do."""
+    with warehouse.connect(settings.pipeline_db_path, read_only=True) as conn:
+        return conn.execute(sql, params or []).fetchall()
+
+
+def products_per_marketplace(settings: Settings) -> dict[str, int]:
+    rows = query(settings, "SELECT marketplace, count(*) FROM products GROUP BY marketplace")
+    return {slug: count for slug, count in rows}
+
+
+def documents_of(meili: meilisearch.Client, index: str, marketplace: str) -> int:
+    result = meili.index(index).search("", {"filter": f"marketplace = {marketplace}", "limit": 0})
+    return result["estimatedTotalHits"]
+
+
+def test_first_ingest_succeeds_for_every_marketplace(first_ingest: Ingest) -> None:
+    report = first_ingest.report
+    assert report.failed_partitions == [], first_ingest.lines
+    assert report.downstream_success, report.failed_downstream_assets
+    assert set(report.partitions) == set(MARKETPLACES)
+    for slug in MARKETPLACES:
+        line = next(line for line in first_ingest.lines if line.startswith(f"{slug}: fetched"))
+        assert "normalized" in line and "rejected" in line
+    for asset in ("fx_rates", "product_groups", "price_history", "search_products"):
+        assert any(line.startswith(f"{asset}: ") for line in first_ingest.lines)
+
+
+def test_every_marketplace_has_products(first_ingest: Ingest, pipeline_settings: Settings) -> None:
+    counts = products_per_marketplace(pipeline_settings)
+    assert set(counts) == set(MARKETPLACES)
+    assert all(count > 0 for count in counts.values()), counts
+    for slug, outcome in first_ingest.report.partitions.items():
+        assert outcome.normalized == counts[slug]
+        assert outcome.fetched == outcome.normalized + outcome.rejected
+
+
+def test_malformed_records_are_quarantined_with_their_reason(
+    first_ingest: Ingest, pipeline_settings: Settings
+) -> None:
+    rows = query(
+        pipeline_settings,
+        "SELECT marketplace, reason, detail, CAST(payload AS VARCHAR) FROM rejected_products",
+    )
+    reasons = {reason for _, reason, _, _ in rows}
+    assert reasons >= EXPECTED_REASONS, reasons
+    # A currency code nobody knows, or a price that is not a number where no code is sent.
+    assert reasons & {"unknown_currency", "bad_price"}
+    for _, reason, detail, payload in rows:
+        assert reason and detail
+        assert isinstance(json.loads(payload), dict)
+    # Valid but hostile records are kept, not rejected: markup in titles is the site's to escape.
+    (html_titles,) = query(
+        pipeline_settings, "SELECT count(*) FROM products WHERE title LIKE '%<%'"
+    )[0]
+    assert html_titles > 0
+
+
+def test_product_groups_span_three_or_more_marketplaces(
+    first_ingest: Ingest, pipeline_settings: Settings
+) -> None:
+    (wide_groups,) = query(
+        pipeline_settings,
+        "SELECT count(*) FROM (SELECT group_id FROM product_groups GROUP BY group_id "
+        "HAVING count(DISTINCT marketplace) >= 3)",
+    )[0]
+    assert wide_groups > 0
+    methods = dict(
+        query(pipeline_settings, "SELECT method, count(*) FROM product_groups GROUP BY 1")
+    )
+    assert methods.get("gtin", 0) > 0 and methods.get("brand_model", 0) > 0, methods
+    (ungrouped,) = query(
+        pipeline_settings,
+        "SELECT count(*) FROM products p ANTI JOIN product_groups g USING (marketplace, external_id)",
+    )[0]
+    assert ungrouped == 0
+
+
+def test_price_history_and_fx_rates_are_recorded(
+    first_ingest: Ingest, pipeline_settings: Settings
+) -> None:
+    (without_history,) = query(
+        pipeline_settings,
+        "SELECT count(*) FROM products p ANTI JOIN price_history h USING (marketplace, external_id)",
+    )[0]
+    assert without_history == 0
+    rates = dict(query(pipeline_settings, "SELECT currency, rate FROM fx_rates WHERE base = 'USD'"))
+    assert {"USD", "EUR", "GBP", "NGN", "KES"} <= set(rates)
+    assert rates["USD"] == 1
+
+
+def test_published_warehouse_opens_read_only_with_the_analyst_views(
+    first_ingest: Ingest, pipeline_settings: Settings
+) -> None:
+    conn = duckdb.connect(str(pipeline_settings.warehouse_path), read_only=True)
+    try:
+        views = {
+            name
+            for (name,) in conn.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        }
+        assert views >= ANALYST_VIEWS
+        coverage = conn.execute(
+            "SELECT marketplace, offers FROM marketplace_coverage ORDER BY marketplace"
+        ).fetchall()
+        assert {slug for slug, _ in coverage} == set(MARKETPLACES)
+        cheapest = conn.execute(
+            "SELECT group_id, price_usd, marketplaces_in_group FROM cheapest_offer_per_group"
+        ).fetchall()
+        assert cheapest and all(price > 0 for _, price, _ in cheapest)
+        with pytest.raises(duckdb.Error):
+            conn.execute("DELETE FROM products")
+    finally:
+        conn.close()
+
+
+def test_search_finds_a_product_offered_on_three_marketplaces(
+    first_ingest: Ingest, pipeline_settings: Settings, meili: meilisearch.Client
+) -> None:
+    group_id, brand, model = query(
+        pipeline_settings,
+        "SELECT g.group_id, any_value(p.brand), any_value(p.model) "
+        "FROM product_groups g JOIN products p USING (marketplace, external_id) "
+        "WHERE p.brand IS NOT NULL AND p.model IS NOT NULL "
+        "GROUP BY g.group_id HAVING count(DISTINCT g.marketplace) >= 3 "
+        "ORDER BY count(DISTINCT g.marketplace) DESC, g.group_id LIMIT 1",
+    )[0]
+    index = meili.index(pipeline_settings.meili_index)
+    hits = index.search(f"{brand} {model}", {"limit": 50})["hits"]
+    assert any(hit["group_id"] == group_id for hit in hits)
+    members = index.search("", {"filter": f'group_id = "{group_id}"', "limit": 50})["hits"]
+    assert len({hit["marketplace"] for hit in members}) >= 3
+    assert all(hit["group_size"] == len(members) for hit in members)
+    assert len({hit["group_min_price_usd_minor"] for hit in members}) == 1
+
+
+def test_index_holds_one_document_per_offer(
+    first_ingest: Ingest, pipeline_settings: Settings, meili: meilisearch.Client
+) -> None:
+    search = first_ingest.report.downstream_metadata["search_products"]
+    assert search["rebuilt"] is True
+    counts = products_per_marketplace(pipeline_settings)
+    stats = meili.index(pipeline_settings.meili_index).get_stats()
+    assert stats.number_of_documents == sum(counts.values()) - search["not_indexed"]
+
+
+def test_storefront_sync_is_skipped_while_the_storefront_db_does_not_exist(
+    first_ingest: Ingest,
+) -> None:
+    metadata = first_ingest.report.downstream_metadata["storefront_products"]
+    assert "does not exist" in metadata["skipped"]
+    assert any(line.startswith("storefront_products: skipped") for line in first_ingest.lines)
+
+
+def test_storefront_sync_upserts_offers_into_a_migrated_database(
+    first_ingest: Ingest, pipeline_settings: Settings
+) -> None:
+    from storefront.db_migrate import upgrade_database
+
+    url = f"sqlite:///{pipeline_settings.home_dir / 'storefront-sync-test.db'}"
+    upgrade_database(url)
+    configs = load_marketplaces(pipeline_settings.marketplaces_file)
+
+    def connect_warehouse() -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return warehouse.connect(pipeline_settings.pipeline_db_path, read_only=True)
+
+    first = sync_storefront_catalog(url, connect_warehouse, marketplaces=configs)
+    assert first.skipped_reason is None
+    total = sum(products_per_marketplace(pipeline_settings).values())
+    assert first.counts["products_inserted"] == total
+    assert first.counts["price_points_inserted"] >= total
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            grouped = connection.execute(
+                sa.text("SELECT count(*) FROM products WHERE relation_token IS NOT NULL")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert grouped == total
+
+    again = sync_storefront_catalog(url, connect_warehouse, marketplaces=configs)
+    assert again.counts["products_inserted"] == 0
+    assert again.counts["products_unchanged"] == total
+    assert again.counts["price_points_inserted"] == 0
+
+
+def test_second_run_without_changes_sends_no_documents(
+    first_ingest: Ingest, pipeline_settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    lines: list[str] = []
+    report = materialize_all(instance=instance, progress=lines.append)
+    assert report.success
+    search = report.downstream_metadata["search_products"]
+    assert search["rebuilt"] is False
+    assert search["sent"] == 0 and search["deleted"] == 0
+    assert search["unchanged"] == search["documents"]
+    assert report.downstream_metadata["price_history"]["appended"] == 0
+    assert "sent 0, deleted 0" in next(line for line in lines if line.startswith("search_products"))
+
+
+def test_a_marketplace_outage_fails_only_its_partition(
+    first_ingest: Ingest,
+    pipeline_settings: Settings,
+    instance: dg.DagsterInstance,
+    meili: meilisearch.Client,
+    sandbox_control: httpx.Client,
+) -> None:
+    before = products_per_marketplace(pipeline_settings)
+    indexed_before = documents_of(meili, pipeline_settings.meili_index, "kiondo")
+    assert indexed_before > 0
+    sandbox_control.post("/_sandbox/knobs/kiondo", json={"down": True}).raise_for_status()
+
+    lines: list[str] = []
+    report = materialize_all(instance=instance, progress=lines.append)
+
+    assert report.failed_partitions == ["kiondo"]
+    assert "503" in (report.partitions["kiondo"].error or "")
+    assert any(line.startswith("kiondo: FAILED") for line in lines)
+    assert report.downstream_success
+    # The failed marketplace keeps its last good catalog everywhere; the others were refreshed.
+    assert products_per_marketplace(pipeline_settings) == before
+    assert documents_of(meili, pipeline_settings.meili_index, "kiondo") == indexed_before
+    assert all(report.partitions[slug].success for slug in MARKETPLACES if slug != "kiondo")
+
+
+def test_sensor_requests_a_downstream_run_when_products_change(
+    first_ingest: Ingest,
+    pipeline_settings: Settings,
+    instance: dg.DagsterInstance,
+    sandbox_control: httpx.Client,
+) -> None:
+    # Everything so far was refreshed by materialize_all itself: nothing for the sensor to do.
+    idle = dg.build_sensor_context(instance=instance)
+    assert isinstance(products_changed_sensor(idle), dg.SkipReason)
+    cursor = idle.cursor
+
+    # More malformed records: some shopwave offers drop out of the catalog, a real change.
+    sandbox_control.post(
+        "/_sandbox/knobs/shopwave", json={"malformed_rate": 0.2}
+    ).raise_for_status()
+    job = build_definitions(pipeline_settings).resolve_job_def(MARKETPLACE_CATALOG_JOB)
+    result = job.execute_in_process(partition_key="shopwave", instance=instance)
+    assert result.success
+    changed = result.asset_materializations_for_node("normalized_products")[-1]
+    assert changed.metadata["content_changed"].value is True
+
+    request = products_changed_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    assert isinstance(request, dg.RunRequest)
+    assert request.tags["onecart/marketplaces"] == "shopwave"

@@ -11,22 +11,41 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from commerce.models import Marketplace, User
+from storefront.extensions import csrf
 from tests.storefront.conftest import DEFAULT_PASSWORD, csrf_token_from
 
-# POST endpoints that legitimately take no CSRF token (webhooks signed by their sender).
-CSRF_EXEMPT: set[str] = set()
+# Only server-to-server webhooks, verified by their sender's signature, may skip CSRF.
+BLUEPRINTS_ALLOWED_TO_SKIP_CSRF = {"webhooks"}
+
+
+def _csrf_exempt(app: Flask, endpoint: str) -> bool:
+    """Whether Flask-WTF skips this endpoint (csrf.exempt on the view or its blueprint)."""
+    blueprint = app.blueprints.get(endpoint.rpartition(".")[0])
+    if blueprint is not None and blueprint in csrf._exempt_blueprints:
+        return True
+    view = app.view_functions[endpoint]
+    return f"{view.__module__}.{view.__name__}" in csrf._exempt_views
 
 
 def _post_urls(app: Flask) -> list[str]:
     urls = []
     for rule in app.url_map.iter_rules():
-        if "POST" not in (rule.methods or set()) or rule.endpoint in CSRF_EXEMPT:
+        if "POST" not in (rule.methods or set()) or _csrf_exempt(app, rule.endpoint):
             continue
         values = {name: "1" for name in rule.arguments}
         urls.append(
             rule.rule if not values else app.url_map.bind("localhost").build(rule.endpoint, values)
         )
     return sorted(set(urls))
+
+
+def test_only_signed_webhooks_skip_csrf(csrf_app: Flask) -> None:
+    exempt = {
+        rule.endpoint.rpartition(".")[0]
+        for rule in csrf_app.url_map.iter_rules()
+        if _csrf_exempt(csrf_app, rule.endpoint)
+    }
+    assert exempt <= BLUEPRINTS_ALLOWED_TO_SKIP_CSRF
 
 
 def test_every_post_route_without_a_token_is_refused_with_400(

@@ -25,9 +25,8 @@ def build_catalog_refresh_schedule(
         description="Refresh every marketplace's catalog; the sensor then refreshes the rest.",
     )
     def catalog_refresh_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-        tick = (
-            context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else ""
-        )
+        # The daemon always sets the tick's time; one run key per marketplace and tick.
+        tick = context.scheduled_execution_time.isoformat()
         return [
             dg.RunRequest(
                 run_key=f"{slug}@{tick}",

@@ -1,0 +1,152 @@
+"""The Dagster code location loads, and its partitions, jobs, schedule, sensor and resources are
+what the rest of OneCart expects."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from adapters.registry import load_marketplaces
+from onecart.settings import REPO_ROOT, Settings, get_settings
+from pipelines.definitions import build_definitions, defs
+from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, MARKETPLACE_CATALOG_JOB
+from pipelines.resources import WarehouseResource
+from pipelines.schedules import CATALOG_REFRESH_SCHEDULE
+from pipelines.sensors import PRODUCTS_CHANGED_SENSOR, products_changed_sensor
+
+ASSETS = {
+    "raw_catalog",
+    "normalized_products",
+    "fx_rates",
+    "product_groups",
+    "price_history",
+    "search_products",
+    "storefront_products",
+    "analyst_warehouse",
+}
+CHECKS = {
+    "price_is_positive",
+    "currency_is_iso",
+    "gtin_checksum_share",
+    "offer_keys_are_unique",
+    "row_count_drift",
+    "products_are_fresh",
+}
+
+
+def test_definitions_load_lazily_with_every_asset_and_check() -> None:
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == ASSETS
+    assert {key.name for key in graph.asset_check_keys} == CHECKS
+    for asset in ASSETS:
+        spec = graph.get(dg.AssetKey(asset))
+        assert spec.description, f"{asset} has no description (its docstring)"
+        assert spec.group_name != "default"
+
+
+def test_catalog_assets_are_partitioned_by_the_configured_marketplaces() -> None:
+    settings = get_settings()
+    definitions = build_definitions(settings)
+    slugs = [
+        config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
+    ]
+    job = definitions.resolve_job_def(MARKETPLACE_CATALOG_JOB)
+    assert job.partitions_def is not None
+    assert job.partitions_def.get_partition_keys() == slugs
+    graph = definitions.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("search_products")).partitions_def is None
+
+
+def test_jobs_split_the_catalog_from_everything_downstream() -> None:
+    definitions = defs()
+    catalog = definitions.resolve_job_def(MARKETPLACE_CATALOG_JOB)
+    downstream = definitions.resolve_job_def(CATALOG_DOWNSTREAM_JOB)
+    assert set(catalog.asset_layer.executable_asset_keys) == {
+        dg.AssetKey("raw_catalog"),
+        dg.AssetKey("normalized_products"),
+    }
+    assert {key.to_user_string() for key in downstream.asset_layer.executable_asset_keys} == (
+        ASSETS - {"raw_catalog", "normalized_products"}
+    )
+
+
+def test_schedule_runs_every_partition_on_the_configured_cron() -> None:
+    settings = Settings(schedule_cron="*/5 * * * *")
+    definitions = build_definitions(settings)
+    schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
+    assert schedule.cron_schedule == "*/5 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == MARKETPLACE_CATALOG_JOB
+    with dg.instance_for_test() as instance:
+        tick = datetime(2026, 11, 25, 6, 30, tzinfo=UTC)
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=tick,
+            repository_def=definitions.get_repository_def(),
+        )
+        requests = schedule.evaluate_tick(context).run_requests or []
+    slugs = [
+        config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
+    ]
+    assert [request.partition_key for request in requests] == slugs
+    assert [request.run_key for request in requests] == [
+        f"{slug}@{tick.isoformat()}" for slug in slugs
+    ]
+
+
+def test_default_schedule_is_every_thirty_minutes() -> None:
+    schedule = defs().resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
+    assert schedule.cron_schedule == get_settings().schedule_cron == "*/30 * * * *"
+
+
+def test_sensor_is_on_by_default_and_idle_without_materializations() -> None:
+    sensor = defs().resolve_sensor_def(PRODUCTS_CHANGED_SENSOR)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == CATALOG_DOWNSTREAM_JOB
+    with dg.instance_for_test() as instance:
+        result = products_changed_sensor(dg.build_sensor_context(instance=instance))
+    assert isinstance(result, dg.SkipReason)
+
+
+def test_resources_come_from_the_settings(tmp_path: Path) -> None:
+    settings = Settings(ONECART_HOME=tmp_path, MEILI_INDEX="shop_index")
+    resources = build_definitions(settings).resources
+    warehouse = resources["warehouse"]
+    assert isinstance(warehouse, WarehouseResource)
+    assert warehouse.pipeline_db_path == str(tmp_path.resolve() / "pipeline.duckdb")
+    assert warehouse.published_path == str(tmp_path.resolve() / "warehouse.duckdb")
+    assert resources["search_index"].index_uid == "shop_index"
+    assert resources["storefront_db"].database_url.endswith("storefront.db")
+
+
+def test_workspace_yaml_loads_the_pipeline_code_location(tmp_path: Path) -> None:
+    workspace = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
+    (location,) = workspace["load_from"]
+    assert location["python_module"]["module_name"] == "pipelines.definitions"
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "Validation successful" in completed.stderr + completed.stdout

@@ -1,0 +1,117 @@
+"""Publishing the analysts' copy: complete, read-only, with views, swapped in atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import warehouse
+from warehouse.publish import PUBLISHED_TABLES, next_path_for
+
+VIEWS = {
+    "latest_fx_rates",
+    "offers_usd",
+    "product_group_summary",
+    "cheapest_offer_per_group",
+    "price_changes_7d",
+    "marketplace_coverage",
+    "marketplace_overlap",
+    "category_price_stats",
+    "rejection_summary",
+}
+
+
+def add_offer(db: Path, external_id: str, price_minor: int) -> None:
+    with warehouse.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO products (marketplace, external_id, title, description, price_minor, "
+            "currency, available, content_hash, first_seen_at, updated_at, fetched_at) "
+            "VALUES ('shop', ?, 'Mug', '', ?, 'EUR', true, 'h', now(), now(), now())",
+            [external_id, price_minor],
+        )
+        conn.execute("INSERT INTO raw_catalog VALUES ('shop', 1, 0, '{\"id\": 1}', now(), 'run')")
+        conn.execute(
+            "INSERT OR REPLACE INTO fx_rates VALUES ('USD', 'EUR', 0.8, DATE '2026-11-24', 't', 2)"
+        )
+        conn.execute(
+            "INSERT INTO product_groups VALUES ('g-1', 'shop', ?, 'single', 1.00, 'offer:shop|x')",
+            [external_id],
+        )
+
+
+def count_products(path: Path) -> int:
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        (count,) = conn.execute("SELECT count(*) FROM products").fetchone() or (0,)
+        return int(count)
+    finally:
+        conn.close()
+
+
+def test_published_copy_has_the_tables_and_views_but_not_the_raw_payloads(tmp_path: Path) -> None:
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    result = warehouse.publish(source, target)
+    assert result.path == target
+    assert set(result.table_rows) == set(PUBLISHED_TABLES)
+    assert "raw_catalog" not in result.table_rows
+    assert result.table_rows["products"] == 1
+    assert set(result.views) >= VIEWS
+
+    conn = duckdb.connect(str(target), read_only=True)
+    try:
+        tables = {name for (name,) in conn.execute("SHOW TABLES").fetchall()}
+        assert "products" in tables
+        assert conn.execute("SELECT count(*) FROM raw_catalog").fetchone() == (0,)
+        (price_usd,) = conn.execute("SELECT price_usd FROM offers_usd").fetchone() or (None,)
+        assert str(price_usd) == "12.50"  # 10.00 EUR at 0.8 EUR per USD
+        comments = dict(
+            conn.execute(
+                "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        )
+        assert all(comments[view] for view in VIEWS)
+    finally:
+        conn.close()
+
+
+def test_published_file_is_read_only_on_disk(tmp_path: Path) -> None:
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    warehouse.publish(source, target)
+    assert not os.access(target, os.W_OK) or os.geteuid() == 0
+    assert oct(target.stat().st_mode & 0o777) == oct(0o444)
+    conn = duckdb.connect(str(target), read_only=True)
+    try:
+        with pytest.raises(duckdb.Error):
+            conn.execute("DELETE FROM products")
+    finally:
+        conn.close()
+
+
+def test_a_reader_keeps_its_snapshot_while_a_new_copy_is_swapped_in(tmp_path: Path) -> None:
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    warehouse.publish(source, target)
+    reader = duckdb.connect(str(target), read_only=True)
+    try:
+        add_offer(source, "2", 2000)
+        warehouse.publish(source, target)
+        assert reader.execute("SELECT count(*) FROM products").fetchone() == (1,)
+    finally:
+        reader.close()
+    assert count_products(target) == 2
+
+
+def test_a_copy_left_by_an_interrupted_publish_is_discarded(tmp_path: Path) -> None:
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    leftover = next_path_for(target)
+    assert leftover.name == "warehouse.next.duckdb"
+    leftover.write_bytes(b"half a database")
+    warehouse.publish(source, target)
+    assert not leftover.exists()
+    assert count_products(target) == 1

@@ -13,6 +13,11 @@
   var DELAY_MS = 200;
 
   form.classList.add("is-enhanced");
+  // On a phone the filters would push every result below the fold: start them collapsed.
+  var panel = document.getElementById("filters-panel");
+  if (panel && window.matchMedia && !window.matchMedia("(min-width: 800px)").matches) {
+    panel.open = false;
+  }
 
   function queryString() {
     var params = new URLSearchParams();

@@ -9,8 +9,10 @@ evidence available, strongest first:
    model, when exactly one such group exists. A model number found in the title of an offer that
    has none in its own fields counts too, at 0.85, but only when it equals a model the same brand
    already has elsewhere.
-3. **title** (at most 0.75): the same brand and nearly the same significant title words, with
-   identical numbers (sizes, capacities, generations), across different marketplaces.
+3. **title** (at most 0.75): the same brand and nearly the same significant title words
+   (Jaccard >= 0.85), with identical numbers (sizes, capacities, generations) and no variant word
+   (format, condition, colour) on one side only, across different marketplaces; never into a
+   group that already holds an offer of the same marketplace.
 4. **single**: everything else is a group of one.
 
 Being wrong costs more than missing a match (a shopper would be offered a different product as a
@@ -45,10 +47,11 @@ CONFIDENCE_TITLE_MAX = Decimal("0.75")
 CONFIDENCE_SINGLE = Decimal("1.00")
 
 # Jaccard similarity of significant title tokens required for a title match.
-TITLE_MIN_SIMILARITY = 0.8
+TITLE_MIN_SIMILARITY = 0.85
 # Fewer significant tokens than this says too little about a product to match on.
 TITLE_MIN_TOKENS = 3
 MODEL_MIN_CHARS = 3
+PURE_NUMBER_MODEL_MIN_DIGITS = 6
 
 # Brands written differently by different stores, after normalization.
 BRAND_ALIASES = {
@@ -60,42 +63,21 @@ BRAND_ALIASES = {
 }
 
 # Words that say nothing about which product it is.
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "the",
-        "of",
-        "for",
-        "with",
-        "in",
-        "on",
-        "by",
-        "to",
-        "from",
-        "new",
-        "brand",
-        "genuine",
-        "original",
-        "official",
-        "edition",
-        "version",
-        "model",
-        "item",
-        "product",
-        "pack",
-        "set",
-        "free",
-        "fast",
-        "shipping",
-        "sale",
-        "deal",
-        "best",
-        "top",
-        "quality",
-    ]
-)
+STOPWORDS = frozenset({
+    "a", "an", "and", "the", "of", "for", "with", "in", "on", "by", "to", "from", "new", "brand",
+    "genuine", "original", "official", "edition", "version", "model", "item", "product", "set",
+    "free", "fast", "shipping", "sale", "deal", "best", "top", "quality",
+})  # fmt: skip
+
+# Words that tell variants of one product apart (format, condition, colour). Two titles that
+# differ by one of them (or where only one names it) are not known to be the same product.
+VARIANT_WORDS = frozenset({
+    "hardcover", "hardback", "paperback", "kindle", "ebook", "audiobook", "boxed",
+    "refurbished", "renewed", "used", "openbox", "pack", "bundle",
+    "black", "white", "silver", "grey", "gray", "gold", "blue", "red", "green", "pink", "purple",
+    "yellow", "orange", "brown", "beige", "graphite", "navy", "rose", "midnight", "starlight",
+    "cream", "titanium",
+})  # fmt: skip
 
 # Number-with-unit tokens are sizes and capacities, not model numbers.
 _UNIT_TOKEN = re.compile(
@@ -193,7 +175,10 @@ def model_candidates_in_title(title: str) -> set[str]:
     for index, token in enumerate(tokens):
         for text in (token, token + tokens[index + 1] if index + 1 < len(tokens) else ""):
             key = normalize_model(text)
-            if key and any(ch.isalpha() for ch in key):
+            # Pure numbers count only when long (part numbers like "010-85732-99"), never years.
+            if key and (
+                any(ch.isalpha() for ch in key) or len(key) >= PURE_NUMBER_MODEL_MIN_DIGITS
+            ):
                 candidates.add(key)
     return candidates
 
@@ -219,9 +204,12 @@ def numeric_tokens(tokens: Iterable[str]) -> frozenset[str]:
 
 
 def title_similarity(a: frozenset[str], b: frozenset[str]) -> float:
-    """Jaccard similarity of two token sets, but 0.0 when their numbers differ at all:
-    "65-inch" is not "55-inch", and "iPhone 15" is not "iPhone 14"."""
+    """Jaccard similarity of two token sets, but 0.0 when their numbers differ at all ("65-inch"
+    is not "55-inch", "iPhone 15" is not "iPhone 14") or when a variant word (format, condition,
+    colour) is on one side only ("Paperback" is not the hardcover, "Black" not the white one)."""
     if not a or not b or numeric_tokens(a) != numeric_tokens(b):
+        return 0.0
+    if (a ^ b) & VARIANT_WORDS:
         return 0.0
     return len(a & b) / len(a | b)
 
@@ -394,6 +382,10 @@ def _match_titles(prepared: list[_Prepared], members: dict[tuple[str, str], _Mem
             if len(tokens) >= TITLE_MIN_TOKENS:
                 by_brand[p.brand].append((p, tokens))
 
+    marketplaces_by_group: dict[str, set[str]] = defaultdict(set)
+    for key, membership in members.items():
+        marketplaces_by_group[membership.matching_key].add(key[0])
+
     for entries in by_brand.values():
         if not any(p.offer.key not in members for p, _ in entries):
             continue
@@ -420,6 +412,11 @@ def _match_titles(prepared: list[_Prepared], members: dict[tuple[str, str], _Mem
                 q, other_tokens = entries[other]
                 if other == position or q.offer.marketplace == p.offer.marketplace:
                     continue
+                group = members.get(q.offer.key)
+                # A store rarely lists one product twice: if the group already has an offer of
+                # this marketplace, this offer is more likely a variant than the same product.
+                if group and p.offer.marketplace in marketplaces_by_group[group.matching_key]:
+                    continue
                 similarity = title_similarity(tokens, other_tokens)
                 if similarity >= TITLE_MIN_SIMILARITY and similarity > best_similarity:
                     best_similarity, best_key = similarity, q.offer.key
@@ -432,4 +429,7 @@ def _match_titles(prepared: list[_Prepared], members: dict[tuple[str, str], _Mem
                 members[best_key] = _Membership(matching_key, METHOD_TITLE, confidence)
             members[p.offer.key] = _Membership(
                 members[best_key].matching_key, METHOD_TITLE, confidence
+            )
+            marketplaces_by_group[members[best_key].matching_key].update(
+                {p.offer.marketplace, best_key[0]}
             )

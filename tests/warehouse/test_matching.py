@@ -229,6 +229,15 @@ def test_nearly_identical_titles_of_one_brand_match_conservatively() -> None:
         ("Philips Steam Iron Azur", "Philips", "Philips Air Fryer Essential XL", "Philips"),
         # Too few words to tell anything.
         ("Nike Shoes", "Nike", "Nike Shoes", "Nike"),
+        # One names the format, the other does not: maybe the other edition.
+        (
+            "The Garden Keeper by Margaret Ogola (Paperback)",
+            "Margaret Ogola",
+            "The Garden Keeper by Margaret Ogola",
+            "Margaret Ogola",
+        ),
+        # Another colour is another product.
+        ("JBL Flip Portable Speaker Black", "JBL", "JBL Flip Portable Speaker Blue", "JBL"),
     ],
 )
 def test_title_matching_refuses_doubtful_pairs(
@@ -239,6 +248,34 @@ def test_title_matching_refuses_doubtful_pairs(
     )
     assert groups[("fakestore", "a")].group_id != groups[("bazaar", "b")].group_id
     assert {g.method for g in groups.values()} == {"single"}
+
+
+def test_a_title_match_never_joins_a_group_that_already_has_that_marketplace() -> None:
+    groups = by_key(
+        [
+            offer(
+                "shopwave", "1", "Garmin Venu Smartwatch AMOLED Graphite", "Garmin", gtin=SONY_GTIN
+            ),
+            offer(
+                "dummymart", "2", "Garmin Venu Smartwatch AMOLED Graphite", "Garmin", gtin=SONY_GTIN
+            ),
+            offer("dummymart", "3", "Garmin Venu Smartwatch AMOLED Graphite Edition", "Garmin"),
+        ]
+    )
+    assert groups[("dummymart", "3")].group_id != groups[("shopwave", "1")].group_id
+
+
+def test_long_part_numbers_in_titles_count_as_model_numbers() -> None:
+    groups = by_key(
+        [
+            offer("kiondo", "1", "Garmin Venu 3 Smartwatch", "Garmin", "010-85732-99"),
+            offer("fakestore", "2", "GARMIN 0108573299 Smartwatch Graphite"),
+            offer("fakestore", "3", "GARMIN 2024 Calendar"),
+        ]
+    )
+    assert groups[("fakestore", "2")].group_id == groups[("kiondo", "1")].group_id
+    assert groups[("fakestore", "2")].confidence == Decimal("0.85")
+    assert "2024" not in model_candidates_in_title("GARMIN 2024 Calendar")
 
 
 def test_titles_on_the_same_marketplace_are_not_matched() -> None:

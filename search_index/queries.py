@@ -788,6 +788,11 @@ def offers_in_group(client: meilisearch.Client, index_uid: str, group_id: str) -
 DEAL_SCAN_LIMIT: Final = 1000
 DROP_SCAN_LIMIT: Final = 500
 TOP_RATED_MIN_STARS: Final = 4
+TOP_RATED_SCAN_LIMIT: Final = 200
+# "Top rated" weighs each rating by its number of reviews, as if every product also had this
+# many reviews at the prior mean: a single 5-star review does not beat 300 reviews at 4.8.
+RATING_PRIOR_REVIEWS: Final = 20
+RATING_PRIOR_MEAN: Final = Decimal("3.5")
 
 
 @dataclass(frozen=True, slots=True)
@@ -861,6 +866,32 @@ def pick_price_drops(documents: Iterable[Mapping[str, Any]], limit: int) -> list
     return picked
 
 
+def rated_score(rating: Decimal, reviews: int) -> Decimal:
+    """A rating pulled towards the prior mean when it rests on few reviews (Bayesian average)."""
+    return (rating * reviews + RATING_PRIOR_MEAN * RATING_PRIOR_REVIEWS) / (
+        reviews + RATING_PRIOR_REVIEWS
+    )
+
+
+def rank_top_rated(hits: Iterable[SearchHit], limit: int) -> list[SearchHit]:
+    """The best-rated hits by :func:`rated_score`, one per product group, best first."""
+    scored = [
+        (rated_score(hit.rating, hit.rating_count or 0), hit)
+        for hit in hits
+        if hit.rating is not None
+    ]
+    scored.sort(key=lambda item: (-item[0], -(item[1].rating_count or 0), item[1].id))
+    picked: list[SearchHit] = []
+    seen: set[str] = set()
+    for _score, hit in scored:
+        if hit.group_id not in seen:
+            seen.add(hit.group_id)
+            picked.append(hit)
+        if len(picked) == limit:
+            break
+    return picked
+
+
 def home_showcase(client: meilisearch.Client, index_uid: str, *, limit: int = 8) -> HomeShowcase:
     """Categories with counts, best deals, recent price drops and top-rated products.
 
@@ -890,7 +921,7 @@ def home_showcase(client: meilisearch.Client, index_uid: str, *, limit: int = 8)
             "filter": f"available = true AND rating >= {TOP_RATED_MIN_STARS}",
             "sort": ["rating:desc", "rating_count:desc"],
             "distinct": "group_id",
-            "limit": limit,
+            "limit": TOP_RATED_SCAN_LIMIT,
             "attributesToRetrieve": list(_CARD_FIELDS),
         },
     ]
@@ -939,7 +970,9 @@ def home_showcase(client: meilisearch.Client, index_uid: str, *, limit: int = 8)
         categories=categories,
         best_deals=deals,
         price_drops=pick_price_drops(drops_result.get("hits", []), limit),
-        top_rated=[SearchHit.from_document(doc) for doc in top_result.get("hits", [])],
+        top_rated=rank_top_rated(
+            [SearchHit.from_document(doc) for doc in top_result.get("hits", [])], limit
+        ),
         total_offers=int(categories_result.get("totalHits") or 0),
     )
 

@@ -15,6 +15,7 @@ from search_index.queries import (
     DEFAULT_PER_PAGE,
     MAX_QUERY_CHARS,
     PriceScale,
+    SearchHit,
     SearchParams,
     SearchUnavailable,
     display_to_usd_minor,
@@ -24,6 +25,8 @@ from search_index.queries import (
     pick_price_drops,
     quote_filter_value,
     rank_deals,
+    rank_top_rated,
+    rated_score,
     render_highlight,
     search_offers,
 )
@@ -170,6 +173,25 @@ def test_deals_rank_groups_by_their_largest_gap() -> None:
         {"group_id": None, "price_usd_minor": 9999, "group_min_price_usd_minor": 1},
     ]
     assert rank_deals(documents, 5) == [("a", 1500, 600), ("b", 5000, 100)]
+
+
+def test_top_rated_weighs_ratings_by_their_number_of_reviews() -> None:
+    def hit(hit_id: str, rating: str, reviews: int, group: str | None = None) -> SearchHit:
+        return SearchHit.from_document(
+            {"id": hit_id, "rating": rating, "rating_count": reviews, "group_id": group or hit_id}
+        )
+
+    hits = [
+        hit("one-review", "5.0", 1),
+        hit("many-reviews", "4.8", 300),
+        hit("same-group", "4.9", 500, group="many-reviews"),
+        hit("some-reviews", "4.6", 40),
+        hit("unrated", "0", 0),
+    ]
+    ranked = [h.id for h in rank_top_rated(hits, 3)]
+
+    assert ranked == ["same-group", "some-reviews", "one-review"]
+    assert rated_score(Decimal("5.0"), 1) < rated_score(Decimal("4.6"), 40)
 
 
 def test_price_drops_need_a_lower_current_price_and_keep_one_offer_per_group() -> None:

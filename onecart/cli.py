@@ -228,8 +228,8 @@ def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:
 
     Runs are recorded in the same DAGSTER_HOME as `dagster dev`, so they appear in its UI.
     """
-    os.environ.setdefault("DAGSTER_HOME", str(processes.dagster_home(settings)))
-    os.environ.setdefault("ONECART_SANDBOX_URL", settings.sandbox_url)
+    for variable, value in processes.child_environment(settings).items():
+        os.environ.setdefault(variable, value)
     processes.write_dagster_yaml(settings)
     try:
         from pipelines.run import materialize_all
@@ -258,25 +258,26 @@ def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:
 
 
 def failed_partitions(result: object) -> list[str]:
-    """The failed partitions reported by `materialize_all`'s result.
+    """What failed in `materialize_all`'s result (`pipelines.run.IngestReport`), by name.
 
-    Understands a result with `failed_partitions` (or `failed`), a mapping with those keys, or
-    a result whose `success` is False without naming partitions.
+    Reads `failed_partitions` (marketplace slugs), then `failed_downstream_assets` when
+    `success` is False; mappings with the same keys are read the same way.
     """
+
+    def read(key: str) -> Any:
+        return result.get(key) if isinstance(result, Mapping) else getattr(result, key, None)
+
     if result is None:
         return []
-    for key in ("failed_partitions", "failed"):
-        value = result.get(key) if isinstance(result, Mapping) else getattr(result, key, None)
-        if value:
-            if isinstance(value, str):
-                return [value]
-            return [str(item) for item in value]
-    success = (
-        result.get("success") if isinstance(result, Mapping) else getattr(result, "success", None)
-    )
-    if success is False:
-        return ["(unnamed: the run reported failure)"]
-    return []
+    failed = read("failed_partitions")
+    if isinstance(failed, str):
+        return [failed]
+    names = [str(slug) for slug in failed or ()]
+    if read("success") is False or not names:
+        names += [f"downstream asset {asset}" for asset in read("failed_downstream_assets") or ()]
+    if read("success") is False and not names:
+        names.append("(unnamed: the run reported failure)")
+    return names
 
 
 def command_sandbox(settings: Settings, args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,11 +416,39 @@ def _storefront_unavailable() -> str | None:
     return None
 
 
+# The sandbox accepts any non-empty key; this one also has the WooCommerce "key:secret" shape.
+SANDBOX_API_KEY: Final = "onecart-sandbox:onecart-sandbox"
+
+
+def sandbox_credentials(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Placeholder API keys for marketplaces served by the sandbox whose key variable is unset.
+
+    Only entries whose base_url starts with ${ONECART_SANDBOX_URL} get one, so a real
+    marketplace never silently runs with a fake key.
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        document = tomllib.loads(settings.marketplaces_file.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}  # the pipeline reports a broken marketplaces file with a proper message
+    credentials = {}
+    for entry in document.get("marketplace", []):
+        variable = entry.get("api_key_env")
+        base_url = str(entry.get("base_url", ""))
+        if variable and base_url.startswith("${ONECART_SANDBOX_URL}") and not environ.get(variable):
+            credentials[variable] = SANDBOX_API_KEY
+    return credentials
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
-    """Variables every service gets, so each reads the same absolute state directory."""
+    """Variables every service gets, so each reads the same absolute state directory and the
+    sandbox marketplaces work without configuring keys."""
     return {
+        **sandbox_credentials(settings),
         "ONECART_HOME": str(settings.home_dir),
-        "ONECART_SANDBOX_URL": settings.sandbox_url,
+        "ONECART_SANDBOX_URL": os.environ.get("ONECART_SANDBOX_URL") or settings.sandbox_url,
         "DAGSTER_HOME": str(dagster_home(settings)),
         "PYTHONUNBUFFERED": "1",
     }

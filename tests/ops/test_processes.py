@@ -114,7 +114,15 @@ def test_remote_addresses_are_probed_not_started(tmp_path: Path) -> None:
         (None, []),
         ({"failed_partitions": []}, []),
         ({"failed_partitions": ["kiondo", "naijamall"]}, ["kiondo", "naijamall"]),
-        ({"failed": "bazaar"}, ["bazaar"]),
+        ({"failed_partitions": "bazaar"}, ["bazaar"]),
+        (
+            {
+                "failed_partitions": [],
+                "success": False,
+                "failed_downstream_assets": ["search_products"],
+            },
+            ["downstream asset search_products"],
+        ),
         ({"success": False}, ["(unnamed: the run reported failure)"]),
         ({"success": True}, []),
     ],
@@ -125,12 +133,20 @@ def test_failed_partitions_are_read_from_the_pipeline_result(
     assert cli.failed_partitions(result) == expected
 
 
-def test_failed_partitions_reads_attributes_too() -> None:
-    class Outcome:
-        failed_partitions = ("shopwave",)
-        success = False
+def test_failed_partitions_reads_the_pipeline_ingest_report() -> None:
+    from pipelines.run import IngestReport, PartitionOutcome
 
-    assert cli.failed_partitions(Outcome()) == ["shopwave"]
+    report = IngestReport(
+        partitions={
+            "kiondo": PartitionOutcome("kiondo", success=False, run_id="r1", error="503"),
+            "shopwave": PartitionOutcome("shopwave", success=True, run_id="r2"),
+        },
+        downstream_success=False,
+        downstream_run_id="r3",
+        downstream_metadata={},
+        failed_downstream_assets=["product_groups"],
+    )
+    assert cli.failed_partitions(report) == ["kiondo", "downstream asset product_groups"]
 
 
 def test_every_setting_is_documented() -> None:
@@ -146,3 +162,34 @@ def test_every_cli_command_is_documented() -> None:
     commands = next(action for action in parser._actions if action.dest == "command").choices
     missing = [name for name in commands if not re.search(rf"`onecart {name}\b", documented)]
     assert missing == []
+
+
+def test_only_sandbox_marketplaces_get_placeholder_keys(tmp_path: Path) -> None:
+    marketplaces = tmp_path / "marketplaces.toml"
+    marketplaces.write_text(
+        """
+[[marketplace]]
+slug = "demo"
+base_url = "${ONECART_SANDBOX_URL}/demo"
+api_key_env = "DEMO_KEY"
+
+[[marketplace]]
+slug = "configured"
+base_url = "${ONECART_SANDBOX_URL}/configured"
+api_key_env = "CONFIGURED_KEY"
+
+[[marketplace]]
+slug = "real"
+base_url = "https://shop.example.com"
+api_key_env = "REAL_KEY"
+
+[[marketplace]]
+slug = "open"
+base_url = "${ONECART_SANDBOX_URL}/open"
+"""
+    )
+    settings = Settings(ONECART_HOME=tmp_path, ONECART_MARKETPLACES=marketplaces)
+
+    credentials = processes.sandbox_credentials(settings, {"CONFIGURED_KEY": "mine"})
+
+    assert credentials == {"DEMO_KEY": processes.SANDBOX_API_KEY}

@@ -204,3 +204,19 @@ def test_generated_dagster_yaml_is_a_valid_instance_config(tmp_path: Path) -> No
         assert instance.root_directory == str(path.parent)
     finally:
         instance.dispose()
+
+
+def test_ingest_of_an_unknown_marketplace_fails_naming_it(environment: dict[str, str]) -> None:
+    result = onecart(environment, "ingest", "--marketplace", "atlantis")
+
+    assert result.returncode == 1
+    assert "atlantis" in result.stderr
+    assert "shopwave" in result.stderr  # the configured ones are listed
+
+
+def test_sandbox_command_hands_over_to_the_sandbox_cli(environment: dict[str, str]) -> None:
+    result = onecart(environment, "sandbox", "serve", "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert "python -m sandbox serve" in result.stdout
+    assert "--offers" in result.stdout

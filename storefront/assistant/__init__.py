@@ -1,4 +1,6 @@
-"""AI shopping assistant: a placeholder page until the assistant issue lands."""
+"""The AI shopping assistant's page: a request box, grounded answers with add-to-cart buttons, and
+a signed-in shopper's history with re-run. The assistant itself lives in the `assistant`
+package; this blueprint only translates HTTP."""
 
 from storefront.assistant.routes import bp
 

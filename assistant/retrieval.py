@@ -1,0 +1,619 @@
+"""Finding the products a request asks for in the Meilisearch `products` index.
+
+Every parsed constraint becomes a filter, so nothing outside the request can be suggested. The
+words left over rank the matches: with Meilisearch's hybrid search (keywords blended with the
+request's sentence embedding against each offer's `_vectors.default`) when the model is loaded
+and the index carries vectors, with keywords alone otherwise. Two round trips:
+
+1. the best-ranked product groups that have an offer meeting every constraint (`distinct` on
+   group_id);
+2. for those groups, the cheapest offer that meets the offer-level constraints (price,
+   marketplace, availability, rating). Brand, category and size describe the product, so any
+   offer of a matching group qualifies (the Fake Store Berlin listing of a Sony TV names no
+   brand, but it is the same TV).
+
+Budgets are checked twice: as a USD range in the filter (rounded outwards so nothing is lost to
+rounding) and then exactly, in the budget's own currency, on the offer that is suggested.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+import meilisearch
+from meilisearch.errors import (
+    MeilisearchApiError,
+    MeilisearchCommunicationError,
+    MeilisearchTimeoutError,
+)
+
+from assistant.embeddings import Embedder
+from assistant.intent import (
+    SORT_PRICE_ASC,
+    SORT_PRICE_DESC,
+    SORT_RATING,
+    Budget,
+    Intent,
+    format_amount,
+    spec_pattern,
+)
+from assistant.vocabulary import (
+    CatalogVocabulary,
+    category_key_for_value,
+    category_label,
+    fold,
+)
+from commerce.fx import FxRateMissing, FxTable
+from search_index.queries import SearchUnavailable, display_to_usd_minor, quote_filter_value
+from search_index.settings import EMBEDDER_NAME
+
+MODE_HYBRID: Final = "hybrid"
+MODE_KEYWORD: Final = "keyword"
+DEFAULT_LIMIT: Final = 10
+CANDIDATE_FACTOR: Final = 2
+VOCABULARY_TTL_S: Final = 300.0
+MAX_FACET_VALUES: Final = 1000
+USD: Final = "USD"
+NO_SUCH_CATEGORY: Final = "onecart:no-such-category"
+
+RESULT_FIELDS: Final = (
+    "id",
+    "title",
+    "description",
+    "brand",
+    "model",
+    "category",
+    "marketplace",
+    "marketplace_name",
+    "marketplace_logo",
+    "external_id",
+    "image_url",
+    "product_url",
+    "price_minor",
+    "currency",
+    "price_usd_minor",
+    "rating",
+    "rating_count",
+    "available",
+    "gtin",
+    "group_id",
+    "group_size",
+    "group_marketplaces",
+)
+
+OFFER_LEVEL: Final = frozenset(
+    {"budget", "marketplace", "exclude_marketplace", "available", "rating"}
+)
+
+
+# --- Vocabulary and index features -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IndexProfile:
+    """What the index offers the assistant right now: its vocabulary and whether documents
+    carry vectors (an embedder is declared)."""
+
+    vocabulary: CatalogVocabulary
+    has_vectors: bool
+
+
+_profiles: dict[tuple[str, str], tuple[float, IndexProfile]] = {}
+_profiles_lock = threading.Lock()
+
+
+def _search(
+    client: meilisearch.Client, queries: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    try:
+        response = client.multi_search(list(queries))
+    except MeilisearchTimeoutError as exc:
+        raise SearchUnavailable("the search service timed out", reason="timeout") from exc
+    except MeilisearchCommunicationError as exc:
+        raise SearchUnavailable("the search service is unreachable", reason="unreachable") from exc
+    except MeilisearchApiError as exc:
+        if exc.code == "index_not_found":
+            raise SearchUnavailable(
+                "the product index is not built yet", reason="index_missing"
+            ) from exc
+        raise
+    return list(response.get("results", []))
+
+
+def load_index_profile(
+    client: meilisearch.Client, index_uid: str, *, max_age_s: float = VOCABULARY_TTL_S
+) -> IndexProfile:
+    """The index's brands, categories, marketplaces and embedder, cached for `max_age_s`."""
+    key = (str(client.config.url), index_uid)
+    now = time.monotonic()
+    with _profiles_lock:
+        cached = _profiles.get(key)
+    if cached is not None and now - cached[0] < max_age_s:
+        return cached[1]
+    facets, stores = _search(
+        client,
+        [
+            {
+                "indexUid": index_uid,
+                "q": "",
+                "facets": ["brand", "category", "marketplace"],
+                "limit": 0,
+            },
+            {
+                "indexUid": index_uid,
+                "q": "",
+                "distinct": "marketplace",
+                "limit": 100,
+                "attributesToRetrieve": ["marketplace", "marketplace_name"],
+            },
+        ],
+    )
+    distribution = facets.get("facetDistribution") or {}
+    names = {
+        str(hit.get("marketplace")): str(hit.get("marketplace_name") or hit.get("marketplace"))
+        for hit in stores.get("hits", [])
+        if hit.get("marketplace")
+    }
+    for slug in distribution.get("marketplace") or {}:
+        names.setdefault(slug, slug)
+    vocabulary = CatalogVocabulary.from_facets(
+        brands=(distribution.get("brand") or {}).keys(),
+        categories=(distribution.get("category") or {}).keys(),
+        marketplaces=names,
+    )
+    profile = IndexProfile(vocabulary=vocabulary, has_vectors=_has_embedder(client, index_uid))
+    with _profiles_lock:
+        _profiles[key] = (now, profile)
+    return profile
+
+
+def forget_index_profiles() -> None:
+    """Drop cached profiles (after a rebuild, or between tests that rebuild an index)."""
+    with _profiles_lock:
+        _profiles.clear()
+
+
+def _has_embedder(client: meilisearch.Client, index_uid: str) -> bool:
+    try:
+        embedders = client.http.get(f"indexes/{index_uid}/settings/embedders")
+    except MeilisearchApiError:
+        return False
+    except (MeilisearchCommunicationError, MeilisearchTimeoutError) as exc:
+        raise SearchUnavailable("the search service is unreachable", reason="unreachable") from exc
+    return isinstance(embedders, Mapping) and EMBEDDER_NAME in embedders
+
+
+# --- Filters -----------------------------------------------------------------------------------
+
+
+def budget_usd_bounds(budget: Budget, fx: FxTable) -> tuple[int | None, int | None]:
+    """The budget as an inclusive USD-cents range for the index filter, rounded outwards."""
+    per_usd = fx.rate(USD, budget.currency)
+    low = high = None
+    if budget.min_minor is not None:
+        amount = Decimal(budget.min_minor).scaleb(-_exponent(budget.currency))
+        low = display_to_usd_minor(amount, budget.currency, per_usd, round_up=False)
+    if budget.max_minor is not None:
+        amount = Decimal(budget.max_minor).scaleb(-_exponent(budget.currency))
+        high = display_to_usd_minor(amount, budget.currency, per_usd, round_up=True)
+    return low, high
+
+
+def _exponent(currency: str) -> int:
+    from onecart.money import currency_exponent
+
+    return currency_exponent(currency)
+
+
+def build_filter_clauses(
+    intent: Intent, vocabulary: CatalogVocabulary, fx: FxTable
+) -> dict[str, str]:
+    """Each constraint as one Meilisearch filter clause, keyed by its kind.
+
+    A category the index does not hold becomes a clause nothing matches, so the answer says that
+    category is missing instead of silently showing something else.
+    """
+    clauses: dict[str, str] = {}
+    if intent.categories:
+        values = [v for key in intent.categories for v in vocabulary.category_values.get(key, ())]
+        clauses["category"] = (
+            "category IN [" + ", ".join(quote_filter_value(v) for v in values) + "]"
+            if values
+            else f"category = {quote_filter_value(NO_SUCH_CATEGORY)}"
+        )
+    if intent.brands:
+        clauses["brand"] = (
+            "brand IN [" + ", ".join(quote_filter_value(b) for b in intent.brands) + "]"
+        )
+    if intent.excluded_brands:
+        clauses["exclude_brand"] = (
+            "brand NOT IN ["
+            + ", ".join(quote_filter_value(b) for b in intent.excluded_brands)
+            + "]"
+        )
+    if intent.marketplaces:
+        clauses["marketplace"] = (
+            "marketplace IN [" + ", ".join(quote_filter_value(m) for m in intent.marketplaces) + "]"
+        )
+    if intent.excluded_marketplaces:
+        clauses["exclude_marketplace"] = (
+            "marketplace NOT IN ["
+            + ", ".join(quote_filter_value(m) for m in intent.excluded_marketplaces)
+            + "]"
+        )
+    if intent.budget is not None:
+        low, high = budget_usd_bounds(intent.budget, fx)
+        parts = []
+        if low is not None:
+            parts.append(f"price_usd_minor >= {low}")
+        if high is not None:
+            parts.append(f"price_usd_minor <= {high}")
+        if parts:
+            clauses["budget"] = " AND ".join(parts)
+    if intent.min_rating is not None:
+        clauses["rating"] = f"rating >= {intent.min_rating}"
+    if intent.available_only:
+        clauses["available"] = "available = true"
+    return clauses
+
+
+def join_clauses(clauses: Mapping[str, str], *, only: frozenset[str] | None = None) -> str | None:
+    """AND of the clauses (of the kinds in `only`, when given)."""
+    parts = [f"({clause})" for kind, clause in clauses.items() if only is None or kind in only]
+    return " AND ".join(parts) if parts else None
+
+
+# --- Checking one suggestion -------------------------------------------------------------------
+
+
+def offer_meets_budget(offer: Mapping[str, Any], budget: Budget, fx: FxTable) -> bool:
+    """The offer's price, converted exactly into the budget's currency, is inside the budget."""
+    try:
+        converted = fx.convert(int(offer["price_minor"]), str(offer["currency"]), budget.currency)
+    except (FxRateMissing, KeyError, TypeError, ValueError):
+        return False
+    return budget.contains(converted)
+
+
+def text_has_spec(document: Mapping[str, Any], spec: str) -> bool:
+    """The size ("65-inch", "256GB") appears in the title or description."""
+    text = f"{document.get('title') or ''} {document.get('description') or ''}"
+    return bool(spec_pattern(spec).search(fold(text)))
+
+
+def unmet_constraints(
+    intent: Intent,
+    offer: Mapping[str, Any],
+    product: Mapping[str, Any],
+    fx: FxTable,
+) -> list[str]:
+    """Which constraint kinds a suggestion breaks: offer-level ones are read from the offer,
+    product-level ones (category, brand, size) from the product document it was matched by.
+    Used to drop rounding edge cases and, by the evaluation, to measure constraint satisfaction.
+    """
+    broken: list[str] = []
+    # Meilisearch compares facet values case-insensitively; so does this check.
+    if intent.categories and (
+        category_key_for_value(str(product.get("category") or "")) not in intent.categories
+    ):
+        broken.append("category")
+    wanted = {fold(b) for b in intent.brands}
+    if wanted and fold(str(product.get("brand") or "")) not in wanted:
+        broken.append("brand")
+    excluded = {fold(b) for b in intent.excluded_brands}
+    if excluded and (
+        fold(str(product.get("brand") or "")) in excluded
+        or fold(str(offer.get("brand") or "")) in excluded
+    ):
+        broken.append("exclude_brand")
+    for spec in intent.specs:
+        if not (text_has_spec(product, spec) or text_has_spec(offer, spec)):
+            broken.append("spec")
+            break
+    if product.get("group_id") != offer.get("group_id"):
+        broken.append("group")
+    if intent.budget is not None and not offer_meets_budget(offer, intent.budget, fx):
+        broken.append("budget")
+    if intent.marketplaces and offer.get("marketplace") not in intent.marketplaces:
+        broken.append("marketplace")
+    if intent.excluded_marketplaces and offer.get("marketplace") in intent.excluded_marketplaces:
+        broken.append("exclude_marketplace")
+    if intent.available_only and offer.get("available") is not True:
+        broken.append("available")
+    if intent.min_rating is not None:
+        rating = offer.get("rating")
+        if rating is None or Decimal(str(rating)) < intent.min_rating:
+            broken.append("rating")
+    return broken
+
+
+# --- Retrieval ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One suggested product: the document it was matched by, its ranking score and the cheapest
+    offer of it that meets the request."""
+
+    group_id: str
+    product: Mapping[str, Any]
+    offer: Mapping[str, Any]
+    score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Relaxation:
+    """What dropping one constraint would find (for the "nothing fits" answer)."""
+
+    kind: str
+    label: str
+    matches: int
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """The outcome of one retrieval: the suggestions in order and how they were found."""
+
+    mode: str
+    candidates: list[Candidate]
+    total_matches: int
+    fallback_reason: str | None = None
+    relaxations: list[Relaxation] = field(default_factory=list)
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+
+def keyword_query(intent: Intent) -> str:
+    """The words for keyword ranking, with sizes as exact phrases ("65-inch" -> "65 inch")."""
+    phrases = [f'"{spec.replace("-", " ")}"' for spec in intent.specs]
+    return " ".join([intent.keywords, *phrases]).strip()
+
+
+def retrieve(
+    client: meilisearch.Client,
+    index_uid: str,
+    intent: Intent,
+    *,
+    profile: IndexProfile,
+    fx: FxTable,
+    embedder: Embedder | None,
+    mode: str = MODE_HYBRID,
+    semantic_ratio: float = 0.6,
+    limit: int = DEFAULT_LIMIT,
+    embedder_missing_reason: str = "the embedding model is not installed",
+) -> Retrieval:
+    """Suggest up to `limit` product groups for the intent (see the module docstring).
+
+    `mode` asks for hybrid or keyword ranking; hybrid falls back to keywords, with the reason,
+    when the model is missing, the index has no vectors, or Meilisearch refuses the vector query.
+    """
+    timings: dict[str, float] = {}
+    vocabulary = profile.vocabulary
+    clauses = build_filter_clauses(intent, vocabulary, fx)
+    structured = not intent.has_free_text
+    fallback: str | None = None
+    vector: list[float] | None = None
+    used_mode = MODE_KEYWORD
+    if mode == MODE_HYBRID and not structured:
+        if embedder is None:
+            fallback = embedder_missing_reason
+        elif not profile.has_vectors:
+            fallback = "the product index carries no embeddings yet"
+        else:
+            started = time.perf_counter()
+            vector = embedder.embed_query(intent.semantic_text or intent.keywords)
+            timings["embed"] = (time.perf_counter() - started) * 1000
+            used_mode = MODE_HYBRID
+    elif mode == MODE_HYBRID and structured:
+        used_mode = MODE_KEYWORD  # filters and sort say everything; nothing to rank by meaning
+
+    query: dict[str, Any] = {
+        "indexUid": index_uid,
+        "q": keyword_query(intent),
+        "distinct": "group_id",
+        "limit": max(limit * CANDIDATE_FACTOR, limit),
+        "showRankingScore": True,
+        "attributesToRetrieve": list(RESULT_FIELDS),
+        # Rare words matter most and frequent ones are dropped first, so one unknown word
+        # ("keep" where documents say "keeps") does not empty the result.
+        "matchingStrategy": "frequency",
+    }
+    full_filter = join_clauses(clauses)
+    if full_filter:
+        query["filter"] = full_filter
+    if structured:
+        query["sort"] = _structured_sort(intent.sort)
+    if vector is not None:
+        query["hybrid"] = {"embedder": EMBEDDER_NAME, "semanticRatio": semantic_ratio}
+        query["vector"] = vector
+
+    started = time.perf_counter()
+    try:
+        first = _search(client, [query])[0]
+    except MeilisearchApiError as exc:
+        if vector is None:
+            raise SearchUnavailable(
+                f"the search service refused the query: {exc.message}", reason="error"
+            ) from exc
+        fallback = f"semantic search failed ({exc.code}); keyword results shown"
+        used_mode = MODE_KEYWORD
+        query.pop("hybrid", None)
+        query.pop("vector", None)
+        first = _search(client, [query])[0]
+    timings["search"] = (time.perf_counter() - started) * 1000
+    hits = [hit for hit in first.get("hits", []) if hit.get("group_id")]
+    hits = [hit for hit in hits if all(text_has_spec(hit, spec) for spec in intent.specs)]
+    total = int(first.get("estimatedTotalHits") or first.get("totalHits") or len(hits))
+
+    if not hits:
+        started = time.perf_counter()
+        relaxations = _relaxations(client, index_uid, intent, clauses, fx)
+        timings["relax"] = (time.perf_counter() - started) * 1000
+        return Retrieval(
+            mode=used_mode,
+            candidates=[],
+            total_matches=0,
+            fallback_reason=fallback,
+            relaxations=relaxations,
+            timings_ms=timings,
+        )
+
+    if not structured and intent.sort is not None:
+        hits = hits[:limit]  # "cheapest" among the best matches, not the cheapest of anything
+
+    started = time.perf_counter()
+    offers = _cheapest_offers(client, index_uid, [h["group_id"] for h in hits], clauses)
+    timings["offers"] = (time.perf_counter() - started) * 1000
+    candidates: list[Candidate] = []
+    for hit in hits:
+        offer = offers.get(hit["group_id"])
+        chosen = None
+        for option in (offer, hit):
+            if option is not None and not unmet_constraints(intent, option, hit, fx):
+                chosen = option
+                break
+        if chosen is None:
+            continue
+        candidates.append(
+            Candidate(
+                group_id=str(hit["group_id"]),
+                product=hit,
+                offer=chosen,
+                score=hit.get("_rankingScore"),
+            )
+        )
+    candidates = _order(candidates, intent.sort)[:limit]
+    return Retrieval(
+        mode=used_mode,
+        candidates=candidates,
+        total_matches=total,
+        fallback_reason=fallback,
+        timings_ms=timings,
+    )
+
+
+def _structured_sort(sort: str | None) -> list[str]:
+    if sort == SORT_PRICE_ASC:
+        return ["price_usd_minor:asc"]
+    if sort == SORT_PRICE_DESC:
+        return ["price_usd_minor:desc"]
+    # Without words to rank by, the best-rated and most-reviewed come first.
+    return ["rating:desc", "rating_count:desc"]
+
+
+def _order(candidates: list[Candidate], sort: str | None) -> list[Candidate]:
+    if sort == SORT_PRICE_ASC:
+        return sorted(candidates, key=lambda c: int(c.offer.get("price_usd_minor") or 0))
+    if sort == SORT_PRICE_DESC:
+        return sorted(candidates, key=lambda c: -int(c.offer.get("price_usd_minor") or 0))
+    if sort == SORT_RATING:
+        return sorted(
+            candidates,
+            key=lambda c: (
+                -float(c.product.get("rating") or c.offer.get("rating") or 0),
+                -int(c.product.get("rating_count") or 0),
+            ),
+        )
+    return candidates
+
+
+def _cheapest_offers(
+    client: meilisearch.Client,
+    index_uid: str,
+    group_ids: Sequence[str],
+    clauses: Mapping[str, str],
+) -> dict[str, dict[str, Any]]:
+    groups = "group_id IN [" + ", ".join(quote_filter_value(g) for g in group_ids) + "]"
+    offer_filter = join_clauses(clauses, only=OFFER_LEVEL)
+    result = _search(
+        client,
+        [
+            {
+                "indexUid": index_uid,
+                "q": "",
+                "filter": f"({groups}) AND ({offer_filter})" if offer_filter else groups,
+                "sort": ["price_usd_minor:asc"],
+                "distinct": "group_id",
+                "limit": len(group_ids),
+                "attributesToRetrieve": list(RESULT_FIELDS),
+            }
+        ],
+    )[0]
+    return {str(hit["group_id"]): hit for hit in result.get("hits", []) if hit.get("group_id")}
+
+
+def _relaxations(
+    client: meilisearch.Client,
+    index_uid: str,
+    intent: Intent,
+    clauses: Mapping[str, str],
+    fx: FxTable,
+) -> list[Relaxation]:
+    """Count the matches with each constraint dropped in turn (one multi-search)."""
+    kinds = [kind for kind in clauses if kind != "available"]
+    keyword_q = keyword_query(intent)
+    queries: list[dict[str, Any]] = []
+    labels: list[str] = []
+    for kind in kinds:
+        remaining = {k: v for k, v in clauses.items() if k != kind}
+        query: dict[str, Any] = {
+            "indexUid": index_uid,
+            "q": keyword_q,
+            "matchingStrategy": "frequency",
+            "page": 1,
+            "hitsPerPage": 0,
+            "facets": ["price_usd_minor"] if kind == "budget" else [],
+        }
+        joined = join_clauses(remaining)
+        if joined:
+            query["filter"] = joined
+        queries.append(query)
+        labels.append(kind)
+    if intent.specs or intent.keywords:
+        query = {"indexUid": index_uid, "q": "", "page": 1, "hitsPerPage": 0}
+        joined = join_clauses(clauses)
+        if joined:
+            query["filter"] = joined
+        queries.append(query)
+        labels.append("keywords")
+    if not queries:
+        return []
+    results = _search(client, queries)
+    labels_by_kind: dict[str, str] = {}
+    for constraint in intent.constraints():
+        labels_by_kind.setdefault(constraint.kind, constraint.label)
+    relaxations: list[Relaxation] = []
+    for kind, result in zip(labels, results, strict=True):
+        matches = int(result.get("totalHits") or 0)
+        if matches == 0:
+            continue
+        hint = ""
+        if kind == "budget" and intent.budget is not None:
+            stats = (result.get("facetStats") or {}).get("price_usd_minor") or {}
+            cheapest = stats.get("min")
+            if isinstance(cheapest, int | float):
+                try:
+                    amount = fx.convert(int(cheapest), USD, intent.budget.currency)
+                    hint = (
+                        f"the cheapest match costs {format_amount(amount, intent.budget.currency)}"
+                    )
+                except FxRateMissing:
+                    hint = ""
+        if kind == "keywords":
+            label = (
+                f'the words "{intent.keywords}"'
+                if intent.keywords
+                else "the size " + ", ".join(intent.specs)
+            )
+        elif kind == "category":
+            label = " or ".join(category_label(key) for key in intent.categories)
+        else:
+            label = labels_by_kind.get(kind, kind)
+        relaxations.append(Relaxation(kind=kind, label=label, matches=matches, hint=hint))
+    relaxations.sort(key=lambda r: -r.matches)
+    return relaxations

@@ -1,0 +1,99 @@
+"""One request in, one answer out: the assistant's entry point for the site, the evaluation and
+the benchmark.
+
+It reads the index's vocabulary, parses the request, loads the embedding model when it is
+installed and switched on (once per process), retrieves, and composes the answer; the optional
+LLM only rewrites the opening prose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import httpx
+import meilisearch
+
+from assistant.answer import AssistantAnswer, build_answer
+from assistant.config import AssistantSettings, get_assistant_settings
+from assistant.embeddings import Embedder, load_embedder, model_status
+from assistant.intent import parse_intent
+from assistant.llm import write_prose
+from assistant.retrieval import (
+    DEFAULT_LIMIT,
+    MODE_HYBRID,
+    MODE_KEYWORD,
+    load_index_profile,
+    retrieve,
+)
+from commerce.fx import FxTable
+
+
+def semantic_embedder(settings: AssistantSettings) -> tuple[Embedder | None, str]:
+    """The process's embedder, or None with the reason keyword search is used instead."""
+    if not settings.embeddings_enabled:
+        return None, "semantic search is switched off (ONECART_ASSISTANT_EMBEDDINGS=off)"
+    embedder = load_embedder(settings.model_package, batch_size=settings.embed_batch_size)
+    if embedder is None:
+        return None, model_status(settings.model_package).reason
+    return embedder, ""
+
+
+def answer_prompt(
+    prompt: str,
+    *,
+    client: meilisearch.Client,
+    index_uid: str,
+    fx: FxTable,
+    display_currency: str = "USD",
+    settings: AssistantSettings | None = None,
+    mode: str = MODE_HYBRID,
+    limit: int = DEFAULT_LIMIT,
+    use_llm: bool = True,
+    http_client: httpx.Client | None = None,
+) -> AssistantAnswer:
+    """Answer one shopper request with products from the index (see the package docstring).
+
+    Raises search_index.queries.SearchUnavailable when Meilisearch cannot answer.
+    """
+    settings = settings or get_assistant_settings()
+    profile = load_index_profile(client, index_uid)
+    display_currency = display_currency if fx.has(display_currency) else "USD"
+    intent = parse_intent(prompt, profile.vocabulary, default_currency=display_currency)
+    notes: list[str] = []
+    if intent.budget is not None and not fx.has(intent.budget.currency):
+        notes.append(
+            f"There is no exchange rate for {intent.budget.currency}, so the budget was ignored."
+        )
+        intent = replace(intent, budget=None)
+    embedder: Embedder | None = None
+    reason = "keyword search was requested"
+    if mode == MODE_HYBRID:
+        embedder, reason = semantic_embedder(settings)
+    retrieval = retrieve(
+        client,
+        index_uid,
+        intent,
+        profile=profile,
+        fx=fx,
+        embedder=embedder,
+        mode=mode if mode in {MODE_HYBRID, MODE_KEYWORD} else MODE_HYBRID,
+        semantic_ratio=settings.semantic_ratio,
+        limit=limit,
+        embedder_missing_reason=reason,
+    )
+    answer = build_answer(
+        prompt,
+        intent,
+        retrieval,
+        fx=fx,
+        display_currency=display_currency,
+        semantic_available=embedder is not None and profile.has_vectors,
+        notes=notes,
+    )
+    if use_llm and settings.llm_configured and answer.found:
+        prose = write_prose(
+            answer, settings, known_brands=profile.vocabulary.brands, client=http_client
+        )
+        if prose is not None:
+            answer = replace(answer, prose=prose, prose_source="llm")
+    return answer

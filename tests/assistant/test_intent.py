@@ -1,0 +1,201 @@
+"""The intent parser, table-driven: each row is a request and what it must be read as."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from assistant.intent import (
+    MAX_PROMPT_CHARS,
+    Budget,
+    damerau_distance,
+    parse_intent,
+    spec_pattern,
+)
+from assistant.vocabulary import CatalogVocabulary, category_key_for_value
+
+VOCABULARY = CatalogVocabulary.from_facets(
+    brands=[
+        "Sony", "Samsung", "Apple", "Nike", "Adidas", "Asics", "Thermos", "Contigo", "Stanley",
+        "Hydro Flask", "De'Longhi", "L'Oréal Paris", "The North Face", "New Balance", "Hisense",
+        "LG", "TCL", "Mattel", "Under Armour", "Garmin",
+    ],
+    categories=[
+        "Televisions", "Running Shoes", "running-shoes", "Insulated Mugs & Flasks", "mugs-flasks",
+        "Headphones", "Smartphones", "Backpacks", "Laptops", "Coffee Makers", "Smartwatches",
+        "Beauty & Personal Care", "beauty", "Toys & Games", "Kitchen Appliances",
+    ],
+    marketplaces={
+        "shopwave": "ShopWave", "kiondo": "Kiondo Market", "dummymart": "DummyMart",
+        "fakestore": "Fake Store Berlin", "naijamall": "NaijaMall", "bazaar": "Euro Bazaar",
+    },
+)  # fmt: skip
+
+BUDGETS: list[tuple[str, str, Budget | None]] = [
+    ("running shoes under 40 dollars", "USD", Budget("USD", None, 4000)),
+    ("between 10k and 20k naira", "USD", Budget("NGN", 1_000_000, 2_000_000)),
+    ("less than €50", "USD", Budget("EUR", None, 5000)),
+    ("max 3000 KES thermos", "USD", Budget("KES", None, 300_000)),
+    ("KSh 3,000 max", "USD", Budget("KES", None, 300_000)),
+    ("a $25 gift", "EUR", Budget("USD", None, 2500)),
+    ("mug for 15 euros", "USD", Budget("EUR", None, 1500)),
+    ("over 100 dollars", "USD", Budget("USD", 10000, None)),
+    ("from 50 to 80 pounds", "USD", Budget("GBP", 5000, 8000)),
+    ("around 50 euros", "USD", Budget("EUR", 4000, 6000)),
+    ("up to 19.99 usd", "USD", Budget("USD", None, 1999)),
+    ("under 40", "KES", Budget("KES", None, 4000, currency_assumed=True)),
+    ("10-20k naira", "USD", Budget("NGN", 1_000_000, 2_000_000)),
+    ("at most 2 million naira", "USD", Budget("NGN", None, 200_000_000)),
+    ("under 5000 bob", "USD", Budget("KES", None, 500_000)),
+    ("65-inch tv", "USD", None),
+    ("43-55 inch tv", "USD", None),
+    ("phone with 256GB under 2 years old", "USD", None),
+    ("4 stars or more", "USD", None),
+    ("iphone 15", "USD", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "display", "expected"), BUDGETS)
+def test_budgets_are_read_exactly_in_their_currency(
+    text: str, display: str, expected: Budget | None
+) -> None:
+    assert parse_intent(text, VOCABULARY, default_currency=display).budget == expected
+
+
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("something to keep my coffee hot", {"categories": (), "keywords": "keep coffee hot"}),
+    ("a gift for a runner under 40 dollars", {"categories": (), "keywords": "gift runner"}),
+    ("cheapest 65-inch TV with good reviews, not from ShopWave", {
+        "categories": ("televisions",), "specs": ("65-inch",), "min_rating": Decimal("4.0"),
+        "sort": "price_asc", "excluded_marketplaces": ("shopwave",), "keywords": ""}),
+    ("laptop backpack by The North Face", {
+        "categories": ("backpacks",), "brands": ("The North Face",), "keywords": "laptop"}),
+    ("samsnug phone not from shopwave or naijamall", {
+        "categories": ("smartphones",), "brands": ("Samsung",),
+        "excluded_marketplaces": ("shopwave", "naijamall")}),
+    ("best rated earbuds, no Apple", {
+        "categories": ("headphones",), "excluded_brands": ("Apple",), "sort": "rating"}),
+    ("two mugs from kiondo", {
+        "categories": ("mugs-flasks",), "marketplaces": ("kiondo",), "quantity": 2}),
+    ("3x Nike running shoes", {"brands": ("Nike",), "quantity": 3}),
+    ("a pair of addidas sneakers", {
+        "brands": ("Adidas",), "categories": ("running-shoes",), "quantity": 1}),
+    ("a thermos for tea", {"brands": (), "categories": ("mugs-flasks",), "keywords": "tea"}),
+    ("a Thermos flask", {"brands": ("Thermos",), "categories": ("mugs-flasks",)}),
+    ("delonghi coffee machine", {"brands": ("De'Longhi",), "categories": ("coffee-makers",)}),
+    ("loreal skincare", {"brands": ("L'Oréal Paris",), "categories": ("beauty",)}),
+    ("hydroflask water bottle", {"brands": ("Hydro Flask",), "categories": ("mugs-flasks",)}),
+    ("iphone 15 256gb", {
+        "brands": ("Apple",), "categories": ("smartphones",), "specs": ("256GB",),
+        "keywords": "iphone 15"}),
+    ("a TV to watch movies", {"categories": ("televisions",), "keywords": "watch movies"}),
+    ("headphnes for the gym", {"categories": ("headphones",), "keywords": "gym"}),
+    ("televsion 55 inch", {"categories": ("televisions",), "specs": ("55-inch",)}),
+    ("headphones or speakers from Euro Bazaar only", {
+        "categories": ("headphones", "speakers"), "marketplaces": ("bazaar",), "keywords": ""}),
+    ("zapatillas de correr nike", {"categories": ("running-shoes",), "brands": ("Nike",)}),
+    ("kopfhörer sony", {"categories": ("headphones",), "brands": ("Sony",)}),
+    ("smartwatch rated 4.5 or more, in stock", {
+        "categories": ("smartwatches",), "min_rating": Decimal("4.5"),
+        "availability_stated": True, "available_only": True}),
+    ("garmin watch even if out of stock", {"brands": ("Garmin",), "available_only": False}),
+    ("most expensive laptop", {"categories": ("laptops",), "sort": "price_desc"}),
+    ("I don't want Samsung, a 4K TV", {
+        "excluded_brands": ("Samsung",), "categories": ("televisions",)}),
+    ("matte black mug", {"brands": (), "keywords": "matte black"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_requests_are_read_into_constraints_and_free_text(
+    text: str, expected: dict[str, Any]
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    for name, value in expected.items():
+        assert getattr(intent, name) == value, (name, intent)
+
+
+def test_an_amount_without_currency_uses_the_display_currency_and_says_so() -> None:
+    intent = parse_intent("shoes under 4000", VOCABULARY, default_currency="KES")
+    assert intent.budget == Budget("KES", None, 400_000, currency_assumed=True)
+    assert any("KES" in note for note in intent.notes)
+
+
+def test_constraints_are_listed_in_words_a_shopper_reads() -> None:
+    intent = parse_intent(
+        "cheapest 65-inch TV under 700 dollars with good reviews, not from ShopWave", VOCABULARY
+    )
+    labels = [c.label for c in intent.constraints()]
+    assert labels == [
+        "Televisions",
+        "65-inch",
+        "at most $700.00",
+        "rated 4.0★ or more",
+        "not from ShopWave",
+        "in stock",
+    ]
+
+
+def test_semantic_text_keeps_the_product_words_and_drops_the_rules() -> None:
+    intent = parse_intent("a gift for a runner under 40 dollars, not from ShopWave", VOCABULARY)
+    assert intent.semantic_text == "a gift for a runner"
+
+
+def test_prompts_are_cleaned_and_cut_to_the_limit() -> None:
+    intent = parse_intent("mug\x00\x07   " + "x" * 1000, VOCABULARY)
+    assert "\x00" not in intent.text
+    assert len(intent.text) == MAX_PROMPT_CHARS
+
+
+def test_intent_serializes_to_json_safe_values() -> None:
+    intent = parse_intent("2 Sony headphones between 10k and 20k naira", VOCABULARY)
+    data = intent.to_json()
+    assert data["budget"] == {
+        "currency": "NGN",
+        "min_minor": 1_000_000,
+        "max_minor": 2_000_000,
+        "currency_assumed": False,
+    }
+    assert data["brands"] == ["Sony"]
+    assert data["quantity"] == 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "text", "found"),
+    [
+        ("65-inch", "Hisense TV 65-inch Black", True),
+        ("65-inch", 'Hisense 65" TV', True),
+        ("65-inch", "Hisense 65 inch TV", True),
+        ("65-inch", "Hisense 165-inch wall", False),
+        ("65-inch", "Hisense 55-inch TV", False),
+        ("256GB", "Galaxy S24 256gb Black", True),
+        ("256GB", "Galaxy S24 128GB", False),
+    ],
+)
+def test_sizes_are_found_in_product_text(spec: str, text: str, found: bool) -> None:
+    assert bool(spec_pattern(spec).search(text.lower())) is found
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "distance"),
+    [("samsung", "samsnug", 1), ("adidas", "addidas", 1), ("sony", "sony", 0), ("nike", "puma", 3)],
+)
+def test_typo_distance_counts_swaps_as_one_edit(a: str, b: str, distance: int) -> None:
+    assert damerau_distance(a, b) == distance
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ("Insulated Mugs & Flasks", "mugs-flasks"),
+        ("mugs-flasks", "mugs-flasks"),
+        ("Toys & Games", "toys"),
+        ("Beauty & Personal Care", "beauty"),
+        ("running shoes", "running-shoes"),
+        ("Garden Furniture", None),
+    ],
+)
+def test_index_category_values_map_onto_the_lexicon(value: str, key: str | None) -> None:
+    assert category_key_for_value(value) == key

@@ -644,17 +644,32 @@ def _facet_query(
     return query
 
 
-def search_offers(
-    client: meilisearch.Client,
-    index_uid: str,
-    params: SearchParams,
-    *,
-    scale: PriceScale = PriceScale(),
-) -> SearchPage:
-    """Run one listing: grouped hits for the page, disjunctive facet counts and the price range.
+# Which filter dimension each counted attribute belongs to (see listing_plan).
+_DIMENSION_OF: Final[Mapping[str, str]] = {
+    "marketplace": "marketplace",
+    "category": "category",
+    "brand": "brand",
+    "available": "available",
+    PRICE_ATTRIBUTE: "price",
+}
 
-    All questions go to Meilisearch in one multi-search request. A page past the last one is
-    corrected to the last page (one extra request, only in that case).
+
+@dataclass(frozen=True, slots=True)
+class ListingPlan:
+    """The multi-search one listing sends: the hits query first, then the facet queries, with
+    the attributes each facet query counts (in the same order)."""
+
+    queries: list[dict[str, Any]]
+    facet_attributes: list[list[str]]
+
+
+def listing_plan(
+    index_uid: str, params: SearchParams, scale: PriceScale = PriceScale()
+) -> ListingPlan:
+    """The exact Meilisearch queries of a listing (also what the benchmark sends to raw Meilisearch).
+
+    Facets no filter touches are counted in one query under the full filter; a facet that is
+    itself filtered is counted without its own clause, so the other choices stay visible.
     """
     clauses = build_filter_clauses(params, scale)
     full_filter = _join_clauses(clauses)
@@ -674,31 +689,30 @@ def search_offers(
         hits_query["sort"] = list(SORTS[params.sort])
     if params.group:
         hits_query["distinct"] = "group_id"
-
-    # Facets no filter touches are counted in one query under the full filter; a facet that is
-    # itself filtered is counted without its own clause, so the other choices stay visible.
-    dimension_of = {
-        "marketplace": "marketplace",
-        "category": "category",
-        "brand": "brand",
-        "available": "available",
-        PRICE_ATTRIBUTE: "price",
-    }
-    shared = [attr for attr, dim in dimension_of.items() if dim not in clauses]
-    queries: list[dict[str, Any]] = [
-        hits_query,
-        _facet_query(index_uid, params.q, full_filter, shared),
-    ]
-    separate = [attr for attr, dim in dimension_of.items() if dim in clauses]
+    shared = [attr for attr, dim in _DIMENSION_OF.items() if dim not in clauses]
+    separate = [attr for attr, dim in _DIMENSION_OF.items() if dim in clauses]
+    queries = [hits_query, _facet_query(index_uid, params.q, full_filter, shared)]
     for attribute in separate:
-        queries.append(
-            _facet_query(
-                index_uid,
-                params.q,
-                _join_clauses(clauses, without=dimension_of[attribute]),
-                [attribute],
-            )
-        )
+        without_own = _join_clauses(clauses, without=_DIMENSION_OF[attribute])
+        queries.append(_facet_query(index_uid, params.q, without_own, [attribute]))
+    return ListingPlan(queries=queries, facet_attributes=[shared, *[[a] for a in separate]])
+
+
+def search_offers(
+    client: meilisearch.Client,
+    index_uid: str,
+    params: SearchParams,
+    *,
+    scale: PriceScale = PriceScale(),
+) -> SearchPage:
+    """Run one listing: grouped hits for the page, disjunctive facet counts and the price range.
+
+    All questions go to Meilisearch in one multi-search request. A page past the last one is
+    corrected to the last page (one extra request, only in that case).
+    """
+    plan = listing_plan(index_uid, params, scale)
+    queries = plan.queries
+    hits_query = queries[0]
 
     results = _run_multi_search(client, queries)
     hits_result = results[0]
@@ -713,7 +727,7 @@ def search_offers(
 
     distributions: dict[str, Mapping[str, int]] = {}
     stats: Mapping[str, Any] = {}
-    for result, attributes in zip(results[1:], [shared, *[[a] for a in separate]], strict=True):
+    for result, attributes in zip(results[1:], plan.facet_attributes, strict=True):
         for attribute in attributes:
             if attribute == PRICE_ATTRIBUTE:
                 stats = (result.get("facetStats") or {}).get(PRICE_ATTRIBUTE) or {}

@@ -47,6 +47,7 @@ from storefront.catalog.shopper import (
     display_money_minor,
     fx_table,
     index_uid,
+    marketplace_names,
     price_scale,
     search_client,
 )
@@ -159,6 +160,7 @@ def _price_range(page: SearchPage) -> tuple[int | None, int | None]:
 
 
 def _listing_context(page: SearchPage) -> dict[str, Any]:
+    """What _results.html and _facets.html render (the page, and /api/search?html=1)."""
     low, high = _price_range(page)
     return {
         "page": page,
@@ -168,12 +170,8 @@ def _listing_context(page: SearchPage) -> dict[str, Any]:
         "per_page_choices": PER_PAGE_CHOICES,
         "price_low_minor": low,
         "price_high_minor": high,
-        "marketplace_names": _marketplace_names(),
+        "marketplace_names": marketplace_names(),
     }
-
-
-def _marketplace_names() -> dict[str, str]:
-    return {m.slug: m.name for m in catalog.active_marketplaces(db_session())}
 
 
 @bp.get("/search")
@@ -225,7 +223,7 @@ def api_search() -> Response:
     into the page, so cards are rendered by one template whether JavaScript runs or not.
     """
     page = _listing(request.args)
-    context = _listing_context(page)
+    low, high = _price_range(page)
     body: dict[str, Any] = {
         "query": page.params.q,
         "page": page.page,
@@ -234,10 +232,7 @@ def api_search() -> Response:
         "total_hits": page.total_hits,
         "total_offers": page.total_offers,
         "display_currency": display_currency(),
-        "price_range": {
-            "min_minor": context["price_low_minor"],
-            "max_minor": context["price_high_minor"],
-        },
+        "price_range": {"min_minor": low, "max_minor": high},
         "facets": {
             name: [{"value": f.value, "count": f.count, "selected": f.selected} for f in values]
             for name, values in page.facets.items()
@@ -247,6 +242,7 @@ def api_search() -> Response:
         "url": url_for("catalog.search") + _query_suffix(page.params.to_query_args()),
     }
     if request.args.get("html") == "1":
+        context = _listing_context(page)
         body["results_html"] = render_template("catalog/_results.html", **context)
         body["facets_html"] = render_template("catalog/_facets.html", **context)
     return jsonify(body)

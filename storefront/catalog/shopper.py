@@ -1,42 +1,64 @@
 """Per-request facts about the shopper that several blueprints need: the display currency, the
 exchange rates to convert with, and the search client.
 
-Rates are read from the DB at most once per `FX_CACHE_SECONDS` per process (they change once a
-pipeline run); the Meilisearch client is created once per application.
+Rates and marketplace names are read from the DB at most once per `FX_CACHE_SECONDS` per process
+(they change once a pipeline run); the Meilisearch client is created once per application.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import meilisearch
 from flask import current_app, session
 from flask_login import current_user
 
+from commerce.catalog import active_marketplaces
 from commerce.fx import USD, FxTable, load_fx_table
 from search_index.queries import PriceScale, make_client
 from storefront.database import db_session
 
 FX_CACHE_SECONDS = 60.0
+T = TypeVar("T")
 DISPLAY_CURRENCY_SESSION_KEY = "display_currency"
 
 
 @dataclass(slots=True)
-class _CachedRates:
-    table: FxTable
+class _Cached(Generic[T]):
+    value: T
     loaded_at: float
+
+
+def _cached(key: str, load: Callable[[], T]) -> T:
+    """`load()`'s value, reused for FX_CACHE_SECONDS (config) per process and application.
+
+    Rates and the marketplace list change once per pipeline run, and the search page would
+    otherwise read them from the DB on every request.
+    """
+    ttl = float(current_app.config.get("FX_CACHE_SECONDS", FX_CACHE_SECONDS))
+    cache: dict[str, _Cached[Any]] = current_app.extensions.setdefault("onecart_catalog_cache", {})
+    entry = cache.get(key)
+    now = time.monotonic()
+    if entry is None or now - entry.loaded_at >= ttl:
+        entry = _Cached(value=load(), loaded_at=now)
+        cache[key] = entry
+    return entry.value
 
 
 def fx_table() -> FxTable:
     """The current exchange rates (cached per process for FX_CACHE_SECONDS)."""
-    ttl = float(current_app.config.get("FX_CACHE_SECONDS", FX_CACHE_SECONDS))
-    cached: _CachedRates | None = current_app.extensions.get("onecart_fx_cache")
-    now = time.monotonic()
-    if cached is None or now - cached.loaded_at >= ttl:
-        cached = _CachedRates(table=load_fx_table(db_session()), loaded_at=now)
-        current_app.extensions["onecart_fx_cache"] = cached
-    return cached.table
+    return _cached("fx", lambda: load_fx_table(db_session()))
+
+
+def marketplace_names() -> dict[str, str]:
+    """Active marketplaces' display names by slug (cached like the rates), for facet labels."""
+    return _cached(
+        "marketplace_names",
+        lambda: {m.slug: m.name for m in active_marketplaces(db_session())},
+    )
 
 
 def display_currency() -> str:

@@ -1,4 +1,4 @@
-"""The cart, checkout and assistant pages and the cart's forms, through the Flask test client on
+"""The cart page and its forms, through the Flask test client on
 the real storefront DB (these pages never need Meilisearch: the app's MEILI_URL points nowhere)."""
 
 from __future__ import annotations
@@ -298,31 +298,3 @@ def test_cart_forms_without_a_csrf_token_are_rejected(
     accepted = csrf_client.post("/cart/add", data={**data, "csrf_token": token})
     assert accepted.status_code == 303
     assert "1 item from 1 marketplace" in text_of(csrf_client.get("/cart").get_data(as_text=True))
-
-
-def test_checkout_shows_the_summary_and_says_payment_is_not_available(
-    client: FlaskClient, catalog: dict[str, Product]
-) -> None:
-    add(client, catalog["1001"], 1)
-    add(client, catalog["BZ-TH1"], 2)
-
-    response = client.get("/checkout")
-
-    assert response.status_code == 200
-    page = text_of(response.get_data(as_text=True))
-    assert "Payment is not available yet." in page
-    assert "1 × Sony WH-1000XM5" in page and "2 × Thermos Stainless King flask" in page
-    assert "Checkout on Euro Bazaar" in page and "Total (USD)" in page
-
-
-def test_checkout_with_an_empty_cart_points_back_to_search(client: FlaskClient) -> None:
-    page = text_of(client.get("/checkout").get_data(as_text=True))
-    assert "Your cart is empty." in page and "Payment is not available yet." in page
-
-
-def test_the_assistant_page_says_it_is_not_here_yet(client: FlaskClient) -> None:
-    response = client.get("/assistant")
-    assert response.status_code == 200
-    page = text_of(response.get_data(as_text=True))
-    assert "The AI shopping assistant is not available yet." in page
-    assert 'action="/search"' in response.get_data(as_text=True)

@@ -1074,7 +1074,8 @@ def _parse_quantity(state: _Text) -> int:
         if owner == "category" and (index == 0 or state.owner[index - 1] != "category"):
             start = index
             while start > 0 and (
-                state.owner[start - 1] == "brand" or state.folded[start - 1].isspace()
+                state.owner[start - 1] in {"brand", "category-modifier"}
+                or state.folded[start - 1].isspace()
             ):
                 start -= 1
             if start == index:

@@ -1,0 +1,225 @@
+"""Pure rules of retrieval and answers: budget bounds, constraint checks, the "nothing fits"
+message, safe links, and the LLM prose guard (with an injected HTTP transport)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from assistant.answer import build_answer, safe_link
+from assistant.config import AssistantSettings
+from assistant.intent import Budget, parse_intent
+from assistant.llm import ProseRejected, answer_facts, check_prose, write_prose
+from assistant.retrieval import (
+    Candidate,
+    Relaxation,
+    Retrieval,
+    budget_usd_bounds,
+    keyword_query,
+    offer_meets_budget,
+    unmet_constraints,
+)
+from assistant.vocabulary import CatalogVocabulary
+from tests.assistant.catalog import FX
+
+VOCABULARY = CatalogVocabulary.from_facets(
+    brands=["Sony", "Hisense", "LG", "Thermos"],
+    categories=["Televisions", "Headphones", "Insulated Mugs & Flasks"],
+    marketplaces={"shopwave": "ShopWave", "kiondo": "Kiondo Market"},
+)
+
+
+def _offer(**fields: Any) -> dict[str, Any]:
+    base = {
+        "id": "kiondo--KD-TV65",
+        "group_id": "g-lg-65",
+        "marketplace": "kiondo",
+        "marketplace_name": "Kiondo Market",
+        "external_id": "KD-TV65",
+        "title": "LG UHD UR80 Smart LED TV 65-inch",
+        "description": "Variant: 65-inch Titan Black.",
+        "brand": "LG",
+        "category": "Televisions",
+        "price_minor": 7_990_000,
+        "currency": "KES",
+        "price_usd_minor": 61699,
+        "rating": 4.1,
+        "available": True,
+        "product_url": "https://kiondo.example/KD-TV65",
+    }
+    base.update(fields)
+    return base
+
+
+def test_budget_bounds_round_outwards_so_no_exact_match_is_lost() -> None:
+    low, high = budget_usd_bounds(Budget("KES", 100_000, 200_000), FX)
+    # 1,000.00 KES = 7.722007… USD -> 772 cents; 2,000.00 KES = 15.444… -> 1545 cents.
+    assert (low, high) == (772, 1545)
+
+
+def test_offer_budget_is_checked_exactly_in_the_budget_currency() -> None:
+    offer = _offer(price_minor=4600, currency="EUR")  # 46.00 EUR = 50.00 USD exactly
+    assert offer_meets_budget(offer, Budget("USD", None, 5000), FX)
+    assert not offer_meets_budget(offer, Budget("USD", None, 4999), FX)
+    assert not offer_meets_budget(_offer(currency="XXX"), Budget("USD", None, 5000), FX)
+
+
+def test_a_suggestion_is_checked_against_every_constraint() -> None:
+    intent = parse_intent(
+        "65-inch LG TV under 700 dollars rated 4+ stars, not from ShopWave", VOCABULARY
+    )
+    product = _offer()
+    assert unmet_constraints(intent, _offer(), product, FX) == []
+    assert unmet_constraints(intent, _offer(marketplace="shopwave"), product, FX) == [
+        "exclude_marketplace"
+    ]
+    assert unmet_constraints(intent, _offer(rating=None), product, FX) == ["rating"]
+    assert unmet_constraints(intent, _offer(available=False), product, FX) == ["available"]
+    assert unmet_constraints(intent, _offer(price_minor=9_990_000), product, FX) == ["budget"]
+    wrong_size = _offer(title="LG TV 55-inch", description="Variant: 55-inch.")
+    assert unmet_constraints(intent, wrong_size, wrong_size, FX) == ["spec"]
+    other_brand = _offer(brand="Hisense")
+    assert unmet_constraints(intent, other_brand, other_brand, FX) == ["brand"]
+
+
+def test_brand_and_category_are_read_from_the_product_when_an_offer_lacks_them() -> None:
+    intent = parse_intent("LG television", VOCABULARY)
+    nameless = _offer(marketplace="fakestore", brand=None, category="televisions")
+    assert unmet_constraints(intent, nameless, _offer(), FX) == []
+
+
+def test_sizes_become_exact_phrases_in_the_keyword_query() -> None:
+    intent = parse_intent("quiet 65-inch TV", VOCABULARY)
+    assert keyword_query(intent) == 'quiet "65 inch"'
+
+
+def _retrieval(
+    candidates: list[Candidate], relaxations: list[Relaxation] | None = None
+) -> Retrieval:
+    return Retrieval(
+        mode="keyword",
+        candidates=candidates,
+        total_matches=len(candidates),
+        fallback_reason="the embedding model is not installed",
+        relaxations=relaxations or [],
+    )
+
+
+def test_nothing_fits_names_the_constraint_to_relax_with_the_cheapest_price() -> None:
+    intent = parse_intent("Sony headphones under 5 dollars", VOCABULARY)
+    relax = [
+        Relaxation("budget", "at most $5.00", 12, "the cheapest match costs $14.99"),
+        Relaxation("brand", "Sony", 3),
+    ]
+    answer = build_answer(
+        intent.text, intent, _retrieval([], relax), fx=FX, display_currency="USD",
+        semantic_available=False,
+    )  # fmt: skip
+    assert not answer.found
+    assert "Without “at most $5.00” there are 12 matches" in answer.message
+    assert "raise your budget" in answer.message
+    assert any("Keyword search only" in note for note in answer.notes)
+
+
+def test_answers_show_display_prices_reasons_and_store_ids_and_scores() -> None:
+    intent = parse_intent("LG TV under 80k shillings", VOCABULARY, default_currency="USD")
+    candidate = Candidate("g-lg-65", _offer(), _offer(), 0.87)
+    answer = build_answer(
+        intent.text, intent, _retrieval([candidate]), fx=FX, display_currency="USD",
+        semantic_available=True,
+    )  # fmt: skip
+    suggestion = answer.suggestions[0]
+    assert suggestion.display_price_minor == 61699  # 79,900.00 KES at 129.50 per USD
+    assert suggestion.budget_price_minor == 7_990_000
+    assert "at most KES80,000.00" in suggestion.reasons
+    stored = answer.to_json()
+    assert stored["product_ids"] == ["kiondo--KD-TV65"]
+    assert stored["suggestions"][0]["score"] == 0.87
+    assert stored["path"] == "keyword"
+    assert stored["intent"]["budget"]["currency"] == "KES"
+    json.dumps(stored)  # JSON-safe as stored in AIPrompt.response_json
+
+
+def test_only_http_links_from_marketplaces_reach_a_page() -> None:
+    assert safe_link("https://shop.example/p/1") == "https://shop.example/p/1"
+    assert safe_link("javascript:alert(1)") is None
+    assert safe_link("//evil.example/x") is None
+    assert safe_link("/static/logos/a.svg", allow_relative=True) == "/static/logos/a.svg"
+    assert safe_link("/static/logos/a.svg") is None
+
+
+def _found_answer() -> Any:
+    intent = parse_intent("LG TV", VOCABULARY)
+    candidate = Candidate("g-lg-65", _offer(), _offer(), 0.9)
+    return build_answer(
+        intent.text, intent, _retrieval([candidate]), fx=FX, display_currency="USD",
+        semantic_available=True,
+    )  # fmt: skip
+
+
+def test_prose_with_invented_numbers_links_or_brands_is_refused() -> None:
+    facts = answer_facts(_found_answer())
+    brands = ["LG", "Sony"]
+    assert check_prose("The LG UR80 is a solid pick from Kiondo Market.", facts, brands)
+    for bad in (
+        "The LG TV costs only $99 today.",
+        "See https://evil.example for more.",
+        "Sony makes a better one.",
+        "<b>Great</b> TV.",
+    ):
+        try:
+            check_prose(bad, facts, brands)
+        except ProseRejected:
+            continue
+        raise AssertionError(f"accepted: {bad}")
+
+
+def _llm_settings() -> AssistantSettings:
+    return AssistantSettings(
+        ONECART_ASSISTANT_LLM_BASE_URL="http://127.0.0.1:9/v1",
+        ONECART_ASSISTANT_LLM_MODEL="tiny",
+        ONECART_ASSISTANT_LLM_API_KEY="secret",
+    )
+
+
+def test_llm_prose_is_used_when_grounded() -> None:
+    seen: dict[str, Any] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen["url"] = str(request.url)
+        seen["auth"] = request.headers.get("authorization")
+        seen["body"] = json.loads(request.content)
+        reply = {"choices": [{"message": {"content": "The LG UR80 from Kiondo Market fits."}}]}
+        return httpx.Response(200, json=reply)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    prose = write_prose(_found_answer(), _llm_settings(), known_brands=["LG"], client=client)
+    assert prose == "The LG UR80 from Kiondo Market fits."
+    assert seen["url"] == "http://127.0.0.1:9/v1/chat/completions"
+    assert seen["auth"] == "Bearer secret"
+    assert seen["body"]["model"] == "tiny"
+    assert "LG UHD UR80" in seen["body"]["messages"][1]["content"]
+
+
+def test_llm_failures_and_timeouts_fall_back_to_the_template() -> None:
+    def failing(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, text="oops")
+
+    def invented(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"choices": [{"message": {"content": "Only $1!"}}]})
+
+    for handler in (failing, broken, invented):
+        client = httpx.Client(transport=httpx.MockTransport(handler))
+        assert write_prose(_found_answer(), _llm_settings(), client=client) is None
+    assert write_prose(_found_answer(), AssistantSettings()) is None  # not configured
+
+
+def test_ratings_in_answers_are_decimals_not_floats() -> None:
+    answer = _found_answer()
+    assert answer.suggestions[0].rating == Decimal("4.1")

@@ -1,0 +1,232 @@
+"""The assistant page through Flask's test client, on the real Meilisearch, Redis and storefront
+DB: success, empty, too long, no results, model missing, escaping, CSRF, rate limits, and the
+signed-in shopper's history with re-run and per-user isolation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from commerce.assistant_models import AIPrompt
+from commerce.models import CartItem, User
+from tests.assistant.catalog import SCRIPT_TITLE
+from tests.assistant.conftest import log_in
+
+MISSING_MODEL = "onecart_no_such_model_package"
+
+
+@pytest.fixture
+def keyword_app(
+    make_app: Callable[..., Flask], keyword_index: str, catalog_rows: dict[str, Any]
+) -> Flask:
+    """The site on the keyword-only index with the model reported missing (works everywhere)."""
+    return make_app(keyword_index, ASSISTANT_MODEL_PACKAGE=MISSING_MODEL)
+
+
+def _html(response: Any) -> str:
+    return response.get_data(as_text=True)
+
+
+def test_the_page_offers_the_request_box_and_examples(keyword_app: Flask) -> None:
+    response = keyword_app.test_client().get("/assistant")
+    html = _html(response)
+    assert response.status_code == 200
+    assert 'name="prompt"' in html
+    assert "something to keep my coffee hot" in html
+    assert "Log in</a> to keep a history" in html
+
+
+def test_a_request_gets_grounded_suggestions_with_add_to_cart(
+    keyword_app: Flask, catalog_rows: dict[str, Any]
+) -> None:
+    client = keyword_app.test_client()
+    response = client.post("/assistant", data={"prompt": "thermos travel mug under 30 dollars"})
+    html = _html(response)
+    assert response.status_code == 200
+    # The Thermos mug is sold on ShopWave ($24.99) and Kiondo (2,900 KES ≈ $22.39): the
+    # cheaper offer is the one suggested.
+    assert "Thermos Stainless King Travel Mug 16oz (SK1005)" in html
+    assert "Cheapest fitting offer on Kiondo Market" in html
+    assert "at most $30.00" in html
+    product = catalog_rows["kiondo--KD-MUG"]
+    form = re.search(r'<form method="post" action="/cart/add".*?</form>', html, re.S)
+    assert form, "no add-to-cart form"
+    assert f'value="{product.id}"' in form.group(0)
+
+
+def test_add_to_cart_from_an_answer_puts_the_offer_in_the_cart(
+    keyword_app: Flask, catalog_rows: dict[str, Any], make_user: Callable[..., User], db: Session
+) -> None:
+    user = make_user()
+    client = keyword_app.test_client()
+    log_in(client, user)
+    html = _html(client.post("/assistant", data={"prompt": "two thermos travel mugs"}))
+    product_id = catalog_rows["kiondo--KD-MUG"].id
+    assert 'name="quantity" type="number" min="1" max="99" value="2"' in html
+    response = client.post(
+        "/cart/add", data={"product_id": str(product_id), "quantity": "2", "next": "/assistant"}
+    )
+    assert response.status_code == 303
+    line = db.scalars(sa.select(CartItem).where(CartItem.user_id == user.id)).one()
+    assert (line.product_id, line.quantity) == (product_id, 2)
+
+
+def test_an_empty_request_is_refused_with_a_message(keyword_app: Flask) -> None:
+    response = keyword_app.test_client().post("/assistant", data={"prompt": "   "})
+    assert response.status_code == 400
+    assert "Tell the assistant what you are looking for." in _html(response)
+
+
+def test_a_too_long_request_is_refused_with_a_message(keyword_app: Flask) -> None:
+    response = keyword_app.test_client().post("/assistant", data={"prompt": "mug " * 200})
+    assert response.status_code == 400
+    assert "under 500 characters" in _html(response)
+
+
+def test_no_results_say_which_constraint_to_relax(keyword_app: Flask) -> None:
+    response = keyword_app.test_client().post(
+        "/assistant", data={"prompt": "Sony headphones under 5 dollars"}
+    )
+    html = _html(response)
+    assert response.status_code == 200
+    assert "Nothing in the catalog fits all of" in html
+    assert "raise your budget" in html
+    assert "the cheapest match costs $349.99" in html
+
+
+def test_a_missing_model_is_announced_and_keyword_search_answers(keyword_app: Flask) -> None:
+    response = keyword_app.test_client().post("/assistant", data={"prompt": "thermos mug"})
+    html = _html(response)
+    assert response.status_code == 200
+    assert "Semantic search is not available" in html
+    assert "not installed" in html
+    assert "Answered with keyword search." in html
+
+
+def test_markup_in_prompts_and_product_titles_is_escaped(keyword_app: Flask) -> None:
+    prompt = '<script>alert("x")</script> jbl speaker'
+    html = _html(keyword_app.test_client().post("/assistant", data={"prompt": prompt}))
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; jbl speaker" in html
+    assert SCRIPT_TITLE not in html
+    assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; JBL Flip 6" in html
+
+
+def test_search_down_answers_503_with_a_message(
+    make_app: Callable[..., Flask], catalog_rows: dict[str, Any]
+) -> None:
+    app = make_app("assistant_missing_index", ASSISTANT_MODEL_PACKAGE=MISSING_MODEL)
+    response = app.test_client().post("/assistant", data={"prompt": "thermos mug"})
+    assert response.status_code == 503
+    assert "Please try again in a minute" in _html(response)
+
+
+def test_requests_are_rate_limited_per_ip(
+    make_app: Callable[..., Flask], keyword_index: str, catalog_rows: dict[str, Any]
+) -> None:
+    app = make_app(keyword_index, ASSISTANT_MODEL_PACKAGE=MISSING_MODEL, ASSISTANT_LIMIT_PER_IP=2)
+    client = app.test_client()
+    for _ in range(2):
+        assert client.post("/assistant", data={"prompt": "thermos mug"}).status_code == 200
+    limited = client.post("/assistant", data={"prompt": "thermos mug"})
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert "try again in" in _html(limited)
+
+
+def test_requests_are_rate_limited_per_shopper_across_addresses(
+    make_app: Callable[..., Flask],
+    keyword_index: str,
+    catalog_rows: dict[str, Any],
+    make_user: Callable[..., User],
+) -> None:
+    app = make_app(keyword_index, ASSISTANT_MODEL_PACKAGE=MISSING_MODEL, ASSISTANT_LIMIT_PER_USER=1)
+    client = app.test_client()
+    log_in(client, make_user())
+    first = client.post(
+        "/assistant", data={"prompt": "mug"}, environ_base={"REMOTE_ADDR": "10.0.0.1"}
+    )
+    again = client.post(
+        "/assistant", data={"prompt": "mug"}, environ_base={"REMOTE_ADDR": "10.0.0.2"}
+    )
+    assert (first.status_code, again.status_code) == (200, 429)
+
+
+def test_posting_without_a_csrf_token_is_refused(
+    make_app: Callable[..., Flask], keyword_index: str, catalog_rows: dict[str, Any]
+) -> None:
+    app = make_app(keyword_index, ASSISTANT_MODEL_PACKAGE=MISSING_MODEL, WTF_CSRF_ENABLED=True)
+    client = app.test_client()
+    assert client.post("/assistant", data={"prompt": "thermos mug"}).status_code == 400
+    page = _html(client.get("/assistant"))
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+    assert token
+    answered = client.post(
+        "/assistant", data={"prompt": "thermos mug", "csrf_token": token.group(1)}
+    )
+    assert answered.status_code == 200
+
+
+def test_signed_in_requests_are_stored_with_intent_ids_and_path(
+    keyword_app: Flask, make_user: Callable[..., User], db: Session
+) -> None:
+    user = make_user()
+    client = keyword_app.test_client()
+    log_in(client, user)
+    client.post("/assistant", data={"prompt": "thermos mug under 30 dollars"})
+    row = db.scalars(sa.select(AIPrompt).where(AIPrompt.user_id == user.id)).one()
+    assert row.prompt_text == "thermos mug under 30 dollars"
+    assert row.response_json["path"] == "keyword"
+    assert row.response_json["intent"]["budget"]["max_minor"] == 3000
+    assert "kiondo--KD-MUG" in row.response_json["product_ids"]
+    assert row.created_at.tzinfo is not None
+
+
+def test_guests_get_answers_without_storing_anything(keyword_app: Flask, db: Session) -> None:
+    keyword_app.test_client().post("/assistant", data={"prompt": "thermos mug"})
+    assert db.scalar(sa.select(sa.func.count()).select_from(AIPrompt)) == 0
+
+
+def test_history_lists_only_my_requests_and_rerun_asks_again(
+    keyword_app: Flask, make_user: Callable[..., User], db: Session
+) -> None:
+    me, other = make_user(), make_user()
+    mine, theirs = keyword_app.test_client(), keyword_app.test_client()
+    log_in(mine, me)
+    log_in(theirs, other)
+    mine.post("/assistant", data={"prompt": "thermos mug"})
+    theirs.post("/assistant", data={"prompt": "sony headphones"})
+
+    page = _html(mine.get("/assistant"))
+    assert "“thermos mug”" in page
+    assert "sony headphones" not in page
+
+    my_prompt = db.scalars(sa.select(AIPrompt).where(AIPrompt.user_id == me.id)).one()
+    their_prompt = db.scalars(sa.select(AIPrompt).where(AIPrompt.user_id == other.id)).one()
+    rerun = mine.post(f"/assistant/prompts/{my_prompt.id}/rerun")
+    assert rerun.status_code == 200
+    assert "Answer to “thermos mug”" in _html(rerun)
+    count = db.scalar(sa.select(sa.func.count()).where(AIPrompt.user_id == me.id))
+    assert count == 2
+    assert mine.post(f"/assistant/prompts/{their_prompt.id}/rerun").status_code == 404
+
+
+def test_rerun_needs_a_signed_in_shopper(keyword_app: Flask) -> None:
+    response = keyword_app.test_client().post("/assistant/prompts/1/rerun")
+    assert response.status_code == 302
+    assert "/login" in response.headers["Location"]
+
+
+def test_hybrid_answers_on_the_page_when_the_model_and_vectors_exist(
+    make_app: Callable[..., Flask], vector_index: str, catalog_rows: dict[str, Any]
+) -> None:
+    app = make_app(vector_index)
+    html = _html(app.test_client().post("/assistant", data={"prompt": "keep my tea warm"}))
+    assert "Answered with hybrid (meaning + keyword) search." in html
+    assert "Semantic search is not available" not in html

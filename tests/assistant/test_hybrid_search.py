@@ -1,0 +1,120 @@
+"""Retrieval on the real Meilisearch: the small catalog with real all-MiniLM-L6-v2 vectors
+(skipped, with the reason, when the model is not installed) and the same catalog without them."""
+
+from __future__ import annotations
+
+import meilisearch
+
+from assistant.config import AssistantSettings
+from assistant.embeddings import SentenceEmbedder
+from assistant.retrieval import MODE_HYBRID, MODE_KEYWORD, load_index_profile, unmet_constraints
+from assistant.service import answer_prompt
+from search_index.settings import EMBEDDER_NAME
+from tests.assistant.catalog import FX
+
+SETTINGS = AssistantSettings()
+
+
+def _ask(client: meilisearch.Client, uid: str, prompt: str, mode: str = MODE_HYBRID, **kw):  # type: ignore[no-untyped-def]
+    return answer_prompt(
+        prompt,
+        client=client,
+        index_uid=uid,
+        fx=FX,
+        settings=SETTINGS,
+        mode=mode,
+        use_llm=False,
+        **kw,
+    )
+
+
+def test_the_vector_index_declares_the_user_provided_embedder(
+    meili: meilisearch.Client, vector_index: str
+) -> None:
+    embedders = meili.http.get(f"indexes/{vector_index}/settings/embedders")
+    assert embedders[EMBEDDER_NAME]["source"] == "userProvided"
+    assert embedders[EMBEDDER_NAME]["dimensions"] == 384
+    assert load_index_profile(meili, vector_index).has_vectors
+
+
+def test_hybrid_search_finds_by_meaning_what_keywords_miss(
+    meili: meilisearch.Client, vector_index: str, embedder: SentenceEmbedder
+) -> None:
+    prompt = "something to keep my tea warm on my commute"
+    hybrid = _ask(meili, vector_index, prompt)
+    keyword = _ask(meili, vector_index, prompt, mode=MODE_KEYWORD)
+    assert hybrid.path == "hybrid"
+    assert hybrid.semantic_available
+    top_groups = [s.group_id for s in hybrid.suggestions[:3]]
+    assert {"g-thermos-mug", "g-contigo-flask"} & set(top_groups), top_groups
+    assert keyword.path == "keyword"
+    keyword_top = [s.group_id for s in keyword.suggestions[:3]]
+    assert keyword_top != top_groups
+
+
+def test_every_suggestion_meets_every_parsed_constraint(
+    meili: meilisearch.Client, vector_index: str, embedder: SentenceEmbedder
+) -> None:
+    answer = _ask(meili, vector_index, "a 65-inch TV under 700 dollars, not from ShopWave")
+    assert answer.suggestions
+    assert {s.group_id for s in answer.suggestions} == {"g-lg-65"}
+    profile = load_index_profile(meili, vector_index)
+    assert profile.vocabulary.category_values["televisions"]
+    for suggestion in answer.suggestions:
+        offer = meili.index(vector_index).get_document(suggestion.offer_id)
+        document = dict(offer)
+        assert unmet_constraints(answer.intent, document, document, FX) == []
+        assert suggestion.marketplace != "shopwave"
+    # The cheapest offer of the group that fits: Kiondo's 79,900 KES (≈ $617) beats €580 (≈ $630).
+    assert answer.suggestions[0].marketplace == "kiondo"
+
+
+def test_cheapest_first_orders_by_the_suggested_offer_price(
+    meili: meilisearch.Client, vector_index: str, embedder: SentenceEmbedder
+) -> None:
+    answer = _ask(meili, vector_index, "cheapest TV")
+    prices = [s.display_price_minor for s in answer.suggestions]
+    assert prices == sorted(prices)
+    assert answer.suggestions[0].group_id == "g-samsung-55"
+
+
+def test_out_of_stock_offers_are_not_suggested_unless_asked(
+    meili: meilisearch.Client, vector_index: str, embedder: SentenceEmbedder
+) -> None:
+    assert not _ask(meili, vector_index, "garmin gps running watch").suggestions
+    wanted = _ask(meili, vector_index, "garmin gps running watch even if out of stock")
+    assert [s.group_id for s in wanted.suggestions] == ["g-garmin-265"]
+
+
+def test_nothing_fits_suggests_the_constraint_to_relax(
+    meili: meilisearch.Client, vector_index: str, embedder: SentenceEmbedder
+) -> None:
+    answer = _ask(meili, vector_index, "Sony headphones under 5 dollars")
+    assert not answer.found
+    assert answer.relaxations[0].kind == "budget"
+    assert "$349.99" in answer.relaxations[0].hint
+    assert "raise your budget" in answer.message
+
+
+def test_an_index_without_vectors_answers_with_keywords_and_says_why(
+    meili: meilisearch.Client, keyword_index: str, embedder: SentenceEmbedder | None
+) -> None:
+    answer = _ask(meili, keyword_index, "thermos travel mug")
+    assert answer.path == "keyword"
+    assert [s.group_id for s in answer.suggestions][:1] == ["g-thermos-mug"]
+    reason = "no embeddings yet" if embedder is not None else "not installed"
+    assert any(reason in note for note in answer.notes), answer.notes
+
+
+def test_a_missing_model_package_falls_back_to_keywords(
+    meili: meilisearch.Client, keyword_index: str
+) -> None:
+    settings = AssistantSettings(ONECART_ASSISTANT_MODEL_PACKAGE="onecart_no_such_model_package")
+    answer = answer_prompt(
+        "thermos travel mug", client=meili, index_uid=keyword_index, fx=FX, settings=settings,
+        use_llm=False,
+    )  # fmt: skip
+    assert answer.path == "keyword"
+    assert not answer.semantic_available
+    assert any("not installed" in note for note in answer.notes)
+    assert answer.suggestions

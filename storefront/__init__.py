@@ -45,6 +45,8 @@ BLUEPRINT_MODULES = (
     "storefront.catalog",
     "storefront.cart",
     "storefront.checkout",
+    "storefront.orders",
+    "storefront.webhooks",
     "storefront.assistant",
 )
 

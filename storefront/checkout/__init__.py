@@ -1,4 +1,4 @@
-"""Checkout: a placeholder until the checkout issue lands (shows the cart summary honestly)."""
+"""Checkout: shipping address, the cart by marketplace, one total, one payment (wallet or card)."""
 
 from storefront.checkout.routes import bp
 

@@ -1,26 +1,288 @@
-"""The checkout route exists now so links work; paying arrives with the checkout issue."""
+"""Checkout: the page (address, cart by marketplace, unified total, payment method) and its submit.
+
+Thin views: the form is validated here, everything else is commerce.checkout.submit_checkout.
+Each rendered form carries a fresh validation token (the order's idempotency key) and the total
+the shopper saw; a submit whose total no longer matches re-renders the page with the differences
+and takes nothing. After an order is recorded its jobs are enqueued (storefront.jobs); when Redis
+is down the order still stands and the sweeper enqueues them later.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, session
-from flask_login import current_user
+import logging
+from typing import Any
 
-from commerce.cart import build_cart_view
-from storefront.cart.routes import GUEST_CART_SESSION_KEY
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_required
+from wtforms.fields import SelectChoice
+
+from commerce.checkout import (
+    REVALIDATION_DEADLINE_S,
+    CheckoutOutcome,
+    CheckoutSubmission,
+    OutcomeKind,
+    ShippingDetails,
+    build_quote,
+    changes_by_product,
+    is_valid_validation_token,
+    new_checkout_token,
+    payment_currency,
+)
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.models import User
+from commerce.order_models import PaymentMethod
+from commerce.payments.gateway import PaymentError
+from commerce.payments.stripe_gateway import (
+    SANDBOX_PAYMENT_METHODS,
+    SANDBOX_TEST_CARDS,
+    StripeGateway,
+    is_sandbox_mode,
+    stripe_client_from_settings,
+)
+from commerce.wallet import wallet_balance
+from onecart.money import Money
+from onecart.settings import get_settings
 from storefront.catalog.shopper import display_currency, fx_table
-from storefront.database import db_session
+from storefront.checkout.forms import CheckoutForm, country_choices
+from storefront.database import db_session, session_factory
+from storefront.jobs import JobPolicy, dispatch_order_jobs
 
-bp = Blueprint("checkout", __name__, template_folder="templates")
+logger = logging.getLogger(__name__)
+
+bp = Blueprint(
+    "checkout",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/checkout/static",
+)
+
+# Stripe.js must load from Stripe and frame its card fields (only when real keys are used).
+STRIPE_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: http: https:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' https://js.stripe.com; frame-src https://js.stripe.com "
+    "https://hooks.stripe.com; connect-src 'self' https://api.stripe.com; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _user() -> User:
+    return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+def job_policy() -> JobPolicy:
+    """The order jobs' queue and timings (app.config["ORDER_JOB_POLICY"] overrides defaults)."""
+    return JobPolicy.from_dict(current_app.config.get("ORDER_JOB_POLICY"))
+
+
+def _card_gateway() -> StripeGateway:
+    return StripeGateway(stripe_client_from_settings(get_settings()))
+
+
+def _new_form(user: User) -> CheckoutForm:
+    form = CheckoutForm(formdata=None)
+    shipping = ShippingDetails.from_profile(user)
+    form.name.data = shipping.name
+    form.line1.data = shipping.line1
+    form.line2.data = shipping.line2
+    form.city.data = shipping.city
+    form.postal_code.data = shipping.postal_code
+    form.country.data = shipping.country or None
+    form.phone.data = shipping.phone
+    form.validation_token.data = new_checkout_token()
+    return form
+
+
+def _prepare_choices(form: CheckoutForm) -> None:
+    form.country.choices = [SelectChoice("", "Choose a country"), *country_choices()]
+    form.test_card.choices = [
+        SelectChoice(card.payment_method, card.label) for card in SANDBOX_TEST_CARDS
+    ]
+
+
+def _render(
+    form: CheckoutForm,
+    *,
+    outcome: CheckoutOutcome | None = None,
+    status: int = 200,
+) -> tuple[str, int, dict[str, str]]:
+    """The checkout page for the current cart, with the totals the form will carry."""
+    user = _user()
+    session = db_session()
+    fx = fx_table()
+    currency = display_currency()
+    quote = build_quote(session, user, currency=currency, fx=fx)
+    wallet_currency = payment_currency(user, PaymentMethod.WALLET, currency)
+    wallet_quote = (
+        quote
+        if wallet_currency == currency
+        else build_quote(session, user, currency=wallet_currency, fx=fx)
+    )
+    form.total_seen.data = "" if quote.total_minor is None else str(quote.total_minor)
+    form.wallet_total_seen.data = (
+        "" if wallet_quote.total_minor is None else str(wallet_quote.total_minor)
+    )
+    _prepare_choices(form)
+    balance = wallet_balance(session, user)
+    settings = get_settings()
+    sandbox = is_sandbox_mode(settings)
+    headers: dict[str, str] = {}
+    if not sandbox:
+        headers["Content-Security-Policy"] = STRIPE_CONTENT_SECURITY_POLICY
+    html = render_template(
+        "checkout/checkout.html",
+        form=form,
+        quote=quote,
+        wallet_quote=wallet_quote,
+        balance=balance,
+        wallet_covers=wallet_quote.total_minor is not None
+        and balance.minor >= wallet_quote.total_minor,
+        sandbox_mode=sandbox,
+        publishable_key=settings.stripe_publishable_key,
+        outcome=outcome,
+        changes=changes_by_product(outcome.changes) if outcome else {},
+    )
+    return html, status, headers
 
 
 @bp.get("/checkout")
-def checkout() -> str:
-    """The cart summary and an honest note: payment is not available yet."""
-    cart = build_cart_view(
-        db_session(),
-        user=current_user._get_current_object() if current_user.is_authenticated else None,  # type: ignore[attr-defined]
-        guest_lines=session.get(GUEST_CART_SESSION_KEY),
+@login_required
+def checkout() -> tuple[str, int, dict[str, str]]:
+    """The checkout page: address (from the profile), cart by marketplace, total, payment."""
+    return _render(_new_form(_user()))
+
+
+def _int_or_none(value: object) -> int | None:
+    text = str(value or "").strip()
+    if not text.lstrip("-").isdigit() or len(text) > 18:
+        return None
+    return int(text)
+
+
+def _submission(form: CheckoutForm, user: User) -> CheckoutSubmission:
+    method = PaymentMethod(form.payment_method.data)
+    return CheckoutSubmission(
+        user_id=user.id,
+        validation_token=str(form.validation_token.data or ""),
+        payment_method=method,
         display_currency=display_currency(),
-        fx=fx_table(),
+        total_seen_minor=_int_or_none(form.total_seen.data),
+        wallet_total_seen_minor=_int_or_none(form.wallet_total_seen.data),
+        shipping=ShippingDetails(
+            name=form.name.data or "",
+            line1=form.line1.data or "",
+            line2=form.line2.data or "",
+            city=form.city.data or "",
+            postal_code=form.postal_code.data or "",
+            country=form.country.data or "",
+            phone=form.phone.data or "",
+        ),
+        card_payment_method=(form.test_card.data or None)
+        if method == PaymentMethod.STRIPE
+        else None,
+        payment_intent_id=(form.payment_intent_id.data or None)
+        if method == PaymentMethod.STRIPE
+        else None,
     )
-    return render_template("checkout/checkout.html", cart=cart)
+
+
+@bp.post("/checkout")
+@login_required
+def place_order() -> Response | tuple[str, int, dict[str, str]]:
+    """Submit the checkout: one order and one payment, or the page again saying why not."""
+    user = _user()
+    form = CheckoutForm()
+    _prepare_choices(form)
+    if not form.validate():
+        if not is_valid_validation_token(form.validation_token.data):
+            form.validation_token.data = new_checkout_token()
+        return _render(form, status=422)
+    submission = _submission(form, user)
+    if (
+        submission.payment_method == PaymentMethod.STRIPE
+        and not submission.payment_intent_id
+        and submission.card_payment_method not in SANDBOX_PAYMENT_METHODS
+    ):
+        form.test_card.errors = ["Choose a card."]
+        return _render(form, status=422)
+    outcome = _submit(submission)
+    if outcome.kind in (OutcomeKind.CREATED, OutcomeKind.EXISTING):
+        if outcome.kind == OutcomeKind.CREATED and outcome.order_id is not None:
+            _dispatch(outcome.order_id)
+        return redirect(url_for("orders.confirmation", number=outcome.order_number), code=303)
+    for name, message in outcome.field_errors.items():
+        field = getattr(form, name, None)
+        if field is not None:
+            field.errors = [message]
+    db_session().expire_all()
+    status = 409 if outcome.kind == OutcomeKind.CHANGED else 422
+    return _render(form, outcome=outcome, status=status)
+
+
+def _submit(submission: CheckoutSubmission) -> CheckoutOutcome:
+    from commerce.checkout import submit_checkout
+
+    return submit_checkout(
+        session_factory(),
+        submission,
+        fx=fx_table(),
+        adapter_for=adapter_for_marketplace,
+        card_gateway=_card_gateway() if submission.payment_method == PaymentMethod.STRIPE else None,
+        revalidation_deadline_s=float(
+            current_app.config.get("CHECKOUT_REVALIDATION_SECONDS", REVALIDATION_DEADLINE_S)
+        ),
+    )
+
+
+def _dispatch(order_id: int) -> None:
+    """Enqueue the order's jobs; an unreachable Redis is logged, never shown as a failure."""
+    try:
+        _dispatched, failed = dispatch_order_jobs(
+            session_factory(), current_app.config["REDIS_URL"], job_policy(), order_id
+        )
+    except Exception:  # the order is recorded; the sweeper enqueues whatever did not make it
+        logger.exception("enqueueing the jobs of order %s failed", order_id)
+        return
+    if failed:
+        logger.warning("order %s: %s job(s) left for the sweeper", order_id, failed)
+
+
+@bp.post("/checkout/payment-intent")
+@login_required
+def payment_intent() -> Response | tuple[Response, int]:
+    """For Stripe.js (real keys only): a PaymentIntent for the total this form shows.
+
+    The browser confirms it with the Payment Element and then submits the form with its id;
+    the submit checks amount, currency and token before accepting it.
+    """
+    settings = get_settings()
+    if is_sandbox_mode(settings):
+        return jsonify(error="Stripe.js is not used in sandbox mode."), 404
+    payload: dict[str, Any] = request.get_json(silent=True) or {}
+    token = payload.get("validation_token")
+    if not is_valid_validation_token(token):
+        return jsonify(error="This checkout form has expired; reload the page."), 400
+    user = _user()
+    currency = display_currency()
+    quote = build_quote(db_session(), user, currency=currency, fx=fx_table())
+    if not quote.can_pay or quote.total_minor is None:
+        return jsonify(error="There is nothing to pay for."), 400
+    amount = Money(quote.total_minor, currency)
+    try:
+        intent_id, client_secret = _card_gateway().prepare_intent(
+            amount,
+            idempotency_key=f"onecart-intent-{token}-{amount.minor}-{amount.currency}",
+            metadata={"onecart_validation_token": str(token)},
+        )
+    except PaymentError as exc:
+        return jsonify(error=exc.message), 502
+    return jsonify(payment_intent_id=intent_id, client_secret=client_secret)

@@ -1,0 +1,215 @@
+"""Notifications: what the shopper is told about their orders, in the site and by e-mail.
+
+Every change worth knowing (order received, a sub-order placed, shipped, delivered, cancelled,
+refunded, failed) is one Notification row, written in the same transaction as the change. E-mail
+is sent afterwards, only when SMTP is configured (settings.smtp_host): a failed send leaves
+`emailed_at` empty and the sweeper tries again a few times. Services flush; callers commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from collections.abc import Iterable
+from datetime import timedelta
+from email.message import EmailMessage
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.models import User, utc_now
+from commerce.order_models import Notification, Order
+from onecart.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_EMAIL_ATTEMPTS = 3
+EMAIL_RETRY_WINDOW = timedelta(days=1)
+SMTP_TIMEOUT_S = 10.0
+NOTIFICATIONS_PAGE_SIZE = 50
+
+
+def notify(
+    session: Session,
+    order: Order,
+    kind: str,
+    message: str,
+    *,
+    sub_order_id: int | None = None,
+) -> Notification:
+    """Record one notification for the order's shopper (the caller commits)."""
+    notification = Notification(
+        user_id=order.user_id,
+        order_id=order.id,
+        sub_order_id=sub_order_id,
+        kind=kind,
+        message=message[:500],
+        created_at=utc_now(),
+    )
+    session.add(notification)
+    session.flush()
+    return notification
+
+
+def unread_count(session: Session, user_id: int) -> int:
+    """How many of the user's notifications are unread (the header's badge)."""
+    return int(
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Notification)
+            .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+        )
+        or 0
+    )
+
+
+def list_notifications(
+    session: Session, user_id: int, *, limit: int = NOTIFICATIONS_PAGE_SIZE
+) -> list[Notification]:
+    """The user's newest notifications first (their own only)."""
+    return list(
+        session.scalars(
+            sa.select(Notification)
+            .where(Notification.user_id == user_id)
+            .order_by(Notification.created_at.desc(), Notification.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def mark_all_read(session: Session, user_id: int) -> int:
+    """Mark every unread notification of the user read; returns how many changed."""
+    result = session.execute(
+        sa.update(Notification)
+        .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+        .values(read_at=utc_now())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def mark_read(session: Session, user_id: int, notification_id: int) -> bool:
+    """Mark one of the user's notifications read; False when it is not theirs (or unknown)."""
+    result = session.execute(
+        sa.update(Notification)
+        .where(
+            Notification.id == notification_id,
+            Notification.user_id == user_id,
+            Notification.read_at.is_(None),
+        )
+        .values(read_at=utc_now())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _email_for(notification: Notification, order: Order | None, settings: Settings) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.smtp_sender
+    subject = f"OneCart order {order.number}" if order is not None else "OneCart"
+    message["Subject"] = f"{subject}: {notification.kind.replace('_', ' ')}"
+    lines = [notification.message, ""]
+    if order is not None:
+        lines.append(f"Follow your order at {settings.site_url}/order-status/{order.status_token}")
+    lines += ["", "— OneCart"]
+    message.set_content("\n".join(lines))
+    return message
+
+
+def send_notification_emails(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    notification_ids: Iterable[int] | None = None,
+    *,
+    limit: int = 100,
+) -> int:
+    """E-mail notifications not sent yet (the given ones, or any recent ones); returns how many
+    were sent. Does nothing without SMTP settings. Each send is committed on its own, so a
+    failure halfway never re-sends the ones before it."""
+    if not settings.smtp_host:
+        return 0
+    ids = list(notification_ids) if notification_ids is not None else None
+    with session_factory() as session:
+        query = (
+            sa.select(Notification.id)
+            .where(
+                Notification.emailed_at.is_(None),
+                Notification.email_attempts < MAX_EMAIL_ATTEMPTS,
+                Notification.created_at >= utc_now() - EMAIL_RETRY_WINDOW,
+            )
+            .order_by(Notification.id)
+            .limit(limit)
+        )
+        if ids is not None:
+            if not ids:
+                return 0
+            query = query.where(Notification.id.in_(ids))
+        pending = list(session.scalars(query))
+    sent = 0
+    if not pending:
+        return 0
+    try:
+        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_S)
+    except OSError as exc:
+        logger.warning("SMTP %s:%s unreachable: %s", settings.smtp_host, settings.smtp_port, exc)
+        _count_failed_attempts(session_factory, pending)
+        return 0
+    try:
+        for notification_id in pending:
+            email = _claim_email(session_factory, notification_id, settings)
+            if email is None:
+                continue
+            try:
+                smtp.send_message(email)
+            except smtplib.SMTPException as exc:
+                logger.warning("e-mail for notification %s failed: %s", notification_id, exc)
+                continue
+            with session_factory() as session, session.begin():
+                session.execute(
+                    sa.update(Notification)
+                    .where(Notification.id == notification_id)
+                    .values(emailed_at=utc_now())
+                )
+            sent += 1
+    finally:
+        try:
+            smtp.quit()
+        except smtplib.SMTPException:
+            smtp.close()
+    return sent
+
+
+def _claim_email(
+    session_factory: sessionmaker[Session], notification_id: int, settings: Settings
+) -> EmailMessage | None:
+    """Count one attempt with a conditional UPDATE (so two workers never send the same e-mail)
+    and build the message; None when another worker claimed it or it was sent already."""
+    with session_factory() as session, session.begin():
+        notification = session.get(Notification, notification_id)
+        if notification is None or notification.emailed_at is not None:
+            return None
+        claimed = session.execute(
+            sa.update(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.emailed_at.is_(None),
+                Notification.email_attempts == notification.email_attempts,
+            )
+            .values(email_attempts=notification.email_attempts + 1)
+        ).rowcount  # type: ignore[attr-defined]
+        if not claimed:
+            return None
+        user = session.get(User, notification.user_id)
+        order = session.get(Order, notification.order_id) if notification.order_id else None
+        if user is None:
+            return None
+        email = _email_for(notification, order, settings)
+        email["To"] = user.email
+        return email
+
+
+def _count_failed_attempts(session_factory: sessionmaker[Session], ids: list[int]) -> None:
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa.update(Notification)
+            .where(Notification.id.in_(ids))
+            .values(email_attempts=Notification.email_attempts + 1)
+        )

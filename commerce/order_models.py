@@ -1,0 +1,429 @@
+"""Orders, sub-orders, payments, refunds, notifications and the job outbox, as SQLAlchemy models.
+
+One Order is what the shopper sees (one number, one total, one payment). It holds one
+MarketplaceOrder (sub-order) per marketplace in the cart; each orderable sub-order is placed on its
+marketplace by an RQ job and tracked afterwards. Hand-off sub-orders (marketplaces without an
+order API) are recorded for the shopper's reference, never charged and never placed.
+
+Money is an integer `*_minor` column plus a three-letter currency on the same row. A sub-order
+stores its amount twice: in the marketplace's currency (what the marketplace is asked for) and
+as its share of the charged total in the payment currency (`charge_minor`), so compensation
+refunds exactly that share and the shares of an order always add up to its total.
+
+The tables share `commerce.models.Base`, so the storefront's migrations and test fixtures see them.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from commerce.models import Base, Marketplace, Product, User, utc_now
+
+# Crockford's base32 without I, L, O, U: order numbers are read out loud on support calls.
+_NUMBER_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_order_number() -> str:
+    """A public order number such as `OC-7K3M-9Q2P` (random, so numbers leak no volume)."""
+    body = "".join(secrets.choice(_NUMBER_ALPHABET) for _ in range(8))
+    return f"OC-{body[:4]}-{body[4:]}"
+
+
+def new_status_token() -> str:
+    """The authentication token of an order's status link: 256 bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def new_relation_token() -> str:
+    """The reference sent to every marketplace with the order's sub-orders."""
+    return f"ocr-{secrets.token_hex(12)}"
+
+
+def new_validation_token() -> str:
+    """The idempotency key a checkout form carries (one per rendered form)."""
+    return secrets.token_urlsafe(24)
+
+
+def _enum(kind: type[enum.StrEnum], name: str, length: int = 24) -> sa.Enum:
+    return sa.Enum(
+        kind,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class OrderStatus(enum.StrEnum):
+    """The shopper's order, derived from its sub-orders (commerce.tracking.derive_order_status)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    PARTIALLY_SHIPPED = "partially_shipped"
+    SHIPPED = "shipped"
+    PARTIALLY_DELIVERED = "partially_delivered"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+class SubOrderStatus(enum.StrEnum):
+    """One marketplace's part of an order.
+
+    pending → placing → placed → processing → shipped → delivered; or failed (never placed,
+    refunded), or cancelled (by the shopper or the marketplace, refunded). Hand-off sub-orders
+    stay `handoff`: the shopper completes them on the marketplace's own site.
+    """
+
+    PENDING = "pending"
+    PLACING = "placing"
+    PLACED = "placed"
+    PROCESSING = "processing"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    HANDOFF = "handoff"
+
+
+# Sub-orders whose share of the payment is still owed to the marketplace (or about to be).
+LIVE_SUB_ORDER_STATUSES = frozenset(
+    {
+        SubOrderStatus.PENDING,
+        SubOrderStatus.PLACING,
+        SubOrderStatus.PLACED,
+        SubOrderStatus.PROCESSING,
+        SubOrderStatus.SHIPPED,
+        SubOrderStatus.DELIVERED,
+    }
+)
+UNSETTLED_SUB_ORDER_STATUSES = frozenset({SubOrderStatus.PENDING, SubOrderStatus.PLACING})
+PLACED_SUB_ORDER_STATUSES = frozenset(
+    {
+        SubOrderStatus.PLACED,
+        SubOrderStatus.PROCESSING,
+        SubOrderStatus.SHIPPED,
+        SubOrderStatus.DELIVERED,
+    }
+)
+
+
+class PaymentMethod(enum.StrEnum):
+    """How the shopper paid."""
+
+    WALLET = "wallet"
+    STRIPE = "stripe"
+
+
+class PaymentStatus(enum.StrEnum):
+    """Where the one payment of an order stands."""
+
+    AUTHORIZED = "authorized"
+    CAPTURING = "capturing"
+    CAPTURED = "captured"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    VOIDED = "voided"
+    FAILED = "failed"
+
+
+class RefundKind(enum.StrEnum):
+    """How money went back: an uncaptured authorization released, a card refund, or a wallet credit."""
+
+    RELEASE = "release"
+    CARD_REFUND = "card_refund"
+    WALLET_CREDIT = "wallet_credit"
+
+
+class RefundStatus(enum.StrEnum):
+    """A refund is pending until the provider (or the ledger) has done it."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class OutboxTopic(enum.StrEnum):
+    """What an outbox row asks the job queue to do."""
+
+    PLACE_SUB_ORDER = "place_sub_order"
+    CANCEL_ORDER = "cancel_order"
+
+
+class Order(Base):
+    """What the shopper bought: one number, one total in one currency, one payment."""
+
+    __tablename__ = "orders"
+    __table_args__ = (sa.Index("ix_orders_user_id_created_at", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(sa.String(16), unique=True, default=new_order_number)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="RESTRICT"))
+    status: Mapped[OrderStatus] = mapped_column(
+        _enum(OrderStatus, "order_status"), default=OrderStatus.PROCESSING
+    )
+    # The charged total: the sum of the orderable sub-orders' shares, in the payment currency.
+    total_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    # What the hand-off items come to in the same currency (shown, never charged); None = no rate.
+    handoff_total_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
+    payment_method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
+    # Units of the payment currency per 1 unit of each foreign currency, as decimal strings.
+    fx_rates: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    fx_as_of: Mapped[date | None] = mapped_column(sa.Date)
+    status_token: Mapped[str] = mapped_column(sa.String(64), unique=True, default=new_status_token)
+    validation_token: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    relation_token: Mapped[str] = mapped_column(
+        sa.String(40), unique=True, default=new_relation_token
+    )
+    email: Mapped[str] = mapped_column(sa.String(254))
+    phone: Mapped[str] = mapped_column(sa.String(32), default="")
+    ship_name: Mapped[str] = mapped_column(sa.String(160))
+    ship_line1: Mapped[str] = mapped_column(sa.String(200))
+    ship_line2: Mapped[str] = mapped_column(sa.String(200), default="")
+    ship_city: Mapped[str] = mapped_column(sa.String(120))
+    ship_postal_code: Mapped[str] = mapped_column(sa.String(20), default="")
+    ship_country: Mapped[str] = mapped_column(sa.String(2))
+    cancel_requested_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+    user: Mapped[User] = relationship()
+    sub_orders: Mapped[list[MarketplaceOrder]] = relationship(
+        back_populates="order", order_by="MarketplaceOrder.id"
+    )
+    items: Mapped[list[OrderItem]] = relationship(back_populates="order", order_by="OrderItem.id")
+    payment: Mapped[Payment | None] = relationship(back_populates="order", uselist=False)
+
+    @property
+    def charged_sub_orders(self) -> list[MarketplaceOrder]:
+        """The sub-orders paid through OneCart (every one except hand-offs)."""
+        return [sub for sub in self.sub_orders if sub.status != SubOrderStatus.HANDOFF]
+
+    @property
+    def handoff_sub_orders(self) -> list[MarketplaceOrder]:
+        """The sub-orders the shopper completes on the marketplace's own site."""
+        return [sub for sub in self.sub_orders if sub.status == SubOrderStatus.HANDOFF]
+
+    def __repr__(self) -> str:
+        return f"<Order {self.number} {self.status}>"
+
+
+class MarketplaceOrder(Base):
+    """One marketplace's part of an order: placed once, tracked, or compensated."""
+
+    __tablename__ = "marketplace_orders"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "order_id", "marketplace_id", name="uq_marketplace_orders_order_market"
+        ),
+        sa.Index("ix_marketplace_orders_status_updated_at", "status", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id", ondelete="CASCADE"))
+    marketplace_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("marketplaces.id", ondelete="RESTRICT")
+    )
+    status: Mapped[SubOrderStatus] = mapped_column(
+        _enum(SubOrderStatus, "sub_order_status"), default=SubOrderStatus.PENDING
+    )
+    # What the marketplace is asked for, in its own currency.
+    amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    # This sub-order's share of the order total, in the payment currency (0 for hand-offs).
+    charge_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    charge_currency: Mapped[str] = mapped_column(sa.String(3))
+    # Sent unchanged with every placement attempt, so the marketplace can recognise a repeat.
+    idempotency_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    marketplace_order_id: Mapped[str | None] = mapped_column(sa.String(120))
+    raw_status: Mapped[str | None] = mapped_column(sa.String(80))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    placing_started_at: Mapped[datetime | None]
+    placed_at: Mapped[datetime | None]
+    tracking_number: Mapped[str | None] = mapped_column(sa.String(120))
+    carrier: Mapped[str | None] = mapped_column(sa.String(120))
+    tracking_url: Mapped[str | None] = mapped_column(sa.String(1000))
+    last_polled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+    order: Mapped[Order] = relationship(back_populates="sub_orders")
+    marketplace: Mapped[Marketplace] = relationship()
+    items: Mapped[list[OrderItem]] = relationship(
+        back_populates="sub_order", order_by="OrderItem.id"
+    )
+
+    @property
+    def is_handoff(self) -> bool:
+        return self.status == SubOrderStatus.HANDOFF
+
+    def __repr__(self) -> str:
+        return f"<MarketplaceOrder {self.id} {self.status}>"
+
+
+class OrderItem(Base):
+    """One line of an order, with the price at the time of purchase and a title snapshot."""
+
+    __tablename__ = "order_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    sub_order_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("marketplace_orders.id", ondelete="CASCADE"), index=True
+    )
+    product_id: Mapped[int] = mapped_column(sa.ForeignKey("products.id", ondelete="RESTRICT"))
+    external_id: Mapped[str] = mapped_column(sa.String(200))
+    title: Mapped[str] = mapped_column(sa.String(300))
+    product_url: Mapped[str | None] = mapped_column(sa.String(1000))
+    image_url: Mapped[str | None] = mapped_column(sa.String(1000))
+    quantity: Mapped[int]
+    unit_price_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    # The line's amount in the payment currency (its part of the sub-order's share).
+    charge_minor: Mapped[int] = mapped_column(sa.BigInteger)
+
+    order: Mapped[Order] = relationship(back_populates="items")
+    sub_order: Mapped[MarketplaceOrder] = relationship(back_populates="items")
+    product: Mapped[Product] = relationship()
+
+    @property
+    def line_total_minor(self) -> int:
+        return self.unit_price_minor * self.quantity
+
+
+class Payment(Base):
+    """The one payment of an order: a wallet debit or a Stripe PaymentIntent (manual capture)."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("orders.id", ondelete="CASCADE"), unique=True
+    )
+    method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
+    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus, "payment_status"))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    # Taken from the shopper: debited from the wallet, or authorized on the card.
+    amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    captured_minor: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # PaymentIntent id, or the wallet ledger reference of the debit.
+    provider_reference: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    failure_message: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+    order: Mapped[Order] = relationship(back_populates="payment")
+    refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.id")
+
+
+class Refund(Base):
+    """Money given back for one sub-order (its whole share); one per sub-order at most."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("payments.id", ondelete="CASCADE"), index=True
+    )
+    sub_order_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("marketplace_orders.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[RefundKind] = mapped_column(_enum(RefundKind, "refund_kind"))
+    status: Mapped[RefundStatus] = mapped_column(_enum(RefundStatus, "refund_status"))
+    amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    reason: Mapped[str] = mapped_column(sa.String(200), default="")
+    # Derived from our own ids (`refund-sub-<id>`), so a retried refund is never a second one.
+    idempotency_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    provider_reference: Mapped[str | None] = mapped_column(sa.String(120))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    completed_at: Mapped[datetime | None]
+
+    payment: Mapped[Payment] = relationship(back_populates="refunds")
+    sub_order: Mapped[MarketplaceOrder | None] = relationship()
+
+
+class Notification(Base):
+    """Something the shopper should know about an order; e-mailed too when SMTP is configured."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (sa.Index("ix_notifications_user_id_read_at", "user_id", "read_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    order_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    sub_order_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("marketplace_orders.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    message: Mapped[str] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    read_at: Mapped[datetime | None]
+    emailed_at: Mapped[datetime | None]
+    email_attempts: Mapped[int] = mapped_column(default=0)
+
+    order: Mapped[Order | None] = relationship()
+
+
+class OutboxMessage(Base):
+    """A job to enqueue, written in the same transaction as the change that needs it.
+
+    `dispatched_at` stays empty until the job reached Redis; the sweeper enqueues what never did.
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        sa.Index("ix_outbox_messages_dispatched_at_available_at", "dispatched_at", "available_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic: Mapped[OutboxTopic] = mapped_column(_enum(OutboxTopic, "outbox_topic"))
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id", ondelete="CASCADE"))
+    sub_order_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("marketplace_orders.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    available_at: Mapped[datetime] = mapped_column(default=utc_now)
+    dispatched_at: Mapped[datetime | None]
+    job_id: Mapped[str | None] = mapped_column(sa.String(120))
+    dispatch_attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+
+
+class CheckoutLock(Base):
+    """One row per shopper serializes their checkouts (row lock on PostgreSQL, lease on SQLite)."""
+
+    __tablename__ = "checkout_locks"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    holder: Mapped[str | None] = mapped_column(sa.String(64))
+    expires_at: Mapped[datetime | None]
+
+
+class ProcessedWebhookEvent(Base):
+    """A Stripe event already handled: a replay of the same event id changes nothing."""
+
+    __tablename__ = "processed_webhook_events"
+
+    event_id: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
+    event_type: Mapped[str] = mapped_column(sa.String(80))
+    outcome: Mapped[str] = mapped_column(sa.String(200), default="")
+    received_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -1,0 +1,106 @@
+"""The payment gateway interface every provider implements, and its errors.
+
+Modelled on Saleor's gateway plugins: authorize, capture, refund and void are the only verbs the
+orchestrator uses, each provider maps them onto its own API, and every money-moving call carries
+an idempotency key derived from our own ids, so a retried call never moves money twice.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from commerce.order_models import PaymentMethod
+from onecart.money import Money
+
+
+class PaymentError(Exception):
+    """A payment operation that did not happen; `message` is fit for the shopper."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PaymentDeclined(PaymentError):
+    """The provider refused (card declined, wallet balance too low): retrying will not help."""
+
+
+class PaymentUnavailable(PaymentError):
+    """The provider could not be reached or failed: nothing is known to have happened."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    """Take `amount` from the shopper, held (card) or debited (wallet).
+
+    `payment_token` is the provider's payment method (a Stripe `pm_…` id) for server-side
+    confirmation; `intent_id` is a PaymentIntent the browser already confirmed with Stripe.js.
+    """
+
+    amount: Money
+    idempotency_key: str
+    description: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    payment_token: str | None = None
+    intent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """What the provider holds for us: `captured` is True when the money already moved (wallet)."""
+
+    provider_reference: str
+    amount_minor: int
+    currency: str
+    captured: bool
+
+
+class ProviderStatus(enum.StrEnum):
+    """A provider's view of one payment, in our words."""
+
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    CANCELED = "canceled"
+    FAILED = "failed"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPaymentState:
+    """The provider's current record of a payment (used to reconcile after a crash)."""
+
+    provider_reference: str
+    status: ProviderStatus
+    amount_minor: int
+    captured_minor: int
+    refunded_minor: int
+    currency: str
+
+
+class PaymentGateway(Protocol):
+    """One payment provider behind the four verbs of the orchestrator."""
+
+    method: PaymentMethod
+
+    def authorize(self, request: AuthorizationRequest) -> Authorization:
+        """Hold (or, for the wallet, take) the amount; PaymentDeclined / PaymentUnavailable."""
+        ...
+
+    def capture(self, provider_reference: str, amount: Money) -> None:
+        """Capture `amount` (at most the authorized amount); the rest is released."""
+        ...
+
+    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+        """Give `amount` back after capture; returns the provider's refund reference."""
+        ...
+
+    def void(self, provider_reference: str) -> None:
+        """Release an authorization that will never be captured."""
+        ...
+
+    def retrieve(self, provider_reference: str) -> ProviderPaymentState:
+        """The provider's current record of the payment."""
+        ...

@@ -1,0 +1,232 @@
+"""Stripe as a payment gateway: one PaymentIntent per order, manual capture.
+
+authorize = create and confirm a PaymentIntent with `capture_method="manual"` (or adopt one that
+Stripe.js confirmed in the browser); capture = capture what was placed (Stripe releases the rest
+of the hold); refund = a partial refund after capture; void = cancel the PaymentIntent.
+Every write carries an idempotency key derived from our own ids.
+
+With `settings.stripe_api_base` set (localstripe in the demo and tests) the client talks to that
+address and the checkout offers Stripe's standard test cards, confirmed server-side; without it
+the client talks to Stripe and the browser collects the card with the Payment Element.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+from commerce.order_models import PaymentMethod
+from commerce.payments.gateway import (
+    Authorization,
+    AuthorizationRequest,
+    PaymentDeclined,
+    PaymentError,
+    PaymentUnavailable,
+    ProviderPaymentState,
+    ProviderStatus,
+)
+from onecart.money import Money
+from onecart.settings import Settings
+
+STRIPE_NETWORK_RETRIES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TestCard:
+    """One of Stripe's standard test payment methods offered in sandbox mode."""
+
+    payment_method: str
+    label: str
+
+
+# Stripe's documented test payment methods that localstripe also implements.
+SANDBOX_TEST_CARDS: tuple[TestCard, ...] = (
+    TestCard("pm_card_visa", "Visa 4242 4242 4242 4242 (succeeds)"),
+    TestCard("pm_card_chargeCustomerFail", "Visa 4000 0000 0000 0341 (declined)"),
+)
+SANDBOX_PAYMENT_METHODS = frozenset(card.payment_method for card in SANDBOX_TEST_CARDS)
+
+
+def is_sandbox_mode(settings: Settings) -> bool:
+    """True when payments go to a local fake Stripe (the test cards are offered server-side)."""
+    return bool(settings.stripe_api_base)
+
+
+def stripe_client_from_settings(settings: Settings) -> stripe.StripeClient:
+    """A StripeClient with the configured key, pointed at STRIPE_API_BASE when it is set."""
+    options: dict[str, Any] = {"max_network_retries": STRIPE_NETWORK_RETRIES}
+    if settings.stripe_api_base:
+        options["base_addresses"] = {"api": settings.stripe_api_base.rstrip("/")}
+    return stripe.StripeClient(settings.stripe_api_key, **options)
+
+
+def _stripe_currency(currency: str) -> str:
+    return currency.lower()
+
+
+def _decline_message(exc: stripe.StripeError) -> str:
+    return exc.user_message or "Your card was declined."
+
+
+def _translate(exc: stripe.StripeError, action: str) -> PaymentError:
+    if isinstance(exc, stripe.CardError):
+        return PaymentDeclined(_decline_message(exc))
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        return PaymentUnavailable(f"The card payment service is unreachable ({action}).")
+    if isinstance(exc, stripe.InvalidRequestError):
+        return PaymentDeclined(f"The card payment could not be {action}: {exc.user_message}")
+    return PaymentUnavailable(f"The card payment service failed ({action}): {exc.user_message}")
+
+
+class StripeGateway:
+    """Card payments through Stripe PaymentIntents with manual capture."""
+
+    method = PaymentMethod.STRIPE
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self.client = client
+
+    def authorize(self, request: AuthorizationRequest) -> Authorization:
+        """Hold `amount` on the card: confirm a new PaymentIntent, or adopt one Stripe.js
+        confirmed (its amount, currency and checkout must match)."""
+        if request.intent_id:
+            return self._adopt_confirmed_intent(request)
+        if not request.payment_token:
+            raise PaymentDeclined("Choose a card to pay with.")
+        params: dict[str, Any] = {
+            "amount": request.amount.minor,
+            "currency": _stripe_currency(request.amount.currency),
+            "payment_method": request.payment_token,
+            "payment_method_types": ["card"],
+            "capture_method": "manual",
+            "confirm": True,
+            # Metadata ties the intent to the checkout (localstripe rejects `description`).
+            "metadata": {**request.metadata, "onecart_description": request.description},
+        }
+        try:
+            intent = self.client.v1.payment_intents.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": request.idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, "authorized") from exc
+        if intent.status != "requires_capture":
+            self._cancel_quietly(intent.id)
+            raise PaymentDeclined(
+                "Your card needs a confirmation step this checkout cannot show; "
+                "please use another card."
+                if intent.status == "requires_action"
+                else "Your card was declined."
+            )
+        return Authorization(
+            provider_reference=intent.id,
+            amount_minor=int(intent.amount),
+            currency=str(intent.currency).upper(),
+            captured=False,
+        )
+
+    def _adopt_confirmed_intent(self, request: AuthorizationRequest) -> Authorization:
+        assert request.intent_id is not None
+        try:
+            intent = self.client.v1.payment_intents.retrieve(request.intent_id)
+        except stripe.StripeError as exc:
+            raise _translate(exc, "checked") from exc
+        metadata: Mapping[str, Any] = intent.metadata.to_dict() if intent.metadata else {}
+        expected = dict(request.metadata)
+        if (
+            int(intent.amount) != request.amount.minor
+            or str(intent.currency).upper() != request.amount.currency
+            or any(metadata.get(key) != value for key, value in expected.items())
+        ):
+            raise PaymentDeclined(
+                "The card payment does not match this checkout; nothing was taken."
+            )
+        if intent.status != "requires_capture":
+            raise PaymentDeclined("Your card payment was not confirmed.")
+        return Authorization(
+            provider_reference=intent.id,
+            amount_minor=int(intent.amount),
+            currency=request.amount.currency,
+            captured=False,
+        )
+
+    def prepare_intent(
+        self, amount: Money, *, idempotency_key: str, metadata: Mapping[str, str]
+    ) -> tuple[str, str]:
+        """A PaymentIntent for Stripe.js to confirm in the browser: (id, client_secret)."""
+        try:
+            intent = self.client.v1.payment_intents.create(
+                params={
+                    "amount": amount.minor,
+                    "currency": _stripe_currency(amount.currency),
+                    "capture_method": "manual",
+                    "automatic_payment_methods": {"enabled": True},
+                    "metadata": dict(metadata),
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, "prepared") from exc
+        return intent.id, str(intent.client_secret)
+
+    def capture(self, provider_reference: str, amount: Money) -> None:
+        """Capture `amount`; Stripe releases whatever of the hold is left."""
+        try:
+            self.client.v1.payment_intents.capture(
+                provider_reference,
+                params={"amount_to_capture": amount.minor},
+                options={"idempotency_key": f"capture-{provider_reference}-{amount.minor}"},
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, "captured") from exc
+
+    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+        """A (partial) refund of a captured PaymentIntent."""
+        try:
+            refund = self.client.v1.refunds.create(
+                params={"payment_intent": provider_reference, "amount": amount.minor},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, "refunded") from exc
+        return str(refund.id)
+
+    def void(self, provider_reference: str) -> None:
+        """Cancel the PaymentIntent: the hold on the card is released."""
+        try:
+            self.client.v1.payment_intents.cancel(
+                provider_reference, options={"idempotency_key": f"void-{provider_reference}"}
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, "released") from exc
+
+    def _cancel_quietly(self, provider_reference: str) -> None:
+        # An unconfirmed intent holds nothing; Stripe expires it if the cancel fails.
+        with contextlib.suppress(PaymentError):
+            self.void(provider_reference)
+
+    def retrieve(self, provider_reference: str) -> ProviderPaymentState:
+        """The PaymentIntent's status in our words."""
+        try:
+            intent = self.client.v1.payment_intents.retrieve(provider_reference)
+        except stripe.StripeError as exc:
+            raise _translate(exc, "looked up") from exc
+        status = {
+            "requires_capture": ProviderStatus.AUTHORIZED,
+            "succeeded": ProviderStatus.CAPTURED,
+            "canceled": ProviderStatus.CANCELED,
+            "processing": ProviderStatus.PENDING,
+        }.get(str(intent.status), ProviderStatus.FAILED)
+        amount = int(intent.amount)
+        return ProviderPaymentState(
+            provider_reference=intent.id,
+            status=status,
+            amount_minor=amount,
+            captured_minor=amount if status == ProviderStatus.CAPTURED else 0,
+            refunded_minor=0,
+            currency=str(intent.currency).upper(),
+        )

@@ -1,0 +1,324 @@
+"""The sweeper: the repeating job that makes sure nothing an order needs is forgotten.
+
+- outbox rows that never reached Redis (it was down at checkout) are enqueued;
+- sub-orders stuck in `placing` (their worker died mid-placement) are enqueued again; the next
+  attempt asks the marketplace for an order with the order's reference before placing anything;
+- sub-orders left `pending` with no job in sight for too long (Redis lost its queue) likewise;
+- card payments whose sub-orders are all settled but were never captured are settled; pending
+  refunds are retried; notification e-mails that failed are retried.
+
+Dispatching is a callable handed in by the job layer (storefront.jobs), so this module never
+imports RQ and is tested with the real queue and without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.models import utc_now
+from commerce.order_models import (
+    UNSETTLED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    OutboxMessage,
+    OutboxTopic,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.payments.gateway import PaymentError, ProviderStatus
+from commerce.payments.providers import GatewayProvider, gateway_for_payment
+
+logger = logging.getLogger(__name__)
+
+SWEEP_BATCH_SIZE = 500
+ERROR_TEXT_LIMIT = 500
+
+# Enqueue one outbox row; returns the job id. Raises when the queue is unreachable.
+Dispatcher = Callable[[OutboxMessage], str]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPolicy:
+    """How long things may sit before the sweeper steps in."""
+
+    stuck_after: timedelta = timedelta(minutes=5)
+    stale_pending_after: timedelta = timedelta(minutes=10)
+    refund_processing_after: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    """What one sweep did."""
+
+    dispatched: int = 0
+    dispatch_failures: int = 0
+    requeued_stuck: int = 0
+    requeued_stale: int = 0
+    settled: int = 0
+    refunds: int = 0
+
+
+def dispatch_outbox(
+    session_factory: sessionmaker[Session],
+    dispatch: Dispatcher,
+    *,
+    order_id: int | None = None,
+    limit: int = SWEEP_BATCH_SIZE,
+) -> tuple[int, int]:
+    """Enqueue undispatched outbox rows (of one order, or all); returns (dispatched, failed).
+
+    Each row is marked right after its job is in Redis; a crash in between only means the job is
+    enqueued twice, which placement's claim makes harmless.
+    """
+    now = utc_now()
+    with session_factory() as session:
+        query = (
+            sa.select(OutboxMessage)
+            .where(OutboxMessage.dispatched_at.is_(None), OutboxMessage.available_at <= now)
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        )
+        if order_id is not None:
+            query = query.where(OutboxMessage.order_id == order_id)
+        messages = list(session.scalars(query))
+        session.expunge_all()
+    dispatched = failed = 0
+    for message in messages:
+        try:
+            job_id = dispatch(message)
+        except Exception as exc:  # the queue is unreachable: leave the row for the next sweep
+            failed += 1
+            _record_dispatch(session_factory, message.id, job_id=None, error=str(exc))
+            logger.warning("outbox %s not dispatched: %s", message.id, exc)
+            # One failure usually means Redis is down: do not hammer it for every row.
+            break
+        dispatched += 1
+        _record_dispatch(session_factory, message.id, job_id=job_id, error=None)
+    return dispatched, failed
+
+
+def _record_dispatch(
+    session_factory: sessionmaker[Session],
+    message_id: int,
+    *,
+    job_id: str | None,
+    error: str | None,
+) -> None:
+    values: dict[str, object] = {"dispatch_attempts": OutboxMessage.dispatch_attempts + 1}
+    if job_id is not None:
+        values.update(dispatched_at=utc_now(), job_id=job_id, last_error=None)
+    else:
+        values.update(last_error=(error or "")[:ERROR_TEXT_LIMIT])
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa.update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values)
+        )
+
+
+def _requeue(session_factory: sessionmaker[Session], sub_order_ids: list[int]) -> int:
+    """New outbox rows for sub-orders that need another placement attempt."""
+    if not sub_order_ids:
+        return 0
+    with session_factory() as session, session.begin():
+        rows = session.execute(
+            sa.select(MarketplaceOrder.id, MarketplaceOrder.order_id).where(
+                MarketplaceOrder.id.in_(sub_order_ids)
+            )
+        ).all()
+        for sub_order_id, order_id in rows:
+            session.add(
+                OutboxMessage(
+                    topic=OutboxTopic.PLACE_SUB_ORDER, order_id=order_id, sub_order_id=sub_order_id
+                )
+            )
+    return len(rows)
+
+
+def find_stuck_placements(session: Session, *, stuck_after: timedelta) -> list[int]:
+    """Sub-orders `placing` for longer than `stuck_after` (their worker presumably died) and not
+    already re-queued within that time."""
+    requeued = (
+        sa.select(OutboxMessage.id)
+        .where(
+            OutboxMessage.sub_order_id == MarketplaceOrder.id,
+            OutboxMessage.created_at >= utc_now() - stuck_after,
+        )
+        .exists()
+    )
+    return list(
+        session.scalars(
+            sa.select(MarketplaceOrder.id).where(
+                MarketplaceOrder.status == SubOrderStatus.PLACING,
+                MarketplaceOrder.placing_started_at < utc_now() - stuck_after,
+                ~requeued,
+            )
+        )
+    )
+
+
+def find_stale_pending(session: Session, *, stale_after: timedelta) -> list[int]:
+    """Pending sub-orders untouched for `stale_after` whose every outbox row was dispatched
+    (so the job was lost, not merely waiting for Redis or for its retry)."""
+    undispatched = (
+        sa.select(OutboxMessage.id)
+        .where(
+            OutboxMessage.sub_order_id == MarketplaceOrder.id,
+            OutboxMessage.dispatched_at.is_(None),
+        )
+        .exists()
+    )
+    recent = (
+        sa.select(OutboxMessage.id)
+        .where(
+            OutboxMessage.sub_order_id == MarketplaceOrder.id,
+            OutboxMessage.created_at >= utc_now() - stale_after,
+        )
+        .exists()
+    )
+    return list(
+        session.scalars(
+            sa.select(MarketplaceOrder.id).where(
+                MarketplaceOrder.status == SubOrderStatus.PENDING,
+                MarketplaceOrder.updated_at < utc_now() - stale_after,
+                ~undispatched,
+                ~recent,
+            )
+        )
+    )
+
+
+def find_unsettled_payments(session: Session) -> list[int]:
+    """Orders with an authorized card payment and no sub-order left in flight."""
+    in_flight = (
+        sa.select(MarketplaceOrder.id)
+        .where(
+            MarketplaceOrder.order_id == Payment.order_id,
+            MarketplaceOrder.status.in_(UNSETTLED_SUB_ORDER_STATUSES),
+        )
+        .exists()
+    )
+    return list(
+        session.scalars(
+            sa.select(Payment.order_id).where(
+                Payment.method == PaymentMethod.STRIPE,
+                Payment.status == PaymentStatus.AUTHORIZED,
+                ~in_flight,
+            )
+        )
+    )
+
+
+def reconcile_stuck_captures(
+    session_factory: sessionmaker[Session],
+    *,
+    older_than: timedelta,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> int:
+    """Payments left `capturing` (a worker died during the capture call): ask the provider
+    whether the capture happened and finish or undo the claim accordingly."""
+    from commerce.placement import finish_settlement
+
+    with session_factory() as session:
+        payments = list(
+            session.scalars(
+                sa.select(Payment).where(
+                    Payment.status == PaymentStatus.CAPTURING,
+                    Payment.updated_at < utc_now() - older_than,
+                )
+            )
+        )
+        fixed = 0
+        for payment in payments:
+            try:
+                state = gateway_for(session, payment).retrieve(payment.provider_reference)
+            except PaymentError as exc:
+                logger.warning("cannot reconcile payment %s: %s", payment.id, exc)
+                continue
+            if state.status in (ProviderStatus.CAPTURED, ProviderStatus.CANCELED):
+                finish_settlement(
+                    session_factory, payment.id, captured=state.status == ProviderStatus.CAPTURED
+                )
+                fixed += 1
+            elif state.status == ProviderStatus.AUTHORIZED:
+                with session_factory() as inner, inner.begin():
+                    inner.execute(
+                        sa.update(Payment)
+                        .where(Payment.id == payment.id, Payment.status == PaymentStatus.CAPTURING)
+                        .values(status=PaymentStatus.AUTHORIZED, captured_minor=0)
+                    )
+                fixed += 1
+    return fixed
+
+
+def sweep(
+    session_factory: sessionmaker[Session],
+    dispatch: Dispatcher,
+    *,
+    policy: SweepPolicy = SweepPolicy(),
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> SweepReport:
+    """One pass of every repair above; safe to run any number of times, anywhere."""
+    from commerce.placement import process_refunds, settle_payment
+
+    with session_factory() as session:
+        stuck = find_stuck_placements(session, stuck_after=policy.stuck_after)
+        stale = find_stale_pending(session, stale_after=policy.stale_pending_after)
+    requeued_stuck = _requeue(session_factory, stuck)
+    requeued_stale = _requeue(session_factory, stale)
+    dispatched, failures = dispatch_outbox(session_factory, dispatch)
+
+    reconcile_stuck_captures(
+        session_factory, older_than=policy.stuck_after, gateway_for=gateway_for
+    )
+    with session_factory() as session:
+        unsettled = find_unsettled_payments(session)
+        stuck_refunds = list(
+            session.scalars(
+                sa.select(Refund.id).where(
+                    Refund.status == RefundStatus.PROCESSING,
+                    Refund.created_at < utc_now() - policy.refund_processing_after,
+                )
+            )
+        )
+        if stuck_refunds:
+            # A worker died during the provider call: the idempotency key makes a resend safe.
+            with session.begin():
+                session.execute(
+                    sa.update(Refund)
+                    .where(Refund.id.in_(stuck_refunds))
+                    .values(status=RefundStatus.PENDING)
+                )
+        pending_refund_orders = list(
+            session.scalars(
+                sa.select(Payment.order_id)
+                .join(Refund, Refund.payment_id == Payment.id)
+                .where(Refund.status == RefundStatus.PENDING)
+                .distinct()
+            )
+        )
+    settled = sum(
+        1
+        for order_id in unsettled
+        if settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    )
+    refunds = sum(
+        process_refunds(session_factory, order_id, gateway_for=gateway_for)
+        for order_id in pending_refund_orders
+    )
+    return SweepReport(
+        dispatched=dispatched,
+        dispatch_failures=failures,
+        requeued_stuck=requeued_stuck,
+        requeued_stale=requeued_stale,
+        settled=settled,
+        refunds=refunds,
+    )

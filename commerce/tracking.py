@@ -1,0 +1,278 @@
+"""Following placed sub-orders: each marketplace's status words mapped onto ours, tracking numbers
+stored, the order's status derived from its sub-orders, and a notification on every change.
+
+The adapters already translate their format's vocabulary into adapters.base.OrderStatus
+(Shopify displayFulfillmentStatus + shipment displayStatus + cancelledAt; WooCommerce pending /
+processing / on-hold / completed / delivered / cancelled / refunded / failed; the sandbox's
+stages). Here those become sub-order states, which only move forward; a cancellation (or a
+refund or failure reported by the marketplace) after placement is compensated like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.base import Capability, MarketplaceError, OrderState, Unsupported
+from adapters.base import OrderStatus as MarketplaceStatus
+from commerce.marketplace_access import AdapterProvider, close_adapter, marketplace_can
+from commerce.models import Marketplace, utc_now
+from commerce.notifications import notify
+from commerce.order_locks import lock_order, order_id_of_sub_order
+from commerce.order_models import (
+    LIVE_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    OrderStatus,
+    SubOrderStatus,
+)
+from commerce.payments.providers import GatewayProvider, gateway_for_payment
+
+logger = logging.getLogger(__name__)
+
+TRACK_BATCH_SIZE = 200
+TRACK_CONCURRENCY = 4
+# How often one sub-order is asked for its status at most.
+MIN_POLL_INTERVAL = timedelta(seconds=0)
+
+# adapters.base.OrderStatus -> our sub-order status.
+SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS: dict[MarketplaceStatus, SubOrderStatus] = {
+    MarketplaceStatus.PENDING: SubOrderStatus.PLACED,
+    MarketplaceStatus.PROCESSING: SubOrderStatus.PROCESSING,
+    MarketplaceStatus.SHIPPED: SubOrderStatus.SHIPPED,
+    MarketplaceStatus.DELIVERED: SubOrderStatus.DELIVERED,
+    MarketplaceStatus.CANCELLED: SubOrderStatus.CANCELLED,
+    # A marketplace that fails or refunds an order it accepted did not deliver it: we refund.
+    MarketplaceStatus.FAILED: SubOrderStatus.CANCELLED,
+    MarketplaceStatus.REFUNDED: SubOrderStatus.CANCELLED,
+}
+# Forward order of fulfilment; a status never moves back along it.
+FULFILMENT_RANK = {
+    SubOrderStatus.PLACED: 1,
+    SubOrderStatus.PROCESSING: 2,
+    SubOrderStatus.SHIPPED: 3,
+    SubOrderStatus.DELIVERED: 4,
+}
+TRACKED_STATUSES = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING, SubOrderStatus.SHIPPED)
+
+ORDER_STATUS_MESSAGES = {
+    OrderStatus.PROCESSING: "Your order {number} is being processed.",
+    OrderStatus.PARTIALLY_SHIPPED: "Part of your order {number} has shipped.",
+    OrderStatus.SHIPPED: "Your order {number} has shipped.",
+    OrderStatus.PARTIALLY_DELIVERED: "Part of your order {number} has been delivered.",
+    OrderStatus.DELIVERED: "Your order {number} has been delivered.",
+    OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded.",
+    OrderStatus.FAILED: "We could not place order {number}; you have been refunded in full.",
+    OrderStatus.REFUNDED: "Your order {number} has been refunded in full.",
+}
+
+
+def sub_order_status_for(state: MarketplaceStatus) -> SubOrderStatus:
+    """Our sub-order status for a marketplace's (already adapter-normalized) status."""
+    return SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS[state]
+
+
+def derive_order_status(
+    sub_order_statuses: Sequence[SubOrderStatus], *, cancel_requested: bool = False
+) -> OrderStatus:
+    """The shopper's order status from its charged sub-orders (hand-offs are not counted).
+
+    Live sub-orders decide while there are any: all delivered → delivered, some → partially
+    delivered; all shipped or delivered → shipped, some → partially shipped; else processing.
+    With none live: all failed → failed; otherwise cancelled when the shopper asked for it, else
+    refunded (the marketplaces cancelled).
+    """
+    charged = [status for status in sub_order_statuses if status != SubOrderStatus.HANDOFF]
+    if not charged:
+        return OrderStatus.PROCESSING
+    live = [status for status in charged if status in LIVE_SUB_ORDER_STATUSES]
+    if not live:
+        if all(status == SubOrderStatus.FAILED for status in charged):
+            return OrderStatus.FAILED
+        return OrderStatus.CANCELLED if cancel_requested else OrderStatus.REFUNDED
+    delivered = sum(1 for status in live if status == SubOrderStatus.DELIVERED)
+    shipped = sum(
+        1 for status in live if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED)
+    )
+    if delivered == len(live):
+        return OrderStatus.DELIVERED
+    if delivered:
+        return OrderStatus.PARTIALLY_DELIVERED
+    if shipped == len(live):
+        return OrderStatus.SHIPPED
+    if shipped:
+        return OrderStatus.PARTIALLY_SHIPPED
+    return OrderStatus.PROCESSING
+
+
+def refresh_order_status(session: Session, order: Order) -> bool:
+    """Re-derive the order's status (the caller locked the order); notify when it changed."""
+    session.flush()
+    session.refresh(order, attribute_names=["sub_orders"])
+    status = derive_order_status(
+        [sub.status for sub in order.sub_orders],
+        cancel_requested=order.cancel_requested_at is not None,
+    )
+    if status == order.status:
+        return False
+    order.status = status
+    order.updated_at = utc_now()
+    if status != OrderStatus.PROCESSING:
+        notify(
+            session,
+            order,
+            f"order_{status.value}",
+            ORDER_STATUS_MESSAGES[status].format(number=order.number),
+        )
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingReport:
+    """What one tracking pass did."""
+
+    polled: int = 0
+    changed: int = 0
+    errors: int = 0
+    notification_ids: tuple[int, ...] = field(default=())
+
+
+def apply_marketplace_state(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    state: OrderState,
+    *,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> bool:
+    """Store what the marketplace says about a sub-order; True when its status changed.
+
+    Tracking details are kept whenever they appear. Status only moves forward; a cancellation
+    compensates the sub-order (its share refunded).
+    """
+    from commerce.placement import compensate_sub_order, process_refunds, settle_payment
+
+    new_status = sub_order_status_for(state.status)
+    with session_factory() as session, session.begin():
+        order_id = order_id_of_sub_order(session, sub_order_id)
+        if order_id is None:
+            return False
+        lock_order(session, order_id)
+        sub_order = session.get(MarketplaceOrder, sub_order_id)
+        assert sub_order is not None
+        sub_order.last_polled_at = utc_now()
+        if sub_order.status not in FULFILMENT_RANK:
+            return False
+        if state.tracking_number and state.tracking_number != sub_order.tracking_number:
+            sub_order.tracking_number = state.tracking_number[:120]
+            sub_order.carrier = (state.carrier or "")[:120] or None
+            sub_order.tracking_url = state.tracking_url
+        sub_order.raw_status = (state.raw_status or state.status.value)[:80]
+        market = sub_order.marketplace.name
+        if new_status == SubOrderStatus.CANCELLED:
+            compensate_sub_order(
+                session,
+                sub_order,
+                status=SubOrderStatus.CANCELLED,
+                reason=f"{market} cancelled the order ({state.raw_status or 'cancelled'}).",
+            )
+            changed = True
+        elif FULFILMENT_RANK[new_status] > FULFILMENT_RANK[sub_order.status]:
+            sub_order.status = new_status
+            sub_order.updated_at = utc_now()
+            notify(
+                session,
+                sub_order.order,
+                f"sub_order_{new_status.value}",
+                _sub_order_message(sub_order, market),
+                sub_order_id=sub_order.id,
+            )
+            refresh_order_status(session, sub_order.order)
+            changed = True
+        else:
+            changed = False
+    if changed and new_status == SubOrderStatus.CANCELLED:
+        process_refunds(session_factory, order_id, gateway_for=gateway_for)
+        settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return changed
+
+
+def _sub_order_message(sub_order: MarketplaceOrder, market: str) -> str:
+    if sub_order.status == SubOrderStatus.SHIPPED:
+        tracking = (
+            f" with {sub_order.carrier}, tracking number {sub_order.tracking_number}"
+            if sub_order.tracking_number
+            else ""
+        )
+        return f"Your {market} items have shipped{tracking}."
+    if sub_order.status == SubOrderStatus.DELIVERED:
+        return f"Your {market} items have been delivered."
+    return f"{market} is preparing your items."
+
+
+def track_open_sub_orders(
+    session_factory: sessionmaker[Session],
+    *,
+    adapter_for: AdapterProvider,
+    gateway_for: GatewayProvider = gateway_for_payment,
+    batch_size: int = TRACK_BATCH_SIZE,
+    concurrency: int = TRACK_CONCURRENCY,
+) -> TrackingReport:
+    """Poll every open sub-order on marketplaces that can be tracked (least recently polled
+    first), one adapter per marketplace, marketplaces in parallel."""
+    with session_factory() as session:
+        rows = session.execute(
+            sa.select(MarketplaceOrder.id, MarketplaceOrder.marketplace_order_id, Marketplace)
+            .join(Marketplace, MarketplaceOrder.marketplace_id == Marketplace.id)
+            .where(
+                MarketplaceOrder.status.in_(TRACKED_STATUSES),
+                MarketplaceOrder.marketplace_order_id.is_not(None),
+            )
+            .order_by(MarketplaceOrder.last_polled_at.is_not(None), MarketplaceOrder.last_polled_at)
+            .limit(batch_size)
+        ).all()
+        by_market: dict[int, tuple[Marketplace, list[tuple[int, str]]]] = {}
+        for sub_order_id, marketplace_order_id, marketplace in rows:
+            if not marketplace_can(marketplace, Capability.TRACK):
+                continue
+            by_market.setdefault(marketplace.id, (marketplace, []))[1].append(
+                (sub_order_id, marketplace_order_id)
+            )
+        adapters = {market_id: adapter_for(market) for market_id, (market, _) in by_market.items()}
+    if not by_market:
+        return TrackingReport()
+
+    def poll(market_id: int) -> tuple[int, int, int]:
+        adapter = adapters[market_id]
+        polled = changed = errors = 0
+        try:
+            for sub_order_id, marketplace_order_id in by_market[market_id][1]:
+                try:
+                    state = adapter.order_status(marketplace_order_id)
+                except Unsupported:
+                    return polled, changed, errors
+                except MarketplaceError as exc:
+                    logger.warning("tracking sub-order %s failed: %s", sub_order_id, exc)
+                    errors += 1
+                    continue
+                polled += 1
+                if apply_marketplace_state(
+                    session_factory, sub_order_id, state, gateway_for=gateway_for
+                ):
+                    changed += 1
+        finally:
+            close_adapter(adapter)
+        return polled, changed, errors
+
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(by_market)))) as executor:
+        results = list(executor.map(poll, list(by_market)))
+    return TrackingReport(
+        polled=sum(r[0] for r in results),
+        changed=sum(r[1] for r in results),
+        errors=sum(r[2] for r in results),
+    )

@@ -1,0 +1,80 @@
+"""The checkout form: shipping address, payment method, and the hidden token and total seen."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from babel import Locale
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, RadioField, SelectField, StringField
+from wtforms.fields import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional
+
+from commerce.order_models import PaymentMethod
+
+
+@lru_cache(maxsize=1)
+def country_choices() -> list[SelectChoice]:
+    """Two-letter country codes with their English names, sorted by name."""
+    territories = Locale("en").territories
+    return [
+        SelectChoice(code, name)
+        for code, name in sorted(territories.items(), key=lambda item: item[1])
+        if len(code) == 2 and code.isalpha()
+    ]
+
+
+class CheckoutForm(FlaskForm):
+    """Everything the shopper sends to pay; amounts are never trusted from it, only compared."""
+
+    validation_token = HiddenField(validators=[DataRequired()])
+    total_seen = HiddenField()
+    wallet_total_seen = HiddenField()
+    payment_intent_id = HiddenField()
+
+    name = StringField(
+        "Full name",
+        validators=[DataRequired("Enter the name to ship to."), Length(max=160)],
+        render_kw={"autocomplete": "shipping name"},
+    )
+    line1 = StringField(
+        "Address",
+        validators=[DataRequired("Enter the street address."), Length(max=200)],
+        render_kw={"autocomplete": "shipping address-line1"},
+    )
+    line2 = StringField(
+        "Apartment, suite (optional)",
+        validators=[Optional(), Length(max=200)],
+        render_kw={"autocomplete": "shipping address-line2"},
+    )
+    city = StringField(
+        "City",
+        validators=[DataRequired("Enter the city."), Length(max=120)],
+        render_kw={"autocomplete": "shipping address-level2"},
+    )
+    postal_code = StringField(
+        "Postal code",
+        validators=[Optional(), Length(max=20)],
+        render_kw={"autocomplete": "shipping postal-code"},
+    )
+    country = SelectField(
+        "Country",
+        validators=[DataRequired("Choose a country.")],
+        choices=[],
+        render_kw={"autocomplete": "shipping country"},
+    )
+    phone = StringField(
+        "Phone (for the courier)",
+        validators=[Optional(), Length(max=32)],
+        render_kw={"autocomplete": "tel", "inputmode": "tel"},
+    )
+    payment_method = RadioField(
+        "Pay with",
+        choices=[
+            SelectChoice(PaymentMethod.WALLET.value, "Wallet"),
+            SelectChoice(PaymentMethod.STRIPE.value, "Card"),
+        ],
+        validators=[DataRequired("Choose how to pay.")],
+        default=PaymentMethod.STRIPE.value,
+    )
+    test_card = SelectField("Test card", choices=[], validators=[Optional()])

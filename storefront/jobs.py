@@ -1,0 +1,322 @@
+"""RQ entry points for orders: place a sub-order, carry out a cancellation, sweep, track.
+
+Jobs take ids (and a small dict of policy values), never objects, and delegate to commerce/.
+Placement retries transient failures with RQ's Retry (the scheduler of `rq worker
+--with-scheduler` runs the delayed attempts); the job knows its last attempt from
+`job.retries_left` and then compensates instead of raising. The sweeper and the tracker repeat:
+each run schedules the next one with a job id derived from its time slot, so however many
+processes (re)start the chain, one run per slot is queued.
+
+Run a worker with the modules preloaded (forked work-horses then start warm):
+
+    rq worker --with-scheduler -w storefront.jobs.OrderWorker --url $REDIS_URL default
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from rq import Queue, Retry, Worker, get_current_job
+from rq.job import Job, JobStatus
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.db import get_session_factory
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.notifications import send_notification_emails
+from commerce.order_models import OutboxMessage, OutboxTopic
+from commerce.orders import carry_out_cancellation
+from commerce.placement import PlacementResult, place_sub_order
+from commerce.sweeper import SweepPolicy, dispatch_outbox, sweep
+from commerce.tracking import track_open_sub_orders
+from onecart.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_QUEUE = "default"
+REDIS_CONNECT_TIMEOUT_S = 1.0
+REDIS_SOCKET_TIMEOUT_S = 5.0
+REPEATING_RESULT_TTL_S = 600
+
+
+class PlacementRetry(Exception):
+    """Raised by a placement attempt that failed transiently, so RQ runs the next attempt."""
+
+
+class CancellationPending(Exception):
+    """Raised while some sub-orders of a cancelled order are still being placed."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobPolicy:
+    """Queue name and timings for the order jobs; travels with each job as a plain dict.
+
+    The defaults suit production; tests and the benchmark pass shorter ones.
+    """
+
+    queue_name: str = DEFAULT_QUEUE
+    placement_retry_intervals: tuple[int, ...] = (5, 30, 120, 600)
+    cancel_retry_intervals: tuple[int, ...] = (10, 60, 300)
+    stuck_after_seconds: int = 300
+    stale_pending_seconds: int = 900
+    sweep_interval_seconds: int = 60
+    track_interval_seconds: int = 60
+    job_timeout_seconds: int = 300
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values (for job arguments and app.config)."""
+        values = asdict(self)
+        for name, value in values.items():
+            if isinstance(value, tuple):
+                values[name] = list(value)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> JobPolicy:
+        """A policy from `as_dict` output; unknown keys are ignored, missing ones default."""
+        if not values:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        cleaned: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in known:
+                continue
+            cleaned[name] = (
+                tuple(int(v) for v in value) if isinstance(value, list | tuple) else value
+            )
+        return cls(**cleaned)
+
+    @property
+    def sweep_policy(self) -> SweepPolicy:
+        """The sweeper's thresholds."""
+        return SweepPolicy(
+            stuck_after=timedelta(seconds=self.stuck_after_seconds),
+            stale_pending_after=timedelta(seconds=self.stale_pending_seconds),
+            refund_processing_after=timedelta(seconds=self.stuck_after_seconds),
+        )
+
+
+def redis_connection(url: str) -> redis.Redis:
+    """A Redis client that fails fast when the server is down (checkout must not hang)."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+    )
+
+
+def order_queue(connection: redis.Redis, policy: JobPolicy) -> Queue:
+    """The queue the order jobs go to."""
+    return Queue(policy.queue_name, connection=connection)
+
+
+def _placement_retry(policy: JobPolicy) -> Retry:
+    intervals = list(policy.placement_retry_intervals)
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def enqueue_outbox_message(
+    connection: redis.Redis, policy: JobPolicy, message: OutboxMessage
+) -> str:
+    """Enqueue the job an outbox row asks for; returns the RQ job id."""
+    queue = order_queue(connection, policy)
+    if message.topic == OutboxTopic.PLACE_SUB_ORDER:
+        assert message.sub_order_id is not None
+        job = queue.enqueue(
+            place_sub_order_job,
+            message.sub_order_id,
+            policy=policy.as_dict(),
+            retry=_placement_retry(policy),
+            job_timeout=policy.job_timeout_seconds,
+            job_id=f"onecart-place-{policy.queue_name}-{message.sub_order_id}-{message.id}",
+            description=f"place sub-order {message.sub_order_id}",
+        )
+    elif message.topic == OutboxTopic.CANCEL_ORDER:
+        intervals = list(policy.cancel_retry_intervals)
+        job = queue.enqueue(
+            cancel_order_job,
+            message.order_id,
+            policy=policy.as_dict(),
+            retry=Retry(max=len(intervals), interval=intervals),
+            job_timeout=policy.job_timeout_seconds,
+            job_id=f"onecart-cancel-{policy.queue_name}-{message.order_id}-{message.id}",
+            description=f"cancel order {message.order_id}",
+        )
+    else:  # pragma: no cover - the enum has no other members
+        raise ValueError(f"unknown outbox topic {message.topic!r}")
+    return job.id
+
+
+def dispatch_order_jobs(
+    session_factory: sessionmaker[Session], redis_url: str, policy: JobPolicy, order_id: int
+) -> tuple[int, int]:
+    """Enqueue an order's outbox rows right after checkout; returns (dispatched, failed).
+
+    Redis being down is not an error here: the rows stay undispatched and the sweeper enqueues
+    them once Redis is back. The repeating jobs are (re)started on the way.
+    """
+    connection = redis_connection(redis_url)
+    try:
+        result = dispatch_outbox(
+            session_factory,
+            lambda message: enqueue_outbox_message(connection, policy, message),
+            order_id=order_id,
+        )
+        if result[1] == 0:
+            try:
+                ensure_repeating_jobs(connection, policy)
+            except redis.RedisError as exc:
+                logger.warning("could not schedule the repeating order jobs: %s", exc)
+        return result
+    finally:
+        connection.close()
+
+
+# --- Repeating jobs -----------------------------------------------------------------------------
+
+
+def _slot_job_id(name: str, policy: JobPolicy, slot: int) -> str:
+    return f"onecart-{name}-{policy.queue_name}-{slot}"
+
+
+def _schedule_slot(
+    connection: redis.Redis, policy: JobPolicy, name: str, interval: int, slot: int
+) -> str:
+    job_id = _slot_job_id(name, policy, slot)
+    if Job.exists(job_id, connection=connection):
+        return job_id
+    function = sweep_job if name == "sweep" else track_job
+    order_queue(connection, policy).enqueue_at(
+        datetime.fromtimestamp(slot * interval, UTC),
+        function,
+        policy=policy.as_dict(),
+        job_id=job_id,
+        job_timeout=policy.job_timeout_seconds,
+        result_ttl=REPEATING_RESULT_TTL_S,
+        failure_ttl=REPEATING_RESULT_TTL_S,
+        description=f"{name} orders ({policy.queue_name})",
+    )
+    return job_id
+
+
+def schedule_next_run(connection: redis.Redis, policy: JobPolicy, name: str) -> str:
+    """Schedule the `name` job ("sweep" or "track") for the start of the next time slot."""
+    interval = max(
+        1, policy.sweep_interval_seconds if name == "sweep" else policy.track_interval_seconds
+    )
+    slot = int(time.time() // interval) + 1
+    return _schedule_slot(connection, policy, name, interval, slot)
+
+
+def ensure_repeating_jobs(connection: redis.Redis, policy: JobPolicy) -> list[str]:
+    """Make sure the sweeper and the tracker are scheduled (idempotent; cheap: a few EXISTS).
+
+    A chain counts as alive when this slot's run is queued or running, or the next slot's run
+    is scheduled; otherwise the next run is scheduled.
+    """
+    scheduled = []
+    for name, interval in (
+        ("sweep", max(1, policy.sweep_interval_seconds)),
+        ("track", max(1, policy.track_interval_seconds)),
+    ):
+        slot = int(time.time() // interval)
+        current = (
+            Job.fetch(_slot_job_id(name, policy, slot), connection=connection)
+            if Job.exists(_slot_job_id(name, policy, slot), connection=connection)
+            else None
+        )
+        if current is not None and current.get_status() in (
+            JobStatus.QUEUED,
+            JobStatus.STARTED,
+            JobStatus.SCHEDULED,
+        ):
+            continue
+        scheduled.append(_schedule_slot(connection, policy, name, interval, slot + 1))
+    return scheduled
+
+
+# --- Job entry points ---------------------------------------------------------------------------
+
+
+def _send_emails() -> None:
+    settings = get_settings()
+    if settings.smtp_host:
+        send_notification_emails(get_session_factory(), settings)
+
+
+def place_sub_order_job(sub_order_id: int, policy: Mapping[str, Any] | None = None) -> str:
+    """Place one sub-order through its marketplace's adapter (one attempt per job run)."""
+    job_policy = JobPolicy.from_dict(policy)
+    job = get_current_job()
+    final_attempt = job is None or not job.retries_left
+    result = place_sub_order(
+        get_session_factory(),
+        sub_order_id,
+        adapter_for=adapter_for_marketplace,
+        final_attempt=final_attempt,
+        stuck_after=timedelta(seconds=job_policy.stuck_after_seconds),
+    )
+    if job is not None:
+        job.meta["placement"] = result.value
+        job.save_meta()
+    _send_emails()
+    if result == PlacementResult.RETRY:
+        raise PlacementRetry(f"sub-order {sub_order_id}: transient failure, retrying")
+    return result.value
+
+
+def cancel_order_job(order_id: int, policy: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Carry out a shopper's cancellation (retried while sub-orders are still being placed)."""
+    report = carry_out_cancellation(
+        get_session_factory(), order_id, adapter_for=adapter_for_marketplace
+    )
+    _send_emails()
+    job = get_current_job()
+    if report.in_flight and job is not None and job.retries_left:
+        raise CancellationPending(f"order {order_id}: {', '.join(report.in_flight)} in flight")
+    return {
+        "cancelled": list(report.cancelled),
+        "refused": list(report.refused),
+        "in_flight": list(report.in_flight),
+    }
+
+
+def sweep_job(policy: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """One sweep (see commerce.sweeper); schedules the next one whatever happens."""
+    job_policy = JobPolicy.from_dict(policy)
+    job = get_current_job()
+    connection = job.connection if job is not None else redis_connection(get_settings().redis_url)
+    try:
+        report = sweep(
+            get_session_factory(),
+            lambda message: enqueue_outbox_message(connection, job_policy, message),
+            policy=job_policy.sweep_policy,
+        )
+        _send_emails()
+        return asdict(report)
+    finally:
+        if job is not None:
+            schedule_next_run(connection, job_policy, "sweep")
+
+
+def track_job(policy: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """One tracking pass over open sub-orders; schedules the next one whatever happens."""
+    job_policy = JobPolicy.from_dict(policy)
+    job = get_current_job()
+    try:
+        report = track_open_sub_orders(get_session_factory(), adapter_for=adapter_for_marketplace)
+        _send_emails()
+        return asdict(report)
+    finally:
+        if job is not None:
+            schedule_next_run(job.connection, job_policy, "track")
+
+
+class OrderWorker(Worker):
+    """An RQ worker whose parent process has already imported the order code (this module), so
+    every forked work-horse starts with it loaded instead of importing it per job."""

@@ -1,0 +1,5 @@
+"""Webhooks from payment providers (Stripe), verified by signature, exempt from CSRF."""
+
+from storefront.webhooks.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,42 @@
+"""POST /webhooks/stripe: signature-verified, idempotent, harmless for unknown or replayed events."""
+
+from __future__ import annotations
+
+import logging
+
+import stripe
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from commerce.payments.stripe_webhooks import handle_stripe_event
+from onecart.settings import get_settings
+from storefront.database import session_factory
+from storefront.extensions import csrf
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__)
+# Stripe signs the body; a CSRF token cannot exist for a server-to-server call.
+csrf.exempt(bp)
+
+MAX_WEBHOOK_BYTES = 512 * 1024
+
+
+@bp.post("/webhooks/stripe")
+def stripe_webhook() -> ResponseReturnValue:
+    """Verify the Stripe-Signature header, then reconcile the event (see stripe_webhooks)."""
+    payload = request.get_data(cache=False)
+    if len(payload) > MAX_WEBHOOK_BYTES:
+        return jsonify(error="payload too large"), 413
+    signature = request.headers.get("Stripe-Signature")
+    try:
+        event = stripe.Webhook.construct_event(
+            payload, signature, get_settings().stripe_webhook_secret
+        )
+    except (ValueError, stripe.SignatureVerificationError):
+        return jsonify(error="invalid signature"), 400
+    data = event.data.object
+    data_dict = data.to_dict() if hasattr(data, "to_dict") else dict(data)
+    outcome = handle_stripe_event(session_factory(), str(event.id), str(event.type), data_dict)
+    logger.info("stripe event %s (%s): %s", event.id, event.type, outcome)
+    return jsonify(received=True, outcome=outcome)

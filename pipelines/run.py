@@ -214,16 +214,16 @@ def materialize_all(
     """
     settings = get_settings()
     definitions = build_definitions(settings)
-    instance = instance or dagster_instance(dagster_home(settings))
     catalog_job = definitions.resolve_job_def(MARKETPLACE_CATALOG_JOB)
     downstream_job = definitions.resolve_job_def(CATALOG_DOWNSTREAM_JOB)
     known = catalog_job.partitions_def.get_partition_keys() if catalog_job.partitions_def else []
-    selected = list(marketplaces) if marketplaces else list(known)
+    selected = list(dict.fromkeys(marketplaces)) if marketplaces else list(known)
     unknown = [slug for slug in selected if slug not in known]
     if unknown:
         raise UnknownMarketplaceError(
             f"unknown marketplace(s) {', '.join(unknown)}; configured: {', '.join(known)}"
         )
+    instance = instance or dagster_instance(dagster_home(settings))
 
     def run_partition(slug: str) -> PartitionOutcome:
         result = catalog_job.execute_in_process(

@@ -59,18 +59,20 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         adapter = marketplaces.adapter_for(slug)
         staging = warehouse.staging_path(slug, context.run.run_id)
         try:
-            stats = stage_raw_catalog(
-                adapter.fetch_catalog_pages(), staging, marketplace=slug, run_id=context.run.run_id
-            )
-        except MarketplaceError as exc:
-            staging.unlink(missing_ok=True)
-            raise dg.Failure(
-                description=f"{slug}: catalog fetch failed: {type(exc).__name__}: {exc}",
-                metadata={"marketplace": slug, "error": type(exc).__name__},
-            ) from exc
-        finally:
-            _close(adapter)
-        try:
+            try:
+                stats = stage_raw_catalog(
+                    adapter.fetch_catalog_pages(),
+                    staging,
+                    marketplace=slug,
+                    run_id=context.run.run_id,
+                )
+            except MarketplaceError as exc:
+                raise dg.Failure(
+                    description=f"{slug}: catalog fetch failed: {type(exc).__name__}: {exc}",
+                    metadata={"marketplace": slug, "error": type(exc).__name__},
+                ) from exc
+            finally:
+                _close(adapter)
             with warehouse.connect() as conn:
                 (held,) = conn.execute(
                     "SELECT count(*) FROM raw_catalog WHERE marketplace = ?", [slug]

@@ -6,8 +6,6 @@ is imported when the asset runs, not when the definitions load, so a code locati
 still loads.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import dagster as dg

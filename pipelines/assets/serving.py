@@ -1,6 +1,7 @@
 """Where the catalog is served from: the search index, the storefront DB and the analysts' copy."""
 
 import dagster as dg
+import polars as pl
 
 from pipelines.resources import (
     MarketplacesResource,
@@ -32,6 +33,7 @@ class MissingFxRatesError(RuntimeError):
 def search_products(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
+    marketplaces: MarketplacesResource,
     search_index: SearchIndexResource,
 ) -> dg.MaterializeResult:
     """The Meilisearch products index: one document per current offer (docs/data-contract.md).
@@ -43,7 +45,7 @@ def search_products(
     with warehouse.connect() as conn:
         offers = read_offer_frame(conn)
         rates = read_latest_rates(conn)
-        marketplaces = {
+        marketplace_cards = {
             slug: {"slug": slug, "name": name, "logo": logo}
             for slug, name, logo in conn.execute(
                 "SELECT slug, name, logo FROM marketplaces"
@@ -51,7 +53,17 @@ def search_products(
         }
     if rates is None:
         raise MissingFxRatesError("fx_rates holds no rates yet: materialize fx_rates first")
-    built = build_search_documents(offers, marketplaces=marketplaces, rates=rates.rates)
+    # Offers of a marketplace that was removed from marketplaces.toml (or deactivated) stay in
+    # the warehouse for analysts but leave the index: nobody can buy them any more.
+    active = [config.slug for config in marketplaces.configs()]
+    retired = offers.filter(~pl.col("marketplace").is_in(active))
+    if retired.height:
+        context.log.warning(
+            f"not indexing {retired.height} offers of inactive marketplaces "
+            f"{sorted(set(retired.get_column('marketplace').to_list()))}"
+        )
+        offers = offers.filter(pl.col("marketplace").is_in(active))
+    built = build_search_documents(offers, marketplaces=marketplace_cards, rates=rates.rates)
     for key, reason in list(built.skipped.items())[:MAX_LOGGED_SKIPS]:
         context.log.warning(f"not indexed: {key}: {reason}")
     result = sync_index(
@@ -70,6 +82,7 @@ def search_products(
             "rebuilt": result.rebuilt,
             "rebuild_reason": result.rebuild_reason or "",
             "not_indexed": len(built.skipped),
+            "inactive_marketplace_offers": retired.height,
             "fx_as_of": rates.as_of.isoformat(),
         }
     )

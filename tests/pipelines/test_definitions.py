@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from adapters.registry import load_marketplaces
@@ -17,6 +18,7 @@ from onecart.settings import REPO_ROOT, Settings, get_settings
 from pipelines.definitions import build_definitions, defs
 from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, MARKETPLACE_CATALOG_JOB
 from pipelines.resources import WarehouseResource
+from pipelines.run import UnknownMarketplaceError, materialize_all
 from pipelines.schedules import CATALOG_REFRESH_SCHEDULE
 from pipelines.sensors import PRODUCTS_CHANGED_SENSOR, products_changed_sensor
 
@@ -150,3 +152,9 @@ def test_workspace_yaml_loads_the_pipeline_code_location(tmp_path: Path) -> None
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "Validation successful" in completed.stderr + completed.stdout
+
+
+def test_ingest_refuses_unknown_marketplaces_before_running_anything() -> None:
+    with pytest.raises(UnknownMarketplaceError, match="atlantis") as refused:
+        materialize_all(marketplaces=["shopwave", "atlantis"], progress=pytest.fail)
+    assert "shopwave" in str(refused.value)  # the configured ones are listed

@@ -22,6 +22,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.blueprints import BlueprintSetupState
 from flask_login import current_user, login_required
 from werkzeug.datastructures import MultiDict
 
@@ -45,6 +46,7 @@ from storefront.catalog.shopper import (
     DISPLAY_CURRENCY_SESSION_KEY,
     display_currency,
     display_money_minor,
+    format_price,
     fx_table,
     index_uid,
     marketplace_names,
@@ -69,13 +71,14 @@ FACET_TITLES = {
 }
 
 
-@bp.app_context_processor
-def inject_shopper_helpers() -> dict[str, Any]:
-    """Template helpers for prices in the shopper's currency (used by every catalog partial)."""
-    return {
-        "display_currency": display_currency,
-        "display_money_minor": display_money_minor,
-    }
+@bp.record_once
+def register_price_helpers(state: BlueprintSetupState) -> None:
+    """Template globals for prices in the shopper's currency, usable inside macros too."""
+    state.app.jinja_env.globals.update(
+        display_currency=display_currency,
+        display_money_minor=display_money_minor,
+        format_price=format_price,
+    )
 
 
 @bp.app_errorhandler(SearchUnavailable)
@@ -230,7 +233,6 @@ def api_search() -> Response:
         "per_page": page.params.per_page,
         "total_pages": page.total_pages,
         "total_hits": page.total_hits,
-        "total_offers": page.total_offers,
         "display_currency": display_currency(),
         "price_range": {"min_minor": low, "max_minor": high},
         "facets": {

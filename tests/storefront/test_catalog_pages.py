@@ -148,7 +148,8 @@ def test_search_with_a_typo_lists_the_product_with_facets_and_offers(
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     page = text_of(html)
-    assert "1 product (4 offers)" in page
+    assert "4 offers for “hedphones”" in page
+    assert html.count('<article class="product-card') == 1  # the four offers collapse into one card
     assert "<mark>" in html
     assert "4 offers from $324.32" in page  # the Kiondo price (KES 42,000.00) in USD
     assert "on 4 marketplaces" in page
@@ -201,7 +202,7 @@ def test_filters_sort_and_pages_live_in_the_url(
     html = response.get_data(as_text=True)
     page = text_of(html)
     assert response.status_code == 200
-    assert "2 products (2 offers)" in page
+    assert "2 offers" in page
     assert page.index("Hisense 65-inch 4K UHD Smart Television") < page.index(
         "Hisense 65 inch 4K Smart TV 65A6"
     )
@@ -212,7 +213,6 @@ def test_filters_sort_and_pages_live_in_the_url(
 def test_pagination_links_keep_the_query(client: FlaskClient, catalog: dict[str, Product]) -> None:
     html = client.get("/search?group=0&per_page=12&sort=price_asc").get_data(as_text=True)
 
-    assert "2 products" not in text_of(html)
     assert f"{len(OFFERS)} offers" in text_of(html)
     assert 'href="/search?sort=price_asc&amp;per_page=12&amp;group=0&amp;page=2"' in html
     second = client.get("/search?sort=price_asc&per_page=12&group=0&page=2")
@@ -267,7 +267,7 @@ def test_api_search_returns_hits_facets_and_prices_as_minor_units(
 
     assert response.status_code == 200 and response.is_json
     body = response.get_json()
-    assert body["total_hits"] == 1 and body["total_offers"] == 4
+    assert body["total_hits"] == 4
     (hit,) = body["hits"]
     assert hit["group"] == {
         "id": SONY_GROUP,

@@ -14,7 +14,12 @@ NAME ?=
 
 $(STAMP): requirements.lock pyproject.toml package-lock.json
 	@command -v npm >/dev/null || { echo "npm is required (apt-get install -y npm)"; exit 1; }
-	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@# Debian/Ubuntu ship python3 without ensurepip: install python3-venv when venv cannot work.
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		rm -rf $(VENV); \
+		echo "Installing python3-venv with apt-get (python3 -m venv needs it)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv \
+			&& $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .

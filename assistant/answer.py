@@ -268,6 +268,11 @@ def build_answer(
         for c in retrieval.candidates
     ]
     all_notes = list(notes or [])
+    if retrieval.words_dropped:
+        all_notes.append(
+            f"No product mentions “{retrieval.words_dropped}”, so these match the rest of your "
+            "request."
+        )
     if retrieval.fallback_reason:
         all_notes.append(
             f"Keyword search only: {retrieval.fallback_reason}. Results match your words, not "

@@ -23,6 +23,7 @@ from babel.numbers import format_currency
 
 from assistant.vocabulary import (
     CATEGORIES,
+    SPECIFIC_PHRASES,
     CatalogVocabulary,
     category_label,
     fold,
@@ -420,6 +421,9 @@ _BRAND_IMPLYING_WORDS: Final = {
     "macbooks": "Apple",
     "airpods": "Apple",
 }
+_FOR_GAP = re.compile(
+    r"\s+(?:for|para|pour|fur|to carry|to hold|that fits|which fits)(?:\s+(?:my|a|an|the|mi|un|una|el|la|mon|ma|mein|meinen|einen))?\s+"
+)
 _TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9'&+.\-]*[a-z0-9]|[a-z0-9]")
 
 
@@ -634,6 +638,7 @@ def parse_intent(
             keep=("category", "category-modifier", "descriptive", "brand", "spec")
         ).split()
     )
+    semantic = re.sub(r"(?:[\s,;]+(?:and|or|but|with|nor))+[\s,.;:!?-]*$", "", semantic)
     semantic = re.sub(r"^[\s,.;:!?-]+|[\s,.;:!?-]+$", "", semantic)
     if not semantic:
         semantic = " ".join([*(category_label(c) for c in categories), *brands]) or prompt
@@ -1006,20 +1011,29 @@ def _parse_categories(state: _Text) -> tuple[list[str], list[str]]:
     found.extend(_fuzzy_categories(state, found))
     found.sort()
     chosen: list[tuple[int, int, str, str]] = []
+    skip_next = False
     for index, item in enumerate(found):
-        following = found[index + 1] if index + 1 < len(found) else None
-        if following is not None and not text[item[1] : following[0]].strip():
+        if skip_next:
+            skip_next = False
             state.take(item[0], item[1], "category-modifier")
             continue
+        following = found[index + 1] if index + 1 < len(found) else None
+        gap = text[item[1] : following[0]] if following is not None else ""
+        if following is not None and not gap.strip():
+            state.take(item[0], item[1], "category-modifier")
+            continue
+        # "a backpack for my laptop", "mochila para portatil": the first is the product.
+        if following is not None and _FOR_GAP.fullmatch(gap):
+            skip_next = True
         chosen.append(item)
     categories: list[str] = []
     implied_brands: list[str] = []
     for start, end, key, phrase in chosen:
-        descriptive = phrase in _BRAND_IMPLYING_WORDS
+        descriptive = phrase in _BRAND_IMPLYING_WORDS or phrase in SPECIFIC_PHRASES
         state.take(start, end, "descriptive" if descriptive else "category")
         if key not in categories:
             categories.append(key)
-        if descriptive:
+        if phrase in _BRAND_IMPLYING_WORDS:
             implied_brands.append(_BRAND_IMPLYING_WORDS[phrase])
     return categories, implied_brands
 
@@ -1071,7 +1085,7 @@ def _parse_quantity(state: _Text) -> int:
                 return value
     # "two mugs", "3 Sony phones": a number right before the category word (and its brand).
     for index, owner in enumerate(state.owner):
-        if owner == "category" and (index == 0 or state.owner[index - 1] != "category"):
+        if owner in {"category", "descriptive"} and (index == 0 or state.owner[index - 1] != owner):
             start = index
             while start > 0 and (
                 state.owner[start - 1] in {"brand", "category-modifier"}

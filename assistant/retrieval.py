@@ -18,10 +18,11 @@ rounding) and then exactly, in the budget's own currency, on the offer that is s
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Final
 
@@ -286,6 +287,17 @@ def text_has_spec(document: Mapping[str, Any], spec: str) -> bool:
     return bool(spec_pattern(spec).search(fold(text)))
 
 
+def _names_excluded_brand(document: Mapping[str, Any], excluded: set[str]) -> bool:
+    """A listing without a brand field that names an excluded brand in its title ("LG OLED65
+    TV" on a marketplace that sends no brand) is that brand all the same."""
+    if document.get("brand"):
+        return False
+    title = fold(str(document.get("title") or ""))
+    return any(
+        re.search(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])", title) for name in excluded
+    )
+
+
 def unmet_constraints(
     intent: Intent,
     offer: Mapping[str, Any],
@@ -309,6 +321,8 @@ def unmet_constraints(
     if excluded and (
         fold(str(product.get("brand") or "")) in excluded
         or fold(str(offer.get("brand") or "")) in excluded
+        or _names_excluded_brand(product, excluded)
+        or _names_excluded_brand(offer, excluded)
     ):
         broken.append("exclude_brand")
     for spec in intent.specs:
@@ -366,6 +380,8 @@ class Retrieval:
     fallback_reason: str | None = None
     relaxations: list[Relaxation] = field(default_factory=list)
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    # The free-text words no product mentions, when the answer was found without them.
+    words_dropped: str | None = None
 
 
 def keyword_query(intent: Intent) -> str:
@@ -450,6 +466,21 @@ def retrieve(
     hits = [hit for hit in hits if all(text_has_spec(hit, spec) for spec in intent.specs)]
     total = int(first.get("estimatedTotalHits") or first.get("totalHits") or len(hits))
 
+    words_dropped = False
+    if not hits and intent.keywords and _has_product_constraints(intent):
+        # No product mentions the leftover words ("mit gerauschunterdruckung"): the request's
+        # product constraints still say what is wanted, so answer from them and say so.
+        query = {**query, "q": keyword_query(replace(intent, keywords=""))}
+        query.pop("hybrid", None)
+        query.pop("vector", None)
+        query["sort"] = _structured_sort(intent.sort)
+        first = _search(client, [query])[0]
+        hits = [hit for hit in first.get("hits", []) if hit.get("group_id")]
+        hits = [hit for hit in hits if all(text_has_spec(hit, spec) for spec in intent.specs)]
+        total = int(first.get("estimatedTotalHits") or len(hits))
+        words_dropped = bool(hits)
+        used_mode = MODE_KEYWORD
+        structured = True
     if not hits:
         started = time.perf_counter()
         relaxations = _relaxations(client, index_uid, intent, clauses, fx)
@@ -494,7 +525,12 @@ def retrieve(
         total_matches=total,
         fallback_reason=fallback,
         timings_ms=timings,
+        words_dropped=intent.keywords if words_dropped else None,
     )
+
+
+def _has_product_constraints(intent: Intent) -> bool:
+    return bool(intent.categories or intent.brands or intent.specs)
 
 
 def _structured_sort(sort: str | None) -> list[str]:

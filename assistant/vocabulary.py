@@ -325,6 +325,29 @@ CATEGORIES: Final[tuple[CategoryTerms, ...]] = (
 )
 CATEGORIES_BY_KEY: Final[Mapping[str, CategoryTerms]] = {c.key: c for c in CATEGORIES}
 
+# Phrases that name a kind of product *within* a category ("electric kettle" among kitchen
+# appliances): they set the category and also stay in the words the search ranks by, or the
+# answer would show toasters to someone who asked for a kettle.
+SPECIFIC_PHRASES: Final = frozenset(
+    {
+        "iphone", "iphones", "macbook", "macbooks", "airpods", "android phone",
+        "earbuds", "earbud", "ear buds", "smart tv", "smart tvs", "bluetooth speaker",
+        "party speaker", "action camera", "action cam", "mirrorless", "dslr", "camcorder",
+        "fitness tracker", "fitness trackers", "activity tracker", "fitness band",
+        "running trainers", "t-shirt", "t-shirts", "tshirt", "tee", "tees", "hoodie", "hoodies",
+        "sweatshirt", "track jacket", "jacket", "jackets", "shorts", "running shorts", "joggers",
+        "sweatpants", "kettle", "kettles", "electric kettle", "air fryer", "air fryers",
+        "airfryer", "blender", "blenders", "toaster", "toasters", "microwave", "microwaves",
+        "microwave oven", "rice cooker", "rice cookers", "espresso machine", "espresso machines",
+        "espresso maker", "capsule machine", "pod machine", "travel mug", "travel mugs",
+        "vacuum flask", "tumbler", "tumblers", "water bottle", "water bottles",
+        "insulated bottle", "daypack", "school bag", "laptop bag", "paperback", "hardcover",
+        "board game", "board games", "building set", "toy car", "toy cars", "mascara",
+        "body lotion", "lotion", "moisturiser", "moisturizer", "moisturising cream",
+        "micellar water", "cleanser", "makeup", "make-up",
+    }
+)  # fmt: skip
+
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 

@@ -105,6 +105,14 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("I don't want Samsung, a 4K TV", {
         "excluded_brands": ("Samsung",), "categories": ("televisions",)}),
     ("matte black mug", {"brands": (), "keywords": "matte black"}),
+    ("two travel mugs from Kiondo", {
+        "categories": ("mugs-flasks",), "quantity": 2, "keywords": "travel mugs"}),
+    ("electric kettle under 5000 bob", {
+        "categories": ("kitchen-appliances",), "keywords": "electric kettle"}),
+    ("mochila para portátil", {"categories": ("backpacks",), "keywords": "para portatil"}),
+    ("a backpack for my laptop", {"categories": ("backpacks",), "keywords": "laptop"}),
+    ("a smart TV, no Samsung and no LG", {
+        "excluded_brands": ("Samsung", "LG"), "semantic_text": "a smart TV"}),
 ]  # fmt: skip
 
 

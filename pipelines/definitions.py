@@ -10,6 +10,7 @@ import dagster as dg
 
 from onecart.settings import Settings, get_settings
 from pipelines.assets.catalog import build_catalog_assets
+from pipelines.assets.embeddings import offer_embeddings
 from pipelines.assets.history import price_history
 from pipelines.assets.matching import product_groups
 from pipelines.assets.reference import fx_rates
@@ -31,6 +32,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             fx_rates,
             product_groups,
             price_history,
+            offer_embeddings,
             search_products,
             storefront_products,
             analyst_warehouse,

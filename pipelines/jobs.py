@@ -19,6 +19,7 @@ DOWNSTREAM_ASSETS = (
     "fx_rates",
     "product_groups",
     "price_history",
+    "offer_embeddings",
     "search_products",
     "storefront_products",
     "analyst_warehouse",

@@ -139,6 +139,10 @@ def _describe_downstream(asset: str, metadata: Mapping[str, Any]) -> str:
         )
     if asset == "price_history":
         return f"+{metadata.get('appended')} rows ({metadata.get('dagster/row_count')} in total)"
+    if asset == "offer_embeddings":
+        if metadata.get("skipped"):
+            return f"skipped: {metadata['skipped']}"
+        return f"embedded {metadata.get('embedded')}, reused {metadata.get('reused')}"
     if asset == "search_products":
         mode = (
             f"rebuilt ({metadata.get('rebuild_reason')})"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from search_index.documents import DocumentError, build_document, convert_to_usd_minor
@@ -87,6 +88,16 @@ def iter_offer_documents(
             )
         except DocumentError as exc:
             skipped[f"{slug}/{row['external_id']}"] = str(exc)
+
+
+def read_offer_vectors(conn: duckdb.DuckDBPyConnection) -> dict[str, list[float]] | None:
+    """Search-document id -> embedding from the offer_embeddings asset, or None when there are
+    none (or the assistant package is not installed): the index is then keyword-only."""
+    try:
+        from assistant.embedding_store import read_document_vectors
+    except ImportError:
+        return None
+    return read_document_vectors(conn)
 
 
 def build_search_documents(

@@ -9,7 +9,7 @@ from pipelines.resources import (
     StorefrontDatabaseResource,
     WarehouseResource,
 )
-from pipelines.search_sync import build_search_documents
+from pipelines.search_sync import build_search_documents, read_offer_vectors
 from pipelines.storefront_sync import sync_storefront_catalog
 from search_index.indexing import sync_index
 from warehouse.connection import refresh_views
@@ -24,7 +24,7 @@ class MissingFxRatesError(RuntimeError):
 
 
 @dg.asset(
-    deps=["product_groups", "price_history", "fx_rates"],
+    deps=["product_groups", "price_history", "fx_rates", "offer_embeddings"],
     group_name=SERVING_GROUP,
     kinds={"meilisearch"},
     # Two rebuilds at once would fight over the same `<index>_next`; dagster.yaml limits pools.
@@ -40,11 +40,13 @@ def search_products(
 
     Rebuilt into `<index>_next` and swapped in without downtime when the index is missing or its
     settings changed; otherwise only documents whose content changed are sent and offers that
-    disappeared are deleted, so a run without changes sends nothing.
+    disappeared are deleted, so a run without changes sends nothing. Offer embeddings (from
+    offer_embeddings), when there are any, travel in each document's `_vectors.default`.
     """
     with warehouse.connect() as conn:
         offers = read_offer_frame(conn)
         rates = read_latest_rates(conn)
+        vectors = read_offer_vectors(conn)
         marketplace_cards = {
             slug: {"slug": slug, "name": name, "logo": logo}
             for slug, name, logo in conn.execute(
@@ -71,6 +73,7 @@ def search_products(
         search_index.index_uid,
         built.documents,
         progress=context.log.info,
+        vectors=vectors,
     )
     return dg.MaterializeResult(
         metadata={
@@ -82,6 +85,7 @@ def search_products(
             "rebuilt": result.rebuilt,
             "rebuild_reason": result.rebuild_reason or "",
             "not_indexed": len(built.skipped),
+            "vectors": len(vectors) if vectors else 0,
             "inactive_marketplace_offers": retired.height,
             "fx_as_of": rates.as_of.isoformat(),
         }

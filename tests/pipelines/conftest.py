@@ -31,6 +31,16 @@ class Ingest:
     lines: list[str]
 
 
+def clear_settings_caches() -> None:
+    """Make OneCart's (and the assistant's, when installed) settings re-read the environment."""
+    get_settings.cache_clear()
+    try:
+        from assistant.config import get_assistant_settings
+    except ImportError:
+        return
+    get_assistant_settings.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def pipeline_settings(
     settings: Settings, sandbox_server: str, meili_server: str
@@ -41,12 +51,15 @@ def pipeline_settings(
     overrides = {
         "ONECART_HOME": str(settings.home_dir / f"pipeline-{run}"),
         "MEILI_INDEX": f"pipeline_{run}",
+        # The embedding model takes minutes on a small CPU; the assistant's tests cover it, and
+        # test_full_materialization feeds search_products stored vectors instead.
+        "ONECART_ASSISTANT_EMBEDDINGS": "off",
         **{name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()},
     }
     saved = {name: os.environ.get(name) for name in [*overrides, "DAGSTER_HOME"]}
     os.environ.update(overrides)
     os.environ.pop("DAGSTER_HOME", None)
-    get_settings.cache_clear()
+    clear_settings_caches()
     try:
         yield get_settings()
     finally:
@@ -55,7 +68,7 @@ def pipeline_settings(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        get_settings.cache_clear()
+        clear_settings_caches()
 
 
 @pytest.fixture(scope="module")

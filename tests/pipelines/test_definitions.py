@@ -28,6 +28,7 @@ ASSETS = {
     "fx_rates",
     "product_groups",
     "price_history",
+    "offer_embeddings",
     "search_products",
     "storefront_products",
     "analyst_warehouse",

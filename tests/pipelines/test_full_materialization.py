@@ -330,3 +330,37 @@ def test_offers_of_a_deactivated_marketplace_leave_the_index_but_stay_in_the_war
     assert metadata["deleted"].value >= naijamall
     assert documents_of(meili, pipeline_settings.meili_index, "naijamall") == 0
     assert products_per_marketplace(pipeline_settings)["naijamall"] == naijamall
+
+
+def test_stored_offer_embeddings_travel_in_the_documents(
+    first_ingest: Ingest,
+    pipeline_settings: Settings,
+    instance: dg.DagsterInstance,
+    meili: meilisearch.Client,
+) -> None:
+    embedding_store = pytest.importorskip("assistant.embedding_store")
+    skipped = first_ingest.report.downstream_metadata["offer_embeddings"]["skipped"]
+    assert "switched off" in skipped  # this module runs without the model (see conftest)
+    with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
+        texts = embedding_store.read_offer_texts(conn)
+        hashes = sorted({text.text_hash for text in texts})
+        # Unit vectors stand in for the model's output: what matters here is the plumbing.
+        vectors = [[1.0 if i == n % 384 else 0.0 for i in range(384)] for n in range(len(hashes))]
+        embedding_store.store_embeddings(conn, "test-model", hashes, vectors)
+
+    result = dg.materialize(
+        [search_products], resources=build_resources(pipeline_settings), instance=instance
+    )
+
+    metadata = result.asset_materializations_for_node("search_products")[-1].metadata
+    assert metadata["vectors"].value == metadata["documents"].value
+    assert metadata["rebuilt"].value is True  # an embedder changes the index settings
+    documents = (
+        meili.index(pipeline_settings.meili_index)
+        .get_documents({"retrieveVectors": True, "limit": 5})
+        .results
+    )
+    assert documents
+    for document in documents:
+        (embedding,) = dict(document)["_vectors"]["default"]["embeddings"]
+        assert len(embedding) == 384 and sum(embedding) == 1.0

@@ -12,19 +12,20 @@ and are disjunctive: selecting a marketplace still shows the counts of the other
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
 import meilisearch
 from markupsafe import Markup, escape
-from meilisearch.errors import (
-    MeilisearchApiError,
-    MeilisearchCommunicationError,
-    MeilisearchTimeoutError,
-)
 
 from onecart.money import MoneyError, currency_exponent, parse_decimal
 
@@ -84,6 +85,21 @@ _CARD_FIELDS: Final = (
     "previous_price_minor",
     "price_dropped_at",
     "updated_at",
+)
+
+# A listing's hits need less: no URL, category, brand or history on a card.
+_LISTING_FIELDS: Final = tuple(
+    name
+    for name in _CARD_FIELDS
+    if name
+    not in {
+        "product_url",
+        "category",
+        "brand",
+        "updated_at",
+        "previous_price_minor",
+        "price_dropped_at",
+    }
 )
 
 # Sentinels that cannot occur in HTML-escaped text; swapped for <mark> after escaping.
@@ -606,24 +622,113 @@ def make_client(
     return meilisearch.Client(url, api_key, timeout=timeout)
 
 
-def _run_multi_search(
-    client: meilisearch.Client, queries: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
+class ResultCache:
+    """A small per-process cache of multi-search answers, keyed by the exact request body.
+
+    The index changes only when the pipeline runs (every 30 minutes by default), while the same
+    listings (home categories, popular searches, page 1 of a query typed by many shoppers) are
+    asked again and again; a short time-to-live bounds how stale an answer can be. Thread-safe;
+    least recently used entries go first once `max_entries` is reached.
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 512) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: OrderedDict[bytes, tuple[float, list[dict[str, Any]]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> list[dict[str, Any]] | None:
+        """The cached answer for `key`, or None when absent or expired."""
+        if self.ttl_seconds <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            stored_at, results = entry
+            if time.monotonic() - stored_at > self.ttl_seconds:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return results
+
+    def put(self, key: bytes, results: list[dict[str, Any]]) -> None:
+        """Remember an answer (callers must not mutate it afterwards)."""
+        if self.ttl_seconds <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (time.monotonic(), results)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+def _post_multi_search(client: meilisearch.Client, body: bytes) -> dict[str, Any]:
+    """POST /multi-search on a fresh connection, with the client's URL, key and timeout.
+
+    Why not `client.multi_search`: the Python client builds a `requests` session per call (about
+    2 ms of Python per search), and a kept-alive connection would be worse: Meilisearch writes
+    its answer in two segments, and the delayed ACK then adds ~40 ms. A fresh loopback
+    connection costs a fraction of a millisecond.
+    """
+    config = client.config
+    parts = urlsplit(config.url)
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    connection = connection_class(
+        parts.hostname or "127.0.0.1", parts.port, timeout=config.timeout or SEARCH_TIMEOUT_S
+    )
+    headers = {"Content-Type": "application/json", "User-Agent": "OneCart storefront"}
+    if config.api_key:
+        headers["Authorization"] = f"Bearer {config.api_key}"
     try:
-        response = client.multi_search(list(queries))
-    except MeilisearchTimeoutError as exc:
+        connection.request("POST", parts.path.rstrip("/") + "/multi-search", body, headers)
+        response = connection.getresponse()
+        data = response.read()
+    except TimeoutError as exc:
         raise SearchUnavailable("the search service timed out", reason="timeout") from exc
-    except MeilisearchCommunicationError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         raise SearchUnavailable("the search service is unreachable", reason="unreachable") from exc
-    except MeilisearchApiError as exc:
-        if exc.code == "index_not_found":
-            raise SearchUnavailable(
-                "the product index is not built yet", reason="index_missing"
-            ) from exc
+    finally:
+        connection.close()
+    try:
+        answer = json.loads(data) if data else {}
+    except ValueError as exc:
+        raise SearchUnavailable("the search service answered garbage", reason="error") from exc
+    if response.status >= 400:
+        code = answer.get("code") if isinstance(answer, dict) else None
+        if code == "index_not_found":
+            raise SearchUnavailable("the product index is not built yet", reason="index_missing")
+        message = answer.get("message") if isinstance(answer, dict) else None
         raise SearchUnavailable(
-            f"the search service refused the query: {exc.message}", reason="error"
-        ) from exc
-    return list(response.get("results", []))
+            f"the search service refused the query ({response.status}): {message or data[:200]!r}",
+            reason="error",
+        )
+    if not isinstance(answer, dict):
+        raise SearchUnavailable("the search service answered garbage", reason="error")
+    return answer
+
+
+def run_multi_search(
+    client: meilisearch.Client,
+    queries: Sequence[Mapping[str, Any]],
+    cache: ResultCache | None = None,
+) -> list[dict[str, Any]]:
+    """Send `queries` as one multi-search and return Meilisearch's results in order.
+
+    Raises SearchUnavailable (with a reason) for every way it can fail; with a `cache`, an
+    identical request within its time-to-live is answered without Meilisearch.
+    """
+    body = json.dumps({"queries": list(queries)}, separators=(",", ":")).encode()
+    if cache is not None:
+        cached = cache.get(body)
+        if cached is not None:
+            return cached
+    results = list(_post_multi_search(client, body).get("results", []))
+    if cache is not None:
+        cache.put(body, results)
+    return results
 
 
 def _facet_query(
@@ -698,7 +803,7 @@ def listing_plan(
         "attributesToHighlight": ["title"],
         "highlightPreTag": HIGHLIGHT_PRE,
         "highlightPostTag": HIGHLIGHT_POST,
-        "attributesToRetrieve": list(_CARD_FIELDS),
+        "attributesToRetrieve": list(_LISTING_FIELDS),
     }
     if full_filter:
         hits_query["filter"] = full_filter
@@ -741,6 +846,7 @@ def search_offers(
     params: SearchParams,
     *,
     scale: PriceScale = PriceScale(),
+    cache: ResultCache | None = None,
 ) -> SearchPage:
     """Run one listing: a page of offers (collapsed by product unless `group` is off), disjunctive
     facet counts and the price range, in one multi-search request.
@@ -751,7 +857,7 @@ def search_offers(
     queries = plan.queries
     hits_query = queries[0]
 
-    results = _run_multi_search(client, queries)
+    results = run_multi_search(client, queries, cache)
     hits_result = results[0]
     total_hits = int(hits_result.get("totalHits") or 0)
     total_pages = int(hits_result.get("totalPages") or 0)
@@ -759,8 +865,8 @@ def search_offers(
     if total_pages and params.page > total_pages:
         corrections.append(f"There are only {total_pages} pages; showing the last one.")
         params = replace(params, page=total_pages, corrections=tuple(corrections))
-        hits_query["page"] = total_pages
-        hits_result = _run_multi_search(client, [hits_query])[0]
+        hits_query = {**hits_query, "page": total_pages}
+        hits_result = run_multi_search(client, [hits_query], cache)[0]
 
     distributions: dict[str, Mapping[str, int]] = {}
     for result, attributes in zip(results[3:], plan.facet_attributes, strict=True):
@@ -818,7 +924,7 @@ def offers_in_group(client: meilisearch.Client, index_uid: str, group_id: str) -
         "sort": ["price_usd_minor:asc"],
         "limit": MAX_GROUP_OFFERS,
     }
-    result = _run_multi_search(client, [query])[0]
+    result = run_multi_search(client, [query])[0]
     return [SearchHit.from_document(doc) for doc in result.get("hits", [])]
 
 
@@ -934,7 +1040,13 @@ def rank_top_rated(hits: Iterable[SearchHit], limit: int) -> list[SearchHit]:
     return picked
 
 
-def home_showcase(client: meilisearch.Client, index_uid: str, *, limit: int = 8) -> HomeShowcase:
+def home_showcase(
+    client: meilisearch.Client,
+    index_uid: str,
+    *,
+    limit: int = 8,
+    cache: ResultCache | None = None,
+) -> HomeShowcase:
     """Categories with counts, best deals, recent price drops and top-rated products.
 
     Two multi-search round trips: the candidates, then the cheapest offer of each deal's group.
@@ -966,7 +1078,9 @@ def home_showcase(client: meilisearch.Client, index_uid: str, *, limit: int = 8)
             "attributesToRetrieve": list(_CARD_FIELDS),
         },
     ]
-    categories_result, deals_result, drops_result, top_result = _run_multi_search(client, queries)
+    categories_result, deals_result, drops_result, top_result = run_multi_search(
+        client, queries, cache
+    )
     distribution = (categories_result.get("facetDistribution") or {}).get("category") or {}
     categories = [
         FacetValue(value=value, count=int(count))
@@ -979,7 +1093,7 @@ def home_showcase(client: meilisearch.Client, index_uid: str, *, limit: int = 8)
         group_filter = (
             "group_id IN [" + ", ".join(quote_filter_value(g) for g, _, _ in ranked) + "]"
         )
-        cheapest = _run_multi_search(
+        cheapest = run_multi_search(
             client,
             [
                 {
@@ -992,6 +1106,7 @@ def home_showcase(client: meilisearch.Client, index_uid: str, *, limit: int = 8)
                     "attributesToRetrieve": list(_CARD_FIELDS),
                 }
             ],
+            cache,
         )[0]
         by_group = {doc.get("group_id"): doc for doc in cheapest.get("hits", [])}
         for group_id, high, _gap in ranked:
@@ -1020,6 +1135,6 @@ def home_showcase(client: meilisearch.Client, index_uid: str, *, limit: int = 8)
 
 def marketplace_offer_counts(client: meilisearch.Client, index_uid: str) -> dict[str, int]:
     """Offers per marketplace slug in the index (the stores page falls back to the DB)."""
-    result = _run_multi_search(client, [_facet_query(index_uid, "", None, ["marketplace"])])[0]
+    result = run_multi_search(client, [_facet_query(index_uid, "", None, ["marketplace"])])[0]
     distribution = (result.get("facetDistribution") or {}).get("marketplace") or {}
     return {slug: int(count) for slug, count in distribution.items()}

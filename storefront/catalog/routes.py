@@ -51,6 +51,7 @@ from storefront.catalog.shopper import (
     index_uid,
     marketplace_names,
     price_scale,
+    search_cache,
     search_client,
 )
 from storefront.database import db_session
@@ -125,7 +126,7 @@ def home() -> str:
     categories from the DB and a note instead of the featured rows.
     """
     try:
-        showcase = home_showcase(search_client(), index_uid())
+        showcase = home_showcase(search_client(), index_uid(), cache=search_cache())
         categories = [(facet.value, facet.count) for facet in showcase.categories]
         search_down = False
     except SearchUnavailable:
@@ -149,7 +150,9 @@ def _listing(args: MultiDict[str, str]) -> SearchPage:
 
 
 def _search(params: SearchParams) -> SearchPage:
-    return search_offers(search_client(), index_uid(), params, scale=price_scale())
+    return search_offers(
+        search_client(), index_uid(), params, scale=price_scale(), cache=search_cache()
+    )
 
 
 def _price_range(page: SearchPage) -> tuple[int | None, int | None]:

@@ -21,10 +21,13 @@ from flask_login import current_user
 from commerce.catalog import active_marketplaces
 from commerce.fx import USD, FxTable, load_fx_table
 from onecart.money import currency_exponent, from_minor_units, is_iso_currency
-from search_index.queries import PriceScale, make_client
+from search_index.queries import PriceScale, ResultCache, make_client
 from storefront.database import db_session
 
 FX_CACHE_SECONDS = 60.0
+# How long a search answer is reused (SEARCH_CACHE_SECONDS; 0 turns the cache off). The index
+# changes once per pipeline run, so half a minute of staleness is invisible to shoppers.
+SEARCH_CACHE_SECONDS = 30.0
 T = TypeVar("T")
 DISPLAY_CURRENCY_SESSION_KEY = "display_currency"
 
@@ -99,6 +102,16 @@ def search_client() -> meilisearch.Client:
         )
         current_app.extensions["onecart_search_client"] = client
     return client
+
+
+def search_cache() -> ResultCache:
+    """The application's cache of search answers (per process; see SEARCH_CACHE_SECONDS)."""
+    cache = current_app.extensions.get("onecart_search_cache")
+    if cache is None:
+        ttl = float(current_app.config.get("SEARCH_CACHE_SECONDS", SEARCH_CACHE_SECONDS))
+        cache = ResultCache(ttl_seconds=ttl)
+        current_app.extensions["onecart_search_cache"] = cache
+    return cache
 
 
 def index_uid() -> str:

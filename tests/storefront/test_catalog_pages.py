@@ -55,6 +55,7 @@ def break_search(app: Flask, url: str) -> None:
     """Point the running app at a Meilisearch that is not there."""
     app.config["MEILI_URL"] = url
     app.extensions.pop("onecart_search_client", None)
+    app.extensions.pop("onecart_search_cache", None)
 
 
 def text_of(page_html: str) -> str:

@@ -15,6 +15,7 @@ from search_index.queries import (
     DEFAULT_PER_PAGE,
     MAX_QUERY_CHARS,
     PriceScale,
+    ResultCache,
     SearchHit,
     SearchParams,
     SearchUnavailable,
@@ -28,6 +29,7 @@ from search_index.queries import (
     rank_top_rated,
     rated_score,
     render_highlight,
+    run_multi_search,
     search_offers,
 )
 from tests.storefront.sample_catalog import (
@@ -162,6 +164,24 @@ def test_highlights_are_applied_after_escaping() -> None:
     html = render_highlight('<b>\x00mark\x00Sony\x00/mark\x00</b> & "x"\x00')
 
     assert str(html) == "&lt;b&gt;<mark>Sony</mark>&lt;/b&gt; &amp; &#34;x&#34;"
+
+
+def test_the_result_cache_expires_and_evicts_the_least_recently_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("search_index.queries.time.monotonic", lambda: clock[0])
+    cache = ResultCache(ttl_seconds=30, max_entries=2)
+    cache.put(b"a", [{"n": 1}])
+    cache.put(b"b", [{"n": 2}])
+    assert cache.get(b"a") == [{"n": 1}]  # "a" is now the most recently used
+    cache.put(b"c", [{"n": 3}])
+    assert cache.get(b"b") is None and cache.get(b"c") == [{"n": 3}]
+    clock[0] += 31
+    assert cache.get(b"a") is None
+    off = ResultCache(ttl_seconds=0)
+    off.put(b"a", [])
+    assert off.get(b"a") is None
 
 
 def test_deals_rank_groups_by_their_largest_gap() -> None:
@@ -397,6 +417,29 @@ def test_home_showcase_features_deals_drops_top_rated_and_categories(
     assert showcase.top_rated[0].title == by_external_id("44").title  # 4.9 stars
     assert all(hit.rating is not None and hit.rating >= 4 for hit in showcase.top_rated)
     assert len({hit.group_id for hit in showcase.top_rated}) == len(showcase.top_rated)
+
+
+def test_cached_answers_are_reused_for_the_same_listing(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    cache = ResultCache(ttl_seconds=60)
+    params = SearchParams.from_query_args({"q": "thermos"})
+    first = search_offers(client, index_uid, params, cache=cache)
+    down = make_client("http://127.0.0.1:9", "any-key-of-sixteen-bytes")
+
+    again = search_offers(down, index_uid, params, cache=cache)  # answered from the cache
+
+    assert [hit.id for hit in again.hits] == [hit.id for hit in first.hits]
+    with pytest.raises(SearchUnavailable):
+        search_offers(down, index_uid, SearchParams(q="flask"), cache=cache)
+
+
+def test_a_refused_query_is_reported_as_search_unavailable(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    with pytest.raises(SearchUnavailable) as caught:
+        run_multi_search(client, [{"indexUid": index_uid, "q": "", "filter": "nope = 1"}])
+    assert caught.value.reason == "error" and "400" in str(caught.value)
 
 
 def test_a_missing_index_is_reported_as_search_unavailable(client: meilisearch.Client) -> None:

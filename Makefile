@@ -10,7 +10,7 @@ export ONECART_HOME ?= $(CURDIR)/var
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NAME ?=
 
-.PHONY: install redis run test lint fmt down status logs clean
+.PHONY: install redis chromium run test test-sqlite test-postgres lint fmt down status logs clean
 
 $(STAMP): requirements.lock pyproject.toml package-lock.json
 	@command -v npm >/dev/null || { echo "npm is required (apt-get install -y npm)"; exit 1; }
@@ -61,10 +61,30 @@ fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The tests start Meilisearch, the sandbox and their own servers on free ports; Redis must answer
-# (a database number of its own per run) and PostgreSQL tests expect a server on 127.0.0.1.
-test: install lint redis
+# Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+chromium:
+	@test -x /usr/bin/chromium || { \
+		echo "Installing chromium with apt-get (browser tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+# PostgreSQL for the second pass of the database tests; CI and the dev machines run one on
+# 127.0.0.1:5432. Point PG_TEST_URL elsewhere to use another server.
+PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# The storefront database's tests, run again on PostgreSQL.
+DB_TEST_PATHS ?= tests/storefront tests/checkout tests/assistant
+
+# The tests start Meilisearch, the sandbox, localstripe and RQ workers themselves on free ports;
+# Redis must answer (the suite uses a database number of its own). The whole suite runs on
+# SQLite, then the database tests run again on PostgreSQL.
+test: install lint redis chromium test-sqlite test-postgres
+
+test-sqlite: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	@$(BIN)/python -c "import psycopg; psycopg.connect('$(PG_TEST_URL)'.replace('+psycopg', ''), connect_timeout=5).close()" 2>/dev/null || { \
+		echo "PostgreSQL does not answer at $(PG_TEST_URL): start it (or set PG_TEST_URL) to run the PostgreSQL pass"; exit 1; }
+	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(DB_TEST_PATHS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf var/test-runs .pytest_cache .ruff_cache

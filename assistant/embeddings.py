@@ -41,6 +41,16 @@ class Embedder(Protocol):
         """One vector per text, in order."""
         ...
 
+    def _encode_single_threaded(self, text: str) -> list[float]:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.embed_documents([text])[0]
+        finally:
+            torch.set_num_threads(previous)
+
     def embed_query(self, text: str) -> list[float]:
         """The vector of one search request."""
         ...
@@ -120,8 +130,11 @@ class SentenceEmbedder:
             if cached is not None:
                 self._queries.move_to_end(key)
                 return cached
-        vector = self.embed_documents([key])[0]
         with self._lock:
+            # One short text gains nothing from intra-op parallelism, and on busy cores two
+            # torch threads waiting on each other made a 10 ms encode take 400 ms. Batches
+            # (embed_documents) keep every thread.
+            vector = self._encode_single_threaded(key)
             self._queries[key] = vector
             while len(self._queries) > QUERY_CACHE_SIZE:
                 self._queries.popitem(last=False)

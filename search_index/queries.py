@@ -634,10 +634,10 @@ class ResultCache:
     def __init__(self, ttl_seconds: float, max_entries: int = 512) -> None:
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
-        self._entries: OrderedDict[bytes, tuple[float, list[dict[str, Any]]]] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: bytes) -> list[dict[str, Any]] | None:
+    def get(self, key: bytes) -> Any:
         """The cached answer for `key`, or None when absent or expired."""
         if self.ttl_seconds <= 0:
             return None
@@ -652,8 +652,8 @@ class ResultCache:
             self._entries.move_to_end(key)
             return results
 
-    def put(self, key: bytes, results: list[dict[str, Any]]) -> None:
-        """Remember an answer (callers must not mutate it afterwards)."""
+    def put(self, key: bytes, results: Any) -> None:
+        """Remember an answer (raw results or a parsed form; nobody may mutate it afterwards)."""
         if self.ttl_seconds <= 0:
             return
         with self._lock:
@@ -840,6 +840,48 @@ def collapse_groups(hits: Iterable[SearchHit]) -> list[SearchHit]:
     return collapsed
 
 
+@dataclass(frozen=True, slots=True)
+class _ListingAnswer:
+    """Meilisearch's answer to one listing plan, parsed once (and cached in that form)."""
+
+    hits: list[SearchHit]
+    total_hits: int
+    total_pages: int
+    distributions: dict[str, dict[str, int]]
+    price_min_usd_minor: int | None
+    price_max_usd_minor: int | None
+    processing_ms: int
+
+
+def _fetch_listing(
+    client: meilisearch.Client, plan: ListingPlan, cache: ResultCache | None
+) -> _ListingAnswer:
+    key = json.dumps({"listing": plan.queries}, separators=(",", ":")).encode()
+    if cache is not None:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    results = run_multi_search(client, plan.queries)
+    hits_result = results[0]
+    distributions: dict[str, dict[str, int]] = {}
+    for result, attributes in zip(results[3:], plan.facet_attributes, strict=True):
+        for attribute in attributes:
+            distribution = (result.get("facetDistribution") or {}).get(attribute) or {}
+            distributions[attribute] = {str(k): int(v) for k, v in distribution.items()}
+    answer = _ListingAnswer(
+        hits=[SearchHit.from_document(doc) for doc in hits_result.get("hits", [])],
+        total_hits=int(hits_result.get("totalHits") or 0),
+        total_pages=int(hits_result.get("totalPages") or 0),
+        distributions=distributions,
+        price_min_usd_minor=_bound(results[1]),
+        price_max_usd_minor=_bound(results[2]),
+        processing_ms=sum(int(r.get("processingTimeMs") or 0) for r in results),
+    )
+    if cache is not None:
+        cache.put(key, answer)
+    return answer
+
+
 def search_offers(
     client: meilisearch.Client,
     index_uid: str,
@@ -851,53 +893,39 @@ def search_offers(
     """Run one listing: a page of offers (collapsed by product unless `group` is off), disjunctive
     facet counts and the price range, in one multi-search request.
 
-    A page past the last one is corrected to the last page (one extra request, only then).
+    With a `cache`, the parsed answer is reused for identical listings. A page past the last one
+    is corrected to the last page (one extra request, only then).
     """
-    plan = listing_plan(index_uid, params, scale)
-    queries = plan.queries
-    hits_query = queries[0]
-
-    results = run_multi_search(client, queries, cache)
-    hits_result = results[0]
-    total_hits = int(hits_result.get("totalHits") or 0)
-    total_pages = int(hits_result.get("totalPages") or 0)
-    corrections = list(params.corrections)
-    if total_pages and params.page > total_pages:
-        corrections.append(f"There are only {total_pages} pages; showing the last one.")
-        params = replace(params, page=total_pages, corrections=tuple(corrections))
-        hits_query = {**hits_query, "page": total_pages}
-        hits_result = run_multi_search(client, [hits_query], cache)[0]
-
-    distributions: dict[str, Mapping[str, int]] = {}
-    for result, attributes in zip(results[3:], plan.facet_attributes, strict=True):
-        for attribute in attributes:
-            distributions[attribute] = (result.get("facetDistribution") or {}).get(attribute) or {}
+    answer = _fetch_listing(client, listing_plan(index_uid, params, scale), cache)
+    if answer.total_pages and params.page > answer.total_pages:
+        note = f"There are only {answer.total_pages} pages; showing the last one."
+        params = replace(params, page=answer.total_pages, corrections=(*params.corrections, note))
+        answer = _fetch_listing(client, listing_plan(index_uid, params, scale), cache)
 
     facets: dict[str, list[FacetValue]] = {}
     for attribute in FACET_ATTRIBUTES:
         chosen = set(params.selected(attribute))
         if attribute == "available" and params.available is not None:
             chosen = {"true" if params.available else "false"}
-        counts = dict(distributions.get(attribute, {}))
+        counts = dict(answer.distributions.get(attribute, {}))
         for value in chosen:
             counts.setdefault(value, 0)  # a chosen value with no offers stays un-selectable
         facets[attribute] = [
-            FacetValue(value=value, count=int(count), selected=value in chosen)
+            FacetValue(value=value, count=count, selected=value in chosen)
             for value, count in sorted(counts.items(), key=lambda item: (-item[1], item[0].lower()))
         ]
 
-    hits = [SearchHit.from_document(doc) for doc in hits_result.get("hits", [])]
     return SearchPage(
         params=params,
-        hits=collapse_groups(hits) if params.group else hits,
-        total_hits=total_hits,
+        hits=collapse_groups(answer.hits) if params.group else list(answer.hits),
+        total_hits=answer.total_hits,
         page=params.page,
-        total_pages=total_pages,
+        total_pages=answer.total_pages,
         facets=facets,
-        price_min_usd_minor=_bound(results[1]),
-        price_max_usd_minor=_bound(results[2]),
-        processing_ms=sum(int(r.get("processingTimeMs") or 0) for r in results),
-        corrections=tuple(corrections),
+        price_min_usd_minor=answer.price_min_usd_minor,
+        price_max_usd_minor=answer.price_max_usd_minor,
+        processing_ms=answer.processing_ms,
+        corrections=params.corrections,
     )
 
 

@@ -40,6 +40,7 @@ from search_index.queries import (
     search_offers,
 )
 from storefront.cart.forms import AddToCartForm
+from storefront.catalog.cards import build_cards
 from storefront.catalog.charts import price_history_svg, series_colour
 from storefront.catalog.forms import DisplayCurrencyForm
 from storefront.catalog.shopper import (
@@ -133,9 +134,21 @@ def home() -> str:
         showcase = None
         categories = catalog.category_counts(db_session())
         search_down = True
+    deal_cards = []
+    drop_cards = []
+    top_cards = []
+    if showcase is not None:
+        deal_cards = list(
+            zip(showcase.best_deals, build_cards(d.hit for d in showcase.best_deals), strict=True)
+        )
+        drop_cards = build_cards(showcase.price_drops)
+        top_cards = build_cards(showcase.top_rated)
     return render_template(
         "catalog/home.html",
         showcase=showcase,
+        deal_cards=deal_cards,
+        drop_cards=drop_cards,
+        top_cards=top_cards,
         categories=categories,
         search_down=search_down,
     )
@@ -177,6 +190,7 @@ def _listing_context(page: SearchPage) -> dict[str, Any]:
         "price_low_minor": low,
         "price_high_minor": high,
         "marketplace_names": marketplace_names(),
+        "cards": build_cards(page.hits),
     }
 
 
@@ -190,37 +204,6 @@ def search() -> str:
     return render_template("catalog/search.html", **_listing_context(page))
 
 
-def hit_as_json(hit: SearchHit) -> dict[str, Any]:
-    """A listing hit for the JSON API: money as integer minor units plus currency codes."""
-    display = display_currency()
-    return {
-        "id": hit.id,
-        "title": hit.title,
-        "title_html": str(hit.title_html),
-        "url": url_for("catalog.product", group_id=hit.group_id),
-        "marketplace": {
-            "slug": hit.marketplace,
-            "name": hit.marketplace_name,
-            "logo": hit.marketplace_logo,
-        },
-        "price": {"minor": hit.price_minor, "currency": hit.currency},
-        "display_price": {
-            "minor": display_money_minor(hit.price_minor, hit.currency),
-            "currency": display,
-        },
-        "rating": str(hit.rating) if hit.rating is not None else None,
-        "rating_count": hit.rating_count,
-        "available": hit.available,
-        "image_url": hit.image_url,
-        "group": {
-            "id": hit.group_id,
-            "offers": hit.group_size,
-            "marketplaces": hit.group_marketplaces,
-            "min_display_price_minor": display_money_minor(hit.group_min_price_usd_minor, "USD"),
-        },
-    }
-
-
 @bp.get("/api/search")
 def api_search() -> Response:
     """JSON listings (same parameters as /search): hits, facets, price range, pages.
@@ -230,20 +213,21 @@ def api_search() -> Response:
     """
     page = _listing(request.args)
     low, high = _price_range(page)
+    currency = display_currency()
     body: dict[str, Any] = {
         "query": page.params.q,
         "page": page.page,
         "per_page": page.params.per_page,
         "total_pages": page.total_pages,
         "total_hits": page.total_hits,
-        "display_currency": display_currency(),
+        "display_currency": currency,
         "price_range": {"min_minor": low, "max_minor": high},
         "facets": {
             name: [{"value": f.value, "count": f.count, "selected": f.selected} for f in values]
             for name, values in page.facets.items()
         },
         "corrections": list(page.corrections),
-        "hits": [hit_as_json(hit) for hit in page.hits],
+        "hits": [card.as_json(currency) for card in build_cards(page.hits)],
         "url": url_for("catalog.search") + _query_suffix(page.params.to_query_args()),
     }
     if request.args.get("html") == "1":

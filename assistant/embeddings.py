@@ -41,16 +41,6 @@ class Embedder(Protocol):
         """One vector per text, in order."""
         ...
 
-    def _encode_single_threaded(self, text: str) -> list[float]:
-        import torch
-
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return self.embed_documents([text])[0]
-        finally:
-            torch.set_num_threads(previous)
-
     def embed_query(self, text: str) -> list[float]:
         """The vector of one search request."""
         ...
@@ -121,6 +111,16 @@ class SentenceEmbedder:
             show_progress_bar=False,
         )
         return [row.tolist() for row in vectors]
+
+    def _encode_single_threaded(self, text: str) -> list[float]:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.embed_documents([text])[0]
+        finally:
+            torch.set_num_threads(previous)
 
     def embed_query(self, text: str) -> list[float]:
         """A request's vector; repeated requests (re-runs, pagination) come from the cache."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+import random
 import re
 import secrets
 import time
@@ -498,7 +499,8 @@ def checkout_lock(
 
     PostgreSQL: SELECT … FOR UPDATE on the shopper's `checkout_locks` row, held by a connection of
     its own for the duration. SQLite locks the whole file for a write transaction, so there the
-    row is a lease, taken with one conditional UPDATE and given back at the end.
+    row is a lease, taken with one conditional UPDATE and given back at the end (a holder that
+    crashed loses it when the lease runs out).
     """
     engine = session_factory.kw["bind"]
     if engine.dialect.name == "postgresql":
@@ -511,6 +513,9 @@ def checkout_lock(
 
 @contextmanager
 def _row_lock(engine: sa.Engine, user_id: int, wait_s: float) -> Iterator[None]:
+    """SELECT … FOR UPDATE SKIP LOCKED, retried until the row is ours: waiters hold no
+    connection while they wait (twenty tabs cannot drain the pool), and a holder that dies
+    releases the lock with its connection."""
     with engine.connect() as connection:
         connection.execute(
             postgresql_insert(CheckoutLock)
@@ -518,25 +523,32 @@ def _row_lock(engine: sa.Engine, user_id: int, wait_s: float) -> Iterator[None]:
             .on_conflict_do_nothing(index_elements=["user_id"])
         )
         connection.commit()
-        connection.execute(
-            sa.text("SELECT set_config('lock_timeout', :timeout, true)"),
-            {"timeout": f"{int(wait_s * 1000)}ms"},
-        )
+    deadline = time.monotonic() + wait_s
+    while True:
+        connection = engine.connect()
         try:
-            connection.execute(
+            locked = connection.execute(
                 sa.select(CheckoutLock.user_id)
                 .where(CheckoutLock.user_id == user_id)
-                .with_for_update()
-            )
-        except OperationalError as exc:
-            connection.rollback()
+                .with_for_update(skip_locked=True)
+            ).first()
+        except BaseException:
+            connection.close()
+            raise
+        if locked is not None:
+            break
+        connection.rollback()
+        connection.close()
+        if time.monotonic() > deadline:
             raise CheckoutBusy(
                 "Another checkout of yours is still running. Please try again in a moment."
-            ) from exc
-        try:
-            yield
-        finally:
-            connection.rollback()
+            )
+        time.sleep(LOCK_POLL_S)
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.close()
 
 
 @contextmanager
@@ -550,7 +562,7 @@ def _lease_lock(
             raise CheckoutBusy(
                 "Another checkout of yours is still running. Please try again in a moment."
             )
-        time.sleep(LOCK_POLL_S)
+        time.sleep(LOCK_POLL_S * random.uniform(1.0, 3.0))
     try:
         yield
     finally:
@@ -565,24 +577,33 @@ def _lease_lock(
 def _take_lease(session_factory: sessionmaker[Session], user_id: int, holder: str) -> bool:
     now = utc_now()
     try:
-        with session_factory() as session, session.begin():
-            taken = session.execute(
-                sa.update(CheckoutLock)
-                .where(
-                    CheckoutLock.user_id == user_id,
-                    sa.or_(CheckoutLock.holder.is_(None), CheckoutLock.expires_at < now),
+        with session_factory() as session:
+            # A plain read first: under WAL it never waits, so shoppers' other tabs poll without
+            # queueing for SQLite's single write lock (which the lease holder needs).
+            current = session.execute(
+                sa.select(CheckoutLock.holder, CheckoutLock.expires_at).where(
+                    CheckoutLock.user_id == user_id
                 )
-                .values(holder=holder, expires_at=now + LOCK_LEASE)
-            ).rowcount  # type: ignore[attr-defined]
-            if taken:
-                return True
-            if session.get(CheckoutLock, user_id) is None:
-                session.add(
-                    CheckoutLock(user_id=user_id, holder=holder, expires_at=now + LOCK_LEASE)
-                )
-                session.flush()
-                return True
-            return False
+            ).first()
+            session.rollback()
+            if current is not None and current.holder is not None and current.expires_at >= now:
+                return False
+            with session.begin():
+                if current is None:
+                    session.add(
+                        CheckoutLock(user_id=user_id, holder=holder, expires_at=now + LOCK_LEASE)
+                    )
+                    session.flush()
+                    return True
+                taken = session.execute(
+                    sa.update(CheckoutLock)
+                    .where(
+                        CheckoutLock.user_id == user_id,
+                        sa.or_(CheckoutLock.holder.is_(None), CheckoutLock.expires_at < now),
+                    )
+                    .values(holder=holder, expires_at=now + LOCK_LEASE)
+                ).rowcount  # type: ignore[attr-defined]
+                return bool(taken)
     except (IntegrityError, OperationalError):
         # Another checkout inserted the row (or held the file) at the same moment: wait, retry.
         return False

@@ -36,7 +36,9 @@ from commerce.checkout import (
     is_valid_validation_token,
     new_checkout_token,
     payment_currency,
+    submit_checkout,
 )
+from commerce.fx import FxTable
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.models import User
 from commerce.order_models import PaymentMethod
@@ -207,6 +209,10 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
             form.validation_token.data = new_checkout_token()
         return _render(form, status=422)
     submission = _submission(form, user)
+    fx = fx_table()
+    # End this request's read transaction: its pooled connection must not sit idle while this
+    # shopper's other submits wait for the checkout lock.
+    db_session().commit()
     if (
         submission.payment_method == PaymentMethod.STRIPE
         and not submission.payment_intent_id
@@ -214,7 +220,7 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
     ):
         form.test_card.errors = ["Choose a card."]
         return _render(form, status=422)
-    outcome = _submit(submission)
+    outcome = _submit(submission, fx)
     if outcome.kind in (OutcomeKind.CREATED, OutcomeKind.EXISTING):
         if outcome.kind == OutcomeKind.CREATED and outcome.order_id is not None:
             _dispatch(outcome.order_id)
@@ -228,13 +234,11 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
     return _render(form, outcome=outcome, status=status)
 
 
-def _submit(submission: CheckoutSubmission) -> CheckoutOutcome:
-    from commerce.checkout import submit_checkout
-
+def _submit(submission: CheckoutSubmission, fx: FxTable) -> CheckoutOutcome:
     return submit_checkout(
         session_factory(),
         submission,
-        fx=fx_table(),
+        fx=fx,
         adapter_for=adapter_for_marketplace,
         card_gateway=_card_gateway() if submission.payment_method == PaymentMethod.STRIPE else None,
         revalidation_deadline_s=float(

@@ -350,6 +350,7 @@ class Shop:
     def _load(order: Order) -> None:
         for sub in order.sub_orders:
             _ = sub.marketplace, sub.items
+        _ = order.items
         _ = order.payment and order.payment.refunds
 
     def orders(self) -> list[Order]:
@@ -604,7 +605,7 @@ def shop(
     queue_name = f"orders-test-{RUN_ID}-{next(_counter)}"
     policy = JobPolicy(
         queue_name=queue_name,
-        placement_retry_intervals=(1, 1, 2),
+        placement_retry_intervals=(1, 1),
         cancel_retry_intervals=(1, 2, 2),
         stuck_after_seconds=15,
         stale_pending_seconds=60,

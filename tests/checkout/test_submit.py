@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import sqlalchemy as sa
 
-from commerce.models import CartItem, User, WalletEntry
+from commerce.models import CartItem, Product, User, WalletEntry
 from commerce.order_models import Order, OutboxMessage, Payment, PaymentMethod, SubOrderStatus
 from commerce.wallet import wallet_balance
 from tests.checkout.conftest import Shop
@@ -80,3 +82,184 @@ def test_second_card_submit_with_same_token_authorizes_once(shop: Shop) -> None:
     orders = shop.orders()
     assert len(orders) == 1 and orders[0].payment is not None
     assert orders[0].payment.provider_reference.startswith("pi_")
+
+
+def _concurrent_posts(shop: Shop, user: User, forms: list[dict[str, str]]) -> list[int]:
+    """POST each form from its own thread and client (same signed-in session), all at once."""
+    leader = shop.client_for(user)
+    cookie = leader.get_cookie("onecart_session")
+    assert cookie is not None
+    clients = []
+    for _ in forms:
+        client = shop.app.test_client()
+        client.set_cookie("onecart_session", cookie.value)
+        clients.append(client)
+    barrier = threading.Barrier(len(forms))
+
+    def post(index: int) -> int:
+        barrier.wait()
+        return clients[index].post("/checkout", data=forms[index]).status_code
+
+    with ThreadPoolExecutor(max_workers=len(forms)) as executor:
+        return list(executor.map(post, range(len(forms))))
+
+
+def test_twenty_concurrent_submits_of_one_form_make_one_order(shop: Shop) -> None:
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1), ("kiondo", 1, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+    form.update(payment_method="stripe", test_card="pm_card_visa")
+
+    statuses = _concurrent_posts(shop, user, [form] * 20)
+
+    assert statuses == [303] * 20
+    assert _count(shop, Order) == 1
+    assert _count(shop, Payment) == 1
+
+
+def test_twenty_concurrent_submits_from_twenty_tabs_make_one_order(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("dummymart", 3, 1), ("fakestore", 2, 1)])
+    client = shop.client_for(user)
+    forms = [shop.checkout_form(client) for _ in range(20)]
+    assert len({form["validation_token"] for form in forms}) == 20
+
+    statuses = _concurrent_posts(shop, user, forms)
+
+    assert statuses.count(303) == 1
+    assert statuses.count(422) == 19  # "Your cart is empty" for every later tab
+    assert _count(shop, Order) == 1
+    with shop.session() as session:
+        debits = session.scalar(
+            sa.select(sa.func.count()).select_from(WalletEntry).where(WalletEntry.amount_minor < 0)
+        )
+    assert debits == 1
+
+
+def test_changed_live_price_rerenders_with_the_difference_and_takes_nothing(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 4, 1), ("kiondo", 2, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    shop.knobs("shopwave", price_drift=1.0)
+
+    response = shop.submit(client, form, payment_method="wallet")
+
+    assert response.status_code == 409
+    html = response.get_data(as_text=True)
+    assert "price changed from" in html
+    assert 'class="checkout-line changed"' in html
+    assert _count(shop, Order) == 0
+    with shop.session() as session:
+        assert wallet_balance(session, session.get(User, user.id)).minor == 500_000
+        live_price = session.get(type(shop.product("shopwave", 4)), shop.product("shopwave", 4).id)
+        assert live_price.price_minor != shop.product("shopwave", 4).price_minor
+    new_total = Shop.hidden_fields(html)["total_seen"]
+    assert new_total != form["total_seen"]
+
+    # The shopper accepts the new total: the same form, now carrying it, goes through.
+    accepted = shop.submit(client, {**form, "total_seen": new_total}, payment_method="wallet")
+    assert accepted.status_code == 303
+    [order] = shop.orders()
+    assert order.total_minor == int(new_total)
+
+
+def test_item_gone_from_the_marketplace_is_shown_and_nothing_charged(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("dummymart", 4, 1), ("shopwave", 5, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    with shop.session() as session, session.begin():
+        product = session.get(Product, shop.product("dummymart", 4).id)
+        product.external_id = "999999999"  # the marketplace no longer knows this offer
+
+    response = shop.submit(client, form, payment_method="wallet")
+
+    assert response.status_code == 409
+    assert "no longer sold" in response.get_data(as_text=True)
+    assert _count(shop, Order) == 0
+
+
+def test_insufficient_wallet_balance_is_a_clear_error_and_keeps_the_cart(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("1"))
+    shop.fill_cart(user, [("shopwave", 0, 1)])
+    client = shop.client_for(user)
+    page = client.get("/checkout").get_data(as_text=True)
+    assert "Your balance does not cover this order" in page
+
+    response = shop.submit(client, shop.checkout_form(client), payment_method="wallet")
+
+    assert response.status_code == 422
+    assert "Your wallet balance does not cover this order" in response.get_data(as_text=True)
+    assert _count(shop, Order) == 0
+    with shop.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(CartItem)) == 1
+        assert wallet_balance(session, session.get(User, user.id)).minor == 100
+
+
+def test_declined_test_card_is_a_clear_error_and_takes_nothing(shop: Shop) -> None:
+    user = shop.make_user()
+    shop.fill_cart(user, [("kiondo", 0, 1)])
+    client = shop.client_for(user)
+
+    response = shop.submit(
+        client,
+        shop.checkout_form(client),
+        payment_method="stripe",
+        test_card="pm_card_chargeCustomerFail",
+    )
+
+    assert response.status_code == 422
+    assert "Your card was declined" in response.get_data(as_text=True)
+    assert _count(shop, Order) == 0 and _count(shop, CartItem) == 1
+
+
+def test_checkout_in_another_currency_charges_once_with_exact_shares(shop: Shop) -> None:
+    user = shop.make_user(display_currency="EUR")
+    shop.fill_cart(user, [("shopwave", 1, 3), ("kiondo", 3, 2), ("fakestore", 3, 1)])
+    client = shop.client_for(user)
+
+    order = shop.checkout(client, payment_method="stripe", test_card="pm_card_visa")
+
+    assert order.currency == "EUR"
+    assert set(order.fx_rates) == {"USD", "KES"}
+    shares = {sub.marketplace.slug: sub for sub in order.charged_sub_orders}
+    assert shares["kiondo"].currency == "KES" and shares["kiondo"].charge_currency == "EUR"
+    assert shares["fakestore"].charge_minor == shares["fakestore"].amount_minor
+    assert sum(sub.charge_minor for sub in shares.values()) == order.total_minor
+    assert order.payment is not None and order.payment.amount_minor == order.total_minor
+    assert order.payment.currency == "EUR"
+
+
+def test_hand_off_only_cart_cannot_be_paid(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("100"))
+    shop.fill_cart(user, [("naijamall", 1, 1), ("bazaar", 0, 1)])
+    client = shop.client_for(user)
+    page = client.get("/checkout").get_data(as_text=True)
+    assert "Complete on NaijaMall" in page and "Complete on Euro Bazaar" in page
+
+    response = shop.submit(client, shop.checkout_form(client), payment_method="wallet")
+
+    assert response.status_code in (409, 422)
+    assert _count(shop, Order) == 0
+
+
+def test_tampered_token_and_missing_address_are_refused(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("100"))
+    shop.fill_cart(user, [("dummymart", 0, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+
+    tampered = shop.submit(client, form, validation_token="x'); DROP TABLE orders;--")
+    no_address = shop.submit(client, form, line1="", city="")
+
+    assert tampered.status_code == 422
+    assert no_address.status_code == 422
+    assert "Enter the street address." in no_address.get_data(as_text=True)
+    assert _count(shop, Order) == 0
+
+
+def test_guests_are_sent_to_sign_in(shop: Shop) -> None:
+    response = shop.app.test_client().get("/checkout")
+    assert response.status_code == 302
+    assert "/login" in response.headers["Location"]

@@ -1,0 +1,148 @@
+"""Order pages: confirmation, history, detail, status link, notifications — and that nothing of
+another shopper's is ever reachable, nor anything through a wrong or replaced status token."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from commerce.order_models import Notification, Order
+from tests.checkout.conftest import Shop
+
+
+@pytest.fixture
+def two_shoppers(shop: Shop) -> tuple[Shop, object, object, Order]:
+    """Alice with an order (wallet, two marketplaces), Bob with nothing."""
+    alice = shop.make_user(wallet=Decimal("5000"))
+    bob = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(alice, [("shopwave", 0, 1), ("kiondo", 0, 1), ("naijamall", 0, 1)])
+    order = shop.checkout(shop.client_for(alice), payment_method="wallet")
+    return shop, alice, bob, order
+
+
+def test_confirmation_shows_one_number_total_items_and_hand_off_links(two_shoppers) -> None:
+    shop, alice, _bob, order = two_shoppers
+    client = shop.client_for(alice)
+
+    html = client.get(f"/orders/{order.number}/confirmation").get_data(as_text=True)
+
+    assert order.number in html
+    assert "is confirmed" in html
+    for item in order.items:
+        assert item.title.split()[0] in html
+    assert "Complete on NaijaMall" in html
+    naijamall = shop.product("naijamall")
+    assert f'href="{naijamall.product_url}"' in html
+    assert f"/order-status/{order.status_token}" in html
+
+
+def test_history_and_detail_list_the_shoppers_own_orders(two_shoppers) -> None:
+    shop, alice, _bob, order = two_shoppers
+    client = shop.client_for(alice)
+
+    history = client.get("/orders").get_data(as_text=True)
+    detail = client.get(f"/orders/{order.number}")
+
+    assert order.number in history
+    assert detail.status_code == 200
+    html = detail.get_data(as_text=True)
+    assert 'data-marketplace="shopwave"' in html and 'data-marketplace="kiondo"' in html
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/orders/{number}"),
+        ("get", "/orders/{number}/confirmation"),
+        ("post", "/orders/{number}/cancel"),
+        ("post", "/orders/{number}/status-link"),
+    ],
+)
+def test_another_shoppers_order_is_not_found(two_shoppers, method: str, path: str) -> None:
+    shop, _alice, bob, order = two_shoppers
+    client = shop.client_for(bob)
+
+    response = getattr(client, method)(path.format(number=order.number))
+
+    assert response.status_code == 404
+    assert order.number not in response.get_data(as_text=True)
+    fresh = shop.order(order.number)
+    assert fresh.cancel_requested_at is None and fresh.status_token == order.status_token
+
+
+def test_another_shoppers_orders_and_notifications_are_not_listed(two_shoppers) -> None:
+    shop, alice, bob, order = two_shoppers
+    client = shop.client_for(bob)
+    with shop.session() as session:
+        alice_note = session.scalar(
+            sa.select(Notification.id).where(Notification.user_id == alice.id)
+        )
+    assert alice_note is not None
+
+    assert order.number not in client.get("/orders").get_data(as_text=True)
+    assert order.number not in client.get("/notifications").get_data(as_text=True)
+    assert client.post(f"/notifications/{alice_note}/read").status_code == 404
+    with shop.session() as session:
+        assert session.get(Notification, alice_note).read_at is None
+
+
+def test_status_link_opens_without_login_and_shows_only_that_order(two_shoppers) -> None:
+    shop, _alice, _bob, order = two_shoppers
+    anonymous = shop.app.test_client()
+
+    response = anonymous.get(f"/order-status/{order.status_token}")
+
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    html = response.get_data(as_text=True)
+    assert order.number in html
+    # Read-only: no address, e-mail, actions or links into the account.
+    assert order.ship_line1 not in html and order.email not in html
+    assert "/cancel" not in html and "status-link" not in html
+    assert f"/orders/{order.number}" not in html
+
+
+@pytest.mark.parametrize("token", ["", "nope", "A" * 43, "A" * 500])
+def test_wrong_status_token_reveals_nothing(two_shoppers, token: str) -> None:
+    shop, _alice, _bob, order = two_shoppers
+    response = shop.app.test_client().get(f"/order-status/{token}")
+    assert response.status_code == 404
+    assert order.number not in response.get_data(as_text=True)
+
+
+def test_replaced_status_token_stops_working(two_shoppers) -> None:
+    shop, alice, _bob, order = two_shoppers
+    old_token = order.status_token
+
+    shop.client_for(alice).post(f"/orders/{order.number}/status-link")
+
+    new_token = shop.order(order.number).status_token
+    assert new_token != old_token
+    anonymous = shop.app.test_client()
+    old = anonymous.get(f"/order-status/{old_token}")
+    assert old.status_code == 404 and order.number not in old.get_data(as_text=True)
+    assert anonymous.get(f"/order-status/{new_token}").status_code == 200
+
+
+def test_notifications_page_and_header_count_unread_and_mark_read(two_shoppers) -> None:
+    shop, alice, _bob, _order = two_shoppers
+    client = shop.client_for(alice)
+
+    page = client.get("/notifications").get_data(as_text=True)
+    assert 'class="unread"' in page
+    header = client.get("/orders").get_data(as_text=True)
+    assert 'class="cart-count unread-count">1<' in header
+
+    client.post("/notifications/read")
+
+    assert 'class="unread"' not in client.get("/notifications").get_data(as_text=True)
+    assert "unread-count" not in client.get("/orders").get_data(as_text=True)
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(shop: Shop) -> None:
+    client = shop.app.test_client()
+    for path in ("/orders", "/notifications", "/orders/OC-AAAA-BBBB"):
+        response = client.get(path)
+        assert response.status_code == 302 and "/login" in response.headers["Location"]

@@ -1,0 +1,169 @@
+"""Stripe webhooks (signature, replays, unknown events) and recovering a capture whose outcome was
+never recorded, against localstripe; placement runs in-process here (no queue needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.order_models import Order, Payment, PaymentStatus, ProcessedWebhookEvent
+from commerce.payments.gateway import PaymentGateway
+from commerce.payments.providers import gateway_for_payment
+from commerce.placement import PlacementResult, place_sub_order
+from commerce.sweeper import SweepPolicy, sweep
+from onecart.money import Money
+from onecart.settings import get_settings
+from tests.checkout.conftest import Shop, stripe_client
+
+
+def _signed(payload: dict[str, Any], secret: str | None = None) -> tuple[bytes, str]:
+    body = json.dumps(payload).encode()
+    timestamp = int(time.time())
+    key = (secret or get_settings().stripe_webhook_secret).encode()
+    signature = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, f"t={timestamp},v1={signature}"
+
+
+def _event(event_type: str, data: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "data": {"object": data},
+    }
+
+
+def _post(shop: Shop, payload: dict[str, Any], secret: str | None = None) -> Any:
+    body, header = _signed(payload, secret)
+    return shop.app.test_client().post(
+        "/webhooks/stripe",
+        data=body,
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+    )
+
+
+def test_unsigned_or_badly_signed_events_are_refused(shop: Shop) -> None:
+    client = shop.app.test_client()
+    payload = _event("payment_intent.succeeded", {"id": "pi_x", "object": "payment_intent"})
+
+    missing = client.post("/webhooks/stripe", data=json.dumps(payload))
+    forged = _post(shop, payload, secret="whsec_not_ours")
+
+    assert missing.status_code == 400 and forged.status_code == 400
+    with shop.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(ProcessedWebhookEvent)) == 0
+
+
+def test_unknown_and_replayed_events_are_harmless(shop: Shop) -> None:
+    unknown_type = _event("customer.created", {"id": "cus_1", "object": "customer"})
+    unknown_payment = _event(
+        "payment_intent.succeeded", {"id": "pi_unknown", "object": "payment_intent"}
+    )
+
+    first = _post(shop, unknown_type)
+    second = _post(shop, unknown_payment)
+    replay = _post(shop, unknown_payment)
+
+    assert [r.status_code for r in (first, second, replay)] == [200, 200, 200]
+    assert first.get_json()["outcome"] == "ignored: unhandled type"
+    assert second.get_json()["outcome"] == "ignored: unknown payment"
+    assert replay.get_json()["outcome"] == "replayed"
+
+
+class CrashAfterCapture:
+    """A gateway that really captures, then dies before the result is recorded (a worker killed
+    right after Stripe answered)."""
+
+    def __init__(self, inner: PaymentGateway) -> None:
+        self.inner = inner
+        self.method = inner.method
+
+    def capture(self, provider_reference: str, amount: Money) -> None:
+        self.inner.capture(provider_reference, amount)
+        raise SystemExit("worker killed")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _place_all_crashing_at_capture(shop: Shop, order: Order) -> None:
+    def crashing(session: Session, payment: Payment) -> PaymentGateway:
+        return CrashAfterCapture(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+    results = []
+    for sub in order.charged_sub_orders:
+        try:
+            results.append(
+                place_sub_order(
+                    shop.session_factory,
+                    sub.id,
+                    adapter_for=adapter_for_marketplace,
+                    final_attempt=True,
+                    gateway_for=crashing,
+                )
+            )
+        except SystemExit:
+            results.append(PlacementResult.PLACED)
+    assert results == [PlacementResult.PLACED] * len(order.charged_sub_orders)
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.status == PaymentStatus.CAPTURING
+
+
+@pytest.fixture
+def crashed_capture(shop: Shop) -> Callable[[], Order]:
+    def make() -> Order:
+        user = shop.make_user()
+        shop.fill_cart(user, [("shopwave", 2, 1), ("fakestore", 4, 1)])
+        order = shop.checkout(
+            shop.client_for(user), payment_method="stripe", test_card="pm_card_visa"
+        )
+        _place_all_crashing_at_capture(shop, order)
+        return order
+
+    return make
+
+
+def test_payment_succeeded_webhook_records_a_capture_the_crash_left_open(
+    shop: Shop, crashed_capture: Callable[[], Order]
+) -> None:
+    order = crashed_capture()
+    assert order.payment is not None
+    intent = stripe_client().v1.payment_intents.retrieve(order.payment.provider_reference)
+    event = _event("payment_intent.succeeded", intent.to_dict())
+
+    response = _post(shop, event)
+    replay = _post(shop, event)
+
+    assert response.get_json()["outcome"] == "capture confirmed"
+    assert replay.get_json()["outcome"] == "replayed"
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == order.total_minor
+
+
+def test_sweeper_reconciles_a_capture_the_crash_left_open(
+    shop: Shop, crashed_capture: Callable[[], Order]
+) -> None:
+    order = crashed_capture()
+
+    report = sweep(
+        shop.session_factory,
+        lambda message: pytest.fail("nothing should need enqueueing"),
+        policy=SweepPolicy(stuck_after=timedelta(0)),
+    )
+
+    assert report.dispatch_failures == 0
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.status == PaymentStatus.CAPTURED

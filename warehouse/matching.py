@@ -12,14 +12,16 @@ evidence available, strongest first:
 3. **title** (at most 0.75): the same brand and nearly the same significant title words
    (Jaccard >= 0.85), with identical numbers (sizes, capacities, generations) and no variant word
    (format, condition, colour) on one side only, across different marketplaces; never into a
-   group that already holds an offer of the same marketplace.
+   group that already holds an offer of the same marketplace. The most similar pairs are accepted
+   first, so a weak pair never takes the place a stronger one needs.
 4. **single**: everything else is a group of one.
 
 Being wrong costs more than missing a match (a shopper would be offered a different product as a
 "cheaper offer of the same thing"), so every rule prefers to leave offers apart. Group ids are
 stable across runs: `g-` + the first 16 hex digits of sha256 of the matching key.
 
-Everything here is pure: no I/O, deterministic for the same input in any order.
+Everything here is pure: no I/O, and the same offers give the same groups and ids whatever
+their order and whatever the hash seed (PYTHONHASHSEED): sets are only ever iterated sorted.
 """
 
 from __future__ import annotations
@@ -257,10 +259,23 @@ class _Membership:
     confidence: Decimal
 
 
+class ConflictingOffersError(ValueError):
+    """The same (marketplace, external_id) came twice with different matching fields.
+
+    Keeping either one would make the groups depend on which was read first; the products table's
+    primary key rules this out, so it means a caller bug.
+    """
+
+
 def _prepare(offers: Iterable[OfferForMatching]) -> list[_Prepared]:
     unique: dict[tuple[str, str], OfferForMatching] = {}
     for offer in offers:
-        unique.setdefault(offer.key, offer)
+        kept = unique.setdefault(offer.key, offer)
+        if kept != offer:
+            raise ConflictingOffersError(
+                f"offer {offer.key!r} given twice with different matching fields: "
+                f"{kept!r} and {offer!r}"
+            )
     ordered = [unique[key] for key in sorted(unique)]
     prepared = [
         _Prepared(
@@ -370,7 +385,17 @@ def _rarest_prefix(tokens: frozenset[str], frequency: Counter[str]) -> list[str]
 
 
 def _match_titles(prepared: list[_Prepared], members: dict[tuple[str, str], _Membership]) -> None:
-    """Attach unmatched offers to the most similar offer of the same brand on another marketplace.
+    """Attach offers no stronger rule grouped to similar offers of the same brand on other
+    marketplaces, best pairs first.
+
+    Every admissible pair (same brand, different marketplaces, Jaccard >= the threshold, at least
+    one side not grouped yet) is collected first, then accepted from the most similar down, ties
+    going to the smallest keys. A pair joins a lone offer to the other's group, or makes a new
+    title group of two lone offers; two existing groups are never merged, and a group never takes
+    a second offer of one marketplace. Because no pair is accepted before every stronger one was
+    considered, which offers end up together depends on the offers alone: not on the input order,
+    not on hash seeds, and not on which of two competing offers happens to sort first (the first
+    come, first served version let a weak early pair take the place a stronger one needed).
 
     Candidates come from prefix filtering on the rarest tokens (a pair with Jaccard >= t must share
     one of the first k - ceil(t*k) + 1 rarest tokens of either title), so big brands stay cheap.
@@ -386,7 +411,10 @@ def _match_titles(prepared: list[_Prepared], members: dict[tuple[str, str], _Mem
     for key, membership in members.items():
         marketplaces_by_group[membership.matching_key].add(key[0])
 
-    for entries in by_brand.values():
+    # (similarity, smaller key, larger key, brand) of every admissible pair.
+    pairs: list[tuple[float, tuple[str, str], tuple[str, str], str]] = []
+    tokens_by_key: dict[tuple[str, str], frozenset[str]] = {}
+    for brand, entries in by_brand.items():
         if not any(p.offer.key not in members for p, _ in entries):
             continue
         frequency: Counter[str] = Counter()
@@ -398,38 +426,48 @@ def _match_titles(prepared: list[_Prepared], members: dict[tuple[str, str], _Mem
             for token in _rarest_prefix(tokens, frequency):
                 index[token].append(position)
 
-        tokens_by_key = {q.offer.key: tokens for q, tokens in entries}
+        # Titles whose numbers differ never match: comparing these first skips most pairs.
+        numbers = [numeric_tokens(tokens) for _, tokens in entries]
         for position, (p, tokens) in enumerate(entries):
             if p.offer.key in members:
                 continue
+            tokens_by_key[p.offer.key] = tokens
             candidates = {
                 other for token in _rarest_prefix(tokens, frequency) for other in index[token]
             }
-            best_similarity, best_key = 0.0, None
-            # Sorted, and only a strictly better candidate replaces the best: ties go to the
-            # smallest key, so the result does not depend on input order.
-            for other in sorted(candidates, key=lambda i: entries[i][0].offer.key):
+            for other in candidates:
                 q, other_tokens = entries[other]
-                if other == position or q.offer.marketplace == p.offer.marketplace:
+                if (
+                    other == position
+                    or q.offer.marketplace == p.offer.marketplace
+                    or numbers[other] != numbers[position]
+                ):
                     continue
                 group = members.get(q.offer.key)
+                if group is None and q.offer.key < p.offer.key:
+                    continue  # two lone offers: the pair is collected from the smaller key
                 # A store rarely lists one product twice: if the group already has an offer of
                 # this marketplace, this offer is more likely a variant than the same product.
                 if group and p.offer.marketplace in marketplaces_by_group[group.matching_key]:
                     continue
                 similarity = title_similarity(tokens, other_tokens)
-                if similarity >= TITLE_MIN_SIMILARITY and similarity > best_similarity:
-                    best_similarity, best_key = similarity, q.offer.key
-            if best_key is None:
-                continue
-            confidence = title_match_confidence(best_similarity)
-            if best_key not in members:
-                seed = min(p.offer.key, best_key)
-                matching_key = f"title:{p.brand}|{' '.join(sorted(tokens_by_key[seed]))}"
-                members[best_key] = _Membership(matching_key, METHOD_TITLE, confidence)
-            members[p.offer.key] = _Membership(
-                members[best_key].matching_key, METHOD_TITLE, confidence
-            )
-            marketplaces_by_group[members[best_key].matching_key].update(
-                {p.offer.marketplace, best_key[0]}
-            )
+                if similarity >= TITLE_MIN_SIMILARITY:
+                    low, high = sorted((p.offer.key, q.offer.key))
+                    pairs.append((similarity, low, high, brand))
+
+    pairs.sort(key=lambda pair: (-pair[0], pair[1], pair[2]))
+    for similarity, low, high, brand in pairs:
+        low_group, high_group = members.get(low), members.get(high)
+        if low_group is not None and high_group is not None:
+            continue
+        confidence = title_match_confidence(similarity)
+        group = low_group if low_group is not None else high_group
+        joining = high if low_group is not None else low
+        if group is None:
+            matching_key = f"title:{brand}|{' '.join(sorted(tokens_by_key[low]))}"
+            members[low] = _Membership(matching_key, METHOD_TITLE, confidence)
+            members[high] = _Membership(matching_key, METHOD_TITLE, confidence)
+            marketplaces_by_group[matching_key].update({low[0], high[0]})
+        elif joining[0] not in marketplaces_by_group[group.matching_key]:
+            members[joining] = _Membership(group.matching_key, METHOD_TITLE, confidence)
+            marketplaces_by_group[group.matching_key].add(joining[0])

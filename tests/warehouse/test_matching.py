@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
 
+from adapters.gtin import gtin_check_digit
+from onecart.settings import REPO_ROOT
 from warehouse.matching import (
     CONFIDENCE_TITLE_MAX,
+    ConflictingOffersError,
+    GroupAssignment,
     OfferForMatching,
     assign_groups,
     group_id_for,
@@ -311,3 +319,151 @@ def test_group_ids_are_stable_whatever_the_input_order() -> None:
     assert assign_groups(shuffled) == expected
     assert assign_groups(offers + offers[:2]) == expected  # repeats are ignored
     assert all(a.group_id.startswith("g-") and len(a.group_id) == 18 for a in expected)
+
+
+def test_a_repeated_offer_with_different_fields_is_refused_whichever_comes_first() -> None:
+    first = offer("shopwave", "1", "Sony WH-1000XM5 Headphones", "Sony", "WH-1000XM5", SONY_GTIN)
+    second = offer("shopwave", "1", "Sony WH-1000XM5 Headphones", "Sony", "WH-1000XM5")
+    for offers in ([first, second], [second, first]):
+        with pytest.raises(ConflictingOffersError, match="shopwave"):
+            assign_groups(offers)
+
+
+# --- Stability: the same offers give the same groups and ids ---------------------------------
+
+MARKETPLACES = ("shopwave", "kiondo", "dummymart", "fakestore", "naijamall", "bazaar")
+BRANDS = ("Sony", "Samsung", "Garmin", "Ramtons", "Acme", "Philips")
+WORDS = (
+    "wireless", "headphones", "noise", "cancelling", "smart", "tv", "crystal", "uhd", "watch",
+    "amoled", "trail", "runner", "shoe", "mesh", "knit", "kettle", "steel", "cordless", "fryer",
+    "digital", "portable", "speaker", "waterproof", "compact", "travel", "ceramic", "deluxe",
+    "womens", "mens", "kids", "black", "blue", "paperback", "55-inch", "65-inch", "2l", "1.7l",
+)  # fmt: skip
+
+
+def valid_gtin(serial: int) -> str:
+    body = f"{400000000000 + serial:012d}"
+    return body + str(gtin_check_digit(body))
+
+
+def synthetic_catalog(seed: int, products: int = 120) -> list[OfferForMatching]:
+    """Offers of `products` products listed on 1-4 marketplaces each, written the way different
+    stores write them: GTIN or not, brand and model in fields or only in the title, words in
+    another order, an extra word here and there. Families of products of one brand share most
+    title words, so title matches compete for the same offers. Keys are unique."""
+    rng = random.Random(seed)
+    offers: list[OfferForMatching] = []
+    for serial in range(products):
+        brand = BRANDS[serial % len(BRANDS)]
+        family = serial // 3  # three close relatives per family: five title words in common
+        words = [*random.Random(seed * 1000 + family).sample(WORDS, 5), rng.choice(WORDS)]
+        model = f"{brand[:2].upper()}-{1000 + serial}X" if rng.random() < 0.5 else None
+        for marketplace in rng.sample(MARKETPLACES, rng.randint(1, 4)):
+            listing = words[:]
+            rng.shuffle(listing)
+            if rng.random() < 0.3:
+                listing.append(rng.choice(WORDS))
+            shows_model = model is not None and rng.random() < 0.5
+            if model is not None and not shows_model and rng.random() < 0.5:
+                listing.insert(0, model.replace("-", ""))
+            brand_in_field = rng.random() < 0.7
+            title = " ".join(([] if brand_in_field and rng.random() < 0.5 else [brand]) + listing)
+            offers.append(
+                OfferForMatching(
+                    marketplace,
+                    f"{marketplace[:2]}{rng.getrandbits(40):x}",
+                    title,
+                    brand=brand if brand_in_field else None,
+                    model=model if shows_model else None,
+                    gtin=valid_gtin(serial) if rng.random() < 0.4 else None,
+                )
+            )
+    return offers
+
+
+def assignment_rows(assignments: list[GroupAssignment]) -> list[list[str]]:
+    return [
+        [a.marketplace, a.external_id, a.group_id, a.method, str(a.confidence), a.matching_key]
+        for a in assignments
+    ]
+
+
+def test_the_synthetic_catalog_exercises_every_matching_rule() -> None:
+    methods = {a.method for a in assign_groups(synthetic_catalog(1))}
+    assert methods == {"gtin", "brand_model", "title", "single"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_shuffled_offers_get_the_same_groups_and_ids(seed: int) -> None:
+    offers = synthetic_catalog(seed)
+    expected = assign_groups(offers)
+    for shuffle_seed in range(5):
+        shuffled = offers[:]
+        random.Random(shuffle_seed).shuffle(shuffled)
+        assert assign_groups(shuffled) == expected
+    assert assign_groups(reversed(offers)) == expected
+    assert assign_groups(offers + offers[::3]) == expected  # exact repeats are ignored
+
+
+HASH_SEED_SCRIPT = """
+import json, sys
+from warehouse.matching import OfferForMatching, assign_groups
+offers = [OfferForMatching(*fields) for fields in json.load(sys.stdin)]
+rows = [[a.marketplace, a.external_id, a.group_id, a.method, str(a.confidence), a.matching_key]
+        for a in assign_groups(offers)]
+json.dump(rows, sys.stdout)
+"""
+
+
+def test_groups_and_ids_do_not_depend_on_the_hash_seed() -> None:
+    """Sets of title words and model numbers iterate in a per-process order (PYTHONHASHSEED);
+    nothing that decides a group may follow it. Separate processes, like separate pipeline runs."""
+    offers = synthetic_catalog(7, products=300)
+    payload = json.dumps(
+        [[o.marketplace, o.external_id, o.title, o.brand, o.model, o.gtin, o.mpn] for o in offers]
+    )
+    results = []
+    for hash_seed in ("0", "1", "4242"):
+        completed = subprocess.run(
+            [sys.executable, "-c", HASH_SEED_SCRIPT],
+            input=payload,
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            timeout=60,
+            check=True,
+        )
+        results.append(json.loads(completed.stdout))
+    expected = assignment_rows(assign_groups(offers))
+    assert any(row[3] == "title" for row in expected)
+    assert results == [expected] * 3
+
+
+@pytest.mark.parametrize(("weak_id", "strong_id"), [("1", "2"), ("2", "1")])
+def test_the_most_similar_title_wins_whichever_offer_sorts_first(
+    weak_id: str, strong_id: str
+) -> None:
+    """Two listings of one store compete for the same offer elsewhere; only one may join it. The
+    identical title must win over the one that is merely close (7 of 8 words), whatever the ids:
+    before, the offer whose id sorted first took the place."""
+    groups = by_key(
+        [
+            offer("bazaar", weak_id, "Acme Trail Runner Shoe Mesh Lite Breathable Knit", "Acme"),
+            offer(
+                "bazaar",
+                strong_id,
+                "Acme Trail Runner Shoe Mesh Lite Breathable Knit Womens",
+                "Acme",
+            ),
+            offer(
+                "shopwave", "hub", "Acme Womens Trail Runner Shoe Mesh Lite Breathable Knit", "Acme"
+            ),
+        ]
+    )
+    hub, strong, weak = (
+        groups[k] for k in (("shopwave", "hub"), ("bazaar", strong_id), ("bazaar", weak_id))
+    )
+    assert strong.group_id == hub.group_id
+    assert (strong.method, hub.method) == ("title", "title")
+    assert weak.group_id != hub.group_id and weak.method == "single"

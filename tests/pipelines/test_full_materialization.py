@@ -8,6 +8,9 @@ what a second run, a marketplace outage and a product change do.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -20,7 +23,7 @@ import sqlalchemy as sa
 
 import warehouse
 from adapters.registry import load_marketplaces
-from onecart.settings import Settings
+from onecart.settings import REPO_ROOT, Settings
 from pipelines.assets.serving import search_products
 from pipelines.definitions import build_definitions
 from pipelines.jobs import MARKETPLACE_CATALOG_JOB
@@ -58,6 +61,57 @@ def query(settings: Settings, sql: str, params: list[object] | None = None) -> l
 def products_per_marketplace(settings: Settings) -> dict[str, int]:
     rows = query(settings, "SELECT marketplace, count(*) FROM products GROUP BY marketplace")
     return {slug: count for slug, count in rows}
+
+
+# Tables a run without changes must leave exactly as they were (catalog_loads is a log of runs
+# and raw_catalog keeps each fetch's time, so both grow or change by design).
+STABLE_TABLES = (
+    "marketplaces",
+    "products",
+    "rejected_products",
+    "fx_rates",
+    "product_groups",
+    "price_history",
+)
+
+
+def warehouse_snapshot(settings: Settings) -> dict[str, object]:
+    """Every offer's group assignment and content stamps, the whole price history, and the row
+    count of every table that must not grow when nothing changed."""
+    return {
+        "product_groups": query(
+            settings,
+            "SELECT marketplace, external_id, group_id, method, confidence, matching_key "
+            "FROM product_groups ORDER BY marketplace, external_id",
+        ),
+        "products": query(
+            settings,
+            "SELECT marketplace, external_id, content_hash, first_seen_at, updated_at "
+            "FROM products ORDER BY marketplace, external_id",
+        ),
+        "price_history": query(settings, "SELECT * FROM price_history ORDER BY ALL"),
+        "row_counts": {
+            table: query(settings, f"SELECT count(*) FROM {table}")[0][0] for table in STABLE_TABLES
+        },
+    }
+
+
+def differences(before: object, after: object) -> str:
+    """A short account of what changed between two snapshots, for assertion messages."""
+    lines = []
+    assert isinstance(before, dict) and isinstance(after, dict)
+    for name in before:
+        if before[name] == after[name]:
+            continue
+        if isinstance(before[name], list):
+            gone = sorted(set(before[name]) - set(after[name]))[:5]
+            new = sorted(set(after[name]) - set(before[name]))[:5]
+            lines.append(
+                f"{name}: {len(before[name])} -> {len(after[name])} rows; gone {gone}; new {new}"
+            )
+        else:
+            lines.append(f"{name}: {before[name]} -> {after[name]}")
+    return "\n".join(lines)
 
 
 def documents_of(meili: meilisearch.Client, index: str, marketplace: str) -> int:
@@ -238,18 +292,70 @@ def test_storefront_sync_upserts_offers_into_a_migrated_database(
     assert again.counts["price_points_inserted"] == 0
 
 
-def test_second_run_without_changes_sends_no_documents(
+def test_second_run_without_changes_changes_nothing(
     first_ingest: Ingest, pipeline_settings: Settings, instance: dg.DagsterInstance
 ) -> None:
+    """Same catalog, partitions in the opposite order: every offer keeps its group and group id
+    (the relation token carts hold), no table grows, and nothing is sent to the index."""
+    before = warehouse_snapshot(pipeline_settings)
     lines: list[str] = []
-    report = materialize_all(instance=instance, progress=lines.append)
-    assert report.success
+    report = materialize_all(
+        instance=instance, progress=lines.append, marketplaces=list(reversed(MARKETPLACES))
+    )
+    assert report.success, lines
+    after = warehouse_snapshot(pipeline_settings)
+    assert after == before, differences(before, after)
+    groups = report.downstream_metadata["product_groups"]
+    assert groups == first_ingest.report.downstream_metadata["product_groups"]
     search = report.downstream_metadata["search_products"]
     assert search["rebuilt"] is False
     assert search["sent"] == 0 and search["deleted"] == 0
     assert search["unchanged"] == search["documents"]
     assert report.downstream_metadata["price_history"]["appended"] == 0
     assert "sent 0, deleted 0" in next(line for line in lines if line.startswith("search_products"))
+
+
+# Recomputes the groups of the warehouse's offers in a fresh interpreter, as a new run would.
+REGROUP_SCRIPT = """
+import json, sys
+from pathlib import Path
+import warehouse
+from warehouse.derived import read_offers_for_matching
+from warehouse.matching import assign_groups
+with warehouse.connect(Path(sys.argv[1]), read_only=True) as conn:
+    offers = read_offers_for_matching(conn)
+rows = [[a.marketplace, a.external_id, a.group_id, a.method, str(a.confidence), a.matching_key]
+        for a in assign_groups(offers)]
+json.dump(rows, sys.stdout)
+"""
+
+
+def test_group_ids_of_the_warehouse_do_not_depend_on_the_hash_seed(
+    first_ingest: Ingest, pipeline_settings: Settings
+) -> None:
+    """Every pipeline run is a new process with its own PYTHONHASHSEED; two runs in one test
+    process share theirs, so the test above alone could not catch set-order dependence."""
+    stored = [
+        [marketplace, external_id, group_id, method, str(confidence), matching_key]
+        for marketplace, external_id, group_id, method, confidence, matching_key in query(
+            pipeline_settings,
+            "SELECT marketplace, external_id, group_id, method, confidence, matching_key "
+            "FROM product_groups ORDER BY marketplace, external_id",
+        )
+    ]
+    assert stored
+    for hash_seed in ("0", "1"):
+        completed = subprocess.run(
+            [sys.executable, "-c", REGROUP_SCRIPT, str(pipeline_settings.pipeline_db_path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            timeout=120,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr
+        assert json.loads(completed.stdout) == stored
 
 
 def test_a_marketplace_outage_fails_only_its_partition(

@@ -10,8 +10,8 @@
 Services (start order): redis, meilisearch, sandbox, localstripe, dagster, site, worker. State
 lives under ONECART_HOME; every setting comes from the environment (docs/configuration.md).
 
-Exit codes: 0 success; 1 a service or an ingest partition failed; 2 usage error; 3 a program
-OneCart needs (redis-server, the Meilisearch binary) is not installed.
+Exit codes: 0 success; 1 a service, an ingest partition or a downstream asset failed; 2 usage
+error; 3 a program OneCart needs (redis-server, the Meilisearch binary) is not installed.
 """
 
 from __future__ import annotations
@@ -224,7 +224,8 @@ def command_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:
-    """Call `pipelines.run.materialize_all`; exit 1 naming the partitions that failed.
+    """Call `pipelines.run.materialize_all`; exit 1 naming what failed: the partitions
+    (marketplaces), the downstream assets, or the downstream run's failed steps.
 
     Runs are recorded in the same DAGSTER_HOME as `dagster dev`, so they appear in its UI.
     """
@@ -249,35 +250,92 @@ def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:
     except Exception as exc:  # the pipeline's own failure: report it, never a traceback wall
         print(f"ingest failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    failed = failed_partitions(result)
-    if failed:
-        print(f"ingest failed for partition(s): {', '.join(failed)}", file=sys.stderr)
+    failures = ingest_failure_lines(
+        result, failed_steps_of_run=lambda run_id: failed_steps_of_run(settings, run_id)
+    )
+    if failures:
+        for line in failures:
+            print(line, file=sys.stderr)
         return EXIT_FAILED
     print(f"ingest finished in {time.monotonic() - started:.0f}s")
     return EXIT_OK
 
 
-def failed_partitions(result: object) -> list[str]:
-    """What failed in `materialize_all`'s result (`pipelines.run.IngestReport`), by name.
-
-    Reads `failed_partitions` (marketplace slugs), then `failed_downstream_assets` when
-    `success` is False; mappings with the same keys are read the same way.
-    """
-
-    def read(key: str) -> Any:
-        return result.get(key) if isinstance(result, Mapping) else getattr(result, key, None)
-
+def _read_result(result: object, key: str) -> Any:
+    """`key` of materialize_all's result: an attribute of `pipelines.run.IngestReport`, or the
+    same key of a mapping."""
     if result is None:
-        return []
-    failed = read("failed_partitions")
-    if isinstance(failed, str):
-        return [failed]
-    names = [str(slug) for slug in failed or ()]
-    if read("success") is False or not names:
-        names += [f"downstream asset {asset}" for asset in read("failed_downstream_assets") or ()]
-    if read("success") is False and not names:
-        names.append("(unnamed: the run reported failure)")
-    return names
+        return None
+    return result.get(key) if isinstance(result, Mapping) else getattr(result, key, None)
+
+
+def _names(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence | set | frozenset):
+        return [str(item) for item in value]
+    return []
+
+
+def failed_partitions(result: object) -> list[str]:
+    """The marketplaces whose partition failed in `materialize_all`'s result."""
+    return _names(_read_result(result, "failed_partitions"))
+
+
+def failed_downstream_assets(result: object) -> list[str]:
+    """The downstream assets (fx_rates, product_groups, search_products, …) that failed."""
+    return _names(_read_result(result, "failed_downstream_assets"))
+
+
+def ingest_failure_lines(
+    result: object, *, failed_steps_of_run: Callable[[str], list[str]] | None = None
+) -> list[str]:
+    """What the operator is told when an ingest fails; empty when it succeeded.
+
+    Partitions and downstream assets are named on lines of their own, so a broken search index
+    is never reported as a broken marketplace. When the report says the run failed but names
+    neither (a failed asset check, or a run that failed before any step), the downstream run's
+    failed steps are looked up with `failed_steps_of_run`, and the run id is given either way so
+    the operator can open its log in the Dagster UI.
+    """
+    partitions = failed_partitions(result)
+    assets = failed_downstream_assets(result)
+    lines = []
+    if partitions:
+        lines.append(
+            f"ingest failed for partition(s): {', '.join(partitions)} "
+            "(their last good catalogs are kept)"
+        )
+    if assets:
+        lines.append(f"ingest failed in downstream asset(s): {', '.join(assets)}")
+    reported_failure = _read_result(result, "success") is False
+    if reported_failure and not partitions and not assets:
+        run_id = _read_result(result, "downstream_run_id")
+        steps = failed_steps_of_run(run_id) if run_id and failed_steps_of_run else []
+        where = f"downstream run {run_id}" if run_id else "the downstream run"
+        if steps:
+            lines.append(f"ingest failed in {where}, step(s): {', '.join(steps)}")
+        else:
+            lines.append(
+                f"ingest failed: {where} reported failure without a failed asset or step; "
+                "its log is in the Dagster UI (onecart up, then Runs)"
+            )
+    return lines
+
+
+def failed_steps_of_run(settings: Settings, run_id: str) -> list[str]:
+    """The step keys that failed in one run of the Dagster instance `ingest` records into (asset
+    checks have steps of their own, which the ingest report does not name)."""
+    import dagster as dg
+
+    from pipelines.run import dagster_home, dagster_instance
+
+    instance = dagster_instance(dagster_home(settings))
+    try:
+        entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    finally:
+        instance.dispose()
+    return sorted({entry.step_key for entry in entries if entry.step_key})
 
 
 def command_sandbox(settings: Settings, args: argparse.Namespace) -> int:

@@ -214,6 +214,25 @@ def test_ingest_of_an_unknown_marketplace_fails_naming_it(environment: dict[str,
     assert "shopwave" in result.stderr  # the configured ones are listed
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not SANDBOX_AVAILABLE, reason="the sandbox package is not installed")
+def test_ingest_names_the_failed_downstream_asset_when_every_partition_succeeded(
+    environment: dict[str, str], started_services: list[str]
+) -> None:
+    assert onecart(environment, "up", "--only", "sandbox").returncode == 0
+    environment["ONECART_ASSISTANT_EMBEDDINGS"] = "off"
+
+    # Meilisearch is not started: the catalog loads, the search index cannot be written.
+    result = onecart(environment, "ingest", "--marketplace", "fakestore", timeout=300)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "fakestore: fetched" in result.stdout
+    assert "search_products: FAILED" in result.stdout
+    failures = [line for line in result.stderr.splitlines() if line.startswith("ingest failed")]
+    assert failures == ["ingest failed in downstream asset(s): search_products"]
+    assert "unnamed" not in result.stderr
+
+
 def test_sandbox_command_hands_over_to_the_sandbox_cli(environment: dict[str, str]) -> None:
     result = onecart(environment, "sandbox", "serve", "--help")
 

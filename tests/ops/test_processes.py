@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from onecart import cli, processes
@@ -115,16 +116,7 @@ def test_remote_addresses_are_probed_not_started(tmp_path: Path) -> None:
         ({"failed_partitions": []}, []),
         ({"failed_partitions": ["kiondo", "naijamall"]}, ["kiondo", "naijamall"]),
         ({"failed_partitions": "bazaar"}, ["bazaar"]),
-        (
-            {
-                "failed_partitions": [],
-                "success": False,
-                "failed_downstream_assets": ["search_products"],
-            },
-            ["downstream asset search_products"],
-        ),
-        ({"success": False}, ["(unnamed: the run reported failure)"]),
-        ({"success": True}, []),
+        ({"success": False, "failed_downstream_assets": ["search_products"]}, []),
     ],
 )
 def test_failed_partitions_are_read_from_the_pipeline_result(
@@ -133,20 +125,117 @@ def test_failed_partitions_are_read_from_the_pipeline_result(
     assert cli.failed_partitions(result) == expected
 
 
-def test_failed_partitions_reads_the_pipeline_ingest_report() -> None:
+def ingest_report(
+    *, failed: tuple[str, ...] = (), downstream_success: bool, assets: tuple[str, ...] = ()
+) -> object:
     from pipelines.run import IngestReport, PartitionOutcome
 
-    report = IngestReport(
+    return IngestReport(
         partitions={
-            "kiondo": PartitionOutcome("kiondo", success=False, run_id="r1", error="503"),
-            "shopwave": PartitionOutcome("shopwave", success=True, run_id="r2"),
+            slug: PartitionOutcome(slug, success=slug not in failed, run_id=f"run-{slug}")
+            for slug in ("kiondo", "shopwave")
         },
-        downstream_success=False,
-        downstream_run_id="r3",
+        downstream_success=downstream_success,
+        downstream_run_id="downstream-run",
         downstream_metadata={},
-        failed_downstream_assets=["product_groups"],
+        failed_downstream_assets=list(assets),
     )
-    assert cli.failed_partitions(report) == ["kiondo", "downstream asset product_groups"]
+
+
+def never_called(run_id: str) -> list[str]:
+    raise AssertionError(f"no step lookup expected, asked for {run_id}")
+
+
+def test_a_successful_ingest_reports_no_failure() -> None:
+    report = ingest_report(downstream_success=True)
+    assert cli.ingest_failure_lines(report, failed_steps_of_run=never_called) == []
+
+
+def test_failed_downstream_assets_are_named_when_every_partition_succeeded() -> None:
+    report = ingest_report(downstream_success=False, assets=("search_products",))
+
+    lines = cli.ingest_failure_lines(report, failed_steps_of_run=never_called)
+
+    assert lines == ["ingest failed in downstream asset(s): search_products"]
+    assert cli.failed_downstream_assets(report) == ["search_products"]
+
+
+def test_failed_partitions_and_downstream_assets_get_a_line_each() -> None:
+    report = ingest_report(failed=("kiondo",), downstream_success=False, assets=("product_groups",))
+
+    lines = cli.ingest_failure_lines(report, failed_steps_of_run=never_called)
+
+    assert lines == [
+        "ingest failed for partition(s): kiondo (their last good catalogs are kept)",
+        "ingest failed in downstream asset(s): product_groups",
+    ]
+
+
+def test_a_failure_without_a_named_asset_names_the_failed_steps_of_the_run() -> None:
+    report = ingest_report(downstream_success=False)
+    asked: list[str] = []
+
+    def failed_steps(run_id: str) -> list[str]:
+        asked.append(run_id)
+        return ["normalized_products_products_are_fresh"]
+
+    lines = cli.ingest_failure_lines(report, failed_steps_of_run=failed_steps)
+
+    assert asked == ["downstream-run"]
+    assert lines == [
+        "ingest failed in downstream run downstream-run, step(s): "
+        "normalized_products_products_are_fresh"
+    ]
+
+
+def test_a_failure_nobody_can_name_still_points_at_the_run() -> None:
+    report = ingest_report(downstream_success=False)
+
+    (line,) = cli.ingest_failure_lines(report, failed_steps_of_run=lambda run_id: [])
+
+    assert "downstream run downstream-run reported failure" in line
+    assert "unnamed" not in line
+
+
+@dg.asset
+def catalog_size() -> int:
+    """A healthy asset whose check breaks."""
+    return 3
+
+
+@dg.asset_check(asset=catalog_size)
+def catalog_size_is_known() -> dg.AssetCheckResult:
+    """A check that raises instead of reporting, like one whose query failed."""
+    raise RuntimeError("warehouse locked")
+
+
+def test_failed_steps_are_read_from_the_dagster_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.run import dagster_home, dagster_instance
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    settings = Settings(ONECART_HOME=tmp_path)
+    home = dagster_home(settings)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+    instance = dagster_instance(home)
+    try:
+        result = dg.materialize(
+            [catalog_size, catalog_size_is_known], instance=instance, raise_on_error=False
+        )
+    finally:
+        instance.dispose()
+    assert not result.success
+
+    steps = cli.failed_steps_of_run(settings, result.run_id)
+
+    assert len(steps) == 1 and "catalog_size_is_known" in steps[0]
+    report = {"success": False, "downstream_run_id": result.run_id}
+    (line,) = cli.ingest_failure_lines(
+        report, failed_steps_of_run=lambda run_id: cli.failed_steps_of_run(settings, run_id)
+    )
+    assert result.run_id in line and steps[0] in line
 
 
 def test_every_setting_is_documented() -> None:

@@ -24,6 +24,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from werkzeug.serving import make_server
 
+from assistant.config import get_assistant_settings
 from onecart import processes
 from onecart.settings import REPO_ROOT, Settings, get_settings
 
@@ -64,12 +65,15 @@ def live_catalog(
         "ONECART_HOME": str(home),
         "MEILI_INDEX": f"browser_{run}",
         "DATABASE_URL": database_url,
+        # The journey searches by keyword; offer embeddings are tested in tests/assistant.
+        "ONECART_ASSISTANT_EMBEDDINGS": "off",
         **{name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()},
     }
     saved = {name: os.environ.get(name) for name in [*overrides, "DAGSTER_HOME"]}
     os.environ.update(overrides)
     os.environ.pop("DAGSTER_HOME", None)
     get_settings.cache_clear()
+    get_assistant_settings.cache_clear()
     try:
         live_settings = get_settings()
         upgrade_database(database_url)
@@ -103,6 +107,7 @@ def live_catalog(
             else:
                 os.environ[name] = value
         get_settings.cache_clear()
+        get_assistant_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

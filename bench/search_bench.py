@@ -429,7 +429,7 @@ def report(results: list[Measurement], context: dict[str, str]) -> str:
         f"- Machine: {context['machine']}",
         f"- Index: {context['offers']} offers (sandbox world, seed {SEED}), Meilisearch {context['meili']}; "
         f"indexing took {context['index_seconds']} s",
-        f"- App: gunicorn, {context['workers']} sync workers, `storefront:create_app()` (production "
+        f"- App: gunicorn, {context['workers']} {context['worker_kind']} workers, `storefront:create_app()` (production "
         "config: 30 s per-process search-result cache), and a second identical gunicorn with "
         "`create_app({'SEARCH_CACHE_SECONDS': 0})`; SQLite storefront DB",
         f"- Load: one client process per concurrent client, {context['seconds']} s per target after "
@@ -500,8 +500,11 @@ class Site:
     url: str
 
 
-def start_site(settings: Any, name: str, workers: int, app_spec: str, env: dict[str, str]) -> Site:
-    """gunicorn with `workers` sync workers on a free loopback port, answering /api/ping."""
+def start_site(
+    settings: Any, name: str, workers: int, threads: int, app_spec: str, env: dict[str, str]
+) -> Site:
+    """gunicorn with `workers` workers (sync, or gthread with `threads` > 1) on a free loopback
+    port, answering /api/ping."""
     port = processes.free_port()
     gunicorn = processes.start_process(
         settings,
@@ -510,6 +513,8 @@ def start_site(settings: Any, name: str, workers: int, app_spec: str, env: dict[
             str(Path(sys.executable).parent / "gunicorn"),
             "--workers",
             str(workers),
+            "--threads",
+            str(threads),
             "--bind",
             f"127.0.0.1:{port}",
             app_spec,
@@ -528,6 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", default="1,8", help="comma-separated client counts")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per worker (>1: gunicorn's gthread workers)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the bench home afterwards")
     parser.add_argument(
         "--no-append", action="store_true", help="print only, don't write RESULTS.md"
@@ -564,12 +572,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "MEILI_URL": meili_url,
             "MEILI_INDEX": index_uid,
         }
-        site = start_site(settings, "bench-gunicorn", args.workers, "storefront:create_app()", env)
+        site = start_site(
+            settings, "bench-gunicorn", args.workers, args.threads, "storefront:create_app()", env
+        )
         started.append(site.pid)
         uncached = start_site(
             settings,
             "bench-gunicorn-uncached",
             args.workers,
+            args.threads,
             "storefront:create_app({'SEARCH_CACHE_SECONDS': 0})",
             env,
         )
@@ -600,6 +611,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "meili": meili_version,
                 "index_seconds": f"{index_seconds:.1f}",
                 "workers": str(args.workers),
+                "worker_kind": "sync"
+                if args.threads == 1
+                else f"gthread ({args.threads} threads each)",
                 "load": load_before,
                 "seconds": f"{args.seconds:g}",
             },

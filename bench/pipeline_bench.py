@@ -1,0 +1,928 @@
+"""Catalog pipeline benchmark: fetch + normalize + load at scale, against DuckDB's own JSON reader.
+
+    .venv/bin/python -m bench.pipeline_bench [--offers 1000000] [--seed 42] [--no-append]
+
+What it does, all on loopback in a throw-away ONECART_HOME (removed afterwards unless --keep):
+
+1. Starts its own sandbox (``python -m sandbox serve --offers N``, the total over its six
+   marketplaces) and its own Meilisearch (``--max-indexing-memory``, default 2GiB).
+2. **Full run**: ``pipelines.run.materialize_all`` (exactly what ``onecart ingest`` does: one
+   Dagster run per marketplace partition, then the downstream run) in a child process, with
+   ONECART_ASSISTANT_EMBEDDINGS=off. Step durations come from the Dagster instance's event log;
+   peak memory from a /proc sampler (the process and its children, every 0.1 s) and
+   ``getrusage`` (ru_maxrss).
+3. **Baseline**: exports the raw payloads the pipeline stored (raw_catalog) to one NDJSON file
+   per marketplace, then, in a fresh process and a fresh DuckDB file, times
+   ``CREATE TABLE … AS SELECT * FROM read_json(…)`` over them.
+4. **Meilisearch**: documents per second of the full rebuild (the search_products step end to
+   end, and Meilisearch's own task time).
+5. **Incremental run**: bumps the sandbox's ``price_epoch`` knob (≈ 1% of prices change), runs
+   the pipeline again, and compares the documents sent with the documents whose ``doc_hash``
+   really changed in the index, and with the offers the sandbox changed.
+6. Prints a table and replaces the "## Catalog pipeline" section of bench/RESULTS.md.
+
+Targets (issue 2): normalize + load ≤ 2× DuckDB's raw read; peak RSS ≤ 4 GB; the incremental run
+≤ 10% of the full run's time and sends only the changed documents.
+
+``--profile`` runs the full ingest under cProfile instead (use a small ``--offers``) and prints
+the top functions by cumulative and own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
+SECTION_HEADING = "## Catalog pipeline"
+
+DEFAULT_OFFERS = 1_000_000
+DEFAULT_SEED = 42
+DEFAULT_MEILI_INDEXING_MEMORY = "2GiB"
+INDEX_UID = "products"
+SAMPLE_INTERVAL_S = 0.1
+
+TARGET_NORMALIZE_FACTOR = 2.0
+TARGET_PEAK_RSS_BYTES = 4 * 1000**3
+TARGET_INCREMENTAL_SHARE = 0.10
+
+# The sandbox accepts any non-empty credentials (the same placeholders as the tests use).
+SANDBOX_CREDENTIALS = {
+    "SHOPWAVE_ACCESS_TOKEN": "shpat_pipeline_bench",
+    "KIONDO_WC_CREDENTIALS": "ck_pipeline_bench:cs_pipeline_bench",
+    "BAZAAR_API_KEY": "bazaar-pipeline-bench",
+}
+CATALOG_STEPS = ("raw_catalog", "normalized_products")
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: a sampler of the process tree's resident set, from /proc (no psutil).
+
+
+def _status_bytes(pid: int, field_name: str) -> int:
+    """A `kB` field of /proc/<pid>/status in bytes (0 when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return 0
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                found.extend(int(child) for child in children.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def process_tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and all its descendants right now."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        total += _status_bytes(current, "VmRSS")
+        pending.extend(_children(current))
+    return total
+
+
+def peak_rss_of(pid: int) -> int:
+    """The kernel's high-water mark of `pid`'s resident set (VmHWM), in bytes."""
+    return _status_bytes(pid, "VmHWM")
+
+
+class RssSampler:
+    """Samples the resident set of this process and its children in a background thread, so the
+    peak can be attributed to the pipeline step that was running at the time."""
+
+    def __init__(self, interval: float = SAMPLE_INTERVAL_S) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while not self._stop.is_set():
+            self.samples.append((time.time(), process_tree_rss(pid)))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.time(), process_tree_rss(os.getpid())))
+
+    @property
+    def peak(self) -> int:
+        """The highest sampled resident set, in bytes."""
+        return max((rss for _, rss in self.samples), default=0)
+
+    def peak_between(self, start: float, end: float) -> int:
+        """The highest sample taken between two `time.time()` instants."""
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+
+
+def rusage_peaks() -> dict[str, int]:
+    """ru_maxrss of this process and of its largest waited-for child, in bytes (Linux: kB)."""
+    return {
+        "self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Child phase: one ingest (materialize_all), measured from the inside.
+
+
+def _step_windows(instance: Any, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Start and end (epoch seconds) of every step of the given runs, from the event log."""
+    from dagster import DagsterEventType
+
+    kinds = {
+        DagsterEventType.STEP_START,
+        DagsterEventType.STEP_SUCCESS,
+        DagsterEventType.STEP_FAILURE,
+    }
+    windows: list[dict[str, Any]] = []
+    for run_id in run_ids:
+        started: dict[str, float] = {}
+        for entry in instance.all_logs(run_id, of_type=kinds):
+            event = entry.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            if event.event_type == DagsterEventType.STEP_START:
+                started[event.step_key] = entry.timestamp
+            elif event.step_key in started:
+                windows.append(
+                    {
+                        "run_id": run_id,
+                        "step": event.step_key,
+                        "start": started.pop(event.step_key),
+                        "end": entry.timestamp,
+                        "success": event.event_type == DagsterEventType.STEP_SUCCESS,
+                    }
+                )
+    return windows
+
+
+def run_ingest_phase(result_file: Path, *, profile_to: Path | None = None) -> int:
+    """Materialize everything once, as `onecart ingest` does, and write what it cost as JSON."""
+    from pipelines.run import dagster_home, dagster_instance, materialize_all
+
+    def progress(line: str) -> None:
+        print(f"  [{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+    instance = dagster_instance(dagster_home())
+    with RssSampler() as sampler:
+        started = time.time()
+        if profile_to is not None:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            report = profiler.runcall(materialize_all, instance=instance, progress=progress)
+            profiler.dump_stats(str(profile_to))
+        else:
+            report = materialize_all(instance=instance, progress=progress)
+        finished = time.time()
+    run_ids = [outcome.run_id for outcome in report.partitions.values()]
+    if report.downstream_run_id:
+        run_ids.append(report.downstream_run_id)
+    windows = _step_windows(instance, run_ids)
+    for window in windows:
+        window["peak_rss"] = sampler.peak_between(window["start"], window["end"])
+    result = {
+        "wall_s": finished - started,
+        "success": report.success,
+        "failed_partitions": report.failed_partitions,
+        "failed_downstream_assets": report.failed_downstream_assets,
+        "partitions": {
+            slug: {
+                "success": outcome.success,
+                "fetched": outcome.fetched,
+                "pages": outcome.pages,
+                "normalized": outcome.normalized,
+                "rejected": outcome.rejected,
+                "error": outcome.error,
+            }
+            for slug, outcome in report.partitions.items()
+        },
+        "downstream": report.downstream_metadata,
+        "normalized_metadata": _normalized_metadata(instance, report),
+        "steps": windows,
+        "peak_rss_sampled": sampler.peak,
+        "rusage": rusage_peaks(),
+    }
+    result_file.write_text(json.dumps(result, default=str, indent=1))
+    instance.dispose()
+    return 0 if report.success else 1
+
+
+def _normalized_metadata(instance: Any, report: Any) -> dict[str, dict[str, Any]]:
+    """new/changed/removed offer counts of each partition's normalized_products materialization."""
+    from dagster import DagsterEventType
+
+    counts: dict[str, dict[str, Any]] = {}
+    for slug, outcome in report.partitions.items():
+        for entry in instance.all_logs(
+            outcome.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+        ):
+            event = entry.dagster_event
+            materialization = event.event_specific_data.materialization if event else None
+            if materialization is None or materialization.asset_key.path != ["normalized_products"]:
+                continue
+            counts[slug] = {
+                key: materialization.metadata[key].value
+                for key in ("new_offers", "changed_offers", "removed_offers", "raw_records")
+                if key in materialization.metadata
+            }
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Child phase: the DuckDB baseline, in a fresh process and a fresh database file.
+
+
+def run_duckdb_phase(ndjson_dir: Path, db_path: Path, result_file: Path) -> int:
+    """Time DuckDB's read_json of every exported NDJSON file into a table of a fresh database."""
+    import duckdb
+
+    files = sorted(ndjson_dir.glob("*.ndjson"))
+    tables: dict[str, dict[str, Any]] = {}
+    with RssSampler() as sampler:
+        started = time.perf_counter()
+        conn = duckdb.connect(str(db_path))
+        for path in files:
+            table = "raw_" + re.sub(r"\W", "_", path.stem)
+            table_started = time.perf_counter()
+            # Identifiers cannot be bound; the table name is derived from a slug above.
+            conn.execute(
+                f"CREATE TABLE {table} AS SELECT * FROM read_json(?, format = 'newline_delimited')",
+                [str(path)],
+            )
+            (rows,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+            columns = len(conn.execute(f"DESCRIBE {table}").fetchall())
+            tables[path.stem] = {
+                "seconds": time.perf_counter() - table_started,
+                "rows": int(rows),
+                "columns": columns,
+            }
+        conn.execute("CHECKPOINT")
+        conn.close()
+        elapsed = time.perf_counter() - started
+    result = {
+        "seconds": elapsed,
+        "tables": tables,
+        "threads": os.cpu_count(),
+        "peak_rss_sampled": sampler.peak,
+        "rusage": rusage_peaks(),
+    }
+    result_file.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The orchestrator.
+
+
+@dataclass
+class Services:
+    """What the benchmark started, so it can stop exactly that (by pid)."""
+
+    sandbox_pid: int | None = None
+    meili_pid: int | None = None
+    sandbox_url: str = ""
+    meili_url: str = ""
+    started: list[int] = field(default_factory=list)
+
+
+def machine_description() -> dict[str, Any]:
+    """nproc, memory, CPU model and load at the start, for the results."""
+    memory_kb = 0
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory_kb = int(line.split()[1])
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": memory_kb / 1024**2,
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "load_at_start": os.getloadavg(),
+    }
+
+
+def child_environment(home: Path, services: Services, meili_key: str) -> dict[str, str]:
+    """The environment of the pipeline's child processes: everything points at our services."""
+    sandbox_port = services.sandbox_url.rsplit(":", 1)[1]
+    return {
+        **os.environ,
+        **{name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()},
+        "ONECART_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "ONECART_SANDBOX_HOST": "127.0.0.1",
+        "ONECART_SANDBOX_PORT": sandbox_port,
+        "ONECART_SANDBOX_URL": services.sandbox_url,
+        "MEILI_URL": services.meili_url,
+        "MEILI_MASTER_KEY": meili_key,
+        "MEILI_INDEX": INDEX_UID,
+        "ONECART_ASSISTANT_EMBEDDINGS": "off",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def run_child(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> tuple[int, float]:
+    """Run a phase of this module in a child process, echoing its output; (exit code, seconds)."""
+    started = time.perf_counter()
+    with open(log_path, "a") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.pipeline_bench", *argv],
+            cwd=str(REPO_ROOT),
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            print(line, end="", flush=True)
+        code = process.wait()
+    return code, time.perf_counter() - started
+
+
+def start_services(
+    settings: Any, *, offers: int, seed: int, indexing_memory: str, services: Services
+) -> None:
+    """Start the sandbox and Meilisearch on free loopback ports and wait until both answer."""
+    from onecart import processes
+
+    sandbox_port = processes.free_port()
+    sandbox = processes.start_process(
+        settings,
+        "bench-sandbox",
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(sandbox_port),
+            "--offers",
+            str(offers),
+            "--seed",
+            str(seed),
+            "--quiet",
+        ],
+    )
+    services.sandbox_pid = sandbox.pid
+    services.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    meili_port = processes.free_port()
+    meili = processes.start_process(
+        settings,
+        "bench-meilisearch",
+        processes.meilisearch_argv(
+            settings, settings.home_dir / "meili" / "data.ms", f"127.0.0.1:{meili_port}"
+        ),
+    )
+    services.meili_pid = meili.pid
+    services.meili_url = f"http://127.0.0.1:{meili_port}"
+    processes.wait_for_http(f"{services.sandbox_url}/_sandbox/health", timeout=120, process=sandbox)
+    processes.wait_for_http(f"{services.meili_url}/health", timeout=60, process=meili)
+
+
+def stop_services(services: Services) -> None:
+    """Stop what start_services started, by pid (process group)."""
+    from onecart import processes
+
+    for pid in (services.meili_pid, services.sandbox_pid):
+        if pid is not None:
+            processes.stop_pid(pid)
+
+
+def export_raw_payloads(db_path: Path, out_dir: Path) -> dict[str, dict[str, int]]:
+    """Write each marketplace's stored raw payloads to `<slug>.ndjson`, one record per line, in
+    the order they were fetched: exactly the bytes the pipeline normalized."""
+    import duckdb
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    exported: dict[str, dict[str, int]] = {}
+    conn = duckdb.connect(str(db_path), read_only=True)
+    try:
+        slugs = [
+            slug
+            for (slug,) in conn.execute(
+                "SELECT DISTINCT marketplace FROM raw_catalog ORDER BY marketplace"
+            ).fetchall()
+        ]
+        for slug in slugs:
+            path = out_dir / f"{slug}.ndjson"
+            rows = size = 0
+            cursor = conn.execute(
+                "SELECT CAST(payload AS VARCHAR) FROM raw_catalog WHERE marketplace = ? "
+                "ORDER BY page, record_index",
+                [slug],
+            )
+            with open(path, "w", encoding="utf-8") as ndjson:
+                while batch := cursor.fetchmany(20_000):
+                    lines = "".join(f"{text}\n" for (text,) in batch)
+                    ndjson.write(lines)
+                    rows += len(batch)
+                    size += len(lines.encode("utf-8"))
+            exported[slug] = {"rows": rows, "bytes": size}
+    finally:
+        conn.close()
+    return exported
+
+
+def fetch_hashes(meili_url: str, meili_key: str) -> dict[str, str | None]:
+    """Every document id of the live index with its doc_hash."""
+    import meilisearch
+
+    from search_index.indexing import fetch_document_hashes
+
+    return fetch_document_hashes(meilisearch.Client(meili_url, meili_key, timeout=120), INDEX_UID)
+
+
+def meili_indexing_span(meili_url: str, meili_key: str, since: datetime) -> dict[str, Any]:
+    """Meilisearch's own view of the document additions since `since`: how many documents it
+    indexed and the time from the first task's start to the last task's end."""
+    headers = {"Authorization": f"Bearer {meili_key}"}
+    tasks: list[dict[str, Any]] = []
+    url = f"{meili_url}/tasks"
+    params: dict[str, Any] = {
+        "types": "documentAdditionOrUpdate",
+        "statuses": "succeeded",
+        "afterEnqueuedAt": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "limit": 1000,
+    }
+    while True:
+        page = httpx.get(url, params=params, headers=headers, timeout=30).json()
+        tasks.extend(page.get("results", []))
+        if page.get("next") is None:
+            break
+        params["from"] = page["next"]
+    tasks = [task for task in tasks if task.get("indexUid") != "onecart_meta"]
+    if not tasks:
+        return {"tasks": 0, "documents": 0, "seconds": 0.0}
+
+    def parse(stamp: str) -> float:
+        # Meilisearch writes nanoseconds; datetime takes microseconds.
+        stamp = re.sub(r"(\.\d{6})\d*", r"\1", stamp.replace("Z", "+00:00"))
+        return datetime.fromisoformat(stamp).timestamp()
+
+    first = min(parse(task["startedAt"]) for task in tasks)
+    last = max(parse(task["finishedAt"]) for task in tasks)
+    documents = sum(int((task.get("details") or {}).get("indexedDocuments") or 0) for task in tasks)
+    return {"tasks": len(tasks), "documents": documents, "seconds": last - first}
+
+
+def sandbox_changed_offers(offers: int, seed: int, epoch: int) -> int:
+    """How many offers the sandbox re-prices going from `epoch - 1` to `epoch` (its own rule:
+    phase p changes when (epoch + p) % 100 == 0), over all marketplaces."""
+    from sandbox.world import MARKETPLACES, PRICE_EPOCH_PERIOD, World, hash64
+
+    world = World(seed, offers)
+    changed = 0
+    for profile in MARKETPLACES:
+        for index in range(world.offer_count(profile.slug)):
+            phase = hash64(seed, "epoch-phase", profile.slug, index) % PRICE_EPOCH_PERIOD
+            if (epoch + phase) % PRICE_EPOCH_PERIOD == 0:
+                changed += 1
+    return changed
+
+
+def step_totals(result: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per step key: summed seconds over the runs, and the peak RSS seen while it ran."""
+    totals: dict[str, dict[str, float]] = {}
+    for window in result["steps"]:
+        entry = totals.setdefault(window["step"], {"seconds": 0.0, "peak_rss": 0})
+        entry["seconds"] += window["end"] - window["start"]
+        entry["peak_rss"] = max(entry["peak_rss"], window["peak_rss"])
+    return totals
+
+
+def gib(value: float) -> str:
+    """Bytes as GiB with two decimals."""
+    return f"{value / 1024**3:.2f} GiB"
+
+
+def seconds(value: float) -> str:
+    """Seconds, readable."""
+    return f"{value:,.1f} s"
+
+
+@dataclass
+class Outcome:
+    """Every number the report shows."""
+
+    params: dict[str, Any]
+    machine: dict[str, Any]
+    full: dict[str, Any]
+    incremental: dict[str, Any]
+    duckdb: dict[str, Any]
+    exported: dict[str, dict[str, int]]
+    meili_full: dict[str, Any]
+    meili_incremental: dict[str, Any]
+    meili_peak_rss: int
+    sandbox_peak_rss: int
+    changed_in_sandbox: int
+    changed_documents: int
+    removed_documents: int
+    notes: list[str]
+
+
+def summarize(outcome: Outcome) -> dict[str, Any]:
+    """The headline numbers and target verdicts, derived from the raw measurements."""
+    full_steps = step_totals(outcome.full)
+    incremental_steps = step_totals(outcome.incremental)
+    fetch_s = full_steps.get("raw_catalog", {}).get("seconds", 0.0)
+    normalize_s = full_steps.get("normalized_products", {}).get("seconds", 0.0)
+    duckdb_s = outcome.duckdb["seconds"]
+    search = outcome.full["downstream"].get("search_products", {})
+    search_s = full_steps.get("search_products", {}).get("seconds", 0.0)
+    documents = int(search.get("documents") or 0)
+    inc_search = outcome.incremental["downstream"].get("search_products", {})
+    changed_offers = sum(
+        int(counts.get("changed_offers") or 0)
+        for counts in outcome.incremental["normalized_metadata"].values()
+    )
+    peak_rss = max(outcome.full["peak_rss_sampled"], outcome.incremental["peak_rss_sampled"])
+    ratio = normalize_s / duckdb_s if duckdb_s else float("inf")
+    share = outcome.incremental["wall_s"] / outcome.full["wall_s"]
+    sent = int(inc_search.get("sent") or 0)
+    deleted = int(inc_search.get("deleted") or 0)
+    only_changed = (
+        not inc_search.get("rebuilt")
+        and sent == outcome.changed_documents
+        and deleted == outcome.removed_documents
+    )
+    return {
+        "fetch_s": fetch_s,
+        "normalize_s": normalize_s,
+        "duckdb_s": duckdb_s,
+        "ratio": ratio,
+        "search_s": search_s,
+        "documents": documents,
+        "docs_per_s": documents / search_s if search_s else 0.0,
+        "meili_docs_per_s": (
+            outcome.meili_full["documents"] / outcome.meili_full["seconds"]
+            if outcome.meili_full["seconds"]
+            else 0.0
+        ),
+        "changed_offers": changed_offers,
+        "sent": sent,
+        "deleted": deleted,
+        "inc_rebuilt": bool(inc_search.get("rebuilt")),
+        "share": share,
+        "peak_rss": peak_rss,
+        "full_steps": full_steps,
+        "incremental_steps": incremental_steps,
+        "targets": {
+            "normalize + load ≤ 2× DuckDB read_json": ratio <= TARGET_NORMALIZE_FACTOR,
+            "peak RSS ≤ 4 GB": peak_rss <= TARGET_PEAK_RSS_BYTES,
+            "incremental ≤ 10% of full": share <= TARGET_INCREMENTAL_SHARE,
+            "incremental sends only changed documents": only_changed,
+        },
+    }
+
+
+def render_markdown(outcome: Outcome) -> str:
+    """The "## Catalog pipeline" section of bench/RESULTS.md."""
+    s = summarize(outcome)
+    p, m = outcome.params, outcome.machine
+    full, inc = outcome.full, outcome.incremental
+    raw_bytes = sum(entry["bytes"] for entry in outcome.exported.values())
+    raw_rows = sum(entry["rows"] for entry in outcome.exported.values())
+    products = sum(part["normalized"] for part in full["partitions"].values())
+    rejected = sum(part["rejected"] for part in full["partitions"].values())
+    lines = [
+        SECTION_HEADING,
+        "",
+        f"Run {p['date']} with `.venv/bin/python -m bench.pipeline_bench --offers {p['offers']}` "
+        f"(seed {p['seed']}, Meilisearch `--max-indexing-memory {p['indexing_memory']}`, "
+        "ONECART_ASSISTANT_EMBEDDINGS=off, Dagster in-process executor as in `onecart ingest`).",
+        f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gib']:.1f} GiB RAM, Python "
+        f"{m['python']}; load average at start {m['load_at_start'][0]:.1f}. Other engineers' "
+        "test suites and benchmarks were running on the same machine at the same time, so "
+        "absolute times are pessimistic and noisy.",
+        "",
+        f"Catalog: {raw_rows:,} raw records ({raw_bytes / 1e9:.2f} GB of JSON) from "
+        f"{len(outcome.exported)} marketplaces → {products:,} products, {rejected:,} rejected "
+        f"(malformed on purpose), {s['documents']:,} search documents.",
+        "",
+        "| measurement | full run | incremental run |",
+        "|---|---:|---:|",
+        f"| wall time, all assets (`materialize_all`) | {seconds(full['wall_s'])} | "
+        f"{seconds(inc['wall_s'])} ({s['share']:.0%} of full) |",
+    ]
+    steps = list(dict.fromkeys([*s["full_steps"], *s["incremental_steps"]]))
+    for step in steps:
+        f_entry = s["full_steps"].get(step, {"seconds": 0.0, "peak_rss": 0})
+        i_entry = s["incremental_steps"].get(step, {"seconds": 0.0, "peak_rss": 0})
+        lines.append(
+            f"| &nbsp;&nbsp;`{step}` (time · peak RSS) | {seconds(f_entry['seconds'])} · "
+            f"{gib(f_entry['peak_rss'])} | {seconds(i_entry['seconds'])} · "
+            f"{gib(i_entry['peak_rss'])} |"
+        )
+    lines += [
+        f"| peak RSS of the pipeline process (+children), sampled | "
+        f"{gib(full['peak_rss_sampled'])} | {gib(inc['peak_rss_sampled'])} |",
+        f"| ru_maxrss (self) | {gib(full['rusage']['self'])} | {gib(inc['rusage']['self'])} |",
+        f"| documents sent to Meilisearch | {s['documents']:,} (rebuild) | {s['sent']:,} "
+        f"(+{s['deleted']:,} deleted) |",
+        "",
+        "| comparison | value |",
+        "|---|---:|",
+        f"| fetch + raw load (`raw_catalog`, all partitions) | {seconds(s['fetch_s'])} |",
+        f"| normalize + load (`normalized_products`, all partitions) | "
+        f"{seconds(s['normalize_s'])} |",
+        f"| DuckDB `read_json` of the same payloads (fresh process and file) | "
+        f"{seconds(s['duckdb_s'])} (peak RSS {gib(outcome.duckdb['peak_rss_sampled'])}) |",
+        f"| **normalize + load ÷ DuckDB read_json** | **{s['ratio']:.1f}×** |",
+        f"| search_products step (build documents + full rebuild + swap) | "
+        f"{seconds(s['search_s'])} → {s['docs_per_s']:,.0f} docs/s |",
+        f"| Meilisearch's own indexing time (first task start → last task end) | "
+        f"{seconds(outcome.meili_full['seconds'])} for {outcome.meili_full['documents']:,} "
+        f"docs → {s['meili_docs_per_s']:,.0f} docs/s |",
+        f"| Meilisearch peak RSS (VmHWM) | {gib(outcome.meili_peak_rss)} |",
+        f"| offers re-priced by the sandbox (epoch 0 → 1) | {outcome.changed_in_sandbox:,} |",
+        f"| offers the pipeline saw change (`changed_offers`) | {s['changed_offers']:,} |",
+        f"| documents whose `doc_hash` changed in the index | {outcome.changed_documents:,} |",
+        f"| documents sent by the incremental run | {s['sent']:,} |",
+        "",
+        "| target | met? |",
+        "|---|---|",
+    ]
+    for name, met in s["targets"].items():
+        lines.append(f"| {name} | {'yes' if met else '**no**'} |")
+    if outcome.notes:
+        lines += ["", *[f"- {note}" for note in outcome.notes]]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(outcome: Outcome) -> None:
+    """The same numbers on the console."""
+    print()
+    print(render_markdown(outcome))
+
+
+def replace_section(text: str, section: str) -> str:
+    """`text` with its "## Catalog pipeline" section replaced by `section` (appended if absent);
+    other engineers' sections are left exactly as they are."""
+    pattern = re.compile(rf"^{re.escape(SECTION_HEADING)}\s*$.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _match: section + "\n", text, count=1).rstrip("\n") + "\n"
+    if not text.strip():
+        return "# Benchmark results\n\n" + section
+    return text.rstrip("\n") + "\n\n" + section
+
+
+def write_results(section: str) -> None:
+    """Replace (or append) this benchmark's section of bench/RESULTS.md."""
+    text = RESULTS_FILE.read_text(encoding="utf-8") if RESULTS_FILE.exists() else ""
+    RESULTS_FILE.write_text(replace_section(text, section), encoding="utf-8")
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    """Start the services, run the phases, report, and stop everything it started."""
+    from onecart.settings import Settings
+
+    machine = machine_description()
+    home = Path(tempfile.mkdtemp(prefix="onecart-pipeline-bench-"))
+    meili_key = "onecart-bench-master-key-0123456789"
+    settings = Settings(
+        ONECART_HOME=home, MEILI_MASTER_KEY=meili_key, MEILI_MAX_INDEXING_MEMORY=args.meili_memory
+    )
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    log_path = home / "bench.log"
+    services = Services()
+    notes: list[str] = list(args.note or [])
+    print(f"pipeline benchmark: {args.offers:,} offers, home {home}", flush=True)
+    try:
+        start_services(
+            settings,
+            offers=args.offers,
+            seed=args.seed,
+            indexing_memory=args.meili_memory,
+            services=services,
+        )
+        env = child_environment(home, services, meili_key)
+        print(f"sandbox {services.sandbox_url}, meilisearch {services.meili_url}", flush=True)
+
+        if args.profile:
+            profile_path = home / "ingest.prof"
+            code, _ = run_child(
+                [
+                    "--phase",
+                    "ingest",
+                    "--result-file",
+                    str(home / "profile.json"),
+                    "--profile-to",
+                    str(profile_path),
+                ],
+                env,
+                log_path,
+            )
+            print_profile(profile_path)
+            return code
+
+        full_since = datetime.now(UTC)
+        print("== full run", flush=True)
+        code, _ = run_child(
+            ["--phase", "ingest", "--result-file", str(home / "full.json")], env, log_path
+        )
+        full = json.loads((home / "full.json").read_text())
+        if code != 0:
+            notes.append(
+                f"the full run did not fully succeed: {full['failed_partitions']} "
+                f"{full['failed_downstream_assets']}"
+            )
+        meili_full = meili_indexing_span(services.meili_url, meili_key, full_since)
+
+        print("== exporting raw payloads to NDJSON", flush=True)
+        started = time.perf_counter()
+        exported = export_raw_payloads(home / "pipeline.duckdb", home / "ndjson")
+        print(f"   exported in {time.perf_counter() - started:.1f} s: {exported}", flush=True)
+        print("== DuckDB read_json baseline", flush=True)
+        code, _ = run_child(
+            [
+                "--phase",
+                "duckdb",
+                "--ndjson-dir",
+                str(home / "ndjson"),
+                "--duckdb-file",
+                str(home / "baseline.duckdb"),
+                "--result-file",
+                str(home / "duckdb.json"),
+            ],
+            env,
+            log_path,
+        )
+        duckdb_result = json.loads((home / "duckdb.json").read_text())
+        print(f"   read_json: {duckdb_result['seconds']:.1f} s", flush=True)
+        shutil.rmtree(home / "ndjson", ignore_errors=True)
+        (home / "baseline.duckdb").unlink(missing_ok=True)
+
+        before = fetch_hashes(services.meili_url, meili_key)
+        response = httpx.post(
+            f"{services.sandbox_url}/_sandbox/knobs/all", json={"price_epoch": 1}, timeout=30
+        )
+        response.raise_for_status()
+        print("== incremental run (price_epoch 0 → 1)", flush=True)
+        incremental_since = datetime.now(UTC)
+        code, _ = run_child(
+            ["--phase", "ingest", "--result-file", str(home / "incremental.json")], env, log_path
+        )
+        incremental = json.loads((home / "incremental.json").read_text())
+        if code != 0:
+            notes.append(
+                f"the incremental run did not fully succeed: {incremental['failed_partitions']} "
+                f"{incremental['failed_downstream_assets']}"
+            )
+        meili_incremental = meili_indexing_span(services.meili_url, meili_key, incremental_since)
+        after = fetch_hashes(services.meili_url, meili_key)
+        changed_documents = sum(
+            1 for doc_id, digest in after.items() if before.get(doc_id, "∅") != digest
+        )
+        removed_documents = sum(1 for doc_id in before if doc_id not in after)
+        meili_peak = peak_rss_of(services.meili_pid or 0)
+        sandbox_peak = peak_rss_of(services.sandbox_pid or 0)
+        changed_in_sandbox = sandbox_changed_offers(args.offers, args.seed, 1)
+    finally:
+        stop_services(services)
+
+    outcome = Outcome(
+        params={
+            "offers": args.offers,
+            "seed": args.seed,
+            "indexing_memory": args.meili_memory,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        },
+        machine=machine,
+        full=full,
+        incremental=incremental,
+        duckdb=duckdb_result,
+        exported=exported,
+        meili_full=meili_full,
+        meili_incremental=meili_incremental,
+        meili_peak_rss=meili_peak,
+        sandbox_peak_rss=sandbox_peak,
+        changed_in_sandbox=changed_in_sandbox,
+        changed_documents=changed_documents,
+        removed_documents=removed_documents,
+        notes=notes,
+    )
+    (home / "outcome.json").write_text(json.dumps(outcome.__dict__, default=str, indent=1))
+    print_table(outcome)
+    if not args.no_append:
+        write_results(render_markdown(outcome))
+        print(f"wrote the '{SECTION_HEADING}' section of {RESULTS_FILE}")
+    if args.keep:
+        print(f"kept {home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+def print_profile(profile_path: Path, limit: int = 40) -> None:
+    """The profile's top functions by cumulative and by own time."""
+    import pstats
+
+    stats = pstats.Stats(str(profile_path))
+    stats.sort_stats("cumulative").print_stats(limit)
+    stats.sort_stats("tottime").print_stats(limit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (the --phase options are for the benchmark's own child processes)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pipeline_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--offers",
+        type=int,
+        default=DEFAULT_OFFERS,
+        help="total sandbox offers over all marketplaces (default %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--meili-memory",
+        default=DEFAULT_MEILI_INDEXING_MEMORY,
+        help="Meilisearch --max-indexing-memory (default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-append", action="store_true", help="print only; leave bench/RESULTS.md alone"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary ONECART_HOME")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run one full ingest under cProfile and print the hot spots",
+    )
+    parser.add_argument("--note", action="append", help="a note to add to the results section")
+    parser.add_argument("--phase", choices=("ingest", "duckdb"), help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--ndjson-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--duckdb-file", type=Path, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m bench.pipeline_bench`."""
+    args = build_parser().parse_args(argv)
+    if args.phase == "ingest":
+        return run_ingest_phase(args.result_file, profile_to=args.profile_to)
+    if args.phase == "duckdb":
+        return run_duckdb_phase(args.ndjson_dir, args.duckdb_file, args.result_file)
+    return run_benchmark(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

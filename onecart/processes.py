@@ -489,15 +489,12 @@ def write_dagster_yaml(settings: Settings) -> Path:
     return path
 
 
-MIGRATION_ENTRY_POINTS: Final = (
-    ("storefront.db_migrate", "upgrade_database"),
-    ("storefront.db_migrate", "upgrade"),
-)
+MIGRATION_ENTRY_POINTS: Final = (("storefront.db_migrate", "prepare_database"),)
 
 
 def run_migrations(settings: Settings) -> str:
-    """Bring the storefront DB to the latest schema before the site starts (gunicorn's workers
-    must never race to create tables). Runs in a child process so Alembic's logging setup stays
+    """Bring the storefront DB to the latest schema and seed its marketplaces before the site
+    starts (gunicorn's workers must never race to create tables). Runs in a child process so Alembic's logging setup stays
     out of ours; output goes to logs/migrate.log. Returns what was done, for the report."""
     for module, function in MIGRATION_ENTRY_POINTS:
         if not _module_available(module):

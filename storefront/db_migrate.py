@@ -42,3 +42,19 @@ def current_revision(url: str | None = None) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+def prepare_database(url: str | None = None) -> None:
+    """Migrate, then create or refresh the marketplaces from marketplaces.toml, so the stores
+    page and the admin area are right before the pipeline's first run (admin edits are kept)."""
+    from adapters.registry import load_marketplaces
+    from commerce.catalog_sync import seed_marketplaces
+    from commerce.db import get_session_factory
+
+    upgrade_database(url)
+    session = get_session_factory(url)()
+    try:
+        seed_marketplaces(session, load_marketplaces())
+        session.commit()
+    finally:
+        session.close()

@@ -12,7 +12,12 @@ from alembic.runtime.migration import MigrationContext
 
 from commerce.db import create_storefront_engine
 from commerce.models import Base, import_all_models
-from storefront.db_migrate import alembic_config, current_revision, upgrade_database
+from storefront.db_migrate import (
+    alembic_config,
+    current_revision,
+    prepare_database,
+    upgrade_database,
+)
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -63,6 +68,23 @@ def test_upgrade_twice_is_a_no_op(tmp_path: Path) -> None:
     upgrade_database(url)
     upgrade_database(url)
     assert current_revision(url) == _head()
+
+
+def test_prepare_database_seeds_every_configured_marketplace_once(tmp_path: Path) -> None:
+    from adapters.registry import load_marketplaces
+    from commerce.models import Marketplace
+
+    url = f"sqlite:///{tmp_path / 'seeded.db'}"
+    prepare_database(url)
+    prepare_database(url)
+
+    engine = create_storefront_engine(url)
+    try:
+        with engine.connect() as connection:
+            slugs = connection.scalars(sa.select(Marketplace.slug)).all()
+    finally:
+        engine.dispose()
+    assert sorted(slugs) == sorted(config.slug for config in load_marketplaces())
 
 
 def test_sqlite_connections_enforce_foreign_keys_and_use_wal(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Capability, MarketplaceAdapter, MarketplaceError, NotFound, Offer
 from commerce.fx import FxTable
-from commerce.marketplace_access import AdapterProvider, close_adapter, marketplace_can
+from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import CartItem, Marketplace, Product, User, utc_now
 from commerce.notifications import notify
 from commerce.order_models import (
@@ -67,14 +67,14 @@ from commerce.payments.gateway import (
     PaymentGateway,
 )
 from commerce.payments.wallet_gateway import WalletGateway
+from commerce.placement import expected_placement_seconds
 from onecart.money import Money, MoneyError, is_iso_currency
 
 logger = logging.getLogger(__name__)
 
-# Live re-validation: how long one marketplace may take for all its lines, and how many retries
-# its HTTP client gets (the checkout must answer quickly; placement jobs retry patiently).
+# Live re-validation: how long one marketplace may take for all its lines (the checkout must
+# answer quickly; its adapters retry once, see marketplace_access.lookup_adapter_for_marketplace).
 REVALIDATION_DEADLINE_S = 4.0
-REVALIDATION_HTTP_RETRIES = 1
 # How long a shopper's second checkout waits for their first one, and the SQLite lease length
 # (longer than any checkout can take, so a crashed holder's lease simply runs out).
 LOCK_WAIT_S = 60.0
@@ -224,6 +224,8 @@ class CheckoutQuote:
     rates_as_of: date | None
     missing_rates: tuple[str, ...]
     unavailable: tuple[UnavailableLine, ...]
+    # The published rates behind every conversion (units per 1 USD), stored with the order.
+    source_rates: Mapping[str, Decimal] = field(default_factory=dict)
 
     @property
     def orderable_groups(self) -> tuple[QuoteGroup, ...]:
@@ -335,6 +337,9 @@ def build_quote(session: Session, user: User, *, currency: str, fx: FxTable) -> 
         rates_as_of=fx.as_of,
         missing_rates=tuple(sorted(missing)),
         unavailable=tuple(unavailable),
+        source_rates={
+            code: fx.per_usd[code] for code in sorted({*currencies, currency}) if code in fx.per_usd
+        },
     )
 
 
@@ -395,7 +400,8 @@ def revalidate_cart(
     adapter_for: AdapterProvider,
     deadline_s: float = REVALIDATION_DEADLINE_S,
 ) -> Revalidation:
-    """Re-check live price and availability of every orderable line, one thread per marketplace.
+    """Re-check live price and availability of every orderable line, one thread per marketplace
+    (`adapter_for` should give fast-failing adapters: lookup_adapter_for_marketplace).
 
     Offers that changed are updated in the storefront DB (flushed; the caller commits), so the
     re-rendered checkout shows today's prices. A marketplace that errs or misses the deadline is
@@ -422,9 +428,6 @@ def revalidate_cart(
     jobs: dict[int, _LookupJob] = {}
     for market_id, (marketplace, products) in by_market.items():
         adapter = adapter_for(marketplace)
-        http = getattr(adapter, "http", None)
-        if http is not None and hasattr(http, "max_retries"):
-            http.max_retries = REVALIDATION_HTTP_RETRIES
         jobs[market_id] = _LookupJob(
             marketplace.name, adapter, tuple(product.external_id for product in products)
         )
@@ -450,9 +453,7 @@ def revalidate_cart(
             if not isinstance(error, MarketplaceError):
                 logger.exception("live check of %s failed", marketplace.slug, exc_info=error)
             unchecked.append(marketplace.name)
-            close_adapter(jobs[market_id].adapter)
             continue
-        close_adapter(jobs[market_id].adapter)
         offers = future.result()
         for product in products:
             change = _apply_live_offer(product, marketplace, offers.get(product.external_id))
@@ -876,7 +877,7 @@ def _record_order(
         currency=quote.currency,
         handoff_total_minor=quote.handoff_total_minor,
         payment_method=submission.payment_method,
-        fx_rates={currency: str(rate) for currency, rate in quote.rates.items()},
+        fx_rates={currency: str(rate) for currency, rate in quote.source_rates.items()},
         fx_as_of=quote.rates_as_of,
         validation_token=submission.validation_token,
         email=user.email,
@@ -892,7 +893,7 @@ def _record_order(
     session.flush()
 
     purchased: list[int] = []
-    outbox: list[OutboxMessage] = []
+    placements: list[tuple[int, MarketplaceOrder]] = []
     for group in quote.groups:
         if group.amount_minor is None or group.charge_minor is None:
             raise CheckoutError(f"Missing exchange rate for {group.name}.")
@@ -927,13 +928,7 @@ def _record_order(
             if not group.handoff:
                 purchased.append(line.product_id)
         if not group.handoff:
-            outbox.append(
-                OutboxMessage(
-                    topic=OutboxTopic.PLACE_SUB_ORDER,
-                    order_id=order.id,
-                    sub_order_id=sub_order.id,
-                )
-            )
+            placements.append((group.marketplace_id, sub_order))
 
     amount = Money(quote.total_minor, quote.currency)
     if submission.payment_method == PaymentMethod.WALLET:
@@ -967,7 +962,15 @@ def _record_order(
     if payment.amount_minor != order.total_minor or payment.currency != order.currency:
         raise CheckoutError("The payment does not match the order total; nothing was recorded.")
     session.add(payment)
-    session.add_all(outbox)
+    # Slowest marketplaces first: the outbox is dispatched in id order.
+    expected = expected_placement_seconds(session, [market for market, _ in placements])
+    for _market, sub_order in sorted(placements, key=lambda item: -expected[item[0]]):
+        session.add(
+            OutboxMessage(
+                topic=OutboxTopic.PLACE_SUB_ORDER, order_id=order.id, sub_order_id=sub_order.id
+            )
+        )
+        session.flush()
     if purchased:
         session.execute(
             sa.delete(CartItem).where(

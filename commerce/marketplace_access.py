@@ -3,14 +3,18 @@
 The DB row owns what admins edit (base URL, API key, active); marketplaces.toml owns the format's
 options (a declarative API's field map, Shopify's API version). The API key is the row's
 encrypted key, else the environment variable the row names. Checkout, placement, tracking and
-cancellation all get their adapters here, so a test can hand its own provider to any of them.
+cancellation all get their adapters from a provider (an `AdapterProvider`), so a test can hand its
+own to any of them; the default providers here cache one adapter per configuration and process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from adapters.base import Capability, MarketplaceAdapter, MarketplaceConfig
@@ -23,8 +27,11 @@ logger = logging.getLogger(__name__)
 AdapterProvider = Callable[[Marketplace], MarketplaceAdapter]
 
 
+@lru_cache(maxsize=1)
 def configured_options() -> dict[str, Mapping[str, Any]]:
-    """Each configured marketplace's `options` from marketplaces.toml ({} when unreadable)."""
+    """Each configured marketplace's `options` from marketplaces.toml ({} when unreadable).
+
+    Read once per process: the file is deployment configuration (admins edit the DB rows)."""
     try:
         return {config.slug: config.options for config in load_marketplaces()}
     except (OSError, MarketplaceConfigError) as exc:
@@ -63,19 +70,53 @@ def marketplace_config(
     )
 
 
+# Checkout's live re-check must answer fast: one HTTP retry instead of the client's default.
+LOOKUP_HTTP_RETRIES = 1
+
+_adapters: dict[tuple[object, ...], MarketplaceAdapter] = {}
+_adapters_lock = threading.Lock()
+
+
+def _cached_adapter(marketplace: Marketplace, *, http_retries: int | None) -> MarketplaceAdapter:
+    """One adapter per marketplace configuration and process, reused by every job and request.
+
+    Building an adapter builds an HTTP client (an SSL context alone costs tens of milliseconds)
+    and reusing it keeps connections alive. The key holds everything the adapter is built from,
+    so an admin's change of URL or key gets a new adapter. Adapters are shared between threads
+    (httpx clients are thread-safe) and live as long as the process.
+    """
+    api_key = marketplace_api_key(marketplace)
+    key = (
+        marketplace.slug,
+        marketplace.kind,
+        marketplace.api_base_url,
+        marketplace.currency,
+        hashlib.sha256((api_key or "").encode()).hexdigest(),
+        http_retries,
+    )
+    with _adapters_lock:
+        adapter = _adapters.get(key)
+        if adapter is None:
+            options = configured_options().get(marketplace.slug, {})
+            adapter = build_adapter(marketplace_config(marketplace, options))
+            http = getattr(adapter, "http", None)
+            if http_retries is not None and http is not None:
+                http.max_retries = http_retries
+            _adapters[key] = adapter
+        return adapter
+
+
 def adapter_for_marketplace(marketplace: Marketplace) -> MarketplaceAdapter:
-    """A fresh adapter (with its own HTTP client) for a stored marketplace."""
-    options = configured_options().get(marketplace.slug, {})
-    return build_adapter(marketplace_config(marketplace, options))
+    """The adapter for a stored marketplace (placement, tracking, cancellation). The caller
+    does not close it: it is cached for the process."""
+    return _cached_adapter(marketplace, http_retries=None)
+
+
+def lookup_adapter_for_marketplace(marketplace: Marketplace) -> MarketplaceAdapter:
+    """The adapter checkout uses to re-check live prices: same as above, one HTTP retry."""
+    return _cached_adapter(marketplace, http_retries=LOOKUP_HTTP_RETRIES)
 
 
 def marketplace_can(marketplace: Marketplace, capability: Capability) -> bool:
     """True when the marketplace declares `capability` (synced from its adapter)."""
     return capability.value in (marketplace.capabilities or [])
-
-
-def close_adapter(adapter: MarketplaceAdapter) -> None:
-    """Release an adapter's HTTP connections when it has any."""
-    close = getattr(adapter, "close", None)
-    if callable(close):
-        close()

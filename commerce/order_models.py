@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import secrets
 from datetime import date, datetime
+from decimal import Decimal, localcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -178,7 +179,8 @@ class Order(Base):
     # What the hand-off items come to in the same currency (shown, never charged); None = no rate.
     handoff_total_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
     payment_method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
-    # Units of the payment currency per 1 unit of each foreign currency, as decimal strings.
+    # The published rates every conversion of this order used: units of each currency per
+    # 1 USD, as exact decimal strings (USD itself is 1 and not listed).
     fx_rates: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     fx_as_of: Mapped[date | None] = mapped_column(sa.Date)
     status_token: Mapped[str] = mapped_column(sa.String(64), unique=True, default=new_status_token)
@@ -204,6 +206,22 @@ class Order(Base):
     )
     items: Mapped[list[OrderItem]] = relationship(back_populates="order", order_by="OrderItem.id")
     payment: Mapped[Payment | None] = relationship(back_populates="order", uselist=False)
+
+    @property
+    def rates_to_payment_currency(self) -> dict[str, Decimal]:
+        """1 unit of each foreign currency of the order in the payment currency (6 significant
+        digits, for display), derived from the stored per-USD rates."""
+        per_usd = {code: Decimal(rate) for code, rate in (self.fx_rates or {}).items()}
+        per_usd.setdefault("USD", Decimal(1))
+        target = per_usd.get(self.currency)
+        if target is None:
+            return {}
+        currencies = {item.currency for item in self.items} - {self.currency}
+        with localcontext() as context:
+            context.prec = 6
+            return {
+                code: +(target / per_usd[code]) for code in sorted(currencies) if code in per_usd
+            }
 
     @property
     def charged_sub_orders(self) -> list[MarketplaceOrder]:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from adapters.base import Capability, MarketplaceError, Rejected
-from commerce.marketplace_access import AdapterProvider, close_adapter, marketplace_can
+from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import User, WalletEntry, WalletEntryKind, utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order
@@ -200,8 +200,6 @@ def carry_out_cancellation(
             logger.warning("cancelling sub-order %s failed: %s", sub_order_id, exc)
             in_flight.append(marketplace.name)
             continue
-        finally:
-            close_adapter(adapter)
         with session_factory() as session, session.begin():
             lock_order(session, order_id)
             sub_order = session.get(MarketplaceOrder, sub_order_id)

@@ -42,7 +42,7 @@ from adapters.base import (
     Unsupported,
 )
 from adapters.base import OrderStatus as MarketplaceStatus
-from commerce.marketplace_access import AdapterProvider, close_adapter
+from commerce.marketplace_access import AdapterProvider
 from commerce.models import utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order, order_id_of_sub_order
@@ -92,6 +92,46 @@ class PlacementResult(enum.StrEnum):
 def money_text(minor: int, currency: str) -> str:
     """`1,234.50 USD` for messages (exact, no float)."""
     return f"{from_minor_units(minor, currency):,} {currency}"
+
+
+# --- Scheduling -------------------------------------------------------------------------------
+
+# How many recent placements per marketplace estimate its placement time.
+PLACEMENT_HISTORY = 50
+
+
+def expected_placement_seconds(session: Session, marketplace_ids: list[int]) -> dict[int, float]:
+    """Each marketplace's average placement time over its recent placements (seconds; 0 when
+    it has none yet).
+
+    Checkout enqueues the slowest sub-orders first (longest-processing-time-first), so with
+    fewer workers than sub-orders the slow marketplace is not left waiting behind fast ones.
+    """
+    durations: dict[int, list[float]] = {marketplace_id: [] for marketplace_id in marketplace_ids}
+    if not marketplace_ids:
+        return {}
+    rows = session.execute(
+        sa.select(
+            MarketplaceOrder.marketplace_id,
+            MarketplaceOrder.placing_started_at,
+            MarketplaceOrder.placed_at,
+        )
+        .where(
+            MarketplaceOrder.marketplace_id.in_(marketplace_ids),
+            MarketplaceOrder.placed_at.is_not(None),
+            MarketplaceOrder.placing_started_at.is_not(None),
+        )
+        .order_by(MarketplaceOrder.id.desc())
+        .limit(PLACEMENT_HISTORY * len(marketplace_ids))
+    ).all()
+    for marketplace_id, started, placed in rows:
+        samples = durations[marketplace_id]
+        if len(samples) < PLACEMENT_HISTORY and placed >= started:
+            samples.append((placed - started).total_seconds())
+    return {
+        marketplace_id: (sum(samples) / len(samples) if samples else 0.0)
+        for marketplace_id, samples in durations.items()
+    }
 
 
 # --- Claiming ---------------------------------------------------------------------------------
@@ -218,8 +258,6 @@ def place_sub_order(
             return PlacementResult.FAILED
         release_claim(session_factory, sub_order_id, error=str(exc))
         return PlacementResult.RETRY
-    finally:
-        close_adapter(adapter)
     record_placement(session_factory, sub_order_id, placed, gateway_for=gateway_for)
     return result
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Capability, MarketplaceError, OrderState, Unsupported
 from adapters.base import OrderStatus as MarketplaceStatus
-from commerce.marketplace_access import AdapterProvider, close_adapter, marketplace_can
+from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import Marketplace, utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order, order_id_of_sub_order
@@ -250,23 +250,20 @@ def track_open_sub_orders(
     def poll(market_id: int) -> tuple[int, int, int]:
         adapter = adapters[market_id]
         polled = changed = errors = 0
-        try:
-            for sub_order_id, marketplace_order_id in by_market[market_id][1]:
-                try:
-                    state = adapter.order_status(marketplace_order_id)
-                except Unsupported:
-                    return polled, changed, errors
-                except MarketplaceError as exc:
-                    logger.warning("tracking sub-order %s failed: %s", sub_order_id, exc)
-                    errors += 1
-                    continue
-                polled += 1
-                if apply_marketplace_state(
-                    session_factory, sub_order_id, state, gateway_for=gateway_for
-                ):
-                    changed += 1
-        finally:
-            close_adapter(adapter)
+        for sub_order_id, marketplace_order_id in by_market[market_id][1]:
+            try:
+                state = adapter.order_status(marketplace_order_id)
+            except Unsupported:
+                return polled, changed, errors
+            except MarketplaceError as exc:
+                logger.warning("tracking sub-order %s failed: %s", sub_order_id, exc)
+                errors += 1
+                continue
+            polled += 1
+            if apply_marketplace_state(
+                session_factory, sub_order_id, state, gateway_for=gateway_for
+            ):
+                changed += 1
         return polled, changed, errors
 
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(by_market)))) as executor:

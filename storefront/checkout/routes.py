@@ -39,7 +39,7 @@ from commerce.checkout import (
     submit_checkout,
 )
 from commerce.fx import FxTable
-from commerce.marketplace_access import adapter_for_marketplace
+from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import User
 from commerce.order_models import PaymentMethod
 from commerce.payments.gateway import PaymentError
@@ -239,7 +239,7 @@ def _submit(submission: CheckoutSubmission, fx: FxTable) -> CheckoutOutcome:
         session_factory(),
         submission,
         fx=fx,
-        adapter_for=adapter_for_marketplace,
+        adapter_for=lookup_adapter_for_marketplace,
         card_gateway=_card_gateway() if submission.payment_method == PaymentMethod.STRIPE else None,
         revalidation_deadline_s=float(
             current_app.config.get("CHECKOUT_REVALIDATION_SECONDS", REVALIDATION_DEADLINE_S)

@@ -222,7 +222,9 @@ def test_checkout_in_another_currency_charges_once_with_exact_shares(shop: Shop)
     order = shop.checkout(client, payment_method="stripe", test_card="pm_card_visa")
 
     assert order.currency == "EUR"
-    assert set(order.fx_rates) == {"USD", "KES"}
+    # The published per-USD rates behind every conversion are stored with the order.
+    assert order.fx_rates == {"EUR": "0.92000000", "KES": "129.50000000"}
+    assert set(order.rates_to_payment_currency) == {"USD", "KES"}
     shares = {sub.marketplace.slug: sub for sub in order.charged_sub_orders}
     assert shares["kiondo"].currency == "KES" and shares["kiondo"].charge_currency == "EUR"
     assert shares["fakestore"].charge_minor == shares["fakestore"].amount_minor

@@ -22,6 +22,7 @@ import polars as pl
 from adapters.base import BadPayload, Offer
 from adapters.gtin import normalize_gtin
 from onecart.money import is_iso_currency
+from warehouse.categories import canonical_category, category_mapping
 
 REASON_DUPLICATE = "duplicate_external_id"
 REASON_BAD_RECORD = "bad_record"
@@ -54,6 +55,8 @@ PRODUCTS_SCHEMA = pl.Schema(
         "first_seen_at": pl.Datetime("us", "UTC"),
         "updated_at": pl.Datetime("us", "UTC"),
         "fetched_at": pl.Datetime("us", "UTC"),
+        # The category as the marketplace wrote it; `category` holds its canonical display name.
+        "category_raw": pl.String,
     }
 )
 
@@ -138,8 +141,13 @@ class NormalizedCatalog:
 
 
 def content_hash(offer: Offer) -> str:
-    """A fingerprint of everything shoppers see of an offer (not when it was fetched)."""
-    return _content_hash_of_row(offer.as_row())
+    """A fingerprint of everything shoppers see of an offer (not when it was fetched).
+
+    Same digest as normalize_catalog stores: the category counts by its canonical name.
+    """
+    row = offer.as_row()
+    row["category"] = canonical_category(offer.category)
+    return _content_hash_of_row(row)
 
 
 def _content_hash_of_row(row: Mapping[str, Any]) -> str:
@@ -222,11 +230,15 @@ def normalize_catalog(
 ) -> NormalizedCatalog:
     """Normalize every raw record of one marketplace into products and rejected rows.
 
+    Categories are mapped to their canonical display name (warehouse/categories.toml); the
+    marketplace's own spelling is kept in category_raw.
+
     first_seen_at survives across runs; updated_at moves only when the content hash changes.
     """
     products: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     seen: set[str] = set()
+    categories = category_mapping()
     raw_count = gtin_claimed = gtin_invalid = new_offers = changed_offers = 0
 
     def reject(external_id: str | None, reason: str, detail: str, payload: str) -> None:
@@ -288,6 +300,10 @@ def normalize_catalog(
             continue
         seen.add(offer.external_id)
         row = offer.as_row()
+        # Shoppers see the canonical category, so that is what the content hash covers: a
+        # mapping change reaches the search index like any other content change.
+        row["category_raw"] = offer.category
+        row["category"] = canonical_category(offer.category, categories)
         digest = _content_hash_of_row(row)
         before = previous.get(offer.external_id)
         if before is None:

@@ -51,8 +51,14 @@ CREATE TABLE IF NOT EXISTS products (
     first_seen_at TIMESTAMPTZ NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL,
     fetched_at TIMESTAMPTZ NOT NULL,
+    -- The category as the marketplace wrote it; `category` is its canonical display name
+    -- (warehouse/categories.toml).
+    category_raw VARCHAR,
     PRIMARY KEY (marketplace, external_id)
 );
+
+-- Warehouses created before category_raw existed get it on their next read-write connection.
+ALTER TABLE products ADD COLUMN IF NOT EXISTS category_raw VARCHAR;
 
 -- Records that could not become offers, with the reason (a stable code) and the raw payload.
 -- Replaced per marketplace with every normalization run, like products.

@@ -958,11 +958,12 @@ def offers_in_group(client: meilisearch.Client, index_uid: str, group_id: str) -
 
 # --- Home page ---------------------------------------------------------------------------------
 
-# How many documents the home page scans to find deals and price drops: the index cannot
-# compare two fields of a document or filter on `price_dropped_at`, so candidates are read back
-# (only the few fields needed) and ranked here.
+# How many documents the home page scans to find deals: the index cannot compare two fields of a
+# document, so candidates are read back (only the few fields needed) and ranked here.
 DEAL_SCAN_LIMIT: Final = 1000
-DROP_SCAN_LIMIT: Final = 500
+# Price drops come from the index newest first (`price_dropped_at` is filterable and sortable);
+# reading a few per featured card leaves room for several drops in one product group.
+DROP_SCAN_PER_CARD: Final = 8
 TOP_RATED_MIN_STARS: Final = 4
 TOP_RATED_SCAN_LIMIT: Final = 200
 # "Top rated" weighs each rating by its number of reviews, as if every product also had this
@@ -1092,9 +1093,10 @@ def home_showcase(
         {
             "indexUid": index_uid,
             "q": "",
-            "filter": "available = true",
-            "sort": ["updated_at:desc"],
-            "limit": DROP_SCAN_LIMIT,
+            # A numeric comparison skips the null `price_dropped_at` of offers that never fell.
+            "filter": "available = true AND price_dropped_at > 0",
+            "sort": ["price_dropped_at:desc"],
+            "limit": limit * DROP_SCAN_PER_CARD,
             "attributesToRetrieve": list(_CARD_FIELDS),
         },
         {

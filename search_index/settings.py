@@ -30,8 +30,17 @@ FILTERABLE_ATTRIBUTES: Final = (
     "group_id",
     "group_size",
     "gtin",
+    # Unix seconds of the offer's last price drop (null when its price did not fall): the home
+    # page asks the index for the newest drops instead of scanning recently updated offers.
+    "price_dropped_at",
 )
-SORTABLE_ATTRIBUTES: Final = ("price_usd_minor", "rating", "updated_at", "rating_count")
+SORTABLE_ATTRIBUTES: Final = (
+    "price_usd_minor",
+    "rating",
+    "updated_at",
+    "rating_count",
+    "price_dropped_at",
+)
 
 # Words shoppers use interchangeably. Each group is made mutual below: searching any member
 # finds documents that contain any other member (Meilisearch synonyms are one-way otherwise).

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import meilisearch
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from search_index.indexing import connect, index_exists
+from search_index.indexing import connect, index_exists, sync_index
 from search_index.queries import (
     DEFAULT_PER_PAGE,
     MAX_QUERY_CHARS,
@@ -34,12 +35,15 @@ from search_index.queries import (
 )
 from tests.storefront.sample_catalog import (
     FLASK_GROUP,
+    NOW,
     OFFERS,
     SCRIPT_TITLE,
     SONY_GROUP,
     TV_GROUP,
+    SampleOffer,
     by_external_id,
     index_sample_catalog,
+    search_documents,
 )
 
 
@@ -417,6 +421,44 @@ def test_home_showcase_features_deals_drops_top_rated_and_categories(
     assert showcase.top_rated[0].title == by_external_id("44").title  # 4.9 stars
     assert all(hit.rating is not None and hit.rating >= 4 for hit in showcase.top_rated)
     assert len({hit.group_id for hit in showcase.top_rated}) == len(showcase.top_rated)
+
+
+def test_home_price_drops_come_newest_drop_first_whatever_was_updated_last(
+    client: meilisearch.Client,
+) -> None:
+    def offer(external_id: str, **history: object) -> SampleOffer:
+        return SampleOffer(
+            "shopwave", external_id, f"Offer {external_id}", 1000, "USD", "chargers", "Anker",
+            **history,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    days = lambda n: NOW - timedelta(days=n)  # noqa: E731
+    # Listed most recently updated first (search_documents spaces updated_at an hour apart), so
+    # the order of updates differs from the order of drops.
+    offers = [
+        offer("fresh"),  # updated last, never dropped
+        offer("rise", previous_price_minor=800),  # price went up: no drop time
+        offer("gone", previous_price_minor=1500, price_dropped_at=days(0), available=False),
+        offer("old-drop", previous_price_minor=1500, price_dropped_at=days(3)),
+        offer("new-drop", previous_price_minor=1500, price_dropped_at=days(1)),
+        SampleOffer("bazaar", "g-1", "Grouped 1", 900, "EUR", "chargers", "Anker", "g-same",
+                    previous_price_minor=1200, price_dropped_at=days(2)),
+        SampleOffer("kiondo", "g-2", "Grouped 2", 90000, "KES", "chargers", "Anker", "g-same",
+                    previous_price_minor=120000, price_dropped_at=days(2.5)),
+    ]  # fmt: skip
+    uid = f"test_drops_{uuid.uuid4().hex[:10]}"
+    sync_index(client, uid, search_documents(offers), full_rebuild=True, task_timeout=120)
+    try:
+        showcase = home_showcase(client, uid)
+        assert [hit.title for hit in showcase.price_drops] == [
+            "Offer new-drop",
+            "Grouped 1",
+            "Offer old-drop",
+        ]
+        shorter = home_showcase(client, uid, limit=2)
+        assert [hit.title for hit in shorter.price_drops] == ["Offer new-drop", "Grouped 1"]
+    finally:
+        client.wait_for_task(client.delete_index(uid).task_uid, timeout_in_ms=30_000)
 
 
 def test_cached_answers_are_reused_for_the_same_listing(

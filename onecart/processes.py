@@ -657,6 +657,12 @@ def build_services(settings: Settings) -> list[Service]:
         probe=_http_probe(f"{settings.site_url}/healthz", also_accept=frozenset({503})),
         argv=(
             str(VENV_BIN / "gunicorn"),
+            # Threaded workers: a page waiting on Meilisearch, a marketplace or Stripe holds a
+            # thread, not a whole process, so two processes serve eight requests at once.
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
             "--workers",
             "2",
             "--bind",

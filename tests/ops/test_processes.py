@@ -97,6 +97,17 @@ def test_services_bind_where_the_settings_say(tmp_path: Path) -> None:
     assert services["dagster"].env["DAGSTER_HOME"] == str(tmp_path / "dagster")
 
 
+def test_the_site_runs_threaded_gunicorn_workers(tmp_path: Path) -> None:
+    site = {s.name: s for s in processes.build_services(Settings(ONECART_HOME=tmp_path))}["site"]
+    argv = list(site.argv)
+    assert Path(argv[0]).name == "gunicorn"
+    options = dict(zip(argv[1:-1:2], argv[2:-1:2], strict=False))
+    assert options["--worker-class"] == "gthread"
+    assert options["--threads"] == "4"
+    assert options["--workers"] == "2"
+    assert argv[-1] == "storefront:create_app()"
+
+
 def test_remote_addresses_are_probed_not_started(tmp_path: Path) -> None:
     settings = Settings(
         ONECART_HOME=tmp_path,

@@ -29,7 +29,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,6 +58,7 @@ from commerce.order_models import (
     PaymentMethod,
     PaymentStatus,
     SubOrderStatus,
+    new_validation_token,
 )
 from commerce.payments.gateway import (
     Authorization,
@@ -68,7 +69,7 @@ from commerce.payments.gateway import (
 )
 from commerce.payments.wallet_gateway import WalletGateway
 from commerce.placement import expected_placement_seconds
-from onecart.money import Money, MoneyError, is_iso_currency
+from onecart.money import Money, MoneyError
 
 logger = logging.getLogger(__name__)
 
@@ -772,6 +773,7 @@ def _submit_locked(
             or submission.total_seen_minor != quote.total_minor
             or not quote.can_pay
         ):
+            _release_browser_intent(card_gateway, submission)
             return CheckoutOutcome(
                 OutcomeKind.CHANGED,
                 message="Prices or availability changed since you opened checkout. "
@@ -844,6 +846,13 @@ def _submit_locked(
             order_number=order.number,
             unchecked=revalidation.unchecked,
         )
+
+
+def _release_browser_intent(gateway: PaymentGateway | None, submission: CheckoutSubmission) -> None:
+    """A card hold Stripe.js made for a total that changed is released, not left hanging."""
+    release = getattr(gateway, "release_checkout_intent", None)
+    if submission.payment_intent_id and callable(release):
+        release(submission.payment_intent_id, submission.validation_token)
 
 
 def _release_authorization(
@@ -996,19 +1005,9 @@ def _money_text(amount: Money) -> str:
 
 def new_checkout_token() -> str:
     """A fresh validation token for one rendered checkout form."""
-    from commerce.order_models import new_validation_token
-
     return new_validation_token()
-
-
-def quote_matches_currency(quote: CheckoutQuote, currency: str) -> bool:
-    """True when the quote was priced in `currency` (a guard for templates and tests)."""
-    return is_iso_currency(currency) and quote.currency == currency
 
 
 def changes_by_product(changes: Sequence[LineChange]) -> dict[int, LineChange]:
     """Changes keyed by product id, for highlighting lines on the re-rendered page."""
     return {change.product_id: change for change in changes}
-
-
-CardGatewayFactory = Callable[[], PaymentGateway | None]

@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 TRACK_BATCH_SIZE = 200
 TRACK_CONCURRENCY = 4
-# How often one sub-order is asked for its status at most.
-MIN_POLL_INTERVAL = timedelta(seconds=0)
 
 # adapters.base.OrderStatus -> our sub-order status.
 SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS: dict[MarketplaceStatus, SubOrderStatus] = {
@@ -140,7 +137,6 @@ class TrackingReport:
     polled: int = 0
     changed: int = 0
     errors: int = 0
-    notification_ids: tuple[int, ...] = field(default=())
 
 
 def apply_marketplace_state(

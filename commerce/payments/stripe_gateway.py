@@ -137,14 +137,19 @@ class StripeGateway:
             raise _translate(exc, "checked") from exc
         metadata: Mapping[str, Any] = intent.metadata.to_dict() if intent.metadata else {}
         expected = dict(request.metadata)
+        mismatch = PaymentDeclined(
+            "The card payment does not match this checkout; nothing was taken."
+        )
+        if any(metadata.get(key) != value for key, value in expected.items()):
+            raise mismatch  # not this checkout's intent: left alone
         if (
             int(intent.amount) != request.amount.minor
             or str(intent.currency).upper() != request.amount.currency
-            or any(metadata.get(key) != value for key, value in expected.items())
         ):
-            raise PaymentDeclined(
-                "The card payment does not match this checkout; nothing was taken."
-            )
+            # This checkout's intent, for a total that is no longer right: release the hold.
+            if intent.status == "requires_capture":
+                self._cancel_quietly(intent.id)
+            raise mismatch
         if intent.status != "requires_capture":
             raise PaymentDeclined("Your card payment was not confirmed.")
         return Authorization(
@@ -153,6 +158,20 @@ class StripeGateway:
             currency=request.amount.currency,
             captured=False,
         )
+
+    def release_checkout_intent(self, intent_id: str, validation_token: str) -> None:
+        """Release the hold of a browser-confirmed intent that this checkout will not use (the
+        total changed after Stripe.js confirmed it). Intents of other checkouts are left alone."""
+        try:
+            intent = self.client.v1.payment_intents.retrieve(intent_id)
+        except stripe.StripeError:
+            return  # unknown or unreachable: an uncaptured hold expires on its own
+        metadata = intent.metadata.to_dict() if intent.metadata else {}
+        if (
+            metadata.get("onecart_validation_token") == validation_token
+            and intent.status == "requires_capture"
+        ):
+            self._cancel_quietly(intent.id)
 
     def prepare_intent(
         self, amount: Money, *, idempotency_key: str, metadata: Mapping[str, str]

@@ -167,3 +167,74 @@ def test_sweeper_reconciles_a_capture_the_crash_left_open(
     assert report.dispatch_failures == 0
     payment = shop.order(order.number).payment
     assert payment is not None and payment.status == PaymentStatus.CAPTURED
+
+
+def _confirmed_intent(amount: int, currency: str, token: str) -> str:
+    """What Stripe.js leaves behind after the Payment Element confirms: a manual-capture intent
+    holding the amount, tagged with the checkout's token."""
+    intent = stripe_client().v1.payment_intents.create(
+        params={
+            "amount": amount,
+            "currency": currency.lower(),
+            "payment_method": "pm_card_visa",
+            "capture_method": "manual",
+            "confirm": True,
+            "metadata": {"onecart_validation_token": token},
+        }
+    )
+    assert intent.status == "requires_capture"
+    return str(intent.id)
+
+
+def test_a_payment_intent_confirmed_in_the_browser_is_adopted(shop: Shop) -> None:
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    intent_id = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"])
+
+    response = shop.submit(client, form, payment_method="stripe", payment_intent_id=intent_id)
+
+    assert response.status_code == 303
+    [order] = shop.orders()
+    assert order.payment is not None
+    assert order.payment.provider_reference == intent_id
+    assert order.payment.status == PaymentStatus.AUTHORIZED
+
+
+@pytest.mark.parametrize("mismatch", ["amount", "token"])
+def test_a_payment_intent_for_another_amount_or_checkout_is_refused(
+    shop: Shop, mismatch: str
+) -> None:
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    amount = int(form["total_seen"]) - (1 if mismatch == "amount" else 0)
+    token = form["validation_token"] if mismatch == "amount" else "another-checkout-token-123"
+    intent_id = _confirmed_intent(amount, "USD", token)
+
+    response = shop.submit(client, form, payment_method="stripe", payment_intent_id=intent_id)
+
+    assert response.status_code == 422
+    assert "does not match this checkout" in response.get_data(as_text=True)
+    assert shop.orders() == []
+    # Nothing was captured: this checkout's stale hold is released, another checkout's intent
+    # is left alone.
+    status = stripe_client().v1.payment_intents.retrieve(intent_id).status
+    assert status == ("canceled" if mismatch == "amount" else "requires_capture")
+
+
+def test_a_browser_hold_for_a_total_that_changed_is_released(shop: Shop) -> None:
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 4, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    intent_id = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"])
+    shop.knobs("shopwave", price_drift=1.0)
+
+    response = shop.submit(client, form, payment_method="stripe", payment_intent_id=intent_id)
+
+    assert response.status_code == 409
+    assert shop.orders() == []
+    assert stripe_client().v1.payment_intents.retrieve(intent_id).status == "canceled"

@@ -485,7 +485,11 @@ def results_section(
         '"Same calls direct" is the sandbox\'s own latency for one cart: the three live offer '
         "lookups in parallel, then the three order placements in parallel, made straight through "
         "the adapters in the same run (ShopWave's placement includes its variant lookup, as in "
-        "OneCart). Overhead = OneCart p50 / direct p50 − 1; target ≤ +25% at p50.",
+        "OneCart). Overhead = OneCart p50 / direct p50 − 1; target ≤ +25% at p50. The direct "
+        "client has unlimited parallelism; OneCart places with two RQ workers, so once "
+        "shoppers × 3 sub-orders outnumber the workers, queueing for a worker (not "
+        "orchestration) sets the latency and the checkouts/s column shows the workers' "
+        "capacity: add workers to scale.",
         "",
         "No lost or duplicated sub-orders: "
         + (

@@ -68,7 +68,9 @@ def storefront_db_url(settings: Settings) -> Iterator[str]:
     """A migrated storefront database for this test session (see the module docstring)."""
     base_url = os.environ.get("DATABASE_URL")
     if base_url and not base_url.startswith("sqlite"):
-        schema = f"sf_{os.getpid()}_{RUN_ID}"
+        # Unique per fixture instance: other suites' conftests import this fixture, which makes
+        # a second session-scoped instance in the same run.
+        schema = f"sf_{os.getpid()}_{uuid.uuid4().hex[:10]}"
         admin_engine = sa.create_engine(normalize_database_url(base_url))
         with admin_engine.begin() as connection:
             connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))

@@ -90,10 +90,12 @@ class LevelResult:
 
     @property
     def throughput(self) -> float:
+        """Completed checkouts per second."""
         return self.checkouts / self.seconds if self.seconds else 0.0
 
     @property
     def overhead(self) -> float:
+        """OneCart p50 over the direct calls' p50, minus one."""
         return percentile(self.onecart, 50) / percentile(self.direct_cart, 50) - 1
 
 
@@ -204,6 +206,7 @@ def fill_cart(db_url: str, user_id: int, products: dict[str, list[int]], turn: i
 
 
 def log_in(site: str, username: str) -> httpx.Client:
+    """An HTTP client signed in through the real login form (CSRF token included)."""
     client = httpx.Client(base_url=site, timeout=60, follow_redirects=False)
     page = client.get("/login").text
     token = _CSRF.search(page)
@@ -282,6 +285,7 @@ def shopper_loop(
     lock: threading.Lock,
     max_checkouts: int | None = None,
 ) -> None:
+    """One shopper: refill the cart, check out, wait until placed, record; until time is up."""
     client = log_in(site, username)
     turn = 0
     try:
@@ -324,6 +328,7 @@ def direct_cart_loop(
     adapters = {slug: build_adapter(configs[slug]) for slug in CART_MARKETPLACES}
 
     def place(adapter: MarketplaceAdapter, offer: Offer, reference: str) -> float:
+        """One direct placement; its duration in seconds."""
         line = OrderLine(offer.external_id, 1, offer.price_minor, offer.currency)
         started = time.perf_counter()
         adapter.place_order(
@@ -457,7 +462,10 @@ def verify_no_loss_or_duplicates(
 def results_section(
     levels: list[LevelResult], args: argparse.Namespace, problems: list[str], database: str
 ) -> str:
+    """The Markdown section appended to bench/RESULTS.md."""
+
     def ms(value: float) -> str:
+        """Seconds as whole milliseconds."""
         return f"{value * 1000:.0f}"
 
     lines = [
@@ -503,6 +511,7 @@ def results_section(
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start everything, measure every shopper count, check, report, stop what was started."""
     settings = get_settings()
     run_id = uuid.uuid4().hex[:8]
     home = REPO_ROOT / "var" / f"bench-checkout-{run_id}"
@@ -708,6 +717,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point (exit 1 when the target is missed or anything was lost)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shoppers", default="1,2,4", help="shopper counts, comma-separated")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per shopper count")

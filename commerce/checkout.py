@@ -181,6 +181,7 @@ class QuoteLine:
 
     @property
     def line_total_minor(self) -> int:
+        """Unit price × quantity in the offer's currency."""
         return self.unit_price_minor * self.quantity
 
 
@@ -230,14 +231,17 @@ class CheckoutQuote:
 
     @property
     def orderable_groups(self) -> tuple[QuoteGroup, ...]:
+        """The groups OneCart places and charges."""
         return tuple(group for group in self.groups if not group.handoff)
 
     @property
     def handoff_groups(self) -> tuple[QuoteGroup, ...]:
+        """The groups the shopper completes on the marketplace's site."""
         return tuple(group for group in self.groups if group.handoff)
 
     @property
     def is_empty(self) -> bool:
+        """No purchasable line at all."""
         return not self.groups
 
     @property

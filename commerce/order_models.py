@@ -285,6 +285,7 @@ class MarketplaceOrder(Base):
 
     @property
     def is_handoff(self) -> bool:
+        """Completed by the shopper on the marketplace; never placed or charged."""
         return self.status == SubOrderStatus.HANDOFF
 
     def __repr__(self) -> str:
@@ -320,6 +321,7 @@ class OrderItem(Base):
 
     @property
     def line_total_minor(self) -> int:
+        """The line in the marketplace's currency (price at purchase × quantity)."""
         return self.unit_price_minor * self.quantity
 
 

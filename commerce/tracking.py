@@ -244,6 +244,7 @@ def track_open_sub_orders(
         return TrackingReport()
 
     def poll(market_id: int) -> tuple[int, int, int]:
+        """Poll one marketplace's sub-orders in order: (polled, changed, errors)."""
         adapter = adapters[market_id]
         polled = changed = errors = 0
         for sub_order_id, marketplace_order_id in by_market[market_id][1]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry, SimpleWorker, get_current_job
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
@@ -216,11 +217,21 @@ def schedule_next_run(connection: redis.Redis, policy: JobPolicy, name: str) -> 
     return _schedule_slot(connection, policy, name, interval, slot)
 
 
-def ensure_repeating_jobs(connection: redis.Redis, policy: JobPolicy) -> list[str]:
-    """Make sure the sweeper and the tracker are scheduled (idempotent; cheap: a few EXISTS).
+_ALIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 
-    A chain counts as alive when this slot's run is queued or running, or the next slot's run
-    is scheduled; otherwise the next run is scheduled.
+
+def _job_status(connection: redis.Redis, job_id: str) -> JobStatus | None:
+    try:
+        return Job.fetch(job_id, connection=connection).get_status()
+    except NoSuchJobError:
+        return None
+
+
+def ensure_repeating_jobs(connection: redis.Redis, policy: JobPolicy) -> list[str]:
+    """Make sure the sweeper and the tracker are scheduled; returns the runs it had to schedule
+    (none while both chains are alive). Idempotent and cheap: a few Redis reads.
+
+    A chain is alive when this slot's run is queued or running, or the next slot's is scheduled.
     """
     scheduled = []
     for name, interval in (
@@ -228,15 +239,9 @@ def ensure_repeating_jobs(connection: redis.Redis, policy: JobPolicy) -> list[st
         ("track", max(1, policy.track_interval_seconds)),
     ):
         slot = int(time.time() // interval)
-        current = (
-            Job.fetch(_slot_job_id(name, policy, slot), connection=connection)
-            if Job.exists(_slot_job_id(name, policy, slot), connection=connection)
-            else None
-        )
-        if current is not None and current.get_status() in (
-            JobStatus.QUEUED,
-            JobStatus.STARTED,
-            JobStatus.SCHEDULED,
+        if any(
+            _job_status(connection, _slot_job_id(name, policy, candidate)) in _ALIVE
+            for candidate in (slot, slot + 1)
         ):
             continue
         scheduled.append(_schedule_slot(connection, policy, name, interval, slot + 1))

@@ -199,3 +199,22 @@ def test_redis_down_at_checkout_records_the_order_and_the_sweeper_places_it(shop
     order = shop.order(order.number)
     assert all(sub.status == SubOrderStatus.PLACED for sub in order.charged_sub_orders)
     assert len(shop.sandbox_orders_with_reference("shopwave", order.relation_token)) == 1
+
+
+def test_schedule_jobs_command_starts_the_repeating_jobs_once(shop: Shop) -> None:
+    runner = shop.app.test_cli_runner()
+
+    first = runner.invoke(args=["orders", "schedule-jobs"])
+    second = runner.invoke(args=["orders", "schedule-jobs"])
+
+    assert first.exit_code == 0 and second.exit_code == 0, first.output
+    assert "onecart-sweep-" in first.output and "onecart-track-" in first.output
+    assert second.output.strip() == "scheduled: already running"
+    from rq import Queue
+
+    connection = shop.redis()
+    try:
+        scheduled = Queue(shop.queue_name, connection=connection).scheduled_job_registry
+        assert len(scheduled.get_job_ids()) == 2
+    finally:
+        connection.close()

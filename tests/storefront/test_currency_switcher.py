@@ -1,0 +1,174 @@
+"""The layout's display-currency switcher, through the Flask test client: the real app, the real
+storefront DB and (for /search) a real Meilisearch index of the sample catalog."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from html import unescape
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from commerce.models import Product, User
+from search_index.indexing import connect, index_exists
+from storefront import format_money
+from tests.storefront.sample_catalog import FX_PER_USD, index_sample_catalog, insert_sample_catalog
+
+SWITCHER = re.compile(r'<form class="currency-switcher"(?P<attrs>[^>]*)>(?P<body>.*?)</form>', re.S)
+
+
+@pytest.fixture(scope="module")
+def sample_index(meili_server: str) -> Iterator[str]:
+    client = connect()
+    uid = f"test_switcher_{uuid.uuid4().hex[:10]}"
+    index_sample_catalog(client, uid)
+    yield uid
+    if index_exists(client, uid):
+        client.wait_for_task(client.delete_index(uid).task_uid, timeout_in_ms=30_000)
+
+
+@pytest.fixture
+def app_config_overrides(meili_server: str, sample_index: str) -> dict[str, Any]:
+    return {"MEILI_URL": meili_server, "MEILI_INDEX": sample_index, "FX_CACHE_SECONDS": 0}
+
+
+@pytest.fixture
+def catalog(db_session: Session) -> dict[str, Product]:
+    products = insert_sample_catalog(db_session)
+    db_session.commit()
+    return products
+
+
+def text_of(page_html: str) -> str:
+    without_tags = re.sub(r"<[^>]+>", " ", page_html)
+    return " ".join(unescape(without_tags).split())
+
+
+def switcher_of(page_html: str) -> dict[str, Any]:
+    """The header's switcher as a browser sees it: action, hidden fields, options, selection."""
+    match = SWITCHER.search(page_html)
+    assert match, "no currency switcher in the layout"
+    attrs, body = match.group("attrs"), match.group("body")
+    action = re.search(r'action="([^"]*)"', attrs)
+    assert action and 'method="post"' in attrs
+    hidden = {
+        name: unescape(value)
+        for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', body)
+    }
+    options = re.findall(r"<option([^>]*)value=\"([^\"]+)\"([^>]*)>", body)
+    values = [value for _before, value, _after in options]
+    selected = [value for before, value, after in options if "selected" in before + after]
+    return {
+        "action": action.group(1),
+        "hidden": hidden,
+        "options": values,
+        "selected": selected,
+        "has_button": '<button type="submit"' in body,
+        # The site's CSP forbids inline scripts and event handlers.
+        "has_script": "<script" in body or re.search(r"\son\w+\s*=", body) is not None,
+    }
+
+
+def submit_switcher(client: FlaskClient, path: str, currency: str) -> str:
+    """Choose `currency` in the header of `path` and post the form as a browser would."""
+    form = switcher_of(client.get(path).get_data(as_text=True))
+    assert currency in form["options"]
+    response = client.post(form["action"], data={**form["hidden"], "currency": currency})
+    assert response.status_code == 303
+    return response.location
+
+
+def test_every_page_offers_the_supported_currencies_with_the_current_one_selected(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    form = switcher_of(client.get("/stores").get_data(as_text=True))
+
+    assert form["action"] == "/currency"
+    assert form["options"] == sorted({"USD", *FX_PER_USD})
+    assert form["selected"] == ["USD"]
+    assert form["hidden"]["next"].startswith("/stores")
+    assert form["has_button"] and not form["has_script"]
+
+    submit_switcher(client, "/stores", "EUR")
+    assert switcher_of(client.get("/stores").get_data(as_text=True))["selected"] == ["EUR"]
+
+
+def test_the_profile_page_keeps_its_own_currency_setting_only(
+    client: FlaskClient,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    login(client, make_user())
+
+    profile = client.get("/profile").get_data(as_text=True)
+
+    assert SWITCHER.search(profile) is None
+    assert SWITCHER.search(client.get("/stores").get_data(as_text=True)) is not None
+
+
+def test_error_pages_do_not_echo_the_url_in_a_switcher(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    response = client.get("/no-such-page-secret-looking-token")
+
+    assert response.status_code == 404
+    html = response.get_data(as_text=True)
+    assert 'class="site-header"' in html
+    assert SWITCHER.search(html) is None
+    assert "secret-looking-token" not in html
+
+
+def test_switching_currency_reprices_search_results_and_returns_to_the_page(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    before = text_of(client.get("/search?q=sony").get_data(as_text=True))
+    kes_price = format_money(4199944, "KES")  # 324.32 USD at 129.50 KES per USD
+    assert kes_price not in before
+
+    location = submit_switcher(client, "/search?q=sony", "KES")
+
+    assert location.endswith("/search?q=sony")
+    after = text_of(client.get(location).get_data(as_text=True))
+    assert f"4 offers from {kes_price}" in after
+
+
+def test_the_switcher_needs_its_csrf_token(csrf_client: FlaskClient, db_session: Session) -> None:
+    products = insert_sample_catalog(db_session)
+    db_session.commit()
+    mug = products["BZ-MUG"]  # 18.00 GBP
+    form = switcher_of(csrf_client.get("/cart").get_data(as_text=True))
+    assert form["hidden"]["csrf_token"]
+    added = csrf_client.post(
+        "/cart/add",
+        data={
+            "product_id": str(mug.id),
+            "quantity": "1",
+            "csrf_token": form["hidden"]["csrf_token"],
+        },
+    )
+    assert added.status_code == 303
+
+    forged = csrf_client.post("/currency", data={"currency": "EUR", "next": "/cart"})
+    assert forged.status_code == 400
+    unchanged = csrf_client.get("/cart").get_data(as_text=True)
+    assert switcher_of(unchanged)["selected"] == ["USD"]
+    assert "Total (USD)" in text_of(unchanged) and cart_total(unchanged).startswith("$")
+
+    location = submit_switcher(csrf_client, "/cart", "EUR")
+
+    assert location.endswith("/cart") or location.endswith("/cart?")
+    page = csrf_client.get("/cart").get_data(as_text=True)
+    assert switcher_of(page)["selected"] == ["EUR"]
+    assert "Total (EUR)" in text_of(page) and cart_total(page).startswith("€")
+
+
+def cart_total(page_html: str) -> str:
+    """The text of the cart's grand total cell."""
+    match = re.search(r'<dd id="cart-total">(.*?)</dd>', page_html, re.S)
+    assert match, "no cart total"
+    return text_of(match.group(1))

@@ -246,6 +246,10 @@ def materialize_all(
     # reconfigures logging), and a partition run takes a few seconds.
     partitions = {slug: run_partition(slug) for slug in selected}
 
+    progress(
+        f"downstream: {', '.join(DOWNSTREAM_ASSETS)} (the first run embeds every offer for the"
+        " assistant, which takes a few minutes on a small machine; the Dagster UI shows its log)"
+    )
     downstream = downstream_job.execute_in_process(
         instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=INGEST_TAGS
     )

@@ -519,6 +519,25 @@ def run_migrations(settings: Settings) -> str:
     return "no storefront migration entry point found; schema left as is"
 
 
+def schedule_order_jobs(settings: Settings) -> str:
+    """Start the repeating order sweeper and tracker (idempotent), so orders left between two
+    processes are found and open sub-orders are followed from the first minute."""
+    log_path = log_dir(settings) / "worker.log"
+    with open(log_path, "ab") as log_file:
+        completed = subprocess.run(
+            [str(VENV_BIN / "flask"), "--app", "storefront", "orders", "schedule-jobs"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **child_environment(settings)},
+            cwd=str(REPO_ROOT),
+            check=False,
+        )
+    if completed.returncode != 0:
+        raise ProcessError(f"scheduling the order sweeper and tracker failed:\n{tail(log_path)}")
+    return "order sweeper and tracker scheduled"
+
+
 def build_services(settings: Settings) -> list[Service]:
     """Every service `onecart up` manages, in start order, configured from `settings`."""
     env = child_environment(settings)
@@ -688,6 +707,9 @@ def build_services(settings: Settings) -> list[Service]:
             str(VENV_BIN / "rq"),
             "worker",
             "--with-scheduler",
+            # Loads the app and adapters once instead of forking per job (≈ 0.4 s a job).
+            "--worker-class",
+            "storefront.jobs.OrderWorker",
             "--url",
             settings.redis_url,
             "default",
@@ -695,6 +717,7 @@ def build_services(settings: Settings) -> list[Service]:
         env=env,
         startup_timeout=30,
         requires=("redis",),
+        prepare=lambda: schedule_order_jobs(settings),
     )
     return [redis, meilisearch, sandbox, localstripe, dagster, site, worker]
 

@@ -293,3 +293,26 @@ base_url = "${ONECART_SANDBOX_URL}/open"
     credentials = processes.sandbox_credentials(settings, {"CONFIGURED_KEY": "mine"})
 
     assert credentials == {"DEMO_KEY": processes.SANDBOX_API_KEY}
+
+
+def test_the_worker_runs_order_jobs_and_schedules_the_sweeper_and_tracker(tmp_path: Path) -> None:
+    import redis
+    from rq.job import Job
+
+    settings = Settings(ONECART_HOME=tmp_path / "home")
+    worker = {s.name: s for s in processes.build_services(settings)}["worker"]
+    assert "storefront.jobs.OrderWorker" in worker.argv
+    assert worker.prepare is not None
+
+    note = worker.prepare()
+
+    assert note == "order sweeper and tracker scheduled"
+    connection = redis.Redis.from_url(settings.redis_url)
+    try:
+        job_ids = [
+            key.decode().removeprefix("rq:job:") for key in connection.scan_iter("rq:job:onecart-*")
+        ]
+        kinds = {Job.fetch(job_id, connection=connection).func_name for job_id in job_ids}
+    finally:
+        connection.close()
+    assert {"storefront.jobs.sweep_job", "storefront.jobs.track_job"} <= kinds

@@ -5,6 +5,7 @@ the same run. Freshness looks at every marketplace at once, so it is unpartition
 the downstream assets, where a marketplace that has been failing for hours shows up.
 """
 
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -149,12 +150,16 @@ def build_catalog_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetCh
     They are one multi-check (one step, one warehouse connection) because every step of a run
     costs Dagster event-log writes, and these five run after every partition.
     """
-    specs = [
-        dg.AssetCheckSpec(
-            name, asset=NORMALIZED_PRODUCTS, description=description, partitions_def=partitions
-        )
-        for name, description in CATALOG_CHECKS.items()
-    ]
+    # Partitioned check specs are a Dagster preview feature; we rely on it knowingly (checks per
+    # marketplace), so its warning would only clutter every `onecart ingest`.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        specs = [
+            dg.AssetCheckSpec(
+                name, asset=NORMALIZED_PRODUCTS, description=description, partitions_def=partitions
+            )
+            for name, description in CATALOG_CHECKS.items()
+        ]
 
     @dg.multi_asset_check(specs=specs, name="normalized_products_quality")
     def normalized_products_quality(

@@ -31,6 +31,7 @@ the top functions by cumulative and own time.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -39,6 +40,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -104,14 +106,43 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def process_tree_rss(pid: int) -> int:
-    """Resident bytes of `pid` and all its descendants right now."""
-    total, pending = 0, [pid]
+def _proportional_bytes(pid: int) -> int:
+    """Pss of `pid` (its resident set with shared pages split among their sharers), in bytes."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return 0
+    return 0
+
+
+def _command_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return "?"
+
+
+def process_tree_rss(pid: int, seen_children: set[str] | None = None) -> int:
+    """Resident bytes of `pid` and all its descendants right now.
+
+    Alone, the process's VmRSS (cheap). With children, the sum of everyone's Pss instead: a
+    freshly forked child shares its parent's pages, and adding two VmRSS would count those
+    twice. Children's command names are added to `seen_children`.
+    """
+    descendants, pending = [], _children(pid)
     while pending:
         current = pending.pop()
-        total += _status_bytes(current, "VmRSS")
+        descendants.append(current)
         pending.extend(_children(current))
-    return total
+    if not descendants:
+        return _status_bytes(pid, "VmRSS")
+    if seen_children is not None:
+        seen_children.update(_command_name(child) for child in descendants)
+    return sum(_proportional_bytes(member) for member in [pid, *descendants])
 
 
 def peak_rss_of(pid: int) -> int:
@@ -126,13 +157,14 @@ class RssSampler:
     def __init__(self, interval: float = SAMPLE_INTERVAL_S) -> None:
         self.interval = interval
         self.samples: list[tuple[float, int]] = []
+        self.children: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
     def _run(self) -> None:
         pid = os.getpid()
         while not self._stop.is_set():
-            self.samples.append((time.time(), process_tree_rss(pid)))
+            self.samples.append((time.time(), process_tree_rss(pid, self.children)))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -150,8 +182,10 @@ class RssSampler:
         return max((rss for _, rss in self.samples), default=0)
 
     def peak_between(self, start: float, end: float) -> int:
-        """The highest sample taken between two `time.time()` instants."""
-        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+        """The highest sample taken between two `time.time()` instants (widened by one sampling
+        interval, so a step shorter than the interval still gets the samples around it)."""
+        low, high = start - self.interval, end + self.interval
+        return max((rss for t, rss in self.samples if low <= t <= high), default=0)
 
 
 def rusage_peaks() -> dict[str, int]:
@@ -243,6 +277,8 @@ def run_ingest_phase(result_file: Path, *, profile_to: Path | None = None) -> in
         "steps": windows,
         "peak_rss_sampled": sampler.peak,
         "rusage": rusage_peaks(),
+        "children_seen": sorted(sampler.children),
+        "code_root": str(Path(sys.modules[materialize_all.__module__].__file__ or "").parents[1]),
     }
     result_file.write_text(json.dumps(result, default=str, indent=1))
     instance.dispose()
@@ -371,13 +407,16 @@ def child_environment(home: Path, services: Services, meili_key: str) -> dict[st
     }
 
 
-def run_child(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> tuple[int, float]:
-    """Run a phase of this module in a child process, echoing its output; (exit code, seconds)."""
+def run_child(
+    argv: Sequence[str], env: Mapping[str, str], log_path: Path, *, cwd: Path
+) -> tuple[int, float]:
+    """Run a phase of this module in a child process (from the code snapshot in `cwd`), echoing
+    its output; returns (exit code, seconds)."""
     started = time.perf_counter()
     with open(log_path, "a") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.pipeline_bench", *argv],
-            cwd=str(REPO_ROOT),
+            cwd=str(cwd),
             env=dict(env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -477,13 +516,61 @@ def export_raw_payloads(db_path: Path, out_dir: Path) -> dict[str, dict[str, int
     return exported
 
 
-def fetch_hashes(meili_url: str, meili_key: str) -> dict[str, str | None]:
-    """Every document id of the live index with its doc_hash."""
+SNAPSHOT_FIELDS = (
+    "id",
+    "doc_hash",
+    "content_hash",
+    "group_id",
+    "group_size",
+    "group_marketplaces",
+    "group_min_price_usd_minor",
+)
+GROUP_FIELDS = ("group_id", "group_size", "group_marketplaces", "group_min_price_usd_minor")
+
+
+def snapshot_index(meili_url: str, meili_key: str) -> dict[str, tuple[Any, ...]]:
+    """Document id -> (doc_hash, content_hash, group fields) of every document in the index,
+    so the documents that changed between two runs can be counted and explained."""
     import meilisearch
 
-    from search_index.indexing import fetch_document_hashes
+    index = meilisearch.Client(meili_url, meili_key, timeout=120).index(INDEX_UID)
+    snapshot: dict[str, tuple[Any, ...]] = {}
+    offset = 0
+    while True:
+        page = index.get_documents(
+            {"fields": list(SNAPSHOT_FIELDS), "limit": 10_000, "offset": offset}
+        )
+        for document in page.results:
+            fields = dict(document)
+            snapshot[str(fields["id"])] = tuple(fields.get(name) for name in SNAPSHOT_FIELDS[1:])
+        offset += len(page.results)
+        if not page.results or offset >= page.total:
+            return snapshot
 
-    return fetch_document_hashes(meilisearch.Client(meili_url, meili_key, timeout=120), INDEX_UID)
+
+def compare_snapshots(
+    before: Mapping[str, tuple[Any, ...]], after: Mapping[str, tuple[Any, ...]]
+) -> dict[str, int]:
+    """How many documents changed between two snapshots, and why: the offer's own content, only
+    its product group's summary (another offer of the group was re-priced), or something else."""
+    counts = {"changed": 0, "offer_content": 0, "group_summary": 0, "other": 0, "new": 0}
+    for doc_id, now in after.items():
+        then = before.get(doc_id)
+        if then is None:
+            counts["new"] += 1
+            counts["changed"] += 1
+            continue
+        if then[0] == now[0]:
+            continue
+        counts["changed"] += 1
+        if then[1] != now[1]:
+            counts["offer_content"] += 1
+        elif then[2:] != now[2:]:
+            counts["group_summary"] += 1
+        else:
+            counts["other"] += 1
+    counts["removed"] = sum(1 for doc_id in before if doc_id not in after)
+    return counts
 
 
 def meili_indexing_span(meili_url: str, meili_key: str, since: datetime) -> dict[str, Any]:
@@ -567,10 +654,11 @@ class Outcome:
     meili_full: dict[str, Any]
     meili_incremental: dict[str, Any]
     meili_peak_rss: int
+    meili_peak_anon: int
+    meili_peak_file: int
     sandbox_peak_rss: int
     changed_in_sandbox: int
-    changed_documents: int
-    removed_documents: int
+    document_changes: dict[str, int]
     notes: list[str]
 
 
@@ -596,8 +684,8 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
     deleted = int(inc_search.get("deleted") or 0)
     only_changed = (
         not inc_search.get("rebuilt")
-        and sent == outcome.changed_documents
-        and deleted == outcome.removed_documents
+        and sent == outcome.document_changes["changed"]
+        and deleted == outcome.document_changes["removed"]
     )
     return {
         "fetch_s": fetch_s,
@@ -617,6 +705,9 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
         "deleted": deleted,
         "inc_rebuilt": bool(inc_search.get("rebuilt")),
         "share": share,
+        "inc_catalog_s": sum(
+            incremental_steps.get(step, {}).get("seconds", 0.0) for step in CATALOG_STEPS
+        ),
         "peak_rss": peak_rss,
         "full_steps": full_steps,
         "incremental_steps": incremental_steps,
@@ -634,6 +725,7 @@ def render_markdown(outcome: Outcome) -> str:
     s = summarize(outcome)
     p, m = outcome.params, outcome.machine
     full, inc = outcome.full, outcome.incremental
+    changes = outcome.document_changes
     raw_bytes = sum(entry["bytes"] for entry in outcome.exported.values())
     raw_rows = sum(entry["rows"] for entry in outcome.exported.values())
     products = sum(part["normalized"] for part in full["partitions"].values())
@@ -641,7 +733,9 @@ def render_markdown(outcome: Outcome) -> str:
     lines = [
         SECTION_HEADING,
         "",
-        f"Run {p['date']} with `.venv/bin/python -m bench.pipeline_bench --offers {p['offers']}` "
+        f"Run {p['date']} on commit `{p['commit'][:10]}` (a snapshot: commits made during the "
+        "run do not change the code under test) with "
+        f"`.venv/bin/python -m bench.pipeline_bench --offers {p['offers']}` "
         f"(seed {p['seed']}, Meilisearch `--max-indexing-memory {p['indexing_memory']}`, "
         "ONECART_ASSISTANT_EMBEDDINGS=off, Dagster in-process executor as in `onecart ingest`).",
         f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gib']:.1f} GiB RAM, Python "
@@ -671,6 +765,9 @@ def render_markdown(outcome: Outcome) -> str:
         f"| peak RSS of the pipeline process (+children), sampled | "
         f"{gib(full['peak_rss_sampled'])} | {gib(inc['peak_rss_sampled'])} |",
         f"| ru_maxrss (self) | {gib(full['rusage']['self'])} | {gib(inc['rusage']['self'])} |",
+        f"| child processes seen by the sampler | "
+        f"{', '.join(full.get('children_seen') or []) or 'none'} | "
+        f"{', '.join(inc.get('children_seen') or []) or 'none'} |",
         f"| documents sent to Meilisearch | {s['documents']:,} (rebuild) | {s['sent']:,} "
         f"(+{s['deleted']:,} deleted) |",
         "",
@@ -687,11 +784,21 @@ def render_markdown(outcome: Outcome) -> str:
         f"| Meilisearch's own indexing time (first task start → last task end) | "
         f"{seconds(outcome.meili_full['seconds'])} for {outcome.meili_full['documents']:,} "
         f"docs → {s['meili_docs_per_s']:,.0f} docs/s |",
-        f"| Meilisearch peak RSS (VmHWM) | {gib(outcome.meili_peak_rss)} |",
+        f"| Meilisearch peak RSS (VmHWM) · peak anonymous · peak file-backed (LMDB maps) | "
+        f"{gib(outcome.meili_peak_rss)} · {gib(outcome.meili_peak_anon)} · "
+        f"{gib(outcome.meili_peak_file)} |",
         f"| offers re-priced by the sandbox (epoch 0 → 1) | {outcome.changed_in_sandbox:,} |",
         f"| offers the pipeline saw change (`changed_offers`) | {s['changed_offers']:,} |",
-        f"| documents whose `doc_hash` changed in the index | {outcome.changed_documents:,} |",
-        f"| documents sent by the incremental run | {s['sent']:,} |",
+        f"| documents whose `doc_hash` changed in the index | {changes['changed']:,} "
+        f"({changes['offer_content']:,} own content, {changes['group_summary']:,} only the "
+        f"group's summary, {changes['other']:,} other, {changes['new']:,} new) |",
+        f"| documents removed from the index | {changes['removed']:,} |",
+        f"| documents sent by the incremental run | {s['sent']:,} (+{s['deleted']:,} deleted) |",
+        f"| incremental run: re-fetch + re-normalize of every catalog (`raw_catalog` + "
+        f"`normalized_products`) | {seconds(s['inc_catalog_s'])} "
+        f"({s['inc_catalog_s'] / inc['wall_s']:.0%} of the incremental run) |",
+        f"| incremental run: everything else | {seconds(inc['wall_s'] - s['inc_catalog_s'])} "
+        f"({(inc['wall_s'] - s['inc_catalog_s']) / full['wall_s']:.1%} of the full run) |",
         "",
         "| target | met? |",
         "|---|---|",
@@ -726,12 +833,70 @@ def write_results(section: str) -> None:
     RESULTS_FILE.write_text(replace_section(text, section), encoding="utf-8")
 
 
+def snapshot_code(destination: Path) -> str:
+    """Extract the committed tree (``git archive HEAD``) into `destination`, with this file as
+    it is now, and return the commit.
+
+    Other engineers commit to the same checkout while a run takes most of an hour; without a
+    snapshot the full and the incremental run could execute different code (a changed index
+    setting alone turns the incremental sync into a rebuild).
+    """
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", commit], cwd=REPO_ROOT, capture_output=True, check=True
+    ).stdout
+    destination.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        tar.extractall(destination, filter="data")
+    shutil.copy2(Path(__file__), destination / "bench" / "pipeline_bench.py")
+    # The Meilisearch binary is found under the repository's node_modules.
+    (destination / "node_modules").symlink_to(REPO_ROOT / "node_modules")
+    return commit
+
+
+class MemoryWatch:
+    """Samples another process's anonymous and file-backed resident memory (Meilisearch maps its
+    LMDB files, so its VmRSS mixes heap with page cache the kernel can drop)."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_anon = 0
+        self.peak_file = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="meili-memory", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_anon = max(self.peak_anon, _status_bytes(self.pid, "RssAnon"))
+            self.peak_file = max(self.peak_file, _status_bytes(self.pid, "RssFile"))
+            self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        """Begin sampling."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling (the peaks stay readable)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def run_benchmark(args: argparse.Namespace) -> int:
     """Start the services, run the phases, report, and stop everything it started."""
-    from onecart.settings import Settings
-
     machine = machine_description()
     home = Path(tempfile.mkdtemp(prefix="onecart-pipeline-bench-"))
+    code_root = home / "code"
+    commit = snapshot_code(code_root)
+    # Every OneCart module, here and in the children (cwd), comes from the snapshot.
+    sys.path.insert(0, str(code_root))
+    from onecart.settings import Settings
+
+    if Path(sys.modules[Settings.__module__].__file__ or "").resolve().parents[1] != code_root:
+        raise RuntimeError(f"onecart was imported before the snapshot in {code_root}")
     meili_key = "onecart-bench-master-key-0123456789"
     settings = Settings(
         ONECART_HOME=home, MEILI_MASTER_KEY=meili_key, MEILI_MAX_INDEXING_MEMORY=args.meili_memory
@@ -740,6 +905,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     log_path = home / "bench.log"
     services = Services()
+    meili_watch: MemoryWatch | None = None
     notes: list[str] = list(args.note or [])
     print(f"pipeline benchmark: {args.offers:,} offers, home {home}", flush=True)
     try:
@@ -751,7 +917,13 @@ def run_benchmark(args: argparse.Namespace) -> int:
             services=services,
         )
         env = child_environment(home, services, meili_key)
-        print(f"sandbox {services.sandbox_url}, meilisearch {services.meili_url}", flush=True)
+        meili_watch = MemoryWatch(services.meili_pid or 0)
+        meili_watch.start()
+        print(
+            f"code {commit[:12]} in {code_root}; sandbox {services.sandbox_url}, "
+            f"meilisearch {services.meili_url}",
+            flush=True,
+        )
 
         if args.profile:
             profile_path = home / "ingest.prof"
@@ -766,6 +938,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 ],
                 env,
                 log_path,
+                cwd=code_root,
             )
             print_profile(profile_path)
             return code
@@ -773,7 +946,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
         full_since = datetime.now(UTC)
         print("== full run", flush=True)
         code, _ = run_child(
-            ["--phase", "ingest", "--result-file", str(home / "full.json")], env, log_path
+            ["--phase", "ingest", "--result-file", str(home / "full.json")],
+            env,
+            log_path,
+            cwd=code_root,
         )
         full = json.loads((home / "full.json").read_text())
         if code != 0:
@@ -801,13 +977,14 @@ def run_benchmark(args: argparse.Namespace) -> int:
             ],
             env,
             log_path,
+            cwd=code_root,
         )
         duckdb_result = json.loads((home / "duckdb.json").read_text())
         print(f"   read_json: {duckdb_result['seconds']:.1f} s", flush=True)
         shutil.rmtree(home / "ndjson", ignore_errors=True)
         (home / "baseline.duckdb").unlink(missing_ok=True)
 
-        before = fetch_hashes(services.meili_url, meili_key)
+        before = snapshot_index(services.meili_url, meili_key)
         response = httpx.post(
             f"{services.sandbox_url}/_sandbox/knobs/all", json={"price_epoch": 1}, timeout=30
         )
@@ -815,7 +992,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
         print("== incremental run (price_epoch 0 → 1)", flush=True)
         incremental_since = datetime.now(UTC)
         code, _ = run_child(
-            ["--phase", "ingest", "--result-file", str(home / "incremental.json")], env, log_path
+            ["--phase", "ingest", "--result-file", str(home / "incremental.json")],
+            env,
+            log_path,
+            cwd=code_root,
         )
         incremental = json.loads((home / "incremental.json").read_text())
         if code != 0:
@@ -824,16 +1004,19 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 f"{incremental['failed_downstream_assets']}"
             )
         meili_incremental = meili_indexing_span(services.meili_url, meili_key, incremental_since)
-        after = fetch_hashes(services.meili_url, meili_key)
-        changed_documents = sum(
-            1 for doc_id, digest in after.items() if before.get(doc_id, "∅") != digest
-        )
-        removed_documents = sum(1 for doc_id in before if doc_id not in after)
+        after = snapshot_index(services.meili_url, meili_key)
+        document_changes = compare_snapshots(before, after)
+        del before, after
         meili_peak = peak_rss_of(services.meili_pid or 0)
         sandbox_peak = peak_rss_of(services.sandbox_pid or 0)
         changed_in_sandbox = sandbox_changed_offers(args.offers, args.seed, 1)
     finally:
+        if meili_watch is not None:
+            meili_watch.stop()
         stop_services(services)
+    for phase in (full, incremental):
+        if Path(phase.get("code_root", "")) != code_root:
+            notes.append(f"a pipeline run imported OneCart from {phase.get('code_root')}")
 
     outcome = Outcome(
         params={
@@ -841,6 +1024,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "indexing_memory": args.meili_memory,
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": commit,
         },
         machine=machine,
         full=full,
@@ -850,10 +1034,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
         meili_full=meili_full,
         meili_incremental=meili_incremental,
         meili_peak_rss=meili_peak,
+        meili_peak_anon=meili_watch.peak_anon if meili_watch else 0,
+        meili_peak_file=meili_watch.peak_file if meili_watch else 0,
         sandbox_peak_rss=sandbox_peak,
         changed_in_sandbox=changed_in_sandbox,
-        changed_documents=changed_documents,
-        removed_documents=removed_documents,
+        document_changes=document_changes,
         notes=notes,
     )
     (home / "outcome.json").write_text(json.dumps(outcome.__dict__, default=str, indent=1))

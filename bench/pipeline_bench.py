@@ -757,8 +757,10 @@ def render_markdown(outcome: Outcome) -> str:
         f_entry = s["full_steps"].get(step, {"seconds": 0.0, "peak_rss": 0})
         i_entry = s["incremental_steps"].get(step, {"seconds": 0.0, "peak_rss": 0})
         lines.append(
-            f"| &nbsp;&nbsp;`{step}` (time · peak RSS) | {seconds(f_entry['seconds'])} · "
+            f"| &nbsp;&nbsp;`{step}` (time · share · peak RSS) | {seconds(f_entry['seconds'])} · "
+            f"{f_entry['seconds'] / full['wall_s']:.0%} · "
             f"{gib(f_entry['peak_rss'])} | {seconds(i_entry['seconds'])} · "
+            f"{i_entry['seconds'] / inc['wall_s']:.0%} · "
             f"{gib(i_entry['peak_rss'])} |"
         )
     lines += [
@@ -819,7 +821,9 @@ def print_table(outcome: Outcome) -> None:
 def replace_section(text: str, section: str) -> str:
     """`text` with its "## Catalog pipeline" section replaced by `section` (appended if absent);
     other engineers' sections are left exactly as they are."""
-    pattern = re.compile(rf"^{re.escape(SECTION_HEADING)}\s*$.*?(?=^## |\Z)", re.M | re.S)
+    # The heading may carry a suffix ("## Catalog pipeline — <date>"); the section runs to the
+    # next "## " heading.
+    pattern = re.compile(rf"^{re.escape(SECTION_HEADING)}\b[^\n]*\n.*?(?=^## |\Z)", re.M | re.S)
     if pattern.search(text):
         return pattern.sub(lambda _match: section + "\n", text, count=1).rstrip("\n") + "\n"
     if not text.strip():

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     meili_max_indexing_memory: str = Field("1GiB", alias="MEILI_MAX_INDEXING_MEMORY")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    # Order workers `onecart up` runs (one `rq worker-pool`); the checkout benchmark uses it too.
+    rq_workers: int = Field(2, ge=1, le=64, alias="ONECART_RQ_WORKERS")
     database_url: str | None = Field(None, alias="DATABASE_URL")
 
     secret_key: str = Field("onecart-dev-secret-key-change-me", alias="SECRET_KEY")

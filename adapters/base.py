@@ -74,6 +74,12 @@ class Transient(MarketplaceError):
     """Timeouts, connection errors, 408/409/5xx after every retry: worth trying again later."""
 
 
+class OutcomeUnknown(Transient):
+    """A write (place, cancel) that may have reached the marketplace: a timeout or a reset after
+    the request was sent, or a 5xx. Never a refusal: ask the marketplace (`find_order` by our
+    reference, or `order_status`) before retrying with the same idempotency key or refunding."""
+
+
 class NotFound(MarketplaceError):
     """The product or order does not exist on the marketplace."""
 
@@ -191,11 +197,25 @@ class OrderRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class AcceptedLine:
+    """One line as the marketplace recorded it; `unit_price_minor` is None when its API does not
+    say what it billed for the line."""
+
+    external_id: str
+    quantity: int
+    unit_price_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PlacedOrder:
+    """What the marketplace holds. `lines` is None when its API does not return the lines (the
+    caller cannot verify them); otherwise placement compares them with what was asked."""
+
     marketplace_order_id: str
     status: OrderStatus
     total_minor: int | None = None
     currency: str | None = None
+    lines: tuple[AcceptedLine, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,10 +83,17 @@ class SubOrderStatus(enum.StrEnum):
     pending → placing → placed → processing → shipped → delivered; or failed (never placed,
     refunded), or cancelled (by the shopper or the marketplace, refunded). Hand-off sub-orders
     stay `handoff`: the shopper completes them on the marketplace's own site.
+
+    `reconciling`: a placement whose outcome is unknown (timeout or 5xx after the request was
+    sent); the marketplace is asked for an order with our reference before anything else.
+    `needs_attention`: still unknown on a marketplace that cannot be asked; an operator decides
+    (storefront admin), nothing is refunded automatically.
     """
 
     PENDING = "pending"
     PLACING = "placing"
+    RECONCILING = "reconciling"
+    NEEDS_ATTENTION = "needs_attention"
     PLACED = "placed"
     PROCESSING = "processing"
     SHIPPED = "shipped"
@@ -96,18 +103,28 @@ class SubOrderStatus(enum.StrEnum):
     HANDOFF = "handoff"
 
 
-# Sub-orders whose share of the payment is still owed to the marketplace (or about to be).
+# Sub-orders whose share of the payment is still owed to the marketplace (or may be).
 LIVE_SUB_ORDER_STATUSES = frozenset(
     {
         SubOrderStatus.PENDING,
         SubOrderStatus.PLACING,
+        SubOrderStatus.RECONCILING,
+        SubOrderStatus.NEEDS_ATTENTION,
         SubOrderStatus.PLACED,
         SubOrderStatus.PROCESSING,
         SubOrderStatus.SHIPPED,
         SubOrderStatus.DELIVERED,
     }
 )
-UNSETTLED_SUB_ORDER_STATUSES = frozenset({SubOrderStatus.PENDING, SubOrderStatus.PLACING})
+# Not known to be placed or given up: the payment is not settled while any sub-order is here.
+UNSETTLED_SUB_ORDER_STATUSES = frozenset(
+    {
+        SubOrderStatus.PENDING,
+        SubOrderStatus.PLACING,
+        SubOrderStatus.RECONCILING,
+        SubOrderStatus.NEEDS_ATTENTION,
+    }
+)
 PLACED_SUB_ORDER_STATUSES = frozenset(
     {
         SubOrderStatus.PLACED,
@@ -130,6 +147,8 @@ class PaymentStatus(enum.StrEnum):
 
     AUTHORIZED = "authorized"
     CAPTURING = "capturing"
+    # A capture or void whose outcome is unknown: the PaymentIntent is retrieved before anything.
+    RECONCILING = "reconciling"
     CAPTURED = "captured"
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
@@ -197,6 +216,8 @@ class Order(Base):
     ship_postal_code: Mapped[str] = mapped_column(sa.String(20), default="")
     ship_country: Mapped[str] = mapped_column(sa.String(2))
     cancel_requested_at: Mapped[datetime | None]
+    # Set when an operator must look at the order (a capture refused for good, a refund refused).
+    attention_reason: Mapped[str | None] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
@@ -268,6 +289,14 @@ class MarketplaceOrder(Base):
     raw_status: Mapped[str | None] = mapped_column(sa.String(80))
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    # The placement claim: whoever holds this token may record the outcome until the lease ends
+    # (after that the sweeper may hand the sub-order to another worker, with a new token).
+    claim_token: Mapped[str | None] = mapped_column(sa.String(64))
+    claim_expires_at: Mapped[datetime | None]
+    # What the marketplace accepted, verified against what was asked: its total in its own
+    # currency, and the part of our share it covers (None = everything as asked).
+    accepted_amount_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
+    accepted_charge_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
     placing_started_at: Mapped[datetime | None]
     placed_at: Mapped[datetime | None]
     tracking_number: Mapped[str | None] = mapped_column(sa.String(120))
@@ -287,6 +316,14 @@ class MarketplaceOrder(Base):
     def is_handoff(self) -> bool:
         """Completed by the shopper on the marketplace; never placed or charged."""
         return self.status == SubOrderStatus.HANDOFF
+
+    @property
+    def kept_charge_minor(self) -> int:
+        """The share the shopper pays for what the marketplace accepted (the whole share unless
+        the placement was partial or billed less; the difference is refunded)."""
+        if self.accepted_charge_minor is None:
+            return self.charge_minor
+        return self.accepted_charge_minor
 
     def __repr__(self) -> str:
         return f"<MarketplaceOrder {self.id} {self.status}>"
@@ -351,7 +388,8 @@ class Payment(Base):
 
 
 class Refund(Base):
-    """Money given back for one sub-order (its whole share); one per sub-order at most."""
+    """Money given back for one sub-order: its share (failed or cancelled), or the part of it a
+    marketplace did not accept (an adjustment); at most one of each per sub-order."""
 
     __tablename__ = "refunds"
 
@@ -371,6 +409,8 @@ class Refund(Base):
     idempotency_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
     provider_reference: Mapped[str | None] = mapped_column(sa.String(120))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    # When the provider call started: a refund stuck in `processing` is looked up after a while.
+    processing_started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
 
     payment: Mapped[Payment] = relationship(back_populates="refunds")

@@ -6,46 +6,43 @@ from __future__ import annotations
 
 import hmac
 import logging
-from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, selectinload
 
-from adapters.base import Capability, MarketplaceError, Rejected
-from commerce.marketplace_access import AdapterProvider, marketplace_can
-from commerce.models import User, WalletEntry, WalletEntryKind, utc_now
-from commerce.notifications import notify
-from commerce.order_locks import lock_order
+from commerce.cancellation import (
+    CancellationReport,
+    OrderActionError,
+    carry_out_cancellation,
+    order_is_cancellable,
+    request_cancellation,
+)
+from commerce.models import User, WalletEntry, WalletEntryKind
 from commerce.order_models import (
     LIVE_SUB_ORDER_STATUSES,
     PLACED_SUB_ORDER_STATUSES,
     UNSETTLED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
     Order,
-    OrderStatus,
-    OutboxMessage,
-    OutboxTopic,
     PaymentMethod,
     PaymentStatus,
     RefundKind,
     RefundStatus,
-    SubOrderStatus,
     new_status_token,
 )
-from commerce.payments.providers import GatewayProvider, gateway_for_payment
 
 logger = logging.getLogger(__name__)
 
 ORDERS_PAGE_SIZE = 50
-CANCELLABLE_ORDER_STATUSES = frozenset({OrderStatus.PENDING, OrderStatus.PROCESSING})
 
-
-class OrderActionError(Exception):
-    """An order action the shopper cannot take now; `message` says why."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+# Shopper cancellation lives in commerce.cancellation; these names stay importable from here.
+__all__ = [
+    "CancellationReport",
+    "OrderActionError",
+    "carry_out_cancellation",
+    "order_is_cancellable",
+    "request_cancellation",
+]
 
 
 def _with_details(query: sa.Select[tuple[Order]]) -> sa.Select[tuple[Order]]:
@@ -97,148 +94,18 @@ def rotate_status_token(session: Session, order: Order) -> str:
     return order.status_token
 
 
-# --- Shopper cancellation ---------------------------------------------------------------------
-
-
-def order_is_cancellable(order: Order) -> bool:
-    """Not shipped, not already cancelled or finished, and at least one sub-order still live."""
-    return (
-        order.status in CANCELLABLE_ORDER_STATUSES
-        and order.cancel_requested_at is None
-        and any(sub.status in LIVE_SUB_ORDER_STATUSES for sub in order.charged_sub_orders)
-        and not any(
-            sub.status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED)
-            for sub in order.charged_sub_orders
-        )
-    )
-
-
-def request_cancellation(session: Session, user_id: int, number: str) -> Order:
-    """Record the shopper's cancellation and queue the job that carries it out.
-
-    Sub-orders not placed yet are cancelled here and now (their placement job then finds
-    nothing to do); placed ones are cancelled through their marketplace by the job.
-    """
-    order = get_user_order(session, user_id, number)
-    if order is None:
-        raise OrderActionError("That order does not exist.")
-    lock_order(session, order.id)
-    session.refresh(order)
-    for sub_order in order.sub_orders:
-        session.refresh(sub_order)
-    if not order_is_cancellable(order):
-        raise OrderActionError(
-            "This order can no longer be cancelled: part of it has shipped or it is already "
-            "cancelled."
-        )
-    order.cancel_requested_at = utc_now()
-    from commerce.placement import compensate_sub_order
-
-    for sub_order in order.charged_sub_orders:
-        if sub_order.status == SubOrderStatus.PENDING:
-            compensate_sub_order(
-                session,
-                sub_order,
-                status=SubOrderStatus.CANCELLED,
-                reason="Cancelled by you before it was placed.",
-            )
-    session.add(OutboxMessage(topic=OutboxTopic.CANCEL_ORDER, order_id=order.id))
-    notify(session, order, "cancellation_requested", f"We are cancelling order {order.number}.")
-    session.flush()
-    return order
-
-
-@dataclass(frozen=True, slots=True)
-class CancellationReport:
-    """What the cancellation job did: sub-orders cancelled, refused, or still in flight."""
-
-    cancelled: tuple[str, ...] = ()
-    refused: tuple[str, ...] = ()
-    in_flight: tuple[str, ...] = ()
-
-
-def carry_out_cancellation(
-    session_factory: sessionmaker[Session],
-    order_id: int,
-    *,
-    adapter_for: AdapterProvider,
-    gateway_for: GatewayProvider = gateway_for_payment,
-) -> CancellationReport:
-    """Cancel the order's placed sub-orders where the marketplace allows it, refund them, and
-    settle the payment. Sub-orders still being placed are reported `in_flight` (the job retries)."""
-    from commerce.placement import compensate_sub_order, process_refunds, settle_payment
-
-    with session_factory() as session:
-        order = session.get(Order, order_id)
-        if order is None or order.cancel_requested_at is None:
-            return CancellationReport()
-        targets = [
-            (sub.id, sub.marketplace, sub.marketplace_order_id, sub.status)
-            for sub in order.charged_sub_orders
-        ]
-    cancelled: list[str] = []
-    refused: list[str] = []
-    in_flight: list[str] = []
-    for sub_order_id, marketplace, marketplace_order_id, status in targets:
-        if status in UNSETTLED_SUB_ORDER_STATUSES:
-            in_flight.append(marketplace.name)
-            continue
-        if status not in PLACED_SUB_ORDER_STATUSES:
-            continue
-        if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED) or not marketplace_can(
-            marketplace, Capability.CANCEL
-        ):
-            refused.append(marketplace.name)
-            continue
-        adapter = adapter_for(marketplace)
-        try:
-            adapter.cancel_order(marketplace_order_id or "")
-        except Rejected:
-            refused.append(marketplace.name)
-            continue
-        except MarketplaceError as exc:
-            logger.warning("cancelling sub-order %s failed: %s", sub_order_id, exc)
-            in_flight.append(marketplace.name)
-            continue
-        with session_factory() as session, session.begin():
-            lock_order(session, order_id)
-            sub_order = session.get(MarketplaceOrder, sub_order_id)
-            assert sub_order is not None
-            if sub_order.status in LIVE_SUB_ORDER_STATUSES:
-                compensate_sub_order(
-                    session,
-                    sub_order,
-                    status=SubOrderStatus.CANCELLED,
-                    reason=f"Cancelled at your request; {marketplace.name} confirmed.",
-                )
-        cancelled.append(marketplace.name)
-    if refused and not in_flight:
-        with session_factory() as session, session.begin():
-            lock_order(session, order_id)
-            order = session.get(Order, order_id)
-            assert order is not None
-            notify(
-                session,
-                order,
-                "cancellation_refused",
-                "These marketplaces could not cancel their part of your order, so it goes "
-                "ahead: " + ", ".join(refused) + ".",
-            )
-    process_refunds(session_factory, order_id, gateway_for=gateway_for)
-    settle_payment(session_factory, order_id, gateway_for=gateway_for)
-    return CancellationReport(tuple(cancelled), tuple(refused), tuple(in_flight))
-
-
 # --- The books ---------------------------------------------------------------------------------
 
 
 def order_books_problems(session: Session, order: Order) -> list[str]:
     """Everything wrong with one order's money, as sentences (empty: the books balance).
 
-    payment taken − refunds = the shares of the sub-orders still owed to marketplaces; once no
-    sub-order is in flight, the refunds are all done and a card payment captured exactly the
-    placed shares. Shares add up to the total, items to their sub-order, one refund per
-    cancelled or failed sub-order, and the wallet ledger agrees with the payment.
+    payment taken − refunds = what the live sub-orders keep (their share, less what a marketplace
+    did not accept); once no sub-order is in flight, the refunds are all done and a card payment
+    captured exactly what the placed sub-orders keep. Shares add up to the total, items to their
+    sub-order, a failed or cancelled sub-order's refunds give back its whole share, and the wallet
+    ledger agrees with the payment. A card payment whose capture was refused for good took
+    nothing and must be on the operator's list.
     """
     problems: list[str] = []
     where = f"order {order.number}"
@@ -259,29 +126,44 @@ def order_books_problems(session: Session, order: Order) -> list[str]:
         if sub.is_handoff and sub.charge_minor != 0:
             problems.append(f"{where}: hand-off sub-order {sub.id} was charged")
     refunds = [r for r in payment.refunds if r.status != RefundStatus.FAILED]
+    if payment.status == PaymentStatus.FAILED:
+        if not order.attention_reason:
+            problems.append(f"{where}: payment failed but the order is not flagged")
+        return problems
     refunded = sum(r.amount_minor for r in refunds)
-    live = sum(sub.charge_minor for sub in charged if sub.status in LIVE_SUB_ORDER_STATUSES)
+    live = sum(sub.kept_charge_minor for sub in charged if sub.status in LIVE_SUB_ORDER_STATUSES)
     if payment.amount_minor - refunded != live:
         problems.append(
             f"{where}: taken {payment.amount_minor} − refunds {refunded} != live shares {live}"
         )
     by_sub: dict[int | None, int] = {}
     for refund in refunds:
-        by_sub[refund.sub_order_id] = by_sub.get(refund.sub_order_id, 0) + 1
+        by_sub[refund.sub_order_id] = by_sub.get(refund.sub_order_id, 0) + refund.amount_minor
     for sub in charged:
-        expected = 0 if sub.status in LIVE_SUB_ORDER_STATUSES or sub.charge_minor == 0 else 1
+        expected = (
+            sub.charge_minor - sub.kept_charge_minor
+            if sub.status in LIVE_SUB_ORDER_STATUSES
+            else sub.charge_minor
+        )
         if by_sub.get(sub.id, 0) != expected:
             problems.append(
-                f"{where}: sub-order {sub.id} ({sub.status}) has {by_sub.get(sub.id, 0)} refunds"
+                f"{where}: sub-order {sub.id} ({sub.status}) refunds {by_sub.get(sub.id, 0)} "
+                f"!= {expected}"
             )
     settled = not any(sub.status in UNSETTLED_SUB_ORDER_STATUSES for sub in charged)
     if settled:
         pending = [r.id for r in refunds if r.status != RefundStatus.SUCCEEDED]
         if pending:
             problems.append(f"{where}: refunds {pending} not done")
-        placed = sum(sub.charge_minor for sub in charged if sub.status in PLACED_SUB_ORDER_STATUSES)
+        placed = sum(
+            sub.kept_charge_minor for sub in charged if sub.status in PLACED_SUB_ORDER_STATUSES
+        )
         if payment.method == PaymentMethod.STRIPE:
-            if payment.status in (PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURING):
+            if payment.status in (
+                PaymentStatus.AUTHORIZED,
+                PaymentStatus.CAPTURING,
+                PaymentStatus.RECONCILING,
+            ):
                 problems.append(f"{where}: card payment still {payment.status}")
             released = sum(r.amount_minor for r in refunds if r.kind == RefundKind.RELEASE)
             if payment.captured_minor != payment.amount_minor - released:

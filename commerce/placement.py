@@ -1,19 +1,26 @@
-"""Placing sub-orders on their marketplaces, and the money that follows: capture what was placed,
-refund (or release) the share of what was not.
+"""Placing sub-orders on their marketplaces, and verifying what each one accepted.
 
-A placement is claimed with one conditional UPDATE (pending → placing), so two jobs for the same
-sub-order never both talk to the marketplace. Each attempt sends the sub-order's idempotency key
-and the order's relation token as the external reference; an attempt after an earlier one that
-may have reached the marketplace first asks the marketplace for an order with that reference
-(`find_order`) and adopts it instead of placing again. Failures:
+Every placement call has three outcomes, and only a refusal is final:
 
-- refused (Rejected, NotFound, Unsupported): final at once;
-- transient (Transient, RateLimited, a malformed answer): the job retries with backoff, and the
-  last attempt gives up;
+- **succeeded**: what the marketplace accepted (lines, quantities, prices or total where its API
+  returns them) is checked against what was asked (:func:`verify_placement`). Missing or short
+  lines are a partial placement and a lower bill refunds the difference; a higher bill is
+  absorbed up to `overcharge_tolerance_bps`, beyond that the order is cancelled on the
+  marketplace and the share refunded.
+- **refused** (Rejected, NotFound, Unsupported): the sub-order fails and its share is refunded.
+- **unknown** (OutcomeUnknown: a timeout, reset or 5xx after the request was sent; or a reply we
+  cannot read): the sub-order goes to `reconciling`. Before anything else, the next attempt asks
+  the marketplace for an order with our reference (`find_order`) and adopts it, or places again
+  with the same idempotency key when the marketplace confirms it holds none. A marketplace that
+  cannot be asked gets its retries with the same key only; still unknown, the sub-order goes to
+  `needs_attention` for an operator. Nothing is refunded while the marketplace may hold the order.
 
-and a sub-order that finally fails is compensated (Medusa-style): its share is refunded, the
-shopper is told, the other sub-orders go on. When no sub-order is pending or placing any more the
-card payment is captured for exactly the placed shares (Stripe releases the rest of the hold).
+A transient failure before the request was sent (connection refused, 429) is a plain retry.
+
+A placement is claimed with one conditional UPDATE that sets a claim token and a lease; every
+later write of the attempt is conditional on that token, so a worker whose lease was taken over
+never overwrites the new owner's result. A pending sub-order of an order the shopper asked to
+cancel is never claimed.
 
 Calls to marketplaces and payment providers never run inside an open DB transaction.
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,10 +38,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import (
     BadPayload,
+    MarketplaceAdapter,
     MarketplaceError,
     NotFound,
     OrderLine,
     OrderRequest,
+    OutcomeUnknown,
     PlacedOrder,
     RateLimited,
     Rejected,
@@ -41,42 +51,51 @@ from adapters.base import (
     Transient,
     Unsupported,
 )
-from adapters.base import OrderStatus as MarketplaceStatus
+from commerce.cancellation import CancelOutcome, cancel_on_marketplace
 from commerce.marketplace_access import AdapterProvider
 from commerce.models import utc_now
 from commerce.notifications import notify
-from commerce.order_locks import lock_order, order_id_of_sub_order
 from commerce.order_models import (
-    LIVE_SUB_ORDER_STATUSES,
-    PLACED_SUB_ORDER_STATUSES,
-    UNSETTLED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
     Order,
-    Payment,
-    PaymentMethod,
-    PaymentStatus,
-    Refund,
-    RefundKind,
-    RefundStatus,
+    OrderItem,
     SubOrderStatus,
 )
-from commerce.payments.gateway import PaymentError
+from commerce.order_state import (
+    ERROR_TEXT_LIMIT,
+    locked_sub_order,
+    money_text,
+    placed_status_for,
+    refresh_order_status,
+)
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
-from onecart.money import Money, from_minor_units
+from commerce.settlement import (
+    adjust_share,
+    compensate_sub_order,
+    process_refunds,
+    settle_payment,
+)
 
 logger = logging.getLogger(__name__)
 
-# A placement that has been "placing" this long is presumed dead (its worker was killed).
+# A claim's lease: a placement that has been "placing" this long is presumed dead (its worker
+# was killed) and may be claimed again, after asking the marketplace what it holds.
 DEFAULT_STUCK_AFTER = timedelta(minutes=5)
-ERROR_TEXT_LIMIT = 500
+DEFAULT_OVERCHARGE_TOLERANCE_BPS = 100
+BPS = 10_000
 
-# A marketplace's word for a freshly placed order, in ours.
-PLACED_STATUS_BY_MARKETPLACE_STATUS = {
-    MarketplaceStatus.PENDING: SubOrderStatus.PLACED,
-    MarketplaceStatus.PROCESSING: SubOrderStatus.PROCESSING,
-    MarketplaceStatus.SHIPPED: SubOrderStatus.SHIPPED,
-    MarketplaceStatus.DELIVERED: SubOrderStatus.DELIVERED,
-}
+__all__ = [
+    "DEFAULT_STUCK_AFTER",
+    "PlacementResult",
+    "Verdict",
+    "claim_sub_order",
+    "expected_placement_seconds",
+    "mark_placed_by_operator",
+    "money_text",
+    "place_sub_order",
+    "refund_by_operator",
+    "verify_placement",
+]
 
 
 class PlacementResult(enum.StrEnum):
@@ -87,11 +106,10 @@ class PlacementResult(enum.StrEnum):
     NOT_CLAIMED = "not_claimed"
     RETRY = "retry"
     FAILED = "failed"
-
-
-def money_text(minor: int, currency: str) -> str:
-    """`1,234.50 USD` for messages (exact, no float)."""
-    return f"{from_minor_units(minor, currency):,} {currency}"
+    CANCELLED = "cancelled"
+    # Unknown outcome after the last attempt: the sweeper asks the marketplace again later.
+    RECONCILING = "reconciling"
+    NEEDS_ATTENTION = "needs_attention"
 
 
 # --- Scheduling -------------------------------------------------------------------------------
@@ -137,42 +155,92 @@ def expected_placement_seconds(session: Session, marketplace_ids: list[int]) -> 
 # --- Claiming ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """This attempt's hold on a sub-order. `in_doubt`: an earlier attempt may have reached the
+    marketplace (its outcome was unknown, or its worker died mid-call)."""
+
+    token: str
+    in_doubt: bool
+
+
+def _cancel_requested(order_id_column: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
+    return (
+        sa.select(Order.id)
+        .where(Order.id == order_id_column, Order.cancel_requested_at.is_not(None))
+        .exists()
+    )
+
+
 def claim_sub_order(
-    session_factory: sessionmaker[Session], sub_order_id: int, *, stuck_after: timedelta
-) -> bool:
-    """pending → placing (or re-claim a placing one presumed dead); True when this caller won."""
+    session_factory: sessionmaker[Session], sub_order_id: int, *, lease: timedelta
+) -> Claim | None:
+    """Take the sub-order for one attempt (a conditional UPDATE); None when someone else holds
+    it or there is nothing to place.
+
+    In doubt first: `reconciling`, or `placing` whose lease ran out. Then `pending`, unless the
+    shopper asked to cancel the order (the cancellation and the claim both change the row only
+    from `pending`, so exactly one of them wins)."""
     now = utc_now()
-    with session_factory() as session, session.begin():
-        claimed = session.execute(
-            sa.update(MarketplaceOrder)
-            .where(
-                MarketplaceOrder.id == sub_order_id,
-                sa.or_(
-                    MarketplaceOrder.status == SubOrderStatus.PENDING,
-                    sa.and_(
-                        MarketplaceOrder.status == SubOrderStatus.PLACING,
-                        MarketplaceOrder.placing_started_at < now - stuck_after,
+    token = secrets.token_hex(16)
+    values = {
+        "status": SubOrderStatus.PLACING,
+        "claim_token": token,
+        "claim_expires_at": now + lease,
+        "placing_started_at": now,
+        "attempts": MarketplaceOrder.attempts + 1,
+        "updated_at": now,
+    }
+    candidates = (
+        (
+            True,
+            sa.or_(
+                MarketplaceOrder.status == SubOrderStatus.RECONCILING,
+                sa.and_(
+                    MarketplaceOrder.status == SubOrderStatus.PLACING,
+                    sa.or_(
+                        MarketplaceOrder.claim_expires_at.is_(None),
+                        MarketplaceOrder.claim_expires_at < now,
                     ),
                 ),
-            )
-            .values(
-                status=SubOrderStatus.PLACING,
-                placing_started_at=now,
-                attempts=MarketplaceOrder.attempts + 1,
-                updated_at=now,
-            )
-        ).rowcount  # type: ignore[attr-defined]
-    return bool(claimed)
+            ),
+        ),
+        (
+            False,
+            sa.and_(
+                MarketplaceOrder.status == SubOrderStatus.PENDING,
+                ~_cancel_requested(MarketplaceOrder.order_id),
+            ),
+        ),
+    )
+    for in_doubt, condition in candidates:
+        with session_factory() as session, session.begin():
+            claimed = session.execute(
+                sa.update(MarketplaceOrder)
+                .where(MarketplaceOrder.id == sub_order_id, condition)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+        if claimed:
+            return Claim(token=token, in_doubt=in_doubt)
+    return None
+
+
+def _holds_claim(sub_order: MarketplaceOrder, claim: Claim) -> bool:
+    return sub_order.status == SubOrderStatus.PLACING and sub_order.claim_token == claim.token
+
+
+# --- The attempt ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class _PlacementPlan:
+class _Plan:
     request: OrderRequest
-    reconcile_first: bool
     marketplace_name: str
+    cancel_requested: bool
 
 
-def _placement_plan(session: Session, sub_order: MarketplaceOrder) -> _PlacementPlan:
+def _plan(sub_order: MarketplaceOrder) -> _Plan:
     order = sub_order.order
     shipping = ShippingAddress(
         name=order.ship_name,
@@ -193,7 +261,7 @@ def _placement_plan(session: Session, sub_order: MarketplaceOrder) -> _Placement
         )
         for item in sub_order.items
     ]
-    return _PlacementPlan(
+    return _Plan(
         request=OrderRequest(
             reference=order.relation_token,
             idempotency_key=sub_order.idempotency_key,
@@ -201,13 +269,27 @@ def _placement_plan(session: Session, sub_order: MarketplaceOrder) -> _Placement
             shipping=shipping,
             currency=sub_order.currency,
         ),
-        # Any attempt after the first may follow one that reached the marketplace.
-        reconcile_first=sub_order.attempts > 1,
         marketplace_name=sub_order.marketplace.name,
+        cancel_requested=order.cancel_requested_at is not None,
     )
 
 
-# --- Placing ----------------------------------------------------------------------------------
+class _Unaskable:
+    """The marketplace cannot be asked for an order by our reference."""
+
+
+UNASKABLE = _Unaskable()
+
+
+def _ask_marketplace(
+    adapter: MarketplaceAdapter, reference: str
+) -> PlacedOrder | _Unaskable | None:
+    """find_order: the order, None (the marketplace confirms it holds none) or UNASKABLE.
+    MarketplaceError (it could not answer) propagates: the outcome stays unknown."""
+    try:
+        return adapter.find_order(reference)
+    except Unsupported:
+        return UNASKABLE
 
 
 def place_sub_order(
@@ -218,455 +300,481 @@ def place_sub_order(
     final_attempt: bool,
     stuck_after: timedelta = DEFAULT_STUCK_AFTER,
     gateway_for: GatewayProvider = gateway_for_payment,
+    overcharge_tolerance_bps: int = DEFAULT_OVERCHARGE_TOLERANCE_BPS,
 ) -> PlacementResult:
     """One placement attempt of one sub-order (see the module docstring).
 
-    RETRY means: put back to pending, try again later (the job raises so RQ retries it).
+    RETRY means: try again later (the job raises so RQ retries it); the sub-order is `pending`
+    again, or `reconciling` when the attempt may have reached the marketplace.
     """
-    if not claim_sub_order(session_factory, sub_order_id, stuck_after=stuck_after):
+    claim = claim_sub_order(session_factory, sub_order_id, lease=stuck_after)
+    if claim is None:
         return PlacementResult.NOT_CLAIMED
     with session_factory() as session:
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         assert sub_order is not None
-        plan = _placement_plan(session, sub_order)
+        plan = _plan(sub_order)
         adapter = adapter_for(sub_order.marketplace)
-    try:
-        placed: PlacedOrder | None = None
-        result = PlacementResult.PLACED
-        if plan.reconcile_first:
-            placed = _find_earlier_placement(adapter, plan.request.reference)
-            if placed is not None:
-                result = PlacementResult.RECONCILED
-        if placed is None:
-            placed = adapter.place_order(plan.request)
-    except (Rejected, NotFound, Unsupported) as exc:
-        fail_sub_order(
-            session_factory,
-            sub_order_id,
-            reason=f"{plan.marketplace_name} refused the order: {exc}",
-            gateway_for=gateway_for,
-        )
-        return PlacementResult.FAILED
-    except (Transient, RateLimited, BadPayload, MarketplaceError) as exc:
-        if final_attempt:
-            fail_sub_order(
+    reference = plan.request.reference
+    placed: PlacedOrder | None = None
+    result = PlacementResult.PLACED
+    in_doubt = claim.in_doubt
+    if in_doubt:
+        try:
+            found = _ask_marketplace(adapter, reference)
+        except MarketplaceError as exc:
+            # The marketplace cannot answer yet; nothing is placed or refunded meanwhile.
+            return _unknown(
                 session_factory,
                 sub_order_id,
-                reason=f"{plan.marketplace_name} could not be reached: {exc}",
+                claim,
+                f"asking {plan.marketplace_name}: {exc}",
+                final_attempt=final_attempt,
+                adapter=adapter,
+                reference=reference,
+                gateway_for=gateway_for,
+                probe=False,
+            )
+        if isinstance(found, PlacedOrder):
+            placed, result = found, PlacementResult.RECONCILED
+        elif found is None:
+            in_doubt = False  # confirmed: the marketplace holds no order with our reference
+        elif plan.cancel_requested:
+            return _needs_attention(
+                session_factory,
+                sub_order_id,
+                claim,
+                f"{plan.marketplace_name} may hold the order and cannot be asked; "
+                "the shopper asked to cancel",
+            )
+    if placed is None and plan.cancel_requested and not in_doubt:
+        _finish_without_placing(
+            session_factory,
+            sub_order_id,
+            claim,
+            SubOrderStatus.CANCELLED,
+            "Cancelled by you before it was placed.",
+            gateway_for=gateway_for,
+        )
+        return PlacementResult.CANCELLED
+    if placed is None:
+        try:
+            placed = adapter.place_order(plan.request)
+        except (Rejected, NotFound, Unsupported) as exc:
+            _finish_without_placing(
+                session_factory,
+                sub_order_id,
+                claim,
+                SubOrderStatus.FAILED,
+                f"{plan.marketplace_name} refused the order: {exc}",
                 gateway_for=gateway_for,
             )
             return PlacementResult.FAILED
-        release_claim(session_factory, sub_order_id, error=str(exc))
-        return PlacementResult.RETRY
-    record_placement(session_factory, sub_order_id, placed, gateway_for=gateway_for)
-    return result
+        except (OutcomeUnknown, BadPayload) as exc:
+            return _unknown(
+                session_factory,
+                sub_order_id,
+                claim,
+                f"{plan.marketplace_name} may have accepted the order: {exc}",
+                final_attempt=final_attempt,
+                adapter=adapter,
+                reference=reference,
+                gateway_for=gateway_for,
+                probe=True,
+            )
+        except (Transient, RateLimited, MarketplaceError) as exc:
+            # Not sent (connection refused, 429): only as doubtful as before this attempt.
+            if in_doubt:
+                return _unknown(
+                    session_factory,
+                    sub_order_id,
+                    claim,
+                    str(exc),
+                    final_attempt=final_attempt,
+                    adapter=adapter,
+                    reference=reference,
+                    gateway_for=gateway_for,
+                    probe=False,
+                )
+            if final_attempt:
+                _finish_without_placing(
+                    session_factory,
+                    sub_order_id,
+                    claim,
+                    SubOrderStatus.FAILED,
+                    f"{plan.marketplace_name} could not be reached: {exc}",
+                    gateway_for=gateway_for,
+                )
+                return PlacementResult.FAILED
+            _release(session_factory, sub_order_id, claim, SubOrderStatus.PENDING, str(exc))
+            return PlacementResult.RETRY
+    recorded = record_placement(
+        session_factory,
+        sub_order_id,
+        claim,
+        placed,
+        adapter=adapter,
+        gateway_for=gateway_for,
+        overcharge_tolerance_bps=overcharge_tolerance_bps,
+    )
+    return recorded or result
 
 
-def _find_earlier_placement(adapter: object, reference: str) -> PlacedOrder | None:
-    """The order an earlier attempt created, if the marketplace can tell; None otherwise (then
-    the same idempotency key still protects the placement that follows)."""
-    find_order = getattr(adapter, "find_order", None)
-    if find_order is None:
-        return None
-    try:
-        return find_order(reference)
-    except Unsupported:
-        return None
-    except MarketplaceError as exc:
-        logger.warning("reconciling %s failed (%s); placing with the same key", reference, exc)
-        return None
-
-
-def release_claim(session_factory: sessionmaker[Session], sub_order_id: int, *, error: str) -> None:
-    """placing → pending after a transient failure, keeping the error for the order page."""
+def _release(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    claim: Claim,
+    status: SubOrderStatus,
+    error: str,
+) -> bool:
+    """placing → `status` (pending or reconciling) if this attempt still holds the claim."""
     with session_factory() as session, session.begin():
-        session.execute(
+        released = session.execute(
             sa.update(MarketplaceOrder)
             .where(
                 MarketplaceOrder.id == sub_order_id,
                 MarketplaceOrder.status == SubOrderStatus.PLACING,
+                MarketplaceOrder.claim_token == claim.token,
             )
             .values(
-                status=SubOrderStatus.PENDING,
+                status=status,
+                claim_token=None,
+                claim_expires_at=None,
                 last_error=error[:ERROR_TEXT_LIMIT],
                 updated_at=utc_now(),
             )
-        )
+        ).rowcount  # type: ignore[attr-defined]
+    return bool(released)
 
 
-def record_placement(
+def _unknown(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
-    placed: PlacedOrder,
+    claim: Claim,
+    error: str,
     *,
-    gateway_for: GatewayProvider = gateway_for_payment,
-) -> bool:
-    """placing → placed with the marketplace's order id; then settle the payment if this was the
-    last sub-order in flight. False when the sub-order had moved on (nothing changed)."""
-    status = PLACED_STATUS_BY_MARKETPLACE_STATUS.get(placed.status, SubOrderStatus.PLACED)
-    with session_factory() as session, session.begin():
-        sub_order = _locked_sub_order(session, sub_order_id)
-        if sub_order.status != SubOrderStatus.PLACING:
-            logger.warning(
-                "sub-order %s was %s when its placement %s returned",
+    final_attempt: bool,
+    adapter: MarketplaceAdapter,
+    reference: str,
+    gateway_for: GatewayProvider,
+    probe: bool,
+) -> PlacementResult:
+    """The attempt may have reached the marketplace: `reconciling`, retried after asking. On the
+    last attempt, ask once more; a marketplace that cannot be asked → needs attention."""
+    if final_attempt:
+        found: PlacedOrder | _Unaskable | MarketplaceError | None
+        try:
+            found = _ask_marketplace(adapter, reference) if probe else None
+        except MarketplaceError as exc:
+            found = exc
+        if isinstance(found, PlacedOrder):
+            recorded = record_placement(
+                session_factory,
                 sub_order_id,
-                sub_order.status,
-                placed.marketplace_order_id,
+                claim,
+                found,
+                adapter=adapter,
+                gateway_for=gateway_for,
             )
-            return False
-        sub_order.status = status
-        sub_order.marketplace_order_id = placed.marketplace_order_id
-        sub_order.raw_status = placed.status.value
-        sub_order.placed_at = utc_now()
-        sub_order.last_error = None
-        order = sub_order.order
+            return recorded or PlacementResult.RECONCILED
+        if isinstance(found, _Unaskable):
+            return _needs_attention(
+                session_factory,
+                sub_order_id,
+                claim,
+                f"{error} — the marketplace cannot be asked whether it holds the order",
+            )
+        _release(session_factory, sub_order_id, claim, SubOrderStatus.RECONCILING, error)
+        return PlacementResult.RECONCILING
+    _release(session_factory, sub_order_id, claim, SubOrderStatus.RECONCILING, error)
+    return PlacementResult.RETRY
+
+
+def _needs_attention(
+    session_factory: sessionmaker[Session], sub_order_id: int, claim: Claim, reason: str
+) -> PlacementResult:
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if not _holds_claim(sub_order, claim):
+            return PlacementResult.NOT_CLAIMED
+        sub_order.status = SubOrderStatus.NEEDS_ATTENTION
+        sub_order.claim_token = None
+        sub_order.claim_expires_at = None
+        sub_order.last_error = reason[:ERROR_TEXT_LIMIT]
+        sub_order.updated_at = utc_now()
         notify(
             session,
-            order,
-            "sub_order_placed",
-            f"{sub_order.marketplace.name} accepted your order "
-            f"(their order {placed.marketplace_order_id}).",
+            sub_order.order,
+            "sub_order_needs_attention",
+            f"We have not yet had a clear answer from {sub_order.marketplace.name} about your "
+            "items. Our team is checking with them: you will either get their order number or "
+            "a refund of their share. Nothing has been charged for them yet.",
             sub_order_id=sub_order.id,
         )
-        from commerce.tracking import refresh_order_status
-
-        refresh_order_status(session, order)
-        order_id = order.id
-    settle_payment(session_factory, order_id, gateway_for=gateway_for)
-    return True
+        refresh_order_status(session, sub_order.order)
+    return PlacementResult.NEEDS_ATTENTION
 
 
-# --- Compensation -----------------------------------------------------------------------------
-
-
-def fail_sub_order(
+def _finish_without_placing(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
-    *,
+    claim: Claim,
+    status: SubOrderStatus,
     reason: str,
-    gateway_for: GatewayProvider = gateway_for_payment,
+    *,
+    gateway_for: GatewayProvider,
 ) -> bool:
-    """pending/placing → failed, its share refunded and the shopper told; the rest goes on."""
+    """placing → failed/cancelled with its share refunded (the marketplace holds no order)."""
     with session_factory() as session, session.begin():
-        sub_order = _locked_sub_order(session, sub_order_id)
-        if sub_order.status not in UNSETTLED_SUB_ORDER_STATUSES:
+        sub_order = locked_sub_order(session, sub_order_id)
+        if not _holds_claim(sub_order, claim):
             return False
-        compensate_sub_order(session, sub_order, status=SubOrderStatus.FAILED, reason=reason)
+        compensate_sub_order(session, sub_order, status=status, reason=reason)
         order_id = sub_order.order_id
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return True
 
 
-def _locked_sub_order(session: Session, sub_order_id: int) -> MarketplaceOrder:
-    """The sub-order, read after locking its order (see commerce.order_locks)."""
-    order_id = order_id_of_sub_order(session, sub_order_id)
-    if order_id is None:
-        raise LookupError(f"sub-order {sub_order_id} does not exist")
-    lock_order(session, order_id)
-    sub_order = session.get(MarketplaceOrder, sub_order_id)
-    assert sub_order is not None
-    return sub_order
+# --- Verifying what was accepted --------------------------------------------------------------
 
 
-def compensate_sub_order(
-    session: Session,
-    sub_order: MarketplaceOrder,
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a placement is worth to the shopper, compared with what was asked.
+
+    `kept_charge_minor`: the part of the share the shopper pays (payment currency); the rest is
+    refunded. `cancel`: the marketplace billed beyond the tolerance, or accepted nothing.
+    """
+
+    accepted_amount_minor: int | None
+    kept_charge_minor: int
+    cancel: bool
+    notes: tuple[str, ...]
+
+
+def verify_placement(
+    items: list[OrderItem],
+    charge_minor: int,
+    currency: str,
+    placed: PlacedOrder,
     *,
-    status: SubOrderStatus,
-    reason: str,
-) -> Refund | None:
-    """Mark a sub-order failed or cancelled, record the refund of its share (pending until the
-    provider did it) and tell the shopper. The caller holds the transaction, has locked the
-    order (commerce.order_locks) and checked that the sub-order was live; the refund itself
-    runs in :func:`process_refunds`."""
-    assert status in (SubOrderStatus.FAILED, SubOrderStatus.CANCELLED)
-    order = sub_order.order
-    sub_order.status = status
-    sub_order.last_error = reason[:ERROR_TEXT_LIMIT]
-    sub_order.updated_at = utc_now()
-    payment = order.payment
-    refund = None
-    if payment is not None and sub_order.charge_minor > 0:
-        refund = session.scalar(
-            sa.select(Refund).where(Refund.idempotency_key == refund_key(sub_order))
-        )
-        if refund is None:
-            refund = Refund(
-                payment_id=payment.id,
-                sub_order_id=sub_order.id,
-                kind=_refund_kind(payment),
-                status=RefundStatus.PENDING,
-                amount_minor=sub_order.charge_minor,
-                currency=sub_order.charge_currency,
-                reason=reason[:200],
-                idempotency_key=refund_key(sub_order),
+    overcharge_tolerance_bps: int,
+) -> Verdict:
+    """Compare the marketplace's answer with the sub-order's items (pure; see the module
+    docstring for the policy). Amounts in the marketplace's currency unless said otherwise."""
+    notes: list[str] = []
+    accepted_qty: dict[str, int] = {}
+    billed_unit: dict[str, int] = {}
+    if placed.lines is not None:
+        for line in placed.lines:
+            accepted_qty[line.external_id] = accepted_qty.get(line.external_id, 0) + max(
+                0, line.quantity
             )
-            session.add(refund)
-            if payment.method == PaymentMethod.WALLET:
-                # The wallet is our own ledger: credit it in this same transaction, so a failed
-                # or cancelled sub-order and its refund can never be seen one without the other.
-                from commerce.payments.wallet_gateway import WalletGateway
-
-                session.flush()
-                refund.provider_reference = WalletGateway(session, order.user).refund(
-                    payment.provider_reference,
-                    Money(refund.amount_minor, refund.currency),
-                    idempotency_key=refund.idempotency_key,
+            if line.unit_price_minor is not None:
+                billed_unit[line.external_id] = line.unit_price_minor
+    asked_accepted = 0
+    billed_lines = 0
+    kept_charge = 0
+    for item in items:
+        quantity = item.quantity
+        if placed.lines is not None:
+            quantity = min(item.quantity, accepted_qty.get(item.external_id, 0))
+            accepted_qty[item.external_id] = accepted_qty.get(item.external_id, 0) - quantity
+            if quantity < item.quantity:
+                notes.append(
+                    f"accepted {quantity} of {item.quantity} × {item.title[:60]}"
+                    if quantity
+                    else f"left out {item.title[:60]}"
                 )
-                _complete_refund(refund, RefundKind.WALLET_CREDIT)
-                _refresh_payment_status(payment)
-    market = sub_order.marketplace.name
-    share = money_text(sub_order.charge_minor, sub_order.charge_currency)
-    if status == SubOrderStatus.FAILED:
-        message = (
-            f"We could not place your {market} items, so we are refunding their {share}. "
-            "The rest of your order goes ahead."
-        )
-    else:
-        message = f"Your {market} items were cancelled; we are refunding their {share}."
-    notify(session, order, f"sub_order_{status.value}", message, sub_order_id=sub_order.id)
-    from commerce.tracking import refresh_order_status
-
-    refresh_order_status(session, order)
-    session.flush()
-    return refund
-
-
-def refund_key(sub_order: MarketplaceOrder) -> str:
-    """The one refund a sub-order can ever get."""
-    return f"refund-sub-{sub_order.id}"
+        asked_accepted += item.unit_price_minor * quantity
+        billed_lines += billed_unit.get(item.external_id, item.unit_price_minor) * quantity
+        # The accepted part of the line's share, rounded down (the refund rounds up).
+        kept_charge += item.charge_minor * quantity // item.quantity
+    if asked_accepted == 0:
+        return Verdict(0, 0, cancel=True, notes=(*notes, "accepted none of the items"))
+    billed = billed_lines
+    if placed.total_minor is not None and (placed.currency in (None, currency)):
+        billed = placed.total_minor
+    if billed < asked_accepted:
+        notes.append(f"billed {billed} instead of {asked_accepted}")
+        kept_charge = kept_charge * max(billed, 0) // asked_accepted
+    elif billed > asked_accepted:
+        over = billed - asked_accepted
+        if over * BPS > asked_accepted * overcharge_tolerance_bps:
+            notes.append(f"billed {billed}, more than the {asked_accepted} paid")
+            return Verdict(billed, 0, cancel=True, notes=tuple(notes))
+        notes.append(f"billed {over} more than paid, absorbed")
+    return Verdict(billed, min(kept_charge, charge_minor), cancel=False, notes=tuple(notes))
 
 
-def _refund_kind(payment: Payment) -> RefundKind:
-    if payment.method == PaymentMethod.WALLET:
-        return RefundKind.WALLET_CREDIT
-    # Before the capture is claimed, the share is simply left out of it; afterwards it was (or
-    # is being) captured and must be refunded on the card.
-    if payment.status == PaymentStatus.AUTHORIZED:
-        return RefundKind.RELEASE
-    return RefundKind.CARD_REFUND
-
-
-def process_refunds(
+def record_placement(
     session_factory: sessionmaker[Session],
-    order_id: int,
+    sub_order_id: int,
+    claim: Claim,
+    placed: PlacedOrder,
     *,
+    adapter: MarketplaceAdapter | None = None,
     gateway_for: GatewayProvider = gateway_for_payment,
-) -> int:
-    """Carry out the order's pending refunds that can run now; returns how many succeeded.
-
-    Wallet credits are ledger lines in the same transaction. Card refunds need a captured
-    payment; before capture the share is simply not captured (see :func:`settle_payment`).
-    Each card refund is claimed first (pending → processing), so two workers never send it twice.
-    """
-    done = 0
-    with session_factory() as session:
-        refund_ids = list(
-            session.scalars(
-                sa.select(Refund.id)
-                .join(Payment, Refund.payment_id == Payment.id)
-                .where(Payment.order_id == order_id, Refund.status == RefundStatus.PENDING)
-                .order_by(Refund.id)
-            )
+    overcharge_tolerance_bps: int = DEFAULT_OVERCHARGE_TOLERANCE_BPS,
+) -> PlacementResult | None:
+    """placing → placed with the marketplace's order id, if this attempt still holds the claim
+    (its token; a lease that ran out counts as long as nobody else claimed the sub-order). What
+    was accepted is verified and the difference refunded; an order billed beyond the tolerance
+    or accepting nothing is cancelled on the marketplace. Then the payment is settled if this
+    was the last sub-order in flight. None when it was recorded as a plain placement."""
+    status = placed_status_for(placed.status)
+    now = utc_now()
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        verdict = verify_placement(
+            list(sub_order.items),
+            sub_order.charge_minor,
+            sub_order.currency,
+            placed,
+            overcharge_tolerance_bps=overcharge_tolerance_bps,
         )
-    for refund_id in refund_ids:
-        if _process_refund(session_factory, refund_id, gateway_for=gateway_for):
-            done += 1
-    return done
-
-
-def _order_id_of_refund(session: Session, refund_id: int) -> int:
-    order_id = session.scalar(
-        sa.select(Payment.order_id)
-        .join(Refund, Refund.payment_id == Payment.id)
-        .where(Refund.id == refund_id)
-    )
-    if order_id is None:
-        raise LookupError(f"refund {refund_id} does not exist")
-    return order_id
-
-
-def _process_refund(
-    session_factory: sessionmaker[Session], refund_id: int, *, gateway_for: GatewayProvider
-) -> bool:
-    with session_factory() as session, session.begin():
-        lock_order(session, _order_id_of_refund(session, refund_id))
-        refund = session.get(Refund, refund_id)
-        assert refund is not None
-        payment = refund.payment
-        if refund.status != RefundStatus.PENDING:
-            return False
-        if payment.method == PaymentMethod.WALLET:
-            gateway = gateway_for(session, payment)
-            refund.provider_reference = gateway.refund(
-                payment.provider_reference,
-                Money(refund.amount_minor, refund.currency),
-                idempotency_key=refund.idempotency_key,
+        recorded = session.execute(
+            sa.update(MarketplaceOrder)
+            .where(
+                MarketplaceOrder.id == sub_order_id,
+                MarketplaceOrder.status == SubOrderStatus.PLACING,
+                MarketplaceOrder.claim_token == claim.token,
             )
-            _complete_refund(refund, RefundKind.WALLET_CREDIT)
-            _refresh_payment_status(payment)
-            return True
-        if payment.status == PaymentStatus.VOIDED or (
-            refund.kind == RefundKind.RELEASE
-            and payment.status
-            in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
-        ):
-            # Voided: nothing was ever taken. A release on a captured payment was left out of
-            # the capture (finish_settlement normally completes these).
-            _complete_refund(refund, RefundKind.RELEASE)
-            _refresh_payment_status(payment)
-            return True
-        if payment.status not in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED):
-            return False  # released at capture time
-        refund.status = RefundStatus.PROCESSING
-        provider_reference = payment.provider_reference
-        amount = Money(refund.amount_minor, refund.currency)
-        key = refund.idempotency_key
-    with session_factory() as session:
-        payment = session.get(Refund, refund_id).payment  # type: ignore[union-attr]
-        gateway = gateway_for(session, payment)
-    try:
-        reference = gateway.refund(provider_reference, amount, idempotency_key=key)
-    except PaymentError as exc:
-        logger.warning("refund %s failed, will retry: %s", refund_id, exc)
-        with session_factory() as session, session.begin():
-            session.execute(
-                sa.update(Refund)
-                .where(Refund.id == refund_id, Refund.status == RefundStatus.PROCESSING)
-                .values(status=RefundStatus.PENDING)
+            .values(
+                status=status,
+                marketplace_order_id=placed.marketplace_order_id,
+                raw_status=placed.status.value,
+                placed_at=now,
+                last_error=None,
+                claim_token=None,
+                claim_expires_at=None,
+                accepted_amount_minor=verdict.accepted_amount_minor,
+                updated_at=now,
             )
-        return False
-    with session_factory() as session, session.begin():
-        lock_order(session, _order_id_of_refund(session, refund_id))
-        refund = session.get(Refund, refund_id)
-        assert refund is not None
-        refund.provider_reference = reference
-        _complete_refund(refund, RefundKind.CARD_REFUND)
-        _refresh_payment_status(refund.payment)
-    return True
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if not recorded:
+            logger.warning(
+                "sub-order %s: claim lost before placement %s was recorded (another attempt "
+                "owns it and reconciles by reference)",
+                sub_order_id,
+                placed.marketplace_order_id,
+            )
+            return PlacementResult.NOT_CLAIMED
+        session.refresh(sub_order)
+        order = sub_order.order
+        market = sub_order.marketplace.name
+        notify(
+            session,
+            order,
+            "sub_order_placed",
+            f"{market} accepted your order (their order {placed.marketplace_order_id}).",
+            sub_order_id=sub_order.id,
+        )
+        if not verdict.cancel and verdict.kept_charge_minor < sub_order.charge_minor:
+            adjust_share(
+                session,
+                sub_order,
+                verdict.kept_charge_minor,
+                reason=f"{market} did not accept all of your items at the prices paid "
+                f"({'; '.join(verdict.notes)}).",
+            )
+        elif verdict.notes:
+            sub_order.last_error = ("; ".join(verdict.notes))[:ERROR_TEXT_LIMIT]
+        refresh_order_status(session, order)
+        order_id = order.id
+    if verdict.cancel:
+        reason = f"{market} {'; '.join(verdict.notes)}"
+        outcome = (
+            cancel_on_marketplace(
+                session_factory, sub_order_id, adapter, reason=reason, gateway_for=gateway_for
+            )
+            if adapter is not None
+            else CancelOutcome.UNKNOWN
+        )
+        if outcome != CancelOutcome.CANCELLED:
+            _flag_for_operator(
+                session_factory,
+                order_id,
+                f"sub-order {sub_order_id}: {reason}; "
+                f"cancelling it on the marketplace: {outcome.value}",
+            )
+        process_refunds(session_factory, order_id, gateway_for=gateway_for)
+        settle_payment(session_factory, order_id, gateway_for=gateway_for)
+        return PlacementResult.CANCELLED if outcome == CancelOutcome.CANCELLED else None
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return None
 
 
-def _complete_refund(refund: Refund, kind: RefundKind) -> None:
-    refund.kind = kind
-    refund.status = RefundStatus.SUCCEEDED
-    refund.completed_at = utc_now()
+def _flag_for_operator(session_factory: sessionmaker[Session], order_id: int, reason: str) -> None:
+    from commerce.order_locks import lock_order
+    from commerce.order_state import flag_order
 
-
-def _refresh_payment_status(payment: Payment) -> None:
-    """captured / partially_refunded / refunded from the succeeded refunds."""
-    if payment.status in (
-        PaymentStatus.AUTHORIZED,
-        PaymentStatus.CAPTURING,
-        PaymentStatus.FAILED,
-    ):
-        return
-    # Releases were never captured, so they do not make a captured payment "refunded".
-    refunded = sum(
-        refund.amount_minor
-        for refund in payment.refunds
-        if refund.status == RefundStatus.SUCCEEDED and refund.kind != RefundKind.RELEASE
-    )
-    if payment.status == PaymentStatus.VOIDED:
-        return
-    if refunded and refunded >= payment.captured_minor:
-        payment.status = PaymentStatus.REFUNDED
-    elif refunded > 0:
-        payment.status = PaymentStatus.PARTIALLY_REFUNDED
-    else:
-        payment.status = PaymentStatus.CAPTURED
-
-
-# --- Settling the card payment ----------------------------------------------------------------
-
-
-def settle_payment(
-    session_factory: sessionmaker[Session],
-    order_id: int,
-    *,
-    gateway_for: GatewayProvider = gateway_for_payment,
-) -> bool:
-    """Capture exactly the placed shares once no sub-order is in flight (void when none was
-    placed); the other shares' pending refunds become releases. True when it captured/voided.
-
-    Claimed with a conditional UPDATE (authorized → capturing), so only one worker calls the
-    provider. A provider failure puts it back to authorized for the sweeper to retry.
-    """
     with session_factory() as session, session.begin():
         lock_order(session, order_id)
         order = session.get(Order, order_id)
         assert order is not None
-        payment = order.payment
-        if payment is None or payment.status != PaymentStatus.AUTHORIZED:
+        flag_order(order, reason)
+
+
+# --- Operator actions on sub-orders that need attention ---------------------------------------
+
+
+def mark_placed_by_operator(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    marketplace_order_id: str,
+    *,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> bool:
+    """The operator confirmed with the marketplace that it holds the order: needs_attention →
+    placed with the marketplace's id; then the payment is settled."""
+    marketplace_order_id = marketplace_order_id.strip()[:120]
+    if not marketplace_order_id:
+        raise ValueError("Enter the marketplace's order id.")
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if sub_order.status != SubOrderStatus.NEEDS_ATTENTION:
             return False
-        charged = order.charged_sub_orders
-        if any(sub.status in UNSETTLED_SUB_ORDER_STATUSES for sub in charged):
-            return False
-        capture_minor = sum(
-            sub.charge_minor for sub in charged if sub.status in PLACED_SUB_ORDER_STATUSES
+        sub_order.status = SubOrderStatus.PLACED
+        sub_order.marketplace_order_id = marketplace_order_id
+        sub_order.placed_at = utc_now()
+        sub_order.last_error = "marked placed by an operator"
+        notify(
+            session,
+            sub_order.order,
+            "sub_order_placed",
+            f"{sub_order.marketplace.name} confirmed your order "
+            f"(their order {marketplace_order_id}).",
+            sub_order_id=sub_order.id,
         )
-        claimed = session.execute(
-            sa.update(Payment)
-            .where(Payment.id == payment.id, Payment.status == PaymentStatus.AUTHORIZED)
-            .values(status=PaymentStatus.CAPTURING, captured_minor=capture_minor)
-        ).rowcount  # type: ignore[attr-defined]
-        if not claimed:
-            return False
-        payment_id = payment.id
-        provider_reference = payment.provider_reference
-        currency = payment.currency
-    with session_factory() as session:
-        payment = session.get(Payment, payment_id)
-        assert payment is not None
-        gateway = gateway_for(session, payment)
-    try:
-        if capture_minor > 0:
-            gateway.capture(provider_reference, Money(capture_minor, currency))
-        else:
-            gateway.void(provider_reference)
-    except PaymentError as exc:
-        logger.warning("settling payment %s failed, will retry: %s", payment_id, exc)
-        with session_factory() as session, session.begin():
-            lock_order(session, order_id)
-            session.execute(
-                sa.update(Payment)
-                .where(Payment.id == payment_id, Payment.status == PaymentStatus.CAPTURING)
-                .values(status=PaymentStatus.AUTHORIZED, captured_minor=0)
-            )
-        return False
-    finish_settlement(session_factory, payment_id, captured=capture_minor > 0)
-    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+        refresh_order_status(session, sub_order.order)
+        order_id = sub_order.order_id
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return True
 
 
-def finish_settlement(
-    session_factory: sessionmaker[Session], payment_id: int, *, captured: bool
-) -> None:
-    """capturing → captured (or voided); the shares left out of the capture count as released."""
+def refund_by_operator(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    *,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> bool:
+    """The operator confirmed the marketplace holds no order: needs_attention → failed, its
+    share refunded."""
     with session_factory() as session, session.begin():
-        order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
-        assert order_id is not None
-        lock_order(session, order_id)
-        payment = session.get(Payment, payment_id)
-        assert payment is not None
-        if payment.status != PaymentStatus.CAPTURING:
-            return
-        payment.status = PaymentStatus.CAPTURED if captured else PaymentStatus.VOIDED
-        if not captured:
-            payment.captured_minor = 0
-        for refund in payment.refunds:
-            # Releases were recorded before the capture was claimed, so their shares were left
-            # out of it; card refunds recorded since then are sent by process_refunds.
-            if refund.status == RefundStatus.PENDING and refund.kind == RefundKind.RELEASE:
-                _complete_refund(refund, RefundKind.RELEASE)
-                refund.provider_reference = payment.provider_reference
-        _refresh_payment_status(payment)
-
-
-def live_share_minor(order: Order) -> int:
-    """The shares still owed to marketplaces (placed or about to be)."""
-    return sum(
-        sub.charge_minor
-        for sub in order.charged_sub_orders
-        if sub.status in LIVE_SUB_ORDER_STATUSES
-    )
+        sub_order = locked_sub_order(session, sub_order_id)
+        if sub_order.status != SubOrderStatus.NEEDS_ATTENTION:
+            return False
+        compensate_sub_order(
+            session,
+            sub_order,
+            status=SubOrderStatus.FAILED,
+            reason=f"{sub_order.marketplace.name} holds no order (confirmed by our team).",
+        )
+        order_id = sub_order.order_id
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return True

@@ -1,9 +1,13 @@
 """The sweeper: the repeating job that makes sure nothing an order needs is forgotten.
 
 - outbox rows that never reached Redis (it was down at checkout) are enqueued;
-- sub-orders stuck in `placing` (their worker died mid-placement) are enqueued again; the next
-  attempt asks the marketplace for an order with the order's reference before placing anything;
+- sub-orders stuck in `placing` past their claim's lease (their worker died mid-placement), and
+  sub-orders `reconciling` (a placement whose outcome is unknown) that no job is working on, are
+  enqueued again; the next attempt asks the marketplace for an order with the order's reference
+  before placing anything;
 - sub-orders left `pending` with no job in sight for too long (Redis lost its queue) likewise;
+- payments whose capture or void has an unknown outcome are resolved from the provider's record;
+  card refunds whose provider call started long ago and never ended are looked up by their key;
 - card payments whose sub-orders are all settled but were never captured are settled; pending
   refunds are retried; notification e-mails that failed are retried.
 
@@ -34,8 +38,13 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.payments.gateway import PaymentError, ProviderStatus
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.settlement import (
+    process_refunds,
+    reconcile_payments,
+    reconcile_refunds,
+    settle_payment,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +62,8 @@ class SweepPolicy:
     stuck_after: timedelta = timedelta(minutes=5)
     stale_pending_after: timedelta = timedelta(minutes=10)
     refund_processing_after: timedelta = timedelta(minutes=10)
+    # A reconciling sub-order no job touched for this long gets a new placement job.
+    reconcile_after: timedelta = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +74,9 @@ class SweepReport:
     dispatch_failures: int = 0
     requeued_stuck: int = 0
     requeued_stale: int = 0
+    requeued_reconciling: int = 0
+    payments_reconciled: int = 0
+    refunds_reconciled: int = 0
     settled: int = 0
     refunds: int = 0
 
@@ -143,23 +157,48 @@ def _requeue(session_factory: sessionmaker[Session], sub_order_ids: list[int]) -
     return len(rows)
 
 
-def find_stuck_placements(session: Session, *, stuck_after: timedelta) -> list[int]:
-    """Sub-orders `placing` for longer than `stuck_after` (their worker presumably died) and not
-    already re-queued within that time."""
-    requeued = (
+def _requeued_since(cutoff: object) -> sa.ColumnElement[bool]:
+    return (
         sa.select(OutboxMessage.id)
         .where(
             OutboxMessage.sub_order_id == MarketplaceOrder.id,
-            OutboxMessage.created_at >= utc_now() - stuck_after,
+            OutboxMessage.created_at >= cutoff,
         )
         .exists()
     )
+
+
+def find_stuck_placements(session: Session, *, stuck_after: timedelta) -> list[int]:
+    """Sub-orders `placing` whose claim's lease ran out (their worker presumably died) and not
+    already re-queued within `stuck_after`."""
+    now = utc_now()
     return list(
         session.scalars(
             sa.select(MarketplaceOrder.id).where(
                 MarketplaceOrder.status == SubOrderStatus.PLACING,
-                MarketplaceOrder.placing_started_at < utc_now() - stuck_after,
-                ~requeued,
+                sa.or_(
+                    MarketplaceOrder.claim_expires_at < now,
+                    sa.and_(
+                        MarketplaceOrder.claim_expires_at.is_(None),
+                        MarketplaceOrder.placing_started_at < now - stuck_after,
+                    ),
+                ),
+                ~_requeued_since(now - stuck_after),
+            )
+        )
+    )
+
+
+def find_reconciling(session: Session, *, idle_after: timedelta) -> list[int]:
+    """Sub-orders `reconciling` untouched for `idle_after` and not re-queued within it (their
+    job's retries ran out while the marketplace could not answer)."""
+    now = utc_now()
+    return list(
+        session.scalars(
+            sa.select(MarketplaceOrder.id).where(
+                MarketplaceOrder.status == SubOrderStatus.RECONCILING,
+                MarketplaceOrder.updated_at <= now - idle_after,
+                ~_requeued_since(now - idle_after),
             )
         )
     )
@@ -217,48 +256,6 @@ def find_unsettled_payments(session: Session) -> list[int]:
     )
 
 
-def reconcile_stuck_captures(
-    session_factory: sessionmaker[Session],
-    *,
-    older_than: timedelta,
-    gateway_for: GatewayProvider = gateway_for_payment,
-) -> int:
-    """Payments left `capturing` (a worker died during the capture call): ask the provider
-    whether the capture happened and finish or undo the claim accordingly."""
-    from commerce.placement import finish_settlement
-
-    with session_factory() as session:
-        payments = list(
-            session.scalars(
-                sa.select(Payment).where(
-                    Payment.status == PaymentStatus.CAPTURING,
-                    Payment.updated_at < utc_now() - older_than,
-                )
-            )
-        )
-        fixed = 0
-        for payment in payments:
-            try:
-                state = gateway_for(session, payment).retrieve(payment.provider_reference)
-            except PaymentError as exc:
-                logger.warning("cannot reconcile payment %s: %s", payment.id, exc)
-                continue
-            if state.status in (ProviderStatus.CAPTURED, ProviderStatus.CANCELED):
-                finish_settlement(
-                    session_factory, payment.id, captured=state.status == ProviderStatus.CAPTURED
-                )
-                fixed += 1
-            elif state.status == ProviderStatus.AUTHORIZED:
-                with session_factory() as inner, inner.begin():
-                    inner.execute(
-                        sa.update(Payment)
-                        .where(Payment.id == payment.id, Payment.status == PaymentStatus.CAPTURING)
-                        .values(status=PaymentStatus.AUTHORIZED, captured_minor=0)
-                    )
-                fixed += 1
-    return fixed
-
-
 def sweep(
     session_factory: sessionmaker[Session],
     dispatch: Dispatcher,
@@ -267,36 +264,23 @@ def sweep(
     gateway_for: GatewayProvider = gateway_for_payment,
 ) -> SweepReport:
     """One pass of every repair above; safe to run any number of times, anywhere."""
-    from commerce.placement import process_refunds, settle_payment
-
     with session_factory() as session:
         stuck = find_stuck_placements(session, stuck_after=policy.stuck_after)
         stale = find_stale_pending(session, stale_after=policy.stale_pending_after)
+        reconciling = find_reconciling(session, idle_after=policy.reconcile_after)
     requeued_stuck = _requeue(session_factory, stuck)
     requeued_stale = _requeue(session_factory, stale)
+    requeued_reconciling = _requeue(session_factory, reconciling)
     dispatched, failures = dispatch_outbox(session_factory, dispatch)
 
-    reconcile_stuck_captures(
+    payments_reconciled = reconcile_payments(
         session_factory, older_than=policy.stuck_after, gateway_for=gateway_for
+    )
+    refunds_reconciled = reconcile_refunds(
+        session_factory, older_than=policy.refund_processing_after, gateway_for=gateway_for
     )
     with session_factory() as session:
         unsettled = find_unsettled_payments(session)
-        stuck_refunds = list(
-            session.scalars(
-                sa.select(Refund.id).where(
-                    Refund.status == RefundStatus.PROCESSING,
-                    Refund.created_at < utc_now() - policy.refund_processing_after,
-                )
-            )
-        )
-        if stuck_refunds:
-            # A worker died during the provider call: the idempotency key makes a resend safe.
-            with session.begin():
-                session.execute(
-                    sa.update(Refund)
-                    .where(Refund.id.in_(stuck_refunds))
-                    .values(status=RefundStatus.PENDING)
-                )
         pending_refund_orders = list(
             session.scalars(
                 sa.select(Payment.order_id)
@@ -319,6 +303,9 @@ def sweep(
         dispatch_failures=failures,
         requeued_stuck=requeued_stuck,
         requeued_stale=requeued_stale,
+        requeued_reconciling=requeued_reconciling,
+        payments_reconciled=payments_reconciled,
+        refunds_reconciled=refunds_reconciled,
         settled=settled,
         refunds=refunds,
     )

@@ -11,7 +11,6 @@ refund or failure reported by the marketplace) after placement is compensated li
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,115 +18,39 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Capability, MarketplaceError, OrderState, Unsupported
-from adapters.base import OrderStatus as MarketplaceStatus
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import Marketplace, utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order, order_id_of_sub_order
-from commerce.order_models import (
-    LIVE_SUB_ORDER_STATUSES,
-    MarketplaceOrder,
-    Order,
-    OrderStatus,
-    SubOrderStatus,
+from commerce.order_models import MarketplaceOrder, SubOrderStatus
+from commerce.order_state import (
+    FULFILMENT_RANK,
+    ORDER_STATUS_MESSAGES,
+    SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS,
+    TRACKED_STATUSES,
+    derive_order_status,
+    refresh_order_status,
+    sub_order_status_for,
 )
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
 
 logger = logging.getLogger(__name__)
 
 TRACK_BATCH_SIZE = 200
 TRACK_CONCURRENCY = 4
 
-# adapters.base.OrderStatus -> our sub-order status.
-SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS: dict[MarketplaceStatus, SubOrderStatus] = {
-    MarketplaceStatus.PENDING: SubOrderStatus.PLACED,
-    MarketplaceStatus.PROCESSING: SubOrderStatus.PROCESSING,
-    MarketplaceStatus.SHIPPED: SubOrderStatus.SHIPPED,
-    MarketplaceStatus.DELIVERED: SubOrderStatus.DELIVERED,
-    MarketplaceStatus.CANCELLED: SubOrderStatus.CANCELLED,
-    # A marketplace that fails or refunds an order it accepted did not deliver it: we refund.
-    MarketplaceStatus.FAILED: SubOrderStatus.CANCELLED,
-    MarketplaceStatus.REFUNDED: SubOrderStatus.CANCELLED,
-}
-# Forward order of fulfilment; a status never moves back along it.
-FULFILMENT_RANK = {
-    SubOrderStatus.PLACED: 1,
-    SubOrderStatus.PROCESSING: 2,
-    SubOrderStatus.SHIPPED: 3,
-    SubOrderStatus.DELIVERED: 4,
-}
-TRACKED_STATUSES = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING, SubOrderStatus.SHIPPED)
-
-ORDER_STATUS_MESSAGES = {
-    OrderStatus.PROCESSING: "Your order {number} is being processed.",
-    OrderStatus.PARTIALLY_SHIPPED: "Part of your order {number} has shipped.",
-    OrderStatus.SHIPPED: "Your order {number} has shipped.",
-    OrderStatus.PARTIALLY_DELIVERED: "Part of your order {number} has been delivered.",
-    OrderStatus.DELIVERED: "Your order {number} has been delivered.",
-    OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded.",
-    OrderStatus.FAILED: "We could not place order {number}; you have been refunded in full.",
-    OrderStatus.REFUNDED: "Your order {number} has been refunded in full.",
-}
-
-
-def sub_order_status_for(state: MarketplaceStatus) -> SubOrderStatus:
-    """Our sub-order status for a marketplace's (already adapter-normalized) status."""
-    return SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS[state]
-
-
-def derive_order_status(
-    sub_order_statuses: Sequence[SubOrderStatus], *, cancel_requested: bool = False
-) -> OrderStatus:
-    """The shopper's order status from its charged sub-orders (hand-offs are not counted).
-
-    Live sub-orders decide while there are any: all delivered → delivered, some → partially
-    delivered; all shipped or delivered → shipped, some → partially shipped; else processing.
-    With none live: all failed → failed; otherwise cancelled when the shopper asked for it, else
-    refunded (the marketplaces cancelled).
-    """
-    charged = [status for status in sub_order_statuses if status != SubOrderStatus.HANDOFF]
-    if not charged:
-        return OrderStatus.PROCESSING
-    live = [status for status in charged if status in LIVE_SUB_ORDER_STATUSES]
-    if not live:
-        if all(status == SubOrderStatus.FAILED for status in charged):
-            return OrderStatus.FAILED
-        return OrderStatus.CANCELLED if cancel_requested else OrderStatus.REFUNDED
-    delivered = sum(1 for status in live if status == SubOrderStatus.DELIVERED)
-    shipped = sum(
-        1 for status in live if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED)
-    )
-    if delivered == len(live):
-        return OrderStatus.DELIVERED
-    if delivered:
-        return OrderStatus.PARTIALLY_DELIVERED
-    if shipped == len(live):
-        return OrderStatus.SHIPPED
-    if shipped:
-        return OrderStatus.PARTIALLY_SHIPPED
-    return OrderStatus.PROCESSING
-
-
-def refresh_order_status(session: Session, order: Order) -> bool:
-    """Re-derive the order's status (the caller locked the order); notify when it changed."""
-    session.flush()
-    session.refresh(order, attribute_names=["sub_orders"])
-    status = derive_order_status(
-        [sub.status for sub in order.sub_orders],
-        cancel_requested=order.cancel_requested_at is not None,
-    )
-    if status == order.status:
-        return False
-    order.status = status
-    order.updated_at = utc_now()
-    if status != OrderStatus.PROCESSING:
-        notify(
-            session,
-            order,
-            f"order_{status.value}",
-            ORDER_STATUS_MESSAGES[status].format(number=order.number),
-        )
-    return True
+# Importable from here as before; defined once in commerce.order_state.
+__all__ = [
+    "ORDER_STATUS_MESSAGES",
+    "SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS",
+    "TrackingReport",
+    "apply_marketplace_state",
+    "derive_order_status",
+    "refresh_order_status",
+    "sub_order_status_for",
+    "track_open_sub_orders",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +74,6 @@ def apply_marketplace_state(
     Tracking details are kept whenever they appear. Status only moves forward; a cancellation
     compensates the sub-order (its share refunded).
     """
-    from commerce.placement import compensate_sub_order, process_refunds, settle_payment
-
     new_status = sub_order_status_for(state.status)
     with session_factory() as session, session.begin():
         order_id = order_id_of_sub_order(session, sub_order_id)

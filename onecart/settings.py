@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     # Order workers `onecart up` runs (one `rq worker-pool`); the checkout benchmark uses it too.
     rq_workers: int = Field(2, ge=1, le=64, alias="ONECART_RQ_WORKERS")
+    # A marketplace that bills more than the shopper paid for a sub-order: up to this many basis
+    # points (1/100 %) of the asked amount OneCart absorbs; beyond, the sub-order is cancelled on
+    # the marketplace and its share refunded.
+    overcharge_tolerance_bps: int = Field(
+        100, ge=0, le=1000, alias="ONECART_OVERCHARGE_TOLERANCE_BPS"
+    )
     database_url: str | None = Field(None, alias="DATABASE_URL")
 
     secret_key: str = Field("onecart-dev-secret-key-change-me", alias="SECRET_KEY")

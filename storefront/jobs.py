@@ -1,15 +1,16 @@
 """RQ entry points for orders: place a sub-order, carry out a cancellation, sweep, track.
 
 Jobs take ids (and a small dict of policy values), never objects, and delegate to commerce/.
-Placement retries transient failures with RQ's Retry (the scheduler of `rq worker
---with-scheduler` runs the delayed attempts); the job knows its last attempt from
-`job.retries_left` and then compensates instead of raising. The sweeper and the tracker repeat:
-each run schedules the next one with a job id derived from its time slot, so however many
-processes (re)start the chain, one run per slot is queued.
+Placement retries transient and unknown outcomes with RQ's Retry (RQ's scheduler runs the
+delayed attempts); the job knows its last attempt from `job.retries_left`. The sweeper and the
+tracker are enqueued on an interval by RQ's own cron scheduler (storefront.cron), a process of
+its own, so they resume by themselves when Redis comes back, even empty; the sweeper then
+dispatches whatever the outbox recorded while Redis was away.
 
-Run the order worker (jobs run in-process, warm; see OrderWorker):
+Run the order workers (jobs run in-process, warm; see OrderWorker) and the cron scheduler:
 
-    rq worker --with-scheduler -w storefront.jobs.OrderWorker --url $REDIS_URL default
+    rq worker-pool -n $ONECART_RQ_WORKERS -w storefront.jobs.OrderWorker --url $REDIS_URL default
+    rq cron storefront.cron --url $REDIS_URL
 
 A plain `rq worker` runs the same jobs correctly, only with RQ's per-job fork cost.
 """
@@ -18,23 +19,20 @@ from __future__ import annotations
 
 import importlib
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import redis
 from rq import Queue, Retry, SimpleWorker, get_current_job
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
+from commerce.cancellation import carry_out_cancellation
 from commerce.db import get_session_factory
 from commerce.marketplace_access import adapter_for_marketplace, configured_options
 from commerce.notifications import send_notification_emails
 from commerce.order_models import OutboxMessage, OutboxTopic
-from commerce.orders import carry_out_cancellation
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.sweeper import SweepPolicy, dispatch_outbox, sweep
 from commerce.tracking import track_open_sub_orders
@@ -46,6 +44,8 @@ DEFAULT_QUEUE = "default"
 REDIS_CONNECT_TIMEOUT_S = 1.0
 REDIS_SOCKET_TIMEOUT_S = 5.0
 REPEATING_RESULT_TTL_S = 600
+# Read by storefront.cron: a JobPolicy.as_dict() as JSON (tests and the benchmark use short ones).
+POLICY_ENV = "ONECART_ORDER_JOB_POLICY"
 
 
 class PlacementRetry(Exception):
@@ -102,6 +102,7 @@ class JobPolicy:
             stuck_after=timedelta(seconds=self.stuck_after_seconds),
             stale_pending_after=timedelta(seconds=self.stale_pending_seconds),
             refund_processing_after=timedelta(seconds=self.stuck_after_seconds),
+            reconcile_after=timedelta(seconds=self.sweep_interval_seconds),
         )
 
 
@@ -162,90 +163,17 @@ def dispatch_order_jobs(
     """Enqueue an order's outbox rows right after checkout; returns (dispatched, failed).
 
     Redis being down is not an error here: the rows stay undispatched and the sweeper enqueues
-    them once Redis is back. The repeating jobs are (re)started on the way.
+    them once Redis is back.
     """
     connection = redis_connection(redis_url)
     try:
-        result = dispatch_outbox(
+        return dispatch_outbox(
             session_factory,
             lambda message: enqueue_outbox_message(connection, policy, message),
             order_id=order_id,
         )
-        if result[1] == 0:
-            try:
-                ensure_repeating_jobs(connection, policy)
-            except redis.RedisError as exc:
-                logger.warning("could not schedule the repeating order jobs: %s", exc)
-        return result
     finally:
         connection.close()
-
-
-# --- Repeating jobs -----------------------------------------------------------------------------
-
-
-def _slot_job_id(name: str, policy: JobPolicy, slot: int) -> str:
-    return f"onecart-{name}-{policy.queue_name}-{slot}"
-
-
-def _schedule_slot(
-    connection: redis.Redis, policy: JobPolicy, name: str, interval: int, slot: int
-) -> str:
-    job_id = _slot_job_id(name, policy, slot)
-    if Job.exists(job_id, connection=connection):
-        return job_id
-    function = sweep_job if name == "sweep" else track_job
-    order_queue(connection, policy).enqueue_at(
-        datetime.fromtimestamp(slot * interval, UTC),
-        function,
-        policy=policy.as_dict(),
-        job_id=job_id,
-        job_timeout=policy.job_timeout_seconds,
-        result_ttl=REPEATING_RESULT_TTL_S,
-        failure_ttl=REPEATING_RESULT_TTL_S,
-        description=f"{name} orders ({policy.queue_name})",
-    )
-    return job_id
-
-
-def schedule_next_run(connection: redis.Redis, policy: JobPolicy, name: str) -> str:
-    """Schedule the `name` job ("sweep" or "track") for the start of the next time slot."""
-    interval = max(
-        1, policy.sweep_interval_seconds if name == "sweep" else policy.track_interval_seconds
-    )
-    slot = int(time.time() // interval) + 1
-    return _schedule_slot(connection, policy, name, interval, slot)
-
-
-_ALIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
-
-
-def _job_status(connection: redis.Redis, job_id: str) -> JobStatus | None:
-    try:
-        return Job.fetch(job_id, connection=connection).get_status()
-    except NoSuchJobError:
-        return None
-
-
-def ensure_repeating_jobs(connection: redis.Redis, policy: JobPolicy) -> list[str]:
-    """Make sure the sweeper and the tracker are scheduled; returns the runs it had to schedule
-    (none while both chains are alive). Idempotent and cheap: a few Redis reads.
-
-    A chain is alive when this slot's run is queued or running, or the next slot's is scheduled.
-    """
-    scheduled = []
-    for name, interval in (
-        ("sweep", max(1, policy.sweep_interval_seconds)),
-        ("track", max(1, policy.track_interval_seconds)),
-    ):
-        slot = int(time.time() // interval)
-        if any(
-            _job_status(connection, _slot_job_id(name, policy, candidate)) in _ALIVE
-            for candidate in (slot, slot + 1)
-        ):
-            continue
-        scheduled.append(_schedule_slot(connection, policy, name, interval, slot + 1))
-    return scheduled
 
 
 # --- Job entry points ---------------------------------------------------------------------------
@@ -268,13 +196,14 @@ def place_sub_order_job(sub_order_id: int, policy: Mapping[str, Any] | None = No
         adapter_for=adapter_for_marketplace,
         final_attempt=final_attempt,
         stuck_after=timedelta(seconds=job_policy.stuck_after_seconds),
+        overcharge_tolerance_bps=get_settings().overcharge_tolerance_bps,
     )
     if job is not None:
         job.meta["placement"] = result.value
         job.save_meta()
     _send_emails()
     if result == PlacementResult.RETRY:
-        raise PlacementRetry(f"sub-order {sub_order_id}: transient failure, retrying")
+        raise PlacementRetry(f"sub-order {sub_order_id}: not placed or outcome unknown, retrying")
     return result.value
 
 
@@ -295,34 +224,24 @@ def cancel_order_job(order_id: int, policy: Mapping[str, Any] | None = None) -> 
 
 
 def sweep_job(policy: Mapping[str, Any] | None = None) -> dict[str, int]:
-    """One sweep (see commerce.sweeper); schedules the next one whatever happens."""
+    """One sweep (see commerce.sweeper); RQ's cron scheduler enqueues the next one."""
     job_policy = JobPolicy.from_dict(policy)
     job = get_current_job()
     connection = job.connection if job is not None else redis_connection(get_settings().redis_url)
-    try:
-        report = sweep(
-            get_session_factory(),
-            lambda message: enqueue_outbox_message(connection, job_policy, message),
-            policy=job_policy.sweep_policy,
-        )
-        _send_emails()
-        return asdict(report)
-    finally:
-        if job is not None:
-            schedule_next_run(connection, job_policy, "sweep")
+    report = sweep(
+        get_session_factory(),
+        lambda message: enqueue_outbox_message(connection, job_policy, message),
+        policy=job_policy.sweep_policy,
+    )
+    _send_emails()
+    return asdict(report)
 
 
 def track_job(policy: Mapping[str, Any] | None = None) -> dict[str, int]:
-    """One tracking pass over open sub-orders; schedules the next one whatever happens."""
-    job_policy = JobPolicy.from_dict(policy)
-    job = get_current_job()
-    try:
-        report = track_open_sub_orders(get_session_factory(), adapter_for=adapter_for_marketplace)
-        _send_emails()
-        return asdict(report)
-    finally:
-        if job is not None:
-            schedule_next_run(job.connection, job_policy, "track")
+    """One tracking pass over open sub-orders; RQ's cron scheduler enqueues the next one."""
+    report = track_open_sub_orders(get_session_factory(), adapter_for=adapter_for_marketplace)
+    _send_emails()
+    return asdict(report)
 
 
 class OrderWorker(SimpleWorker):

@@ -29,7 +29,8 @@ class PaymentDeclined(PaymentError):
 
 
 class PaymentUnavailable(PaymentError):
-    """The provider could not be reached or failed: nothing is known to have happened."""
+    """The provider could not be reached, timed out or failed: the operation may or may not have
+    happened, so the caller asks the provider (retrieve, find_refund) before doing it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,9 @@ class ProviderPaymentState:
     captured_minor: int
     refunded_minor: int
     currency: str
+    # False when the provider did not say how much was captured (localstripe has no
+    # amount_received): `captured_minor` is then only the intent's amount.
+    captured_exact: bool = True
 
 
 class PaymentGateway(Protocol):
@@ -99,6 +103,11 @@ class PaymentGateway(Protocol):
 
     def void(self, provider_reference: str) -> None:
         """Release an authorization that will never be captured."""
+        ...
+
+    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
+        """The provider's reference of the refund made with our key, or None when it holds none
+        (resolves a refund whose reply was lost before it is ever sent again)."""
         ...
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:

@@ -33,6 +33,8 @@ from onecart.money import Money
 from onecart.settings import Settings
 
 STRIPE_NETWORK_RETRIES = 2
+# The refund's metadata key holding our idempotency key (find_refund looks it up).
+REFUND_KEY_METADATA = "onecart_refund_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +195,13 @@ class StripeGateway:
         return intent.id, str(intent.client_secret)
 
     def capture(self, provider_reference: str, amount: Money) -> None:
-        """Capture `amount`; Stripe releases whatever of the hold is left."""
+        """Capture `amount`; Stripe releases whatever of the hold is left. One key per intent
+        (an intent is captured once): a retry can never become a second, different capture."""
         try:
             self.client.v1.payment_intents.capture(
                 provider_reference,
                 params={"amount_to_capture": amount.minor},
-                options={"idempotency_key": f"capture-{provider_reference}-{amount.minor}"},
+                options={"idempotency_key": f"capture-{provider_reference}"},
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "captured") from exc
@@ -207,12 +210,34 @@ class StripeGateway:
         """A (partial) refund of a captured PaymentIntent."""
         try:
             refund = self.client.v1.refunds.create(
-                params={"payment_intent": provider_reference, "amount": amount.minor},
+                params={
+                    "payment_intent": provider_reference,
+                    "amount": amount.minor,
+                    # Our key on the refund itself, so a lost reply can be looked up.
+                    "metadata": {REFUND_KEY_METADATA: idempotency_key},
+                },
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "refunded") from exc
         return str(refund.id)
+
+    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
+        """The refund of this PaymentIntent that carries our key in its metadata, if any."""
+        try:
+            refunds = self.client.v1.refunds.list(
+                params={"payment_intent": provider_reference, "limit": 100}
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, "looked up") from exc
+        for refund in refunds.data:
+            metadata = refund.metadata.to_dict() if refund.metadata else {}
+            if metadata.get(REFUND_KEY_METADATA) == idempotency_key and refund.status in (
+                "succeeded",
+                "pending",
+            ):
+                return str(refund.id)
+        return None
 
     def void(self, provider_reference: str) -> None:
         """Cancel the PaymentIntent: the hold on the card is released."""
@@ -241,11 +266,15 @@ class StripeGateway:
             "processing": ProviderStatus.PENDING,
         }.get(str(intent.status), ProviderStatus.FAILED)
         amount = int(intent.amount)
+        received_field = intent.to_dict().get("amount_received")
+        received = int(received_field or 0)
         return ProviderPaymentState(
             provider_reference=intent.id,
             status=status,
             amount_minor=amount,
-            captured_minor=amount if status == ProviderStatus.CAPTURED else 0,
+            # What was actually captured (a partial capture releases the rest).
+            captured_minor=(received or amount) if status == ProviderStatus.CAPTURED else 0,
             refunded_minor=0,
             currency=str(intent.currency).upper(),
+            captured_exact=received_field is not None,
         )

@@ -33,6 +33,10 @@ HANDLED_EVENT_TYPES = frozenset(
 )
 
 
+# A capture or void we started whose outcome was not recorded.
+IN_DOUBT = frozenset({PaymentStatus.CAPTURING, PaymentStatus.RECONCILING})
+
+
 def _intent_id(event_type: str, data: Mapping[str, Any]) -> str | None:
     if event_type.startswith("payment_intent."):
         value = data.get("id")
@@ -45,7 +49,7 @@ def handle_stripe_event(
     session_factory: sessionmaker[Session], event_id: str, event_type: str, data: Mapping[str, Any]
 ) -> str:
     """Apply one verified event; returns what happened (also stored with the event id)."""
-    from commerce.placement import finish_settlement
+    from commerce.settlement import finish_settlement, reconcile_payment
 
     try:
         with session_factory() as session, session.begin():
@@ -72,14 +76,19 @@ def handle_stripe_event(
             )
             payment_id = payment.id if payment is not None else None
             status = payment.status if payment is not None else None
+            meant_minor = payment.captured_minor if payment is not None else 0
         if payment_id is None:
             outcome = "ignored: unknown payment"
-        elif event_type == "payment_intent.succeeded" and status == PaymentStatus.CAPTURING:
+        elif event_type == "payment_intent.succeeded" and status in IN_DOUBT:
             finish_settlement(session_factory, payment_id, captured=True)
             outcome = "capture confirmed"
-        elif event_type == "payment_intent.canceled" and status == PaymentStatus.CAPTURING:
+        elif event_type == "payment_intent.canceled" and status in IN_DOUBT and not meant_minor:
             finish_settlement(session_factory, payment_id, captured=False)
             outcome = "void confirmed"
+        elif event_type == "payment_intent.canceled" and status in IN_DOUBT:
+            # We meant to capture: the provider's own record decides (a hold that expired).
+            reconcile_payment(session_factory, payment_id)
+            outcome = "capture reconciled"
         elif event_type in ("payment_intent.canceled", "payment_intent.payment_failed") and (
             status == PaymentStatus.AUTHORIZED
         ):

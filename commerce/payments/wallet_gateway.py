@@ -75,6 +75,16 @@ class WalletGateway:
                 provider_reference, Money(remaining, state.currency), idempotency_key="void"
             )
 
+    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
+        """The ledger line of that refund, if it was written."""
+        reference = _credit_reference(provider_reference, idempotency_key)
+        entry = self.session.scalar(
+            sa.select(WalletEntry.reference).where(
+                WalletEntry.kind == WalletEntryKind.REFUND, WalletEntry.reference == reference
+            )
+        )
+        return entry
+
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
         """The debit and the credits recorded against it, from the ledger."""
         debit = self.session.scalar(

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import click
-import redis
 from flask import (
     Blueprint,
     Response,
@@ -41,7 +39,6 @@ from storefront.database import db_session, session_factory
 from storefront.jobs import (
     JobPolicy,
     enqueue_outbox_message,
-    ensure_repeating_jobs,
     redis_connection,
 )
 
@@ -202,16 +199,3 @@ def read_one(notification_id: int) -> Response:
         abort(404)
     db_session().commit()
     return redirect(url_for("orders.notifications"), code=303)
-
-
-@bp.cli.command("schedule-jobs")
-def schedule_jobs_command() -> None:
-    """Start the repeating sweeper and tracker on the order queue (safe to run repeatedly)."""
-    connection = redis_connection(current_app.config["REDIS_URL"])
-    try:
-        scheduled = ensure_repeating_jobs(connection, _job_policy())
-    except redis.RedisError as exc:
-        raise click.ClickException(f"Redis is unreachable: {exc}") from exc
-    finally:
-        connection.close()
-    click.echo("scheduled: " + (", ".join(scheduled) if scheduled else "already running"))

@@ -243,6 +243,7 @@ class Shop:
     products: dict[str, list[Product]] = field(default_factory=dict)
     workers: list[WorkerProcess] = field(default_factory=list)
     worker_env: dict[str, str] = field(default_factory=dict)
+    cron: WorkerProcess | None = None
 
     @property
     def session_factory(self) -> sessionmaker[Session]:
@@ -367,9 +368,14 @@ class Shop:
 
     # Jobs ---------------------------------------------------------------------------------------
 
-    def start_workers(self, count: int = 1, *, scheduler: bool = True) -> list[WorkerProcess]:
+    def start_workers(
+        self, count: int = 1, *, scheduler: bool = True, cron: bool = True
+    ) -> list[WorkerProcess]:
         """Start `count` real `rq worker` processes on this test's queue; waits until they are
-        registered in Redis."""
+        registered in Redis. With `cron`, RQ's cron scheduler (storefront.cron) runs the sweeper
+        and the tracker on this test's queue too, as `onecart up` does."""
+        if cron:
+            self.start_cron()
         started = []
         for _ in range(count):
             name = f"rq-{self.queue_name}-{len(self.workers)}"
@@ -410,14 +416,27 @@ class Shop:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.settings.redis_url)
 
-    def ensure_repeating_jobs(self) -> None:
-        from storefront.jobs import ensure_repeating_jobs
+    def start_cron(self, redis_url: str | None = None) -> WorkerProcess:
+        """`rq cron storefront.cron` with this test's job policy (one per test; started again
+        when it died)."""
+        if self.cron is not None and processes.pid_alive(self.cron.pid):
+            return self.cron
+        import json
 
-        connection = self.redis()
-        try:
-            ensure_repeating_jobs(connection, self.policy)
-        finally:
-            connection.close()
+        from storefront.jobs import POLICY_ENV
+
+        name = f"rq-cron-{self.queue_name}"
+        argv = [
+            str(processes.VENV_BIN / "rq"),
+            "cron",
+            "storefront.cron",
+            "--url",
+            redis_url or self.settings.redis_url,
+        ]
+        env = {**self.worker_env, POLICY_ENV: json.dumps(self.policy.as_dict())}
+        proc = processes.start_process(self.settings, name, argv, env=env)
+        self.cron = WorkerProcess(name, proc.pid, proc.log_path)
+        return self.cron
 
     def wait_until_settled(self, *, timeout: float = WAIT_S) -> None:
         """Wait until no sub-order is pending or placing and no card payment is mid-capture."""
@@ -663,6 +682,8 @@ def shop(
         finally:
             for worker in shop.workers:
                 worker.stop()
+            if shop.cron is not None:
+                shop.cron.stop()
             httpx.post(f"{sandbox_server}/_sandbox/reset", timeout=10)
             connection = shop.redis()
             try:

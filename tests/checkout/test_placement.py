@@ -161,7 +161,6 @@ def test_worker_killed_mid_placement_leaves_exactly_one_marketplace_order(shop: 
     connection.close()
 
     shop.start_workers(1)
-    shop.ensure_repeating_jobs()
     shop.wait_until_settled()
 
     kiondo = shop.sub_order(order, "kiondo")
@@ -190,10 +189,9 @@ def test_redis_down_at_checkout_records_the_order_and_the_sweeper_places_it(shop
     assert all(message.dispatched_at is None for message in outbox)
     assert any(message.last_error for message in outbox)
 
-    # Redis is back: a worker and the repeating sweeper pick the order up.
+    # Redis is back: a worker and the sweeper (run by RQ's cron scheduler) pick the order up.
     shop.app.config["REDIS_URL"] = live_redis
     shop.start_workers(1)
-    shop.ensure_repeating_jobs()
     shop.wait_until_settled()
 
     order = shop.order(order.number)
@@ -201,20 +199,25 @@ def test_redis_down_at_checkout_records_the_order_and_the_sweeper_places_it(shop
     assert len(shop.sandbox_orders_with_reference("shopwave", order.relation_token)) == 1
 
 
-def test_schedule_jobs_command_starts_the_repeating_jobs_once(shop: Shop) -> None:
-    runner = shop.app.test_cli_runner()
-
-    first = runner.invoke(args=["orders", "schedule-jobs"])
-    second = runner.invoke(args=["orders", "schedule-jobs"])
-
-    assert first.exit_code == 0 and second.exit_code == 0, first.output
-    assert "onecart-sweep-" in first.output and "onecart-track-" in first.output
-    assert second.output.strip() == "scheduled: already running"
+def test_cron_scheduler_enqueues_the_sweeper_and_the_tracker_on_the_queue(shop: Shop) -> None:
+    # Replaces the old `flask orders schedule-jobs` chain: RQ's cron scheduler owns the repeats.
+    shop.start_cron()
     from rq import Queue
+    from rq.registry import FinishedJobRegistry
 
     connection = shop.redis()
     try:
-        scheduled = Queue(shop.queue_name, connection=connection).scheduled_job_registry
-        assert len(scheduled.get_job_ids()) == 2
+        queue = Queue(shop.queue_name, connection=connection)
+
+        def ran() -> set[str]:
+            ids = set(queue.get_job_ids()) | set(FinishedJobRegistry(queue=queue).get_job_ids())
+            jobs = [queue.fetch_job(job_id) for job_id in ids]
+            return {job.func_name for job in jobs if job is not None}
+
+        wait_for(
+            lambda: {"storefront.jobs.sweep_job", "storefront.jobs.track_job"} <= ran(),
+            timeout=30,
+            what="the cron scheduler to enqueue the sweeper and the tracker",
+        )
     finally:
         connection.close()

@@ -1,0 +1,254 @@
+"""Cancelling orders: the shopper's request, carrying it out on the marketplaces, and cancelling one
+placed sub-order on its marketplace (also used by placement for an order billed beyond the
+tolerance).
+
+A share is refunded only when the marketplace confirms the cancellation (its cancel call
+succeeded, or, after an unknown outcome, its order status says cancelled). Sub-orders not placed
+yet are cancelled with a conditional update from `pending`, the same row change a placement claim
+makes, so exactly one of the two wins; sub-orders being placed (or reconciled) are left to their
+placement and the cancellation job retries.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from adapters.base import (
+    Capability,
+    MarketplaceAdapter,
+    MarketplaceError,
+    NotFound,
+    OutcomeUnknown,
+    Rejected,
+    Unsupported,
+)
+from commerce.marketplace_access import AdapterProvider, marketplace_can
+from commerce.models import utc_now
+from commerce.notifications import notify
+from commerce.order_locks import lock_order
+from commerce.order_models import (
+    LIVE_SUB_ORDER_STATUSES,
+    PLACED_SUB_ORDER_STATUSES,
+    UNSETTLED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    OrderStatus,
+    OutboxMessage,
+    OutboxTopic,
+    SubOrderStatus,
+)
+from commerce.order_state import locked_sub_order, sub_order_status_for
+from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
+
+logger = logging.getLogger(__name__)
+
+CANCELLABLE_ORDER_STATUSES = frozenset({OrderStatus.PENDING, OrderStatus.PROCESSING})
+
+
+class OrderActionError(Exception):
+    """An order action the shopper cannot take now; `message` says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def order_is_cancellable(order: Order) -> bool:
+    """Not shipped, not already cancelled or finished, and at least one sub-order still live."""
+    return (
+        order.status in CANCELLABLE_ORDER_STATUSES
+        and order.cancel_requested_at is None
+        and any(sub.status in LIVE_SUB_ORDER_STATUSES for sub in order.charged_sub_orders)
+        and not any(
+            sub.status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED)
+            for sub in order.charged_sub_orders
+        )
+    )
+
+
+def cancel_pending_sub_order(session: Session, sub_order: MarketplaceOrder, *, reason: str) -> bool:
+    """pending → cancelled (compare-and-set; its share refunded). False when a placement claimed it
+    first. The caller locked the order."""
+    changed = session.execute(
+        sa.update(MarketplaceOrder)
+        .where(
+            MarketplaceOrder.id == sub_order.id,
+            MarketplaceOrder.status == SubOrderStatus.PENDING,
+        )
+        .values(updated_at=utc_now())
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.refresh(sub_order)
+    if not changed or sub_order.status != SubOrderStatus.PENDING:
+        return False
+    compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
+    return True
+
+
+def request_cancellation(session: Session, user_id: int, number: str) -> Order:
+    """Record the shopper's cancellation and queue the job that carries it out.
+
+    Sub-orders not placed yet are cancelled here and now; placed ones are cancelled through their
+    marketplace by the job.
+    """
+    order = session.scalar(
+        sa.select(Order)
+        .where(Order.number == number, Order.user_id == user_id)
+        .options(selectinload(Order.sub_orders))
+    )
+    if order is None:
+        raise OrderActionError("That order does not exist.")
+    lock_order(session, order.id)
+    session.refresh(order)
+    for sub_order in order.sub_orders:
+        session.refresh(sub_order)
+    if not order_is_cancellable(order):
+        raise OrderActionError(
+            "This order can no longer be cancelled: part of it has shipped or it is already "
+            "cancelled."
+        )
+    order.cancel_requested_at = utc_now()
+    session.flush()
+    for sub_order in order.charged_sub_orders:
+        if sub_order.status == SubOrderStatus.PENDING:
+            cancel_pending_sub_order(
+                session, sub_order, reason="Cancelled by you before it was placed."
+            )
+    session.add(OutboxMessage(topic=OutboxTopic.CANCEL_ORDER, order_id=order.id))
+    notify(session, order, "cancellation_requested", f"We are cancelling order {order.number}.")
+    session.flush()
+    return order
+
+
+class CancelOutcome(enum.StrEnum):
+    """What cancelling one placed sub-order on its marketplace came to."""
+
+    CANCELLED = "cancelled"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
+def cancel_on_marketplace(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    adapter: MarketplaceAdapter,
+    *,
+    reason: str,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> CancelOutcome:
+    """Cancel a placed sub-order on its marketplace and, once the marketplace confirms, refund
+    its share. An unknown outcome is resolved by reading the order's status there."""
+    with session_factory() as session:
+        sub_order = session.get(MarketplaceOrder, sub_order_id)
+        if sub_order is None or sub_order.status not in PLACED_SUB_ORDER_STATUSES:
+            return CancelOutcome.REFUSED
+        marketplace_order_id = sub_order.marketplace_order_id or ""
+    try:
+        adapter.cancel_order(marketplace_order_id)
+    except (Rejected, NotFound, Unsupported):
+        return CancelOutcome.REFUSED
+    except MarketplaceError as exc:
+        logger.warning("cancelling sub-order %s: %s; asking the marketplace", sub_order_id, exc)
+        if not _cancelled_there(
+            adapter, marketplace_order_id, unknown=isinstance(exc, OutcomeUnknown)
+        ):
+            return CancelOutcome.UNKNOWN
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if sub_order.status in PLACED_SUB_ORDER_STATUSES:
+            compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
+        order_id = sub_order.order_id
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return CancelOutcome.CANCELLED
+
+
+def _cancelled_there(
+    adapter: MarketplaceAdapter, marketplace_order_id: str, *, unknown: bool
+) -> bool:
+    """After a cancel call that failed: does the marketplace report the order cancelled?"""
+    try:
+        state = adapter.order_status(marketplace_order_id)
+    except MarketplaceError:
+        return False
+    return sub_order_status_for(state.status) == SubOrderStatus.CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class CancellationReport:
+    """What the cancellation job did: sub-orders cancelled, refused, or still in flight."""
+
+    cancelled: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
+    in_flight: tuple[str, ...] = ()
+
+
+def carry_out_cancellation(
+    session_factory: sessionmaker[Session],
+    order_id: int,
+    *,
+    adapter_for: AdapterProvider,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> CancellationReport:
+    """Cancel the order's placed sub-orders where the marketplace allows it, refund them, and
+    settle the payment. Sub-orders still being placed are reported `in_flight` (the job retries)."""
+    with session_factory() as session:
+        order = session.get(Order, order_id)
+        if order is None or order.cancel_requested_at is None:
+            return CancellationReport()
+        targets = [(sub.id, sub.marketplace, sub.status) for sub in order.charged_sub_orders]
+    cancelled: list[str] = []
+    refused: list[str] = []
+    in_flight: list[str] = []
+    for sub_order_id, marketplace, status in targets:
+        if status == SubOrderStatus.PENDING:
+            with session_factory() as session, session.begin():
+                sub_order = locked_sub_order(session, sub_order_id)
+                done = cancel_pending_sub_order(
+                    session, sub_order, reason="Cancelled by you before it was placed."
+                )
+            (cancelled if done else in_flight).append(marketplace.name)
+            continue
+        if status in UNSETTLED_SUB_ORDER_STATUSES:
+            in_flight.append(marketplace.name)
+            continue
+        if status not in PLACED_SUB_ORDER_STATUSES:
+            continue
+        if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED) or not marketplace_can(
+            marketplace, Capability.CANCEL
+        ):
+            refused.append(marketplace.name)
+            continue
+        outcome = cancel_on_marketplace(
+            session_factory,
+            sub_order_id,
+            adapter_for(marketplace),
+            reason=f"Cancelled at your request; {marketplace.name} confirmed.",
+            gateway_for=gateway_for,
+        )
+        {
+            CancelOutcome.CANCELLED: cancelled,
+            CancelOutcome.REFUSED: refused,
+            CancelOutcome.UNKNOWN: in_flight,
+        }[outcome].append(marketplace.name)
+    if refused and not in_flight:
+        with session_factory() as session, session.begin():
+            lock_order(session, order_id)
+            order = session.get(Order, order_id)
+            assert order is not None
+            notify(
+                session,
+                order,
+                "cancellation_refused",
+                "These marketplaces could not cancel their part of your order, so it goes "
+                "ahead: " + ", ".join(refused) + ".",
+            )
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return CancellationReport(tuple(cancelled), tuple(refused), tuple(in_flight))

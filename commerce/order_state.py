@@ -1,0 +1,148 @@
+"""The order lifecycle's vocabulary, written once: how a marketplace's status maps onto a
+sub-order's, the forward order of fulfilment, how an order's status is derived from its
+sub-orders, the messages that go with each, and reading a sub-order under its order's lock.
+
+The bottom of the lifecycle stack: order state → settlement (capture, refunds) → placement,
+tracking, cancellation → sweeper. Nothing here calls a marketplace or a payment provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from adapters.base import OrderStatus as MarketplaceStatus
+from commerce.models import utc_now
+from commerce.notifications import notify
+from commerce.order_locks import lock_order, order_id_of_sub_order
+from commerce.order_models import (
+    LIVE_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    OrderStatus,
+    SubOrderStatus,
+)
+from onecart.money import from_minor_units
+
+ERROR_TEXT_LIMIT = 500
+
+# adapters.base.OrderStatus -> our sub-order status.
+SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS: dict[MarketplaceStatus, SubOrderStatus] = {
+    MarketplaceStatus.PENDING: SubOrderStatus.PLACED,
+    MarketplaceStatus.PROCESSING: SubOrderStatus.PROCESSING,
+    MarketplaceStatus.SHIPPED: SubOrderStatus.SHIPPED,
+    MarketplaceStatus.DELIVERED: SubOrderStatus.DELIVERED,
+    MarketplaceStatus.CANCELLED: SubOrderStatus.CANCELLED,
+    # A marketplace that fails or refunds an order it accepted did not deliver it: we refund.
+    MarketplaceStatus.FAILED: SubOrderStatus.CANCELLED,
+    MarketplaceStatus.REFUNDED: SubOrderStatus.CANCELLED,
+}
+# Forward order of fulfilment; a status never moves back along it.
+FULFILMENT_RANK = {
+    SubOrderStatus.PLACED: 1,
+    SubOrderStatus.PROCESSING: 2,
+    SubOrderStatus.SHIPPED: 3,
+    SubOrderStatus.DELIVERED: 4,
+}
+TRACKED_STATUSES = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING, SubOrderStatus.SHIPPED)
+
+ORDER_STATUS_MESSAGES = {
+    OrderStatus.PROCESSING: "Your order {number} is being processed.",
+    OrderStatus.PARTIALLY_SHIPPED: "Part of your order {number} has shipped.",
+    OrderStatus.SHIPPED: "Your order {number} has shipped.",
+    OrderStatus.PARTIALLY_DELIVERED: "Part of your order {number} has been delivered.",
+    OrderStatus.DELIVERED: "Your order {number} has been delivered.",
+    OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded.",
+    OrderStatus.FAILED: "We could not place order {number}; you have been refunded in full.",
+    OrderStatus.REFUNDED: "Your order {number} has been refunded in full.",
+}
+
+
+def money_text(minor: int, currency: str) -> str:
+    """`1,234.50 USD` for messages (exact, no float)."""
+    return f"{from_minor_units(minor, currency):,} {currency}"
+
+
+def sub_order_status_for(state: MarketplaceStatus) -> SubOrderStatus:
+    """Our sub-order status for a marketplace's (already adapter-normalized) status."""
+    return SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS[state]
+
+
+def placed_status_for(state: MarketplaceStatus) -> SubOrderStatus:
+    """The status of a sub-order the marketplace just accepted (placed at least)."""
+    status = SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS.get(state, SubOrderStatus.PLACED)
+    return status if status in FULFILMENT_RANK else SubOrderStatus.PLACED
+
+
+def derive_order_status(
+    sub_order_statuses: Sequence[SubOrderStatus], *, cancel_requested: bool = False
+) -> OrderStatus:
+    """The shopper's order status from its charged sub-orders (hand-offs are not counted).
+
+    Live sub-orders decide while there are any: all delivered → delivered, some → partially
+    delivered; all shipped or delivered → shipped, some → partially shipped; else processing.
+    With none live: all failed → failed; otherwise cancelled when the shopper asked for it, else
+    refunded (the marketplaces cancelled).
+    """
+    charged = [status for status in sub_order_statuses if status != SubOrderStatus.HANDOFF]
+    if not charged:
+        return OrderStatus.PROCESSING
+    live = [status for status in charged if status in LIVE_SUB_ORDER_STATUSES]
+    if not live:
+        if all(status == SubOrderStatus.FAILED for status in charged):
+            return OrderStatus.FAILED
+        return OrderStatus.CANCELLED if cancel_requested else OrderStatus.REFUNDED
+    delivered = sum(1 for status in live if status == SubOrderStatus.DELIVERED)
+    shipped = sum(
+        1 for status in live if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED)
+    )
+    if delivered == len(live):
+        return OrderStatus.DELIVERED
+    if delivered:
+        return OrderStatus.PARTIALLY_DELIVERED
+    if shipped == len(live):
+        return OrderStatus.SHIPPED
+    if shipped:
+        return OrderStatus.PARTIALLY_SHIPPED
+    return OrderStatus.PROCESSING
+
+
+def refresh_order_status(session: Session, order: Order) -> bool:
+    """Re-derive the order's status (the caller locked the order); notify when it changed."""
+    session.flush()
+    session.refresh(order, attribute_names=["sub_orders"])
+    status = derive_order_status(
+        [sub.status for sub in order.sub_orders],
+        cancel_requested=order.cancel_requested_at is not None,
+    )
+    if status == order.status:
+        return False
+    order.status = status
+    order.updated_at = utc_now()
+    if status != OrderStatus.PROCESSING:
+        notify(
+            session,
+            order,
+            f"order_{status.value}",
+            ORDER_STATUS_MESSAGES[status].format(number=order.number),
+        )
+    return True
+
+
+def locked_sub_order(session: Session, sub_order_id: int) -> MarketplaceOrder:
+    """The sub-order, read after locking its order (see commerce.order_locks)."""
+    order_id = order_id_of_sub_order(session, sub_order_id)
+    if order_id is None:
+        raise LookupError(f"sub-order {sub_order_id} does not exist")
+    lock_order(session, order_id)
+    sub_order = session.get(MarketplaceOrder, sub_order_id)
+    assert sub_order is not None
+    session.refresh(sub_order)
+    return sub_order
+
+
+def flag_order(order: Order, reason: str) -> None:
+    """Put the order on the operator's list (the first reason is kept)."""
+    if not order.attention_reason:
+        order.attention_reason = reason[:ERROR_TEXT_LIMIT]

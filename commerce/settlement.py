@@ -1,0 +1,663 @@
+"""Settling an order's one payment: refund (or release) the shares the marketplaces did not keep,
+capture exactly what they did, and resolve every provider call whose outcome is unknown by asking
+the provider before doing anything else.
+
+- A failed or cancelled sub-order gets one refund of what is left of its share; a placement the
+  marketplace accepted only in part (or billed for less) gets one adjustment refund of the
+  difference (see commerce.placement).
+- Wallet refunds are ledger lines in the caller's transaction. Card refunds are claimed
+  (pending → processing, with the time the call started) before the provider is called; an
+  unknown outcome stays `processing` and is looked up by its idempotency key later.
+- The card is captured once no sub-order is in flight, for exactly the placed shares, with one
+  idempotency key per PaymentIntent. Any error is followed by retrieving the PaymentIntent:
+  captured → recorded (with Stripe's amount), still authorized → back to authorized (a refusal
+  for good: failed, flagged, the shopper told), unreachable → `reconciling` for the sweeper.
+
+Calls to payment providers never run inside an open DB transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.models import utc_now
+from commerce.notifications import notify
+from commerce.order_locks import lock_order
+from commerce.order_models import (
+    LIVE_SUB_ORDER_STATUSES,
+    PLACED_SUB_ORDER_STATUSES,
+    UNSETTLED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    RefundKind,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.order_state import ERROR_TEXT_LIMIT, flag_order, money_text, refresh_order_status
+from commerce.payments.gateway import (
+    PaymentDeclined,
+    PaymentError,
+    ProviderPaymentState,
+    ProviderStatus,
+)
+from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from onecart.money import Money
+
+logger = logging.getLogger(__name__)
+
+SETTLED_CARD_STATUSES = (
+    PaymentStatus.CAPTURED,
+    PaymentStatus.PARTIALLY_REFUNDED,
+    PaymentStatus.REFUNDED,
+)
+
+
+def refund_key(sub_order: MarketplaceOrder) -> str:
+    """The one refund of a failed or cancelled sub-order's share."""
+    return f"refund-sub-{sub_order.id}"
+
+
+def adjustment_key(sub_order: MarketplaceOrder) -> str:
+    """The one refund of what a marketplace did not accept of a placed sub-order."""
+    return f"refund-sub-{sub_order.id}-adjust"
+
+
+def _refund_kind(payment: Payment) -> RefundKind:
+    if payment.method == PaymentMethod.WALLET:
+        return RefundKind.WALLET_CREDIT
+    # Before the capture is claimed, the share is simply left out of it; afterwards it was (or
+    # may have been) captured and must be refunded on the card.
+    if payment.status == PaymentStatus.AUTHORIZED:
+        return RefundKind.RELEASE
+    return RefundKind.CARD_REFUND
+
+
+def refunded_for(session: Session, sub_order: MarketplaceOrder) -> int:
+    """What the sub-order's refunds (done or pending, not failed) already give back."""
+    total = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
+            Refund.sub_order_id == sub_order.id, Refund.status != RefundStatus.FAILED
+        )
+    )
+    return int(total or 0)
+
+
+def record_refund(
+    session: Session, sub_order: MarketplaceOrder, amount_minor: int, *, key: str, reason: str
+) -> Refund | None:
+    """Record one refund of part of a sub-order's share (once per key); a wallet refund is
+    credited in this same transaction, a card refund is sent by :func:`process_refunds`. The
+    caller locked the order."""
+    order = sub_order.order
+    payment = order.payment
+    if payment is None or amount_minor <= 0:
+        return None
+    refund = session.scalar(sa.select(Refund).where(Refund.idempotency_key == key))
+    if refund is not None:
+        return refund
+    refund = Refund(
+        payment_id=payment.id,
+        sub_order_id=sub_order.id,
+        kind=_refund_kind(payment),
+        status=RefundStatus.PENDING,
+        amount_minor=amount_minor,
+        currency=sub_order.charge_currency,
+        reason=reason[:200],
+        idempotency_key=key,
+    )
+    session.add(refund)
+    if payment.method == PaymentMethod.WALLET:
+        # The wallet is our own ledger: credit it in this same transaction, so a failed or
+        # cancelled sub-order and its refund can never be seen one without the other.
+        from commerce.payments.wallet_gateway import WalletGateway
+
+        session.flush()
+        refund.provider_reference = WalletGateway(session, order.user).refund(
+            payment.provider_reference,
+            Money(refund.amount_minor, refund.currency),
+            idempotency_key=refund.idempotency_key,
+        )
+        _complete_refund(refund, RefundKind.WALLET_CREDIT)
+        session.flush()
+        session.refresh(payment, attribute_names=["refunds"])
+        _refresh_payment_status(payment)
+    session.flush()
+    return refund
+
+
+def compensate_sub_order(
+    session: Session,
+    sub_order: MarketplaceOrder,
+    *,
+    status: SubOrderStatus,
+    reason: str,
+) -> Refund | None:
+    """Mark a sub-order failed or cancelled, record the refund of what is left of its share
+    (pending until the provider did it) and tell the shopper. The caller holds the transaction,
+    has locked the order (commerce.order_locks) and checked that the sub-order was live; the card
+    refund itself runs in :func:`process_refunds`."""
+    assert status in (SubOrderStatus.FAILED, SubOrderStatus.CANCELLED)
+    order = sub_order.order
+    sub_order.status = status
+    sub_order.last_error = reason[:ERROR_TEXT_LIMIT]
+    sub_order.claim_token = None
+    sub_order.claim_expires_at = None
+    sub_order.updated_at = utc_now()
+    remaining = sub_order.charge_minor - refunded_for(session, sub_order)
+    refund = record_refund(session, sub_order, remaining, key=refund_key(sub_order), reason=reason)
+    market = sub_order.marketplace.name
+    share = money_text(max(remaining, 0), sub_order.charge_currency)
+    if status == SubOrderStatus.FAILED:
+        message = (
+            f"We could not place your {market} items, so we are refunding their {share}. "
+            "The rest of your order goes ahead."
+        )
+    else:
+        message = f"Your {market} items were cancelled; we are refunding their {share}."
+    notify(session, order, f"sub_order_{status.value}", message, sub_order_id=sub_order.id)
+    refresh_order_status(session, order)
+    session.flush()
+    return refund
+
+
+def adjust_share(
+    session: Session, sub_order: MarketplaceOrder, kept_charge_minor: int, *, reason: str
+) -> Refund | None:
+    """Keep only `kept_charge_minor` of a placed sub-order's share and refund the rest (once)."""
+    kept = max(0, min(kept_charge_minor, sub_order.charge_minor))
+    sub_order.accepted_charge_minor = kept
+    difference = sub_order.charge_minor - kept
+    if difference <= 0:
+        return None
+    refund = record_refund(
+        session, sub_order, difference, key=adjustment_key(sub_order), reason=reason
+    )
+    notify(
+        session,
+        sub_order.order,
+        "sub_order_adjusted",
+        f"{reason} We are refunding {money_text(difference, sub_order.charge_currency)}.",
+        sub_order_id=sub_order.id,
+    )
+    return refund
+
+
+# --- Refunds ------------------------------------------------------------------------------------
+
+
+def process_refunds(
+    session_factory: sessionmaker[Session],
+    order_id: int,
+    *,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> int:
+    """Carry out the order's pending refunds that can run now; returns how many succeeded.
+
+    Card refunds need a captured payment; before capture the share is simply not captured (see
+    :func:`settle_payment`). Each card refund is claimed first (pending → processing), so two
+    workers never send it twice.
+    """
+    done = 0
+    with session_factory() as session:
+        refund_ids = list(
+            session.scalars(
+                sa.select(Refund.id)
+                .join(Payment, Refund.payment_id == Payment.id)
+                .where(Payment.order_id == order_id, Refund.status == RefundStatus.PENDING)
+                .order_by(Refund.id)
+            )
+        )
+    for refund_id in refund_ids:
+        if _process_refund(session_factory, refund_id, gateway_for=gateway_for):
+            done += 1
+    return done
+
+
+def _order_id_of_refund(session: Session, refund_id: int) -> int:
+    order_id = session.scalar(
+        sa.select(Payment.order_id)
+        .join(Refund, Refund.payment_id == Payment.id)
+        .where(Refund.id == refund_id)
+    )
+    if order_id is None:
+        raise LookupError(f"refund {refund_id} does not exist")
+    return order_id
+
+
+def _process_refund(
+    session_factory: sessionmaker[Session], refund_id: int, *, gateway_for: GatewayProvider
+) -> bool:
+    with session_factory() as session, session.begin():
+        lock_order(session, _order_id_of_refund(session, refund_id))
+        refund = session.get(Refund, refund_id)
+        assert refund is not None
+        payment = refund.payment
+        if refund.status != RefundStatus.PENDING:
+            return False
+        if payment.method == PaymentMethod.WALLET:
+            gateway = gateway_for(session, payment)
+            refund.provider_reference = gateway.refund(
+                payment.provider_reference,
+                Money(refund.amount_minor, refund.currency),
+                idempotency_key=refund.idempotency_key,
+            )
+            _complete_refund(refund, RefundKind.WALLET_CREDIT)
+            _refresh_payment_status(payment)
+            return True
+        if payment.status in (PaymentStatus.VOIDED, PaymentStatus.FAILED) or (
+            refund.kind == RefundKind.RELEASE and payment.status in SETTLED_CARD_STATUSES
+        ):
+            # Voided or never collected: nothing was taken. A release on a captured payment was
+            # left out of the capture (finish_settlement normally completes these).
+            _complete_refund(refund, RefundKind.RELEASE)
+            _refresh_payment_status(payment)
+            return True
+        if payment.status not in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED):
+            return False  # released at capture time, or sent once the capture is known
+        refund.kind = RefundKind.CARD_REFUND
+        refund.status = RefundStatus.PROCESSING
+        refund.processing_started_at = utc_now()
+        provider_reference = payment.provider_reference
+        amount = Money(refund.amount_minor, refund.currency)
+        key = refund.idempotency_key
+    with session_factory() as session:
+        payment = session.get(Refund, refund_id).payment  # type: ignore[union-attr]
+        gateway = gateway_for(session, payment)
+    try:
+        reference = gateway.refund(provider_reference, amount, idempotency_key=key)
+    except PaymentDeclined as exc:
+        _refund_refused(session_factory, refund_id, str(exc.message))
+        return False
+    except PaymentError as exc:
+        # Unknown: the refund may have happened. It stays `processing` and is looked up by its
+        # key before it is ever sent again (see reconcile_refunds).
+        logger.warning("refund %s outcome unknown: %s", refund_id, exc)
+        reconcile_refund(session_factory, refund_id, gateway_for=gateway_for)
+        return False
+    _refund_done(session_factory, refund_id, reference)
+    return True
+
+
+def _refund_done(session_factory: sessionmaker[Session], refund_id: int, reference: str) -> None:
+    with session_factory() as session, session.begin():
+        lock_order(session, _order_id_of_refund(session, refund_id))
+        refund = session.get(Refund, refund_id)
+        assert refund is not None
+        if refund.status == RefundStatus.SUCCEEDED:
+            return
+        refund.provider_reference = reference
+        _complete_refund(refund, RefundKind.CARD_REFUND)
+        _refresh_payment_status(refund.payment)
+
+
+def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, message: str) -> None:
+    """The provider refused the refund for good: failed, and the operator is told."""
+    with session_factory() as session, session.begin():
+        lock_order(session, _order_id_of_refund(session, refund_id))
+        refund = session.get(Refund, refund_id)
+        assert refund is not None
+        if refund.status != RefundStatus.PROCESSING:
+            return
+        refund.status = RefundStatus.FAILED
+        order = session.get(Order, refund.payment.order_id)
+        assert order is not None
+        flag_order(order, f"Refund {refund.idempotency_key} refused by the provider: {message}")
+
+
+def reconcile_refund(
+    session_factory: sessionmaker[Session], refund_id: int, *, gateway_for: GatewayProvider
+) -> bool:
+    """A card refund left `processing` (unknown outcome, or a worker died): ask the provider for a
+    refund with our key; found → succeeded, none → pending again (re-sent with the same key),
+    provider unreachable → left as it is. True when it was resolved."""
+    with session_factory() as session:
+        refund = session.get(Refund, refund_id)
+        if refund is None or refund.status != RefundStatus.PROCESSING:
+            return False
+        payment = refund.payment
+        gateway = gateway_for(session, payment)
+        provider_reference = payment.provider_reference
+        key = refund.idempotency_key
+    try:
+        found = gateway.find_refund(provider_reference, key)
+    except PaymentError as exc:
+        logger.warning("refund %s cannot be looked up yet: %s", refund_id, exc)
+        return False
+    if found is not None:
+        _refund_done(session_factory, refund_id, found)
+        return True
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa.update(Refund)
+            .where(Refund.id == refund_id, Refund.status == RefundStatus.PROCESSING)
+            .values(status=RefundStatus.PENDING, processing_started_at=None)
+        )
+    return True
+
+
+def reconcile_refunds(
+    session_factory: sessionmaker[Session],
+    *,
+    older_than: timedelta,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> int:
+    """Every refund whose provider call started more than `older_than` ago and never ended."""
+    with session_factory() as session:
+        refund_ids = list(
+            session.scalars(
+                sa.select(Refund.id).where(
+                    Refund.status == RefundStatus.PROCESSING,
+                    sa.or_(
+                        Refund.processing_started_at.is_(None),
+                        Refund.processing_started_at < utc_now() - older_than,
+                    ),
+                )
+            )
+        )
+    return sum(
+        1
+        for refund_id in refund_ids
+        if reconcile_refund(session_factory, refund_id, gateway_for=gateway_for)
+    )
+
+
+def _complete_refund(refund: Refund, kind: RefundKind) -> None:
+    refund.kind = kind
+    refund.status = RefundStatus.SUCCEEDED
+    refund.completed_at = utc_now()
+
+
+def _refresh_payment_status(payment: Payment) -> None:
+    """captured / partially_refunded / refunded from the succeeded refunds."""
+    if payment.status not in SETTLED_CARD_STATUSES:
+        return
+    # Releases were never captured, so they do not make a captured payment "refunded".
+    refunded = sum(
+        refund.amount_minor
+        for refund in payment.refunds
+        if refund.status == RefundStatus.SUCCEEDED and refund.kind != RefundKind.RELEASE
+    )
+    if refunded and refunded >= payment.captured_minor:
+        payment.status = PaymentStatus.REFUNDED
+    elif refunded > 0:
+        payment.status = PaymentStatus.PARTIALLY_REFUNDED
+    else:
+        payment.status = PaymentStatus.CAPTURED
+
+
+# --- Settling the card payment ------------------------------------------------------------------
+
+
+def placed_share_minor(order: Order) -> int:
+    """What the placed sub-orders keep of the payment (the capture amount)."""
+    return sum(
+        sub.kept_charge_minor
+        for sub in order.charged_sub_orders
+        if sub.status in PLACED_SUB_ORDER_STATUSES
+    )
+
+
+def settle_payment(
+    session_factory: sessionmaker[Session],
+    order_id: int,
+    *,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> bool:
+    """Capture exactly the placed shares once no sub-order is in flight (void when none was
+    placed); the other shares' pending refunds become releases. True when it captured/voided.
+
+    Claimed with a conditional UPDATE (authorized → capturing), so only one worker calls the
+    provider; the amount is derived from the sub-orders at that moment, under the order lock.
+    """
+    with session_factory() as session, session.begin():
+        lock_order(session, order_id)
+        order = session.get(Order, order_id)
+        assert order is not None
+        payment = order.payment
+        if payment is None or payment.status != PaymentStatus.AUTHORIZED:
+            return False
+        charged = order.charged_sub_orders
+        if any(sub.status in UNSETTLED_SUB_ORDER_STATUSES for sub in charged):
+            return False
+        capture_minor = placed_share_minor(order)
+        claimed = session.execute(
+            sa.update(Payment)
+            .where(Payment.id == payment.id, Payment.status == PaymentStatus.AUTHORIZED)
+            .values(
+                status=PaymentStatus.CAPTURING, captured_minor=capture_minor, updated_at=utc_now()
+            )
+        ).rowcount  # type: ignore[attr-defined]
+        if not claimed:
+            return False
+        payment_id = payment.id
+        provider_reference = payment.provider_reference
+        currency = payment.currency
+    with session_factory() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        gateway = gateway_for(session, payment)
+    try:
+        if capture_minor > 0:
+            gateway.capture(provider_reference, Money(capture_minor, currency))
+        else:
+            gateway.void(provider_reference)
+    except PaymentError as exc:
+        logger.warning("settling payment %s: %s; asking the provider", payment_id, exc)
+        _mark_payment_reconciling(session_factory, payment_id, str(exc))
+        return reconcile_payment(
+            session_factory,
+            payment_id,
+            gateway_for=gateway_for,
+            refused=exc.message if isinstance(exc, PaymentDeclined) else None,
+        )
+    finish_settlement(session_factory, payment_id, captured=capture_minor > 0)
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    return True
+
+
+def _mark_payment_reconciling(
+    session_factory: sessionmaker[Session], payment_id: int, error: str
+) -> None:
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa.update(Payment)
+            .where(Payment.id == payment_id, Payment.status == PaymentStatus.CAPTURING)
+            .values(
+                status=PaymentStatus.RECONCILING,
+                failure_message=error[:ERROR_TEXT_LIMIT],
+                updated_at=utc_now(),
+            )
+        )
+
+
+def reconcile_payment(
+    session_factory: sessionmaker[Session],
+    payment_id: int,
+    *,
+    gateway_for: GatewayProvider = gateway_for_payment,
+    refused: str | None = None,
+) -> bool:
+    """Resolve a capture or void whose outcome is unknown (`reconciling`, or `capturing` left by
+    a dead worker) from the provider's own record. True when it is settled now.
+
+    `refused` is the provider's message when the call was refused: if the PaymentIntent is then
+    still merely authorized (or cancelled while we meant to capture), the refusal is for good.
+    """
+    with session_factory() as session:
+        payment = session.get(Payment, payment_id)
+        if payment is None or payment.status not in (
+            PaymentStatus.CAPTURING,
+            PaymentStatus.RECONCILING,
+        ):
+            return False
+        gateway = gateway_for(session, payment)
+        order_id = payment.order_id
+        meant_minor = payment.captured_minor
+        try:
+            state = gateway.retrieve(payment.provider_reference)
+        except PaymentError as exc:
+            logger.warning("payment %s cannot be looked up yet: %s", payment_id, exc)
+            _mark_payment_reconciling(session_factory, payment_id, str(exc))
+            return False
+    if state.status == ProviderStatus.CAPTURED:
+        finish_settlement(
+            session_factory,
+            payment_id,
+            captured=True,
+            captured_minor=state.captured_minor if state.captured_exact else None,
+        )
+    elif state.status == ProviderStatus.CANCELED and meant_minor == 0:
+        finish_settlement(session_factory, payment_id, captured=False)
+    elif state.status == ProviderStatus.PENDING:
+        return False
+    elif state.status == ProviderStatus.AUTHORIZED and refused is None:
+        # Nothing happened: give the claim back; the next settle recomputes the amount.
+        with session_factory() as session, session.begin():
+            session.execute(
+                sa.update(Payment)
+                .where(
+                    Payment.id == payment_id,
+                    Payment.status.in_([PaymentStatus.CAPTURING, PaymentStatus.RECONCILING]),
+                )
+                .values(status=PaymentStatus.AUTHORIZED, captured_minor=0, updated_at=utc_now())
+            )
+        return False
+    else:
+        # Refused while the hold is still there, or the hold is gone (cancelled, expired).
+        reason = refused or (
+            "the card hold was cancelled or expired"
+            if state.status == ProviderStatus.CANCELED
+            else f"the provider reports the payment {state.status.value}"
+        )
+        _capture_refused(session_factory, payment_id, reason)
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    return True
+
+
+def _capture_refused(session_factory: sessionmaker[Session], payment_id: int, reason: str) -> None:
+    """The capture was refused for good: the payment failed, the order goes on the operator's
+    list and the shopper is told. Nothing was taken, so the pending refunds are releases."""
+    with session_factory() as session, session.begin():
+        order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
+        assert order_id is not None
+        lock_order(session, order_id)
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        if payment.status not in (PaymentStatus.CAPTURING, PaymentStatus.RECONCILING):
+            return
+        payment.status = PaymentStatus.FAILED
+        payment.captured_minor = 0
+        payment.failure_message = f"Capture refused: {reason}"[:ERROR_TEXT_LIMIT]
+        for refund in payment.refunds:
+            if refund.status in (RefundStatus.PENDING, RefundStatus.PROCESSING):
+                _complete_refund(refund, RefundKind.RELEASE)
+        order = payment.order
+        flag_order(order, f"Card payment could not be collected: {reason}")
+        notify(
+            session,
+            order,
+            "payment_failed",
+            f"We could not collect the card payment for order {order.number} ({reason}). "
+            "Nothing was charged; our team will contact you about the items already ordered.",
+        )
+
+
+def finish_settlement(
+    session_factory: sessionmaker[Session],
+    payment_id: int,
+    *,
+    captured: bool,
+    captured_minor: int | None = None,
+) -> None:
+    """capturing/reconciling → captured (or voided); the shares left out of the capture count as
+    released. `captured_minor` is the provider's own figure when it is known."""
+    with session_factory() as session, session.begin():
+        order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
+        assert order_id is not None
+        lock_order(session, order_id)
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        session.refresh(payment)
+        if payment.status not in (PaymentStatus.CAPTURING, PaymentStatus.RECONCILING):
+            return
+        payment.status = PaymentStatus.CAPTURED if captured else PaymentStatus.VOIDED
+        payment.failure_message = None
+        if not captured:
+            payment.captured_minor = 0
+        elif captured_minor is not None:
+            payment.captured_minor = captured_minor
+        released = payment.amount_minor - payment.captured_minor
+        for refund in payment.refunds:
+            # Releases were recorded before the capture was claimed, so their shares were left
+            # out of it; card refunds recorded since then are sent by process_refunds.
+            if refund.status != RefundStatus.PENDING:
+                continue
+            if not captured:
+                _complete_refund(refund, RefundKind.RELEASE)
+            elif refund.kind == RefundKind.RELEASE and released >= refund.amount_minor:
+                released -= refund.amount_minor
+                _complete_refund(refund, RefundKind.RELEASE)
+                refund.provider_reference = payment.provider_reference
+            else:
+                # Captured after all (a lost reply): this share must come back as a card refund.
+                refund.kind = RefundKind.CARD_REFUND
+        _refresh_payment_status(payment)
+
+
+def reconcile_payments(
+    session_factory: sessionmaker[Session],
+    *,
+    older_than: timedelta,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> int:
+    """Payments in `reconciling`, and those left `capturing` for longer than `older_than` (a
+    worker died during the call), resolved from the provider's record."""
+    with session_factory() as session:
+        payment_ids = list(
+            session.scalars(
+                sa.select(Payment.id).where(
+                    sa.or_(
+                        Payment.status == PaymentStatus.RECONCILING,
+                        sa.and_(
+                            Payment.status == PaymentStatus.CAPTURING,
+                            Payment.updated_at < utc_now() - older_than,
+                        ),
+                    )
+                )
+            )
+        )
+    return sum(
+        1
+        for payment_id in payment_ids
+        if reconcile_payment(session_factory, payment_id, gateway_for=gateway_for)
+    )
+
+
+def live_share_minor(order: Order) -> int:
+    """The shares still owed to marketplaces (placed or about to be)."""
+    return sum(
+        sub.kept_charge_minor
+        for sub in order.charged_sub_orders
+        if sub.status in LIVE_SUB_ORDER_STATUSES
+    )
+
+
+def provider_state(
+    session_factory: sessionmaker[Session],
+    payment_id: int,
+    *,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> ProviderPaymentState:
+    """The provider's record of a payment (for the admin page)."""
+    with session_factory() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        return gateway_for(session, payment).retrieve(payment.provider_reference)

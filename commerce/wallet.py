@@ -79,9 +79,22 @@ def _existing_entry(session: Session, kind: WalletEntryKind, reference: str) -> 
 
 
 def _lock_user(session: Session, user: User) -> None:
-    """Serialize balance-changing writes for one user (row lock on PostgreSQL; SQLite serializes
-    writers anyway)."""
-    session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
+    """Serialize balance-changing writes for one user, whatever the caller did before: the
+    balance is read and the line written under this lock, so two debits can never both spend
+    the same money.
+
+    PostgreSQL: SELECT … FOR UPDATE on the user's row. SQLite reads outside a write transaction,
+    so a read-then-insert could act on a stale balance there: a no-op UPDATE of the user's row
+    takes SQLite's write lock (waiting up to the busy timeout) before the balance is read."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
+    else:
+        session.execute(
+            sa.update(User)
+            .where(User.id == user.id)
+            .values(id=User.id)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def record_wallet_entry(
@@ -103,12 +116,12 @@ def record_wallet_entry(
         raise WalletError(f"The wallet holds {user.wallet_currency}, not {amount.currency}.")
     if not reference:
         raise WalletError("A wallet entry needs a reference to its cause.")
+    _lock_user(session, user)
     existing = _existing_entry(session, kind, reference)
     if existing is not None:
         if existing.user_id != user.id or existing.amount_minor != amount.minor:
             raise WalletError(f"Reference {reference!r} was already used for a different {kind}.")
         return TopUpReceipt(entry=existing, created=False)
-    _lock_user(session, user)
     if amount.minor < 0 and wallet_balance(session, user).minor + amount.minor < 0:
         raise InsufficientFunds("Your wallet balance does not cover this payment.")
     entry = WalletEntry(

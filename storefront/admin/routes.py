@@ -1,10 +1,13 @@
-"""Admin views for marketplaces. Every route requires an admin: anonymous visitors are sent to
-login, signed-in non-admins get 403. API keys are shown masked only."""
+"""Admin views for marketplaces and for orders that need an operator. Every route requires an
+admin: anonymous visitors are sent to login, signed-in non-admins get 403. API keys are shown
+masked only."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from commerce.marketplace_admin import (
@@ -16,8 +19,10 @@ from commerce.marketplace_admin import (
     update_marketplace,
 )
 from commerce.models import Marketplace
+from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.placement import mark_placed_by_operator, refund_by_operator
 from storefront.admin.forms import MarketplaceForm
-from storefront.database import db_session
+from storefront.database import db_session, session_factory
 from storefront.extensions import login_manager
 from storefront.form_errors import attach_service_errors
 
@@ -129,3 +134,59 @@ def enable_marketplace(marketplace_id: int) -> Response:
     db_session().commit()
     flash(f"{marketplace.name} is active again.", "success")
     return redirect(url_for("admin.marketplaces"))
+
+
+# --- Orders that need an operator ------------------------------------------------------------
+
+
+@bp.get("/attention")
+def attention() -> str:
+    """Sub-orders whose placement outcome is unknown on a marketplace that cannot be asked, and
+    orders flagged for an operator (a capture or refund refused for good), with the facts."""
+    db = db_session()
+    sub_orders = list(
+        db.scalars(
+            sa.select(MarketplaceOrder)
+            .where(MarketplaceOrder.status == SubOrderStatus.NEEDS_ATTENTION)
+            .options(
+                selectinload(MarketplaceOrder.order).selectinload(Order.payment),
+                selectinload(MarketplaceOrder.marketplace),
+                selectinload(MarketplaceOrder.items),
+            )
+            .order_by(MarketplaceOrder.updated_at)
+        )
+    )
+    flagged = list(
+        db.scalars(
+            sa.select(Order)
+            .where(Order.attention_reason.is_not(None))
+            .options(selectinload(Order.payment))
+            .order_by(Order.updated_at.desc())
+            .limit(200)
+        )
+    )
+    return render_template("admin/attention.html", sub_orders=sub_orders, flagged=flagged)
+
+
+@bp.post("/attention/<int:sub_order_id>/placed")
+def attention_mark_placed(sub_order_id: int) -> Response:
+    """The marketplace holds the order: record its id (the payment is then settled)."""
+    marketplace_order_id = (request.form.get("marketplace_order_id") or "").strip()
+    if not marketplace_order_id or len(marketplace_order_id) > 120:
+        flash("Enter the marketplace's order id (at most 120 characters).", "error")
+        return redirect(url_for("admin.attention"))
+    if mark_placed_by_operator(session_factory(), sub_order_id, marketplace_order_id):
+        flash(f"Sub-order {sub_order_id} is recorded as placed.", "success")
+    else:
+        flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
+    return redirect(url_for("admin.attention"))
+
+
+@bp.post("/attention/<int:sub_order_id>/refund")
+def attention_refund(sub_order_id: int) -> Response:
+    """The marketplace holds no order: the sub-order fails and its share is refunded."""
+    if refund_by_operator(session_factory(), sub_order_id):
+        flash(f"Sub-order {sub_order_id} was refunded.", "success")
+    else:
+        flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
+    return redirect(url_for("admin.attention"))

@@ -430,6 +430,8 @@ class Shop:
             str(processes.VENV_BIN / "rq"),
             "cron",
             "storefront.cron",
+            "--connection-class",
+            "storefront.cron.PatientRedis",
             "--url",
             redis_url or self.settings.redis_url,
         ]

@@ -508,7 +508,7 @@ def _needs_attention(
             "sub_order_needs_attention",
             f"We have not yet had a clear answer from {sub_order.marketplace.name} about your "
             "items. Our team is checking with them: you will either get their order number or "
-            "a refund of their share. Nothing has been charged for them yet.",
+            "a refund of their share; nothing is refunded while they may still ship it.",
             sub_order_id=sub_order.id,
         )
         refresh_order_status(session, sub_order.order)

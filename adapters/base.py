@@ -199,11 +199,22 @@ class OrderRequest:
 @dataclass(frozen=True, slots=True)
 class AcceptedLine:
     """One line as the marketplace recorded it; `unit_price_minor` is None when its API does not
-    say what it billed for the line."""
+    say what it billed per unit (or says it inexactly), `line_total_minor` None when it gives
+    no line total (WooCommerce bills a line total that need not be unit × quantity)."""
 
     external_id: str
     quantity: int
     unit_price_minor: int | None = None
+    line_total_minor: int | None = None
+
+    @property
+    def billed_minor(self) -> int | None:
+        """What the line costs: its total, else unit × quantity, else None (not said)."""
+        if self.line_total_minor is not None:
+            return self.line_total_minor
+        if self.unit_price_minor is not None:
+            return self.unit_price_minor * self.quantity
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,11 +359,34 @@ def parse_retry_after(value: str | None) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+# Transport failures that prove the request never reached the marketplace: no connection was
+# ever made. Everything else (read/write timeouts, resets, protocol errors) may have arrived.
+NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
+# Bounds of a configured read timeout (marketplaces.toml option `read_timeout_s`).
+MIN_READ_TIMEOUT_S = 0.05
+MAX_READ_TIMEOUT_S = 300.0
+
+
+def request_may_have_arrived(exc: Exception) -> bool:
+    """False only when the transport error proves no byte of the request reached the server."""
+    return not isinstance(exc, NOT_SENT_ERRORS)
+
+
 class MarketplaceHttp:
     """One httpx client per marketplace: explicit timeouts, bounded retries with backoff.
 
-    Retries only 408/409/429/5xx and transport errors. A write passes `idempotency_key`, which is
-    sent unchanged on every retry so the marketplace can recognise the repeat.
+    Reads retry 408/409/429/5xx and transport errors. A write passes `idempotency_key`, which is
+    sent unchanged on every retry so the marketplace can recognise the repeat, and has three
+    outcomes: a 2xx; a refusal (Rejected, NotFound, RateLimited after retries) when no attempt
+    can have taken effect; or OutcomeUnknown when any attempt may have reached the marketplace
+    (a timeout or reset after sending, a 5xx) and none succeeded. With `retry_unknown_writes`
+    False, a write is not resent after such an attempt (for marketplaces that ignore
+    idempotency keys): the caller must ask the marketplace first.
     """
 
     def __init__(
@@ -365,9 +399,17 @@ class MarketplaceHttp:
         transport: httpx.BaseTransport | None = None,
         max_retries: int = MAX_RETRIES,
         sleep: Callable[[float], None] = time.sleep,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        retry_unknown_writes: bool = True,
     ) -> None:
+        if not MIN_READ_TIMEOUT_S <= read_timeout_s <= MAX_READ_TIMEOUT_S:
+            raise ValueError(
+                f"{slug}: read timeout must be between {MIN_READ_TIMEOUT_S} and "
+                f"{MAX_READ_TIMEOUT_S} seconds, got {read_timeout_s!r}"
+            )
         self.slug = slug
         self.max_retries = max_retries
+        self.retry_unknown_writes = retry_unknown_writes
         self._sleep = sleep
         self.client = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
@@ -375,7 +417,7 @@ class MarketplaceHttp:
             auth=auth,
             timeout=httpx.Timeout(
                 connect=CONNECT_TIMEOUT_S,
-                read=READ_TIMEOUT_S,
+                read=read_timeout_s,
                 write=WRITE_TIMEOUT_S,
                 pool=POOL_TIMEOUT_S,
             ),
@@ -442,9 +484,12 @@ class MarketplaceHttp:
         stream: bool,
     ) -> httpx.Response:
         send_headers = dict(headers or {})
+        is_write = idempotency_key is not None
         if idempotency_key:
             send_headers[IDEMPOTENCY_HEADER] = idempotency_key
         attempt = 0
+        # Why an earlier attempt of this write may have taken effect (None: none can have).
+        maybe_arrived: str | None = None
         while True:
             attempt += 1
             request = self.client.build_request(
@@ -453,10 +498,15 @@ class MarketplaceHttp:
             try:
                 response = self.client.send(request, stream=stream)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if attempt > self.max_retries:
-                    raise Transient(
-                        f"{method} {path}: {type(exc).__name__}: {exc}", marketplace=self.slug
-                    ) from exc
+                failure = f"{type(exc).__name__}: {exc}"
+                if is_write and request_may_have_arrived(exc):
+                    maybe_arrived = failure
+                    if attempt > self.max_retries or not self.retry_unknown_writes:
+                        raise self._unknown(method, path, maybe_arrived, attempt) from exc
+                elif attempt > self.max_retries:
+                    if maybe_arrived:
+                        raise self._unknown(method, path, maybe_arrived, attempt) from exc
+                    raise Transient(f"{method} {path}: {failure}", marketplace=self.slug) from exc
                 self._sleep(backoff_delay(attempt))
                 continue
             if response.is_success:
@@ -465,12 +515,43 @@ class MarketplaceHttp:
                 response.read()
                 response.close()
             status = response.status_code
-            if status in RETRYABLE_STATUSES and attempt <= self.max_retries:
-                self._sleep(
-                    backoff_delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
-                )
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if is_write and status >= 500:
+                maybe_arrived = f"HTTP {status}: {response.text[:200]}"
+                if attempt > self.max_retries or not self.retry_unknown_writes:
+                    raise self._unknown(
+                        method, path, maybe_arrived, attempt, status=status, body=response.text
+                    )
+                self._sleep(backoff_delay(attempt, retry_after))
                 continue
+            if status in RETRYABLE_STATUSES and attempt <= self.max_retries:
+                self._sleep(backoff_delay(attempt, retry_after))
+                continue
+            if maybe_arrived:
+                # Refused now, but an earlier attempt may have taken effect (a marketplace that
+                # ignores idempotency keys refuses the repeat on its own merits): not a refusal.
+                raise self._unknown(
+                    method, path, maybe_arrived, attempt, status=status, body=response.text
+                )
             raise self._error_for(method, path, response)
+
+    def _unknown(
+        self,
+        method: str,
+        path: str,
+        why: str,
+        attempts: int,
+        *,
+        status: int | None = None,
+        body: str | None = None,
+    ) -> OutcomeUnknown:
+        return OutcomeUnknown(
+            f"{method} {path}: outcome unknown after {attempts} attempt(s); "
+            f"an attempt may have reached {self.slug}: {why}",
+            marketplace=self.slug,
+            status=status,
+            response_text=body,
+        )
 
     def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
         response = self.request("GET", path, params=params)

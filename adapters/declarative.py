@@ -82,6 +82,8 @@ _PAGING_OPTIONS: Mapping[str, tuple[str, ...]] = {
 }
 _OTHER_OPTIONS = frozenset(
     {
+        "read_timeout_s",
+        "retry_unknown_writes",
         "list_path",
         "pagination",
         "records_path",

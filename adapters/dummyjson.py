@@ -15,7 +15,9 @@ from urllib.parse import quote
 
 import httpx
 
+from adapters.accepted import accepted_lines, line_quantity, order_money
 from adapters.base import (
+    AcceptedLine,
     BadPayload,
     Capability,
     CatalogPage,
@@ -26,6 +28,7 @@ from adapters.base import (
     OrderStatus,
     PlacedOrder,
     Rejected,
+    Unsupported,
     parse_rating,
 )
 from adapters.fields import (
@@ -44,7 +47,6 @@ from adapters.fields import (
 )
 from adapters.gtin import normalize_gtin
 from adapters.http_adapter import HttpMarketplaceAdapter
-from onecart.money import MoneyError, parse_decimal, to_minor_units
 
 DEFAULT_CART_USER_ID = 1
 
@@ -158,24 +160,39 @@ class DummyJsonAdapter(HttpMarketplaceAdapter):
             raise BadPayload(
                 "bad_response", detail="carts/add returned no cart id", marketplace=self.slug
             )
-        total_minor: int | None
-        try:
-            total_minor = to_minor_units(parse_decimal(body.get("total")), self.config.currency)
-        except MoneyError:
-            total_minor = None
+        currency = self.config.currency
+        # What the cart costs after DummyJSON's discounts; floats with binary noise, read exactly.
+        total_minor = order_money(body.get("discountedTotal", body.get("total")), currency)
         return PlacedOrder(
             marketplace_order_id=str(body["id"]),
             # A cart has no status: accepted is all DummyJSON ever says about it.
             status=OrderStatus.PENDING,
             total_minor=total_minor,
-            currency=self.config.currency if total_minor is not None else None,
+            currency=currency if total_minor is not None else None,
+            lines=accepted_lines(body.get("products"), lambda item: _cart_line(item, currency)),
         )
 
     def find_order(self, reference: str) -> PlacedOrder | None:
-        """Always None: a DummyJSON cart stores no external reference and cannot be searched, so
-        a lost placement cannot be reconciled here; the Idempotency-Key sent with every retry of
-        `place_order` is what prevents a duplicate cart."""
+        """Unsupported: a DummyJSON cart stores no external reference and carts cannot be
+        searched, so the marketplace cannot be asked whether it holds our order. A placement
+        whose outcome is unknown can only be retried with the same Idempotency-Key."""
+        raise Unsupported(
+            f"{self.slug}: DummyJSON carts cannot be looked up by reference", marketplace=self.slug
+        )
+
+
+def _cart_line(item: Mapping[str, Any], currency: str) -> AcceptedLine | None:
+    """A cart product: id, quantity, unit price and line total (after discount), as floats."""
+    product_id = optional_int(item.get("id"))
+    quantity = line_quantity(item.get("quantity"))
+    if product_id is None or quantity is None:
         return None
+    return AcceptedLine(
+        str(product_id),
+        quantity,
+        order_money(item.get("price"), currency) if not item.get("discountPercentage") else None,
+        order_money(item.get("discountedTotal", item.get("total")), currency),
+    )
 
 
 def _product_id(external_id: str, slug: str) -> int:

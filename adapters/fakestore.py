@@ -16,7 +16,9 @@ from urllib.parse import quote
 
 import httpx
 
+from adapters.accepted import accepted_lines, line_quantity
 from adapters.base import (
+    AcceptedLine,
     BadPayload,
     Capability,
     CatalogPage,
@@ -27,6 +29,7 @@ from adapters.base import (
     OrderStatus,
     PlacedOrder,
     Rejected,
+    Unsupported,
     parse_rating,
 )
 from adapters.fields import (
@@ -35,6 +38,7 @@ from adapters.fields import (
     dig,
     iter_json_array,
     optional_count,
+    optional_int,
     optional_text,
     optional_url,
     require_decimal_price,
@@ -130,13 +134,29 @@ class FakeStoreAdapter(HttpMarketplaceAdapter):
             raise BadPayload(
                 "bad_response", detail="/carts returned no cart id", marketplace=self.slug
             )
-        # A cart has no status and no total: accepted is all the API says.
-        return PlacedOrder(marketplace_order_id=str(body["id"]), status=OrderStatus.PENDING)
+        # A cart has no status and no prices: only its products and quantities are said.
+        return PlacedOrder(
+            marketplace_order_id=str(body["id"]),
+            status=OrderStatus.PENDING,
+            lines=accepted_lines(body.get("products"), _cart_line),
+        )
 
     def find_order(self, reference: str) -> PlacedOrder | None:
-        """Always None: a Fake Store cart has no field for an external reference, so a lost
-        placement cannot be looked up; the Idempotency-Key on retries prevents duplicates."""
+        """Unsupported: a Fake Store cart has no field for an external reference, so the
+        marketplace cannot be asked whether it holds our order; only a retry with the same
+        Idempotency-Key is safe."""
+        raise Unsupported(
+            f"{self.slug}: Fake Store carts cannot be looked up by reference",
+            marketplace=self.slug,
+        )
+
+
+def _cart_line(item: Mapping[str, Any]) -> AcceptedLine | None:
+    product_id = optional_int(item.get("productId"))
+    quantity = line_quantity(item.get("quantity"))
+    if product_id is None or quantity is None:
         return None
+    return AcceptedLine(str(product_id), quantity)
 
 
 def _product_id(external_id: str, slug: str) -> int:

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 
 from adapters.base import (
+    MAX_READ_TIMEOUT_S,
+    MIN_READ_TIMEOUT_S,
     Capability,
     MarketplaceConfig,
     MarketplaceHttp,
@@ -25,6 +27,40 @@ from adapters.base import (
     unsupported,
 )
 from adapters.fields import decode_json_body, marketplace_message
+from adapters.registry import MarketplaceConfigError
+
+
+def read_timeout_option(config: MarketplaceConfig) -> float:
+    """Seconds to wait for an answer: the marketplace's `read_timeout_s` option, else
+    ONECART_MARKETPLACE_READ_TIMEOUT_S; bounded, so a typo fails when the adapter is built."""
+    raw = config.options.get("read_timeout_s")
+    if raw is None:
+        from onecart.settings import get_settings
+
+        return get_settings().marketplace_read_timeout_s
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise MarketplaceConfigError(
+            f"marketplace {config.slug}: options.read_timeout_s must be a number of seconds"
+        )
+    if not MIN_READ_TIMEOUT_S <= raw <= MAX_READ_TIMEOUT_S:
+        raise MarketplaceConfigError(
+            f"marketplace {config.slug}: options.read_timeout_s must be between "
+            f"{MIN_READ_TIMEOUT_S} and {MAX_READ_TIMEOUT_S}, got {raw!r}"
+        )
+    return float(raw)
+
+
+def retry_unknown_writes_option(config: MarketplaceConfig) -> bool:
+    """`retry_unknown_writes` (default true): resend a write whose outcome is unknown with the
+    same idempotency key. Set it false for a marketplace that ignores Idempotency-Key (real
+    WooCommerce and DummyJSON do): the write then raises OutcomeUnknown at once and the caller
+    asks the marketplace (find_order) before anything else."""
+    raw = config.options.get("retry_unknown_writes", True)
+    if not isinstance(raw, bool):
+        raise MarketplaceConfigError(
+            f"marketplace {config.slug}: options.retry_unknown_writes must be true or false"
+        )
+    return raw
 
 
 class HttpMarketplaceAdapter:
@@ -48,7 +84,13 @@ class HttpMarketplaceAdapter:
         self.slug = config.slug
         self._sleep = sleep
         self.http = MarketplaceHttp(
-            config.slug, config.base_url, headers=headers, transport=transport, sleep=sleep
+            config.slug,
+            config.base_url,
+            headers=headers,
+            transport=transport,
+            sleep=sleep,
+            read_timeout_s=read_timeout_option(config),
+            retry_unknown_writes=retry_unknown_writes_option(config),
         )
 
     def close(self) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from adapters.accepted import accepted_lines, line_quantity, order_money
 from adapters.base import (
+    AcceptedLine,
     BadPayload,
     Capability,
     CatalogPage,
@@ -48,13 +49,27 @@ from adapters.fields import (
 )
 from adapters.gtin import normalize_gtin
 from adapters.http_adapter import HttpMarketplaceAdapter
-from onecart.money import MoneyError, from_minor_units, parse_decimal, to_minor_units
+from onecart.money import from_minor_units
 
 DEFAULT_API_VERSION = "2024-10"
 MAX_PAGE_SIZE = 250  # Shopify's cap on `limit`
 ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
 
-ORDER_FIELDS = """
+# What the order holds, as the shop recorded it: placement verifies it against what was asked.
+LINE_ITEM_FIELDS = """
+    lineItems(first: 250) {
+      nodes {
+        quantity
+        currentQuantity
+        variant { id }
+        product { id }
+        originalUnitPriceSet { shopMoney { amount currencyCode } }
+      }
+    }
+"""
+
+ORDER_FIELDS = (
+    """
     id
     name
     sourceIdentifier
@@ -64,8 +79,11 @@ ORDER_FIELDS = """
     totalPriceSet { shopMoney { amount currencyCode } }
     fulfillments(first: 20) { status displayStatus trackingInfo { company number url } }
 """
+    + LINE_ITEM_FIELDS
+)
 
-ORDER_CREATE_MUTATION = """
+ORDER_CREATE_MUTATION = (
+    """
 mutation OneCartOrderCreate($order: OrderCreateOrderInput!) {
   orderCreate(order: $order) {
     order {
@@ -75,12 +93,14 @@ mutation OneCartOrderCreate($order: OrderCreateOrderInput!) {
       displayFinancialStatus
       displayFulfillmentStatus
       cancelledAt
-      totalPriceSet { shopMoney { amount currencyCode } }
-    }
+      totalPriceSet { shopMoney { amount currencyCode } }"""
+    + LINE_ITEM_FIELDS
+    + """    }
     userErrors { field message }
   }
 }
 """
+)
 
 ORDER_QUERY = (
     """
@@ -536,14 +556,50 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         )
 
     def _placed(self, order: Mapping[str, Any]) -> PlacedOrder:
+        """The order as the shop holds it: status, total and the lines it recorded."""
         status, _ = map_shopify_order_status(order)
         total_minor, currency = _shop_money(order.get("totalPriceSet"))
+        line_items = order.get("lineItems")
+        if isinstance(line_items, Mapping) and isinstance(line_items.get("edges"), list):
+            nodes: object = [
+                edge.get("node") for edge in line_items["edges"] if isinstance(edge, Mapping)
+            ]
+        else:
+            nodes = line_items.get("nodes") if isinstance(line_items, Mapping) else None
         return PlacedOrder(
             marketplace_order_id=str(order["id"]),
             status=status,
             total_minor=total_minor,
             currency=currency,
+            lines=accepted_lines(nodes, self._accepted_line),
         )
+
+    def _accepted_line(self, node: Mapping[str, Any]) -> AcceptedLine | None:
+        """A line item: product id (from the product, else the variant we ordered), the
+        quantity still on the order, and the unit price the shop billed."""
+        product = node.get("product")
+        external_id = (
+            str(_numeric_tail(str(product["id"])))
+            if isinstance(product, Mapping) and product.get("id")
+            else None
+        )
+        if external_id is None:
+            variant = node.get("variant")
+            variant_gid = str(variant.get("id")) if isinstance(variant, Mapping) else ""
+            external_id = next(
+                (pid for pid, gid in self._variant_ids.items() if gid == variant_gid), None
+            )
+        quantity = line_quantity(node.get("currentQuantity", node.get("quantity")))
+        if external_id is None or quantity is None:
+            return None
+        price = node.get("originalUnitPriceSet")
+        money = price.get("shopMoney") if isinstance(price, Mapping) else None
+        unit = (
+            order_money(money.get("amount"), str(money.get("currencyCode") or ""))
+            if isinstance(money, Mapping)
+            else None
+        )
+        return AcceptedLine(external_id, quantity, unit)
 
     def _state(self, order: Mapping[str, Any]) -> OrderState:
         status, raw = map_shopify_order_status(order)
@@ -569,9 +625,6 @@ def _shop_money(price_set: object) -> tuple[int | None, str | None]:
     if not isinstance(price_set, Mapping) or not isinstance(price_set.get("shopMoney"), Mapping):
         return None, None
     money = price_set["shopMoney"]
-    currency = money.get("currencyCode")
-    try:
-        amount: Decimal = parse_decimal(money.get("amount"))
-        return to_minor_units(amount, str(currency)), str(currency)
-    except MoneyError:
-        return None, None
+    currency = str(money.get("currencyCode") or "")
+    minor = order_money(money.get("amount"), currency)
+    return (minor, currency) if minor is not None else (None, None)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from adapters.accepted import accepted_lines, line_quantity, order_money, unit_from_total
 from adapters.base import (
+    AcceptedLine,
     BadPayload,
     Capability,
     CatalogPage,
@@ -27,6 +30,7 @@ from adapters.base import (
     PlacedOrder,
     Rejected,
     ShippingAddress,
+    Transient,
     parse_rating,
 )
 from adapters.fields import (
@@ -43,11 +47,15 @@ from adapters.fields import (
 )
 from adapters.gtin import normalize_gtin
 from adapters.http_adapter import HttpMarketplaceAdapter
-from onecart.money import MoneyError, parse_decimal, to_minor_units
+from adapters.registry import MarketplaceConfigError
+from onecart.money import from_minor_units
 
 STORE_API = "wp-json/wc/store/v1"
 REST_API = "wp-json/wc/v3"
-MAX_PAGE_SIZE = 100  # the Store API's cap on `per_page`
+MAX_PAGE_SIZE = 100  # the Store API's and REST API's cap on `per_page`
+# find_order lists at most this many pages of recent orders before giving up (unknown).
+MAX_SCAN_PAGES = 20
+DEFAULT_ORDER_LOOKBACK_HOURS = 72
 REFERENCE_META_KEY = "_onecart_reference"
 TRACKING_META_KEY = "_wc_shipment_tracking_items"  # WooCommerce Shipment Tracking extension
 
@@ -136,11 +144,30 @@ def _address(shipping: ShippingAddress, *, with_contact: bool) -> dict[str, str]
 
 
 def _order_total(order: Mapping[str, Any]) -> tuple[int | None, str | None]:
-    currency = order.get("currency")
-    try:
-        return to_minor_units(parse_decimal(order.get("total")), str(currency)), str(currency)
-    except MoneyError:
-        return None, optional_text(currency)
+    currency = optional_text(order.get("currency"))
+    return order_money(order.get("total"), currency), currency
+
+
+def _lookback_hours(config: MarketplaceConfig) -> float:
+    raw = config.options.get("order_lookback_hours", DEFAULT_ORDER_LOOKBACK_HOURS)
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 1 <= raw <= 24 * 90:
+        raise MarketplaceConfigError(
+            f"marketplace {config.slug}: options.order_lookback_hours must be 1..2160 hours"
+        )
+    return float(raw)
+
+
+def _accepted_line(item: Mapping[str, Any], currency: str) -> AcceptedLine | None:
+    """A line item: product id, quantity and the line total the store billed (`total`, a
+    decimal string; `price` is a float and only derived from it)."""
+    product_id = optional_int(item.get("product_id"))
+    quantity = line_quantity(item.get("quantity"))
+    if product_id is None or quantity is None:
+        return None
+    line_total = order_money(item.get("total"), currency)
+    return AcceptedLine(
+        str(product_id), quantity, unit_from_total(line_total, quantity), line_total
+    )
 
 
 class WooCommerceAdapter(HttpMarketplaceAdapter):
@@ -165,6 +192,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
     ) -> None:
         super().__init__(config, transport=transport, sleep=sleep)
         self.page_size = max(1, min(config.page_size, MAX_PAGE_SIZE))
+        self.order_lookback = timedelta(hours=_lookback_hours(config))
 
     # --- Catalog ----------------------------------------------------------------------------
 
@@ -263,7 +291,19 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
                     f"{self.slug}: not a WooCommerce product id: {line.external_id!r}",
                     marketplace=self.slug,
                 )
-            line_items.append({"product_id": int(line.external_id), "quantity": line.quantity})
+            # REST v3 takes the line's price as its total (and subtotal, before discounts):
+            # the store bills what the shopper paid us, not whatever its price is now.
+            charged = format(
+                from_minor_units(line.unit_price_minor * line.quantity, line.currency), "f"
+            )
+            line_items.append(
+                {
+                    "product_id": int(line.external_id),
+                    "quantity": line.quantity,
+                    "subtotal": charged,
+                    "total": charged,
+                }
+            )
         payload = {
             "payment_method": "onecart",
             "payment_method_title": "Paid via OneCart",
@@ -284,27 +324,62 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         return self._placed(self._order_body(body))
 
     def find_order(self, reference: str) -> PlacedOrder | None:
-        """The oldest order whose `_onecart_reference` meta equals `reference`.
+        """The oldest order whose `_onecart_reference` meta equals `reference`, or None when no
+        order of the look-back window (option `order_lookback_hours`, default 72) carries it.
 
-        `search` is a full-text match, so results are filtered on the meta value itself.
+        First `search=REF` (cheap where the store adds the meta to its order search with the
+        `woocommerce_shop_order_search_fields` filter, as the sandbox does). Core WooCommerce
+        search does not cover meta, so an empty search proves nothing: the answer "no such
+        order" comes only from listing every order created in the window (`after`, oldest
+        first, 100 a page) and reading each one's meta.
         """
-        body, _ = self.get_json(
-            f"{REST_API}/orders", params={"search": reference}, headers=self.basic_auth_header()
+        headers = self.basic_auth_header()
+        found = self._orders_with_reference(
+            self._order_list({"search": reference}, headers), reference
         )
+        if found:
+            return self._placed(found[0])
+        after = datetime.now(UTC) - self.order_lookback
+        for page in range(1, MAX_SCAN_PAGES + 1):
+            params = {
+                "after": after.strftime("%Y-%m-%dT%H:%M:%S"),
+                "dates_are_gmt": "true",
+                "orderby": "id",
+                "order": "asc",
+                "per_page": MAX_PAGE_SIZE,
+                "page": page,
+            }
+            orders = self._order_list(params, headers)
+            found = self._orders_with_reference(orders, reference)
+            if found:
+                return self._placed(found[0])
+            if len(orders) < MAX_PAGE_SIZE:
+                return None
+        raise Transient(
+            f"{self.slug}: more than {MAX_SCAN_PAGES * MAX_PAGE_SIZE} orders in the last "
+            f"{self.order_lookback}: cannot confirm that none carries {reference!r}",
+            marketplace=self.slug,
+        )
+
+    def _order_list(self, params: Mapping[str, Any], headers: Mapping[str, str]) -> list[Any]:
+        body, _ = self.get_json(f"{REST_API}/orders", params=params, headers=headers)
         if not isinstance(body, list):
             raise BadPayload(
-                "bad_response", detail="order search is not a list", marketplace=self.slug
+                "bad_response", detail="order list is not a list", marketplace=self.slug
             )
+        return body
+
+    @staticmethod
+    def _orders_with_reference(orders: list[Any], reference: str) -> list[Mapping[str, Any]]:
+        """Orders whose reference meta is exactly `reference`, oldest (lowest id) first."""
         matches = [
             order
-            for order in body
+            for order in orders
             if isinstance(order, Mapping)
             and _meta_value(order, REFERENCE_META_KEY) == reference
             and optional_int(order.get("id")) is not None
         ]
-        if not matches:
-            return None
-        return self._placed(min(matches, key=lambda order: int(order["id"])))
+        return sorted(matches, key=lambda order: int(order["id"]))
 
     def order_status(self, marketplace_order_id: str) -> OrderState:
         """The order's status, with tracking from the Shipment Tracking meta once completed."""
@@ -331,12 +406,17 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         return body
 
     def _placed(self, order: Mapping[str, Any]) -> PlacedOrder:
+        """The order as the store holds it: status, total and its line items."""
         total_minor, currency = _order_total(order)
         return PlacedOrder(
             marketplace_order_id=str(order["id"]),
             status=map_woocommerce_status(order.get("status")),
             total_minor=total_minor,
             currency=currency,
+            lines=accepted_lines(
+                order.get("line_items"),
+                lambda item: _accepted_line(item, currency or self.config.currency),
+            ),
         )
 
     def _state(self, order: Mapping[str, Any]) -> OrderState:

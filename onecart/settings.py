@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     # Total offers across all sandbox marketplaces (≈ 2,000 each by default).
     sandbox_offers: int = Field(12_000, alias="ONECART_SANDBOX_OFFERS")
     sandbox_seed: int = Field(42, alias="ONECART_SANDBOX_SEED")
+    # Seconds an adapter waits for a marketplace's answer (marketplaces.toml option
+    # `read_timeout_s` overrides it per marketplace); a write that times out is "unknown".
+    marketplace_read_timeout_s: float = Field(
+        15.0, ge=0.05, le=300, alias="ONECART_MARKETPLACE_READ_TIMEOUT_S"
+    )
 
     meili_url: str = Field("http://127.0.0.1:7700", alias="MEILI_URL")
     meili_master_key: str = Field("onecart-local-master-key-0123456789", alias="MEILI_MASTER_KEY")

@@ -20,7 +20,7 @@ from sandbox.fakestore import FakeStoreService
 from sandbox.google_feed import GoogleFeedService
 from sandbox.images import render_product_svg
 from sandbox.knobs import ALL_MARKETPLACES, KnobBoard, KnobError
-from sandbox.orders import OrderBook
+from sandbox.orders import OrderBook, SandboxOrder
 from sandbox.service import (
     WILDCARD_HOSTS,
     MarketplaceService,
@@ -102,6 +102,12 @@ class SandboxApp:
             Rule("/_sandbox/knobs/<slug>", endpoint=("control", "set_knobs"), methods=["POST"]),
             Rule("/_sandbox/reset", endpoint=("control", "reset"), methods=["POST"]),
             Rule("/_sandbox/images/<name>.svg", endpoint=("control", "image"), methods=["GET"]),
+            Rule("/_sandbox/orders/<slug>", endpoint=("control", "orders"), methods=["GET"]),
+            Rule(
+                "/_sandbox/orders/<slug>/<int:number>/cancel",
+                endpoint=("control", "cancel_order"),
+                methods=["POST"],
+            ),
         ]
         for slug, service in self.services.items():
             for path, handler, methods in service.routes:
@@ -172,6 +178,7 @@ class SandboxApp:
                     f"{base}/_sandbox/health",
                     f"{base}/_sandbox/knobs",
                     f"{base}/_sandbox/reset",
+                    f"{base}/_sandbox/orders/<slug>",
                 ],
             }
         )
@@ -203,6 +210,50 @@ class SandboxApp:
     def _control_reset(self, request: Request) -> Response:
         self.knobs.reset()
         return json_response({"status": "reset", "knobs": self.knobs.snapshot()})
+
+    def _control_orders(self, request: Request, slug: str) -> Response:
+        """Every order a marketplace holds (`?reference=` narrows to one reference), in our
+        terms: what the fault suite checks its invariants against, whatever the format."""
+        if slug not in self.services:
+            return json_response({"error": f"unknown marketplace {slug!r}"}, 404)
+        reference = request.args.get("reference")
+        orders = (
+            self.orders.find_by_reference(slug, reference) if reference else self.orders.list(slug)
+        )
+        step = self.knobs.get(slug).order_step_seconds
+        return json_response({"orders": [self._order_facts(o, step) for o in orders]})
+
+    def _control_cancel_order(self, request: Request, slug: str, number: int) -> Response:
+        """The marketplace cancels one of its orders itself (at any stage), as a store does
+        when an item turns out to be out of stock; visible through its order status."""
+        order = self.orders.get(slug, number) if slug in self.services else None
+        if order is None:
+            return json_response({"error": f"no order {number} on {slug!r}"}, 404)
+        step = self.knobs.get(slug).order_step_seconds
+        self.orders.cancel(order, step, reason="declined", by_marketplace=True)
+        return json_response(self._order_facts(order, step))
+
+    def _order_facts(self, order: SandboxOrder, step: float) -> dict[str, Any]:
+        progress = self.orders.progress(order, step)
+        return {
+            "number": order.number,
+            "reference": order.reference,
+            "idempotency_key": order.idempotency_key,
+            "status": progress.status,
+            "cancel_reason": order.cancel_reason if progress.cancelled_at else None,
+            "currency": order.currency,
+            "total_minor": order.total_minor,
+            "lines": [
+                {
+                    "external_id": line.external_id,
+                    "quantity": line.quantity,
+                    "unit_price_minor": line.unit_price_minor,
+                    "total_minor": line.total_minor,
+                }
+                for line in order.lines
+            ],
+            "created_at": order.created_at.isoformat(),
+        }
 
     def _control_image(self, request: Request, name: str) -> Response:
         product = self.world.product_for_image(name)

@@ -277,8 +277,11 @@ class DummyJsonService(MarketplaceService):
 
     def add_cart(self, request: Request) -> Response:
         """POST /carts/add {userId, products: [{id, quantity}]} → the cart (201; 200 on replay)."""
-        if self.ctx.knobs.take_order_failure(self.slug):
+        plan = self.ctx.knobs.plan_placement(self.slug)
+        if plan.fail_before:
             raise JsonError(503, {"message": "Service Unavailable (fail_next_orders)"})
+        if plan.refuse:
+            raise JsonError(400, {"message": "Cart could not be created: products unavailable"})
         body = read_json_body(request, {"message": "Invalid JSON body"})
         if not isinstance(body, dict) or body.get("userId") in (None, ""):
             raise JsonError(400, {"message": "User id is required"})
@@ -290,6 +293,10 @@ class DummyJsonService(MarketplaceService):
             if not isinstance(item, dict):
                 raise JsonError(400, {"message": "Each product needs an id and a quantity"})
             index = self._index_of(str(item.get("id", "")))
+            if index is not None and plan.is_delisted(str(index + 1)):
+                index = None
+            if index is None and plan.drop_unknown_lines:
+                continue  # the real DummyJSON drops unknown ids and still answers 201
             if index is None:
                 raise _not_found(item.get("id"))
             quantity = item.get("quantity", 1)
@@ -304,8 +311,9 @@ class DummyJsonService(MarketplaceService):
                     str(index + 1),
                     offer.title,
                     offer.product.model,
-                    quantity,
-                    offer.price_minor,
+                    plan.quantity(quantity),
+                    # carts/add takes no price: the store bills its own (current) price.
+                    plan.billed_unit_price(None, offer.price_minor),
                 )
             )
         lines.sort(key=lambda line: line.offer_index)  # DummyJSON answers in id order
@@ -318,7 +326,13 @@ class DummyJsonService(MarketplaceService):
             cancel_rate=0.0,
             extra={"userId": body.get("userId")},
         )
-        return json_response(self.cart_record(request, order), status=201 if created else 200)
+        return self.ctx.finish_placement(
+            self.slug,
+            plan,
+            order,
+            json_response(self.cart_record(request, order), status=201 if created else 200),
+            json_response({"message": "Internal Server Error"}, 500),
+        )
 
     def get_cart(self, request: Request, cart_id: int) -> Response:
         """GET /carts/<id>: a cart created through this sandbox."""
@@ -330,9 +344,13 @@ class DummyJsonService(MarketplaceService):
     def cart_record(self, request: Request, order: SandboxOrder) -> dict[str, Any]:
         """A cart as DummyJSON answers it."""
         products = []
+        # DummyJSON computes in JavaScript numbers: line totals and the cart total are binary
+        # floats, so 89.99 × 3 arrives as 269.96999999999997 (the adapter must round exactly).
+        cart_total = 0.0
         for line in order.lines:
             offer = self.ctx.offer(self.slug, line.offer_index)
-            total = _float_price(line.total_minor, order.currency)
+            total = _float_price(line.unit_price_minor, order.currency) * line.quantity
+            cart_total += total
             products.append(
                 {
                     "id": int(line.external_id),
@@ -345,7 +363,7 @@ class DummyJsonService(MarketplaceService):
                     "thumbnail": self.ctx.image_url(request, offer),
                 }
             )
-        total = _float_price(order.total_minor, order.currency)
+        total = cart_total
         return {
             "id": order.number,
             "products": products,

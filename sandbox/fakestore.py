@@ -133,10 +133,13 @@ class FakeStoreService(MarketplaceService):
 
     def create_cart(self, request: Request) -> Response:
         """POST /carts {userId, date, products: [{productId, quantity}]} → 201 (200 on replay)."""
-        if self.ctx.knobs.take_order_failure(self.slug):
+        plan = self.ctx.knobs.plan_placement(self.slug)
+        if plan.fail_before:
             raise JsonError(
                 503, {"status": "error", "message": "Service Unavailable (fail_next_orders)"}
             )
+        if plan.refuse:
+            raise JsonError(400, {"status": "error", "message": "cart could not be created"})
         body = read_json_body(request, {"status": "error", "message": "invalid JSON body"})
         items = body.get("products") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
@@ -149,6 +152,10 @@ class FakeStoreService(MarketplaceService):
                 )
             index = self._index_of(str(item.get("productId", "")))
             quantity = item.get("quantity")
+            if index is not None and plan.is_delisted(str(index + 1)):
+                index = None
+            if index is None and plan.drop_unknown_lines:
+                continue  # a sloppy server drops what it does not know and still answers 201
             if index is None:
                 raise JsonError(
                     400,
@@ -165,8 +172,8 @@ class FakeStoreService(MarketplaceService):
                     str(index + 1),
                     offer.title,
                     offer.product.model,
-                    quantity,
-                    offer.price_minor,
+                    plan.quantity(quantity),
+                    plan.billed_unit_price(None, offer.price_minor),
                 )
             )
         order, created = self.ctx.orders.place(
@@ -181,7 +188,13 @@ class FakeStoreService(MarketplaceService):
                 "date": body.get("date") or datetime.now(UTC).date().isoformat(),
             },
         )
-        return json_response(self.cart_record(order), status=201 if created else 200)
+        return self.ctx.finish_placement(
+            self.slug,
+            plan,
+            order,
+            json_response(self.cart_record(order), status=201 if created else 200),
+            json_response({"status": "error", "message": "Internal Server Error"}, 500),
+        )
 
     def list_carts(self, request: Request) -> Response:
         """GET /carts: every cart created through this sandbox."""

@@ -18,6 +18,10 @@ from typing import Any
 # Longest latency a knob may ask for: enough to trip any client timeout, short of hanging tests.
 MAX_LATENCY_MS = 120_000
 ALL_MARKETPLACES = "all"
+# Bounds of the order_price_change_pct knob: a price can fall to 1% or rise elevenfold.
+MIN_PRICE_CHANGE_PCT = -99
+MAX_PRICE_CHANGE_PCT = 1000
+MAX_DELISTED_PRODUCTS = 1000
 
 
 class KnobError(ValueError):
@@ -39,10 +43,24 @@ class Knobs:
     price_drift: float = 0.0
     # Sandbox extension: the price epoch (see sandbox.world), for incremental-run benchmarks.
     price_epoch: int = 0
+    # Order faults (the money path's fault suite): see docs/sandbox-and-adapters.md.
+    order_reply_delay_ms: int = 0
+    fail_after_next_orders: int = 0
+    refuse_next_orders: int = 0
+    order_price_change_pct: int = 0
+    drop_unknown_lines: bool = False
+    delisted_products: tuple[str, ...] = ()
+    max_line_quantity: int = 0
+    cancel_next_orders: int = 0
+    cancel_reply_delay_ms: int = 0
+    fail_after_next_cancels: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The knobs as JSON-ready values."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {
+            f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
+            for f in fields(self)
+        }
 
 
 KNOB_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Knobs))
@@ -103,6 +121,39 @@ def _positive_seconds(name: str, value: object) -> float:
     return number
 
 
+def _percent_change(name: str, value: object) -> int:
+    number = _as_number(name, value, int)
+    if not MIN_PRICE_CHANGE_PCT <= number <= MAX_PRICE_CHANGE_PCT:
+        raise KnobError(
+            f"{name} is a whole percentage between {MIN_PRICE_CHANGE_PCT} and "
+            f"{MAX_PRICE_CHANGE_PCT}, got {value!r}"
+        )
+    return int(number)
+
+
+def _product_ids(name: str, value: object) -> tuple[str, ...]:
+    """External product ids: a JSON list of ids, or one comma-separated string (for --knob)."""
+    if isinstance(value, str):
+        items: list[object] = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise KnobError(f"{name} must be a list of product ids, got {value!r}")
+    if len(items) > MAX_DELISTED_PRODUCTS:
+        raise KnobError(f"{name} holds at most {MAX_DELISTED_PRODUCTS} ids, got {len(items)}")
+    ids: list[str] = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise KnobError(f"{name} must hold product ids (text or whole numbers), got {item!r}")
+        text = str(item).strip()
+        if not text or len(text) > 100:
+            raise KnobError(f"{name}: {item!r} is not a product id")
+        ids.append(text)
+    return tuple(dict.fromkeys(ids))
+
+
 _COERCERS: dict[str, Callable[[str, object], Any]] = {
     "latency_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
     "error_rate": _share,
@@ -114,6 +165,16 @@ _COERCERS: dict[str, Callable[[str, object], Any]] = {
     "cancel_rate": _share,
     "price_drift": _share,
     "price_epoch": _count,
+    "order_reply_delay_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
+    "fail_after_next_orders": _count,
+    "refuse_next_orders": _count,
+    "order_price_change_pct": _percent_change,
+    "drop_unknown_lines": _as_bool,
+    "delisted_products": _product_ids,
+    "max_line_quantity": _count,
+    "cancel_next_orders": _count,
+    "cancel_reply_delay_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
+    "fail_after_next_cancels": _count,
 }
 
 
@@ -218,6 +279,53 @@ class KnobBoard:
                 return Fault(503, "error_rate")
         return None
 
+    def plan_placement(self, slug: str) -> PlacementPlan:
+        """Decide the faults of one placement request, consuming the counters it uses."""
+        with self._lock:
+            knobs = self._current[slug]
+            if knobs.fail_next_orders > 0:
+                self._current[slug] = replace(knobs, fail_next_orders=knobs.fail_next_orders - 1)
+                return PlacementPlan(fail_before=True)
+            if knobs.refuse_next_orders > 0:
+                self._current[slug] = replace(
+                    knobs, refuse_next_orders=knobs.refuse_next_orders - 1
+                )
+                return PlacementPlan(refuse=True)
+            fail_after = knobs.fail_after_next_orders > 0
+            cancel_after = knobs.cancel_next_orders > 0
+            self._current[slug] = replace(
+                knobs,
+                fail_after_next_orders=max(0, knobs.fail_after_next_orders - 1),
+                cancel_next_orders=max(0, knobs.cancel_next_orders - 1),
+            )
+            return PlacementPlan(
+                fail_after=fail_after,
+                cancel_after=cancel_after,
+                reply_delay_s=knobs.order_reply_delay_ms / 1000,
+                price_change_pct=knobs.order_price_change_pct,
+                drop_unknown_lines=knobs.drop_unknown_lines,
+                delisted=frozenset(knobs.delisted_products),
+                max_line_quantity=knobs.max_line_quantity,
+            )
+
+    def plan_cancel(self, slug: str) -> CancelPlan:
+        """Decide the faults of one cancel request, consuming fail_after_next_cancels."""
+        with self._lock:
+            knobs = self._current[slug]
+            fail_after = knobs.fail_after_next_cancels > 0
+            if fail_after:
+                self._current[slug] = replace(
+                    knobs, fail_after_next_cancels=knobs.fail_after_next_cancels - 1
+                )
+            return CancelPlan(
+                fail_after=fail_after, reply_delay_s=knobs.cancel_reply_delay_ms / 1000
+            )
+
+    def pause(self, seconds: float) -> None:
+        """Hold a reply back (order_reply_delay_ms, cancel_reply_delay_ms)."""
+        if seconds > 0:
+            self._sleep(seconds)
+
     def take_order_failure(self, slug: str) -> bool:
         """True (and one fewer pending failure) when this order placement must fail with 503."""
         with self._lock:
@@ -226,6 +334,52 @@ class KnobBoard:
                 self._current[slug] = replace(knobs, fail_next_orders=knobs.fail_next_orders - 1)
                 return True
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementPlan:
+    """What the knobs make of ONE order placement; the counters it used are already consumed.
+
+    `fail_before`: answer 503 before creating anything (fail_next_orders). `refuse`: refuse the
+    order the marketplace's own way (refuse_next_orders). Otherwise the order is created, then
+    `cancel_after` cancels it on the marketplace's side once the reply is written, the reply
+    waits `reply_delay_s`, and `fail_after` replaces it with a 500.
+    """
+
+    fail_before: bool = False
+    refuse: bool = False
+    fail_after: bool = False
+    cancel_after: bool = False
+    reply_delay_s: float = 0.0
+    price_change_pct: int = 0
+    drop_unknown_lines: bool = False
+    delisted: frozenset[str] = frozenset()
+    max_line_quantity: int = 0
+
+    def is_delisted(self, external_id: str) -> bool:
+        """True when the marketplace no longer knows this product for orders."""
+        return external_id in self.delisted
+
+    def quantity(self, asked: int) -> int:
+        """The quantity the marketplace accepts for a line (max_line_quantity caps it silently)."""
+        return min(asked, self.max_line_quantity) if self.max_line_quantity else asked
+
+    def billed_unit_price(self, sent_minor: int | None, current_minor: int) -> int:
+        """What the marketplace bills per unit: with a price change, its current price moved by
+        the percentage (rounded half up, at least 1), whatever was sent; otherwise the price we
+        sent where the API takes one, else its current price."""
+        if self.price_change_pct:
+            changed = (current_minor * (100 + self.price_change_pct) * 2 + 100) // 200
+            return max(1, changed)
+        return sent_minor if sent_minor is not None else current_minor
+
+
+@dataclass(frozen=True, slots=True)
+class CancelPlan:
+    """What the knobs make of ONE cancel request: wait before replying, then maybe a 500."""
+
+    fail_after: bool = False
+    reply_delay_s: float = 0.0
 
 
 def parse_cli_knob(text: str) -> tuple[str, str, object]:

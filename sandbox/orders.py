@@ -56,10 +56,14 @@ class OrderLine:
     sku: str
     quantity: int
     unit_price_minor: int
+    # A line total the client set (WooCommerce `line_items[].total`), when not unit × quantity.
+    line_total_minor: int | None = None
 
     @property
     def total_minor(self) -> int:
         """Line total in minor units."""
+        if self.line_total_minor is not None:
+            return self.line_total_minor
         return self.unit_price_minor * self.quantity
 
 
@@ -79,6 +83,7 @@ class SandboxOrder:
     reached_stage: int = 0
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
+    idempotency_key: str | None = None
 
     @property
     def total_minor(self) -> int:
@@ -158,6 +163,7 @@ class OrderBook:
                 created_monotonic=self._clock(),
                 doomed=unit_interval(self._seed, "cancel", marketplace, number) < cancel_rate,
                 extra=dict(extra or {}),
+                idempotency_key=idempotency_key,
             )
             self._orders[(marketplace, number)] = order
             if idempotency_key:
@@ -199,14 +205,22 @@ class OrderBook:
             return self._describe(order, stage, step_seconds)
 
     def cancel(
-        self, order: SandboxOrder, step_seconds: float, reason: str = "customer"
+        self,
+        order: SandboxOrder,
+        step_seconds: float,
+        reason: str = "customer",
+        *,
+        by_marketplace: bool = False,
     ) -> CancelOutcome:
-        """Cancel the order unless it has shipped; cancelling a cancelled order is a no-op."""
+        """Cancel the order unless it has shipped; cancelling a cancelled order is a no-op.
+
+        `by_marketplace`: the marketplace itself cancels (out of stock, fraud check), at any
+        stage, as the cancel_next_orders knob and the control API do."""
         with self._lock:
             current = self.progress(order, step_seconds)
             if current.status == CANCELLED:
                 return CancelOutcome(True, current)
-            if current.stage >= SHIPPED_STAGE:
+            if current.stage >= SHIPPED_STAGE and not by_marketplace:
                 return CancelOutcome(False, current)
             order.cancelled_at = datetime.now(UTC).replace(microsecond=0)
             order.cancel_reason = reason

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from sandbox.knobs import KnobBoard
-from sandbox.orders import OrderBook
+from sandbox.knobs import CancelPlan, KnobBoard, PlacementPlan
+from sandbox.orders import OrderBook, SandboxOrder
 from sandbox.world import (
     BROKEN_UTF8_BYTES,
     BROKEN_UTF8_SENTINEL,
@@ -165,6 +165,29 @@ class SandboxContext:
     def malformation(self, slug: str, index: int) -> str | None:
         """The malformation record `index` carries at the current malformed_rate, if any."""
         return self.world.malformation(slug, index, self.knobs.get(slug).malformed_rate)
+
+    def finish_placement(
+        self,
+        slug: str,
+        plan: PlacementPlan,
+        order: SandboxOrder,
+        reply: Response,
+        failure: Response,
+    ) -> Response:
+        """Apply the order faults that come after the order exists: the marketplace cancels it
+        (cancel_next_orders; the reply was rendered before, so it still shows it accepted), the
+        reply is held back (order_reply_delay_ms), or replaced by `failure`, a 500 in the
+        marketplace's own error shape (fail_after_next_orders)."""
+        if plan.cancel_after:
+            step = self.knobs.get(slug).order_step_seconds
+            self.orders.cancel(order, step, reason="declined", by_marketplace=True)
+        self.knobs.pause(plan.reply_delay_s)
+        return failure if plan.fail_after else reply
+
+    def finish_cancel(self, plan: CancelPlan, reply: Response, failure: Response) -> Response:
+        """The cancel already happened: hold the reply back, or answer `failure` (a 500)."""
+        self.knobs.pause(plan.reply_delay_s)
+        return failure if plan.fail_after else reply
 
     def image_url(self, request: Request, offer: ListedOffer) -> str:
         """Absolute URL of the product's generated image."""

@@ -226,8 +226,19 @@ class ShopifyService(MarketplaceService):
         return handlers[operation](request, variables)
 
     def _order_create(self, request: Request, variables: dict[str, Any]) -> Response:
-        if self.ctx.knobs.take_order_failure(self.slug):
+        plan = self.ctx.knobs.plan_placement(self.slug)
+        if plan.fail_before:
             raise JsonError(503, {"errors": "Service Unavailable (fail_next_orders)"})
+        if plan.refuse:
+            return self._create_result(
+                None,
+                [
+                    {
+                        "field": ["order", "lineItems"],
+                        "message": "Unable to create order: items are not available",
+                    }
+                ],
+            )
         order_input = variables.get("order")
         if not isinstance(order_input, dict):
             return self._create_result(
@@ -252,6 +263,10 @@ class ShopifyService(MarketplaceService):
                 else None
             )
             quantity = item.get("quantity")
+            if index is not None and plan.is_delisted(str(product_id(index))):
+                index = None
+            if index is None and plan.drop_unknown_lines:
+                continue  # a sloppy server drops what it does not know and says nothing
             if index is None:
                 errors.append(
                     {
@@ -266,11 +281,11 @@ class ShopifyService(MarketplaceService):
                 )
                 continue
             offer = self.ctx.offer(self.slug, index, live=True)
-            unit_price = offer.price_minor
+            sent_price: int | None = None
             amount = ((item.get("priceSet") or {}).get("shopMoney") or {}).get("amount")
             if amount is not None:
                 try:
-                    unit_price = to_minor_units(Decimal(str(amount)), currency)
+                    sent_price = to_minor_units(Decimal(str(amount)), currency)
                 except (InvalidOperation, MoneyError):
                     errors.append({"field": [*field, "priceSet"], "message": "Price is invalid"})
                     continue
@@ -280,8 +295,8 @@ class ShopifyService(MarketplaceService):
                     str(product_id(index)),
                     offer.title,
                     offer.product.model,
-                    quantity,
-                    unit_price,
+                    plan.quantity(quantity),
+                    plan.billed_unit_price(sent_price, offer.price_minor),
                 )
             )
         if errors:
@@ -299,7 +314,13 @@ class ShopifyService(MarketplaceService):
                 "shippingAddress": order_input.get("shippingAddress"),
             },
         )
-        return self._create_result(self._order_node(order), [])
+        return self.ctx.finish_placement(
+            self.slug,
+            plan,
+            order,
+            self._create_result(self._order_node(order), []),
+            json_response({"errors": "Internal Server Error"}, 500),
+        )
 
     def _create_result(self, node: dict[str, Any] | None, errors: list[dict[str, Any]]) -> Response:
         return json_response({"data": {"orderCreate": {"order": node, "userErrors": errors}}})
@@ -331,6 +352,7 @@ class ShopifyService(MarketplaceService):
         if order is None:
             error = {"code": "NOT_FOUND", "field": ["orderId"], "message": "Order does not exist"}
             return self._cancel_result(None, [error])
+        plan = self.ctx.knobs.plan_cancel(self.slug)
         step = self.ctx.knobs.get(self.slug).order_step_seconds
         outcome = self.ctx.orders.cancel(
             order, step, reason=str(variables.get("reason") or "CUSTOMER")
@@ -346,7 +368,11 @@ class ShopifyService(MarketplaceService):
             "id": f"gid://shopify/Job/{hash64('cancel-job', order.number) % 10**12}",
             "done": True,
         }
-        return self._cancel_result(job, [])
+        return self.ctx.finish_cancel(
+            plan,
+            self._cancel_result(job, []),
+            json_response({"errors": "Internal Server Error"}, 500),
+        )
 
     def _cancel_result(self, job: dict[str, Any] | None, errors: list[dict[str, Any]]) -> Response:
         return json_response(
@@ -386,9 +412,11 @@ class ShopifyService(MarketplaceService):
                         "title": line.title,
                         "sku": line.sku,
                         "quantity": line.quantity,
+                        "currentQuantity": 0 if progress.status == CANCELLED else line.quantity,
                         "variant": {
                             "id": f"gid://shopify/ProductVariant/{variant_id(line.offer_index)}"
                         },
+                        "product": {"id": f"gid://shopify/Product/{line.external_id}"},
                         "originalUnitPriceSet": {
                             "shopMoney": {
                                 "amount": format_amount(line.unit_price_minor, order.currency),

@@ -16,7 +16,9 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from onecart.money import MoneyError, parse_decimal, to_minor_units
 from sandbox.assortment import CATEGORIES
+from sandbox.knobs import PlacementPlan
 from sandbox.orders import CANCELLED, DELIVERED, PENDING, SHIPPED, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
 from sandbox.service import JsonError, MarketplaceService, json_response, query_int, read_json_body
@@ -44,6 +46,20 @@ def _error(status: int, code: str, message: str) -> JsonError:
 
 def _local(moment: datetime | None) -> str | None:
     return moment.astimezone(STORE_TIMEZONE).strftime("%Y-%m-%dT%H:%M:%S") if moment else None
+
+
+def _date_param(request: Request, name: str, gmt: bool) -> datetime | None:
+    """An ISO 8601 `after`/`before` filter: in the store's time zone unless dates_are_gmt."""
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _error(400, "rest_invalid_param", f"Invalid parameter(s): {name}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC if gmt else STORE_TIMEZONE)
+    return moment
 
 
 def _gmt(moment: datetime | None) -> str | None:
@@ -234,9 +250,16 @@ class WooCommerceService(MarketplaceService):
     def create_order(self, request: Request) -> Response:
         """POST /wp-json/wc/v3/orders (an Idempotency-Key seen before returns the same order)."""
         self._require_credentials(request)
-        if self.ctx.knobs.take_order_failure(self.slug):
+        plan = self.ctx.knobs.plan_placement(self.slug)
+        if plan.fail_before:
             raise _error(
                 503, "internal_server_error", "Service temporarily unavailable (fail_next_orders)."
+            )
+        if plan.refuse:
+            raise _error(
+                400,
+                "woocommerce_rest_cannot_create",
+                "Sorry, this order cannot be created: a product is out of stock.",
             )
         body = read_json_body(
             request,
@@ -261,6 +284,10 @@ class WooCommerceService(MarketplaceService):
                 if isinstance(wc_id, int) and not isinstance(wc_id, bool)
                 else None
             )
+            if index is not None and plan.is_delisted(str(wc_id)):
+                index = None
+            if index is None and plan.drop_unknown_lines:
+                continue  # a sloppy store drops what it does not know and still answers 201
             if index is None:
                 raise _error(
                     400, "woocommerce_rest_invalid_product_id", f"Invalid product ID {wc_id!r}."
@@ -270,12 +297,7 @@ class WooCommerceService(MarketplaceService):
                 raise _error(
                     400, "woocommerce_rest_invalid_quantity", "Quantity must be a positive integer."
                 )
-            offer = self.ctx.offer(self.slug, index, live=True)
-            lines.append(
-                OrderLine(
-                    index, str(wc_id), offer.title, offer.product.model, quantity, offer.price_minor
-                )
-            )
+            lines.append(self._order_line(plan, index, wc_id, quantity, item))
         meta = body.get("meta_data") if isinstance(body.get("meta_data"), list) else []
         reference = next(
             (
@@ -302,7 +324,43 @@ class WooCommerceService(MarketplaceService):
                 "meta_data": [m for m in meta if isinstance(m, dict)],
             },
         )
-        return json_response(self.order_record(order), status=201 if created else 200)
+        return self.ctx.finish_placement(
+            self.slug,
+            plan,
+            order,
+            json_response(self.order_record(order), status=201 if created else 200),
+            _error(
+                500, "internal_server_error", "There has been a critical error on this website."
+            ).get_response(),
+        )
+
+    def _order_line(
+        self, plan: PlacementPlan, index: int, wc_id: int, quantity: int, item: dict[str, Any]
+    ) -> OrderLine:
+        """One order line: REST v3 takes a line `total` (and `subtotal`) as a decimal string,
+        which sets what the line costs; without one the store bills its own price."""
+        offer = self.ctx.offer(self.slug, index, live=True)
+        accepted = plan.quantity(quantity)
+        sent_total: int | None = None
+        raw_total = item.get("total", item.get("subtotal"))
+        if raw_total is not None:
+            try:
+                sent_total = to_minor_units(parse_decimal(str(raw_total)), self.profile.currency)
+            except MoneyError:
+                raise _error(
+                    400, "rest_invalid_param", "Invalid parameter(s): line_items[total]"
+                ) from None
+            if sent_total < 0:
+                raise _error(400, "rest_invalid_param", "Invalid parameter(s): line_items[total]")
+        unit = plan.billed_unit_price(
+            sent_total // quantity if sent_total is not None else None, offer.price_minor
+        )
+        line_total = None
+        if sent_total is not None and not plan.price_change_pct and accepted == quantity:
+            line_total = sent_total  # what was sent, even when not unit × quantity
+        return OrderLine(
+            index, str(wc_id), offer.title, offer.product.model, accepted, unit, line_total
+        )
 
     def list_orders(self, request: Request) -> Response:
         """GET /wp-json/wc/v3/orders[?search=REF]: orders whose _onecart_reference equals REF."""
@@ -313,6 +371,18 @@ class WooCommerceService(MarketplaceService):
             if search
             else self.ctx.orders.list(self.slug)
         )
+        gmt = request.args.get("dates_are_gmt", "").lower() in {"1", "true"}
+        after = _date_param(request, "after", gmt)
+        before = _date_param(request, "before", gmt)
+        orders = [
+            order
+            for order in orders
+            if (after is None or order.created_at > after)
+            and (before is None or order.created_at < before)
+        ]
+        # REST v3 lists newest first unless asked otherwise (orderby date or id, same order).
+        if request.args.get("order", "desc") != "asc":
+            orders = list(reversed(orders))
         per_page = query_int(
             request, "per_page", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE
         )
@@ -354,6 +424,7 @@ class WooCommerceService(MarketplaceService):
                 "woocommerce_rest_invalid_status",
                 f"The sandbox only supports cancelling orders, not status {status!r}.",
             )
+        plan = self.ctx.knobs.plan_cancel(self.slug)
         step = self.ctx.knobs.get(self.slug).order_step_seconds
         outcome = self.ctx.orders.cancel(order, step)
         if not outcome.cancelled:
@@ -362,7 +433,13 @@ class WooCommerceService(MarketplaceService):
                 "woocommerce_rest_cannot_cancel",
                 f"Order #{order.number} has already been shipped and cannot be cancelled.",
             )
-        return json_response(self.order_record(order))
+        return self.ctx.finish_cancel(
+            plan,
+            json_response(self.order_record(order)),
+            _error(
+                500, "internal_server_error", "There has been a critical error on this website."
+            ).get_response(),
+        )
 
     def order_record(self, order: SandboxOrder) -> dict[str, Any]:
         """The order as REST v3 returns it, with its status now."""
@@ -440,7 +517,9 @@ class WooCommerceService(MarketplaceService):
                     "taxes": [],
                     "meta_data": [],
                     "sku": line.sku,
-                    "price": float(format_amount(line.unit_price_minor, order.currency)),
+                    # WooCommerce computes `price` as total / quantity in PHP floats.
+                    "price": float(format_amount(line.total_minor, order.currency))
+                    / max(line.quantity, 1),
                 }
                 for n, line in enumerate(order.lines, start=1)
             ],

@@ -145,7 +145,8 @@ def test_cart_is_posted_with_the_idempotency_key() -> None:
 
 def test_carts_have_no_status_or_cancel() -> None:
     store = adapter()
-    assert store.find_order("oc-ref-4") is None
+    with pytest.raises(Unsupported):  # no reference on a cart: the marketplace cannot be asked
+        store.find_order("oc-ref-4")
     with pytest.raises(Unsupported):
         store.order_status("11")
     with pytest.raises(Unsupported):

@@ -86,9 +86,10 @@ def test_place_order_posts_a_paid_order_with_our_reference() -> None:
     )
     body = json.loads(request.content)
     assert body["set_paid"] is True
+    # The prices we charged travel as each line's total (and subtotal): the store bills them.
     assert body["line_items"] == [
-        {"product_id": 34, "quantity": 1},
-        {"product_id": 12, "quantity": 3},
+        {"product_id": 34, "quantity": 1, "subtotal": "5499.00", "total": "5499.00"},
+        {"product_id": 12, "quantity": 3, "subtotal": "2997.00", "total": "2997.00"},
     ]
     assert body["meta_data"] == [{"key": "_onecart_reference", "value": "oc-ref-0002"}]
     assert body["billing"]["email"] == "wanjiru@example.com"

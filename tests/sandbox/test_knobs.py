@@ -29,6 +29,16 @@ def test_knobs_endpoint_shows_every_marketplace_with_defaults(
         "cancel_rate": 0.05,
         "price_drift": 0.0,
         "price_epoch": 0,
+        "order_reply_delay_ms": 0,
+        "fail_after_next_orders": 0,
+        "refuse_next_orders": 0,
+        "order_price_change_pct": 0,
+        "drop_unknown_lines": False,
+        "delisted_products": [],
+        "max_line_quantity": 0,
+        "cancel_next_orders": 0,
+        "cancel_reply_delay_ms": 0,
+        "fail_after_next_cancels": 0,
     }
 
 

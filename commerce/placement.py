@@ -565,22 +565,31 @@ def verify_placement(
     docstring for the policy). Amounts in the marketplace's currency unless said otherwise."""
     notes: list[str] = []
     accepted_qty: dict[str, int] = {}
-    billed_unit: dict[str, int] = {}
+    # What the marketplace says each product's lines cost (None: not said for every line).
+    billed_by_id: dict[str, int | None] = {}
     if placed.lines is not None:
         for line in placed.lines:
-            accepted_qty[line.external_id] = accepted_qty.get(line.external_id, 0) + max(
-                0, line.quantity
+            quantity = max(0, line.quantity)
+            accepted_qty[line.external_id] = accepted_qty.get(line.external_id, 0) + quantity
+            billed = line.billed_minor
+            earlier = billed_by_id.get(line.external_id, 0)
+            billed_by_id[line.external_id] = (
+                None if billed is None or earlier is None else earlier + billed
             )
-            if line.unit_price_minor is not None:
-                billed_unit[line.external_id] = line.unit_price_minor
     asked_accepted = 0
     billed_lines = 0
     kept_charge = 0
     for item in items:
         quantity = item.quantity
+        billed_item: int | None = None
         if placed.lines is not None:
-            quantity = min(item.quantity, accepted_qty.get(item.external_id, 0))
-            accepted_qty[item.external_id] = accepted_qty.get(item.external_id, 0) - quantity
+            available = accepted_qty.get(item.external_id, 0)
+            quantity = min(item.quantity, available)
+            accepted_qty[item.external_id] = available - quantity
+            billed_total = billed_by_id.get(item.external_id)
+            if billed_total is not None and available:
+                # The share of the product's billed lines that covers this item's quantity.
+                billed_item = billed_total * quantity // available
             if quantity < item.quantity:
                 notes.append(
                     f"accepted {quantity} of {item.quantity} × {item.title[:60]}"
@@ -588,7 +597,7 @@ def verify_placement(
                     else f"left out {item.title[:60]}"
                 )
         asked_accepted += item.unit_price_minor * quantity
-        billed_lines += billed_unit.get(item.external_id, item.unit_price_minor) * quantity
+        billed_lines += billed_item if billed_item is not None else item.unit_price_minor * quantity
         # The accepted part of the line's share, rounded down (the refund rounds up).
         kept_charge += item.charge_minor * quantity // item.quantity
     if asked_accepted == 0:

@@ -189,19 +189,26 @@ def find_stuck_placements(session: Session, *, stuck_after: timedelta) -> list[i
     )
 
 
-def find_reconciling(session: Session, *, idle_after: timedelta) -> list[int]:
-    """Sub-orders `reconciling` untouched for `idle_after` and not re-queued within it (their
-    job's retries ran out while the marketplace could not answer)."""
+def find_reconciling(session: Session, *, idle_after: timedelta, max_idle: timedelta) -> list[int]:
+    """Sub-orders `reconciling` that no job is working on: untouched (and not re-queued) for
+    `idle_after` × their attempts so far, at most `max_idle` — a marketplace that keeps failing
+    is asked less and less often, and one that is back is asked within one interval."""
     now = utc_now()
-    return list(
-        session.scalars(
-            sa.select(MarketplaceOrder.id).where(
-                MarketplaceOrder.status == SubOrderStatus.RECONCILING,
-                MarketplaceOrder.updated_at <= now - idle_after,
-                ~_requeued_since(now - idle_after),
-            )
+    rows = session.execute(
+        sa.select(
+            MarketplaceOrder.id, MarketplaceOrder.attempts, MarketplaceOrder.updated_at
+        ).where(
+            MarketplaceOrder.status == SubOrderStatus.RECONCILING,
+            MarketplaceOrder.updated_at <= now - idle_after,
+            ~_requeued_since(now - idle_after),
         )
-    )
+    ).all()
+    due = []
+    for sub_order_id, attempts, updated_at in rows:
+        wait = min(idle_after * max(1, attempts), max(max_idle, idle_after))
+        if updated_at <= now - wait:
+            due.append(sub_order_id)
+    return due
 
 
 def find_stale_pending(session: Session, *, stale_after: timedelta) -> list[int]:
@@ -267,7 +274,9 @@ def sweep(
     with session_factory() as session:
         stuck = find_stuck_placements(session, stuck_after=policy.stuck_after)
         stale = find_stale_pending(session, stale_after=policy.stale_pending_after)
-        reconciling = find_reconciling(session, idle_after=policy.reconcile_after)
+        reconciling = find_reconciling(
+            session, idle_after=policy.reconcile_after, max_idle=policy.stuck_after
+        )
     requeued_stuck = _requeue(session_factory, stuck)
     requeued_stale = _requeue(session_factory, stale)
     requeued_reconciling = _requeue(session_factory, reconciling)

@@ -484,6 +484,14 @@ class Shop:
                 ]
             pytest.fail(f"orders never settled: {state}\n{logs}")
 
+    def make_unreachable(self, slug: str) -> None:
+        """Point the marketplace at a closed port: every request is refused before it is sent
+        (the sandbox's `down` knob answers 503 instead, which may follow an accepted write)."""
+        with self.session() as session, session.begin():
+            marketplace = session.scalar(sa.select(Marketplace).where(Marketplace.slug == slug))
+            assert marketplace is not None
+            marketplace.api_base_url = f"http://127.0.0.1:{processes.free_port()}/{slug}"
+
     def knobs(self, slug: str, **values: Any) -> None:
         response = httpx.post(f"{self.sandbox_url}/_sandbox/knobs/{slug}", json=values, timeout=10)
         assert response.status_code == 200, response.text

@@ -86,7 +86,9 @@ def test_marketplace_that_stays_down_is_refunded_and_the_others_placed(shop: Sho
     user = shop.make_user()
     shop.fill_cart(user, [("kiondo", 2, 1), ("shopwave", 2, 1), ("dummymart", 1, 2)])
     order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
-    shop.knobs("kiondo", down=True)
+    # Unreachable (connection refused): never sent, so failing and refunding is safe. A 503
+    # (the `down` knob) may follow an accepted order: tests/faults covers that case.
+    shop.make_unreachable("kiondo")
     shop.start_workers(2)
 
     shop.wait_until_settled()
@@ -99,15 +101,6 @@ def test_marketplace_that_stays_down_is_refunded_and_the_others_placed(shop: Sho
     assert order.payment is not None
     assert order.payment.captured_minor == sum(sub.charge_minor for sub in others)
     [refund] = order.payment.refunds
-    print(
-        "DEBUG",
-        order.payment.status,
-        order.payment.updated_at,
-        refund.created_at,
-        refund.completed_at,
-        kiondo.updated_at,
-        [(s.marketplace.slug, s.placed_at) for s in others],
-    )
     assert (refund.sub_order_id, refund.amount_minor) == (kiondo.id, kiondo.charge_minor)
     assert (refund.kind, refund.status) == (RefundKind.RELEASE, RefundStatus.SUCCEEDED)
     failed_notes = [n for n in _notifications(shop, user.id) if n.kind == "sub_order_failed"]
@@ -120,7 +113,7 @@ def test_wallet_share_of_a_down_marketplace_is_credited_back(shop: Shop) -> None
     user = shop.make_user(wallet=Decimal("5000"))
     shop.fill_cart(user, [("kiondo", 3, 1), ("fakestore", 1, 1)])
     order = shop.checkout(shop.client_for(user), payment_method="wallet")
-    shop.knobs("kiondo", down=True)
+    shop.make_unreachable("kiondo")
     shop.start_workers(1)
 
     shop.wait_until_settled()

@@ -1,0 +1,259 @@
+"""Payment faults: a capture or refund whose reply is lost, Stripe unreachable at capture, a capture
+refused for good. Placement and tracking run in-process against the sandbox and localstripe with
+a gateway that loses replies (or a fake one, where localstripe cannot refuse: it captures
+cancelled intents); the sweeper then resolves everything by asking Stripe. Every test ends with
+the invariants (tests/faults/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import stripe
+from sqlalchemy.orm import Session
+
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.order_models import (
+    Notification,
+    Order,
+    Payment,
+    PaymentStatus,
+    RefundKind,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.payments.gateway import (
+    PaymentDeclined,
+    PaymentGateway,
+    PaymentUnavailable,
+    ProviderPaymentState,
+    ProviderStatus,
+)
+from commerce.payments.providers import gateway_for_payment
+from commerce.payments.stripe_gateway import StripeGateway
+from commerce.placement import place_sub_order
+from commerce.sweeper import SweepPolicy, sweep
+from commerce.tracking import track_open_sub_orders
+from onecart import processes
+from onecart.money import Money
+from onecart.settings import get_settings
+from tests.checkout.conftest import Shop, stripe_client
+from tests.faults.conftest import check_invariants
+
+pytestmark = pytest.mark.slow
+
+GatewayFor = Callable[[Session, Payment], PaymentGateway]
+
+
+class LosesReplies:
+    """A real gateway whose chosen calls happen at Stripe, then lose their reply (a timeout)."""
+
+    def __init__(self, inner: PaymentGateway, *, lose: set[str]) -> None:
+        self.inner = inner
+        self.method = inner.method
+        self.lose = lose
+
+    def capture(self, provider_reference: str, amount: Money) -> None:
+        self.inner.capture(provider_reference, amount)
+        if "capture" in self.lose:
+            raise PaymentUnavailable("timed out after sending the capture")
+
+    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+        reference = self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
+        if "refund" in self.lose:
+            raise PaymentUnavailable("timed out after sending the refund")
+        return reference
+
+    def retrieve(self, provider_reference: str) -> ProviderPaymentState:
+        if "retrieve" in self.lose:
+            raise PaymentUnavailable("unreachable")
+        return self.inner.retrieve(provider_reference)
+
+    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
+        if "find_refund" in self.lose:
+            raise PaymentUnavailable("unreachable")
+        return self.inner.find_refund(provider_reference, idempotency_key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _losing(*calls: str) -> GatewayFor:
+    def gateway_for(session: Session, payment: Payment) -> PaymentGateway:
+        return LosesReplies(gateway_for_payment(session, payment), lose=set(calls))  # type: ignore[return-value]
+
+    return gateway_for
+
+
+def _card_order(shop: Shop, lines: list[tuple[str, int, int]]) -> Order:
+    user = shop.make_user()
+    shop.fill_cart(user, lines)
+    return shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+
+
+def _place_all(shop: Shop, order: Order, gateway_for: GatewayFor) -> None:
+    for sub in order.charged_sub_orders:
+        place_sub_order(
+            shop.session_factory,
+            sub.id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+            gateway_for=gateway_for,
+        )
+
+
+def _sweep(shop: Shop, gateway_for: GatewayFor = gateway_for_payment) -> None:
+    sweep(
+        shop.session_factory,
+        lambda message: pytest.fail("nothing should need enqueueing"),
+        policy=SweepPolicy(stuck_after=timedelta(0), refund_processing_after=timedelta(0)),
+        gateway_for=gateway_for,
+    )
+
+
+def _payment(shop: Shop, order: Order) -> Payment:
+    payment = shop.order(order.number).payment
+    assert payment is not None
+    return payment
+
+
+def _cancel_on_marketplace(shop: Shop, slug: str, number: str) -> None:
+    response = httpx.post(
+        f"{shop.sandbox_url}/_sandbox/orders/{slug}/{number.rsplit('/', 1)[-1]}/cancel",
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_capture_reply_lost_then_a_cancellation_is_resolved_by_asking_stripe(shop: Shop) -> None:
+    order = _card_order(shop, [("shopwave", 2, 1), ("kiondo", 2, 1)])
+    # Stripe captures both shares; the reply is lost and Stripe cannot be asked right away.
+    _place_all(shop, order, _losing("capture", "retrieve"))
+    payment = _payment(shop, order)
+    assert payment.status == PaymentStatus.RECONCILING
+    intent = stripe_client().v1.payment_intents.retrieve(payment.provider_reference)
+    assert intent.status == "succeeded"
+
+    # Meanwhile Kiondo cancels its part: the share went into the capture, so it is a card refund.
+    kiondo = shop.sub_order(order, "kiondo")
+    _cancel_on_marketplace(shop, "kiondo", str(kiondo.marketplace_order_id))
+    track_open_sub_orders(
+        shop.session_factory, adapter_for=adapter_for_marketplace, gateway_for=_losing("retrieve")
+    )
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.CANCELLED
+
+    _sweep(shop)
+
+    payment = _payment(shop, order)
+    assert payment.status == PaymentStatus.PARTIALLY_REFUNDED
+    assert payment.captured_minor == order.total_minor  # one capture, never a second one
+    [refund] = payment.refunds
+    assert (refund.kind, refund.status) == (RefundKind.CARD_REFUND, RefundStatus.SUCCEEDED)
+    assert refund.amount_minor == kiondo.charge_minor
+    check_invariants(shop)
+
+
+def test_stripe_unreachable_at_capture_waits_in_reconciling_then_captures(shop: Shop) -> None:
+    order = _card_order(shop, [("shopwave", 3, 1), ("fakestore", 3, 1)])
+    settings = get_settings()
+    dead = stripe.StripeClient(
+        settings.stripe_api_key,
+        base_addresses={"api": f"http://127.0.0.1:{processes.free_port()}"},
+        max_network_retries=0,
+    )
+
+    def unreachable(session: Session, payment: Payment) -> PaymentGateway:
+        return StripeGateway(dead)
+
+    _place_all(shop, order, unreachable)
+    payment = _payment(shop, order)
+    assert payment.status == PaymentStatus.RECONCILING
+    assert shop.order(order.number).attention_reason is None
+    _sweep(shop, unreachable)  # still unreachable: nothing changes, nothing is retried blind
+    assert _payment(shop, order).status == PaymentStatus.RECONCILING
+
+    _sweep(shop)  # Stripe is back: the intent is still authorized, so the capture runs now
+
+    payment = _payment(shop, order)
+    assert payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == order.total_minor
+    check_invariants(shop)
+
+
+def test_refund_reply_lost_is_found_by_its_key_and_never_sent_twice(shop: Shop) -> None:
+    order = _card_order(shop, [("shopwave", 5, 1), ("kiondo", 5, 1)])
+    _place_all(shop, order, gateway_for_payment)
+    assert _payment(shop, order).status == PaymentStatus.CAPTURED
+    shopwave = shop.sub_order(order, "shopwave")
+    _cancel_on_marketplace(shop, "shopwave", str(shopwave.marketplace_order_id))
+
+    track_open_sub_orders(
+        shop.session_factory,
+        adapter_for=adapter_for_marketplace,
+        gateway_for=_losing("refund", "find_refund"),
+    )
+    [refund] = _payment(shop, order).refunds
+    assert refund.status == RefundStatus.PROCESSING  # sent, outcome unknown
+
+    _sweep(shop)
+
+    [refund] = _payment(shop, order).refunds
+    assert refund.status == RefundStatus.SUCCEEDED and refund.provider_reference
+    refunds = stripe_client().v1.refunds.list(
+        params={"payment_intent": _payment(shop, order).provider_reference}
+    )
+    ours = [r for r in refunds.data if r.to_dict().get("metadata", {}).get("onecart_refund_key")]
+    assert len(ours) == 1
+    check_invariants(shop)
+
+
+class RefusesCapture:
+    """A gateway whose capture is refused for good (the hold expired): what localstripe cannot
+    do, since it captures even cancelled intents."""
+
+    def __init__(self, inner: PaymentGateway) -> None:
+        self.inner = inner
+        self.method = inner.method
+
+    def capture(self, provider_reference: str, amount: Money) -> None:
+        raise PaymentDeclined("This PaymentIntent's authorization has expired.")
+
+    def retrieve(self, provider_reference: str) -> ProviderPaymentState:
+        state = self.inner.retrieve(provider_reference)
+        return ProviderPaymentState(
+            provider_reference, ProviderStatus.CANCELED, state.amount_minor, 0, 0, state.currency
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_capture_refused_for_good_fails_the_payment_flags_the_order_and_tells_the_shopper(
+    shop: Shop,
+) -> None:
+    order = _card_order(shop, [("shopwave", 6, 1)])
+
+    def refusing(session: Session, payment: Payment) -> PaymentGateway:
+        return RefusesCapture(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+    _place_all(shop, order, refusing)
+    _sweep(shop, refusing)  # not retried forever: it stays failed
+
+    payment = _payment(shop, order)
+    assert payment.status == PaymentStatus.FAILED
+    assert payment.failure_message and "expired" in payment.failure_message
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "could not be collected" in flagged.attention_reason
+    with shop.session() as session:
+        kinds = list(
+            session.scalars(sa.select(Notification.kind).where(Notification.order_id == order.id))
+        )
+    assert "payment_failed" in kinds
+    admin = shop.make_user(is_admin=True)
+    page = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
+    assert order.number in page
+    check_invariants(shop)

@@ -71,7 +71,7 @@ chromium:
 # 127.0.0.1:5432. Point PG_TEST_URL elsewhere to use another server.
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 # The storefront database's tests, run again on PostgreSQL.
-DB_TEST_PATHS ?= tests/storefront tests/checkout tests/assistant
+DB_TEST_PATHS ?= tests/storefront tests/checkout tests/assistant tests/faults
 
 # The tests start Meilisearch, the sandbox, localstripe and RQ workers themselves on free ports;
 # Redis must answer (the suite uses a database number of its own). The whole suite runs on

@@ -67,6 +67,7 @@ from commerce.payments.gateway import (
     PaymentError,
     PaymentGateway,
 )
+from commerce.payments.stripe_gateway import STRIPE_WORST_CALL_S
 from commerce.payments.wallet_gateway import WalletGateway
 from commerce.placement import expected_placement_seconds
 from onecart.money import Money, MoneyError
@@ -76,10 +77,12 @@ logger = logging.getLogger(__name__)
 # Live re-validation: how long one marketplace may take for all its lines (the checkout must
 # answer quickly; its adapters retry once, see marketplace_access.lookup_adapter_for_marketplace).
 REVALIDATION_DEADLINE_S = 4.0
-# How long a shopper's second checkout waits for their first one, and the SQLite lease length
-# (longer than any checkout can take, so a crashed holder's lease simply runs out).
+# How long a shopper's second checkout waits for their first one, and the SQLite lease length:
+# longer than any checkout can take — the live re-check, then two worst-case Stripe calls (an
+# authorization and the release of a hold that cannot be used), plus a margin — so the lease is
+# never lost while its holder is still paying, and a crashed holder's lease simply runs out.
 LOCK_WAIT_S = 60.0
-LOCK_LEASE = timedelta(seconds=120)
+LOCK_LEASE = timedelta(seconds=REVALIDATION_DEADLINE_S + 2 * STRIPE_WORST_CALL_S + 30)
 LOCK_POLL_S = 0.05
 VALIDATION_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 

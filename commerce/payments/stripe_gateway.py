@@ -33,6 +33,13 @@ from onecart.money import Money
 from onecart.settings import Settings
 
 STRIPE_NETWORK_RETRIES = 2
+# The stripe library's own per-request timeout (its HTTP clients default to 80 s) and its longest
+# back-off between retries: together the longest one gateway call can take.
+STRIPE_REQUEST_TIMEOUT_S = 80.0
+STRIPE_MAX_RETRY_DELAY_S = 5.0
+STRIPE_WORST_CALL_S = STRIPE_REQUEST_TIMEOUT_S * (STRIPE_NETWORK_RETRIES + 1) + (
+    STRIPE_MAX_RETRY_DELAY_S * STRIPE_NETWORK_RETRIES
+)
 # The refund's metadata key holding our idempotency key (find_refund looks it up).
 REFUND_KEY_METADATA = "onecart_refund_key"
 

@@ -27,6 +27,7 @@ from wtforms.fields import SelectChoice
 
 from commerce.checkout import (
     REVALIDATION_DEADLINE_S,
+    CheckoutBusy,
     CheckoutOutcome,
     CheckoutSubmission,
     OutcomeKind,
@@ -220,7 +221,13 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
     ):
         form.test_card.errors = ["Choose a card."]
         return _render(form, status=422)
-    outcome = _submit(submission, fx)
+    try:
+        outcome = _submit(submission, fx)
+    except CheckoutBusy as exc:
+        # Another submit of this shopper holds the lock (a double click, a second tab): say so
+        # and let them look at their orders; nothing was charged by this request.
+        html = render_template("checkout/busy.html", message=exc.message)
+        return html, 409, {"Retry-After": "5"}
     if outcome.kind in (OutcomeKind.CREATED, OutcomeKind.EXISTING):
         if outcome.kind == OutcomeKind.CREATED and outcome.order_id is not None:
             _dispatch(outcome.order_id)

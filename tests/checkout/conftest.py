@@ -244,6 +244,18 @@ class Shop:
     workers: list[WorkerProcess] = field(default_factory=list)
     worker_env: dict[str, str] = field(default_factory=dict)
     cron: WorkerProcess | None = None
+    # Workers, cron and app on another Redis (a test's own server, to restart it).
+    redis_url_override: str | None = None
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis_url_override or self.settings.redis_url
+
+    def use_redis(self, url: str) -> None:
+        """Point the site, and the workers and cron started from now on, at another Redis."""
+        self.redis_url_override = url
+        self.app.config["REDIS_URL"] = url
+        self.worker_env["REDIS_URL"] = url
 
     @property
     def session_factory(self) -> sessionmaker[Session]:
@@ -385,7 +397,7 @@ class Shop:
                 "-w",
                 "storefront.jobs.OrderWorker",
                 "--url",
-                self.settings.redis_url,
+                self.redis_url,
                 "--name",
                 name,
                 "--worker-ttl",
@@ -398,7 +410,7 @@ class Shop:
             worker = WorkerProcess(name, proc.pid, proc.log_path)
             self.workers.append(worker)
             started.append(worker)
-        connection = redis.Redis.from_url(self.settings.redis_url)
+        connection = redis.Redis.from_url(self.redis_url)
         try:
             from rq import Worker
 
@@ -414,9 +426,9 @@ class Shop:
         return started
 
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url)
+        return redis.Redis.from_url(self.redis_url)
 
-    def start_cron(self, redis_url: str | None = None) -> WorkerProcess:
+    def start_cron(self) -> WorkerProcess:
         """`rq cron storefront.cron` with this test's job policy (one per test; started again
         when it died)."""
         if self.cron is not None and processes.pid_alive(self.cron.pid):
@@ -433,7 +445,7 @@ class Shop:
             "--connection-class",
             "storefront.cron.PatientRedis",
             "--url",
-            redis_url or self.settings.redis_url,
+            self.redis_url,
         ]
         env = {**self.worker_env, POLICY_ENV: json.dumps(self.policy.as_dict())}
         proc = processes.start_process(self.settings, name, argv, env=env)

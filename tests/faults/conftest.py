@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+import redis
 import sqlalchemy as sa
 
 from commerce.models import User
@@ -30,6 +31,8 @@ from commerce.order_models import (
 )
 from commerce.orders import order_books_problems, wallet_books_problems
 from commerce.sweeper import SweepPolicy, sweep
+from onecart import processes
+from onecart.settings import Settings
 from tests.checkout.conftest import (  # noqa: F401 - fixtures shared with the checkout tests
     Shop,
     localstripe_server,
@@ -37,6 +40,7 @@ from tests.checkout.conftest import (  # noqa: F401 - fixtures shared with the c
     shop,
     storefront_db_url,
     stripe_books_problems,
+    wait_for,
 )
 
 # Marketplaces whose orders the sandbox lists (every one with an order API).
@@ -141,3 +145,48 @@ def check_invariants(target: Shop) -> None:
         for user in session.scalars(sa.select(User)):
             problems += wallet_books_problems(session, user)
     assert not problems, "invariants broken:\n" + "\n".join(problems)
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port, with no persistence: a restart comes back
+    empty, as a Redis that lost its memory would."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = processes.free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.pid: int | None = None
+
+    def start(self) -> None:
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no"]
+        proc = processes.start_process(self.settings, f"redis-fault-{self.port}", argv)
+        self.pid = proc.pid
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        try:
+            wait_for(lambda: _pings(client), timeout=30, what="redis-server to answer")
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            processes.stop_pid(self.pid, timeout=10)
+            self.pid = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def own_redis(settings: Settings) -> Iterator[RedisServer]:
+    """A Redis to restart (request it before `faults`, so it outlives the shop's teardown)."""
+    server = RedisServer(settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

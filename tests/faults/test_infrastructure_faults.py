@@ -1,0 +1,126 @@
+"""Infrastructure faults: Redis restarted empty while orders are being taken, a shopper cancelling
+while a worker claims the sub-order, fifty submits of one checkout form at once. Every test ends
+with the invariants (tests/faults/conftest.py)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from commerce.cancellation import carry_out_cancellation, request_cancellation
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.order_models import Order, OutboxMessage, Payment, SubOrderStatus
+from commerce.placement import PlacementResult, place_sub_order
+from tests.checkout.conftest import Shop, wait_for
+from tests.faults.conftest import RedisServer, check_invariants, sweep_now
+
+pytestmark = pytest.mark.slow
+
+
+def test_redis_restarted_empty_during_checkout_the_cron_resumes_and_the_order_is_placed(
+    own_redis: RedisServer, faults: Shop
+) -> None:
+    faults.use_redis(own_redis.url)
+    faults.start_workers(1)  # and `rq cron storefront.cron` on the same Redis
+    user = faults.make_user(wallet=Decimal("5000"))
+    faults.fill_cart(user, [("shopwave", 6, 1), ("dummymart", 6, 1)])
+    client = faults.client_for(user)
+
+    own_redis.stop()
+    order = faults.checkout(client, payment_method="wallet")
+    with faults.session() as session:
+        outbox = list(
+            session.scalars(sa.select(OutboxMessage).where(OutboxMessage.order_id == order.id))
+        )
+    assert outbox and all(message.dispatched_at is None for message in outbox)
+    own_redis.start()  # empty: no queue, no scheduled jobs, no cron registry
+
+    # Nobody re-creates anything by hand: the cron scheduler enqueues the sweeper within its
+    # interval, the sweeper dispatches the outbox, the worker places the order.
+    faults.wait_until_settled(timeout=120)
+    order = faults.order(order.number)
+    assert all(sub.status == SubOrderStatus.PLACED for sub in order.charged_sub_orders)
+    check_invariants(faults)
+
+
+def test_shopper_cancelling_while_a_worker_claims_never_refunds_a_placed_order(
+    faults: Shop,
+) -> None:
+    rounds = 4
+    user = faults.make_user(wallet=Decimal("9000"))
+    orders: list[Order] = []
+    client = faults.client_for(user)
+    for index in range(rounds):
+        faults.fill_cart(user, [("kiondo", index, 1)])
+        orders.append(faults.checkout(client, payment_method="wallet"))
+
+    for order in orders:
+        sub = faults.sub_order(order, "kiondo")
+        barrier = threading.Barrier(2)
+
+        def place(
+            sub_order_id: int = sub.id, barrier: threading.Barrier = barrier
+        ) -> PlacementResult:
+            barrier.wait()
+            return place_sub_order(
+                faults.session_factory,
+                sub_order_id,
+                adapter_for=adapter_for_marketplace,
+                final_attempt=True,
+            )
+
+        def cancel(number: str = order.number, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            with faults.session() as session:
+                request_cancellation(session, user.id, number)
+                session.commit()
+
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            placing = executor.submit(place)
+            cancelling = executor.submit(cancel)
+            placing.result()
+            cancelling.result()
+
+        # The cancellation job: cancels on the marketplace what got placed first.
+        def cancellation_done(order_id: int = order.id) -> bool:
+            report = carry_out_cancellation(
+                faults.session_factory, order_id, adapter_for=adapter_for_marketplace
+            )
+            return not report.in_flight
+
+        wait_for(cancellation_done, timeout=60, what="the cancellation to complete")
+        assert faults.sub_order(order, "kiondo").status == SubOrderStatus.CANCELLED
+
+    sweep_now(faults)
+    check_invariants(faults)
+
+
+def test_fifty_concurrent_submits_of_one_token_make_one_order_and_one_payment(
+    faults: Shop,
+) -> None:
+    user = faults.make_user()
+    faults.fill_cart(user, [("shopwave", 7, 1), ("kiondo", 7, 1)])
+    clients = [faults.client_for(user) for _ in range(4)]
+    form = faults.checkout_form(clients[0])
+    form.update(payment_method="stripe", test_card="pm_card_visa")
+    barrier = threading.Barrier(50)
+
+    def post(index: int) -> int:
+        barrier.wait()
+        return clients[index % len(clients)].post("/checkout", data=form).status_code
+
+    with ThreadPoolExecutor(max_workers=50) as executor:
+        statuses = list(executor.map(post, range(50)))
+
+    assert all(status in (303, 409) for status in statuses), statuses
+    assert statuses.count(303) >= 1
+    with faults.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 1
+        assert session.scalar(sa.select(sa.func.count()).select_from(Payment)) == 1
+    faults.start_workers(1)
+    faults.wait_until_settled()
+    check_invariants(faults)

@@ -248,6 +248,18 @@ class CheckoutQuote:
         return not self.groups
 
     @property
+    def digest(self) -> str:
+        """What the checkout form is bound to: every orderable line's product, quantity and price
+        (not only the total, which two different carts can share)."""
+        lines = sorted(
+            f"{group.marketplace_id}:{line.product_id}:{line.quantity}:"
+            f"{line.unit_price_minor}:{line.currency}"
+            for group in self.orderable_groups
+            for line in group.lines
+        )
+        return hashlib.sha256("|".join(lines).encode()).hexdigest()[:32]
+
+    @property
     def can_pay(self) -> bool:
         """Something to pay for, and every amount convertible."""
         return bool(self.orderable_groups) and self.total_minor is not None and self.total_minor > 0
@@ -645,6 +657,8 @@ class CheckoutSubmission:
     payment_intent_id: str | None = None
     # The wallet total the page showed, when the wallet currency differs from the display one.
     wallet_total_seen_minor: int | None = None
+    # The digest of the cart the page showed (CheckoutQuote.digest).
+    cart_digest_seen: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -778,6 +792,7 @@ def _submit_locked(
         if (
             revalidation.changes
             or submission.total_seen_minor != quote.total_minor
+            or submission.cart_digest_seen != quote.digest
             or not quote.can_pay
         ):
             _release_browser_intent(card_gateway, submission)

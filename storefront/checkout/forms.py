@@ -30,6 +30,7 @@ class CheckoutForm(FlaskForm):
     validation_token = HiddenField(validators=[DataRequired()])
     total_seen = HiddenField()
     wallet_total_seen = HiddenField()
+    cart_digest = HiddenField()
     payment_intent_id = HiddenField()
 
     name = StringField(

@@ -131,6 +131,7 @@ def _render(
         else build_quote(session, user, currency=wallet_currency, fx=fx)
     )
     form.total_seen.data = "" if quote.total_minor is None else str(quote.total_minor)
+    form.cart_digest.data = quote.digest
     form.wallet_total_seen.data = (
         "" if wallet_quote.total_minor is None else str(wallet_quote.total_minor)
     )
@@ -180,6 +181,7 @@ def _submission(form: CheckoutForm, user: User) -> CheckoutSubmission:
         display_currency=display_currency(),
         total_seen_minor=_int_or_none(form.total_seen.data),
         wallet_total_seen_minor=_int_or_none(form.wallet_total_seen.data),
+        cart_digest_seen=str(form.cart_digest.data or "")[:64] or None,
         shipping=ShippingDetails(
             name=form.name.data or "",
             line1=form.line1.data or "",

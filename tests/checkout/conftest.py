@@ -329,6 +329,7 @@ class Shop:
             "validation_token": hidden["validation_token"],
             "total_seen": hidden.get("total_seen", ""),
             "wallet_total_seen": hidden.get("wallet_total_seen", ""),
+            "cart_digest": hidden.get("cart_digest", ""),
             "payment_intent_id": "",
             "name": "Ada Lovelace",
             "line1": "12 Analytical Way",

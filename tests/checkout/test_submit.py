@@ -157,8 +157,14 @@ def test_changed_live_price_rerenders_with_the_difference_and_takes_nothing(shop
     new_total = Shop.hidden_fields(html)["total_seen"]
     assert new_total != form["total_seen"]
 
-    # The shopper accepts the new total: the same form, now carrying it, goes through.
-    accepted = shop.submit(client, {**form, "total_seen": new_total}, payment_method="wallet")
+    # The shopper accepts the new total: the same form, now carrying it (and the digest of the
+    # cart it shows), goes through.
+    new_digest = Shop.hidden_fields(html)["cart_digest"]
+    accepted = shop.submit(
+        client,
+        {**form, "total_seen": new_total, "cart_digest": new_digest},
+        payment_method="wallet",
+    )
     assert accepted.status_code == 303
     [order] = shop.orders()
     assert order.total_minor == int(new_total)
@@ -265,3 +271,57 @@ def test_guests_are_sent_to_sign_in(shop: Shop) -> None:
     response = shop.app.test_client().get("/checkout")
     assert response.status_code == 302
     assert "/login" in response.headers["Location"]
+
+
+def test_form_for_another_cart_with_the_same_total_takes_nothing(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 6, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    # The total matches; the cart the form was rendered for does not (its digest differs).
+    response = shop.submit(client, form, payment_method="wallet", cart_digest="0" * 32)
+
+    assert response.status_code == 409
+    assert _count(shop, Order) == 0
+    accepted = shop.submit(client, form, payment_method="wallet")
+    assert accepted.status_code == 303
+
+
+def test_cart_digest_tells_apart_carts_with_the_same_total() -> None:
+    from commerce.checkout import CheckoutQuote, QuoteGroup, QuoteLine
+
+    def quote(*lines: tuple[int, int, int]) -> CheckoutQuote:
+        quote_lines = tuple(
+            QuoteLine(
+                product,
+                f"x{product}",
+                "t",
+                None,
+                None,
+                qty,
+                price,
+                "USD",
+                qty * price,
+                price,
+                "USD",
+            )
+            for product, qty, price in lines
+        )
+        group = QuoteGroup(
+            1,
+            "shopwave",
+            "Shopwave",
+            None,
+            "USD",
+            False,
+            quote_lines,
+            sum(line.line_total_minor for line in quote_lines),
+            sum(line.line_total_minor for line in quote_lines),
+        )
+        return CheckoutQuote("USD", (group,), group.amount_minor, None, {}, None, (), ())
+
+    one_of_two = quote((1, 2, 500))
+    two_of_one = quote((2, 1, 1000))
+    assert one_of_two.total_minor == two_of_one.total_minor
+    assert one_of_two.digest != two_of_one.digest
+    assert quote((1, 2, 500)).digest == one_of_two.digest

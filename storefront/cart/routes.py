@@ -58,9 +58,7 @@ def handoff_cart_url_for_group(group: Any) -> str | None:
     """One URL that opens a hand-off group's items in one cart on its marketplace (Amazon's
     add-to-cart form), or None; `group` is a cart group or a checkout quote group."""
     lines = [
-        (line.product_id, line.quantity)
-        for line in group.lines
-        if getattr(line, "available", True)
+        (line.product_id, line.quantity) for line in group.lines if getattr(line, "available", True)
     ]
     return handoff_cart_url(db_session(), group.slug, lines)
 

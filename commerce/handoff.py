@@ -54,14 +54,13 @@ def handoff_cart_url(
         return None
     if not isinstance(adapter, HandoffCartBuilder):
         return None
-    external_ids = dict(
-        session.execute(
-            sa.select(Product.id, Product.external_id).where(
-                Product.marketplace_id == marketplace.id,
-                Product.id.in_([product_id for product_id, _ in wanted]),
-            )
-        ).tuples()
+    rows = session.execute(
+        sa.select(Product.id, Product.external_id).where(
+            Product.marketplace_id == marketplace.id,
+            Product.id.in_([product_id for product_id, _ in wanted]),
+        )
     )
+    external_ids = {product_id: external_id for product_id, external_id in rows}
     cart_lines = [
         (external_ids[product_id], quantity)
         for product_id, quantity in wanted

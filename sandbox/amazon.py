@@ -20,7 +20,7 @@ import time
 from functools import lru_cache
 from html import escape
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from werkzeug.wrappers import Request, Response
 
@@ -327,7 +327,8 @@ class AmazonCreatorsService(MarketplaceService):
             {
                 "searchResult": {
                     "totalResultCount": len(candidates),
-                    "searchURL": f"{self.base_url(request)}/s?k={keywords}&node={node}",
+                    "searchURL": f"{self.base_url(request)}/s?"
+                    + urlencode({"k": keywords, "node": node}),
                     "items": [self.item_record(request, index, tag) for index in page],
                 }
             }

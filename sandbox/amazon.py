@@ -282,9 +282,11 @@ class AmazonCreatorsService(MarketplaceService):
     def _indexes_matching_keywords(self, keywords: str) -> tuple[int, ...]:
         words = keywords.lower().split()
         matches = []
+        world = self.ctx.world
         for index in range(self.count):
-            offer = self.ctx.world.offer(self.slug, index)
-            text = f"{offer.title} {offer.product.brand} {offer.product.category.name}".lower()
+            # The product's own words (not the offer's priced title): cheap at a million offers.
+            product = world.product(world.product_key(self.slug, index))
+            text = f"{product.display_name} {product.descriptor} {product.category.name}".lower()
             if all(word in text for word in words):
                 matches.append(index)
         return tuple(matches)

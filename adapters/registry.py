@@ -24,6 +24,8 @@ ADAPTER_KINDS: Mapping[str, str] = {
     "fakestore": "adapters.fakestore:FakeStoreAdapter",
     "google_feed": "adapters.google_feed:GoogleFeedAdapter",
     "declarative": "adapters.declarative:DeclarativeJsonAdapter",
+    "amazon": "adapters.amazon:AmazonCreatorsAdapter",
+    "csv_feed": "adapters.csv_feed:CsvFeedAdapter",
 }
 
 MATCH_IDENTIFIERS = frozenset({"gtin", "ean", "upc", "mpn", "sku", "asin", "title"})

@@ -71,6 +71,7 @@ SANDBOX_CREDENTIALS = {
     "SHOPWAVE_ACCESS_TOKEN": "shpat_pipeline_bench",
     "KIONDO_WC_CREDENTIALS": "ck_pipeline_bench:cs_pipeline_bench",
     "BAZAAR_API_KEY": "bazaar-pipeline-bench",
+    "AMAZON_CREATORS_CREDENTIALS": "sandbox-id:sandbox-secret",
 }
 CATALOG_STEPS = ("raw_catalog", "normalized_products")
 
@@ -608,7 +609,8 @@ def meili_indexing_span(meili_url: str, meili_key: str, since: datetime) -> dict
 
 def sandbox_changed_offers(offers: int, seed: int, epoch: int) -> int:
     """How many offers the sandbox re-prices going from `epoch - 1` to `epoch` (its own rule:
-    phase p changes when (epoch + p) % 100 == 0), over all marketplaces."""
+    phase p changes when (epoch + p) % 100 == 0), over the six core marketplaces (Amazon and
+    Sokoni, added on top, re-price theirs too; Amazon's searches reach only part of its catalog)."""
     from sandbox.world import MARKETPLACES, PRICE_EPOCH_PERIOD, World, hash64
 
     world = World(seed, offers)

@@ -1,4 +1,4 @@
-"""OneCart's sandbox: six demo marketplaces on one local HTTP server, each speaking a real API format.
+"""OneCart's sandbox: demo marketplaces on one local HTTP server, each speaking a real API format.
 
 Run it::
 
@@ -6,7 +6,7 @@ Run it::
                             [--price-epoch E] [--knob slug.name=value ...] [--public-url URL]
 
 Defaults come from onecart.settings (ONECART_SANDBOX_HOST/PORT/OFFERS/SEED: 127.0.0.1:8800,
-12,000 offers, seed 42). ``--offers`` is the total across the six marketplaces; offers are computed
+12,000 offers, seed 42). ``--offers`` is the total across the six core marketplaces; offers are computed
 lazily by index (see :mod:`sandbox.world`), so ``--offers 1000000`` starts instantly and each
 page costs only its own records. The same seed and offers give byte-identical catalogs across
 restarts (with the same host and port, which appear in image URLs).
@@ -22,7 +22,13 @@ dummymart  DummyJSON (dummyjson)        USD
 fakestore  Fake Store API (fakestore)   EUR
 naijamall  Google feed (google_feed)    NGN
 bazaar     custom JSON (bazaar)         EUR (a few GBP)
+amazon     Creators API (amazon)        USD
+sokoni     CSV affiliate feed           KES (a quarter NGN)
+           (affiliate_feed)
 ========== ============================ ==========================================
+
+Amazon and Sokoni are added on top of the six without changing their catalogs: each lists a
+third of one marketplace's share of ``--offers``, half of them products the six share.
 
 Control API: ``GET /_sandbox/health``, ``GET /_sandbox/knobs``, ``POST /_sandbox/knobs/<slug>``
 (JSON of knob values; slug ``all`` sets every marketplace), ``POST /_sandbox/reset`` (knobs back

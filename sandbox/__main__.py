@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 from onecart.settings import get_settings
 from sandbox.app import SandboxConfig, create_app
 from sandbox.knobs import KnobError, parse_cli_knob
-from sandbox.world import MARKETPLACES
+from sandbox.world import SERVED_MARKETPLACES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sandbox", description="OneCart demo marketplaces"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the six sandbox marketplaces over HTTP")
+    serve = commands.add_parser("serve", help="serve the sandbox marketplaces over HTTP")
     serve.add_argument(
         "--host", default=settings.sandbox_host, help="address to bind (default %(default)s)"
     )
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--offers",
         type=int,
         default=settings.sandbox_offers,
-        help="total offers across all marketplaces (default %(default)s)",
+        help="total offers across the six core marketplaces; Amazon and Sokoni add a third of one share each (default %(default)s)",
     )
     serve.add_argument(
         "--seed", type=int, default=settings.sandbox_seed, help="world seed (default %(default)s)"
@@ -100,7 +100,7 @@ def serve(config: SandboxConfig, *, quiet: bool = False) -> None:
         f"OneCart sandbox listening on {base} (seed {config.seed}, {config.offers} offers)",
         flush=True,
     )
-    for profile in MARKETPLACES:
+    for profile in SERVED_MARKETPLACES:
         print(
             f"  {profile.slug:<10} {profile.api_format:<12} {profile.currency}  "
             f"{app.world.offer_count(profile.slug):>8} offers  {base}/{profile.slug}",

@@ -1,4 +1,4 @@
-"""The sandbox WSGI application: six marketplaces under /<slug>/ and the /_sandbox/ control API.
+"""The sandbox WSGI application: the marketplaces under /<slug>/ and the /_sandbox/ control API.
 
 Every request to a marketplace first passes the knob gate (latency, down, 429 bursts, random
 503s); the control endpoints and images never do, so tests can always reach the knobs.
@@ -14,6 +14,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
+from sandbox.affiliate_feed import AffiliateFeedService
+from sandbox.amazon import AmazonCreatorsService
 from sandbox.bazaar import BazaarService
 from sandbox.dummyjson import DummyJsonService
 from sandbox.fakestore import FakeStoreService
@@ -30,7 +32,7 @@ from sandbox.service import (
 )
 from sandbox.shopify import ShopifyService
 from sandbox.woocommerce import WooCommerceService
-from sandbox.world import MARKETPLACE_SLUGS, MARKETPLACES, World
+from sandbox.world import SERVED_MARKETPLACES, SERVED_SLUGS, World
 
 SERVICE_CLASSES: tuple[type[MarketplaceService], ...] = (
     ShopifyService,
@@ -39,6 +41,9 @@ SERVICE_CLASSES: tuple[type[MarketplaceService], ...] = (
     FakeStoreService,
     GoogleFeedService,
     BazaarService,
+    # Added on top of the six (their catalogs are unchanged): hand-off only marketplaces.
+    AmazonCreatorsService,
+    AffiliateFeedService,
 )
 IMAGE_CACHE_SECONDS = 86_400
 
@@ -83,12 +88,12 @@ class SandboxApp:
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        unknown = set(config.knobs) - {*MARKETPLACE_SLUGS, ALL_MARKETPLACES}
+        unknown = set(config.knobs) - {*SERVED_SLUGS, ALL_MARKETPLACES}
         if unknown:
             raise KnobError(f"unknown marketplace(s) in knobs: {', '.join(sorted(unknown))}")
         self.world = World(config.seed, config.offers)
         self.knobs = KnobBoard(
-            MARKETPLACE_SLUGS, seed=config.seed, defaults=_merge_knob_defaults(config)
+            SERVED_SLUGS, seed=config.seed, defaults=_merge_knob_defaults(config)
         )
         self.orders = OrderBook(config.seed)
         self.ctx = SandboxContext(self.world, self.knobs, self.orders, config.advertised_url)
@@ -172,7 +177,7 @@ class SandboxApp:
                         "offers": self.world.offer_count(m.slug),
                         "base_url": f"{base}/{m.slug}",
                     }
-                    for m in MARKETPLACES
+                    for m in SERVED_MARKETPLACES
                 ],
                 "control": [
                     f"{base}/_sandbox/health",
@@ -187,7 +192,7 @@ class SandboxApp:
         return json_response(
             {
                 "status": "ok",
-                "marketplaces": list(MARKETPLACE_SLUGS),
+                "marketplaces": list(SERVED_SLUGS),
                 "offers": self.world.total_offers,
                 "seed": self.world.seed,
             }

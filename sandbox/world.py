@@ -170,8 +170,53 @@ MARKETPLACES: tuple[MarketplaceProfile, ...] = (
         5,
     ),
 )
-MARKETPLACES_BY_SLUG: dict[str, MarketplaceProfile] = {m.slug: m for m in MARKETPLACES}
 MARKETPLACE_SLUGS: tuple[str, ...] = tuple(m.slug for m in MARKETPLACES)
+
+# Marketplaces added on top of the six above without changing a byte of their catalogs: they sell
+# the six's shared products (so their offers group with them by GTIN) plus products of their own,
+# numbered in a serial range of their own. Neither takes orders through an API (hand-off only).
+AFFILIATE_MARKETPLACES: tuple[MarketplaceProfile, ...] = (
+    MarketplaceProfile(
+        "amazon",
+        "Amazon",
+        "amazon",
+        "USD",
+        Decimal("1"),
+        990,
+        (
+            ("headphones", 2),
+            ("smartphones", 2),
+            ("books", 2),
+            ("toys", 2),
+            ("mugs-flasks", 1.5),
+            ("speakers", 1.5),
+        ),
+        6,
+    ),
+    MarketplaceProfile(
+        "sokoni",
+        "Sokoni",
+        "csv_feed",
+        "KES",
+        Decimal("129.5"),
+        1070,
+        (("smartphones", 3), ("televisions", 2), ("beauty", 2), ("kitchen-appliances", 2)),
+        7,
+    ),
+)
+AFFILIATE_SLUGS: tuple[str, ...] = tuple(m.slug for m in AFFILIATE_MARKETPLACES)
+# Every marketplace the sandbox serves, the six first.
+SERVED_MARKETPLACES: tuple[MarketplaceProfile, ...] = MARKETPLACES + AFFILIATE_MARKETPLACES
+SERVED_SLUGS: tuple[str, ...] = tuple(m.slug for m in SERVED_MARKETPLACES)
+MARKETPLACES_BY_SLUG: dict[str, MarketplaceProfile] = {m.slug: m for m in SERVED_MARKETPLACES}
+# An affiliate marketplace lists this share of one of the six's offer count (Amazon's search API
+# reaches at most 100 items per query, so its demo catalog is a curated slice, not a warehouse).
+AFFILIATE_COUNT_DIVISOR = 3
+# In each block of 10 affiliate offers, this many are products the six share.
+AFFILIATE_SHARED_PER_BLOCK = 5
+# Sokoni's feed covers Jumia-style storefronts in Kenya (KES) and Nigeria (NGN).
+SOKONI_NGN_SHARE = 0.25
+NGN_PER_USD = Decimal("1580")
 
 # Bazaar lists a few items in pounds (a UK seller on a euro marketplace).
 BAZAAR_GBP_SHARE = 0.03
@@ -430,6 +475,14 @@ TITLE_STYLES: dict[str, tuple[TitleStyle, ...]] = {
             + (f" ({_tail('', p.colour, p.spec)})" if p.colour or p.spec else "")
         ),
     ),
+    "amazon": (
+        lambda p: _join(p.brand, p.line, p.model, p.descriptor) + _tail(", ", p.spec, p.colour),
+        lambda p: _join(p.brand, p.descriptor, p.line, f"{p.model},", p.colour),
+    ),
+    "sokoni": (
+        lambda p: _join(p.brand, p.line, p.model, p.short_noun) + _tail(" - ", p.colour),
+        lambda p: _join(p.brand, p.short_noun, p.model, p.spec, p.colour),
+    ),
 }
 
 BOOK_TITLE_STYLES: dict[str, tuple[TitleStyle, ...]] = {
@@ -439,6 +492,8 @@ BOOK_TITLE_STYLES: dict[str, tuple[TitleStyle, ...]] = {
     "fakestore": (lambda p: f"{p.descriptor} by {p.line} - {p.colour} ({p.brand})",),
     "naijamall": (lambda p: f"{p.descriptor} by {p.line} - {p.colour}",),
     "bazaar": (lambda p: f"{p.descriptor} ({p.colour}) – {p.line}",),
+    "amazon": (lambda p: f"{p.descriptor} ({p.colour}) by {p.line}",),
+    "sokoni": (lambda p: f"{p.descriptor} - {p.line}",),
 }
 
 
@@ -496,7 +551,9 @@ def _rescale_price(currency: str, minor: int, permille: int, ending: int) -> int
 
 
 class World:
-    """All six marketplaces' offers for one (seed, total offers), computed lazily by index."""
+    """Every marketplace's offers for one (seed, total offers), computed lazily by index.
+
+    `total_offers` is split over the six; each affiliate marketplace adds a third of one share."""
 
     def __init__(self, seed: int, total_offers: int) -> None:
         if total_offers < 0:
@@ -505,6 +562,11 @@ class World:
         self.total_offers = total_offers
         base, extra = divmod(total_offers, len(MARKETPLACES))
         self._counts = {m.slug: base + (1 if m.position < extra else 0) for m in MARKETPLACES}
+        for m in AFFILIATE_MARKETPLACES:
+            self._counts[m.slug] = base // AFFILIATE_COUNT_DIVISOR
+        # Affiliate marketplaces' own products are numbered past every shared product the six can
+        # reach (shared k stays below total_offers + 56), so no serial, GTIN or model repeats.
+        self._affiliate_serial_base = total_offers + 2 * 56 + 1
         rng = random.Random(hash64(seed, "world"))
         subsets = [
             frozenset(combo)
@@ -521,8 +583,19 @@ class World:
             m.position: tuple(sorted(rng.sample(range(OFFER_BLOCK), SHARED_PER_BLOCK)))
             for m in MARKETPLACES
         }
+        # Drawn from streams of their own, after the six's, so the six never change.
+        self._affiliate_shared_slots = {
+            m.slug: tuple(
+                sorted(
+                    random.Random(hash64(seed, "affiliate-slots", m.slug)).sample(
+                        range(OFFER_BLOCK), AFFILIATE_SHARED_PER_BLOCK
+                    )
+                )
+            )
+            for m in AFFILIATE_MARKETPLACES
+        }
         self._category_tables = {"shared": self._category_table(())}
-        for m in MARKETPLACES:
+        for m in SERVED_MARKETPLACES:
             self._category_tables[m.slug] = self._category_table(m.category_bias)
         self._gtin_offset = hash64(seed, "gtin") % GTIN_BODY_MODULUS
         self._model_offset = hash64(seed, "model")
@@ -549,6 +622,8 @@ class World:
     def product_key(self, slug: str, index: int) -> str:
         """The key of the world product that offer `index` of `slug` sells."""
         position = MARKETPLACES_BY_SLUG[slug].position
+        if slug in self._affiliate_shared_slots:
+            return self._affiliate_product_key(slug, position, index)
         block, slot = divmod(index, OFFER_BLOCK)
         shared_slots = self._shared_slots[position]
         if slot in shared_slots:
@@ -558,6 +633,17 @@ class World:
         own_before = sum(1 for s in shared_slots if s < slot)
         own_number = block * (OFFER_BLOCK - SHARED_PER_BLOCK) + slot - own_before
         return f"u{position}-{own_number}"
+
+    def _affiliate_product_key(self, slug: str, position: int, index: int) -> str:
+        """An affiliate marketplace walks the shared products in order (k = 0, 1, 2, …), well
+        within what the six reach, and numbers its own products `a<position>-<n>`."""
+        block, slot = divmod(index, OFFER_BLOCK)
+        shared_slots = self._affiliate_shared_slots[slug]
+        if slot in shared_slots:
+            return f"s{block * AFFILIATE_SHARED_PER_BLOCK + shared_slots.index(slot)}"
+        own_before = sum(1 for s in shared_slots if s < slot)
+        own_number = block * (OFFER_BLOCK - AFFILIATE_SHARED_PER_BLOCK) + slot - own_before
+        return f"a{position}-{own_number}"
 
     def shared_product_marketplaces(self, k: int) -> tuple[str, ...]:
         """The marketplaces whose offer plan includes shared product `k` (some may have fewer
@@ -578,8 +664,22 @@ class World:
             cumulative.append(total)
         return cumulative, list(CATEGORIES)
 
+    def _affiliate_serial(self, position: int, number: int) -> int:
+        first = MARKETPLACES_BY_SLUG[AFFILIATE_SLUGS[0]].position
+        return SERIAL_STRIDE * (
+            self._affiliate_serial_base + len(AFFILIATE_SLUGS) * number + position - first
+        )
+
     def _check_model_capacity(self) -> None:
         largest_serial = SERIAL_STRIDE * (self.total_offers + len(self._subsets)) + SERIAL_STRIDE
+        largest_affiliate = max(
+            (
+                self._affiliate_serial(m.position, self._counts[m.slug])
+                for m in AFFILIATE_MARKETPLACES
+            ),
+            default=0,
+        )
+        largest_serial = max(largest_serial, largest_affiliate)
         for category in CATEGORIES:
             for brand in category.brands:
                 if category.is_book:
@@ -598,6 +698,11 @@ class World:
         if shared:
             serial = SERIAL_STRIDE * int(key[1:])
             table = self._category_tables["shared"]
+        elif key.startswith("a"):
+            position_text, number_text = key[1:].split("-")
+            position = int(position_text)
+            serial = self._affiliate_serial(position, int(number_text))
+            table = self._category_tables[SERVED_MARKETPLACES[position].slug]
         else:
             position_text, number_text = key[1:].split("-")
             position = int(position_text)
@@ -674,7 +779,7 @@ class World:
 
     def product_for_image(self, name: str) -> WorldProduct | None:
         """The product an image name refers to (image names are product keys), or None."""
-        if not re.fullmatch(r"s\d{1,9}|u[0-5]-\d{1,9}", name):
+        if not re.fullmatch(r"s\d{1,9}|u[0-5]-\d{1,9}|a[67]-\d{1,9}", name):
             return None
         return self.product(name)
 
@@ -697,6 +802,8 @@ class World:
         rate = profile.usd_rate
         if slug == "bazaar" and rng.random() < BAZAAR_GBP_SHARE:
             currency, rate = "GBP", GBP_PER_USD
+        elif slug == "sokoni" and rng.random() < SOKONI_NGN_SHARE:
+            currency, rate = "NGN", NGN_PER_USD
         noise_permille = rng.randint(880, 1150)
         ending = rng.below(12)
         amount = (

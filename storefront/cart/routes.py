@@ -37,6 +37,7 @@ from commerce.cart import (
     update_guest_quantity,
 )
 from commerce.fx import format_rate
+from commerce.handoff import handoff_cart_url
 from commerce.models import Product, User
 from storefront.cart.forms import AddToCartForm, RemoveCartLineForm, UpdateCartLineForm
 from storefront.catalog.shopper import display_currency, fx_table
@@ -50,6 +51,16 @@ GUEST_CART_SESSION_KEY = "guest_cart"
 
 def _signed_in_user() -> User | None:
     return current_user._get_current_object() if current_user.is_authenticated else None  # type: ignore[attr-defined]
+
+
+@bp.app_template_global("handoff_cart_url")
+def handoff_cart_url_for_group(group: Any) -> str | None:
+    """One URL that opens a hand-off group's items in one cart on its marketplace (Amazon's
+    add-to-cart form), or None; `group` is a cart group or a checkout quote group."""
+    lines = [
+        (line.product_id, line.quantity) for line in group.lines if getattr(line, "available", True)
+    ]
+    return handoff_cart_url(db_session(), group.slug, lines)
 
 
 @bp.app_template_global("format_rate")

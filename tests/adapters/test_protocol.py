@@ -9,7 +9,15 @@ from adapters.registry import ADAPTER_KINDS, build_adapter, parse_marketplaces
 from tests.adapters.configs import marketplace_config, offline_transport
 from tests.adapters.test_declarative import bazaar_options
 
-OPTIONS = {"declarative": bazaar_options(), "google_feed": {"feed_path": "feed.xml"}}
+OPTIONS = {
+    "declarative": bazaar_options(),
+    "google_feed": {"feed_path": "feed.xml"},
+    "amazon": {"marketplace": "www.amazon.com", "partner_tag": "test-20", "keywords": ["mug"]},
+    "csv_feed": {
+        "feed_path": "feed.csv",
+        "columns": {"external_id": "id", "title": "title", "price": "price"},
+    },
+}
 
 
 @pytest.mark.parametrize("kind", sorted(ADAPTER_KINDS))

@@ -37,6 +37,7 @@ SANDBOX_CREDENTIALS = {
     "SHOPWAVE_ACCESS_TOKEN": "shpat_browser_tests",
     "KIONDO_WC_CREDENTIALS": "ck_browser_tests:cs_browser_tests",
     "BAZAAR_API_KEY": "bazaar-browser-tests",
+    "AMAZON_CREATORS_CREDENTIALS": "sandbox-id:sandbox-secret",
 }
 
 

@@ -68,6 +68,7 @@ SANDBOX_CREDENTIALS = {
     "SHOPWAVE_ACCESS_TOKEN": "shpat_checkout_tests",
     "KIONDO_WC_CREDENTIALS": "ck_checkout_tests:cs_checkout_tests",
     "BAZAAR_API_KEY": "bazaar-checkout-tests",
+    "AMAZON_CREATORS_CREDENTIALS": "sandbox-id:sandbox-secret",
 }
 # Units per 1 USD; exact decimals, as the pipeline publishes them.
 TEST_FX_RATES = {"KES": "129.5", "EUR": "0.92", "NGN": "1550", "GBP": "0.79"}

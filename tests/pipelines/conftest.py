@@ -20,6 +20,7 @@ SANDBOX_CREDENTIALS = {
     "SHOPWAVE_ACCESS_TOKEN": "shpat_pipeline_tests",
     "KIONDO_WC_CREDENTIALS": "ck_pipeline_tests:cs_pipeline_tests",
     "BAZAAR_API_KEY": "bazaar-pipeline-tests",
+    "AMAZON_CREATORS_CREDENTIALS": "sandbox-id:sandbox-secret",
 }
 
 

@@ -35,7 +35,17 @@ from tests.pipelines.conftest import Ingest
 
 pytestmark = pytest.mark.slow
 
-MARKETPLACES = ("shopwave", "kiondo", "dummymart", "fakestore", "naijamall", "bazaar")
+# The six demo marketplaces plus Amazon and Sokoni (issue 13).
+MARKETPLACES = (
+    "shopwave",
+    "kiondo",
+    "dummymart",
+    "fakestore",
+    "naijamall",
+    "bazaar",
+    "amazon",
+    "sokoni",
+)
 # What the sandbox's malformed kinds become (sandbox-and-adapters.md: rejection reasons).
 EXPECTED_REASONS = {
     "missing_price",

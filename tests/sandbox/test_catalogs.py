@@ -72,9 +72,10 @@ def catalogs(sandbox_server: str) -> dict[str, list[dict[str, Any]]]:
         }
 
 
-def test_health_lists_the_six_marketplaces(http: httpx.Client) -> None:
+def test_health_lists_the_served_marketplaces(http: httpx.Client) -> None:
     body = http.get("/_sandbox/health").json()
     assert body["status"] == "ok"
+    # The six demo marketplaces, then Amazon and Sokoni added on top of them (issue 13).
     assert body["marketplaces"] == [
         "shopwave",
         "kiondo",
@@ -82,6 +83,8 @@ def test_health_lists_the_six_marketplaces(http: httpx.Client) -> None:
         "fakestore",
         "naijamall",
         "bazaar",
+        "amazon",
+        "sokoni",
     ]
     assert body["offers"] == TEST_SANDBOX_OFFERS
 

@@ -17,7 +17,16 @@ def test_knobs_endpoint_shows_every_marketplace_with_defaults(
     sandbox_control: httpx.Client,
 ) -> None:
     knobs = sandbox_control.get("/_sandbox/knobs").json()
-    assert set(knobs) == {"shopwave", "kiondo", "dummymart", "fakestore", "naijamall", "bazaar"}
+    assert set(knobs) == {
+        "shopwave",
+        "kiondo",
+        "dummymart",
+        "fakestore",
+        "naijamall",
+        "bazaar",
+        "amazon",  # added on top of the six (issue 13)
+        "sokoni",
+    }
     assert knobs["kiondo"] == {
         "latency_ms": 0,
         "error_rate": 0.0,

@@ -66,7 +66,8 @@ def test_seeding_creates_every_configured_marketplace_with_capabilities_and_encr
     report = seed_marketplaces(db_session, configs)
     db_session.commit()
 
-    assert report.marketplaces_created == len(configs) == 6
+    # The six demo marketplaces plus Amazon and Sokoni (issue 13).
+    assert report.marketplaces_created == len(configs) == 8
     shopwave = db_session.scalar(sa.select(Marketplace).where(Marketplace.slug == "shopwave"))
     assert shopwave is not None
     assert "catalog" in shopwave.capabilities and "order" in shopwave.capabilities
@@ -77,6 +78,9 @@ def test_seeding_creates_every_configured_marketplace_with_capabilities_and_encr
     assert shopwave.masked_api_key == "••••abcd"
     naija = db_session.scalar(sa.select(Marketplace).where(Marketplace.slug == "naijamall"))
     assert naija is not None and naija.capabilities == ["catalog"]
+    amazon = db_session.scalar(sa.select(Marketplace).where(Marketplace.slug == "amazon"))
+    assert amazon is not None and "order" not in amazon.capabilities
+    assert amazon.relation_identifier == "asin"
 
 
 def test_reseeding_keeps_admin_edits_and_refreshes_config_owned_fields(

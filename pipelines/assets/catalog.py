@@ -13,13 +13,12 @@ from adapters.base import MarketplaceError
 from pipelines.resources import MarketplacesResource, WarehouseResource
 from warehouse.catalog import (
     load_raw_catalog,
-    read_previous_offers,
-    read_raw_records,
     replace_products,
     stage_raw_catalog,
     upsert_marketplace,
 )
-from warehouse.offers import normalize_catalog, preview_markdown
+from warehouse.normalize import normalize_stored_catalog
+from warehouse.offers import preview_markdown
 
 CATALOG_GROUP = "catalog"
 PREVIEW_COLUMNS = ("external_id", "title", "price_minor", "currency", "brand", "model", "gtin")
@@ -116,29 +115,24 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         """One marketplace's offers in the shared schema (table products), and every record that
         could not become one, with its reason (table rejected_products).
 
-        Each raw record goes through the adapter's normalize_record; repeated external ids after
-        the first are rejected as duplicate_external_id. content_hash fingerprints what shoppers
+        The format's vectorized query (warehouse/vectorized.py) reads the common record inside
+        DuckDB; any record it cannot vouch for goes through the adapter's normalize_record, which
+        gives rejections their reason. Repeated external ids after the first are rejected as
+        duplicate_external_id. content_hash fingerprints what shoppers
         see; first_seen_at is kept across runs and updated_at moves only when the content changes.
         """
         slug = context.partition_key
+        config = marketplaces.config_for(slug)
         adapter = marketplaces.adapter_for(slug)
         now = datetime.now(UTC)
         try:
             with warehouse.connect() as conn:
-                records = read_raw_records(conn, slug)
-                previous = read_previous_offers(conn, slug)
-            catalog = normalize_catalog(
-                slug,
-                records,
-                adapter.normalize_record,
-                previous,
-                now=now,
-                run_id=context.run.run_id,
-            )
+                catalog = normalize_stored_catalog(
+                    conn, config, adapter.normalize_record, now=now, run_id=context.run.run_id
+                )
+                replace_products(conn, slug, catalog, run_id=context.run.run_id, loaded_at=now)
         finally:
             _close(adapter)
-        with warehouse.connect() as conn:
-            replace_products(conn, slug, catalog, run_id=context.run.run_id, loaded_at=now)
         rejected_by_reason = catalog.rejected_by_reason
         content_changed = bool(
             catalog.new_offers or catalog.changed_offers or catalog.removed_offers

@@ -208,13 +208,15 @@ def materialize_all(
     instance: dg.DagsterInstance | None = None,
     progress: Callable[[str], None] = print,
     marketplaces: list[str] | None = None,
+    full_refresh: bool = False,
 ) -> IngestReport:
     """Materialize every marketplace partition (or only `marketplaces`), then the downstream
     assets, printing a line per partition and per downstream asset.
 
     A failing marketplace fails only its partition; the downstream assets then work from what the
     warehouse holds, including that marketplace's last good catalog. Raises
-    UnknownMarketplaceError for a slug that is not configured.
+    UnknownMarketplaceError for a slug that is not configured. `full_refresh` stores and reads
+    every page again instead of only the pages that changed.
     """
     settings = get_settings()
     definitions = build_definitions(settings)
@@ -229,12 +231,20 @@ def materialize_all(
         )
     instance = instance or dagster_instance(dagster_home(settings))
 
+    catalog_config = {
+        **QUIET_RUN_CONFIG,
+        "ops": {
+            asset: {"config": {"full_refresh": full_refresh}}
+            for asset in ("raw_catalog", "normalized_products")
+        },
+    }
+
     def run_partition(slug: str) -> PartitionOutcome:
         result = catalog_job.execute_in_process(
             partition_key=slug,
             instance=instance,
             raise_on_error=False,
-            run_config=QUIET_RUN_CONFIG,
+            run_config=catalog_config,
             tags=INGEST_TAGS,
         )
         outcome = _partition_outcome(slug, result)

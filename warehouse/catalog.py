@@ -7,8 +7,9 @@ rows in place: a marketplace that is down keeps its last good catalog.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,8 @@ class RawFetchStats:
     records: int
     bytes: int
     staging_path: Path
+    # page -> (SHA-256 of its records, record count, fetch time): what changed is what moved.
+    page_hashes: dict[int, tuple[str, int, datetime]] = field(default_factory=dict)
 
 
 def stage_raw_catalog(
@@ -87,11 +90,18 @@ def stage_raw_catalog(
     """
     staging_path.parent.mkdir(parents=True, exist_ok=True)
     page_count = record_count = byte_count = 0
+    page_hashes: dict[int, tuple[str, int, datetime]] = {}
     with pq.ParquetWriter(staging_path, RAW_STAGING_SCHEMA) as writer:
         for page in pages:
             page_count += 1
             payloads = [payload_text(record) for record in page.records]
-            byte_count += sum(len(text.encode("utf-8")) for text in payloads)
+            encoded = "\n".join(payloads).encode("utf-8")
+            byte_count += len(encoded) - max(len(payloads) - 1, 0)
+            page_hashes[page.page] = (
+                hashlib.sha256(encoded).hexdigest(),
+                len(payloads),
+                page.fetched_at,
+            )
             record_count += len(payloads)
             if not payloads:
                 continue
@@ -109,7 +119,11 @@ def stage_raw_catalog(
                 )
             )
     return RawFetchStats(
-        pages=page_count, records=record_count, bytes=byte_count, staging_path=staging_path
+        pages=page_count,
+        records=record_count,
+        bytes=byte_count,
+        staging_path=staging_path,
+        page_hashes=page_hashes,
     )
 
 

@@ -40,7 +40,8 @@ from warehouse.vectorized import OFFER_COLUMNS, currency_exponent_rows, vectoriz
 
 RAW_SOURCE = (
     "(SELECT page, record_index, CAST(payload AS VARCHAR) AS payload, fetched_at "
-    "FROM raw_catalog WHERE marketplace = $marketplace)"
+    "FROM raw_catalog WHERE marketplace = $marketplace "
+    "AND ($all_pages OR page IN (SELECT page FROM pages_to_read)))"
 )
 OFFER_SCHEMA = pl.Schema(
     {
@@ -54,25 +55,35 @@ _FALLBACK_KEYS = pl.Schema({"page": pl.Int32, "record_index": pl.Int32})
 
 
 def _fast_frame(
-    conn: duckdb.DuckDBPyConnection, config: MarketplaceConfig
+    conn: duckdb.DuckDBPyConnection, config: MarketplaceConfig, pages: tuple[int, ...] | None
 ) -> tuple[pl.DataFrame, bool]:
-    """The vectorized read of every raw record (flag `vectorized` per row), and whether the
-    format has a vectorized path at all."""
-    query = vectorized_query(config, RAW_SOURCE)
-    if query is None:
-        frame = conn.sql(
-            f"SELECT page, record_index, fetched_at, false AS vectorized FROM {RAW_SOURCE}",
-            params={"marketplace": config.slug},
-        ).pl()
-        return frame, False
-    exponents = pl.DataFrame(
-        currency_exponent_rows(), schema={"code": pl.String, "exponent": pl.Int32}, orient="row"
+    """The vectorized read of the raw records of `pages` (all when None), flag `vectorized` per
+    row, and whether the format has a vectorized path at all."""
+    params = {"marketplace": config.slug, "all_pages": pages is None}
+    conn.register(
+        "pages_to_read",
+        pl.DataFrame({"page": list(pages or ())}, schema={"page": pl.Int32}).to_arrow(),
     )
-    conn.register("currency_exponents", exponents.to_arrow())
     try:
-        return conn.sql(query, params={"marketplace": config.slug}).pl(), True
+        query = vectorized_query(config, RAW_SOURCE)
+        if query is None:
+            frame = conn.sql(
+                f"SELECT page, record_index, fetched_at, false AS vectorized FROM {RAW_SOURCE}",
+                params=params,
+            ).pl()
+            return frame, False
+        exponents = pl.DataFrame(
+            currency_exponent_rows(),
+            schema={"code": pl.String, "exponent": pl.Int32},
+            orient="row",
+        )
+        conn.register("currency_exponents", exponents.to_arrow())
+        try:
+            return conn.sql(query, params=params).pl(), True
+        finally:
+            conn.unregister("currency_exponents")
     finally:
-        conn.unregister("currency_exponents")
+        conn.unregister("pages_to_read")
 
 
 def _per_record(
@@ -184,12 +195,13 @@ def normalize_stored_catalog(
     *,
     now: datetime,
     run_id: str,
+    pages: tuple[int, ...] | None = None,
 ) -> NormalizedCatalog:
     """Normalize the marketplace's raw_catalog rows; same result as warehouse.offers.
     normalize_catalog over the same records with the same adapter (tests/warehouse/
     test_vectorized.py holds them to it), at DuckDB's speed for the common record."""
     slug = config.slug
-    fast, has_vectorized = _fast_frame(conn, config)
+    fast, has_vectorized = _fast_frame(conn, config, pages)
     raw_records = fast.height
     fallback_keys = fast.filter(~pl.col("vectorized")).select(
         pl.col("page").cast(pl.Int32), pl.col("record_index").cast(pl.Int32)
@@ -307,6 +319,12 @@ def normalize_stored_catalog(
         )
         .select([pl.col(name).cast(dtype) for name, dtype in REJECTED_SCHEMA.items()])
     )
+    sources = kept.select(
+        "external_id", pl.col("page").cast(pl.Int32), pl.col("record_index").cast(pl.Int32)
+    )
+    if pages is not None:
+        # The other pages' offers stay; removal is decided by the page writer.
+        previous = previous.filter(pl.lit(False))
     seen = set(products.get_column("external_id").to_list())
     pairs = sorted(
         f"{i}:{h}"
@@ -326,6 +344,8 @@ def normalize_stored_catalog(
         gtin_claimed=int(claimed),
         gtin_invalid=int(invalid),
         content_fingerprint=hashlib.sha256("\n".join(pairs).encode()).hexdigest(),
+        sources=sources,
+        pages=pages,
     )
 
 

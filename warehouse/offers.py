@@ -70,6 +70,9 @@ REJECTED_SCHEMA = pl.Schema(
         "payload": pl.String,
         "rejected_at": pl.Datetime("us", "UTC"),
         "run_id": pl.String,
+        # Where the record sat in the catalog (an incremental run replaces changed pages only).
+        "page": pl.Int32,
+        "record_index": pl.Int32,
     }
 )
 
@@ -133,6 +136,9 @@ class NormalizedCatalog:
     gtin_claimed: int
     gtin_invalid: int
     content_fingerprint: str
+    # (external_id, page, record_index) of every product, and the pages read (None: all of them).
+    sources: pl.DataFrame | None = None
+    pages: tuple[int, ...] | None = None
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -279,6 +285,8 @@ def normalize_catalog(
                 "payload": payload,
                 "rejected_at": now,
                 "run_id": run_id,
+                "page": raw.page,
+                "record_index": raw.record_index,
             }
         )
 

@@ -80,13 +80,19 @@ class RawFetchStats:
 
 
 def stage_raw_catalog(
-    pages: Iterable[CatalogPage], staging_path: Path, *, marketplace: str, run_id: str
+    pages: Iterable[CatalogPage],
+    staging_path: Path,
+    *,
+    marketplace: str,
+    run_id: str,
+    fetched_at: datetime | None = None,
 ) -> RawFetchStats:
     """Write every fetched page to a Parquet staging file, page by page.
 
     Fetching takes a while and must not hold the warehouse lock; staging on disk keeps memory flat
     however large the catalog. If fetching fails half-way, the exception propagates and the
-    warehouse is never touched.
+    warehouse is never touched. `fetched_at` overrides the pages' own fetch time (a replay of the
+    sandbox's past catalogs records the day it replays).
     """
     staging_path.parent.mkdir(parents=True, exist_ok=True)
     page_count = record_count = byte_count = 0
@@ -97,11 +103,8 @@ def stage_raw_catalog(
             payloads = [payload_text(record) for record in page.records]
             encoded = "\n".join(payloads).encode("utf-8")
             byte_count += len(encoded) - max(len(payloads) - 1, 0)
-            page_hashes[page.page] = (
-                hashlib.sha256(encoded).hexdigest(),
-                len(payloads),
-                page.fetched_at,
-            )
+            seen_at = fetched_at or page.fetched_at
+            page_hashes[page.page] = (hashlib.sha256(encoded).hexdigest(), len(payloads), seen_at)
             record_count += len(payloads)
             if not payloads:
                 continue
@@ -112,7 +115,7 @@ def stage_raw_catalog(
                         "page": [page.page] * len(payloads),
                         "record_index": list(range(len(payloads))),
                         "payload": payloads,
-                        "fetched_at": [page.fetched_at] * len(payloads),
+                        "fetched_at": [seen_at] * len(payloads),
                         "run_id": [run_id] * len(payloads),
                     },
                     schema=RAW_STAGING_SCHEMA,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from adapters.base import MarketplaceError
+from adapters.base import MarketplaceError, NotModified
 from pipelines.resources import MarketplacesResource, WarehouseResource
 from warehouse.catalog import (
     replace_products,
@@ -22,9 +22,12 @@ from warehouse.offers import REASON_DUPLICATE, NormalizedCatalog, preview_markdo
 from warehouse.pages import (
     apply_page_changes,
     can_normalize_incrementally,
+    confirm_unchanged_catalog,
     dirty_pages,
+    held_validators,
     load_changed_pages,
     pages_tied_to,
+    store_validators,
     touch_unchanged_offers,
     write_sources,
 )
@@ -34,9 +37,19 @@ PREVIEW_COLUMNS = ("external_id", "title", "price_minor", "currency", "brand", "
 
 
 class CatalogRunConfig(dg.Config):
-    """`full_refresh`: store and read every page again, as if the warehouse held nothing."""
+    """`full_refresh`: store and read every page again, as if the warehouse held nothing.
+    `as_of` (ISO 8601, replays of the sandbox's past catalogs only): record the fetch and the
+    normalization at that moment instead of now."""
 
     full_refresh: bool = False
+    as_of: str = ""
+
+    def moment(self) -> datetime:
+        """`as_of` as an aware UTC datetime, or now."""
+        if not self.as_of:
+            return datetime.now(UTC)
+        moment = datetime.fromisoformat(self.as_of)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _catalog_ids(catalog: NormalizedCatalog) -> list[str]:
@@ -80,6 +93,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         marketplace = marketplaces.config_for(slug)
         adapter = marketplaces.adapter_for(slug)
         staging = warehouse.staging_path(slug, context.run.run_id)
+        if not config.full_refresh and hasattr(adapter, "catalog_validators"):
+            with warehouse.connect() as conn:
+                adapter.catalog_validators = held_validators(conn, slug)
         try:
             try:
                 stats = stage_raw_catalog(
@@ -87,6 +103,23 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     staging,
                     marketplace=slug,
                     run_id=context.run.run_id,
+                    fetched_at=config.moment() if config.as_of else None,
+                )
+            except NotModified:
+                # 304 to our conditional request: the catalog we hold is current.
+                with warehouse.connect() as conn:
+                    upsert_marketplace(conn, marketplace, now=datetime.now(UTC))
+                    pages, rows = confirm_unchanged_catalog(conn, slug, now=config.moment())
+                context.log.info(f"{slug}: not modified since the last fetch (HTTP 304)")
+                return dg.MaterializeResult(
+                    metadata={
+                        "marketplace": slug,
+                        "not_modified": True,
+                        "pages": pages,
+                        "records": rows,
+                        "changed_pages": 0,
+                        "dagster/row_count": rows,
+                    }
                 )
             except MarketplaceError as exc:
                 raise dg.Failure(
@@ -110,6 +143,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 upsert_marketplace(conn, marketplace, now=datetime.now(UTC))
                 rows, changed_pages = load_changed_pages(
                     conn, slug, staging, stats.page_hashes, full_refresh=config.full_refresh
+                )
+                store_validators(
+                    conn, slug, getattr(adapter, "received_validators", {}), now=datetime.now(UTC)
                 )
         finally:
             staging.unlink(missing_ok=True)
@@ -154,7 +190,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         slug = context.partition_key
         marketplace = marketplaces.config_for(slug)
         adapter = marketplaces.adapter_for(slug)
-        now = datetime.now(UTC)
+        now = config.moment()
         run_id = context.run.run_id
         try:
             with warehouse.connect() as conn:
@@ -196,7 +232,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     _, removed = apply_page_changes(
                         conn, slug, catalog, run_id=run_id, loaded_at=now
                     )
-                touch_unchanged_offers(conn, slug)
+                touch_unchanged_offers(conn, slug, run_id=run_id, now=now)
                 (products,) = conn.execute(
                     "SELECT count(*) FROM products WHERE marketplace = ?", [slug]
                 ).fetchall()[0]

@@ -68,6 +68,7 @@ class CatalogServer:
 
     def __init__(self) -> None:
         self.catalogs: dict[str, list[dict[str, Any]]] = {}
+        self.failing_pages: set[tuple[str, int]] = set()
         handler = self._handler()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -86,6 +87,11 @@ class CatalogServer:
                 query = parse_qs(parsed.query)
                 page = int(query.get("page", ["1"])[0])
                 size = int(query.get("per_page", [str(PAGE_SIZE)])[0])
+                if (slug, page) in outer.failing_pages:
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 records = outer.catalogs.get(slug, [])[(page - 1) * size : page * size]
                 body = json.dumps({"items": records}).encode()
                 self.send_response(200)
@@ -266,3 +272,24 @@ def loads_of(home: Home, slug: str) -> list[tuple[int, Any]]:
             [slug],
         ).fetchall()
     return [(int(records), pages) for records, pages in rows]
+
+
+def test_a_marketplace_failing_mid_catalog_fails_only_its_partition_with_concurrency(
+    homes: list[Home], server: CatalogServer
+) -> None:
+    """Partitions run in two worker processes; alpha's third page answers 500 after the first
+    two were fetched: alpha's partition fails and keeps its last good catalog, beta refreshes."""
+    home = homes[0]
+    assert home.ingest(full_refresh=False).success
+    before = home.tables()
+    server.failing_pages = {("alpha", 3)}
+    home.env["ONECART_PIPELINE_WORKERS"] = "2"
+    try:
+        report = home.ingest(full_refresh=False)
+    finally:
+        server.failing_pages = set()
+        del home.env["ONECART_PIPELINE_WORKERS"]
+    assert report.failed_partitions == ["alpha"]
+    assert "500" in (report.partitions["alpha"].error or "")
+    assert report.partitions["beta"].success and report.downstream_success
+    assert home.tables() == before

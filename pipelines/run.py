@@ -343,10 +343,18 @@ def materialize_all(
         " every offer for the"
         " assistant, which takes a few minutes on a small machine; the Dagster UI shows its log)"
     )
+    downstream_config = {
+        **QUIET_RUN_CONFIG,
+        "ops": {
+            asset: {"config": {"full_refresh": full_refresh}}
+            for asset in ("product_groups", "price_history")
+            if asset in (downstream_assets or DOWNSTREAM_ASSETS)
+        },
+    }
     downstream = downstream_job.execute_in_process(
         instance=instance,
         raise_on_error=False,
-        run_config=QUIET_RUN_CONFIG,
+        run_config=downstream_config,
         tags=INGEST_TAGS,
         asset_selection=(
             [dg.AssetKey(asset) for asset in downstream_assets] if downstream_assets else None

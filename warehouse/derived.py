@@ -149,7 +149,7 @@ def product_group_stats(conn: duckdb.DuckDBPyConnection) -> GroupStats:
 HISTORY_WATERMARK_MARGIN = "INTERVAL 1 HOUR"
 
 
-def append_price_changes(conn: duckdb.DuckDBPyConnection) -> int:
+def append_price_changes(conn: duckdb.DuckDBPyConnection, *, full: bool = False) -> int:
     """Append a price_history row for every offer whose price, currency or availability differs
     from its latest row (or that has none yet); return how many rows were appended.
 
@@ -163,7 +163,7 @@ def append_price_changes(conn: duckdb.DuckDBPyConnection) -> int:
         watermark = conn.execute(
             "SELECT updated_at FROM derived_watermarks WHERE name = 'price_history'"
         ).fetchall()
-        since = watermark[0][0] if watermark else None
+        since = watermark[0][0] if watermark and not full else None
         conn.execute(
             f"""
             INSERT INTO price_history (marketplace, external_id, price_minor, currency, available,

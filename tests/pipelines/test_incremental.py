@@ -219,6 +219,8 @@ def homes(settings: Settings, server: CatalogServer, meili_server: str) -> list[
                 "ONECART_MARKETPLACES": str(toml),
                 "MEILI_INDEX": f"incremental_{name}_{run}",
                 "ONECART_ASSISTANT_EMBEDDINGS": "off",
+                # In-process here; the failure test below turns worker processes on.
+                "ONECART_PIPELINE_WORKERS": "1",
             },
         )
         for name in ("incremental", "full")
@@ -288,7 +290,7 @@ def test_a_marketplace_failing_mid_catalog_fails_only_its_partition_with_concurr
         report = home.ingest(full_refresh=False)
     finally:
         server.failing_pages = set()
-        del home.env["ONECART_PIPELINE_WORKERS"]
+        home.env["ONECART_PIPELINE_WORKERS"] = "1"
     assert report.failed_partitions == ["alpha"]
     assert "500" in (report.partitions["alpha"].error or "")
     assert report.partitions["beta"].success and report.downstream_success

@@ -172,3 +172,19 @@ CREATE TABLE IF NOT EXISTS derived_watermarks (
     name VARCHAR PRIMARY KEY,
     updated_at TIMESTAMPTZ NOT NULL
 );
+
+-- The matching fields and keys (normalized brand, explicit or inferred; canonical GTIN) of every
+-- offer as product_groups last matched it: a refresh re-matches only what differs.
+CREATE TABLE IF NOT EXISTS matching_inputs (
+    marketplace VARCHAR NOT NULL,
+    external_id VARCHAR NOT NULL,
+    title VARCHAR,
+    brand VARCHAR,
+    model VARCHAR,
+    gtin VARCHAR,
+    mpn VARCHAR,
+    brand_key VARCHAR,
+    brand_inferred BOOLEAN NOT NULL,
+    gtin_key VARCHAR,
+    PRIMARY KEY (marketplace, external_id)
+);

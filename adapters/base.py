@@ -80,6 +80,11 @@ class OutcomeUnknown(Transient):
     reference, or `order_status`) before retrying with the same idempotency key or refunding."""
 
 
+class NotModified(MarketplaceError):
+    """304: the resource asked for conditionally (If-None-Match / If-Modified-Since) has not
+    changed since the validators we sent. Not a failure: what we hold is current."""
+
+
 class NotFound(MarketplaceError):
     """The product or order does not exist on the marketplace."""
 
@@ -511,6 +516,11 @@ class MarketplaceHttp:
                 continue
             if response.is_success:
                 return response
+            if response.status_code == 304:
+                response.close()
+                raise NotModified(
+                    f"{method} {path}: not modified", marketplace=self.slug, status=304
+                )
             if stream:
                 response.read()
                 response.close()

@@ -72,7 +72,9 @@ class FakeStoreAdapter(HttpMarketplaceAdapter):
         downloads (the list has no paging and is large at scale), in the API's order."""
         batch: list[Any] = []
         page = 1
-        for record in iter_json_array(self.stream_text("products"), marketplace=self.slug):
+        for record in iter_json_array(
+            self.stream_text("products", conditional=True), marketplace=self.slug
+        ):
             batch.append(record)
             if len(batch) == self.page_size:
                 yield CatalogPage(records=batch, page=page)

@@ -150,7 +150,7 @@ class GoogleFeedAdapter(HttpMarketplaceAdapter):
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
         """The feed from one request, handed on in pages of `page_size` items as it downloads."""
-        chunks = self.stream_text(self.feed_path, headers={"Accept": FEED_ACCEPT})
+        chunks = self.stream_text(self.feed_path, headers={"Accept": FEED_ACCEPT}, conditional=True)
         batch: list[dict[str, Any]] = []
         page = 1
         for item in parse_feed_items(chunks, marketplace=self.slug):

@@ -92,6 +92,10 @@ class HttpMarketplaceAdapter:
             read_timeout_s=read_timeout_option(config),
             retry_unknown_writes=retry_unknown_writes_option(config),
         )
+        # Conditional catalog requests: the validators (etag, last_modified) of the catalog we
+        # hold, set by the pipeline, and those the marketplace sent with this fetch.
+        self.catalog_validators: Mapping[str, str] = {}
+        self.received_validators: dict[str, str] = {}
 
     def close(self) -> None:
         """Release the HTTP connections."""
@@ -158,15 +162,33 @@ class HttpMarketplaceAdapter:
         response = self.http.request("GET", path, params=params, headers=headers)
         return decode_json_body(response, marketplace=self.slug), response
 
-    def stream_text(self, path: str, *, headers: Mapping[str, str] | None = None) -> Iterator[str]:
+    def stream_text(
+        self, path: str, *, headers: Mapping[str, str] | None = None, conditional: bool = False
+    ) -> Iterator[str]:
         """GET a large body as text chunks, decoded leniently (U+FFFD for broken bytes), without
         holding the whole body in memory: Fake Store's single product list and merchant feeds
         have no paging and reach hundreds of megabytes at a million offers.
 
         Failures before the first byte are retried like every request (same statuses, backoff,
         Retry-After); a connection lost halfway cannot be resumed and raises Transient.
+
+        `conditional` (a whole catalog in one document: feeds, unpaged lists) sends the held
+        catalog's validators as If-None-Match / If-Modified-Since, raises NotModified on 304,
+        and keeps the response's ETag and Last-Modified in `received_validators`.
         """
-        response = self.http.open_stream("GET", path, headers=headers)
+        send = dict(headers or {})
+        if conditional:
+            if self.catalog_validators.get("etag"):
+                send["If-None-Match"] = self.catalog_validators["etag"]
+            if self.catalog_validators.get("last_modified"):
+                send["If-Modified-Since"] = self.catalog_validators["last_modified"]
+        response = self.http.open_stream("GET", path, headers=send)
+        if conditional:
+            self.received_validators = {
+                name: response.headers[header]
+                for name, header in (("etag", "ETag"), ("last_modified", "Last-Modified"))
+                if response.headers.get(header)
+            }
         encoding = response.charset_encoding or "utf-8"
         try:
             codecs.lookup(encoding)

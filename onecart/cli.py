@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SLUG",
         help="only this marketplace's partition (repeatable)",
     )
+    ingest.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="sandbox only: first replay the sandbox's catalog of each of the last DAYS days, so a "
+        "fresh demo has price history (pipelines/replay.py)",
+    )
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -220,7 +228,25 @@ def _pid_file_names(settings: Settings) -> set[str]:
 
 def command_ingest(settings: Settings, args: argparse.Namespace) -> int:
     """Materialize the pipeline once, in this process, with progress on stdout."""
+    if getattr(args, "history", 0):
+        return run_history_replay(settings, args.history)
     return run_ingest(settings, marketplaces=args.marketplace)
+
+
+def run_history_replay(settings: Settings, days: int) -> int:
+    """`ingest --history DAYS`: delegate to pipelines.replay; exit 1 when a run failed."""
+    for variable, value in processes.child_environment(settings).items():
+        os.environ.setdefault(variable, value)
+    processes.write_dagster_yaml(settings)
+    from pipelines.replay import HistoryReplayError, replay_sandbox_history
+
+    try:
+        reports = replay_sandbox_history(days, progress=print)
+    except HistoryReplayError as exc:
+        print(f"ingest --history: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    failed = [report for report in reports if not report.success]
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = Field("http://127.0.0.1:8420", alias="STRIPE_API_BASE")
 
     schedule_cron: str = Field("*/30 * * * *", alias="ONECART_SCHEDULE_CRON")
+    # Marketplace partitions run at once by `onecart ingest` (0: one per CPU core).
+    pipeline_workers: int = Field(0, ge=0, le=32, alias="ONECART_PIPELINE_WORKERS")
     fx_rates_url: str | None = Field(None, alias="ONECART_FX_RATES_URL")
 
     smtp_host: str | None = Field(None, alias="SMTP_HOST")

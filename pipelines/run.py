@@ -2,16 +2,20 @@
 
 Runs go through the real Dagster instance (DAGSTER_HOME, default $ONECART_HOME/dagster), so they
 show in the UI of `dagster dev` exactly like scheduled runs: one run of `marketplace_catalog_job`
-per marketplace partition, then one run of `catalog_downstream_job`. Both use the in-process
-executor, which keeps a full ingest to seconds.
+per marketplace partition, then one run of `catalog_downstream_job`. Partition runs go on in
+parallel worker processes where there are cores (ONECART_PIPELINE_WORKERS); each run uses the
+in-process executor.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,8 @@ class PartitionOutcome:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     check_warnings: list[str] = field(default_factory=list)
+    # The marketplace answered our conditional request with 304: the held catalog is current.
+    not_modified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,7 @@ def _partition_outcome(slug: str, result: dg.ExecuteInProcessResult) -> Partitio
         rejected=int(normalized.get("rejected", 0)),
         rejected_by_reason=dict(normalized.get("rejected_by_reason") or {}),
         check_warnings=_check_warnings(result),
+        not_modified=bool(raw.get("not_modified")),
     )
 
 
@@ -194,8 +201,13 @@ def _describe_partition(outcome: PartitionOutcome) -> list[str]:
     if not outcome.success:
         return [f"{slug}: FAILED ({outcome.error}); its last good catalog is kept"]
     reasons = ", ".join(f"{reason} {count}" for reason, count in outcome.rejected_by_reason.items())
+    fetched = (
+        f"not modified since the last fetch (HTTP 304), {outcome.fetched} records held"
+        if outcome.not_modified
+        else f"fetched {outcome.fetched} records ({outcome.pages} pages)"
+    )
     lines = [
-        f"{slug}: fetched {outcome.fetched} records ({outcome.pages} pages), "
+        f"{slug}: {fetched}, "
         f"normalized {outcome.normalized}, rejected {outcome.rejected}"
         + (f" ({reasons})" if reasons else "")
     ]
@@ -203,18 +215,88 @@ def _describe_partition(outcome: PartitionOutcome) -> list[str]:
     return lines
 
 
+def _partition_in_child(
+    slug: str, home: str, full_refresh: bool, as_of: str = ""
+) -> PartitionOutcome:
+    """One marketplace partition run in a worker process (see _run_partitions_concurrently)."""
+    settings = get_settings()
+    catalog_job = build_definitions(settings).resolve_job_def(MARKETPLACE_CATALOG_JOB)
+    instance = dagster_instance(Path(home))
+    try:
+        result = catalog_job.execute_in_process(
+            partition_key=slug,
+            instance=instance,
+            raise_on_error=False,
+            run_config=_catalog_run_config(full_refresh, as_of),
+            tags=INGEST_TAGS,
+        )
+        return _partition_outcome(slug, result)
+    finally:
+        instance.dispose()
+
+
+def _catalog_run_config(full_refresh: bool, as_of: str = "") -> dict[str, Any]:
+    return {
+        **QUIET_RUN_CONFIG,
+        "ops": {
+            asset: {"config": {"full_refresh": full_refresh, "as_of": as_of}}
+            for asset in ("raw_catalog", "normalized_products")
+        },
+    }
+
+
+def _run_partitions_concurrently(
+    slugs: list[str],
+    workers: int,
+    home: str,
+    full_refresh: bool,
+    progress: Callable[[str], None],
+    as_of: str = "",
+) -> dict[str, PartitionOutcome]:
+    """Partition runs in `workers` processes at once, each its own Dagster run in the shared
+    instance. Fetching and staging (most of the time) overlap; DuckDB's one writer is kept by
+    design, since every warehouse write goes through warehouse.connect()'s exclusive lock and
+    partitions stage their fetch in their own Parquet files first. A partition that fails, or
+    whose process dies, fails alone."""
+    outcomes: dict[str, PartitionOutcome] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(_partition_in_child, slug, home, full_refresh, as_of): slug
+            for slug in slugs
+        }
+        for future in as_completed(futures):
+            slug = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # the worker process itself failed: this partition only
+                outcome = PartitionOutcome(
+                    marketplace=slug, success=False, run_id="", error=f"{type(exc).__name__}: {exc}"
+                )
+            outcomes[slug] = outcome
+            for line in _describe_partition(outcome):
+                progress(line)
+    return {slug: outcomes[slug] for slug in slugs}
+
+
 def materialize_all(
     *,
     instance: dg.DagsterInstance | None = None,
     progress: Callable[[str], None] = print,
     marketplaces: list[str] | None = None,
+    full_refresh: bool = False,
+    as_of: datetime | None = None,
+    downstream_assets: tuple[str, ...] | None = None,
 ) -> IngestReport:
     """Materialize every marketplace partition (or only `marketplaces`), then the downstream
     assets, printing a line per partition and per downstream asset.
 
     A failing marketplace fails only its partition; the downstream assets then work from what the
     warehouse holds, including that marketplace's last good catalog. Raises
-    UnknownMarketplaceError for a slug that is not configured.
+    UnknownMarketplaceError for a slug that is not configured. `full_refresh` stores and reads
+    every page again instead of only the pages that changed. `as_of` and `downstream_assets`
+    are for replays of the sandbox's past catalogs (pipelines/history.py): the moment to record,
+    and the downstream assets to run (default: all).
     """
     settings = get_settings()
     definitions = build_definitions(settings)
@@ -229,33 +311,58 @@ def materialize_all(
         )
     instance = instance or dagster_instance(dagster_home(settings))
 
+    as_of_text = as_of.isoformat() if as_of else ""
+    catalog_config = _catalog_run_config(full_refresh, as_of_text)
+
     def run_partition(slug: str) -> PartitionOutcome:
         result = catalog_job.execute_in_process(
             partition_key=slug,
             instance=instance,
             raise_on_error=False,
-            run_config=QUIET_RUN_CONFIG,
+            run_config=catalog_config,
             tags=INGEST_TAGS,
         )
-        outcome = _partition_outcome(slug, result)
-        for line in _describe_partition(outcome):
-            progress(line)
-        return outcome
+        return _partition_outcome(slug, result)
 
-    # One after the other: Dagster's in-process execution is not thread-safe (each run
-    # reconfigures logging), and a partition run takes a few seconds.
-    partitions = {slug: run_partition(slug) for slug in selected}
+    workers = min(len(selected), settings.pipeline_workers or os.cpu_count() or 1)
+    if workers > 1 and not instance.is_ephemeral and instance.root_directory:
+        partitions = _run_partitions_concurrently(
+            selected, workers, instance.root_directory, full_refresh, progress, as_of_text
+        )
+    else:
+        # In this process, one after the other: Dagster's in-process execution is not
+        # thread-safe (each run reconfigures logging).
+        partitions = {}
+        for slug in selected:
+            partitions[slug] = run_partition(slug)
+            for line in _describe_partition(partitions[slug]):
+                progress(line)
 
     progress(
-        f"downstream: {', '.join(DOWNSTREAM_ASSETS)} (the first run embeds every offer for the"
+        f"downstream: {', '.join(downstream_assets or DOWNSTREAM_ASSETS)} (the first run embeds"
+        " every offer for the"
         " assistant, which takes a few minutes on a small machine; the Dagster UI shows its log)"
     )
+    downstream_config = {
+        **QUIET_RUN_CONFIG,
+        "ops": {
+            asset: {"config": {"full_refresh": full_refresh}}
+            for asset in ("product_groups", "price_history")
+            if asset in (downstream_assets or DOWNSTREAM_ASSETS)
+        },
+    }
     downstream = downstream_job.execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=INGEST_TAGS
+        instance=instance,
+        raise_on_error=False,
+        run_config=downstream_config,
+        tags=INGEST_TAGS,
+        asset_selection=(
+            [dg.AssetKey(asset) for asset in downstream_assets] if downstream_assets else None
+        ),
     )
     downstream_metadata: dict[str, dict[str, Any]] = {}
     failed_steps = _failed_steps(downstream)
-    for asset in DOWNSTREAM_ASSETS:
+    for asset in downstream_assets or DOWNSTREAM_ASSETS:
         metadata = _asset_metadata(downstream, asset)
         if metadata:
             downstream_metadata[asset] = metadata

@@ -16,6 +16,7 @@ from werkzeug.serving import make_server
 from onecart.settings import get_settings
 from sandbox.app import SandboxConfig, create_app
 from sandbox.knobs import KnobError, parse_cli_knob
+from sandbox.service import DEFAULT_PRICE_EPOCH_SECONDS, MAX_PRICE_EPOCH_SECONDS
 from sandbox.world import SERVED_MARKETPLACES
 
 
@@ -49,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="price epoch: each epoch changes ~1%% of catalog prices (default 0, the base catalog)",
     )
     serve.add_argument(
+        "--price-epoch-seconds",
+        type=float,
+        default=DEFAULT_PRICE_EPOCH_SECONDS,
+        help="prices move with time: one more price epoch every this many seconds since start "
+        "(default %(default)s: ~3%% of offers per day; 0 keeps prices still)",
+    )
+    serve.add_argument(
         "--knob",
         action="append",
         default=[],
@@ -74,12 +82,15 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         raise KnobError("--offers cannot be negative")
     if args.price_epoch < 0:
         raise KnobError("--price-epoch cannot be negative")
+    if not 0 <= args.price_epoch_seconds <= MAX_PRICE_EPOCH_SECONDS:
+        raise KnobError(f"--price-epoch-seconds must be 0 to {MAX_PRICE_EPOCH_SECONDS}")
     return SandboxConfig(
         host=args.host,
         port=args.port,
         offers=args.offers,
         seed=args.seed,
         price_epoch=args.price_epoch,
+        price_epoch_seconds=args.price_epoch_seconds,
         knobs=knobs,
         public_url=args.public_url,
     )

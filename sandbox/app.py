@@ -24,6 +24,7 @@ from sandbox.images import render_product_svg
 from sandbox.knobs import ALL_MARKETPLACES, KnobBoard, KnobError
 from sandbox.orders import OrderBook, SandboxOrder
 from sandbox.service import (
+    DEFAULT_PRICE_EPOCH_SECONDS,
     WILDCARD_HOSTS,
     MarketplaceService,
     SandboxContext,
@@ -57,6 +58,8 @@ class SandboxConfig:
     offers: int = 12_000
     seed: int = 42
     price_epoch: int = 0
+    # One more price epoch every this many seconds (0: prices stay at price_epoch).
+    price_epoch_seconds: float = DEFAULT_PRICE_EPOCH_SECONDS
     # {slug or "all": {knob: value}}: the server's defaults, restored by POST /_sandbox/reset.
     knobs: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     # The base URL put into absolute links; derived from host:port unless the host is a wildcard.
@@ -96,7 +99,13 @@ class SandboxApp:
             SERVED_SLUGS, seed=config.seed, defaults=_merge_knob_defaults(config)
         )
         self.orders = OrderBook(config.seed)
-        self.ctx = SandboxContext(self.world, self.knobs, self.orders, config.advertised_url)
+        self.ctx = SandboxContext(
+            self.world,
+            self.knobs,
+            self.orders,
+            config.advertised_url,
+            price_epoch_seconds=config.price_epoch_seconds,
+        )
         self.services: dict[str, MarketplaceService] = {
             cls.slug: cls(self.ctx) for cls in SERVICE_CLASSES
         }

@@ -18,6 +18,7 @@ from sandbox.service import (
     JSON_CONTENT_TYPE,
     JsonError,
     MarketplaceService,
+    conditional_catalog,
     encode_json,
     join_stream,
     json_response,
@@ -99,7 +100,9 @@ class FakeStoreService(MarketplaceService):
             indexes = range(self.count - 1, -1, -1)
         if limit:
             indexes = indexes[:limit]
-        return self._stream(request, indexes)
+        return conditional_catalog(
+            self.ctx, request, self.slug, lambda: self._stream(request, indexes)
+        )
 
     def list_categories(self, request: Request) -> Response:
         """GET /products/categories: the category names."""

@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 from werkzeug.wrappers import Request, Response
 
 from sandbox.pages import format_amount, product_page
-from sandbox.service import MarketplaceService, chunked, encode_text
+from sandbox.service import MarketplaceService, chunked, conditional_catalog, encode_text
 from sandbox.world import broken_title, hash64, html_title, huge_text, slugify
 
 ITEM_ID_BASE = 100_001
@@ -118,7 +118,12 @@ class GoogleFeedService(MarketplaceService):
                 yield encode_text(self.item_xml(request, index))
             yield b"</channel></rss>\n"
 
-        return Response(chunked(pieces()), content_type=FEED_CONTENT_TYPE)
+        return conditional_catalog(
+            self.ctx,
+            request,
+            self.slug,
+            lambda: Response(chunked(pieces()), content_type=FEED_CONTENT_TYPE),
+        )
 
     def product_page(self, request: Request, item_ref: str, product_slug: str) -> Response:
         """The product page a feed link opens (the hand-off target)."""

@@ -3,9 +3,13 @@ the service base class, and HTTP plumbing (JSON with deliberate broken bytes, st
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, ClassVar
 
 from werkzeug.exceptions import HTTPException
@@ -26,6 +30,9 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 _SENTINEL_BYTES = BROKEN_UTF8_SENTINEL.encode("utf-8")
 # Streamed bodies are flushed in chunks of about this size (the dev server writes each chunk).
 STREAM_CHUNK_BYTES = 64 * 1024
+# The demo's prices move by one price epoch (~1% of offers) every 8 hours: ~3% a day.
+DEFAULT_PRICE_EPOCH_SECONDS = 8 * 3600.0
+MAX_PRICE_EPOCH_SECONDS = 365 * 86400.0
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -145,6 +152,41 @@ class SandboxContext:
     knobs: KnobBoard
     orders: OrderBook
     public_url: str | None = None
+    # Prices move with time: one more price epoch every this many seconds since the sandbox
+    # started (0: never; the price_epoch knob still adds its own epochs).
+    price_epoch_seconds: float = 0.0
+    started_at: float = field(default_factory=time.time)
+    # When each catalog version (by ETag) was first served: its Last-Modified.
+    _first_served: dict[str, float] = field(default_factory=dict)
+    _first_served_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def clock_epochs(self, at: float | None = None) -> int:
+        """Price epochs the clock has added since the sandbox started."""
+        if self.price_epoch_seconds <= 0:
+            return 0
+        elapsed = (time.time() if at is None else at) - self.started_at
+        return max(0, int(elapsed // self.price_epoch_seconds))
+
+    def price_epoch(self, slug: str) -> int:
+        """The marketplace's current price epoch: its knob plus the clock's epochs."""
+        return self.knobs.get(slug).price_epoch + self.clock_epochs()
+
+    def catalog_validators(self, request: Request, slug: str) -> tuple[str, float]:
+        """(ETag, Last-Modified as a Unix time) of the marketplace's catalog as served now.
+
+        The catalog is a pure function of the world, the marketplace's price epoch and malformed
+        rate, the request's query and the advertised URL, so their digest is a strong validator.
+        Last-Modified is when this version was first served, as a file server's mtime would be.
+        """
+        knobs = self.knobs.get(slug)
+        state = json.dumps(
+            [self.world.seed, self.world.offer_count(slug), self.price_epoch(slug),
+             knobs.malformed_rate, request.query_string.decode("latin-1"), self.site_url(request)]
+        )  # fmt: skip
+        etag = '"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
+        with self._first_served_lock:
+            modified = self._first_served.setdefault(etag, float(int(time.time())))
+        return etag, modified
 
     def site_url(self, request: Request) -> str:
         """The server's own base URL: the configured one, else the address the client used."""
@@ -158,7 +200,7 @@ class SandboxContext:
         return self.world.offer(
             slug,
             index,
-            price_epoch=knobs.price_epoch,
+            price_epoch=knobs.price_epoch + self.clock_epochs(),
             price_drift=knobs.price_drift if live else 0.0,
         )
 
@@ -192,6 +234,41 @@ class SandboxContext:
     def image_url(self, request: Request, offer: ListedOffer) -> str:
         """Absolute URL of the product's generated image."""
         return f"{self.site_url(request)}/_sandbox/images/{offer.product.key}.svg"
+
+
+def _etags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match header, weak ones compared by their opaque part."""
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def conditional_catalog(
+    ctx: SandboxContext, request: Request, slug: str, build: Callable[[], Response]
+) -> Response:
+    """A whole-catalog GET answered the way web servers and CDNs answer for a file: ETag and
+    Last-Modified on every 200, and 304 Not Modified without a body when the client's
+    If-None-Match holds the current ETag, or (without If-None-Match) its If-Modified-Since is not
+    older than Last-Modified (RFC 9110, 13.1)."""
+    etag, modified = ctx.catalog_validators(request, slug)
+    headers = {
+        "ETag": etag,
+        "Last-Modified": formatdate(modified, usegmt=True),
+        "Cache-Control": "no-cache",
+    }
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        tags = _etags(if_none_match)
+        if "*" in tags or etag in tags:
+            return Response(status=304, headers=headers)
+    elif request.headers.get("If-Modified-Since"):
+        try:
+            since = parsedate_to_datetime(request.headers["If-Modified-Since"]).timestamp()
+        except (TypeError, ValueError):
+            since = None
+        if since is not None and modified <= since:
+            return Response(status=304, headers=headers)
+    response = build()
+    response.headers.update(headers)
+    return response
 
 
 class MarketplaceService:

@@ -7,8 +7,9 @@ rows in place: a marketplace that is down keeps its last good catalog.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,24 +75,36 @@ class RawFetchStats:
     records: int
     bytes: int
     staging_path: Path
+    # page -> (SHA-256 of its records, record count, fetch time): what changed is what moved.
+    page_hashes: dict[int, tuple[str, int, datetime]] = field(default_factory=dict)
 
 
 def stage_raw_catalog(
-    pages: Iterable[CatalogPage], staging_path: Path, *, marketplace: str, run_id: str
+    pages: Iterable[CatalogPage],
+    staging_path: Path,
+    *,
+    marketplace: str,
+    run_id: str,
+    fetched_at: datetime | None = None,
 ) -> RawFetchStats:
     """Write every fetched page to a Parquet staging file, page by page.
 
     Fetching takes a while and must not hold the warehouse lock; staging on disk keeps memory flat
     however large the catalog. If fetching fails half-way, the exception propagates and the
-    warehouse is never touched.
+    warehouse is never touched. `fetched_at` overrides the pages' own fetch time (a replay of the
+    sandbox's past catalogs records the day it replays).
     """
     staging_path.parent.mkdir(parents=True, exist_ok=True)
     page_count = record_count = byte_count = 0
+    page_hashes: dict[int, tuple[str, int, datetime]] = {}
     with pq.ParquetWriter(staging_path, RAW_STAGING_SCHEMA) as writer:
         for page in pages:
             page_count += 1
             payloads = [payload_text(record) for record in page.records]
-            byte_count += sum(len(text.encode("utf-8")) for text in payloads)
+            encoded = "\n".join(payloads).encode("utf-8")
+            byte_count += len(encoded) - max(len(payloads) - 1, 0)
+            seen_at = fetched_at or page.fetched_at
+            page_hashes[page.page] = (hashlib.sha256(encoded).hexdigest(), len(payloads), seen_at)
             record_count += len(payloads)
             if not payloads:
                 continue
@@ -102,14 +115,18 @@ def stage_raw_catalog(
                         "page": [page.page] * len(payloads),
                         "record_index": list(range(len(payloads))),
                         "payload": payloads,
-                        "fetched_at": [page.fetched_at] * len(payloads),
+                        "fetched_at": [seen_at] * len(payloads),
                         "run_id": [run_id] * len(payloads),
                     },
                     schema=RAW_STAGING_SCHEMA,
                 )
             )
     return RawFetchStats(
-        pages=page_count, records=record_count, bytes=byte_count, staging_path=staging_path
+        pages=page_count,
+        records=record_count,
+        bytes=byte_count,
+        staging_path=staging_path,
+        page_hashes=page_hashes,
     )
 
 

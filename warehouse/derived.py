@@ -144,33 +144,59 @@ def product_group_stats(conn: duckdb.DuckDBPyConnection) -> GroupStats:
 # --- Price history --------------------------------------------------------------------------
 
 
-def append_price_changes(conn: duckdb.DuckDBPyConnection) -> int:
+# Offers updated up to this long before the last price-history run are looked at again: a
+# normalization that began before that run may commit after it with an earlier updated_at.
+HISTORY_WATERMARK_MARGIN = "INTERVAL 1 HOUR"
+
+
+def append_price_changes(conn: duckdb.DuckDBPyConnection, *, full: bool = False) -> int:
     """Append a price_history row for every offer whose price, currency or availability differs
     from its latest row (or that has none yet); return how many rows were appended.
 
-    observed_at is the offer's fetched_at: when the marketplace showed that price.
+    Only offers updated since the previous call (less a margin) can differ: a price, currency or
+    availability change is a content change, which moves updated_at. So this reads the changed
+    rows only, not every offer and its whole history. observed_at is the offer's fetched_at: when
+    the marketplace showed that price.
     """
     with transaction(conn):
-        (before,) = conn.execute("SELECT count(*) FROM price_history").fetchone() or (0,)
+        (before,) = conn.execute("SELECT count(*) FROM price_history").fetchall()[0]
+        watermark = conn.execute(
+            "SELECT updated_at FROM derived_watermarks WHERE name = 'price_history'"
+        ).fetchall()
+        since = watermark[0][0] if watermark and not full else None
         conn.execute(
-            """
+            f"""
             INSERT INTO price_history (marketplace, external_id, price_minor, currency, available,
                                        observed_at)
-            SELECT p.marketplace, p.external_id, p.price_minor, p.currency, p.available, p.fetched_at
-            FROM products AS p
-            LEFT JOIN (
-                SELECT marketplace, external_id, price_minor, currency, available
-                FROM price_history
+            WITH candidates AS (
+                SELECT marketplace, external_id, price_minor, currency, available, fetched_at
+                FROM products
+                WHERE $since IS NULL
+                   OR updated_at > CAST($since AS TIMESTAMPTZ) - {HISTORY_WATERMARK_MARGIN}
+            ),
+            latest AS (
+                SELECT h.marketplace, h.external_id, h.price_minor, h.currency, h.available
+                FROM price_history AS h
+                SEMI JOIN candidates AS c USING (marketplace, external_id)
                 QUALIFY row_number() OVER (
-                    PARTITION BY marketplace, external_id ORDER BY observed_at DESC) = 1
-            ) AS latest USING (marketplace, external_id)
+                    PARTITION BY h.marketplace, h.external_id ORDER BY h.observed_at DESC) = 1
+            )
+            SELECT p.marketplace, p.external_id, p.price_minor, p.currency, p.available, p.fetched_at
+            FROM candidates AS p
+            LEFT JOIN latest USING (marketplace, external_id)
             WHERE latest.marketplace IS NULL
                OR latest.price_minor <> p.price_minor
                OR latest.currency <> p.currency
                OR latest.available <> p.available
-            """
+            """,
+            {"since": since},
         )
-        (after,) = conn.execute("SELECT count(*) FROM price_history").fetchone() or (0,)
+        conn.execute(
+            "INSERT INTO derived_watermarks (name, updated_at) "
+            "SELECT 'price_history', max(updated_at) FROM products HAVING count(*) > 0 "
+            "ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at"
+        )
+        (after,) = conn.execute("SELECT count(*) FROM price_history").fetchall()[0]
     return int(after) - int(before)
 
 

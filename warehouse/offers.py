@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeGuard
 
@@ -69,6 +70,9 @@ REJECTED_SCHEMA = pl.Schema(
         "payload": pl.String,
         "rejected_at": pl.Datetime("us", "UTC"),
         "run_id": pl.String,
+        # Where the record sat in the catalog (an incremental run replaces changed pages only).
+        "page": pl.Int32,
+        "record_index": pl.Int32,
     }
 )
 
@@ -132,6 +136,9 @@ class NormalizedCatalog:
     gtin_claimed: int
     gtin_invalid: int
     content_fingerprint: str
+    # (external_id, page, record_index) of every product, and the pages read (None: all of them).
+    sources: pl.DataFrame | None = None
+    pages: tuple[int, ...] | None = None
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -150,12 +157,39 @@ def content_hash(offer: Offer) -> str:
     return _content_hash_of_row(row)
 
 
+# Content hashes hash a canonical text: every content field in CONTENT_FIELDS order, separated
+# by U+001F, None as U+001E, booleans as true/false, the rating with two decimals. The same text is
+# built by content_text_expression for a whole frame (warehouse/normalize.py hashes it in DuckDB).
+_FIELD_SEPARATOR = "\x1f"
+_NONE_MARK = "\x1e"
+
+
+def _canonical(value: Any, name: str) -> str:
+    if value is None:
+        return _NONE_MARK
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if name == "rating":
+        return f"{Decimal(str(value)):.2f}"
+    return str(value)
+
+
 def _content_hash_of_row(row: Mapping[str, Any]) -> str:
     # normalize_catalog already holds the offer's row: building it once per record matters at
     # a million records.
-    content = {name: row[name] for name in CONTENT_FIELDS}
-    text = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+    text = _FIELD_SEPARATOR.join(_canonical(row[name], name) for name in CONTENT_FIELDS)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def content_text_expression() -> pl.Expr:
+    """The canonical text content_hash hashes, for every row of a products-shaped frame."""
+    parts = []
+    for name in CONTENT_FIELDS:
+        column = pl.col(name)
+        if name == "rating":
+            column = column.cast(pl.Decimal(3, 2))
+        parts.append(column.cast(pl.String).fill_null(_NONE_MARK))
+    return pl.concat_str(parts, separator=_FIELD_SEPARATOR)
 
 
 _NOT_MAPPINGS = (str, int, float, list, type(None))
@@ -251,6 +285,8 @@ def normalize_catalog(
                 "payload": payload,
                 "rejected_at": now,
                 "run_id": run_id,
+                "page": raw.page,
+                "record_index": raw.record_index,
             }
         )
 

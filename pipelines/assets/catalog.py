@@ -8,21 +8,54 @@ import json
 from datetime import UTC, datetime
 
 import dagster as dg
+import polars as pl
 
-from adapters.base import MarketplaceError
+from adapters.base import MarketplaceError, NotModified
 from pipelines.resources import MarketplacesResource, WarehouseResource
 from warehouse.catalog import (
-    load_raw_catalog,
-    read_previous_offers,
-    read_raw_records,
     replace_products,
     stage_raw_catalog,
     upsert_marketplace,
 )
-from warehouse.offers import normalize_catalog, preview_markdown
+from warehouse.normalize import normalize_stored_catalog
+from warehouse.offers import REASON_DUPLICATE, NormalizedCatalog, preview_markdown
+from warehouse.pages import (
+    apply_page_changes,
+    can_normalize_incrementally,
+    confirm_unchanged_catalog,
+    dirty_pages,
+    held_validators,
+    load_changed_pages,
+    pages_tied_to,
+    store_validators,
+    touch_unchanged_offers,
+    write_sources,
+)
 
 CATALOG_GROUP = "catalog"
 PREVIEW_COLUMNS = ("external_id", "title", "price_minor", "currency", "brand", "model", "gtin")
+
+
+class CatalogRunConfig(dg.Config):
+    """`full_refresh`: store and read every page again, as if the warehouse held nothing.
+    `as_of` (ISO 8601, replays of the sandbox's past catalogs only): record the fetch and the
+    normalization at that moment instead of now."""
+
+    full_refresh: bool = False
+    as_of: str = ""
+
+    def moment(self) -> datetime:
+        """`as_of` as an aware UTC datetime, or now."""
+        if not self.as_of:
+            return datetime.now(UTC)
+        moment = datetime.fromisoformat(self.as_of)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _catalog_ids(catalog: NormalizedCatalog) -> list[str]:
+    ids = catalog.products.get_column("external_id").to_list()
+    duplicates = catalog.rejected.filter(pl.col("reason") == REASON_DUPLICATE)
+    return ids + duplicates.get_column("external_id").to_list()
 
 
 class EmptyCatalogError(RuntimeError):
@@ -45,6 +78,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
     )
     def raw_catalog(
         context: dg.AssetExecutionContext,
+        config: CatalogRunConfig,
         warehouse: WarehouseResource,
         marketplaces: MarketplacesResource,
     ) -> dg.MaterializeResult:
@@ -52,12 +86,16 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
 
         Pages are fetched through the marketplace's adapter (retries and backoff included) and
         staged on disk; only a complete fetch replaces the marketplace's rows. HTTP failures after
-        the retries fail this partition alone and leave the previous rows in place.
+        the retries fail this partition alone and leave the previous rows in place. Only the pages
+        whose content hash changed replace their rows (every page with `full_refresh`).
         """
         slug = context.partition_key
-        config = marketplaces.config_for(slug)
+        marketplace = marketplaces.config_for(slug)
         adapter = marketplaces.adapter_for(slug)
         staging = warehouse.staging_path(slug, context.run.run_id)
+        if not config.full_refresh and hasattr(adapter, "catalog_validators"):
+            with warehouse.connect() as conn:
+                adapter.catalog_validators = held_validators(conn, slug)
         try:
             try:
                 stats = stage_raw_catalog(
@@ -65,6 +103,23 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     staging,
                     marketplace=slug,
                     run_id=context.run.run_id,
+                    fetched_at=config.moment() if config.as_of else None,
+                )
+            except NotModified:
+                # 304 to our conditional request: the catalog we hold is current.
+                with warehouse.connect() as conn:
+                    upsert_marketplace(conn, marketplace, now=datetime.now(UTC))
+                    pages, rows = confirm_unchanged_catalog(conn, slug, now=config.moment())
+                context.log.info(f"{slug}: not modified since the last fetch (HTTP 304)")
+                return dg.MaterializeResult(
+                    metadata={
+                        "marketplace": slug,
+                        "not_modified": True,
+                        "pages": pages,
+                        "records": rows,
+                        "changed_pages": 0,
+                        "dagster/row_count": rows,
+                    }
                 )
             except MarketplaceError as exc:
                 raise dg.Failure(
@@ -76,7 +131,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
             with warehouse.connect() as conn:
                 (held,) = conn.execute(
                     "SELECT count(*) FROM raw_catalog WHERE marketplace = ?", [slug]
-                ).fetchone() or (0,)
+                ).fetchall()[0]
                 if stats.records == 0 and held:
                     raise dg.Failure(
                         description=(
@@ -85,12 +140,18 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                         ),
                         metadata={"marketplace": slug, "kept_records": int(held)},
                     )
-                upsert_marketplace(conn, config, now=datetime.now(UTC))
-                rows = load_raw_catalog(conn, slug, staging)
+                upsert_marketplace(conn, marketplace, now=datetime.now(UTC))
+                rows, changed_pages = load_changed_pages(
+                    conn, slug, staging, stats.page_hashes, full_refresh=config.full_refresh
+                )
+                store_validators(
+                    conn, slug, getattr(adapter, "received_validators", {}), now=datetime.now(UTC)
+                )
         finally:
             staging.unlink(missing_ok=True)
         context.log.info(
-            f"{slug}: {stats.records} records in {stats.pages} pages ({stats.bytes} bytes)"
+            f"{slug}: {stats.records} records in {stats.pages} pages ({stats.bytes} bytes), "
+            f"{len(changed_pages)} pages changed"
         )
         return dg.MaterializeResult(
             metadata={
@@ -98,6 +159,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 "pages": stats.pages,
                 "records": stats.records,
                 "bytes": stats.bytes,
+                "changed_pages": len(changed_pages),
                 "dagster/row_count": rows,
             }
         )
@@ -110,53 +172,103 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
     )
     def normalized_products(
         context: dg.AssetExecutionContext,
+        config: CatalogRunConfig,
         warehouse: WarehouseResource,
         marketplaces: MarketplacesResource,
     ) -> dg.MaterializeResult:
         """One marketplace's offers in the shared schema (table products), and every record that
         could not become one, with its reason (table rejected_products).
 
-        Each raw record goes through the adapter's normalize_record; repeated external ids after
-        the first are rejected as duplicate_external_id. content_hash fingerprints what shoppers
-        see; first_seen_at is kept across runs and updated_at moves only when the content changes.
+        The format's vectorized query (warehouse/vectorized.py) reads the common record inside
+        DuckDB; any record it cannot vouch for goes through the adapter's normalize_record, which
+        gives rejections their reason. Repeated external ids after the first are rejected as
+        duplicate_external_id. content_hash fingerprints what shoppers see; first_seen_at is kept
+        across runs and updated_at moves only when the content changes. Only the pages whose
+        content changed since the last run are read again (warehouse/pages.py), unless
+        `full_refresh`.
         """
         slug = context.partition_key
+        marketplace = marketplaces.config_for(slug)
         adapter = marketplaces.adapter_for(slug)
-        now = datetime.now(UTC)
+        now = config.moment()
+        run_id = context.run.run_id
         try:
             with warehouse.connect() as conn:
-                records = read_raw_records(conn, slug)
-                previous = read_previous_offers(conn, slug)
-            catalog = normalize_catalog(
-                slug,
-                records,
-                adapter.normalize_record,
-                previous,
-                now=now,
-                run_id=context.run.run_id,
-            )
+                incremental = not config.full_refresh and can_normalize_incrementally(conn, slug)
+                pages = dirty_pages(conn, slug) if incremental else None
+                if pages == []:
+                    catalog = None
+                else:
+                    catalog = normalize_stored_catalog(
+                        conn,
+                        marketplace,
+                        adapter.normalize_record,
+                        now=now,
+                        run_id=run_id,
+                        pages=tuple(pages) if pages is not None else None,
+                    )
+                    # Duplicate ids tie pages together: widen until no id is shared with a page
+                    # left alone (usually at once).
+                    while pages is not None and catalog is not None:
+                        tied = pages_tied_to(conn, slug, pages, _catalog_ids(catalog))
+                        if not tied:
+                            break
+                        pages = sorted({*pages, *tied})
+                        catalog = normalize_stored_catalog(
+                            conn,
+                            marketplace,
+                            adapter.normalize_record,
+                            now=now,
+                            run_id=run_id,
+                            pages=tuple(pages),
+                        )
+                if catalog is None:
+                    removed = 0
+                elif pages is None:
+                    replace_products(conn, slug, catalog, run_id=run_id, loaded_at=now)
+                    write_sources(conn, slug, catalog)
+                    removed = catalog.removed_offers
+                else:
+                    _, removed = apply_page_changes(
+                        conn, slug, catalog, run_id=run_id, loaded_at=now
+                    )
+                touch_unchanged_offers(conn, slug, run_id=run_id, now=now)
+                (products,) = conn.execute(
+                    "SELECT count(*) FROM products WHERE marketplace = ?", [slug]
+                ).fetchall()[0]
         finally:
             _close(adapter)
-        with warehouse.connect() as conn:
-            replace_products(conn, slug, catalog, run_id=context.run.run_id, loaded_at=now)
+        if catalog is None:
+            context.log.info(f"{slug}: no page changed since the last run; nothing to normalize")
+            return dg.MaterializeResult(
+                metadata={
+                    "marketplace": slug,
+                    "dagster/row_count": int(products),
+                    "pages_read": 0,
+                    "new_offers": 0,
+                    "changed_offers": 0,
+                    "removed_offers": 0,
+                    "content_changed": False,
+                }
+            )
         rejected_by_reason = catalog.rejected_by_reason
-        content_changed = bool(
-            catalog.new_offers or catalog.changed_offers or catalog.removed_offers
-        )
+        content_changed = bool(catalog.new_offers or catalog.changed_offers or removed)
         context.log.info(
-            f"{slug}: {catalog.products.height} products, {catalog.rejected.height} rejected "
+            f"{slug}: {products} products; read {catalog.products.height} offers and "
+            f"{catalog.rejected.height} rejected records "
             f"{json.dumps(rejected_by_reason)}"
         )
         return dg.MaterializeResult(
             metadata={
                 "marketplace": slug,
-                "dagster/row_count": catalog.products.height,
+                "dagster/row_count": int(products),
+                "pages_read": len(pages) if pages is not None else "all",
                 "raw_records": catalog.raw_records,
                 "rejected": catalog.rejected.height,
                 "rejected_by_reason": dg.MetadataValue.json(rejected_by_reason),
                 "new_offers": catalog.new_offers,
                 "changed_offers": catalog.changed_offers,
-                "removed_offers": catalog.removed_offers,
+                "removed_offers": removed,
                 "content_changed": content_changed,
                 "content_fingerprint": catalog.content_fingerprint,
                 "preview": dg.MetadataValue.md(preview_markdown(catalog.products, PREVIEW_COLUMNS)),

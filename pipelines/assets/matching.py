@@ -3,41 +3,46 @@
 import dagster as dg
 
 from pipelines.resources import WarehouseResource
-from warehouse.derived import (
-    product_group_stats,
-    read_offers_for_matching,
-    replace_product_groups,
-)
-from warehouse.matching import assign_groups
+from warehouse.derived import product_group_stats
+from warehouse.incremental_matching import refresh_product_groups
 
 MATCHING_GROUP = "matching"
 
 
+class MatchingRunConfig(dg.Config):
+    """`full_refresh`: match every offer again instead of the changed offers' components."""
+
+    full_refresh: bool = False
+
+
 @dg.asset(deps=["normalized_products"], group_name=MATCHING_GROUP, kinds={"python", "duckdb"})
 def product_groups(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, config: MatchingRunConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """The product group ("product relation token") of every offer, with how it was matched
     (table product_groups): same valid GTIN (1.00), same brand + model number (0.90), a
     conservative title match (at most 0.75), or a group of one. Group ids are stable across runs:
-    a hash of the matching key. The rules live in warehouse/matching.py."""
+    a hash of the matching key. The rules live in warehouse/matching.py; only the offers whose
+    matching fields changed are matched again, with every offer sharing a brand or GTIN with them
+    (warehouse/incremental_matching.py)."""
     with warehouse.connect() as conn:
-        offers = read_offers_for_matching(conn)
-    assignments = assign_groups(offers)
-    with warehouse.connect() as conn:
-        rows = replace_product_groups(conn, assignments)
+        run = refresh_product_groups(conn, full=config.full_refresh)
         stats = product_group_stats(conn)
     context.log.info(
-        f"{stats.groups} groups for {stats.offers} offers; {stats.multi_offer_groups} with 2+ offers"
+        f"{stats.groups} groups for {stats.offers} offers; {stats.multi_offer_groups} with 2+ "
+        f"offers; {run.mode}: {run.changed_offers} changed, {run.rematched_offers} re-matched"
     )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            "dagster/row_count": stats.offers,
             "groups": stats.groups,
             "multi_offer_groups": stats.multi_offer_groups,
             "groups_by_marketplace_count": dg.MetadataValue.json(
                 {str(k): v for k, v in stats.groups_by_marketplace_count.items()}
             ),
             "offers_by_method": dg.MetadataValue.json(stats.offers_by_method),
+            "mode": run.mode,
+            "changed_offers": run.changed_offers,
+            "rematched_offers": run.rematched_offers,
         }
     )

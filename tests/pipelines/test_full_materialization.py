@@ -313,6 +313,9 @@ def test_second_run_without_changes_changes_nothing(
         instance=instance, progress=lines.append, marketplaces=list(reversed(MARKETPLACES))
     )
     assert report.success, lines
+    # The single-document catalogs (feed, unpaged list) were answered 304 to our conditional GET.
+    not_modified = {slug for slug, outcome in report.partitions.items() if outcome.not_modified}
+    assert not_modified == {"naijamall", "fakestore"}
     after = warehouse_snapshot(pipeline_settings)
     assert after == before, differences(before, after)
     groups = report.downstream_metadata["product_groups"]

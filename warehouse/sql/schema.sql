@@ -123,3 +123,68 @@ CREATE TABLE IF NOT EXISTS price_history (
     available BOOLEAN NOT NULL,
     observed_at TIMESTAMPTZ NOT NULL
 );
+
+-- Where each record of a rejected_products row sat in the marketplace's catalog (page, position):
+-- an incremental run replaces the rejections of the pages that changed, and only those.
+ALTER TABLE rejected_products ADD COLUMN IF NOT EXISTS page INTEGER;
+ALTER TABLE rejected_products ADD COLUMN IF NOT EXISTS record_index INTEGER;
+
+-- One row per catalog page the pipeline holds: the SHA-256 of its records as fetched
+-- (content_hash; NULL once the page is gone from the catalog, until normalization drops it), the
+-- hash the last normalization read (normalized_hash: a page whose two hashes differ is re-read),
+-- its GTIN claims, and the validators of a conditional request (ETag, Last-Modified).
+CREATE TABLE IF NOT EXISTS raw_pages (
+    marketplace VARCHAR NOT NULL,
+    page INTEGER NOT NULL,
+    records INTEGER NOT NULL,
+    content_hash VARCHAR,
+    normalized_hash VARCHAR,
+    gtin_claimed INTEGER NOT NULL DEFAULT 0,
+    gtin_invalid INTEGER NOT NULL DEFAULT 0,
+    fetched_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (marketplace, page)
+);
+
+-- Which raw record each current offer was read from: the pages an incremental normalization
+-- re-reads own exactly these offers.
+CREATE TABLE IF NOT EXISTS product_sources (
+    marketplace VARCHAR NOT NULL,
+    external_id VARCHAR NOT NULL,
+    page INTEGER NOT NULL,
+    record_index INTEGER NOT NULL,
+    PRIMARY KEY (marketplace, external_id)
+);
+
+-- The validators a marketplace sent with its catalog (ETag, Last-Modified), for the next
+-- conditional request (If-None-Match, If-Modified-Since).
+CREATE TABLE IF NOT EXISTS catalog_validators (
+    marketplace VARCHAR PRIMARY KEY,
+    etag VARCHAR,
+    last_modified VARCHAR,
+    checked_at TIMESTAMPTZ NOT NULL
+);
+
+-- The pages an incremental normalization read (NULL: every page).
+ALTER TABLE catalog_loads ADD COLUMN IF NOT EXISTS pages_read INTEGER[];
+
+-- How far each incremental derived table has read products (by updated_at).
+CREATE TABLE IF NOT EXISTS derived_watermarks (
+    name VARCHAR PRIMARY KEY,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+
+-- The matching fields and keys (normalized brand, explicit or inferred; canonical GTIN) of every
+-- offer as product_groups last matched it: a refresh re-matches only what differs.
+CREATE TABLE IF NOT EXISTS matching_inputs (
+    marketplace VARCHAR NOT NULL,
+    external_id VARCHAR NOT NULL,
+    title VARCHAR,
+    brand VARCHAR,
+    model VARCHAR,
+    gtin VARCHAR,
+    mpn VARCHAR,
+    brand_key VARCHAR,
+    brand_inferred BOOLEAN NOT NULL,
+    gtin_key VARCHAR,
+    PRIMARY KEY (marketplace, external_id)
+);

@@ -1,0 +1,85 @@
+"""`onecart ingest --history DAYS`: price history for a fresh demo, from the sandbox's past.
+
+Real marketplaces only ever show today's prices, so a real deployment's price history starts with
+its first refresh. The sandbox's prices are a pure function of its price epoch, which its clock
+advances (sandbox.service.DEFAULT_PRICE_EPOCH_SECONDS: three epochs, ~3% of offers, a day), so
+its catalog "as it was" on any past day can be served again. This module runs the real pipeline
+(every partition, then price_history and product_groups) over the sandbox's catalog of each of
+the last DAYS days, oldest first, recording each run at that day's date; the last run then
+refreshes everything downstream at today's prices. Afterwards the sandbox serves the epoch of
+today, so later refreshes carry on from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import httpx
+
+import warehouse
+from onecart.settings import Settings, get_settings
+from pipelines.resources import MarketplacesResource
+from pipelines.run import IngestReport, materialize_all
+
+MAX_HISTORY_DAYS = 90
+EPOCHS_PER_DAY = 3
+REPLAY_DOWNSTREAM_ASSETS = ("fx_rates", "product_groups", "price_history")
+
+
+class HistoryReplayError(ValueError):
+    """A replay that cannot run: not the sandbox, bad DAYS, or history already newer."""
+
+
+def _sandbox_only(settings: Settings, sandbox_url: str) -> None:
+    resource = MarketplacesResource(
+        marketplaces_file=str(settings.marketplaces_file), sandbox_url=sandbox_url
+    )
+    outside = [c.slug for c in resource.configs() if not c.base_url.startswith(sandbox_url)]
+    if outside:
+        raise HistoryReplayError(
+            "only the sandbox can replay past catalogs (real marketplaces show today's prices "
+            f"only); not sandbox marketplaces: {', '.join(outside)}"
+        )
+
+
+def replay_sandbox_history(
+    days: int,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    progress: Callable[[str], None] = print,
+    now: datetime | None = None,
+) -> list[IngestReport]:
+    """Ingest the sandbox's catalog as it was on each of the last `days` days, then today."""
+    if not 1 <= days <= MAX_HISTORY_DAYS:
+        raise HistoryReplayError(f"--history takes 1 to {MAX_HISTORY_DAYS} days, not {days}")
+    settings = get_settings()
+    sandbox_url = settings.sandbox_url.rstrip("/")
+    _sandbox_only(settings, sandbox_url)
+    today = (now or datetime.now(UTC)).replace(microsecond=0)
+    first_day = today - timedelta(days=days)
+    if settings.pipeline_db_path.exists():
+        with warehouse.connect(settings.pipeline_db_path) as conn:
+            (newest,) = conn.execute("SELECT max(observed_at) FROM price_history").fetchall()[0]
+        if newest is not None and newest >= first_day:
+            raise HistoryReplayError(
+                f"price history already reaches {newest:%Y-%m-%d}: a replay can only come before "
+                "a warehouse's own history (run it on a fresh install)"
+            )
+    reports = []
+    with httpx.Client(base_url=sandbox_url, timeout=30) as control:
+        for day in range(days, -1, -1):
+            moment = today - timedelta(days=day)
+            epoch = (days - day) * EPOCHS_PER_DAY
+            control.post("/_sandbox/knobs/all", json={"price_epoch": epoch}).raise_for_status()
+            progress(f"history: the sandbox's catalog of {moment:%Y-%m-%d} (price epoch {epoch})")
+            reports.append(
+                materialize_all(
+                    instance=instance,
+                    progress=progress,
+                    as_of=moment if day else None,
+                    downstream_assets=REPLAY_DOWNSTREAM_ASSETS if day else None,
+                )
+            )
+    return reports

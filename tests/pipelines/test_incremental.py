@@ -1,0 +1,297 @@
+"""An incremental refresh gives exactly the tables a full run gives over the same data.
+
+Two pipeline homes ingest the same two marketplaces (declarative JSON APIs served over real HTTP
+by a small server this module controls) through real Dagster materializations: one refreshes
+incrementally (only changed pages are stored and read again), the other with `full_refresh`.
+Between the runs the catalog changes prices, availability, titles, identifiers, removes offers,
+adds new ones and moves a duplicate id. products, rejected_products, product_groups and
+price_history must then be identical; timestamps, which differ between the homes' wall clocks,
+are compared as "set by the first run" or "by the second".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+import warehouse
+from onecart.settings import Settings, get_settings
+from pipelines.run import IngestReport, dagster_instance, materialize_all
+from tests.pipelines.conftest import clear_settings_caches
+
+PAGE_SIZE = 20
+BRANDS = ("Sony", "Bosch", "Nivea", "Lego", "Puma")
+
+
+def gtin13(serial: int) -> str:
+    body = f"400{serial:09d}"
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
+    return body + str((10 - total % 10) % 10)
+
+
+def catalog(prefix: str, count: int, shared_from: int) -> list[dict[str, Any]]:
+    """`count` offers; products from `shared_from` on are also sold by the other marketplace."""
+    records = []
+    for i in range(count):
+        product = i if i < shared_from else 1000 + i
+        brand = BRANDS[product % len(BRANDS)]
+        records.append(
+            {
+                "sku": f"{prefix}-{i}",
+                "name": f"{brand} Widget Series {product} Model X{product}",
+                "price": f"{10 + product % 70}.{product % 100:02d} EUR",
+                "ean": gtin13(product) if product % 3 else None,
+                "brand": brand,
+                "model": f"X{product}" if product % 2 else None,
+                "in_stock": product % 5 != 0,
+                "stock": product % 17,
+            }
+        )
+    records[7]["price"] = "free"  # a rejection that survives the refresh
+    records[30] = {**records[30], "sku": records[2]["sku"]}  # a duplicate id
+    return records
+
+
+class CatalogServer:
+    """The marketplaces' list endpoints: `/<slug>/items?page=N&per_page=M`."""
+
+    def __init__(self) -> None:
+        self.catalogs: dict[str, list[dict[str, Any]]] = {}
+        self.failing_pages: set[tuple[str, int]] = set()
+        handler = self._handler()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parsed = urlparse(self.path)
+                slug = parsed.path.strip("/").split("/")[0]
+                query = parse_qs(parsed.query)
+                page = int(query.get("page", ["1"])[0])
+                size = int(query.get("per_page", [str(PAGE_SIZE)])[0])
+                if (slug, page) in outer.failing_pages:
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                records = outer.catalogs.get(slug, [])[(page - 1) * size : page * size]
+                body = json.dumps({"items": records}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        return Handler
+
+
+MARKETPLACE_TOML = """
+[[marketplace]]
+slug = "{slug}"
+name = "{slug}"
+kind = "declarative"
+base_url = "{url}/{slug}"
+currency = "EUR"
+country = "FR"
+match_identifier = "gtin"
+page_size = {page_size}
+
+[marketplace.options]
+list_path = "items"
+pagination = "page"
+records_path = "items"
+price_encoding = "amount_currency_text"
+
+[marketplace.options.fields]
+external_id = "sku"
+title = "name"
+price = "price"
+gtin = "ean"
+brand = "brand"
+model = "model"
+available = "in_stock"
+stock = "stock"
+"""
+
+
+@dataclass
+class Home:
+    """One pipeline home: its environment, and when its second run started."""
+
+    name: str
+    env: dict[str, str]
+    second_run_at: datetime | None = None
+
+    def ingest(self, *, full_refresh: bool) -> IngestReport:
+        saved = {name: os.environ.get(name) for name in [*self.env, "DAGSTER_HOME"]}
+        os.environ.update(self.env)
+        os.environ.pop("DAGSTER_HOME", None)
+        clear_settings_caches()
+        try:
+            settings = get_settings()
+            home = settings.home_dir / "dagster"
+            home.mkdir(parents=True, exist_ok=True)
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+            instance = dagster_instance(home)
+            try:
+                report = materialize_all(
+                    instance=instance, progress=lambda line: None, full_refresh=full_refresh
+                )
+            finally:
+                instance.dispose()
+            return report
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            clear_settings_caches()
+
+    def tables(self) -> dict[str, list[tuple[Any, ...]]]:
+        path = Path(self.env["ONECART_HOME"]) / "pipeline.duckdb"
+        split = self.second_run_at
+
+        def when(value: Any) -> Any:
+            return value if split is None or not isinstance(value, datetime) else value >= split
+
+        queries = {
+            "products": "SELECT * EXCLUDE (fetched_at) FROM products ORDER BY ALL",
+            "rejected_products": "SELECT * EXCLUDE (run_id) FROM rejected_products ORDER BY ALL",
+            "product_groups": "SELECT * FROM product_groups ORDER BY ALL",
+            "price_history": "SELECT * EXCLUDE (observed_at) FROM price_history ORDER BY ALL",
+        }
+        with warehouse.connect(path, read_only=True) as conn:
+            return {
+                name: [tuple(when(v) for v in row) for row in conn.execute(sql).fetchall()]
+                for name, sql in queries.items()
+            }
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[CatalogServer]:
+    catalog_server = CatalogServer()
+    catalog_server.catalogs["alpha"] = catalog("A", 130, shared_from=60)
+    catalog_server.catalogs["beta"] = catalog("B", 90, shared_from=60)
+    catalog_server.thread.start()
+    yield catalog_server
+    catalog_server.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def homes(settings: Settings, server: CatalogServer, meili_server: str) -> list[Home]:
+    run = uuid.uuid4().hex[:8]
+    base = settings.home_dir / f"incremental-{run}"
+    base.mkdir(parents=True)
+    toml = base / "marketplaces.toml"
+    toml.write_text(
+        "".join(
+            MARKETPLACE_TOML.format(slug=slug, url=server.url, page_size=PAGE_SIZE)
+            for slug in ("alpha", "beta")
+        )
+    )
+    return [
+        Home(
+            name,
+            {
+                "ONECART_HOME": str(base / name),
+                "ONECART_MARKETPLACES": str(toml),
+                "MEILI_INDEX": f"incremental_{name}_{run}",
+                "ONECART_ASSISTANT_EMBEDDINGS": "off",
+                # In-process here; the failure test below turns worker processes on.
+                "ONECART_PIPELINE_WORKERS": "1",
+            },
+        )
+        for name in ("incremental", "full")
+    ]
+
+
+def change_the_catalog(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    changed = [dict(record) for record in records]
+    changed[3]["price"] = "99.99 EUR"  # price
+    changed[45]["in_stock"] = not changed[45]["in_stock"]  # availability
+    changed[61]["name"] = "Sony Widget Series 61 Model X61 Refreshed"  # title
+    changed[62]["ean"] = gtin13(5)  # identifier: joins another product's group
+    changed[64]["ean"] = None  # identifier dropped: leaves its group
+    del changed[100:104]  # removal (the later pages shift)
+    changed[2] = {**changed[2], "sku": "A-2-renamed"}  # the duplicate's first occurrence goes
+    changed.append({**changed[10], "sku": "A-new-1", "price": "12.00 EUR"})  # new offers
+    changed.append({**changed[70], "sku": "A-new-2"})
+    return changed
+
+
+def test_an_incremental_refresh_gives_the_tables_of_a_full_run(
+    homes: list[Home], server: CatalogServer
+) -> None:
+    incremental, full = homes
+    for home in homes:
+        first = home.ingest(full_refresh=home is full)
+        assert first.success, first.failed_partitions
+    server.catalogs["alpha"] = change_the_catalog(server.catalogs["alpha"])
+    for home in homes:
+        home.second_run_at = datetime.now(UTC)
+        second = home.ingest(full_refresh=home is full)
+        assert second.success, second.failed_partitions
+    got, expected = incremental.tables(), full.tables()
+    for table in expected:
+        assert got[table] == expected[table], table
+    # The incremental home read nothing of the unchanged marketplace the second time, and of
+    # the changed one only the pages that changed (removals shift every later page).
+    assert loads_of(incremental, "beta") == [(90, None)]
+    assert loads_of(full, "beta") == [(90, None), (90, None)]
+    assert [pages for _, pages in loads_of(incremental, "alpha")] == [None, [1, 2, 3, 4, 6, 7]]
+
+
+def loads_of(home: Home, slug: str) -> list[tuple[int, Any]]:
+    """(raw records, pages the run read) of every load of `slug`, oldest first."""
+    with warehouse.connect(
+        Path(home.env["ONECART_HOME"]) / "pipeline.duckdb", read_only=True
+    ) as conn:
+        rows = conn.execute(
+            "SELECT raw_records, pages_read FROM catalog_loads WHERE marketplace = ? "
+            "ORDER BY loaded_at",
+            [slug],
+        ).fetchall()
+    return [(int(records), pages) for records, pages in rows]
+
+
+def test_a_marketplace_failing_mid_catalog_fails_only_its_partition_with_concurrency(
+    homes: list[Home], server: CatalogServer
+) -> None:
+    """Partitions run in two worker processes; alpha's third page answers 500 after the first
+    two were fetched: alpha's partition fails and keeps its last good catalog, beta refreshes."""
+    home = homes[0]
+    assert home.ingest(full_refresh=False).success
+    before = home.tables()
+    server.failing_pages = {("alpha", 3)}
+    home.env["ONECART_PIPELINE_WORKERS"] = "2"
+    try:
+        report = home.ingest(full_refresh=False)
+    finally:
+        server.failing_pages = set()
+        home.env["ONECART_PIPELINE_WORKERS"] = "1"
+    assert report.failed_partitions == ["alpha"]
+    assert "500" in (report.partitions["alpha"].error or "")
+    assert report.partitions["beta"].success and report.downstream_success
+    assert home.tables() == before

@@ -1,0 +1,365 @@
+"""Normalizing a marketplace's stored raw records into products and rejected_products, in bulk.
+
+The common record is read by the format's vectorized query (warehouse/vectorized.py) inside
+DuckDB; the records it cannot vouch for go through the adapter's `normalize_record` one by one
+(the same per-record rules as warehouse.offers.normalize_catalog, rejection reasons included).
+The checks that apply to every offer (positive price, known currency, first occurrence of an
+external id wins, canonical category, content hash, first_seen_at/updated_at) then run on the
+whole frame at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from adapters.base import BadPayload, MarketplaceConfig, Offer
+from adapters.gtin import normalize_gtin
+from warehouse.categories import canonical_category, category_mapping
+from warehouse.offers import (
+    CONTENT_FIELDS,
+    PRODUCTS_SCHEMA,
+    REASON_BAD_RECORD,
+    REASON_DUPLICATE,
+    REASON_INVALID_JSON,
+    REASON_NON_POSITIVE_PRICE,
+    REASON_UNKNOWN_CURRENCY,
+    REJECTED_SCHEMA,
+    NormalizedCatalog,
+    _external_id_of,
+    claimed_gtin,
+    content_text_expression,
+)
+from warehouse.vectorized import OFFER_COLUMNS, currency_exponent_rows, vectorized_query
+
+RAW_SOURCE = (
+    "(SELECT page, record_index, CAST(payload AS VARCHAR) AS payload, fetched_at "
+    "FROM raw_catalog WHERE marketplace = $marketplace "
+    "AND ($all_pages OR page IN (SELECT page FROM pages_to_read)))"
+)
+OFFER_SCHEMA = pl.Schema(
+    {
+        "page": pl.Int32,
+        "record_index": pl.Int32,
+        "fetched_at": pl.Datetime("us", "UTC"),
+        **{name: PRODUCTS_SCHEMA[name] for name in OFFER_COLUMNS},
+    }
+)
+_FALLBACK_KEYS = pl.Schema({"page": pl.Int32, "record_index": pl.Int32})
+
+
+def _fast_frame(
+    conn: duckdb.DuckDBPyConnection, config: MarketplaceConfig, pages: tuple[int, ...] | None
+) -> tuple[pl.DataFrame, bool]:
+    """The vectorized read of the raw records of `pages` (all when None), flag `vectorized` per
+    row, and whether the format has a vectorized path at all."""
+    params = {"marketplace": config.slug, "all_pages": pages is None}
+    conn.register(
+        "pages_to_read",
+        pl.DataFrame({"page": list(pages or ())}, schema={"page": pl.Int32}).to_arrow(),
+    )
+    try:
+        query = vectorized_query(config, RAW_SOURCE)
+        if query is None:
+            frame = conn.sql(
+                f"SELECT page, record_index, fetched_at, false AS vectorized FROM {RAW_SOURCE}",
+                params=params,
+            ).pl()
+            return frame, False
+        exponents = pl.DataFrame(
+            currency_exponent_rows(),
+            schema={"code": pl.String, "exponent": pl.Int32},
+            orient="row",
+        )
+        conn.register("currency_exponents", exponents.to_arrow())
+        try:
+            return conn.sql(query, params=params).pl(), True
+        finally:
+            conn.unregister("currency_exponents")
+    finally:
+        conn.unregister("pages_to_read")
+
+
+def _per_record(
+    conn: duckdb.DuckDBPyConnection,
+    config: MarketplaceConfig,
+    keys: pl.DataFrame,
+    normalize_record: Callable[[Mapping[str, Any]], Offer],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, int]:
+    """The records the vectorized query left to the adapter: (offer rows, rejections,
+    gtin_claimed, gtin_invalid)."""
+    if keys.is_empty():
+        return [], [], 0, 0
+    conn.register("fallback_keys", keys.to_arrow())
+    try:
+        rows = conn.execute(
+            "SELECT r.page, r.record_index, CAST(r.payload AS VARCHAR), r.fetched_at "
+            "FROM raw_catalog AS r JOIN fallback_keys AS k USING (page, record_index) "
+            "WHERE r.marketplace = ? ORDER BY r.page, r.record_index",
+            [config.slug],
+        ).fetchall()
+    finally:
+        conn.unregister("fallback_keys")
+    offers: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    claimed_count = invalid_count = 0
+    for page, record_index, payload, fetched_at in rows:
+        where = {"page": page, "record_index": record_index}
+        try:
+            record = json.loads(payload)
+        except ValueError as exc:
+            rejected.append(
+                {
+                    **where,
+                    "external_id": None,
+                    "reason": REASON_INVALID_JSON,
+                    "detail": str(exc),
+                    "payload": json.dumps(payload),
+                }
+            )
+            continue
+        claim = claimed_gtin(record)
+        if claim is not None:
+            claimed_count += 1
+            invalid_count += normalize_gtin(claim) is None
+        if not isinstance(record, Mapping):
+            rejected.append(
+                {
+                    **where,
+                    "external_id": None,
+                    "reason": REASON_BAD_RECORD,
+                    "detail": "record is not an object",
+                    "payload": payload,
+                }
+            )
+            continue
+        try:
+            offer = normalize_record(record)
+        except BadPayload as exc:
+            rejected.append(
+                {
+                    **where,
+                    "external_id": _external_id_of(record),
+                    "reason": exc.reason,
+                    "detail": exc.detail or str(exc),
+                    "payload": payload,
+                }
+            )
+            continue
+        except Exception as exc:  # an adapter bug must not lose the other records
+            rejected.append(
+                {
+                    **where,
+                    "external_id": _external_id_of(record),
+                    "reason": REASON_BAD_RECORD,
+                    "detail": f"{type(exc).__name__}: {exc}",
+                    "payload": payload,
+                }
+            )
+            continue
+        row = offer.as_row()
+        row["rating"] = offer.rating  # as_row gives text; the frame's column is a Decimal
+        offers.append(
+            {**where, "fetched_at": fetched_at, **{name: row[name] for name in OFFER_COLUMNS}}
+        )
+    return offers, rejected, claimed_count, invalid_count
+
+
+def _payloads(
+    conn: duckdb.DuckDBPyConnection, slug: str, keys: pl.DataFrame
+) -> dict[tuple[int, int], str]:
+    if keys.is_empty():
+        return {}
+    conn.register("payload_keys", keys.select("page", "record_index").to_arrow())
+    try:
+        rows = conn.execute(
+            "SELECT r.page, r.record_index, CAST(r.payload AS VARCHAR) FROM raw_catalog AS r "
+            "JOIN payload_keys AS k USING (page, record_index) WHERE r.marketplace = ?",
+            [slug],
+        ).fetchall()
+    finally:
+        conn.unregister("payload_keys")
+    return {(page, index): payload for page, index, payload in rows}
+
+
+def normalize_stored_catalog(
+    conn: duckdb.DuckDBPyConnection,
+    config: MarketplaceConfig,
+    normalize_record: Callable[[Mapping[str, Any]], Offer],
+    *,
+    now: datetime,
+    run_id: str,
+    pages: tuple[int, ...] | None = None,
+) -> NormalizedCatalog:
+    """Normalize the marketplace's raw_catalog rows; same result as warehouse.offers.
+    normalize_catalog over the same records with the same adapter (tests/warehouse/
+    test_vectorized.py holds them to it), at DuckDB's speed for the common record."""
+    slug = config.slug
+    fast, has_vectorized = _fast_frame(conn, config, pages)
+    raw_records = fast.height
+    fallback_keys = fast.filter(~pl.col("vectorized")).select(
+        pl.col("page").cast(pl.Int32), pl.col("record_index").cast(pl.Int32)
+    )
+    slow_offers, rejected_rows, claimed, invalid = _per_record(
+        conn, config, fallback_keys, normalize_record
+    )
+    if has_vectorized:
+        vectorized = fast.filter(pl.col("vectorized"))
+        claimed += vectorized.get_column("claimed_gtin").is_not_null().sum()
+        invalid += vectorized.filter(
+            pl.col("claimed_gtin").is_not_null() & pl.col("gtin").is_null()
+        ).height
+        fast_offers = vectorized.select(
+            [pl.col(name).cast(dtype) for name, dtype in OFFER_SCHEMA.items()]
+        )
+    else:
+        fast_offers = pl.DataFrame(schema=OFFER_SCHEMA)
+    offers = pl.concat(
+        [fast_offers, pl.DataFrame(slow_offers, schema=OFFER_SCHEMA, orient="row")]
+        if slow_offers
+        else [fast_offers]
+    ).sort("page", "record_index")
+
+    # The checks every offer goes through, whichever path read it.
+    known = [code for code, _ in currency_exponent_rows()]
+    offers = offers.with_columns(
+        pl.when(pl.col("price_minor") <= 0)
+        .then(pl.lit(REASON_NON_POSITIVE_PRICE))
+        .when(~pl.col("currency").is_in(known))
+        .then(pl.lit(REASON_UNKNOWN_CURRENCY))
+        .alias("reason")
+    )
+    # An id counts as seen once its offer passed the price and currency checks (as in
+    # normalize_catalog): among those, every later occurrence is a duplicate.
+    passed = pl.col("reason").is_null()
+    offers = offers.with_columns(
+        pl.when(passed & ~pl.col("external_id").is_first_distinct().over(passed))
+        .then(pl.lit(REASON_DUPLICATE))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    )
+    refused = offers.filter(pl.col("reason").is_not_null())
+    kept = offers.filter(pl.col("reason").is_null()).drop("reason")
+    if refused.height:
+        payloads = _payloads(conn, slug, refused)
+        for row in refused.iter_rows(named=True):
+            reason = row["reason"]
+            if reason == REASON_NON_POSITIVE_PRICE:
+                detail = str(row["price_minor"])
+            elif reason == REASON_UNKNOWN_CURRENCY:
+                detail = str(row["currency"])
+            else:
+                detail = f"external id {row['external_id']!r} already read earlier in this catalog"
+            rejected_rows.append(
+                {
+                    "page": row["page"],
+                    "record_index": row["record_index"],
+                    "external_id": row["external_id"],
+                    "reason": reason,
+                    "detail": detail,
+                    "payload": payloads[(row["page"], row["record_index"])],
+                }
+            )
+
+    categories = category_mapping()
+    raw_categories = kept.get_column("category").unique().drop_nulls().to_list()
+    canonical = {raw: canonical_category(raw, categories) for raw in raw_categories}
+    kept = kept.with_columns(
+        pl.col("category").alias("category_raw"),
+        pl.col("category").replace_strict(canonical, default=None, return_dtype=pl.String),
+    )
+    kept = _with_content_hash(conn, kept)
+    previous = conn.sql(
+        "SELECT external_id, content_hash AS previous_hash, first_seen_at AS previous_first, "
+        "updated_at AS previous_updated FROM products WHERE marketplace = $marketplace",
+        params={"marketplace": slug},
+    ).pl()
+    kept = kept.join(previous, on="external_id", how="left", maintain_order="left")
+    is_new = pl.col("previous_hash").is_null()
+    changed = ~is_new & (pl.col("previous_hash") != pl.col("content_hash"))
+    new_offers = kept.filter(is_new).height
+    changed_offers = kept.filter(changed).height
+    now_literal = pl.lit(now, dtype=pl.Datetime("us", "UTC"))
+    products = kept.with_columns(
+        pl.lit(slug).alias("marketplace"),
+        pl.when(is_new)
+        .then(now_literal)
+        .otherwise(pl.col("previous_first"))
+        .alias("first_seen_at"),
+        pl.when(is_new | changed)
+        .then(now_literal)
+        .otherwise(pl.col("previous_updated"))
+        .alias("updated_at"),
+    ).select([pl.col(name).cast(dtype) for name, dtype in PRODUCTS_SCHEMA.items()])
+    rejected = (
+        pl.DataFrame(
+            rejected_rows,
+            schema={
+                "page": pl.Int32,
+                "record_index": pl.Int32,
+                "external_id": pl.String,
+                "reason": pl.String,
+                "detail": pl.String,
+                "payload": pl.String,
+            },
+            orient="row",
+        )
+        .sort("page", "record_index")
+        .with_columns(
+            pl.lit(slug).alias("marketplace"),
+            pl.col("detail").str.slice(0, 1000),
+            pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("rejected_at"),
+            pl.lit(run_id).alias("run_id"),
+        )
+        .select([pl.col(name).cast(dtype) for name, dtype in REJECTED_SCHEMA.items()])
+    )
+    sources = kept.select(
+        "external_id", pl.col("page").cast(pl.Int32), pl.col("record_index").cast(pl.Int32)
+    )
+    if pages is not None:
+        # The other pages' offers stay; removal is decided by the page writer.
+        previous = previous.filter(pl.lit(False))
+    seen = set(products.get_column("external_id").to_list())
+    pairs = sorted(
+        f"{i}:{h}"
+        for i, h in zip(
+            products.get_column("external_id").to_list(),
+            products.get_column("content_hash").to_list(),
+            strict=True,
+        )
+    )
+    return NormalizedCatalog(
+        products=products,
+        rejected=rejected,
+        raw_records=raw_records,
+        new_offers=new_offers,
+        changed_offers=changed_offers,
+        removed_offers=previous.filter(~pl.col("external_id").is_in(list(seen))).height,
+        gtin_claimed=int(claimed),
+        gtin_invalid=int(invalid),
+        content_fingerprint=hashlib.sha256("\n".join(pairs).encode()).hexdigest(),
+        sources=sources,
+        pages=pages,
+    )
+
+
+def _with_content_hash(conn: duckdb.DuckDBPyConnection, kept: pl.DataFrame) -> pl.DataFrame:
+    """content_hash (warehouse.offers.content_hash) of every row, computed by DuckDB."""
+    texts = kept.select(content_text_expression().alias("text"))
+    conn.register("content_texts", texts.to_arrow())
+    try:
+        hashes = conn.sql("SELECT sha256(text) AS content_hash FROM content_texts").pl()
+    finally:
+        conn.unregister("content_texts")
+    if hashes.height != kept.height:  # a plain scan keeps the rows and their order
+        raise RuntimeError(f"{hashes.height} content hashes for {kept.height} offers")
+    return kept.with_columns(hashes.get_column("content_hash"))
+
+
+__all__ = ["CONTENT_FIELDS", "normalize_stored_catalog"]

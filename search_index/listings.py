@@ -376,9 +376,7 @@ def _without(clauses: Mapping[str, str], dim: str, params: SearchParams) -> str 
     if dim != "marketplace" or "available" not in clauses:
         return join_clauses(clauses, without=dim)
     rest = {k: v for k, v in clauses.items() if k not in ("marketplace", "available")}
-    rest["available"] = (
-        in_stock_clause(()) if params.available else f"NOT ({in_stock_clause(())})"
-    )
+    rest["available"] = in_stock_clause(()) if params.available else f"NOT ({in_stock_clause(())})"
     return join_clauses(rest)
 
 

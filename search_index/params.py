@@ -50,8 +50,6 @@ class QueryArgs(Protocol):
     def getlist(self, key: str) -> list[Any]: ...
 
 
-
-
 def _clean_text(value: object, limit: int) -> str:
     text = _CONTROL_CHARS.sub(" ", str(value or "")).strip()
     return " ".join(text.split())[:limit]

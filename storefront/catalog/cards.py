@@ -67,7 +67,7 @@ class ProductCard:
 
 
 def offers_summary(offer_count: int, marketplace_count: int) -> str:
-    """"3 offers on 2 marketplaces" (singular where it applies)."""
+    """ "3 offers on 2 marketplaces" (singular where it applies)."""
     offers = f"{offer_count} offer{'' if offer_count == 1 else 's'}"
     markets = f"{marketplace_count} marketplace{'' if marketplace_count == 1 else 's'}"
     return f"{offers} on {markets}"

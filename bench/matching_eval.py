@@ -212,9 +212,7 @@ def evaluate_assignments(
     for members in by_group.values():
         for i, first in enumerate(members):
             for second in members[i + 1 :]:
-                method = min(
-                    (first.method, second.method), key=lambda m: METHOD_STRENGTH.get(m, 0)
-                )
+                method = min((first.method, second.method), key=lambda m: METHOD_STRENGTH.get(m, 0))
                 figures = result.by_method.setdefault(method, MethodFigures())
                 correct = (
                     truth[(first.marketplace, first.external_id)]

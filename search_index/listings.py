@@ -38,14 +38,21 @@ from search_index.filters import (
 from search_index.groups import cheapest_matching_offer, market_key
 from search_index.params import SearchParams
 
-# Sentinels that cannot occur in HTML-escaped text; the storefront swaps them for <mark>
-# after escaping (storefront.catalog.highlight).
-HIGHLIGHT_PRE: Final = "\x00mark\x00"
-HIGHLIGHT_POST: Final = "\x00/mark\x00"
 USD: Final = "USD"
 RATING_STARS: Final = (4, 3, 2, 1)
 
-# What a listing card needs from a product document.
+# What a listing card needs from a product document: of the offer summaries, only what picks
+# and shows the cheapest matching offer (the answer is parsed on every listing).
+OFFER_CARD_FIELDS: Final = (
+    "id",
+    "marketplace",
+    "marketplace_name",
+    "marketplace_logo",
+    "price_minor",
+    "currency",
+    "price_usd_minor",
+    "available",
+)
 CARD_FIELDS: Final = (
     "id",
     "title",
@@ -56,7 +63,7 @@ CARD_FIELDS: Final = (
     "marketplace_count",
     "rating",
     "rating_count",
-    "offers",
+    *(f"offers.{name}" for name in OFFER_CARD_FIELDS),
 )
 
 
@@ -114,13 +121,14 @@ class ShownOffer:
 class ProductHit:
     """One product as a listing card shows it (plain data; money in integer minor units).
 
-    `title_formatted` is Meilisearch's highlighted title with the HIGHLIGHT_* sentinels (None
-    without highlighting); the storefront escapes it before turning them into <mark>.
+    `title_matches` are the (start, length) UTF-8 byte ranges of the title that matched the
+    query (Meilisearch's `_matchesPosition`); the storefront highlights them after escaping.
+    Positions rather than `_formatted`, which would repeat every retrieved field in the answer.
     """
 
     group_id: str
     title: str
-    title_formatted: str | None
+    title_matches: tuple[tuple[int, int], ...]
     brand: str | None
     category: str | None
     image_url: str | None
@@ -153,12 +161,11 @@ class ProductHit:
             chosen = cheapest_matching_offer(offers)
         if chosen is None:
             return None
-        formatted = document.get("_formatted") or {}
         title = str(document.get("title") or "")
         return cls(
             group_id=str(document.get("id") or ""),
             title=title,
-            title_formatted=formatted.get("title") if isinstance(formatted, Mapping) else None,
+            title_matches=_title_matches(document),
             brand=document.get("brand") or None,
             category=document.get("category") or None,
             image_url=document.get("image_url") or None,
@@ -177,7 +184,7 @@ class ProductHit:
         return cls(
             group_id=str(document.get("group_id") or document.get("id") or ""),
             title=title,
-            title_formatted=None,
+            title_matches=(),
             brand=document.get("brand") or None,
             category=document.get("category") or None,
             image_url=document.get("image_url") or None,
@@ -187,6 +194,16 @@ class ProductHit:
             rating_count=_optional_int(document.get("rating_count")) or 0,
             offer=ShownOffer.from_mapping(document),
         )
+
+
+def _title_matches(document: Mapping[str, Any]) -> tuple[tuple[int, int], ...]:
+    positions = (document.get("_matchesPosition") or {}).get("title") or []
+    matches = []
+    for position in positions:
+        start, length = position.get("start"), position.get("length")
+        if isinstance(start, int) and isinstance(length, int) and start >= 0 and length > 0:
+            matches.append((start, length))
+    return tuple(sorted(matches))
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,9 +330,7 @@ def listing_plan(
         "attributesToRetrieve": list(CARD_FIELDS),
     }
     if params.q:
-        hits_query["attributesToHighlight"] = ["title"]
-        hits_query["highlightPreTag"] = HIGHLIGHT_PRE
-        hits_query["highlightPostTag"] = HIGHLIGHT_POST
+        hits_query["showMatchesPosition"] = True
     if full_filter:
         hits_query["filter"] = full_filter
     sort = sort_for(params)
@@ -562,8 +577,6 @@ def offers_in_group(
 
 
 __all__ = [
-    "HIGHLIGHT_POST",
-    "HIGHLIGHT_PRE",
     "FacetValue",
     "ListingPlan",
     "ProductHit",

@@ -17,7 +17,7 @@ from flask import url_for
 from markupsafe import Markup
 
 from search_index.listings import ProductHit
-from storefront.catalog.highlight import render_highlight
+from storefront.catalog.highlight import highlight_title
 from storefront.catalog.shopper import display_currency, format_price, fx_table
 
 GROUP_PLACEHOLDER = "__group__"
@@ -99,7 +99,7 @@ def build_cards(hits: Iterable[ProductHit]) -> list[ProductCard]:
         cards.append(
             ProductCard(
                 hit=hit,
-                title_html=render_highlight(hit.title_formatted, hit.title),
+                title_html=highlight_title(hit.title, hit.title_matches),
                 url=url_template.replace(GROUP_PLACEHOLDER, quote(hit.group_id, safe="")),
                 image_url=hit.image_url or placeholder,
                 display_price_minor=shown,

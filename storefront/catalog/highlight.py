@@ -1,25 +1,33 @@
-"""Safe highlighting: Meilisearch's highlighted titles as HTML with <mark>, nothing else.
+"""Safe highlighting: the words of a title that matched the query, as <mark>, and nothing else.
 
-The index wraps matched words in sentinel tags (search_index.listings.HIGHLIGHT_PRE/POST) that
-cannot occur in escaped text; the whole title is escaped first and only then are the sentinels
-turned into <mark> elements, so nothing a marketplace sent is ever rendered as HTML.
+The index says where the matches are (UTF-8 byte ranges of the title, Meilisearch's
+`_matchesPosition`); every piece of the title is escaped on its own and only our <mark> tags are
+added, so nothing a marketplace sent is ever rendered as HTML.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from markupsafe import Markup, escape
 
-from search_index.listings import HIGHLIGHT_POST, HIGHLIGHT_PRE
 
+def highlight_title(title: str, matches: Iterable[tuple[int, int]]) -> Markup:
+    """The title escaped, with each matched (start, length) byte range wrapped in <mark>.
 
-def render_highlight(formatted: str | None, fallback: str = "") -> Markup:
-    """Escape a highlighted title, then turn the sentinel tags into <mark> elements.
-
-    Marketplace titles may contain markup (even `<script>`); escaping the whole text first and only
-    then inserting our own tags means nothing a marketplace sent is ever rendered as HTML.
+    Overlapping or out-of-range ranges are clipped; a stray NUL in a marketplace's title never
+    reaches the page.
     """
-    text = formatted if isinstance(formatted, str) else fallback
-    escaped = str(escape(text))
-    html = escaped.replace(HIGHLIGHT_PRE, "<mark>").replace(HIGHLIGHT_POST, "</mark>")
-    # A stray NUL in a marketplace's title must not reach the page.
-    return Markup(html.replace("\x00", ""))
+    raw = title.replace("\x00", "").encode("utf-8", "surrogatepass")
+    pieces: list[str] = []
+    cursor = 0
+    for start, length in sorted(matches):
+        start = max(start, cursor)
+        end = min(start + length, len(raw))
+        if start >= end:
+            continue
+        pieces.append(str(escape(raw[cursor:start].decode("utf-8", "ignore"))))
+        pieces.append(f"<mark>{escape(raw[start:end].decode('utf-8', 'ignore'))}</mark>")
+        cursor = end
+    pieces.append(str(escape(raw[cursor:].decode("utf-8", "ignore"))))
+    return Markup("".join(pieces))

@@ -31,7 +31,7 @@ from search_index.listings import SearchPage, offers_in_group, search_products
 from search_index.merchandising import home_showcase, pick_price_drops
 from search_index.params import DEFAULT_PER_PAGE, MAX_QUERY_CHARS, SearchParams
 from search_index.settings import group_index_uid
-from storefront.catalog.highlight import render_highlight
+from storefront.catalog.highlight import highlight_title
 from tests.storefront.sample_catalog import (
     FLASK_GROUP,
     NOW,
@@ -170,9 +170,14 @@ def test_display_prices_convert_to_usd_bounds_without_losing_an_exact_match() ->
 
 
 def test_highlights_are_applied_after_escaping() -> None:
-    html = render_highlight('<b>\x00mark\x00Sony\x00/mark\x00</b> & "x"\x00')
+    html = highlight_title('<b>Sony</b> & "x"\x00', [(3, 4)])
 
     assert str(html) == "&lt;b&gt;<mark>Sony</mark>&lt;/b&gt; &amp; &#34;x&#34;"
+    # Positions are UTF-8 bytes (as Meilisearch gives them): "é" takes two.
+    assert str(highlight_title("Café Déjà headphones", [(6, 6), (13, 10)])) == (
+        "Café <mark>Déjà</mark> <mark>headphones</mark>"
+    )
+    assert str(highlight_title("short", [(3, 50), (99, 2)])) == "sho<mark>rt</mark>"
 
 
 def test_the_result_cache_expires_and_evicts_the_least_recently_used(
@@ -415,7 +420,7 @@ def test_a_script_title_is_escaped_and_still_highlighted(
 
     (hit,) = page.hits
     assert hit.title == SCRIPT_TITLE
-    html = str(render_highlight(hit.title_formatted, hit.title))
+    html = str(highlight_title(hit.title, hit.title_matches))
     assert "<script" not in html
     assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in html
     assert "<mark>Speaker</mark>" in html

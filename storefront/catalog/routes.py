@@ -345,7 +345,8 @@ def _matching_summary(offers: list[catalog.GroupOffer]) -> str | None:
         return None
     methods = sorted({MATCH_LABELS[method] for method, _ in matched})
     lowest = min((c for _, c in matched if c is not None), default=None)
-    sentence = f"These offers were matched as one product by {' and '.join(methods)}"
+    evidence = methods[0] if len(methods) == 1 else f"{', '.join(methods[:-1])} and {methods[-1]}"
+    sentence = f"These offers were matched as one product by {evidence}"
     if lowest is not None:
         sentence += f" (confidence {int(lowest * 100)}% or more)"
     return sentence + "."

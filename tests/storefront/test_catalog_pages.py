@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from html import unescape
 from typing import Any
 
@@ -339,6 +340,29 @@ def test_the_product_page_compares_every_offer_cheapest_first(
     assert 'href="http://127.0.0.1:9/kiondo/KD-55"' in html
     assert '<svg class="price-chart"' in html and "<polyline" in html
     assert "Price history as a table" in page and "$399.99" in page  # the oldest ShopWave price
+
+
+def test_the_product_page_says_how_its_offers_were_matched_and_how_surely(
+    client: FlaskClient, catalog: dict[str, Product], db_session: Session
+) -> None:
+    for external_id, method, confidence in (
+        ("1001", "gtin", "1.00"),
+        ("KD-55", "gtin", "1.00"),
+        ("BZ-XM5", "brand_model", "0.90"),
+        ("NM-77", "title", "0.72"),
+    ):
+        catalog[external_id].match_method = method
+        catalog[external_id].match_confidence = Decimal(confidence)
+    db_session.commit()
+
+    page = text_of(client.get(f"/product/{SONY_GROUP}").get_data(as_text=True))
+
+    assert (
+        "These offers were matched as one product by same barcode, same brand and model "
+        "number and similar title (confidence 72% or more)." in page
+    )
+    assert "Matched by" in page
+    assert "similar title (72% confidence)" in page and "same barcode (100% confidence)" in page
 
 
 def test_unavailable_offers_are_listed_last_without_add_to_cart(

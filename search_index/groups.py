@@ -295,6 +295,28 @@ def build_group_document(
     return document
 
 
+# The offer-document fields a product document is built from.
+_GROUPED_FIELDS: Final = (
+    "id",
+    "marketplace",
+    "marketplace_name",
+    "marketplace_logo",
+    "title",
+    "description",
+    "brand",
+    "model",
+    "category",
+    "image_url",
+    "price_minor",
+    "currency",
+    "price_usd_minor",
+    "available",
+    "rating",
+    "rating_count",
+    "updated_at",
+)
+
+
 def build_group_documents(
     offers: Iterable[OfferDocument | Mapping[str, Any]],
     *,
@@ -304,11 +326,17 @@ def build_group_documents(
 
     An offer without a group id stands alone (its own document id is its group).
     """
-    offers = list(offers)
-    prior = catalog_rating_mean(offers)
     members: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    kept: list[Mapping[str, Any]] = []
     for offer in offers:
-        members[str(offer.get("group_id") or offer["id"])].append(offer)
+        # Only what a product document uses: a million offer documents stay compact.
+        slim = {name: offer.get(name) for name in _GROUPED_FIELDS}
+        slim["id"] = offer["id"]
+        if slim.get("description"):
+            slim["description"] = str(slim["description"])[:GROUP_DESCRIPTION_MAX_CHARS]
+        members[str(offer.get("group_id") or offer["id"])].append(slim)
+        kept.append(slim)
+    prior = catalog_rating_mean(kept)
     return [
         build_group_document(group_id, members[group_id], prior_mean=prior, matches=matches)
         for group_id in sorted(members)

@@ -173,3 +173,16 @@ def test_highest_rated_orders_by_the_review_weighted_score(
     assert scores == sorted(scores, reverse=True)
     # Review weighting: a product rated on a handful of reviews never leads.
     assert page.hits[0].rating_count >= 20
+
+
+def test_a_run_without_changes_sends_no_product_document(
+    first_ingest: Ingest, products_index: str, instance
+) -> None:
+    from pipelines.run import materialize_all
+
+    report = materialize_all(instance=instance)
+
+    assert report.success
+    metadata = report.downstream_metadata["search_product_groups"]
+    assert metadata["rebuilt"] is False and metadata["sent"] == 0 and metadata["deleted"] == 0
+    assert metadata["unchanged"] == metadata["products"]

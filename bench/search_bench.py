@@ -63,6 +63,8 @@ JSON_TARGET_FACTOR = Decimal("1.5")
 JSON_TARGET_SLACK_MS = 2.0
 PAGE_TARGET_SHARE = 0.80
 COMPARE_ROUNDS = 5
+THROUGHPUT_ROUNDS = 4
+SLICE_WARMUP_SECONDS = 0.5
 
 # What shoppers type: plain words, typos, brand + noun, with the filters and sorts the site has.
 LISTING_QUERIES: tuple[str, ...] = (
@@ -332,7 +334,12 @@ def drive_interleaved(
 
 
 def measure(targets: list[Target], concurrency: int, seconds: float) -> list[Measurement]:
-    """Latency with all targets interleaved, then each target's throughput on its own."""
+    """Latency with all targets interleaved, then each target's throughput on its own.
+
+    The throughput phase alternates the targets in THROUGHPUT_ROUNDS slices of seconds/rounds
+    each (after one warm-up per slice), so a burst of background load on this shared machine
+    falls on every target rather than on whichever happened to run then.
+    """
     start_at = time.time() + 1.0
     with ProcessPoolExecutor(max_workers=concurrency) as pool:
         futures = [
@@ -340,23 +347,29 @@ def measure(targets: list[Target], concurrency: int, seconds: float) -> list[Mea
             for worker in range(concurrency)
         ]
         mixed = [future.result() for future in futures]
+    slice_seconds = seconds / THROUGHPUT_ROUNDS
+    alone: dict[str, list[tuple[list[float], int]]] = {target.name: [] for target in targets}
+    with ProcessPoolExecutor(max_workers=concurrency) as pool:
+        for _round in range(THROUGHPUT_ROUNDS):
+            for target in targets:
+                start_at = time.time() + 0.2
+                futures = [
+                    pool.submit(
+                        drive, target, worker, start_at, SLICE_WARMUP_SECONDS, slice_seconds
+                    )
+                    for worker in range(concurrency)
+                ]
+                alone[target.name].extend(future.result() for future in futures)
     measurements = []
     for target in targets:
-        start_at = time.time() + 1.0
-        with ProcessPoolExecutor(max_workers=concurrency) as pool:
-            futures = [
-                pool.submit(drive, target, worker, start_at, WARMUP_SECONDS, seconds)
-                for worker in range(concurrency)
-            ]
-            alone = [future.result() for future in futures]
-        isolated = [value for values, _ in alone for value in values]
+        isolated = [value for values, _ in alone[target.name] for value in values]
         measurements.append(
             Measurement(
                 target=target.name,
                 concurrency=concurrency,
                 latencies_ms=[v for result in mixed for v in result[target.name][0]],
                 errors=sum(result[target.name][1] for result in mixed)
-                + sum(count for _, count in alone),
+                + sum(count for _, count in alone[target.name]),
                 throughput=len(isolated) / seconds,
                 isolated_p50=percentile(isolated, 50),
             )
@@ -649,7 +662,8 @@ def report(results: list[Measurement], context: dict[str, str]) -> str:
         "- Latency (p50/p99) comes from an interleaved phase: every client sends one request to "
         "each target in turn for twice the measuring time, so all targets share the same "
         "moments of background load (this machine is shared). Throughput (req/s) comes from a "
-        "second phase with each target alone; its p50 there is listed too.",
+        f"second phase with each target alone, in {THROUGHPUT_ROUNDS} alternating slices per "
+        "target so background load falls on every target alike; its p50 there is listed too.",
         "",
         "| concurrency | target | requests (interleaved) | errors | p50 ms | p99 ms | req/s alone | p50 alone ms |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",

@@ -50,7 +50,9 @@ from assistant.vocabulary import (
     fold,
 )
 from commerce.fx import FxRateMissing, FxTable
-from search_index.queries import SearchUnavailable, display_to_usd_minor, quote_filter_value
+from search_index.client import SearchUnavailable
+from search_index.documents import OFFER_FIELDS, OfferDocument
+from search_index.filters import display_to_usd_minor, quote_filter_value
 from search_index.settings import EMBEDDER_NAME
 
 MODE_HYBRID: Final = "hybrid"
@@ -62,29 +64,18 @@ MAX_FACET_VALUES: Final = 1000
 USD: Final = "USD"
 NO_SUCH_CATEGORY: Final = "onecart:no-such-category"
 
-RESULT_FIELDS: Final = (
-    "id",
-    "title",
-    "description",
-    "brand",
-    "model",
-    "category",
-    "marketplace",
-    "marketplace_name",
-    "marketplace_logo",
-    "external_id",
-    "image_url",
-    "product_url",
-    "price_minor",
-    "currency",
-    "price_usd_minor",
-    "rating",
-    "rating_count",
-    "available",
-    "gtin",
-    "group_id",
-    "group_size",
-    "group_marketplaces",
+# The typed offer document the site reads too (search_index.documents), without its hashes.
+RESULT_FIELDS: Final = tuple(
+    name
+    for name in OFFER_FIELDS
+    if name
+    not in {
+        "content_hash",
+        "updated_at",
+        "group_min_price_usd_minor",
+        "previous_price_minor",
+        "price_dropped_at",
+    }
 )
 
 OFFER_LEVEL: Final = frozenset(
@@ -355,8 +346,8 @@ class Candidate:
     offer of it that meets the request."""
 
     group_id: str
-    product: Mapping[str, Any]
-    offer: Mapping[str, Any]
+    product: OfferDocument
+    offer: OfferDocument
     score: float | None
 
 

@@ -53,7 +53,7 @@ def answer_prompt(
 ) -> AssistantAnswer:
     """Answer one shopper request with products from the index (see the package docstring).
 
-    Raises search_index.queries.SearchUnavailable when Meilisearch cannot answer.
+    Raises search_index.client.SearchUnavailable when Meilisearch cannot answer.
     """
     settings = settings or get_assistant_settings()
     profile = load_index_profile(client, index_uid)

@@ -10,8 +10,8 @@ What it does:
    offer texts would take the better part of an hour on two cores; the vectors' count, dimensions
    and spread, which is what search latency depends on, are the same.
 2. Loads the model once, warms up, then asks each request of assistant/eval_set.json `--rounds`
-   times, alternating a plain storefront search of the same text (search_index.queries
-   .search_offers: hits and facets in one multi-search) with a full assistant answer (parse,
+   times, alternating a plain storefront search of the same text (search_index.listings
+   .search_products: product hits and facets in one multi-search) with a full assistant answer (parse,
    embed the request with the query cache emptied first, hybrid search, cheapest offers, answer).
 3. Measures the incremental asset on a throw-away warehouse of 2,000 real offer texts: first run
    (all new), second run (nothing changed), third run (2% of the titles changed).
@@ -66,6 +66,7 @@ def build_vector_index(meili_url: str, api_key: str, total_offers: int, embedder
     from search_bench import world_documents
 
     from sandbox.world import MARKETPLACES, World
+    from search_index.groups import sync_group_index
     from search_index.indexing import sync_index
 
     started = time.perf_counter()
@@ -87,6 +88,7 @@ def build_vector_index(meili_url: str, api_key: str, total_offers: int, embedder
     result = sync_index(
         client, INDEX_UID, documents, full_rebuild=True, batch_size=10_000, vectors=vectors
     )
+    sync_group_index(client, INDEX_UID, documents, full_rebuild=True)
     index_seconds = time.perf_counter() - started
     print(
         f"{result.sent:,} documents ({len(texts):,} distinct template texts embedded in "
@@ -120,7 +122,9 @@ def measure_latency(meili_url: str, api_key: str, rounds: int, embedder: Any) ->
     from assistant.evaluation import load_eval_set
     from assistant.retrieval import MODE_HYBRID
     from assistant.service import answer_prompt
-    from search_index.queries import SearchParams, search_offers
+    from search_index.listings import search_products
+    from search_index.params import SearchParams
+    from search_index.settings import group_index_uid
 
     client = meilisearch.Client(meili_url, api_key, timeout=30)
     fx = world_fx()
@@ -129,7 +133,7 @@ def measure_latency(meili_url: str, api_key: str, rounds: int, embedder: Any) ->
     prompts = [r.prompt for r in requests]
     for prompt in prompts[:10]:  # warm-up: model, index profile, Meilisearch caches
         answer_prompt(prompt, client=client, index_uid=INDEX_UID, fx=fx, use_llm=False)
-        search_offers(client, INDEX_UID, SearchParams(q=prompt))
+        search_products(client, group_index_uid(INDEX_UID), SearchParams(q=prompt))
     plain: list[float] = []
     assistant: list[float] = []
     cached: list[float] = []
@@ -137,7 +141,7 @@ def measure_latency(meili_url: str, api_key: str, rounds: int, embedder: Any) ->
     for _ in range(rounds):
         for prompt in prompts:
             started = time.perf_counter()
-            search_offers(client, INDEX_UID, SearchParams(q=prompt[:200]))
+            search_products(client, group_index_uid(INDEX_UID), SearchParams(q=prompt[:200]))
             plain.append((time.perf_counter() - started) * 1000)
             embedder._queries.clear()  # every request embedded afresh
             started = time.perf_counter()
@@ -262,7 +266,7 @@ def format_results(offers: int, index: dict, latency: dict, throughput: dict) ->
             "",
             "| | p50 ms | p99 ms |",
             "|---|---|---|",
-            f"| plain search of the same text (search_offers: hits + facets) | "
+            f"| plain search of the same text (search_products: product hits + facets) | "
             f"{latency['plain_p50']:.1f} | {latency['plain_p99']:.1f} |",
             f"| assistant answer, request embedded afresh | {latency['assistant_p50']:.1f} | "
             f"{latency['assistant_p99']:.1f} |",

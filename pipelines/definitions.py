@@ -14,7 +14,12 @@ from pipelines.assets.embeddings import offer_embeddings
 from pipelines.assets.history import price_history
 from pipelines.assets.matching import product_groups
 from pipelines.assets.reference import fx_rates
-from pipelines.assets.serving import analyst_warehouse, search_products, storefront_products
+from pipelines.assets.serving import (
+    analyst_warehouse,
+    search_product_groups,
+    search_products,
+    storefront_products,
+)
 from pipelines.checks import build_catalog_checks, products_are_fresh
 from pipelines.jobs import build_jobs
 from pipelines.partitions import build_marketplace_partitions
@@ -34,6 +39,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             price_history,
             offer_embeddings,
             search_products,
+            search_product_groups,
             storefront_products,
             analyst_warehouse,
         ],

@@ -21,6 +21,7 @@ DOWNSTREAM_ASSETS = (
     "price_history",
     "offer_embeddings",
     "search_products",
+    "search_product_groups",
     "storefront_products",
     "analyst_warehouse",
 )
@@ -38,8 +39,8 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     downstream_job = dg.define_asset_job(
         CATALOG_DOWNSTREAM_JOB,
         selection=dg.AssetSelection.assets(*DOWNSTREAM_ASSETS) | freshness,
-        description="FX rates, matching, price history, search index, storefront sync and the "
-        "analysts' warehouse, from whatever the warehouse holds.",
+        description="FX rates, matching, price history, search indexes (offers and products), "
+        "storefront sync and the analysts' warehouse, from whatever the warehouse holds.",
         executor_def=dg.in_process_executor,
     )
     return [catalog_job, downstream_job]

@@ -149,7 +149,7 @@ def _describe_downstream(asset: str, metadata: Mapping[str, Any]) -> str:
         if metadata.get("skipped"):
             return f"skipped: {metadata['skipped']}"
         return f"embedded {metadata.get('embedded')}, reused {metadata.get('reused')}"
-    if asset == "search_products":
+    if asset in ("search_products", "search_product_groups"):
         mode = (
             f"rebuilt ({metadata.get('rebuild_reason')})"
             if metadata.get("rebuilt")

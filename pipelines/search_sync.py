@@ -1,8 +1,10 @@
-"""Building the search documents of every current offer from the warehouse rows.
+"""Building the search documents of every current offer from the warehouse rows, and the product
+documents (one per product group) of the product index from those.
 
-The document shape belongs to search_index.documents (docs/data-contract.md); this module only
-gathers what it needs per offer: the marketplace's name and logo, the product group with its size
-and cheapest USD price, the run's FX rates, and the price-change summary.
+The document shapes belong to search_index.documents and search_index.groups
+(docs/data-contract.md); this module only gathers what they need per offer: the marketplace's
+name and logo, the product group with its size, cheapest USD price and matching method, the run's
+FX rates, and the price-change summary.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from search_index.documents import DocumentError, build_document, convert_to_usd_minor
+from search_index.documents import (
+    DocumentError,
+    build_document,
+    convert_to_usd_minor,
+    document_id,
+)
+from search_index.groups import GroupDocument, build_group_documents
 
 
 @dataclass(slots=True)
@@ -112,3 +120,31 @@ def build_search_documents(
         iter_offer_documents(offers, marketplaces=marketplaces, rates=rates, skipped=result.skipped)
     )
     return result
+
+
+def offer_matches(offers: pl.DataFrame) -> dict[str, tuple[str, Decimal]]:
+    """Search-document id -> (matching method, confidence) from product_groups, for the product
+    page's "how these offers were matched"."""
+    matches: dict[str, tuple[str, Decimal]] = {}
+    columns = ("marketplace", "external_id", "match_method", "match_confidence")
+    if not set(columns) <= set(offers.columns):
+        return matches
+    for slug, external_id, method, confidence in offers.select(columns).iter_rows():
+        if method is not None:
+            matches[document_id(slug, external_id)] = (method, confidence)
+    return matches
+
+
+def build_product_documents(
+    offers: pl.DataFrame,
+    *,
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    rates: Mapping[str, Decimal],
+) -> tuple[list[GroupDocument], dict[str, str]]:
+    """The product index's documents (one per product group) and the offers left out of them
+    (the same offers the offers index leaves out, with the reason)."""
+    skipped: dict[str, str] = {}
+    offer_documents = iter_offer_documents(
+        offers, marketplaces=marketplaces, rates=rates, skipped=skipped
+    )
+    return build_group_documents(offer_documents, matches=offer_matches(offers)), skipped

@@ -1,6 +1,9 @@
-"""The Meilisearch `products` index: its settings, its documents and how they reach the server.
+"""Meilisearch: the offers index (`products`) and the product index (`products_groups`).
 
-`settings` declares the index configuration, `documents` turns warehouse rows into search
-documents, `indexing` sends them (incrementally, or as a zero-downtime rebuild). The storefront's
-query layer lives beside them in `queries`.
+`settings` declares both indexes' configuration, `documents` turns warehouse rows into offer
+documents (the typed `OfferDocument` the site and the assistant share), `groups` turns those into
+product documents, `indexing` sends them (incrementally, or as a zero-downtime rebuild). The
+site's questions are split by job: `params` (listing URLs), `filters` (Meilisearch expressions),
+`client` (the HTTP client), `cache` (the optional result cache), `listings` (product listings and
+a group's offers) and `merchandising` (the home page's featured rows).
 """

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 from onecart.money import MoneyError, convert_minor, currency_exponent
 
@@ -36,6 +36,47 @@ class DocumentError(ValueError):
 
     The pipeline quarantines the offer with this message rather than indexing a wrong price.
     """
+
+
+class OfferDocument(TypedDict, total=False):
+    """The offers index's document: one per offer (docs/data-contract.md).
+
+    The one typed shape the site (product page, home page) and the assistant read; money in
+    integer minor units, `price_usd_minor` on the index's one sortable price scale.
+    """
+
+    id: str
+    marketplace: str
+    marketplace_name: str
+    marketplace_logo: str | None
+    external_id: str
+    title: str | None
+    description: str | None
+    brand: str | None
+    model: str | None
+    category: str | None
+    image_url: str | None
+    product_url: str | None
+    price_minor: int
+    currency: str
+    price_usd_minor: int
+    rating: float | None
+    rating_count: int | None
+    available: bool
+    gtin: str | None
+    group_id: str | None
+    group_size: int
+    group_marketplaces: int
+    group_min_price_usd_minor: int
+    previous_price_minor: int | None
+    price_dropped_at: int | None
+    updated_at: int | None
+    content_hash: str | None
+    doc_hash: str
+
+
+# Every field of an offer document, in the contract's order (attributesToRetrieve lists).
+OFFER_FIELDS: Final = tuple(name for name in OfferDocument.__annotations__ if name != "doc_hash")
 
 
 def document_id(marketplace: str, external_id: str) -> str:
@@ -104,7 +145,7 @@ def build_document(
     group: Mapping[str, Any] | None,
     fx_usd_rates: Mapping[str, Decimal],
     history: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+) -> OfferDocument:
     """Build the contract's search document for one offer.
 
     - `offer_row`: a warehouse `products` row (marketplace, external_id, title, price_minor,
@@ -127,7 +168,7 @@ def build_document(
     price_usd_minor = convert_to_usd_minor(price_minor, currency, fx_usd_rates)
 
     group_min = _first_present(group, "group_min_price_usd_minor", "min_price_usd_minor")
-    document: dict[str, Any] = {
+    document: OfferDocument = {
         "id": document_id(slug, external_id),
         "marketplace": slug,
         "marketplace_name": marketplace.get("name") or slug,

@@ -22,6 +22,7 @@ from meilisearch.errors import MeilisearchApiError
 from onecart.settings import Settings, get_settings
 from search_index.documents import DOCUMENT_HASH_FIELD, VECTORS_FIELD, compute_document_hash
 from search_index.settings import (
+    DOCUMENT_SCHEMA_VERSION,
     EMBEDDER_NAME,
     EMBEDDING_DIMENSIONS,
     PRIMARY_KEY,
@@ -77,6 +78,8 @@ def sync_index(
     progress: Progress | None = None,
     task_timeout: float = DEFAULT_TASK_TIMEOUT_SECONDS,
     vectors: Mapping[str, Sequence[float] | None] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    schema_version: int | None = None,
 ) -> IndexSyncResult:
     """Make the index hold exactly `documents`, sending as little as possible.
 
@@ -90,12 +93,20 @@ def sync_index(
     user-provided embedder (a one-off rebuild) and gives every document `_vectors.default`: its
     embedding, or null for a document without one (it stays findable by keywords). None keeps
     the index exactly as without embeddings.
+
+    `settings` and `schema_version` declare another index than the offers index (the product
+    index of search_index.groups); by default, the offers index's declaration.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     report = progress or _ignore_progress
-    settings = index_settings(with_vectors=vectors is not None)
-    fingerprint = settings_fingerprint(settings)
+    if settings is None:
+        settings = index_settings(with_vectors=vectors is not None)
+        fingerprint = settings_fingerprint(settings)
+    else:
+        fingerprint = settings_fingerprint(
+            settings, schema_version=schema_version or DOCUMENT_SCHEMA_VERSION
+        )
     if vectors is not None:
         documents = _with_vectors(documents, vectors)
     reason = _rebuild_reason(client, index_uid, fingerprint, full_rebuild)

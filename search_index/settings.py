@@ -90,6 +90,81 @@ INDEX_SETTINGS: Final[Mapping[str, Any]] = {
 }
 
 
+# --- The product (group) index ------------------------------------------------------------------
+
+GROUP_INDEX_SUFFIX: Final = "_groups"
+GROUP_DOCUMENT_SCHEMA_VERSION: Final = 1
+
+GROUP_SEARCHABLE_ATTRIBUTES: Final = (
+    "title",
+    "titles",
+    "brand",
+    "model",
+    "category",
+    "description",
+)
+GROUP_FILTERABLE_ATTRIBUTES: Final = (
+    "marketplaces",
+    "available_marketplaces",
+    "available",
+    "category",
+    "brand",
+    "price_usd_minor",
+    "available_price_usd_minor",
+    # Nested per marketplace: market_prices.<slug with '-' as '_'> (search_index.groups).
+    "market_prices",
+    "available_market_prices",
+    "rating",
+    "rating_stars",
+    "rated",
+    "offer_count",
+    "price_gap_usd_minor",
+)
+GROUP_SORTABLE_ATTRIBUTES: Final = (
+    "price_usd_minor",
+    "available_price_usd_minor",
+    "market_prices",
+    "available_market_prices",
+    "rating_score",
+    "rating_count",
+    "price_gap_usd_minor",
+    "updated_at",
+)
+
+# Products matching more of the query's words first; then the shopper's sort when one is chosen
+# (a price sort must order the whole page by price, not only ties of relevance), else typos,
+# proximity, attribute and exactness. Ties then go to what a shopper cares about: products
+# sold by more marketplaces (more to compare) and with more reviews, never to document order,
+# which follows the marketplaces.
+GROUP_RANKING_RULES: Final = (
+    "words",
+    "sort",
+    "typo",
+    "proximity",
+    "attribute",
+    "exactness",
+    "offer_count:desc",
+    "rating_count:desc",
+)
+
+GROUP_INDEX_SETTINGS: Final[Mapping[str, Any]] = {
+    "searchableAttributes": list(GROUP_SEARCHABLE_ATTRIBUTES),
+    "filterableAttributes": list(GROUP_FILTERABLE_ATTRIBUTES),
+    "sortableAttributes": list(GROUP_SORTABLE_ATTRIBUTES),
+    "displayedAttributes": ["*"],
+    "rankingRules": list(GROUP_RANKING_RULES),
+    "typoTolerance": INDEX_SETTINGS["typoTolerance"],
+    "synonyms": INDEX_SETTINGS["synonyms"],
+    "faceting": INDEX_SETTINGS["faceting"],
+    "pagination": INDEX_SETTINGS["pagination"],
+}
+
+
+def group_index_uid(offers_index_uid: str) -> str:
+    """The product index that goes with an offers index (`products` -> `products_groups`)."""
+    return f"{offers_index_uid}{GROUP_INDEX_SUFFIX}"
+
+
 # Offer embeddings (all-MiniLM-L6-v2 sentence vectors, computed by the pipeline's
 # offer_embeddings asset) travel in each document's `_vectors.default`. The embedder is declared
 # only when the indexer is given vectors: Meilisearch refuses an embedder while documents carry
@@ -112,7 +187,9 @@ def index_settings(*, with_vectors: bool = False) -> Mapping[str, Any]:
     return {**INDEX_SETTINGS, "embedders": dict(EMBEDDERS_SETTING)}
 
 
-def settings_fingerprint(settings: Mapping[str, Any] = INDEX_SETTINGS) -> str:
+def settings_fingerprint(
+    settings: Mapping[str, Any] = INDEX_SETTINGS, *, schema_version: int = DOCUMENT_SCHEMA_VERSION
+) -> str:
     """A stable hash of the declared settings and document schema, stored beside the index.
 
     Comparing it with the stored one tells the indexer whether the live index was built with
@@ -122,7 +199,7 @@ def settings_fingerprint(settings: Mapping[str, Any] = INDEX_SETTINGS) -> str:
         {
             "settings": settings,
             "primary_key": PRIMARY_KEY,
-            "document_schema": DOCUMENT_SCHEMA_VERSION,
+            "document_schema": schema_version,
         },
         sort_keys=True,
         separators=(",", ":"),

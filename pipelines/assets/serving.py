@@ -1,5 +1,7 @@
 """Where the catalog is served from: the search index, the storefront DB and the analysts' copy."""
 
+from typing import Any
+
 import dagster as dg
 import polars as pl
 
@@ -9,9 +11,18 @@ from pipelines.resources import (
     StorefrontDatabaseResource,
     WarehouseResource,
 )
-from pipelines.search_sync import build_search_documents, read_offer_vectors
+from pipelines.search_sync import (
+    build_product_documents,
+    build_search_documents,
+    read_offer_vectors,
+)
 from pipelines.storefront_sync import sync_storefront_catalog
 from search_index.indexing import sync_index
+from search_index.settings import (
+    GROUP_DOCUMENT_SCHEMA_VERSION,
+    GROUP_INDEX_SETTINGS,
+    group_index_uid,
+)
 from warehouse.connection import refresh_views
 from warehouse.derived import read_latest_rates, read_offer_frame
 
@@ -88,6 +99,84 @@ def search_products(
             "vectors": len(vectors) if vectors else 0,
             "inactive_marketplace_offers": retired.height,
             "fx_as_of": rates.as_of.isoformat(),
+        }
+    )
+
+
+def _active_offers(
+    context: dg.AssetExecutionContext, offers: pl.DataFrame, marketplaces: MarketplacesResource
+) -> tuple[pl.DataFrame, int]:
+    """Offers of active marketplaces only (the others stay in the warehouse for analysts)."""
+    active = [config.slug for config in marketplaces.configs()]
+    retired = offers.filter(~pl.col("marketplace").is_in(active))
+    if retired.height:
+        context.log.warning(
+            f"not indexing {retired.height} offers of inactive marketplaces "
+            f"{sorted(set(retired.get_column('marketplace').to_list()))}"
+        )
+        offers = offers.filter(pl.col("marketplace").is_in(active))
+    return offers, retired.height
+
+
+def _marketplace_cards(conn: Any) -> dict[str, dict[str, Any]]:
+    return {
+        slug: {"slug": slug, "name": name, "logo": logo}
+        for slug, name, logo in conn.execute("SELECT slug, name, logo FROM marketplaces").fetchall()
+    }
+
+
+@dg.asset(
+    deps=["search_products", "product_groups"],
+    group_name=SERVING_GROUP,
+    kinds={"meilisearch"},
+    pool="search_index",
+)
+def search_product_groups(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    marketplaces: MarketplacesResource,
+    search_index: SearchIndexResource,
+) -> dg.MaterializeResult:
+    """The product index `<index>_groups` that listings read: one document per product group
+    (a product sold by one marketplace is a group of one) with its best title and image, which
+    marketplaces sell it and have it in stock, its cheapest price overall and per marketplace, a
+    review-weighted (Bayesian) rating and a compact summary of every offer (search_index.groups).
+
+    Built from the same offers as search_products, right after it, with the same incremental
+    sync: only product documents whose content changed are sent and vanished groups are deleted;
+    a changed declaration rebuilds it with zero downtime.
+    """
+    with warehouse.connect() as conn:
+        offers = read_offer_frame(conn)
+        rates = read_latest_rates(conn)
+        marketplace_cards = _marketplace_cards(conn)
+    if rates is None:
+        raise MissingFxRatesError("fx_rates holds no rates yet: materialize fx_rates first")
+    offers, _retired = _active_offers(context, offers, marketplaces)
+    documents, skipped = build_product_documents(
+        offers, marketplaces=marketplace_cards, rates=rates.rates
+    )
+    uid = group_index_uid(search_index.index_uid)
+    result = sync_index(
+        search_index.client(),
+        uid,
+        documents,
+        progress=context.log.info,
+        settings=GROUP_INDEX_SETTINGS,
+        schema_version=GROUP_DOCUMENT_SCHEMA_VERSION,
+    )
+    multi = sum(1 for document in documents if document["offer_count"] > 1)
+    return dg.MaterializeResult(
+        metadata={
+            "index": uid,
+            "products": len(documents),
+            "products_with_several_offers": multi,
+            "sent": result.sent,
+            "deleted": result.deleted,
+            "unchanged": result.unchanged,
+            "rebuilt": result.rebuilt,
+            "rebuild_reason": result.rebuild_reason or "",
+            "offers_not_indexed": len(skipped),
         }
     )
 

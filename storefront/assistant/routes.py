@@ -22,7 +22,7 @@ from assistant.service import answer_prompt
 from commerce import catalog
 from commerce.models import User
 from commerce.rate_limit import RateLimit, SlidingWindowLimiter, redis_client_from_url
-from search_index.queries import SearchUnavailable
+from search_index.client import SearchUnavailable
 from storefront.assistant.forms import AssistantForm, RerunForm
 from storefront.cart.forms import AddToCartForm
 from storefront.catalog.shopper import display_currency, fx_table, index_uid, search_client

@@ -14,8 +14,10 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import url_for
+from markupsafe import Markup
 
-from search_index.queries import SearchHit
+from search_index.listings import ProductHit
+from storefront.catalog.highlight import highlight_title
 from storefront.catalog.shopper import display_currency, format_price, fx_table
 
 GROUP_PLACEHOLDER = "__group__"
@@ -23,46 +25,55 @@ GROUP_PLACEHOLDER = "__group__"
 
 @dataclass(frozen=True, slots=True)
 class ProductCard:
-    """One card: the hit plus its URLs and its prices in the shopper's currency."""
+    """One card: the product, its URLs, and its shown offer's price in the shopper's currency."""
 
-    hit: SearchHit
+    hit: ProductHit
+    title_html: Markup
     url: str
     image_url: str
     display_price_minor: int | None
     price_text: str
     original_price_text: str | None
-    min_display_price_minor: int | None
     offers_text: str | None
+    rating_text: str | None
 
     def as_json(self, currency: str) -> dict[str, Any]:
         """The JSON API's shape of this card (money as integer minor units + currency)."""
         hit = self.hit
+        offer = hit.offer
         return {
-            "id": hit.id,
+            "id": hit.group_id,
             "title": hit.title,
-            "title_html": str(hit.title_html),
+            "title_html": str(self.title_html),
             "url": self.url,
-            "marketplace": {
-                "slug": hit.marketplace,
-                "name": hit.marketplace_name,
-                "logo": hit.marketplace_logo,
-            },
-            "price": {"minor": hit.price_minor, "currency": hit.currency},
-            "display_price": {"minor": self.display_price_minor, "currency": currency},
+            "image_url": hit.image_url,
+            "brand": hit.brand,
+            "offers": hit.offer_count,
+            "marketplaces": hit.marketplace_count,
             "rating": str(hit.rating) if hit.rating is not None else None,
             "rating_count": hit.rating_count,
-            "available": hit.available,
-            "image_url": hit.image_url,
-            "group": {
-                "id": hit.group_id,
-                "offers": hit.group_size,
-                "marketplaces": hit.group_marketplaces,
-                "min_display_price_minor": self.min_display_price_minor,
+            "offer": {
+                "id": offer.id,
+                "marketplace": {
+                    "slug": offer.marketplace,
+                    "name": offer.marketplace_name,
+                    "logo": offer.marketplace_logo,
+                },
+                "price": {"minor": offer.price_minor, "currency": offer.currency},
+                "display_price": {"minor": self.display_price_minor, "currency": currency},
+                "available": offer.available,
             },
         }
 
 
-def build_cards(hits: Iterable[SearchHit]) -> list[ProductCard]:
+def offers_summary(offer_count: int, marketplace_count: int) -> str:
+    """ "3 offers on 2 marketplaces" (singular where it applies)."""
+    offers = f"{offer_count} offer{'' if offer_count == 1 else 's'}"
+    markets = f"{marketplace_count} marketplace{'' if marketplace_count == 1 else 's'}"
+    return f"{offers} on {markets}"
+
+
+def build_cards(hits: Iterable[ProductHit]) -> list[ProductCard]:
     """Cards for `hits` in the current request's display currency."""
     currency = display_currency()
     fx = fx_table()
@@ -70,28 +81,32 @@ def build_cards(hits: Iterable[SearchHit]) -> list[ProductCard]:
     placeholder = url_for("static", filename="img/placeholder-product.svg")
     cards = []
     for hit in hits:
-        shown = fx.convert_or_none(hit.price_minor, hit.currency, currency)
-        group_min = fx.convert_or_none(hit.group_min_price_usd_minor, "USD", currency)
+        offer = hit.offer
+        shown = fx.convert_or_none(offer.price_minor, offer.currency, currency)
         if shown is None:
-            price_text, original = format_price(hit.price_minor, hit.currency), None
+            price_text, original = format_price(offer.price_minor, offer.currency), None
         else:
             price_text = format_price(shown, currency)
             original = (
-                format_price(hit.price_minor, hit.currency) if hit.currency != currency else None
+                format_price(offer.price_minor, offer.currency)
+                if offer.currency != currency
+                else None
             )
-        offers_text = None
-        if hit.has_other_offers:
-            offers_text = f"{hit.group_size} offers from {format_price(group_min, currency)}"
+        rating_text = None
+        if hit.rating is not None:
+            reviews = hit.rating_count
+            rating_text = f"{reviews:,} review{'' if reviews == 1 else 's'}"
         cards.append(
             ProductCard(
                 hit=hit,
+                title_html=highlight_title(hit.title, hit.title_matches),
                 url=url_template.replace(GROUP_PLACEHOLDER, quote(hit.group_id, safe="")),
                 image_url=hit.image_url or placeholder,
                 display_price_minor=shown,
                 price_text=price_text,
                 original_price_text=original,
-                min_display_price_minor=group_min,
-                offers_text=offers_text,
+                offers_text=offers_summary(hit.offer_count, hit.marketplace_count),
+                rating_text=rating_text,
             )
         )
     return cards

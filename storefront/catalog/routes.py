@@ -1,5 +1,5 @@
-"""Catalog views: thin translations between HTTP and the services in search_index.queries,
-commerce.catalog and commerce.fx.
+"""Catalog views: thin translations between HTTP and the services in search_index (listings,
+merchandising), commerce.catalog and commerce.fx.
 
 Search-backed pages answer 503 with a friendly page when Meilisearch cannot; the landing, product
 and stores pages read the storefront DB and keep working without it.
@@ -28,17 +28,11 @@ from werkzeug.datastructures import MultiDict
 
 from commerce import catalog
 from commerce.fx import supported_display_currencies
-from search_index.queries import (
-    PER_PAGE_CHOICES,
-    SORT_LABELS,
-    SearchHit,
-    SearchPage,
-    SearchParams,
-    SearchUnavailable,
-    home_showcase,
-    offers_in_group,
-    search_offers,
-)
+from search_index.client import SearchUnavailable
+from search_index.documents import OfferDocument
+from search_index.listings import SearchPage, offers_in_group, search_products
+from search_index.merchandising import home_showcase
+from search_index.params import PER_PAGE_CHOICES, SORT_LABELS, SearchParams
 from storefront.cart.forms import AddToCartForm
 from storefront.catalog.cards import build_cards
 from storefront.catalog.charts import price_history_svg, series_colour
@@ -52,6 +46,7 @@ from storefront.catalog.shopper import (
     index_uid,
     marketplace_names,
     price_scale,
+    product_index_uid,
     search_cache,
     search_client,
 )
@@ -70,6 +65,13 @@ FACET_TITLES = {
     "category": "Category",
     "brand": "Brand",
     "available": "Availability",
+    "rating": "Rating",
+}
+# How offers of one product were matched (warehouse.matching methods), in shoppers' words.
+MATCH_LABELS = {
+    "gtin": "same barcode",
+    "brand_model": "same brand and model number",
+    "title": "similar title",
 }
 
 
@@ -127,7 +129,9 @@ def home() -> str:
     categories from the DB and a note instead of the featured rows.
     """
     try:
-        showcase = home_showcase(search_client(), index_uid(), cache=search_cache())
+        showcase = home_showcase(
+            search_client(), index_uid(), product_index_uid(), cache=search_cache()
+        )
         categories = [(facet.value, facet.count) for facet in showcase.categories]
         search_down = False
     except SearchUnavailable:
@@ -163,8 +167,8 @@ def _listing(args: MultiDict[str, str]) -> SearchPage:
 
 
 def _search(params: SearchParams) -> SearchPage:
-    return search_offers(
-        search_client(), index_uid(), params, scale=price_scale(), cache=search_cache()
+    return search_products(
+        search_client(), product_index_uid(), params, scale=price_scale(), cache=search_cache()
     )
 
 
@@ -191,12 +195,13 @@ def _listing_context(page: SearchPage) -> dict[str, Any]:
         "price_high_minor": high,
         "marketplace_names": marketplace_names(),
         "cards": build_cards(page.hits),
+        "rating_counts": {item.value: item.count for item in page.facets.get("rating", [])},
     }
 
 
 @bp.get("/search")
 def search() -> str:
-    """Listings: grouped results with facets, price range, rating filter, sort and pages.
+    """Listings: one card per product with facets, price range, rating filter, sort and pages.
 
     Works without JavaScript; search.js enhances it with search-as-you-type through /api/search.
     """
@@ -206,7 +211,8 @@ def search() -> str:
 
 @bp.get("/api/search")
 def api_search() -> Response:
-    """JSON listings (same parameters as /search): hits, facets, price range, pages.
+    """JSON listings (same parameters as /search): products, facets, price range, pages; every
+    count is a count of products.
 
     With `html=1` the answer also carries the rendered results and facets, which search.js swaps
     into the page, so cards are rendered by one template whether JavaScript runs or not.
@@ -281,7 +287,7 @@ def product(group_id: str) -> str:
     fx = fx_table()
     currency = display_currency()
     offers = catalog.group_offers(session_db, group_id, fx=fx, display_currency=currency)
-    index_offers: list[SearchHit] = []
+    index_offers: list[OfferDocument] = []
     if not offers:
         offers = _offers_from_index_document(group_id)
     if not offers:
@@ -297,7 +303,7 @@ def product(group_id: str) -> str:
         series,
         format_amount=lambda minor: _format(minor, currency),
         now=datetime.now(UTC),
-        title=f"Price history of {lead.title if lead else index_offers[0].title}",
+        title=f"Price history of {lead.title if lead else index_offers[0].get('title')}",
     )
     forms = {
         offer.product.id: AddToCartForm(
@@ -317,7 +323,33 @@ def product(group_id: str) -> str:
         series_colour=series_colour,
         forms=forms,
         rates_as_of=fx.as_of,
+        match_labels=MATCH_LABELS,
+        matching=_matching_summary(offers),
     )
+
+
+def _matching_summary(offers: list[catalog.GroupOffer]) -> str | None:
+    """How this product's offers were put together, in one sentence (None for a single offer).
+
+    Each offer carries the matching method and confidence of warehouse.matching; the weakest
+    evidence is what the shopper should know about.
+    """
+    if len(offers) < 2:
+        return None
+    matched = [
+        (offer.product.match_method, offer.product.match_confidence)
+        for offer in offers
+        if offer.product.match_method in MATCH_LABELS
+    ]
+    if not matched:
+        return None
+    methods = sorted({MATCH_LABELS[method] for method, _ in matched})
+    lowest = min((c for _, c in matched if c is not None), default=None)
+    evidence = methods[0] if len(methods) == 1 else f"{', '.join(methods[:-1])} and {methods[-1]}"
+    sentence = f"These offers were matched as one product by {evidence}"
+    if lowest is not None:
+        sentence += f" (confidence {int(lowest * 100)}% or more)"
+    return sentence + "."
 
 
 def _offers_from_index_document(document_id: str) -> list[catalog.GroupOffer]:

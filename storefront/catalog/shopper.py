@@ -21,7 +21,10 @@ from flask_login import current_user
 from commerce.catalog import active_marketplaces
 from commerce.fx import USD, FxTable, load_fx_table
 from onecart.money import currency_exponent, from_minor_units, is_iso_currency
-from search_index.queries import PriceScale, ResultCache, make_client
+from search_index.cache import ResultCache
+from search_index.client import make_client
+from search_index.filters import PriceScale
+from search_index.settings import group_index_uid
 from storefront.database import db_session
 
 FX_CACHE_SECONDS = 60.0
@@ -115,8 +118,13 @@ def search_cache() -> ResultCache:
 
 
 def index_uid() -> str:
-    """The products index the site reads (MEILI_INDEX)."""
+    """The offers index the site reads (MEILI_INDEX): product pages and price drops."""
     return str(current_app.config["MEILI_INDEX"])
+
+
+def product_index_uid() -> str:
+    """The product index listings read (MEILI_INDEX + "_groups", built beside the offers)."""
+    return group_index_uid(index_uid())
 
 
 def display_money_minor(minor: int | None, currency: str | None) -> int | None:

@@ -100,7 +100,11 @@ def live_catalog(
         client = meilisearch.Client(
             get_settings().meili_url, get_settings().meili_master_key, timeout=30
         )
-        for uid in (overrides["MEILI_INDEX"], f"{overrides['MEILI_INDEX']}_next"):
+        for uid in (
+            overrides["MEILI_INDEX"],
+            f"{overrides['MEILI_INDEX']}_next",
+            f"{overrides['MEILI_INDEX']}_groups",
+        ):
             client.delete_index(uid)
         for name, value in saved.items():
             if value is None:

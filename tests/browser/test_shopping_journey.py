@@ -79,11 +79,12 @@ def test_sign_up_search_filter_compare_and_fill_one_cart(
     # Choose a product sold on several marketplaces, then narrow the listing so it stays in view:
     # one of its marketplaces and a maximum price just above its price there.
     listing = page.request.get(f"/api/search?q={TYPO_QUERY}&available=1&per_page=48").json()
-    candidates = [hit for hit in listing["hits"] if hit["group"]["marketplaces"] >= 2]
+    candidates = [hit for hit in listing["hits"] if hit["marketplaces"] >= 2]
     assert candidates, "the sandbox catalog should sell headphones on several marketplaces"
     target = candidates[0]
-    marketplace = target["marketplace"]["slug"]
-    display_price = Decimal(target["display_price"]["minor"]) / 100
+    # Listings are products (issue 9): the card's offer is the cheapest, on this marketplace.
+    marketplace = target["offer"]["marketplace"]["slug"]
+    display_price = Decimal(target["offer"]["display_price"]["minor"]) / 100
     max_price = str((display_price + 1).to_integral_value(rounding=ROUND_CEILING))
 
     page.locator(f'#facet-marketplace input[value="{marketplace}"]').check()
@@ -94,7 +95,7 @@ def test_sign_up_search_filter_compare_and_fill_one_cart(
     expect(page.locator(f'#facet-marketplace input[value="{marketplace}"]')).to_be_checked()
     product_link = page.locator(f'.product-card a[href="{target["url"]}"]').first
     expect(product_link).to_be_visible()
-    expect(page.locator(".product-card-offers").first).to_contain_text("offers from")
+    expect(page.locator(".product-card-offers").first).to_contain_text("offers on")
     shots += capture(page, "05-search-filtered")
 
     # The product page compares every offer; add offers from two different marketplaces.

@@ -30,6 +30,7 @@ ASSETS = {
     "price_history",
     "offer_embeddings",
     "search_products",
+    "search_product_groups",
     "storefront_products",
     "analyst_warehouse",
 }

@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 
 from commerce.models import FxRate, Marketplace, PricePoint, Product
 from search_index.documents import build_document, convert_to_usd_minor
-from search_index.indexing import sync_index
+from search_index.groups import sync_group_index
+from search_index.indexing import index_exists, sync_index
+from search_index.settings import group_index_uid
 
 FX_PER_USD = {
     "EUR": Decimal("0.92"),
@@ -226,8 +228,11 @@ def search_documents(offers: Iterable[SampleOffer] = OFFERS) -> list[dict[str, A
 
 
 def index_sample_catalog(client: meilisearch.Client, index_uid: str) -> None:
-    """Build `index_uid` from the sample offers with the contract's settings (a real rebuild)."""
-    sync_index(client, index_uid, search_documents(), full_rebuild=True, task_timeout=120)
+    """Build `index_uid` from the sample offers with the contract's settings (a real rebuild),
+    and its product index `<index_uid>_groups` from the same documents."""
+    documents = search_documents()
+    sync_index(client, index_uid, documents, full_rebuild=True, task_timeout=120)
+    sync_group_index(client, index_uid, documents, full_rebuild=True, task_timeout=120)
 
 
 def insert_sample_catalog(session: Session) -> dict[str, Product]:
@@ -289,3 +294,10 @@ def insert_sample_catalog(session: Session) -> dict[str, Product]:
         )
     session.flush()
     return products
+
+
+def delete_sample_catalog(client: meilisearch.Client, index_uid: str) -> None:
+    """Delete the offers index and its product index (whichever exist)."""
+    for uid in (index_uid, group_index_uid(index_uid)):
+        if index_exists(client, uid):
+            client.wait_for_task(client.delete_index(uid).task_uid, timeout_in_ms=30_000)

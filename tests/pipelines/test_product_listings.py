@@ -1,0 +1,188 @@
+"""Product listings on the pipeline-built catalog: the real sandbox marketplaces, matching, the
+offers index and the product index (search_product_groups), queried as the site queries them.
+
+Issue 9: one card per product, counts in products, the cheapest matching offer on each card,
+marketplace filter = products with an offer there, price sort by that offer, stable pages, page 1
+of broad queries drawn from several marketplaces, and ratings ordered by their review weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import meilisearch
+import pytest
+
+import warehouse
+from onecart.settings import Settings
+from search_index.client import make_client
+from search_index.groups import bayesian_rating, catalog_rating_mean
+from search_index.listings import SearchPage, offers_in_group, search_products
+from search_index.params import SearchParams
+from search_index.settings import group_index_uid
+from tests.pipelines.conftest import Ingest
+
+pytestmark = pytest.mark.slow
+
+BROAD_QUERIES = ("headphones", "coffee", "phone", "running shoes")
+
+
+@pytest.fixture(scope="module")
+def products_index(
+    first_ingest: Ingest, pipeline_settings: Settings, meili: meilisearch.Client
+) -> Iterator[str]:
+    """The product index the first ingest built (deleted with the module's other indexes)."""
+    assert first_ingest.report.success, first_ingest.lines
+    uid = group_index_uid(pipeline_settings.meili_index)
+    yield uid
+    meili.delete_index(uid)
+
+
+@pytest.fixture(scope="module")
+def search(pipeline_settings: Settings) -> meilisearch.Client:
+    return make_client(pipeline_settings.meili_url, pipeline_settings.meili_master_key)
+
+
+def listing(client: meilisearch.Client, uid: str, **changes: object) -> SearchPage:
+    return search_products(client, uid, SearchParams(**changes))  # type: ignore[arg-type]
+
+
+def warehouse_rows(settings: Settings, sql: str) -> list[tuple]:
+    with warehouse.connect(settings.pipeline_db_path, read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_the_product_index_has_one_document_per_product_group(
+    first_ingest: Ingest, products_index: str, pipeline_settings: Settings, search
+) -> None:
+    metadata = first_ingest.report.downstream_metadata["search_product_groups"]
+    ((groups,),) = warehouse_rows(
+        pipeline_settings, "SELECT count(DISTINCT group_id) FROM product_groups"
+    )
+    everything = listing(search, products_index, per_page=12)
+    assert everything.total_hits == metadata["products"]
+    # Offers the offers index leaves out (no FX rate, say) can empty a group, never add one.
+    assert groups - metadata["offers_not_indexed"] <= everything.total_hits <= groups
+    assert metadata["products_with_several_offers"] > 0
+
+
+def test_pages_never_repeat_a_product_and_stay_stable(products_index: str, search) -> None:
+    seen: set[str] = set()
+    for page_number in (1, 2, 3):
+        page = listing(search, products_index, q="headphones", per_page=12, page=page_number)
+        again = listing(search, products_index, q="headphones", per_page=12, page=page_number)
+        ids = [hit.group_id for hit in page.hits]
+        assert ids == [hit.group_id for hit in again.hits]  # the same page twice: same order
+        assert len(ids) == len(set(ids)) and not seen & set(ids)
+        seen |= set(ids)
+    assert len(seen) == min(36, page.total_hits)
+
+
+def test_counts_and_facets_count_products(products_index: str, search) -> None:
+    page = listing(search, products_index, q="headphones", per_page=48)
+    assert page.total_hits == len({hit.group_id for hit in page.hits}) or page.total_pages > 1
+    markets = {facet.value: facet.count for facet in page.facets["marketplace"]}
+    for slug, count in markets.items():
+        narrowed = listing(search, products_index, q="headphones", marketplaces=(slug,))
+        assert narrowed.total_hits == count
+
+
+def test_each_card_shows_the_cheapest_offer_matching_the_filters(
+    pipeline_settings: Settings, products_index: str, search
+) -> None:
+    offers_index = pipeline_settings.meili_index
+    page = listing(search, products_index, q="phone", per_page=24)
+    several = [hit for hit in page.hits if hit.offer_count > 1]
+    assert several, "the sandbox sells phones on several marketplaces"
+    for hit in several:
+        offers = offers_in_group(search, offers_index, hit.group_id)
+        in_stock = [o for o in offers if o["available"]] or offers
+        assert hit.offer.price_usd_minor == min(o["price_usd_minor"] for o in in_stock)
+        assert hit.offer_count == len(offers)
+        assert hit.marketplace_count == len({o["marketplace"] for o in offers})
+        slug = offers[-1]["marketplace"]  # the dearest offer's marketplace
+        narrowed = listing(search, products_index, q="phone", marketplaces=(slug,), per_page=48)
+        shown = {h.group_id: h for h in narrowed.hits}
+        if hit.group_id in shown:
+            there = [o for o in offers if o["marketplace"] == slug]
+            stocked = [o for o in there if o["available"]] or there
+            assert shown[hit.group_id].offer.marketplace == slug
+            assert shown[hit.group_id].offer.price_usd_minor == min(
+                o["price_usd_minor"] for o in stocked
+            )
+
+
+def test_a_marketplace_filter_lists_products_with_an_offer_there(
+    pipeline_settings: Settings, products_index: str, search
+) -> None:
+    ((expected,),) = warehouse_rows(
+        pipeline_settings,
+        "SELECT count(DISTINCT group_id) FROM product_groups WHERE marketplace = 'kiondo'",
+    )
+    page = listing(search, products_index, marketplaces=("kiondo",), per_page=48)
+    assert page.total_hits == expected
+    assert all(hit.offer.marketplace == "kiondo" for hit in page.hits)
+    assert any(hit.marketplace_count > 1 for hit in page.hits)
+
+
+@pytest.mark.parametrize("sort", ["price_asc", "price_desc"])
+def test_price_sort_orders_products_by_their_cheapest_offer(
+    products_index: str, search, sort: str
+) -> None:
+    prices: list[int] = []
+    for page_number in (1, 2):
+        page = listing(search, products_index, q="phone", sort=sort, per_page=24, page=page_number)
+        prices += [hit.offer.price_usd_minor for hit in page.hits]
+    assert len(prices) > 24
+    assert prices == sorted(prices, reverse=sort == "price_desc")
+
+
+@pytest.mark.parametrize("query", BROAD_QUERIES)
+def test_page_one_of_a_broad_query_draws_from_three_or_more_marketplaces(
+    products_index: str, search, query: str
+) -> None:
+    page = listing(search, products_index, q=query)
+    marketplaces = {hit.offer.marketplace for hit in page.hits}
+    assert len(marketplaces) >= 3, (query, [hit.offer.marketplace for hit in page.hits])
+
+
+def test_highest_rated_orders_by_the_review_weighted_score(
+    products_index: str, search, meili: meilisearch.Client
+) -> None:
+    page = listing(search, products_index, sort="rating", per_page=48)
+    documents = (
+        meili.index(products_index)
+        .get_documents(
+            {"limit": 10_000, "fields": ["id", "offers", "rating", "rating_count", "rating_score"]}
+        )
+        .results
+    )
+    by_id = {document.id: dict(document) for document in documents}
+    prior = catalog_rating_mean(
+        offer for document in by_id.values() for offer in document["offers"]
+    )
+    scores = []
+    for hit in page.hits:
+        document = by_id[hit.group_id]
+        expected = bayesian_rating(
+            Decimal(str(document["rating"])), int(document["rating_count"]), prior
+        )
+        assert abs(Decimal(str(document["rating_score"])) - expected) < Decimal("0.01")
+        scores.append(document["rating_score"])
+    assert scores == sorted(scores, reverse=True)
+    # Review weighting: a product rated on a handful of reviews never leads.
+    assert page.hits[0].rating_count >= 20
+
+
+def test_a_run_without_changes_sends_no_product_document(
+    first_ingest: Ingest, products_index: str, instance
+) -> None:
+    from pipelines.run import materialize_all
+
+    report = materialize_all(instance=instance)
+
+    assert report.success
+    metadata = report.downstream_metadata["search_product_groups"]
+    assert metadata["rebuilt"] is False and metadata["sent"] == 0 and metadata["deleted"] == 0
+    assert metadata["unchanged"] == metadata["products"]

@@ -8,15 +8,19 @@ Nothing reads them at import time: call :func:`get_assistant_settings`.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from onecart.settings import accept_field_names
 
 
 class AssistantSettings(BaseSettings):
     """Environment-driven assistant configuration; each alias is the variable that sets it."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # By alias only: field names such as `embeddings` must not be read from the environment.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     # "auto": use the local embedding model when its packages are installed; "off": keyword only.
     embeddings: str = Field("auto", alias="ONECART_ASSISTANT_EMBEDDINGS")
@@ -32,6 +36,11 @@ class AssistantSettings(BaseSettings):
     llm_model: str | None = Field(None, alias="ONECART_ASSISTANT_LLM_MODEL")
     llm_api_key: str | None = Field(None, alias="ONECART_ASSISTANT_LLM_API_KEY")
     llm_timeout_s: float = Field(4.0, alias="ONECART_ASSISTANT_LLM_TIMEOUT_S")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _field_names_from_code(cls, data: Any) -> Any:
+        return accept_field_names(cls, data)
 
     @property
     def embeddings_enabled(self) -> bool:

@@ -97,3 +97,14 @@ def answer_prompt(
         if prose is not None:
             answer = replace(answer, prose=prose, prose_source="llm")
     return answer
+
+
+def warm_up(settings: AssistantSettings | None = None) -> str:
+    """Load the embedding model and embed one request, so a site worker's first assistant
+    request does not pay for it (about ten seconds on a small machine). Returns what was done."""
+    settings = settings or get_assistant_settings()
+    embedder, reason = semantic_embedder(settings)
+    if embedder is None:
+        return f"assistant model not loaded: {reason}"
+    embedder.embed_query("warm up")
+    return f"assistant model loaded: {embedder.model_id}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,15 @@ from typing import Any
 
 import dagster as dg
 
+from onecart import progress as progress_status
 from onecart.settings import Settings, get_settings
 from pipelines.definitions import build_definitions
-from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, DOWNSTREAM_ASSETS, MARKETPLACE_CATALOG_JOB
+from pipelines.jobs import (
+    CATALOG_DOWNSTREAM_JOB,
+    DOWNSTREAM_ASSETS,
+    MARKETPLACE_CATALOG_JOB,
+    OFFER_EMBEDDINGS_JOB,
+)
 
 # Dagster's own console logging would bury the progress lines; the runs' full logs stay in the
 # instance (and in the UI).
@@ -208,9 +215,14 @@ def materialize_all(
     instance: dg.DagsterInstance | None = None,
     progress: Callable[[str], None] = print,
     marketplaces: list[str] | None = None,
+    embeddings: bool = True,
 ) -> IngestReport:
     """Materialize every marketplace partition (or only `marketplaces`), then the downstream
     assets, printing a line per partition and per downstream asset.
+
+    With `embeddings` the offer embeddings job runs here too, after the index is live for
+    keyword search; `onecart ingest` passes False and launches it as a background run instead
+    (:func:`launch_offer_embeddings`).
 
     A failing marketplace fails only its partition; the downstream assets then work from what the
     warehouse holds, including that marketplace's last good catalog. Raises
@@ -243,18 +255,43 @@ def materialize_all(
         return outcome
 
     # One after the other: Dagster's in-process execution is not thread-safe (each run
-    # reconfigures logging), and a partition run takes a few seconds.
-    partitions = {slug: run_partition(slug) for slug in selected}
+    # reconfigures logging), and a partition run takes a few seconds. The site reads the
+    # status file to say "loading catalogs: 3 of 6 marketplaces" until the index exists.
+    partitions: dict[str, PartitionOutcome] = {}
+    started = time.monotonic()
+    for done, slug in enumerate(selected):
+        line = progress_status.progress_line(
+            "loading catalogs", done, len(selected), "marketplaces", time.monotonic() - started
+        )
+        progress_status.write_status(settings, "catalogs", done, len(selected), line)
+        progress(f"{line} (now {slug})")
+        partitions[slug] = run_partition(slug)
+    progress_status.write_status(
+        settings, "catalogs", len(selected), len(selected), "indexing catalogs for search"
+    )
 
-    progress(
-        f"downstream: {', '.join(DOWNSTREAM_ASSETS)} (the first run embeds every offer for the"
-        " assistant, which takes a few minutes on a small machine; the Dagster UI shows its log)"
-    )
-    downstream = downstream_job.execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=INGEST_TAGS
-    )
+    progress(f"downstream: {', '.join(DOWNSTREAM_ASSETS)}")
+    downstream_started = time.monotonic()
+    try:
+        downstream = downstream_job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=INGEST_TAGS
+        )
+    finally:
+        progress_status.clear_status(settings, "catalogs")
+    progress(f"downstream run finished in {time.monotonic() - downstream_started:.0f}s")
     downstream_metadata: dict[str, dict[str, Any]] = {}
     failed_steps = _failed_steps(downstream)
+    embedding_run = None
+    if embeddings:
+        progress("offer embeddings: embedding new or changed offer texts for the assistant")
+        embedding_run = definitions.resolve_job_def(OFFER_EMBEDDINGS_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=INGEST_TAGS
+        )
+        metadata = _asset_metadata(embedding_run, "offer_embeddings")
+        if metadata:
+            downstream_metadata["offer_embeddings"] = metadata
+            progress(f"offer_embeddings: {_describe_downstream('offer_embeddings', metadata)}")
+        failed_steps += [step for step in _failed_steps(embedding_run) if step not in failed_steps]
     for asset in DOWNSTREAM_ASSETS:
         metadata = _asset_metadata(downstream, asset)
         if metadata:
@@ -266,10 +303,21 @@ def materialize_all(
             progress(f"{asset}: not run (an upstream asset failed)")
     for warning in _check_warnings(downstream):
         progress(f"  {warning}")
+    assets = (*DOWNSTREAM_ASSETS, "offer_embeddings")
     return IngestReport(
         partitions=partitions,
-        downstream_success=downstream.success,
+        downstream_success=downstream.success and (embedding_run is None or embedding_run.success),
         downstream_run_id=downstream.run_id,
         downstream_metadata=downstream_metadata,
-        failed_downstream_assets=[asset for asset in DOWNSTREAM_ASSETS if asset in failed_steps],
+        failed_downstream_assets=[asset for asset in assets if asset in failed_steps],
     )
+
+
+def launch_offer_embeddings(settings: Settings, *, tags: Mapping[str, str] = INGEST_TAGS) -> str:
+    """Submit the offer embeddings job to the running Dagster webserver: a background run that
+    the daemon launches (the Dagster UI shows its progress); returns the run id. Raises
+    dagster_graphql.DagsterGraphQLClientError when Dagster does not accept it."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient(settings.dagster_host, port_number=settings.dagster_port)
+    return client.submit_job_execution(OFFER_EMBEDDINGS_JOB, tags=dict(tags))

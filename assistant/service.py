@@ -32,7 +32,12 @@ def semantic_embedder(settings: AssistantSettings) -> tuple[Embedder | None, str
     """The process's embedder, or None with the reason keyword search is used instead."""
     if not settings.embeddings_enabled:
         return None, "semantic search is switched off (ONECART_ASSISTANT_EMBEDDINGS=off)"
-    embedder = load_embedder(settings.model_package, batch_size=settings.embed_batch_size)
+    embedder = load_embedder(
+        settings.model_package,
+        batch_size=settings.embed_batch_size,
+        quantized=settings.embed_quantized,
+        threads=settings.embed_threads,
+    )
     if embedder is None:
         return None, model_status(settings.model_package).reason
     return embedder, ""

@@ -35,7 +35,12 @@ def offer_embeddings(
     settings = get_assistant_settings()
     if not settings.embeddings_enabled:
         return _skipped(context, "switched off (ONECART_ASSISTANT_EMBEDDINGS=off)")
-    embedder = load_embedder(settings.model_package, batch_size=settings.embed_batch_size)
+    embedder = load_embedder(
+        settings.model_package,
+        batch_size=settings.embed_batch_size,
+        quantized=settings.embed_quantized,
+        threads=settings.embed_threads,
+    )
     if embedder is None:
         return _skipped(context, model_status(settings.model_package).reason)
 

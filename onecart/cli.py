@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -158,17 +159,38 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
     print(f"OneCart home: {settings.home_dir} (profile {settings.profile})")
     processes.run_dir(settings).joinpath(PROFILE_FILE).write_text(settings.profile)
     clock = progress.Stopwatch()
+    # With --ingest, the catalogs load as soon as what the ingest needs answers, while the
+    # slower services (Dagster, the site) finish starting beside it.
+    needed = {"redis", *INGEST_NEEDS}
+    deferred = [s for s in selected if s.name not in needed] if args.ingest else []
     try:
-        outcomes = supervision.start_services(settings, selected, catalog=catalog, report=print)
+        outcomes = supervision.start_services(
+            settings,
+            selected,
+            catalog=catalog,
+            report=print,
+            defer=[s.name for s in deferred],
+        )
     except processes.MissingProgramError as exc:
         print(exc, file=sys.stderr)
         return EXIT_MISSING_PROGRAM
     except processes.ProcessError as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILED
-    print(f"services up in {clock.elapsed():.0f}s")
-    failed = [outcome for outcome in outcomes if outcome.action == "failed"]
-    exit_code = EXIT_FAILED if failed else EXIT_OK
+    starting = [
+        s for s in deferred if any(o.name == s.name and o.action == "starting" for o in outcomes)
+    ]
+    waiter = None
+    if starting:
+        late: list[supervision.ServiceOutcome] = []
+        waiter = threading.Thread(
+            target=lambda: late.extend(
+                supervision.wait_for_services(settings, starting, report=print)
+            ),
+            name="wait-for-services",
+        )
+        waiter.start()
+    exit_code = EXIT_OK
     if args.ingest:
         by_name = {service.name: service for service in catalog}
         missing = [
@@ -180,7 +202,14 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
             print(f"ingest not run: {', '.join(missing)} not answering", file=sys.stderr)
             exit_code = EXIT_FAILED
         else:
-            exit_code = max(exit_code, run_ingest(settings, marketplaces=()))
+            exit_code = run_ingest(settings, marketplaces=(), before_embeddings=waiter)
+    if waiter is not None:
+        waiter.join()
+        done = {o.name: o for o in late}
+        outcomes = [done.get(o.name, o) for o in outcomes]
+    print(f"services up in {clock.elapsed():.0f}s")
+    failed = [outcome for outcome in outcomes if outcome.action == "failed"]
+    exit_code = max(exit_code, EXIT_FAILED if failed else EXIT_OK)
     print()
     print_service_table(settings, [s.name for s in selected])
     for outcome in failed:
@@ -254,7 +283,12 @@ def command_ingest(settings: Settings, args: argparse.Namespace) -> int:
     return run_ingest(settings, marketplaces=args.marketplace)
 
 
-def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:
+def run_ingest(
+    settings: Settings,
+    *,
+    marketplaces: Sequence[str],
+    before_embeddings: threading.Thread | None = None,
+) -> int:
     """Call `pipelines.run.materialize_all`; exit 1 naming what failed: the partitions
     (marketplaces), the downstream assets, or the downstream run's failed steps.
 
@@ -290,6 +324,8 @@ def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:
             print(line, file=sys.stderr)
         return EXIT_FAILED
     print(f"ingest finished in {time.monotonic() - started:.0f}s: keyword search is live")
+    if before_embeddings is not None:
+        before_embeddings.join()  # the Dagster UI that takes the background run
     return start_offer_embeddings(settings)
 
 

@@ -333,11 +333,14 @@ def start_services(
     *,
     catalog: Sequence[Service] | None = None,
     report: Callable[[str], None] = print,
+    defer: Iterable[str] = (),
 ) -> list[ServiceOutcome]:
     """Start what is not running yet, leave the rest alone (idempotent), wait until each answers.
 
     Services start without waiting for each other, except where one `requires` another; a
-    failure stops that service (and skips its dependants) but not the others. `catalog` is every
+    failure stops that service (and skips its dependants) but not the others. Services named in
+    `defer` are started but not waited for (outcome `starting`): :func:`wait_for_services`
+    does that later, so `up --ingest` loads catalogs while Dagster and the site come up. `catalog` is every
     service of the profile (the supervisor config lists them all, so a later `up --only` finds
     its program). Raises :class:`MissingProgramError` before starting anything when Redis is
     needed, absent and not installed, because nothing else would work without it.
@@ -422,9 +425,36 @@ def start_services(
             continue
         pending[service.name] = service
 
+    deferred = set(defer)
     for name in list(pending):
-        settle(name)
+        if name in deferred:
+            outcomes[name] = ServiceOutcome(name, "starting")
+        else:
+            settle(name)
     return [outcomes[service.name] for service in services]
+
+
+def wait_for_services(
+    settings: Settings,
+    services: Sequence[Service],
+    *,
+    report: Callable[[str], None] = print,
+) -> list[ServiceOutcome]:
+    """Wait until each service `start_services(defer=...)` left starting answers (or stop it
+    and report why it did not)."""
+    outcomes = []
+    for service in services:
+        try:
+            pid = wait_until_healthy(settings, service, timeout=service.startup_timeout)
+        except ProcessError as exc:
+            with contextlib.suppress(xmlrpc.client.Fault, OSError):
+                rpc(settings).supervisor.stopProcess(service.name)
+            outcomes.append(ServiceOutcome(service.name, "failed", None, str(exc)))
+            report(f"✗ {service.title}: {exc}")
+        else:
+            outcomes.append(ServiceOutcome(service.name, "started", pid))
+            report(f"✓ {service.title} started (pid {pid}) {service.url or ''}".rstrip())
+    return outcomes
 
 
 def stop_services(

@@ -40,7 +40,10 @@ def progress_line(what: str, done: int, total: int, unit: str, elapsed: float) -
     line = f"{what}: {done:,} of {total:,} {unit}"
     if done > 0 and elapsed > 0:
         rate = done / elapsed
-        line += f", {rate:.1f}/s" if rate < 10 else f", {rate:.0f}/s"
+        if rate < 1:
+            line += f", {rate * 60:.1f}/min"
+        else:
+            line += f", {rate:.1f}/s" if rate < 10 else f", {rate:.0f}/s"
         if done < total:
             line += f", about {format_duration((total - done) / rate)} left"
     return line

@@ -34,6 +34,9 @@ QUIET_RUN_CONFIG: Mapping[str, Any] = {
     "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}
 }
 INGEST_TAGS = {"onecart/trigger": "ingest"}
+# The queue launches higher priorities first: the assistant's vectors do not wait behind a
+# scheduled catalog refresh.
+EMBEDDINGS_PRIORITY_TAG = {"dagster/priority": "10"}
 
 
 class UnknownMarketplaceError(ValueError):
@@ -320,4 +323,6 @@ def launch_offer_embeddings(settings: Settings, *, tags: Mapping[str, str] = ING
     from dagster_graphql import DagsterGraphQLClient
 
     client = DagsterGraphQLClient(settings.dagster_host, port_number=settings.dagster_port)
-    return client.submit_job_execution(OFFER_EMBEDDINGS_JOB, tags=dict(tags))
+    return client.submit_job_execution(
+        OFFER_EMBEDDINGS_JOB, tags={**tags, **EMBEDDINGS_PRIORITY_TAG}
+    )

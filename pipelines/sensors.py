@@ -116,7 +116,12 @@ def build_embeddings_after_downstream_sensor(
             )
         return dg.RunRequest(
             run_key=f"embeddings-after-{run.run_id}",
-            tags={"onecart/trigger": "downstream_succeeded", "onecart/after_run": run.run_id},
+            tags={
+                "onecart/trigger": "downstream_succeeded",
+                "onecart/after_run": run.run_id,
+                # Launched before queued catalog refreshes (pipelines.run.EMBEDDINGS_PRIORITY_TAG).
+                "dagster/priority": "10",
+            },
         )
 
     return embeddings_after_downstream_sensor

@@ -21,35 +21,6 @@ from onecart.settings import REPO_ROOT, Settings
 SANDBOX_AVAILABLE = importlib.util.find_spec("sandbox.__main__") is not None
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def environment(home: Path) -> dict[str, str]:
-    """Every address on a free loopback port, so nothing of a developer's `make run` answers."""
-    ports = {
-        name: processes.free_port()
-        for name in ("meili", "sandbox", "stripe", "dagster", "site", "redis")
-    }
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("ONECART_", "MEILI_", "DAGSTER_"))
-    }
-    env.update(
-        ONECART_HOME=str(home),
-        MEILI_URL=f"http://127.0.0.1:{ports['meili']}",
-        ONECART_SANDBOX_HOST="127.0.0.1",
-        ONECART_SANDBOX_PORT=str(ports["sandbox"]),
-        ONECART_SANDBOX_OFFERS="600",
-        STRIPE_API_BASE=f"http://127.0.0.1:{ports['stripe']}",
-        ONECART_DAGSTER_PORT=str(ports["dagster"]),
-        ONECART_SITE_PORT=str(ports["site"]),
-        REDIS_URL=f"redis://127.0.0.1:{ports['redis']}/0",
-    )
-    return env
-
-
 def onecart(
     env: dict[str, str], *args: str, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:

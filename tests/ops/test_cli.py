@@ -270,6 +270,7 @@ def test_every_command_uses_the_checkouts_var_from_a_plain_shell(tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole first start, then eight kills and restarts
 @pytest.mark.skipif(not SANDBOX_AVAILABLE, reason="the sandbox package is not installed")
 def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
     environment: dict[str, str], home: Path, started_services: list[str]

@@ -33,6 +33,7 @@ HIDDEN = re.compile(r'<input[^>]*name="(?P<name>[a-z_]+)"[^>]*value="(?P<value>[
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(1800),  # a whole first start of the cluster profile
     pytest.mark.skipif(not SANDBOX_AVAILABLE, reason="the sandbox package is not installed"),
 ]
 

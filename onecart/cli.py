@@ -162,6 +162,8 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
     # With --ingest, the catalogs load as soon as what the ingest needs answers, while the
     # slower services (Dagster, the site) finish starting beside it.
     needed = {"redis", *INGEST_NEEDS}
+    if settings.profile == "cluster":  # its ingest goes through Dagster's run queue
+        needed |= {"dagster", "dagster-daemon"}
     deferred = [s for s in selected if s.name not in needed] if args.ingest else []
     try:
         outcomes = supervision.start_services(
@@ -312,7 +314,10 @@ def run_ingest(
     )
     started = time.monotonic()
     try:
-        result = materialize_all(**options)
+        if settings.profile == "cluster":
+            result = ingest_through_the_queue(settings, marketplaces)
+        else:
+            result = materialize_all(**options)
     except Exception as exc:  # the pipeline's own failure: report it, never a traceback wall
         print(f"ingest failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -327,6 +332,19 @@ def run_ingest(
     if before_embeddings is not None:
         before_embeddings.join()  # the Dagster UI that takes the background run
     return start_offer_embeddings(settings)
+
+
+def ingest_through_the_queue(settings: Settings, marketplaces: Sequence[str]) -> object:
+    """The cluster profile's ingest: queued runs that the daemon launches concurrently."""
+    from pipelines.queued_run import materialize_all_queued
+
+    by_name = {service.name: service for service in services.build_services(settings)}
+    if not supervision.inspect_service(settings, by_name["dagster"]).healthy:
+        raise processes.ProcessError(
+            f"the cluster profile ingests through Dagster's run queue, and nothing answers at "
+            f"{settings.dagster_url}: start `dagster` and `dagster-daemon` (docs/deploy.md)"
+        )
+    return materialize_all_queued(settings, marketplaces=list(marketplaces) or None)
 
 
 def start_offer_embeddings(settings: Settings) -> int:

@@ -274,6 +274,31 @@ def write_dagster_yaml(settings: Settings) -> Path:
     return path
 
 
+def prepare_dagster_instance(settings: Settings) -> str:
+    """Write dagster.yaml and create the instance's storage now, before any Dagster process
+    starts: `dagster dev` and an `onecart ingest` running beside it would otherwise both create
+    the SQLite tables and one of them fail ("table alembic_version already exists")."""
+    path = write_dagster_yaml(settings)
+    from dagster import DagsterInstance
+
+    previous = os.environ.get("ONECART_DAGSTER_POSTGRES_URL")
+    if settings.dagster_postgres_url:  # dagster.yaml reads the URL from the environment
+        os.environ["ONECART_DAGSTER_POSTGRES_URL"] = settings.dagster_postgres_url
+    try:
+        instance = DagsterInstance.from_config(str(path.parent))
+        try:
+            # Touching each storage creates (or migrates) its tables.
+            instance.get_runs_count()
+            instance.event_log_storage.get_event_tags_for_asset  # noqa: B018
+            instance.schedule_storage  # noqa: B018
+        finally:
+            instance.dispose()
+    finally:
+        if previous is None:
+            os.environ.pop("ONECART_DAGSTER_POSTGRES_URL", None)
+    return f"Dagster instance: {path}"
+
+
 MIGRATION_ENTRY_POINT: Final = ("storefront.db_migrate", "prepare_database")
 
 
@@ -306,7 +331,7 @@ def _workspace_missing() -> str | None:
 
 def _dagster_services(settings: Settings, env: Mapping[str, str]) -> list[Service]:
     """`dagster dev` locally; the webserver and the daemon as two services in a cluster."""
-    prepare = lambda: f"Dagster instance: {write_dagster_yaml(settings)}"  # noqa: E731
+    prepare = lambda: prepare_dagster_instance(settings)  # noqa: E731
     address = ("-h", settings.dagster_host, "-p", str(settings.dagster_port))
     probe = http_probe(f"{settings.dagster_url}/server_info")
     if settings.profile == "local":

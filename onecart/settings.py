@@ -8,19 +8,37 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The checkout's var/, whatever directory a command is started from.
+DEFAULT_HOME = REPO_ROOT / "var"
+
+
+def accept_field_names(model: type[BaseSettings], data: Any) -> Any:
+    """Let code pass a setting by its field name (`Settings(home=...)`) without the environment
+    doing the same: pydantic's `populate_by_name` would also read the field `home` from the
+    shell's HOME (and `path`, `user`, ... likewise), so field names are mapped to the aliases here,
+    where only constructor keywords can carry them."""
+    if not isinstance(data, dict):
+        return data
+    renamed = dict(data)
+    for name, info in model.model_fields.items():
+        if info.alias and name in renamed and name != info.alias:
+            renamed[info.alias] = renamed.pop(name)
+    return renamed
 
 
 class Settings(BaseSettings):
     """Environment-driven configuration; each field's alias is the variable that sets it."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # Variables are read by alias only (no populate_by_name): see accept_field_names.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    home: Path = Field(Path("var"), alias="ONECART_HOME")
+    home: Path = Field(DEFAULT_HOME, alias="ONECART_HOME")
     marketplaces_file: Path = Field(REPO_ROOT / "marketplaces.toml", alias="ONECART_MARKETPLACES")
 
     site_host: str = Field("127.0.0.1", alias="ONECART_SITE_HOST")
@@ -55,6 +73,15 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(None, alias="DATABASE_URL")
 
+    # "local": one machine, `dagster dev` on SQLite storage. "cluster": dagster-webserver and
+    # dagster-daemon on PostgreSQL storage with queued, concurrent runs (docs/deploy.md).
+    profile: Literal["local", "cluster"] = Field("local", alias="ONECART_PROFILE")
+    # Dagster's run, event and schedule storage in the cluster profile (postgresql://...).
+    dagster_postgres_url: str | None = Field(None, alias="ONECART_DAGSTER_POSTGRES_URL")
+    dagster_max_concurrent_runs: int = Field(3, ge=1, le=64, alias="ONECART_DAGSTER_MAX_RUNS")
+    # gunicorn worker processes of the site (each with four threads).
+    site_workers: int = Field(2, ge=1, le=64, alias="ONECART_SITE_WORKERS")
+
     secret_key: str = Field("onecart-dev-secret-key-change-me", alias="SECRET_KEY")
     # Fernet key (urlsafe base64, 32 bytes) for marketplace API keys at rest.
     encryption_key: str = Field(
@@ -78,6 +105,11 @@ class Settings(BaseSettings):
     smtp_host: str | None = Field(None, alias="SMTP_HOST")
     smtp_port: int = Field(25, alias="SMTP_PORT")
     smtp_sender: str = Field("OneCart <orders@onecart.local>", alias="SMTP_SENDER")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _field_names_from_code(cls, data: Any) -> Any:
+        return accept_field_names(cls, data)
 
     @property
     def home_dir(self) -> Path:

@@ -25,12 +25,13 @@ from pipelines.jobs import build_jobs
 from pipelines.partitions import build_marketplace_partitions
 from pipelines.resources import build_resources
 from pipelines.schedules import build_catalog_refresh_schedule
-from pipelines.sensors import products_changed_sensor
+from pipelines.sensors import build_embeddings_after_downstream_sensor, products_changed_sensor
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Assets, checks, jobs, schedule, sensor and resources for the given settings."""
     partitions = build_marketplace_partitions(settings)
+    catalog_job, downstream_job, embeddings_job = build_jobs()
     return dg.Definitions(
         assets=[
             *build_catalog_assets(partitions),
@@ -44,9 +45,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             analyst_warehouse,
         ],
         asset_checks=[*build_catalog_checks(partitions), products_are_fresh],
-        jobs=build_jobs(),
+        jobs=[catalog_job, downstream_job, embeddings_job],
         schedules=[build_catalog_refresh_schedule(settings.schedule_cron, partitions)],
-        sensors=[products_changed_sensor],
+        sensors=[
+            products_changed_sensor,
+            build_embeddings_after_downstream_sensor(downstream_job, embeddings_job),
+        ],
         resources=build_resources(settings),
     )
 

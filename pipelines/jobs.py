@@ -1,6 +1,9 @@
-"""The two jobs: one partition run per marketplace, then one run of everything downstream.
+"""The jobs: one partition run per marketplace, one run of everything downstream, and the offer
+embeddings in a run of their own.
 
-They are separate on purpose. A job with both would rebuild the index once per marketplace, and a
+They are separate on purpose. The embeddings are the slow part of a first load (every offer
+through the model): the downstream job indexes for keyword search without them, and the
+embeddings job follows in the background and sends the vectors to the index when they are in. A job with both would rebuild the index once per marketplace, and a
 single backfill would skip the downstream assets whenever any marketplace failed; here the
 downstream run always works from whatever the warehouse holds.
 """
@@ -13,22 +16,25 @@ from pipelines.checks import products_are_fresh
 
 MARKETPLACE_CATALOG_JOB = "marketplace_catalog_job"
 CATALOG_DOWNSTREAM_JOB = "catalog_downstream_job"
+OFFER_EMBEDDINGS_JOB = "offer_embeddings_job"
 
 CATALOG_ASSETS = ("raw_catalog", "normalized_products")
 DOWNSTREAM_ASSETS = (
     "fx_rates",
     "product_groups",
     "price_history",
-    "offer_embeddings",
     "search_products",
     "search_product_groups",
     "storefront_products",
     "analyst_warehouse",
 )
 
+# The embeddings, then the index again so it carries them (an incremental sync once it has).
+EMBEDDING_ASSETS = ("offer_embeddings", "search_products")
+
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
-    """The catalog job (partitioned like its assets) and the unpartitioned downstream job."""
+    """The catalog job (partitioned like its assets), the downstream job and the embeddings job."""
     freshness = dg.AssetSelection.checks(products_are_fresh)
     catalog_job = dg.define_asset_job(
         MARKETPLACE_CATALOG_JOB,
@@ -43,4 +49,11 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         "storefront sync and the analysts' warehouse, from whatever the warehouse holds.",
         executor_def=dg.in_process_executor,
     )
-    return [catalog_job, downstream_job]
+    embeddings_job = dg.define_asset_job(
+        OFFER_EMBEDDINGS_JOB,
+        selection=dg.AssetSelection.assets(*EMBEDDING_ASSETS),
+        description="Embed new or changed offer texts for the assistant, then give the index "
+        "their vectors (hybrid search).",
+        executor_def=dg.in_process_executor,
+    )
+    return [catalog_job, downstream_job, embeddings_job]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -21,9 +22,15 @@ from typing import Any
 
 import dagster as dg
 
+from onecart import progress as progress_status
 from onecart.settings import Settings, get_settings
 from pipelines.definitions import build_definitions
-from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, DOWNSTREAM_ASSETS, MARKETPLACE_CATALOG_JOB
+from pipelines.jobs import (
+    CATALOG_DOWNSTREAM_JOB,
+    DOWNSTREAM_ASSETS,
+    MARKETPLACE_CATALOG_JOB,
+    OFFER_EMBEDDINGS_JOB,
+)
 
 # Dagster's own console logging would bury the progress lines; the runs' full logs stay in the
 # instance (and in the UI).
@@ -31,6 +38,9 @@ QUIET_RUN_CONFIG: Mapping[str, Any] = {
     "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}
 }
 INGEST_TAGS = {"onecart/trigger": "ingest"}
+# The queue launches higher priorities first: the assistant's vectors do not wait behind a
+# scheduled catalog refresh.
+EMBEDDINGS_PRIORITY_TAG = {"dagster/priority": "10"}
 
 
 class UnknownMarketplaceError(ValueError):
@@ -252,6 +262,7 @@ def _run_partitions_concurrently(
     full_refresh: bool,
     progress: Callable[[str], None],
     as_of: str = "",
+    on_partition_done: Callable[[int, str], None] | None = None,
 ) -> dict[str, PartitionOutcome]:
     """Partition runs in `workers` processes at once, each its own Dagster run in the shared
     instance. Fetching and staging (most of the time) overlap; DuckDB's one writer is kept by
@@ -276,6 +287,8 @@ def _run_partitions_concurrently(
             outcomes[slug] = outcome
             for line in _describe_partition(outcome):
                 progress(line)
+            if on_partition_done is not None:
+                on_partition_done(len(outcomes), slug)
     return {slug: outcomes[slug] for slug in slugs}
 
 
@@ -287,9 +300,14 @@ def materialize_all(
     full_refresh: bool = False,
     as_of: datetime | None = None,
     downstream_assets: tuple[str, ...] | None = None,
+    embeddings: bool = True,
 ) -> IngestReport:
     """Materialize every marketplace partition (or only `marketplaces`), then the downstream
     assets, printing a line per partition and per downstream asset.
+
+    With `embeddings` the offer embeddings job runs here too, after the index is live for
+    keyword search; `onecart ingest` passes False and launches it as a background run instead
+    (:func:`launch_offer_embeddings`).
 
     A failing marketplace fails only its partition; the downstream assets then work from what the
     warehouse holds, including that marketplace's last good catalog. Raises
@@ -324,45 +342,80 @@ def materialize_all(
         )
         return _partition_outcome(slug, result)
 
+    # The site reads the status file to say "loading catalogs: 3 of 6 marketplaces" until the
+    # index exists.
+    started = time.monotonic()
+
+    def report_loading(done: int, slug: str = "") -> None:
+        line = progress_status.progress_line(
+            "loading catalogs", done, len(selected), "marketplaces", time.monotonic() - started
+        )
+        progress_status.write_status(settings, "catalogs", done, len(selected), line)
+        progress(f"{line} (now {slug})" if slug else line)
+
     workers = min(len(selected), settings.pipeline_workers or os.cpu_count() or 1)
     if workers > 1 and not instance.is_ephemeral and instance.root_directory:
+        report_loading(0)
         partitions = _run_partitions_concurrently(
-            selected, workers, instance.root_directory, full_refresh, progress, as_of_text
+            selected,
+            workers,
+            instance.root_directory,
+            full_refresh,
+            progress,
+            as_of_text,
+            on_partition_done=lambda done, _slug: report_loading(done),
         )
     else:
         # In this process, one after the other: Dagster's in-process execution is not
         # thread-safe (each run reconfigures logging).
         partitions = {}
-        for slug in selected:
+        for done, slug in enumerate(selected):
+            report_loading(done, slug)
             partitions[slug] = run_partition(slug)
             for line in _describe_partition(partitions[slug]):
                 progress(line)
-
-    progress(
-        f"downstream: {', '.join(downstream_assets or DOWNSTREAM_ASSETS)} (the first run embeds"
-        " every offer for the"
-        " assistant, which takes a few minutes on a small machine; the Dagster UI shows its log)"
+    progress_status.write_status(
+        settings, "catalogs", len(selected), len(selected), "indexing catalogs for search"
     )
+
+    selected_downstream = downstream_assets or DOWNSTREAM_ASSETS
+    progress(f"downstream: {', '.join(selected_downstream)}")
     downstream_config = {
         **QUIET_RUN_CONFIG,
         "ops": {
             asset: {"config": {"full_refresh": full_refresh}}
             for asset in ("product_groups", "price_history")
-            if asset in (downstream_assets or DOWNSTREAM_ASSETS)
+            if asset in selected_downstream
         },
     }
-    downstream = downstream_job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        run_config=downstream_config,
-        tags=INGEST_TAGS,
-        asset_selection=(
-            [dg.AssetKey(asset) for asset in downstream_assets] if downstream_assets else None
-        ),
-    )
+    downstream_started = time.monotonic()
+    try:
+        downstream = downstream_job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config=downstream_config,
+            tags=INGEST_TAGS,
+            asset_selection=(
+                [dg.AssetKey(asset) for asset in downstream_assets] if downstream_assets else None
+            ),
+        )
+    finally:
+        progress_status.clear_status(settings, "catalogs")
+    progress(f"downstream run finished in {time.monotonic() - downstream_started:.0f}s")
     downstream_metadata: dict[str, dict[str, Any]] = {}
     failed_steps = _failed_steps(downstream)
-    for asset in downstream_assets or DOWNSTREAM_ASSETS:
+    embedding_run = None
+    if embeddings:
+        progress("offer embeddings: embedding new or changed offer texts for the assistant")
+        embedding_run = definitions.resolve_job_def(OFFER_EMBEDDINGS_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=INGEST_TAGS
+        )
+        metadata = _asset_metadata(embedding_run, "offer_embeddings")
+        if metadata:
+            downstream_metadata["offer_embeddings"] = metadata
+            progress(f"offer_embeddings: {_describe_downstream('offer_embeddings', metadata)}")
+        failed_steps += [step for step in _failed_steps(embedding_run) if step not in failed_steps]
+    for asset in selected_downstream:
         metadata = _asset_metadata(downstream, asset)
         if metadata:
             downstream_metadata[asset] = metadata
@@ -373,10 +426,23 @@ def materialize_all(
             progress(f"{asset}: not run (an upstream asset failed)")
     for warning in _check_warnings(downstream):
         progress(f"  {warning}")
+    assets = (*DOWNSTREAM_ASSETS, "offer_embeddings")
     return IngestReport(
         partitions=partitions,
-        downstream_success=downstream.success,
+        downstream_success=downstream.success and (embedding_run is None or embedding_run.success),
         downstream_run_id=downstream.run_id,
         downstream_metadata=downstream_metadata,
-        failed_downstream_assets=[asset for asset in DOWNSTREAM_ASSETS if asset in failed_steps],
+        failed_downstream_assets=[asset for asset in assets if asset in failed_steps],
+    )
+
+
+def launch_offer_embeddings(settings: Settings, *, tags: Mapping[str, str] = INGEST_TAGS) -> str:
+    """Submit the offer embeddings job to the running Dagster webserver: a background run that
+    the daemon launches (the Dagster UI shows its progress); returns the run id. Raises
+    dagster_graphql.DagsterGraphQLClientError when Dagster does not accept it."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient(settings.dagster_host, port_number=settings.dagster_port)
+    return client.submit_job_execution(
+        OFFER_EMBEDDINGS_JOB, tags={**tags, **EMBEDDINGS_PRIORITY_TAG}
     )

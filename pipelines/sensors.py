@@ -1,12 +1,21 @@
 """Refreshing everything downstream of the catalogs when products changed."""
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, MARKETPLACE_CATALOG_JOB
 
 PRODUCTS_CHANGED_SENSOR = "products_changed_sensor"
+EMBEDDINGS_AFTER_DOWNSTREAM_SENSOR = "embeddings_after_downstream_sensor"
+# `onecart ingest` launches its own embeddings run right after its downstream run.
+INGEST_TRIGGER = ("onecart/trigger", "ingest")
 NORMALIZED_PRODUCTS = dg.AssetKey("normalized_products")
 MATERIALIZATIONS_PER_TICK = 1000
 # Catalog runs that are queued or running: the refresh waits for them to finish.
@@ -77,3 +86,42 @@ def products_changed_sensor(context: dg.SensorEvaluationContext) -> dg.RunReques
             "onecart/marketplaces": ",".join(marketplaces),
         },
     )
+
+
+def build_embeddings_after_downstream_sensor(
+    downstream_job: "UnresolvedAssetJobDefinition",
+    embeddings_job: "UnresolvedAssetJobDefinition",
+) -> dg.RunStatusSensorDefinition:
+    """After each downstream run the index serves keyword search; the sensor then runs the offer
+    embeddings (new or changed texts only) in a run of their own, which gives the index the
+    vectors. Runs of `onecart ingest` are skipped: it launches its own embeddings run."""
+
+    @dg.run_status_sensor(
+        name=EMBEDDINGS_AFTER_DOWNSTREAM_SENSOR,
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[downstream_job],
+        request_job=embeddings_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        description="Runs offer_embeddings_job after each successful downstream run.",
+    )
+    def embeddings_after_downstream_sensor(
+        context: dg.RunStatusSensorContext,
+    ) -> dg.RunRequest | dg.SkipReason:
+        run = context.dagster_run
+        key, value = INGEST_TRIGGER
+        if run.tags.get(key) == value:
+            return dg.SkipReason(
+                f"run {run.run_id} came from `onecart ingest`, which embeds itself"
+            )
+        return dg.RunRequest(
+            run_key=f"embeddings-after-{run.run_id}",
+            tags={
+                "onecart/trigger": "downstream_succeeded",
+                "onecart/after_run": run.run_id,
+                # Launched before queued catalog refreshes (pipelines.run.EMBEDDINGS_PRIORITY_TAG).
+                "dagster/priority": "10",
+            },
+        )
+
+    return embeddings_after_downstream_sensor

@@ -10,6 +10,8 @@ from typing import Any
 
 import dagster as dg
 
+from onecart import progress as progress_status
+from onecart.settings import get_settings
 from pipelines.resources import WarehouseResource
 
 EMBEDDINGS_GROUP = "embeddings"
@@ -33,10 +35,26 @@ def offer_embeddings(
     settings = get_assistant_settings()
     if not settings.embeddings_enabled:
         return _skipped(context, "switched off (ONECART_ASSISTANT_EMBEDDINGS=off)")
-    embedder = load_embedder(settings.model_package, batch_size=settings.embed_batch_size)
+    embedder = load_embedder(
+        settings.model_package,
+        batch_size=settings.embed_batch_size,
+        quantized=settings.embed_quantized,
+        threads=settings.embed_threads,
+    )
     if embedder is None:
         return _skipped(context, model_status(settings.model_package).reason)
-    refresh = refresh_offer_embeddings(warehouse.connect, embedder, progress=context.log.info)
+
+    def report(line: str) -> None:
+        # The run's log (Dagster UI), stdout (an in-process run's terminal) and the status file
+        # (`onecart status`) all say how far the embedding is.
+        context.log.info(line)
+        print(line, flush=True)
+        progress_status.write_status(get_settings(), "embeddings", 0, 0, line)
+
+    try:
+        refresh = refresh_offer_embeddings(warehouse.connect, embedder, progress=report)
+    finally:
+        progress_status.clear_status(get_settings(), "embeddings")
     return dg.MaterializeResult(
         metadata={
             "skipped": "",

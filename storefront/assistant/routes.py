@@ -25,6 +25,7 @@ from commerce.rate_limit import RateLimit, SlidingWindowLimiter, redis_client_fr
 from search_index.client import SearchUnavailable
 from storefront.assistant.forms import AssistantForm, RerunForm
 from storefront.cart.forms import AddToCartForm
+from storefront.catalog.routes import index_missing_message
 from storefront.catalog.shopper import display_currency, fx_table, index_uid, search_client
 from storefront.database import db_session
 
@@ -165,7 +166,7 @@ def _answer(form: AssistantForm, prompt_text: str) -> tuple[str, int, dict[str, 
         )
     except SearchUnavailable as unavailable:
         message = (
-            "The product index is being built. Please try again in a minute."
+            index_missing_message()
             if unavailable.reason == "index_missing"
             else "Search is temporarily unavailable, so the assistant cannot look for products "
             "right now. Please try again shortly."

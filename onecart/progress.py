@@ -1,0 +1,119 @@
+"""Progress of long steps: lines with count, total, rate and time left, and a small status file
+(ONECART_HOME/run/loading.json) through which the site and `onecart status` say what is loading
+("loading catalogs: 3 of 6 marketplaces", "embedding offers: 4,096 of 11,808, 90/s, 1 min left").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from onecart.settings import Settings
+
+STATUS_FILE: Final = "loading.json"
+# A status whose writer stopped updating it this long ago is stale (a killed ingest).
+STALE_AFTER_SECONDS: Final = 600
+
+
+@dataclass
+class Stopwatch:
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def progress_line(what: str, done: int, total: int, unit: str, elapsed: float) -> str:
+    """`what: done of total unit, rate/s, about T left` (rate and time left once measurable)."""
+    line = f"{what}: {done:,} of {total:,} {unit}"
+    if done > 0 and elapsed > 0:
+        rate = done / elapsed
+        if rate < 1:
+            line += f", {rate * 60:.1f}/min"
+        else:
+            line += f", {rate:.1f}/s" if rate < 10 else f", {rate:.0f}/s"
+        if done < total:
+            line += f", about {format_duration((total - done) / rate)} left"
+    return line
+
+
+def _status_path(settings: Settings) -> Path:
+    return settings.home_dir / "run" / STATUS_FILE
+
+
+def write_status(settings: Settings, step: str, done: int, total: int, line: str) -> None:
+    """Record what is loading right now (atomically: the site reads it on every request)."""
+    path = _status_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    statuses = _read_all(path)
+    statuses[step] = {
+        "done": done,
+        "total": total,
+        "line": line,
+        "pid": os.getpid(),
+        "updated": time.time(),
+    }
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(statuses))
+    os.replace(temporary, path)
+
+
+def clear_status(settings: Settings, step: str) -> None:
+    path = _status_path(settings)
+    statuses = _read_all(path)
+    if statuses.pop(step, None) is None:
+        return
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(statuses))
+    os.replace(temporary, path)
+
+
+def _read_all(path: Path) -> dict[str, dict]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _live(entry: dict) -> bool:
+    try:
+        os.kill(int(entry.get("pid", 0)), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        pass
+    return time.time() - float(entry.get("updated", 0)) < STALE_AFTER_SECONDS
+
+
+def loading_steps(settings: Settings) -> dict[str, dict]:
+    """The steps still loading (their writer alive and recent), by name."""
+    return {
+        step: entry for step, entry in _read_all(_status_path(settings)).items() if _live(entry)
+    }
+
+
+def describe_loading(settings: Settings) -> str | None:
+    """One line per step still loading, or None when nothing is."""
+    lines = [str(entry.get("line")) for entry in loading_steps(settings).values()]
+    return "; ".join(lines) if lines else None
+
+
+def catalog_loading_message(settings: Settings) -> str | None:
+    """For the site while the index does not exist yet: "loading catalogs: 3 of 6 marketplaces"."""
+    entry = loading_steps(settings).get("catalogs")
+    if entry is None:
+        return None
+    return f"loading catalogs: {entry['done']} of {entry['total']} marketplaces"

@@ -1,0 +1,566 @@
+"""The service catalog behind `onecart up/down/status`: what each service runs, how to tell that
+it answers, and the state it needs prepared (migrations, DAGSTER_HOME) before it starts.
+
+Supervisord runs them (onecart/supervision.py); this module only describes them. Two profiles:
+`local` (one machine, `dagster dev`) and `cluster` (dagster-webserver + dagster-daemon on
+PostgreSQL storage, several gunicorn and RQ workers; docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+import httpx
+
+from onecart.processes import (
+    VENV_BIN,
+    MissingProgramError,
+    ProcessError,
+    log_dir,
+    meilisearch_argv,
+    parent_pid,
+    tail,
+)
+from onecart.settings import REPO_ROOT, Settings
+
+WORKSPACE_FILE: Final = REPO_ROOT / "workspace.yaml"
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+PROFILES: Final = ("local", "cluster")
+
+# Start order; `down` stops in reverse. dagster-daemon runs only in the cluster profile (the
+# local profile's `dagster dev` includes a daemon).
+SERVICE_ORDER: Final = (
+    "redis",
+    "meilisearch",
+    "sandbox",
+    "localstripe",
+    "dagster",
+    "dagster-daemon",
+    "site",
+    "worker",
+    "cron",
+)
+
+REDIS_INSTALL_HINT: Final = (
+    "redis-server is not installed and nothing answers at {url}.\n"
+    "Install it with:\n"
+    "    sudo apt-get update && sudo apt-get install -y redis-server\n"
+    "(`make run` and `make test` do this for you), or point REDIS_URL at a running Redis."
+)
+
+# The pid of the service's main process (None when it is not running) -> does it answer?
+Probe = Callable[[int | None], bool]
+
+
+@dataclass(frozen=True)
+class Service:
+    """One background service: how to start it and how to tell that it answers.
+
+    `managed` is False when the address belongs to another machine: OneCart only probes it.
+    `why_unavailable` says why it cannot be started here (a missing program or package), or
+    None; it is a function because finding out can be slow (importing the storefront).
+    `prepare` runs right before the start (the site's migrations) and may return a note.
+    """
+
+    name: str
+    title: str
+    url: str | None
+    probe: Probe
+    argv: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    startup_timeout: float = 60.0
+    requires: tuple[str, ...] = ()
+    managed: bool = True
+    why_unavailable: Callable[[], str | None] = lambda: None
+    prepare: Callable[[], str | None] | None = None
+
+
+def http_probe(url: str, *, also_accept: frozenset[int] = frozenset()) -> Probe:
+    """Healthy when `url` answers below 500 (or with one of `also_accept`)."""
+
+    def probe(_pid: int | None) -> bool:
+        try:
+            status = httpx.get(url, timeout=2.0).status_code
+        except httpx.HTTPError:
+            return False
+        return status < 500 or status in also_accept
+
+    return probe
+
+
+def redis_probe(url: str) -> Probe:
+    def probe(_pid: int | None) -> bool:
+        import redis
+
+        try:
+            with redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1) as client:
+                return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    return probe
+
+
+def worker_pool_probe(redis_url: str) -> Probe:
+    """The pool answers once one of its own workers (a child of its pid) is registered in Redis."""
+
+    def probe(pid: int | None) -> bool:
+        import redis
+        from rq import Worker
+
+        if pid is None:
+            return False
+        try:
+            with redis.Redis.from_url(redis_url, socket_timeout=1) as connection:
+                workers = Worker.all(connection=connection)
+        except (redis.RedisError, OSError):
+            return False
+        return any(worker.pid == pid or parent_pid(worker.pid) == pid for worker in workers)
+
+    return probe
+
+
+def running_probe(pid: int | None) -> bool:
+    """For a service without an address (the cron scheduler): it answers while it runs."""
+    return pid is not None
+
+
+def host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+def is_this_machine(host: str) -> bool:
+    """Loopback, or an address of one of this machine's interfaces (a cluster host's own IP):
+    only then can OneCart start a server listening there."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        address = socket.gethostbyname(host)
+    except OSError:
+        return False
+    if ipaddress.ip_address(address).is_loopback:
+        return True
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
+def module_available(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def storefront_unavailable() -> str | None:
+    """Why the site cannot start (the storefront package does not import), or None."""
+    try:
+        storefront = importlib.import_module("storefront")
+    except Exception as exc:  # any import failure means: not startable, say why
+        return f"the storefront package does not import ({exc.__class__.__name__}: {exc})"
+    if not callable(getattr(storefront, "create_app", None)):
+        return "storefront.create_app does not exist"
+    return None
+
+
+# The sandbox accepts any non-empty key; this one also has the WooCommerce "key:secret" shape.
+SANDBOX_API_KEY: Final = "onecart-sandbox:onecart-sandbox"
+
+
+def sandbox_credentials(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Placeholder API keys for marketplaces served by the sandbox whose key variable is unset.
+
+    Only entries whose base_url starts with ${ONECART_SANDBOX_URL} get one, so a real
+    marketplace never silently runs with a fake key.
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        document = tomllib.loads(settings.marketplaces_file.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}  # the pipeline reports a broken marketplaces file with a proper message
+    credentials = {}
+    for entry in document.get("marketplace", []):
+        variable = entry.get("api_key_env")
+        base_url = str(entry.get("base_url", ""))
+        if variable and base_url.startswith("${ONECART_SANDBOX_URL}") and not environ.get(variable):
+            credentials[variable] = SANDBOX_API_KEY
+    return credentials
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """Variables every service gets, so each reads the same absolute state directory, the same
+    profile and the sandbox marketplaces work without configuring keys."""
+    return {
+        **sandbox_credentials(settings),
+        "ONECART_HOME": str(settings.home_dir),
+        "ONECART_PROFILE": settings.profile,
+        "ONECART_SANDBOX_URL": os.environ.get("ONECART_SANDBOX_URL") or settings.sandbox_url,
+        "DAGSTER_HOME": str(dagster_home(settings)),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME for the Dagster services and `onecart ingest`: run history lives here."""
+    return settings.home_dir / "dagster"
+
+
+DAGSTER_YAML: Final = """\
+# Written by `onecart up` (onecart/services.py); edits are overwritten.
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+{storage}# Runs wait in Dagster's queue and the daemon launches up to this many at once: catalog
+# partitions fetch in parallel (their DuckDB writes serialize through warehouse.connect()'s lock).
+concurrency:
+  runs:
+    max_concurrent_runs: {max_runs}
+  # An asset that declares a pool (pool="search_index") never runs twice at once: two index
+  # rebuilds would fight over the same <uid>_next index.
+  pools:
+    default_limit: 1
+code_servers:
+  local_startup_timeout: 180
+"""
+
+# The URL is read from the environment when Dagster starts, so no password lands in the file.
+POSTGRES_STORAGE: Final = """\
+storage:
+  postgres:
+    postgres_url:
+      env: ONECART_DAGSTER_POSTGRES_URL
+"""
+
+
+def dagster_yaml(settings: Settings) -> str:
+    """dagster.yaml for the settings' profile: SQLite storage locally, PostgreSQL in a cluster."""
+    if settings.profile == "cluster" and not settings.dagster_postgres_url:
+        raise ProcessError(
+            "the cluster profile keeps Dagster's storage in PostgreSQL: set "
+            "ONECART_DAGSTER_POSTGRES_URL (postgresql://user:password@host:5432/dagster)"
+        )
+    storage = POSTGRES_STORAGE if settings.profile == "cluster" else ""
+    return DAGSTER_YAML.format(storage=storage, max_runs=settings.dagster_max_concurrent_runs)
+
+
+def write_dagster_yaml(settings: Settings) -> Path:
+    """Create DAGSTER_HOME with OneCart's dagster.yaml (telemetry off, bounded concurrency)."""
+    home = dagster_home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    text = dagster_yaml(settings)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def prepare_dagster_instance(settings: Settings) -> str:
+    """Write dagster.yaml and create the instance's storage now, before any Dagster process
+    starts: `dagster dev` and an `onecart ingest` running beside it would otherwise both create
+    the SQLite tables and one of them fail ("table alembic_version already exists")."""
+    path = write_dagster_yaml(settings)
+    from dagster import DagsterInstance
+
+    previous = os.environ.get("ONECART_DAGSTER_POSTGRES_URL")
+    if settings.dagster_postgres_url:  # dagster.yaml reads the URL from the environment
+        os.environ["ONECART_DAGSTER_POSTGRES_URL"] = settings.dagster_postgres_url
+    try:
+        instance = DagsterInstance.from_config(str(path.parent))
+        try:
+            # Touching each storage creates (or migrates) its tables.
+            instance.get_runs_count()
+            instance.event_log_storage.get_event_tags_for_asset  # noqa: B018
+            instance.schedule_storage  # noqa: B018
+        finally:
+            instance.dispose()
+    finally:
+        if previous is None:
+            os.environ.pop("ONECART_DAGSTER_POSTGRES_URL", None)
+    return f"Dagster instance: {path}"
+
+
+MIGRATION_ENTRY_POINT: Final = ("storefront.db_migrate", "prepare_database")
+
+
+def run_migrations(settings: Settings) -> str:
+    """Bring the storefront DB to the latest schema and seed its marketplaces before the site
+    starts (gunicorn's workers must never race to create tables). Runs in a child process so
+    Alembic's logging setup stays out of ours; output goes to logs/migrate.log."""
+    module, function = MIGRATION_ENTRY_POINT
+    log_path = log_dir(settings) / "migrate.log"
+    with open(log_path, "ab") as log_file:
+        completed = subprocess.run(
+            [sys.executable, "-c", f"from {module} import {function}; {function}()"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **child_environment(settings)},
+            cwd=str(REPO_ROOT),
+            check=False,
+        )
+    if completed.returncode != 0:
+        raise ProcessError(f"storefront migrations failed:\n{tail(log_path)}")
+    return f"migrated with {module}.{function}()"
+
+
+def _workspace_missing() -> str | None:
+    if WORKSPACE_FILE.exists():
+        return None
+    return f"{WORKSPACE_FILE.name} does not exist (the pipeline's Dagster workspace)"
+
+
+def _dagster_services(settings: Settings, env: Mapping[str, str]) -> list[Service]:
+    """`dagster dev` locally; the webserver and the daemon as two services in a cluster."""
+    prepare = lambda: prepare_dagster_instance(settings)  # noqa: E731
+    address = ("-h", settings.dagster_host, "-p", str(settings.dagster_port))
+    probe = http_probe(f"{settings.dagster_url}/server_info")
+    if settings.profile == "local":
+        argv = (str(VENV_BIN / "dagster"), "dev", "-w", str(WORKSPACE_FILE), *address)
+        title = "Dagster UI (dagster dev)"
+        return [
+            Service(
+                "dagster",
+                title,
+                settings.dagster_url,
+                probe,
+                argv=argv,
+                env=env,
+                startup_timeout=180,
+                why_unavailable=_workspace_missing,
+                prepare=prepare,
+            )
+        ]
+    webserver = Service(
+        "dagster",
+        "Dagster UI (dagster-webserver)",
+        settings.dagster_url,
+        probe,
+        argv=(str(VENV_BIN / "dagster-webserver"), "-w", str(WORKSPACE_FILE), *address),
+        env=env,
+        startup_timeout=180,
+        why_unavailable=_workspace_missing,
+        prepare=prepare,
+    )
+    daemon = Service(
+        "dagster-daemon",
+        "Dagster daemon (queue, schedules, sensors)",
+        None,
+        running_probe,
+        argv=(str(VENV_BIN / "dagster-daemon"), "run", "-w", str(WORKSPACE_FILE)),
+        env=env,
+        startup_timeout=30,
+        why_unavailable=_workspace_missing,
+        prepare=prepare,
+    )
+    return [webserver, daemon]
+
+
+def build_services(settings: Settings) -> list[Service]:
+    """Every service `onecart up` manages in the settings' profile, in start order."""
+    env = child_environment(settings)
+    home = settings.home_dir
+
+    redis_host, redis_port = host_port(settings.redis_url, 6379)
+    redis_binary = shutil.which("redis-server")
+    redis = Service(
+        name="redis",
+        title="Redis",
+        url=settings.redis_url,
+        probe=redis_probe(settings.redis_url),
+        argv=(
+            redis_binary or "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(home / "redis"),
+        ),
+        managed=redis_host in LOOPBACK_HOSTS,
+        why_unavailable=lambda: (
+            None if redis_binary else REDIS_INSTALL_HINT.format(url=settings.redis_url)
+        ),
+    )
+
+    meili_host, meili_port = host_port(settings.meili_url, 7700)
+    try:
+        meili_argv = tuple(
+            meilisearch_argv(settings, home / "meili" / "data.ms", f"{meili_host}:{meili_port}")
+        )
+        meili_unavailable = None
+    except MissingProgramError as exc:
+        meili_argv, meili_unavailable = (), str(exc)
+    meilisearch = Service(
+        name="meilisearch",
+        title="Meilisearch",
+        url=settings.meili_url,
+        probe=http_probe(f"{settings.meili_url}/health"),
+        argv=meili_argv,
+        startup_timeout=60,
+        managed=is_this_machine(meili_host),
+        why_unavailable=lambda: meili_unavailable,
+    )
+
+    sandbox = Service(
+        name="sandbox",
+        title="Sandbox marketplaces",
+        url=settings.sandbox_url,
+        probe=http_probe(f"{settings.sandbox_url}/_sandbox/health"),
+        argv=(
+            sys.executable,
+            "-m",
+            "sandbox",
+            "serve",
+            "--host",
+            settings.sandbox_host,
+            "--port",
+            str(settings.sandbox_port),
+            "--offers",
+            str(settings.sandbox_offers),
+            "--seed",
+            str(settings.sandbox_seed),
+        ),
+        env=env,
+        startup_timeout=120,
+    )
+
+    stripe_base = settings.stripe_api_base or ""
+    stripe_host, stripe_port = host_port(stripe_base, 8420)
+    localstripe = Service(
+        name="localstripe",
+        title="localstripe (fake Stripe)",
+        url=stripe_base or None,
+        # Any answer below 500 (401 without a key) means the server is up.
+        probe=http_probe(f"{stripe_base}/v1/customers") if stripe_base else lambda _pid: False,
+        argv=(
+            sys.executable,
+            "-m",
+            "onecart.cli",
+            "localstripe",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(stripe_port),
+        ),
+        env=env,
+        managed=bool(stripe_base) and stripe_host in LOOPBACK_HOSTS,
+        why_unavailable=lambda: (
+            None if stripe_base else "STRIPE_API_BASE is empty: payments use real Stripe"
+        ),
+    )
+
+    site = Service(
+        name="site",
+        title="Shop (storefront)",
+        url=settings.site_url,
+        # /healthz answers 503 while a dependency is down: the site itself is up and says why.
+        probe=http_probe(f"{settings.site_url}/healthz", also_accept=frozenset({503})),
+        argv=(
+            str(VENV_BIN / "gunicorn"),
+            # Loads the assistant's model when a worker starts, not on the first request.
+            "--config",
+            "python:onecart.gunicorn_config",
+            # Threaded workers: a page waiting on Meilisearch, a marketplace or Stripe holds a
+            # thread, not a whole process.
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "--workers",
+            str(settings.site_workers),
+            "--bind",
+            f"{settings.site_host}:{settings.site_port}",
+            "--timeout",
+            "60",
+            "--access-logfile",
+            "-",
+            "storefront:create_app()",
+        ),
+        env=env,
+        startup_timeout=60,
+        why_unavailable=storefront_unavailable,
+        prepare=lambda: f"storefront DB: {run_migrations(settings)}",
+    )
+
+    worker = Service(
+        name="worker",
+        title=f"RQ worker pool ({settings.rq_workers} workers)",
+        url=None,
+        probe=worker_pool_probe(settings.redis_url),
+        argv=(
+            str(VENV_BIN / "rq"),
+            "worker-pool",
+            "--num-workers",
+            str(settings.rq_workers),
+            # Loads the app and adapters once per worker instead of forking per job.
+            "--worker-class",
+            "storefront.jobs.OrderWorker",
+            "--url",
+            settings.redis_url,
+            "default",
+        ),
+        env=env,
+        startup_timeout=60,
+        requires=("redis",),
+    )
+
+    cron = Service(
+        name="cron",
+        title="RQ cron (order sweeper and tracker)",
+        url=None,
+        probe=running_probe,
+        argv=(str(VENV_BIN / "rq"), "cron", "storefront.cron", "--url", settings.redis_url),
+        env=env,
+        startup_timeout=30,
+        requires=("redis",),
+    )
+    return [
+        redis,
+        meilisearch,
+        sandbox,
+        localstripe,
+        *_dagster_services(settings, env),
+        site,
+        worker,
+        cron,
+    ]
+
+
+def select_services(
+    services: Sequence[Service], only: Iterable[str] = (), skip: Iterable[str] = ()
+) -> list[Service]:
+    """The services named by `only` (all when empty) minus `skip`, in start order."""
+    only, skip = set(only), set(skip)
+    known = {service.name for service in services}
+    unknown = (only | skip) - set(SERVICE_ORDER)
+    if unknown:
+        raise ValueError(
+            f"unknown service(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )
+    return [s for s in services if (not only or s.name in only) and s.name not in skip]

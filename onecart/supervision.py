@@ -1,0 +1,505 @@
+"""`onecart up/down/status` on top of supervisord: every service runs as a supervisor program
+that is restarted when it dies, started, restarted and stopped with its whole process group.
+
+`onecart up` writes $ONECART_HOME/supervisor/supervisord.conf from the service catalog
+(onecart/services.py), starts supervisord if it is not running (or has it reread the file), then
+starts the selected programs in order and waits until each answers its health probe. A small
+event listener (onecart/restart_listener.py) counts each program's unexpected exits for
+`onecart status` and stops what is left of a dead program's process group, so a killed worker's
+children never outlive it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from onecart.processes import MissingProgramError, ProcessError, log_dir, run_dir, tail
+from onecart.services import SERVICE_ORDER, Service, child_environment
+from onecart.settings import REPO_ROOT, Settings
+
+# A program that exits within STARTSECS of its start failed to start; supervisord retries it with
+# a growing back-off (1 s, 2 s, ...). One that dies later is restarted at once.
+STARTSECS: Final = 3
+STARTRETRIES: Final = 5
+STOPWAITSECS: Final = 15
+LOG_MAXBYTES: Final = "20MB"
+# AF_UNIX paths are limited to 107 bytes; deep homes (pytest's tmp_path) get a socket in /tmp.
+MAX_SOCKET_PATH: Final = 100
+# Variables OneCart's settings read: a program's environment carries them explicitly, so a
+# changed setting changes the program's configuration (and `up` restarts it).
+FORWARDED_PREFIXES: Final = ("ONECART_", "MEILI_", "STRIPE_", "SMTP_", "DAGSTER_", "HF_")
+FORWARDED_NAMES: Final = frozenset({"REDIS_URL", "DATABASE_URL", "SECRET_KEY"})
+RESTARTS_FILE: Final = "restarts.json"
+LISTENER: Final = "restart-listener"
+
+RUNNING_STATES: Final = frozenset({"STARTING", "RUNNING", "BACKOFF"})
+FAILED_STATES: Final = frozenset({"BACKOFF", "FATAL", "EXITED"})
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """What `status` shows for one service.
+
+    status: `running` (ours, answering), `starting` (ours, alive, not answering yet),
+    `restarting` (ours, between a death and its restart), `failed` (ours, gave up restarting),
+    `external` (answering, not started by OneCart), `stopped`.
+    """
+
+    name: str
+    title: str
+    status: str
+    pid: int | None
+    url: str | None
+    healthy: bool
+    restarts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOutcome:
+    """What `up` did with one service: started, already running, external, skipped or failed."""
+
+    name: str
+    action: str
+    pid: int | None = None
+    detail: str = ""
+
+
+def supervisor_dir(settings: Settings) -> Path:
+    path = settings.home_dir / "supervisor"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def config_path(settings: Settings) -> Path:
+    return supervisor_dir(settings) / "supervisord.conf"
+
+
+def socket_path(settings: Settings) -> Path:
+    """supervisord's control socket: under ONECART_HOME/run, or in /tmp when that path is too
+    long for a Unix socket (named after the home, so two homes never share one)."""
+    path = run_dir(settings) / "supervisor.sock"
+    if len(str(path)) <= MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(str(settings.home_dir).encode()).hexdigest()[:16]
+    return Path("/tmp") / f"onecart-supervisor-{digest}.sock"
+
+
+def _quote(value: str) -> str:
+    """A value for supervisord's config: `%` is its interpolation character."""
+    return value.replace("%", "%%")
+
+
+def _environment_line(variables: Mapping[str, str]) -> str:
+    pairs = []
+    for key, value in sorted(variables.items()):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        pairs.append(f'{key}="{escaped}"')
+    return _quote(",".join(pairs))
+
+
+def forwarded_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """OneCart's own variables from `environ`, plus what every service gets (child_environment)."""
+    forwarded = {
+        key: value
+        for key, value in environ.items()
+        if key.startswith(FORWARDED_PREFIXES) or key in FORWARDED_NAMES
+    }
+    return {**forwarded, **child_environment(settings)}
+
+
+def render_config(
+    settings: Settings, services: Sequence[Service], environ: Mapping[str, str] | None = None
+) -> str:
+    """supervisord.conf: the control socket, the restart listener and one program per service
+    this machine can run. Programs never start by themselves: `up` starts them in order."""
+    environ = os.environ if environ is None else environ
+    logs = log_dir(settings)
+    shared_env = forwarded_environment(settings, environ)
+    sections = [
+        "; Written by `onecart up` (onecart/supervision.py); edits are overwritten.",
+        "[unix_http_server]",
+        f"file={_quote(str(socket_path(settings)))}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        f"logfile={_quote(str(logs / 'supervisord.log'))}",
+        f"logfile_maxbytes={LOG_MAXBYTES}",
+        f"pidfile={_quote(str(run_dir(settings) / 'supervisord.pid'))}",
+        f"childlogdir={_quote(str(logs))}",
+        f"directory={_quote(str(REPO_ROOT))}",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{_quote(str(socket_path(settings)))}",
+        "",
+        f"[eventlistener:{LISTENER}]",
+        "command="
+        + _quote(
+            shlex.join(
+                [sys.executable, "-m", "onecart.restart_listener", str(restarts_path(settings))]
+            )
+        ),
+        "events=PROCESS_STATE_EXITED",
+        "autostart=true",
+        "autorestart=true",
+        f"stderr_logfile={_quote(str(logs / 'restart-listener.log'))}",
+        "",
+    ]
+    for service in services:
+        if not service.managed or not service.argv:
+            continue
+        environment = {**shared_env, **service.env}
+        sections += [
+            f"[program:{service.name}]",
+            f"command={_quote(shlex.join(service.argv))}",
+            f"directory={_quote(str(REPO_ROOT))}",
+            f"environment={_environment_line(environment)}",
+            "autostart=false",
+            "autorestart=true",
+            f"startsecs={STARTSECS}",
+            f"startretries={STARTRETRIES}",
+            # The whole group gets the signal: gunicorn's, dagster's and the pool's children too.
+            "stopasgroup=true",
+            "killasgroup=true",
+            f"stopwaitsecs={STOPWAITSECS}",
+            "redirect_stderr=true",
+            f"stdout_logfile={_quote(str(logs / f'{service.name}.log'))}",
+            f"stdout_logfile_maxbytes={LOG_MAXBYTES}",
+            "stdout_logfile_backups=2",
+            "",
+        ]
+    return "\n".join(sections)
+
+
+def restarts_path(settings: Settings) -> Path:
+    return run_dir(settings) / RESTARTS_FILE
+
+
+def restart_counts(settings: Settings) -> dict[str, int]:
+    """Unexpected exits per service since supervisord started (each was followed by a restart)."""
+    try:
+        counts = json.loads(restarts_path(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(name): int(count) for name, count in counts.items()}
+
+
+def rpc(settings: Settings) -> Any:
+    """An XML-RPC proxy to supervisord over its Unix socket."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{socket_path(settings)}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def supervisord_running(settings: Settings) -> bool:
+    if not socket_path(settings).exists():
+        return False
+    try:
+        return rpc(settings).supervisor.getState()["statename"] == "RUNNING"
+    except (OSError, xmlrpc.client.Error):
+        return False
+
+
+def ensure_supervisord(
+    settings: Settings, services: Sequence[Service], *, report: Callable[[str], None]
+) -> None:
+    """Write the config; start supervisord, or make a running one apply the new config (only
+    programs whose configuration changed are restarted)."""
+    path = config_path(settings)
+    text = render_config(settings, services)
+    changed = not path.exists() or path.read_text() != text
+    if changed:
+        path.write_text(text)
+        path.chmod(0o600)  # it carries the services' environment (keys, passwords)
+    if supervisord_running(settings):
+        if changed:
+            apply_config_changes(settings)
+        return
+    restarts_path(settings).unlink(missing_ok=True)
+    log_path = log_dir(settings) / "supervisord.log"
+    completed = subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisord", "-c", str(path)],
+        env={**os.environ, **child_environment(settings)},
+        cwd=str(REPO_ROOT),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise ProcessError(
+            f"supervisord did not start: {completed.stderr.strip()}\n{tail(log_path)}"
+        )
+    deadline = time.monotonic() + 30
+    while not supervisord_running(settings):
+        if time.monotonic() > deadline:
+            raise ProcessError(f"supervisord did not answer within 30s:\n{tail(log_path)}")
+        time.sleep(0.1)
+    report(f"  supervisord started ({path})")
+
+
+def apply_config_changes(settings: Settings) -> None:
+    """What `supervisorctl update` does: reread the file, restart changed programs, add new
+    ones (stopped: `up` starts them) and remove vanished ones."""
+    server = rpc(settings)
+    [[added, changed, removed]] = server.supervisor.reloadConfig()
+    for name in removed + changed:
+        info = _process_info(settings, name)
+        if info and info["statename"] in RUNNING_STATES:
+            server.supervisor.stopProcess(name)
+        server.supervisor.removeProcessGroup(name)
+    for name in added + changed:
+        server.supervisor.addProcessGroup(name)
+
+
+def _process_info(settings: Settings, name: str) -> dict[str, Any] | None:
+    try:
+        return rpc(settings).supervisor.getProcessInfo(name)
+    except xmlrpc.client.Fault:
+        return None  # not a program (not managed here, or the config does not have it)
+    except OSError:
+        return None  # supervisord is not running
+
+
+def _running_pid(info: Mapping[str, Any] | None) -> int | None:
+    if info and info["statename"] in {"STARTING", "RUNNING"} and info["pid"]:
+        return int(info["pid"])
+    return None
+
+
+def inspect_service(settings: Settings, service: Service) -> ServiceState:
+    """The service's supervisor state, its pid, its health probe and its restart count."""
+    info = _process_info(settings, service.name) if supervisord_running(settings) else None
+    pid = _running_pid(info)
+    healthy = service.probe(pid) if (pid is not None or service.url) else False
+    state = info["statename"] if info else "STOPPED"
+    if pid is not None:
+        status = "running" if healthy else "starting"
+    elif state == "BACKOFF":
+        status = "restarting"
+    elif state == "FATAL":
+        status = "failed"
+    else:
+        status = "external" if healthy else "stopped"
+    return ServiceState(
+        name=service.name,
+        title=service.title,
+        status=status,
+        pid=pid,
+        url=service.url,
+        healthy=healthy,
+        restarts=restart_counts(settings).get(service.name, 0),
+    )
+
+
+def wait_until_healthy(settings: Settings, service: Service, *, timeout: float) -> int:
+    """Poll the program's state and the service's probe until it answers; returns its pid.
+    Fails early, with the log's end, when the program exits while starting."""
+    log_path = log_dir(settings) / f"{service.name}.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = _process_info(settings, service.name)
+        if info is None or info["statename"] in FAILED_STATES | {"STOPPED"}:
+            raise ProcessError(
+                f"{service.name} exited while starting; last lines of {log_path}:\n{tail(log_path)}"
+            )
+        pid = _running_pid(info)
+        if pid is not None and service.probe(pid):
+            return pid
+        time.sleep(0.25)
+    raise ProcessError(
+        f"{service.name} did not answer within {timeout:.0f}s; last lines of {log_path}:\n"
+        f"{tail(log_path)}"
+    )
+
+
+def start_services(
+    settings: Settings,
+    services: Sequence[Service],
+    *,
+    catalog: Sequence[Service] | None = None,
+    report: Callable[[str], None] = print,
+    defer: Iterable[str] = (),
+) -> list[ServiceOutcome]:
+    """Start what is not running yet, leave the rest alone (idempotent), wait until each answers.
+
+    Services start without waiting for each other, except where one `requires` another; a
+    failure stops that service (and skips its dependants) but not the others. Services named in
+    `defer` are started but not waited for (outcome `starting`): :func:`wait_for_services`
+    does that later, so `up --ingest` loads catalogs while Dagster and the site come up. `catalog` is every
+    service of the profile (the supervisor config lists them all, so a later `up --only` finds
+    its program). Raises :class:`MissingProgramError` before starting anything when Redis is
+    needed, absent and not installed, because nothing else would work without it.
+    """
+    for directory in ("logs", "run", "meili", "redis"):
+        (settings.home_dir / directory).mkdir(parents=True, exist_ok=True)
+    for service in services:
+        if service.name == "redis" and service.managed and not service.probe(None):
+            reason = service.why_unavailable()
+            if reason:
+                raise MissingProgramError(reason)
+    ensure_supervisord(settings, catalog or services, report=report)
+    server = rpc(settings)
+
+    outcomes: dict[str, ServiceOutcome] = {}
+    pending: dict[str, Service] = {}
+
+    def fail(service: Service, detail: str) -> None:
+        outcomes[service.name] = ServiceOutcome(service.name, "failed", None, detail)
+        report(f"✗ {service.title}: {detail}")
+
+    def settle(name: str) -> None:
+        service = pending.pop(name)
+        try:
+            pid = wait_until_healthy(settings, service, timeout=service.startup_timeout)
+        except ProcessError as exc:
+            if _process_info(settings, name) is not None:
+                # Already stopped or fatal: nothing left to stop.
+                with contextlib.suppress(xmlrpc.client.Fault):
+                    server.supervisor.stopProcess(name)
+            fail(service, str(exc))
+        else:
+            outcomes[name] = ServiceOutcome(name, "started", pid)
+            report(f"✓ {service.title} started (pid {pid}) {service.url or ''}".rstrip())
+
+    for service in services:
+        info = _process_info(settings, service.name)
+        pid = _running_pid(info)
+        if pid is not None:
+            if service.probe(pid):
+                outcomes[service.name] = ServiceOutcome(service.name, "already running", pid)
+                report(f"= {service.title} already running (pid {pid})")
+            else:
+                pending[service.name] = service  # an earlier `up` is still bringing it up
+            continue
+        if service.url and service.probe(None):
+            outcomes[service.name] = ServiceOutcome(
+                service.name, "external", None, "answering, not started by onecart; left alone"
+            )
+            report(f"= {service.title} answers at {service.url} (not started by onecart)")
+            continue
+        if not service.managed:
+            fail(service, f"nothing answers at {service.url}, and it is not on this machine")
+            continue
+        reason = service.why_unavailable()
+        if reason:
+            outcomes[service.name] = ServiceOutcome(service.name, "skipped", None, reason)
+            report(f"- {service.title} skipped: {reason}")
+            continue
+        for dependency in service.requires:
+            if dependency in pending:
+                settle(dependency)
+        failed = [
+            dependency
+            for dependency in service.requires
+            if outcomes.get(dependency) and outcomes[dependency].action in {"failed", "skipped"}
+        ]
+        if failed:
+            detail = f"needs {', '.join(failed)}, which did not start"
+            outcomes[service.name] = ServiceOutcome(service.name, "skipped", None, detail)
+            report(f"- {service.title} skipped: {detail}")
+            continue
+        try:
+            note = service.prepare() if service.prepare is not None else None
+            if note:
+                report(f"  {note}")
+            if info is not None and info["statename"] in RUNNING_STATES:
+                server.supervisor.stopProcess(service.name)  # BACKOFF: start it afresh
+            server.supervisor.startProcess(service.name, False)
+        except (ProcessError, OSError, xmlrpc.client.Fault) as exc:
+            fail(service, str(exc))
+            continue
+        pending[service.name] = service
+
+    deferred = set(defer)
+    for name in list(pending):
+        if name in deferred:
+            outcomes[name] = ServiceOutcome(name, "starting")
+        else:
+            settle(name)
+    return [outcomes[service.name] for service in services]
+
+
+def wait_for_services(
+    settings: Settings,
+    services: Sequence[Service],
+    *,
+    report: Callable[[str], None] = print,
+) -> list[ServiceOutcome]:
+    """Wait until each service `start_services(defer=...)` left starting answers (or stop it
+    and report why it did not)."""
+    outcomes = []
+    for service in services:
+        try:
+            pid = wait_until_healthy(settings, service, timeout=service.startup_timeout)
+        except ProcessError as exc:
+            with contextlib.suppress(xmlrpc.client.Fault, OSError):
+                rpc(settings).supervisor.stopProcess(service.name)
+            outcomes.append(ServiceOutcome(service.name, "failed", None, str(exc)))
+            report(f"✗ {service.title}: {exc}")
+        else:
+            outcomes.append(ServiceOutcome(service.name, "started", pid))
+            report(f"✓ {service.title} started (pid {pid}) {service.url or ''}".rstrip())
+    return outcomes
+
+
+def stop_services(
+    settings: Settings,
+    names: Iterable[str] = (),
+    *,
+    report: Callable[[str], None] = print,
+) -> list[str]:
+    """Stop the programs (each with its process group) in reverse start order; with no names,
+    stop supervisord too. Services OneCart did not start (an external Redis) are never touched."""
+    if not supervisord_running(settings):
+        return []
+    server = rpc(settings)
+    wanted = set(names)
+    programs = {info["name"]: info for info in server.supervisor.getAllProcessInfo()}
+    stopped = []
+    for name in reversed(SERVICE_ORDER):
+        info = programs.get(name)
+        if info is None or (wanted and name not in wanted):
+            continue
+        if info["statename"] in RUNNING_STATES:
+            pid = info["pid"]
+            try:
+                server.supervisor.stopProcess(name)
+            except xmlrpc.client.Fault as fault:
+                report(f"could not stop {name}: {fault.faultString}")
+                continue
+            stopped.append(name)
+            report(f"stopped {name} (pid {pid})")
+    if not wanted:
+        pid_file = run_dir(settings) / "supervisord.pid"
+        supervisord_pid = int(pid_file.read_text()) if pid_file.exists() else None
+        server.supervisor.shutdown()
+        deadline = time.monotonic() + 30
+        while supervisord_pid and _alive(supervisord_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        socket_path(settings).unlink(missing_ok=True)
+    return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -103,6 +103,7 @@ def update_details() -> Response | str:
                 email=form.email.data or "",
                 phone_number=form.phone_number.data,
                 display_currency=form.display_currency.data or "",
+                current_password=form.email_password.data or "",
             ),
         )
     except AccountError as exc:

@@ -132,8 +132,13 @@ def test_huge_prices_are_ignored_with_a_note(name: str, value: str) -> None:
 def test_ordinary_values_still_work() -> None:
     params = SearchParams.from_query_args(
         MultiDict(
-            [("min_price", "1,250.50"), ("max_price", "2000"), ("min_rating", "3.5")]
-            + [("page", "3"), ("per_page", "48")]
+            [
+                ("min_price", "1,250.50"),
+                ("max_price", "2000"),
+                ("min_rating", "3.5"),
+                ("page", "3"),
+                ("per_page", "48"),
+            ]
         )
     )
     assert (params.min_price, params.max_price) == (Decimal("1250.50"), Decimal("2000"))
@@ -147,11 +152,11 @@ class RecordingArgs(MultiDict[str, str]):
         super().__init__()
         self.names: set[str] = set()
 
-    def get(self, key: str, default: Any = None, type: Any = None) -> Any:  # noqa: A002
+    def get(self, key: str, default: Any = None, type: Any = None) -> Any:
         self.names.add(key)
         return super().get(key, default, type)
 
-    def getlist(self, key: str, type: Any = None) -> list[Any]:  # noqa: A002
+    def getlist(self, key: str, type: Any = None) -> list[Any]:
         self.names.add(key)
         return super().getlist(key, type)
 

@@ -15,6 +15,14 @@ DEFAULT_CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'"
 )
 
+# Pages with Stripe's Payment Element: Stripe.js loads from Stripe and frames its card fields.
+STRIPE_JS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: http: https:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' https://js.stripe.com; frame-src https://js.stripe.com "
+    "https://hooks.stripe.com; connect-src 'self' https://api.stripe.com; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
 
 def safe_next_url(target: str | None) -> str | None:
     """`target` if it is a same-site relative path ("/cart?x=1"), else None.

@@ -207,7 +207,7 @@ def test_top_up_adds_a_ledger_line_and_the_balance_matches(
 
     html = _html(signed_in.get("/profile"))
     assert 'data-testid="wallet-balance">$25.50<' in html
-    assert "Top-up (sandbox payment)" in html
+    assert "Top-up (sandbox: no payment taken)" in html  # says so (issue 12)
     entries = db_session.scalars(sa.select(WalletEntry).where(WalletEntry.user_id == user.id)).all()
     assert [(e.amount_minor, e.reference) for e in entries] == [(2550, reference)]
     assert wallet_balance(db_session, user) == Money(sum(e.amount_minor for e in entries), "USD")

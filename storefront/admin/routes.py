@@ -3,7 +3,7 @@ login, signed-in non-admins get 403. API keys are shown masked only."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -32,6 +32,11 @@ def require_admin() -> Response | None:
     if not current_user.is_admin:
         abort(403)
     return None
+
+
+def _sandbox_mode() -> bool:
+    """Sandbox mode lets marketplaces live on loopback and private addresses (the demo's do)."""
+    return bool(current_app.config["SANDBOX_MODE"])
 
 
 def _form_input(form: MarketplaceForm) -> MarketplaceInput:
@@ -79,7 +84,9 @@ def new_marketplace() -> Response | str:
         return render_template("admin/marketplace_form.html", form=form, marketplace=None)
     db = db_session()
     try:
-        marketplace = create_marketplace(db, form.slug.data or "", _form_input(form))
+        marketplace = create_marketplace(
+            db, form.slug.data or "", _form_input(form), allow_private_hosts=_sandbox_mode()
+        )
     except MarketplaceEditError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
@@ -101,13 +108,21 @@ def edit_marketplace(marketplace_id: int) -> Response | str:
         return render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
     db = db_session()
     try:
-        update_marketplace(db, marketplace, _form_input(form))
+        key_dropped = update_marketplace(
+            db, marketplace, _form_input(form), allow_private_hosts=_sandbox_mode()
+        )
     except MarketplaceEditError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
         return render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
     db.commit()
     flash(f"{marketplace.name} was saved.", "success")
+    if key_dropped:
+        flash(
+            "The API base URL moved to another host, so the stored API key was removed: "
+            "enter the key again to send it there.",
+            "warning",
+        )
     return redirect(url_for("admin.marketplaces"))
 
 

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from commerce.models import Marketplace, User
 from commerce.marketplace_access import marketplace_api_key
+from commerce.models import Marketplace, User
 from commerce.secrets import decrypt_secret, encrypt_secret
 
 SECRET_KEY = "sk_live_TOPSECRET_9f8e7d6c5b4a"

@@ -1,7 +1,9 @@
-"""Redis-backed sliding-window rate limits (login attempts per IP and per account).
+"""Redis-backed sliding-window rate limits (login, sign-up, support, password reset, assistant).
 
 Each (rule, key) pair is a Redis sorted set of event timestamps; events older than the window
 are trimmed on every touch and the set expires with the window, so Redis never accumulates keys.
+Checking and recording are one atomic step (a Lua script: :meth:`SlidingWindowLimiter.acquire`),
+so concurrent requests cannot all pass a check made before any of them was counted.
 
 When Redis is unreachable the limiter *fails open*: login keeps working and a warning is logged.
 Locking every shopper out because a cache is down would turn a Redis outage into a site outage;
@@ -97,47 +99,6 @@ class SlidingWindowLimiter:
 
     def _key(self, rule: RateLimit, key: str) -> str:
         return f"{self.prefix}{rule.name}:{key}"
-
-    def check(self, checks: Sequence[tuple[RateLimit, str]]) -> RateLimitDecision:
-        """Whether one more event is allowed under every (rule, key); records nothing."""
-        now = self.clock()
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            for rule, key in checks:
-                redis_key = self._key(rule, key)
-                pipe.zremrangebyscore(redis_key, 0, now - rule.window_seconds)
-                pipe.zcard(redis_key)
-                pipe.zrange(redis_key, 0, 0, withscores=True)
-            results = pipe.execute()
-        except RedisError as exc:
-            logger.warning("rate limiter unavailable, allowing the request: %s", exc)
-            return RateLimitDecision(allowed=True, degraded=True)
-        for index, (rule, _key) in enumerate(checks):
-            count = results[index * 3 + 1]
-            oldest = results[index * 3 + 2]
-            if count >= rule.limit:
-                oldest_at = oldest[0][1] if oldest else now
-                retry_after = max(1, math.ceil(oldest_at + rule.window_seconds - now))
-                return RateLimitDecision(
-                    allowed=False, retry_after=retry_after, limited_by=rule.name
-                )
-        return RateLimitDecision(allowed=True)
-
-    def hit(self, events: Sequence[tuple[RateLimit, str]]) -> bool:
-        """Record one event under each (rule, key); False when Redis could not be reached."""
-        now = self.clock()
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            for rule, key in events:
-                redis_key = self._key(rule, key)
-                pipe.zremrangebyscore(redis_key, 0, now - rule.window_seconds)
-                pipe.zadd(redis_key, {f"{now:.6f}:{secrets.token_hex(4)}": now})
-                pipe.expire(redis_key, rule.window_seconds + 1)
-            pipe.execute()
-        except RedisError as exc:
-            logger.warning("rate limiter unavailable, event not counted: %s", exc)
-            return False
-        return True
 
     def acquire(self, events: Sequence[tuple[RateLimit, str]]) -> RateLimitDecision:
         """Check every (rule, key) and, when all allow it, record one event under each — in one

@@ -47,29 +47,41 @@ def test_events_beyond_the_limit_are_refused_until_the_window_slides(
 ) -> None:
     rule = RateLimit("test", limit=3, window_seconds=60)
     for _ in range(3):
-        assert limiter.check([(rule, "k")]).allowed
-        limiter.hit([(rule, "k")])
+        assert limiter.acquire([(rule, "k")]).allowed
         clock.now += 10
 
-    refused = limiter.check([(rule, "k")])
+    refused = limiter.acquire([(rule, "k")])
     assert not refused.allowed and refused.limited_by == "test"
     assert refused.retry_after == 30  # the first event (t=0) leaves the window at t=60
 
     clock.now += 30
-    assert limiter.check([(rule, "k")]).allowed
-    assert limiter.check([(rule, "other-key")]).allowed
+    assert limiter.acquire([(rule, "k")]).allowed
+    assert limiter.acquire([(rule, "other-key")]).allowed
 
 
 def test_keys_live_in_redis_under_the_prefix_and_expire(
     limiter: SlidingWindowLimiter, rate_limit_prefix: str
 ) -> None:
     rule = RateLimit("test", limit=3, window_seconds=60)
-    limiter.hit([(rule, "k")])
+    taken = limiter.acquire([(rule, "k")])
     key = f"{rate_limit_prefix}test:k"
     assert limiter.client.zcard(key) == 1
     assert 0 < limiter.client.ttl(key) <= 61
+    limiter.release([(rule, "k")], taken.token)
+    assert limiter.client.zcard(key) == 0
+    limiter.acquire([(rule, "k")])
     limiter.reset(rule, "k")
     assert limiter.client.exists(key) == 0
+
+
+def test_a_refused_acquire_records_nothing_under_any_rule(
+    limiter: SlidingWindowLimiter, rate_limit_prefix: str
+) -> None:
+    full = RateLimit("full", limit=1, window_seconds=60)
+    other = RateLimit("other", limit=5, window_seconds=60)
+    assert limiter.acquire([(full, "k")]).allowed
+    assert limiter.acquire([(other, "k"), (full, "k")]).limited_by == "full"
+    assert limiter.client.zcard(f"{rate_limit_prefix}other:k") == 0
 
 
 def test_login_limiter_counts_attempts_per_ip_and_per_account_and_client(
@@ -123,7 +135,7 @@ def test_redis_down_fails_open_with_a_warning(
     )
     rule = RateLimit("test", limit=1, window_seconds=60)
     with caplog.at_level(logging.WARNING, logger="commerce.rate_limit"):
-        assert dead.hit([(rule, "k")]) is False
-        decision = dead.check([(rule, "k")])
+        decision = dead.acquire([(rule, "k")])
+        dead.release([(rule, "k")], "token")
     assert decision.allowed and decision.degraded
     assert "rate limiter unavailable" in caplog.text

@@ -17,6 +17,7 @@ from typing import Any
 
 import dagster as dg
 
+from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
 from pipelines.definitions import build_definitions
 from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, DOWNSTREAM_ASSETS, MARKETPLACE_CATALOG_JOB
@@ -217,6 +218,7 @@ def materialize_all(
     UnknownMarketplaceError for a slug that is not configured.
     """
     settings = get_settings()
+    require_production_ready(settings, "pipeline")
     definitions = build_definitions(settings)
     catalog_job = definitions.resolve_job_def(MARKETPLACE_CATALOG_JOB)
     downstream_job = definitions.resolve_job_def(CATALOG_DOWNSTREAM_JOB)

@@ -92,6 +92,7 @@ def test_the_worker_and_the_pipeline_refuse_each_default_secret_by_name(
     production: pytest.MonkeyPatch, variable: str
 ) -> None:
     from pipelines.definitions import defs
+    from pipelines.run import materialize_all
     from storefront.jobs import OrderWorker
 
     production.setenv(variable, _default(variable))
@@ -100,6 +101,8 @@ def test_the_worker_and_the_pipeline_refuse_each_default_secret_by_name(
         OrderWorker(["default"], connection=redis.Redis.from_url(get_settings().redis_url))
     with pytest.raises(InsecureSettingsError, match=variable):
         defs()
+    with pytest.raises(InsecureSettingsError, match=variable):
+        materialize_all(progress=lambda _line: None)  # `onecart ingest`
 
 
 def test_development_accepts_the_defaults(storefront_db_url: str) -> None:

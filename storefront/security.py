@@ -44,15 +44,15 @@ def safe_next_url(target: str | None) -> str | None:
 
 
 HSTS_MAX_AGE_SECONDS = 365 * 24 * 60 * 60
-# The largest id a database integer column holds (PostgreSQL BIGINT, SQLite INTEGER).
-MAX_ROUTE_ID = 2**63 - 1
+# The largest id our primary keys hold (INTEGER: 32 bits on PostgreSQL, the smaller of the two).
+MAX_ROUTE_ID = 2**31 - 1
 
 
 class BoundedIntConverter(IntegerConverter):
-    """Werkzeug's `int` converter, refusing (404) what no row id can be: more than 19 digits or
+    """Werkzeug's `int` converter, refusing (404) what no row id can be: more than 10 digits or
     more than MAX_ROUTE_ID. An oversized id would otherwise reach the database and fail there."""
 
-    regex = r"\d{1,19}"
+    regex = r"\d{1,10}"
 
     def __init__(self, map: object, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("max", MAX_ROUTE_ID)

@@ -156,6 +156,7 @@ def test_tokens_in_paths_are_redacted_in_the_request_log(
     ("method", "path"),
     [
         ("post", "/notifications/999999999999999999999/read"),
+        ("post", "/notifications/2147483648/read"),
         ("post", "/notifications/9223372036854775808/read"),
         ("post", "/assistant/prompts/99999999999999999999999999/rerun"),
         ("get", "/admin/marketplaces/" + "9" * 5000 + "/edit"),
@@ -178,7 +179,7 @@ def test_the_largest_database_id_still_routes(
 ) -> None:
     login(client, make_user())
     # A well-formed id that names no notification: the view runs and answers its own 404.
-    assert client.post("/notifications/9223372036854775807/read").status_code == 404
+    assert client.post("/notifications/2147483647/read").status_code == 404
     assert client.application.url_map.bind("x").match("/notifications/42/read", "POST")[1] == {
         "notification_id": 42
     }

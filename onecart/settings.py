@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     meili_url: str = Field("http://127.0.0.1:7700", alias="MEILI_URL")
     meili_master_key: str = Field("onecart-local-master-key-0123456789", alias="MEILI_MASTER_KEY")
     meili_index: str = Field("products", alias="MEILI_INDEX")
-    # The site searches with this key; empty: derived from the master key (search_index/keys.py).
+    # The site searches with this key; empty: derived from the master key (search_index/search_keys.py).
     meili_search_key: str | None = Field(None, alias="MEILI_SEARCH_KEY")
     meili_bin: str | None = Field(None, alias="MEILI_BIN")
     meili_max_indexing_memory: str = Field("1GiB", alias="MEILI_MAX_INDEXING_MEMORY")

@@ -8,7 +8,7 @@ import stripe
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from commerce.payments.gateway import PaymentError
+from commerce.payments.gateway import PaymentError, PaymentUnavailable
 from commerce.payments.stripe_gateway import stripe_client_from_settings
 from commerce.payments.stripe_webhooks import handle_stripe_event
 from commerce.wallet_topup import credit_card_topup, is_topup_intent
@@ -43,10 +43,14 @@ def stripe_webhook() -> ResponseReturnValue:
     if str(event.type) == "payment_intent.succeeded" and is_topup_intent(data_dict):
         try:
             topup = _credit_topup(str(data_dict.get("id") or ""))
-        except PaymentError as exc:
+        except PaymentUnavailable as exc:
             # Stripe retries a failed delivery: nothing was credited, the retry tries again.
-            logger.warning("stripe event %s: top-up not credited: %s", event.id, exc.message)
+            logger.warning("stripe event %s: top-up not credited yet: %s", event.id, exc.message)
             return jsonify(error="top-up not credited, retry later"), 503
+        except PaymentError as exc:
+            # Not ours to fix by retrying (another currency, no such account): an operator looks.
+            topup = f"top-up refused: {exc.message}"
+            logger.error("stripe event %s: %s", event.id, topup)
         logger.info("stripe event %s (%s): %s", event.id, event.type, topup)
     outcome = handle_stripe_event(session_factory(), str(event.id), str(event.type), data_dict)
     logger.info("stripe event %s (%s): %s", event.id, event.type, outcome)

@@ -55,9 +55,9 @@ from onecart.settings import get_settings  # noqa: E402
 RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
 CART_MARKETPLACES = ("shopwave", "kiondo", "fakestore")
 CREDENTIALS = {
-    "SHOPWAVE_ACCESS_TOKEN": "shpat_bench",
-    "KIONDO_WC_CREDENTIALS": "ck_bench:cs_bench",
-    "BAZAAR_API_KEY": "bazaar-bench",
+    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_bench",
+    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_bench:cs_bench",
+    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-bench",
 }
 FX_RATES = {"KES": "129.5", "EUR": "0.92", "NGN": "1550", "GBP": "0.79"}
 OFFERS_PER_MARKETPLACE = 40
@@ -413,7 +413,7 @@ def verify_no_loss_or_duplicates(
             if len(set(ids)) != len(ids):
                 problems.append(f"{slug}: two sub-orders share a marketplace order id")
         references = {order.relation_token for order in orders}
-    auth = {"X-Shopify-Access-Token": CREDENTIALS["SHOPWAVE_ACCESS_TOKEN"]}
+    auth = {"X-Shopify-Access-Token": CREDENTIALS["ONECART_MARKETPLACE_KEY_SHOPWAVE"]}
     shop_orders = httpx.post(
         f"{sandbox_url}/shopwave/admin/api/2024-10/graphql.json",
         headers=auth,
@@ -428,7 +428,7 @@ def verify_no_loss_or_duplicates(
     ]
     if sorted(shop_refs) != sorted(references):
         problems.append(f"shopwave: {len(shop_refs)} orders for {len(references)} references")
-    key, secret = CREDENTIALS["KIONDO_WC_CREDENTIALS"].split(":")
+    key, secret = CREDENTIALS["ONECART_MARKETPLACE_KEY_KIONDO"].split(":")
     kiondo_refs: list[str] = []
     page = 1
     while True:

@@ -57,9 +57,9 @@ SANDBOX_URL = "http://sandbox.invalid"
 IMAGE_KEY = re.compile(r"/_sandbox/images/(s\d+|u\d+-\d+)\.svg")
 # The sandbox accepts any non-empty credentials.
 SANDBOX_CREDENTIALS = {
-    "SHOPWAVE_ACCESS_TOKEN": "shpat_matching_eval",
-    "KIONDO_WC_CREDENTIALS": "ck_matching_eval:cs_matching_eval",
-    "BAZAAR_API_KEY": "bazaar-matching-eval",
+    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_matching_eval",
+    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_matching_eval:cs_matching_eval",
+    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-matching-eval",
 }
 # Where the API formats put a barcode in a raw record (checked before the adapter normalizes it).
 BARCODE_FIELDS = ("barcode", "gtin", "ean", "upc", "gtin13")

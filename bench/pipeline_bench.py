@@ -72,10 +72,10 @@ TARGET_INCREMENTAL_SHARE = 0.10
 
 # The sandbox accepts any non-empty credentials (the same placeholders as the tests use).
 SANDBOX_CREDENTIALS = {
-    "SHOPWAVE_ACCESS_TOKEN": "shpat_pipeline_bench",
-    "KIONDO_WC_CREDENTIALS": "ck_pipeline_bench:cs_pipeline_bench",
-    "BAZAAR_API_KEY": "bazaar-pipeline-bench",
-    "AMAZON_CREATORS_CREDENTIALS": "sandbox-id:sandbox-secret",
+    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_pipeline_bench",
+    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_pipeline_bench:cs_pipeline_bench",
+    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-pipeline-bench",
+    "ONECART_MARKETPLACE_KEY_AMAZON": "sandbox-id:sandbox-secret",
 }
 CATALOG_STEPS = ("raw_catalog", "normalized_products")
 

@@ -75,6 +75,8 @@ class ProfileChanges:
     email: str
     phone_number: str | None
     display_currency: str
+    # Required only when the e-mail address changes (it is where password resets go).
+    current_password: str = ""
 
 
 def hash_password(password: str) -> str:
@@ -288,6 +290,12 @@ def update_profile(session: Session, user: User, changes: ProfileChanges) -> Use
     else:
         if _email_taken(session, email, except_user_id=user.id):
             errors["email"] = ["An account with this e-mail address already exists."]
+        elif email != user.email and not verify_password(
+            user.password_hash, changes.current_password
+        ):
+            errors["email_password"] = [
+                "Enter your current password to change your e-mail address."
+            ]
     currency = changes.display_currency.strip().upper()
     if not is_iso_currency(currency):
         errors["display_currency"] = ["Choose a currency from the list."]

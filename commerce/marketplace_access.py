@@ -22,6 +22,9 @@ from adapters.registry import MarketplaceConfigError, build_adapter, load_market
 from commerce.models import Marketplace
 from commerce.secrets import decrypt_secret
 
+# The prefix every marketplace key variable has (commerce.marketplace_admin validates it too).
+API_KEY_ENV_PREFIX = "ONECART_MARKETPLACE_KEY_"
+
 logger = logging.getLogger(__name__)
 
 AdapterProvider = Callable[[Marketplace], MarketplaceAdapter]
@@ -44,6 +47,15 @@ def marketplace_api_key(marketplace: Marketplace) -> str | None:
     if marketplace.api_key_encrypted:
         return decrypt_secret(marketplace.api_key_encrypted)
     if marketplace.api_key_env:
+        if not marketplace.api_key_env.startswith(API_KEY_ENV_PREFIX):
+            # Only marketplace key variables may leave the server (commerce.marketplace_admin).
+            logger.warning(
+                "%s: api_key_env %s lacks the %s prefix; no key is sent",
+                marketplace.slug,
+                marketplace.api_key_env,
+                API_KEY_ENV_PREFIX,
+            )
+            return None
         return os.environ.get(marketplace.api_key_env) or None
     return None
 

@@ -3,14 +3,22 @@
 The API key is encrypted before it touches the session (commerce.secrets) and never returned.
 Which fields the marketplaces.toml sync may refresh afterwards is documented in
 commerce.catalog_sync: admins own name, description, api_base_url, logo, active and the key.
+
+An admin account must not be a way to read the server's secrets or reach its private network:
+`api_key_env` may only name variables with the ONECART_MARKETPLACE_KEY_ prefix (so no admin can
+send, say, AWS_SECRET_ACCESS_KEY to a marketplace), `api_base_url` may not point at loopback,
+private, link-local or other non-public addresses outside sandbox mode, and a stored key is
+dropped when the base URL's host changes, until an admin enters the key again.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -18,13 +26,15 @@ from sqlalchemy.orm import Session
 from adapters.registry import ADAPTER_KINDS, MATCH_IDENTIFIERS
 from commerce.accounts import AccountError
 from commerce.catalog_sync import capabilities_for_kind
+from commerce.marketplace_access import API_KEY_ENV_PREFIX
 from commerce.models import Marketplace
 from commerce.secrets import encrypt_secret
 from onecart.money import is_iso_currency
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$")
 COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
-ENV_NAME_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,79}$")
+ENV_NAME_PATTERN = re.compile(r"^ONECART_MARKETPLACE_KEY_[A-Z0-9_]{1,56}$")
+LOCAL_HOST_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 class MarketplaceEditError(AccountError):
@@ -50,7 +60,44 @@ class MarketplaceInput:
     api_key_env: str | None = None
 
 
-def _validate(data: MarketplaceInput) -> tuple[dict[str, list[str]], Decimal | None]:
+def _resolve(host: str, port: int) -> list[str]:
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)]
+
+
+def non_public_host_problem(url: SplitResult) -> str | None:
+    """Why `url`'s host is not a public internet address (None when it is): loopback, private,
+    link-local (cloud metadata), shared, reserved or unresolvable addresses are refused."""
+    host = (url.hostname or "").rstrip(".").lower()
+    if not host or host in LOCAL_HOST_NAMES or host.endswith(".localhost"):
+        return "Use a public address: local hosts are refused outside sandbox mode."
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        addresses = _resolve(host, port)
+    except (OSError, ValueError, UnicodeError):
+        return "This host could not be resolved to a public address."
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        mapped = getattr(ip, "ipv4_mapped", None)
+        if not (mapped or ip).is_global:
+            return (
+                "Use a public address: loopback, private and link-local addresses are refused "
+                "outside sandbox mode."
+            )
+    return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _validate(
+    data: MarketplaceInput, *, allow_private_hosts: bool
+) -> tuple[dict[str, list[str]], Decimal | None]:
     errors: dict[str, list[str]] = {}
     if not data.name.strip():
         errors["name"] = ["Enter the marketplace's name."]
@@ -59,6 +106,8 @@ def _validate(data: MarketplaceInput) -> tuple[dict[str, list[str]], Decimal | N
     url = urlsplit(data.api_base_url.strip())
     if url.scheme not in ("http", "https") or not url.netloc:
         errors["api_base_url"] = ["Enter an http:// or https:// URL."]
+    elif not allow_private_hosts and (problem := non_public_host_problem(url)):
+        errors["api_base_url"] = [problem]
     if not is_iso_currency(data.currency.strip().upper()):
         errors["currency"] = ["Enter a three-letter ISO currency code such as USD."]
     if not COUNTRY_PATTERN.match(data.country.strip().upper()):
@@ -72,7 +121,10 @@ def _validate(data: MarketplaceInput) -> tuple[dict[str, list[str]], Decimal | N
         ):
             errors["logo"] = ["Use a /static/… path or an http(s) URL."]
     if data.api_key_env and not ENV_NAME_PATTERN.match(data.api_key_env):
-        errors["api_key_env"] = ["Use an environment variable name such as SHOP_API_KEY."]
+        errors["api_key_env"] = [
+            f"Use an environment variable name starting with {API_KEY_ENV_PREFIX}, "
+            f"such as {API_KEY_ENV_PREFIX}SHOP."
+        ]
     rating: Decimal | None = None
     if data.rating not in (None, ""):
         try:
@@ -115,9 +167,13 @@ def list_marketplaces(session: Session) -> list[Marketplace]:
     )
 
 
-def create_marketplace(session: Session, slug: str, data: MarketplaceInput) -> Marketplace:
-    """Add a marketplace; the slug is permanent (URLs, documents and the pipeline use it)."""
-    errors, rating = _validate(data)
+def create_marketplace(
+    session: Session, slug: str, data: MarketplaceInput, *, allow_private_hosts: bool = False
+) -> Marketplace:
+    """Add a marketplace; the slug is permanent (URLs, documents and the pipeline use it).
+
+    `allow_private_hosts` (sandbox mode only) accepts loopback and private base URLs."""
+    errors, rating = _validate(data, allow_private_hosts=allow_private_hosts)
     slug = slug.strip().lower()
     if not SLUG_PATTERN.match(slug):
         errors["slug"] = ["Use 2–41 lower-case letters, digits or '-'."]
@@ -133,15 +189,30 @@ def create_marketplace(session: Session, slug: str, data: MarketplaceInput) -> M
 
 
 def update_marketplace(
-    session: Session, marketplace: Marketplace, data: MarketplaceInput
-) -> Marketplace:
-    """Save an admin's edits (a blank API key keeps the stored one)."""
-    errors, rating = _validate(data)
+    session: Session,
+    marketplace: Marketplace,
+    data: MarketplaceInput,
+    *,
+    allow_private_hosts: bool = False,
+) -> bool:
+    """Save an admin's edits (a blank API key keeps the stored one, unless the base URL moved to
+    another host: the stored key is then dropped until it is entered again, so it is never sent
+    to the new host). Returns True when a stored key was dropped that way."""
+    errors, rating = _validate(data, allow_private_hosts=allow_private_hosts)
     if errors:
         raise MarketplaceEditError(errors)
+    host_changed = _origin(marketplace.api_base_url) != _origin(data.api_base_url)
+    key_dropped = bool(
+        host_changed
+        and marketplace.api_key_encrypted
+        and not data.api_key
+        and not data.clear_api_key
+    )
     _apply(marketplace, data, rating)
+    if key_dropped:
+        marketplace.api_key_encrypted = None
     session.flush()
-    return marketplace
+    return key_dropped
 
 
 def set_marketplace_active(session: Session, marketplace: Marketplace, active: bool) -> None:

@@ -1,7 +1,9 @@
-"""Redis-backed sliding-window rate limits (login attempts per IP and per account).
+"""Redis-backed sliding-window rate limits (login, sign-up, support, password reset, assistant).
 
 Each (rule, key) pair is a Redis sorted set of event timestamps; events older than the window
 are trimmed on every touch and the set expires with the window, so Redis never accumulates keys.
+Checking and recording are one atomic step (a Lua script: :meth:`SlidingWindowLimiter.acquire`),
+so concurrent requests cannot all pass a check made before any of them was counted.
 
 When Redis is unreachable the limiter *fails open*: login keeps working and a warning is logged.
 Locking every shopper out because a cache is down would turn a Redis outage into a site outage;
@@ -16,6 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from redis.exceptions import RedisError
@@ -43,6 +46,31 @@ class RateLimitDecision:
     retry_after: int = 0
     limited_by: str | None = None
     degraded: bool = False
+    # The recorded events of an allowed `acquire` (for `release`); empty otherwise.
+    token: str = ""
+
+
+# KEYS: one sorted set per rule; ARGV: now, member, then (limit, window) per key. Trims each set,
+# and either records `member` in every set (returns {0, 0}) or nothing (returns the 1-based index
+# of the first full set and the time of its oldest event).
+_ACQUIRE_LUA = """
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[1 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return {i, oldest[2] or ARGV[1]}
+  end
+end
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 + 2 * i])
+  redis.call('ZADD', key, now, ARGV[2])
+  redis.call('EXPIRE', key, math.ceil(window) + 1)
+end
+return {0, 0}
+"""
 
 
 def redis_client_from_url(url: str) -> redis.Redis:
@@ -67,50 +95,50 @@ class SlidingWindowLimiter:
         self.client = client
         self.prefix = prefix
         self.clock = clock
+        self._script: Any = None
 
     def _key(self, rule: RateLimit, key: str) -> str:
         return f"{self.prefix}{rule.name}:{key}"
 
-    def check(self, checks: Sequence[tuple[RateLimit, str]]) -> RateLimitDecision:
-        """Whether one more event is allowed under every (rule, key); records nothing."""
+    def acquire(self, events: Sequence[tuple[RateLimit, str]]) -> RateLimitDecision:
+        """Check every (rule, key) and, when all allow it, record one event under each — in one
+        atomic step (a Lua script), so concurrent requests can never all pass a check made
+        before any of them was recorded. `decision.token` names the recorded events for
+        :meth:`release`."""
         now = self.clock()
+        token = f"{now:.6f}:{secrets.token_hex(8)}"
+        keys = [self._key(rule, key) for rule, key in events]
+        args: list[str | int | float] = [now, token]
+        for rule, _key in events:
+            args.extend((rule.limit, rule.window_seconds))
         try:
-            pipe = self.client.pipeline(transaction=True)
-            for rule, key in checks:
-                redis_key = self._key(rule, key)
-                pipe.zremrangebyscore(redis_key, 0, now - rule.window_seconds)
-                pipe.zcard(redis_key)
-                pipe.zrange(redis_key, 0, 0, withscores=True)
-            results = pipe.execute()
+            refused = self._acquire_script()(keys=keys, args=args)
         except RedisError as exc:
             logger.warning("rate limiter unavailable, allowing the request: %s", exc)
             return RateLimitDecision(allowed=True, degraded=True)
-        for index, (rule, _key) in enumerate(checks):
-            count = results[index * 3 + 1]
-            oldest = results[index * 3 + 2]
-            if count >= rule.limit:
-                oldest_at = oldest[0][1] if oldest else now
-                retry_after = max(1, math.ceil(oldest_at + rule.window_seconds - now))
-                return RateLimitDecision(
-                    allowed=False, retry_after=retry_after, limited_by=rule.name
-                )
-        return RateLimitDecision(allowed=True)
+        index, oldest_at = int(refused[0]), float(refused[1])
+        if index == 0:
+            return RateLimitDecision(allowed=True, token=token)
+        rule = events[index - 1][0]
+        retry_after = max(1, math.ceil(oldest_at + rule.window_seconds - now))
+        return RateLimitDecision(allowed=False, retry_after=retry_after, limited_by=rule.name)
 
-    def hit(self, events: Sequence[tuple[RateLimit, str]]) -> bool:
-        """Record one event under each (rule, key); False when Redis could not be reached."""
-        now = self.clock()
+    def release(self, events: Sequence[tuple[RateLimit, str]], token: str) -> None:
+        """Take back the events an :meth:`acquire` recorded (the attempt turned out not to count)."""
+        if not token:
+            return
         try:
             pipe = self.client.pipeline(transaction=True)
             for rule, key in events:
-                redis_key = self._key(rule, key)
-                pipe.zremrangebyscore(redis_key, 0, now - rule.window_seconds)
-                pipe.zadd(redis_key, {f"{now:.6f}:{secrets.token_hex(4)}": now})
-                pipe.expire(redis_key, rule.window_seconds + 1)
+                pipe.zrem(self._key(rule, key), token)
             pipe.execute()
         except RedisError as exc:
-            logger.warning("rate limiter unavailable, event not counted: %s", exc)
-            return False
-        return True
+            logger.warning("rate limiter unavailable, could not release: %s", exc)
+
+    def _acquire_script(self) -> Any:
+        if self._script is None:
+            self._script = self.client.register_script(_ACQUIRE_LUA)
+        return self._script
 
     def reset(self, rule: RateLimit, key: str) -> None:
         """Forget every event of one (rule, key)."""
@@ -126,10 +154,15 @@ LOGIN_FAILURES_PER_ACCOUNT = RateLimit("login-account", limit=5, window_seconds=
 
 
 class LoginRateLimiter:
-    """Failed logins counted per client IP and per account (see accounts.login_account_key).
+    """Login attempts counted per client IP and per (account, client IP).
 
-    Only failures count; a successful login clears the account's counter (not the IP's, so one
-    valid account can't be used to launder an IP's failed guesses at others).
+    Each attempt takes its slot atomically *before* the password is checked
+    (:meth:`begin_attempt`), so concurrent guesses cannot all pass one check; a correct password
+    gives the slot back and forgives that client's failures on the account
+    (:meth:`record_success`). The account limit is keyed with the client, so nobody can lock a
+    shopper out by failing logins from elsewhere; the per-IP limit still caps what one client
+    can try across accounts (a successful login never clears it, so one valid account can't
+    launder an IP's failed guesses at others).
     """
 
     def __init__(
@@ -143,14 +176,15 @@ class LoginRateLimiter:
         self.per_ip = per_ip
         self.per_account = per_account
 
-    def check(self, ip: str, account_key: str) -> RateLimitDecision:
-        """May this IP try this account now?"""
-        return self.limiter.check([(self.per_ip, ip), (self.per_account, account_key)])
+    def _events(self, ip: str, account_key: str) -> list[tuple[RateLimit, str]]:
+        return [(self.per_ip, ip), (self.per_account, f"{account_key}|{ip}")]
 
-    def record_failure(self, ip: str, account_key: str) -> None:
-        """Count a failed attempt against both the IP and the account."""
-        self.limiter.hit([(self.per_ip, ip), (self.per_account, account_key)])
+    def begin_attempt(self, ip: str, account_key: str) -> RateLimitDecision:
+        """Take one attempt's slot under both limits, or refuse when either is full."""
+        return self.limiter.acquire(self._events(ip, account_key))
 
-    def record_success(self, account_key: str) -> None:
-        """A correct password: the account's failures are forgiven."""
-        self.limiter.reset(self.per_account, account_key)
+    def record_success(self, ip: str, account_key: str, attempt: RateLimitDecision) -> None:
+        """A correct password: this attempt does not count, and the client's failures on the
+        account are forgiven."""
+        self.limiter.release(self._events(ip, account_key), attempt.token)
+        self.limiter.reset(self.per_account, f"{account_key}|{ip}")

@@ -138,7 +138,8 @@ def record_wallet_entry(
 
 
 def top_up(session: Session, user: User, amount: Decimal, *, reference: str) -> TopUpReceipt:
-    """Add money to the wallet through the sandbox payment (the demo's only provider).
+    """Add money to the wallet for free: the sandbox-mode top-up (commerce.wallet_topup guards it;
+    outside sandbox mode a top-up is a card payment).
 
     `amount` is in major units of the wallet currency, positive and at most the limit.
     """
@@ -158,7 +159,7 @@ def top_up(session: Session, user: User, amount: Decimal, *, reference: str) -> 
         kind=WalletEntryKind.TOPUP,
         amount=Money(minor, currency),
         reference=reference,
-        description="Top-up (sandbox payment)",
+        description="Top-up (sandbox: no payment taken)",
     )
 
 

@@ -86,7 +86,7 @@ def meilisearch_argv(settings: Settings, db_path: Path, http_addr: str) -> list[
         settings.meili_master_key,
         "--no-analytics",
         "--env",
-        "development",
+        "production" if settings.is_production else "development",
         "--max-indexing-memory",
         settings.meili_max_indexing_memory,
         "--dump-dir",

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     home: Path = Field(DEFAULT_HOME, alias="ONECART_HOME")
+    # `production` refuses default secrets and turns sandbox conveniences off (onecart/production.py).
+    env: Literal["development", "production"] = Field("development", alias="ONECART_ENV")
+    # Free wallet top-ups, Stripe test cards and localstripe; default: on in development only.
+    sandbox_mode: bool | None = Field(None, alias="ONECART_SANDBOX_MODE")
     marketplaces_file: Path = Field(REPO_ROOT / "marketplaces.toml", alias="ONECART_MARKETPLACES")
 
     site_host: str = Field("127.0.0.1", alias="ONECART_SITE_HOST")
@@ -59,6 +63,8 @@ class Settings(BaseSettings):
     meili_url: str = Field("http://127.0.0.1:7700", alias="MEILI_URL")
     meili_master_key: str = Field("onecart-local-master-key-0123456789", alias="MEILI_MASTER_KEY")
     meili_index: str = Field("products", alias="MEILI_INDEX")
+    # The site searches with this key; empty: derived from the master key (search_index/search_keys.py).
+    meili_search_key: str | None = Field(None, alias="MEILI_SEARCH_KEY")
     meili_bin: str | None = Field(None, alias="MEILI_BIN")
     meili_max_indexing_memory: str = Field("1GiB", alias="MEILI_MAX_INDEXING_MEMORY")
 
@@ -105,6 +111,30 @@ class Settings(BaseSettings):
     smtp_host: str | None = Field(None, alias="SMTP_HOST")
     smtp_port: int = Field(25, alias="SMTP_PORT")
     smtp_sender: str = Field("OneCart <orders@onecart.local>", alias="SMTP_SENDER")
+    # The site's public address for links in e-mails (password reset), e.g. https://shop.example.
+    public_url: str | None = Field(None, alias="ONECART_PUBLIC_URL")
+
+    @model_validator(mode="after")
+    def _no_fake_stripe_by_default_in_production(self) -> Settings:
+        # localstripe is a sandbox convenience: production talks to Stripe unless told otherwise.
+        if self.env == "production" and "stripe_api_base" not in self.model_fields_set:
+            self.stripe_api_base = None
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        """Sandbox conveniences (free top-ups, test cards, localstripe): ONECART_SANDBOX_MODE when
+        set, else on in development and off in production."""
+        return self.sandbox_mode if self.sandbox_mode is not None else not self.is_production
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are `Secure` in production whatever ONECART_SECURE_COOKIES says."""
+        return self.session_cookie_secure or self.is_production
 
     @model_validator(mode="before")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
 from pipelines.assets.catalog import build_catalog_assets
 from pipelines.assets.embeddings import offer_embeddings
@@ -57,5 +58,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """The definitions for this process's settings (read now, at load time)."""
-    return build_definitions(get_settings())
+    """The definitions for this process's settings (read now, at load time); in production the
+    pipeline refuses to load while a secret is a default (onecart.production)."""
+    settings = get_settings()
+    require_production_ready(settings, "pipeline")
+    return build_definitions(settings)

@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from onecart import progress as progress_status
+from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
 from pipelines.definitions import build_definitions
 from pipelines.jobs import (
@@ -317,6 +318,7 @@ def materialize_all(
     and the downstream assets to run (default: all).
     """
     settings = get_settings()
+    require_production_ready(settings, "pipeline")
     definitions = build_definitions(settings)
     catalog_job = definitions.resolve_job_def(MARKETPLACE_CATALOG_JOB)
     downstream_job = definitions.resolve_job_def(CATALOG_DOWNSTREAM_JOB)

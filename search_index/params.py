@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final, Protocol
 
-from onecart.money import MoneyError, parse_decimal
+from onecart.params import MAX_NUMBER_CHARS, ParameterError, bounded_decimal, bounded_int
 
 SORTS: Final = ("relevance", "price_asc", "price_desc", "rating")
 SORT_LABELS: Final[Mapping[str, str]] = {
@@ -29,6 +29,8 @@ MAX_QUERY_CHARS: Final = 200
 MAX_FILTER_VALUES: Final = 20
 MAX_FILTER_VALUE_CHARS: Final = 120
 MIN_RATING_CHOICES: Final = (1, 2, 3, 4)
+# The largest price filter accepted, in major units of the display currency.
+MAX_PRICE_FILTER: Final = Decimal("1000000000000")
 
 # Multi-select facets (OR inside a facet, AND between facets) and how the URL names them.
 LIST_FACETS: Final[Mapping[str, str]] = {
@@ -56,23 +58,26 @@ def _clean_text(value: object, limit: int) -> str:
 
 
 def _parse_positive_int(raw: object) -> int | None:
-    text = str(raw).strip() if raw is not None else ""
-    if not re.fullmatch(r"\+?\d{1,9}", text):
+    # Bounded by length before conversion (onecart.params).
+    try:
+        return bounded_int(raw, minimum=0, maximum=999_999_999, max_chars=9)
+    except ParameterError:
         return None
-    return int(text)
 
 
 def _parse_price(raw: object) -> Decimal | None:
     text = str(raw).strip() if raw is not None else ""
     if not text:
         return None
-    try:
-        value = parse_decimal(text.replace(",", ""))
-    except MoneyError:
-        raise ValueError(text) from None
-    if value < 0:
-        raise ValueError(text)
-    return value
+    # Bounded by length, form and range before any arithmetic (onecart.params); a ValueError
+    # (ParameterError is one) makes the caller ignore the bound with a note.
+    return bounded_decimal(text, minimum=Decimal(0), maximum=MAX_PRICE_FILTER)
+
+
+def _parse_rating(raw: object) -> Decimal:
+    """A rating as typed, any plain decimal of at most 20 characters (clamped by the caller)."""
+    limit = Decimal(10) ** MAX_NUMBER_CHARS
+    return bounded_decimal(raw, minimum=-limit, maximum=limit, max_places=MAX_NUMBER_CHARS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +172,8 @@ class SearchParams:
         raw_rating = get("min_rating")
         if raw_rating not in (None, ""):
             try:
-                rating_value = Decimal(str(raw_rating).strip())
-                if not rating_value.is_finite():
-                    raise InvalidOperation
-            except InvalidOperation:
+                rating_value = _parse_rating(raw_rating)
+            except ParameterError:
                 corrections.append("The minimum rating was not a number and is ignored.")
             else:
                 clamped = min(max(int(rating_value), 0), 5)

@@ -21,17 +21,20 @@ from commerce.rate_limit import (
     DEFAULT_PREFIX,
     LOGIN_FAILURES_PER_ACCOUNT,
     LOGIN_FAILURES_PER_IP,
-    LoginRateLimiter,
-    RateLimit,
-    SlidingWindowLimiter,
-    redis_client_from_url,
 )
 from onecart.money import from_minor_units, is_iso_currency
+from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
 from storefront.database import init_database
 from storefront.extensions import csrf, login_manager
+from storefront.limits import init_limiters
 from storefront.request_log import init_request_logging
-from storefront.security import DEFAULT_CONTENT_SECURITY_POLICY, set_security_headers
+from storefront.security import (
+    DEFAULT_CONTENT_SECURITY_POLICY,
+    HSTS_MAX_AGE_SECONDS,
+    BoundedIntConverter,
+    set_security_headers,
+)
 
 # Every area of the site is one blueprint package exposing `bp`; order matters only for
 # readability. The shopping areas are built alongside the core (see issue 3).
@@ -59,14 +62,24 @@ def default_config(settings: Settings) -> dict[str, Any]:
         "REDIS_URL": settings.redis_url,
         "MEILI_URL": settings.meili_url,
         "MEILI_MASTER_KEY": settings.meili_master_key,
+        "MEILI_SEARCH_KEY": settings.meili_search_key,
         "MEILI_INDEX": settings.meili_index,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": settings.session_cookie_secure,
+        "SESSION_COOKIE_SECURE": settings.secure_cookies,
         "SESSION_COOKIE_NAME": "onecart_session",
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
-        "REMEMBER_COOKIE_SECURE": settings.session_cookie_secure,
+        "REMEMBER_COOKIE_SECURE": settings.secure_cookies,
+        # Strict-Transport-Security max-age (0: no header); sent in production.
+        "HSTS_MAX_AGE": HSTS_MAX_AGE_SECONDS if settings.is_production else 0,
+        # Free wallet top-ups and Stripe test cards (settings.sandbox_enabled).
+        "SANDBOX_MODE": settings.sandbox_enabled,
+        # Where e-mailed links point (password reset); empty: the request's own host.
+        "PUBLIC_URL": settings.public_url,
+        "SMTP_HOST": settings.smtp_host,
+        "SMTP_PORT": settings.smtp_port,
+        "SMTP_SENDER": settings.smtp_sender,
         "REMEMBER_COOKIE_NAME": "onecart_remember",
         "WTF_CSRF_ENABLED": True,
         # Tokens live as long as the session: a form left open over lunch still submits.
@@ -86,9 +99,16 @@ def default_config(settings: Settings) -> dict[str, Any]:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the storefront application: config, extensions, blueprints, CLI commands."""
     app = Flask(__name__)
-    app.config.from_mapping(default_config(get_settings()))
+    settings = get_settings()
+    app.config.from_mapping(default_config(settings))
     if config:
         app.config.from_mapping(config)
+    # In production the site refuses to start with a default or short secret.
+    require_production_ready(
+        settings, "site", overrides={"SECRET_KEY": str(app.config["SECRET_KEY"] or "")}
+    )
+    # Before any blueprint adds a rule: an <int:…> id too large for the database is a 404.
+    app.url_map.converters["int"] = BoundedIntConverter
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))  # type: ignore[method-assign]
 
@@ -108,23 +128,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.after_request
     def add_security_headers(response: Response) -> Response:
         return set_security_headers(
-            response, content_security_policy=app.config["CONTENT_SECURITY_POLICY"]
+            response,
+            content_security_policy=app.config["CONTENT_SECURITY_POLICY"],
+            hsts_max_age=int(app.config["HSTS_MAX_AGE"] or 0),
         )
 
     return app
 
 
 def init_login_limiter(app: Flask) -> None:
-    """The Redis-backed login limiter, at app.extensions["login_limiter"] (connects lazily)."""
-    window = int(app.config["LOGIN_LIMIT_WINDOW_SECONDS"])
-    limiter = SlidingWindowLimiter(
-        redis_client_from_url(app.config["REDIS_URL"]), prefix=app.config["RATE_LIMIT_PREFIX"]
-    )
-    app.extensions["login_limiter"] = LoginRateLimiter(
-        limiter,
-        per_ip=RateLimit("login-ip", int(app.config["LOGIN_LIMIT_PER_IP"]), window),
-        per_account=RateLimit("login-account", int(app.config["LOGIN_LIMIT_PER_ACCOUNT"]), window),
-    )
+    """The Redis-backed login and form limiters (storefront.limits; they connect lazily)."""
+    init_limiters(app)
 
 
 def path_exists(path: str) -> bool:

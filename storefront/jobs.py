@@ -36,6 +36,7 @@ from commerce.order_models import OutboxMessage, OutboxTopic
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.sweeper import SweepPolicy, dispatch_outbox, sweep
 from commerce.tracking import track_open_sub_orders
+from onecart.production import require_production_ready
 from onecart.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -256,6 +257,8 @@ class OrderWorker(SimpleWorker):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # In production a worker with default secrets must not start (onecart.production).
+        require_production_ready(get_settings(), "RQ worker")
         super().__init__(*args, **kwargs)
         preload_order_code()
 

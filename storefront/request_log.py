@@ -2,7 +2,9 @@
 request id (taken from a well-formed X-Request-ID header or generated, and echoed back).
 
 Only the path is logged, never the query string, headers, cookies or form fields, so passwords,
-API keys and tokens cannot reach the logs through this channel.
+API keys and tokens cannot reach the logs through this channel. Paths that carry a credential
+(the order-status page's token, a password-reset token) are logged with it replaced by
+`[redacted]`: any URL variable named in REDACTED_URL_VARIABLES is.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from flask import Flask, Response, g, request
 logger = logging.getLogger("onecart.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# URL variables that are credentials (<token> in /order-status/<token>, /password/reset/<token>).
+REDACTED_URL_VARIABLES = frozenset({"token"})
+REDACTED = "[redacted]"
+CREDENTIAL_PATH_PREFIXES = ("/order-status/", "/password/reset/")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -43,6 +49,22 @@ def current_request_id() -> str:
     return g.get("request_id", "")
 
 
+def loggable_path() -> str:
+    """The request path with every credential URL variable replaced by `[redacted]`."""
+    path = request.path
+    view_args = request.view_args or {}
+    for name in REDACTED_URL_VARIABLES & view_args.keys():
+        value = str(view_args[name])
+        if value:
+            path = path.replace(value, REDACTED)
+    if request.url_rule is None:
+        # An unmatched URL has no view args: keep whatever follows a credential prefix out too.
+        for prefix in CREDENTIAL_PATH_PREFIXES:
+            if path.startswith(prefix):
+                return prefix + REDACTED
+    return path
+
+
 def _start_timer() -> None:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
@@ -63,7 +85,7 @@ def _log_response(response: Response) -> Response:
             "fields": {
                 "event": "request",
                 "method": request.method,
-                "path": request.path,
+                "path": loggable_path(),
                 "status": response.status_code,
                 "duration_ms": duration_ms,
                 "request_id": current_request_id(),

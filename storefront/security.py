@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Response
+from werkzeug.routing import IntegerConverter
 
 # No external origins: the site ships its own CSS and scripts. Product images come from the
 # marketplaces' hosts, so images may load from any http(s) origin.
@@ -12,6 +13,14 @@ DEFAULT_CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: http: https:; style-src 'self'; "
     "script-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'"
+)
+
+# Pages with Stripe's Payment Element: Stripe.js loads from Stripe and frames its card fields.
+STRIPE_JS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: http: https:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' https://js.stripe.com; frame-src https://js.stripe.com "
+    "https://hooks.stripe.com; connect-src 'self' https://api.stripe.com; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 
 
@@ -34,8 +43,31 @@ def safe_next_url(target: str | None) -> str | None:
     return target
 
 
-def set_security_headers(response: Response, *, content_security_policy: str) -> Response:
-    """Headers every page gets: no sniffing, no framing, a strict referrer policy and the CSP."""
+HSTS_MAX_AGE_SECONDS = 365 * 24 * 60 * 60
+# The largest id our primary keys hold (INTEGER: 32 bits on PostgreSQL, the smaller of the two).
+MAX_ROUTE_ID = 2**31 - 1
+
+
+class BoundedIntConverter(IntegerConverter):
+    """Werkzeug's `int` converter, refusing (404) what no row id can be: more than 10 digits or
+    more than MAX_ROUTE_ID. An oversized id would otherwise reach the database and fail there."""
+
+    regex = r"\d{1,10}"
+
+    def __init__(self, map: object, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("max", MAX_ROUTE_ID)
+        super().__init__(map, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def set_security_headers(
+    response: Response, *, content_security_policy: str, hsts_max_age: int = 0
+) -> Response:
+    """Headers every page gets: no sniffing, no framing, a strict referrer policy and the CSP;
+    Strict-Transport-Security too when `hsts_max_age` is set (production)."""
+    if hsts_max_age > 0:
+        response.headers.setdefault(
+            "Strict-Transport-Security", f"max-age={hsts_max_age}; includeSubDomains"
+        )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")

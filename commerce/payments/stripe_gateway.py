@@ -61,8 +61,9 @@ SANDBOX_PAYMENT_METHODS = frozenset(card.payment_method for card in SANDBOX_TEST
 
 
 def is_sandbox_mode(settings: Settings) -> bool:
-    """True when payments go to a local fake Stripe (the test cards are offered server-side)."""
-    return bool(settings.stripe_api_base)
+    """True when payments go to a local fake Stripe (the test cards are offered server-side):
+    sandbox mode on (settings.sandbox_enabled) and STRIPE_API_BASE set."""
+    return settings.sandbox_enabled and bool(settings.stripe_api_base)
 
 
 def stripe_client_from_settings(settings: Settings) -> stripe.StripeClient:

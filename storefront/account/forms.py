@@ -33,6 +33,12 @@ class ProfileForm(FlaskForm):
     display_currency = SelectField(
         "Show prices in", validators=[DataRequired("Choose a currency.")], choices=[]
     )
+    email_password = PasswordField(
+        "Current password",
+        validators=[Optional(), Length(max=256)],
+        description="Needed only when you change your e-mail address.",
+        render_kw={"autocomplete": "current-password"},
+    )
 
 
 class PasswordChangeForm(FlaskForm):

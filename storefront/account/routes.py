@@ -1,7 +1,9 @@
 """The profile page and its three forms (details, password, wallet top-up).
 
 Each form posts to its own URL; a failed submission re-renders the whole page with that form's
-errors, the other two forms filled from the account.
+errors, the other two forms filled from the account. A wallet top-up is a card payment (a Stripe
+PaymentIntent confirmed in the browser, credited once Stripe says it succeeded:
+commerce.wallet_topup); only in sandbox mode is it the free demo top-up.
 """
 
 from __future__ import annotations
@@ -9,29 +11,43 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required, login_user
 from werkzeug.wrappers import Response
 from wtforms.fields import SelectChoice
 
 from commerce.accounts import AccountError, ProfileChanges, change_password, update_profile
 from commerce.models import FxRate, User
+from commerce.payments.gateway import PaymentError
+from commerce.payments.stripe_gateway import stripe_client_from_settings
 from commerce.wallet import (
     WalletError,
     list_wallet_entries,
     new_topup_reference,
-    top_up,
     topup_limit,
     wallet_balance,
 )
+from commerce.wallet_topup import (
+    TopUpState,
+    credit_card_topup,
+    sandbox_top_up,
+    start_card_topup,
+    topup_client_secret,
+)
 from onecart.money import MoneyError, parse_decimal
+from onecart.settings import get_settings
 from storefront.account.forms import PasswordChangeForm, ProfileForm, TopUpForm
 from storefront.database import db_session
 from storefront.form_errors import attach_service_errors
+from storefront.security import STRIPE_JS_CONTENT_SECURITY_POLICY
 
 bp = Blueprint("account", __name__)
 
 TOPUP_REFERENCE_PATTERN = re.compile(r"^sandbox-topup-[A-Za-z0-9_-]{8,40}$")
+
+
+def _sandbox_mode() -> bool:
+    return bool(current_app.config["SANDBOX_MODE"])
 
 
 def display_currency_choices(current: str) -> list[SelectChoice]:
@@ -75,6 +91,7 @@ def _render_profile(
         balance=wallet_balance(db, user),
         entries=list_wallet_entries(db, user),
         topup_limit=topup_limit(user.wallet_currency),
+        sandbox_mode=_sandbox_mode(),
     )
 
 
@@ -103,6 +120,7 @@ def update_details() -> Response | str:
                 email=form.email.data or "",
                 phone_number=form.phone_number.data,
                 display_currency=form.display_currency.data or "",
+                current_password=form.email_password.data or "",
             ),
         )
     except AccountError as exc:
@@ -143,7 +161,8 @@ def update_password() -> Response | str:
 @bp.post("/profile/wallet/top-up")
 @login_required
 def wallet_top_up() -> Response | str:
-    """Top up the wallet through the sandbox payment; a resubmitted form counts once."""
+    """Top up the wallet: start a card payment, or in sandbox mode add the amount for free; a
+    resubmitted form counts once (its reference is the idempotency key)."""
     form = _topup_form(submitted=True)
     if not form.validate_on_submit():
         return _render_profile(topup_form=form)
@@ -155,15 +174,71 @@ def wallet_top_up() -> Response | str:
     user = _user()
     try:
         amount = parse_decimal((form.amount.data or "").strip())
-        receipt = top_up(db, user, amount, reference=form.reference.data)
-    except (MoneyError, WalletError) as exc:
+        if not _sandbox_mode():
+            card = start_card_topup(
+                stripe_client_from_settings(get_settings()),
+                user,
+                amount,
+                reference=form.reference.data,
+            )
+            return redirect(url_for("account.pay_top_up", intent_id=card.intent_id))
+        receipt = sandbox_top_up(db, user, amount, reference=form.reference.data, sandbox_mode=True)
+    except (MoneyError, WalletError, PaymentError) as exc:
         db.rollback()
-        message = str(exc) if isinstance(exc, WalletError) else "Enter an amount like 25 or 25.50."
+        message = (
+            "Enter an amount like 25 or 25.50."
+            if isinstance(exc, MoneyError)
+            else exc.message
+            if isinstance(exc, PaymentError)
+            else str(exc)
+        )
         form.amount.errors = [*form.amount.errors, message]
         return _render_profile(topup_form=form)
     db.commit()
     if receipt.created:
-        flash("Your wallet has been topped up.", "success")
+        flash("Your wallet has been topped up (sandbox: no payment was taken).", "success")
     else:
         flash("That top-up was already recorded; nothing was charged twice.", "info")
+    return redirect(url_for("account.profile"))
+
+
+@bp.get("/profile/wallet/top-up/<intent_id>/pay")
+@login_required
+def pay_top_up(intent_id: str) -> Response | tuple[str, int, dict[str, str]]:
+    """The card form for one of the shopper's top-ups (Stripe's Payment Element)."""
+    try:
+        card = topup_client_secret(stripe_client_from_settings(get_settings()), _user(), intent_id)
+    except PaymentError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("account.profile"))
+    html = render_template(
+        "account/topup_pay.html",
+        card=card,
+        publishable_key=get_settings().stripe_publishable_key,
+        return_url=url_for("account.top_up_done", intent_id=card.intent_id, _external=True),
+    )
+    return html, 200, {"Content-Security-Policy": STRIPE_JS_CONTENT_SECURITY_POLICY}
+
+
+@bp.get("/profile/wallet/top-up/<intent_id>/done")
+@login_required
+def top_up_done(intent_id: str) -> Response:
+    """Where Stripe sends the shopper back: credit the top-up if Stripe says it succeeded (the
+    webhook does the same; whichever comes first credits, the other finds it done)."""
+    db = db_session()
+    try:
+        outcome = credit_card_topup(
+            db, stripe_client_from_settings(get_settings()), intent_id, user=_user()
+        )
+    except PaymentError as exc:
+        db.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("account.profile"))
+    db.commit()
+    if outcome.state == TopUpState.CREDITED:
+        flash("Your card payment succeeded and your wallet has been topped up.", "success")
+    elif outcome.state == TopUpState.PENDING:
+        flash("Your card payment is being confirmed; the wallet is credited once it is.", "info")
+    else:
+        flash("The card payment did not go through; nothing was added or taken.", "error")
     return redirect(url_for("account.profile"))

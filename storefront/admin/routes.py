@@ -5,7 +5,7 @@ masked only."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
@@ -37,6 +37,11 @@ def require_admin() -> Response | None:
     if not current_user.is_admin:
         abort(403)
     return None
+
+
+def _sandbox_mode() -> bool:
+    """Sandbox mode lets marketplaces live on loopback and private addresses (the demo's do)."""
+    return bool(current_app.config["SANDBOX_MODE"])
 
 
 def _form_input(form: MarketplaceForm) -> MarketplaceInput:
@@ -84,7 +89,9 @@ def new_marketplace() -> Response | str:
         return render_template("admin/marketplace_form.html", form=form, marketplace=None)
     db = db_session()
     try:
-        marketplace = create_marketplace(db, form.slug.data or "", _form_input(form))
+        marketplace = create_marketplace(
+            db, form.slug.data or "", _form_input(form), allow_private_hosts=_sandbox_mode()
+        )
     except MarketplaceEditError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
@@ -106,13 +113,21 @@ def edit_marketplace(marketplace_id: int) -> Response | str:
         return render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
     db = db_session()
     try:
-        update_marketplace(db, marketplace, _form_input(form))
+        key_dropped = update_marketplace(
+            db, marketplace, _form_input(form), allow_private_hosts=_sandbox_mode()
+        )
     except MarketplaceEditError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
         return render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
     db.commit()
     flash(f"{marketplace.name} was saved.", "success")
+    if key_dropped:
+        flash(
+            "The API base URL moved to another host, so the stored API key was removed: "
+            "enter the key again to send it there.",
+            "warning",
+        )
     return redirect(url_for("admin.marketplaces"))
 
 

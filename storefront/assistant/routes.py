@@ -144,7 +144,8 @@ def _answer(form: AssistantForm, prompt_text: str) -> tuple[str, int, dict[str, 
     checks = [(per_ip, request.remote_addr or "unknown")]
     if user is not None:
         checks.append((per_user, str(user.id)))
-    decision = limiter.check(checks)
+    # Checked and counted in one atomic step, so concurrent prompts cannot all slip through.
+    decision = limiter.acquire(checks)
     if not decision.allowed:
         minutes = max(1, (decision.retry_after + 59) // 60)
         return _page(
@@ -154,7 +155,6 @@ def _answer(form: AssistantForm, prompt_text: str) -> tuple[str, int, dict[str, 
             status=429,
             headers={"Retry-After": str(decision.retry_after)},
         )
-    limiter.hit(checks)
     try:
         answer = answer_prompt(
             prompt_text,

@@ -62,3 +62,32 @@ class SignupForm(FlaskForm):
         render_kw={"autocomplete": "new-password"},
     )
     next = HiddenField()
+
+
+class ForgotPasswordForm(FlaskForm):
+    """The address a password-reset link goes to."""
+
+    email = EmailField(
+        "E-mail address",
+        validators=[DataRequired("Enter your e-mail address."), Length(max=254)],
+        render_kw={"autocomplete": "email"},
+    )
+
+
+class ResetPasswordForm(FlaskForm):
+    """A new password, chosen through a reset link."""
+
+    new_password = PasswordField(
+        "New password",
+        validators=[DataRequired("Choose a new password."), Length(max=128)],
+        description="At least 10 characters, mixing letters with digits or symbols.",
+        render_kw={"autocomplete": "new-password"},
+    )
+    confirm_new_password = PasswordField(
+        "Confirm new password",
+        validators=[
+            DataRequired("Repeat the new password."),
+            EqualTo("new_password", "The two passwords don't match."),
+        ],
+        render_kw={"autocomplete": "new-password"},
+    )

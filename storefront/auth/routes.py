@@ -1,12 +1,18 @@
-"""Sign-up, login and logout views: validate the form, call commerce.accounts, commit, redirect.
+"""Sign-up, login, logout and password reset views: validate the form, call commerce, commit,
+redirect.
 
-Login is rate-limited per client IP and per account (commerce.rate_limit), regenerates the
-session, merges the guest cart into the account, and only follows same-site `next` paths.
+Login is rate-limited per client IP and per (account, client IP) in one atomic step before the
+password is checked (commerce.rate_limit), regenerates the session, merges the guest cart into the
+account, and only follows same-site `next` paths. Logout rotates the account's session nonce, so
+the remember cookie and any copy of the session cookie stop working. Sign-up and the reset form
+are rate-limited per client (storefront.limits); the reset form answers the same whether or not
+the address has an account.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from flask import (
@@ -30,12 +36,23 @@ from commerce.accounts import (
     login_account_key,
     register_user,
 )
-from commerce.models import User
+from commerce.models import User, new_session_nonce
+from commerce.password_reset import (
+    RESET_TOKEN_MAX_AGE_S,
+    MailSettings,
+    find_user_by_email,
+    make_reset_token,
+    reset_email,
+    reset_password,
+    send_email,
+    user_for_reset_token,
+)
 from commerce.rate_limit import LoginRateLimiter
-from storefront.auth.forms import LoginForm, SignupForm
+from storefront.auth.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 from storefront.database import db_session
 from storefront.extensions import login_manager
 from storefront.form_errors import attach_service_errors
+from storefront.limits import client_address, enforce_form_limit
 from storefront.security import safe_next_url
 
 bp = Blueprint("auth", __name__)
@@ -118,23 +135,22 @@ def login() -> Response | str:
         return render_template("auth/login.html", form=form)
 
     db = db_session()
-    client_ip = request.remote_addr or "unknown"
+    client_ip = client_address()
     account_key = login_account_key(db, form.login.data)
-    decision = _login_limiter().check(client_ip, account_key)
-    if not decision.allowed:
-        logger.warning("login rate-limited (%s) from %s", decision.limited_by, client_ip)
+    attempt = _login_limiter().begin_attempt(client_ip, account_key)
+    if not attempt.allowed:
+        logger.warning("login rate-limited (%s) from %s", attempt.limited_by, client_ip)
         raise TooManyRequests(
             "Too many failed sign-in attempts. Please wait a few minutes and try again.",
-            retry_after=decision.retry_after,
+            retry_after=attempt.retry_after,
         )
     user = authenticate(db, form.login.data, form.password.data)
     if user is None:
-        db.rollback()
-        _login_limiter().record_failure(client_ip, account_key)
+        db.rollback()  # the failed attempt stays counted: begin_attempt recorded it
         form.password.errors = ["That username or e-mail and password don't match."]
         return render_template("auth/login.html", form=form)
     db.commit()
-    _login_limiter().record_success(account_key)
+    _login_limiter().record_success(client_ip, account_key, attempt)
     sign_in(user, remember=bool(form.remember.data))
     flash(f"Welcome back, {user.first_name or user.username}.", "success")
     return _redirect_after_login(form.next.data)
@@ -148,6 +164,8 @@ def signup() -> Response | str:
         form.next.data = safe_next_url(request.args.get("next")) or ""
     if not form.validate_on_submit():
         return render_template("auth/signup.html", form=form)
+    # Every attempt counts, so the form cannot be used to probe many names or addresses.
+    enforce_form_limit("signup")
     db = db_session()
     try:
         user = register_user(
@@ -171,8 +189,94 @@ def signup() -> Response | str:
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
-    """Sign out (POST only, so a link on another site can't sign anyone out)."""
-    logout_user()
+    """Sign out (POST only, so a link on another site can't sign anyone out).
+
+    The account's session nonce rotates, so the "keep me signed in" cookie and any copy of the
+    session cookie stop working, and Flask-Login deletes the remember cookie.
+    """
+    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    db = db_session()
+    user.session_nonce = new_session_nonce()
+    db.commit()
+    # Clear first: logout_user() leaves the instruction to delete the remember cookie in the
+    # session, which a later clear() would drop.
     session.clear()
+    logout_user()
     flash("You have been signed out.", "info")
     return redirect("/")
+
+
+def _mail_settings() -> MailSettings:
+    return MailSettings(
+        host=current_app.config.get("SMTP_HOST") or None,
+        port=int(current_app.config.get("SMTP_PORT") or 25),
+        sender=str(current_app.config.get("SMTP_SENDER") or ""),
+    )
+
+
+def _reset_link(token: str) -> str:
+    """The absolute link to the reset page: PUBLIC_URL when configured (so a forged Host header
+    cannot point the link elsewhere), else this request's host."""
+    path = url_for("auth.reset_password_page", token=token)
+    base = (current_app.config.get("PUBLIC_URL") or request.host_url).rstrip("/")
+    return base + path
+
+
+def _send_in_background(message: Any, mail: MailSettings) -> None:
+    # The answer must not take longer when the address has an account: send after responding.
+    threading.Thread(target=send_email, args=(message, mail), daemon=True).start()
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+def forgot_password() -> str:
+    """Ask for a reset link; the answer is the same whether or not the address has an account."""
+    form = ForgotPasswordForm()
+    minutes = RESET_TOKEN_MAX_AGE_S // 60
+    if not form.validate_on_submit():
+        return render_template("auth/forgot_password.html", form=form, sent=False, minutes=minutes)
+    address = (form.email.data or "").strip().lower()
+    enforce_form_limit("password_reset_ip")
+    enforce_form_limit("password_reset_address", f"address:{address}")
+    user = find_user_by_email(db_session(), address)
+    if user is not None:
+        token = make_reset_token(user, current_app.config["SECRET_KEY"])
+        _send_in_background(
+            reset_email(user, _reset_link(token), _mail_settings()), _mail_settings()
+        )
+    db_session().rollback()
+    return render_template("auth/forgot_password.html", form=form, sent=True, minutes=minutes)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password_page(token: str) -> Response | tuple[str, int] | str:
+    """Choose a new password through a reset link; afterwards every session is signed out."""
+    minutes = RESET_TOKEN_MAX_AGE_S // 60
+    db = db_session()
+    user = user_for_reset_token(db, token, current_app.config["SECRET_KEY"])
+    if user is None:
+        return render_template("auth/reset_password.html", form=None, minutes=minutes), 404
+    form = ResetPasswordForm()
+    if not form.validate_on_submit():
+        return render_template("auth/reset_password.html", form=form, minutes=minutes)
+    try:
+        reset_password(db, user, form.new_password.data)
+    except AccountError as exc:
+        db.rollback()
+        attach_service_errors(form, exc.errors)
+        return render_template("auth/reset_password.html", form=form, minutes=minutes)
+    db.commit()
+    session.clear()
+    logout_user()
+    flash(
+        "Your password has been changed and every device was signed out. Please log in.", "success"
+    )
+    return redirect(url_for("auth.login"))
+
+
+@bp.after_request
+def keep_reset_links_private(response: Response) -> Response:
+    """The reset token is a credential: no caching, and no Referer carrying it elsewhere."""
+    if request.endpoint == "auth.reset_password_page":
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+    return response

@@ -22,8 +22,9 @@ from commerce.catalog import active_marketplaces
 from commerce.fx import USD, FxTable, load_fx_table
 from onecart.money import currency_exponent, from_minor_units, is_iso_currency
 from search_index.cache import ResultCache
-from search_index.client import make_client
+from search_index.client import SearchUnavailable, make_client
 from search_index.filters import PriceScale
+from search_index.search_keys import SearchKeyError, derive_search_key
 from search_index.settings import group_index_uid
 from storefront.database import db_session
 
@@ -97,12 +98,21 @@ def price_scale() -> PriceScale:
 
 
 def search_client() -> meilisearch.Client:
-    """The application's Meilisearch client (created on first use)."""
+    """The application's Meilisearch client (created on first use), holding the site's
+    read-only search key, never the master key (search_index.search_keys)."""
     client = current_app.extensions.get("onecart_search_client")
     if client is None:
-        client = make_client(
-            current_app.config["MEILI_URL"], current_app.config["MEILI_MASTER_KEY"]
-        )
+        key = current_app.config.get("MEILI_SEARCH_KEY") or ""
+        if not key:
+            try:
+                key = derive_search_key(
+                    current_app.config["MEILI_URL"],
+                    current_app.config["MEILI_MASTER_KEY"],
+                    index_uid(),
+                )
+            except SearchKeyError as exc:  # tried again on the next request
+                raise SearchUnavailable(str(exc), reason="unreachable") from exc
+        client = make_client(current_app.config["MEILI_URL"], key)
         current_app.extensions["onecart_search_client"] = client
     return client
 

@@ -11,6 +11,7 @@ from commerce.models import Marketplace
 from commerce.support import SupportError, create_ticket, find_user_ticket, list_user_tickets
 from storefront.database import db_session
 from storefront.form_errors import attach_service_errors
+from storefront.limits import enforce_form_limit
 from storefront.pages.forms import SupportForm
 
 bp = Blueprint("pages", __name__)
@@ -36,6 +37,8 @@ def support() -> Response | str:
         form.email.data = current_user.email
     if not form.validate_on_submit():
         return render_template("pages/support.html", form=form)
+    # Per client: the form needs no account, so nothing else stops a flood of tickets.
+    enforce_form_limit("support")
     db = db_session()
     try:
         ticket = create_ticket(

@@ -8,7 +8,10 @@ import stripe
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from commerce.payments.gateway import PaymentError, PaymentUnavailable
+from commerce.payments.stripe_gateway import stripe_client_from_settings
 from commerce.payments.stripe_webhooks import handle_stripe_event
+from commerce.wallet_topup import credit_card_topup, is_topup_intent
 from onecart.settings import get_settings
 from storefront.database import session_factory
 from storefront.extensions import csrf
@@ -37,6 +40,26 @@ def stripe_webhook() -> ResponseReturnValue:
         return jsonify(error="invalid signature"), 400
     data = event.data.object
     data_dict = data.to_dict() if hasattr(data, "to_dict") else dict(data)
+    if str(event.type) == "payment_intent.succeeded" and is_topup_intent(data_dict):
+        try:
+            topup = _credit_topup(str(data_dict.get("id") or ""))
+        except PaymentUnavailable as exc:
+            # Stripe retries a failed delivery: nothing was credited, the retry tries again.
+            logger.warning("stripe event %s: top-up not credited yet: %s", event.id, exc.message)
+            return jsonify(error="top-up not credited, retry later"), 503
+        except PaymentError as exc:
+            # Not ours to fix by retrying (another currency, no such account): an operator looks.
+            topup = f"top-up refused: {exc.message}"
+            logger.error("stripe event %s: %s", event.id, topup)
+        logger.info("stripe event %s (%s): %s", event.id, event.type, topup)
     outcome = handle_stripe_event(session_factory(), str(event.id), str(event.type), data_dict)
     logger.info("stripe event %s (%s): %s", event.id, event.type, outcome)
     return jsonify(received=True, outcome=outcome)
+
+
+def _credit_topup(intent_id: str) -> str:
+    """Credit a wallet top-up the event reports (idempotent; Stripe is asked, not believed)."""
+    with session_factory()() as session:
+        outcome = credit_card_topup(session, stripe_client_from_settings(get_settings()), intent_id)
+        session.commit()
+    return f"wallet top-up {outcome.state}" + (" (credited now)" if outcome.created else "")

@@ -15,7 +15,7 @@ from adapters.base import BadPayload, MarketplaceAdapter, NotFound, Offer, Rejec
 from adapters.registry import build_adapter, default_environment, load_marketplaces
 from sandbox.world import World
 
-CREDENTIALS = {"AMAZON_CREATORS_CREDENTIALS": "sandbox-id:sandbox-secret"}
+CREDENTIALS = {"ONECART_MARKETPLACE_KEY_AMAZON": "sandbox-id:sandbox-secret"}
 TEST_SEED, TEST_OFFERS = 7, 1200  # tests/conftest.py's sandbox
 
 
@@ -92,11 +92,11 @@ def test_the_hand_off_url_opens_one_cart_with_every_item(
 
 def test_amazon_without_credentials_is_refused_naming_the_variable(sandbox_server: str) -> None:
     env = {**default_environment(), "ONECART_SANDBOX_URL": sandbox_server}
-    env.pop("AMAZON_CREATORS_CREDENTIALS", None)
+    env.pop("ONECART_MARKETPLACE_KEY_AMAZON", None)
     [config] = [c for c in load_marketplaces(env=env) if c.slug == "amazon"]
     with (
         build_adapter(config) as adapter,
-        pytest.raises(Rejected, match="AMAZON_CREATORS_CREDENTIALS"),
+        pytest.raises(Rejected, match="ONECART_MARKETPLACE_KEY_AMAZON"),
     ):  # type: ignore[attr-defined]
         next(adapter.fetch_catalog_pages())
 

@@ -40,9 +40,9 @@ from adapters.registry import build_adapter, default_environment, load_marketpla
 from onecart.money import is_iso_currency
 
 API_KEYS = {
-    "SHOPWAVE_ACCESS_TOKEN": "shpat_onecart_test",
-    "KIONDO_WC_CREDENTIALS": "ck_test:cs_test",
-    "BAZAAR_API_KEY": "bazaar-test-key",
+    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_onecart_test",
+    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_test:cs_test",
+    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-test-key",
 }
 REJECTION_REASONS = frozenset(
     {
@@ -464,5 +464,5 @@ def test_a_missing_api_key_names_the_variable(sandbox_server: str) -> None:
     env = {key: value for key, value in default_environment().items() if key not in API_KEYS}
     [bazaar] = [config for config in load_marketplaces(env=env) if config.slug == "bazaar"]
     adapter = build_adapter(bazaar)
-    with pytest.raises(Rejected, match="BAZAAR_API_KEY"):
+    with pytest.raises(Rejected, match="ONECART_MARKETPLACE_KEY_BAZAAR"):
         next(iter(adapter.fetch_catalog_pages()))

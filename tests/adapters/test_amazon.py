@@ -107,7 +107,7 @@ def amazon(
         slug="amazon",
         base_url=API,
         api_key=kw.pop("api_key", "amzn1.id:amzn1.secret"),
-        api_key_env="AMAZON_CREATORS_CREDENTIALS",
+        api_key_env="ONECART_MARKETPLACE_KEY_AMAZON",
         options={**OPTIONS, **(options or {})},
     )
     extra = {"clock": clock} if clock else {}
@@ -373,7 +373,7 @@ def test_refused_credentials_name_the_token_endpoint() -> None:
     with pytest.raises(Exception, match="token endpoint refused the credentials"):
         adapter.lookup_offer("B0BXYCS74H")
     without_key, _, _ = amazon(handle, api_key=None)
-    with pytest.raises(Exception, match="AMAZON_CREATORS_CREDENTIALS"):
+    with pytest.raises(Exception, match="ONECART_MARKETPLACE_KEY_AMAZON"):
         without_key.lookup_offer("B0BXYCS74H")
 
 

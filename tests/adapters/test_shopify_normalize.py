@@ -209,6 +209,8 @@ def test_lookup_reads_the_admin_product_with_the_access_token() -> None:
 
 
 def test_lookup_without_a_token_names_the_variable_to_set() -> None:
-    shop = ShopifyAdapter(marketplace_config("shopify", api_key_env="SHOPWAVE_ACCESS_TOKEN"))
-    with pytest.raises(Rejected, match="SHOPWAVE_ACCESS_TOKEN"):
+    shop = ShopifyAdapter(
+        marketplace_config("shopify", api_key_env="ONECART_MARKETPLACE_KEY_SHOPWAVE")
+    )
+    with pytest.raises(Rejected, match="ONECART_MARKETPLACE_KEY_SHOPWAVE"):
         shop.lookup_offer("1")

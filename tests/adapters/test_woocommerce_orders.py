@@ -64,7 +64,7 @@ def woo(
             slug="kiondo",
             currency="KES",
             api_key=api_key,
-            api_key_env="KIONDO_WC_CREDENTIALS",
+            api_key_env="ONECART_MARKETPLACE_KEY_KIONDO",
         ),
         transport=transport,
     )
@@ -99,7 +99,7 @@ def test_place_order_posts_a_paid_order_with_our_reference() -> None:
 
 def test_missing_credentials_name_the_variable() -> None:
     adapter, transport = woo(lambda request: httpx.Response(201, json=woo_order()), api_key=None)
-    with pytest.raises(Rejected, match="KIONDO_WC_CREDENTIALS"):
+    with pytest.raises(Rejected, match="ONECART_MARKETPLACE_KEY_KIONDO"):
         adapter.place_order(REQUEST)
     assert transport.requests == []
 

@@ -34,10 +34,10 @@ SCREENSHOT_DIR = REPO_ROOT / "test-artifacts" / "screenshots"
 WIDTHS = (375, 1280)
 # The sandbox accepts any non-empty credentials.
 SANDBOX_CREDENTIALS = {
-    "SHOPWAVE_ACCESS_TOKEN": "shpat_browser_tests",
-    "KIONDO_WC_CREDENTIALS": "ck_browser_tests:cs_browser_tests",
-    "BAZAAR_API_KEY": "bazaar-browser-tests",
-    "AMAZON_CREATORS_CREDENTIALS": "sandbox-id:sandbox-secret",
+    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_browser_tests",
+    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_browser_tests:cs_browser_tests",
+    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-browser-tests",
+    "ONECART_MARKETPLACE_KEY_AMAZON": "sandbox-id:sandbox-secret",
 }
 
 

@@ -65,10 +65,10 @@ from tests.storefront.conftest import DEFAULT_PASSWORD, log_in, storefront_db_ur
 __all__ = ["storefront_db_url"]
 
 SANDBOX_CREDENTIALS = {
-    "SHOPWAVE_ACCESS_TOKEN": "shpat_checkout_tests",
-    "KIONDO_WC_CREDENTIALS": "ck_checkout_tests:cs_checkout_tests",
-    "BAZAAR_API_KEY": "bazaar-checkout-tests",
-    "AMAZON_CREATORS_CREDENTIALS": "sandbox-id:sandbox-secret",
+    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_checkout_tests",
+    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_checkout_tests:cs_checkout_tests",
+    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-checkout-tests",
+    "ONECART_MARKETPLACE_KEY_AMAZON": "sandbox-id:sandbox-secret",
 }
 # Units per 1 USD; exact decimals, as the pipeline publishes them.
 TEST_FX_RATES = {"KES": "129.5", "EUR": "0.92", "NGN": "1550", "GBP": "0.79"}
@@ -516,7 +516,7 @@ class Shop:
         if slug == "shopwave":
             response = httpx.post(
                 f"{self.sandbox_url}/shopwave/admin/api/2024-10/graphql.json",
-                headers={"X-Shopify-Access-Token": credentials["SHOPWAVE_ACCESS_TOKEN"]},
+                headers={"X-Shopify-Access-Token": credentials["ONECART_MARKETPLACE_KEY_SHOPWAVE"]},
                 json={
                     "query": "query orders($query: String) { orders(first: 50, query: $query) "
                     "{ nodes { id sourceIdentifier } } }",
@@ -528,7 +528,7 @@ class Shop:
             nodes = response.json()["data"]["orders"]["nodes"]
             return [node for node in nodes if node["sourceIdentifier"] == reference]
         if slug == "kiondo":
-            key, secret = credentials["KIONDO_WC_CREDENTIALS"].split(":")
+            key, secret = credentials["ONECART_MARKETPLACE_KEY_KIONDO"].split(":")
             response = httpx.get(
                 f"{self.sandbox_url}/kiondo/wp-json/wc/v3/orders",
                 params={"search": reference},

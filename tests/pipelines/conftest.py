@@ -17,10 +17,10 @@ from pipelines.run import IngestReport, dagster_instance, materialize_all
 
 # The sandbox accepts any non-empty credentials; real deployments set these in the environment.
 SANDBOX_CREDENTIALS = {
-    "SHOPWAVE_ACCESS_TOKEN": "shpat_pipeline_tests",
-    "KIONDO_WC_CREDENTIALS": "ck_pipeline_tests:cs_pipeline_tests",
-    "BAZAAR_API_KEY": "bazaar-pipeline-tests",
-    "AMAZON_CREATORS_CREDENTIALS": "sandbox-id:sandbox-secret",
+    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_pipeline_tests",
+    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_pipeline_tests:cs_pipeline_tests",
+    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-pipeline-tests",
+    "ONECART_MARKETPLACE_KEY_AMAZON": "sandbox-id:sandbox-secret",
 }
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from commerce.models import Marketplace, User
 from commerce.support import create_ticket
+from tests.storefront.conftest import DEFAULT_PASSWORD
 
 CORE_BLUEPRINTS = {"auth", "account", "pages", "admin", "errors", "health"}
 
@@ -22,6 +23,8 @@ SIGNED_IN_ONLY = [
     ("POST", "/profile"),
     ("POST", "/profile/password"),
     ("POST", "/profile/wallet/top-up"),
+    ("GET", "/profile/wallet/top-up/pi_unknown/pay"),
+    ("GET", "/profile/wallet/top-up/pi_unknown/done"),
     ("GET", "/support/tickets"),
     ("GET", "/support/tickets/{ticket}"),
     ("POST", "/logout"),
@@ -39,6 +42,8 @@ ADMIN_ONLY = [
 PUBLIC = {
     "auth.login",
     "auth.signup",
+    "auth.forgot_password",
+    "auth.reset_password_page",
     "pages.about",
     "pages.support",
     "pages.support_received",
@@ -133,6 +138,7 @@ def test_profile_forms_only_ever_change_the_signed_in_account(
             "id": str(victim.id),
             "email": "owner-new@example.com",
             "display_currency": "USD",
+            "email_password": DEFAULT_PASSWORD,  # a new e-mail needs the password (issue 12)
         },
     )
     db_session.refresh(victim)

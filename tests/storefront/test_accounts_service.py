@@ -177,6 +177,7 @@ def test_update_profile_validates_every_field(
             email="Wanjiru@Example.com",
             phone_number="+254 712 345 678",
             display_currency="kes",
+            current_password=DEFAULT_PASSWORD,  # a new e-mail needs the password (issue 12)
         ),
     )
     db_session.commit()

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from commerce.marketplace_access import marketplace_api_key
 from commerce.models import Marketplace, User
 from commerce.secrets import decrypt_secret, encrypt_secret
 
@@ -21,7 +22,7 @@ NEW_MARKETPLACE = {
     "kind": "declarative",
     "api_base_url": "https://api.lagos-deals.example/v1",
     "api_key": SECRET_KEY,
-    "api_key_env": "LAGOS_DEALS_KEY",
+    "api_key_env": "ONECART_MARKETPLACE_KEY_LAGOS_DEALS",
     "currency": "ngn",
     "country": "ng",
     "relation_identifier": "gtin",
@@ -109,6 +110,9 @@ def test_adding_a_marketplace_encrypts_the_key_and_shows_it_masked(
         ({"rating": "abc"}, "between 0 and 5"),
         ({"logo": "javascript:alert(1)"}, "/static/"),
         ({"api_key_env": "lower case"}, "environment variable name"),
+        # Only marketplace key variables (issue 12): no admin can send the server's secrets.
+        ({"api_key_env": "AWS_SECRET_ACCESS_KEY"}, "starting with ONECART_MARKETPLACE_KEY_"),
+        ({"api_key_env": "SECRET_KEY"}, "starting with ONECART_MARKETPLACE_KEY_"),
     ],
 )
 def test_marketplace_form_errors(
@@ -134,7 +138,13 @@ def test_editing_keeps_the_key_when_blank_and_can_replace_or_clear_it(
     admin_client: FlaskClient, db_session: Session, make_marketplace: Callable[..., Marketplace]
 ) -> None:
     marketplace = make_marketplace(api_key_encrypted=encrypt_secret("original-key-0001"))
-    form = {**NEW_MARKETPLACE, "api_key": "", "name": "Renamed"}
+    # Same host: a stored key is only kept while the base URL stays on it (issue 12).
+    form = {
+        **NEW_MARKETPLACE,
+        "api_key": "",
+        "name": "Renamed",
+        "api_base_url": marketplace.api_base_url + "/v2",
+    }
     form.pop("slug")
     url = f"/admin/marketplaces/{marketplace.id}/edit"
 
@@ -169,3 +179,90 @@ def test_disable_and_enable(
 def test_unknown_marketplace_is_404(admin_client: FlaskClient) -> None:
     assert admin_client.get("/admin/marketplaces/999999/edit").status_code == 404
     assert admin_client.post("/admin/marketplaces/999999/disable").status_code == 404
+
+
+# --- Issue 12: no admin can aim the server's secrets or requests anywhere -----------------------
+
+
+@pytest.mark.parametrize("app_config_overrides", [{"SANDBOX_MODE": False}])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:6379/",
+        "http://127.0.0.1:8800/shop",
+        "http://[::1]/api",
+        "http://[::ffff:127.0.0.1]/api",
+        "http://10.1.2.3/api",
+        "http://192.168.0.10/api",
+        "http://0.0.0.0/api",
+        "http://2130706433/api",
+        "http://metadata.localhost/api",
+    ],
+)
+def test_non_public_base_urls_are_refused_outside_sandbox_mode(
+    admin_client: FlaskClient, db_session: Session, url: str
+) -> None:
+    response = admin_client.post(
+        "/admin/marketplaces/new", data={**NEW_MARKETPLACE, "api_base_url": url}
+    )
+    assert response.status_code == 200
+    assert "Use a public address" in _html(response) or "could not be resolved" in _html(response)
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Marketplace)) == 0
+
+
+@pytest.mark.parametrize("app_config_overrides", [{"SANDBOX_MODE": False}])
+def test_a_public_base_url_is_accepted_outside_sandbox_mode(
+    admin_client: FlaskClient, db_session: Session
+) -> None:
+    response = admin_client.post(
+        "/admin/marketplaces/new",
+        data={**NEW_MARKETPLACE, "api_base_url": "https://93.184.215.14/v1"},
+    )
+    assert response.status_code == 302
+
+
+def test_sandbox_mode_accepts_local_marketplaces(admin_client: FlaskClient) -> None:
+    response = admin_client.post(
+        "/admin/marketplaces/new",
+        data={**NEW_MARKETPLACE, "api_base_url": "http://127.0.0.1:8800/shop"},
+    )
+    assert response.status_code == 302
+
+
+def test_a_stored_key_is_never_sent_to_a_changed_host_until_entered_again(
+    admin_client: FlaskClient, db_session: Session, make_marketplace: Callable[..., Marketplace]
+) -> None:
+    marketplace = make_marketplace(
+        api_base_url="http://127.0.0.1:9/shop", api_key_encrypted=encrypt_secret("stored-key-01")
+    )
+    url = f"/admin/marketplaces/{marketplace.id}/edit"
+    form = {**NEW_MARKETPLACE, "api_key": "", "api_base_url": "http://127.0.0.2:9/shop"}
+    form.pop("slug")
+
+    moved = admin_client.post(url, data=form, follow_redirects=True)
+    assert "the stored API key was removed" in _html(moved)
+    db_session.refresh(marketplace)
+    assert marketplace.api_base_url == "http://127.0.0.2:9/shop"
+    assert marketplace.api_key_encrypted is None
+    assert marketplace_api_key(marketplace) is None
+
+    # Entered again for the new host: stored and kept.
+    admin_client.post(url, data={**form, "api_key": "stored-key-02"})
+    db_session.refresh(marketplace)
+    assert decrypt_secret(marketplace.api_key_encrypted or "") == "stored-key-02"
+    # A different port is another host too.
+    admin_client.post(url, data={**form, "api_base_url": "http://127.0.0.2:10/shop"})
+    db_session.refresh(marketplace)
+    assert marketplace.api_key_encrypted is None
+
+
+def test_only_prefixed_key_variables_are_ever_read(
+    make_marketplace: Callable[..., Marketplace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ONECART_MARKETPLACE_KEY_SHOPX", "shop-key")
+    monkeypatch.setenv("SECRET_KEY", "the-flask-secret")
+    assert marketplace_api_key(make_marketplace(api_key_env="ONECART_MARKETPLACE_KEY_SHOPX")) == (
+        "shop-key"
+    )
+    assert marketplace_api_key(make_marketplace(api_key_env="SECRET_KEY")) is None

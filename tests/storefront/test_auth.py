@@ -325,28 +325,38 @@ def test_login_merges_the_guest_cart_into_the_account(
 
 
 @pytest.mark.parametrize("app_config_overrides", [{"LOGIN_LIMIT_PER_ACCOUNT": 3}])
-def test_login_is_rate_limited_per_account(
+def test_login_is_rate_limited_per_account_and_client(
     client: FlaskClient, app: Flask, make_user: Callable[..., User]
 ) -> None:
+    """The account limit is keyed with the client (issue 12): the guesser waits, the owner
+    signing in from elsewhere does not."""
     user = make_user()
-    for attempt in range(3):
-        other_ip = {"REMOTE_ADDR": f"10.0.0.{attempt + 1}"}
+    guesser = {"REMOTE_ADDR": "10.0.0.1"}
+    for _attempt in range(3):
         response = client.post(
             "/login",
             data={"login": user.username, "password": "wrong-password-1"},
-            environ_base=other_ip,
+            environ_base=guesser,
         )
         assert response.status_code == 200
 
-    # Even the right password, via the e-mail address and from a new IP, waits now.
+    # Even the right password, via the e-mail address, waits now from the guessing client.
     blocked = app.test_client().post(
         "/login",
         data={"login": user.email, "password": DEFAULT_PASSWORD},
-        environ_base={"REMOTE_ADDR": "10.0.0.99"},
+        environ_base=guesser,
     )
     assert blocked.status_code == 429
     assert int(blocked.headers["Retry-After"]) > 0
     assert "Too many" in _html(blocked)
+
+    # Failing logins elsewhere cannot lock the owner out.
+    owner = app.test_client().post(
+        "/login",
+        data={"login": user.email, "password": DEFAULT_PASSWORD},
+        environ_base={"REMOTE_ADDR": "10.0.0.99"},
+    )
+    assert owner.status_code == 302
 
 
 @pytest.mark.parametrize("app_config_overrides", [{"LOGIN_LIMIT_PER_IP": 3}])

@@ -81,7 +81,14 @@ def test_saving_details(signed_in: FlaskClient, user: User, db_session: Session)
     db_session.add(FxRate(currency="KES", rate=Decimal("129.5"), as_of=date(2026, 11, 20)))
     db_session.commit()
     response = signed_in.post(
-        "/profile", data={**DETAILS, "email": "Ama.New@Example.com", "display_currency": "KES"}
+        "/profile",
+        data={
+            **DETAILS,
+            "email": "Ama.New@Example.com",
+            "display_currency": "KES",
+            # Changing the e-mail needs the password (issue 12).
+            "email_password": DEFAULT_PASSWORD,
+        },
     )
     assert response.status_code == 302 and response.headers["Location"] == "/profile"
     db_session.refresh(user)
@@ -92,6 +99,24 @@ def test_saving_details(signed_in: FlaskClient, user: User, db_session: Session)
         "+233 20 123 4567",
     )
     assert "Your profile has been saved." in _html(signed_in.get("/profile"))
+
+
+@pytest.mark.parametrize("password", ["", "not-the-password-1"])
+def test_changing_the_email_needs_the_current_password(
+    signed_in: FlaskClient, user: User, db_session: Session, password: str
+) -> None:
+    response = signed_in.post(
+        "/profile", data={**DETAILS, "email": "thief@example.com", "email_password": password}
+    )
+    assert response.status_code == 200
+    assert "Enter your current password to change your e-mail address." in _html(response)
+    db_session.refresh(user)
+    assert user.email == "ama@example.com"
+    # Other details save without the password while the address stays the same.
+    kept = signed_in.post("/profile", data={**DETAILS, "first_name": "Akosua"})
+    assert kept.status_code == 302
+    db_session.refresh(user)
+    assert user.first_name == "Akosua"
 
 
 @pytest.mark.parametrize(
@@ -182,7 +207,7 @@ def test_top_up_adds_a_ledger_line_and_the_balance_matches(
 
     html = _html(signed_in.get("/profile"))
     assert 'data-testid="wallet-balance">$25.50<' in html
-    assert "Top-up (sandbox payment)" in html
+    assert "Top-up (sandbox: no payment taken)" in html  # says so (issue 12)
     entries = db_session.scalars(sa.select(WalletEntry).where(WalletEntry.user_id == user.id)).all()
     assert [(e.amount_minor, e.reference) for e in entries] == [(2550, reference)]
     assert wallet_balance(db_session, user) == Money(sum(e.amount_minor for e in entries), "USD")

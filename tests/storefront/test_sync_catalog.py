@@ -25,7 +25,7 @@ def configs() -> list[MarketplaceConfig]:
     """The real marketplaces.toml, with a Shopify token in the environment."""
     env = {
         "ONECART_SANDBOX_URL": "http://127.0.0.1:8800",
-        "SHOPWAVE_ACCESS_TOKEN": "shpat_test_0000abcd",
+        "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_test_0000abcd",
     }
     return load_marketplaces(env=env)
 
@@ -72,7 +72,7 @@ def test_seeding_creates_every_configured_marketplace_with_capabilities_and_encr
     assert shopwave is not None
     assert "catalog" in shopwave.capabilities and "order" in shopwave.capabilities
     assert shopwave.relation_identifier == "gtin"
-    assert shopwave.api_key_env == "SHOPWAVE_ACCESS_TOKEN"
+    assert shopwave.api_key_env == "ONECART_MARKETPLACE_KEY_SHOPWAVE"
     assert "shpat" not in (shopwave.api_key_encrypted or "")
     assert decrypt_secret(shopwave.api_key_encrypted or "") == "shpat_test_0000abcd"
     assert shopwave.masked_api_key == "••••abcd"

@@ -31,9 +31,9 @@ from warehouse.vectorized import PRINTABLE_CLASS, VECTORIZED_FORMATS, vectorized
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 PAGE_SIZE = 50
 SANDBOX_CREDENTIALS = {
-    "SHOPWAVE_ACCESS_TOKEN": "shpat_vectorized_tests",
-    "KIONDO_WC_CREDENTIALS": "ck_vectorized:cs_vectorized",
-    "BAZAAR_API_KEY": "bazaar-vectorized-tests",
+    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_vectorized_tests",
+    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_vectorized:cs_vectorized",
+    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-vectorized-tests",
 }
 
 

@@ -1,0 +1,212 @@
+"""Wallet top-ups: a real card payment outside sandbox mode, a free top-up only inside it.
+
+Outside sandbox mode a top-up is a Stripe PaymentIntent (automatic capture) created for the
+amount the shopper typed and tagged with who it is for. The browser confirms it with Stripe.js;
+the wallet is credited only once Stripe says the PaymentIntent *succeeded*: on the
+`payment_intent.succeeded` webhook and when the shopper comes back from Stripe, both of which
+call :func:`credit_card_topup`, which asks Stripe for the PaymentIntent itself instead of trusting
+what it was handed. The ledger line's reference is the PaymentIntent id and (kind, reference) is
+unique, so however often and however concurrently it is called, one PaymentIntent credits once.
+
+In sandbox mode (settings.sandbox_enabled: development, or ONECART_SANDBOX_MODE=true) the old
+free top-up remains for demos, and its ledger line says that no payment was taken.
+Services flush; the caller commits.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import stripe
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from commerce.models import User, WalletEntryKind
+from commerce.payments.gateway import PaymentDeclined, PaymentError, PaymentUnavailable
+from commerce.wallet import (
+    TopUpReceipt,
+    WalletError,
+    record_wallet_entry,
+    top_up,
+    topup_limit,
+)
+from onecart.money import Money, MoneyError, to_minor_units
+
+logger = logging.getLogger(__name__)
+
+TOPUP_PURPOSE = "wallet_topup"
+CARD_TOPUP_DESCRIPTION = "Top-up (card payment)"
+
+
+class TopUpState(enum.StrEnum):
+    """Where a card top-up stands, as the shopper is told."""
+
+    CREDITED = "credited"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CardTopUp:
+    """A PaymentIntent waiting for the browser: its id and the client secret Stripe.js needs."""
+
+    intent_id: str
+    client_secret: str
+    amount: Money
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpOutcome:
+    """What :func:`credit_card_topup` found; `created` is False when it was credited before."""
+
+    state: TopUpState
+    amount: Money | None = None
+    created: bool = False
+
+
+def _stripe_failure(exc: stripe.StripeError, action: str) -> PaymentError:
+    if isinstance(exc, stripe.CardError | stripe.InvalidRequestError):
+        return PaymentDeclined(f"The card payment could not be {action}: {exc.user_message}")
+    return PaymentUnavailable(f"The card payment service is unavailable ({action}).")
+
+
+def topup_amount(user: User, amount: Decimal) -> Money:
+    """The top-up amount in the wallet currency, checked: positive, exact, at most the limit."""
+    currency = user.wallet_currency
+    try:
+        minor = to_minor_units(amount, currency)
+    except MoneyError as exc:
+        raise WalletError(f"Enter an amount in {currency} with at most its decimals.") from exc
+    if minor <= 0:
+        raise WalletError("Enter an amount greater than zero.")
+    limit = topup_limit(currency)
+    if minor > limit.minor:
+        raise WalletError(f"A single top-up can be at most {limit.amount:,} {currency}.")
+    return Money(minor, currency)
+
+
+def sandbox_top_up(
+    session: Session, user: User, amount: Decimal, *, reference: str, sandbox_mode: bool
+) -> TopUpReceipt:
+    """The free demo top-up; refused (WalletError) unless sandbox mode is on."""
+    if not sandbox_mode:
+        raise WalletError("Top-ups are paid by card; free top-ups exist only in sandbox mode.")
+    return top_up(session, user, amount, reference=reference)
+
+
+def start_card_topup(
+    client: stripe.StripeClient, user: User, amount: Decimal, *, reference: str
+) -> CardTopUp:
+    """Create the PaymentIntent for a top-up form (the same form reference reuses the same
+    intent: the idempotency key is derived from it). Nothing is credited here."""
+    money = topup_amount(user, amount)
+    try:
+        intent = client.v1.payment_intents.create(
+            params={
+                "amount": money.minor,
+                "currency": money.currency.lower(),
+                "payment_method_types": ["card"],
+                "capture_method": "automatic",
+                "metadata": {
+                    "onecart_purpose": TOPUP_PURPOSE,
+                    "onecart_user_id": str(user.id),
+                    "onecart_topup_reference": reference,
+                },
+            },
+            options={"idempotency_key": f"wallet-topup-{user.id}-{reference}"},
+        )
+    except stripe.StripeError as exc:
+        raise _stripe_failure(exc, "prepared") from exc
+    return CardTopUp(
+        intent_id=str(intent.id), client_secret=str(intent.client_secret), amount=money
+    )
+
+
+def _metadata(intent: Any) -> dict[str, Any]:
+    metadata = getattr(intent, "metadata", None)
+    return metadata.to_dict() if metadata is not None and hasattr(metadata, "to_dict") else {}
+
+
+def is_topup_intent(data: Any) -> bool:
+    """True when a PaymentIntent (or a webhook's object) is a wallet top-up."""
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    return isinstance(metadata, dict) and metadata.get("onecart_purpose") == TOPUP_PURPOSE
+
+
+def topup_client_secret(client: stripe.StripeClient, user: User, intent_id: str) -> CardTopUp:
+    """The client secret of `user`'s own top-up intent (for the payment page); PaymentError when
+    the intent is not theirs or not a top-up."""
+    intent = _retrieve(client, intent_id)
+    _check_owner(intent, user)
+    return CardTopUp(
+        intent_id=str(intent.id),
+        client_secret=str(intent.client_secret),
+        amount=Money(int(intent.amount), str(intent.currency).upper()),
+    )
+
+
+def _retrieve(client: stripe.StripeClient, intent_id: str) -> Any:
+    if not intent_id.startswith("pi_") or len(intent_id) > 255:
+        raise PaymentError("That is not a card payment of this shop.")
+    try:
+        return client.v1.payment_intents.retrieve(intent_id)
+    except stripe.StripeError as exc:
+        raise _stripe_failure(exc, "looked up") from exc
+
+
+def _check_owner(intent: Any, user: User) -> None:
+    metadata = _metadata(intent)
+    if metadata.get("onecart_purpose") != TOPUP_PURPOSE or metadata.get("onecart_user_id") != str(
+        user.id
+    ):
+        raise PaymentError("That is not one of your wallet top-ups.")
+
+
+def credit_card_topup(
+    session: Session, client: stripe.StripeClient, intent_id: str, *, user: User | None = None
+) -> TopUpOutcome:
+    """Credit the wallet for a top-up PaymentIntent once Stripe says it succeeded.
+
+    The PaymentIntent is retrieved from Stripe (never taken from the caller); with `user`, it must
+    be that user's. Idempotent and safe to race: the ledger line's reference is the intent id.
+    Raises PaymentError (PaymentUnavailable when Stripe cannot be reached: nothing is credited,
+    the webhook's retry or the shopper's next visit tries again).
+    """
+    intent = _retrieve(client, intent_id)
+    metadata = _metadata(intent)
+    if metadata.get("onecart_purpose") != TOPUP_PURPOSE:
+        raise PaymentError("That is not a wallet top-up.")
+    if user is not None:
+        _check_owner(intent, user)
+    else:
+        user_id = str(metadata.get("onecart_user_id") or "")
+        user = session.get(User, int(user_id)) if user_id.isdigit() and len(user_id) < 19 else None
+        if user is None:
+            raise PaymentError("The top-up names no account of this shop.")
+    status = str(intent.status)
+    if status != "succeeded":
+        failed = status in ("canceled", "requires_payment_method")
+        return TopUpOutcome(TopUpState.FAILED if failed else TopUpState.PENDING)
+    received = int(getattr(intent, "amount_received", None) or intent.amount)
+    amount = Money(min(int(intent.amount), received), str(intent.currency).upper())
+    if amount.currency != user.wallet_currency:
+        # Cannot happen for intents we created; an operator must look at it rather than guess.
+        logger.error("top-up %s in %s for a %s wallet", intent_id, amount, user.wallet_currency)
+        raise PaymentError("This top-up is in another currency than your wallet.")
+    try:
+        with session.begin_nested():
+            receipt = record_wallet_entry(
+                session,
+                user,
+                kind=WalletEntryKind.TOPUP,
+                amount=amount,
+                reference=f"stripe-topup-{intent.id}",
+                description=CARD_TOPUP_DESCRIPTION,
+            )
+    except IntegrityError:  # a concurrent call credited it a moment ago
+        return TopUpOutcome(TopUpState.CREDITED, amount=amount, created=False)
+    return TopUpOutcome(TopUpState.CREDITED, amount=amount, created=receipt.created)

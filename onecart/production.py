@@ -1,0 +1,90 @@
+"""What a production deployment (ONECART_ENV=production) refuses to start with.
+
+Every secret OneCart ships with has a public default so that `make run` works on a laptop. In
+production the site, the RQ workers and the pipeline call :func:`require_production_ready` at
+start-up and stop with an error that names each variable still at its default or too short.
+Development (the default) accepts everything, so nothing changes for a laptop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from onecart.settings import Settings
+
+# Long enough that guessing is hopeless; Meilisearch itself demands 16 bytes in production.
+MIN_SECRET_KEY_CHARS = 32
+MIN_MEILI_MASTER_KEY_BYTES = 16
+MIN_STRIPE_SECRET_CHARS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRule:
+    """One secret setting: its variable, where it lives on Settings, and its minimum length."""
+
+    variable: str
+    attribute: str
+    min_length: int
+
+
+SECRET_RULES: tuple[SecretRule, ...] = (
+    SecretRule("SECRET_KEY", "secret_key", MIN_SECRET_KEY_CHARS),
+    # A Fernet key is always 44 characters; only the default one is refused.
+    SecretRule("ONECART_ENCRYPTION_KEY", "encryption_key", 44),
+    SecretRule("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret", MIN_STRIPE_SECRET_CHARS),
+    SecretRule("STRIPE_API_KEY", "stripe_api_key", MIN_STRIPE_SECRET_CHARS),
+    SecretRule("MEILI_MASTER_KEY", "meili_master_key", MIN_MEILI_MASTER_KEY_BYTES),
+)
+
+
+class InsecureSettingsError(RuntimeError):
+    """A production start refused; `problems` maps each variable to what is wrong with it."""
+
+    def __init__(self, component: str, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        lines = "\n".join(f"  {name}: {why}" for name, why in self.problems.items())
+        super().__init__(
+            f"ONECART_ENV=production: the {component} refuses to start until these are set:\n"
+            f"{lines}"
+        )
+
+
+def _default_of(attribute: str) -> object:
+    return Settings.model_fields[attribute].default
+
+
+def production_problems(
+    settings: Settings, *, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Each secret variable that is a default or too short (empty when ready for production).
+
+    `overrides` maps a variable to the value actually in use when a caller (the Flask config)
+    replaced the setting. The values never appear in the messages.
+    """
+    problems: dict[str, str] = {}
+    for rule in SECRET_RULES:
+        value = (overrides or {}).get(rule.variable)
+        if value is None:
+            value = str(getattr(settings, rule.attribute) or "")
+        if value == _default_of(rule.attribute):
+            problems[rule.variable] = "is the public development default; set your own value"
+        elif len(value.encode()) < rule.min_length:
+            problems[rule.variable] = f"is too short; use at least {rule.min_length} characters"
+    if settings.stripe_api_base and not settings.sandbox_enabled:
+        problems["STRIPE_API_BASE"] = (
+            "points payments at a fake Stripe outside sandbox mode; unset it "
+            "(or set ONECART_SANDBOX_MODE=true for a demo)"
+        )
+    return problems
+
+
+def require_production_ready(
+    settings: Settings, component: str, *, overrides: Mapping[str, str] | None = None
+) -> None:
+    """Raise InsecureSettingsError in production while any secret is a default or too short."""
+    if not settings.is_production:
+        return
+    problems = production_problems(settings, overrides=overrides)
+    if problems:
+        raise InsecureSettingsError(component, problems)

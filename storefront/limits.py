@@ -1,0 +1,74 @@
+"""Rate limits of the public forms (sign-up, support, password reset) and of login.
+
+Every limit is an atomic Redis step (commerce.rate_limit.SlidingWindowLimiter.acquire): the
+attempt is counted in the same step that checks it, so concurrent requests cannot slip past a
+check made before any of them was recorded. Sizes come from the Flask config (`<NAME>_LIMIT` as
+"count/seconds"), so tests and deployments can change them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, request
+from werkzeug.exceptions import TooManyRequests
+
+from commerce.rate_limit import (
+    LoginRateLimiter,
+    RateLimit,
+    SlidingWindowLimiter,
+    redis_client_from_url,
+)
+
+logger = logging.getLogger(__name__)
+
+# name -> default "count/seconds"; config key `<NAME>_LIMIT` (upper-case) overrides it.
+FORM_LIMITS = {
+    "signup": "10/3600",
+    "support": "5/600",
+    "password_reset_ip": "10/900",
+    "password_reset_address": "3/3600",
+}
+
+
+def init_limiters(app: Flask) -> None:
+    """The Redis-backed limiters at app.extensions["login_limiter"] and ["form_limiter"]
+    (they connect lazily)."""
+    limiter = SlidingWindowLimiter(
+        redis_client_from_url(app.config["REDIS_URL"]), prefix=app.config["RATE_LIMIT_PREFIX"]
+    )
+    window = int(app.config["LOGIN_LIMIT_WINDOW_SECONDS"])
+    app.extensions["login_limiter"] = LoginRateLimiter(
+        limiter,
+        per_ip=RateLimit("login-ip", int(app.config["LOGIN_LIMIT_PER_IP"]), window),
+        per_account=RateLimit("login-account", int(app.config["LOGIN_LIMIT_PER_ACCOUNT"]), window),
+    )
+    app.extensions["form_limiter"] = limiter
+
+
+def form_rule(name: str) -> RateLimit:
+    """The configured limit called `name` (see FORM_LIMITS)."""
+    text = str(current_app.config.get(f"{name.upper()}_LIMIT") or FORM_LIMITS[name])
+    count, _, seconds = text.partition("/")
+    return RateLimit(name, int(count), int(seconds))
+
+
+def client_address() -> str:
+    """The client's address (the socket's, or the proxy's X-Forwarded-For under PROXY_FIX)."""
+    return request.remote_addr or "unknown"
+
+
+def enforce_form_limit(name: str, key: str | None = None, *, message: str = "") -> None:
+    """Count one submission of the form `name` for `key` (default: the client address); raise
+    429 Too Many Requests when the limit is full."""
+    limiter: SlidingWindowLimiter = current_app.extensions["form_limiter"]
+    rule = form_rule(name)
+    decision = limiter.acquire([(rule, key or client_address())])
+    if not decision.allowed:
+        logger.warning("%s rate-limited for %s", name, client_address())
+        raise TooManyRequests(
+            message
+            or "You have sent this form many times in a short while. Please wait a few "
+            "minutes and try again.",
+            retry_after=decision.retry_after,
+        )

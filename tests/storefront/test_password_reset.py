@@ -1,0 +1,165 @@
+"""Password reset by e-mail (issue 12): single-use, expiring link, rate-limited, the same answer
+whether or not the address has an account, every session signed out after the change. The mail
+goes through a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from commerce.models import User
+from commerce.password_reset import make_reset_token, user_for_reset_token
+from onecart import processes
+from tests.storefront.conftest import DEFAULT_PASSWORD
+
+NEW_PASSWORD = "Fresh-start-2026-pass"
+WAIT_S = 30.0
+_LINK = re.compile(r"http://localhost(/password/reset/[A-Za-z0-9_.\-]+)")
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[int, list[Any]]]:
+    """A local SMTP server (aiosmtpd); yields (port, received messages)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    received: list[Any] = []
+
+    class Collect(Message):
+        def handle_message(self, message: Any) -> None:
+            received.append(message)
+
+    port = processes.free_port()
+    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, received
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def app_config_overrides(mailbox: tuple[int, list[Any]]) -> dict[str, Any]:
+    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": mailbox[0], "PUBLIC_URL": "http://localhost"}
+
+
+def _wait_for_mail(received: list[Any], count: int) -> list[Any]:
+    deadline = time.monotonic() + WAIT_S
+    while len(received) < count:
+        assert time.monotonic() < deadline, f"no e-mail after {WAIT_S} s"
+        time.sleep(0.05)
+    return received
+
+
+def _visible(response: Any) -> str:
+    html = response.get_data(as_text=True)
+    # CSRF tokens (the form's and the layout's meta tag) carry a timestamp: not page content.
+    return re.sub(r"<[^>]*csrf[-_]token[^>]*>", "", html)
+
+
+def _request_reset(client: FlaskClient, email: str) -> Any:
+    return client.post("/password/forgot", data={"email": email})
+
+
+def test_a_reset_link_changes_the_password_once_and_signs_every_session_out(
+    app: Flask,
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    user = make_user(email="reset.me@example.com")
+    other_device = app.test_client()
+    login(other_device, user)
+    assert other_device.get("/profile").status_code == 200
+
+    answer = _request_reset(client, "Reset.Me@example.com")
+    assert answer.status_code == 200
+    assert "If an account uses that address" in answer.get_data(as_text=True)
+    message = _wait_for_mail(mailbox[1], 1)[0]
+    assert message["To"] == "reset.me@example.com"
+    body = message.get_payload(decode=True).decode()
+    link = _LINK.search(body)
+    assert link, body
+    path = link.group(1)
+
+    page = client.get(path)
+    assert page.status_code == 200
+    assert page.headers["Cache-Control"] == "no-store"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    done = client.post(
+        path, data={"new_password": NEW_PASSWORD, "confirm_new_password": NEW_PASSWORD}
+    )
+    assert done.status_code == 302 and done.headers["Location"] == "/login"
+
+    # Every session that existed is signed out; the new password works, the old one not.
+    assert other_device.get("/profile").status_code == 302
+    old = app.test_client().post(
+        "/login", data={"login": user.username, "password": DEFAULT_PASSWORD}
+    )
+    assert old.status_code == 200
+    new = app.test_client().post("/login", data={"login": user.username, "password": NEW_PASSWORD})
+    assert new.status_code == 302
+
+    # Single use: the same link is dead now.
+    again = client.get(path)
+    assert again.status_code == 404
+    assert "expired or was already used" in again.get_data(as_text=True)
+
+
+def test_the_answer_is_the_same_whether_or_not_the_address_has_an_account(
+    client: FlaskClient, make_user: Callable[..., User], mailbox: tuple[int, list[Any]]
+) -> None:
+    make_user(email="known@example.com")
+    unknown = _request_reset(client, "nobody@example.com")
+    known = _request_reset(client, "known@example.com")
+    assert unknown.status_code == known.status_code == 200
+    assert _visible(unknown) == _visible(known)
+    # Only the account's address gets mail (the unknown request came first: had it sent
+    # anything, it would have been sent before the known address's mail).
+    received = _wait_for_mail(mailbox[1], 1)
+    assert [message["To"] for message in received] == ["known@example.com"]
+
+
+@pytest.mark.parametrize(
+    "app_config_overrides",
+    [{"PASSWORD_RESET_ADDRESS_LIMIT": "2/3600", "SMTP_HOST": None}],
+)
+@pytest.mark.parametrize("email", ["known@example.com", "nobody@example.com"])
+def test_reset_requests_are_rate_limited_per_address_alike(
+    client: FlaskClient, make_user: Callable[..., User], email: str
+) -> None:
+    make_user(email="known@example.com")
+    statuses = [_request_reset(client, email).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    "app_config_overrides", [{"PASSWORD_RESET_IP_LIMIT": "2/900", "SMTP_HOST": None}]
+)
+def test_reset_requests_are_rate_limited_per_client(client: FlaskClient) -> None:
+    statuses = [_request_reset(client, f"a{n}@example.com").status_code for n in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+def test_expired_forged_and_stale_tokens_are_refused(
+    app: Flask, make_user: Callable[..., User], db_session: Session
+) -> None:
+    user = make_user()
+    secret = app.config["SECRET_KEY"]
+    token = make_reset_token(user, secret)
+    assert user_for_reset_token(db_session, token, secret) is not None
+    assert user_for_reset_token(db_session, token, secret, max_age_s=-1) is None  # expired
+    assert user_for_reset_token(db_session, token, "another-secret") is None  # forged
+    assert user_for_reset_token(db_session, token[:-2] + "xx", secret) is None
+    user.session_nonce = "rotated-elsewhere"  # e.g. signed out everywhere since
+    db_session.commit()
+    assert user_for_reset_token(db_session, token, secret) is None
+    assert app.test_client().get("/password/reset/not-a-token").status_code == 404

@@ -498,8 +498,8 @@ def build_services(settings: Settings) -> list[Service]:
             f"{settings.site_host}:{settings.site_port}",
             "--timeout",
             "60",
-            "--access-logfile",
-            "-",
+            # No gunicorn access log: it would write order-status and password-reset tokens in
+            # full; the site's own JSON request log (storefront/request_log.py) redacts them.
             "storefront:create_app()",
         ),
         env=env,

@@ -35,6 +35,9 @@ from pathlib import Path
 
 import httpx
 
+from onecart.services import sandbox_credentials
+from onecart.settings import get_settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -56,11 +59,8 @@ RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
 SANDBOX_URL = "http://sandbox.invalid"
 IMAGE_KEY = re.compile(r"/_sandbox/images/(s\d+|u\d+-\d+)\.svg")
 # The sandbox accepts any non-empty credentials.
-SANDBOX_CREDENTIALS = {
-    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_matching_eval",
-    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_matching_eval:cs_matching_eval",
-    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-matching-eval",
-}
+# Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
+SANDBOX_CREDENTIALS = sandbox_credentials(get_settings(), environ={})
 # Where the API formats put a barcode in a raw record (checked before the adapter normalizes it).
 BARCODE_FIELDS = ("barcode", "gtin", "ean", "upc", "gtin13")
 METHOD_STRENGTH = {METHOD_GTIN: 3, METHOD_BRAND_MODEL: 2, METHOD_TITLE: 1, METHOD_SINGLE: 0}

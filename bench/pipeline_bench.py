@@ -55,6 +55,9 @@ from typing import Any
 
 import httpx
 
+from onecart.services import sandbox_credentials
+from onecart.settings import get_settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
 SECTION_HEADING = "## Catalog pipeline"
@@ -71,12 +74,8 @@ TARGET_FULL_RUN_S = 300.0
 TARGET_INCREMENTAL_SHARE = 0.10
 
 # The sandbox accepts any non-empty credentials (the same placeholders as the tests use).
-SANDBOX_CREDENTIALS = {
-    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_pipeline_bench",
-    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_pipeline_bench:cs_pipeline_bench",
-    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-pipeline-bench",
-    "ONECART_MARKETPLACE_KEY_AMAZON": "sandbox-id:sandbox-secret",
-}
+# Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
+SANDBOX_CREDENTIALS = sandbox_credentials(get_settings(), environ={})
 CATALOG_STEPS = ("raw_catalog", "normalized_products")
 
 

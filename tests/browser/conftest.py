@@ -26,6 +26,7 @@ from werkzeug.serving import make_server
 
 from assistant.config import get_assistant_settings
 from onecart import processes
+from onecart.services import sandbox_credentials
 from onecart.settings import REPO_ROOT, Settings, get_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,12 +34,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SCREENSHOT_DIR = REPO_ROOT / "test-artifacts" / "screenshots"
 WIDTHS = (375, 1280)
 # The sandbox accepts any non-empty credentials.
-SANDBOX_CREDENTIALS = {
-    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_browser_tests",
-    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_browser_tests:cs_browser_tests",
-    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-browser-tests",
-    "ONECART_MARKETPLACE_KEY_AMAZON": "sandbox-id:sandbox-secret",
-}
+# Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
+SANDBOX_CREDENTIALS = sandbox_credentials(get_settings(), environ={})
 
 
 @dataclass(frozen=True, slots=True)

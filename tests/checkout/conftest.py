@@ -57,6 +57,7 @@ from commerce.order_models import (
 from commerce.orders import order_books_problems, wallet_books_problems
 from commerce.wallet import top_up
 from onecart import processes
+from onecart.services import sandbox_credentials
 from onecart.settings import REPO_ROOT, Settings, get_settings
 from storefront import create_app
 from storefront.jobs import JobPolicy
@@ -64,12 +65,8 @@ from tests.storefront.conftest import DEFAULT_PASSWORD, log_in, storefront_db_ur
 
 __all__ = ["storefront_db_url"]
 
-SANDBOX_CREDENTIALS = {
-    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_checkout_tests",
-    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_checkout_tests:cs_checkout_tests",
-    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-checkout-tests",
-    "ONECART_MARKETPLACE_KEY_AMAZON": "sandbox-id:sandbox-secret",
-}
+# Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
+SANDBOX_CREDENTIALS = sandbox_credentials(get_settings(), environ={})
 # Units per 1 USD; exact decimals, as the pipeline publishes them.
 TEST_FX_RATES = {"KES": "129.5", "EUR": "0.92", "NGN": "1550", "GBP": "0.79"}
 OFFERS_PER_MARKETPLACE = 8

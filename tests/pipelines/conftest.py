@@ -12,16 +12,13 @@ import meilisearch
 import pytest
 from dagster import DagsterInstance
 
+from onecart.services import sandbox_credentials
 from onecart.settings import Settings, get_settings
 from pipelines.run import IngestReport, dagster_instance, materialize_all
 
 # The sandbox accepts any non-empty credentials; real deployments set these in the environment.
-SANDBOX_CREDENTIALS = {
-    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_pipeline_tests",
-    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_pipeline_tests:cs_pipeline_tests",
-    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-pipeline-tests",
-    "ONECART_MARKETPLACE_KEY_AMAZON": "sandbox-id:sandbox-secret",
-}
+# Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
+SANDBOX_CREDENTIALS = sandbox_credentials(get_settings(), environ={})
 
 
 @dataclass(frozen=True)

@@ -24,17 +24,16 @@ import pytest
 import warehouse
 from adapters.base import MarketplaceConfig
 from adapters.registry import build_adapter, load_marketplaces
+from onecart.services import sandbox_credentials
+from onecart.settings import get_settings
 from warehouse.normalize import normalize_stored_catalog
 from warehouse.offers import NormalizedCatalog, RawRecord, normalize_catalog, payload_text
 from warehouse.vectorized import PRINTABLE_CLASS, VECTORIZED_FORMATS, vectorized_query
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 PAGE_SIZE = 50
-SANDBOX_CREDENTIALS = {
-    "ONECART_MARKETPLACE_KEY_SHOPWAVE": "shpat_vectorized_tests",
-    "ONECART_MARKETPLACE_KEY_KIONDO": "ck_vectorized:cs_vectorized",
-    "ONECART_MARKETPLACE_KEY_BAZAAR": "bazaar-vectorized-tests",
-}
+# Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
+SANDBOX_CREDENTIALS = sandbox_credentials(get_settings(), environ={})
 
 
 def _class_characters(content: str) -> Iterator[str]:

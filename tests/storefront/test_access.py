@@ -38,6 +38,9 @@ ADMIN_ONLY = [
     ("POST", "/admin/marketplaces/{marketplace}/edit"),
     ("POST", "/admin/marketplaces/{marketplace}/disable"),
     ("POST", "/admin/marketplaces/{marketplace}/enable"),
+    ("GET", "/admin/attention"),
+    ("POST", "/admin/attention/{sub_order}/placed"),
+    ("POST", "/admin/attention/{sub_order}/refund"),
 ]
 PUBLIC = {
     "auth.login",
@@ -64,7 +67,12 @@ def url_values(
         db_session, name="Owner", email=owner.email, message="Please call me back.", user=owner
     )
     db_session.commit()
-    return {"ticket": ticket.reference, "marketplace": str(make_marketplace().id)}
+    # Access is decided before the sub-order is looked up: any id will do.
+    return {
+        "ticket": ticket.reference,
+        "marketplace": str(make_marketplace().id),
+        "sub_order": "1",
+    }
 
 
 def _request(client: FlaskClient, method: str, url: str, values: dict[str, str]) -> Any:

@@ -25,8 +25,8 @@ def product_groups(
     a hash of the matching key. The rules live in warehouse/matching.py; only the offers whose
     matching fields changed are matched again, with every offer sharing a brand or GTIN with them
     (warehouse/incremental_matching.py)."""
+    run = refresh_product_groups(warehouse.connect, full=config.full_refresh)
     with warehouse.connect() as conn:
-        run = refresh_product_groups(conn, full=config.full_refresh)
         stats = product_group_stats(conn)
     context.log.info(
         f"{stats.groups} groups for {stats.offers} offers; {stats.multi_offer_groups} with 2+ "

@@ -41,8 +41,5 @@ def product_groups(
                 {str(k): v for k, v in stats.groups_by_marketplace_count.items()}
             ),
             "offers_by_method": dg.MetadataValue.json(stats.offers_by_method),
-            "mode": run.mode,
-            "changed_offers": run.changed_offers,
-            "rematched_offers": run.rematched_offers,
         }
     )

@@ -50,8 +50,10 @@ HTML_REFERENCES = (
     ("&amp;", "chr(38)"),
 )
 INT_TYPES = "('BIGINT', 'UBIGINT')"
-# A JSON key that warehouse.offers.claimed_gtin takes for a GTIN key ("ean", "g:gtin", "{ns}upc").
-GTIN_KEY_RE = '"(?:[^"]*[:}])?(?:' + "|".join(sorted(GTIN_KEYS, key=len, reverse=True)) + ')"\\s*:'
+# A JSON key that warehouse.offers.claimed_gtin takes for a GTIN key ("ean", "g:gtin", "{ns}upc"):
+# the name right after the key's opening quote, a ':' or a '}', and right before its closing quote
+# and colon. (A value cannot be followed by a colon, and an escaped quote is never a key's end.)
+GTIN_KEY_RE = '[":}](?:' + "|".join(sorted(GTIN_KEYS, key=len, reverse=True)) + ')"\\s*:'
 NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 NULLISH = "IS NULL OR {t} = 'NULL'"
 

@@ -15,6 +15,8 @@ re-matches nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import duckdb
@@ -30,6 +32,7 @@ from warehouse.matching import (
     normalize_gtin_key,
 )
 
+Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 MATCHING_FIELDS = ("title", "brand", "model", "gtin", "mpn")
 INPUTS_SCHEMA = pl.Schema(
     {
@@ -111,29 +114,39 @@ def _store_inputs(
         conn.unregister("staged_inputs")
 
 
-def _full(conn: duckdb.DuckDBPyConnection) -> MatchingRun:
-    rows = conn.execute(
-        "SELECT marketplace, external_id, title, brand, model, gtin, mpn FROM products "
-        "ORDER BY marketplace, external_id"
-    ).fetchall()
+def _full(connect: Connect) -> MatchingRun:
+    # Matching a whole catalog takes minutes at a million offers: the warehouse lock is let go
+    # meanwhile, so partition runs can write.
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT marketplace, external_id, title, brand, model, gtin, mpn FROM products "
+            "ORDER BY marketplace, external_id"
+        ).fetchall()
     known = {key for key in (normalize_brand(row[3]) for row in rows) if key}
     inputs = _keyed(rows, known)
     assignments = assign_groups(_offers(inputs))
-    replace_product_groups(conn, assignments)
-    with transaction(conn):
-        _store_inputs(conn, inputs, replace_all=True)
+    with connect() as conn:
+        replace_product_groups(conn, assignments)
+        with transaction(conn):
+            _store_inputs(conn, inputs, replace_all=True)
     return MatchingRun("full", len(rows), len(rows))
 
 
-def refresh_product_groups(conn: duckdb.DuckDBPyConnection, *, full: bool = False) -> MatchingRun:
+def refresh_product_groups(connect: Connect, *, full: bool = False) -> MatchingRun:
     """Bring product_groups up to date with products, re-matching only the components of the
     offers whose matching fields changed (everything when `full`, or when product_groups and
-    matching_inputs do not describe the same offers)."""
-    (inputs, groups) = conn.execute(
-        "SELECT (SELECT count(*) FROM matching_inputs), (SELECT count(*) FROM product_groups)"
-    ).fetchall()[0]
-    if full or not inputs or inputs != groups:
-        return _full(conn)
+    matching_inputs do not describe the same offers). `connect` opens a warehouse connection
+    (warehouse.connect or WarehouseResource.connect)."""
+    with connect() as conn:
+        (inputs, groups) = conn.execute(
+            "SELECT (SELECT count(*) FROM matching_inputs), (SELECT count(*) FROM product_groups)"
+        ).fetchall()[0]
+        if not (full or not inputs or inputs != groups):
+            return _incremental(conn)
+    return _full(connect)
+
+
+def _incremental(conn: duckdb.DuckDBPyConnection) -> MatchingRun:
     distinct = " OR ".join(f"p.{name} IS DISTINCT FROM m.{name}" for name in MATCHING_FIELDS)
     changed = conn.execute(
         f"""

@@ -236,6 +236,15 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 (products,) = conn.execute(
                     "SELECT count(*) FROM products WHERE marketplace = ?", [slug]
                 ).fetchall()[0]
+                # Every rejection the marketplace's catalog holds, not only the pages read now.
+                rejected_by_reason = {
+                    str(reason): int(count)
+                    for reason, count in conn.execute(
+                        "SELECT reason, count(*) FROM rejected_products WHERE marketplace = ? "
+                        "GROUP BY reason ORDER BY count(*) DESC, reason",
+                        [slug],
+                    ).fetchall()
+                }
         finally:
             _close(adapter)
         if catalog is None:
@@ -249,9 +258,10 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     "changed_offers": 0,
                     "removed_offers": 0,
                     "content_changed": False,
+                    "rejected": sum(rejected_by_reason.values()),
+                    "rejected_by_reason": dg.MetadataValue.json(rejected_by_reason),
                 }
             )
-        rejected_by_reason = catalog.rejected_by_reason
         content_changed = bool(catalog.new_offers or catalog.changed_offers or removed)
         context.log.info(
             f"{slug}: {products} products; read {catalog.products.height} offers and "
@@ -264,7 +274,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 "dagster/row_count": int(products),
                 "pages_read": len(pages) if pages is not None else "all",
                 "raw_records": catalog.raw_records,
-                "rejected": catalog.rejected.height,
+                "rejected": sum(rejected_by_reason.values()),
                 "rejected_by_reason": dg.MetadataValue.json(rejected_by_reason),
                 "new_offers": catalog.new_offers,
                 "changed_offers": catalog.changed_offers,

@@ -25,8 +25,8 @@ def product_groups(
     a hash of the matching key. The rules live in warehouse/matching.py; only the offers whose
     matching fields changed are matched again, with every offer sharing a brand or GTIN with them
     (warehouse/incremental_matching.py)."""
+    run = refresh_product_groups(warehouse.connect, full=config.full_refresh)
     with warehouse.connect() as conn:
-        run = refresh_product_groups(conn, full=config.full_refresh)
         stats = product_group_stats(conn)
     context.log.info(
         f"{stats.groups} groups for {stats.offers} offers; {stats.multi_offer_groups} with 2+ "
@@ -41,8 +41,5 @@ def product_groups(
                 {str(k): v for k, v in stats.groups_by_marketplace_count.items()}
             ),
             "offers_by_method": dg.MetadataValue.json(stats.offers_by_method),
-            "mode": run.mode,
-            "changed_offers": run.changed_offers,
-            "rematched_offers": run.rematched_offers,
         }
     )

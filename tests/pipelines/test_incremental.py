@@ -31,6 +31,10 @@ from pipelines.run import IngestReport, dagster_instance, materialize_all
 from tests.pipelines.conftest import clear_settings_caches
 
 PAGE_SIZE = 20
+# The tables compared; the search index and the analysts' copy are covered elsewhere.
+DOWNSTREAM_UNDER_TEST = ("fx_rates", "product_groups", "price_history")
+# Six pipeline runs on a shared two-core machine: a hang guard, not a speed requirement.
+pytestmark = pytest.mark.timeout(1200)
 BRANDS = ("Sony", "Bosch", "Nivea", "Lego", "Puma")
 
 
@@ -156,7 +160,10 @@ class Home:
             instance = dagster_instance(home)
             try:
                 report = materialize_all(
-                    instance=instance, progress=lambda line: None, full_refresh=full_refresh
+                    instance=instance,
+                    progress=lambda line: None,
+                    full_refresh=full_refresh,
+                    downstream_assets=DOWNSTREAM_UNDER_TEST,
                 )
             finally:
                 instance.dispose()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
+from duckdb import DuckDBPyConnection
 
 import warehouse
 from tests.warehouse.test_matching import BRANDS, synthetic_catalog, valid_gtin
@@ -92,14 +94,21 @@ def _mutate(
 def test_incremental_matching_equals_a_full_matching(seed: int, tmp_path: Path) -> None:
     rng = random.Random(seed)
     offers = synthetic_catalog(seed, products=60)
-    with warehouse.connect(tmp_path / "m.duckdb") as conn:
+    path = tmp_path / "m.duckdb"
+
+    def connect() -> AbstractContextManager[DuckDBPyConnection]:
+        return warehouse.connect(path)
+
+    with connect() as conn:
         _store(conn, offers)
-        assert refresh_product_groups(conn).mode == "full"
+    assert refresh_product_groups(connect).mode == "full"
+    with connect() as conn:
         assert _groups(conn) == _expected(offers)
-        assert refresh_product_groups(conn).mode == "unchanged"
-        for round_ in range(8):
-            offers = _mutate(rng, offers, round_)
+    assert refresh_product_groups(connect).mode == "unchanged"
+    for round_ in range(8):
+        offers = _mutate(rng, offers, round_)
+        with connect() as conn:
             _store(conn, offers)
-            run = refresh_product_groups(conn)
-            assert run.mode == "incremental"
+        assert refresh_product_groups(connect).mode == "incremental"
+        with connect() as conn:
             assert _groups(conn) == _expected(offers), f"round {round_}"

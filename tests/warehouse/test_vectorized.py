@@ -28,7 +28,8 @@ from onecart.services import sandbox_credentials
 from onecart.settings import get_settings
 from warehouse.normalize import normalize_stored_catalog
 from warehouse.offers import NormalizedCatalog, RawRecord, normalize_catalog, payload_text
-from warehouse.vectorized import PRINTABLE_CLASS, VECTORIZED_FORMATS, vectorized_query
+from warehouse.vectorized import PRINTABLE_CLASS, vectorized_query
+from warehouse.vectorized_formats import VECTORIZED_FORMATS
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 PAGE_SIZE = 50

@@ -1,0 +1,336 @@
+"""The vectorized queries of each API format, built from warehouse.vectorized's field readers.
+
+One builder per format, each mirroring its adapter's `normalize_record` field by field (see
+adapters/<format>.py); a guard for everything the expression cannot reproduce exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from adapters.base import MarketplaceConfig
+from onecart.money import currency_exponent
+from warehouse.offers import GTIN_KEYS
+from warehouse.vectorized import (
+    INT_TYPES,
+    NUMBER_TYPES,
+    URL_SAFE_ID_RE,
+    _amount_currency_price,
+    _ascii_text_guard,
+    _base_url,
+    _category_leaf,
+    _claimed,
+    _count,
+    _decimal_price,
+    _description,
+    _external_id,
+    _gtin,
+    _json_path,
+    _Query,
+    _quote,
+    _rating,
+    _text,
+    _title,
+    _url,
+    _word_availability,
+)
+
+
+def _set(query: _Query, column: str, reader: tuple[str, str]) -> None:
+    value, guard = reader
+    query.columns[column] = value
+    query.guards.append(guard)
+
+
+def _common(query: _Query, id_path: str, title_path: str, *, url_safe_id: bool = False) -> None:
+    _set(query, "external_id", _external_id(*query.read("id", id_path), url_safe=url_safe_id))
+    _set(query, "title", _title(*query.read("title", title_path)))
+
+
+def _fixed_currency(query: _Query, config: MarketplaceConfig, t: str, s: str, types: str) -> None:
+    _set(
+        query, "price_minor", _decimal_price(t, s, currency_exponent(config.currency), types=types)
+    )
+    query.columns["currency"] = _quote(config.currency)
+
+
+def _fakestore(config: MarketplaceConfig) -> _Query:
+    q = _Query({}, {}, [])
+    _common(q, "$.id", "$.title", url_safe_id=True)
+    _fixed_currency(q, config, *q.read("price", "$.price"), f"{NUMBER_TYPES[:-1]}, 'VARCHAR')")
+    _set(q, "description", _description(*q.read("description", "$.description")))
+    _set(q, "image_url", _url(*q.read("image", "$.image")))
+    q.columns["product_url"] = f"{_quote(_base_url(config) + '/products/')} || s_id"
+    _set(q, "category", _category_leaf(*q.read("category", "$.category")))
+    count, count_guard = _count(*q.read("rating_count", "$.rating.count"))
+    rating, rating_guard = _rating(*q.read("rating", "$.rating.rate"))
+    q.columns["rating_count"] = count
+    q.columns["rating"] = f"CASE WHEN ({count}) IS DISTINCT FROM 0 THEN {rating} END"
+    q.guards += [count_guard, rating_guard]
+    q.columns["available"] = "true"
+    for column in ("brand", "model", "gtin", "mpn", "sku", "stock"):
+        q.columns[column] = "NULL"
+    return q
+
+
+def _dummyjson(config: MarketplaceConfig) -> _Query:
+    q = _Query({}, {}, [])
+    _common(q, "$.id", "$.title", url_safe_id=True)
+    _fixed_currency(q, config, *q.read("price", "$.price"), f"{NUMBER_TYPES[:-1]}, 'VARCHAR')")
+    _set(q, "description", _description(*q.read("description", "$.description")))
+    stock, stock_guard = _count(*q.read("stock", "$.stock"))
+    q.columns["stock"] = stock
+    q.guards.append(stock_guard)
+    t, s = q.read("availability", "$.availabilityStatus")
+    word = f"CASE WHEN {t} = 'BOOLEAN' THEN {s} = 'true' WHEN {t} = 'VARCHAR' THEN {_word_availability(s)} END"
+    q.columns["available"] = f"coalesce({word}, ({stock}) IS NULL OR ({stock}) > 0)"
+    q.guards.append(f"({t} IS NULL OR {t} IN ('NULL', 'BOOLEAN') OR {_ascii_text_guard(t, s)})")
+    # The thumbnail, else the first image: only the common shapes here.
+    thumb, thumb_guard = _url(*q.read("thumbnail", "$.thumbnail"))
+    q.columns["image_url"] = thumb
+    q.guards += [thumb_guard, f"(({thumb}) IS NOT NULL OR t_images IS NULL)"]
+    q.read("images", "$.images")
+    q.columns["product_url"] = f"{_quote(_base_url(config) + '/products/')} || s_id"
+    _set(q, "category", _category_leaf(*q.read("category", "$.category")))
+    _set(q, "brand", _text(*q.read("brand", "$.brand")))
+    q.columns["model"] = "NULL"
+    _set(q, "gtin", _gtin(*q.read("barcode", "$.meta.barcode")))
+    q.claimed_gtin = _claimed("t_barcode", "s_barcode")
+    q.claimed_field = "barcode"
+    _set(q, "sku", _text(*q.read("sku", "$.sku")))
+    _set(q, "rating", _rating(*q.read("rating", "$.rating")))
+    q.columns["rating_count"] = "NULL"
+    q.columns["mpn"] = "NULL"
+    return q
+
+
+def _shopify(config: MarketplaceConfig) -> _Query:
+    q = _Query({}, {}, [])
+    _common(q, "$.id", "$.title")
+    # The offered variant: only single-variant products with a Storefront `available` flag here.
+    t_variants, _ = q.read("variants", "$.variants")
+    t_available, s_available = q.read("available", "$.variants[0].available")
+    q.guards.append(
+        f"({t_variants} = 'ARRAY' AND json_array_length(j_variants) = 1 "
+        f"AND {t_available} = 'BOOLEAN')"
+    )
+    q.columns["available"] = f"{s_available} = 'true'"
+    _fixed_currency(q, config, *q.read("price", "$.variants[0].price"), "('VARCHAR')")
+    _set(q, "description", _description(*q.read("body", "$.body_html")))
+    src, src_guard = _url(*q.read("image", "$.images[0].src"))
+    t_images, _ = q.read("images", "$.images")
+    t_image, _ = q.read("image_single", "$.image")
+    q.columns["image_url"] = src
+    q.guards += [src_guard, f"(({src}) IS NOT NULL OR ({t_images} IS NULL AND {t_image} IS NULL))"]
+    t_handle, s_handle = q.read("handle", "$.handle")
+    q.columns["product_url"] = (
+        f"CASE WHEN {t_handle} = 'VARCHAR' THEN "
+        f"{_quote(_base_url(config) + '/products/')} || {s_handle} END"
+    )
+    q.guards.append(
+        f"({t_handle} IS NULL OR {t_handle} = 'NULL' OR ({t_handle} = 'VARCHAR' "
+        f"AND regexp_full_match({s_handle}, '{URL_SAFE_ID_RE}')))"
+    )
+    _set(q, "category", _category_leaf(*q.read("product_type", "$.product_type")))
+    _set(q, "brand", _text(*q.read("vendor", "$.vendor")))
+    sku, sku_guard = _text(*q.read("sku", "$.variants[0].sku"))
+    q.columns["sku"] = q.columns["model"] = sku
+    q.guards.append(sku_guard)
+    _set(q, "gtin", _gtin(*q.read("barcode", "$.variants[0].barcode")))
+    q.claimed_gtin = _claimed("t_barcode", "s_barcode")
+    q.claimed_field = "barcode"
+    _set(q, "stock", _count(*q.read("quantity", "$.variants[0].inventory_quantity")))
+    for column in ("mpn", "rating", "rating_count"):
+        q.columns[column] = "NULL"
+    return q
+
+
+def _first_name(q: _Query, name: str, path: str) -> tuple[str, str]:
+    """woocommerce._first_name for a list whose first item has a usable name (or no items)."""
+    t_list, _ = q.read(f"{name}_list", path)
+    value, guard = _text(*q.read(name, f"{path}[0].name"), entities=True)
+    return value, (
+        f"({t_list} IS NULL OR {t_list} = 'NULL' OR ({t_list} = 'ARRAY' AND "
+        f"(json_array_length(j_{name}_list) = 0 OR (({value}) IS NOT NULL AND {guard}))))"
+    )
+
+
+def _woocommerce(config: MarketplaceConfig) -> _Query:
+    q = _Query({}, {}, [])
+    _set(q, "external_id", _external_id(*q.read("id", "$.id")))
+    _set(q, "title", _title(*q.read("title", "$.name"), entities=True))
+    t_cur, _ = q.read("currency", "$.prices.currency_code")
+    t_price, s_price = q.read("price", "$.prices.price")
+    t_scale, s_scale = q.read("scale", "$.prices.currency_minor_unit")
+    scale = f"TRY_CAST({s_scale} AS INTEGER)"
+    amount = f"TRY_CAST({s_price} AS BIGINT)"
+    minor = (
+        f"CASE WHEN {scale} <= cx.exponent THEN {amount} * TRY_CAST(pow(10, cx.exponent - {scale}) "
+        f"AS BIGINT) WHEN {amount} % TRY_CAST(pow(10, {scale} - cx.exponent) AS BIGINT) = 0 "
+        f"THEN {amount} // TRY_CAST(pow(10, {scale} - cx.exponent) AS BIGINT) END"
+    )
+    guard = (
+        f"({t_cur} = 'VARCHAR' AND cx.exponent IS NOT NULL AND {t_price} = 'VARCHAR' "
+        f"AND regexp_full_match({s_price}, '[0-9]{{1,15}}') AND {t_scale} IN {INT_TYPES} "
+        f"AND {s_scale} IN ('0', '1', '2', '3', '4') AND ({minor}) > 0)"
+    )
+    q.columns["price_minor"] = f"CASE WHEN {guard} THEN {minor} END"
+    q.columns["currency"] = "cx.code"
+    q.guards.append(guard)
+    t_desc, _ = q.read("description", "$.description")
+    value, desc_guard = _description(t_desc, "s_description")
+    q.columns["description"] = value
+    q.guards += [desc_guard, "(t_description = 'VARCHAR' AND s_description <> '')"]
+    src, src_guard = _url(*q.read("image", "$.images[0].src"))
+    t_images, _ = q.read("images", "$.images")
+    t_first, _ = q.read("first_image", "$.images[0]")
+    q.columns["image_url"] = src
+    q.guards += [
+        src_guard,
+        f"({t_images} IS NULL OR {t_images} <> 'ARRAY' OR json_array_length(j_images) = 0 "
+        f"OR {t_first} = 'OBJECT')",
+    ]
+    _set(q, "product_url", _url(*q.read("permalink", "$.permalink")))
+    _set(q, "category", _first_name(q, "category", "$.categories"))
+    _set(q, "brand", _first_name(q, "brand", "$.brands"))
+    sku, sku_guard = _text(*q.read("sku", "$.sku"))
+    q.columns["sku"] = q.columns["model"] = sku
+    q.guards.append(sku_guard)
+    _set(q, "gtin", _gtin(*q.read("gtin", "$.global_unique_id")))
+    # global_unique_id is no GTIN key for claimed_gtin: WooCommerce records claim none.
+    count, count_guard = _count(*q.read("review_count", "$.review_count"))
+    rating, rating_guard = _rating(*q.read("rating", "$.average_rating"))
+    q.columns["rating_count"] = count
+    q.columns["rating"] = f"CASE WHEN ({count}) IS DISTINCT FROM 0 THEN {rating} END"
+    q.guards += [count_guard, rating_guard]
+    t_stock_flag, s_stock_flag = q.read("in_stock", "$.is_in_stock")
+    t_buy, s_buy = q.read("purchasable", "$.is_purchasable")
+    q.columns["available"] = (
+        f"NOT ({t_stock_flag} = 'BOOLEAN' AND {s_stock_flag} = 'false') "
+        f"AND NOT ({t_buy} = 'BOOLEAN' AND {s_buy} = 'false')"
+    )
+    _set(q, "stock", _count(*q.read("stock", "$.stock_quantity")))
+    q.columns["mpn"] = "NULL"
+    return q
+
+
+def _google_feed(config: MarketplaceConfig) -> _Query:
+    q = _Query({}, {}, [])
+
+    def field(name: str) -> tuple[str, str]:
+        # _field: g:name, else the plain RSS element; here only feeds without the plain one.
+        t_plain, _ = q.read(f"plain_{name}", f'$."{name}"')
+        q.guards.append(f"{t_plain} IS NULL")
+        t, s = q.read(f"g_{name}", f'$."g:{name}"')
+        q.guards.append(f"({t} IS NULL OR {t} <> 'ARRAY')")
+        return t, s
+
+    _set(q, "external_id", _external_id(*field("id")))
+    _set(q, "title", _title(*field("title")))
+    # effective_price_text: a sale price without an effective-date window always applies (a
+    # window depends on the clock: those records go per record).
+    t_sale, s_sale = q.read("sale", '$."g:sale_price"')
+    t_window, _ = q.read("sale_window", '$."g:sale_price_effective_date"')
+    t_regular, s_regular = q.read("regular", '$."g:price"')
+    q.guards.append(
+        f"({t_window} IS NULL AND ({t_sale} IS NULL OR {t_sale} = 'NULL' OR ({t_sale} = 'VARCHAR' "
+        f"AND regexp_full_match({s_sale}, '[ -~]*'))))"
+    )
+    q.guards.append(f"({t_regular} IS NULL OR {t_regular} <> 'ARRAY')")
+    on_sale = f"({t_sale} = 'VARCHAR' AND trim({s_sale}) <> '')"
+    t_price = f"CASE WHEN {on_sale} THEN {t_sale} ELSE {t_regular} END"
+    s_price = f"CASE WHEN {on_sale} THEN {s_sale} ELSE {s_regular} END"
+    minor, currency, guard = _amount_currency_price(t_price, s_price)
+    q.columns["price_minor"] = minor
+    q.columns["currency"] = currency
+    q.guards.append(guard)
+    t, s = q.read("availability", '$."g:availability"')
+    q.columns["available"] = (
+        f"CASE WHEN {t} IS NULL OR {t} = 'NULL' OR {s} = '' THEN true "
+        f"ELSE coalesce({_word_availability(s)}, false) END"
+    )
+    q.guards.append(f"({t} IS NULL OR {t} = 'NULL' OR {_ascii_text_guard(t, s)})")
+    mpn, mpn_guard = _text(*field("mpn"))
+    q.columns["mpn"] = q.columns["model"] = mpn
+    q.guards.append(mpn_guard)
+    leaf, leaf_guard = _category_leaf(*field("product_type"))
+    q.columns["category"] = leaf
+    q.guards += [leaf_guard, f"({leaf}) IS NOT NULL"]
+    _set(q, "description", _description(*field("description")))
+    _set(q, "image_url", _url(*field("image_link")))
+    _set(q, "product_url", _url(*field("link")))
+    _set(q, "brand", _text(*field("brand")))
+    _set(q, "gtin", _gtin(*field("gtin")))
+    q.claimed_gtin = _claimed("t_g_gtin", "s_g_gtin")
+    q.claimed_field = "g_gtin"
+    for column in ("sku", "rating", "rating_count", "stock"):
+        q.columns[column] = "NULL"
+    return q
+
+
+def _declarative(config: MarketplaceConfig) -> _Query | None:
+    from adapters.declarative import parse_declarative_options
+
+    options = parse_declarative_options(config.slug, config.options)
+    paths = dict(options.fields)
+    # A digit segment indexes a list in adapters.fields.dig; DuckDB would read it as a key.
+    if any(segment.isdigit() for path in paths.values() for segment in path.split(".")):
+        return None
+    if options.currency_path or options.price_encoding == "minor_units":
+        return None
+    q = _Query({}, {}, [])
+
+    def field(name: str) -> tuple[str, str]:
+        path = paths.get(name)
+        if path is None:
+            return "NULL::VARCHAR", "NULL::VARCHAR"
+        return q.read(name, _json_path(path))
+
+    _set(q, "external_id", _external_id(*field("external_id")))
+    _set(q, "title", _title(*field("title")))
+    if options.price_encoding == "amount_currency_text":
+        minor, currency, guard = _amount_currency_price(*field("price"))
+        q.columns["price_minor"] = minor
+        q.columns["currency"] = currency
+        q.guards.append(guard)
+    else:
+        types = f"{NUMBER_TYPES}" if options.price_encoding == "float" else "('VARCHAR')"
+        _fixed_currency(q, config, *field("price"), types)
+    _set(q, "description", _description(*field("description")))
+    _set(q, "image_url", _url(*field("image_url")))
+    _set(q, "product_url", _url(*field("product_url")))
+    _set(q, "category", _category_leaf(*field("category")))
+    for column in ("brand", "model", "mpn", "sku"):
+        _set(q, column, _text(*field(column)))
+    _set(q, "gtin", _gtin(*field("gtin")))
+    _set(q, "rating", _rating(*field("rating")))
+    _set(q, "rating_count", _count(*field("rating_count")))
+    stock, stock_guard = _count(*field("stock"), signed=True)
+    q.columns["stock"] = f"CASE WHEN ({stock}) >= 0 THEN {stock} END"
+    q.guards.append(stock_guard)
+    t, s = field("available")
+    q.columns["available"] = (
+        f"CASE WHEN {t} IS NULL OR {t} = 'NULL' THEN coalesce(({stock}) > 0, true) "
+        f"WHEN {t} = 'BOOLEAN' THEN {s} = 'true' "
+        f"WHEN {t} IN {INT_TYPES} THEN TRY_CAST({s} AS BIGINT) > 0 "
+        f"ELSE coalesce({_word_availability(s)}, false) END"
+    )
+    q.guards.append(
+        f"({t} IS NULL OR {t} IN ('NULL', 'BOOLEAN', 'BIGINT', 'UBIGINT') "
+        f"OR {_ascii_text_guard(t, s)})"
+    )
+    gtin_key = paths.get("gtin", "").rsplit(".", 1)[-1]
+    if gtin_key.rsplit(":", 1)[-1].lower() in GTIN_KEYS and "." not in paths.get("gtin", ""):
+        q.claimed_gtin = _claimed("t_gtin", "s_gtin")
+        q.claimed_field = "gtin"
+    return q
+
+
+VECTORIZED_FORMATS: Mapping[str, Callable[[MarketplaceConfig], _Query | None]] = {
+    "fakestore": _fakestore,
+    "dummyjson": _dummyjson,
+    "shopify": _shopify,
+    "woocommerce": _woocommerce,
+    "google_feed": _google_feed,
+    "declarative": _declarative,
+}

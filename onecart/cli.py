@@ -298,6 +298,9 @@ def run_ingest(
     """
     for variable, value in services.child_environment(settings).items():
         os.environ.setdefault(variable, value)
+    postgres = services.dagster_postgres_url(settings)
+    if postgres:  # with the driver dagster-postgres needs named
+        os.environ["ONECART_DAGSTER_POSTGRES_URL"] = postgres
     services.write_dagster_yaml(settings)
     try:
         from pipelines.run import materialize_all

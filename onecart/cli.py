@@ -209,7 +209,7 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
         waiter.join()
         done = {o.name: o for o in late}
         outcomes = [done.get(o.name, o) for o in outcomes]
-    print(f"services up in {clock.elapsed():.0f}s")
+    print(f"done in {clock.elapsed():.0f}s")
     failed = [outcome for outcome in outcomes if outcome.action == "failed"]
     exit_code = max(exit_code, EXIT_FAILED if failed else EXIT_OK)
     print()

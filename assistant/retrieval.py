@@ -431,8 +431,8 @@ def retrieve(
             fallback = embedder_missing_reason
         elif not profile.has_vectors:
             fallback = (
-                "the offers' embeddings are not in the index yet (they are computed after the "
-                "catalog is indexed; the assistant switches to hybrid search when they are in)"
+                "the product index has no embeddings yet (they are computed after the catalog "
+                "is indexed; the assistant switches to hybrid search when they are in)"
             )
         else:
             started = time.perf_counter()

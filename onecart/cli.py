@@ -217,7 +217,7 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
         waiter.join()
         done = {o.name: o for o in late}
         outcomes = [done.get(o.name, o) for o in outcomes]
-    print(f"services up in {clock.elapsed():.0f}s")
+    print(f"done in {clock.elapsed():.0f}s")
     failed = [outcome for outcome in outcomes if outcome.action == "failed"]
     exit_code = max(exit_code, EXIT_FAILED if failed else EXIT_OK)
     print()
@@ -324,6 +324,9 @@ def run_ingest(
     """
     for variable, value in services.child_environment(settings).items():
         os.environ.setdefault(variable, value)
+    postgres = services.dagster_postgres_url(settings)
+    if postgres:  # with the driver dagster-postgres needs named
+        os.environ["ONECART_DAGSTER_POSTGRES_URL"] = postgres
     services.write_dagster_yaml(settings)
     try:
         from pipelines.run import materialize_all

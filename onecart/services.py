@@ -216,7 +216,22 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "ONECART_SANDBOX_URL": os.environ.get("ONECART_SANDBOX_URL") or settings.sandbox_url,
         "DAGSTER_HOME": str(dagster_home(settings)),
         "PYTHONUNBUFFERED": "1",
+        **(
+            {"ONECART_DAGSTER_POSTGRES_URL": postgres}
+            if (postgres := dagster_postgres_url(settings))
+            else {}
+        ),
     }
+
+
+def dagster_postgres_url(settings: Settings) -> str | None:
+    """ONECART_DAGSTER_POSTGRES_URL with the psycopg2 driver named: dagster-postgres is written
+    for psycopg2, and SQLAlchemy 2.1 reads a plain postgresql:// URL as psycopg 3 (whose
+    connections the webserver then found closed)."""
+    url = settings.dagster_postgres_url
+    if url and url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 def dagster_home(settings: Settings) -> Path:
@@ -282,8 +297,9 @@ def prepare_dagster_instance(settings: Settings) -> str:
     from dagster import DagsterInstance
 
     previous = os.environ.get("ONECART_DAGSTER_POSTGRES_URL")
-    if settings.dagster_postgres_url:  # dagster.yaml reads the URL from the environment
-        os.environ["ONECART_DAGSTER_POSTGRES_URL"] = settings.dagster_postgres_url
+    postgres = dagster_postgres_url(settings)
+    if postgres:  # dagster.yaml reads the URL from the environment
+        os.environ["ONECART_DAGSTER_POSTGRES_URL"] = postgres
     try:
         instance = DagsterInstance.from_config(str(path.parent))
         try:

@@ -42,7 +42,7 @@ def test_the_assistant_answers_by_keywords_then_switches_to_hybrid(
         first = ask()
         assert first.path == "keyword"
         assert first.suggestions, "keyword search answers meanwhile"
-        assert any("embeddings are not in the index yet" in note for note in first.notes)
+        assert any("no embeddings yet" in note for note in first.notes)
 
         # What the embeddings run does: the same documents, now with their vectors.
         result = sync_index(
@@ -56,7 +56,7 @@ def test_the_assistant_answers_by_keywords_then_switches_to_hybrid(
         second = ask()
         assert second.path == MODE_HYBRID
         assert second.semantic_available
-        assert not any("embeddings are not in the index yet" in note for note in second.notes)
+        assert not any("no embeddings yet" in note for note in second.notes)
     finally:
         meili.delete_index(uid)
         forget_index_profiles()

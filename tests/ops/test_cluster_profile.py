@@ -71,6 +71,7 @@ def cluster(
     shop, dagster = databases
     environment.update(
         DATABASE_URL=_server(shop),
+        # A plain URL, as an operator writes it: OneCart names the psycopg2 driver itself.
         ONECART_DAGSTER_POSTGRES_URL=_server(dagster).replace("+psycopg", ""),
         ONECART_SITE_WORKERS="3",
         ONECART_RQ_WORKERS="2",
@@ -84,9 +85,7 @@ def cluster(
 
 
 def _dagster_rows(env: dict[str, str], query: str) -> list[tuple]:
-    engine = sa.create_engine(
-        env["ONECART_DAGSTER_POSTGRES_URL"].replace("postgresql://", "postgresql+psycopg://")
-    )
+    engine = sa.create_engine(env["ONECART_DAGSTER_POSTGRES_URL"].replace("://", "+psycopg://"))
     try:
         with engine.connect() as conn:
             return [tuple(row) for row in conn.execute(sa.text(query))]

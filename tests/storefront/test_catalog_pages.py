@@ -16,7 +16,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from commerce.models import Product, User
-from search_index.indexing import connect
+from onecart.settings import Settings
+from search_index.indexing import connect, index_exists
 from storefront import format_money
 from tests.storefront.sample_catalog import (
     MARKETPLACES,
@@ -489,3 +490,27 @@ def test_every_catalog_page_renders_in_the_shared_layout(
         assert response.status_code == 200, path
         html = response.get_data(as_text=True)
         assert 'class="site-header"' in html and 'class="cart-count"' in html, path
+
+
+def test_while_catalogs_load_search_says_how_far_instead_of_being_down(
+    app: Flask, client: FlaskClient, settings: Settings
+) -> None:
+    """A first `onecart ingest` records its progress; until the index exists the site says
+    "Loading catalogs: 3 of 6 marketplaces" instead of "search is down"."""
+    from onecart import progress
+
+    app.config["MEILI_INDEX"] = f"not_built_yet_{uuid.uuid4().hex[:8]}"
+    app.extensions.pop("onecart_search_cache", None)
+    progress.write_status(settings, "catalogs", 3, 6, "loading catalogs: 3 of 6 marketplaces")
+    try:
+        api = client.get("/api/search?q=tv")
+        page = client.get("/search?q=tv")
+    finally:
+        progress.clear_status(settings, "catalogs")
+
+    assert api.status_code == 503
+    assert api.get_json()["error"]["message"].startswith("Loading catalogs: 3 of 6 marketplaces.")
+    assert page.status_code == 503
+    assert "Loading catalogs: 3 of 6 marketplaces" in text_of(page.get_data(as_text=True))
+    # Without an ingest running, a missing index is "being built", never "down".
+    assert "being built" in client.get("/api/search?q=tv").get_json()["error"]["message"]

@@ -72,9 +72,18 @@ def test_db_upgrade_and_seed_marketplaces(runner: FlaskCliRunner, db_session: Se
     assert runner.invoke(args=["db-upgrade"]).exit_code == 0
     result = runner.invoke(args=["seed-marketplaces"])
     assert result.exit_code == 0, result.output
-    assert "6 created" in result.output
+    assert "8 created" in result.output
     slugs = set(db_session.scalars(sa.select(Marketplace.slug)))
-    assert {"shopwave", "kiondo", "dummymart", "fakestore", "naijamall", "bazaar"} == slugs
+    assert {
+        "shopwave",
+        "kiondo",
+        "dummymart",
+        "fakestore",
+        "naijamall",
+        "bazaar",
+        "amazon",
+        "sokoni",
+    } == slugs
     again = runner.invoke(args=["seed-marketplaces"])
     assert "0 created" in again.output
 

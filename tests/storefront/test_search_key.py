@@ -14,6 +14,7 @@ from flask import Flask
 
 from onecart.settings import Settings
 from search_index.search_keys import SITE_KEY_ACTIONS, derive_search_key, site_key_uid
+from search_index.settings import group_index_uid
 from storefront.catalog.shopper import search_client
 from tests.storefront.sample_catalog import index_sample_catalog
 
@@ -45,7 +46,7 @@ def test_the_site_searches_with_a_read_only_key_for_its_index(
     master = {"Authorization": f"Bearer {settings.meili_master_key}"}
     described = httpx.get(f"{meili_server}/keys/{key}", headers=master).json()
     assert sorted(described["actions"]) == sorted(SITE_KEY_ACTIONS)
-    assert described["indexes"] == [index]
+    assert described["indexes"] == [index, group_index_uid(index)]
 
     site = {"Authorization": f"Bearer {key}"}
     found = httpx.post(f"{meili_server}/indexes/{index}/search", json={"q": ""}, headers=site)

@@ -42,7 +42,7 @@ LISTING_PARAMETERS = (
     "sort",
     "page",
     "per_page",
-    "group",
+    "unrated",
 )
 MAX_DIGITS = 24
 

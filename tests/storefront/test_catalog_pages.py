@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from commerce.models import Product, User
 from onecart.settings import Settings
-from search_index.indexing import connect, index_exists
+from search_index.indexing import connect
 from storefront import format_money
 from tests.storefront.sample_catalog import (
     MARKETPLACES,

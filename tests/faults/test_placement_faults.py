@@ -100,8 +100,10 @@ def test_marketplace_that_cannot_answer_keeps_the_sub_order_reconciling_until_it
     assert payment is not None and payment.status.value == "authorized"  # capture waits
     shopper = faults.client_for(user)
     wait_for(  # between two attempts (an attempt in progress shows as placing)
-        lambda: "we are checking whether it has your order"
-        in shopper.get(f"/orders/{order.number}").get_data(as_text=True),
+        lambda: (
+            "we are checking whether it has your order"
+            in shopper.get(f"/orders/{order.number}").get_data(as_text=True)
+        ),
         what="the order page to say the outcome is being checked",
     )
 

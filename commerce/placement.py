@@ -374,6 +374,16 @@ def place_sub_order(
         gateway_for=gateway_for,
         overcharge_tolerance_bps=overcharge_tolerance_bps,
     )
+    if recorded is None and plan.cancel_requested:
+        # Found placed after the shopper asked to cancel (an attempt in doubt): cancel it there
+        # now, as the cancellation job would have; refunded once the marketplace confirms.
+        cancel_on_marketplace(
+            session_factory,
+            sub_order_id,
+            adapter,
+            reason=f"Cancelled at your request; {plan.marketplace_name} confirmed.",
+            gateway_for=gateway_for,
+        )
     return recorded or result
 
 

@@ -234,6 +234,7 @@ def checkout_once(client: httpx.Client) -> tuple[str, float]:
         "validation_token": fields["validation_token"],
         "total_seen": fields["total_seen"],
         "wallet_total_seen": fields.get("wallet_total_seen", ""),
+        "cart_digest": fields.get("cart_digest", ""),
         "payment_intent_id": "",
         "name": "Bench Shopper",
         "line1": "1 Load Street",

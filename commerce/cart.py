@@ -13,7 +13,7 @@ order API are flagged hand-off (completed on the marketplace's own site).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from commerce.cart_pricing import CartEntry, price_cart
 from commerce.fx import FxTable
 from commerce.models import CartItem, Marketplace, Product, User
 
@@ -30,7 +31,6 @@ QUANTITY_MAX = 99
 # A guest cart lives in a signed cookie; this keeps it well under the browser's 4 KB limit.
 GUEST_CART_MAX_LINES = 30
 CART_MAX_LINES = 100
-ORDER_CAPABILITY = "order"
 
 GuestLine = dict[str, Any]
 
@@ -452,16 +452,6 @@ class CartView:
         return any(group.handoff for group in self.groups)
 
 
-def _unavailable_reason(product: Product, marketplace: Marketplace) -> str | None:
-    if product.removed_at is not None:
-        return f"No longer sold on {marketplace.name}."
-    if not marketplace.active:
-        return f"{marketplace.name} is not available on OneCart right now."
-    if not product.available:
-        return "Out of stock."
-    return None
-
-
 def _cheaper_offers(
     session: Session,
     rows: Sequence[tuple[Product, Marketplace]],
@@ -515,15 +505,6 @@ def _cheaper_offers(
             saving_display_minor=own_display - other_display,
         )
     return hints
-
-
-def _sum_or_none(values: Iterable[int | None]) -> int | None:
-    total = 0
-    for value in values:
-        if value is None:
-            return None
-        total += value
-    return total
 
 
 def build_cart_view(
@@ -582,70 +563,59 @@ def build_cart_view(
         session, [(p, m) for p, m in rows if p.is_purchasable], fx, display_currency
     )
 
-    missing: set[str] = set()
-    if not fx.has(display_currency):
-        missing.add(display_currency)
-    grouped: dict[str, list[tuple[CartLineView, Marketplace]]] = {}
-    for product, marketplace in rows:
-        quantity, price_seen, currency_seen, _added = quantities[product.id]
-        reason = _unavailable_reason(product, marketplace)
-        line_total = product.price_minor * quantity
-        display_total = fx.convert_or_none(line_total, product.currency, display_currency)
-        if reason is None and display_total is None:
-            missing.update(c for c in (product.currency, display_currency) if not fx.has(c))
-        view = CartLineView(
-            product_id=product.id,
-            title=product.title,
-            image_url=product.image_url,
-            product_url=product.product_url,
-            relation_token=product.relation_token,
-            quantity=quantity,
-            unit_price_minor=product.price_minor,
-            currency=product.currency,
-            line_total_minor=line_total,
-            display_line_total_minor=display_total,
-            price_seen_minor=price_seen,
-            currency_seen=currency_seen,
-            available=reason is None,
-            unavailable_reason=reason,
-            handoff=ORDER_CAPABILITY not in (marketplace.capabilities or []),
-            cheaper_offer=hints.get(product.id),
-        )
-        grouped.setdefault(marketplace.slug, []).append((view, marketplace))
-
-    groups: list[MarketplaceCartGroup] = []
-    for entries in grouped.values():
-        marketplace = entries[0][1]
-        lines = [view for view, _ in entries]
-        available = [line for line in lines if line.available]
-        subtotal = _sum_or_none(
-            fx.convert_or_none(line.line_total_minor, line.currency, marketplace.currency)
-            for line in available
-        )
-        if subtotal is None:
-            missing.update(
-                c
-                for c in {marketplace.currency, *(ln.currency for ln in available)}
-                if not fx.has(c)
+    priced = price_cart(
+        [
+            CartEntry(
+                product=product,
+                marketplace=marketplace,
+                quantity=quantities[product.id][0],
+                price_seen_minor=quantities[product.id][1],
+                currency_seen=quantities[product.id][2],
             )
+            for product, marketplace in rows
+        ],
+        currency=display_currency,
+        fx=fx,
+    )
+    groups: list[MarketplaceCartGroup] = []
+    for group in priced.groups:
+        marketplace = group.marketplace
+        lines = [
+            CartLineView(
+                product_id=line.entry.product.id,
+                title=line.entry.product.title,
+                image_url=line.entry.product.image_url,
+                product_url=line.entry.product.product_url,
+                relation_token=line.entry.product.relation_token,
+                quantity=line.entry.quantity,
+                unit_price_minor=line.entry.product.price_minor,
+                currency=line.entry.product.currency,
+                line_total_minor=line.line_total_minor,
+                display_line_total_minor=line.converted_minor,
+                price_seen_minor=line.entry.price_seen_minor,
+                currency_seen=line.entry.currency_seen,
+                available=line.available,
+                unavailable_reason=line.unavailable_reason,
+                handoff=group.handoff,
+                cheaper_offer=hints.get(line.entry.product.id),
+            )
+            for line in group.lines
+        ]
         groups.append(
             MarketplaceCartGroup(
                 slug=marketplace.slug,
                 name=marketplace.name,
                 logo=marketplace.logo,
                 currency=marketplace.currency,
-                handoff=ORDER_CAPABILITY not in (marketplace.capabilities or []),
+                handoff=group.handoff,
                 lines=lines,
-                subtotal_minor=subtotal,
-                display_subtotal_minor=_sum_or_none(
-                    line.display_line_total_minor for line in available
-                ),
+                subtotal_minor=group.amount_minor,
+                display_subtotal_minor=group.converted_minor,
             )
         )
 
-    available_lines = [line for group in groups for line in group.lines if line.available]
-    payable = _sum_or_none(ln.display_line_total_minor for ln in available_lines if not ln.handoff)
-    handoff = _sum_or_none(ln.display_line_total_minor for ln in available_lines if ln.handoff)
+    payable = priced.payable_minor
+    handoff = priced.handoff_minor
     total = None if payable is None or handoff is None else payable + handoff
     unavailable = sum(1 for group in groups for line in group.lines if not line.available)
     if unavailable:
@@ -656,9 +626,9 @@ def build_cart_view(
         total_display_minor=total,
         payable_display_minor=payable,
         handoff_display_minor=handoff,
-        rates=fx.rates_for({line.currency for line in available_lines}, display_currency),
-        rates_as_of=fx.as_of,
-        missing_rates=tuple(sorted(missing)),
+        rates=priced.rates,
+        rates_as_of=priced.rates_as_of,
+        missing_rates=priced.missing_rates,
         item_count=sum(line.quantity for group in groups for line in group.lines),
         unavailable_count=unavailable,
         notes=tuple(notes),

@@ -25,29 +25,33 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-import random
 import re
-import secrets
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import Capability, MarketplaceAdapter, MarketplaceError, NotFound, Offer
+from commerce.checkout_lock import (
+    LOCK_LEASE,
+    LOCK_WAIT_S,
+    CheckoutBusy,
+    CheckoutError,
+    checkout_lock,
+)
+from commerce.checkout_quote import (
+    CheckoutQuote,
+    QuoteGroup,
+    QuoteLine,
+    UnavailableLine,
+    build_quote,
+)
 from commerce.fx import FxTable
-from commerce.marketplace_access import AdapterProvider, marketplace_can
-from commerce.models import CartItem, Marketplace, Product, User, utc_now
+from commerce.marketplace_access import AdapterProvider
+from commerce.models import CartItem, User
 from commerce.notifications import notify
 from commerce.order_models import (
-    CheckoutLock,
     MarketplaceOrder,
     Order,
     OrderItem,
@@ -67,36 +71,40 @@ from commerce.payments.gateway import (
     PaymentError,
     PaymentGateway,
 )
-from commerce.payments.stripe_gateway import STRIPE_WORST_CALL_S
 from commerce.payments.wallet_gateway import WalletGateway
-from commerce.placement import expected_placement_seconds
+from commerce.placement_history import expected_placement_seconds
+from commerce.revalidation import (
+    REVALIDATION_DEADLINE_S,
+    ChangeKind,
+    LineChange,
+    Revalidation,
+    revalidate_cart,
+)
 from onecart.money import Money, MoneyError
 
 logger = logging.getLogger(__name__)
 
-# Live re-validation: how long one marketplace may take for all its lines (the checkout must
-# answer quickly; its adapters retry once, see marketplace_access.lookup_adapter_for_marketplace).
-REVALIDATION_DEADLINE_S = 4.0
-# How long a shopper's second checkout waits for their first one, and the SQLite lease length:
-# longer than any checkout can take — the live re-check, then two worst-case Stripe calls (an
-# authorization and the release of a hold that cannot be used), plus a margin — so the lease is
-# never lost while its holder is still paying, and a crashed holder's lease simply runs out.
-LOCK_WAIT_S = 60.0
-LOCK_LEASE = timedelta(seconds=REVALIDATION_DEADLINE_S + 2 * STRIPE_WORST_CALL_S + 30)
-LOCK_POLL_S = 0.05
 VALIDATION_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
-
-class CheckoutError(Exception):
-    """The checkout cannot go ahead; `message` is written for the shopper."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class CheckoutBusy(CheckoutError):
-    """Another checkout of the same shopper held the lock for too long."""
+# Importable from here as before: the quote, the live re-check and the lock live in modules of
+# their own.
+__all__ = [
+    "LOCK_LEASE",
+    "LOCK_WAIT_S",
+    "REVALIDATION_DEADLINE_S",
+    "ChangeKind",
+    "CheckoutBusy",
+    "CheckoutError",
+    "CheckoutQuote",
+    "LineChange",
+    "QuoteGroup",
+    "QuoteLine",
+    "Revalidation",
+    "UnavailableLine",
+    "build_quote",
+    "checkout_lock",
+    "revalidate_cart",
+]
 
 
 # --- Shipping --------------------------------------------------------------------------------
@@ -161,473 +169,6 @@ def save_shipping_to_profile(user: User, shipping: ShippingDetails) -> None:
     user.ship_country = shipping.country.strip().upper()
     if shipping.phone.strip():
         user.phone_number = shipping.phone.strip()
-
-
-# --- Quote: the cart priced for payment ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class QuoteLine:
-    """A cart line as checkout prices it. `charge_minor` is in the quote's currency."""
-
-    product_id: int
-    external_id: str
-    title: str
-    product_url: str | None
-    image_url: str | None
-    quantity: int
-    unit_price_minor: int
-    currency: str
-    charge_minor: int | None
-    price_seen_minor: int | None
-    currency_seen: str | None
-
-    @property
-    def line_total_minor(self) -> int:
-        """Unit price × quantity in the offer's currency."""
-        return self.unit_price_minor * self.quantity
-
-
-@dataclass(frozen=True, slots=True)
-class QuoteGroup:
-    """One marketplace's lines: the future sub-order (or a hand-off)."""
-
-    marketplace_id: int
-    slug: str
-    name: str
-    logo: str | None
-    marketplace_currency: str
-    handoff: bool
-    lines: tuple[QuoteLine, ...]
-    # In the marketplace's currency (None when a rate is missing).
-    amount_minor: int | None
-    # In the quote's currency: the share of the total (None when a rate is missing).
-    charge_minor: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class UnavailableLine:
-    """A cart line that cannot be bought now, with the reason."""
-
-    product_id: int
-    title: str
-    marketplace_name: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class CheckoutQuote:
-    """The cart priced in one currency: what the checkout page shows and the order charges."""
-
-    currency: str
-    groups: tuple[QuoteGroup, ...]
-    # What OneCart charges: the orderable groups' shares (None when a rate is missing).
-    total_minor: int | None
-    # What the hand-off items come to, in the same currency (shown, never charged).
-    handoff_total_minor: int | None
-    rates: Mapping[str, Decimal]
-    rates_as_of: date | None
-    missing_rates: tuple[str, ...]
-    unavailable: tuple[UnavailableLine, ...]
-    # The published rates behind every conversion (units per 1 USD), stored with the order.
-    source_rates: Mapping[str, Decimal] = field(default_factory=dict)
-
-    @property
-    def orderable_groups(self) -> tuple[QuoteGroup, ...]:
-        """The groups OneCart places and charges."""
-        return tuple(group for group in self.groups if not group.handoff)
-
-    @property
-    def handoff_groups(self) -> tuple[QuoteGroup, ...]:
-        """The groups the shopper completes on the marketplace's site."""
-        return tuple(group for group in self.groups if group.handoff)
-
-    @property
-    def is_empty(self) -> bool:
-        """No purchasable line at all."""
-        return not self.groups
-
-    @property
-    def digest(self) -> str:
-        """What the checkout form is bound to: every orderable line's product, quantity and price
-        (not only the total, which two different carts can share)."""
-        lines = sorted(
-            f"{group.marketplace_id}:{line.product_id}:{line.quantity}:"
-            f"{line.unit_price_minor}:{line.currency}"
-            for group in self.orderable_groups
-            for line in group.lines
-        )
-        return hashlib.sha256("|".join(lines).encode()).hexdigest()[:32]
-
-    @property
-    def can_pay(self) -> bool:
-        """Something to pay for, and every amount convertible."""
-        return bool(self.orderable_groups) and self.total_minor is not None and self.total_minor > 0
-
-
-def _unavailable_reason(product: Product, marketplace: Marketplace) -> str | None:
-    if product.removed_at is not None:
-        return f"No longer sold on {marketplace.name}."
-    if not marketplace.active:
-        return f"{marketplace.name} is not available on OneCart right now."
-    if not product.available:
-        return "Out of stock."
-    return None
-
-
-def _sum_or_none(values: Sequence[int | None]) -> int | None:
-    if any(value is None for value in values):
-        return None
-    return sum(value for value in values if value is not None)
-
-
-def build_quote(session: Session, user: User, *, currency: str, fx: FxTable) -> CheckoutQuote:
-    """Price the shopper's cart in `currency`, grouped by marketplace (hand-offs apart).
-
-    The per-line conversion is the cart page's, so the total equals the cart's payable total.
-    """
-    rows = session.execute(
-        sa.select(CartItem, Product, Marketplace)
-        .join(Product, CartItem.product_id == Product.id)
-        .join(Marketplace, Product.marketplace_id == Marketplace.id)
-        .where(CartItem.user_id == user.id)
-        .order_by(Marketplace.name, Product.title, Product.id)
-    ).all()
-    missing: set[str] = set() if fx.has(currency) else {currency}
-    grouped: dict[int, tuple[Marketplace, list[QuoteLine]]] = {}
-    unavailable: list[UnavailableLine] = []
-    for item, product, marketplace in rows:
-        reason = _unavailable_reason(product, marketplace)
-        if reason is not None:
-            unavailable.append(UnavailableLine(product.id, product.title, marketplace.name, reason))
-            continue
-        line_total = product.price_minor * item.quantity
-        charge = fx.convert_or_none(line_total, product.currency, currency)
-        if charge is None:
-            missing.update(c for c in (product.currency, currency) if not fx.has(c))
-        line = QuoteLine(
-            product_id=product.id,
-            external_id=product.external_id,
-            title=product.title,
-            product_url=product.product_url,
-            image_url=product.image_url,
-            quantity=item.quantity,
-            unit_price_minor=product.price_minor,
-            currency=product.currency,
-            charge_minor=charge,
-            price_seen_minor=item.price_seen_minor,
-            currency_seen=item.currency_seen,
-        )
-        grouped.setdefault(marketplace.id, (marketplace, []))[1].append(line)
-
-    groups: list[QuoteGroup] = []
-    for marketplace, lines in grouped.values():
-        amount = _sum_or_none(
-            [
-                fx.convert_or_none(ln.line_total_minor, ln.currency, marketplace.currency)
-                for ln in lines
-            ]
-        )
-        if amount is None:
-            missing.update(
-                c for c in {marketplace.currency, *(ln.currency for ln in lines)} if not fx.has(c)
-            )
-        groups.append(
-            QuoteGroup(
-                marketplace_id=marketplace.id,
-                slug=marketplace.slug,
-                name=marketplace.name,
-                logo=marketplace.logo,
-                marketplace_currency=marketplace.currency,
-                handoff=not marketplace_can(marketplace, Capability.ORDER),
-                lines=tuple(lines),
-                amount_minor=amount,
-                charge_minor=_sum_or_none([line.charge_minor for line in lines]),
-            )
-        )
-    orderable = [group.charge_minor for group in groups if not group.handoff]
-    handoff = [group.charge_minor for group in groups if group.handoff]
-    currencies = {line.currency for group in groups for line in group.lines}
-    return CheckoutQuote(
-        currency=currency,
-        groups=tuple(groups),
-        total_minor=_sum_or_none(orderable),
-        handoff_total_minor=_sum_or_none(handoff),
-        rates=fx.rates_for(currencies, currency),
-        rates_as_of=fx.as_of,
-        missing_rates=tuple(sorted(missing)),
-        unavailable=tuple(unavailable),
-        source_rates={
-            code: fx.per_usd[code] for code in sorted({*currencies, currency}) if code in fx.per_usd
-        },
-    )
-
-
-# --- Live re-validation ----------------------------------------------------------------------
-
-
-class ChangeKind(enum.StrEnum):
-    """What live re-validation found different from the catalog."""
-
-    PRICE = "price"
-    UNAVAILABLE = "unavailable"
-    GONE = "gone"
-
-
-@dataclass(frozen=True, slots=True)
-class LineChange:
-    """One difference the shopper must see before paying."""
-
-    product_id: int
-    title: str
-    marketplace_name: str
-    kind: ChangeKind
-    currency: str
-    old_unit_minor: int
-    new_unit_minor: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Revalidation:
-    """What the live check found: changes, and marketplaces that did not answer in time."""
-
-    changes: tuple[LineChange, ...] = ()
-    unchecked: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class _LookupJob:
-    marketplace_name: str
-    adapter: MarketplaceAdapter
-    external_ids: tuple[str, ...]
-
-
-def _lookup_all(job: _LookupJob) -> dict[str, Offer | None]:
-    """Live offers of one marketplace (None: the offer no longer exists)."""
-    found: dict[str, Offer | None] = {}
-    for external_id in job.external_ids:
-        try:
-            found[external_id] = job.adapter.lookup_offer(external_id)
-        except NotFound:
-            found[external_id] = None
-    return found
-
-
-def revalidate_cart(
-    session: Session,
-    user: User,
-    *,
-    adapter_for: AdapterProvider,
-    deadline_s: float = REVALIDATION_DEADLINE_S,
-) -> Revalidation:
-    """Re-check live price and availability of every orderable line, one thread per marketplace
-    (`adapter_for` should give fast-failing adapters: lookup_adapter_for_marketplace).
-
-    Offers that changed are updated in the storefront DB (flushed; the caller commits), so the
-    re-rendered checkout shows today's prices. A marketplace that errs or misses the deadline is
-    reported as unchecked and its catalog prices stand: its placement may still fail later, and
-    is then refunded.
-    """
-    rows = session.execute(
-        sa.select(Product, Marketplace)
-        .join(CartItem, CartItem.product_id == Product.id)
-        .join(Marketplace, Product.marketplace_id == Marketplace.id)
-        .where(
-            CartItem.user_id == user.id, Product.removed_at.is_(None), Product.available.is_(True)
-        )
-    ).all()
-    by_market: dict[int, tuple[Marketplace, list[Product]]] = {}
-    for product, marketplace in rows:
-        if marketplace_can(marketplace, Capability.ORDER) and marketplace_can(
-            marketplace, Capability.LIVE_OFFER
-        ):
-            by_market.setdefault(marketplace.id, (marketplace, []))[1].append(product)
-    if not by_market:
-        return Revalidation()
-
-    jobs: dict[int, _LookupJob] = {}
-    for market_id, (marketplace, products) in by_market.items():
-        adapter = adapter_for(marketplace)
-        jobs[market_id] = _LookupJob(
-            marketplace.name, adapter, tuple(product.external_id for product in products)
-        )
-    executor = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="revalidate")
-    futures: dict[int, Future[dict[str, Offer | None]]] = {
-        market_id: executor.submit(_lookup_all, job) for market_id, job in jobs.items()
-    }
-    try:
-        wait(futures.values(), timeout=deadline_s)
-    finally:
-        # Late lookups finish in the background; their results are simply not used.
-        executor.shutdown(wait=False, cancel_futures=True)
-
-    changes: list[LineChange] = []
-    unchecked: list[str] = []
-    for market_id, future in futures.items():
-        marketplace, products = by_market[market_id]
-        if not future.done() or future.cancelled():
-            unchecked.append(marketplace.name)
-            continue
-        error = future.exception()
-        if error is not None:
-            if not isinstance(error, MarketplaceError):
-                logger.exception("live check of %s failed", marketplace.slug, exc_info=error)
-            unchecked.append(marketplace.name)
-            continue
-        offers = future.result()
-        for product in products:
-            change = _apply_live_offer(product, marketplace, offers.get(product.external_id))
-            if change is not None:
-                changes.append(change)
-    session.flush()
-    return Revalidation(changes=tuple(changes), unchecked=tuple(sorted(unchecked)))
-
-
-def _apply_live_offer(
-    product: Product, marketplace: Marketplace, offer: Offer | None
-) -> LineChange | None:
-    if offer is None:
-        product.available = False
-        return LineChange(
-            product.id, product.title, marketplace.name, ChangeKind.GONE, product.currency,
-            product.price_minor, None,
-        )  # fmt: skip
-    if not offer.available:
-        product.available = False
-        return LineChange(
-            product.id, product.title, marketplace.name, ChangeKind.UNAVAILABLE, product.currency,
-            product.price_minor, None,
-        )  # fmt: skip
-    if offer.currency == product.currency and offer.price_minor != product.price_minor:
-        old = product.price_minor
-        product.price_minor = offer.price_minor
-        product.updated_at = utc_now()
-        return LineChange(
-            product.id, product.title, marketplace.name, ChangeKind.PRICE, product.currency,
-            old, offer.price_minor,
-        )  # fmt: skip
-    return None
-
-
-# --- The lock on a shopper's checkouts -------------------------------------------------------
-
-
-@contextmanager
-def checkout_lock(
-    session_factory: sessionmaker[Session], user_id: int, *, wait_s: float = LOCK_WAIT_S
-) -> Iterator[None]:
-    """Serialize one shopper's checkouts (other shoppers never wait).
-
-    PostgreSQL: SELECT … FOR UPDATE on the shopper's `checkout_locks` row, held by a connection of
-    its own for the duration. SQLite locks the whole file for a write transaction, so there the
-    row is a lease, taken with one conditional UPDATE and given back at the end (a holder that
-    crashed loses it when the lease runs out).
-    """
-    engine = session_factory.kw["bind"]
-    if engine.dialect.name == "postgresql":
-        with _row_lock(engine, user_id, wait_s):
-            yield
-    else:
-        with _lease_lock(session_factory, user_id, wait_s):
-            yield
-
-
-@contextmanager
-def _row_lock(engine: sa.Engine, user_id: int, wait_s: float) -> Iterator[None]:
-    """SELECT … FOR UPDATE SKIP LOCKED, retried until the row is ours: waiters hold no
-    connection while they wait (twenty tabs cannot drain the pool), and a holder that dies
-    releases the lock with its connection."""
-    with engine.connect() as connection:
-        connection.execute(
-            postgresql_insert(CheckoutLock)
-            .values(user_id=user_id)
-            .on_conflict_do_nothing(index_elements=["user_id"])
-        )
-        connection.commit()
-    deadline = time.monotonic() + wait_s
-    while True:
-        connection = engine.connect()
-        try:
-            locked = connection.execute(
-                sa.select(CheckoutLock.user_id)
-                .where(CheckoutLock.user_id == user_id)
-                .with_for_update(skip_locked=True)
-            ).first()
-        except BaseException:
-            connection.close()
-            raise
-        if locked is not None:
-            break
-        connection.rollback()
-        connection.close()
-        if time.monotonic() > deadline:
-            raise CheckoutBusy(
-                "Another checkout of yours is still running. Please try again in a moment."
-            )
-        time.sleep(LOCK_POLL_S)
-    try:
-        yield
-    finally:
-        connection.rollback()
-        connection.close()
-
-
-@contextmanager
-def _lease_lock(
-    session_factory: sessionmaker[Session], user_id: int, wait_s: float
-) -> Iterator[None]:
-    holder = secrets.token_hex(16)
-    deadline = time.monotonic() + wait_s
-    while not _take_lease(session_factory, user_id, holder):
-        if time.monotonic() > deadline:
-            raise CheckoutBusy(
-                "Another checkout of yours is still running. Please try again in a moment."
-            )
-        time.sleep(LOCK_POLL_S * random.uniform(1.0, 3.0))
-    try:
-        yield
-    finally:
-        with session_factory() as session, session.begin():
-            session.execute(
-                sa.update(CheckoutLock)
-                .where(CheckoutLock.user_id == user_id, CheckoutLock.holder == holder)
-                .values(holder=None, expires_at=None)
-            )
-
-
-def _take_lease(session_factory: sessionmaker[Session], user_id: int, holder: str) -> bool:
-    now = utc_now()
-    try:
-        with session_factory() as session:
-            # A plain read first: under WAL it never waits, so shoppers' other tabs poll without
-            # queueing for SQLite's single write lock (which the lease holder needs).
-            current = session.execute(
-                sa.select(CheckoutLock.holder, CheckoutLock.expires_at).where(
-                    CheckoutLock.user_id == user_id
-                )
-            ).first()
-            session.rollback()
-            if current is not None and current.holder is not None and current.expires_at >= now:
-                return False
-            with session.begin():
-                if current is None:
-                    session.add(
-                        CheckoutLock(user_id=user_id, holder=holder, expires_at=now + LOCK_LEASE)
-                    )
-                    session.flush()
-                    return True
-                taken = session.execute(
-                    sa.update(CheckoutLock)
-                    .where(
-                        CheckoutLock.user_id == user_id,
-                        sa.or_(CheckoutLock.holder.is_(None), CheckoutLock.expires_at < now),
-                    )
-                    .values(holder=holder, expires_at=now + LOCK_LEASE)
-                ).rowcount  # type: ignore[attr-defined]
-                return bool(taken)
-    except (IntegrityError, OperationalError):
-        # Another checkout inserted the row (or held the file) at the same moment: wait, retry.
-        return False
 
 
 # --- Submitting ------------------------------------------------------------------------------

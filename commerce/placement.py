@@ -51,18 +51,20 @@ from adapters.base import (
     Transient,
     Unsupported,
 )
+from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, Verdict, verify_placement
 from commerce.cancellation import CancelOutcome, cancel_on_marketplace
 from commerce.marketplace_access import AdapterProvider
 from commerce.models import utc_now
 from commerce.notifications import notify
+from commerce.order_locks import lock_order
 from commerce.order_models import (
     MarketplaceOrder,
     Order,
-    OrderItem,
     SubOrderStatus,
 )
 from commerce.order_state import (
     ERROR_TEXT_LIMIT,
+    flag_order,
     locked_sub_order,
     money_text,
     placed_status_for,
@@ -81,19 +83,14 @@ logger = logging.getLogger(__name__)
 # A claim's lease: a placement that has been "placing" this long is presumed dead (its worker
 # was killed) and may be claimed again, after asking the marketplace what it holds.
 DEFAULT_STUCK_AFTER = timedelta(minutes=5)
-DEFAULT_OVERCHARGE_TOLERANCE_BPS = 100
-BPS = 10_000
 
 __all__ = [
     "DEFAULT_STUCK_AFTER",
     "PlacementResult",
     "Verdict",
     "claim_sub_order",
-    "expected_placement_seconds",
-    "mark_placed_by_operator",
     "money_text",
     "place_sub_order",
-    "refund_by_operator",
     "verify_placement",
 ]
 
@@ -110,46 +107,6 @@ class PlacementResult(enum.StrEnum):
     # Unknown outcome after the last attempt: the sweeper asks the marketplace again later.
     RECONCILING = "reconciling"
     NEEDS_ATTENTION = "needs_attention"
-
-
-# --- Scheduling -------------------------------------------------------------------------------
-
-# How many recent placements per marketplace estimate its placement time.
-PLACEMENT_HISTORY = 50
-
-
-def expected_placement_seconds(session: Session, marketplace_ids: list[int]) -> dict[int, float]:
-    """Each marketplace's average placement time over its recent placements (seconds; 0 when
-    it has none yet).
-
-    Checkout enqueues the slowest sub-orders first (longest-processing-time-first), so with
-    fewer workers than sub-orders the slow marketplace is not left waiting behind fast ones.
-    """
-    durations: dict[int, list[float]] = {marketplace_id: [] for marketplace_id in marketplace_ids}
-    if not marketplace_ids:
-        return {}
-    rows = session.execute(
-        sa.select(
-            MarketplaceOrder.marketplace_id,
-            MarketplaceOrder.placing_started_at,
-            MarketplaceOrder.placed_at,
-        )
-        .where(
-            MarketplaceOrder.marketplace_id.in_(marketplace_ids),
-            MarketplaceOrder.placed_at.is_not(None),
-            MarketplaceOrder.placing_started_at.is_not(None),
-        )
-        .order_by(MarketplaceOrder.id.desc())
-        .limit(PLACEMENT_HISTORY * len(marketplace_ids))
-    ).all()
-    for marketplace_id, started, placed in rows:
-        samples = durations[marketplace_id]
-        if len(samples) < PLACEMENT_HISTORY and placed >= started:
-            samples.append((placed - started).total_seconds())
-    return {
-        marketplace_id: (sum(samples) / len(samples) if samples else 0.0)
-        for marketplace_id, samples in durations.items()
-    }
 
 
 # --- Claiming ---------------------------------------------------------------------------------
@@ -417,6 +374,16 @@ def place_sub_order(
         gateway_for=gateway_for,
         overcharge_tolerance_bps=overcharge_tolerance_bps,
     )
+    if recorded is None and plan.cancel_requested:
+        # Found placed after the shopper asked to cancel (an attempt in doubt): cancel it there
+        # now, as the cancellation job would have; refunded once the marketplace confirms.
+        cancel_on_marketplace(
+            session_factory,
+            sub_order_id,
+            adapter,
+            reason=f"Cancelled at your request; {plan.marketplace_name} confirmed.",
+            gateway_for=gateway_for,
+        )
     return recorded or result
 
 
@@ -536,87 +503,6 @@ def _finish_without_placing(
     return True
 
 
-# --- Verifying what was accepted --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What a placement is worth to the shopper, compared with what was asked.
-
-    `kept_charge_minor`: the part of the share the shopper pays (payment currency); the rest is
-    refunded. `cancel`: the marketplace billed beyond the tolerance, or accepted nothing.
-    """
-
-    accepted_amount_minor: int | None
-    kept_charge_minor: int
-    cancel: bool
-    notes: tuple[str, ...]
-
-
-def verify_placement(
-    items: list[OrderItem],
-    charge_minor: int,
-    currency: str,
-    placed: PlacedOrder,
-    *,
-    overcharge_tolerance_bps: int,
-) -> Verdict:
-    """Compare the marketplace's answer with the sub-order's items (pure; see the module
-    docstring for the policy). Amounts in the marketplace's currency unless said otherwise."""
-    notes: list[str] = []
-    accepted_qty: dict[str, int] = {}
-    # What the marketplace says each product's lines cost (None: not said for every line).
-    billed_by_id: dict[str, int | None] = {}
-    if placed.lines is not None:
-        for line in placed.lines:
-            quantity = max(0, line.quantity)
-            accepted_qty[line.external_id] = accepted_qty.get(line.external_id, 0) + quantity
-            billed = line.billed_minor
-            earlier = billed_by_id.get(line.external_id, 0)
-            billed_by_id[line.external_id] = (
-                None if billed is None or earlier is None else earlier + billed
-            )
-    asked_accepted = 0
-    billed_lines = 0
-    kept_charge = 0
-    for item in items:
-        quantity = item.quantity
-        billed_item: int | None = None
-        if placed.lines is not None:
-            available = accepted_qty.get(item.external_id, 0)
-            quantity = min(item.quantity, available)
-            accepted_qty[item.external_id] = available - quantity
-            billed_total = billed_by_id.get(item.external_id)
-            if billed_total is not None and available:
-                # The share of the product's billed lines that covers this item's quantity.
-                billed_item = billed_total * quantity // available
-            if quantity < item.quantity:
-                notes.append(
-                    f"accepted {quantity} of {item.quantity} × {item.title[:60]}"
-                    if quantity
-                    else f"left out {item.title[:60]}"
-                )
-        asked_accepted += item.unit_price_minor * quantity
-        billed_lines += billed_item if billed_item is not None else item.unit_price_minor * quantity
-        # The accepted part of the line's share, rounded down (the refund rounds up).
-        kept_charge += item.charge_minor * quantity // item.quantity
-    if asked_accepted == 0:
-        return Verdict(0, 0, cancel=True, notes=(*notes, "accepted none of the items"))
-    billed = billed_lines
-    if placed.total_minor is not None and (placed.currency in (None, currency)):
-        billed = placed.total_minor
-    if billed < asked_accepted:
-        notes.append(f"billed {billed} instead of {asked_accepted}")
-        kept_charge = kept_charge * max(billed, 0) // asked_accepted
-    elif billed > asked_accepted:
-        over = billed - asked_accepted
-        if over * BPS > asked_accepted * overcharge_tolerance_bps:
-            notes.append(f"billed {billed}, more than the {asked_accepted} paid")
-            return Verdict(billed, 0, cancel=True, notes=tuple(notes))
-        notes.append(f"billed {over} more than paid, absorbed")
-    return Verdict(billed, min(kept_charge, charge_minor), cancel=False, notes=tuple(notes))
-
-
 def record_placement(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
@@ -718,72 +604,8 @@ def record_placement(
 
 
 def _flag_for_operator(session_factory: sessionmaker[Session], order_id: int, reason: str) -> None:
-    from commerce.order_locks import lock_order
-    from commerce.order_state import flag_order
-
     with session_factory() as session, session.begin():
         lock_order(session, order_id)
         order = session.get(Order, order_id)
         assert order is not None
         flag_order(order, reason)
-
-
-# --- Operator actions on sub-orders that need attention ---------------------------------------
-
-
-def mark_placed_by_operator(
-    session_factory: sessionmaker[Session],
-    sub_order_id: int,
-    marketplace_order_id: str,
-    *,
-    gateway_for: GatewayProvider = gateway_for_payment,
-) -> bool:
-    """The operator confirmed with the marketplace that it holds the order: needs_attention →
-    placed with the marketplace's id; then the payment is settled."""
-    marketplace_order_id = marketplace_order_id.strip()[:120]
-    if not marketplace_order_id:
-        raise ValueError("Enter the marketplace's order id.")
-    with session_factory() as session, session.begin():
-        sub_order = locked_sub_order(session, sub_order_id)
-        if sub_order.status != SubOrderStatus.NEEDS_ATTENTION:
-            return False
-        sub_order.status = SubOrderStatus.PLACED
-        sub_order.marketplace_order_id = marketplace_order_id
-        sub_order.placed_at = utc_now()
-        sub_order.last_error = "marked placed by an operator"
-        notify(
-            session,
-            sub_order.order,
-            "sub_order_placed",
-            f"{sub_order.marketplace.name} confirmed your order "
-            f"(their order {marketplace_order_id}).",
-            sub_order_id=sub_order.id,
-        )
-        refresh_order_status(session, sub_order.order)
-        order_id = sub_order.order_id
-    settle_payment(session_factory, order_id, gateway_for=gateway_for)
-    return True
-
-
-def refund_by_operator(
-    session_factory: sessionmaker[Session],
-    sub_order_id: int,
-    *,
-    gateway_for: GatewayProvider = gateway_for_payment,
-) -> bool:
-    """The operator confirmed the marketplace holds no order: needs_attention → failed, its
-    share refunded."""
-    with session_factory() as session, session.begin():
-        sub_order = locked_sub_order(session, sub_order_id)
-        if sub_order.status != SubOrderStatus.NEEDS_ATTENTION:
-            return False
-        compensate_sub_order(
-            session,
-            sub_order,
-            status=SubOrderStatus.FAILED,
-            reason=f"{sub_order.marketplace.name} holds no order (confirmed by our team).",
-        )
-        order_id = sub_order.order_id
-    process_refunds(session_factory, order_id, gateway_for=gateway_for)
-    settle_payment(session_factory, order_id, gateway_for=gateway_for)
-    return True

@@ -49,15 +49,32 @@ from commerce.payments.gateway import (
     ProviderStatus,
 )
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.refunds import (
+    SETTLED_CARD_STATUSES,
+    complete_refund,
+    process_refunds,
+    reconcile_refunds,
+    refresh_payment_status,
+)
 from onecart.money import Money
 
 logger = logging.getLogger(__name__)
 
-SETTLED_CARD_STATUSES = (
-    PaymentStatus.CAPTURED,
-    PaymentStatus.PARTIALLY_REFUNDED,
-    PaymentStatus.REFUNDED,
-)
+
+# Importable from here: the refunds themselves live in commerce.refunds.
+__all__ = [
+    "SETTLED_CARD_STATUSES",
+    "adjust_share",
+    "compensate_sub_order",
+    "finish_settlement",
+    "process_refunds",
+    "reconcile_payment",
+    "reconcile_payments",
+    "reconcile_refunds",
+    "record_refund",
+    "refund_key",
+    "settle_payment",
+]
 
 
 def refund_key(sub_order: MarketplaceOrder) -> str:
@@ -125,10 +142,10 @@ def record_refund(
             Money(refund.amount_minor, refund.currency),
             idempotency_key=refund.idempotency_key,
         )
-        _complete_refund(refund, RefundKind.WALLET_CREDIT)
+        complete_refund(refund, RefundKind.WALLET_CREDIT)
         session.flush()
         session.refresh(payment, attribute_names=["refunds"])
-        _refresh_payment_status(payment)
+        refresh_payment_status(payment)
     session.flush()
     return refund
 
@@ -188,209 +205,6 @@ def adjust_share(
         sub_order_id=sub_order.id,
     )
     return refund
-
-
-# --- Refunds ------------------------------------------------------------------------------------
-
-
-def process_refunds(
-    session_factory: sessionmaker[Session],
-    order_id: int,
-    *,
-    gateway_for: GatewayProvider = gateway_for_payment,
-) -> int:
-    """Carry out the order's pending refunds that can run now; returns how many succeeded.
-
-    Card refunds need a captured payment; before capture the share is simply not captured (see
-    :func:`settle_payment`). Each card refund is claimed first (pending → processing), so two
-    workers never send it twice.
-    """
-    done = 0
-    with session_factory() as session:
-        refund_ids = list(
-            session.scalars(
-                sa.select(Refund.id)
-                .join(Payment, Refund.payment_id == Payment.id)
-                .where(Payment.order_id == order_id, Refund.status == RefundStatus.PENDING)
-                .order_by(Refund.id)
-            )
-        )
-    for refund_id in refund_ids:
-        if _process_refund(session_factory, refund_id, gateway_for=gateway_for):
-            done += 1
-    return done
-
-
-def _order_id_of_refund(session: Session, refund_id: int) -> int:
-    order_id = session.scalar(
-        sa.select(Payment.order_id)
-        .join(Refund, Refund.payment_id == Payment.id)
-        .where(Refund.id == refund_id)
-    )
-    if order_id is None:
-        raise LookupError(f"refund {refund_id} does not exist")
-    return order_id
-
-
-def _process_refund(
-    session_factory: sessionmaker[Session], refund_id: int, *, gateway_for: GatewayProvider
-) -> bool:
-    with session_factory() as session, session.begin():
-        lock_order(session, _order_id_of_refund(session, refund_id))
-        refund = session.get(Refund, refund_id)
-        assert refund is not None
-        payment = refund.payment
-        if refund.status != RefundStatus.PENDING:
-            return False
-        if payment.method == PaymentMethod.WALLET:
-            gateway = gateway_for(session, payment)
-            refund.provider_reference = gateway.refund(
-                payment.provider_reference,
-                Money(refund.amount_minor, refund.currency),
-                idempotency_key=refund.idempotency_key,
-            )
-            _complete_refund(refund, RefundKind.WALLET_CREDIT)
-            _refresh_payment_status(payment)
-            return True
-        if payment.status in (PaymentStatus.VOIDED, PaymentStatus.FAILED) or (
-            refund.kind == RefundKind.RELEASE and payment.status in SETTLED_CARD_STATUSES
-        ):
-            # Voided or never collected: nothing was taken. A release on a captured payment was
-            # left out of the capture (finish_settlement normally completes these).
-            _complete_refund(refund, RefundKind.RELEASE)
-            _refresh_payment_status(payment)
-            return True
-        if payment.status not in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED):
-            return False  # released at capture time, or sent once the capture is known
-        refund.kind = RefundKind.CARD_REFUND
-        refund.status = RefundStatus.PROCESSING
-        refund.processing_started_at = utc_now()
-        provider_reference = payment.provider_reference
-        amount = Money(refund.amount_minor, refund.currency)
-        key = refund.idempotency_key
-    with session_factory() as session:
-        payment = session.get(Refund, refund_id).payment  # type: ignore[union-attr]
-        gateway = gateway_for(session, payment)
-    try:
-        reference = gateway.refund(provider_reference, amount, idempotency_key=key)
-    except PaymentDeclined as exc:
-        _refund_refused(session_factory, refund_id, str(exc.message))
-        return False
-    except PaymentError as exc:
-        # Unknown: the refund may have happened. It stays `processing` and is looked up by its
-        # key before it is ever sent again (see reconcile_refunds).
-        logger.warning("refund %s outcome unknown: %s", refund_id, exc)
-        reconcile_refund(session_factory, refund_id, gateway_for=gateway_for)
-        return False
-    _refund_done(session_factory, refund_id, reference)
-    return True
-
-
-def _refund_done(session_factory: sessionmaker[Session], refund_id: int, reference: str) -> None:
-    with session_factory() as session, session.begin():
-        lock_order(session, _order_id_of_refund(session, refund_id))
-        refund = session.get(Refund, refund_id)
-        assert refund is not None
-        if refund.status == RefundStatus.SUCCEEDED:
-            return
-        refund.provider_reference = reference
-        _complete_refund(refund, RefundKind.CARD_REFUND)
-        _refresh_payment_status(refund.payment)
-
-
-def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, message: str) -> None:
-    """The provider refused the refund for good: failed, and the operator is told."""
-    with session_factory() as session, session.begin():
-        lock_order(session, _order_id_of_refund(session, refund_id))
-        refund = session.get(Refund, refund_id)
-        assert refund is not None
-        if refund.status != RefundStatus.PROCESSING:
-            return
-        refund.status = RefundStatus.FAILED
-        order = session.get(Order, refund.payment.order_id)
-        assert order is not None
-        flag_order(order, f"Refund {refund.idempotency_key} refused by the provider: {message}")
-
-
-def reconcile_refund(
-    session_factory: sessionmaker[Session], refund_id: int, *, gateway_for: GatewayProvider
-) -> bool:
-    """A card refund left `processing` (unknown outcome, or a worker died): ask the provider for a
-    refund with our key; found → succeeded, none → pending again (re-sent with the same key),
-    provider unreachable → left as it is. True when it was resolved."""
-    with session_factory() as session:
-        refund = session.get(Refund, refund_id)
-        if refund is None or refund.status != RefundStatus.PROCESSING:
-            return False
-        payment = refund.payment
-        gateway = gateway_for(session, payment)
-        provider_reference = payment.provider_reference
-        key = refund.idempotency_key
-    try:
-        found = gateway.find_refund(provider_reference, key)
-    except PaymentError as exc:
-        logger.warning("refund %s cannot be looked up yet: %s", refund_id, exc)
-        return False
-    if found is not None:
-        _refund_done(session_factory, refund_id, found)
-        return True
-    with session_factory() as session, session.begin():
-        session.execute(
-            sa.update(Refund)
-            .where(Refund.id == refund_id, Refund.status == RefundStatus.PROCESSING)
-            .values(status=RefundStatus.PENDING, processing_started_at=None)
-        )
-    return True
-
-
-def reconcile_refunds(
-    session_factory: sessionmaker[Session],
-    *,
-    older_than: timedelta,
-    gateway_for: GatewayProvider = gateway_for_payment,
-) -> int:
-    """Every refund whose provider call started more than `older_than` ago and never ended."""
-    with session_factory() as session:
-        refund_ids = list(
-            session.scalars(
-                sa.select(Refund.id).where(
-                    Refund.status == RefundStatus.PROCESSING,
-                    sa.or_(
-                        Refund.processing_started_at.is_(None),
-                        Refund.processing_started_at < utc_now() - older_than,
-                    ),
-                )
-            )
-        )
-    return sum(
-        1
-        for refund_id in refund_ids
-        if reconcile_refund(session_factory, refund_id, gateway_for=gateway_for)
-    )
-
-
-def _complete_refund(refund: Refund, kind: RefundKind) -> None:
-    refund.kind = kind
-    refund.status = RefundStatus.SUCCEEDED
-    refund.completed_at = utc_now()
-
-
-def _refresh_payment_status(payment: Payment) -> None:
-    """captured / partially_refunded / refunded from the succeeded refunds."""
-    if payment.status not in SETTLED_CARD_STATUSES:
-        return
-    # Releases were never captured, so they do not make a captured payment "refunded".
-    refunded = sum(
-        refund.amount_minor
-        for refund in payment.refunds
-        if refund.status == RefundStatus.SUCCEEDED and refund.kind != RefundKind.RELEASE
-    )
-    if refunded and refunded >= payment.captured_minor:
-        payment.status = PaymentStatus.REFUNDED
-    elif refunded > 0:
-        payment.status = PaymentStatus.PARTIALLY_REFUNDED
-    else:
-        payment.status = PaymentStatus.CAPTURED
 
 
 # --- Settling the card payment ------------------------------------------------------------------
@@ -558,7 +372,7 @@ def _capture_refused(session_factory: sessionmaker[Session], payment_id: int, re
         payment.failure_message = f"Capture refused: {reason}"[:ERROR_TEXT_LIMIT]
         for refund in payment.refunds:
             if refund.status in (RefundStatus.PENDING, RefundStatus.PROCESSING):
-                _complete_refund(refund, RefundKind.RELEASE)
+                complete_refund(refund, RefundKind.RELEASE)
         order = payment.order
         flag_order(order, f"Card payment could not be collected: {reason}")
         notify(
@@ -601,15 +415,15 @@ def finish_settlement(
             if refund.status != RefundStatus.PENDING:
                 continue
             if not captured:
-                _complete_refund(refund, RefundKind.RELEASE)
+                complete_refund(refund, RefundKind.RELEASE)
             elif refund.kind == RefundKind.RELEASE and released >= refund.amount_minor:
                 released -= refund.amount_minor
-                _complete_refund(refund, RefundKind.RELEASE)
+                complete_refund(refund, RefundKind.RELEASE)
                 refund.provider_reference = payment.provider_reference
             else:
                 # Captured after all (a lost reply): this share must come back as a card refund.
                 refund.kind = RefundKind.CARD_REFUND
-        _refresh_payment_status(payment)
+        refresh_payment_status(payment)
 
 
 def reconcile_payments(

@@ -551,7 +551,16 @@ def build_services(settings: Settings) -> list[Service]:
         title="RQ cron (order sweeper and tracker)",
         url=None,
         probe=running_probe,
-        argv=(str(VENV_BIN / "rq"), "cron", "storefront.cron", "--url", settings.redis_url),
+        # PatientRedis: `rq cron` would exit on the first Redis error; this waits for Redis.
+        argv=(
+            str(VENV_BIN / "rq"),
+            "cron",
+            "storefront.cron",
+            "--connection-class",
+            "storefront.cron.PatientRedis",
+            "--url",
+            settings.redis_url,
+        ),
         env=env,
         startup_timeout=30,
         requires=("redis",),

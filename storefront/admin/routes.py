@@ -10,6 +10,7 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
+from commerce.attention import mark_placed_by_operator, refund_by_operator
 from commerce.marketplace_admin import (
     MarketplaceEditError,
     MarketplaceInput,
@@ -20,7 +21,6 @@ from commerce.marketplace_admin import (
 )
 from commerce.models import Marketplace
 from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
-from commerce.placement import mark_placed_by_operator, refund_by_operator
 from storefront.admin.forms import MarketplaceForm
 from storefront.database import db_session, session_factory
 from storefront.extensions import login_manager

@@ -98,8 +98,14 @@ def test_marketplace_that_cannot_answer_keeps_the_sub_order_reconciling_until_it
     assert _refunds(faults, kiondo.id) == []
     payment = faults.order(order.number).payment
     assert payment is not None and payment.status.value == "authorized"  # capture waits
-    page = faults.client_for(user).get(f"/orders/{order.number}").get_data(as_text=True)
-    assert "we are checking whether it has your order" in page
+    shopper = faults.client_for(user)
+    wait_for(  # between two attempts (an attempt in progress shows as placing)
+        lambda: (
+            "we are checking whether it has your order"
+            in shopper.get(f"/orders/{order.number}").get_data(as_text=True)
+        ),
+        what="the order page to say the outcome is being checked",
+    )
 
     faults.knobs("kiondo", down=False, order_reply_delay_ms=0)
     sweep_now(faults)

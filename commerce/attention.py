@@ -1,0 +1,73 @@
+"""Operator actions on sub-orders that need attention (a placement whose outcome stayed unknown on
+a marketplace that cannot be asked): record the marketplace's order id once it is confirmed, or
+refund the share once the marketplace confirms it holds no order. Used by the admin area.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.models import utc_now
+from commerce.notifications import notify
+from commerce.order_models import SubOrderStatus
+from commerce.order_state import locked_sub_order, refresh_order_status
+from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
+
+
+def mark_placed_by_operator(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    marketplace_order_id: str,
+    *,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> bool:
+    """The operator confirmed with the marketplace that it holds the order: needs_attention →
+    placed with the marketplace's id; then the payment is settled."""
+    marketplace_order_id = marketplace_order_id.strip()[:120]
+    if not marketplace_order_id:
+        raise ValueError("Enter the marketplace's order id.")
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if sub_order.status != SubOrderStatus.NEEDS_ATTENTION:
+            return False
+        sub_order.status = SubOrderStatus.PLACED
+        sub_order.marketplace_order_id = marketplace_order_id
+        sub_order.placed_at = utc_now()
+        sub_order.last_error = "marked placed by an operator"
+        notify(
+            session,
+            sub_order.order,
+            "sub_order_placed",
+            f"{sub_order.marketplace.name} confirmed your order "
+            f"(their order {marketplace_order_id}).",
+            sub_order_id=sub_order.id,
+        )
+        refresh_order_status(session, sub_order.order)
+        order_id = sub_order.order_id
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return True
+
+
+def refund_by_operator(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    *,
+    gateway_for: GatewayProvider = gateway_for_payment,
+) -> bool:
+    """The operator confirmed the marketplace holds no order: needs_attention → failed, its
+    share refunded."""
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if sub_order.status != SubOrderStatus.NEEDS_ATTENTION:
+            return False
+        compensate_sub_order(
+            session,
+            sub_order,
+            status=SubOrderStatus.FAILED,
+            reason=f"{sub_order.marketplace.name} holds no order (confirmed by our team).",
+        )
+        order_id = sub_order.order_id
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return True

@@ -1,0 +1,170 @@
+"""Live re-validation before payment: every cart line's price and availability re-checked through
+its marketplace's adapter, concurrently, with a deadline per marketplace; what changed is written
+to the catalog and returned for the shopper to see before anything is taken.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from adapters.base import Capability, MarketplaceAdapter, MarketplaceError, NotFound, Offer
+from commerce.marketplace_access import AdapterProvider, marketplace_can
+from commerce.models import CartItem, Marketplace, Product, User, utc_now
+
+logger = logging.getLogger(__name__)
+
+# How long one marketplace may take for all its lines (the checkout must answer quickly; its
+# adapters retry once, see marketplace_access.lookup_adapter_for_marketplace).
+REVALIDATION_DEADLINE_S = 4.0
+
+
+# --- Live re-validation ----------------------------------------------------------------------
+
+
+class ChangeKind(enum.StrEnum):
+    """What live re-validation found different from the catalog."""
+
+    PRICE = "price"
+    UNAVAILABLE = "unavailable"
+    GONE = "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class LineChange:
+    """One difference the shopper must see before paying."""
+
+    product_id: int
+    title: str
+    marketplace_name: str
+    kind: ChangeKind
+    currency: str
+    old_unit_minor: int
+    new_unit_minor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Revalidation:
+    """What the live check found: changes, and marketplaces that did not answer in time."""
+
+    changes: tuple[LineChange, ...] = ()
+    unchecked: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _LookupJob:
+    marketplace_name: str
+    adapter: MarketplaceAdapter
+    external_ids: tuple[str, ...]
+
+
+def _lookup_all(job: _LookupJob) -> dict[str, Offer | None]:
+    """Live offers of one marketplace (None: the offer no longer exists)."""
+    found: dict[str, Offer | None] = {}
+    for external_id in job.external_ids:
+        try:
+            found[external_id] = job.adapter.lookup_offer(external_id)
+        except NotFound:
+            found[external_id] = None
+    return found
+
+
+def revalidate_cart(
+    session: Session,
+    user: User,
+    *,
+    adapter_for: AdapterProvider,
+    deadline_s: float = REVALIDATION_DEADLINE_S,
+) -> Revalidation:
+    """Re-check live price and availability of every orderable line, one thread per marketplace
+    (`adapter_for` should give fast-failing adapters: lookup_adapter_for_marketplace).
+
+    Offers that changed are updated in the storefront DB (flushed; the caller commits), so the
+    re-rendered checkout shows today's prices. A marketplace that errs or misses the deadline is
+    reported as unchecked and its catalog prices stand: its placement may still fail later, and
+    is then refunded.
+    """
+    rows = session.execute(
+        sa.select(Product, Marketplace)
+        .join(CartItem, CartItem.product_id == Product.id)
+        .join(Marketplace, Product.marketplace_id == Marketplace.id)
+        .where(
+            CartItem.user_id == user.id, Product.removed_at.is_(None), Product.available.is_(True)
+        )
+    ).all()
+    by_market: dict[int, tuple[Marketplace, list[Product]]] = {}
+    for product, marketplace in rows:
+        if marketplace_can(marketplace, Capability.ORDER) and marketplace_can(
+            marketplace, Capability.LIVE_OFFER
+        ):
+            by_market.setdefault(marketplace.id, (marketplace, []))[1].append(product)
+    if not by_market:
+        return Revalidation()
+
+    jobs: dict[int, _LookupJob] = {}
+    for market_id, (marketplace, products) in by_market.items():
+        adapter = adapter_for(marketplace)
+        jobs[market_id] = _LookupJob(
+            marketplace.name, adapter, tuple(product.external_id for product in products)
+        )
+    executor = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="revalidate")
+    futures: dict[int, Future[dict[str, Offer | None]]] = {
+        market_id: executor.submit(_lookup_all, job) for market_id, job in jobs.items()
+    }
+    try:
+        wait(futures.values(), timeout=deadline_s)
+    finally:
+        # Late lookups finish in the background; their results are simply not used.
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    changes: list[LineChange] = []
+    unchecked: list[str] = []
+    for market_id, future in futures.items():
+        marketplace, products = by_market[market_id]
+        if not future.done() or future.cancelled():
+            unchecked.append(marketplace.name)
+            continue
+        error = future.exception()
+        if error is not None:
+            if not isinstance(error, MarketplaceError):
+                logger.exception("live check of %s failed", marketplace.slug, exc_info=error)
+            unchecked.append(marketplace.name)
+            continue
+        offers = future.result()
+        for product in products:
+            change = _apply_live_offer(product, marketplace, offers.get(product.external_id))
+            if change is not None:
+                changes.append(change)
+    session.flush()
+    return Revalidation(changes=tuple(changes), unchecked=tuple(sorted(unchecked)))
+
+
+def _apply_live_offer(
+    product: Product, marketplace: Marketplace, offer: Offer | None
+) -> LineChange | None:
+    if offer is None:
+        product.available = False
+        return LineChange(
+            product.id, product.title, marketplace.name, ChangeKind.GONE, product.currency,
+            product.price_minor, None,
+        )  # fmt: skip
+    if not offer.available:
+        product.available = False
+        return LineChange(
+            product.id, product.title, marketplace.name, ChangeKind.UNAVAILABLE, product.currency,
+            product.price_minor, None,
+        )  # fmt: skip
+    if offer.currency == product.currency and offer.price_minor != product.price_minor:
+        old = product.price_minor
+        product.price_minor = offer.price_minor
+        product.updated_at = utc_now()
+        return LineChange(
+            product.id, product.title, marketplace.name, ChangeKind.PRICE, product.currency,
+            old, offer.price_minor,
+        )  # fmt: skip
+    return None

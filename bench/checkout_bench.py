@@ -641,7 +641,7 @@ def run(args: argparse.Namespace) -> int:
                 "cron",
                 "storefront.cron",
                 "--connection-class",
-                "storefront.cron.PatientRedis",
+                "storefront.redis_connection.PatientRedis",
                 "--url",
                 settings.redis_url,
             ],

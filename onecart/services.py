@@ -537,6 +537,9 @@ def build_services(settings: Settings) -> list[Service]:
             # Loads the app and adapters once per worker instead of forking per job.
             "--worker-class",
             "storefront.jobs.OrderWorker",
+            # Waits out a Redis restart instead of dying in a heartbeat (redis_connection.py).
+            "--connection-class",
+            "storefront.redis_connection.PatientRedis",
             "--url",
             settings.redis_url,
             "default",
@@ -551,13 +554,13 @@ def build_services(settings: Settings) -> list[Service]:
         title="RQ cron (order sweeper and tracker)",
         url=None,
         probe=running_probe,
-        # PatientRedis: `rq cron` would exit on the first Redis error; this waits for Redis.
+        # `rq cron` would exit on the first Redis error; PatientRedis waits for Redis instead.
         argv=(
             str(VENV_BIN / "rq"),
             "cron",
             "storefront.cron",
             "--connection-class",
-            "storefront.cron.PatientRedis",
+            "storefront.redis_connection.PatientRedis",
             "--url",
             settings.redis_url,
         ),

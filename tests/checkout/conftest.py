@@ -395,6 +395,9 @@ class Shop:
                 "worker",
                 "-w",
                 "storefront.jobs.OrderWorker",
+                # As `onecart up` runs them: a worker waits out a Redis restart.
+                "--connection-class",
+                "storefront.redis_connection.PatientRedis",
                 "--url",
                 self.redis_url,
                 "--name",
@@ -442,7 +445,7 @@ class Shop:
             "cron",
             "storefront.cron",
             "--connection-class",
-            "storefront.cron.PatientRedis",
+            "storefront.redis_connection.PatientRedis",
             "--url",
             self.redis_url,
         ]

@@ -401,6 +401,8 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             response = self.http.request("POST", path, json=payload, headers=self._admin_headers())
             body = decode_json_body(response, marketplace=self.slug)
         if not isinstance(body, Mapping):
+            if idempotency_key:
+                raise self.unreadable_write("GraphQL mutation", "body is not an object")
             raise BadPayload(
                 "bad_response", detail="GraphQL body is not an object", marketplace=self.slug
             )
@@ -422,6 +424,8 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             )
         data = body.get("data")
         if not isinstance(data, Mapping):
+            if idempotency_key:
+                raise self.unreadable_write("GraphQL mutation", "body has no data")
             raise BadPayload(
                 "bad_response", detail="GraphQL body has no data", marketplace=self.slug
             )
@@ -478,13 +482,11 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         )
         result = data.get("orderCreate")
         if not isinstance(result, Mapping):
-            raise BadPayload("bad_response", detail="no orderCreate result", marketplace=self.slug)
+            raise self.unreadable_write("orderCreate", "no orderCreate result")
         self._raise_user_errors(result.get("userErrors"), "orderCreate")
         order = result.get("order")
         if not isinstance(order, Mapping) or not order.get("id"):
-            raise BadPayload(
-                "bad_response", detail="orderCreate returned no order", marketplace=self.slug
-            )
+            raise self.unreadable_write("orderCreate", "no order and no userErrors")
         return self._placed(order)
 
     def find_order(self, reference: str) -> PlacedOrder | None:
@@ -539,7 +541,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         )
         result = data.get("orderCancel")
         if not isinstance(result, Mapping):
-            raise BadPayload("bad_response", detail="no orderCancel result", marketplace=self.slug)
+            raise self.unreadable_write("orderCancel", "no orderCancel result")
         self._raise_user_errors(result.get("orderCancelUserErrors"), "orderCancel")
         return self.order_status(gid)
 

@@ -321,7 +321,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
             not_found_is_refusal=True,
             headers=self.basic_auth_header(),
         )
-        return self._placed(self._order_body(body))
+        return self._placed(self._order_body(body, written="POST orders"))
 
     def find_order(self, reference: str) -> PlacedOrder | None:
         """The oldest order whose `_onecart_reference` meta equals `reference`, or None when no
@@ -398,10 +398,14 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
             idempotency_key=f"onecart-cancel-{self.slug}-{marketplace_order_id}",
             headers=self.basic_auth_header(),
         )
-        return self._state(self._order_body(body))
+        return self._state(self._order_body(body, written="PUT orders/{id} (cancel)"))
 
-    def _order_body(self, body: Any) -> Mapping[str, Any]:
+    def _order_body(self, body: Any, *, written: str | None = None) -> Mapping[str, Any]:
+        """The order in a reply; `written` names the write it answers, whose unreadable reply
+        is an unknown outcome rather than a bad payload."""
         if not isinstance(body, Mapping) or optional_int(body.get("id")) is None:
+            if written:
+                raise self.unreadable_write(written, "the reply is not an order")
             raise BadPayload("bad_response", detail="not an order", marketplace=self.slug)
         return body
 

@@ -326,15 +326,6 @@ class KnobBoard:
         if seconds > 0:
             self._sleep(seconds)
 
-    def take_order_failure(self, slug: str) -> bool:
-        """True (and one fewer pending failure) when this order placement must fail with 503."""
-        with self._lock:
-            knobs = self._current[slug]
-            if knobs.fail_next_orders > 0:
-                self._current[slug] = replace(knobs, fail_next_orders=knobs.fail_next_orders - 1)
-                return True
-        return False
-
 
 @dataclass(frozen=True, slots=True)
 class PlacementPlan:

@@ -13,7 +13,14 @@ import httpx
 import pytest
 
 from adapters.accepted import line_quantity, order_money, unit_from_total
-from adapters.base import AcceptedLine, OrderLine, OrderRequest, ShippingAddress, Transient
+from adapters.base import (
+    AcceptedLine,
+    OrderLine,
+    OrderRequest,
+    OutcomeUnknown,
+    ShippingAddress,
+    Transient,
+)
 from adapters.dummyjson import DummyJsonAdapter
 from adapters.fakestore import FakeStoreAdapter
 from adapters.shopify import ShopifyAdapter
@@ -273,3 +280,23 @@ def test_fake_store_cart_reply_gives_quantities_only() -> None:
     placed = store.place_order(cart_request(("3", 2, 5599), ("9", 1, 6400), currency="EUR"))
     assert placed.total_minor is None
     assert placed.lines == (AcceptedLine("3", 1),)  # short and missing lines are visible
+
+
+# --- Accepted, but the reply cannot be read -----------------------------------------------
+
+
+def test_a_2xx_placement_whose_reply_cannot_be_read_is_unknown_not_failed() -> None:
+    garbled = RecordingTransport(lambda request: httpx.Response(201, text="<html>oops"))
+    dummy = DummyJsonAdapter(marketplace_config("dummyjson"), transport=garbled)
+    with pytest.raises(OutcomeUnknown):
+        dummy.place_order(cart_request(("4", 1, 999)))
+    adapter, _ = woo(lambda request: httpx.Response(201, json={"status": "processing"}))
+    with pytest.raises(OutcomeUnknown):
+        adapter.place_order(WOO_REQUEST)
+    no_order = {"data": {"orderCreate": {"order": None, "userErrors": []}}}
+    fake = FakeShopifyAdmin({"orderCreate": no_order})
+    shop = ShopifyAdapter(
+        marketplace_config("shopify", slug="shopwave", api_key="shpat_x"), transport=fake.transport
+    )
+    with pytest.raises(OutcomeUnknown):
+        shop.place_order(SHOPIFY_REQUEST)

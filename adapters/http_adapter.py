@@ -237,7 +237,10 @@ class HttpMarketplaceAdapter:
     def unreadable_write(self, what: str, detail: str) -> OutcomeUnknown:
         """A write answered 2xx whose reply cannot be read (not JSON, no order id): the
         marketplace may hold the result, so the outcome is unknown (ask it), never a failure."""
+        return self.outcome_unknown(what, f"answered 2xx, but the reply cannot be read: {detail}")
+
+    def outcome_unknown(self, what: str, why: str) -> OutcomeUnknown:
+        """The error for a write that may or may not have taken effect."""
         return OutcomeUnknown(
-            f"{self.slug}: {what} succeeded but its reply cannot be read: {detail}",
-            marketplace=self.slug,
+            f"{self.slug}: outcome of {what} unknown: {why}", marketplace=self.slug
         )

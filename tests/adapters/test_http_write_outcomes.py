@@ -15,6 +15,7 @@ from adapters.base import (
     RateLimited,
     Rejected,
     Transient,
+    earlier_attempt_may_have_arrived,
     request_may_have_arrived,
 )
 from adapters.registry import MarketplaceConfigError, build_adapter
@@ -197,3 +198,10 @@ def test_order_options_reach_the_http_client() -> None:
         },
     )
     assert build_adapter(declarative, transport=offline_transport()).http.client.timeout.read == 1  # type: ignore[attr-defined]
+
+
+def test_a_success_after_an_attempt_that_may_have_arrived_says_so() -> None:
+    client, _, _ = http_client(in_turn(httpx.ReadTimeout("slow"), httpx.Response(200, json={})))
+    assert earlier_attempt_may_have_arrived(write(client)) is not None
+    client, _, _ = http_client(in_turn(httpx.ConnectError("refused"), httpx.Response(200, json={})))
+    assert earlier_attempt_may_have_arrived(write(client)) is None

@@ -300,3 +300,34 @@ def test_a_2xx_placement_whose_reply_cannot_be_read_is_unknown_not_failed() -> N
     )
     with pytest.raises(OutcomeUnknown):
         shop.place_order(SHOPIFY_REQUEST)
+
+
+def test_a_shopify_refusal_after_an_attempt_that_may_have_arrived_is_unknown() -> None:
+    # Attempt 1 timed out after sending (the order may exist); attempt 2 is refused because
+    # attempt 1 took the last item. That refusal says nothing about attempt 1.
+    refused = {
+        "data": {
+            "orderCreate": {
+                "order": None,
+                "userErrors": [{"field": ["order"], "message": "Inventory unavailable"}],
+            }
+        }
+    }
+    answers: list[Any] = [httpx.ReadTimeout("slow"), httpx.Response(200, json=refused)]
+    fake = FakeShopifyAdmin({})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(".json") and "graphql" not in request.url.path:
+            return fake.handle(request)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    shop = ShopifyAdapter(
+        marketplace_config("shopify", slug="shopwave", api_key="shpat_x"),
+        transport=RecordingTransport(handler),
+        sleep=lambda seconds: None,
+    )
+    with pytest.raises(OutcomeUnknown, match="Inventory unavailable"):
+        shop.place_order(SHOPIFY_REQUEST)

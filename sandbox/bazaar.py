@@ -228,7 +228,11 @@ class BazaarService(MarketplaceService):
         self._require_key(request)
         reference = request.args.get("external_reference")
         orders = (
-            self.ctx.orders.find_by_reference(self.slug, reference)
+            self.ctx.orders.find_by_reference(
+                self.slug,
+                reference,
+                search_lag_s=self.ctx.knobs.get(self.slug).search_lag_ms / 1000,
+            )
             if reference
             else self.ctx.orders.list(self.slug)
         )

@@ -54,6 +54,7 @@ class Knobs:
     cancel_next_orders: int = 0
     cancel_reply_delay_ms: int = 0
     fail_after_next_cancels: int = 0
+    search_lag_ms: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The knobs as JSON-ready values."""
@@ -175,6 +176,7 @@ _COERCERS: dict[str, Callable[[str, object], Any]] = {
     "cancel_next_orders": _count,
     "cancel_reply_delay_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
     "fail_after_next_cancels": _count,
+    "search_lag_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
 }
 
 

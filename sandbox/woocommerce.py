@@ -367,7 +367,9 @@ class WooCommerceService(MarketplaceService):
         self._require_credentials(request)
         search = request.args.get("search")
         orders = (
-            self.ctx.orders.find_by_reference(self.slug, search)
+            self.ctx.orders.find_by_reference(
+                self.slug, search, search_lag_s=self.ctx.knobs.get(self.slug).search_lag_ms / 1000
+            )
             if search
             else self.ctx.orders.list(self.slug)
         )

@@ -406,9 +406,12 @@ class WooCommerceService(MarketplaceService):
         return json_response(self.order_record(self._find(order_id)))
 
     def update_order(self, request: Request, order_id: int) -> Response:
-        """PUT /wp-json/wc/v3/orders/<id> {"status": "cancelled"}: cancel before shipping."""
+        """PUT /wp-json/wc/v3/orders/<id> {"status": "cancelled"}: cancel before shipping. An
+        unknown id is a 400 here, not a 404: REST v3 updates answer it that way."""
         self._require_credentials(request)
-        order = self._find(order_id)
+        order = self.ctx.orders.get(self.slug, order_id)
+        if order is None:
+            raise _error(400, "woocommerce_rest_shop_order_invalid_id", "Invalid ID.")
         body = read_json_body(
             request,
             {

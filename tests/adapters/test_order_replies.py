@@ -15,9 +15,11 @@ import pytest
 from adapters.accepted import line_quantity, order_money, unit_from_total
 from adapters.base import (
     AcceptedLine,
+    NotFound,
     OrderLine,
     OrderRequest,
     OutcomeUnknown,
+    Rejected,
     ShippingAddress,
     Transient,
 )
@@ -331,3 +333,22 @@ def test_a_shopify_refusal_after_an_attempt_that_may_have_arrived_is_unknown() -
     )
     with pytest.raises(OutcomeUnknown, match="Inventory unavailable"):
         shop.place_order(SHOPIFY_REQUEST)
+
+
+def test_woocommerce_cancel_of_an_unknown_order_is_not_found_even_as_a_400() -> None:
+    invalid = {
+        "code": "woocommerce_rest_shop_order_invalid_id",
+        "message": "Invalid ID.",
+        "data": {"status": 400},
+    }
+    adapter, _ = woo(lambda request: httpx.Response(400, json=invalid))
+    with pytest.raises(NotFound):
+        adapter.cancel_order("999")
+    refused = {
+        "code": "woocommerce_rest_cannot_cancel",
+        "message": "shipped",
+        "data": {"status": 400},
+    }
+    adapter, _ = woo(lambda request: httpx.Response(400, json=refused))
+    with pytest.raises(Rejected):
+        adapter.cancel_order("727")

@@ -235,4 +235,9 @@ def test_the_marketplace_can_cancel_any_of_its_orders(sandbox_control: httpx.Cli
     again = sandbox_control.get(f"/kiondo/wp-json/wc/v3/orders/{order['id']}", auth=WOO_AUTH)
     assert again.json()["status"] == "cancelled"
     assert sandbox_control.post("/_sandbox/orders/kiondo/1/cancel").status_code == 404
+    unknown = sandbox_control.put(
+        "/kiondo/wp-json/wc/v3/orders/1", json={"status": "cancelled"}, auth=WOO_AUTH
+    )
+    assert unknown.status_code == 400  # as REST v3 updates answer an unknown id
+    assert unknown.json()["code"] == "woocommerce_rest_shop_order_invalid_id"
     assert sandbox_control.get("/_sandbox/orders/atlantis").status_code == 404

@@ -383,6 +383,17 @@ MIN_READ_TIMEOUT_S = 0.05
 MAX_READ_TIMEOUT_S = 300.0
 
 
+# Set in a 2xx response's `extensions` when an earlier attempt of the same write may have
+# reached the marketplace (see earlier_attempt_may_have_arrived).
+EARLIER_ATTEMPT_MAY_HAVE_ARRIVED = "onecart.earlier_attempt_may_have_arrived"
+
+
+def earlier_attempt_may_have_arrived(response: httpx.Response) -> str | None:
+    """Why an earlier attempt of the write answered by `response` may have taken effect."""
+    reason = response.extensions.get(EARLIER_ATTEMPT_MAY_HAVE_ARRIVED)
+    return str(reason) if reason else None
+
+
 def request_may_have_arrived(exc: Exception) -> bool:
     """False only when the transport error proves no byte of the request reached the server."""
     return not isinstance(exc, NOT_SENT_ERRORS)
@@ -521,6 +532,10 @@ class MarketplaceHttp:
                 self._sleep(backoff_delay(attempt))
                 continue
             if response.is_success:
+                if maybe_arrived:
+                    # A reply that refuses inside a 2xx body (GraphQL userErrors) must not be
+                    # read as a refusal: an earlier attempt may have taken effect.
+                    response.extensions[EARLIER_ATTEMPT_MAY_HAVE_ARRIVED] = maybe_arrived
                 return response
             if response.status_code == 304:
                 response.close()

@@ -23,9 +23,13 @@ from adapters.base import (
     MarketplaceConfig,
     NotFound,
     Offer,
+    OrderRequest,
+    OrderState,
+    PlacedOrder,
     parse_rating,
     unsupported,
 )
+from adapters.declarative_orders import DeclarativeOrders, parse_order_options
 from adapters.fields import (
     availability_from_value,
     category_leaf,
@@ -96,6 +100,7 @@ _OTHER_OPTIONS = frozenset(
         "api_key_param",
         "item_path",
         "item_record_path",
+        "orders",
     }
 )
 
@@ -255,8 +260,9 @@ def parse_declarative_options(slug: str, options: Mapping[str, Any]) -> Declarat
 
 
 class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
-    """Any paged JSON catalog API, read through its configured paths: catalog, and live offers
-    when `item_path` names a per-product endpoint. It cannot place orders."""
+    """Any paged JSON catalog API, read through its configured paths: catalog, live offers
+    when `item_path` names a per-product endpoint, and orders when an `orders` table describes
+    the order API (adapters/declarative_orders.py)."""
 
     def __init__(
         self,
@@ -271,11 +277,16 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
         capabilities = {Capability.CATALOG}
         if self.options.item_path:
             capabilities.add(Capability.LIVE_OFFER)
+        self.orders: DeclarativeOrders | None = None
+        if "orders" in config.options:
+            order_options = parse_order_options(config.slug, config.options["orders"])
+            self.orders = DeclarativeOrders(self, order_options)
+            capabilities |= order_options.capabilities
         self.capabilities = frozenset(capabilities)
 
     # --- Requests ---------------------------------------------------------------------------
 
-    def _auth(self) -> tuple[dict[str, str], dict[str, str]]:
+    def auth(self) -> tuple[dict[str, str], dict[str, str]]:
         """(headers, query parameters) that carry the API key, as configured."""
         headers: dict[str, str] = {}
         params: dict[str, str] = {}
@@ -285,8 +296,9 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
             params[self.options.api_key_param] = self.require_api_key()
         return headers, params
 
-    def _get(self, path: str, params: Mapping[str, Any]) -> tuple[Any, httpx.Response]:
-        headers, key_params = self._auth()
+    def get_with_key(self, path: str, params: Mapping[str, Any]) -> tuple[Any, httpx.Response]:
+        """GET with the API key where it is configured (header or query parameter)."""
+        headers, key_params = self.auth()
         if path.startswith(("http://", "https://")):
             # A followed link already carries its query; httpx would replace it with `params`.
             url = httpx.URL(path).copy_merge_params({**params, **key_params})
@@ -320,7 +332,7 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
         yield from pages()
 
     def _single_page(self) -> Iterator[CatalogPage]:
-        body, _ = self._get(self.options.list_path, {})
+        body, _ = self.get_with_key(self.options.list_path, {})
         yield CatalogPage(records=self._records(body, self.options.list_path), page=1)
 
     def _pages_by_number(self) -> Iterator[CatalogPage]:
@@ -329,7 +341,7 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
         page = 1
         while True:
             params = {self.options.page_param: number, self.options.per_page_param: self.page_size}
-            body, _ = self._get(self.options.list_path, params)
+            body, _ = self.get_with_key(self.options.list_path, params)
             records = self._records(body, f"page {number}")
             if not records:
                 return
@@ -342,7 +354,7 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
         limit_param = self.options.limit_param or "limit"
         while True:
             params = {self.options.offset_param: offset, limit_param: self.page_size}
-            body, _ = self._get(self.options.list_path, params)
+            body, _ = self.get_with_key(self.options.list_path, params)
             records = self._records(body, f"offset {offset}")
             if not records:
                 return
@@ -366,7 +378,7 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
         seen: set[str] = set()
         page = 1
         while True:
-            body, response = self._get(target, params)
+            body, response = self.get_with_key(target, params)
             records = self._records(body, f"page {page}")
             if not records:
                 return
@@ -392,7 +404,7 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
             params = self._first_params()
             if cursor is not None:
                 params[self.options.cursor_param] = cursor
-            body, _ = self._get(self.options.list_path, params)
+            body, _ = self.get_with_key(self.options.list_path, params)
             records = self._records(body, f"page {page}")
             if not records:
                 return
@@ -487,8 +499,32 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
         if not self.options.item_path:
             raise unsupported(self, Capability.LIVE_OFFER)
         path = self.options.item_path.replace("{id}", quote(external_id, safe=""))
-        body, _ = self._get(path, {})
+        body, _ = self.get_with_key(path, {})
         record = dig(body, self.options.item_record_path)
         if record is None or record == {}:
             raise NotFound(f"{self.slug}: {external_id} not found", marketplace=self.slug)
         return self.normalize_record(record)
+
+    # --- Orders (only with an `orders` table) -------------------------------------------------
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        """POST the order as the `orders` table describes; Unsupported without one."""
+        if self.orders is None:
+            return super().place_order(request)
+        return self.orders.place(request)
+
+    def find_order(self, reference: str) -> PlacedOrder | None:
+        """The order carrying our reference, through `find_path`; Unsupported without one."""
+        if self.orders is None:
+            return super().find_order(reference)
+        return self.orders.find(reference)
+
+    def order_status(self, marketplace_order_id: str) -> OrderState:
+        if self.orders is None:
+            return super().order_status(marketplace_order_id)
+        return self.orders.status(marketplace_order_id)
+
+    def cancel_order(self, marketplace_order_id: str) -> OrderState:
+        if self.orders is None:
+            return super().cancel_order(marketplace_order_id)
+        return self.orders.cancel(marketplace_order_id)

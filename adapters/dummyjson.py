@@ -157,9 +157,7 @@ class DummyJsonAdapter(HttpMarketplaceAdapter):
             not_found_is_refusal=True,
         )
         if not isinstance(body, Mapping) or optional_text(body.get("id")) is None:
-            raise BadPayload(
-                "bad_response", detail="carts/add returned no cart id", marketplace=self.slug
-            )
+            raise self.unreadable_write("POST carts/add", "no cart id")
         currency = self.config.currency
         # What the cart costs after DummyJSON's discounts; floats with binary noise, read exactly.
         total_minor = order_money(body.get("discountedTotal", body.get("total")), currency)

@@ -19,7 +19,6 @@ import httpx
 from adapters.accepted import accepted_lines, line_quantity
 from adapters.base import (
     AcceptedLine,
-    BadPayload,
     Capability,
     CatalogPage,
     MarketplaceConfig,
@@ -133,9 +132,7 @@ class FakeStoreAdapter(HttpMarketplaceAdapter):
             not_found_is_refusal=True,
         )
         if not isinstance(body, Mapping) or optional_text(body.get("id")) is None:
-            raise BadPayload(
-                "bad_response", detail="/carts returned no cart id", marketplace=self.slug
-            )
+            raise self.unreadable_write("POST /carts", "no cart id")
         # A cart has no status and no prices: only its products and quantities are said.
         return PlacedOrder(
             marketplace_order_id=str(body["id"]),

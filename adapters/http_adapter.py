@@ -14,6 +14,7 @@ import httpx
 from adapters.base import (
     MAX_READ_TIMEOUT_S,
     MIN_READ_TIMEOUT_S,
+    BadPayload,
     Capability,
     MarketplaceConfig,
     MarketplaceHttp,
@@ -21,6 +22,7 @@ from adapters.base import (
     Offer,
     OrderRequest,
     OrderState,
+    OutcomeUnknown,
     PlacedOrder,
     Rejected,
     Transient,
@@ -248,4 +250,19 @@ class HttpMarketplaceAdapter:
                 status=exc.status,
                 response_text=exc.response_text,
             ) from exc
-        return decode_json_body(response, marketplace=self.slug), response
+        try:
+            body = decode_json_body(response, marketplace=self.slug)
+        except BadPayload as exc:
+            raise self.unreadable_write(f"{method} {path}", exc.detail or str(exc)) from exc
+        return body, response
+
+    def unreadable_write(self, what: str, detail: str) -> OutcomeUnknown:
+        """A write answered 2xx whose reply cannot be read (not JSON, no order id): the
+        marketplace may hold the result, so the outcome is unknown (ask it), never a failure."""
+        return self.outcome_unknown(what, f"answered 2xx, but the reply cannot be read: {detail}")
+
+    def outcome_unknown(self, what: str, why: str) -> OutcomeUnknown:
+        """The error for a write that may or may not have taken effect."""
+        return OutcomeUnknown(
+            f"{self.slug}: outcome of {what} unknown: {why}", marketplace=self.slug
+        )

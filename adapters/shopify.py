@@ -32,6 +32,7 @@ from adapters.base import (
     RateLimited,
     Rejected,
     ShippingAddress,
+    earlier_attempt_may_have_arrived,
 )
 from adapters.fields import (
     category_leaf,
@@ -383,24 +384,40 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
 
     # --- Orders (Admin GraphQL) -------------------------------------------------------------
 
-    def _graphql(
-        self, query: str, variables: Mapping[str, Any], *, idempotency_key: str | None = None
-    ) -> Mapping[str, Any]:
+    def _graphql(self, query: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A GraphQL read: POSTed, but safe to retry without an idempotency key."""
+        data, _ = self._graphql_call(query, variables, idempotency_key=None)
+        return data
+
+    def _graphql_write(
+        self, query: str, variables: Mapping[str, Any], *, idempotency_key: str
+    ) -> tuple[Mapping[str, Any], str | None]:
+        """A mutation: (data, why an earlier attempt may have taken effect, or None). With a
+        reason, a refusal in the reply is not a refusal of the write (see _raise_user_errors)."""
+        return self._graphql_call(query, variables, idempotency_key=idempotency_key)
+
+    def _graphql_call(
+        self, query: str, variables: Mapping[str, Any], *, idempotency_key: str | None
+    ) -> tuple[Mapping[str, Any], str | None]:
         path = f"admin/api/{self.api_version}/graphql.json"
         payload = {"query": query, "variables": dict(variables)}
+        uncertain: str | None = None
         if idempotency_key:
-            body, _ = self.send_write(
+            body, response = self.send_write(
                 "POST",
                 path,
                 json=payload,
                 idempotency_key=idempotency_key,
                 headers=self._admin_headers(),
             )
+            uncertain = earlier_attempt_may_have_arrived(response)
         else:
             # A GraphQL read: POSTed, but safe to retry without an idempotency key.
             response = self.http.request("POST", path, json=payload, headers=self._admin_headers())
             body = decode_json_body(response, marketplace=self.slug)
         if not isinstance(body, Mapping):
+            if idempotency_key:
+                raise self.unreadable_write("GraphQL mutation", "body is not an object")
             raise BadPayload(
                 "bad_response", detail="GraphQL body is not an object", marketplace=self.slug
             )
@@ -415,6 +432,12 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
                 for error in (errors if isinstance(errors, list) else [])
                 if isinstance(error, Mapping) and isinstance(error.get("extensions"), Mapping)
             }
+            if uncertain:
+                raise self.outcome_unknown(
+                    "GraphQL mutation",
+                    f"refused ({'; '.join(messages)}) after an attempt that may have arrived "
+                    f"({uncertain})",
+                )
             if "THROTTLED" in codes:
                 raise RateLimited(f"{self.slug}: GraphQL throttled", marketplace=self.slug)
             raise Rejected(
@@ -422,10 +445,12 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             )
         data = body.get("data")
         if not isinstance(data, Mapping):
+            if idempotency_key:
+                raise self.unreadable_write("GraphQL mutation", "body has no data")
             raise BadPayload(
                 "bad_response", detail="GraphQL body has no data", marketplace=self.slug
             )
-        return data
+        return data, uncertain
 
     def _variant_gid(self, external_id: str) -> str:
         """The variant to order for a product id: the same variant the catalog priced."""
@@ -473,18 +498,16 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         }
         if request.shipping.email:
             order_input["email"] = request.shipping.email
-        data = self._graphql(
+        data, uncertain = self._graphql_write(
             ORDER_CREATE_MUTATION, {"order": order_input}, idempotency_key=request.idempotency_key
         )
         result = data.get("orderCreate")
         if not isinstance(result, Mapping):
-            raise BadPayload("bad_response", detail="no orderCreate result", marketplace=self.slug)
-        self._raise_user_errors(result.get("userErrors"), "orderCreate")
+            raise self.unreadable_write("orderCreate", "no orderCreate result")
+        self._raise_user_errors(result.get("userErrors"), "orderCreate", uncertain)
         order = result.get("order")
         if not isinstance(order, Mapping) or not order.get("id"):
-            raise BadPayload(
-                "bad_response", detail="orderCreate returned no order", marketplace=self.slug
-            )
+            raise self.unreadable_write("orderCreate", "no order and no userErrors")
         return self._placed(order)
 
     def find_order(self, reference: str) -> PlacedOrder | None:
@@ -526,7 +549,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         Shopify cancels in a background job: a real shop may report the old status for a moment.
         """
         gid = order_gid(marketplace_order_id)
-        data = self._graphql(
+        data, uncertain = self._graphql_write(
             ORDER_CANCEL_MUTATION,
             {
                 "orderId": gid,
@@ -539,11 +562,14 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         )
         result = data.get("orderCancel")
         if not isinstance(result, Mapping):
-            raise BadPayload("bad_response", detail="no orderCancel result", marketplace=self.slug)
-        self._raise_user_errors(result.get("orderCancelUserErrors"), "orderCancel")
+            raise self.unreadable_write("orderCancel", "no orderCancel result")
+        self._raise_user_errors(result.get("orderCancelUserErrors"), "orderCancel", uncertain)
         return self.order_status(gid)
 
-    def _raise_user_errors(self, errors: object, operation: str) -> None:
+    def _raise_user_errors(self, errors: object, operation: str, uncertain: str | None) -> None:
+        """userErrors refuse the mutation, unless an earlier attempt of it may have taken
+        effect (`uncertain`): then the refusal may be about that effect (the item it took is
+        now out of stock), so the outcome is unknown."""
         if not errors:
             return
         items = errors if isinstance(errors, list) else [errors]
@@ -551,6 +577,12 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             str(item.get("message") or item.get("code")) if isinstance(item, Mapping) else str(item)
             for item in items
         ]
+        if uncertain:
+            raise self.outcome_unknown(
+                operation,
+                f"refused ({'; '.join(messages)}) after an attempt that may have arrived "
+                f"({uncertain})",
+            )
         raise Rejected(
             f"{self.slug} refused {operation}: {'; '.join(messages)}", marketplace=self.slug
         )

@@ -8,6 +8,7 @@ reference in the `_onecart_reference` meta field, so a retried placement can be 
 from __future__ import annotations
 
 import html
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from adapters.base import (
     Capability,
     CatalogPage,
     MarketplaceConfig,
+    NotFound,
     Offer,
     OrderRequest,
     OrderState,
@@ -57,6 +59,7 @@ MAX_PAGE_SIZE = 100  # the Store API's and REST API's cap on `per_page`
 MAX_SCAN_PAGES = 20
 DEFAULT_ORDER_LOOKBACK_HOURS = 72
 REFERENCE_META_KEY = "_onecart_reference"
+INVALID_ORDER_ID_CODE = "woocommerce_rest_shop_order_invalid_id"
 TRACKING_META_KEY = "_wc_shipment_tracking_items"  # WooCommerce Shipment Tracking extension
 
 # Order statuses (REST v3 omits the "wc-" prefix). "delivered" and "shipped" are custom statuses
@@ -141,6 +144,15 @@ def _address(shipping: ShippingAddress, *, with_contact: bool) -> dict[str, str]
     if with_contact:
         address["email"] = shipping.email
     return {key: value for key, value in address.items() if value}
+
+
+def _error_code(body: str | None) -> str | None:
+    """The `code` of a WordPress REST error body, if it is one."""
+    try:
+        parsed = json.loads(body or "")
+    except ValueError:
+        return None
+    return optional_text(parsed.get("code")) if isinstance(parsed, Mapping) else None
 
 
 def _order_total(order: Mapping[str, Any]) -> tuple[int | None, str | None]:
@@ -321,7 +333,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
             not_found_is_refusal=True,
             headers=self.basic_auth_header(),
         )
-        return self._placed(self._order_body(body))
+        return self._placed(self._order_body(body, written="POST orders"))
 
     def find_order(self, reference: str) -> PlacedOrder | None:
         """The oldest order whose `_onecart_reference` meta equals `reference`, or None when no
@@ -390,18 +402,34 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         return self._state(self._order_body(body))
 
     def cancel_order(self, marketplace_order_id: str) -> OrderState:
-        """Set the status to cancelled (the store refuses once the order has shipped)."""
-        body, _ = self.send_write(
-            "PUT",
-            f"{REST_API}/orders/{quote(marketplace_order_id, safe='')}",
-            json={"status": "cancelled"},
-            idempotency_key=f"onecart-cancel-{self.slug}-{marketplace_order_id}",
-            headers=self.basic_auth_header(),
-        )
-        return self._state(self._order_body(body))
+        """Set the status to cancelled (the store refuses once the order has shipped). An
+        unknown order is NotFound, whether the store says so with 404 or, as REST v3 updates
+        do, with 400 `woocommerce_rest_shop_order_invalid_id`."""
+        try:
+            body, _ = self.send_write(
+                "PUT",
+                f"{REST_API}/orders/{quote(marketplace_order_id, safe='')}",
+                json={"status": "cancelled"},
+                idempotency_key=f"onecart-cancel-{self.slug}-{marketplace_order_id}",
+                headers=self.basic_auth_header(),
+            )
+        except Rejected as exc:
+            if _error_code(exc.response_text) != INVALID_ORDER_ID_CODE:
+                raise
+            raise NotFound(
+                f"{self.slug}: order {marketplace_order_id} does not exist",
+                marketplace=self.slug,
+                status=exc.status,
+                response_text=exc.response_text,
+            ) from exc
+        return self._state(self._order_body(body, written="PUT orders/{id} (cancel)"))
 
-    def _order_body(self, body: Any) -> Mapping[str, Any]:
+    def _order_body(self, body: Any, *, written: str | None = None) -> Mapping[str, Any]:
+        """The order in a reply; `written` names the write it answers, whose unreadable reply
+        is an unknown outcome rather than a bad payload."""
         if not isinstance(body, Mapping) or optional_int(body.get("id")) is None:
+            if written:
+                raise self.unreadable_write(written, "the reply is not an order")
             raise BadPayload("bad_response", detail="not an order", marketplace=self.slug)
         return body
 

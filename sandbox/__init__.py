@@ -38,8 +38,8 @@ Knobs per marketplace (sandbox.knobs): latency_ms, error_rate, burst_429, malfor
 down, fail_next_orders, order_step_seconds (30), cancel_rate (0.05), price_drift, the sandbox's
 own price_epoch, and the order faults: order_reply_delay_ms, fail_after_next_orders,
 refuse_next_orders, order_price_change_pct, delisted_products, drop_unknown_lines,
-max_line_quantity, cancel_next_orders, cancel_reply_delay_ms, fail_after_next_cancels
-(docs/sandbox-and-adapters.md). ``GET /_sandbox/orders/<slug>`` lists the orders a marketplace
+max_line_quantity, cancel_next_orders, cancel_reply_delay_ms, fail_after_next_cancels,
+search_lag_ms (docs/sandbox-and-adapters.md). ``GET /_sandbox/orders/<slug>`` lists the orders a marketplace
 holds; ``POST /_sandbox/orders/<slug>/<number>/cancel`` has the marketplace cancel one.
 
 Price epochs, for benchmarking incremental pipeline runs: ``--price-epoch N`` (or the

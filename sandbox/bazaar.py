@@ -10,14 +10,24 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from onecart.money import MoneyError, parse_decimal, to_minor_units
+from sandbox.orders import PENDING, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
-from sandbox.service import JsonError, MarketplaceService, json_response, query_int
+from sandbox.service import (
+    JsonError,
+    MarketplaceService,
+    json_response,
+    query_int,
+    read_json_body,
+)
 from sandbox.world import broken_title, html_title, huge_text
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
 UNKNOWN_CURRENCY_CODE = "EUX"  # not an ISO 4217 code
 CURSOR_VERSION = "v1"
+# The bazaar's own word for an order nobody has touched yet.
+ORDER_STATUS_WORDS = {PENDING: "received"}
 
 
 def listing_sku(index: int) -> str:
@@ -54,6 +64,10 @@ class BazaarService(MarketplaceService):
         ("/api/v1/listings", "list_listings", ("GET",)),
         ("/api/v1/listings/<sku>", "get_listing", ("GET",)),
         ("/listings/<sku>", "listing_page", ("GET",)),
+        ("/api/v1/orders", "create_order", ("POST",)),
+        ("/api/v1/orders", "search_orders", ("GET",)),
+        ("/api/v1/orders/<order_id>", "get_order", ("GET",)),
+        ("/api/v1/orders/<order_id>/cancel", "cancel_order", ("POST",)),
     )
 
     def _require_key(self, request: Request) -> None:
@@ -138,3 +152,143 @@ class BazaarService(MarketplaceService):
             return Response("Not Found", status=404, content_type="text/plain")
         offer = self.ctx.offer(self.slug, index)
         return product_page(self.profile.name, offer, self.ctx.image_url(request, offer))
+
+    # --- Orders (a custom JSON order API, read through the declarative adapter's `orders`) ----
+
+    def create_order(self, request: Request) -> Response:
+        """POST /api/v1/orders {external_reference, currency, items: [{sku, quantity,
+        unit_price}], shipping} → 201 {data: order} (200 with the first order on a replayed
+        Idempotency-Key). `unit_price` (decimal string) is what the line costs when sent."""
+        self._require_key(request)
+        plan = self.ctx.knobs.plan_placement(self.slug)
+        if plan.fail_before:
+            raise _error(503, "unavailable", "Service temporarily unavailable")
+        if plan.refuse:
+            raise _error(422, "order_refused", "The order cannot be accepted right now")
+        body = read_json_body(request, {"error": {"code": "invalid_json", "message": "Bad JSON"}})
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise _error(422, "invalid_items", "items must be a non-empty list")
+        currency = str(body.get("currency") or self.profile.currency)
+        lines: list[OrderLine] = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise _error(422, "invalid_items", "each item needs a sku and a quantity")
+            sku = str(item.get("sku", ""))
+            index = self._index_of(sku)
+            if index is not None and plan.is_delisted(sku):
+                index = None
+            if index is None and plan.drop_unknown_lines:
+                continue
+            if index is None:
+                raise _error(422, "unknown_sku", f"No listing {sku}")
+            quantity = item.get("quantity")
+            if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+                raise _error(422, "invalid_quantity", "quantity must be a positive integer")
+            offer = self.ctx.offer(self.slug, index, live=True)
+            if offer.currency != currency:
+                raise _error(422, "currency_mismatch", f"{sku} is sold in {offer.currency}")
+            sent: int | None = None
+            if item.get("unit_price") is not None:
+                try:
+                    sent = to_minor_units(parse_decimal(str(item["unit_price"])), currency)
+                except MoneyError:
+                    raise _error(422, "invalid_price", "unit_price must be a decimal") from None
+            lines.append(
+                OrderLine(
+                    index,
+                    sku,
+                    offer.title,
+                    offer.product.model,
+                    plan.quantity(quantity),
+                    plan.billed_unit_price(sent, offer.price_minor),
+                )
+            )
+        order, created = self.ctx.orders.place(
+            self.slug,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            reference=optional_reference(body.get("external_reference")),
+            currency=currency,
+            lines=lines,
+            cancel_rate=self.ctx.knobs.get(self.slug).cancel_rate,
+            extra={
+                "shipping": body.get("shipping") if isinstance(body.get("shipping"), dict) else {}
+            },
+        )
+        return self.ctx.finish_placement(
+            self.slug,
+            plan,
+            order,
+            json_response({"data": self.order_record(order)}, status=201 if created else 200),
+            _error(500, "internal_error", "Something went wrong").get_response(),
+        )
+
+    def search_orders(self, request: Request) -> Response:
+        """GET /api/v1/orders?external_reference=REF → {data: {items: [orders]}}."""
+        self._require_key(request)
+        reference = request.args.get("external_reference")
+        orders = (
+            self.ctx.orders.find_by_reference(
+                self.slug,
+                reference,
+                search_lag_s=self.ctx.knobs.get(self.slug).search_lag_ms / 1000,
+            )
+            if reference
+            else self.ctx.orders.list(self.slug)
+        )
+        return json_response({"data": {"items": [self.order_record(o) for o in orders]}})
+
+    def _order(self, order_id: str) -> SandboxOrder:
+        number = order_id.removeprefix("BO-")
+        order = self.ctx.orders.get(self.slug, int(number)) if number.isdigit() else None
+        if order is None:
+            raise _error(404, "not_found", f"No order {order_id}")
+        return order
+
+    def get_order(self, request: Request, order_id: str) -> Response:
+        """GET /api/v1/orders/<id> → {data: order} with its status now."""
+        self._require_key(request)
+        return json_response({"data": self.order_record(self._order(order_id))})
+
+    def cancel_order(self, request: Request, order_id: str) -> Response:
+        """POST /api/v1/orders/<id>/cancel → {data: order}; 409 once shipped."""
+        self._require_key(request)
+        order = self._order(order_id)
+        plan = self.ctx.knobs.plan_cancel(self.slug)
+        step = self.ctx.knobs.get(self.slug).order_step_seconds
+        if not self.ctx.orders.cancel(order, step).cancelled:
+            raise _error(409, "not_cancellable", f"Order {order_id} has already shipped")
+        return self.ctx.finish_cancel(
+            plan,
+            json_response({"data": self.order_record(order)}),
+            _error(500, "internal_error", "Something went wrong").get_response(),
+        )
+
+    def order_record(self, order: SandboxOrder) -> dict[str, Any]:
+        """An order as the bazaar's API shows it."""
+        progress = self.ctx.orders.progress(order, self.ctx.knobs.get(self.slug).order_step_seconds)
+        return {
+            "id": f"BO-{order.number:06d}",
+            "external_reference": order.reference,
+            "status": ORDER_STATUS_WORDS.get(progress.status, progress.status),
+            "currency": order.currency,
+            "total": format_amount(order.total_minor, order.currency),
+            "items": [
+                {
+                    "sku": line.external_id,
+                    "quantity": line.quantity,
+                    "unit_price": format_amount(line.unit_price_minor, order.currency),
+                    "line_total": format_amount(line.total_minor, order.currency),
+                }
+                for line in order.lines
+            ],
+            "tracking": {"carrier": progress.carrier, "number": progress.tracking_number}
+            if progress.tracking_number
+            else None,
+            "created_at": order.created_at.isoformat(),
+        }
+
+
+def optional_reference(value: object) -> str | None:
+    """The order's external reference as text, or None."""
+    return str(value) if value not in (None, "") else None

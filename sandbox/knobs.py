@@ -54,6 +54,7 @@ class Knobs:
     cancel_next_orders: int = 0
     cancel_reply_delay_ms: int = 0
     fail_after_next_cancels: int = 0
+    search_lag_ms: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The knobs as JSON-ready values."""
@@ -175,6 +176,7 @@ _COERCERS: dict[str, Callable[[str, object], Any]] = {
     "cancel_next_orders": _count,
     "cancel_reply_delay_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
     "fail_after_next_cancels": _count,
+    "search_lag_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
 }
 
 
@@ -291,6 +293,20 @@ class KnobBoard:
                     knobs, refuse_next_orders=knobs.refuse_next_orders - 1
                 )
                 return PlacementPlan(refuse=True)
+            return PlacementPlan(
+                reply_delay_s=knobs.order_reply_delay_ms / 1000,
+                price_change_pct=knobs.order_price_change_pct,
+                drop_unknown_lines=knobs.drop_unknown_lines,
+                delisted=frozenset(knobs.delisted_products),
+                max_line_quantity=knobs.max_line_quantity,
+            )
+
+    def take_after_placement(self, slug: str) -> tuple[bool, bool]:
+        """(fail_after, cancel_after) for a placement that created (or replayed) an order,
+        consuming fail_after_next_orders and cancel_next_orders: a request refused for a bad
+        line never uses them up."""
+        with self._lock:
+            knobs = self._current[slug]
             fail_after = knobs.fail_after_next_orders > 0
             cancel_after = knobs.cancel_next_orders > 0
             self._current[slug] = replace(
@@ -298,15 +314,7 @@ class KnobBoard:
                 fail_after_next_orders=max(0, knobs.fail_after_next_orders - 1),
                 cancel_next_orders=max(0, knobs.cancel_next_orders - 1),
             )
-            return PlacementPlan(
-                fail_after=fail_after,
-                cancel_after=cancel_after,
-                reply_delay_s=knobs.order_reply_delay_ms / 1000,
-                price_change_pct=knobs.order_price_change_pct,
-                drop_unknown_lines=knobs.drop_unknown_lines,
-                delisted=frozenset(knobs.delisted_products),
-                max_line_quantity=knobs.max_line_quantity,
-            )
+            return fail_after, cancel_after
 
     def plan_cancel(self, slug: str) -> CancelPlan:
         """Decide the faults of one cancel request, consuming fail_after_next_cancels."""
@@ -326,30 +334,19 @@ class KnobBoard:
         if seconds > 0:
             self._sleep(seconds)
 
-    def take_order_failure(self, slug: str) -> bool:
-        """True (and one fewer pending failure) when this order placement must fail with 503."""
-        with self._lock:
-            knobs = self._current[slug]
-            if knobs.fail_next_orders > 0:
-                self._current[slug] = replace(knobs, fail_next_orders=knobs.fail_next_orders - 1)
-                return True
-        return False
-
 
 @dataclass(frozen=True, slots=True)
 class PlacementPlan:
     """What the knobs make of ONE order placement; the counters it used are already consumed.
 
     `fail_before`: answer 503 before creating anything (fail_next_orders). `refuse`: refuse the
-    order the marketplace's own way (refuse_next_orders). Otherwise the order is created, then
-    `cancel_after` cancels it on the marketplace's side once the reply is written, the reply
-    waits `reply_delay_s`, and `fail_after` replaces it with a 500.
+    order the marketplace's own way (refuse_next_orders). Otherwise the lines are read with the
+    fields below, the order is created, and the reply waits `reply_delay_s`; what happens after
+    the order exists (a 500, a cancel) is taken by KnobBoard.take_after_placement.
     """
 
     fail_before: bool = False
     refuse: bool = False
-    fail_after: bool = False
-    cancel_after: bool = False
     reply_delay_s: float = 0.0
     price_change_pct: int = 0
     drop_unknown_lines: bool = False

@@ -177,11 +177,19 @@ class OrderBook:
         with self._lock:
             return self._orders.get((marketplace, number))
 
-    def find_by_reference(self, marketplace: str, reference: str) -> list[SandboxOrder]:
-        """Orders placed with this external reference, oldest first."""
+    def find_by_reference(
+        self, marketplace: str, reference: str, *, search_lag_s: float = 0.0
+    ) -> list[SandboxOrder]:
+        """Orders placed with this external reference, oldest first. `search_lag_s` imitates a
+        search index that lags: orders younger than that are not found yet."""
         with self._lock:
             numbers = self._by_reference.get((marketplace, reference), [])
-            return [self._orders[(marketplace, n)] for n in numbers]
+            now = self._clock()
+            return [
+                order
+                for order in (self._orders[(marketplace, n)] for n in numbers)
+                if now - order.created_monotonic >= search_lag_s
+            ]
 
     def list(self, marketplace: str) -> list[SandboxOrder]:
         """Every order of a marketplace, oldest first."""

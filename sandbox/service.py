@@ -220,11 +220,12 @@ class SandboxContext:
         (cancel_next_orders; the reply was rendered before, so it still shows it accepted), the
         reply is held back (order_reply_delay_ms), or replaced by `failure`, a 500 in the
         marketplace's own error shape (fail_after_next_orders)."""
-        if plan.cancel_after:
+        fail_after, cancel_after = self.knobs.take_after_placement(slug)
+        if cancel_after:
             step = self.knobs.get(slug).order_step_seconds
             self.orders.cancel(order, step, reason="declined", by_marketplace=True)
         self.knobs.pause(plan.reply_delay_s)
-        return failure if plan.fail_after else reply
+        return failure if fail_after else reply
 
     def finish_cancel(self, plan: CancelPlan, reply: Response, failure: Response) -> Response:
         """The cancel already happened: hold the reply back, or answer `failure` (a 500)."""

@@ -338,7 +338,11 @@ class ShopifyService(MarketplaceService):
         match = _SOURCE_IDENTIFIER.search(search)
         if match:
             reference = next(group for group in match.groups() if group is not None)
-            orders = self.ctx.orders.find_by_reference(self.slug, reference)
+            orders = self.ctx.orders.find_by_reference(
+                self.slug,
+                reference,
+                search_lag_s=self.ctx.knobs.get(self.slug).search_lag_ms / 1000,
+            )
         else:
             orders = self.ctx.orders.list(self.slug)
         first = variables.get("first")

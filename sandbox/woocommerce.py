@@ -367,7 +367,9 @@ class WooCommerceService(MarketplaceService):
         self._require_credentials(request)
         search = request.args.get("search")
         orders = (
-            self.ctx.orders.find_by_reference(self.slug, search)
+            self.ctx.orders.find_by_reference(
+                self.slug, search, search_lag_s=self.ctx.knobs.get(self.slug).search_lag_ms / 1000
+            )
             if search
             else self.ctx.orders.list(self.slug)
         )
@@ -404,9 +406,12 @@ class WooCommerceService(MarketplaceService):
         return json_response(self.order_record(self._find(order_id)))
 
     def update_order(self, request: Request, order_id: int) -> Response:
-        """PUT /wp-json/wc/v3/orders/<id> {"status": "cancelled"}: cancel before shipping."""
+        """PUT /wp-json/wc/v3/orders/<id> {"status": "cancelled"}: cancel before shipping. An
+        unknown id is a 400 here, not a 404: REST v3 updates answer it that way."""
         self._require_credentials(request)
-        order = self._find(order_id)
+        order = self.ctx.orders.get(self.slug, order_id)
+        if order is None:
+            raise _error(400, "woocommerce_rest_shop_order_invalid_id", "Invalid ID.")
         body = read_json_body(
             request,
             {

@@ -15,9 +15,11 @@ from adapters.base import (
     RateLimited,
     Rejected,
     Transient,
+    earlier_attempt_may_have_arrived,
     request_may_have_arrived,
 )
-from tests.adapters.configs import http_client
+from adapters.registry import MarketplaceConfigError, build_adapter
+from tests.adapters.configs import http_client, marketplace_config, offline_transport
 
 KEY = "oc-ref-9-shopwave"
 
@@ -159,3 +161,47 @@ def test_the_read_timeout_is_bounded() -> None:
         http_client(in_turn(httpx.Response(200)), read_timeout_s=0)
     client, _, _ = http_client(in_turn(httpx.Response(200)), read_timeout_s=0.5)
     assert client.client.timeout.read == 0.5
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"read_timeout_s": 0}, "read_timeout_s"),
+        ({"read_timeout_s": "fast"}, "read_timeout_s"),
+        ({"retry_unknown_writes": "no"}, "retry_unknown_writes"),
+        ({"order_lookback_hours": 0}, "order_lookback_hours"),
+    ],
+)
+def test_order_options_are_checked_when_the_adapter_is_built(
+    options: dict[str, object], problem: str
+) -> None:
+    config = marketplace_config("woocommerce", options=options)
+    with pytest.raises(MarketplaceConfigError, match=problem):
+        build_adapter(config, transport=offline_transport())
+
+
+def test_order_options_reach_the_http_client() -> None:
+    config = marketplace_config(
+        "woocommerce", options={"read_timeout_s": 2.5, "retry_unknown_writes": False}
+    )
+    adapter = build_adapter(config, transport=offline_transport())
+    assert adapter.http.client.timeout.read == 2.5  # type: ignore[attr-defined]
+    assert adapter.http.retry_unknown_writes is False  # type: ignore[attr-defined]
+    declarative = marketplace_config(
+        "declarative",
+        options={
+            "list_path": "items",
+            "pagination": "none",
+            "fields": {"external_id": "id", "title": "name", "price": "price"},
+            "price_encoding": "float",
+            "read_timeout_s": 1,
+        },
+    )
+    assert build_adapter(declarative, transport=offline_transport()).http.client.timeout.read == 1  # type: ignore[attr-defined]
+
+
+def test_a_success_after_an_attempt_that_may_have_arrived_says_so() -> None:
+    client, _, _ = http_client(in_turn(httpx.ReadTimeout("slow"), httpx.Response(200, json={})))
+    assert earlier_attempt_may_have_arrived(write(client)) is not None
+    client, _, _ = http_client(in_turn(httpx.ConnectError("refused"), httpx.Response(200, json={})))
+    assert earlier_attempt_may_have_arrived(write(client)) is None

@@ -341,3 +341,23 @@ def test_an_order_the_marketplace_cancels_after_placement(
         response = sandbox_control.post(f"/_sandbox/orders/{slug}/{number}/cancel")
         assert response.status_code == 200 and response.json()["status"] == "cancelled"
         assert adapter.order_status(later.marketplace_order_id).status is OrderStatus.CANCELLED
+
+
+def test_a_lagging_search_hides_a_new_shopify_order_but_not_a_woocommerce_one(
+    adapter_for, offers, sandbox_control: httpx.Client
+) -> None:
+    for slug in TRACKABLE:
+        knobs(sandbox_control, slug, search_lag_ms=60_000, cancel_rate=0)
+    shopify = adapter_for("shopwave")
+    request = request_for(offers["shopwave"])
+    shopify.place_order(request)
+    # Shopify's search index has not seen the order yet: None is only as fresh as the index.
+    assert shopify.find_order(request.reference) is None
+    knobs(sandbox_control, "shopwave", search_lag_ms=0)
+    assert shopify.find_order(request.reference) is not None
+    woo = adapter_for("kiondo")
+    request = request_for(offers["kiondo"])
+    placed = woo.place_order(request)
+    # WooCommerce's search misses it too, but the listing of the window reads the database.
+    found = woo.find_order(request.reference)
+    assert found is not None and found.marketplace_order_id == placed.marketplace_order_id

@@ -13,7 +13,16 @@ import httpx
 import pytest
 
 from adapters.accepted import line_quantity, order_money, unit_from_total
-from adapters.base import AcceptedLine, OrderLine, OrderRequest, ShippingAddress, Transient
+from adapters.base import (
+    AcceptedLine,
+    NotFound,
+    OrderLine,
+    OrderRequest,
+    OutcomeUnknown,
+    Rejected,
+    ShippingAddress,
+    Transient,
+)
 from adapters.dummyjson import DummyJsonAdapter
 from adapters.fakestore import FakeStoreAdapter
 from adapters.shopify import ShopifyAdapter
@@ -273,3 +282,73 @@ def test_fake_store_cart_reply_gives_quantities_only() -> None:
     placed = store.place_order(cart_request(("3", 2, 5599), ("9", 1, 6400), currency="EUR"))
     assert placed.total_minor is None
     assert placed.lines == (AcceptedLine("3", 1),)  # short and missing lines are visible
+
+
+# --- Accepted, but the reply cannot be read -----------------------------------------------
+
+
+def test_a_2xx_placement_whose_reply_cannot_be_read_is_unknown_not_failed() -> None:
+    garbled = RecordingTransport(lambda request: httpx.Response(201, text="<html>oops"))
+    dummy = DummyJsonAdapter(marketplace_config("dummyjson"), transport=garbled)
+    with pytest.raises(OutcomeUnknown):
+        dummy.place_order(cart_request(("4", 1, 999)))
+    adapter, _ = woo(lambda request: httpx.Response(201, json={"status": "processing"}))
+    with pytest.raises(OutcomeUnknown):
+        adapter.place_order(WOO_REQUEST)
+    no_order = {"data": {"orderCreate": {"order": None, "userErrors": []}}}
+    fake = FakeShopifyAdmin({"orderCreate": no_order})
+    shop = ShopifyAdapter(
+        marketplace_config("shopify", slug="shopwave", api_key="shpat_x"), transport=fake.transport
+    )
+    with pytest.raises(OutcomeUnknown):
+        shop.place_order(SHOPIFY_REQUEST)
+
+
+def test_a_shopify_refusal_after_an_attempt_that_may_have_arrived_is_unknown() -> None:
+    # Attempt 1 timed out after sending (the order may exist); attempt 2 is refused because
+    # attempt 1 took the last item. That refusal says nothing about attempt 1.
+    refused = {
+        "data": {
+            "orderCreate": {
+                "order": None,
+                "userErrors": [{"field": ["order"], "message": "Inventory unavailable"}],
+            }
+        }
+    }
+    answers: list[Any] = [httpx.ReadTimeout("slow"), httpx.Response(200, json=refused)]
+    fake = FakeShopifyAdmin({})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(".json") and "graphql" not in request.url.path:
+            return fake.handle(request)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    shop = ShopifyAdapter(
+        marketplace_config("shopify", slug="shopwave", api_key="shpat_x"),
+        transport=RecordingTransport(handler),
+        sleep=lambda seconds: None,
+    )
+    with pytest.raises(OutcomeUnknown, match="Inventory unavailable"):
+        shop.place_order(SHOPIFY_REQUEST)
+
+
+def test_woocommerce_cancel_of_an_unknown_order_is_not_found_even_as_a_400() -> None:
+    invalid = {
+        "code": "woocommerce_rest_shop_order_invalid_id",
+        "message": "Invalid ID.",
+        "data": {"status": 400},
+    }
+    adapter, _ = woo(lambda request: httpx.Response(400, json=invalid))
+    with pytest.raises(NotFound):
+        adapter.cancel_order("999")
+    refused = {
+        "code": "woocommerce_rest_cannot_cancel",
+        "message": "shipped",
+        "data": {"status": 400},
+    }
+    adapter, _ = woo(lambda request: httpx.Response(400, json=refused))
+    with pytest.raises(Rejected):
+        adapter.cancel_order("727")

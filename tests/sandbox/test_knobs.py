@@ -48,6 +48,7 @@ def test_knobs_endpoint_shows_every_marketplace_with_defaults(
         "cancel_next_orders": 0,
         "cancel_reply_delay_ms": 0,
         "fail_after_next_cancels": 0,
+        "search_lag_ms": 0,
     }
 
 

@@ -61,15 +61,17 @@ def test_one_placement_consumes_one_of_each_counter_in_order() -> None:
             "order_reply_delay_ms": 250,
         },
     )
-    plans = [board.plan_placement("shopwave") for _ in range(4)]
-    assert [p.fail_before for p in plans] == [True, False, False, False]
-    assert [p.refuse for p in plans] == [False, True, False, False]
-    assert [p.fail_after for p in plans] == [False, False, True, True]
-    assert [p.cancel_after for p in plans] == [False, False, True, False]
+    plans = [board.plan_placement("shopwave") for _ in range(3)]
+    assert [p.fail_before for p in plans] == [True, False, False]
+    assert [p.refuse for p in plans] == [False, True, False]
     assert plans[2].reply_delay_s == 0.25
     board.pause(plans[2].reply_delay_s)
     assert slept == [0.25]
-    assert board.get("shopwave").fail_after_next_orders == 0
+    # The after-placement faults are taken only by placements that created an order.
+    assert board.get("shopwave").fail_after_next_orders == 2
+    assert board.take_after_placement("shopwave") == (True, True)
+    assert board.take_after_placement("shopwave") == (True, False)
+    assert board.take_after_placement("shopwave") == (False, False)
     board.update("shopwave", {"fail_after_next_cancels": 1, "cancel_reply_delay_ms": 100})
     assert board.plan_cancel("shopwave").fail_after is True
     assert board.plan_cancel("shopwave").fail_after is False
@@ -233,4 +235,9 @@ def test_the_marketplace_can_cancel_any_of_its_orders(sandbox_control: httpx.Cli
     again = sandbox_control.get(f"/kiondo/wp-json/wc/v3/orders/{order['id']}", auth=WOO_AUTH)
     assert again.json()["status"] == "cancelled"
     assert sandbox_control.post("/_sandbox/orders/kiondo/1/cancel").status_code == 404
+    unknown = sandbox_control.put(
+        "/kiondo/wp-json/wc/v3/orders/1", json={"status": "cancelled"}, auth=WOO_AUTH
+    )
+    assert unknown.status_code == 400  # as REST v3 updates answer an unknown id
+    assert unknown.json()["code"] == "woocommerce_rest_shop_order_invalid_id"
     assert sandbox_control.get("/_sandbox/orders/atlantis").status_code == 404

@@ -197,8 +197,8 @@ def test_knob_gate_consumes_bursts_and_sleeps_for_latency() -> None:
     assert faults[0] is not None and faults[0].retry_after == 1
     assert slept == [0.25, 0.25, 0.25]
     board.update("shopwave", {"fail_next_orders": 1})
-    assert board.take_order_failure("shopwave") is True
-    assert board.take_order_failure("shopwave") is False
+    assert board.plan_placement("shopwave").fail_before is True
+    assert board.plan_placement("shopwave").fail_before is False
 
 
 def test_cli_knobs_parse_json_values_and_reject_bad_ones() -> None:

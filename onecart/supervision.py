@@ -352,6 +352,19 @@ def start_services(
             reason = service.why_unavailable()
             if reason:
                 raise MissingProgramError(reason)
+    if not supervisord_running(settings) and all(
+        service.url and service.probe(None) for service in services
+    ):
+        # Everything asked for already answers and none of it is ours (e.g. `make test`'s
+        # `up --only redis` beside the machine's Redis): no supervisord to leave behind.
+        for service in services:
+            report(f"= {service.title} answers at {service.url} (not started by onecart)")
+        return [
+            ServiceOutcome(
+                service.name, "external", None, "answering, not started by onecart; left alone"
+            )
+            for service in services
+        ]
     ensure_supervisord(settings, catalog or services, report=report)
     server = rpc(settings)
 

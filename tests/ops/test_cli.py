@@ -161,6 +161,20 @@ def test_missing_redis_server_explains_how_to_install_it(
     assert environment["REDIS_URL"] in result.stderr
 
 
+def test_up_beside_a_redis_that_already_answers_leaves_no_supervisord_behind(
+    environment: dict[str, str], home: Path
+) -> None:
+    # `make test` runs `up --only redis` on machines whose Redis is already running.
+    environment["REDIS_URL"] = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+
+    result = onecart(environment, "up", "--only", "redis")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not started by onecart" in result.stdout
+    assert not (home / "run" / "supervisord.pid").exists()
+    assert not (home / "run" / "supervisor.sock").exists()
+
+
 def test_logs_shows_the_end_of_a_service_log(environment: dict[str, str], home: Path) -> None:
     (home / "logs").mkdir(parents=True)
     (home / "logs" / "site.log").write_text("".join(f"line {n}\n" for n in range(100)))

@@ -28,6 +28,7 @@ PASSWORD_MAX_LENGTH = 128
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,39}$")
 PHONE_PATTERN = re.compile(r"^\+?[0-9 ()./-]{6,24}$")
 NAME_MAX_LENGTH = 80
+EMAIL_TAKEN_MESSAGE = "An account with this e-mail address already exists."
 # A few of the most common passwords that pass the length rule; the point is the obvious ones.
 COMMON_PASSWORDS = frozenset(
     {
@@ -152,6 +153,96 @@ def _check_phone(errors: dict[str, list[str]], phone_number: str | None) -> None
         )
 
 
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    """A sign-up that passed every rule, with its password already hashed: what
+    `create_account` stores, now or (sign-up by e-mail link) once the address is confirmed."""
+
+    username: str
+    email: str
+    password_hash: str
+    first_name: str = ""
+    last_name: str = ""
+    phone_number: str | None = None
+
+
+def check_new_account(
+    session: Session,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    first_name: str = "",
+    last_name: str = "",
+    phone_number: str | None = None,
+) -> tuple[NewAccount, bool]:
+    """Check every sign-up rule except "the e-mail is free"; returns the account and whether its
+    e-mail address already has one. AccountError lists every other problem at once.
+
+    The e-mail's availability is returned rather than raised so that a sign-up confirmed by
+    e-mail can answer the same whether or not the address is known (no account enumeration).
+    Usernames are public handles (shown beside reviews), so a taken one is reported.
+    """
+    username = username.strip()
+    first_name, last_name = first_name.strip(), last_name.strip()
+    phone_number = (phone_number or "").strip() or None
+    errors: dict[str, list[str]] = {}
+    if not USERNAME_PATTERN.match(username):
+        errors["username"] = [
+            "Use 3–40 letters, digits, '.', '_' or '-', starting with a letter or digit."
+        ]
+    elif _username_taken(session, username):
+        errors["username"] = ["This username is already taken."]
+    normalized_email = ""
+    email_taken = False
+    try:
+        normalized_email = normalize_email(email)
+    except AccountError as exc:
+        errors.update(exc.errors)
+    else:
+        email_taken = _email_taken(session, normalized_email)
+    problems = password_problems(password, username=username, email=normalized_email or email)
+    if problems:
+        errors["password"] = problems
+    _check_name(errors, "first_name", first_name)
+    _check_name(errors, "last_name", last_name)
+    _check_phone(errors, phone_number)
+    if errors:
+        raise AccountError(errors)
+    account = NewAccount(
+        username=username,
+        email=normalized_email,
+        password_hash=hash_password(password),
+        first_name=first_name,
+        last_name=last_name,
+        phone_number=phone_number,
+    )
+    return account, email_taken
+
+
+def create_account(session: Session, account: NewAccount, *, is_admin: bool = False) -> User:
+    """Store a checked account. Flushes so the caller gets an id; the caller commits.
+    AccountError when the name or address was taken since it was checked."""
+    user = User(
+        username=account.username,
+        email=account.email,
+        password_hash=account.password_hash,
+        first_name=account.first_name,
+        last_name=account.last_name,
+        phone_number=account.phone_number,
+        is_admin=is_admin,
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent sign-up won the race for the name or address
+        session.rollback()
+        raise AccountError(
+            {"username": ["This username or e-mail address was just taken."]}
+        ) from exc
+    return user
+
+
 def register_user(
     session: Session,
     *,
@@ -168,50 +259,30 @@ def register_user(
     The username keeps its case but is unique regardless of case; the e-mail is stored
     lower-case. Flushes so the caller gets an id; the caller commits.
     """
-    username = username.strip()
-    first_name, last_name = first_name.strip(), last_name.strip()
-    phone_number = (phone_number or "").strip() or None
-    errors: dict[str, list[str]] = {}
-    if not USERNAME_PATTERN.match(username):
-        errors["username"] = [
-            "Use 3–40 letters, digits, '.', '_' or '-', starting with a letter or digit."
-        ]
-    elif _username_taken(session, username):
-        errors["username"] = ["This username is already taken."]
-    normalized_email = ""
     try:
-        normalized_email = normalize_email(email)
+        account, email_taken = check_new_account(
+            session,
+            username=username,
+            email=email,
+            password=password,
+            first_name=first_name,
+            last_name=last_name,
+            phone_number=phone_number,
+        )
     except AccountError as exc:
-        errors.update(exc.errors)
-    else:
-        if _email_taken(session, normalized_email):
-            errors["email"] = ["An account with this e-mail address already exists."]
-    problems = password_problems(password, username=username, email=normalized_email or email)
-    if problems:
-        errors["password"] = problems
-    _check_name(errors, "first_name", first_name)
-    _check_name(errors, "last_name", last_name)
-    _check_phone(errors, phone_number)
-    if errors:
-        raise AccountError(errors)
-    user = User(
-        username=username,
-        email=normalized_email,
-        password_hash=hash_password(password),
-        first_name=first_name,
-        last_name=last_name,
-        phone_number=phone_number,
-        is_admin=is_admin,
-    )
-    session.add(user)
+        if _email_taken_for(session, email):
+            exc.errors.setdefault("email", []).append(EMAIL_TAKEN_MESSAGE)
+        raise
+    if email_taken:
+        raise AccountError({"email": [EMAIL_TAKEN_MESSAGE]})
+    return create_account(session, account, is_admin=is_admin)
+
+
+def _email_taken_for(session: Session, email: str) -> bool:
     try:
-        session.flush()
-    except IntegrityError as exc:  # a concurrent sign-up won the race for the name or address
-        session.rollback()
-        raise AccountError(
-            {"username": ["This username or e-mail address was just taken."]}
-        ) from exc
-    return user
+        return _email_taken(session, normalize_email(email))
+    except AccountError:
+        return False
 
 
 def find_user_by_login(session: Session, login: str) -> User | None:
@@ -289,7 +360,7 @@ def update_profile(session: Session, user: User, changes: ProfileChanges) -> Use
         errors.update(exc.errors)
     else:
         if _email_taken(session, email, except_user_id=user.id):
-            errors["email"] = ["An account with this e-mail address already exists."]
+            errors["email"] = [EMAIL_TAKEN_MESSAGE]
         elif email != user.email and not verify_password(
             user.password_hash, changes.current_password
         ):

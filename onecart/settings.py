@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = Field("development", alias="ONECART_ENV")
     # Free wallet top-ups, Stripe test cards and localstripe; default: on in development only.
     sandbox_mode: bool | None = Field(None, alias="ONECART_SANDBOX_MODE")
+    # Sign-up finishes through an e-mailed link, so the form never tells whether an address has
+    # an account (needs SMTP_HOST); default: on in production, off in development.
+    signup_confirmation: bool | None = Field(None, alias="ONECART_SIGNUP_CONFIRMATION")
     marketplaces_file: Path = Field(REPO_ROOT / "marketplaces.toml", alias="ONECART_MARKETPLACES")
 
     site_host: str = Field("127.0.0.1", alias="ONECART_SITE_HOST")
@@ -130,6 +133,13 @@ class Settings(BaseSettings):
         """Sandbox conveniences (free top-ups, test cards, localstripe): ONECART_SANDBOX_MODE when
         set, else on in development and off in production."""
         return self.sandbox_mode if self.sandbox_mode is not None else not self.is_production
+
+    @property
+    def signup_confirmation_enabled(self) -> bool:
+        """ONECART_SIGNUP_CONFIRMATION when set, else on in production only."""
+        if self.signup_confirmation is not None:
+            return self.signup_confirmation
+        return self.is_production
 
     @property
     def secure_cookies(self) -> bool:

@@ -75,6 +75,8 @@ def default_config(settings: Settings) -> dict[str, Any]:
         "HSTS_MAX_AGE": HSTS_MAX_AGE_SECONDS if settings.is_production else 0,
         # Free wallet top-ups and Stripe test cards (settings.sandbox_enabled).
         "SANDBOX_MODE": settings.sandbox_enabled,
+        # Sign-up through an e-mailed link, no account enumeration (commerce.signup_confirmation).
+        "SIGNUP_CONFIRMATION": settings.signup_confirmation_enabled,
         # Where e-mailed links point (password reset); empty: the request's own host.
         "PUBLIC_URL": settings.public_url,
         "SMTP_HOST": settings.smtp_host,

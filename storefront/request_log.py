@@ -24,7 +24,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # URL variables that are credentials (<token> in /order-status/<token>, /password/reset/<token>).
 REDACTED_URL_VARIABLES = frozenset({"token"})
 REDACTED = "[redacted]"
-CREDENTIAL_PATH_PREFIXES = ("/order-status/", "/password/reset/")
+CREDENTIAL_PATH_PREFIXES = ("/order-status/", "/password/reset/", "/signup/confirm/")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 

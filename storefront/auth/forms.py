@@ -91,3 +91,7 @@ class ResetPasswordForm(FlaskForm):
         ],
         render_kw={"autocomplete": "new-password"},
     )
+
+
+class ConfirmSignupForm(FlaskForm):
+    """The button behind an e-mailed sign-up link (CSRF-protected, no fields)."""

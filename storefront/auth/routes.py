@@ -32,6 +32,8 @@ from werkzeug.wrappers import Response
 from commerce.accounts import (
     AccountError,
     authenticate,
+    check_new_account,
+    create_account,
     load_user_by_session_id,
     login_account_key,
     register_user,
@@ -47,8 +49,22 @@ from commerce.password_reset import (
     send_email,
     user_for_reset_token,
 )
-from commerce.rate_limit import LoginRateLimiter
-from storefront.auth.forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
+from commerce.rate_limit import LoginRateLimiter, SlidingWindowLimiter
+from commerce.signup_confirmation import (
+    PENDING_SIGNUP_TTL_S,
+    claim_pending_signup,
+    confirm_signup_email,
+    existing_account_email,
+    pending_signup_exists,
+    stash_pending_signup,
+)
+from storefront.auth.forms import (
+    ConfirmSignupForm,
+    ForgotPasswordForm,
+    LoginForm,
+    ResetPasswordForm,
+    SignupForm,
+)
 from storefront.database import db_session
 from storefront.extensions import login_manager
 from storefront.form_errors import attach_service_errors
@@ -158,7 +174,7 @@ def login() -> Response | str:
 
 @bp.route("/signup", methods=["GET", "POST"])
 def signup() -> Response | str:
-    """Create an account and sign in."""
+    """Create an account: at once, or (SIGNUP_CONFIRMATION) once the e-mailed link is opened."""
     form = SignupForm()
     if request.method == "GET":
         form.next.data = safe_next_url(request.args.get("next")) or ""
@@ -166,6 +182,8 @@ def signup() -> Response | str:
         return render_template("auth/signup.html", form=form)
     # Every attempt counts, so the form cannot be used to probe many names or addresses.
     enforce_form_limit("signup")
+    if current_app.config.get("SIGNUP_CONFIRMATION"):
+        return _signup_by_email_link(form)
     db = db_session()
     try:
         user = register_user(
@@ -184,6 +202,75 @@ def signup() -> Response | str:
     sign_in(user)
     flash("Your account is ready. Welcome to OneCart!", "success")
     return _redirect_after_login(form.next.data)
+
+
+def _signup_by_email_link(form: SignupForm) -> Response | str:
+    """Answer "check your inbox" whether or not the address has an account: a new address gets
+    the link that creates the account, a known one a note to its owner."""
+    db = db_session()
+    try:
+        account, email_taken = check_new_account(
+            db,
+            username=form.username.data,
+            email=form.email.data,
+            password=form.password.data,
+            first_name=form.first_name.data or "",
+            last_name=form.last_name.data or "",
+        )
+    except AccountError as exc:
+        db.rollback()
+        attach_service_errors(form, exc.errors)
+        return render_template("auth/signup.html", form=form)
+    mail = _mail_settings()
+    if email_taken:
+        owner = find_user_by_email(db, account.email)
+        if owner is not None:
+            message = existing_account_email(
+                owner,
+                _public_link(url_for("auth.login")),
+                _public_link(url_for("auth.forgot_password")),
+                mail,
+            )
+            _send_in_background(message, mail)
+    else:
+        limiter: SlidingWindowLimiter = current_app.extensions["form_limiter"]
+        token = stash_pending_signup(limiter.client, limiter.prefix, account)
+        link = _public_link(url_for("auth.confirm_signup", token=token))
+        _send_in_background(confirm_signup_email(account.email, link, mail), mail)
+    db.rollback()
+    return render_template(
+        "auth/signup_sent.html", address=account.email, hours=PENDING_SIGNUP_TTL_S // 3600
+    )
+
+
+@bp.route("/signup/confirm/<token>", methods=["GET", "POST"])
+def confirm_signup(token: str) -> Response | tuple[str, int] | str:
+    """The e-mailed link: a button that creates the account (POST, so a mail scanner opening
+    the link creates nothing), then signs in."""
+    limiter: SlidingWindowLimiter = current_app.extensions["form_limiter"]
+    form = ConfirmSignupForm()
+    if not form.validate_on_submit():
+        if not pending_signup_exists(limiter.client, limiter.prefix, token):
+            return render_template("auth/confirm_signup.html", form=None), 404
+        return render_template("auth/confirm_signup.html", form=form)
+    account = claim_pending_signup(limiter.client, limiter.prefix, token)
+    if account is None:
+        return render_template("auth/confirm_signup.html", form=None), 404
+    db = db_session()
+    try:
+        user = create_account(db, account)
+    except AccountError:
+        db.rollback()
+        flash(
+            "That username or e-mail address was taken while your link waited. "
+            "Please sign up again with another username, or log in.",
+            "error",
+        )
+        return redirect(url_for("auth.signup"))
+    db.commit()
+    sign_in(user)
+    flash("Your e-mail address is confirmed and your account is ready. Welcome!", "success")
+    return redirect("/")
 
 
 @bp.post("/logout")
@@ -214,12 +301,15 @@ def _mail_settings() -> MailSettings:
     )
 
 
-def _reset_link(token: str) -> str:
-    """The absolute link to the reset page: PUBLIC_URL when configured (so a forged Host header
+def _public_link(path: str) -> str:
+    """An absolute link for an e-mail: PUBLIC_URL when configured (so a forged Host header
     cannot point the link elsewhere), else this request's host."""
-    path = url_for("auth.reset_password_page", token=token)
     base = (current_app.config.get("PUBLIC_URL") or request.host_url).rstrip("/")
     return base + path
+
+
+def _reset_link(token: str) -> str:
+    return _public_link(url_for("auth.reset_password_page", token=token))
 
 
 def _send_in_background(message: Any, mail: MailSettings) -> None:
@@ -275,8 +365,8 @@ def reset_password_page(token: str) -> Response | tuple[str, int] | str:
 
 @bp.after_request
 def keep_reset_links_private(response: Response) -> Response:
-    """The reset token is a credential: no caching, and no Referer carrying it elsewhere."""
-    if request.endpoint == "auth.reset_password_page":
+    """Reset and sign-up tokens are credentials: no caching, and no Referer carrying it elsewhere."""
+    if request.endpoint in {"auth.reset_password_page", "auth.confirm_signup"}:
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
     return response

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -311,3 +312,36 @@ def make_product(db_session: Session) -> Callable[..., Product]:
         return product
 
     return factory
+
+
+MAIL_WAIT_S = 30.0
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[int, list[Any]]]:
+    """A local SMTP server (aiosmtpd) on a free loopback port; yields (port, received messages)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    received: list[Any] = []
+
+    class Collect(Message):
+        def handle_message(self, message: Any) -> None:
+            received.append(message)
+
+    port = processes.free_port()
+    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, received
+    finally:
+        controller.stop()
+
+
+def wait_for_mail(received: list[Any], count: int) -> list[Any]:
+    """The received messages once there are at least `count` (fails after MAIL_WAIT_S)."""
+    deadline = time.monotonic() + MAIL_WAIT_S
+    while len(received) < count:
+        assert time.monotonic() < deadline, f"no e-mail after {MAIL_WAIT_S} s"
+        time.sleep(0.05)
+    return received

@@ -5,8 +5,7 @@ goes through a real SMTP server (aiosmtpd)."""
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,46 +15,15 @@ from sqlalchemy.orm import Session
 
 from commerce.models import User
 from commerce.password_reset import make_reset_token, user_for_reset_token
-from onecart import processes
-from tests.storefront.conftest import DEFAULT_PASSWORD
+from tests.storefront.conftest import DEFAULT_PASSWORD, wait_for_mail
 
 NEW_PASSWORD = "Fresh-start-2026-pass"
-WAIT_S = 30.0
 _LINK = re.compile(r"http://localhost(/password/reset/[A-Za-z0-9_.\-]+)")
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[int, list[Any]]]:
-    """A local SMTP server (aiosmtpd); yields (port, received messages)."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received: list[Any] = []
-
-    class Collect(Message):
-        def handle_message(self, message: Any) -> None:
-            received.append(message)
-
-    port = processes.free_port()
-    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, received
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
 def app_config_overrides(mailbox: tuple[int, list[Any]]) -> dict[str, Any]:
     return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": mailbox[0], "PUBLIC_URL": "http://localhost"}
-
-
-def _wait_for_mail(received: list[Any], count: int) -> list[Any]:
-    deadline = time.monotonic() + WAIT_S
-    while len(received) < count:
-        assert time.monotonic() < deadline, f"no e-mail after {WAIT_S} s"
-        time.sleep(0.05)
-    return received
 
 
 def _visible(response: Any) -> str:
@@ -83,7 +51,7 @@ def test_a_reset_link_changes_the_password_once_and_signs_every_session_out(
     answer = _request_reset(client, "Reset.Me@example.com")
     assert answer.status_code == 200
     assert "If an account uses that address" in answer.get_data(as_text=True)
-    message = _wait_for_mail(mailbox[1], 1)[0]
+    message = wait_for_mail(mailbox[1], 1)[0]
     assert message["To"] == "reset.me@example.com"
     body = message.get_payload(decode=True).decode()
     link = _LINK.search(body)
@@ -124,7 +92,7 @@ def test_the_answer_is_the_same_whether_or_not_the_address_has_an_account(
     assert _visible(unknown) == _visible(known)
     # Only the account's address gets mail (the unknown request came first: had it sent
     # anything, it would have been sent before the known address's mail).
-    received = _wait_for_mail(mailbox[1], 1)
+    received = wait_for_mail(mailbox[1], 1)
     assert [message["To"] for message in received] == ["known@example.com"]
 
 

@@ -76,6 +76,11 @@ def production_problems(
             "points payments at a fake Stripe outside sandbox mode; unset it "
             "(or set ONECART_SANDBOX_MODE=true for a demo)"
         )
+    if settings.signup_confirmation_enabled and not settings.smtp_host:
+        problems["SMTP_HOST"] = (
+            "is empty, so nobody could finish signing up (the link is e-mailed) or reset a "
+            "password; set it (or ONECART_SIGNUP_CONFIRMATION=false to sign up without a link)"
+        )
     return problems
 
 

@@ -28,7 +28,14 @@ GOOD_SECRETS = {
     "STRIPE_API_KEY": "sk_live_51Hq2ExampleKey0123456789",
     "MEILI_MASTER_KEY": "m3ili-master-key-for-production-9f8e",
 }
-ALL_VARIABLES = (*GOOD_SECRETS, "ONECART_ENV", "ONECART_SANDBOX_MODE", "STRIPE_API_BASE")
+ALL_VARIABLES = (
+    *GOOD_SECRETS,
+    "ONECART_ENV",
+    "ONECART_SANDBOX_MODE",
+    "STRIPE_API_BASE",
+    "SMTP_HOST",
+    "ONECART_SIGNUP_CONFIRMATION",
+)
 
 
 @pytest.fixture
@@ -40,6 +47,7 @@ def production(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.setenv("ONECART_ENV", "production")
     for name, value in GOOD_SECRETS.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SMTP_HOST", "smtp.example.com")  # sign-up links are e-mailed
     get_settings.cache_clear()
     try:
         yield monkeypatch
@@ -144,3 +152,12 @@ def test_production_sandbox_mode_only_when_enabled_explicitly(
 def test_meilisearch_runs_in_development_mode_by_default() -> None:
     argv = processes.meilisearch_argv(get_settings(), Path("/tmp/m/data.ms"), "127.0.0.1:7700")
     assert argv[argv.index("--env") + 1] == "development"
+
+
+def test_production_without_smtp_is_refused_while_sign_up_needs_a_mailed_link(
+    production: pytest.MonkeyPatch,
+) -> None:
+    production.delenv("SMTP_HOST")
+    assert "SMTP_HOST" in production_problems(Settings())
+    production.setenv("ONECART_SIGNUP_CONFIRMATION", "false")
+    assert "SMTP_HOST" not in production_problems(Settings())

@@ -74,9 +74,24 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 DB_TEST_PATHS ?= tests/storefront tests/checkout tests/assistant tests/faults
 
 # The tests start Meilisearch, the sandbox, localstripe and RQ workers themselves on free ports;
-# Redis must answer (the suite uses a database number of its own). The whole suite runs on
-# SQLite, then the database tests run again on PostgreSQL.
-test: install lint redis chromium test-sqlite test-postgres
+# Redis must answer (each pass uses a database number of its own). The whole suite runs on SQLite
+# while the database tests run again on PostgreSQL beside it: most of a test's time is spent
+# waiting on services, so the two passes share two cores well. The PostgreSQL pass writes
+# var/test-logs/postgres.log, printed after the SQLite pass.
+PG_TEST_REDIS_URL ?= redis://127.0.0.1:6379/13
+TEST_LOGS := var/test-logs
+test: install lint redis chromium
+	@mkdir -p $(TEST_LOGS); rm -f $(TEST_LOGS)/postgres.rc
+	@echo "The PostgreSQL pass runs in the background; its output: $(TEST_LOGS)/postgres.log"
+	@( REDIS_URL=$(PG_TEST_REDIS_URL) $(MAKE) --no-print-directory test-postgres \
+		>$(TEST_LOGS)/postgres.log 2>&1; echo $$? >$(TEST_LOGS)/postgres.rc ) & \
+	$(MAKE) --no-print-directory test-sqlite; sqlite=$$?; wait; \
+	postgres=$$(cat $(TEST_LOGS)/postgres.rc 2>/dev/null || echo 1); \
+	echo "==== PostgreSQL pass (exit $$postgres) ===="; \
+	if [ "$$postgres" = 0 ]; then tail -n 5 $(TEST_LOGS)/postgres.log; \
+	else cat $(TEST_LOGS)/postgres.log; fi; \
+	echo "SQLite pass: exit $$sqlite; PostgreSQL pass: exit $$postgres"; \
+	[ "$$sqlite" = 0 ] && [ "$$postgres" = 0 ]
 
 test-sqlite: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -87,4 +102,4 @@ test-postgres: install
 	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(DB_TEST_PATHS) $(PYTEST_ARGS)
 
 clean:
-	rm -rf var/test-runs .pytest_cache .ruff_cache
+	rm -rf var/test-runs var/test-logs .pytest_cache .ruff_cache

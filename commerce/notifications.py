@@ -109,6 +109,8 @@ def _email_for(notification: Notification, order: Order | None, settings: Settin
     lines = [notification.message, ""]
     if order is not None:
         lines.append(f"Follow your order at {settings.site_url}/order-status/{order.status_token}")
+    elif notification.link_path:
+        lines.append(f"Open it at {settings.site_url}{notification.link_path}")
     lines += ["", "— OneCart"]
     message.set_content("\n".join(lines))
     return message

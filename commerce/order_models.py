@@ -437,6 +437,9 @@ class Notification(Base):
     read_at: Mapped[datetime | None]
     emailed_at: Mapped[datetime | None]
     email_attempts: Mapped[int] = mapped_column(default=0)
+    # Where the notification leads when it is not about an order (a price alert's product page),
+    # as a site-relative path; the e-mail prefixes the site's URL.
+    link_path: Mapped[str | None] = mapped_column(sa.String(300))
 
     order: Mapped[Order | None] = relationship()
 

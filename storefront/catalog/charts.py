@@ -31,7 +31,8 @@ FONT_PX = 13
 DOT_RADIUS = 5
 LABEL_COLOUR = "#3d4452"
 GRID_COLOUR = "#d9dde3"
-MIN_SPAN = timedelta(minutes=10)
+# The shortest time axis: a product first seen seconds ago still gets lines across the chart.
+MIN_SPAN = timedelta(minutes=1)
 # Distinct on white and for the common colour-vision deficiencies (Okabe–Ito).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
@@ -42,7 +43,9 @@ def series_colour(position: int) -> str:
 
 
 def _time_label(moment: datetime, span: timedelta) -> str:
-    return f"{moment:%H:%M}" if span < timedelta(days=2) else f"{moment:%d %b}"
+    if span < timedelta(days=1):
+        return f"{moment:%H:%M}"
+    return f"{moment:%d %b %H:%M}" if span < timedelta(days=4) else f"{moment:%d %b}"
 
 
 def price_history_svg(
@@ -70,10 +73,12 @@ def price_history_svg(
     if not drawable:
         return Markup('<p class="chart-empty">No price history recorded yet.</p>')
 
+    # From the first observation to now: lines run across the whole width however short the
+    # history is (padding the axis backwards would squeeze a new product's lines to the right).
     start = min(points[0][0] for _, _, points in drawable)
     end = max([now, *(points[-1][0] for _, _, points in drawable)])
     if end - start < MIN_SPAN:
-        start = end - MIN_SPAN
+        end = start + MIN_SPAN
     span = end - start
     prices = [price for _, _, points in drawable for _, price in points]
     low, high = min(prices), max(prices)

@@ -238,12 +238,13 @@ def test_a_price_alert_fires_after_a_sandbox_price_drop(
         points = (line.first.get_attribute("points") or "").split()
         assert len(points) >= 3, points
         assert page.locator("svg.price-chart polyline").count() >= 2
+        shots += capture(page, "alerts-03-product-after-drop")
         page.goto("/profile/watchlist")
         expect(page.locator(".watch-item")).to_contain_text(product["title"])
         expect(page.get_by_test_id("watch-price-now")).to_have_text(
             re.compile(re.escape(money_text(product["after_minor"], SHOPPER_CURRENCY)))
         )
-        shots += capture(page, "alerts-03-watchlist")
+        shots += capture(page, "alerts-04-watchlist")
     assert all(shot.exists() for shot in shots)
 
     # The e-mail goes out the way every notification's does (the order sweeper runs this).

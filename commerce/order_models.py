@@ -418,7 +418,8 @@ class Refund(Base):
 
 
 class Notification(Base):
-    """Something the shopper should know about an order; e-mailed too when SMTP is configured."""
+    """Something the shopper should know about an order, or a price alert (no order, a link to
+    the product); e-mailed too when SMTP is configured."""
 
     __tablename__ = "notifications"
     __table_args__ = (sa.Index("ix_notifications_user_id_read_at", "user_id", "read_at"),)

@@ -116,7 +116,8 @@ def sync_storefront_catalog(
             )
             session.commit()
         # Prices just changed: tell the shoppers watching a product whose cheapest offer
-        # dropped (idempotent, so a re-run of this asset never alerts twice).
+        # dropped (idempotent, so a re-run of this asset never alerts twice). An error here
+        # fails the asset after the sync was committed; the next run evaluates again.
         alerts = evaluate_price_alerts(sessionmaker(engine))
     finally:
         engine.dispose()

@@ -351,3 +351,36 @@ def test_watches_are_private_and_need_an_account(
     assert client.post(f"/profile/watchlist/{watch.id}", data={}).status_code == 404
     assert "Sony" not in client.get("/profile/watchlist").get_data(as_text=True)
     assert db_session.scalars(sa.select(PriceWatch.id)).all() == [watch.id]
+
+
+def test_an_evaluation_that_lost_the_race_for_a_watch_fires_nothing(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+) -> None:
+    from commerce.fx import load_fx_table
+    from commerce.models import utc_now
+    from commerce.price_alerts import _apply_to_watch, cheapest_offer, offers_by_group
+
+    shopper = make_user(display_currency="USD")
+    watch = watch_product(db_session, shopper, GROUP)
+    db_session.commit()
+    _reprice(db_session, offers["usd"], 27000)
+    # A slow evaluator read the watch (version 0) before another one handled the drop.
+    slow = factory()
+    stale = slow.get(PriceWatch, watch.id)  # held: the identity map keeps it only while used
+    slow.commit()
+    assert evaluate_price_alerts(factory).alerts == 1
+
+    fx = load_fx_table(slow)
+    cheapest = cheapest_offer(offers_by_group(slow, [GROUP])[GROUP], fx, "USD")
+    assert cheapest is not None
+    slow.commit()
+    with slow.begin():
+        outcome = _apply_to_watch(slow, watch.id, cheapest, fx, utc_now())
+    slow.close()
+
+    assert outcome == "lost" and stale is not None
+    assert len(_alerts(db_session, shopper)) == 1
+    assert db_session.scalars(sa.select(PriceAlert.sequence)).all() == [1]

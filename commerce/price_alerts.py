@@ -441,16 +441,18 @@ def _apply_to_watch(
     )
     if decision.new_reference is None:
         return "kept"
+    # Read before the UPDATE: the ORM refreshes `watch.version` from it.
+    expected_version = watch.version
     values: dict[str, object] = {
         "reference_minor": decision.new_reference,
         "reference_currency": currency,
-        "version": watch.version + 1,
+        "version": expected_version + 1,
     }
     if decision.fires:
         values["last_alert_at"] = moment
     claimed = session.execute(
         sa.update(PriceWatch)
-        .where(PriceWatch.id == watch.id, PriceWatch.version == watch.version)
+        .where(PriceWatch.id == watch.id, PriceWatch.version == expected_version)
         .values(**values)
     ).rowcount  # type: ignore[attr-defined]
     if not claimed:
@@ -471,7 +473,7 @@ def _apply_to_watch(
     session.add(
         PriceAlert(
             watch_id=watch.id,
-            sequence=watch.version + 1,
+            sequence=expected_version + 1,
             notification_id=notification.id,
             product_id=cheapest.product_id,
             marketplace_name=cheapest.marketplace_name[:120],

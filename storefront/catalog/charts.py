@@ -43,6 +43,8 @@ def series_colour(position: int) -> str:
 
 
 def _time_label(moment: datetime, span: timedelta) -> str:
+    if span < timedelta(hours=1):  # a fresh install: minutes of history
+        return f"{moment:%H:%M:%S}"
     if span < timedelta(days=1):
         return f"{moment:%H:%M}"
     return f"{moment:%d %b %H:%M}" if span < timedelta(days=4) else f"{moment:%d %b}"

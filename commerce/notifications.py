@@ -1,7 +1,8 @@
 """Notifications: what the shopper is told about their orders, in the site and by e-mail.
 
 Every change worth knowing (order received, a sub-order placed, shipped, delivered, cancelled,
-refunded, failed) is one Notification row, written in the same transaction as the change. E-mail
+refunded, failed) is one Notification row, written in the same transaction as the change; so is
+each price alert (commerce.price_alerts: no order, a `link_path` to the product instead). E-mail
 is sent afterwards, only when SMTP is configured (settings.smtp_host): a failed send leaves
 `emailed_at` empty and the sweeper tries again a few times. Services flush; callers commit.
 """
@@ -109,6 +110,8 @@ def _email_for(notification: Notification, order: Order | None, settings: Settin
     lines = [notification.message, ""]
     if order is not None:
         lines.append(f"Follow your order at {settings.site_url}/order-status/{order.status_token}")
+    elif notification.link_path:
+        lines.append(f"Open it at {settings.site_url}{notification.link_path}")
     lines += ["", "— OneCart"]
     message.set_content("\n".join(lines))
     return message

@@ -418,7 +418,8 @@ class Refund(Base):
 
 
 class Notification(Base):
-    """Something the shopper should know about an order; e-mailed too when SMTP is configured."""
+    """Something the shopper should know about an order, or a price alert (no order, a link to
+    the product); e-mailed too when SMTP is configured."""
 
     __tablename__ = "notifications"
     __table_args__ = (sa.Index("ix_notifications_user_id_read_at", "user_id", "read_at"),)
@@ -437,6 +438,9 @@ class Notification(Base):
     read_at: Mapped[datetime | None]
     emailed_at: Mapped[datetime | None]
     email_attempts: Mapped[int] = mapped_column(default=0)
+    # Where the notification leads when it is not about an order (a price alert's product page),
+    # as a site-relative path; the e-mail prefixes the site's URL.
+    link_path: Mapped[str | None] = mapped_column(sa.String(300))
 
     order: Mapped[Order | None] = relationship()
 

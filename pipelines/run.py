@@ -175,7 +175,8 @@ def _describe_downstream(asset: str, metadata: Mapping[str, Any]) -> str:
             return f"skipped: {metadata['skipped']}"
         return (
             f"inserted {metadata.get('products_inserted')}, updated {metadata.get('products_updated')}, "
-            f"removed {metadata.get('products_removed')}"
+            f"removed {metadata.get('products_removed')}, "
+            f"{metadata.get('price_alerts_fired', 0)} price alert(s) fired"
         )
     if asset == "analyst_warehouse":
         return f"published {metadata.get('path')}"

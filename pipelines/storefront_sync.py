@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import MarketplaceConfig
 from warehouse.derived import read_price_history_since
@@ -69,6 +69,7 @@ def sync_storefront_catalog(
 ) -> StorefrontSyncOutcome:
     """Upsert marketplaces, offers (by marketplace slug + external_id), FX rates and new price
     points from the warehouse into the storefront DB, in one transaction; skip when it is absent.
+    Then evaluate the shoppers' price alerts against the new prices (commerce.price_alerts).
 
     The warehouse is read first and closed before the storefront is written, so the DuckDB lock
     is never held while waiting on the other database.
@@ -80,6 +81,7 @@ def sync_storefront_catalog(
     from commerce.catalog_sync import sync_catalog
     from commerce.db import create_storefront_engine
     from commerce.models import PricePoint
+    from commerce.price_alerts import evaluate_price_alerts
 
     engine = create_storefront_engine(database_url)
     try:
@@ -113,9 +115,15 @@ def sync_storefront_catalog(
                 price_points=price_points,
             )
             session.commit()
+        # Prices just changed: tell the shoppers watching a product whose cheapest offer
+        # dropped (idempotent, so a re-run of this asset never alerts twice). An error here
+        # fails the asset after the sync was committed; the next run evaluates again.
+        alerts = evaluate_price_alerts(sessionmaker(engine))
     finally:
         engine.dispose()
     skipped_rows = [f"{row.kind} {row.key}: {row.reason}" for row in report.skipped]
     return StorefrontSyncOutcome(
-        skipped_reason=None, counts=report.as_metadata(), skipped_rows=skipped_rows
+        skipped_reason=None,
+        counts={**report.as_metadata(), **alerts.as_metadata()},
+        skipped_rows=skipped_rows,
     )

@@ -51,6 +51,7 @@ BLUEPRINT_MODULES = (
     "storefront.orders",
     "storefront.webhooks",
     "storefront.assistant",
+    "storefront.alerts",
 )
 
 

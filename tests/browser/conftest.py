@@ -50,9 +50,14 @@ class LiveCatalog:
 
 @pytest.fixture(scope="module")
 def live_catalog(
-    settings: Settings, sandbox_server: str, meili_server: str
+    request: pytest.FixtureRequest, settings: Settings, sandbox_server: str, meili_server: str
 ) -> Iterator[LiveCatalog]:
-    """Run the whole pipeline once into a private home (see the module docstring)."""
+    """Run the whole pipeline once into a private home (see the module docstring).
+
+    A module that needs less can say so to keep CI short: a module-level `LIVE_CATALOG` dict is
+    passed to materialize_all (e.g. `marketplaces`, `downstream_assets`, `embeddings`).
+    """
+    ingest_options = dict(getattr(request.module, "LIVE_CATALOG", {}))
     from pipelines.run import dagster_instance, materialize_all
     from storefront.db_migrate import upgrade_database
 
@@ -81,7 +86,7 @@ def live_catalog(
         instance = dagster_instance(dagster_home)
         lines: list[str] = []
         try:
-            report = materialize_all(instance=instance, progress=lines.append)
+            report = materialize_all(instance=instance, progress=lines.append, **ingest_options)
         finally:
             instance.dispose()
         assert report.success, "\n".join(lines)

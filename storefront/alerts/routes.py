@@ -1,0 +1,166 @@
+"""Price-alert views: watch a product from its page, and the watch list on the profile
+(change a watch's target or percentage, stop watching). Thin: commerce.price_alerts holds the
+rules; alerts themselves are fired by the pipeline after each catalog sync."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from commerce import price_alerts
+from commerce.models import User
+from commerce.price_alert_models import PriceWatch
+from onecart.money import MoneyError, parse_decimal, to_minor_units
+from storefront.alerts.forms import WatchProductForm, WatchSettingsForm
+from storefront.catalog.shopper import display_currency, fx_table
+from storefront.database import db_session
+from storefront.security import safe_next_url
+
+bp = Blueprint("alerts", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/alerts")  # fmt: skip
+
+WATCHLIST_PATH = "/profile/watchlist"
+
+
+def _user() -> User:
+    return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+@bp.app_template_global()
+def price_watch_for(group_id: str) -> PriceWatch | None:
+    """The signed-in shopper's watch of a product (the product page's control), else None."""
+    if not current_user.is_authenticated:
+        return None
+    return price_alerts.find_watch(db_session(), _user().id, group_id)
+
+
+@bp.app_template_global()
+def watch_product_form(group_id: str, next_path: str) -> WatchProductForm:
+    """A fresh "Watch price" form for the product page."""
+    return WatchProductForm(formdata=None, group_id=group_id, next=next_path)
+
+
+class _BadInput(ValueError):
+    pass
+
+
+def _settings_from(form: WatchSettingsForm) -> tuple[int | None, str | None, int | None]:
+    """(target minor units, its currency, drop percent) from a submitted form."""
+    currency = display_currency()
+    target_minor: int | None = None
+    text = (form.target.data or "").strip().replace(",", "")
+    if text:
+        try:
+            target_minor = to_minor_units(parse_decimal(text.lstrip("$€£¥")), currency)
+        except MoneyError as exc:
+            raise _BadInput(f"Enter the target as a price in {currency}, like 49.99.") from exc
+    drop_percent = int(form.drop_percent.data) if form.drop_percent.data else None
+    return target_minor, (currency if target_minor is not None else None), drop_percent
+
+
+def _first_error(form: WatchSettingsForm) -> str:
+    for messages in form.errors.values():
+        for message in messages:
+            return str(message)
+    return "Please check the form."
+
+
+@bp.post("/watch")
+@login_required
+def watch() -> Response:
+    """Start watching a product (or change the watch), then go back to the product."""
+    form = WatchProductForm()
+    group_id = (form.group_id.data or "").strip()
+    back = safe_next_url(form.next.data) or (
+        url_for("catalog.product", group_id=group_id) if group_id else WATCHLIST_PATH
+    )
+    if not form.validate():
+        flash(_first_error(form), "error")
+        return redirect(back, code=303)
+    try:
+        target_minor, target_currency, drop_percent = _settings_from(form)
+        watched = price_alerts.watch_product(
+            db_session(),
+            _user(),
+            group_id,
+            target_minor=target_minor,
+            target_currency=target_currency,
+            drop_percent=drop_percent,
+            fx=fx_table(),
+        )
+    except (_BadInput, price_alerts.WatchError) as exc:
+        db_session().rollback()
+        flash(str(exc), "error")
+        return redirect(back, code=303)
+    db_session().commit()
+    flash(f"Watching the price of “{watched.title}”. We'll tell you when it drops.", "success")
+    return redirect(back, code=303)
+
+
+@bp.get(WATCHLIST_PATH)
+@login_required
+def watchlist() -> str:
+    """The shopper's watched products: price now, where, target, last alert; edit or remove."""
+    views = price_alerts.list_watches(db_session(), _user(), fx_table())
+    forms = {
+        view.watch.id: WatchSettingsForm(
+            formdata=None,
+            prefix=f"w{view.watch.id}",
+            target=_target_text(view.target_minor),
+            drop_percent=str(view.watch.drop_percent or ""),
+        )
+        for view in views
+    }
+    return render_template(
+        "alerts/watchlist.html", views=views, forms=forms, currency=display_currency()
+    )
+
+
+def _target_text(minor: int | None) -> str:
+    if minor is None:
+        return ""
+    from onecart.money import from_minor_units
+
+    return str(from_minor_units(minor, display_currency()))
+
+
+@bp.post(f"{WATCHLIST_PATH}/<int:watch_id>")
+@login_required
+def edit(watch_id: int) -> Response:
+    """Change one watch's target price or percentage (someone else's watch is a 404)."""
+    form = WatchSettingsForm(prefix=f"w{watch_id}")
+    if not form.validate():
+        flash(_first_error(form), "error")
+        return redirect(url_for("alerts.watchlist"), code=303)
+    try:
+        target_minor, target_currency, drop_percent = _settings_from(form)
+        changed = price_alerts.update_watch(
+            db_session(),
+            _user().id,
+            watch_id,
+            target_minor=target_minor,
+            target_currency=target_currency,
+            drop_percent=drop_percent,
+        )
+    except (_BadInput, price_alerts.WatchError) as exc:
+        db_session().rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("alerts.watchlist"), code=303)
+    if changed is None:
+        abort(404)
+    db_session().commit()
+    flash(f"Updated your alert for “{changed.title}”.", "success")
+    return redirect(url_for("alerts.watchlist"), code=303)
+
+
+@bp.post(f"{WATCHLIST_PATH}/<int:watch_id>/delete")
+@login_required
+def remove(watch_id: int) -> Response:
+    """Stop watching a product (someone else's watch is a 404)."""
+    if not price_alerts.remove_watch(db_session(), _user().id, watch_id):
+        abort(404)
+    db_session().commit()
+    flash("Stopped watching that product.", "success")
+    back = safe_next_url(request.form.get("next"))
+    return redirect(back or url_for("alerts.watchlist"), code=303)

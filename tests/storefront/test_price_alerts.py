@@ -1,0 +1,386 @@
+"""Price alerts: the rule (below a target, a percentage drop, in the shopper's currency, one
+alert per drop), its notification and e-mail, and the watch list's pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
+
+from commerce.db import get_session_factory
+from commerce.models import FxRate, Marketplace, Product, User
+from commerce.notifications import send_notification_emails
+from commerce.order_models import Notification
+from commerce.price_alert_models import PriceAlert, PriceWatch
+from commerce.price_alerts import (
+    AlertReason,
+    decide_alert,
+    evaluate_price_alerts,
+    watch_product,
+)
+from onecart import processes
+from onecart.settings import Settings
+
+GROUP = "g-headphones-xm5"
+
+
+# --- The rule, on its own ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cheapest", "reference", "target", "percent", "new_reference", "reason"),
+    [
+        (9000, 10000, 9500, None, 9000, AlertReason.BELOW_TARGET),  # fell below the target
+        (9600, 10000, 9500, None, None, None),  # fell, but not below the target
+        (8900, 10000, None, 10, 8900, AlertReason.PERCENT_DROP),  # 11% >= 10%
+        (9100, 10000, None, 10, None, None),  # 9% < 10%
+        (9900, 10000, None, None, 9900, AlertReason.PRICE_DROP),  # no condition: every drop
+        (9950, 10000, None, None, None, None),  # 0.5%: exchange-rate wobble, not a drop
+        (9000, 9000, 9500, None, None, None),  # the alerted price again: no new drop
+        (11000, 9000, 9500, None, 11000, None),  # a rise moves the reference up
+        (9000, None, 9500, None, 9000, None),  # first sighting only sets the reference
+    ],
+)
+def test_the_alert_rule(
+    cheapest: int,
+    reference: int | None,
+    target: int | None,
+    percent: int | None,
+    new_reference: int | None,
+    reason: AlertReason | None,
+) -> None:
+    decision = decide_alert(
+        cheapest_minor=cheapest,
+        reference_minor=reference,
+        target_minor=target,
+        drop_percent=percent,
+    )
+    assert (decision.new_reference, decision.reason) == (new_reference, reason)
+
+
+# --- The service, on the storefront DB ---------------------------------------------------------
+
+
+@pytest.fixture
+def factory(storefront_db_url: str, app: Any) -> sessionmaker[Session]:
+    return get_session_factory(storefront_db_url)
+
+
+@pytest.fixture
+def offers(
+    db_session: Session,
+    make_marketplace: Callable[..., Marketplace],
+    make_product: Callable[..., Product],
+) -> dict[str, Product]:
+    """One product at three marketplaces in three currencies, with published rates."""
+    db_session.add_all(
+        [
+            FxRate(currency="EUR", rate=Decimal("0.80000000"), as_of=date(2026, 12, 1)),
+            FxRate(currency="KES", rate=Decimal("130.00000000"), as_of=date(2026, 12, 1)),
+        ]
+    )
+    shopwave = make_marketplace(slug="shopwave", name="ShopWave", currency="USD")
+    kiondo = make_marketplace(slug="kiondo", name="Kiondo Market", currency="KES")
+    bazaar = make_marketplace(slug="bazaar", name="Euro Bazaar", currency="EUR")
+    common = {"relation_token": GROUP, "title": "Sony WH-1000XM5"}
+    return {
+        "usd": make_product(shopwave, price_minor=30000, currency="USD", **common),  # $300.00
+        "kes": make_product(kiondo, price_minor=4_160_000, currency="KES", **common),  # $320.00
+        "eur": make_product(bazaar, price_minor=25600, currency="EUR", **common),  # $320.00
+    }
+
+
+def _reprice(session: Session, product: Product, price_minor: int) -> None:
+    product.price_minor = price_minor
+    session.commit()
+
+
+def _alerts(session: Session, user: User) -> list[Notification]:
+    session.expire_all()
+    return list(
+        session.scalars(
+            sa.select(Notification)
+            .where(Notification.user_id == user.id, Notification.kind == "price_alert")
+            .order_by(Notification.id)
+        )
+    )
+
+
+def test_a_drop_below_the_target_alerts_once_saying_where_and_by_how_much(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+) -> None:
+    shopper = make_user(display_currency="USD")
+    watch_product(db_session, shopper, GROUP, target_minor=28000, target_currency="USD")
+    db_session.commit()
+
+    evaluate_price_alerts(factory)
+    assert _alerts(db_session, shopper) == []  # $300 is above the $280 target
+
+    _reprice(db_session, offers["eur"], 21600)  # €216.00 = $270.00 at Euro Bazaar
+    first = evaluate_price_alerts(factory)
+    again = evaluate_price_alerts(factory)
+
+    alerts = _alerts(db_session, shopper)
+    assert (first.alerts, again.alerts, len(alerts)) == (1, 0, 1)
+    assert alerts[0].message == (
+        "Price drop: Sony WH-1000XM5 is now $270.00 at Euro Bazaar, $30.00 (10%) less than "
+        "$300.00. Your target was $280.00."
+    )
+    assert alerts[0].link_path == f"/product/{GROUP}" and alerts[0].order_id is None
+    stored = db_session.scalars(sa.select(PriceAlert)).one()
+    assert (stored.product_id, stored.reason, stored.price_minor, stored.previous_minor) == (
+        offers["eur"].id,
+        "below_target",
+        27000,
+        30000,
+    )
+
+    _reprice(db_session, offers["eur"], 20000)  # a further drop is a new drop: $250.00
+    evaluate_price_alerts(factory)
+    assert [a.message.split(",")[0] for a in _alerts(db_session, shopper)] == [
+        "Price drop: Sony WH-1000XM5 is now $270.00 at Euro Bazaar",
+        "Price drop: Sony WH-1000XM5 is now $250.00 at Euro Bazaar",
+    ]
+
+
+def test_a_percentage_drop_is_measured_from_the_price_when_watching_started(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+) -> None:
+    shopper = make_user(display_currency="USD")
+    watch_product(db_session, shopper, GROUP, drop_percent=10)
+    db_session.commit()
+
+    _reprice(db_session, offers["usd"], 28000)  # -6.7%: not yet
+    evaluate_price_alerts(factory)
+    assert _alerts(db_session, shopper) == []
+
+    _reprice(db_session, offers["usd"], 26900)  # -10.3% from $300.00
+    evaluate_price_alerts(factory)
+    evaluate_price_alerts(factory)
+
+    (alert,) = _alerts(db_session, shopper)
+    assert "now $269.00 at ShopWave, $31.00 (10%) less than $300.00." in alert.message
+    assert db_session.scalars(sa.select(PriceAlert.reason)).all() == ["percent_drop"]
+
+
+def test_prices_are_compared_in_the_shoppers_currency(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+) -> None:
+    shopper = make_user(display_currency="EUR")
+    # The target was typed in euros; offers are in USD, KES and EUR.
+    watch_product(db_session, shopper, GROUP, target_minor=22000, target_currency="EUR")
+    db_session.commit()
+    watch = db_session.scalars(sa.select(PriceWatch)).one()
+    assert (watch.reference_minor, watch.reference_currency) == (24000, "EUR")  # $300 = €240
+
+    _reprice(db_session, offers["kes"], 3_510_000)  # KES 35,100 = $270.00 = €216.00
+    evaluate_price_alerts(factory)
+
+    (alert,) = _alerts(db_session, shopper)
+    assert alert.message == (
+        "Price drop: Sony WH-1000XM5 is now €216.00 at Kiondo Market, €24.00 (10%) less than "
+        "€240.00. Your target was €220.00."
+    )
+
+
+def test_a_watch_made_below_its_target_waits_for_a_real_drop(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+) -> None:
+    shopper = make_user(display_currency="USD")
+    watch_product(db_session, shopper, GROUP, target_minor=50000, target_currency="USD")
+    db_session.commit()
+
+    for _ in range(3):
+        evaluate_price_alerts(factory)
+
+    assert _alerts(db_session, shopper) == []
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, list[Any]]]:
+    """A local SMTP server (aiosmtpd); yields (port, received messages)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    received: list[Any] = []
+
+    class Collect(Message):
+        def handle_message(self, message: Any) -> None:
+            received.append(message)
+
+    port = processes.free_port()
+    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, received
+    finally:
+        controller.stop()
+
+
+def test_the_alert_is_e_mailed_with_a_link_that_opens_the_product(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    settings: Settings,
+    smtp_server: tuple[int, list[Any]],
+) -> None:
+    port, received = smtp_server
+    shopper = make_user(display_currency="USD")
+    watch_product(db_session, shopper, GROUP)
+    db_session.commit()
+    _reprice(db_session, offers["usd"], 27000)
+    evaluate_price_alerts(factory)
+
+    mail_settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port})
+    sent = send_notification_emails(factory, mail_settings)
+    sent_again = send_notification_emails(factory, mail_settings)
+
+    assert (sent, sent_again, len(received)) == (1, 0, 1)
+    message = received[0]
+    body = message.get_payload(decode=True).decode()
+    assert message["To"] == shopper.email and "price alert" in message["Subject"]
+    assert "now $270.00 at ShopWave, $30.00 (10%) less than $300.00" in body
+    assert f"{settings.site_url}/product/{GROUP}" in body
+
+
+# --- The pages ---------------------------------------------------------------------------------
+
+
+def _post(client: FlaskClient, url: str, **form: str) -> TestResponse:
+    return client.post(url, data=form)
+
+
+def test_a_shopper_watches_from_the_product_page_and_edits_and_removes_on_the_watch_list(
+    client: FlaskClient,
+    db_session: Session,
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., TestResponse],
+) -> None:
+    shopper = make_user(display_currency="EUR")
+    login(client, shopper)
+    page = client.get(f"/product/{GROUP}").get_data(as_text=True)
+    assert "Watch price" in page and 'action="/watch"' in page
+
+    response = _post(
+        client, "/watch", group_id=GROUP, target="199.50", drop_percent="", next=f"/product/{GROUP}"
+    )
+
+    assert response.status_code == 303 and response.headers["Location"] == f"/product/{GROUP}"
+    watch = db_session.scalars(sa.select(PriceWatch)).one()
+    assert (watch.target_minor, watch.target_currency, watch.drop_percent) == (19950, "EUR", None)
+    page = client.get(f"/product/{GROUP}").get_data(as_text=True)
+    assert "Watching" in page and "€199.50" in page and "Stop watching" in page
+
+    listing = client.get("/profile/watchlist").get_data(as_text=True)
+    assert "Sony WH-1000XM5" in listing and "€240.00" in listing and "ShopWave" in listing
+    assert 'value="199.50"' in listing
+
+    prefix = f"w{watch.id}"
+    response = _post(
+        client,
+        f"/profile/watchlist/{watch.id}",
+        **{f"{prefix}-target": "", f"{prefix}-drop_percent": "15"},
+    )
+    assert response.status_code == 303
+    db_session.expire_all()
+    assert (watch.target_minor, watch.target_currency, watch.drop_percent) == (None, None, 15)
+
+    response = _post(client, f"/profile/watchlist/{watch.id}/delete")
+    assert response.status_code == 303
+    assert db_session.scalars(sa.select(PriceWatch)).all() == []
+    assert "not watching any product" in client.get("/profile/watchlist").get_data(as_text=True)
+
+
+def test_bad_targets_are_refused_with_a_message_and_nothing_is_saved(
+    client: FlaskClient,
+    db_session: Session,
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., TestResponse],
+) -> None:
+    login(client, make_user(display_currency="USD"))
+    for target, drop in (("cheap", ""), ("-5", ""), ("10.999", ""), ("", "7")):
+        response = _post(client, "/watch", group_id=GROUP, target=target, drop_percent=drop)
+        assert response.status_code == 303
+    response = _post(client, "/watch", group_id="no-such-group", target="", drop_percent="")
+
+    page = client.get(f"/product/{GROUP}").get_data(as_text=True)
+    assert db_session.scalars(sa.select(PriceWatch)).all() == []
+    assert "Enter the target as a price in USD" in page
+
+
+def test_watches_are_private_and_need_an_account(
+    app: Any,
+    client: FlaskClient,
+    db_session: Session,
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., TestResponse],
+) -> None:
+    owner = make_user()
+    watch = watch_product(db_session, owner, GROUP)
+    db_session.commit()
+
+    assert client.get("/profile/watchlist").status_code == 302
+    assert client.post("/watch", data={"group_id": GROUP}).status_code == 302
+    assert "Sign in to watch this price" in client.get(f"/product/{GROUP}").get_data(as_text=True)
+
+    login(client, make_user())
+    assert client.post(f"/profile/watchlist/{watch.id}/delete").status_code == 404
+    assert client.post(f"/profile/watchlist/{watch.id}", data={}).status_code == 404
+    assert "Sony" not in client.get("/profile/watchlist").get_data(as_text=True)
+    assert db_session.scalars(sa.select(PriceWatch.id)).all() == [watch.id]
+
+
+def test_an_evaluation_that_lost_the_race_for_a_watch_fires_nothing(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+) -> None:
+    from commerce.fx import load_fx_table
+    from commerce.models import utc_now
+    from commerce.price_alerts import _apply_to_watch, cheapest_offer, offers_by_group
+
+    shopper = make_user(display_currency="USD")
+    watch = watch_product(db_session, shopper, GROUP)
+    db_session.commit()
+    _reprice(db_session, offers["usd"], 27000)
+    # A slow evaluator read the watch (version 0) before another one handled the drop.
+    slow = factory()
+    stale = slow.get(PriceWatch, watch.id)  # held: the identity map keeps it only while used
+    slow.commit()
+    assert evaluate_price_alerts(factory).alerts == 1
+
+    fx = load_fx_table(slow)
+    cheapest = cheapest_offer(offers_by_group(slow, [GROUP])[GROUP], fx, "USD")
+    assert cheapest is not None
+    slow.commit()
+    with slow.begin():
+        outcome = _apply_to_watch(slow, watch.id, cheapest, fx, utc_now())
+    slow.close()
+
+    assert outcome == "lost" and stale is not None
+    assert len(_alerts(db_session, shopper)) == 1
+    assert db_session.scalars(sa.select(PriceAlert.sequence)).all() == [1]

@@ -44,3 +44,11 @@ class RemoveCartLineForm(FlaskForm):
     """Remove one cart line."""
 
     product_id = HiddenField(validators=[DataRequired(message="Choose a cart line.")])
+
+
+class SwapCartLineForm(FlaskForm):
+    """Replace one cart line by another marketplace's offer of the same product (the
+    cheaper-offer hint); the quantity stays the line's."""
+
+    product_id = HiddenField(validators=[DataRequired(message="Choose a cart line.")])
+    replacement_id = HiddenField(validators=[DataRequired(message="Choose an offer.")])

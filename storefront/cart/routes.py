@@ -27,19 +27,26 @@ from commerce.cart import (
     CartError,
     add_to_cart,
     add_to_guest_cart,
-    build_cart_view,
     cart_item_count,
     guest_item_count,
     parse_product_id,
     remove_from_cart,
     remove_from_guest_cart,
+    swap_cart_offer,
+    swap_guest_offer,
     update_cart_quantity,
     update_guest_quantity,
 )
+from commerce.cart_view import build_cart_view
 from commerce.fx import format_rate
 from commerce.handoff import handoff_cart_url
 from commerce.models import Product, User
-from storefront.cart.forms import AddToCartForm, RemoveCartLineForm, UpdateCartLineForm
+from storefront.cart.forms import (
+    AddToCartForm,
+    RemoveCartLineForm,
+    SwapCartLineForm,
+    UpdateCartLineForm,
+)
 from storefront.catalog.shopper import display_currency, fx_table
 from storefront.database import db_session
 from storefront.security import safe_next_url
@@ -91,7 +98,8 @@ def _back(target: str | None, default: str) -> Response:
 
 @bp.get("/cart")
 def view_cart() -> str:
-    """Lines grouped by marketplace, subtotals, one total in the display currency, hints."""
+    """The cart in two parts: "Pay with OneCart" (one total in the display currency) and "Buy on
+    the marketplace" (links, never charged), with subtotals, rates and cheaper-offer hints."""
     cart = build_cart_view(
         db_session(),
         user=_signed_in_user(),
@@ -104,13 +112,13 @@ def view_cart() -> str:
         cart=cart,
         update_form=UpdateCartLineForm,
         remove_form=RemoveCartLineForm,
-        add_form=AddToCartForm,
+        swap_form=SwapCartLineForm,
     )
 
 
 @bp.post("/cart/add")
 def add() -> Response:
-    """Add an offer (from the product page or a cheaper-offer hint), then go back."""
+    """Add an offer (from the product page), then go back."""
     form = AddToCartForm()
     back_to = url_for("cart.view_cart")
     if not form.validate():
@@ -187,4 +195,33 @@ def remove() -> Response:
         flash(error.message, "error")
         return _back(None, back_to)
     flash("Item removed from your cart.", "success")
+    return _back(None, back_to)
+
+
+@bp.post("/cart/swap")
+def swap() -> Response:
+    """Replace a line by the cheaper offer of the same product, keeping its quantity."""
+    form = SwapCartLineForm()
+    back_to = url_for("cart.view_cart")
+    if not form.validate():
+        flash(_first_error(form), "error")
+        return _back(None, back_to)
+    try:
+        product_id = parse_product_id(form.product_id.data)
+        replacement_id = parse_product_id(form.replacement_id.data)
+        user = _signed_in_user()
+        if user is not None:
+            swap_cart_offer(db_session(), user, product_id, replacement_id)
+        else:
+            session[GUEST_CART_SESSION_KEY] = swap_guest_offer(
+                db_session(), session.get(GUEST_CART_SESSION_KEY), product_id, replacement_id
+            )
+        db_session().commit()
+    except CartError as error:
+        db_session().rollback()
+        flash(error.message, "error")
+        return _back(None, back_to)
+    replacement = db_session().get(Product, replacement_id)
+    marketplace = replacement.marketplace.name if replacement else "the other marketplace"
+    flash(f"Your cart now has the {marketplace} offer instead.", "success")
     return _back(None, back_to)

@@ -4,6 +4,9 @@ Signed-in shoppers' carts live in the DB; guests' carts are a list in the sessio
 `guest_cart`, shared with storefront.auth), handed to commerce.cart and stored back. At sign-in,
 storefront.auth.sign_in merges the guest cart into the account's cart with
 commerce.cart.merge_guest_cart, so nothing put in the cart before signing in is lost.
+
+Hand-off items (bought on a marketplace's own site) leave the cart at checkout and live on in the
+order; the shopper's "bought" / "remove" buttons for them on the order page post here too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
+    abort,
     flash,
     redirect,
     render_template,
@@ -21,7 +25,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user
+from flask_login import current_user, login_required
 
 from commerce.cart import (
     CartError,
@@ -39,10 +43,12 @@ from commerce.cart import (
 )
 from commerce.cart_view import build_cart_view
 from commerce.fx import format_rate
-from commerce.handoff import handoff_cart_url
+from commerce.handoff import HandoffItemNotFound, handoff_cart_url, set_handoff_item_status
 from commerce.models import Product, User
+from commerce.order_models import HandoffItemStatus
 from storefront.cart.forms import (
     AddToCartForm,
+    HandoffItemForm,
     RemoveCartLineForm,
     SwapCartLineForm,
     UpdateCartLineForm,
@@ -68,6 +74,12 @@ def handoff_cart_url_for_group(group: Any) -> str | None:
         (line.product_id, line.quantity) for line in group.lines if getattr(line, "available", True)
     ]
     return handoff_cart_url(db_session(), group.slug, lines)
+
+
+@bp.app_template_global("handoff_item_form")
+def handoff_item_form(status: str) -> HandoffItemForm:
+    """The form of one bought / remove / undo button on the order page's hand-off items."""
+    return HandoffItemForm(formdata=None, status=HandoffItemStatus(status).value)
 
 
 @bp.app_template_global("format_rate")
@@ -225,3 +237,35 @@ def swap() -> Response:
     marketplace = replacement.marketplace.name if replacement else "the other marketplace"
     flash(f"Your cart now has the {marketplace} offer instead.", "success")
     return _back(None, back_to)
+
+
+HANDOFF_FLASH = {
+    HandoffItemStatus.BOUGHT: "Marked “{title}” as bought on {marketplace}.",
+    HandoffItemStatus.REMOVED: "Removed “{title}” from the items to buy on {marketplace}.",
+    HandoffItemStatus.TO_BUY: "“{title}” is back on your list to buy on {marketplace}.",
+}
+
+
+@bp.post("/orders/<number>/handoff-items/<int:item_id>")
+@login_required
+def handoff_item(number: str, item_id: int) -> Response:
+    """Mark an item of the order bought on its marketplace's site, remove it, or undo that."""
+    form = HandoffItemForm()
+    back_to = url_for("orders.detail", number=number, _anchor="handoff-items")
+    if not form.validate():
+        flash(_first_error(form), "error")
+        return redirect(back_to, code=303)
+    user = _signed_in_user()
+    assert user is not None  # login_required
+    status = HandoffItemStatus(form.status.data)
+    try:
+        item = set_handoff_item_status(db_session(), user.id, number, item_id, status)
+    except HandoffItemNotFound:
+        db_session().rollback()
+        abort(404)
+    db_session().commit()
+    flash(
+        HANDOFF_FLASH[status].format(title=item.title, marketplace=item.sub_order.marketplace.name),
+        "success",
+    )
+    return redirect(back_to, code=303)

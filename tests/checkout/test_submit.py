@@ -283,10 +283,14 @@ def test_tampered_token_and_missing_address_are_refused(shop: Shop) -> None:
 
     tampered = shop.submit(client, form, validation_token="x'); DROP TABLE orders;--")
     no_address = shop.submit(client, form, line1="", city="")
+    no_country = shop.submit(client, form, country="EU")  # a CLDR region, no ISO 3166 country
 
     assert tampered.status_code == 422
     assert no_address.status_code == 422
     assert "Enter the street address." in no_address.get_data(as_text=True)
+    assert no_country.status_code == 422
+    page = no_country.get_data(as_text=True)
+    assert 'value="EU"' not in page and "European Union" not in page and "Eurozone" not in page
     assert _count(shop, Order) == 0
 
 

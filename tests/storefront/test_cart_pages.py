@@ -302,6 +302,23 @@ def test_a_cart_of_handoff_items_only_offers_no_checkout(
     assert "Go to checkout" not in page
 
 
+def test_the_hint_says_when_the_cheaper_offer_is_bought_on_the_marketplace(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    naija = db_session.get(Product, catalog["NM-77"].id)
+    naija.price_minor = 31000000  # NGN 310,000 ≈ $200: now the cheapest Sony, at NaijaMall
+    db_session.commit()
+    add(client, catalog["1001"], 1)
+
+    page = cart_text(client)
+
+    assert "Cheaper on NaijaMall" in page
+    assert (
+        "NaijaMall takes no orders through OneCart: you would buy it on NaijaMall's own site"
+        in page
+    )
+
+
 def _swap_form(html: str) -> dict[str, str]:
     form = re.search(r'<form method="post" action="/cart/swap".*?</form>', html, re.S)
     assert form, "no swap form"

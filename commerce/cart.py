@@ -7,24 +7,24 @@ owns the transaction (a view commits after a successful call).
 Rules: one line per offer; quantities 1..99; adding an offer already in the cart adds to its
 quantity; an offer that left the catalog or went out of stock stays in the cart flagged
 unavailable (never an error) and is left out of the totals; offers from marketplaces without an
-order API are flagged hand-off (completed on the marketplace's own site).
+order API are flagged hand-off (completed on the marketplace's own site). Swapping a line for
+another marketplace's offer of the same product replaces the line, keeping its quantity.
+
+The cart page's view of all this (groups, totals, hints) is commerce.cart_view.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from commerce.cart_pricing import CartEntry, price_cart
-from commerce.fx import FxTable
-from commerce.models import CartItem, Marketplace, Product, User
+from commerce.models import CartItem, Product, User
 
 QUANTITY_MIN = 1
 QUANTITY_MAX = 99
@@ -43,6 +43,7 @@ class CartErrorCode(enum.StrEnum):
     UNAVAILABLE = "unavailable"
     NOT_IN_CART = "not_in_cart"
     TOO_MANY_LINES = "too_many_lines"
+    DIFFERENT_PRODUCT = "different_product"
 
 
 class CartError(ValueError):
@@ -174,6 +175,47 @@ def remove_from_cart(session: Session, user: User, product_id: int) -> None:
     session.flush()
 
 
+def _require_same_product(current: Product | None, replacement: Product) -> None:
+    if (
+        current is None
+        or not current.relation_token
+        or current.relation_token != replacement.relation_token
+    ):
+        raise CartError(
+            CartErrorCode.DIFFERENT_PRODUCT,
+            f"“{replacement.title}” is not the same product, so your cart was not changed.",
+        )
+
+
+def swap_cart_offer(session: Session, user: User, product_id: int, replacement_id: int) -> CartItem:
+    """Replace a cart line by another marketplace's offer of the same product (a cheaper-offer
+    hint's button), keeping the line's quantity and its place in the cart.
+
+    When the replacement is already in the cart the two lines become one (quantities added,
+    at most 99); the swapped-out offer never stays beside it.
+    """
+    line = _user_line(session, user, product_id)
+    if line is None:
+        raise CartError(CartErrorCode.NOT_IN_CART, "That item is no longer in your cart.")
+    replacement = _load_product(session, replacement_id)
+    _require_purchasable(replacement)
+    if replacement.id == product_id:
+        return line
+    _require_same_product(session.get(Product, product_id), replacement)
+    existing = _user_line(session, user, replacement.id)
+    if existing is not None:
+        existing.quantity = _combined_quantity(existing.quantity, line.quantity, replacement.title)
+        session.delete(line)
+        line = existing
+    else:
+        line.product_id = replacement.id
+        line.relation_token = replacement.relation_token
+    line.price_seen_minor = replacement.price_minor
+    line.currency_seen = replacement.currency
+    session.flush()
+    return line
+
+
 def cart_item_count(session: Session, user: User) -> int:
     """Units in the shopper's cart (the header's cart count)."""
     total = session.scalar(
@@ -275,6 +317,34 @@ def remove_from_guest_cart(guest_lines: object, product_id: int) -> list[GuestLi
     return kept
 
 
+def swap_guest_offer(
+    session: Session, guest_lines: object, product_id: int, replacement_id: int
+) -> list[GuestLine]:
+    """The guest cart with one line replaced by another offer of the same product (same
+    quantity, same place); see swap_cart_offer."""
+    lines = normalize_guest_lines(guest_lines)
+    line = next((line for line in lines if line["product_id"] == product_id), None)
+    if line is None:
+        raise CartError(CartErrorCode.NOT_IN_CART, "That item is no longer in your cart.")
+    replacement = _load_product(session, replacement_id)
+    _require_purchasable(replacement)
+    if replacement.id == product_id:
+        return lines
+    _require_same_product(session.get(Product, product_id), replacement)
+    existing = next((other for other in lines if other["product_id"] == replacement.id), None)
+    if existing is not None:
+        existing["quantity"] = _combined_quantity(
+            existing["quantity"], line["quantity"], replacement.title
+        )
+        lines.remove(line)
+        line = existing
+    else:
+        line["product_id"] = replacement.id
+    line["price_seen_minor"] = replacement.price_minor
+    line["currency_seen"] = replacement.currency
+    return lines
+
+
 def guest_item_count(guest_lines: object) -> int:
     """Units in a guest cart (the header's cart count)."""
     return sum(line["quantity"] for line in normalize_guest_lines(guest_lines))
@@ -323,7 +393,7 @@ def merge_guest_cart(session: Session, user: User, guest_lines: object) -> Merge
             currency_seen = line.get("currency_seen")
             if not isinstance(price_seen, int) or not isinstance(currency_seen, str):
                 price_seen, currency_seen = product.price_minor, product.currency
-            added_at = _parse_timestamp(line.get("added_at"))
+            added_at = parse_timestamp(line.get("added_at"))
             item = CartItem(
                 user_id=user.id,
                 product_id=product.id,
@@ -346,7 +416,8 @@ def merge_guest_cart(session: Session, user: User, guest_lines: object) -> Merge
     return MergeResult(merged=merged, capped=tuple(capped), unknown=tuple(unknown))
 
 
-def _parse_timestamp(value: object) -> datetime:
+def parse_timestamp(value: object) -> datetime:
+    """An aware UTC timestamp from a guest line's ISO string (now, when it is missing or bad)."""
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -355,281 +426,3 @@ def _parse_timestamp(value: object) -> datetime:
         if parsed is not None and parsed.tzinfo is not None:
             return parsed.astimezone(UTC)
     return datetime.now(UTC)
-
-
-# --- The cart page -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CheaperOffer:
-    """The same product, available on another marketplace for less."""
-
-    product_id: int
-    marketplace_name: str
-    marketplace_slug: str
-    price_minor: int
-    currency: str
-    display_price_minor: int
-    saving_display_minor: int
-
-
-@dataclass(frozen=True, slots=True)
-class CartLineView:
-    """One cart line as the page shows it (money in integer minor units)."""
-
-    product_id: int
-    title: str
-    image_url: str | None
-    product_url: str | None
-    relation_token: str | None
-    quantity: int
-    unit_price_minor: int
-    currency: str
-    line_total_minor: int
-    display_line_total_minor: int | None
-    price_seen_minor: int | None
-    currency_seen: str | None
-    available: bool
-    unavailable_reason: str | None
-    handoff: bool
-    cheaper_offer: CheaperOffer | None
-
-    @property
-    def price_changed(self) -> bool:
-        """The price moved since the shopper added the line (same currency only)."""
-        return (
-            self.price_seen_minor is not None
-            and self.currency_seen == self.currency
-            and self.price_seen_minor != self.unit_price_minor
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class MarketplaceCartGroup:
-    """The lines of one marketplace with its subtotal in the marketplace's own currency."""
-
-    slug: str
-    name: str
-    logo: str | None
-    currency: str
-    handoff: bool
-    lines: list[CartLineView]
-    subtotal_minor: int | None
-    display_subtotal_minor: int | None
-
-    @property
-    def available_lines(self) -> list[CartLineView]:
-        return [line for line in self.lines if line.available]
-
-
-@dataclass(frozen=True, slots=True)
-class CartView:
-    """The whole cart: marketplace groups, one total in the display currency, and the rates used.
-
-    `total_display_minor` covers every available line; `payable_display_minor` only the
-    marketplaces OneCart can order from, `handoff_display_minor` the rest. A total is None when a
-    rate it needs is missing (listed in `missing_rates`).
-    """
-
-    display_currency: str
-    groups: list[MarketplaceCartGroup]
-    total_display_minor: int | None
-    payable_display_minor: int | None
-    handoff_display_minor: int | None
-    rates: dict[str, Decimal]
-    rates_as_of: date | None
-    missing_rates: tuple[str, ...]
-    item_count: int
-    unavailable_count: int
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.groups
-
-    @property
-    def has_handoff(self) -> bool:
-        return any(group.handoff for group in self.groups)
-
-
-def _cheaper_offers(
-    session: Session,
-    rows: Sequence[tuple[Product, Marketplace]],
-    fx: FxTable,
-    display_currency: str,
-) -> dict[int, CheaperOffer]:
-    tokens = {product.relation_token for product, _ in rows if product.relation_token}
-    if not tokens:
-        return {}
-    candidates = session.execute(
-        sa.select(Product, Marketplace)
-        .join(Marketplace, Product.marketplace_id == Marketplace.id)
-        .where(
-            Product.relation_token.in_(sorted(tokens)),
-            Product.removed_at.is_(None),
-            Product.available.is_(True),
-            Marketplace.active.is_(True),
-        )
-    ).all()
-    by_token: dict[str, list[tuple[Product, Marketplace, int]]] = {}
-    for product, marketplace in candidates:
-        usd = fx.convert_or_none(product.price_minor, product.currency, "USD")
-        if usd is not None:
-            by_token.setdefault(product.relation_token or "", []).append(
-                (product, marketplace, usd)
-            )
-    hints: dict[int, CheaperOffer] = {}
-    for product, marketplace in rows:
-        own_usd = fx.convert_or_none(product.price_minor, product.currency, "USD")
-        if not product.relation_token or own_usd is None:
-            continue
-        others = [
-            (other, other_market, usd)
-            for other, other_market, usd in by_token.get(product.relation_token, [])
-            if other_market.id != marketplace.id and usd < own_usd
-        ]
-        if not others:
-            continue
-        other, other_market, _usd = min(others, key=lambda item: (item[2], item[0].id))
-        own_display = fx.convert_or_none(product.price_minor, product.currency, display_currency)
-        other_display = fx.convert_or_none(other.price_minor, other.currency, display_currency)
-        if own_display is None or other_display is None or other_display >= own_display:
-            continue
-        hints[product.id] = CheaperOffer(
-            product_id=other.id,
-            marketplace_name=other_market.name,
-            marketplace_slug=other_market.slug,
-            price_minor=other.price_minor,
-            currency=other.currency,
-            display_price_minor=other_display,
-            saving_display_minor=own_display - other_display,
-        )
-    return hints
-
-
-def build_cart_view(
-    session: Session,
-    *,
-    user: User | None = None,
-    guest_lines: object = None,
-    display_currency: str = "USD",
-    fx: FxTable,
-) -> CartView:
-    """Everything the cart page shows, computed once: groups, subtotals, totals, hints, flags."""
-    quantities: dict[int, tuple[int, int | None, str | None, datetime | None]] = {}
-    if user is not None:
-        for item in session.scalars(
-            sa.select(CartItem).where(CartItem.user_id == user.id).order_by(CartItem.added_at)
-        ):
-            quantities[item.product_id] = (
-                item.quantity,
-                item.price_seen_minor,
-                item.currency_seen,
-                item.added_at,
-            )
-    else:
-        for line in normalize_guest_lines(guest_lines):
-            quantities[line["product_id"]] = (
-                line["quantity"],
-                line.get("price_seen_minor"),
-                line.get("currency_seen"),
-                _parse_timestamp(line.get("added_at")),
-            )
-    notes: list[str] = []
-    if not quantities:
-        return CartView(
-            display_currency=display_currency,
-            groups=[],
-            total_display_minor=0,
-            payable_display_minor=0,
-            handoff_display_minor=0,
-            rates={},
-            rates_as_of=fx.as_of,
-            missing_rates=(),
-            item_count=0,
-            unavailable_count=0,
-        )
-
-    rows = session.execute(
-        sa.select(Product, Marketplace)
-        .join(Marketplace, Product.marketplace_id == Marketplace.id)
-        .where(Product.id.in_(list(quantities)))
-    ).all()
-    found = {product.id for product, _ in rows}
-    if len(found) < len(quantities):
-        notes.append("Some items in your cart no longer exist and are not shown.")
-    rows = sorted(rows, key=lambda row: (row[1].name.lower(), row[0].title.lower(), row[0].id))
-    hints = _cheaper_offers(
-        session, [(p, m) for p, m in rows if p.is_purchasable], fx, display_currency
-    )
-
-    priced = price_cart(
-        [
-            CartEntry(
-                product=product,
-                marketplace=marketplace,
-                quantity=quantities[product.id][0],
-                price_seen_minor=quantities[product.id][1],
-                currency_seen=quantities[product.id][2],
-            )
-            for product, marketplace in rows
-        ],
-        currency=display_currency,
-        fx=fx,
-    )
-    groups: list[MarketplaceCartGroup] = []
-    for group in priced.groups:
-        marketplace = group.marketplace
-        lines = [
-            CartLineView(
-                product_id=line.entry.product.id,
-                title=line.entry.product.title,
-                image_url=line.entry.product.image_url,
-                product_url=line.entry.product.product_url,
-                relation_token=line.entry.product.relation_token,
-                quantity=line.entry.quantity,
-                unit_price_minor=line.entry.product.price_minor,
-                currency=line.entry.product.currency,
-                line_total_minor=line.line_total_minor,
-                display_line_total_minor=line.converted_minor,
-                price_seen_minor=line.entry.price_seen_minor,
-                currency_seen=line.entry.currency_seen,
-                available=line.available,
-                unavailable_reason=line.unavailable_reason,
-                handoff=group.handoff,
-                cheaper_offer=hints.get(line.entry.product.id),
-            )
-            for line in group.lines
-        ]
-        groups.append(
-            MarketplaceCartGroup(
-                slug=marketplace.slug,
-                name=marketplace.name,
-                logo=marketplace.logo,
-                currency=marketplace.currency,
-                handoff=group.handoff,
-                lines=lines,
-                subtotal_minor=group.amount_minor,
-                display_subtotal_minor=group.converted_minor,
-            )
-        )
-
-    payable = priced.payable_minor
-    handoff = priced.handoff_minor
-    total = None if payable is None or handoff is None else payable + handoff
-    unavailable = sum(1 for group in groups for line in group.lines if not line.available)
-    if unavailable:
-        notes.append("Items marked unavailable are kept in your cart but left out of the total.")
-    return CartView(
-        display_currency=display_currency,
-        groups=groups,
-        total_display_minor=total,
-        payable_display_minor=payable,
-        handoff_display_minor=handoff,
-        rates=priced.rates,
-        rates_as_of=priced.rates_as_of,
-        missing_rates=priced.missing_rates,
-        item_count=sum(line.quantity for group in groups for line in group.lines),
-        unavailable_count=unavailable,
-        notes=tuple(notes),
-    )

@@ -1,4 +1,4 @@
-"""Pricing a cart, once: the rules behind both the cart page (commerce.cart.build_cart_view) and the
+"""Pricing a cart, once: the rules behind both the cart page (commerce.cart_view.build_cart_view) and the
 checkout quote (commerce.checkout_quote.build_quote), so the total the shopper sees on the cart
 page is the total the checkout charges.
 

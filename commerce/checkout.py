@@ -11,7 +11,10 @@ The bar is Saleor's locked checkout completion and Spree's idempotent completion
    total moved or an item vanished the shopper gets the differences and nothing is taken.
 3. A card is authorized (a PaymentIntent with manual capture) before the order is written; the
    order, its sub-orders, items, payment row, outbox rows, the wallet debit (for wallet payments)
-   and the emptied cart are then ONE transaction, keyed by the validation token (unique).
+   and the emptied cart are then ONE transaction, keyed by the validation token (unique). Items
+   bought on a marketplace's own site (hand-off) leave the cart too: they move into the order,
+   where the shopper marks them bought or removes them (commerce.handoff), so no later order
+   lists them again.
 4. The caller dispatches the outbox (storefront.jobs): one RQ job per sub-order. If Redis is down
    the rows stay undispatched and the sweeper enqueues them later.
 
@@ -47,11 +50,13 @@ from commerce.checkout_quote import (
     UnavailableLine,
     build_quote,
 )
+from commerce.countries import is_shipping_country
 from commerce.fx import FxTable
 from commerce.marketplace_access import AdapterProvider
 from commerce.models import CartItem, User
 from commerce.notifications import notify
 from commerce.order_models import (
+    HandoffItemStatus,
     MarketplaceOrder,
     Order,
     OrderItem,
@@ -135,8 +140,8 @@ class ShippingDetails:
                 problems[name] = f"{label} is required."
             elif len(value) > limit:
                 problems[name] = f"{label} is at most {limit} characters."
-        if not re.fullmatch(r"[A-Z]{2}", self.country.strip().upper()):
-            problems["country"] = "Choose a country (two-letter code)."
+        if not is_shipping_country(self.country):
+            problems["country"] = "Choose a country from the list."
         if len(self.postal_code) > 20:
             problems["postal_code"] = "Postal code is at most 20 characters."
         if len(self.line2) > 200:
@@ -321,6 +326,9 @@ def _submit_locked(
         revalidation = revalidate_cart(
             session, user, adapter_for=adapter_for, deadline_s=revalidation_deadline_s
         )
+        # The page promises the address is kept: saved now, so a declined card or a changed
+        # total does not lose it (the order saves it again, unchanged).
+        save_shipping_to_profile(user, submission.shipping)
         session.commit()
         quote = build_quote(session, user, currency=submission.display_currency, fx=fx)
         if quote.total_minor is None:
@@ -464,6 +472,7 @@ def _record_order(
     session.add(order)
     session.flush()
 
+    # Every line of the order leaves the cart: placed ones and hand-offs alike.
     purchased: list[int] = []
     placements: list[tuple[int, MarketplaceOrder]] = []
     for group in quote.groups:
@@ -495,10 +504,10 @@ def _record_order(
                     unit_price_minor=line.unit_price_minor,
                     currency=line.currency,
                     charge_minor=0 if group.handoff else (line.charge_minor or 0),
+                    handoff_status=HandoffItemStatus.TO_BUY if group.handoff else None,
                 )
             )
-            if not group.handoff:
-                purchased.append(line.product_id)
+            purchased.append(line.product_id)
         if not group.handoff:
             placements.append((group.marketplace_id, sub_order))
 

@@ -1,15 +1,20 @@
-"""Hand-off carts: a marketplace without an order API may still take the shopper's items in one
-go, through a cart URL of its own (Amazon's add-to-cart form). The cart and checkout pages show
-one button per such marketplace; OneCart charges nothing for those items.
+"""Hand-off items: what the shopper buys on a marketplace's own site (marketplaces without an
+order API). OneCart charges nothing for them.
 
-Adapters that can build such a URL have a `handoff_cart_url(lines)` method (see
-adapters/amazon.py); for every other marketplace the pages keep their per-item links.
+- Hand-off carts: a marketplace may still take the shopper's items in one go, through a cart URL
+  of its own (Amazon's add-to-cart form). The cart and checkout pages show one button per such
+  marketplace. Adapters that can build such a URL have a `handoff_cart_url(lines)` method (see
+  adapters/amazon.py); for every other marketplace the pages keep their per-item links.
+- After checkout the items leave the cart and live in the order (commerce.checkout); the shopper
+  marks each one bought, or removes it, since OneCart cannot see those purchases
+  (`set_handoff_item_status`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import sqlalchemy as sa
@@ -19,6 +24,7 @@ from adapters.base import MarketplaceError
 from adapters.registry import MarketplaceConfigError
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.models import Marketplace, Product
+from commerce.order_models import HandoffItemStatus, Order, OrderItem
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +79,32 @@ def handoff_cart_url(
     except ValueError as exc:
         logger.warning("no hand-off cart for %s: %s", marketplace_slug, exc)
         return None
+
+
+class HandoffItemNotFound(LookupError):
+    """No hand-off item with that id in that order of that shopper (a 404 for the site)."""
+
+
+def set_handoff_item_status(
+    session: Session, user_id: int, order_number: str, item_id: int, status: HandoffItemStatus
+) -> OrderItem:
+    """Record the shopper's note on one hand-off item of their order: bought, removed, or back
+    to 'to buy' (an undo). Items OneCart placed, other shoppers' orders and unknown ids are
+    HandoffItemNotFound. Flushes; the caller commits."""
+    item = session.scalar(
+        sa.select(OrderItem)
+        .join(Order, OrderItem.order_id == Order.id)
+        .where(
+            OrderItem.id == item_id,
+            Order.number == order_number,
+            Order.user_id == user_id,
+            OrderItem.handoff_status.is_not(None),
+        )
+    )
+    if item is None:
+        raise HandoffItemNotFound(f"no hand-off item {item_id} in order {order_number}")
+    if item.handoff_status != status:
+        item.handoff_status = status
+        item.handoff_updated_at = datetime.now(UTC)
+        session.flush()
+    return item

@@ -173,6 +173,15 @@ class RefundStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class HandoffItemStatus(enum.StrEnum):
+    """Where an item the shopper buys on a marketplace's own site stands (set by the shopper: OneCart
+    cannot see those purchases)."""
+
+    TO_BUY = "to_buy"
+    BOUGHT = "bought"
+    REMOVED = "removed"
+
+
 class OutboxTopic(enum.StrEnum):
     """What an outbox row asks the job queue to do."""
 
@@ -351,6 +360,12 @@ class OrderItem(Base):
     currency: Mapped[str] = mapped_column(sa.String(3))
     # The line's amount in the payment currency (its part of the sub-order's share).
     charge_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    # Hand-off items only (None for items OneCart places): the shopper's own note of whether
+    # they bought it on the marketplace's site or dropped it, and when they said so.
+    handoff_status: Mapped[HandoffItemStatus | None] = mapped_column(
+        _enum(HandoffItemStatus, "handoff_item_status", length=16)
+    )
+    handoff_updated_at: Mapped[datetime | None]
 
     order: Mapped[Order] = relationship(back_populates="items")
     sub_order: Mapped[MarketplaceOrder] = relationship(back_populates="items")

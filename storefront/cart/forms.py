@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, IntegerField
-from wtforms.validators import DataRequired, InputRequired, NumberRange
+from wtforms.validators import AnyOf, DataRequired, InputRequired, NumberRange
 
 from commerce.cart import QUANTITY_MAX, QUANTITY_MIN
+from commerce.order_models import HandoffItemStatus
 
 QUANTITY_MESSAGE = f"Quantity must be a whole number from {QUANTITY_MIN} to {QUANTITY_MAX}."
 
@@ -44,3 +45,24 @@ class RemoveCartLineForm(FlaskForm):
     """Remove one cart line."""
 
     product_id = HiddenField(validators=[DataRequired(message="Choose a cart line.")])
+
+
+class SwapCartLineForm(FlaskForm):
+    """Replace one cart line by another marketplace's offer of the same product (the
+    cheaper-offer hint); the quantity stays the line's."""
+
+    product_id = HiddenField(validators=[DataRequired(message="Choose a cart line.")])
+    replacement_id = HiddenField(validators=[DataRequired(message="Choose an offer.")])
+
+
+class HandoffItemForm(FlaskForm):
+    """The shopper's note on an item bought on a marketplace's own site (bought, removed, or
+    back to 'to buy')."""
+
+    status = HiddenField(
+        validators=[
+            AnyOf(
+                [status.value for status in HandoffItemStatus], message="Choose bought or remove."
+            )
+        ]
+    )

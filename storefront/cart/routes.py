@@ -4,6 +4,9 @@ Signed-in shoppers' carts live in the DB; guests' carts are a list in the sessio
 `guest_cart`, shared with storefront.auth), handed to commerce.cart and stored back. At sign-in,
 storefront.auth.sign_in merges the guest cart into the account's cart with
 commerce.cart.merge_guest_cart, so nothing put in the cart before signing in is lost.
+
+Hand-off items (bought on a marketplace's own site) leave the cart at checkout and live on in the
+order; the shopper's "bought" / "remove" buttons for them on the order page post here too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
+    abort,
     flash,
     redirect,
     render_template,
@@ -21,25 +25,34 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user
+from flask_login import current_user, login_required
 
 from commerce.cart import (
     CartError,
     add_to_cart,
     add_to_guest_cart,
-    build_cart_view,
     cart_item_count,
     guest_item_count,
     parse_product_id,
     remove_from_cart,
     remove_from_guest_cart,
+    swap_cart_offer,
+    swap_guest_offer,
     update_cart_quantity,
     update_guest_quantity,
 )
+from commerce.cart_view import build_cart_view
 from commerce.fx import format_rate
-from commerce.handoff import handoff_cart_url
+from commerce.handoff import HandoffItemNotFound, handoff_cart_url, set_handoff_item_status
 from commerce.models import Product, User
-from storefront.cart.forms import AddToCartForm, RemoveCartLineForm, UpdateCartLineForm
+from commerce.order_models import HandoffItemStatus
+from storefront.cart.forms import (
+    AddToCartForm,
+    HandoffItemForm,
+    RemoveCartLineForm,
+    SwapCartLineForm,
+    UpdateCartLineForm,
+)
 from storefront.catalog.shopper import display_currency, fx_table
 from storefront.database import db_session
 from storefront.security import safe_next_url
@@ -61,6 +74,12 @@ def handoff_cart_url_for_group(group: Any) -> str | None:
         (line.product_id, line.quantity) for line in group.lines if getattr(line, "available", True)
     ]
     return handoff_cart_url(db_session(), group.slug, lines)
+
+
+@bp.app_template_global("handoff_item_form")
+def handoff_item_form(status: str) -> HandoffItemForm:
+    """The form of one bought / remove / undo button on the order page's hand-off items."""
+    return HandoffItemForm(formdata=None, status=HandoffItemStatus(status).value)
 
 
 @bp.app_template_global("format_rate")
@@ -91,7 +110,8 @@ def _back(target: str | None, default: str) -> Response:
 
 @bp.get("/cart")
 def view_cart() -> str:
-    """Lines grouped by marketplace, subtotals, one total in the display currency, hints."""
+    """The cart in two parts: "Pay with OneCart" (one total in the display currency) and "Buy on
+    the marketplace" (links, never charged), with subtotals, rates and cheaper-offer hints."""
     cart = build_cart_view(
         db_session(),
         user=_signed_in_user(),
@@ -104,13 +124,13 @@ def view_cart() -> str:
         cart=cart,
         update_form=UpdateCartLineForm,
         remove_form=RemoveCartLineForm,
-        add_form=AddToCartForm,
+        swap_form=SwapCartLineForm,
     )
 
 
 @bp.post("/cart/add")
 def add() -> Response:
-    """Add an offer (from the product page or a cheaper-offer hint), then go back."""
+    """Add an offer (from the product page), then go back."""
     form = AddToCartForm()
     back_to = url_for("cart.view_cart")
     if not form.validate():
@@ -188,3 +208,64 @@ def remove() -> Response:
         return _back(None, back_to)
     flash("Item removed from your cart.", "success")
     return _back(None, back_to)
+
+
+@bp.post("/cart/swap")
+def swap() -> Response:
+    """Replace a line by the cheaper offer of the same product, keeping its quantity."""
+    form = SwapCartLineForm()
+    back_to = url_for("cart.view_cart")
+    if not form.validate():
+        flash(_first_error(form), "error")
+        return _back(None, back_to)
+    try:
+        product_id = parse_product_id(form.product_id.data)
+        replacement_id = parse_product_id(form.replacement_id.data)
+        user = _signed_in_user()
+        if user is not None:
+            swap_cart_offer(db_session(), user, product_id, replacement_id)
+        else:
+            session[GUEST_CART_SESSION_KEY] = swap_guest_offer(
+                db_session(), session.get(GUEST_CART_SESSION_KEY), product_id, replacement_id
+            )
+        db_session().commit()
+    except CartError as error:
+        db_session().rollback()
+        flash(error.message, "error")
+        return _back(None, back_to)
+    replacement = db_session().get(Product, replacement_id)
+    marketplace = replacement.marketplace.name if replacement else "the other marketplace"
+    flash(f"Your cart now has the {marketplace} offer instead.", "success")
+    return _back(None, back_to)
+
+
+HANDOFF_FLASH = {
+    HandoffItemStatus.BOUGHT: "Marked “{title}” as bought on {marketplace}.",
+    HandoffItemStatus.REMOVED: "Removed “{title}” from the items to buy on {marketplace}.",
+    HandoffItemStatus.TO_BUY: "“{title}” is back on your list to buy on {marketplace}.",
+}
+
+
+@bp.post("/orders/<number>/handoff-items/<int:item_id>")
+@login_required
+def handoff_item(number: str, item_id: int) -> Response:
+    """Mark an item of the order bought on its marketplace's site, remove it, or undo that."""
+    form = HandoffItemForm()
+    back_to = url_for("orders.detail", number=number, _anchor="handoff-items")
+    if not form.validate():
+        flash(_first_error(form), "error")
+        return redirect(back_to, code=303)
+    user = _signed_in_user()
+    assert user is not None  # login_required
+    status = HandoffItemStatus(form.status.data)
+    try:
+        item = set_handoff_item_status(db_session(), user.id, number, item_id, status)
+    except HandoffItemNotFound:
+        db_session().rollback()
+        abort(404)
+    db_session().commit()
+    flash(
+        HANDOFF_FLASH[status].format(title=item.title, marketplace=item.sub_order.marketplace.name),
+        "success",
+    )
+    return redirect(back_to, code=303)

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from babel import Locale
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, SelectField, StringField
 from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
+from commerce.countries import shipping_countries
 from commerce.order_models import PaymentMethod
 
 
-@lru_cache(maxsize=1)
 def country_choices() -> list[SelectChoice]:
-    """Two-letter country codes with their English names, sorted by name."""
-    territories = Locale("en").territories
-    return [
-        SelectChoice(code, name)
-        for code, name in sorted(territories.items(), key=lambda item: item[1])
-        if len(code) == 2 and code.isalpha()
-    ]
+    """ISO 3166-1 countries (two-letter codes) with their English names, sorted by name."""
+    return [SelectChoice(code, name) for code, name in shipping_countries()]
 
 
 class CheckoutForm(FlaskForm):

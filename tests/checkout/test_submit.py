@@ -9,7 +9,14 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from commerce.models import CartItem, Product, User, WalletEntry
-from commerce.order_models import Order, OutboxMessage, Payment, PaymentMethod, SubOrderStatus
+from commerce.order_models import (
+    HandoffItemStatus,
+    Order,
+    OutboxMessage,
+    Payment,
+    PaymentMethod,
+    SubOrderStatus,
+)
 from commerce.wallet import wallet_balance
 from tests.checkout.conftest import Shop
 
@@ -30,6 +37,10 @@ def test_wallet_checkout_records_order_sub_orders_payment_and_outbox(shop: Shop)
     assert {sub.marketplace.slug for sub in charged} == {"shopwave", "dummymart"}
     assert [sub.marketplace.slug for sub in order.handoff_sub_orders] == ["naijamall"]
     assert order.handoff_sub_orders[0].charge_minor == 0
+    [handoff_item] = order.handoff_sub_orders[0].items
+    assert handoff_item.product_id == shop.product("naijamall").id
+    assert handoff_item.handoff_status == HandoffItemStatus.TO_BUY
+    assert all(item.handoff_status is None for sub in charged for item in sub.items)
     assert sum(sub.charge_minor for sub in charged) == order.total_minor
     expected = 2 * shop.product("shopwave").price_minor + shop.product("dummymart").price_minor
     assert order.total_minor == expected and order.currency == "USD"
@@ -39,11 +50,11 @@ def test_wallet_checkout_records_order_sub_orders_payment_and_outbox(shop: Shop)
     with shop.session() as session:
         balance = wallet_balance(session, session.get(User, user.id))
         assert balance.minor == 500_000 - expected
-        # The bought lines left the cart; the hand-off line stays for the shopper to finish.
+        # Every line left the cart; the hand-off one now lives in the order, to buy there.
         remaining = list(
             session.scalars(sa.select(CartItem.product_id).where(CartItem.user_id == user.id))
         )
-        assert remaining == [shop.product("naijamall").id]
+        assert remaining == []
         assert session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)) == 2
         saved = session.get(User, user.id)
         assert (saved.ship_city, saved.ship_country) == ("London", "GB")
@@ -218,6 +229,18 @@ def test_declined_test_card_is_a_clear_error_and_takes_nothing(shop: Shop) -> No
     assert response.status_code == 422
     assert "Your card was declined" in response.get_data(as_text=True)
     assert _count(shop, Order) == 0 and _count(shop, CartItem) == 1
+    # The page says the address is kept: the re-rendered form and the next visit both have it.
+    assert 'value="12 Analytical Way"' in response.get_data(as_text=True)
+    fresh = client.get("/checkout").get_data(as_text=True)
+    assert 'value="12 Analytical Way"' in fresh and 'value="London"' in fresh
+    assert '<option selected value="GB">' in fresh or 'value="GB" selected' in fresh
+    with shop.session() as session:
+        saved = session.get(User, user.id)
+        assert (saved.ship_line1, saved.ship_city, saved.ship_country) == (
+            "12 Analytical Way",
+            "London",
+            "GB",
+        )
 
 
 def test_checkout_in_another_currency_charges_once_with_exact_shares(shop: Shop) -> None:
@@ -244,7 +267,7 @@ def test_hand_off_only_cart_cannot_be_paid(shop: Shop) -> None:
     shop.fill_cart(user, [("naijamall", 1, 1), ("bazaar", 0, 1)])
     client = shop.client_for(user)
     page = client.get("/checkout").get_data(as_text=True)
-    assert "Complete on NaijaMall" in page and "Complete on Euro Bazaar" in page
+    assert "On NaijaMall" in page and "On Euro Bazaar" in page
 
     response = shop.submit(client, shop.checkout_form(client), payment_method="wallet")
 
@@ -260,10 +283,14 @@ def test_tampered_token_and_missing_address_are_refused(shop: Shop) -> None:
 
     tampered = shop.submit(client, form, validation_token="x'); DROP TABLE orders;--")
     no_address = shop.submit(client, form, line1="", city="")
+    no_country = shop.submit(client, form, country="EU")  # a CLDR region, no ISO 3166 country
 
     assert tampered.status_code == 422
     assert no_address.status_code == 422
     assert "Enter the street address." in no_address.get_data(as_text=True)
+    assert no_country.status_code == 422
+    page = no_country.get_data(as_text=True)
+    assert 'value="EU"' not in page and "European Union" not in page and "Eurozone" not in page
     assert _count(shop, Order) == 0
 
 

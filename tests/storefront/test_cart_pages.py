@@ -249,30 +249,130 @@ def test_the_cart_shows_rates_hand_off_hints_and_unavailable_items(
     page = text_of(html)
 
     assert "Checkout on NaijaMall" in page
-    assert "NaijaMall has no ordering API" in page
+    assert "These marketplaces take no orders through OneCart" in page
     assert 'href="http://127.0.0.1:9/naijamall/NM-77"' in html
     assert "Cheaper on Kiondo Market" in page
-    assert "Add the Kiondo Market offer instead" in page
+    assert "Switch to the Kiondo Market offer" in page
     assert "Unavailable" in page and "No longer sold on DummyMart" in page
     assert "left out of the total" in page
     assert "1 USD = 0.92 EUR" in page and "rates of 2026-11-20" in page
-    assert "Paid through OneCart" in page and "Completed on the marketplaces" in page
     assert "Total (EUR)" in page
 
 
-def test_the_cheaper_offer_can_be_added_from_the_hint(
+def _part(html: str, part_id: str) -> str:
+    match = re.search(
+        rf'<section class="cart-part[^"]*" id="{part_id}".*?</section>\s*</section>', html, re.S
+    )
+    assert match, f"no {part_id} part"
+    return match.group(0)
+
+
+def test_the_cart_splits_what_onecart_charges_from_what_the_marketplaces_sell(
+    client: FlaskClient,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    login(client, make_user())
+    add(client, catalog["44"], 2)  # DummyMart: ordered through OneCart
+    add(client, catalog["NM-77"], 1)  # NaijaMall: no ordering API
+
+    html = client.get("/cart").get_data(as_text=True)
+
+    onecart = text_of(_part(html, "pay-with-onecart"))
+    marketplace = _part(html, "buy-on-marketplace")
+    assert "DummyMart" in onecart and "NaijaMall" not in onecart
+    assert "NaijaMall" in text_of(marketplace) and "DummyMart" not in text_of(marketplace)
+    assert 'href="http://127.0.0.1:9/naijamall/NM-77"' in marketplace
+    # The one total is what checkout charges: the NGN item is not in it.
+    total = re.search(r'<dd id="cart-total">(.*?)</dd>', html, re.S)
+    assert total and text_of(total.group(1)) == format_money(2 * 3999, "USD")
+    assert "Buy on the marketplace (not charged by OneCart)" in text_of(html)
+    assert "Go to checkout" in text_of(html)
+
+
+def test_a_cart_of_handoff_items_only_offers_no_checkout(
     client: FlaskClient, catalog: dict[str, Product]
 ) -> None:
-    add(client, catalog["1001"], 2)
-    html = client.get("/cart").get_data(as_text=True)
-    swap = re.search(
-        r'<form method="post" action="/cart/add">.*?name="product_id"[^>]*value="(\d+)"', html, re.S
+    add(client, catalog["NM-77"], 1)
+
+    page = cart_text(client)
+
+    assert "Buy on the marketplace" in page and "Pay with OneCart" not in page
+    assert "Go to checkout" not in page
+
+
+def test_the_hint_says_when_the_cheaper_offer_is_bought_on_the_marketplace(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    naija = db_session.get(Product, catalog["NM-77"].id)
+    naija.price_minor = 31000000  # NGN 310,000 ≈ $200: now the cheapest Sony, at NaijaMall
+    db_session.commit()
+    add(client, catalog["1001"], 1)
+
+    page = cart_text(client)
+
+    assert "Cheaper on NaijaMall" in page
+    assert (
+        "NaijaMall takes no orders through OneCart: you would buy it on NaijaMall's own site"
+        in page
     )
-    assert swap and int(swap.group(1)) == catalog["KD-55"].id
 
-    add(client, swap.group(1), 2)
 
-    assert "4 items from 2 marketplaces" in cart_text(client)
+def _swap_form(html: str) -> dict[str, str]:
+    form = re.search(r'<form method="post" action="/cart/swap".*?</form>', html, re.S)
+    assert form, "no swap form"
+    return dict(re.findall(r'name="([a-z_]+)"[^>]*value="([^"]*)"', form.group(0)))
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["guest", "signed-in"])
+def test_switching_to_the_cheaper_offer_replaces_the_line_with_the_same_quantity(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+    signed_in: bool,
+) -> None:
+    user = make_user() if signed_in else None
+    if user is not None:
+        login(client, user)
+    add(client, catalog["1001"], 2)  # ShopWave; the same Sony is cheaper at Kiondo
+    add(client, catalog["44"], 1)
+    fields = _swap_form(client.get("/cart").get_data(as_text=True))
+    assert fields == {
+        "product_id": str(catalog["1001"].id),
+        "replacement_id": str(catalog["KD-55"].id),
+    }
+
+    response = client.post("/cart/swap", data=fields)
+
+    assert response.status_code == 303 and response.location.endswith("/cart")
+    html = client.get("/cart").get_data(as_text=True)
+    page = text_of(html)
+    assert "Your cart now has the Kiondo Market offer instead." in page
+    assert "3 items from 2 marketplaces" in page
+    assert 'id="group-shopwave"' not in html
+    assert re.search(rf'id="quantity-{catalog["KD-55"].id}"[^>]*value="2"', html)
+    if user is not None:
+        quantities = {
+            item.product_id: item.quantity
+            for item in db_session.scalars(sa.select(CartItem).where(CartItem.user_id == user.id))
+        }
+        assert quantities == {catalog["KD-55"].id: 2, catalog["44"].id: 1}
+
+
+def test_a_tampered_swap_changes_nothing(client: FlaskClient, catalog: dict[str, Product]) -> None:
+    add(client, catalog["1001"], 2)
+
+    response = client.post(
+        "/cart/swap",
+        data={"product_id": str(catalog["1001"].id), "replacement_id": str(catalog["44"].id)},
+    )
+
+    assert response.status_code == 303
+    page = cart_text(client)
+    assert "is not the same product" in page and "2 items from 1 marketplace" in page
 
 
 def test_redirects_after_a_cart_change_stay_on_this_site(
@@ -291,7 +391,7 @@ def test_cart_forms_without_a_csrf_token_are_rejected(
     db_session.commit()
     data = {"product_id": str(products["44"].id), "quantity": "1"}
 
-    for path in ("/cart/add", "/cart/update", "/cart/remove"):
+    for path in ("/cart/add", "/cart/update", "/cart/remove", "/cart/swap"):
         assert csrf_client.post(path, data=data).status_code == 400
 
     token = csrf_token_from(csrf_client, f"/product/{products['44'].relation_token}")

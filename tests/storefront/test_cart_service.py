@@ -19,7 +19,6 @@ from commerce.cart import (
     CartErrorCode,
     add_to_cart,
     add_to_guest_cart,
-    build_cart_view,
     cart_item_count,
     guest_item_count,
     merge_guest_cart,
@@ -28,9 +27,12 @@ from commerce.cart import (
     parse_quantity,
     remove_from_cart,
     remove_from_guest_cart,
+    swap_cart_offer,
+    swap_guest_offer,
     update_cart_quantity,
     update_guest_quantity,
 )
+from commerce.cart_view import build_cart_view
 from commerce.fx import (
     FxRateMissing,
     FxTable,
@@ -329,7 +331,10 @@ def test_the_cart_view_groups_by_marketplace_and_totals_in_the_display_currency(
     }
     assert cart.payable_display_minor == in_eur["shopwave"]
     assert cart.handoff_display_minor == in_eur["bazaar"] + in_eur["naijamall"]
-    assert cart.total_display_minor == sum(in_eur.values())
+    # The two parts: OneCart's total never includes what the marketplaces' own sites charge.
+    assert [group.slug for group in cart.payable_groups] == ["shopwave"]
+    assert [group.slug for group in cart.handoff_groups] == ["bazaar", "naijamall"]
+    assert cart.payable_item_count == 2  # the vanished TV is not paid for
     assert cart.rates == {
         "USD": Decimal("0.92"),
         "NGN": Decimal("0.92") / Decimal("1550"),
@@ -353,6 +358,83 @@ def test_the_cart_points_at_a_cheaper_offer_of_the_same_product(
     assert hint.display_price_minor == reference_convert(4200000, "KES", "USD")
     assert hint.saving_display_minor == 34999 - hint.display_price_minor
     assert lines[catalog["KD-55"].id].cheaper_offer is None
+    assert not hint.handoff
+
+
+def test_a_cheaper_offer_on_a_handoff_marketplace_says_so(
+    db_session: Session, catalog: dict[str, Product], shopper: User
+) -> None:
+    naija = db_session.get(Product, catalog["NM-77"].id)
+    naija.price_minor = 31000000  # NGN 310,000 ≈ $200: now the cheapest Sony, at NaijaMall
+    add_to_cart(db_session, shopper, catalog["1001"].id, 1)
+    db_session.commit()
+
+    cart = build_cart_view(db_session, user=shopper, display_currency="USD", fx=FX)
+
+    [line] = [line for group in cart.groups for line in group.lines]
+    assert line.cheaper_offer is not None
+    assert line.cheaper_offer.marketplace_slug == "naijamall" and line.cheaper_offer.handoff
+
+
+def test_swapping_to_the_cheaper_offer_replaces_the_line_and_keeps_the_quantity(
+    db_session: Session, catalog: dict[str, Product], shopper: User
+) -> None:
+    add_to_cart(db_session, shopper, catalog["44"].id, 1)
+    first = add_to_cart(db_session, shopper, catalog["1001"].id, 3)
+    added_at = first.added_at
+
+    swapped = swap_cart_offer(db_session, shopper, catalog["1001"].id, catalog["KD-55"].id)
+    db_session.commit()
+
+    lines = {
+        item.product_id: item
+        for item in db_session.scalars(sa.select(CartItem).where(CartItem.user_id == shopper.id))
+    }
+    assert set(lines) == {catalog["44"].id, catalog["KD-55"].id}
+    assert lines[catalog["KD-55"].id].quantity == 3 and swapped.added_at == added_at
+    assert (swapped.price_seen_minor, swapped.currency_seen) == (4200000, "KES")
+
+
+def test_swapping_onto_an_offer_already_in_the_cart_makes_one_line(
+    db_session: Session, catalog: dict[str, Product], shopper: User
+) -> None:
+    add_to_cart(db_session, shopper, catalog["1001"].id, 2)
+    add_to_cart(db_session, shopper, catalog["KD-55"].id, 1)
+
+    swap_cart_offer(db_session, shopper, catalog["1001"].id, catalog["KD-55"].id)
+
+    items = list(db_session.scalars(sa.select(CartItem).where(CartItem.user_id == shopper.id)))
+    assert [(item.product_id, item.quantity) for item in items] == [(catalog["KD-55"].id, 3)]
+
+
+def test_a_swap_to_another_product_or_from_a_missing_line_is_refused(
+    db_session: Session, catalog: dict[str, Product], shopper: User
+) -> None:
+    add_to_cart(db_session, shopper, catalog["1001"].id, 2)
+
+    with pytest.raises(CartError) as different:
+        swap_cart_offer(db_session, shopper, catalog["1001"].id, catalog["44"].id)
+    with pytest.raises(CartError) as missing:
+        swap_cart_offer(db_session, shopper, catalog["KD-55"].id, catalog["1001"].id)
+
+    assert different.value.code == CartErrorCode.DIFFERENT_PRODUCT
+    assert missing.value.code == CartErrorCode.NOT_IN_CART
+    items = list(db_session.scalars(sa.select(CartItem).where(CartItem.user_id == shopper.id)))
+    assert [(item.product_id, item.quantity) for item in items] == [(catalog["1001"].id, 2)]
+
+
+def test_a_guest_swap_replaces_the_line_in_place(
+    db_session: Session, catalog: dict[str, Product]
+) -> None:
+    lines = add_to_guest_cart(db_session, [], catalog["1001"].id, 2)
+    lines = add_to_guest_cart(db_session, lines, catalog["44"].id, 1)
+
+    swapped = swap_guest_offer(db_session, lines, catalog["1001"].id, catalog["KD-55"].id)
+
+    assert [(line["product_id"], line["quantity"]) for line in swapped] == [
+        (catalog["KD-55"].id, 2),
+        (catalog["44"].id, 1),
+    ]
 
 
 def test_a_missing_rate_hides_the_total_but_keeps_subtotals(
@@ -365,7 +447,7 @@ def test_a_missing_rate_hides_the_total_but_keeps_subtotals(
 
     cart = build_cart_view(db_session, user=shopper, display_currency="EUR", fx=without_kes)
 
-    assert cart.total_display_minor is None and cart.missing_rates == ("KES",)
+    assert cart.payable_display_minor is None and cart.missing_rates == ("KES",)
     kiondo = next(group for group in cart.groups if group.slug == "kiondo")
     assert kiondo.subtotal_minor == 700000
 
@@ -379,10 +461,10 @@ def test_a_guest_cart_view_matches_the_same_rules(
     cart = build_cart_view(db_session, guest_lines=lines, display_currency="USD", fx=FX)
 
     assert [group.slug for group in cart.groups] == ["dummymart"]
-    assert cart.total_display_minor == 2 * 3999 == cart.payable_display_minor
+    assert cart.payable_display_minor == 2 * 3999
     assert any("no longer exist" in note for note in cart.notes)
     empty = build_cart_view(db_session, guest_lines=None, display_currency="USD", fx=FX)
-    assert empty.is_empty and empty.total_display_minor == 0
+    assert empty.is_empty and empty.payable_display_minor == 0
 
 
 def test_rates_load_from_the_db_and_name_their_date(

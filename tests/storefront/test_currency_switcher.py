@@ -147,13 +147,13 @@ def test_switching_currency_reprices_search_results_and_returns_to_the_page(
 def test_the_switcher_needs_its_csrf_token(csrf_client: FlaskClient, db_session: Session) -> None:
     products = insert_sample_catalog(db_session)
     db_session.commit()
-    mug = products["BZ-MUG"]  # 18.00 GBP
+    thermos = products["KD-90"]  # KES, ordered through OneCart: in the OneCart total
     form = switcher_of(csrf_client.get("/cart").get_data(as_text=True))
     assert form["hidden"]["csrf_token"]
     added = csrf_client.post(
         "/cart/add",
         data={
-            "product_id": str(mug.id),
+            "product_id": str(thermos.id),
             "quantity": "1",
             "csrf_token": form["hidden"]["csrf_token"],
         },

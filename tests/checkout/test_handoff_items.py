@@ -1,0 +1,101 @@
+"""Items bought on a marketplace's own site (hand-off) move from the cart into the order at
+checkout: never left in the cart, never listed again by a later order; on the order page the
+shopper marks them bought or removes them (and can undo), and nobody else can."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from commerce.models import CartItem
+from commerce.order_models import HandoffItemStatus, OrderItem
+from tests.checkout.conftest import Shop
+
+
+def _item_status(shop: Shop, item_id: int) -> HandoffItemStatus | None:
+    with shop.session() as session:
+        item = session.get(OrderItem, item_id)
+        assert item is not None
+        return item.handoff_status
+
+
+def _handoff_rows(html: str) -> dict[str, str]:
+    """data-item → data-status of the order page's hand-off items."""
+    return dict(
+        re.findall(r'class="handoff-item[^"]*" data-item="(\d+)" data-status="(\w+)"', html)
+    )
+
+
+def test_handoff_items_move_into_the_order_and_are_never_listed_again(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 0, 1), ("naijamall", 0, 2), ("amazon", 0, 1)])
+    client = shop.client_for(user)
+
+    first = shop.checkout(client, payment_method="wallet")
+
+    assert sorted(sub.marketplace.slug for sub in first.handoff_sub_orders) == [
+        "amazon",
+        "naijamall",
+    ]
+    with shop.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(CartItem)) == 0
+    cart = client.get("/cart").get_data(as_text=True)
+    assert "Your cart is empty" in cart
+
+    shop.fill_cart(user, [("dummymart", 0, 1)])
+    second = shop.checkout(client, payment_method="wallet")
+
+    assert second.handoff_sub_orders == []
+    assert [item.product_id for item in second.items] == [shop.product("dummymart").id]
+    page = client.get(f"/orders/{second.number}").get_data(as_text=True)
+    assert "Buy on the marketplace" not in page
+
+
+def test_the_shopper_marks_handoff_items_bought_or_removes_them(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    other = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 0, 1), ("naijamall", 0, 1), ("naijamall", 1, 3)])
+    client = shop.client_for(user)
+    order = shop.checkout(client, payment_method="wallet")
+    [naija] = order.handoff_sub_orders
+    bought, dropped = naija.items
+
+    page = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert _handoff_rows(page) == {str(bought.id): "to_buy", str(dropped.id): "to_buy"}
+    assert f'href="{shop.product("naijamall", 0).product_url}"' in page
+    path = f"/orders/{order.number}/handoff-items"
+
+    marked = client.post(f"{path}/{bought.id}", data={"status": "bought"})
+    removed = client.post(f"{path}/{dropped.id}", data={"status": "removed"})
+
+    assert marked.status_code == removed.status_code == 303
+    assert marked.location.endswith(f"/orders/{order.number}#handoff-items")
+    assert _item_status(shop, bought.id) == HandoffItemStatus.BOUGHT
+    assert _item_status(shop, dropped.id) == HandoffItemStatus.REMOVED
+    page = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert _handoff_rows(page) == {str(bought.id): "bought", str(dropped.id): "removed"}
+    assert "Marked “" in page or "Removed “" in page
+    # Neither changes what was charged or the order's own status rule.
+    assert shop.order(order.number).total_minor == order.total_minor
+
+    undone = client.post(f"{path}/{dropped.id}", data={"status": "to_buy"})
+    assert undone.status_code == 303
+    assert _item_status(shop, dropped.id) == HandoffItemStatus.TO_BUY
+
+    # Someone else's order, an item OneCart placed, a made-up status: refused, nothing changes.
+    [placed] = order.charged_sub_orders[0].items
+    intruder = shop.client_for(other)
+    assert intruder.post(f"{path}/{bought.id}", data={"status": "removed"}).status_code == 404
+    assert client.post(f"{path}/{placed.id}", data={"status": "bought"}).status_code == 404
+    bad = client.post(f"{path}/{bought.id}", data={"status": "delivered"})
+    assert bad.status_code == 303
+    assert _item_status(shop, bought.id) == HandoffItemStatus.BOUGHT
+    assert placed.handoff_status is None
+
+    # The status link's page lists them, without links or buttons.
+    public = shop.app.test_client().get(f"/order-status/{order.status_token}")
+    html = public.get_data(as_text=True)
+    assert _handoff_rows(html) == {str(bought.id): "bought", str(dropped.id): "to_buy"}
+    assert "Mark bought" not in html and "/handoff-items/" not in html

@@ -1,0 +1,67 @@
+"""Paying from a wallet in another currency than the prices are shown in: the checkout page
+states, per payment method, the exact amount, its currency and the rates behind it; the wallet
+pays exactly what its line said, and the confirmation shows that same amount."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from html import unescape
+
+from commerce.fx import format_rate
+from storefront import format_money
+from tests.checkout.conftest import TEST_FX_RATES, Shop
+
+
+def _text(html: str, selector_attr: str) -> str:
+    """The text of the first element with that attribute (its own closing tag ends it)."""
+    match = re.search(rf"<(\w+)[^>]*{selector_attr}[^>]*>(.*?)</\1>", html, re.S)
+    assert match, f"nothing with {selector_attr}"
+    return " ".join(unescape(re.sub(r"<[^>]+>", "", match.group(2))).split())
+
+
+def test_wallet_and_card_lines_each_state_their_own_charge_currency_and_rates(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("5000"), display_currency="EUR")
+    shop.fill_cart(user, [("shopwave", 0, 1), ("kiondo", 0, 2)])
+    client = shop.client_for(user)
+
+    html = client.get("/checkout").get_data(as_text=True)
+    form = shop.checkout_form(client)
+
+    card_total = int(form["total_seen"])
+    wallet_total = int(form["wallet_total_seen"])
+    card_text = format_money(card_total, "EUR")
+    wallet_text = format_money(wallet_total, "USD")
+    assert _text(html, 'data-testid="card-charge"') == card_text
+    assert _text(html, 'id="checkout-total"') == card_text
+    assert _text(html, 'data-testid="wallet-charge"') == wallet_text
+    # The wallet's amount is worked out in USD from the items, with the rate shown.
+    kes_to_usd = format_rate(Decimal(1) / Decimal(TEST_FX_RATES["KES"]))
+    conversion = _text(html, 'data-testid="wallet-conversion"')
+    assert "Your wallet holds USD" in conversion and f"1 KES = {kes_to_usd} USD" in conversion
+    assert "Wallet (USD)" in html and "Card (EUR)" in html
+    # The button names both amounts; the page's CSS shows the chosen method's only.
+    button = _text(html, 'id="place-order"')
+    assert f"{card_text} by card" in button and f"{wallet_text} from your wallet" in button
+
+    response = shop.submit(client, form, payment_method="wallet")
+
+    assert response.status_code == 303
+    order = shop.order(response.headers["Location"].rstrip("/").split("/")[-2])
+    assert (order.total_minor, order.currency) == (wallet_total, "USD")
+    assert order.payment is not None and order.payment.amount_minor == wallet_total
+    confirmation = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert _text(confirmation, 'data-testid="order-total"') == wallet_text
+
+
+def test_a_wallet_in_the_shown_currency_needs_no_conversion_note(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 0, 1)])
+    client = shop.client_for(user)
+
+    html = client.get("/checkout").get_data(as_text=True)
+
+    price = format_money(shop.product("shopwave").price_minor, "USD")
+    assert _text(html, 'data-testid="wallet-charge"') == price
+    assert _text(html, 'data-testid="card-charge"') == price
+    assert 'data-testid="wallet-conversion"' not in html

@@ -26,13 +26,17 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry, SimpleWorker, get_current_job
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 from commerce.cancellation import carry_out_cancellation
 from commerce.db import get_session_factory
 from commerce.marketplace_access import adapter_for_marketplace, configured_options
+from commerce.models import Marketplace
 from commerce.notifications import send_notification_emails
 from commerce.order_models import OutboxMessage, OutboxTopic
+from commerce.payments.stripe_gateway import preload_stripe
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.sweeper import SweepPolicy, dispatch_outbox, sweep
 from commerce.tracking import track_open_sub_orders
@@ -264,10 +268,28 @@ class OrderWorker(SimpleWorker):
 
 
 def preload_order_code() -> None:
-    """Import every adapter module, configure the ORM mappers and read marketplaces.toml once."""
+    """Do once per worker what the first job would otherwise pay for: import every adapter
+    module, configure the ORM mappers, read marketplaces.toml, build the shared SSL context and
+    Stripe client, and build the adapter of every active marketplace (an HTTP client each).
+
+    Without it each of the pool's workers paid that on its own first jobs, in the middle of
+    placing orders; on a 2-core machine with a dozen workers that CPU showed up as placement
+    latency. The adapters need the DB: if it is not reachable yet, the first job builds them.
+    """
+    from adapters.base import shared_ssl_context
     from adapters.registry import ADAPTER_KINDS
 
     for target in ADAPTER_KINDS.values():
         importlib.import_module(target.split(":")[0])
     configure_mappers()
     configured_options()
+    shared_ssl_context()
+    preload_stripe(get_settings())
+    try:
+        with get_session_factory()() as session:
+            for marketplace in session.scalars(
+                select(Marketplace).where(Marketplace.active.is_(True))
+            ):
+                adapter_for_marketplace(marketplace)
+    except SQLAlchemyError as exc:
+        logger.warning("adapters not preloaded (storefront DB unavailable): %s", exc)

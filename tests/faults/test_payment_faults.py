@@ -215,11 +215,14 @@ class RefusesCapture:
     """A gateway whose capture is refused for good (the hold expired): what localstripe cannot
     do, since it captures even cancelled intents."""
 
+    captures = 0  # across instances: a gateway is built per call
+
     def __init__(self, inner: PaymentGateway) -> None:
         self.inner = inner
         self.method = inner.method
 
     def capture(self, provider_reference: str, amount: Money) -> None:
+        RefusesCapture.captures += 1
         raise PaymentDeclined("This PaymentIntent's authorization has expired.")
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
@@ -240,11 +243,17 @@ def test_capture_refused_for_good_fails_the_payment_flags_the_order_and_tells_th
     def refusing(session: Session, payment: Payment) -> PaymentGateway:
         return RefusesCapture(gateway_for_payment(session, payment))  # type: ignore[return-value]
 
+    RefusesCapture.captures = 0
     _place_all(shop, order, refusing)
     _sweep(shop, refusing)  # not retried forever: it stays failed
+    _sweep(shop, refusing)
 
+    assert RefusesCapture.captures == 1
     payment = _payment(shop, order)
     assert payment.status == PaymentStatus.FAILED
+    assert payment.captured_minor == 0
+    intent = stripe_client().v1.payment_intents.retrieve(payment.provider_reference)
+    assert intent.status == "requires_capture"  # nothing was taken from the card
     assert payment.failure_message and "expired" in payment.failure_message
     flagged = shop.order(order.number)
     assert flagged.attention_reason and "could not be collected" in flagged.attention_reason

@@ -265,4 +265,15 @@ def test_capture_refused_for_good_fails_the_payment_flags_the_order_and_tells_th
     admin = shop.make_user(is_admin=True)
     page = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
     assert order.number in page
+
+    # Later the marketplace cancels its part: nothing was taken, so nothing goes to the card.
+    shopwave = shop.sub_order(order, "shopwave")
+    _cancel_on_marketplace(shop, "shopwave", str(shopwave.marketplace_order_id))
+    track_open_sub_orders(
+        shop.session_factory, adapter_for=adapter_for_marketplace, gateway_for=refusing
+    )
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.CANCELLED
+    [refund] = _payment(shop, order).refunds
+    assert (refund.kind, refund.status) == (RefundKind.RELEASE, RefundStatus.SUCCEEDED)
+    assert RefusesCapture.captures == 1
     check_invariants(shop)

@@ -566,10 +566,12 @@ def results_section(
         "lookups in parallel, then the three order placements in parallel, made straight through "
         "the adapters in the same run (ShopWave's placement includes its variant lookup, as in "
         "OneCart). Overhead = OneCart p50 / direct p50 − 1; target ≤ +25% at p50. The direct "
-        "client has unlimited parallelism; OneCart places with its worker pool, so once "
-        "shoppers × 3 sub-orders outnumber the workers, queueing for a worker (not "
-        "orchestration) sets the latency and the checkouts/s column shows the workers' "
-        "capacity: add workers to scale.",
+        "client has unlimited parallelism; OneCart places an order's sub-orders side by side "
+        "in one job of its worker pool, so once more orders are in flight than there are "
+        "workers, they queue for a worker and the checkouts/s column shows the pool's "
+        "capacity: add workers to scale. The CPU line shows what each component costs per "
+        "checkout: on a shared 2-core machine a busy neighbour slows every CPU-bound step of "
+        "OneCart (the direct calls mostly wait on the sandbox and suffer less).",
         "",
         "No lost or duplicated sub-orders: "
         + (

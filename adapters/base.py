@@ -9,7 +9,9 @@ an :class:`Offer` or raises :class:`BadPayload` with a reason (the pipeline quar
 from __future__ import annotations
 
 import enum
+import functools
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -399,6 +401,18 @@ def request_may_have_arrived(exc: Exception) -> bool:
     return not isinstance(exc, NOT_SENT_ERRORS)
 
 
+@functools.lru_cache(maxsize=1)
+def shared_ssl_context() -> ssl.SSLContext:
+    """The verifying SSL context every marketplace client of this process uses.
+
+    httpx builds one per client by default, which loads the whole CA bundle: tens of
+    milliseconds of CPU per adapter, paid again by every worker process for every marketplace.
+    One context is safe to share between clients and threads (it only holds settings and the
+    trusted CAs) and is built exactly as httpx builds its default one (SSL_CERT_FILE /
+    SSL_CERT_DIR, else certifi)."""
+    return httpx.create_ssl_context()
+
+
 class MarketplaceHttp:
     """One httpx client per marketplace: explicit timeouts, bounded retries with backoff.
 
@@ -444,6 +458,7 @@ class MarketplaceHttp:
                 pool=POOL_TIMEOUT_S,
             ),
             transport=transport,
+            verify=shared_ssl_context(),
             follow_redirects=True,
         )
 

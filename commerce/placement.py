@@ -1,12 +1,8 @@
-"""Placing sub-orders on their marketplaces, and verifying what each one accepted.
+"""Placing a sub-order on its marketplace: one attempt, and what its outcome means.
 
 Every placement call has three outcomes, and only a refusal is final:
 
-- **succeeded**: what the marketplace accepted (lines, quantities, prices or total where its API
-  returns them) is checked against what was asked (:func:`verify_placement`). Missing or short
-  lines are a partial placement and a lower bill refunds the difference; a higher bill is
-  absorbed up to `overcharge_tolerance_bps`, beyond that the order is cancelled on the
-  marketplace and the share refunded.
+- **succeeded**: recorded and verified against what was asked (commerce.placement_outcomes).
 - **refused** (Rejected, NotFound, Unsupported): the sub-order fails and its share is refunded.
 - **unknown** (OutcomeUnknown: a timeout, reset or 5xx after the request was sent; or a reply we
   cannot read): the sub-order goes to `reconciling`. Before anything else, the next attempt asks
@@ -17,23 +13,17 @@ Every placement call has three outcomes, and only a refusal is final:
 
 A transient failure before the request was sent (connection refused, 429) is a plain retry.
 
-A placement is claimed with one conditional UPDATE that sets a claim token and a lease; every
-later write of the attempt is conditional on that token, so a worker whose lease was taken over
-never overwrites the new owner's result. A pending sub-order of an order the shopper asked to
-cancel is never claimed.
-
-Calls to marketplaces and payment providers never run inside an open DB transaction.
+Each attempt first claims the sub-order (commerce.placement_claims: a token and a lease that
+every later write checks). The modules depend one way: placement_claims → placement_outcomes →
+placement (this one). Calls to marketplaces and payment providers never run inside an open DB
+transaction.
 """
 
 from __future__ import annotations
 
-import enum
-import logging
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import (
@@ -52,37 +42,23 @@ from adapters.base import (
     Unsupported,
 )
 from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, Verdict, verify_placement
-from commerce.cancellation import CancelOutcome, cancel_on_marketplace
+from commerce.cancellation import cancel_on_marketplace
 from commerce.marketplace_access import AdapterProvider
-from commerce.models import utc_now
-from commerce.notifications import notify
-from commerce.order_locks import lock_order
-from commerce.order_models import (
-    MarketplaceOrder,
-    Order,
-    SubOrderStatus,
-)
-from commerce.order_state import (
-    ERROR_TEXT_LIMIT,
-    flag_order,
-    locked_sub_order,
-    money_text,
-    placed_status_for,
-    refresh_order_status,
-)
+from commerce.order_models import MarketplaceOrder, SubOrderStatus
+from commerce.order_state import money_text
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
-from commerce.settlement import (
-    adjust_share,
-    compensate_sub_order,
-    process_refunds,
-    settle_payment,
+from commerce.placement_claims import (
+    DEFAULT_STUCK_AFTER,
+    Claim,
+    PlacementResult,
+    claim_sub_order,
+    release_claim,
 )
-
-logger = logging.getLogger(__name__)
-
-# A claim's lease: a placement that has been "placing" this long is presumed dead (its worker
-# was killed) and may be claimed again, after asking the marketplace what it holds.
-DEFAULT_STUCK_AFTER = timedelta(minutes=5)
+from commerce.placement_outcomes import (
+    finish_without_placing,
+    needs_attention,
+    record_placement,
+)
 
 __all__ = [
     "DEFAULT_STUCK_AFTER",
@@ -91,103 +67,9 @@ __all__ = [
     "claim_sub_order",
     "money_text",
     "place_sub_order",
+    "record_placement",
     "verify_placement",
 ]
-
-
-class PlacementResult(enum.StrEnum):
-    """What one placement attempt did."""
-
-    PLACED = "placed"
-    RECONCILED = "reconciled"
-    NOT_CLAIMED = "not_claimed"
-    RETRY = "retry"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    # Unknown outcome after the last attempt: the sweeper asks the marketplace again later.
-    RECONCILING = "reconciling"
-    NEEDS_ATTENTION = "needs_attention"
-
-
-# --- Claiming ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """This attempt's hold on a sub-order. `in_doubt`: an earlier attempt may have reached the
-    marketplace (its outcome was unknown, or its worker died mid-call)."""
-
-    token: str
-    in_doubt: bool
-
-
-def _cancel_requested(order_id_column: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
-    return (
-        sa.select(Order.id)
-        .where(Order.id == order_id_column, Order.cancel_requested_at.is_not(None))
-        .exists()
-    )
-
-
-def claim_sub_order(
-    session_factory: sessionmaker[Session], sub_order_id: int, *, lease: timedelta
-) -> Claim | None:
-    """Take the sub-order for one attempt (a conditional UPDATE); None when someone else holds
-    it or there is nothing to place.
-
-    In doubt first: `reconciling`, or `placing` whose lease ran out. Then `pending`, unless the
-    shopper asked to cancel the order (the cancellation and the claim both change the row only
-    from `pending`, so exactly one of them wins)."""
-    now = utc_now()
-    token = secrets.token_hex(16)
-    values = {
-        "status": SubOrderStatus.PLACING,
-        "claim_token": token,
-        "claim_expires_at": now + lease,
-        "placing_started_at": now,
-        "attempts": MarketplaceOrder.attempts + 1,
-        "updated_at": now,
-    }
-    candidates = (
-        (
-            True,
-            sa.or_(
-                MarketplaceOrder.status == SubOrderStatus.RECONCILING,
-                sa.and_(
-                    MarketplaceOrder.status == SubOrderStatus.PLACING,
-                    sa.or_(
-                        MarketplaceOrder.claim_expires_at.is_(None),
-                        MarketplaceOrder.claim_expires_at < now,
-                    ),
-                ),
-            ),
-        ),
-        (
-            False,
-            sa.and_(
-                MarketplaceOrder.status == SubOrderStatus.PENDING,
-                ~_cancel_requested(MarketplaceOrder.order_id),
-            ),
-        ),
-    )
-    for in_doubt, condition in candidates:
-        with session_factory() as session, session.begin():
-            claimed = session.execute(
-                sa.update(MarketplaceOrder)
-                .where(MarketplaceOrder.id == sub_order_id, condition)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ).rowcount  # type: ignore[attr-defined]
-        if claimed:
-            return Claim(token=token, in_doubt=in_doubt)
-    return None
-
-
-def _holds_claim(sub_order: MarketplaceOrder, claim: Claim) -> bool:
-    return sub_order.status == SubOrderStatus.PLACING and sub_order.claim_token == claim.token
-
-
-# --- The attempt ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +179,7 @@ def place_sub_order(
         elif found is None:
             in_doubt = False  # confirmed: the marketplace holds no order with our reference
         elif plan.cancel_requested:
-            return _needs_attention(
+            return needs_attention(
                 session_factory,
                 sub_order_id,
                 claim,
@@ -305,7 +187,7 @@ def place_sub_order(
                 "the shopper asked to cancel",
             )
     if placed is None and plan.cancel_requested and not in_doubt:
-        _finish_without_placing(
+        finish_without_placing(
             session_factory,
             sub_order_id,
             claim,
@@ -318,7 +200,7 @@ def place_sub_order(
         try:
             placed = adapter.place_order(plan.request)
         except (Rejected, NotFound, Unsupported) as exc:
-            _finish_without_placing(
+            finish_without_placing(
                 session_factory,
                 sub_order_id,
                 claim,
@@ -354,7 +236,7 @@ def place_sub_order(
                     probe=False,
                 )
             if final_attempt:
-                _finish_without_placing(
+                finish_without_placing(
                     session_factory,
                     sub_order_id,
                     claim,
@@ -363,7 +245,7 @@ def place_sub_order(
                     gateway_for=gateway_for,
                 )
                 return PlacementResult.FAILED
-            _release(session_factory, sub_order_id, claim, SubOrderStatus.PENDING, str(exc))
+            release_claim(session_factory, sub_order_id, claim, SubOrderStatus.PENDING, str(exc))
             return PlacementResult.RETRY
     recorded = record_placement(
         session_factory,
@@ -385,33 +267,6 @@ def place_sub_order(
             gateway_for=gateway_for,
         )
     return recorded or result
-
-
-def _release(
-    session_factory: sessionmaker[Session],
-    sub_order_id: int,
-    claim: Claim,
-    status: SubOrderStatus,
-    error: str,
-) -> bool:
-    """placing → `status` (pending or reconciling) if this attempt still holds the claim."""
-    with session_factory() as session, session.begin():
-        released = session.execute(
-            sa.update(MarketplaceOrder)
-            .where(
-                MarketplaceOrder.id == sub_order_id,
-                MarketplaceOrder.status == SubOrderStatus.PLACING,
-                MarketplaceOrder.claim_token == claim.token,
-            )
-            .values(
-                status=status,
-                claim_token=None,
-                claim_expires_at=None,
-                last_error=error[:ERROR_TEXT_LIMIT],
-                updated_at=utc_now(),
-            )
-        ).rowcount  # type: ignore[attr-defined]
-    return bool(released)
 
 
 def _unknown(
@@ -445,167 +300,13 @@ def _unknown(
             )
             return recorded or PlacementResult.RECONCILED
         if isinstance(found, _Unaskable):
-            return _needs_attention(
+            return needs_attention(
                 session_factory,
                 sub_order_id,
                 claim,
                 f"{error} — the marketplace cannot be asked whether it holds the order",
             )
-        _release(session_factory, sub_order_id, claim, SubOrderStatus.RECONCILING, error)
+        release_claim(session_factory, sub_order_id, claim, SubOrderStatus.RECONCILING, error)
         return PlacementResult.RECONCILING
-    _release(session_factory, sub_order_id, claim, SubOrderStatus.RECONCILING, error)
+    release_claim(session_factory, sub_order_id, claim, SubOrderStatus.RECONCILING, error)
     return PlacementResult.RETRY
-
-
-def _needs_attention(
-    session_factory: sessionmaker[Session], sub_order_id: int, claim: Claim, reason: str
-) -> PlacementResult:
-    with session_factory() as session, session.begin():
-        sub_order = locked_sub_order(session, sub_order_id)
-        if not _holds_claim(sub_order, claim):
-            return PlacementResult.NOT_CLAIMED
-        sub_order.status = SubOrderStatus.NEEDS_ATTENTION
-        sub_order.claim_token = None
-        sub_order.claim_expires_at = None
-        sub_order.last_error = reason[:ERROR_TEXT_LIMIT]
-        sub_order.updated_at = utc_now()
-        notify(
-            session,
-            sub_order.order,
-            "sub_order_needs_attention",
-            f"We have not yet had a clear answer from {sub_order.marketplace.name} about your "
-            "items. Our team is checking with them: you will either get their order number or "
-            "a refund of their share; nothing is refunded while they may still ship it.",
-            sub_order_id=sub_order.id,
-        )
-        refresh_order_status(session, sub_order.order)
-    return PlacementResult.NEEDS_ATTENTION
-
-
-def _finish_without_placing(
-    session_factory: sessionmaker[Session],
-    sub_order_id: int,
-    claim: Claim,
-    status: SubOrderStatus,
-    reason: str,
-    *,
-    gateway_for: GatewayProvider,
-) -> bool:
-    """placing → failed/cancelled with its share refunded (the marketplace holds no order)."""
-    with session_factory() as session, session.begin():
-        sub_order = locked_sub_order(session, sub_order_id)
-        if not _holds_claim(sub_order, claim):
-            return False
-        compensate_sub_order(session, sub_order, status=status, reason=reason)
-        order_id = sub_order.order_id
-    process_refunds(session_factory, order_id, gateway_for=gateway_for)
-    settle_payment(session_factory, order_id, gateway_for=gateway_for)
-    return True
-
-
-def record_placement(
-    session_factory: sessionmaker[Session],
-    sub_order_id: int,
-    claim: Claim,
-    placed: PlacedOrder,
-    *,
-    adapter: MarketplaceAdapter | None = None,
-    gateway_for: GatewayProvider = gateway_for_payment,
-    overcharge_tolerance_bps: int = DEFAULT_OVERCHARGE_TOLERANCE_BPS,
-) -> PlacementResult | None:
-    """placing → placed with the marketplace's order id, if this attempt still holds the claim
-    (its token; a lease that ran out counts as long as nobody else claimed the sub-order). What
-    was accepted is verified and the difference refunded; an order billed beyond the tolerance
-    or accepting nothing is cancelled on the marketplace. Then the payment is settled if this
-    was the last sub-order in flight. None when it was recorded as a plain placement."""
-    status = placed_status_for(placed.status)
-    now = utc_now()
-    with session_factory() as session, session.begin():
-        sub_order = locked_sub_order(session, sub_order_id)
-        verdict = verify_placement(
-            list(sub_order.items),
-            sub_order.charge_minor,
-            sub_order.currency,
-            placed,
-            overcharge_tolerance_bps=overcharge_tolerance_bps,
-        )
-        recorded = session.execute(
-            sa.update(MarketplaceOrder)
-            .where(
-                MarketplaceOrder.id == sub_order_id,
-                MarketplaceOrder.status == SubOrderStatus.PLACING,
-                MarketplaceOrder.claim_token == claim.token,
-            )
-            .values(
-                status=status,
-                marketplace_order_id=placed.marketplace_order_id,
-                raw_status=placed.status.value,
-                placed_at=now,
-                last_error=None,
-                claim_token=None,
-                claim_expires_at=None,
-                accepted_amount_minor=verdict.accepted_amount_minor,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-        if not recorded:
-            logger.warning(
-                "sub-order %s: claim lost before placement %s was recorded (another attempt "
-                "owns it and reconciles by reference)",
-                sub_order_id,
-                placed.marketplace_order_id,
-            )
-            return PlacementResult.NOT_CLAIMED
-        session.refresh(sub_order)
-        order = sub_order.order
-        market = sub_order.marketplace.name
-        notify(
-            session,
-            order,
-            "sub_order_placed",
-            f"{market} accepted your order (their order {placed.marketplace_order_id}).",
-            sub_order_id=sub_order.id,
-        )
-        if not verdict.cancel and verdict.kept_charge_minor < sub_order.charge_minor:
-            adjust_share(
-                session,
-                sub_order,
-                verdict.kept_charge_minor,
-                reason=f"{market} did not accept all of your items at the prices paid "
-                f"({'; '.join(verdict.notes)}).",
-            )
-        elif verdict.notes:
-            sub_order.last_error = ("; ".join(verdict.notes))[:ERROR_TEXT_LIMIT]
-        refresh_order_status(session, order)
-        order_id = order.id
-    if verdict.cancel:
-        reason = f"{market} {'; '.join(verdict.notes)}"
-        outcome = (
-            cancel_on_marketplace(
-                session_factory, sub_order_id, adapter, reason=reason, gateway_for=gateway_for
-            )
-            if adapter is not None
-            else CancelOutcome.UNKNOWN
-        )
-        if outcome != CancelOutcome.CANCELLED:
-            _flag_for_operator(
-                session_factory,
-                order_id,
-                f"sub-order {sub_order_id}: {reason}; "
-                f"cancelling it on the marketplace: {outcome.value}",
-            )
-        process_refunds(session_factory, order_id, gateway_for=gateway_for)
-        settle_payment(session_factory, order_id, gateway_for=gateway_for)
-        return PlacementResult.CANCELLED if outcome == CancelOutcome.CANCELLED else None
-    process_refunds(session_factory, order_id, gateway_for=gateway_for)
-    settle_payment(session_factory, order_id, gateway_for=gateway_for)
-    return None
-
-
-def _flag_for_operator(session_factory: sessionmaker[Session], order_id: int, reason: str) -> None:
-    with session_factory() as session, session.begin():
-        lock_order(session, order_id)
-        order = session.get(Order, order_id)
-        assert order is not None
-        flag_order(order, reason)

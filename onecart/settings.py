@@ -73,7 +73,7 @@ class Settings(BaseSettings):
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     # Order workers `onecart up` runs (one `rq worker-pool`); the checkout benchmark uses it too.
-    rq_workers: int = Field(2, ge=1, le=64, alias="ONECART_RQ_WORKERS")
+    rq_workers: int = Field(8, ge=1, le=64, alias="ONECART_RQ_WORKERS")
     # A marketplace that bills more than the shopper paid for a sub-order: up to this many basis
     # points (1/100 %) of the asked amount OneCart absorbs; beyond, the sub-order is cancelled on
     # the marketplace and its share refunded.

@@ -1,8 +1,12 @@
 """RQ entry points for orders: place a sub-order, carry out a cancellation, sweep, track.
 
 Jobs take ids (and a small dict of policy values), never objects, and delegate to commerce/.
-Placement retries transient and unknown outcomes with RQ's Retry (RQ's scheduler runs the
-delayed attempts); the job knows its last attempt from `job.retries_left`. The sweeper and the
+Right after checkout an order's sub-orders get one job that makes their first placement attempts
+side by side (a placement mostly waits on its marketplace, so one worker waits on all of an
+order's marketplaces at once); a sub-order that needs more attempts, or that the sweeper
+re-queues, gets a job of its own. Placement retries transient and unknown outcomes with RQ's
+Retry (RQ's scheduler runs the delayed attempts); the job knows its last attempt from
+`job.retries_left`. The sweeper and the
 tracker are enqueued on an interval by RQ's own cron scheduler (storefront.cron), a process of
 its own, so they resume by themselves when Redis comes back, even empty; the sweeper then
 dispatches whatever the outbox recorded while Redis was away.
@@ -20,19 +24,24 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from datetime import timedelta
 from typing import Any
 
 import redis
 from rq import Queue, Retry, SimpleWorker, get_current_job
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 from commerce.cancellation import carry_out_cancellation
 from commerce.db import get_session_factory
 from commerce.marketplace_access import adapter_for_marketplace, configured_options
+from commerce.models import Marketplace, utc_now
 from commerce.notifications import send_notification_emails
 from commerce.order_models import OutboxMessage, OutboxTopic
+from commerce.payments.stripe_gateway import preload_stripe
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.sweeper import SweepPolicy, dispatch_outbox, sweep
 from commerce.tracking import track_open_sub_orders
@@ -163,18 +172,70 @@ def dispatch_order_jobs(
 ) -> tuple[int, int]:
     """Enqueue an order's outbox rows right after checkout; returns (dispatched, failed).
 
-    Redis being down is not an error here: the rows stay undispatched and the sweeper enqueues
-    them once Redis is back.
+    An order's placements (two or more) go out as one job that makes their first attempts side
+    by side (place_sub_orders_job); every row is marked with that job's id. Redis being down is
+    not an error here: the rows stay undispatched and the sweeper enqueues them (one job per
+    sub-order) once Redis is back.
     """
-    connection = redis_connection(redis_url)
-    try:
-        return dispatch_outbox(
-            session_factory,
-            lambda message: enqueue_outbox_message(connection, policy, message),
-            order_id=order_id,
+    now = utc_now()
+    with session_factory() as session:
+        placements = list(
+            session.execute(
+                select(OutboxMessage.id, OutboxMessage.sub_order_id)
+                .where(
+                    OutboxMessage.order_id == order_id,
+                    OutboxMessage.topic == OutboxTopic.PLACE_SUB_ORDER,
+                    OutboxMessage.dispatched_at.is_(None),
+                    OutboxMessage.available_at <= now,
+                )
+                .order_by(OutboxMessage.id)
+            )
         )
+    together = {message_id: sub_order_id for message_id, sub_order_id in placements}
+    group_job_id: list[str] = []
+    connection = redis_connection(redis_url)
+
+    def dispatch(message: OutboxMessage) -> str:
+        if len(together) < 2 or message.id not in together:
+            return enqueue_outbox_message(connection, policy, message)
+        if not group_job_id:
+            queue = order_queue(connection, policy)
+            job = queue.enqueue(
+                place_sub_orders_job,
+                [sub_order_id for sub_order_id in together.values() if sub_order_id is not None],
+                policy=policy.as_dict(),
+                job_timeout=policy.job_timeout_seconds,
+                job_id=f"onecart-place-order-{policy.queue_name}-{order_id}-{min(together)}",
+                description=f"place the sub-orders of order {order_id}",
+            )
+            group_job_id.append(job.id)
+        return group_job_id[0]
+
+    try:
+        return dispatch_outbox(session_factory, dispatch, order_id=order_id)
     finally:
         connection.close()
+
+
+def _enqueue_later_attempts(
+    connection: redis.Redis, policy: JobPolicy, sub_order_id: int, after_job: str
+) -> str:
+    """A sub-order's own job for the attempts left after its first one ran in
+    place_sub_orders_job: the schedule its own job would have had from the start (wait the first
+    interval, then retry at the others)."""
+    intervals = list(policy.placement_retry_intervals)
+    rest = intervals[1:]
+    job = order_queue(connection, policy).enqueue_in(
+        timedelta(seconds=intervals[0] if intervals else 0),
+        place_sub_order_job,
+        sub_order_id,
+        policy=policy.as_dict(),
+        retry=Retry(max=len(rest), interval=rest) if rest else None,
+        job_timeout=policy.job_timeout_seconds,
+        job_id=f"onecart-place-{policy.queue_name}-{sub_order_id}-after-{after_job}",
+        description=f"place sub-order {sub_order_id} (next attempts)",
+    )
+    return job.id
 
 
 # --- Job entry points ---------------------------------------------------------------------------
@@ -206,6 +267,59 @@ def place_sub_order_job(sub_order_id: int, policy: Mapping[str, Any] | None = No
     if result == PlacementResult.RETRY:
         raise PlacementRetry(f"sub-order {sub_order_id}: not placed or outcome unknown, retrying")
     return result.value
+
+
+def place_sub_orders_job(
+    sub_order_ids: list[int], policy: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The first placement attempt of several sub-orders of one order, side by side.
+
+    A placement mostly waits on its marketplace's reply: with one job per sub-order, an order of
+    three marketplaces held three workers (or waited for them), so at a few shoppers at once the
+    sub-orders queued for the pool. Here one worker waits on all of an order's marketplaces at
+    once, one thread each (each attempt claims its sub-order and opens its own DB sessions, as
+    separate workers would). A sub-order that needs another attempt gets a job of its own with
+    the rest of the retry schedule; one whose attempt raised is treated the same way.
+    """
+    job_policy = JobPolicy.from_dict(policy)
+    job = get_current_job()
+    final_attempt = not job_policy.placement_retry_intervals
+    session_factory = get_session_factory()
+    tolerance = get_settings().overcharge_tolerance_bps
+
+    def attempt(sub_order_id: int) -> PlacementResult:
+        try:
+            return place_sub_order(
+                session_factory,
+                sub_order_id,
+                adapter_for=adapter_for_marketplace,
+                final_attempt=final_attempt,
+                stuck_after=timedelta(seconds=job_policy.stuck_after_seconds),
+                overcharge_tolerance_bps=tolerance,
+            )
+        except Exception:
+            logger.exception("sub-order %s: placement attempt failed; retrying", sub_order_id)
+            return PlacementResult.RETRY
+
+    with ThreadPoolExecutor(
+        max_workers=max(1, len(sub_order_ids)), thread_name_prefix="place"
+    ) as pool:
+        results = dict(zip(sub_order_ids, pool.map(attempt, sub_order_ids), strict=True))
+    retry = [sub_id for sub_id, result in results.items() if result == PlacementResult.RETRY]
+    if retry:
+        connection = (
+            job.connection if job is not None else redis_connection(get_settings().redis_url)
+        )
+        for sub_order_id in retry:
+            _enqueue_later_attempts(
+                connection, job_policy, sub_order_id, job.id if job is not None else "direct"
+            )
+    summary = {str(sub_id): result.value for sub_id, result in results.items()}
+    if job is not None:
+        job.meta["placement"] = summary
+        job.save_meta()
+    _send_emails()
+    return summary
 
 
 def cancel_order_job(order_id: int, policy: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -264,10 +378,28 @@ class OrderWorker(SimpleWorker):
 
 
 def preload_order_code() -> None:
-    """Import every adapter module, configure the ORM mappers and read marketplaces.toml once."""
+    """Do once per worker what the first job would otherwise pay for: import every adapter
+    module, configure the ORM mappers, read marketplaces.toml, build the shared SSL context and
+    Stripe client, and build the adapter of every active marketplace (an HTTP client each).
+
+    Without it each of the pool's workers paid that on its own first jobs, in the middle of
+    placing orders; on a 2-core machine with a dozen workers that CPU showed up as placement
+    latency. The adapters need the DB: if it is not reachable yet, the first job builds them.
+    """
+    from adapters.base import shared_ssl_context
     from adapters.registry import ADAPTER_KINDS
 
     for target in ADAPTER_KINDS.values():
         importlib.import_module(target.split(":")[0])
     configure_mappers()
     configured_options()
+    shared_ssl_context()
+    preload_stripe(get_settings())
+    try:
+        with get_session_factory()() as session:
+            for marketplace in session.scalars(
+                select(Marketplace).where(Marketplace.active.is_(True))
+            ):
+                adapter_for_marketplace(marketplace)
+    except SQLAlchemyError as exc:
+        logger.warning("adapters not preloaded (storefront DB unavailable): %s", exc)

@@ -58,6 +58,15 @@ def test_every_marketplace_gets_its_sub_order_and_the_card_is_captured(shop: Sho
     assert order.payment.captured_minor == order.total_minor
     for slug in ("shopwave", "kiondo"):
         assert len(shop.sandbox_orders_with_reference(slug, order.relation_token)) == 1
+    # One job made the four first attempts side by side (storefront.jobs.place_sub_orders_job).
+    with shop.session() as session:
+        job_ids = set(
+            session.scalars(
+                sa.select(OutboxMessage.job_id).where(OutboxMessage.order_id == order.id)
+            )
+        )
+    assert len(job_ids) == 1 and str(next(iter(job_ids))).startswith("onecart-place-order-")
+    assert all(sub.attempts == 1 for sub in order.charged_sub_orders)
     kinds = [n.kind for n in _notifications(shop, user.id)]
     assert kinds.count("sub_order_placed") == 4
 

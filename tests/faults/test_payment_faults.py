@@ -215,11 +215,14 @@ class RefusesCapture:
     """A gateway whose capture is refused for good (the hold expired): what localstripe cannot
     do, since it captures even cancelled intents."""
 
+    captures = 0  # across instances: a gateway is built per call
+
     def __init__(self, inner: PaymentGateway) -> None:
         self.inner = inner
         self.method = inner.method
 
     def capture(self, provider_reference: str, amount: Money) -> None:
+        RefusesCapture.captures += 1
         raise PaymentDeclined("This PaymentIntent's authorization has expired.")
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
@@ -240,11 +243,17 @@ def test_capture_refused_for_good_fails_the_payment_flags_the_order_and_tells_th
     def refusing(session: Session, payment: Payment) -> PaymentGateway:
         return RefusesCapture(gateway_for_payment(session, payment))  # type: ignore[return-value]
 
+    RefusesCapture.captures = 0
     _place_all(shop, order, refusing)
     _sweep(shop, refusing)  # not retried forever: it stays failed
+    _sweep(shop, refusing)
 
+    assert RefusesCapture.captures == 1
     payment = _payment(shop, order)
     assert payment.status == PaymentStatus.FAILED
+    assert payment.captured_minor == 0
+    intent = stripe_client().v1.payment_intents.retrieve(payment.provider_reference)
+    assert intent.status == "requires_capture"  # nothing was taken from the card
     assert payment.failure_message and "expired" in payment.failure_message
     flagged = shop.order(order.number)
     assert flagged.attention_reason and "could not be collected" in flagged.attention_reason
@@ -256,4 +265,15 @@ def test_capture_refused_for_good_fails_the_payment_flags_the_order_and_tells_th
     admin = shop.make_user(is_admin=True)
     page = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
     assert order.number in page
+
+    # Later the marketplace cancels its part: nothing was taken, so nothing goes to the card.
+    shopwave = shop.sub_order(order, "shopwave")
+    _cancel_on_marketplace(shop, "shopwave", str(shopwave.marketplace_order_id))
+    track_open_sub_orders(
+        shop.session_factory, adapter_for=adapter_for_marketplace, gateway_for=refusing
+    )
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.CANCELLED
+    [refund] = _payment(shop, order).refunds
+    assert (refund.kind, refund.status) == (RefundKind.RELEASE, RefundStatus.SUCCEEDED)
+    assert RefusesCapture.captures == 1
     check_invariants(shop)

@@ -259,24 +259,31 @@ def test_marketplace_cancelling_after_placement_refunds_that_share(faults: Shop)
     check_invariants(faults)
 
 
-def test_worker_killed_after_the_marketplace_accepted_places_once_with_the_same_key(
-    faults: Shop,
-) -> None:
-    # DummyJSON cannot be asked by reference: the next attempt after the lease runs out may only
-    # resend with the same idempotency key, which returns the cart the dead worker created.
+@pytest.mark.parametrize(
+    "slug",
+    [
+        # DummyJSON cannot be asked by reference: the next attempt after the lease runs out may
+        # only resend with the same idempotency key, which returns the cart the dead worker made.
+        "dummymart",
+        # Kiondo (WooCommerce) can: the next attempt finds the order by reference and adopts it.
+        "kiondo",
+    ],
+    ids=["unaskable-same-key", "found-by-reference"],
+)
+def test_worker_killed_after_the_marketplace_accepted_places_once(faults: Shop, slug: str) -> None:
     faults.worker_env.update(ONECART_MARKETPLACE_READ_TIMEOUT_S="30")
     user = faults.make_user(wallet=Decimal("5000"))
-    faults.fill_cart(user, [("dummymart", 5, 1)])
+    faults.fill_cart(user, [(slug, 5, 1)])
     order = faults.checkout(faults.client_for(user), payment_method="wallet")
-    faults.knobs("dummymart", order_reply_delay_ms=4000)
+    faults.knobs(slug, order_reply_delay_ms=4000)
     [worker] = faults.start_workers(1)
-    sub = faults.sub_order(order, "dummymart")
+    sub = faults.sub_order(order, slug)
     wait_for(
-        lambda: held_orders(faults, "dummymart", sub, order),
+        lambda: held_orders(faults, slug, sub, order),
         what="the marketplace to accept the order",
     )
     worker.kill()
-    faults.knobs("dummymart", order_reply_delay_ms=0)
+    faults.knobs(slug, order_reply_delay_ms=0)
     connection = faults.redis()
     connection.delete(f"rq:scheduler-lock:{faults.queue_name}")
     connection.close()
@@ -284,7 +291,8 @@ def test_worker_killed_after_the_marketplace_accepted_places_once_with_the_same_
     faults.start_workers(1)
     faults.wait_until_settled()
 
-    sub = faults.sub_order(order, "dummymart")
+    sub = faults.sub_order(order, slug)
     assert sub.status in PLACED_SUB_ORDER_STATUSES
     assert sub.attempts >= 2
+    assert len(held_orders(faults, slug, sub, order)) == 1
     check_invariants(faults)

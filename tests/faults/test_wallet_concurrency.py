@@ -12,6 +12,7 @@ from commerce.orders import wallet_books_problems
 from commerce.wallet import InsufficientFunds, pay_from_wallet, wallet_balance
 from onecart.money import Money
 from tests.checkout.conftest import Shop
+from tests.faults.conftest import check_invariants
 
 
 def test_concurrent_debits_never_overdraw_the_wallet(faults: Shop) -> None:
@@ -45,3 +46,4 @@ def test_concurrent_debits_never_overdraw_the_wallet(faults: Shop) -> None:
         assert shopper is not None
         assert wallet_balance(session, shopper).minor == 100
         assert wallet_books_problems(session, shopper) == []
+    check_invariants(faults)

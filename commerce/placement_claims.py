@@ -1,0 +1,145 @@
+"""A placement attempt's hold on a sub-order, and what an attempt can end in.
+
+A placement is claimed with one conditional UPDATE that sets a claim token and a lease; every
+later write of the attempt is conditional on that token, so a worker whose lease was taken over
+never overwrites the new owner's result. A pending sub-order of an order the shopper asked to
+cancel is never claimed.
+
+The placement modules depend one way: placement_claims (this) → placement_outcomes (recording
+what an attempt learnt) → placement (one attempt: ask the marketplace when in doubt, place).
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.models import utc_now
+from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_state import ERROR_TEXT_LIMIT
+
+# A claim's lease: a placement that has been "placing" this long is presumed dead (its worker
+# was killed) and may be claimed again, after asking the marketplace what it holds.
+DEFAULT_STUCK_AFTER = timedelta(minutes=5)
+
+
+class PlacementResult(enum.StrEnum):
+    """What one placement attempt did."""
+
+    PLACED = "placed"
+    RECONCILED = "reconciled"
+    NOT_CLAIMED = "not_claimed"
+    RETRY = "retry"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # Unknown outcome after the last attempt: the sweeper asks the marketplace again later.
+    RECONCILING = "reconciling"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """This attempt's hold on a sub-order. `in_doubt`: an earlier attempt may have reached the
+    marketplace (its outcome was unknown, or its worker died mid-call)."""
+
+    token: str
+    in_doubt: bool
+
+
+def _cancel_requested(order_id_column: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
+    return (
+        sa.select(Order.id)
+        .where(Order.id == order_id_column, Order.cancel_requested_at.is_not(None))
+        .exists()
+    )
+
+
+def claim_sub_order(
+    session_factory: sessionmaker[Session], sub_order_id: int, *, lease: timedelta
+) -> Claim | None:
+    """Take the sub-order for one attempt (a conditional UPDATE); None when someone else holds
+    it or there is nothing to place.
+
+    In doubt first: `reconciling`, or `placing` whose lease ran out. Then `pending`, unless the
+    shopper asked to cancel the order (the cancellation and the claim both change the row only
+    from `pending`, so exactly one of them wins)."""
+    now = utc_now()
+    token = secrets.token_hex(16)
+    values = {
+        "status": SubOrderStatus.PLACING,
+        "claim_token": token,
+        "claim_expires_at": now + lease,
+        "placing_started_at": now,
+        "attempts": MarketplaceOrder.attempts + 1,
+        "updated_at": now,
+    }
+    candidates = (
+        (
+            True,
+            sa.or_(
+                MarketplaceOrder.status == SubOrderStatus.RECONCILING,
+                sa.and_(
+                    MarketplaceOrder.status == SubOrderStatus.PLACING,
+                    sa.or_(
+                        MarketplaceOrder.claim_expires_at.is_(None),
+                        MarketplaceOrder.claim_expires_at < now,
+                    ),
+                ),
+            ),
+        ),
+        (
+            False,
+            sa.and_(
+                MarketplaceOrder.status == SubOrderStatus.PENDING,
+                ~_cancel_requested(MarketplaceOrder.order_id),
+            ),
+        ),
+    )
+    for in_doubt, condition in candidates:
+        with session_factory() as session, session.begin():
+            claimed = session.execute(
+                sa.update(MarketplaceOrder)
+                .where(MarketplaceOrder.id == sub_order_id, condition)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+        if claimed:
+            return Claim(token=token, in_doubt=in_doubt)
+    return None
+
+
+def holds_claim(sub_order: MarketplaceOrder, claim: Claim) -> bool:
+    """True while this attempt still owns the sub-order (placing, under its token)."""
+    return sub_order.status == SubOrderStatus.PLACING and sub_order.claim_token == claim.token
+
+
+def release_claim(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    claim: Claim,
+    status: SubOrderStatus,
+    error: str,
+) -> bool:
+    """placing → `status` (pending or reconciling) if this attempt still holds the claim."""
+    with session_factory() as session, session.begin():
+        released = session.execute(
+            sa.update(MarketplaceOrder)
+            .where(
+                MarketplaceOrder.id == sub_order_id,
+                MarketplaceOrder.status == SubOrderStatus.PLACING,
+                MarketplaceOrder.claim_token == claim.token,
+            )
+            .values(
+                status=status,
+                claim_token=None,
+                claim_expires_at=None,
+                last_error=error[:ERROR_TEXT_LIMIT],
+                updated_at=utc_now(),
+            )
+        ).rowcount  # type: ignore[attr-defined]
+    return bool(released)

@@ -1,0 +1,201 @@
+"""Recording what a placement attempt learnt, under the order's lock and only while the attempt
+still holds its claim: placed (with what the marketplace accepted verified against what was
+asked), failed or cancelled before placing (the share refunded), or needing an operator.
+
+- **placed**: what the marketplace accepted (lines, quantities, prices or total where its API
+  returns them) is checked against what was asked (commerce.acceptance). Missing or short lines
+  are a partial placement and a lower bill refunds the difference; a higher bill is absorbed up
+  to `overcharge_tolerance_bps`, beyond that the order is cancelled on the marketplace and the
+  share refunded. The payment is settled once the last sub-order in flight is recorded.
+- **not placed** (refused, or cancelled before it was sent): the share is refunded.
+- **needs attention**: the outcome stayed unknown on a marketplace that cannot be asked; nothing
+  is refunded while it may hold the order.
+
+Calls to marketplaces and payment providers never run inside an open DB transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.base import MarketplaceAdapter, PlacedOrder
+from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, verify_placement
+from commerce.cancellation import CancelOutcome, cancel_on_marketplace
+from commerce.models import utc_now
+from commerce.notifications import notify
+from commerce.order_locks import lock_order
+from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_state import (
+    ERROR_TEXT_LIMIT,
+    flag_order,
+    locked_sub_order,
+    placed_status_for,
+    refresh_order_status,
+)
+from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.placement_claims import Claim, PlacementResult, holds_claim
+from commerce.settlement import (
+    adjust_share,
+    compensate_sub_order,
+    process_refunds,
+    settle_payment,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def needs_attention(
+    session_factory: sessionmaker[Session], sub_order_id: int, claim: Claim, reason: str
+) -> PlacementResult:
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if not holds_claim(sub_order, claim):
+            return PlacementResult.NOT_CLAIMED
+        sub_order.status = SubOrderStatus.NEEDS_ATTENTION
+        sub_order.claim_token = None
+        sub_order.claim_expires_at = None
+        sub_order.last_error = reason[:ERROR_TEXT_LIMIT]
+        sub_order.updated_at = utc_now()
+        notify(
+            session,
+            sub_order.order,
+            "sub_order_needs_attention",
+            f"We have not yet had a clear answer from {sub_order.marketplace.name} about your "
+            "items. Our team is checking with them: you will either get their order number or "
+            "a refund of their share; nothing is refunded while they may still ship it.",
+            sub_order_id=sub_order.id,
+        )
+        refresh_order_status(session, sub_order.order)
+    return PlacementResult.NEEDS_ATTENTION
+
+
+def finish_without_placing(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    claim: Claim,
+    status: SubOrderStatus,
+    reason: str,
+    *,
+    gateway_for: GatewayProvider,
+) -> bool:
+    """placing → failed/cancelled with its share refunded (the marketplace holds no order)."""
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if not holds_claim(sub_order, claim):
+            return False
+        compensate_sub_order(session, sub_order, status=status, reason=reason)
+        order_id = sub_order.order_id
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return True
+
+
+def record_placement(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    claim: Claim,
+    placed: PlacedOrder,
+    *,
+    adapter: MarketplaceAdapter | None = None,
+    gateway_for: GatewayProvider = gateway_for_payment,
+    overcharge_tolerance_bps: int = DEFAULT_OVERCHARGE_TOLERANCE_BPS,
+) -> PlacementResult | None:
+    """placing → placed with the marketplace's order id, if this attempt still holds the claim
+    (its token; a lease that ran out counts as long as nobody else claimed the sub-order). What
+    was accepted is verified and the difference refunded; an order billed beyond the tolerance
+    or accepting nothing is cancelled on the marketplace. Then the payment is settled if this
+    was the last sub-order in flight. None when it was recorded as a plain placement."""
+    status = placed_status_for(placed.status)
+    now = utc_now()
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        verdict = verify_placement(
+            list(sub_order.items),
+            sub_order.charge_minor,
+            sub_order.currency,
+            placed,
+            overcharge_tolerance_bps=overcharge_tolerance_bps,
+        )
+        recorded = session.execute(
+            sa.update(MarketplaceOrder)
+            .where(
+                MarketplaceOrder.id == sub_order_id,
+                MarketplaceOrder.status == SubOrderStatus.PLACING,
+                MarketplaceOrder.claim_token == claim.token,
+            )
+            .values(
+                status=status,
+                marketplace_order_id=placed.marketplace_order_id,
+                raw_status=placed.status.value,
+                placed_at=now,
+                last_error=None,
+                claim_token=None,
+                claim_expires_at=None,
+                accepted_amount_minor=verdict.accepted_amount_minor,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if not recorded:
+            logger.warning(
+                "sub-order %s: claim lost before placement %s was recorded (another attempt "
+                "owns it and reconciles by reference)",
+                sub_order_id,
+                placed.marketplace_order_id,
+            )
+            return PlacementResult.NOT_CLAIMED
+        session.refresh(sub_order)
+        order = sub_order.order
+        market = sub_order.marketplace.name
+        notify(
+            session,
+            order,
+            "sub_order_placed",
+            f"{market} accepted your order (their order {placed.marketplace_order_id}).",
+            sub_order_id=sub_order.id,
+        )
+        if not verdict.cancel and verdict.kept_charge_minor < sub_order.charge_minor:
+            adjust_share(
+                session,
+                sub_order,
+                verdict.kept_charge_minor,
+                reason=f"{market} did not accept all of your items at the prices paid "
+                f"({'; '.join(verdict.notes)}).",
+            )
+        elif verdict.notes:
+            sub_order.last_error = ("; ".join(verdict.notes))[:ERROR_TEXT_LIMIT]
+        refresh_order_status(session, order)
+        order_id = order.id
+    if verdict.cancel:
+        reason = f"{market} {'; '.join(verdict.notes)}"
+        outcome = (
+            cancel_on_marketplace(
+                session_factory, sub_order_id, adapter, reason=reason, gateway_for=gateway_for
+            )
+            if adapter is not None
+            else CancelOutcome.UNKNOWN
+        )
+        if outcome != CancelOutcome.CANCELLED:
+            flag_for_operator(
+                session_factory,
+                order_id,
+                f"sub-order {sub_order_id}: {reason}; "
+                f"cancelling it on the marketplace: {outcome.value}",
+            )
+        process_refunds(session_factory, order_id, gateway_for=gateway_for)
+        settle_payment(session_factory, order_id, gateway_for=gateway_for)
+        return PlacementResult.CANCELLED if outcome == CancelOutcome.CANCELLED else None
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return None
+
+
+def flag_for_operator(session_factory: sessionmaker[Session], order_id: int, reason: str) -> None:
+    with session_factory() as session, session.begin():
+        lock_order(session, order_id)
+        order = session.get(Order, order_id)
+        assert order is not None
+        flag_order(order, reason)

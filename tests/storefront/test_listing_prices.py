@@ -8,11 +8,16 @@ marketplace) would give a different order, range and counts.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
+from html import unescape
+from typing import Any
 
 import meilisearch
 import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from search_index.groups import build_group_documents, cheapest_matching_offer, sync_group_index
@@ -20,7 +25,12 @@ from search_index.indexing import connect, sync_index
 from search_index.listings import SearchPage, search_products
 from search_index.params import SearchParams
 from search_index.settings import group_index_uid
-from tests.storefront.sample_catalog import SampleOffer, delete_sample_catalog, search_documents
+from tests.storefront.sample_catalog import (
+    SampleOffer,
+    delete_sample_catalog,
+    insert_sample_catalog,
+    search_documents,
+)
 
 CHOSEN = ["shopwave", "bazaar"]
 OFFERS = (
@@ -59,8 +69,13 @@ def uid(meili_server: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def client(meili_server: str) -> meilisearch.Client:
+def meili(meili_server: str) -> meilisearch.Client:
     return connect()
+
+
+@pytest.fixture
+def app_config_overrides(meili_server: str, uid: str) -> dict[str, Any]:
+    return {"MEILI_URL": meili_server, "MEILI_INDEX": uid, "FX_CACHE_SECONDS": 0}
 
 
 def run(client: meilisearch.Client, uid: str, **args: object) -> SearchPage:
@@ -88,10 +103,10 @@ def expected_prices(available_only: bool = False) -> dict[str, int]:
 @pytest.mark.parametrize("sort", ["price_asc", "price_desc"])
 @pytest.mark.parametrize("available", [None, "1"])
 def test_price_sort_over_several_marketplaces_uses_their_cheapest_offer(
-    client: meilisearch.Client, uid: str, sort: str, available: str | None
+    meili: meilisearch.Client, uid: str, sort: str, available: str | None
 ) -> None:
     extra = {"available": available} if available else {}
-    page = run(client, uid, q="widget", marketplace=CHOSEN, sort=sort, **extra)
+    page = run(meili, uid, q="widget", marketplace=CHOSEN, sort=sort, **extra)
 
     prices = expected_prices(available_only=available is not None)
     sign = -1 if sort == "price_desc" else 1
@@ -107,7 +122,7 @@ def test_price_sort_over_several_marketplaces_uses_their_cheapest_offer(
 
 
 def test_pages_of_a_multi_marketplace_price_sort_follow_on(
-    client: meilisearch.Client, uid: str
+    meili: meilisearch.Client, uid: str
 ) -> None:
     # per_page is at least 12 in URLs; SearchParams directly allows pages of two.
     pages = []
@@ -115,7 +130,7 @@ def test_pages_of_a_multi_marketplace_price_sort_follow_on(
         params = SearchParams(
             q="widget", marketplaces=tuple(CHOSEN), sort="price_desc", page=number, per_page=2
         )
-        pages.append(search_products(client, group_index_uid(uid), params))
+        pages.append(search_products(meili, group_index_uid(uid), params))
     prices = expected_prices()
     order = sorted(prices, key=lambda g: (-prices[g], g))
     assert len(order) == 6
@@ -129,33 +144,33 @@ def test_pages_of_a_multi_marketplace_price_sort_follow_on(
 
 
 def test_the_price_range_and_filter_use_the_chosen_marketplaces(
-    client: meilisearch.Client, uid: str
+    meili: meilisearch.Client, uid: str
 ) -> None:
     prices = expected_prices()
-    page = run(client, uid, q="widget", marketplace=CHOSEN)
+    page = run(meili, uid, q="widget", marketplace=CHOSEN)
     assert (page.price_min_usd_minor, page.price_max_usd_minor) == (
         min(prices.values()),
         max(prices.values()),
     )
     # 25..45 USD: P3 (30.00 on Shopwave) and P5 (45.00 in stock); P1 (50.00 on Shopwave, 5.00
     # on DummyMart) is out, though its cheapest offer overall is not above the range.
-    filtered = run(client, uid, q="widget", marketplace=CHOSEN, min_price="25", max_price="45")
+    filtered = run(meili, uid, q="widget", marketplace=CHOSEN, min_price="25", max_price="45")
     inside = {g for g, p in prices.items() if 2500 <= p <= 4500}
     assert {hit.group_id for hit in filtered.hits} == inside
 
 
 def test_marketplace_counts_under_a_price_filter_count_that_marketplace_s_offer(
-    client: meilisearch.Client, uid: str
+    meili: meilisearch.Client, uid: str
 ) -> None:
     # 25..45 USD. On Shopwave P3 (30.00), P5 (45.00) and P6 (30.00) are in range, P1 (50.00)
     # is not. On Bazaar P3 (43.48) and P7 (38.04) are, though P7's cheapest offer overall
     # (5.00 on DummyMart) is not; P6 (65.22) is not, though its cheapest offer overall is.
     for extra in ({}, {"marketplace": CHOSEN}, {"available": "1"}):
-        page = run(client, uid, q="widget", min_price="25", max_price="45", **extra)
+        page = run(meili, uid, q="widget", min_price="25", max_price="45", **extra)
         counts = {f.value: f.count for f in page.facets["marketplace"]}
         for slug in ("shopwave", "bazaar", "dummymart", "kiondo"):
             only = run(
-                client, uid, q="widget", min_price="25", max_price="45", marketplace=slug,
+                meili, uid, q="widget", min_price="25", max_price="45", marketplace=slug,
                 **{k: v for k, v in extra.items() if k != "marketplace"},
             )  # fmt: skip
             # Ticking the box gives exactly the products the count promised.
@@ -165,10 +180,28 @@ def test_marketplace_counts_under_a_price_filter_count_that_marketplace_s_offer(
 
 
 def test_the_no_rating_value_and_review_counts_reach_the_cards(
-    client: meilisearch.Client, uid: str
+    meili: meilisearch.Client, uid: str
 ) -> None:
     # None of these offers publishes a rating: all seven are "no rating published".
-    page = run(client, uid, q="widget")
+    page = run(meili, uid, q="widget")
     rating = {f.value: f.count for f in page.facets["rating"]}
     assert rating["unrated"] == page.total_hits == 7 and rating["1"] == 0
     assert all(hit.rating is None and hit.rating_count == 0 for hit in page.hits)
+
+
+def test_the_search_page_shows_the_counts_and_the_unrated_products_honestly(
+    client: FlaskClient, db_session: Session
+) -> None:
+    insert_sample_catalog(db_session)  # the marketplaces (facet labels) and the FX rates
+    db_session.commit()
+
+    html = client.get("/search?q=widget&min_price=25&max_price=45").get_data(as_text=True)
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+    assert "3 products for “widget”" in text  # P3, P5, P6 (cheapest offer in range)
+    # Each marketplace counts the products whose offer there is in the range.
+    assert "ShopWave (3)" in text and "Euro Bazaar (2)" in text
+    assert 'value="dummymart"' not in html and 'value="kiondo"' not in html
+    # Unrated products are a facet value and say so on their cards, never dropped.
+    assert "No rating published (3)" in text
+    assert html.count("No rating published</p>") == html.count('<article class="product-card') == 3

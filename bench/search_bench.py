@@ -224,6 +224,15 @@ def processes_client(meili_url: str, api_key: str) -> Any:
     return meilisearch.Client(meili_url, api_key, timeout=600)
 
 
+def site_marketplaces(database_url: str) -> tuple[str, ...]:
+    """The active marketplaces' slugs, as the site reads them for its facet."""
+    from commerce.catalog import active_marketplaces
+    from commerce.db import session_scope
+
+    with session_scope(database_url) as session:
+        return tuple(m.slug for m in active_marketplaces(session))
+
+
 def prepare_database(database_url: str) -> None:
     """A migrated storefront DB with the marketplaces and today's FX rates (what pages read)."""
     from adapters.registry import load_marketplaces
@@ -386,12 +395,19 @@ FLOOR = "GET /api/ping (framework floor)"
 
 
 def listing_targets(
-    site: str, uncached_site: str, meili_url: str, api_key: str, index_uid: str
+    site: str,
+    uncached_site: str,
+    meili_url: str,
+    api_key: str,
+    index_uid: str,
+    marketplaces: Sequence[str] = (),
 ) -> list[Target]:
     """Every target on the same listing queries (raw Meilisearch gets the app's own plan).
 
     `site` runs the production configuration (a 30 s per-process result cache); `uncached_site`
     the same app with SEARCH_CACHE_SECONDS=0, so every request reaches Meilisearch.
+    `marketplaces` are the site's active marketplaces, which the app's plan counts one by one
+    under a price filter (so raw Meilisearch gets those queries too).
     """
     from search_index.listings import listing_plan
     from search_index.params import SearchParams
@@ -400,7 +416,7 @@ def listing_targets(
     bodies = []
     for query in LISTING_QUERIES:
         params = SearchParams.from_query_args(_multi(parse_qsl(query)))
-        plan = listing_plan(group_index_uid(index_uid), params)
+        plan = listing_plan(group_index_uid(index_uid), params, marketplaces=marketplaces)
         bodies.append(json.dumps({"queries": plan.queries}, separators=(",", ":")).encode())
     return [
         Target(
@@ -424,9 +440,11 @@ def _multi(pairs: list[tuple[str, str]]) -> Any:
     return MultiDict(pairs)
 
 
-def check_same_answers(site: str, meili_url: str, api_key: str, index_uid: str) -> None:
+def check_same_answers(
+    site: str, meili_url: str, api_key: str, index_uid: str, marketplaces: Sequence[str]
+) -> None:
     """The app and raw Meilisearch must agree on every query's hit count before timing them."""
-    targets = listing_targets(site, site, meili_url, api_key, index_uid)
+    targets = listing_targets(site, site, meili_url, api_key, index_uid, marketplaces)
     raw = next(t for t in targets if t.name == RAW)
     api = next(t for t in targets if t.name == JSON_CACHED)
     with load_client() as client:
@@ -646,8 +664,7 @@ def report(results: list[Measurement], context: dict[str, str]) -> str:
         "",
         f"- Machine: {context['machine']}",
         f"- Index: {context['offers']} offers (sandbox world, seed {SEED}) = {context['products']} "
-        f"products, Meilisearch {context['meili']}; indexing took {context['index_seconds']} s "
-        f"(offers) + {context['group_seconds']} s (product index)",
+        f"products, Meilisearch {context['meili']}; {context['indexing']}",
         f"- App: gunicorn, {context['workers']} {context['worker_kind']} workers, `storefront:create_app()` (production "
         "config: 30 s per-process search-result cache), and a second identical gunicorn with "
         "`create_app({'SEARCH_CACHE_SECONDS': 0})`; SQLite storefront DB",
@@ -782,12 +799,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench home afterwards")
     parser.add_argument(
+        "--reuse",
+        metavar="HOME",
+        help="measure again on the index and DB a --keep run left in HOME (no rebuild)",
+    )
+    parser.add_argument(
+        "--skip-compare", action="store_true", help="skip the product index vs distinct part"
+    )
+    parser.add_argument(
         "--no-append", action="store_true", help="print only, don't write RESULTS.md"
     )
     args = parser.parse_args(argv)
     levels = [int(level) for level in args.concurrency.split(",")]
 
-    home = REPO_ROOT / "var" / "bench" / datetime.now(UTC).strftime("search-%Y%m%d-%H%M%S")
+    if args.reuse:
+        home = Path(args.reuse).resolve()
+        if not (home / "meili").is_dir() or not (home / "storefront.db").is_file():
+            parser.error(f"{home} holds no kept bench index and DB")
+        args.keep = True
+    else:
+        home = REPO_ROOT / "var" / "bench" / datetime.now(UTC).strftime("search-%Y%m%d-%H%M%S")
     home.mkdir(parents=True, exist_ok=True)
     os.environ["ONECART_HOME"] = str(home)
     get_settings.cache_clear()
@@ -807,9 +838,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         meili_version = httpx.get(
             f"{meili_url}/version", headers={"Authorization": f"Bearer {settings.meili_master_key}"}
         ).json()["pkgVersion"]
-        index_seconds, group_seconds, products = build_index(
-            meili_url, settings.meili_master_key, index_uid, args.offers
-        )
+        if args.reuse:
+            index_seconds = group_seconds = 0.0
+            products = int(
+                processes_client(meili_url, settings.meili_master_key)
+                .index(f"{index_uid}_groups")
+                .get_stats()
+                .number_of_documents
+            )
+        else:
+            index_seconds, group_seconds, products = build_index(
+                meili_url, settings.meili_master_key, index_uid, args.offers
+            )
         comparison_context = {
             "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
@@ -818,12 +858,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "meili": meili_version,
             "load": ", ".join(f"{value:.2f}" for value in os.getloadavg()),
         }
-        comparison = comparison_report(
-            compare_mechanisms(meili_url, settings.meili_master_key, index_uid, COMPARE_ROUNDS),
-            comparison_context,
-        )
-        print(comparison)
-        prepare_database(database_url)
+        comparison = ""
+        if not args.skip_compare:
+            comparison = comparison_report(
+                compare_mechanisms(meili_url, settings.meili_master_key, index_uid, COMPARE_ROUNDS),
+                comparison_context,
+            )
+            print(comparison)
+        if not args.reuse:
+            prepare_database(database_url)
+        marketplaces = site_marketplaces(database_url)
 
         env = {
             "ONECART_HOME": str(home),
@@ -844,14 +888,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             env,
         )
         started.append(uncached.pid)
-        check_same_answers(site.url, meili_url, settings.meili_master_key, index_uid)
-        check_same_answers(uncached.url, meili_url, settings.meili_master_key, index_uid)
+        for url in (site.url, uncached.url):
+            check_same_answers(url, meili_url, settings.meili_master_key, index_uid, marketplaces)
 
         load_before = ", ".join(f"{value:.2f}" for value in os.getloadavg())
         results: list[Measurement] = []
         for concurrency in levels:
             targets = listing_targets(
-                site.url, uncached.url, meili_url, settings.meili_master_key, index_uid
+                site.url,
+                uncached.url,
+                meili_url,
+                settings.meili_master_key,
+                index_uid,
+                marketplaces,
             )
             for result in measure(targets, concurrency, args.seconds):
                 results.append(result)
@@ -868,8 +917,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"Python {platform.python_version()}",
                 "offers": f"{args.offers:,}",
                 "meili": meili_version,
-                "index_seconds": f"{index_seconds:.1f}",
-                "group_seconds": f"{group_seconds:.1f}",
+                "indexing": (
+                    f"index reused from an earlier run in {home.name} (--reuse)"
+                    if args.reuse
+                    else f"indexing took {index_seconds:.1f} s (offers) + {group_seconds:.1f} s "
+                    "(product index)"
+                ),
                 "products": f"{products:,}",
                 "workers": str(args.workers),
                 "worker_kind": "sync"
@@ -882,7 +935,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(section)
         if not args.no_append:
-            append_results(comparison)
+            if comparison:
+                append_results(comparison)
             append_results(section)
             print(f"appended to {RESULTS_FILE.relative_to(REPO_ROOT)}")
         summary = [m for m in results if m.errors]

@@ -92,18 +92,33 @@ def price_clause(params: SearchParams, low: int | None, high: int | None) -> str
     if low is None and high is None:
         return None
     if len(fields) == 1:
-        parts = []
-        if low is not None:
-            parts.append(f"{fields[0]} >= {low}")
-        if high is not None:
-            parts.append(f"{fields[0]} <= {high}")
-        return " AND ".join(parts)
+        return range_clause(fields[0], low, high)
     # min(p_a, p_b, …) >= low: every present price is at least low; <= high: one of them is.
     parts = []
     if low is not None:
         parts.extend(f"({field} >= {low} OR {field} NOT EXISTS)" for field in fields)
     if high is not None:
         parts.append("(" + " OR ".join(f"{field} <= {high}" for field in fields) + ")")
+    return " AND ".join(parts)
+
+
+def usd_price_bounds(params: SearchParams, scale: PriceScale) -> tuple[int | None, int | None]:
+    """The shopper's price range as USD minor units (None where no bound was typed)."""
+    low = high = None
+    if params.min_price is not None:
+        low = display_to_usd_minor(params.min_price, scale.currency, scale.per_usd, round_up=False)
+    if params.max_price is not None:
+        high = display_to_usd_minor(params.max_price, scale.currency, scale.per_usd, round_up=True)
+    return low, high
+
+
+def range_clause(field: str, low: int | None, high: int | None) -> str:
+    """`field` within [low, high] (at least one bound given)."""
+    parts = []
+    if low is not None:
+        parts.append(f"{field} >= {low}")
+    if high is not None:
+        parts.append(f"{field} <= {high}")
     return " AND ".join(parts)
 
 
@@ -121,11 +136,7 @@ def build_filter_clauses(params: SearchParams, scale: PriceScale) -> dict[str, s
         clauses["available"] = in_stock_clause(params.marketplaces)
     elif params.available is False:
         clauses["available"] = f"NOT ({in_stock_clause(params.marketplaces)})"
-    low = high = None
-    if params.min_price is not None:
-        low = display_to_usd_minor(params.min_price, scale.currency, scale.per_usd, round_up=False)
-    if params.max_price is not None:
-        high = display_to_usd_minor(params.max_price, scale.currency, scale.per_usd, round_up=True)
+    low, high = usd_price_bounds(params, scale)
     price = price_clause(params, low, high)
     if price:
         clauses["price"] = price
@@ -148,14 +159,14 @@ def join_clauses(clauses: Mapping[str, str], *, without: str | None = None) -> s
 def sort_for(params: SearchParams) -> list[str]:
     """Meilisearch's sort for the listing (empty: relevance, then the index's tie-breakers).
 
-    With several marketplaces chosen the index cannot sort by the smallest of their prices; the
-    product's cheapest offer overall orders the list then (the cards still show, and the price
-    filter still uses, the cheapest offer on the chosen marketplaces).
+    A price sort with several marketplaces chosen is not one Meilisearch sort (the product's
+    price is the smallest of several fields): the listing merges one stream per marketplace
+    instead (search_index.price_order), and this returns no sort for it.
     """
     if params.sort in ("price_asc", "price_desc"):
         fields = price_fields(params)
         if len(fields) > 1:
-            fields = price_fields(SearchParams(available=params.available))
+            return []
         direction = "asc" if params.sort == "price_asc" else "desc"
         return [f"{fields[0]}:{direction}"]
     if params.sort == "rating":
@@ -174,5 +185,7 @@ __all__ = [
     "price_clause",
     "price_fields",
     "quote_filter_value",
+    "range_clause",
     "sort_for",
+    "usd_price_bounds",
 ]

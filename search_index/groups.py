@@ -140,6 +140,16 @@ def _cheapest(offers: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return ranked[0] if ranked else None
 
 
+def market_offer(
+    offers: Sequence[Mapping[str, Any]], slug: str, *, available_only: bool = False
+) -> Mapping[str, Any] | None:
+    """The offer behind `market_prices.<slug>` (or `available_market_prices.<slug>`): the
+    marketplace's cheapest offer, in stock if it has one (only in stock with `available_only`)."""
+    return _cheapest(
+        o for o in offers if o["marketplace"] == slug and (not available_only or o["available"])
+    )
+
+
 def cheapest_matching_offer(
     offers: Sequence[Mapping[str, Any]],
     *,

@@ -1,11 +1,12 @@
 """Product listings: one card per product, counted in products, from the product index.
 
-A listing is one multi-search on the `<index>_groups` index (search_index.groups): the page of
-products, the price range (two one-hit sorted queries), the facet counts (disjunctive: a facet
-is counted without its own filter, so the other choices stay visible) and the in-stock count.
-Every count is a count of products. Each card shows the product's cheapest offer that matches the
-filters, picked from the document's offer summary by the same rule the index's price fields
-follow, so the shown price, the price filter and the price sort agree.
+A listing is one multi-search on the `<index>_groups` index (search_index.groups), planned by
+search_index.listing_plan: the page of products, the price range, the facet counts and the
+in-stock count. Every count is a count of products. Each card shows the product's cheapest offer
+that matches the filters, picked from the document's offer summary by the same rule the index's
+price fields follow, so the shown price, the price filter, the price sort and the facet counts
+under a price filter agree. A price sort over several chosen marketplaces merges one stream per
+marketplace (search_index.price_order).
 
 Why a product index and not `distinct` on the offers index: measured on 100,000 offers (bench/
 RESULTS.md, "Product listings: product index vs distinct"), `distinct` costs several times more
@@ -25,46 +26,22 @@ import meilisearch
 from search_index.cache import ResultCache
 from search_index.client import run_multi_search
 from search_index.documents import OFFER_FIELDS, OfferDocument
-from search_index.filters import (
-    FACET_FIELDS,
-    PriceScale,
-    build_filter_clauses,
-    in_stock_clause,
-    join_clauses,
-    price_fields,
-    quote_filter_value,
-    sort_for,
-)
+from search_index.filters import FACET_FIELDS, PriceScale, quote_filter_value
 from search_index.groups import cheapest_matching_offer, market_key
-from search_index.params import SearchParams
+from search_index.listing_plan import (
+    CARD_FIELDS,
+    OFFER_CARD_FIELDS,
+    ListingPlan,
+    Streams,
+    facet_query,
+    listing_plan,
+    needs_marketplaces,
+)
+from search_index.params import MAX_TOTAL_HITS, SearchParams
+from search_index.price_order import merge, next_depth
 
 USD: Final = "USD"
 RATING_STARS: Final = (4, 3, 2, 1)
-
-# What a listing card needs from a product document: of the offer summaries, only what picks
-# and shows the cheapest matching offer (the answer is parsed on every listing).
-OFFER_CARD_FIELDS: Final = (
-    "id",
-    "marketplace",
-    "marketplace_name",
-    "marketplace_logo",
-    "price_minor",
-    "currency",
-    "price_usd_minor",
-    "available",
-)
-CARD_FIELDS: Final = (
-    "id",
-    "title",
-    "brand",
-    "category",
-    "image_url",
-    "offer_count",
-    "marketplace_count",
-    "rating",
-    "rating_count",
-    *(f"offers.{name}" for name in OFFER_CARD_FIELDS),
-)
 
 
 def _optional_int(value: object) -> int | None:
@@ -254,147 +231,6 @@ class SearchPage:
         return result
 
 
-# --- The plan ----------------------------------------------------------------------------------
-
-
-def facet_query(
-    index_uid: str, q: str, filter_expression: str | None, facets: Iterable[str]
-) -> dict[str, Any]:
-    """A count-only query: exact totalHits and the facet distributions asked for."""
-    query: dict[str, Any] = {
-        "indexUid": index_uid,
-        "q": q,
-        "facets": list(facets),
-        # page/hitsPerPage (not limit) so totalHits is exact rather than estimated.
-        "page": 1,
-        "hitsPerPage": 0,
-    }
-    if filter_expression:
-        query["filter"] = filter_expression
-    return query
-
-
-def _price_bound_query(
-    index_uid: str, q: str, filter_expression: str | None, price_field: str, direction: str
-) -> dict[str, Any]:
-    query: dict[str, Any] = {
-        "indexUid": index_uid,
-        "q": q,
-        "limit": 1,
-        "sort": [f"{price_field}:{direction}"],
-        "attributesToRetrieve": [price_field.split(".")[0]],
-    }
-    if filter_expression:
-        query["filter"] = filter_expression
-    return query
-
-
-# The facet attributes counted for each filter dimension.
-_FACETS_OF: Final[Mapping[str, tuple[str, ...]]] = {
-    "marketplace": ("marketplaces",),
-    "category": ("category",),
-    "brand": ("brand",),
-    "rating": ("rating_stars", "rated"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ListingPlan:
-    """The multi-search one listing sends, in this order: the page of products, the cheapest
-    and the dearest product (the price range), the in-stock count (and, with an availability
-    filter, the count without it), then the facet queries with the attributes each counts."""
-
-    queries: list[dict[str, Any]]
-    price_field: str
-    count_queries: int
-    facet_attributes: list[list[str]]
-
-
-def listing_plan(
-    index_uid: str, params: SearchParams, scale: PriceScale = PriceScale()
-) -> ListingPlan:
-    """The exact Meilisearch queries of a listing (also what the benchmark sends to raw
-    Meilisearch). `index_uid` is the product index.
-
-    Facets no filter touches are counted in one query under the full filter; a facet that is
-    itself filtered is counted without its own clause. The marketplace facet under "in stock
-    only" counts products in stock on each marketplace. The price range ignores the price filter.
-    """
-    clauses = build_filter_clauses(params, scale)
-    full_filter = join_clauses(clauses)
-    hits_query: dict[str, Any] = {
-        "indexUid": index_uid,
-        "q": params.q,
-        "page": params.page,
-        "hitsPerPage": params.per_page,
-        "attributesToRetrieve": list(CARD_FIELDS),
-    }
-    if params.q:
-        hits_query["showMatchesPosition"] = True
-    if full_filter:
-        hits_query["filter"] = full_filter
-    sort = sort_for(params)
-    if sort:
-        hits_query["sort"] = sort
-    fields = price_fields(params)
-    # With several marketplaces the range comes from the overall price (see sort_for).
-    price_field = fields[0] if len(fields) == 1 else price_fields(SearchParams())[0]
-    without_price = join_clauses(clauses, without="price")
-    queries = [
-        hits_query,
-        _price_bound_query(index_uid, params.q, without_price, price_field, "asc"),
-        _price_bound_query(index_uid, params.q, without_price, price_field, "desc"),
-    ]
-    without_available = join_clauses(clauses, without="available")
-    stocked = f"({without_available}) AND ({in_stock_clause(params.marketplaces)})"
-    queries.append(
-        facet_query(
-            index_uid,
-            params.q,
-            stocked if without_available else in_stock_clause(params.marketplaces),
-            [],
-        )
-    )
-    count_queries = 1
-    if params.available is not None:
-        queries.append(facet_query(index_uid, params.q, without_available, []))
-        count_queries = 2
-    shared = [dim for dim in _FACETS_OF if dim not in clauses]
-    separate = [dim for dim in _FACETS_OF if dim in clauses]
-    facet_attributes: list[list[str]] = []
-    if shared:
-        attributes = [attribute for dim in shared for attribute in _facet_attributes(dim, params)]
-        queries.append(facet_query(index_uid, params.q, full_filter, attributes))
-        facet_attributes.append(attributes)
-    for dim in separate:
-        without_own = _without(clauses, dim, params)
-        attributes = list(_facet_attributes(dim, params))
-        queries.append(facet_query(index_uid, params.q, without_own, attributes))
-        facet_attributes.append(attributes)
-    return ListingPlan(
-        queries=queries,
-        price_field=price_field,
-        count_queries=count_queries,
-        facet_attributes=facet_attributes,
-    )
-
-
-def _facet_attributes(dim: str, params: SearchParams) -> tuple[str, ...]:
-    if dim == "marketplace" and params.available is True:
-        return ("available_marketplaces",)
-    return _FACETS_OF[dim]
-
-
-def _without(clauses: Mapping[str, str], dim: str, params: SearchParams) -> str | None:
-    """The filter without one dimension's clause; without the marketplace clause, the
-    availability clause no longer names the chosen marketplaces either."""
-    if dim != "marketplace" or "available" not in clauses:
-        return join_clauses(clauses, without=dim)
-    rest = {k: v for k, v in clauses.items() if k not in ("marketplace", "available")}
-    rest["available"] = in_stock_clause(()) if params.available else f"NOT ({in_stock_clause(())})"
-    return join_clauses(rest)
-
-
 # --- Running it --------------------------------------------------------------------------------
 
 
@@ -420,8 +256,51 @@ def _price_of(document: Mapping[str, Any], price_field: str) -> int | None:
     return _optional_int(value)
 
 
+def _merged(
+    client: meilisearch.Client,
+    plan: ListingPlan,
+    streams: Streams,
+    results: Sequence[Mapping[str, Any]],
+) -> tuple[list[dict[str, Any]], int]:
+    """The first `wanted` products of a merged ordering, reading deeper while unsettled.
+
+    Returns them and the Meilisearch processing time of the extra rounds.
+    """
+    depth = streams.depth
+    hits = [list(results[i].get("hits") or []) for i in streams.positions]
+    extra_ms = 0
+    while True:
+        merged = merge(streams.order, hits, depth=depth, wanted=streams.wanted)
+        if merged.settled:
+            return merged.hits, extra_ms
+        depth = next_depth(depth)
+        deeper = run_multi_search(client, streams.queries(plan.index_uid, plan.q, depth))
+        hits = [list(result.get("hits") or []) for result in deeper]
+        extra_ms += sum(int(r.get("processingTimeMs") or 0) for r in deeper)
+
+
+def _merged_price(
+    client: meilisearch.Client,
+    plan: ListingPlan,
+    streams: Streams | None,
+    results: Sequence[Mapping[str, Any]],
+) -> tuple[int | None, int]:
+    if streams is None:
+        return None, 0
+    top, extra_ms = _merged(client, plan, streams, results)
+    if not top:
+        return None, extra_ms
+    order = streams.order
+    offer = cheapest_matching_offer(
+        top[0].get("offers") or [],
+        marketplaces=order.marketplaces,
+        available_only=order.available_only,
+    )
+    return (_optional_int(offer.get("price_usd_minor")) if offer else None), extra_ms
+
+
 def _fetch_listing(
-    client: meilisearch.Client, plan: ListingPlan, cache: ResultCache | None
+    client: meilisearch.Client, plan: ListingPlan, per_page: int, cache: ResultCache | None
 ) -> _ListingAnswer:
     key = json.dumps({"listing": plan.queries}, separators=(",", ":")).encode()
     if cache is not None:
@@ -429,25 +308,46 @@ def _fetch_listing(
         if cached is not None:
             return cached
     results = run_multi_search(client, plan.queries)
-    hits_result, low, high = results[0], results[1], results[2]
-    counts = results[3 : 3 + plan.count_queries]
-    facets = results[3 + plan.count_queries :]
+    processing_ms = sum(int(r.get("processingTimeMs") or 0) for r in results)
     distributions: dict[str, dict[str, int]] = {}
-    for result, attributes in zip(facets, plan.facet_attributes, strict=True):
+    for position, attributes in plan.facet_at:
         for attribute in attributes:
-            distribution = (result.get("facetDistribution") or {}).get(attribute) or {}
+            distribution = (results[position].get("facetDistribution") or {}).get(attribute) or {}
             distributions[attribute] = {str(k): int(v) for k, v in distribution.items()}
+    if plan.market_counts:
+        distributions[plan.market_count_attribute] = {
+            slug: count
+            for slug, position in plan.market_counts
+            if (count := int(results[position].get("totalHits") or 0))
+        }
+    hits_result = results[plan.hits_at]
     total = int(hits_result.get("totalHits") or 0)
+    if plan.page_streams is not None:
+        wanted, extra = _merged(client, plan, plan.page_streams, results)
+        processing_ms += extra
+        documents = wanted[plan.page_streams.wanted - per_page :]
+        total_pages = -(-min(total, MAX_TOTAL_HITS) // per_page)
+    else:
+        documents = list(hits_result.get("hits", []))
+        total_pages = int(hits_result.get("totalPages") or 0)
+    if plan.price_field is not None:
+        low = _bound(results[plan.low_at or 0], plan.price_field)
+        high = _bound(results[plan.high_at or 0], plan.price_field)
+    else:
+        low, extra_low = _merged_price(client, plan, plan.low_streams, results)
+        high, extra_high = _merged_price(client, plan, plan.high_streams, results)
+        processing_ms += extra_low + extra_high
+    counts = [results[position] for position in plan.count_at]
     answer = _ListingAnswer(
-        documents=list(hits_result.get("hits", [])),
+        documents=documents,
         total_hits=total,
-        total_pages=int(hits_result.get("totalPages") or 0),
+        total_pages=total_pages,
         in_stock=int(counts[0].get("totalHits") or 0),
         without_availability=int(counts[1].get("totalHits") or 0) if len(counts) > 1 else total,
         distributions=distributions,
-        price_min_usd_minor=_bound(low, plan.price_field),
-        price_max_usd_minor=_bound(high, plan.price_field),
-        processing_ms=sum(int(r.get("processingTimeMs") or 0) for r in results),
+        price_min_usd_minor=low,
+        price_max_usd_minor=high,
+        processing_ms=processing_ms,
     )
     if cache is not None:
         cache.put(key, answer)
@@ -472,6 +372,16 @@ def _facet_values(
     return [FacetValue(value=v, count=c, selected=v in chosen) for v, c in items]
 
 
+def catalog_marketplaces(
+    client: meilisearch.Client, index_uid: str, cache: ResultCache | None = None
+) -> tuple[str, ...]:
+    """Every marketplace with a product in the index (for callers that do not know them)."""
+    (result,) = run_multi_search(
+        client, [facet_query(index_uid, "", None, ["marketplaces"])], cache
+    )
+    return tuple(sorted((result.get("facetDistribution") or {}).get("marketplaces") or {}))
+
+
 def search_products(
     client: meilisearch.Client,
     index_uid: str,
@@ -479,19 +389,31 @@ def search_products(
     *,
     scale: PriceScale = PriceScale(),
     cache: ResultCache | None = None,
+    marketplaces: Sequence[str] | None = None,
 ) -> SearchPage:
     """Run one listing on the product index `index_uid`: a page of products with the cheapest
     matching offer each, product counts, disjunctive facets and the price range, in one
-    multi-search request.
+    multi-search request (a price sort over several marketplaces rarely needs a second).
 
+    `marketplaces` are those the marketplace facet may show (the site's active ones); under a
+    price filter each is counted on its own, and without them the index is asked which exist.
     With a `cache`, the parsed answer is reused for identical listings. A page past the last one
     is corrected to the last page (one extra request, only then).
     """
-    answer = _fetch_listing(client, listing_plan(index_uid, params, scale), cache)
+    if marketplaces is None:
+        marketplaces = (
+            catalog_marketplaces(client, index_uid, cache) if needs_marketplaces(params) else ()
+        )
+
+    def fetch(params: SearchParams) -> _ListingAnswer:
+        plan = listing_plan(index_uid, params, scale, marketplaces=marketplaces)
+        return _fetch_listing(client, plan, params.per_page, cache)
+
+    answer = fetch(params)
     if answer.total_pages and params.page > answer.total_pages:
         note = f"There are only {answer.total_pages} pages; showing the last one."
         params = replace(params, page=answer.total_pages, corrections=(*params.corrections, note))
-        answer = _fetch_listing(client, listing_plan(index_uid, params, scale), cache)
+        answer = fetch(params)
 
     facets: dict[str, list[FacetValue]] = {}
     for facet, attribute in FACET_FIELDS.items():
@@ -577,11 +499,14 @@ def offers_in_group(
 
 
 __all__ = [
+    "CARD_FIELDS",
+    "OFFER_CARD_FIELDS",
     "FacetValue",
     "ListingPlan",
     "ProductHit",
     "SearchPage",
     "ShownOffer",
+    "catalog_marketplaces",
     "listing_plan",
     "market_key",
     "offers_in_group",

@@ -129,6 +129,9 @@ GROUP_SORTABLE_ATTRIBUTES: Final = (
     "rating_count",
     "price_gap_usd_minor",
     "updated_at",
+    # The last key of a price sort over several marketplaces (search_index.price_order): equal
+    # prices then come in one order in every marketplace's stream, so streams merge exactly.
+    "id",
 )
 
 # Products matching more of the query's words first; then the shopper's sort when one is chosen

@@ -182,7 +182,12 @@ def _listing(args: MultiDict[str, str]) -> SearchPage:
 
 def _search(params: SearchParams) -> SearchPage:
     return search_products(
-        search_client(), product_index_uid(), params, scale=price_scale(), cache=search_cache()
+        search_client(),
+        product_index_uid(),
+        params,
+        scale=price_scale(),
+        cache=search_cache(),
+        marketplaces=tuple(marketplace_names()),
     )
 
 

@@ -186,3 +186,55 @@ def test_a_run_without_changes_sends_no_product_document(
     metadata = report.downstream_metadata["search_product_groups"]
     assert metadata["rebuilt"] is False and metadata["sent"] == 0 and metadata["deleted"] == 0
     assert metadata["unchanged"] == metadata["products"]
+
+
+@pytest.mark.parametrize("sort", ["price_asc", "price_desc"])
+def test_price_sort_over_several_marketplaces_uses_the_cheapest_offer_among_them(
+    pipeline_settings: Settings, products_index: str, search, sort: str
+) -> None:
+    overall = listing(search, products_index, q="phone", per_page=12)
+    chosen = tuple(f.value for f in overall.facets["marketplace"][:3])
+    shown: list[tuple[int, str]] = []
+    for page_number in (1, 2, 3):
+        page = listing(
+            search, products_index, q="phone", marketplaces=chosen, sort=sort, per_page=12,
+            page=page_number,
+        )  # fmt: skip
+        for hit in page.hits:
+            offers = offers_in_group(search, pipeline_settings.meili_index, hit.group_id)
+            picks = []
+            for slug in chosen:
+                there = [o for o in offers if o["marketplace"] == slug]
+                stocked = [o for o in there if o["available"]] or there
+                if stocked:
+                    picks.append(min(o["price_usd_minor"] for o in stocked))
+            assert hit.offer.marketplace in chosen
+            assert hit.offer.price_usd_minor == min(picks)
+            shown.append((hit.offer.price_usd_minor, hit.group_id))
+    assert len(shown) == len({group for _, group in shown}) > 24
+    prices = [price for price, _ in shown]
+    assert prices == sorted(prices, reverse=sort == "price_desc")
+    # "phone" is one word: every product matches it, so the pages are one price order.
+    everything = listing(search, products_index, q="phone", marketplaces=chosen, per_page=12)
+    assert (everything.price_min_usd_minor, everything.price_max_usd_minor) == (
+        listing(search, products_index, q="phone", marketplaces=chosen, sort="price_asc")
+        .hits[0]
+        .offer.price_usd_minor,
+        listing(search, products_index, q="phone", marketplaces=chosen, sort="price_desc")
+        .hits[0]
+        .offer.price_usd_minor,
+    )
+
+
+def test_marketplace_counts_under_a_price_filter_promise_what_the_filter_lists(
+    products_index: str, search
+) -> None:
+    bounds = {"min_price": Decimal(20), "max_price": Decimal(150)}
+    page = listing(search, products_index, q="headphones", **bounds)
+    counts = {facet.value: facet.count for facet in page.facets["marketplace"]}
+    assert len(counts) >= 3
+    for slug, count in counts.items():
+        there = listing(search, products_index, q="headphones", marketplaces=(slug,), **bounds)
+        assert there.total_hits == count, slug
+        assert all(hit.offer.marketplace == slug for hit in there.hits)
+        assert all(2000 <= hit.offer.price_usd_minor <= 15000 for hit in there.hits)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -125,13 +125,24 @@ def record_event(
     if exists is not None:
         return False
     now = utc_now()
+    moment = min(occurred_at, now) if occurred_at is not None else now
+    # Steps are recorded in the order they happen; a marketplace's clock (whole seconds) must
+    # not put a step before the one recorded ahead of it.
+    latest = session.scalar(
+        sa.select(sa.func.max(OrderEvent.occurred_at)).where(
+            OrderEvent.sub_order_id == sub_order.id
+        )
+    )
+    if latest is not None:
+        latest = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
+        moment = max(moment, latest)
     session.add(
         OrderEvent(
             order_id=sub_order.order_id,
             sub_order_id=sub_order.id,
             step=step.value,
             detail=detail[:DETAIL_LIMIT],
-            occurred_at=min(occurred_at, now) if occurred_at is not None else now,
+            occurred_at=moment,
             recorded_at=now,
         )
     )

@@ -71,8 +71,7 @@ def notify(
     if earlier is not None:
         if message not in earlier.message:
             earlier.message = _clip(f"{earlier.message} {message}")
-        if kind.startswith("order_") or not earlier.kind.startswith(("order_", "sub_order_")):
-            earlier.kind = kind
+        earlier.kind = _merged_kind(earlier.kind, kind)
         if sub_order_id is not None and earlier.sub_order_id is None:
             earlier.sub_order_id = sub_order_id
         session.flush()
@@ -89,6 +88,19 @@ def notify(
     session.flush()
     pending[order.id] = notification
     return notification
+
+
+def _merged_kind(earlier: str, later: str) -> str:
+    """The kind of a merged notification: the order-level kind when it is the same news for the
+    whole order (sub_order_delivered → order_delivered); a sub-order's own news (cancelled)
+    keeps its kind even if the order's status moved with it; a general note (cancellation
+    requested) takes the more specific kind that follows."""
+    if earlier.startswith("sub_order_") and later.startswith("order_"):
+        same_news = earlier.removeprefix("sub_order_") == later.removeprefix("order_")
+        return later if same_news else earlier
+    if not earlier.startswith(("order_", "sub_order_")):
+        return later
+    return earlier
 
 
 def _clip(message: str) -> str:

@@ -43,6 +43,7 @@ from commerce.order_models import (
     SubOrderStatus,
 )
 from commerce.order_state import locked_sub_order, sub_order_status_for
+from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
 
@@ -88,6 +89,7 @@ def cancel_pending_sub_order(session: Session, sub_order: MarketplaceOrder, *, r
     if not changed or sub_order.status != SubOrderStatus.PENDING:
         return False
     compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
+    record_event(session, sub_order, TimelineStep.CANCELLED, detail=reason)
     return True
 
 
@@ -164,6 +166,7 @@ def cancel_on_marketplace(
         sub_order = locked_sub_order(session, sub_order_id)
         if sub_order.status in PLACED_SUB_ORDER_STATUSES:
             compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
+            record_event(session, sub_order, TimelineStep.CANCELLED, detail=reason)
         order_id = sub_order.order_id
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)

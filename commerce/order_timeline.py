@@ -262,10 +262,8 @@ def _cancel_line(sub: MarketplaceOrder, refunded: int, refund_pending: bool) -> 
     if sub.status in (SubOrderStatus.CANCELLED, SubOrderStatus.FAILED):
         amount = money_text(sub.charge_minor, sub.charge_currency)
         if refund_pending:
-            return CancelLine(
-                "cancelled", f"{market} cancelled; your {amount} refund is on its way."
-            )
-        return CancelLine("cancelled", f"{market} cancelled; {amount} refunded.")
+            return CancelLine("cancelled", f"cancelled; your {amount} refund is on its way.")
+        return CancelLine("cancelled", f"cancelled; {amount} refunded.")
     if sub.status in (SubOrderStatus.RECONCILING, SubOrderStatus.NEEDS_ATTENTION) or (
         sub.cancel_outcome == CancelOutcomeWord.UNKNOWN
     ):
@@ -276,16 +274,16 @@ def _cancel_line(sub: MarketplaceOrder, refunded: int, refund_pending: bool) -> 
             f"{money_text(sub.charge_minor, sub.charge_currency)} back, otherwise it ships.",
         )
     if sub.status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
-        return CancelLine("refused", f"{market} had already shipped it, so it goes ahead.")
+        return CancelLine("refused", "had already shipped it, so it goes ahead.")
     if sub.cancel_outcome == CancelOutcomeWord.REFUSED or not marketplace_can(
         sub.marketplace, Capability.CANCEL
     ):
         return CancelLine(
-            "refused", f"{market} does not accept cancellations for this order, so it goes ahead."
+            "refused", "does not accept cancellations for this order, so it goes ahead."
         )
     if sub.status in (SubOrderStatus.PENDING, SubOrderStatus.PLACING):
-        return CancelLine("pending", f"Stopping the order to {market} before it is placed…")
-    return CancelLine("pending", f"Asking {market} to cancel…")
+        return CancelLine("pending", "stopping it before it is placed…")
+    return CancelLine("pending", f"asking {market} to cancel…")
 
 
 def build_order_view(session: Session, order: Order) -> OrderView:
@@ -335,7 +333,12 @@ def build_order_view(session: Session, order: Order) -> OrderView:
             if e.done and e.step != "ordered"
         ]
     merged.sort(key=lambda entry: (entry.at is None, entry.at or order.created_at))
-    tracked = [v for v in views if v.sub_order.status in LIVE_SUB_ORDER_STATUSES]
+    # Parts whose marketplace reports nothing are not waited for (the shopper confirms them).
+    tracked = [
+        v
+        for v in views
+        if v.sub_order.status in LIVE_SUB_ORDER_STATUSES and v.state_key != "unreported"
+    ]
     if order.status == OrderStatus.DELIVERED:
         last = max((e.at for e in merged if e.at is not None), default=None)
         merged.append(TimelineEntry("complete", "Everything has arrived", last))

@@ -109,7 +109,9 @@ def apply_marketplace_state(
                 status=SubOrderStatus.CANCELLED,
                 reason=f"{market} cancelled the order ({state.raw_status or 'cancelled'}).",
             )
-            record_event(session, sub_order, TimelineStep.CANCELLED, detail=market)
+            record_event(
+                session, sub_order, TimelineStep.CANCELLED, detail=sub_order.last_error or ""
+            )
             changed = True
         else:
             changed = _move_forward(session, sub_order, new_status, state)

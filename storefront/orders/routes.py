@@ -28,7 +28,7 @@ from flask_login import current_user, login_required
 
 from commerce.notifications import list_notifications, mark_all_read, mark_read, unread_count
 from commerce.order_models import Order
-from commerce.order_timeline import build_order_view
+from commerce.order_timeline import build_order_view, order_status_label
 from commerce.orders import (
     OrderActionError,
     find_order_by_status_token,
@@ -65,6 +65,12 @@ def _user_id() -> int:
 
 def _job_policy() -> JobPolicy:
     return JobPolicy.from_dict(current_app.config.get("ORDER_JOB_POLICY"))
+
+
+@bp.app_template_global()
+def order_status_text(order: Order) -> str:
+    """The order's status in words for templates ("Partly cancelled" included)."""
+    return order_status_label(order)
 
 
 @bp.app_context_processor

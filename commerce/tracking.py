@@ -232,6 +232,8 @@ def confirm_receipt(session: Session, user_id: int, number: str, sub_order_id: i
         return False
     lock_order(session, order_id)
     sub_order = session.get(MarketplaceOrder, sub_order_id)
+    if sub_order is not None:
+        session.refresh(sub_order)  # read under the lock, not from an earlier load
     if (
         sub_order is None
         or sub_order.order.user_id != user_id
@@ -240,7 +242,6 @@ def confirm_receipt(session: Session, user_id: int, number: str, sub_order_id: i
         or marketplace_can(sub_order.marketplace, Capability.TRACK)
     ):
         return False
-    session.refresh(sub_order)
     now = utc_now()
     sub_order.receipt_confirmed_at = now
     sub_order.status = SubOrderStatus.DELIVERED

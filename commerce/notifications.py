@@ -94,12 +94,15 @@ def _merged_kind(earlier: str, later: str) -> str:
     """The kind of a merged notification: the order-level kind when it is the same news for the
     whole order (sub_order_delivered → order_delivered); a sub-order's own news (cancelled)
     keeps its kind even if the order's status moved with it; a general note (cancellation
-    requested) takes the more specific kind that follows."""
+    requested), or a sub-order note followed by its consequence (placed, then adjusted), takes
+    the kind that follows."""
     if earlier.startswith("sub_order_") and later.startswith("order_"):
         same_news = earlier.removeprefix("sub_order_") == later.removeprefix("order_")
         return later if same_news else earlier
     if not earlier.startswith(("order_", "sub_order_")):
         return later
+    if earlier.startswith("sub_order_") and later.startswith("sub_order_"):
+        return later  # what followed from it (placed, then part of it refunded) is the news
     return earlier
 
 

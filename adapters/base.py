@@ -132,6 +132,27 @@ class OrderStatus(enum.StrEnum):
     REFUNDED = "refunded"
 
 
+class ShipmentStatus(enum.StrEnum):
+    """Where a shipped sub-order's parcel is, when the marketplace says (Shopify's fulfillment
+    displayStatus / events); a marketplace that only reports shipped and delivered leaves it out."""
+
+    CONFIRMED = "confirmed"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELAYED = "delayed"
+    ATTEMPTED_DELIVERY = "attempted_delivery"
+    DELIVERED = "delivered"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentEvent:
+    """One step of a shipment as the marketplace recorded it, with when it happened."""
+
+    status: ShipmentStatus
+    happened_at: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Offer:
     """One marketplace's offer of one product, normalized. Money is integer minor units."""
@@ -234,6 +255,8 @@ class PlacedOrder:
     total_minor: int | None = None
     currency: str | None = None
     lines: tuple[AcceptedLine, ...] | None = None
+    # The order number the marketplace shows people (Shopify's `name` "#1001"), when it has one.
+    display_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +267,10 @@ class OrderState:
     tracking_number: str | None = None
     carrier: str | None = None
     tracking_url: str | None = None
+    display_number: str | None = None
+    # The shipment's latest step and its history, when the marketplace reports them.
+    shipment_status: ShipmentStatus | None = None
+    shipment_events: tuple[ShipmentEvent, ...] = ()
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +32,8 @@ from adapters.base import (
     PlacedOrder,
     RateLimited,
     Rejected,
+    ShipmentEvent,
+    ShipmentStatus,
     ShippingAddress,
     earlier_attempt_may_have_arrived,
 )
@@ -78,7 +81,10 @@ ORDER_FIELDS = (
     displayFulfillmentStatus
     cancelledAt
     totalPriceSet { shopMoney { amount currencyCode } }
-    fulfillments(first: 20) { status displayStatus trackingInfo { company number url } }
+    fulfillments(first: 20) {
+      status displayStatus trackingInfo { company number url }
+      events(first: 50, sortKey: HAPPENED_AT) { nodes { status happenedAt } }
+    }
 """
     + LINE_ITEM_FIELDS
 )
@@ -160,6 +166,24 @@ FAILED_SHIPMENT_STATUSES = frozenset({"FAILURE", "NOT_DELIVERED"})
 VOID_SHIPMENT_STATUSES = frozenset({"CANCELED", "CANCELLED", "LABEL_VOIDED"})
 VOID_FULFILLMENT_STATUSES = frozenset({"CANCELLED", "ERROR", "FAILURE"})
 
+# FulfillmentDisplayStatus / FulfillmentEventStatus -> the shipment's step. Label and pickup
+# words mean the parcel is with the carrier but not moving yet: "confirmed".
+SHIPMENT_STATUS_MAP: Mapping[str, ShipmentStatus] = {
+    "CONFIRMED": ShipmentStatus.CONFIRMED,
+    "LABEL_PURCHASED": ShipmentStatus.CONFIRMED,
+    "LABEL_PRINTED": ShipmentStatus.CONFIRMED,
+    "READY_FOR_PICKUP": ShipmentStatus.CONFIRMED,
+    "CARRIER_PICKED_UP": ShipmentStatus.IN_TRANSIT,
+    "IN_TRANSIT": ShipmentStatus.IN_TRANSIT,
+    "OUT_FOR_DELIVERY": ShipmentStatus.OUT_FOR_DELIVERY,
+    "DELAYED": ShipmentStatus.DELAYED,
+    "ATTEMPTED_DELIVERY": ShipmentStatus.ATTEMPTED_DELIVERY,
+    "DELIVERED": ShipmentStatus.DELIVERED,
+    "PICKED_UP": ShipmentStatus.DELIVERED,
+    "FAILURE": ShipmentStatus.FAILURE,
+    "NOT_DELIVERED": ShipmentStatus.FAILURE,
+}
+
 _SEARCH_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -221,6 +245,57 @@ def _tracking(order: Mapping[str, Any]) -> tuple[str | None, str | None, str | N
                     optional_url(info.get("url")),
                 )
     return found
+
+
+def _nodes(connection: object) -> list[Mapping[str, Any]]:
+    """The nodes of a connection ({"nodes": [...]}, {"edges": [{"node": ...}]}) or a plain list."""
+    if isinstance(connection, Mapping):
+        if isinstance(connection.get("nodes"), list):
+            connection = connection["nodes"]
+        elif isinstance(connection.get("edges"), list):
+            connection = [e.get("node") for e in connection["edges"] if isinstance(e, Mapping)]
+    if not isinstance(connection, list):
+        return []
+    return [item for item in connection if isinstance(item, Mapping)]
+
+
+def shipment_progress(
+    order: Mapping[str, Any],
+) -> tuple[ShipmentStatus | None, tuple[ShipmentEvent, ...]]:
+    """The latest shipment's step (its displayStatus) and its carrier events, oldest first.
+
+    Only fulfillments that carry a tracking number count as shipments: an open fulfillment while
+    the order is being prepared says CONFIRMED without anything having shipped."""
+    shipments = [
+        item
+        for item in _active_fulfillments(order)
+        if any(
+            isinstance(info, Mapping) and optional_text(info.get("number"))
+            for info in _nodes(item.get("trackingInfo"))
+        )
+    ]
+    if not shipments:
+        return None, ()
+    latest = shipments[-1]
+    status = SHIPMENT_STATUS_MAP.get(str(latest.get("displayStatus") or "").upper())
+    events: list[ShipmentEvent] = []
+    for node in _nodes(latest.get("events")):
+        step = SHIPMENT_STATUS_MAP.get(str(node.get("status") or "").upper())
+        if step is not None:
+            events.append(ShipmentEvent(step, parse_shop_time(node.get("happenedAt"))))
+    events.sort(key=lambda event: event.happened_at or datetime.max.replace(tzinfo=UTC))
+    return status, tuple(events)
+
+
+def parse_shop_time(value: object) -> datetime | None:
+    """An ISO 8601 DateTime from the Admin API as an aware UTC datetime (None when unreadable)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def order_gid(marketplace_order_id: str) -> str:
@@ -604,6 +679,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             total_minor=total_minor,
             currency=currency,
             lines=accepted_lines(nodes, self._accepted_line),
+            display_number=optional_text(order.get("name")),
         )
 
     def _accepted_line(self, node: Mapping[str, Any]) -> AcceptedLine | None:
@@ -636,6 +712,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
     def _state(self, order: Mapping[str, Any]) -> OrderState:
         status, raw = map_shopify_order_status(order)
         number, carrier, url = _tracking(order)
+        shipment, events = shipment_progress(order)
         return OrderState(
             marketplace_order_id=str(order.get("id")),
             status=status,
@@ -643,6 +720,9 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             tracking_number=number,
             carrier=carrier,
             tracking_url=url,
+            display_number=optional_text(order.get("name")),
+            shipment_status=shipment,
+            shipment_events=events,
         )
 
 

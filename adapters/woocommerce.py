@@ -79,6 +79,13 @@ WOO_STATUS_MAP: Mapping[str, OrderStatus] = {
 }
 
 
+def _display_number(order: Mapping[str, Any]) -> str | None:
+    """`#<number>` as the store shows it (REST v3's `number`: the id unless a sequential-number
+    plugin renumbers orders)."""
+    number = optional_text(order.get("number")) or optional_text(order.get("id"))
+    return f"#{number}" if number else None
+
+
 def map_woocommerce_status(status: object) -> OrderStatus:
     """Our status for a WooCommerce order status. An unknown plugin status means the store is
     still handling the order, so it reads as processing rather than failing the tracking job."""
@@ -445,6 +452,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
                 order.get("line_items"),
                 lambda item: _accepted_line(item, currency or self.config.currency),
             ),
+            display_number=_display_number(order),
         )
 
     def _state(self, order: Mapping[str, Any]) -> OrderState:
@@ -456,4 +464,5 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
             tracking_number=number,
             carrier=carrier,
             tracking_url=url,
+            display_number=_display_number(order),
         )

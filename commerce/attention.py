@@ -40,7 +40,7 @@ def mark_placed_by_operator(
             sub_order.order,
             "sub_order_placed",
             f"{sub_order.marketplace.name} confirmed your order "
-            f"(their order {marketplace_order_id}).",
+            f"(their order {sub_order.display_number}).",
             sub_order_id=sub_order.id,
         )
         refresh_order_status(session, sub_order.order)

@@ -43,6 +43,7 @@ from commerce.order_models import (
     SubOrderStatus,
 )
 from commerce.order_state import locked_sub_order, sub_order_status_for
+from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
 
@@ -88,6 +89,7 @@ def cancel_pending_sub_order(session: Session, sub_order: MarketplaceOrder, *, r
     if not changed or sub_order.status != SubOrderStatus.PENDING:
         return False
     compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
+    record_event(session, sub_order, TimelineStep.CANCELLED, detail=reason)
     return True
 
 
@@ -115,13 +117,14 @@ def request_cancellation(session: Session, user_id: int, number: str) -> Order:
         )
     order.cancel_requested_at = utc_now()
     session.flush()
+    # Said first: what follows in this transaction (parts cancelled now) is merged into it.
+    notify(session, order, "cancellation_requested", f"We are cancelling order {order.number}.")
     for sub_order in order.charged_sub_orders:
         if sub_order.status == SubOrderStatus.PENDING:
             cancel_pending_sub_order(
                 session, sub_order, reason="Cancelled by you before it was placed."
             )
     session.add(OutboxMessage(topic=OutboxTopic.CANCEL_ORDER, order_id=order.id))
-    notify(session, order, "cancellation_requested", f"We are cancelling order {order.number}.")
     session.flush()
     return order
 
@@ -163,6 +166,7 @@ def cancel_on_marketplace(
         sub_order = locked_sub_order(session, sub_order_id)
         if sub_order.status in PLACED_SUB_ORDER_STATUSES:
             compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
+            record_event(session, sub_order, TimelineStep.CANCELLED, detail=reason)
         order_id = sub_order.order_id
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
@@ -180,6 +184,21 @@ def _cancelled_there(
     return sub_order_status_for(state.status) == SubOrderStatus.CANCELLED
 
 
+def _record_outcomes(
+    session_factory: sessionmaker[Session], order_id: int, outcomes: dict[int, str]
+) -> None:
+    """Keep each marketplace's answer on its sub-order (a later, clearer answer replaces an
+    unknown one)."""
+    if not outcomes:
+        return
+    with session_factory() as session, session.begin():
+        lock_order(session, order_id)
+        for sub_order_id, outcome in outcomes.items():
+            sub_order = session.get(MarketplaceOrder, sub_order_id)
+            if sub_order is not None:
+                sub_order.cancel_outcome = outcome
+
+
 @dataclass(frozen=True, slots=True)
 class CancellationReport:
     """What the cancellation job did: sub-orders cancelled, refused, or still in flight."""
@@ -195,9 +214,14 @@ def carry_out_cancellation(
     *,
     adapter_for: AdapterProvider,
     gateway_for: GatewayProvider = gateway_for_payment,
+    final_attempt: bool = False,
 ) -> CancellationReport:
     """Cancel the order's placed sub-orders where the marketplace allows it, refund them, and
-    settle the payment. Sub-orders still being placed are reported `in_flight` (the job retries)."""
+    settle the payment. Sub-orders still being placed are reported `in_flight` (the job retries).
+
+    Each marketplace's answer is kept on its sub-order (`cancel_outcome`) for the order page. On
+    the `final_attempt`, marketplaces whose answer is still unknown are named to the shopper
+    honestly (they may still cancel or ship; the sweeper and an operator follow them up)."""
     with session_factory() as session:
         order = session.get(Order, order_id)
         if order is None or order.cancel_requested_at is None:
@@ -206,6 +230,7 @@ def carry_out_cancellation(
     cancelled: list[str] = []
     refused: list[str] = []
     in_flight: list[str] = []
+    outcomes: dict[int, str] = {}
     for sub_order_id, marketplace, status in targets:
         if status == SubOrderStatus.PENDING:
             with session_factory() as session, session.begin():
@@ -237,6 +262,16 @@ def carry_out_cancellation(
             CancelOutcome.REFUSED: refused,
             CancelOutcome.UNKNOWN: in_flight,
         }[outcome].append(marketplace.name)
+        outcomes[sub_order_id] = outcome.value
+    for sub_order_id, marketplace, status in targets:
+        if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED) or (
+            status in PLACED_SUB_ORDER_STATUSES
+            and not marketplace_can(marketplace, Capability.CANCEL)
+        ):
+            outcomes.setdefault(sub_order_id, CancelOutcome.REFUSED.value)
+        elif final_attempt and marketplace.name in in_flight:
+            outcomes.setdefault(sub_order_id, CancelOutcome.UNKNOWN.value)
+    _record_outcomes(session_factory, order_id, outcomes)
     if refused and not in_flight:
         with session_factory() as session, session.begin():
             lock_order(session, order_id)
@@ -248,6 +283,21 @@ def carry_out_cancellation(
                 "cancellation_refused",
                 "These marketplaces could not cancel their part of your order, so it goes "
                 "ahead: " + ", ".join(refused) + ".",
+                once=True,
+            )
+    if in_flight and final_attempt:
+        with session_factory() as session, session.begin():
+            lock_order(session, order_id)
+            order = session.get(Order, order_id)
+            assert order is not None
+            notify(
+                session,
+                order,
+                "cancellation_unknown",
+                "We have no clear answer yet from " + ", ".join(in_flight) + " about cancelling "
+                "their part of your order. We keep checking: if it is cancelled you are refunded "
+                "in full for it; if not, it ships as ordered.",
+                once=True,
             )
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)

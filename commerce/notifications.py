@@ -1,10 +1,14 @@
 """Notifications: what the shopper is told about their orders, in the site and by e-mail.
 
-Every change worth knowing (order received, a sub-order placed, shipped, delivered, cancelled,
-refunded, failed) is one Notification row, written in the same transaction as the change; so is
-each price alert (commerce.price_alerts: no order, a `link_path` to the product instead). E-mail
-is sent afterwards, only when SMTP is configured (settings.smtp_host): a failed send leaves
-`emailed_at` empty and the sweeper tries again a few times. Services flush; callers commit.
+Every change worth knowing (order received, a sub-order placed, shipped, delayed, delivered,
+cancelled, refunded, failed) is one Notification row, written in the same transaction as the
+change; so is each price alert (commerce.price_alerts: no order, a `link_path` to the product
+instead). One real change is one notification: everything said about the same order within one
+transaction (a sub-order delivered, and with it the whole order) is merged into one row, whose
+kind becomes the order-level one when there is one; and a notification marked `once` (a status
+reached) is never written twice for the same order, sub-order and kind. E-mail is sent
+afterwards, only when SMTP is configured (settings.smtp_host): a failed send leaves `emailed_at`
+empty and the sweeper tries again a few times. Services flush; callers commit.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from onecart.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+MESSAGE_LIMIT = 500
+# session.info key: the transaction the notes below belong to, and its note per order.
+_TRANSACTION_NOTES = "onecart.notifications.transaction_notes"
 MAX_EMAIL_ATTEMPTS = 3
 EMAIL_RETRY_WINDOW = timedelta(days=1)
 SMTP_TIMEOUT_S = 10.0
@@ -37,19 +44,86 @@ def notify(
     message: str,
     *,
     sub_order_id: int | None = None,
+    once: bool = False,
 ) -> Notification:
-    """Record one notification for the order's shopper (the caller commits)."""
+    """Tell the order's shopper about a change (the caller commits).
+
+    Within one transaction the first notification about an order is written and later ones are
+    merged into it (their sentence appended; an order-level kind, `order_*`, replaces a sub-order
+    one), so one change never reaches the shopper twice. With `once`, an existing notification
+    of the same order, sub-order and kind is returned instead of a second one."""
+    pending = _transaction_notes(session)
+    earlier = pending.get(order.id)
+    if once:
+        existing = earlier if earlier is not None and earlier.kind == kind else None
+        existing = existing or session.scalar(
+            sa.select(Notification)
+            .where(
+                Notification.order_id == order.id,
+                Notification.kind == kind,
+                Notification.sub_order_id.is_(None)
+                if sub_order_id is None
+                else Notification.sub_order_id == sub_order_id,
+            )
+            .limit(1)
+        )
+        if existing is not None:
+            return existing
+    if earlier is not None:
+        if message not in earlier.message:
+            earlier.message = _clip(f"{earlier.message} {message}")
+        earlier.kind = _merged_kind(earlier.kind, kind)
+        if sub_order_id is not None and earlier.sub_order_id is None:
+            earlier.sub_order_id = sub_order_id
+        session.flush()
+        return earlier
     notification = Notification(
         user_id=order.user_id,
         order_id=order.id,
         sub_order_id=sub_order_id,
         kind=kind,
-        message=message[:500],
+        message=_clip(message),
         created_at=utc_now(),
     )
     session.add(notification)
     session.flush()
+    pending[order.id] = notification
     return notification
+
+
+def _merged_kind(earlier: str, later: str) -> str:
+    """The kind of a merged notification: the order-level kind when it is the same news for the
+    whole order (sub_order_delivered → order_delivered); a sub-order's own news (cancelled)
+    keeps its kind even if the order's status moved with it; a general note (cancellation
+    requested), or a sub-order note followed by its consequence (placed, then adjusted), takes
+    the kind that follows."""
+    if earlier.startswith("sub_order_") and later.startswith("order_"):
+        same_news = earlier.removeprefix("sub_order_") == later.removeprefix("order_")
+        return later if same_news else earlier
+    if not earlier.startswith(("order_", "sub_order_")):
+        return later
+    if earlier.startswith("sub_order_") and later.startswith("sub_order_"):
+        return later  # what followed from it (placed, then part of it refunded) is the news
+    return earlier
+
+
+def _clip(message: str) -> str:
+    return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 1] + "…"
+
+
+def has_transaction_note(session: Session, order_id: int) -> bool:
+    """Whether this transaction already told the shopper something about the order."""
+    return order_id in _transaction_notes(session)
+
+
+def _transaction_notes(session: Session) -> dict[int, Notification]:
+    """This transaction's notification per order (a new transaction starts with none)."""
+    transaction = session.get_transaction()
+    saved = session.info.get(_TRANSACTION_NOTES)
+    if saved is None or saved[0] is not transaction:
+        saved = (transaction, {})
+        session.info[_TRANSACTION_NOTES] = saved
+    return saved[1]
 
 
 def unread_count(session: Session, user_id: int) -> int:

@@ -311,6 +311,14 @@ class MarketplaceOrder(Base):
     tracking_number: Mapped[str | None] = mapped_column(sa.String(120))
     carrier: Mapped[str | None] = mapped_column(sa.String(120))
     tracking_url: Mapped[str | None] = mapped_column(sa.String(1000))
+    # The number the marketplace shows people (Shopify's `name` "#1001"), beside its API id.
+    marketplace_order_number: Mapped[str | None] = mapped_column(sa.String(60))
+    # The shipment's latest step while shipped (commerce.order_events.ShipmentStep values).
+    shipment_status: Mapped[str | None] = mapped_column(sa.String(32))
+    # The shopper said it arrived (marketplaces that report no delivery).
+    receipt_confirmed_at: Mapped[datetime | None]
+    # The marketplace's answer to the shopper's cancellation: cancelled, refused or unknown.
+    cancel_outcome: Mapped[str | None] = mapped_column(sa.String(16))
     last_polled_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
@@ -320,6 +328,11 @@ class MarketplaceOrder(Base):
     items: Mapped[list[OrderItem]] = relationship(
         back_populates="sub_order", order_by="OrderItem.id"
     )
+
+    @property
+    def display_number(self) -> str | None:
+        """The marketplace's order number as people see it, never a raw API id."""
+        return self.marketplace_order_number or human_order_number(self.marketplace_order_id)
 
     @property
     def is_handoff(self) -> bool:
@@ -336,6 +349,42 @@ class MarketplaceOrder(Base):
 
     def __repr__(self) -> str:
         return f"<MarketplaceOrder {self.id} {self.status}>"
+
+
+def human_order_number(marketplace_order_id: str | None) -> str | None:
+    """A readable order number from an API id when the marketplace gave no display number: the
+    numeric tail of a global id (`gid://shopify/Order/1001` → `#1001`), else the id itself."""
+    if not marketplace_order_id:
+        return None
+    text = marketplace_order_id.strip()
+    if text.startswith("gid://"):
+        tail = text.rsplit("/", 1)[-1]
+        return f"#{tail}" if tail else None
+    return f"#{text}" if text.isdigit() else text
+
+
+class OrderEvent(Base):
+    """One step of an order's story, recorded when it happened: a sub-order's tracking step
+    (processing, shipped with its carrier, in transit, delayed, delivered, ...) or the shopper's
+    confirmation of receipt. The order page's timelines are built from these rows; each step is
+    recorded once per sub-order."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (
+        sa.UniqueConstraint("sub_order_id", "step", name="uq_order_events_sub_order_step"),
+        sa.Index("ix_order_events_order_id", "order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id", ondelete="CASCADE"))
+    sub_order_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("marketplace_orders.id", ondelete="CASCADE")
+    )
+    step: Mapped[str] = mapped_column(sa.String(32))
+    detail: Mapped[str] = mapped_column(sa.String(300), default="")
+    # When the marketplace says it happened (else when we saw it).
+    occurred_at: Mapped[datetime] = mapped_column(default=utc_now)
+    recorded_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
 class OrderItem(Base):

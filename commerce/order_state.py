@@ -12,9 +12,11 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from adapters.base import Capability
 from adapters.base import OrderStatus as MarketplaceStatus
+from commerce.marketplace_access import marketplace_can
 from commerce.models import utc_now
-from commerce.notifications import notify
+from commerce.notifications import has_transaction_note, notify
 from commerce.order_locks import lock_order, order_id_of_sub_order
 from commerce.order_models import (
     LIVE_SUB_ORDER_STATUSES,
@@ -75,20 +77,36 @@ def placed_status_for(state: MarketplaceStatus) -> SubOrderStatus:
     return status if status in FULFILMENT_RANK else SubOrderStatus.PLACED
 
 
+def reports_delivery(sub_order: MarketplaceOrder) -> bool:
+    """Whether the sub-order counts toward the order's completion: its marketplace reports where
+    it is (a status API), or the shopper confirmed receipt. A sub-order placed at a marketplace
+    that reports nothing would otherwise hold the order at "partially delivered" for good."""
+    if sub_order.status not in (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING):
+        return True
+    return marketplace_can(sub_order.marketplace, Capability.TRACK)
+
+
 def derive_order_status(
-    sub_order_statuses: Sequence[SubOrderStatus], *, cancel_requested: bool = False
+    sub_order_statuses: Sequence[SubOrderStatus],
+    *,
+    cancel_requested: bool = False,
+    unreported: int = 0,
 ) -> OrderStatus:
     """The shopper's order status from its charged sub-orders (hand-offs are not counted).
 
     Live sub-orders decide while there are any: all delivered → delivered, some → partially
     delivered; all shipped or delivered → shipped, some → partially shipped; else processing.
     With none live: all failed → failed; otherwise cancelled when the shopper asked for it, else
-    refunded (the marketplaces cancelled).
+    refunded (the marketplaces cancelled). `unreported` placed sub-orders whose marketplace
+    reports no delivery are left out of `sub_order_statuses`: they keep the order processing
+    only while nothing else is live.
     """
     charged = [status for status in sub_order_statuses if status != SubOrderStatus.HANDOFF]
     if not charged:
         return OrderStatus.PROCESSING
     live = [status for status in charged if status in LIVE_SUB_ORDER_STATUSES]
+    if not live and unreported:
+        return OrderStatus.PROCESSING
     if not live:
         if all(status == SubOrderStatus.FAILED for status in charged):
             return OrderStatus.FAILED
@@ -112,20 +130,27 @@ def refresh_order_status(session: Session, order: Order) -> bool:
     """Re-derive the order's status (the caller locked the order); notify when it changed."""
     session.flush()
     session.refresh(order, attribute_names=["sub_orders"])
+    counted = [sub for sub in order.sub_orders if reports_delivery(sub)]
     status = derive_order_status(
-        [sub.status for sub in order.sub_orders],
+        [sub.status for sub in counted],
         cancel_requested=order.cancel_requested_at is not None,
+        unreported=len(order.sub_orders) - len(counted),
     )
     if status == order.status:
         return False
     order.status = status
     order.updated_at = utc_now()
-    if status != OrderStatus.PROCESSING:
+    # A partial status says nothing the sub-order's own notification did not (merged into it).
+    partial = status in (OrderStatus.PARTIALLY_SHIPPED, OrderStatus.PARTIALLY_DELIVERED)
+    if status != OrderStatus.PROCESSING and not (
+        partial and has_transaction_note(session, order.id)
+    ):
         notify(
             session,
             order,
             f"order_{status.value}",
             ORDER_STATUS_MESSAGES[status].format(number=order.number),
+            once=True,
         )
     return True
 

@@ -129,6 +129,7 @@ def record_placement(
             .values(
                 status=status,
                 marketplace_order_id=placed.marketplace_order_id,
+                marketplace_order_number=(placed.display_number or "")[:60] or None,
                 raw_status=placed.status.value,
                 placed_at=now,
                 last_error=None,
@@ -154,7 +155,7 @@ def record_placement(
             session,
             order,
             "sub_order_placed",
-            f"{market} accepted your order (their order {placed.marketplace_order_id}).",
+            f"{market} accepted your order (their order {sub_order.display_number}).",
             sub_order_id=sub_order.id,
         )
         if not verdict.cancel and verdict.kept_charge_minor < sub_order.charge_minor:

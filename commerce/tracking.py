@@ -1,5 +1,7 @@
 """Following placed sub-orders: each marketplace's status words mapped onto ours, tracking numbers
-stored, the order's status derived from its sub-orders, and a notification on every change.
+and the marketplace's own order number stored, every step recorded for the order's timelines,
+the order's status derived from its sub-orders, and one notification per real change; and the
+shopper's confirmation of receipt where the marketplace reports no delivery.
 
 The adapters already translate their format's vocabulary into adapters.base.OrderStatus
 (Shopify displayFulfillmentStatus + shipment displayStatus + cancelledAt; WooCommerce pending /
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import Capability, MarketplaceError, OrderState, Unsupported
+from adapters.base import Capability, MarketplaceError, OrderState, ShipmentStatus, Unsupported
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import Marketplace, utc_now
 from commerce.notifications import notify
@@ -32,6 +34,7 @@ from commerce.order_state import (
     refresh_order_status,
     sub_order_status_for,
 )
+from commerce.order_timeline import SHIPMENT_TIMELINE_STEPS, TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
 
@@ -46,6 +49,7 @@ __all__ = [
     "SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS",
     "TrackingReport",
     "apply_marketplace_state",
+    "confirm_receipt",
     "derive_order_status",
     "refresh_order_status",
     "sub_order_status_for",
@@ -69,10 +73,15 @@ def apply_marketplace_state(
     *,
     gateway_for: GatewayProvider = gateway_for_payment,
 ) -> bool:
-    """Store what the marketplace says about a sub-order; True when its status changed.
+    """Store what the marketplace says about a sub-order; True when anything the shopper sees
+    changed (its status, or its shipment's step).
 
-    Tracking details are kept whenever they appear. Status only moves forward; a cancellation
-    compensates the sub-order (its share refunded).
+    Tracking details and the marketplace's order number are kept whenever they appear; every
+    step is recorded once as an OrderEvent (the order page's timelines). Status only moves
+    forward; a cancellation compensates the sub-order (its share refunded). The shopper is
+    notified once per real change: shipped (with carrier and tracking number), delayed, out for
+    delivery, delivered, cancelled — not for "processing" or "in transit", which only the
+    timeline shows.
     """
     new_status = sub_order_status_for(state.status)
     with session_factory() as session, session.begin():
@@ -85,6 +94,8 @@ def apply_marketplace_state(
         sub_order.last_polled_at = utc_now()
         if sub_order.status not in FULFILMENT_RANK:
             return False
+        if state.display_number and not sub_order.marketplace_order_number:
+            sub_order.marketplace_order_number = state.display_number[:60]
         if state.tracking_number and state.tracking_number != sub_order.tracking_number:
             sub_order.tracking_number = state.tracking_number[:120]
             sub_order.carrier = (state.carrier or "")[:120] or None
@@ -98,38 +109,146 @@ def apply_marketplace_state(
                 status=SubOrderStatus.CANCELLED,
                 reason=f"{market} cancelled the order ({state.raw_status or 'cancelled'}).",
             )
-            changed = True
-        elif FULFILMENT_RANK[new_status] > FULFILMENT_RANK[sub_order.status]:
-            sub_order.status = new_status
-            sub_order.updated_at = utc_now()
-            notify(
-                session,
-                sub_order.order,
-                f"sub_order_{new_status.value}",
-                _sub_order_message(sub_order, market),
-                sub_order_id=sub_order.id,
+            record_event(
+                session, sub_order, TimelineStep.CANCELLED, detail=sub_order.last_error or ""
             )
-            refresh_order_status(session, sub_order.order)
             changed = True
         else:
-            changed = False
+            changed = _move_forward(session, sub_order, new_status, state)
     if changed and new_status == SubOrderStatus.CANCELLED:
         process_refunds(session_factory, order_id, gateway_for=gateway_for)
         settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return changed
 
 
-def _sub_order_message(sub_order: MarketplaceOrder, market: str) -> str:
-    if sub_order.status == SubOrderStatus.SHIPPED:
+def _move_forward(
+    session: Session, sub_order: MarketplaceOrder, new_status: SubOrderStatus, state: OrderState
+) -> bool:
+    """Advance the sub-order's status and shipment step, record each new step and notify once."""
+    happened = {event.status: event.happened_at for event in state.shipment_events}
+    forward = FULFILMENT_RANK[new_status] > FULFILMENT_RANK[sub_order.status]
+    if forward:
+        if new_status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
+            # A marketplace that jumps straight to delivered still shipped first.
+            if sub_order.status != SubOrderStatus.SHIPPED:
+                first = state.shipment_events[0].happened_at if state.shipment_events else None
+                record_event(
+                    session,
+                    sub_order,
+                    TimelineStep.SHIPPED,
+                    detail=_tracking_text(sub_order),
+                    occurred_at=first,
+                )
+        elif new_status == SubOrderStatus.PROCESSING:
+            record_event(session, sub_order, TimelineStep.PROCESSING)
+    # The shipment's own steps (Shopify's fulfillment events), each once, in their order.
+    shipment_changed = False
+    if new_status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
+        steps = [event.status for event in state.shipment_events]
+        if state.shipment_status is not None and state.shipment_status not in steps:
+            steps.append(state.shipment_status)
+        for shipment in steps:
+            step = SHIPMENT_TIMELINE_STEPS.get(shipment)
+            if step is None or step == TimelineStep.DELIVERED:
+                continue
+            if record_event(session, sub_order, step, occurred_at=happened.get(shipment)):
+                shipment_changed = True
+        latest = state.shipment_status.value if state.shipment_status else None
+        if latest and latest != sub_order.shipment_status:
+            sub_order.shipment_status = latest
+            shipment_changed = True
+    if new_status == SubOrderStatus.DELIVERED and forward:
+        record_event(
+            session,
+            sub_order,
+            TimelineStep.DELIVERED,
+            occurred_at=happened.get(ShipmentStatus.DELIVERED),
+        )
+    if not forward and not shipment_changed:
+        return False
+    sub_order.updated_at = utc_now()
+    if forward:
+        sub_order.status = new_status
+    message = _sub_order_message(sub_order, new_status if forward else None)
+    if message is not None:
+        kind = (
+            f"sub_order_{new_status.value}"
+            if forward
+            else f"sub_order_{sub_order.shipment_status or 'shipment'}"
+        )
+        notify(session, sub_order.order, kind, message, sub_order_id=sub_order.id, once=True)
+    if forward:
+        refresh_order_status(session, sub_order.order)
+    return True
+
+
+def _tracking_text(sub_order: MarketplaceOrder) -> str:
+    if not sub_order.tracking_number:
+        return ""
+    return f"{sub_order.carrier or 'Carrier'} {sub_order.tracking_number}"
+
+
+def _sub_order_message(
+    sub_order: MarketplaceOrder, new_status: SubOrderStatus | None
+) -> str | None:
+    """What the shopper is told about this change; None when it is not news (processing, in
+    transit): the order page's timeline shows those."""
+    market = sub_order.marketplace.name
+    number = sub_order.display_number
+    items = f"Your {market} items" + (f" (order {number})" if number else "")
+    if new_status == SubOrderStatus.DELIVERED:
+        return f"{items} have been delivered."
+    if new_status == SubOrderStatus.SHIPPED:
         tracking = (
-            f" with {sub_order.carrier}, tracking number {sub_order.tracking_number}"
+            f" with {sub_order.carrier or 'the carrier'}, tracking number "
+            f"{sub_order.tracking_number}"
             if sub_order.tracking_number
             else ""
         )
-        return f"Your {market} items have shipped{tracking}."
-    if sub_order.status == SubOrderStatus.DELIVERED:
-        return f"Your {market} items have been delivered."
-    return f"{market} is preparing your items."
+        return f"{items} have shipped{tracking}."
+    if new_status is None:
+        shipment = sub_order.shipment_status
+        if shipment == ShipmentStatus.DELAYED:
+            return f"{items} are delayed in transit; {market}'s carrier says they are still coming."
+        if shipment == ShipmentStatus.OUT_FOR_DELIVERY:
+            return f"{items} are out for delivery today."
+        if shipment == ShipmentStatus.ATTEMPTED_DELIVERY:
+            return (
+                f"The carrier tried to deliver {items[0].lower() + items[1:]} and will try again."
+            )
+        if shipment == ShipmentStatus.FAILURE:
+            return (
+                f"The carrier could not deliver {items[0].lower() + items[1:]}; {market} is on it."
+            )
+    return None
+
+
+def confirm_receipt(session: Session, user_id: int, number: str, sub_order_id: int) -> bool:
+    """The shopper says a sub-order arrived, for a marketplace that reports no delivery: it
+    becomes delivered (recorded on its timeline) and counts toward the order's completion.
+    False when it is not theirs or not waiting for such a confirmation."""
+    order_id = order_id_of_sub_order(session, sub_order_id)
+    if order_id is None:
+        return False
+    lock_order(session, order_id)
+    sub_order = session.get(MarketplaceOrder, sub_order_id)
+    if sub_order is not None:
+        session.refresh(sub_order)  # read under the lock, not from an earlier load
+    if (
+        sub_order is None
+        or sub_order.order.user_id != user_id
+        or sub_order.order.number != number
+        or sub_order.status not in (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
+        or marketplace_can(sub_order.marketplace, Capability.TRACK)
+    ):
+        return False
+    now = utc_now()
+    sub_order.receipt_confirmed_at = now
+    sub_order.status = SubOrderStatus.DELIVERED
+    sub_order.updated_at = now
+    record_event(session, sub_order, TimelineStep.RECEIPT_CONFIRMED, occurred_at=now)
+    refresh_order_status(session, sub_order.order)
+    return True
 
 
 def track_open_sub_orders(

@@ -35,12 +35,13 @@ Control API: ``GET /_sandbox/health``, ``GET /_sandbox/knobs``, ``POST /_sandbox
 to the server's defaults, orders kept), ``GET /_sandbox/images/<product>.svg``.
 
 Knobs per marketplace (sandbox.knobs): latency_ms, error_rate, burst_429, malformed_rate (0.02),
-down, fail_next_orders, order_step_seconds (30), cancel_rate (0.05), price_drift, the sandbox's
+down, fail_next_orders, order_step_seconds (30), cancel_rate (0.05), delay_rate (0.1), price_drift, the sandbox's
 own price_epoch, and the order faults: order_reply_delay_ms, fail_after_next_orders,
 refuse_next_orders, order_price_change_pct, delisted_products, drop_unknown_lines,
 max_line_quantity, cancel_next_orders, cancel_reply_delay_ms, fail_after_next_cancels,
 search_lag_ms (docs/sandbox-and-adapters.md). ``GET /_sandbox/orders/<slug>`` lists the orders a marketplace
-holds; ``POST /_sandbox/orders/<slug>/<number>/cancel`` has the marketplace cancel one.
+holds; ``POST /_sandbox/orders/<slug>/<number>/cancel`` has the marketplace cancel one, and
+``POST /_sandbox/orders/<slug>/<number>/advance`` moves one on by ``{"steps": N}`` at once.
 
 Price epochs, for benchmarking incremental pipeline runs: ``--price-epoch N`` (or the
 ``price_epoch`` knob, e.g. ``POST /_sandbox/knobs/all {"price_epoch": 1}``) changes the catalog

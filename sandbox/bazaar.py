@@ -211,6 +211,7 @@ class BazaarService(MarketplaceService):
             currency=currency,
             lines=lines,
             cancel_rate=self.ctx.knobs.get(self.slug).cancel_rate,
+            delay_rate=self.ctx.knobs.get(self.slug).delay_rate,
             extra={
                 "shipping": body.get("shipping") if isinstance(body.get("shipping"), dict) else {}
             },

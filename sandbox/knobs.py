@@ -40,6 +40,8 @@ class Knobs:
     fail_next_orders: int = 0
     order_step_seconds: float = 30.0
     cancel_rate: float = 0.05
+    # Share of orders delayed in transit for two steps before they are delivered.
+    delay_rate: float = 0.1
     price_drift: float = 0.0
     # Sandbox extension: the price epoch (see sandbox.world), for incremental-run benchmarks.
     price_epoch: int = 0
@@ -164,6 +166,7 @@ _COERCERS: dict[str, Callable[[str, object], Any]] = {
     "fail_next_orders": _count,
     "order_step_seconds": _positive_seconds,
     "cancel_rate": _share,
+    "delay_rate": _share,
     "price_drift": _share,
     "price_epoch": _count,
     "order_reply_delay_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),

@@ -1,10 +1,15 @@
 """The sandbox marketplaces' orders: in memory, thread-safe, idempotent, with time-based status.
 
 An order's stage is a function of the time since it was created and ``order_step_seconds`` read
-at request time: pending → processing → shipped (carrier and tracking number assigned) →
-delivered. An order picked by ``cancel_rate`` when it was created is cancelled by the marketplace
-at the step where it would have shipped. Stages never go backwards: if the step is made longer
-later, an order keeps the furthest stage it has reached. Orders are lost when the sandbox stops.
+at request time, as a real shop's orders move over minutes: pending → processing → shipped
+(carrier and tracking number assigned, the label confirmed) → in transit → delivered. An order
+picked by ``delay_rate`` when it was created is delayed in transit for two more steps first; one
+picked by ``cancel_rate`` is cancelled by the marketplace at the step where it would have shipped.
+Stages never go backwards: if the step is made longer later, an order keeps the furthest stage it
+has reached. ``advance`` moves an order on by whole steps at once (the control API's
+``POST /_sandbox/orders/<slug>/<number>/advance``), so tests follow every step without waiting on
+the clock. Each step's time is kept (the Shopify fulfillment events' ``happenedAt``). Orders are
+lost when the sandbox stops.
 """
 
 from __future__ import annotations
@@ -25,8 +30,25 @@ PENDING, PROCESSING, SHIPPED, DELIVERED, CANCELLED = (
     "delivered",
     "cancelled",
 )
-STAGES = (PENDING, PROCESSING, SHIPPED, DELIVERED)
-SHIPPED_STAGE = STAGES.index(SHIPPED)
+# The shipment's steps once shipped (OrderProgress.shipment): the label is confirmed with a
+# tracking number, the carrier moves it, it may be delayed, then it is delivered.
+CONFIRMED, IN_TRANSIT, DELAYED = "confirmed", "in_transit", "delayed"
+# (order status, shipment step) of each stage; a delayed order has two delayed stages more.
+STAGES: tuple[tuple[str, str | None], ...] = (
+    (PENDING, None),
+    (PROCESSING, None),
+    (SHIPPED, CONFIRMED),
+    (SHIPPED, IN_TRANSIT),
+    (DELIVERED, DELIVERED),
+)
+DELAYED_STAGES: tuple[tuple[str, str | None], ...] = (
+    *STAGES[:-1],
+    (SHIPPED, DELAYED),
+    (SHIPPED, DELAYED),
+    STAGES[-1],
+)
+SHIPPED_STAGE = 2
+MAX_ADVANCE_STEPS = 20
 
 # Where order numbers start, per marketplace, so ids look like each platform's.
 FIRST_ORDER_NUMBER = {"shopwave": 1001, "kiondo": 4100, "dummymart": 51, "fakestore": 21}
@@ -80,7 +102,11 @@ class SandboxOrder:
     created_monotonic: float
     doomed: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    delayed: bool = False
     reached_stage: int = 0
+    # Steps added by `advance`, and when each stage was reached (stage 0: created_at).
+    advanced_steps: int = 0
+    stage_times: list[datetime] = field(default_factory=list)
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
     idempotency_key: str | None = None
@@ -95,6 +121,11 @@ class SandboxOrder:
         """Items in the order."""
         return sum(line.quantity for line in self.lines)
 
+    @property
+    def stages(self) -> tuple[tuple[str, str | None], ...]:
+        """This order's path: (status, shipment step) per stage."""
+        return DELAYED_STAGES if self.delayed else STAGES
+
 
 @dataclass(frozen=True, slots=True)
 class OrderProgress:
@@ -108,6 +139,10 @@ class OrderProgress:
     tracking_url: str | None = None
     shipped_at: datetime | None = None
     delivered_at: datetime | None = None
+    # The shipment's latest step (confirmed, in_transit, delayed, delivered), once shipped.
+    shipment: str | None = None
+    # Every shipment step so far with the time it happened, oldest first.
+    shipment_events: tuple[tuple[str, datetime], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +176,7 @@ class OrderBook:
         lines: list[OrderLine],
         cancel_rate: float,
         extra: dict[str, Any] | None = None,
+        delay_rate: float = 0.0,
     ) -> tuple[SandboxOrder, bool]:
         """Create an order, or return the one made earlier with the same idempotency key.
 
@@ -162,6 +198,7 @@ class OrderBook:
                 created_at=datetime.now(UTC).replace(microsecond=0),
                 created_monotonic=self._clock(),
                 doomed=unit_interval(self._seed, "cancel", marketplace, number) < cancel_rate,
+                delayed=unit_interval(self._seed, "delay", marketplace, number) < delay_rate,
                 extra=dict(extra or {}),
                 idempotency_key=idempotency_key,
             )
@@ -202,15 +239,35 @@ class OrderBook:
         """The order's status now, with `step_seconds` between stages."""
         with self._lock:
             elapsed = max(0.0, self._clock() - order.created_monotonic)
-            stage = min(len(STAGES) - 1, int(elapsed / step_seconds))
-            order.reached_stage = max(order.reached_stage, stage)
+            stage = int(elapsed / step_seconds) + order.advanced_steps
+            self._reach(order, min(len(order.stages) - 1, stage), step_seconds)
             stage = order.reached_stage
             if order.cancelled_at is None and order.doomed and stage >= SHIPPED_STAGE:
-                order.cancelled_at = order.created_at + timedelta(
-                    seconds=SHIPPED_STAGE * step_seconds
-                )
+                order.cancelled_at = order.stage_times[SHIPPED_STAGE]
                 order.cancel_reason = "declined"
-            return self._describe(order, stage, step_seconds)
+            return self._describe(order, stage)
+
+    def advance(self, order: SandboxOrder, steps: int, step_seconds: float) -> OrderProgress:
+        """Move the order on by `steps` stages now (it never passes delivered or a cancel)."""
+        if not 1 <= steps <= MAX_ADVANCE_STEPS:
+            raise ValueError(f"steps must be between 1 and {MAX_ADVANCE_STEPS}, got {steps}")
+        with self._lock:
+            current = self.progress(order, step_seconds)
+            if current.status == CANCELLED:
+                return current
+            order.advanced_steps += steps
+            return self.progress(order, step_seconds)
+
+    def _reach(self, order: SandboxOrder, stage: int, step_seconds: float) -> None:
+        """Record the time of every stage reached since the last look: when the clock would have
+        reached it, or now if it came sooner (advanced)."""
+        if not order.stage_times:
+            order.stage_times.append(order.created_at)
+        now = datetime.now(UTC).replace(microsecond=0)
+        while len(order.stage_times) <= stage:
+            natural = order.created_at + timedelta(seconds=len(order.stage_times) * step_seconds)
+            order.stage_times.append(max(order.stage_times[-1], min(natural, now)))
+        order.reached_stage = max(order.reached_stage, stage)
 
     def cancel(
         self,
@@ -232,20 +289,25 @@ class OrderBook:
                 return CancelOutcome(False, current)
             order.cancelled_at = datetime.now(UTC).replace(microsecond=0)
             order.cancel_reason = reason
-            return CancelOutcome(True, self._describe(order, current.stage, step_seconds))
+            return CancelOutcome(True, self._describe(order, current.stage))
 
-    def _describe(self, order: SandboxOrder, stage: int, step_seconds: float) -> OrderProgress:
+    def _describe(self, order: SandboxOrder, stage: int) -> OrderProgress:
         if order.cancelled_at is not None:
             return OrderProgress(CANCELLED, stage, order.cancelled_at)
-        status = STAGES[stage]
+        status, shipment = order.stages[stage]
         if stage < SHIPPED_STAGE:
             return OrderProgress(status, stage, None)
         carriers = CARRIERS.get(order.marketplace, DEFAULT_CARRIERS)
         h = hash64(self._seed, "tracking", order.marketplace, order.number)
         carrier, url_template = carriers[h % len(carriers)]
         tracking_number = f"1Z{h % 10**12:012d}" if carrier == "UPS" else f"{h % 10**14:014d}"
-        shipped_at = order.created_at + timedelta(seconds=SHIPPED_STAGE * step_seconds)
-        delivered_at = shipped_at + timedelta(seconds=step_seconds) if status == DELIVERED else None
+        shipped_at = order.stage_times[SHIPPED_STAGE]
+        delivered_at = order.stage_times[stage] if status == DELIVERED else None
+        events: list[tuple[str, datetime]] = []
+        for reached in range(SHIPPED_STAGE, stage + 1):
+            step = order.stages[reached][1]
+            if step is not None and (not events or events[-1][0] != step):
+                events.append((step, order.stage_times[reached]))
         return OrderProgress(
             status=status,
             stage=stage,
@@ -255,4 +317,6 @@ class OrderBook:
             tracking_url=url_template.format(number=tracking_number),
             shipped_at=shipped_at,
             delivered_at=delivered_at,
+            shipment=shipment,
+            shipment_events=tuple(events),
         )

@@ -19,7 +19,10 @@ from werkzeug.wrappers import Request, Response
 from onecart.money import MoneyError, to_minor_units
 from sandbox.orders import (
     CANCELLED,
+    CONFIRMED,
+    DELAYED,
     DELIVERED,
+    IN_TRANSIT,
     PENDING,
     PROCESSING,
     SHIPPED,
@@ -309,6 +312,7 @@ class ShopifyService(MarketplaceService):
             currency=currency,
             lines=lines,
             cancel_rate=knobs.cancel_rate,
+            delay_rate=knobs.delay_rate,
             extra={
                 "email": order_input.get("email"),
                 "shippingAddress": order_input.get("shippingAddress"),
@@ -431,7 +435,7 @@ class ShopifyService(MarketplaceService):
                     for line in order.lines
                 ]
             },
-            "fulfillments": _fulfillments(progress),
+            "fulfillments": _fulfillments(progress, order.number),
         }
 
 
@@ -441,15 +445,43 @@ def _fulfillment_status(progress: OrderProgress) -> str:
     )
 
 
-def _fulfillments(progress: OrderProgress) -> list[dict[str, Any]]:
+# Our shipment steps as Shopify's FulfillmentEventStatus / FulfillmentDisplayStatus words.
+SHIPMENT_DISPLAY_STATUS = {
+    CONFIRMED: "CONFIRMED",
+    IN_TRANSIT: "IN_TRANSIT",
+    DELAYED: "DELAYED",
+    DELIVERED: "DELIVERED",
+}
+
+
+def _fulfillments(progress: OrderProgress, order_number: int) -> list[dict[str, Any]]:
+    """The order's fulfillments as the Admin API shows them: none before it ships (an open one
+    while processing), then one with its tracking info, its latest shipment status as
+    displayStatus and the carrier's events (status, happenedAt) oldest first."""
     if progress.status in (PENDING, CANCELLED):
         return []
     if progress.status == PROCESSING:
-        return [{"status": "OPEN", "displayStatus": "CONFIRMED", "trackingInfo": []}]
+        return [
+            {
+                "status": "OPEN",
+                "displayStatus": "CONFIRMED",
+                "trackingInfo": [],
+                "events": {"nodes": []},
+            }
+        ]
+    events = [
+        {
+            "id": f"gid://shopify/FulfillmentEvent/{order_number * 100 + n}",
+            "status": SHIPMENT_DISPLAY_STATUS[step],
+            "happenedAt": _iso_utc(moment),
+        }
+        for n, (step, moment) in enumerate(progress.shipment_events, start=1)
+    ]
     return [
         {
+            "id": f"gid://shopify/Fulfillment/{order_number}",
             "status": "SUCCESS",
-            "displayStatus": "DELIVERED" if progress.status == DELIVERED else "IN_TRANSIT",
+            "displayStatus": SHIPMENT_DISPLAY_STATUS.get(progress.shipment or "", "CONFIRMED"),
             "createdAt": _iso_utc(progress.shipped_at),
             "deliveredAt": _iso_utc(progress.delivered_at),
             "trackingInfo": [
@@ -459,5 +491,6 @@ def _fulfillments(progress: OrderProgress) -> list[dict[str, Any]]:
                     "url": progress.tracking_url,
                 }
             ],
+            "events": {"nodes": events},
         }
     ]

@@ -315,6 +315,7 @@ class WooCommerceService(MarketplaceService):
             currency=self.profile.currency,
             lines=lines,
             cancel_rate=knobs.cancel_rate,
+            delay_rate=knobs.delay_rate,
             extra={
                 "set_paid": bool(body.get("set_paid")),
                 "payment_method": body.get("payment_method", ""),

@@ -324,11 +324,14 @@ def place_sub_orders_job(
 
 def cancel_order_job(order_id: int, policy: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Carry out a shopper's cancellation (retried while sub-orders are still being placed)."""
+    job = get_current_job()
     report = carry_out_cancellation(
-        get_session_factory(), order_id, adapter_for=adapter_for_marketplace
+        get_session_factory(),
+        order_id,
+        adapter_for=adapter_for_marketplace,
+        final_attempt=job is None or not job.retries_left,
     )
     _send_emails()
-    job = get_current_job()
     if report.in_flight and job is not None and job.retries_left:
         raise CancellationPending(f"order {order_id}: {', '.join(report.in_flight)} in flight")
     return {

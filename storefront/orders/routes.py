@@ -1,5 +1,7 @@
-"""Orders and notifications: confirmation, history, detail with sub-orders, cancellation, the
-read-only status page opened with the order's authentication token, and the notifications list.
+"""Orders and notifications: confirmation, history, detail with a timeline per marketplace and one
+merged delivery timeline, cancellation (a confirmation step first, then each marketplace's
+outcome and refund), confirming receipt where the marketplace reports no delivery, the read-only
+status page opened with the order's authentication token, and the notifications list.
 
 Every lookup is scoped to the signed-in shopper (another account's order number is a 404, exactly
 like a number that does not exist). The status page shows one order and links nowhere that the
@@ -19,12 +21,14 @@ from flask import (
     flash,
     redirect,
     render_template,
+    request,
     url_for,
 )
 from flask_login import current_user, login_required
 
 from commerce.notifications import list_notifications, mark_all_read, mark_read, unread_count
 from commerce.order_models import Order
+from commerce.order_timeline import build_order_view, order_status_label
 from commerce.orders import (
     OrderActionError,
     find_order_by_status_token,
@@ -35,6 +39,7 @@ from commerce.orders import (
     rotate_status_token,
 )
 from commerce.sweeper import dispatch_outbox
+from commerce.tracking import confirm_receipt
 from storefront.database import db_session, session_factory
 from storefront.jobs import (
     JobPolicy,
@@ -44,7 +49,14 @@ from storefront.jobs import (
 
 logger = logging.getLogger(__name__)
 
-bp = Blueprint("orders", __name__, template_folder="templates", cli_group="orders")
+bp = Blueprint(
+    "orders",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static/orders",
+    cli_group="orders",
+)
 
 
 def _user_id() -> int:
@@ -53,6 +65,12 @@ def _user_id() -> int:
 
 def _job_policy() -> JobPolicy:
     return JobPolicy.from_dict(current_app.config.get("ORDER_JOB_POLICY"))
+
+
+@bp.app_template_global()
+def order_status_text(order: Order) -> str:
+    """The order's status in words for templates ("Partly cancelled" included)."""
+    return order_status_label(order)
 
 
 @bp.app_context_processor
@@ -81,39 +99,55 @@ def history() -> str:
     return render_template("orders/history.html", orders=list_user_orders(db_session(), _user_id()))
 
 
-@bp.get("/orders/<number>/confirmation")
-@login_required
-def confirmation(number: str) -> str:
-    """Thank-you page right after checkout: one number, one total, every item by marketplace."""
-    order = _own_order(number)
+def _render_order(order: Order, *, confirmation: bool) -> str:
     return render_template(
         "orders/detail.html",
         order=order,
-        confirmation=True,
+        view=build_order_view(db_session(), order),
+        confirmation=confirmation,
         status_link=_status_link(order),
         cancellable=order_is_cancellable(order),
     )
 
 
+@bp.get("/orders/<number>/confirmation")
+@login_required
+def confirmation(number: str) -> str:
+    """Thank-you page right after checkout: one number, one total, every item by marketplace."""
+    return _render_order(_own_order(number), confirmation=True)
+
+
 @bp.get("/orders/<number>")
 @login_required
 def detail(number: str) -> str:
-    """One order with its expandable sub-orders (marketplace order id, status, tracking)."""
+    """One order: its status, a timeline per marketplace (tracking number and carrier once
+    shipped) and the merged delivery timeline of the whole order."""
+    return _render_order(_own_order(number), confirmation=False)
+
+
+@bp.get("/orders/<number>/cancel")
+@login_required
+def cancel_confirmation(number: str) -> Response | str:
+    """The confirmation step: what cancelling would do at each marketplace, before anything
+    is done."""
     order = _own_order(number)
+    if not order_is_cancellable(order):
+        flash("This order can no longer be cancelled.", "error")
+        return redirect(url_for("orders.detail", number=number), code=303)
     return render_template(
-        "orders/detail.html",
-        order=order,
-        confirmation=False,
-        status_link=_status_link(order),
-        cancellable=order_is_cancellable(order),
+        "orders/cancel_confirm.html", order=order, view=build_order_view(db_session(), order)
     )
 
 
 @bp.post("/orders/<number>/cancel")
 @login_required
 def cancel(number: str) -> Response:
-    """Ask for the order to be cancelled; the cancellation job does the rest."""
+    """Cancel once the shopper confirmed (`confirm=yes` from the confirmation page); without it,
+    show the confirmation page. The cancellation job does the rest."""
     session = db_session()
+    if request.form.get("confirm") != "yes":
+        _own_order(number)
+        return redirect(url_for("orders.cancel_confirmation", number=number), code=303)
     try:
         order = request_cancellation(session, _user_id(), number)
     except OrderActionError as exc:
@@ -125,10 +159,25 @@ def cancel(number: str) -> Response:
     session.commit()
     _dispatch(order.id)
     flash(
-        "We are cancelling your order. Parts not placed yet are cancelled now; the marketplaces "
-        "confirm the rest shortly, and every cancelled part is refunded.",
+        "Cancellation requested. Each marketplace's answer and your refund appear below as they "
+        "come in.",
         "success",
     )
+    return redirect(url_for("orders.detail", number=number) + "#cancellation", code=303)
+
+
+@bp.post("/orders/<number>/sub-orders/<int:sub_order_id>/received")
+@login_required
+def received(number: str, sub_order_id: int) -> Response:
+    """The shopper confirms a part arrived, for a marketplace that does not report delivery."""
+    session = db_session()
+    if not confirm_receipt(session, _user_id(), number, sub_order_id):
+        session.rollback()
+        _own_order(number)
+        flash("That part of the order is not waiting for your confirmation.", "error")
+        return redirect(url_for("orders.detail", number=number), code=303)
+    session.commit()
+    flash("Thanks — marked as received.", "success")
     return redirect(url_for("orders.detail", number=number), code=303)
 
 
@@ -164,7 +213,11 @@ def status_page(token: str) -> Response | str:
     order = find_order_by_status_token(db_session(), token)
     if order is None:
         abort(404)
-    response = Response(render_template("orders/status.html", order=order))
+    response = Response(
+        render_template(
+            "orders/status.html", order=order, view=build_order_view(db_session(), order)
+        )
+    )
     # The token is a credential: keep it out of caches and out of Referer headers.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"

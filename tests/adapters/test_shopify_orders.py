@@ -16,6 +16,7 @@ from adapters.base import (
     OrderStatus,
     RateLimited,
     Rejected,
+    ShipmentStatus,
     ShippingAddress,
 )
 from adapters.shopify import ShopifyAdapter, map_shopify_order_status, order_gid
@@ -180,6 +181,46 @@ def test_order_status_reports_tracking() -> None:
     assert (state.tracking_number, state.carrier) == ("1Z999AA10123456784", "UPS")
     assert state.tracking_url == "https://ups.example/t/1Z9"
     assert fake.graphql_bodies()[0]["variables"] == {"id": "gid://shopify/Order/1001"}
+
+
+def test_order_status_reads_the_shipment_step_its_events_and_the_order_name() -> None:
+    node = order_node(
+        displayFulfillmentStatus="FULFILLED",
+        fulfillments=[
+            {
+                "status": "SUCCESS",
+                "displayStatus": "DELAYED",
+                "trackingInfo": [{"company": "FedEx", "number": "7712", "url": None}],
+                "events": {
+                    "nodes": [
+                        {"status": "IN_TRANSIT", "happenedAt": "2026-12-02T10:05:00Z"},
+                        {"status": "LABEL_PURCHASED", "happenedAt": "2026-12-02T10:00:00Z"},
+                        {"status": "DELAYED", "happenedAt": "2026-12-02T11:30:00Z"},
+                        {"status": "SOMETHING_NEW", "happenedAt": "2026-12-02T11:31:00Z"},
+                    ]
+                },
+            }
+        ],
+    )
+    state = shop(FakeShopifyAdmin({"order": {"data": {"order": node}}})).order_status("1001")
+    assert state.status is OrderStatus.SHIPPED
+    assert state.display_number == "#1001"
+    assert state.shipment_status is ShipmentStatus.DELAYED
+    assert [(e.status, e.happened_at.isoformat()) for e in state.shipment_events] == [
+        (ShipmentStatus.CONFIRMED, "2026-12-02T10:00:00+00:00"),
+        (ShipmentStatus.IN_TRANSIT, "2026-12-02T10:05:00+00:00"),
+        (ShipmentStatus.DELAYED, "2026-12-02T11:30:00+00:00"),
+    ]
+
+
+def test_an_open_fulfillment_without_tracking_is_no_shipment() -> None:
+    node = order_node(
+        displayFulfillmentStatus="IN_PROGRESS",
+        fulfillments=[{"status": "OPEN", "displayStatus": "CONFIRMED", "trackingInfo": []}],
+    )
+    state = shop(FakeShopifyAdmin({"order": {"data": {"order": node}}})).order_status("1001")
+    assert state.status is OrderStatus.PROCESSING
+    assert state.shipment_status is None and state.shipment_events == ()
 
 
 def test_unknown_order_is_not_found() -> None:

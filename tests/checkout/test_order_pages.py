@@ -56,8 +56,10 @@ def test_history_and_detail_list_the_shoppers_own_orders(two_shoppers) -> None:
     [
         ("get", "/orders/{number}"),
         ("get", "/orders/{number}/confirmation"),
+        ("get", "/orders/{number}/cancel"),
         ("post", "/orders/{number}/cancel"),
         ("post", "/orders/{number}/status-link"),
+        ("post", "/orders/{number}/sub-orders/1/received"),
     ],
 )
 def test_another_shoppers_order_is_not_found(two_shoppers, method: str, path: str) -> None:

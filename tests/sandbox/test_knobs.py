@@ -36,6 +36,7 @@ def test_knobs_endpoint_shows_every_marketplace_with_defaults(
         "fail_next_orders": 0,
         "order_step_seconds": 30.0,
         "cancel_rate": 0.05,
+        "delay_rate": 0.1,
         "price_drift": 0.0,
         "price_epoch": 0,
         "order_reply_delay_ms": 0,

@@ -170,6 +170,56 @@ def test_shopify_order_progresses_to_delivered_with_tracking(sandbox_control: ht
     assert seen[-1]["cancelledAt"] is None
 
 
+EVENTS = """query($id: ID!) { order(id: $id) { id name displayFulfillmentStatus fulfillments {
+  displayStatus trackingInfo { company number url }
+  events(first: 50, sortKey: HAPPENED_AT) { nodes { status happenedAt } } } } }"""
+
+
+def test_advanced_shopify_order_walks_every_step_with_fulfillment_events(
+    sandbox_control: httpx.Client,
+) -> None:
+    # A step of an hour: the order only moves when the control API advances it.
+    sandbox_control.post(
+        "/_sandbox/knobs/shopwave",
+        json={"cancel_rate": 0, "delay_rate": 1, "order_step_seconds": 3600},
+    )
+    variant, price = clean_shopify_variant(sandbox_control)
+    created = shopify_graphql(
+        sandbox_control, CREATE, shopify_order(variant, price, f"adv-{uuid.uuid4().hex[:8]}")
+    ).json()["data"]["orderCreate"]["order"]
+    number = int(created["id"].rsplit("/", 1)[-1])
+    assert created["name"] == f"#{number}"
+
+    def read() -> dict[str, Any]:
+        return shopify_graphql(sandbox_control, EVENTS, {"id": created["id"]}).json()["data"][
+            "order"
+        ]
+
+    seen = [(read()["displayFulfillmentStatus"], None)]
+    for _ in range(6):
+        facts = sandbox_control.post(f"/_sandbox/orders/shopwave/{number}/advance", json={})
+        assert facts.status_code == 200
+        order = read()
+        shipment = order["fulfillments"][0]["displayStatus"] if order["fulfillments"] else None
+        seen.append((order["displayFulfillmentStatus"], shipment))
+    assert seen == [
+        ("UNFULFILLED", None),
+        ("IN_PROGRESS", "CONFIRMED"),
+        ("FULFILLED", "CONFIRMED"),
+        ("FULFILLED", "IN_TRANSIT"),
+        ("FULFILLED", "DELAYED"),
+        ("FULFILLED", "DELAYED"),
+        ("FULFILLED", "DELIVERED"),
+    ]
+    fulfillment = read()["fulfillments"][0]
+    events = fulfillment["events"]["nodes"]
+    assert [e["status"] for e in events] == ["CONFIRMED", "IN_TRANSIT", "DELAYED", "DELIVERED"]
+    assert all(e["happenedAt"].endswith("Z") for e in events)
+    assert fulfillment["trackingInfo"][0]["number"]
+    bad = sandbox_control.post(f"/_sandbox/orders/shopwave/{number}/advance", json={"steps": 0})
+    assert bad.status_code == 400
+
+
 def test_shopify_cancel_before_fulfilment_only(sandbox_control: httpx.Client) -> None:
     sandbox_control.post("/_sandbox/knobs/shopwave", json={"cancel_rate": 0})
     variant, price = clean_shopify_variant(sandbox_control)

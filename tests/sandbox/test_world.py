@@ -234,12 +234,64 @@ def test_order_stages_follow_time_and_never_go_back() -> None:
     )
     assert created and order.total_minor == 3998
     seen = []
-    for _ in range(4):
-        seen.append(book.progress(order, 10).status)
+    for _ in range(5):
+        progress = book.progress(order, 10)
+        seen.append((progress.status, progress.shipment))
         clock.now += 10
-    assert seen == [PENDING, PROCESSING, SHIPPED, DELIVERED]
+    assert seen == [
+        (PENDING, None),
+        (PROCESSING, None),
+        (SHIPPED, "confirmed"),
+        (SHIPPED, "in_transit"),
+        (DELIVERED, "delivered"),
+    ]
     assert book.progress(order, 1000).status == DELIVERED  # a longer step does not undo delivery
     assert book.progress(order, 10).tracking_number
+
+
+def test_delayed_orders_wait_two_steps_in_transit_and_keep_every_step_with_its_time() -> None:
+    clock = FakeClock()
+    book = OrderBook(seed=1, clock=clock)
+    order, _ = book.place(
+        "shopwave",
+        idempotency_key="d1",
+        reference="r1",
+        currency="USD",
+        lines=[LINE],
+        cancel_rate=0,
+        delay_rate=1,
+    )
+    steps = []
+    for _ in range(7):
+        steps.append(book.progress(order, 10).shipment)
+        clock.now += 10
+    assert steps == [None, None, "confirmed", "in_transit", "delayed", "delayed", "delivered"]
+    progress = book.progress(order, 10)
+    assert [step for step, _ in progress.shipment_events] == [
+        "confirmed",
+        "in_transit",
+        "delayed",
+        "delivered",
+    ]
+    times = [moment for _, moment in progress.shipment_events]
+    assert times == sorted(times) and progress.delivered_at == times[-1]
+
+
+def test_advance_moves_an_order_on_without_the_clock_and_never_past_a_cancel() -> None:
+    book = OrderBook(seed=1, clock=FakeClock())
+    order, _ = book.place(
+        "kiondo", idempotency_key=None, reference=None, currency="KES", lines=[LINE], cancel_rate=0
+    )
+    assert book.advance(order, 2, 3600).shipment == "confirmed"
+    assert book.advance(order, 1, 3600).shipment == "in_transit"
+    assert book.advance(order, 20, 3600).status == DELIVERED
+    with pytest.raises(ValueError):
+        book.advance(order, 0, 3600)
+    doomed, _ = book.place(
+        "kiondo", idempotency_key=None, reference=None, currency="KES", lines=[LINE], cancel_rate=1
+    )
+    assert book.advance(doomed, 3, 3600).status == CANCELLED
+    assert book.advance(doomed, 1, 3600).status == CANCELLED
 
 
 def test_replayed_idempotency_key_returns_the_first_order() -> None:

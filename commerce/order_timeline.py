@@ -1,0 +1,437 @@
+"""What the shopper sees of an order's progress: each step recorded once (OrderEvent rows), and
+the order page built from them — one timeline per marketplace, one merged delivery timeline for
+the whole order, each sub-order's honest state, and the outcome of a cancellation per
+marketplace with its refund.
+
+Pure reading and formatting, plus `record_event` (the one writer, used by tracking); nothing here
+calls a marketplace or a payment provider.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from adapters.base import Capability, ShipmentStatus
+from commerce.marketplace_access import marketplace_can
+from commerce.models import utc_now
+from commerce.order_models import (
+    LIVE_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    Refund,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.order_state import money_text, reports_delivery
+
+DETAIL_LIMIT = 300
+
+
+class TimelineStep(enum.StrEnum):
+    """A step of a sub-order's story, in the order they usually come."""
+
+    PROCESSING = "processing"
+    SHIPPED = "shipped"
+    IN_TRANSIT = "in_transit"
+    DELAYED = "delayed"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    ATTEMPTED_DELIVERY = "attempted_delivery"
+    DELIVERY_FAILED = "delivery_failed"
+    DELIVERED = "delivered"
+    RECEIPT_CONFIRMED = "receipt_confirmed"
+    CANCELLED = "cancelled"
+
+
+# A shipment's step (adapters.base.ShipmentStatus) as a timeline step; "confirmed" is the
+# shipped step itself.
+SHIPMENT_TIMELINE_STEPS: dict[ShipmentStatus, TimelineStep] = {
+    ShipmentStatus.IN_TRANSIT: TimelineStep.IN_TRANSIT,
+    ShipmentStatus.DELAYED: TimelineStep.DELAYED,
+    ShipmentStatus.OUT_FOR_DELIVERY: TimelineStep.OUT_FOR_DELIVERY,
+    ShipmentStatus.ATTEMPTED_DELIVERY: TimelineStep.ATTEMPTED_DELIVERY,
+    ShipmentStatus.FAILURE: TimelineStep.DELIVERY_FAILED,
+    ShipmentStatus.DELIVERED: TimelineStep.DELIVERED,
+}
+
+STEP_LABELS = {
+    TimelineStep.PROCESSING: "Being prepared",
+    TimelineStep.SHIPPED: "Shipped",
+    TimelineStep.IN_TRANSIT: "In transit",
+    TimelineStep.DELAYED: "Delayed in transit",
+    TimelineStep.OUT_FOR_DELIVERY: "Out for delivery",
+    TimelineStep.ATTEMPTED_DELIVERY: "Delivery attempted",
+    TimelineStep.DELIVERY_FAILED: "Delivery failed",
+    TimelineStep.DELIVERED: "Delivered",
+    TimelineStep.RECEIPT_CONFIRMED: "You confirmed you received it",
+    TimelineStep.CANCELLED: "Cancelled",
+}
+# The usual path of a tracked sub-order: what is still to come is shown greyed.
+EXPECTED_PATH = (
+    TimelineStep.PROCESSING,
+    TimelineStep.SHIPPED,
+    TimelineStep.IN_TRANSIT,
+    TimelineStep.DELIVERED,
+)
+SHIPMENT_LABELS = {
+    ShipmentStatus.IN_TRANSIT.value: "In transit",
+    ShipmentStatus.DELAYED.value: "Delayed",
+    ShipmentStatus.OUT_FOR_DELIVERY.value: "Out for delivery",
+    ShipmentStatus.ATTEMPTED_DELIVERY.value: "Delivery attempted",
+    ShipmentStatus.FAILURE.value: "Delivery problem",
+}
+ORDER_STATUS_LABELS = {
+    OrderStatus.PENDING: "Pending",
+    OrderStatus.PROCESSING: "Processing",
+    OrderStatus.PARTIALLY_SHIPPED: "Partially shipped",
+    OrderStatus.SHIPPED: "Shipped",
+    OrderStatus.PARTIALLY_DELIVERED: "Partially delivered",
+    OrderStatus.DELIVERED: "Delivered",
+    OrderStatus.CANCELLED: "Cancelled",
+    OrderStatus.FAILED: "Failed",
+    OrderStatus.REFUNDED: "Refunded",
+}
+
+
+class CancelOutcomeWord(enum.StrEnum):
+    """A marketplace's answer to the shopper's cancellation, as stored on the sub-order."""
+
+    CANCELLED = "cancelled"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
+def record_event(
+    session: Session,
+    sub_order: MarketplaceOrder,
+    step: TimelineStep,
+    *,
+    detail: str = "",
+    occurred_at: datetime | None = None,
+) -> bool:
+    """Record one step of a sub-order once (the caller locked its order); False when it was
+    recorded before. `occurred_at` is when the marketplace says it happened (default: now)."""
+    exists = session.scalar(
+        sa.select(OrderEvent.id).where(
+            OrderEvent.sub_order_id == sub_order.id, OrderEvent.step == step.value
+        )
+    )
+    if exists is not None:
+        return False
+    now = utc_now()
+    moment = min(occurred_at, now) if occurred_at is not None else now
+    # Steps are recorded in the order they happen; a marketplace's clock (whole seconds) must
+    # not put a step before the one recorded ahead of it.
+    latest = session.scalar(
+        sa.select(sa.func.max(OrderEvent.occurred_at)).where(
+            OrderEvent.sub_order_id == sub_order.id
+        )
+    )
+    if latest is not None:
+        latest = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
+        moment = max(moment, latest)
+    session.add(
+        OrderEvent(
+            order_id=sub_order.order_id,
+            sub_order_id=sub_order.id,
+            step=step.value,
+            detail=detail[:DETAIL_LIMIT],
+            occurred_at=moment,
+            recorded_at=now,
+        )
+    )
+    session.flush()
+    return True
+
+
+# --- The order page -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of a timeline; `done` False for a step still to come."""
+
+    step: str
+    label: str
+    at: datetime | None = None
+    detail: str = ""
+    marketplace: str | None = None
+    done: bool = True
+    link: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelLine:
+    """How one marketplace answered the cancellation: outcome word and a sentence."""
+
+    outcome: str
+    text: str
+
+
+@dataclass(slots=True)
+class SubOrderView:
+    """One marketplace's part of the order as the page shows it."""
+
+    sub_order: MarketplaceOrder
+    state: str
+    state_key: str
+    reports_delivery: bool
+    can_confirm_receipt: bool
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    refunded_minor: int = 0
+    cancel: CancelLine | None = None
+    marketplace_link: str | None = None
+
+
+@dataclass(slots=True)
+class OrderView:
+    """The order page: status, per-marketplace parts and the merged delivery timeline."""
+
+    order: Order
+    status_label: str
+    sub_orders: list[SubOrderView]
+    merged: list[TimelineEntry]
+    cancellation: list[tuple[str, CancelLine]] = field(default_factory=list)
+    cancellation_unknown: bool = False
+    refunded_minor: int = 0
+
+
+def order_status_label(order: Order) -> str:
+    """The order's status in words; "Partly cancelled" when the shopper cancelled and some
+    marketplaces went ahead."""
+    charged = order.charged_sub_orders
+    if order.cancel_requested_at is not None:
+        cancelled = [s for s in charged if s.status == SubOrderStatus.CANCELLED]
+        live = [s for s in charged if s.status in LIVE_SUB_ORDER_STATUSES]
+        if cancelled and live:
+            return "Partly cancelled"
+        if live and order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
+            return "Cancelling"
+    return ORDER_STATUS_LABELS.get(order.status, order.status.value.replace("_", " ").capitalize())
+
+
+def marketplace_home(sub_order: MarketplaceOrder) -> str | None:
+    """A link to the marketplace where the shopper can look the order up themselves: the first
+    item's product page's site."""
+    for item in sub_order.items:
+        if item.product_url and item.product_url.startswith(("http://", "https://")):
+            scheme, _, rest = item.product_url.partition("://")
+            return f"{scheme}://{rest.split('/', 1)[0]}"
+    return None
+
+
+def _sub_order_state(sub: MarketplaceOrder, reports: bool) -> tuple[str, str]:
+    """(label, key) of a sub-order's state, honest about what is not known."""
+    market = sub.marketplace.name
+    status = sub.status
+    if status in (SubOrderStatus.PENDING, SubOrderStatus.PLACING):
+        return "Being placed", "placing"
+    if status == SubOrderStatus.RECONCILING:
+        return f"Checking with {market}", "unknown"
+    if status == SubOrderStatus.NEEDS_ATTENTION:
+        return f"Waiting for {market} to confirm", "unknown"
+    if status in (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING) and not reports:
+        return "Placed — this marketplace doesn't report delivery", "unreported"
+    if status == SubOrderStatus.PLACED:
+        return "Placed", "placed"
+    if status == SubOrderStatus.PROCESSING:
+        return "Being prepared", "processing"
+    if status == SubOrderStatus.SHIPPED:
+        label = SHIPMENT_LABELS.get(sub.shipment_status or "", "Shipped")
+        return label, sub.shipment_status or "shipped"
+    if status == SubOrderStatus.DELIVERED:
+        if sub.receipt_confirmed_at is not None:
+            return "Received (you confirmed)", "delivered"
+        return "Delivered", "delivered"
+    if status == SubOrderStatus.CANCELLED:
+        return "Cancelled", "cancelled"
+    if status == SubOrderStatus.FAILED:
+        return "Not placed (refunded)", "failed"
+    return status.value.replace("_", " ").capitalize(), status.value
+
+
+def _cancel_line(sub: MarketplaceOrder, refunded: int, refund_pending: bool) -> CancelLine:
+    """What became of the shopper's cancellation at one marketplace."""
+    market = sub.marketplace.name
+    if sub.status in (SubOrderStatus.CANCELLED, SubOrderStatus.FAILED):
+        amount = money_text(sub.charge_minor, sub.charge_currency)
+        if refund_pending:
+            return CancelLine("cancelled", f"cancelled; your {amount} refund is on its way.")
+        return CancelLine("cancelled", f"cancelled; {amount} refunded.")
+    if sub.status in (SubOrderStatus.RECONCILING, SubOrderStatus.NEEDS_ATTENTION) or (
+        sub.cancel_outcome == CancelOutcomeWord.UNKNOWN
+    ):
+        return CancelLine(
+            "unknown",
+            f"We don't know yet whether {market} has cancelled: it has not given us a clear "
+            f"answer. We keep asking; if it cancels you get "
+            f"{money_text(sub.charge_minor, sub.charge_currency)} back, otherwise it ships.",
+        )
+    if sub.status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
+        return CancelLine("refused", "had already shipped it, so it goes ahead.")
+    if sub.cancel_outcome == CancelOutcomeWord.REFUSED or not marketplace_can(
+        sub.marketplace, Capability.CANCEL
+    ):
+        return CancelLine(
+            "refused", "does not accept cancellations for this order, so it goes ahead."
+        )
+    if sub.status in (SubOrderStatus.PENDING, SubOrderStatus.PLACING):
+        return CancelLine("pending", "stopping it before it is placed…")
+    return CancelLine("pending", f"asking {market} to cancel…")
+
+
+def build_order_view(session: Session, order: Order) -> OrderView:
+    """Everything the order page shows, from the order, its events and its refunds."""
+    events = list(
+        session.scalars(
+            sa.select(OrderEvent)
+            .where(OrderEvent.order_id == order.id)
+            .order_by(OrderEvent.occurred_at, OrderEvent.id)
+        )
+    )
+    by_sub: dict[int | None, list[OrderEvent]] = {}
+    for event in events:
+        by_sub.setdefault(event.sub_order_id, []).append(event)
+    refunds = list(order.payment.refunds) if order.payment is not None else []
+    views: list[SubOrderView] = []
+    merged: list[TimelineEntry] = [
+        TimelineEntry("ordered", f"Order {order.number} received", order.created_at)
+    ]
+    for sub in order.charged_sub_orders:
+        reports = reports_delivery(sub)
+        label, key = _sub_order_state(sub, reports)
+        sub_refunds = [r for r in refunds if r.sub_order_id == sub.id]
+        refunded = sum(r.amount_minor for r in sub_refunds if r.status == RefundStatus.SUCCEEDED)
+        refund_pending = any(
+            r.status in (RefundStatus.PENDING, RefundStatus.PROCESSING) for r in sub_refunds
+        )
+        timeline = _sub_timeline(sub, by_sub.get(sub.id, []), sub_refunds, reports)
+        view = SubOrderView(
+            sub_order=sub,
+            state=label,
+            state_key=key,
+            reports_delivery=reports,
+            can_confirm_receipt=key == "unreported",
+            timeline=timeline,
+            refunded_minor=refunded,
+            marketplace_link=marketplace_home(sub),
+        )
+        if order.cancel_requested_at is not None:
+            view.cancel = _cancel_line(sub, refunded, refund_pending)
+        views.append(view)
+        merged += [
+            TimelineEntry(
+                e.step, e.label, e.at, e.detail, marketplace=sub.marketplace.name, link=e.link
+            )
+            for e in timeline
+            if e.done and e.step != "ordered"
+        ]
+    merged.sort(key=lambda entry: (entry.at is None, entry.at or order.created_at))
+    # Parts whose marketplace reports nothing are not waited for (the shopper confirms them).
+    tracked = [
+        v
+        for v in views
+        if v.sub_order.status in LIVE_SUB_ORDER_STATUSES and v.state_key != "unreported"
+    ]
+    if order.status == OrderStatus.DELIVERED:
+        last = max((e.at for e in merged if e.at is not None), default=None)
+        merged.append(TimelineEntry("complete", "Everything has arrived", last))
+    elif tracked:
+        waiting = [v.sub_order.marketplace.name for v in tracked if v.state_key != "delivered"]
+        if waiting:
+            merged.append(
+                TimelineEntry(
+                    "complete",
+                    "Everything delivered",
+                    detail="waiting for " + ", ".join(waiting),
+                    done=False,
+                )
+            )
+    cancellation = [(v.sub_order.marketplace.name, v.cancel) for v in views if v.cancel]
+    return OrderView(
+        order=order,
+        status_label=order_status_label(order),
+        sub_orders=views,
+        merged=merged,
+        cancellation=cancellation,
+        cancellation_unknown=any(line.outcome == "unknown" for _, line in cancellation),
+        refunded_minor=sum(r.amount_minor for r in refunds if r.status == RefundStatus.SUCCEEDED),
+    )
+
+
+def _sub_timeline(
+    sub: MarketplaceOrder, events: list[OrderEvent], refunds: list[Refund], reports: bool
+) -> list[TimelineEntry]:
+    """One marketplace's steps so far, then (while it is live and tracked) the usual steps to
+    come, greyed."""
+    market = sub.marketplace.name
+    entries = [TimelineEntry("ordered", "Ordered", sub.created_at)]
+    if sub.placed_at is not None:
+        number = sub.display_number
+        entries.append(
+            TimelineEntry(
+                "placed",
+                f"Placed with {market}",
+                sub.placed_at,
+                detail=f"order {number}" if number else "",
+            )
+        )
+    seen = set()
+    for event in events:
+        step = TimelineStep(event.step)
+        seen.add(step)
+        detail = event.detail
+        link = None
+        if step == TimelineStep.SHIPPED and sub.tracking_number:
+            detail = f"{sub.carrier or 'Carrier'} · tracking {sub.tracking_number}"
+            link = sub.tracking_url
+        entries.append(
+            TimelineEntry(step.value, STEP_LABELS[step], event.occurred_at, detail, link=link)
+        )
+    if sub.status in (SubOrderStatus.CANCELLED, SubOrderStatus.FAILED) and (
+        TimelineStep.CANCELLED not in seen
+    ):
+        label = "Cancelled" if sub.status == SubOrderStatus.CANCELLED else "Could not be placed"
+        entries.append(TimelineEntry(sub.status.value, label, sub.updated_at, sub.last_error or ""))
+    for refund in refunds:
+        amount = money_text(refund.amount_minor, refund.currency)
+        if refund.status == RefundStatus.SUCCEEDED:
+            entries.append(
+                TimelineEntry(
+                    "refunded", f"Refunded {amount}", refund.completed_at or refund.created_at
+                )
+            )
+        elif refund.status != RefundStatus.FAILED:
+            entries.append(
+                TimelineEntry("refunding", f"Refund of {amount} on its way", refund.created_at)
+            )
+    entries.sort(key=lambda entry: (entry.at is None, entry.at or sub.created_at))
+    if sub.status in LIVE_SUB_ORDER_STATUSES and reports and sub.status != SubOrderStatus.DELIVERED:
+        reached = {entry.step for entry in entries}
+        for step in EXPECTED_PATH:
+            if step.value in reached:
+                continue
+            # Steps before the current status were skipped by the marketplace, not still to come.
+            if _rank(step) <= _rank_of_status(sub.status):
+                continue
+            entries.append(TimelineEntry(step.value, STEP_LABELS[step], done=False))
+    return entries
+
+
+def _rank(step: TimelineStep) -> int:
+    return EXPECTED_PATH.index(step) + 2 if step in EXPECTED_PATH else 0
+
+
+def _rank_of_status(status: SubOrderStatus) -> int:
+    return {
+        SubOrderStatus.PLACED: 1,
+        SubOrderStatus.PROCESSING: 2,
+        SubOrderStatus.SHIPPED: 3,
+        SubOrderStatus.DELIVERED: 5,
+    }.get(status, 0)

@@ -1,0 +1,280 @@
+"""Following an order step by step (service level, real sandbox over HTTP, real DB and workers for
+placement): every tracking step recorded once, one notification per real change, the
+marketplace's human order number instead of its API id, sub-orders at marketplaces without a
+status API left out of the completion rule until the shopper confirms receipt, and each
+marketplace's answer to a cancellation.
+
+The sandbox's step is an hour, so orders move only when a test advances them through the
+sandbox's control API: no waiting on the clock."""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.notifications import notify
+from commerce.order_models import (
+    Notification,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    SubOrderStatus,
+)
+from commerce.order_state import derive_order_status
+from commerce.order_timeline import build_order_view
+from commerce.tracking import track_open_sub_orders
+from tests.checkout.conftest import SANDBOX_CREDENTIALS, Shop, wait_for
+
+pytestmark = pytest.mark.slow
+
+HOUR = 3600
+
+
+@pytest.fixture
+def tracked_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
+    """The shop with marketplace keys in this process (tracking runs here, not in a worker) and
+    orders that move only when advanced."""
+    for name, value in SANDBOX_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    for slug in ("shopwave", "kiondo"):
+        shop.knobs(slug, order_step_seconds=HOUR, cancel_rate=0, delay_rate=0)
+    return shop
+
+
+def _advance(shop: Shop, slug: str, marketplace_order_id: str, steps: int = 1) -> None:
+    number = marketplace_order_id.rsplit("/", 1)[-1]
+    response = httpx.post(
+        f"{shop.sandbox_url}/_sandbox/orders/{slug}/{number}/advance",
+        json={"steps": steps},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def _track(shop: Shop) -> None:
+    track_open_sub_orders(shop.session_factory, adapter_for=adapter_for_marketplace)
+
+
+def _notes(shop: Shop, user_id: int) -> list[Notification]:
+    with shop.session() as session:
+        notes = list(
+            session.scalars(
+                sa.select(Notification)
+                .where(Notification.user_id == user_id)
+                .order_by(Notification.id)
+            )
+        )
+        session.expunge_all()
+        return notes
+
+
+def _steps(shop: Shop, sub_order_id: int) -> list[str]:
+    with shop.session() as session:
+        return list(
+            session.scalars(
+                sa.select(OrderEvent.step)
+                .where(OrderEvent.sub_order_id == sub_order_id)
+                .order_by(OrderEvent.occurred_at, OrderEvent.id)
+            )
+        )
+
+
+def _placed_order(shop: Shop, lines: list[tuple[str, int, int]]) -> tuple[object, Order]:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, lines)
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    shop.start_workers(1, cron=False)
+    shop.wait_until_settled()
+    return user, shop.order(order.number)
+
+
+def test_every_step_is_recorded_once_and_each_real_change_notified_once(
+    tracked_shop: Shop,
+) -> None:
+    shop = tracked_shop
+    shop.knobs("shopwave", delay_rate=1)  # ShopWave's parcel is delayed on the way
+    user, order = _placed_order(shop, [("shopwave", 2, 1), ("kiondo", 2, 1)])
+    shopwave = shop.sub_order(order, "shopwave")
+    kiondo = shop.sub_order(order, "kiondo")
+    assert shopwave.marketplace_order_number == "#" + shopwave.marketplace_order_id.rsplit("/")[-1]
+
+    statuses = []
+    # ShopWave: processing, shipped, in transit, delayed ×2, delivered; Kiondo is delivered
+    # after in transit (WooCommerce reports shipped and delivered only).
+    for _ in range(6):
+        _advance(shop, "shopwave", shopwave.marketplace_order_id)
+        _advance(shop, "kiondo", kiondo.marketplace_order_id)
+        _track(shop)
+        _track(shop)  # a second pass over the same answers changes nothing
+        fresh = shop.order(order.number)
+        sub = shop.sub_order(fresh, "shopwave")
+        statuses.append((fresh.status, sub.status, sub.shipment_status))
+
+    assert statuses == [
+        (OrderStatus.PROCESSING, SubOrderStatus.PROCESSING, None),
+        (OrderStatus.SHIPPED, SubOrderStatus.SHIPPED, "confirmed"),
+        (OrderStatus.SHIPPED, SubOrderStatus.SHIPPED, "in_transit"),
+        (OrderStatus.PARTIALLY_DELIVERED, SubOrderStatus.SHIPPED, "delayed"),
+        (OrderStatus.PARTIALLY_DELIVERED, SubOrderStatus.SHIPPED, "delayed"),
+        (OrderStatus.DELIVERED, SubOrderStatus.DELIVERED, "delivered"),
+    ]
+    assert _steps(shop, shopwave.id) == [
+        "processing",
+        "shipped",
+        "in_transit",
+        "delayed",
+        "delivered",
+    ]
+    assert _steps(shop, kiondo.id) == ["shipped", "delivered"]
+
+    notes = _notes(shop, user.id)
+    kinds = Counter(note.kind for note in notes)
+    # Received, placed ×2, shipped ×2 (the second one is the order's), ShopWave delayed,
+    # delivered ×2 (the last one is the order's): nothing for processing or in transit.
+    assert kinds == Counter(
+        {
+            "order_received": 1,
+            "sub_order_placed": 2,
+            "sub_order_shipped": 1,
+            "order_shipped": 1,
+            "sub_order_delayed": 1,
+            "sub_order_delivered": 1,
+            "order_delivered": 1,
+        }
+    )
+    assert notes[-1].kind == "order_delivered" and order.number in notes[-1].message
+    messages = " ".join(note.message for note in notes)
+    assert "gid://" not in messages
+    assert f"order {shopwave.marketplace_order_number}" in messages
+    shipped = shop.sub_order(order, "shopwave")
+    assert shipped.tracking_number in messages and shipped.carrier in messages
+
+    with shop.session() as session:
+        view = build_order_view(session, session.get(Order, order.id))
+        merged = [(entry.marketplace, entry.step) for entry in view.merged if entry.done]
+        assert merged[0] == (None, "ordered") and merged[-1] == (None, "complete")
+        assert ("ShopWave", "delayed") in merged and ("Kiondo Market", "delivered") in merged
+        [shopwave_view] = [v for v in view.sub_orders if v.sub_order.id == shopwave.id]
+        assert all(entry.done for entry in shopwave_view.timeline)
+        shipped_entry = next(e for e in shopwave_view.timeline if e.step == "shipped")
+        assert shipped.tracking_number in shipped_entry.detail
+
+
+def test_a_marketplace_without_a_status_api_is_left_out_until_the_shopper_confirms(
+    tracked_shop: Shop,
+) -> None:
+    shop = tracked_shop
+    user, order = _placed_order(shop, [("shopwave", 3, 1), ("dummymart", 3, 1)])
+    shopwave = shop.sub_order(order, "shopwave")
+    dummymart = shop.sub_order(order, "dummymart")
+    _advance(shop, "shopwave", shopwave.marketplace_order_id, steps=4)
+    _track(shop)
+
+    fresh = shop.order(order.number)
+    assert fresh.status == OrderStatus.DELIVERED  # DummyMart does not hold it back
+    client = shop.client_for(user)
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "Placed — this marketplace doesn&#39;t report delivery" in html
+    assert "does not tell us when it ships or arrives" in html
+    assert "I received these items" in html
+
+    response = client.post(f"/orders/{order.number}/sub-orders/{dummymart.id}/received")
+    assert response.status_code == 303
+    assert shop.sub_order(order, "dummymart").status == SubOrderStatus.DELIVERED
+    assert _steps(shop, dummymart.id) == ["receipt_confirmed"]
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "Received (you confirmed)" in html and "I received these items" not in html
+    # Confirming twice, or for a tracked marketplace, is refused.
+    again = client.post(f"/orders/{order.number}/sub-orders/{dummymart.id}/received")
+    other = client.post(f"/orders/{order.number}/sub-orders/{shopwave.id}/received")
+    assert again.status_code == other.status_code == 303
+    assert _steps(shop, shopwave.id).count("receipt_confirmed") == 0
+
+
+def test_derived_status_ignores_unreported_parts_but_not_an_order_made_only_of_them() -> None:
+    placed, delivered = SubOrderStatus.PLACED, SubOrderStatus.DELIVERED
+    assert derive_order_status([delivered], unreported=1) == OrderStatus.DELIVERED
+    assert derive_order_status([], unreported=1) == OrderStatus.PROCESSING
+    assert derive_order_status([placed, delivered]) == OrderStatus.PARTIALLY_DELIVERED
+    assert derive_order_status([SubOrderStatus.CANCELLED], unreported=1) == OrderStatus.PROCESSING
+
+
+def test_notifications_merge_within_a_change_and_once_means_once(tracked_shop: Shop) -> None:
+    shop = tracked_shop
+    user, order = _placed_order(shop, [("shopwave", 4, 1)])
+    before = len(_notes(shop, user.id))
+    with shop.session() as session, session.begin():
+        fresh = session.get(Order, order.id)
+        notify(session, fresh, "sub_order_delivered", "Your ShopWave items have arrived.")
+        notify(session, fresh, "order_delivered", "Your order has been delivered.", once=True)
+    with shop.session() as session, session.begin():
+        fresh = session.get(Order, order.id)
+        notify(session, fresh, "order_delivered", "Your order has been delivered.", once=True)
+    notes = [
+        note
+        for note in _notes(shop, user.id)[before:]
+        if note.kind in ("sub_order_delivered", "order_delivered")
+    ]
+    assert [(note.kind, note.message) for note in notes] == [
+        (
+            "order_delivered",
+            "Your ShopWave items have arrived. Your order has been delivered.",
+        )
+    ]
+
+
+def test_cancellation_shows_each_marketplaces_answer_and_the_refund(tracked_shop: Shop) -> None:
+    shop = tracked_shop
+    user, order = _placed_order(shop, [("shopwave", 5, 1), ("dummymart", 5, 1)])
+    client = shop.client_for(user)
+
+    # Without the confirmation, nothing is cancelled: the confirmation page is shown.
+    first = client.post(f"/orders/{order.number}/cancel")
+    assert first.status_code == 303 and first.headers["Location"].endswith("/cancel")
+    preview = client.get(f"/orders/{order.number}/cancel").get_data(as_text=True)
+    assert "we ask ShopWave to cancel" in preview
+    assert "DummyMart does not accept cancellations" in preview
+    assert shop.order(order.number).cancel_requested_at is None
+
+    assert client.post(f"/orders/{order.number}/cancel", data={"confirm": "yes"}).status_code == 303
+    wait_for(
+        lambda: (
+            shop.sub_order(order, "shopwave").status == SubOrderStatus.CANCELLED
+            and shop.sub_order(order, "dummymart").cancel_outcome == "refused"
+        ),
+        what="ShopWave to cancel and DummyMart to refuse",
+    )
+    shop.wait_until_settled()
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "Partly cancelled" in html
+    assert 'data-outcome="cancelled"' in html and 'data-outcome="refused"' in html
+    shopwave = shop.sub_order(order, "shopwave")
+    assert "Refunded so far" in html
+    assert shop.sub_order(order, "shopwave").cancel_outcome == "cancelled"
+    assert shopwave.charge_minor > 0
+
+
+def test_a_cancellation_with_no_clear_answer_is_told_honestly(tracked_shop: Shop) -> None:
+    shop = tracked_shop
+    user, order = _placed_order(shop, [("shopwave", 6, 1)])
+    client = shop.client_for(user)
+    shop.make_unreachable("shopwave")  # the cancel and the status check both fail
+
+    assert client.post(f"/orders/{order.number}/cancel", data={"confirm": "yes"}).status_code == 303
+    # The first unanswered attempt already shows "unknown"; the last one also tells the shopper.
+    wait_for(
+        lambda: "cancellation_unknown" in [note.kind for note in _notes(shop, user.id)],
+        what="the last cancel attempt to give up",
+    )
+    assert shop.sub_order(order, "shopwave").cancel_outcome == "unknown"
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert 'data-outcome="unknown"' in html and 'data-testid="cancel-unknown"' in html
+    assert "We don&#39;t know yet whether ShopWave has cancelled" in html
+    kinds = [note.kind for note in _notes(shop, user.id)]
+    assert kinds.count("cancellation_unknown") == 1
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.PLACED

@@ -28,7 +28,8 @@ changed documents. The last line printed is machine-readable:
 docs_sent=… docs_changed=…``.
 
 ``--profile`` runs the full ingest under cProfile instead (use a small ``--offers``) and prints
-the top functions by cumulative and own time.
+the top functions by cumulative and own time and every step's duration; ``--profile
+incremental`` profiles the refresh after a full run and a price_epoch bump instead.
 """
 
 from __future__ import annotations
@@ -936,6 +937,18 @@ def run_benchmark(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+        if args.profile == "incremental":
+            # The full run as usual, then the incremental run profiled: where the refresh's time
+            # goes when ~1% of prices changed.
+            run_child(
+                ["--phase", "ingest", "--result-file", str(home / "full.json")],
+                env,
+                log_path,
+                cwd=code_root,
+            )
+            httpx.post(
+                f"{services.sandbox_url}/_sandbox/knobs/all", json={"price_epoch": 1}, timeout=30
+            ).raise_for_status()
         if args.profile:
             profile_path = home / "ingest.prof"
             code, _ = run_child(
@@ -952,6 +965,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 cwd=code_root,
             )
             print_profile(profile_path)
+            profiled = json.loads((home / "profile.json").read_text())
+            print(f"wall {profiled['wall_s']:.1f} s; steps:")
+            for window in sorted(profiled["steps"], key=lambda w: w["start"]):
+                print(f"  {window['step']:<50} {window['end'] - window['start']:7.1f} s")
             return code
 
         full_since = datetime.now(UTC)
@@ -1111,8 +1128,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the temporary ONECART_HOME")
     parser.add_argument(
         "--profile",
-        action="store_true",
-        help="run one full ingest under cProfile and print the hot spots",
+        nargs="?",
+        const="full",
+        choices=("full", "incremental"),
+        help=(
+            "run one ingest under cProfile and print the hot spots: the full one (default), or "
+            "the incremental one after a full run and a price_epoch bump"
+        ),
     )
     parser.add_argument("--note", action="append", help="a note to add to the results section")
     parser.add_argument("--phase", choices=("ingest", "duckdb"), help=argparse.SUPPRESS)

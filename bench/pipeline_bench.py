@@ -56,9 +56,6 @@ from typing import Any
 
 import httpx
 
-from onecart.services import sandbox_credentials
-from onecart.settings import get_settings
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
 SECTION_HEADING = "## Catalog pipeline"
@@ -74,9 +71,6 @@ TARGET_PEAK_RSS_BYTES = 2 * 1000**3
 TARGET_FULL_RUN_S = 300.0
 TARGET_INCREMENTAL_SHARE = 0.10
 
-# The sandbox accepts any non-empty credentials (the same placeholders as the tests use).
-# Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
-SANDBOX_CREDENTIALS = sandbox_credentials(get_settings(), environ={})
 CATALOG_STEPS = ("raw_catalog", "normalized_products")
 
 
@@ -395,10 +389,17 @@ def machine_description() -> dict[str, Any]:
 
 def child_environment(home: Path, services: Services, meili_key: str) -> dict[str, str]:
     """The environment of the pipeline's child processes: everything points at our services."""
+    # Imported here, after run_benchmark put the code snapshot first on sys.path. The sandbox
+    # accepts any non-empty credentials: the placeholders the tests use, for every marketplace
+    # marketplaces.toml serves from it.
+    from onecart.services import sandbox_credentials
+    from onecart.settings import get_settings
+
+    credentials = sandbox_credentials(get_settings(), environ={})
     sandbox_port = services.sandbox_url.rsplit(":", 1)[1]
     return {
         **os.environ,
-        **{name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()},
+        **{name: os.environ.get(name) or value for name, value in credentials.items()},
         "ONECART_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
         "ONECART_SANDBOX_HOST": "127.0.0.1",

@@ -11,11 +11,8 @@ from pipelines.resources import (
     StorefrontDatabaseResource,
     WarehouseResource,
 )
-from pipelines.search_sync import (
-    build_product_documents,
-    build_search_documents,
-    read_offer_vectors,
-)
+from pipelines.search_state import sync_offer_index
+from pipelines.search_sync import build_product_documents, read_offer_vectors
 from pipelines.storefront_sync import sync_storefront_catalog
 from search_index.indexing import sync_index
 from search_index.settings import (
@@ -51,53 +48,52 @@ def search_products(
 
     Rebuilt into `<index>_next` and swapped in without downtime when the index is missing or its
     settings changed; otherwise only documents whose content changed are sent and offers that
-    disappeared are deleted, so a run without changes sends nothing. Offer embeddings (from
-    offer_embeddings), when there are any, travel in each document's `_vectors.default`.
+    disappeared are deleted, so a run without changes sends nothing. Only the offers whose
+    document inputs changed since the last sync are read and built (pipelines/search_state.py).
+    Offer embeddings (from offer_embeddings), when there are any, travel in each document's
+    `_vectors.default`.
     """
     with warehouse.connect() as conn:
-        offers = read_offer_frame(conn)
         rates = read_latest_rates(conn)
         vectors = read_offer_vectors(conn)
-        marketplace_cards = {
-            slug: {"slug": slug, "name": name, "logo": logo}
-            for slug, name, logo in conn.execute(
-                "SELECT slug, name, logo FROM marketplaces"
-            ).fetchall()
-        }
+        marketplace_cards = _marketplace_cards(conn)
     if rates is None:
         raise MissingFxRatesError("fx_rates holds no rates yet: materialize fx_rates first")
     # Offers of a marketplace that was removed from marketplaces.toml (or deactivated) stay in
     # the warehouse for analysts but leave the index: nobody can buy them any more.
     active = [config.slug for config in marketplaces.configs()]
-    retired = offers.filter(~pl.col("marketplace").is_in(active))
-    if retired.height:
-        context.log.warning(
-            f"not indexing {retired.height} offers of inactive marketplaces "
-            f"{sorted(set(retired.get_column('marketplace').to_list()))}"
-        )
-        offers = offers.filter(pl.col("marketplace").is_in(active))
-    built = build_search_documents(offers, marketplaces=marketplace_cards, rates=rates.rates)
-    for key, reason in list(built.skipped.items())[:MAX_LOGGED_SKIPS]:
-        context.log.warning(f"not indexed: {key}: {reason}")
-    result = sync_index(
+    synced = sync_offer_index(
+        warehouse.connect,
         search_index.client(),
         search_index.index_uid,
-        built.documents,
-        progress=context.log.info,
+        rates=rates.rates,
+        marketplaces=marketplace_cards,
+        active=active,
         vectors=vectors,
+        progress=context.log.info,
     )
+    if synced.inactive_offers:
+        context.log.warning(
+            f"not indexing {synced.inactive_offers} offers of inactive marketplaces"
+        )
+    for key, reason in list(synced.skipped.items())[:MAX_LOGGED_SKIPS]:
+        context.log.warning(f"not indexed: {key}: {reason}")
+    result = synced.result
     return dg.MaterializeResult(
         metadata={
             "index": search_index.index_uid,
-            "documents": len(built.documents),
+            "documents": synced.documents,
             "sent": result.sent,
             "deleted": result.deleted,
             "unchanged": result.unchanged,
             "rebuilt": result.rebuilt,
             "rebuild_reason": result.rebuild_reason or "",
-            "not_indexed": len(built.skipped),
+            "built": synced.built,
+            "build_mode": synced.mode,
+            "build_all_reason": synced.fallback_reason,
+            "not_indexed": len(synced.skipped),
             "vectors": len(vectors) if vectors else 0,
-            "inactive_marketplace_offers": retired.height,
+            "inactive_marketplace_offers": synced.inactive_offers,
             "fx_as_of": rates.as_of.isoformat(),
         }
     )

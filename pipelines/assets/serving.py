@@ -3,8 +3,8 @@
 from typing import Any
 
 import dagster as dg
-import polars as pl
 
+from pipelines.group_search_state import sync_group_index
 from pipelines.resources import (
     MarketplacesResource,
     SearchIndexResource,
@@ -12,16 +12,13 @@ from pipelines.resources import (
     WarehouseResource,
 )
 from pipelines.search_state import sync_offer_index
-from pipelines.search_sync import build_product_documents, read_offer_vectors
+from pipelines.search_sync import read_offer_vectors
 from pipelines.storefront_sync import sync_storefront_catalog
-from search_index.indexing import sync_index
 from search_index.settings import (
-    GROUP_DOCUMENT_SCHEMA_VERSION,
-    GROUP_INDEX_SETTINGS,
     group_index_uid,
 )
 from warehouse.connection import refresh_views
-from warehouse.derived import read_latest_rates, read_offer_frame
+from warehouse.derived import read_latest_rates
 
 SERVING_GROUP = "serving"
 MAX_LOGGED_SKIPS = 20
@@ -99,21 +96,6 @@ def search_products(
     )
 
 
-def _active_offers(
-    context: dg.AssetExecutionContext, offers: pl.DataFrame, marketplaces: MarketplacesResource
-) -> tuple[pl.DataFrame, int]:
-    """Offers of active marketplaces only (the others stay in the warehouse for analysts)."""
-    active = [config.slug for config in marketplaces.configs()]
-    retired = offers.filter(~pl.col("marketplace").is_in(active))
-    if retired.height:
-        context.log.warning(
-            f"not indexing {retired.height} offers of inactive marketplaces "
-            f"{sorted(set(retired.get_column('marketplace').to_list()))}"
-        )
-        offers = offers.filter(pl.col("marketplace").is_in(active))
-    return offers, retired.height
-
-
 def _marketplace_cards(conn: Any) -> dict[str, dict[str, Any]]:
     return {
         slug: {"slug": slug, "name": name, "logo": logo}
@@ -140,39 +122,40 @@ def search_product_groups(
 
     Built from the same offers as search_products, right after it, with the same incremental
     sync: only product documents whose content changed are sent and vanished groups are deleted;
-    a changed declaration rebuilds it with zero downtime.
+    a changed declaration rebuilds it with zero downtime. Only the groups whose offers' documents
+    or matching changed are read and built (pipelines/group_search_state.py).
     """
     with warehouse.connect() as conn:
-        offers = read_offer_frame(conn)
         rates = read_latest_rates(conn)
         marketplace_cards = _marketplace_cards(conn)
     if rates is None:
         raise MissingFxRatesError("fx_rates holds no rates yet: materialize fx_rates first")
-    offers, _retired = _active_offers(context, offers, marketplaces)
-    documents, skipped = build_product_documents(
-        offers, marketplaces=marketplace_cards, rates=rates.rates
-    )
     uid = group_index_uid(search_index.index_uid)
-    result = sync_index(
+    synced = sync_group_index(
+        warehouse.connect,
         search_index.client(),
+        search_index.index_uid,
         uid,
-        documents,
+        rates=rates.rates,
+        marketplaces=marketplace_cards,
+        active=[config.slug for config in marketplaces.configs()],
         progress=context.log.info,
-        settings=GROUP_INDEX_SETTINGS,
-        schema_version=GROUP_DOCUMENT_SCHEMA_VERSION,
     )
-    multi = sum(1 for document in documents if document["offer_count"] > 1)
+    result = synced.result
     return dg.MaterializeResult(
         metadata={
             "index": uid,
-            "products": len(documents),
-            "products_with_several_offers": multi,
+            "products": synced.products,
+            "products_with_several_offers": synced.several_offers,
             "sent": result.sent,
             "deleted": result.deleted,
             "unchanged": result.unchanged,
             "rebuilt": result.rebuilt,
             "rebuild_reason": result.rebuild_reason or "",
-            "offers_not_indexed": len(skipped),
+            "built": synced.built,
+            "build_mode": synced.mode,
+            "build_all_reason": synced.fallback_reason,
+            "offers_not_indexed": len(synced.skipped),
         }
     )
 

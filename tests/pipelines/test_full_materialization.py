@@ -24,15 +24,17 @@ import sqlalchemy as sa
 import warehouse
 from adapters.registry import load_marketplaces
 from onecart.settings import REPO_ROOT, Settings
-from pipelines.assets.serving import search_products
+from pipelines.assets.serving import search_product_groups, search_products
 from pipelines.definitions import build_definitions
 from pipelines.jobs import MARKETPLACE_CATALOG_JOB
 from pipelines.resources import MarketplacesResource, build_resources
 from pipelines.run import materialize_all
-from pipelines.search_sync import build_search_documents
+from pipelines.search_sync import build_product_documents, build_search_documents
 from pipelines.sensors import products_changed_sensor
 from pipelines.storefront_sync import sync_storefront_catalog
+from search_index.documents import compute_document_hash
 from search_index.indexing import fetch_document_hashes
+from search_index.settings import group_index_uid
 from tests.pipelines.conftest import Ingest
 from warehouse.derived import read_latest_rates, read_offer_frame
 
@@ -347,6 +349,22 @@ def expected_document_hashes(settings: Settings) -> dict[str, str]:
     return {document["id"]: document["doc_hash"] for document in built.documents}
 
 
+def expected_product_hashes(settings: Settings) -> dict[str, str]:
+    """doc_hash of every product document, built from scratch from the warehouse as it is now."""
+    with warehouse.connect(settings.pipeline_db_path, read_only=True) as conn:
+        offers = read_offer_frame(conn)
+        rates = read_latest_rates(conn)
+        cards = {
+            slug: {"slug": slug, "name": name, "logo": logo}
+            for slug, name, logo in conn.execute(
+                "SELECT slug, name, logo FROM marketplaces"
+            ).fetchall()
+        }
+    assert rates is not None
+    documents, _ = build_product_documents(offers, marketplaces=cards, rates=rates.rates)
+    return {document["id"]: compute_document_hash(document) for document in documents}
+
+
 def test_a_price_change_builds_and_sends_only_the_documents_it_changes(
     first_ingest: Ingest,
     pipeline_settings: Settings,
@@ -356,7 +374,8 @@ def test_a_price_change_builds_and_sends_only_the_documents_it_changes(
     """An offer of a multi-offer group becomes the group's cheapest: search_products builds
     only the documents of that group (the others' inputs did not move), sends them, and the index
     then holds exactly what building every document gives. Undone, the same. A document deleted
-    behind the pipeline's back makes the next sync build and compare everything again."""
+    behind the pipeline's back makes the next sync build and compare everything again. The
+    product index (search_product_groups) builds and sends only that group's document."""
     uid = pipeline_settings.meili_index
     (group_id, size) = query(
         pipeline_settings,
@@ -371,6 +390,9 @@ def test_a_price_change_builds_and_sends_only_the_documents_it_changes(
         [group_id],
     )[0]
 
+    groups_uid = group_index_uid(uid)
+    product_runs: list[dict[str, object]] = []
+
     def set_price(value: int) -> dict[str, object]:
         with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
             conn.execute(
@@ -378,8 +400,12 @@ def test_a_price_change_builds_and_sends_only_the_documents_it_changes(
                 [value, slug, external_id],
             )
         result = dg.materialize(
-            [search_products], resources=build_resources(pipeline_settings), instance=instance
+            [search_products, search_product_groups],
+            resources=build_resources(pipeline_settings),
+            instance=instance,
         )
+        metadata = result.asset_materializations_for_node("search_product_groups")[-1].metadata
+        product_runs.append({key: value.value for key, value in metadata.items()})
         metadata = result.asset_materializations_for_node("search_products")[-1].metadata
         return {key: value.value for key, value in metadata.items()}
 
@@ -392,6 +418,11 @@ def test_a_price_change_builds_and_sends_only_the_documents_it_changes(
         )
         assert cheapest["deleted"] == 0 and cheapest["rebuilt"] is False
         assert fetch_document_hashes(meili, uid) == expected_document_hashes(pipeline_settings)
+        products = product_runs[-1]
+        assert (products["build_mode"], products["built"], products["sent"]) == ("changed", 1, 1)
+        assert fetch_document_hashes(meili, groups_uid) == expected_product_hashes(
+            pipeline_settings
+        )
     finally:
         restored = set_price(price)
     assert (restored["build_mode"], restored["built"], restored["sent"]) == ("changed", size, size)
@@ -403,6 +434,8 @@ def test_a_price_change_builds_and_sends_only_the_documents_it_changes(
     assert repaired["build_mode"] == "full" and "holds" in repaired["build_all_reason"]
     assert (repaired["sent"], repaired["deleted"], repaired["rebuilt"]) == (1, 0, False)
     assert fetch_document_hashes(meili, uid) == expected_document_hashes(pipeline_settings)
+    assert [run["sent"] for run in product_runs] == [1, 1, 0]
+    assert fetch_document_hashes(meili, groups_uid) == expected_product_hashes(pipeline_settings)
 
 
 # Recomputes the groups of the warehouse's offers in a fresh interpreter, as a new run would.

@@ -202,6 +202,15 @@ CREATE TABLE IF NOT EXISTS search_document_state (
     doc_hash VARCHAR,
     PRIMARY KEY (index_uid, marketplace, external_id)
 );
+-- The same for the product index (pipelines/group_search_state.py): per product group, a hash
+-- of its offers' doc_hashes and matching, and the product document's doc_hash.
+CREATE TABLE IF NOT EXISTS search_group_state (
+    index_uid VARCHAR NOT NULL,
+    group_id VARCHAR NOT NULL,
+    input_hash VARCHAR NOT NULL,
+    doc_hash VARCHAR,
+    PRIMARY KEY (index_uid, group_id)
+);
 CREATE TABLE IF NOT EXISTS search_index_context (
     index_uid VARCHAR PRIMARY KEY,
     context_hash VARCHAR NOT NULL,

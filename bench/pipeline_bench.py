@@ -28,7 +28,8 @@ changed documents. The last line printed is machine-readable:
 docs_sent=… docs_changed=…``.
 
 ``--profile`` runs the full ingest under cProfile instead (use a small ``--offers``) and prints
-the top functions by cumulative and own time.
+the top functions by cumulative and own time and every step's duration; ``--profile
+incremental`` profiles the refresh after a full run and a price_epoch bump instead.
 """
 
 from __future__ import annotations
@@ -55,9 +56,6 @@ from typing import Any
 
 import httpx
 
-from onecart.services import sandbox_credentials
-from onecart.settings import get_settings
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
 SECTION_HEADING = "## Catalog pipeline"
@@ -73,9 +71,6 @@ TARGET_PEAK_RSS_BYTES = 2 * 1000**3
 TARGET_FULL_RUN_S = 300.0
 TARGET_INCREMENTAL_SHARE = 0.10
 
-# The sandbox accepts any non-empty credentials (the same placeholders as the tests use).
-# Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
-SANDBOX_CREDENTIALS = sandbox_credentials(get_settings(), environ={})
 CATALOG_STEPS = ("raw_catalog", "normalized_products")
 
 
@@ -394,10 +389,17 @@ def machine_description() -> dict[str, Any]:
 
 def child_environment(home: Path, services: Services, meili_key: str) -> dict[str, str]:
     """The environment of the pipeline's child processes: everything points at our services."""
+    # Imported here, after run_benchmark put the code snapshot first on sys.path. The sandbox
+    # accepts any non-empty credentials: the placeholders the tests use, for every marketplace
+    # marketplaces.toml serves from it.
+    from onecart.services import sandbox_credentials
+    from onecart.settings import get_settings
+
+    credentials = sandbox_credentials(get_settings(), environ={})
     sandbox_port = services.sandbox_url.rsplit(":", 1)[1]
     return {
         **os.environ,
-        **{name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()},
+        **{name: os.environ.get(name) or value for name, value in credentials.items()},
         "ONECART_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
         "ONECART_SANDBOX_HOST": "127.0.0.1",
@@ -936,6 +938,18 @@ def run_benchmark(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+        if args.profile == "incremental":
+            # The full run as usual, then the incremental run profiled: where the refresh's time
+            # goes when ~1% of prices changed.
+            run_child(
+                ["--phase", "ingest", "--result-file", str(home / "full.json")],
+                env,
+                log_path,
+                cwd=code_root,
+            )
+            httpx.post(
+                f"{services.sandbox_url}/_sandbox/knobs/all", json={"price_epoch": 1}, timeout=30
+            ).raise_for_status()
         if args.profile:
             profile_path = home / "ingest.prof"
             code, _ = run_child(
@@ -952,6 +966,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 cwd=code_root,
             )
             print_profile(profile_path)
+            profiled = json.loads((home / "profile.json").read_text())
+            print(f"wall {profiled['wall_s']:.1f} s; steps:")
+            for window in sorted(profiled["steps"], key=lambda w: w["start"]):
+                print(f"  {window['step']:<50} {window['end'] - window['start']:7.1f} s")
             return code
 
         full_since = datetime.now(UTC)
@@ -1111,8 +1129,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the temporary ONECART_HOME")
     parser.add_argument(
         "--profile",
-        action="store_true",
-        help="run one full ingest under cProfile and print the hot spots",
+        nargs="?",
+        const="full",
+        choices=("full", "incremental"),
+        help=(
+            "run one ingest under cProfile and print the hot spots: the full one (default), or "
+            "the incremental one after a full run and a price_epoch bump"
+        ),
     )
     parser.add_argument("--note", action="append", help="a note to add to the results section")
     parser.add_argument("--phase", choices=("ingest", "duckdb"), help=argparse.SUPPRESS)

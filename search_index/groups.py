@@ -331,10 +331,13 @@ def build_group_documents(
     offers: Iterable[OfferDocument | Mapping[str, Any]],
     *,
     matches: Mapping[str, tuple[str, Decimal]] | None = None,
+    prior_mean: Decimal | None = None,
 ) -> list[GroupDocument]:
     """One product document per group of the given offer documents, by group id.
 
-    An offer without a group id stands alone (its own document id is its group).
+    An offer without a group id stands alone (its own document id is its group). `prior_mean`
+    is the catalog's rating mean when `offers` are only some groups of it (by default, the mean
+    of `offers`).
     """
     members: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     kept: list[Mapping[str, Any]] = []
@@ -346,7 +349,7 @@ def build_group_documents(
             slim["description"] = str(slim["description"])[:GROUP_DESCRIPTION_MAX_CHARS]
         members[str(offer.get("group_id") or offer["id"])].append(slim)
         kept.append(slim)
-    prior = catalog_rating_mean(kept)
+    prior = catalog_rating_mean(kept) if prior_mean is None else prior_mean
     return [
         build_group_document(group_id, members[group_id], prior_mean=prior, matches=matches)
         for group_id in sorted(members)

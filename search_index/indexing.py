@@ -387,3 +387,52 @@ def _delete_documents(client: meilisearch.Client, index_uid: str, ids: list[str]
         warnings.filterwarnings("ignore", category=DeprecationWarning, message="The use of ids")
         task = client.index(index_uid).delete_documents(list(ids))
     return task.task_uid
+
+
+def pending_rebuild_reason(
+    client: meilisearch.Client, index_uid: str, *, with_vectors: bool = False
+) -> str | None:
+    """Why :func:`sync_index` would rebuild the offers index now (missing, other settings), or
+    None when an incremental update would do."""
+    fingerprint = settings_fingerprint(index_settings(with_vectors=with_vectors))
+    return _rebuild_reason(client, index_uid, fingerprint, False)
+
+
+def document_count(client: meilisearch.Client, index_uid: str) -> int:
+    """How many documents the index holds (after its processed tasks)."""
+    return int(client.index(index_uid).get_stats().number_of_documents)
+
+
+def apply_document_changes(
+    client: meilisearch.Client,
+    index_uid: str,
+    documents: Sequence[Mapping[str, Any]],
+    deleted_ids: Sequence[str],
+    *,
+    batch_size: int = 5000,
+    progress: Progress | None = None,
+    task_timeout: float = DEFAULT_TASK_TIMEOUT_SECONDS,
+) -> IndexSyncResult:
+    """Send `documents` (replacing the documents of the same ids) and delete `deleted_ids`,
+    when the caller already knows what changed (pipelines/search_state.py keeps that record);
+    returns after Meilisearch processed every task, like :func:`sync_index`."""
+    report = progress or _ignore_progress
+    task_uids: list[int] = []
+    hashed = list(_hashed_documents(documents))
+    for start in range(0, len(hashed), batch_size):
+        task_uids.append(_send_batch(client, index_uid, hashed[start : start + batch_size]))
+    for start in range(0, len(deleted_ids), DELETE_BATCH_SIZE):
+        task_uids.append(
+            _delete_documents(
+                client, index_uid, list(deleted_ids[start : start + DELETE_BATCH_SIZE])
+            )
+        )
+    report(f"{index_uid}: {len(hashed)} changed, {len(deleted_ids)} removed")
+    wait_for_tasks(client, task_uids, timeout=task_timeout)
+    return IndexSyncResult(
+        sent=len(hashed),
+        deleted=len(deleted_ids),
+        unchanged=0,
+        rebuilt=False,
+        task_uids=tuple(task_uids),
+    )

@@ -3,28 +3,22 @@
 from typing import Any
 
 import dagster as dg
-import polars as pl
 
+from pipelines.group_search_state import sync_group_index
 from pipelines.resources import (
     MarketplacesResource,
     SearchIndexResource,
     StorefrontDatabaseResource,
     WarehouseResource,
 )
-from pipelines.search_sync import (
-    build_product_documents,
-    build_search_documents,
-    read_offer_vectors,
-)
+from pipelines.search_state import sync_offer_index
+from pipelines.search_sync import read_offer_vectors
 from pipelines.storefront_sync import sync_storefront_catalog
-from search_index.indexing import sync_index
 from search_index.settings import (
-    GROUP_DOCUMENT_SCHEMA_VERSION,
-    GROUP_INDEX_SETTINGS,
     group_index_uid,
 )
 from warehouse.connection import refresh_views
-from warehouse.derived import read_latest_rates, read_offer_frame
+from warehouse.derived import read_latest_rates
 
 SERVING_GROUP = "serving"
 MAX_LOGGED_SKIPS = 20
@@ -51,71 +45,55 @@ def search_products(
 
     Rebuilt into `<index>_next` and swapped in without downtime when the index is missing or its
     settings changed; otherwise only documents whose content changed are sent and offers that
-    disappeared are deleted, so a run without changes sends nothing. Offer embeddings (from
-    offer_embeddings), when there are any, travel in each document's `_vectors.default`.
+    disappeared are deleted, so a run without changes sends nothing. Only the offers whose
+    document inputs changed since the last sync are read and built (pipelines/search_state.py).
+    Offer embeddings (from offer_embeddings), when there are any, travel in each document's
+    `_vectors.default`.
     """
     with warehouse.connect() as conn:
-        offers = read_offer_frame(conn)
         rates = read_latest_rates(conn)
         vectors = read_offer_vectors(conn)
-        marketplace_cards = {
-            slug: {"slug": slug, "name": name, "logo": logo}
-            for slug, name, logo in conn.execute(
-                "SELECT slug, name, logo FROM marketplaces"
-            ).fetchall()
-        }
+        marketplace_cards = _marketplace_cards(conn)
     if rates is None:
         raise MissingFxRatesError("fx_rates holds no rates yet: materialize fx_rates first")
     # Offers of a marketplace that was removed from marketplaces.toml (or deactivated) stay in
     # the warehouse for analysts but leave the index: nobody can buy them any more.
     active = [config.slug for config in marketplaces.configs()]
-    retired = offers.filter(~pl.col("marketplace").is_in(active))
-    if retired.height:
-        context.log.warning(
-            f"not indexing {retired.height} offers of inactive marketplaces "
-            f"{sorted(set(retired.get_column('marketplace').to_list()))}"
-        )
-        offers = offers.filter(pl.col("marketplace").is_in(active))
-    built = build_search_documents(offers, marketplaces=marketplace_cards, rates=rates.rates)
-    for key, reason in list(built.skipped.items())[:MAX_LOGGED_SKIPS]:
-        context.log.warning(f"not indexed: {key}: {reason}")
-    result = sync_index(
+    synced = sync_offer_index(
+        warehouse.connect,
         search_index.client(),
         search_index.index_uid,
-        built.documents,
-        progress=context.log.info,
+        rates=rates.rates,
+        marketplaces=marketplace_cards,
+        active=active,
         vectors=vectors,
+        progress=context.log.info,
     )
+    if synced.inactive_offers:
+        context.log.warning(
+            f"not indexing {synced.inactive_offers} offers of inactive marketplaces"
+        )
+    for key, reason in list(synced.skipped.items())[:MAX_LOGGED_SKIPS]:
+        context.log.warning(f"not indexed: {key}: {reason}")
+    result = synced.result
     return dg.MaterializeResult(
         metadata={
             "index": search_index.index_uid,
-            "documents": len(built.documents),
+            "documents": synced.documents,
             "sent": result.sent,
             "deleted": result.deleted,
             "unchanged": result.unchanged,
             "rebuilt": result.rebuilt,
             "rebuild_reason": result.rebuild_reason or "",
-            "not_indexed": len(built.skipped),
+            "built": synced.built,
+            "build_mode": synced.mode,
+            "build_all_reason": synced.fallback_reason,
+            "not_indexed": len(synced.skipped),
             "vectors": len(vectors) if vectors else 0,
-            "inactive_marketplace_offers": retired.height,
+            "inactive_marketplace_offers": synced.inactive_offers,
             "fx_as_of": rates.as_of.isoformat(),
         }
     )
-
-
-def _active_offers(
-    context: dg.AssetExecutionContext, offers: pl.DataFrame, marketplaces: MarketplacesResource
-) -> tuple[pl.DataFrame, int]:
-    """Offers of active marketplaces only (the others stay in the warehouse for analysts)."""
-    active = [config.slug for config in marketplaces.configs()]
-    retired = offers.filter(~pl.col("marketplace").is_in(active))
-    if retired.height:
-        context.log.warning(
-            f"not indexing {retired.height} offers of inactive marketplaces "
-            f"{sorted(set(retired.get_column('marketplace').to_list()))}"
-        )
-        offers = offers.filter(pl.col("marketplace").is_in(active))
-    return offers, retired.height
 
 
 def _marketplace_cards(conn: Any) -> dict[str, dict[str, Any]]:
@@ -144,39 +122,40 @@ def search_product_groups(
 
     Built from the same offers as search_products, right after it, with the same incremental
     sync: only product documents whose content changed are sent and vanished groups are deleted;
-    a changed declaration rebuilds it with zero downtime.
+    a changed declaration rebuilds it with zero downtime. Only the groups whose offers' documents
+    or matching changed are read and built (pipelines/group_search_state.py).
     """
     with warehouse.connect() as conn:
-        offers = read_offer_frame(conn)
         rates = read_latest_rates(conn)
         marketplace_cards = _marketplace_cards(conn)
     if rates is None:
         raise MissingFxRatesError("fx_rates holds no rates yet: materialize fx_rates first")
-    offers, _retired = _active_offers(context, offers, marketplaces)
-    documents, skipped = build_product_documents(
-        offers, marketplaces=marketplace_cards, rates=rates.rates
-    )
     uid = group_index_uid(search_index.index_uid)
-    result = sync_index(
+    synced = sync_group_index(
+        warehouse.connect,
         search_index.client(),
+        search_index.index_uid,
         uid,
-        documents,
+        rates=rates.rates,
+        marketplaces=marketplace_cards,
+        active=[config.slug for config in marketplaces.configs()],
         progress=context.log.info,
-        settings=GROUP_INDEX_SETTINGS,
-        schema_version=GROUP_DOCUMENT_SCHEMA_VERSION,
     )
-    multi = sum(1 for document in documents if document["offer_count"] > 1)
+    result = synced.result
     return dg.MaterializeResult(
         metadata={
             "index": uid,
-            "products": len(documents),
-            "products_with_several_offers": multi,
+            "products": synced.products,
+            "products_with_several_offers": synced.several_offers,
             "sent": result.sent,
             "deleted": result.deleted,
             "unchanged": result.unchanged,
             "rebuilt": result.rebuilt,
             "rebuild_reason": result.rebuild_reason or "",
-            "offers_not_indexed": len(skipped),
+            "built": synced.built,
+            "build_mode": synced.mode,
+            "build_all_reason": synced.fallback_reason,
+            "offers_not_indexed": len(synced.skipped),
         }
     )
 

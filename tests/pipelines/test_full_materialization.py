@@ -24,14 +24,19 @@ import sqlalchemy as sa
 import warehouse
 from adapters.registry import load_marketplaces
 from onecart.settings import REPO_ROOT, Settings
-from pipelines.assets.serving import search_products
+from pipelines.assets.serving import search_product_groups, search_products
 from pipelines.definitions import build_definitions
 from pipelines.jobs import MARKETPLACE_CATALOG_JOB
 from pipelines.resources import MarketplacesResource, build_resources
 from pipelines.run import materialize_all
+from pipelines.search_sync import build_product_documents, build_search_documents
 from pipelines.sensors import products_changed_sensor
 from pipelines.storefront_sync import sync_storefront_catalog
+from search_index.documents import compute_document_hash
+from search_index.indexing import fetch_document_hashes
+from search_index.settings import group_index_uid
 from tests.pipelines.conftest import Ingest
+from warehouse.derived import read_latest_rates, read_offer_frame
 
 pytestmark = pytest.mark.slow
 
@@ -326,6 +331,111 @@ def test_second_run_without_changes_changes_nothing(
     assert search["unchanged"] == search["documents"]
     assert report.downstream_metadata["price_history"]["appended"] == 0
     assert "sent 0, deleted 0" in next(line for line in lines if line.startswith("search_products"))
+
+
+def expected_document_hashes(settings: Settings) -> dict[str, str]:
+    """doc_hash of every document, built from scratch from the warehouse as it is now."""
+    with warehouse.connect(settings.pipeline_db_path, read_only=True) as conn:
+        offers = read_offer_frame(conn)
+        rates = read_latest_rates(conn)
+        cards = {
+            slug: {"slug": slug, "name": name, "logo": logo}
+            for slug, name, logo in conn.execute(
+                "SELECT slug, name, logo FROM marketplaces"
+            ).fetchall()
+        }
+    assert rates is not None
+    built = build_search_documents(offers, marketplaces=cards, rates=rates.rates)
+    return {document["id"]: document["doc_hash"] for document in built.documents}
+
+
+def expected_product_hashes(settings: Settings) -> dict[str, str]:
+    """doc_hash of every product document, built from scratch from the warehouse as it is now."""
+    with warehouse.connect(settings.pipeline_db_path, read_only=True) as conn:
+        offers = read_offer_frame(conn)
+        rates = read_latest_rates(conn)
+        cards = {
+            slug: {"slug": slug, "name": name, "logo": logo}
+            for slug, name, logo in conn.execute(
+                "SELECT slug, name, logo FROM marketplaces"
+            ).fetchall()
+        }
+    assert rates is not None
+    documents, _ = build_product_documents(offers, marketplaces=cards, rates=rates.rates)
+    return {document["id"]: compute_document_hash(document) for document in documents}
+
+
+def test_a_price_change_builds_and_sends_only_the_documents_it_changes(
+    first_ingest: Ingest,
+    pipeline_settings: Settings,
+    instance: dg.DagsterInstance,
+    meili: meilisearch.Client,
+) -> None:
+    """An offer of a multi-offer group becomes the group's cheapest: search_products builds
+    only the documents of that group (the others' inputs did not move), sends them, and the index
+    then holds exactly what building every document gives. Undone, the same. A document deleted
+    behind the pipeline's back makes the next sync build and compare everything again. The
+    product index (search_product_groups) builds and sends only that group's document."""
+    uid = pipeline_settings.meili_index
+    (group_id, size) = query(
+        pipeline_settings,
+        "SELECT group_id, count(*) FROM product_groups JOIN products USING (marketplace, "
+        "external_id) GROUP BY group_id HAVING count(*) >= 3 AND bool_and(available) "
+        "ORDER BY group_id LIMIT 1",
+    )[0]
+    (slug, external_id, price) = query(
+        pipeline_settings,
+        "SELECT marketplace, external_id, price_minor FROM products JOIN product_groups "
+        "USING (marketplace, external_id) WHERE group_id = ? ORDER BY ALL LIMIT 1",
+        [group_id],
+    )[0]
+
+    groups_uid = group_index_uid(uid)
+    product_runs: list[dict[str, object]] = []
+
+    def set_price(value: int) -> dict[str, object]:
+        with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
+            conn.execute(
+                "UPDATE products SET price_minor = ? WHERE marketplace = ? AND external_id = ?",
+                [value, slug, external_id],
+            )
+        result = dg.materialize(
+            [search_products, search_product_groups],
+            resources=build_resources(pipeline_settings),
+            instance=instance,
+        )
+        metadata = result.asset_materializations_for_node("search_product_groups")[-1].metadata
+        product_runs.append({key: value.value for key, value in metadata.items()})
+        metadata = result.asset_materializations_for_node("search_products")[-1].metadata
+        return {key: value.value for key, value in metadata.items()}
+
+    try:
+        cheapest = set_price(1)
+        assert (cheapest["build_mode"], cheapest["built"], cheapest["sent"]) == (
+            "changed",
+            size,
+            size,
+        )
+        assert cheapest["deleted"] == 0 and cheapest["rebuilt"] is False
+        assert fetch_document_hashes(meili, uid) == expected_document_hashes(pipeline_settings)
+        products = product_runs[-1]
+        assert (products["build_mode"], products["built"], products["sent"]) == ("changed", 1, 1)
+        assert fetch_document_hashes(meili, groups_uid) == expected_product_hashes(
+            pipeline_settings
+        )
+    finally:
+        restored = set_price(price)
+    assert (restored["build_mode"], restored["built"], restored["sent"]) == ("changed", size, size)
+    assert fetch_document_hashes(meili, uid) == expected_document_hashes(pipeline_settings)
+
+    some_id = next(iter(expected_document_hashes(pipeline_settings)))
+    meili.wait_for_task(meili.index(uid).delete_document(some_id).task_uid)
+    repaired = set_price(price)
+    assert repaired["build_mode"] == "full" and "holds" in repaired["build_all_reason"]
+    assert (repaired["sent"], repaired["deleted"], repaired["rebuilt"]) == (1, 0, False)
+    assert fetch_document_hashes(meili, uid) == expected_document_hashes(pipeline_settings)
+    assert [run["sent"] for run in product_runs] == [1, 1, 0]
+    assert fetch_document_hashes(meili, groups_uid) == expected_product_hashes(pipeline_settings)
 
 
 # Recomputes the groups of the warehouse's offers in a fresh interpreter, as a new run would.

@@ -1,15 +1,30 @@
-"""`onecart ingest --history DAYS` refuses what only the sandbox could make true."""
+"""`onecart ingest --history DAYS`: the sandbox's past days become price history, and what only
+the sandbox could make true is refused elsewhere."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tomllib
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
+import meilisearch
 import pytest
 
-from onecart.settings import get_settings
-from pipelines.replay import HistoryReplayError, replay_sandbox_history
-from tests.pipelines.conftest import clear_settings_caches
+import warehouse
+from onecart.settings import REPO_ROOT, Settings, get_settings
+from pipelines.replay import EPOCHS_PER_DAY, HistoryReplayError, replay_sandbox_history
+from tests.pipelines.conftest import SANDBOX_CREDENTIALS, clear_settings_caches
+
+# Two of the sandbox's marketplaces (a paged Shopify API and a paged WooCommerce one) keep the
+# three pipeline runs of a two-day replay short.
+HISTORY_MARKETPLACES = ("shopwave", "kiondo")
+HISTORY_DAYS = 2
 
 REAL_MARKETPLACE = """
 [[marketplace]]
@@ -43,3 +58,104 @@ def test_history_is_refused_for_marketplaces_outside_the_sandbox(real_marketplac
 def test_history_days_are_bounded(days: int) -> None:
     with pytest.raises(HistoryReplayError, match="1 to 90"):
         replay_sandbox_history(days, progress=lambda line: None)
+
+
+def _sandbox_marketplaces_toml(slugs: tuple[str, ...]) -> str:
+    """The entries of the repository's marketplaces.toml for `slugs`, verbatim."""
+    text = (REPO_ROOT / "marketplaces.toml").read_text()
+    entries = ["[[marketplace]]" + entry for entry in text.split("[[marketplace]]")[1:]]
+    chosen = [e for e in entries if tomllib.loads(e)["marketplace"][0]["slug"] in slugs]
+    assert len(chosen) == len(slugs)
+    return "\n".join(chosen)
+
+
+def test_ingest_history_records_a_price_history_row_set_for_every_day(
+    settings: Settings, sandbox_server: str, meili_server: str, sandbox_control: httpx.Client
+) -> None:
+    """`onecart ingest --history 2`, run for real against the sandbox: every offer's first price
+    is recorded two days ago, the offers the sandbox re-priced since show up on each later day
+    with their new price, and the warehouse ends at today's catalog."""
+    run = uuid.uuid4().hex[:8]
+    home = settings.home_dir / f"history-{run}"
+    home.mkdir(parents=True)
+    toml = home / "marketplaces.toml"
+    toml.write_text(_sandbox_marketplaces_toml(HISTORY_MARKETPLACES))
+    index = f"history_{run}"
+    env = {
+        **os.environ,
+        **{name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()},
+        "ONECART_HOME": str(home),
+        "ONECART_MARKETPLACES": str(toml),
+        "ONECART_SANDBOX_URL": sandbox_server,
+        "MEILI_URL": meili_server,
+        "MEILI_INDEX": index,
+        "ONECART_ASSISTANT_EMBEDDINGS": "off",
+        "ONECART_PIPELINE_WORKERS": "1",
+    }
+    env.pop("DAGSTER_HOME", None)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "onecart.cli", "ingest", "--history", str(HISTORY_DAYS)],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        client = meilisearch.Client(meili_server, settings.meili_master_key)
+        for uid in (index, f"{index}_next", f"{index}_groups", f"{index}_groups_next"):
+            client.delete_index(uid)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    epochs = [day * EPOCHS_PER_DAY for day in range(HISTORY_DAYS + 1)]
+    assert [line for line in done.stdout.splitlines() if "price epoch" in line] == [
+        line for line in done.stdout.splitlines() if line.startswith("history: ")
+    ]
+    assert [f"(price epoch {epoch})" for epoch in epochs] == [
+        line[line.index("(") :] for line in done.stdout.splitlines() if line.startswith("history: ")
+    ]
+    # The sandbox serves today's epoch afterwards.
+    knobs = sandbox_control.get("/_sandbox/knobs").json()
+    assert {knobs[slug]["price_epoch"] for slug in HISTORY_MARKETPLACES} == {epochs[-1]}
+
+    with warehouse.connect(home / "pipeline.duckdb", read_only=True) as conn:
+        days = conn.execute(
+            "SELECT CAST(observed_at AS DATE) AS day, count(*), "
+            "count(DISTINCT marketplace || '/' || external_id) "
+            "FROM price_history GROUP BY day ORDER BY day"
+        ).fetchall()
+        (offers,) = conn.execute("SELECT count(*) FROM products").fetchone() or (0,)
+        first_sightings = conn.execute(
+            "SELECT CAST(min(observed_at) AS DATE), count(*) FROM ("
+            "SELECT marketplace, external_id, min(observed_at) AS observed_at "
+            "FROM price_history GROUP BY ALL)"
+        ).fetchone()
+        repeated_prices = conn.execute(
+            "SELECT count(*) FROM (SELECT price_minor, currency, available, lag(price_minor) OVER w "
+            "AS before_price, lag(currency) OVER w AS before_currency, lag(available) OVER w "
+            "AS before_available FROM price_history WINDOW w AS (PARTITION BY marketplace, "
+            "external_id ORDER BY observed_at)) WHERE before_price = price_minor "
+            "AND before_currency = currency AND before_available = available"
+        ).fetchone()
+        stale = conn.execute(
+            "SELECT count(*) FROM products AS p JOIN (SELECT * FROM price_history QUALIFY "
+            "row_number() OVER (PARTITION BY marketplace, external_id ORDER BY observed_at DESC) "
+            "= 1) AS h USING (marketplace, external_id) WHERE h.price_minor <> p.price_minor"
+        ).fetchone()
+        marketplaces = {
+            m for (m,) in conn.execute("SELECT DISTINCT marketplace FROM products").fetchall()
+        }
+    assert marketplaces == set(HISTORY_MARKETPLACES)
+    # One set of rows per day, on consecutive days: everything on the first, the sandbox's
+    # re-pricings (~3% of offers a day) on the later ones.
+    assert len(days) == HISTORY_DAYS + 1, days
+    assert [day for day, _, _ in days] == [
+        days[0][0] + timedelta(days=n) for n in range(HISTORY_DAYS + 1)
+    ]
+    assert days[0][1] == days[0][2] == offers > 100
+    for _, rows, distinct in days[1:]:
+        assert 0 < rows == distinct < offers * 0.2, days
+    assert first_sightings == (days[0][0], offers)
+    # A row is appended only when something changed, and the latest row is today's price.
+    assert repeated_prices == (0,)
+    assert stale == (0,)

@@ -188,3 +188,32 @@ CREATE TABLE IF NOT EXISTS matching_inputs (
     gtin_key VARCHAR,
     PRIMARY KEY (marketplace, external_id)
 );
+
+-- What the search index holds, as search_products last sent it: per offer, a hash of every
+-- input of its document (the offer's row, its group's prices, its price-change summary) and the
+-- document's own doc_hash (NULL: the offer could not become a document). `context_hash` covers
+-- what every document shares (FX rates, marketplace cards, the index declaration, the document
+-- code). A refresh builds documents only for offers whose input hash moved.
+CREATE TABLE IF NOT EXISTS search_document_state (
+    index_uid VARCHAR NOT NULL,
+    marketplace VARCHAR NOT NULL,
+    external_id VARCHAR NOT NULL,
+    input_hash VARCHAR NOT NULL,
+    doc_hash VARCHAR,
+    PRIMARY KEY (index_uid, marketplace, external_id)
+);
+-- The same for the product index (pipelines/group_search_state.py): per product group, a hash
+-- of its offers' doc_hashes and matching, and the product document's doc_hash.
+CREATE TABLE IF NOT EXISTS search_group_state (
+    index_uid VARCHAR NOT NULL,
+    group_id VARCHAR NOT NULL,
+    input_hash VARCHAR NOT NULL,
+    doc_hash VARCHAR,
+    PRIMARY KEY (index_uid, group_id)
+);
+CREATE TABLE IF NOT EXISTS search_index_context (
+    index_uid VARCHAR PRIMARY KEY,
+    context_hash VARCHAR NOT NULL,
+    documents BIGINT NOT NULL,
+    synced_at TIMESTAMPTZ NOT NULL
+);

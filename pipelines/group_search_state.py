@@ -1,0 +1,288 @@
+"""A product-index refresh that builds only the product documents of groups that changed.
+
+A product document (search_index.groups) is made from the search documents of its group's offers,
+their matching method and confidence, and the catalog's rating mean (the Bayesian prior). So once
+search_products has recorded every offer document's doc_hash (pipelines/search_state.py), a
+group's inputs are the doc_hashes, methods and confidences of its offers: DuckDB hashes them per
+group in one pass, the warehouse keeps the hash and the product document's doc_hash per group
+(table search_group_state), and a refresh reads, builds and compares only the groups whose hash
+moved. The prior, FX rates, marketplace cards and the document code make the context hash; when
+it moves, or the product index is missing or redeclared, or its document count drifted, or an
+offer has no group, every product document is built and compared as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import meilisearch
+import polars as pl
+
+import search_index.groups
+from pipelines import search_state, search_sync
+from search_index.documents import DOCUMENT_HASH_FIELD, _rating, compute_document_hash
+from search_index.groups import GroupDocument, build_group_documents, catalog_rating_mean
+from search_index.indexing import (
+    IndexSyncResult,
+    apply_document_changes,
+    document_count,
+    index_exists,
+    stored_fingerprint,
+    sync_index,
+)
+from search_index.settings import (
+    GROUP_DOCUMENT_SCHEMA_VERSION,
+    GROUP_INDEX_SETTINGS,
+    settings_fingerprint,
+)
+from warehouse.connection import transaction
+from warehouse.derived import OFFER_EXPORT_SQL
+
+Connect = Callable[..., Any]
+
+# Per group of the offers index's recorded documents: a hash of its offers' doc_hashes, matching
+# methods and confidences. Offers that could not become a document are in no product document.
+GROUP_HASH_SQL = """
+SELECT g.group_id,
+       md5(string_agg(CAST(ROW(s.marketplace, s.external_id, s.doc_hash, g.method, g.confidence)
+                           AS VARCHAR), ',' ORDER BY s.marketplace, s.external_id)) AS input_hash
+FROM search_document_state AS s
+JOIN product_groups AS g USING (marketplace, external_id)
+WHERE s.index_uid = $offers_uid AND s.doc_hash IS NOT NULL
+GROUP BY g.group_id
+"""
+
+
+def catalog_prior(conn: duckdb.DuckDBPyConnection, offers_uid: str) -> Decimal:
+    """The rating mean of every indexed offer, as build_group_documents computes it."""
+    rows = conn.execute(
+        "SELECT p.rating, p.rating_count FROM products AS p JOIN search_document_state AS s "
+        "USING (marketplace, external_id) WHERE s.index_uid = ? AND s.doc_hash IS NOT NULL "
+        "AND p.rating IS NOT NULL",
+        [offers_uid],
+    ).fetchall()
+    return catalog_rating_mean({"rating": _rating(r), "rating_count": c} for r, c in rows)
+
+
+def _context_hash(offers_context: str, prior: Decimal) -> str:
+    code = inspect.getsource(search_index.groups)
+    return hashlib.sha256(f"{offers_context}|{prior}|{code}".encode()).hexdigest()
+
+
+def _group_state(documents: list[GroupDocument], hashes: pl.DataFrame) -> pl.DataFrame:
+    doc_hashes = {document["id"]: compute_document_hash(document) for document in documents}
+    return hashes.with_columns(
+        pl.col("group_id")
+        .map_elements(doc_hashes.get, return_dtype=pl.String, skip_nulls=True)
+        .alias("doc_hash")
+    )
+
+
+def _write(
+    conn: duckdb.DuckDBPyConnection,
+    uid: str,
+    rows: pl.DataFrame,
+    gone: list[str],
+    *,
+    replace_all: bool,
+    shared: str,
+) -> int:
+    conn.register("group_rows", rows.select("group_id", "input_hash", "doc_hash").to_arrow())
+    conn.register(
+        "gone_groups", pl.DataFrame({"group_id": gone}, schema={"group_id": pl.String}).to_arrow()
+    )
+    try:
+        with transaction(conn):
+            if replace_all:
+                conn.execute("DELETE FROM search_group_state WHERE index_uid = ?", [uid])
+            else:
+                conn.execute(
+                    "DELETE FROM search_group_state WHERE index_uid = ? "
+                    "AND group_id IN (SELECT group_id FROM gone_groups)",
+                    [uid],
+                )
+            conn.execute(
+                "INSERT INTO search_group_state (index_uid, group_id, input_hash, doc_hash) "
+                "SELECT ?, group_id, input_hash, doc_hash FROM group_rows "
+                "ON CONFLICT (index_uid, group_id) DO UPDATE SET "
+                "input_hash = excluded.input_hash, doc_hash = excluded.doc_hash",
+                [uid],
+            )
+            (documents,) = conn.execute(
+                "SELECT count(doc_hash) FROM search_group_state WHERE index_uid = ?", [uid]
+            ).fetchall()[0]
+            conn.execute(
+                "INSERT INTO search_index_context (index_uid, context_hash, documents, synced_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (index_uid) DO UPDATE SET "
+                "context_hash = excluded.context_hash, documents = excluded.documents, "
+                "synced_at = excluded.synced_at",
+                [uid, shared, int(documents), datetime.now(UTC)],
+            )
+    finally:
+        conn.unregister("group_rows")
+        conn.unregister("gone_groups")
+    return int(documents)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupIndexSync:
+    """What the product-index refresh did (the asset's metadata)."""
+
+    result: IndexSyncResult
+    products: int
+    several_offers: int
+    skipped: dict[str, str]
+    mode: str  # "full" or "changed"
+    fallback_reason: str = ""
+    built: int = 0
+
+
+def _several_offers(conn: duckdb.DuckDBPyConnection, uid: str) -> int:
+    (count,) = conn.execute(
+        "SELECT count(*) FROM (SELECT g.group_id FROM search_document_state AS s JOIN "
+        "product_groups AS g USING (marketplace, external_id) WHERE s.index_uid = ? "
+        "AND s.doc_hash IS NOT NULL GROUP BY g.group_id HAVING count(*) > 1)",
+        [uid],
+    ).fetchall()[0]
+    return int(count)
+
+
+def sync_group_index(
+    connect: Connect,
+    client: meilisearch.Client,
+    offers_uid: str,
+    uid: str,
+    *,
+    rates: Mapping[str, Decimal],
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    active: list[str],
+    progress: Callable[[str], None],
+) -> GroupIndexSync:
+    """Make the product index `uid` hold the groups of the active offers (module docstring)."""
+    offers_context = search_state.context_hash(rates, marketplaces, active)
+    with connect() as conn:
+        prior = catalog_prior(conn, offers_uid)
+        shared = _context_hash(offers_context, prior)
+        held = conn.execute(
+            "SELECT context_hash, documents FROM search_index_context WHERE index_uid = ?", [uid]
+        ).fetchall()
+        (ungrouped,) = conn.execute(
+            "SELECT count(*) FROM products AS p WHERE NOT EXISTS (SELECT 1 FROM product_groups "
+            "AS g WHERE g.marketplace = p.marketplace AND g.external_id = p.external_id)"
+        ).fetchall()[0]
+        hashes = conn.sql(GROUP_HASH_SQL, params={"offers_uid": offers_uid}).pl()
+    fingerprint = settings_fingerprint(
+        GROUP_INDEX_SETTINGS, schema_version=GROUP_DOCUMENT_SCHEMA_VERSION
+    )
+    reason = None
+    if not index_exists(client, uid) or stored_fingerprint(client, uid) != fingerprint:
+        reason = "the product index is missing or declared otherwise"
+    elif ungrouped:
+        reason = f"{ungrouped} offers have no group yet"
+    elif not held:
+        reason = "no record of what the product index was sent"
+    elif held[0][0] != shared:
+        reason = "FX rates, marketplaces, the rating prior or the document code changed"
+    elif (indexed := document_count(client, uid)) != held[0][1]:
+        reason = f"the product index holds {indexed} documents, the pipeline sent {held[0][1]}"
+    if reason is not None:
+        progress(f"{uid}: building every product document ({reason})")
+        with connect() as conn:
+            offers = conn.sql(OFFER_EXPORT_SQL).pl()
+        offers = offers.filter(pl.col("marketplace").is_in(active))
+        documents, skipped = search_sync.build_product_documents(
+            offers, marketplaces=marketplaces, rates=rates
+        )
+        result = sync_index(
+            client,
+            uid,
+            documents,
+            progress=progress,
+            settings=GROUP_INDEX_SETTINGS,
+            schema_version=GROUP_DOCUMENT_SCHEMA_VERSION,
+        )
+        with connect() as conn:
+            _write(conn, uid, _group_state(documents, hashes), [], replace_all=True, shared=shared)
+            several = _several_offers(conn, offers_uid)
+        return GroupIndexSync(
+            result=result,
+            products=len(documents),
+            several_offers=several,
+            skipped=skipped,
+            mode="full",
+            fallback_reason=reason,
+            built=len(documents),
+        )
+
+    with connect() as conn:
+        conn.register("current_groups", hashes.to_arrow())
+        try:
+            changed = conn.sql(
+                "SELECT c.group_id, c.input_hash, s.doc_hash AS held_doc_hash "
+                "FROM current_groups AS c LEFT JOIN search_group_state AS s "
+                "ON s.index_uid = $uid AND s.group_id = c.group_id "
+                "WHERE s.input_hash IS DISTINCT FROM c.input_hash",
+                params={"uid": uid},
+            ).pl()
+            gone = conn.sql(
+                "SELECT group_id, doc_hash FROM search_group_state WHERE index_uid = $uid "
+                "AND group_id NOT IN (SELECT group_id FROM current_groups)",
+                params={"uid": uid},
+            ).pl()
+            conn.register("changed_groups", changed.select("group_id").to_arrow())
+            offers = conn.sql(
+                f"SELECT * FROM ({OFFER_EXPORT_SQL}) WHERE group_id IN "
+                "(SELECT group_id FROM changed_groups)"
+            ).pl()
+        finally:
+            conn.unregister("current_groups")
+            conn.unregister("changed_groups")
+    offers = offers.filter(pl.col("marketplace").is_in(active))
+    skipped: dict[str, str] = {}
+    offer_documents = search_sync.iter_offer_documents(
+        offers, marketplaces=marketplaces, rates=rates, skipped=skipped
+    )
+    documents = build_group_documents(
+        offer_documents, matches=search_sync.offer_matches(offers), prior_mean=prior
+    )
+    held_hashes = dict(changed.select("group_id", "held_doc_hash").iter_rows())
+    for document in documents:
+        document[DOCUMENT_HASH_FIELD] = compute_document_hash(document)
+    send = [d for d in documents if held_hashes.get(d["id"]) != d[DOCUMENT_HASH_FIELD]]
+    delete = [g for g, doc_hash in gone.iter_rows() if doc_hash is not None]
+    progress(
+        f"{uid}: {changed.height} groups with changed offers, {len(send)} product documents "
+        f"changed, {len(delete)} to delete"
+    )
+    result = apply_document_changes(client, uid, send, delete, progress=progress)
+    with connect() as conn:
+        total = _write(
+            conn,
+            uid,
+            _group_state(documents, changed.drop("held_doc_hash")),
+            gone.get_column("group_id").to_list(),
+            replace_all=False,
+            shared=shared,
+        )
+        several = _several_offers(conn, offers_uid)
+    return GroupIndexSync(
+        result=IndexSyncResult(
+            sent=result.sent,
+            deleted=result.deleted,
+            unchanged=total - result.sent,
+            rebuilt=False,
+            task_uids=result.task_uids,
+        ),
+        products=total,
+        several_offers=several,
+        skipped=skipped,
+        mode="changed",
+        built=len(documents),
+    )

@@ -1,0 +1,324 @@
+"""An offers-index refresh that builds only the documents whose inputs changed.
+
+Comparing every document's `doc_hash` with the index (search_index.indexing.sync_index) needs
+every document built in Python first, which at a million offers costs far more than the refresh
+itself once ~1% of prices moved. So the warehouse keeps, per offer, what the index was last sent
+(table search_document_state): a hash of every input of its document, computed by DuckDB in one
+pass (the offer's row but its fetch time, its group id and sizes, the prices of every offer of its
+group, which set the group's cheapest price, and its price-change summary), and the document's
+doc_hash. Inputs shared by every document (FX rates, marketplace names and logos, the index
+declaration, the source of the document code) make one context hash (table
+search_index_context).
+
+A refresh then reads and builds only the offers whose input hash moved, sends those whose
+doc_hash really changed, and deletes the offers that are gone. Everything else falls back to the
+full comparison (and rewrites the state): a missing or differently declared index, another
+context hash, embeddings (vectors change outside the offer rows), or an index whose document
+count no longer matches the state (it was changed behind the pipeline's back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import meilisearch
+import polars as pl
+
+import search_index.documents
+from pipelines import search_sync
+from search_index.documents import DOCUMENT_HASH_FIELD, document_id
+from search_index.indexing import (
+    IndexSyncResult,
+    apply_document_changes,
+    document_count,
+    pending_rebuild_reason,
+    sync_index,
+)
+from warehouse.connection import transaction
+from warehouse.derived import OFFER_EXPORT_SQL
+
+Connect = Callable[..., Any]
+
+# The offer frame (warehouse.derived.read_offer_frame) with each offer's input hash. fetched_at
+# moves with every fetch and is not part of a document; everything else of the row is hashed,
+# so a document field added later is covered without touching this query.
+INPUT_HASH_SQL = f"""
+WITH offers AS ({OFFER_EXPORT_SQL}),
+group_prices AS (
+    SELECT group_id, md5(string_agg(
+        CAST(ROW(marketplace, external_id, price_minor, currency, available) AS VARCHAR), ','
+        ORDER BY marketplace, external_id)) AS group_prices_hash
+    FROM offers WHERE group_id IS NOT NULL GROUP BY group_id
+),
+hashed AS (
+    SELECT o.*, g.group_prices_hash FROM offers AS o LEFT JOIN group_prices AS g USING (group_id)
+)
+SELECT h.* EXCLUDE (group_prices_hash),
+       md5(CAST(inputs AS VARCHAR)) AS input_hash
+FROM hashed AS h, (SELECT h.* EXCLUDE (fetched_at)) AS inputs
+ORDER BY h.marketplace, h.external_id
+"""
+
+
+@dataclass(slots=True)
+class OfferIndexSync:
+    """What the offers-index refresh did (the asset's metadata)."""
+
+    result: IndexSyncResult
+    documents: int
+    skipped: dict[str, str] = field(default_factory=dict)
+    inactive_offers: int = 0
+    mode: str = "full"  # "full" (every document built) or "changed" (changed inputs only)
+    fallback_reason: str = ""
+    built: int = 0
+
+
+def context_hash(
+    rates: Mapping[str, Decimal], marketplaces: Mapping[str, Mapping[str, Any]], active: list[str]
+) -> str:
+    """The hash of what every document shares, and of the code that builds documents."""
+    code = inspect.getsource(search_index.documents) + inspect.getsource(search_sync)
+    shared = json.dumps(
+        {
+            "rates": {code: str(rate) for code, rate in sorted(rates.items())},
+            "marketplaces": {slug: dict(card) for slug, card in sorted(marketplaces.items())},
+            "active": sorted(active),
+            "code": hashlib.sha256(code.encode()).hexdigest(),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(shared.encode()).hexdigest()
+
+
+def _state_rows(frame: pl.DataFrame, documents: list[dict[str, Any]]) -> pl.DataFrame:
+    """(marketplace, external_id, input_hash, doc_hash) of the offers in `frame`."""
+    hashes = {document["id"]: document[DOCUMENT_HASH_FIELD] for document in documents}
+    keys = frame.select("marketplace", "external_id", "input_hash")
+    ids = [
+        document_id(slug, external_id)
+        for slug, external_id in keys.select("marketplace", "external_id").iter_rows()
+    ]
+    return keys.with_columns(pl.Series("doc_hash", [hashes.get(i) for i in ids], dtype=pl.String))
+
+
+def _write_state(
+    conn: duckdb.DuckDBPyConnection,
+    index_uid: str,
+    rows: pl.DataFrame,
+    gone: pl.DataFrame,
+    *,
+    replace_all: bool,
+    shared: str,
+) -> int:
+    """Record what the index now holds; returns its document count."""
+    conn.register("state_rows", rows.to_arrow())
+    conn.register("gone_rows", gone.select("marketplace", "external_id").to_arrow())
+    try:
+        with transaction(conn):
+            if replace_all:
+                conn.execute("DELETE FROM search_document_state WHERE index_uid = ?", [index_uid])
+            else:
+                conn.execute(
+                    "DELETE FROM search_document_state AS s WHERE index_uid = ? AND EXISTS ("
+                    "SELECT 1 FROM gone_rows AS g WHERE g.marketplace = s.marketplace "
+                    "AND g.external_id = s.external_id)",
+                    [index_uid],
+                )
+            conn.execute(
+                "INSERT INTO search_document_state "
+                "(index_uid, marketplace, external_id, input_hash, doc_hash) "
+                "SELECT ?, marketplace, external_id, input_hash, doc_hash FROM state_rows "
+                "ON CONFLICT (index_uid, marketplace, external_id) DO UPDATE SET "
+                "input_hash = excluded.input_hash, doc_hash = excluded.doc_hash",
+                [index_uid],
+            )
+            (documents,) = conn.execute(
+                "SELECT count(doc_hash) FROM search_document_state WHERE index_uid = ?",
+                [index_uid],
+            ).fetchall()[0]
+            conn.execute(
+                "INSERT INTO search_index_context (index_uid, context_hash, documents, synced_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (index_uid) DO UPDATE SET "
+                "context_hash = excluded.context_hash, documents = excluded.documents, "
+                "synced_at = excluded.synced_at",
+                [index_uid, shared, int(documents), datetime.now(UTC)],
+            )
+    finally:
+        conn.unregister("state_rows")
+        conn.unregister("gone_rows")
+    return int(documents)
+
+
+def _held_context(conn: duckdb.DuckDBPyConnection, index_uid: str) -> tuple[str, int] | None:
+    rows = conn.execute(
+        "SELECT context_hash, documents FROM search_index_context WHERE index_uid = ?", [index_uid]
+    ).fetchall()
+    return (str(rows[0][0]), int(rows[0][1])) if rows else None
+
+
+def sync_offer_index(
+    connect: Connect,
+    client: meilisearch.Client,
+    index_uid: str,
+    *,
+    rates: Mapping[str, Decimal],
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    active: list[str],
+    vectors: Mapping[str, Any] | None,
+    progress: Callable[[str], None],
+) -> OfferIndexSync:
+    """Make the offers index hold exactly the active offers' documents, building only those
+    whose inputs changed when the state allows it (module docstring), else all of them."""
+    shared = context_hash(rates, marketplaces, active)
+    reason = _fallback_reason(connect, client, index_uid, shared, vectors)
+    if reason is None:
+        return _sync_changed(
+            connect, client, index_uid, rates, marketplaces, active, shared, progress
+        )
+    progress(f"{index_uid}: building every document ({reason})")
+    with connect() as conn:
+        frame = conn.sql(INPUT_HASH_SQL).pl()
+    inactive = frame.filter(~pl.col("marketplace").is_in(active))
+    frame = frame.filter(pl.col("marketplace").is_in(active))
+    built = search_sync.build_search_documents(
+        frame.drop("input_hash"), marketplaces=marketplaces, rates=rates
+    )
+    result = sync_index(client, index_uid, built.documents, progress=progress, vectors=vectors)
+    rows = _state_rows(frame, built.documents)
+    with connect() as conn:
+        _write_state(conn, index_uid, rows, rows.clear(), replace_all=True, shared=shared)
+    return OfferIndexSync(
+        result=result,
+        documents=len(built.documents),
+        skipped=built.skipped,
+        inactive_offers=inactive.height,
+        mode="full",
+        fallback_reason=reason,
+        built=len(built.documents) + len(built.skipped),
+    )
+
+
+def _fallback_reason(
+    connect: Connect,
+    client: meilisearch.Client,
+    index_uid: str,
+    shared: str,
+    vectors: Mapping[str, Any] | None,
+) -> str | None:
+    """Why every document must be built this time, or None."""
+    if vectors is not None:
+        return "embeddings travel with the documents"
+    rebuild = pending_rebuild_reason(client, index_uid)
+    if rebuild is not None:
+        return rebuild
+    with connect() as conn:
+        held = _held_context(conn, index_uid)
+    if held is None:
+        return "no record of what the index was sent"
+    if held[0] != shared:
+        return "FX rates, marketplaces or the document code changed"
+    indexed = document_count(client, index_uid)
+    if indexed != held[1]:
+        return f"the index holds {indexed} documents, the pipeline sent {held[1]}"
+    return None
+
+
+def _sync_changed(
+    connect: Connect,
+    client: meilisearch.Client,
+    index_uid: str,
+    rates: Mapping[str, Decimal],
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    active: list[str],
+    shared: str,
+    progress: Callable[[str], None],
+) -> OfferIndexSync:
+    with connect() as conn:
+        conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
+        try:
+            changed = conn.sql(
+                f"SELECT h.*, s.doc_hash AS held_doc_hash FROM ({INPUT_HASH_SQL}) AS h "
+                "LEFT JOIN search_document_state AS s ON s.index_uid = $uid "
+                "AND s.marketplace = h.marketplace AND s.external_id = h.external_id "
+                "WHERE h.marketplace IN (SELECT slug FROM active_marketplaces) "
+                "AND s.input_hash IS DISTINCT FROM h.input_hash",
+                params={"uid": index_uid},
+            ).pl()
+            gone = conn.sql(
+                "SELECT s.marketplace, s.external_id, s.doc_hash FROM search_document_state AS s "
+                "WHERE s.index_uid = $uid AND NOT EXISTS (SELECT 1 FROM products AS p "
+                "WHERE p.marketplace = s.marketplace AND p.external_id = s.external_id "
+                "AND p.marketplace IN (SELECT slug FROM active_marketplaces))",
+                params={"uid": index_uid},
+            ).pl()
+            (inactive,) = conn.execute(
+                "SELECT count(*) FROM products WHERE marketplace NOT IN "
+                "(SELECT slug FROM active_marketplaces)"
+            ).fetchall()[0]
+        finally:
+            conn.unregister("active_marketplaces")
+    held_hashes = dict(
+        zip(
+            (
+                document_id(slug, external_id)
+                for slug, external_id in changed.select("marketplace", "external_id").iter_rows()
+            ),
+            changed.get_column("held_doc_hash").to_list(),
+            strict=True,
+        )
+    )
+    built = search_sync.build_search_documents(
+        changed.drop("input_hash", "held_doc_hash"), marketplaces=marketplaces, rates=rates
+    )
+    # Inputs can move without the document moving (an offer's own fetch of an unchanged page,
+    # a group's other offer changing a price above the cheapest): only real changes are sent.
+    send = [d for d in built.documents if held_hashes.get(d["id"]) != d[DOCUMENT_HASH_FIELD]]
+    # Offers that left, and offers that can no longer become a document, leave the index.
+    delete = [
+        document_id(slug, external_id)
+        for slug, external_id, doc_hash in gone.iter_rows()
+        if doc_hash is not None
+    ]
+    built_ids = {document["id"] for document in built.documents}
+    delete += [
+        key
+        for key, doc_hash in held_hashes.items()
+        if doc_hash is not None and key not in built_ids
+    ]
+    progress(
+        f"{index_uid}: {changed.height} offers with changed inputs, {len(send)} documents "
+        f"changed, {len(delete)} to delete"
+    )
+    result = apply_document_changes(client, index_uid, send, delete, progress=progress)
+    with connect() as conn:
+        documents = _write_state(
+            conn,
+            index_uid,
+            _state_rows(changed, built.documents),
+            gone,
+            replace_all=False,
+            shared=shared,
+        )
+    return OfferIndexSync(
+        result=IndexSyncResult(
+            sent=result.sent,
+            deleted=result.deleted,
+            unchanged=documents - result.sent,
+            rebuilt=False,
+            task_uids=result.task_uids,
+        ),
+        documents=documents,
+        skipped=built.skipped,
+        inactive_offers=int(inactive),
+        mode="changed",
+        built=changed.height,
+    )

@@ -36,6 +36,7 @@ from search_index.listings import SearchPage, offers_in_group, search_products
 from search_index.merchandising import home_showcase
 from search_index.params import PER_PAGE_CHOICES, SORT_LABELS, SearchParams
 from storefront import currency_label, path_exists
+from storefront.auth.routes import NEW_ACCOUNT_SESSION_KEY
 from storefront.cart.forms import AddToCartForm
 from storefront.catalog.cards import build_cards
 from storefront.catalog.charts import price_history_svg, series_colour
@@ -170,6 +171,8 @@ def home() -> str:
         categories=categories,
         search_down=search_down,
         loading=loading,
+        # Right after sign-up the shopper is new here, not back: the greeting says so once.
+        just_signed_up=bool(session.pop(NEW_ACCOUNT_SESSION_KEY, False)),
     )
 
 

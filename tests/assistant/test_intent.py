@@ -207,3 +207,73 @@ def test_typo_distance_counts_swaps_as_one_edit(a: str, b: str, distance: int) -
 )
 def test_index_category_values_map_onto_the_lexicon(value: str, key: str | None) -> None:
     assert category_key_for_value(value) == key
+
+
+# --- Misspelt words and price wishes (issue 14) ------------------------------------------------
+
+MISSPELT: list[tuple[str, tuple[str, ...], bool, str]] = [
+    # request, categories, price preference, words left for meaning (semantic text)
+    (
+        "wireles hedphones for the gym, not to expensive",
+        ("headphones",),
+        True,
+        "wireless headphones for the gym",
+    ),
+    ("chep sneekers", ("running-shoes",), True, "sneakers"),
+    ("afordable laptop for school", ("laptops",), True, "laptop for school"),
+    ("portible speaker, nothing to pricey", (), True, "portable speaker"),
+    ("televsion that isn't too expensive", ("televisions",), True, "television that"),
+    ("noise canceling hedphones", ("headphones",), False, "noise canceling headphones"),
+]
+
+
+@pytest.mark.parametrize(("text", "categories", "price_wish", "semantic"), MISSPELT)
+def test_misspelt_product_and_constraint_words_are_read_as_meant(
+    text: str, categories: tuple[str, ...], price_wish: bool, semantic: str
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.categories == categories or not categories
+    assert intent.price_preference is price_wish
+    assert intent.semantic_text == semantic
+    assert intent.text == text  # the request itself is kept as written
+    if intent.corrections:
+        assert any(note.startswith("Read “") for note in intent.notes)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cheap headphones",
+        "budget laptop",
+        "not too expensive espresso machine",
+        "affordable tv",
+        "kids toys on a budget",
+        "inexpensive running shoes",
+    ],
+)
+def test_price_words_without_an_amount_are_a_price_preference(text: str) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.price_preference and intent.sort == "price_asc" and intent.budget is None
+    for word in ("cheap", "budget", "expensive", "affordable", "inexpensive"):
+        assert word not in intent.keywords  # a wish, not words to match
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a gift for a runner under 40 dollars",
+        "something to keep my coffee hot",
+        "samsnug televsion",
+        "a thermos for tea",
+        "Hisense 65 inch tv",
+        "keep my tea warm on the way to work",
+    ],
+)
+def test_correct_words_and_brands_are_never_rewritten(text: str) -> None:
+    corrected = {c.written for c in parse_intent(text, VOCABULARY).corrections}
+    assert corrected <= {"televsion"}  # the one misspelling; brands are left to brand matching
+
+
+def test_a_budget_amount_is_still_a_budget_not_a_wish() -> None:
+    intent = parse_intent("my budget is 40 dollars for a kettle", VOCABULARY)
+    assert intent.budget == Budget("USD", None, 4000) and not intent.price_preference

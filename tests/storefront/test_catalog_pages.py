@@ -336,6 +336,7 @@ def test_the_product_page_compares_every_offer_cheapest_first(
     assert order == sorted(order)
     assert f"$324.32 {money(4200000, 'KES')}" in page and "Best price" in page
     assert html.count('action="/cart/add"') == 4
+    assert "4 offers on 4 marketplaces; prices shown in USD" in page  # not "Sold by 4 offers"
     assert "Checkout happens on NaijaMall" in page
     assert "Store rating 4.30/5" in page
     assert 'href="http://127.0.0.1:9/kiondo/KD-55"' in html

@@ -202,6 +202,9 @@ def correct_word(word: str, vocabulary_words: frozenset[str] = frozenset()) -> s
         meant is None
         or len(meant) < 5
         or damerau_distance(folded, meant) > max(1, allowed_typos(meant))
+        # A longer word built on a known one is its own word: a plural ("workouts") or a
+        # name ("Nespresso"), not a typo.
+        or meant in folded
     ):
         return None
     return meant

@@ -532,6 +532,15 @@ def format_report(report: EvalReport) -> str:
             "",
             "Requests with no relevant product in this catalog: " + ", ".join(report.unlabelled),
         ]
+    hybrid, keyword = summary[MODE_HYBRID], summary[MODE_KEYWORD]
+    lines += [
+        "",
+        f"RESULT hybrid_recall_at_10={hybrid['recall_at_10']:.3f} "
+        f"keyword_recall_at_10={keyword['recall_at_10']:.3f} "
+        f"hybrid_constraint_satisfaction={hybrid['constraint_satisfaction'] * 100:.1f} "
+        f"keyword_constraint_satisfaction={keyword['constraint_satisfaction'] * 100:.1f} "
+        f"requests={keyword['requests']}",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect
 
+from tests.browser.conftest import SCREENSHOT_DIR as SCREENSHOTS
 from tests.browser.conftest import LiveCatalog
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -118,7 +120,7 @@ def make_admin(live_catalog: LiveCatalog, username: str) -> None:
 
 
 def test_every_page_fits_a_phone_and_a_desktop_header_row(
-    page: Page, live_catalog: LiveCatalog
+    page: Page, live_catalog: LiveCatalog, capture: Callable[[Page, str], list[Path]]
 ) -> None:
     pages = site_pages()
     visited: set[str] = set()
@@ -165,6 +167,9 @@ def test_every_page_fits_a_phone_and_a_desktop_header_row(
     page.get_by_role("button", name="Ask the assistant").click()
     expect(page.locator(".assistant-suggestion").first).to_be_visible()
     problems.extend(layout_problems(page, "/assistant (an answer)"))
+    capture(page, "layout-assistant-answer")
+    page.goto("/home")
+    capture(page, "layout-home")
 
     # An admin.
     make_admin(live_catalog, username)
@@ -181,7 +186,9 @@ def test_every_page_fits_a_phone_and_a_desktop_header_row(
     assert pages - visited == set(NEEDS_DATA), "pages neither visited nor listed in NEEDS_DATA"
 
 
-def test_the_phone_menu_holds_the_navigation_and_the_named_currencies(page: Page) -> None:
+def test_the_phone_menu_holds_the_navigation_and_the_named_currencies(
+    page: Page, capture: Callable[[Page, str], list[Path]]
+) -> None:
     page.goto("/search?q=headphones")
     header = page.locator(".site-header")
     # On a phone the bar shows the brand, the cart and the menu; the rest waits in the menu.
@@ -190,6 +197,7 @@ def test_the_phone_menu_holds_the_navigation_and_the_named_currencies(page: Page
     menu.get_by_text("Menu").click()
     expect(menu.get_by_role("link", name="Stores")).to_be_visible()
     expect(menu.get_by_role("link", name="Log in")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "layout-phone-menu-375.png"))
     menu.get_by_role("button", name="€ Euro").click()
     expect(page.get_by_text("Prices are now shown in € Euro.")).to_be_visible()
     assert "/search?q=headphones" in page.url
@@ -202,6 +210,7 @@ def test_the_phone_menu_holds_the_navigation_and_the_named_currencies(page: Page
     switcher = header.locator(".currency-menu")
     expect(switcher.locator("summary")).to_contain_text("€ EUR")
     switcher.locator("summary").click()
+    page.screenshot(path=str(SCREENSHOTS / "layout-currency-menu-1280.png"))
     switcher.get_by_role("button", name="$ US Dollar").click()
     expect(page.get_by_text("Prices are now shown in $ US Dollar.")).to_be_visible()
     tops = page.evaluate(

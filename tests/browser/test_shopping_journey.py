@@ -64,7 +64,9 @@ def test_sign_up_search_filter_compare_and_fill_one_cart(
     page.get_by_label(re.compile("Confirm", re.I)).fill("Sunny-Plateau-42-kettle")
     page.get_by_role("button", name="Sign up").click()
     page.wait_for_url(re.compile(r"/home$"))
-    expect(page.get_by_role("heading", name=re.compile("Welcome to OneCart, Wanjiru"))).to_be_visible()
+    expect(
+        page.get_by_role("heading", name=re.compile("Welcome to OneCart, Wanjiru"))
+    ).to_be_visible()
     expect(page.get_by_role("heading", name="Best deals")).to_be_visible()
     shots += capture(page, "03-home")
 

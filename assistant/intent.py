@@ -286,6 +286,16 @@ _BRAND_IMPLYING_WORDS: Final = {
 _FOR_GAP = re.compile(
     r"\s+(?:for|para|pour|fur|to carry|to hold|that fits|which fits)(?:\s+(?:my|a|an|the|mi|un|una|el|la|mon|ma|mein|meinen|einen))?\s+"
 )
+# "a phone with a great camera": the first is the product, the second one of its features.
+_WITH_GAP = re.compile(
+    r"\s+(?:with|that has|which has|having)(?:\s+(?:a|an|the))?"
+    r"(?:\s+(?:good|great|nice|decent|big|large|long|excellent|better|best|built-in|amazing))?\s+"
+)
+# "carry my laptop to the office": what is carried or held is not what is wanted.
+_CARRIED_BEFORE = re.compile(
+    r"\b(?:carry|carrying|hold|holding|protect|protecting|store|storing|transport|bring)"
+    r"(?:\s+(?:my|a|an|the|your|our|his|her|their))?\s+$"
+)
 _TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9'&+.\-]*[a-z0-9]|[a-z0-9]")
 
 
@@ -865,8 +875,12 @@ def _parse_categories(state: _Text) -> tuple[list[str], list[str]]:
         if following is not None and not gap.strip():
             state.take(item[0], item[1], "category-modifier")
             continue
-        # "a backpack for my laptop", "mochila para portatil": the first is the product.
-        if following is not None and _FOR_GAP.fullmatch(gap):
+        if _CARRIED_BEFORE.search(text[: item[0]]):
+            state.take(item[0], item[1], "category-modifier")
+            continue
+        # "a backpack for my laptop", "mochila para portatil", "a phone with a great camera":
+        # the first is the product.
+        if following is not None and (_FOR_GAP.fullmatch(gap) or _WITH_GAP.fullmatch(gap)):
             skip_next = True
         chosen.append(item)
     categories: list[str] = []

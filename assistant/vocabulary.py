@@ -42,6 +42,8 @@ CATEGORIES: Final[tuple[CategoryTerms, ...]] = (
             "phones",
             "mobile phone",
             "mobile phones",
+            "mobile",
+            "mobiles",
             "cell phone",
             "cell phones",
             "cellphone",

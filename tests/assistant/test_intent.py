@@ -279,3 +279,20 @@ def test_correct_words_and_brands_are_never_rewritten(text: str) -> None:
 def test_a_budget_amount_is_still_a_budget_not_a_wish() -> None:
     intent = parse_intent("my budget is 40 dollars for a kettle", VOCABULARY)
     assert intent.budget == Budget("USD", None, 4000) and not intent.price_preference
+
+
+@pytest.mark.parametrize(
+    ("text", "categories", "keywords"),
+    [
+        # What is carried is not what is wanted: no category, the words go to meaning.
+        ("carry my laptop to the office", (), "carry laptop office"),
+        # "X with a great Y": X is the product, Y one of its features.
+        ("a mobile with a great camera for selfies", ("smartphones",), "camera selfies"),
+        ("a backpack for my laptop", ("backpacks",), "laptop"),
+    ],
+)
+def test_the_product_is_told_from_what_it_carries_or_has(
+    text: str, categories: tuple[str, ...], keywords: str
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.categories == categories and intent.keywords == keywords

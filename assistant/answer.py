@@ -26,6 +26,7 @@ ANSWER_SCHEMA_VERSION: Final = 1
 RELAX_ADVICE: Final[Mapping[str, str]] = {
     "budget": "raise your budget",
     "category": "look in another category",
+    "exclude_category": "name the product you want",
     "brand": "try another brand",
     "exclude_brand": "allow the brand you excluded",
     "marketplace": "allow other marketplaces",

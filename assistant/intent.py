@@ -320,6 +320,8 @@ class Intent:
     price_preference: bool = False
     budget: Budget | None = None
     categories: tuple[str, ...] = ()
+    # What the wanted thing carries or holds ("carry my laptop"): not itself the product.
+    excluded_categories: tuple[str, ...] = ()
     brands: tuple[str, ...] = ()
     excluded_brands: tuple[str, ...] = ()
     marketplaces: tuple[str, ...] = ()
@@ -341,6 +343,8 @@ class Intent:
         out: list[Constraint] = []
         for key in self.categories:
             out.append(Constraint("category", category_label(key)))
+        for key in self.excluded_categories:
+            out.append(Constraint("exclude_category", f"not {category_label(key).lower()}"))
         for spec in self.specs:
             out.append(Constraint("spec", spec))
         for brand in self.brands:
@@ -378,6 +382,7 @@ class Intent:
         return {
             "budget": budget,
             "categories": list(self.categories),
+            "excluded_categories": list(self.excluded_categories),
             "brands": list(self.brands),
             "excluded_brands": list(self.excluded_brands),
             "marketplaces": list(self.marketplaces),
@@ -503,7 +508,8 @@ def parse_intent(
     brands, excluded_brands, marketplaces, excluded_marketplaces = _resolve_mentions(
         state, mentions
     )
-    categories, implied_brands = _parse_categories(state)
+    categories, implied_brands, carried = _parse_categories(state)
+    excluded_categories = [key for key in carried if key not in categories]
     for brand in implied_brands:
         if (
             brand in vocabulary.brands
@@ -532,6 +538,7 @@ def parse_intent(
         price_preference=price_preference,
         budget=budget,
         categories=tuple(categories),
+        excluded_categories=tuple(excluded_categories),
         brands=tuple(brands),
         excluded_brands=tuple(excluded_brands),
         marketplaces=tuple(marketplaces),
@@ -845,9 +852,10 @@ def _category_phrases() -> list[tuple[str, str]]:
     return sorted(phrases, key=lambda item: -len(item[0]))
 
 
-def _parse_categories(state: _Text) -> tuple[list[str], list[str]]:
+def _parse_categories(state: _Text) -> tuple[list[str], list[str], list[str]]:
     """Category phrases in the text; of two adjacent ones ("laptop backpack") the last is the
-    product and the first a description of it, which stays in the keywords."""
+    product and the first a description of it, which stays in the keywords. Returns the
+    categories, the brands product words imply, and the categories of things to be carried."""
     found: list[tuple[int, int, str, str]] = []  # start, end, key, phrase
     text = state.folded
     for phrase, key in _category_phrases():
@@ -864,6 +872,7 @@ def _parse_categories(state: _Text) -> tuple[list[str], list[str]]:
     found.extend(_fuzzy_categories(state, found))
     found.sort()
     chosen: list[tuple[int, int, str, str]] = []
+    carried: list[str] = []
     skip_next = False
     for index, item in enumerate(found):
         if skip_next:
@@ -877,6 +886,7 @@ def _parse_categories(state: _Text) -> tuple[list[str], list[str]]:
             continue
         if _CARRIED_BEFORE.search(text[: item[0]]):
             state.take(item[0], item[1], "category-modifier")
+            carried.append(item[2])
             continue
         # "a backpack for my laptop", "mochila para portatil", "a phone with a great camera":
         # the first is the product.
@@ -892,7 +902,7 @@ def _parse_categories(state: _Text) -> tuple[list[str], list[str]]:
             categories.append(key)
         if phrase in _BRAND_IMPLYING_WORDS:
             implied_brands.append(_BRAND_IMPLYING_WORDS[phrase])
-    return categories, implied_brands
+    return categories, implied_brands, carried
 
 
 def _fuzzy_categories(

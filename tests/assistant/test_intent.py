@@ -296,3 +296,11 @@ def test_the_product_is_told_from_what_it_carries_or_has(
 ) -> None:
     intent = parse_intent(text, VOCABULARY)
     assert intent.categories == categories and intent.keywords == keywords
+
+
+def test_what_is_carried_is_excluded_not_asked_for() -> None:
+    intent = parse_intent("carry my laptop to the office", VOCABULARY)
+    assert intent.excluded_categories == ("laptops",)
+    assert "not laptops" in [c.label for c in intent.constraints()]
+    # Named as the product's purpose after the product itself, it is only a description.
+    assert parse_intent("a backpack to carry my laptop", VOCABULARY).excluded_categories == ()

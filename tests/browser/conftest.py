@@ -1,15 +1,12 @@
 """Fixtures for the browser tests: a live OneCart site over real HTTP, filled by the real pipeline.
 
-Package-scoped, so every browser test module shares one pipeline run, one site and one
-Chromium (CI time); the environment is restored when the package's tests are done.
-
-- `live_catalog` (package): a private ONECART_HOME with a migrated storefront DB, then
+- `live_catalog` (module): a private ONECART_HOME with a migrated storefront DB, then
   `pipelines.run.materialize_all` against the sandbox marketplaces, which fills the warehouse, the
   Meilisearch index and (through the storefront sync) the storefront DB. The environment is
-  restored afterwards, so later test packages never see this home.
-- `live_server` (package): the real app (create_app) served by a threaded werkzeug server on a
+  restored afterwards, so later test modules never see this home.
+- `live_server` (module): the real app (create_app) served by a threaded werkzeug server on a
   free loopback port.
-- `browser` (package): Debian's Chromium driven by Playwright (never `playwright install`).
+- `browser` (module): Debian's Chromium driven by Playwright (never `playwright install`).
 - `capture(page, name)`: full-page screenshots at 375 px and 1280 px under
   test-artifacts/screenshots/.
 """
@@ -51,7 +48,7 @@ class LiveCatalog:
     ingest_lines: list[str]
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def live_catalog(
     settings: Settings, sandbox_server: str, meili_server: str
 ) -> Iterator[LiveCatalog]:
@@ -115,7 +112,7 @@ def live_catalog(
         get_assistant_settings.cache_clear()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def live_server(live_catalog: LiveCatalog) -> Iterator[str]:
     """The real storefront on a free loopback port; yields its base URL."""
     from commerce.db import dispose_engines
@@ -143,7 +140,7 @@ def live_server(live_catalog: LiveCatalog) -> Iterator[str]:
         dispose_engines()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser(live_server: str) -> Iterator[Browser]:
     """Debian's Chromium through Playwright's sync API.
 

@@ -7,8 +7,9 @@
 - `retrieval` asks Meilisearch (hybrid search when vectors exist, keyword search otherwise).
 - `answer` groups the hits per product, picks the cheapest suitable offer and explains the match.
 - `llm` may phrase the answer through an OpenAI-compatible endpoint, never adding facts.
-- `evaluation` measures keyword-only against hybrid retrieval on a labelled request set.
+- `spelling` reads misspelt category, constraint and descriptor words as the words meant.
 
-Nothing here imports Flask: the storefront's assistant blueprint and the benchmark call
-:func:`assistant.service.answer_prompt`.
+Nothing here imports Flask, the sandbox or the pipeline (tests/assistant/test_import_graph.py
+checks): the storefront's assistant blueprint, the benchmark and the evaluation (both under
+bench/) call :func:`assistant.service.answer_prompt`.
 """

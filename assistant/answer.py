@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from assistant.intent import Intent, format_amount
 from assistant.retrieval import Candidate, Relaxation, Retrieval
 from commerce.fx import FxTable
+
+if TYPE_CHECKING:
+    from assistant.refinements import Refinement
 
 ANSWER_SCHEMA_VERSION: Final = 1
 
@@ -23,6 +26,7 @@ ANSWER_SCHEMA_VERSION: Final = 1
 RELAX_ADVICE: Final[Mapping[str, str]] = {
     "budget": "raise your budget",
     "category": "look in another category",
+    "exclude_category": "name the product you want",
     "brand": "try another brand",
     "exclude_brand": "allow the brand you excluded",
     "marketplace": "allow other marketplaces",
@@ -93,6 +97,8 @@ class AssistantAnswer:
     prose_source: str = "template"
     semantic_available: bool = False
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    # Follow-ups for a vague request (assistant.refinements), empty otherwise.
+    refinements: tuple[Refinement, ...] = ()
 
     @property
     def found(self) -> bool:
@@ -116,6 +122,7 @@ class AssistantAnswer:
                 {"kind": r.kind, "label": r.label, "matches": r.matches, "hint": r.hint}
                 for r in self.relaxations
             ],
+            "refinements": [r.to_json() for r in self.refinements],
             "prose_source": self.prose_source,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }

@@ -21,9 +21,18 @@ from typing import Any, Final
 
 from babel.numbers import format_currency
 
+from assistant.spelling import (
+    Correction,
+    allowed_typos,
+    category_words,
+    correct_prompt,
+    damerau_distance,
+)
 from assistant.vocabulary import (
     CATEGORIES,
+    FUZZY_STOPLIST,
     SPECIFIC_PHRASES,
+    STOPWORDS,
     CatalogVocabulary,
     category_label,
     fold,
@@ -191,11 +200,20 @@ _SORT_RES: Final = (
     (
         SORT_PRICE_ASC,
         re.compile(
-            r"\b(?:the\s+)?(?:cheapest|lowest[- ]priced|lowest price|least expensive|lowest cost|"
-            r"cheap|inexpensive|affordable|budget[- ]friendly|bargain)\b",
+            r"\b(?:the\s+)?(?:cheapest|lowest[- ]priced|lowest price|least expensive|lowest cost)\b",
             re.IGNORECASE,
         ),
     ),
+)
+# A wish for a low price without an amount: the best matches are shown cheapest first. "to"
+# stands for "too" as often as not; misspelt words were corrected before (assistant.spelling).
+_PRICE_PREFERENCE_RE = re.compile(
+    r"\b(?:not|nothing|isn'?t|without being)\s+(?:too?|very|that|so|overly|super|crazy|too much)?\s*"
+    r"(?:expensive|pricey|pricy|costly|dear)\b|"
+    r"\b(?:cheap(?:er|ish)?|inexpensive|affordable|budget(?:[- ](?:friendly|priced|range))?|"
+    r"bargains?|low[- ](?:cost|priced|price)|reasonably priced|wallet[- ]friendly|"
+    r"good value|value for money|on a budget)\b",
+    re.IGNORECASE,
 )
 _INCLUDE_UNAVAILABLE_RE = re.compile(
     r"\b(?:even if|including|include|incl\.?)\s+(?:out of stock|sold out|unavailable)(?: ones| items)?\b|"
@@ -242,162 +260,6 @@ _SPEC_RES: Final = (
     ("volume", re.compile(r"\b(?P<n>\d{1,4}(?:\.\d)?)\s*(?P<u>ml|oz|l|litres?|liters?)\b")),
 )
 
-# Words that carry no product meaning in a request; removed from the keyword query only.
-STOPWORDS: Final = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "i",
-        "i'm",
-        "im",
-        "me",
-        "my",
-        "mine",
-        "we",
-        "our",
-        "us",
-        "you",
-        "your",
-        "please",
-        "pls",
-        "show",
-        "find",
-        "get",
-        "buy",
-        "give",
-        "want",
-        "wants",
-        "need",
-        "needs",
-        "needed",
-        "looking",
-        "look",
-        "search",
-        "for",
-        "to",
-        "of",
-        "in",
-        "on",
-        "at",
-        "with",
-        "and",
-        "or",
-        "but",
-        "that",
-        "which",
-        "who",
-        "is",
-        "are",
-        "was",
-        "be",
-        "been",
-        "some",
-        "something",
-        "anything",
-        "thing",
-        "things",
-        "stuff",
-        "one",
-        "ones",
-        "any",
-        "would",
-        "like",
-        "could",
-        "should",
-        "can",
-        "recommend",
-        "suggest",
-        "suggestion",
-        "me?",
-        "what",
-        "whats",
-        "what's",
-        "there",
-        "good",
-        "nice",
-        "great",
-        "new",
-        "really",
-        "very",
-        "just",
-        "also",
-        "so",
-        "it",
-        "its",
-        "it's",
-        "this",
-        "these",
-        "those",
-        "kind",
-        "sort",
-        "type",
-    ]
-)
-
-# Tokens never taken for a misspelled brand or category (colours, common words).
-_FUZZY_STOPLIST: Final = frozenset(
-    [
-        "matte",
-        "black",
-        "white",
-        "green",
-        "brown",
-        "cream",
-        "silver",
-        "charcoal",
-        "graphite",
-        "under",
-        "about",
-        "above",
-        "below",
-        "phone",
-        "phones",
-        "watch",
-        "games",
-        "lotion",
-        "cheap",
-        "price",
-        "prices",
-        "rated",
-        "stars",
-        "apples",
-        "ocean",
-        "plays",
-        "there",
-        "their",
-        "where",
-        "other",
-        "these",
-        "those",
-        "things",
-        "thing",
-        "would",
-        "could",
-        "should",
-        "little",
-        "large",
-        "small",
-        "great",
-        "about",
-        "after",
-        "before",
-        "under",
-        "while",
-        "which",
-        "whose",
-        "quiet",
-        "music",
-        "movies",
-        "gifts",
-        "presents",
-        "sport",
-        "sports",
-        "brand",
-        "brands",
-    ]
-)
-
 _NEGATION_CUE = re.compile(
     r"(?:\bnot|\bno|\bnon|\bexcept(?:\s+for)?|\bexcluding|\bexclude|\bwithout|\bavoid(?:ing)?|"
     r"\banything but|\bother than|\bbut not|\bnothing from|\bnever|\bdon'?t want|"
@@ -424,6 +286,16 @@ _BRAND_IMPLYING_WORDS: Final = {
 _FOR_GAP = re.compile(
     r"\s+(?:for|para|pour|fur|to carry|to hold|that fits|which fits)(?:\s+(?:my|a|an|the|mi|un|una|el|la|mon|ma|mein|meinen|einen))?\s+"
 )
+# "a phone with a great camera": the first is the product, the second one of its features.
+_WITH_GAP = re.compile(
+    r"\s+(?:with|that has|which has|having)(?:\s+(?:a|an|the))?"
+    r"(?:\s+(?:good|great|nice|decent|big|large|long|excellent|better|best|built-in|amazing))?\s+"
+)
+# "carry my laptop to the office": what is carried or held is not what is wanted.
+_CARRIED_BEFORE = re.compile(
+    r"\b(?:carry|carrying|hold|holding|protect|protecting|store|storing|transport|bring)"
+    r"(?:\s+(?:my|a|an|the|your|our|his|her|their))?\s+$"
+)
 _TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9'&+.\-]*[a-z0-9]|[a-z0-9]")
 
 
@@ -444,8 +316,12 @@ class Intent:
     are canonical keys of :mod:`assistant.vocabulary`; `specs` are sizes like "65-inch"."""
 
     text: str
+    corrections: tuple[Correction, ...] = ()
+    price_preference: bool = False
     budget: Budget | None = None
     categories: tuple[str, ...] = ()
+    # What the wanted thing carries or holds ("carry my laptop"): not itself the product.
+    excluded_categories: tuple[str, ...] = ()
     brands: tuple[str, ...] = ()
     excluded_brands: tuple[str, ...] = ()
     marketplaces: tuple[str, ...] = ()
@@ -467,6 +343,8 @@ class Intent:
         out: list[Constraint] = []
         for key in self.categories:
             out.append(Constraint("category", category_label(key)))
+        for key in self.excluded_categories:
+            out.append(Constraint("exclude_category", f"not {category_label(key).lower()}"))
         for spec in self.specs:
             out.append(Constraint("spec", spec))
         for brand in self.brands:
@@ -504,6 +382,7 @@ class Intent:
         return {
             "budget": budget,
             "categories": list(self.categories),
+            "excluded_categories": list(self.excluded_categories),
             "brands": list(self.brands),
             "excluded_brands": list(self.excluded_brands),
             "marketplaces": list(self.marketplaces),
@@ -516,6 +395,8 @@ class Intent:
             "keywords": self.keywords,
             "semantic_text": self.semantic_text,
             "notes": list(self.notes),
+            "price_preference": self.price_preference,
+            "corrections": [[c.written, c.meant] for c in self.corrections],
         }
 
 
@@ -595,8 +476,12 @@ def parse_intent(
     if not is_iso_currency(default_currency):
         default_currency = "USD"
     prompt = clean_prompt(text)
-    state = _Text.of(prompt)
+    corrected, corrections = correct_prompt(prompt, vocabulary)
+    state = _Text.of(corrected)
     notes: list[str] = []
+    if corrections:
+        read_as = ", ".join(f"“{c.written}” as “{c.meant}”" for c in corrections)
+        notes.append(f"Read {read_as}.")
 
     # Ratings first: "4 stars" must not be read as a budget of 4.
     min_rating = _parse_rating(state)
@@ -606,6 +491,10 @@ def parse_intent(
     budget = _parse_budget(state, default_currency)
     if budget is not None and budget.currency_assumed:
         notes.append(f"Amounts without a currency were read as {default_currency}.")
+    # After the budget: "budget" in "budget of $40" is the amount's cue, not a wish.
+    price_preference = bool(_take_first(state, _PRICE_PREFERENCE_RE, "price-preference"))
+    if price_preference and sort is None:
+        sort = SORT_PRICE_ASC
     available_only = True
     availability_stated = False
     if _take_first(state, _INCLUDE_UNAVAILABLE_RE, "availability"):
@@ -619,7 +508,8 @@ def parse_intent(
     brands, excluded_brands, marketplaces, excluded_marketplaces = _resolve_mentions(
         state, mentions
     )
-    categories, implied_brands = _parse_categories(state)
+    categories, implied_brands, carried = _parse_categories(state)
+    excluded_categories = [key for key in carried if key not in categories]
     for brand in implied_brands:
         if (
             brand in vocabulary.brands
@@ -641,11 +531,14 @@ def parse_intent(
     semantic = re.sub(r"(?:[\s,;]+(?:and|or|but|with|nor))+[\s,.;:!?-]*$", "", semantic)
     semantic = re.sub(r"^[\s,.;:!?-]+|[\s,.;:!?-]+$", "", semantic)
     if not semantic:
-        semantic = " ".join([*(category_label(c) for c in categories), *brands]) or prompt
+        semantic = " ".join([*(category_label(c) for c in categories), *brands]) or corrected
     return Intent(
         text=prompt,
+        corrections=corrections,
+        price_preference=price_preference,
         budget=budget,
         categories=tuple(categories),
+        excluded_categories=tuple(excluded_categories),
         brands=tuple(brands),
         excluded_brands=tuple(excluded_brands),
         marketplaces=tuple(marketplaces),
@@ -855,48 +748,15 @@ def _find_mentions(state: _Text, vocabulary: CatalogVocabulary) -> list[_Mention
     return sorted(mentions, key=lambda m: m.start)
 
 
-def _category_words() -> frozenset[str]:
-    return frozenset(
-        word for category in CATEGORIES for phrase in category.phrases for word in phrase.split()
-    )
-
-
 def _is_generic_use(state: _Text, start: int, end: int, variant: str) -> bool:
     """A brand name that is also a product word ("a thermos for tea") is the product word unless
     it is capitalised or introduced as a brand ("by Thermos", "Thermos brand")."""
-    if variant not in _category_words():
+    if variant not in category_words():
         return False
     capitalised = state.original[start : start + 1].isupper()
     cue_before = bool(_BRAND_CUE.search(state.folded[:start]))
     cue_after = bool(re.match(r"\s+brand\b", state.folded[end:]))
     return not (capitalised or cue_before or cue_after)
-
-
-def damerau_distance(a: str, b: str, limit: int = 2) -> int:
-    """Optimal string alignment distance (insert, delete, substitute, swap), capped at limit+1."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    previous_previous: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        current = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                current[j] = min(current[j], previous_previous[j - 2] + 1)
-        if min(current) > limit:
-            return limit + 1
-        previous_previous, previous = previous, current
-    return previous[-1]
-
-
-def _allowed_typos(word: str) -> int:
-    if len(word) >= 9:
-        return 2
-    if len(word) >= 5:
-        return 1
-    return 0
 
 
 def _fuzzy_mentions(
@@ -912,17 +772,17 @@ def _fuzzy_mentions(
         for variant in _name_variants(brand):
             if " " not in variant and len(variant) >= 4:
                 targets.append((variant, "brand", brand))
-    category_words = _category_words()
+    product_words = category_words()
     mentions: list[_Mention] = []
     for match in _TOKEN_RE.finditer(state.folded):
         word = match.group(0)
         start, end = match.span()
-        allowed = _allowed_typos(word)
+        allowed = allowed_typos(word)
         if (
             not allowed
-            or word in _FUZZY_STOPLIST
+            or word in FUZZY_STOPLIST
             or word in STOPWORDS
-            or word in category_words
+            or word in product_words
             or not state.free(start, end)
             or any(m.start < end and start < m.end for m in found)
         ):
@@ -930,7 +790,7 @@ def _fuzzy_mentions(
         best: tuple[int, str, str] | None = None
         for variant, kind, value in targets:
             distance = damerau_distance(word, variant, allowed)
-            if 0 < distance <= min(allowed, _allowed_typos(variant) or 1) and (
+            if 0 < distance <= min(allowed, allowed_typos(variant) or 1) and (
                 best is None or distance < best[0]
             ):
                 best = (distance, kind, value)
@@ -992,9 +852,10 @@ def _category_phrases() -> list[tuple[str, str]]:
     return sorted(phrases, key=lambda item: -len(item[0]))
 
 
-def _parse_categories(state: _Text) -> tuple[list[str], list[str]]:
+def _parse_categories(state: _Text) -> tuple[list[str], list[str], list[str]]:
     """Category phrases in the text; of two adjacent ones ("laptop backpack") the last is the
-    product and the first a description of it, which stays in the keywords."""
+    product and the first a description of it, which stays in the keywords. Returns the
+    categories, the brands product words imply, and the categories of things to be carried."""
     found: list[tuple[int, int, str, str]] = []  # start, end, key, phrase
     text = state.folded
     for phrase, key in _category_phrases():
@@ -1011,6 +872,7 @@ def _parse_categories(state: _Text) -> tuple[list[str], list[str]]:
     found.extend(_fuzzy_categories(state, found))
     found.sort()
     chosen: list[tuple[int, int, str, str]] = []
+    carried: list[str] = []
     skip_next = False
     for index, item in enumerate(found):
         if skip_next:
@@ -1022,8 +884,13 @@ def _parse_categories(state: _Text) -> tuple[list[str], list[str]]:
         if following is not None and not gap.strip():
             state.take(item[0], item[1], "category-modifier")
             continue
-        # "a backpack for my laptop", "mochila para portatil": the first is the product.
-        if following is not None and _FOR_GAP.fullmatch(gap):
+        if _CARRIED_BEFORE.search(text[: item[0]]):
+            state.take(item[0], item[1], "category-modifier")
+            carried.append(item[2])
+            continue
+        # "a backpack for my laptop", "mochila para portatil", "a phone with a great camera":
+        # the first is the product.
+        if following is not None and (_FOR_GAP.fullmatch(gap) or _WITH_GAP.fullmatch(gap)):
             skip_next = True
         chosen.append(item)
     categories: list[str] = []
@@ -1035,7 +902,7 @@ def _parse_categories(state: _Text) -> tuple[list[str], list[str]]:
             categories.append(key)
         if phrase in _BRAND_IMPLYING_WORDS:
             implied_brands.append(_BRAND_IMPLYING_WORDS[phrase])
-    return categories, implied_brands
+    return categories, implied_brands, carried
 
 
 def _fuzzy_categories(
@@ -1049,13 +916,13 @@ def _fuzzy_categories(
         start, end = match.span()
         if (
             len(word) < 6
-            or word in _FUZZY_STOPLIST
+            or word in FUZZY_STOPLIST
             or word in STOPWORDS
             or not state.free(start, end)
             or any(s < end and start < e for s, e, _, _ in found)
         ):
             continue
-        allowed = _allowed_typos(word)
+        allowed = allowed_typos(word)
         best: tuple[int, str, str] | None = None
         for phrase, key in singles:
             if len(phrase) < 6:

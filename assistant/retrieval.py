@@ -238,6 +238,13 @@ def build_filter_clauses(
             if values
             else f"category = {quote_filter_value(NO_SUCH_CATEGORY)}"
         )
+    excluded_values = [
+        v for key in intent.excluded_categories for v in vocabulary.category_values.get(key, ())
+    ]
+    if excluded_values:
+        clauses["exclude_category"] = (
+            "category NOT IN [" + ", ".join(quote_filter_value(v) for v in excluded_values) + "]"
+        )
     if intent.brands:
         clauses["brand"] = (
             "brand IN [" + ", ".join(quote_filter_value(b) for b in intent.brands) + "]"
@@ -325,6 +332,10 @@ def unmet_constraints(
         category_key_for_value(str(product.get("category") or "")) not in intent.categories
     ):
         broken.append("category")
+    if intent.excluded_categories and (
+        category_key_for_value(str(product.get("category") or "")) in intent.excluded_categories
+    ):
+        broken.append("exclude_category")
     wanted = {fold(b) for b in intent.brands}
     if wanted and fold(str(product.get("brand") or "")) not in wanted:
         broken.append("brand")

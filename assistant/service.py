@@ -18,6 +18,7 @@ from assistant.config import AssistantSettings, get_assistant_settings
 from assistant.embeddings import Embedder, load_embedder, model_status
 from assistant.intent import parse_intent
 from assistant.llm import write_prose
+from assistant.refinements import suggest_refinements
 from assistant.retrieval import (
     DEFAULT_LIMIT,
     MODE_HYBRID,
@@ -95,6 +96,11 @@ def answer_prompt(
         semantic_available=embedder is not None and profile.has_vectors,
         notes=notes,
     )
+    refinements = suggest_refinements(
+        intent, answer.suggestions, profile.vocabulary, display_currency
+    )
+    if refinements:
+        answer = replace(answer, refinements=tuple(refinements))
     if use_llm and settings.llm_configured and answer.found:
         prose = write_prose(
             answer, settings, known_brands=profile.vocabulary.brands, client=http_client

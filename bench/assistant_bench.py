@@ -9,7 +9,7 @@ What it does:
    its product's template text (brand, line, descriptor, category). Embedding every one of 100,000
    offer texts would take the better part of an hour on two cores; the vectors' count, dimensions
    and spread, which is what search latency depends on, are the same.
-2. Loads the model once, warms up, then asks each request of assistant/eval_set.json `--rounds`
+2. Loads the model once, warms up, then asks each request of bench/assistant_eval_set.json `--rounds`
    times, alternating a plain storefront search of the same text (search_index.listings
    .search_products: product hits and facets in one multi-search) with a full assistant answer (parse,
    embed the request with the query cache emptied first, hybrid search, cheapest offers, answer).
@@ -119,9 +119,9 @@ def measure_latency(meili_url: str, api_key: str, rounds: int, embedder: Any) ->
     import meilisearch
 
     from assistant.config import get_assistant_settings
-    from assistant.evaluation import load_eval_set
     from assistant.retrieval import MODE_HYBRID
     from assistant.service import answer_prompt
+    from bench.assistant_eval import load_eval_set
     from search_index.listings import search_products
     from search_index.params import SearchParams
     from search_index.settings import group_index_uid
@@ -261,7 +261,7 @@ def format_results(offers: int, index: dict, latency: dict, throughput: dict) ->
             f"384-dimension vectors ({index['templates']:,} distinct template texts, embedded in "
             f"{index['template_embed_s']:.0f} s); indexing took {index['index_s']:.0f} s.",
             "",
-            f"Latency, {latency['samples']} requests per column (assistant/eval_set.json prompts),"
+            f"Latency, {latency['samples']} requests per column (bench/assistant_eval_set.json prompts),"
             " one client, model loaded once:",
             "",
             "| | p50 ms | p99 ms |",

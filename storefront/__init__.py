@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from babel.numbers import format_currency
-from flask import Flask, Response, current_app
+from babel.core import get_global
+from babel.numbers import format_currency, get_currency_name, get_currency_symbol
+from flask import Flask, Response, current_app, redirect, url_for
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -124,6 +126,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for module_name in BLUEPRINT_MODULES:
         app.register_blueprint(importlib.import_module(module_name).bp)
 
+    # Browsers ask for /favicon.ico whatever the page links; send them to the SVG icon.
+    app.add_url_rule(
+        "/favicon.ico",
+        "favicon",
+        lambda: redirect(url_for("static", filename="favicon.svg"), code=301),
+    )
+
     from storefront.cli import register_cli
 
     register_cli(app)
@@ -165,8 +174,37 @@ def format_money(minor: int | None, currency: str | None) -> str:
     return format_currency(amount, currency, locale="en_US")
 
 
+@cache
+def currency_symbol(code: str) -> str:
+    """The symbol shoppers know a currency by: English's own ("$", "€", "£"), else the one
+    English speakers use where it is legal tender ("₦" for NGN, "Ksh" for KES), else the code."""
+    symbol = get_currency_symbol(code, "en")
+    if symbol != code:
+        return symbol
+    for territory, entries in sorted(get_global("territory_currencies").items()):
+        if not any(entry[0] == code for entry in entries):
+            continue
+        try:
+            local = get_currency_symbol(code, f"en_{territory}")
+        except Exception:  # no English locale for that territory
+            continue
+        if local != code:
+            return local
+    return code
+
+
+@cache
+def currency_label(code: str) -> str:
+    """ "€ Euro", "₦ Nigerian Naira": how the currency switcher names a currency."""
+    name = get_currency_name(code, locale="en")
+    symbol = currency_symbol(code)
+    return f"{symbol} {name}" if symbol != code else f"{name} ({code})"
+
+
 def register_template_helpers(app: Flask) -> None:
     """Globals and filters every template may use."""
+    app.jinja_env.globals["currency_label"] = currency_label
+    app.jinja_env.globals["currency_symbol"] = currency_symbol
     app.jinja_env.globals["path_exists"] = path_exists
     app.jinja_env.globals["format_money"] = format_money
     app.jinja_env.filters["money"] = lambda minor, currency: format_money(minor, currency)

@@ -71,6 +71,9 @@ from storefront.form_errors import attach_service_errors
 from storefront.limits import client_address, enforce_form_limit
 from storefront.security import safe_next_url
 
+# Set at sign-up, read once by the home page, so a new shopper is welcomed rather than "back".
+NEW_ACCOUNT_SESSION_KEY = "new_account"
+
 bp = Blueprint("auth", __name__)
 logger = logging.getLogger(__name__)
 
@@ -200,6 +203,7 @@ def signup() -> Response | str:
         return render_template("auth/signup.html", form=form)
     db.commit()
     sign_in(user)
+    session[NEW_ACCOUNT_SESSION_KEY] = True
     flash("Your account is ready. Welcome to OneCart!", "success")
     return _redirect_after_login(form.next.data)
 
@@ -269,6 +273,7 @@ def confirm_signup(token: str) -> Response | tuple[str, int] | str:
         return redirect(url_for("auth.signup"))
     db.commit()
     sign_in(user)
+    session[NEW_ACCOUNT_SESSION_KEY] = True
     flash("Your e-mail address is confirmed and your account is ready. Welcome!", "success")
     return redirect("/")
 

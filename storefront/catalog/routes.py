@@ -35,6 +35,8 @@ from search_index.documents import OfferDocument
 from search_index.listings import SearchPage, offers_in_group, search_products
 from search_index.merchandising import home_showcase
 from search_index.params import PER_PAGE_CHOICES, SORT_LABELS, SearchParams
+from storefront import currency_label, path_exists
+from storefront.auth.routes import NEW_ACCOUNT_SESSION_KEY
 from storefront.cart.forms import AddToCartForm
 from storefront.catalog.cards import build_cards
 from storefront.catalog.charts import price_history_svg, series_colour
@@ -169,6 +171,8 @@ def home() -> str:
         categories=categories,
         search_down=search_down,
         loading=loading,
+        # Right after sign-up the shopper is new here, not back: the greeting says so once.
+        just_signed_up=bool(session.pop(NEW_ACCOUNT_SESSION_KEY, False)),
     )
 
 
@@ -440,8 +444,17 @@ def choose_currency() -> Response:
         db_session().commit()
     else:
         session[DISPLAY_CURRENCY_SESSION_KEY] = chosen
-    flash(f"Prices are now shown in {chosen}.", "success")
+    flash(f"Prices are now shown in {currency_label(chosen)}.", "success")
     return redirect(target, code=303)
+
+
+def _back_after_currency() -> str:
+    """Where choosing a currency returns to: this page when a GET can show it again (a form
+    page answered by POST returns to its blank GET), else the start page. Error pages pass
+    no `next` at all (they must not echo the URL), see base.html."""
+    if request.method == "GET":
+        return request.full_path
+    return request.path if path_exists(request.path) else ""
 
 
 @bp.app_context_processor
@@ -450,9 +463,11 @@ def inject_currency_form() -> dict[str, Any]:
 
     def currency_form() -> DisplayCurrencyForm:
         form = DisplayCurrencyForm(
-            formdata=None, currency=display_currency(), next=request.full_path
+            formdata=None, currency=display_currency(), next=_back_after_currency()
         )
-        form.currency.choices = [(c, c) for c in supported_display_currencies(fx_table())]
+        form.currency.choices = [
+            (c, currency_label(c)) for c in supported_display_currencies(fx_table())
+        ]
         return form
 
     return {"currency_form": currency_form}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from html import unescape
 from typing import Any
 
 import pytest
@@ -230,3 +231,47 @@ def test_hybrid_answers_on_the_page_when_the_model_and_vectors_exist(
     html = _html(app.test_client().post("/assistant", data={"prompt": "keep my tea warm"}))
     assert "Answered with hybrid (meaning + keyword) search." in html
     assert "Semantic search is not available" not in html
+
+
+def test_misspelt_request_keeps_the_product_and_the_price_wish_and_shows_one_price(
+    keyword_app: Flask,
+) -> None:
+    html = _html(
+        keyword_app.test_client().post(
+            "/assistant", data={"prompt": "wireles hedphones for the gym, not to expensive"}
+        )
+    )
+    card = re.search(r'<li class="card assistant-suggestion">.*?</li>', html, re.S)
+    assert card, "no suggestion"
+    assert "Sony WH-1000XM5" in card.group(0)
+    # The price once per card (it used to show the display price, the listed one and ≈ one).
+    assert card.group(0).count("$349.99") == 1
+    assert "Read “wireles” as “wireless”, “hedphones” as “headphones”." in unescape(html)
+    assert "not too expensive" in html
+    assert '<span class="badge">Headphones</span>' in html
+
+
+def test_a_vague_request_offers_refinements_that_narrow_it(keyword_app: Flask) -> None:
+    client = keyword_app.test_client()
+    html = unescape(_html(client.post("/assistant", data={"prompt": "tv"})))
+    section = re.search(r'<div class="assistant-refinements".*?</div>', html, re.S)
+    assert section, "no refinements for a vague request"
+    offered = dict(
+        re.findall(r'name="prompt" value="([^"]+)">\s*<button[^>]*>([^<]+)<', section.group(0))
+    )
+    assert set(offered.values()) >= {"Rated 4★ or more", "Cheaper first"}
+    assert any(label.startswith("Under $") for label in offered.values())
+
+    narrowed = unescape(_html(client.post("/assistant", data={"prompt": "tv with good reviews"})))
+    assert "tv with good reviews" in offered
+    assert "rated 4.0★ or more" in narrowed
+    assert 'class="assistant-refinements"' not in narrowed  # no longer vague
+
+
+def test_a_precise_request_gets_no_refinements(keyword_app: Flask) -> None:
+    html = _html(
+        keyword_app.test_client().post(
+            "/assistant", data={"prompt": "thermos travel mug under 30 dollars"}
+        )
+    )
+    assert "Thermos" in html and 'class="assistant-refinements"' not in html

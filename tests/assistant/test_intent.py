@@ -207,3 +207,100 @@ def test_typo_distance_counts_swaps_as_one_edit(a: str, b: str, distance: int) -
 )
 def test_index_category_values_map_onto_the_lexicon(value: str, key: str | None) -> None:
     assert category_key_for_value(value) == key
+
+
+# --- Misspelt words and price wishes (issue 14) ------------------------------------------------
+
+MISSPELT: list[tuple[str, tuple[str, ...], bool, str]] = [
+    # request, categories, price preference, words left for meaning (semantic text)
+    (
+        "wireles hedphones for the gym, not to expensive",
+        ("headphones",),
+        True,
+        "wireless headphones for the gym",
+    ),
+    ("chep sneekers", ("running-shoes",), True, "sneakers"),
+    ("afordable laptop for school", ("laptops",), True, "laptop for school"),
+    ("portible speaker, nothing to pricey", (), True, "portable speaker"),
+    ("televsion that isn't too expensive", ("televisions",), True, "television that"),
+    ("noise canceling hedphones", ("headphones",), False, "noise canceling headphones"),
+]
+
+
+@pytest.mark.parametrize(("text", "categories", "price_wish", "semantic"), MISSPELT)
+def test_misspelt_product_and_constraint_words_are_read_as_meant(
+    text: str, categories: tuple[str, ...], price_wish: bool, semantic: str
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.categories == categories or not categories
+    assert intent.price_preference is price_wish
+    assert intent.semantic_text == semantic
+    assert intent.text == text  # the request itself is kept as written
+    if intent.corrections:
+        assert any(note.startswith("Read “") for note in intent.notes)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cheap headphones",
+        "budget laptop",
+        "not too expensive espresso machine",
+        "affordable tv",
+        "kids toys on a budget",
+        "inexpensive running shoes",
+    ],
+)
+def test_price_words_without_an_amount_are_a_price_preference(text: str) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.price_preference and intent.sort == "price_asc" and intent.budget is None
+    for word in ("cheap", "budget", "expensive", "affordable", "inexpensive"):
+        assert word not in intent.keywords  # a wish, not words to match
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a gift for a runner under 40 dollars",
+        "something to keep my coffee hot",
+        "samsnug televsion",
+        "a thermos for tea",
+        "Hisense 65 inch tv",
+        "keep my tea warm on the way to work",
+        "Nespresso coffee machine",  # a name built on a known word ("espresso")
+        "something to wear for gym workouts",  # a plural of one
+    ],
+)
+def test_correct_words_and_brands_are_never_rewritten(text: str) -> None:
+    corrected = {c.written for c in parse_intent(text, VOCABULARY).corrections}
+    assert corrected <= {"televsion"}  # the one misspelling; brands are left to brand matching
+
+
+def test_a_budget_amount_is_still_a_budget_not_a_wish() -> None:
+    intent = parse_intent("my budget is 40 dollars for a kettle", VOCABULARY)
+    assert intent.budget == Budget("USD", None, 4000) and not intent.price_preference
+
+
+@pytest.mark.parametrize(
+    ("text", "categories", "keywords"),
+    [
+        # What is carried is not what is wanted: no category, the words go to meaning.
+        ("carry my laptop to the office", (), "carry laptop office"),
+        # "X with a great Y": X is the product, Y one of its features.
+        ("a mobile with a great camera for selfies", ("smartphones",), "camera selfies"),
+        ("a backpack for my laptop", ("backpacks",), "laptop"),
+    ],
+)
+def test_the_product_is_told_from_what_it_carries_or_has(
+    text: str, categories: tuple[str, ...], keywords: str
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.categories == categories and intent.keywords == keywords
+
+
+def test_what_is_carried_is_excluded_not_asked_for() -> None:
+    intent = parse_intent("carry my laptop to the office", VOCABULARY)
+    assert intent.excluded_categories == ("laptops",)
+    assert "not laptops" in [c.label for c in intent.constraints()]
+    # Named as the product's purpose after the product itself, it is only a description.
+    assert parse_intent("a backpack to carry my laptop", VOCABULARY).excluded_categories == ()

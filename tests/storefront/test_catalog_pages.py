@@ -336,6 +336,7 @@ def test_the_product_page_compares_every_offer_cheapest_first(
     assert order == sorted(order)
     assert f"$324.32 {money(4200000, 'KES')}" in page and "Best price" in page
     assert html.count('action="/cart/add"') == 4
+    assert "4 offers on 4 marketplaces; prices shown in USD" in page  # not "Sold by 4 offers"
     assert "Checkout happens on NaijaMall" in page
     assert "Store rating 4.30/5" in page
     assert 'href="http://127.0.0.1:9/kiondo/KD-55"' in html
@@ -514,3 +515,26 @@ def test_while_catalogs_load_search_says_how_far_instead_of_being_down(
     assert "Loading catalogs: 3 of 6 marketplaces" in text_of(page.get_data(as_text=True))
     # Without an ingest running, a missing index is "being built", never "down".
     assert "being built" in client.get("/api/search?q=tv").get_json()["error"]["message"]
+
+
+def test_the_more_facet_values_summary_uses_the_plural(app: Flask) -> None:
+    """ "More brands (4)", never "More brand (4)" (the partial rendered with twelve brands)."""
+    from types import SimpleNamespace
+
+    from storefront.catalog.routes import FACET_TITLES
+
+    brands = [SimpleNamespace(value=f"Brand {n}", count=n, selected=False) for n in range(1, 13)]
+    params = SimpleNamespace(
+        available=False, min_price=None, max_price=None, min_rating=None, unrated=False
+    )
+    with app.test_request_context("/search"):
+        html = app.jinja_env.get_template("catalog/_facets.html").render(
+            page=SimpleNamespace(facets={"brand": brands}),
+            params=params,
+            facet_titles=FACET_TITLES,
+            marketplace_names={},
+            rating_counts={},
+            price_low_minor=None,
+            price_high_minor=None,
+        )
+    assert "More brands (4)" in html and "More brand " not in html

@@ -23,7 +23,12 @@ from tests.storefront.sample_catalog import (
     insert_sample_catalog,
 )
 
-SWITCHER = re.compile(r'<form class="currency-switcher"(?P<attrs>[^>]*)>(?P<body>.*?)</form>', re.S)
+# The header renders the switcher twice (the wide header's disclosure and the phone's Menu, one
+# of them hidden by CSS); both are the same form, so the first one is read.
+SWITCHER = re.compile(r'<form class="currency-choices"(?P<attrs>[^>]*)>(?P<body>.*?)</form>', re.S)
+BUTTON = re.compile(
+    r'<button type="submit" name="currency" value="([^"]+)"([^>]*)>([^<]*)</button>'
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +68,16 @@ def switcher_of(page_html: str) -> dict[str, Any]:
         name: unescape(value)
         for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', body)
     }
-    options = re.findall(r"<option([^>]*)value=\"([^\"]+)\"([^>]*)>", body)
-    values = [value for _before, value, _after in options]
-    selected = [value for before, value, after in options if "selected" in before + after]
+    buttons = BUTTON.findall(body)
+    values = [value for value, _attrs, _label in buttons]
+    selected = [value for value, attrs, _label in buttons if 'aria-current="true"' in attrs]
     return {
         "action": action.group(1),
         "hidden": hidden,
         "options": values,
+        "labels": {value: unescape(label) for value, _attrs, label in buttons},
         "selected": selected,
-        "has_button": '<button type="submit"' in body,
+        "has_button": bool(buttons),
         # The site's CSP forbids inline scripts and event handlers.
         "has_script": "<script" in body or re.search(r"\son\w+\s*=", body) is not None,
     }
@@ -93,6 +99,8 @@ def test_every_page_offers_the_supported_currencies_with_the_current_one_selecte
 
     assert form["action"] == "/currency"
     assert form["options"] == sorted({"USD", *FX_PER_USD})
+    # Named currencies, not bare codes.
+    assert form["labels"]["EUR"] == "€ Euro" and form["labels"]["USD"] == "$ US Dollar"
     assert form["selected"] == ["USD"]
     assert form["hidden"]["next"].startswith("/stores")
     assert form["has_button"] and not form["has_script"]
@@ -101,18 +109,25 @@ def test_every_page_offers_the_supported_currencies_with_the_current_one_selecte
     assert switcher_of(client.get("/stores").get_data(as_text=True))["selected"] == ["EUR"]
 
 
-def test_the_profile_page_keeps_its_own_currency_setting_only(
+def test_the_switcher_is_on_every_page_including_the_profile_and_form_errors(
     client: FlaskClient,
     catalog: dict[str, Product],
     make_user: Callable[..., User],
     login: Callable[..., Any],
 ) -> None:
+    # A form page answered by POST (here: the login form with an error) returns to its GET.
+    failed_login = client.post("/login", data={"login": "nobody", "password": "wrong"})
+    assert failed_login.status_code == 200
+    assert switcher_of(failed_login.get_data(as_text=True))["hidden"]["next"] == "/login"
+
     login(client, make_user())
+    profile = switcher_of(client.get("/profile").get_data(as_text=True))
+    assert profile["hidden"]["next"].startswith("/profile")
 
-    profile = client.get("/profile").get_data(as_text=True)
+    location = submit_switcher(client, "/profile", "GBP")
 
-    assert SWITCHER.search(profile) is None
-    assert SWITCHER.search(client.get("/stores").get_data(as_text=True)) is not None
+    assert location.endswith("/profile") or location.endswith("/profile?")
+    assert switcher_of(client.get("/stores").get_data(as_text=True))["selected"] == ["GBP"]
 
 
 def test_error_pages_do_not_echo_the_url_in_a_switcher(
@@ -123,7 +138,7 @@ def test_error_pages_do_not_echo_the_url_in_a_switcher(
     assert response.status_code == 404
     html = response.get_data(as_text=True)
     assert 'class="site-header"' in html
-    assert SWITCHER.search(html) is None
+    assert switcher_of(html)["hidden"]["next"] == ""
     assert "secret-looking-token" not in html
 
 

@@ -1,11 +1,11 @@
 """Repeatable evaluation of the assistant: keyword-only against hybrid retrieval.
 
-    python -m assistant.evaluation [--index NAME] [--json PATH] [--append-results]
+    python -m bench.assistant_eval [--index NAME] [--json PATH] [--append-results]
 
 Works on the warehouse of a default sandbox catalog (`onecart ingest` with seed 42 and 12,000
 offers, the defaults). It embeds any offer text not embedded yet (the offer_embeddings cache),
 builds the documents exactly as the pipeline's search_products asset does into an evaluation
-index with vectors (incremental on later runs), and asks every request of eval_set.json twice.
+index with vectors (incremental on later runs), and asks every request of assistant_eval_set.json twice.
 
 Labels are written against the sandbox's world (sandbox.world): each request names what a
 relevant product is (category, brand, product line, words of its name or features, size), which
@@ -56,8 +56,8 @@ from commerce.fx import FxTable
 from onecart.money import to_minor_units
 from onecart.settings import Settings, get_settings
 
-EVAL_SET_PATH: Final = Path(__file__).resolve().parent / "eval_set.json"
-RESULTS_PATH: Final = Path(__file__).resolve().parent.parent / "bench" / "RESULTS.md"
+EVAL_SET_PATH: Final = Path(__file__).resolve().parent / "assistant_eval_set.json"
+RESULTS_PATH: Final = Path(__file__).resolve().parent / "RESULTS.md"
 EVAL_INDEX_SUFFIX: Final = "_assistant_eval"
 PRECISION_AT: Final = 5
 RECALL_AT: Final = 10
@@ -68,7 +68,7 @@ RECALL_AT: Final = 10
 
 @dataclass(frozen=True, slots=True)
 class EvalRequest:
-    """One labelled request of eval_set.json."""
+    """One labelled request of assistant_eval_set.json."""
 
     id: str
     prompt: str
@@ -96,7 +96,7 @@ def load_eval_set(path: Path = EVAL_SET_PATH) -> tuple[dict[str, Any], list[Eval
     ]
     ids = [r.id for r in requests]
     if len(ids) != len(set(ids)):
-        raise ValueError("eval_set.json has duplicate request ids")
+        raise ValueError(f"{path.name} has duplicate request ids")
     return data["catalog"], requests
 
 
@@ -532,13 +532,22 @@ def format_report(report: EvalReport) -> str:
             "",
             "Requests with no relevant product in this catalog: " + ", ".join(report.unlabelled),
         ]
+    hybrid, keyword = summary[MODE_HYBRID], summary[MODE_KEYWORD]
+    lines += [
+        "",
+        f"RESULT hybrid_recall_at_10={hybrid['recall_at_10']:.3f} "
+        f"keyword_recall_at_10={keyword['recall_at_10']:.3f} "
+        f"hybrid_constraint_satisfaction={hybrid['constraint_satisfaction'] * 100:.1f} "
+        f"keyword_constraint_satisfaction={keyword['constraint_satisfaction'] * 100:.1f} "
+        f"requests={keyword['requests']}",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(
-        prog="python -m assistant.evaluation", description=__doc__.split("\n\n")[0]
+        prog="python -m bench.assistant_eval", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--index", help="evaluation index uid (default: <MEILI_INDEX>_assistant_eval)"

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from supervisor.xmlrpc import Faults
+
 from onecart.processes import MissingProgramError, ProcessError, log_dir, run_dir, tail
 from onecart.services import SERVICE_ORDER, Service, child_environment
 from onecart.settings import REPO_ROOT, Settings
@@ -45,6 +47,10 @@ RESTARTS_FILE: Final = "restarts.json"
 LISTENER: Final = "restart-listener"
 
 RUNNING_STATES: Final = frozenset({"STARTING", "RUNNING", "BACKOFF"})
+# supervisord's startProcess answers with one of these when the program died before the call
+# returned (it reaps the child at once): the same failure `wait_until_healthy` reports later
+# when the death comes after the call.
+DIED_WHILE_STARTING_FAULTS: Final = frozenset({Faults.SPAWN_ERROR, Faults.ABNORMAL_TERMINATION})
 FAILED_STATES: Final = frozenset({"BACKOFF", "FATAL", "EXITED"})
 
 
@@ -306,6 +312,30 @@ def inspect_service(settings: Settings, service: Service) -> ServiceState:
     )
 
 
+def exited_while_starting(settings: Settings, name: str) -> ProcessError:
+    log_path = log_dir(settings) / f"{name}.log"
+    return ProcessError(
+        f"{name} exited while starting; last lines of {log_path}:\n{tail(log_path)}"
+    )
+
+
+def start_program(settings: Settings, name: str) -> None:
+    """Have supervisord start the program without waiting for it to come up.
+
+    A program that dies at once may be reaped inside the call, which then fails with
+    SPAWN_ERROR: it is reported like a death noticed later (with its log's end), and stopped so
+    supervisord does not retry it in the background."""
+    server = rpc(settings)
+    try:
+        server.supervisor.startProcess(name, False)
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode not in DIED_WHILE_STARTING_FAULTS:
+            raise
+        with contextlib.suppress(xmlrpc.client.Fault):  # already given up (FATAL)
+            server.supervisor.stopProcess(name)
+        raise exited_while_starting(settings, name) from fault
+
+
 def wait_until_healthy(settings: Settings, service: Service, *, timeout: float) -> int:
     """Poll the program's state and the service's probe until it answers; returns its pid.
     Fails early, with the log's end, when the program exits while starting."""
@@ -314,9 +344,7 @@ def wait_until_healthy(settings: Settings, service: Service, *, timeout: float) 
     while time.monotonic() < deadline:
         info = _process_info(settings, service.name)
         if info is None or info["statename"] in FAILED_STATES | {"STOPPED"}:
-            raise ProcessError(
-                f"{service.name} exited while starting; last lines of {log_path}:\n{tail(log_path)}"
-            )
+            raise exited_while_starting(settings, service.name)
         pid = _running_pid(info)
         if pid is not None and service.probe(pid):
             return pid
@@ -432,7 +460,7 @@ def start_services(
                 report(f"  {note}")
             if info is not None and info["statename"] in RUNNING_STATES:
                 server.supervisor.stopProcess(service.name)  # BACKOFF: start it afresh
-            server.supervisor.startProcess(service.name, False)
+            start_program(settings, service.name)
         except (ProcessError, OSError, xmlrpc.client.Fault) as exc:
             fail(service, str(exc))
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import re
@@ -9,13 +10,17 @@ import signal
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
+from supervisor.xmlrpc import Faults
 
-from onecart import processes, services
+from onecart import processes, services, supervision
 from onecart.settings import REPO_ROOT, Settings
 
 SANDBOX_AVAILABLE = importlib.util.find_spec("sandbox.__main__") is not None
@@ -147,6 +152,67 @@ def test_a_service_that_dies_at_start_is_reported_with_its_log(
     assert "meilisearch exited while starting" in result.stdout
     assert "cannot open database: disk full" in result.stdout
     assert running_pids(environment) == {}
+
+
+@pytest.mark.parametrize("dies", ["inside the start call", "after the start call"])
+def test_a_program_dying_at_start_is_reported_with_its_log_whichever_the_timing(
+    dies: str, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # supervisord reaps a child that dies at once inside startProcess and answers SPAWN_ERROR;
+    # one that dies a moment later is seen by wait_until_healthy. The program waits for `go`,
+    # so the test decides which side of the call the death falls on.
+    go = tmp_path / "go"
+    program = tmp_path / "meilisearch"
+    program.write_text(
+        f"#!/bin/sh\nwhile [ ! -e {go} ]; do sleep 0.05; done\n"
+        "echo 'cannot open database: disk full' >&2\nexit 7\n"
+    )
+    program.chmod(0o755)
+    settings = Settings(
+        ONECART_HOME=home,
+        MEILI_URL=f"http://127.0.0.1:{processes.free_port()}",
+        REDIS_URL=f"redis://127.0.0.1:{processes.free_port()}/0",
+    )
+    [meilisearch] = services.select_services(
+        services.build_services(settings), only=["meilisearch"]
+    )
+    meilisearch = dataclasses.replace(meilisearch, argv=(str(program),))
+    real_rpc = supervision.rpc
+
+    class Supervisor:
+        """supervisord's own RPC, with the program's death placed before or after the reply."""
+
+        def __init__(self, methods: Any) -> None:
+            self._methods = methods
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._methods, name)
+
+        def startProcess(self, name: str, wait: bool) -> bool:
+            self._methods.startProcess(name, wait)
+            go.touch()
+            if dies == "after the start call":
+                return True
+            while self._methods.getProcessInfo(name)["statename"] == "STARTING":
+                time.sleep(0.05)
+            # What supervisord answers when its reap inside the call finds the child dead.
+            raise xmlrpc.client.Fault(Faults.SPAWN_ERROR, f"SPAWN_ERROR: {name}")
+
+    monkeypatch.setattr(
+        supervision,
+        "rpc",
+        lambda s: SimpleNamespace(supervisor=Supervisor(real_rpc(s).supervisor)),
+    )
+    try:
+        [outcome] = supervision.start_services(settings, [meilisearch], report=lambda _: None)
+
+        assert outcome.action == "failed"
+        assert "meilisearch exited while starting" in outcome.detail
+        assert "cannot open database: disk full" in outcome.detail
+        info = real_rpc(settings).supervisor.getProcessInfo("meilisearch")
+        assert info["statename"] not in supervision.RUNNING_STATES  # not retried behind our back
+    finally:
+        supervision.stop_services(settings, report=lambda _: None)
 
 
 def test_missing_redis_server_explains_how_to_install_it(

@@ -17,7 +17,7 @@ from pipelines.resources import WarehouseResource
 EMBEDDINGS_GROUP = "embeddings"
 
 
-@dg.asset(deps=["normalized_products"], group_name=EMBEDDINGS_GROUP, kinds={"pytorch", "duckdb"})
+@dg.asset(deps=["normalized_products"], group_name=EMBEDDINGS_GROUP, kinds={"onnx", "duckdb"})
 def offer_embeddings(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -40,6 +40,7 @@ def offer_embeddings(
         batch_size=settings.embed_batch_size,
         quantized=settings.embed_quantized,
         threads=settings.embed_threads,
+        backend=settings.embed_backend,
     )
     if embedder is None:
         return _skipped(context, model_status(settings.model_package).reason)

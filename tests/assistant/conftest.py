@@ -19,12 +19,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from assistant.embeddings import SentenceEmbedder, load_embedder, model_status
+from assistant.embeddings import Embedder, load_embedder, model_status
 from assistant.retrieval import forget_index_profiles
 from commerce.accounts import register_user
 from commerce.db import dispose_engines, get_session_factory
 from commerce.models import Base, User, import_all_models
-from onecart.settings import Settings
+from onecart.settings import REPO_ROOT, Settings
 from storefront import create_app
 from storefront.db_migrate import upgrade_database
 from tests.assistant.catalog import catalog_vectors, index_catalog, insert_catalog
@@ -35,9 +35,11 @@ _numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceEmbedder | None:
-    """The process's embedding model, or None when its packages are not installed."""
-    return load_embedder()
+def embedder() -> Embedder | None:
+    """The process's offer embedding model (what the offer_embeddings asset loads), or None when
+    its packages are not installed. Its ONNX export is kept in the checkout's var/models, so
+    only a fresh checkout pays for it."""
+    return load_embedder(cache_dir=REPO_ROOT / "var" / "models")
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +53,7 @@ def meili(meili_server: str, settings: Settings) -> Iterator[meilisearch.Client]
 
 
 @pytest.fixture(scope="session")
-def vector_index(meili: meilisearch.Client, embedder: SentenceEmbedder | None) -> str:
+def vector_index(meili: meilisearch.Client, embedder: Embedder | None) -> str:
     """The test catalog with real all-MiniLM-L6-v2 vectors (skips without the model)."""
     if embedder is None:
         pytest.skip(f"hybrid search needs the embedding model: {model_status().reason}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import meilisearch
 
 from assistant.config import AssistantSettings
-from assistant.embeddings import SentenceEmbedder
+from assistant.embeddings import Embedder
 from assistant.retrieval import MODE_HYBRID, MODE_KEYWORD, load_index_profile, unmet_constraints
 from assistant.service import answer_prompt
 from search_index.settings import EMBEDDER_NAME
@@ -38,7 +38,7 @@ def test_the_vector_index_declares_the_user_provided_embedder(
 
 
 def test_hybrid_search_finds_by_meaning_what_keywords_miss(
-    meili: meilisearch.Client, vector_index: str, embedder: SentenceEmbedder
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
 ) -> None:
     prompt = "something to keep my tea warm on my commute"
     hybrid = _ask(meili, vector_index, prompt)
@@ -53,7 +53,7 @@ def test_hybrid_search_finds_by_meaning_what_keywords_miss(
 
 
 def test_every_suggestion_meets_every_parsed_constraint(
-    meili: meilisearch.Client, vector_index: str, embedder: SentenceEmbedder
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
 ) -> None:
     answer = _ask(meili, vector_index, "a 65-inch TV under 700 dollars, not from ShopWave")
     assert answer.suggestions
@@ -70,7 +70,7 @@ def test_every_suggestion_meets_every_parsed_constraint(
 
 
 def test_cheapest_first_orders_by_the_suggested_offer_price(
-    meili: meilisearch.Client, vector_index: str, embedder: SentenceEmbedder
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
 ) -> None:
     answer = _ask(meili, vector_index, "cheapest TV")
     prices = [s.display_price_minor for s in answer.suggestions]
@@ -79,7 +79,7 @@ def test_cheapest_first_orders_by_the_suggested_offer_price(
 
 
 def test_out_of_stock_offers_are_not_suggested_unless_asked(
-    meili: meilisearch.Client, vector_index: str, embedder: SentenceEmbedder
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
 ) -> None:
     assert not _ask(meili, vector_index, "garmin gps running watch").suggestions
     wanted = _ask(meili, vector_index, "garmin gps running watch even if out of stock")
@@ -87,7 +87,7 @@ def test_out_of_stock_offers_are_not_suggested_unless_asked(
 
 
 def test_nothing_fits_suggests_the_constraint_to_relax(
-    meili: meilisearch.Client, vector_index: str, embedder: SentenceEmbedder
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
 ) -> None:
     answer = _ask(meili, vector_index, "Sony headphones under 5 dollars")
     assert not answer.found
@@ -97,7 +97,7 @@ def test_nothing_fits_suggests_the_constraint_to_relax(
 
 
 def test_an_index_without_vectors_answers_with_keywords_and_says_why(
-    meili: meilisearch.Client, keyword_index: str, embedder: SentenceEmbedder | None
+    meili: meilisearch.Client, keyword_index: str, embedder: Embedder | None
 ) -> None:
     answer = _ask(meili, keyword_index, "thermos travel mug")
     assert answer.path == "keyword"

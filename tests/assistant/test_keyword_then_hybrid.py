@@ -11,7 +11,7 @@ import pytest
 
 from assistant import retrieval
 from assistant.config import AssistantSettings
-from assistant.embeddings import SentenceEmbedder
+from assistant.embeddings import Embedder
 from assistant.retrieval import MODE_HYBRID, forget_index_profiles, load_index_profile
 from assistant.service import answer_prompt
 from search_index.indexing import sync_index
@@ -22,7 +22,7 @@ PROMPT = "an insulated travel mug to keep my tea warm"
 
 def test_the_assistant_answers_by_keywords_then_switches_to_hybrid(
     meili: meilisearch.Client,
-    embedder: SentenceEmbedder | None,
+    embedder: Embedder | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if embedder is None:

@@ -16,7 +16,7 @@ import pytest
 import warehouse
 from assistant.config import get_assistant_settings
 from assistant.embedding_store import read_document_vectors
-from assistant.embeddings import SentenceEmbedder
+from assistant.embeddings import Embedder
 from pipelines.assets.embeddings import offer_embeddings
 from pipelines.resources import WarehouseResource
 from search_index.indexing import sync_index
@@ -82,7 +82,7 @@ def _materialize(resource: WarehouseResource) -> dict[str, Any]:
 
 
 def test_only_new_or_changed_texts_are_embedded(
-    warehouse_resource: WarehouseResource, embedder: SentenceEmbedder | None
+    warehouse_resource: WarehouseResource, embedder: Embedder | None
 ) -> None:
     if embedder is None:
         pytest.skip("the embedding model is not installed")
@@ -113,7 +113,7 @@ def test_only_new_or_changed_texts_are_embedded(
 
 def test_vectors_travel_in_vectors_default_and_missing_ones_are_null(
     warehouse_resource: WarehouseResource,
-    embedder: SentenceEmbedder | None,
+    embedder: Embedder | None,
     meili: meilisearch.Client,
 ) -> None:
     if embedder is None:

@@ -47,6 +47,7 @@ PUBLIC = {
     "auth.signup",
     "auth.forgot_password",
     "auth.reset_password_page",
+    "auth.confirm_signup",
     "pages.about",
     "pages.support",
     "pages.support_received",

@@ -133,10 +133,12 @@ def record_placement(
                 raw_status=placed.status.value,
                 placed_at=now,
                 last_error=None,
-                claim_token=None,
-                claim_expires_at=None,
                 accepted_amount_minor=verdict.accepted_amount_minor,
                 updated_at=now,
+                # A placement to be cancelled keeps its claim until the cancel has an answer:
+                # settlement treats a placed sub-order under a live claim as still in flight,
+                # so a sibling's capture cannot take this share meanwhile.
+                **({} if verdict.cancel else {"claim_token": None, "claim_expires_at": None}),
             )
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
@@ -179,6 +181,7 @@ def record_placement(
             if adapter is not None
             else CancelOutcome.UNKNOWN
         )
+        release_kept_claim(session_factory, sub_order_id, claim)
         if outcome != CancelOutcome.CANCELLED:
             flag_for_operator(
                 session_factory,
@@ -192,6 +195,20 @@ def record_placement(
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return None
+
+
+def release_kept_claim(
+    session_factory: sessionmaker[Session], sub_order_id: int, claim: Claim
+) -> None:
+    """Drop the claim a placement kept while it was being cancelled (a cancelled sub-order's
+    claim is already gone)."""
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == sub_order_id, MarketplaceOrder.claim_token == claim.token)
+            .values(claim_token=None, claim_expires_at=None, updated_at=utc_now())
+            .execution_options(synchronize_session=False)
+        )
 
 
 def flag_for_operator(session_factory: sessionmaker[Session], order_id: int, reason: str) -> None:

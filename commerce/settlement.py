@@ -219,6 +219,23 @@ def placed_share_minor(order: Order) -> int:
     )
 
 
+def _placement_being_cancelled(session: Session, order_id: int) -> bool:
+    """A placed sub-order still under its placement's live claim: the marketplace billed beyond
+    the tolerance and the cancel is under way (placement_outcomes.record_placement)."""
+    return bool(
+        session.scalar(
+            sa.select(
+                sa.exists().where(
+                    MarketplaceOrder.order_id == order_id,
+                    MarketplaceOrder.status.in_(PLACED_SUB_ORDER_STATUSES),
+                    MarketplaceOrder.claim_token.is_not(None),
+                    MarketplaceOrder.claim_expires_at > utc_now(),
+                )
+            )
+        )
+    )
+
+
 def settle_payment(
     session_factory: sessionmaker[Session],
     order_id: int,
@@ -240,6 +257,8 @@ def settle_payment(
             return False
         charged = order.charged_sub_orders
         if any(sub.status in UNSETTLED_SUB_ORDER_STATUSES for sub in charged):
+            return False
+        if _placement_being_cancelled(session, order_id):
             return False
         capture_minor = placed_share_minor(order)
         claimed = session.execute(

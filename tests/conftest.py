@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -98,3 +99,24 @@ def sandbox_control(sandbox_server: str) -> Iterator[httpx.Client]:
     finally:
         client.post("/_sandbox/reset")
         client.close()
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[int, list[Any]]]:
+    """A local SMTP server (aiosmtpd) on a free loopback port; yields (port, received messages)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    received: list[Any] = []
+
+    class Collect(Message):
+        def handle_message(self, message: Any) -> None:
+            received.append(message)
+
+    port = processes.free_port()
+    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, received
+    finally:
+        controller.stop()

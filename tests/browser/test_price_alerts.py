@@ -30,7 +30,6 @@ from commerce.models import Marketplace, Product, User
 from commerce.notifications import send_notification_emails
 from commerce.order_models import Notification
 from commerce.price_alerts import cheapest_offer, money_text, offers_by_group
-from onecart import processes
 from onecart.money import from_minor_units
 from sandbox.world import World
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, LiveCatalog
@@ -144,32 +143,11 @@ def refresh_marketplace(live_catalog: LiveCatalog) -> dict[str, Any]:
     return report.downstream_metadata["storefront_products"]
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[int, list[Any]]]:
-    """A local SMTP server (aiosmtpd); yields (port, received messages)."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received: list[Any] = []
-
-    class Collect(Message):
-        def handle_message(self, message: Any) -> None:
-            received.append(message)
-
-    port = processes.free_port()
-    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, received
-    finally:
-        controller.stop()
-
-
 def test_a_price_alert_fires_after_a_sandbox_price_drop(
     live_catalog: LiveCatalog,
     live_server: str,
     sandbox_control: httpx.Client,
-    smtp_server: tuple[int, list[Any]],
+    mailbox: tuple[int, list[Any]],
     capture: Callable[[Page, str], list[Path]],
 ) -> None:
     factory = get_session_factory(live_catalog.database_url)
@@ -248,7 +226,7 @@ def test_a_price_alert_fires_after_a_sandbox_price_drop(
     assert all(shot.exists() for shot in shots)
 
     # The e-mail goes out the way every notification's does (the order sweeper runs this).
-    port, received = smtp_server
+    port, received = mailbox
     mail_settings = live_catalog.settings.model_copy(
         update={"smtp_host": "127.0.0.1", "smtp_port": port}
     )

@@ -317,27 +317,6 @@ def make_product(db_session: Session) -> Callable[..., Product]:
 MAIL_WAIT_S = 30.0
 
 
-@pytest.fixture
-def mailbox() -> Iterator[tuple[int, list[Any]]]:
-    """A local SMTP server (aiosmtpd) on a free loopback port; yields (port, received messages)."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received: list[Any] = []
-
-    class Collect(Message):
-        def handle_message(self, message: Any) -> None:
-            received.append(message)
-
-    port = processes.free_port()
-    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, received
-    finally:
-        controller.stop()
-
-
 def wait_for_mail(received: list[Any], count: int) -> list[Any]:
     """The received messages once there are at least `count` (fails after MAIL_WAIT_S)."""
     deadline = time.monotonic() + MAIL_WAIT_S

@@ -3,7 +3,7 @@ alert per drop), its notification and e-mail, and the watch list's pages."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -25,7 +25,6 @@ from commerce.price_alerts import (
     evaluate_price_alerts,
     watch_product,
 )
-from onecart import processes
 from onecart.settings import Settings
 
 GROUP = "g-headphones-xm5"
@@ -215,36 +214,15 @@ def test_a_watch_made_below_its_target_waits_for_a_real_drop(
     assert _alerts(db_session, shopper) == []
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[int, list[Any]]]:
-    """A local SMTP server (aiosmtpd); yields (port, received messages)."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received: list[Any] = []
-
-    class Collect(Message):
-        def handle_message(self, message: Any) -> None:
-            received.append(message)
-
-    port = processes.free_port()
-    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, received
-    finally:
-        controller.stop()
-
-
 def test_the_alert_is_e_mailed_with_a_link_that_opens_the_product(
     db_session: Session,
     factory: sessionmaker[Session],
     offers: dict[str, Product],
     make_user: Callable[..., User],
     settings: Settings,
-    smtp_server: tuple[int, list[Any]],
+    mailbox: tuple[int, list[Any]],
 ) -> None:
-    port, received = smtp_server
+    port, received = mailbox
     shopper = make_user(display_currency="USD")
     watch_product(db_session, shopper, GROUP)
     db_session.commit()

@@ -174,6 +174,8 @@ MAX_DESKTOP_HEADER_PX = 80
 NEEDS_DATA = {
     "/orders/<number>": "an order placed through checkout",
     "/orders/<number>/confirmation": "an order placed through checkout",
+    # Checked at 375 and 1280 px by tests/checkout/test_browser_orders.py.
+    "/orders/<number>/cancel": "an order placed through checkout",
     "/order-status/<token>": "a guest order's status token",
     "/profile/wallet/top-up/<intent_id>/pay": "a wallet top-up payment intent",
     "/profile/wallet/top-up/<intent_id>/done": "a wallet top-up payment intent",

@@ -2,7 +2,7 @@
 against only the documents whose inputs changed (pipelines/search_state.py,
 pipelines/group_search_state.py), alternated on the same warehouse and Meilisearch.
 
-    .venv/bin/python -m bench.search_refresh_bench --home /tmp/onecart-pipeline-bench-XXXX
+    .venv/bin/python -m bench.search_refresh_bench --home <the home pipeline_bench kept, printed at its end>
 
 `--home` is a pipeline home kept by ``bench.pipeline_bench --keep`` (its pipeline.duckdb and its
 Meilisearch data). The warehouse is copied; Meilisearch runs on the kept data directory. Each round

@@ -42,7 +42,7 @@ def watch_product_form(group_id: str, next_path: str) -> WatchProductForm:
 
 
 class _BadInput(ValueError):
-    pass
+    """A watch form value that cannot be used; its message is shown to the shopper."""
 
 
 def _settings_from(form: WatchSettingsForm) -> tuple[int | None, str | None, int | None]:

@@ -195,8 +195,14 @@ def _record_outcomes(
         lock_order(session, order_id)
         for sub_order_id, outcome in outcomes.items():
             sub_order = session.get(MarketplaceOrder, sub_order_id)
-            if sub_order is not None:
-                sub_order.cancel_outcome = outcome
+            # A confirmed cancellation stands: a second job that asked again (and was refused,
+            # the order being cancelled already) does not overwrite it.
+            if sub_order is None or (
+                sub_order.status == SubOrderStatus.CANCELLED
+                and outcome != CancelOutcome.CANCELLED.value
+            ):
+                continue
+            sub_order.cancel_outcome = outcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,7 @@ from commerce.revalidation import (
     Revalidation,
     revalidate_cart,
 )
-from onecart.money import Money, MoneyError
+from onecart.money import Money, MoneyError, format_money
 
 logger = logging.getLogger(__name__)
 
@@ -564,15 +564,11 @@ def _record_order(
         session,
         order,
         "order_received",
-        f"We received order {order.number} ({_money_text(amount)}) and are placing it with "
+        f"We received order {order.number} ({format_money(amount.minor, amount.currency)}) and are placing it with "
         f"{markets}.",
     )
     session.flush()
     return order
-
-
-def _money_text(amount: Money) -> str:
-    return f"{amount.amount:,} {amount.currency}"
 
 
 def new_checkout_token() -> str:

@@ -25,7 +25,6 @@ from commerce.order_models import (
     OrderStatus,
     SubOrderStatus,
 )
-from onecart.money import from_minor_units
 
 ERROR_TEXT_LIMIT = 500
 
@@ -59,11 +58,6 @@ ORDER_STATUS_MESSAGES = {
     OrderStatus.FAILED: "We could not place order {number}; you have been refunded in full.",
     OrderStatus.REFUNDED: "Your order {number} has been refunded in full.",
 }
-
-
-def money_text(minor: int, currency: str) -> str:
-    """`1,234.50 USD` for messages (exact, no float)."""
-    return f"{from_minor_units(minor, currency):,} {currency}"
 
 
 def sub_order_status_for(state: MarketplaceStatus) -> SubOrderStatus:

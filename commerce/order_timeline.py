@@ -29,7 +29,8 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.order_state import money_text, reports_delivery
+from commerce.order_state import reports_delivery
+from onecart.money import format_money
 
 DETAIL_LIMIT = 300
 
@@ -260,7 +261,7 @@ def _cancel_line(sub: MarketplaceOrder, refunded: int, refund_pending: bool) -> 
     """What became of the shopper's cancellation at one marketplace."""
     market = sub.marketplace.name
     if sub.status in (SubOrderStatus.CANCELLED, SubOrderStatus.FAILED):
-        amount = money_text(sub.charge_minor, sub.charge_currency)
+        amount = format_money(sub.charge_minor, sub.charge_currency)
         if refund_pending:
             return CancelLine("cancelled", f"cancelled; your {amount} refund is on its way.")
         return CancelLine("cancelled", f"cancelled; {amount} refunded.")
@@ -271,7 +272,7 @@ def _cancel_line(sub: MarketplaceOrder, refunded: int, refund_pending: bool) -> 
             "unknown",
             f"We don't know yet whether {market} has cancelled: it has not given us a clear "
             f"answer. We keep asking; if it cancels you get "
-            f"{money_text(sub.charge_minor, sub.charge_currency)} back, otherwise it ships.",
+            f"{format_money(sub.charge_minor, sub.charge_currency)} back, otherwise it ships.",
         )
     if sub.status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
         return CancelLine("refused", "had already shipped it, so it goes ahead.")
@@ -400,7 +401,7 @@ def _sub_timeline(
         label = "Cancelled" if sub.status == SubOrderStatus.CANCELLED else "Could not be placed"
         entries.append(TimelineEntry(sub.status.value, label, sub.updated_at, sub.last_error or ""))
     for refund in refunds:
-        amount = money_text(refund.amount_minor, refund.currency)
+        amount = format_money(refund.amount_minor, refund.currency)
         if refund.status == RefundStatus.SUCCEEDED:
             entries.append(
                 TimelineEntry(

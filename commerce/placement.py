@@ -45,7 +45,6 @@ from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, Verdict, verif
 from commerce.cancellation import cancel_on_marketplace
 from commerce.marketplace_access import AdapterProvider
 from commerce.order_models import MarketplaceOrder, SubOrderStatus
-from commerce.order_state import money_text
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.placement_claims import (
     DEFAULT_STUCK_AFTER,
@@ -65,7 +64,6 @@ __all__ = [
     "PlacementResult",
     "Verdict",
     "claim_sub_order",
-    "money_text",
     "place_sub_order",
     "record_placement",
     "verify_placement",

@@ -27,7 +27,13 @@ from commerce.cancellation import CancelOutcome, cancel_on_marketplace
 from commerce.models import utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order
-from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_models import (
+    MarketplaceOrder,
+    Order,
+    OutboxMessage,
+    OutboxTopic,
+    SubOrderStatus,
+)
 from commerce.order_state import (
     ERROR_TEXT_LIMIT,
     flag_order,
@@ -170,6 +176,11 @@ def record_placement(
             )
         elif verdict.notes:
             sub_order.last_error = ("; ".join(verdict.notes))[:ERROR_TEXT_LIMIT]
+        if order.cancel_requested_at is not None and not verdict.cancel:
+            # The shopper asked to cancel while this part was being placed, and the cancellation
+            # job may have given up on it already (it reports parts in flight and retries only a
+            # few times): ask for the cancellation again now that there is an order to cancel.
+            session.add(OutboxMessage(topic=OutboxTopic.CANCEL_ORDER, order_id=order.id))
         refresh_order_status(session, order)
         order_id = order.id
     if verdict.cancel:

@@ -29,14 +29,13 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from babel.numbers import format_currency
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.fx import USD, FxTable, load_fx_table
 from commerce.models import Marketplace, Product, User, utc_now
 from commerce.order_models import Notification
 from commerce.price_alert_models import PriceAlert, PriceWatch
-from onecart.money import from_minor_units, is_iso_currency
+from onecart.money import format_money, is_iso_currency
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +172,6 @@ def shopper_currency(user_currency: str | None, fx: FxTable) -> str:
     """The currency a shopper's alerts are worked out in: their display currency when it has a
     rate, else USD (as the site shows them)."""
     return user_currency if user_currency and fx.has(user_currency) else USD
-
-
-def money_text(minor: int, currency: str) -> str:
-    """An amount for shoppers' messages ("€12.34", "KES 1,500.00"), exact."""
-    return format_currency(from_minor_units(minor, currency), currency, locale="en_US")
 
 
 # --- Watches --------------------------------------------------------------------------------
@@ -364,12 +358,12 @@ def alert_message(
     drop = previous_minor - cheapest.price_minor
     percent = drop * 100 // previous_minor
     text = (
-        f"Price drop: {title} is now {money_text(cheapest.price_minor, cheapest.currency)} at "
-        f"{cheapest.marketplace_name}, {money_text(drop, cheapest.currency)} ({percent}%) less "
-        f"than {money_text(previous_minor, cheapest.currency)}."
+        f"Price drop: {title} is now {format_money(cheapest.price_minor, cheapest.currency)} at "
+        f"{cheapest.marketplace_name}, {format_money(drop, cheapest.currency)} ({percent}%) less "
+        f"than {format_money(previous_minor, cheapest.currency)}."
     )
     if reason == AlertReason.BELOW_TARGET and target is not None:
-        text += f" Your target was {money_text(target, cheapest.currency)}."
+        text += f" Your target was {format_money(target, cheapest.currency)}."
     return text
 
 

@@ -41,7 +41,7 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.order_state import ERROR_TEXT_LIMIT, flag_order, money_text, refresh_order_status
+from commerce.order_state import ERROR_TEXT_LIMIT, flag_order, refresh_order_status
 from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
@@ -56,7 +56,7 @@ from commerce.refunds import (
     reconcile_refunds,
     refresh_payment_status,
 )
-from onecart.money import Money
+from onecart.money import Money, format_money
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def compensate_sub_order(
     remaining = sub_order.charge_minor - refunded_for(session, sub_order)
     refund = record_refund(session, sub_order, remaining, key=refund_key(sub_order), reason=reason)
     market = sub_order.marketplace.name
-    share = money_text(max(remaining, 0), sub_order.charge_currency)
+    share = format_money(max(remaining, 0), sub_order.charge_currency)
     if status == SubOrderStatus.FAILED:
         message = (
             f"We could not place your {market} items, so we are refunding their {share}. "
@@ -201,7 +201,7 @@ def adjust_share(
         session,
         sub_order.order,
         "sub_order_adjusted",
-        f"{reason} We are refunding {money_text(difference, sub_order.charge_currency)}.",
+        f"{reason} We are refunding {format_money(difference, sub_order.charge_currency)}.",
         sub_order_id=sub_order.id,
     )
     return refund

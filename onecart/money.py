@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 
-from babel.numbers import get_currency_precision, list_currencies
+from babel.numbers import format_currency, get_currency_precision, list_currencies
 
 
 class MoneyError(ValueError):
@@ -50,6 +50,12 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
 def from_minor_units(minor: int, currency: str) -> Decimal:
     """The exact decimal amount of `minor` units (for rendering only)."""
     return Decimal(minor).scaleb(-currency_exponent(currency))
+
+
+def format_money(minor: int, currency: str) -> str:
+    """An amount as shoppers read it ("$1,234.50", "€12.34", "KES1,500.00"), exact: the
+    one formatter behind the site, the notifications, the e-mails and the order pages."""
+    return format_currency(from_minor_units(minor, currency), currency, locale="en_US")
 
 
 _DECIMAL_TEXT = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$")

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from decimal import Decimal
 from functools import cache
 from typing import Any
 
 from babel.core import get_global
-from babel.numbers import format_currency, get_currency_name, get_currency_symbol
+from babel.numbers import get_currency_name, get_currency_symbol
 from flask import Flask, Response, current_app, redirect, url_for
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -24,7 +23,8 @@ from commerce.rate_limit import (
     LOGIN_FAILURES_PER_ACCOUNT,
     LOGIN_FAILURES_PER_IP,
 )
-from onecart.money import from_minor_units, is_iso_currency
+from onecart.money import format_money as money_for_shoppers
+from onecart.money import is_iso_currency
 from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
 from storefront.database import init_database
@@ -167,11 +167,10 @@ def path_exists(path: str) -> bool:
 
 
 def format_money(minor: int | None, currency: str | None) -> str:
-    """ "$1,234.50" / "KES 1,500.00": integer minor units rendered exactly (never via float)."""
+    """ "$1,234.50" / "KES1,500.00": integer minor units rendered exactly (never via float)."""
     if minor is None or not currency or not is_iso_currency(currency):
         return "—"
-    amount: Decimal = from_minor_units(int(minor), currency)
-    return format_currency(amount, currency, locale="en_US")
+    return money_for_shoppers(int(minor), currency)
 
 
 @cache

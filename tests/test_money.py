@@ -11,6 +11,7 @@ from onecart.money import (
     MoneyError,
     convert_minor,
     currency_exponent,
+    format_money,
     parse_amount_with_currency,
     parse_decimal,
     parse_minor_with_scale,
@@ -88,3 +89,10 @@ def test_conversion_rounds_half_even_once_at_the_end() -> None:
     assert convert_minor(5, "USD", "EUR", Decimal("0.9")) == 4
     assert convert_minor(1234, "USD", "USD", Decimal("1")) == 1234
     assert convert_minor(100, "USD", "JPY", Decimal("151.37")) == 151
+
+
+def test_amounts_read_as_shoppers_read_them() -> None:
+    assert format_money(6199, "USD") == "$61.99"
+    assert format_money(123450, "EUR") == "€1,234.50"
+    assert format_money(150000, "KES") == "KES1,500.00"  # CLDR's en_US pattern
+    assert format_money(500, "JPY") == "¥500"

@@ -29,8 +29,8 @@ from commerce.fx import load_fx_table
 from commerce.models import Marketplace, Product, User
 from commerce.notifications import send_notification_emails
 from commerce.order_models import Notification
-from commerce.price_alerts import cheapest_offer, money_text, offers_by_group
-from onecart.money import from_minor_units
+from commerce.price_alerts import cheapest_offer, offers_by_group
+from onecart.money import format_money, from_minor_units
 from sandbox.world import World
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, LiveCatalog
 from tests.conftest import TEST_SANDBOX_OFFERS, TEST_SANDBOX_SEED
@@ -197,8 +197,8 @@ def test_a_price_alert_fires_after_a_sandbox_price_drop(
         ).all()
     drop = product["now_minor"] - product["after_minor"]
     expected = (
-        f"is now {money_text(product['after_minor'], SHOPPER_CURRENCY)} at {MARKETPLACE_NAME}, "
-        f"{money_text(drop, SHOPPER_CURRENCY)}"
+        f"is now {format_money(product['after_minor'], SHOPPER_CURRENCY)} at {MARKETPLACE_NAME}, "
+        f"{format_money(drop, SHOPPER_CURRENCY)}"
     )
     assert expected in alert.message
 
@@ -220,7 +220,7 @@ def test_a_price_alert_fires_after_a_sandbox_price_drop(
         page.goto("/profile/watchlist")
         expect(page.locator(".watch-item")).to_contain_text(product["title"])
         expect(page.get_by_test_id("watch-price-now")).to_have_text(
-            re.compile(re.escape(money_text(product["after_minor"], SHOPPER_CURRENCY)))
+            re.compile(re.escape(format_money(product["after_minor"], SHOPPER_CURRENCY)))
         )
         shots += capture(page, "alerts-04-watchlist")
     assert all(shot.exists() for shot in shots)

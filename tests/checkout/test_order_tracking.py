@@ -28,6 +28,7 @@ from commerce.order_models import (
 from commerce.order_state import derive_order_status
 from commerce.order_timeline import build_order_view
 from commerce.tracking import track_open_sub_orders
+from onecart.money import format_money, from_minor_units
 from tests.checkout.conftest import SANDBOX_CREDENTIALS, Shop, wait_for
 
 pytestmark = pytest.mark.slow
@@ -257,6 +258,13 @@ def test_cancellation_shows_each_marketplaces_answer_and_the_refund(tracked_shop
     assert "Refunded so far" in html
     assert shop.sub_order(order, "shopwave").cancel_outcome == "cancelled"
     assert shopwave.charge_minor > 0
+    # The refund reads as shoppers read money ("$61.99"), not as "61.99 USD".
+    refund_text = format_money(shopwave.charge_minor, shopwave.charge_currency)
+    assert f"cancelled; {refund_text} refunded." in html or (
+        f"cancelled; your {refund_text} refund is on its way." in html
+    )
+    amount = from_minor_units(shopwave.charge_minor, shopwave.charge_currency)
+    assert f"{amount:,} {shopwave.charge_currency}" not in html
 
 
 def test_a_cancellation_with_no_clear_answer_is_told_honestly(tracked_shop: Shop) -> None:

@@ -13,7 +13,14 @@ import sqlalchemy as sa
 
 from commerce.cancellation import carry_out_cancellation, request_cancellation
 from commerce.marketplace_access import adapter_for_marketplace
-from commerce.order_models import Order, OutboxMessage, Payment, SubOrderStatus
+from commerce.order_models import (
+    PLACED_SUB_ORDER_STATUSES,
+    Order,
+    OutboxMessage,
+    OutboxTopic,
+    Payment,
+    SubOrderStatus,
+)
 from commerce.placement import PlacementResult, place_sub_order
 from tests.checkout.conftest import Shop, wait_for
 from tests.faults.conftest import RedisServer, check_invariants, sweep_now
@@ -96,6 +103,68 @@ def test_shopper_cancelling_while_a_worker_claims_never_refunds_a_placed_order(
         assert faults.sub_order(order, "kiondo").status == SubOrderStatus.CANCELLED
 
     sweep_now(faults)
+    check_invariants(faults)
+
+
+def test_a_part_placed_after_the_cancellation_job_gave_up_is_cancelled_all_the_same(
+    faults: Shop,
+) -> None:
+    """The shopper cancels while a slow marketplace is placing their part; the cancellation job
+    reports it in flight until its last attempt and gives up. When the placement lands, the
+    cancellation is asked for again, and the part is cancelled and refunded."""
+    user = faults.make_user(wallet=Decimal("3000"))
+    faults.fill_cart(user, [("kiondo", 5, 1)])
+    order = faults.checkout(faults.client_for(user), payment_method="wallet")
+    sub = faults.sub_order(order, "kiondo")
+    faults.knobs("kiondo", latency_ms=3000)  # every call to Kiondo now takes 3 s
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        placing = executor.submit(
+            place_sub_order,
+            faults.session_factory,
+            sub.id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+        )
+        wait_for(
+            lambda: faults.sub_order(order, "kiondo").status == SubOrderStatus.PLACING,
+            what="the worker to claim the sub-order",
+        )
+        with faults.session() as session:
+            request_cancellation(session, user.id, order.number)
+            session.commit()
+        report = carry_out_cancellation(
+            faults.session_factory,
+            order.id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+        )
+        assert report.in_flight == (sub.marketplace.name,)
+        assert placing.result() == PlacementResult.PLACED
+    faults.knobs("kiondo", latency_ms=0)
+    placed = faults.sub_order(order, "kiondo")
+    assert placed.status in PLACED_SUB_ORDER_STATUSES and placed.placed_at is not None
+
+    # The placement itself asked for the cancellation again; the sweeper dispatches it and the
+    # worker carries it out.
+    with faults.session() as session:
+        asked_again = session.scalars(
+            sa.select(OutboxMessage).where(
+                OutboxMessage.order_id == order.id,
+                OutboxMessage.topic == OutboxTopic.CANCEL_ORDER,
+                OutboxMessage.created_at >= placed.placed_at,
+            )
+        ).all()
+    assert len(asked_again) == 1
+    faults.start_workers(1)
+    sweep_now(faults)
+    wait_for(
+        lambda: faults.sub_order(order, "kiondo").status == SubOrderStatus.CANCELLED,
+        timeout=60,
+        what="the part placed after the cancellation to be cancelled",
+    )
+    faults.wait_until_settled()
+    assert faults.sub_order(order, "kiondo").cancel_outcome == "cancelled"
     check_invariants(faults)
 
 

@@ -11,6 +11,7 @@ order; the shopper's "bought" / "remove" buttons for them on the order page post
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +27,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
+from sqlalchemy.orm import Session
 
 from commerce.cart import (
     CartError,
@@ -128,6 +130,30 @@ def view_cart() -> str:
     )
 
 
+def _change_cart(
+    product_id_text: str | None,
+    for_account: Callable[[Session, User, int], object],
+    for_guest: Callable[[Session, list[Any] | None, int], list[Any]],
+) -> tuple[int | None, str | None]:
+    """Apply one change to the shopper's cart (the account's in the DB, or the guest cart in the
+    session) and commit it. Returns the line's product id, and the reason when commerce.cart
+    refused the change (nothing is changed then)."""
+    try:
+        product_id = parse_product_id(product_id_text)
+        user = _signed_in_user()
+        if user is not None:
+            for_account(db_session(), user, product_id)
+        else:
+            session[GUEST_CART_SESSION_KEY] = for_guest(
+                db_session(), session.get(GUEST_CART_SESSION_KEY), product_id
+            )
+        db_session().commit()
+    except CartError as error:
+        db_session().rollback()
+        return None, error.message
+    return product_id, None
+
+
 @bp.post("/cart/add")
 def add() -> Response:
     """Add an offer (from the product page), then go back."""
@@ -136,22 +162,14 @@ def add() -> Response:
     if not form.validate():
         flash(_first_error(form), "error")
         return _back(form.next.data or request.referrer, back_to)
-    try:
-        product_id = parse_product_id(form.product_id.data)
-        user = _signed_in_user()
-        if user is not None:
-            add_to_cart(db_session(), user, product_id, form.quantity.data or 0)
-        else:
-            session[GUEST_CART_SESSION_KEY] = add_to_guest_cart(
-                db_session(),
-                session.get(GUEST_CART_SESSION_KEY),
-                product_id,
-                form.quantity.data or 0,
-            )
-        db_session().commit()
-    except CartError as error:
-        db_session().rollback()
-        flash(error.message, "error")
+    quantity = form.quantity.data or 0
+    product_id, refused = _change_cart(
+        form.product_id.data,
+        lambda db, user, product_id: add_to_cart(db, user, product_id, quantity),
+        lambda db, lines, product_id: add_to_guest_cart(db, lines, product_id, quantity),
+    )
+    if refused:
+        flash(refused, "error")
         return _back(form.next.data, back_to)
     product = db_session().get(Product, product_id)
     flash(f"Added “{product.title if product else 'item'}” to your cart.", "success")
@@ -162,81 +180,62 @@ def add() -> Response:
 def update() -> Response:
     """Set a line's quantity (1..99)."""
     form = UpdateCartLineForm()
-    back_to = url_for("cart.view_cart")
-    if not form.validate():
+    if form.validate():
+        quantity = form.quantity.data or 0
+        _, refused = _change_cart(
+            form.product_id.data,
+            lambda db, user, product_id: update_cart_quantity(db, user, product_id, quantity),
+            lambda db, lines, product_id: update_guest_quantity(lines, product_id, quantity),
+        )
+        _flash_outcome(refused, "Quantity updated.")
+    else:
         flash(_first_error(form), "error")
-        return _back(None, back_to)
-    try:
-        product_id = parse_product_id(form.product_id.data)
-        user = _signed_in_user()
-        if user is not None:
-            update_cart_quantity(db_session(), user, product_id, form.quantity.data or 0)
-        else:
-            session[GUEST_CART_SESSION_KEY] = update_guest_quantity(
-                session.get(GUEST_CART_SESSION_KEY), product_id, form.quantity.data or 0
-            )
-        db_session().commit()
-    except CartError as error:
-        db_session().rollback()
-        flash(error.message, "error")
-        return _back(None, back_to)
-    flash("Quantity updated.", "success")
-    return _back(None, back_to)
+    return _back(None, url_for("cart.view_cart"))
 
 
 @bp.post("/cart/remove")
 def remove() -> Response:
     """Remove a line."""
     form = RemoveCartLineForm()
-    back_to = url_for("cart.view_cart")
-    if not form.validate():
+    if form.validate():
+        _, refused = _change_cart(
+            form.product_id.data,
+            lambda db, user, product_id: remove_from_cart(db, user, product_id),
+            lambda db, lines, product_id: remove_from_guest_cart(lines, product_id),
+        )
+        _flash_outcome(refused, "Item removed from your cart.")
+    else:
         flash(_first_error(form), "error")
-        return _back(None, back_to)
-    try:
-        product_id = parse_product_id(form.product_id.data)
-        user = _signed_in_user()
-        if user is not None:
-            remove_from_cart(db_session(), user, product_id)
-        else:
-            session[GUEST_CART_SESSION_KEY] = remove_from_guest_cart(
-                session.get(GUEST_CART_SESSION_KEY), product_id
-            )
-        db_session().commit()
-    except CartError as error:
-        db_session().rollback()
-        flash(error.message, "error")
-        return _back(None, back_to)
-    flash("Item removed from your cart.", "success")
-    return _back(None, back_to)
+    return _back(None, url_for("cart.view_cart"))
 
 
 @bp.post("/cart/swap")
 def swap() -> Response:
     """Replace a line by the cheaper offer of the same product, keeping its quantity."""
     form = SwapCartLineForm()
-    back_to = url_for("cart.view_cart")
     if not form.validate():
         flash(_first_error(form), "error")
-        return _back(None, back_to)
-    try:
-        product_id = parse_product_id(form.product_id.data)
-        replacement_id = parse_product_id(form.replacement_id.data)
-        user = _signed_in_user()
-        if user is not None:
-            swap_cart_offer(db_session(), user, product_id, replacement_id)
-        else:
-            session[GUEST_CART_SESSION_KEY] = swap_guest_offer(
-                db_session(), session.get(GUEST_CART_SESSION_KEY), product_id, replacement_id
-            )
-        db_session().commit()
-    except CartError as error:
-        db_session().rollback()
-        flash(error.message, "error")
-        return _back(None, back_to)
-    replacement = db_session().get(Product, replacement_id)
-    marketplace = replacement.marketplace.name if replacement else "the other marketplace"
-    flash(f"Your cart now has the {marketplace} offer instead.", "success")
-    return _back(None, back_to)
+        return _back(None, url_for("cart.view_cart"))
+
+    def replacement() -> int:
+        return parse_product_id(form.replacement_id.data)
+
+    _, refused = _change_cart(
+        form.product_id.data,
+        lambda db, user, product_id: swap_cart_offer(db, user, product_id, replacement()),
+        lambda db, lines, product_id: swap_guest_offer(db, lines, product_id, replacement()),
+    )
+    if refused:
+        flash(refused, "error")
+    else:
+        offer = db_session().get(Product, replacement())
+        marketplace = offer.marketplace.name if offer else "the other marketplace"
+        flash(f"Your cart now has the {marketplace} offer instead.", "success")
+    return _back(None, url_for("cart.view_cart"))
+
+
+def _flash_outcome(refused: str | None, done: str) -> None:
+    flash(refused or done, "error" if refused else "success")
 
 
 HANDOFF_FLASH = {

@@ -17,7 +17,6 @@ import hashlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -118,13 +117,7 @@ def _write(
             (documents,) = conn.execute(
                 "SELECT count(doc_hash) FROM search_group_state WHERE index_uid = ?", [uid]
             ).fetchall()[0]
-            conn.execute(
-                "INSERT INTO search_index_context (index_uid, context_hash, documents, synced_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (index_uid) DO UPDATE SET "
-                "context_hash = excluded.context_hash, documents = excluded.documents, "
-                "synced_at = excluded.synced_at",
-                [uid, shared, int(documents), datetime.now(UTC)],
-            )
+            search_state.record_index_context(conn, uid, shared, int(documents))
     finally:
         conn.unregister("group_rows")
         conn.unregister("gone_groups")
@@ -170,9 +163,7 @@ def sync_group_index(
     with connect() as conn:
         prior = catalog_prior(conn, offers_uid)
         shared = _context_hash(offers_context, prior)
-        held = conn.execute(
-            "SELECT context_hash, documents FROM search_index_context WHERE index_uid = ?", [uid]
-        ).fetchall()
+        held = search_state.held_context(conn, uid)
         (ungrouped,) = conn.execute(
             "SELECT count(*) FROM products AS p WHERE NOT EXISTS (SELECT 1 FROM product_groups "
             "AS g WHERE g.marketplace = p.marketplace AND g.external_id = p.external_id)"
@@ -188,10 +179,10 @@ def sync_group_index(
         reason = f"{ungrouped} offers have no group yet"
     elif not held:
         reason = "no record of what the product index was sent"
-    elif held[0][0] != shared:
+    elif held[0] != shared:
         reason = "FX rates, marketplaces, the rating prior or the document code changed"
-    elif (indexed := document_count(client, uid)) != held[0][1]:
-        reason = f"the product index holds {indexed} documents, the pipeline sent {held[0][1]}"
+    elif (indexed := document_count(client, uid)) != held[1]:
+        reason = f"the product index holds {indexed} documents, the pipeline sent {held[1]}"
     if reason is not None:
         progress(f"{uid}: building every product document ({reason})")
         with connect() as conn:

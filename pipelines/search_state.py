@@ -145,24 +145,33 @@ def _write_state(
                 "SELECT count(doc_hash) FROM search_document_state WHERE index_uid = ?",
                 [index_uid],
             ).fetchall()[0]
-            conn.execute(
-                "INSERT INTO search_index_context (index_uid, context_hash, documents, synced_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (index_uid) DO UPDATE SET "
-                "context_hash = excluded.context_hash, documents = excluded.documents, "
-                "synced_at = excluded.synced_at",
-                [index_uid, shared, int(documents), datetime.now(UTC)],
-            )
+            record_index_context(conn, index_uid, shared, int(documents))
     finally:
         conn.unregister("state_rows")
         conn.unregister("gone_rows")
     return int(documents)
 
 
-def _held_context(conn: duckdb.DuckDBPyConnection, index_uid: str) -> tuple[str, int] | None:
+def held_context(conn: duckdb.DuckDBPyConnection, index_uid: str) -> tuple[str, int] | None:
+    """(context hash, document count) recorded by the index's last sync, or None."""
     rows = conn.execute(
         "SELECT context_hash, documents FROM search_index_context WHERE index_uid = ?", [index_uid]
     ).fetchall()
     return (str(rows[0][0]), int(rows[0][1])) if rows else None
+
+
+def record_index_context(
+    conn: duckdb.DuckDBPyConnection, index_uid: str, context: str, documents: int
+) -> None:
+    """Remember what the index was built from and how many documents it holds (inside the
+    caller's transaction, with the per-document state)."""
+    conn.execute(
+        "INSERT INTO search_index_context (index_uid, context_hash, documents, synced_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (index_uid) DO UPDATE SET "
+        "context_hash = excluded.context_hash, documents = excluded.documents, "
+        "synced_at = excluded.synced_at",
+        [index_uid, context, documents, datetime.now(UTC)],
+    )
 
 
 def sync_offer_index(
@@ -221,7 +230,7 @@ def _fallback_reason(
     if rebuild is not None:
         return rebuild
     with connect() as conn:
-        held = _held_context(conn, index_uid)
+        held = held_context(conn, index_uid)
     if held is None:
         return "no record of what the index was sent"
     if held[0] != shared:

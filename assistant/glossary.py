@@ -156,7 +156,7 @@ USES: Final[tuple[ProductUse, ...]] = (
     ),
     _use(
         "action camera",
-        r"film(?:ing)? (?:my )?(?:bike|cycling|surf|surfing|ski|skiing|dive|diving) ",
+        r"film(?:ing)? (?:my )?(?:bike|cycling|surf|surfing|ski|skiing|dive|diving)",
         r"underwater (?:photos|videos|footage)",
     ),
     # Fitness.
@@ -217,7 +217,7 @@ USES: Final[tuple[ProductUse, ...]] = (
     ),
     _use(
         "building set",
-        r"(?:loves?|likes?|enjoys?) (?:building|constructing) (?:things|stuff)?",
+        r"(?:loves?|likes?|enjoys?) (?:building|constructing)(?: things| stuff)?",
         r"build(?:ing)? (?:blocks|bricks|things|stuff)",
         r"construction (?:toys?|sets?)",
     ),

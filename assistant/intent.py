@@ -3,7 +3,8 @@
 "cheapest 65-inch TV with good reviews, not from ShopWave, under 500 dollars" becomes: category
 televisions, size 65-inch, rating 4+, marketplace ShopWave excluded, budget at most USD 500.00,
 sorted by price; nothing is left for free-text search. "something to keep my coffee hot" has no
-constraint at all and goes to search as it is.
+constraint at all and goes to search as it is, with the product that use implies (an insulated
+mug or flask, assistant.glossary) as more words to rank by.
 
 The parser is a pure function of the text, the catalog vocabulary (brands and marketplaces the
 index knows) and the shopper's display currency, so it is tested table-driven without services.

@@ -23,9 +23,12 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from search_index.settings import EMBEDDING_DIMENSIONS
+
+if TYPE_CHECKING:
+    from assistant.config import AssistantSettings
 
 MODEL_NAME: Final = "all-MiniLM-L6-v2"
 REQUIRED_MODULES: Final = ("torch", "sentence_transformers")
@@ -245,6 +248,19 @@ def load_embedder(
             )
         _loaded[key] = embedder
         return embedder
+
+
+def load_offer_embedder(settings: AssistantSettings) -> Embedder | None:
+    """The offers' embedder exactly as the settings choose it (model package, int8 or not,
+    backend, threads, batch size): the pipeline's offer_embeddings asset and the assistant
+    evaluation both load it here, so the evaluation measures the vectors the site searches."""
+    return load_embedder(
+        settings.model_package,
+        batch_size=settings.embed_batch_size,
+        quantized=settings.embed_quantized,
+        threads=settings.embed_threads,
+        backend=settings.embed_backend,
+    )
 
 
 def _load_torch(

@@ -3,7 +3,8 @@
 "cheapest 65-inch TV with good reviews, not from ShopWave, under 500 dollars" becomes: category
 televisions, size 65-inch, rating 4+, marketplace ShopWave excluded, budget at most USD 500.00,
 sorted by price; nothing is left for free-text search. "something to keep my coffee hot" has no
-constraint at all and goes to search as it is.
+constraint at all and goes to search as it is, with the product that use implies (an insulated
+mug or flask, assistant.glossary) as more words to rank by.
 
 The parser is a pure function of the text, the catalog vocabulary (brands and marketplaces the
 index knows) and the shopper's display currency, so it is tested table-driven without services.
@@ -21,6 +22,7 @@ from typing import Any, Final
 
 from babel.numbers import format_currency
 
+from assistant.glossary import products_for_uses, translate
 from assistant.spelling import (
     Correction,
     allowed_typos,
@@ -335,6 +337,10 @@ class Intent:
     specs: tuple[str, ...] = ()
     keywords: str = ""
     semantic_text: str = ""
+    # Product words the request implies without naming them (assistant.glossary): the product
+    # for a use ("boil water" -> electric kettle), English for other languages' words. They rank,
+    # never filter.
+    implied_words: str = ""
     notes: tuple[str, ...] = ()
 
     def constraints(self) -> list[Constraint]:
@@ -394,6 +400,7 @@ class Intent:
             "specs": list(self.specs),
             "keywords": self.keywords,
             "semantic_text": self.semantic_text,
+            "implied_words": self.implied_words,
             "notes": list(self.notes),
             "price_preference": self.price_preference,
             "corrections": [[c.written, c.meant] for c in self.corrections],
@@ -532,6 +539,7 @@ def parse_intent(
     semantic = re.sub(r"^[\s,.;:!?-]+|[\s,.;:!?-]+$", "", semantic)
     if not semantic:
         semantic = " ".join([*(category_label(c) for c in categories), *brands]) or corrected
+    semantic, implied_words = _implied_words(state, semantic, keywords, categories)
     return Intent(
         text=prompt,
         corrections=corrections,
@@ -552,8 +560,39 @@ def parse_intent(
         specs=tuple(specs),
         keywords=keywords,
         semantic_text=semantic,
+        implied_words=implied_words,
         notes=tuple(notes),
     )
+
+
+def _implied_words(
+    state: _Text, semantic: str, keywords: str, categories: Sequence[str]
+) -> tuple[str, str]:
+    """The text to embed, and the product words the request implies beyond its keywords: the
+    English of other languages' words, and, when no product is named, the products for the
+    uses it describes ("boil water quickly for tea" is embedded as "electric kettle")."""
+    implied: list[str] = []
+    translated_keywords = translate(keywords)
+    if translated_keywords:
+        implied.extend(_keywords(translated_keywords).split())
+    english = translate(fold(semantic))
+    if english:
+        semantic = english
+    if not categories:
+        free = " ".join(state.remaining(keep=("category-modifier", "descriptive")).split())
+        products = products_for_uses(free)
+        if products:
+            implied.extend(word for product in products for word in product.split())
+            # The product is embedded, not the chore: the English model reads "make smoothies
+            # for breakfast" as near coffee machines, "blender" as blenders. The shopper's
+            # own words still rank on the keyword side.
+            semantic = ", ".join(products)
+    kept = set(keywords.split())
+    words: list[str] = []
+    for word in implied:
+        if word not in kept and word not in words:
+            words.append(word)
+    return semantic, " ".join(words)
 
 
 def _take_first(state: _Text, pattern: re.Pattern[str], kind: str) -> re.Match[str] | None:

@@ -407,9 +407,10 @@ class Retrieval:
 
 
 def keyword_query(intent: Intent) -> str:
-    """The words for keyword ranking, with sizes as exact phrases ("65-inch" -> "65 inch")."""
+    """The words for keyword ranking (the request's own, then the product words it implies),
+    with sizes as exact phrases ("65-inch" -> "65 inch")."""
     phrases = [f'"{spec.replace("-", " ")}"' for spec in intent.specs]
-    return " ".join([intent.keywords, *phrases]).strip()
+    return " ".join(part for part in (intent.keywords, intent.implied_words, *phrases) if part)
 
 
 def retrieve(
@@ -495,7 +496,7 @@ def retrieve(
     if not hits and intent.keywords and _has_product_constraints(intent):
         # No product mentions the leftover words ("mit gerauschunterdruckung"): the request's
         # product constraints still say what is wanted, so answer from them and say so.
-        query = {**query, "q": keyword_query(replace(intent, keywords=""))}
+        query = {**query, "q": keyword_query(replace(intent, keywords="", implied_words=""))}
         query.pop("hybrid", None)
         query.pop("vector", None)
         query["sort"] = _structured_sort(intent.sort)

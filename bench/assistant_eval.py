@@ -41,7 +41,7 @@ import meilisearch
 
 from assistant.config import AssistantSettings, get_assistant_settings
 from assistant.embedding_store import read_document_vectors, refresh_offer_embeddings
-from assistant.embeddings import load_embedder, model_status
+from assistant.embeddings import load_offer_embedder, model_status
 from assistant.intent import Budget
 from assistant.retrieval import (
     MODE_HYBRID,
@@ -50,7 +50,7 @@ from assistant.retrieval import (
     offer_meets_budget,
     unmet_constraints,
 )
-from assistant.service import answer_prompt
+from assistant.service import answer_prompt, semantic_embedder
 from assistant.vocabulary import fold
 from commerce.fx import FxTable
 from onecart.money import to_minor_units
@@ -101,12 +101,14 @@ def load_eval_set(path: Path = EVAL_SET_PATH) -> tuple[dict[str, Any], list[Eval
 
 
 def world_products(seed: int, offers: int) -> dict[str, Any]:
-    """Every world product the sandbox lists at this size, by product key."""
-    from sandbox.world import MARKETPLACES, World
+    """Every world product the sandbox lists at this size, by product key: on the six
+    marketplaces and the affiliate ones (Amazon, Sokoni), whose own products are in the
+    index too and are relevant by the same rules."""
+    from sandbox.world import SERVED_MARKETPLACES, World
 
     world = World(seed, offers)
     products: dict[str, Any] = {}
-    for market in MARKETPLACES:
+    for market in SERVED_MARKETPLACES:
         for index in range(world.offer_count(market.slug)):
             key = world.product_key(market.slug, index)
             if key not in products:
@@ -357,9 +359,9 @@ def prepare_index(
     from warehouse.derived import read_latest_rates, read_offer_frame
 
     db_path = settings.pipeline_db_path
-    embedder = load_embedder(
-        assistant_settings.model_package, quantized=assistant_settings.embed_quantized
-    )
+    # The offers' model exactly as the pipeline loads it (ONECART_ASSISTANT_EMBED_BACKEND and
+    # the rest), and only that model's vectors go into the index, whatever else is cached.
+    embedder = load_offer_embedder(assistant_settings)
     if embedder is not None:
         refresh = refresh_offer_embeddings(
             lambda: warehouse.connect(db_path), embedder, progress=progress
@@ -379,7 +381,7 @@ def prepare_index(
                 "SELECT slug, name, logo FROM marketplaces"
             ).fetchall()
         }
-        vectors = read_document_vectors(conn) if embedder is not None else None
+        vectors = read_document_vectors(conn, embedder.model_id) if embedder is not None else None
     if rates is None:
         raise SystemExit("the warehouse has no FX rates: run `onecart ingest` first")
     built = build_search_documents(offers, marketplaces=marketplaces, rates=rates.rates)
@@ -483,15 +485,17 @@ def run_evaluation(
                     empty_ok=empty_ok,
                 )
             )
-    embedder = load_embedder(
-        assistant_settings.model_package, quantized=assistant_settings.embed_quantized
-    )
+    offers_embedder = load_offer_embedder(assistant_settings)
+    requests_embedder, _reason = semantic_embedder(assistant_settings)
+    model = "none (keyword only)"
+    if offers_embedder is not None and requests_embedder is not None:
+        model = f"offers {offers_embedder.model_id}, requests {requests_embedder.model_id}"
     return EvalReport(
         results=results,
         catalog=catalog_spec,
         index_uid=index_uid,
         semantic_ratio=assistant_settings.semantic_ratio,
-        model=embedder.model_id if embedder else "none (keyword only)",
+        model=model,
         unlabelled=unlabelled,
     )
 
@@ -503,7 +507,7 @@ def format_report(report: EvalReport) -> str:
         f"### Assistant evaluation ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
         f"Catalog: sandbox seed {report.catalog['seed']}, {report.catalog['offers']} offers; "
-        f"index `{report.index_uid}`; model {report.model}; semanticRatio "
+        f"index `{report.index_uid}`; models: {report.model}; semanticRatio "
         f"{report.semantic_ratio}; {summary[MODE_KEYWORD]['requests']} requests "
         f"({summary[MODE_KEYWORD]['scored']} with relevant products).",
         "",

@@ -29,7 +29,7 @@ def offer_embeddings(
     try:
         from assistant.config import get_assistant_settings
         from assistant.embedding_store import refresh_offer_embeddings
-        from assistant.embeddings import load_embedder, model_status
+        from assistant.embeddings import load_offer_embedder, model_status
     except ImportError as exc:  # the assistant package is not installed with this location
         return _skipped(context, f"assistant package unavailable: {exc}")
     settings = get_assistant_settings()
@@ -46,13 +46,7 @@ def offer_embeddings(
     # The first load on a machine exports and quantizes the ONNX model (tens of seconds).
     report("offer embeddings: loading the model (the first time: preparing its int8 version)")
     try:
-        embedder = load_embedder(
-            settings.model_package,
-            batch_size=settings.embed_batch_size,
-            quantized=settings.embed_quantized,
-            threads=settings.embed_threads,
-            backend=settings.embed_backend,
-        )
+        embedder = load_offer_embedder(settings)
         if embedder is None:
             return _skipped(context, model_status(settings.model_package).reason)
         refresh = refresh_offer_embeddings(warehouse.connect, embedder, progress=report)

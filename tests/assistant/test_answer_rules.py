@@ -96,6 +96,13 @@ def test_sizes_become_exact_phrases_in_the_keyword_query() -> None:
     assert keyword_query(intent) == 'quiet "65 inch"'
 
 
+def test_the_product_a_use_implies_ranks_after_the_shoppers_own_words() -> None:
+    intent = parse_intent("boil water quickly for tea, under 30 dollars", VOCABULARY)
+    assert keyword_query(intent) == "boil water quickly tea electric kettle"
+    assert intent.budget is not None  # the budget still filters; the product only ranks
+    assert [c.kind for c in intent.constraints()] == ["budget", "available"]
+
+
 def _retrieval(
     candidates: list[Candidate], relaxations: list[Relaxation] | None = None
 ) -> Retrieval:

@@ -304,3 +304,74 @@ def test_what_is_carried_is_excluded_not_asked_for() -> None:
     assert "not laptops" in [c.label for c in intent.constraints()]
     # Named as the product's purpose after the product itself, it is only a description.
     assert parse_intent("a backpack to carry my laptop", VOCABULARY).excluded_categories == ()
+
+
+# --- Uses and other languages: product words a request implies (assistant.glossary) ----------
+
+
+@pytest.mark.parametrize(
+    ("text", "implied"),
+    [
+        ("boil water quickly for tea", "electric kettle"),
+        ("something to make smoothies for breakfast", "blender"),
+        ("crispy chicken wings without oil", "air fryer"),
+        ("reheat my lunch at work", "microwave"),
+        ("block out engine noise on long flights", "noise cancelling headphones"),
+        ("start a youtube vlog", "vlogging camera"),
+        ("track my heart rate and sleep", "smartwatch fitness tracker"),
+        ("a game for family night", "board game"),
+        ("something for very dry skin", "moisturising cream lotion"),
+    ],
+)
+def test_a_use_implies_the_product_that_serves_it_as_words_to_rank_by(
+    text: str, implied: str
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    # The product's words join the words to rank by (those the shopper wrote are not repeated).
+    assert intent.implied_words
+    assert set(implied.split()) <= {*intent.keywords.split(), *intent.implied_words.split()}
+    assert implied in intent.semantic_text  # the embedded text names the product too
+    # Words to rank by, never a filter: nothing the shopper did not say is required.
+    assert intent.categories == () and intent.brands == ()
+    assert [c.kind for c in intent.constraints()] == ["available"]
+
+
+def test_a_named_product_is_not_second_guessed_by_its_use() -> None:
+    # "for selfies" describes the phone; it does not ask for a camera.
+    intent = parse_intent("a mobile with a great camera, to take better photos", VOCABULARY)
+    assert intent.categories == ("smartphones",)
+    assert intent.implied_words == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "implied", "semantic"),
+    [
+        ("mochila para portátil", "laptop", "backpack for laptop"),
+        (
+            "Kopfhörer mit Geräuschunterdrückung",
+            "noise cancelling",
+            "headphones with noise cancelling",
+        ),
+        ("cafetera espresso", "", "coffee maker espresso"),
+    ],
+)
+def test_words_of_other_languages_are_ranked_and_embedded_in_english(
+    text: str, implied: str, semantic: str
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.implied_words == implied
+    assert intent.semantic_text == semantic
+
+
+@pytest.mark.parametrize(
+    ("text", "semantic"),
+    [
+        ("portable speaker", "portable speaker"),
+        ("a faux fur jacket", "a faux fur jacket"),
+        ("a golf course rangefinder", "a golf course rangefinder"),
+    ],
+)
+def test_english_words_shared_with_other_languages_are_left_alone(text: str, semantic: str) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.semantic_text == semantic
+    assert intent.implied_words == ""

@@ -7,6 +7,7 @@ and stores pages read the storefront DB and keep working without it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from flask import (
     Response,
     abort,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -457,17 +459,31 @@ def _back_after_currency() -> str:
     return request.path if path_exists(request.path) else ""
 
 
+@dataclass(frozen=True, slots=True)
+class CurrencySwitcher:
+    """What the layout's display-currency switcher shows: (code, label) choices, the current
+    code and where choosing returns to. Plain data rather than a DisplayCurrencyForm, which
+    the switcher only read from: building a form per page cost more than the rest of the
+    switcher (the POST still validates with the form, see choose_currency)."""
+
+    choices: list[tuple[str, str]]
+    current: str
+    next: str
+
+
 @bp.app_context_processor
-def inject_currency_form() -> dict[str, Any]:
-    """A ready display-currency form for any page that shows one."""
+def inject_currency_switcher() -> dict[str, Any]:
+    """The display-currency switcher for any page that shows one (built once per request: the
+    layout shows it twice, in the header and in the menu)."""
 
-    def currency_form() -> DisplayCurrencyForm:
-        form = DisplayCurrencyForm(
-            formdata=None, currency=display_currency(), next=_back_after_currency()
-        )
-        form.currency.choices = [
-            (c, currency_label(c)) for c in supported_display_currencies(fx_table())
-        ]
-        return form
+    def currency_switcher() -> CurrencySwitcher:
+        switcher = g.get("onecart_currency_switcher")
+        if switcher is None:
+            switcher = g.onecart_currency_switcher = CurrencySwitcher(
+                choices=[(c, currency_label(c)) for c in supported_display_currencies(fx_table())],
+                current=display_currency(),
+                next=_back_after_currency(),
+            )
+        return switcher
 
-    return {"currency_form": currency_form}
+    return {"currency_switcher": currency_switcher}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import http.client
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -71,9 +71,14 @@ def _forget(address: _Address) -> None:
 
 
 def _exchange(
-    address: _Address, path: str, body: bytes, headers: dict[str, str]
+    address: _Address,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    while_waiting: Callable[[], object] | None = None,
 ) -> tuple[int, bytes]:
-    """One POST on this thread's kept-alive connection: (status, body).
+    """One POST on this thread's kept-alive connection: (status, body); `while_waiting` runs
+    once the request is sent, before the answer is read.
 
     A connection the server closed while it sat idle fails before any answer arrives; the
     request is then sent once more on a fresh connection (a multi-search only reads).
@@ -82,6 +87,13 @@ def _exchange(
         connection, reused = _connection(address)
         try:
             connection.request("POST", path, body, headers)
+            if while_waiting is not None:
+                pending, while_waiting = while_waiting, None
+                try:
+                    pending()
+                except BaseException:
+                    _forget(address)  # its answer is never read
+                    raise
             response = connection.getresponse()
             data = response.read()
         except TimeoutError:
@@ -97,7 +109,9 @@ def _exchange(
         return response.status, data
 
 
-def _post_multi_search(client: meilisearch.Client, body: bytes) -> dict[str, Any]:
+def _post_multi_search(
+    client: meilisearch.Client, body: bytes, while_waiting: Callable[[], object] | None = None
+) -> dict[str, Any]:
     """POST /multi-search with the client's URL, key and timeout, on a kept-alive connection.
 
     Why not `client.multi_search`: the Python client builds a `requests` session per call (about
@@ -118,7 +132,9 @@ def _post_multi_search(client: meilisearch.Client, body: bytes) -> dict[str, Any
     if config.api_key:
         headers["Authorization"] = f"Bearer {config.api_key}"
     try:
-        status, data = _exchange(address, parts.path.rstrip("/") + "/multi-search", body, headers)
+        status, data = _exchange(
+            address, parts.path.rstrip("/") + "/multi-search", body, headers, while_waiting
+        )
     except TimeoutError as exc:
         raise SearchUnavailable("the search service timed out", reason="timeout") from exc
     except (OSError, http.client.HTTPException) as exc:
@@ -150,18 +166,24 @@ def run_multi_search(
     client: meilisearch.Client,
     queries: Sequence[Mapping[str, Any]],
     cache: ResultCache | None = None,
+    *,
+    while_waiting: Callable[[], object] | None = None,
 ) -> list[dict[str, Any]]:
     """Send `queries` as one multi-search and return Meilisearch's results in order.
 
     Raises SearchUnavailable (with a reason) for every way it can fail; with a `cache`, an
     identical request within its time-to-live is answered without Meilisearch.
+    `while_waiting` is called once while Meilisearch works on the request (or first thing, when
+    the answer is cached), so a caller can do its own work meanwhile.
     """
     body = request_body(queries)
     if cache is not None:
         cached = cache.get(body)
         if cached is not None:
+            if while_waiting is not None:
+                while_waiting()
             return cached
-    results = list(_post_multi_search(client, body).get("results", []))
+    results = list(_post_multi_search(client, body, while_waiting).get("results", []))
     if cache is not None:
         cache.put(body, results)
     return results

@@ -7,6 +7,7 @@ and stores pages read the storefront DB and keep working without it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from flask import (
 )
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user, login_required
+from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from commerce import catalog
@@ -186,7 +188,7 @@ def _listing(args: MultiDict[str, str]) -> SearchPage:
     return _search(params)
 
 
-def _search(params: SearchParams) -> SearchPage:
+def _search(params: SearchParams, while_waiting: Callable[[], object] | None = None) -> SearchPage:
     return search_products(
         search_client(),
         product_index_uid(),
@@ -194,6 +196,7 @@ def _search(params: SearchParams) -> SearchPage:
         scale=price_scale(),
         cache=search_cache(),
         marketplaces=tuple(marketplace_names()),
+        while_waiting=while_waiting,
     )
 
 
@@ -224,14 +227,40 @@ def _listing_context(page: SearchPage) -> dict[str, Any]:
     }
 
 
+# Where the search page's frame takes the listing's facets and results (a "<" never comes out of
+# escaped text, so no shopper's input can fake a slot).
+FACETS_SLOT = Markup("<!--onecart:facets-->")
+RESULTS_SLOT = Markup("<!--onecart:results-->")
+
+
 @bp.get("/search")
 def search() -> str:
     """Listings: one card per product with facets, price range, rating filter, sort and pages.
 
     Works without JavaScript; search.js enhances it with search-as-you-type through /api/search.
+    The page's frame (layout, search form, sort) depends only on the query string, so it is
+    rendered while Meilisearch works on the listing; the facets and results go into its slots.
     """
-    page = _listing(request.args)
-    return render_template("catalog/search.html", **_listing_context(page))
+    params = SearchParams.from_query_args(request.args)
+    frame: list[str] = []
+
+    def render_frame() -> None:
+        frame.append(
+            render_template(
+                "catalog/search.html",
+                params=params,
+                sort_labels=SORT_LABELS,
+                per_page_choices=PER_PAGE_CHOICES,
+                facets_html=FACETS_SLOT,
+                results_html=RESULTS_SLOT,
+            )
+        )
+
+    page = _search(params, while_waiting=render_frame)
+    context = _listing_context(page)
+    facets = render_template("catalog/_facets.html", **context)
+    results = render_template("catalog/_results.html", **context)
+    return frame[0].replace(FACETS_SLOT, facets, 1).replace(RESULTS_SLOT, results, 1)
 
 
 @bp.get("/api/search")

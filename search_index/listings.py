@@ -15,8 +15,7 @@ per listing, and its card would be the best-ranked offer rather than the cheapes
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -24,7 +23,7 @@ from typing import Any, Final
 import meilisearch
 
 from search_index.cache import ResultCache
-from search_index.client import run_multi_search
+from search_index.client import request_body, run_multi_search
 from search_index.documents import OFFER_FIELDS, OfferDocument
 from search_index.filters import FACET_FIELDS, PriceScale, quote_filter_value
 from search_index.groups import cheapest_matching_offer, market_key
@@ -300,14 +299,20 @@ def _merged_price(
 
 
 def _fetch_listing(
-    client: meilisearch.Client, plan: ListingPlan, per_page: int, cache: ResultCache | None
+    client: meilisearch.Client,
+    plan: ListingPlan,
+    per_page: int,
+    cache: ResultCache | None,
+    while_waiting: Callable[[], object] | None = None,
 ) -> _ListingAnswer:
-    key = json.dumps({"listing": plan.queries}, separators=(",", ":")).encode()
+    key = b"listing:" + request_body(plan.queries)
     if cache is not None:
         cached = cache.get(key)
         if cached is not None:
+            if while_waiting is not None:
+                while_waiting()
             return cached
-    results = run_multi_search(client, plan.queries)
+    results = run_multi_search(client, plan.queries, while_waiting=while_waiting)
     processing_ms = sum(int(r.get("processingTimeMs") or 0) for r in results)
     distributions: dict[str, dict[str, int]] = {}
     for position, attributes in plan.facet_at:
@@ -390,6 +395,7 @@ def search_products(
     scale: PriceScale = PriceScale(),
     cache: ResultCache | None = None,
     marketplaces: Sequence[str] | None = None,
+    while_waiting: Callable[[], object] | None = None,
 ) -> SearchPage:
     """Run one listing on the product index `index_uid`: a page of products with the cheapest
     matching offer each, product counts, disjunctive facets and the price range, in one
@@ -398,18 +404,21 @@ def search_products(
     `marketplaces` are those the marketplace facet may show (the site's active ones); under a
     price filter each is counted on its own, and without them the index is asked which exist.
     With a `cache`, the parsed answer is reused for identical listings. A page past the last one
-    is corrected to the last page (one extra request, only then).
+    is corrected to the last page (one extra request, only then). `while_waiting` is called once
+    while Meilisearch works on the first request (the search page renders its frame then).
     """
     if marketplaces is None:
         marketplaces = (
             catalog_marketplaces(client, index_uid, cache) if needs_marketplaces(params) else ()
         )
 
-    def fetch(params: SearchParams) -> _ListingAnswer:
+    def fetch(
+        params: SearchParams, while_waiting: Callable[[], object] | None = None
+    ) -> _ListingAnswer:
         plan = listing_plan(index_uid, params, scale, marketplaces=marketplaces)
-        return _fetch_listing(client, plan, params.per_page, cache)
+        return _fetch_listing(client, plan, params.per_page, cache, while_waiting)
 
-    answer = fetch(params)
+    answer = fetch(params, while_waiting)
     if answer.total_pages and params.page > answer.total_pages:
         note = f"There are only {answer.total_pages} pages; showing the last one."
         params = replace(params, page=answer.total_pages, corrections=(*params.corrections, note))

@@ -7,6 +7,8 @@ and stores pages read the storefront DB and keep working without it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +17,7 @@ from flask import (
     Response,
     abort,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -24,6 +27,7 @@ from flask import (
 )
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user, login_required
+from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from commerce import catalog
@@ -184,7 +188,7 @@ def _listing(args: MultiDict[str, str]) -> SearchPage:
     return _search(params)
 
 
-def _search(params: SearchParams) -> SearchPage:
+def _search(params: SearchParams, while_waiting: Callable[[], object] | None = None) -> SearchPage:
     return search_products(
         search_client(),
         product_index_uid(),
@@ -192,6 +196,7 @@ def _search(params: SearchParams) -> SearchPage:
         scale=price_scale(),
         cache=search_cache(),
         marketplaces=tuple(marketplace_names()),
+        while_waiting=while_waiting,
     )
 
 
@@ -222,14 +227,40 @@ def _listing_context(page: SearchPage) -> dict[str, Any]:
     }
 
 
+# Where the search page's frame takes the listing's facets and results (a "<" never comes out of
+# escaped text, so no shopper's input can fake a slot).
+FACETS_SLOT = Markup("<!--onecart:facets-->")
+RESULTS_SLOT = Markup("<!--onecart:results-->")
+
+
 @bp.get("/search")
 def search() -> str:
     """Listings: one card per product with facets, price range, rating filter, sort and pages.
 
     Works without JavaScript; search.js enhances it with search-as-you-type through /api/search.
+    The page's frame (layout, search form, sort) depends only on the query string, so it is
+    rendered while Meilisearch works on the listing; the facets and results go into its slots.
     """
-    page = _listing(request.args)
-    return render_template("catalog/search.html", **_listing_context(page))
+    params = SearchParams.from_query_args(request.args)
+    frame: list[str] = []
+
+    def render_frame() -> None:
+        frame.append(
+            render_template(
+                "catalog/search.html",
+                params=params,
+                sort_labels=SORT_LABELS,
+                per_page_choices=PER_PAGE_CHOICES,
+                facets_html=FACETS_SLOT,
+                results_html=RESULTS_SLOT,
+            )
+        )
+
+    page = _search(params, while_waiting=render_frame)
+    context = _listing_context(page)
+    facets = render_template("catalog/_facets.html", **context)
+    results = render_template("catalog/_results.html", **context)
+    return frame[0].replace(FACETS_SLOT, facets, 1).replace(RESULTS_SLOT, results, 1)
 
 
 @bp.get("/api/search")
@@ -457,17 +488,31 @@ def _back_after_currency() -> str:
     return request.path if path_exists(request.path) else ""
 
 
+@dataclass(frozen=True, slots=True)
+class CurrencySwitcher:
+    """What the layout's display-currency switcher shows: (code, label) choices, the current
+    code and where choosing returns to. Plain data rather than a DisplayCurrencyForm, which
+    the switcher only read from: building a form per page cost more than the rest of the
+    switcher (the POST still validates with the form, see choose_currency)."""
+
+    choices: list[tuple[str, str]]
+    current: str
+    next: str
+
+
 @bp.app_context_processor
-def inject_currency_form() -> dict[str, Any]:
-    """A ready display-currency form for any page that shows one."""
+def inject_currency_switcher() -> dict[str, Any]:
+    """The display-currency switcher for any page that shows one (built once per request: the
+    layout shows it twice, in the header and in the menu)."""
 
-    def currency_form() -> DisplayCurrencyForm:
-        form = DisplayCurrencyForm(
-            formdata=None, currency=display_currency(), next=_back_after_currency()
-        )
-        form.currency.choices = [
-            (c, currency_label(c)) for c in supported_display_currencies(fx_table())
-        ]
-        return form
+    def currency_switcher() -> CurrencySwitcher:
+        switcher = g.get("onecart_currency_switcher")
+        if switcher is None:
+            switcher = g.onecart_currency_switcher = CurrencySwitcher(
+                choices=[(c, currency_label(c)) for c in supported_display_currencies(fx_table())],
+                current=display_currency(),
+                next=_back_after_currency(),
+            )
+        return switcher
 
-    return {"currency_form": currency_form}
+    return {"currency_switcher": currency_switcher}

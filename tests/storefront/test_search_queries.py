@@ -8,6 +8,7 @@ and the price sort use that offer; "Highest rated" orders by the review-weighted
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,6 +18,7 @@ import meilisearch
 import pytest
 from werkzeug.datastructures import MultiDict
 
+import search_index.client as search_client_module
 from search_index.cache import ResultCache
 from search_index.client import SearchUnavailable, make_client, run_multi_search
 from search_index.filters import PriceScale, display_to_usd_minor, quote_filter_value
@@ -559,3 +561,47 @@ def test_a_server_that_is_down_is_reported_as_search_unavailable(unreachable_url
     assert caught.value.reason == "unreachable"
     with pytest.raises(SearchUnavailable):
         home_showcase(down, "products", "products_groups")
+
+
+def test_a_search_after_the_kept_connection_died_is_sent_again(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    params = SearchParams.from_query_args({"q": "thermos"})
+    products = group_index_uid(index_uid)
+    first = search_products(client, products, params)
+    kept = list(search_client_module._local.open.values())
+    assert kept, "the first search keeps its connection open for the next one"
+    for connection in kept:  # as when Meilisearch closes an idle connection
+        connection.sock.shutdown(socket.SHUT_RDWR)
+
+    again = search_products(client, products, params)
+
+    assert [hit.group_id for hit in again.hits] == [hit.group_id for hit in first.hits]
+    assert again.total_hits == first.total_hits
+
+
+def test_work_given_to_while_waiting_runs_once_per_listing_cached_or_not(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    calls: list[str] = []
+    params = SearchParams.from_query_args({"q": "flask"})
+    products = group_index_uid(index_uid)
+    cache = ResultCache(ttl_seconds=60)
+
+    fresh = search_products(
+        client, products, params, cache=cache, while_waiting=lambda: calls.append("a")
+    )
+    cached = search_products(
+        client, products, params, cache=cache, while_waiting=lambda: calls.append("b")
+    )
+
+    assert calls == ["a", "b"]
+    assert [hit.group_id for hit in cached.hits] == [hit.group_id for hit in fresh.hits]
+
+    def fails() -> None:
+        raise LookupError("the page could not render its frame")
+
+    with pytest.raises(LookupError):
+        search_products(client, products, SearchParams(q="sony"), while_waiting=fails)
+    # The connection whose answer was never read is dropped; the next search is not confused.
+    assert search_products(client, products, params).total_hits == fresh.total_hits

@@ -1,12 +1,13 @@
-"""Listing cards: every value a product card shows, and its HTML, computed once in Python.
+"""Listing cards: every value a product card shows, computed once in Python.
 
 A listing renders dozens of cards; doing the conversions, formatting and URL building here (one
 url_for per page instead of two per card, no template function calls per card) roughly halves
 the page's rendering time, and the JSON API reads the same values, so the page and the API
-never disagree. The card's HTML is built here too (:func:`card_html`): a Jinja macro call per
-card plus some twenty escapes through Jinja's runtime cost about a third of the search page's
-CPU (profiled: bench/RESULTS.md, issue 9 notes), a format string a small fraction of it. Every
-value from the index is escaped with markupsafe, as autoescaping would.
+never disagree.
+
+The card's HTML stays in its template (catalog/_product_card.html), where it is read and
+escaped like every other page: building it in Python saved about 0.3 ms of a 6–7 ms listing
+(bench/RESULTS.md, issue 9 notes), not enough to change what the page costs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import url_for
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from search_index.listings import ProductHit
 from storefront.catalog.highlight import highlight_title
@@ -39,11 +40,6 @@ class ProductCard:
     original_price_text: str | None
     offers_text: str | None
     rating_text: str | None
-
-    @property
-    def html(self) -> Markup:
-        """The card's HTML (built on use: the JSON API never asks for it)."""
-        return card_html(self)
 
     def as_json(self, currency: str) -> dict[str, Any]:
         """The JSON API's shape of this card (money as integer minor units + currency)."""
@@ -118,47 +114,3 @@ def build_cards(hits: Iterable[ProductHit]) -> list[ProductCard]:
             )
         )
     return cards
-
-
-def card_html(card: ProductCard) -> Markup:
-    """One listing card (what catalog/_product_card.html renders): the price is the product's
-    cheapest offer that matches the filters, from the marketplace named under it."""
-    hit = card.hit
-    offer = hit.offer
-    url = escape(card.url)
-    original = (
-        f' <span class="original-price">{escape(card.original_price_text)}</span>'
-        if card.original_price_text
-        else ""
-    )
-    if hit.rating is not None:
-        rating = (
-            f'<p class="rating"><span aria-hidden="true">★</span> {escape(str(hit.rating))}'
-            '<span class="visually-hidden"> out of 5</span>\n'
-            f'    <span class="muted">({escape(card.rating_text)})</span></p>'
-        )
-    else:
-        rating = '<p class="rating muted">No rating published</p>'
-    logo = (
-        f'<img class="market-logo-sm" src="{escape(offer.marketplace_logo)}" alt="" '
-        'width="20" height="20">'
-        if offer.marketplace_logo
-        else ""
-    )
-    cheapest = "Cheapest on " if hit.has_other_offers else ""
-    stock = "" if offer.available else ' <span class="badge badge-muted">Out of stock</span>'
-    return Markup(
-        f'<article class="product-card{"" if offer.available else " is-unavailable"}">\n'
-        f'  <a class="product-card-link" href="{url}">\n'
-        f'    <img class="product-card-image" src="{escape(card.image_url)}" alt="" '
-        'loading="lazy" width="240" height="180">\n'
-        f'    <h3 class="product-card-title">{card.title_html}</h3>\n'
-        "  </a>\n"
-        f'  <p class="product-card-price"><strong>{escape(card.price_text)}</strong>{original}</p>\n'
-        f"  {rating}\n"
-        f'  <p class="product-card-market">{logo}\n'
-        f"    <span>{cheapest}{escape(offer.marketplace_name)}</span>{stock}\n"
-        "  </p>\n"
-        f'  <p class="product-card-offers"><a href="{url}">{escape(card.offers_text or "")}</a></p>\n'
-        "</article>"
-    )

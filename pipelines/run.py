@@ -100,13 +100,25 @@ def dagster_instance(home: Path | None = None) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home or dagster_home()))
 
 
-def _metadata_values(materialization: dg.AssetMaterialization) -> dict[str, Any]:
-    return {key: value.value for key, value in materialization.metadata.items()}
+def _metadata_values(
+    event: dg.AssetMaterialization | dg.AssetObservation,
+) -> dict[str, Any]:
+    return {key: value.value for key, value in event.metadata.items()}
 
 
 def _asset_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     materializations = result.asset_materializations_for_node(asset)
     return _metadata_values(materializations[-1]) if materializations else {}
+
+
+def _embeddings_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """offer_embeddings' metadata: its materialization, or the observation it records instead
+    when the vectors did not change (pipelines/assets/embeddings.py)."""
+    metadata = _asset_metadata(result, "offer_embeddings")
+    if metadata:
+        return metadata
+    observations = result.asset_observations_for_node("offer_embeddings")
+    return _metadata_values(observations[-1]) if observations else {}
 
 
 def _failure_message(result: dg.ExecuteInProcessResult, step_key: str | None = None) -> str:
@@ -413,7 +425,7 @@ def materialize_all(
         embedding_run = definitions.resolve_job_def(OFFER_EMBEDDINGS_JOB).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=INGEST_TAGS
         )
-        metadata = _asset_metadata(embedding_run, "offer_embeddings")
+        metadata = _embeddings_metadata(embedding_run)
         if metadata:
             downstream_metadata["offer_embeddings"] = metadata
             progress(f"offer_embeddings: {_describe_downstream('offer_embeddings', metadata)}")

@@ -9,6 +9,7 @@ in-process executor.
 
 from __future__ import annotations
 
+import atexit
 import json
 import multiprocessing
 import os
@@ -239,24 +240,42 @@ def _describe_partition(outcome: PartitionOutcome) -> list[str]:
     return lines
 
 
+@dataclass(slots=True)
+class _PartitionWorker:
+    """What a worker process keeps between the partitions it runs: the catalog job and the
+    Dagster instance, built once per process instead of once per partition."""
+
+    job: dg.JobDefinition
+    instance: dg.DagsterInstance
+
+
+_worker: _PartitionWorker | None = None
+
+
+def _start_partition_worker(home: str) -> None:
+    """ProcessPoolExecutor initializer: build the job and open the instance for this worker."""
+    global _worker
+    job = build_definitions(get_settings()).resolve_job_def(MARKETPLACE_CATALOG_JOB)
+    instance = dagster_instance(Path(home))
+    atexit.register(instance.dispose)
+    _worker = _PartitionWorker(job=job, instance=instance)
+
+
 def _partition_in_child(
     slug: str, home: str, full_refresh: bool, as_of: str = ""
 ) -> PartitionOutcome:
     """One marketplace partition run in a worker process (see _run_partitions_concurrently)."""
-    settings = get_settings()
-    catalog_job = build_definitions(settings).resolve_job_def(MARKETPLACE_CATALOG_JOB)
-    instance = dagster_instance(Path(home))
-    try:
-        result = catalog_job.execute_in_process(
-            partition_key=slug,
-            instance=instance,
-            raise_on_error=False,
-            run_config=_catalog_run_config(full_refresh, as_of),
-            tags=INGEST_TAGS,
-        )
-        return _partition_outcome(slug, result)
-    finally:
-        instance.dispose()
+    if _worker is None:
+        _start_partition_worker(home)
+    assert _worker is not None
+    result = _worker.job.execute_in_process(
+        partition_key=slug,
+        instance=_worker.instance,
+        raise_on_error=False,
+        run_config=_catalog_run_config(full_refresh, as_of),
+        tags=INGEST_TAGS,
+    )
+    return _partition_outcome(slug, result)
 
 
 def _catalog_run_config(full_refresh: bool, as_of: str = "") -> dict[str, Any]:
@@ -285,7 +304,12 @@ def _run_partitions_concurrently(
     whose process dies, fails alone."""
     outcomes: dict[str, PartitionOutcome] = {}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_start_partition_worker,
+        initargs=(home,),
+    ) as pool:
         futures = {
             pool.submit(_partition_in_child, slug, home, full_refresh, as_of): slug
             for slug in slugs

@@ -303,7 +303,11 @@ def _run_partitions_concurrently(
     partitions stage their fetch in their own Parquet files first. A partition that fails, or
     whose process dies, fails alone."""
     outcomes: dict[str, PartitionOutcome] = {}
-    context = multiprocessing.get_context("spawn")
+    # Workers fork from a server process that imported the pipeline once (not a fork of this
+    # process, whose threads could hold locks): no import per worker, per ingest, or per day of
+    # a --history replay.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,

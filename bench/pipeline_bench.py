@@ -195,13 +195,30 @@ def rusage_peaks() -> dict[str, int]:
     }
 
 
+def _live_child_cpu_seconds(pid: int) -> float:
+    """utime + stime + cutime + cstime of `pid`'s live children (a forkserver's own CPU and that
+    of the workers it has reaped), from /proc/<child>/stat."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for child in _children(pid):
+        try:
+            with open(f"/proc/{child}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After "(comm)": state is field 3, utime..cstime are fields 14..17 of the whole line.
+        total += sum(int(value) for value in fields[11:15]) / ticks
+    return total
+
+
 def cpu_seconds() -> float:
-    """User + system CPU time of this process and of its waited-for children (the partition
-    workers once their pool is shut down), in seconds. Less sensitive than wall time to other
-    processes on a shared machine, though not immune (caches, frequency)."""
+    """User + system CPU time of this process, of its waited-for children and of its live ones
+    (with what they waited for: the partition workers, forked by a forkserver), in seconds. Less
+    sensitive than wall time to other processes on a shared machine, though not immune."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    waited = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return waited + _live_child_cpu_seconds(os.getpid())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -220,6 +220,9 @@ def site_pages() -> set[str]:
 
 def layout_problems(page: Page, path: str) -> list[str]:
     """Header height and sideways overflow of the current page at both widths."""
+    # Measure the page as laid out with its stylesheet: after a form's navigation the first
+    # result can be visible before the CSS has arrived (seen under load: an unstyled header).
+    page.wait_for_load_state("load")
     problems = []
     for viewport in (PHONE, DESKTOP):
         page.set_viewport_size(viewport)

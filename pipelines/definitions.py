@@ -21,7 +21,7 @@ from pipelines.assets.serving import (
     search_products,
     storefront_products,
 )
-from pipelines.checks import build_catalog_checks, products_are_fresh
+from pipelines.checks import products_are_fresh
 from pipelines.jobs import build_jobs
 from pipelines.partitions import build_marketplace_partitions
 from pipelines.resources import build_resources
@@ -45,7 +45,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             storefront_products,
             analyst_warehouse,
         ],
-        asset_checks=[*build_catalog_checks(partitions), products_are_fresh],
+        asset_checks=[products_are_fresh],
         jobs=[catalog_job, downstream_job, embeddings_job],
         schedules=[build_catalog_refresh_schedule(settings.schedule_cron, partitions)],
         sensors=[

@@ -30,6 +30,8 @@ DOWNSTREAM_ASSETS = (
 )
 
 # The embeddings, then the index again so it carries them (an incremental sync once it has).
+# offer_embeddings yields no output when the vectors did not change, and Dagster then skips
+# search_products in this run.
 EMBEDDING_ASSETS = ("offer_embeddings", "search_products")
 
 

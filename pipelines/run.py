@@ -9,6 +9,7 @@ in-process executor.
 
 from __future__ import annotations
 
+import atexit
 import json
 import multiprocessing
 import os
@@ -100,13 +101,25 @@ def dagster_instance(home: Path | None = None) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home or dagster_home()))
 
 
-def _metadata_values(materialization: dg.AssetMaterialization) -> dict[str, Any]:
-    return {key: value.value for key, value in materialization.metadata.items()}
+def _metadata_values(
+    event: dg.AssetMaterialization | dg.AssetObservation,
+) -> dict[str, Any]:
+    return {key: value.value for key, value in event.metadata.items()}
 
 
 def _asset_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     materializations = result.asset_materializations_for_node(asset)
     return _metadata_values(materializations[-1]) if materializations else {}
+
+
+def _embeddings_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """offer_embeddings' metadata: its materialization, or the observation it records instead
+    when the vectors did not change (pipelines/assets/embeddings.py)."""
+    metadata = _asset_metadata(result, "offer_embeddings")
+    if metadata:
+        return metadata
+    observations = result.asset_observations_for_node("offer_embeddings")
+    return _metadata_values(observations[-1]) if observations else {}
 
 
 def _failure_message(result: dg.ExecuteInProcessResult, step_key: str | None = None) -> str:
@@ -227,24 +240,42 @@ def _describe_partition(outcome: PartitionOutcome) -> list[str]:
     return lines
 
 
+@dataclass(slots=True)
+class _PartitionWorker:
+    """What a worker process keeps between the partitions it runs: the catalog job and the
+    Dagster instance, built once per process instead of once per partition."""
+
+    job: dg.JobDefinition
+    instance: dg.DagsterInstance
+
+
+_worker: _PartitionWorker | None = None
+
+
+def _start_partition_worker(home: str) -> None:
+    """ProcessPoolExecutor initializer: build the job and open the instance for this worker."""
+    global _worker
+    job = build_definitions(get_settings()).resolve_job_def(MARKETPLACE_CATALOG_JOB)
+    instance = dagster_instance(Path(home))
+    atexit.register(instance.dispose)
+    _worker = _PartitionWorker(job=job, instance=instance)
+
+
 def _partition_in_child(
     slug: str, home: str, full_refresh: bool, as_of: str = ""
 ) -> PartitionOutcome:
     """One marketplace partition run in a worker process (see _run_partitions_concurrently)."""
-    settings = get_settings()
-    catalog_job = build_definitions(settings).resolve_job_def(MARKETPLACE_CATALOG_JOB)
-    instance = dagster_instance(Path(home))
-    try:
-        result = catalog_job.execute_in_process(
-            partition_key=slug,
-            instance=instance,
-            raise_on_error=False,
-            run_config=_catalog_run_config(full_refresh, as_of),
-            tags=INGEST_TAGS,
-        )
-        return _partition_outcome(slug, result)
-    finally:
-        instance.dispose()
+    if _worker is None:
+        _start_partition_worker(home)
+    assert _worker is not None
+    result = _worker.job.execute_in_process(
+        partition_key=slug,
+        instance=_worker.instance,
+        raise_on_error=False,
+        run_config=_catalog_run_config(full_refresh, as_of),
+        tags=INGEST_TAGS,
+    )
+    return _partition_outcome(slug, result)
 
 
 def _catalog_run_config(full_refresh: bool, as_of: str = "") -> dict[str, Any]:
@@ -272,8 +303,17 @@ def _run_partitions_concurrently(
     partitions stage their fetch in their own Parquet files first. A partition that fails, or
     whose process dies, fails alone."""
     outcomes: dict[str, PartitionOutcome] = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    # Workers fork from a server process that imported the pipeline once (not a fork of this
+    # process, whose threads could hold locks): no import per worker, per ingest, or per day of
+    # a --history replay.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_start_partition_worker,
+        initargs=(home,),
+    ) as pool:
         futures = {
             pool.submit(_partition_in_child, slug, home, full_refresh, as_of): slug
             for slug in slugs
@@ -413,7 +453,7 @@ def materialize_all(
         embedding_run = definitions.resolve_job_def(OFFER_EMBEDDINGS_JOB).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=INGEST_TAGS
         )
-        metadata = _asset_metadata(embedding_run, "offer_embeddings")
+        metadata = _embeddings_metadata(embedding_run)
         if metadata:
             downstream_metadata["offer_embeddings"] = metadata
             progress(f"offer_embeddings: {_describe_downstream('offer_embeddings', metadata)}")

@@ -1,23 +1,35 @@
 """Publishing the analysts' read-only copy of the warehouse.
 
 Analysts never open the pipeline's own file (an open reader would block the pipeline's writer and
-vice versa). After each run the pipeline copies the tables into `warehouse.next.duckdb`, adds the
-analyst views, and `os.replace`s it over `warehouse.duckdb`: a reader that has the old file open
-keeps reading the old snapshot, the next one sees the new file, and nobody sees half a copy.
+vice versa). After each run the pipeline builds `warehouse.next.duckdb`, adds the analyst views,
+and `os.replace`s it over `warehouse.duckdb`: a reader that has the old file open keeps reading the
+old snapshot, the next one sees the new file, and nobody sees half a copy.
+
+The next copy starts from the published one when its layout (schema and views) is current, and
+only the tables whose content differs from the pipeline's are written again: a table whose rows
+did not change is kept, an append-only table (price history, load log) gets only its new rows,
+any other changed table is replaced. `published_tables` in the copy says which happened, so an
+analyst can see how fresh each table is. A refresh after a few price changes thus copies the
+offers (every offer's `fetched_at` moves) but not the product groups or the whole price history.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import stat
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
 from warehouse.connection import (
+    SCHEMA_FILE,
+    VIEWS_FILE,
+    WarehouseMissing,
     apply_schema,
-    connect,
     exclusive_file_lock,
     lock_path_for,
     refresh_views,
@@ -34,17 +46,38 @@ PUBLISHED_TABLES: tuple[str, ...] = (
     "product_groups",
     "price_history",
 )
+# Tables the pipeline only ever appends to: a publish appends their new rows. (If one ever lost
+# or changed a row, the copy would notice and replace the table instead.)
+APPEND_ONLY_TABLES: frozenset[str] = frozenset({"catalog_loads", "price_history"})
 
-COPY_BATCH_ROWS = 50_000
+# How each table of a publish was brought up to date (published_tables.refresh).
+KEPT, APPENDED, COPIED = "kept", "appended", "copied"
+
+PUBLISHED_TABLES_DDL = """
+CREATE TABLE IF NOT EXISTS published_tables (
+    table_name VARCHAR PRIMARY KEY,
+    row_count BIGINT NOT NULL,
+    refresh VARCHAR NOT NULL,
+    layout VARCHAR NOT NULL,
+    published_at TIMESTAMPTZ NOT NULL
+);
+COMMENT ON TABLE published_tables IS 'How each table of this snapshot was brought up to date by
+the publish that made it: kept (unchanged since the previous snapshot), appended (new rows only)
+or copied (replaced), with its row count and when.';
+"""
+
+SOURCE_ALIAS = "pipeline_source"
 
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
-    """What was published where: row counts per table and the view names."""
+    """What was published where: row counts per table, how each table was refreshed (kept,
+    appended or copied) and the view names."""
 
     path: Path
     table_rows: dict[str, int]
     views: list[str]
+    refreshed: dict[str, str]
 
 
 def default_published_path() -> Path:
@@ -54,42 +87,146 @@ def default_published_path() -> Path:
     return get_settings().warehouse_path
 
 
+def default_source_path() -> Path:
+    """settings.pipeline_db_path, read when called."""
+    from onecart.settings import get_settings
+
+    return get_settings().pipeline_db_path
+
+
 def next_path_for(published: Path) -> Path:
     """`warehouse.duckdb` -> `warehouse.next.duckdb` (built beside it, then renamed over it)."""
     return published.with_name(f"{published.stem}.next{published.suffix}")
 
 
-def _table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
-    return [name for (name,) in rows]
+def layout_fingerprint() -> str:
+    """What a published file's tables and views are made of: a copy made under another schema
+    or view set is rebuilt from scratch."""
+    digest = hashlib.sha256()
+    for part in (SCHEMA_FILE.read_bytes(), VIEWS_FILE.read_bytes(), *PUBLISHED_TABLES):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
 
 
 def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def copy_table(
-    source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection, table: str
-) -> int:
-    """Stream one table's rows from `source` into the same table of `target` through Arrow."""
-    if table not in PUBLISHED_TABLES:
-        raise ValueError(f"{table!r} is not a published table")
-    columns = [c for c in _table_columns(target, table) if c in set(_table_columns(source, table))]
-    column_list = ", ".join(_quoted(c) for c in columns)
-    reader = source.sql(f"SELECT {column_list} FROM {table}").to_arrow_reader(COPY_BATCH_ROWS)
-    target.register("incoming_rows", reader)
-    try:
-        target.execute(
-            f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM incoming_rows"
-        )
-    finally:
-        target.unregister("incoming_rows")
-    (count,) = target.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+def _table_columns(conn: duckdb.DuckDBPyConnection, catalog: str, table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = ? "
+        "AND table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+        [catalog, table],
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def _fingerprint(
+    conn: duckdb.DuckDBPyConnection, relation: str, column_list: str
+) -> tuple[int, int]:
+    """(rows, sum of row hashes): equal for two tables with the same rows, in any order."""
+    row = conn.execute(
+        f"SELECT count(*), coalesce(sum(hash({column_list})::HUGEINT), 0) FROM {relation}"
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
+    (count,) = conn.execute(f"SELECT count(*) FROM ({sql})").fetchone() or (0,)
     return int(count)
+
+
+class _TableCopy:
+    """One published table and the SQL that reads it from the pipeline file and from the copy."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, table: str) -> None:
+        if table not in PUBLISHED_TABLES:
+            raise ValueError(f"{table!r} is not a published table")
+        source_columns = set(_table_columns(conn, SOURCE_ALIAS, table))
+        (own_catalog,) = conn.execute("SELECT current_database()").fetchone() or ("",)
+        columns = [c for c in _table_columns(conn, own_catalog, table) if c in source_columns]
+        self.table = table
+        self.column_list = ", ".join(_quoted(c) for c in columns)
+        self.source = f"{SOURCE_ALIAS}.main.{_quoted(table)}"
+        self.target = f"main.{_quoted(table)}"
+        self.incoming = f"SELECT {self.column_list} FROM {self.source}"
+        self.held = f"SELECT {self.column_list} FROM {self.target}"
+
+    def plan(self, conn: duckdb.DuckDBPyConnection) -> str:
+        """KEPT when the copy holds the pipeline's rows, APPENDED when it holds a part of an
+        append-only table's rows, else COPIED."""
+        if _fingerprint(conn, self.source, self.column_list) == _fingerprint(
+            conn, self.target, self.column_list
+        ):
+            return KEPT
+        if (
+            self.table in APPEND_ONLY_TABLES
+            and _count(conn, f"{self.held} EXCEPT ALL {self.incoming}") == 0
+        ):
+            return APPENDED
+        return COPIED
+
+    def apply(self, conn: duckdb.DuckDBPyConnection, refresh: str) -> int:
+        """Write what `refresh` says into the (for COPIED: empty) table; return its rows."""
+        if refresh == APPENDED:
+            conn.execute(
+                f"INSERT INTO {self.target} ({self.column_list}) "
+                f"{self.incoming} EXCEPT ALL {self.held}"
+            )
+        elif refresh == COPIED:
+            conn.execute(f"INSERT INTO {self.target} ({self.column_list}) {self.incoming}")
+        (count,) = conn.execute(f"SELECT count(*) FROM {self.target}").fetchone() or (0,)
+        return int(count)
+
+
+def refresh_tables(
+    conn: duckdb.DuckDBPyConnection, *, from_previous: bool
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Bring every published table of `conn` up to date with the attached pipeline file; return
+    how each was refreshed and its row count. Without `from_previous` every table is empty and
+    copied whole."""
+    copies = {table: _TableCopy(conn, table) for table in PUBLISHED_TABLES}
+    refreshed = {
+        table: copy.plan(conn) if from_previous else COPIED for table, copy in copies.items()
+    }
+    replaced = [
+        table for table, refresh in refreshed.items() if from_previous and refresh == COPIED
+    ]
+    if replaced:
+        # Dropping and re-creating (schema.sql is idempotent) is far cheaper than deleting every
+        # row of a table with a primary key.
+        for table in replaced:
+            conn.execute(f"DROP TABLE {copies[table].target}")
+        apply_schema(conn)
+    rows = {table: copies[table].apply(conn, refresh) for table, refresh in refreshed.items()}
+    return refreshed, rows
+
+
+def _start_from_previous(published: Path, next_path: Path, layout: str) -> bool:
+    """Copy the published file to `next_path` when it was made with the current layout; return
+    whether it was (else `next_path` does not exist and the copy starts empty)."""
+    if not published.exists():
+        return False
+    try:
+        reader = duckdb.connect(str(published), read_only=True)
+    except duckdb.Error:
+        return False
+    try:
+        layouts = {
+            value
+            for (value,) in reader.execute(
+                "SELECT DISTINCT layout FROM published_tables"
+            ).fetchall()
+        }
+    except duckdb.Error:  # made before published_tables existed
+        return False
+    finally:
+        reader.close()
+    if layouts != {layout}:
+        return False
+    shutil.copyfile(published, next_path)
+    return True
 
 
 def _remove_database_file(path: Path) -> None:
@@ -98,31 +235,51 @@ def _remove_database_file(path: Path) -> None:
 
 
 def publish(source: Path | str | None = None, target: Path | str | None = None) -> PublishResult:
-    """Build a fresh copy of the warehouse with the analyst views and swap it in atomically.
+    """Bring a copy of the warehouse with the analyst views up to date and swap it in atomically.
 
     `source` defaults to settings.pipeline_db_path and `target` to settings.warehouse_path.
     The published file is made read-only on disk, so an analyst who forgets `read_only=True`
     gets an error instead of edits that the next publish would silently discard.
     """
+    source_path = Path(source) if source is not None else default_source_path()
     published = Path(target) if target is not None else default_published_path()
     next_path = next_path_for(published)
-    table_rows: dict[str, int] = {}
+    layout = layout_fingerprint()
     with (
-        connect(source, read_only=True) as source_conn,
+        exclusive_file_lock(lock_path_for(source_path)),
         exclusive_file_lock(lock_path_for(next_path)),
     ):
+        if not source_path.exists():
+            raise WarehouseMissing(f"{source_path} does not exist yet: run the pipeline first")
         # A copy left by an interrupted publish is discarded, never appended to.
         _remove_database_file(next_path)
+        from_previous = _start_from_previous(published, next_path, layout)
         next_conn = duckdb.connect(str(next_path))
         try:
             next_conn.execute("SET TimeZone = 'UTC'")
-            apply_schema(next_conn)
-            for table in PUBLISHED_TABLES:
-                table_rows[table] = copy_table(source_conn, next_conn, table)
+            if not from_previous:
+                apply_schema(next_conn)
+                next_conn.execute(PUBLISHED_TABLES_DDL)
+            # A path is not a bindable value in ATTACH; quote it as a string literal.
+            quoted_source = "'" + str(source_path).replace("'", "''") + "'"
+            next_conn.execute(f"ATTACH {quoted_source} AS {SOURCE_ALIAS} (READ_ONLY)")
+            try:
+                refreshed, table_rows = refresh_tables(next_conn, from_previous=from_previous)
+            finally:
+                next_conn.execute(f"DETACH {SOURCE_ALIAS}")
+            now = datetime.now(UTC)
+            next_conn.executemany(
+                "INSERT OR REPLACE INTO published_tables "
+                "(table_name, row_count, refresh, layout, published_at) VALUES (?, ?, ?, ?, ?)",
+                [
+                    [table, table_rows[table], refreshed[table], layout, now]
+                    for table in PUBLISHED_TABLES
+                ],
+            )
             views = refresh_views(next_conn)
             next_conn.execute("CHECKPOINT")
         finally:
             next_conn.close()
         os.chmod(next_path, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         os.replace(next_path, published)
-    return PublishResult(path=published, table_rows=table_rows, views=views)
+    return PublishResult(path=published, table_rows=table_rows, views=views, refreshed=refreshed)

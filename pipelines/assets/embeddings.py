@@ -4,8 +4,14 @@ The model is optional: when it is not installed (or ONECART_ASSISTANT_EMBEDDINGS
 succeeds without embedding and says why, and the index stays keyword-only. The assistant package
 is imported when the asset runs, not when the definitions load, so a code location without it
 still loads.
+
+The asset materializes only when the stored vectors changed (texts embedded or pruned). Otherwise
+it records an observation saying why (switched off, no model, nothing new) and yields no output,
+so Dagster skips `search_products` in the same run (offer_embeddings_job): re-syncing the index
+after every refresh would cost a pass over every offer for vectors the index already has.
 """
 
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -15,26 +21,35 @@ from onecart.settings import get_settings
 from pipelines.resources import WarehouseResource
 
 EMBEDDINGS_GROUP = "embeddings"
+OFFER_EMBEDDINGS = dg.AssetKey("offer_embeddings")
 
 
-@dg.asset(deps=["normalized_products"], group_name=EMBEDDINGS_GROUP, kinds={"onnx", "duckdb"})
+@dg.asset(
+    deps=["normalized_products"],
+    group_name=EMBEDDINGS_GROUP,
+    kinds={"onnx", "duckdb"},
+    output_required=False,
+)
 def offer_embeddings(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     """all-MiniLM-L6-v2 sentence embeddings (384 floats) of every current offer's title, brand,
     category and description start, cached in the warehouse by text hash: only new or changed
     texts are embedded, texts no offer uses any more are dropped. search_products sends them to
     Meilisearch in each document's `_vectors.default` (assistant.embedding_store
-    .read_document_vectors)."""
+    .read_document_vectors). Materialized only when the vectors changed; a run that changed
+    nothing (or could not embed) is recorded as an observation with the reason."""
     try:
         from assistant.config import get_assistant_settings
         from assistant.embedding_store import refresh_offer_embeddings
         from assistant.embeddings import load_offer_embedder, model_status
     except ImportError as exc:  # the assistant package is not installed with this location
-        return _skipped(context, f"assistant package unavailable: {exc}")
+        _skipped(context, f"assistant package unavailable: {exc}")
+        return
     settings = get_assistant_settings()
     if not settings.embeddings_enabled:
-        return _skipped(context, "switched off (ONECART_ASSISTANT_EMBEDDINGS=off)")
+        _skipped(context, "switched off (ONECART_ASSISTANT_EMBEDDINGS=off)")
+        return
 
     def report(line: str) -> None:
         # The run's log (Dagster UI), stdout (an in-process run's terminal) and the status file
@@ -48,26 +63,30 @@ def offer_embeddings(
     try:
         embedder = load_offer_embedder(settings)
         if embedder is None:
-            return _skipped(context, model_status(settings.model_package).reason)
+            _skipped(context, model_status(settings.model_package).reason)
+            return
         refresh = refresh_offer_embeddings(warehouse.connect, embedder, progress=report)
     finally:
         progress_status.clear_status(get_settings(), "embeddings")
-    return dg.MaterializeResult(
-        metadata={
-            "skipped": "",
-            "model": refresh.model_id,
-            "dagster/row_count": refresh.distinct_texts,
-            "offers": refresh.offers,
-            "embedded": refresh.embedded,
-            "reused": refresh.reused,
-            "pruned": refresh.pruned,
-            "embed_seconds": round(refresh.embed_seconds, 2),
-            "offers_per_second": round(refresh.offers_per_second, 1),
-        }
-    )
+    metadata: dict[str, Any] = {
+        "skipped": "",
+        "model": refresh.model_id,
+        "dagster/row_count": refresh.distinct_texts,
+        "offers": refresh.offers,
+        "embedded": refresh.embedded,
+        "reused": refresh.reused,
+        "pruned": refresh.pruned,
+        "embed_seconds": round(refresh.embed_seconds, 2),
+        "offers_per_second": round(refresh.offers_per_second, 1),
+    }
+    if refresh.embedded or refresh.pruned:
+        yield dg.MaterializeResult(metadata=metadata)
+    else:
+        context.log_event(dg.AssetObservation(asset_key=OFFER_EMBEDDINGS, metadata=metadata))
 
 
-def _skipped(context: dg.AssetExecutionContext, reason: str) -> dg.MaterializeResult:
+def _skipped(context: dg.AssetExecutionContext, reason: str) -> None:
+    """Record why nothing was embedded (the asset then yields no output)."""
     context.log.info(f"offer embeddings skipped: {reason}")
     metadata: dict[str, Any] = {"skipped": reason}
-    return dg.MaterializeResult(metadata=metadata)
+    context.log_event(dg.AssetObservation(asset_key=OFFER_EMBEDDINGS, metadata=metadata))

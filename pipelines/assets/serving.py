@@ -198,7 +198,9 @@ def analyst_warehouse(
 ) -> dg.MaterializeResult:
     """The analysts' read-only warehouse (settings.warehouse_path): every table but raw_catalog,
     plus the views of warehouse/sql/views.sql. Built as warehouse.next.duckdb and swapped in with
-    os.replace, so readers never see half a copy. See warehouse/README.md."""
+    os.replace, so readers never see half a copy; only the tables that changed since the last
+    copy are written again (appended, for price history and the load log). See
+    warehouse/README.md."""
     with warehouse.connect() as conn:
         refresh_views(conn)
     published = warehouse.publish()
@@ -207,6 +209,7 @@ def analyst_warehouse(
         metadata={
             "path": dg.MetadataValue.path(str(published.path)),
             "table_rows": dg.MetadataValue.json(published.table_rows),
+            "table_refresh": dg.MetadataValue.json(published.refreshed),
             "views": dg.MetadataValue.json(published.views),
         }
     )

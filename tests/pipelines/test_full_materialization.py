@@ -26,7 +26,7 @@ from adapters.registry import load_marketplaces
 from onecart.settings import REPO_ROOT, Settings
 from pipelines.assets.serving import search_product_groups, search_products
 from pipelines.definitions import build_definitions
-from pipelines.jobs import MARKETPLACE_CATALOG_JOB
+from pipelines.jobs import MARKETPLACE_CATALOG_JOB, OFFER_EMBEDDINGS_JOB
 from pipelines.resources import MarketplacesResource, build_resources
 from pipelines.run import materialize_all
 from pipelines.search_sync import build_product_documents, build_search_documents
@@ -144,6 +144,22 @@ def test_first_ingest_succeeds_for_every_marketplace(first_ingest: Ingest) -> No
         assert "normalized" in line and "rejected" in line
     for asset in ("fx_rates", "product_groups", "price_history", "search_products"):
         assert any(line.startswith(f"{asset}: ") for line in first_ingest.lines)
+
+
+def test_the_embeddings_run_leaves_the_index_alone_when_no_vector_changed(
+    first_ingest: Ingest, instance: dg.DagsterInstance
+) -> None:
+    """Embeddings are off in this module: offer_embeddings records why as an observation instead
+    of materializing, and search_products, already synced by the downstream run, is skipped."""
+    (run,) = instance.get_runs(dg.RunsFilter(job_name=OFFER_EMBEDDINGS_JOB), limit=1)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    events = [entry.dagster_event for entry in instance.all_logs(run.run_id)]
+    observed = [e for e in events if e is not None and e.is_asset_observation]
+    assert [e.asset_key for e in observed] == [dg.AssetKey("offer_embeddings")]
+    assert not [e for e in events if e is not None and e.is_step_materialization]
+    skipped = {e.step_key for e in events if e is not None and e.is_step_skipped}
+    assert skipped == {"search_products"}
+    assert "switched off" in first_ingest.report.downstream_metadata["offer_embeddings"]["skipped"]
 
 
 def test_every_marketplace_has_products(first_ingest: Ingest, pipeline_settings: Settings) -> None:

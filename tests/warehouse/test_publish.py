@@ -115,3 +115,86 @@ def test_a_copy_left_by_an_interrupted_publish_is_discarded(tmp_path: Path) -> N
     warehouse.publish(source, target)
     assert not leftover.exists()
     assert count_products(target) == 1
+
+
+def published_rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every published table's rows, sorted, and how the last publish refreshed each."""
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+            for table in PUBLISHED_TABLES
+        }
+        tables["published_tables"] = conn.execute(
+            "SELECT table_name, row_count, refresh FROM published_tables ORDER BY ALL"
+        ).fetchall()
+        return tables
+    finally:
+        conn.close()
+
+
+def test_a_republish_writes_only_what_changed_and_equals_a_fresh_copy(tmp_path: Path) -> None:
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    with warehouse.connect(source) as conn:
+        conn.execute(
+            "INSERT INTO price_history VALUES ('shop', '1', 1000, 'EUR', true, now() - INTERVAL 1 DAY)"
+        )
+    first = warehouse.publish(source, target)
+    assert set(first.refreshed.values()) == {"copied"}
+
+    with warehouse.connect(source) as conn:  # a refresh: one price moves, every offer is seen
+        conn.execute("UPDATE products SET price_minor = 900, fetched_at = now()")
+        conn.execute("INSERT INTO price_history VALUES ('shop', '1', 900, 'EUR', true, now())")
+    second = warehouse.publish(source, target)
+    assert second.refreshed == {
+        "marketplaces": "kept",
+        "products": "copied",
+        "rejected_products": "kept",
+        "catalog_loads": "kept",
+        "fx_rates": "kept",
+        "product_groups": "kept",
+        "price_history": "appended",
+    }
+    assert second.table_rows["price_history"] == 2
+
+    fresh = tmp_path / "fresh.duckdb"
+    warehouse.publish(source, fresh)
+    got, expected = published_rows(target), published_rows(fresh)
+    assert got.pop("published_tables") != expected.pop("published_tables")  # kept vs copied
+    assert got == expected
+    assert count_products(target) == 1
+
+
+def test_a_history_that_lost_rows_is_copied_again_not_appended(tmp_path: Path) -> None:
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    with warehouse.connect(source) as conn:
+        conn.execute("INSERT INTO price_history VALUES ('shop', '1', 1000, 'EUR', true, now())")
+    warehouse.publish(source, target)
+    with warehouse.connect(source) as conn:
+        conn.execute("DELETE FROM price_history")
+        conn.execute("INSERT INTO price_history VALUES ('shop', '1', 800, 'EUR', true, now())")
+    result = warehouse.publish(source, target)
+    assert result.refreshed["price_history"] == "copied"
+    assert published_rows(target)["price_history"] == published_rows_of_source(source)
+
+
+def published_rows_of_source(source: Path) -> list[tuple[object, ...]]:
+    with warehouse.connect(source, read_only=True) as conn:
+        return conn.execute("SELECT * FROM price_history ORDER BY ALL").fetchall()
+
+
+def test_a_copy_made_under_another_layout_is_rebuilt_from_scratch(tmp_path: Path) -> None:
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    warehouse.publish(source, target)
+    os.chmod(target, 0o644)
+    conn = duckdb.connect(str(target))
+    try:  # as if the schema or the views had changed since
+        conn.execute("UPDATE published_tables SET layout = 'an older layout'")
+    finally:
+        conn.close()
+    result = warehouse.publish(source, target)
+    assert set(result.refreshed.values()) == {"copied"}
+    assert count_products(target) == 1

@@ -23,6 +23,7 @@ from typing import Any
 
 import dagster as dg
 
+from assistant.config import get_assistant_settings
 from onecart import progress as progress_status
 from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
@@ -252,9 +253,22 @@ class _PartitionWorker:
 _worker: _PartitionWorker | None = None
 
 
-def _start_partition_worker(home: str) -> None:
-    """ProcessPoolExecutor initializer: build the job and open the instance for this worker."""
+def _adopt_environment(environment: Mapping[str, str]) -> None:
+    """Make this worker's environment the submitting process's, and forget what was read from
+    the old one. A forked worker inherits the forkserver's environment, which is the environment
+    of whichever process first started the forkserver (in a test run, the first test's
+    ONECART_HOME), not the environment of the ingest that submits the partition."""
+    os.environ.clear()
+    os.environ.update(environment)
+    get_settings.cache_clear()
+    get_assistant_settings.cache_clear()
+
+
+def _start_partition_worker(home: str, environment: Mapping[str, str]) -> None:
+    """ProcessPoolExecutor initializer: take the submitter's environment, build the job and open
+    the instance for this worker."""
     global _worker
+    _adopt_environment(environment)
     job = build_definitions(get_settings()).resolve_job_def(MARKETPLACE_CATALOG_JOB)
     instance = dagster_instance(Path(home))
     atexit.register(instance.dispose)
@@ -265,9 +279,7 @@ def _partition_in_child(
     slug: str, home: str, full_refresh: bool, as_of: str = ""
 ) -> PartitionOutcome:
     """One marketplace partition run in a worker process (see _run_partitions_concurrently)."""
-    if _worker is None:
-        _start_partition_worker(home)
-    assert _worker is not None
+    assert _worker is not None, "the pool's initializer starts every worker"
     result = _worker.job.execute_in_process(
         partition_key=slug,
         instance=_worker.instance,
@@ -288,6 +300,21 @@ def _catalog_run_config(full_refresh: bool, as_of: str = "") -> dict[str, Any]:
     }
 
 
+def _partition_worker_pool(workers: int, home: str) -> ProcessPoolExecutor:
+    """Worker processes for partition runs. They fork from a server process that imported the
+    pipeline once (not a fork of this process, whose threads could hold locks): no import per
+    worker, per ingest, or per day of a --history replay. The server outlives this pool and keeps
+    the environment it started with, so each worker is given this process's environment."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_start_partition_worker,
+        initargs=(home, dict(os.environ)),
+    )
+
+
 def _run_partitions_concurrently(
     slugs: list[str],
     workers: int,
@@ -303,17 +330,7 @@ def _run_partitions_concurrently(
     partitions stage their fetch in their own Parquet files first. A partition that fails, or
     whose process dies, fails alone."""
     outcomes: dict[str, PartitionOutcome] = {}
-    # Workers fork from a server process that imported the pipeline once (not a fork of this
-    # process, whose threads could hold locks): no import per worker, per ingest, or per day of
-    # a --history replay.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_start_partition_worker,
-        initargs=(home,),
-    ) as pool:
+    with _partition_worker_pool(workers, home) as pool:
         futures = {
             pool.submit(_partition_in_child, slug, home, full_refresh, as_of): slug
             for slug in slugs

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -147,6 +147,89 @@ def _several_offers(conn: duckdb.DuckDBPyConnection, uid: str) -> int:
     return int(count)
 
 
+def _sync_all(
+    connect: Connect,
+    client: meilisearch.Client,
+    offers_uid: str,
+    uid: str,
+    *,
+    rates: Mapping[str, Decimal],
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    active: list[str],
+    prior: Decimal,
+    hashes: pl.DataFrame,
+    shared: str,
+    reason: str,
+    progress: Callable[[str], None],
+) -> GroupIndexSync:
+    """Every product document built and synced, streamed group by group from an export of the
+    active offers ordered by group, so memory stays flat however large the catalog."""
+    skipped: dict[str, str] = {}
+    doc_hashes: dict[str, str] = {}
+    with search_sync.spill_directory(connect) as spill:
+        exported = spill / "offers_by_group.parquet"
+        with connect() as conn:
+            conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
+            try:
+                search_sync.export_rows(
+                    conn,
+                    f"SELECT * FROM ({OFFER_EXPORT_SQL}) WHERE marketplace IN "
+                    "(SELECT slug FROM active_marketplaces) "
+                    "ORDER BY group_id NULLS LAST, marketplace, external_id",
+                    exported,
+                    {},
+                )
+            finally:
+                conn.unregister("active_marketplaces")
+        group_min = search_sync.cheapest_usd_per_group(
+            pl.read_parquet(exported, columns=["group_id", "price_minor", "currency", "available"]),
+            rates,
+        )
+
+        def documents() -> Iterator[GroupDocument]:
+            for batch in search_sync.iter_group_batches(exported):
+                offer_documents = search_sync.iter_offer_documents(
+                    batch,
+                    marketplaces=marketplaces,
+                    rates=rates,
+                    skipped=skipped,
+                    group_min=group_min,
+                )
+                for document in build_group_documents(
+                    offer_documents,
+                    matches=search_sync.offer_matches(batch),
+                    prior_mean=prior,
+                ):
+                    doc_hashes[document["id"]] = compute_document_hash(document)
+                    yield document
+
+        result = sync_index(
+            client,
+            uid,
+            documents(),
+            progress=progress,
+            settings=GROUP_INDEX_SETTINGS,
+            schema_version=GROUP_DOCUMENT_SCHEMA_VERSION,
+        )
+    state = hashes.with_columns(
+        pl.col("group_id")
+        .map_elements(doc_hashes.get, return_dtype=pl.String, skip_nulls=True)
+        .alias("doc_hash")
+    )
+    with connect() as conn:
+        _write(conn, uid, state, [], replace_all=True, shared=shared)
+        several = _several_offers(conn, offers_uid)
+    return GroupIndexSync(
+        result=result,
+        products=len(doc_hashes),
+        several_offers=several,
+        skipped=skipped,
+        mode="full",
+        fallback_reason=reason,
+        built=len(doc_hashes),
+    )
+
+
 def sync_group_index(
     connect: Connect,
     client: meilisearch.Client,
@@ -185,31 +268,19 @@ def sync_group_index(
         reason = f"the product index holds {indexed} documents, the pipeline sent {held[1]}"
     if reason is not None:
         progress(f"{uid}: building every product document ({reason})")
-        with connect() as conn:
-            offers = conn.sql(OFFER_EXPORT_SQL).pl()
-        offers = offers.filter(pl.col("marketplace").is_in(active))
-        documents, skipped = search_sync.build_product_documents(
-            offers, marketplaces=marketplaces, rates=rates
-        )
-        result = sync_index(
+        return _sync_all(
+            connect,
             client,
+            offers_uid,
             uid,
-            documents,
+            rates=rates,
+            marketplaces=marketplaces,
+            active=active,
+            prior=prior,
+            hashes=hashes,
+            shared=shared,
+            reason=reason,
             progress=progress,
-            settings=GROUP_INDEX_SETTINGS,
-            schema_version=GROUP_DOCUMENT_SCHEMA_VERSION,
-        )
-        with connect() as conn:
-            _write(conn, uid, _group_state(documents, hashes), [], replace_all=True, shared=shared)
-            several = _several_offers(conn, offers_uid)
-        return GroupIndexSync(
-            result=result,
-            products=len(documents),
-            several_offers=several,
-            skipped=skipped,
-            mode="full",
-            fallback_reason=reason,
-            built=len(documents),
         )
 
     with connect() as conn:

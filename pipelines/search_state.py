@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -66,6 +66,16 @@ SELECT h.* EXCLUDE (group_prices_hash),
 FROM hashed AS h, (SELECT h.* EXCLUDE (fetched_at)) AS inputs
 ORDER BY h.marketplace, h.external_id
 """
+
+
+_EMPTY_STATE = pl.DataFrame(
+    schema={
+        "marketplace": pl.String,
+        "external_id": pl.String,
+        "input_hash": pl.String,
+        "doc_hash": pl.String,
+    }
+)
 
 
 @dataclass(slots=True)
@@ -194,25 +204,88 @@ def sync_offer_index(
             connect, client, index_uid, rates, marketplaces, active, shared, progress
         )
     progress(f"{index_uid}: building every document ({reason})")
-    with connect() as conn:
-        frame = conn.sql(INPUT_HASH_SQL).pl()
-    inactive = frame.filter(~pl.col("marketplace").is_in(active))
-    frame = frame.filter(pl.col("marketplace").is_in(active))
-    built = search_sync.build_search_documents(
-        frame.drop("input_hash"), marketplaces=marketplaces, rates=rates
+    return _sync_all(
+        connect,
+        client,
+        index_uid,
+        rates=rates,
+        marketplaces=marketplaces,
+        active=active,
+        vectors=vectors,
+        shared=shared,
+        reason=reason,
+        progress=progress,
     )
-    result = sync_index(client, index_uid, built.documents, progress=progress, vectors=vectors)
-    rows = _state_rows(frame, built.documents)
+
+
+def _sync_all(
+    connect: Connect,
+    client: meilisearch.Client,
+    index_uid: str,
+    *,
+    rates: Mapping[str, Decimal],
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    active: list[str],
+    vectors: Mapping[str, Any] | None,
+    shared: str,
+    reason: str,
+    progress: Callable[[str], None],
+) -> OfferIndexSync:
+    """Every active offer's document built and synced, streamed in batches from an export of
+    the offer rows, so memory stays flat however large the catalog."""
+    skipped: dict[str, str] = {}
+    state_parts: list[pl.DataFrame] = []
+    with search_sync.spill_directory(connect) as spill:
+        exported = spill / "offers.parquet"
+        with connect() as conn:
+            conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
+            try:
+                search_sync.export_rows(
+                    conn,
+                    f"SELECT * FROM ({INPUT_HASH_SQL}) WHERE marketplace IN "
+                    "(SELECT slug FROM active_marketplaces)",
+                    exported,
+                    {},
+                )
+                (inactive,) = conn.execute(
+                    "SELECT count(*) FROM products WHERE marketplace NOT IN "
+                    "(SELECT slug FROM active_marketplaces)"
+                ).fetchall()[0]
+            finally:
+                conn.unregister("active_marketplaces")
+        group_min = search_sync.cheapest_usd_per_group(
+            pl.read_parquet(exported, columns=["group_id", "price_minor", "currency", "available"]),
+            rates,
+        )
+
+        def documents() -> Iterator[dict[str, Any]]:
+            for batch in search_sync.iter_row_batches(exported):
+                built = list(
+                    search_sync.iter_offer_documents(
+                        batch.drop("input_hash"),
+                        marketplaces=marketplaces,
+                        rates=rates,
+                        skipped=skipped,
+                        group_min=group_min,
+                    )
+                )
+                state_parts.append(_state_rows(batch, built))
+                yield from built
+
+        result = sync_index(client, index_uid, documents(), progress=progress, vectors=vectors)
+    rows = pl.concat(state_parts) if state_parts else _EMPTY_STATE
     with connect() as conn:
-        _write_state(conn, index_uid, rows, rows.clear(), replace_all=True, shared=shared)
+        documents_held = _write_state(
+            conn, index_uid, rows, rows.clear(), replace_all=True, shared=shared
+        )
     return OfferIndexSync(
         result=result,
-        documents=len(built.documents),
-        skipped=built.skipped,
-        inactive_offers=inactive.height,
+        documents=documents_held,
+        skipped=skipped,
+        inactive_offers=int(inactive),
         mode="full",
         fallback_reason=reason,
-        built=len(built.documents) + len(built.skipped),
+        built=rows.height,
     )
 
 

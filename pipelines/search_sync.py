@@ -9,13 +9,17 @@ FX rates, and the price-change summary.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 
 from search_index.documents import (
     DocumentError,
@@ -65,10 +69,15 @@ def iter_offer_documents(
     marketplaces: Mapping[str, Mapping[str, Any]],
     rates: Mapping[str, Decimal],
     skipped: dict[str, str],
+    group_min: Mapping[str, int] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One search document per offer row of warehouse.derived.read_offer_frame; offers that
-    cannot become a document are recorded in `skipped` (key `marketplace/external_id`)."""
-    group_min = cheapest_usd_per_group(offers, rates)
+    cannot become a document are recorded in `skipped` (key `marketplace/external_id`).
+
+    `group_min` (cheapest_usd_per_group over every offer) is for a frame that holds only some
+    offers of a group, a batch of a streamed build; by default it is computed from `offers`."""
+    if group_min is None:
+        group_min = cheapest_usd_per_group(offers, rates)
     for row in offers.iter_rows(named=True):
         slug = row["marketplace"]
         group_id = row.get("group_id")
@@ -148,3 +157,60 @@ def build_product_documents(
         offers, marketplaces=marketplaces, rates=rates, skipped=skipped
     )
     return build_group_documents(offer_documents, matches=offer_matches(offers)), skipped
+
+
+# Streamed builds: a million offers as one frame and a million documents as one list took
+# 4.5-5.5 GiB in the full builds of both indexes (bench/RESULTS.md); in batches of this many
+# rows the builds stay flat whatever the catalog's size.
+STREAM_BATCH_ROWS = 20_000
+
+
+@contextmanager
+def spill_directory(connect: Callable[..., Any]) -> Iterator[Path]:
+    """A temporary directory beside the warehouse file (not /tmp, often a RAM disk) for the rows
+    a streamed build reads once the warehouse is unlocked again."""
+    with connect() as conn:
+        (path,) = conn.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchall()[0]
+    parent = Path(path).parent if path else None
+    with tempfile.TemporaryDirectory(prefix="search-build-", dir=parent) as directory:
+        yield Path(directory)
+
+
+def export_rows(
+    conn: duckdb.DuckDBPyConnection, query: str, target: Path, params: Mapping[str, Any]
+) -> int:
+    """Write the rows of `query` to the Parquet file `target` (DuckDB streams them: nothing is
+    held in Python); returns the row count. The warehouse lock can go as soon as this returns,
+    however long the documents take to build and index."""
+    literal = str(target).replace("'", "''")
+    conn.execute(f"COPY ({query}) TO '{literal}' (FORMAT parquet)", dict(params))
+    return int(pq.ParquetFile(target).metadata.num_rows)
+
+
+def iter_row_batches(source: Path, *, rows: int | None = None) -> Iterator[pl.DataFrame]:
+    """The rows of an exported Parquet file, `rows` (default STREAM_BATCH_ROWS) at a time, in
+    file order."""
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=rows or STREAM_BATCH_ROWS):
+        yield pl.from_arrow(batch)  # type: ignore[misc]
+
+
+def iter_group_batches(source: Path, *, rows: int | None = None) -> Iterator[pl.DataFrame]:
+    """Like iter_row_batches for rows ordered by group_id (nulls last), but a group never
+    straddles two batches: the product document of a group needs all of its offers."""
+    carried: pl.DataFrame | None = None
+    for batch in iter_row_batches(source, rows=rows):
+        if carried is not None:
+            batch = pl.concat([carried, batch], how="vertical_relaxed")
+        last_group = batch.get_column("group_id")[-1]
+        if last_group is None:
+            carried = None
+            yield batch
+            continue
+        tail = batch.get_column("group_id") == last_group
+        carried = batch.filter(tail)
+        if carried.height < batch.height:
+            yield batch.filter(~tail)
+    if carried is not None and carried.height:
+        yield carried

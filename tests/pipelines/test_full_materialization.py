@@ -24,6 +24,7 @@ import sqlalchemy as sa
 import warehouse
 from adapters.registry import load_marketplaces
 from onecart.settings import REPO_ROOT, Settings
+from pipelines import search_sync
 from pipelines.assets.serving import search_product_groups, search_products
 from pipelines.definitions import build_definitions
 from pipelines.jobs import MARKETPLACE_CATALOG_JOB, OFFER_EMBEDDINGS_JOB
@@ -452,6 +453,37 @@ def test_a_price_change_builds_and_sends_only_the_documents_it_changes(
     assert fetch_document_hashes(meili, uid) == expected_document_hashes(pipeline_settings)
     assert [run["sent"] for run in product_runs] == [1, 1, 0]
     assert fetch_document_hashes(meili, groups_uid) == expected_product_hashes(pipeline_settings)
+
+
+def test_full_builds_streamed_in_small_batches_give_the_documents_of_one_big_build(
+    first_ingest: Ingest,
+    pipeline_settings: Settings,
+    instance: dg.DagsterInstance,
+    meili: meilisearch.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both indexes' full builds read the offers in batches (a million offers at once took
+    5.5 GiB). In batches of 7 offers, where most groups of several offers straddle a batch
+    boundary, building every document again finds nothing to send: the batched documents are
+    exactly the ones a build from one frame gives."""
+    uid = pipeline_settings.meili_index
+    monkeypatch.setattr(search_sync, "STREAM_BATCH_ROWS", 7)
+    with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
+        conn.execute("DELETE FROM search_index_context")  # forget what the indexes were sent
+    result = dg.materialize(
+        [search_products, search_product_groups],
+        resources=build_resources(pipeline_settings),
+        instance=instance,
+    )
+    for asset in ("search_products", "search_product_groups"):
+        metadata = result.asset_materializations_for_node(asset)[-1].metadata
+        run = {key: value.value for key, value in metadata.items()}
+        assert run["build_mode"] == "full" and "no record" in run["build_all_reason"], asset
+        assert (run["sent"], run["deleted"], run["rebuilt"]) == (0, 0, False), asset
+    assert fetch_document_hashes(meili, uid) == expected_document_hashes(pipeline_settings)
+    assert fetch_document_hashes(meili, group_index_uid(uid)) == expected_product_hashes(
+        pipeline_settings
+    )
 
 
 # Recomputes the groups of the warehouse's offers in a fresh interpreter, as a new run would.

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final
 
-from assistant.intent import Intent, format_amount
+from assistant.budget import format_amount
+from assistant.intent import Intent
 from assistant.retrieval import Candidate, Relaxation, Retrieval
 from commerce.fx import FxTable
 

@@ -17,8 +17,8 @@ from typing import Any, Final
 import httpx
 
 from assistant.answer import AssistantAnswer
+from assistant.budget import format_amount
 from assistant.config import AssistantSettings
-from assistant.intent import format_amount
 from assistant.vocabulary import fold
 
 MAX_PROSE_CHARS: Final = 600

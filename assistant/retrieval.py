@@ -33,14 +33,13 @@ from meilisearch.errors import (
     MeilisearchTimeoutError,
 )
 
+from assistant.budget import Budget, format_amount
 from assistant.embeddings import Embedder
 from assistant.intent import (
     SORT_PRICE_ASC,
     SORT_PRICE_DESC,
     SORT_RATING,
-    Budget,
     Intent,
-    format_amount,
     spec_pattern,
 )
 from assistant.vocabulary import (

@@ -39,10 +39,10 @@ from typing import Any, Final
 
 import meilisearch
 
+from assistant.budget import Budget
 from assistant.config import AssistantSettings, get_assistant_settings
 from assistant.embedding_store import read_document_vectors, refresh_offer_embeddings
 from assistant.embeddings import load_offer_embedder, model_status
-from assistant.intent import Budget
 from assistant.retrieval import (
     MODE_HYBRID,
     MODE_KEYWORD,

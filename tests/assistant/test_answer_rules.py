@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 
 from assistant.answer import build_answer, safe_link
+from assistant.budget import Budget
 from assistant.config import AssistantSettings
-from assistant.intent import Budget, parse_intent
+from assistant.intent import parse_intent
 from assistant.llm import ProseRejected, answer_facts, check_prose, write_prose
 from assistant.retrieval import (
     Candidate,

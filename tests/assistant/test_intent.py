@@ -7,13 +7,9 @@ from typing import Any
 
 import pytest
 
-from assistant.intent import (
-    MAX_PROMPT_CHARS,
-    Budget,
-    damerau_distance,
-    parse_intent,
-    spec_pattern,
-)
+from assistant.budget import Budget
+from assistant.intent import MAX_PROMPT_CHARS, parse_intent, spec_pattern
+from assistant.spelling import damerau_distance
 from assistant.vocabulary import CatalogVocabulary, category_key_for_value
 
 VOCABULARY = CatalogVocabulary.from_facets(

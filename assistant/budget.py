@@ -1,0 +1,201 @@
+"""Money in a shopper's request: "under 40 dollars", "between 10k and 20k naira", "around €50".
+
+Parsed exactly (Decimal to integer minor units of an ISO-4217 currency), never through floats; an
+amount without a currency is in the shopper's display currency, and the budget says so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Final
+
+from babel.numbers import format_currency
+
+from assistant.prompt_text import PromptText
+from onecart.money import currency_exponent, from_minor_units
+
+AROUND_SPREAD: Final = Decimal("0.2")
+
+# (pattern, ISO code). Alphabetic tokens are matched as whole words.
+_CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
+    (r"us\$|\$|usd|us dollars?|dollars?|bucks", "USD"),
+    (r"€|eur|euros?", "EUR"),
+    (r"£|gbp|pounds? sterling|pounds?|quid", "GBP"),
+    (r"₦|ngn|naira", "NGN"),
+    (r"kshs?\.?|kes|kenyan shillings?|shillings?|bob", "KES"),
+)
+_CUR = "|".join(f"(?:{pattern})" for pattern, _ in _CURRENCY_TOKENS)
+_CUR_GROUP = rf"(?<![a-z])(?:{_CUR})(?![a-z])"
+_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
+_MULT = r"k|thousand|million|m"
+
+# Words after a number that make it a measurement, not an amount of money.
+_UNIT_WORDS: Final = (
+    r"inch(?:es)?|\"|gb|tb|mb|l\b|liters?|litres?|ml|oz|w\b|watts?|mah|mm|cm|kg|g\b|lbs?|"
+    r"hours?|hrs?|h\b|minutes?|mins?|years?|yrs?|months?|days?|packs?|pcs|pieces?|people|"
+    r"persons?|kids?|children|stars?|mp\b|megapixels?|hz|km|%|x\b|pairs?|units?|sets?|mugs?|"
+    r"bottles?"
+)
+_NOT_MONEY_TAIL = re.compile(rf"\s*(?:-\s*)?(?:{_UNIT_WORDS})", re.IGNORECASE)
+
+
+def _money(prefix: str) -> str:
+    return (
+        rf"(?:(?P<{prefix}c1>{_CUR_GROUP})\s*)?"
+        rf"(?P<{prefix}n>{_NUM})"
+        rf"(?:\s*(?P<{prefix}m>{_MULT})(?![a-z]))?"
+        rf"(?:\s*(?P<{prefix}c2>{_CUR_GROUP}))?"
+    )
+
+
+_MAX_CUES = (
+    r"under|below|less than|cheaper than|lower than|no more than|not more than|at most|"
+    r"maximum(?: of)?|max\.?|up to|upto|within|not over|no higher than|<=|<|≤|"
+    r"budget(?: of| is)?|for under|for less than|not exceeding"
+)
+_MIN_CUES = r"over|above|more than|at least|minimum(?: of)?|min\.?|starting (?:at|from)|>=|>|≥"
+_AROUND_CUES = r"around|about|roughly|approximately|approx\.?|~"
+
+_RANGE_RE = re.compile(
+    rf"(?:\b(?:between|from)\s+)?{_money('a')}\s*(?:and|to|-)\s*{_money('b')}", re.IGNORECASE
+)
+_MAX_RE = re.compile(rf"(?:{_MAX_CUES})\s*{_money('a')}", re.IGNORECASE)
+_MIN_RE = re.compile(rf"(?:{_MIN_CUES})\s*{_money('a')}", re.IGNORECASE)
+_AROUND_RE = re.compile(rf"(?:{_AROUND_CUES})\s*{_money('a')}", re.IGNORECASE)
+_BARE_RE = re.compile(_money("a"), re.IGNORECASE)
+
+
+def currency_for_token(token: str | None) -> str | None:
+    """The ISO code a currency word or symbol stands for ("naira" -> NGN, "€" -> EUR)."""
+    if not token:
+        return None
+    text = token.strip().lower()
+    for pattern, code in _CURRENCY_TOKENS:
+        if re.fullmatch(pattern, text):
+            return code
+    return None
+
+
+def format_amount(minor: int, currency: str) -> str:
+    """ "$1,234.50" / "NGN 20,000.00": exact, for constraint labels and answers."""
+    return format_currency(from_minor_units(minor, currency), currency, locale="en_US")
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A price range in one currency, in integer minor units (either bound may be open)."""
+
+    currency: str
+    min_minor: int | None = None
+    max_minor: int | None = None
+    currency_assumed: bool = False
+
+    def describe(self) -> str:
+        """ "under $40.00", "$10.00 to $20.00", "at least €5.00"."""
+        if self.min_minor is not None and self.max_minor is not None:
+            low = format_amount(self.min_minor, self.currency)
+            high = format_amount(self.max_minor, self.currency)
+            return f"between {low} and {high}"
+        if self.max_minor is not None:
+            return f"at most {format_amount(self.max_minor, self.currency)}"
+        if self.min_minor is not None:
+            return f"at least {format_amount(self.min_minor, self.currency)}"
+        return "any price"
+
+    def contains(self, minor: int) -> bool:
+        """True when an amount in this budget's currency is inside the range (bounds included)."""
+        if self.min_minor is not None and minor < self.min_minor:
+            return False
+        return not (self.max_minor is not None and minor > self.max_minor)
+
+
+def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | None:
+    """ "10", "k", "NGN" -> 1000000 (10,000.00 naira in kobo); None when it is not an amount."""
+    try:
+        amount = Decimal(number.replace(",", ""))
+    except InvalidOperation:
+        return None
+    word = (multiplier or "").lower()
+    if word in {"k", "thousand"}:
+        amount *= 1000
+    elif word in {"m", "million"}:
+        amount *= 1_000_000
+    exponent = currency_exponent(currency)
+    scaled = amount.scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+    minor = int(scaled)
+    return minor if minor > 0 else None
+
+
+def _money_parts(match: re.Match[str], prefix: str) -> tuple[str, str | None, str | None]:
+    currency = currency_for_token(match.group(f"{prefix}c1")) or currency_for_token(
+        match.group(f"{prefix}c2")
+    )
+    return match.group(f"{prefix}n"), match.group(f"{prefix}m"), currency
+
+
+def _looks_like_measurement(
+    state: PromptText, match: re.Match[str], *currencies: str | None
+) -> bool:
+    if any(currencies):
+        return False
+    return bool(_NOT_MONEY_TAIL.match(state.folded, match.end()))
+
+
+def parse_budget(state: PromptText, default_currency: str) -> Budget | None:
+    text = state.folded
+    for match in _RANGE_RE.finditer(text):
+        if not state.free(match.start(), match.end()):
+            continue
+        low_n, low_m, low_cur = _money_parts(match, "a")
+        high_n, high_m, high_cur = _money_parts(match, "b")
+        has_cue = bool(re.match(r"\s*(?:between|from)\b", match.group(0)))
+        if not has_cue and not (low_cur or high_cur):
+            continue  # "2-3" or "43-55" alone is not a budget
+        if _looks_like_measurement(state, match, low_cur, high_cur):
+            continue
+        currency = high_cur or low_cur or default_currency
+        # "10k and 20k naira": a multiplier written once applies to both ends.
+        low_mult = low_m or (high_m if low_m is None and high_m and not low_cur else None)
+        low = _parse_amount(low_n, low_mult, currency)
+        high = _parse_amount(high_n, high_m, currency)
+        if low is None or high is None:
+            continue
+        if low > high:
+            low, high = high, low
+        state.take(match.start(), match.end(), "budget")
+        return Budget(currency, low, high, currency_assumed=not (low_cur or high_cur))
+    for pattern, bound in ((_MAX_RE, "max"), (_MIN_RE, "min"), (_AROUND_RE, "around")):
+        for match in pattern.finditer(text):
+            if not state.free(match.start(), match.end()):
+                continue
+            number, multiplier, currency = _money_parts(match, "a")
+            if _looks_like_measurement(state, match, currency):
+                continue
+            chosen = currency or default_currency
+            amount = _parse_amount(number, multiplier, chosen)
+            if amount is None:
+                continue
+            state.take(match.start(), match.end(), "budget")
+            assumed = currency is None
+            if bound == "max":
+                return Budget(chosen, None, amount, currency_assumed=assumed)
+            if bound == "min":
+                return Budget(chosen, amount, None, currency_assumed=assumed)
+            spread = (Decimal(amount) * AROUND_SPREAD).to_integral_value()
+            return Budget(
+                chosen, max(1, amount - int(spread)), amount + int(spread), currency_assumed=assumed
+            )
+    for match in _BARE_RE.finditer(text):
+        if not state.free(match.start(), match.end()):
+            continue
+        number, multiplier, currency = _money_parts(match, "a")
+        if currency is None:
+            continue  # a bare number is only money when a currency says so
+        amount = _parse_amount(number, multiplier, currency)
+        if amount is None:
+            continue
+        state.take(match.start(), match.end(), "budget")
+        return Budget(currency, None, amount)
+    return None

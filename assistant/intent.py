@@ -10,6 +10,10 @@ The parser is a pure function of the text, the catalog vocabulary (brands and ma
 index knows) and the shopper's display currency, so it is tested table-driven without services.
 Every piece of the text is consumed by at most one rule; what no rule consumed is the free text.
 Money is parsed exactly (Decimal to integer minor units), never through floats.
+
+The rules live by job: amounts and budgets in assistant.budget; brands, marketplaces and
+categories named (or excluded) in assistant.mentions; the text they consume in
+assistant.prompt_text. This module holds the result (Intent) and the order the rules run in.
 """
 
 from __future__ import annotations

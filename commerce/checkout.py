@@ -564,8 +564,8 @@ def _record_order(
         session,
         order,
         "order_received",
-        f"We received order {order.number} ({format_money(amount.minor, amount.currency)}) and are placing it with "
-        f"{markets}.",
+        f"We received order {order.number} ({format_money(amount.minor, amount.currency)}) "
+        f"and are placing it with {markets}.",
     )
     session.flush()
     return order

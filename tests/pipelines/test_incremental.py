@@ -304,9 +304,11 @@ def test_an_incremental_refresh_gives_the_tables_of_a_full_run(
 def test_a_removal_early_in_the_catalog_reads_only_the_changed_records(
     homes: list[Home], server: CatalogServer
 ) -> None:
-    """Removing beta's sixth offer moves every later record to another page or position; the
-    refresh reads the one changed record (and the two records of beta's duplicate id) and still
-    records every position and fetch time as a full run does."""
+    """Removing beta's sixth offer moves every later record to another page or position, and the
+    first occurrence of beta's duplicate id moves, unchanged, behind the second one, and a copy
+    of a record appears earlier; the refresh reads the one changed record, the two records of
+    the duplicate id (whose winner changes) and the two identical ones, and still records every
+    position and fetch time as a full run does."""
     incremental, full = homes
     if not incremental.runs:  # run alone: both homes hold the same first ingest
         assert incremental.ingest(full_refresh=False).success
@@ -314,6 +316,8 @@ def test_a_removal_early_in_the_catalog_reads_only_the_changed_records(
     records = [dict(record) for record in server.catalogs["beta"]]
     del records[5]
     records[80]["price"] = "77.70 EUR"
+    records.append(records.pop(2))  # same payload: only its place tells the winner
+    records.insert(10, dict(records[40]))  # an identical payload, twice in the catalog
     server.catalogs["beta"] = records
     for home in homes:
         home.second_run_at = datetime.now(UTC)
@@ -322,9 +326,9 @@ def test_a_removal_early_in_the_catalog_reads_only_the_changed_records(
     for table in expected:
         assert got[table] == expected[table], table
     assert positions(incremental) == positions(full)
-    # Records 2 and 30 share an external id: read again whenever the catalog changed.
-    assert loads_of(incremental, "beta")[-1] == (89, 3, [1, 2, 5])
-    assert loads_of(full, "beta")[-1] == (89, None, None)
+    # Records sharing an external id or a payload are read again whenever the catalog changed.
+    assert loads_of(incremental, "beta")[-1] == (90, 5, [1, 2, 3, 5])
+    assert loads_of(full, "beta")[-1] == (90, None, None)
 
 
 def positions(home: Home) -> dict[str, list[tuple[Any, ...]]]:

@@ -331,6 +331,40 @@ def test_a_removal_early_in_the_catalog_reads_only_the_changed_records(
     assert loads_of(full, "beta")[-1] == (90, None, None)
 
 
+def test_a_warehouse_written_before_payload_hashes_is_read_in_full_once(
+    homes: list[Home], server: CatalogServer
+) -> None:
+    """Rows stored before payload hashes existed get NULL there when the schema migrates: the
+    next refresh stores and normalizes those marketplaces in full, then skips records again."""
+    incremental, full = homes
+    if not incremental.runs:
+        assert incremental.ingest(full_refresh=False).success
+        full.start_from(incremental)
+    with warehouse.connect(incremental.warehouse_path) as conn:
+        for table in ("raw_catalog", "product_sources", "rejected_products"):
+            conn.execute(f"UPDATE {table} SET payload_hash = NULL WHERE marketplace = 'beta'")
+    records = catalog("B", 90, shared_from=60)  # whatever the tests before left
+    records[12]["price"] = "12.34 EUR"
+    server.catalogs["beta"] = records
+    for home in homes:
+        home.second_run_at = datetime.now(UTC)
+        assert home.ingest(full_refresh=home is full).success
+    got, expected = incremental.tables(), full.tables()
+    for table in expected:
+        assert got[table] == expected[table], table
+    assert positions(incremental) == positions(full)
+    assert loads_of(incremental, "beta")[-1] == (90, None, None)
+    # Then record by record again: one price, and the two records of beta's duplicate id.
+    records = [dict(record) for record in server.catalogs["beta"]]
+    records[50]["price"] = "50.50 EUR"
+    server.catalogs["beta"] = records
+    incremental.second_run_at = full.second_run_at = datetime.now(UTC)
+    for home in homes:
+        assert home.ingest(full_refresh=home is full).success
+    assert incremental.tables() == full.tables()
+    assert loads_of(incremental, "beta")[-1][1] == 3
+
+
 def positions(home: Home) -> dict[str, list[tuple[Any, ...]]]:
     """Where every offer, rejection and raw record sits, and its fetch time."""
     queries = {

@@ -30,7 +30,6 @@ from warehouse.offers import (
     PreviousOffer,
     RawRecord,
     payload_text,
-    record_hash,
 )
 
 RAW_STAGING_SCHEMA = pa.schema(
@@ -113,8 +112,10 @@ def stage_raw_catalog(
         for page in pages:
             page_count += 1
             payloads = [payload_text(record) for record in page.records]
-            hashes = [record_hash(payload) for payload in payloads]
-            byte_count += sum(len(payload.encode("utf-8")) for payload in payloads)
+            encoded = [payload.encode("utf-8") for payload in payloads]
+            # record_hash of each payload, from the bytes already encoded.
+            hashes = [hashlib.sha256(data).hexdigest() for data in encoded]
+            byte_count += sum(map(len, encoded))
             seen_at = fetched_at or page.fetched_at
             page_digest = hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest()
             page_hashes[page.page] = (page_digest, len(payloads), seen_at)

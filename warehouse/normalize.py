@@ -298,11 +298,17 @@ def _normalize(
         pl.col("category").replace_strict(canonical, default=None, return_dtype=pl.String),
     )
     kept = _with_content_hash(conn, kept)
-    previous = conn.sql(
-        "SELECT external_id, content_hash AS previous_hash, first_seen_at AS previous_first, "
-        "updated_at AS previous_updated FROM products WHERE marketplace = $marketplace",
-        params={"marketplace": slug},
-    ).pl()
+    # What the warehouse knew of these offers (of every offer on a full read: removals count).
+    conn.register("offer_ids", kept.select("external_id").to_arrow())
+    try:
+        previous = conn.sql(
+            "SELECT external_id, content_hash AS previous_hash, first_seen_at AS previous_first, "
+            "updated_at AS previous_updated FROM products WHERE marketplace = $marketplace "
+            "AND ($all_records OR external_id IN (SELECT external_id FROM offer_ids))",
+            params={"marketplace": slug, "all_records": hashes is None},
+        ).pl()
+    finally:
+        conn.unregister("offer_ids")
     kept = kept.join(previous, on="external_id", how="left", maintain_order="left")
     is_new = pl.col("previous_hash").is_null()
     changed = ~is_new & (pl.col("previous_hash") != pl.col("content_hash"))

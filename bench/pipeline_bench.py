@@ -853,7 +853,7 @@ def render_markdown(outcome: Outcome) -> str:
         f"| documents removed from the index | {changes['removed']:,} |",
         f"| documents sent by the incremental run | {s['sent']:,} (+{s['deleted']:,} deleted) |",
         f"| incremental run: fetch every catalog (304 where conditional) + store and normalize "
-        f"the changed pages (`raw_catalog` + `normalized_products`) | {seconds(s['inc_catalog_s'])} "
+        f"the new payloads (`raw_catalog` + `normalized_products`) | {seconds(s['inc_catalog_s'])} "
         f"({s['inc_catalog_s'] / inc['wall_s']:.0%} of the incremental run) |",
         f"| incremental run: everything else | {seconds(inc['wall_s'] - s['inc_catalog_s'])} "
         f"({(inc['wall_s'] - s['inc_catalog_s']) / full['wall_s']:.1%} of the full run) |",

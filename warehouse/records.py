@@ -117,7 +117,7 @@ def load_changed_records(
             if replace_all:
                 stored = _replace_every_record(conn, marketplace)
             else:
-                stored = _replace_changed_records(conn, marketplace)
+                stored = _replace_changed_records(conn, marketplace, staging_path)
             # Pages fetched: new hash (normalized_hash stays: the catalog changed where they
             # differ). Pages gone: content_hash NULL until normalization has seen it.
             conn.execute(
@@ -168,11 +168,16 @@ def _replace_every_record(conn: duckdb.DuckDBPyConnection, marketplace: str) -> 
     return int(stored)
 
 
-def _replace_changed_records(conn: duckdb.DuckDBPyConnection, marketplace: str) -> int:
+def _replace_changed_records(
+    conn: duckdb.DuckDBPyConnection, marketplace: str, staging_path: Path
+) -> int:
+    # DuckDB's own Parquet reader: a third of the CPU of scanning the Arrow dataset (twice here).
+    staged = "read_parquet(?)"
     # The staged positions, without the payloads (Parquet reads only these columns).
     conn.execute(
         "CREATE TEMP TABLE staged_keys AS SELECT page, record_index, payload_hash, fetched_at, "
-        "run_id FROM staged_raw"
+        f"run_id FROM {staged}",
+        [str(staging_path)],
     )
     # Payloads held once and fetched once: the same record, at most moved.
     conn.execute(
@@ -186,8 +191,9 @@ def _replace_changed_records(conn: duckdb.DuckDBPyConnection, marketplace: str) 
         [marketplace],
     )
     conn.execute(
-        f"CREATE TEMP TABLE incoming AS SELECT {RAW_COLUMNS} FROM staged_raw "
-        "WHERE payload_hash NOT IN (SELECT payload_hash FROM kept_hashes)"
+        f"CREATE TEMP TABLE incoming AS SELECT {RAW_COLUMNS} FROM {staged} "
+        "WHERE payload_hash NOT IN (SELECT payload_hash FROM kept_hashes)",
+        [str(staging_path)],
     )
     (unstaged,) = conn.execute("SELECT count(*) FROM incoming WHERE payload IS NULL").fetchall()[0]
     if unstaged:

@@ -152,19 +152,14 @@ def load_changed_records(
 
 
 def _replace_every_record(conn: duckdb.DuckDBPyConnection, marketplace: str) -> int:
-    (missing,) = conn.execute("SELECT count(*) FROM staged_raw WHERE payload IS NULL").fetchall()[0]
-    if missing:
-        raise RuntimeError(
-            f"{marketplace}: {missing} staged records have no payload; a full load needs a "
-            "staging written without held hashes"
-        )
     conn.execute("DELETE FROM raw_catalog WHERE marketplace = ?", [marketplace])
-    conn.execute(
+    # A record staged without its payload would fail raw_catalog's NOT NULL here: a full load
+    # needs a staging written without held hashes.
+    (stored,) = conn.execute(
         f"INSERT INTO raw_catalog ({RAW_COLUMNS}) SELECT {RAW_COLUMNS} FROM staged_raw "
         "WHERE marketplace = ?",
         [marketplace],
-    )
-    (stored,) = conn.execute("SELECT count(*) FROM staged_raw").fetchall()[0]
+    ).fetchall()[0]
     return int(stored)
 
 

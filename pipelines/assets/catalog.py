@@ -206,8 +206,8 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         duplicate_external_id. content_hash fingerprints what shoppers see; first_seen_at is kept
         across runs and updated_at moves only when the content changes. Only the records whose
         payload no offer or rejection was read from are read again (warehouse/records.py), unless
-        `full_refresh`; the others' rows move to where their record now sits. The marketplace's quality checks (pipelines/checks.py) are evaluated at
-        the end, on the same connection.
+        `full_refresh`; the others' rows move to where their record now sits. The marketplace's
+        quality checks (pipelines/checks.py) are evaluated at the end, on the same connection.
         """
         started = time.perf_counter()
         slug = context.partition_key

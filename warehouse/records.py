@@ -2,8 +2,9 @@
 the warehouse did not hold.
 
 Every raw record is staged with the SHA-256 of its payload (warehouse.offers.record_hash). A
-payload the marketplace held once and sends once is the same record wherever it now sits: its
-raw_catalog row stays and only moves to its new page and position (:func:`load_changed_records`).
+payload the warehouse held once and the marketplace sends once is the same record wherever it now
+sits: its raw_catalog row stays and only moves to its new page and position
+(:func:`load_changed_records`).
 Every other payload (new, gone, or repeated on either side) is replaced. Normalization then reads
 only the records whose payload no offer or rejection was read from (:func:`records_to_read`),
 swaps in their offers and rejections (:func:`apply_record_changes`) and moves every other row to

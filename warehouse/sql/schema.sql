@@ -172,7 +172,7 @@ ALTER TABLE catalog_loads ADD COLUMN IF NOT EXISTS records_read INTEGER;
 
 -- The SHA-256 of each raw record's payload (warehouse.offers.record_hash), and of the payload
 -- each offer and each rejection was read from: a refresh stores and normalizes only payloads the
--- marketplace did not hold, wherever they sit (warehouse/records.py). Rows stored before these
+-- warehouse did not hold, wherever they sit (warehouse/records.py). Rows stored before these
 -- columns existed have NULL there; the next run then stores and normalizes the marketplace in
 -- full once (and says so in its log).
 ALTER TABLE raw_catalog ADD COLUMN IF NOT EXISTS payload_hash VARCHAR;

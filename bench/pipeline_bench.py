@@ -333,6 +333,7 @@ def _normalized_metadata(instance: Any, report: Any) -> dict[str, dict[str, Any]
                     "changed_offers",
                     "removed_offers",
                     "raw_records",
+                    "records_read",
                     "normalize_seconds",
                 )
                 if key in materialization.metadata

@@ -340,6 +340,7 @@ def _normalized_metadata(instance: Any, report: Any) -> dict[str, dict[str, Any]
                     "changed_offers",
                     "removed_offers",
                     "raw_records",
+                    "records_read",
                     "normalize_seconds",
                 )
                 if key in materialization.metadata
@@ -864,7 +865,7 @@ def render_markdown(outcome: Outcome) -> str:
         f"| incremental run: `raw_catalog` + `normalized_products` step times, summed over the "
         f"partitions (they overlap in the workers) | {seconds(s['inc_catalog_s'])} |",
         f"| partition phase, wall (fetch every catalog, 304 where conditional; store and "
-        f"normalize what changed): full · incremental | {seconds(full_phase)} · "
+        f"normalize the new payloads): full · incremental | {seconds(full_phase)} · "
         f"{seconds(inc_phase)} ({inc_phase / full['wall_s']:.1%} of the full run) |",
         f"| downstream run, wall: full · incremental | {seconds(full['wall_s'] - full_phase)} · "
         f"{seconds(inc['wall_s'] - inc_phase)} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +40,9 @@ RAW_STAGING_SCHEMA = pa.schema(
         ("payload", pa.string()),
         ("fetched_at", pa.timestamp("us", tz="UTC")),
         ("run_id", pa.string()),
+        # SHA-256 of the payload (warehouse.offers.record_hash). A refresh stages no payload
+        # (NULL) for a record whose hash the warehouse already holds: it is never stored again.
+        ("payload_hash", pa.string()),
     ]
 )
 RAW_COLUMNS = ", ".join(RAW_STAGING_SCHEMA.names)
@@ -75,8 +79,11 @@ class RawFetchStats:
     records: int
     bytes: int
     staging_path: Path
-    # page -> (SHA-256 of its records, record count, fetch time): what changed is what moved.
+    # page -> (SHA-256 of its records' hashes, record count, fetch time): a page whose hash
+    # moved holds a new payload or a record that moved (raw_pages).
     page_hashes: dict[int, tuple[str, int, datetime]] = field(default_factory=dict)
+    # Records staged with their payload (the others' payloads the warehouse already holds).
+    payloads_staged: int = 0
 
 
 def stage_raw_catalog(
@@ -86,37 +93,50 @@ def stage_raw_catalog(
     marketplace: str,
     run_id: str,
     fetched_at: datetime | None = None,
+    held_hashes: AbstractSet[str] | None = None,
 ) -> RawFetchStats:
     """Write every fetched page to a Parquet staging file, page by page.
 
     Fetching takes a while and must not hold the warehouse lock; staging on disk keeps memory flat
     however large the catalog. If fetching fails half-way, the exception propagates and the
     warehouse is never touched. `fetched_at` overrides the pages' own fetch time (a replay of the
-    sandbox's past catalogs records the day it replays).
+    sandbox's past catalogs records the day it replays). Every record is staged with its
+    position and payload hash; its payload only when the hash is not in `held_hashes` (what the
+    warehouse's raw_catalog already holds for the marketplace).
     """
     staging_path.parent.mkdir(parents=True, exist_ok=True)
-    page_count = record_count = byte_count = 0
+    page_count = record_count = byte_count = payloads_staged = 0
     page_hashes: dict[int, tuple[str, int, datetime]] = {}
+    held = held_hashes if held_hashes is not None else frozenset()
     with pq.ParquetWriter(staging_path, RAW_STAGING_SCHEMA) as writer:
         for page in pages:
             page_count += 1
             payloads = [payload_text(record) for record in page.records]
-            encoded = "\n".join(payloads).encode("utf-8")
-            byte_count += len(encoded) - max(len(payloads) - 1, 0)
+            encoded = [payload.encode("utf-8") for payload in payloads]
+            # record_hash of each payload, from the bytes already encoded.
+            hashes = [hashlib.sha256(data).hexdigest() for data in encoded]
+            byte_count += sum(map(len, encoded))
             seen_at = fetched_at or page.fetched_at
-            page_hashes[page.page] = (hashlib.sha256(encoded).hexdigest(), len(payloads), seen_at)
+            page_digest = hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest()
+            page_hashes[page.page] = (page_digest, len(payloads), seen_at)
             record_count += len(payloads)
             if not payloads:
                 continue
+            staged = [
+                None if digest in held else text
+                for text, digest in zip(payloads, hashes, strict=True)
+            ]
+            payloads_staged += sum(text is not None for text in staged)
             writer.write_table(
                 pa.table(
                     {
                         "marketplace": [marketplace] * len(payloads),
                         "page": [page.page] * len(payloads),
                         "record_index": list(range(len(payloads))),
-                        "payload": payloads,
+                        "payload": staged,
                         "fetched_at": [seen_at] * len(payloads),
                         "run_id": [run_id] * len(payloads),
+                        "payload_hash": hashes,
                     },
                     schema=RAW_STAGING_SCHEMA,
                 )
@@ -127,6 +147,7 @@ def stage_raw_catalog(
         bytes=byte_count,
         staging_path=staging_path,
         page_hashes=page_hashes,
+        payloads_staged=payloads_staged,
     )
 
 

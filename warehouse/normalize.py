@@ -38,10 +38,11 @@ from warehouse.offers import (
 )
 from warehouse.vectorized import OFFER_COLUMNS, currency_exponent_rows, vectorized_query
 
+# The records a normalization reads: every one, or those whose payload hash is listed.
 RAW_SOURCE = (
     "(SELECT page, record_index, CAST(payload AS VARCHAR) AS payload, fetched_at "
     "FROM raw_catalog WHERE marketplace = $marketplace "
-    "AND ($all_pages OR page IN (SELECT page FROM pages_to_read)))"
+    "AND ($all_records OR payload_hash IN (SELECT payload_hash FROM records_to_read)))"
 )
 OFFER_SCHEMA = pl.Schema(
     {
@@ -55,35 +56,28 @@ _FALLBACK_KEYS = pl.Schema({"page": pl.Int32, "record_index": pl.Int32})
 
 
 def _fast_frame(
-    conn: duckdb.DuckDBPyConnection, config: MarketplaceConfig, pages: tuple[int, ...] | None
+    conn: duckdb.DuckDBPyConnection, config: MarketplaceConfig, hashes: tuple[str, ...] | None
 ) -> tuple[pl.DataFrame, bool]:
-    """The vectorized read of the raw records of `pages` (all when None), flag `vectorized` per
-    row, and whether the format has a vectorized path at all."""
-    params = {"marketplace": config.slug, "all_pages": pages is None}
-    conn.register(
-        "pages_to_read",
-        pl.DataFrame({"page": list(pages or ())}, schema={"page": pl.Int32}).to_arrow(),
+    """The vectorized read of the raw records whose payload hash is in `hashes` (all when None),
+    flag `vectorized` per row, and whether the format has a vectorized path at all."""
+    params = {"marketplace": config.slug, "all_records": hashes is None}
+    query = vectorized_query(config, RAW_SOURCE)
+    if query is None:
+        frame = conn.sql(
+            f"SELECT page, record_index, fetched_at, false AS vectorized FROM {RAW_SOURCE}",
+            params=params,
+        ).pl()
+        return frame, False
+    exponents = pl.DataFrame(
+        currency_exponent_rows(),
+        schema={"code": pl.String, "exponent": pl.Int32},
+        orient="row",
     )
+    conn.register("currency_exponents", exponents.to_arrow())
     try:
-        query = vectorized_query(config, RAW_SOURCE)
-        if query is None:
-            frame = conn.sql(
-                f"SELECT page, record_index, fetched_at, false AS vectorized FROM {RAW_SOURCE}",
-                params=params,
-            ).pl()
-            return frame, False
-        exponents = pl.DataFrame(
-            currency_exponent_rows(),
-            schema={"code": pl.String, "exponent": pl.Int32},
-            orient="row",
-        )
-        conn.register("currency_exponents", exponents.to_arrow())
-        try:
-            return conn.sql(query, params=params).pl(), True
-        finally:
-            conn.unregister("currency_exponents")
+        return conn.sql(query, params=params).pl(), True
     finally:
-        conn.unregister("pages_to_read")
+        conn.unregister("currency_exponents")
 
 
 def _per_record(
@@ -195,13 +189,42 @@ def normalize_stored_catalog(
     *,
     now: datetime,
     run_id: str,
-    pages: tuple[int, ...] | None = None,
+    hashes: tuple[str, ...] | None = None,
 ) -> NormalizedCatalog:
-    """Normalize the marketplace's raw_catalog rows; same result as warehouse.offers.
-    normalize_catalog over the same records with the same adapter (tests/warehouse/
-    test_vectorized.py holds them to it), at DuckDB's speed for the common record."""
+    """Normalize the marketplace's raw_catalog rows (only those whose payload hash is in
+    `hashes`, unless None); same result as warehouse.offers.normalize_catalog over the same
+    records with the same adapter (tests/warehouse/test_vectorized.py holds them to it), at
+    DuckDB's speed for the common record."""
+    conn.register(
+        "records_to_read",
+        pl.DataFrame(
+            {"payload_hash": list(hashes or ())}, schema={"payload_hash": pl.String}
+        ).to_arrow(),
+    )
+    try:
+        return _normalize(conn, config, normalize_record, now=now, run_id=run_id, hashes=hashes)
+    finally:
+        conn.unregister("records_to_read")
+
+
+def _normalize(
+    conn: duckdb.DuckDBPyConnection,
+    config: MarketplaceConfig,
+    normalize_record: Callable[[Mapping[str, Any]], Offer],
+    *,
+    now: datetime,
+    run_id: str,
+    hashes: tuple[str, ...] | None,
+) -> NormalizedCatalog:
     slug = config.slug
-    fast, has_vectorized = _fast_frame(conn, config, pages)
+    fast, has_vectorized = _fast_frame(conn, config, hashes)
+    # Where each record read sits and its payload hash, for product_sources and the rejections.
+    placed = conn.sql(
+        "SELECT page, record_index, payload_hash FROM raw_catalog "
+        "WHERE marketplace = $marketplace "
+        "AND ($all_records OR payload_hash IN (SELECT payload_hash FROM records_to_read))",
+        params={"marketplace": slug, "all_records": hashes is None},
+    ).pl()
     raw_records = fast.height
     fallback_keys = fast.filter(~pl.col("vectorized")).select(
         pl.col("page").cast(pl.Int32), pl.col("record_index").cast(pl.Int32)
@@ -275,11 +298,17 @@ def normalize_stored_catalog(
         pl.col("category").replace_strict(canonical, default=None, return_dtype=pl.String),
     )
     kept = _with_content_hash(conn, kept)
-    previous = conn.sql(
-        "SELECT external_id, content_hash AS previous_hash, first_seen_at AS previous_first, "
-        "updated_at AS previous_updated FROM products WHERE marketplace = $marketplace",
-        params={"marketplace": slug},
-    ).pl()
+    # What the warehouse knew of these offers (of every offer on a full read: removals count).
+    conn.register("offer_ids", kept.select("external_id").to_arrow())
+    try:
+        previous = conn.sql(
+            "SELECT external_id, content_hash AS previous_hash, first_seen_at AS previous_first, "
+            "updated_at AS previous_updated FROM products WHERE marketplace = $marketplace "
+            "AND ($all_records OR external_id IN (SELECT external_id FROM offer_ids))",
+            params={"marketplace": slug, "all_records": hashes is None},
+        ).pl()
+    finally:
+        conn.unregister("offer_ids")
     kept = kept.join(previous, on="external_id", how="left", maintain_order="left")
     is_new = pl.col("previous_hash").is_null()
     changed = ~is_new & (pl.col("previous_hash") != pl.col("content_hash"))
@@ -311,6 +340,7 @@ def normalize_stored_catalog(
             orient="row",
         )
         .sort("page", "record_index")
+        .join(placed, on=["page", "record_index"], how="left", maintain_order="left")
         .with_columns(
             pl.lit(slug).alias("marketplace"),
             pl.col("detail").str.slice(0, 1000),
@@ -321,9 +351,9 @@ def normalize_stored_catalog(
     )
     sources = kept.select(
         "external_id", pl.col("page").cast(pl.Int32), pl.col("record_index").cast(pl.Int32)
-    )
-    if pages is not None:
-        # The other pages' offers stay; removal is decided by the page writer.
+    ).join(placed, on=["page", "record_index"], how="left", maintain_order="left")
+    if hashes is not None:
+        # The other records' offers stay; removal is decided by the record writer.
         previous = previous.filter(pl.lit(False))
     seen = set(products.get_column("external_id").to_list())
     pairs = sorted(
@@ -345,7 +375,10 @@ def normalize_stored_catalog(
         gtin_invalid=int(invalid),
         content_fingerprint=hashlib.sha256("\n".join(pairs).encode()).hexdigest(),
         sources=sources,
-        pages=pages,
+        read_hashes=hashes,
+        pages=(
+            tuple(sorted(set(placed.get_column("page").to_list()))) if hashes is not None else None
+        ),
     )
 
 

@@ -70,9 +70,11 @@ REJECTED_SCHEMA = pl.Schema(
         "payload": pl.String,
         "rejected_at": pl.Datetime("us", "UTC"),
         "run_id": pl.String,
-        # Where the record sat in the catalog (an incremental run replaces changed pages only).
+        # Where the record sat in the catalog, and the SHA-256 of its payload as stored in
+        # raw_catalog (record_hash): a refresh re-reads only records whose payload is new.
         "page": pl.Int32,
         "record_index": pl.Int32,
+        "payload_hash": pl.String,
     }
 )
 
@@ -136,8 +138,10 @@ class NormalizedCatalog:
     gtin_claimed: int
     gtin_invalid: int
     content_fingerprint: str
-    # (external_id, page, record_index) of every product, and the pages read (None: all of them).
+    # (external_id, page, record_index, payload_hash) of every product; the payload hashes read
+    # (None: every record) and the pages those records sat on.
     sources: pl.DataFrame | None = None
+    read_hashes: tuple[str, ...] | None = None
     pages: tuple[int, ...] | None = None
 
     @property
@@ -244,6 +248,12 @@ def payload_text(record: object) -> str:
     return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
+def record_hash(payload: str) -> str:
+    """SHA-256 (hex) of a raw record's stored JSON text: a refresh skips every record whose
+    payload the warehouse already holds, wherever it now sits in the catalog."""
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
 def _external_id_of(record: object) -> str | None:
     if isinstance(record, Mapping):
         for key in ("id", "external_id", "sku", "g:id"):
@@ -287,6 +297,7 @@ def normalize_catalog(
                 "run_id": run_id,
                 "page": raw.page,
                 "record_index": raw.record_index,
+                "payload_hash": record_hash(raw.payload),
             }
         )
 

@@ -21,16 +21,17 @@ from warehouse.catalog import (
 )
 from warehouse.normalize import normalize_stored_catalog
 from warehouse.offers import REASON_DUPLICATE, NormalizedCatalog, preview_markdown
-from warehouse.pages import (
-    apply_page_changes,
+from warehouse.pages import confirm_unchanged_catalog, held_validators, store_validators
+from warehouse.records import (
+    apply_record_changes,
     can_normalize_incrementally,
-    confirm_unchanged_catalog,
-    dirty_pages,
-    held_validators,
-    load_changed_pages,
-    pages_tied_to,
-    store_validators,
-    touch_unchanged_offers,
+    catalog_changed,
+    held_payload_hashes,
+    load_changed_records,
+    mark_pages_normalized,
+    place_unchanged_records,
+    records_tied_to,
+    records_to_read,
     write_sources,
 )
 
@@ -39,7 +40,7 @@ PREVIEW_COLUMNS = ("external_id", "title", "price_minor", "currency", "brand", "
 
 
 class CatalogRunConfig(dg.Config):
-    """`full_refresh`: store and read every page again, as if the warehouse held nothing.
+    """`full_refresh`: store and read every record again, as if the warehouse held nothing.
     `as_of` (ISO 8601, replays of the sandbox's past catalogs only): record the fetch and the
     normalization at that moment instead of now."""
 
@@ -87,17 +88,32 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         """Every catalog record of one marketplace exactly as it sent them (table raw_catalog).
 
         Pages are fetched through the marketplace's adapter (retries and backoff included) and
-        staged on disk; only a complete fetch replaces the marketplace's rows. HTTP failures after
-        the retries fail this partition alone and leave the previous rows in place. Only the pages
-        whose content hash changed replace their rows (every page with `full_refresh`).
+        staged on disk; only a complete fetch changes the marketplace's rows. HTTP failures after
+        the retries fail this partition alone and leave the previous rows in place. Only records
+        whose payload the warehouse does not hold are staged and stored; the others' rows move
+        to their new page and position (warehouse/records.py; every record is stored again with
+        `full_refresh`).
         """
         slug = context.partition_key
         marketplace = marketplaces.config_for(slug)
         adapter = marketplaces.adapter_for(slug)
         staging = warehouse.staging_path(slug, context.run.run_id)
-        if not config.full_refresh and hasattr(adapter, "catalog_validators"):
+        held_hashes = None
+        if not config.full_refresh:
             with warehouse.connect() as conn:
-                adapter.catalog_validators = held_validators(conn, slug)
+                if hasattr(adapter, "catalog_validators"):
+                    adapter.catalog_validators = held_validators(conn, slug)
+                held_hashes = held_payload_hashes(conn, slug)
+                if (
+                    held_hashes is None
+                    and conn.execute(
+                        "SELECT count(*) FROM raw_catalog WHERE marketplace = ?", [slug]
+                    ).fetchall()[0][0]
+                ):
+                    context.log.info(
+                        f"{slug}: the raw records held predate payload hashes; storing and "
+                        "normalizing every record once"
+                    )
         try:
             try:
                 stats = stage_raw_catalog(
@@ -106,6 +122,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     marketplace=slug,
                     run_id=context.run.run_id,
                     fetched_at=config.moment() if config.as_of else None,
+                    held_hashes=held_hashes,
                 )
             except NotModified:
                 # 304 to our conditional request: the catalog we hold is current.
@@ -143,8 +160,8 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                         metadata={"marketplace": slug, "kept_records": int(held)},
                     )
                 upsert_marketplace(conn, marketplace, now=datetime.now(UTC))
-                rows, changed_pages = load_changed_pages(
-                    conn, slug, staging, stats.page_hashes, full_refresh=config.full_refresh
+                rows, changed_pages, stored = load_changed_records(
+                    conn, slug, staging, stats.page_hashes, replace_all=held_hashes is None
                 )
                 store_validators(
                     conn, slug, getattr(adapter, "received_validators", {}), now=datetime.now(UTC)
@@ -153,7 +170,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
             staging.unlink(missing_ok=True)
         context.log.info(
             f"{slug}: {stats.records} records in {stats.pages} pages ({stats.bytes} bytes), "
-            f"{len(changed_pages)} pages changed"
+            f"{stored} records stored, {len(changed_pages)} pages changed"
         )
         return dg.MaterializeResult(
             metadata={
@@ -162,6 +179,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 "records": stats.records,
                 "bytes": stats.bytes,
                 "changed_pages": len(changed_pages),
+                "records_stored": stored,
                 "dagster/row_count": rows,
             }
         )
@@ -186,10 +204,10 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         DuckDB; any record it cannot vouch for goes through the adapter's normalize_record, which
         gives rejections their reason. Repeated external ids after the first are rejected as
         duplicate_external_id. content_hash fingerprints what shoppers see; first_seen_at is kept
-        across runs and updated_at moves only when the content changes. Only the pages whose
-        content changed since the last run are read again (warehouse/pages.py), unless
-        `full_refresh`. The marketplace's quality checks (pipelines/checks.py) are evaluated at
-        the end, on the same connection.
+        across runs and updated_at moves only when the content changes. Only the records whose
+        payload no offer or rejection was read from are read again (warehouse/records.py), unless
+        `full_refresh`; the others' rows move to where their record now sits. The marketplace's
+        quality checks (pipelines/checks.py) are evaluated at the end, on the same connection.
         """
         started = time.perf_counter()
         slug = context.partition_key
@@ -200,8 +218,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         try:
             with warehouse.connect() as conn:
                 incremental = not config.full_refresh and can_normalize_incrementally(conn, slug)
-                pages = dirty_pages(conn, slug) if incremental else None
-                if pages == []:
+                changed = not incremental or catalog_changed(conn, slug)
+                hashes = records_to_read(conn, slug) if incremental and changed else None
+                if incremental and not hashes:
                     catalog = None
                 else:
                     catalog = normalize_stored_catalog(
@@ -210,38 +229,42 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                         adapter.normalize_record,
                         now=now,
                         run_id=run_id,
-                        pages=tuple(pages) if pages is not None else None,
+                        hashes=tuple(hashes) if hashes is not None else None,
                     )
-                    # Duplicate ids tie pages together: widen until no id is shared with a page
-                    # left alone (usually at once).
-                    while pages is not None and catalog is not None:
-                        tied = pages_tied_to(conn, slug, pages, _catalog_ids(catalog))
+                    # Duplicate ids tie records together: widen until no id is shared with a
+                    # record left alone (usually at once).
+                    while hashes is not None:
+                        tied = records_tied_to(conn, slug, hashes, _catalog_ids(catalog))
                         if not tied:
                             break
-                        pages = sorted({*pages, *tied})
+                        hashes = sorted({*hashes, *tied})
                         catalog = normalize_stored_catalog(
                             conn,
                             marketplace,
                             adapter.normalize_record,
                             now=now,
                             run_id=run_id,
-                            pages=tuple(pages),
+                            hashes=tuple(hashes),
                         )
                 if catalog is None:
                     removed = 0
-                elif pages is None:
+                elif hashes is None:
                     replace_products(conn, slug, catalog, run_id=run_id, loaded_at=now)
                     write_sources(conn, slug, catalog)
                     removed = catalog.removed_offers
                 else:
-                    _, removed = apply_page_changes(
+                    _, removed = apply_record_changes(
                         conn, slug, catalog, run_id=run_id, loaded_at=now
                     )
-                touch_unchanged_offers(conn, slug, run_id=run_id, now=now)
+                place_unchanged_records(
+                    conn, slug, run_id=run_id, now=now, moved=incremental and changed
+                )
+                if changed:
+                    mark_pages_normalized(conn, slug)
                 (products,) = conn.execute(
                     "SELECT count(*) FROM products WHERE marketplace = ?", [slug]
                 ).fetchall()[0]
-                # Every rejection the marketplace's catalog holds, not only the pages read now.
+                # Every rejection the marketplace's catalog holds, not only the records read now.
                 rejected_by_reason = {
                     str(reason): int(count)
                     for reason, count in conn.execute(
@@ -258,12 +281,13 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         finally:
             _close(adapter)
         if catalog is None:
-            context.log.info(f"{slug}: no page changed since the last run; nothing to normalize")
+            context.log.info(f"{slug}: no new payload since the last run; nothing to normalize")
             return dg.MaterializeResult(
                 metadata={
                     "marketplace": slug,
                     "dagster/row_count": int(products),
                     "pages_read": 0,
+                    "records_read": 0,
                     "normalize_seconds": normalize_seconds,
                     "new_offers": 0,
                     "changed_offers": 0,
@@ -284,7 +308,8 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
             metadata={
                 "marketplace": slug,
                 "dagster/row_count": int(products),
-                "pages_read": len(pages) if pages is not None else "all",
+                "pages_read": len(catalog.pages) if catalog.pages is not None else "all",
+                "records_read": catalog.raw_records if hashes is not None else "all",
                 "normalize_seconds": normalize_seconds,
                 "raw_records": catalog.raw_records,
                 "rejected": sum(rejected_by_reason.values()),

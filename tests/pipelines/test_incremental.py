@@ -4,8 +4,9 @@ Two pipeline homes hold the same first ingest of two marketplaces (declarative J
 over real HTTP by a small server this module controls, through real Dagster materializations;
 the second home starts from a copy of the first one's warehouse, which is what its own first run
 would have written). Then the catalog changes prices, availability, titles, identifiers, removes
-offers, adds new ones and moves a duplicate id; one home refreshes incrementally (only changed
-pages are stored and read again), the other with `full_refresh`. products, rejected_products,
+offers, adds new ones and moves a duplicate id; one home refreshes incrementally (only records
+with a new payload are stored and read again, with the records their external ids tie them to),
+the other with `full_refresh`. products, rejected_products,
 product_groups and price_history must then be identical; timestamps, which differ between the
 runs' wall clocks, are compared as "set by the first run" or "by the second".
 """
@@ -288,26 +289,121 @@ def test_an_incremental_refresh_gives_the_tables_of_a_full_run(
     got, expected = incremental.tables(), full.tables()
     for table in expected:
         assert got[table] == expected[table], table
+    assert positions(incremental) == positions(full)
     # The incremental home read nothing of the unchanged marketplace the second time, and of
-    # the changed one only the pages that changed (removals shift every later page).
-    assert loads_of(incremental, "beta") == [(90, None)]
-    assert loads_of(full, "beta") == [(90, None), (90, None)]
+    # the changed one only the records with a new payload (3, 45, 61, 62, 64, the renamed 2 and
+    # the two new offers) and 30, the duplicate of 2's old id; not the records the removal
+    # shifted onto other pages.
+    assert loads_of(incremental, "beta") == [(90, None, None)]
+    assert loads_of(full, "beta") == [(90, None, None), (90, None, None)]
     # The incremental home's first run read everything too: the copy stands for a first run.
-    assert loads_of(full, "alpha")[0] == (130, None)
-    assert [pages for _, pages in loads_of(incremental, "alpha")] == [None, [1, 2, 3, 4, 6, 7]]
+    assert loads_of(full, "alpha")[0] == (130, None, None)
+    assert loads_of(incremental, "alpha")[1:] == [(128, 9, [1, 2, 3, 4, 7])]
 
 
-def loads_of(home: Home, slug: str) -> list[tuple[int, Any]]:
-    """(raw records, pages the run read) of every load of `slug`, oldest first."""
-    with warehouse.connect(
-        Path(home.env["ONECART_HOME"]) / "pipeline.duckdb", read_only=True
-    ) as conn:
+def test_a_removal_early_in_the_catalog_reads_only_the_changed_records(
+    homes: list[Home], server: CatalogServer
+) -> None:
+    """Removing beta's sixth offer moves every later record to another page or position, and the
+    first occurrence of beta's duplicate id moves, unchanged, behind the second one, and a copy
+    of a record appears earlier; the refresh reads the one changed record, the two records of
+    the duplicate id (whose winner changes) and the two identical ones, and still records every
+    position and fetch time as a full run does."""
+    incremental, full = homes
+    if not incremental.runs:  # run alone: both homes hold the same first ingest
+        assert incremental.ingest(full_refresh=False).success
+        full.start_from(incremental)
+    records = [dict(record) for record in server.catalogs["beta"]]
+    del records[5]
+    records[80]["price"] = "77.70 EUR"
+    records.append(records.pop(2))  # same payload: only its place tells the winner
+    records.insert(10, dict(records[40]))  # an identical payload, twice in the catalog
+    server.catalogs["beta"] = records
+    for home in homes:
+        home.second_run_at = datetime.now(UTC)
+        assert home.ingest(full_refresh=home is full).success
+    got, expected = incremental.tables(), full.tables()
+    for table in expected:
+        assert got[table] == expected[table], table
+    assert positions(incremental) == positions(full)
+    # Records sharing an external id or a payload are read again whenever the catalog changed.
+    assert loads_of(incremental, "beta")[-1] == (90, 5, [1, 2, 3, 5])
+    assert loads_of(full, "beta")[-1] == (90, None, None)
+
+
+def test_a_warehouse_written_before_payload_hashes_is_read_in_full_once(
+    homes: list[Home], server: CatalogServer
+) -> None:
+    """Rows stored before payload hashes existed get NULL there when the schema migrates: the
+    next refresh stores and normalizes those marketplaces in full, then skips records again."""
+    incremental, full = homes
+    if not incremental.runs:
+        assert incremental.ingest(full_refresh=False).success
+        full.start_from(incremental)
+    with warehouse.connect(incremental.warehouse_path) as conn:
+        for table in ("raw_catalog", "product_sources", "rejected_products"):
+            conn.execute(f"UPDATE {table} SET payload_hash = NULL WHERE marketplace = 'beta'")
+    records = catalog("B", 90, shared_from=60)  # whatever the tests before left
+    records[12]["price"] = "12.34 EUR"
+    server.catalogs["beta"] = records
+    for home in homes:
+        home.second_run_at = datetime.now(UTC)
+        assert home.ingest(full_refresh=home is full).success
+    got, expected = incremental.tables(), full.tables()
+    for table in expected:
+        assert got[table] == expected[table], table
+    assert positions(incremental) == positions(full)
+    assert loads_of(incremental, "beta")[-1] == (90, None, None)
+    # Then record by record again: one price, and the two records of beta's duplicate id.
+    records = [dict(record) for record in server.catalogs["beta"]]
+    records[50]["price"] = "50.50 EUR"
+    server.catalogs["beta"] = records
+    incremental.second_run_at = full.second_run_at = datetime.now(UTC)
+    for home in homes:
+        assert home.ingest(full_refresh=home is full).success
+    assert incremental.tables() == full.tables()
+    assert loads_of(incremental, "beta")[-1][1] == 3
+
+
+def positions(home: Home) -> dict[str, list[tuple[Any, ...]]]:
+    """Where every offer, rejection and raw record sits, and its fetch time."""
+    queries = {
+        "products": "SELECT p.marketplace, p.external_id, s.page, s.record_index, p.fetched_at "
+        "FROM products AS p JOIN product_sources AS s USING (marketplace, external_id) "
+        "ORDER BY ALL",
+        "rejected_products": "SELECT marketplace, external_id, page, record_index, payload_hash "
+        "FROM rejected_products ORDER BY ALL",
+        "raw_catalog": "SELECT marketplace, page, record_index, payload_hash, fetched_at "
+        "FROM raw_catalog ORDER BY ALL",
+    }
+    fetched = {}
+    with warehouse.connect(home.warehouse_path, read_only=True) as conn:
+        for name, sql in queries.items():
+            fetched[name] = conn.execute(sql).fetchall()
+        pages = conn.execute(
+            "SELECT marketplace, page, fetched_at FROM raw_pages ORDER BY ALL"
+        ).fetchall()
+    # Fetch times differ between the two homes' runs: compare each with its page's.
+    page_times = {(m, p): at for m, p, at in pages}
+    fetched["products"] = [
+        (*row[:4], row[4] == page_times[(row[0], row[2])]) for row in fetched["products"]
+    ]
+    fetched["raw_catalog"] = [
+        (*row[:4], row[4] == page_times[(row[0], row[1])]) for row in fetched["raw_catalog"]
+    ]
+    return fetched
+
+
+def loads_of(home: Home, slug: str) -> list[tuple[int, Any, Any]]:
+    """(raw records, records the run read, pages they sat on) of every load of `slug`, oldest
+    first (None: every record)."""
+    with warehouse.connect(home.warehouse_path, read_only=True) as conn:
         rows = conn.execute(
-            "SELECT raw_records, pages_read FROM catalog_loads WHERE marketplace = ? "
-            "ORDER BY loaded_at",
+            "SELECT raw_records, records_read, pages_read FROM catalog_loads "
+            "WHERE marketplace = ? ORDER BY loaded_at",
             [slug],
         ).fetchall()
-    return [(int(records), pages) for records, pages in rows]
+    return [(int(records), read, pages) for records, read, pages in rows]
 
 
 def test_a_marketplace_failing_mid_catalog_fails_only_its_partition_with_concurrency(

@@ -32,7 +32,9 @@ def add_offer(db: Path, external_id: str, price_minor: int) -> None:
             "VALUES ('shop', ?, 'Mug', '', ?, 'EUR', true, 'h', now(), now(), now())",
             [external_id, price_minor],
         )
-        conn.execute("INSERT INTO raw_catalog VALUES ('shop', 1, 0, '{\"id\": 1}', now(), 'run')")
+        conn.execute(
+            "INSERT INTO raw_catalog VALUES ('shop', 1, 0, '{\"id\": 1}', now(), 'run', 'h')"
+        )
         conn.execute(
             "INSERT OR REPLACE INTO fx_rates VALUES ('USD', 'EUR', 0.8, DATE '2026-11-24', 't', 2)"
         )

@@ -27,7 +27,13 @@ from adapters.registry import build_adapter, load_marketplaces
 from onecart.services import sandbox_credentials
 from onecart.settings import get_settings
 from warehouse.normalize import normalize_stored_catalog
-from warehouse.offers import NormalizedCatalog, RawRecord, normalize_catalog, payload_text
+from warehouse.offers import (
+    NormalizedCatalog,
+    RawRecord,
+    normalize_catalog,
+    payload_text,
+    record_hash,
+)
 from warehouse.vectorized import PRINTABLE_CLASS, vectorized_query
 from warehouse.vectorized_formats import VECTORIZED_FORMATS
 
@@ -92,8 +98,18 @@ def _both_ways(
     )
     with warehouse.connect(tmp_path / f"{config.slug}.duckdb") as conn:
         conn.executemany(
-            "INSERT INTO raw_catalog VALUES (?, ?, ?, ?, ?, 'run')",
-            [[config.slug, r.page, r.record_index, r.payload, r.fetched_at] for r in raw],
+            "INSERT INTO raw_catalog VALUES (?, ?, ?, ?, ?, 'run', ?)",
+            [
+                [
+                    config.slug,
+                    r.page,
+                    r.record_index,
+                    r.payload,
+                    r.fetched_at,
+                    record_hash(r.payload),
+                ]
+                for r in raw
+            ],
         )
         got = normalize_stored_catalog(
             conn, config, adapter.normalize_record, now=NOW, run_id="run"

@@ -16,8 +16,9 @@ CREATE TABLE IF NOT EXISTS marketplaces (
     updated_at TIMESTAMPTZ NOT NULL
 );
 
--- One row per raw catalog record, exactly as the marketplace sent it; replaced per marketplace
--- on every successful fetch (a failed fetch leaves the last good rows in place).
+-- One row per raw catalog record, exactly as the marketplace sent it; brought up to date per
+-- marketplace on every successful fetch (a failed fetch leaves the last good rows in place):
+-- new payloads inserted, vanished ones deleted, the others moved to their new page and position.
 CREATE TABLE IF NOT EXISTS raw_catalog (
     marketplace VARCHAR NOT NULL,
     page INTEGER NOT NULL,
@@ -124,14 +125,14 @@ CREATE TABLE IF NOT EXISTS price_history (
     observed_at TIMESTAMPTZ NOT NULL
 );
 
--- Where each record of a rejected_products row sat in the marketplace's catalog (page, position):
--- an incremental run replaces the rejections of the pages that changed, and only those.
+-- Where each record of a rejected_products row sat in the marketplace's catalog (page, position).
 ALTER TABLE rejected_products ADD COLUMN IF NOT EXISTS page INTEGER;
 ALTER TABLE rejected_products ADD COLUMN IF NOT EXISTS record_index INTEGER;
 
--- One row per catalog page the pipeline holds: the SHA-256 of its records as fetched
+-- One row per catalog page the pipeline holds: the SHA-256 of its records' payload hashes in order
 -- (content_hash; NULL once the page is gone from the catalog, until normalization drops it), the
--- hash the last normalization read (normalized_hash: a page whose two hashes differ is re-read),
+-- hash the last normalization saw (normalized_hash: when the two differ somewhere, a record of the
+-- marketplace is new, gone or moved),
 -- its GTIN claims, and the validators of a conditional request (ETag, Last-Modified).
 CREATE TABLE IF NOT EXISTS raw_pages (
     marketplace VARCHAR NOT NULL,
@@ -145,8 +146,8 @@ CREATE TABLE IF NOT EXISTS raw_pages (
     PRIMARY KEY (marketplace, page)
 );
 
--- Which raw record each current offer was read from: the pages an incremental normalization
--- re-reads own exactly these offers.
+-- Which raw record each current offer was read from (its position and payload hash): the
+-- records an incremental normalization re-reads own exactly these offers.
 CREATE TABLE IF NOT EXISTS product_sources (
     marketplace VARCHAR NOT NULL,
     external_id VARCHAR NOT NULL,
@@ -164,8 +165,19 @@ CREATE TABLE IF NOT EXISTS catalog_validators (
     checked_at TIMESTAMPTZ NOT NULL
 );
 
--- The pages an incremental normalization read (NULL: every page).
+-- The pages an incremental normalization read (NULL: every page): the pages its records sat on.
 ALTER TABLE catalog_loads ADD COLUMN IF NOT EXISTS pages_read INTEGER[];
+-- How many raw records an incremental normalization read (NULL: every record).
+ALTER TABLE catalog_loads ADD COLUMN IF NOT EXISTS records_read INTEGER;
+
+-- The SHA-256 of each raw record's payload (warehouse.offers.record_hash), and of the payload
+-- each offer and each rejection was read from: a refresh stores and normalizes only payloads the
+-- warehouse did not hold, wherever they sit (warehouse/records.py). Rows stored before these
+-- columns existed have NULL there; the next run then stores and normalizes the marketplace in
+-- full once (and says so in its log).
+ALTER TABLE raw_catalog ADD COLUMN IF NOT EXISTS payload_hash VARCHAR;
+ALTER TABLE product_sources ADD COLUMN IF NOT EXISTS payload_hash VARCHAR;
+ALTER TABLE rejected_products ADD COLUMN IF NOT EXISTS payload_hash VARCHAR;
 
 -- How far each incremental derived table has read products (by updated_at).
 CREATE TABLE IF NOT EXISTS derived_watermarks (

@@ -168,22 +168,13 @@ def _sync_all(
     doc_hashes: dict[str, str] = {}
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "offers_by_group.parquet"
-        with connect() as conn:
-            conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
-            try:
-                search_sync.export_rows(
-                    conn,
-                    f"SELECT * FROM ({OFFER_EXPORT_SQL}) WHERE marketplace IN "
-                    "(SELECT slug FROM active_marketplaces) "
-                    "ORDER BY group_id NULLS LAST, marketplace, external_id",
-                    exported,
-                    {},
-                )
-            finally:
-                conn.unregister("active_marketplaces")
-        group_min = search_sync.cheapest_usd_per_group(
-            pl.read_parquet(exported, columns=["group_id", "price_minor", "currency", "available"]),
-            rates,
+        group_min, _ = search_sync.export_active_offers(
+            connect,
+            OFFER_EXPORT_SQL,
+            exported,
+            active=active,
+            rates=rates,
+            order_by="ORDER BY group_id NULLS LAST, marketplace, external_id",
         )
 
         def documents() -> Iterator[GroupDocument]:

@@ -237,25 +237,8 @@ def _sync_all(
     state_parts: list[pl.DataFrame] = []
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "offers.parquet"
-        with connect() as conn:
-            conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
-            try:
-                search_sync.export_rows(
-                    conn,
-                    f"SELECT * FROM ({INPUT_HASH_SQL}) WHERE marketplace IN "
-                    "(SELECT slug FROM active_marketplaces)",
-                    exported,
-                    {},
-                )
-                (inactive,) = conn.execute(
-                    "SELECT count(*) FROM products WHERE marketplace NOT IN "
-                    "(SELECT slug FROM active_marketplaces)"
-                ).fetchall()[0]
-            finally:
-                conn.unregister("active_marketplaces")
-        group_min = search_sync.cheapest_usd_per_group(
-            pl.read_parquet(exported, columns=["group_id", "price_minor", "currency", "available"]),
-            rates,
+        group_min, inactive = search_sync.export_active_offers(
+            connect, INPUT_HASH_SQL, exported, active=active, rates=rates
         )
 
         def documents() -> Iterator[dict[str, Any]]:

@@ -178,15 +178,37 @@ def spill_directory(connect: Callable[..., Any]) -> Iterator[Path]:
         yield Path(directory)
 
 
-def export_rows(
-    conn: duckdb.DuckDBPyConnection, query: str, target: Path, params: Mapping[str, Any]
-) -> int:
-    """Write the rows of `query` to the Parquet file `target` (DuckDB streams them: nothing is
-    held in Python); returns the row count. The warehouse lock can go as soon as this returns,
-    however long the documents take to build and index."""
+def export_active_offers(
+    connect: Callable[..., Any],
+    source_sql: str,
+    target: Path,
+    *,
+    active: list[str],
+    rates: Mapping[str, Decimal],
+    order_by: str = "",
+) -> tuple[dict[str, int], int]:
+    """Write the rows of `source_sql` that belong to `active` marketplaces to the Parquet file
+    `target` (DuckDB streams them: nothing is held in Python), then let the warehouse go: the
+    documents take far longer to build and index than the export. Returns the cheapest USD price
+    per group over the exported offers (a batch of a streamed build only sees some of a group's
+    offers) and the count of offers of inactive marketplaces."""
     literal = str(target).replace("'", "''")
-    conn.execute(f"COPY ({query}) TO '{literal}' (FORMAT parquet)", dict(params))
-    return int(pq.ParquetFile(target).metadata.num_rows)
+    with connect() as conn:
+        conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
+        try:
+            conn.execute(
+                f"COPY (SELECT * FROM ({source_sql}) WHERE marketplace IN "
+                f"(SELECT slug FROM active_marketplaces) {order_by}) TO '{literal}' "
+                "(FORMAT parquet)"
+            )
+            (inactive,) = conn.execute(
+                "SELECT count(*) FROM products WHERE marketplace NOT IN "
+                "(SELECT slug FROM active_marketplaces)"
+            ).fetchall()[0]
+        finally:
+            conn.unregister("active_marketplaces")
+    prices = pl.read_parquet(target, columns=["group_id", "price_minor", "currency", "available"])
+    return cheapest_usd_per_group(prices, rates), int(inactive)
 
 
 def iter_row_batches(source: Path, *, rows: int | None = None) -> Iterator[pl.DataFrame]:

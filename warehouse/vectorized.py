@@ -96,6 +96,9 @@ class _Query:
     claimed_gtin: str = "NULL"
     # The field claimed_gtin is read from, when its key is a GTIN key (warehouse.offers.GTIN_KEYS).
     claimed_field: str | None = None
+    # The expression of the currency code to join `currency_exponents` on, when the format's
+    # currency varies per record in a way _currency_source does not know.
+    currency_source: str | None = None
 
     def read(self, name: str, path: str) -> tuple[str, str]:
         """Read `path` as field `name`; returns the SQL names of its JSON type and its text."""
@@ -374,6 +377,8 @@ def vectorized_query(config: MarketplaceConfig, source: str) -> str | None:
 def _currency_source(query: _Query) -> str | None:
     if "cx." not in " ".join(query.columns.values()) + " ".join(query.guards):
         return None
+    if query.currency_source:
+        return query.currency_source
     if "currency" in query.paths and query.paths["currency"] == "$.prices.currency_code":
         return "s_currency"
     # "15.00 NGN": the code is the last word of the price text (a sale price's, when on sale).

@@ -52,7 +52,11 @@ INT_TYPES = "('BIGINT', 'UBIGINT')"
 # A JSON key that warehouse.offers.claimed_gtin takes for a GTIN key ("ean", "g:gtin", "{ns}upc"):
 # the name right after the key's opening quote, a ':' or a '}', and right before its closing quote
 # and colon. (A value cannot be followed by a colon, and an escaped quote is never a key's end.)
+# Matched case-insensitively (no lower-cased copy of every payload): RE2's simple case folding
+# can only find more keys than Python's str.lower does (U+017F folds to 's'), never fewer, and a
+# record with more keys than the one read goes per record.
 GTIN_KEY_RE = '[":}](?:' + "|".join(sorted(GTIN_KEYS, key=len, reverse=True)) + ')"\\s*:'
+GTIN_KEY_PATTERN = "(?i)" + GTIN_KEY_RE
 NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 NULLISH = "IS NULL OR {t} = 'NULL'"
 
@@ -110,7 +114,8 @@ class _Query:
         names = list(self.paths)
         path_list = ", ".join(_quote(self.paths[name]) for name in names)
         typed = ",\n    ".join(
-            f"f[{i}] AS j_{name}, {_json_type_of(f'f[{i}]')} AS t_{name}, v[{i}] AS s_{name}"
+            f"f[{i}] AS j_{name}, json_type(f[{i}]) AS t_{name}, "
+            f"json_extract_string(f[{i}], '$') AS s_{name}"
             for i, name in enumerate(names, start=1)
         )
         columns = ",\n    ".join(f"{expr} AS {name}" for name, expr in self.columns.items())
@@ -124,23 +129,17 @@ class _Query:
         guards = [*self.guards, f"gtin_keys = {expected_keys}"]
         guard = " AND ".join(f"coalesce({g}, false)" for g in guards)
         return f"""
-WITH src AS MATERIALIZED (
+WITH src AS (
     SELECT page, record_index, fetched_at,
-           json_valid(payload) AND json_type(payload) = 'OBJECT' AS is_object,
-           payload,
-           len(regexp_extract_all(lower(payload), {_quote(GTIN_KEY_RE)})) AS gtin_keys
+           CASE WHEN json_valid(payload) AND json_type(payload) = 'OBJECT'
+                THEN json_extract(payload, [{path_list}]) END AS f,
+           len(regexp_extract_all(payload, {_quote(GTIN_KEY_PATTERN)})) AS gtin_keys
     FROM {source}
 ),
-parsed AS MATERIALIZED (
-    SELECT page, record_index, fetched_at, is_object, gtin_keys,
-           CASE WHEN is_object THEN json_extract(payload, [{path_list}]) END AS f,
-           CASE WHEN is_object THEN json_extract_string(payload, [{path_list}]) END AS v
-    FROM src
-),
-fields AS MATERIALIZED (
-    SELECT page, record_index, fetched_at, is_object, gtin_keys,
+fields AS (
+    SELECT page, record_index, fetched_at, f IS NOT NULL AS is_object, gtin_keys,
     {typed}
-    FROM parsed
+    FROM src
 )
 SELECT page, record_index, fetched_at,
     is_object AND {guard} AS vectorized,
@@ -148,19 +147,6 @@ SELECT page, record_index, fetched_at,
     {self.claimed_gtin} AS claimed_gtin
 FROM fields
 """
-
-
-def _json_type_of(value: str) -> str:
-    """json_type of an extracted JSON value, told from its first character where that is
-    certain (yyjson writes extracted values minified); numbers are asked of json_type, which
-    tells BIGINT, UBIGINT and DOUBLE apart exactly. A second parse of every field of every
-    record cost more than the record's own parse."""
-    first = f"left(CAST({value} AS VARCHAR), 1)"
-    return (
-        f"CASE {first} WHEN '\"' THEN 'VARCHAR' WHEN '{{' THEN 'OBJECT' WHEN '[' THEN 'ARRAY' "
-        f"WHEN 't' THEN 'BOOLEAN' WHEN 'f' THEN 'BOOLEAN' WHEN 'n' THEN 'NULL' "
-        f"ELSE json_type({value}) END"
-    )
 
 
 # --- Field readers: (value expression, guard) ------------------------------------------------

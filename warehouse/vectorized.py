@@ -52,7 +52,11 @@ INT_TYPES = "('BIGINT', 'UBIGINT')"
 # A JSON key that warehouse.offers.claimed_gtin takes for a GTIN key ("ean", "g:gtin", "{ns}upc"):
 # the name right after the key's opening quote, a ':' or a '}', and right before its closing quote
 # and colon. (A value cannot be followed by a colon, and an escaped quote is never a key's end.)
+# Matched case-insensitively (no lower-cased copy of every payload): RE2's simple case folding
+# can only find more keys than Python's str.lower does (U+017F folds to 's'), never fewer, and a
+# record with more keys than the one read goes per record.
 GTIN_KEY_RE = '[":}](?:' + "|".join(sorted(GTIN_KEYS, key=len, reverse=True)) + ')"\\s*:'
+GTIN_KEY_PATTERN = "(?i)" + GTIN_KEY_RE
 NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 NULLISH = "IS NULL OR {t} = 'NULL'"
 
@@ -96,6 +100,9 @@ class _Query:
     claimed_gtin: str = "NULL"
     # The field claimed_gtin is read from, when its key is a GTIN key (warehouse.offers.GTIN_KEYS).
     claimed_field: str | None = None
+    # The expression of the currency code to join `currency_exponents` on, when the format's
+    # currency varies per record in a way _currency_source does not know.
+    currency_source: str | None = None
 
     def read(self, name: str, path: str) -> tuple[str, str]:
         """Read `path` as field `name`; returns the SQL names of its JSON type and its text."""
@@ -126,7 +133,7 @@ WITH src AS (
     SELECT page, record_index, fetched_at,
            CASE WHEN json_valid(payload) AND json_type(payload) = 'OBJECT'
                 THEN json_extract(payload, [{path_list}]) END AS f,
-           len(regexp_extract_all(lower(payload), {_quote(GTIN_KEY_RE)})) AS gtin_keys
+           len(regexp_extract_all(payload, {_quote(GTIN_KEY_PATTERN)})) AS gtin_keys
     FROM {source}
 ),
 fields AS (
@@ -356,6 +363,8 @@ def vectorized_query(config: MarketplaceConfig, source: str) -> str | None:
 def _currency_source(query: _Query) -> str | None:
     if "cx." not in " ".join(query.columns.values()) + " ".join(query.guards):
         return None
+    if query.currency_source:
+        return query.currency_source
     if "currency" in query.paths and query.paths["currency"] == "$.prices.currency_code":
         return "s_currency"
     # "15.00 NGN": the code is the last word of the price text (a sale price's, when on sale).

@@ -326,6 +326,96 @@ def _declarative(config: MarketplaceConfig) -> _Query | None:
     return q
 
 
+def _csv_feed(config: MarketplaceConfig) -> _Query | None:
+    """adapters.csv_feed.CsvFeedAdapter.normalize_record, for feeds with plain decimal prices.
+
+    Every cell is text (`_cell`: stripped, empty is absent); the readers below take the raw
+    cell and their guards hold only where stripping first changes nothing they give.
+    """
+    from adapters.csv_feed import PROBLEM_KEY, parse_csv_feed_options
+    from warehouse.offers import _field_name
+
+    options = parse_csv_feed_options(config.slug, config.options)
+    if (
+        options.price_encoding != "decimal_string"
+        or options.thousands_separator
+        or options.decimal_comma
+    ):
+        return None
+    columns = dict(options.columns)
+    q = _Query({}, {}, [])
+
+    def cell(name: str) -> tuple[str, str]:
+        column = columns.get(name)
+        if column is None:
+            return "NULL::VARCHAR", "NULL::VARCHAR"
+        t, s = q.read(name, _json_path_key(column))
+        # A cell that is not text is absent for _cell: only text (or no cell) here.
+        q.guards.append(f"({t} IS NULL OR {t} = 'VARCHAR')")
+        return t, s
+
+    def plain(t: str, s: str) -> str:
+        """The cell as _cell gives it, for printable ASCII (where str.strip is trim)."""
+        q.guards.append(f"({t} IS NULL OR {_ascii_text_guard(t, s)})")
+        return f"CASE WHEN {t} = 'VARCHAR' THEN nullif(trim({s}), '') END"
+
+    t_problem, _ = q.read("problem", _json_path_key(PROBLEM_KEY))
+    q.guards.append(f"{t_problem} IS NULL")
+    _set(q, "external_id", _external_id(*cell("external_id")))
+    _set(q, "title", _title(*cell("title")))
+    # The sale price when there is one, else the price; the currency cell, else the config's.
+    sale = plain(*cell("sale_price"))
+    regular = plain(*cell("price"))
+    amount = f"coalesce({sale}, {regular})"
+    currency = f"upper(coalesce({plain(*cell('currency'))}, {_quote(config.currency)}))"
+    q.currency_source = currency
+    minor = (
+        f"(TRY_CAST(split_part({amount}, '.', 1) AS BIGINT) * "
+        f"TRY_CAST(pow(10, cx.exponent) AS BIGINT) + "
+        f"TRY_CAST(rpad(split_part({amount}, '.', 2), cx.exponent, '0') AS BIGINT))"
+    )
+    guard = (
+        f"(regexp_full_match({amount}, '[0-9]{{1,12}}(\\.[0-9]+)?') AND cx.exponent IS NOT NULL "
+        f"AND length(split_part({amount}, '.', 2)) <= cx.exponent AND {minor} > 0)"
+    )
+    q.columns["price_minor"] = f"CASE WHEN {guard} THEN {minor} END"
+    q.columns["currency"] = "cx.code"
+    q.guards.append(guard)
+    # optional_int of the stock cell; the offer keeps it only when not negative, and without an
+    # availability cell a stock says whether the offer can be bought.
+    stock_text = plain(*cell("stock"))
+    q.guards.append(f"coalesce(NOT regexp_matches({stock_text}, '[0-9]{{10}}'), true)")
+    stock = (
+        f"CASE WHEN regexp_full_match({stock_text}, '[+-]?[0-9]+') "
+        f"THEN CAST({stock_text} AS INTEGER) END"
+    )
+    q.columns["stock"] = f"CASE WHEN ({stock}) >= 0 THEN {stock} END"
+    availability = plain(*cell("availability"))
+    q.columns["available"] = (
+        f"CASE WHEN ({availability}) IS NULL THEN coalesce(({stock}) > 0, true) "
+        f"ELSE coalesce({_word_availability(availability)}, false) END"
+    )
+    _set(q, "description", _description(*cell("description")))
+    _set(q, "image_url", _url(*cell("image_url")))
+    _set(q, "product_url", _url(*cell("product_url")))
+    _set(q, "category", _category_leaf(*cell("category")))
+    for column in ("brand", "model", "mpn", "sku"):
+        _set(q, column, _text(*cell(column)))
+    t_gtin, s_gtin = cell("gtin")
+    _set(q, "gtin", _gtin(t_gtin, s_gtin))
+    if "gtin" in columns and _field_name(columns["gtin"]) in GTIN_KEYS:
+        q.claimed_gtin = _claimed(t_gtin, s_gtin)
+        q.claimed_field = "gtin"
+    for column in ("rating", "rating_count"):
+        q.columns[column] = "NULL"
+    return q
+
+
+def _json_path_key(key: str) -> str:
+    """A JSON path to one top-level key, whatever characters the key has."""
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 VECTORIZED_FORMATS: Mapping[str, Callable[[MarketplaceConfig], _Query | None]] = {
     "fakestore": _fakestore,
     "dummyjson": _dummyjson,
@@ -333,4 +423,5 @@ VECTORIZED_FORMATS: Mapping[str, Callable[[MarketplaceConfig], _Query | None]] =
     "woocommerce": _woocommerce,
     "google_feed": _google_feed,
     "declarative": _declarative,
+    "csv_feed": _csv_feed,
 }

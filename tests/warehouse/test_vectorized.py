@@ -230,6 +230,7 @@ def _rewrites(kind: str) -> list[Callable[[dict[str, Any]], dict[str, Any]]]:
         "fakestore": ("title", "category", "image"),
         "google_feed": ("g:title", "g:brand", "g:product_type", "g:mpn", "g:link"),
         "declarative": ("name", "maker.name", "maker.model", "taxonomy.leaf", "url"),
+        "csv_feed": ("product_name", "brand", "model", "category_path", "deeplink"),
     }[kind]
     description = {
         "shopify": "body_html",
@@ -238,6 +239,7 @@ def _rewrites(kind: str) -> list[Callable[[dict[str, Any]], dict[str, Any]]]:
         "fakestore": "description",
         "google_feed": "g:description",
         "declarative": "summary",
+        "csv_feed": "description",
     }[kind]
     price = {
         "shopify": "variants.0.price",
@@ -246,6 +248,7 @@ def _rewrites(kind: str) -> list[Callable[[dict[str, Any]], dict[str, Any]]]:
         "fakestore": "price",
         "google_feed": "g:price",
         "declarative": "pricing.display",
+        "csv_feed": "price",
     }[kind]
     gtin = {
         "shopify": "variants.0.barcode",
@@ -254,8 +257,11 @@ def _rewrites(kind: str) -> list[Callable[[dict[str, Any]], dict[str, Any]]]:
         "fakestore": "ean",
         "google_feed": "g:gtin",
         "declarative": "ean",
+        "csv_feed": "ean",
     }[kind]
-    identifier = {"google_feed": "g:id", "declarative": "sku"}.get(kind, "id")
+    identifier = {"google_feed": "g:id", "declarative": "sku", "csv_feed": "product_id"}.get(
+        kind, "id"
+    )
     rewrites = [_set(field, value) for field in fields for value in TEXT_VALUES]
     rewrites += [_drop(field) for field in fields]
     rewrites += [_set(description, value) for value in DESCRIPTIONS]
@@ -311,6 +317,17 @@ def _rewrites(kind: str) -> list[Callable[[dict[str, Any]], dict[str, Any]]]:
         rewrites += [_set("rating.count", value) for value in COUNTS]
         rewrites += [_set("rating.rate", value) for value in RATINGS]
         rewrites += [_set("image", value) for value in URLS]
+    if kind == "csv_feed":
+        # Feed cells are text; the other values stand for hand-built records.
+        rewrites += [_set("sale_price", v) for v in ("9.00", "", "  ", " 8.5 ", "9.999", "x", 3)]
+        rewrites += [_set("currency", v) for v in ("NGN", "ngn", " KES ", "", "KSH", "JPY", None)]
+        rewrites += [_set("availability", value) for value in AVAILABILITY]
+        rewrites += [
+            _set("stock_quantity", v)
+            for v in ("0", "12", "-3", "+4", " 7 ", "2.0", "", "1234567890", "007", "x", 5)
+        ]
+        rewrites += [_set("_problem", "3 fields where the header has 14"), _drop("_line")]
+        rewrites += [_set("upc", "4006381333931"), _drop("ean")]
     if kind == "declarative":
         rewrites += [_set("in_stock", value) for value in AVAILABILITY]
         rewrites += [_set("stock_level", value) for value in COUNTS]

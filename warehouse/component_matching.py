@@ -92,12 +92,12 @@ def component_labels(keyed: pl.DataFrame) -> np.ndarray:
     )
     brand_node = nodes.get_column("brand").fill_null(-1).to_numpy()
     gtin_node = nodes.get_column("gtin").fill_null(-1).to_numpy()
-    lone = node_count + np.arange(keyed.height, dtype=np.int64)
-    return np.where(
-        brand_node >= 0,
-        roots[np.maximum(brand_node, 0)],
-        np.where(gtin_node >= 0, roots[np.maximum(gtin_node, 0)], lone),
-    )
+    labels = node_count + np.arange(keyed.height, dtype=np.int64)  # alone unless keyed
+    by_brand = brand_node >= 0
+    labels[by_brand] = roots[brand_node[by_brand]]
+    by_gtin = ~by_brand & (gtin_node >= 0)
+    labels[by_gtin] = roots[gtin_node[by_gtin]]
+    return labels
 
 
 def component_batches(

@@ -108,3 +108,14 @@ def test_components_follow_shared_brand_and_gtin_keys() -> None:
     assert a == b == c
     assert e == f
     assert len({a, d, e, g, h}) == 5
+
+
+def test_a_catalog_without_brand_or_gtin_keys_is_all_single_offers() -> None:
+    offers = [
+        OfferForMatching("m1", "a", "plain thing one"),
+        OfferForMatching("m2", "b", "plain thing one"),
+    ]
+    groups = match_in_components(keyed_offers(_frame(offers)))
+    assert groups.get_column("method").to_list() == ["single", "single"]
+    assert groups.get_column("group_id").to_list() == [a.group_id for a in assign_groups(offers)]
+    assert match_in_components(keyed_offers(_frame([]))).is_empty()

@@ -163,6 +163,12 @@ def build_product_documents(
 # 4.5-5.5 GiB in the full builds of both indexes (bench/RESULTS.md); in batches of this many
 # rows the builds stay flat whatever the catalog's size.
 STREAM_BATCH_ROWS = 20_000
+# DuckDB's memory while it exports the offers for a streamed build (export_active_offers): the
+# export sorts every active offer and, for the offers index, hashes each group's prices in
+# order. Unbounded (DuckDB's default, 80% of RAM), the query alone took the pipeline process
+# from 1.0 to 4.1 GiB at a million offers; every operator of it can spill to disk, so a small
+# limit costs time, not failures.
+EXPORT_MEMORY_LIMIT = "512MB"
 
 
 @contextmanager
@@ -194,6 +200,8 @@ def export_active_offers(
     offers) and the count of offers of inactive marketplaces."""
     literal = str(target).replace("'", "''")
     with connect() as conn:
+        (previous_limit,) = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0]
+        conn.execute("SET memory_limit = ?", [EXPORT_MEMORY_LIMIT])
         conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
         try:
             conn.execute(
@@ -207,6 +215,7 @@ def export_active_offers(
             ).fetchall()[0]
         finally:
             conn.unregister("active_marketplaces")
+            conn.execute("SET memory_limit = ?", [previous_limit])
     prices = pl.read_parquet(target, columns=["group_id", "price_minor", "currency", "available"])
     return cheapest_usd_per_group(prices, rates), int(inactive)
 

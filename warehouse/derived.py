@@ -80,20 +80,28 @@ def replace_product_groups(
     conn: duckdb.DuckDBPyConnection, assignments: Iterable[GroupAssignment]
 ) -> int:
     """Replace product_groups with a fresh assignment of every offer; return the row count."""
-    frame = pl.DataFrame(
-        [
-            {
-                "group_id": a.group_id,
-                "marketplace": a.marketplace,
-                "external_id": a.external_id,
-                "method": a.method,
-                "confidence": a.confidence,
-                "matching_key": a.matching_key,
-            }
-            for a in assignments
-        ],
-        schema=PRODUCT_GROUPS_SCHEMA,
+    return replace_product_groups_frame(
+        conn,
+        pl.DataFrame(
+            [
+                {
+                    "group_id": a.group_id,
+                    "marketplace": a.marketplace,
+                    "external_id": a.external_id,
+                    "method": a.method,
+                    "confidence": a.confidence,
+                    "matching_key": a.matching_key,
+                }
+                for a in assignments
+            ],
+            schema=PRODUCT_GROUPS_SCHEMA,
+        ),
     )
+
+
+def replace_product_groups_frame(conn: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> int:
+    """Replace product_groups with the rows of `frame` (PRODUCT_GROUPS_SCHEMA); return the row
+    count."""
     columns = ", ".join(PRODUCT_GROUPS_SCHEMA.names())
     conn.register("staged_groups", frame.to_arrow())
     try:

@@ -37,6 +37,11 @@ from warehouse.records import (
 
 CATALOG_GROUP = "catalog"
 PREVIEW_COLUMNS = ("external_id", "title", "price_minor", "currency", "brand", "model", "gtin")
+# DuckDB's memory while a partition is normalized and loaded: unbounded (80% of RAM), one
+# marketplace of 166k records at a million offers peaked at 1.46 GiB, in replace_products; at
+# 512MB DuckDB spills and the same partition peaked at 1.20 GiB (in 120 s against 171 s, both
+# under load 6-8). Two partition workers and the pipeline process share issue 11's 2 GB.
+NORMALIZE_MEMORY_LIMIT = "512MB"
 
 
 class CatalogRunConfig(dg.Config):
@@ -220,6 +225,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 # Waiting for another partition's connection and opening the file: part of
                 # normalize_seconds, reported apart (DuckDB's own read waits for nobody).
                 open_seconds = round(time.perf_counter() - started, 3)
+                conn.execute("SET memory_limit = ?", [NORMALIZE_MEMORY_LIMIT])
                 incremental = not config.full_refresh and can_normalize_incrementally(conn, slug)
                 changed = not incremental or catalog_changed(conn, slug)
                 hashes = records_to_read(conn, slug) if incremental and changed else None

@@ -309,8 +309,9 @@ def _partition_worker_pool(workers: int, home: str) -> ProcessPoolExecutor:
     Each worker runs one partition and exits (`max_tasks_per_child=1`): after normalizing a
     marketplace of 166k records a long-lived worker still held 0.54 GiB (the forkserver it forks
     from, 0.19 GiB; the rest allocator caches of Python, Polars and DuckDB) while the other worker
-    normalized the next partition, at up to 1.45 GiB: the phase's peak is the sum. A fresh fork costs a few tenths of a second (the initializer
-    builds the job again), nothing next to a partition."""
+    normalized the next partition, at up to 1.45 GiB: the phase's peak is the sum.
+    A fresh fork costs a few tenths of a second (the initializer builds the job again), nothing
+    next to a partition."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return ProcessPoolExecutor(

@@ -153,9 +153,27 @@ def init_login_limiter(app: Flask) -> None:
     init_limiters(app)
 
 
+PATHS_REMEMBERED = 64
+
+
 def path_exists(path: str) -> bool:
     """True when some view answers GET `path` (lets the layout link to pages that later issues
-    add, such as /orders and /notifications, only once they exist)."""
+    add, such as /orders and /notifications, only once they exist).
+
+    Remembered per application for the first PATHS_REMEMBERED paths asked about (the layout's
+    fixed links; any path a request brings is only looked up): the URL map is fixed once the
+    app serves, and the layout asks on every page.
+    """
+    known: dict[str, bool] = current_app.extensions.setdefault("onecart_path_exists", {})
+    exists = known.get(path)
+    if exists is None:
+        exists = _matches_a_view(path)
+        if len(known) < PATHS_REMEMBERED:
+            known[path] = exists
+    return exists
+
+
+def _matches_a_view(path: str) -> bool:
     adapter = current_app.url_map.bind("localhost")
     try:
         adapter.match(path, method="GET")

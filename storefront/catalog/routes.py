@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     g,
     jsonify,
@@ -158,19 +160,31 @@ def home() -> str:
         search_down = True
         loading = index_missing_message() if unavailable.reason == "index_missing" else None
     deal_cards = []
+    deal_notes = []
     drop_cards = []
+    drop_notes = []
     top_cards = []
     if showcase is not None:
-        deal_cards = list(
-            zip(showcase.best_deals, build_cards(d.hit for d in showcase.best_deals), strict=True)
-        )
+        currency = display_currency()
+        deal_cards = build_cards(deal.hit for deal in showcase.best_deals)
+        deal_notes = [
+            f"Save up to {format_price(display_money_minor(deal.saving_usd_minor, 'USD'), currency)}"
+            f" ({deal.saving_percent}%) against the dearest offer"
+            for deal in showcase.best_deals
+        ]
         drop_cards = build_cards(showcase.price_drops)
+        drop_notes = [
+            f"Was {format_price(card.hit.offer.previous_price_minor, card.hit.offer.currency)}"
+            for card in drop_cards
+        ]
         top_cards = build_cards(showcase.top_rated)
     return render_template(
         "catalog/home.html",
         showcase=showcase,
         deal_cards=deal_cards,
+        deal_notes=deal_notes,
         drop_cards=drop_cards,
+        drop_notes=drop_notes,
         top_cards=top_cards,
         categories=categories,
         search_down=search_down,
@@ -227,6 +241,14 @@ def _listing_context(page: SearchPage) -> dict[str, Any]:
     }
 
 
+def _render_partial(name: str, context: dict[str, Any]) -> str:
+    """One of the listing's partials (_facets.html, _results.html), rendered by Jinja from
+    `context` alone. They read only what _listing_context gives them and the app's template
+    globals, so Flask's per-render work (every context processor: the CSRF token, the currency
+    switcher, the cart count, ...) is not done for them again."""
+    return current_app.jinja_env.get_template(name).render(context)
+
+
 # Where the search page's frame takes the listing's facets and results (a "<" never comes out of
 # escaped text, so no shopper's input can fake a slot).
 FACETS_SLOT = Markup("<!--onecart:facets-->")
@@ -258,8 +280,8 @@ def search() -> str:
 
     page = _search(params, while_waiting=render_frame)
     context = _listing_context(page)
-    facets = render_template("catalog/_facets.html", **context)
-    results = render_template("catalog/_results.html", **context)
+    facets = _render_partial("catalog/_facets.html", context)
+    results = _render_partial("catalog/_results.html", context)
     return frame[0].replace(FACETS_SLOT, facets, 1).replace(RESULTS_SLOT, results, 1)
 
 
@@ -288,12 +310,12 @@ def api_search() -> Response:
         },
         "corrections": list(page.corrections),
         "hits": [card.as_json(currency) for card in build_cards(page.hits)],
-        "url": url_for("catalog.search") + _query_suffix(page.params.to_query_args()),
+        "url": _search_path() + _query_suffix(page.params.to_query_args()),
     }
     if request.args.get("html") == "1":
         context = _listing_context(page)
-        body["results_html"] = render_template("catalog/_results.html", **context)
-        body["facets_html"] = render_template("catalog/_facets.html", **context)
+        body["results_html"] = _render_partial("catalog/_results.html", context)
+        body["facets_html"] = _render_partial("catalog/_facets.html", context)
     return jsonify(body)
 
 
@@ -304,15 +326,22 @@ def api_ping() -> Response:
 
 
 def _query_suffix(pairs: list[tuple[str, str]]) -> str:
-    from urllib.parse import urlencode
-
     return f"?{urlencode(pairs)}" if pairs else ""
+
+
+def _search_path() -> str:
+    """url_for("catalog.search"), worked out once per request (a listing links to it some ten
+    times: pages, facets, clearing filters)."""
+    path = g.get("onecart_search_path")
+    if path is None:
+        path = g.onecart_search_path = url_for("catalog.search")
+    return path
 
 
 @bp.app_template_global()
 def search_url(params: SearchParams, **changes: Any) -> str:
     """The /search URL for `params` with `changes` (used by pagination and sort links)."""
-    return url_for("catalog.search") + _query_suffix(params.to_query_args(**changes))
+    return _search_path() + _query_suffix(params.to_query_args(**changes))
 
 
 @bp.app_template_global()
@@ -322,7 +351,7 @@ def facet_toggle_url(params: SearchParams, facet: str, value: str) -> str:
         wanted = value == "true"
         new_value = None if params.available is wanted else wanted
         return search_url(params, available=new_value)
-    return url_for("catalog.search") + _query_suffix(params.toggled(facet, value))
+    return _search_path() + _query_suffix(params.toggled(facet, value))
 
 
 # --- Product page ------------------------------------------------------------------------------

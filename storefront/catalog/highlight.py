@@ -18,7 +18,11 @@ def highlight_title(title: str, matches: Iterable[tuple[int, int]]) -> Markup:
     Overlapping or out-of-range ranges are clipped; a stray NUL in a marketplace's title never
     reaches the page.
     """
-    raw = title.replace("\x00", "").encode("utf-8", "surrogatepass")
+    text = title.replace("\x00", "")
+    # An ASCII title's byte offsets are its character offsets: it is sliced as it is (most
+    # titles; a listing highlights two dozen per page). Any other goes through its UTF-8 bytes,
+    # which also drops a lone surrogate that could not be sent.
+    raw: str | bytes = text if text.isascii() else text.encode("utf-8", "surrogatepass")
     pieces: list[str] = []
     cursor = 0
     for start, length in sorted(matches):
@@ -26,8 +30,13 @@ def highlight_title(title: str, matches: Iterable[tuple[int, int]]) -> Markup:
         end = min(start + length, len(raw))
         if start >= end:
             continue
-        pieces.append(str(escape(raw[cursor:start].decode("utf-8", "ignore"))))
-        pieces.append(f"<mark>{escape(raw[start:end].decode('utf-8', 'ignore'))}</mark>")
+        pieces.append(escape(_text(raw[cursor:start])))
+        pieces.append(f"<mark>{escape(_text(raw[start:end]))}</mark>")
         cursor = end
-    pieces.append(str(escape(raw[cursor:].decode("utf-8", "ignore"))))
+    pieces.append(escape(_text(raw[cursor:])))
     return Markup("".join(pieces))
+
+
+def _text(piece: str | bytes) -> str:
+    """A piece of the title as text (a byte range cut inside a character loses that character)."""
+    return piece if isinstance(piece, str) else piece.decode("utf-8", "ignore")

@@ -666,7 +666,8 @@ def report(results: list[Measurement], context: dict[str, str]) -> str:
         f"- Machine: {context['machine']}",
         f"- Index: {context['offers']} offers (sandbox world, seed {SEED}) = {context['products']} "
         f"products, Meilisearch {context['meili']}; {context['indexing']}",
-        f"- App: gunicorn, {context['workers']} {context['worker_kind']} workers, `storefront:create_app()` (production "
+        f"- App: gunicorn (onecart.gunicorn_config, without the assistant model's preload), "
+        f"{context['workers']} {context['worker_kind']} workers, `storefront:create_app()` (production "
         "config: 30 s per-process search-result cache), and a second identical gunicorn with "
         "`create_app({'SEARCH_CACHE_SECONDS': 0})`; SQLite storefront DB",
         f"- Load: one client process per concurrent client, {context['seconds']} s per target after "
@@ -765,13 +766,16 @@ def start_site(
     settings: Any, name: str, workers: int, threads: int, app_spec: str, env: dict[str, str]
 ) -> Site:
     """gunicorn with `workers` workers (sync, or gthread with `threads` > 1) on a free loopback
-    port, answering /api/ping."""
+    port, answering /api/ping: with the site's own gunicorn settings (onecart.gunicorn_config,
+    as `onecart up` runs it), without the assistant model's preload."""
     port = processes.free_port()
     gunicorn = processes.start_process(
         settings,
         name,
         [
             str(Path(sys.executable).parent / "gunicorn"),
+            "--config",
+            "python:onecart.gunicorn_config",
             "--workers",
             str(workers),
             "--threads",
@@ -878,6 +882,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "DATABASE_URL": database_url,
             "MEILI_URL": meili_url,
             "MEILI_INDEX": index_uid,
+            # The listings need no embedding model; loading one per worker would compete with
+            # the measurement (onecart.gunicorn_config).
+            "ONECART_ASSISTANT_WARM_UP": "0",
         }
         site = start_site(
             settings, "bench-gunicorn", args.workers, args.threads, "storefront:create_app()", env

@@ -198,26 +198,39 @@ def export_active_offers(
     documents take far longer to build and index than the export. Returns the cheapest USD price
     per group over the exported offers (a batch of a streamed build only sees some of a group's
     offers) and the count of offers of inactive marketplaces."""
-    literal = str(target).replace("'", "''")
     with connect() as conn:
         (previous_limit,) = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0]
         conn.execute("SET memory_limit = ?", [EXPORT_MEMORY_LIMIT])
         conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
         try:
-            conn.execute(
-                f"COPY (SELECT * FROM ({source_sql}) WHERE marketplace IN "
-                f"(SELECT slug FROM active_marketplaces) {order_by}) TO '{literal}' "
-                "(FORMAT parquet)"
-            )
             (inactive,) = conn.execute(
                 "SELECT count(*) FROM products WHERE marketplace NOT IN "
                 "(SELECT slug FROM active_marketplaces)"
             ).fetchall()[0]
+            # The marketplace filter goes on a second pass over the written file (only when some
+            # marketplace is inactive), never into the export's own query: pushed down into it,
+            # the query ran out of DuckDB's memory limit at a million offers (0.7 GiB without).
+            everything = target.with_name(f"{target.stem}.all{target.suffix}")
+            conn.execute(
+                f"COPY (SELECT * FROM ({source_sql}) {order_by}) "
+                f"TO {_sql_text(everything if inactive else target)} (FORMAT parquet)"
+            )
         finally:
             conn.unregister("active_marketplaces")
             conn.execute("SET memory_limit = ?", [previous_limit])
+    if inactive:
+        # Streamed by Polars in file order, once the warehouse is let go.
+        pl.scan_parquet(everything).filter(pl.col("marketplace").is_in(active)).sink_parquet(
+            target
+        )
+        everything.unlink()
     prices = pl.read_parquet(target, columns=["group_id", "price_minor", "currency", "available"])
     return cheapest_usd_per_group(prices, rates), int(inactive)
+
+
+def _sql_text(path: Path) -> str:
+    """`path` as a SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def iter_row_batches(source: Path, *, rows: int | None = None) -> Iterator[pl.DataFrame]:

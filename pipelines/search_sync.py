@@ -220,9 +220,7 @@ def export_active_offers(
             conn.execute("SET memory_limit = ?", [previous_limit])
     if inactive:
         # Streamed by Polars in file order, once the warehouse is let go.
-        pl.scan_parquet(everything).filter(pl.col("marketplace").is_in(active)).sink_parquet(
-            target
-        )
+        pl.scan_parquet(everything).filter(pl.col("marketplace").is_in(active)).sink_parquet(target)
         everything.unlink()
     prices = pl.read_parquet(target, columns=["group_id", "price_minor", "currency", "available"])
     return cheapest_usd_per_group(prices, rates), int(inactive)

@@ -1,7 +1,7 @@
 """What Meilisearch's indexing costs under variants of both indexes' settings.
 
     .venv/bin/python -m bench.index_settings_bench [--offers 100000] [--indexes offers,groups]
-        [--variants a,b,...]
+        [--variants a,b,...] [--rounds N]
 
 Starts its own Meilisearch (the pinned binary, or MEILI_BIN) in a throw-away home, builds the
 search bench's world documents once (and the product documents of the product index from them,
@@ -9,7 +9,9 @@ as the pipeline does), then for each index and variant creates an index with tha
 declared settings (search_index.settings) changed by the variant, sends the same documents in
 batches of 5,000 and waits for every task. It reports each variant's wall time and
 Meilisearch's own CPU time (from /proc, steadier than wall time on a shared machine) against the
-declared settings measured in the same run, and ends with one line:
+declared settings measured in the same run. With `--rounds N` every variant is indexed N times,
+the variants interleaved round by round, and the median counts: under a load average of 15 the
+same settings measured 22.5 s and 31.0 s of CPU a few minutes apart. It ends with one line:
 ``RESULT offers=N <index>_<variant>_cpu_share=… …`` (each variant's Meilisearch CPU ÷ the
 declared one's, per index).
 
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -132,10 +135,36 @@ def wait_task(client: httpx.Client, uid: int) -> dict[str, Any]:
         time.sleep(0.05)
 
 
-def declared_settings(index: str) -> Mapping[str, Any]:
-    from search_index.settings import GROUP_INDEX_SETTINGS, INDEX_SETTINGS
-
-    return INDEX_SETTINGS if index == "offers" else GROUP_INDEX_SETTINGS
+def index_once(
+    client: httpx.Client,
+    uid: str,
+    settings: Mapping[str, Any],
+    batches: Sequence[bytes],
+    pid: int,
+) -> tuple[float, float, float]:
+    """Index `batches` into a new index `uid` with `settings`, then delete it: (wall seconds,
+    Meilisearch CPU seconds, load average at the start)."""
+    wait_task(
+        client, client.post("/indexes", json={"uid": uid, "primaryKey": "id"}).json()["taskUid"]
+    )
+    wait_task(
+        client, client.patch(f"/indexes/{uid}/settings", json=dict(settings)).json()["taskUid"]
+    )
+    load = os.getloadavg()[0]
+    cpu_before, started = cpu_seconds(pid), time.perf_counter()
+    tasks = [
+        client.post(
+            f"/indexes/{uid}/documents",
+            content=batch,
+            headers={"Content-Type": "application/json"},
+        ).json()["taskUid"]
+        for batch in batches
+    ]
+    for task_uid in tasks:
+        wait_task(client, task_uid)
+    wall, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu_before
+    wait_task(client, client.delete(f"/indexes/{uid}").json()["taskUid"])
+    return wall, cpu, load
 
 
 def _names(raw: str, known: Sequence[str], what: str, parser: argparse.ArgumentParser) -> list[str]:
@@ -151,7 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--offers", type=int, default=100_000)
     parser.add_argument("--indexes", default=",".join(INDEXES))
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if not 1 <= args.offers <= MAX_OFFERS:
         parser.error(f"--offers must be 1 to {MAX_OFFERS:,}")
     indexes = _names(args.indexes, INDEXES, "indexes", parser)
@@ -161,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bench.search_bench import world_documents
     from search_index.groups import build_group_documents
+    from search_index.settings import GROUP_INDEX_SETTINGS, INDEX_SETTINGS
+
+    declared = {"offers": INDEX_SETTINGS, "groups": GROUP_INDEX_SETTINGS}
 
     home = Path(tempfile.mkdtemp(prefix="onecart-index-settings-"))
     os.environ["ONECART_HOME"] = str(home)
@@ -172,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench-meilisearch",
         processes.meilisearch_argv(settings, home / "meili" / "data.ms", f"127.0.0.1:{port}"),
     )
-    measured: dict[tuple[str, str], tuple[float, float, float]] = {}
+    measured: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     try:
         url = f"http://127.0.0.1:{port}"
         processes.wait_for_http(f"{url}/health", timeout=60, process=meili)
@@ -194,43 +229,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{index}: {len(documents[index]):,} documents, "
                 f"{sum(map(len, batches)) / 1e6:.0f} MB of JSON"
             )
-            for name in names:
-                uid = f"settings_{index}_{name}"
-                created = client.post("/indexes", json={"uid": uid, "primaryKey": "id"}).json()
-                wait_task(client, created["taskUid"])
-                variant = dict(VARIANTS[name](index, declared_settings(index)))
-                task = client.patch(f"/indexes/{uid}/settings", json=variant).json()
-                wait_task(client, task["taskUid"])
-                load = os.getloadavg()[0]
-                cpu_before, started = cpu_seconds(meili.pid), time.perf_counter()
-                tasks = [
-                    client.post(
-                        f"/indexes/{uid}/documents",
-                        content=batch,
-                        headers={"Content-Type": "application/json"},
-                    ).json()["taskUid"]
-                    for batch in batches
-                ]
-                for task_uid in tasks:
-                    wait_task(client, task_uid)
-                wall = time.perf_counter() - started
-                cpu = cpu_seconds(meili.pid) - cpu_before
-                measured[(index, name)] = (wall, cpu, load)
-                print(
-                    f"{index} {name}: wall {wall:.1f} s, Meilisearch CPU {cpu:.1f} s, "
-                    f"load {load:.1f}",
-                    flush=True,
-                )
-                wait_task(client, client.delete(f"/indexes/{uid}").json()["taskUid"])
+            for round_number in range(1, args.rounds + 1):
+                for name in names:
+                    wall, cpu, load = index_once(
+                        client,
+                        f"settings_{index}_{name}",
+                        VARIANTS[name](index, declared[index]),
+                        batches,
+                        meili.pid,
+                    )
+                    measured.setdefault((index, name), []).append((wall, cpu, load))
+                    print(
+                        f"{index} {name} (round {round_number}): wall {wall:.1f} s, "
+                        f"Meilisearch CPU {cpu:.1f} s, load {load:.1f}",
+                        flush=True,
+                    )
     finally:
         processes.stop_pid(meili.pid)
         shutil.rmtree(home, ignore_errors=True)
-    fields = [f"offers={args.offers}"]
+    fields = [f"offers={args.offers}", f"rounds={args.rounds}"]
     for index in indexes:
-        base_cpu = measured[(index, "declared")][1]
-        fields.append(f"{index}_declared_cpu_s={base_cpu:.1f}")
+        cpu = {name: statistics.median(run[1] for run in measured[(index, name)]) for name in names}
+        for name in names:
+            runs = measured[(index, name)]
+            print(
+                f"{index} {name}: median wall {statistics.median(r[0] for r in runs):.1f} s, "
+                f"median Meilisearch CPU {cpu[name]:.1f} s "
+                f"({', '.join(f'{r[1]:.1f}' for r in runs)}), share {cpu[name] / cpu['declared']:.3f}"
+            )
+        fields.append(f"{index}_declared_cpu_s={cpu['declared']:.1f}")
         fields.extend(
-            f"{index}_{name}_cpu_share={measured[(index, name)][1] / base_cpu:.3f}"
+            f"{index}_{name}_cpu_share={cpu[name] / cpu['declared']:.3f}"
             for name in names
             if name != "declared"
         )

@@ -19,28 +19,55 @@ PRIMARY_KEY: Final = "id"
 DOCUMENT_SCHEMA_VERSION: Final = 1
 
 SEARCHABLE_ATTRIBUTES: Final = ("title", "brand", "model", "category", "description")
-FILTERABLE_ATTRIBUTES: Final = (
-    "marketplace",
-    "category",
-    "brand",
+
+# What each filterable attribute is asked for, and by whom (nothing else is built: every filter
+# feature and every sortable attribute costs Meilisearch indexing time, bench/RESULTS.md):
+# - equality (`=`, `IN`, `NOT`, facet counts, `distinct`): the assistant filters and counts
+#   marketplace, category and brand, filters availability and reads the cheapest offer of each
+#   group (`distinct` on group_id); the product page reads a group's offers by group_id.
+# - comparison (`<`, `>=`, `TO`, `EXISTS`, facet stats): the assistant's budget (and the cheapest
+#   match's price in its "nothing fits" answer) and minimum rating; the home page's price drops
+#   (`price_dropped_at > 0`).
+# No /facet-search route is used, so facet search is off for every attribute and the index.
+FILTERABLE_EQUALITY: Final = ("marketplace", "category", "brand", "available", "group_id")
+FILTERABLE_COMPARISON: Final = (
     "price_usd_minor",
     "rating",
-    "available",
-    "currency",
-    "group_id",
-    "group_size",
-    "gtin",
     # Unix seconds of the offer's last price drop (null when its price did not fall): the home
     # page asks the index for the newest drops instead of scanning recently updated offers.
     "price_dropped_at",
 )
+FILTERABLE_ATTRIBUTES: Final = FILTERABLE_EQUALITY + FILTERABLE_COMPARISON
+# The assistant's price and rating orders, the product page's offers by price, the home page's
+# newest price drops.
 SORTABLE_ATTRIBUTES: Final = (
     "price_usd_minor",
     "rating",
-    "updated_at",
     "rating_count",
     "price_dropped_at",
 )
+
+EQUALITY_ONLY: Final[Mapping[str, Any]] = {
+    "facetSearch": False,
+    "filter": {"equality": True, "comparison": False},
+}
+COMPARISON_ONLY: Final[Mapping[str, Any]] = {
+    "facetSearch": False,
+    "filter": {"equality": False, "comparison": True},
+}
+
+
+def granular_filters(equality: Iterable[str], comparison: Iterable[str]) -> list[dict[str, Any]]:
+    """Meilisearch's filterableAttributes with only the features each attribute is used with.
+
+    A pattern names one attribute exactly; `name.*` covers an object's fields (a plain
+    `name` pattern would not).
+    """
+    return [
+        {"attributePatterns": list(equality), "features": dict(EQUALITY_ONLY)},
+        {"attributePatterns": list(comparison), "features": dict(COMPARISON_ONLY)},
+    ]
+
 
 # Words shoppers use interchangeably. Each group is made mutual below: searching any member
 # finds documents that contain any other member (Meilisearch synonyms are one-way otherwise).
@@ -73,10 +100,18 @@ def mutual_synonyms(groups: Iterable[Iterable[str]]) -> dict[str, list[str]]:
 
 INDEX_SETTINGS: Final[Mapping[str, Any]] = {
     "searchableAttributes": list(SEARCHABLE_ATTRIBUTES),
-    "filterableAttributes": list(FILTERABLE_ATTRIBUTES),
+    "filterableAttributes": granular_filters(FILTERABLE_EQUALITY, FILTERABLE_COMPARISON),
     "sortableAttributes": list(SORTABLE_ATTRIBUTES),
+    "facetSearch": False,
     "displayedAttributes": ["*"],
-    "rankingRules": ["words", "typo", "proximity", "attribute", "sort", "exactness"],
+    # Proximity only tells "in the same field" from "not", instead of counting the words between
+    # two query words: word-pair distances were about 40% of this index's indexing CPU
+    # (bench/RESULTS.md, issue 11). Exactness then ranks before attribute, so an offer naming
+    # the query's own words ("wireless earbuds") stays above one that matches through a synonym
+    # ("wireless ... headphones"), which adjacency used to settle. The assistant evaluation kept
+    # its figures with both (keyword recall@10 0.902 -> 0.907, hybrid 0.973 -> 0.974).
+    "rankingRules": ["words", "typo", "proximity", "exactness", "attribute", "sort"],
+    "proximityPrecision": "byAttribute",
     "typoTolerance": {
         "enabled": True,
         "minWordSizeForTypos": {"oneTypo": 5, "twoTypos": 9},
@@ -103,23 +138,30 @@ GROUP_SEARCHABLE_ATTRIBUTES: Final = (
     "category",
     "description",
 )
-GROUP_FILTERABLE_ATTRIBUTES: Final = (
+# Listings (search_index.listing_plan, filters, price_order) and the home page (merchandising):
+# - equality: the marketplace, category and brand facets and filters (counted too), in stock
+#   (overall or on chosen marketplaces), the rating facet's whole stars and "no rating published";
+# - comparison: the price range on the product's price field (overall, in stock, per marketplace
+#   with `NOT EXISTS` for marketplaces that do not sell it), the minimum rating, best deals.
+GROUP_FILTERABLE_EQUALITY: Final = (
     "marketplaces",
     "available_marketplaces",
     "available",
     "category",
     "brand",
+    "rating_stars",
+    "rated",
+)
+GROUP_FILTERABLE_COMPARISON: Final = (
     "price_usd_minor",
     "available_price_usd_minor",
     # Nested per marketplace: market_prices.<slug with '-' as '_'> (search_index.groups).
-    "market_prices",
-    "available_market_prices",
+    "market_prices.*",
+    "available_market_prices.*",
     "rating",
-    "rating_stars",
-    "rated",
-    "offer_count",
     "price_gap_usd_minor",
 )
+GROUP_FILTERABLE_ATTRIBUTES: Final = GROUP_FILTERABLE_EQUALITY + GROUP_FILTERABLE_COMPARISON
 GROUP_SORTABLE_ATTRIBUTES: Final = (
     "price_usd_minor",
     "available_price_usd_minor",
@@ -128,7 +170,6 @@ GROUP_SORTABLE_ATTRIBUTES: Final = (
     "rating_score",
     "rating_count",
     "price_gap_usd_minor",
-    "updated_at",
     # The last key of a price sort over several marketplaces (search_index.price_order): equal
     # prices then come in one order in every marketplace's stream, so streams merge exactly.
     "id",
@@ -152,10 +193,18 @@ GROUP_RANKING_RULES: Final = (
 
 GROUP_INDEX_SETTINGS: Final[Mapping[str, Any]] = {
     "searchableAttributes": list(GROUP_SEARCHABLE_ATTRIBUTES),
-    "filterableAttributes": list(GROUP_FILTERABLE_ATTRIBUTES),
+    "filterableAttributes": granular_filters(
+        GROUP_FILTERABLE_EQUALITY, GROUP_FILTERABLE_COMPARISON
+    ),
     "sortableAttributes": list(GROUP_SORTABLE_ATTRIBUTES),
+    "facetSearch": False,
     "displayedAttributes": ["*"],
     "rankingRules": list(GROUP_RANKING_RULES),
+    # Word distances, not only "same field": shoppers' listings rank "Smart TV" above "Smart LED
+    # TV" by them. By attribute, page 1 of 15 broad queries on the demo catalog held the query
+    # as written in 171 of 360 titles instead of 216 (bench/RESULTS.md, issue 11), so the
+    # listings keep paying for them.
+    "proximityPrecision": "byWord",
     "typoTolerance": INDEX_SETTINGS["typoTolerance"],
     "synonyms": INDEX_SETTINGS["synonyms"],
     "faceting": INDEX_SETTINGS["faceting"],

@@ -23,7 +23,9 @@ from search_index.indexing import (
     sync_index,
 )
 from search_index.settings import (
-    FILTERABLE_ATTRIBUTES,
+    FILTERABLE_COMPARISON,
+    FILTERABLE_EQUALITY,
+    INDEX_SETTINGS,
     SEARCHABLE_ATTRIBUTES,
     SORTABLE_ATTRIBUTES,
     settings_fingerprint,
@@ -131,7 +133,19 @@ def test_first_sync_builds_the_index_with_the_contract_settings(
     assert result.sent == 20
     live = client.index(index_uid).get_settings()
     assert live["searchableAttributes"] == list(SEARCHABLE_ATTRIBUTES)
-    assert set(live["filterableAttributes"]) == set(FILTERABLE_ATTRIBUTES)
+    # Only the filter features something asks for (search_index.settings), no facet search.
+    features = {
+        name: rule["features"]
+        for rule in live["filterableAttributes"]
+        for name in rule["attributePatterns"]
+    }
+    assert set(features) == set(FILTERABLE_EQUALITY) | set(FILTERABLE_COMPARISON)
+    for name in FILTERABLE_EQUALITY:
+        assert features[name]["filter"] == {"equality": True, "comparison": False}
+    for name in FILTERABLE_COMPARISON:
+        assert features[name]["filter"] == {"equality": False, "comparison": True}
+    assert not any(feature["facetSearch"] for feature in features.values())
+    assert live["facetSearch"] is False
     assert set(live["sortableAttributes"]) == set(SORTABLE_ATTRIBUTES)
     assert live["typoTolerance"]["enabled"] is True
     assert "television" in live["synonyms"]["tv"]
@@ -250,6 +264,31 @@ def test_a_settings_fingerprint_mismatch_triggers_a_rebuild(
     assert client.index(index_uid).get_stats().number_of_documents == 10
 
 
+def test_an_index_built_with_the_earlier_flat_filters_is_rebuilt_with_todays(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    # An existing install: its index was built (and its fingerprint stored) with the declaration
+    # of before issue 11's trim, every filter feature on every filterable attribute.
+    earlier = {
+        **INDEX_SETTINGS,
+        "filterableAttributes": [*FILTERABLE_EQUALITY, *FILTERABLE_COMPARISON, "gtin"],
+        "sortableAttributes": [*SORTABLE_ATTRIBUTES, "updated_at"],
+        "facetSearch": True,
+    }
+    documents = [to_document(make_offer(n)) for n in range(10)]
+    sync_index(client, index_uid, documents, settings=earlier)
+    assert "gtin" in client.index(index_uid).get_settings()["filterableAttributes"]
+
+    result = sync_index(client, index_uid, documents)
+
+    assert result.rebuilt and result.rebuild_reason == "settings changed"
+    live = client.index(index_uid).get_settings()
+    assert live["filterableAttributes"] == INDEX_SETTINGS["filterableAttributes"]
+    assert live["facetSearch"] is False
+    assert "updated_at" not in live["sortableAttributes"]
+    assert stored_fingerprint(client, index_uid) == settings_fingerprint()
+
+
 def test_a_failed_task_raises_with_meilisearch_error(
     client: meilisearch.Client, index_uid: str
 ) -> None:
@@ -310,6 +349,8 @@ def test_filters_and_sort_use_the_usd_price_across_currencies(
     assert [hit["id"] for hit in hits] == ["kiondo--5", "kiondo--2", "shopwave--1", "bazaar--3"]
     assert [hit["price_usd_minor"] for hit in hits] == [500, 2000, 2500, 3000]
     descending = client.index(index_uid).search(
-        "", {"filter": "currency = EUR AND available = true", "sort": ["price_usd_minor:desc"]}
+        # (Nothing filters by currency: the index keeps it for display only.)
+        "",
+        {"filter": "marketplace = bazaar AND available = true", "sort": ["price_usd_minor:desc"]},
     )["hits"]
     assert [hit["id"] for hit in descending] == ["bazaar--4", "bazaar--3"]

@@ -464,7 +464,7 @@ def test_a_refresh_in_small_batches_sends_the_changed_documents_and_deletes_the_
 ) -> None:
     """Both indexes' refreshes read the changed offers in batches too. In batches of 7 offers,
     after a price change in a group of several offers, an offer removed from the catalog and an
-    offer that can no longer become a document (no title), each index is sent exactly the
+    offer that can no longer become a document (a currency without an exchange rate), each index is sent exactly the
     documents whose doc_hash moved and loses exactly the documents that are gone; it then holds
     what building every document gives. Put back, the same."""
     uid = pipeline_settings.meili_index
@@ -485,11 +485,11 @@ def test_a_refresh_in_small_batches_sends_the_changed_documents_and_deletes_the_
     # Two offers of groups of their own, far apart in the catalog's order.
     alone = query(
         pipeline_settings,
-        "SELECT marketplace, external_id, title FROM products JOIN product_groups "
+        "SELECT marketplace, external_id, currency FROM products JOIN product_groups "
         "USING (marketplace, external_id) WHERE group_id IN (SELECT group_id FROM "
         "product_groups GROUP BY group_id HAVING count(*) = 1) ORDER BY ALL",
     )
-    (removed_slug, removed_id, _), (untitled_slug, untitled_id, title) = alone[0], alone[-1]
+    (removed_slug, removed_id, _), (unpriced_slug, unpriced_id, currency) = alone[0], alone[-1]
 
     def refresh(*statements: tuple[str, list[object]]) -> dict[str, dict[str, object]]:
         before = {index: fetch_document_hashes(meili, index) for index in (uid, groups_uid)}
@@ -525,12 +525,12 @@ def test_a_refresh_in_small_batches_sends_the_changed_documents_and_deletes_the_
             [removed_slug, removed_id],
         ),
         (f"DELETE FROM products {where}", [removed_slug, removed_id]),
-        (f"UPDATE products SET title = '' {where}", [untitled_slug, untitled_id]),
+        (f"UPDATE products SET currency = 'XTS' {where}", [unpriced_slug, unpriced_id]),
     )
     offers = changed["search_products"]
     assert offers["gone"] == {
         document_id(removed_slug, removed_id),
-        document_id(untitled_slug, untitled_id),
+        document_id(unpriced_slug, unpriced_id),
     }
     assert len(offers["changed"]) >= 3  # the whole group: its cheapest price moved
     assert len(changed["search_product_groups"]["gone"]) == 2
@@ -538,7 +538,7 @@ def test_a_refresh_in_small_batches_sends_the_changed_documents_and_deletes_the_
         (f"UPDATE products SET price_minor = ? {where}", [price, cheap_slug, cheap_id]),
         ("INSERT INTO products SELECT * FROM removed_offer", []),
         ("DROP TABLE removed_offer", []),
-        (f"UPDATE products SET title = ? {where}", [title, untitled_slug, untitled_id]),
+        (f"UPDATE products SET currency = ? {where}", [currency, unpriced_slug, unpriced_id]),
     )
     assert len(restored["search_products"]["changed"]) >= 5
     assert restored["search_products"]["gone"] == set()

@@ -6,9 +6,10 @@ search_products has recorded every offer document's doc_hash (pipelines/search_s
 group's inputs are the doc_hashes, methods and confidences of its offers: DuckDB hashes them per
 group in one pass, the warehouse keeps the hash and the product document's doc_hash per group
 (table search_group_state), and a refresh reads, builds and compares only the groups whose hash
-moved. The prior, FX rates, marketplace cards and the document code make the context hash; when
-it moves, or the product index is missing or redeclared, or its document count drifted, or an
-offer has no group, every product document is built and compared as before.
+moved (compared inside DuckDB; the changed groups' offers come back from a Parquet file, group by
+group, as in search_state). The prior, FX rates, marketplace cards and the document code make the
+context hash; when it moves, or the product index is missing or redeclared, or its document count
+drifted, or an offer has no group, every product document is built and compared as before.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ declaration, the source of the document code) make one context hash (table
 search_index_context).
 
 A refresh then reads and builds only the offers whose input hash moved, sends those whose
-doc_hash really changed, and deletes the offers that are gone. Everything else falls back to the
+doc_hash really changed, and deletes the offers that are gone. The comparison runs inside DuckDB
+under the search builds' memory limit and the changed offers come back through a Parquet file,
+a batch at a time, so a refresh's memory follows the number of changed offers, not the catalog. Everything else falls back to the
 full comparison (and rewrites the state): a missing or differently declared index, another
 context hash, embeddings (vectors change outside the offer rows), or an index whose document
 count no longer matches the state (it was changed behind the pipeline's back).

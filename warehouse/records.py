@@ -158,7 +158,7 @@ def _replace_every_record(
     # A record staged without its payload would fail raw_catalog's NOT NULL here: a full load
     # needs a staging written without held hashes. DuckDB's own Parquet reader, not an Arrow
     # dataset: the dataset's batches sit outside DuckDB's memory limit, and a load of 150k
-    # records peaked at 1.69 GiB through it at 1GB (0.65 GiB this way at 512MB, in less time).
+    # records peaked at 1.65 GiB through it at 1GB (0.64 GiB this way at 512MB, in less time).
     (stored,) = conn.execute(
         f"INSERT INTO raw_catalog ({RAW_COLUMNS}) SELECT {RAW_COLUMNS} FROM read_parquet(?) "
         "WHERE marketplace = ?",

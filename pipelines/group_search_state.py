@@ -6,9 +6,10 @@ search_products has recorded every offer document's doc_hash (pipelines/search_s
 group's inputs are the doc_hashes, methods and confidences of its offers: DuckDB hashes them per
 group in one pass, the warehouse keeps the hash and the product document's doc_hash per group
 (table search_group_state), and a refresh reads, builds and compares only the groups whose hash
-moved. The prior, FX rates, marketplace cards and the document code make the context hash; when
-it moves, or the product index is missing or redeclared, or its document count drifted, or an
-offer has no group, every product document is built and compared as before.
+moved (compared inside DuckDB; the changed groups' offers come back from a Parquet file, group by
+group, as in search_state). The prior, FX rates, marketplace cards and the document code make the
+context hash; when it moves, or the product index is missing or redeclared, or its document count
+drifted, or an offer has no group, every product document is built and compared as before.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -60,14 +62,21 @@ GROUP BY g.group_id
 
 
 def catalog_prior(conn: duckdb.DuckDBPyConnection, offers_uid: str) -> Decimal:
-    """The rating mean of every indexed offer, as build_group_documents computes it."""
-    rows = conn.execute(
+    """The rating mean of every indexed offer, as build_group_documents computes it (the rows
+    read a batch at a time: a million of them as Python tuples took a few hundred MB)."""
+    cursor = conn.execute(
         "SELECT p.rating, p.rating_count FROM products AS p JOIN search_document_state AS s "
         "USING (marketplace, external_id) WHERE s.index_uid = ? AND s.doc_hash IS NOT NULL "
         "AND p.rating IS NOT NULL",
         [offers_uid],
-    ).fetchall()
-    return catalog_rating_mean({"rating": _rating(r), "rating_count": c} for r, c in rows)
+    )
+
+    def rated() -> Iterator[dict[str, Any]]:
+        while rows := cursor.fetchmany(search_sync.STREAM_BATCH_ROWS):
+            for rating, count in rows:
+                yield {"rating": _rating(rating), "rating_count": count}
+
+    return catalog_rating_mean(rated())
 
 
 def _context_hash(offers_context: str, prior: Decimal) -> str:
@@ -75,9 +84,10 @@ def _context_hash(offers_context: str, prior: Decimal) -> str:
     return hashlib.sha256(f"{offers_context}|{prior}|{code}".encode()).hexdigest()
 
 
-def _group_state(documents: list[GroupDocument], hashes: pl.DataFrame) -> pl.DataFrame:
-    doc_hashes = {document["id"]: compute_document_hash(document) for document in documents}
-    return hashes.with_columns(
+def _with_doc_hashes(groups: pl.DataFrame, doc_hashes: Mapping[str, str]) -> pl.DataFrame:
+    """`groups` (group_id, input_hash) with the doc_hash of each group's product document (null
+    for a group that made none)."""
+    return groups.with_columns(
         pl.col("group_id")
         .map_elements(doc_hashes.get, return_dtype=pl.String, skip_nulls=True)
         .alias("doc_hash")
@@ -202,11 +212,7 @@ def _sync_all(
             settings=GROUP_INDEX_SETTINGS,
             schema_version=GROUP_DOCUMENT_SCHEMA_VERSION,
         )
-    state = hashes.with_columns(
-        pl.col("group_id")
-        .map_elements(doc_hashes.get, return_dtype=pl.String, skip_nulls=True)
-        .alias("doc_hash")
-    )
+    state = _with_doc_hashes(hashes, doc_hashes)
     with connect() as conn:
         _write(conn, uid, state, [], replace_all=True, shared=shared)
         several = _several_offers(conn, offers_uid)
@@ -234,7 +240,7 @@ def sync_group_index(
 ) -> GroupIndexSync:
     """Make the product index `uid` hold the groups of the active offers (module docstring)."""
     offers_context = search_state.context_hash(rates, marketplaces, active)
-    with connect() as conn:
+    with connect() as conn, search_sync.limited_memory(conn):
         prior = catalog_prior(conn, offers_uid)
         shared = _context_hash(offers_context, prior)
         held = search_state.held_context(conn, uid)
@@ -242,7 +248,6 @@ def sync_group_index(
             "SELECT count(*) FROM products AS p WHERE NOT EXISTS (SELECT 1 FROM product_groups "
             "AS g WHERE g.marketplace = p.marketplace AND g.external_id = p.external_id)"
         ).fetchall()[0]
-        hashes = conn.sql(GROUP_HASH_SQL, params={"offers_uid": offers_uid}).pl()
     fingerprint = settings_fingerprint(
         GROUP_INDEX_SETTINGS, schema_version=GROUP_DOCUMENT_SCHEMA_VERSION
     )
@@ -259,6 +264,8 @@ def sync_group_index(
         reason = f"the product index holds {indexed} documents, the pipeline sent {held[1]}"
     if reason is not None:
         progress(f"{uid}: building every product document ({reason})")
+        with connect() as conn, search_sync.limited_memory(conn):
+            hashes = conn.sql(GROUP_HASH_SQL, params={"offers_uid": offers_uid}).pl()
         return _sync_all(
             connect,
             client,
@@ -273,53 +280,110 @@ def sync_group_index(
             reason=reason,
             progress=progress,
         )
+    return _sync_changed(
+        connect,
+        client,
+        offers_uid,
+        uid,
+        rates=rates,
+        marketplaces=marketplaces,
+        active=active,
+        prior=prior,
+        shared=shared,
+        progress=progress,
+    )
 
-    with connect() as conn:
-        conn.register("current_groups", hashes.to_arrow())
+
+def _export_changed_groups(
+    connect: Connect, offers_uid: str, uid: str, target: Path
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The groups whose input hash moved, with the doc_hash the index holds for them, and the
+    recorded groups that are gone (group_id, doc_hash); the offers of the changed groups go to
+    the Parquet file `target`, ordered by group. All of it inside DuckDB under the search builds'
+    memory limit: the group hashes of every group, read into Python and registered back, took
+    this refresh to 2.2 GiB at a million offers. Both frames hold changed groups only."""
+    with connect() as conn, search_sync.limited_memory(conn):
+        conn.execute(
+            f"CREATE TEMP TABLE current_groups AS {GROUP_HASH_SQL}", {"offers_uid": offers_uid}
+        )
         try:
             changed = conn.sql(
                 "SELECT c.group_id, c.input_hash, s.doc_hash AS held_doc_hash "
                 "FROM current_groups AS c LEFT JOIN search_group_state AS s "
                 "ON s.index_uid = $uid AND s.group_id = c.group_id "
-                "WHERE s.input_hash IS DISTINCT FROM c.input_hash",
+                "WHERE s.input_hash IS DISTINCT FROM c.input_hash ORDER BY c.group_id",
                 params={"uid": uid},
             ).pl()
             gone = conn.sql(
                 "SELECT group_id, doc_hash FROM search_group_state WHERE index_uid = $uid "
-                "AND group_id NOT IN (SELECT group_id FROM current_groups)",
+                "AND group_id NOT IN (SELECT group_id FROM current_groups) ORDER BY group_id",
                 params={"uid": uid},
             ).pl()
-            conn.register("changed_groups", changed.select("group_id").to_arrow())
-            offers = conn.sql(
-                f"SELECT * FROM ({OFFER_EXPORT_SQL}) WHERE group_id IN "
-                "(SELECT group_id FROM changed_groups)"
-            ).pl()
         finally:
-            conn.unregister("current_groups")
+            conn.execute("DROP TABLE current_groups")
+        conn.register("changed_groups", changed.select("group_id").to_arrow())
+        try:
+            conn.execute(
+                f"COPY (SELECT * FROM ({OFFER_EXPORT_SQL}) WHERE group_id IN "
+                "(SELECT group_id FROM changed_groups) "
+                "ORDER BY group_id, marketplace, external_id) "
+                f"TO {search_sync.sql_text(target)} (FORMAT parquet)"
+            )
+        finally:
             conn.unregister("changed_groups")
-    offers = offers.filter(pl.col("marketplace").is_in(active))
+    return changed, gone
+
+
+def _sync_changed(
+    connect: Connect,
+    client: meilisearch.Client,
+    offers_uid: str,
+    uid: str,
+    *,
+    rates: Mapping[str, Decimal],
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    active: list[str],
+    prior: Decimal,
+    shared: str,
+    progress: Callable[[str], None],
+) -> GroupIndexSync:
+    """Build the product documents of the groups whose inputs changed, group by group from an
+    export of their offers, and send those whose doc_hash changed; delete the gone groups'."""
     skipped: dict[str, str] = {}
-    offer_documents = search_sync.iter_offer_documents(
-        offers, marketplaces=marketplaces, rates=rates, skipped=skipped
-    )
-    documents = build_group_documents(
-        offer_documents, matches=search_sync.offer_matches(offers), prior_mean=prior
-    )
-    held_hashes = dict(changed.select("group_id", "held_doc_hash").iter_rows())
-    for document in documents:
-        document[DOCUMENT_HASH_FIELD] = compute_document_hash(document)
-    send = [d for d in documents if held_hashes.get(d["id"]) != d[DOCUMENT_HASH_FIELD]]
-    delete = [g for g, doc_hash in gone.iter_rows() if doc_hash is not None]
+    doc_hashes: dict[str, str] = {}
+    with search_sync.spill_directory(connect) as spill:
+        exported = spill / "changed_groups.parquet"
+        changed, gone = _export_changed_groups(connect, offers_uid, uid, exported)
+        held_hashes = dict(changed.select("group_id", "held_doc_hash").iter_rows())
+
+        def changed_documents() -> Iterator[GroupDocument]:
+            for batch in search_sync.iter_group_batches(exported):
+                batch = batch.filter(pl.col("marketplace").is_in(active))
+                offer_documents = search_sync.iter_offer_documents(
+                    batch, marketplaces=marketplaces, rates=rates, skipped=skipped
+                )
+                for document in build_group_documents(
+                    offer_documents,
+                    matches=search_sync.offer_matches(batch),
+                    prior_mean=prior,
+                ):
+                    document[DOCUMENT_HASH_FIELD] = compute_document_hash(document)
+                    doc_hashes[document["id"]] = document[DOCUMENT_HASH_FIELD]
+                    if held_hashes.get(document["id"]) != document[DOCUMENT_HASH_FIELD]:
+                        yield document
+
+        delete = [g for g, doc_hash in gone.iter_rows() if doc_hash is not None]
+        result = apply_document_changes(client, uid, changed_documents(), delete, progress=progress)
     progress(
-        f"{uid}: {changed.height} groups with changed offers, {len(send)} product documents "
-        f"changed, {len(delete)} to delete"
+        f"{uid}: {changed.height} groups with changed offers, {result.sent} product documents "
+        f"changed, {result.deleted} deleted"
     )
-    result = apply_document_changes(client, uid, send, delete, progress=progress)
+    state = _with_doc_hashes(changed.drop("held_doc_hash"), doc_hashes)
     with connect() as conn:
         total = _write(
             conn,
             uid,
-            _group_state(documents, changed.drop("held_doc_hash")),
+            state,
             gone.get_column("group_id").to_list(),
             replace_all=False,
             shared=shared,
@@ -337,5 +401,5 @@ def sync_group_index(
         several_offers=several,
         skipped=skipped,
         mode="changed",
-        built=len(documents),
+        built=len(doc_hashes),
     )

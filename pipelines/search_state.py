@@ -11,7 +11,9 @@ declaration, the source of the document code) make one context hash (table
 search_index_context).
 
 A refresh then reads and builds only the offers whose input hash moved, sends those whose
-doc_hash really changed, and deletes the offers that are gone. Everything else falls back to the
+doc_hash really changed, and deletes the offers that are gone. The comparison runs inside DuckDB
+under the search builds' memory limit and the changed offers come back through a Parquet file,
+a batch at a time, so a refresh's memory follows the number of changed offers, not the catalog. Everything else falls back to the
 full comparison (and rewrites the state): a missing or differently declared index, another
 context hash, embeddings (vectors change outside the offer rows), or an index whose document
 count no longer matches the state (it was changed behind the pipeline's back).
@@ -26,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -50,7 +53,7 @@ Connect = Callable[..., Any]
 # The offer frame (warehouse.derived.read_offer_frame) with each offer's input hash. fetched_at
 # moves with every fetch and is not part of a document; everything else of the row is hashed,
 # so a document field added later is covered without touching this query.
-INPUT_HASH_SQL = f"""
+INPUT_HASH_ROWS_SQL = f"""
 WITH offers AS ({OFFER_EXPORT_SQL}),
 group_prices AS (
     SELECT group_id, md5(string_agg(
@@ -64,8 +67,8 @@ hashed AS (
 SELECT h.* EXCLUDE (group_prices_hash),
        md5(CAST(inputs AS VARCHAR)) AS input_hash
 FROM hashed AS h, (SELECT h.* EXCLUDE (fetched_at)) AS inputs
-ORDER BY h.marketplace, h.external_id
 """
+INPUT_HASH_SQL = f"{INPUT_HASH_ROWS_SQL}ORDER BY h.marketplace, h.external_id\n"
 
 
 _EMPTY_STATE = pl.DataFrame(
@@ -297,27 +300,30 @@ def _fallback_reason(
     return None
 
 
-def _sync_changed(
-    connect: Connect,
-    client: meilisearch.Client,
-    index_uid: str,
-    rates: Mapping[str, Decimal],
-    marketplaces: Mapping[str, Mapping[str, Any]],
-    active: list[str],
-    shared: str,
-    progress: Callable[[str], None],
-) -> OfferIndexSync:
-    with connect() as conn:
+def _export_changed_inputs(
+    connect: Connect, index_uid: str, active: list[str], target: Path
+) -> tuple[pl.DataFrame, int]:
+    """Write the offers whose input hash differs from the state's (with the doc_hash the index
+    holds for them) to the Parquet file `target`, ordered by id, inside DuckDB under the search
+    builds' memory limit: read into Python, the whole offer frame and the state took the refresh
+    to 3.5 GiB at a million offers. Returns the state rows of offers that are gone (no longer in
+    products, or of an inactive marketplace) and the count of offers of inactive marketplaces.
+
+    Offers of inactive marketplaces are written too, and left out by the reader: a marketplace
+    filter pushed into these queries ran out of DuckDB's memory limit at a million offers
+    (search_sync.export_active_offers)."""
+    with connect() as conn, search_sync.limited_memory(conn):
         conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
         try:
-            changed = conn.sql(
-                f"SELECT h.*, s.doc_hash AS held_doc_hash FROM ({INPUT_HASH_SQL}) AS h "
-                "LEFT JOIN search_document_state AS s ON s.index_uid = $uid "
+            conn.execute(
+                f"COPY (SELECT h.*, s.doc_hash AS held_doc_hash FROM ({INPUT_HASH_ROWS_SQL}) AS h "
+                "LEFT JOIN search_document_state AS s "
+                f"ON s.index_uid = {search_sync.sql_text(index_uid)} "
                 "AND s.marketplace = h.marketplace AND s.external_id = h.external_id "
-                "WHERE h.marketplace IN (SELECT slug FROM active_marketplaces) "
-                "AND s.input_hash IS DISTINCT FROM h.input_hash",
-                params={"uid": index_uid},
-            ).pl()
+                "WHERE s.input_hash IS DISTINCT FROM h.input_hash "
+                f"ORDER BY h.marketplace, h.external_id) TO {search_sync.sql_text(target)} "
+                "(FORMAT parquet)"
+            )
             gone = conn.sql(
                 "SELECT s.marketplace, s.external_id, s.doc_hash FROM search_document_state AS s "
                 "WHERE s.index_uid = $uid AND NOT EXISTS (SELECT 1 FROM products AS p "
@@ -331,48 +337,93 @@ def _sync_changed(
             ).fetchall()[0]
         finally:
             conn.unregister("active_marketplaces")
-    held_hashes = dict(
-        zip(
-            (
-                document_id(slug, external_id)
-                for slug, external_id in changed.select("marketplace", "external_id").iter_rows()
-            ),
-            changed.get_column("held_doc_hash").to_list(),
-            strict=True,
+    return gone, int(inactive)
+
+
+def _sync_changed(
+    connect: Connect,
+    client: meilisearch.Client,
+    index_uid: str,
+    rates: Mapping[str, Decimal],
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    active: list[str],
+    shared: str,
+    progress: Callable[[str], None],
+) -> OfferIndexSync:
+    """Build the documents of the offers whose inputs changed, in batches from an export of
+    those offers, and send the ones whose doc_hash changed; delete the gone offers' documents."""
+    skipped: dict[str, str] = {}
+    state_parts: list[pl.DataFrame] = []
+    is_active = pl.col("marketplace").is_in(active)
+    with search_sync.spill_directory(connect) as spill:
+        exported = spill / "changed_offers.parquet"
+        gone, inactive = _export_changed_inputs(connect, index_uid, active, exported)
+        # A group's offers change inputs together (each hashes the prices of its whole group),
+        # so the changed offers hold every offer of their groups: the cheapest price per group
+        # over them is the group's own.
+        prices = (
+            pl.scan_parquet(exported)
+            .filter(is_active)
+            .select("group_id", "price_minor", "currency", "available")
+            .collect()
         )
-    )
-    built = search_sync.build_search_documents(
-        changed.drop("input_hash", "held_doc_hash"), marketplaces=marketplaces, rates=rates
-    )
-    # Inputs can move without the document moving (an offer's own fetch of an unchanged page,
-    # a group's other offer changing a price above the cheapest): only real changes are sent.
-    send = [d for d in built.documents if held_hashes.get(d["id"]) != d[DOCUMENT_HASH_FIELD]]
-    # Offers that left, and offers that can no longer become a document, leave the index.
-    delete = [
-        document_id(slug, external_id)
-        for slug, external_id, doc_hash in gone.iter_rows()
-        if doc_hash is not None
-    ]
-    built_ids = {document["id"] for document in built.documents}
-    delete += [
-        key
-        for key, doc_hash in held_hashes.items()
-        if doc_hash is not None and key not in built_ids
-    ]
+        group_min = search_sync.cheapest_usd_per_group(prices, rates)
+        del prices
+        # Offers that left, and offers that can no longer become a document, leave the index.
+        delete = [
+            document_id(slug, external_id)
+            for slug, external_id, doc_hash in gone.iter_rows()
+            if doc_hash is not None
+        ]
+
+        def changed_documents() -> Iterator[dict[str, Any]]:
+            for batch in search_sync.iter_row_batches(exported):
+                batch = batch.filter(is_active)
+                if batch.is_empty():
+                    continue
+                built = list(
+                    search_sync.iter_offer_documents(
+                        batch.drop("input_hash", "held_doc_hash"),
+                        marketplaces=marketplaces,
+                        rates=rates,
+                        skipped=skipped,
+                        group_min=group_min,
+                    )
+                )
+                state_parts.append(_state_rows(batch, built))
+                held = dict(
+                    zip(
+                        (
+                            document_id(slug, external_id)
+                            for slug, external_id in batch.select(
+                                "marketplace", "external_id"
+                            ).iter_rows()
+                        ),
+                        batch.get_column("held_doc_hash").to_list(),
+                        strict=True,
+                    )
+                )
+                built_ids = {document["id"] for document in built}
+                delete.extend(
+                    key
+                    for key, doc_hash in held.items()
+                    if doc_hash is not None and key not in built_ids
+                )
+                # Inputs can move without the document moving (an offer's own fetch of an
+                # unchanged page, a group's other offer changing a price above the cheapest):
+                # only real changes are sent.
+                yield from (d for d in built if held.get(d["id"]) != d[DOCUMENT_HASH_FIELD])
+
+        result = apply_document_changes(
+            client, index_uid, changed_documents(), delete, progress=progress
+        )
+    rows = pl.concat(state_parts) if state_parts else _EMPTY_STATE
     progress(
-        f"{index_uid}: {changed.height} offers with changed inputs, {len(send)} documents "
-        f"changed, {len(delete)} to delete"
+        f"{index_uid}: {rows.height} offers with changed inputs, {result.sent} documents "
+        f"changed, {result.deleted} deleted"
     )
-    result = apply_document_changes(client, index_uid, send, delete, progress=progress)
     with connect() as conn:
-        documents = _write_state(
-            conn,
-            index_uid,
-            _state_rows(changed, built.documents),
-            gone,
-            replace_all=False,
-            shared=shared,
-        )
+        documents = _write_state(conn, index_uid, rows, gone, replace_all=False, shared=shared)
     return OfferIndexSync(
         result=IndexSyncResult(
             sent=result.sent,
@@ -382,8 +433,8 @@ def _sync_changed(
             task_uids=result.task_uids,
         ),
         documents=documents,
-        skipped=built.skipped,
-        inactive_offers=int(inactive),
+        skipped=skipped,
+        inactive_offers=inactive,
         mode="changed",
-        built=changed.height,
+        built=rows.height,
     )

@@ -172,6 +172,21 @@ EXPORT_MEMORY_LIMIT = "512MB"
 
 
 @contextmanager
+def limited_memory(
+    conn: duckdb.DuckDBPyConnection, limit: str = EXPORT_MEMORY_LIMIT
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """DuckDB's memory limited to `limit` for the block (its operators spill beyond it), then
+    set back: the queries of a search build go over every offer, and unbounded (80% of RAM)
+    one of them alone took gigabytes at a million offers."""
+    (previous,) = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0]
+    conn.execute("SET memory_limit = ?", [limit])
+    try:
+        yield conn
+    finally:
+        conn.execute("SET memory_limit = ?", [previous])
+
+
+@contextmanager
 def spill_directory(connect: Callable[..., Any]) -> Iterator[Path]:
     """A temporary directory beside the warehouse file (not /tmp, often a RAM disk) for the rows
     a streamed build reads once the warehouse is unlocked again."""
@@ -198,9 +213,7 @@ def export_active_offers(
     documents take far longer to build and index than the export. Returns the cheapest USD price
     per group over the exported offers (a batch of a streamed build only sees some of a group's
     offers) and the count of offers of inactive marketplaces."""
-    with connect() as conn:
-        (previous_limit,) = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0]
-        conn.execute("SET memory_limit = ?", [EXPORT_MEMORY_LIMIT])
+    with connect() as conn, limited_memory(conn):
         conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
         try:
             (inactive,) = conn.execute(
@@ -213,11 +226,10 @@ def export_active_offers(
             everything = target.with_name(f"{target.stem}.all{target.suffix}")
             conn.execute(
                 f"COPY (SELECT * FROM ({source_sql}) {order_by}) "
-                f"TO {_sql_text(everything if inactive else target)} (FORMAT parquet)"
+                f"TO {sql_text(everything if inactive else target)} (FORMAT parquet)"
             )
         finally:
             conn.unregister("active_marketplaces")
-            conn.execute("SET memory_limit = ?", [previous_limit])
     if inactive:
         # Streamed by Polars in file order, once the warehouse is let go.
         pl.scan_parquet(everything).filter(pl.col("marketplace").is_in(active)).sink_parquet(target)
@@ -226,9 +238,9 @@ def export_active_offers(
     return cheapest_usd_per_group(prices, rates), int(inactive)
 
 
-def _sql_text(path: Path) -> str:
-    """`path` as a SQL string literal."""
-    return "'" + str(path).replace("'", "''") + "'"
+def sql_text(value: Path | str) -> str:
+    """`value` (a path, an index uid) as a SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def iter_row_batches(source: Path, *, rows: int | None = None) -> Iterator[pl.DataFrame]:

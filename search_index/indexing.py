@@ -406,8 +406,8 @@ def document_count(client: meilisearch.Client, index_uid: str) -> int:
 def apply_document_changes(
     client: meilisearch.Client,
     index_uid: str,
-    documents: Sequence[Mapping[str, Any]],
-    deleted_ids: Sequence[str],
+    documents: Iterable[Mapping[str, Any]],
+    deleted_ids: Iterable[str],
     *,
     batch_size: int = 5000,
     progress: Progress | None = None,
@@ -415,23 +415,34 @@ def apply_document_changes(
 ) -> IndexSyncResult:
     """Send `documents` (replacing the documents of the same ids) and delete `deleted_ids`,
     when the caller already knows what changed (pipelines/search_state.py keeps that record);
-    returns after Meilisearch processed every task, like :func:`sync_index`."""
+    returns after Meilisearch processed every task, like :func:`sync_index`.
+
+    `documents` is read once, `batch_size` at a time, and each batch sent as it fills (a
+    streamed refresh never holds every changed document); `deleted_ids` is read only after the
+    last document was sent, so a generator of the documents may still add to it."""
     report = progress or _ignore_progress
     task_uids: list[int] = []
-    hashed = list(_hashed_documents(documents))
-    for start in range(0, len(hashed), batch_size):
-        task_uids.append(_send_batch(client, index_uid, hashed[start : start + batch_size]))
-    for start in range(0, len(deleted_ids), DELETE_BATCH_SIZE):
+    sent = 0
+    batch: list[dict[str, Any]] = []
+    for document in _hashed_documents(documents):
+        batch.append(document)
+        if len(batch) == batch_size:
+            task_uids.append(_send_batch(client, index_uid, batch))
+            sent += len(batch)
+            batch = []
+    if batch:
+        task_uids.append(_send_batch(client, index_uid, batch))
+        sent += len(batch)
+    deleted = list(deleted_ids)
+    for start in range(0, len(deleted), DELETE_BATCH_SIZE):
         task_uids.append(
-            _delete_documents(
-                client, index_uid, list(deleted_ids[start : start + DELETE_BATCH_SIZE])
-            )
+            _delete_documents(client, index_uid, deleted[start : start + DELETE_BATCH_SIZE])
         )
-    report(f"{index_uid}: {len(hashed)} changed, {len(deleted_ids)} removed")
+    report(f"{index_uid}: {sent} changed, {len(deleted)} removed")
     wait_for_tasks(client, task_uids, timeout=task_timeout)
     return IndexSyncResult(
-        sent=len(hashed),
-        deleted=len(deleted_ids),
+        sent=sent,
+        deleted=len(deleted),
         unchanged=0,
         rebuilt=False,
         task_uids=tuple(task_uids),

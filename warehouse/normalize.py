@@ -241,13 +241,19 @@ def _normalize(
         fast_offers = vectorized.select(
             [pl.col(name).cast(dtype) for name, dtype in OFFER_SCHEMA.items()]
         )
+        del vectorized
     else:
         fast_offers = pl.DataFrame(schema=OFFER_SCHEMA)
+    # Every frame of the whole partition is let go as soon as the next one is made from it: at a
+    # million offers one marketplace's frames are a few hundred MB each, and holding them all to
+    # the end made the normalizing worker the partition phase's peak (bench/RESULTS.md).
+    del fast
     offers = pl.concat(
         [fast_offers, pl.DataFrame(slow_offers, schema=OFFER_SCHEMA, orient="row")]
         if slow_offers
         else [fast_offers]
     ).sort("page", "record_index")
+    del fast_offers, slow_offers
 
     # The checks every offer goes through, whichever path read it.
     known = [code for code, _ in currency_exponent_rows()]
@@ -269,6 +275,7 @@ def _normalize(
     )
     refused = offers.filter(pl.col("reason").is_not_null())
     kept = offers.filter(pl.col("reason").is_null()).drop("reason")
+    del offers
     if refused.height:
         payloads = _payloads(conn, slug, refused)
         for row in refused.iter_rows(named=True):

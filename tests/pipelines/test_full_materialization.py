@@ -33,7 +33,7 @@ from pipelines.run import materialize_all
 from pipelines.search_sync import build_product_documents, build_search_documents
 from pipelines.sensors import products_changed_sensor
 from pipelines.storefront_sync import sync_storefront_catalog
-from search_index.documents import compute_document_hash
+from search_index.documents import compute_document_hash, document_id
 from search_index.indexing import fetch_document_hashes
 from search_index.settings import group_index_uid
 from tests.pipelines.conftest import Ingest
@@ -453,6 +453,95 @@ def test_a_price_change_builds_and_sends_only_the_documents_it_changes(
     assert fetch_document_hashes(meili, uid) == expected_document_hashes(pipeline_settings)
     assert [run["sent"] for run in product_runs] == [1, 1, 0]
     assert fetch_document_hashes(meili, groups_uid) == expected_product_hashes(pipeline_settings)
+
+
+def test_a_refresh_in_small_batches_sends_the_changed_documents_and_deletes_the_gone_ones(
+    first_ingest: Ingest,
+    pipeline_settings: Settings,
+    instance: dg.DagsterInstance,
+    meili: meilisearch.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both indexes' refreshes read the changed offers in batches too. In batches of 7 offers,
+    after a price change in a group of several offers, an offer removed from the catalog and an
+    offer that can no longer become a document (a currency without an exchange rate), each index is sent exactly the
+    documents whose doc_hash moved and loses exactly the documents that are gone; it then holds
+    what building every document gives. Put back, the same."""
+    uid = pipeline_settings.meili_index
+    groups_uid = group_index_uid(uid)
+    monkeypatch.setattr(search_sync, "STREAM_BATCH_ROWS", 7)
+    (group_id,) = query(
+        pipeline_settings,
+        "SELECT group_id FROM product_groups JOIN products USING (marketplace, external_id) "
+        "GROUP BY group_id HAVING count(*) >= 3 AND bool_and(available) "
+        "ORDER BY group_id DESC LIMIT 1",
+    )[0]
+    ((cheap_slug, cheap_id, price),) = query(
+        pipeline_settings,
+        "SELECT marketplace, external_id, price_minor FROM products JOIN product_groups "
+        "USING (marketplace, external_id) WHERE group_id = ? ORDER BY ALL DESC LIMIT 1",
+        [group_id],
+    )
+    # Two offers of groups of their own, far apart in the catalog's order.
+    alone = query(
+        pipeline_settings,
+        "SELECT marketplace, external_id, currency FROM products JOIN product_groups "
+        "USING (marketplace, external_id) WHERE group_id IN (SELECT group_id FROM "
+        "product_groups GROUP BY group_id HAVING count(*) = 1) ORDER BY ALL",
+    )
+    (removed_slug, removed_id, _), (unpriced_slug, unpriced_id, currency) = alone[0], alone[-1]
+
+    def refresh(*statements: tuple[str, list[object]]) -> dict[str, dict[str, object]]:
+        before = {index: fetch_document_hashes(meili, index) for index in (uid, groups_uid)}
+        with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
+            for sql, params in statements:
+                conn.execute(sql, params)
+        result = dg.materialize(
+            [search_products, search_product_groups],
+            resources=build_resources(pipeline_settings),
+            instance=instance,
+        )
+        expected = {
+            uid: expected_document_hashes(pipeline_settings),
+            groups_uid: expected_product_hashes(pipeline_settings),
+        }
+        runs = {}
+        for asset, index in (("search_products", uid), ("search_product_groups", groups_uid)):
+            metadata = result.asset_materializations_for_node(asset)[-1].metadata
+            run = {key: value.value for key, value in metadata.items()}
+            changed = [i for i, h in expected[index].items() if before[index].get(i) != h]
+            gone = set(before[index]) - set(expected[index])
+            assert run["build_mode"] == "changed" and run["rebuilt"] is False, asset
+            assert (run["sent"], run["deleted"]) == (len(changed), len(gone)), asset
+            assert fetch_document_hashes(meili, index) == expected[index], asset
+            runs[asset] = run | {"gone": gone, "changed": changed}
+        return runs
+
+    where = "WHERE marketplace = ? AND external_id = ?"
+    changed = refresh(
+        (f"UPDATE products SET price_minor = 1 {where}", [cheap_slug, cheap_id]),
+        (
+            f"CREATE TABLE removed_offer AS SELECT * FROM products {where}",
+            [removed_slug, removed_id],
+        ),
+        (f"DELETE FROM products {where}", [removed_slug, removed_id]),
+        (f"UPDATE products SET currency = 'XTS' {where}", [unpriced_slug, unpriced_id]),
+    )
+    offers = changed["search_products"]
+    assert offers["gone"] == {
+        document_id(removed_slug, removed_id),
+        document_id(unpriced_slug, unpriced_id),
+    }
+    assert len(offers["changed"]) >= 3  # the whole group: its cheapest price moved
+    assert len(changed["search_product_groups"]["gone"]) == 2
+    restored = refresh(
+        (f"UPDATE products SET price_minor = ? {where}", [price, cheap_slug, cheap_id]),
+        ("INSERT INTO products SELECT * FROM removed_offer", []),
+        ("DROP TABLE removed_offer", []),
+        (f"UPDATE products SET currency = ? {where}", [currency, unpriced_slug, unpriced_id]),
+    )
+    assert len(restored["search_products"]["changed"]) >= 5
+    assert restored["search_products"]["gone"] == set()
 
 
 def test_full_builds_streamed_in_small_batches_give_the_documents_of_one_big_build(

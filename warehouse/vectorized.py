@@ -16,7 +16,7 @@ pipeline then normalizes every record of that marketplace per record, as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapters.base import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, MarketplaceConfig
 from adapters.fields import AVAILABLE_WORDS, UNAVAILABLE_WORDS
@@ -103,14 +103,27 @@ class _Query:
     # The expression of the currency code to join `currency_exponents` on, when the format's
     # currency varies per record in a way _currency_source does not know.
     currency_source: str | None = None
+    # Columns computed from the fields before the offer's columns, one projection per level:
+    # an expression used several times (a description's rewrites) is then computed once per
+    # record, not once per use (DuckDB does not share work between the branches of a CASE).
+    stages: list[dict[str, str]] = field(default_factory=list)
+
+    def derive(self, level: int, name: str, expression: str) -> str:
+        """Compute `expression` as column `name` at projection `level` (0 reads the fields;
+        level n may use the columns of the levels below it); returns `name`."""
+        while len(self.stages) <= level:
+            self.stages.append({})
+        self.stages[level][name] = expression
+        return name
 
     def read(self, name: str, path: str) -> tuple[str, str]:
         """Read `path` as field `name`; returns the SQL names of its JSON type and its text."""
         self.paths[name] = path
         return f"t_{name}", f"s_{name}"
 
-    def sql(self, source: str) -> str:
-        """The query over `source` (columns page, record_index, payload, fetched_at)."""
+    def sql(self, source: str, join: str = "") -> str:
+        """The query over `source` (columns page, record_index, payload, fetched_at); `join`
+        is joined to the last projection (the currency exponents)."""
         names = list(self.paths)
         path_list = ", ".join(_quote(self.paths[name]) for name in names)
         typed = ",\n    ".join(
@@ -128,6 +141,13 @@ class _Query:
         )
         guards = [*self.guards, f"gtin_keys = {expected_keys}"]
         guard = " AND ".join(f"coalesce({g}, false)" for g in guards)
+        derived = "".join(
+            f",\nstage_{level} AS (SELECT *, "
+            + ", ".join(f"{expression} AS {name}" for name, expression in stage.items())
+            + f" FROM {'fields' if level == 0 else f'stage_{level - 1}'})"
+            for level, stage in enumerate(self.stages)
+        )
+        last = f"stage_{len(self.stages) - 1}" if self.stages else "fields"
         return f"""
 WITH src AS (
     SELECT page, record_index, fetched_at,
@@ -140,12 +160,12 @@ fields AS (
     SELECT page, record_index, fetched_at, f IS NOT NULL AS is_object, gtin_keys,
     {typed}
     FROM src
-)
+){derived}
 SELECT page, record_index, fetched_at,
     is_object AND {guard} AS vectorized,
     {columns},
     {self.claimed_gtin} AS claimed_gtin
-FROM fields
+FROM {last}{join}
 """
 
 
@@ -204,29 +224,59 @@ def _without_references(s: str) -> str:
     return s
 
 
-def _description(t: str, s: str) -> tuple[str, str]:
-    """adapters.fields.description_text: plain text, or HTML made of block tags only."""
-    is_html = f"regexp_matches({s}, '<[A-Za-z/!]')"
-    tags = f"regexp_replace({s}, {_quote(BLOCK_TAG_RE)}, chr(10), 'g')"
+def _description(q: _Query, t: str, s: str) -> tuple[str, str]:
+    """adapters.fields.description_text: plain text, or HTML made of block tags only.
+
+    Each rewrite of html_to_text runs only on the texts it changes (most have no tab, no double
+    space, no space beside a line break): a regexp_replace costs per match, and the spaces of a
+    500-character description were most of the query's time.
+    """
+    name = s if s.startswith("s_") else f"s_{len(q.stages)}_{len(q.guards)}"
+    # Block tags become line breaks (NULL: no HTML).
+    tags = q.derive(
+        0,
+        f"{name}_tags",
+        f"CASE WHEN {t} = 'VARCHAR' AND regexp_matches({s}, '<[A-Za-z/!]') "
+        f"THEN regexp_replace({s}, {_quote(BLOCK_TAG_RE)}, chr(10), 'g') END",
+    )
     # The character references html.parser decodes in the sandbox's and WordPress's markup;
     # &amp; last, so "&amp;#39;" stays the text "&#39;".
-    lines = tags
+    decoded = tags
     for entity, char in HTML_REFERENCES:
-        lines = f"replace({lines}, {_quote(entity)}, {char})"
-    spaces = f"regexp_replace({lines}, '[ \\t]+', ' ', 'g')"
-    joined = f"regexp_replace({spaces}, ' ?\\n ?', chr(10), 'g')"
-    paragraphs = f"regexp_replace({joined}, '\\n{{3,}}', chr(10) || chr(10), 'g')"
+        decoded = f"replace({decoded}, {_quote(entity)}, {char})"
+    lines = q.derive(
+        1, f"{name}_lines", f"CASE WHEN strpos({tags}, '&') > 0 THEN {decoded} ELSE {tags} END"
+    )
+    spaces = q.derive(
+        2,
+        f"{name}_spaces",
+        f"CASE WHEN strpos({lines}, '  ') > 0 OR strpos({lines}, chr(9)) > 0 "
+        f"THEN regexp_replace({lines}, '[ \\t]+', ' ', 'g') ELSE {lines} END",
+    )
+    joined = q.derive(
+        3,
+        f"{name}_joined",
+        f"CASE WHEN strpos({spaces}, ' ' || chr(10)) > 0 OR strpos({spaces}, chr(10) || ' ') > 0 "
+        f"THEN regexp_replace({spaces}, ' ?\\n ?', chr(10), 'g') ELSE {spaces} END",
+    )
+    paragraphs = q.derive(
+        4,
+        f"{name}_paragraphs",
+        f"CASE WHEN strpos({joined}, repeat(chr(10), 3)) > 0 "
+        f"THEN regexp_replace({joined}, '\\n{{3,}}', chr(10) || chr(10), 'g') ELSE {joined} END",
+    )
     strip = "' ' || chr(9) || chr(10)"
     value = (
-        f"CASE WHEN {t} = 'VARCHAR' THEN CASE WHEN {is_html} "
+        f"CASE WHEN {t} = 'VARCHAR' THEN CASE WHEN {tags} IS NOT NULL "
         f"THEN trim({paragraphs}, {strip}) ELSE trim({s}, {strip}) END ELSE '' END"
     )
     guard = (
         f"({t} IS NULL OR {t} = 'NULL' OR ({t} = 'VARCHAR' AND length({s}) <= "
         f"{MAX_DESCRIPTION_CHARS} AND regexp_full_match({s}, {_quote(DESCRIPTION_RE)}) "
-        f"AND CASE WHEN {is_html} THEN NOT regexp_matches({tags}, '[<>]') AND position('&' IN "
-        f"{_without_references(s)}) = 0 "
-        f"ELSE NOT regexp_matches({s}, {_quote(HTML_ENTITY_RE)}) END))"
+        f"AND CASE WHEN {tags} IS NOT NULL THEN strpos({tags}, '<') = 0 "
+        f"AND strpos({tags}, '>') = 0 AND (strpos({s}, '&') = 0 "
+        f"OR position('&' IN {_without_references(s)}) = 0) "
+        f"ELSE strpos({s}, '&') = 0 OR NOT regexp_matches({s}, {_quote(HTML_ENTITY_RE)}) END))"
     )
     return value, guard
 
@@ -348,16 +398,13 @@ def vectorized_query(config: MarketplaceConfig, source: str) -> str | None:
     missing = [column for column in OFFER_COLUMNS if column not in query.columns]
     if missing:  # a programming error in this module, never a data problem
         raise AssertionError(f"{config.kind}: no expression for {missing}")
-    body = query.sql(source)
     currency_column = _currency_source(query)
-    return (
-        body.replace(
-            "FROM fields\n",
-            f"FROM fields LEFT JOIN currency_exponents AS cx ON cx.code = {currency_column}\n",
-        )
+    join = (
+        f" LEFT JOIN currency_exponents AS cx ON cx.code = {currency_column}"
         if currency_column
-        else body
+        else ""
     )
+    return query.sql(source, join)
 
 
 def _currency_source(query: _Query) -> str | None:

@@ -126,9 +126,18 @@ class _Query:
         is joined to the last projection (the currency exponents)."""
         names = list(self.paths)
         path_list = ", ".join(_quote(self.paths[name]) for name in names)
+        used = " ".join([*self.columns.values(), *self.guards, self.claimed_gtin])
+        used += " ".join(e for stage in self.stages for e in stage.values())
+        # Every field's JSON type and text from one parse each; a field's JSON itself only for
+        # the few expressions that measure a list (json_array_length).
         typed = ",\n    ".join(
-            f"f[{i}] AS j_{name}, json_type(f[{i}]) AS t_{name}, "
-            f"json_extract_string(f[{i}], '$') AS s_{name}"
+            f"t[{i}] AS t_{name}, s[{i}] AS s_{name}"
+            + (
+                f", CASE WHEN is_object THEN json_extract(payload, {_quote(self.paths[name])}) "
+                f"END AS j_{name}"
+                if f"j_{name}" in used
+                else ""
+            )
             for i, name in enumerate(names, start=1)
         )
         columns = ",\n    ".join(f"{expr} AS {name}" for name, expr in self.columns.items())
@@ -150,16 +159,23 @@ class _Query:
         last = f"stage_{len(self.stages) - 1}" if self.stages else "fields"
         return f"""
 WITH src AS (
-    SELECT page, record_index, fetched_at,
-           CASE WHEN json_valid(payload) AND json_type(payload) = 'OBJECT'
-                THEN json_extract(payload, [{path_list}]) END AS f,
+    SELECT page, record_index, fetched_at, payload,
+           -- raw_catalog.payload is JSON (DuckDB checks it on insert): text that opens with a
+           -- brace is an object; any other (even an object after white space) goes per record.
+           starts_with(payload, '{{') AS is_object,
            len(regexp_extract_all(payload, {_quote(GTIN_KEY_PATTERN)})) AS gtin_keys
     FROM {source}
 ),
-fields AS (
-    SELECT page, record_index, fetched_at, f IS NOT NULL AS is_object, gtin_keys,
-    {typed}
+parsed AS (
+    SELECT *,
+           CASE WHEN is_object THEN json_type(payload, [{path_list}]) END AS t,
+           CASE WHEN is_object THEN json_extract_string(payload, [{path_list}]) END AS s
     FROM src
+),
+fields AS (
+    SELECT page, record_index, fetched_at, is_object, gtin_keys,
+    {typed}
+    FROM parsed
 ){derived}
 SELECT page, record_index, fetched_at,
     is_object AND {guard} AS vectorized,

@@ -119,7 +119,7 @@ def measure(raw: Path, slugs: Sequence[str], threads: int | None, load: bool) ->
     with tempfile.TemporaryDirectory(prefix="normalize-cpu-") as scratch:
         db = Path(scratch) / "warehouse.duckdb"
         shutil.copyfile(raw, db)
-        for slug in slugs or list(configs):
+        for slug in [s for s in slugs if s != "none"] if slugs else list(configs):
             config = configs[slug]
             adapter = build_adapter(config)
             with warehouse.connect(db) as conn:

@@ -126,18 +126,11 @@ class _Query:
         is joined to the last projection (the currency exponents)."""
         names = list(self.paths)
         path_list = ", ".join(_quote(self.paths[name]) for name in names)
-        used = " ".join([*self.columns.values(), *self.guards, self.claimed_gtin])
-        used += " ".join(e for stage in self.stages for e in stage.values())
-        # Every field's JSON type and text from one parse each; a field's JSON itself only for
-        # the few expressions that measure a list (json_array_length).
+        # Every field's JSON type and text from one parse each. json_extract_string gives a
+        # list or an object as its JSON text: the few expressions that measure a list
+        # (json_array_length of j_<name>) read that text, not the whole payload again.
         typed = ",\n    ".join(
-            f"t[{i}] AS t_{name}, s[{i}] AS s_{name}"
-            + (
-                f", CASE WHEN is_object THEN json_extract(payload, {_quote(self.paths[name])}) "
-                f"END AS j_{name}"
-                if f"j_{name}" in used
-                else ""
-            )
+            f"t[{i}] AS t_{name}, s[{i}] AS s_{name}, s[{i}] AS j_{name}"
             for i, name in enumerate(names, start=1)
         )
         columns = ",\n    ".join(f"{expr} AS {name}" for name, expr in self.columns.items())

@@ -52,9 +52,11 @@ INT_TYPES = "('BIGINT', 'UBIGINT')"
 # A JSON key that warehouse.offers.claimed_gtin takes for a GTIN key ("ean", "g:gtin", "{ns}upc"):
 # the name right after the key's opening quote, a ':' or a '}', and right before its closing quote
 # and colon. (A value cannot be followed by a colon, and an escaped quote is never a key's end.)
-# Matched case-insensitively (no lower-cased copy of every payload): RE2's simple case folding
-# can only find more keys than Python's str.lower does (U+017F folds to 's'), never fewer, and a
-# record with more keys than the one read goes per record.
+# Matched case-insensitively (no lower-cased copy of every payload): simple case folding (Rust's
+# regex crate, which Polars uses, like RE2) can only find more keys than Python's str.lower does
+# (U+017F folds to 's'), never fewer, and a record with more keys than the one read goes per
+# record. Counted by Polars (warehouse.normalize.gtin_key_counts): the scan of every payload cost
+# DuckDB's regexp_extract_all 5-8 µs a record, two to three times Polars' count_matches.
 GTIN_KEY_RE = '[":}](?:' + "|".join(sorted(GTIN_KEYS, key=len, reverse=True)) + ')"\\s*:'
 GTIN_KEY_PATTERN = "(?i)" + GTIN_KEY_RE
 NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
@@ -155,9 +157,9 @@ WITH src AS (
     SELECT page, record_index, fetched_at, payload,
            -- raw_catalog.payload is JSON (DuckDB checks it on insert): text that opens with a
            -- brace is an object; any other (even an object after white space) goes per record.
-           starts_with(payload, '{{') AS is_object,
-           len(regexp_extract_all(payload, {_quote(GTIN_KEY_PATTERN)})) AS gtin_keys
-    FROM {source}
+           starts_with(payload, '{{') AS is_object, k.gtin_keys
+    FROM {source} AS r
+    LEFT JOIN gtin_key_counts AS k USING (page, record_index)
 ),
 parsed AS (
     SELECT *,
@@ -395,8 +397,10 @@ def vectorized_query(config: MarketplaceConfig, source: str) -> str | None:
     no vectorized path (its records then go through normalize_record one by one).
 
     The query returns page, record_index, fetched_at, `vectorized` (every guard held), the
-    offer columns (meaningful where vectorized) and claimed_gtin. It joins the relation
-    `currency_exponents(code, exponent)` (see :func:`currency_exponent_rows`) as `cx`.
+    offer columns (meaningful where vectorized) and claimed_gtin. It joins the relations
+    `currency_exponents(code, exponent)` (see :func:`currency_exponent_rows`) as `cx`, and
+    `gtin_key_counts(page, record_index, gtin_keys)`: how many times each record's payload
+    matches GTIN_KEY_PATTERN (a record without a count goes per record).
     """
     from warehouse.vectorized_formats import VECTORIZED_FORMATS
 

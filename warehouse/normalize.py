@@ -36,7 +36,12 @@ from warehouse.offers import (
     claimed_gtin,
     content_text_expression,
 )
-from warehouse.vectorized import OFFER_COLUMNS, currency_exponent_rows, vectorized_query
+from warehouse.vectorized import (
+    GTIN_KEY_PATTERN,
+    OFFER_COLUMNS,
+    currency_exponent_rows,
+    vectorized_query,
+)
 
 # The records a normalization reads: every one, or those whose payload hash is listed.
 RAW_SOURCE = (
@@ -53,6 +58,26 @@ OFFER_SCHEMA = pl.Schema(
     }
 )
 _FALLBACK_KEYS = pl.Schema({"page": pl.Int32, "record_index": pl.Int32})
+# Payloads per Arrow batch of the GTIN-key scan: a few tens of MB at most, whatever the catalog.
+GTIN_SCAN_BATCH_ROWS = 16_384
+
+
+def gtin_key_counts(conn: duckdb.DuckDBPyConnection, params: Mapping[str, object]) -> pl.DataFrame:
+    """page, record_index and how many GTIN-like keys (GTIN_KEY_PATTERN) each record read has,
+    streamed batch by batch so the payloads are never all in memory."""
+    reader = conn.sql(
+        f"SELECT page, record_index, payload FROM {RAW_SOURCE}", params=dict(params)
+    ).to_arrow_reader(GTIN_SCAN_BATCH_ROWS)
+    parts = [
+        pl.from_arrow(batch).select(
+            pl.col("page").cast(pl.Int32),
+            pl.col("record_index").cast(pl.Int32),
+            pl.col("payload").str.count_matches(GTIN_KEY_PATTERN).cast(pl.Int32).alias("gtin_keys"),
+        )
+        for batch in reader
+    ]
+    schema = {"page": pl.Int32, "record_index": pl.Int32, "gtin_keys": pl.Int32}
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
 def _fast_frame(
@@ -73,11 +98,14 @@ def _fast_frame(
         schema={"code": pl.String, "exponent": pl.Int32},
         orient="row",
     )
+    counts = gtin_key_counts(conn, params)
     conn.register("currency_exponents", exponents.to_arrow())
+    conn.register("gtin_key_counts", counts.to_arrow())
     try:
         return conn.sql(query, params=params).pl(), True
     finally:
         conn.unregister("currency_exponents")
+        conn.unregister("gtin_key_counts")
 
 
 def _per_record(

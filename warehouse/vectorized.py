@@ -16,7 +16,7 @@ pipeline then normalizes every record of that marketplace per record, as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapters.base import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, MarketplaceConfig
 from adapters.fields import AVAILABLE_WORDS, UNAVAILABLE_WORDS
@@ -52,9 +52,11 @@ INT_TYPES = "('BIGINT', 'UBIGINT')"
 # A JSON key that warehouse.offers.claimed_gtin takes for a GTIN key ("ean", "g:gtin", "{ns}upc"):
 # the name right after the key's opening quote, a ':' or a '}', and right before its closing quote
 # and colon. (A value cannot be followed by a colon, and an escaped quote is never a key's end.)
-# Matched case-insensitively (no lower-cased copy of every payload): RE2's simple case folding
-# can only find more keys than Python's str.lower does (U+017F folds to 's'), never fewer, and a
-# record with more keys than the one read goes per record.
+# Matched case-insensitively (no lower-cased copy of every payload): simple case folding (Rust's
+# regex crate, which Polars uses, like RE2) can only find more keys than Python's str.lower does
+# (U+017F folds to 's'), never fewer, and a record with more keys than the one read goes per
+# record. Counted by Polars (warehouse.normalize.gtin_key_counts): the scan of every payload cost
+# DuckDB's regexp_extract_all 5-8 µs a record, two to three times Polars' count_matches.
 GTIN_KEY_RE = '[":}](?:' + "|".join(sorted(GTIN_KEYS, key=len, reverse=True)) + ')"\\s*:'
 GTIN_KEY_PATTERN = "(?i)" + GTIN_KEY_RE
 NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
@@ -103,19 +105,34 @@ class _Query:
     # The expression of the currency code to join `currency_exponents` on, when the format's
     # currency varies per record in a way _currency_source does not know.
     currency_source: str | None = None
+    # Columns computed from the fields before the offer's columns, one projection per level:
+    # an expression used several times (a description's rewrites) is then computed once per
+    # record, not once per use (DuckDB does not share work between the branches of a CASE).
+    stages: list[dict[str, str]] = field(default_factory=list)
+
+    def derive(self, level: int, name: str, expression: str) -> str:
+        """Compute `expression` as column `name` at projection `level` (0 reads the fields;
+        level n may use the columns of the levels below it); returns `name`."""
+        while len(self.stages) <= level:
+            self.stages.append({})
+        self.stages[level][name] = expression
+        return name
 
     def read(self, name: str, path: str) -> tuple[str, str]:
         """Read `path` as field `name`; returns the SQL names of its JSON type and its text."""
         self.paths[name] = path
         return f"t_{name}", f"s_{name}"
 
-    def sql(self, source: str) -> str:
-        """The query over `source` (columns page, record_index, payload, fetched_at)."""
+    def sql(self, source: str, join: str = "") -> str:
+        """The query over `source` (columns page, record_index, payload, fetched_at); `join`
+        is joined to the last projection (the currency exponents)."""
         names = list(self.paths)
         path_list = ", ".join(_quote(self.paths[name]) for name in names)
+        # Every field's JSON type and text from one parse each. json_extract_string gives a
+        # list or an object as its JSON text: the few expressions that measure a list
+        # (json_array_length of j_<name>) read that text, not the whole payload again.
         typed = ",\n    ".join(
-            f"f[{i}] AS j_{name}, json_type(f[{i}]) AS t_{name}, "
-            f"json_extract_string(f[{i}], '$') AS s_{name}"
+            f"t[{i}] AS t_{name}, s[{i}] AS s_{name}, s[{i}] AS j_{name}"
             for i, name in enumerate(names, start=1)
         )
         columns = ",\n    ".join(f"{expr} AS {name}" for name, expr in self.columns.items())
@@ -128,24 +145,38 @@ class _Query:
         )
         guards = [*self.guards, f"gtin_keys = {expected_keys}"]
         guard = " AND ".join(f"coalesce({g}, false)" for g in guards)
+        derived = "".join(
+            f",\nstage_{level} AS (SELECT *, "
+            + ", ".join(f"{expression} AS {name}" for name, expression in stage.items())
+            + f" FROM {'fields' if level == 0 else f'stage_{level - 1}'})"
+            for level, stage in enumerate(self.stages)
+        )
+        last = f"stage_{len(self.stages) - 1}" if self.stages else "fields"
         return f"""
 WITH src AS (
-    SELECT page, record_index, fetched_at,
-           CASE WHEN json_valid(payload) AND json_type(payload) = 'OBJECT'
-                THEN json_extract(payload, [{path_list}]) END AS f,
-           len(regexp_extract_all(payload, {_quote(GTIN_KEY_PATTERN)})) AS gtin_keys
-    FROM {source}
+    SELECT page, record_index, fetched_at, payload,
+           -- raw_catalog.payload is JSON (DuckDB checks it on insert): text that opens with a
+           -- brace is an object; any other (even an object after white space) goes per record.
+           starts_with(payload, '{{') AS is_object, k.gtin_keys
+    FROM {source} AS r
+    LEFT JOIN gtin_key_counts AS k USING (page, record_index)
+),
+parsed AS (
+    SELECT *,
+           CASE WHEN is_object THEN json_type(payload, [{path_list}]) END AS t,
+           CASE WHEN is_object THEN json_extract_string(payload, [{path_list}]) END AS s
+    FROM src
 ),
 fields AS (
-    SELECT page, record_index, fetched_at, f IS NOT NULL AS is_object, gtin_keys,
+    SELECT page, record_index, fetched_at, is_object, gtin_keys,
     {typed}
-    FROM src
-)
+    FROM parsed
+){derived}
 SELECT page, record_index, fetched_at,
     is_object AND {guard} AS vectorized,
     {columns},
     {self.claimed_gtin} AS claimed_gtin
-FROM fields
+FROM {last}{join}
 """
 
 
@@ -204,29 +235,59 @@ def _without_references(s: str) -> str:
     return s
 
 
-def _description(t: str, s: str) -> tuple[str, str]:
-    """adapters.fields.description_text: plain text, or HTML made of block tags only."""
-    is_html = f"regexp_matches({s}, '<[A-Za-z/!]')"
-    tags = f"regexp_replace({s}, {_quote(BLOCK_TAG_RE)}, chr(10), 'g')"
+def _description(q: _Query, t: str, s: str) -> tuple[str, str]:
+    """adapters.fields.description_text: plain text, or HTML made of block tags only.
+
+    Each rewrite of html_to_text runs only on the texts it changes (most have no tab, no double
+    space, no space beside a line break): a regexp_replace costs per match, and the spaces of a
+    500-character description were most of the query's time.
+    """
+    name = s if s.startswith("s_") else f"s_{len(q.stages)}_{len(q.guards)}"
+    # Block tags become line breaks (NULL: no HTML).
+    tags = q.derive(
+        0,
+        f"{name}_tags",
+        f"CASE WHEN {t} = 'VARCHAR' AND regexp_matches({s}, '<[A-Za-z/!]') "
+        f"THEN regexp_replace({s}, {_quote(BLOCK_TAG_RE)}, chr(10), 'g') END",
+    )
     # The character references html.parser decodes in the sandbox's and WordPress's markup;
     # &amp; last, so "&amp;#39;" stays the text "&#39;".
-    lines = tags
+    decoded = tags
     for entity, char in HTML_REFERENCES:
-        lines = f"replace({lines}, {_quote(entity)}, {char})"
-    spaces = f"regexp_replace({lines}, '[ \\t]+', ' ', 'g')"
-    joined = f"regexp_replace({spaces}, ' ?\\n ?', chr(10), 'g')"
-    paragraphs = f"regexp_replace({joined}, '\\n{{3,}}', chr(10) || chr(10), 'g')"
+        decoded = f"replace({decoded}, {_quote(entity)}, {char})"
+    lines = q.derive(
+        1, f"{name}_lines", f"CASE WHEN strpos({tags}, '&') > 0 THEN {decoded} ELSE {tags} END"
+    )
+    spaces = q.derive(
+        2,
+        f"{name}_spaces",
+        f"CASE WHEN strpos({lines}, '  ') > 0 OR strpos({lines}, chr(9)) > 0 "
+        f"THEN regexp_replace({lines}, '[ \\t]+', ' ', 'g') ELSE {lines} END",
+    )
+    joined = q.derive(
+        3,
+        f"{name}_joined",
+        f"CASE WHEN strpos({spaces}, ' ' || chr(10)) > 0 OR strpos({spaces}, chr(10) || ' ') > 0 "
+        f"THEN regexp_replace({spaces}, ' ?\\n ?', chr(10), 'g') ELSE {spaces} END",
+    )
+    paragraphs = q.derive(
+        4,
+        f"{name}_paragraphs",
+        f"CASE WHEN strpos({joined}, repeat(chr(10), 3)) > 0 "
+        f"THEN regexp_replace({joined}, '\\n{{3,}}', chr(10) || chr(10), 'g') ELSE {joined} END",
+    )
     strip = "' ' || chr(9) || chr(10)"
     value = (
-        f"CASE WHEN {t} = 'VARCHAR' THEN CASE WHEN {is_html} "
+        f"CASE WHEN {t} = 'VARCHAR' THEN CASE WHEN {tags} IS NOT NULL "
         f"THEN trim({paragraphs}, {strip}) ELSE trim({s}, {strip}) END ELSE '' END"
     )
     guard = (
         f"({t} IS NULL OR {t} = 'NULL' OR ({t} = 'VARCHAR' AND length({s}) <= "
         f"{MAX_DESCRIPTION_CHARS} AND regexp_full_match({s}, {_quote(DESCRIPTION_RE)}) "
-        f"AND CASE WHEN {is_html} THEN NOT regexp_matches({tags}, '[<>]') AND position('&' IN "
-        f"{_without_references(s)}) = 0 "
-        f"ELSE NOT regexp_matches({s}, {_quote(HTML_ENTITY_RE)}) END))"
+        f"AND CASE WHEN {tags} IS NOT NULL THEN strpos({tags}, '<') = 0 "
+        f"AND strpos({tags}, '>') = 0 AND (strpos({s}, '&') = 0 "
+        f"OR position('&' IN {_without_references(s)}) = 0) "
+        f"ELSE strpos({s}, '&') = 0 OR NOT regexp_matches({s}, {_quote(HTML_ENTITY_RE)}) END))"
     )
     return value, guard
 
@@ -336,8 +397,10 @@ def vectorized_query(config: MarketplaceConfig, source: str) -> str | None:
     no vectorized path (its records then go through normalize_record one by one).
 
     The query returns page, record_index, fetched_at, `vectorized` (every guard held), the
-    offer columns (meaningful where vectorized) and claimed_gtin. It joins the relation
-    `currency_exponents(code, exponent)` (see :func:`currency_exponent_rows`) as `cx`.
+    offer columns (meaningful where vectorized) and claimed_gtin. It joins the relations
+    `currency_exponents(code, exponent)` (see :func:`currency_exponent_rows`) as `cx`, and
+    `gtin_key_counts(page, record_index, gtin_keys)`: how many times each record's payload
+    matches GTIN_KEY_PATTERN (a record without a count goes per record).
     """
     from warehouse.vectorized_formats import VECTORIZED_FORMATS
 
@@ -348,16 +411,13 @@ def vectorized_query(config: MarketplaceConfig, source: str) -> str | None:
     missing = [column for column in OFFER_COLUMNS if column not in query.columns]
     if missing:  # a programming error in this module, never a data problem
         raise AssertionError(f"{config.kind}: no expression for {missing}")
-    body = query.sql(source)
     currency_column = _currency_source(query)
-    return (
-        body.replace(
-            "FROM fields\n",
-            f"FROM fields LEFT JOIN currency_exponents AS cx ON cx.code = {currency_column}\n",
-        )
+    join = (
+        f" LEFT JOIN currency_exponents AS cx ON cx.code = {currency_column}"
         if currency_column
-        else body
+        else ""
     )
+    return query.sql(source, join)
 
 
 def _currency_source(query: _Query) -> str | None:

@@ -58,7 +58,7 @@ def _fakestore(config: MarketplaceConfig) -> _Query:
     q = _Query({}, {}, [])
     _common(q, "$.id", "$.title", url_safe_id=True)
     _fixed_currency(q, config, *q.read("price", "$.price"), f"{NUMBER_TYPES[:-1]}, 'VARCHAR')")
-    _set(q, "description", _description(*q.read("description", "$.description")))
+    _set(q, "description", _description(q, *q.read("description", "$.description")))
     _set(q, "image_url", _url(*q.read("image", "$.image")))
     q.columns["product_url"] = f"{_quote(_base_url(config) + '/products/')} || s_id"
     _set(q, "category", _category_leaf(*q.read("category", "$.category")))
@@ -77,7 +77,7 @@ def _dummyjson(config: MarketplaceConfig) -> _Query:
     q = _Query({}, {}, [])
     _common(q, "$.id", "$.title", url_safe_id=True)
     _fixed_currency(q, config, *q.read("price", "$.price"), f"{NUMBER_TYPES[:-1]}, 'VARCHAR')")
-    _set(q, "description", _description(*q.read("description", "$.description")))
+    _set(q, "description", _description(q, *q.read("description", "$.description")))
     stock, stock_guard = _count(*q.read("stock", "$.stock"))
     q.columns["stock"] = stock
     q.guards.append(stock_guard)
@@ -116,7 +116,7 @@ def _shopify(config: MarketplaceConfig) -> _Query:
     )
     q.columns["available"] = f"{s_available} = 'true'"
     _fixed_currency(q, config, *q.read("price", "$.variants[0].price"), "('VARCHAR')")
-    _set(q, "description", _description(*q.read("body", "$.body_html")))
+    _set(q, "description", _description(q, *q.read("body", "$.body_html")))
     src, src_guard = _url(*q.read("image", "$.images[0].src"))
     t_images, _ = q.read("images", "$.images")
     t_image, _ = q.read("image_single", "$.image")
@@ -178,7 +178,7 @@ def _woocommerce(config: MarketplaceConfig) -> _Query:
     q.columns["currency"] = "cx.code"
     q.guards.append(guard)
     t_desc, _ = q.read("description", "$.description")
-    value, desc_guard = _description(t_desc, "s_description")
+    value, desc_guard = _description(q, t_desc, "s_description")
     q.columns["description"] = value
     q.guards += [desc_guard, "(t_description = 'VARCHAR' AND s_description <> '')"]
     src, src_guard = _url(*q.read("image", "$.images[0].src"))
@@ -256,7 +256,7 @@ def _google_feed(config: MarketplaceConfig) -> _Query:
     leaf, leaf_guard = _category_leaf(*field("product_type"))
     q.columns["category"] = leaf
     q.guards += [leaf_guard, f"({leaf}) IS NOT NULL"]
-    _set(q, "description", _description(*field("description")))
+    _set(q, "description", _description(q, *field("description")))
     _set(q, "image_url", _url(*field("image_link")))
     _set(q, "product_url", _url(*field("link")))
     _set(q, "brand", _text(*field("brand")))
@@ -296,7 +296,7 @@ def _declarative(config: MarketplaceConfig) -> _Query | None:
     else:
         types = f"{NUMBER_TYPES}" if options.price_encoding == "float" else "('VARCHAR')"
         _fixed_currency(q, config, *field("price"), types)
-    _set(q, "description", _description(*field("description")))
+    _set(q, "description", _description(q, *field("description")))
     _set(q, "image_url", _url(*field("image_url")))
     _set(q, "product_url", _url(*field("product_url")))
     _set(q, "category", _category_leaf(*field("category")))
@@ -395,7 +395,7 @@ def _csv_feed(config: MarketplaceConfig) -> _Query | None:
         f"CASE WHEN ({availability}) IS NULL THEN coalesce(({stock}) > 0, true) "
         f"ELSE coalesce({_word_availability(availability)}, false) END"
     )
-    _set(q, "description", _description(*cell("description")))
+    _set(q, "description", _description(q, *cell("description")))
     _set(q, "image_url", _url(*cell("image_url")))
     _set(q, "product_url", _url(*cell("product_url")))
     _set(q, "category", _category_leaf(*cell("category")))

@@ -12,12 +12,21 @@ import dagster as dg
 import polars as pl
 
 from adapters.base import MarketplaceError, NotModified
+from adapters.changed_since import ChangesUnavailable
 from pipelines.checks import catalog_check_specs, evaluate_catalog_checks
 from pipelines.resources import MarketplacesResource, WarehouseResource
 from warehouse.catalog import (
     replace_products,
     stage_raw_catalog,
     upsert_marketplace,
+)
+from warehouse.changed_since import (
+    MAX_CHANGED_SHARE,
+    changes_since,
+    forget_watermark,
+    held_records,
+    stage_changed_catalog,
+    store_watermark,
 )
 from warehouse.normalize import normalize_stored_catalog
 from warehouse.offers import REASON_DUPLICATE, NormalizedCatalog, preview_markdown
@@ -104,6 +113,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         adapter = marketplaces.adapter_for(slug)
         staging = warehouse.staging_path(slug, context.run.run_id)
         held_hashes = None
+        # Changed-since fetches (adapters/changed_since.py): from when, and the records held.
+        since = None
+        held: list[tuple[str | None, str]] = []
         if not config.full_refresh:
             with warehouse.connect() as conn:
                 if hasattr(adapter, "catalog_validators"):
@@ -119,16 +131,44 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                         f"{slug}: the raw records held predate payload hashes; storing and "
                         "normalizing every record once"
                     )
+                if held_hashes is not None and getattr(adapter, "fetches_changes", False):
+                    since = changes_since(conn, slug, now=datetime.now(UTC))
+                    if since is not None:
+                        held = held_records(conn, slug)
+        fetch_mode = "full"
+        changed_records = None
         try:
             try:
-                stats = stage_raw_catalog(
-                    adapter.fetch_catalog_pages(),
-                    staging,
-                    marketplace=slug,
-                    run_id=context.run.run_id,
-                    fetched_at=config.moment() if config.as_of else None,
-                    held_hashes=held_hashes,
-                )
+                stats = None
+                if since is not None:
+                    try:
+                        changes = adapter.fetch_catalog_changes(
+                            since, at_most=max(100, int(len(held) * MAX_CHANGED_SHARE))
+                        )
+                        stats = stage_changed_catalog(
+                            changes,
+                            held,
+                            adapter.fetch_records_by_id,
+                            staging,
+                            marketplace=slug,
+                            run_id=context.run.run_id,
+                            fetched_at=config.moment() if config.as_of else datetime.now(UTC),
+                        )
+                        fetch_mode, started_at = "changed_since", changes.started_at
+                        changed_records = len(changes.changed)
+                    except ChangesUnavailable as why:
+                        context.log.info(f"{slug}: fetching every page: {why}")
+                del held
+                if stats is None:
+                    stats = stage_raw_catalog(
+                        adapter.fetch_catalog_pages(),
+                        staging,
+                        marketplace=slug,
+                        run_id=context.run.run_id,
+                        fetched_at=config.moment() if config.as_of else None,
+                        held_hashes=held_hashes,
+                    )
+                    started_at = getattr(adapter, "catalog_started_at", None)
             except NotModified:
                 # 304 to our conditional request: the catalog we hold is current.
                 with warehouse.connect() as conn:
@@ -146,6 +186,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     }
                 )
             except MarketplaceError as exc:
+                # The next run fetches in full: what failed half-way is not worth trusting.
+                with warehouse.connect() as conn:
+                    forget_watermark(conn, slug)
                 raise dg.Failure(
                     description=f"{slug}: catalog fetch failed: {type(exc).__name__}: {exc}",
                     metadata={"marketplace": slug, "error": type(exc).__name__},
@@ -171,15 +214,23 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 store_validators(
                     conn, slug, getattr(adapter, "received_validators", {}), now=datetime.now(UTC)
                 )
+                if started_at is None:
+                    forget_watermark(conn, slug)
+                else:
+                    store_watermark(
+                        conn, slug, started_at, full=fetch_mode == "full", now=datetime.now(UTC)
+                    )
         finally:
             staging.unlink(missing_ok=True)
         context.log.info(
-            f"{slug}: {stats.records} records in {stats.pages} pages ({stats.bytes} bytes), "
-            f"{stored} records stored, {len(changed_pages)} pages changed"
+            f"{slug}: {stats.records} records in {stats.pages} pages ({stats.bytes} bytes "
+            f"fetched, {fetch_mode}), {stored} records stored, {len(changed_pages)} pages changed"
         )
         return dg.MaterializeResult(
             metadata={
                 "marketplace": slug,
+                "fetch": fetch_mode,
+                "records_fetched": stats.records if changed_records is None else changed_records,
                 "pages": stats.pages,
                 "records": stats.records,
                 "bytes": stats.bytes,

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from onecart.money import MoneyError, to_minor_units
-from sandbox.changes import latest_static_update
+from sandbox.listing import FilteredCatalog, id_values, on_catalog
 from sandbox.orders import (
     CANCELLED,
     CONFIRMED,
@@ -39,7 +39,7 @@ from sandbox.orders import (
     SandboxOrder,
 )
 from sandbox.pages import format_amount, product_page
-from sandbox.service import JsonError, MarketplaceService, json_response, query_int, read_json_body
+from sandbox.service import JsonError, json_response, query_int, read_json_body
 from sandbox.world import broken_title, hash64, html_title, huge_text, slugify
 
 PRODUCT_ID_BASE = 8_000_000_000_000
@@ -82,17 +82,6 @@ def _index_of(value: int, base: int, stride: int, count: int) -> int | None:
     return index if index < count else None
 
 
-def _listed(count: int, unlisted: frozenset[int]) -> Sequence[int]:
-    """The indexes on the catalog, ascending."""
-    if not unlisted:
-        return range(count)
-    return [i for i in range(count) if i not in unlisted]
-
-
-def _id_set(raw: str) -> set[int]:
-    return {int(part) for part in raw.split(",") if part.strip().isdigit()}
-
-
 def _parse_shop_time(raw: str) -> datetime:
     """An Admin API date filter: ISO 8601, in the shop's time zone when it has no offset."""
     try:
@@ -129,7 +118,7 @@ def _iso_utc(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
-class ShopifyService(MarketplaceService):
+class ShopifyService(FilteredCatalog):
     """The Shopify-format marketplace."""
 
     slug = "shopwave"
@@ -225,11 +214,11 @@ class ShopifyService(MarketplaceService):
 
     def list_products(self, request: Request) -> Response:
         """GET /products.json?limit=&page= (page numbers from 1; an empty list past the end)."""
-        unlisted = self._observe()
+        unlisted = self.observe()
         limit = query_int(request, "limit", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
         page = query_int(request, "page", 1, minimum=1)
         start = (page - 1) * limit
-        listed = _listed(self.count, unlisted)
+        listed = on_catalog(self.count, unlisted)
         products = [self.product_record(request, i) for i in listed[start : start + limit]]
         return json_response({"products": products})
 
@@ -251,7 +240,7 @@ class ShopifyService(MarketplaceService):
     def admin_product(self, request: Request, version: str, product_id: int) -> Response:
         """GET /admin/api/<version>/products/<id>.json: the live offer (price_drift applies)."""
         self._require_token(request)
-        unlisted = self._observe()
+        unlisted = self.observe()
         index = _index_of(product_id, PRODUCT_ID_BASE, PRODUCT_ID_STRIDE, self.count)
         if (
             index is None
@@ -269,7 +258,7 @@ class ShopifyService(MarketplaceService):
         `page_info` cursor carries the filters: beside it only `limit` and `fields` may be sent
         (Shopify answers 400 otherwise)."""
         self._require_token(request)
-        unlisted = self._observe()
+        unlisted = self.observe()
         limit = query_int(
             request, "limit", ADMIN_DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE
         )
@@ -292,7 +281,7 @@ class ShopifyService(MarketplaceService):
         chosen = selected[start : start + limit]
         fields = [name for name in request.args.get("fields", "").split(",") if name.strip()]
         if fields == ["id"]:
-            products: list[dict[str, Any]] = [{"id": self._listed_id(i)} for i in chosen]
+            products: list[dict[str, Any]] = [{"id": self.listed_id(i)} for i in chosen]
         else:
             products = [self.product_record(request, i) for i in chosen]
             if fields:
@@ -307,48 +296,22 @@ class ShopifyService(MarketplaceService):
             headers["Link"] = f'<{url}?{urlencode(query)}>; rel="next"'
         return json_response({"products": products}, headers=headers)
 
-    def _listed_id(self, index: int) -> int:
-        """The id record `index` is listed with (a duplicate_id record repeats its neighbour's)."""
-        kind = self.ctx.malformation(self.slug, index)
-        return product_id(index - 1 if kind == "duplicate_id" else index)
+    def index_of(self, product_id: int) -> int | None:
+        """The offer index behind a product id, or None."""
+        return _index_of(product_id, PRODUCT_ID_BASE, PRODUCT_ID_STRIDE, self.count)
 
-    def _listed_as(self, ids: set[int]) -> set[int]:
-        """The indexes of the records listed with one of `ids` (a duplicate_id record is
-        listed with its neighbour's)."""
-        found: set[int] = set()
-        for value in ids:
-            index = _index_of(value, PRODUCT_ID_BASE, PRODUCT_ID_STRIDE, self.count)
-            if index is not None:
-                found.update(
-                    i for i in (index, index + 1) if i < self.count and self._listed_id(i) == value
-                )
-        return found
-
-    def _observe(self) -> frozenset[int]:
-        """Note the catalog state (sandbox.changes); the indexes off the catalog."""
-        ids = self.ctx.knobs.get(self.slug).unlisted_products
-        unlisted = frozenset(self._listed_as(_id_set(",".join(ids)))) if ids else frozenset()
-        self.ctx.observe_catalog(self.slug, unlisted)
-        return unlisted
+    def product_id_of(self, index: int) -> int:
+        """The product id of offer `index`."""
+        return product_id(index)
 
     def _admin_selection(self, filters: dict[str, str], unlisted: frozenset[int]) -> Sequence[int]:
         """The indexes the filters select, ascending (ids ascend with indexes)."""
-        selected: Sequence[int] = _listed(self.count, unlisted)
+        selected: Sequence[int] = on_catalog(self.count, unlisted)
         if "ids" in filters:
-            wanted = self._listed_as(_id_set(filters["ids"])) - unlisted
-            selected = sorted(wanted)
+            selected = sorted(self.listed_as(id_values(filters["ids"].split(","))) - unlisted)
         if "updated_at_min" in filters:
             since = _parse_shop_time(filters["updated_at_min"])
-            epoch = self.ctx.price_epoch(self.slug)
-            if since > latest_static_update(epoch):
-                changed = set(self.ctx.changes.changed_since(self.slug, since, inclusive=True))
-                selected = [i for i in selected if i in changed]
-            else:  # a moment among the world's own dates: look at every record
-                selected = [
-                    i
-                    for i in selected
-                    if self.ctx.modified_at(self.slug, self.ctx.offer(self.slug, i)) >= since
-                ]
+            selected = self.modified_since(selected, since, inclusive=True)
         return selected
 
     def graphql(self, request: Request, version: str) -> Response:

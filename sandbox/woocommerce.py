@@ -21,11 +21,11 @@ from werkzeug.wrappers import Request, Response
 
 from onecart.money import MoneyError, parse_decimal, to_minor_units
 from sandbox.assortment import CATEGORIES
-from sandbox.changes import latest_static_update
 from sandbox.knobs import PlacementPlan
+from sandbox.listing import FilteredCatalog, id_values, on_catalog
 from sandbox.orders import CANCELLED, DELIVERED, PENDING, SHIPPED, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
-from sandbox.service import JsonError, MarketplaceService, json_response, query_int, read_json_body
+from sandbox.service import JsonError, json_response, query_int, read_json_body
 from sandbox.world import broken_title, hash64, html_title, huge_text, slugify
 
 PRODUCT_ID_BASE = 1000
@@ -72,7 +72,7 @@ def _gmt(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if moment else None
 
 
-class WooCommerceService(MarketplaceService):
+class WooCommerceService(FilteredCatalog):
     """The WooCommerce-format marketplace."""
 
     slug = "kiondo"
@@ -208,7 +208,7 @@ class WooCommerceService(MarketplaceService):
         date_gmt, modified or modified_gmt; dates without an offset are the store's time, or
         GMT for the *_gmt columns), `include` keeps the listed ids; and as every WordPress REST
         route, `_fields` keeps only the named fields. Pages count what the filters keep."""
-        unlisted = self._observe()
+        unlisted = self.observe()
         per_page = query_int(
             request, "per_page", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE
         )
@@ -221,7 +221,7 @@ class WooCommerceService(MarketplaceService):
         fields = [name.strip() for name in request.args.get("_fields", "").split(",")]
         fields = [name for name in fields if name]
         if fields == ["id"]:
-            records: list[dict[str, Any]] = [{"id": self._listed_id(i)} for i in chosen]
+            records: list[dict[str, Any]] = [{"id": self.listed_id(i)} for i in chosen]
         else:
             records = [self.product_record(request, i) for i in chosen]
             if fields:
@@ -239,54 +239,28 @@ class WooCommerceService(MarketplaceService):
             headers["Link"] = ", ".join(links)
         return json_response(records, headers=headers)
 
-    def _listed_id(self, index: int) -> int:
-        """The id record `index` is listed with (a duplicate_id record repeats its neighbour's)."""
-        kind = self.ctx.malformation(self.slug, index)
-        return product_id(index - 1 if kind == "duplicate_id" else index)
-
-    def _listed_as(self, ids: Sequence[str]) -> set[int]:
-        """The indexes of the records listed with one of `ids` (a duplicate_id record is
-        listed with its neighbour's)."""
-        found: set[int] = set()
-        for raw in ids:
-            index = self.index_of(int(raw)) if raw.strip().isdigit() else None
-            if index is not None:
-                found.update(
-                    i
-                    for i in (index, index + 1)
-                    if i < self.count and self._listed_id(i) == int(raw)
-                )
-        return found
-
-    def _observe(self) -> frozenset[int]:
-        """Note the catalog state (sandbox.changes); the indexes off the catalog."""
-        ids = self.ctx.knobs.get(self.slug).unlisted_products
-        unlisted = frozenset(self._listed_as(ids)) if ids else frozenset()
-        self.ctx.observe_catalog(self.slug, unlisted)
-        return unlisted
+    def product_id_of(self, index: int) -> int:
+        """The WooCommerce post id of offer `index`."""
+        return product_id(index)
 
     def _selection(self, request: Request, unlisted: frozenset[int]) -> Sequence[int]:
         """The indexes the request's filters keep, in listing order."""
-        selected: Sequence[int] = range(self.count)
-        if unlisted:
-            selected = [i for i in selected if i not in unlisted]
+        selected: Sequence[int] = on_catalog(self.count, unlisted)
         include = request.args.get("include")
         if include:
-            selected = sorted(self._listed_as(include.split(",")) - unlisted)
+            selected = sorted(self.listed_as(id_values(include.split(","))) - unlisted)
         column = request.args.get("date_column", "date")
         if column not in DATE_COLUMNS:
             raise _error(400, "rest_invalid_param", "Invalid parameter(s): date_column")
         gmt = column.endswith("_gmt")
         after = _date_param(request, "after", gmt)
         before = _date_param(request, "before", gmt)
+        modified = column.startswith("modified")
+        if modified and after is not None:
+            selected = self.modified_since(selected, after, inclusive=False)
+            after = None
         if after is None and before is None:
             return selected
-        modified = column.startswith("modified")
-        epoch = self.ctx.price_epoch(self.slug)
-        if modified and after is not None and after >= latest_static_update(epoch):
-            # Only records this sandbox saw change can be that recent.
-            changed = set(self.ctx.changes.changed_since(self.slug, after, inclusive=False))
-            selected = [i for i in selected if i in changed]
 
         def moment(index: int) -> datetime:
             offer = self.ctx.offer(self.slug, index)
@@ -300,7 +274,7 @@ class WooCommerceService(MarketplaceService):
 
     def get_product(self, request: Request, product_id: int) -> Response:
         """GET /wp-json/wc/store/v1/products/<id>: the live offer (price_drift applies)."""
-        unlisted = self._observe()
+        unlisted = self.observe()
         index = self.index_of(product_id)
         if (
             index is None

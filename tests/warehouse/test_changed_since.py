@@ -4,15 +4,23 @@ tests/pipelines/test_changed_since.py runs it against the sandbox)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
+import warehouse
 from adapters.changed_since import CatalogChanges, ChangesUnavailable
-from warehouse.changed_since import stage_changed_catalog
+from warehouse.changed_since import (
+    FULL_FETCH_EVERY,
+    WATERMARK_OVERLAP,
+    changes_since,
+    forget_watermark,
+    stage_changed_catalog,
+    store_watermark,
+)
 from warehouse.offers import payload_text, record_hash
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -102,3 +110,19 @@ def test_what_cannot_be_rebuilt_exactly_asks_for_a_full_fetch(
     old = [{"id": 1}, {"id": 2}]
     with pytest.raises(ChangesUnavailable, match=why):
         stage(tmp_path, CatalogChanges([], ids, page_size=5, started_at=NOW), held_of(old), by_id)
+
+
+def test_changes_are_asked_for_since_the_last_fetch_until_a_day_after_the_last_full_one(
+    tmp_path: Path,
+) -> None:
+    with warehouse.connect(tmp_path / "w.duckdb") as conn:
+        assert changes_since(conn, "m", now=NOW) is None  # never fetched: in full
+        store_watermark(conn, "m", NOW, full=True, now=NOW)
+        later = NOW + timedelta(hours=6)
+        assert changes_since(conn, "m", now=later) == NOW - WATERMARK_OVERLAP
+        store_watermark(conn, "m", later, full=False, now=later)
+        assert changes_since(conn, "m", now=later) == later - WATERMARK_OVERLAP
+        # A day after the last full fetch, however recent the last fetch by changes.
+        assert changes_since(conn, "m", now=NOW + FULL_FETCH_EVERY + timedelta(seconds=1)) is None
+        forget_watermark(conn, "m")
+        assert changes_since(conn, "m", now=later) is None

@@ -7,6 +7,8 @@ its last good rows stay in the warehouse for everything downstream.
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -16,6 +18,7 @@ from adapters.changed_since import ChangesUnavailable
 from pipelines.checks import catalog_check_specs, evaluate_catalog_checks
 from pipelines.resources import MarketplacesResource, WarehouseResource
 from warehouse.catalog import (
+    RawFetchStats,
     replace_products,
     stage_raw_catalog,
     upsert_marketplace,
@@ -85,6 +88,49 @@ def _close(adapter: object) -> None:
         close()
 
 
+def _stage_catalog(
+    context: dg.AssetExecutionContext,
+    config: CatalogRunConfig,
+    adapter: Any,
+    staging: Path,
+    *,
+    since: datetime | None,
+    held: list[tuple[str | None, str]],
+    held_hashes: set[str] | None,
+) -> tuple[RawFetchStats, str, datetime | None, int | None]:
+    """Fetch and stage the catalog: by changes since `since` when given and possible, else
+    every page. Returns the staging's stats, how it was fetched ("changed_since" or "full"),
+    the marketplace's clock when the fetch began (None: unknown) and the records sent as
+    changed (None: every page)."""
+    slug = context.partition_key
+    if since is not None:
+        try:
+            changes = adapter.fetch_catalog_changes(
+                since, at_most=max(100, int(len(held) * MAX_CHANGED_SHARE))
+            )
+            stats = stage_changed_catalog(
+                changes,
+                held,
+                adapter.fetch_records_by_id,
+                staging,
+                marketplace=slug,
+                run_id=context.run.run_id,
+                fetched_at=config.moment() if config.as_of else datetime.now(UTC),
+            )
+            return stats, "changed_since", changes.started_at, len(changes.changed)
+        except ChangesUnavailable as why:
+            context.log.info(f"{slug}: fetching every page: {why}")
+    stats = stage_raw_catalog(
+        adapter.fetch_catalog_pages(),
+        staging,
+        marketplace=slug,
+        run_id=context.run.run_id,
+        fetched_at=config.moment() if config.as_of else None,
+        held_hashes=held_hashes,
+    )
+    return stats, "full", getattr(adapter, "catalog_started_at", None), None
+
+
 def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """The two partitioned assets, for the marketplaces known when the definitions are built."""
 
@@ -102,7 +148,10 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         """Every catalog record of one marketplace exactly as it sent them (table raw_catalog).
 
         Pages are fetched through the marketplace's adapter (retries and backoff included) and
-        staged on disk; only a complete fetch changes the marketplace's rows. HTTP failures after
+        staged on disk; only a complete fetch changes the marketplace's rows. Where the platform
+        filters by modification time (Shopify, WooCommerce), a refresh fetches only the records
+        changed since the last complete fetch and every id, and stages the full catalog from
+        those and the records held (warehouse/changed_since.py). HTTP failures after
         the retries fail this partition alone and leave the previous rows in place. Only records
         whose payload the warehouse does not hold are staged and stored; the others' rows move
         to their new page and position (warehouse/records.py; every record is stored again with
@@ -115,7 +164,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         held_hashes = None
         # Changed-since fetches (adapters/changed_since.py): from when, and the records held.
         since = None
-        held: list[tuple[str | None, str]] = []
+        held_ids: list[tuple[str | None, str]] = []
         if not config.full_refresh:
             with warehouse.connect() as conn:
                 if hasattr(adapter, "catalog_validators"):
@@ -134,41 +183,19 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 if held_hashes is not None and getattr(adapter, "fetches_changes", False):
                     since = changes_since(conn, slug, now=datetime.now(UTC))
                     if since is not None:
-                        held = held_records(conn, slug)
-        fetch_mode = "full"
-        changed_records = None
+                        held_ids = held_records(conn, slug)
         try:
             try:
-                stats = None
-                if since is not None:
-                    try:
-                        changes = adapter.fetch_catalog_changes(
-                            since, at_most=max(100, int(len(held) * MAX_CHANGED_SHARE))
-                        )
-                        stats = stage_changed_catalog(
-                            changes,
-                            held,
-                            adapter.fetch_records_by_id,
-                            staging,
-                            marketplace=slug,
-                            run_id=context.run.run_id,
-                            fetched_at=config.moment() if config.as_of else datetime.now(UTC),
-                        )
-                        fetch_mode, started_at = "changed_since", changes.started_at
-                        changed_records = len(changes.changed)
-                    except ChangesUnavailable as why:
-                        context.log.info(f"{slug}: fetching every page: {why}")
-                del held
-                if stats is None:
-                    stats = stage_raw_catalog(
-                        adapter.fetch_catalog_pages(),
-                        staging,
-                        marketplace=slug,
-                        run_id=context.run.run_id,
-                        fetched_at=config.moment() if config.as_of else None,
-                        held_hashes=held_hashes,
-                    )
-                    started_at = getattr(adapter, "catalog_started_at", None)
+                stats, fetch_mode, started_at, changed_records = _stage_catalog(
+                    context,
+                    config,
+                    adapter,
+                    staging,
+                    since=since,
+                    held=held_ids,
+                    held_hashes=held_hashes,
+                )
+                del held_ids
             except NotModified:
                 # 304 to our conditional request: the catalog we hold is current.
                 with warehouse.connect() as conn:

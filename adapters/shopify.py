@@ -1,5 +1,7 @@
-"""Shopify: the public storefront catalog (`/products.json`), the Admin REST product endpoint for
-live prices, and the Admin GraphQL API for orders (`orderCreate`, `order`, `orders`, `orderCancel`).
+"""Shopify: the catalog from the Admin REST product list when an access token is configured (it
+can fetch only what changed: adapters/shopify_catalog.py), else from the public storefront
+(`/products.json`); the Admin REST product endpoint for live prices, and the Admin GraphQL API for
+orders (`orderCreate`, `order`, `orders`, `orderCancel`).
 
 Shopify sends no currency with storefront prices: the shop's currency is the marketplace's
 configured currency. Every order carries our reference as `sourceIdentifier`, so a placement that
@@ -37,6 +39,7 @@ from adapters.base import (
     ShippingAddress,
     earlier_attempt_may_have_arrived,
 )
+from adapters.changed_since import CatalogChanges, ChangesUnavailable, server_time
 from adapters.fields import (
     category_leaf,
     decode_json_body,
@@ -53,6 +56,7 @@ from adapters.fields import (
 )
 from adapters.gtin import normalize_gtin
 from adapters.http_adapter import HttpMarketplaceAdapter
+from adapters.shopify_catalog import admin_pages, fetch_by_ids, fetch_changes
 from onecart.money import from_minor_units
 
 DEFAULT_API_VERSION = "2024-10"
@@ -363,11 +367,30 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         self.api_version = str(config.options.get("api_version", DEFAULT_API_VERSION))
         self.page_size = max(1, min(config.page_size, MAX_PAGE_SIZE))
         self._variant_ids: dict[str, str] = {}
+        # The shop's clock when the last catalog fetch began (the Admin list only).
+        self.catalog_started_at: datetime | None = None
 
     # --- Catalog ----------------------------------------------------------------------------
 
+    @property
+    def fetches_changes(self) -> bool:
+        """True when the catalog comes from the Admin API, which filters by `updated_at_min`
+        (an access token is configured, and options.catalog_api is not "storefront")."""
+        return bool(self.config.api_key) and self.config.options.get("catalog_api") != "storefront"
+
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
-        """`products.json` page by page until a short or empty page (Shopify's page order)."""
+        """Every product, page by page: the Admin API's list when `fetches_changes` (by id,
+        cursor pages), else the storefront's `products.json` until a short or empty page."""
+        self.catalog_started_at = None
+        if self.fetches_changes:
+            params = {"limit": self.page_size}
+            for page, (products, response) in enumerate(admin_pages(self, params), start=1):
+                if self.catalog_started_at is None:
+                    self.catalog_started_at = server_time(response)
+                if not products:
+                    return
+                yield CatalogPage(records=products, page=page)
+            return
         page = 1
         while True:
             body, _ = self.get_json("products.json", params={"limit": self.page_size, "page": page})
@@ -382,6 +405,16 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             if len(products) < self.page_size:
                 return
             page += 1
+
+    def fetch_catalog_changes(self, since: datetime, *, at_most: int) -> CatalogChanges:
+        """Products updated since `since`, and every product's id (adapters/changed_since.py)."""
+        if not self.fetches_changes:
+            raise ChangesUnavailable("the storefront catalog has no changed-since filter")
+        return fetch_changes(self, since, at_most=at_most)
+
+    def fetch_records_by_id(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Every product listed with one of `ids`, in listing order."""
+        return fetch_by_ids(self, ids)
 
     def normalize_record(self, record: Mapping[str, Any]) -> Offer:
         """One Shopify product as an Offer: its first available variant sets price and stock."""
@@ -440,13 +473,13 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
 
     # --- Live offer -------------------------------------------------------------------------
 
-    def _admin_headers(self) -> dict[str, str]:
+    def admin_headers(self) -> dict[str, str]:
         return {ACCESS_TOKEN_HEADER: self.require_api_key()}
 
     def _admin_product(self, external_id: str) -> Mapping[str, Any]:
         body, _ = self.get_json(
             f"admin/api/{self.api_version}/products/{quote(external_id, safe='')}.json",
-            headers=self._admin_headers(),
+            headers=self.admin_headers(),
         )
         product = body.get("product") if isinstance(body, Mapping) else None
         if not isinstance(product, Mapping):
@@ -483,12 +516,12 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
                 path,
                 json=payload,
                 idempotency_key=idempotency_key,
-                headers=self._admin_headers(),
+                headers=self.admin_headers(),
             )
             uncertain = earlier_attempt_may_have_arrived(response)
         else:
             # A GraphQL read: POSTed, but safe to retry without an idempotency key.
-            response = self.http.request("POST", path, json=payload, headers=self._admin_headers())
+            response = self.http.request("POST", path, json=payload, headers=self.admin_headers())
             body = decode_json_body(response, marketplace=self.slug)
         if not isinstance(body, Mapping):
             if idempotency_key:

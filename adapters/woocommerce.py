@@ -35,6 +35,7 @@ from adapters.base import (
     Transient,
     parse_rating,
 )
+from adapters.changed_since import CatalogChanges, collect_changed, listed_ids, server_time
 from adapters.fields import (
     description_text,
     optional_count,
@@ -212,29 +213,79 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         super().__init__(config, transport=transport, sleep=sleep)
         self.page_size = max(1, min(config.page_size, MAX_PAGE_SIZE))
         self.order_lookback = timedelta(hours=_lookback_hours(config))
+        # The store's clock when the last catalog fetch began.
+        self.catalog_started_at: datetime | None = None
 
     # --- Catalog ----------------------------------------------------------------------------
 
-    def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
-        """Store API pages until X-WP-TotalPages (or an empty page when the header is absent)."""
+    fetches_changes = True
+
+    def _store_pages(
+        self, params: Mapping[str, str | int]
+    ) -> Iterator[tuple[list[dict[str, Any]], httpx.Response]]:
+        """Store API pages for `params` until X-WP-TotalPages (or an empty or short page when
+        the header is absent)."""
         page = 1
+        per_page = int(params.get("per_page", self.page_size))
         while True:
             body, response = self.get_json(
-                f"{STORE_API}/products", params={"page": page, "per_page": self.page_size}
+                f"{STORE_API}/products", params={**params, "page": page, "per_page": per_page}
             )
             if not isinstance(body, list):
                 raise BadPayload(
                     "bad_page", detail=f"page {page}: not a product list", marketplace=self.slug
                 )
+            yield body, response
             if not body:
                 return
-            yield CatalogPage(records=body, page=page)
             total_pages = optional_int(response.headers.get("X-WP-TotalPages"))
             if total_pages is not None and page >= total_pages:
                 return
-            if total_pages is None and len(body) < self.page_size:
+            if total_pages is None and len(body) < per_page:
                 return
             page += 1
+
+    def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
+        """Store API pages until X-WP-TotalPages (or an empty page when the header is absent)."""
+        self.catalog_started_at = None
+        for page, (body, response) in enumerate(self._store_pages({}), start=1):
+            if self.catalog_started_at is None:
+                self.catalog_started_at = server_time(response)
+            if not body:
+                return
+            yield CatalogPage(records=body, page=page)
+
+    def fetch_catalog_changes(self, since: datetime, *, at_most: int) -> CatalogChanges:
+        """Products modified since `since`, then every product's id (adapters/changed_since.py).
+
+        The Store API's `after` with `date_column=modified_gmt` compares with the products'
+        GMT modification time (WooCommerce src/StoreApi/Routes/V1/Products.php; REST v3's
+        `modified_after` needs credentials and sends another record shape); `_fields=id` is
+        WordPress's own response filter (rest_filter_response_fields), on every REST route."""
+        started: list[datetime] = []
+        after = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+        def changed_pages() -> Iterator[list[dict[str, Any]]]:
+            params = {"after": after, "date_column": "modified_gmt", "per_page": MAX_PAGE_SIZE}
+            for body, response in self._store_pages(params):
+                if not started:
+                    started.append(server_time(response))
+                yield body
+
+        changed = collect_changed(changed_pages(), at_most=at_most)
+        ids = listed_ids(
+            body for body, _ in self._store_pages({"_fields": "id", "per_page": MAX_PAGE_SIZE})
+        )
+        return CatalogChanges(changed, ids, self.page_size, started[0])
+
+    def fetch_records_by_id(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Every product listed with one of `ids` (Store API `include`), in listing order."""
+        records: list[dict[str, Any]] = []
+        for start in range(0, len(ids), MAX_PAGE_SIZE):
+            include = ",".join(ids[start : start + MAX_PAGE_SIZE])
+            for body, _ in self._store_pages({"include": include, "per_page": MAX_PAGE_SIZE}):
+                records.extend(body)
+        return records
 
     def normalize_record(self, record: Mapping[str, Any]) -> Offer:
         """One Store API product as an Offer; the price's currency and scale come with it."""

@@ -66,6 +66,8 @@ class PartitionOutcome:
     check_warnings: list[str] = field(default_factory=list)
     # The marketplace answered our conditional request with 304: the held catalog is current.
     not_modified: bool = False
+    # Records the marketplace sent as changed since its last fetch (None: every page fetched).
+    changed_since: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,9 @@ def _partition_outcome(slug: str, result: dg.ExecuteInProcessResult) -> Partitio
         rejected_by_reason=dict(normalized.get("rejected_by_reason") or {}),
         check_warnings=_check_warnings(result),
         not_modified=bool(raw.get("not_modified")),
+        changed_since=(
+            int(raw.get("records_fetched", 0)) if raw.get("fetch") == "changed_since" else None
+        ),
     )
 
 
@@ -230,6 +235,9 @@ def _describe_partition(outcome: PartitionOutcome) -> list[str]:
     fetched = (
         f"not modified since the last fetch (HTTP 304), {outcome.fetched} records held"
         if outcome.not_modified
+        else f"fetched {outcome.changed_since} records changed since the last fetch and every "
+        f"id, {outcome.fetched} records ({outcome.pages} pages)"
+        if outcome.changed_since is not None
         else f"fetched {outcome.fetched} records ({outcome.pages} pages)"
     )
     lines = [

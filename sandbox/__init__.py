@@ -36,7 +36,8 @@ to the server's defaults, orders kept), ``GET /_sandbox/images/<product>.svg``.
 
 Knobs per marketplace (sandbox.knobs): latency_ms, error_rate, burst_429, malformed_rate (0.02),
 down, fail_next_orders, order_step_seconds (30), cancel_rate (0.05), delay_rate (0.1), price_drift, the sandbox's
-own price_epoch, and the order faults: order_reply_delay_ms, fail_after_next_orders,
+own price_epoch, unlisted_products (ShopWave and Kiondo: product ids off the catalog), and the
+order faults: order_reply_delay_ms, fail_after_next_orders,
 refuse_next_orders, order_price_change_pct, delisted_products, drop_unknown_lines,
 max_line_quantity, cancel_next_orders, cancel_reply_delay_ms, fail_after_next_cancels,
 search_lag_ms (docs/sandbox-and-adapters.md). ``GET /_sandbox/orders/<slug>`` lists the orders a marketplace

@@ -52,6 +52,8 @@ class Knobs:
     order_price_change_pct: int = 0
     drop_unknown_lines: bool = False
     delisted_products: tuple[str, ...] = ()
+    # Catalog change (Shopify and WooCommerce): these product ids are off the catalog.
+    unlisted_products: tuple[str, ...] = ()
     max_line_quantity: int = 0
     cancel_next_orders: int = 0
     cancel_reply_delay_ms: int = 0
@@ -175,6 +177,7 @@ _COERCERS: dict[str, Callable[[str, object], Any]] = {
     "order_price_change_pct": _percent_change,
     "drop_unknown_lines": _as_bool,
     "delisted_products": _product_ids,
+    "unlisted_products": _product_ids,
     "max_line_quantity": _count,
     "cancel_next_orders": _count,
     "cancel_reply_delay_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),

@@ -9,12 +9,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, ClassVar
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from sandbox.changes import CatalogState, ChangeLog
 from sandbox.knobs import CancelPlan, KnobBoard, PlacementPlan
 from sandbox.orders import OrderBook, SandboxOrder
 from sandbox.world import (
@@ -159,6 +161,23 @@ class SandboxContext:
     # When each catalog version (by ETag) was first served: its Last-Modified.
     _first_served: dict[str, float] = field(default_factory=dict)
     _first_served_lock: threading.Lock = field(default_factory=threading.Lock)
+    # When each record last changed (Shopify's updated_at, WooCommerce's date_modified).
+    changes: ChangeLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changes = ChangeLog(self.world)
+
+    def observe_catalog(self, slug: str, unlisted: frozenset[int] = frozenset()) -> None:
+        """Note the catalog state served now (`unlisted`: the indexes off the catalog): a new
+        one is a change of the records it touches, made now (whole seconds, as the platforms
+        store modification times)."""
+        knobs = self.knobs.get(slug)
+        state = CatalogState(self.price_epoch(slug), knobs.malformed_rate, unlisted)
+        self.changes.observe(slug, state, datetime.now(UTC).replace(microsecond=0))
+
+    def modified_at(self, slug: str, offer: ListedOffer) -> datetime:
+        """When the catalog record of `offer` last changed."""
+        return self.changes.last_change(slug, offer.index) or offer.updated_at
 
     def clock_epochs(self, at: float | None = None) -> int:
         """Price epochs the clock has added since the sandbox started."""

@@ -1,5 +1,6 @@
-"""ShopWave: a Shopify store (USD). Public ``/products.json`` catalog, Admin REST product lookup,
-and Admin GraphQL ``orderCreate`` / ``order`` / ``orders`` / ``orderCancel``.
+"""ShopWave: a Shopify store (USD). Public ``/products.json`` catalog, Admin REST product list
+(``updated_at_min``, ``ids``, ``fields``, cursor pages through ``page_info`` in Link headers) and
+lookup, and Admin GraphQL ``orderCreate`` / ``order`` / ``orders`` / ``orderCancel``.
 
 The GraphQL endpoint does not parse GraphQL: it recognizes the operation by the first field of
 the selection (``mutation { orderCreate(...) {...} }`` → orderCreate) and reads only the
@@ -8,15 +9,22 @@ variables, answering with a fixed superset of the fields OneCart asks for.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
+from bisect import bisect_right
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
 from onecart.money import MoneyError, to_minor_units
+from sandbox.listing import FilteredCatalog, id_values, on_catalog
 from sandbox.orders import (
     CANCELLED,
     CONFIRMED,
@@ -31,7 +39,7 @@ from sandbox.orders import (
     SandboxOrder,
 )
 from sandbox.pages import format_amount, product_page
-from sandbox.service import JsonError, MarketplaceService, json_response, query_int, read_json_body
+from sandbox.service import JsonError, json_response, query_int, read_json_body
 from sandbox.world import broken_title, hash64, html_title, huge_text, slugify
 
 PRODUCT_ID_BASE = 8_000_000_000_000
@@ -41,6 +49,10 @@ VARIANT_ID_STRIDE = 53
 IMAGE_ID_BASE = 30_000_000_000_000
 MAX_PAGE_SIZE = 250
 DEFAULT_PAGE_SIZE = 30
+ADMIN_DEFAULT_PAGE_SIZE = 50  # the Admin REST API's default `limit`
+# What a page_info cursor carries besides the position: the first request's filters, which
+# may not be sent again beside it.
+CURSOR_FILTERS = ("updated_at_min", "ids")
 SHOP_TIMEZONE = timezone(timedelta(hours=-5))
 UNAUTHORIZED = {
     "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"
@@ -70,6 +82,34 @@ def _index_of(value: int, base: int, stride: int, count: int) -> int | None:
     return index if index < count else None
 
 
+def _parse_shop_time(raw: str) -> datetime:
+    """An Admin API date filter: ISO 8601, in the shop's time zone when it has no offset."""
+    try:
+        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise JsonError(400, {"errors": {"updated_at_min": "is invalid"}}) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=SHOP_TIMEZONE)
+
+
+def _write_cursor(filters: dict[str, str], last_index: int) -> str:
+    text = json.dumps({"filters": filters, "last": last_index}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> tuple[dict[str, str], int]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        filters = {str(k): str(v) for k, v in data["filters"].items() if k in CURSOR_FILTERS}
+        return filters, int(data["last"])
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        raise JsonError(400, {"errors": {"page_info": "Invalid value."}}) from None
+
+
+def _first_after(selected: Sequence[int], after: int) -> int:
+    """The position in `selected` (ascending) of the first index past `after`."""
+    return bisect_right(selected, after)
+
+
 def _shop_time(moment: datetime) -> str:
     return moment.astimezone(SHOP_TIMEZONE).isoformat()
 
@@ -78,13 +118,14 @@ def _iso_utc(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
-class ShopifyService(MarketplaceService):
+class ShopifyService(FilteredCatalog):
     """The Shopify-format marketplace."""
 
     slug = "shopwave"
     routes = (
         ("/products.json", "list_products", ("GET",)),
         ("/products/<handle>", "product_page", ("GET",)),
+        ("/admin/api/<version>/products.json", "admin_products", ("GET",)),
         ("/admin/api/<version>/products/<int:product_id>.json", "admin_product", ("GET",)),
         ("/admin/api/<version>/graphql.json", "graphql", ("POST",)),
     )
@@ -110,7 +151,7 @@ class ShopifyService(MarketplaceService):
             title = broken_title(title)
         tags = sorted({*product.category.tags, *(("gift",) if product.gift else ())})
         created = _shop_time(offer.created_at)
-        updated = _shop_time(offer.updated_at)
+        updated = _shop_time(self.ctx.modified_at(self.slug, offer))
         variant: dict[str, Any] = {
             "id": variant_id(index),
             "product_id": pid,
@@ -173,11 +214,12 @@ class ShopifyService(MarketplaceService):
 
     def list_products(self, request: Request) -> Response:
         """GET /products.json?limit=&page= (page numbers from 1; an empty list past the end)."""
+        unlisted = self.observe()
         limit = query_int(request, "limit", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
         page = query_int(request, "page", 1, minimum=1)
         start = (page - 1) * limit
-        stop = min(start + limit, self.count)
-        products = [self.product_record(request, i) for i in range(start, stop)]
+        listed = on_catalog(self.count, unlisted)
+        products = [self.product_record(request, i) for i in listed[start : start + limit]]
         return json_response({"products": products})
 
     def product_page(self, request: Request, handle: str) -> Response:
@@ -198,10 +240,79 @@ class ShopifyService(MarketplaceService):
     def admin_product(self, request: Request, version: str, product_id: int) -> Response:
         """GET /admin/api/<version>/products/<id>.json: the live offer (price_drift applies)."""
         self._require_token(request)
+        unlisted = self.observe()
         index = _index_of(product_id, PRODUCT_ID_BASE, PRODUCT_ID_STRIDE, self.count)
-        if index is None or self.ctx.malformation(self.slug, index) == "duplicate_id":
+        if (
+            index is None
+            or index in unlisted
+            or self.ctx.malformation(self.slug, index) == "duplicate_id"
+        ):
             raise JsonError(404, {"errors": "Not Found"})
         return json_response({"product": self.product_record(request, index, live=True)})
+
+    def admin_products(self, request: Request, version: str) -> Response:
+        """GET /admin/api/<version>/products.json: every product by id, ascending, `limit`
+        (1-250, default 50) a page. The first request may filter with `updated_at_min` (ISO 8601;
+        without an offset, the shop's time zone) and `ids` (comma-separated); `fields` keeps only
+        the named top-level fields. The next page is the Link header's rel="next" URL, whose
+        `page_info` cursor carries the filters: beside it only `limit` and `fields` may be sent
+        (Shopify answers 400 otherwise)."""
+        self._require_token(request)
+        unlisted = self.observe()
+        limit = query_int(
+            request, "limit", ADMIN_DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE
+        )
+        cursor = request.args.get("page_info")
+        if cursor:
+            for name in CURSOR_FILTERS:
+                if name in request.args:
+                    raise JsonError(
+                        400,
+                        {"errors": {name: f"{name} cannot be passed when page_info is present"}},
+                    )
+            filters, after = _read_cursor(cursor)
+        else:
+            filters = {
+                name: request.args[name] for name in CURSOR_FILTERS if request.args.get(name)
+            }
+            after = -1
+        selected = self._admin_selection(filters, unlisted)
+        start = _first_after(selected, after)
+        chosen = selected[start : start + limit]
+        fields = [name for name in request.args.get("fields", "").split(",") if name.strip()]
+        if fields == ["id"]:
+            products: list[dict[str, Any]] = [{"id": self.listed_id(i)} for i in chosen]
+        else:
+            products = [self.product_record(request, i) for i in chosen]
+            if fields:
+                keep = {name.strip() for name in fields}
+                products = [{k: v for k, v in p.items() if k in keep} for p in products]
+        headers = {}
+        if start + limit < len(selected) and chosen:
+            query = {"limit": str(limit), "page_info": _write_cursor(filters, chosen[-1])}
+            if request.args.get("fields"):
+                query["fields"] = request.args["fields"]
+            url = f"{self.base_url(request)}/admin/api/{version}/products.json"
+            headers["Link"] = f'<{url}?{urlencode(query)}>; rel="next"'
+        return json_response({"products": products}, headers=headers)
+
+    def index_of(self, product_id: int) -> int | None:
+        """The offer index behind a product id, or None."""
+        return _index_of(product_id, PRODUCT_ID_BASE, PRODUCT_ID_STRIDE, self.count)
+
+    def product_id_of(self, index: int) -> int:
+        """The product id of offer `index`."""
+        return product_id(index)
+
+    def _admin_selection(self, filters: dict[str, str], unlisted: frozenset[int]) -> Sequence[int]:
+        """The indexes the filters select, ascending (ids ascend with indexes)."""
+        selected: Sequence[int] = on_catalog(self.count, unlisted)
+        if "ids" in filters:
+            selected = sorted(self.listed_as(id_values(filters["ids"].split(","))) - unlisted)
+        if "updated_at_min" in filters:
+            since = _parse_shop_time(filters["updated_at_min"])
+            selected = self.modified_since(selected, since, inclusive=True)
+        return selected
 
     def graphql(self, request: Request, version: str) -> Response:
         """POST /admin/api/<version>/graphql.json: orderCreate, order, orders, orderCancel."""

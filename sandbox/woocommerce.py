@@ -1,5 +1,6 @@
 """Kiondo Market: a WooCommerce store (KES). Store API catalog (prices as minor-unit strings,
-totals in X-WP-* headers) and REST v3 orders with HTTP Basic consumer key/secret.
+totals in X-WP-* headers; `after`/`before` with `date_column`, `include`, and WordPress's
+`_fields`) and REST v3 orders with HTTP Basic consumer key/secret.
 
 Order statuses: ``processing`` right after a paid REST order (``pending`` when set_paid is
 false), ``completed`` once shipped (tracking in the ``_wc_shipment_tracking_items`` meta, as the
@@ -10,24 +11,29 @@ the customer or the store cancels before shipping.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
 from onecart.money import MoneyError, parse_decimal, to_minor_units
 from sandbox.assortment import CATEGORIES
 from sandbox.knobs import PlacementPlan
+from sandbox.listing import FilteredCatalog, id_values, on_catalog
 from sandbox.orders import CANCELLED, DELIVERED, PENDING, SHIPPED, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
-from sandbox.service import JsonError, MarketplaceService, json_response, query_int, read_json_body
+from sandbox.service import JsonError, json_response, query_int, read_json_body
 from sandbox.world import broken_title, hash64, html_title, huge_text, slugify
 
 PRODUCT_ID_BASE = 1000
 PRODUCT_ID_STRIDE = 3
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 10
+# The Store API's `date_column` values (WooCommerce src/StoreApi/Routes/V1/Products.php).
+DATE_COLUMNS = ("date", "date_gmt", "modified", "modified_gmt")
 REFERENCE_META_KEY = "_onecart_reference"
 TRACKING_META_KEY = "_wc_shipment_tracking_items"
 STORE_TIMEZONE = timezone(timedelta(hours=3))  # Africa/Nairobi
@@ -66,7 +72,7 @@ def _gmt(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if moment else None
 
 
-class WooCommerceService(MarketplaceService):
+class WooCommerceService(FilteredCatalog):
     """The WooCommerce-format marketplace."""
 
     slug = "kiondo"
@@ -196,34 +202,85 @@ class WooCommerceService(MarketplaceService):
         }
 
     def list_products(self, request: Request) -> Response:
-        """GET /wp-json/wc/store/v1/products?page=&per_page= with X-WP-Total/TotalPages and Link."""
+        """GET /wp-json/wc/store/v1/products?page=&per_page= with X-WP-Total/TotalPages and Link.
+
+        As the Store API: `after`/`before` (ISO 8601) compare with `date_column` (date,
+        date_gmt, modified or modified_gmt; dates without an offset are the store's time, or
+        GMT for the *_gmt columns), `include` keeps the listed ids; and as every WordPress REST
+        route, `_fields` keeps only the named fields. Pages count what the filters keep."""
+        unlisted = self.observe()
         per_page = query_int(
             request, "per_page", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE
         )
         page = query_int(request, "page", 1, minimum=1)
-        total = self.count
+        selected = self._selection(request, unlisted)
+        total = len(selected)
         total_pages = math.ceil(total / per_page) if total else 0
         start = (page - 1) * per_page
-        records = [
-            self.product_record(request, i) for i in range(start, min(start + per_page, total))
-        ]
+        chosen = selected[start : start + per_page]
+        fields = [name.strip() for name in request.args.get("_fields", "").split(",")]
+        fields = [name for name in fields if name]
+        if fields == ["id"]:
+            records: list[dict[str, Any]] = [{"id": self.listed_id(i)} for i in chosen]
+        else:
+            records = [self.product_record(request, i) for i in chosen]
+            if fields:
+                records = [{k: v for k, v in r.items() if k in fields} for r in records]
         url = f"{self.base_url(request)}/wp-json/wc/store/v1/products"
+        kept = [(name, value) for name, value in request.args.items(multi=True) if name != "page"]
         links = []
         if page > 1:
-            links.append(
-                f'<{url}?page={min(page - 1, max(total_pages, 1))}&per_page={per_page}>; rel="prev"'
-            )
+            previous = urlencode([*kept, ("page", min(page - 1, max(total_pages, 1)))])
+            links.append(f'<{url}?{previous}>; rel="prev"')
         if page < total_pages:
-            links.append(f'<{url}?page={page + 1}&per_page={per_page}>; rel="next"')
+            links.append(f'<{url}?{urlencode([*kept, ("page", page + 1)])}>; rel="next"')
         headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(total_pages)}
         if links:
             headers["Link"] = ", ".join(links)
         return json_response(records, headers=headers)
 
+    def product_id_of(self, index: int) -> int:
+        """The WooCommerce post id of offer `index`."""
+        return product_id(index)
+
+    def _selection(self, request: Request, unlisted: frozenset[int]) -> Sequence[int]:
+        """The indexes the request's filters keep, in listing order."""
+        selected: Sequence[int] = on_catalog(self.count, unlisted)
+        include = request.args.get("include")
+        if include:
+            selected = sorted(self.listed_as(id_values(include.split(","))) - unlisted)
+        column = request.args.get("date_column", "date")
+        if column not in DATE_COLUMNS:
+            raise _error(400, "rest_invalid_param", "Invalid parameter(s): date_column")
+        gmt = column.endswith("_gmt")
+        after = _date_param(request, "after", gmt)
+        before = _date_param(request, "before", gmt)
+        modified = column.startswith("modified")
+        if modified and after is not None:
+            selected = self.modified_since(selected, after, inclusive=False)
+            after = None
+        if after is None and before is None:
+            return selected
+
+        def moment(index: int) -> datetime:
+            offer = self.ctx.offer(self.slug, index)
+            return self.ctx.modified_at(self.slug, offer) if modified else offer.created_at
+
+        return [
+            i
+            for i in selected
+            if (after is None or moment(i) > after) and (before is None or moment(i) < before)
+        ]
+
     def get_product(self, request: Request, product_id: int) -> Response:
         """GET /wp-json/wc/store/v1/products/<id>: the live offer (price_drift applies)."""
+        unlisted = self.observe()
         index = self.index_of(product_id)
-        if index is None or self.ctx.malformation(self.slug, index) == "duplicate_id":
+        if (
+            index is None
+            or index in unlisted
+            or self.ctx.malformation(self.slug, index) == "duplicate_id"
+        ):
             raise _error(404, "woocommerce_rest_product_invalid_id", "Invalid product ID.")
         return json_response(self.product_record(request, index, live=True))
 

@@ -824,7 +824,7 @@ class World:
         created_at = EPOCH_ZERO + timedelta(days=product.created_day, seconds=rng.below(86_400))
         updated_at = created_at + timedelta(days=rng.below(120), seconds=rng.below(86_400))
 
-        phase = hash64(self.seed, "epoch-phase", slug, index) % PRICE_EPOCH_PERIOD
+        phase = self.price_phase(slug, index)
         version = (max(0, price_epoch) + phase) // PRICE_EPOCH_PERIOD
         for step in range(1, version + 1):
             permille = self._epoch_step_permille(slug, index, step)
@@ -861,6 +861,11 @@ class World:
             price_version=version,
             title_style=title_style,
         )
+
+    def price_phase(self, slug: str, index: int) -> int:
+        """Offer `index`'s phase (0-99): its price changes at the epochs N with
+        (N + phase) % PRICE_EPOCH_PERIOD == 0."""
+        return hash64(self.seed, "epoch-phase", slug, index) % PRICE_EPOCH_PERIOD
 
     def _epoch_step_permille(self, slug: str, index: int, step: int) -> int:
         """The price change of one epoch step: 3-15% down or 3-12% up, never ~0."""

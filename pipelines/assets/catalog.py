@@ -7,17 +7,29 @@ its last good rows stay in the warehouse for everything downstream.
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from adapters.base import MarketplaceError, NotModified
+from adapters.changed_since import ChangesUnavailable
 from pipelines.checks import catalog_check_specs, evaluate_catalog_checks
 from pipelines.resources import MarketplacesResource, WarehouseResource
 from warehouse.catalog import (
+    RawFetchStats,
     replace_products,
     stage_raw_catalog,
     upsert_marketplace,
+)
+from warehouse.changed_since import (
+    MAX_CHANGED_SHARE,
+    changes_since,
+    forget_watermark,
+    held_records,
+    stage_changed_catalog,
+    store_watermark,
 )
 from warehouse.normalize import normalize_stored_catalog
 from warehouse.offers import REASON_DUPLICATE, NormalizedCatalog, preview_markdown
@@ -76,6 +88,49 @@ def _close(adapter: object) -> None:
         close()
 
 
+def _stage_catalog(
+    context: dg.AssetExecutionContext,
+    config: CatalogRunConfig,
+    adapter: Any,
+    staging: Path,
+    *,
+    since: datetime | None,
+    held: list[tuple[str | None, str]],
+    held_hashes: set[str] | None,
+) -> tuple[RawFetchStats, str, datetime | None, int | None]:
+    """Fetch and stage the catalog: by changes since `since` when given and possible, else
+    every page. Returns the staging's stats, how it was fetched ("changed_since" or "full"),
+    the marketplace's clock when the fetch began (None: unknown) and the records sent as
+    changed (None: every page)."""
+    slug = context.partition_key
+    if since is not None:
+        try:
+            changes = adapter.fetch_catalog_changes(
+                since, at_most=max(100, int(len(held) * MAX_CHANGED_SHARE))
+            )
+            stats = stage_changed_catalog(
+                changes,
+                held,
+                adapter.fetch_records_by_id,
+                staging,
+                marketplace=slug,
+                run_id=context.run.run_id,
+                fetched_at=config.moment() if config.as_of else datetime.now(UTC),
+            )
+            return stats, "changed_since", changes.started_at, len(changes.changed)
+        except ChangesUnavailable as why:
+            context.log.info(f"{slug}: fetching every page: {why}")
+    stats = stage_raw_catalog(
+        adapter.fetch_catalog_pages(),
+        staging,
+        marketplace=slug,
+        run_id=context.run.run_id,
+        fetched_at=config.moment() if config.as_of else None,
+        held_hashes=held_hashes,
+    )
+    return stats, "full", getattr(adapter, "catalog_started_at", None), None
+
+
 def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     """The two partitioned assets, for the marketplaces known when the definitions are built."""
 
@@ -93,7 +148,10 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         """Every catalog record of one marketplace exactly as it sent them (table raw_catalog).
 
         Pages are fetched through the marketplace's adapter (retries and backoff included) and
-        staged on disk; only a complete fetch changes the marketplace's rows. HTTP failures after
+        staged on disk; only a complete fetch changes the marketplace's rows. Where the platform
+        filters by modification time (Shopify, WooCommerce), a refresh fetches only the records
+        changed since the last complete fetch and every id, and stages the full catalog from
+        those and the records held (warehouse/changed_since.py). HTTP failures after
         the retries fail this partition alone and leave the previous rows in place. Only records
         whose payload the warehouse does not hold are staged and stored; the others' rows move
         to their new page and position (warehouse/records.py; every record is stored again with
@@ -104,6 +162,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         adapter = marketplaces.adapter_for(slug)
         staging = warehouse.staging_path(slug, context.run.run_id)
         held_hashes = None
+        # Changed-since fetches (adapters/changed_since.py): from when, and the records held.
+        since = None
+        held_ids: list[tuple[str | None, str]] = []
         if not config.full_refresh:
             with warehouse.connect() as conn:
                 if hasattr(adapter, "catalog_validators"):
@@ -119,16 +180,22 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                         f"{slug}: the raw records held predate payload hashes; storing and "
                         "normalizing every record once"
                     )
+                if held_hashes is not None and getattr(adapter, "fetches_changes", False):
+                    since = changes_since(conn, slug, now=datetime.now(UTC))
+                    if since is not None:
+                        held_ids = held_records(conn, slug)
         try:
             try:
-                stats = stage_raw_catalog(
-                    adapter.fetch_catalog_pages(),
+                stats, fetch_mode, started_at, changed_records = _stage_catalog(
+                    context,
+                    config,
+                    adapter,
                     staging,
-                    marketplace=slug,
-                    run_id=context.run.run_id,
-                    fetched_at=config.moment() if config.as_of else None,
+                    since=since,
+                    held=held_ids,
                     held_hashes=held_hashes,
                 )
+                del held_ids
             except NotModified:
                 # 304 to our conditional request: the catalog we hold is current.
                 with warehouse.connect() as conn:
@@ -146,6 +213,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     }
                 )
             except MarketplaceError as exc:
+                # The next run fetches in full: what failed half-way is not worth trusting.
+                with warehouse.connect() as conn:
+                    forget_watermark(conn, slug)
                 raise dg.Failure(
                     description=f"{slug}: catalog fetch failed: {type(exc).__name__}: {exc}",
                     metadata={"marketplace": slug, "error": type(exc).__name__},
@@ -171,15 +241,23 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 store_validators(
                     conn, slug, getattr(adapter, "received_validators", {}), now=datetime.now(UTC)
                 )
+                if started_at is None:
+                    forget_watermark(conn, slug)
+                else:
+                    store_watermark(
+                        conn, slug, started_at, full=fetch_mode == "full", now=datetime.now(UTC)
+                    )
         finally:
             staging.unlink(missing_ok=True)
         context.log.info(
-            f"{slug}: {stats.records} records in {stats.pages} pages ({stats.bytes} bytes), "
-            f"{stored} records stored, {len(changed_pages)} pages changed"
+            f"{slug}: {stats.records} records in {stats.pages} pages ({stats.bytes} bytes "
+            f"fetched, {fetch_mode}), {stored} records stored, {len(changed_pages)} pages changed"
         )
         return dg.MaterializeResult(
             metadata={
                 "marketplace": slug,
+                "fetch": fetch_mode,
+                "records_fetched": stats.records if changed_records is None else changed_records,
                 "pages": stats.pages,
                 "records": stats.records,
                 "bytes": stats.bytes,

@@ -45,6 +45,7 @@ def test_knobs_endpoint_shows_every_marketplace_with_defaults(
         "order_price_change_pct": 0,
         "drop_unknown_lines": False,
         "delisted_products": [],
+        "unlisted_products": [],
         "max_line_quantity": 0,
         "cancel_next_orders": 0,
         "cancel_reply_delay_ms": 0,

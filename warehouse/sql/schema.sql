@@ -165,6 +165,16 @@ CREATE TABLE IF NOT EXISTS catalog_validators (
     checked_at TIMESTAMPTZ NOT NULL
 );
 
+-- Where a marketplace's next changed-since fetch starts (its clock when the last complete fetch
+-- began; warehouse/changed_since.py). No row: the next fetch is a full one.
+CREATE TABLE IF NOT EXISTS catalog_watermarks (
+    marketplace VARCHAR PRIMARY KEY,
+    fetch_started_at TIMESTAMPTZ NOT NULL,
+    -- When the last full fetch began: changed-since fetches go on for FULL_FETCH_EVERY after.
+    full_fetch_started_at TIMESTAMPTZ NOT NULL,
+    stored_at TIMESTAMPTZ NOT NULL
+);
+
 -- The pages an incremental normalization read (NULL: every page): the pages its records sat on.
 ALTER TABLE catalog_loads ADD COLUMN IF NOT EXISTS pages_read INTEGER[];
 -- How many raw records an incremental normalization read (NULL: every record).

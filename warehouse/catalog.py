@@ -46,6 +46,33 @@ RAW_STAGING_SCHEMA = pa.schema(
     ]
 )
 RAW_COLUMNS = ", ".join(RAW_STAGING_SCHEMA.names)
+
+
+def raw_staging_page(
+    marketplace: str,
+    page: int,
+    *,
+    payloads: list[str | None],
+    hashes: list[str],
+    fetched_at: datetime,
+    run_id: str,
+) -> pa.Table:
+    """One fetched page's records as rows of RAW_STAGING_SCHEMA, in the page's order (a payload
+    is None when the warehouse already holds its hash)."""
+    return pa.table(
+        {
+            "marketplace": [marketplace] * len(hashes),
+            "page": [page] * len(hashes),
+            "record_index": list(range(len(hashes))),
+            "payload": payloads,
+            "fetched_at": [fetched_at] * len(hashes),
+            "run_id": [run_id] * len(hashes),
+            "payload_hash": hashes,
+        },
+        schema=RAW_STAGING_SCHEMA,
+    )
+
+
 # DuckDB memory while a marketplace's raw records are replaced (see load_raw_catalog): every
 # step of that load can spill to disk, so a small limit costs no failures.
 RAW_LOAD_MEMORY_LIMIT = "1GB"
@@ -132,17 +159,13 @@ def stage_raw_catalog(
             ]
             payloads_staged += sum(text is not None for text in staged)
             writer.write_table(
-                pa.table(
-                    {
-                        "marketplace": [marketplace] * len(payloads),
-                        "page": [page.page] * len(payloads),
-                        "record_index": list(range(len(payloads))),
-                        "payload": staged,
-                        "fetched_at": [seen_at] * len(payloads),
-                        "run_id": [run_id] * len(payloads),
-                        "payload_hash": hashes,
-                    },
-                    schema=RAW_STAGING_SCHEMA,
+                raw_staging_page(
+                    marketplace,
+                    page.page,
+                    payloads=staged,
+                    hashes=hashes,
+                    fetched_at=seen_at,
+                    run_id=run_id,
                 )
             )
     return RawFetchStats(

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from adapters.changed_since import CatalogChanges, ChangesUnavailable
-from warehouse.catalog import RAW_STAGING_SCHEMA, RawFetchStats
+from warehouse.catalog import RAW_STAGING_SCHEMA, RawFetchStats, raw_staging_page
 from warehouse.offers import payload_text
 
 # Changes are asked for since the last fetch's start less this: modification times a little
@@ -185,17 +184,13 @@ def stage_changed_catalog(
             page_digest = hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest()
             page_hashes[page] = (page_digest, len(hashes), fetched_at)
             writer.write_table(
-                pa.table(
-                    {
-                        "marketplace": [marketplace] * len(hashes),
-                        "page": [page] * len(hashes),
-                        "record_index": list(range(len(hashes))),
-                        "payload": payloads,
-                        "fetched_at": [fetched_at] * len(hashes),
-                        "run_id": [run_id] * len(hashes),
-                        "payload_hash": hashes,
-                    },
-                    schema=RAW_STAGING_SCHEMA,
+                raw_staging_page(
+                    marketplace,
+                    page,
+                    payloads=payloads,
+                    hashes=hashes,
+                    fetched_at=fetched_at,
+                    run_id=run_id,
                 )
             )
     return RawFetchStats(

@@ -5,6 +5,7 @@ duplicate_id record repeats its neighbour's), and which changed since a moment (
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -24,16 +25,17 @@ def id_values(raw: Iterable[str]) -> set[int]:
     return {int(part) for part in raw if part.strip().isdigit()}
 
 
-class FilteredCatalog(MarketplaceService):
-    """A marketplace service whose listings filter by id and modification time."""
+class FilteredCatalog(MarketplaceService, ABC):
+    """A marketplace service whose listings filter by id and modification time. Each platform
+    numbers its products its own way: it says how, the filtering is shared."""
 
+    @abstractmethod
     def index_of(self, product_id: int) -> int | None:
         """The offer index behind a product id, or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     def product_id_of(self, index: int) -> int:
         """The product id of offer `index`."""
-        raise NotImplementedError
 
     def listed_id(self, index: int) -> int:
         """The id record `index` is listed with (a duplicate_id record repeats its neighbour's)."""

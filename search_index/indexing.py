@@ -345,30 +345,23 @@ def _update_index(
     report(f"{index_uid}: {len(existing)} documents in the index")
     seen: set[str] = set()
     task_uids: list[int] = []
-    batch: list[dict[str, Any]] = []
-    sent = unchanged = 0
-    for document in _hashed_documents(documents):
-        document_id = document[PRIMARY_KEY]
-        repeated = document_id in seen
-        seen.add(document_id)
-        # A repeated id is always sent: the last occurrence must win, as in a rebuild.
-        if not repeated and existing.get(document_id) == document[DOCUMENT_HASH_FIELD]:
-            unchanged += 1
-            continue
-        batch.append(document)
-        if len(batch) >= batch_size:
-            task_uids.append(_send_batch(client, index_uid, batch))
-            sent += len(batch)
-            batch = []
-    if batch:
-        task_uids.append(_send_batch(client, index_uid, batch))
-        sent += len(batch)
+    unchanged = 0
 
+    def changed() -> Iterator[dict[str, Any]]:
+        nonlocal unchanged
+        for document in _hashed_documents(documents):
+            document_id = document[PRIMARY_KEY]
+            repeated = document_id in seen
+            seen.add(document_id)
+            # A repeated id is always sent: the last occurrence must win, as in a rebuild.
+            if not repeated and existing.get(document_id) == document[DOCUMENT_HASH_FIELD]:
+                unchanged += 1
+                continue
+            yield document
+
+    sent = _send_in_batches(client, index_uid, changed(), batch_size, task_uids)
     gone = [document_id for document_id in existing if document_id not in seen]
-    for start in range(0, len(gone), DELETE_BATCH_SIZE):
-        task_uids.append(
-            _delete_documents(client, index_uid, gone[start : start + DELETE_BATCH_SIZE])
-        )
+    _delete_in_batches(client, index_uid, gone, task_uids)
     report(f"{index_uid}: {sent} changed, {len(gone)} removed, {unchanged} unchanged")
     wait_for_tasks(client, task_uids, timeout=task_timeout)
     return IndexSyncResult(
@@ -378,6 +371,38 @@ def _update_index(
         rebuilt=False,
         task_uids=tuple(task_uids),
     )
+
+
+def _send_in_batches(
+    client: meilisearch.Client,
+    index_uid: str,
+    documents: Iterable[dict[str, Any]],
+    batch_size: int,
+    task_uids: list[int],
+) -> int:
+    """Send `documents`, `batch_size` at a time as each batch fills (never all held at once),
+    adding each task to `task_uids`; returns how many were sent."""
+    sent = 0
+    batch: list[dict[str, Any]] = []
+    for document in documents:
+        batch.append(document)
+        if len(batch) >= batch_size:
+            task_uids.append(_send_batch(client, index_uid, batch))
+            sent += len(batch)
+            batch = []
+    if batch:
+        task_uids.append(_send_batch(client, index_uid, batch))
+        sent += len(batch)
+    return sent
+
+
+def _delete_in_batches(
+    client: meilisearch.Client, index_uid: str, ids: list[str], task_uids: list[int]
+) -> None:
+    for start in range(0, len(ids), DELETE_BATCH_SIZE):
+        task_uids.append(
+            _delete_documents(client, index_uid, ids[start : start + DELETE_BATCH_SIZE])
+        )
 
 
 def _delete_documents(client: meilisearch.Client, index_uid: str, ids: list[str]) -> int:
@@ -422,22 +447,9 @@ def apply_document_changes(
     last document was sent, so a generator of the documents may still add to it."""
     report = progress or _ignore_progress
     task_uids: list[int] = []
-    sent = 0
-    batch: list[dict[str, Any]] = []
-    for document in _hashed_documents(documents):
-        batch.append(document)
-        if len(batch) == batch_size:
-            task_uids.append(_send_batch(client, index_uid, batch))
-            sent += len(batch)
-            batch = []
-    if batch:
-        task_uids.append(_send_batch(client, index_uid, batch))
-        sent += len(batch)
+    sent = _send_in_batches(client, index_uid, _hashed_documents(documents), batch_size, task_uids)
     deleted = list(deleted_ids)
-    for start in range(0, len(deleted), DELETE_BATCH_SIZE):
-        task_uids.append(
-            _delete_documents(client, index_uid, deleted[start : start + DELETE_BATCH_SIZE])
-        )
+    _delete_in_batches(client, index_uid, deleted, task_uids)
     report(f"{index_uid}: {sent} changed, {len(deleted)} removed")
     wait_for_tasks(client, task_uids, timeout=task_timeout)
     return IndexSyncResult(

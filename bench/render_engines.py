@@ -383,6 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "minijinja, its own escaping (not identical)": lambda c: mini(
                 c, card_dicts(c["page"].hits, str), str
             ),
+            "minijinja's view alone (no render)": lambda c: (
+                facets_view(c, escape),
+                results_view(c, card_dicts_from(c["cards"], escape), escape),
+            ),
         }
         different = 0
         for request_context, _params, context in listings:

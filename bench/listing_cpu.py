@@ -76,6 +76,27 @@ def measure(app: object, path: str, rounds: int) -> tuple[list[float], float]:
     return samples, faults / len(samples)
 
 
+def start_kept_meilisearch(home: Path, name: str) -> tuple[str, processes.ManagedProcess]:
+    """Point the settings at a kept search_bench home and start a Meilisearch on its index
+    (on a free port); returns its URL and the process, which the caller stops."""
+    os.environ["ONECART_HOME"] = str(home)
+    get_settings.cache_clear()
+    settings = get_settings()
+    port = processes.free_port()
+    meili_url = f"http://127.0.0.1:{port}"
+    meili = processes.start_process(
+        settings,
+        name,
+        processes.meilisearch_argv(settings, home / "meili" / "data.ms", f"127.0.0.1:{port}"),
+    )
+    try:
+        processes.wait_for_http(f"{meili_url}/health", timeout=60, process=meili)
+    except BaseException:
+        processes.stop_pid(meili.pid)
+        raise
+    return meili_url, meili
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reuse", metavar="HOME", required=True, help="a kept search_bench home")
@@ -86,18 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     home = Path(args.reuse).resolve()
-    os.environ["ONECART_HOME"] = str(home)
-    get_settings.cache_clear()
-    settings = get_settings()
-    port = processes.free_port()
-    meili_url = f"http://127.0.0.1:{port}"
-    meili = processes.start_process(
-        settings,
-        "listing-cpu-meilisearch",
-        processes.meilisearch_argv(settings, home / "meili" / "data.ms", f"127.0.0.1:{port}"),
-    )
+    meili_url, meili = start_kept_meilisearch(home, "listing-cpu-meilisearch")
     try:
-        processes.wait_for_http(f"{meili_url}/health", timeout=60, process=meili)
         import logging
 
         from storefront import create_app

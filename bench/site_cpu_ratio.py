@@ -28,6 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.listing_cpu import start_kept_meilisearch  # noqa: E402
 from bench.search_bench import LISTING_QUERIES, send, start_site  # noqa: E402
 from onecart import processes  # noqa: E402
 from onecart.settings import get_settings  # noqa: E402
@@ -58,19 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     home = Path(args.reuse).resolve()
-    os.environ["ONECART_HOME"] = str(home)
-    get_settings.cache_clear()
+    meili_url, meili = start_kept_meilisearch(home, "cpu-ratio-meilisearch")
     settings = get_settings()
-    port = processes.free_port()
-    meili_url = f"http://127.0.0.1:{port}"
-    meili = processes.start_process(
-        settings,
-        "cpu-ratio-meilisearch",
-        processes.meilisearch_argv(settings, home / "meili" / "data.ms", f"127.0.0.1:{port}"),
-    )
     site = None
     try:
-        processes.wait_for_http(f"{meili_url}/health", timeout=60, process=meili)
         env = {
             "ONECART_HOME": str(home),
             "DATABASE_URL": f"sqlite:///{home / 'storefront.db'}",

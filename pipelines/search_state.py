@@ -171,9 +171,10 @@ def _state_rows(frame: pl.DataFrame, documents: list[dict[str, Any]]) -> pl.Data
         document_id(slug, external_id)
         for slug, external_id in frame.select("marketplace", "external_id").iter_rows()
     ]
-    return frame.with_columns(
-        pl.Series("doc_hash", [hashes.get(i) for i in ids], dtype=pl.String)
-    ).select(_STATE_SCHEMA.names())
+    frame = frame.with_columns(pl.Series("doc_hash", [hashes.get(i) for i in ids], dtype=pl.String))
+    if "row_marker" not in frame.columns:  # a full build's: _write_state reads them from a file
+        frame = frame.with_columns(pl.lit(None, dtype=pl.UInt64).alias("row_marker"))
+    return frame.select(_STATE_SCHEMA.names())
 
 
 def _write_state(
@@ -184,8 +185,11 @@ def _write_state(
     *,
     replace_all: bool,
     shared: str,
+    markers: Path | None = None,
 ) -> int:
-    """Record what the index now holds; returns its document count."""
+    """Record what the index now holds; returns its document count. `markers`: a Parquet file of
+    OFFER_MARKER_SQL's rows, read from the snapshot the state's rows were built from, whose
+    groups and markers the recorded offers take."""
     conn.register("state_rows", rows.to_arrow())
     conn.register("gone_rows", gone.select("marketplace", "external_id").to_arrow())
     try:
@@ -208,6 +212,14 @@ def _write_state(
                 "group_id = excluded.group_id, row_marker = excluded.row_marker",
                 [index_uid],
             )
+            if markers is not None:
+                conn.execute(
+                    "UPDATE search_document_state AS s SET group_id = m.group_id, "
+                    f"row_marker = m.row_marker FROM read_parquet({search_sync.sql_text(markers)}) "
+                    "AS m WHERE s.index_uid = ? AND s.marketplace = m.marketplace "
+                    "AND s.external_id = m.external_id",
+                    [index_uid],
+                )
             (documents,) = conn.execute(
                 "SELECT count(doc_hash) FROM search_document_state WHERE index_uid = ?",
                 [index_uid],
@@ -294,22 +306,25 @@ def _sync_all(
     state_parts: list[pl.DataFrame] = []
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "offers.parquet"
-        # The markers come from the same query as the input hashes: one snapshot of the rows.
+        # The markers are read on the export's connection, from the same snapshot of the rows
+        # (joined into the export's query instead, they cost it half again).
+        markers = spill / "markers.parquet"
         group_min, inactive = search_sync.export_active_offers(
             connect,
-            f"SELECT h.*, m.row_marker FROM ({INPUT_HASH_SQL}) AS h "
-            f"JOIN ({OFFER_MARKER_SQL}) AS m USING (marketplace, external_id)",
+            INPUT_HASH_SQL,
             exported,
             active=active,
             rates=rates,
-            order_by="ORDER BY marketplace, external_id",
+            also=lambda conn: conn.execute(
+                f"COPY ({OFFER_MARKER_SQL}) TO {search_sync.sql_text(markers)} (FORMAT parquet)"
+            ),
         )
 
         def documents() -> Iterator[dict[str, Any]]:
             for batch in search_sync.iter_row_batches(exported):
                 built = list(
                     search_sync.iter_offer_documents(
-                        batch.drop(_STATE_COLUMNS),
+                        batch.drop("input_hash"),
                         marketplaces=marketplaces,
                         rates=rates,
                         skipped=skipped,
@@ -320,11 +335,17 @@ def _sync_all(
                 yield from built
 
         result = sync_index(client, index_uid, documents(), progress=progress, vectors=vectors)
-    rows = pl.concat(state_parts) if state_parts else _EMPTY_STATE
-    with connect() as conn:
-        documents_held = _write_state(
-            conn, index_uid, rows, rows.clear(), replace_all=True, shared=shared
-        )
+        rows = pl.concat(state_parts) if state_parts else _EMPTY_STATE
+        with connect() as conn:
+            documents_held = _write_state(
+                conn,
+                index_uid,
+                rows,
+                rows.clear(),
+                replace_all=True,
+                shared=shared,
+                markers=markers,
+            )
     return OfferIndexSync(
         result=result,
         documents=documents_held,

@@ -10,6 +10,13 @@ moved (compared inside DuckDB; the changed groups' offers come back from a Parqu
 group, as in search_state). The prior, FX rates, marketplace cards and the document code make the
 context hash; when it moves, or the product index is missing or redeclared, or its document count
 drifted, or an offer has no group, every product document is built and compared as before.
+
+Hashing every group (an md5 over each group's offers, 752k groups at a million offers) cost most
+of a refresh, so the warehouse also keeps, per offer of a product document, the group it was in
+and a cheap marker of its doc_hash and matching (table search_group_members, MEMBER_SQL: DuckDB's
+64-bit hash()). A refresh hashes only the groups an offer whose marker moved is or was in (new and
+vanished offers included; an empty table, as before it existed, makes that every group); the
+other groups' offers, and so their hashes, did not move.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +35,12 @@ import polars as pl
 
 import search_index.groups
 from pipelines import search_state, search_sync
-from search_index.documents import DOCUMENT_HASH_FIELD, _rating, compute_document_hash
-from search_index.groups import GroupDocument, build_group_documents, catalog_rating_mean
+from search_index.documents import DOCUMENT_HASH_FIELD, compute_document_hash
+from search_index.groups import (
+    DEFAULT_RATING_PRIOR_MEAN,
+    GroupDocument,
+    build_group_documents,
+)
 from search_index.indexing import (
     IndexSyncResult,
     apply_document_changes,
@@ -61,22 +72,58 @@ GROUP BY g.group_id
 """
 
 
+# Per offer of a product document (an offers-index document): its group and a marker of what the
+# group's hash reads of it.
+MEMBER_SQL = """
+SELECT s.marketplace, s.external_id, g.group_id,
+       hash(s.doc_hash, g.group_id, g.method, g.confidence) AS member_marker
+FROM search_document_state AS s
+JOIN product_groups AS g USING (marketplace, external_id)
+WHERE s.index_uid = $offers_uid AND s.doc_hash IS NOT NULL
+"""
+_MEMBERS_SCHEMA = pl.Schema(
+    {
+        "marketplace": pl.String,
+        "external_id": pl.String,
+        "group_id": pl.String,
+        "member_marker": pl.UInt64,
+    }
+)
+# The offer rows of the groups in the temp table `changed_groups`: the tables the offer frame
+# reads, shadowed by their rows of those groups (the whole price history window took a second
+# at a million offers).
+CHANGED_GROUP_OFFERS_SQL = f"""
+WITH product_groups AS (
+    SELECT * FROM main.product_groups WHERE group_id IN (SELECT group_id FROM changed_groups)
+),
+products AS (
+    SELECT * FROM main.products SEMI JOIN product_groups USING (marketplace, external_id)
+),
+price_history AS (
+    SELECT * FROM main.price_history SEMI JOIN product_groups USING (marketplace, external_id)
+)
+SELECT * FROM ({OFFER_EXPORT_SQL})
+"""
+
+
 def catalog_prior(conn: duckdb.DuckDBPyConnection, offers_uid: str) -> Decimal:
-    """The rating mean of every indexed offer, as build_group_documents computes it (the rows
-    read a batch at a time: a million of them as Python tuples took a few hundred MB)."""
-    cursor = conn.execute(
-        "SELECT p.rating, p.rating_count FROM products AS p JOIN search_document_state AS s "
+    """The rating mean of every indexed offer, as build_group_documents computes it
+    (catalog_rating_mean: each rating weighs its review count, at least one), summed by DuckDB:
+    ratings are DECIMAL(3, 2), which a document keeps as they are (an indexed offer's rating is
+    within 0-5), so the sums are exact there as in Decimal. Read into Python, the rows of a
+    million offers took two seconds of every refresh."""
+    row = conn.execute(
+        "SELECT sum(p.rating * greatest(coalesce(p.rating_count, 0), 1)), "
+        "sum(greatest(coalesce(p.rating_count, 0), 1)) "
+        "FROM products AS p JOIN search_document_state AS s "
         "USING (marketplace, external_id) WHERE s.index_uid = ? AND s.doc_hash IS NOT NULL "
         "AND p.rating IS NOT NULL",
         [offers_uid],
-    )
-
-    def rated() -> Iterator[dict[str, Any]]:
-        while rows := cursor.fetchmany(search_sync.STREAM_BATCH_ROWS):
-            for rating, count in rows:
-                yield {"rating": _rating(rating), "rating_count": count}
-
-    return catalog_rating_mean(rated())
+    ).fetchone()
+    weighted, reviews = row if row else (None, None)
+    if not reviews:
+        return DEFAULT_RATING_PRIOR_MEAN
+    return (Decimal(weighted) / int(reviews)).quantize(Decimal("0.001"), rounding=ROUND_HALF_EVEN)
 
 
 def _context_hash(offers_context: str, prior: Decimal) -> str:
@@ -99,24 +146,45 @@ def _write(
     uid: str,
     rows: pl.DataFrame,
     gone: list[str],
+    members: pl.DataFrame,
+    left: pl.DataFrame,
     *,
     replace_all: bool,
     shared: str,
 ) -> int:
+    """Record the groups' hashes and doc_hashes (`rows`, less the `gone` groups) and the members
+    the hashes were read from (`members` upserted, the offers of `left` removed)."""
     conn.register("group_rows", rows.select("group_id", "input_hash", "doc_hash").to_arrow())
     conn.register(
         "gone_groups", pl.DataFrame({"group_id": gone}, schema={"group_id": pl.String}).to_arrow()
     )
+    conn.register("member_rows", members.to_arrow())
+    conn.register("left_members", left.select("marketplace", "external_id").to_arrow())
     try:
         with transaction(conn):
             if replace_all:
                 conn.execute("DELETE FROM search_group_state WHERE index_uid = ?", [uid])
+                conn.execute("DELETE FROM search_group_members WHERE index_uid = ?", [uid])
             else:
                 conn.execute(
                     "DELETE FROM search_group_state WHERE index_uid = ? "
                     "AND group_id IN (SELECT group_id FROM gone_groups)",
                     [uid],
                 )
+                conn.execute(
+                    "DELETE FROM search_group_members AS m WHERE index_uid = ? AND EXISTS ("
+                    "SELECT 1 FROM left_members AS l WHERE l.marketplace = m.marketplace "
+                    "AND l.external_id = m.external_id)",
+                    [uid],
+                )
+            conn.execute(
+                "INSERT INTO search_group_members "
+                "(index_uid, marketplace, external_id, group_id, member_marker) "
+                "SELECT ?, marketplace, external_id, group_id, member_marker FROM member_rows "
+                "ON CONFLICT (index_uid, marketplace, external_id) DO UPDATE SET "
+                "group_id = excluded.group_id, member_marker = excluded.member_marker",
+                [uid],
+            )
             conn.execute(
                 "INSERT INTO search_group_state (index_uid, group_id, input_hash, doc_hash) "
                 "SELECT ?, group_id, input_hash, doc_hash FROM group_rows "
@@ -129,8 +197,8 @@ def _write(
             ).fetchall()[0]
             search_state.record_index_context(conn, uid, shared, int(documents))
     finally:
-        conn.unregister("group_rows")
-        conn.unregister("gone_groups")
+        for name in ("group_rows", "gone_groups", "member_rows", "left_members"):
+            conn.unregister(name)
     return int(documents)
 
 
@@ -168,6 +236,7 @@ def _sync_all(
     active: list[str],
     prior: Decimal,
     hashes: pl.DataFrame,
+    members: pl.DataFrame,
     shared: str,
     reason: str,
     progress: Callable[[str], None],
@@ -214,7 +283,7 @@ def _sync_all(
         )
     state = _with_doc_hashes(hashes, doc_hashes)
     with connect() as conn:
-        _write(conn, uid, state, [], replace_all=True, shared=shared)
+        _write(conn, uid, state, [], members, members.clear(), replace_all=True, shared=shared)
         several = _several_offers(conn, offers_uid)
     return GroupIndexSync(
         result=result,
@@ -266,6 +335,7 @@ def sync_group_index(
         progress(f"{uid}: building every product document ({reason})")
         with connect() as conn, search_sync.limited_memory(conn):
             hashes = conn.sql(GROUP_HASH_SQL, params={"offers_uid": offers_uid}).pl()
+            members = conn.sql(MEMBER_SQL, params={"offers_uid": offers_uid}).pl()
         return _sync_all(
             connect,
             client,
@@ -276,6 +346,7 @@ def sync_group_index(
             active=active,
             prior=prior,
             hashes=hashes,
+            members=members,
             shared=shared,
             reason=reason,
             progress=progress,
@@ -294,44 +365,87 @@ def sync_group_index(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _GroupChanges:
+    changed: pl.DataFrame  # group_id, input_hash, held_doc_hash: groups whose hash moved
+    gone: pl.DataFrame  # group_id, doc_hash: recorded groups with no offer left
+    members: pl.DataFrame  # _MEMBERS_SCHEMA: offers whose marker moved, as they are now
+    left: pl.DataFrame  # marketplace, external_id: recorded members no longer in a document
+
+
 def _export_changed_groups(
     connect: Connect, offers_uid: str, uid: str, target: Path
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The groups whose input hash moved, with the doc_hash the index holds for them, and the
-    recorded groups that are gone (group_id, doc_hash); the offers of the changed groups go to
-    the Parquet file `target`, ordered by group. All of it inside DuckDB under the search builds'
-    memory limit: the group hashes of every group, read into Python and registered back, took
-    this refresh to 2.2 GiB at a million offers. Both frames hold changed groups only."""
+) -> _GroupChanges:
+    """The groups whose input hash moved (hashed only for the groups an offer whose member marker
+    moved is or was in), with the doc_hash the index holds for them, and the recorded groups that
+    are gone; the offers of the changed groups go to the Parquet file `target`, ordered by group.
+    All of it inside DuckDB under the search builds' memory limit: the group hashes of every
+    group, read into Python and registered back, took this refresh to 2.2 GiB at a million
+    offers. Every frame holds changed rows only."""
     with connect() as conn, search_sync.limited_memory(conn):
+        params = {"offers_uid": offers_uid, "uid": uid}
         conn.execute(
-            f"CREATE TEMP TABLE current_groups AS {GROUP_HASH_SQL}", {"offers_uid": offers_uid}
+            f"CREATE OR REPLACE TEMP TABLE current_members AS {MEMBER_SQL}",
+            {"offers_uid": offers_uid},
         )
         try:
+            conn.execute(
+                "CREATE OR REPLACE TEMP TABLE member_changes AS "
+                "SELECT marketplace, external_id, c.member_marker IS NOT NULL AS is_member, "
+                "c.group_id AS group_now, m.group_id AS group_before, c.member_marker "
+                "FROM current_members AS c FULL JOIN "
+                "(SELECT * FROM search_group_members WHERE index_uid = $uid) AS m "
+                "USING (marketplace, external_id) "
+                "WHERE c.member_marker IS DISTINCT FROM m.member_marker",
+                {"uid": uid},
+            )
+            conn.execute(
+                "CREATE OR REPLACE TEMP TABLE candidate_groups AS "
+                "SELECT group_now AS group_id FROM member_changes WHERE group_now IS NOT NULL "
+                "UNION SELECT group_before FROM member_changes WHERE group_before IS NOT NULL"
+            )
+            # GROUP_HASH_SQL over the candidate groups' rows of product_groups: the same hashes.
             changed = conn.sql(
+                "WITH product_groups AS (SELECT * FROM main.product_groups "
+                "WHERE group_id IN (SELECT group_id FROM candidate_groups)), "
+                f"current_groups AS ({GROUP_HASH_SQL}) "
                 "SELECT c.group_id, c.input_hash, s.doc_hash AS held_doc_hash "
                 "FROM current_groups AS c LEFT JOIN search_group_state AS s "
                 "ON s.index_uid = $uid AND s.group_id = c.group_id "
                 "WHERE s.input_hash IS DISTINCT FROM c.input_hash ORDER BY c.group_id",
-                params={"uid": uid},
+                params=params,
             ).pl()
+            # A key-only anti-join: cheap, and right even without a record of the members.
             gone = conn.sql(
                 "SELECT group_id, doc_hash FROM search_group_state WHERE index_uid = $uid "
-                "AND group_id NOT IN (SELECT group_id FROM current_groups) ORDER BY group_id",
+                "AND group_id NOT IN (SELECT group_id FROM current_members) ORDER BY group_id",
                 params={"uid": uid},
             ).pl()
+            members = conn.sql(
+                "SELECT marketplace, external_id, group_now AS group_id, member_marker "
+                "FROM member_changes WHERE is_member"
+            ).pl()
+            left = conn.sql(
+                "SELECT marketplace, external_id FROM member_changes WHERE NOT is_member"
+            ).pl()
         finally:
-            conn.execute("DROP TABLE current_groups")
+            for table in ("current_members", "member_changes", "candidate_groups"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.register("changed_groups", changed.select("group_id").to_arrow())
         try:
             conn.execute(
-                f"COPY (SELECT * FROM ({OFFER_EXPORT_SQL}) WHERE group_id IN "
-                "(SELECT group_id FROM changed_groups) "
+                f"COPY (SELECT * FROM ({CHANGED_GROUP_OFFERS_SQL}) "
                 "ORDER BY group_id, marketplace, external_id) "
                 f"TO {search_sync.sql_text(target)} (FORMAT parquet)"
             )
         finally:
             conn.unregister("changed_groups")
-    return changed, gone
+    return _GroupChanges(
+        changed=changed,
+        gone=gone,
+        members=members.cast(dict(_MEMBERS_SCHEMA)),  # type: ignore[arg-type]
+        left=left,
+    )
 
 
 def _sync_changed(
@@ -353,7 +467,8 @@ def _sync_changed(
     doc_hashes: dict[str, str] = {}
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "changed_groups.parquet"
-        changed, gone = _export_changed_groups(connect, offers_uid, uid, exported)
+        changes = _export_changed_groups(connect, offers_uid, uid, exported)
+        changed, gone = changes.changed, changes.gone
         held_hashes = dict(changed.select("group_id", "held_doc_hash").iter_rows())
 
         def changed_documents() -> Iterator[GroupDocument]:
@@ -385,6 +500,8 @@ def _sync_changed(
             uid,
             state,
             gone.get_column("group_id").to_list(),
+            changes.members,
+            changes.left,
             replace_all=False,
             shared=shared,
         )

@@ -11,7 +11,14 @@ declaration, the source of the document code) make one context hash (table
 search_index_context).
 
 A refresh then reads and builds only the offers whose input hash moved, sends those whose
-doc_hash really changed, and deletes the offers that are gone. The comparison runs inside DuckDB
+doc_hash really changed, and deletes the offers that are gone. Hashing every offer's inputs (the
+text of each row, md5) took most of a refresh at a million offers, so the state also keeps a
+cheap change marker per offer (OFFER_MARKER_SQL: DuckDB's 64-bit hash() of its products row but
+fetched_at, its matching, its group's size and marketplaces, and its price history rows) and the
+group it was in. Only the offers whose marker moved (new offers and rows written before markers
+existed included), and every offer of the groups they are or were in (whose cheapest price and
+prices they share), are hashed and compared; every other input of a document is covered by the
+marker, so the others' input hashes cannot have moved. The comparison runs inside DuckDB
 under the search builds' memory limit and the changed offers come back through a Parquet file,
 a batch at a time, so a refresh's memory follows the number of changed offers, not the catalog. Everything else falls back to the
 full comparison (and rewrites the state): a missing or differently declared index, another
@@ -70,15 +77,59 @@ FROM hashed AS h, (SELECT h.* EXCLUDE (fetched_at)) AS inputs
 """
 INPUT_HASH_SQL = f"{INPUT_HASH_ROWS_SQL}ORDER BY h.marketplace, h.external_id\n"
 
+# Per offer: its group and a change marker of everything its document is made of but the other
+# offers' prices of its group (covered by re-hashing every offer of a group one of whose offers'
+# marker moved): its products row but fetched_at (whatever columns it has), its matching, its
+# group's size and marketplaces (which count product_groups rows), and its price-history rows
+# (which give its price-change summary). hash() is DuckDB's vectorized 64-bit hash: a missed
+# change needs two different rows of one offer to collide (2^-64).
+OFFER_MARKER_SQL = """
+SELECT p.marketplace, p.external_id, g.group_id,
+       hash(*COLUMNS(p.* EXCLUDE (fetched_at)), g.group_id, g.method, g.confidence,
+            s.group_size, s.group_marketplaces, h.history_rows, h.history_hash) AS row_marker
+FROM products AS p
+LEFT JOIN product_groups AS g USING (marketplace, external_id)
+LEFT JOIN (
+    SELECT group_id, count(*) AS group_size, count(DISTINCT marketplace) AS group_marketplaces
+    FROM product_groups GROUP BY group_id
+) AS s USING (group_id)
+LEFT JOIN (
+    SELECT marketplace, external_id, count(*) AS history_rows,
+           sum(hash(price_minor, currency, available, observed_at)::HUGEINT) AS history_hash
+    FROM price_history GROUP BY marketplace, external_id
+) AS h USING (marketplace, external_id)
+"""
+# The input-hash rows of the offers in the temp table `candidate_offers` only, their groups being
+# those of `candidate_groups` (which hold every offer of those groups): the tables the offer
+# frame reads, shadowed by their rows that matter. Same columns and hashes as INPUT_HASH_SQL.
+CANDIDATE_INPUT_HASH_SQL = f"""
+WITH products AS (
+    SELECT * FROM main.products SEMI JOIN candidate_offers USING (marketplace, external_id)
+),
+product_groups AS (
+    SELECT * FROM main.product_groups
+    WHERE group_id IN (SELECT group_id FROM candidate_groups)
+),
+price_history AS (
+    SELECT * FROM main.price_history SEMI JOIN candidate_offers USING (marketplace, external_id)
+)
+SELECT * FROM ({INPUT_HASH_ROWS_SQL})
+"""
 
-_EMPTY_STATE = pl.DataFrame(
-    schema={
+
+_STATE_SCHEMA = pl.Schema(
+    {
         "marketplace": pl.String,
         "external_id": pl.String,
         "input_hash": pl.String,
         "doc_hash": pl.String,
+        "group_id": pl.String,
+        "row_marker": pl.UInt64,
     }
 )
+_EMPTY_STATE = pl.DataFrame(schema=_STATE_SCHEMA)
+# Exported beside the offer rows, never part of a document.
+_STATE_COLUMNS = ("input_hash", "row_marker")
 
 
 @dataclass(slots=True)
@@ -113,14 +164,17 @@ def context_hash(
 
 
 def _state_rows(frame: pl.DataFrame, documents: list[dict[str, Any]]) -> pl.DataFrame:
-    """(marketplace, external_id, input_hash, doc_hash) of the offers in `frame`."""
+    """The state rows (_STATE_SCHEMA) of the offers in `frame`, which were built into
+    `documents`."""
     hashes = {document["id"]: document[DOCUMENT_HASH_FIELD] for document in documents}
-    keys = frame.select("marketplace", "external_id", "input_hash")
     ids = [
         document_id(slug, external_id)
-        for slug, external_id in keys.select("marketplace", "external_id").iter_rows()
+        for slug, external_id in frame.select("marketplace", "external_id").iter_rows()
     ]
-    return keys.with_columns(pl.Series("doc_hash", [hashes.get(i) for i in ids], dtype=pl.String))
+    frame = frame.with_columns(pl.Series("doc_hash", [hashes.get(i) for i in ids], dtype=pl.String))
+    if "row_marker" not in frame.columns:  # a full build's: _write_state reads them from a file
+        frame = frame.with_columns(pl.lit(None, dtype=pl.UInt64).alias("row_marker"))
+    return frame.select(_STATE_SCHEMA.names())
 
 
 def _write_state(
@@ -131,8 +185,11 @@ def _write_state(
     *,
     replace_all: bool,
     shared: str,
+    markers: Path | None = None,
 ) -> int:
-    """Record what the index now holds; returns its document count."""
+    """Record what the index now holds; returns its document count. `markers`: a Parquet file of
+    OFFER_MARKER_SQL's rows, read from the snapshot the state's rows were built from, whose
+    groups and markers the recorded offers take."""
     conn.register("state_rows", rows.to_arrow())
     conn.register("gone_rows", gone.select("marketplace", "external_id").to_arrow())
     try:
@@ -148,12 +205,21 @@ def _write_state(
                 )
             conn.execute(
                 "INSERT INTO search_document_state "
-                "(index_uid, marketplace, external_id, input_hash, doc_hash) "
-                "SELECT ?, marketplace, external_id, input_hash, doc_hash FROM state_rows "
-                "ON CONFLICT (index_uid, marketplace, external_id) DO UPDATE SET "
-                "input_hash = excluded.input_hash, doc_hash = excluded.doc_hash",
+                "(index_uid, marketplace, external_id, input_hash, doc_hash, group_id, row_marker) "
+                "SELECT ?, marketplace, external_id, input_hash, doc_hash, group_id, row_marker "
+                "FROM state_rows ON CONFLICT (index_uid, marketplace, external_id) DO UPDATE SET "
+                "input_hash = excluded.input_hash, doc_hash = excluded.doc_hash, "
+                "group_id = excluded.group_id, row_marker = excluded.row_marker",
                 [index_uid],
             )
+            if markers is not None:
+                conn.execute(
+                    "UPDATE search_document_state AS s SET group_id = m.group_id, "
+                    f"row_marker = m.row_marker FROM read_parquet({search_sync.sql_text(markers)}) "
+                    "AS m WHERE s.index_uid = ? AND s.marketplace = m.marketplace "
+                    "AND s.external_id = m.external_id",
+                    [index_uid],
+                )
             (documents,) = conn.execute(
                 "SELECT count(doc_hash) FROM search_document_state WHERE index_uid = ?",
                 [index_uid],
@@ -240,8 +306,18 @@ def _sync_all(
     state_parts: list[pl.DataFrame] = []
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "offers.parquet"
+        # The markers are read on the export's connection, from the same snapshot of the rows
+        # (joined into the export's query instead, they cost it half again).
+        markers = spill / "markers.parquet"
         group_min, inactive = search_sync.export_active_offers(
-            connect, INPUT_HASH_SQL, exported, active=active, rates=rates
+            connect,
+            INPUT_HASH_SQL,
+            exported,
+            active=active,
+            rates=rates,
+            also=lambda conn: conn.execute(
+                f"COPY ({OFFER_MARKER_SQL}) TO {search_sync.sql_text(markers)} (FORMAT parquet)"
+            ),
         )
 
         def documents() -> Iterator[dict[str, Any]]:
@@ -259,11 +335,17 @@ def _sync_all(
                 yield from built
 
         result = sync_index(client, index_uid, documents(), progress=progress, vectors=vectors)
-    rows = pl.concat(state_parts) if state_parts else _EMPTY_STATE
-    with connect() as conn:
-        documents_held = _write_state(
-            conn, index_uid, rows, rows.clear(), replace_all=True, shared=shared
-        )
+        rows = pl.concat(state_parts) if state_parts else _EMPTY_STATE
+        with connect() as conn:
+            documents_held = _write_state(
+                conn,
+                index_uid,
+                rows,
+                rows.clear(),
+                replace_all=True,
+                shared=shared,
+                markers=markers,
+            )
     return OfferIndexSync(
         result=result,
         documents=documents_held,
@@ -303,24 +385,50 @@ def _fallback_reason(
 def _export_changed_inputs(
     connect: Connect, index_uid: str, active: list[str], target: Path
 ) -> tuple[pl.DataFrame, int]:
-    """Write the offers whose input hash differs from the state's (with the doc_hash the index
-    holds for them) to the Parquet file `target`, ordered by id, inside DuckDB under the search
-    builds' memory limit: read into Python, the whole offer frame and the state took the refresh
-    to 3.5 GiB at a million offers. Returns the state rows of offers that are gone (no longer in
-    products, or of an inactive marketplace) and the count of offers of inactive marketplaces.
+    """Write the offers whose input hash may have moved (module docstring: those whose marker
+    moved and every offer of the groups they are or were in) to the Parquet file `target`, with
+    their input hash, marker and the input hash and doc_hash the state holds for them, ordered by
+    id, inside DuckDB under the search builds' memory limit: read into Python, the whole offer
+    frame and the state took the refresh to 3.5 GiB at a million offers. Returns the state rows
+    of offers that are gone (no longer in products, or of an inactive marketplace) and the count
+    of offers of inactive marketplaces.
 
-    Offers of inactive marketplaces are written too, and left out by the reader: a marketplace
-    filter pushed into these queries ran out of DuckDB's memory limit at a million offers
-    (search_sync.export_active_offers)."""
+    Offers of inactive marketplaces are written too (they have no state, so their marker always
+    moved), and left out by the reader: a marketplace filter pushed into these queries ran out of
+    DuckDB's memory limit at a million offers (search_sync.export_active_offers)."""
+    uid = search_sync.sql_text(index_uid)
     with connect() as conn, search_sync.limited_memory(conn):
         conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
         try:
+            conn.execute(f"CREATE OR REPLACE TEMP TABLE offer_markers AS {OFFER_MARKER_SQL}")
+            # Offers whose marker moved (c) and state rows that no longer match an offer's (s).
             conn.execute(
-                f"COPY (SELECT h.*, s.doc_hash AS held_doc_hash FROM ({INPUT_HASH_ROWS_SQL}) AS h "
+                "CREATE OR REPLACE TEMP TABLE marker_changes AS "
+                "SELECT marketplace, external_id, c.row_marker IS NOT NULL AS is_offer, "
+                "c.group_id AS group_now, s.group_id AS group_before "
+                "FROM offer_markers AS c FULL JOIN "
+                f"(SELECT * FROM search_document_state WHERE index_uid = {uid}) AS s "
+                "USING (marketplace, external_id) "
+                "WHERE c.row_marker IS DISTINCT FROM s.row_marker"
+            )
+            conn.execute(
+                "CREATE OR REPLACE TEMP TABLE candidate_groups AS "
+                "SELECT group_now AS group_id FROM marker_changes WHERE group_now IS NOT NULL "
+                "UNION SELECT group_before FROM marker_changes WHERE group_before IS NOT NULL"
+            )
+            conn.execute(
+                "CREATE OR REPLACE TEMP TABLE candidate_offers AS "
+                "SELECT marketplace, external_id FROM marker_changes WHERE is_offer "
+                "UNION SELECT marketplace, external_id FROM offer_markers "
+                "WHERE group_id IN (SELECT group_id FROM candidate_groups)"
+            )
+            conn.execute(
+                "COPY (SELECT h.*, m.row_marker, s.input_hash AS held_input_hash, "
+                f"s.doc_hash AS held_doc_hash FROM ({CANDIDATE_INPUT_HASH_SQL}) AS h "
+                "JOIN offer_markers AS m USING (marketplace, external_id) "
                 "LEFT JOIN search_document_state AS s "
-                f"ON s.index_uid = {search_sync.sql_text(index_uid)} "
+                f"ON s.index_uid = {uid} "
                 "AND s.marketplace = h.marketplace AND s.external_id = h.external_id "
-                "WHERE s.input_hash IS DISTINCT FROM h.input_hash "
                 f"ORDER BY h.marketplace, h.external_id) TO {search_sync.sql_text(target)} "
                 "(FORMAT parquet)"
             )
@@ -337,6 +445,13 @@ def _export_changed_inputs(
             ).fetchall()[0]
         finally:
             conn.unregister("active_marketplaces")
+            for table in (
+                "offer_markers",
+                "marker_changes",
+                "candidate_groups",
+                "candidate_offers",
+            ):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
     return gone, int(inactive)
 
 
@@ -354,13 +469,13 @@ def _sync_changed(
     those offers, and send the ones whose doc_hash changed; delete the gone offers' documents."""
     skipped: dict[str, str] = {}
     state_parts: list[pl.DataFrame] = []
+    built_count = 0
     is_active = pl.col("marketplace").is_in(active)
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "changed_offers.parquet"
         gone, inactive = _export_changed_inputs(connect, index_uid, active, exported)
-        # A group's offers change inputs together (each hashes the prices of its whole group),
-        # so the changed offers hold every offer of their groups: the cheapest price per group
-        # over them is the group's own.
+        # The candidates hold every offer of their groups: the cheapest price per group over
+        # them is the group's own.
         prices = (
             pl.scan_parquet(exported)
             .filter(is_active)
@@ -378,12 +493,23 @@ def _sync_changed(
 
         def changed_documents() -> Iterator[dict[str, Any]]:
             for batch in search_sync.iter_row_batches(exported):
+                nonlocal built_count
                 batch = batch.filter(is_active)
+                moved = pl.col("input_hash").ne_missing(pl.col("held_input_hash"))
+                # A candidate whose inputs did not move keeps its document; only its marker and
+                # group are recorded.
+                state_parts.append(
+                    batch.filter(~moved)
+                    .with_columns(pl.col("held_doc_hash").alias("doc_hash"))
+                    .select(_STATE_SCHEMA.names())
+                )
+                batch = batch.filter(moved)
                 if batch.is_empty():
                     continue
+                built_count += batch.height
                 built = list(
                     search_sync.iter_offer_documents(
-                        batch.drop("input_hash", "held_doc_hash"),
+                        batch.drop(*_STATE_COLUMNS, "held_input_hash", "held_doc_hash"),
                         marketplaces=marketplaces,
                         rates=rates,
                         skipped=skipped,
@@ -419,8 +545,8 @@ def _sync_changed(
         )
     rows = pl.concat(state_parts) if state_parts else _EMPTY_STATE
     progress(
-        f"{index_uid}: {rows.height} offers with changed inputs, {result.sent} documents "
-        f"changed, {result.deleted} deleted"
+        f"{index_uid}: {rows.height} offers whose rows or groups changed, {built_count} with "
+        f"changed inputs, {result.sent} documents changed, {result.deleted} deleted"
     )
     with connect() as conn:
         documents = _write_state(conn, index_uid, rows, gone, replace_all=False, shared=shared)
@@ -436,5 +562,5 @@ def _sync_changed(
         skipped=skipped,
         inactive_offers=inactive,
         mode="changed",
-        built=rows.height,
+        built=built_count,
     )

@@ -207,12 +207,14 @@ def export_active_offers(
     active: list[str],
     rates: Mapping[str, Decimal],
     order_by: str = "",
+    also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> tuple[dict[str, int], int]:
     """Write the rows of `source_sql` that belong to `active` marketplaces to the Parquet file
     `target` (DuckDB streams them: nothing is held in Python), then let the warehouse go: the
     documents take far longer to build and index than the export. Returns the cheapest USD price
     per group over the exported offers (a batch of a streamed build only sees some of a group's
-    offers) and the count of offers of inactive marketplaces."""
+    offers) and the count of offers of inactive marketplaces. `also` runs on the same connection
+    right after the export: what it reads is the snapshot the export read."""
     with connect() as conn, limited_memory(conn):
         conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
         try:
@@ -228,6 +230,8 @@ def export_active_offers(
                 f"COPY (SELECT * FROM ({source_sql}) {order_by}) "
                 f"TO {sql_text(everything if inactive else target)} (FORMAT parquet)"
             )
+            if also is not None:
+                also(conn)
         finally:
             conn.unregister("active_marketplaces")
     if inactive:

@@ -8,9 +8,12 @@ old snapshot, the next one sees the new file, and nobody sees half a copy.
 The next copy starts from the published one when its layout (schema and views) is current, and
 only the tables whose content differs from the pipeline's are written again: a table whose rows
 did not change is kept, an append-only table (price history, load log) gets only its new rows,
-any other changed table is replaced. `published_tables` in the copy says which happened, so an
-analyst can see how fresh each table is. A refresh after a few price changes thus copies the
-offers (every offer's `fetched_at` moves) but not the product groups or the whole price history.
+a changed table with a primary key is merged (the rows whose columns changed, and the gone and
+new keys, deleted and inserted; a column that moves on every row with every fetch, an offer's
+`fetched_at`, updated alone), any other changed table is replaced. `published_tables` in the copy
+says which happened, so an analyst can see how fresh each table is. A refresh after a few price
+changes thus writes the changed offers and every offer's `fetched_at`, not a million rows of
+offers (rewriting `products` whole took most of a refresh's publish at a million offers).
 """
 
 from __future__ import annotations
@@ -50,8 +53,12 @@ PUBLISHED_TABLES: tuple[str, ...] = (
 # or changed a row, the copy would notice and replace the table instead.)
 APPEND_ONLY_TABLES: frozenset[str] = frozenset({"catalog_loads", "price_history"})
 
+# Columns of a keyed table that move on (nearly) every row with every run: a merge compares the
+# rows without them and brings them up to date with one UPDATE of that column alone.
+VOLATILE_COLUMNS: dict[str, tuple[str, ...]] = {"products": ("fetched_at",)}
+
 # How each table of a publish was brought up to date (published_tables.refresh).
-KEPT, APPENDED, COPIED = "kept", "appended", "copied"
+KEPT, APPENDED, MERGED, COPIED = "kept", "appended", "merged", "copied"
 
 PUBLISHED_TABLES_DDL = """
 CREATE TABLE IF NOT EXISTS published_tables (
@@ -62,8 +69,8 @@ CREATE TABLE IF NOT EXISTS published_tables (
     published_at TIMESTAMPTZ NOT NULL
 );
 COMMENT ON TABLE published_tables IS 'How each table of this snapshot was brought up to date by
-the publish that made it: kept (unchanged since the previous snapshot), appended (new rows only)
-or copied (replaced), with its row count and when.';
+the publish that made it: kept (unchanged since the previous snapshot), appended (new rows only),
+merged (changed rows only, by primary key) or copied (replaced), with its row count and when.';
 """
 
 SOURCE_ALIAS = "pipeline_source"
@@ -142,6 +149,15 @@ def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(count)
 
 
+def _primary_key(conn: duckdb.DuckDBPyConnection, catalog: str, table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ? "
+        "AND schema_name = 'main' AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+        [catalog, table],
+    ).fetchall()
+    return list(rows[0][0]) if rows else []
+
+
 class _TableCopy:
     """One published table and the SQL that reads it from the pipeline file and from the copy."""
 
@@ -151,6 +167,11 @@ class _TableCopy:
         source_columns = set(_table_columns(conn, SOURCE_ALIAS, table))
         (own_catalog,) = conn.execute("SELECT current_database()").fetchone() or ("",)
         columns = [c for c in _table_columns(conn, own_catalog, table) if c in source_columns]
+        # Both sides must be keyed alike for a merge to give the pipeline's rows.
+        key = _primary_key(conn, own_catalog, table)
+        self.key = key if key == _primary_key(conn, SOURCE_ALIAS, table) else []
+        self.volatile = [c for c in VOLATILE_COLUMNS.get(table, ()) if c in columns]
+        self.stable_list = ", ".join(_quoted(c) for c in columns if c not in self.volatile)
         self.table = table
         self.column_list = ", ".join(_quoted(c) for c in columns)
         self.source = f"{SOURCE_ALIAS}.main.{_quoted(table)}"
@@ -160,7 +181,7 @@ class _TableCopy:
 
     def plan(self, conn: duckdb.DuckDBPyConnection) -> str:
         """KEPT when the copy holds the pipeline's rows, APPENDED when it holds a part of an
-        append-only table's rows, else COPIED."""
+        append-only table's rows, MERGED for a table with a primary key, else COPIED."""
         if _fingerprint(conn, self.source, self.column_list) == _fingerprint(
             conn, self.target, self.column_list
         ):
@@ -170,7 +191,44 @@ class _TableCopy:
             and _count(conn, f"{self.held} EXCEPT ALL {self.incoming}") == 0
         ):
             return APPENDED
+        if self.key:
+            return MERGED
         return COPIED
+
+    def _merge(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Make the copy hold the pipeline's rows by key: the rows whose other columns (the
+        volatile ones aside) changed, and the keys that are gone, deleted; the changed and new
+        rows inserted; then the volatile columns set where they differ. Every step runs on its
+        own (a key deleted and inserted again in one DuckDB transaction can trip its index)."""
+        key_list = ", ".join(_quoted(c) for c in self.key)
+
+        def same_key(left: str, right: str) -> str:
+            return " AND ".join(f"{left}.{_quoted(c)} = {right}.{_quoted(c)}" for c in self.key)
+
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE publish_changed_keys AS SELECT {key_list} FROM ("
+            f"SELECT {self.stable_list} FROM {self.source} "
+            f"EXCEPT SELECT {self.stable_list} FROM {self.target})"
+        )
+        try:
+            conn.execute(
+                f"DELETE FROM {self.target} AS t WHERE EXISTS (SELECT 1 FROM "
+                f"publish_changed_keys AS c WHERE {same_key('c', 't')}) OR NOT EXISTS ("
+                f"SELECT 1 FROM {self.source} AS s WHERE {same_key('s', 't')})"
+            )
+            conn.execute(
+                f"INSERT INTO {self.target} ({self.column_list}) SELECT {self.column_list} "
+                f"FROM {self.source} AS s WHERE EXISTS (SELECT 1 FROM publish_changed_keys AS c "
+                f"WHERE {same_key('c', 's')})"
+            )
+        finally:
+            conn.execute("DROP TABLE publish_changed_keys")
+        for column in self.volatile:
+            name = _quoted(column)
+            conn.execute(
+                f"UPDATE {self.target} AS t SET {name} = s.{name} FROM {self.source} AS s "
+                f"WHERE {same_key('s', 't')} AND t.{name} IS DISTINCT FROM s.{name}"
+            )
 
     def apply(self, conn: duckdb.DuckDBPyConnection, refresh: str) -> int:
         """Write what `refresh` says into the (for COPIED: empty) table; return its rows."""
@@ -179,6 +237,8 @@ class _TableCopy:
                 f"INSERT INTO {self.target} ({self.column_list}) "
                 f"{self.incoming} EXCEPT ALL {self.held}"
             )
+        elif refresh == MERGED:
+            self._merge(conn)
         elif refresh == COPIED:
             conn.execute(f"INSERT INTO {self.target} ({self.column_list}) {self.incoming}")
         (count,) = conn.execute(f"SELECT count(*) FROM {self.target}").fetchone() or (0,)

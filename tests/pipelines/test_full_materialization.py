@@ -27,6 +27,7 @@ from onecart.settings import REPO_ROOT, Settings
 from pipelines import search_sync
 from pipelines.assets.serving import search_product_groups, search_products
 from pipelines.definitions import build_definitions
+from pipelines.group_search_state import catalog_prior
 from pipelines.jobs import MARKETPLACE_CATALOG_JOB, OFFER_EMBEDDINGS_JOB
 from pipelines.resources import MarketplacesResource, build_resources
 from pipelines.run import materialize_all
@@ -34,6 +35,7 @@ from pipelines.search_sync import build_product_documents, build_search_document
 from pipelines.sensors import products_changed_sensor
 from pipelines.storefront_sync import sync_storefront_catalog
 from search_index.documents import compute_document_hash, document_id
+from search_index.groups import catalog_rating_mean
 from search_index.indexing import fetch_document_hashes
 from search_index.settings import group_index_uid
 from tests.pipelines.conftest import Ingest
@@ -573,6 +575,133 @@ def test_full_builds_streamed_in_small_batches_give_the_documents_of_one_big_bui
     assert fetch_document_hashes(meili, group_index_uid(uid)) == expected_product_hashes(
         pipeline_settings
     )
+
+
+def test_the_catalog_prior_is_the_rating_mean_of_the_indexed_offers(
+    first_ingest: Ingest, pipeline_settings: Settings
+) -> None:
+    """catalog_prior sums in DuckDB what catalog_rating_mean sums over the documents' ratings."""
+    uid = pipeline_settings.meili_index
+    with warehouse.connect(pipeline_settings.pipeline_db_path, read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT p.rating, p.rating_count FROM products AS p JOIN search_document_state AS s "
+            "USING (marketplace, external_id) WHERE s.index_uid = ? AND s.doc_hash IS NOT NULL",
+            [uid],
+        ).fetchall()
+        prior = catalog_prior(conn, uid)
+    assert sum(1 for rating, _ in rows if rating is not None) > 10
+    expected = catalog_rating_mean(
+        {"rating": None if rating is None else round(float(rating), 2), "rating_count": count}
+        for rating, count in rows
+    )
+    assert prior == expected
+
+
+def search_state_snapshot(settings: Settings) -> dict[str, list[tuple]]:
+    """What both indexes' syncs recorded, offer by offer and group by group."""
+    return {
+        "offers": query(
+            settings,
+            "SELECT index_uid, marketplace, external_id, input_hash, doc_hash, group_id, "
+            "row_marker FROM search_document_state ORDER BY ALL",
+        ),
+        "groups": query(settings, "SELECT * FROM search_group_state ORDER BY ALL"),
+        "members": query(settings, "SELECT * FROM search_group_members ORDER BY ALL"),
+    }
+
+
+def test_a_refresh_of_every_kind_of_change_records_what_a_full_build_records(
+    first_ingest: Ingest,
+    pipeline_settings: Settings,
+    instance: dg.DagsterInstance,
+    meili: meilisearch.Client,
+) -> None:
+    """Only the offers whose change markers moved, and their groups, are hashed on a refresh:
+    after a price change, an availability change, a new title, an offer moved to another group
+    (a GTIN now matching), a removal, a new offer, and a price-history row of an unchanged offer,
+    both indexes hold what building every document gives, and the recorded state (input hashes,
+    doc_hashes, markers, groups, members) is exactly what a full build then records. All undone,
+    the same."""
+    uid = pipeline_settings.meili_index
+    groups_uid = group_index_uid(uid)
+    multi = query(
+        pipeline_settings,
+        "SELECT group_id FROM product_groups GROUP BY group_id HAVING count(*) >= 3 "
+        "ORDER BY group_id LIMIT 2",
+    )
+    (source_group,), (target_group,) = multi
+    members = query(
+        pipeline_settings,
+        "SELECT marketplace, external_id FROM product_groups WHERE group_id = ? ORDER BY ALL",
+        [source_group],
+    )
+    (priced, flipped, moved) = members[:3]
+    singles = query(
+        pipeline_settings,
+        "SELECT marketplace, external_id FROM product_groups WHERE method = 'single' "
+        "ORDER BY ALL LIMIT 3",
+    )
+    (retitled, removed, historied) = singles
+    where = "WHERE marketplace = ? AND external_id = ?"
+    tables = ("products", "product_groups", "price_history")
+
+    def sync(expect_mode: str) -> None:
+        result = dg.materialize(
+            [search_products, search_product_groups],
+            resources=build_resources(pipeline_settings),
+            instance=instance,
+        )
+        for asset in ("search_products", "search_product_groups"):
+            metadata = result.asset_materializations_for_node(asset)[-1].metadata
+            assert metadata["build_mode"].value == expect_mode, asset
+        assert fetch_document_hashes(meili, uid) == expected_document_hashes(pipeline_settings)
+        assert fetch_document_hashes(meili, groups_uid) == expected_product_hashes(
+            pipeline_settings
+        )
+
+    def refresh_then_full() -> None:
+        sync("changed")
+        refreshed = search_state_snapshot(pipeline_settings)
+        with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
+            conn.execute("DELETE FROM search_index_context")
+        sync("full")
+        assert search_state_snapshot(pipeline_settings) == refreshed
+
+    with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
+        for table in tables:
+            conn.execute(f"CREATE TABLE saved_{table} AS SELECT * FROM {table}")
+    try:
+        with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
+            conn.execute(f"UPDATE products SET price_minor = price_minor + 1 {where}", priced)
+            conn.execute(f"UPDATE products SET available = NOT available {where}", flipped)
+            conn.execute(f"UPDATE products SET title = title || ' (2024)' {where}", retitled)
+            conn.execute(f"UPDATE product_groups SET group_id = ? {where}", [target_group, *moved])
+            for table in ("products", "product_groups"):
+                conn.execute(f"DELETE FROM {table} {where}", removed)
+            conn.execute(
+                "INSERT INTO products SELECT * REPLACE (external_id || '-new' AS external_id) "
+                f"FROM saved_products {where}",
+                removed,
+            )
+            conn.execute(
+                "INSERT INTO product_groups SELECT * REPLACE (external_id || '-new' AS "
+                f"external_id, group_id || '-new' AS group_id) FROM saved_product_groups {where}",
+                removed,
+            )
+            conn.execute(
+                "INSERT INTO price_history SELECT * REPLACE (price_minor + 100 AS price_minor, "
+                "observed_at - INTERVAL 1 DAY AS observed_at) FROM price_history "
+                f"{where} LIMIT 1",
+                historied,
+            )
+        refresh_then_full()
+    finally:
+        with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
+            for table in tables:
+                conn.execute(f"DELETE FROM {table}")
+                conn.execute(f"INSERT INTO {table} SELECT * FROM saved_{table}")
+                conn.execute(f"DROP TABLE saved_{table}")
+    refresh_then_full()
 
 
 # Recomputes the groups of the warehouse's offers in a fresh interpreter, as a new run would.

@@ -151,7 +151,7 @@ def test_a_republish_writes_only_what_changed_and_equals_a_fresh_copy(tmp_path: 
     second = warehouse.publish(source, target)
     assert second.refreshed == {
         "marketplaces": "kept",
-        "products": "copied",
+        "products": "merged",
         "rejected_products": "kept",
         "catalog_loads": "kept",
         "fx_rates": "kept",
@@ -166,6 +166,36 @@ def test_a_republish_writes_only_what_changed_and_equals_a_fresh_copy(tmp_path: 
     assert got.pop("published_tables") != expected.pop("published_tables")  # kept vs copied
     assert got == expected
     assert count_products(target) == 1
+
+
+def test_a_merge_of_changed_removed_and_new_rows_equals_a_fresh_copy(tmp_path: Path) -> None:
+    """Keyed tables are merged: a changed title, a changed price, a removed offer, a new offer,
+    a group move and every offer's fetched_at moving give the rows a fresh copy gives."""
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    for external_id in ("1", "2", "3", "4"):
+        add_offer(source, external_id, 1000)
+    warehouse.publish(source, target)
+
+    with warehouse.connect(source) as conn:
+        conn.execute("UPDATE products SET fetched_at = now() + INTERVAL 1 HOUR")
+        conn.execute("UPDATE products SET title = 'Big mug' WHERE external_id = '1'")
+        conn.execute("UPDATE products SET price_minor = 1, stock = 3 WHERE external_id = '2'")
+        conn.execute("DELETE FROM products WHERE external_id = '3'")
+        conn.execute("DELETE FROM product_groups WHERE external_id = '3'")
+        conn.execute("UPDATE product_groups SET group_id = 'g-2' WHERE external_id = '4'")
+    add_offer(source, "5", 500)
+    result = warehouse.publish(source, target)
+    assert result.refreshed["products"] == "merged"
+    assert result.refreshed["product_groups"] == "merged"
+    assert result.table_rows["products"] == 4
+
+    fresh = tmp_path / "fresh.duckdb"
+    warehouse.publish(source, fresh)
+    got, expected = published_rows(target), published_rows(fresh)
+    assert got.pop("published_tables") != expected.pop("published_tables")
+    assert got == expected
+    with warehouse.connect(source, read_only=True) as conn:
+        assert got["products"] == conn.execute("SELECT * FROM products ORDER BY ALL").fetchall()
 
 
 def test_a_history_that_lost_rows_is_copied_again_not_appended(tmp_path: Path) -> None:

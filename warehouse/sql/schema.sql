@@ -233,6 +233,23 @@ CREATE TABLE IF NOT EXISTS search_group_state (
     doc_hash VARCHAR,
     PRIMARY KEY (index_uid, group_id)
 );
+-- What the change markers of a refresh (pipelines/search_state.py) last saw of each offer: the
+-- group it was in and `row_marker`, DuckDB's hash() of its products row but fetched_at, its
+-- matching, its group's size and its price history. A refresh hashes only the offers whose marker
+-- moved and the offers of the groups they leave or join; NULL (a row written before these
+-- columns existed) hashes the offer again.
+ALTER TABLE search_document_state ADD COLUMN IF NOT EXISTS group_id VARCHAR;
+ALTER TABLE search_document_state ADD COLUMN IF NOT EXISTS row_marker UBIGINT;
+-- The same for the product index (pipelines/group_search_state.py): per offer of a product
+-- document, its group and `member_marker`, DuckDB's hash() of its doc_hash and its matching.
+CREATE TABLE IF NOT EXISTS search_group_members (
+    index_uid VARCHAR NOT NULL,
+    marketplace VARCHAR NOT NULL,
+    external_id VARCHAR NOT NULL,
+    group_id VARCHAR NOT NULL,
+    member_marker UBIGINT NOT NULL,
+    PRIMARY KEY (index_uid, marketplace, external_id)
+);
 CREATE TABLE IF NOT EXISTS search_index_context (
     index_uid VARCHAR PRIMARY KEY,
     context_hash VARCHAR NOT NULL,

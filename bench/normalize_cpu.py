@@ -142,6 +142,30 @@ class StageTimer:
             print(f"  {label:34} {cpu:7.2f} s CPU {wall:7.2f} s wall  ({calls:.0f} calls)")
 
 
+def pad(db: Path, rows: int) -> None:
+    """Give the warehouse `rows` more products and product sources, of a marketplace 'pad'
+    (keys in their own branch of the primary-key indexes, as another marketplace's): the
+    tables and indexes a partition writes into at a bigger catalog, without fetching it."""
+    import warehouse
+
+    started = time.perf_counter()
+    with warehouse.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO products (marketplace, external_id, title, description, price_minor, "
+            "currency, available, content_hash, first_seen_at, updated_at, fetched_at) "
+            "SELECT 'pad', 'pad-' || i, 'Padding offer ' || i, repeat('words ', 60), 100 + i, "
+            "'USD', true, sha256(i::VARCHAR), now(), now(), now() FROM range(?) AS t(i)",
+            [rows],
+        )
+        conn.execute(
+            "INSERT INTO product_sources SELECT 'pad', 'pad-' || i, i // 100, i % 100, "
+            "sha256(i::VARCHAR) FROM range(?) AS t(i)",
+            [rows],
+        )
+        conn.execute("CHECKPOINT")
+    print(f"padded with {rows} products in {time.perf_counter() - started:.1f} s", flush=True)
+
+
 def measure(
     raw: Path,
     slugs: Sequence[str],
@@ -150,6 +174,7 @@ def measure(
     *,
     memory_limit: str = "512MB",
     stages: bool = False,
+    pad_products: int = 0,
 ) -> dict:
     """Normalize (and load) each marketplace of a copy of `raw`; CPU and wall per phase.
     `stages`: also time the step's parts (StageTimer) and the connection's open and close."""
@@ -185,6 +210,8 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="normalize-cpu-") as scratch:
         db = Path(scratch) / "warehouse.duckdb"
         shutil.copyfile(raw, db)
+        if pad_products:
+            pad(db, pad_products)
         for slug in [s for s in slugs if s != "none"] if slugs else list(configs):
             config = configs[slug]
             adapter = build_adapter(config)
@@ -306,6 +333,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="DuckDB's memory_limit (the step's NORMALIZE_MEMORY_LIMIT by default)",
     )
     measure_cmd.add_argument("--stages", action="store_true", help="time the step's parts")
+    measure_cmd.add_argument(
+        "--pad-products",
+        type=int,
+        default=0,
+        help="first add this many products of another marketplace (see pad())",
+    )
     baseline_cmd = commands.add_parser("baseline")
     baseline_cmd.add_argument("--raw", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -321,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             not args.no_load,
             memory_limit=args.memory_limit,
             stages=args.stages,
+            pad_products=args.pad_products,
         )
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))

@@ -13,13 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
 from adapters.base import BadPayload, MarketplaceConfig, Offer
 from adapters.gtin import normalize_gtin
@@ -47,7 +45,7 @@ from warehouse.vectorized import (
 
 # The records a normalization reads: every one, or those whose payload hash is listed.
 RAW_SOURCE = (
-    "(SELECT page, record_index, CAST(payload AS VARCHAR) AS payload, fetched_at, payload_hash "
+    "(SELECT page, record_index, CAST(payload AS VARCHAR) AS payload, fetched_at "
     "FROM raw_catalog WHERE marketplace = $marketplace "
     "AND ($all_records OR payload_hash IN (SELECT payload_hash FROM records_to_read)))"
 )
@@ -59,116 +57,77 @@ OFFER_SCHEMA = pl.Schema(
         **{name: PRODUCTS_SCHEMA[name] for name in OFFER_COLUMNS},
     }
 )
-PLACED_SCHEMA = pl.Schema({"page": pl.Int32, "record_index": pl.Int32, "payload_hash": pl.String})
-# The raw records are read once, in Arrow batches of this many payloads (their GTIN keys counted
-# by Polars batch by batch), and the format's query runs over CHUNK_BATCHES batches at a time:
-# a few tens of MB of payloads in memory whatever the catalog, no second read of the records
-# that go per record, and a query DuckDB can split by batch over its threads (a table scan
-# splits by row group of 122,880 rows: a 166k-record marketplace gave two unequal tasks).
-RAW_BATCH_ROWS = 8_192
-CHUNK_BATCHES = 4
+_FALLBACK_KEYS = pl.Schema({"page": pl.Int32, "record_index": pl.Int32})
+# Payloads per Arrow batch of the GTIN-key scan: a few tens of MB at most, whatever the catalog.
+GTIN_SCAN_BATCH_ROWS = 16_384
 
 
-@dataclass(slots=True)
-class _Read:
-    """What one pass over a marketplace's raw records gives."""
-
-    # The vectorized offers (OFFER_SCHEMA and claimed_gtin), one frame per chunk.
-    offers: list[pl.DataFrame] = field(default_factory=list)
-    # (page, record_index, payload, fetched_at) of the records that go per record.
-    fallback: list[tuple[int, int, str, datetime]] = field(default_factory=list)
-    # page, record_index and payload hash of every record read.
-    placed: list[pl.DataFrame] = field(default_factory=list)
-    records: int = 0
-
-
-def _with_gtin_keys(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """The batch with gtin_keys: how many GTIN-like keys (GTIN_KEY_PATTERN) each payload has."""
-    counts = (
-        pl.Series(batch.column("payload"))
-        .str.count_matches(GTIN_KEY_PATTERN)
-        .cast(pl.Int32)
-        .to_arrow()
-    )
-    return pa.RecordBatch.from_arrays(
-        [*batch.columns, counts], names=[*batch.schema.names, "gtin_keys"]
-    )
-
-
-def _read_chunk(
-    cursor: duckdb.DuckDBPyConnection, query: str | None, batches: list[pa.RecordBatch], read: _Read
-) -> None:
-    """Run the format's query over one chunk of raw batches (or none: every record per record)."""
-    chunk = pa.Table.from_batches(batches)
-    read.records += chunk.num_rows
-    read.placed.append(
-        pl.from_arrow(chunk.select(["page", "record_index", "payload_hash"])).cast(PLACED_SCHEMA)
-    )
-    if query is None:
-        read.fallback += zip(
-            chunk.column("page").to_pylist(),
-            chunk.column("record_index").to_pylist(),
-            chunk.column("payload").to_pylist(),
-            chunk.column("fetched_at").to_pylist(),
-            strict=True,
+def gtin_key_counts(conn: duckdb.DuckDBPyConnection, params: Mapping[str, object]) -> pl.DataFrame:
+    """page, record_index and how many GTIN-like keys (GTIN_KEY_PATTERN) each record read has,
+    streamed batch by batch so the payloads are never all in memory."""
+    reader = conn.sql(
+        f"SELECT page, record_index, payload FROM {RAW_SOURCE}", params=dict(params)
+    ).to_arrow_reader(GTIN_SCAN_BATCH_ROWS)
+    parts = [
+        pl.from_arrow(batch).select(
+            pl.col("page").cast(pl.Int32),
+            pl.col("record_index").cast(pl.Int32),
+            pl.col("payload").str.count_matches(GTIN_KEY_PATTERN).cast(pl.Int32).alias("gtin_keys"),
         )
-        return
-    cursor.register("raw_chunk", chunk)
-    try:
-        frame = cursor.sql(query).pl()
-    finally:
-        cursor.unregister("raw_chunk")
-    slow = frame.filter(~pl.col("vectorized"))
-    read.fallback += slow.select("page", "record_index", "payload", "fetched_at").iter_rows()
-    read.offers.append(
-        frame.filter(pl.col("vectorized")).select(
-            *[pl.col(name).cast(dtype) for name, dtype in OFFER_SCHEMA.items()], "claimed_gtin"
-        )
-    )
+        for batch in reader
+    ]
+    schema = {"page": pl.Int32, "record_index": pl.Int32, "gtin_keys": pl.Int32}
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
-def _read_raw(
+def _fast_frame(
     conn: duckdb.DuckDBPyConnection, config: MarketplaceConfig, hashes: tuple[str, ...] | None
-) -> _Read:
-    """One pass over the raw records whose payload hash is in `hashes` (all when None): the
-    format's query over every chunk, and the records it leaves to the adapter."""
+) -> tuple[pl.DataFrame, bool]:
+    """The vectorized read of the raw records whose payload hash is in `hashes` (all when None),
+    flag `vectorized` per row, and whether the format has a vectorized path at all."""
     params = {"marketplace": config.slug, "all_records": hashes is None}
-    query = vectorized_query(config, "raw_chunk")
+    query = vectorized_query(config, RAW_SOURCE)
+    if query is None:
+        frame = conn.sql(
+            f"SELECT page, record_index, fetched_at, false AS vectorized FROM {RAW_SOURCE}",
+            params=params,
+        ).pl()
+        return frame, False
     exponents = pl.DataFrame(
         currency_exponent_rows(),
         schema={"code": pl.String, "exponent": pl.Int32},
         orient="row",
     )
-    read = _Read()
-    reader = conn.sql(
-        f"SELECT page, record_index, payload, fetched_at, payload_hash FROM {RAW_SOURCE}",
-        params=params,
-    ).to_arrow_reader(RAW_BATCH_ROWS)
-    # The queries run on a second connection: a query on `conn` would end its stream.
-    cursor = conn.cursor()
+    counts = gtin_key_counts(conn, params)
+    conn.register("currency_exponents", exponents.to_arrow())
+    conn.register("gtin_key_counts", counts.to_arrow())
     try:
-        cursor.execute("SET TimeZone = 'UTC'")
-        cursor.register("currency_exponents", exponents.to_arrow())
-        batches: list[pa.RecordBatch] = []
-        for batch in reader:
-            batches.append(_with_gtin_keys(batch) if query is not None else batch)
-            if len(batches) == CHUNK_BATCHES:
-                _read_chunk(cursor, query, batches, read)
-                batches = []
-        if batches:
-            _read_chunk(cursor, query, batches, read)
+        return conn.sql(query, params=params).pl(), True
     finally:
-        cursor.close()
-    read.fallback.sort(key=lambda row: (row[0], row[1]))
-    return read
+        conn.unregister("currency_exponents")
+        conn.unregister("gtin_key_counts")
 
 
 def _per_record(
-    rows: list[tuple[int, int, str, datetime]],
+    conn: duckdb.DuckDBPyConnection,
+    config: MarketplaceConfig,
+    keys: pl.DataFrame,
     normalize_record: Callable[[Mapping[str, Any]], Offer],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, int]:
-    """The records the vectorized query left to the adapter, (page, record_index, payload,
-    fetched_at) in catalog order: (offer rows, rejections, gtin_claimed, gtin_invalid)."""
+    """The records the vectorized query left to the adapter: (offer rows, rejections,
+    gtin_claimed, gtin_invalid)."""
+    if keys.is_empty():
+        return [], [], 0, 0
+    conn.register("fallback_keys", keys.to_arrow())
+    try:
+        rows = conn.execute(
+            "SELECT r.page, r.record_index, CAST(r.payload AS VARCHAR), r.fetched_at "
+            "FROM raw_catalog AS r JOIN fallback_keys AS k USING (page, record_index) "
+            "WHERE r.marketplace = ? ORDER BY r.page, r.record_index",
+            [config.slug],
+        ).fetchall()
+    finally:
+        conn.unregister("fallback_keys")
     offers: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     claimed_count = invalid_count = 0
@@ -286,26 +245,37 @@ def _normalize(
     hashes: tuple[str, ...] | None,
 ) -> NormalizedCatalog:
     slug = config.slug
-    read = _read_raw(conn, config, hashes)
-    raw_records = read.records
+    fast, has_vectorized = _fast_frame(conn, config, hashes)
     # Where each record read sits and its payload hash, for product_sources and the rejections.
-    placed = pl.concat(read.placed) if read.placed else pl.DataFrame(schema=PLACED_SCHEMA)
-    slow_offers, rejected_rows, claimed, invalid = _per_record(read.fallback, normalize_record)
-    read.fallback.clear()
-    if read.offers:
-        vectorized = pl.concat(read.offers)
+    placed = conn.sql(
+        "SELECT page, record_index, payload_hash FROM raw_catalog "
+        "WHERE marketplace = $marketplace "
+        "AND ($all_records OR payload_hash IN (SELECT payload_hash FROM records_to_read))",
+        params={"marketplace": slug, "all_records": hashes is None},
+    ).pl()
+    raw_records = fast.height
+    fallback_keys = fast.filter(~pl.col("vectorized")).select(
+        pl.col("page").cast(pl.Int32), pl.col("record_index").cast(pl.Int32)
+    )
+    slow_offers, rejected_rows, claimed, invalid = _per_record(
+        conn, config, fallback_keys, normalize_record
+    )
+    if has_vectorized:
+        vectorized = fast.filter(pl.col("vectorized"))
         claimed += vectorized.get_column("claimed_gtin").is_not_null().sum()
         invalid += vectorized.filter(
             pl.col("claimed_gtin").is_not_null() & pl.col("gtin").is_null()
         ).height
-        fast_offers = vectorized.drop("claimed_gtin")
+        fast_offers = vectorized.select(
+            [pl.col(name).cast(dtype) for name, dtype in OFFER_SCHEMA.items()]
+        )
         del vectorized
     else:
         fast_offers = pl.DataFrame(schema=OFFER_SCHEMA)
     # Every frame of the whole partition is let go as soon as the next one is made from it: at a
     # million offers one marketplace's frames are a few hundred MB each, and holding them all to
     # the end made the normalizing worker the partition phase's peak (bench/RESULTS.md).
-    read.offers.clear()
+    del fast
     offers = pl.concat(
         [fast_offers, pl.DataFrame(slow_offers, schema=OFFER_SCHEMA, orient="row")]
         if slow_offers

@@ -55,7 +55,7 @@ INT_TYPES = "('BIGINT', 'UBIGINT')"
 # Matched case-insensitively (no lower-cased copy of every payload): simple case folding (Rust's
 # regex crate, which Polars uses, like RE2) can only find more keys than Python's str.lower does
 # (U+017F folds to 's'), never fewer, and a record with more keys than the one read goes per
-# record. Counted by Polars (warehouse.normalize, batch by batch): the scan of every payload cost
+# record. Counted by Polars (warehouse.normalize.gtin_key_counts): the scan of every payload cost
 # DuckDB's regexp_extract_all 5-8 µs a record, two to three times Polars' count_matches.
 GTIN_KEY_RE = '[":}](?:' + "|".join(sorted(GTIN_KEYS, key=len, reverse=True)) + ')"\\s*:'
 GTIN_KEY_PATTERN = "(?i)" + GTIN_KEY_RE
@@ -124,10 +124,8 @@ class _Query:
         return f"t_{name}", f"s_{name}"
 
     def sql(self, source: str, join: str = "") -> str:
-        """The query over `source` (columns page, record_index, payload, fetched_at, gtin_keys);
-        `join` is joined to the last projection (the currency exponents). The payload comes
-        back only for the records that go per record (NULL where `vectorized`), so the caller
-        needs no second read of the raw records for them."""
+        """The query over `source` (columns page, record_index, payload, fetched_at); `join`
+        is joined to the last projection (the currency exponents)."""
         names = list(self.paths)
         path_list = ", ".join(_quote(self.paths[name]) for name in names)
         # Every field's JSON type and text from one parse each. json_extract_string gives a
@@ -159,8 +157,9 @@ WITH src AS (
     SELECT page, record_index, fetched_at, payload,
            -- raw_catalog.payload is JSON (DuckDB checks it on insert): text that opens with a
            -- brace is an object; any other (even an object after white space) goes per record.
-           starts_with(payload, '{{') AS is_object, gtin_keys
-    FROM {source}
+           starts_with(payload, '{{') AS is_object, k.gtin_keys
+    FROM {source} AS r
+    LEFT JOIN gtin_key_counts AS k USING (page, record_index)
 ),
 parsed AS (
     SELECT *,
@@ -169,19 +168,15 @@ parsed AS (
     FROM src
 ),
 fields AS (
-    SELECT page, record_index, fetched_at, payload, is_object, gtin_keys,
+    SELECT page, record_index, fetched_at, is_object, gtin_keys,
     {typed}
     FROM parsed
-){derived},
-offers AS (
-    SELECT page, record_index, fetched_at, payload,
+){derived}
+SELECT page, record_index, fetched_at,
     is_object AND {guard} AS vectorized,
     {columns},
     {self.claimed_gtin} AS claimed_gtin
-    FROM {last}{join}
-)
-SELECT * EXCLUDE (payload), CASE WHEN vectorized THEN NULL ELSE payload END AS payload
-FROM offers
+FROM {last}{join}
 """
 
 
@@ -401,12 +396,11 @@ def vectorized_query(config: MarketplaceConfig, source: str) -> str | None:
     """The normalization query of `config`'s format over `source`, or None when the format has
     no vectorized path (its records then go through normalize_record one by one).
 
-    `source` has the columns page, record_index, payload, fetched_at and gtin_keys: how many
-    times the payload matches GTIN_KEY_PATTERN (a record without a count goes per record).
     The query returns page, record_index, fetched_at, `vectorized` (every guard held), the
-    offer columns (meaningful where vectorized), claimed_gtin, and the payload of the records
-    that are not vectorized. It joins the relation `currency_exponents(code, exponent)` (see
-    :func:`currency_exponent_rows`) as `cx`.
+    offer columns (meaningful where vectorized) and claimed_gtin. It joins the relations
+    `currency_exponents(code, exponent)` (see :func:`currency_exponent_rows`) as `cx`, and
+    `gtin_key_counts(page, record_index, gtin_keys)`: how many times each record's payload
+    matches GTIN_KEY_PATTERN (a record without a count goes per record).
     """
     from warehouse.vectorized_formats import VECTORIZED_FORMATS
 

@@ -358,40 +358,6 @@ def test_the_pipeline_reads_every_record_as_the_adapter_does(
     _assert_same(expected, got)
 
 
-@pytest.mark.parametrize("slug", ["kiondo", "amazon"])
-def test_records_read_in_many_small_chunks_give_the_same_catalog(
-    slug: str,
-    sandbox_catalogs: dict[str, tuple[MarketplaceConfig, list[Any]]],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The raw records are read in Arrow batches and queried a few batches at a time: chunk
-    borders (a duplicate in another chunk than its first occurrence, a last partial chunk, the
-    per-record records of every chunk) change nothing. Amazon has no query: every chunk goes
-    per record."""
-    import warehouse.normalize
-
-    config, records = sandbox_catalogs[slug]
-    variants: list[Any] = [*records[:150], "null", copy.deepcopy(records[3]), *records[150:220]]
-    monkeypatch.setattr(warehouse.normalize, "RAW_BATCH_ROWS", 7)
-    monkeypatch.setattr(warehouse.normalize, "CHUNK_BATCHES", 3)
-    expected, got = _both_ways(tmp_path, config, variants)
-    assert got.raw_records == len(variants)
-    assert "duplicate_external_id" in set(got.rejected.get_column("reason"))
-    _assert_same(expected, got)
-    # Every offer's and rejection's source record: its position and its payload's hash.
-    hashes = {
-        (position // PAGE_SIZE, position % PAGE_SIZE): record_hash(
-            record if isinstance(record, str) else payload_text(record)
-        )
-        for position, record in enumerate(variants)
-    }
-    assert got.sources is not None and got.sources.height == got.products.height
-    for frame in (got.sources, got.rejected):
-        for row in frame.select("page", "record_index", "payload_hash").iter_rows():
-            assert hashes[(row[0], row[1])] == row[2]
-
-
 def test_a_format_without_a_vectorized_path_is_read_record_by_record(
     sandbox_catalogs: dict[str, tuple[MarketplaceConfig, list[Any]]], tmp_path: Path
 ) -> None:

@@ -12,6 +12,12 @@ DuckDB's included) and wall seconds per phase, and the records that went through
 adapter's per-record path. Run it with PYTHONPATH at another checkout to measure that code
 (the A/B of bench/RESULTS.md): the pipeline bench's figures move with the machine's load; CPU
 time moves much less.
+
+`measure --stages` also times the step's parts (the parts a checkout has), the connection's
+open and close and the step's remaining writes; `--memory-limit` sets DuckDB's (the step's
+512MB by default: scale it with the catalog to see a bigger marketplace's pressure);
+`--pad-products N` first adds N products of another marketplace (a bigger warehouse's tables
+and primary-key indexes). `baseline` prints the CPU and wall of DuckDB's own read_json.
 """
 
 from __future__ import annotations
@@ -198,10 +204,8 @@ def measure(
     timer = StageTimer()
     if stages:
         for name in (
-            "_fast_frame",  # before 2026-12-03's single pass: query, then the GTIN-key scan
+            "_fast_frame",  # the GTIN-key scan and the format's query
             "gtin_key_counts",
-            "_read_raw",  # the single pass: read, count GTIN keys, query chunk by chunk
-            "_read_chunk",
             "_per_record",
             "_payloads",
             "_with_content_hash",

@@ -390,14 +390,15 @@ def _normalize(
     if hashes is not None:
         # The other records' offers stay; removal is decided by the record writer.
         previous = previous.filter(pl.lit(False))
-    seen = set(products.get_column("external_id").to_list())
-    pairs = sorted(
-        f"{i}:{h}"
-        for i, h in zip(
-            products.get_column("external_id").to_list(),
-            products.get_column("content_hash").to_list(),
-            strict=True,
-        )
+    # external_id:content_hash of every offer, sorted (UTF-8 byte order is code point order,
+    # as Python's sort), one a line: warehouse.offers' fingerprint, without a Python string
+    # per offer.
+    pairs = (
+        products.select(pl.col("external_id") + ":" + pl.col("content_hash"))
+        .to_series()
+        .sort()
+        .str.join("\n")
+        .item()
     )
     return NormalizedCatalog(
         products=products,
@@ -405,14 +406,18 @@ def _normalize(
         raw_records=raw_records,
         new_offers=new_offers,
         changed_offers=changed_offers,
-        removed_offers=previous.filter(~pl.col("external_id").is_in(list(seen))).height,
+        removed_offers=previous.join(
+            products.select("external_id"), on="external_id", how="anti"
+        ).height,
         gtin_claimed=int(claimed),
         gtin_invalid=int(invalid),
-        content_fingerprint=hashlib.sha256("\n".join(pairs).encode()).hexdigest(),
+        content_fingerprint=hashlib.sha256(pairs.encode()).hexdigest(),
         sources=sources,
         read_hashes=hashes,
         pages=(
-            tuple(sorted(set(placed.get_column("page").to_list()))) if hashes is not None else None
+            tuple(placed.get_column("page").unique().sort().to_list())
+            if hashes is not None
+            else None
         ),
     )
 

@@ -19,6 +19,7 @@ from sandbox.service import (
     JSON_CONTENT_TYPE,
     JsonError,
     MarketplaceService,
+    conditional_page,
     encode_json,
     join_stream,
     json_response,
@@ -205,11 +206,20 @@ class DummyJsonService(MarketplaceService):
         if matches is None:
             total = self.count
             stop = total if limit == 0 else min(total, skip + limit)
-            indexes: list[int] | range = range(min(skip, total), stop)
-        else:
-            found = [i for i in range(self.count) if matches(i)]
-            total = len(found)
-            indexes = found[skip:] if limit == 0 else found[skip : skip + limit]
+            page = range(min(skip, total), stop)
+            # Express: an ETag on every reply, 304 to a request that holds it.
+            return conditional_page(
+                self.ctx,
+                request,
+                self.slug,
+                page,
+                lambda: self._envelope(
+                    request, page, total, skip, len(page) if limit == 0 else limit
+                ),
+            )
+        found = [i for i in range(self.count) if matches(i)]
+        total = len(found)
+        indexes = found[skip:] if limit == 0 else found[skip : skip + limit]
         return self._envelope(request, indexes, total, skip, len(indexes) if limit == 0 else limit)
 
     def list_products(self, request: Request) -> Response:

@@ -179,6 +179,7 @@ class HttpMarketplaceAdapter:
         params: Mapping[str, Any],
         *,
         headers: Mapping[str, str] | None = None,
+        secret_params: Mapping[str, Any] | None = None,
     ) -> tuple[Any, httpx.Response] | None:
         """GET catalog page `page` conditionally: with the validators held for it when they came
         with this very request (If-None-Match / If-Modified-Since), None on 304 Not Modified
@@ -186,8 +187,12 @@ class HttpMarketplaceAdapter:
 
         A 200's ETag and Last-Modified are kept once the caller has read the page and passes
         what its body says about the pages after it to :meth:`keep_page_validator`.
+        `secret_params` (an API key in the query) are sent but are no part of the request
+        stored with the validator.
         """
         request = f"{path}?{urlencode(sorted((str(k), str(v)) for k, v in params.items()))}"
+        if secret_params:
+            params = {**params, **secret_params}
         held = self.page_validators.get(page)
         if held is not None and held.request != request:
             held = None

@@ -219,8 +219,7 @@ class SandboxContext:
         epoch = max(0, self.price_epoch(slug))
         phases = self.changes.price_phases(slug)
         records = [
-            ((epoch + phases[i]) // PRICE_EPOCH_PERIOD, self.malformation(slug, i))
-            for i in indexes
+            ((epoch + phases[i]) // PRICE_EPOCH_PERIOD, self.malformation(slug, i)) for i in indexes
         ]
         state = json.dumps(
             [self.world.seed, self.world.offer_count(slug), request.query_string.decode("latin-1"),

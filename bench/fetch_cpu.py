@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,13 +80,12 @@ def refresh_once(
     from adapters.base import NotModified
     from adapters.registry import build_adapter
     from warehouse.catalog import stage_raw_catalog, upsert_marketplace
-    from warehouse.pages import (
-        confirm_unchanged_catalog,
-        held_page_validators,
-        held_validators,
-        store_page_validators,
-        store_validators,
-    )
+    from warehouse.pages import confirm_unchanged_catalog, held_validators, store_validators
+
+    try:  # conditional pages (absent from older checkouts measured against this one)
+        from warehouse.pages import held_page_validators, store_page_validators
+    except ImportError:
+        held_page_validators = store_page_validators = None  # type: ignore[assignment]
     from warehouse.records import held_payload_hashes, load_changed_records
 
     row: dict[str, Any] = {}
@@ -100,7 +99,7 @@ def refresh_once(
         held_pages: dict[int, list[str]] = {}
         if hasattr(adapter, "catalog_validators") and not first:
             adapter.catalog_validators = held_validators(conn, config.slug)
-        if hasattr(adapter, "page_validators") and held_hashes is not None:
+        if held_page_validators and hasattr(adapter, "page_validators") and held_hashes:
             adapter.page_validators, held_pages = held_page_validators(conn, config.slug)
     row["open_cpu"] = time.process_time() - load_cpu0
     timer = Timer()
@@ -113,7 +112,7 @@ def refresh_once(
             marketplace=config.slug,
             run_id="fetch-cpu",
             held_hashes=held_hashes,
-            held_pages=held_pages,
+            **({"held_pages": held_pages} if held_page_validators else {}),
         )
     except NotModified:
         not_modified = True
@@ -138,18 +137,19 @@ def refresh_once(
                 getattr(adapter, "received_validators", {}),
                 now=datetime.now(UTC),
             )
-            store_page_validators(
-                conn,
-                config.slug,
-                getattr(adapter, "received_page_validators", {}),
-                stats.page_hashes,
-            )
+            if store_page_validators:
+                store_page_validators(
+                    conn,
+                    config.slug,
+                    getattr(adapter, "received_page_validators", {}),
+                    stats.page_hashes,
+                )
             row.update(
                 records=stats.records,
                 bytes=stats.bytes,
                 stored=stored,
                 pages=stats.pages,
-                not_modified=stats.pages_not_modified,
+                not_modified=getattr(stats, "pages_not_modified", 0),
             )
     staging.unlink(missing_ok=True)
     row["load_cpu"] = time.process_time() - load_cpu0 + row.pop("open_cpu")
@@ -199,7 +199,15 @@ def print_row(slug: str, what: str, row: dict[str, Any]) -> None:
     )
 
 
-def run(offers: int, slugs: Sequence[str], profile: str | None, json_out: Path | None) -> None:
+def run(
+    offers: int,
+    slugs: Sequence[str],
+    profile: str | None,
+    json_out: Path | None,
+    *,
+    epoch: int = 1,
+    page_sizes: dict[str, int] | None = None,
+) -> None:
     from adapters.registry import load_marketplaces
     from onecart.services import sandbox_credentials
     from onecart.settings import get_settings
@@ -213,6 +221,8 @@ def run(offers: int, slugs: Sequence[str], profile: str | None, json_out: Path |
             "ONECART_SANDBOX_URL": url,
         }
         configs = {c.slug: c for c in load_marketplaces(Path("marketplaces.toml"), env)}
+        for slug, size in (page_sizes or {}).items():
+            configs[slug] = replace(configs[slug], page_size=size)
         chosen = list(slugs) or list(WHOLE_READ)
         with tempfile.TemporaryDirectory(prefix="fetch-cpu-") as scratch:
             db = Path(scratch) / "warehouse.duckdb"
@@ -222,7 +232,7 @@ def run(offers: int, slugs: Sequence[str], profile: str | None, json_out: Path |
                 )
                 print_row(slug, "full", row)
                 results.setdefault(slug, {})["full"] = row
-            httpx.post(f"{url}/_sandbox/knobs/all", json={"price_epoch": 1}, timeout=30)
+            httpx.post(f"{url}/_sandbox/knobs/all", json={"price_epoch": epoch}, timeout=30)
             for slug in chosen:
                 staging = Path(scratch) / f"{slug}.parquet"
                 if slug == profile:
@@ -256,8 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slug", action="append", default=[])
     parser.add_argument("--profile", default=None, help="cProfile this marketplace's refresh")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--epoch", type=int, default=1, help="price epoch of the refresh (0: nothing changes)"
+    )
+    parser.add_argument(
+        "--page-size", action="append", default=[], help="SLUG=N: another page size"
+    )
     args = parser.parse_args(argv)
-    run(args.offers, args.slug, args.profile, args.json)
+    sizes = {slug: int(n) for slug, n in (item.split("=", 1) for item in args.page_size)}
+    run(args.offers, args.slug, args.profile, args.json, epoch=args.epoch, page_sizes=sizes)
     return 0
 
 

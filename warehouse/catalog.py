@@ -29,7 +29,7 @@ from warehouse.offers import (
     NormalizedCatalog,
     PreviousOffer,
     RawRecord,
-    payload_text,
+    payload_bytes,
 )
 from warehouse.pages import page_digest
 
@@ -163,14 +163,13 @@ def stage_raw_catalog(
                 not_modified += 1
                 kept_records += len(hashes)
             else:
-                payloads = [payload_text(record) for record in page.records]
-                encoded = [payload.encode("utf-8") for payload in payloads]
-                # record_hash of each payload, from the bytes already encoded.
+                encoded = [payload_bytes(record) for record in page.records]
+                # record_hash of each payload, from its bytes; only new payloads are decoded.
                 hashes = [hashlib.sha256(data).hexdigest() for data in encoded]
                 byte_count += sum(map(len, encoded))
                 staged = [
-                    None if digest in held else text
-                    for text, digest in zip(payloads, hashes, strict=True)
+                    None if digest in held else data.decode("utf-8")
+                    for data, digest in zip(encoded, hashes, strict=True)
                 ]
                 payloads_staged += sum(text is not None for text in staged)
             page_hashes[page.page] = (page_digest(hashes), len(hashes), seen_at)

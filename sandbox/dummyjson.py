@@ -99,6 +99,7 @@ class DummyJsonService(MarketplaceService):
                 100 * (offer.list_price_minor - offer.price_minor) / offer.list_price_minor, 2
             )
         reviews = []
+        updated = _iso_ms(offer.updated_at)
         for n in range(3):
             h = hash64(self.ctx.world.seed, "review", self.slug, index, n)
             rating, comment = REVIEW_COMMENTS[h % len(REVIEW_COMMENTS)]
@@ -107,7 +108,7 @@ class DummyJsonService(MarketplaceService):
                 {
                     "rating": rating,
                     "comment": comment,
-                    "date": _iso_ms(offer.updated_at),
+                    "date": updated,
                     "reviewerName": reviewer,
                     "reviewerEmail": f"{reviewer.split()[0].lower()}.{reviewer.split()[-1].lower()}@x.dummyjson.com",
                 }
@@ -153,7 +154,7 @@ class DummyJsonService(MarketplaceService):
             "minimumOrderQuantity": 1,
             "meta": {
                 "createdAt": _iso_ms(offer.created_at),
-                "updatedAt": _iso_ms(offer.updated_at),
+                "updatedAt": updated,
                 "barcode": self.barcode(offer),
                 "qrCode": QR_CODE_URL,
             },

@@ -185,11 +185,31 @@ class Offer:
 
 @dataclass(frozen=True, slots=True)
 class CatalogPage:
-    """One page of raw records as the marketplace sent them, in a stable order."""
+    """One page of raw records as the marketplace sent them, in a stable order.
+
+    `held`: the marketplace answered the page's conditional request with 304 Not Modified, so
+    its records are exactly the ones the warehouse holds for this page (`records` is empty)."""
 
     records: list[dict[str, Any]]
     page: int
     fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    held: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PageValidator:
+    """What a marketplace sent with one catalog page (ETag, Last-Modified), to ask for the same
+    page conditionally next time.
+
+    `request` is the page's request (path and sorted query): a validator only ever answers the
+    very same request. `follow` is what a 304, which has no body, cannot say: how paging goes on
+    after the page (its record count, the catalog's total, the next cursor), as the page's body
+    said it when the validator came."""
+
+    request: str
+    etag: str | None
+    last_modified: str | None
+    follow: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -397,20 +397,38 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
             page += 1
 
     def _pages_by_cursor(self) -> Iterator[CatalogPage]:
+        """Cursor pages, each asked for conditionally when the API sent it with an ETag or
+        Last-Modified (a page answered 304 is the one held, and its held body's cursor leads
+        on)."""
         cursor: str | None = None
         seen: set[str] = set()
         page = 1
+        headers, key_params = self.auth()
         while True:
             params = self._first_params()
             if cursor is not None:
                 params[self.options.cursor_param] = cursor
-            body, _ = self.get_with_key(self.options.list_path, params)
-            records = self._records(body, f"page {page}")
-            if not records:
-                return
-            yield CatalogPage(records=records, page=page)
-            next_cursor = dig(body, str(self.options.cursor_path))
-            if next_cursor is None or next_cursor == "" or next_cursor is False:
+            reply = self.get_catalog_page(
+                page, self.options.list_path, params, headers=headers, secret_params=key_params
+            )
+            if reply is None:
+                next_cursor = self.held_page_follow(page).get("next_cursor")
+                yield CatalogPage(records=[], page=page, held=True)
+            else:
+                body = reply[0]
+                records = self._records(body, f"page {page}")
+                if not records:
+                    return
+                next_cursor = dig(body, str(self.options.cursor_path))
+                if next_cursor is None or next_cursor == "" or next_cursor is False:
+                    next_cursor = None
+                else:
+                    next_cursor = str(next_cursor)
+                self.keep_page_validator(
+                    page, {"records": len(records), "next_cursor": next_cursor}
+                )
+                yield CatalogPage(records=records, page=page)
+            if next_cursor is None or next_cursor == "":
                 return
             cursor = str(next_cursor)
             if cursor in seen:

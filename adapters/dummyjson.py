@@ -71,23 +71,35 @@ class DummyJsonAdapter(HttpMarketplaceAdapter):
     # --- Catalog ----------------------------------------------------------------------------
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
-        """`/products?limit=&skip=` until `skip` reaches `total` (ordered by id)."""
+        """`/products?limit=&skip=` until `skip` reaches `total` (ordered by id).
+
+        Each page is asked for conditionally (DummyJSON is an Express app: every JSON reply
+        carries an ETag, and a request whose If-None-Match holds it is answered 304 with no
+        body); a page not modified since the last fetch is handed on as `held`, and paging
+        goes on from what its held body said (its record count and the total)."""
         skip = 0
         page = 1
         while True:
-            body, _ = self.get_json("products", params={"limit": self.page_size, "skip": skip})
-            products = body.get("products") if isinstance(body, Mapping) else None
-            if not isinstance(products, list):
-                raise BadPayload(
-                    "bad_page", detail=f"skip={skip}: no 'products' list", marketplace=self.slug
-                )
-            if not products:
-                return
-            yield CatalogPage(records=products, page=page)
-            skip += len(products)
-            total = optional_int(body.get("total"))
+            reply = self.get_catalog_page(page, "products", {"limit": self.page_size, "skip": skip})
+            if reply is None:
+                follow = self.held_page_follow(page)
+                count, total = int(follow["records"]), optional_int(follow.get("total"))
+                yield CatalogPage(records=[], page=page, held=True)
+            else:
+                body, _ = reply
+                products = body.get("products") if isinstance(body, Mapping) else None
+                if not isinstance(products, list):
+                    raise BadPayload(
+                        "bad_page", detail=f"skip={skip}: no 'products' list", marketplace=self.slug
+                    )
+                if not products:
+                    return
+                count, total = len(products), optional_int(body.get("total"))
+                self.keep_page_validator(page, {"records": count, "total": total})
+                yield CatalogPage(records=products, page=page)
+            skip += count
             if total is None:
-                if len(products) < self.page_size:
+                if count < self.page_size:
                     return
             elif skip >= total:
                 return

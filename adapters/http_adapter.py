@@ -8,6 +8,7 @@ import codecs
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -19,10 +20,12 @@ from adapters.base import (
     MarketplaceConfig,
     MarketplaceHttp,
     NotFound,
+    NotModified,
     Offer,
     OrderRequest,
     OrderState,
     OutcomeUnknown,
+    PageValidator,
     PlacedOrder,
     Rejected,
     Transient,
@@ -98,6 +101,11 @@ class HttpMarketplaceAdapter:
         # hold, set by the pipeline, and those the marketplace sent with this fetch.
         self.catalog_validators: Mapping[str, str] = {}
         self.received_validators: dict[str, str] = {}
+        # The same, page by page, for paged catalogs (see get_catalog_page): the validators of
+        # the pages the warehouse holds, by page number, and those received with this fetch.
+        self.page_validators: Mapping[int, PageValidator] = {}
+        self.received_page_validators: dict[int, PageValidator] = {}
+        self._unconfirmed_pages: dict[int, tuple[str, str | None, str | None]] = {}
 
     def close(self) -> None:
         """Release the HTTP connections."""
@@ -163,6 +171,66 @@ class HttpMarketplaceAdapter:
         """GET with retries; the body decoded leniently, and the response for its headers."""
         response = self.http.request("GET", path, params=params, headers=headers)
         return decode_json_body(response, marketplace=self.slug), response
+
+    def get_catalog_page(
+        self,
+        page: int,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        secret_params: Mapping[str, Any] | None = None,
+    ) -> tuple[Any, httpx.Response] | None:
+        """GET catalog page `page` conditionally: with the validators held for it when they came
+        with this very request (If-None-Match / If-Modified-Since), None on 304 Not Modified
+        (the page's records are the ones held; `held_page_follow` says how paging goes on).
+
+        A 200's ETag and Last-Modified are kept once the caller has read the page and passes
+        what its body says about the pages after it to :meth:`keep_page_validator`.
+        `secret_params` (an API key in the query) are sent but are no part of the request
+        stored with the validator.
+        """
+        request = f"{path}?{urlencode(sorted((str(k), str(v)) for k, v in params.items()))}"
+        if secret_params:
+            params = {**params, **secret_params}
+        held = self.page_validators.get(page)
+        if held is not None and held.request != request:
+            held = None
+        send = dict(headers or {})
+        if held is not None:
+            if held.etag:
+                send["If-None-Match"] = held.etag
+            if held.last_modified:
+                send["If-Modified-Since"] = held.last_modified
+        try:
+            body, response = self.get_json(path, params=params, headers=send)
+        except NotModified:
+            if held is None:
+                raise BadPayload(
+                    "unexpected_not_modified",
+                    detail=f"page {page}: 304 to an unconditional request",
+                    marketplace=self.slug,
+                ) from None
+            self.received_page_validators[page] = held
+            return None
+        etag = response.headers.get("ETag")
+        last_modified = response.headers.get("Last-Modified")
+        if etag or last_modified:
+            self._unconfirmed_pages[page] = (request, etag, last_modified)
+        return body, response
+
+    def keep_page_validator(self, page: int, follow: Mapping[str, Any]) -> None:
+        """The page just read was valid: keep its validators with `follow` (see PageValidator)."""
+        received = self._unconfirmed_pages.pop(page, None)
+        if received is not None:
+            request, etag, last_modified = received
+            self.received_page_validators[page] = PageValidator(
+                request, etag, last_modified, dict(follow)
+            )
+
+    def held_page_follow(self, page: int) -> Mapping[str, Any]:
+        """After a 304 for `page`: what its held body said about the pages after it."""
+        return self.page_validators[page].follow
 
     def stream_text(
         self, path: str, *, headers: Mapping[str, str] | None = None, conditional: bool = False

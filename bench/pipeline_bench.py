@@ -234,6 +234,16 @@ def _live_child_cpu_seconds(pid: int) -> float:
     return total
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid` (all its threads; 0 when it is gone), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds() -> float:
     """User + system CPU time of this process, of its waited-for children and of its live ones
     (with what they waited for: the partition workers, forked by a forkserver), in seconds. Less
@@ -357,7 +367,15 @@ def _raw_metadata(instance: Any, run_id: str) -> dict[str, Any]:
         if materialization is not None and materialization.asset_key.path == ["raw_catalog"]:
             return {
                 key: materialization.metadata[key].value
-                for key in ("records", "pages", "bytes", "fetch", "records_fetched", "not_modified")
+                for key in (
+                    "records",
+                    "pages",
+                    "bytes",
+                    "fetch",
+                    "records_fetched",
+                    "not_modified",
+                    "pages_not_modified",
+                )
                 if key in materialization.metadata
             }
     return {}
@@ -393,6 +411,8 @@ def marketplace_rows(full: dict[str, Any], incremental: dict[str, Any]) -> list[
         if raw.get("fetch") == "full":
             how = "every page"
         fetched = raw.get("records_fetched")
+        if raw.get("pages_not_modified"):
+            how += f", {int(raw['pages_not_modified']):,} of {int(raw.get('pages') or 0):,} 304"
         lines.append(
             f"| {slug} | {int(part['raw'].get('records') or part['fetched']):,} | "
             f"{full_s:.1f} s | {refresh_s:.1f} s · {how}"
@@ -950,6 +970,8 @@ def render_markdown(outcome: Outcome) -> str:
         f"{seconds(inc['wall_s'])} ({s['share']:.0%} of full) |",
         f"| CPU time of the pipeline process and its workers (user + system) | "
         f"{seconds(full.get('cpu_s', 0.0))} | {seconds(inc.get('cpu_s', 0.0))} |",
+        f"| CPU time of the sandbox (the marketplaces' servers, same cores) | "
+        f"{seconds(full.get('sandbox_cpu_s', 0.0))} | {seconds(inc.get('sandbox_cpu_s', 0.0))} |",
     ]
     steps = list(dict.fromkeys([*s["full_steps"], *s["incremental_steps"]]))
     for step in steps:
@@ -1194,6 +1216,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
         full_since = datetime.now(UTC)
         print("== full run", flush=True)
+        sandbox_cpu = process_cpu_seconds(services.sandbox_pid or 0)
         code, _ = run_child(
             ["--phase", "ingest", "--result-file", str(home / "full.json")],
             env,
@@ -1201,6 +1224,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             cwd=code_root,
         )
         full = json.loads((home / "full.json").read_text())
+        full["sandbox_cpu_s"] = process_cpu_seconds(services.sandbox_pid or 0) - sandbox_cpu
         if code != 0:
             notes.append(
                 f"the full run did not fully succeed: {full['failed_partitions']} "
@@ -1240,6 +1264,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         response.raise_for_status()
         print("== incremental run (price_epoch 0 → 1)", flush=True)
         incremental_since = datetime.now(UTC)
+        sandbox_cpu = process_cpu_seconds(services.sandbox_pid or 0)
         code, _ = run_child(
             ["--phase", "ingest", "--result-file", str(home / "incremental.json")],
             env,
@@ -1247,6 +1272,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             cwd=code_root,
         )
         incremental = json.loads((home / "incremental.json").read_text())
+        incremental["sandbox_cpu_s"] = process_cpu_seconds(services.sandbox_pid or 0) - sandbox_cpu
         if code != 0:
             notes.append(
                 f"the incremental run did not fully succeed: {incremental['failed_partitions']} "

@@ -68,6 +68,8 @@ class PartitionOutcome:
     not_modified: bool = False
     # Records the marketplace sent as changed since its last fetch (None: every page fetched).
     changed_since: int | None = None
+    # Pages the marketplace answered 304 Not Modified (conditional page requests).
+    pages_not_modified: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +226,7 @@ def _partition_outcome(slug: str, result: dg.ExecuteInProcessResult) -> Partitio
         changed_since=(
             int(raw.get("records_fetched", 0)) if raw.get("fetch") == "changed_since" else None
         ),
+        pages_not_modified=int(raw.get("pages_not_modified", 0)),
     )
 
 
@@ -238,7 +241,12 @@ def _describe_partition(outcome: PartitionOutcome) -> list[str]:
         else f"fetched {outcome.changed_since} records changed since the last fetch and every "
         f"id, {outcome.fetched} records ({outcome.pages} pages)"
         if outcome.changed_since is not None
-        else f"fetched {outcome.fetched} records ({outcome.pages} pages)"
+        else f"fetched {outcome.fetched} records ({outcome.pages} pages"
+        + (
+            f", {outcome.pages_not_modified} not modified since the last fetch)"
+            if outcome.pages_not_modified
+            else ")"
+        )
     )
     lines = [
         f"{slug}: {fetched}, "

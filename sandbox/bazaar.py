@@ -16,6 +16,7 @@ from sandbox.pages import format_amount, product_page
 from sandbox.service import (
     JsonError,
     MarketplaceService,
+    conditional_page,
     json_response,
     query_int,
     read_json_body,
@@ -133,9 +134,22 @@ class BazaarService(MarketplaceService):
                     400, "invalid_cursor", "The cursor is not one this API issued"
                 ) from None
         stop = min(offset + limit, self.count)
-        items = [self.listing_record(request, i) for i in range(offset, stop)]
         next_cursor = encode_cursor(stop) if stop < self.count else None
-        return json_response({"data": {"items": items}, "next_cursor": next_cursor})
+        # An ETag on every page, 304 to a request that holds it (conditional GETs, RFC 9110).
+        return conditional_page(
+            self.ctx,
+            request,
+            self.slug,
+            range(min(offset, stop), stop),
+            lambda: json_response(
+                {
+                    "data": {
+                        "items": [self.listing_record(request, i) for i in range(offset, stop)]
+                    },
+                    "next_cursor": next_cursor,
+                }
+            ),
+        )
 
     def get_listing(self, request: Request, sku: str) -> Response:
         """GET /api/v1/listings/<sku>: the live listing (price_drift applies)."""

@@ -101,7 +101,8 @@ class ChangeLog:
                 touched |= change.touched
         return sorted(touched)
 
-    def _price_phases(self, slug: str) -> bytes:
+    def price_phases(self, slug: str) -> bytes:
+        """Every record's price phase (sandbox.world.World.price_phase), computed once."""
         phases = self._phases.get(slug)
         if phases is None:
             count = self.world.offer_count(slug)
@@ -116,7 +117,7 @@ class ChangeLog:
             period = PRICE_EPOCH_PERIOD
             touched.update(
                 index
-                for index, phase in enumerate(self._price_phases(slug))
+                for index, phase in enumerate(self.price_phases(slug))
                 if (old + phase) // period != (new + phase) // period
             )
         if before.malformed_rate != after.malformed_rate:

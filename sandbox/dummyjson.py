@@ -19,6 +19,7 @@ from sandbox.service import (
     JSON_CONTENT_TYPE,
     JsonError,
     MarketplaceService,
+    conditional_page,
     encode_json,
     join_stream,
     json_response,
@@ -98,6 +99,7 @@ class DummyJsonService(MarketplaceService):
                 100 * (offer.list_price_minor - offer.price_minor) / offer.list_price_minor, 2
             )
         reviews = []
+        updated = _iso_ms(offer.updated_at)
         for n in range(3):
             h = hash64(self.ctx.world.seed, "review", self.slug, index, n)
             rating, comment = REVIEW_COMMENTS[h % len(REVIEW_COMMENTS)]
@@ -106,7 +108,7 @@ class DummyJsonService(MarketplaceService):
                 {
                     "rating": rating,
                     "comment": comment,
-                    "date": _iso_ms(offer.updated_at),
+                    "date": updated,
                     "reviewerName": reviewer,
                     "reviewerEmail": f"{reviewer.split()[0].lower()}.{reviewer.split()[-1].lower()}@x.dummyjson.com",
                 }
@@ -152,7 +154,7 @@ class DummyJsonService(MarketplaceService):
             "minimumOrderQuantity": 1,
             "meta": {
                 "createdAt": _iso_ms(offer.created_at),
-                "updatedAt": _iso_ms(offer.updated_at),
+                "updatedAt": updated,
                 "barcode": self.barcode(offer),
                 "qrCode": QR_CODE_URL,
             },
@@ -205,11 +207,20 @@ class DummyJsonService(MarketplaceService):
         if matches is None:
             total = self.count
             stop = total if limit == 0 else min(total, skip + limit)
-            indexes: list[int] | range = range(min(skip, total), stop)
-        else:
-            found = [i for i in range(self.count) if matches(i)]
-            total = len(found)
-            indexes = found[skip:] if limit == 0 else found[skip : skip + limit]
+            page = range(min(skip, total), stop)
+            # Express: an ETag on every reply, 304 to a request that holds it.
+            return conditional_page(
+                self.ctx,
+                request,
+                self.slug,
+                page,
+                lambda: self._envelope(
+                    request, page, total, skip, len(page) if limit == 0 else limit
+                ),
+            )
+        found = [i for i in range(self.count) if matches(i)]
+        total = len(found)
+        indexes = found[skip:] if limit == 0 else found[skip : skip + limit]
         return self._envelope(request, indexes, total, skip, len(indexes) if limit == 0 else limit)
 
     def list_products(self, request: Request) -> Response:

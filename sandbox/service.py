@@ -23,6 +23,7 @@ from sandbox.world import (
     BROKEN_UTF8_BYTES,
     BROKEN_UTF8_SENTINEL,
     MARKETPLACES_BY_SLUG,
+    PRICE_EPOCH_PERIOD,
     ListedOffer,
     MarketplaceProfile,
     World,
@@ -207,6 +208,25 @@ class SandboxContext:
             modified = self._first_served.setdefault(etag, float(int(time.time())))
         return etag, modified
 
+    def page_validator(self, request: Request, slug: str, indexes: range) -> str:
+        """A weak ETag (as Express sends on every JSON reply) for a catalog page of the records
+        `indexes`, answered by the page's request.
+
+        A record is a pure function of the world, its price version (which epochs re-priced
+        it), its malformation and the advertised URL; a page is those records, the catalog's
+        size and the request's query. Their digest changes whenever the page's bytes can,
+        without building the page: like a server's page cache, a 304 costs no rendering."""
+        epoch = max(0, self.price_epoch(slug))
+        phases = self.changes.price_phases(slug)
+        records = [
+            ((epoch + phases[i]) // PRICE_EPOCH_PERIOD, self.malformation(slug, i)) for i in indexes
+        ]
+        state = json.dumps(
+            [self.world.seed, self.world.offer_count(slug), request.query_string.decode("latin-1"),
+             self.site_url(request), indexes.start, indexes.stop, records]
+        )  # fmt: skip
+        return 'W/"' + hashlib.sha256(state.encode()).hexdigest()[:32] + '"'
+
     def site_url(self, request: Request) -> str:
         """The server's own base URL: the configured one, else the address the client used."""
         if self.public_url:
@@ -259,6 +279,28 @@ class SandboxContext:
 def _etags(header: str) -> set[str]:
     """The entity tags of an If-None-Match header, weak ones compared by their opaque part."""
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def conditional_page(
+    ctx: SandboxContext,
+    request: Request,
+    slug: str,
+    indexes: range,
+    build: Callable[[], Response],
+) -> Response:
+    """A catalog page answered the way Express answers every `res.send`: an ETag on the 200, and
+    304 Not Modified without a body when the request's If-None-Match holds it (weak
+    comparison; Express sends no Last-Modified for JSON)."""
+    etag = ctx.page_validator(request, slug, indexes)
+    headers = {"ETag": etag}
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        tags = _etags(if_none_match)
+        if "*" in tags or etag.removeprefix("W/") in tags:
+            return Response(status=304, headers=headers)
+    response = build()
+    response.headers.update(headers)
+    return response
 
 
 def conditional_catalog(

@@ -555,7 +555,8 @@ class World:
 
     `total_offers` is split over the six; each affiliate marketplace adds a third of one share."""
 
-    def __init__(self, seed: int, total_offers: int) -> None:
+    def __init__(self, seed: int, total_offers: int, *, product_cache: int | None = 65_536) -> None:
+        """`product_cache`: how many built products to keep (None: every one built)."""
         if total_offers < 0:
             raise ValueError("the number of offers cannot be negative")
         self.seed = seed
@@ -601,7 +602,7 @@ class World:
         self._model_offset = hash64(seed, "model")
         self._check_model_capacity()
         self.products_built = 0
-        self.product = lru_cache(maxsize=65_536)(self._build_product)
+        self.product = lru_cache(maxsize=product_cache)(self._build_product)
 
     # -- sizes and addressing --
 

@@ -8,7 +8,7 @@ rows in place: a marketplace that is down keeps its last good catalog.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,8 +29,9 @@ from warehouse.offers import (
     NormalizedCatalog,
     PreviousOffer,
     RawRecord,
-    payload_text,
+    payload_bytes,
 )
+from warehouse.pages import page_digest
 
 RAW_STAGING_SCHEMA = pa.schema(
     [
@@ -115,6 +116,9 @@ class RawFetchStats:
     page_hashes: dict[int, tuple[str, int, datetime]] = field(default_factory=dict)
     # Records staged with their payload (the others' payloads the warehouse already holds).
     payloads_staged: int = 0
+    # Pages the marketplace answered 304 Not Modified (staged from the hashes held for them).
+    pages_not_modified: int = 0
+    records_not_modified: int = 0
 
 
 def stage_raw_catalog(
@@ -125,6 +129,7 @@ def stage_raw_catalog(
     run_id: str,
     fetched_at: datetime | None = None,
     held_hashes: AbstractSet[str] | None = None,
+    held_pages: Mapping[int, Sequence[str]] | None = None,
 ) -> RawFetchStats:
     """Write every fetched page to a Parquet staging file, page by page.
 
@@ -133,31 +138,44 @@ def stage_raw_catalog(
     warehouse is never touched. `fetched_at` overrides the pages' own fetch time (a replay of the
     sandbox's past catalogs records the day it replays). Every record is staged with its
     position and payload hash; its payload only when the hash is not in `held_hashes` (what the
-    warehouse's raw_catalog already holds for the marketplace).
+    warehouse's raw_catalog already holds for the marketplace). A page the marketplace answered
+    304 Not Modified (`CatalogPage.held`) is staged from `held_pages`, the payload hashes the
+    warehouse holds for it in order (warehouse.pages.held_page_validators), without payloads.
     """
     staging_path.parent.mkdir(parents=True, exist_ok=True)
-    page_count = record_count = byte_count = payloads_staged = 0
+    page_count = record_count = byte_count = payloads_staged = not_modified = kept_records = 0
     page_hashes: dict[int, tuple[str, int, datetime]] = {}
     held = held_hashes if held_hashes is not None else frozenset()
     with pq.ParquetWriter(staging_path, RAW_STAGING_SCHEMA) as writer:
         for page in pages:
             page_count += 1
-            payloads = [payload_text(record) for record in page.records]
-            encoded = [payload.encode("utf-8") for payload in payloads]
-            # record_hash of each payload, from the bytes already encoded.
-            hashes = [hashlib.sha256(data).hexdigest() for data in encoded]
-            byte_count += sum(map(len, encoded))
             seen_at = fetched_at or page.fetched_at
-            page_digest = hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest()
-            page_hashes[page.page] = (page_digest, len(payloads), seen_at)
-            record_count += len(payloads)
-            if not payloads:
+            staged: list[str | None]
+            if page.held:
+                kept = (held_pages or {}).get(page.page)
+                if not kept or not held.issuperset(kept):
+                    raise RuntimeError(
+                        f"{marketplace}: page {page.page} was not modified, but the warehouse "
+                        "does not hold its records; run again with full_refresh"
+                    )
+                hashes = list(kept)
+                staged = [None] * len(hashes)
+                not_modified += 1
+                kept_records += len(hashes)
+            else:
+                encoded = [payload_bytes(record) for record in page.records]
+                # record_hash of each payload, from its bytes; only new payloads are decoded.
+                hashes = [hashlib.sha256(data).hexdigest() for data in encoded]
+                byte_count += sum(map(len, encoded))
+                staged = [
+                    None if digest in held else data.decode("utf-8")
+                    for data, digest in zip(encoded, hashes, strict=True)
+                ]
+                payloads_staged += sum(text is not None for text in staged)
+            page_hashes[page.page] = (page_digest(hashes), len(hashes), seen_at)
+            record_count += len(hashes)
+            if not hashes:
                 continue
-            staged = [
-                None if digest in held else text
-                for text, digest in zip(payloads, hashes, strict=True)
-            ]
-            payloads_staged += sum(text is not None for text in staged)
             writer.write_table(
                 raw_staging_page(
                     marketplace,
@@ -175,6 +193,8 @@ def stage_raw_catalog(
         staging_path=staging_path,
         page_hashes=page_hashes,
         payloads_staged=payloads_staged,
+        pages_not_modified=not_modified,
+        records_not_modified=kept_records,
     )
 
 

@@ -242,10 +242,19 @@ def claimed_gtin(record: object, _depth: int = 0) -> str | None:
     return None
 
 
+# json.dumps builds a new encoder on every call with these options; one does the same work.
+_PAYLOAD_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
+def payload_bytes(record: object) -> bytes:
+    """The UTF-8 bytes of payload_text(record), which record_hash hashes: a refresh hashes every
+    record and decodes only the payloads it stores."""
+    return _PAYLOAD_ENCODER.encode(record).encode("utf-8", errors="replace")
+
+
 def payload_text(record: object) -> str:
     """A raw record as JSON text that UTF-8 can store (lone surrogates become U+FFFD)."""
-    text = json.dumps(record, ensure_ascii=False, default=str)
-    return text.encode("utf-8", errors="replace").decode("utf-8")
+    return payload_bytes(record).decode("utf-8")
 
 
 def record_hash(payload: str) -> str:

@@ -33,7 +33,13 @@ from warehouse.changed_since import (
 )
 from warehouse.normalize import normalize_stored_catalog
 from warehouse.offers import REASON_DUPLICATE, NormalizedCatalog, preview_markdown
-from warehouse.pages import confirm_unchanged_catalog, held_validators, store_validators
+from warehouse.pages import (
+    confirm_unchanged_catalog,
+    held_page_validators,
+    held_validators,
+    store_page_validators,
+    store_validators,
+)
 from warehouse.records import (
     apply_record_changes,
     can_normalize_incrementally,
@@ -97,6 +103,7 @@ def _stage_catalog(
     since: datetime | None,
     held: list[tuple[str | None, str]],
     held_hashes: set[str] | None,
+    held_pages: dict[int, list[str]],
 ) -> tuple[RawFetchStats, str, datetime | None, int | None]:
     """Fetch and stage the catalog: by changes since `since` when given and possible, else
     every page. Returns the staging's stats, how it was fetched ("changed_since" or "full"),
@@ -127,6 +134,7 @@ def _stage_catalog(
         run_id=context.run.run_id,
         fetched_at=config.moment() if config.as_of else None,
         held_hashes=held_hashes,
+        held_pages=held_pages,
     )
     return stats, "full", getattr(adapter, "catalog_started_at", None), None
 
@@ -162,6 +170,8 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         adapter = marketplaces.adapter_for(slug)
         staging = warehouse.staging_path(slug, context.run.run_id)
         held_hashes = None
+        # Pages asked for conditionally: the payload hashes held for each (a 304 stands for them).
+        held_pages: dict[int, list[str]] = {}
         # Changed-since fetches (adapters/changed_since.py): from when, and the records held.
         since = None
         held_ids: list[tuple[str | None, str]] = []
@@ -170,6 +180,8 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 if hasattr(adapter, "catalog_validators"):
                     adapter.catalog_validators = held_validators(conn, slug)
                 held_hashes = held_payload_hashes(conn, slug)
+                if held_hashes is not None and hasattr(adapter, "page_validators"):
+                    adapter.page_validators, held_pages = held_page_validators(conn, slug)
                 if (
                     held_hashes is None
                     and conn.execute(
@@ -194,8 +206,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     since=since,
                     held=held_ids,
                     held_hashes=held_hashes,
+                    held_pages=held_pages,
                 )
-                del held_ids
+                del held_ids, held_pages
             except NotModified:
                 # 304 to our conditional request: the catalog we hold is current.
                 with warehouse.connect() as conn:
@@ -241,6 +254,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 store_validators(
                     conn, slug, getattr(adapter, "received_validators", {}), now=datetime.now(UTC)
                 )
+                store_page_validators(
+                    conn, slug, getattr(adapter, "received_page_validators", {}), stats.page_hashes
+                )
                 if started_at is None:
                     forget_watermark(conn, slug)
                 else:
@@ -251,14 +267,18 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
             staging.unlink(missing_ok=True)
         context.log.info(
             f"{slug}: {stats.records} records in {stats.pages} pages ({stats.bytes} bytes "
-            f"fetched, {fetch_mode}), {stored} records stored, {len(changed_pages)} pages changed"
+            f"fetched, {fetch_mode}; {stats.pages_not_modified} pages not modified), {stored} "
+            f"records stored, {len(changed_pages)} pages changed"
         )
         return dg.MaterializeResult(
             metadata={
                 "marketplace": slug,
                 "fetch": fetch_mode,
-                "records_fetched": stats.records if changed_records is None else changed_records,
+                "records_fetched": stats.records - stats.records_not_modified
+                if changed_records is None
+                else changed_records,
                 "pages": stats.pages,
+                "pages_not_modified": stats.pages_not_modified,
                 "records": stats.records,
                 "bytes": stats.bytes,
                 "changed_pages": len(changed_pages),

@@ -165,6 +165,21 @@ CREATE TABLE IF NOT EXISTS catalog_validators (
     checked_at TIMESTAMPTZ NOT NULL
 );
 
+-- The validators a marketplace sent with each catalog page (ETag, Last-Modified), for asking for
+-- the page conditionally next time (warehouse/pages.py): the page's request, what its body said
+-- about the pages after it (follow, JSON: a 304 has no body), and the page's content_hash in
+-- raw_pages when they came (a validator is used only while the page still holds those records).
+CREATE TABLE IF NOT EXISTS page_validators (
+    marketplace VARCHAR NOT NULL,
+    page INTEGER NOT NULL,
+    request VARCHAR NOT NULL,
+    etag VARCHAR,
+    last_modified VARCHAR,
+    follow VARCHAR NOT NULL,
+    content_hash VARCHAR NOT NULL,
+    PRIMARY KEY (marketplace, page)
+);
+
 -- Where a marketplace's next changed-since fetch starts (its clock when the last complete fetch
 -- began; warehouse/changed_since.py). No row: the next fetch is a full one.
 CREATE TABLE IF NOT EXISTS catalog_watermarks (

@@ -1,0 +1,109 @@
+"""Conditional page requests on the warehouse's side: which page validators are offered again, and
+how a page answered 304 is staged (pure logic on a real DuckDB file and Parquet staging; the
+pipeline test tests/pipelines/test_page_validators.py runs it against the sandbox)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+import warehouse
+from adapters.base import CatalogPage, PageValidator
+from warehouse.catalog import stage_raw_catalog
+from warehouse.pages import held_page_validators, page_digest, store_page_validators
+from warehouse.records import held_payload_hashes, load_changed_records
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def records(start: int, count: int, price: int = 10) -> list[dict[str, Any]]:
+    return [{"id": i, "title": f"Item {i}", "price": price} for i in range(start, start + count)]
+
+
+def store(
+    db: Path,
+    tmp_path: Path,
+    pages: list[CatalogPage],
+    validators: dict[int, PageValidator],
+    *,
+    first: bool,
+    held_pages: dict[int, list[str]] | None = None,
+) -> Any:
+    staging = tmp_path / "staged.parquet"
+    with warehouse.connect(db) as conn:
+        held = None if first else held_payload_hashes(conn, "m")
+    stats = stage_raw_catalog(
+        pages, staging, marketplace="m", run_id="r", held_hashes=held, held_pages=held_pages
+    )
+    rows = pq.read_table(staging).to_pylist()
+    with warehouse.connect(db) as conn:
+        load_changed_records(conn, "m", staging, stats.page_hashes, replace_all=first)
+        store_page_validators(conn, "m", validators, stats.page_hashes)
+    return stats, rows
+
+
+def validator(page: int, count: int) -> PageValidator:
+    return PageValidator(f"products?limit=3&skip={3 * (page - 1)}", f'W/"{page}"', None, {
+        "records": count,
+        "total": 6,
+    })  # fmt: skip
+
+
+def test_a_page_answered_304_is_staged_from_the_hashes_held_for_it(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    first = [CatalogPage(records(0, 3), 1, NOW), CatalogPage(records(3, 3), 2, NOW)]
+    validators = {1: validator(1, 3), 2: validator(2, 3)}
+    stats, _ = store(db, tmp_path, first, validators, first=True)
+    with warehouse.connect(db) as conn:
+        offered, held_pages = held_page_validators(conn, "m")
+    assert offered == validators
+    assert page_digest(held_pages[1]) == stats.page_hashes[1][0]
+
+    # Page 1 not modified, page 2 re-priced: page 1 is staged without payloads, from its
+    # held hashes, at the same content hash; page 2's new records with theirs.
+    second = [CatalogPage([], 1, NOW, held=True), CatalogPage(records(3, 3, price=12), 2, NOW)]
+    stats2, rows = store(
+        db, tmp_path, second, {1: validators[1]}, first=False, held_pages=held_pages
+    )
+    assert (stats2.pages_not_modified, stats2.records_not_modified, stats2.records) == (1, 3, 6)
+    assert stats2.page_hashes[1][0] == stats.page_hashes[1][0]
+    assert [(r["page"], r["record_index"], r["payload"]) for r in rows[:3]] == [
+        (1, 0, None),
+        (1, 1, None),
+        (1, 2, None),
+    ]
+    assert all(r["payload"] is not None for r in rows[3:])
+    with warehouse.connect(db) as conn:
+        held = conn.execute(
+            "SELECT page, record_index, json_extract(payload, '$.price')::INT FROM raw_catalog "
+            "ORDER BY page, record_index"
+        ).fetchall()
+        offered, _ = held_page_validators(conn, "m")
+    assert held == [(1, i, 10) for i in range(3)] + [(2, i, 12) for i in range(3)]
+    assert offered == {1: validators[1]}  # page 2 came without one this time
+
+
+def test_a_validator_is_not_offered_once_its_page_holds_other_records(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    store(db, tmp_path, [CatalogPage(records(0, 3), 1, NOW)], {1: validator(1, 3)}, first=True)
+    with warehouse.connect(db) as conn:
+        # The page's records changed since the validator came (another writer, a partial
+        # restore): its content hash no longer matches, so no conditional request for it.
+        conn.execute("UPDATE raw_pages SET content_hash = 'other' WHERE marketplace = 'm'")
+        assert held_page_validators(conn, "m") == ({}, {})
+
+
+def test_a_page_answered_304_without_held_records_fails_the_staging(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="page 2 was not modified"):
+        stage_raw_catalog(
+            [CatalogPage(records(0, 3), 1, NOW), CatalogPage([], 2, NOW, held=True)],
+            tmp_path / "staged.parquet",
+            marketplace="m",
+            run_id="r",
+            held_hashes=set(),
+            held_pages={1: ["x"]},
+        )

@@ -14,7 +14,6 @@ where a full fetch puts it.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -24,7 +23,7 @@ import pytest
 import warehouse
 from onecart.settings import Settings
 from tests.pipelines.conftest import SANDBOX_CREDENTIALS
-from tests.pipelines.test_incremental import Home, positions
+from tests.pipelines.test_incremental import Home, paired_homes, positions
 
 pytestmark = pytest.mark.timeout(1200)
 SLUGS = ("shopwave", "kiondo")
@@ -92,28 +91,12 @@ def watermarks(home: Home) -> dict[str, tuple[datetime, datetime]]:
 
 @pytest.fixture(scope="module")
 def homes(settings: Settings, sandbox_server: str, meili_server: str) -> Iterator[list[Home]]:
-    run = uuid.uuid4().hex[:8]
-    base = settings.home_dir / f"changed-since-{run}"
-    base.mkdir(parents=True)
-    toml = base / "marketplaces.toml"
-    toml.write_text(MARKETPLACES_TOML.format(url=sandbox_server))
     credentials = {
         name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()
     }
-    yield [
-        Home(
-            name,
-            {
-                "ONECART_HOME": str(base / name),
-                "ONECART_MARKETPLACES": str(toml),
-                "MEILI_INDEX": f"changed_since_{name}_{run}",
-                "ONECART_ASSISTANT_EMBEDDINGS": "off",
-                "ONECART_PIPELINE_WORKERS": "1",
-                **credentials,
-            },
-        )
-        for name in ("incremental", "full")
-    ]
+    yield paired_homes(
+        settings, "changed-since", MARKETPLACES_TOML.format(url=sandbox_server), credentials
+    )
 
 
 def test_a_changed_since_refresh_gives_the_tables_of_a_full_run(

@@ -232,32 +232,46 @@ def server() -> Iterator[CatalogServer]:
     catalog_server.server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def homes(settings: Settings, server: CatalogServer, meili_server: str) -> list[Home]:
+def paired_homes(
+    settings: Settings,
+    prefix: str,
+    marketplaces_toml: str,
+    extra_env: dict[str, str] | None = None,
+) -> list[Home]:
+    """An "incremental" and a "full" home in one new directory, reading the same marketplaces,
+    each with its own index; runs in-process (a test may turn worker processes on)."""
     run = uuid.uuid4().hex[:8]
-    base = settings.home_dir / f"incremental-{run}"
+    base = settings.home_dir / f"{prefix}-{run}"
     base.mkdir(parents=True)
     toml = base / "marketplaces.toml"
-    toml.write_text(
-        "".join(
-            MARKETPLACE_TOML.format(slug=slug, url=server.url, page_size=PAGE_SIZE)
-            for slug in ("alpha", "beta")
-        )
-    )
+    toml.write_text(marketplaces_toml)
+    index_prefix = prefix.replace("-", "_")
     return [
         Home(
             name,
             {
                 "ONECART_HOME": str(base / name),
                 "ONECART_MARKETPLACES": str(toml),
-                "MEILI_INDEX": f"incremental_{name}_{run}",
+                "MEILI_INDEX": f"{index_prefix}_{name}_{run}",
                 "ONECART_ASSISTANT_EMBEDDINGS": "off",
-                # In-process here; the failure test below turns worker processes on.
                 "ONECART_PIPELINE_WORKERS": "1",
+                **(extra_env or {}),
             },
         )
         for name in ("incremental", "full")
     ]
+
+
+@pytest.fixture(scope="module")
+def homes(settings: Settings, server: CatalogServer, meili_server: str) -> list[Home]:
+    return paired_homes(
+        settings,
+        "incremental",
+        "".join(
+            MARKETPLACE_TOML.format(slug=slug, url=server.url, page_size=PAGE_SIZE)
+            for slug in ("alpha", "beta")
+        ),
+    )
 
 
 def change_the_catalog(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,7 +14,6 @@ it, and the pages nothing changed on must have been answered 304.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -26,7 +25,7 @@ from onecart.settings import Settings
 from pipelines.run import IngestReport
 from tests.pipelines.conftest import SANDBOX_CREDENTIALS
 from tests.pipelines.test_changed_since import set_knobs
-from tests.pipelines.test_incremental import Home, positions
+from tests.pipelines.test_incremental import Home, paired_homes, positions
 
 pytestmark = pytest.mark.timeout(1200)
 PAGE_SIZE = 10
@@ -98,28 +97,12 @@ def not_modified(report: IngestReport) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def homes(settings: Settings, sandbox_server: str, meili_server: str) -> Iterator[list[Home]]:
-    run = uuid.uuid4().hex[:8]
-    base = settings.home_dir / f"page-validators-{run}"
-    base.mkdir(parents=True)
-    toml = base / "marketplaces.toml"
-    toml.write_text(MARKETPLACES_TOML.format(url=sandbox_server))
     credentials = {
         name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()
     }
-    yield [
-        Home(
-            name,
-            {
-                "ONECART_HOME": str(base / name),
-                "ONECART_MARKETPLACES": str(toml),
-                "MEILI_INDEX": f"page_validators_{name}_{run}",
-                "ONECART_ASSISTANT_EMBEDDINGS": "off",
-                "ONECART_PIPELINE_WORKERS": "1",
-                **credentials,
-            },
-        )
-        for name in ("incremental", "full")
-    ]
+    yield paired_homes(
+        settings, "page-validators", MARKETPLACES_TOML.format(url=sandbox_server), credentials
+    )
 
 
 def test_a_refresh_by_conditional_pages_gives_the_tables_of_a_full_run(

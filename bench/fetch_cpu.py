@@ -28,8 +28,6 @@ import cProfile
 import json
 import os
 import pstats
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,7 +38,8 @@ from typing import Any
 
 import httpx
 
-SEED = 42
+from bench.normalize_cpu import start_sandbox
+
 WHOLE_READ = ("dummymart", "bazaar", "naijamall", "fakestore", "sokoni", "amazon")
 
 
@@ -157,34 +156,6 @@ def refresh_once(
     row["wall"] = time.perf_counter() - wall0
     row["catalog_not_modified"] = not_modified
     return row
-
-
-def start_sandbox(offers: int) -> tuple[subprocess.Popen[bytes], str]:
-    from onecart import processes
-
-    port = processes.free_port()
-    sandbox = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--offers",
-            str(offers),
-            "--seed",
-            str(SEED),
-            "--price-epoch-seconds",
-            "0",
-            "--quiet",
-        ]
-    )
-    url = f"http://127.0.0.1:{port}"
-    processes.wait_for_http(f"{url}/_sandbox/health", timeout=300)
-    return sandbox, url
 
 
 def print_row(slug: str, what: str, row: dict[str, Any]) -> None:

@@ -37,15 +37,9 @@ from pathlib import Path
 SEED = 42
 
 
-def build(offers: int, out: Path) -> None:
-    """Fetch the sandbox's catalogs at `offers` and store them as raw_catalog in `out`."""
-    import warehouse
-    from adapters.registry import build_adapter, load_marketplaces
+def start_sandbox(offers: int) -> tuple[subprocess.Popen[bytes], str]:
+    """A sandbox of `offers` offers (seed SEED, prices held still) on a free port, and its URL."""
     from onecart import processes
-    from onecart.services import sandbox_credentials
-    from onecart.settings import get_settings
-    from warehouse.catalog import stage_raw_catalog, upsert_marketplace
-    from warehouse.records import load_changed_records
 
     port = processes.free_port()
     sandbox = subprocess.Popen(
@@ -67,9 +61,22 @@ def build(offers: int, out: Path) -> None:
             "--quiet",
         ]
     )
+    url = f"http://127.0.0.1:{port}"
+    processes.wait_for_http(f"{url}/_sandbox/health", timeout=300)
+    return sandbox, url
+
+
+def build(offers: int, out: Path) -> None:
+    """Fetch the sandbox's catalogs at `offers` and store them as raw_catalog in `out`."""
+    import warehouse
+    from adapters.registry import build_adapter, load_marketplaces
+    from onecart.services import sandbox_credentials
+    from onecart.settings import get_settings
+    from warehouse.catalog import stage_raw_catalog, upsert_marketplace
+    from warehouse.records import load_changed_records
+
+    sandbox, url = start_sandbox(offers)
     try:
-        url = f"http://127.0.0.1:{port}"
-        processes.wait_for_http(f"{url}/_sandbox/health", timeout=300)
         env = {
             **os.environ,
             **sandbox_credentials(get_settings(), environ={}),

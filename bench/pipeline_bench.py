@@ -137,14 +137,18 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def process_tree_rss(pid: int, seen_children: set[str] | None = None) -> int:
-    """Resident bytes of `pid` and all its descendants right now.
+def process_tree_rss(
+    pid: int, seen_children: set[str] | None = None, descendants: list[int] | None = None
+) -> int:
+    """Resident bytes of `pid` and all its descendants right now (`descendants`: the tree
+    already walked by the caller).
 
     Alone, the process's VmRSS (cheap). With children, the sum of everyone's Pss instead: a
     freshly forked child shares its parent's pages, and adding two VmRSS would count those
     twice. Children's command names are added to `seen_children`.
     """
-    descendants = _descendants(pid)
+    if descendants is None:
+        descendants = _descendants(pid)
     if not descendants:
         return _status_bytes(pid, "VmRSS")
     if seen_children is not None:
@@ -174,8 +178,9 @@ class RssSampler:
     def _run(self) -> None:
         pid = os.getpid()
         while not self._stop.is_set():
-            self.samples.append((time.time(), process_tree_rss(pid, self.children)))
-            for member in [pid, *_descendants(pid)]:
+            tree = _descendants(pid)
+            self.samples.append((time.time(), process_tree_rss(pid, self.children, tree)))
+            for member in [pid, *tree]:
                 self.peak_hwm_process = max(self.peak_hwm_process, peak_rss_of(member))
             self._stop.wait(self.interval)
 
@@ -824,6 +829,15 @@ class Outcome:
     notes: list[str]
 
 
+def _summed_over_partitions(run: dict[str, Any], key: str) -> float | None:
+    """`key` of every partition's normalized_products metadata, summed; None when a partition
+    did not report it (code older than the figure)."""
+    values = [counts.get(key) for counts in run["normalized_metadata"].values()]
+    if not values or any(value is None for value in values):
+        return None
+    return sum(float(value) for value in values)
+
+
 def summarize(outcome: Outcome) -> dict[str, Any]:
     """The headline numbers and target verdicts, derived from the raw measurements."""
     full_steps = step_totals(outcome.full)
@@ -832,37 +846,16 @@ def summarize(outcome: Outcome) -> dict[str, Any]:
     # normalized_products also evaluates the marketplace's checks in its step: its own
     # normalize_seconds (normalize + load, lock waits included, checks and Dagster's events
     # excluded) is what compares with DuckDB's read; older code had only the step's window.
-    timed = [
-        counts.get("normalize_seconds") for counts in outcome.full["normalized_metadata"].values()
-    ]
-    normalize_s = (
-        sum(float(value) for value in timed)
-        if timed and all(value is not None for value in timed)
-        else full_steps.get("normalized_products", {}).get("seconds", 0.0)
-    )
+    normalize_s = _summed_over_partitions(outcome.full, "normalize_seconds")
+    if normalize_s is None:
+        normalize_s = full_steps.get("normalized_products", {}).get("seconds", 0.0)
     duckdb_s = outcome.duckdb["seconds"]
     # Of normalize_seconds, the wait for another partition's warehouse connection (the workers
     # run two partitions at once) and the opening of the file: reported apart, not removed.
-    waits = [
-        counts.get("warehouse_open_seconds")
-        for counts in outcome.full["normalized_metadata"].values()
-    ]
-    open_s = (
-        sum(float(value) for value in waits)
-        if waits and all(value is not None for value in waits)
-        else None
-    )
+    open_s = _summed_over_partitions(outcome.full, "warehouse_open_seconds")
     # The same span's process CPU (the partitions run two at a time on two cores while the
     # baseline runs alone, so summed wall times count the overlap; CPU counts the work).
-    cpu_timed = [
-        counts.get("normalize_cpu_seconds")
-        for counts in outcome.full["normalized_metadata"].values()
-    ]
-    normalize_cpu_s = (
-        sum(float(value) for value in cpu_timed)
-        if cpu_timed and all(value is not None for value in cpu_timed)
-        else None
-    )
+    normalize_cpu_s = _summed_over_partitions(outcome.full, "normalize_cpu_seconds")
     duckdb_cpu_s = outcome.duckdb.get("cpu_seconds")
     search = outcome.full["downstream"].get("search_products", {})
     search_s = full_steps.get("search_products", {}).get("seconds", 0.0)

@@ -88,6 +88,44 @@ def test_items_become_records_keyed_by_element_name() -> None:
     assert second["title"] == "Thermos Stainless King 1.2 L Flask"
 
 
+ATOM_FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:g="http://base.google.com/ns/1.0">
+<title>Shop</title>
+<entry>
+<g:id>A-1</g:id>
+<title>  Kettle  </title>
+<link href="https://shop.example/a-1"/>
+<g:additional_image_link>https://img.example/1.png</g:additional_image_link>
+<g:additional_image_link>https://img.example/2.png</g:additional_image_link>
+<g:additional_image_link>https://img.example/3.png</g:additional_image_link>
+<g:shipping><g:price>5.00 USD</g:price></g:shipping>
+<g:shipping><g:price>9.00 USD</g:price></g:shipping>
+<g:mpn></g:mpn>
+<g:brand/>
+</entry>
+</feed>
+"""
+
+
+def test_atom_entries_repeated_and_empty_elements_become_records() -> None:
+    """Atom `<link href>` is its URL, a repeated element a list (of records when nested), an
+    empty element "" and text is stripped."""
+    (entry,) = parse_feed_items(ATOM_FEED, marketplace="naijamall")
+    assert entry == {
+        "g:id": "A-1",
+        "title": "Kettle",
+        "link": "https://shop.example/a-1",
+        "g:additional_image_link": [
+            "https://img.example/1.png",
+            "https://img.example/2.png",
+            "https://img.example/3.png",
+        ],
+        "g:shipping": [{"g:price": "5.00 USD"}, {"g:price": "9.00 USD"}],
+        "g:mpn": "",
+        "g:brand": "",
+    }
+
+
 def test_feed_item_becomes_an_offer() -> None:
     offer = adapter().normalize_record(items()[0])
     assert offer.external_id == "TV_123456"

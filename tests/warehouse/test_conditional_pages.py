@@ -13,7 +13,8 @@ import pytest
 
 import warehouse
 from adapters.base import CatalogPage, PageValidator
-from warehouse.catalog import stage_raw_catalog
+from warehouse.catalog import STAGING_BATCH_ROWS, stage_raw_catalog
+from warehouse.offers import payload_text, record_hash
 from warehouse.pages import held_page_validators, page_digest, store_page_validators
 from warehouse.records import held_payload_hashes, load_changed_records
 
@@ -107,3 +108,44 @@ def test_a_page_answered_304_without_held_records_fails_the_staging(tmp_path: Pa
             held_hashes=set(),
             held_pages={1: ["x"]},
         )
+
+
+def test_pages_staged_in_batches_keep_every_row_in_page_order(tmp_path: Path) -> None:
+    """Staging writes STAGING_BATCH_ROWS rows at a time: pages that straddle a batch, a 304 page
+    between fetched ones and the last partial batch come out row for row as staged page by
+    page (position, payload only when not held, hash, fetch time, run)."""
+    size = STAGING_BATCH_ROWS // 2 + 7  # pages straddle every batch boundary
+    fetched = {page: records(page * 10_000, size, price=page) for page in (1, 2, 4, 5, 6)}
+    held_page = [record_hash(payload_text(r)) for r in records(3 * 10_000, size)]
+    held = {record_hash(payload_text(r)) for r in fetched[2]} | set(held_page)
+    later = datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
+    pages = [
+        CatalogPage(records=fetched[1], page=1, fetched_at=NOW),
+        CatalogPage(records=fetched[2], page=2, fetched_at=NOW),
+        CatalogPage(records=[], page=3, fetched_at=later, held=True),
+        *(CatalogPage(records=fetched[p], page=p, fetched_at=later) for p in (4, 5, 6)),
+    ]
+    staging = tmp_path / "staged.parquet"
+    stats = stage_raw_catalog(
+        pages, staging, marketplace="m", run_id="r", held_hashes=held, held_pages={3: held_page}
+    )
+    expected = []
+    for page in (1, 2, 3, 4, 5, 6):
+        texts = [None] * size if page == 3 else [payload_text(r) for r in fetched[page]]
+        hashes = held_page if page == 3 else [record_hash(t) for t in texts if t]
+        for index, (text, digest) in enumerate(zip(texts, hashes, strict=True)):
+            expected.append(
+                {
+                    "marketplace": "m",
+                    "page": page,
+                    "record_index": index,
+                    "payload": None if digest in held else text,
+                    "fetched_at": NOW if page < 3 else later,
+                    "run_id": "r",
+                    "payload_hash": digest,
+                }
+            )
+    assert pq.read_table(staging).to_pylist() == expected
+    assert stats.records == 6 * size
+    assert stats.payloads_staged == 4 * size
+    assert stats.page_hashes[3] == (page_digest(held_page), size, later)

@@ -25,6 +25,7 @@ narrow columns (page, record_index, fetched_at, run_id) that DuckDB applies in p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from pathlib import Path
 
@@ -66,6 +67,17 @@ def held_payload_hashes(conn: duckdb.DuckDBPyConnection, marketplace: str) -> se
         "SELECT DISTINCT payload_hash FROM raw_catalog WHERE marketplace = ?", [marketplace]
     ).fetchall()
     return {digest for (digest,) in rows}
+
+
+def held_sources(
+    conn: duckdb.DuckDBPyConnection, marketplace: str, held_hashes: AbstractSet[str]
+) -> dict[str, str]:
+    """Source digest -> payload hash of the marketplace's records whose payload the warehouse
+    holds (`held_hashes`), for an adapter that skips parsing what it has seen (raw_sources)."""
+    rows = conn.execute(
+        "SELECT source_digest, payload_hash FROM raw_sources WHERE marketplace = ?", [marketplace]
+    ).fetchall()
+    return {source: digest for source, digest in rows if digest in held_hashes}
 
 
 def load_changed_records(
@@ -119,6 +131,14 @@ def load_changed_records(
                 stored = _replace_every_record(conn, marketplace, staging_path)
             else:
                 stored = _replace_changed_records(conn, marketplace, staging_path)
+            # The sources of the records now held (none where the adapter says none).
+            conn.execute("DELETE FROM raw_sources WHERE marketplace = ?", [marketplace])
+            conn.execute(
+                "INSERT INTO raw_sources (marketplace, source_digest, payload_hash) "
+                "SELECT DISTINCT ?, source_digest, payload_hash FROM read_parquet(?) "
+                "WHERE source_digest IS NOT NULL",
+                [marketplace, str(staging_path)],
+            )
             # Pages fetched: new hash (normalized_hash stays: the catalog changed where they
             # differ). Pages gone: content_hash NULL until normalization has seen it.
             conn.execute(

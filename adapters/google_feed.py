@@ -140,8 +140,9 @@ def parse_feed_items(text: str | Iterable[str], *, marketplace: str) -> Iterator
         raise BadPayload("invalid_xml", detail=str(exc), marketplace=marketplace) from exc
 
 
-# Part of every item's source digest: bump it whenever the same item text could parse into
-# another record (_element_record, _record_key), so no digest of the old parse is trusted.
+# Part of every item's source digest: bump it whenever the same item text could give another
+# payload (_element_record, _record_key, warehouse.offers.payload_text), so that no digest held
+# from the old code is trusted (the refresh after the change then parses every item once).
 ITEM_SOURCE_VERSION = "google_feed/1"
 _ITEM_OPEN = "<item>"
 _ITEM_CLOSE = "</item>"

@@ -169,11 +169,11 @@ CREATE TABLE IF NOT EXISTS catalog_validators (
 -- version, the document head and the item's text; adapters/google_feed.read_feed_items) and the
 -- payload hash of its record. A refresh does not parse an item whose digest is here and whose
 -- payload raw_catalog holds. Replaced with the marketplace's raw records (warehouse/records.py).
+-- One row per (marketplace, source_digest), kept so by its only writer (no key to maintain).
 CREATE TABLE IF NOT EXISTS raw_sources (
     marketplace VARCHAR NOT NULL,
     source_digest VARCHAR NOT NULL,
-    payload_hash VARCHAR NOT NULL,
-    PRIMARY KEY (marketplace, source_digest)
+    payload_hash VARCHAR NOT NULL
 );
 
 -- The validators a marketplace sent with each catalog page (ETag, Last-Modified), for asking for

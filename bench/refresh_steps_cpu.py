@@ -85,8 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if markers:  # as this code's last sync would have left them
         prime = args.work / "prime.parquet"
-        search_state._export_changed_inputs(connect, OFFERS_UID, active, prime)
+        primed = search_state._export_changed_inputs(connect, OFFERS_UID, active, prime)
         record(prime)
+        if len(primed) == 3:  # what it read of price_history (branch i11pub)
+            with connect() as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO search_history_read VALUES (?, ?, ?)",
+                    [OFFERS_UID, *primed[2]],
+                )
         member_sql = group_search_state.MEMBER_SQL.replace("$offers_uid", f"'{OFFERS_UID}'")
         with connect() as conn:
             conn.execute("DELETE FROM search_group_members")

@@ -10,7 +10,7 @@ check).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -59,37 +59,23 @@ def build_filter_clauses(
     if intent.categories:
         values = [v for key in intent.categories for v in vocabulary.category_values.get(key, ())]
         clauses["category"] = (
-            "category IN [" + ", ".join(quote_filter_value(v) for v in values) + "]"
+            _in_clause("category", values)
             if values
             else f"category = {quote_filter_value(NO_SUCH_CATEGORY)}"
         )
     excluded_values = [
         v for key in intent.excluded_categories for v in vocabulary.category_values.get(key, ())
     ]
-    if excluded_values:
-        clauses["exclude_category"] = (
-            "category NOT IN [" + ", ".join(quote_filter_value(v) for v in excluded_values) + "]"
-        )
-    if intent.brands:
-        clauses["brand"] = (
-            "brand IN [" + ", ".join(quote_filter_value(b) for b in intent.brands) + "]"
-        )
-    if intent.excluded_brands:
-        clauses["exclude_brand"] = (
-            "brand NOT IN ["
-            + ", ".join(quote_filter_value(b) for b in intent.excluded_brands)
-            + "]"
-        )
-    if intent.marketplaces:
-        clauses["marketplace"] = (
-            "marketplace IN [" + ", ".join(quote_filter_value(m) for m in intent.marketplaces) + "]"
-        )
-    if intent.excluded_marketplaces:
-        clauses["exclude_marketplace"] = (
-            "marketplace NOT IN ["
-            + ", ".join(quote_filter_value(m) for m in intent.excluded_marketplaces)
-            + "]"
-        )
+    lists = {
+        "exclude_category": ("category", excluded_values, True),
+        "brand": ("brand", intent.brands, False),
+        "exclude_brand": ("brand", intent.excluded_brands, True),
+        "marketplace": ("marketplace", intent.marketplaces, False),
+        "exclude_marketplace": ("marketplace", intent.excluded_marketplaces, True),
+    }
+    for kind, (attribute, values, excluded) in lists.items():
+        if values:
+            clauses[kind] = _in_clause(attribute, values, excluded=excluded)
     if intent.budget is not None:
         low, high = budget_usd_bounds(intent.budget, fx)
         parts = []
@@ -104,6 +90,11 @@ def build_filter_clauses(
     if intent.available_only:
         clauses["available"] = "available = true"
     return clauses
+
+
+def _in_clause(attribute: str, values: Iterable[str], *, excluded: bool = False) -> str:
+    listed = ", ".join(quote_filter_value(value) for value in values)
+    return f"{attribute} {'NOT IN' if excluded else 'IN'} [{listed}]"
 
 
 def join_clauses(clauses: Mapping[str, str], *, only: frozenset[str] | None = None) -> str | None:

@@ -149,7 +149,9 @@ def _normalize_all(job: Any, full_refresh: bool, timings: dict[str, Any]) -> Non
     # which runs downstream).
     step = job.get_subset(
         asset_selection={NORMALIZED_PRODUCTS},
-        asset_check_selection={dg.AssetCheckKey(NORMALIZED_PRODUCTS, name) for name in CATALOG_CHECKS},
+        asset_check_selection={
+            dg.AssetCheckKey(NORMALIZED_PRODUCTS, name) for name in CATALOG_CHECKS
+        },
     )
     try:
         for slug in _slugs(job):
@@ -303,7 +305,9 @@ def measure(
             only_refresh = sorted(set(refreshed[name]) - set(full[name]), key=str)
             only_full = sorted(set(full[name]) - set(refreshed[name]), key=str)
             if only_refresh or only_full:
-                print(f"{name}: {len(only_refresh)} rows only in the refresh, e.g.", only_refresh[:2])
+                print(
+                    f"{name}: {len(only_refresh)} rows only in the refresh, e.g.", only_refresh[:2]
+                )
                 print(f"{name}: {len(only_full)} rows only in the full run, e.g.", only_full[:2])
         out["rows"] = {name: len(rows) for name, rows in full.items()}
     print("AB", json.dumps({k: v for k, v in out.items() if k != "partitions"}), flush=True)

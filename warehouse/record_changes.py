@@ -2,9 +2,8 @@
 the cost of what changed.
 
 warehouse/records.py decides which records a refresh reads again; this swaps in their offers,
-rejections and sources (`write_record_changes`, which replaces records.apply_record_changes for
-the asset). Every statement touches the marketplace's rows of the re-read records only: DuckDB
-prunes the scans with the join's dynamic filters (min/max and a Bloom filter of the small side's
+rejections and sources (`write_record_changes`). Every statement touches the marketplace's rows
+of the re-read records only: DuckDB prunes the scans with the join's dynamic filters (min/max and a Bloom filter of the small side's
 keys), and what a statement writes is what changed.
 
 An offer whose row changed is deleted and inserted again rather than updated in place. DuckDB
@@ -13,38 +12,25 @@ group at the next checkpoint: a refresh re-pricing 1% of a marketplace at random
 row group, and rewriting `content_hash` (random hex, 64 characters, every row of the
 marketplace) cost the connection's checkpoint 0.07 s of CPU per 33,000 offers (bench/RESULTS.md,
 "Catalog refresh: normalizing again at the cost of the change"). A deleted row is a bit in a
-deletion vector and the re-inserted ones are appended: the checkpoint writes only those. The table's rows end up with the values a full run gives; only their
-physical order differs, which no reader relies on (every query that lists rows orders them).
+deletion vector and the re-inserted ones are appended: the checkpoint writes only those. The
+table's rows end up with the values a full run gives; only their physical order differs, which
+no reader relies on (every query that lists rows orders them).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from datetime import datetime
 
 import duckdb
-import polars as pl
 
+from warehouse.catalog import PRODUCT_COLUMNS, REJECTED_COLUMNS
 from warehouse.connection import transaction
-from warehouse.offers import PRODUCTS_SCHEMA, REJECTED_SCHEMA, NormalizedCatalog
+from warehouse.offers import NormalizedCatalog
+from warehouse.records import hash_frame, sources_frame
 
-PRODUCT_COLUMNS = ", ".join(PRODUCTS_SCHEMA.names())
-REJECTED_COLUMNS = ", ".join(REJECTED_SCHEMA.names())
-SOURCE_SCHEMA = pl.Schema(
-    {
-        "external_id": pl.String,
-        "page": pl.Int32,
-        "record_index": pl.Int32,
-        "payload_hash": pl.String,
-    }
-)
 # The staged relations of one write, registered for its statements and let go after.
 _STAGED = ("staged_products", "staged_rejected", "staged_sources", "read_hashes")
-
-
-def _read_hashes(hashes: Sequence[str]) -> pl.DataFrame:
-    return pl.DataFrame({"payload_hash": list(hashes)}, schema={"payload_hash": pl.String})
 
 
 def content_fingerprint(conn: duckdb.DuckDBPyConnection, marketplace: str) -> str:
@@ -79,9 +65,8 @@ def write_record_changes(
     other row of the marketplace stays. Logs the load; returns (products, removed offers)."""
     conn.register("staged_products", catalog.products.to_arrow())
     conn.register("staged_rejected", catalog.rejected.to_arrow())
-    sources = catalog.sources if catalog.sources is not None else pl.DataFrame(schema=SOURCE_SCHEMA)
-    conn.register("staged_sources", sources.to_arrow())
-    conn.register("read_hashes", _read_hashes(catalog.read_hashes or ()).to_arrow())
+    conn.register("staged_sources", sources_frame(catalog).to_arrow())
+    conn.register("read_hashes", hash_frame(list(catalog.read_hashes or ())).to_arrow())
     params = {"m": marketplace}
     try:
         with transaction(conn):

@@ -3,8 +3,8 @@ the cost of what changed.
 
 warehouse/records.py decides which records a refresh reads again; this swaps in their offers,
 rejections and sources (`write_record_changes`). Every statement touches the marketplace's rows
-of the re-read records only: DuckDB prunes the scans with the join's dynamic filters (min/max and a Bloom filter of the small side's
-keys), and what a statement writes is what changed.
+of the re-read records only: DuckDB prunes the scans with the join's dynamic filters (min/max
+and a Bloom filter of the small side's keys), and what a statement writes is what changed.
 
 An offer whose row changed is deleted and inserted again rather than updated in place. DuckDB
 stores an in-place update beside the row group and rewrites the updated columns of the whole row

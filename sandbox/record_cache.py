@@ -14,8 +14,10 @@ Records are kept per (marketplace, rendering, advertised URL), compressed with z
 in blocks of BLOCK_RECORDS consecutive records, each with the stamp it was rendered at: the
 records of a block share their keys and most words, so a block is ~5-6x smaller than its records
 (~0.6 GB of whole-read records at a million offers keep in ~0.12 GB), for ~2-6 µs a record to
-compress when a block is (re)written and ~1-3 µs to decompress on a read. At most
-`max_bytes` are kept; past that, blocks not kept are rendered on every read, as before.
+compress when a block is written and ~1-3 µs to decompress on a read. A few records rendered
+again (a price epoch re-prices ~1 of a block's 100) are kept beside the compressed ones until
+there are MAX_PATCHES, rather than compressing the block again for each. At most `max_bytes`
+are kept; past that, blocks not kept are rendered on every read, as before.
 
 The stamp kept with a record is the one it was rendered at (from the offer it was built from),
 not the one asked for, so a knob changed during a read cannot leave bytes under a wrong stamp.
@@ -26,8 +28,8 @@ from __future__ import annotations
 import threading
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from itertools import accumulate, groupby
 
 from sandbox.world import MALFORMATION_KINDS
@@ -43,8 +45,12 @@ _KIND_CODES: dict[str | None, int] = {
     **{kind: code for code, kind in enumerate(MALFORMATION_KINDS, 1)},
 }
 _KINDS_PER_VERSION = len(_KIND_CODES)
-# What a kept block costs besides its compressed bytes (two arrays and the objects).
+# What a kept block costs besides its compressed bytes (two arrays and the objects), and what
+# a patch costs besides its bytes (its dict entry, tuple and bytes object).
 _BLOCK_OVERHEAD = 16 * BLOCK_RECORDS + 300
+_PATCH_OVERHEAD = 200
+# Past this many patches a block is compressed again with them.
+MAX_PATCHES = 8
 
 
 def record_stamp(price_version: int, kind: str | None) -> int:
@@ -64,9 +70,26 @@ class _Block:
     stamps: array  # one per record of the block; NOT_KEPT where none is kept
     ends: array  # BLOCK_RECORDS + 1 offsets of the records in the decompressed data
     data: bytes  # the block's records, joined and compressed
+    # Records rendered since, kept beside the compressed ones (slot -> stamp, bytes): a price
+    # epoch changes ~1 record of a block, and compressing the block again would cost more
+    # than the record did to render.
+    patches: Mapping[int, tuple[int, bytes]] = field(default_factory=dict)
 
     def size(self) -> int:
-        return len(self.data) + _BLOCK_OVERHEAD
+        patched = sum(len(data) + _PATCH_OVERHEAD for _, data in self.patches.values())
+        return len(self.data) + _BLOCK_OVERHEAD + patched
+
+    def record(self, raw: bytes, slot: int) -> bytes:
+        """The record in `slot` (the block's decompressed data is `raw`)."""
+        patch = self.patches.get(slot)
+        if patch is not None:
+            return patch[1]
+        return raw[self.ends[slot] : self.ends[slot + 1]]
+
+    def stamp(self, slot: int) -> int:
+        """The stamp of the record kept in `slot` (NOT_KEPT: none)."""
+        patch = self.patches.get(slot)
+        return patch[0] if patch is not None else self.stamps[slot]
 
 
 class RecordCache:
@@ -107,8 +130,8 @@ class RecordCache:
         fresh: dict[int, tuple[int, bytes]] = {}
         for index, stamp in zip(indexes, current, strict=True):
             slot = index - first
-            if block is not None and block.stamps[slot] == stamp:
-                pieces.append(raw[block.ends[slot] : block.ends[slot + 1]])
+            if block is not None and block.stamp(slot) == stamp:
+                pieces.append(block.record(raw, slot))
             else:
                 fresh[slot] = rendered = render(index)
                 pieces.append(rendered[1])
@@ -126,22 +149,26 @@ class RecordCache:
         raw: bytes,
         fresh: dict[int, tuple[int, bytes]],
     ) -> None:
-        """Write block `number` again with the `fresh` records in place of what it held."""
-        stamps = array("q", [NOT_KEPT]) * BLOCK_RECORDS if old is None else array("q", old.stamps)
-        records: list[bytes] = []
-        for slot in range(BLOCK_RECORDS):
-            if slot in fresh:
-                stamps[slot], data = fresh[slot]
-            elif old is not None:
-                data = raw[old.ends[slot] : old.ends[slot + 1]]
-            else:
-                data = b""
-            records.append(data)
-        block = _Block(
-            stamps,
-            array("Q", accumulate(map(len, records), initial=0)),
-            zlib.compress(b"".join(records), COMPRESS_LEVEL),
-        )
+        """Keep the `fresh` records of block `number` in place of what it held: as patches
+        while they are few, else by compressing the block again."""
+        if old is not None and len(old.patches.keys() | fresh.keys()) <= MAX_PATCHES:
+            block = replace(old, patches={**old.patches, **fresh})
+        else:
+            stamps = array("q", [NOT_KEPT]) * BLOCK_RECORDS
+            records: list[bytes] = []
+            for slot in range(BLOCK_RECORDS):
+                if slot in fresh:
+                    stamps[slot], data = fresh[slot]
+                elif old is not None:
+                    stamps[slot], data = old.stamp(slot), old.record(raw, slot)
+                else:
+                    data = b""
+                records.append(data)
+            block = _Block(
+                stamps,
+                array("Q", accumulate(map(len, records), initial=0)),
+                zlib.compress(b"".join(records), COMPRESS_LEVEL),
+            )
         with self._lock:
             replaced = blocks.get(number)
             growth = block.size() - (replaced.size() if replaced is not None else 0)

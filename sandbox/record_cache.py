@@ -12,9 +12,10 @@ refresh it measures.
 
 Records are kept per (marketplace, rendering, advertised URL), compressed with zlib (level 1)
 in blocks of BLOCK_RECORDS consecutive records, each with the stamp it was rendered at: the
-records of a block share their keys and most words, so a block is ~5-6x smaller than its records
-(the 163 MB of records the whole-read catalogs send at 200,000 offers keep in 26 MB: ~0.13 GB at a million), for ~2-6 µs a record to
-compress when a block is written and ~1-3 µs to decompress on a read. A few records rendered
+records of a block share their keys and most words, so a block is ~6x smaller than its records
+(the 163 MB of records the whole-read catalogs send at 200,000 offers keep in 26 MB: ~0.13 GB
+at a million), for ~2-6 µs a record to compress when a block is written and ~1-3 µs to
+decompress on a read. A few records rendered
 again (a price epoch re-prices ~1 of a block's 100) are kept beside the compressed ones until
 there are MAX_PATCHES, rather than compressing the block again for each. At most `max_bytes`
 are kept; past that, blocks not kept are rendered on every read, as before.

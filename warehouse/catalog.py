@@ -13,7 +13,6 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import polars as pl
@@ -357,28 +356,6 @@ def recent_loads(
         [marketplace, limit],
     ).fetchall()
     return [CatalogLoad(*row) for row in rows]
-
-
-def marketplace_product_stats(conn: duckdb.DuckDBPyConnection, marketplace: str) -> dict[str, Any]:
-    """Numbers the asset checks look at, for one marketplace's current products."""
-    row = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE price_minor <= 0), "
-        "count(*) - count(DISTINCT external_id), max(fetched_at) "
-        "FROM products WHERE marketplace = ?",
-        [marketplace],
-    ).fetchone()
-    total, non_positive, duplicates, last_fetched = row or (0, 0, 0, None)
-    currencies = conn.execute(
-        "SELECT DISTINCT currency FROM products WHERE marketplace = ? ORDER BY currency",
-        [marketplace],
-    ).fetchall()
-    return {
-        "products": int(total),
-        "non_positive_prices": int(non_positive),
-        "duplicate_keys": int(duplicates),
-        "last_fetched_at": last_fetched,
-        "currencies": [currency for (currency,) in currencies],
-    }
 
 
 def product_counts_by_marketplace(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:

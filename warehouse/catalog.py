@@ -134,8 +134,9 @@ def stage_raw_catalog(
 
     Fetching takes a while and must not hold the warehouse lock; staging on disk keeps memory flat
     however large the catalog. If fetching fails half-way, the exception propagates and the
-    warehouse is never touched. `fetched_at` overrides the pages' own fetch time (a replay of the
-    sandbox's past catalogs records the day it replays). Every record is staged with its
+    warehouse is never touched. Every page and record gets one fetch time, the first page's
+    (`CatalogPage.fetched_at`) or `fetched_at` when given (a replay of the sandbox's past
+    catalogs records the day it replays). Every record is staged with its
     position and payload hash; its payload only when the hash is not in `held_hashes` (what the
     warehouse's raw_catalog already holds for the marketplace). A page the marketplace answered
     304 Not Modified (`CatalogPage.held`) is staged from `held_pages`, the payload hashes the
@@ -148,7 +149,11 @@ def stage_raw_catalog(
     with pq.ParquetWriter(staging_path, RAW_STAGING_SCHEMA) as writer:
         for page in pages:
             page_count += 1
-            seen_at = fetched_at or page.fetched_at
+            # One fetch, one time: the first page's, for every page and record (module
+            # warehouse.published_products: the analysts' copy keeps it once per marketplace).
+            if fetched_at is None:
+                fetched_at = page.fetched_at
+            seen_at = fetched_at
             staged: list[str | None]
             if page.held:
                 kept = (held_pages or {}).get(page.page)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -30,13 +30,9 @@ from adapters.base import (
     Offer,
     OrderRequest,
     OrderState,
-    OrderStatus,
     PlacedOrder,
     RateLimited,
     Rejected,
-    ShipmentEvent,
-    ShipmentStatus,
-    ShippingAddress,
     earlier_attempt_may_have_arrived,
 )
 from adapters.changed_since import CatalogChanges, ChangesUnavailable, server_time
@@ -57,277 +53,26 @@ from adapters.fields import (
 from adapters.gtin import normalize_gtin
 from adapters.http_adapter import HttpMarketplaceAdapter
 from adapters.shopify_catalog import admin_pages, fetch_by_ids, fetch_changes
+from adapters.shopify_orders import (
+    ORDER_CANCEL_MUTATION,
+    ORDER_CREATE_MUTATION,
+    ORDER_QUERY,
+    ORDERS_BY_REFERENCE_QUERY,
+    latest_tracking,
+    mailing_address,
+    map_shopify_order_status,
+    numeric_tail,
+    order_gid,
+    shipment_progress,
+    shop_money,
+)
 from onecart.money import from_minor_units
 
 DEFAULT_API_VERSION = "2024-10"
 MAX_PAGE_SIZE = 250  # Shopify's cap on `limit`
 ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
 
-# What the order holds, as the shop recorded it: placement verifies it against what was asked.
-LINE_ITEM_FIELDS = """
-    lineItems(first: 250) {
-      nodes {
-        quantity
-        currentQuantity
-        variant { id }
-        product { id }
-        originalUnitPriceSet { shopMoney { amount currencyCode } }
-      }
-    }
-"""
-
-ORDER_FIELDS = (
-    """
-    id
-    name
-    sourceIdentifier
-    displayFinancialStatus
-    displayFulfillmentStatus
-    cancelledAt
-    totalPriceSet { shopMoney { amount currencyCode } }
-    fulfillments(first: 20) {
-      status displayStatus trackingInfo { company number url }
-      events(first: 50, sortKey: HAPPENED_AT) { nodes { status happenedAt } }
-    }
-"""
-    + LINE_ITEM_FIELDS
-)
-
-ORDER_CREATE_MUTATION = (
-    """
-mutation OneCartOrderCreate($order: OrderCreateOrderInput!) {
-  orderCreate(order: $order) {
-    order {
-      id
-      name
-      sourceIdentifier
-      displayFinancialStatus
-      displayFulfillmentStatus
-      cancelledAt
-      totalPriceSet { shopMoney { amount currencyCode } }"""
-    + LINE_ITEM_FIELDS
-    + """    }
-    userErrors { field message }
-  }
-}
-"""
-)
-
-ORDER_QUERY = (
-    """
-query OneCartOrder($id: ID!) {
-  order(id: $id) {"""
-    + ORDER_FIELDS
-    + """  }
-}
-"""
-)
-
-ORDERS_BY_REFERENCE_QUERY = (
-    """
-query OneCartOrdersByReference($query: String!) {
-  orders(first: 10, query: $query) {
-    nodes {"""
-    + ORDER_FIELDS
-    + """    }
-  }
-}
-"""
-)
-
-ORDER_CANCEL_MUTATION = """
-mutation OneCartOrderCancel(
-  $orderId: ID!, $reason: OrderCancelReason!, $refund: Boolean!, $restock: Boolean!,
-  $notifyCustomer: Boolean
-) {
-  orderCancel(
-    orderId: $orderId, reason: $reason, refund: $refund, restock: $restock,
-    notifyCustomer: $notifyCustomer
-  ) {
-    job { id done }
-    orderCancelUserErrors { code field message }
-  }
-}
-"""
-
-# displayFulfillmentStatus -> our status, for orders that are neither cancelled nor delivered.
-FULFILLMENT_STATUS_MAP: Mapping[str, OrderStatus] = {
-    "UNFULFILLED": OrderStatus.PENDING,
-    "OPEN": OrderStatus.PENDING,
-    "SCHEDULED": OrderStatus.PENDING,
-    "ON_HOLD": OrderStatus.PENDING,
-    "REQUEST_DECLINED": OrderStatus.PENDING,
-    "IN_PROGRESS": OrderStatus.PROCESSING,
-    "PENDING_FULFILLMENT": OrderStatus.PROCESSING,
-    # Some items have shipped, others not yet: the sub-order as a whole is still being worked on.
-    "PARTIALLY_FULFILLED": OrderStatus.PROCESSING,
-    "FULFILLED": OrderStatus.SHIPPED,
-    # Items went back to stock: the order will not ship.
-    "RESTOCKED": OrderStatus.CANCELLED,
-}
-DELIVERED_SHIPMENT_STATUSES = frozenset({"DELIVERED", "PICKED_UP"})
-FAILED_SHIPMENT_STATUSES = frozenset({"FAILURE", "NOT_DELIVERED"})
-VOID_SHIPMENT_STATUSES = frozenset({"CANCELED", "CANCELLED", "LABEL_VOIDED"})
-VOID_FULFILLMENT_STATUSES = frozenset({"CANCELLED", "ERROR", "FAILURE"})
-
-# FulfillmentDisplayStatus / FulfillmentEventStatus -> the shipment's step. Label and pickup
-# words mean the parcel is with the carrier but not moving yet: "confirmed".
-SHIPMENT_STATUS_MAP: Mapping[str, ShipmentStatus] = {
-    "CONFIRMED": ShipmentStatus.CONFIRMED,
-    "LABEL_PURCHASED": ShipmentStatus.CONFIRMED,
-    "LABEL_PRINTED": ShipmentStatus.CONFIRMED,
-    "READY_FOR_PICKUP": ShipmentStatus.CONFIRMED,
-    "CARRIER_PICKED_UP": ShipmentStatus.IN_TRANSIT,
-    "IN_TRANSIT": ShipmentStatus.IN_TRANSIT,
-    "OUT_FOR_DELIVERY": ShipmentStatus.OUT_FOR_DELIVERY,
-    "DELAYED": ShipmentStatus.DELAYED,
-    "ATTEMPTED_DELIVERY": ShipmentStatus.ATTEMPTED_DELIVERY,
-    "DELIVERED": ShipmentStatus.DELIVERED,
-    "PICKED_UP": ShipmentStatus.DELIVERED,
-    "FAILURE": ShipmentStatus.FAILURE,
-    "NOT_DELIVERED": ShipmentStatus.FAILURE,
-}
-
 _SEARCH_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-
-def _active_fulfillments(order: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    fulfillments = order.get("fulfillments")
-    if isinstance(fulfillments, Mapping):  # connection shape: {"nodes": [...]}
-        fulfillments = fulfillments.get("nodes")
-    if not isinstance(fulfillments, list):
-        return []
-    return [
-        item
-        for item in fulfillments
-        if isinstance(item, Mapping)
-        and str(item.get("status") or "").upper() not in VOID_FULFILLMENT_STATUSES
-        and str(item.get("displayStatus") or "").upper() not in VOID_SHIPMENT_STATUSES
-    ]
-
-
-def map_shopify_order_status(order: Mapping[str, Any]) -> tuple[OrderStatus, str]:
-    """Our status and Shopify's own words for one order node.
-
-    Cancellation wins, then a full refund; then shipments: every live shipment delivered means
-    delivered, every one failed means failed; otherwise displayFulfillmentStatus decides
-    (UNFULFILLED pending, IN_PROGRESS processing, FULFILLED shipped).
-    """
-    fulfillment_status = str(order.get("displayFulfillmentStatus") or "").upper()
-    shipments = [
-        str(item.get("displayStatus") or "").upper() for item in _active_fulfillments(order)
-    ]
-    raw = "/".join([fulfillment_status or "UNKNOWN", *[s for s in shipments if s]])
-    if order.get("cancelledAt"):
-        return OrderStatus.CANCELLED, f"CANCELLED ({raw})"
-    if str(order.get("displayFinancialStatus") or "").upper() == "REFUNDED":
-        return OrderStatus.REFUNDED, f"REFUNDED ({raw})"
-    fully_fulfilled = fulfillment_status in ("FULFILLED", "")
-    if shipments and fully_fulfilled and all(s in DELIVERED_SHIPMENT_STATUSES for s in shipments):
-        return OrderStatus.DELIVERED, raw
-    if shipments and all(s in FAILED_SHIPMENT_STATUSES for s in shipments):
-        return OrderStatus.FAILED, raw
-    if not fulfillment_status and shipments:
-        return OrderStatus.SHIPPED, raw
-    return FULFILLMENT_STATUS_MAP.get(fulfillment_status, OrderStatus.PENDING), raw
-
-
-def _tracking(order: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """(number, company, url) of the latest shipment that has a tracking number."""
-    found: tuple[str | None, str | None, str | None] = (None, None, None)
-    for fulfillment in _active_fulfillments(order):
-        infos = fulfillment.get("trackingInfo")
-        if isinstance(infos, Mapping):
-            infos = [infos]
-        if not isinstance(infos, list):
-            continue
-        for info in infos:
-            if isinstance(info, Mapping) and optional_text(info.get("number")):
-                found = (
-                    optional_text(info.get("number")),
-                    optional_text(info.get("company")),
-                    optional_url(info.get("url")),
-                )
-    return found
-
-
-def _nodes(connection: object) -> list[Mapping[str, Any]]:
-    """The nodes of a connection ({"nodes": [...]}, {"edges": [{"node": ...}]}) or a plain list."""
-    if isinstance(connection, Mapping):
-        if isinstance(connection.get("nodes"), list):
-            connection = connection["nodes"]
-        elif isinstance(connection.get("edges"), list):
-            connection = [e.get("node") for e in connection["edges"] if isinstance(e, Mapping)]
-    if not isinstance(connection, list):
-        return []
-    return [item for item in connection if isinstance(item, Mapping)]
-
-
-def shipment_progress(
-    order: Mapping[str, Any],
-) -> tuple[ShipmentStatus | None, tuple[ShipmentEvent, ...]]:
-    """The latest shipment's step (its displayStatus) and its carrier events, oldest first.
-
-    Only fulfillments that carry a tracking number count as shipments: an open fulfillment while
-    the order is being prepared says CONFIRMED without anything having shipped."""
-    shipments = [
-        item
-        for item in _active_fulfillments(order)
-        if any(
-            isinstance(info, Mapping) and optional_text(info.get("number"))
-            for info in _nodes(item.get("trackingInfo"))
-        )
-    ]
-    if not shipments:
-        return None, ()
-    latest = shipments[-1]
-    status = SHIPMENT_STATUS_MAP.get(str(latest.get("displayStatus") or "").upper())
-    events: list[ShipmentEvent] = []
-    for node in _nodes(latest.get("events")):
-        step = SHIPMENT_STATUS_MAP.get(str(node.get("status") or "").upper())
-        if step is not None:
-            events.append(ShipmentEvent(step, parse_shop_time(node.get("happenedAt"))))
-    events.sort(key=lambda event: event.happened_at or datetime.max.replace(tzinfo=UTC))
-    return status, tuple(events)
-
-
-def parse_shop_time(value: object) -> datetime | None:
-    """An ISO 8601 DateTime from the Admin API as an aware UTC datetime (None when unreadable)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def order_gid(marketplace_order_id: str) -> str:
-    """Shopify's global id for an order given either the gid or the bare numeric id."""
-    text = marketplace_order_id.strip()
-    return f"gid://shopify/Order/{text}" if text.isdigit() else text
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    parts = name.strip().split(None, 1)
-    if not parts:
-        return "", ""
-    return (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
-
-
-def _mailing_address(shipping: ShippingAddress) -> dict[str, str]:
-    first, last = _split_name(shipping.name)
-    address = {
-        "firstName": first,
-        "lastName": last,
-        "address1": shipping.line1,
-        "address2": shipping.line2,
-        "city": shipping.city,
-        "zip": shipping.postal_code,
-        "countryCode": shipping.country.upper(),
-        "phone": shipping.phone,
-    }
-    return {key: value for key, value in address.items() if value}
 
 
 def _variant_available(variant: Mapping[str, Any]) -> bool:
@@ -602,7 +347,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             "sourceIdentifier": request.reference,
             "financialStatus": "PAID",
             "lineItems": line_items,
-            "shippingAddress": _mailing_address(request.shipping),
+            "shippingAddress": mailing_address(request.shipping),
         }
         if request.shipping.email:
             order_input["email"] = request.shipping.email
@@ -639,7 +384,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         ]
         if not matches:
             return None
-        oldest = min(matches, key=lambda node: _numeric_tail(str(node["id"])))
+        oldest = min(matches, key=lambda node: numeric_tail(str(node["id"])))
         return self._placed(oldest)
 
     def order_status(self, marketplace_order_id: str) -> OrderState:
@@ -698,7 +443,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
     def _placed(self, order: Mapping[str, Any]) -> PlacedOrder:
         """The order as the shop holds it: status, total and the lines it recorded."""
         status, _ = map_shopify_order_status(order)
-        total_minor, currency = _shop_money(order.get("totalPriceSet"))
+        total_minor, currency = shop_money(order.get("totalPriceSet"))
         line_items = order.get("lineItems")
         if isinstance(line_items, Mapping) and isinstance(line_items.get("edges"), list):
             nodes: object = [
@@ -720,7 +465,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         quantity still on the order, and the unit price the shop billed."""
         product = node.get("product")
         external_id = (
-            str(_numeric_tail(str(product["id"])))
+            str(numeric_tail(str(product["id"])))
             if isinstance(product, Mapping) and product.get("id")
             else None
         )
@@ -744,7 +489,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
 
     def _state(self, order: Mapping[str, Any]) -> OrderState:
         status, raw = map_shopify_order_status(order)
-        number, carrier, url = _tracking(order)
+        number, carrier, url = latest_tracking(order)
         shipment, events = shipment_progress(order)
         return OrderState(
             marketplace_order_id=str(order.get("id")),
@@ -757,19 +502,3 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             shipment_status=shipment,
             shipment_events=events,
         )
-
-
-def _numeric_tail(gid: str) -> int:
-    match = re.search(r"(\d+)$", gid)
-    return int(match.group(1)) if match else 0
-
-
-def _shop_money(price_set: object) -> tuple[int | None, str | None]:
-    """(minor units, currency) of a MoneyBag's shopMoney, or (None, None) when unreadable: an
-    odd total must not make a placed order look failed."""
-    if not isinstance(price_set, Mapping) or not isinstance(price_set.get("shopMoney"), Mapping):
-        return None, None
-    money = price_set["shopMoney"]
-    currency = str(money.get("currencyCode") or "")
-    minor = order_money(money.get("amount"), currency)
-    return (minor, currency) if minor is not None else (None, None)

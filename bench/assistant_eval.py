@@ -41,15 +41,10 @@ import meilisearch
 
 from assistant.budget import Budget
 from assistant.config import AssistantSettings, get_assistant_settings
+from assistant.constraints import offer_meets_budget, unmet_constraints
 from assistant.embedding_store import read_document_vectors, refresh_offer_embeddings
 from assistant.embeddings import load_offer_embedder, model_status
-from assistant.retrieval import (
-    MODE_HYBRID,
-    MODE_KEYWORD,
-    forget_index_profiles,
-    offer_meets_budget,
-    unmet_constraints,
-)
+from assistant.retrieval import MODE_HYBRID, MODE_KEYWORD, forget_index_profiles
 from assistant.service import answer_prompt, semantic_embedder
 from assistant.vocabulary import fold
 from commerce.fx import FxTable

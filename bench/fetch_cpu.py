@@ -15,7 +15,7 @@ CPU seconds (thread time of this process's main thread, process time for the Duc
 - ``fetch``: our CPU inside the adapter's page iterator (HTTP, decoding, parsing);
 - ``stage``: our CPU outside it while staging (payload text, hashing, Parquet);
 - ``load``: the warehouse open, reading the held hashes, and `load_changed_records`;
-- and the wall time of the whole refresh.
+- and the wall time of the whole refresh, and the sandbox's resident memory after it.
 
 ``--profile SLUG`` runs that marketplace's refresh under cProfile and prints its top functions.
 Run with PYTHONPATH at another checkout to measure that code; CPU moves much less with the
@@ -49,6 +49,15 @@ def proc_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Resident set size of process `pid` (VmRSS), in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 @dataclass
@@ -129,6 +138,7 @@ def refresh_once(
     row["fetch_wall"] = timer.wall
     row["stage_cpu"] = time.thread_time() - main_cpu0 - timer.cpu
     row["sandbox_cpu"] = proc_cpu_seconds(sandbox_pid) - sandbox0
+    row["sandbox_rss_mb"] = proc_rss_mb(sandbox_pid)
     load_cpu0, load_wall0 = time.process_time(), time.perf_counter()
     with warehouse.connect(db) as conn:
         if not_modified:
@@ -173,7 +183,8 @@ def print_row(slug: str, what: str, row: dict[str, Any]) -> None:
         f"stored {row['stored']:>7}  wall {row['wall']:6.2f}  sandbox {row['sandbox_cpu']:6.2f}  "
         f"fetch {row['fetch_cpu']:6.2f}  stage {row['stage_cpu']:6.2f}  "
         f"load {row['load_cpu']:6.2f} ({row['load_wall']:5.2f} wall)  "
-        f"304: {row['not_modified']}/{row['pages']} pages  unparsed {row['unparsed']}"
+        f"304: {row['not_modified']}/{row['pages']} pages  unparsed {row['unparsed']}  "
+        f"sandbox RSS {row['sandbox_rss_mb']:.0f} MB"
         + ("  whole catalog 304" if row["catalog_not_modified"] else ""),
         flush=True,
     )

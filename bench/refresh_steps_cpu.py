@@ -10,7 +10,9 @@ without Meilisearch.
 copied to `--work`; the copy is brought to what a sync under the code being measured leaves
 (the change markers and group members of this branch, when the code has them), published once,
 then refreshed as the bench's refresh does: 1% of prices move (with their content hash, update
-time and price-history row) and every offer's fetched_at. Each step is then timed: CPU seconds
+time and price-history row) and every offer's fetched_at. (A fetch stamps all of a marketplace's
+offers with one time since branch i11pub; a home kept from before has one per page, so the copy
+is first given one per marketplace: both codes then see every fetched_at move.) Each step is then timed: CPU seconds
 (time.process_time: every thread, so DuckDB's included) and wall seconds. Run it with PYTHONPATH
 at another checkout to measure that code, alternating the two (the A/B of bench/RESULTS.md). The
 last line is ``AB {json}``.
@@ -75,10 +77,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "AND s.external_id = x.external_id"
                 )
 
+    with connect() as conn:  # one fetch time per marketplace fetch, as a fetch stamps it now
+        conn.execute(
+            "UPDATE products AS p SET fetched_at = f.fetched_at FROM (SELECT marketplace, "
+            "max(fetched_at) AS fetched_at FROM products GROUP BY marketplace) AS f "
+            "WHERE p.marketplace = f.marketplace AND p.fetched_at <> f.fetched_at"
+        )
     if markers:  # as this code's last sync would have left them
         prime = args.work / "prime.parquet"
-        search_state._export_changed_inputs(connect, OFFERS_UID, active, prime)
+        primed = search_state._export_changed_inputs(connect, OFFERS_UID, active, prime)
         record(prime)
+        if len(primed) == 3:  # what it read of price_history (branch i11pub)
+            with connect() as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO search_history_read VALUES (?, ?, ?)",
+                    [OFFERS_UID, *primed[2]],
+                )
         member_sql = group_search_state.MEMBER_SQL.replace("$offers_uid", f"'{OFFERS_UID}'")
         with connect() as conn:
             conn.execute("DELETE FROM search_group_members")

@@ -91,13 +91,15 @@ _MEMBERS_SCHEMA = pl.Schema(
 )
 # The offer rows of the groups in the temp table `changed_groups`: the tables the offer frame
 # reads, shadowed by their rows of those groups (the whole price history window took a second
-# at a million offers).
+# at a million offers); products by rowid, as in search_state.CANDIDATE_INPUT_HASH_SQL.
 CHANGED_GROUP_OFFERS_SQL = f"""
 WITH product_groups AS (
     SELECT * FROM main.product_groups WHERE group_id IN (SELECT group_id FROM changed_groups)
 ),
 products AS (
-    SELECT * FROM main.products SEMI JOIN product_groups USING (marketplace, external_id)
+    SELECT * FROM main.products WHERE rowid IN (
+        SELECT rowid FROM main.products SEMI JOIN product_groups USING (marketplace, external_id)
+    )
 ),
 price_history AS (
     SELECT * FROM main.price_history SEMI JOIN product_groups USING (marketplace, external_id)

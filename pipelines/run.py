@@ -34,6 +34,7 @@ from pipelines.jobs import (
     MARKETPLACE_CATALOG_JOB,
     OFFER_EMBEDDINGS_JOB,
 )
+from pipelines.partition_order import partitions_longest_first
 
 # Dagster's own console logging would bury the progress lines; the runs' full logs stay in the
 # instance (and in the UI).
@@ -444,7 +445,7 @@ def materialize_all(
     if workers > 1 and not instance.is_ephemeral and instance.root_directory:
         report_loading(0)
         partitions = _run_partitions_concurrently(
-            selected,
+            partitions_longest_first(instance, selected, full_refresh=full_refresh),
             workers,
             instance.root_directory,
             full_refresh,
@@ -452,6 +453,7 @@ def materialize_all(
             as_of_text,
             on_partition_done=lambda done, _slug: report_loading(done),
         )
+        partitions = {slug: partitions[slug] for slug in selected}  # the report's order
     else:
         # In this process, one after the other: Dagster's in-process execution is not
         # thread-safe (each run reconfigures logging).

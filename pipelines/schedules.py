@@ -3,6 +3,7 @@
 import dagster as dg
 
 from pipelines.jobs import MARKETPLACE_CATALOG_JOB
+from pipelines.partition_order import partitions_longest_first
 
 CATALOG_REFRESH_SCHEDULE = "catalog_refresh_schedule"
 
@@ -27,13 +28,17 @@ def build_catalog_refresh_schedule(
     def catalog_refresh_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         # The daemon always sets the tick's time; one run key per marketplace and tick.
         tick = context.scheduled_execution_time.isoformat()
+        # The queue launches runs of equal priority in the order they were requested.
+        slugs = partitions_longest_first(
+            context.instance, partitions.get_partition_keys(), full_refresh=False
+        )
         return [
             dg.RunRequest(
                 run_key=f"{slug}@{tick}",
                 partition_key=slug,
                 tags={"onecart/trigger": "schedule", "onecart/tick": tick},
             )
-            for slug in partitions.get_partition_keys()
+            for slug in slugs
         ]
 
     return catalog_refresh_schedule

@@ -14,11 +14,12 @@ A refresh then reads and builds only the offers whose input hash moved, sends th
 doc_hash really changed, and deletes the offers that are gone. Hashing every offer's inputs (the
 text of each row, md5) took most of a refresh at a million offers, so the state also keeps a
 cheap change marker per offer (OFFER_MARKER_SQL: DuckDB's 64-bit hash() of its products row but
-fetched_at, its matching, its group's size and marketplaces, and its price history rows) and the
-group it was in. Only the offers whose marker moved (new offers and rows written before markers
-existed included), and every offer of the groups they are or were in (whose cheapest price and
-prices they share), are hashed and compared; every other input of a document is covered by the
-marker, so the others' input hashes cannot have moved. The comparison runs inside DuckDB
+fetched_at and its matching) and the group it was in, and how much of the append-only
+price_history it read (search_history_read). Only the offers whose marker moved (new offers and
+rows written before markers existed included), the offers with price-history rows added since,
+and every offer of the groups they are or were in (whose size, cheapest price and prices they
+share), are hashed and compared; every other input of a document is covered by these, so the
+others' input hashes cannot have moved. The comparison runs inside DuckDB
 under the search builds' memory limit and the changed offers come back through a Parquet file,
 a batch at a time, so a refresh's memory follows the number of changed offers, not the catalog. Everything else falls back to the
 full comparison (and rewrites the state): a missing or differently declared index, another
@@ -77,34 +78,39 @@ FROM hashed AS h, (SELECT h.* EXCLUDE (fetched_at)) AS inputs
 """
 INPUT_HASH_SQL = f"{INPUT_HASH_ROWS_SQL}ORDER BY h.marketplace, h.external_id\n"
 
-# Per offer: its group and a change marker of everything its document is made of but the other
-# offers' prices of its group (covered by re-hashing every offer of a group one of whose offers'
-# marker moved): its products row but fetched_at (whatever columns it has), its matching, its
-# group's size and marketplaces (which count product_groups rows), and its price-history rows
-# (which give its price-change summary). hash() is DuckDB's vectorized 64-bit hash: a missed
-# change needs two different rows of one offer to collide (2^-64).
+# Per offer: its group and a change marker of its products row but fetched_at (whatever columns
+# it has) and its matching. The rest of its document's inputs is covered otherwise: its group's
+# size, marketplaces and prices change only when an offer joins, leaves or changes in the group,
+# whose marker then moves and makes every offer of the group a candidate; its price history only
+# grows, and the offers of the rows added since the last sync are candidates (HISTORY_SQL).
+# (Aggregating every offer's history and every group's size here took half of the query.)
+# hash() is DuckDB's vectorized 64-bit hash: a missed change needs two different rows of one
+# offer to collide (2^-64).
 OFFER_MARKER_SQL = """
 SELECT p.marketplace, p.external_id, g.group_id,
-       hash(*COLUMNS(p.* EXCLUDE (fetched_at)), g.group_id, g.method, g.confidence,
-            s.group_size, s.group_marketplaces, h.history_rows, h.history_hash) AS row_marker
+       hash(*COLUMNS(p.* EXCLUDE (fetched_at)), g.group_id, g.method, g.confidence) AS row_marker
 FROM products AS p
 LEFT JOIN product_groups AS g USING (marketplace, external_id)
-LEFT JOIN (
-    SELECT group_id, count(*) AS group_size, count(DISTINCT marketplace) AS group_marketplaces
-    FROM product_groups GROUP BY group_id
-) AS s USING (group_id)
-LEFT JOIN (
-    SELECT marketplace, external_id, count(*) AS history_rows,
-           sum(hash(price_minor, currency, available, observed_at)::HUGEINT) AS history_hash
-    FROM price_history GROUP BY marketplace, external_id
-) AS h USING (marketplace, external_id)
+"""
+# price_history's rows before rowid $held (the ones the last sync read, appended first) and all
+# of them: (rows, fingerprint) of each.
+HISTORY_SQL = """
+SELECT count(*) FILTER (WHERE rowid < $held),
+       coalesce(sum(hash(*COLUMNS(*))::HUGEINT) FILTER (WHERE rowid < $held), 0),
+       count(*), coalesce(sum(hash(*COLUMNS(*))::HUGEINT), 0)
+FROM price_history
 """
 # The input-hash rows of the offers in the temp table `candidate_offers` only, their groups being
 # those of `candidate_groups` (which hold every offer of those groups): the tables the offer
 # frame reads, shadowed by their rows that matter. Same columns and hashes as INPUT_HASH_SQL.
+# The candidates' products rows are picked by rowid from a join of the keys alone: DuckDB then
+# reads the other columns of the matching rows only (a semi join on the keys read every column
+# of every offer: twice the time).
 CANDIDATE_INPUT_HASH_SQL = f"""
 WITH products AS (
-    SELECT * FROM main.products SEMI JOIN candidate_offers USING (marketplace, external_id)
+    SELECT * FROM main.products WHERE rowid IN (
+        SELECT rowid FROM main.products SEMI JOIN candidate_offers USING (marketplace, external_id)
+    )
 ),
 product_groups AS (
     SELECT * FROM main.product_groups
@@ -163,6 +169,28 @@ def context_hash(
     return hashlib.sha256(shared.encode()).hexdigest()
 
 
+# (rows, fingerprint) of price_history as a sync read it (table search_history_read).
+History = tuple[int, int]
+
+
+def read_history(conn: duckdb.DuckDBPyConnection, index_uid: str) -> tuple[str, History]:
+    """The SQL of the offers with price-history rows the last sync of `index_uid` did not read
+    (every offer with history when its rows are not a prefix of the table's any more, or there is
+    no record), and what price_history holds now."""
+    held = conn.execute(
+        "SELECT history_rows, history_fingerprint FROM search_history_read WHERE index_uid = ?",
+        [index_uid],
+    ).fetchall()
+    held_rows = int(held[0][0]) if held else 0
+    prefix_rows, prefix_fingerprint, rows, fingerprint = conn.execute(
+        HISTORY_SQL, {"held": held_rows}
+    ).fetchall()[0]
+    changed = "SELECT DISTINCT marketplace, external_id FROM price_history"
+    if held and (int(prefix_rows), int(prefix_fingerprint)) == (held_rows, int(held[0][1])):
+        changed += f" WHERE rowid >= {held_rows}"
+    return changed, (int(rows), int(fingerprint))
+
+
 def _state_rows(frame: pl.DataFrame, documents: list[dict[str, Any]]) -> pl.DataFrame:
     """The state rows (_STATE_SCHEMA) of the offers in `frame`, which were built into
     `documents`."""
@@ -185,11 +213,13 @@ def _write_state(
     *,
     replace_all: bool,
     shared: str,
+    history: History,
     markers: Path | None = None,
 ) -> int:
     """Record what the index now holds; returns its document count. `markers`: a Parquet file of
     OFFER_MARKER_SQL's rows, read from the snapshot the state's rows were built from, whose
-    groups and markers the recorded offers take."""
+    groups and markers the recorded offers take; `history`: what that snapshot's price_history
+    held (read_history)."""
     conn.register("state_rows", rows.to_arrow())
     conn.register("gone_rows", gone.select("marketplace", "external_id").to_arrow())
     try:
@@ -225,6 +255,11 @@ def _write_state(
                 [index_uid],
             ).fetchall()[0]
             record_index_context(conn, index_uid, shared, int(documents))
+            conn.execute(
+                "INSERT OR REPLACE INTO search_history_read "
+                "(index_uid, history_rows, history_fingerprint) VALUES (?, ?, ?)",
+                [index_uid, *history],
+            )
     finally:
         conn.unregister("state_rows")
         conn.unregister("gone_rows")
@@ -309,15 +344,16 @@ def _sync_all(
         # The markers are read on the export's connection, from the same snapshot of the rows
         # (joined into the export's query instead, they cost it half again).
         markers = spill / "markers.parquet"
-        group_min, inactive = search_sync.export_active_offers(
-            connect,
-            INPUT_HASH_SQL,
-            exported,
-            active=active,
-            rates=rates,
-            also=lambda conn: conn.execute(
+        history: list[History] = []
+
+        def read_markers(conn: duckdb.DuckDBPyConnection) -> None:
+            conn.execute(
                 f"COPY ({OFFER_MARKER_SQL}) TO {search_sync.sql_text(markers)} (FORMAT parquet)"
-            ),
+            )
+            history.append(read_history(conn, index_uid)[1])
+
+        group_min, inactive = search_sync.export_active_offers(
+            connect, INPUT_HASH_SQL, exported, active=active, rates=rates, also=read_markers
         )
 
         def documents() -> Iterator[dict[str, Any]]:
@@ -344,6 +380,7 @@ def _sync_all(
                 rows.clear(),
                 replace_all=True,
                 shared=shared,
+                history=history[0],
                 markers=markers,
             )
     return OfferIndexSync(
@@ -384,14 +421,14 @@ def _fallback_reason(
 
 def _export_changed_inputs(
     connect: Connect, index_uid: str, active: list[str], target: Path
-) -> tuple[pl.DataFrame, int]:
+) -> tuple[pl.DataFrame, int, History]:
     """Write the offers whose input hash may have moved (module docstring: those whose marker
     moved and every offer of the groups they are or were in) to the Parquet file `target`, with
     their input hash, marker and the input hash and doc_hash the state holds for them, ordered by
     id, inside DuckDB under the search builds' memory limit: read into Python, the whole offer
     frame and the state took the refresh to 3.5 GiB at a million offers. Returns the state rows
-    of offers that are gone (no longer in products, or of an inactive marketplace) and the count
-    of offers of inactive marketplaces.
+    of offers that are gone (no longer in products, or of an inactive marketplace), the count
+    of offers of inactive marketplaces and what price_history holds (read_history).
 
     Offers of inactive marketplaces are written too (they have no state, so their marker always
     moved), and left out by the reader: a marketplace filter pushed into these queries ran out of
@@ -410,6 +447,14 @@ def _export_changed_inputs(
                 f"(SELECT * FROM search_document_state WHERE index_uid = {uid}) AS s "
                 "USING (marketplace, external_id) "
                 "WHERE c.row_marker IS DISTINCT FROM s.row_marker"
+            )
+            # Offers with new price-history rows: changed in their own document only, but their
+            # groups are read with them (the candidates' groups must hold all of their offers).
+            changed_history, history = read_history(conn, index_uid)
+            conn.execute(
+                "INSERT INTO marker_changes SELECT marketplace, external_id, true, group_id, "
+                f"group_id FROM offer_markers SEMI JOIN ({changed_history}) AS h "
+                "USING (marketplace, external_id)"
             )
             conn.execute(
                 "CREATE OR REPLACE TEMP TABLE candidate_groups AS "
@@ -452,7 +497,7 @@ def _export_changed_inputs(
                 "candidate_offers",
             ):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
-    return gone, int(inactive)
+    return gone, int(inactive), history
 
 
 def _sync_changed(
@@ -473,7 +518,7 @@ def _sync_changed(
     is_active = pl.col("marketplace").is_in(active)
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "changed_offers.parquet"
-        gone, inactive = _export_changed_inputs(connect, index_uid, active, exported)
+        gone, inactive, history = _export_changed_inputs(connect, index_uid, active, exported)
         # The candidates hold every offer of their groups: the cheapest price per group over
         # them is the group's own.
         prices = (
@@ -549,7 +594,9 @@ def _sync_changed(
         f"changed inputs, {result.sent} documents changed, {result.deleted} deleted"
     )
     with connect() as conn:
-        documents = _write_state(conn, index_uid, rows, gone, replace_all=False, shared=shared)
+        documents = _write_state(
+            conn, index_uid, rows, gone, replace_all=False, shared=shared, history=history
+        )
     return OfferIndexSync(
         result=IndexSyncResult(
             sent=result.sent,

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from werkzeug.wrappers import Request, Response
 
 from sandbox.pages import format_amount, product_page
+from sandbox.record_cache import record_stamp
 from sandbox.service import MarketplaceService, chunked, encode_text
-from sandbox.world import broken_title, html_title, huge_text, slugify
+from sandbox.world import ListedOffer, broken_title, html_title, huge_text, slugify
 
 FEED_CONTENT_TYPE = "text/csv; charset=utf-8"
 UNKNOWN_CURRENCY_CODE = "KSH"  # the everyday spelling of KES, not an ISO 4217 code
@@ -62,7 +63,17 @@ class AffiliateFeedService(MarketplaceService):
     def row(self, request: Request, index: int) -> list[str]:
         """Offer `index` as one feed row, malformed when its slot says so."""
         offer = self.ctx.offer(self.slug, index)
+        return self._row(request, offer, self.ctx.malformation(self.slug, index))
+
+    def _rendered(self, request: Request, index: int) -> tuple[int, bytes]:
+        """Feed row `index` as sent (CSV line), and the stamp it was rendered at."""
+        offer = self.ctx.offer(self.slug, index)
         kind = self.ctx.malformation(self.slug, index)
+        line = _csv_line(self._row(request, offer, kind))
+        return record_stamp(offer.price_version, kind), encode_text(line)
+
+    def _row(self, request: Request, offer: ListedOffer, kind: str | None) -> list[str]:
+        index = offer.index
         product = offer.product
         title = offer.title
         if kind == "html_title":
@@ -109,8 +120,9 @@ class AffiliateFeedService(MarketplaceService):
 
         def pieces() -> Iterator[bytes]:
             yield _csv_line(list(FEED_COLUMNS)).encode("utf-8")
-            for index in range(self.count):
-                yield encode_text(_csv_line(self.row(request, index)))
+            yield from self.ctx.catalog_records(
+                request, self.slug, "row", range(self.count), lambda i: self._rendered(request, i)
+            )
 
         return Response(chunked(pieces()), content_type=FEED_CONTENT_TYPE)
 

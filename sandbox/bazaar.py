@@ -13,15 +13,19 @@ from werkzeug.wrappers import Request, Response
 from onecart.money import MoneyError, parse_decimal, to_minor_units
 from sandbox.orders import PENDING, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
+from sandbox.record_cache import record_stamp
 from sandbox.service import (
+    JSON_CONTENT_TYPE,
     JsonError,
     MarketplaceService,
     conditional_page,
+    encode_json,
+    encode_record_json,
     json_response,
     query_int,
     read_json_body,
 )
-from sandbox.world import broken_title, html_title, huge_text
+from sandbox.world import ListedOffer, broken_title, html_title, huge_text
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
@@ -85,7 +89,17 @@ class BazaarService(MarketplaceService):
     def listing_record(self, request: Request, index: int, *, live: bool = False) -> dict[str, Any]:
         """Offer `index` as a bazaar listing, malformed when its slot says so."""
         offer = self.ctx.offer(self.slug, index, live=live)
+        return self._record(request, offer, self.ctx.malformation(self.slug, index))
+
+    def _rendered(self, request: Request, index: int) -> tuple[int, bytes]:
+        """Catalog listing `index` as sent, and the stamp it was rendered at."""
+        offer = self.ctx.offer(self.slug, index)
         kind = self.ctx.malformation(self.slug, index)
+        record = self._record(request, offer, kind)
+        return record_stamp(offer.price_version, kind), encode_record_json(record)
+
+    def _record(self, request: Request, offer: ListedOffer, kind: str | None) -> dict[str, Any]:
+        index = offer.index
         product = offer.product
         category = product.category
         sentences = product.description_sentences()
@@ -135,21 +149,26 @@ class BazaarService(MarketplaceService):
                 ) from None
         stop = min(offset + limit, self.count)
         next_cursor = encode_cursor(stop) if stop < self.count else None
+        page = range(min(offset, stop), stop)
+
+        def build() -> Response:
+            # {"data": {"items": [...]}, "next_cursor": ...} from the records' kept bytes.
+            items = self.ctx.catalog_records(
+                request, self.slug, "listing", page, lambda i: self._rendered(request, i)
+            )
+            body = b"".join(
+                (
+                    b'{"data":{"items":[',
+                    b",".join(items),
+                    b']},"next_cursor":',
+                    encode_json(next_cursor),
+                    b"}",
+                )
+            )
+            return Response(body, content_type=JSON_CONTENT_TYPE)
+
         # An ETag on every page, 304 to a request that holds it (conditional GETs, RFC 9110).
-        return conditional_page(
-            self.ctx,
-            request,
-            self.slug,
-            range(min(offset, stop), stop),
-            lambda: json_response(
-                {
-                    "data": {
-                        "items": [self.listing_record(request, i) for i in range(offset, stop)]
-                    },
-                    "next_cursor": next_cursor,
-                }
-            ),
-        )
+        return conditional_page(self.ctx, request, self.slug, page, build)
 
     def get_listing(self, request: Request, sku: str) -> Response:
         """GET /api/v1/listings/<sku>: the live listing (price_drift applies)."""

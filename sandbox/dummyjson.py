@@ -15,12 +15,14 @@ from werkzeug.wrappers import Request, Response
 from onecart.money import from_minor_units
 from sandbox.assortment import CATEGORIES, REVIEW_COMMENTS, REVIEWER_NAMES
 from sandbox.orders import OrderLine, SandboxOrder
+from sandbox.record_cache import record_stamp
 from sandbox.service import (
     JSON_CONTENT_TYPE,
     JsonError,
     MarketplaceService,
     conditional_page,
     encode_json,
+    encode_record_json,
     join_stream,
     json_response,
     query_int,
@@ -80,7 +82,17 @@ class DummyJsonService(MarketplaceService):
     def product_record(self, request: Request, index: int, *, live: bool = False) -> dict[str, Any]:
         """Offer `index` as a DummyJSON product, malformed when its slot says so."""
         offer = self.ctx.offer(self.slug, index, live=live)
+        return self._record(request, offer, self.ctx.malformation(self.slug, index))
+
+    def _rendered(self, request: Request, index: int) -> tuple[int, bytes]:
+        """Catalog record `index` as sent, and the stamp it was rendered at."""
+        offer = self.ctx.offer(self.slug, index)
         kind = self.ctx.malformation(self.slug, index)
+        record = self._record(request, offer, kind)
+        return record_stamp(offer.price_version, kind), encode_record_json(record)
+
+    def _record(self, request: Request, offer: ListedOffer, kind: str | None) -> dict[str, Any]:
+        index = offer.index
         product = offer.product
         sentences = product.description_sentences()
         title = offer.title
@@ -188,6 +200,11 @@ class DummyJsonService(MarketplaceService):
         fields = [f.strip() for f in request.args.get("select", "").split(",") if f.strip()] or None
 
         def records() -> Iterator[bytes]:
+            if fields is None:
+                yield from self.ctx.catalog_records(
+                    request, self.slug, "product", indexes, lambda i: self._rendered(request, i)
+                )
+                return
             for index in indexes:
                 yield encode_json(self._select(self.product_record(request, index), fields))
 

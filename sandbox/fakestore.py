@@ -5,7 +5,7 @@ product id answers 200 with an empty body, as the real API does. Carts have no s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,18 +14,19 @@ from werkzeug.wrappers import Request, Response
 from onecart.money import from_minor_units
 from sandbox.assortment import CATEGORIES
 from sandbox.orders import OrderLine, SandboxOrder
+from sandbox.record_cache import record_stamp
 from sandbox.service import (
     JSON_CONTENT_TYPE,
     JsonError,
     MarketplaceService,
     conditional_catalog,
-    encode_json,
+    encode_record_json,
     join_stream,
     json_response,
     query_int,
     read_json_body,
 )
-from sandbox.world import broken_title, html_title, huge_text
+from sandbox.world import ListedOffer, broken_title, html_title, huge_text
 
 
 def category_name(slug_or_name: str) -> str:
@@ -57,7 +58,17 @@ class FakeStoreService(MarketplaceService):
     def product_record(self, request: Request, index: int, *, live: bool = False) -> dict[str, Any]:
         """Offer `index` as a Fake Store product, malformed when its slot says so."""
         offer = self.ctx.offer(self.slug, index, live=live)
+        return self._record(request, offer, self.ctx.malformation(self.slug, index))
+
+    def _rendered(self, request: Request, index: int) -> tuple[int, bytes]:
+        """Catalog product `index` as sent, and the stamp it was rendered at."""
+        offer = self.ctx.offer(self.slug, index)
         kind = self.ctx.malformation(self.slug, index)
+        record = self._record(request, offer, kind)
+        return record_stamp(offer.price_version, kind), encode_record_json(record)
+
+    def _record(self, request: Request, offer: ListedOffer, kind: str | None) -> dict[str, Any]:
+        index = offer.index
         product = offer.product
         sentences = product.description_sentences()
         title = offer.title
@@ -86,11 +97,10 @@ class FakeStoreService(MarketplaceService):
         return record
 
     def _stream(self, request: Request, indexes: Iterable[int]) -> Response:
-        def records() -> Iterator[bytes]:
-            for index in indexes:
-                yield encode_json(self.product_record(request, index))
-
-        return Response(join_stream(b"[", records(), b",", b"]"), content_type=JSON_CONTENT_TYPE)
+        records = self.ctx.catalog_records(
+            request, self.slug, "product", indexes, lambda i: self._rendered(request, i)
+        )
+        return Response(join_stream(b"[", records, b",", b"]"), content_type=JSON_CONTENT_TYPE)
 
     def list_products(self, request: Request) -> Response:
         """GET /products[?limit=&sort=asc|desc]: every product, streamed."""

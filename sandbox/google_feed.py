@@ -10,8 +10,9 @@ from xml.sax.saxutils import escape
 from werkzeug.wrappers import Request, Response
 
 from sandbox.pages import format_amount, product_page
+from sandbox.record_cache import record_stamp
 from sandbox.service import MarketplaceService, chunked, conditional_catalog, encode_text
-from sandbox.world import broken_title, hash64, html_title, huge_text, slugify
+from sandbox.world import ListedOffer, broken_title, hash64, html_title, huge_text, slugify
 
 ITEM_ID_BASE = 100_001
 FEED_CONTENT_TYPE = "application/xml; charset=utf-8"
@@ -47,7 +48,17 @@ class GoogleFeedService(MarketplaceService):
     def item_xml(self, request: Request, index: int) -> str:
         """Offer `index` as one feed <item>, malformed when its slot says so."""
         offer = self.ctx.offer(self.slug, index)
+        return self._item(request, offer, self.ctx.malformation(self.slug, index))
+
+    def _rendered(self, request: Request, index: int) -> tuple[int, bytes]:
+        """Feed item `index` as sent, and the stamp it was rendered at."""
+        offer = self.ctx.offer(self.slug, index)
         kind = self.ctx.malformation(self.slug, index)
+        item = self._item(request, offer, kind)
+        return record_stamp(offer.price_version, kind), encode_text(item)
+
+    def _item(self, request: Request, offer: ListedOffer, kind: str | None) -> str:
+        index = offer.index
         product = offer.product
         category = product.category
         sentences = product.description_sentences()
@@ -114,8 +125,13 @@ class GoogleFeedService(MarketplaceService):
 
         def pieces() -> Iterator[bytes]:
             yield header.encode("utf-8")
-            for index in range(self.count):
-                yield encode_text(self.item_xml(request, index))
+            yield from self.ctx.catalog_records(
+                request,
+                self.slug,
+                "feed-item",
+                range(self.count),
+                lambda i: self._rendered(request, i),
+            )
             yield b"</channel></rss>\n"
 
         return conditional_catalog(

@@ -603,6 +603,8 @@ class World:
         self._check_model_capacity()
         self.products_built = 0
         self.product = lru_cache(maxsize=product_cache)(self._build_product)
+        # A few malformed rates at a time (a test or bench moves between two or three).
+        self.malformations = lru_cache(maxsize=16)(self._malformations)
 
     # -- sizes and addressing --
 
@@ -883,6 +885,27 @@ class World:
         return [self.offer(slug, i, price_epoch=price_epoch) for i in range(max(0, start), end)]
 
     # -- malformed records --
+
+    def _malformations(self, slug: str, rate: float) -> dict[int, str]:
+        """Every malformed record of `slug` at `rate`: index -> kind (what :meth:`malformation`
+        says of each index, for the whole catalog at once: one hash per slot of 1/rate records,
+        where asking record by record costs a hash and a slot search per record)."""
+        count = self._counts[slug]
+        if rate <= 0 or count == 0:
+            return {}
+        if rate >= 1:
+            return {index: self.malformation(slug, index, rate) or "" for index in range(count)}
+        position = MARKETPLACES_BY_SLUG[slug].position
+        found: dict[int, str] = {}
+        slot, start = 0, 0
+        while start < count:
+            end = math.ceil((slot + 1) / rate - 1e-9)
+            chosen = start + hash64(self.seed, "malformed", slug, slot) % max(1, end - start)
+            if chosen < count:
+                kind = MALFORMATION_KINDS[(slot + position) % len(MALFORMATION_KINDS)]
+                found[chosen] = "html_title" if kind == "duplicate_id" and chosen == 0 else kind
+            slot, start = slot + 1, end
+        return found
 
     def malformation(self, slug: str, index: int, rate: float) -> str | None:
         """The kind of malformation record `index` of `slug` carries at `rate`, or None.

@@ -13,7 +13,6 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import polars as pl
@@ -208,8 +207,9 @@ def stage_raw_catalog(
 
     Fetching takes a while and must not hold the warehouse lock; staging on disk keeps memory flat
     however large the catalog. If fetching fails half-way, the exception propagates and the
-    warehouse is never touched. `fetched_at` overrides the pages' own fetch time (a replay of the
-    sandbox's past catalogs records the day it replays). Every record is staged with its
+    warehouse is never touched. Every page and record gets one fetch time, the first page's
+    (`CatalogPage.fetched_at`) or `fetched_at` when given (a replay of the sandbox's past
+    catalogs records the day it replays). Every record is staged with its
     position and payload hash; its payload only when the hash is not in `held_hashes` (what the
     warehouse's raw_catalog already holds for the marketplace). A page the marketplace answered
     304 Not Modified (`CatalogPage.held`) is staged from `held_pages`, the payload hashes the
@@ -226,7 +226,11 @@ def stage_raw_catalog(
         batches = StagingBatches(writer, marketplace=marketplace, run_id=run_id)
         for page in pages:
             page_count += 1
-            seen_at = fetched_at or page.fetched_at
+            # One fetch, one time: the first page's, for every page and record (module
+            # warehouse.published_products: the analysts' copy keeps it once per marketplace).
+            if fetched_at is None:
+                fetched_at = page.fetched_at
+            seen_at = fetched_at
             staged: list[str | None]
             if page.held:
                 kept = (held_pages or {}).get(page.page)
@@ -447,28 +451,6 @@ def recent_loads(
         [marketplace, limit],
     ).fetchall()
     return [CatalogLoad(*row) for row in rows]
-
-
-def marketplace_product_stats(conn: duckdb.DuckDBPyConnection, marketplace: str) -> dict[str, Any]:
-    """Numbers the asset checks look at, for one marketplace's current products."""
-    row = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE price_minor <= 0), "
-        "count(*) - count(DISTINCT external_id), max(fetched_at) "
-        "FROM products WHERE marketplace = ?",
-        [marketplace],
-    ).fetchone()
-    total, non_positive, duplicates, last_fetched = row or (0, 0, 0, None)
-    currencies = conn.execute(
-        "SELECT DISTINCT currency FROM products WHERE marketplace = ? ORDER BY currency",
-        [marketplace],
-    ).fetchall()
-    return {
-        "products": int(total),
-        "non_positive_prices": int(non_positive),
-        "duplicate_keys": int(duplicates),
-        "last_fetched_at": last_fetched,
-        "currencies": [currency for (currency,) in currencies],
-    }
 
 
 def product_counts_by_marketplace(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:

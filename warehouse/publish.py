@@ -7,13 +7,18 @@ old snapshot, the next one sees the new file, and nobody sees half a copy.
 
 The next copy starts from the published one when its layout (schema and views) is current, and
 only the tables whose content differs from the pipeline's are written again: a table whose rows
-did not change is kept, an append-only table (price history, load log) gets only its new rows,
-a changed table with a primary key is merged (the rows whose columns changed, and the gone and
-new keys, deleted and inserted; a column that moves on every row with every fetch, an offer's
-`fetched_at`, updated alone), any other changed table is replaced. `published_tables` in the copy
-says which happened, so an analyst can see how fresh each table is. A refresh after a few price
-changes thus writes the changed offers and every offer's `fetched_at`, not a million rows of
-offers (rewriting `products` whole took most of a refresh's publish at a million offers).
+did not change is kept, an append-only table (price history, load log) gets only its new rows
+(those past the copy's row count, once the pipeline's first rows are shown to be the copy's by
+their fingerprint), a changed table with a primary key is merged (the rows whose columns changed,
+and the gone and new keys, deleted and inserted), any other changed table is replaced.
+`products` is a view in the copy over `product_rows` and `marketplace_fetches`
+(warehouse/published_products.py): every fetch moves every offer's `fetched_at`, which the copy
+holds once per marketplace, so a refresh after a few price changes writes the changed offers and
+a row per marketplace, not a million offers nor a million fetch times (both took most of a
+refresh's publish at a million offers). `published_tables` in the copy says what happened to
+each table, so an analyst can see how fresh it is. What remains proportional to the catalog is
+copying the published file (a byte copy; the swap needs a new file) and one hash pass over the
+pipeline's offers.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse import published_products
 from warehouse.connection import (
     SCHEMA_FILE,
     VIEWS_FILE,
@@ -52,10 +58,6 @@ PUBLISHED_TABLES: tuple[str, ...] = (
 # Tables the pipeline only ever appends to: a publish appends their new rows. (If one ever lost
 # or changed a row, the copy would notice and replace the table instead.)
 APPEND_ONLY_TABLES: frozenset[str] = frozenset({"catalog_loads", "price_history"})
-
-# Columns of a keyed table that move on (nearly) every row with every run: a merge compares the
-# rows without them and brings them up to date with one UPDATE of that column alone.
-VOLATILE_COLUMNS: dict[str, tuple[str, ...]] = {"products": ("fetched_at",)}
 
 # How each table of a publish was brought up to date (published_tables.refresh).
 KEPT, APPENDED, MERGED, COPIED = "kept", "appended", "merged", "copied"
@@ -115,7 +117,8 @@ def layout_fingerprint() -> str:
     """What a published file's tables and views are made of: a copy made under another schema
     or view set is rebuilt from scratch."""
     digest = hashlib.sha256()
-    for part in (SCHEMA_FILE.read_bytes(), VIEWS_FILE.read_bytes(), *PUBLISHED_TABLES):
+    parts = (SCHEMA_FILE.read_bytes(), VIEWS_FILE.read_bytes(), published_products.LAYOUT_SQL)
+    for part in (*parts, *PUBLISHED_TABLES):
         digest.update(part if isinstance(part, bytes) else part.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:32]
@@ -170,36 +173,46 @@ class _TableCopy:
         # Both sides must be keyed alike for a merge to give the pipeline's rows.
         key = _primary_key(conn, own_catalog, table)
         self.key = key if key == _primary_key(conn, SOURCE_ALIAS, table) else []
-        self.volatile = [c for c in VOLATILE_COLUMNS.get(table, ()) if c in columns]
-        self.stable_list = ", ".join(_quoted(c) for c in columns if c not in self.volatile)
         self.table = table
         self.column_list = ", ".join(_quoted(c) for c in columns)
         self.source = f"{SOURCE_ALIAS}.main.{_quoted(table)}"
         self.target = f"main.{_quoted(table)}"
         self.incoming = f"SELECT {self.column_list} FROM {self.source}"
         self.held = f"SELECT {self.column_list} FROM {self.target}"
+        self.products = (
+            published_products.ProductsCopy(self.source, columns) if table == "products" else None
+        )
+        # APPENDED: the pipeline's rows from this rowid on are the new ones (None: find them by
+        # EXCEPT ALL).
+        self.appended_from: int | None = None
 
     def plan(self, conn: duckdb.DuckDBPyConnection) -> str:
         """KEPT when the copy holds the pipeline's rows, APPENDED when it holds a part of an
-        append-only table's rows, MERGED for a table with a primary key, else COPIED."""
-        if _fingerprint(conn, self.source, self.column_list) == _fingerprint(
-            conn, self.target, self.column_list
-        ):
+        append-only table's rows, MERGED for products and tables with a primary key, else
+        COPIED. (Products are compared row by row by their merge, which says if it kept them.)"""
+        if self.products is not None:
+            return MERGED
+        held = _fingerprint(conn, self.target, self.column_list)
+        if _fingerprint(conn, self.source, self.column_list) == held:
             return KEPT
-        if (
-            self.table in APPEND_ONLY_TABLES
-            and _count(conn, f"{self.held} EXCEPT ALL {self.incoming}") == 0
-        ):
-            return APPENDED
+        if self.table in APPEND_ONLY_TABLES:
+            # Appends take the next rowids: when the pipeline's first rows are the copy's, the
+            # rest are the new ones (a light pass over the pipeline's rows; EXCEPT ALL built a
+            # hash table of every row of both sides, twice).
+            prefix = f"(SELECT * FROM {self.source} WHERE rowid < {held[0]})"
+            if _fingerprint(conn, prefix, self.column_list) == held:
+                self.appended_from = held[0]
+                return APPENDED
+            if _count(conn, f"{self.held} EXCEPT ALL {self.incoming}") == 0:
+                return APPENDED
         if self.key:
             return MERGED
         return COPIED
 
     def _merge(self, conn: duckdb.DuckDBPyConnection) -> None:
-        """Make the copy hold the pipeline's rows by key: the rows whose other columns (the
-        volatile ones aside) changed, and the keys that are gone, deleted; the changed and new
-        rows inserted; then the volatile columns set where they differ. Every step runs on its
-        own (a key deleted and inserted again in one DuckDB transaction can trip its index)."""
+        """Make the copy hold the pipeline's rows by key: the rows that changed, and the keys
+        that are gone, deleted; the changed and new rows inserted. Every step runs on its own (a
+        key deleted and inserted again in one DuckDB transaction can trip its index)."""
         key_list = ", ".join(_quoted(c) for c in self.key)
 
         def same_key(left: str, right: str) -> str:
@@ -207,8 +220,7 @@ class _TableCopy:
 
         conn.execute(
             f"CREATE OR REPLACE TEMP TABLE publish_changed_keys AS SELECT {key_list} FROM ("
-            f"SELECT {self.stable_list} FROM {self.source} "
-            f"EXCEPT SELECT {self.stable_list} FROM {self.target})"
+            f"{self.incoming} EXCEPT {self.held})"
         )
         try:
             conn.execute(
@@ -223,16 +235,23 @@ class _TableCopy:
             )
         finally:
             conn.execute("DROP TABLE publish_changed_keys")
-        for column in self.volatile:
-            name = _quoted(column)
-            conn.execute(
-                f"UPDATE {self.target} AS t SET {name} = s.{name} FROM {self.source} AS s "
-                f"WHERE {same_key('s', 't')} AND t.{name} IS DISTINCT FROM s.{name}"
-            )
 
-    def apply(self, conn: duckdb.DuckDBPyConnection, refresh: str) -> int:
-        """Write what `refresh` says into the (for COPIED: empty) table; return its rows."""
-        if refresh == APPENDED:
+    def apply(self, conn: duckdb.DuckDBPyConnection, refresh: str) -> tuple[str, int]:
+        """Write what `refresh` says into the (for COPIED: empty) table; return how it was
+        refreshed (a merge that found nothing to write kept it) and its rows."""
+        target = self.target
+        if self.products is not None:
+            target = published_products.PRODUCT_ROWS
+            if refresh == COPIED:
+                self.products.copy(conn)
+            elif not self.products.merge(conn):
+                refresh = KEPT
+        elif refresh == APPENDED and self.appended_from is not None:
+            conn.execute(
+                f"INSERT INTO {self.target} ({self.column_list}) "
+                f"{self.incoming} WHERE rowid >= {self.appended_from}"
+            )
+        elif refresh == APPENDED:
             conn.execute(
                 f"INSERT INTO {self.target} ({self.column_list}) "
                 f"{self.incoming} EXCEPT ALL {self.held}"
@@ -241,8 +260,8 @@ class _TableCopy:
             self._merge(conn)
         elif refresh == COPIED:
             conn.execute(f"INSERT INTO {self.target} ({self.column_list}) {self.incoming}")
-        (count,) = conn.execute(f"SELECT count(*) FROM {self.target}").fetchone() or (0,)
-        return int(count)
+        (count,) = conn.execute(f"SELECT count(*) FROM {target}").fetchone() or (0,)
+        return refresh, int(count)
 
 
 def refresh_tables(
@@ -252,19 +271,18 @@ def refresh_tables(
     how each was refreshed and its row count. Without `from_previous` every table is empty and
     copied whole."""
     copies = {table: _TableCopy(conn, table) for table in PUBLISHED_TABLES}
-    refreshed = {
+    planned = {
         table: copy.plan(conn) if from_previous else COPIED for table, copy in copies.items()
     }
-    replaced = [
-        table for table, refresh in refreshed.items() if from_previous and refresh == COPIED
-    ]
-    if replaced:
-        # Dropping and re-creating (schema.sql is idempotent) is far cheaper than deleting every
-        # row of a table with a primary key.
-        for table in replaced:
-            conn.execute(f"DROP TABLE {copies[table].target}")
-        apply_schema(conn)
-    rows = {table: copies[table].apply(conn, refresh) for table, refresh in refreshed.items()}
+    for table, refresh in planned.items():
+        if from_previous and refresh == COPIED:
+            # Only tables without a primary key are replaced once the copy's layout is current
+            # (keyed ones are merged), so emptying them is cheap; re-applying schema.sql would
+            # collide with the copy's products view.
+            conn.execute(f"DELETE FROM {copies[table].target}")
+    refreshed, rows = {}, {}
+    for table, refresh in planned.items():
+        refreshed[table], rows[table] = copies[table].apply(conn, refresh)
     return refreshed, rows
 
 
@@ -324,6 +342,7 @@ def publish(source: Path | str | None = None, target: Path | str | None = None) 
             next_conn.execute("SET TimeZone = 'UTC'")
             if not from_previous:
                 apply_schema(next_conn)
+                next_conn.execute(published_products.LAYOUT_SQL)
                 next_conn.execute(PUBLISHED_TABLES_DDL)
             # A path is not a bindable value in ATTACH; quote it as a string literal.
             quoted_source = "'" + str(source_path).replace("'", "''") + "'"

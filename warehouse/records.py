@@ -7,7 +7,7 @@ sits: its raw_catalog row stays and only moves to its new page and position
 (:func:`load_changed_records`).
 Every other payload (new, gone, or repeated on either side) is replaced. Normalization then reads
 only the records whose payload no offer or rejection was read from (:func:`records_to_read`),
-swaps in their offers and rejections (:func:`apply_record_changes`) and moves every other row to
+swaps in their offers and rejections (warehouse.record_changes) and moves every other row to
 where its record now sits (:func:`place_unchanged_records`): positions and fetch times end up as
 a full run records them, and the tables are the ones a full normalization gives
 (tests/pipelines/test_incremental.py compares them).
@@ -32,14 +32,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from warehouse.catalog import (
-    FULL_RAW_LOAD_MEMORY_LIMIT,
-    INSERT_NEW_PRODUCTS_SQL,
-    RAW_COLUMNS,
-    RAW_LOAD_MEMORY_LIMIT,
-    REJECTED_COLUMNS,
-    UPDATE_PRODUCTS_SQL,
-)
+from warehouse.catalog import FULL_RAW_LOAD_MEMORY_LIMIT, RAW_COLUMNS, RAW_LOAD_MEMORY_LIMIT
 from warehouse.connection import transaction
 from warehouse.offers import REASON_DUPLICATE, NormalizedCatalog
 
@@ -48,7 +41,7 @@ HASH_SCHEMA = pl.Schema({"payload_hash": pl.String})
 _RAW_LOAD_TABLES = ("staged_keys", "kept_hashes", "incoming", "staged_sources")
 
 
-def _hash_frame(hashes: Sequence[str]) -> pl.DataFrame:
+def hash_frame(hashes: Sequence[str]) -> pl.DataFrame:
     return pl.DataFrame({"payload_hash": list(hashes)}, schema=HASH_SCHEMA)
 
 
@@ -345,7 +338,7 @@ def records_tied_to(
     """Payload hashes outside `hashes` whose offer, or duplicate, has one of `ids` or an id the
     records of `hashes` held before: re-reading `hashes` alone could change which occurrence
     wins there."""
-    conn.register("read_hashes", _hash_frame(hashes).to_arrow())
+    conn.register("read_hashes", hash_frame(hashes).to_arrow())
     conn.register(
         "read_ids",
         pl.DataFrame({"external_id": list(ids)}, schema={"external_id": pl.String}).to_arrow(),
@@ -376,7 +369,7 @@ def records_tied_to(
     return [digest for (digest,) in rows]
 
 
-def _sources_frame(catalog: NormalizedCatalog) -> pl.DataFrame:
+def sources_frame(catalog: NormalizedCatalog) -> pl.DataFrame:
     if catalog.sources is not None:
         return catalog.sources
     return pl.DataFrame(
@@ -393,7 +386,7 @@ def write_sources(
     conn: duckdb.DuckDBPyConnection, marketplace: str, catalog: NormalizedCatalog
 ) -> None:
     """After a full normalization: every offer's source record."""
-    conn.register("staged_sources", _sources_frame(catalog).to_arrow())
+    conn.register("staged_sources", sources_frame(catalog).to_arrow())
     try:
         with transaction(conn):
             conn.execute("DELETE FROM product_sources WHERE marketplace = ?", [marketplace])
@@ -405,103 +398,6 @@ def write_sources(
             )
     finally:
         conn.unregister("staged_sources")
-
-
-def apply_record_changes(
-    conn: duckdb.DuckDBPyConnection,
-    marketplace: str,
-    catalog: NormalizedCatalog,
-    *,
-    run_id: str,
-    loaded_at: datetime,
-) -> tuple[int, int]:
-    """Swap in the offers and rejections of the records `catalog` read (its read_hashes); every
-    other row of the marketplace stays. Logs the load; returns (products, removed offers)."""
-    hashes = list(catalog.read_hashes or ())
-    conn.register("staged_products", catalog.products.to_arrow())
-    conn.register("staged_rejected", catalog.rejected.to_arrow())
-    conn.register("staged_sources", _sources_frame(catalog).to_arrow())
-    conn.register("read_hashes", _hash_frame(hashes).to_arrow())
-    try:
-        with transaction(conn):
-            conn.execute(
-                "CREATE OR REPLACE TEMP TABLE offers_read AS SELECT external_id "
-                "FROM product_sources WHERE marketplace = ? "
-                "AND payload_hash IN (SELECT payload_hash FROM read_hashes)",
-                [marketplace],
-            )
-            (removed,) = conn.execute(
-                "SELECT count(*) FROM offers_read "
-                "WHERE external_id NOT IN (SELECT external_id FROM staged_products)"
-            ).fetchall()[0]
-            conn.execute(
-                "DELETE FROM products WHERE marketplace = ? "
-                "AND external_id IN (SELECT external_id FROM offers_read) "
-                "AND external_id NOT IN (SELECT external_id FROM staged_products)",
-                [marketplace],
-            )
-            conn.execute(UPDATE_PRODUCTS_SQL)
-            conn.execute(INSERT_NEW_PRODUCTS_SQL)
-            conn.execute(
-                "DELETE FROM rejected_products WHERE marketplace = ? "
-                "AND payload_hash IN (SELECT payload_hash FROM read_hashes)",
-                [marketplace],
-            )
-            conn.execute(
-                f"INSERT INTO rejected_products ({REJECTED_COLUMNS}) "
-                f"SELECT {REJECTED_COLUMNS} FROM staged_rejected"
-            )
-            conn.execute(
-                "DELETE FROM product_sources WHERE marketplace = ? "
-                "AND payload_hash IN (SELECT payload_hash FROM read_hashes)",
-                [marketplace],
-            )
-            conn.execute(
-                "INSERT INTO product_sources "
-                "(marketplace, external_id, page, record_index, payload_hash) "
-                "SELECT ?, external_id, page, record_index, payload_hash FROM staged_sources",
-                [marketplace],
-            )
-            totals = conn.execute(
-                """
-                SELECT
-                    (SELECT count(*) FROM products WHERE marketplace = $m),
-                    (SELECT count(*) FROM rejected_products WHERE marketplace = $m),
-                    (SELECT coalesce(sum(records), 0) FROM raw_pages WHERE marketplace = $m),
-                    (SELECT sha256(coalesce(string_agg(external_id || ':' || content_hash,
-                                                      chr(10) ORDER BY external_id || ':' || content_hash), ''))
-                     FROM products WHERE marketplace = $m)
-                """,
-                {"m": marketplace},
-            ).fetchall()[0]
-            products, rejected, raw_records, fingerprint = totals
-            conn.execute(
-                "INSERT INTO catalog_loads (marketplace, run_id, loaded_at, raw_records, products, "
-                "rejected, gtin_claimed, gtin_invalid, new_offers, changed_offers, removed_offers, "
-                "content_fingerprint, pages_read, records_read) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    marketplace,
-                    run_id,
-                    loaded_at,
-                    raw_records,
-                    products,
-                    rejected,
-                    catalog.gtin_claimed,
-                    catalog.gtin_invalid,
-                    catalog.new_offers,
-                    catalog.changed_offers,
-                    int(removed),
-                    fingerprint,
-                    list(catalog.pages or ()),
-                    catalog.raw_records,
-                ],
-            )
-    finally:
-        for name in ("staged_products", "staged_rejected", "staged_sources", "read_hashes"):
-            conn.unregister(name)
-        conn.execute("DROP TABLE IF EXISTS temp.offers_read")
-    return int(products), int(removed)
 
 
 def place_unchanged_records(

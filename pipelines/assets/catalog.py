@@ -40,8 +40,8 @@ from warehouse.pages import (
     store_page_validators,
     store_validators,
 )
+from warehouse.record_changes import write_record_changes
 from warehouse.records import (
-    apply_record_changes,
     can_normalize_incrementally,
     catalog_changed,
     held_payload_hashes,
@@ -372,7 +372,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     write_sources(conn, slug, catalog)
                     removed = catalog.removed_offers
                 else:
-                    _, removed = apply_record_changes(
+                    _, removed = write_record_changes(
                         conn, slug, catalog, run_id=run_id, loaded_at=now
                     )
                 place_unchanged_records(

@@ -19,7 +19,8 @@ from adapters.base import (
     ShipmentStatus,
     ShippingAddress,
 )
-from adapters.shopify import ShopifyAdapter, map_shopify_order_status, order_gid
+from adapters.shopify import ShopifyAdapter
+from adapters.shopify_orders import map_shopify_order_status, order_gid
 from tests.adapters.configs import RecordingTransport, marketplace_config
 from tests.adapters.test_shopify_normalize import variant_product
 

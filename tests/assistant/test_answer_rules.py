@@ -12,17 +12,10 @@ import httpx
 from assistant.answer import build_answer, safe_link
 from assistant.budget import Budget
 from assistant.config import AssistantSettings
+from assistant.constraints import budget_usd_bounds, offer_meets_budget, unmet_constraints
 from assistant.intent import parse_intent
 from assistant.llm import ProseRejected, answer_facts, check_prose, write_prose
-from assistant.retrieval import (
-    Candidate,
-    Relaxation,
-    Retrieval,
-    budget_usd_bounds,
-    keyword_query,
-    offer_meets_budget,
-    unmet_constraints,
-)
+from assistant.retrieval import Candidate, Relaxation, Retrieval, keyword_query
 from assistant.vocabulary import CatalogVocabulary
 from tests.assistant.catalog import FX
 

@@ -25,7 +25,7 @@ import warehouse
 from adapters.registry import load_marketplaces
 from onecart.settings import REPO_ROOT, Settings
 from pipelines import search_sync
-from pipelines.assets.serving import search_product_groups, search_products
+from pipelines.assets.serving import analyst_warehouse, search_product_groups, search_products
 from pipelines.definitions import build_definitions
 from pipelines.group_search_state import catalog_prior
 from pipelines.jobs import MARKETPLACE_CATALOG_JOB, OFFER_EMBEDDINGS_JOB
@@ -40,6 +40,7 @@ from search_index.indexing import fetch_document_hashes
 from search_index.settings import group_index_uid
 from tests.pipelines.conftest import Ingest
 from warehouse.derived import read_latest_rates, read_offer_frame
+from warehouse.publish import PUBLISHED_TABLES
 
 pytestmark = pytest.mark.slow
 
@@ -702,6 +703,84 @@ def test_a_refresh_of_every_kind_of_change_records_what_a_full_build_records(
                 conn.execute(f"INSERT INTO {table} SELECT * FROM saved_{table}")
                 conn.execute(f"DROP TABLE saved_{table}")
     refresh_then_full()
+
+
+def analyst_copy(path: Path) -> dict[str, list[tuple]]:
+    """Every table of a published copy (products through its view), sorted."""
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+            for table in (*PUBLISHED_TABLES, "product_rows", "marketplace_fetches")
+        }
+    finally:
+        conn.close()
+
+
+def test_a_refresh_publishes_the_analyst_copy_a_full_build_publishes(
+    first_ingest: Ingest,
+    pipeline_settings: Settings,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    """analyst_warehouse merges a refresh into the previous copy: after a price change, a
+    removal, a new offer, a new price-history row, every offer fetched again and one offer left
+    with an older fetch time (its marketplace's fetch failed half way), the copy holds exactly
+    the pipeline's tables, fetched_at included, and every table, those behind the products view
+    included, equals a copy published from scratch. All undone, the same."""
+    db = pipeline_settings.pipeline_db_path
+    (changed, removed, stale) = query(
+        pipeline_settings,
+        "SELECT marketplace, external_id FROM products WHERE marketplace = 'dummymart' "
+        "ORDER BY external_id LIMIT 3",
+    )
+    where = "WHERE marketplace = ? AND external_id = ?"
+    tables = ("products", "product_groups", "price_history")
+
+    def publish_and_compare(scratch: Path) -> None:
+        result = dg.materialize(
+            [analyst_warehouse], resources=build_resources(pipeline_settings), instance=instance
+        )
+        refresh = result.asset_materializations_for_node("analyst_warehouse")[-1].metadata
+        assert refresh["table_refresh"].value["products"] == "merged"
+        warehouse.publish(db, scratch)
+        merged, fresh = analyst_copy(pipeline_settings.warehouse_path), analyst_copy(scratch)
+        assert merged == fresh
+        for table in PUBLISHED_TABLES:
+            assert merged[table] == query(
+                pipeline_settings, f"SELECT * FROM {table} ORDER BY ALL"
+            ), table
+
+    with warehouse.connect(db) as conn:
+        for table in tables:
+            conn.execute(f"CREATE TABLE saved_{table} AS SELECT * FROM {table}")
+    try:
+        with warehouse.connect(db) as conn:
+            conn.execute("UPDATE products SET fetched_at = fetched_at + INTERVAL 1 HOUR")
+            conn.execute(
+                f"UPDATE products SET fetched_at = fetched_at - INTERVAL 2 HOUR {where}", stale
+            )
+            conn.execute(f"UPDATE products SET price_minor = price_minor + 1 {where}", changed)
+            conn.execute(
+                "INSERT INTO price_history SELECT marketplace, external_id, price_minor, "
+                f"currency, available, fetched_at FROM products {where}",
+                changed,
+            )
+            for table in ("products", "product_groups"):
+                conn.execute(f"DELETE FROM {table} {where}", removed)
+            conn.execute(
+                "INSERT INTO products SELECT * REPLACE (external_id || '-new' AS external_id) "
+                f"FROM saved_products {where}",
+                removed,
+            )
+        publish_and_compare(tmp_path / "refreshed.duckdb")
+    finally:
+        with warehouse.connect(db) as conn:
+            for table in tables:
+                conn.execute(f"DELETE FROM {table}")
+                conn.execute(f"INSERT INTO {table} SELECT * FROM saved_{table}")
+                conn.execute(f"DROP TABLE saved_{table}")
+    publish_and_compare(tmp_path / "restored.duckdb")
 
 
 # Recomputes the groups of the warehouse's offers in a fresh interpreter, as a new run would.

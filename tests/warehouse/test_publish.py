@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -230,3 +231,63 @@ def test_a_copy_made_under_another_layout_is_rebuilt_from_scratch(tmp_path: Path
     result = warehouse.publish(source, target)
     assert set(result.refreshed.values()) == {"copied"}
     assert count_products(target) == 1
+
+
+def copy_tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """The copy's own tables behind its products view."""
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+            for table in ("product_rows", "marketplace_fetches")
+        }
+    finally:
+        conn.close()
+
+
+def test_fetch_times_are_kept_per_marketplace_and_the_copy_equals_a_fresh_one(
+    tmp_path: Path,
+) -> None:
+    """A fetch moves every offer's fetched_at to the fetch's time: the copy writes it once per
+    marketplace, not per offer. An offer whose fetched_at is not its marketplace's latest (a fetch
+    that failed half way) keeps its own. After each refresh the copy's products are the
+    pipeline's, fetched_at included, and every table equals a copy made from scratch."""
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    for external_id in ("1", "2", "3"):
+        add_offer(source, external_id, 1000)
+    with warehouse.connect(source) as conn:
+        conn.execute("UPDATE products SET fetched_at = TIMESTAMPTZ '2026-12-01 10:00:00+00'")
+    warehouse.publish(source, target)
+
+    def refresh(sql: str) -> None:
+        with warehouse.connect(source) as conn:
+            conn.execute(sql)
+        result = warehouse.publish(source, target)
+        assert result.refreshed["products"] == "merged"
+        fresh = tmp_path / "fresh.duckdb"
+        fresh.unlink(missing_ok=True)
+        warehouse.publish(source, fresh)
+        got, expected = published_rows(target), published_rows(fresh)
+        assert got.pop("published_tables") != expected.pop("published_tables")
+        assert got == expected
+        assert copy_tables(target) == copy_tables(fresh)
+        with warehouse.connect(source, read_only=True) as conn:
+            assert got["products"] == conn.execute("SELECT * FROM products ORDER BY ALL").fetchall()
+
+    def own_fetch_times() -> list[tuple[object, ...]]:
+        return [row for row in copy_tables(target)["product_rows"] if row[21] is not None]
+
+    refresh("UPDATE products SET fetched_at = fetched_at + INTERVAL 1 HOUR")
+    assert own_fetch_times() == []
+    # Offer 3 missed the latest fetch (its marketplace's other offers moved on).
+    refresh(
+        "UPDATE products SET fetched_at = fetched_at + INTERVAL 1 HOUR WHERE external_id <> '3'"
+    )
+    assert [row[1] for row in own_fetch_times()] == ["3"]
+    refresh("UPDATE products SET fetched_at = TIMESTAMPTZ '2026-12-02 10:00:00+00', title = 'Cup'")
+    assert own_fetch_times() == []
+    assert copy_tables(target)["marketplace_fetches"] == [
+        ("shop", datetime(2026, 12, 2, 10, tzinfo=UTC))
+    ]
+    # Nothing changed: nothing written.
+    assert warehouse.publish(source, target).refreshed["products"] == "kept"

@@ -187,3 +187,20 @@ def test_product_groups_are_rebuilt_from_the_current_offers(db: Path) -> None:
     assert stats.offers_by_method == {"gtin": 2, "single": 1}
     sizes = dict(offers.select("external_id", "group_size").iter_rows())
     assert sizes == {"1": 2, "7": 2, "8": 1}
+
+
+def test_one_fetch_stamps_every_page_with_its_first_pages_time(db: Path) -> None:
+    """The analysts' copy keeps fetched_at once per marketplace (warehouse/published_products.py):
+    a fetch whose pages came over a minute gives every record and offer the first page's time."""
+    records = [{"id": i, "title": f"A{i}", "price": 100} for i in range(4)]
+    staging = db.parent / "slow.parquet"
+    pages = [
+        CatalogPage(records=records[:2], page=1, fetched_at=T0),
+        CatalogPage(records=records[2:], page=2, fetched_at=T0 + timedelta(minutes=1)),
+    ]
+    stats = stage_raw_catalog(pages, staging, marketplace="a", run_id="run")
+    assert {seen for _, _, seen in stats.page_hashes.values()} == {T0}
+    with warehouse.connect(db) as conn:
+        load_raw_catalog(conn, "a", staging)
+        raw = read_raw_records(conn, "a")
+    assert {record.fetched_at for record in raw} == {T0}

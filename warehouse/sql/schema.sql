@@ -260,10 +260,10 @@ CREATE TABLE IF NOT EXISTS search_group_state (
     PRIMARY KEY (index_uid, group_id)
 );
 -- What the change markers of a refresh (pipelines/search_state.py) last saw of each offer: the
--- group it was in and `row_marker`, DuckDB's hash() of its products row but fetched_at, its
--- matching, its group's size and its price history. A refresh hashes only the offers whose marker
--- moved and the offers of the groups they leave or join; NULL (a row written before these
--- columns existed) hashes the offer again.
+-- group it was in and `row_marker`, DuckDB's hash() of its products row but fetched_at and its
+-- matching. A refresh hashes only the offers whose marker moved or that have new price-history
+-- rows (search_history_read) and the offers of the groups they are or were in; NULL (a row
+-- written before these columns existed) hashes the offer again.
 ALTER TABLE search_document_state ADD COLUMN IF NOT EXISTS group_id VARCHAR;
 ALTER TABLE search_document_state ADD COLUMN IF NOT EXISTS row_marker UBIGINT;
 -- The same for the product index (pipelines/group_search_state.py): per offer of a product
@@ -281,4 +281,13 @@ CREATE TABLE IF NOT EXISTS search_index_context (
     context_hash VARCHAR NOT NULL,
     documents BIGINT NOT NULL,
     synced_at TIMESTAMPTZ NOT NULL
+);
+-- How much of price_history the offers index's last sync read (pipelines/search_state.py): its row
+-- count and fingerprint (the sum of its rows' hash()). price_history only grows, so a refresh
+-- takes the offers of the rows after those as changed; when the first rows no longer give the
+-- fingerprint (rows lost or changed), every offer with a history row is.
+CREATE TABLE IF NOT EXISTS search_history_read (
+    index_uid VARCHAR PRIMARY KEY,
+    history_rows BIGINT NOT NULL,
+    history_fingerprint HUGEINT NOT NULL
 );

@@ -1,6 +1,8 @@
 -- Analyst views over the warehouse tables. Recreated by the `analyst_warehouse` asset and
 -- included in the published read-only copy (warehouse.duckdb). Each view carries a COMMENT
 -- (see `SELECT view_name, comment FROM duckdb_views() WHERE NOT internal`).
+-- In the published copy `products` is itself a view (warehouse/published_products.py): the
+-- pipeline's rows, with fetched_at kept once per marketplace in marketplace_fetches.
 -- USD amounts here are DECIMAL(18, 2) for analysis; the exact integer conversion used for sorting
 -- in the search index is computed in Python (warehouse.fx).
 

@@ -140,7 +140,7 @@ def test_pages_staged_in_batches_keep_every_row_in_page_order(tmp_path: Path) ->
                     "page": page,
                     "record_index": index,
                     "payload": None if digest in held else text,
-                    "fetched_at": NOW if page < 3 else later,
+                    "fetched_at": NOW,  # one fetch, one time: the first page's
                     "run_id": "r",
                     "payload_hash": digest,
                     "source_digest": None,
@@ -149,7 +149,7 @@ def test_pages_staged_in_batches_keep_every_row_in_page_order(tmp_path: Path) ->
     assert pq.read_table(staging).to_pylist() == expected
     assert stats.records == 6 * size
     assert stats.payloads_staged == 4 * size
-    assert stats.page_hashes[3] == (page_digest(held_page), size, later)
+    assert stats.page_hashes[3] == (page_digest(held_page), size, NOW)
 
 
 def test_records_not_parsed_are_staged_from_held_hashes_and_their_sources_kept(

@@ -188,12 +188,19 @@ class CatalogPage:
     """One page of raw records as the marketplace sent them, in a stable order.
 
     `held`: the marketplace answered the page's conditional request with 304 Not Modified, so
-    its records are exactly the ones the warehouse holds for this page (`records` is empty)."""
+    its records are exactly the ones the warehouse holds for this page (`records` is empty).
+
+    `sources` and `held_hashes` (a feed read with the source digests the warehouse holds,
+    adapters/google_feed.read_feed_items): each record's source digest (None: not known), and
+    for a record not parsed because its source was seen before, the payload hash it parsed into
+    (its `records` entry is then None)."""
 
     records: list[dict[str, Any]]
     page: int
     fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     held: bool = False
+    sources: list[str | None] | None = None
+    held_hashes: list[str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,10 @@
 Starts its own sandbox (prices held still), fetches and stores every selected marketplace's
 catalog once as a first run does, bumps the sandbox's ``price_epoch`` (≈ 1% of prices change)
 and then runs, for each marketplace in turn and in this one process, exactly the sequence of
-warehouse and adapter calls of the `raw_catalog` asset's refresh (held validators and payload
-hashes, fetch and stage, load, validators). For each it prints, in CPU seconds (thread time of
-this process's main thread, process time for the DuckDB load, /proc utime+stime of the sandbox):
+warehouse and adapter calls of the `raw_catalog` asset's refresh (held validators, payload
+hashes and feed items' source digests, fetch and stage, load, validators). For each it prints, in
+CPU seconds (thread time of this process's main thread, process time for the DuckDB load,
+/proc utime+stime of the sandbox):
 
 - ``sandbox``: the sandbox server's CPU producing the pages or feed (a real marketplace's server
   would not run on our cores);
@@ -96,6 +97,11 @@ def refresh_once(
         held_page_validators = store_page_validators = None  # type: ignore[assignment]
     from warehouse.records import held_payload_hashes, load_changed_records
 
+    try:  # feed items not parsed again (absent from older checkouts measured against this one)
+        from warehouse.records import held_sources
+    except ImportError:
+        held_sources = None  # type: ignore[assignment]
+
     row: dict[str, Any] = {}
     wall0 = time.perf_counter()
     sandbox0 = proc_cpu_seconds(sandbox_pid)
@@ -109,6 +115,8 @@ def refresh_once(
             adapter.catalog_validators = held_validators(conn, config.slug)
         if held_page_validators and hasattr(adapter, "page_validators") and held_hashes:
             adapter.page_validators, held_pages = held_page_validators(conn, config.slug)
+        if held_sources and hasattr(adapter, "held_sources"):
+            adapter.held_sources = held_sources(conn, config.slug, held_hashes or set())
     row["open_cpu"] = time.process_time() - load_cpu0
     timer = Timer()
     main_cpu0 = time.thread_time()
@@ -135,7 +143,7 @@ def refresh_once(
     with warehouse.connect(db) as conn:
         if not_modified:
             confirm_unchanged_catalog(conn, config.slug, now=datetime.now(UTC))
-            row.update(records=0, bytes=0, stored=0, pages=0, not_modified=0)
+            row.update(records=0, bytes=0, stored=0, pages=0, not_modified=0, unparsed=0)
         else:
             _, _, stored = load_changed_records(
                 conn, config.slug, staging, stats.page_hashes, replace_all=first
@@ -159,6 +167,7 @@ def refresh_once(
                 stored=stored,
                 pages=stats.pages,
                 not_modified=getattr(stats, "pages_not_modified", 0),
+                unparsed=getattr(stats, "records_unparsed", 0),
             )
     staging.unlink(missing_ok=True)
     row["load_cpu"] = time.process_time() - load_cpu0 + row.pop("open_cpu")
@@ -174,7 +183,8 @@ def print_row(slug: str, what: str, row: dict[str, Any]) -> None:
         f"stored {row['stored']:>7}  wall {row['wall']:6.2f}  sandbox {row['sandbox_cpu']:6.2f}  "
         f"fetch {row['fetch_cpu']:6.2f}  stage {row['stage_cpu']:6.2f}  "
         f"load {row['load_cpu']:6.2f} ({row['load_wall']:5.2f} wall)  "
-        f"304: {row['not_modified']}/{row['pages']} pages  sandbox RSS {row['sandbox_rss_mb']:.0f} MB"
+        f"304: {row['not_modified']}/{row['pages']} pages  unparsed {row['unparsed']}  "
+        f"sandbox RSS {row['sandbox_rss_mb']:.0f} MB"
         + ("  whole catalog 304" if row["catalog_not_modified"] else ""),
         flush=True,
     )

@@ -71,6 +71,8 @@ class PartitionOutcome:
     changed_since: int | None = None
     # Pages the marketplace answered 304 Not Modified (conditional page requests).
     pages_not_modified: int = 0
+    # Records not parsed again: their source (a feed item's text) was seen before.
+    records_unparsed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +230,7 @@ def _partition_outcome(slug: str, result: dg.ExecuteInProcessResult) -> Partitio
             int(raw.get("records_fetched", 0)) if raw.get("fetch") == "changed_since" else None
         ),
         pages_not_modified=int(raw.get("pages_not_modified", 0)),
+        records_unparsed=int(raw.get("records_unparsed", 0)),
     )
 
 

@@ -45,6 +45,7 @@ from warehouse.records import (
     can_normalize_incrementally,
     catalog_changed,
     held_payload_hashes,
+    held_sources,
     load_changed_records,
     mark_pages_normalized,
     place_unchanged_records,
@@ -175,6 +176,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         # Changed-since fetches (adapters/changed_since.py): from when, and the records held.
         since = None
         held_ids: list[tuple[str | None, str]] = []
+        if hasattr(adapter, "held_sources"):
+            # Items' source digests are taken on every fetch (a full one too), for the next.
+            adapter.held_sources = {}
         if not config.full_refresh:
             with warehouse.connect() as conn:
                 if hasattr(adapter, "catalog_validators"):
@@ -182,6 +186,8 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 held_hashes = held_payload_hashes(conn, slug)
                 if held_hashes is not None and hasattr(adapter, "page_validators"):
                     adapter.page_validators, held_pages = held_page_validators(conn, slug)
+                if held_hashes is not None and hasattr(adapter, "held_sources"):
+                    adapter.held_sources = held_sources(conn, slug, held_hashes)
                 if (
                     held_hashes is None
                     and conn.execute(
@@ -267,7 +273,8 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
             staging.unlink(missing_ok=True)
         context.log.info(
             f"{slug}: {stats.records} records in {stats.pages} pages ({stats.bytes} bytes "
-            f"fetched, {fetch_mode}; {stats.pages_not_modified} pages not modified), {stored} "
+            f"fetched, {fetch_mode}; {stats.pages_not_modified} pages not modified, "
+            f"{stats.records_unparsed} records seen before not parsed), {stored} "
             f"records stored, {len(changed_pages)} pages changed"
         )
         return dg.MaterializeResult(
@@ -279,6 +286,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 else changed_records,
                 "pages": stats.pages,
                 "pages_not_modified": stats.pages_not_modified,
+                "records_unparsed": stats.records_unparsed,
                 "records": stats.records,
                 "bytes": stats.bytes,
                 "changed_pages": len(changed_pages),

@@ -10,9 +10,11 @@ import pytest
 
 from adapters.base import BadPayload, Capability, OrderRequest, Unsupported
 from adapters.google_feed import (
+    FeedItem,
     GoogleFeedAdapter,
     effective_price_text,
     parse_feed_items,
+    read_feed_items,
     sale_price_applies,
 )
 from tests.adapters.configs import RecordingTransport, marketplace_config, offline_transport
@@ -86,6 +88,44 @@ def test_items_become_records_keyed_by_element_name() -> None:
         "g:price": "4500.00 NGN",
     }
     assert second["title"] == "Thermos Stainless King 1.2 L Flask"
+
+
+ATOM_FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:g="http://base.google.com/ns/1.0">
+<title>Shop</title>
+<entry>
+<g:id>A-1</g:id>
+<title>  Kettle  </title>
+<link href="https://shop.example/a-1"/>
+<g:additional_image_link>https://img.example/1.png</g:additional_image_link>
+<g:additional_image_link>https://img.example/2.png</g:additional_image_link>
+<g:additional_image_link>https://img.example/3.png</g:additional_image_link>
+<g:shipping><g:price>5.00 USD</g:price></g:shipping>
+<g:shipping><g:price>9.00 USD</g:price></g:shipping>
+<g:mpn></g:mpn>
+<g:brand/>
+</entry>
+</feed>
+"""
+
+
+def test_atom_entries_repeated_and_empty_elements_become_records() -> None:
+    """Atom `<link href>` is its URL, a repeated element a list (of records when nested), an
+    empty element "" and text is stripped."""
+    (entry,) = parse_feed_items(ATOM_FEED, marketplace="naijamall")
+    assert entry == {
+        "g:id": "A-1",
+        "title": "Kettle",
+        "link": "https://shop.example/a-1",
+        "g:additional_image_link": [
+            "https://img.example/1.png",
+            "https://img.example/2.png",
+            "https://img.example/3.png",
+        ],
+        "g:shipping": [{"g:price": "5.00 USD"}, {"g:price": "9.00 USD"}],
+        "g:mpn": "",
+        "g:brand": "",
+    }
 
 
 def test_feed_item_becomes_an_offer() -> None:
@@ -207,3 +247,93 @@ def test_a_feed_is_catalog_only() -> None:
         feed.place_order(OrderRequest("r", "k", [], None, "NGN"))  # type: ignore[arg-type]
     with pytest.raises(Unsupported):
         feed.order_status("1")
+
+
+def read(text: str, held: dict[str, str], piece: int = 7) -> list[FeedItem]:
+    """The feed's items read in `piece`-character chunks (items straddle them)."""
+    chunks = [text[i : i + piece] for i in range(0, len(text), piece)]
+    return list(read_feed_items(chunks, marketplace="naijamall", held_sources=held))
+
+
+def test_items_seen_before_are_not_parsed_and_the_others_are_as_parse_feed_items_reads_them() -> (
+    None
+):
+    first = read(FEED, {})
+    assert [item.record for item in first] == items()
+    assert all(item.source and item.held_hash is None for item in first)
+    assert len({item.source for item in first}) == 2
+    again = read(FEED, {first[0].source: "held-hash"}, piece=4096)  # type: ignore[dict-item]
+    assert again == [FeedItem(first[0].source, None, "held-hash"), first[1]]
+
+
+def test_an_item_or_its_namespaces_changed_has_another_source() -> None:
+    first = read(FEED, {})
+    price_moved = read(FEED.replace("25000.00 NGN", "24000.00 NGN"), {})
+    assert price_moved[0].source == first[0].source
+    assert price_moved[1].source != first[1].source
+    # The head's own elements do not change what items parse into (a build date moves daily).
+    dated = FEED.replace("<channel>", "<channel><lastBuildDate>Fri, 04 Dec 2026</lastBuildDate>")
+    assert [item.source for item in read(dated, {})] == [item.source for item in first]
+    # Another namespace for `g:` does: the same text parses into other keys.
+    other = FEED.replace("http://base.google.com/ns/1.0", "http://example.com/g")
+    assert [item.record for item in read(other, {})] != [item.record for item in first]
+    assert {item.source for item in read(other, {})}.isdisjoint({i.source for i in first})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("<channel>", "<channel>\n<!-- <item><g:id>X</g:id></item> -->"),  # a comment in the head
+        ("<g:id>FLASK_9</g:id>", "<g:id><![CDATA[FLASK_9]]></g:id>"),  # CDATA in an item
+        ("</item>\n<item>", "</item>\n<title>between</title>\n<item>"),  # markup between items
+    ],
+)
+def test_text_that_cannot_be_cut_safely_is_parsed_whole(change: tuple[str, str]) -> None:
+    feed = FEED.replace(*change)
+    plain = list(parse_feed_items(feed, marketplace="naijamall"))
+    seen = {item.source: "held-hash" for item in read(feed, {}) if item.source}
+    again = read(feed, seen)
+    # Items before the text in question may be skipped; from it on, every item is parsed.
+    for item, record in zip(again, plain, strict=True):
+        skipped = FeedItem(item.source, None, "held-hash")
+        assert item == (skipped if item.source else FeedItem(None, record, None))
+    assert again[-1].source is None
+
+
+def test_an_atom_feed_is_parsed_whole() -> None:
+    read_items = read(ATOM_FEED, {})
+    assert [item.record for item in read_items] == list(
+        parse_feed_items(ATOM_FEED, marketplace="naijamall")
+    )
+    assert all(item.source is None for item in read_items)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        FEED.replace("<g:brand>LG</g:brand>", "<g:brand>LG</g:brnd>"),  # a changed item
+        FEED[: FEED.rindex("</channel>")],  # the document's end, after items held
+    ],
+)
+def test_a_malformed_feed_fails_as_when_every_item_is_parsed(broken: str) -> None:
+    seen = {item.source: "held-hash" for item in read(FEED, {})}
+    for held in ({}, seen):
+        with pytest.raises(BadPayload) as caught:
+            read(broken, held)  # type: ignore[arg-type]
+        assert caught.value.reason == "invalid_xml"
+
+
+def test_an_adapter_given_held_sources_pages_digests_and_held_hashes() -> None:
+    transport = RecordingTransport(lambda request: httpx.Response(200, text=FEED))
+    feed = GoogleFeedAdapter(
+        marketplace_config("google_feed", currency="NGN", page_size=1), transport=transport
+    )
+    plain = list(feed.fetch_catalog_pages())
+    assert [page.sources for page in plain] == [None, None]
+    first = read(FEED, {})
+    feed.held_sources = {first[1].source: "held-hash"}  # type: ignore[dict-item]
+    pages = list(feed.fetch_catalog_pages())
+    assert [(page.page, page.records, page.sources, page.held_hashes) for page in pages] == [
+        (1, [first[0].record], [first[0].source], [None]),
+        (2, [None], [first[1].source], ["held-hash"]),
+    ]

@@ -13,9 +13,10 @@ import pytest
 
 import warehouse
 from adapters.base import CatalogPage, PageValidator
-from warehouse.catalog import stage_raw_catalog
+from warehouse.catalog import STAGING_BATCH_ROWS, stage_raw_catalog
+from warehouse.offers import payload_text, record_hash
 from warehouse.pages import held_page_validators, page_digest, store_page_validators
-from warehouse.records import held_payload_hashes, load_changed_records
+from warehouse.records import held_payload_hashes, held_sources, load_changed_records
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -106,4 +107,103 @@ def test_a_page_answered_304_without_held_records_fails_the_staging(tmp_path: Pa
             run_id="r",
             held_hashes=set(),
             held_pages={1: ["x"]},
+        )
+
+
+def test_pages_staged_in_batches_keep_every_row_in_page_order(tmp_path: Path) -> None:
+    """Staging writes STAGING_BATCH_ROWS rows at a time: pages that straddle a batch, a 304 page
+    between fetched ones and the last partial batch come out row for row as staged page by
+    page (position, payload only when not held, hash, fetch time, run)."""
+    size = STAGING_BATCH_ROWS // 2 + 7  # pages straddle every batch boundary
+    fetched = {page: records(page * 10_000, size, price=page) for page in (1, 2, 4, 5, 6)}
+    held_page = [record_hash(payload_text(r)) for r in records(3 * 10_000, size)]
+    held = {record_hash(payload_text(r)) for r in fetched[2]} | set(held_page)
+    later = datetime(2026, 12, 3, 13, 0, tzinfo=UTC)
+    pages = [
+        CatalogPage(records=fetched[1], page=1, fetched_at=NOW),
+        CatalogPage(records=fetched[2], page=2, fetched_at=NOW),
+        CatalogPage(records=[], page=3, fetched_at=later, held=True),
+        *(CatalogPage(records=fetched[p], page=p, fetched_at=later) for p in (4, 5, 6)),
+    ]
+    staging = tmp_path / "staged.parquet"
+    stats = stage_raw_catalog(
+        pages, staging, marketplace="m", run_id="r", held_hashes=held, held_pages={3: held_page}
+    )
+    expected = []
+    for page in (1, 2, 3, 4, 5, 6):
+        texts = [None] * size if page == 3 else [payload_text(r) for r in fetched[page]]
+        hashes = held_page if page == 3 else [record_hash(t) for t in texts if t]
+        for index, (text, digest) in enumerate(zip(texts, hashes, strict=True)):
+            expected.append(
+                {
+                    "marketplace": "m",
+                    "page": page,
+                    "record_index": index,
+                    "payload": None if digest in held else text,
+                    "fetched_at": NOW,  # one fetch, one time: the first page's
+                    "run_id": "r",
+                    "payload_hash": digest,
+                    "source_digest": None,
+                }
+            )
+    assert pq.read_table(staging).to_pylist() == expected
+    assert stats.records == 6 * size
+    assert stats.payloads_staged == 4 * size
+    assert stats.page_hashes[3] == (page_digest(held_page), size, NOW)
+
+
+def test_records_not_parsed_are_staged_from_held_hashes_and_their_sources_kept(
+    tmp_path: Path,
+) -> None:
+    """A feed read with source digests: the digests are staged and kept in raw_sources with the
+    records' payload hashes; a record not parsed is staged from its held hash, and one whose
+    hash the warehouse does not hold fails the staging; held_sources offers only digests of
+    payloads still held."""
+    db = tmp_path / "w.duckdb"
+    catalog = records(0, 4)
+    hashes = [record_hash(payload_text(r)) for r in catalog]
+    sources = [f"source-{i}" for i in range(4)]
+    first = [CatalogPage(records=catalog, page=1, sources=sources, held_hashes=[None] * 4)]
+    store(db, tmp_path, first, {}, first=True)
+    with warehouse.connect(db) as conn:
+        held = held_payload_hashes(conn, "m")
+        assert held_sources(conn, "m", held or set()) == dict(zip(sources, hashes, strict=True))
+
+    changed = {**catalog[2], "price": 11}
+    page = CatalogPage(
+        records=[None, None, changed, None],  # type: ignore[list-item]
+        page=1,
+        sources=["source-0", "source-1", "source-2b", "source-3"],
+        held_hashes=[hashes[0], hashes[1], None, hashes[3]],
+    )
+    stats, rows = store(db, tmp_path, [page], {}, first=False)
+    assert stats.records_unparsed == 3
+    assert stats.payloads_staged == 1
+    new_hash = record_hash(payload_text(changed))
+    assert [(r["payload"], r["payload_hash"], r["source_digest"]) for r in rows] == [
+        (None, hashes[0], "source-0"),
+        (None, hashes[1], "source-1"),
+        (payload_text(changed), new_hash, "source-2b"),
+        (None, hashes[3], "source-3"),
+    ]
+    with warehouse.connect(db) as conn:
+        held = held_payload_hashes(conn, "m") or set()
+        assert held_sources(conn, "m", held) == {
+            "source-0": hashes[0],
+            "source-1": hashes[1],
+            "source-2b": new_hash,
+            "source-3": hashes[3],
+        }
+        # A digest whose payload is no longer held is not offered.
+        assert "source-0" not in held_sources(conn, "m", held - {hashes[0]})
+
+    gone = CatalogPage(
+        records=[None],
+        page=1,
+        sources=["source-x"],
+        held_hashes=[hashes[2]],  # type: ignore[list-item]
+    )
+    with pytest.raises(RuntimeError, match="seen before"):
+        stage_raw_catalog(
+            [gone], tmp_path / "s.parquet", marketplace="m", run_id="r", held_hashes=held
         )

@@ -165,6 +165,17 @@ CREATE TABLE IF NOT EXISTS catalog_validators (
     checked_at TIMESTAMPTZ NOT NULL
 );
 
+-- What a record's source parsed into: a feed item's source digest (SHA-256 of the parser's
+-- version, the document head and the item's text; adapters/google_feed.read_feed_items) and the
+-- payload hash of its record. A refresh does not parse an item whose digest is here and whose
+-- payload raw_catalog holds. Replaced with the marketplace's raw records (warehouse/records.py).
+-- One row per (marketplace, source_digest), kept so by its only writer (no key to maintain).
+CREATE TABLE IF NOT EXISTS raw_sources (
+    marketplace VARCHAR NOT NULL,
+    source_digest VARCHAR NOT NULL,
+    payload_hash VARCHAR NOT NULL
+);
+
 -- The validators a marketplace sent with each catalog page (ETag, Last-Modified), for asking for
 -- the page conditionally next time (warehouse/pages.py): the page's request, what its body said
 -- about the pages after it (follow, JSON: a 304 has no body), and the page's content_hash in

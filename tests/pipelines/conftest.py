@@ -21,6 +21,12 @@ from pipelines.run import IngestReport, dagster_instance, materialize_all
 SANDBOX_CREDENTIALS = sandbox_credentials(get_settings(), environ={})
 
 
+def sandbox_credential_environment() -> dict[str, str]:
+    """The credentials a pipeline run against the sandbox needs: the environment's where set
+    (CI may set real-looking ones), the placeholders otherwise."""
+    return {name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()}
+
+
 @dataclass(frozen=True)
 class Ingest:
     """One materialize_all call: its report and the progress lines it printed."""
@@ -52,7 +58,7 @@ def pipeline_settings(
         # The embedding model takes minutes on a small CPU; the assistant's tests cover it, and
         # test_full_materialization feeds search_products stored vectors instead.
         "ONECART_ASSISTANT_EMBEDDINGS": "off",
-        **{name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()},
+        **sandbox_credential_environment(),
     }
     saved = {name: os.environ.get(name) for name in [*overrides, "DAGSTER_HOME"]}
     os.environ.update(overrides)

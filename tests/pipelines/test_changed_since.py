@@ -13,7 +13,6 @@ where a full fetch puts it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -22,7 +21,7 @@ import pytest
 
 import warehouse
 from onecart.settings import Settings
-from tests.pipelines.conftest import SANDBOX_CREDENTIALS
+from tests.pipelines.conftest import sandbox_credential_environment
 from tests.pipelines.test_incremental import Home, paired_homes, positions
 
 pytestmark = pytest.mark.timeout(1200)
@@ -91,11 +90,11 @@ def watermarks(home: Home) -> dict[str, tuple[datetime, datetime]]:
 
 @pytest.fixture(scope="module")
 def homes(settings: Settings, sandbox_server: str, meili_server: str) -> Iterator[list[Home]]:
-    credentials = {
-        name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()
-    }
     yield paired_homes(
-        settings, "changed-since", MARKETPLACES_TOML.format(url=sandbox_server), credentials
+        settings,
+        "changed-since",
+        MARKETPLACES_TOML.format(url=sandbox_server),
+        sandbox_credential_environment(),
     )
 
 

@@ -12,7 +12,6 @@ where a full fetch puts it, and raw_sources must be the full run's.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -21,7 +20,7 @@ import pytest
 
 import warehouse
 from onecart.settings import Settings
-from tests.pipelines.conftest import SANDBOX_CREDENTIALS
+from tests.pipelines.conftest import sandbox_credential_environment
 from tests.pipelines.test_changed_since import set_knobs
 from tests.pipelines.test_incremental import Home, paired_homes, positions
 
@@ -62,11 +61,11 @@ def held_hashes(home: Home) -> set[str]:
 
 @pytest.fixture(scope="module")
 def homes(settings: Settings, sandbox_server: str, meili_server: str) -> Iterator[list[Home]]:
-    credentials = {
-        name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()
-    }
     yield paired_homes(
-        settings, "feed-sources", MARKETPLACES_TOML.format(url=sandbox_server), credentials
+        settings,
+        "feed-sources",
+        MARKETPLACES_TOML.format(url=sandbox_server),
+        sandbox_credential_environment(),
     )
 
 

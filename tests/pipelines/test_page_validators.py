@@ -13,7 +13,6 @@ it, and the pages nothing changed on must have been answered 304.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -23,7 +22,7 @@ import pytest
 import warehouse
 from onecart.settings import Settings
 from pipelines.run import IngestReport
-from tests.pipelines.conftest import SANDBOX_CREDENTIALS
+from tests.pipelines.conftest import sandbox_credential_environment
 from tests.pipelines.test_changed_since import set_knobs
 from tests.pipelines.test_incremental import Home, paired_homes, positions
 
@@ -97,11 +96,11 @@ def not_modified(report: IngestReport) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def homes(settings: Settings, sandbox_server: str, meili_server: str) -> Iterator[list[Home]]:
-    credentials = {
-        name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()
-    }
     yield paired_homes(
-        settings, "page-validators", MARKETPLACES_TOML.format(url=sandbox_server), credentials
+        settings,
+        "page-validators",
+        MARKETPLACES_TOML.format(url=sandbox_server),
+        sandbox_credential_environment(),
     )
 
 

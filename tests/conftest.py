@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,9 @@ def meili_server(settings: Settings) -> Iterator[str]:
         processes.stop_pid(proc.pid)
 
 
-@pytest.fixture(scope="session")
-def sandbox_server(settings: Settings) -> Iterator[str]:
-    """The sandbox marketplaces over real HTTP; yields the base URL (settings point at it)."""
+@contextmanager
+def serve_sandbox(settings: Settings, name: str = "sandbox-test") -> Iterator[str]:
+    """A sandbox process over real HTTP on a free port, stopped afterwards; yields its URL."""
     port = processes.free_port()
     argv = [
         sys.executable,
@@ -80,14 +81,22 @@ def sandbox_server(settings: Settings) -> Iterator[str]:
         "--seed",
         str(TEST_SANDBOX_SEED),
     ]
-    proc = processes.start_process(settings, "sandbox-test", argv)
+    proc = processes.start_process(settings, name, argv)
     url = f"http://127.0.0.1:{port}"
     try:
         processes.wait_for_http(f"{url}/_sandbox/health", timeout=60, process=proc)
-        _reset_settings(ONECART_SANDBOX_PORT=str(port), ONECART_SANDBOX_HOST="127.0.0.1")
         yield url
     finally:
         processes.stop_pid(proc.pid)
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(settings: Settings) -> Iterator[str]:
+    """The sandbox marketplaces over real HTTP; yields the base URL (settings point at it)."""
+    with serve_sandbox(settings) as url:
+        port = url.rsplit(":", 1)[1]
+        _reset_settings(ONECART_SANDBOX_PORT=port, ONECART_SANDBOX_HOST="127.0.0.1")
+        yield url
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import pytest
 
 import warehouse
 from onecart.settings import Settings
+from tests.conftest import serve_sandbox
 from tests.pipelines.conftest import sandbox_credential_environment
 from tests.pipelines.test_incremental import Home, paired_homes, positions
 
@@ -86,6 +87,17 @@ def watermarks(home: Home) -> dict[str, tuple[datetime, datetime]]:
             "SELECT marketplace, fetch_started_at, full_fetch_started_at FROM catalog_watermarks"
         ).fetchall()
     return {slug: (started, full) for slug, started, full in rows}
+
+
+@pytest.fixture(scope="module")
+def sandbox_server(settings: Settings) -> Iterator[str]:
+    """This module's own sandbox. A changed-since refresh asks for the changes since ten minutes
+    before its last fetch began (WATERMARK_OVERLAP), and a catalog state the shared sandbox
+    serves for the first time re-dates every record it touches: other modules' tests within that
+    window (tests/adapters/test_against_sandbox.py moves ShopWave's prices) would rightly make
+    the refresh here fetch in full."""
+    with serve_sandbox(settings, "sandbox-changed-since") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,8 @@ def build_vector_index(meili_url: str, api_key: str, total_offers: int, embedder
     import meilisearch
     from search_bench import world_documents
 
-    from sandbox.world import MARKETPLACES, World
+    from sandbox.marketplaces import MARKETPLACES
+    from sandbox.world import World
     from search_index.groups import sync_group_index
     from search_index.indexing import sync_index
 
@@ -107,7 +108,7 @@ def build_vector_index(meili_url: str, api_key: str, total_offers: int, embedder
 def world_fx() -> Any:
     """The world's own exchange rates as an FxTable (what the documents were converted with)."""
     from commerce.fx import FxTable
-    from sandbox.world import GBP_PER_USD, MARKETPLACES
+    from sandbox.marketplaces import GBP_PER_USD, MARKETPLACES
 
     rates = {m.currency: m.usd_rate for m in MARKETPLACES if m.currency != "USD"}
     rates["GBP"] = GBP_PER_USD
@@ -182,7 +183,8 @@ def measure_throughput(embedder: Any, workdir: Path) -> dict:
     """The offer_embeddings refresh on a throw-away warehouse: all new, unchanged, 2% changed."""
     import warehouse
     from assistant.embedding_store import refresh_offer_embeddings
-    from sandbox.world import MARKETPLACES, World
+    from sandbox.marketplaces import MARKETPLACES
+    from sandbox.world import World
 
     world = World(SEED, 12_000)
     per_market = THROUGHPUT_OFFERS // len(MARKETPLACES)

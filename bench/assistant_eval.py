@@ -99,7 +99,8 @@ def world_products(seed: int, offers: int) -> dict[str, Any]:
     """Every world product the sandbox lists at this size, by product key: on the six
     marketplaces and the affiliate ones (Amazon, Sokoni), whose own products are in the
     index too and are relevant by the same rules."""
-    from sandbox.world import SERVED_MARKETPLACES, World
+    from sandbox.marketplaces import SERVED_MARKETPLACES
+    from sandbox.world import World
 
     world = World(seed, offers)
     products: dict[str, Any] = {}

@@ -776,7 +776,9 @@ def sandbox_changed_offers(offers: int, seed: int, epoch: int) -> int:
     """How many offers the sandbox re-prices going from `epoch - 1` to `epoch` (its own rule:
     phase p changes when (epoch + p) % 100 == 0), over the six core marketplaces (Amazon and
     Sokoni, added on top, re-price theirs too; Amazon's searches reach only part of its catalog)."""
-    from sandbox.world import MARKETPLACES, PRICE_EPOCH_PERIOD, World, hash64
+    from sandbox.draws import hash64
+    from sandbox.marketplaces import MARKETPLACES
+    from sandbox.world import PRICE_EPOCH_PERIOD, World
 
     world = World(seed, offers)
     changed = 0

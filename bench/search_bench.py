@@ -146,7 +146,8 @@ def percentile(values: Sequence[float], pct: float) -> float:
 def world_documents(total_offers: int) -> Iterator[dict[str, Any]]:
     """Search documents for the sandbox world's offers, grouped by world product (as matching
     would), converted with the world's own exchange rates."""
-    from sandbox.world import GBP_PER_USD, MARKETPLACES, World
+    from sandbox.marketplaces import GBP_PER_USD, MARKETPLACES
+    from sandbox.world import World
     from search_index.documents import build_document, convert_to_usd_minor
 
     world = World(SEED, total_offers)
@@ -242,7 +243,7 @@ def prepare_database(database_url: str) -> None:
     from commerce.catalog_sync import seed_marketplaces
     from commerce.db import session_scope
     from commerce.models import FxRate
-    from sandbox.world import GBP_PER_USD, MARKETPLACES
+    from sandbox.marketplaces import GBP_PER_USD, MARKETPLACES
     from storefront.db_migrate import upgrade_database
 
     upgrade_database(database_url)

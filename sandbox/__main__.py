@@ -16,8 +16,8 @@ from werkzeug.serving import make_server
 from onecart.settings import get_settings
 from sandbox.app import SandboxConfig, create_app
 from sandbox.knobs import KnobError, parse_cli_knob
+from sandbox.marketplaces import SERVED_MARKETPLACES
 from sandbox.service import DEFAULT_PRICE_EPOCH_SECONDS, MAX_PRICE_EPOCH_SECONDS
-from sandbox.world import SERVED_MARKETPLACES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 from werkzeug.wrappers import Request, Response
 
+from sandbox.malformations import broken_title, html_title, huge_text
 from sandbox.pages import format_amount, product_page
 from sandbox.record_cache import record_stamp
 from sandbox.service import MarketplaceService, chunked, encode_text
-from sandbox.world import ListedOffer, broken_title, html_title, huge_text, slugify
+from sandbox.world import ListedOffer, slugify
 
 FEED_CONTENT_TYPE = "text/csv; charset=utf-8"
 UNKNOWN_CURRENCY_CODE = "KSH"  # the everyday spelling of KES, not an ISO 4217 code

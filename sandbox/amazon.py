@@ -26,6 +26,7 @@ from werkzeug.wrappers import Request, Response
 
 from onecart.money import from_minor_units
 from sandbox.assortment import CATEGORIES, Category
+from sandbox.malformations import broken_title, html_title, huge_text
 from sandbox.pages import format_amount, product_page
 from sandbox.service import (
     JsonError,
@@ -34,7 +35,6 @@ from sandbox.service import (
     encode_text,
     json_response,
 )
-from sandbox.world import broken_title, html_title, huge_text
 
 # The token lives an hour, like the real one; tests of refresh use the adapter's unit tests.
 TOKEN_LIFETIME_S = 3600

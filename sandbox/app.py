@@ -22,6 +22,7 @@ from sandbox.fakestore import FakeStoreService
 from sandbox.google_feed import GoogleFeedService
 from sandbox.images import render_product_svg
 from sandbox.knobs import ALL_MARKETPLACES, KnobBoard, KnobError
+from sandbox.marketplaces import SERVED_MARKETPLACES, SERVED_SLUGS
 from sandbox.orders import OrderBook, SandboxOrder
 from sandbox.service import (
     DEFAULT_PRICE_EPOCH_SECONDS,
@@ -33,7 +34,7 @@ from sandbox.service import (
 )
 from sandbox.shopify import ShopifyService
 from sandbox.woocommerce import WooCommerceService
-from sandbox.world import SERVED_MARKETPLACES, SERVED_SLUGS, World
+from sandbox.world import World
 
 SERVICE_CLASSES: tuple[type[MarketplaceService], ...] = (
     ShopifyService,

@@ -11,6 +11,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from onecart.money import MoneyError, parse_decimal, to_minor_units
+from sandbox.malformations import broken_title, html_title, huge_text
 from sandbox.orders import PENDING, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
 from sandbox.record_cache import record_stamp
@@ -25,7 +26,7 @@ from sandbox.service import (
     query_int,
     read_json_body,
 )
-from sandbox.world import ListedOffer, broken_title, html_title, huge_text
+from sandbox.world import ListedOffer
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50

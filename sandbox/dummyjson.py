@@ -14,6 +14,8 @@ from werkzeug.wrappers import Request, Response
 
 from onecart.money import from_minor_units
 from sandbox.assortment import CATEGORIES, REVIEW_COMMENTS, REVIEWER_NAMES
+from sandbox.draws import hash64, unit_interval
+from sandbox.malformations import broken_title, html_title, huge_text
 from sandbox.orders import OrderLine, SandboxOrder
 from sandbox.record_cache import record_stamp
 from sandbox.service import (
@@ -28,14 +30,7 @@ from sandbox.service import (
     query_int,
     read_json_body,
 )
-from sandbox.world import (
-    ListedOffer,
-    broken_title,
-    hash64,
-    html_title,
-    huge_text,
-    unit_interval,
-)
+from sandbox.world import ListedOffer
 
 DEFAULT_PAGE_SIZE = 30
 # Share of the store's own products listed without a brand (as on the real DummyJSON).

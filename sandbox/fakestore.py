@@ -13,6 +13,7 @@ from werkzeug.wrappers import Request, Response
 
 from onecart.money import from_minor_units
 from sandbox.assortment import CATEGORIES
+from sandbox.malformations import broken_title, html_title, huge_text
 from sandbox.orders import OrderLine, SandboxOrder
 from sandbox.record_cache import record_stamp
 from sandbox.service import (
@@ -26,7 +27,7 @@ from sandbox.service import (
     query_int,
     read_json_body,
 )
-from sandbox.world import ListedOffer, broken_title, html_title, huge_text
+from sandbox.world import ListedOffer
 
 
 def category_name(slug_or_name: str) -> str:

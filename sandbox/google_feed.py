@@ -9,10 +9,12 @@ from xml.sax.saxutils import escape
 
 from werkzeug.wrappers import Request, Response
 
+from sandbox.draws import hash64
+from sandbox.malformations import broken_title, html_title, huge_text
 from sandbox.pages import format_amount, product_page
 from sandbox.record_cache import record_stamp
 from sandbox.service import MarketplaceService, chunked, conditional_catalog, encode_text
-from sandbox.world import ListedOffer, broken_title, hash64, html_title, huge_text, slugify
+from sandbox.world import ListedOffer, slugify
 
 ITEM_ID_BASE = 100_001
 FEED_CONTENT_TYPE = "application/xml; charset=utf-8"

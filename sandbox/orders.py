@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox.world import hash64, unit_interval
+from sandbox.draws import hash64, unit_interval
 
 PENDING, PROCESSING, SHIPPED, DELIVERED, CANCELLED = (
     "pending",

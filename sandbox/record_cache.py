@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import accumulate, groupby
 
-from sandbox.world import MALFORMATION_KINDS
+from sandbox.malformations import MALFORMATION_KINDS
 
 BLOCK_RECORDS = 100
 # Enough for every whole-read catalog at a million offers (~0.13 GB), with room for a second

@@ -19,17 +19,11 @@ from werkzeug.wrappers import Request, Response
 
 from sandbox.changes import CatalogState, ChangeLog
 from sandbox.knobs import CancelPlan, KnobBoard, PlacementPlan
+from sandbox.malformations import BROKEN_UTF8_BYTES, BROKEN_UTF8_SENTINEL
+from sandbox.marketplaces import MARKETPLACES_BY_SLUG, MarketplaceProfile
 from sandbox.orders import OrderBook, SandboxOrder
 from sandbox.record_cache import CacheKey, RecordCache, Render, record_stamp
-from sandbox.world import (
-    BROKEN_UTF8_BYTES,
-    BROKEN_UTF8_SENTINEL,
-    MARKETPLACES_BY_SLUG,
-    PRICE_EPOCH_PERIOD,
-    ListedOffer,
-    MarketplaceProfile,
-    World,
-)
+from sandbox.world import PRICE_EPOCH_PERIOD, ListedOffer, World
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 _SENTINEL_BYTES = BROKEN_UTF8_SENTINEL.encode("utf-8")

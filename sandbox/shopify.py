@@ -24,7 +24,9 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from onecart.money import MoneyError, to_minor_units
+from sandbox.draws import hash64
 from sandbox.listing import FilteredCatalog, id_values, on_catalog
+from sandbox.malformations import broken_title, html_title, huge_text
 from sandbox.orders import (
     CANCELLED,
     CONFIRMED,
@@ -40,7 +42,7 @@ from sandbox.orders import (
 )
 from sandbox.pages import format_amount, product_page
 from sandbox.service import JsonError, json_response, query_int, read_json_body
-from sandbox.world import broken_title, hash64, html_title, huge_text, slugify
+from sandbox.world import slugify
 
 PRODUCT_ID_BASE = 8_000_000_000_000
 PRODUCT_ID_STRIDE = 37

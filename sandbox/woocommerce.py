@@ -21,12 +21,14 @@ from werkzeug.wrappers import Request, Response
 
 from onecart.money import MoneyError, parse_decimal, to_minor_units
 from sandbox.assortment import CATEGORIES
+from sandbox.draws import hash64
 from sandbox.knobs import PlacementPlan
 from sandbox.listing import FilteredCatalog, id_values, on_catalog
+from sandbox.malformations import broken_title, html_title, huge_text
 from sandbox.orders import CANCELLED, DELIVERED, PENDING, SHIPPED, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
 from sandbox.service import JsonError, json_response, query_int, read_json_body
-from sandbox.world import broken_title, hash64, html_title, huge_text, slugify
+from sandbox.world import slugify
 
 PRODUCT_ID_BASE = 1000
 PRODUCT_ID_STRIDE = 3

@@ -33,19 +33,16 @@ the kinds in :data:`MALFORMATION_KINDS`, so every kind shows up even in small ca
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import random
 import re
-import struct
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from functools import lru_cache
-from typing import TypeVar
 
 from sandbox.assortment import (
     BOOK_ADJECTIVES,
@@ -59,168 +56,28 @@ from sandbox.assortment import (
     Category,
     model_template_capacity,
 )
-
-T = TypeVar("T")
-
-# --- Marketplaces ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MarketplaceProfile:
-    """What the world needs to know about one sandbox marketplace."""
-
-    slug: str
-    name: str
-    api_format: str
-    currency: str
-    # Units of `currency` per US dollar.
-    usd_rate: Decimal
-    # Per-mille markup over the world's base price (1000 = none).
-    markup_permille: int
-    # Multipliers on category weights for the marketplace's own (unshared) products.
-    category_bias: tuple[tuple[str, float], ...]
-    position: int
-
-
-MARKETPLACES: tuple[MarketplaceProfile, ...] = (
-    MarketplaceProfile(
-        "shopwave",
-        "ShopWave",
-        "shopify",
-        "USD",
-        Decimal("1"),
-        1000,
-        (
-            ("smartphones", 2),
-            ("laptops", 2),
-            ("headphones", 2),
-            ("televisions", 2),
-            ("speakers", 2),
-            ("cameras", 2),
-            ("smartwatches", 2),
-            ("backpacks", 2),
-            ("mugs-flasks", 1.5),
-            ("running-shoes", 1.5),
-            ("books", 0.3),
-            ("beauty", 0.3),
-        ),
-        0,
-    ),
-    MarketplaceProfile(
-        "kiondo",
-        "Kiondo Market",
-        "woocommerce",
-        "KES",
-        Decimal("129.5"),
-        1060,
-        (
-            ("smartphones", 3),
-            ("kitchen-appliances", 3),
-            ("coffee-makers", 2),
-            ("mugs-flasks", 2),
-            ("televisions", 1.5),
-            ("sports-apparel", 0.5),
-            ("running-shoes", 0.5),
-        ),
-        1,
-    ),
-    MarketplaceProfile("dummymart", "DummyMart", "dummyjson", "USD", Decimal("1"), 960, (), 2),
-    MarketplaceProfile(
-        "fakestore",
-        "Fake Store Berlin",
-        "fakestore",
-        "EUR",
-        Decimal("0.92"),
-        1030,
-        (
-            ("running-shoes", 3),
-            ("sports-apparel", 3),
-            ("backpacks", 2),
-            ("smartwatches", 2),
-            ("headphones", 1.5),
-            ("kitchen-appliances", 0.3),
-            ("televisions", 0.3),
-        ),
-        3,
-    ),
-    MarketplaceProfile(
-        "naijamall",
-        "NaijaMall",
-        "google_feed",
-        "NGN",
-        Decimal("1580"),
-        1080,
-        (("smartphones", 3), ("televisions", 2), ("sports-apparel", 2), ("beauty", 2)),
-        4,
-    ),
-    MarketplaceProfile(
-        "bazaar",
-        "Euro Bazaar",
-        "declarative",
-        "EUR",
-        Decimal("0.92"),
-        1010,
-        (
-            ("kitchen-appliances", 2),
-            ("coffee-makers", 2),
-            ("books", 2),
-            ("beauty", 2),
-            ("toys", 2),
-        ),
-        5,
-    ),
+from sandbox.draws import Draws, hash64, unit_interval
+from sandbox.malformations import MALFORMATION_KINDS
+from sandbox.marketplaces import (
+    AFFILIATE_COUNT_DIVISOR,
+    AFFILIATE_MARKETPLACES,
+    AFFILIATE_SHARED_PER_BLOCK,
+    AFFILIATE_SLUGS,
+    BAZAAR_GBP_SHARE,
+    GBP_PER_USD,
+    MARKETPLACES,
+    MARKETPLACES_BY_SLUG,
+    NGN_PER_USD,
+    SERVED_MARKETPLACES,
+    SOKONI_NGN_SHARE,
 )
-MARKETPLACE_SLUGS: tuple[str, ...] = tuple(m.slug for m in MARKETPLACES)
-
-# Marketplaces added on top of the six above without changing a byte of their catalogs: they sell
-# the six's shared products (so their offers group with them by GTIN) plus products of their own,
-# numbered in a serial range of their own. Neither takes orders through an API (hand-off only).
-AFFILIATE_MARKETPLACES: tuple[MarketplaceProfile, ...] = (
-    MarketplaceProfile(
-        "amazon",
-        "Amazon",
-        "amazon",
-        "USD",
-        Decimal("1"),
-        990,
-        (
-            ("headphones", 2),
-            ("smartphones", 2),
-            ("books", 2),
-            ("toys", 2),
-            ("mugs-flasks", 1.5),
-            ("speakers", 1.5),
-        ),
-        6,
-    ),
-    MarketplaceProfile(
-        "sokoni",
-        "Sokoni",
-        "csv_feed",
-        "KES",
-        Decimal("129.5"),
-        1070,
-        (("smartphones", 3), ("televisions", 2), ("beauty", 2), ("kitchen-appliances", 2)),
-        7,
-    ),
+from sandbox.store_habits import (
+    compose_title,
+    join_words,
+    price_unit,
+    rescale_price,
+    round_local_price,
 )
-AFFILIATE_SLUGS: tuple[str, ...] = tuple(m.slug for m in AFFILIATE_MARKETPLACES)
-# Every marketplace the sandbox serves, the six first.
-SERVED_MARKETPLACES: tuple[MarketplaceProfile, ...] = MARKETPLACES + AFFILIATE_MARKETPLACES
-SERVED_SLUGS: tuple[str, ...] = tuple(m.slug for m in SERVED_MARKETPLACES)
-MARKETPLACES_BY_SLUG: dict[str, MarketplaceProfile] = {m.slug: m for m in SERVED_MARKETPLACES}
-# An affiliate marketplace lists this share of one of the six's offer count (Amazon's search API
-# reaches at most 100 items per query, so its demo catalog is a curated slice, not a warehouse).
-AFFILIATE_COUNT_DIVISOR = 3
-# In each block of 10 affiliate offers, this many are products the six share.
-AFFILIATE_SHARED_PER_BLOCK = 5
-# Sokoni's feed covers Jumia-style storefronts in Kenya (KES) and Nigeria (NGN).
-SOKONI_NGN_SHARE = 0.25
-NGN_PER_USD = Decimal("1580")
-
-# Bazaar lists a few items in pounds (a UK seller on a euro marketplace).
-BAZAAR_GBP_SHARE = 0.03
-GBP_PER_USD = Decimal("0.79")
 
 # --- Constants of the arithmetic ------------------------------------------------------------
 
@@ -234,94 +91,6 @@ GTIN_MULTIPLIER = 387_420_489  # 3**18: coprime with 10**9, so the GTIN body is 
 MODEL_MULTIPLIER = 2_147_483_647  # prime: coprime with every template capacity (2, 3, 5 only)
 PRICE_EPOCH_PERIOD = 100  # each offer's price changes once every 100 epochs (~1% per epoch)
 EPOCH_ZERO = datetime(2024, 1, 1, tzinfo=UTC)
-HUGE_DESCRIPTION_CHARS = 100 * 1024
-
-MALFORMATION_KINDS: tuple[str, ...] = (
-    "missing_price",
-    "negative_price",
-    "unknown_currency",
-    "html_title",
-    "huge_description",
-    "broken_utf8",
-    "duplicate_id",
-)
-
-# A private-use character placed in a title that must go out as invalid UTF-8; the serializers
-# replace its encoded bytes with BROKEN_UTF8_BYTES (see sandbox.http).
-BROKEN_UTF8_SENTINEL = "\ue000"
-BROKEN_UTF8_BYTES = b"\xff\xfe"
-
-
-def hash64(*parts: object) -> int:
-    """A stable 64-bit hash of the parts (Python's hash() is salted per process)."""
-    text = "\x1f".join(str(part) for part in parts).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
-
-
-class Draws:
-    """A cheap deterministic stream of random numbers for one key (one product, one offer).
-
-    Seeding random.Random costs more than everything else an offer needs, so values are cut
-    from BLAKE2b digests of the key and a block counter instead: 8 draws per digest.
-    """
-
-    __slots__ = ("_block", "_key", "_pool")
-
-    def __init__(self, *parts: object) -> None:
-        self._key = "\x1f".join(str(part) for part in parts).encode()
-        self._block = 0
-        self._pool: list[int] = []
-
-    def bits(self) -> int:
-        """The next 64 random bits."""
-        if not self._pool:
-            digest = hashlib.blake2b(
-                self._key + self._block.to_bytes(4, "big"), digest_size=64
-            ).digest()
-            self._block += 1
-            self._pool = list(struct.unpack(">8Q", digest))
-        return self._pool.pop()
-
-    def random(self) -> float:
-        """A float in [0, 1)."""
-        return (self.bits() >> 11) / 2**53
-
-    def below(self, n: int) -> int:
-        """An int in [0, n) (modulo bias is below 1e-15 for the sizes used here)."""
-        return self.bits() % n
-
-    def randint(self, low: int, high: int) -> int:
-        """An int in [low, high]."""
-        return low + self.below(high - low + 1)
-
-    def uniform(self, low: float, high: float) -> float:
-        """A float in [low, high)."""
-        return low + (high - low) * self.random()
-
-    def choice(self, options: Sequence[T]) -> T:
-        """One of the options."""
-        return options[self.below(len(options))]
-
-    def sample(self, options: Sequence[T], k: int) -> list[T]:
-        """k distinct options, in random order."""
-        pool = list(options)
-        for i in range(k):
-            j = i + self.below(len(pool) - i)
-            pool[i], pool[j] = pool[j], pool[i]
-        return pool[:k]
-
-    def triangular(self, low: float, high: float, mode: float) -> float:
-        """A triangular distribution between low and high, peaking at mode."""
-        u = self.random()
-        cut = (mode - low) / (high - low)
-        if u < cut:
-            return low + math.sqrt(u * (high - low) * (mode - low))
-        return high - math.sqrt((1 - u) * (high - low) * (high - mode))
-
-
-def unit_interval(*parts: object) -> float:
-    """A stable pseudo-random number in [0, 1) for the parts."""
-    return hash64(*parts) / 2**64
 
 
 def gtin_check_digit(body: str) -> int:
@@ -375,17 +144,17 @@ class WorldProduct:
         """Brand, line, model and descriptor: the name a product page heads with."""
         if self.category.is_book:
             return f"{self.descriptor} by {self.line}"
-        return _join(self.brand, self.line, self.model, self.descriptor)
+        return join_words(self.brand, self.line, self.model, self.descriptor)
 
     def description_sentences(self) -> list[str]:
         """Plain-text description sentences every store builds its own description from."""
         if self.category.is_book:
             intro = f"{self.descriptor} by {self.line}, published by {self.brand} ({self.colour})."
         else:
-            intro = f"The {_join(self.brand, self.line, self.model)} {self.descriptor}."
+            intro = f"The {join_words(self.brand, self.line, self.model)} {self.descriptor}."
         sentences = [intro, *self.features]
         if self.spec and not self.category.is_book:
-            sentences.append(f"Variant: {_join(self.spec, self.colour)}.")
+            sentences.append(f"Variant: {join_words(self.spec, self.colour)}.")
         if self.gift:
             sentences.append("A thoughtful gift for birthdays and the holidays.")
         return sentences
@@ -421,130 +190,6 @@ class ListedOffer:
     def rating(self) -> float:
         """The rating as a 0-5 number with two decimals (ratings are not money)."""
         return self.rating_centi / 100
-
-
-def _join(*parts: str) -> str:
-    return " ".join(part for part in parts if part)
-
-
-# --- Titles, in each store's own style ------------------------------------------------------
-
-TitleStyle = Callable[[WorldProduct], str]
-
-
-def _tail(separator: str, *parts: str) -> str:
-    text = ", ".join(part for part in parts if part)
-    return f"{separator}{text}" if text else ""
-
-
-TITLE_STYLES: dict[str, tuple[TitleStyle, ...]] = {
-    "shopwave": (
-        lambda p: _join(p.brand, p.line, p.model, p.descriptor, p.spec) + _tail(" - ", p.colour),
-        lambda p: (
-            _join(p.brand, p.line, p.descriptor, f"({p.model})") + _tail(", ", p.spec, p.colour)
-        ),
-    ),
-    "kiondo": (
-        lambda p: _join(p.brand, p.line, p.descriptor, p.spec, p.colour, f"({p.model})"),
-        lambda p: _join(p.brand, p.model, p.line, p.short_noun) + _tail(" - ", p.spec, p.colour),
-    ),
-    "dummymart": (
-        lambda p: _join(p.brand, p.line, p.model, p.short_noun),
-        lambda p: _join(
-            p.line or p.descriptor, p.model, p.short_noun if p.line else "", "by", p.brand
-        ),
-    ),
-    "fakestore": (
-        lambda p: _join(p.brand.upper(), re.sub(r"[\s\-]", "", p.model), p.short_noun, p.colour),
-        lambda p: _join(p.brand, p.model, p.descriptor, p.colour, p.spec),
-    ),
-    "naijamall": (
-        lambda p: (
-            _join(p.brand, p.line, f"({p.model})", p.descriptor, p.spec) + _tail(" - ", p.colour)
-        ),
-        lambda p: (
-            _join(p.brand, p.line, p.spec, p.short_noun, p.model)
-            + _tail(" - ", p.colour)
-            + " | Official Warranty"
-        ),
-    ),
-    "bazaar": (
-        lambda p: _join(p.descriptor, p.brand, p.line, p.model) + _tail(" – ", p.colour),
-        lambda p: (
-            _join(p.brand, p.model, p.short_noun)
-            + (f" ({_tail('', p.colour, p.spec)})" if p.colour or p.spec else "")
-        ),
-    ),
-    "amazon": (
-        lambda p: _join(p.brand, p.line, p.model, p.descriptor) + _tail(", ", p.spec, p.colour),
-        lambda p: _join(p.brand, p.descriptor, p.line, f"{p.model},", p.colour),
-    ),
-    "sokoni": (
-        lambda p: _join(p.brand, p.line, p.model, p.short_noun) + _tail(" - ", p.colour),
-        lambda p: _join(p.brand, p.short_noun, p.model, p.spec, p.colour),
-    ),
-}
-
-BOOK_TITLE_STYLES: dict[str, tuple[TitleStyle, ...]] = {
-    "shopwave": (lambda p: f"{p.descriptor} by {p.line} ({p.colour})",),
-    "kiondo": (lambda p: f"{p.descriptor} - {p.line} ({p.colour}) ISBN {p.model}",),
-    "dummymart": (lambda p: f"{p.descriptor} by {p.line}",),
-    "fakestore": (lambda p: f"{p.descriptor} by {p.line} - {p.colour} ({p.brand})",),
-    "naijamall": (lambda p: f"{p.descriptor} by {p.line} - {p.colour}",),
-    "bazaar": (lambda p: f"{p.descriptor} ({p.colour}) – {p.line}",),
-    "amazon": (lambda p: f"{p.descriptor} ({p.colour}) by {p.line}",),
-    "sokoni": (lambda p: f"{p.descriptor} - {p.line}",),
-}
-
-
-def compose_title(slug: str, product: WorldProduct, style: int) -> str:
-    """The product's title as marketplace `slug` writes it (style picks one of the store's habits)."""
-    styles = (BOOK_TITLE_STYLES if product.category.is_book else TITLE_STYLES)[slug]
-    return styles[style % len(styles)](product)
-
-
-# --- Local prices ---------------------------------------------------------------------------
-
-# Price endings per currency (minor units below the next whole unit; 0 = a round price).
-_PRICE_ENDINGS = {"USD": (1, 1, 1, 5, 0, 51), "EUR": (1, 1, 10, 5, 0), "GBP": (1, 1, 51, 0)}
-
-
-def round_local_price(currency: str, amount: Decimal, ending: int) -> int:
-    """Round an exact amount the way shops in that currency price things, in minor units.
-
-    USD/EUR/GBP end in .99/.95/.90/.49 or a round number; KES is whole shillings ending in 9 or
-    a round fifty; NGN is whole naira in steps of 50 or 500. Never below one minor unit's worth.
-    """
-    if currency in _PRICE_ENDINGS:
-        endings = _PRICE_ENDINGS[currency]
-        whole = max(1, int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP)))
-        return whole * 100 - endings[ending % len(endings)]
-    if currency == "KES":
-        step = 50 if amount >= 1000 else 10
-        whole = max(step, int((amount / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)) * step)
-        if ending % 2 == 0:
-            whole -= 1
-        return whole * 100
-    if currency == "NGN":
-        step = 500 if amount >= 10_000 else 50
-        whole = max(step, int((amount / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)) * step)
-        return whole * 100
-    raise ValueError(f"no price rounding rule for {currency}")
-
-
-def _price_unit(currency: str) -> int:
-    """The smallest step a store in that currency moves a price by, in minor units."""
-    return {"KES": 100, "NGN": 5000}.get(currency, 100)
-
-
-def _rescale_price(currency: str, minor: int, permille: int, ending: int) -> int:
-    """`minor` times permille/1000, re-rounded locally, and guaranteed to differ from `minor`."""
-    scaled = round_local_price(currency, Decimal(minor) * permille / Decimal(100_000), ending)
-    if scaled == minor:
-        scaled = (
-            minor + _price_unit(currency) if permille >= 1000 else minor - _price_unit(currency)
-        )
-    return max(scaled, _price_unit(currency) // 2 or 1)
 
 
 # --- The world ------------------------------------------------------------------------------
@@ -831,7 +476,7 @@ class World:
         version = (max(0, price_epoch) + phase) // PRICE_EPOCH_PERIOD
         for step in range(1, version + 1):
             permille = self._epoch_step_permille(slug, index, step)
-            price = _rescale_price(currency, price, permille, ending)
+            price = rescale_price(currency, price, permille, ending)
         if version:
             updated_at += timedelta(days=7 * version)
         if price_drift > 0 and unit_interval(self.seed, "drift", slug, index) < price_drift:
@@ -839,14 +484,14 @@ class World:
             permille = 1000 + (40 + hash64(self.seed, "drift-size", slug, index) % 110) * (
                 1 if up else -1
             )
-            price = _rescale_price(currency, price, permille, ending)
+            price = rescale_price(currency, price, permille, ending)
         list_price = None
         if on_sale:
             list_price = round_local_price(
                 currency, Decimal(price) * sale_permille / Decimal(100_000), ending
             )
             if list_price <= price:
-                list_price = price + _price_unit(currency)
+                list_price = price + price_unit(currency)
         return ListedOffer(
             slug=slug,
             index=index,
@@ -937,27 +582,6 @@ class World:
         if kind == "duplicate_id" and index == 0:
             kind = "html_title"
         return kind
-
-
-def huge_text(sentences: Sequence[str]) -> str:
-    """A description of at least 100 KB made by repeating `sentences` (valid, just too long)."""
-    paragraph = " ".join(sentences) + " "
-    repeats = HUGE_DESCRIPTION_CHARS // max(1, len(paragraph)) + 1
-    return paragraph * repeats
-
-
-def html_title(title: str, variant: int) -> str:
-    """A title with markup in it: a valid record the storefront must escape, not execute."""
-    if variant % 2:
-        return f"<script>alert('onecart')</script>{title}"
-    return f'{title} <b>HOT DEAL</b> <img src=x onerror="alert(1)">'
-
-
-def broken_title(title: str) -> str:
-    """A title whose middle will be written as raw invalid UTF-8 bytes."""
-    words = title.split(" ")
-    middle = max(1, len(words) // 2)
-    return " ".join([*words[:middle], f"Edici{BROKEN_UTF8_SENTINEL}n", *words[middle:]])
 
 
 def category_by_slug(slug: str) -> Category | None:

@@ -10,7 +10,8 @@ import pytest
 from assistant import embeddings
 from assistant.config import AssistantSettings
 from bench.assistant_eval import world_products
-from sandbox.world import AFFILIATE_SLUGS, World
+from sandbox.marketplaces import AFFILIATE_SLUGS
+from sandbox.world import World
 
 
 def test_products_only_an_affiliate_marketplace_lists_can_be_relevant() -> None:

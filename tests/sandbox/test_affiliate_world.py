@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from sandbox.amazon import asin_for, index_for
-from sandbox.world import AFFILIATE_SLUGS, MARKETPLACE_SLUGS, SERVED_SLUGS, World
+from sandbox.marketplaces import AFFILIATE_SLUGS, MARKETPLACE_SLUGS, SERVED_SLUGS
+from sandbox.world import World
 
 
 @pytest.fixture(scope="module")

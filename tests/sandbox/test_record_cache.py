@@ -13,8 +13,9 @@ import pytest
 from werkzeug.test import Client
 
 from sandbox.app import SandboxApp, SandboxConfig, create_app
+from sandbox.marketplaces import SERVED_SLUGS
 from sandbox.record_cache import RecordCache
-from sandbox.world import PRICE_EPOCH_PERIOD, SERVED_SLUGS, World
+from sandbox.world import PRICE_EPOCH_PERIOD, World
 
 OFFERS = 6000
 BAZAAR_KEY = {"X-Api-Key": "test"}

@@ -9,15 +9,11 @@ import pytest
 from sandbox.assortment import CATEGORIES, MIN_MODEL_CAPACITY, model_template_capacity
 from sandbox.bazaar import decode_cursor, encode_cursor
 from sandbox.knobs import KnobBoard, KnobError, coerce_knobs, parse_cli_knob
+from sandbox.malformations import MALFORMATION_KINDS
+from sandbox.marketplaces import MARKETPLACE_SLUGS
 from sandbox.orders import CANCELLED, DELIVERED, PENDING, PROCESSING, SHIPPED, OrderBook, OrderLine
-from sandbox.world import (
-    MALFORMATION_KINDS,
-    MARKETPLACE_SLUGS,
-    World,
-    gtin_check_digit,
-    is_valid_gtin13,
-    round_local_price,
-)
+from sandbox.store_habits import round_local_price
+from sandbox.world import World, gtin_check_digit, is_valid_gtin13
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,9 @@ from urllib.parse import urlencode
 import httpx
 
 from adapters.base import (
-    MAX_READ_TIMEOUT_S,
-    MIN_READ_TIMEOUT_S,
     BadPayload,
     Capability,
     MarketplaceConfig,
-    MarketplaceHttp,
     NotFound,
     NotModified,
     Offer,
@@ -32,6 +29,7 @@ from adapters.base import (
     unsupported,
 )
 from adapters.fields import decode_json_body, marketplace_message
+from adapters.marketplace_http import MAX_READ_TIMEOUT_S, MIN_READ_TIMEOUT_S, MarketplaceHttp
 from adapters.registry import MarketplaceConfigError
 
 

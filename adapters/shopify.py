@@ -33,7 +33,6 @@ from adapters.base import (
     PlacedOrder,
     RateLimited,
     Rejected,
-    earlier_attempt_may_have_arrived,
 )
 from adapters.changed_since import CatalogChanges, ChangesUnavailable, server_time
 from adapters.fields import (
@@ -52,6 +51,7 @@ from adapters.fields import (
 )
 from adapters.gtin import normalize_gtin
 from adapters.http_adapter import HttpMarketplaceAdapter
+from adapters.marketplace_http import earlier_attempt_may_have_arrived
 from adapters.shopify_catalog import admin_pages, fetch_by_ids, fetch_changes
 from adapters.shopify_orders import (
     ORDER_CANCEL_MUTATION,

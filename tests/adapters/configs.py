@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from adapters.base import MarketplaceConfig, MarketplaceHttp
+from adapters.base import MarketplaceConfig
+from adapters.marketplace_http import MarketplaceHttp
 
 
 def marketplace_config(

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from adapters.base import (
-    IDEMPOTENCY_HEADER,
     BadPayload,
     NotFound,
     OrderLine,
@@ -21,6 +20,7 @@ from adapters.base import (
     Unsupported,
 )
 from adapters.dummyjson import DummyJsonAdapter
+from adapters.marketplace_http import IDEMPOTENCY_HEADER
 from tests.adapters.configs import RecordingTransport, marketplace_config, offline_transport
 
 # GET https://dummyjson.com/products/1, as the public API returns it.

@@ -11,8 +11,6 @@ import httpx
 import pytest
 
 from adapters.base import (
-    IDEMPOTENCY_HEADER,
-    MAX_RETRIES,
     BadPayload,
     NotFound,
     OrderLine,
@@ -23,6 +21,7 @@ from adapters.base import (
     Unsupported,
 )
 from adapters.fakestore import FakeStoreAdapter
+from adapters.marketplace_http import IDEMPOTENCY_HEADER, MAX_RETRIES
 from tests.adapters.configs import (
     RecordingTransport,
     SleepRecorder,

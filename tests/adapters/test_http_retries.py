@@ -9,14 +9,11 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from adapters.base import (
+from adapters.base import NotFound, RateLimited, Rejected, Transient
+from adapters.marketplace_http import (
     IDEMPOTENCY_HEADER,
     MAX_RETRIES,
     RETRY_AFTER_CAP_S,
-    NotFound,
-    RateLimited,
-    Rejected,
-    Transient,
     backoff_delay,
 )
 from tests.adapters.configs import http_client

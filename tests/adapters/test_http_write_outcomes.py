@@ -7,14 +7,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapters.base import (
+from adapters.base import NotFound, OutcomeUnknown, RateLimited, Rejected, Transient
+from adapters.marketplace_http import (
     IDEMPOTENCY_HEADER,
     MAX_RETRIES,
-    NotFound,
-    OutcomeUnknown,
-    RateLimited,
-    Rejected,
-    Transient,
     earlier_attempt_may_have_arrived,
     request_may_have_arrived,
 )

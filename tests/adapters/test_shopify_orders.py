@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from adapters.base import (
-    IDEMPOTENCY_HEADER,
     NotFound,
     OrderLine,
     OrderRequest,
@@ -19,6 +18,7 @@ from adapters.base import (
     ShipmentStatus,
     ShippingAddress,
 )
+from adapters.marketplace_http import IDEMPOTENCY_HEADER
 from adapters.shopify import ShopifyAdapter
 from adapters.shopify_orders import map_shopify_order_status, order_gid
 from tests.adapters.configs import RecordingTransport, marketplace_config

@@ -9,14 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.base import (
-    IDEMPOTENCY_HEADER,
-    OrderLine,
-    OrderRequest,
-    OrderStatus,
-    Rejected,
-    ShippingAddress,
-)
+from adapters.base import OrderLine, OrderRequest, OrderStatus, Rejected, ShippingAddress
+from adapters.marketplace_http import IDEMPOTENCY_HEADER
 from adapters.woocommerce import WooCommerceAdapter, map_woocommerce_status, tracking_from_meta
 from tests.adapters.configs import RecordingTransport, marketplace_config
 

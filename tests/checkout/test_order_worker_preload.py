@@ -16,7 +16,7 @@ from tests.checkout.conftest import Shop
 
 PROBE = """
 import json, sys
-from adapters.base import shared_ssl_context
+from adapters.marketplace_http import shared_ssl_context
 from commerce import marketplace_access
 from storefront.jobs import preload_order_code
 

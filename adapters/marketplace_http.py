@@ -1,0 +1,329 @@
+"""The HTTP client every marketplace adapter uses: explicit timeouts, bounded retries with
+backoff, idempotency keys, and the three outcomes of a write (succeeded, refused, unknown).
+
+Every number of the policy is here, in one place; the errors it raises are adapters.base's.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from adapters.base import (
+    BadPayload,
+    MarketplaceError,
+    NotFound,
+    NotModified,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    Transient,
+)
+
+# --- HTTP policy: every number in one place -------------------------------------------------
+
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 15.0
+WRITE_TIMEOUT_S = 10.0
+POOL_TIMEOUT_S = 5.0
+MAX_RETRIES = 4
+BACKOFF_BASE_S = 0.25
+BACKOFF_CAP_S = 8.0
+RETRY_AFTER_CAP_S = 30.0
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+USER_AGENT = "OneCart/0.1 (+https://github.com/onecart)"
+
+
+# --- The client -----------------------------------------------------------------------------------
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry `attempt` (1-based): the server's Retry-After when it sent one
+    (capped), else capped exponential backoff with full jitter."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), RETRY_AFTER_CAP_S)
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** (attempt - 1)))
+    return random.uniform(0, ceiling)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+# Transport failures that prove the request never reached the marketplace: no connection was
+# ever made. Everything else (read/write timeouts, resets, protocol errors) may have arrived.
+NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
+# Bounds of a configured read timeout (marketplaces.toml option `read_timeout_s`).
+MIN_READ_TIMEOUT_S = 0.05
+MAX_READ_TIMEOUT_S = 300.0
+
+
+# Set in a 2xx response's `extensions` when an earlier attempt of the same write may have
+# reached the marketplace (see earlier_attempt_may_have_arrived).
+EARLIER_ATTEMPT_MAY_HAVE_ARRIVED = "onecart.earlier_attempt_may_have_arrived"
+
+
+def earlier_attempt_may_have_arrived(response: httpx.Response) -> str | None:
+    """Why an earlier attempt of the write answered by `response` may have taken effect."""
+    reason = response.extensions.get(EARLIER_ATTEMPT_MAY_HAVE_ARRIVED)
+    return str(reason) if reason else None
+
+
+def request_may_have_arrived(exc: Exception) -> bool:
+    """False only when the transport error proves no byte of the request reached the server."""
+    return not isinstance(exc, NOT_SENT_ERRORS)
+
+
+@functools.lru_cache(maxsize=1)
+def shared_ssl_context() -> ssl.SSLContext:
+    """The verifying SSL context every marketplace client of this process uses.
+
+    httpx builds one per client by default, which loads the whole CA bundle: tens of
+    milliseconds of CPU per adapter, paid again by every worker process for every marketplace.
+    One context is safe to share between clients and threads (it only holds settings and the
+    trusted CAs) and is built exactly as httpx builds its default one (SSL_CERT_FILE /
+    SSL_CERT_DIR, else certifi)."""
+    return httpx.create_ssl_context()
+
+
+class MarketplaceHttp:
+    """One httpx client per marketplace: explicit timeouts, bounded retries with backoff.
+
+    Reads retry 408/409/429/5xx and transport errors. A write passes `idempotency_key`, which is
+    sent unchanged on every retry so the marketplace can recognise the repeat, and has three
+    outcomes: a 2xx; a refusal (Rejected, NotFound, RateLimited after retries) when no attempt
+    can have taken effect; or OutcomeUnknown when any attempt may have reached the marketplace
+    (a timeout or reset after sending, a 5xx) and none succeeded. With `retry_unknown_writes`
+    False, a write is not resent after such an attempt (for marketplaces that ignore
+    idempotency keys): the caller must ask the marketplace first.
+    """
+
+    def __init__(
+        self,
+        slug: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        max_retries: int = MAX_RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        retry_unknown_writes: bool = True,
+    ) -> None:
+        if not MIN_READ_TIMEOUT_S <= read_timeout_s <= MAX_READ_TIMEOUT_S:
+            raise ValueError(
+                f"{slug}: read timeout must be between {MIN_READ_TIMEOUT_S} and "
+                f"{MAX_READ_TIMEOUT_S} seconds, got {read_timeout_s!r}"
+            )
+        self.slug = slug
+        self.max_retries = max_retries
+        self.retry_unknown_writes = retry_unknown_writes
+        self._sleep = sleep
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+            auth=auth,
+            timeout=httpx.Timeout(
+                connect=CONNECT_TIMEOUT_S,
+                read=read_timeout_s,
+                write=WRITE_TIMEOUT_S,
+                pool=POOL_TIMEOUT_S,
+            ),
+            transport=transport,
+            verify=shared_ssl_context(),
+            follow_redirects=True,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        """Send with retries; return a 2xx response or raise the typed error for the failure."""
+        return self._send_with_retries(
+            method,
+            path,
+            params=params,
+            json=json,
+            headers=headers,
+            idempotency_key=idempotency_key,
+            stream=False,
+        )
+
+    def open_stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Like :meth:`request`, but the 2xx body is not read yet: iterate it, then `close()` it.
+
+        For bodies too large to hold at once (unpaged product lists, merchant feeds). Only the
+        wait for the first byte is retried; a body interrupted halfway is the caller's to report.
+        """
+        return self._send_with_retries(
+            method,
+            path,
+            params=params,
+            json=None,
+            headers=headers,
+            idempotency_key=None,
+            stream=True,
+        )
+
+    def _send_with_retries(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        idempotency_key: str | None,
+        stream: bool,
+    ) -> httpx.Response:
+        send_headers = dict(headers or {})
+        is_write = idempotency_key is not None
+        if idempotency_key:
+            send_headers[IDEMPOTENCY_HEADER] = idempotency_key
+        attempt = 0
+        # Why an earlier attempt of this write may have taken effect (None: none can have).
+        maybe_arrived: str | None = None
+        while True:
+            attempt += 1
+            request = self.client.build_request(
+                method, path.lstrip("/"), params=params, json=json, headers=send_headers
+            )
+            try:
+                response = self.client.send(request, stream=stream)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                if is_write and request_may_have_arrived(exc):
+                    maybe_arrived = failure
+                    if attempt > self.max_retries or not self.retry_unknown_writes:
+                        raise self._unknown(method, path, maybe_arrived, attempt) from exc
+                elif attempt > self.max_retries:
+                    if maybe_arrived:
+                        raise self._unknown(method, path, maybe_arrived, attempt) from exc
+                    raise Transient(f"{method} {path}: {failure}", marketplace=self.slug) from exc
+                self._sleep(backoff_delay(attempt))
+                continue
+            if response.is_success:
+                if maybe_arrived:
+                    # A reply that refuses inside a 2xx body (GraphQL userErrors) must not be
+                    # read as a refusal: an earlier attempt may have taken effect.
+                    response.extensions[EARLIER_ATTEMPT_MAY_HAVE_ARRIVED] = maybe_arrived
+                return response
+            if response.status_code == 304:
+                response.close()
+                raise NotModified(
+                    f"{method} {path}: not modified", marketplace=self.slug, status=304
+                )
+            if stream:
+                response.read()
+                response.close()
+            status = response.status_code
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if is_write and status >= 500:
+                maybe_arrived = f"HTTP {status}: {response.text[:200]}"
+                if attempt > self.max_retries or not self.retry_unknown_writes:
+                    raise self._unknown(
+                        method, path, maybe_arrived, attempt, status=status, body=response.text
+                    )
+                self._sleep(backoff_delay(attempt, retry_after))
+                continue
+            if status in RETRYABLE_STATUSES and attempt <= self.max_retries:
+                self._sleep(backoff_delay(attempt, retry_after))
+                continue
+            if maybe_arrived:
+                # Refused now, but an earlier attempt may have taken effect (a marketplace that
+                # ignores idempotency keys refuses the repeat on its own merits): not a refusal.
+                raise self._unknown(
+                    method, path, maybe_arrived, attempt, status=status, body=response.text
+                )
+            raise self._error_for(method, path, response)
+
+    def _unknown(
+        self,
+        method: str,
+        path: str,
+        why: str,
+        attempts: int,
+        *,
+        status: int | None = None,
+        body: str | None = None,
+    ) -> OutcomeUnknown:
+        return OutcomeUnknown(
+            f"{method} {path}: outcome unknown after {attempts} attempt(s); "
+            f"an attempt may have reached {self.slug}: {why}",
+            marketplace=self.slug,
+            status=status,
+            response_text=body,
+        )
+
+    def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
+        response = self.request("GET", path, params=params)
+        return decode_json(response, marketplace=self.slug)
+
+    def _error_for(self, method: str, path: str, response: httpx.Response) -> MarketplaceError:
+        status = response.status_code
+        body = response.text
+        message = f"{method} {path} -> {status}: {body[:200]}"
+        if status == 429:
+            return RateLimited(
+                message,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                marketplace=self.slug,
+                status=status,
+                response_text=body,
+            )
+        if status == 404:
+            return NotFound(message, marketplace=self.slug, status=status, response_text=body)
+        if status in RETRYABLE_STATUSES or status >= 500:
+            return Transient(message, marketplace=self.slug, status=status, response_text=body)
+        return Rejected(message, marketplace=self.slug, status=status, response_text=body)
+
+
+def decode_json(response: httpx.Response, *, marketplace: str) -> Any:
+    """The JSON body, or BadPayload when the marketplace sent something else."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise BadPayload(
+            "invalid_json", detail=f"{response.request.url}: {exc}", marketplace=marketplace
+        ) from exc

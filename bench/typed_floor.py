@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -348,6 +349,141 @@ def measure(raw: Path, slug: str, rounds: int) -> None:
             )
 
 
+def _path_segments(path: str) -> list[str | int]:
+    """A JSON path as warehouse.vectorized writes them ($.a, $."g:a", $.a[0].b) as segments."""
+    segments: list[str | int] = []
+    i = 1
+    while i < len(path):
+        if path.startswith('."', i):
+            j, key = i + 2, ""
+            while path[j] != '"':
+                j += path[j] == "\\"
+                key += path[j]
+                j += 1
+            segments.append(key)
+            i = j + 1
+        elif path[i] == ".":
+            key = re.match(r"[^.\[]+", path[i + 1 :]).group(0)
+            segments.append(key)
+            i += 1 + len(key)
+        else:
+            j = path.index("]", i)
+            segments.append(int(path[i + 1 : j]))
+            i = j + 1
+    return segments
+
+
+def typed_token_query(query: object, source: str, join: str) -> str:
+    """The format's query (warehouse.vectorized._Query) with its two parses of every payload
+    (json_type and json_extract_string over the path list) replaced by one typed read: each
+    top-level key the format reads as a JSON token (json_transform), a nested path from its
+    key's small token, the JSON type from the token's first character. Guards and values are
+    the query's own. (A JSON null reads as a missing key here: a prototype, not exact.)"""
+    from warehouse.vectorized import _quote
+
+    names = list(query.paths)
+    tops: dict[str, str] = {}
+    tokens = []
+    for name in names:
+        first, *rest = _path_segments(query.paths[name])
+        tops[str(first)] = "JSON"
+        token = f'j."{first}"'
+        if rest:
+            nested = "$" + "".join(
+                f"[{s}]" if isinstance(s, int) else '."' + s.replace('"', '\\"') + '"' for s in rest
+            )
+            token = f"json_extract({token}, {_quote(nested)})"
+        tokens.append(f"{token}::VARCHAR AS k_{name}")
+
+    def json_type(k: str) -> str:
+        number = f"CASE WHEN regexp_matches({k}, '[.eE]') THEN 'DOUBLE' ELSE"
+        return (
+            f"CASE WHEN {k} IS NULL THEN NULL ELSE CASE left({k}, 1) WHEN '\"' THEN 'VARCHAR' "
+            f"WHEN '{{' THEN 'OBJECT' WHEN '[' THEN 'ARRAY' WHEN 't' THEN 'BOOLEAN' "
+            f"WHEN 'f' THEN 'BOOLEAN' WHEN 'n' THEN 'NULL' WHEN '-' THEN {number} 'BIGINT' END "
+            f"ELSE {number} 'UBIGINT' END END END"
+        )
+
+    def text(k: str) -> str:
+        return (
+            f"CASE WHEN left({k}, 1) = '\"' THEN CASE WHEN strpos({k}, '\\') = 0 "
+            f"THEN {k}[2:-2] ELSE json_extract_string({k}, '$') END ELSE {k} END"
+        )
+
+    typed = ",\n    ".join(
+        f"{json_type('k_' + n)} AS t_{n}, {text('k_' + n)} AS s_{n}, {text('k_' + n)} AS j_{n}"
+        for n in names
+    )
+    original = query.sql(source, join)
+    head, tail = original.split("\nparsed AS (", 1)
+    tail = tail.split("\n)", 2)[2]  # past the parsed and fields CTEs
+    return (
+        f"{head}\nparsed AS (SELECT page, record_index, fetched_at, is_object, gtin_keys, "
+        f"CASE WHEN is_object THEN json_transform(payload, {_quote(json.dumps(tops))}) END AS j "
+        f"FROM src),\ntokens AS (SELECT page, record_index, fetched_at, is_object, gtin_keys, "
+        + ", ".join(tokens)
+        + f" FROM parsed),\nfields AS (SELECT page, record_index, fetched_at, is_object, "
+        f"gtin_keys,\n    {typed}\n    FROM tokens\n){tail}"
+    )
+
+
+def compare_guarded(raw: Path, slug: str, rounds: int) -> None:
+    """Today's vectorized query against typed_token_query, alternated in one process: CPU
+    µs/record of each (the GTIN-key scan left out: both use it), and whether they agree."""
+    import duckdb
+    import polars as pl
+
+    from bench.normalize_cpu import marketplace_configs
+    from warehouse.normalize import RAW_SOURCE, gtin_key_counts
+    from warehouse.vectorized import _currency_source, currency_exponent_rows
+    from warehouse.vectorized_formats import VECTORIZED_FORMATS
+
+    config = marketplace_configs()[slug]
+    query = VECTORIZED_FORMATS[config.kind](config)
+    currency = _currency_source(query)
+    join = f" LEFT JOIN currency_exponents AS cx ON cx.code = {currency}" if currency else ""
+    sqls = {
+        "today": query.sql(RAW_SOURCE, join),
+        "typed": typed_token_query(query, RAW_SOURCE, join),
+    }
+    conn = duckdb.connect(str(raw), read_only=True)
+    try:
+        conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        params = {"marketplace": slug, "all_records": True}
+        conn.register(
+            "records_to_read", pl.DataFrame(schema={"payload_hash": pl.String}).to_arrow()
+        )
+        conn.register(
+            "currency_exponents",
+            pl.DataFrame(
+                currency_exponent_rows(),
+                schema={"code": pl.String, "exponent": pl.Int32},
+                orient="row",
+            ).to_arrow(),
+        )
+        counts = gtin_key_counts(conn, params)
+        conn.register("gtin_key_counts", counts.to_arrow())
+        cpu: dict[str, list[float]] = {"today": [], "typed": []}
+        frames: dict[str, pl.DataFrame] = {}
+        for _ in range(rounds):
+            for label, sql in sqls.items():
+                started = time.process_time()
+                frames[label] = conn.sql(sql, params=params).pl()
+                cpu[label].append(1e6 * (time.process_time() - started) / counts.height)
+    finally:
+        conn.close()
+    today, typed = (frames[k].sort("page", "record_index") for k in ("today", "typed"))
+    both = today.get_column("vectorized") & typed.get_column("vectorized")
+    same_rows = today.filter(both).equals(typed.filter(both))
+    print(
+        f"{slug}: query CPU today {' · '.join(f'{x:.1f}' for x in cpu['today'])}, typed read "
+        f"{' · '.join(f'{x:.1f}' for x in cpu['typed'])} µs/record; vectorized "
+        f"{today.get_column('vectorized').sum()} · {typed.get_column('vectorized').sum()} of "
+        f"{counts.height}; rows both vectorized are equal: {same_rows}",
+        flush=True,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.typed_floor")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -360,9 +496,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     measure_cmd.add_argument("--raw", type=Path, required=True)
     measure_cmd.add_argument("--slug", required=True, choices=sorted(FLOOR_SPECS))
     measure_cmd.add_argument("--rounds", type=int, default=2)
+    guards_cmd = commands.add_parser("guards")
+    guards_cmd.add_argument("--raw", type=Path, required=True)
+    guards_cmd.add_argument("--slug", required=True, choices=sorted(FLOOR_SPECS))
+    guards_cmd.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "scale":
         scale(args.raw, args.slug, args.copies, args.out)
+    elif args.command == "guards":
+        compare_guarded(args.raw, args.slug, args.rounds)
     else:
         measure(args.raw, args.slug, args.rounds)
     return 0

@@ -179,6 +179,21 @@ def pad(db: Path, rows: int) -> None:
     print(f"padded with {rows} products in {time.perf_counter() - started:.1f} s", flush=True)
 
 
+def marketplace_configs() -> dict:
+    """The configured marketplaces by slug, as the pipeline builds them (no sandbox needed: the
+    stored records are read, nothing is fetched)."""
+    from adapters.registry import load_marketplaces
+    from onecart.services import sandbox_credentials
+    from onecart.settings import get_settings
+
+    env = {
+        **os.environ,
+        **sandbox_credentials(get_settings(), environ={}),
+        "ONECART_SANDBOX_URL": "http://127.0.0.1:9",
+    }
+    return {c.slug: c for c in load_marketplaces(Path("marketplaces.toml"), env)}
+
+
 def measure(
     raw: Path,
     slugs: Sequence[str],
@@ -193,19 +208,12 @@ def measure(
     `stages`: also time the step's parts (StageTimer) and the connection's open and close."""
     import warehouse
     import warehouse.normalize
-    from adapters.registry import build_adapter, load_marketplaces
-    from onecart.services import sandbox_credentials
-    from onecart.settings import get_settings
+    from adapters.registry import build_adapter
     from warehouse.catalog import replace_products
     from warehouse.normalize import normalize_stored_catalog
     from warehouse.records import mark_pages_normalized, place_unchanged_records, write_sources
 
-    env = {
-        **os.environ,
-        **sandbox_credentials(get_settings(), environ={}),
-        "ONECART_SANDBOX_URL": "http://127.0.0.1:9",
-    }
-    configs = {c.slug: c for c in load_marketplaces(Path("marketplaces.toml"), env)}
+    configs = marketplace_configs()
     now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
     results: dict[str, dict] = {}
     timer = StageTimer()

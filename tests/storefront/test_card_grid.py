@@ -91,7 +91,7 @@ def test_the_variants_a_card_can_take(app: Flask) -> None:
     assert "<span>Kiondo Market</span>" in html  # one offer: no "Cheapest on"
     assert ' <span class="badge badge-muted">Out of stock</span>' in html
     assert html.count('<p class="deal-saving">') == 2
-    assert "</article>\n    <p class=\"deal-saving\">Save $5.00 (10%)</p></li>" in html
+    assert '</article>\n    <p class="deal-saving">Save $5.00 (10%)</p></li>' in html
     assert len(re.findall(r"<li><article", html)) == 2
 
 

@@ -8,7 +8,11 @@ same processes and threads (site ÷ Meilisearch CPU 0.42–0.45 against 0.55–0
 both in C. The listing's share of the two shared cores is what issue 9's target measures.
 
 The options, and why:
-- `--http-socket`: uWSGI speaks HTTP on the port itself (no separate router process);
+- `--http-socket`: uWSGI speaks HTTP on the port itself (no separate router process). It
+  answers one request per connection and then closes it, so `--add-header "Connection: close"`
+  says so: without it a keep-alive client (a browser, httpx) may send its next request on the
+  closed connection and see it reset. (`--http11-socket` keeps connections open, but an idle
+  one holds a worker thread until it times out: 8 idle browsers would stall the site.)
 - `--master`, `--processes`, `--threads 4`: as before, a page waiting on Meilisearch, a
   marketplace or Stripe holds a thread, not a process;
 - `--lazy-apps`: each worker builds the app after the fork (as gunicorn's workers did), so no
@@ -60,6 +64,8 @@ def site_server_argv(bind: str, workers: int, threads: int = SITE_THREADS) -> li
         str(uwsgi_binary()),
         "--http-socket",
         bind,
+        "--add-header",
+        "Connection: close",
         "--master",
         "--processes",
         str(workers),

@@ -88,6 +88,8 @@ def test_the_site_runs_threaded_uwsgi_workers(tmp_path: Path) -> None:
     assert Path(argv[0]).name == "uwsgi"
     options = dict(zip(argv[1:], [*argv[2:], ""], strict=True))
     assert options["--http-socket"] == f"{settings.site_host}:{settings.site_port}"
+    # One request per connection, and the answer says so (keep-alive clients reconnect).
+    assert options["--add-header"] == "Connection: close"
     assert options["--processes"] == "5"
     assert options["--threads"] == "4"
     # Each worker builds the app after the fork, then freezes it and preloads the assistant's

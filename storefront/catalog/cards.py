@@ -5,9 +5,10 @@ url_for per page instead of two per card, no template function calls per card) r
 the page's rendering time, and the JSON API reads the same values, so the page and the API
 never disagree.
 
-The card's HTML is in a template file (catalog/_product_card.fragment.html), rendered by
-storefront.catalog.card_grid: the fragment is read once and filled with one `str.format` per
-card, every value escaped there (a Jinja macro cost ~0.3 ms per listing in escapes and lookups).
+The card's HTML stays in its template (catalog/_product_card.html, one `product_grid` macro call
+per grid), where it is read and escaped like every other page: building it in Python saved about
+0.3 ms of a 6–7 ms listing (bench/RESULTS.md, issue 9 notes), not enough to change what the page
+costs.
 """
 
 from __future__ import annotations

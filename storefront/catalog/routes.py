@@ -44,7 +44,6 @@ from search_index.params import PER_PAGE_CHOICES, SORT_LABELS, SearchParams
 from storefront import currency_label, path_exists
 from storefront.auth.routes import NEW_ACCOUNT_SESSION_KEY
 from storefront.cart.forms import AddToCartForm
-from storefront.catalog.card_grid import product_grid
 from storefront.catalog.cards import build_cards
 from storefront.catalog.charts import price_history_svg, series_colour
 from storefront.catalog.forms import DisplayCurrencyForm
@@ -91,7 +90,6 @@ MATCH_LABELS = {
 def register_price_helpers(state: BlueprintSetupState) -> None:
     """Template globals for prices in the shopper's currency, usable inside macros too."""
     state.app.jinja_env.globals.update(
-        product_grid=product_grid,
         display_currency=display_currency,
         display_money_minor=display_money_minor,
         format_price=format_price,

@@ -24,8 +24,9 @@ The options, and why:
   in full; the site's own JSON request log (storefront/request_log.py) redacts them;
 - `--buffer-size 65535`: the largest request head accepted (uWSGI's default, 4 KB, refuses a
   browser with a few large cookies);
-- `--harakiri 60`: a request still running after 60 s is ended with its worker (gunicorn's
-  `--timeout 60` before);
+- no `--harakiri`: it would end a slow request by killing its whole worker, the other threads'
+  requests with it; gunicorn's `--timeout 60` before watched the worker's loop, not requests
+  (a page waiting on a marketplace or Stripe is bounded by those clients' own timeouts);
 - `--thunder-lock`: the workers take turns at accept() instead of all waking per connection;
 - `--ignore-sigpipe --ignore-write-errors --disable-write-exception`: a shopper who closes
   the tab before the answer is sent is not an error.
@@ -40,7 +41,6 @@ from pathlib import Path
 from onecart.processes import VENV_BIN, MissingProgramError
 
 SITE_THREADS = 4
-REQUEST_TIMEOUT_SECONDS = 60
 WSGI_MODULE = "onecart.site_wsgi:application"
 
 
@@ -82,8 +82,6 @@ def site_server_argv(bind: str, workers: int, threads: int = SITE_THREADS) -> li
         "--disable-logging",
         "--buffer-size",
         "65535",
-        "--harakiri",
-        str(REQUEST_TIMEOUT_SECONDS),
         "--thunder-lock",
         "--ignore-sigpipe",
         "--ignore-write-errors",

@@ -8,7 +8,7 @@ latency measured in the same run.
 What it does:
 1. Starts its own sandbox (three order-capable marketplaces in every cart: ShopWave/Shopify,
    Kiondo/WooCommerce, Fake Store), localstripe, a migrated SQLite storefront DB (or
-   --database-url), the real site under gunicorn (2 workers), `rq worker-pool -n --workers`
+   --database-url), the real site under uWSGI (2 workers x 4 threads, onecart.site_server), `rq worker-pool -n --workers`
    (storefront.jobs.OrderWorker; default ONECART_RQ_WORKERS, as `onecart up` runs it) and
    `rq cron storefront.cron` on a queue of its own. Every sandbox request gets
    `--latency-ms` (the knob), so the marketplaces answer like real APIs do.
@@ -55,6 +55,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from onecart import processes  # noqa: E402
 from onecart.settings import get_settings  # noqa: E402
+from onecart.site_server import site_server_argv  # noqa: E402
 
 RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
 CART_MARKETPLACES = ("shopwave", "kiondo", "fakestore")
@@ -529,7 +530,7 @@ def results_section(
         "",
         f"`bench/checkout_bench.py --shoppers {args.shoppers} --seconds {args.seconds} "
         f"--latency-ms {args.latency_ms}` on {platform.node()} ({os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}), {database}, gunicorn 2 workers, "
+        f"Python {platform.python_version()}), {database}, uWSGI 2 workers, "
         f"`rq worker-pool -n {args.workers}`, "
         f"card payments on localstripe, carts of 3 marketplaces ({', '.join(CART_MARKETPLACES)}), "
         f"sandbox latency knob {args.latency_ms} ms on every marketplace request. "
@@ -667,19 +668,13 @@ def run(args: argparse.Namespace) -> int:
         site = processes.start_process(
             settings,
             "bench-site",
-            [
-                str(processes.VENV_BIN / "gunicorn"),
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--bind",
-                f"127.0.0.1:{site_port}",
-                "--timeout",
-                "120",
-                f"storefront:create_app({app_config!r})",
-            ],
-            env=env,
+            site_server_argv(f"127.0.0.1:{site_port}", 2, 4),
+            # The checkout never reaches the assistant: no embedding model per worker.
+            env={
+                **env,
+                "ONECART_SITE_CONFIG": json.dumps(app_config),
+                "ONECART_ASSISTANT_WARM_UP": "0",
+            },
         )
         started.append(site.pid)
         pool = processes.start_process(

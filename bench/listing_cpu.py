@@ -9,7 +9,7 @@ guest (no cookie), like the benchmark's, and goes through the whole WSGI app (re
 session, view, templates, response headers, the request log). The figure is `time.thread_time()`
 per request: CPU of the thread that served it, so Meilisearch's own work and other processes'
 load do not count (the machine is shared); the garbage collector is frozen after start-up as in
-the site's workers (onecart.gunicorn_config).
+the site's workers (onecart.site_wsgi).
 
 `--profile OUT` writes a cProfile of the measured rounds (read it with pstats or snakeviz);
 profiling slows the code, so its total is not the figure above.
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "MEILI_INDEX": INDEX_UID,
             }
         )
-        # The request log goes to a sink, as gunicorn's stderr would take it (not the terminal).
+        # The request log goes to a sink, as the server's stderr would take it (not the terminal).
         for handler in logging.getLogger("onecart.requests").handlers:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream(io.StringIO())
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{faults:.1f} page faults"
             )
         if args.profile:
-            profiler = cProfile.Profile()
+            profiler = cProfile.Profile(time.thread_time)
             profiler.enable()
             measure(app, args.path, args.rounds)
             profiler.disable()

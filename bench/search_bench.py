@@ -13,8 +13,8 @@ What it does:
    `distinct` on group_id over the offers index (plus the second round trip `distinct` needs to
    show each product's cheapest matching offer), on the same listings.
 2. Creates a migrated storefront DB with the marketplaces and FX rates.
-3. Starts the real app under gunicorn (`--workers`, default 2, `--threads`, default 4: gthread,
-   as `onecart up` runs the site) twice: the production config
+3. Starts the real app under uWSGI (`--workers`, default 2, `--threads`, default 4, as
+   `onecart up` runs the site: onecart/site_server.py) twice: the production config
    (a 30 s per-process search-result cache) and the same app with the cache off.
 4. For each concurrency level, with that many client processes (after a warm-up): first every
    target interleaved (each client sends one request to each target in turn, so all targets
@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from onecart import processes  # noqa: E402
 from onecart.settings import get_settings  # noqa: E402
+from onecart.site_server import site_server_argv  # noqa: E402
 
 RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
 SEED = 42
@@ -667,9 +668,9 @@ def report(results: list[Measurement], context: dict[str, str]) -> str:
         f"- Machine: {context['machine']}",
         f"- Index: {context['offers']} offers (sandbox world, seed {SEED}) = {context['products']} "
         f"products, Meilisearch {context['meili']}; {context['indexing']}",
-        f"- App: gunicorn (onecart.gunicorn_config, without the assistant model's preload), "
+        f"- App: uWSGI (onecart.site_server, without the assistant model's preload), "
         f"{context['workers']} {context['worker_kind']} workers, `storefront:create_app()` (production "
-        "config: 30 s per-process search-result cache), and a second identical gunicorn with "
+        "config: 30 s per-process search-result cache), and a second identical uWSGI with "
         "`create_app({'SEARCH_CACHE_SECONDS': 0})`; SQLite storefront DB",
         f"- Load: one client process per concurrent client, {context['seconds']} s per target after "
         f"a {WARMUP_SECONDS:.0f} s warm-up, {len(LISTING_QUERIES)} listing queries round-robin "
@@ -757,39 +758,33 @@ def append_results(section: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """A gunicorn serving the app: its pid (to stop it) and its base URL."""
+    """A uWSGI serving the app: its pid (to stop it) and its base URL."""
 
     pid: int
     url: str
 
 
 def start_site(
-    settings: Any, name: str, workers: int, threads: int, app_spec: str, env: dict[str, str]
+    settings: Any,
+    name: str,
+    workers: int,
+    threads: int,
+    app_config: dict[str, Any],
+    env: dict[str, str],
 ) -> Site:
-    """gunicorn with `workers` workers (sync, or gthread with `threads` > 1) on a free loopback
-    port, answering /api/ping: with the site's own gunicorn settings (onecart.gunicorn_config,
-    as `onecart up` runs it), without the assistant model's preload."""
+    """The site as `onecart up` serves it (onecart.site_server: uWSGI, `workers` processes x
+    `threads` threads) on a free loopback port, answering /api/ping; `app_config` overrides
+    Flask config keys (ONECART_SITE_CONFIG)."""
     port = processes.free_port()
-    gunicorn = processes.start_process(
+    server = processes.start_process(
         settings,
         name,
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "--config",
-            "python:onecart.gunicorn_config",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--bind",
-            f"127.0.0.1:{port}",
-            app_spec,
-        ],
-        env=env,
+        site_server_argv(f"127.0.0.1:{port}", workers, threads),
+        env={**env, "ONECART_SITE_CONFIG": json.dumps(app_config)},
     )
     url = f"http://127.0.0.1:{port}"
-    processes.wait_for_http(f"{url}/api/ping", timeout=60, process=gunicorn)
-    return Site(pid=gunicorn.pid, url=url)
+    processes.wait_for_http(f"{url}/api/ping", timeout=60, process=server)
+    return Site(pid=server.pid, url=url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -803,8 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threads",
         type=int,
         default=4,
-        help="threads per worker (default 4: gunicorn's gthread workers, as `onecart up` runs "
-        "the site; 1: sync workers)",
+        help="threads per worker process (default 4, as `onecart up` runs the site)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench home afterwards")
     parser.add_argument(
@@ -884,19 +878,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "MEILI_URL": meili_url,
             "MEILI_INDEX": index_uid,
             # The listings need no embedding model; loading one per worker would compete with
-            # the measurement (onecart.gunicorn_config).
+            # the measurement (onecart.site_wsgi).
             "ONECART_ASSISTANT_WARM_UP": "0",
         }
-        site = start_site(
-            settings, "bench-gunicorn", args.workers, args.threads, "storefront:create_app()", env
-        )
+        site = start_site(settings, "bench-site", args.workers, args.threads, {}, env)
         started.append(site.pid)
         uncached = start_site(
             settings,
-            "bench-gunicorn-uncached",
+            "bench-site-uncached",
             args.workers,
             args.threads,
-            "storefront:create_app({'SEARCH_CACHE_SECONDS': 0})",
+            {"SEARCH_CACHE_SECONDS": 0},
             env,
         )
         started.append(uncached.pid)
@@ -937,9 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ),
                 "products": f"{products:,}",
                 "workers": str(args.workers),
-                "worker_kind": "sync"
-                if args.threads == 1
-                else f"gthread ({args.threads} threads each)",
+                "worker_kind": f"({args.threads} thread{'' if args.threads == 1 else 's'} each)",
                 "load": load_before,
                 "seconds": f"{args.seconds:g}",
             },

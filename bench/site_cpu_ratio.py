@@ -1,9 +1,9 @@
-"""The site's CPU per listing against Meilisearch's, under gunicorn, from /proc.
+"""The site's CPU per listing against Meilisearch's, under the site's server, from /proc.
 
     python -m bench.site_cpu_ratio --reuse HOME [--blocks 3] [--requests 240]
 
 On the index and DB a `bench.search_bench --keep` run left in HOME: starts its Meilisearch and
-the site as the benchmark does (onecart.gunicorn_config, 2 gthread workers x 4 threads, result
+the site as the benchmark does (onecart.site_server: uWSGI, 2 workers x 4 threads, result
 cache off, no assistant model), then sends GET /search for search_bench's 24 listing queries
 from one client, a fresh loopback connection per request as the benchmark's clients do, and
 reads utime+stime of the site's whole process group and of Meilisearch before and after each
@@ -72,10 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         site = start_site(
             settings,
-            "cpu-ratio-gunicorn",
+            "cpu-ratio-site",
             2,
             4,
-            "storefront:create_app({'SEARCH_CACHE_SECONDS': 0})",
+            {"SEARCH_CACHE_SECONDS": 0},
             env,
         )
         ratios = []

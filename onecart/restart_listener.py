@@ -3,7 +3,7 @@ the dead program's process group.
 
 supervisord starts every program in a process group of its own and restarts it when it dies, but
 only signals the whole group when it stops a program itself. When a program's main process dies
-(killed, crashed), its children would live on as orphans: a worker pool's work horses, gunicorn's
+(killed, crashed), its children would live on as orphans: a worker pool's work horses, uWSGI's
 workers. This listener kills that old group (the new process has a group of its own), and keeps
 the count `onecart status` shows in a JSON file.
 

@@ -3,7 +3,7 @@ it answers, and the state it needs prepared (migrations, DAGSTER_HOME) before it
 
 Supervisord runs them (onecart/supervision.py); this module only describes them. Two profiles:
 `local` (one machine, `dagster dev`) and `cluster` (dagster-webserver + dagster-daemon on
-PostgreSQL storage, several gunicorn and RQ workers; docs/deploy.md).
+PostgreSQL storage, several site (uWSGI) and RQ workers; docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from onecart.processes import (
     tail,
 )
 from onecart.settings import REPO_ROOT, Settings
+from onecart.site_server import site_server_argv
 
 WORKSPACE_FILE: Final = REPO_ROOT / "workspace.yaml"
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -320,7 +321,7 @@ MIGRATION_ENTRY_POINT: Final = ("storefront.db_migrate", "prepare_database")
 
 def run_migrations(settings: Settings) -> str:
     """Bring the storefront DB to the latest schema and seed its marketplaces before the site
-    starts (gunicorn's workers must never race to create tables). Runs in a child process so
+    starts (the site's workers must never race to create tables). Runs in a child process so
     Alembic's logging setup stays out of ours; output goes to logs/migrate.log."""
     module, function = MIGRATION_ENTRY_POINT
     log_path = log_dir(settings) / "migrate.log"
@@ -491,36 +492,25 @@ def build_services(settings: Settings) -> list[Service]:
         ),
     )
 
+    try:
+        site_argv = tuple(
+            site_server_argv(f"{settings.site_host}:{settings.site_port}", settings.site_workers)
+        )
+        site_unavailable = None
+    except MissingProgramError as exc:
+        site_argv, site_unavailable = (), str(exc)
     site = Service(
         name="site",
         title="Shop (storefront)",
         url=settings.site_url,
         # /healthz answers 503 while a dependency is down: the site itself is up and says why.
         probe=http_probe(f"{settings.site_url}/healthz", also_accept=frozenset({503})),
-        argv=(
-            str(VENV_BIN / "gunicorn"),
-            # Loads the assistant's model when a worker starts, not on the first request.
-            "--config",
-            "python:onecart.gunicorn_config",
-            # Threaded workers: a page waiting on Meilisearch, a marketplace or Stripe holds a
-            # thread, not a whole process.
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
-            "--workers",
-            str(settings.site_workers),
-            "--bind",
-            f"{settings.site_host}:{settings.site_port}",
-            "--timeout",
-            "60",
-            # No gunicorn access log: it would write order-status and password-reset tokens in
-            # full; the site's own JSON request log (storefront/request_log.py) redacts them.
-            "storefront:create_app()",
-        ),
+        # uWSGI, ONECART_SITE_WORKERS processes x 4 threads: a page waiting on Meilisearch, a
+        # marketplace or Stripe holds a thread, not a whole process (onecart/site_server.py).
+        argv=site_argv,
         env=env,
         startup_timeout=60,
-        why_unavailable=storefront_unavailable,
+        why_unavailable=lambda: site_unavailable or storefront_unavailable(),
         prepare=lambda: f"storefront DB: {run_migrations(settings)}",
     )
 

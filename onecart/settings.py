@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # Dagster's run, event and schedule storage in the cluster profile (postgresql://...).
     dagster_postgres_url: str | None = Field(None, alias="ONECART_DAGSTER_POSTGRES_URL")
     dagster_max_concurrent_runs: int = Field(3, ge=1, le=64, alias="ONECART_DAGSTER_MAX_RUNS")
-    # gunicorn worker processes of the site (each with four threads).
+    # uWSGI worker processes of the site (each with four threads; onecart/site_server.py).
     site_workers: int = Field(2, ge=1, le=64, alias="ONECART_SITE_WORKERS")
 
     secret_key: str = Field("onecart-dev-secret-key-change-me", alias="SECRET_KEY")

@@ -178,7 +178,7 @@ def render_config(
             "autorestart=true",
             f"startsecs={STARTSECS}",
             f"startretries={STARTRETRIES}",
-            # The whole group gets the signal: gunicorn's, dagster's and the pool's children too.
+            # The whole group gets the signal: uWSGI's, dagster's and the pool's children too.
             "stopasgroup=true",
             "killasgroup=true",
             f"stopwaitsecs={STOPWAITSECS}",

@@ -29,6 +29,7 @@ from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
 from storefront.database import init_database
 from storefront.extensions import csrf, login_manager
+from storefront.form_protection import page_csrf_token
 from storefront.limits import init_limiters
 from storefront.request_log import init_request_logging
 from storefront.security import (
@@ -119,6 +120,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_database(app)
     csrf.init_app(app)
+    # Forms' tokens without creating a session on pages a guest browses (the listing); Flask-WTF
+    # gives templates its own csrf_token both ways, as a global and from a context processor.
+    app.jinja_env.globals["csrf_token"] = page_csrf_token
+    app.context_processor(lambda: {"csrf_token": page_csrf_token})
     login_manager.init_app(app)
     init_request_logging(app)
     init_login_limiter(app)

@@ -61,6 +61,7 @@ from storefront.catalog.shopper import (
     search_client,
 )
 from storefront.database import db_session
+from storefront.form_protection import keep_guest_sessionless
 from storefront.security import safe_next_url
 
 bp = Blueprint("catalog", __name__, template_folder="templates")
@@ -262,7 +263,9 @@ def search() -> str:
     Works without JavaScript; search.js enhances it with search-as-you-type through /api/search.
     The page's frame (layout, search form, sort) depends only on the query string, so it is
     rendered while Meilisearch works on the listing; the facets and results go into its slots.
+    A guest gets it without a session being created (storefront.form_protection).
     """
+    keep_guest_sessionless()
     params = SearchParams.from_query_args(request.args)
     frame: list[str] = []
 

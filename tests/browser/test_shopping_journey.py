@@ -357,10 +357,17 @@ def test_the_phone_menu_holds_the_navigation_and_the_named_currencies(
     expect(menu.get_by_role("link", name="Stores")).to_be_visible()
     expect(menu.get_by_role("link", name="Log in")).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "layout-phone-menu-375.png"))
+    # A guest's listing creates no session: no cookie, and the switcher carries no token; the
+    # browser's Sec-Fetch-Site vouches for the POST instead (storefront/form_protection.py).
+    assert page.context.cookies() == []
+    expect(menu.locator('input[name="csrf_token"]')).to_have_value("")
     menu.get_by_role("button", name="€ Euro").click()
     expect(page.get_by_text("Prices are now shown in € Euro.")).to_be_visible()
     assert "/search?q=headphones" in page.url
     expect(page.locator(".product-card-price strong").first).to_contain_text("€")
+    # From the first choice on, the session holds a CSRF secret and the forms carry its token.
+    assert [cookie["name"] for cookie in page.context.cookies()] == ["onecart_session"]
+    expect(menu.locator('input[name="csrf_token"]')).not_to_have_value("")
 
     # At 1280 the same choice sits in one header row, named by symbol and code.
     page.set_viewport_size(DESKTOP)

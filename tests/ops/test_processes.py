@@ -81,18 +81,27 @@ def test_services_bind_where_the_settings_say(tmp_path: Path) -> None:
     assert catalog["dagster"].env["DAGSTER_HOME"] == str(tmp_path / "dagster")
 
 
-def test_the_site_runs_threaded_gunicorn_workers(tmp_path: Path) -> None:
+def test_the_site_runs_threaded_uwsgi_workers(tmp_path: Path) -> None:
     settings = Settings(ONECART_HOME=tmp_path, ONECART_SITE_WORKERS=5)
     site = {s.name: s for s in services.build_services(settings)}["site"]
     argv = list(site.argv)
-    assert Path(argv[0]).name == "gunicorn"
-    options = dict(zip(argv[1:-1:2], argv[2:-1:2], strict=False))
-    assert options["--worker-class"] == "gthread"
+    assert Path(argv[0]).name == "uwsgi"
+    options = dict(zip(argv[1:], [*argv[2:], ""], strict=True))
+    assert options["--http-socket"] == f"{settings.site_host}:{settings.site_port}"
+    # One request per connection, and the answer says so (keep-alive clients reconnect).
+    assert options["--add-header"] == "Connection: close"
+    assert options["--processes"] == "5"
     assert options["--threads"] == "4"
-    assert options["--workers"] == "5"
-    # The assistant's model is loaded when a worker starts (onecart/gunicorn_config.py).
-    assert options["--config"] == "python:onecart.gunicorn_config"
-    assert argv[-1] == "storefront:create_app()"
+    # Each worker builds the app after the fork, then freezes it and preloads the assistant's
+    # model (onecart/site_wsgi.py, onecart/site_worker.py).
+    assert "--lazy-apps" in argv
+    assert options["--module"] == "onecart.site_wsgi:application"
+    # supervisord stops the site with SIGTERM: uWSGI must exit on it, not reload.
+    assert "--die-on-term" in argv
+    # No access log (it would keep order-status and password-reset tokens in full).
+    assert "--disable-logging" in argv
+    # A slow request is not ended by killing its worker (and its other threads' requests).
+    assert "--harakiri" not in argv
 
 
 def test_remote_addresses_are_probed_not_started(tmp_path: Path) -> None:

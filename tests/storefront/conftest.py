@@ -169,11 +169,20 @@ def app(
 
 @pytest.fixture
 def csrf_app(
-    storefront_db_url: str, settings: Settings, rate_limit_prefix: str, unreachable_url: str
+    storefront_db_url: str,
+    settings: Settings,
+    rate_limit_prefix: str,
+    unreachable_url: str,
+    app_config_overrides: dict[str, Any],
 ) -> Iterator[Flask]:
-    """Like `app`, with CSRF protection enabled as in production."""
+    """Like `app` (the module's `app_config_overrides` included), with CSRF protection enabled as
+    in production."""
     application = _make_app(
-        storefront_db_url, settings, rate_limit_prefix, unreachable_url, WTF_CSRF_ENABLED=True
+        storefront_db_url,
+        settings,
+        rate_limit_prefix,
+        unreachable_url,
+        **{**app_config_overrides, "WTF_CSRF_ENABLED": True},
     )
     try:
         yield application

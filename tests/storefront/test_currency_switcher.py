@@ -194,3 +194,104 @@ def cart_total(page_html: str) -> str:
     match = re.search(r'<dd id="cart-total">(.*?)</dd>', page_html, re.S)
     assert match, "no cart total"
     return text_of(match.group(1))
+
+
+# --- A guest's listing creates no session (storefront.form_protection) --------------------------
+
+
+def test_a_guest_listing_sets_no_cookie_and_mints_no_token(
+    csrf_client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    response = csrf_client.get("/search?q=sony")
+
+    assert response.status_code == 200
+    assert response.headers.getlist("Set-Cookie") == []
+    html = response.get_data(as_text=True)
+    assert "4 offers on 4 marketplaces" in text_of(html)
+    assert switcher_of(html)["hidden"]["csrf_token"] == ""
+    assert '<meta name="csrf-token" content="">' in html
+    # Other pages still issue a token (and so a session) as before.
+    stores = csrf_client.get("/stores")
+    assert switcher_of(stores.get_data(as_text=True))["hidden"]["csrf_token"]
+    assert any(c.startswith("onecart_session=") for c in stores.headers.getlist("Set-Cookie"))
+
+
+def test_a_guest_switches_currency_from_a_tokenless_listing(
+    csrf_client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    html = csrf_client.get("/search?q=sony").get_data(as_text=True)
+    form = switcher_of(html)
+
+    # What a browser sends when the shopper presses the button on our own page.
+    chosen = csrf_client.post(
+        form["action"],
+        data={**form["hidden"], "currency": "KES"},
+        headers={"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"},
+    )
+
+    assert chosen.status_code == 303 and chosen.location.endswith("/search?q=sony")
+    after = csrf_client.get(chosen.location).get_data(as_text=True)
+    assert "Prices are now shown in" in after
+    assert switcher_of(after)["selected"] == ["KES"]
+    assert format_money(4200000, "KES") in text_of(after) and "$324.32" not in text_of(after)
+    # From now on the session holds a CSRF secret, and its pages' forms carry the token.
+    assert switcher_of(after)["hidden"]["csrf_token"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # no word from the browser at all
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain is another origin
+        {"Sec-Fetch-Site": "none"},
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        # Fetch Metadata decides when present, whatever Origin says.
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://localhost"},
+    ],
+)
+def test_a_sessionless_post_the_browser_does_not_vouch_for_is_refused(
+    csrf_client: FlaskClient, catalog: dict[str, Product], headers: dict[str, str]
+) -> None:
+    forged = csrf_client.post(
+        "/currency", data={"currency": "EUR", "next": "/search"}, headers=headers
+    )
+
+    assert forged.status_code == 400
+    assert "expired or was not sent by OneCart" in forged.get_data(as_text=True)
+    assert "EUR" not in csrf_client.get_cookie("onecart_session").value  # type: ignore[union-attr]
+
+
+def test_an_origin_naming_this_host_stands_for_a_browser_without_fetch_metadata(
+    csrf_client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    chosen = csrf_client.post(
+        "/currency",
+        data={"currency": "EUR", "next": "/search"},
+        headers={"Origin": "http://localhost"},
+    )
+
+    assert chosen.status_code == 303
+    assert switcher_of(csrf_client.get("/stores").get_data(as_text=True))["selected"] == ["EUR"]
+
+
+def test_once_a_session_holds_a_token_same_origin_headers_do_not_replace_it(
+    csrf_client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    token = switcher_of(csrf_client.get("/stores").get_data(as_text=True))["hidden"]["csrf_token"]
+    assert token
+    listing = switcher_of(csrf_client.get("/search?q=sony").get_data(as_text=True))
+    assert listing["hidden"]["csrf_token"]  # the session's token is on the listing too
+
+    without_token = csrf_client.post(
+        "/currency",
+        data={"currency": "EUR", "next": "/stores"},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert without_token.status_code == 400
+    for path in ("/cart/add", "/login"):
+        assert (
+            csrf_client.post(path, data={}, headers={"Sec-Fetch-Site": "same-origin"}).status_code
+            == 400
+        )

@@ -1,21 +1,15 @@
-"""The site's gunicorn hooks (onecart/gunicorn_config.py), called as gunicorn calls them."""
+"""What a site worker does around its app (onecart/site_worker.py), called as onecart.site_wsgi
+calls it once a uWSGI worker has built the app."""
 
 from __future__ import annotations
 
 import gc
-import logging
 import threading
 from collections.abc import Iterator
 
 import pytest
 
-from onecart import gunicorn_config
-
-
-class FakeWorker:
-    """What the hook reads of a gunicorn worker: its log."""
-
-    log = logging.getLogger("test-gunicorn-worker")
+from onecart import site_worker
 
 
 @pytest.fixture
@@ -31,7 +25,7 @@ def test_a_worker_freezes_what_it_holds_once_the_app_is_loaded(
     monkeypatch.setenv("ONECART_ASSISTANT_WARM_UP", "0")
     long_lived = {"kept": [object() for _ in range(100)]}
 
-    gunicorn_config.post_worker_init(FakeWorker())
+    site_worker.worker_started()
 
     assert gc.get_freeze_count() >= len(long_lived["kept"])
     # Frozen objects are out of every generation a collection walks.
@@ -54,7 +48,16 @@ def test_without_the_switch_the_model_preload_starts_in_the_background(
         started.append(thread.name)
 
     monkeypatch.setattr(threading.Thread, "start", record_start)
-    gunicorn_config.post_worker_init(FakeWorker())
+    site_worker.worker_started()
     monkeypatch.setattr(threading.Thread, "start", original_start)
 
     assert started == ["assistant-warm-up"]
+
+
+def test_the_app_config_comes_from_a_json_object() -> None:
+    assert site_worker.config_from_environment({}) == {}
+    assert site_worker.config_from_environment(
+        {"ONECART_SITE_CONFIG": '{"SEARCH_CACHE_SECONDS": 0}'}
+    ) == {"SEARCH_CACHE_SECONDS": 0}
+    with pytest.raises(ValueError, match="JSON object"):
+        site_worker.config_from_environment({"ONECART_SITE_CONFIG": "[1]"})

@@ -21,11 +21,6 @@ $(STAMP): requirements.lock pyproject.toml package-lock.json
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv \
 			&& $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
-	@# uWSGI (the site's server) builds from source: it needs a C compiler and Python's headers.
-	@$(BIN)/python -c "import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
-		&& command -v gcc >/dev/null || { \
-		echo "Installing build-essential and python3-dev with apt-get (uWSGI builds from source)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq build-essential python3-dev; }
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error

@@ -53,8 +53,8 @@ def uwsgi_binary() -> Path:
     if found:
         return Path(found)
     raise MissingProgramError(
-        "uWSGI is not installed: `make install` (it builds from source: needs gcc and the "
-        "Python headers, e.g. apt-get install -y build-essential python3-dev)"
+        "uWSGI is not installed: run `make install` (requirements.lock pins pyuwsgi, "
+        "uWSGI's wheel)"
     )
 
 

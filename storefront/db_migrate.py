@@ -1,7 +1,7 @@
 """Bring the storefront database to the newest Alembic revision.
 
 Run by `onecart up` and by the tests before any server starts; the application itself never
-creates tables (gunicorn workers would race).
+creates tables (the site's worker processes would race).
 """
 
 from __future__ import annotations

@@ -396,7 +396,7 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
     for name in expected:
         # One restart counted per kill (a restarted Redis may restart the workers too).
         assert int(after[name][3]) >= int(before[name][3]) + 1, (name, after[name])
-    # What was left of each old process group (gunicorn's workers, the pool's work horses,
+    # What was left of each old process group (the site's workers, the pool's work horses,
     # dagster dev's webserver and daemon) was stopped with it: no orphans.
     wait_until(
         lambda: (

@@ -1,6 +1,6 @@
 """The cluster profile on one machine, against the local PostgreSQL: `onecart up --profile cluster
 --ingest` runs dagster-webserver and dagster-daemon on PostgreSQL storage, the storefront on a
-PostgreSQL database, several gunicorn workers and the `rq worker-pool`; a run queued through the
+PostgreSQL database, several uWSGI worker processes and the `rq worker-pool`; a run queued through the
 webserver is launched by the daemon, a checkout is placed by the pool, the site answers."""
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def test_the_cluster_profile_ingests_places_a_checkout_and_serves_the_site(
         what="the daemon to run the queued embeddings run",
     )
 
-    # The site answers with search results from several gunicorn workers.
+    # The site answers with search results from several uWSGI worker processes.
     site = f"http://127.0.0.1:{cluster['ONECART_SITE_PORT']}"
     assert httpx.get(f"{site}/healthz", timeout=30).status_code == 200
     assert httpx.get(f"{site}/api/search", params={"q": ""}, timeout=30).json()["total_hits"] > 0

@@ -53,8 +53,7 @@ def uwsgi_binary() -> Path:
     if found:
         return Path(found)
     raise MissingProgramError(
-        "uWSGI is not installed: run `make install` (requirements.lock pins pyuwsgi, "
-        "uWSGI's wheel)"
+        "uWSGI is not installed: run `make install` (requirements.lock pins pyuwsgi, uWSGI's wheel)"
     )
 
 

@@ -264,7 +264,7 @@ def _describe_partition(outcome: PartitionOutcome) -> list[str]:
 @dataclass(slots=True)
 class _PartitionWorker:
     """What a worker process holds for the partition it runs: the catalog job and the Dagster
-    instance, built by the pool's initializer in the forked worker (no import of its own)."""
+    instance, built in the forked worker (no import of its own, see pipelines/worker_imports.py)."""
 
     job: dg.JobDefinition
     instance: dg.DagsterInstance
@@ -284,25 +284,33 @@ def _adopt_environment(environment: Mapping[str, str]) -> None:
     get_assistant_settings.cache_clear()
 
 
-def _start_partition_worker(home: str, environment: Mapping[str, str]) -> None:
-    """ProcessPoolExecutor initializer: take the submitter's environment, build the job and open
-    the instance for this worker."""
-    global _worker
+def _start_partition_worker(environment: Mapping[str, str]) -> None:
+    """ProcessPoolExecutor initializer: take the submitter's environment. The job and the
+    instance wait for the first partition (:func:`_partition_worker`): the pool starts a
+    replacement for every worker that exits, also after the last partition, and shutting the
+    pool down waits for that replacement to finish starting."""
     _adopt_environment(environment)
-    job = build_definitions(get_settings()).resolve_job_def(MARKETPLACE_CATALOG_JOB)
-    instance = dagster_instance(Path(home))
-    atexit.register(instance.dispose)
-    _worker = _PartitionWorker(job=job, instance=instance)
+
+
+def _partition_worker(home: str) -> _PartitionWorker:
+    """This worker's job and instance, built on its first partition."""
+    global _worker
+    if _worker is None:
+        job = build_definitions(get_settings()).resolve_job_def(MARKETPLACE_CATALOG_JOB)
+        instance = dagster_instance(Path(home))
+        atexit.register(instance.dispose)
+        _worker = _PartitionWorker(job=job, instance=instance)
+    return _worker
 
 
 def _partition_in_child(
     slug: str, home: str, full_refresh: bool, as_of: str = ""
 ) -> PartitionOutcome:
     """One marketplace partition run in a worker process (see _run_partitions_concurrently)."""
-    assert _worker is not None, "the pool's initializer starts every worker"
-    result = _worker.job.execute_in_process(
+    worker = _partition_worker(home)
+    result = worker.job.execute_in_process(
         partition_key=slug,
-        instance=_worker.instance,
+        instance=worker.instance,
         raise_on_error=False,
         run_config=_catalog_run_config(full_refresh, as_of),
         tags=INGEST_TAGS,
@@ -320,26 +328,28 @@ def _catalog_run_config(full_refresh: bool, as_of: str = "") -> dict[str, Any]:
     }
 
 
-def _partition_worker_pool(workers: int, home: str) -> ProcessPoolExecutor:
+def _partition_worker_pool(workers: int) -> ProcessPoolExecutor:
     """Worker processes for partition runs. They fork from a server process that imported the
     pipeline once (not a fork of this process, whose threads could hold locks): no import per
-    worker, per ingest, or per day of a --history replay. The server outlives this pool and keeps
-    the environment it started with, so each worker is given this process's environment.
+    worker, per ingest, or per day of a --history replay. The server also imports what Dagster
+    and the adapters would load in each worker only once it runs (pipelines/worker_imports.py).
+    The server outlives this pool and keeps the environment it started with, so each worker is
+    given this process's environment.
 
     Each worker runs one partition and exits (`max_tasks_per_child=1`): after normalizing a
     marketplace of 166k records a long-lived worker still held 0.54 GiB (the forkserver it forks
     from, 0.19 GiB; the rest allocator caches of Python, Polars and DuckDB) while the other worker
     normalized the next partition, at up to 1.45 GiB: the phase's peak is the sum.
-    A fresh fork costs a few tenths of a second (the initializer builds the job again), nothing
-    next to a partition."""
+    A fresh fork costs a few tenths of a second (building the job, opening the instance),
+    nothing next to a partition."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload([__name__, "pipelines.worker_imports"])
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         max_tasks_per_child=1,
         initializer=_start_partition_worker,
-        initargs=(home, dict(os.environ)),
+        initargs=(dict(os.environ),),
     )
 
 
@@ -358,7 +368,7 @@ def _run_partitions_concurrently(
     partitions stage their fetch in their own Parquet files first. A partition that fails, or
     whose process dies, fails alone."""
     outcomes: dict[str, PartitionOutcome] = {}
-    with _partition_worker_pool(workers, home) as pool:
+    with _partition_worker_pool(workers) as pool:
         futures = {
             pool.submit(_partition_in_child, slug, home, full_refresh, as_of): slug
             for slug in slugs

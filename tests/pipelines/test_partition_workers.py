@@ -1,5 +1,6 @@
-"""The partition workers' environment: they fork from a long-lived server process, so they must
-run with the environment of the ingest that submits them, not of the one that started it."""
+"""The partition workers: they fork from a long-lived server process, so they must run with the
+environment of the ingest that submits them, not of the one that started it; and they find what
+a partition run imports already imported by that server."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import pytest
 
 from onecart.settings import get_settings
 from pipelines.run import _partition_worker_pool
+from pipelines.worker_imports import WORKER_MODULES
 
 
 def _worker_home(pool_home: Path, monkeypatch: pytest.MonkeyPatch) -> str | None:
     monkeypatch.setenv("ONECART_HOME", str(pool_home))
     get_settings.cache_clear()
     (pool_home / "dagster").mkdir(parents=True, exist_ok=True)
-    with _partition_worker_pool(1, str(pool_home / "dagster")) as pool:
+    with _partition_worker_pool(1) as pool:
         return pool.submit(os.getenv, "ONECART_HOME").result(timeout=300)
 
 
@@ -29,3 +31,18 @@ def test_each_ingest_s_workers_see_its_own_home(
     assert _worker_home(first, monkeypatch) == str(first)
     assert _worker_home(second, monkeypatch) == str(second)
     get_settings.cache_clear()
+
+
+def test_a_worker_starts_with_what_a_partition_run_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the worker holds before it runs anything: `eval` pickles by reference, so asking
+    # imports nothing in the worker. Without the server's preload the worker holds pipelines.run
+    # and what it imports, and none of Dagster's SQLite storages, Alembic or the adapters.
+    monkeypatch.setenv("ONECART_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    with _partition_worker_pool(1) as pool:
+        held = set(pool.submit(eval, "list(__import__('sys').modules)").result(timeout=300))
+    get_settings.cache_clear()
+    assert "pipelines.run" in held
+    assert [name for name in WORKER_MODULES if name not in held] == []

@@ -63,7 +63,7 @@ def template_text(product: Any) -> str:
 def build_vector_index(meili_url: str, api_key: str, total_offers: int, embedder: Any) -> dict:
     """Index the world's documents with template vectors; returns timings and counts."""
     import meilisearch
-    from search_bench import world_documents
+    from search_setup import world_documents
 
     from sandbox.marketplaces import MARKETPLACES
     from sandbox.world import World

@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "declared" not in names:
         names.insert(0, "declared")
 
-    from bench.search_bench import world_documents
+    from bench.search_setup import world_documents
     from search_index.groups import build_group_documents
     from search_index.settings import GROUP_INDEX_SETTINGS, INDEX_SETTINGS
 

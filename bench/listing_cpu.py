@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.search_bench import LISTING_QUERIES  # noqa: E402
+from bench.search_queries import LISTING_QUERIES  # noqa: E402
 from onecart import processes  # noqa: E402
 from onecart.settings import get_settings  # noqa: E402
 

@@ -35,359 +35,48 @@ requests, at 1 and 8 clients. The cache-on figures are reported beside them. The
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
 import shutil
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.search_compare import COMPARE_ROUNDS, compare_mechanisms, comparison_report  # noqa: E402
+from bench.search_load import (  # noqa: E402
+    THROUGHPUT_ROUNDS,
+    WARMUP_SECONDS,
+    Measurement,
+    Target,
+    load_client,
+    measure,
+)
+from bench.search_queries import LISTING_QUERIES, listing_params  # noqa: E402
+from bench.search_setup import (  # noqa: E402
+    SEED,
+    build_index,
+    prepare_database,
+    processes_client,
+    site_marketplaces,
+)
 from onecart import processes  # noqa: E402
 from onecart.settings import get_settings  # noqa: E402
 from onecart.site_server import site_server_argv  # noqa: E402
 
 RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
-SEED = 42
-WARMUP_SECONDS = 2.0
 JSON_TARGET_FACTOR = Decimal("1.5")
 JSON_TARGET_SLACK_MS = 2.0
 PAGE_TARGET_SHARE = 0.80
-COMPARE_ROUNDS = 5
-THROUGHPUT_ROUNDS = 4
-SLICE_WARMUP_SECONDS = 0.5
-
-# What shoppers type: plain words, typos, brand + noun, with the filters and sorts the site has.
-LISTING_QUERIES: tuple[str, ...] = (
-    "q=headphones",
-    "q=hedphones",
-    "q=samsung+tv",
-    "q=televsion&sort=price_asc",
-    "q=running+shoes&max_price=60",
-    "q=runing+shoes&min_rating=4",
-    "q=thermos",
-    "q=flask&marketplace=kiondo&marketplace=bazaar",
-    "q=laptop&sort=price_desc",
-    "q=laptp&min_price=300&max_price=900",
-    "q=smartwatch&available=1",
-    "q=smartwach",
-    "q=coffee+maker&sort=rating",
-    "q=sony",
-    "q=nike&category=Running+Shoes",
-    "q=backpack&page=2",
-    "q=camera&marketplace=shopwave",
-    "q=phone&brand=Samsung&brand=Tecno",
-    "q=speaker&available=1&sort=price_asc",
-    "q=mug",
-    "q=65+inch",
-    "q=earbuds&max_price=100",
-    "category=Smartphones&sort=price_asc",
-    "sort=rating&min_rating=4",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One thing to measure: a name and how to send its requests."""
-
-    name: str
-    method: str
-    urls: list[str]
-    bodies: list[bytes] | None = None
-    headers: dict[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """One target at one concurrency: latencies (ms) from the interleaved phase, where every
-    target shares the same moments of machine load, and the throughput of the isolated phase,
-    where the target has the clients to itself."""
-
-    target: str
-    concurrency: int
-    latencies_ms: list[float]
-    errors: int
-    throughput: float
-    isolated_p50: float
-
-    @property
-    def p50(self) -> float:
-        return percentile(self.latencies_ms, 50)
-
-    @property
-    def p99(self) -> float:
-        return percentile(self.latencies_ms, 99)
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """The nearest-rank percentile (0 for no values)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-# --- Building the index and the DB ---------------------------------------------------------------
-
-
-def world_documents(total_offers: int) -> Iterator[dict[str, Any]]:
-    """Search documents for the sandbox world's offers, grouped by world product (as matching
-    would), converted with the world's own exchange rates."""
-    from sandbox.marketplaces import GBP_PER_USD, MARKETPLACES
-    from sandbox.world import World
-    from search_index.documents import build_document, convert_to_usd_minor
-
-    world = World(SEED, total_offers)
-    fx = {m.currency: m.usd_rate for m in MARKETPLACES if m.currency != "USD"}
-    fx["GBP"] = GBP_PER_USD
-    offers = [offer for m in MARKETPLACES for offer in world.offers(m.slug)]
-    groups: dict[str, dict[str, Any]] = {}
-    for offer in offers:
-        usd = convert_to_usd_minor(offer.price_minor, offer.currency, fx)
-        group = groups.setdefault(offer.product.key, {"size": 0, "markets": set(), "min": usd})
-        group["size"] += 1
-        group["markets"].add(offer.slug)
-        group["min"] = min(group["min"], usd)
-    names = {m.slug: m.name for m in MARKETPLACES}
-    for offer in offers:
-        group = groups[offer.product.key]
-        product = offer.product
-        yield build_document(
-            {
-                "marketplace": offer.slug,
-                "external_id": f"{offer.slug}-{offer.index}",
-                "title": offer.title,
-                "description": " ".join(product.description_sentences()),
-                "price_minor": offer.price_minor,
-                "currency": offer.currency,
-                "image_url": None,
-                "product_url": None,
-                "category": product.category.name,
-                "brand": product.brand,
-                "model": product.model,
-                "gtin": product.gtin if offer.shows_gtin else None,
-                "rating": Decimal(offer.rating_centi) / 100,
-                "rating_count": offer.review_count,
-                "available": offer.available,
-                "content_hash": f"{offer.slug}-{offer.index}-{offer.price_version}",
-                "updated_at": offer.updated_at,
-            },
-            marketplace={
-                "slug": offer.slug,
-                "name": names[offer.slug],
-                "logo": f"/static/logos/{offer.slug}.svg",
-            },
-            group={
-                "group_id": f"g-{product.key}",
-                "group_size": group["size"],
-                "group_marketplaces": len(group["markets"]),
-                "group_min_price_usd_minor": group["min"],
-            },
-            fx_usd_rates=fx,
-            history=None,
-        )
-
-
-def build_index(
-    meili_url: str, api_key: str, index_uid: str, total_offers: int
-) -> tuple[float, float, int]:
-    """Index the world's documents with the contract's settings, then the product index built
-    from them; returns (offers seconds, product index seconds, product documents)."""
-    from search_index.groups import sync_group_index
-    from search_index.indexing import sync_index
-
-    client = processes_client(meili_url, api_key)
-    documents = list(world_documents(total_offers))
-    started = time.perf_counter()
-    result = sync_index(client, index_uid, documents, full_rebuild=True, batch_size=10_000)
-    offers_seconds = time.perf_counter() - started
-    print(f"indexed {result.sent:,} offer documents in {offers_seconds:.1f} s")
-    started = time.perf_counter()
-    groups = sync_group_index(client, index_uid, documents, full_rebuild=True)
-    group_seconds = time.perf_counter() - started
-    print(f"indexed {groups.sent:,} product documents in {group_seconds:.1f} s")
-    return offers_seconds, group_seconds, groups.sent
-
-
-def processes_client(meili_url: str, api_key: str) -> Any:
-    import meilisearch
-
-    return meilisearch.Client(meili_url, api_key, timeout=600)
-
-
-def site_marketplaces(database_url: str) -> tuple[str, ...]:
-    """The active marketplaces' slugs, as the site reads them for its facet."""
-    from commerce.catalog import active_marketplaces
-    from commerce.db import session_scope
-
-    with session_scope(database_url) as session:
-        return tuple(m.slug for m in active_marketplaces(session))
-
-
-def prepare_database(database_url: str) -> None:
-    """A migrated storefront DB with the marketplaces and today's FX rates (what pages read)."""
-    from adapters.registry import load_marketplaces
-    from commerce.catalog_sync import seed_marketplaces
-    from commerce.db import session_scope
-    from commerce.models import FxRate
-    from sandbox.marketplaces import GBP_PER_USD, MARKETPLACES
-    from storefront.db_migrate import upgrade_database
-
-    upgrade_database(database_url)
-    with session_scope(database_url) as session:
-        seed_marketplaces(session, load_marketplaces())
-        rates = {m.currency: m.usd_rate for m in MARKETPLACES if m.currency != "USD"}
-        rates["GBP"] = GBP_PER_USD
-        for currency, rate in rates.items():
-            session.add(FxRate(currency=currency, rate=rate, as_of=date.today(), source="bench"))
-
-
-# --- Driving load ----------------------------------------------------------------------------------
-
-
-def load_client() -> httpx.Client:
-    """A keep-alive client for the one-off correctness checks."""
-    return httpx.Client(timeout=30.0)
-
-
-def send(url: str, method: str, body: bytes | None, headers: dict[str, str]) -> int:
-    """One request on a fresh loopback connection; returns the status after reading the body.
-
-    A fresh connection per request, as a shopper's browser arriving at the site would open, and
-    the same for every target (raw Meilisearch included), so the comparison is like for like.
-    """
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
-
-
-def drive(
-    target: Target, worker: int, start_at: float, warmup_s: float, measure_s: float
-) -> tuple[list[float], int]:
-    """One client process: requests back to back (round-robin over the target's URLs) from
-    `start_at`; latencies recorded only after the warm-up."""
-    latencies: list[float] = []
-    errors = 0
-    index = worker * 7
-    headers = target.headers or {}
-    while time.time() < start_at:
-        time.sleep(0.001)
-    record_from = start_at + warmup_s
-    stop_at = record_from + measure_s
-    while time.time() < stop_at:
-        position = index % len(target.urls)
-        index += 1
-        body = target.bodies[position] if target.bodies else None
-        began = time.perf_counter()
-        try:
-            ok = send(target.urls[position], target.method, body, headers) == 200
-        except OSError:
-            ok = False
-        elapsed_ms = (time.perf_counter() - began) * 1000
-        if time.time() > record_from:
-            if ok:
-                latencies.append(elapsed_ms)
-            else:
-                errors += 1
-    return latencies, errors
-
-
-def drive_interleaved(
-    targets: list[Target], worker: int, start_at: float, warmup_s: float, measure_s: float
-) -> dict[str, tuple[list[float], int]]:
-    """One client process sending one request to each target in turn (rotated per worker), so
-    every target is measured under the same background load."""
-    samples: dict[str, tuple[list[float], int]] = {t.name: ([], 0) for t in targets}
-    errors = dict.fromkeys(samples, 0)
-    order = targets[worker % len(targets) :] + targets[: worker % len(targets)]
-    index = worker * 7
-    while time.time() < start_at:
-        time.sleep(0.001)
-    record_from = start_at + warmup_s
-    stop_at = record_from + measure_s
-    while time.time() < stop_at:
-        index += 1
-        for target in order:
-            position = index % len(target.urls)
-            body = target.bodies[position] if target.bodies else None
-            began = time.perf_counter()
-            try:
-                ok = send(target.urls[position], target.method, body, target.headers or {}) == 200
-            except OSError:
-                ok = False
-            elapsed_ms = (time.perf_counter() - began) * 1000
-            if time.time() > record_from:
-                if ok:
-                    samples[target.name][0].append(elapsed_ms)
-                else:
-                    errors[target.name] += 1
-    return {name: (values, errors[name]) for name, (values, _) in samples.items()}
-
-
-def measure(targets: list[Target], concurrency: int, seconds: float) -> list[Measurement]:
-    """Latency with all targets interleaved, then each target's throughput on its own.
-
-    The throughput phase alternates the targets in THROUGHPUT_ROUNDS slices of seconds/rounds
-    each (after one warm-up per slice), so a burst of background load on this shared machine
-    falls on every target rather than on whichever happened to run then.
-    """
-    start_at = time.time() + 1.0
-    with ProcessPoolExecutor(max_workers=concurrency) as pool:
-        futures = [
-            pool.submit(drive_interleaved, targets, worker, start_at, WARMUP_SECONDS, seconds * 2)
-            for worker in range(concurrency)
-        ]
-        mixed = [future.result() for future in futures]
-    slice_seconds = seconds / THROUGHPUT_ROUNDS
-    alone: dict[str, list[tuple[list[float], int]]] = {target.name: [] for target in targets}
-    with ProcessPoolExecutor(max_workers=concurrency) as pool:
-        for _round in range(THROUGHPUT_ROUNDS):
-            for target in targets:
-                start_at = time.time() + 0.2
-                futures = [
-                    pool.submit(
-                        drive, target, worker, start_at, SLICE_WARMUP_SECONDS, slice_seconds
-                    )
-                    for worker in range(concurrency)
-                ]
-                alone[target.name].extend(future.result() for future in futures)
-    measurements = []
-    for target in targets:
-        isolated = [value for values, _ in alone[target.name] for value in values]
-        measurements.append(
-            Measurement(
-                target=target.name,
-                concurrency=concurrency,
-                latencies_ms=[v for result in mixed for v in result[target.name][0]],
-                errors=sum(result[target.name][1] for result in mixed)
-                + sum(count for _, count in alone[target.name]),
-                throughput=len(isolated) / seconds,
-                isolated_p50=percentile(isolated, 50),
-            )
-        )
-    return measurements
-
 
 RAW = "raw Meilisearch (multi-search)"
 JSON_CACHED = "GET /api/search (JSON)"
@@ -413,12 +102,11 @@ def listing_targets(
     under a price filter (so raw Meilisearch gets those queries too).
     """
     from search_index.listings import listing_plan
-    from search_index.params import SearchParams
     from search_index.settings import group_index_uid
 
     bodies = []
     for query in LISTING_QUERIES:
-        params = SearchParams.from_query_args(_multi(parse_qsl(query)))
+        params = listing_params(query)
         plan = listing_plan(group_index_uid(index_uid), params, marketplaces=marketplaces)
         bodies.append(json.dumps({"queries": plan.queries}, separators=(",", ":")).encode())
     return [
@@ -435,12 +123,6 @@ def listing_targets(
         Target(PAGE_CACHED, "GET", [f"{site}/search?{q}" for q in LISTING_QUERIES]),
         Target(FLOOR, "GET", [f"{site}/api/ping"]),
     ]
-
-
-def _multi(pairs: list[tuple[str, str]]) -> Any:
-    from werkzeug.datastructures import MultiDict
-
-    return MultiDict(pairs)
 
 
 def check_same_answers(
@@ -466,195 +148,6 @@ def check_same_answers(
             page = client.get(f"{site}/search?{query}")
             page.raise_for_status()
     print(f"app and raw Meilisearch agree on all {len(LISTING_QUERIES)} queries")
-
-
-# --- Product index vs distinct -----------------------------------------------------------------
-
-OFFER_CARD_FIELDS = (
-    "id", "title", "marketplace", "marketplace_name", "price_minor", "currency",
-    "price_usd_minor", "image_url", "rating", "rating_count", "available", "group_id",
-    "group_size", "group_marketplaces",
-)  # fmt: skip
-
-
-def distinct_plan(index_uid: str, params: Any) -> list[dict[str, Any]]:
-    """The same listing with `distinct` on group_id over the offers index: page of groups,
-    price range, disjunctive facets counted per group. Filters are offer-level, so a group is
-    listed when one of its offers matches, as the product index does."""
-    quote = _quote
-    clauses: dict[str, str] = {}
-    for facet, values in (
-        ("marketplace", params.marketplaces),
-        ("category", params.categories),
-        ("brand", params.brands),
-    ):
-        if values:
-            clauses[facet] = f"{facet} IN [" + ", ".join(quote(v) for v in values) + "]"
-    if params.available is not None:
-        clauses["available"] = f"available = {'true' if params.available else 'false'}"
-    price = []
-    if params.min_price is not None:
-        price.append(f"price_usd_minor >= {int(params.min_price * 100)}")
-    if params.max_price is not None:
-        price.append(f"price_usd_minor <= {int(params.max_price * 100)}")
-    if price:
-        clauses["price"] = " AND ".join(price)
-    if params.min_rating:
-        clauses["rating"] = f"rating >= {params.min_rating}"
-
-    def joined(without: str | None = None) -> str | None:
-        parts = [f"({c})" for k, c in clauses.items() if k != without]
-        return " AND ".join(parts) if parts else None
-
-    sort = {
-        "price_asc": ["price_usd_minor:asc"],
-        "price_desc": ["price_usd_minor:desc"],
-        "rating": ["rating:desc", "rating_count:desc"],
-    }.get(params.sort, [])
-    hits: dict[str, Any] = {
-        "indexUid": index_uid, "q": params.q, "page": params.page,
-        "hitsPerPage": params.per_page, "distinct": "group_id",
-        "attributesToRetrieve": list(OFFER_CARD_FIELDS),
-    }  # fmt: skip
-    queries: list[dict[str, Any]] = [hits]
-    for bound in ("asc", "desc"):
-        queries.append(
-            {"indexUid": index_uid, "q": params.q, "limit": 1,
-             "sort": [f"price_usd_minor:{bound}"], "attributesToRetrieve": ["price_usd_minor"]}
-        )  # fmt: skip
-    shared = [f for f in ("marketplace", "category", "brand", "available") if f not in clauses]
-    facet_queries = [(joined(), shared)] + [
-        (joined(f), [f]) for f in ("marketplace", "category", "brand", "available") if f in clauses
-    ]
-    for query in queries:
-        expression = joined("price") if query.get("limit") == 1 else joined()
-        if expression:
-            query["filter"] = expression
-    for expression, facets in facet_queries:
-        facet: dict[str, Any] = {
-            "indexUid": index_uid,
-            "q": params.q,
-            "facets": facets,
-            "page": 1,
-            "hitsPerPage": 0,
-            "distinct": "group_id",
-        }
-        if expression:
-            facet["filter"] = expression
-        queries.append(facet)
-    if sort:
-        hits["sort"] = sort
-    return queries
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def cheapest_offers_query(index_uid: str, group_ids: list[str], params: Any) -> dict[str, Any]:
-    """The second round trip `distinct` needs: each listed group's cheapest matching offer."""
-    groups = "group_id IN [" + ", ".join(_quote(g) for g in group_ids) + "]"
-    offer_filter = [groups]
-    if params.marketplaces:
-        offer_filter.append(
-            "marketplace IN [" + ", ".join(_quote(m) for m in params.marketplaces) + "]"
-        )
-    if params.available:
-        offer_filter.append("available = true")
-    return {
-        "indexUid": index_uid, "q": "", "filter": " AND ".join(offer_filter),
-        "sort": ["price_usd_minor:asc"], "distinct": "group_id", "limit": len(group_ids) or 1,
-        "attributesToRetrieve": list(OFFER_CARD_FIELDS),
-    }  # fmt: skip
-
-
-def _post(meili_url: str, api_key: str, queries: list[dict[str, Any]]) -> tuple[float, dict]:
-    body = json.dumps({"queries": queries}, separators=(",", ":")).encode()
-    parts = urlsplit(meili_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    began = time.perf_counter()
-    try:
-        connection.request(
-            "POST", "/multi-search", body,
-            {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
-        )  # fmt: skip
-        response = connection.getresponse()
-        answer = json.loads(response.read())
-    finally:
-        connection.close()
-    if response.status != 200:
-        raise SystemExit(f"Meilisearch refused a comparison query: {answer}")
-    return (time.perf_counter() - began) * 1000, answer
-
-
-def compare_mechanisms(
-    meili_url: str, api_key: str, index_uid: str, rounds: int
-) -> list[tuple[str, float, float, int, int]]:
-    """Per listing query: (query, product-index ms, distinct ms, products, distinct groups), the
-    p50 over `rounds` interleaved rounds on one client (raw Meilisearch only)."""
-    from search_index.listings import listing_plan
-    from search_index.params import SearchParams
-    from search_index.settings import group_index_uid
-
-    rows = []
-    for query in LISTING_QUERIES:
-        params = SearchParams.from_query_args(_multi(parse_qsl(query)))
-        plan = listing_plan(group_index_uid(index_uid), params).queries
-        alternative = distinct_plan(index_uid, params)
-        product_ms: list[float] = []
-        distinct_ms: list[float] = []
-        products = groups = 0
-        for _ in range(rounds):
-            elapsed, answer = _post(meili_url, api_key, plan)
-            product_ms.append(elapsed)
-            products = int(answer["results"][0].get("totalHits") or 0)
-            elapsed, answer = _post(meili_url, api_key, alternative)
-            first = answer["results"][0]
-            groups = int(first.get("totalHits") or 0)
-            listed = [str(hit["group_id"]) for hit in first.get("hits", [])]
-            extra, _ = _post(meili_url, api_key, [cheapest_offers_query(index_uid, listed, params)])
-            distinct_ms.append(elapsed + extra)
-        rows.append(
-            (query, percentile(product_ms, 50), percentile(distinct_ms, 50), products, groups)
-        )
-    return rows
-
-
-def comparison_report(
-    rows: list[tuple[str, float, float, int, int]], context: dict[str, str]
-) -> str:
-    """The Markdown section recording the product index vs distinct measurement."""
-    lines = [
-        f"## Product listings: product index vs distinct — {context['when']}",
-        "",
-        f"{context['offers']} offers of the sandbox world (seed {SEED}) = {context['products']} "
-        f"products; Meilisearch {context['meili']}; {context['machine']}; one client, raw "
-        f"Meilisearch only, p50 of {COMPARE_ROUNDS} interleaved rounds per listing; load average "
-        f"before: {context['load']}. Product index = the app's listing plan on `<index>_groups` "
-        "(page, price range, in-stock count, disjunctive facets: one multi-search). Distinct = the "
-        "same listing on the offers index with `distinct: group_id` on the page and every facet "
-        "query, plus the second round trip it needs for each product's cheapest matching offer "
-        "(distinct keeps the best-ranked offer, not the cheapest).",
-        "",
-        "| listing | product index ms | distinct ms | products | distinct groups |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for query, product_ms, distinct_ms, products, groups in rows:
-        lines.append(
-            f"| `{query}` | {product_ms:.1f} | {distinct_ms:.1f} | {products:,} | {groups:,} |"
-        )
-    product_total = sum(r[1] for r in rows)
-    distinct_total = sum(r[2] for r in rows)
-    lines += [
-        "",
-        f"Sum over the {len(rows)} listings: product index {product_total:.0f} ms, distinct "
-        f"{distinct_total:.0f} ms ({distinct_total / max(product_total, 0.001):.1f}×). "
-        "Counts differ where the offer-level filters of `distinct` and the product-level "
-        "filters of the product index disagree (price and rating filters apply to the cheapest "
-        "matching offer and to the review-weighted product rating on the product index).",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # --- Reporting -------------------------------------------------------------------------------------

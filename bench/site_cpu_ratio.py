@@ -29,7 +29,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.listing_cpu import start_kept_meilisearch  # noqa: E402
-from bench.search_bench import LISTING_QUERIES, send, start_site  # noqa: E402
+from bench.search_bench import start_site  # noqa: E402
+from bench.search_load import send  # noqa: E402
+from bench.search_queries import LISTING_QUERIES  # noqa: E402
 from onecart import processes  # noqa: E402
 from onecart.settings import get_settings  # noqa: E402
 

@@ -23,22 +23,14 @@ import httpx
 
 from adapters.base import BadPayload, Capability, CatalogPage, MarketplaceConfig, Offer
 from adapters.fields import (
-    availability_from_value,
-    category_leaf,
-    description_text,
-    optional_int,
-    optional_text,
-    optional_url,
     reject,
     require_amount_currency_price,
     require_decimal_price,
-    require_external_id,
     require_mapping,
     require_minor_unit_price,
-    require_title,
 )
-from adapters.gtin import normalize_gtin
 from adapters.http_adapter import HttpMarketplaceAdapter
+from adapters.mapped_offer import offer_from_mapped_fields
 from adapters.registry import MarketplaceConfigError
 
 PRICE_ENCODINGS = ("decimal_string", "amount_currency_text", "minor_units")
@@ -289,30 +281,9 @@ class CsvFeedAdapter(HttpMarketplaceAdapter):
             raise reject(
                 "bad_record", f"line {row.get(LINE_KEY)}: {problem}", marketplace=self.slug
             )
-        external_id = require_external_id(self._cell(row, "external_id"), marketplace=self.slug)
-        title = require_title(self._cell(row, "title"), marketplace=self.slug)
-        price_minor, currency = self._price(row)
-        stock = optional_int(self._cell(row, "stock"))
-        availability = self._cell(row, "availability")
-        if availability is None:
-            available = stock > 0 if stock is not None else True
-        else:
-            available = bool(availability_from_value(availability))
-        return Offer(
-            marketplace=self.slug,
-            external_id=external_id,
-            title=title,
-            price_minor=price_minor,
-            currency=currency,
-            description=description_text(self._cell(row, "description")),
-            image_url=optional_url(self._cell(row, "image_url")),
-            product_url=optional_url(self._cell(row, "product_url")),
-            category=category_leaf(self._cell(row, "category")),
-            brand=optional_text(self._cell(row, "brand")),
-            model=optional_text(self._cell(row, "model")),
-            gtin=normalize_gtin(self._cell(row, "gtin")),
-            mpn=optional_text(self._cell(row, "mpn")),
-            sku=optional_text(self._cell(row, "sku")),
-            available=available,
-            stock=stock if stock is None or stock >= 0 else None,
-        )
+
+        def cell(name: str) -> str | None:
+            # The mapping calls the Offer's `available` field by its feed-facing name.
+            return self._cell(row, "availability" if name == "available" else name)
+
+        return offer_from_mapped_fields(self.slug, cell, lambda: self._price(row))

@@ -26,31 +26,22 @@ from adapters.base import (
     OrderRequest,
     OrderState,
     PlacedOrder,
-    parse_rating,
     unsupported,
 )
 from adapters.declarative_orders import DeclarativeOrders, parse_order_options
 from adapters.fields import (
-    availability_from_value,
-    category_leaf,
     decode_json_body,
-    description_text,
     dig,
-    first_of,
-    optional_count,
     optional_int,
     optional_text,
-    optional_url,
     reject,
     require_amount_currency_price,
     require_decimal_price,
-    require_external_id,
     require_mapping,
     require_minor_unit_price,
-    require_title,
 )
-from adapters.gtin import normalize_gtin
 from adapters.http_adapter import HttpMarketplaceAdapter
+from adapters.mapped_offer import offer_from_mapped_fields
 from adapters.registry import MarketplaceConfigError
 
 PAGINATION_STYLES = ("page", "offset", "link", "cursor", "none")
@@ -480,34 +471,8 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
     def normalize_record(self, record: Mapping[str, Any]) -> Offer:
         """One record as an Offer, each field read from its configured path."""
         item = require_mapping(record, marketplace=self.slug)
-        external_id = require_external_id(self._field(item, "external_id"), marketplace=self.slug)
-        title = require_title(self._field(item, "title"), marketplace=self.slug)
-        price_minor, currency = self._price(item)
-        stock = optional_int(self._field(item, "stock"))
-        available_value = self._field(item, "available")
-        if available_value is None:
-            available = stock > 0 if stock is not None else True
-        else:
-            available = bool(availability_from_value(available_value))
-        return Offer(
-            marketplace=self.slug,
-            external_id=external_id,
-            title=title,
-            price_minor=price_minor,
-            currency=currency,
-            description=description_text(self._field(item, "description")),
-            image_url=optional_url(first_of(self._field(item, "image_url"))),
-            product_url=optional_url(self._field(item, "product_url")),
-            category=category_leaf(self._field(item, "category")),
-            brand=optional_text(self._field(item, "brand")),
-            model=optional_text(self._field(item, "model")),
-            gtin=normalize_gtin(self._field(item, "gtin")),
-            mpn=optional_text(self._field(item, "mpn")),
-            sku=optional_text(self._field(item, "sku")),
-            rating=parse_rating(self._field(item, "rating")),
-            rating_count=optional_count(self._field(item, "rating_count")),
-            available=available,
-            stock=stock if stock is None or stock >= 0 else None,
+        return offer_from_mapped_fields(
+            self.slug, lambda name: self._field(item, name), lambda: self._price(item)
         )
 
     # --- Live offer -------------------------------------------------------------------------

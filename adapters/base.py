@@ -9,7 +9,7 @@ an :class:`Offer` or raises :class:`BadPayload` with a reason (the pipeline quar
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -180,6 +180,20 @@ class CatalogPage:
     held: bool = False
     sources: list[str | None] | None = None
     held_hashes: list[str | None] | None = None
+
+
+def pages_of(records: Iterable[Any], page_size: int) -> Iterator[CatalogPage]:
+    """`records` handed on as they arrive, in pages of `page_size` numbered from 1 (for a
+    catalog sent as one document: nothing waits for the whole of it; no empty last page)."""
+    batch: list[Any] = []
+    page = 1
+    for record in records:
+        batch.append(record)
+        if len(batch) == page_size:
+            yield CatalogPage(records=batch, page=page)
+            batch, page = [], page + 1
+    if batch:
+        yield CatalogPage(records=batch, page=page)
 
 
 @dataclass(frozen=True, slots=True)

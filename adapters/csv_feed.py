@@ -21,7 +21,14 @@ from typing import Any
 
 import httpx
 
-from adapters.base import BadPayload, Capability, CatalogPage, MarketplaceConfig, Offer
+from adapters.base import (
+    BadPayload,
+    Capability,
+    CatalogPage,
+    MarketplaceConfig,
+    Offer,
+    pages_of,
+)
 from adapters.fields import (
     reject,
     require_amount_currency_price,
@@ -206,21 +213,15 @@ class CsvFeedAdapter(HttpMarketplaceAdapter):
         if csv.field_size_limit() < MAX_FIELD_CHARS:
             csv.field_size_limit(MAX_FIELD_CHARS)
         chunks = self.stream_text(self.options.feed_path, headers={"Accept": FEED_ACCEPT})
-        batch: list[dict[str, Any]] = []
-        page = 1
-        checked = False
-        for record in parse_feed_rows(
-            chunks, delimiter=self.options.delimiter, marketplace=self.slug
-        ):
-            if not checked:
+        rows = parse_feed_rows(chunks, delimiter=self.options.delimiter, marketplace=self.slug)
+        yield from pages_of(self._header_checked(rows), self.page_size)
+
+    def _header_checked(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """`rows`, once the first has shown that the header has every mapped required column."""
+        for position, record in enumerate(rows):
+            if position == 0:
                 self._check_columns(record)
-                checked = True
-            batch.append(record)
-            if len(batch) == self.page_size:
-                yield CatalogPage(records=batch, page=page)
-                batch, page = [], page + 1
-        if batch:
-            yield CatalogPage(records=batch, page=page)
+            yield record
 
     def _check_columns(self, record: Mapping[str, Any]) -> None:
         missing = [

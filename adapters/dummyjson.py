@@ -8,29 +8,23 @@ by brand and title instead. There is no product page: the URL is built from the 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
-
-import httpx
 
 from adapters.accepted import accepted_lines, line_quantity, order_money
 from adapters.base import (
     AcceptedLine,
     BadPayload,
-    Capability,
     CatalogPage,
-    MarketplaceConfig,
     NotFound,
     Offer,
     OrderRequest,
     OrderStatus,
     PlacedOrder,
-    Rejected,
-    Unsupported,
     parse_rating,
 )
+from adapters.cart_api import CartApiAdapter
 from adapters.fields import (
     availability_from_word,
     category_leaf,
@@ -46,27 +40,12 @@ from adapters.fields import (
     require_title,
 )
 from adapters.gtin import normalize_gtin
-from adapters.http_adapter import HttpMarketplaceAdapter
-
-DEFAULT_CART_USER_ID = 1
 
 
-class DummyJsonAdapter(HttpMarketplaceAdapter):
+class DummyJsonAdapter(CartApiAdapter):
     """A DummyJSON-style store: catalog, live lookups and cart orders (no status, no cancel)."""
 
-    capabilities = frozenset({Capability.CATALOG, Capability.LIVE_OFFER, Capability.ORDER})
-
-    def __init__(
-        self,
-        config: MarketplaceConfig,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(config, transport=transport, sleep=sleep)
-        # Never 0: DummyJSON reads limit=0 as "everything in one response".
-        self.page_size = max(1, config.page_size)
-        self.cart_user_id = int(config.options.get("cart_user_id", DEFAULT_CART_USER_ID))
+    api_name = "DummyJSON"
 
     # --- Catalog ----------------------------------------------------------------------------
 
@@ -126,7 +105,7 @@ class DummyJsonAdapter(HttpMarketplaceAdapter):
             description=description_text(product.get("description")),
             image_url=optional_url(product.get("thumbnail"))
             or (optional_url(images[0]) if isinstance(images, list) and images else None),
-            product_url=f"{self.config.base_url.rstrip('/')}/products/{quote(external_id, safe='')}",
+            product_url=self.product_resource_url(external_id),
             category=category_leaf(product.get("category")),
             brand=optional_text(product.get("brand")),
             model=None,
@@ -155,11 +134,9 @@ class DummyJsonAdapter(HttpMarketplaceAdapter):
         products in id order). The Idempotency-Key makes a retried placement return the same cart.
         """
         products = []
-        for line in sorted(
-            request.lines, key=lambda line: _product_id(line.external_id, self.slug)
-        ):
+        for line in sorted(request.lines, key=lambda line: self.cart_product_id(line.external_id)):
             products.append(
-                {"id": _product_id(line.external_id, self.slug), "quantity": line.quantity}
+                {"id": self.cart_product_id(line.external_id), "quantity": line.quantity}
             )
         body, _ = self.send_write(
             "POST",
@@ -182,14 +159,6 @@ class DummyJsonAdapter(HttpMarketplaceAdapter):
             lines=accepted_lines(body.get("products"), lambda item: _cart_line(item, currency)),
         )
 
-    def find_order(self, reference: str) -> PlacedOrder | None:
-        """Unsupported: a DummyJSON cart stores no external reference and carts cannot be
-        searched, so the marketplace cannot be asked whether it holds our order. A placement
-        whose outcome is unknown can only be retried with the same Idempotency-Key."""
-        raise Unsupported(
-            f"{self.slug}: DummyJSON carts cannot be looked up by reference", marketplace=self.slug
-        )
-
 
 def _cart_line(item: Mapping[str, Any], currency: str) -> AcceptedLine | None:
     """A cart product: id, quantity, unit price and line total (after discount), as floats."""
@@ -203,9 +172,3 @@ def _cart_line(item: Mapping[str, Any], currency: str) -> AcceptedLine | None:
         order_money(item.get("price"), currency) if not item.get("discountPercentage") else None,
         order_money(item.get("discountedTotal", item.get("total")), currency),
     )
-
-
-def _product_id(external_id: str, slug: str) -> int:
-    if not external_id.isdigit():
-        raise Rejected(f"{slug}: not a DummyJSON product id: {external_id!r}", marketplace=slug)
-    return int(external_id)

@@ -8,29 +8,24 @@ id is answered with 200 and an empty body, which this adapter reports as NotFoun
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from adapters.accepted import accepted_lines, line_quantity
 from adapters.base import (
     AcceptedLine,
-    Capability,
     CatalogPage,
-    MarketplaceConfig,
     NotFound,
     Offer,
     OrderRequest,
     OrderStatus,
     PlacedOrder,
-    Rejected,
-    Unsupported,
+    pages_of,
     parse_rating,
 )
+from adapters.cart_api import CartApiAdapter
 from adapters.fields import (
     category_leaf,
     description_text,
@@ -45,41 +40,18 @@ from adapters.fields import (
     require_mapping,
     require_title,
 )
-from adapters.http_adapter import HttpMarketplaceAdapter
-
-DEFAULT_CART_USER_ID = 1
 
 
-class FakeStoreAdapter(HttpMarketplaceAdapter):
+class FakeStoreAdapter(CartApiAdapter):
     """A Fake Store API shop: catalog, live lookups, cart orders (no status, no cancel)."""
 
-    capabilities = frozenset({Capability.CATALOG, Capability.LIVE_OFFER, Capability.ORDER})
-
-    def __init__(
-        self,
-        config: MarketplaceConfig,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(config, transport=transport, sleep=sleep)
-        self.page_size = max(1, config.page_size)
-        self.cart_user_id = int(config.options.get("cart_user_id", DEFAULT_CART_USER_ID))
+    api_name = "Fake Store"
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
         """The whole `/products` list from one request, handed on in pages of `page_size` as it
         downloads (the list has no paging and is large at scale), in the API's order."""
-        batch: list[Any] = []
-        page = 1
-        for record in iter_json_array(
-            self.stream_text("products", conditional=True), marketplace=self.slug
-        ):
-            batch.append(record)
-            if len(batch) == self.page_size:
-                yield CatalogPage(records=batch, page=page)
-                batch, page = [], page + 1
-        if batch:
-            yield CatalogPage(records=batch, page=page)
+        chunks = self.stream_text("products", conditional=True)
+        yield from pages_of(iter_json_array(chunks, marketplace=self.slug), self.page_size)
 
     def normalize_record(self, record: Mapping[str, Any]) -> Offer:
         """One Fake Store product as an Offer (price in the configured currency)."""
@@ -97,8 +69,7 @@ class FakeStoreAdapter(HttpMarketplaceAdapter):
             currency=currency,
             description=description_text(product.get("description")),
             image_url=optional_url(product.get("image")),
-            # The format has no product page; the product's own resource is the stable link.
-            product_url=f"{self.config.base_url.rstrip('/')}/products/{quote(external_id, safe='')}",
+            product_url=self.product_resource_url(external_id),
             category=category_leaf(product.get("category")),
             rating=parse_rating(dig(product, "rating.rate")) if rating_count != 0 else None,
             rating_count=rating_count,
@@ -115,9 +86,9 @@ class FakeStoreAdapter(HttpMarketplaceAdapter):
     def place_order(self, request: OrderRequest) -> PlacedOrder:
         """`POST /carts`; the Idempotency-Key makes a retried placement return the same cart."""
         products = [
-            {"productId": _product_id(line.external_id, self.slug), "quantity": line.quantity}
+            {"productId": self.cart_product_id(line.external_id), "quantity": line.quantity}
             for line in sorted(
-                request.lines, key=lambda line: _product_id(line.external_id, self.slug)
+                request.lines, key=lambda line: self.cart_product_id(line.external_id)
             )
         ]
         body, _ = self.send_write(
@@ -140,15 +111,6 @@ class FakeStoreAdapter(HttpMarketplaceAdapter):
             lines=accepted_lines(body.get("products"), _cart_line),
         )
 
-    def find_order(self, reference: str) -> PlacedOrder | None:
-        """Unsupported: a Fake Store cart has no field for an external reference, so the
-        marketplace cannot be asked whether it holds our order; only a retry with the same
-        Idempotency-Key is safe."""
-        raise Unsupported(
-            f"{self.slug}: Fake Store carts cannot be looked up by reference",
-            marketplace=self.slug,
-        )
-
 
 def _cart_line(item: Mapping[str, Any]) -> AcceptedLine | None:
     product_id = optional_int(item.get("productId"))
@@ -156,9 +118,3 @@ def _cart_line(item: Mapping[str, Any]) -> AcceptedLine | None:
     if product_id is None or quantity is None:
         return None
     return AcceptedLine(str(product_id), quantity)
-
-
-def _product_id(external_id: str, slug: str) -> int:
-    if not external_id.isdigit():
-        raise Rejected(f"{slug}: not a Fake Store product id: {external_id!r}", marketplace=slug)
-    return int(external_id)

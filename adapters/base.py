@@ -99,6 +99,18 @@ class Capability(enum.StrEnum):
     CANCEL = "cancel"
 
 
+# A marketplace with a whole order API (Shopify, WooCommerce): all but live search.
+FULL_ORDER_API = frozenset(
+    {
+        Capability.CATALOG,
+        Capability.LIVE_OFFER,
+        Capability.ORDER,
+        Capability.TRACK,
+        Capability.CANCEL,
+    }
+)
+
+
 class OrderStatus(enum.StrEnum):
     """Our vocabulary for a sub-order's state; adapters map the marketplace's words onto it."""
 

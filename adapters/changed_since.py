@@ -11,13 +11,15 @@ catalog is fetched in full.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+
+from adapters.base import CatalogPage
 
 
 class ChangesUnavailable(Exception):
@@ -51,6 +53,21 @@ def server_time(response: httpx.Response) -> datetime:
         if moment is not None:
             return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     return datetime.now(UTC)
+
+
+def clocked_catalog_pages(
+    adapter: Any, pages: Iterable[tuple[list[dict[str, Any]], httpx.Response]]
+) -> Iterator[CatalogPage]:
+    """`pages` (records, response) as CatalogPages numbered from 1 until the first empty one,
+    noting the marketplace's clock at the first response in `adapter.catalog_started_at`: the
+    moment the next changed-since fetch asks from."""
+    adapter.catalog_started_at = None
+    for page, (records, response) in enumerate(pages, start=1):
+        if adapter.catalog_started_at is None:
+            adapter.catalog_started_at = server_time(response)
+        if not records:
+            return
+        yield CatalogPage(records=records, page=page)
 
 
 def collect_changed(pages: Iterable[list[dict[str, Any]]], *, at_most: int) -> list[dict[str, Any]]:

@@ -21,9 +21,9 @@ import httpx
 
 from adapters.accepted import accepted_lines, line_quantity, order_money
 from adapters.base import (
+    FULL_ORDER_API,
     AcceptedLine,
     BadPayload,
-    Capability,
     CatalogPage,
     MarketplaceConfig,
     NotFound,
@@ -34,7 +34,11 @@ from adapters.base import (
     RateLimited,
     Rejected,
 )
-from adapters.changed_since import CatalogChanges, ChangesUnavailable, server_time
+from adapters.changed_since import (
+    CatalogChanges,
+    ChangesUnavailable,
+    clocked_catalog_pages,
+)
 from adapters.fields import (
     category_leaf,
     decode_json_body,
@@ -91,15 +95,7 @@ def _variant_available(variant: Mapping[str, Any]) -> bool:
 class ShopifyAdapter(HttpMarketplaceAdapter):
     """A Shopify shop: storefront catalog, Admin product lookups, GraphQL orders."""
 
-    capabilities = frozenset(
-        {
-            Capability.CATALOG,
-            Capability.LIVE_OFFER,
-            Capability.ORDER,
-            Capability.TRACK,
-            Capability.CANCEL,
-        }
-    )
+    capabilities = FULL_ORDER_API
 
     def __init__(
         self,
@@ -128,13 +124,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         cursor pages), else the storefront's `products.json` until a short or empty page."""
         self.catalog_started_at = None
         if self.fetches_changes:
-            params = {"limit": self.page_size}
-            for page, (products, response) in enumerate(admin_pages(self, params), start=1):
-                if self.catalog_started_at is None:
-                    self.catalog_started_at = server_time(response)
-                if not products:
-                    return
-                yield CatalogPage(records=products, page=page)
+            yield from clocked_catalog_pages(self, admin_pages(self, {"limit": self.page_size}))
             return
         page = 1
         while True:

@@ -19,9 +19,9 @@ import httpx
 
 from adapters.accepted import accepted_lines, line_quantity, order_money, unit_from_total
 from adapters.base import (
+    FULL_ORDER_API,
     AcceptedLine,
     BadPayload,
-    Capability,
     CatalogPage,
     MarketplaceConfig,
     NotFound,
@@ -35,7 +35,13 @@ from adapters.base import (
     Transient,
     parse_rating,
 )
-from adapters.changed_since import CatalogChanges, collect_changed, listed_ids, server_time
+from adapters.changed_since import (
+    CatalogChanges,
+    clocked_catalog_pages,
+    collect_changed,
+    listed_ids,
+    server_time,
+)
 from adapters.fields import (
     description_text,
     optional_count,
@@ -193,15 +199,7 @@ def _accepted_line(item: Mapping[str, Any], currency: str) -> AcceptedLine | Non
 class WooCommerceAdapter(HttpMarketplaceAdapter):
     """A WooCommerce store: Store API catalog and lookups, REST v3 orders with Basic auth."""
 
-    capabilities = frozenset(
-        {
-            Capability.CATALOG,
-            Capability.LIVE_OFFER,
-            Capability.ORDER,
-            Capability.TRACK,
-            Capability.CANCEL,
-        }
-    )
+    capabilities = FULL_ORDER_API
 
     def __init__(
         self,
@@ -247,13 +245,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
         """Store API pages until X-WP-TotalPages (or an empty page when the header is absent)."""
-        self.catalog_started_at = None
-        for page, (body, response) in enumerate(self._store_pages({}), start=1):
-            if self.catalog_started_at is None:
-                self.catalog_started_at = server_time(response)
-            if not body:
-                return
-            yield CatalogPage(records=body, page=page)
+        yield from clocked_catalog_pages(self, self._store_pages({}))
 
     def fetch_catalog_changes(self, since: datetime, *, at_most: int) -> CatalogChanges:
         """Products modified since `since`, then every product's id (adapters/changed_since.py).

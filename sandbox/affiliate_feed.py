@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from werkzeug.wrappers import Request, Response
 
-from sandbox.malformations import broken_title, html_title, huge_text
+from sandbox.malformations import huge_text, malformed_title
 from sandbox.pages import format_amount, product_page
 from sandbox.record_cache import record_stamp
 from sandbox.service import MarketplaceService, chunked, encode_text
@@ -76,11 +76,7 @@ class AffiliateFeedService(MarketplaceService):
     def _row(self, request: Request, offer: ListedOffer, kind: str | None) -> list[str]:
         index = offer.index
         product = offer.product
-        title = offer.title
-        if kind == "html_title":
-            title = html_title(title, index)
-        elif kind == "broken_utf8":
-            title = broken_title(title)
+        title = malformed_title(offer.title, index, kind)
         currency = offer.currency
         if offer.list_price_minor:
             price = format_amount(offer.list_price_minor, currency)

@@ -26,7 +26,7 @@ from werkzeug.wrappers import Request, Response
 
 from onecart.money import from_minor_units
 from sandbox.assortment import CATEGORIES, Category
-from sandbox.malformations import broken_title, html_title, huge_text
+from sandbox.malformations import huge_text, malformed_title
 from sandbox.pages import format_amount, product_page
 from sandbox.service import (
     JsonError,
@@ -170,11 +170,7 @@ class AmazonCreatorsService(MarketplaceService):
         offer = self.ctx.offer(self.slug, index, live=live)
         kind = self.ctx.malformation(self.slug, index)
         product = offer.product
-        title = offer.title
-        if kind == "html_title":
-            title = html_title(title, index)
-        elif kind == "broken_utf8":
-            title = broken_title(title)
+        title = malformed_title(offer.title, index, kind)
         asin = asin_for(index)
         amount = from_minor_units(offer.price_minor, offer.currency)
         currency = offer.currency

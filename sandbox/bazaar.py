@@ -11,17 +11,15 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from onecart.money import MoneyError, parse_decimal, to_minor_units
-from sandbox.malformations import broken_title, html_title, huge_text
+from sandbox.malformations import huge_text, malformed_title
 from sandbox.orders import PENDING, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
-from sandbox.record_cache import record_stamp
 from sandbox.service import (
     JSON_CONTENT_TYPE,
     JsonError,
-    MarketplaceService,
+    JsonRecordCatalog,
     conditional_page,
     encode_json,
-    encode_record_json,
     json_response,
     query_int,
     read_json_body,
@@ -62,7 +60,7 @@ def _error(status: int, code: str, message: str) -> JsonError:
     return JsonError(status, {"error": {"code": code, "message": message}})
 
 
-class BazaarService(MarketplaceService):
+class BazaarService(JsonRecordCatalog):
     """The custom-JSON marketplace for the declarative adapter."""
 
     slug = "bazaar"
@@ -87,28 +85,15 @@ class BazaarService(MarketplaceService):
         index = int(number) - 1
         return index if 0 <= index < self.count else None
 
-    def listing_record(self, request: Request, index: int, *, live: bool = False) -> dict[str, Any]:
-        """Offer `index` as a bazaar listing, malformed when its slot says so."""
-        offer = self.ctx.offer(self.slug, index, live=live)
-        return self._record(request, offer, self.ctx.malformation(self.slug, index))
-
-    def _rendered(self, request: Request, index: int) -> tuple[int, bytes]:
-        """Catalog listing `index` as sent, and the stamp it was rendered at."""
-        offer = self.ctx.offer(self.slug, index)
-        kind = self.ctx.malformation(self.slug, index)
-        record = self._record(request, offer, kind)
-        return record_stamp(offer.price_version, kind), encode_record_json(record)
-
-    def _record(self, request: Request, offer: ListedOffer, kind: str | None) -> dict[str, Any]:
+    def render_record(
+        self, request: Request, offer: ListedOffer, kind: str | None
+    ) -> dict[str, Any]:
+        """`offer` as a bazaar listing, malformed as `kind` says."""
         index = offer.index
         product = offer.product
         category = product.category
         sentences = product.description_sentences()
-        name = offer.title
-        if kind == "html_title":
-            name = html_title(name, index)
-        elif kind == "broken_utf8":
-            name = broken_title(name)
+        name = malformed_title(offer.title, index, kind)
         amount = format_amount(offer.price_minor, offer.currency)
         pricing: dict[str, str] = {"display": f"{amount} {offer.currency}"}
         if kind == "missing_price":
@@ -155,7 +140,7 @@ class BazaarService(MarketplaceService):
         def build() -> Response:
             # {"data": {"items": [...]}, "next_cursor": ...} from the records' kept bytes.
             items = self.ctx.catalog_records(
-                request, self.slug, "listing", page, lambda i: self._rendered(request, i)
+                request, self.slug, "listing", page, lambda i: self.rendered_record(request, i)
             )
             body = b"".join(
                 (
@@ -177,7 +162,7 @@ class BazaarService(MarketplaceService):
         index = self._index_of(sku)
         if index is None or self.ctx.malformation(self.slug, index) == "duplicate_id":
             raise _error(404, "not_found", f"No listing {sku}")
-        return json_response({"data": self.listing_record(request, index, live=True)})
+        return json_response({"data": self.product_record(request, index, live=True)})
 
     def listing_page(self, request: Request, sku: str) -> Response:
         """The listing's page (where a shopper is handed off to)."""

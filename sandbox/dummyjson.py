@@ -14,17 +14,16 @@ from werkzeug.wrappers import Request, Response
 
 from onecart.money import from_minor_units
 from sandbox.assortment import CATEGORIES, REVIEW_COMMENTS, REVIEWER_NAMES
+from sandbox.carts import numbered_product_index, store_priced_line
 from sandbox.draws import hash64, unit_interval
-from sandbox.malformations import broken_title, html_title, huge_text
+from sandbox.malformations import huge_text, malformed_title
 from sandbox.orders import OrderLine, SandboxOrder
-from sandbox.record_cache import record_stamp
 from sandbox.service import (
     JSON_CONTENT_TYPE,
     JsonError,
-    MarketplaceService,
+    JsonRecordCatalog,
     conditional_page,
     encode_json,
-    encode_record_json,
     join_stream,
     json_response,
     query_int,
@@ -51,7 +50,7 @@ def _not_found(ref: object) -> JsonError:
     return JsonError(404, {"message": f"Product with id '{ref}' not found"})
 
 
-class DummyJsonService(MarketplaceService):
+class DummyJsonService(JsonRecordCatalog):
     """The DummyJSON-format marketplace."""
 
     slug = "dummymart"
@@ -74,27 +73,14 @@ class DummyJsonService(MarketplaceService):
         wrong = (int(gtin[12]) + 1 + hash64("barcode", gtin) % 9) % 10
         return gtin[:12] + str(wrong)
 
-    def product_record(self, request: Request, index: int, *, live: bool = False) -> dict[str, Any]:
-        """Offer `index` as a DummyJSON product, malformed when its slot says so."""
-        offer = self.ctx.offer(self.slug, index, live=live)
-        return self._record(request, offer, self.ctx.malformation(self.slug, index))
-
-    def _rendered(self, request: Request, index: int) -> tuple[int, bytes]:
-        """Catalog record `index` as sent, and the stamp it was rendered at."""
-        offer = self.ctx.offer(self.slug, index)
-        kind = self.ctx.malformation(self.slug, index)
-        record = self._record(request, offer, kind)
-        return record_stamp(offer.price_version, kind), encode_record_json(record)
-
-    def _record(self, request: Request, offer: ListedOffer, kind: str | None) -> dict[str, Any]:
+    def render_record(
+        self, request: Request, offer: ListedOffer, kind: str | None
+    ) -> dict[str, Any]:
+        """`offer` as a DummyJSON product, malformed as `kind` says."""
         index = offer.index
         product = offer.product
         sentences = product.description_sentences()
-        title = offer.title
-        if kind == "html_title":
-            title = html_title(title, index)
-        elif kind == "broken_utf8":
-            title = broken_title(title)
+        title = malformed_title(offer.title, index, kind)
         price: Any = _float_price(offer.price_minor, offer.currency)
         if kind == "negative_price":
             price = -price
@@ -197,7 +183,11 @@ class DummyJsonService(MarketplaceService):
         def records() -> Iterator[bytes]:
             if fields is None:
                 yield from self.ctx.catalog_records(
-                    request, self.slug, "product", indexes, lambda i: self._rendered(request, i)
+                    request,
+                    self.slug,
+                    "product",
+                    indexes,
+                    lambda i: self.rendered_record(request, i),
                 )
                 return
             for index in indexes:
@@ -282,17 +272,9 @@ class DummyJsonService(MarketplaceService):
             lambda i: world.product(world.product_key(self.slug, i)).category.slug == category_slug,
         )
 
-    def _index_of(self, product_ref: str) -> int | None:
-        if not product_ref.isdigit():
-            return None
-        index = int(product_ref) - 1
-        if not 0 <= index < self.count or self.ctx.malformation(self.slug, index) == "duplicate_id":
-            return None
-        return index
-
     def get_product(self, request: Request, product_ref: str) -> Response:
         """GET /products/<id>: the live offer (price_drift applies)."""
-        index = self._index_of(product_ref)
+        index = numbered_product_index(self, product_ref)
         if index is None:
             raise _not_found(product_ref)
         fields = [f.strip() for f in request.args.get("select", "").split(",") if f.strip()] or None
@@ -315,7 +297,7 @@ class DummyJsonService(MarketplaceService):
         for item in items:
             if not isinstance(item, dict):
                 raise JsonError(400, {"message": "Each product needs an id and a quantity"})
-            index = self._index_of(str(item.get("id", "")))
+            index = numbered_product_index(self, str(item.get("id", "")))
             if index is not None and plan.is_delisted(str(index + 1)):
                 index = None
             if index is None and plan.drop_unknown_lines:
@@ -327,18 +309,8 @@ class DummyJsonService(MarketplaceService):
                 raise JsonError(
                     400, {"message": f"Invalid quantity for product '{item.get('id')}'"}
                 )
-            offer = self.ctx.offer(self.slug, index, live=True)
-            lines.append(
-                OrderLine(
-                    index,
-                    str(index + 1),
-                    offer.title,
-                    offer.product.model,
-                    plan.quantity(quantity),
-                    # carts/add takes no price: the store bills its own (current) price.
-                    plan.billed_unit_price(None, offer.price_minor),
-                )
-            )
+            # carts/add takes no price: the store bills its own (current) price.
+            lines.append(store_priced_line(self, plan, index, quantity))
         lines.sort(key=lambda line: line.offer_index)  # DummyJSON answers in id order
         order, created = self.ctx.orders.place(
             self.slug,

@@ -13,15 +13,14 @@ from werkzeug.wrappers import Request, Response
 
 from onecart.money import from_minor_units
 from sandbox.assortment import CATEGORIES
-from sandbox.malformations import broken_title, html_title, huge_text
+from sandbox.carts import numbered_product_index, store_priced_line
+from sandbox.malformations import huge_text, malformed_title
 from sandbox.orders import OrderLine, SandboxOrder
-from sandbox.record_cache import record_stamp
 from sandbox.service import (
     JSON_CONTENT_TYPE,
     JsonError,
-    MarketplaceService,
+    JsonRecordCatalog,
     conditional_catalog,
-    encode_record_json,
     join_stream,
     json_response,
     query_int,
@@ -42,7 +41,7 @@ def _empty() -> Response:
     return Response(b"", status=200, content_type=JSON_CONTENT_TYPE)
 
 
-class FakeStoreService(MarketplaceService):
+class FakeStoreService(JsonRecordCatalog):
     """The Fake Store API-format marketplace."""
 
     slug = "fakestore"
@@ -56,27 +55,14 @@ class FakeStoreService(MarketplaceService):
         ("/carts/<cart_ref>", "get_cart", ("GET",)),
     )
 
-    def product_record(self, request: Request, index: int, *, live: bool = False) -> dict[str, Any]:
-        """Offer `index` as a Fake Store product, malformed when its slot says so."""
-        offer = self.ctx.offer(self.slug, index, live=live)
-        return self._record(request, offer, self.ctx.malformation(self.slug, index))
-
-    def _rendered(self, request: Request, index: int) -> tuple[int, bytes]:
-        """Catalog product `index` as sent, and the stamp it was rendered at."""
-        offer = self.ctx.offer(self.slug, index)
-        kind = self.ctx.malformation(self.slug, index)
-        record = self._record(request, offer, kind)
-        return record_stamp(offer.price_version, kind), encode_record_json(record)
-
-    def _record(self, request: Request, offer: ListedOffer, kind: str | None) -> dict[str, Any]:
+    def render_record(
+        self, request: Request, offer: ListedOffer, kind: str | None
+    ) -> dict[str, Any]:
+        """`offer` as a Fake Store product, malformed as `kind` says."""
         index = offer.index
         product = offer.product
         sentences = product.description_sentences()
-        title = offer.title
-        if kind == "html_title":
-            title = html_title(title, index)
-        elif kind == "broken_utf8":
-            title = broken_title(title)
+        title = malformed_title(offer.title, index, kind)
         price: Any = float(from_minor_units(offer.price_minor, offer.currency))
         if kind == "negative_price":
             price = -price
@@ -99,7 +85,7 @@ class FakeStoreService(MarketplaceService):
 
     def _stream(self, request: Request, indexes: Iterable[int]) -> Response:
         records = self.ctx.catalog_records(
-            request, self.slug, "product", indexes, lambda i: self._rendered(request, i)
+            request, self.slug, "product", indexes, lambda i: self.rendered_record(request, i)
         )
         return Response(join_stream(b"[", records, b",", b"]"), content_type=JSON_CONTENT_TYPE)
 
@@ -130,17 +116,9 @@ class FakeStoreService(MarketplaceService):
         )
         return self._stream(request, indexes)
 
-    def _index_of(self, product_ref: str) -> int | None:
-        if not product_ref.isdigit():
-            return None
-        index = int(product_ref) - 1
-        if not 0 <= index < self.count or self.ctx.malformation(self.slug, index) == "duplicate_id":
-            return None
-        return index
-
     def get_product(self, request: Request, product_ref: str) -> Response:
         """GET /products/<id>: the live offer (price_drift applies); empty 200 when unknown."""
-        index = self._index_of(product_ref)
+        index = numbered_product_index(self, product_ref)
         if index is None:
             return _empty()
         return json_response(self.product_record(request, index, live=True))
@@ -164,7 +142,7 @@ class FakeStoreService(MarketplaceService):
                 raise JsonError(
                     400, {"status": "error", "message": "each product needs productId and quantity"}
                 )
-            index = self._index_of(str(item.get("productId", "")))
+            index = numbered_product_index(self, str(item.get("productId", "")))
             quantity = item.get("quantity")
             if index is not None and plan.is_delisted(str(index + 1)):
                 index = None
@@ -179,17 +157,7 @@ class FakeStoreService(MarketplaceService):
                 raise JsonError(
                     400, {"status": "error", "message": "quantity must be a positive integer"}
                 )
-            offer = self.ctx.offer(self.slug, index, live=True)
-            lines.append(
-                OrderLine(
-                    index,
-                    str(index + 1),
-                    offer.title,
-                    offer.product.model,
-                    plan.quantity(quantity),
-                    plan.billed_unit_price(None, offer.price_minor),
-                )
-            )
+            lines.append(store_priced_line(self, plan, index, quantity))
         order, created = self.ctx.orders.place(
             self.slug,
             idempotency_key=request.headers.get("Idempotency-Key"),

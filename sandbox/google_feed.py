@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 from werkzeug.wrappers import Request, Response
 
 from sandbox.draws import hash64
-from sandbox.malformations import broken_title, html_title, huge_text
+from sandbox.malformations import huge_text, malformed_title
 from sandbox.pages import format_amount, product_page
 from sandbox.record_cache import record_stamp
 from sandbox.service import MarketplaceService, chunked, conditional_catalog, encode_text
@@ -64,11 +64,7 @@ class GoogleFeedService(MarketplaceService):
         product = offer.product
         category = product.category
         sentences = product.description_sentences()
-        title = offer.title
-        if kind == "html_title":
-            title = html_title(title, index)
-        elif kind == "broken_utf8":
-            title = broken_title(title)
+        title = malformed_title(offer.title, index, kind)
         gid = item_id(index - 1 if kind == "duplicate_id" else index)
         currency = offer.currency
         if offer.list_price_minor:

@@ -46,3 +46,13 @@ def broken_title(title: str) -> str:
     words = title.split(" ")
     middle = max(1, len(words) // 2)
     return " ".join([*words[:middle], f"Edici{BROKEN_UTF8_SENTINEL}n", *words[middle:]])
+
+
+def malformed_title(title: str, index: int, kind: str | None) -> str:
+    """Offer `index`'s title as a record of malformation `kind` writes it: with markup for
+    html_title, with invalid bytes for broken_utf8, unchanged for every other kind."""
+    if kind == "html_title":
+        return html_title(title, index)
+    if kind == "broken_utf8":
+        return broken_title(title)
+    return title

@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -387,3 +388,27 @@ class MarketplaceService:
     def base_url(self, request: Request) -> str:
         """The marketplace's base URL (what marketplaces.toml calls base_url)."""
         return f"{self.ctx.site_url(request)}/{self.slug}"
+
+
+class JsonRecordCatalog(MarketplaceService, ABC):
+    """A marketplace whose catalog records are JSON objects, each rendered from one offer and
+    its malformation kind (DummyJSON, Fake Store, bazaar)."""
+
+    @abstractmethod
+    def render_record(
+        self, request: Request, offer: ListedOffer, kind: str | None
+    ) -> dict[str, Any]:
+        """`offer` as one record of the format, malformed as `kind` says."""
+
+    def product_record(self, request: Request, index: int, *, live: bool = False) -> dict[str, Any]:
+        """Offer `index` as a record, malformed when its slot says so (`live`: price_drift
+        applies)."""
+        offer = self.ctx.offer(self.slug, index, live=live)
+        return self.render_record(request, offer, self.ctx.malformation(self.slug, index))
+
+    def rendered_record(self, request: Request, index: int) -> tuple[int, bytes]:
+        """Catalog record `index` as sent, and the stamp it was rendered at."""
+        offer = self.ctx.offer(self.slug, index)
+        kind = self.ctx.malformation(self.slug, index)
+        record = self.render_record(request, offer, kind)
+        return record_stamp(offer.price_version, kind), encode_record_json(record)

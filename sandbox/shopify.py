@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from sandbox.listing import FilteredCatalog, id_values, on_catalog
-from sandbox.malformations import broken_title, html_title, huge_text
+from sandbox.malformations import huge_text, malformed_title
 from sandbox.pages import format_amount, product_page
 from sandbox.service import JsonError, json_response, query_int
 from sandbox.shopify_format import (
@@ -103,11 +103,7 @@ class ShopifyService(ShopifyOrderApi, FilteredCatalog):
         else:
             items = "".join(f"<li>{escape(sentence)}</li>" for sentence in sentences[1:])
             body_html = f"<p>{escape(sentences[0])}</p><ul>{items}</ul>"
-        title = offer.title
-        if kind == "html_title":
-            title = html_title(title, index)
-        elif kind == "broken_utf8":
-            title = broken_title(title)
+        title = malformed_title(offer.title, index, kind)
         tags = sorted({*product.category.tags, *(("gift",) if product.gift else ())})
         created = _shop_time(offer.created_at)
         updated = _shop_time(self.ctx.modified_at(self.slug, offer))

@@ -24,7 +24,7 @@ from sandbox.assortment import CATEGORIES
 from sandbox.draws import hash64
 from sandbox.knobs import PlacementPlan
 from sandbox.listing import FilteredCatalog, id_values, on_catalog
-from sandbox.malformations import broken_title, html_title, huge_text
+from sandbox.malformations import huge_text, malformed_title
 from sandbox.orders import CANCELLED, DELIVERED, PENDING, SHIPPED, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
 from sandbox.service import JsonError, json_response, query_int, read_json_body
@@ -107,11 +107,7 @@ class WooCommerceService(FilteredCatalog):
         description = "".join(f"<p>{escape(sentence)}</p>" for sentence in sentences)
         if kind == "huge_description":
             description = f"<p>{escape(huge_text(sentences))}</p>"
-        name = offer.title
-        if kind == "html_title":
-            name = html_title(name, index)
-        elif kind == "broken_utf8":
-            name = broken_title(name)
+        name = malformed_title(offer.title, index, kind)
         slug = f"{slugify(offer.title)}-{product_id(index)}"
         base = self.base_url(request)
         image = self.ctx.image_url(request, offer)

@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms import HiddenField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+from storefront.account_fields import (
+    email_address_field,
+    first_name_field,
+    last_name_field,
+    new_password_field,
+    password_confirmation_field,
+)
 
 
 class ProfileForm(FlaskForm):
     """Name, e-mail, phone and the currency prices are shown in."""
 
-    first_name = StringField(
-        "First name",
-        validators=[Optional(), Length(max=80)],
-        render_kw={"autocomplete": "given-name"},
-    )
-    last_name = StringField(
-        "Last name",
-        validators=[Optional(), Length(max=80)],
-        render_kw={"autocomplete": "family-name"},
-    )
-    email = EmailField(
-        "E-mail address",
-        validators=[DataRequired("Enter your e-mail address."), Length(max=254)],
-        render_kw={"autocomplete": "email"},
-    )
+    first_name = first_name_field()
+    last_name = last_name_field()
+    email = email_address_field()
     phone_number = StringField(
         "Phone number",
         validators=[Optional(), Length(max=32)],
@@ -49,20 +45,8 @@ class PasswordChangeForm(FlaskForm):
         validators=[DataRequired("Enter your current password.")],
         render_kw={"autocomplete": "current-password"},
     )
-    new_password = PasswordField(
-        "New password",
-        validators=[DataRequired("Choose a new password."), Length(max=128)],
-        description="At least 10 characters, mixing letters with digits or symbols.",
-        render_kw={"autocomplete": "new-password"},
-    )
-    confirm_new_password = PasswordField(
-        "Confirm new password",
-        validators=[
-            DataRequired("Repeat the new password."),
-            EqualTo("new_password", "The two passwords don't match."),
-        ],
-        render_kw={"autocomplete": "new-password"},
-    )
+    new_password = new_password_field()
+    confirm_new_password = password_confirmation_field("new_password")
 
 
 class TopUpForm(FlaskForm):

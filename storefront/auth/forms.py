@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms import BooleanField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from storefront.account_fields import (
+    email_address_field,
+    first_name_field,
+    last_name_field,
+    new_password_field,
+    password_confirmation_field,
+)
 
 
 class LoginForm(FlaskForm):
@@ -32,34 +40,12 @@ class SignupForm(FlaskForm):
         validators=[DataRequired("Choose a username."), Length(max=40)],
         render_kw={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"},
     )
-    email = EmailField(
-        "E-mail address",
-        validators=[DataRequired("Enter your e-mail address."), Length(max=254)],
-        render_kw={"autocomplete": "email"},
-    )
-    first_name = StringField(
-        "First name",
-        validators=[Optional(), Length(max=80)],
-        render_kw={"autocomplete": "given-name"},
-    )
-    last_name = StringField(
-        "Last name",
-        validators=[Optional(), Length(max=80)],
-        render_kw={"autocomplete": "family-name"},
-    )
-    password = PasswordField(
-        "Password",
-        validators=[DataRequired("Choose a password."), Length(max=128)],
-        description="At least 10 characters, mixing letters with digits or symbols.",
-        render_kw={"autocomplete": "new-password"},
-    )
-    confirm_password = PasswordField(
-        "Confirm password",
-        validators=[
-            DataRequired("Repeat your password."),
-            EqualTo("password", "The two passwords don't match."),
-        ],
-        render_kw={"autocomplete": "new-password"},
+    email = email_address_field()
+    first_name = first_name_field()
+    last_name = last_name_field()
+    password = new_password_field("Password", "Choose a password.")
+    confirm_password = password_confirmation_field(
+        "password", "Confirm password", "Repeat your password."
     )
     next = HiddenField()
 
@@ -67,30 +53,14 @@ class SignupForm(FlaskForm):
 class ForgotPasswordForm(FlaskForm):
     """The address a password-reset link goes to."""
 
-    email = EmailField(
-        "E-mail address",
-        validators=[DataRequired("Enter your e-mail address."), Length(max=254)],
-        render_kw={"autocomplete": "email"},
-    )
+    email = email_address_field()
 
 
 class ResetPasswordForm(FlaskForm):
     """A new password, chosen through a reset link."""
 
-    new_password = PasswordField(
-        "New password",
-        validators=[DataRequired("Choose a new password."), Length(max=128)],
-        description="At least 10 characters, mixing letters with digits or symbols.",
-        render_kw={"autocomplete": "new-password"},
-    )
-    confirm_new_password = PasswordField(
-        "Confirm new password",
-        validators=[
-            DataRequired("Repeat the new password."),
-            EqualTo("new_password", "The two passwords don't match."),
-        ],
-        render_kw={"autocomplete": "new-password"},
-    )
+    new_password = new_password_field()
+    confirm_new_password = password_confirmation_field("new_password")
 
 
 class ConfirmSignupForm(FlaskForm):

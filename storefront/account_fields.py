@@ -1,0 +1,67 @@
+"""The form fields several account forms ask for the same way: an e-mail address, a person's
+names, and a new password with its confirmation (sign-up, profile, password change and reset,
+forgotten password). Each call makes a new field, so a form's fields keep the order they are
+declared in."""
+
+from __future__ import annotations
+
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.fields.core import UnboundField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
+
+PASSWORD_RULES = "At least 10 characters, mixing letters with digits or symbols."
+
+
+def email_address_field() -> UnboundField:
+    """The account's e-mail address (required)."""
+    return EmailField(
+        "E-mail address",
+        validators=[DataRequired("Enter your e-mail address."), Length(max=254)],
+        render_kw={"autocomplete": "email"},
+    )
+
+
+def first_name_field() -> UnboundField:
+    """The person's first name (optional)."""
+    return StringField(
+        "First name",
+        validators=[Optional(), Length(max=80)],
+        render_kw={"autocomplete": "given-name"},
+    )
+
+
+def last_name_field() -> UnboundField:
+    """The person's last name (optional)."""
+    return StringField(
+        "Last name",
+        validators=[Optional(), Length(max=80)],
+        render_kw={"autocomplete": "family-name"},
+    )
+
+
+def new_password_field(
+    label: str = "New password", required: str = "Choose a new password."
+) -> UnboundField:
+    """A password being chosen; its strength is checked by commerce.accounts."""
+    return PasswordField(
+        label,
+        validators=[DataRequired(required), Length(max=128)],
+        description=PASSWORD_RULES,
+        render_kw={"autocomplete": "new-password"},
+    )
+
+
+def password_confirmation_field(
+    password_field: str,
+    label: str = "Confirm new password",
+    required: str = "Repeat the new password.",
+) -> UnboundField:
+    """The chosen password typed again; must equal the form's field `password_field`."""
+    return PasswordField(
+        label,
+        validators=[
+            DataRequired(required),
+            EqualTo(password_field, "The two passwords don't match."),
+        ],
+        render_kw={"autocomplete": "new-password"},
+    )

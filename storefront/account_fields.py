@@ -1,6 +1,6 @@
 """The form fields several account forms ask for the same way: an e-mail address, a person's
-names, and a new password with its confirmation (sign-up, profile, password change and reset,
-forgotten password). Each call makes a new field, so a form's fields keep the order they are
+names and phone number, and a new password with its confirmation (sign-up, profile, password
+change and reset, forgotten password, and the checkout's phone for the courier). Each call makes a new field, so a form's fields keep the order they are
 declared in."""
 
 from __future__ import annotations
@@ -36,6 +36,15 @@ def last_name_field() -> UnboundField:
         "Last name",
         validators=[Optional(), Length(max=80)],
         render_kw={"autocomplete": "family-name"},
+    )
+
+
+def phone_number_field(label: str) -> UnboundField:
+    """A phone number (optional), as browsers and phones fill it in."""
+    return StringField(
+        label,
+        validators=[Optional(), Length(max=32)],
+        render_kw={"autocomplete": "tel", "inputmode": "tel"},
     )
 
 

@@ -12,6 +12,7 @@ from storefront.account_fields import (
     last_name_field,
     new_password_field,
     password_confirmation_field,
+    phone_number_field,
 )
 
 
@@ -21,11 +22,7 @@ class ProfileForm(FlaskForm):
     first_name = first_name_field()
     last_name = last_name_field()
     email = email_address_field()
-    phone_number = StringField(
-        "Phone number",
-        validators=[Optional(), Length(max=32)],
-        render_kw={"autocomplete": "tel", "inputmode": "tel"},
-    )
+    phone_number = phone_number_field("Phone number")
     display_currency = SelectField(
         "Show prices in", validators=[DataRequired("Choose a currency.")], choices=[]
     )

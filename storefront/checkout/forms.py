@@ -9,6 +9,7 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from commerce.countries import shipping_countries
 from commerce.order_models import PaymentMethod
+from storefront.account_fields import phone_number_field
 
 
 def country_choices() -> list[SelectChoice]:
@@ -56,11 +57,7 @@ class CheckoutForm(FlaskForm):
         choices=[],
         render_kw={"autocomplete": "shipping country"},
     )
-    phone = StringField(
-        "Phone (for the courier)",
-        validators=[Optional(), Length(max=32)],
-        render_kw={"autocomplete": "tel", "inputmode": "tel"},
-    )
+    phone = phone_number_field("Phone (for the courier)")
     payment_method = RadioField(
         "Pay with",
         choices=[

@@ -264,6 +264,14 @@ def login() -> Callable[..., TestResponse]:
     return log_in
 
 
+@pytest.fixture
+def signed_in_user(client: FlaskClient, make_user: Callable[..., User]) -> User:
+    """A new user, signed in on `client`."""
+    user = make_user()
+    log_in(client, user)
+    return user
+
+
 def csrf_token_from(client: FlaskClient, path: str) -> str:
     """The CSRF token of the first form on the page at `path` (for CSRF-enabled apps)."""
     html = client.get(path).get_data(as_text=True)

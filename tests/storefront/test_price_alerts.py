@@ -96,6 +96,22 @@ def offers(
     }
 
 
+@pytest.fixture
+def watching(
+    db_session: Session, offers: dict[str, Product], make_user: Callable[..., User]
+) -> Callable[..., User]:
+    """watching(currency, **conditions): a new shopper (prices shown in `currency`) watching the
+    offers' product with watch_product's conditions (target, drop percentage)."""
+
+    def watch(currency: str = "USD", **conditions: Any) -> User:
+        shopper = make_user(display_currency=currency)
+        watch_product(db_session, shopper, GROUP, **conditions)
+        db_session.commit()
+        return shopper
+
+    return watch
+
+
 def _reprice(session: Session, product: Product, price_minor: int) -> None:
     product.price_minor = price_minor
     session.commit()
@@ -116,11 +132,9 @@ def test_a_drop_below_the_target_alerts_once_saying_where_and_by_how_much(
     db_session: Session,
     factory: sessionmaker[Session],
     offers: dict[str, Product],
-    make_user: Callable[..., User],
+    watching: Callable[..., User],
 ) -> None:
-    shopper = make_user(display_currency="USD")
-    watch_product(db_session, shopper, GROUP, target_minor=28000, target_currency="USD")
-    db_session.commit()
+    shopper = watching("USD", target_minor=28000, target_currency="USD")
 
     evaluate_price_alerts(factory)
     assert _alerts(db_session, shopper) == []  # $300 is above the $280 target
@@ -156,11 +170,9 @@ def test_a_percentage_drop_is_measured_from_the_price_when_watching_started(
     db_session: Session,
     factory: sessionmaker[Session],
     offers: dict[str, Product],
-    make_user: Callable[..., User],
+    watching: Callable[..., User],
 ) -> None:
-    shopper = make_user(display_currency="USD")
-    watch_product(db_session, shopper, GROUP, drop_percent=10)
-    db_session.commit()
+    shopper = watching("USD", drop_percent=10)
 
     _reprice(db_session, offers["usd"], 28000)  # -6.7%: not yet
     evaluate_price_alerts(factory)
@@ -179,12 +191,10 @@ def test_prices_are_compared_in_the_shoppers_currency(
     db_session: Session,
     factory: sessionmaker[Session],
     offers: dict[str, Product],
-    make_user: Callable[..., User],
+    watching: Callable[..., User],
 ) -> None:
-    shopper = make_user(display_currency="EUR")
     # The target was typed in euros; offers are in USD, KES and EUR.
-    watch_product(db_session, shopper, GROUP, target_minor=22000, target_currency="EUR")
-    db_session.commit()
+    shopper = watching("EUR", target_minor=22000, target_currency="EUR")
     watch = db_session.scalars(sa.select(PriceWatch)).one()
     assert (watch.reference_minor, watch.reference_currency) == (24000, "EUR")  # $300 = €240
 
@@ -202,11 +212,9 @@ def test_a_watch_made_below_its_target_waits_for_a_real_drop(
     db_session: Session,
     factory: sessionmaker[Session],
     offers: dict[str, Product],
-    make_user: Callable[..., User],
+    watching: Callable[..., User],
 ) -> None:
-    shopper = make_user(display_currency="USD")
-    watch_product(db_session, shopper, GROUP, target_minor=50000, target_currency="USD")
-    db_session.commit()
+    shopper = watching("USD", target_minor=50000, target_currency="USD")
 
     for _ in range(3):
         evaluate_price_alerts(factory)
@@ -218,14 +226,12 @@ def test_the_alert_is_e_mailed_with_a_link_that_opens_the_product(
     db_session: Session,
     factory: sessionmaker[Session],
     offers: dict[str, Product],
-    make_user: Callable[..., User],
+    watching: Callable[..., User],
     settings: Settings,
     mailbox: tuple[int, list[Any]],
 ) -> None:
     port, received = mailbox
-    shopper = make_user(display_currency="USD")
-    watch_product(db_session, shopper, GROUP)
-    db_session.commit()
+    shopper = watching("USD")
     _reprice(db_session, offers["usd"], 27000)
     evaluate_price_alerts(factory)
 

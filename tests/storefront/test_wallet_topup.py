@@ -109,14 +109,11 @@ def _balance(db_session: Session, user: User) -> Money:
 def test_a_top_up_is_a_card_payment_credited_once_when_it_succeeds(
     app: Flask,
     client: FlaskClient,
-    make_user: Callable[..., User],
-    login: Callable[..., Any],
+    signed_in_user: User,
     db_session: Session,
 ) -> None:
-    user = make_user()
-    login(client, user)
     intent_id = _start_topup(client, "25.50")
-    assert _balance(db_session, user) == Money(0, "USD")  # nothing for a form alone
+    assert _balance(db_session, signed_in_user) == Money(0, "USD")  # nothing for a form alone
 
     page = client.get(f"/profile/wallet/top-up/{intent_id}/pay")
     assert page.status_code == 200
@@ -125,19 +122,21 @@ def test_a_top_up_is_a_card_payment_credited_once_when_it_succeeds(
 
     # Coming back before paying credits nothing.
     client.get(f"/profile/wallet/top-up/{intent_id}/done")
-    assert _balance(db_session, user) == Money(0, "USD")
+    assert _balance(db_session, signed_in_user) == Money(0, "USD")
 
     _pay_in_browser(intent_id)
     first = _webhook(app, intent_id)
     assert first.status_code == 200
-    assert _balance(db_session, user) == Money(2550, "USD")
+    assert _balance(db_session, signed_in_user) == Money(2550, "USD")
 
     # The same PaymentIntent never credits twice: a replayed or second event, the return page.
     assert _webhook(app, intent_id).status_code == 200
     back = client.get(f"/profile/wallet/top-up/{intent_id}/done", follow_redirects=True)
     assert "wallet has been topped up" in back.get_data(as_text=True)
-    assert _balance(db_session, user) == Money(2550, "USD")
-    lines = db_session.scalars(sa.select(WalletEntry).where(WalletEntry.user_id == user.id)).all()
+    assert _balance(db_session, signed_in_user) == Money(2550, "USD")
+    lines = db_session.scalars(
+        sa.select(WalletEntry).where(WalletEntry.user_id == signed_in_user.id)
+    ).all()
     assert [(line.amount_minor, line.description) for line in lines] == [
         (2550, "Top-up (card payment)")
     ]
@@ -145,27 +144,21 @@ def test_a_top_up_is_a_card_payment_credited_once_when_it_succeeds(
 
 def test_the_return_page_credits_when_the_webhook_is_late(
     client: FlaskClient,
-    make_user: Callable[..., User],
-    login: Callable[..., Any],
+    signed_in_user: User,
     db_session: Session,
 ) -> None:
-    user = make_user()
-    login(client, user)
     intent_id = _start_topup(client, "10")
     _pay_in_browser(intent_id)
     client.get(f"/profile/wallet/top-up/{intent_id}/done")
-    assert _balance(db_session, user) == Money(1000, "USD")
+    assert _balance(db_session, signed_in_user) == Money(1000, "USD")
 
 
 def test_an_unpaid_or_declined_top_up_credits_nothing_whatever_the_event_claims(
     app: Flask,
     client: FlaskClient,
-    make_user: Callable[..., User],
-    login: Callable[..., Any],
+    signed_in_user: User,
     db_session: Session,
 ) -> None:
-    user = make_user()
-    login(client, user)
     unpaid = _start_topup(client, "40")
     declined = _start_topup(client, "50")
     _pay_in_browser(declined, "pm_card_chargeCustomerFail")
@@ -173,7 +166,7 @@ def test_an_unpaid_or_declined_top_up_credits_nothing_whatever_the_event_claims(
         # The event says "succeeded"; Stripe, asked directly, does not.
         assert _webhook(app, intent_id).status_code == 200
         client.get(f"/profile/wallet/top-up/{intent_id}/done")
-    assert _balance(db_session, user) == Money(0, "USD")
+    assert _balance(db_session, signed_in_user) == Money(0, "USD")
 
 
 def test_nobody_can_claim_another_shoppers_top_up(
@@ -197,31 +190,26 @@ def test_nobody_can_claim_another_shoppers_top_up(
 
 def test_the_free_top_up_exists_only_in_sandbox_mode(
     client: FlaskClient,
-    make_user: Callable[..., User],
-    login: Callable[..., Any],
+    signed_in_user: User,
     db_session: Session,
 ) -> None:
-    user = make_user()
-    login(client, user)
     html = client.get("/profile").get_data(as_text=True)
     assert "Top-ups are paid by card" in html and "Sandbox mode" not in html
     with pytest.raises(WalletError, match="only in sandbox mode"):
-        sandbox_top_up(db_session, user, Decimal("5"), reference="sandbox-x", sandbox_mode=False)
+        sandbox_top_up(
+            db_session, signed_in_user, Decimal("5"), reference="sandbox-x", sandbox_mode=False
+        )
 
 
 @pytest.mark.parametrize("app_config_overrides", [{"SANDBOX_MODE": True}])
-def test_sandbox_mode_says_its_top_ups_are_free(
-    client: FlaskClient, make_user: Callable[..., User], login: Callable[..., Any]
-) -> None:
-    login(client, make_user())
+def test_sandbox_mode_says_its_top_ups_are_free(client: FlaskClient, signed_in_user: User) -> None:
     html = client.get("/profile").get_data(as_text=True)
     assert "Sandbox mode: top-ups are free and take no payment" in html
 
 
 def test_concurrent_confirmations_of_one_payment_credit_once(
     client: FlaskClient,
-    make_user: Callable[..., User],
-    login: Callable[..., Any],
+    signed_in_user: User,
     db_session: Session,
     storefront_db_url: str,
 ) -> None:
@@ -230,8 +218,6 @@ def test_concurrent_confirmations_of_one_payment_credit_once(
         # SQLite refuses a second concurrent writer outright (database is locked) instead of
         # queueing it; the row-locking race is PostgreSQL's (CI runs this file there too).
         pytest.skip("concurrent writers need PostgreSQL")
-    user = make_user()
-    login(client, user)
     intent_id = _start_topup(client, "12")
     _pay_in_browser(intent_id)
     factory = get_session_factory(storefront_db_url)
@@ -247,4 +233,4 @@ def test_concurrent_confirmations_of_one_payment_credit_once(
     with ThreadPoolExecutor(max_workers=4) as pool:
         states = list(pool.map(confirm, range(4)))
     assert states == [TopUpState.CREDITED] * 4
-    assert _balance(db_session, user) == Money(1200, "USD")
+    assert _balance(db_session, signed_in_user) == Money(1200, "USD")

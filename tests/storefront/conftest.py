@@ -16,6 +16,10 @@ Fixtures:
 - `make_user(**fields) -> User`: a committed user; password `DEFAULT_PASSWORD` unless given.
 - `login(client, user, password=DEFAULT_PASSWORD) -> Response`: signs in through POST /login.
 - `make_marketplace(**fields) -> Marketplace`, `make_product(marketplace, **fields) -> Product`.
+- `signed_in_user`: a new user signed in on `client`.
+- `catalog`: the sample catalog (tests/storefront/sample_catalog.py) in the DB, by external id;
+  `sample_index` (module): the same catalog in a Meilisearch index of its own, its uid.
+- `text_of(html)`: a page's visible text, for readable assertions.
 - `app_config_overrides`: a dict a test module can override (fixture) to add config keys.
 """
 
@@ -29,6 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from functools import lru_cache
+from html import unescape
 from typing import Any
 
 import pytest
@@ -43,8 +48,14 @@ from commerce.db import dispose_engines, get_session_factory, normalize_database
 from commerce.models import Base, Marketplace, Product, User, import_all_models
 from onecart import processes
 from onecart.settings import Settings
+from search_index.indexing import connect
 from storefront import create_app
 from storefront.db_migrate import upgrade_database
+from tests.storefront.sample_catalog import (
+    delete_sample_catalog,
+    index_sample_catalog,
+    insert_sample_catalog,
+)
 
 DEFAULT_PASSWORD = "correct-Horse-7-battery"
 RUN_ID = uuid.uuid4().hex[:10]
@@ -262,6 +273,30 @@ def log_in(client: FlaskClient, user: User, password: str = DEFAULT_PASSWORD) ->
 def login() -> Callable[..., TestResponse]:
     """login(client, user, password=DEFAULT_PASSWORD): sign in through POST /login."""
     return log_in
+
+
+@pytest.fixture
+def catalog(db_session: Session) -> dict[str, Product]:
+    """The sample catalog's products, committed, by external id."""
+    products = insert_sample_catalog(db_session)
+    db_session.commit()
+    return products
+
+
+@pytest.fixture(scope="module")
+def sample_index(meili_server: str) -> Iterator[str]:
+    """The uid of a Meilisearch index holding the sample catalog, for one test module."""
+    client = connect()
+    uid = f"test_sample_{uuid.uuid4().hex[:10]}"
+    index_sample_catalog(client, uid)
+    yield uid
+    delete_sample_catalog(client, uid)
+
+
+def text_of(page_html: str) -> str:
+    """The page's visible text, entities decoded and whitespace collapsed (readable assertions)."""
+    without_tags = re.sub(r"<[^>]+>", " ", page_html)
+    return " ".join(unescape(without_tags).split())
 
 
 @pytest.fixture

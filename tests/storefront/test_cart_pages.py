@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from html import unescape
 from typing import Any
 
 import pytest
@@ -17,20 +16,8 @@ from werkzeug.test import TestResponse
 
 from commerce.models import CartItem, Product, User
 from storefront import format_money
-from tests.storefront.conftest import csrf_token_from
+from tests.storefront.conftest import csrf_token_from, text_of
 from tests.storefront.sample_catalog import insert_sample_catalog
-
-
-@pytest.fixture
-def catalog(db_session: Session) -> dict[str, Product]:
-    products = insert_sample_catalog(db_session)
-    db_session.commit()
-    return products
-
-
-def text_of(page_html: str) -> str:
-    without_tags = re.sub(r"<[^>]+>", " ", page_html)
-    return " ".join(unescape(without_tags).split())
 
 
 def add(

@@ -42,7 +42,7 @@ from commerce.fx import (
 )
 from commerce.models import CartItem, Product, User
 from onecart.money import currency_exponent
-from tests.storefront.sample_catalog import FX_AS_OF, FX_PER_USD, insert_sample_catalog
+from tests.storefront.sample_catalog import FX_AS_OF, FX_PER_USD
 
 FX = FxTable(per_usd=dict(FX_PER_USD), as_of=FX_AS_OF)
 
@@ -148,13 +148,6 @@ def test_rates_are_shown_with_six_significant_digits(rate: Decimal, shown: str) 
 
 
 # --- Signed-in carts (DB) ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def catalog(db_session: Session) -> dict[str, Product]:
-    products = insert_sample_catalog(db_session)
-    db_session.commit()
-    return products
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@ Meilisearch index built from the same sample catalog."""
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
-from html import unescape
 from typing import Any
 
 import pytest
@@ -17,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from commerce.models import Product, User
 from onecart.settings import Settings
-from search_index.indexing import connect
 from storefront import format_money
+from tests.storefront.conftest import text_of
 from tests.storefront.sample_catalog import (
     MARKETPLACES,
     OFFERS,
@@ -26,19 +24,7 @@ from tests.storefront.sample_catalog import (
     SONY_GROUP,
     TV_GROUP,
     by_external_id,
-    delete_sample_catalog,
-    index_sample_catalog,
-    insert_sample_catalog,
 )
-
-
-@pytest.fixture(scope="module")
-def sample_index(meili_server: str) -> Iterator[str]:
-    client = connect()
-    uid = f"test_pages_{uuid.uuid4().hex[:10]}"
-    index_sample_catalog(client, uid)
-    yield uid
-    delete_sample_catalog(client, uid)
 
 
 @pytest.fixture
@@ -46,24 +32,11 @@ def app_config_overrides(meili_server: str, sample_index: str) -> dict[str, Any]
     return {"MEILI_URL": meili_server, "MEILI_INDEX": sample_index, "FX_CACHE_SECONDS": 0}
 
 
-@pytest.fixture
-def catalog(db_session: Session) -> dict[str, Product]:
-    products = insert_sample_catalog(db_session)
-    db_session.commit()
-    return products
-
-
 def break_search(app: Flask, url: str) -> None:
     """Point the running app at a Meilisearch that is not there."""
     app.config["MEILI_URL"] = url
     app.extensions.pop("onecart_search_client", None)
     app.extensions.pop("onecart_search_cache", None)
-
-
-def text_of(page_html: str) -> str:
-    """The page's visible text, entities decoded and whitespace collapsed (readable assertions)."""
-    without_tags = re.sub(r"<[^>]+>", " ", page_html)
-    return " ".join(unescape(without_tags).split())
 
 
 def money(minor: int, currency: str) -> str:

@@ -4,8 +4,7 @@ storefront DB and (for /search) a real Meilisearch index of the sample catalog."
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from html import unescape
 from typing import Any
 
@@ -14,12 +13,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from commerce.models import Product, User
-from search_index.indexing import connect
 from storefront import format_money
+from tests.storefront.conftest import text_of
 from tests.storefront.sample_catalog import (
     FX_PER_USD,
-    delete_sample_catalog,
-    index_sample_catalog,
     insert_sample_catalog,
 )
 
@@ -31,30 +28,9 @@ BUTTON = re.compile(
 )
 
 
-@pytest.fixture(scope="module")
-def sample_index(meili_server: str) -> Iterator[str]:
-    client = connect()
-    uid = f"test_switcher_{uuid.uuid4().hex[:10]}"
-    index_sample_catalog(client, uid)
-    yield uid
-    delete_sample_catalog(client, uid)
-
-
 @pytest.fixture
 def app_config_overrides(meili_server: str, sample_index: str) -> dict[str, Any]:
     return {"MEILI_URL": meili_server, "MEILI_INDEX": sample_index, "FX_CACHE_SECONDS": 0}
-
-
-@pytest.fixture
-def catalog(db_session: Session) -> dict[str, Product]:
-    products = insert_sample_catalog(db_session)
-    db_session.commit()
-    return products
-
-
-def text_of(page_html: str) -> str:
-    without_tags = re.sub(r"<[^>]+>", " ", page_html)
-    return " ".join(unescape(without_tags).split())
 
 
 def switcher_of(page_html: str) -> dict[str, Any]:

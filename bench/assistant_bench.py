@@ -36,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
+from bench.search_load import percentile  # noqa: E402
 from onecart import processes  # noqa: E402
 from onecart.settings import get_settings  # noqa: E402
 
@@ -44,15 +45,6 @@ SEED = 42
 TARGET_FACTOR = 3.0
 THROUGHPUT_OFFERS = 2000
 INDEX_UID = "products"
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """The nearest-rank percentile (0 for no values)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def template_text(product: Any) -> str:

@@ -16,24 +16,22 @@ and the gone and new keys, deleted and inserted), any other changed table is rep
 holds once per marketplace, so a refresh after a few price changes writes the changed offers and
 a row per marketplace, not a million offers nor a million fetch times (both took most of a
 refresh's publish at a million offers). `published_tables` in the copy says what happened to
-each table, so an analyst can see how fresh it is. What remains proportional to the catalog is
-copying the published file (a byte copy; the swap needs a new file) and one hash pass over the
-pipeline's offers.
+each table, so an analyst can see how fresh it is. The copy is written into the snapshot the
+previous swap displaced when nobody reads it any more, instead of a byte copy of the published
+file (warehouse/publish_files.py). What remains proportional to the catalog is one hash pass over
+the pipeline's offers and the fingerprints of the other tables.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from warehouse import published_products
+from warehouse import publish_files, published_products
 from warehouse.connection import (
     SCHEMA_FILE,
     VIEWS_FILE,
@@ -71,8 +69,9 @@ CREATE TABLE IF NOT EXISTS published_tables (
     published_at TIMESTAMPTZ NOT NULL
 );
 COMMENT ON TABLE published_tables IS 'How each table of this snapshot was brought up to date by
-the publish that made it: kept (unchanged since the previous snapshot), appended (new rows only),
-merged (changed rows only, by primary key) or copied (replaced), with its row count and when.';
+the publish that made it, from the older snapshot it was written into (usually the one before the
+previous): kept (unchanged), appended (new rows only), merged (changed rows only, by primary key)
+or copied (replaced), with its row count and when.';
 """
 
 SOURCE_ALIAS = "pipeline_source"
@@ -86,12 +85,15 @@ PUBLISH_MEMORY_LIMIT = "512MB"
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     """What was published where: row counts per table, how each table was refreshed (kept,
-    appended or copied) and the view names."""
+    appended, merged or copied), the view names and which file the copy started from."""
 
     path: Path
     table_rows: dict[str, int]
     views: list[str]
     refreshed: dict[str, str]
+    # What the copy was written into: the previous snapshot (publish_files.FROM_SPARE), a byte
+    # copy of the published file (FROM_COPY) or an empty file (FROM_EMPTY).
+    started_from: str = publish_files.FROM_EMPTY
 
 
 def default_published_path() -> Path:
@@ -108,16 +110,16 @@ def default_source_path() -> Path:
     return get_settings().pipeline_db_path
 
 
-def next_path_for(published: Path) -> Path:
-    """`warehouse.duckdb` -> `warehouse.next.duckdb` (built beside it, then renamed over it)."""
-    return published.with_name(f"{published.stem}.next{published.suffix}")
-
-
 def layout_fingerprint() -> str:
     """What a published file's tables and views are made of: a copy made under another schema
     or view set is rebuilt from scratch."""
     digest = hashlib.sha256()
-    parts = (SCHEMA_FILE.read_bytes(), VIEWS_FILE.read_bytes(), published_products.LAYOUT_SQL)
+    parts = (
+        SCHEMA_FILE.read_bytes(),
+        VIEWS_FILE.read_bytes(),
+        published_products.LAYOUT_SQL,
+        PUBLISHED_TABLES_DDL,
+    )
     for part in (*parts, *PUBLISHED_TABLES):
         digest.update(part if isinstance(part, bytes) else part.encode())
         digest.update(b"\0")
@@ -286,37 +288,6 @@ def refresh_tables(
     return refreshed, rows
 
 
-def _start_from_previous(published: Path, next_path: Path, layout: str) -> bool:
-    """Copy the published file to `next_path` when it was made with the current layout; return
-    whether it was (else `next_path` does not exist and the copy starts empty)."""
-    if not published.exists():
-        return False
-    try:
-        reader = duckdb.connect(str(published), read_only=True)
-    except duckdb.Error:
-        return False
-    try:
-        layouts = {
-            value
-            for (value,) in reader.execute(
-                "SELECT DISTINCT layout FROM published_tables"
-            ).fetchall()
-        }
-    except duckdb.Error:  # made before published_tables existed
-        return False
-    finally:
-        reader.close()
-    if layouts != {layout}:
-        return False
-    shutil.copyfile(published, next_path)
-    return True
-
-
-def _remove_database_file(path: Path) -> None:
-    for leftover in (path, path.with_name(path.name + ".wal")):
-        leftover.unlink(missing_ok=True)
-
-
 def publish(source: Path | str | None = None, target: Path | str | None = None) -> PublishResult:
     """Bring a copy of the warehouse with the analyst views up to date and swap it in atomically.
 
@@ -326,7 +297,7 @@ def publish(source: Path | str | None = None, target: Path | str | None = None) 
     """
     source_path = Path(source) if source is not None else default_source_path()
     published = Path(target) if target is not None else default_published_path()
-    next_path = next_path_for(published)
+    next_path = publish_files.next_path_for(published)
     layout = layout_fingerprint()
     with (
         exclusive_file_lock(lock_path_for(source_path)),
@@ -334,10 +305,12 @@ def publish(source: Path | str | None = None, target: Path | str | None = None) 
     ):
         if not source_path.exists():
             raise WarehouseMissing(f"{source_path} does not exist yet: run the pipeline first")
-        # A copy left by an interrupted publish is discarded, never appended to.
-        _remove_database_file(next_path)
-        from_previous = _start_from_previous(published, next_path, layout)
-        next_conn = duckdb.connect(str(next_path), config={"memory_limit": PUBLISH_MEMORY_LIMIT})
+        next_conn, started_from = publish_files.open_next(
+            published,
+            layout,
+            lambda path: duckdb.connect(str(path), config={"memory_limit": PUBLISH_MEMORY_LIMIT}),
+        )
+        from_previous = started_from != publish_files.FROM_EMPTY
         try:
             next_conn.execute("SET TimeZone = 'UTC'")
             if not from_previous:
@@ -364,6 +337,11 @@ def publish(source: Path | str | None = None, target: Path | str | None = None) 
             next_conn.execute("CHECKPOINT")
         finally:
             next_conn.close()
-        os.chmod(next_path, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        os.replace(next_path, published)
-    return PublishResult(path=published, table_rows=table_rows, views=views, refreshed=refreshed)
+        publish_files.swap_in(published, started_from)
+    return PublishResult(
+        path=published,
+        table_rows=table_rows,
+        views=views,
+        refreshed=refreshed,
+        started_from=started_from,
+    )

@@ -199,8 +199,9 @@ def analyst_warehouse(
     """The analysts' read-only warehouse (settings.warehouse_path): every table but raw_catalog,
     plus the views of warehouse/sql/views.sql. Built as warehouse.next.duckdb and swapped in with
     os.replace, so readers never see half a copy; only the tables that changed since the last
-    copy are written again (appended, for price history and the load log). See
-    warehouse/README.md."""
+    copy are written again (appended, for price history and the load log), into the snapshot the
+    previous swap displaced when nobody reads it any more (`started_from`: spare), else into a
+    byte copy of the published file (copy). See warehouse/README.md."""
     with warehouse.connect() as conn:
         refresh_views(conn)
     published = warehouse.publish()
@@ -210,6 +211,7 @@ def analyst_warehouse(
             "path": dg.MetadataValue.path(str(published.path)),
             "table_rows": dg.MetadataValue.json(published.table_rows),
             "table_refresh": dg.MetadataValue.json(published.refreshed),
+            "started_from": published.started_from,
             "views": dg.MetadataValue.json(published.views),
         }
     )

@@ -737,12 +737,13 @@ def test_a_refresh_publishes_the_analyst_copy_a_full_build_publishes(
     where = "WHERE marketplace = ? AND external_id = ?"
     tables = ("products", "product_groups", "price_history")
 
-    def publish_and_compare(scratch: Path) -> None:
+    def publish_and_compare(scratch: Path, products_refresh: set[str]) -> None:
         result = dg.materialize(
             [analyst_warehouse], resources=build_resources(pipeline_settings), instance=instance
         )
         refresh = result.asset_materializations_for_node("analyst_warehouse")[-1].metadata
-        assert refresh["table_refresh"].value["products"] == "merged"
+        assert refresh["table_refresh"].value["products"] in products_refresh
+        assert refresh["started_from"].value == "spare"
         warehouse.publish(db, scratch)
         merged, fresh = analyst_copy(pipeline_settings.warehouse_path), analyst_copy(scratch)
         assert merged == fresh
@@ -773,14 +774,15 @@ def test_a_refresh_publishes_the_analyst_copy_a_full_build_publishes(
                 f"FROM saved_products {where}",
                 removed,
             )
-        publish_and_compare(tmp_path / "refreshed.duckdb")
+        publish_and_compare(tmp_path / "refreshed.duckdb", {"merged"})
     finally:
         with warehouse.connect(db) as conn:
             for table in tables:
                 conn.execute(f"DELETE FROM {table}")
                 conn.execute(f"INSERT INTO {table} SELECT * FROM saved_{table}")
                 conn.execute(f"DROP TABLE saved_{table}")
-    publish_and_compare(tmp_path / "restored.duckdb")
+    # Written into the snapshot before the refresh, which may already hold the restored rows.
+    publish_and_compare(tmp_path / "restored.duckdb", {"merged", "kept"})
 
 
 # Recomputes the groups of the warehouse's offers in a fresh interpreter, as a new run would.

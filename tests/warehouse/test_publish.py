@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import duckdb
 import pytest
 
 import warehouse
-from warehouse.publish import PUBLISHED_TABLES, next_path_for
+from warehouse.publish import PUBLISHED_TABLES
+from warehouse.publish_files import next_path_for, spare_path_for
 
 VIEWS = {
     "latest_fx_rates",
@@ -222,12 +225,15 @@ def test_a_copy_made_under_another_layout_is_rebuilt_from_scratch(tmp_path: Path
     source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
     add_offer(source, "1", 1000)
     warehouse.publish(source, target)
-    os.chmod(target, 0o644)
-    conn = duckdb.connect(str(target))
-    try:  # as if the schema or the views had changed since
-        conn.execute("UPDATE published_tables SET layout = 'an older layout'")
-    finally:
-        conn.close()
+    # As if the schema or the views had changed since: the snapshot and the spare (the previous
+    # snapshot, which the next copy would be written into) were both made under the old layout.
+    for made in (target, spare_path_for(target)):
+        os.chmod(made, 0o644)
+        conn = duckdb.connect(str(made))
+        try:
+            conn.execute("UPDATE published_tables SET layout = 'an older layout'")
+        finally:
+            conn.close()
     result = warehouse.publish(source, target)
     assert set(result.refreshed.values()) == {"copied"}
     assert count_products(target) == 1
@@ -289,5 +295,104 @@ def test_fetch_times_are_kept_per_marketplace_and_the_copy_equals_a_fresh_one(
     assert copy_tables(target)["marketplace_fetches"] == [
         ("shop", datetime(2026, 12, 2, 10, tzinfo=UTC))
     ]
-    # Nothing changed: nothing written.
+    # Nothing changed: the first publish writes the last change into the snapshot before it
+    # (the spare it starts from), the next one writes nothing.
+    assert warehouse.publish(source, target).refreshed["products"] == "merged"
     assert warehouse.publish(source, target).refreshed["products"] == "kept"
+
+
+def test_the_next_copy_is_written_into_the_previous_snapshot_when_nobody_reads_it(
+    tmp_path: Path,
+) -> None:
+    """No byte copy of the published file: a fresh build leaves a spare, and each publish
+    writes into the snapshot the previous swap displaced; the result equals a fresh copy."""
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    first = warehouse.publish(source, target)
+    assert first.started_from == "empty"
+    spare = spare_path_for(target)
+    assert count_products(spare) == 1
+    for external_id, price in (("2", 2000), ("3", 3000), ("4", 4000)):
+        displaced = target.stat().st_ino
+        add_offer(source, external_id, price)
+        result = warehouse.publish(source, target)
+        assert result.started_from == "spare"
+        assert spare.stat().st_ino == displaced
+        assert oct(target.stat().st_mode & 0o777) == oct(0o444)
+    fresh = tmp_path / "fresh" / "warehouse.duckdb"
+    fresh.parent.mkdir()
+    assert warehouse.publish(source, fresh).started_from == "empty"
+    got, expected = published_rows(target), published_rows(fresh)
+    assert got.pop("published_tables") != expected.pop("published_tables")
+    assert got == expected
+    assert count_products(target) == 4
+
+
+def test_a_snapshot_read_in_this_process_is_not_written_into(tmp_path: Path) -> None:
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    warehouse.publish(source, target)
+    reader = duckdb.connect(str(target), read_only=True)
+    try:
+        # The first publish displaces the reader's snapshot (it becomes the spare), the second
+        # would write into it and copies instead, the third writes into the second's spare.
+        for external_id, started_from in (("2", "spare"), ("3", "copy"), ("4", "spare")):
+            add_offer(source, external_id, 1000)
+            assert warehouse.publish(source, target).started_from == started_from
+            assert reader.execute("SELECT count(*) FROM products").fetchone() == (1,)
+    finally:
+        reader.close()
+    assert count_products(target) == 4
+
+
+READER = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1], read_only=True)
+print(conn.execute("SELECT count(*) FROM products").fetchone()[0], flush=True)
+sys.stdin.readline()
+print(conn.execute("SELECT count(*) FROM products").fetchone()[0], flush=True)
+"""
+
+
+def test_a_snapshot_another_process_reads_is_not_written_into(tmp_path: Path) -> None:
+    """An analyst's connection in another process holds DuckDB's lock on its file: the publish
+    that would write into that snapshot copies the published file instead."""
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    warehouse.publish(source, target)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(target)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None and reader.stdin is not None
+        assert reader.stdout.readline().strip() == "1"
+        add_offer(source, "2", 1000)
+        assert warehouse.publish(source, target).started_from == "spare"
+        add_offer(source, "3", 1000)
+        assert warehouse.publish(source, target).started_from == "copy"
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().strip() == "1"
+    finally:
+        reader.communicate(timeout=60)
+    assert count_products(target) == 3
+
+
+def test_a_swap_cut_short_never_writes_into_the_published_file(tmp_path: Path) -> None:
+    """Killed between linking the spare and the rename, the spare is the published file itself:
+    it is dropped, never written into."""
+    source, target = tmp_path / "pipeline.duckdb", tmp_path / "warehouse.duckdb"
+    add_offer(source, "1", 1000)
+    warehouse.publish(source, target)
+    spare = spare_path_for(target)
+    spare.unlink()
+    os.link(target, spare)
+    reader = duckdb.connect(str(target), read_only=True)
+    reader.close()
+    add_offer(source, "2", 1000)
+    assert warehouse.publish(source, target).started_from == "copy"
+    assert count_products(target) == 2
+    assert count_products(spare) == 1

@@ -31,6 +31,14 @@ def currency_exponent(currency: str) -> int:
     """Decimal places of the currency's minor unit (JPY 0, USD 2, KWD 3)."""
     if not is_iso_currency(currency):
         raise MoneyError(f"unknown currency {currency!r}")
+    return _known_exponent(currency)
+
+
+# Babel's lookup costs more than the arithmetic around it (a conversion asks twice, a listing
+# converts a price per card); CLDR's data does not change while a process runs, and only the
+# few hundred ISO codes that passed is_iso_currency are remembered.
+@lru_cache(maxsize=512)
+def _known_exponent(currency: str) -> int:
     return get_currency_precision(currency)
 
 

@@ -6,7 +6,9 @@ offers index by the same incremental sync. A document carries what a listing car
 need: the best title and image, the brand and category, which marketplaces sell it (and which
 have it in stock), the cheapest price overall and per marketplace (the price range and the price
 sort use them), the review-weighted rating, and a compact summary of every offer, from which the
-listing picks the cheapest offer that matches the shopper's filters.
+listing picks the cheapest offer that matches the shopper's filters. The offer a card shows when no
+marketplace is chosen is worked out here once (`shown_offer`), so most listings retrieve that one
+offer rather than every offer's summary (the summaries were two thirds of a listing's answer).
 
 Ratings are review-weighted: the group's rating is the mean of its offers' ratings weighted by
 their review counts, and its sort score is a Bayesian average that pulls it towards the catalog's
@@ -28,6 +30,20 @@ RATING_PRIOR_REVIEWS: Final = 20
 DEFAULT_RATING_PRIOR_MEAN: Final = Decimal("3.5")
 MAX_EXTRA_TITLES: Final = 4
 GROUP_DESCRIPTION_MAX_CHARS: Final = 300
+
+
+# What a listing card reads of an offer summary: enough to show the offer and, among several,
+# to pick the cheapest that matches the filters.
+OFFER_CARD_FIELDS: Final = (
+    "id",
+    "marketplace",
+    "marketplace_name",
+    "marketplace_logo",
+    "price_minor",
+    "currency",
+    "price_usd_minor",
+    "available",
+)
 
 
 class OfferSummary(TypedDict):
@@ -74,6 +90,7 @@ class GroupDocument(TypedDict, total=False):
     rating_stars: int
     rated: bool
     offers: list[OfferSummary]
+    shown_offer: dict[str, Any]
     updated_at: int | None
     doc_hash: str
 
@@ -225,6 +242,10 @@ def _summary(offer: Mapping[str, Any], match: tuple[str, Decimal] | None) -> Off
     }
 
 
+def _card_fields(summary: OfferSummary) -> dict[str, Any]:
+    return {name: summary[name] for name in OFFER_CARD_FIELDS}  # type: ignore[literal-required]
+
+
 def build_group_document(
     group_id: str,
     offers: Sequence[Mapping[str, Any]],
@@ -287,6 +308,10 @@ def build_group_document(
         "rating_count": reviews,
         "rated": rating is not None,
         "offers": summaries,
+        # The card's offer without a marketplace filter, "in stock only" or not: the cheapest,
+        # preferring one in stock (cheapest_matching_offer's rule; under "in stock only" every
+        # listed product has an offer in stock, so the preference picks the same one).
+        "shown_offer": _card_fields(_summary(cheapest, matches.get(str(cheapest["id"])))),
         "updated_at": max((o.get("updated_at") or 0 for o in offers), default=None) or None,
     }
     if rating is not None:

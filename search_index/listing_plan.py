@@ -33,22 +33,13 @@ from search_index.filters import (
     sort_for,
     usd_price_bounds,
 )
+from search_index.groups import OFFER_CARD_FIELDS
 from search_index.params import SearchParams
 from search_index.price_order import BOUND_DEPTH, PRICE_FIELDS, PriceOrder
 
 # What a listing card needs from a product document: of the offer summaries, only what picks
 # and shows the cheapest matching offer (the answer is parsed on every listing).
-OFFER_CARD_FIELDS: Final = (
-    "id",
-    "marketplace",
-    "marketplace_name",
-    "marketplace_logo",
-    "price_minor",
-    "currency",
-    "price_usd_minor",
-    "available",
-)
-CARD_FIELDS: Final = (
+PRODUCT_CARD_FIELDS: Final = (
     "id",
     "title",
     "brand",
@@ -58,8 +49,14 @@ CARD_FIELDS: Final = (
     "marketplace_count",
     "rating",
     "rating_count",
+)
+CARD_FIELDS: Final = (
+    *PRODUCT_CARD_FIELDS,
     *(f"offers.{name}" for name in OFFER_CARD_FIELDS),
 )
+# Without a marketplace filter the card's offer is the one the document names (`shown_offer`,
+# search_index.groups): the answer carries one offer per product instead of all of them.
+SHOWN_OFFER_CARD_FIELDS: Final = (*PRODUCT_CARD_FIELDS, "shown_offer")
 
 # The facet attributes counted for each filter dimension.
 FACETS_OF: Final[Mapping[str, tuple[str, ...]]] = {
@@ -161,11 +158,14 @@ def listing_plan(
     scale: PriceScale = PriceScale(),
     *,
     marketplaces: Sequence[str] = (),
+    shown_offer: bool = True,
 ) -> ListingPlan:
     """The exact first multi-search of a listing on the product index `index_uid`.
 
     `marketplaces` are those the marketplace facet may show; they are needed (only) to count
-    each marketplace under a price filter. Facets no filter touches are counted in one query
+    each marketplace under a price filter. Without a marketplace filter the page's products
+    carry their `shown_offer` rather than every offer (`shown_offer=False`: every offer, for a
+    product index built before documents had it). Facets no filter touches are counted in one query
     under the full filter; a facet that is itself filtered is counted without its own clause.
     The marketplace facet under "in stock only" counts products in stock on each marketplace.
     The price range ignores the price filter.
@@ -201,7 +201,9 @@ def listing_plan(
             "q": params.q,
             "page": params.page,
             "hitsPerPage": params.per_page,
-            "attributesToRetrieve": list(CARD_FIELDS),
+            "attributesToRetrieve": list(
+                SHOWN_OFFER_CARD_FIELDS if shown_offer and not params.marketplaces else CARD_FIELDS
+            ),
         }
         if params.q:
             hits_query["showMatchesPosition"] = True
@@ -312,6 +314,8 @@ __all__ = [
     "CARD_FIELDS",
     "FACETS_OF",
     "OFFER_CARD_FIELDS",
+    "PRODUCT_CARD_FIELDS",
+    "SHOWN_OFFER_CARD_FIELDS",
     "ListingPlan",
     "Streams",
     "facet_query",

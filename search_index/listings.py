@@ -128,11 +128,14 @@ class ProductHit:
         available_only: bool = False,
     ) -> ProductHit | None:
         """A card from a product document, showing its cheapest offer under the filters (None
-        when no offer matches, which the filters rule out for listed products)."""
+        when no offer matches, which the filters rule out for listed products). Without a
+        marketplace filter that is the document's `shown_offer` when it carries one."""
         offers = document.get("offers") or []
-        chosen = cheapest_matching_offer(
-            offers, marketplaces=marketplaces, available_only=available_only
-        )
+        chosen = None if marketplaces else document.get("shown_offer")
+        if chosen is None:
+            chosen = cheapest_matching_offer(
+                offers, marketplaces=marketplaces, available_only=available_only
+            )
         if chosen is None:
             chosen = cheapest_matching_offer(offers)
         if chosen is None:
@@ -416,7 +419,16 @@ def search_products(
         params: SearchParams, while_waiting: Callable[[], object] | None = None
     ) -> _ListingAnswer:
         plan = listing_plan(index_uid, params, scale, marketplaces=marketplaces)
-        return _fetch_listing(client, plan, params.per_page, cache, while_waiting)
+        answer = _fetch_listing(client, plan, params.per_page, cache, while_waiting)
+        asked = plan.queries[plan.hits_at].get("attributesToRetrieve") or ()
+        if "shown_offer" in asked and any("shown_offer" not in d for d in answer.documents):
+            # A product index built before its documents named their shown offer (the
+            # pipeline rebuilds it on its next run): ask for every offer instead.
+            plan = listing_plan(
+                index_uid, params, scale, marketplaces=marketplaces, shown_offer=False
+            )
+            answer = _fetch_listing(client, plan, params.per_page, cache)
+        return answer
 
     answer = fetch(params, while_waiting)
     if answer.total_pages and params.page > answer.total_pages:

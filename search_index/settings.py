@@ -128,7 +128,8 @@ INDEX_SETTINGS: Final[Mapping[str, Any]] = {
 # --- The product (group) index ------------------------------------------------------------------
 
 GROUP_INDEX_SUFFIX: Final = "_groups"
-GROUP_DOCUMENT_SCHEMA_VERSION: Final = 1
+# 2: product documents carry `shown_offer` (search_index.groups).
+GROUP_DOCUMENT_SCHEMA_VERSION: Final = 2
 
 GROUP_SEARCHABLE_ATTRIBUTES: Final = (
     "title",

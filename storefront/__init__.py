@@ -14,7 +14,7 @@ from typing import Any
 
 from babel.core import get_global
 from babel.numbers import get_currency_name, get_currency_symbol
-from flask import Flask, Response, current_app, redirect, url_for
+from flask import Flask, Response, current_app, redirect, request, url_for
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -38,6 +38,7 @@ from storefront.security import (
     BoundedIntConverter,
     set_security_headers,
 )
+from storefront.sessions import CachedSerializerSessionInterface
 
 # Every area of the site is one blueprint package exposing `bp`; order matters only for
 # readability. The shopping areas are built alongside the core (see issue 3).
@@ -118,6 +119,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))  # type: ignore[method-assign]
 
+    app.session_interface = CachedSerializerSessionInterface()
     init_database(app)
     csrf.init_app(app)
     # Forms' tokens without creating a session on pages a guest browses (the listing); Flask-WTF
@@ -189,6 +191,24 @@ def _matches_a_view(path: str) -> bool:
     return True
 
 
+FIXED_URLS_REMEMBERED = 256
+
+
+def fixed_url(endpoint: str, **values: Any) -> str:
+    """url_for for the links every page repeats (the layout's stylesheets, icon, menu and footer),
+    worked out once per application and script root: url_for builds through the URL map each
+    time, and the layout asks for a dozen per page. For absolute endpoint names with values
+    written in the template (a request's own values go through url_for)."""
+    known: dict[tuple[Any, ...], str] = current_app.extensions.setdefault("onecart_fixed_urls", {})
+    key = (request.script_root, endpoint, *sorted(values.items()))
+    url = known.get(key)
+    if url is None:
+        url = url_for(endpoint, **values)
+        if len(known) < FIXED_URLS_REMEMBERED:
+            known[key] = url
+    return url
+
+
 def format_money(minor: int | None, currency: str | None) -> str:
     """ "$1,234.50" / "KES1,500.00": integer minor units rendered exactly (never via float)."""
     if minor is None or not currency or not is_iso_currency(currency):
@@ -228,5 +248,6 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["currency_label"] = currency_label
     app.jinja_env.globals["currency_symbol"] = currency_symbol
     app.jinja_env.globals["path_exists"] = path_exists
+    app.jinja_env.globals["fixed_url"] = fixed_url
     app.jinja_env.globals["format_money"] = format_money
     app.jinja_env.filters["money"] = lambda minor, currency: format_money(minor, currency)

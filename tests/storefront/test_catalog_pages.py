@@ -9,13 +9,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from commerce.models import Product, User
 from onecart.settings import Settings
+from search_index.params import SearchParams
 from storefront import format_money
+from storefront.catalog.routes import page_url, search_url
 from tests.storefront.conftest import text_of
 from tests.storefront.sample_catalog import (
     MARKETPLACES,
@@ -511,3 +513,21 @@ def test_the_more_facet_values_summary_uses_the_plural(app: Flask) -> None:
             price_high_minor=None,
         )
     assert "More brands (4)" in html and "More brand " not in html
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "q=tv",
+        "q=tv&page=3",
+        "q=caf%C3%A9+%26+more&marketplace=kiondo&marketplace=bazaar&sort=price_desc&page=2",
+        "category=Running+Shoes&min_price=10.5&max_price=60&available=1&unrated=1&per_page=48",
+    ],
+)
+def test_pagination_links_are_the_listing_s_url_with_that_page(app: Flask, query: str) -> None:
+    with app.test_request_context(f"/search?{query}"):
+        params = SearchParams.from_query_args(request.args)
+        # page_url encodes the query once per listing; every link must be search_url's.
+        for number in (1, 2, 3, 17, 1):
+            assert page_url(params, number) == search_url(params, page=number)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from commerce.models import User
@@ -45,6 +46,45 @@ def test_layout_for_signed_in_shoppers(
     assert 'href="/profile"' in html and 'href="/support/tickets"' in html
     assert 'action="/logout"' in html
     assert 'href="/login"' not in html
+
+
+def test_the_layout_s_links_follow_the_script_root_the_site_is_mounted_at(
+    client: FlaskClient,
+) -> None:
+    # The layout's fixed links are worked out once per application and script root
+    # (storefront.fixed_url): a site mounted under /shop must not get the root's, nor back.
+    for root in ("", "/shop", ""):
+        html = _html(client.get("/about", environ_overrides={"SCRIPT_NAME": root}))
+        assert f'href="{root}/static/css/site.css"' in html
+        assert f'href="{root}/login"' in html and f'href="{root}/about"' in html
+
+
+def test_a_session_cookie_signed_with_a_retired_key_is_refused_unless_it_is_a_fallback(
+    app: Flask,
+) -> None:
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["guest_cart"] = [{"product_id": 7, "quantity": 3}]
+    cookie = client.get_cookie("onecart_session")
+    assert cookie is not None
+
+    def cart_shown() -> bool:
+        browser = app.test_client()
+        browser.set_cookie("onecart_session", cookie.value)
+        return 'class="cart-count">3<' in _html(browser.get("/about"))
+
+    old_key = app.secret_key
+    assert cart_shown()
+    # The cookie's serializer is built once per key (storefront.sessions): a new key must
+    # still take effect at once, and a fallback key keep the old cookies valid.
+    app.secret_key = "a-new-secret-key-for-this-test-only-0123456789"
+    try:
+        assert not cart_shown()
+        app.config["SECRET_KEY_FALLBACKS"] = [old_key]
+        assert cart_shown()
+    finally:
+        app.config["SECRET_KEY_FALLBACKS"] = []
+        app.secret_key = old_key
 
 
 def test_no_external_assets(client: FlaskClient) -> None:

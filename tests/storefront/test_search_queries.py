@@ -8,6 +8,7 @@ and the price sort use that offer; "Highest rated" orders by the review-weighted
 
 from __future__ import annotations
 
+import random
 import socket
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from search_index.cache import ResultCache
 from search_index.client import SearchUnavailable, make_client, run_multi_search
 from search_index.filters import PriceScale, display_to_usd_minor, quote_filter_value
 from search_index.groups import (
+    OFFER_CARD_FIELDS,
     bayesian_rating,
     build_group_documents,
     cheapest_matching_offer,
@@ -32,7 +34,7 @@ from search_index.indexing import connect, sync_index
 from search_index.listings import SearchPage, offers_in_group, search_products
 from search_index.merchandising import home_showcase, pick_price_drops
 from search_index.params import DEFAULT_PER_PAGE, MAX_QUERY_CHARS, SearchParams
-from search_index.settings import group_index_uid
+from search_index.settings import GROUP_INDEX_SETTINGS, group_index_uid
 from storefront.catalog.highlight import highlight_title
 from tests.storefront.sample_catalog import (
     FLASK_GROUP,
@@ -236,6 +238,50 @@ def test_the_shown_offer_is_the_cheapest_that_matches_the_filters() -> None:
     assert cheapest_matching_offer(offers, marketplaces=["a", "b"])["id"] == "3"
     assert cheapest_matching_offer(offers, marketplaces=["a"], available_only=True)["id"] == "2"
     assert cheapest_matching_offer(offers, marketplaces=["z"]) is None
+
+
+def test_a_product_document_names_the_offer_its_card_shows_without_a_marketplace_filter() -> None:
+    rng = random.Random(9)
+    offers = []
+    for number in range(400):
+        for copy in range(rng.randint(1, 5)):
+            price = rng.randrange(100, 2000, 100)  # equal prices: the id must break ties alike
+            offers.append(
+                {"id": f"o-{number}-{copy}", "group_id": f"g-{number}",
+                 "marketplace": rng.choice(("a", "b", "c")), "marketplace_name": "A",
+                 "marketplace_logo": None, "price_minor": price, "currency": "USD",
+                 "price_usd_minor": price, "available": rng.random() < 0.6}
+            )  # fmt: skip
+    for document in build_group_documents(offers):
+        cheapest = cheapest_matching_offer(document["offers"])
+        assert cheapest is not None
+        assert document["shown_offer"] == {name: cheapest[name] for name in OFFER_CARD_FIELDS}
+        if document["available"]:  # what "in stock only" lists shows the same offer
+            in_stock = cheapest_matching_offer(document["offers"], available_only=True)
+            assert in_stock is not None and in_stock["id"] == document["shown_offer"]["id"]
+
+
+def test_a_listing_reads_every_offer_from_a_product_index_built_before_shown_offer(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    uid = f"{index_uid}_old_groups"
+    older = [
+        {key: value for key, value in document.items() if key != "shown_offer"}
+        for document in build_group_documents(search_documents())
+    ]
+    client.create_index(uid, {"primaryKey": "id"})
+    index = client.index(uid)
+    index.update_settings(GROUP_INDEX_SETTINGS)
+    task = index.add_documents(older)
+    client.wait_for_task(task.task_uid, timeout_in_ms=60_000)
+    try:
+        params = SearchParams.from_query_args(MultiDict([("q", "sony")]))
+        page = search_products(client, uid, params)
+        current = run(client, index_uid, q="sony")
+        assert [hit.offer for hit in page.hits] == [hit.offer for hit in current.hits]
+        assert page.hits and page.hits[0].offer.marketplace == "kiondo"
+    finally:
+        client.wait_for_task(client.delete_index(uid).task_uid, timeout_in_ms=60_000)
 
 
 def test_price_drops_need_a_lower_current_price_and_keep_one_offer_per_group() -> None:

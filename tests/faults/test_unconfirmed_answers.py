@@ -1,0 +1,132 @@
+"""Answers that do not confirm what was asked: a cancel call that succeeds without the order being
+cancelled, and a placement in doubt on a marketplace that ignores idempotency keys and cannot be
+asked by reference. Neither may move money or send the order again: the first stays unknown (the
+cancellation job and tracking follow it up), the second goes to an operator. In-process against
+the sandbox, with an adapter wrapper where the sandbox cannot misbehave that way; every test ends
+with the invariants (tests/faults/conftest.py)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from adapters.base import (
+    MarketplaceAdapter,
+    OrderRequest,
+    OrderState,
+    OutcomeUnknown,
+    PlacedOrder,
+)
+from adapters.registry import build_adapter
+from commerce.cancellation import CancelOutcome, cancel_on_marketplace
+from commerce.marketplace_access import adapter_for_marketplace, marketplace_config
+from commerce.models import Marketplace
+from commerce.order_models import (
+    PLACED_SUB_ORDER_STATUSES,
+    Refund,
+    SubOrderStatus,
+)
+from commerce.placement import PlacementResult, place_sub_order
+from tests.checkout.conftest import Shop
+from tests.faults.conftest import check_invariants, held_orders
+
+pytestmark = pytest.mark.slow
+
+
+def _refunds(shop: Shop, sub_order_id: int) -> list[Refund]:
+    with shop.session() as session:
+        return list(session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub_order_id)))
+
+
+class CancelNotConfirmed:
+    """A marketplace that answers the cancel call with 2xx and the order as it was (a plugin
+    refused the transition, or the cancel runs in the background and has not happened yet)."""
+
+    def __init__(self, inner: MarketplaceAdapter) -> None:
+        self.inner = inner
+
+    def cancel_order(self, marketplace_order_id: str) -> OrderState:
+        return self.inner.order_status(marketplace_order_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("slug", ["shopwave", "kiondo"])
+def test_a_cancel_call_whose_reply_does_not_confirm_refunds_nothing(shop: Shop, slug: str) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [(slug, 3, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    [sub] = order.charged_sub_orders
+    place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    placed = shop.sub_order(order, slug)
+    assert placed.status in PLACED_SUB_ORDER_STATUSES
+
+    outcome = cancel_on_marketplace(
+        shop.session_factory,
+        sub.id,
+        CancelNotConfirmed(adapter_for_marketplace(placed.marketplace)),  # type: ignore[arg-type]
+        reason="test",
+    )
+
+    assert outcome == CancelOutcome.UNKNOWN
+    assert shop.sub_order(order, slug).status in PLACED_SUB_ORDER_STATUSES
+    assert _refunds(shop, sub.id) == []
+    check_invariants(shop)
+
+
+class IgnoresKeysLosesFirstReply:
+    """A real cart adapter configured as for a marketplace that ignores Idempotency-Key
+    (`retry_unknown_writes = false`), whose first order reply is lost after the cart was made."""
+
+    def __init__(self, inner: MarketplaceAdapter) -> None:
+        self.inner = inner
+        self.placements = 0
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        self.placements += 1
+        placed = self.inner.place_order(request)
+        if self.placements == 1:
+            raise OutcomeUnknown("reply lost after the cart was created", marketplace="test")
+        return placed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("slug", ["dummymart", "fakestore"])
+def test_an_unknown_placement_on_a_marketplace_that_ignores_keys_is_never_sent_again(
+    shop: Shop, slug: str
+) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [(slug, 2, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    [sub] = order.charged_sub_orders
+    adapters: dict[int, IgnoresKeysLosesFirstReply] = {}
+
+    def adapter_for(marketplace: Marketplace) -> MarketplaceAdapter:
+        if marketplace.id not in adapters:
+            config = marketplace_config(marketplace, {"retry_unknown_writes": False})
+            adapters[marketplace.id] = IgnoresKeysLosesFirstReply(build_adapter(config))
+        return adapters[marketplace.id]  # type: ignore[return-value]
+
+    first = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for, final_attempt=False
+    )
+    second = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for, final_attempt=False
+    )
+
+    assert first == PlacementResult.RETRY
+    assert second == PlacementResult.NEEDS_ATTENTION
+    [adapter] = adapters.values()
+    assert adapter.placements == 1  # resending would make a second cart there
+    sub = shop.sub_order(order, slug)
+    assert sub.status == SubOrderStatus.NEEDS_ATTENTION
+    assert len(held_orders(shop, slug, sub, order)) == 1
+    assert _refunds(shop, sub.id) == []

@@ -244,12 +244,14 @@ class StripeGateway:
 
     def capture(self, provider_reference: str, amount: Money) -> None:
         """Capture `amount`; Stripe releases whatever of the hold is left. One key per intent
-        (an intent is captured once): a retry can never become a second, different capture."""
+        and amount: a retry of the same capture is recognised, and a capture recomputed for
+        another amount (a share cancelled meanwhile) is not refused as a reused key. Stripe
+        captures an intent only once, so two keys can never make two captures."""
         try:
             intent = self.client.v1.payment_intents.capture(
                 provider_reference,
                 params={"amount_to_capture": amount.minor},
-                options={"idempotency_key": f"capture-{provider_reference}"},
+                options={"idempotency_key": f"capture-{provider_reference}-{amount.minor}"},
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "captured") from exc

@@ -25,12 +25,12 @@ class CannedHttp(stripe.HTTPClient):
         super().__init__()
         self.status = status
         self.body = body
-        self.sent: list[tuple[str, str]] = []
+        self.sent: list[tuple[str, str, str | None]] = []
 
     def request(
         self, method: str, url: str, headers: Any, post_data: Any = None
     ) -> tuple[str, int, dict[str, str]]:
-        self.sent.append((method, url))
+        self.sent.append((method, url, dict(headers).get("Idempotency-Key")))
         return self.body, self.status, {"request-id": "req_canned"}
 
     def request_stream(self, *args: Any, **kwargs: Any) -> Any:
@@ -40,11 +40,14 @@ class CannedHttp(stripe.HTTPClient):
         pass
 
 
-def _gateway(status: int, body: dict[str, Any] | str) -> StripeGateway:
+def _gateway(
+    status: int, body: dict[str, Any] | str, http: list[CannedHttp] | None = None
+) -> StripeGateway:
     text = body if isinstance(body, str) else json.dumps(body)
-    client = stripe.StripeClient(
-        "sk_test_canned", http_client=CannedHttp(status, text), max_network_retries=0
-    )
+    canned = CannedHttp(status, text)
+    if http is not None:
+        http.append(canned)
+    client = stripe.StripeClient("sk_test_canned", http_client=canned, max_network_retries=0)
     return StripeGateway(client)
 
 
@@ -137,3 +140,15 @@ def test_a_refund_found_by_its_key_is_done_absent_or_still_in_doubt() -> None:
     # a second refund), so the lookup cannot answer yet.
     with pytest.raises(PaymentUnavailable):
         _gateway(200, _listing(_refund("requires_action"))).find_refund("pi_canned", "refund-sub-1")
+
+
+def test_a_capture_retried_for_the_same_amount_reuses_its_key_another_amount_gets_another() -> None:
+    # Stripe refuses a key reused with other parameters (IdempotencyError) for 24 hours: a
+    # capture recomputed after a share was cancelled must not be stuck behind the first key.
+    http: list[CannedHttp] = []
+    gateway = _gateway(200, _intent("succeeded", received=None), http)
+    gateway.capture("pi_canned", Money(1000, "USD"))
+    gateway.capture("pi_canned", Money(1000, "USD"))
+    gateway.capture("pi_canned", Money(600, "USD"))
+    first, again, smaller = (key for _method, _url, key in http[0].sent)
+    assert first == again and first != smaller

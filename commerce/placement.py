@@ -177,6 +177,7 @@ def place_sub_order(
                 adapter=adapter,
                 reference=reference,
                 gateway_for=gateway_for,
+                overcharge_tolerance_bps=overcharge_tolerance_bps,
                 probe=False,
             )
         if isinstance(found, PlacedOrder):
@@ -233,6 +234,7 @@ def place_sub_order(
                 adapter=adapter,
                 reference=reference,
                 gateway_for=gateway_for,
+                overcharge_tolerance_bps=overcharge_tolerance_bps,
                 probe=True,
             )
         except (Transient, RateLimited, MarketplaceError) as exc:
@@ -247,6 +249,7 @@ def place_sub_order(
                     adapter=adapter,
                     reference=reference,
                     gateway_for=gateway_for,
+                    overcharge_tolerance_bps=overcharge_tolerance_bps,
                     probe=False,
                 )
             if final_attempt:
@@ -293,6 +296,7 @@ def _unknown(
     adapter: MarketplaceAdapter,
     reference: str,
     gateway_for: GatewayProvider,
+    overcharge_tolerance_bps: int,
     probe: bool,
 ) -> PlacementResult:
     """The attempt may have reached the marketplace: `reconciling`, retried after asking. On the
@@ -311,6 +315,7 @@ def _unknown(
                 found,
                 adapter=adapter,
                 gateway_for=gateway_for,
+                overcharge_tolerance_bps=overcharge_tolerance_bps,
             )
             return recorded or PlacementResult.RECONCILED
         if isinstance(found, _Unaskable):

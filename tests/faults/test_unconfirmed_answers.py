@@ -130,3 +130,44 @@ def test_an_unknown_placement_on_a_marketplace_that_ignores_keys_is_never_sent_a
     assert sub.status == SubOrderStatus.NEEDS_ATTENTION
     assert len(held_orders(shop, slug, sub, order)) == 1
     assert _refunds(shop, sub.id) == []
+
+
+class LosesEveryReply:
+    """The marketplace takes every order, and every reply is lost."""
+
+    def __init__(self, inner: MarketplaceAdapter) -> None:
+        self.inner = inner
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        self.inner.place_order(request)
+        raise OutcomeUnknown("reply lost after the order was created", marketplace="test")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_order_found_by_reference_on_the_last_attempt_keeps_the_configured_tolerance(
+    shop: Shop,
+) -> None:
+    """Found after its reply was lost, the order is judged by the same overcharge tolerance as
+    one whose reply arrived (5% here, not the 1% default)."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 4, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    shop.knobs("kiondo", order_price_change_pct=3)
+    [sub] = order.charged_sub_orders
+
+    result = place_sub_order(
+        shop.session_factory,
+        sub.id,
+        adapter_for=lambda market: LosesEveryReply(adapter_for_marketplace(market)),  # type: ignore[arg-type,return-value]
+        final_attempt=True,
+        overcharge_tolerance_bps=500,
+    )
+
+    sub = shop.sub_order(order, "kiondo")
+    assert result in (PlacementResult.PLACED, PlacementResult.RECONCILED)
+    assert sub.status in PLACED_SUB_ORDER_STATUSES
+    assert sub.accepted_amount_minor is not None and sub.accepted_amount_minor > sub.amount_minor
+    assert _refunds(shop, sub.id) == []
+    check_invariants(shop)

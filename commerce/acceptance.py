@@ -9,8 +9,9 @@ was accepted, the sub-order is cancelled on the marketplace and its share refund
 (commerce.placement does that). More than was asked (a larger quantity, a line never asked for)
 is billed too: its billed amount, else the asked unit price, counts toward the bill, and an
 unasked line with no price at all cannot be valued, so it cancels. An order billed in another
-currency than the one asked cannot be compared and cancels as well. Amounts in the marketplace's currency unless said otherwise;
-shares in the payment currency are rounded down, so refunds round up, never the other way.
+currency than the one asked cannot be compared and cancels as well. Amounts in the marketplace's
+currency unless said otherwise; shares in the payment currency are rounded down, so refunds round
+up, never the other way.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ tolerance).
 
 A share is refunded only when the marketplace confirms the cancellation (the order its cancel
 call returns, or else its order status, says cancelled; a 2xx alone is not a confirmation).
-Sub-orders not placed yet are cancelled with a conditional update from `pending`, the same row change a placement claim
-makes, so exactly one of the two wins; sub-orders being placed (or reconciled) are left to their
-placement and the cancellation job retries.
+Sub-orders not placed yet are cancelled with a conditional update from `pending`, the same row
+change a placement claim makes, so exactly one of the two wins; sub-orders being placed (or
+reconciled) are left to their placement and the cancellation job retries.
 """
 
 from __future__ import annotations

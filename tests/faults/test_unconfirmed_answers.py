@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -170,4 +171,40 @@ def test_an_order_found_by_reference_on_the_last_attempt_keeps_the_configured_to
     assert sub.status in PLACED_SUB_ORDER_STATUSES
     assert sub.accepted_amount_minor is not None and sub.accepted_amount_minor > sub.amount_minor
     assert _refunds(shop, sub.id) == []
+    check_invariants(shop)
+
+
+@pytest.mark.parametrize("slug", ["shopwave", "kiondo"])
+def test_an_order_found_cancelled_by_reference_is_not_taken_for_a_placement(
+    shop: Shop, slug: str
+) -> None:
+    """The marketplace took the order, the reply was lost, and it cancelled the order before we
+    asked: what the reconciliation finds holds nothing to ship, so the share is refunded, not
+    captured."""
+    user = shop.make_user()
+    shop.fill_cart(user, [(slug, 5, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    [sub] = order.charged_sub_orders
+    lost = LosesEveryReply(adapter_for_marketplace(shop.sub_order(order, slug).marketplace))
+
+    first = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=lambda market: lost, final_attempt=False
+    )
+    [held] = held_orders(shop, slug, shop.sub_order(order, slug), order)
+    cancelled = httpx.post(
+        f"{shop.sandbox_url}/_sandbox/orders/{slug}/{held['number']}/cancel",
+        timeout=10,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    second = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=False
+    )
+
+    assert first == PlacementResult.RETRY
+    assert second == PlacementResult.CANCELLED
+    sub = shop.sub_order(order, slug)
+    assert sub.status == SubOrderStatus.CANCELLED
+    assert [r.amount_minor for r in _refunds(shop, sub.id)] == [sub.charge_minor]
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.captured_minor == 0  # voided, never captured
     check_invariants(shop)

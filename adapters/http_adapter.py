@@ -105,6 +105,12 @@ class HttpMarketplaceAdapter:
         self.received_page_validators: dict[int, PageValidator] = {}
         self._unconfirmed_pages: dict[int, tuple[str, str | None, str | None]] = {}
 
+    @property
+    def honours_idempotency_keys(self) -> bool:
+        """False for a marketplace configured with `retry_unknown_writes = false` (it ignores
+        Idempotency-Key): a write sent again there is a second write."""
+        return self.http.retry_unknown_writes
+
     def close(self) -> None:
         """Release the HTTP connections."""
         self.http.close()

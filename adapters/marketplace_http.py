@@ -231,7 +231,9 @@ class MarketplaceHttp:
             )
             try:
                 response = self.client.send(request, stream=stream)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
+            except httpx.HTTPError as exc:
+                # Transport failures, and also a reply whose body cannot be decoded
+                # (DecodingError) or that redirects without end: the request went out.
                 failure = f"{type(exc).__name__}: {exc}"
                 if is_write and request_may_have_arrived(exc):
                     maybe_arrived = failure
@@ -259,7 +261,9 @@ class MarketplaceHttp:
                 response.close()
             status = response.status_code
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if is_write and status >= 500:
+            if is_write and (status >= 500 or status == 409):
+                # 5xx: it may have been done before failing. 409 to a keyed write: a request
+                # with this key is still being processed, so the order may yet be made.
                 maybe_arrived = f"HTTP {status}: {response.text[:200]}"
                 if attempt > self.max_retries or not self.retry_unknown_writes:
                     raise self._unknown(

@@ -6,8 +6,12 @@ paying only for what was accepted, the rest of the share is refunded. A lower bi
 difference in proportion. A higher bill is absorbed up to a tolerance in basis points of the
 asked amount (ONECART_OVERCHARGE_TOLERANCE_BPS, default 1%); beyond it, or when nothing at all
 was accepted, the sub-order is cancelled on the marketplace and its share refunded
-(commerce.placement does that). Amounts in the marketplace's currency unless said otherwise;
-shares in the payment currency are rounded down, so refunds round up, never the other way.
+(commerce.placement does that). More than was asked (a larger quantity, a line never asked for)
+is billed too: its billed amount, else the asked unit price, counts toward the bill, and an
+unasked line with no price at all cannot be valued, so it cancels. An order billed in another
+currency than the one asked cannot be compared and cancels as well. Amounts in the marketplace's
+currency unless said otherwise; shares in the payment currency are rounded down, so refunds round
+up, never the other way.
 """
 
 from __future__ import annotations
@@ -46,6 +50,12 @@ def verify_placement(
     """Compare the marketplace's answer with the sub-order's items (pure; see the module
     docstring for the policy). Amounts in the marketplace's currency unless said otherwise."""
     notes: list[str] = []
+    if placed.currency is not None and placed.currency.upper() != currency.upper():
+        # Amounts in another currency cannot be compared with ours (a JPY bill is not a 99%
+        # discount on a USD order): the marketplace did not accept what was asked.
+        return Verdict(
+            None, 0, cancel=True, notes=(f"billed in {placed.currency}, not {currency}",)
+        )
     accepted_qty: dict[str, int] = {}
     # What the marketplace says each product's lines cost (None: not said for every line).
     billed_by_id: dict[str, int | None] = {}
@@ -61,6 +71,8 @@ def verify_placement(
     asked_accepted = 0
     billed_lines = 0
     kept_charge = 0
+    # Billed amounts already attributed to asked items, by product (for the leftovers below).
+    attributed: dict[str, int] = {}
     for item in items:
         quantity = item.quantity
         billed_item: int | None = None
@@ -72,6 +84,7 @@ def verify_placement(
             if billed_total is not None and available:
                 # The share of the product's billed lines that covers this item's quantity.
                 billed_item = billed_total * quantity // available
+                attributed[item.external_id] = attributed.get(item.external_id, 0) + billed_item
             if quantity < item.quantity:
                 notes.append(
                     f"accepted {quantity} of {item.quantity} × {item.title[:60]}"
@@ -82,10 +95,18 @@ def verify_placement(
         billed_lines += billed_item if billed_item is not None else item.unit_price_minor * quantity
         # The accepted part of the line's share, rounded down (the refund rounds up).
         kept_charge += item.charge_minor * quantity // item.quantity
+    extra_billed, unpriced = _billed_beyond_the_asked(items, accepted_qty, billed_by_id, attributed)
+    notes.extend(
+        f"accepted {left} × {external_id} that was not asked for"
+        for external_id, left in accepted_qty.items()
+        if left > 0
+    )
     if asked_accepted == 0:
         return Verdict(0, 0, cancel=True, notes=(*notes, "accepted none of the items"))
-    billed = billed_lines
-    if placed.total_minor is not None and (placed.currency in (None, currency)):
+    if unpriced:
+        return Verdict(None, 0, cancel=True, notes=(*notes, "an unasked line has no price"))
+    billed = billed_lines + extra_billed
+    if placed.total_minor is not None:
         billed = placed.total_minor
     if billed < asked_accepted:
         notes.append(f"billed {billed} instead of {asked_accepted}")
@@ -97,3 +118,27 @@ def verify_placement(
             return Verdict(billed, 0, cancel=True, notes=tuple(notes))
         notes.append(f"billed {over} more than paid, absorbed")
     return Verdict(billed, min(kept_charge, charge_minor), cancel=False, notes=tuple(notes))
+
+
+def _billed_beyond_the_asked(
+    items: list[OrderItem],
+    left_over: dict[str, int],
+    billed_by_id: dict[str, int | None],
+    attributed: dict[str, int],
+) -> tuple[int, bool]:
+    """What the accepted quantities nobody asked for cost: the rest of their product's billed
+    lines, else the asked unit price; True as well when some cannot be valued at all."""
+    unit_price = {item.external_id: item.unit_price_minor for item in items}
+    extra = 0
+    unpriced = False
+    for external_id, left in left_over.items():
+        if left <= 0:
+            continue
+        billed_total = billed_by_id.get(external_id)
+        if billed_total is not None:
+            extra += billed_total - attributed.get(external_id, 0)
+        elif external_id in unit_price:
+            extra += unit_price[external_id] * left
+        else:
+            unpriced = True
+    return extra, unpriced

@@ -2,11 +2,11 @@
 placed sub-order on its marketplace (also used by placement for an order billed beyond the
 tolerance).
 
-A share is refunded only when the marketplace confirms the cancellation (its cancel call
-succeeded, or, after an unknown outcome, its order status says cancelled). Sub-orders not placed
-yet are cancelled with a conditional update from `pending`, the same row change a placement claim
-makes, so exactly one of the two wins; sub-orders being placed (or reconciled) are left to their
-placement and the cancellation job retries.
+A share is refunded only when the marketplace confirms the cancellation (the order its cancel
+call returns, or else its order status, says cancelled; a 2xx alone is not a confirmation).
+Sub-orders not placed yet are cancelled with a conditional update from `pending`, the same row
+change a placement claim makes, so exactly one of the two wins; sub-orders being placed (or
+reconciled) are left to their placement and the cancellation job retries.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def cancel_on_marketplace(
             return CancelOutcome.REFUSED
         marketplace_order_id = sub_order.marketplace_order_id or ""
     try:
-        adapter.cancel_order(marketplace_order_id)
+        state = adapter.cancel_order(marketplace_order_id)
     except (Rejected, NotFound, Unsupported):
         return CancelOutcome.REFUSED
     except MarketplaceError as exc:
@@ -161,6 +161,20 @@ def cancel_on_marketplace(
         if not _cancelled_there(
             adapter, marketplace_order_id, unknown=isinstance(exc, OutcomeUnknown)
         ):
+            return CancelOutcome.UNKNOWN
+    else:
+        # A 2xx is not a confirmation: the order it returns must say cancelled (a store may
+        # refuse the transition in the body, or cancel later in the background). Otherwise ask
+        # once more; still not cancelled, the outcome is unknown and nothing is refunded (the
+        # cancellation job retries, tracking refunds once the marketplace reports it).
+        if sub_order_status_for(state.status) != SubOrderStatus.CANCELLED and not (
+            _cancelled_there(adapter, marketplace_order_id, unknown=True)
+        ):
+            logger.warning(
+                "cancelling sub-order %s: the marketplace answered %s, not cancelled",
+                sub_order_id,
+                state.raw_status,
+            )
             return CancelOutcome.UNKNOWN
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)

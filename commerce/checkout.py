@@ -14,7 +14,8 @@ The bar is Saleor's locked checkout completion and Spree's idempotent completion
    and the emptied cart are then ONE transaction, keyed by the validation token (unique). Items
    bought on a marketplace's own site (hand-off) leave the cart too: they move into the order,
    where the shopper marks them bought or removes them (commerce.handoff), so no later order
-   lists them again.
+   lists them again. When that transaction fails, the database is asked (by the token) whether
+   the order was committed after all before the card hold is released.
 4. The caller dispatches the outbox (storefront.jobs): one RQ job per sub-order. If Redis is down
    the rows stay undispatched and the sweeper enqueues them later.
 
@@ -25,6 +26,7 @@ lines, so the shares add up to the charged total exactly, and the rates used are
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import logging
@@ -33,7 +35,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.checkout_lock import (
@@ -235,7 +236,7 @@ def _existing_order(session: Session, validation_token: str) -> Order | None:
     return session.scalar(sa.select(Order).where(Order.validation_token == validation_token))
 
 
-def _existing_outcome(order: Order, user_id: int) -> CheckoutOutcome:
+def _existing_outcome(order: Order | _RecordedOrder, user_id: int) -> CheckoutOutcome:
     if order.user_id != user_id:
         return CheckoutOutcome(
             OutcomeKind.REJECTED,
@@ -400,22 +401,60 @@ def _submit_locked(
         except PaymentDeclined as exc:
             session.rollback()
             return CheckoutOutcome(OutcomeKind.REJECTED, message=exc.message)
-        except IntegrityError:
-            session.rollback()
-            _release_authorization(card_gateway, authorization)
-            earlier = _existing_order(session, submission.validation_token)
+        except BaseException:
+            # The order may be committed even though the commit raised (the connection dropped
+            # after COMMIT was sent), or made by another submit of this form (the token is
+            # unique). Ask the database before releasing the hold: a hold the order holds is
+            # never released, and when the database cannot answer, neither is this one (an
+            # uncaptured hold expires on its own; a released one cannot be captured).
+            with contextlib.suppress(Exception):
+                session.rollback()
+            try:
+                earlier = _recorded_order(session_factory, submission.validation_token)
+            except Exception:
+                logger.exception(
+                    "checkout of user %s: cannot tell whether the order was recorded; its card "
+                    "hold is left to expire",
+                    submission.user_id,
+                )
+                raise
+            if earlier is None or earlier.provider_reference != (
+                authorization.provider_reference if authorization else None
+            ):
+                _release_authorization(card_gateway, authorization)
             if earlier is not None:
                 return _existing_outcome(earlier, submission.user_id)
-            raise
-        except BaseException:
-            session.rollback()
-            _release_authorization(card_gateway, authorization)
             raise
         return CheckoutOutcome(
             OutcomeKind.CREATED,
             order_id=order.id,
             order_number=order.number,
             unchecked=revalidation.unchecked,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _RecordedOrder:
+    id: int
+    number: str
+    user_id: int
+    provider_reference: str | None
+
+
+def _recorded_order(
+    session_factory: sessionmaker[Session], validation_token: str
+) -> _RecordedOrder | None:
+    """The order committed for this token, read in a session of its own (the submit's session
+    may be unusable after a failed commit)."""
+    with session_factory() as session:
+        order = _existing_order(session, validation_token)
+        if order is None:
+            return None
+        return _RecordedOrder(
+            order.id,
+            order.number,
+            order.user_id,
+            order.payment.provider_reference if order.payment is not None else None,
         )
 
 

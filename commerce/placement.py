@@ -8,7 +8,8 @@ Every placement call has three outcomes, and only a refusal is final:
   cannot read): the sub-order goes to `reconciling`. Before anything else, the next attempt asks
   the marketplace for an order with our reference (`find_order`) and adopts it, or places again
   with the same idempotency key when the marketplace confirms it holds none. A marketplace that
-  cannot be asked gets its retries with the same key only; still unknown, the sub-order goes to
+  cannot be asked gets its retries with the same key only, and none at all when it ignores
+  idempotency keys (`retry_unknown_writes = false`); still unknown, the sub-order goes to
   `needs_attention` for an operator. Nothing is refunded while the marketplace may hold the order.
 
 A transient failure before the request was sent (connection refused, 429) is a plain retry.
@@ -118,6 +119,12 @@ class _Unaskable:
 UNASKABLE = _Unaskable()
 
 
+def honours_idempotency_keys(adapter: MarketplaceAdapter) -> bool:
+    """Whether the marketplace recognises a resent write by its idempotency key. Adapters that
+    do not say (test doubles, in-process fakes) are taken to honour them, as the sandbox does."""
+    return bool(getattr(adapter, "honours_idempotency_keys", True))
+
+
 def _ask_marketplace(
     adapter: MarketplaceAdapter, reference: str
 ) -> PlacedOrder | _Unaskable | None:
@@ -170,6 +177,7 @@ def place_sub_order(
                 adapter=adapter,
                 reference=reference,
                 gateway_for=gateway_for,
+                overcharge_tolerance_bps=overcharge_tolerance_bps,
                 probe=False,
             )
         if isinstance(found, PlacedOrder):
@@ -183,6 +191,15 @@ def place_sub_order(
                 claim,
                 f"{plan.marketplace_name} may hold the order and cannot be asked; "
                 "the shopper asked to cancel",
+            )
+        elif not honours_idempotency_keys(adapter):
+            # Resending would not be recognised as the same order: a second one would be made.
+            return needs_attention(
+                session_factory,
+                sub_order_id,
+                claim,
+                f"{plan.marketplace_name} may hold the order, cannot be asked and ignores "
+                "idempotency keys, so it is not sent again",
             )
     if placed is None and plan.cancel_requested and not in_doubt:
         finish_without_placing(
@@ -217,6 +234,7 @@ def place_sub_order(
                 adapter=adapter,
                 reference=reference,
                 gateway_for=gateway_for,
+                overcharge_tolerance_bps=overcharge_tolerance_bps,
                 probe=True,
             )
         except (Transient, RateLimited, MarketplaceError) as exc:
@@ -231,6 +249,7 @@ def place_sub_order(
                     adapter=adapter,
                     reference=reference,
                     gateway_for=gateway_for,
+                    overcharge_tolerance_bps=overcharge_tolerance_bps,
                     probe=False,
                 )
             if final_attempt:
@@ -277,6 +296,7 @@ def _unknown(
     adapter: MarketplaceAdapter,
     reference: str,
     gateway_for: GatewayProvider,
+    overcharge_tolerance_bps: int,
     probe: bool,
 ) -> PlacementResult:
     """The attempt may have reached the marketplace: `reconciling`, retried after asking. On the
@@ -295,6 +315,7 @@ def _unknown(
                 found,
                 adapter=adapter,
                 gateway_for=gateway_for,
+                overcharge_tolerance_bps=overcharge_tolerance_bps,
             )
             return recorded or PlacementResult.RECONCILED
         if isinstance(found, _Unaskable):

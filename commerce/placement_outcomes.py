@@ -8,6 +8,8 @@ asked), failed or cancelled before placing (the share refunded), or needing an o
   to `overcharge_tolerance_bps`, beyond that the order is cancelled on the marketplace and the
   share refunded. The payment is settled once the last sub-order in flight is recorded.
 - **not placed** (refused, or cancelled before it was sent): the share is refunded.
+- **found cancelled** (the order the marketplace answers with is already cancelled, failed or
+  refunded there): nothing will ship, so the share is refunded rather than captured.
 - **needs attention**: the outcome stayed unknown on a marketplace that cannot be asked; nothing
   is refunded while it may hold the order.
 
@@ -40,7 +42,9 @@ from commerce.order_state import (
     locked_sub_order,
     placed_status_for,
     refresh_order_status,
+    sub_order_status_for,
 )
+from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.placement_claims import Claim, PlacementResult, holds_claim
 from commerce.settlement import (
@@ -114,6 +118,8 @@ def record_placement(
     was accepted is verified and the difference refunded; an order billed beyond the tolerance
     or accepting nothing is cancelled on the marketplace. Then the payment is settled if this
     was the last sub-order in flight. None when it was recorded as a plain placement."""
+    if sub_order_status_for(placed.status) == SubOrderStatus.CANCELLED:
+        return _found_cancelled(session_factory, sub_order_id, claim, placed, gateway_for)
     status = placed_status_for(placed.status)
     now = utc_now()
     with session_factory() as session, session.begin():
@@ -206,6 +212,34 @@ def record_placement(
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return None
+
+
+def _found_cancelled(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    claim: Claim,
+    placed: PlacedOrder,
+    gateway_for: GatewayProvider,
+) -> PlacementResult:
+    """The marketplace's answer is an order it already cancelled, failed or refunded (found by
+    reference after a lost reply, or so answered at once): nothing will ship, so the share is
+    refunded instead of captured. The marketplace's id is kept for the operator."""
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if not holds_claim(sub_order, claim):
+            return PlacementResult.NOT_CLAIMED
+        sub_order.marketplace_order_id = placed.marketplace_order_id
+        sub_order.raw_status = placed.status.value
+        reason = (
+            f"{sub_order.marketplace.name} holds the order as {placed.status.value}; "
+            "nothing will ship."
+        )
+        compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
+        record_event(session, sub_order, TimelineStep.CANCELLED, detail=reason)
+        order_id = sub_order.order_id
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return PlacementResult.CANCELLED
 
 
 def release_kept_claim(

@@ -9,8 +9,8 @@ the provider before doing anything else.
   (pending → processing, with the time the call started) before the provider is called; an
   unknown outcome stays `processing` and is looked up by its idempotency key later.
 - The card is captured once no sub-order is in flight, for exactly the placed shares, with one
-  idempotency key per PaymentIntent. Any error is followed by retrieving the PaymentIntent:
-  captured → recorded (with Stripe's amount), still authorized → back to authorized (a refusal
+  idempotency key per PaymentIntent and amount. Any error is followed by retrieving the
+  PaymentIntent: captured → recorded (with Stripe's amount), still authorized → back to authorized (a refusal
   for good: failed, flagged, the shopper told), unreachable → `reconciling` for the sweeper.
 
 Calls to payment providers never run inside an open DB transaction.

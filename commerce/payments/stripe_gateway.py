@@ -95,6 +95,25 @@ def _stripe_client(api_key: str, api_base: str) -> stripe.StripeClient:
     return stripe.StripeClient(api_key, **options)
 
 
+# A refund's statuses: done (or as good as done), refused for good; anything else is unfinished.
+REFUND_DONE_STATUSES = frozenset({"succeeded", "pending"})
+REFUND_FAILED_STATUSES = frozenset({"failed", "canceled"})
+
+
+def _check_refund(refund: Any, amount: Money) -> None:
+    """A refund reply confirms the refund asked for: refused for good when Stripe says it failed
+    or was made for another amount (an operator looks), unknown while it is unfinished."""
+    if refund.status in REFUND_FAILED_STATUSES:
+        raise PaymentDeclined(f"The card refund {refund.id} {refund.status}.")
+    if int(refund.amount) != amount.minor or str(refund.currency).upper() != amount.currency:
+        raise PaymentDeclined(
+            f"The card refund {refund.id} is for {refund.amount} {refund.currency}, "
+            f"not {amount.minor} {amount.currency}."
+        )
+    if refund.status not in REFUND_DONE_STATUSES:
+        raise PaymentUnavailable(f"The card refund {refund.id} is still {refund.status}.")
+
+
 def _stripe_currency(currency: str) -> str:
     return currency.lower()
 
@@ -225,15 +244,27 @@ class StripeGateway:
 
     def capture(self, provider_reference: str, amount: Money) -> None:
         """Capture `amount`; Stripe releases whatever of the hold is left. One key per intent
-        (an intent is captured once): a retry can never become a second, different capture."""
+        and amount: a retry of the same capture is recognised, and a capture recomputed for
+        another amount (a share cancelled meanwhile) is not refused as a reused key. Stripe
+        captures an intent only once, so two keys can never make two captures."""
         try:
-            self.client.v1.payment_intents.capture(
+            intent = self.client.v1.payment_intents.capture(
                 provider_reference,
                 params={"amount_to_capture": amount.minor},
-                options={"idempotency_key": f"capture-{provider_reference}"},
+                options={"idempotency_key": f"capture-{provider_reference}-{amount.minor}"},
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "captured") from exc
+        # A 2xx whose intent is not captured, or captured for another amount, did not do what
+        # was asked: unknown, so settlement retrieves the intent and records Stripe's figure.
+        received = intent.to_dict().get("amount_received")
+        if str(intent.status) != "succeeded" or (
+            received is not None and int(received) != amount.minor
+        ):
+            raise PaymentUnavailable(
+                f"The card payment service did not confirm the capture of {amount.minor} "
+                f"(status {intent.status}, received {received})."
+            )
 
     def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
         """A (partial) refund of a captured PaymentIntent."""
@@ -249,6 +280,7 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "refunded") from exc
+        _check_refund(refund, amount)
         return str(refund.id)
 
     def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
@@ -261,11 +293,16 @@ class StripeGateway:
             raise _translate(exc, "looked up") from exc
         for refund in refunds.data:
             metadata = refund.metadata.to_dict() if refund.metadata else {}
-            if metadata.get(REFUND_KEY_METADATA) == idempotency_key and refund.status in (
-                "succeeded",
-                "pending",
-            ):
+            if metadata.get(REFUND_KEY_METADATA) != idempotency_key:
+                continue
+            if refund.status in REFUND_DONE_STATUSES:
                 return str(refund.id)
+            if refund.status not in REFUND_FAILED_STATUSES:
+                # Made and not finished (requires_action): neither done nor absent, so it must
+                # not be sent again (once the key has expired, that would be a second refund).
+                raise PaymentUnavailable(
+                    f"The card refund {refund.id} is still {refund.status}; asked again later."
+                )
         return None
 
     def void(self, provider_reference: str) -> None:

@@ -1,7 +1,8 @@
 """Stripe webhook events reconciled against our payments.
 
 Events are verified by the caller (stripe.Webhook.construct_event). Each event id is recorded
-once, so a replay does nothing; events for PaymentIntents we do not know, and event types we do
+once, so a replay does nothing (an event whose handling failed is forgotten, so its redelivery
+is applied); events for PaymentIntents we do not know, and event types we do
 not handle, are acknowledged and recorded as ignored. What an event can change is limited to
 finishing what our own code started (a capture or void whose outcome was not recorded, because
 the worker died during the call) and noting a provider-side failure on the payment.
@@ -48,9 +49,8 @@ def _intent_id(event_type: str, data: Mapping[str, Any]) -> str | None:
 def handle_stripe_event(
     session_factory: sessionmaker[Session], event_id: str, event_type: str, data: Mapping[str, Any]
 ) -> str:
-    """Apply one verified event; returns what happened (also stored with the event id)."""
-    from commerce.settlement import finish_settlement, reconcile_payment
-
+    """Apply one verified event once; returns what happened (also stored with the event id).
+    An event whose handling fails is not recorded, so its redelivery is applied."""
     try:
         with session_factory() as session, session.begin():
             session.add(
@@ -60,6 +60,31 @@ def handle_stripe_event(
             )
     except IntegrityError:
         return "replayed"
+    try:
+        outcome = _apply_event(session_factory, event_type, data)
+    except BaseException:
+        # Not applied: forget the event id, so Stripe's redelivery (it retries a failed
+        # delivery) applies it instead of being taken for a replay of an event already handled.
+        with session_factory() as session, session.begin():
+            session.execute(
+                sa.delete(ProcessedWebhookEvent).where(ProcessedWebhookEvent.event_id == event_id)
+            )
+        raise
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa.update(ProcessedWebhookEvent)
+            .where(ProcessedWebhookEvent.event_id == event_id)
+            .values(outcome=outcome[:200])
+        )
+    return outcome
+
+
+def _apply_event(
+    session_factory: sessionmaker[Session], event_type: str, data: Mapping[str, Any]
+) -> str:
+    """What one new event changes (see the module docstring); returns what happened."""
+    from commerce.settlement import finish_settlement, reconcile_payment
+
     outcome = "ignored: unhandled type"
     if event_type in HANDLED_EVENT_TYPES:
         intent_id = _intent_id(event_type, data)
@@ -110,10 +135,4 @@ def handle_stripe_event(
             logger.warning("payment %s: %s while authorized", payment_id, event_type)
         else:
             outcome = f"consistent ({status})"
-    with session_factory() as session, session.begin():
-        session.execute(
-            sa.update(ProcessedWebhookEvent)
-            .where(ProcessedWebhookEvent.event_id == event_id)
-            .values(outcome=outcome[:200])
-        )
     return outcome

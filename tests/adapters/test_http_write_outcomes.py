@@ -201,3 +201,38 @@ def test_a_success_after_an_attempt_that_may_have_arrived_says_so() -> None:
     assert earlier_attempt_may_have_arrived(write(client)) is not None
     client, _, _ = http_client(in_turn(httpx.ConnectError("refused"), httpx.Response(200, json={})))
     assert earlier_attempt_may_have_arrived(write(client)) is None
+
+
+def test_a_write_answered_409_every_time_is_unknown_not_refused() -> None:
+    # 409 to a keyed write: a request with this key is still being processed (an earlier
+    # attempt, possibly another worker's), so the order may yet be created.
+    client, transport, _ = http_client(
+        in_turn(httpx.Response(409, json={"message": "idempotency key in use"}))
+    )
+    with pytest.raises(OutcomeUnknown) as caught:
+        write(client)
+    assert caught.value.status == 409
+    assert len(transport.requests) == MAX_RETRIES + 1
+
+
+def _undecodable(status: int) -> httpx.Response:
+    """A reply whose body is not what its Content-Encoding says (read only when received)."""
+    return httpx.Response(
+        status, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
+    )
+
+
+def test_a_write_whose_success_body_cannot_be_decoded_is_unknown() -> None:
+    # The marketplace answered 201 but the body is not what its Content-Encoding says: the
+    # write arrived, and what it did cannot be read.
+    client, _, _ = http_client(lambda request: _undecodable(201))
+    with pytest.raises(OutcomeUnknown):
+        write(client)
+
+
+def test_a_read_whose_body_cannot_be_decoded_is_transient() -> None:
+    client, transport, _ = http_client(lambda request: _undecodable(200))
+    with pytest.raises(Transient) as caught:
+        client.request("GET", "orders")
+    assert not isinstance(caught.value, OutcomeUnknown)
+    assert len(transport.requests) == MAX_RETRIES + 1

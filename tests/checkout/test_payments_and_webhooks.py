@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from commerce import settlement
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.order_models import Order, Payment, PaymentStatus, ProcessedWebhookEvent
 from commerce.payments.gateway import PaymentGateway
@@ -238,3 +239,31 @@ def test_a_browser_hold_for_a_total_that_changed_is_released(shop: Shop) -> None
     assert response.status_code == 409
     assert shop.orders() == []
     assert stripe_client().v1.payment_intents.retrieve(intent_id).status == "canceled"
+
+
+def test_an_event_whose_handling_failed_is_applied_when_stripe_sends_it_again(
+    shop: Shop, crashed_capture: Callable[[], Order], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database failed while the event was being applied: the delivery fails, and Stripe's
+    redelivery must apply it, not be taken for a replay of an event already handled."""
+    order = crashed_capture()
+    assert order.payment is not None
+    intent = stripe_client().v1.payment_intents.retrieve(order.payment.provider_reference)
+    event = _event("payment_intent.succeeded", intent.to_dict())
+    real_finish = settlement.finish_settlement
+    failures: list[int] = []
+
+    def fails_once(*args: Any, **kwargs: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise sa.exc.OperationalError("UPDATE payments", {}, Exception("connection reset"))
+        real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(settlement, "finish_settlement", fails_once)
+    failed = _post(shop, event)
+    redelivered = _post(shop, event)
+
+    assert failed.status_code == 500  # Stripe delivers it again
+    assert redelivered.get_json()["outcome"] == "capture confirmed"
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.status == PaymentStatus.CAPTURED

@@ -5,9 +5,15 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
+from commerce.checkout import CheckoutSubmission, OutcomeKind, ShippingDetails, submit_checkout
+from commerce.fx import FxTable
+from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import CartItem, Product, User, WalletEntry
 from commerce.order_models import (
     HandoffItemStatus,
@@ -17,8 +23,10 @@ from commerce.order_models import (
     PaymentMethod,
     SubOrderStatus,
 )
+from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_settings
 from commerce.wallet import wallet_balance
-from tests.checkout.conftest import Shop
+from onecart.settings import get_settings
+from tests.checkout.conftest import Shop, stripe_client
 
 
 def _count(shop: Shop, model: type) -> int:
@@ -352,3 +360,67 @@ def test_cart_digest_tells_apart_carts_with_the_same_total() -> None:
     assert one_of_two.total_minor == two_of_one.total_minor
     assert one_of_two.digest != two_of_one.digest
     assert quote((1, 2, 500)).digest == one_of_two.digest
+
+
+class RecordsVoids:
+    """The real Stripe gateway (localstripe), noting every release of a hold."""
+
+    def __init__(self, inner: StripeGateway) -> None:
+        self.inner = inner
+        self.method = inner.method
+        self.voided: list[str] = []
+
+    def void(self, provider_reference: str) -> None:
+        self.voided.append(provider_reference)
+        self.inner.void(provider_reference)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_order_commit_whose_reply_is_lost_keeps_its_card_hold(shop: Shop) -> None:
+    """The COMMIT reached the database but its answer did not come back (connection reset):
+    the order exists, so its authorization must not be released; the submit finds the order."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+    gateway = RecordsVoids(StripeGateway(stripe_client_from_settings(get_settings())))
+    lost: list[bool] = []
+
+    def lose_the_order_commit_reply(session: Session) -> None:
+        if not lost and any(isinstance(obj, Order) for obj in session.identity_map.values()):
+            lost.append(True)
+            raise sa.exc.OperationalError(
+                "COMMIT", {}, Exception("server closed the connection unexpectedly")
+            )
+
+    event.listen(shop.session_factory, "after_commit", lose_the_order_commit_reply)
+    try:
+        outcome = submit_checkout(
+            shop.session_factory,
+            CheckoutSubmission(
+                user_id=user.id,
+                validation_token=form["validation_token"],
+                payment_method=PaymentMethod.STRIPE,
+                display_currency="USD",
+                total_seen_minor=int(form["total_seen"]),
+                cart_digest_seen=form["cart_digest"],
+                shipping=ShippingDetails(
+                    name="Ada Lovelace", line1="12 Analytical Way", city="London", country="GB"
+                ),
+                card_payment_method="pm_card_visa",
+            ),
+            fx=FxTable(per_usd={}),
+            adapter_for=lookup_adapter_for_marketplace,
+            card_gateway=gateway,
+        )
+    finally:
+        event.remove(shop.session_factory, "after_commit", lose_the_order_commit_reply)
+
+    assert lost
+    [order] = shop.orders()
+    assert (outcome.kind, outcome.order_id) == (OutcomeKind.EXISTING, order.id)
+    assert gateway.voided == []
+    assert order.payment is not None
+    intent = stripe_client().v1.payment_intents.retrieve(order.payment.provider_reference)
+    assert intent.status == "requires_capture"

@@ -1,0 +1,154 @@
+"""What the Stripe gateway makes of replies that do not confirm what was asked: pure logic, with
+Stripe's own client reading canned HTTP replies (localstripe always answers as asked, so it cannot
+show these). A 2xx is a success only when its body says the capture or refund happened, for the
+amount asked."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import stripe
+
+from commerce.payments.gateway import PaymentDeclined, PaymentUnavailable
+from commerce.payments.stripe_gateway import StripeGateway
+from onecart.money import Money
+
+
+class CannedHttp(stripe.HTTPClient):
+    """Answers every request with one canned status and body, and keeps what was sent."""
+
+    name = "canned"
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__()
+        self.status = status
+        self.body = body
+        self.sent: list[tuple[str, str, str | None]] = []
+
+    def request(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[str, int, dict[str, str]]:
+        self.sent.append((method, url, dict(headers).get("Idempotency-Key")))
+        return self.body, self.status, {"request-id": "req_canned"}
+
+    def request_stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _gateway(
+    status: int, body: dict[str, Any] | str, http: list[CannedHttp] | None = None
+) -> StripeGateway:
+    text = body if isinstance(body, str) else json.dumps(body)
+    canned = CannedHttp(status, text)
+    if http is not None:
+        http.append(canned)
+    client = stripe.StripeClient("sk_test_canned", http_client=canned, max_network_retries=0)
+    return StripeGateway(client)
+
+
+def _intent(status: str, amount: int = 1000, received: int | None = 1000) -> dict[str, Any]:
+    return {
+        "id": "pi_canned",
+        "object": "payment_intent",
+        "status": status,
+        "amount": amount,
+        "amount_received": received,
+        "currency": "usd",
+        "metadata": {},
+    }
+
+
+def _refund(status: str, amount: int = 500) -> dict[str, Any]:
+    return {
+        "id": "re_canned",
+        "object": "refund",
+        "status": status,
+        "amount": amount,
+        "currency": "usd",
+        "payment_intent": "pi_canned",
+        "metadata": {"onecart_refund_key": "refund-sub-1"},
+    }
+
+
+def test_a_succeeded_capture_for_the_amount_asked_is_a_success() -> None:
+    _gateway(200, _intent("succeeded")).capture("pi_canned", Money(1000, "USD"))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [_intent("requires_capture", received=0), _intent("succeeded", received=700)],
+    ids=["still-authorized", "captured-less"],
+)
+def test_a_capture_reply_that_does_not_confirm_the_capture_is_unknown(
+    reply: dict[str, Any],
+) -> None:
+    with pytest.raises(PaymentUnavailable):
+        _gateway(200, reply).capture("pi_canned", Money(1000, "USD"))
+
+
+def test_an_unreadable_200_capture_reply_is_unknown_not_refused() -> None:
+    with pytest.raises(PaymentUnavailable):
+        _gateway(200, "<html>gateway</html>").capture("pi_canned", Money(1000, "USD"))
+
+
+@pytest.mark.parametrize("status", ["succeeded", "pending"])
+def test_a_refund_that_succeeded_or_is_pending_returns_its_id(status: str) -> None:
+    reference = _gateway(200, _refund(status)).refund(
+        "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1"
+    )
+    assert reference == "re_canned"
+
+
+@pytest.mark.parametrize("status", ["failed", "canceled"])
+def test_a_refund_stripe_reports_failed_is_refused_not_done(status: str) -> None:
+    with pytest.raises(PaymentDeclined):
+        _gateway(200, _refund(status)).refund(
+            "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1"
+        )
+
+
+def test_a_refund_waiting_for_action_is_unknown() -> None:
+    with pytest.raises(PaymentUnavailable):
+        _gateway(200, _refund("requires_action")).refund(
+            "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1"
+        )
+
+
+def test_a_refund_of_another_amount_is_not_the_refund_asked_for() -> None:
+    with pytest.raises(PaymentDeclined):
+        _gateway(200, _refund("succeeded", amount=50)).refund(
+            "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1"
+        )
+
+
+def _listing(*refunds: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "list", "data": list(refunds), "has_more": False, "url": "/v1/refunds"}
+
+
+def test_a_refund_found_by_its_key_is_done_absent_or_still_in_doubt() -> None:
+    assert _gateway(200, _listing(_refund("pending"))).find_refund("pi_canned", "refund-sub-1")
+    # A failed one is as good as none: sending it again with the same key meets the failure.
+    assert (
+        _gateway(200, _listing(_refund("failed"))).find_refund("pi_canned", "refund-sub-1") is None
+    )
+    # An unfinished one exists: it must not be sent again (after the key expires that would be
+    # a second refund), so the lookup cannot answer yet.
+    with pytest.raises(PaymentUnavailable):
+        _gateway(200, _listing(_refund("requires_action"))).find_refund("pi_canned", "refund-sub-1")
+
+
+def test_a_capture_retried_for_the_same_amount_reuses_its_key_another_amount_gets_another() -> None:
+    # Stripe refuses a key reused with other parameters (IdempotencyError) for 24 hours: a
+    # capture recomputed after a share was cancelled must not be stuck behind the first key.
+    http: list[CannedHttp] = []
+    gateway = _gateway(200, _intent("succeeded", received=None), http)
+    gateway.capture("pi_canned", Money(1000, "USD"))
+    gateway.capture("pi_canned", Money(1000, "USD"))
+    gateway.capture("pi_canned", Money(600, "USD"))
+    first, again, smaller = (key for _method, _url, key in http[0].sent)
+    assert first == again and first != smaller

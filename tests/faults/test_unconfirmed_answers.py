@@ -1,0 +1,210 @@
+"""Answers that do not confirm what was asked: a cancel call that succeeds without the order being
+cancelled, and a placement in doubt on a marketplace that ignores idempotency keys and cannot be
+asked by reference. Neither may move money or send the order again: the first stays unknown (the
+cancellation job and tracking follow it up), the second goes to an operator. In-process against
+the sandbox, with an adapter wrapper where the sandbox cannot misbehave that way; every test ends
+with the invariants (tests/faults/conftest.py)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from adapters.base import (
+    MarketplaceAdapter,
+    OrderRequest,
+    OrderState,
+    OutcomeUnknown,
+    PlacedOrder,
+)
+from adapters.registry import build_adapter
+from commerce.cancellation import CancelOutcome, cancel_on_marketplace
+from commerce.marketplace_access import adapter_for_marketplace, marketplace_config
+from commerce.models import Marketplace
+from commerce.order_models import (
+    PLACED_SUB_ORDER_STATUSES,
+    Refund,
+    SubOrderStatus,
+)
+from commerce.placement import PlacementResult, place_sub_order
+from tests.checkout.conftest import Shop
+from tests.faults.conftest import check_invariants, held_orders
+
+pytestmark = pytest.mark.slow
+
+
+def _refunds(shop: Shop, sub_order_id: int) -> list[Refund]:
+    with shop.session() as session:
+        return list(session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub_order_id)))
+
+
+class CancelNotConfirmed:
+    """A marketplace that answers the cancel call with 2xx and the order as it was (a plugin
+    refused the transition, or the cancel runs in the background and has not happened yet)."""
+
+    def __init__(self, inner: MarketplaceAdapter) -> None:
+        self.inner = inner
+
+    def cancel_order(self, marketplace_order_id: str) -> OrderState:
+        return self.inner.order_status(marketplace_order_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("slug", ["shopwave", "kiondo"])
+def test_a_cancel_call_whose_reply_does_not_confirm_refunds_nothing(shop: Shop, slug: str) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [(slug, 3, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    [sub] = order.charged_sub_orders
+    place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    placed = shop.sub_order(order, slug)
+    assert placed.status in PLACED_SUB_ORDER_STATUSES
+
+    outcome = cancel_on_marketplace(
+        shop.session_factory,
+        sub.id,
+        CancelNotConfirmed(adapter_for_marketplace(placed.marketplace)),  # type: ignore[arg-type]
+        reason="test",
+    )
+
+    assert outcome == CancelOutcome.UNKNOWN
+    assert shop.sub_order(order, slug).status in PLACED_SUB_ORDER_STATUSES
+    assert _refunds(shop, sub.id) == []
+    check_invariants(shop)
+
+
+class IgnoresKeysLosesFirstReply:
+    """A real cart adapter configured as for a marketplace that ignores Idempotency-Key
+    (`retry_unknown_writes = false`), whose first order reply is lost after the cart was made."""
+
+    def __init__(self, inner: MarketplaceAdapter) -> None:
+        self.inner = inner
+        self.placements = 0
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        self.placements += 1
+        placed = self.inner.place_order(request)
+        if self.placements == 1:
+            raise OutcomeUnknown("reply lost after the cart was created", marketplace="test")
+        return placed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("slug", ["dummymart", "fakestore"])
+def test_an_unknown_placement_on_a_marketplace_that_ignores_keys_is_never_sent_again(
+    shop: Shop, slug: str
+) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [(slug, 2, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    [sub] = order.charged_sub_orders
+    adapters: dict[int, IgnoresKeysLosesFirstReply] = {}
+
+    def adapter_for(marketplace: Marketplace) -> MarketplaceAdapter:
+        if marketplace.id not in adapters:
+            config = marketplace_config(marketplace, {"retry_unknown_writes": False})
+            adapters[marketplace.id] = IgnoresKeysLosesFirstReply(build_adapter(config))
+        return adapters[marketplace.id]  # type: ignore[return-value]
+
+    first = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for, final_attempt=False
+    )
+    second = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for, final_attempt=False
+    )
+
+    assert first == PlacementResult.RETRY
+    assert second == PlacementResult.NEEDS_ATTENTION
+    [adapter] = adapters.values()
+    assert adapter.placements == 1  # resending would make a second cart there
+    sub = shop.sub_order(order, slug)
+    assert sub.status == SubOrderStatus.NEEDS_ATTENTION
+    assert len(held_orders(shop, slug, sub, order)) == 1
+    assert _refunds(shop, sub.id) == []
+
+
+class LosesEveryReply:
+    """The marketplace takes every order, and every reply is lost."""
+
+    def __init__(self, inner: MarketplaceAdapter) -> None:
+        self.inner = inner
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        self.inner.place_order(request)
+        raise OutcomeUnknown("reply lost after the order was created", marketplace="test")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_order_found_by_reference_on_the_last_attempt_keeps_the_configured_tolerance(
+    shop: Shop,
+) -> None:
+    """Found after its reply was lost, the order is judged by the same overcharge tolerance as
+    one whose reply arrived (5% here, not the 1% default)."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 4, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    shop.knobs("kiondo", order_price_change_pct=3)
+    [sub] = order.charged_sub_orders
+
+    result = place_sub_order(
+        shop.session_factory,
+        sub.id,
+        adapter_for=lambda market: LosesEveryReply(adapter_for_marketplace(market)),  # type: ignore[arg-type,return-value]
+        final_attempt=True,
+        overcharge_tolerance_bps=500,
+    )
+
+    sub = shop.sub_order(order, "kiondo")
+    assert result in (PlacementResult.PLACED, PlacementResult.RECONCILED)
+    assert sub.status in PLACED_SUB_ORDER_STATUSES
+    assert sub.accepted_amount_minor is not None and sub.accepted_amount_minor > sub.amount_minor
+    assert _refunds(shop, sub.id) == []
+    check_invariants(shop)
+
+
+@pytest.mark.parametrize("slug", ["shopwave", "kiondo"])
+def test_an_order_found_cancelled_by_reference_is_not_taken_for_a_placement(
+    shop: Shop, slug: str
+) -> None:
+    """The marketplace took the order, the reply was lost, and it cancelled the order before we
+    asked: what the reconciliation finds holds nothing to ship, so the share is refunded, not
+    captured."""
+    user = shop.make_user()
+    shop.fill_cart(user, [(slug, 5, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    [sub] = order.charged_sub_orders
+    lost = LosesEveryReply(adapter_for_marketplace(shop.sub_order(order, slug).marketplace))
+
+    first = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=lambda market: lost, final_attempt=False
+    )
+    [held] = held_orders(shop, slug, shop.sub_order(order, slug), order)
+    cancelled = httpx.post(
+        f"{shop.sandbox_url}/_sandbox/orders/{slug}/{held['number']}/cancel",
+        timeout=10,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    second = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=False
+    )
+
+    assert first == PlacementResult.RETRY
+    assert second == PlacementResult.CANCELLED
+    sub = shop.sub_order(order, slug)
+    assert sub.status == SubOrderStatus.CANCELLED
+    assert [r.amount_minor for r in _refunds(shop, sub.id)] == [sub.charge_minor]
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.captured_minor == 0  # voided, never captured
+    check_invariants(shop)

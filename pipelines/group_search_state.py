@@ -34,7 +34,7 @@ import meilisearch
 import polars as pl
 
 import search_index.groups
-from pipelines import search_state, search_sync
+from pipelines import search_records, search_sync
 from search_index.documents import DOCUMENT_HASH_FIELD, compute_document_hash
 from search_index.groups import (
     DEFAULT_RATING_PRIOR_MEAN,
@@ -91,7 +91,7 @@ _MEMBERS_SCHEMA = pl.Schema(
 )
 # The offer rows of the groups in the temp table `changed_groups`: the tables the offer frame
 # reads, shadowed by their rows of those groups (the whole price history window took a second
-# at a million offers); products by rowid, as in search_state.CANDIDATE_INPUT_HASH_SQL.
+# at a million offers); products by rowid, as in search_records.CANDIDATE_INPUT_HASH_SQL.
 CHANGED_GROUP_OFFERS_SQL = f"""
 WITH product_groups AS (
     SELECT * FROM main.product_groups WHERE group_id IN (SELECT group_id FROM changed_groups)
@@ -197,7 +197,7 @@ def _write(
             (documents,) = conn.execute(
                 "SELECT count(doc_hash) FROM search_group_state WHERE index_uid = ?", [uid]
             ).fetchall()[0]
-            search_state.record_index_context(conn, uid, shared, int(documents))
+            search_records.record_index_context(conn, uid, shared, int(documents))
     finally:
         for name in ("group_rows", "gone_groups", "member_rows", "left_members"):
             conn.unregister(name)
@@ -310,11 +310,11 @@ def sync_group_index(
     progress: Callable[[str], None],
 ) -> GroupIndexSync:
     """Make the product index `uid` hold the groups of the active offers (module docstring)."""
-    offers_context = search_state.context_hash(rates, marketplaces, active)
+    offers_context = search_records.context_hash(rates, marketplaces, active)
     with connect() as conn, search_sync.limited_memory(conn):
         prior = catalog_prior(conn, offers_uid)
         shared = _context_hash(offers_context, prior)
-        held = search_state.held_context(conn, uid)
+        held = search_records.held_context(conn, uid)
         (ungrouped,) = conn.execute(
             "SELECT count(*) FROM products AS p WHERE NOT EXISTS (SELECT 1 FROM product_groups "
             "AS g WHERE g.marketplace = p.marketplace AND g.external_id = p.external_id)"

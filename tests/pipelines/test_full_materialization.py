@@ -40,6 +40,7 @@ from search_index.indexing import fetch_document_hashes
 from search_index.settings import group_index_uid
 from tests.pipelines.conftest import Ingest
 from warehouse.derived import read_latest_rates, read_offer_frame
+from warehouse.offers import content_text_expression
 from warehouse.publish import PUBLISHED_TABLES
 
 pytestmark = pytest.mark.slow
@@ -75,6 +76,26 @@ def query(settings: Settings, sql: str, params: list[object] | None = None) -> l
     """Rows from the pipeline's warehouse, read under its lock like the assets do."""
     with warehouse.connect(settings.pipeline_db_path, read_only=True) as conn:
         return conn.execute(sql, params or []).fetchall()
+
+
+def store_content_hashes(conn: duckdb.DuckDBPyConnection) -> None:
+    """Give the products rows a test edited the content_hash and updated_at the normalizer would
+    store for them (warehouse.normalize): the search refresh's change markers read those, not
+    the content (pipelines/search_records.py OFFER_MARKER_SQL)."""
+    texts = (
+        conn.sql("SELECT * FROM products")
+        .pl()
+        .select("marketplace", "external_id", content_text_expression().alias("text"))
+    )
+    conn.register("edited_texts", texts.to_arrow())
+    try:
+        conn.execute(
+            "UPDATE products AS p SET content_hash = sha256(t.text), updated_at = now() "
+            "FROM edited_texts AS t WHERE p.marketplace = t.marketplace "
+            "AND p.external_id = t.external_id AND p.content_hash <> sha256(t.text)"
+        )
+    finally:
+        conn.unregister("edited_texts")
 
 
 def products_per_marketplace(settings: Settings) -> dict[str, int]:
@@ -419,6 +440,7 @@ def test_a_price_change_builds_and_sends_only_the_documents_it_changes(
                 "UPDATE products SET price_minor = ? WHERE marketplace = ? AND external_id = ?",
                 [value, slug, external_id],
             )
+            store_content_hashes(conn)
         result = dg.materialize(
             [search_products, search_product_groups],
             resources=build_resources(pipeline_settings),
@@ -499,6 +521,7 @@ def test_a_refresh_in_small_batches_sends_the_changed_documents_and_deletes_the_
         with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
             for sql, params in statements:
                 conn.execute(sql, params)
+            store_content_hashes(conn)
         result = dg.materialize(
             [search_products, search_product_groups],
             resources=build_resources(pipeline_settings),
@@ -676,6 +699,7 @@ def test_a_refresh_of_every_kind_of_change_records_what_a_full_build_records(
             conn.execute(f"UPDATE products SET price_minor = price_minor + 1 {where}", priced)
             conn.execute(f"UPDATE products SET available = NOT available {where}", flipped)
             conn.execute(f"UPDATE products SET title = title || ' (2024)' {where}", retitled)
+            store_content_hashes(conn)
             conn.execute(f"UPDATE product_groups SET group_id = ? {where}", [target_group, *moved])
             for table in ("products", "product_groups"):
                 conn.execute(f"DELETE FROM {table} {where}", removed)

@@ -113,3 +113,8 @@ class PaymentGateway(Protocol):
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
         """The provider's current record of the payment."""
         ...
+
+    def find_authorizations(self, idempotency_key: str) -> list[ProviderPaymentState]:
+        """The payments authorizations with this key made, empty when the provider shows none
+        (resolves an authorization whose reply was lost; see commerce.card_holds)."""
+        ...

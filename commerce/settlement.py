@@ -47,6 +47,7 @@ from commerce.payments.gateway import (
     PaymentError,
     ProviderPaymentState,
     ProviderStatus,
+    floor_card_amount,
 )
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.refunds import (
@@ -188,8 +189,14 @@ def compensate_sub_order(
 def adjust_share(
     session: Session, sub_order: MarketplaceOrder, kept_charge_minor: int, *, reason: str
 ) -> Refund | None:
-    """Keep only `kept_charge_minor` of a placed sub-order's share and refund the rest (once)."""
-    kept = max(0, min(kept_charge_minor, sub_order.charge_minor))
+    """Keep only `kept_charge_minor` of a placed sub-order's share and refund the rest (once).
+
+    What is kept is rounded DOWN to the card amount step (payments.gateway.floor_card_amount):
+    the shopper never pays more than the marketplace accepted, and both the capture (the kept
+    shares) and this refund stay amounts Stripe accepts in three-decimal currencies."""
+    kept = floor_card_amount(
+        max(0, min(kept_charge_minor, sub_order.charge_minor)), sub_order.charge_currency
+    )
     sub_order.accepted_charge_minor = kept
     difference = sub_order.charge_minor - kept
     if difference <= 0:

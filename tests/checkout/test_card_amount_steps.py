@@ -100,3 +100,28 @@ def test_a_kwd_card_order_with_a_failed_share_captures_and_releases_in_steps_of_
     assert order.payment.captured_minor % 10 == 0 and order.payment.captured_minor > 0
     assert [refund.amount_minor % 10 for refund in order.payment.refunds] == [0]
     shop.knobs("kiondo", down=False)
+
+
+def test_a_kwd_share_billed_for_less_keeps_and_refunds_in_steps_of_ten(shop: Shop) -> None:
+    with shop.session() as session, session.begin():
+        session.add(
+            FxRate(currency="KWD", rate=Decimal("0.3071"), as_of=date.today(), source="test")
+        )
+    user = shop.make_user(display_currency="KWD")
+    shop.fill_cart(user, [("shopwave", 1, 3)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    shop.knobs("shopwave", order_price_change_pct=-3)  # billed less than paid: the rest back
+    shop.start_workers(1)
+
+    shop.wait_until_settled()
+
+    [sub] = shop.order(order.number).charged_sub_orders
+    assert sub.accepted_charge_minor is not None
+    assert 0 < sub.accepted_charge_minor < sub.charge_minor
+    assert sub.accepted_charge_minor % 10 == 0
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.captured_minor == sub.accepted_charge_minor
+    assert [refund.amount_minor for refund in payment.refunds] == [
+        sub.charge_minor - sub.accepted_charge_minor
+    ]
+    shop.knobs("shopwave", order_price_change_pct=0)

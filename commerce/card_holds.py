@@ -111,9 +111,13 @@ def record_hold_in_doubt(
     validation_token: str,
     request: AuthorizationRequest,
     error: str,
+    *,
+    intent_id: str | None = None,
 ) -> None:
     """Remember the authorization for the sweeper (once per key; a row already resolved is
-    reopened, since the new attempt may have made a hold)."""
+    reopened, since the new attempt may have made a hold). `intent_id`: the PaymentIntent when
+    it is known (else the request's browser-confirmed one, else found by the key)."""
+    intent_id = intent_id or request.intent_id
     with session_factory() as session, session.begin():
         row = session.scalar(
             sa.select(CardHoldInDoubt).where(
@@ -126,13 +130,14 @@ def record_hold_in_doubt(
                     user_id=user_id,
                     validation_token=validation_token,
                     idempotency_key=request.idempotency_key,
-                    intent_id=request.intent_id,
+                    intent_id=intent_id,
                     amount_minor=request.amount.minor,
                     currency=request.amount.currency,
                     last_error=error[:ERROR_TEXT_LIMIT],
                 )
             )
         else:
+            row.intent_id = intent_id or row.intent_id
             row.created_at = utc_now()
             row.resolved_at = None
             row.resolution = None

@@ -305,12 +305,13 @@ def _submit_locked(
             return CheckoutOutcome(OutcomeKind.REJECTED, message=str(exc))
 
         authorization: Authorization | None = None
+        card_request: AuthorizationRequest | None = None
         if submission.payment_method == PaymentMethod.STRIPE:
             if card_gateway is None:
                 return CheckoutOutcome(
                     OutcomeKind.REJECTED, message="Card payments are not available right now."
                 )
-            request = AuthorizationRequest(
+            request = card_request = AuthorizationRequest(
                 amount=amount,
                 idempotency_key=card_idempotency_key(submission, amount),
                 description=f"OneCart checkout for {user.username}",
@@ -354,23 +355,27 @@ def _submit_locked(
             # The order may be committed even though the commit raised (the connection dropped
             # after COMMIT was sent), or made by another submit of this form (the token is
             # unique). Ask the database before releasing the hold: a hold the order holds is
-            # never released, and when the database cannot answer, neither is this one (an
-            # uncaptured hold expires on its own; a released one cannot be captured).
+            # never released, and when the database cannot answer, neither is this one: it is
+            # left to the sweeper, which releases it unless an order uses it (card_holds).
             with contextlib.suppress(Exception):
                 session.rollback()
             try:
                 earlier = recorded_order(session_factory, submission.validation_token)
-            except Exception:
+            except Exception as exc:
                 logger.exception(
-                    "checkout of user %s: cannot tell whether the order was recorded; its card "
-                    "hold is left to expire",
+                    "checkout of user %s: cannot tell whether the order was recorded",
                     submission.user_id,
+                )
+                _leave_hold_to_sweeper(
+                    session_factory, submission, card_request, authorization, str(exc)
                 )
                 raise
             if earlier is None or earlier.provider_reference != (
                 authorization.provider_reference if authorization else None
             ):
-                _release_authorization(card_gateway, authorization)
+                _release_authorization(
+                    session_factory, card_gateway, submission, card_request, authorization
+                )
             if earlier is not None:
                 return _existing_outcome(earlier, submission.user_id)
             raise
@@ -415,16 +420,48 @@ def _release_browser_intent(gateway: PaymentGateway | None, submission: Checkout
 
 
 def _release_authorization(
-    gateway: PaymentGateway | None, authorization: Authorization | None
+    session_factory: sessionmaker[Session],
+    gateway: PaymentGateway | None,
+    submission: CheckoutSubmission,
+    request: AuthorizationRequest | None,
+    authorization: Authorization | None,
 ) -> None:
-    """Give back a card hold whose order could not be written (nothing else references it)."""
+    """Give back a card hold whose order could not be written (nothing else references it);
+    one that cannot be released now is left to the sweeper, never silently."""
     if gateway is None or authorization is None:
         return
     try:
         gateway.void(authorization.provider_reference)
-    except PaymentError:
+    except PaymentError as exc:
+        logger.warning("could not release %s: %s", authorization.provider_reference, exc)
+        _leave_hold_to_sweeper(session_factory, submission, request, authorization, exc.message)
+
+
+def _leave_hold_to_sweeper(
+    session_factory: sessionmaker[Session],
+    submission: CheckoutSubmission,
+    request: AuthorizationRequest | None,
+    authorization: Authorization | None,
+    error: str,
+) -> None:
+    """Record a card hold this submit could not settle as a hold in doubt (by its intent id):
+    the sweeper keeps it if an order uses it, else releases it. With the database unreachable
+    the record may fail too: the hold then expires uncaptured (logged)."""
+    if request is None or authorization is None:
+        return
+    try:
+        record_hold_in_doubt(
+            session_factory,
+            submission.user_id,
+            submission.validation_token,
+            request,
+            error,
+            intent_id=authorization.provider_reference,
+        )
+    except Exception:
         logger.exception(
-            "could not release %s; it expires on its own", authorization.provider_reference
+            "card hold %s could not be recorded for the sweeper; it expires uncaptured",
+            authorization.provider_reference,
         )
 
 

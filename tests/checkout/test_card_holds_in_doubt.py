@@ -11,8 +11,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
-from commerce.order_models import CardHoldInDoubt, Order
+from commerce.checkout import CheckoutSubmission, ShippingDetails, submit_checkout
+from commerce.fx import FxTable
+from commerce.marketplace_access import lookup_adapter_for_marketplace
+from commerce.order_models import CardHoldInDoubt, Order, PaymentMethod
 from commerce.payments.gateway import (
     Authorization,
     AuthorizationRequest,
@@ -172,3 +177,63 @@ def test_a_retried_submit_uses_a_hold_and_the_sweeper_releases_only_the_unused_o
     assert f"used by order {order.number}" in str(row.resolution)
     with shop.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 1
+
+
+class CannotVoid:
+    """The real gateway whose release of a hold does not get through."""
+
+    def __init__(self) -> None:
+        self.inner = StripeGateway(stripe_client_from_settings(get_settings()))
+        self.method = self.inner.method
+
+    def void(self, provider_reference: str) -> None:
+        raise PaymentUnavailable("The card payment service is unreachable (released).")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_hold_whose_order_failed_and_cannot_be_released_is_left_to_the_sweeper(
+    shop: Shop,
+) -> None:
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+
+    def fail_the_order_commit(session: Session) -> None:
+        if any(isinstance(obj, Order) for obj in session.identity_map.values()):
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("database went away"))
+
+    event.listen(shop.session_factory, "before_commit", fail_the_order_commit)
+    try:
+        with pytest.raises(sa.exc.OperationalError):
+            submit_checkout(
+                shop.session_factory,
+                CheckoutSubmission(
+                    user_id=user.id,
+                    validation_token=form["validation_token"],
+                    payment_method=PaymentMethod.STRIPE,
+                    display_currency="USD",
+                    total_seen_minor=int(form["total_seen"]),
+                    cart_digest_seen=form["cart_digest"],
+                    shipping=ShippingDetails(
+                        name="Ada Lovelace", line1="12 Analytical Way", city="London", country="GB"
+                    ),
+                    card_payment_method="pm_card_visa",
+                ),
+                fx=FxTable(per_usd={}),
+                adapter_for=lookup_adapter_for_marketplace,
+                card_gateway=CannotVoid(),  # type: ignore[arg-type]
+            )
+    finally:
+        event.remove(shop.session_factory, "before_commit", fail_the_order_commit)
+
+    assert shop.orders() == []
+    [row] = _hold_rows(shop)
+    assert row.intent_id and row.resolved_at is None
+    assert stripe_client().v1.payment_intents.retrieve(row.intent_id).status == "requires_capture"
+
+    _sweep(shop, LosesAuthorizeReply(lose_reply=False))
+    [row] = _hold_rows(shop)
+    assert row.resolved_at is not None and "released" in str(row.resolution)
+    assert stripe_client().v1.payment_intents.retrieve(row.intent_id).status == "canceled"

@@ -135,9 +135,12 @@ def test_authorization_that_cannot_be_told_is_being_checked_and_the_sweeper_rele
     [intent] = _intents_with_key(row.idempotency_key)
     assert intent.status == "requires_capture"  # Stripe holds money: it must not be forgotten
 
-    _sweep(shop, gateway)  # Stripe still cannot be asked: the row waits
+    _sweep(shop, gateway)  # Stripe still cannot be asked: the row waits, on the operator's list
     [row] = _hold_rows(shop)
     assert row.resolved_at is None and row.last_error
+    admin = shop.make_user(is_admin=True)
+    listing = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
+    assert row.idempotency_key in listing
     assert stripe_client().v1.payment_intents.retrieve(intent.id).status == "requires_capture"
 
     gateway.lookup_down = False

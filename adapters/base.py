@@ -78,6 +78,12 @@ class Unsupported(MarketplaceError):
     """The marketplace cannot do this at all (see :class:`Capability`)."""
 
 
+class CannotConfirmAbsence(Unsupported):
+    """The marketplace cannot be asked about this one order: it can only search a window of
+    recent orders that does not reach back to the attempt (find_order). Like Unsupported, the
+    outcome stays unknown: never taken for "no such order"."""
+
+
 class BadPayload(MarketplaceError):
     """A response or record that does not have the documented shape; `reason` is short and stable."""
 
@@ -326,8 +332,16 @@ class MarketplaceAdapter(Protocol):
 
     def place_order(self, request: OrderRequest) -> PlacedOrder: ...
 
-    def find_order(self, reference: str) -> PlacedOrder | None:
-        """The order placed earlier with this reference, if any (reconciles retried placements)."""
+    def find_order(
+        self, reference: str, *, sent_since: datetime | None = None
+    ) -> PlacedOrder | None:
+        """The order placed earlier with this reference, if any (reconciles retried placements).
+
+        `sent_since`: no placement with this reference was sent before this moment (the caller
+        passes the sub-order's creation). A marketplace that can only search a window of recent
+        orders answers None only when its window covers that moment; otherwise (or when the
+        moment is not given) it cannot confirm the absence and raises Unsupported, so the caller
+        treats the outcome as unknown (an operator decides)."""
         ...
 
     def order_status(self, marketplace_order_id: str) -> OrderState: ...

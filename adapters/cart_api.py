@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from urllib.parse import quote
 
 import httpx
@@ -50,7 +51,9 @@ class CartApiAdapter(HttpMarketplaceAdapter):
             )
         return int(external_id)
 
-    def find_order(self, reference: str) -> PlacedOrder | None:
+    def find_order(
+        self, reference: str, *, sent_since: datetime | None = None
+    ) -> PlacedOrder | None:
         """Unsupported: a cart stores no external reference (and carts cannot be searched), so
         the marketplace cannot be asked whether it holds our order; a placement whose outcome
         is unknown can only be retried with the same Idempotency-Key."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -496,10 +497,13 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
             return super().place_order(request)
         return self.orders.place(request)
 
-    def find_order(self, reference: str) -> PlacedOrder | None:
-        """The order carrying our reference, through `find_path`; Unsupported without one."""
+    def find_order(
+        self, reference: str, *, sent_since: datetime | None = None
+    ) -> PlacedOrder | None:
+        """The order carrying our reference, through `find_path` (a lookup by reference, so
+        `sent_since` does not matter); Unsupported without one."""
         if self.orders is None:
-            return super().find_order(reference)
+            return super().find_order(reference, sent_since=sent_since)
         return self.orders.find(reference)
 
     def order_status(self, marketplace_order_id: str) -> OrderState:

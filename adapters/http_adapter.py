@@ -7,6 +7,7 @@ import base64
 import codecs
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -131,7 +132,9 @@ class HttpMarketplaceAdapter:
         """Formats without an order API: the shopper completes the purchase on the marketplace."""
         raise unsupported(self, Capability.ORDER)
 
-    def find_order(self, reference: str) -> PlacedOrder | None:
+    def find_order(
+        self, reference: str, *, sent_since: datetime | None = None
+    ) -> PlacedOrder | None:
         """Formats without an order API have no orders to find."""
         raise unsupported(self, Capability.ORDER)
 

@@ -353,8 +353,11 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             raise self.unreadable_write("orderCreate", "no order and no userErrors")
         return self._placed(order)
 
-    def find_order(self, reference: str) -> PlacedOrder | None:
-        """The order whose sourceIdentifier is `reference` (the oldest, if several)."""
+    def find_order(
+        self, reference: str, *, sent_since: datetime | None = None
+    ) -> PlacedOrder | None:
+        """The order whose sourceIdentifier is `reference` (the oldest, if several); Shopify
+        searches every order, so `sent_since` does not matter."""
         term = (
             reference
             if _SEARCH_SAFE.match(reference)

@@ -22,6 +22,7 @@ from adapters.base import (
     FULL_ORDER_API,
     AcceptedLine,
     BadPayload,
+    CannotConfirmAbsence,
     CatalogPage,
     MarketplaceConfig,
     NotFound,
@@ -65,6 +66,9 @@ MAX_PAGE_SIZE = 100  # the Store API's and REST API's cap on `per_page`
 # find_order lists at most this many pages of recent orders before giving up (unknown).
 MAX_SCAN_PAGES = 20
 DEFAULT_ORDER_LOOKBACK_HOURS = 72
+# Orders are listed from this long before the first attempt could have been sent: the store's
+# clock may be behind ours, and it dates an order when it receives it.
+SEND_TIME_MARGIN = timedelta(minutes=15)
 REFERENCE_META_KEY = "_onecart_reference"
 INVALID_ORDER_ID_CODE = "woocommerce_rest_shop_order_invalid_id"
 TRACKING_META_KEY = "_wc_shipment_tracking_items"  # WooCommerce Shipment Tracking extension
@@ -172,6 +176,11 @@ def _error_code(body: str | None) -> str | None:
 def _order_total(order: Mapping[str, Any]) -> tuple[int | None, str | None]:
     currency = optional_text(order.get("currency"))
     return order_money(order.get("total"), currency), currency
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # A naive moment (SQLite hands those back) was written in UTC.
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _lookback_hours(config: MarketplaceConfig) -> float:
@@ -385,15 +394,20 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         )
         return self._placed(self._order_body(body, written="POST orders"))
 
-    def find_order(self, reference: str) -> PlacedOrder | None:
+    def find_order(
+        self, reference: str, *, sent_since: datetime | None = None
+    ) -> PlacedOrder | None:
         """The oldest order whose `_onecart_reference` meta equals `reference`, or None when no
-        order of the look-back window (option `order_lookback_hours`, default 72) carries it.
+        order created since `sent_since` (less a margin for the clocks) carries it.
 
         First `search=REF` (cheap where the store adds the meta to its order search with the
         `woocommerce_shop_order_search_fields` filter, as the sandbox does). Core WooCommerce
         search does not cover meta, so an empty search proves nothing: the answer "no such
-        order" comes only from listing every order created in the window (`after`, oldest
-        first, 100 a page) and reading each one's meta.
+        order" comes only from listing every order created since the attempt could first have
+        been sent (`after`, oldest first, 100 a page) and reading each one's meta. That listing
+        reaches back at most the look-back window (option `order_lookback_hours`, default 72):
+        when the attempt may be older than that, or its send time is not given, the absence
+        cannot be confirmed and CannotConfirmAbsence (an Unsupported) says so (the caller keeps the outcome unknown).
         """
         headers = self.basic_auth_header()
         found = self._orders_with_reference(
@@ -401,10 +415,24 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         )
         if found:
             return self._placed(found[0])
-        after = datetime.now(UTC) - self.order_lookback
+        earliest = datetime.now(UTC) - self.order_lookback
+        if sent_since is None:
+            raise CannotConfirmAbsence(
+                f"{self.slug}: without the time of the first attempt, no listing can confirm "
+                f"that no order carries {reference!r}",
+                marketplace=self.slug,
+            )
+        since = _as_utc(sent_since) - SEND_TIME_MARGIN
+        if since < earliest:
+            raise CannotConfirmAbsence(
+                f"{self.slug}: the first attempt for {reference!r} ({since:%Y-%m-%d %H:%M} UTC) "
+                f"is older than the {self.order_lookback} look-back: its absence cannot be "
+                "confirmed",
+                marketplace=self.slug,
+            )
         for page in range(1, MAX_SCAN_PAGES + 1):
             params = {
-                "after": after.strftime("%Y-%m-%dT%H:%M:%S"),
+                "after": since.strftime("%Y-%m-%dT%H:%M:%S"),
                 "dates_are_gmt": "true",
                 "orderby": "id",
                 "order": "asc",
@@ -418,8 +446,8 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
             if len(orders) < MAX_PAGE_SIZE:
                 return None
         raise Transient(
-            f"{self.slug}: more than {MAX_SCAN_PAGES * MAX_PAGE_SIZE} orders in the last "
-            f"{self.order_lookback}: cannot confirm that none carries {reference!r}",
+            f"{self.slug}: more than {MAX_SCAN_PAGES * MAX_PAGE_SIZE} orders since "
+            f"{since:%Y-%m-%d %H:%M} UTC: cannot confirm that none carries {reference!r}",
             marketplace=self.slug,
         )
 

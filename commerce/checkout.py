@@ -9,9 +9,12 @@ The bar is Saleor's locked checkout completion and Spree's idempotent completion
    submit charges nothing). Otherwise every line's live price and availability is re-checked
    through its marketplace's adapter — concurrently, with a deadline per marketplace — and if the
    total moved or an item vanished the shopper gets the differences and nothing is taken.
-3. A card is authorized (a PaymentIntent with manual capture) before the order is written; the
-   order, its sub-orders, items, payment row, outbox rows, the wallet debit (for wallet payments)
-   and the emptied cart are then ONE transaction, keyed by the validation token (unique). Items
+3. A card is authorized (a PaymentIntent with manual capture) before the order is written. An
+   authorization whose outcome is unknown is not a refusal: Stripe is asked for the intent (by
+   id, or by the authorization's key in its metadata) and an authorized one is used; one that
+   cannot be told is recorded for the sweeper and the shopper is told the payment is being
+   checked (commerce.card_holds). The order, its sub-orders, items, payment row, outbox rows,
+   the wallet debit (for wallet payments) and the emptied cart are then ONE transaction, keyed by the validation token (unique). Items
    bought on a marketplace's own site (hand-off) leave the cart too: they move into the order,
    where the shopper marks them bought or removes them (commerce.handoff), so no later order
    lists them again. When that transaction fails, the database is asked (by the token) whether
@@ -34,9 +37,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.card_holds import (
+    IN_DOUBT_MESSAGE,
+    record_hold_in_doubt,
+    resolve_authorization_in_doubt,
+)
 from commerce.checkout_lock import (
     LOCK_LEASE,
     LOCK_WAIT_S,
@@ -51,34 +58,20 @@ from commerce.checkout_quote import (
     UnavailableLine,
     build_quote,
 )
-from commerce.countries import is_shipping_country
+from commerce.checkout_record import RecordedOrder, existing_order, record_order, recorded_order
+from commerce.checkout_shipping import ShippingDetails, save_shipping_to_profile
 from commerce.fx import FxTable
 from commerce.marketplace_access import AdapterProvider
-from commerce.models import CartItem, User
-from commerce.notifications import notify
-from commerce.order_models import (
-    HandoffItemStatus,
-    MarketplaceOrder,
-    Order,
-    OrderItem,
-    OrderStatus,
-    OutboxMessage,
-    OutboxTopic,
-    Payment,
-    PaymentMethod,
-    PaymentStatus,
-    SubOrderStatus,
-    new_validation_token,
-)
+from commerce.models import User
+from commerce.order_models import Order, PaymentMethod, new_validation_token
 from commerce.payments.gateway import (
     Authorization,
     AuthorizationRequest,
     PaymentDeclined,
     PaymentError,
     PaymentGateway,
+    PaymentUnavailable,
 )
-from commerce.payments.wallet_gateway import WalletGateway
-from commerce.placement_history import expected_placement_seconds
 from commerce.revalidation import (
     REVALIDATION_DEADLINE_S,
     ChangeKind,
@@ -86,14 +79,14 @@ from commerce.revalidation import (
     Revalidation,
     revalidate_cart,
 )
-from onecart.money import Money, MoneyError, format_money
+from onecart.money import Money, MoneyError
 
 logger = logging.getLogger(__name__)
 
 VALIDATION_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
-# Importable from here as before: the quote, the live re-check and the lock live in modules of
-# their own.
+# Importable from here as before: the quote, the live re-check, the lock, the shipping address
+# and the order's writing live in modules of their own.
 __all__ = [
     "LOCK_LEASE",
     "LOCK_WAIT_S",
@@ -106,75 +99,13 @@ __all__ = [
     "QuoteGroup",
     "QuoteLine",
     "Revalidation",
+    "ShippingDetails",
     "UnavailableLine",
     "build_quote",
     "checkout_lock",
     "revalidate_cart",
+    "save_shipping_to_profile",
 ]
-
-
-# --- Shipping --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ShippingDetails:
-    """Where the marketplaces ship to; saved to the shopper's profile for next time."""
-
-    name: str
-    line1: str
-    city: str
-    country: str
-    postal_code: str = ""
-    line2: str = ""
-    phone: str = ""
-
-    def errors(self) -> dict[str, str]:
-        """Field name -> problem, empty when the address is usable."""
-        problems: dict[str, str] = {}
-        for name, label, limit in (
-            ("name", "Name", 160),
-            ("line1", "Address", 200),
-            ("city", "City", 120),
-        ):
-            value = getattr(self, name).strip()
-            if not value:
-                problems[name] = f"{label} is required."
-            elif len(value) > limit:
-                problems[name] = f"{label} is at most {limit} characters."
-        if not is_shipping_country(self.country):
-            problems["country"] = "Choose a country from the list."
-        if len(self.postal_code) > 20:
-            problems["postal_code"] = "Postal code is at most 20 characters."
-        if len(self.line2) > 200:
-            problems["line2"] = "Address line 2 is at most 200 characters."
-        if len(self.phone) > 32:
-            problems["phone"] = "Phone is at most 32 characters."
-        return problems
-
-    @classmethod
-    def from_profile(cls, user: User) -> ShippingDetails:
-        """The address saved on the profile (empty fields when none was saved)."""
-        return cls(
-            name=user.ship_name or user.full_name,
-            line1=user.ship_line1 or "",
-            line2=user.ship_line2 or "",
-            city=user.ship_city or "",
-            postal_code=user.ship_postal_code or "",
-            country=user.ship_country or "",
-            phone=user.phone_number or "",
-        )
-
-
-def save_shipping_to_profile(user: User, shipping: ShippingDetails) -> None:
-    """Remember the address on the profile, so the next checkout is pre-filled."""
-    user.ship_name = shipping.name.strip()
-    user.ship_line1 = shipping.line1.strip()
-    user.ship_line2 = shipping.line2.strip() or None
-    user.ship_city = shipping.city.strip()
-    user.ship_postal_code = shipping.postal_code.strip() or None
-    user.ship_country = shipping.country.strip().upper()
-    if shipping.phone.strip():
-        user.phone_number = shipping.phone.strip()
 
 
 # --- Submitting ------------------------------------------------------------------------------
@@ -187,6 +118,8 @@ class OutcomeKind(enum.StrEnum):
     EXISTING = "existing"
     CHANGED = "changed"
     REJECTED = "rejected"
+    # The card authorization's outcome is unknown: being checked, not declined (card_holds).
+    IN_DOUBT = "in_doubt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,11 +165,7 @@ def payment_currency(user: User, method: PaymentMethod, display_currency: str) -
     return user.wallet_currency if method == PaymentMethod.WALLET else display_currency
 
 
-def _existing_order(session: Session, validation_token: str) -> Order | None:
-    return session.scalar(sa.select(Order).where(Order.validation_token == validation_token))
-
-
-def _existing_outcome(order: Order | _RecordedOrder, user_id: int) -> CheckoutOutcome:
+def _existing_outcome(order: Order | RecordedOrder, user_id: int) -> CheckoutOutcome:
     if order.user_id != user_id:
         return CheckoutOutcome(
             OutcomeKind.REJECTED,
@@ -278,7 +207,7 @@ def submit_checkout(
             message="This checkout form is not valid any more. Please review your order again.",
         )
     with session_factory() as session:
-        earlier = _existing_order(session, submission.validation_token)
+        earlier = existing_order(session, submission.validation_token)
         if earlier is not None:
             return _existing_outcome(earlier, submission.user_id)
     problems = submission.shipping.errors()
@@ -309,7 +238,7 @@ def _submit_locked(
     revalidation_deadline_s: float,
 ) -> CheckoutOutcome:
     with session_factory() as session:
-        earlier = _existing_order(session, submission.validation_token)
+        earlier = existing_order(session, submission.validation_token)
         if earlier is not None:
             return _existing_outcome(earlier, submission.user_id)
         user = session.get(User, submission.user_id)
@@ -376,27 +305,48 @@ def _submit_locked(
             return CheckoutOutcome(OutcomeKind.REJECTED, message=str(exc))
 
         authorization: Authorization | None = None
+        card_request: AuthorizationRequest | None = None
         if submission.payment_method == PaymentMethod.STRIPE:
             if card_gateway is None:
                 return CheckoutOutcome(
                     OutcomeKind.REJECTED, message="Card payments are not available right now."
                 )
+            request = card_request = AuthorizationRequest(
+                amount=amount,
+                idempotency_key=card_idempotency_key(submission, amount),
+                description=f"OneCart checkout for {user.username}",
+                metadata={"onecart_validation_token": submission.validation_token},
+                payment_token=submission.card_payment_method,
+                intent_id=submission.payment_intent_id,
+            )
             try:
-                authorization = card_gateway.authorize(
-                    AuthorizationRequest(
-                        amount=amount,
-                        idempotency_key=card_idempotency_key(submission, amount),
-                        description=f"OneCart checkout for {user.username}",
-                        metadata={"onecart_validation_token": submission.validation_token},
-                        payment_token=submission.card_payment_method,
-                        intent_id=submission.payment_intent_id,
-                    )
+                authorization = _authorize_card(
+                    session_factory,
+                    card_gateway,
+                    request,
+                    user_id=user.id,
+                    validation_token=submission.validation_token,
                 )
-            except PaymentError as exc:
+            except PaymentDeclined as exc:
                 return CheckoutOutcome(OutcomeKind.REJECTED, message=exc.message)
+            except PaymentUnavailable as exc:
+                # Unknown is not refused: Stripe may hold money for this checkout. The sweeper
+                # resolves the hold (used by this form's order on a retry, or released).
+                record_hold_in_doubt(
+                    session_factory, user.id, submission.validation_token, request, exc.message
+                )
+                return CheckoutOutcome(OutcomeKind.IN_DOUBT, message=IN_DOUBT_MESSAGE)
 
         try:
-            order = _record_order(session, user, quote, submission, authorization)
+            order = record_order(
+                session,
+                user,
+                quote,
+                authorization=authorization,
+                shipping=submission.shipping,
+                payment_method=submission.payment_method,
+                validation_token=submission.validation_token,
+            )
             session.commit()
         except PaymentDeclined as exc:
             session.rollback()
@@ -405,23 +355,27 @@ def _submit_locked(
             # The order may be committed even though the commit raised (the connection dropped
             # after COMMIT was sent), or made by another submit of this form (the token is
             # unique). Ask the database before releasing the hold: a hold the order holds is
-            # never released, and when the database cannot answer, neither is this one (an
-            # uncaptured hold expires on its own; a released one cannot be captured).
+            # never released, and when the database cannot answer, neither is this one: it is
+            # left to the sweeper, which releases it unless an order uses it (card_holds).
             with contextlib.suppress(Exception):
                 session.rollback()
             try:
-                earlier = _recorded_order(session_factory, submission.validation_token)
-            except Exception:
+                earlier = recorded_order(session_factory, submission.validation_token)
+            except Exception as exc:
                 logger.exception(
-                    "checkout of user %s: cannot tell whether the order was recorded; its card "
-                    "hold is left to expire",
+                    "checkout of user %s: cannot tell whether the order was recorded",
                     submission.user_id,
+                )
+                _leave_hold_to_sweeper(
+                    session_factory, submission, card_request, authorization, str(exc)
                 )
                 raise
             if earlier is None or earlier.provider_reference != (
                 authorization.provider_reference if authorization else None
             ):
-                _release_authorization(card_gateway, authorization)
+                _release_authorization(
+                    session_factory, card_gateway, submission, card_request, authorization
+                )
             if earlier is not None:
                 return _existing_outcome(earlier, submission.user_id)
             raise
@@ -433,29 +387,29 @@ def _submit_locked(
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _RecordedOrder:
-    id: int
-    number: str
-    user_id: int
-    provider_reference: str | None
-
-
-def _recorded_order(
-    session_factory: sessionmaker[Session], validation_token: str
-) -> _RecordedOrder | None:
-    """The order committed for this token, read in a session of its own (the submit's session
-    may be unusable after a failed commit)."""
-    with session_factory() as session:
-        order = _existing_order(session, validation_token)
-        if order is None:
-            return None
-        return _RecordedOrder(
-            order.id,
-            order.number,
-            order.user_id,
-            order.payment.provider_reference if order.payment is not None else None,
-        )
+def _authorize_card(
+    session_factory: sessionmaker[Session],
+    gateway: PaymentGateway,
+    request: AuthorizationRequest,
+    *,
+    user_id: int,
+    validation_token: str,
+) -> Authorization:
+    """Hold the amount on the card. An answer that is not one (Stripe unreachable, a reply lost
+    after sending) is resolved by asking Stripe for the PaymentIntent before anything is said:
+    authorized → used; refused → PaymentDeclined; still unknown → PaymentUnavailable."""
+    try:
+        return gateway.authorize(request)
+    except PaymentUnavailable as exc:
+        logger.warning("card authorization %s in doubt: %s", request.idempotency_key, exc)
+        authorization, others_held = resolve_authorization_in_doubt(gateway, request)
+        if authorization is None:
+            raise
+        if others_held:
+            # Another hold with this key (a retry after Stripe forgot it): the sweeper releases
+            # every one no order uses.
+            record_hold_in_doubt(session_factory, user_id, validation_token, request, str(exc))
+        return authorization
 
 
 def _release_browser_intent(gateway: PaymentGateway | None, submission: CheckoutSubmission) -> None:
@@ -466,148 +420,49 @@ def _release_browser_intent(gateway: PaymentGateway | None, submission: Checkout
 
 
 def _release_authorization(
-    gateway: PaymentGateway | None, authorization: Authorization | None
+    session_factory: sessionmaker[Session],
+    gateway: PaymentGateway | None,
+    submission: CheckoutSubmission,
+    request: AuthorizationRequest | None,
+    authorization: Authorization | None,
 ) -> None:
-    """Give back a card hold whose order could not be written (nothing else references it)."""
+    """Give back a card hold whose order could not be written (nothing else references it);
+    one that cannot be released now is left to the sweeper, never silently."""
     if gateway is None or authorization is None:
         return
     try:
         gateway.void(authorization.provider_reference)
-    except PaymentError:
-        logger.exception(
-            "could not release %s; it expires on its own", authorization.provider_reference
-        )
+    except PaymentError as exc:
+        logger.warning("could not release %s: %s", authorization.provider_reference, exc)
+        _leave_hold_to_sweeper(session_factory, submission, request, authorization, exc.message)
 
 
-def _record_order(
-    session: Session,
-    user: User,
-    quote: CheckoutQuote,
+def _leave_hold_to_sweeper(
+    session_factory: sessionmaker[Session],
     submission: CheckoutSubmission,
+    request: AuthorizationRequest | None,
     authorization: Authorization | None,
-) -> Order:
-    """The one transaction: order, sub-orders, items, payment, outbox, cart, profile address."""
-    assert quote.total_minor is not None
-    shipping = submission.shipping
-    order = Order(
-        user_id=user.id,
-        status=OrderStatus.PROCESSING,
-        total_minor=quote.total_minor,
-        currency=quote.currency,
-        handoff_total_minor=quote.handoff_total_minor,
-        payment_method=submission.payment_method,
-        fx_rates={currency: str(rate) for currency, rate in quote.source_rates.items()},
-        fx_as_of=quote.rates_as_of,
-        validation_token=submission.validation_token,
-        email=user.email,
-        phone=shipping.phone.strip(),
-        ship_name=shipping.name.strip(),
-        ship_line1=shipping.line1.strip(),
-        ship_line2=shipping.line2.strip(),
-        ship_city=shipping.city.strip(),
-        ship_postal_code=shipping.postal_code.strip(),
-        ship_country=shipping.country.strip().upper(),
-    )
-    session.add(order)
-    session.flush()
-
-    # Every line of the order leaves the cart: placed ones and hand-offs alike.
-    purchased: list[int] = []
-    placements: list[tuple[int, MarketplaceOrder]] = []
-    for group in quote.groups:
-        if group.amount_minor is None or group.charge_minor is None:
-            raise CheckoutError(f"Missing exchange rate for {group.name}.")
-        sub_order = MarketplaceOrder(
-            order_id=order.id,
-            marketplace_id=group.marketplace_id,
-            status=SubOrderStatus.HANDOFF if group.handoff else SubOrderStatus.PENDING,
-            amount_minor=group.amount_minor,
-            currency=group.marketplace_currency,
-            charge_minor=0 if group.handoff else group.charge_minor,
-            charge_currency=quote.currency,
-            idempotency_key=f"onecart-{order.relation_token}-{group.slug}",
+    error: str,
+) -> None:
+    """Record a card hold this submit could not settle as a hold in doubt (by its intent id):
+    the sweeper keeps it if an order uses it, else releases it. With the database unreachable
+    the record may fail too: the hold then expires uncaptured (logged)."""
+    if request is None or authorization is None:
+        return
+    try:
+        record_hold_in_doubt(
+            session_factory,
+            submission.user_id,
+            submission.validation_token,
+            request,
+            error,
+            intent_id=authorization.provider_reference,
         )
-        session.add(sub_order)
-        session.flush()
-        for line in group.lines:
-            session.add(
-                OrderItem(
-                    order_id=order.id,
-                    sub_order_id=sub_order.id,
-                    product_id=line.product_id,
-                    external_id=line.external_id,
-                    title=line.title[:300],
-                    product_url=line.product_url,
-                    image_url=line.image_url,
-                    quantity=line.quantity,
-                    unit_price_minor=line.unit_price_minor,
-                    currency=line.currency,
-                    charge_minor=0 if group.handoff else (line.charge_minor or 0),
-                    handoff_status=HandoffItemStatus.TO_BUY if group.handoff else None,
-                )
-            )
-            purchased.append(line.product_id)
-        if not group.handoff:
-            placements.append((group.marketplace_id, sub_order))
-
-    amount = Money(quote.total_minor, quote.currency)
-    if submission.payment_method == PaymentMethod.WALLET:
-        wallet_authorization = WalletGateway(session, user).authorize(
-            AuthorizationRequest(
-                amount=amount,
-                idempotency_key=f"checkout-{submission.validation_token}",
-                description=f"Order {order.number}",
-            )
+    except Exception:
+        logger.exception(
+            "card hold %s could not be recorded for the sweeper; it expires uncaptured",
+            authorization.provider_reference,
         )
-        payment = Payment(
-            order_id=order.id,
-            method=PaymentMethod.WALLET,
-            status=PaymentStatus.CAPTURED,
-            currency=amount.currency,
-            amount_minor=wallet_authorization.amount_minor,
-            captured_minor=wallet_authorization.amount_minor,
-            provider_reference=wallet_authorization.provider_reference,
-        )
-    else:
-        assert authorization is not None
-        payment = Payment(
-            order_id=order.id,
-            method=PaymentMethod.STRIPE,
-            status=PaymentStatus.AUTHORIZED,
-            currency=authorization.currency,
-            amount_minor=authorization.amount_minor,
-            captured_minor=0,
-            provider_reference=authorization.provider_reference,
-        )
-    if payment.amount_minor != order.total_minor or payment.currency != order.currency:
-        raise CheckoutError("The payment does not match the order total; nothing was recorded.")
-    session.add(payment)
-    # Slowest marketplaces first: the outbox is dispatched in id order.
-    expected = expected_placement_seconds(session, [market for market, _ in placements])
-    for _market, sub_order in sorted(placements, key=lambda item: -expected[item[0]]):
-        session.add(
-            OutboxMessage(
-                topic=OutboxTopic.PLACE_SUB_ORDER, order_id=order.id, sub_order_id=sub_order.id
-            )
-        )
-        session.flush()
-    if purchased:
-        session.execute(
-            sa.delete(CartItem).where(
-                CartItem.user_id == user.id, CartItem.product_id.in_(purchased)
-            )
-        )
-    save_shipping_to_profile(user, shipping)
-    markets = ", ".join(group.name for group in quote.orderable_groups)
-    notify(
-        session,
-        order,
-        "order_received",
-        f"We received order {order.number} ({format_money(amount.minor, amount.currency)}) "
-        f"and are placing it with {markets}.",
-    )
-    session.flush()
-    return order
 
 
 def new_checkout_token() -> str:

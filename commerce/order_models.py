@@ -555,3 +555,25 @@ class ProcessedWebhookEvent(Base):
     event_type: Mapped[str] = mapped_column(sa.String(80))
     outcome: Mapped[str] = mapped_column(sa.String(200), default="")
     received_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class CardHoldInDoubt(Base):
+    """A card authorization whose outcome checkout could not learn (Stripe unreachable, reply
+    lost): no order was written, yet Stripe may hold money on the card. The sweeper asks Stripe
+    (commerce.card_holds) and releases the hold unless an order of the same checkout uses it."""
+
+    __tablename__ = "card_holds_in_doubt"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    validation_token: Mapped[str] = mapped_column(sa.String(64))
+    # The authorization's idempotency key, also in the PaymentIntent's metadata (its lookup).
+    idempotency_key: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    # Known when the browser confirmed the PaymentIntent (Stripe.js) before the submit.
+    intent_id: Mapped[str | None] = mapped_column(sa.String(120))
+    amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    resolved_at: Mapped[datetime | None] = mapped_column(index=True)
+    resolution: Mapped[str | None] = mapped_column(sa.String(200))
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))

@@ -23,7 +23,7 @@ transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -76,6 +76,9 @@ class _Plan:
     request: OrderRequest
     marketplace_name: str
     cancel_requested: bool
+    # No attempt can have been sent before the sub-order existed: a marketplace that can only
+    # search a window of recent orders must cover this moment to say "no such order".
+    sent_since: datetime
 
 
 def _plan(sub_order: MarketplaceOrder) -> _Plan:
@@ -109,6 +112,7 @@ def _plan(sub_order: MarketplaceOrder) -> _Plan:
         ),
         marketplace_name=sub_order.marketplace.name,
         cancel_requested=order.cancel_requested_at is not None,
+        sent_since=sub_order.created_at,
     )
 
 
@@ -126,12 +130,12 @@ def honours_idempotency_keys(adapter: MarketplaceAdapter) -> bool:
 
 
 def _ask_marketplace(
-    adapter: MarketplaceAdapter, reference: str
+    adapter: MarketplaceAdapter, reference: str, sent_since: datetime
 ) -> PlacedOrder | _Unaskable | None:
     """find_order: the order, None (the marketplace confirms it holds none) or UNASKABLE.
     MarketplaceError (it could not answer) propagates: the outcome stays unknown."""
     try:
-        return adapter.find_order(reference)
+        return adapter.find_order(reference, sent_since=sent_since)
     except Unsupported:
         return UNASKABLE
 
@@ -165,7 +169,7 @@ def place_sub_order(
     in_doubt = claim.in_doubt
     if in_doubt:
         try:
-            found = _ask_marketplace(adapter, reference)
+            found = _ask_marketplace(adapter, reference, plan.sent_since)
         except MarketplaceError as exc:
             # The marketplace cannot answer yet; nothing is placed or refunded meanwhile.
             return _unknown(
@@ -176,6 +180,7 @@ def place_sub_order(
                 final_attempt=final_attempt,
                 adapter=adapter,
                 reference=reference,
+                sent_since=plan.sent_since,
                 gateway_for=gateway_for,
                 overcharge_tolerance_bps=overcharge_tolerance_bps,
                 probe=False,
@@ -233,6 +238,7 @@ def place_sub_order(
                 final_attempt=final_attempt,
                 adapter=adapter,
                 reference=reference,
+                sent_since=plan.sent_since,
                 gateway_for=gateway_for,
                 overcharge_tolerance_bps=overcharge_tolerance_bps,
                 probe=True,
@@ -248,6 +254,7 @@ def place_sub_order(
                     final_attempt=final_attempt,
                     adapter=adapter,
                     reference=reference,
+                    sent_since=plan.sent_since,
                     gateway_for=gateway_for,
                     overcharge_tolerance_bps=overcharge_tolerance_bps,
                     probe=False,
@@ -295,6 +302,7 @@ def _unknown(
     final_attempt: bool,
     adapter: MarketplaceAdapter,
     reference: str,
+    sent_since: datetime,
     gateway_for: GatewayProvider,
     overcharge_tolerance_bps: int,
     probe: bool,
@@ -304,7 +312,7 @@ def _unknown(
     if final_attempt:
         found: PlacedOrder | _Unaskable | MarketplaceError | None
         try:
-            found = _ask_marketplace(adapter, reference) if probe else None
+            found = _ask_marketplace(adapter, reference, sent_since) if probe else None
         except MarketplaceError as exc:
             found = exc
         if isinstance(found, PlacedOrder):

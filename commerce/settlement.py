@@ -10,7 +10,7 @@ the provider before doing anything else.
   unknown outcome stays `processing` and is looked up by its idempotency key later.
 - The card is captured once no sub-order is in flight, for exactly the placed shares, with one
   idempotency key per PaymentIntent and amount. Any error is followed by retrieving the
-  PaymentIntent: captured → recorded (with Stripe's amount), still authorized → back to authorized (a refusal
+  PaymentIntent: captured → recorded (with Stripe's amount; another amount than asked flags the order), still authorized → back to authorized (a refusal
   for good: failed, flagged, the shopper told), unreachable → `reconciling` for the sweeper.
 
 Calls to payment providers never run inside an open DB transaction.
@@ -47,6 +47,7 @@ from commerce.payments.gateway import (
     PaymentError,
     ProviderPaymentState,
     ProviderStatus,
+    floor_card_amount,
 )
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.refunds import (
@@ -188,8 +189,14 @@ def compensate_sub_order(
 def adjust_share(
     session: Session, sub_order: MarketplaceOrder, kept_charge_minor: int, *, reason: str
 ) -> Refund | None:
-    """Keep only `kept_charge_minor` of a placed sub-order's share and refund the rest (once)."""
-    kept = max(0, min(kept_charge_minor, sub_order.charge_minor))
+    """Keep only `kept_charge_minor` of a placed sub-order's share and refund the rest (once).
+
+    What is kept is rounded DOWN to the card amount step (payments.gateway.floor_card_amount):
+    the shopper never pays more than the marketplace accepted, and both the capture (the kept
+    shares) and this refund stay amounts Stripe accepts in three-decimal currencies."""
+    kept = floor_card_amount(
+        max(0, min(kept_charge_minor, sub_order.charge_minor)), sub_order.charge_currency
+    )
     sub_order.accepted_charge_minor = kept
     difference = sub_order.charge_minor - kept
     if difference <= 0:
@@ -411,7 +418,8 @@ def finish_settlement(
     captured_minor: int | None = None,
 ) -> None:
     """capturing/reconciling → captured (or voided); the shares left out of the capture count as
-    released. `captured_minor` is the provider's own figure when it is known."""
+    released. `captured_minor` is the provider's own figure when it is known; one that differs
+    from the amount asked is recorded and puts the order on the operator's list."""
     with session_factory() as session, session.begin():
         order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
         assert order_id is not None
@@ -426,7 +434,18 @@ def finish_settlement(
         if not captured:
             payment.captured_minor = 0
         elif captured_minor is not None:
+            asked_minor = payment.captured_minor
             payment.captured_minor = captured_minor
+            if captured_minor != asked_minor:
+                # Stripe's figure is the truth for the books, but a capture of another amount
+                # than the placed shares means the shopper paid more (or the marketplaces less)
+                # than the order says: an operator must look, nothing is corrected silently.
+                flag_order(
+                    payment.order,
+                    f"Stripe captured {format_money(captured_minor, payment.currency)}, not the "
+                    f"{format_money(asked_minor, payment.currency)} asked for: check the card "
+                    "payment against the placed shares.",
+                )
         released = payment.amount_minor - payment.captured_minor
         for refund in payment.refunds:
             # Releases were recorded before the capture was claimed, so their shares were left

@@ -7,6 +7,8 @@
   before placing anything;
 - sub-orders left `pending` with no job in sight for too long (Redis lost its queue) likewise;
 - payments whose capture or void has an unknown outcome are resolved from the provider's record;
+- card holds whose authorization at checkout had an unknown outcome are resolved from Stripe's
+  record: kept when an order uses them, released otherwise (commerce.card_holds);
   card refunds whose provider call started long ago and never ended are looked up by their key;
 - card payments whose sub-orders are all settled but were never captured are settled; pending
   refunds are retried; notification e-mails that failed are retried.
@@ -25,6 +27,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.card_holds import CardGatewayFactory, resolve_holds_in_doubt
 from commerce.models import utc_now
 from commerce.order_models import (
     UNSETTLED_SUB_ORDER_STATUSES,
@@ -38,7 +41,11 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.payments.providers import (
+    GatewayProvider,
+    card_gateway_from_settings,
+    gateway_for_payment,
+)
 from commerce.settlement import (
     process_refunds,
     reconcile_payments,
@@ -64,6 +71,8 @@ class SweepPolicy:
     refund_processing_after: timedelta = timedelta(minutes=10)
     # A reconciling sub-order no job touched for this long gets a new placement job.
     reconcile_after: timedelta = timedelta(minutes=1)
+    # A card hold in doubt is left to its checkout this long (commerce.card_holds).
+    hold_in_doubt_after: timedelta = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +88,7 @@ class SweepReport:
     refunds_reconciled: int = 0
     settled: int = 0
     refunds: int = 0
+    holds_resolved: int = 0
 
 
 def dispatch_outbox(
@@ -269,6 +279,7 @@ def sweep(
     *,
     policy: SweepPolicy = SweepPolicy(),
     gateway_for: GatewayProvider = gateway_for_payment,
+    card_gateway: CardGatewayFactory = card_gateway_from_settings,
 ) -> SweepReport:
     """One pass of every repair above; safe to run any number of times, anywhere."""
     with session_factory() as session:
@@ -287,6 +298,9 @@ def sweep(
     )
     refunds_reconciled = reconcile_refunds(
         session_factory, older_than=policy.refund_processing_after, gateway_for=gateway_for
+    )
+    holds_resolved = resolve_holds_in_doubt(
+        session_factory, card_gateway, older_than=policy.hold_in_doubt_after
     )
     with session_factory() as session:
         unsettled = find_unsettled_payments(session)
@@ -317,4 +331,5 @@ def sweep(
         refunds_reconciled=refunds_reconciled,
         settled=settled,
         refunds=refunds,
+        holds_resolved=holds_resolved,
     )

@@ -15,6 +15,25 @@ from typing import Protocol
 from commerce.order_models import PaymentMethod
 from onecart.money import Money
 
+# Stripe takes amounts in these three-decimal currencies only in steps of 10 minor units (the
+# last digit must be 0), for charges, captures and refunds alike
+# (https://docs.stripe.com/currencies#three-decimal). Every other currency: any minor unit.
+CARD_AMOUNT_STEPS: dict[str, int] = {"BHD": 10, "JOD": 10, "KWD": 10, "OMR": 10, "TND": 10}
+
+
+def card_amount_step(currency: str) -> int:
+    """The smallest card amount step in `currency` (10 for BHD, JOD, KWD, OMR, TND, else 1)."""
+    return CARD_AMOUNT_STEPS.get(currency.upper(), 1)
+
+
+def floor_card_amount(minor: int, currency: str) -> int:
+    """`minor` rounded DOWN to the card amount step: the rounding rule wherever a card amount is
+    quoted or kept. Always down, so the shopper is never charged more than the exact price (we
+    absorb at most 9 fils a line); and since every share is then a whole number of steps, any
+    sum of shares (a partial capture) and any difference (a refund) is one too."""
+    step = card_amount_step(currency)
+    return minor - minor % step
+
 
 class PaymentError(Exception):
     """A payment operation that did not happen; `message` is fit for the shopper."""
@@ -112,4 +131,9 @@ class PaymentGateway(Protocol):
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
         """The provider's current record of the payment."""
+        ...
+
+    def find_authorizations(self, idempotency_key: str) -> list[ProviderPaymentState]:
+        """The payments authorizations with this key made, empty when the provider shows none
+        (resolves an authorization whose reply was lost; see commerce.card_holds)."""
         ...

@@ -24,4 +24,10 @@ def gateway_for_payment(session: Session, payment: Payment) -> PaymentGateway:
         user = session.get(User, order.user_id)
         assert user is not None
         return WalletGateway(session, user)
+    return card_gateway_from_settings()
+
+
+def card_gateway_from_settings() -> PaymentGateway:
+    """The card gateway (Stripe) from the settings, for work on no stored payment (holds in
+    doubt, commerce.card_holds)."""
     return StripeGateway(stripe_client_from_settings(get_settings()))

@@ -44,6 +44,9 @@ STRIPE_WORST_CALL_S = STRIPE_REQUEST_TIMEOUT_S * (STRIPE_NETWORK_RETRIES + 1) + 
 )
 # The refund's metadata key holding our idempotency key (find_refund looks it up).
 REFUND_KEY_METADATA = "onecart_refund_key"
+# The PaymentIntent's metadata key holding the authorization's idempotency key
+# (find_authorizations looks it up when the reply to the create was lost).
+AUTHORIZATION_KEY_METADATA = "onecart_authorization_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +158,11 @@ class StripeGateway:
             "capture_method": "manual",
             "confirm": True,
             # Metadata ties the intent to the checkout (localstripe rejects `description`).
-            "metadata": {**request.metadata, "onecart_description": request.description},
+            "metadata": {
+                **request.metadata,
+                "onecart_description": request.description,
+                AUTHORIZATION_KEY_METADATA: request.idempotency_key,
+            },
         }
         try:
             intent = self.client.v1.payment_intents.create(
@@ -319,28 +326,52 @@ class StripeGateway:
         with contextlib.suppress(PaymentError):
             self.void(provider_reference)
 
+    def find_authorizations(self, idempotency_key: str) -> list[ProviderPaymentState]:
+        """The PaymentIntents authorizations with this key made, found by the key in their
+        metadata (Stripe's search; more than one only when a retry came after Stripe forgot the
+        key). Stripe's search can lag writes by about a minute, so an empty answer right after
+        the authorization proves nothing: commerce.card_holds believes it only long after."""
+        query = f"metadata['{AUTHORIZATION_KEY_METADATA}']:'{idempotency_key}'"
+        try:
+            found = self.client.v1.payment_intents.search(params={"query": query, "limit": 100})
+        except stripe.StripeError as exc:
+            raise _translate(exc, "looked up") from exc
+        return [
+            _intent_state(intent)
+            for intent in found.data
+            if (intent.metadata.to_dict() if intent.metadata else {}).get(
+                AUTHORIZATION_KEY_METADATA
+            )
+            == idempotency_key
+        ]
+
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
         """The PaymentIntent's status in our words."""
         try:
             intent = self.client.v1.payment_intents.retrieve(provider_reference)
         except stripe.StripeError as exc:
             raise _translate(exc, "looked up") from exc
-        status = {
-            "requires_capture": ProviderStatus.AUTHORIZED,
-            "succeeded": ProviderStatus.CAPTURED,
-            "canceled": ProviderStatus.CANCELED,
-            "processing": ProviderStatus.PENDING,
-        }.get(str(intent.status), ProviderStatus.FAILED)
-        amount = int(intent.amount)
-        received_field = intent.to_dict().get("amount_received")
-        received = int(received_field or 0)
-        return ProviderPaymentState(
-            provider_reference=intent.id,
-            status=status,
-            amount_minor=amount,
-            # What was actually captured (a partial capture releases the rest).
-            captured_minor=(received or amount) if status == ProviderStatus.CAPTURED else 0,
-            refunded_minor=0,
-            currency=str(intent.currency).upper(),
-            captured_exact=received_field is not None,
-        )
+        return _intent_state(intent)
+
+
+def _intent_state(intent: Any) -> ProviderPaymentState:
+    """A PaymentIntent in our words."""
+    status = {
+        "requires_capture": ProviderStatus.AUTHORIZED,
+        "succeeded": ProviderStatus.CAPTURED,
+        "canceled": ProviderStatus.CANCELED,
+        "processing": ProviderStatus.PENDING,
+    }.get(str(intent.status), ProviderStatus.FAILED)
+    amount = int(intent.amount)
+    received_field = intent.to_dict().get("amount_received")
+    received = int(received_field or 0)
+    return ProviderPaymentState(
+        provider_reference=intent.id,
+        status=status,
+        amount_minor=amount,
+        # What was actually captured (a partial capture releases the rest).
+        captured_minor=(received or amount) if status == ProviderStatus.CAPTURED else 0,
+        refunded_minor=0,
+        currency=str(intent.currency).upper(),
+        captured_exact=received_field is not None,
+    )

@@ -85,6 +85,11 @@ class WalletGateway:
         )
         return entry
 
+    def find_authorizations(self, idempotency_key: str) -> list[ProviderPaymentState]:
+        """Never in doubt: the wallet debit is written in the order's own transaction, so it
+        exists exactly when the order does."""
+        return []
+
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
         """The debit and the credits recorded against it, from the ledger."""
         debit = self.session.scalar(

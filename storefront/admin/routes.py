@@ -20,7 +20,7 @@ from commerce.marketplace_admin import (
     update_marketplace,
 )
 from commerce.models import Marketplace
-from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_models import CardHoldInDoubt, MarketplaceOrder, Order, SubOrderStatus
 from storefront.admin.forms import MarketplaceForm
 from storefront.database import db_session, session_factory
 from storefront.extensions import login_manager
@@ -156,8 +156,9 @@ def enable_marketplace(marketplace_id: int) -> Response:
 
 @bp.get("/attention")
 def attention() -> str:
-    """Sub-orders whose placement outcome is unknown on a marketplace that cannot be asked, and
-    orders flagged for an operator (a capture or refund refused for good), with the facts."""
+    """Sub-orders whose placement outcome is unknown on a marketplace that cannot be asked,
+    orders flagged for an operator (a capture or refund refused for good), and card holds in
+    doubt the sweeper has not resolved yet (commerce.card_holds), with the facts."""
     db = db_session()
     sub_orders = list(
         db.scalars(
@@ -180,7 +181,17 @@ def attention() -> str:
             .limit(200)
         )
     )
-    return render_template("admin/attention.html", sub_orders=sub_orders, flagged=flagged)
+    holds = list(
+        db.scalars(
+            sa.select(CardHoldInDoubt)
+            .where(CardHoldInDoubt.resolved_at.is_(None))
+            .order_by(CardHoldInDoubt.created_at)
+            .limit(200)
+        )
+    )
+    return render_template(
+        "admin/attention.html", sub_orders=sub_orders, flagged=flagged, holds=holds
+    )
 
 
 @bp.post("/attention/<int:sub_order_id>/placed")

@@ -239,7 +239,8 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
         if field is not None:
             field.errors = [message]
     db_session().expire_all()
-    status = 409 if outcome.kind == OutcomeKind.CHANGED else 422
+    # A payment being checked is no error of the form: accepted, the outcome follows.
+    status = {OutcomeKind.CHANGED: 409, OutcomeKind.IN_DOUBT: 202}.get(outcome.kind, 422)
     return _render(form, outcome=outcome, status=status)
 
 

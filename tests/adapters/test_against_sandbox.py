@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -355,7 +356,8 @@ def test_place_replay_find_status_cancel(
     if slug in TRACKABLE:
         found = adapter.find_order(request.reference)
         assert found is not None and found.marketplace_order_id == placed.marketplace_order_id
-        assert adapter.find_order(f"{request.reference}-never-placed") is None
+        never = f"{request.reference}-never-placed"
+        assert adapter.find_order(never, sent_since=datetime.now(UTC)) is None
         state = adapter.order_status(placed.marketplace_order_id)
         assert state.marketplace_order_id == placed.marketplace_order_id
         assert state.status in (OrderStatus.PENDING, OrderStatus.PROCESSING)

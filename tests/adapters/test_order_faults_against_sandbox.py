@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -359,5 +360,5 @@ def test_a_lagging_search_hides_a_new_shopify_order_but_not_a_woocommerce_one(
     request = request_for(offers["kiondo"])
     placed = woo.place_order(request)
     # WooCommerce's search misses it too, but the listing of the window reads the database.
-    found = woo.find_order(request.reference)
+    found = woo.find_order(request.reference, sent_since=datetime.now(UTC))
     assert found is not None and found.marketplace_order_id == placed.marketplace_order_id

@@ -6,6 +6,7 @@ answers "no such order" after listing every order of its look-back window."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from adapters.accepted import line_quantity, order_money, unit_from_total
 from adapters.base import (
     AcceptedLine,
+    CannotConfirmAbsence,
     NotFound,
     OrderLine,
     OrderRequest,
@@ -26,7 +28,7 @@ from adapters.base import (
 from adapters.dummyjson import DummyJsonAdapter
 from adapters.fakestore import FakeStoreAdapter
 from adapters.shopify import ShopifyAdapter
-from adapters.woocommerce import MAX_SCAN_PAGES
+from adapters.woocommerce import MAX_SCAN_PAGES, SEND_TIME_MARGIN
 from tests.adapters.configs import RecordingTransport, marketplace_config
 from tests.adapters.test_shopify_orders import REQUEST as SHOPIFY_REQUEST
 from tests.adapters.test_shopify_orders import FakeShopifyAdmin, order_node
@@ -182,7 +184,7 @@ def test_woocommerce_find_order_lists_the_window_when_search_does_not_cover_meta
         return httpx.Response(200, json=page_one if params["page"] == "1" else page_two)
 
     adapter, transport = woo(handler)
-    found = adapter.find_order("oc-ref-0002")
+    found = adapter.find_order("oc-ref-0002", sent_since=datetime.now(UTC))
     assert found is not None and found.marketplace_order_id == "801"
     listing = transport.requests[1].url.params
     assert listing["dates_are_gmt"] == "true" and listing["order"] == "asc"
@@ -192,7 +194,7 @@ def test_woocommerce_find_order_lists_the_window_when_search_does_not_cover_meta
 
 def test_woocommerce_find_order_is_none_only_after_the_whole_window() -> None:
     adapter, transport = woo(lambda request: httpx.Response(200, json=[woo_order(meta_data=[])]))
-    assert adapter.find_order("oc-ref-0002") is None
+    assert adapter.find_order("oc-ref-0002", sent_since=datetime.now(UTC)) is None
     assert len(transport.requests) == 2  # search, then one short page of the window
 
 
@@ -200,8 +202,41 @@ def test_woocommerce_find_order_with_too_many_orders_cannot_confirm_absence() ->
     full = [woo_order(id=n, meta_data=[]) for n in range(100)]
     adapter, transport = woo(lambda request: httpx.Response(200, json=full))
     with pytest.raises(Transient):
-        adapter.find_order("oc-ref-0002")
+        adapter.find_order("oc-ref-0002", sent_since=datetime.now(UTC))
     assert len(transport.requests) == 1 + MAX_SCAN_PAGES
+
+
+def test_woocommerce_find_order_lists_from_the_first_attempt_less_a_margin() -> None:
+    adapter, transport = woo(lambda request: httpx.Response(200, json=[]))
+    first_sent = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
+    now = first_sent + timedelta(hours=1)
+    adapter.order_lookback = now - first_sent + timedelta(days=1)  # covers it
+    assert adapter.find_order("oc-ref-0002", sent_since=first_sent) is None
+    listed_from = transport.requests[1].url.params["after"]
+    assert listed_from == (first_sent - SEND_TIME_MARGIN).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@pytest.mark.parametrize(
+    "sent_since",
+    [datetime.now(UTC) - timedelta(hours=100), None],
+    ids=["older-than-the-lookback", "not-given"],
+)
+def test_woocommerce_cannot_confirm_absence_outside_its_lookback(
+    sent_since: datetime | None,
+) -> None:
+    # A placement in doubt reconciled after the 72 h look-back: an empty listing of the last
+    # 72 h does not prove the first attempt made no order, so "not found" would place it twice.
+    adapter, transport = woo(lambda request: httpx.Response(200, json=[]))
+    with pytest.raises(CannotConfirmAbsence):
+        adapter.find_order("oc-ref-0002", sent_since=sent_since)
+    assert [r.url.params.get("search") for r in transport.requests] == ["oc-ref-0002"]
+
+
+def test_woocommerce_finds_an_old_order_its_search_covers() -> None:
+    hit = [woo_order(id=728)]
+    adapter, _ = woo(lambda request: httpx.Response(200, json=hit))
+    found = adapter.find_order("oc-ref-0002", sent_since=datetime.now(UTC) - timedelta(days=30))
+    assert found is not None and found.marketplace_order_id == "728"
 
 
 # --- DummyJSON and Fake Store --------------------------------------------------------------

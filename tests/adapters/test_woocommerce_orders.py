@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -124,7 +125,7 @@ def test_find_order_filters_search_results_on_the_reference_meta() -> None:
 
 def test_find_order_without_a_match_is_none() -> None:
     adapter, _ = woo(lambda request: httpx.Response(200, json=[]))
-    assert adapter.find_order("oc-ref-0002") is None
+    assert adapter.find_order("oc-ref-0002", sent_since=datetime.now(UTC)) is None
 
 
 def test_order_status_reads_shipment_tracking_meta() -> None:

@@ -244,6 +244,9 @@ class Shop:
     cron: WorkerProcess | None = None
     # Workers, cron and app on another Redis (a test's own server, to restart it).
     redis_url_override: str | None = None
+    # Orders a test knowingly leaves off balance (Stripe's books disagree with ours, the anomaly
+    # an operator must resolve): the teardown check skips them, but only while they are flagged.
+    unbalanced_orders: set[str] = field(default_factory=set)
 
     @property
     def redis_url(self) -> str:
@@ -698,6 +701,8 @@ def shop(
             problems: list[str] = []
             with shop.session() as session:
                 for order in session.scalars(sa.select(Order)):
+                    if order.number in shop.unbalanced_orders and order.attention_reason:
+                        continue
                     problems += order_books_problems(session, order)
                     problems += stripe_books_problems(order)
                 for user in session.scalars(sa.select(User)):

@@ -30,6 +30,7 @@ ORDER_TABLES = {
     "outbox_messages",
     "checkout_locks",
     "processed_webhook_events",
+    "card_holds_in_doubt",
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import stripe
 
-from commerce.payments.gateway import PaymentDeclined, PaymentUnavailable
+from commerce.payments.gateway import PaymentDeclined, PaymentUnavailable, ProviderStatus
 from commerce.payments.stripe_gateway import StripeGateway
 from onecart.money import Money
 
@@ -152,3 +152,26 @@ def test_a_capture_retried_for_the_same_amount_reuses_its_key_another_amount_get
     gateway.capture("pi_canned", Money(600, "USD"))
     first, again, smaller = (key for _method, _url, key in http[0].sent)
     assert first == again and first != smaller
+
+
+def test_an_authorization_is_found_by_its_key_in_the_intents_metadata() -> None:
+    mine = {
+        **_intent("requires_capture", received=0),
+        "metadata": {"onecart_authorization_key": "k1"},
+    }
+    other = {**mine, "id": "pi_other", "metadata": {"onecart_authorization_key": "k2"}}
+    http: list[CannedHttp] = []
+    listing = {
+        "object": "search_result",
+        "data": [other, mine],
+        "has_more": False,
+        "url": "/v1/payment_intents/search",
+    }
+    [found] = _gateway(200, listing, http).find_authorizations("k1")
+    assert (found.provider_reference, found.status) == ("pi_canned", ProviderStatus.AUTHORIZED)
+    assert "/v1/payment_intents/search" in http[0].sent[0][1]
+
+
+def test_an_unreadable_search_reply_is_unknown_not_absent() -> None:
+    with pytest.raises(PaymentUnavailable):
+        _gateway(200, "<html>gateway</html>").find_authorizations("k1")

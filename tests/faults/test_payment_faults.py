@@ -277,3 +277,54 @@ def test_capture_refused_for_good_fails_the_payment_flags_the_order_and_tells_th
     assert (refund.kind, refund.status) == (RefundKind.RELEASE, RefundStatus.SUCCEEDED)
     assert RefusesCapture.captures == 1
     check_invariants(shop)
+
+
+class CapturesOtherAmount:
+    """A gateway whose capture reply is lost and whose PaymentIntent then reports a captured
+    amount other than the one asked (what localstripe cannot report: it has no amount_received)."""
+
+    def __init__(self, inner: PaymentGateway) -> None:
+        self.inner = inner
+        self.method = inner.method
+
+    def capture(self, provider_reference: str, amount: Money) -> None:
+        self.inner.capture(provider_reference, amount)
+        raise PaymentUnavailable("timed out after sending the capture")
+
+    def retrieve(self, provider_reference: str) -> ProviderPaymentState:
+        state = self.inner.retrieve(provider_reference)
+        return ProviderPaymentState(
+            provider_reference,
+            state.status,
+            state.amount_minor,
+            state.captured_minor - 100,
+            0,
+            state.currency,
+            captured_exact=True,
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_capture_of_another_amount_than_asked_records_stripes_figure_and_flags_the_order(
+    shop: Shop,
+) -> None:
+    order = _card_order(shop, [("shopwave", 6, 1)])
+
+    def other_amount(session: Session, payment: Payment) -> PaymentGateway:
+        return CapturesOtherAmount(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+    _place_all(shop, order, other_amount)
+
+    payment = _payment(shop, order)
+    assert payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == payment.amount_minor - 100  # Stripe's figure
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "not the" in flagged.attention_reason
+    assert "captured" in flagged.attention_reason
+    admin = shop.make_user(is_admin=True)
+    page = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
+    assert order.number in page
+    # Our books now hold Stripe's figure while the shares say otherwise: that is the operator's.
+    shop.unbalanced_orders.add(order.number)

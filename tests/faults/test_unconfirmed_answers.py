@@ -7,6 +7,7 @@ with the invariants (tests/faults/conftest.py)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,9 +25,10 @@ from adapters.base import (
 from adapters.registry import build_adapter
 from commerce.cancellation import CancelOutcome, cancel_on_marketplace
 from commerce.marketplace_access import adapter_for_marketplace, marketplace_config
-from commerce.models import Marketplace
+from commerce.models import Marketplace, utc_now
 from commerce.order_models import (
     PLACED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
     Refund,
     SubOrderStatus,
 )
@@ -208,3 +210,81 @@ def test_an_order_found_cancelled_by_reference_is_not_taken_for_a_placement(
     payment = shop.order(order.number).payment
     assert payment is not None and payment.captured_minor == 0  # voided, never captured
     check_invariants(shop)
+
+
+class RecordsFindOrder:
+    """The real adapter, remembering the `sent_since` each find_order was given."""
+
+    def __init__(self, inner: MarketplaceAdapter) -> None:
+        self.inner = inner
+        self.placements = 0
+        self.sent_since: list[datetime | None] = []
+
+    def place_order(self, request: OrderRequest) -> PlacedOrder:
+        self.placements += 1
+        self.inner.place_order(request)
+        raise OutcomeUnknown("reply lost after the order was created", marketplace="test")
+
+    def find_order(
+        self, reference: str, *, sent_since: datetime | None = None
+    ) -> PlacedOrder | None:
+        self.sent_since.append(sent_since)
+        return self.inner.find_order(reference, sent_since=sent_since)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_placement_in_doubt_older_than_the_woocommerce_lookback_goes_to_an_operator(
+    shop: Shop,
+) -> None:
+    """WooCommerce's find_order lists only the last `order_lookback_hours`: for an attempt whose
+    first send may be older, an empty listing proves nothing, so it is never taken for "no such
+    order" (that would place the order twice)."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 2, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    [sub] = order.charged_sub_orders
+    adapters: dict[int, RecordsFindOrder] = {}
+
+    def adapter_for(marketplace: Marketplace) -> MarketplaceAdapter:
+        if marketplace.id not in adapters:
+            options = {"retry_unknown_writes": False, "order_lookback_hours": 72}
+            adapters[marketplace.id] = RecordsFindOrder(
+                build_adapter(marketplace_config(marketplace, options))
+            )
+        return adapters[marketplace.id]  # type: ignore[return-value]
+
+    first = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for, final_attempt=False
+    )
+    assert first == PlacementResult.RETRY
+    # The reconciliation runs four days after the first send; the store's search does not see
+    # the order (core WooCommerce search ignores meta), so only the listing could tell.
+    created = utc_now() - timedelta(hours=96)
+    with shop.session() as session, session.begin():
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == sub.id)
+            .values(created_at=created)
+        )
+    shop.knobs("kiondo", search_lag_ms=60_000)
+    try:
+        second = place_sub_order(
+            shop.session_factory, sub.id, adapter_for=adapter_for, final_attempt=False
+        )
+    finally:
+        shop.knobs("kiondo", search_lag_ms=0)
+
+    assert second == PlacementResult.NEEDS_ATTENTION
+    [adapter] = adapters.values()
+    assert adapter.placements == 1
+    [asked_since] = adapter.sent_since
+    assert asked_since is not None
+    assert abs(asked_since.replace(tzinfo=None) - created.replace(tzinfo=None)) < timedelta(
+        seconds=1
+    )
+    sub = shop.sub_order(order, "kiondo")
+    assert sub.status == SubOrderStatus.NEEDS_ATTENTION
+    assert len(held_orders(shop, "kiondo", sub, order)) == 1
+    assert _refunds(shop, sub.id) == []

@@ -1,0 +1,242 @@
+"""A card authorization whose outcome is unknown at checkout is not a refusal: Stripe is asked for
+the PaymentIntent before the shopper is told anything, and a hold that cannot be told is recorded
+and later used or released by the sweeper (commerce.card_holds). Real localstripe; the gateway
+loses the reply of a create that did happen at Stripe, and plays Stripe's search (which localstripe
+lacks) over localstripe's own list of PaymentIntents."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from commerce.checkout import CheckoutSubmission, ShippingDetails, submit_checkout
+from commerce.fx import FxTable
+from commerce.marketplace_access import lookup_adapter_for_marketplace
+from commerce.order_models import CardHoldInDoubt, Order, PaymentMethod
+from commerce.payments.gateway import (
+    Authorization,
+    AuthorizationRequest,
+    PaymentGateway,
+    PaymentUnavailable,
+    ProviderPaymentState,
+)
+from commerce.payments.stripe_gateway import (
+    AUTHORIZATION_KEY_METADATA,
+    StripeGateway,
+    stripe_client_from_settings,
+)
+from commerce.sweeper import SweepPolicy, sweep
+from onecart.settings import get_settings
+from storefront.checkout import routes as checkout_routes
+from tests.checkout.conftest import Shop, stripe_client
+
+
+class LosesAuthorizeReply:
+    """The real gateway whose authorization happens at Stripe and then loses its reply."""
+
+    def __init__(self, *, lose_reply: bool = True, lookup_down: bool = False) -> None:
+        self.inner = StripeGateway(stripe_client_from_settings(get_settings()))
+        self.method = self.inner.method
+        self.lose_reply = lose_reply
+        self.lookup_down = lookup_down
+
+    def authorize(self, request: AuthorizationRequest) -> Authorization:
+        authorization = self.inner.authorize(request)
+        if self.lose_reply:
+            raise PaymentUnavailable("The card payment service is unreachable (authorized).")
+        return authorization
+
+    def find_authorizations(self, idempotency_key: str) -> list[ProviderPaymentState]:
+        if self.lookup_down:
+            raise PaymentUnavailable("The card payment service is unreachable (looked up).")
+        return [self.inner.retrieve(intent.id) for intent in _intents_with_key(idempotency_key)]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _intents_with_key(idempotency_key: str) -> list[Any]:
+    listing = stripe_client().v1.payment_intents.list(params={"limit": 100})
+    return [
+        intent
+        for intent in listing.auto_paging_iter()
+        if (intent.metadata.to_dict() if intent.metadata else {}).get(AUTHORIZATION_KEY_METADATA)
+        == idempotency_key
+    ]
+
+
+def _hold_rows(shop: Shop) -> list[CardHoldInDoubt]:
+    with shop.session() as session:
+        rows = list(session.scalars(sa.select(CardHoldInDoubt).order_by(CardHoldInDoubt.id)))
+        session.expunge_all()
+        return rows
+
+
+def _sweep(shop: Shop, gateway: PaymentGateway) -> None:
+    def no_queue(message: object) -> str:
+        raise ConnectionError("no queue in this test")
+
+    sweep(
+        shop.session_factory,
+        no_queue,
+        policy=SweepPolicy(hold_in_doubt_after=timedelta(0)),
+        card_gateway=lambda: gateway,
+    )
+
+
+def _use_gateway(monkeypatch: pytest.MonkeyPatch, gateway: LosesAuthorizeReply) -> None:
+    monkeypatch.setattr(checkout_routes, "_card_gateway", lambda: gateway)
+
+
+def test_authorization_whose_reply_is_lost_is_found_at_stripe_and_the_order_goes_ahead(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _use_gateway(monkeypatch, LosesAuthorizeReply())
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 1, 1)])
+
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+
+    assert order.payment is not None
+    intent = stripe_client().v1.payment_intents.retrieve(order.payment.provider_reference)
+    # The hold the lost reply made is the one the order uses: no second one was made.
+    assert [
+        found.id for found in _intents_with_key(intent.metadata[AUTHORIZATION_KEY_METADATA])
+    ] == [intent.id]
+    assert intent.status == "requires_capture"
+    assert _hold_rows(shop) == []
+
+
+def test_authorization_that_cannot_be_told_is_being_checked_and_the_sweeper_releases_it(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = LosesAuthorizeReply(lookup_down=True)
+    _use_gateway(monkeypatch, gateway)
+    user = shop.make_user()
+    shop.fill_cart(user, [("kiondo", 1, 1)])
+    client = shop.client_for(user)
+
+    response = shop.submit(
+        client, shop.checkout_form(client), payment_method="stripe", test_card="pm_card_visa"
+    )
+
+    page = response.get_data(as_text=True)
+    alert = page[page.index('id="checkout-problem"') :].split("</div>", 1)[0]
+    assert response.status_code == 202
+    assert "checking your payment" in alert and "declined" not in alert.lower()
+    assert shop.orders() == []
+    [row] = _hold_rows(shop)
+    assert row.resolved_at is None
+    [intent] = _intents_with_key(row.idempotency_key)
+    assert intent.status == "requires_capture"  # Stripe holds money: it must not be forgotten
+
+    _sweep(shop, gateway)  # Stripe still cannot be asked: the row waits, on the operator's list
+    [row] = _hold_rows(shop)
+    assert row.resolved_at is None and row.last_error
+    admin = shop.make_user(is_admin=True)
+    listing = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
+    assert row.idempotency_key in listing
+    assert stripe_client().v1.payment_intents.retrieve(intent.id).status == "requires_capture"
+
+    gateway.lookup_down = False
+    _sweep(shop, gateway)
+    [row] = _hold_rows(shop)
+    assert row.resolved_at is not None and "released" in str(row.resolution)
+    assert stripe_client().v1.payment_intents.retrieve(intent.id).status == "canceled"
+
+
+def test_a_retried_submit_uses_a_hold_and_the_sweeper_releases_only_the_unused_one(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = LosesAuthorizeReply(lookup_down=True)
+    _use_gateway(monkeypatch, gateway)
+    user = shop.make_user()
+    shop.fill_cart(user, [("kiondo", 1, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    first = shop.submit(client, form, payment_method="stripe", test_card="pm_card_visa")
+    assert first.status_code == 202
+
+    # Stripe answers again; the shopper submits the same page. (localstripe keeps no idempotency
+    # keys, so the retry makes a second hold, as Stripe does once it forgot the key.)
+    gateway.lose_reply = gateway.lookup_down = False
+    second = shop.submit(client, form, payment_method="stripe", test_card="pm_card_visa")
+    assert second.status_code == 303
+    [order] = shop.orders()
+    assert order.payment is not None
+
+    _sweep(shop, gateway)
+    [row] = _hold_rows(shop)
+    assert row.resolved_at is not None
+    statuses = {intent.id: intent.status for intent in _intents_with_key(row.idempotency_key)}
+    used = order.payment.provider_reference
+    assert statuses.pop(used) == "requires_capture"
+    assert list(statuses.values()) == ["canceled"]
+    assert f"used by order {order.number}" in str(row.resolution)
+    with shop.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 1
+
+
+class CannotVoid:
+    """The real gateway whose release of a hold does not get through."""
+
+    def __init__(self) -> None:
+        self.inner = StripeGateway(stripe_client_from_settings(get_settings()))
+        self.method = self.inner.method
+
+    def void(self, provider_reference: str) -> None:
+        raise PaymentUnavailable("The card payment service is unreachable (released).")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_hold_whose_order_failed_and_cannot_be_released_is_left_to_the_sweeper(
+    shop: Shop,
+) -> None:
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+
+    def fail_the_order_commit(session: Session) -> None:
+        if any(isinstance(obj, Order) for obj in session.identity_map.values()):
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("database went away"))
+
+    event.listen(shop.session_factory, "before_commit", fail_the_order_commit)
+    try:
+        with pytest.raises(sa.exc.OperationalError):
+            submit_checkout(
+                shop.session_factory,
+                CheckoutSubmission(
+                    user_id=user.id,
+                    validation_token=form["validation_token"],
+                    payment_method=PaymentMethod.STRIPE,
+                    display_currency="USD",
+                    total_seen_minor=int(form["total_seen"]),
+                    cart_digest_seen=form["cart_digest"],
+                    shipping=ShippingDetails(
+                        name="Ada Lovelace", line1="12 Analytical Way", city="London", country="GB"
+                    ),
+                    card_payment_method="pm_card_visa",
+                ),
+                fx=FxTable(per_usd={}),
+                adapter_for=lookup_adapter_for_marketplace,
+                card_gateway=CannotVoid(),  # type: ignore[arg-type]
+            )
+    finally:
+        event.remove(shop.session_factory, "before_commit", fail_the_order_commit)
+
+    assert shop.orders() == []
+    [row] = _hold_rows(shop)
+    assert row.intent_id and row.resolved_at is None
+    assert stripe_client().v1.payment_intents.retrieve(row.intent_id).status == "requires_capture"
+
+    _sweep(shop, LosesAuthorizeReply(lose_reply=False))
+    [row] = _hold_rows(shop)
+    assert row.resolved_at is not None and "released" in str(row.resolution)
+    assert stripe_client().v1.payment_intents.retrieve(row.intent_id).status == "canceled"

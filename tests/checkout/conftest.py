@@ -43,6 +43,7 @@ from adapters.base import BadPayload, MarketplaceConfig, Offer
 from adapters.registry import build_adapter, load_marketplaces
 from commerce.accounts import register_user
 from commerce.catalog_sync import seed_marketplaces
+from commerce.checkout import CheckoutSubmission, ShippingDetails
 from commerce.db import get_session_factory
 from commerce.models import Base, CartItem, FxRate, Marketplace, Product, User
 from commerce.order_models import (
@@ -342,6 +343,23 @@ class Shop:
             "payment_method": "wallet",
             "test_card": "pm_card_visa",
         }
+
+    @staticmethod
+    def card_submission(user: User, form: dict[str, str]) -> CheckoutSubmission:
+        """The service-level submission the checkout form makes for a card payment (for tests
+        that call submit_checkout directly, around the web layer)."""
+        return CheckoutSubmission(
+            user_id=user.id,
+            validation_token=form["validation_token"],
+            payment_method=PaymentMethod.STRIPE,
+            display_currency="USD",
+            total_seen_minor=int(form["total_seen"]),
+            cart_digest_seen=form["cart_digest"],
+            shipping=ShippingDetails(
+                name="Ada Lovelace", line1="12 Analytical Way", city="London", country="GB"
+            ),
+            card_payment_method="pm_card_visa",
+        )
 
     def submit(self, client: FlaskClient, form: dict[str, str], **changes: str) -> TestResponse:
         return client.post("/checkout", data={**form, **changes})

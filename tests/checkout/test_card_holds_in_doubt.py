@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from commerce.checkout import CheckoutSubmission, ShippingDetails, submit_checkout
+from commerce.checkout import submit_checkout
 from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
-from commerce.order_models import CardHoldInDoubt, Order, PaymentMethod
+from commerce.order_models import CardHoldInDoubt, Order
 from commerce.payments.gateway import (
     Authorization,
     AuthorizationRequest,
@@ -212,18 +212,7 @@ def test_a_hold_whose_order_failed_and_cannot_be_released_is_left_to_the_sweeper
         with pytest.raises(sa.exc.OperationalError):
             submit_checkout(
                 shop.session_factory,
-                CheckoutSubmission(
-                    user_id=user.id,
-                    validation_token=form["validation_token"],
-                    payment_method=PaymentMethod.STRIPE,
-                    display_currency="USD",
-                    total_seen_minor=int(form["total_seen"]),
-                    cart_digest_seen=form["cart_digest"],
-                    shipping=ShippingDetails(
-                        name="Ada Lovelace", line1="12 Analytical Way", city="London", country="GB"
-                    ),
-                    card_payment_method="pm_card_visa",
-                ),
+                shop.card_submission(user, form),
                 fx=FxTable(per_usd={}),
                 adapter_for=lookup_adapter_for_marketplace,
                 card_gateway=CannotVoid(),  # type: ignore[arg-type]

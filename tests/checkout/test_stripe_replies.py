@@ -26,6 +26,7 @@ class CannedHttp(stripe.HTTPClient):
         self.status = status
         self.body = body
         self.sent: list[tuple[str, str, str | None]] = []
+        self.closed = False
 
     def request(
         self, method: str, url: str, headers: Any, post_data: Any = None
@@ -33,11 +34,10 @@ class CannedHttp(stripe.HTTPClient):
         self.sent.append((method, url, dict(headers).get("Idempotency-Key")))
         return self.body, self.status, {"request-id": "req_canned"}
 
-    def request_stream(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
     def close(self) -> None:
-        pass
+        # The gateway never streams (HTTPClient.request_stream refuses as it should); closing
+        # only marks the canned client as done: it holds no connection.
+        self.closed = True
 
 
 def _gateway(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from commerce.checkout import CheckoutSubmission, OutcomeKind, ShippingDetails, submit_checkout
+from commerce.checkout import OutcomeKind, submit_checkout
 from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import CartItem, Product, User, WalletEntry
@@ -398,18 +398,7 @@ def test_an_order_commit_whose_reply_is_lost_keeps_its_card_hold(shop: Shop) -> 
     try:
         outcome = submit_checkout(
             shop.session_factory,
-            CheckoutSubmission(
-                user_id=user.id,
-                validation_token=form["validation_token"],
-                payment_method=PaymentMethod.STRIPE,
-                display_currency="USD",
-                total_seen_minor=int(form["total_seen"]),
-                cart_digest_seen=form["cart_digest"],
-                shipping=ShippingDetails(
-                    name="Ada Lovelace", line1="12 Analytical Way", city="London", country="GB"
-                ),
-                card_payment_method="pm_card_visa",
-            ),
+            shop.card_submission(user, form),
             fx=FxTable(per_usd={}),
             adapter_for=lookup_adapter_for_marketplace,
             card_gateway=gateway,

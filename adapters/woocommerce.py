@@ -407,7 +407,8 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         been sent (`after`, oldest first, 100 a page) and reading each one's meta. That listing
         reaches back at most the look-back window (option `order_lookback_hours`, default 72):
         when the attempt may be older than that, or its send time is not given, the absence
-        cannot be confirmed and CannotConfirmAbsence (an Unsupported) says so (the caller keeps the outcome unknown).
+        cannot be confirmed and CannotConfirmAbsence (an Unsupported) says so: the caller keeps
+        the outcome unknown.
         """
         headers = self.basic_auth_header()
         found = self._orders_with_reference(

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from commerce.fx import FxTable
 from commerce.models import Marketplace, Product
-from commerce.payments.gateway import card_amount_step
+from commerce.payments.gateway import floor_card_amount
 
 ORDER_CAPABILITY = "order"
 
@@ -112,7 +112,6 @@ def sum_or_none(values: Iterable[int | None]) -> int | None:
 def price_cart(entries: Sequence[CartEntry], *, currency: str, fx: FxTable) -> PricedCart:
     """Price `entries` in `currency`, grouped by marketplace in the order they first appear."""
     missing: set[str] = set() if fx.has(currency) else {currency}
-    step = card_amount_step(currency)
     grouped: dict[int, list[PricedLine]] = {}
     markets: dict[int, Marketplace] = {}
     for entry in entries:
@@ -120,11 +119,11 @@ def price_cart(entries: Sequence[CartEntry], *, currency: str, fx: FxTable) -> P
         reason = unavailable_reason(product, marketplace)
         line_total = product.price_minor * entry.quantity
         converted = fx.convert_or_none(line_total, product.currency, currency)
-        if converted is not None and step > 1:
+        if converted is not None:
             # Quoted in card steps, rounded down (never more than the exact price): the cart, the
             # checkout total and every share are then amounts Stripe accepts to capture or
-            # refund in part (three-decimal currencies take steps of 10; floor_card_amount).
-            converted -= converted % step
+            # refund in part (three-decimal currencies take steps of 10).
+            converted = floor_card_amount(converted, currency)
         if reason is None and converted is None:
             missing.update(c for c in (product.currency, currency) if not fx.has(c))
         markets[marketplace.id] = marketplace

@@ -14,10 +14,10 @@ The bar is Saleor's locked checkout completion and Spree's idempotent completion
    id, or by the authorization's key in its metadata) and an authorized one is used; one that
    cannot be told is recorded for the sweeper and the shopper is told the payment is being
    checked (commerce.card_holds). The order, its sub-orders, items, payment row, outbox rows,
-   the wallet debit (for wallet payments) and the emptied cart are then ONE transaction, keyed by the validation token (unique). Items
-   bought on a marketplace's own site (hand-off) leave the cart too: they move into the order,
-   where the shopper marks them bought or removes them (commerce.handoff), so no later order
-   lists them again. When that transaction fails, the database is asked (by the token) whether
+   the wallet debit (for wallet payments) and the emptied cart are then ONE transaction, keyed
+   by the validation token (unique). Items bought on a marketplace's own site (hand-off) leave
+   the cart too: they move into the order, where the shopper marks them bought or removes them
+   (commerce.handoff), so no later order lists them again. When that transaction fails, the database is asked (by the token) whether
    the order was committed after all before the card hold is released.
 4. The caller dispatches the outbox (storefront.jobs): one RQ job per sub-order. If Redis is down
    the rows stay undispatched and the sweeper enqueues them later.

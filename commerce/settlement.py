@@ -10,8 +10,9 @@ the provider before doing anything else.
   unknown outcome stays `processing` and is looked up by its idempotency key later.
 - The card is captured once no sub-order is in flight, for exactly the placed shares, with one
   idempotency key per PaymentIntent and amount. Any error is followed by retrieving the
-  PaymentIntent: captured → recorded (with Stripe's amount; another amount than asked flags the order), still authorized → back to authorized (a refusal
-  for good: failed, flagged, the shopper told), unreachable → `reconciling` for the sweeper.
+  PaymentIntent: captured → recorded (with Stripe's amount; another amount than asked flags the
+  order), still authorized → back to authorized (a refusal for good: failed, flagged, the shopper
+  told), unreachable → `reconciling` for the sweeper.
 
 Calls to payment providers never run inside an open DB transaction.
 """

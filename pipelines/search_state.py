@@ -23,9 +23,9 @@ share), are hashed and compared; every other input of a document is covered by t
 others' input hashes cannot have moved. The comparison runs inside DuckDB under the search
 builds' memory limit and the changed offers come back through a Parquet file, a batch at a time,
 so a refresh's memory follows the number of changed offers, not the catalog. Everything else
-falls back to the full comparison (and rewrites the state): a missing or differently declared index, another
-context hash, embeddings (vectors change outside the offer rows), or an index whose document
-count no longer matches the state (it was changed behind the pipeline's back).
+falls back to the full comparison (and rewrites the state): a missing or differently declared
+index, another context hash, embeddings (vectors change outside the offer rows), or an index
+whose document count no longer matches the state (it was changed behind the pipeline's back).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The form fields several account forms ask for the same way: an e-mail address, a person's
 names and phone number, and a new password with its confirmation (sign-up, profile, password
-change and reset, forgotten password, and the checkout's phone for the courier). Each call makes a new field, so a form's fields keep the order they are
-declared in."""
+change and reset, forgotten password, and the checkout's phone for the courier). Each call
+makes a new field, so a form's fields keep the order they are declared in."""
 
 from __future__ import annotations
 

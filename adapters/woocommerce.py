@@ -179,7 +179,7 @@ def _order_total(order: Mapping[str, Any]) -> tuple[int | None, str | None]:
 
 
 def _as_utc(moment: datetime) -> datetime:
-    # A naive moment (SQLite hands those back) was written in UTC.
+    # The protocol's moments are UTC; a caller's naive one is read as UTC, not as local time.
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

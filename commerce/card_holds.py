@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -191,7 +191,7 @@ def _resolve_one(
         _note(session_factory, row_id, error=f"Stripe cannot be asked yet: {exc.message}")
         return False
     if not states:
-        if _as_aware(created_at) > utc_now() - not_found_after:
+        if created_at > utc_now() - not_found_after:
             return False
         _note(session_factory, row_id, resolution="Stripe holds no payment for it")
         return True
@@ -258,8 +258,3 @@ def _note(
             row.resolved_at = utc_now()
         if error is not None:
             row.last_error = error[:ERROR_TEXT_LIMIT]
-
-
-def _as_aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for aware columns; they were written in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=utc_now().tzinfo)

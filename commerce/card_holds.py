@@ -228,7 +228,7 @@ def record_unrecorded_holds(
         if user_id is None:
             logger.error(
                 "card hold %s (%s %s minor units) is uncaptured and unrecorded but names no "
-                "account of this shop: release it in Stripe's dashboard unless it is ours",
+                "account of this shop: release it in Stripe's dashboard if no order uses it",
                 hold.provider_reference,
                 hold.currency,
                 hold.amount_minor,

@@ -16,13 +16,13 @@ from typing import Protocol
 from commerce.order_models import PaymentMethod
 from onecart.money import Money
 
-# Stripe takes amounts in these three-decimal currencies only in steps of 10 minor units (the
-# last digit must be 0), for charges, captures and refunds alike
-# (https://docs.stripe.com/currencies#three-decimal). Every other currency: any minor unit.
 # The metadata key under which a card authorization carries its idempotency key, so that it can
 # be found when the reply to its creation was lost (find_authorizations).
 AUTHORIZATION_KEY_METADATA = "onecart_authorization_key"
 
+# Stripe takes amounts in these three-decimal currencies only in steps of 10 minor units (the
+# last digit must be 0), for charges, captures and refunds alike
+# (https://docs.stripe.com/currencies#three-decimal). Every other currency: any minor unit.
 CARD_AMOUNT_STEPS: dict[str, int] = {"BHD": 10, "JOD": 10, "KWD": 10, "OMR": 10, "TND": 10}
 
 

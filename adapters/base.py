@@ -317,6 +317,11 @@ class MarketplaceAdapter(Protocol):
 
     slug: str
     capabilities: frozenset[Capability]
+    # Whether a write sent again with the same idempotency key is recognised as the same write.
+    # Placement resends a placement whose outcome is unknown, on a marketplace that cannot be
+    # asked for it, only when this is True; otherwise an operator decides. Every adapter states
+    # it: there is no default, since assuming True would make a second order where it is wrong.
+    honours_idempotency_keys: bool
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
         """Every catalog record, page by page, in a stable order."""

@@ -196,6 +196,10 @@ class CsvFeedAdapter(HttpMarketplaceAdapter):
 
     capabilities = frozenset({Capability.CATALOG})
 
+    # Sends no writes (catalog only), so there is nothing a key could make safe to resend;
+    # a format that gains an order API must decide this anew.
+    honours_idempotency_keys = False
+
     def __init__(
         self,
         config: MarketplaceConfig,

@@ -256,6 +256,12 @@ class DeclarativeJsonAdapter(HttpMarketplaceAdapter):
     when `item_path` names a per-product endpoint, and orders when an `orders` table describes
     the order API (adapters/declarative_orders.py)."""
 
+    @property
+    def honours_idempotency_keys(self) -> bool:
+        """As configured (default True): the API is described in marketplaces.toml, and so is
+        whether it honours Idempotency-Key (`retry_unknown_writes`)."""
+        return self.keys_honoured_as_configured
+
     def __init__(
         self,
         config: MarketplaceConfig,

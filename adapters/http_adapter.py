@@ -106,10 +106,14 @@ class HttpMarketplaceAdapter:
         self.received_page_validators: dict[int, PageValidator] = {}
         self._unconfirmed_pages: dict[int, tuple[str, str | None, str | None]] = {}
 
+    # No `honours_idempotency_keys` here: each format states its own (the protocol requires
+    # it), so a new format cannot inherit a claim about keys it never checked.
+
     @property
-    def honours_idempotency_keys(self) -> bool:
-        """False for a marketplace configured with `retry_unknown_writes = false` (it ignores
-        Idempotency-Key): a write sent again there is a second write."""
+    def keys_honoured_as_configured(self) -> bool:
+        """What the marketplace's configuration says about Idempotency-Key: False when it is
+        configured with `retry_unknown_writes = false` (it ignores the key, so a write sent again
+        there is a second write), True otherwise (the default, as the sandbox honours keys)."""
         return self.http.retry_unknown_writes
 
     def close(self) -> None:

@@ -97,6 +97,13 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
 
     capabilities = FULL_ORDER_API
 
+    @property
+    def honours_idempotency_keys(self) -> bool:
+        """As configured (default True). orderCreate carries our reference (sourceIdentifier), so
+        a placement in doubt is looked up by it first; the key matters only when that cannot be
+        done."""
+        return self.keys_honoured_as_configured
+
     def __init__(
         self,
         config: MarketplaceConfig,

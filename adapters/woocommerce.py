@@ -210,6 +210,13 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
 
     capabilities = FULL_ORDER_API
 
+    @property
+    def honours_idempotency_keys(self) -> bool:
+        """As configured (default True, as the sandbox honours keys). Real WooCommerce ignores
+        Idempotency-Key: configure it with `retry_unknown_writes = false`. Orders carry our
+        reference in their meta, so a placement in doubt is looked up before anything else."""
+        return self.keys_honoured_as_configured
+
     def __init__(
         self,
         config: MarketplaceConfig,

@@ -14,23 +14,34 @@ uses stays (a retried submit of the same form reuses the key, so Stripe returns 
 any other hold is released. "No such intent" is trusted only long after the attempt, because
 Stripe's search can lag its writes. A hold is therefore always either used or voided.
 
+A hold can also escape our records altogether: the database was down when checkout wanted to
+write the row (or the order), or the shopper's browser confirmed an intent and never submitted.
+So the sweeper also reconciles from Stripe's side: every checkout PaymentIntent still in
+`requires_capture` long after it was made (`UNRECORDED_AFTER`) that no order's payment and no
+row here accounts for becomes a row (`record_unrecorded_holds`), resolved like any other. Each
+checkout intent names its shopper in its metadata (`checkout_intent_metadata`), so the row is
+resolved under that shopper's checkout lock. This assumes one Stripe account per OneCart
+database: another shop's holds in the same account would look unrecorded here.
+
 Sits beside settlement in the order lifecycle stack (payments and models only; the checkout and
 the sweeper call it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.checkout_lock import CheckoutBusy, checkout_lock
-from commerce.models import utc_now
+from commerce.models import User, utc_now
 from commerce.order_models import CardHoldInDoubt, Order, Payment
 from commerce.payments.gateway import (
+    AUTHORIZATION_KEY_METADATA,
     Authorization,
     AuthorizationRequest,
     PaymentDeclined,
@@ -39,11 +50,13 @@ from commerce.payments.gateway import (
     PaymentUnavailable,
     ProviderPaymentState,
     ProviderStatus,
+    UncapturedAuthorization,
 )
 
 logger = logging.getLogger(__name__)
 
 ERROR_TEXT_LIMIT = 500
+IDEMPOTENCY_KEY_LIMIT = 80  # card_holds_in_doubt.idempotency_key
 # A checkout holds its shopper's lock for at most a few minutes; rows younger than this are left
 # to it (a retried submit may still adopt the hold).
 RESOLVE_AFTER = timedelta(minutes=2)
@@ -51,6 +64,14 @@ RESOLVE_AFTER = timedelta(minutes=2)
 # key" is believed only this long after the attempt. An uncaptured hold lasts 7 days.
 NOT_FOUND_TRUSTED_AFTER = timedelta(hours=1)
 SWEEPER_LOCK_WAIT_S = 1.0
+# A hold still uncaptured this long after it was made, with no order or row for it, was never
+# recorded. Several times the longest a checkout can keep a hold it has not recorded yet (its
+# lock lease, about nine minutes) plus Stripe's search lag, so no checkout is still at work.
+UNRECORDED_AFTER = timedelta(minutes=30)
+# A checkout PaymentIntent's metadata: the form's validation token and the shopper's user id.
+CHECKOUT_TOKEN_METADATA = "onecart_validation_token"
+CHECKOUT_USER_METADATA = "onecart_user_id"
+UNRECORDED_KEY_PREFIX = "unrecorded-"
 
 CardGatewayFactory = Callable[[], PaymentGateway]
 
@@ -59,6 +80,12 @@ IN_DOUBT_MESSAGE = (
     "with it. No order was placed yet: try again in a few minutes with the same page (you will "
     "not be charged twice). If a hold shows on your card without an order, it is released."
 )
+
+
+def checkout_intent_metadata(user_id: int, validation_token: str) -> dict[str, str]:
+    """What every checkout PaymentIntent carries: which form and which shopper made it (the
+    sweeper finds the holds no record accounts for by it)."""
+    return {CHECKOUT_TOKEN_METADATA: validation_token, CHECKOUT_USER_METADATA: str(user_id)}
 
 
 def resolve_authorization_in_doubt(
@@ -172,6 +199,161 @@ def resolve_holds_in_doubt(
         except CheckoutBusy:
             continue
     return resolved
+
+
+def record_unrecorded_holds(
+    session_factory: sessionmaker[Session],
+    gateway_factory: CardGatewayFactory,
+    *,
+    older_than: timedelta = UNRECORDED_AFTER,
+) -> int:
+    """Record as holds in doubt the checkout holds Stripe keeps uncaptured (made more than
+    `older_than` ago) that no order and no row accounts for; returns how many were recorded.
+    Stripe unreachable: nothing changes (logged), the next sweep asks again."""
+    try:
+        found = gateway_factory().find_uncaptured_authorizations(utc_now() - older_than)
+    except PaymentError as exc:
+        logger.warning("uncaptured card holds cannot be listed: %s", exc.message)
+        return 0
+    # Ours: made by checkout (top-ups capture at once, so they are never held).
+    holds = [hold for hold in found if hold.metadata.get(CHECKOUT_TOKEN_METADATA)]
+    if not holds:
+        return 0
+    with session_factory() as session:
+        holds = _unaccounted(session, holds)
+        owners = _owners(session, holds)
+    recorded = 0
+    for hold in holds:
+        user_id = owners.get(hold.provider_reference)
+        if user_id is None:
+            logger.error(
+                "card hold %s (%s %s minor units) is uncaptured and unrecorded but names no "
+                "account of this shop: release it in Stripe's dashboard if no order uses it",
+                hold.provider_reference,
+                hold.currency,
+                hold.amount_minor,
+            )
+            continue
+        recorded += _record_unrecorded(session_factory, hold, user_id)
+    return recorded
+
+
+def _unaccounted(
+    session: Session, holds: Sequence[UncapturedAuthorization]
+) -> list[UncapturedAuthorization]:
+    """The holds no order's payment uses and no row covers: a row of this intent (a resolved one
+    too: it was resolved from Stripe's record of the intent itself, which search may lag), or an
+    open row of the key it was made with that is resolved by that key."""
+    references = [hold.provider_reference for hold in holds]
+    keys = [key for hold in holds if (key := _authorization_key(hold))]
+    used = set(
+        session.scalars(
+            sa.select(Payment.provider_reference).where(Payment.provider_reference.in_(references))
+        )
+    )
+    covered = set(
+        session.scalars(
+            sa.select(CardHoldInDoubt.intent_id).where(CardHoldInDoubt.intent_id.in_(references))
+        )
+    )
+    open_keys = set(
+        session.scalars(
+            sa.select(CardHoldInDoubt.idempotency_key).where(
+                CardHoldInDoubt.idempotency_key.in_(keys),
+                CardHoldInDoubt.intent_id.is_(None),
+                CardHoldInDoubt.resolved_at.is_(None),
+            )
+        )
+    )
+    return [
+        hold
+        for hold in holds
+        if hold.provider_reference not in used | covered
+        and _authorization_key(hold) not in open_keys
+    ]
+
+
+def _authorization_key(hold: UncapturedAuthorization) -> str | None:
+    return hold.metadata.get(AUTHORIZATION_KEY_METADATA)
+
+
+def _owners(session: Session, holds: Sequence[UncapturedAuthorization]) -> dict[str, int]:
+    """The shopper each hold was made for: the user its metadata names (or, for an intent made
+    before intents named one, the user of an order of the same form), who must have had an
+    account when the hold was made."""
+    claimed: dict[str, int] = {}
+    tokens = {
+        hold.metadata[CHECKOUT_TOKEN_METADATA]
+        for hold in holds
+        if not hold.metadata.get(CHECKOUT_USER_METADATA)
+    }
+    token_users: Mapping[str, int] = (
+        {
+            token: user_id
+            for token, user_id in session.execute(
+                sa.select(Order.validation_token, Order.user_id).where(
+                    Order.validation_token.in_(tokens)
+                )
+            )
+        }
+        if tokens
+        else {}
+    )
+    for hold in holds:
+        named = hold.metadata.get(CHECKOUT_USER_METADATA, "")
+        if named.isdigit() and len(named) < 19:
+            claimed[hold.provider_reference] = int(named)
+        elif (user_id := token_users.get(hold.metadata[CHECKOUT_TOKEN_METADATA])) is not None:
+            claimed[hold.provider_reference] = user_id
+    joined = {
+        user_id: date_joined
+        for user_id, date_joined in session.execute(
+            sa.select(User.id, User.date_joined).where(User.id.in_(set(claimed.values())))
+        )
+    }
+    by_hold = {hold.provider_reference: hold for hold in holds}
+    return {
+        reference: user_id
+        for reference, user_id in claimed.items()
+        if user_id in joined
+        # Stripe counts whole seconds; an account made after the hold is another shopper.
+        and joined[user_id].replace(microsecond=0) <= by_hold[reference].created_at
+    }
+
+
+def _record_unrecorded(
+    session_factory: sessionmaker[Session], hold: UncapturedAuthorization, user_id: int
+) -> int:
+    """One row for the hold, keyed by its intent: a second sweeper recording the same hold meets
+    the unique key and records nothing."""
+    reference = hold.provider_reference
+    row = CardHoldInDoubt(
+        user_id=user_id,
+        validation_token=hold.metadata[CHECKOUT_TOKEN_METADATA][:64],
+        idempotency_key=_unrecorded_key(reference),
+        intent_id=hold.provider_reference,
+        amount_minor=hold.amount_minor,
+        currency=hold.currency,
+        # When the hold was made: it is resolved at once, and listed with its age.
+        created_at=hold.created_at,
+        last_error="Stripe holds it uncaptured and no order or record of checkout has it",
+    )
+    try:
+        with session_factory() as session, session.begin():
+            session.add(row)
+    except sa.exc.IntegrityError:
+        return 0
+    logger.warning("card hold %s was never recorded: now a hold in doubt", reference)
+    return 1
+
+
+def _unrecorded_key(reference: str) -> str:
+    """The row's key: the intent's id (Stripe's are about 30 characters), or its digest when
+    it would not fit the column whole (a cut id could name two intents)."""
+    key = f"{UNRECORDED_KEY_PREFIX}{reference}"
+    if len(key) <= IDEMPOTENCY_KEY_LIMIT:
+        return key
+    return f"{UNRECORDED_KEY_PREFIX}{hashlib.sha256(reference.encode()).hexdigest()}"
 
 
 def _resolve_one(

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.card_holds import (
     IN_DOUBT_MESSAGE,
+    checkout_intent_metadata,
     record_hold_in_doubt,
     resolve_authorization_in_doubt,
 )
@@ -315,7 +316,7 @@ def _submit_locked(
                 amount=amount,
                 idempotency_key=card_idempotency_key(submission, amount),
                 description=f"OneCart checkout for {user.username}",
-                metadata={"onecart_validation_token": submission.validation_token},
+                metadata=checkout_intent_metadata(user.id, submission.validation_token),
                 payment_token=submission.card_payment_method,
                 intent_id=submission.payment_intent_id,
             )

@@ -123,12 +123,6 @@ class _Unaskable:
 UNASKABLE = _Unaskable()
 
 
-def honours_idempotency_keys(adapter: MarketplaceAdapter) -> bool:
-    """Whether the marketplace recognises a resent write by its idempotency key. Adapters that
-    do not say (test doubles, in-process fakes) are taken to honour them, as the sandbox does."""
-    return bool(getattr(adapter, "honours_idempotency_keys", True))
-
-
 def _ask_marketplace(
     adapter: MarketplaceAdapter, reference: str, sent_since: datetime
 ) -> PlacedOrder | _Unaskable | None:
@@ -197,8 +191,9 @@ def place_sub_order(
                 f"{plan.marketplace_name} may hold the order and cannot be asked; "
                 "the shopper asked to cancel",
             )
-        elif not honours_idempotency_keys(adapter):
+        elif adapter.honours_idempotency_keys is not True:
             # Resending would not be recognised as the same order: a second one would be made.
+            # Only a stated True counts (every adapter states it; see MarketplaceAdapter).
             return needs_attention(
                 session_factory,
                 sub_order_id,

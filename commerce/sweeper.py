@@ -8,7 +8,9 @@
 - sub-orders left `pending` with no job in sight for too long (Redis lost its queue) likewise;
 - payments whose capture or void has an unknown outcome are resolved from the provider's record;
 - card holds whose authorization at checkout had an unknown outcome are resolved from Stripe's
-  record: kept when an order uses them, released otherwise (commerce.card_holds);
+  record: kept when an order uses them, released otherwise (commerce.card_holds); checkout
+  holds Stripe still keeps uncaptured that no order and no such record accounts for (the
+  database was down when checkout would have written one) are recorded first, so they are too;
   card refunds whose provider call started long ago and never ended are looked up by their key;
 - card payments whose sub-orders are all settled but were never captured are settled; pending
   refunds are retried; notification e-mails that failed are retried.
@@ -27,7 +29,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce.card_holds import CardGatewayFactory, resolve_holds_in_doubt
+from commerce.card_holds import (
+    UNRECORDED_AFTER,
+    CardGatewayFactory,
+    record_unrecorded_holds,
+    resolve_holds_in_doubt,
+)
 from commerce.models import utc_now
 from commerce.order_models import (
     UNSETTLED_SUB_ORDER_STATUSES,
@@ -73,6 +80,8 @@ class SweepPolicy:
     reconcile_after: timedelta = timedelta(minutes=1)
     # A card hold in doubt is left to its checkout this long (commerce.card_holds).
     hold_in_doubt_after: timedelta = timedelta(minutes=2)
+    # A checkout hold Stripe keeps this long with no record of it was never recorded.
+    unrecorded_hold_after: timedelta = UNRECORDED_AFTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,7 @@ class SweepReport:
     settled: int = 0
     refunds: int = 0
     holds_resolved: int = 0
+    unrecorded_holds: int = 0
 
 
 def dispatch_outbox(
@@ -299,6 +309,9 @@ def sweep(
     refunds_reconciled = reconcile_refunds(
         session_factory, older_than=policy.refund_processing_after, gateway_for=gateway_for
     )
+    unrecorded_holds = record_unrecorded_holds(
+        session_factory, card_gateway, older_than=policy.unrecorded_hold_after
+    )
     holds_resolved = resolve_holds_in_doubt(
         session_factory, card_gateway, older_than=policy.hold_in_doubt_after
     )
@@ -332,4 +345,5 @@ def sweep(
         settled=settled,
         refunds=refunds,
         holds_resolved=holds_resolved,
+        unrecorded_holds=unrecorded_holds,
     )

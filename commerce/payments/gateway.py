@@ -10,10 +10,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from commerce.order_models import PaymentMethod
 from onecart.money import Money
+
+# The metadata key under which a card authorization carries its idempotency key, so that it can
+# be found when the reply to its creation was lost (find_authorizations).
+AUTHORIZATION_KEY_METADATA = "onecart_authorization_key"
 
 # Stripe takes amounts in these three-decimal currencies only in steps of 10 minor units (the
 # last digit must be 0), for charges, captures and refunds alike
@@ -103,6 +108,18 @@ class ProviderPaymentState:
     captured_exact: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class UncapturedAuthorization:
+    """A hold the provider keeps on a card (authorized, neither captured nor released), with the
+    metadata it was made with: what the sweeper compares with our records (commerce.card_holds)."""
+
+    provider_reference: str
+    amount_minor: int
+    currency: str
+    created_at: datetime
+    metadata: Mapping[str, str]
+
+
 class PaymentGateway(Protocol):
     """One payment provider behind the four verbs of the orchestrator."""
 
@@ -136,4 +153,12 @@ class PaymentGateway(Protocol):
     def find_authorizations(self, idempotency_key: str) -> list[ProviderPaymentState]:
         """The payments authorizations with this key made, empty when the provider shows none
         (resolves an authorization whose reply was lost; see commerce.card_holds)."""
+        ...
+
+    def find_uncaptured_authorizations(
+        self, created_before: datetime
+    ) -> list[UncapturedAuthorization]:
+        """Every hold made before `created_before` that the provider still keeps uncaptured,
+        whoever made it (the caller tells its own by their metadata). Finds the holds our
+        database never recorded (commerce.card_holds); PaymentError when it cannot be asked."""
         ...

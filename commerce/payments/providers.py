@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from commerce.models import User
 from commerce.order_models import Order, Payment, PaymentMethod
 from commerce.payments.gateway import PaymentGateway
-from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_settings
+from commerce.payments.stripe_gateway import StripeGateway
 from commerce.payments.wallet_gateway import WalletGateway
 from onecart.settings import get_settings
 
@@ -30,4 +30,4 @@ def gateway_for_payment(session: Session, payment: Payment) -> PaymentGateway:
 def card_gateway_from_settings() -> PaymentGateway:
     """The card gateway (Stripe) from the settings, for work on no stored payment (holds in
     doubt, commerce.card_holds)."""
-    return StripeGateway(stripe_client_from_settings(get_settings()))
+    return StripeGateway.from_settings(get_settings())

@@ -17,12 +17,14 @@ import functools
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 
 from commerce.order_models import PaymentMethod
 from commerce.payments.gateway import (
+    AUTHORIZATION_KEY_METADATA,
     Authorization,
     AuthorizationRequest,
     PaymentDeclined,
@@ -30,6 +32,7 @@ from commerce.payments.gateway import (
     PaymentUnavailable,
     ProviderPaymentState,
     ProviderStatus,
+    UncapturedAuthorization,
 )
 from onecart.money import Money
 from onecart.settings import Settings
@@ -44,9 +47,6 @@ STRIPE_WORST_CALL_S = STRIPE_REQUEST_TIMEOUT_S * (STRIPE_NETWORK_RETRIES + 1) + 
 )
 # The refund's metadata key holding our idempotency key (find_refund looks it up).
 REFUND_KEY_METADATA = "onecart_refund_key"
-# The PaymentIntent's metadata key holding the authorization's idempotency key
-# (find_authorizations looks it up when the reply to the create was lost).
-AUTHORIZATION_KEY_METADATA = "onecart_authorization_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +140,18 @@ class StripeGateway:
 
     method = PaymentMethod.STRIPE
 
-    def __init__(self, client: stripe.StripeClient) -> None:
+    def __init__(self, client: stripe.StripeClient, *, search_available: bool = True) -> None:
         self.client = client
+        # localstripe has no search endpoint: there, the holds are found by listing every
+        # PaymentIntent (it keeps a few hundred; Stripe keeps every intent ever made).
+        self.search_available = search_available
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StripeGateway:
+        """The gateway for the configured Stripe; STRIPE_API_BASE set means localstripe."""
+        return cls(
+            stripe_client_from_settings(settings), search_available=not settings.stripe_api_base
+        )
 
     def authorize(self, request: AuthorizationRequest) -> Authorization:
         """Hold `amount` on the card: confirm a new PaymentIntent, or adopt one Stripe.js
@@ -345,6 +355,29 @@ class StripeGateway:
             == idempotency_key
         ]
 
+    def find_uncaptured_authorizations(
+        self, created_before: datetime
+    ) -> list[UncapturedAuthorization]:
+        """The PaymentIntents created before `created_before` still in `requires_capture`, by
+        Stripe's search (which lags writes by about a minute: the caller asks only about holds
+        older than that), or by listing them all where there is no search (localstripe)."""
+        cutoff = int(created_before.timestamp())
+        intents_api = self.client.v1.payment_intents
+        try:
+            if self.search_available:
+                query = f"status:'requires_capture' AND created<{cutoff}"
+                found = intents_api.search(params={"query": query, "limit": 100})
+            else:
+                found = intents_api.list(params={"limit": 100})
+            # Paging asks Stripe again, so it belongs inside the try too.
+            return [
+                _uncaptured(intent)
+                for intent in found.auto_paging_iter()
+                if str(intent.status) == "requires_capture" and int(intent.created) < cutoff
+            ]
+        except stripe.StripeError as exc:
+            raise _translate(exc, "listed") from exc
+
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
         """The PaymentIntent's status in our words."""
         try:
@@ -374,4 +407,15 @@ def _intent_state(intent: Any) -> ProviderPaymentState:
         refunded_minor=0,
         currency=str(intent.currency).upper(),
         captured_exact=received_field is not None,
+    )
+
+
+def _uncaptured(intent: Any) -> UncapturedAuthorization:
+    metadata = intent.metadata.to_dict() if intent.metadata else {}
+    return UncapturedAuthorization(
+        provider_reference=str(intent.id),
+        amount_minor=int(intent.amount),
+        currency=str(intent.currency).upper(),
+        created_at=datetime.fromtimestamp(int(intent.created), UTC),
+        metadata={str(key): str(value) for key, value in metadata.items()},
     )

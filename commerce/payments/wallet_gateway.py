@@ -8,6 +8,8 @@ twice. Everything happens in the caller's DB session and transaction.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -19,6 +21,7 @@ from commerce.payments.gateway import (
     PaymentDeclined,
     ProviderPaymentState,
     ProviderStatus,
+    UncapturedAuthorization,
 )
 from commerce.wallet import InsufficientFunds, WalletError, pay_from_wallet, refund_to_wallet
 from onecart.money import Money
@@ -88,6 +91,12 @@ class WalletGateway:
     def find_authorizations(self, idempotency_key: str) -> list[ProviderPaymentState]:
         """Never in doubt: the wallet debit is written in the order's own transaction, so it
         exists exactly when the order does."""
+        return []
+
+    def find_uncaptured_authorizations(
+        self, created_before: datetime
+    ) -> list[UncapturedAuthorization]:
+        """None: a ledger holds nothing, a debit is taken at once (and written with its order)."""
         return []
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:

@@ -25,6 +25,7 @@ from flask import (
 from flask_login import current_user, login_required
 from wtforms.fields import SelectChoice
 
+from commerce.card_holds import checkout_intent_metadata
 from commerce.checkout import (
     REVALIDATION_DEADLINE_S,
     CheckoutBusy,
@@ -49,7 +50,6 @@ from commerce.payments.stripe_gateway import (
     SANDBOX_TEST_CARDS,
     StripeGateway,
     is_sandbox_mode,
-    stripe_client_from_settings,
 )
 from commerce.wallet import wallet_balance
 from onecart.money import Money
@@ -88,7 +88,7 @@ def job_policy() -> JobPolicy:
 
 
 def _card_gateway() -> StripeGateway:
-    return StripeGateway(stripe_client_from_settings(get_settings()))
+    return StripeGateway.from_settings(get_settings())
 
 
 def _new_form(user: User) -> CheckoutForm:
@@ -295,7 +295,7 @@ def payment_intent() -> Response | tuple[Response, int]:
         intent_id, client_secret = _card_gateway().prepare_intent(
             amount,
             idempotency_key=f"onecart-intent-{token}-{amount.minor}-{amount.currency}",
-            metadata={"onecart_validation_token": str(token)},
+            metadata=checkout_intent_metadata(user.id, str(token)),
         )
     except PaymentError as exc:
         return jsonify(error=exc.message), 502

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import pytest
 
 from adapters.base import Capability, MarketplaceAdapter
@@ -49,3 +52,47 @@ def test_a_bad_declarative_option_fails_when_the_registry_builds_it() -> None:
     [config] = parse_marketplaces(document, env={})
     with pytest.raises(ValueError, match=r"typo-mart: options\.pagnation"):
         build_adapter(config)
+
+
+@pytest.mark.parametrize("kind", sorted(ADAPTER_KINDS))
+@pytest.mark.parametrize("retry_unknown_writes", [True, False])
+def test_every_kind_states_whether_it_honours_idempotency_keys(
+    kind: str, retry_unknown_writes: bool
+) -> None:
+    module_name, class_name = ADAPTER_KINDS[kind].split(":")
+    adapter_class = getattr(importlib.import_module(module_name), class_name)
+    # Stated by the format itself, not inherited from a shared base: a new format must decide.
+    assert "honours_idempotency_keys" in vars(adapter_class)
+    options = OPTIONS.get(kind, {})
+    adapter = build_adapter(
+        marketplace_config(kind, api_key="key:secret", options=options),
+        transport=offline_transport(),
+    )
+    if Capability.ORDER not in adapter.capabilities and kind != "declarative":
+        # Sends no writes (feeds refuse the option altogether): nothing a key makes safe.
+        assert adapter.honours_idempotency_keys is False
+        return
+    # Formats that (can) place orders honour keys exactly as the marketplace is configured.
+    assert adapter.honours_idempotency_keys is True  # the default, as the sandbox honours them
+    configured = {**options, "retry_unknown_writes": retry_unknown_writes}
+    adapter = build_adapter(
+        marketplace_config(kind, api_key="key:secret", options=configured),
+        transport=offline_transport(),
+    )
+    assert adapter.honours_idempotency_keys is retry_unknown_writes
+
+
+class _SaysNothingAboutKeys:
+    """A marketplace double that does not state whether it honours idempotency keys."""
+
+    slug = "silent"
+    capabilities = frozenset({Capability.CATALOG, Capability.ORDER})
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "honours_idempotency_keys":
+            raise AttributeError(name)
+        return lambda *args, **kwargs: None
+
+
+def test_an_adapter_that_does_not_state_it_honours_keys_is_not_a_marketplace_adapter() -> None:
+    assert not isinstance(_SaysNothingAboutKeys(), MarketplaceAdapter)

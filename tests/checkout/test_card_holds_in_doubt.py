@@ -1,8 +1,9 @@
 """A card authorization whose outcome is unknown at checkout is not a refusal: Stripe is asked for
 the PaymentIntent before the shopper is told anything, and a hold that cannot be told is recorded
-and later used or released by the sweeper (commerce.card_holds). Real localstripe; the gateway
-loses the reply of a create that did happen at Stripe, and plays Stripe's search (which localstripe
-lacks) over localstripe's own list of PaymentIntents."""
+and later used or released by the sweeper (commerce.card_holds), which also finds at Stripe the
+holds the database could not record at all. Real localstripe; the gateway loses the reply of a
+create that did happen at Stripe, and plays Stripe's search (which localstripe lacks) over
+localstripe's own list of PaymentIntents."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from commerce.card_holds import CHECKOUT_TOKEN_METADATA, CHECKOUT_USER_METADATA
 from commerce.checkout import submit_checkout
 from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
@@ -25,11 +27,7 @@ from commerce.payments.gateway import (
     PaymentUnavailable,
     ProviderPaymentState,
 )
-from commerce.payments.stripe_gateway import (
-    AUTHORIZATION_KEY_METADATA,
-    StripeGateway,
-    stripe_client_from_settings,
-)
+from commerce.payments.stripe_gateway import AUTHORIZATION_KEY_METADATA, StripeGateway
 from commerce.sweeper import SweepPolicy, sweep
 from onecart.settings import get_settings
 from storefront.checkout import routes as checkout_routes
@@ -40,7 +38,7 @@ class LosesAuthorizeReply:
     """The real gateway whose authorization happens at Stripe and then loses its reply."""
 
     def __init__(self, *, lose_reply: bool = True, lookup_down: bool = False) -> None:
-        self.inner = StripeGateway(stripe_client_from_settings(get_settings()))
+        self.inner = StripeGateway.from_settings(get_settings())
         self.method = self.inner.method
         self.lose_reply = lose_reply
         self.lookup_down = lookup_down
@@ -186,7 +184,7 @@ class CannotVoid:
     """The real gateway whose release of a hold does not get through."""
 
     def __init__(self) -> None:
-        self.inner = StripeGateway(stripe_client_from_settings(get_settings()))
+        self.inner = StripeGateway.from_settings(get_settings())
         self.method = self.inner.method
 
     def void(self, provider_reference: str) -> None:
@@ -229,3 +227,60 @@ def test_a_hold_whose_order_failed_and_cannot_be_released_is_left_to_the_sweeper
     [row] = _hold_rows(shop)
     assert row.resolved_at is not None and "released" in str(row.resolution)
     assert stripe_client().v1.payment_intents.retrieve(row.intent_id).status == "canceled"
+
+
+def test_a_hold_whose_order_and_record_the_database_both_lost_is_found_at_stripe_and_released(
+    shop: Shop,
+) -> None:
+    """The database went down after the authorization: the order is not written, the hold cannot
+    be released (Stripe unreachable too) nor recorded for the sweeper. The sweeper finds it in
+    Stripe's list of uncaptured holds by the shopper its metadata names."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+
+    def database_down(session: Session) -> None:
+        written = [*session.identity_map.values(), *session.new]
+        if any(isinstance(obj, Order | CardHoldInDoubt) for obj in written):
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("database went away"))
+
+    event.listen(shop.session_factory, "before_commit", database_down)
+    try:
+        with pytest.raises(sa.exc.OperationalError):
+            submit_checkout(
+                shop.session_factory,
+                shop.card_submission(user, form),
+                fx=FxTable(per_usd={}),
+                adapter_for=lookup_adapter_for_marketplace,
+                card_gateway=CannotVoid(),  # type: ignore[arg-type]
+            )
+    finally:
+        event.remove(shop.session_factory, "before_commit", database_down)
+    assert shop.orders() == [] and _hold_rows(shop) == []
+    [intent] = [
+        intent
+        for intent in stripe_client().v1.payment_intents.list(params={"limit": 100})
+        if intent.metadata.to_dict().get(CHECKOUT_TOKEN_METADATA) == form["validation_token"]
+    ]
+    assert intent.status == "requires_capture"
+    assert intent.metadata[CHECKOUT_USER_METADATA] == str(user.id)
+
+    def no_queue(message: object) -> str:
+        raise ConnectionError("no queue in this test")
+
+    report = sweep(
+        shop.session_factory,
+        no_queue,
+        # localstripe counts whole seconds and the test cannot wait for the grace period: every
+        # hold made up to a second from now counts as old enough.
+        policy=SweepPolicy(
+            hold_in_doubt_after=timedelta(0), unrecorded_hold_after=-timedelta(seconds=1)
+        ),
+        card_gateway=lambda: StripeGateway.from_settings(get_settings()),
+    )
+
+    assert report.unrecorded_holds == 1
+    [row] = _hold_rows(shop)
+    assert (row.intent_id, row.user_id) == (intent.id, user.id)
+    assert row.resolved_at is not None and "released" in str(row.resolution)
+    assert stripe_client().v1.payment_intents.retrieve(intent.id).status == "canceled"

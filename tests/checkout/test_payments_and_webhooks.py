@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from commerce import settlement
+from commerce.card_holds import checkout_intent_metadata
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.order_models import Order, Payment, PaymentStatus, ProcessedWebhookEvent
 from commerce.payments.gateway import PaymentGateway
@@ -170,9 +171,9 @@ def test_sweeper_reconciles_a_capture_the_crash_left_open(
     assert payment is not None and payment.status == PaymentStatus.CAPTURED
 
 
-def _confirmed_intent(amount: int, currency: str, token: str) -> str:
+def _confirmed_intent(amount: int, currency: str, token: str, user_id: int) -> str:
     """What Stripe.js leaves behind after the Payment Element confirms: a manual-capture intent
-    holding the amount, tagged with the checkout's token."""
+    holding the amount, tagged with the checkout's token and shopper."""
     intent = stripe_client().v1.payment_intents.create(
         params={
             "amount": amount,
@@ -180,7 +181,7 @@ def _confirmed_intent(amount: int, currency: str, token: str) -> str:
             "payment_method": "pm_card_visa",
             "capture_method": "manual",
             "confirm": True,
-            "metadata": {"onecart_validation_token": token},
+            "metadata": checkout_intent_metadata(user_id, token),
         }
     )
     assert intent.status == "requires_capture"
@@ -192,7 +193,7 @@ def test_a_payment_intent_confirmed_in_the_browser_is_adopted(shop: Shop) -> Non
     shop.fill_cart(user, [("shopwave", 3, 1)])
     client = shop.client_for(user)
     form = shop.checkout_form(client)
-    intent_id = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"])
+    intent_id = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"], user.id)
 
     response = shop.submit(client, form, payment_method="stripe", payment_intent_id=intent_id)
 
@@ -213,7 +214,7 @@ def test_a_payment_intent_for_another_amount_or_checkout_is_refused(
     form = shop.checkout_form(client)
     amount = int(form["total_seen"]) - (1 if mismatch == "amount" else 0)
     token = form["validation_token"] if mismatch == "amount" else "another-checkout-token-123"
-    intent_id = _confirmed_intent(amount, "USD", token)
+    intent_id = _confirmed_intent(amount, "USD", token, user.id)
 
     response = shop.submit(client, form, payment_method="stripe", payment_intent_id=intent_id)
 
@@ -231,7 +232,7 @@ def test_a_browser_hold_for_a_total_that_changed_is_released(shop: Shop) -> None
     shop.fill_cart(user, [("shopwave", 4, 1)])
     client = shop.client_for(user)
     form = shop.checkout_form(client)
-    intent_id = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"])
+    intent_id = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"], user.id)
     shop.knobs("shopwave", price_drift=1.0)
 
     response = shop.submit(client, form, payment_method="stripe", payment_intent_id=intent_id)

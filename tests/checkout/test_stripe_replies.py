@@ -6,7 +6,9 @@ amount asked."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import stripe
@@ -175,3 +177,38 @@ def test_an_authorization_is_found_by_its_key_in_the_intents_metadata() -> None:
 def test_an_unreadable_search_reply_is_unknown_not_absent() -> None:
     with pytest.raises(PaymentUnavailable):
         _gateway(200, "<html>gateway</html>").find_authorizations("k1")
+
+
+def test_uncaptured_holds_are_searched_by_status_and_age_and_read_with_their_metadata() -> None:
+    cutoff = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    before = int(cutoff.timestamp()) - 60
+    held = {
+        **_intent("requires_capture", amount=4250, received=0),
+        "created": before,
+        "metadata": {"onecart_validation_token": "t" * 30, "onecart_user_id": "7"},
+    }
+    # What a lagging search index may still return: captured since, or made after the cutoff.
+    captured = {**held, "id": "pi_captured", "status": "succeeded"}
+    young = {**held, "id": "pi_young", "created": before + 120}
+    http: list[CannedHttp] = []
+    listing = {
+        "object": "search_result",
+        "data": [held, captured, young],
+        "has_more": False,
+        "url": "/v1/payment_intents/search",
+    }
+
+    [hold] = _gateway(200, listing, http).find_uncaptured_authorizations(cutoff)
+
+    assert (hold.provider_reference, hold.amount_minor, hold.currency) == ("pi_canned", 4250, "USD")
+    assert hold.created_at == datetime.fromtimestamp(before, UTC)
+    assert hold.metadata == {"onecart_validation_token": "t" * 30, "onecart_user_id": "7"}
+    [(method, url, _key)] = http[0].sent
+    query = parse_qs(urlsplit(url).query)["query"]
+    assert (method, urlsplit(url).path) == ("get", "/v1/payment_intents/search")
+    assert query == [f"status:'requires_capture' AND created<{int(cutoff.timestamp())}"]
+
+
+def test_a_failed_listing_of_uncaptured_holds_is_an_error_not_an_empty_list() -> None:
+    with pytest.raises(PaymentUnavailable):
+        _gateway(200, "<html>gateway</html>").find_uncaptured_authorizations(datetime.now(UTC))

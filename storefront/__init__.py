@@ -39,6 +39,7 @@ from storefront.security import (
     set_security_headers,
 )
 from storefront.sessions import CachedSerializerSessionInterface
+from storefront.templating import OutputEscapingCodeGenerator
 
 # Every area of the site is one blueprint package exposing `bp`; order matters only for
 # readability. The shopping areas are built alongside the core (see issue 3).
@@ -244,7 +245,8 @@ def currency_label(code: str) -> str:
 
 
 def register_template_helpers(app: Flask) -> None:
-    """Globals and filters every template may use."""
+    """Globals and filters every template may use, and how templates compile their output."""
+    app.jinja_env.code_generator_class = OutputEscapingCodeGenerator
     app.jinja_env.globals["currency_label"] = currency_label
     app.jinja_env.globals["currency_symbol"] = currency_symbol
     app.jinja_env.globals["path_exists"] = path_exists

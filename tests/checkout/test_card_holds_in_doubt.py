@@ -138,7 +138,9 @@ def test_authorization_that_cannot_be_told_is_being_checked_and_the_sweeper_rele
     assert row.resolved_at is None and row.last_error
     admin = shop.make_user(is_admin=True)
     listing = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
-    assert row.idempotency_key in listing
+    main = listing[listing.index("<main") : listing.index("</main>")]
+    assert f'id="card-hold-{row.id}"' in main and row.idempotency_key in main
+    assert "<title>Admin · Needs attention · OneCart</title>" in listing
     assert stripe_client().v1.payment_intents.retrieve(intent.id).status == "requires_capture"
 
     gateway.lookup_down = False

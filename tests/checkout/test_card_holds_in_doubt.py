@@ -7,6 +7,7 @@ localstripe's own list of PaymentIntents."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from commerce.card_holds import CHECKOUT_TOKEN_METADATA, CHECKOUT_USER_METADATA
 from commerce.checkout import submit_checkout
 from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
+from commerce.models import User
 from commerce.order_models import CardHoldInDoubt, Order
 from commerce.payments.gateway import (
     Authorization,
@@ -196,6 +198,25 @@ class CannotVoid:
         return getattr(self.inner, name)
 
 
+def _submit_while_commits_fail(
+    shop: Shop, user: User, form: dict[str, str], fail: Callable[[Session], None]
+) -> None:
+    """Submit a card checkout while `fail` may refuse commits, with a gateway that cannot void
+    the hold: the submit raises the database's error."""
+    event.listen(shop.session_factory, "before_commit", fail)
+    try:
+        with pytest.raises(sa.exc.OperationalError):
+            submit_checkout(
+                shop.session_factory,
+                shop.card_submission(user, form),
+                fx=FxTable(per_usd={}),
+                adapter_for=lookup_adapter_for_marketplace,
+                card_gateway=CannotVoid(),  # type: ignore[arg-type]
+            )
+    finally:
+        event.remove(shop.session_factory, "before_commit", fail)
+
+
 def test_a_hold_whose_order_failed_and_cannot_be_released_is_left_to_the_sweeper(
     shop: Shop,
 ) -> None:
@@ -207,18 +228,7 @@ def test_a_hold_whose_order_failed_and_cannot_be_released_is_left_to_the_sweeper
         if any(isinstance(obj, Order) for obj in session.identity_map.values()):
             raise sa.exc.OperationalError("COMMIT", {}, Exception("database went away"))
 
-    event.listen(shop.session_factory, "before_commit", fail_the_order_commit)
-    try:
-        with pytest.raises(sa.exc.OperationalError):
-            submit_checkout(
-                shop.session_factory,
-                shop.card_submission(user, form),
-                fx=FxTable(per_usd={}),
-                adapter_for=lookup_adapter_for_marketplace,
-                card_gateway=CannotVoid(),  # type: ignore[arg-type]
-            )
-    finally:
-        event.remove(shop.session_factory, "before_commit", fail_the_order_commit)
+    _submit_while_commits_fail(shop, user, form, fail_the_order_commit)
 
     assert shop.orders() == []
     [row] = _hold_rows(shop)
@@ -246,18 +256,7 @@ def test_a_hold_whose_order_and_record_the_database_both_lost_is_found_at_stripe
         if any(isinstance(obj, Order | CardHoldInDoubt) for obj in written):
             raise sa.exc.OperationalError("COMMIT", {}, Exception("database went away"))
 
-    event.listen(shop.session_factory, "before_commit", database_down)
-    try:
-        with pytest.raises(sa.exc.OperationalError):
-            submit_checkout(
-                shop.session_factory,
-                shop.card_submission(user, form),
-                fx=FxTable(per_usd={}),
-                adapter_for=lookup_adapter_for_marketplace,
-                card_gateway=CannotVoid(),  # type: ignore[arg-type]
-            )
-    finally:
-        event.remove(shop.session_factory, "before_commit", database_down)
+    _submit_while_commits_fail(shop, user, form, database_down)
     assert shop.orders() == [] and _hold_rows(shop) == []
     [intent] = [
         intent

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import io
-import logging
 import statistics
 import sys
 import time
@@ -30,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.listing_cpu import INDEX_UID, start_kept_meilisearch, wsgi_get  # noqa: E402
+from bench.listing_cpu import kept_home_app, start_kept_meilisearch, wsgi_get  # noqa: E402
 from bench.search_queries import LISTING_QUERIES  # noqa: E402
 from onecart import processes  # noqa: E402
 
@@ -80,21 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     meili_url, meili = start_kept_meilisearch(home, "after-answer-meilisearch")
     try:
         import search_index.client as search_client
-        from storefront import create_app
 
         source = AnswerSource(search_client._exchange)
         search_client._exchange = source  # type: ignore[assignment]
-        app = create_app(
-            {
-                "SEARCH_CACHE_SECONDS": 0,
-                "DATABASE_URL": f"sqlite:///{home / 'storefront.db'}",
-                "MEILI_URL": meili_url,
-                "MEILI_INDEX": INDEX_UID,
-            }
-        )
-        for handler in logging.getLogger("onecart.requests").handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(io.StringIO())
+        app = kept_home_app(home, meili_url)
         for query in LISTING_QUERIES:  # warm-up, and every answer recorded
             wsgi_get(app, "/search", query)
         gc.collect()

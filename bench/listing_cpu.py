@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -97,6 +98,27 @@ def start_kept_meilisearch(home: Path, name: str) -> tuple[str, processes.Manage
     return meili_url, meili
 
 
+def kept_home_app(home: Path, meili_url: str) -> Any:
+    """The storefront app on a kept search_bench home's DB and index, result cache off, its
+    request log going to a sink (as the server's stderr would take it, not the terminal)."""
+    import logging
+
+    from storefront import create_app
+
+    app = create_app(
+        {
+            "SEARCH_CACHE_SECONDS": 0,
+            "DATABASE_URL": f"sqlite:///{home / 'storefront.db'}",
+            "MEILI_URL": meili_url,
+            "MEILI_INDEX": INDEX_UID,
+        }
+    )
+    for handler in logging.getLogger("onecart.requests").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(io.StringIO())
+    return app
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reuse", metavar="HOME", required=True, help="a kept search_bench home")
@@ -109,22 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     home = Path(args.reuse).resolve()
     meili_url, meili = start_kept_meilisearch(home, "listing-cpu-meilisearch")
     try:
-        import logging
-
-        from storefront import create_app
-
-        app = create_app(
-            {
-                "SEARCH_CACHE_SECONDS": 0,
-                "DATABASE_URL": f"sqlite:///{home / 'storefront.db'}",
-                "MEILI_URL": meili_url,
-                "MEILI_INDEX": INDEX_UID,
-            }
-        )
-        # The request log goes to a sink, as the server's stderr would take it (not the terminal).
-        for handler in logging.getLogger("onecart.requests").handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(io.StringIO())
+        app = kept_home_app(home, meili_url)
         measure(app, args.path, 1)  # warm-up: templates compiled, connections open, caches read
         gc.collect()
         gc.freeze()

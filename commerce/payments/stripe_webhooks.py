@@ -118,7 +118,14 @@ def _apply_event(
         if payment_id is None:
             outcome = "ignored: unknown payment"
         elif event_type == "payment_intent.succeeded" and status in IN_DOUBT:
-            finish_settlement(session_factory, payment_id, captured=True)
+            # Stripe's own figure (the event is signed): a capture of another amount than we
+            # asked is recorded as taken and flagged, as reconcile_payment does.
+            finish_settlement(
+                session_factory,
+                payment_id,
+                captured=True,
+                captured_minor=_reported_minor(data, "amount_received"),
+            )
             outcome = "capture confirmed"
         elif event_type == "payment_intent.canceled" and status in IN_DOUBT and not meant_minor:
             finish_settlement(session_factory, payment_id, captured=False)

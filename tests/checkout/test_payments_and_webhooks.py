@@ -370,3 +370,25 @@ def test_a_refund_of_ours_reported_by_stripe_is_consistent_and_resolves_one_in_d
     assert refund.status == RefundStatus.SUCCEEDED and refund.provider_reference
     assert refund.amount_minor == kiondo.charge_minor
     assert shop.order(order.number).attention_reason is None
+
+
+def test_payment_succeeded_webhook_for_another_amount_than_asked_records_stripes_figure(
+    shop: Shop, crashed_capture: Callable[[], Order]
+) -> None:
+    """The worker died during the capture; Stripe's event says it captured less than asked. The
+    event's figure is Stripe's word (signed), so it is recorded and the order flagged, as the
+    sweeper's reconciliation would: never the amount we merely asked for."""
+    order = crashed_capture()
+    assert order.payment is not None
+    intent = stripe_client().v1.payment_intents.retrieve(order.payment.provider_reference)
+    reported = {**intent.to_dict(), "amount_received": order.total_minor - 100}
+
+    response = _post(shop, _event("payment_intent.succeeded", reported))
+
+    assert response.get_json()["outcome"] == "capture confirmed"
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == order.total_minor - 100
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "not the" in flagged.attention_reason
+    shop.unbalanced_orders.add(order.number)  # Stripe's figure differs from the shares

@@ -88,3 +88,44 @@ def test_a_part_an_operator_confirms_placed_after_the_shopper_cancelled_is_cance
         RefundKind.CARD_REFUND,
     }
     check_invariants(shop)
+
+
+def test_a_cancellation_still_unanswered_after_the_last_attempt_goes_to_an_operator(
+    shop: Shop,
+) -> None:
+    """Shopwave is down when the shopper cancels, through every attempt of the job: nobody asks
+    it again after the last one, so the order goes on the operator's list (the shopper is told
+    the answer is unknown) instead of the cancellation being dropped silently."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    shopwave = shop.sub_order(order, "shopwave")
+    place_sub_order(
+        shop.session_factory, shopwave.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.PLACED
+    with shop.session_factory() as session, session.begin():
+        request_cancellation(session, user.id, order.number)
+    shop.knobs("shopwave", down=True)
+    try:
+        early = carry_out_cancellation(
+            shop.session_factory, order.id, adapter_for=adapter_for_marketplace
+        )
+        assert early.in_flight == ("ShopWave",)
+        assert shop.order(order.number).attention_reason is None  # the job tries again
+
+        last = carry_out_cancellation(
+            shop.session_factory, order.id, adapter_for=adapter_for_marketplace, final_attempt=True
+        )
+    finally:
+        shop.knobs("shopwave", down=False)
+
+    assert last.in_flight == ("ShopWave",)
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.PLACED
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "ShopWave" in flagged.attention_reason
+    assert "cancel" in flagged.attention_reason
+    admin = shop.make_user(is_admin=True)
+    page = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
+    assert order.number in page
+    check_invariants(shop)

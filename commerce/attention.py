@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.models import utc_now
 from commerce.notifications import notify
-from commerce.order_models import SubOrderStatus
+from commerce.order_models import OutboxMessage, OutboxTopic, SubOrderStatus
 from commerce.order_state import locked_sub_order, refresh_order_status
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
@@ -23,7 +23,8 @@ def mark_placed_by_operator(
     gateway_for: GatewayProvider = gateway_for_payment,
 ) -> bool:
     """The operator confirmed with the marketplace that it holds the order: needs_attention →
-    placed with the marketplace's id; then the payment is settled."""
+    placed with the marketplace's id (and, when the shopper asked to cancel meanwhile, the
+    cancellation is queued again for it); then the payment is settled."""
     marketplace_order_id = marketplace_order_id.strip()[:120]
     if not marketplace_order_id:
         raise ValueError("Enter the marketplace's order id.")
@@ -31,6 +32,7 @@ def mark_placed_by_operator(
         sub_order = locked_sub_order(session, sub_order_id)
         if sub_order.status != SubOrderStatus.NEEDS_ATTENTION:
             return False
+        order_id = sub_order.order_id
         sub_order.status = SubOrderStatus.PLACED
         sub_order.marketplace_order_id = marketplace_order_id
         sub_order.placed_at = utc_now()
@@ -43,8 +45,12 @@ def mark_placed_by_operator(
             f"(their order {sub_order.display_number}).",
             sub_order_id=sub_order.id,
         )
+        if sub_order.order.cancel_requested_at is not None:
+            # The shopper asked to cancel while this part's outcome was unknown, and the
+            # cancellation job could only report it in flight: ask again now that there is an
+            # order to cancel (as placement does for a placement found after a cancel).
+            session.add(OutboxMessage(topic=OutboxTopic.CANCEL_ORDER, order_id=order_id))
         refresh_order_status(session, sub_order.order)
-        order_id = sub_order.order_id
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return True
 

@@ -42,7 +42,7 @@ from commerce.order_models import (
     OutboxTopic,
     SubOrderStatus,
 )
-from commerce.order_state import locked_sub_order, sub_order_status_for
+from commerce.order_state import flag_order, locked_sub_order, sub_order_status_for
 from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
@@ -251,6 +251,8 @@ def carry_out_cancellation(
     refused: list[str] = []
     in_flight: list[str] = []
     outcomes: dict[int, str] = {}
+    # Placed parts whose marketplace gave no clear answer to the cancel call.
+    unanswered: list[str] = []
     for sub_order_id, marketplace, status in targets:
         if status == SubOrderStatus.PENDING:
             with session_factory() as session, session.begin():
@@ -282,6 +284,8 @@ def carry_out_cancellation(
             CancelOutcome.REFUSED: refused,
             CancelOutcome.UNKNOWN: in_flight,
         }[outcome].append(marketplace.name)
+        if outcome == CancelOutcome.UNKNOWN:
+            unanswered.append(marketplace.name)
         outcomes[sub_order_id] = outcome.value
     for sub_order_id, marketplace, status in targets:
         if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED) or (
@@ -319,6 +323,15 @@ def carry_out_cancellation(
                 "in full for it; if not, it ships as ordered.",
                 once=True,
             )
+            if unanswered:
+                # No job asks these marketplaces again (tracking refunds only if one reports
+                # the order cancelled): an operator follows the cancellation up with them.
+                flag_order(
+                    order,
+                    "The shopper's cancellation got no clear answer from "
+                    + ", ".join(unanswered)
+                    + " after the last attempt: ask them to cancel, or let it ship.",
+                )
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return CancellationReport(tuple(cancelled), tuple(refused), tuple(in_flight))

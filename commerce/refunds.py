@@ -161,11 +161,19 @@ def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, mess
 
 
 def reconcile_refund(
-    session_factory: sessionmaker[Session], refund_id: int, *, gateway_for: GatewayProvider
+    session_factory: sessionmaker[Session],
+    refund_id: int,
+    *,
+    gateway_for: GatewayProvider,
+    only_if_found: bool = False,
 ) -> bool:
     """A card refund left `processing` (unknown outcome, or a worker died): ask the provider for a
     refund with our key; found → succeeded, none → pending again (re-sent with the same key),
-    provider unreachable → left as it is. True when it was resolved."""
+    provider unreachable → left as it is. True when it was resolved.
+
+    `only_if_found`: a refund that may be in flight right now (a webhook asking on the side) is
+    only ever marked done; "none yet" proves nothing while its call runs, so it stays
+    `processing` for its own worker or the sweeper's timed look-up."""
     with session_factory() as session:
         refund = session.get(Refund, refund_id)
         if refund is None or refund.status != RefundStatus.PROCESSING:
@@ -182,6 +190,8 @@ def reconcile_refund(
     if found is not None:
         _refund_done(session_factory, refund_id, found)
         return True
+    if only_if_found:
+        return False
     with session_factory() as session, session.begin():
         session.execute(
             sa.update(Refund)

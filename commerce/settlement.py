@@ -360,16 +360,7 @@ def reconcile_payment(
     elif state.status == ProviderStatus.PENDING:
         return False
     elif state.status == ProviderStatus.AUTHORIZED and refused is None:
-        # Nothing happened: give the claim back; the next settle recomputes the amount.
-        with session_factory() as session, session.begin():
-            session.execute(
-                sa.update(Payment)
-                .where(
-                    Payment.id == payment_id,
-                    Payment.status.in_([PaymentStatus.CAPTURING, PaymentStatus.RECONCILING]),
-                )
-                .values(status=PaymentStatus.AUTHORIZED, captured_minor=0, updated_at=utc_now())
-            )
+        _give_capture_claim_back(session_factory, payment_id)
         return False
     else:
         # Refused while the hold is still there, or the hold is gone (cancelled, expired).
@@ -381,6 +372,30 @@ def reconcile_payment(
         _capture_refused(session_factory, payment_id, reason)
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     return True
+
+
+def _give_capture_claim_back(session_factory: sessionmaker[Session], payment_id: int) -> None:
+    """Nothing was captured after all: capturing/reconciling → authorized, and the next settle
+    recomputes the amount from the sub-orders.
+
+    A share cancelled while the capture was in doubt was recorded as a card refund (it might
+    have been captured). It now stays out of the next capture, so it is a release: left a card
+    refund, finish_settlement would send it to the card as well and give it back twice."""
+    with session_factory() as session, session.begin():
+        order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
+        assert order_id is not None
+        lock_order(session, order_id)
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        session.refresh(payment)
+        if payment.status not in (PaymentStatus.CAPTURING, PaymentStatus.RECONCILING):
+            return
+        payment.status = PaymentStatus.AUTHORIZED
+        payment.captured_minor = 0
+        payment.updated_at = utc_now()
+        for refund in payment.refunds:
+            if refund.status == RefundStatus.PENDING:
+                refund.kind = RefundKind.RELEASE
 
 
 def _capture_refused(session_factory: sessionmaker[Session], payment_id: int, reason: str) -> None:

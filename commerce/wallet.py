@@ -193,6 +193,40 @@ def refund_to_wallet(
     )
 
 
+def take_back(
+    session: Session, user: User, amount: Money, *, reference: str, description: str
+) -> int:
+    """Debit up to `amount` (positive) that the shopper got back elsewhere (an ADJUSTMENT line),
+    once per reference; returns what the line takes.
+
+    Never below zero: what the balance no longer covers (it was spent) is not taken, and the
+    caller reports it. The line is written even when it takes nothing, so a repeat returns what
+    the first one took whatever the balance is by then (a later top-up is not taken instead)."""
+    if amount.currency != user.wallet_currency:
+        raise WalletError(f"The wallet holds {user.wallet_currency}, not {amount.currency}.")
+    if amount.minor <= 0 or not reference:
+        raise WalletError("A wallet adjustment needs a positive amount and a reference.")
+    _lock_user(session, user)
+    existing = _existing_entry(session, WalletEntryKind.ADJUSTMENT, reference)
+    if existing is not None:
+        if existing.user_id != user.id:
+            raise WalletError(f"Reference {reference!r} was already used for another wallet.")
+        return -existing.amount_minor
+    covered = max(0, min(amount.minor, wallet_balance(session, user).minor))
+    session.add(
+        WalletEntry(
+            user_id=user.id,
+            kind=WalletEntryKind.ADJUSTMENT,
+            amount_minor=-covered,
+            currency=amount.currency,
+            reference=reference,
+            description=description,
+        )
+    )
+    session.flush()
+    return covered
+
+
 def format_wallet_amount(minor: int, currency: str) -> Decimal:
     """The exact decimal amount of a ledger line, for templates."""
     return from_minor_units(minor, currency)

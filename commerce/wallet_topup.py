@@ -8,6 +8,12 @@ call :func:`credit_card_topup`, which asks Stripe for the PaymentIntent itself i
 what it was handed. The ledger line's reference is the PaymentIntent id and (kind, reference) is
 unique, so however often and however concurrently it is called, one PaymentIntent credits once.
 
+OneCart never refunds a top-up, so a refund of one was made outside OneCart (the Stripe
+dashboard): on `charge.refunded`, :func:`take_back_refunded_topup` asks Stripe for the top-up's
+refunds and takes each back from the wallet once (never below zero; what was already spent is
+reported for an operator). It credits the top-up first if that had not happened yet, so a
+success event arriving after the refund credits nothing more.
+
 In sandbox mode (settings.sandbox_enabled: development, or ONECART_SANDBOX_MODE=true) the old
 free top-up remains for demos, and its ledger line says that no payment was taken.
 Services flush; the caller commits.
@@ -31,6 +37,7 @@ from commerce.wallet import (
     TopUpReceipt,
     WalletError,
     record_wallet_entry,
+    take_back,
     top_up,
     topup_limit,
 )
@@ -40,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 TOPUP_PURPOSE = "wallet_topup"
 CARD_TOPUP_DESCRIPTION = "Top-up (card payment)"
+TOPUP_REFUND_DESCRIPTION = "Top-up refunded on the card"
+# Refund statuses that give the money back to the card (or are about to).
+TOPUP_REFUND_TAKEN_STATUSES = frozenset({"succeeded", "pending"})
 
 
 class TopUpState(enum.StrEnum):
@@ -66,6 +76,16 @@ class TopUpOutcome:
     state: TopUpState
     amount: Money | None = None
     created: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpRefunds:
+    """What :func:`take_back_refunded_topup` found: refunded on the card, taken back from the
+    wallet, and `short`: refunded but already spent (an operator follows it up)."""
+
+    refunded: Money
+    taken: int
+    short: int
 
 
 def _stripe_failure(exc: stripe.StripeError, action: str) -> PaymentError:
@@ -210,3 +230,53 @@ def credit_card_topup(
     except IntegrityError:  # a concurrent call credited it a moment ago
         return TopUpOutcome(TopUpState.CREDITED, amount=amount, created=False)
     return TopUpOutcome(TopUpState.CREDITED, amount=amount, created=receipt.created)
+
+
+def take_back_refunded_topup(
+    session: Session, client: stripe.StripeClient, intent_id: str
+) -> TopUpRefunds | None:
+    """Take back from the wallet what Stripe refunded of a top-up (see the module docstring):
+    one ADJUSTMENT line per Stripe refund, so however often Stripe tells us, each is taken once.
+    None when the PaymentIntent is not a top-up (an order's payment: commerce.payments).
+
+    Stripe is asked (the intent and its refunds), not the event believed. PaymentUnavailable
+    when it cannot be asked: nothing is taken, the event's redelivery tries again."""
+    intent = _retrieve(client, intent_id)
+    if _metadata(intent).get("onecart_purpose") != TOPUP_PURPOSE:
+        return None
+    credited = credit_card_topup(session, client, intent_id)
+    if credited.state != TopUpState.CREDITED or credited.amount is None:
+        return TopUpRefunds(Money(0, str(intent.currency).upper()), 0, 0)
+    user_id = str(_metadata(intent).get("onecart_user_id") or "")
+    user = session.get(User, int(user_id))  # credit_card_topup checked it names an account
+    assert user is not None
+    try:
+        refunds = client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100})
+    except stripe.StripeError as exc:
+        raise _stripe_failure(exc, "looked up") from exc
+    refunded = taken = 0
+    for refund in refunds.data:
+        if str(refund.status) not in TOPUP_REFUND_TAKEN_STATUSES:
+            continue
+        amount = Money(int(refund.amount), str(refund.currency).upper())
+        if amount.currency != credited.amount.currency:
+            raise PaymentError(f"Refund {refund.id} is in another currency than the top-up.")
+        refunded += amount.minor
+        taken += take_back(
+            session,
+            user,
+            amount,
+            reference=f"stripe-topup-refund-{refund.id}",
+            description=TOPUP_REFUND_DESCRIPTION,
+        )
+    short = refunded - taken
+    if short:
+        # Spent before the card got it back: the wallet does not go negative; an operator
+        # takes it up with the shopper.
+        logger.error(
+            "top-up %s of user %s: %s refunded on the card was already spent",
+            intent_id,
+            user.id,
+            Money(short, credited.amount.currency),
+        )
+    return TopUpRefunds(Money(refunded, credited.amount.currency), taken, short)

@@ -5,7 +5,9 @@ once, so a replay does nothing (an event whose handling failed is forgotten, so 
 is applied); events for PaymentIntents we do not know, and event types we do
 not handle, are acknowledged and recorded as ignored. What an event can change is limited to
 finishing what our own code started (a capture or void whose outcome was not recorded, because
-the worker died during the call) and noting a provider-side failure on the payment.
+the worker died during the call; a refund whose reply was lost, looked up by our key) and
+noting what only an operator can sort out: a provider-side failure on the payment, or money
+Stripe reports refunded beyond what OneCart refunded (a refund made in the Stripe dashboard).
 """
 
 from __future__ import annotations
@@ -19,7 +21,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.models import utc_now
-from commerce.order_models import Payment, PaymentMethod, PaymentStatus, ProcessedWebhookEvent
+from commerce.order_locks import lock_order
+from commerce.order_models import (
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    ProcessedWebhookEvent,
+    Refund,
+    RefundKind,
+    RefundStatus,
+)
+from commerce.order_state import flag_order
+from onecart.money import format_money
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +118,14 @@ def _apply_event(
         if payment_id is None:
             outcome = "ignored: unknown payment"
         elif event_type == "payment_intent.succeeded" and status in IN_DOUBT:
-            finish_settlement(session_factory, payment_id, captured=True)
+            # Stripe's own figure (the event is signed): a capture of another amount than we
+            # asked is recorded as taken and flagged, as reconcile_payment does.
+            finish_settlement(
+                session_factory,
+                payment_id,
+                captured=True,
+                captured_minor=_reported_minor(data, "amount_received"),
+            )
             outcome = "capture confirmed"
         elif event_type == "payment_intent.canceled" and status in IN_DOUBT and not meant_minor:
             finish_settlement(session_factory, payment_id, captured=False)
@@ -133,6 +153,81 @@ def _apply_event(
                 )
             outcome = "noted provider failure"
             logger.warning("payment %s: %s while authorized", payment_id, event_type)
+        elif event_type == "charge.refunded":
+            outcome = _refunds_reported(session_factory, payment_id, data)
         else:
             outcome = f"consistent ({status})"
     return outcome
+
+
+def _reported_minor(data: Mapping[str, Any], field: str) -> int | None:
+    value = data.get(field)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _refunds_reported(
+    session_factory: sessionmaker[Session], payment_id: int, data: Mapping[str, Any]
+) -> str:
+    """charge.refunded: Stripe reports money given back on a card payment of ours.
+
+    Our refunds whose outcome is unknown (`processing`) are looked up now by our key: one Stripe
+    holds is recorded done at once, rather than after the sweeper's wait (one it does not hold
+    yet may still be in flight, so it is left to its worker and the sweeper). Then Stripe's total is compared with
+    ours: what Stripe reports refunded beyond the part a partial capture left uncaptured and
+    the card refunds OneCart sent was refunded outside OneCart (the Stripe dashboard). The books
+    are not corrected from an event: the order goes on the operator's list."""
+    from commerce.payments.providers import gateway_for_payment
+    from commerce.refunds import SETTLED_CARD_STATUSES, reconcile_refund
+
+    with session_factory() as session:
+        processing = list(
+            session.scalars(
+                sa.select(Refund.id).where(
+                    Refund.payment_id == payment_id, Refund.status == RefundStatus.PROCESSING
+                )
+            )
+        )
+    resolved = sum(
+        1
+        for refund_id in processing
+        if reconcile_refund(
+            session_factory, refund_id, gateway_for=gateway_for_payment, only_if_found=True
+        )
+    )
+    reported = _reported_minor(data, "amount_refunded")
+    if reported is None:
+        return f"refunds looked up ({resolved} resolved)"
+    with session_factory() as session, session.begin():
+        order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
+        assert order_id is not None
+        lock_order(session, order_id)
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        session.refresh(payment)
+        if payment.status not in SETTLED_CARD_STATUSES:
+            # A capture still in doubt: its reconciliation records what Stripe took.
+            return f"refunds not compared ({payment.status})"
+        captured = _reported_minor(data, "amount_captured")
+        uncaptured = payment.amount_minor - (
+            captured if captured is not None else payment.captured_minor
+        )
+        # A refund still `processing` may have happened: it counts as ours, never as outside.
+        ours = sum(
+            refund.amount_minor
+            for refund in payment.refunds
+            if refund.kind == RefundKind.CARD_REFUND
+            and refund.status in (RefundStatus.SUCCEEDED, RefundStatus.PROCESSING)
+        )
+        outside = reported - max(uncaptured, 0) - ours
+        if outside <= 0:
+            return f"refunds consistent ({resolved} resolved)"
+        currency = payment.currency
+        flag_order(
+            payment.order,
+            f"Stripe reports {format_money(reported, currency)} refunded on the card, "
+            f"{format_money(outside, currency)} more than OneCart refunded or released: a "
+            "refund made outside OneCart (the Stripe dashboard?). Check the order's books and "
+            "its marketplaces against Stripe.",
+        )
+    logger.error("payment %s: %s refunded outside OneCart", payment_id, outside)
+    return f"refund outside OneCart ({outside}): order flagged"

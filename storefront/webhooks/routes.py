@@ -11,7 +11,8 @@ from flask.typing import ResponseReturnValue
 from commerce.payments.gateway import PaymentError, PaymentUnavailable
 from commerce.payments.stripe_gateway import stripe_client_from_settings
 from commerce.payments.stripe_webhooks import handle_stripe_event
-from commerce.wallet_topup import credit_card_topup, is_topup_intent
+from commerce.wallet_topup import credit_card_topup, is_topup_intent, take_back_refunded_topup
+from onecart.money import Money
 from onecart.settings import get_settings
 from storefront.database import session_factory
 from storefront.extensions import csrf
@@ -40,6 +41,7 @@ def stripe_webhook() -> ResponseReturnValue:
         return jsonify(error="invalid signature"), 400
     data = event.data.object
     data_dict = data.to_dict() if hasattr(data, "to_dict") else dict(data)
+    topup: str | None = None
     if str(event.type) == "payment_intent.succeeded" and is_topup_intent(data_dict):
         try:
             topup = _credit_topup(str(data_dict.get("id") or ""))
@@ -52,9 +54,20 @@ def stripe_webhook() -> ResponseReturnValue:
             topup = f"top-up refused: {exc.message}"
             logger.error("stripe event %s: %s", event.id, topup)
         logger.info("stripe event %s (%s): %s", event.id, event.type, topup)
+    if str(event.type) == "charge.refunded" and isinstance(data_dict.get("payment_intent"), str):
+        try:
+            topup = _take_back_topup_refunds(data_dict["payment_intent"])
+        except PaymentUnavailable as exc:
+            logger.warning("stripe event %s: top-up refund not checked: %s", event.id, exc.message)
+            return jsonify(error="top-up refund not checked, retry later"), 503
+        except PaymentError as exc:
+            topup = f"top-up refund refused: {exc.message}"
+            logger.error("stripe event %s: %s", event.id, topup)
+        if topup is not None:
+            logger.info("stripe event %s (%s): %s", event.id, event.type, topup)
     outcome = handle_stripe_event(session_factory(), str(event.id), str(event.type), data_dict)
     logger.info("stripe event %s (%s): %s", event.id, event.type, outcome)
-    return jsonify(received=True, outcome=outcome)
+    return jsonify(received=True, outcome=outcome, topup=topup)
 
 
 def _credit_topup(intent_id: str) -> str:
@@ -63,3 +76,18 @@ def _credit_topup(intent_id: str) -> str:
         outcome = credit_card_topup(session, stripe_client_from_settings(get_settings()), intent_id)
         session.commit()
     return f"wallet top-up {outcome.state}" + (" (credited now)" if outcome.created else "")
+
+
+def _take_back_topup_refunds(intent_id: str) -> str | None:
+    """A top-up refunded on the card (outside OneCart): the wallet gives it back (idempotent;
+    Stripe is asked). None when the refunded payment is not a top-up."""
+    with session_factory()() as session:
+        refunds = take_back_refunded_topup(
+            session, stripe_client_from_settings(get_settings()), intent_id
+        )
+        session.commit()
+    if refunds is None:
+        return None
+    currency = refunds.refunded.currency
+    text = f"top-up refunded {refunds.refunded}: {Money(refunds.taken, currency)} taken back"
+    return text + (f", {Money(refunds.short, currency)} already spent" if refunds.short else "")

@@ -19,10 +19,20 @@ from sqlalchemy.orm import Session
 from commerce import settlement
 from commerce.card_holds import checkout_intent_metadata
 from commerce.marketplace_access import adapter_for_marketplace
-from commerce.order_models import Order, Payment, PaymentStatus, ProcessedWebhookEvent
-from commerce.payments.gateway import PaymentGateway
+from commerce.order_locks import lock_order
+from commerce.order_models import (
+    MarketplaceOrder,
+    Order,
+    Payment,
+    PaymentStatus,
+    ProcessedWebhookEvent,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.payments.gateway import PaymentGateway, PaymentUnavailable
 from commerce.payments.providers import gateway_for_payment
 from commerce.placement import PlacementResult, place_sub_order
+from commerce.settlement import compensate_sub_order
 from commerce.sweeper import SweepPolicy, sweep
 from onecart.money import Money
 from onecart.settings import get_settings
@@ -268,3 +278,118 @@ def test_an_event_whose_handling_failed_is_applied_when_stripe_sends_it_again(
     assert redelivered.get_json()["outcome"] == "capture confirmed"
     payment = shop.order(order.number).payment
     assert payment is not None and payment.status == PaymentStatus.CAPTURED
+
+
+def _captured_card_order(shop: Shop, lines: list[tuple[str, int, int]]) -> Order:
+    """A card order placed in-process and captured in full."""
+    user = shop.make_user()
+    shop.fill_cart(user, lines)
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    for sub in order.charged_sub_orders:
+        place_sub_order(
+            shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=True
+        )
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.status == PaymentStatus.CAPTURED
+    return shop.order(order.number)
+
+
+def _charge_of(intent_id: str) -> dict[str, Any]:
+    intent = stripe_client().v1.payment_intents.retrieve(
+        intent_id, params={"expand": ["latest_charge"]}
+    )
+    return intent.latest_charge.to_dict()
+
+
+def test_a_refund_made_in_the_stripe_dashboard_puts_the_order_on_the_operators_list(
+    shop: Shop,
+) -> None:
+    """Stripe reports more refunded than OneCart ever refunded: someone refunded the card outside
+    OneCart, while our books (and the marketplaces) still count that money as paid. Nothing is
+    corrected silently; an operator must look."""
+    order = _captured_card_order(shop, [("shopwave", 2, 1), ("kiondo", 2, 1)])
+    assert order.payment is not None
+    intent_id = order.payment.provider_reference
+    stripe_client().v1.refunds.create(params={"payment_intent": intent_id, "amount": 500})
+
+    response = _post(shop, _event("charge.refunded", _charge_of(intent_id)))
+
+    assert response.status_code == 200
+    assert "outside OneCart" in response.get_json()["outcome"]
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "outside OneCart" in flagged.attention_reason
+    assert flagged.payment is not None and flagged.payment.status == PaymentStatus.CAPTURED
+    admin = shop.make_user(is_admin=True)
+    page = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
+    assert order.number in page
+    shop.unbalanced_orders.add(order.number)  # Stripe's books differ from ours: the operator's
+
+
+def test_a_refund_of_ours_reported_by_stripe_is_consistent_and_resolves_one_in_doubt(
+    shop: Shop,
+) -> None:
+    """charge.refunded for a refund OneCart sent whose reply was lost: the event is the moment
+    to ask Stripe for it by our key (recorded as done, never sent again); nothing is flagged."""
+    order = _captured_card_order(shop, [("shopwave", 5, 1), ("kiondo", 5, 1)])
+    assert order.payment is not None
+    kiondo = shop.sub_order(order, "kiondo")
+
+    class LosesRefundReply:
+        def __init__(self, inner: PaymentGateway) -> None:
+            self.inner = inner
+            self.method = inner.method
+
+        def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+            self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
+            raise PaymentUnavailable("timed out after sending the refund")
+
+        def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
+            raise PaymentUnavailable("unreachable")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    def losing(session: Session, payment: Payment) -> PaymentGateway:
+        return LosesRefundReply(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+    with shop.session_factory() as session, session.begin():
+        sub = session.get(MarketplaceOrder, kiondo.id)
+        assert sub is not None
+        lock_order(session, sub.order_id)
+        compensate_sub_order(session, sub, status=SubOrderStatus.CANCELLED, reason="test")
+    settlement.process_refunds(shop.session_factory, order.id, gateway_for=losing)
+    [refund] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
+    assert refund.status == RefundStatus.PROCESSING
+
+    response = _post(shop, _event("charge.refunded", _charge_of(order.payment.provider_reference)))
+
+    assert response.status_code == 200
+    assert "outside" not in response.get_json()["outcome"]
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.status == PaymentStatus.PARTIALLY_REFUNDED
+    [refund] = payment.refunds
+    assert refund.status == RefundStatus.SUCCEEDED and refund.provider_reference
+    assert refund.amount_minor == kiondo.charge_minor
+    assert shop.order(order.number).attention_reason is None
+
+
+def test_payment_succeeded_webhook_for_another_amount_than_asked_records_stripes_figure(
+    shop: Shop, crashed_capture: Callable[[], Order]
+) -> None:
+    """The worker died during the capture; Stripe's event says it captured less than asked. The
+    event's figure is Stripe's word (signed), so it is recorded and the order flagged, as the
+    sweeper's reconciliation would: never the amount we merely asked for."""
+    order = crashed_capture()
+    assert order.payment is not None
+    intent = stripe_client().v1.payment_intents.retrieve(order.payment.provider_reference)
+    reported = {**intent.to_dict(), "amount_received": order.total_minor - 100}
+
+    response = _post(shop, _event("payment_intent.succeeded", reported))
+
+    assert response.get_json()["outcome"] == "capture confirmed"
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == order.total_minor - 100
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "not the" in flagged.attention_reason
+    shop.unbalanced_orders.add(order.number)  # Stripe's figure differs from the shares

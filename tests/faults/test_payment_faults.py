@@ -328,3 +328,64 @@ def test_capture_of_another_amount_than_asked_records_stripes_figure_and_flags_t
     assert order.number in page
     # Our books now hold Stripe's figure while the shares say otherwise: that is the operator's.
     shop.unbalanced_orders.add(order.number)
+
+
+class CaptureNeverSent:
+    """A gateway whose capture fails before it reaches Stripe (a connection refused) and which
+    cannot ask Stripe right away: the capture's outcome is unknown, yet nothing was captured."""
+
+    def __init__(self, inner: PaymentGateway) -> None:
+        self.inner = inner
+        self.method = inner.method
+
+    def capture(self, provider_reference: str, amount: Money) -> None:
+        raise PaymentUnavailable("connection refused before the capture was sent")
+
+    def retrieve(self, provider_reference: str) -> ProviderPaymentState:
+        raise PaymentUnavailable("unreachable")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_share_cancelled_while_a_capture_is_in_doubt_that_never_happened_is_released_not_refunded(
+    shop: Shop,
+) -> None:
+    """The capture's outcome is unknown when Kiondo cancels its part, so its refund is recorded
+    as a card refund. Stripe then says nothing was captured: the next capture leaves Kiondo's
+    share out, so that share is released; sending it as a card refund too would give it back
+    twice (out of Shopwave's captured share)."""
+    order = _card_order(shop, [("shopwave", 2, 1), ("kiondo", 2, 1)])
+
+    def never_sent(session: Session, payment: Payment) -> PaymentGateway:
+        return CaptureNeverSent(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+    _place_all(shop, order, never_sent)
+    payment = _payment(shop, order)
+    assert payment.status == PaymentStatus.RECONCILING
+    assert stripe_client().v1.payment_intents.retrieve(payment.provider_reference).status == (
+        "requires_capture"
+    )
+    kiondo = shop.sub_order(order, "kiondo")
+    _cancel_on_marketplace(shop, "kiondo", str(kiondo.marketplace_order_id))
+    track_open_sub_orders(
+        shop.session_factory, adapter_for=adapter_for_marketplace, gateway_for=never_sent
+    )
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.CANCELLED
+
+    _sweep(shop)  # Stripe answers: still authorized; the claim is given back
+    _sweep(shop)  # and the capture runs for Shopwave's share alone
+
+    payment = _payment(shop, order)
+    shopwave = shop.sub_order(order, "shopwave")
+    assert payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == shopwave.charge_minor
+    [refund] = payment.refunds
+    assert (refund.kind, refund.status) == (RefundKind.RELEASE, RefundStatus.SUCCEEDED)
+    refunds = stripe_client().v1.refunds.list(params={"payment_intent": payment.provider_reference})
+    # localstripe lists the uncaptured rest of a partial capture as a refund without our key;
+    # no refund of ours went to the card: Kiondo's share was never taken.
+    assert [
+        r for r in refunds.data if r.to_dict().get("metadata", {}).get("onecart_refund_key")
+    ] == []
+    check_invariants(shop)

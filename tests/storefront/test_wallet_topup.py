@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from commerce.db import get_session_factory
 from commerce.models import User, WalletEntry
-from commerce.wallet import WalletError, wallet_balance
+from commerce.wallet import WalletError, pay_from_wallet, wallet_balance
 from commerce.wallet_topup import TopUpState, credit_card_topup, sandbox_top_up
 from onecart.money import Money
 from onecart.settings import get_settings
@@ -234,3 +234,87 @@ def test_concurrent_confirmations_of_one_payment_credit_once(
         states = list(pool.map(confirm, range(4)))
     assert states == [TopUpState.CREDITED] * 4
     assert _balance(db_session, signed_in_user) == Money(1200, "USD")
+
+
+def _post_event(app: Flask, event_type: str, data: dict[str, Any]) -> Any:
+    """Stripe's signed event of `event_type` carrying `data`."""
+    payload = {
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "data": {"object": data},
+    }
+    body = json.dumps(payload).encode()
+    timestamp = int(time.time())
+    secret = get_settings().stripe_webhook_secret.encode()
+    signature = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return app.test_client().post(
+        "/webhooks/stripe",
+        data=body,
+        headers={
+            "Stripe-Signature": f"t={timestamp},v1={signature}",
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def _refund_in_dashboard(app: Flask, intent_id: str, amount: int) -> Any:
+    """Someone refunds part of a top-up in the Stripe dashboard; Stripe sends charge.refunded
+    (the charge, which names its PaymentIntent)."""
+    client = stripe_client()
+    client.v1.refunds.create(params={"payment_intent": intent_id, "amount": amount})
+    intent = client.v1.payment_intents.retrieve(intent_id, params={"expand": ["latest_charge"]})
+    return _post_event(app, "charge.refunded", intent.latest_charge.to_dict())
+
+
+def test_a_top_up_refunded_on_the_card_is_taken_back_from_the_wallet_once(
+    app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session
+) -> None:
+    """OneCart never refunds a top-up, so a refund of one was made outside OneCart: the card got
+    the money back, so the wallet must give it up (once, however often Stripe tells us)."""
+    intent_id = _start_topup(client, "30")
+    _pay_in_browser(intent_id)
+    assert _webhook(app, intent_id).status_code == 200
+    assert _balance(db_session, signed_in_user) == Money(3000, "USD")
+
+    response = _refund_in_dashboard(app, intent_id, 1200)
+    assert response.status_code == 200
+    assert _balance(db_session, signed_in_user) == Money(1800, "USD")
+
+    # Told again (a second charge.refunded for a second refund lists both): the first is
+    # never taken twice.
+    assert _refund_in_dashboard(app, intent_id, 300).status_code == 200
+    assert _balance(db_session, signed_in_user) == Money(1500, "USD")
+
+
+def test_a_top_up_refunded_before_its_success_event_arrived_is_credited_net(
+    app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session
+) -> None:
+    """Events out of order: charge.refunded comes before payment_intent.succeeded. The late
+    success event must not credit what the card already got back."""
+    intent_id = _start_topup(client, "20")
+    _pay_in_browser(intent_id)
+
+    assert _refund_in_dashboard(app, intent_id, 2000).status_code == 200
+    assert _webhook(app, intent_id).status_code == 200
+    client.get(f"/profile/wallet/top-up/{intent_id}/done")
+
+    assert _balance(db_session, signed_in_user) == Money(0, "USD")
+
+
+def test_a_refunded_top_up_already_spent_never_takes_the_wallet_below_zero(
+    app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session
+) -> None:
+    intent_id = _start_topup(client, "10")
+    _pay_in_browser(intent_id)
+    assert _webhook(app, intent_id).status_code == 200
+    pay_from_wallet(db_session, signed_in_user, Money(700, "USD"), reference="spent-it")
+    db_session.commit()
+
+    response = _refund_in_dashboard(app, intent_id, 1000)
+
+    assert response.status_code == 200
+    # What the wallet could not give back is said (and logged for an operator).
+    assert "7.00 USD already spent" in response.get_json()["topup"]
+    assert _balance(db_session, signed_in_user) == Money(0, "USD")

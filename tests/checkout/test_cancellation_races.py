@@ -1,0 +1,131 @@
+"""A shopper's cancellation racing the placement of their order: the parts whose placement is in
+doubt when the cancellation job runs must still be cancelled once their outcome is known, by
+whichever path learns it. Placement and cancellation run in-process against the sandbox and
+localstripe (no queue: the outbox rows say what would be enqueued)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from commerce.attention import mark_placed_by_operator
+from commerce.cancellation import carry_out_cancellation, request_cancellation
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.order_models import (
+    MarketplaceOrder,
+    OutboxMessage,
+    OutboxTopic,
+    PaymentStatus,
+    RefundKind,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.placement import place_sub_order
+from tests.checkout.conftest import Shop
+from tests.faults.conftest import check_invariants
+
+
+def _cancel_jobs(shop: Shop, order_id: int) -> int:
+    with shop.session() as session:
+        return int(
+            session.scalar(
+                sa.select(sa.func.count()).where(
+                    OutboxMessage.order_id == order_id,
+                    OutboxMessage.topic == OutboxTopic.CANCEL_ORDER,
+                )
+            )
+            or 0
+        )
+
+
+def test_a_part_an_operator_confirms_placed_after_the_shopper_cancelled_is_cancelled_too(
+    shop: Shop,
+) -> None:
+    """Shopwave's placement is in doubt (it needs an operator) when the shopper cancels, so the
+    cancellation job can only report it in flight. When the operator then confirms Shopwave
+    holds the order, the cancellation must be asked for again, as it is when a placement in
+    doubt is found placed; otherwise it ships although the shopper cancelled."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 2, 1), ("kiondo", 2, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    shopwave = shop.sub_order(order, "shopwave")
+    place_sub_order(
+        shop.session_factory, shopwave.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    held = shop.sub_order(order, "shopwave").marketplace_order_id
+    assert held
+    # The reply was lost and Shopwave could not be asked: an operator must find out.
+    with shop.session_factory() as session, session.begin():
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == shopwave.id)
+            .values(
+                status=SubOrderStatus.NEEDS_ATTENTION, marketplace_order_id=None, placed_at=None
+            )
+        )
+
+    with shop.session_factory() as session, session.begin():
+        request_cancellation(session, user.id, order.number)
+    report = carry_out_cancellation(
+        shop.session_factory, order.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    assert report.in_flight == ("ShopWave",)
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.CANCELLED
+    jobs_before = _cancel_jobs(shop, order.id)
+
+    assert mark_placed_by_operator(shop.session_factory, shopwave.id, held)
+
+    assert _cancel_jobs(shop, order.id) == jobs_before + 1  # asked for again
+    carry_out_cancellation(
+        shop.session_factory, order.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.CANCELLED
+    payment = shop.order(order.number).payment
+    assert payment is not None
+    assert payment.status in (PaymentStatus.REFUNDED, PaymentStatus.VOIDED)
+    assert all(refund.status == RefundStatus.SUCCEEDED for refund in payment.refunds)
+    assert {refund.kind for refund in payment.refunds} <= {
+        RefundKind.RELEASE,
+        RefundKind.CARD_REFUND,
+    }
+    check_invariants(shop)
+
+
+def test_a_cancellation_still_unanswered_after_the_last_attempt_goes_to_an_operator(
+    shop: Shop,
+) -> None:
+    """Shopwave is down when the shopper cancels, through every attempt of the job: nobody asks
+    it again after the last one, so the order goes on the operator's list (the shopper is told
+    the answer is unknown) instead of the cancellation being dropped silently."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    shopwave = shop.sub_order(order, "shopwave")
+    place_sub_order(
+        shop.session_factory, shopwave.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.PLACED
+    with shop.session_factory() as session, session.begin():
+        request_cancellation(session, user.id, order.number)
+    shop.knobs("shopwave", down=True)
+    try:
+        early = carry_out_cancellation(
+            shop.session_factory, order.id, adapter_for=adapter_for_marketplace
+        )
+        assert early.in_flight == ("ShopWave",)
+        assert shop.order(order.number).attention_reason is None  # the job tries again
+
+        last = carry_out_cancellation(
+            shop.session_factory, order.id, adapter_for=adapter_for_marketplace, final_attempt=True
+        )
+    finally:
+        shop.knobs("shopwave", down=False)
+
+    assert last.in_flight == ("ShopWave",)
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.PLACED
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "ShopWave" in flagged.attention_reason
+    assert "cancel" in flagged.attention_reason
+    admin = shop.make_user(is_admin=True)
+    page = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
+    assert order.number in page
+    check_invariants(shop)

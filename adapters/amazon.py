@@ -272,8 +272,9 @@ class AmazonCreatorsAdapter(HttpMarketplaceAdapter):
 
     capabilities = frozenset({Capability.CATALOG, Capability.LIVE_OFFER})
 
-    # Sends no writes (catalog and live offers; purchases are handed off only), so there is nothing a key could make safe to resend;
-    # a format that gains an order API must decide this anew.
+    # Sends no writes (catalog and live offers; purchases are handed off only), so there is
+    # nothing a key could make safe to resend; a format that gains an order API must decide
+    # this anew.
     honours_idempotency_keys = False
 
     def __init__(

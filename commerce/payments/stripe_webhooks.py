@@ -172,10 +172,11 @@ def _refunds_reported(
 
     Our refunds whose outcome is unknown (`processing`) are looked up now by our key: one Stripe
     holds is recorded done at once, rather than after the sweeper's wait (one it does not hold
-    yet may still be in flight, so it is left to its worker and the sweeper). Then Stripe's total is compared with
-    ours: what Stripe reports refunded beyond the part a partial capture left uncaptured and
-    the card refunds OneCart sent was refunded outside OneCart (the Stripe dashboard). The books
-    are not corrected from an event: the order goes on the operator's list."""
+    yet may still be in flight, so it is left to its worker and the sweeper). Then Stripe's
+    total is compared with ours: what Stripe reports refunded beyond the part a partial capture
+    left uncaptured and the card refunds OneCart sent was refunded outside OneCart (the Stripe
+    dashboard). The books are not corrected from an event: the order goes on the operator's
+    list."""
     from commerce.payments.providers import gateway_for_payment
     from commerce.refunds import SETTLED_CARD_STATUSES, reconcile_refund
 

@@ -476,7 +476,8 @@ class Shop:
         return self.cron
 
     def wait_until_settled(self, *, timeout: float = WAIT_S) -> None:
-        """Wait until no sub-order is pending or placing and no card payment is mid-capture."""
+        """Wait until no sub-order is pending or placing and no card payment is mid-capture or
+        reconciling a capture."""
 
         def settled() -> bool:
             with self.session() as session:
@@ -490,7 +491,9 @@ class Shop:
                 capturing = session.scalar(
                     sa.select(sa.func.count())
                     .select_from(Payment)
-                    .where(Payment.status.in_([PaymentStatus.CAPTURING]))
+                    # Reconciling: a capture whose outcome is unknown (a slow provider under
+                    # load); it may give the claim back and capture again.
+                    .where(Payment.status.in_([PaymentStatus.CAPTURING, PaymentStatus.RECONCILING]))
                 )
                 authorized_settled = session.scalar(
                     sa.select(sa.func.count())

@@ -144,8 +144,11 @@ def test_shopify_order_create_reports_user_errors(sandbox_control: httpx.Client)
 
 
 def test_shopify_order_progresses_to_delivered_with_tracking(sandbox_control: httpx.Client) -> None:
+    # Not delayed: the sandbox delays 10% of orders by default (delay_rate), which would add a
+    # DELAYED step this test does not expect (the delayed path has its own test below).
     sandbox_control.post(
-        "/_sandbox/knobs/shopwave", json={"cancel_rate": 0, "order_step_seconds": FAST_STEP}
+        "/_sandbox/knobs/shopwave",
+        json={"cancel_rate": 0, "delay_rate": 0, "order_step_seconds": FAST_STEP},
     )
     variant, price = clean_shopify_variant(sandbox_control)
     order = shopify_graphql(

@@ -32,7 +32,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from commerce.models import User, WalletEntryKind
-from commerce.payments.gateway import PaymentDeclined, PaymentError, PaymentUnavailable
+from commerce.payments.gateway import (
+    PaymentDeclined,
+    PaymentError,
+    PaymentUnavailable,
+    card_amount_step,
+)
 from commerce.wallet import (
     TopUpReceipt,
     WalletError,
@@ -41,7 +46,7 @@ from commerce.wallet import (
     top_up,
     topup_limit,
 )
-from onecart.money import Money, MoneyError, to_minor_units
+from onecart.money import Money, MoneyError, from_minor_units, to_minor_units
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +100,9 @@ def _stripe_failure(exc: stripe.StripeError, action: str) -> PaymentError:
 
 
 def topup_amount(user: User, amount: Decimal) -> Money:
-    """The top-up amount in the wallet currency, checked: positive, exact, at most the limit."""
+    """The top-up amount in the wallet currency, checked: positive, exact, at most the limit,
+    and in the steps a card can be charged in (Stripe takes BHD, JOD, KWD, OMR and TND only in
+    steps of 10 minor units, so 12.345 KWD would be refused after the shopper entered a card)."""
     currency = user.wallet_currency
     try:
         minor = to_minor_units(amount, currency)
@@ -103,6 +110,14 @@ def topup_amount(user: User, amount: Decimal) -> Money:
         raise WalletError(f"Enter an amount in {currency} with at most its decimals.") from exc
     if minor <= 0:
         raise WalletError("Enter an amount greater than zero.")
+    step = card_amount_step(currency)
+    if minor % step:
+        lower = minor - minor % step
+        nearest = [from_minor_units(m, currency) for m in (lower, lower + step) if m > 0]
+        raise WalletError(
+            f"Cards are charged in {currency} in steps of {from_minor_units(step, currency)}: "
+            f"enter {' or '.join(str(amount) for amount in nearest)}."
+        )
     limit = topup_limit(currency)
     if minor > limit.minor:
         raise WalletError(f"A single top-up can be at most {limit.amount:,} {currency}.")

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from commerce.db import get_session_factory
 from commerce.models import User, WalletEntry
 from commerce.wallet import WalletError, pay_from_wallet, wallet_balance
-from commerce.wallet_topup import TopUpState, credit_card_topup, sandbox_top_up
+from commerce.wallet_topup import TopUpState, credit_card_topup, sandbox_top_up, topup_amount
 from onecart.money import Money
 from onecart.settings import get_settings
 from tests.checkout.conftest import localstripe_server, stripe_client
@@ -318,3 +318,26 @@ def test_a_refunded_top_up_already_spent_never_takes_the_wallet_below_zero(
     # What the wallet could not give back is said (and logged for an operator).
     assert "7.00 USD already spent" in response.get_json()["topup"]
     assert _balance(db_session, signed_in_user) == Money(0, "USD")
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "expected", "message"),
+    [
+        ("KWD", Decimal("12.340"), Money(12340, "KWD"), None),
+        ("KWD", Decimal("12.345"), None, r"steps of 0\.010: enter 12\.340 or 12\.350\."),
+        ("BHD", Decimal("0.005"), None, r"steps of 0\.010: enter 0\.010\."),
+        ("USD", Decimal("12.34"), Money(1234, "USD"), None),
+        ("JPY", Decimal("1235"), Money(1235, "JPY"), None),
+    ],
+)
+def test_a_card_top_up_is_asked_in_the_steps_a_card_can_be_charged_in(
+    currency: str, amount: Decimal, expected: Money | None, message: str | None
+) -> None:
+    """Stripe charges three-decimal currencies only in steps of 10 minor units: the shopper is
+    told the nearest amounts before any card is asked for, not refused by Stripe after."""
+    user = User(username="steps", email="steps@example.com", wallet_currency=currency)
+    if message is None:
+        assert topup_amount(user, amount) == expected
+    else:
+        with pytest.raises(WalletError, match=message):
+            topup_amount(user, amount)

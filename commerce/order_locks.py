@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from commerce.order_models import MarketplaceOrder, Order
+from commerce.order_models import MarketplaceOrder, Order, Payment
 
 
 def lock_order(session: Session, order_id: int) -> None:
@@ -37,3 +37,16 @@ def order_id_of_sub_order(session: Session, sub_order_id: int) -> int | None:
     return session.scalar(
         sa.select(MarketplaceOrder.order_id).where(MarketplaceOrder.id == sub_order_id)
     )
+
+
+def locked_payment(session: Session, payment_id: int) -> Payment:
+    """A payment read fresh after its order's row is locked (the order it belongs to never
+    changes, so that is read first): what every change to a payment starts with."""
+    order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
+    if order_id is None:
+        raise LookupError(f"no payment {payment_id}")
+    lock_order(session, order_id)
+    payment = session.get(Payment, payment_id)
+    assert payment is not None  # a payment is never deleted
+    session.refresh(payment)
+    return payment

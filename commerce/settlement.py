@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.models import utc_now
 from commerce.notifications import notify
-from commerce.order_locks import lock_order
+from commerce.order_locks import lock_order, locked_payment
 from commerce.order_models import (
     LIVE_SUB_ORDER_STATUSES,
     PLACED_SUB_ORDER_STATUSES,
@@ -382,12 +382,7 @@ def _give_capture_claim_back(session_factory: sessionmaker[Session], payment_id:
     have been captured). It now stays out of the next capture, so it is a release: left a card
     refund, finish_settlement would send it to the card as well and give it back twice."""
     with session_factory() as session, session.begin():
-        order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
-        assert order_id is not None
-        lock_order(session, order_id)
-        payment = session.get(Payment, payment_id)
-        assert payment is not None
-        session.refresh(payment)
+        payment = locked_payment(session, payment_id)
         if payment.status not in (PaymentStatus.CAPTURING, PaymentStatus.RECONCILING):
             return
         payment.status = PaymentStatus.AUTHORIZED
@@ -402,11 +397,7 @@ def _capture_refused(session_factory: sessionmaker[Session], payment_id: int, re
     """The capture was refused for good: the payment failed, the order goes on the operator's
     list and the shopper is told. Nothing was taken, so the pending refunds are releases."""
     with session_factory() as session, session.begin():
-        order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
-        assert order_id is not None
-        lock_order(session, order_id)
-        payment = session.get(Payment, payment_id)
-        assert payment is not None
+        payment = locked_payment(session, payment_id)
         if payment.status not in (PaymentStatus.CAPTURING, PaymentStatus.RECONCILING):
             return
         payment.status = PaymentStatus.FAILED
@@ -437,12 +428,7 @@ def finish_settlement(
     released. `captured_minor` is the provider's own figure when it is known; one that differs
     from the amount asked is recorded and puts the order on the operator's list."""
     with session_factory() as session, session.begin():
-        order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
-        assert order_id is not None
-        lock_order(session, order_id)
-        payment = session.get(Payment, payment_id)
-        assert payment is not None
-        session.refresh(payment)
+        payment = locked_payment(session, payment_id)
         if payment.status not in (PaymentStatus.CAPTURING, PaymentStatus.RECONCILING):
             return
         payment.status = PaymentStatus.CAPTURED if captured else PaymentStatus.VOIDED

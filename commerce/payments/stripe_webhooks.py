@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.models import utc_now
-from commerce.order_locks import lock_order
+from commerce.order_locks import locked_payment
 from commerce.order_models import (
     Payment,
     PaymentMethod,
@@ -199,12 +199,7 @@ def _refunds_reported(
     if reported is None:
         return f"refunds looked up ({resolved} resolved)"
     with session_factory() as session, session.begin():
-        order_id = session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
-        assert order_id is not None
-        lock_order(session, order_id)
-        payment = session.get(Payment, payment_id)
-        assert payment is not None
-        session.refresh(payment)
+        payment = locked_payment(session, payment_id)
         if payment.status not in SETTLED_CARD_STATUSES:
             # A capture still in doubt: its reconciliation records what Stripe took.
             return f"refunds not compared ({payment.status})"

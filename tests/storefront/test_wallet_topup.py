@@ -68,22 +68,14 @@ def _pay_in_browser(intent_id: str, payment_method: str = "pm_card_visa") -> Non
         client.v1.payment_intents.confirm(intent_id)
 
 
-def _webhook(app: Flask, intent_id: str, *, event_id: str | None = None) -> Any:
-    """Stripe's signed payment_intent.succeeded event for `intent_id` (its object as Stripe
-    sends it, metadata included)."""
-    intent = stripe_client().v1.payment_intents.retrieve(intent_id)
-    data = {
-        "id": intent_id,
-        "object": "payment_intent",
-        "amount": intent.amount,
-        "currency": intent.currency,
-        "status": "succeeded",  # what the event claims; the shop asks Stripe itself
-        "metadata": intent.metadata.to_dict(),
-    }
+def _post_event(
+    app: Flask, event_type: str, data: dict[str, Any], *, event_id: str | None = None
+) -> Any:
+    """Stripe's signed event of `event_type` carrying `data`."""
     payload = {
         "id": event_id or f"evt_{uuid.uuid4().hex[:16]}",
         "object": "event",
-        "type": "payment_intent.succeeded",
+        "type": event_type,
         "created": int(time.time()),
         "data": {"object": data},
     }
@@ -99,6 +91,21 @@ def _webhook(app: Flask, intent_id: str, *, event_id: str | None = None) -> Any:
             "Content-Type": "application/json",
         },
     )
+
+
+def _webhook(app: Flask, intent_id: str, *, event_id: str | None = None) -> Any:
+    """Stripe's signed payment_intent.succeeded event for `intent_id` (its object as Stripe
+    sends it, metadata included)."""
+    intent = stripe_client().v1.payment_intents.retrieve(intent_id)
+    data = {
+        "id": intent_id,
+        "object": "payment_intent",
+        "amount": intent.amount,
+        "currency": intent.currency,
+        "status": "succeeded",  # what the event claims; the shop asks Stripe itself
+        "metadata": intent.metadata.to_dict(),
+    }
+    return _post_event(app, "payment_intent.succeeded", data, event_id=event_id)
 
 
 def _balance(db_session: Session, user: User) -> Money:
@@ -234,29 +241,6 @@ def test_concurrent_confirmations_of_one_payment_credit_once(
         states = list(pool.map(confirm, range(4)))
     assert states == [TopUpState.CREDITED] * 4
     assert _balance(db_session, signed_in_user) == Money(1200, "USD")
-
-
-def _post_event(app: Flask, event_type: str, data: dict[str, Any]) -> Any:
-    """Stripe's signed event of `event_type` carrying `data`."""
-    payload = {
-        "id": f"evt_{uuid.uuid4().hex[:16]}",
-        "object": "event",
-        "type": event_type,
-        "created": int(time.time()),
-        "data": {"object": data},
-    }
-    body = json.dumps(payload).encode()
-    timestamp = int(time.time())
-    secret = get_settings().stripe_webhook_secret.encode()
-    signature = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return app.test_client().post(
-        "/webhooks/stripe",
-        data=body,
-        headers={
-            "Stripe-Signature": f"t={timestamp},v1={signature}",
-            "Content-Type": "application/json",
-        },
-    )
 
 
 def _refund_in_dashboard(app: Flask, intent_id: str, amount: int) -> Any:

@@ -99,7 +99,10 @@ def _apply_event(
     from commerce.settlement import finish_settlement, reconcile_payment
 
     outcome = "ignored: unhandled type"
-    if event_type in HANDLED_EVENT_TYPES:
+    if event_type.startswith("charge.dispute."):
+        # Applied before, by commerce.disputes (it may ask Stripe what the charge paid for).
+        outcome = "dispute (see payment_disputes)"
+    elif event_type in HANDLED_EVENT_TYPES:
         intent_id = _intent_id(event_type, data)
         with session_factory() as session:
             payment = (

@@ -11,6 +11,8 @@ from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from commerce.attention import mark_placed_by_operator, refund_by_operator
+from commerce.dispute_models import UnownedCardHold
+from commerce.disputes import list_disputes
 from commerce.marketplace_admin import (
     MarketplaceEditError,
     MarketplaceInput,
@@ -157,8 +159,10 @@ def enable_marketplace(marketplace_id: int) -> Response:
 @bp.get("/attention")
 def attention() -> str:
     """Sub-orders whose placement outcome is unknown on a marketplace that cannot be asked,
-    orders flagged for an operator (a capture or refund refused for good), and card holds in
-    doubt the sweeper has not resolved yet (commerce.card_holds), with the facts."""
+    orders flagged for an operator (a capture or refund refused for good, a disputed payment),
+    card holds in doubt the sweeper has not resolved yet and holds naming no account of this
+    shop (commerce.card_holds), and disputes, open and recently closed (commerce.disputes),
+    with the facts."""
     db = db_session()
     sub_orders = list(
         db.scalars(
@@ -189,8 +193,21 @@ def attention() -> str:
             .limit(200)
         )
     )
+    unowned = list(
+        db.scalars(
+            sa.select(UnownedCardHold)
+            .where(UnownedCardHold.gone_at.is_(None))
+            .order_by(UnownedCardHold.hold_created_at)
+            .limit(200)
+        )
+    )
     return render_template(
-        "admin/attention.html", sub_orders=sub_orders, flagged=flagged, holds=holds
+        "admin/attention.html",
+        sub_orders=sub_orders,
+        flagged=flagged,
+        holds=holds,
+        unowned=unowned,
+        disputes=list_disputes(db),
     )
 
 

@@ -191,7 +191,7 @@ def apply_dispute_event(
     if owner.purpose == DisputePurpose.WALLET_TOPUP and not held and client is not None:
         # A partially refunded top-up can be disputed for the whole charge; what the card got
         # back was taken from the wallet by the refund already (commerce.wallet_topup).
-        refunded = _charge_refunded(client, facts.charge_id)
+        refunded = _charge_refunded(client, intent_id, facts.charge_id)
     with session_factory() as session, session.begin():
         row, created = _locked_row(session, facts, owner, intent_id)
         changed = _advance(session, row, facts)
@@ -224,7 +224,21 @@ def _charge_intent(client: stripe.StripeClient, charge_id: str) -> str | None:
     return str(intent) if isinstance(intent, str) and intent else None
 
 
-def _charge_refunded(client: stripe.StripeClient, charge_id: str) -> int:
+def _charge_refunded(client: stripe.StripeClient, intent_id: str | None, charge_id: str) -> int:
+    """What Stripe refunded of the disputed charge: read through its PaymentIntent (a card
+    top-up's one successful charge is the intent's latest), else the charge itself."""
+    if intent_id is not None:
+        try:
+            intent = client.v1.payment_intents.retrieve(
+                intent_id, params={"expand": ["latest_charge"]}
+            )
+        except stripe.InvalidRequestError:
+            intent = None
+        except stripe.StripeError as exc:
+            raise PaymentUnavailable(f"The disputed payment cannot be looked up: {exc}") from exc
+        latest = getattr(intent, "latest_charge", None)
+        if latest is not None and getattr(latest, "id", None) == charge_id:
+            return int(getattr(latest, "amount_refunded", 0) or 0)
     return int(getattr(_retrieve_charge(client, charge_id), "amount_refunded", 0) or 0)
 
 
@@ -416,14 +430,14 @@ def _wallet_effects(session: Session, row: PaymentDispute, refunded: int) -> lis
                 else 0
             )
             row.wallet_held_minor, row.wallet_short_minor = taken, disputed - taken
-            effects.append(f"{format_money(taken, row.currency)} held in the wallet")
+            effects.append(f"{Money(taken, row.currency)} held in the wallet")
             if disputed - taken:
-                effects.append(f"{format_money(disputed - taken, row.currency)} already spent")
+                effects.append(f"{Money(disputed - taken, row.currency)} already spent")
                 logger.error(
                     "dispute %s of user %s: %s of the disputed top-up was already spent",
                     row.dispute_id,
                     user.id,
-                    format_money(disputed - taken, row.currency),
+                    Money(disputed - taken, row.currency),
                 )
     kept = row.status in KEPT_STATUSES or (
         row.funds_reinstated_at is not None and row.status != "lost"
@@ -441,7 +455,7 @@ def _wallet_effects(session: Session, row: PaymentDispute, refunded: int) -> lis
                 description=RELEASE_DESCRIPTION,
             )
         row.wallet_released_minor = row.wallet_held_minor
-        effects.append(f"{format_money(row.wallet_held_minor, row.currency)} given back")
+        effects.append(f"{Money(row.wallet_held_minor, row.currency)} given back")
     return effects
 
 

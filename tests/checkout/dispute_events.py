@@ -62,6 +62,16 @@ def dispute_object(
     }
 
 
+def charge_of(intent_id: str) -> str:
+    """The id of the PaymentIntent's charge at (local)Stripe."""
+    from tests.checkout.conftest import stripe_client
+
+    intent = stripe_client().v1.payment_intents.retrieve(
+        intent_id, params={"expand": ["latest_charge"]}
+    )
+    return str(intent.latest_charge.id)
+
+
 def new_dispute_id() -> str:
     return f"du_{uuid.uuid4().hex[:24]}"
 

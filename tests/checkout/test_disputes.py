@@ -14,8 +14,8 @@ from commerce.disputes import apply_dispute_event, dispute_facts
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.order_models import Order, PaymentStatus, Refund
 from commerce.placement import place_sub_order
-from tests.checkout.conftest import Shop, stripe_client
-from tests.checkout.dispute_events import dispute_object, new_dispute_id, post_event
+from tests.checkout.conftest import Shop
+from tests.checkout.dispute_events import charge_of, dispute_object, new_dispute_id, post_event
 
 
 def _captured_card_order(shop: Shop) -> Order:
@@ -29,11 +29,6 @@ def _captured_card_order(shop: Shop) -> Order:
     order = shop.order(order.number)
     assert order.payment is not None and order.payment.status == PaymentStatus.CAPTURED
     return order
-
-
-def _charge_id(intent_id: str) -> str:
-    intent = stripe_client().v1.payment_intents.retrieve(intent_id)
-    return str(intent.latest_charge)
 
 
 def _disputes(shop: Shop) -> list[PaymentDispute]:
@@ -52,7 +47,7 @@ def test_a_dispute_of_an_orders_charge_puts_the_order_on_the_operators_list_and_
     dispute_id = new_dispute_id()
     dispute = dispute_object(
         dispute_id,
-        charge=_charge_id(intent_id),
+        charge=charge_of(intent_id),
         intent=intent_id,
         amount=order.payment.captured_minor,
         status="needs_response",
@@ -94,7 +89,7 @@ def test_replayed_and_late_dispute_events_never_move_the_dispute_back(shop: Shop
     dispute_id = new_dispute_id()
     base = dispute_object(
         dispute_id,
-        charge=_charge_id(intent_id),
+        charge=charge_of(intent_id),
         intent=intent_id,
         amount=order.payment.captured_minor,
         status="needs_response",
@@ -128,7 +123,7 @@ def test_concurrent_first_deliveries_record_one_dispute(shop: Shop) -> None:
     intent_id = order.payment.provider_reference
     dispute = dispute_object(
         new_dispute_id(),
-        charge=_charge_id(intent_id),
+        charge=charge_of(intent_id),
         intent=intent_id,
         amount=order.payment.captured_minor,
         status="needs_response",

@@ -266,3 +266,35 @@ def test_only_prefixed_key_variables_are_ever_read(
         "shop-key"
     )
     assert marketplace_api_key(make_marketplace(api_key_env="SECRET_KEY")) is None
+
+
+def test_the_attention_page_lists_card_holds_naming_no_account_until_stripe_lets_them_go(
+    admin_client: FlaskClient, db_session: Session
+) -> None:
+    from commerce.dispute_models import UnownedCardHold
+    from commerce.models import utc_now
+
+    db_session.add_all(
+        [
+            UnownedCardHold(
+                intent_id="pi_unowned_open",
+                amount_minor=4250,
+                currency="EUR",
+                named_user="9999",
+                hold_created_at=utc_now(),
+            ),
+            UnownedCardHold(
+                intent_id="pi_unowned_gone",
+                amount_minor=100,
+                currency="EUR",
+                hold_created_at=utc_now(),
+                gone_at=utc_now(),
+            ),
+        ]
+    )
+    db_session.commit()
+
+    page = _html(admin_client.get("/admin/attention"))
+
+    assert "pi_unowned_open" in page and "4,250 EUR" in page and "names user 9999" in page
+    assert "pi_unowned_gone" not in page

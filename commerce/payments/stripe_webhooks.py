@@ -8,6 +8,7 @@ finishing what our own code started (a capture or void whose outcome was not rec
 the worker died during the call; a refund whose reply was lost, looked up by our key) and
 noting what only an operator can sort out: a provider-side failure on the payment, or money
 Stripe reports refunded beyond what OneCart refunded (a refund made in the Stripe dashboard).
+Disputes (`charge.dispute.*`) are applied before, by commerce.disputes, and only recorded here.
 """
 
 from __future__ import annotations

@@ -109,6 +109,7 @@ def test_replayed_and_late_dispute_events_never_move_the_dispute_back(shop: Shop
     assert (
         post_event(shop.app, "charge.dispute.updated", review, created=now - 30).status_code == 200
     )
+    assert [row.status for row in _disputes(shop)] == ["won"]
     replay = post_event(shop.app, "charge.dispute.closed", won, created=now, event_id="evt_w")
 
     assert replay.status_code == 200

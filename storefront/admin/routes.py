@@ -21,8 +21,9 @@ from commerce.marketplace_admin import (
     set_marketplace_active,
     update_marketplace,
 )
-from commerce.models import Marketplace
+from commerce.models import Marketplace, User
 from commerce.order_models import CardHoldInDoubt, MarketplaceOrder, Order, SubOrderStatus
+from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
 from storefront.database import db_session, session_factory
 from storefront.extensions import login_manager
@@ -233,3 +234,28 @@ def attention_refund(sub_order_id: int) -> Response:
     else:
         flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
     return redirect(url_for("admin.attention"))
+
+
+# --- Shoppers' wallets ------------------------------------------------------------------------
+
+
+@bp.get("/wallets")
+def wallets() -> str:
+    """Find a shopper (username, e-mail or id) to look at their wallet."""
+    query = (request.args.get("q") or "").strip()[:254]
+    shoppers = find_shoppers(db_session(), query) if query else []
+    return render_template("admin/wallets.html", query=query, shoppers=shoppers)
+
+
+@bp.get("/users/<int:user_id>/wallet")
+def user_wallet(user_id: int) -> str:
+    """One shopper's wallet: balance, ledger newest first (top-ups, take-backs, dispute holds),
+    and their disputes."""
+    user = db_session().get(User, user_id)
+    if user is None:
+        abort(404)
+    return render_template(
+        "admin/user_wallet.html",
+        overview=wallet_overview(db_session(), user),
+        ledger_cause=ledger_cause,
+    )

@@ -13,7 +13,10 @@ it in Stripe (evidence by the due date). What OneCart does:
 - **A wallet top-up's charge:** a chargeback takes the money back from the shop, so the wallet
   gives up the disputed credit as far as it is unspent (never below zero: what was spent is
   shown to the operator), once per dispute. Won (or the funds reinstated, or the dispute
-  prevented) gives exactly that back once; lost leaves it taken. An inquiry
+  prevented) gives exactly that back once; lost leaves it taken. The spent part may have paid
+  for orders still being placed; they are not stopped (the shopper bought them with a balance
+  that was theirs then, and stopping them would mean refunds into a wallet under dispute): the
+  operator sees the shortfall here and the orders in the shopper's wallet ledger. An inquiry
   (`warning_*` statuses) moves no money at Stripe, so it takes nothing until it becomes a
   chargeback.
 - **A charge of neither:** recorded and listed all the same (the shop's Stripe balance paid it).

@@ -20,7 +20,9 @@ So the sweeper also reconciles from Stripe's side: every checkout PaymentIntent 
 `requires_capture` long after it was made (`UNRECORDED_AFTER`) that no order's payment and no
 row here accounts for becomes a row (`record_unrecorded_holds`), resolved like any other. Each
 checkout intent names its shopper in its metadata (`checkout_intent_metadata`), so the row is
-resolved under that shopper's checkout lock. This assumes one Stripe account per OneCart
+resolved under that shopper's checkout lock. A hold naming no account of this shop cannot be
+resolved so: it is listed for an operator (`UnownedCardHold`, once per PaymentIntent, shown on
+/admin/attention until Stripe no longer holds it). This assumes one Stripe account per OneCart
 database: another shop's holds in the same account would look unrecorded here.
 
 Sits beside settlement in the order lifecycle stack (payments and models only; the checkout and
@@ -38,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.checkout_lock import CheckoutBusy, checkout_lock
+from commerce.dispute_models import UnownedCardHold
 from commerce.models import User, utc_now
 from commerce.order_models import CardHoldInDoubt, Order, Payment
 from commerce.payments.gateway import (
@@ -215,6 +218,7 @@ def record_unrecorded_holds(
     except PaymentError as exc:
         logger.warning("uncaptured card holds cannot be listed: %s", exc.message)
         return 0
+    _note_unowned_gone(session_factory, {hold.provider_reference for hold in found})
     # Ours: made by checkout (top-ups capture at once, so they are never held).
     holds = [hold for hold in found if hold.metadata.get(CHECKOUT_TOKEN_METADATA)]
     if not holds:
@@ -226,16 +230,60 @@ def record_unrecorded_holds(
     for hold in holds:
         user_id = owners.get(hold.provider_reference)
         if user_id is None:
-            logger.error(
-                "card hold %s (%s %s minor units) is uncaptured and unrecorded but names no "
-                "account of this shop: release it in Stripe's dashboard if no order uses it",
-                hold.provider_reference,
-                hold.currency,
-                hold.amount_minor,
-            )
+            _list_unowned(session_factory, hold)
             continue
         recorded += _record_unrecorded(session_factory, hold, user_id)
     return recorded
+
+
+def _list_unowned(session_factory: sessionmaker[Session], hold: UncapturedAuthorization) -> None:
+    """A hold naming no account of this shop cannot be resolved under a shopper's checkout
+    lock: it goes on the operator's list (/admin/attention), once per PaymentIntent; a later
+    sweep that sees it again only notes when it last did."""
+    now = utc_now()
+    with session_factory() as session, session.begin():
+        updated = session.execute(
+            sa.update(UnownedCardHold)
+            .where(UnownedCardHold.intent_id == hold.provider_reference)
+            .values(last_seen_at=now, gone_at=None)
+        ).rowcount  # type: ignore[attr-defined]
+    if updated:
+        return
+    row = UnownedCardHold(
+        intent_id=hold.provider_reference,
+        amount_minor=hold.amount_minor,
+        currency=hold.currency,
+        named_user=hold.metadata.get(CHECKOUT_USER_METADATA, "")[:40],
+        hold_created_at=hold.created_at,
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+    try:
+        with session_factory() as session, session.begin():
+            session.add(row)
+    except sa.exc.IntegrityError:
+        return  # another sweeper listed it a moment ago
+    logger.error(
+        "card hold %s (%s %s minor units) is uncaptured and unrecorded but names no account of "
+        "this shop: listed for an operator (release it in Stripe's dashboard if no order uses it)",
+        hold.provider_reference,
+        hold.currency,
+        hold.amount_minor,
+    )
+
+
+def _note_unowned_gone(session_factory: sessionmaker[Session], still_held: set[str]) -> None:
+    """Listed holds Stripe no longer keeps uncaptured (released, captured or expired) leave the
+    operator's list. `still_held`: every hold the complete listing returned."""
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa.update(UnownedCardHold)
+            .where(
+                UnownedCardHold.gone_at.is_(None),
+                UnownedCardHold.intent_id.not_in(still_held),
+            )
+            .values(gone_at=utc_now())
+        )
 
 
 def _unaccounted(

@@ -8,6 +8,7 @@ finishing what our own code started (a capture or void whose outcome was not rec
 the worker died during the call; a refund whose reply was lost, looked up by our key) and
 noting what only an operator can sort out: a provider-side failure on the payment, or money
 Stripe reports refunded beyond what OneCart refunded (a refund made in the Stripe dashboard).
+Disputes (`charge.dispute.*`) are applied before, by commerce.disputes, and only recorded here.
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ def _apply_event(
     from commerce.settlement import finish_settlement, reconcile_payment
 
     outcome = "ignored: unhandled type"
-    if event_type in HANDLED_EVENT_TYPES:
+    if event_type.startswith("charge.dispute."):
+        # Applied before, by commerce.disputes (it may ask Stripe what the charge paid for).
+        outcome = "dispute (see payment_disputes)"
+    elif event_type in HANDLED_EVENT_TYPES:
         intent_id = _intent_id(event_type, data)
         with session_factory() as session:
             payment = (

@@ -11,6 +11,8 @@ from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from commerce.attention import mark_placed_by_operator, refund_by_operator
+from commerce.dispute_models import UnownedCardHold
+from commerce.disputes import list_disputes
 from commerce.marketplace_admin import (
     MarketplaceEditError,
     MarketplaceInput,
@@ -19,8 +21,9 @@ from commerce.marketplace_admin import (
     set_marketplace_active,
     update_marketplace,
 )
-from commerce.models import Marketplace
+from commerce.models import Marketplace, User
 from commerce.order_models import CardHoldInDoubt, MarketplaceOrder, Order, SubOrderStatus
+from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
 from storefront.database import db_session, session_factory
 from storefront.extensions import login_manager
@@ -157,8 +160,10 @@ def enable_marketplace(marketplace_id: int) -> Response:
 @bp.get("/attention")
 def attention() -> str:
     """Sub-orders whose placement outcome is unknown on a marketplace that cannot be asked,
-    orders flagged for an operator (a capture or refund refused for good), and card holds in
-    doubt the sweeper has not resolved yet (commerce.card_holds), with the facts."""
+    orders flagged for an operator (a capture or refund refused for good, a disputed payment),
+    card holds in doubt the sweeper has not resolved yet and holds naming no account of this
+    shop (commerce.card_holds), and disputes, open and recently closed (commerce.disputes),
+    with the facts."""
     db = db_session()
     sub_orders = list(
         db.scalars(
@@ -189,8 +194,21 @@ def attention() -> str:
             .limit(200)
         )
     )
+    unowned = list(
+        db.scalars(
+            sa.select(UnownedCardHold)
+            .where(UnownedCardHold.gone_at.is_(None))
+            .order_by(UnownedCardHold.hold_created_at)
+            .limit(200)
+        )
+    )
     return render_template(
-        "admin/attention.html", sub_orders=sub_orders, flagged=flagged, holds=holds
+        "admin/attention.html",
+        sub_orders=sub_orders,
+        flagged=flagged,
+        holds=holds,
+        unowned=unowned,
+        disputes=list_disputes(db),
     )
 
 
@@ -216,3 +234,28 @@ def attention_refund(sub_order_id: int) -> Response:
     else:
         flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
     return redirect(url_for("admin.attention"))
+
+
+# --- Shoppers' wallets ------------------------------------------------------------------------
+
+
+@bp.get("/wallets")
+def wallets() -> str:
+    """Find a shopper (username, e-mail or id) to look at their wallet."""
+    query = (request.args.get("q") or "").strip()[:254]
+    shoppers = find_shoppers(db_session(), query) if query else []
+    return render_template("admin/wallets.html", query=query, shoppers=shoppers)
+
+
+@bp.get("/users/<int:user_id>/wallet")
+def user_wallet(user_id: int) -> str:
+    """One shopper's wallet: balance, ledger newest first (top-ups, take-backs, dispute holds),
+    and their disputes."""
+    user = db_session().get(User, user_id)
+    if user is None:
+        abort(404)
+    return render_template(
+        "admin/user_wallet.html",
+        overview=wallet_overview(db_session(), user),
+        ledger_cause=ledger_cause,
+    )

@@ -8,6 +8,12 @@ import stripe
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from commerce.disputes import (
+    DISPUTE_EVENT_TYPES,
+    DisputeEventError,
+    apply_dispute_event,
+    dispute_facts,
+)
 from commerce.payments.gateway import PaymentError, PaymentUnavailable
 from commerce.payments.stripe_gateway import stripe_client_from_settings
 from commerce.payments.stripe_webhooks import handle_stripe_event
@@ -65,9 +71,26 @@ def stripe_webhook() -> ResponseReturnValue:
             logger.error("stripe event %s: %s", event.id, topup)
         if topup is not None:
             logger.info("stripe event %s (%s): %s", event.id, event.type, topup)
+    dispute: str | None = None
+    if str(event.type) in DISPUTE_EVENT_TYPES:
+        try:
+            dispute = apply_dispute_event(
+                session_factory(),
+                dispute_facts(str(event.type), data_dict, getattr(event, "created", None)),
+                stripe_client_from_settings(get_settings()),
+            )
+        except DisputeEventError as exc:
+            # Signed by Stripe yet unreadable: acknowledged (a retry would not read better) and
+            # logged for an operator; the event id is recorded below as handled.
+            dispute = f"unreadable dispute: {exc}"
+            logger.error("stripe event %s: %s", event.id, dispute)
+        except PaymentUnavailable as exc:
+            logger.warning("stripe event %s: dispute not recorded yet: %s", event.id, exc.message)
+            return jsonify(error="dispute not recorded, retry later"), 503
+        logger.info("stripe event %s (%s): %s", event.id, event.type, dispute)
     outcome = handle_stripe_event(session_factory(), str(event.id), str(event.type), data_dict)
     logger.info("stripe event %s (%s): %s", event.id, event.type, outcome)
-    return jsonify(received=True, outcome=outcome, topup=topup)
+    return jsonify(received=True, outcome=outcome, topup=topup, dispute=dispute)
 
 
 def _credit_topup(intent_id: str) -> str:

@@ -31,6 +31,8 @@ ORDER_TABLES = {
     "checkout_locks",
     "processed_webhook_events",
     "card_holds_in_doubt",
+    "payment_disputes",
+    "unowned_card_holds",
 }
 
 

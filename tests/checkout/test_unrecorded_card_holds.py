@@ -22,6 +22,7 @@ from commerce.card_holds import (
     record_unrecorded_holds,
 )
 from commerce.db import get_session_factory
+from commerce.dispute_models import UnownedCardHold
 from commerce.models import User, utc_now
 from commerce.order_models import (
     CardHoldInDoubt,
@@ -288,6 +289,44 @@ def test_a_hold_of_no_account_of_this_shop_is_left_alone_and_logged(
     assert _rows(session_factory) == []
     assert stripe.released == []
     assert hold.provider_reference in caplog.text and "names no account" in caplog.text
+
+
+def _unowned(session_factory: sessionmaker[Session]) -> list[UnownedCardHold]:
+    with session_factory() as session:
+        rows = list(session.scalars(sa.select(UnownedCardHold).order_by(UnownedCardHold.id)))
+        session.expunge_all()
+        return rows
+
+
+def test_a_hold_of_no_account_goes_on_the_operators_list_once_until_stripe_lets_it_go(
+    session_factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a log line every sweep: one row per hold for /admin/attention, seen again by every
+    sweep, off the list once Stripe no longer holds it (released in its dashboard)."""
+    user_id = _shopper(session_factory)
+    hold, nobodys = _hold(user_id + 1000), _hold(None)
+    stripe = FakeStripe(hold, nobodys)
+
+    with caplog.at_level(logging.ERROR, logger="commerce.card_holds"):
+        for _ in range(3):
+            assert _sweep(session_factory, stripe) == 0
+
+    rows = _unowned(session_factory)
+    assert [row.intent_id for row in rows] == [hold.provider_reference, nobodys.provider_reference]
+    assert [row.named_user for row in rows] == [str(user_id + 1000), ""]
+    assert rows[0].amount_minor == HOLD_AMOUNT and rows[0].gone_at is None
+    assert rows[0].last_seen_at > rows[0].first_seen_at
+    assert caplog.text.count(hold.provider_reference) == 1  # logged when listed, not per sweep
+    assert stripe.released == [] and _rows(session_factory) == []
+
+    del stripe.holds[hold.provider_reference]  # an operator released it at Stripe
+    _sweep(session_factory, stripe)
+    first, second = _unowned(session_factory)
+    assert first.gone_at is not None and second.gone_at is None
+
+    stripe.listing_down = True  # an unanswered listing says nothing about what Stripe holds
+    _sweep(session_factory, stripe)
+    assert _unowned(session_factory)[1].gone_at is None
 
 
 def test_a_hold_made_before_intents_named_their_shopper_belongs_to_its_forms_order_user(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -52,9 +53,13 @@ def test_non_admins_get_403_everywhere_in_the_admin_area(
     make_marketplace: Callable[..., Marketplace],
 ) -> None:
     marketplace = make_marketplace()
-    login(client, make_user())
+    shopper = make_user()
+    login(client, shopper)
     for method, path in [
         ("get", "/admin/"),
+        ("get", "/admin/attention"),
+        ("get", "/admin/wallets?q=a"),
+        ("get", f"/admin/users/{shopper.id}/wallet"),
         ("get", "/admin/marketplaces"),
         ("get", "/admin/marketplaces/new"),
         ("post", "/admin/marketplaces/new"),
@@ -266,3 +271,78 @@ def test_only_prefixed_key_variables_are_ever_read(
         "shop-key"
     )
     assert marketplace_api_key(make_marketplace(api_key_env="SECRET_KEY")) is None
+
+
+def test_the_attention_page_lists_card_holds_naming_no_account_until_stripe_lets_them_go(
+    admin_client: FlaskClient, db_session: Session
+) -> None:
+    from commerce.dispute_models import UnownedCardHold
+    from commerce.models import utc_now
+
+    db_session.add_all(
+        [
+            UnownedCardHold(
+                intent_id="pi_unowned_open",
+                amount_minor=4250,
+                currency="EUR",
+                named_user="9999",
+                hold_created_at=utc_now(),
+            ),
+            UnownedCardHold(
+                intent_id="pi_unowned_gone",
+                amount_minor=100,
+                currency="EUR",
+                hold_created_at=utc_now(),
+                gone_at=utc_now(),
+            ),
+        ]
+    )
+    db_session.commit()
+
+    page = _html(admin_client.get("/admin/attention"))
+
+    assert "pi_unowned_open" in page and "4,250 EUR" in page and "names user 9999" in page
+    assert "pi_unowned_gone" not in page
+
+
+def test_an_admin_finds_a_shopper_and_reads_their_wallet_newest_first(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+) -> None:
+    from commerce.wallet import pay_from_wallet, take_back, top_up
+    from onecart.money import Money
+
+    shopper = make_user(username="wally", email="wally@example.com")
+    top_up(db_session, shopper, Decimal("20"), reference="sandbox-topup-w1")
+    pay_from_wallet(db_session, shopper, Money(500, "USD"), reference="order-w1")
+    take_back(
+        db_session,
+        shopper,
+        Money(300, "USD"),
+        reference="stripe-dispute-du_w1",
+        description="Card top-up disputed with the bank: credit held",
+    )
+    db_session.commit()
+
+    found = _html(admin_client.get("/admin/wallets?q=WALL"))
+    page = _html(admin_client.get(f"/admin/users/{shopper.id}/wallet"))
+
+    assert f"/admin/users/{shopper.id}/wallet" in found
+    assert 'data-testid="admin-wallet-balance">' in page and "1,200 USD" in page
+    held, paid, topped = (
+        page.index("dispute: credit held"),
+        page.index("order payment"),
+        page.index("top-up (sandbox"),
+    )
+    assert held < paid < topped  # newest first
+    assert "stripe-dispute-du_w1" in page
+    assert admin_client.get("/admin/users/999999/wallet").status_code == 404
+
+
+def test_anonymous_visitors_are_sent_to_login_from_a_wallet(
+    client: FlaskClient, make_user: Callable[..., User]
+) -> None:
+    shopper = make_user()
+    response = client.get(f"/admin/users/{shopper.id}/wallet")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]

@@ -1,0 +1,86 @@
+"""What only an operator can settle about card money Stripe holds or takes back: disputes
+(chargebacks and inquiries) of our charges, and uncaptured card holds that name no account of
+this shop. Both are written by Stripe's side of the books (webhooks, the sweeper) and listed on
+/admin/attention.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from commerce.models import Base, User, utc_now
+from commerce.order_models import Order
+
+
+class DisputePurpose(enum.StrEnum):
+    """What the disputed charge paid for."""
+
+    ORDER = "order"
+    WALLET_TOPUP = "wallet_topup"
+    # A charge of no order or top-up of this shop (another integration on the Stripe account).
+    UNKNOWN = "unknown"
+
+
+class PaymentDispute(Base):
+    """One Stripe dispute (`du_…`), kept up to date from its `charge.dispute.*` events.
+
+    `status` is Stripe's word, kept as Stripe spells it (new statuses are recorded, not refused);
+    `status_at` is the time of the event it came from, so an older event delivered late never
+    moves it back. A top-up's dispute takes the disputed credit from the wallet once
+    (`wallet_held_minor`; what was already spent is `wallet_short_minor`) and gives it back once
+    (`wallet_released_minor`) if the shop wins (commerce.disputes)."""
+
+    __tablename__ = "payment_disputes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dispute_id: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    charge_id: Mapped[str] = mapped_column(sa.String(120))
+    payment_intent_id: Mapped[str | None] = mapped_column(sa.String(120), index=True)
+    purpose: Mapped[str] = mapped_column(sa.String(16))
+    order_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("orders.id", ondelete="SET NULL"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    reason: Mapped[str] = mapped_column(sa.String(60), default="")
+    status: Mapped[str] = mapped_column(sa.String(40))
+    status_at: Mapped[datetime]
+    evidence_due_by: Mapped[datetime | None]
+    funds_withdrawn_at: Mapped[datetime | None]
+    funds_reinstated_at: Mapped[datetime | None]
+    wallet_held_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
+    wallet_short_minor: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    wallet_released_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+    closed_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    order: Mapped[Order | None] = relationship()
+    user: Mapped[User | None] = relationship()
+
+
+class UnownedCardHold(Base):
+    """A checkout hold Stripe keeps uncaptured that no order or record accounts for and whose
+    metadata names no account of this shop: the sweeper cannot resolve it under a shopper's
+    checkout lock, so an operator releases it in Stripe (commerce.card_holds). One row per
+    PaymentIntent however often the sweeper sees it; `gone_at` once Stripe no longer holds it."""
+
+    __tablename__ = "unowned_card_holds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    intent_id: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    # What the PaymentIntent's metadata named as its shopper (empty: nobody).
+    named_user: Mapped[str] = mapped_column(sa.String(40), default="")
+    hold_created_at: Mapped[datetime]
+    first_seen_at: Mapped[datetime] = mapped_column(default=utc_now)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utc_now)
+    gone_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -1,0 +1,89 @@
+"""What an operator sees of one shopper's wallet: the balance, the ledger newest first (each line
+named by its cause: card top-up, top-up refunded on the card, dispute hold, ...) and the
+shopper's disputes. Read-only; the admin area (storefront.admin) shows it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from commerce.dispute_models import PaymentDispute
+from commerce.models import User, WalletEntry, WalletEntryKind
+from commerce.wallet import list_wallet_entries, wallet_balance
+from onecart.money import Money
+
+LEDGER_LIMIT = 500
+SEARCH_LIMIT = 20
+# Reference prefixes of the lines Stripe's side writes (commerce.wallet_topup, commerce.disputes),
+# longest first: "stripe-topup-refund-…" also starts with "stripe-topup-".
+CAUSES = (
+    ("stripe-topup-refund-", "top-up refunded on the card: taken back"),
+    ("stripe-topup-", "card top-up"),
+    ("stripe-dispute-release-", "dispute won: credit given back"),
+    ("stripe-dispute-", "dispute: credit held"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletOverview:
+    """One shopper's wallet as the operator sees it."""
+
+    user: User
+    balance: Money
+    entries: list[WalletEntry]
+    disputes: list[PaymentDispute]
+    truncated: bool
+
+
+def ledger_cause(entry: WalletEntry) -> str:
+    """What caused a ledger line, in an operator's words."""
+    for prefix, cause in CAUSES:
+        if entry.reference.startswith(prefix):
+            return cause
+    if entry.kind == WalletEntryKind.TOPUP:
+        return "top-up (sandbox: no payment)"
+    return {
+        WalletEntryKind.PAYMENT: "order payment",
+        WalletEntryKind.REFUND: "order refund",
+        WalletEntryKind.ADJUSTMENT: "adjustment",
+    }.get(entry.kind, str(entry.kind))
+
+
+def wallet_overview(session: Session, user: User) -> WalletOverview:
+    """The balance (the sum of every line), the newest LEDGER_LIMIT lines, and the disputes."""
+    entries = list_wallet_entries(session, user, limit=LEDGER_LIMIT + 1)
+    disputes = list(
+        session.scalars(
+            sa.select(PaymentDispute)
+            .where(PaymentDispute.user_id == user.id)
+            .order_by(PaymentDispute.created_at.desc())
+        )
+    )
+    return WalletOverview(
+        user=user,
+        balance=wallet_balance(session, user),
+        entries=entries[:LEDGER_LIMIT],
+        disputes=disputes,
+        truncated=len(entries) > LEDGER_LIMIT,
+    )
+
+
+def find_shoppers(session: Session, query: str) -> list[User]:
+    """Shoppers whose username or e-mail contains `query` (or whose id it is)."""
+    query = query.strip()[:254]
+    if not query:
+        return []
+    needle = query.lower()
+    conditions = [
+        sa.func.lower(User.username).contains(needle, autoescape=True),
+        User.email.contains(needle, autoescape=True),  # stored lower-case
+    ]
+    if query.isdigit() and len(query) < 19:
+        conditions.append(User.id == int(query))
+    return list(
+        session.scalars(
+            sa.select(User).where(sa.or_(*conditions)).order_by(User.id).limit(SEARCH_LIMIT)
+        )
+    )

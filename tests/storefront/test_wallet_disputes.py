@@ -1,0 +1,202 @@
+"""A disputed wallet top-up (a chargeback of its card payment): the wallet gives up the disputed
+credit as far as it is unspent, once per dispute, never below zero, and gets exactly that back if
+the shop wins. Against localstripe, with Stripe's dispute events signed and posted."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from commerce.dispute_models import PaymentDispute
+from commerce.models import User, WalletEntry
+from commerce.wallet import pay_from_wallet
+from onecart.money import Money
+from tests.checkout.conftest import localstripe_server
+from tests.checkout.dispute_events import charge_of, dispute_object, new_dispute_id, post_event
+from tests.storefront.test_wallet_topup import (
+    _balance,
+    _pay_in_browser,
+    _refund_in_dashboard,
+    _start_topup,
+    _webhook,
+)
+
+__all__ = ["localstripe_server"]
+
+
+@pytest.fixture
+def app_config_overrides(localstripe_server: str) -> dict[str, Any]:
+    """A real deployment's top-ups (sandbox mode off), with Stripe played by localstripe."""
+    return {"SANDBOX_MODE": False}
+
+
+def _paid_topup(app: Flask, client: FlaskClient, amount: str, *, credited: bool = True) -> str:
+    intent_id = _start_topup(client, amount)
+    _pay_in_browser(intent_id)
+    if credited:
+        assert _webhook(app, intent_id).status_code == 200
+    return intent_id
+
+
+def _dispute(intent_id: str, amount: int, status: str, **extra: Any) -> dict[str, Any]:
+    return dispute_object(
+        extra.pop("dispute_id", new_dispute_id()),
+        charge=charge_of(intent_id),
+        intent=intent_id,
+        amount=amount,
+        status=status,
+        **extra,
+    )
+
+
+def _row(db_session: Session, dispute_id: str) -> PaymentDispute:
+    db_session.expire_all()
+    row = db_session.scalar(
+        sa.select(PaymentDispute).where(PaymentDispute.dispute_id == dispute_id)
+    )
+    assert row is not None
+    return row
+
+
+def _dispute_lines(db_session: Session, user: User) -> list[int]:
+    return list(
+        db_session.scalars(
+            sa.select(WalletEntry.amount_minor)
+            .where(WalletEntry.user_id == user.id, WalletEntry.reference.like("stripe-dispute-%"))
+            .order_by(WalletEntry.id)
+        )
+    )
+
+
+def test_a_chargeback_holds_the_credit_once_and_a_won_dispute_gives_it_back_once(
+    app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session
+) -> None:
+    intent_id = _paid_topup(app, client, "30")
+    opened = _dispute(intent_id, 3000, "needs_response")
+    now = int(time.time())
+
+    created = post_event(app, "charge.dispute.created", opened, created=now - 50, event_id="e1")
+    withdrawn = {**opened, "balance_transactions": [{"amount": -3000}]}
+    post_event(app, "charge.dispute.funds_withdrawn", withdrawn, created=now - 49)
+    post_event(app, "charge.dispute.created", opened, created=now - 50, event_id="e1")  # replay
+
+    assert created.status_code == 200
+    assert "30.00 USD held in the wallet" in created.get_json()["dispute"]
+    assert _balance(db_session, signed_in_user) == Money(0, "USD")
+
+    won = {**opened, "status": "won"}
+    post_event(app, "charge.dispute.closed", won, created=now - 10)
+    post_event(app, "charge.dispute.funds_reinstated", won, created=now - 9)
+    post_event(app, "charge.dispute.closed", won, created=now - 10)
+
+    assert _balance(db_session, signed_in_user) == Money(3000, "USD")
+    assert _dispute_lines(db_session, signed_in_user) == [-3000, 3000]
+    row = _row(db_session, opened["id"])
+    assert (row.purpose, row.status, row.wallet_held_minor, row.wallet_released_minor) == (
+        "wallet_topup",
+        "won",
+        3000,
+        3000,
+    )
+
+
+def test_a_lost_dispute_keeps_what_was_held_and_the_spent_part_goes_to_the_operator(
+    app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session, make_user: Any
+) -> None:
+    intent_id = _paid_topup(app, client, "10")
+    pay_from_wallet(db_session, signed_in_user, Money(700, "USD"), reference="spent-it")
+    db_session.commit()
+    opened = _dispute(intent_id, 1000, "needs_response", reason="fraudulent")
+    now = int(time.time())
+
+    response = post_event(app, "charge.dispute.created", opened, created=now - 20)
+    post_event(app, "charge.dispute.closed", {**opened, "status": "lost"}, created=now)
+    # Stripe reinstates nothing for a lost dispute of an unrefunded charge; an event claiming
+    # reinstated funds for a lost dispute (a partially refunded charge's refunded part) gives
+    # nothing back either.
+    lost = {**opened, "status": "lost", "balance_transactions": [{"amount": 1}]}
+    post_event(app, "charge.dispute.funds_reinstated", lost, created=now + 1)
+
+    assert "7.00 USD already spent" in response.get_json()["dispute"]
+    assert _balance(db_session, signed_in_user) == Money(0, "USD")  # never below zero
+    row = _row(db_session, opened["id"])
+    assert (row.status, row.wallet_held_minor, row.wallet_short_minor) == ("lost", 300, 700)
+    assert row.wallet_released_minor is None
+    admin = app.test_client()
+    admin_user = make_user(username="ops", email="ops@example.com", is_admin=True)
+    from tests.storefront.conftest import log_in
+
+    log_in(admin, admin_user)
+    page = admin.get("/admin/attention").get_data(as_text=True)
+    assert opened["id"] in page and "held 300; 700 already spent" in page
+    assert "wallet top-up of" in page and "fraudulent" in page
+
+
+def test_a_dispute_closed_before_its_opening_event_arrives_holds_once(
+    app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session
+) -> None:
+    """Stripe does not promise order: the closing (lost) event first, the opening one late."""
+    intent_id = _paid_topup(app, client, "12")
+    opened = _dispute(intent_id, 1200, "needs_response")
+    now = int(time.time())
+
+    post_event(app, "charge.dispute.closed", {**opened, "status": "lost"}, created=now)
+    late = post_event(app, "charge.dispute.created", opened, created=now - 100)
+
+    assert late.status_code == 200
+    assert _balance(db_session, signed_in_user) == Money(0, "USD")
+    assert _dispute_lines(db_session, signed_in_user) == [-1200]
+    assert _row(db_session, opened["id"]).status == "lost"
+
+
+def test_an_inquiry_takes_nothing_until_it_becomes_a_chargeback(
+    app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session
+) -> None:
+    """An inquiry (warning_*) moves no money at Stripe; closed as an inquiry, nothing happened."""
+    first = _paid_topup(app, client, "8")
+    inquiry = _dispute(first, 800, "warning_needs_response")
+    now = int(time.time())
+    post_event(app, "charge.dispute.created", inquiry, created=now - 30)
+    assert _balance(db_session, signed_in_user) == Money(800, "USD")
+    post_event(app, "charge.dispute.closed", {**inquiry, "status": "warning_closed"}, created=now)
+    assert _balance(db_session, signed_in_user) == Money(800, "USD")
+    assert _row(db_session, inquiry["id"]).wallet_held_minor is None
+
+    second = _paid_topup(app, client, "5")
+    escalating = _dispute(second, 500, "warning_needs_response")
+    post_event(app, "charge.dispute.created", escalating, created=now - 30)
+    post_event(app, "charge.dispute.updated", {**escalating, "status": "needs_response"})
+    assert _balance(db_session, signed_in_user) == Money(800, "USD")
+
+
+def test_a_partly_refunded_top_up_disputed_in_full_holds_only_what_the_card_did_not_get_back(
+    app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session
+) -> None:
+    intent_id = _paid_topup(app, client, "30")
+    assert _refund_in_dashboard(app, intent_id, 1200).status_code == 200  # 12 taken back
+    _paid_topup(app, client, "50")  # another top-up: not the dispute's to take
+    assert _balance(db_session, signed_in_user) == Money(6800, "USD")
+
+    post_event(app, "charge.dispute.created", _dispute(intent_id, 3000, "needs_response"))
+
+    assert _balance(db_session, signed_in_user) == Money(5000, "USD")
+
+
+def test_a_disputed_top_up_never_credited_is_credited_then_held_and_not_credited_again(
+    app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session
+) -> None:
+    """The dispute comes before the success event was ever handled: the top-up is credited (by
+    asking Stripe) and held at once; the late success event credits nothing more."""
+    intent_id = _paid_topup(app, client, "20", credited=False)
+
+    response = post_event(app, "charge.dispute.created", _dispute(intent_id, 2000, "under_review"))
+    assert _webhook(app, intent_id).status_code == 200
+
+    assert "20.00 USD held" in response.get_json()["dispute"]
+    assert _balance(db_session, signed_in_user) == Money(0, "USD")

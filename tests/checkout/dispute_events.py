@@ -1,5 +1,6 @@
-"""Stripe's `charge.dispute.*` events as Stripe sends them (the whole Dispute object, per
-docs.stripe.com/api/disputes/object), signed and posted to /webhooks/stripe."""
+"""Stripe's events signed and posted to /webhooks/stripe (`post_event`, for every test of the
+webhook), and its `charge.dispute.*` events as Stripe sends them (the whole Dispute object, per
+docs.stripe.com/api/disputes/object)."""
 
 from __future__ import annotations
 

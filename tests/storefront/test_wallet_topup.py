@@ -5,13 +5,8 @@ and never twice; the free top-up exists only in sandbox mode and says so. Agains
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
-import json
 import re
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -29,8 +24,8 @@ from commerce.models import User, WalletEntry
 from commerce.wallet import WalletError, pay_from_wallet, wallet_balance
 from commerce.wallet_topup import TopUpState, credit_card_topup, sandbox_top_up, topup_amount
 from onecart.money import Money
-from onecart.settings import get_settings
 from tests.checkout.conftest import localstripe_server, stripe_client
+from tests.checkout.dispute_events import post_event
 
 __all__ = ["localstripe_server"]
 
@@ -68,31 +63,6 @@ def _pay_in_browser(intent_id: str, payment_method: str = "pm_card_visa") -> Non
         client.v1.payment_intents.confirm(intent_id)
 
 
-def _post_event(
-    app: Flask, event_type: str, data: dict[str, Any], *, event_id: str | None = None
-) -> Any:
-    """Stripe's signed event of `event_type` carrying `data`."""
-    payload = {
-        "id": event_id or f"evt_{uuid.uuid4().hex[:16]}",
-        "object": "event",
-        "type": event_type,
-        "created": int(time.time()),
-        "data": {"object": data},
-    }
-    body = json.dumps(payload).encode()
-    timestamp = int(time.time())
-    secret = get_settings().stripe_webhook_secret.encode()
-    signature = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return app.test_client().post(
-        "/webhooks/stripe",
-        data=body,
-        headers={
-            "Stripe-Signature": f"t={timestamp},v1={signature}",
-            "Content-Type": "application/json",
-        },
-    )
-
-
 def _webhook(app: Flask, intent_id: str, *, event_id: str | None = None) -> Any:
     """Stripe's signed payment_intent.succeeded event for `intent_id` (its object as Stripe
     sends it, metadata included)."""
@@ -105,7 +75,7 @@ def _webhook(app: Flask, intent_id: str, *, event_id: str | None = None) -> Any:
         "status": "succeeded",  # what the event claims; the shop asks Stripe itself
         "metadata": intent.metadata.to_dict(),
     }
-    return _post_event(app, "payment_intent.succeeded", data, event_id=event_id)
+    return post_event(app, "payment_intent.succeeded", data, event_id=event_id)
 
 
 def _balance(db_session: Session, user: User) -> Money:
@@ -249,7 +219,7 @@ def _refund_in_dashboard(app: Flask, intent_id: str, amount: int) -> Any:
     client = stripe_client()
     client.v1.refunds.create(params={"payment_intent": intent_id, "amount": amount})
     intent = client.v1.payment_intents.retrieve(intent_id, params={"expand": ["latest_charge"]})
-    return _post_event(app, "charge.refunded", intent.latest_charge.to_dict())
+    return post_event(app, "charge.refunded", intent.latest_charge.to_dict())
 
 
 def test_a_top_up_refunded_on_the_card_is_taken_back_from_the_wallet_once(

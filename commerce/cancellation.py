@@ -154,8 +154,13 @@ def cancel_on_marketplace(
         marketplace_order_id = sub_order.marketplace_order_id or ""
     try:
         state = adapter.cancel_order(marketplace_order_id)
-    except (Rejected, NotFound, Unsupported):
+    except Unsupported:
         return CancelOutcome.REFUSED
+    except (Rejected, NotFound):
+        # The refusal may be about the order being cancelled already (an earlier cancel call of
+        # this job whose reply was lost took effect, or the store cancelled it): ask.
+        if not _cancelled_there(adapter, marketplace_order_id, unknown=False):
+            return CancelOutcome.REFUSED
     except MarketplaceError as exc:
         logger.warning("cancelling sub-order %s: %s; asking the marketplace", sub_order_id, exc)
         if not _cancelled_there(

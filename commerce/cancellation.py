@@ -149,6 +149,9 @@ def cancel_on_marketplace(
     its share. An unknown outcome is resolved by reading the order's status there."""
     with session_factory() as session:
         sub_order = session.get(MarketplaceOrder, sub_order_id)
+        if sub_order is not None and sub_order.status == SubOrderStatus.CANCELLED:
+            # Cancelled (and refunded) since the caller read it, by tracking or another job.
+            return CancelOutcome.CANCELLED
         if sub_order is None or sub_order.status not in PLACED_SUB_ORDER_STATUSES:
             return CancelOutcome.REFUSED
         marketplace_order_id = sub_order.marketplace_order_id or ""

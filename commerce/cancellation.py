@@ -149,13 +149,21 @@ def cancel_on_marketplace(
     its share. An unknown outcome is resolved by reading the order's status there."""
     with session_factory() as session:
         sub_order = session.get(MarketplaceOrder, sub_order_id)
+        if sub_order is not None and sub_order.status == SubOrderStatus.CANCELLED:
+            # Cancelled (and refunded) since the caller read it, by tracking or another job.
+            return CancelOutcome.CANCELLED
         if sub_order is None or sub_order.status not in PLACED_SUB_ORDER_STATUSES:
             return CancelOutcome.REFUSED
         marketplace_order_id = sub_order.marketplace_order_id or ""
     try:
         state = adapter.cancel_order(marketplace_order_id)
-    except (Rejected, NotFound, Unsupported):
+    except Unsupported:
         return CancelOutcome.REFUSED
+    except (Rejected, NotFound):
+        # The refusal may be about the order being cancelled already (an earlier cancel call of
+        # this job whose reply was lost took effect, or the store cancelled it): ask.
+        if not _cancelled_there(adapter, marketplace_order_id, unknown=False):
+            return CancelOutcome.REFUSED
     except MarketplaceError as exc:
         logger.warning("cancelling sub-order %s: %s; asking the marketplace", sub_order_id, exc)
         if not _cancelled_there(

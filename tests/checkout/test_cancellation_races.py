@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from adapters.base import MarketplaceAdapter
 from commerce.attention import mark_placed_by_operator
 from commerce.cancellation import carry_out_cancellation, request_cancellation
 from commerce.marketplace_access import adapter_for_marketplace
+from commerce.models import Marketplace
 from commerce.order_models import (
     MarketplaceOrder,
+    Notification,
     OutboxMessage,
     OutboxTopic,
     PaymentStatus,
+    Refund,
     RefundKind,
     RefundStatus,
     SubOrderStatus,
 )
 from commerce.placement import place_sub_order
+from commerce.tracking import apply_marketplace_state
 from tests.checkout.conftest import Shop
 from tests.faults.conftest import check_invariants
 
@@ -128,4 +133,45 @@ def test_a_cancellation_still_unanswered_after_the_last_attempt_goes_to_an_opera
     admin = shop.make_user(is_admin=True)
     page = shop.client_for(admin).get("/admin/attention").get_data(as_text=True)
     assert order.number in page
+    check_invariants(shop)
+
+
+def test_a_part_the_marketplace_cancels_while_the_cancellation_job_runs_is_not_reported_refused(
+    shop: Shop,
+) -> None:
+    """The job reads the part as placed; before it asks the marketplace, tracking learns the
+    marketplace cancelled it (and refunds it). The job finds it cancelled: that is the shopper's
+    cancellation done, not refused — the shopper is not told it ships, nothing is refunded twice."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 2, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    shopwave = shop.sub_order(order, "shopwave")
+    place_sub_order(
+        shop.session_factory, shopwave.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    with shop.session_factory() as session, session.begin():
+        request_cancellation(session, user.id, order.number)
+
+    def cancelled_meanwhile(marketplace: Marketplace) -> MarketplaceAdapter:
+        adapter = adapter_for_marketplace(marketplace)
+        held = shop.sub_order(order, "shopwave").marketplace_order_id or ""
+        adapter.cancel_order(held)
+        apply_marketplace_state(shop.session_factory, shopwave.id, adapter.order_status(held))
+        return adapter
+
+    report = carry_out_cancellation(shop.session_factory, order.id, adapter_for=cancelled_meanwhile)
+
+    assert (report.cancelled, report.refused) == ((shopwave.marketplace.name,), ())
+    with shop.session() as session:
+        kinds = set(
+            session.scalars(sa.select(Notification.kind).where(Notification.order_id == order.id))
+        )
+    assert "cancellation_refused" not in kinds
+    sub = shop.sub_order(order, "shopwave")
+    assert sub.status == SubOrderStatus.CANCELLED and sub.cancel_outcome == "cancelled"
+    with shop.session() as session:
+        refunds = session.execute(
+            sa.select(Refund.amount_minor, Refund.status).where(Refund.sub_order_id == sub.id)
+        ).all()
+    assert [tuple(row) for row in refunds] == [(sub.charge_minor, RefundStatus.SUCCEEDED)]
     check_invariants(shop)

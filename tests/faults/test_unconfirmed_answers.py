@@ -21,6 +21,8 @@ from adapters.base import (
     OrderState,
     OutcomeUnknown,
     PlacedOrder,
+    Rejected,
+    Transient,
 )
 from adapters.registry import build_adapter
 from commerce.cancellation import CancelOutcome, cancel_on_marketplace
@@ -288,3 +290,65 @@ def test_a_placement_in_doubt_older_than_the_woocommerce_lookback_goes_to_an_ope
     assert sub.status == SubOrderStatus.NEEDS_ATTENTION
     assert len(held_orders(shop, "kiondo", sub, order)) == 1
     assert _refunds(shop, sub.id) == []
+
+
+class CancelsThenLosesTheReply:
+    """A marketplace that cancels the order, loses the reply, and cannot be asked just then."""
+
+    def __init__(self, inner: MarketplaceAdapter) -> None:
+        self.inner = inner
+
+    def cancel_order(self, marketplace_order_id: str) -> OrderState:
+        self.inner.cancel_order(marketplace_order_id)
+        raise OutcomeUnknown("read timeout after the cancel was sent")
+
+    def order_status(self, marketplace_order_id: str) -> OrderState:
+        raise Transient("connection refused")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class RefusesAlreadyCancelled:
+    """A marketplace that refuses to cancel an order it has cancelled already (Shopify's
+    orderCancel userError; a store's 4xx)."""
+
+    def __init__(self, inner: MarketplaceAdapter) -> None:
+        self.inner = inner
+
+    def cancel_order(self, marketplace_order_id: str) -> OrderState:
+        raise Rejected("the order is already cancelled")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("slug", ["shopwave", "kiondo"])
+def test_a_cancel_refused_because_an_earlier_unanswered_one_took_effect_refunds_the_share(
+    shop: Shop, slug: str
+) -> None:
+    """The first cancel call cancelled the order but its reply was lost (and the marketplace
+    could not be asked); the retry is refused because the order is cancelled already. That is a
+    cancellation, not a refusal: the share is refunded and the shopper is not told it ships."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [(slug, 3, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    [sub] = order.charged_sub_orders
+    place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    placed = shop.sub_order(order, slug)
+    assert placed.status in PLACED_SUB_ORDER_STATUSES
+    adapter = adapter_for_marketplace(placed.marketplace)
+
+    first = cancel_on_marketplace(
+        shop.session_factory, sub.id, CancelsThenLosesTheReply(adapter), reason="test"
+    )
+    second = cancel_on_marketplace(
+        shop.session_factory, sub.id, RefusesAlreadyCancelled(adapter), reason="test"
+    )
+
+    assert (first, second) == (CancelOutcome.UNKNOWN, CancelOutcome.CANCELLED)
+    assert shop.sub_order(order, slug).status == SubOrderStatus.CANCELLED
+    assert [r.amount_minor for r in _refunds(shop, sub.id)] == [placed.charge_minor]
+    check_invariants(shop)

@@ -31,6 +31,7 @@ from commerce.models import Marketplace, utc_now
 from commerce.order_models import (
     PLACED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
+    Order,
     Refund,
     SubOrderStatus,
 )
@@ -60,8 +61,9 @@ class CancelNotConfirmed:
         return getattr(self.inner, name)
 
 
-@pytest.mark.parametrize("slug", ["shopwave", "kiondo"])
-def test_a_cancel_call_whose_reply_does_not_confirm_refunds_nothing(shop: Shop, slug: str) -> None:
+def _placed_wallet_part(shop: Shop, slug: str) -> tuple[Order, MarketplaceOrder, MarketplaceOrder]:
+    """A wallet-paid order of one item from `slug`, placed there: (order, its sub-order as
+    charged, the sub-order as placed)."""
     user = shop.make_user(wallet=Decimal("5000"))
     shop.fill_cart(user, [(slug, 3, 1)])
     order = shop.checkout(shop.client_for(user), payment_method="wallet")
@@ -71,6 +73,12 @@ def test_a_cancel_call_whose_reply_does_not_confirm_refunds_nothing(shop: Shop, 
     )
     placed = shop.sub_order(order, slug)
     assert placed.status in PLACED_SUB_ORDER_STATUSES
+    return order, sub, placed
+
+
+@pytest.mark.parametrize("slug", ["shopwave", "kiondo"])
+def test_a_cancel_call_whose_reply_does_not_confirm_refunds_nothing(shop: Shop, slug: str) -> None:
+    order, sub, placed = _placed_wallet_part(shop, slug)
 
     outcome = cancel_on_marketplace(
         shop.session_factory,
@@ -330,15 +338,7 @@ def test_a_cancel_refused_because_an_earlier_unanswered_one_took_effect_refunds_
     """The first cancel call cancelled the order but its reply was lost (and the marketplace
     could not be asked); the retry is refused because the order is cancelled already. That is a
     cancellation, not a refusal: the share is refunded and the shopper is not told it ships."""
-    user = shop.make_user(wallet=Decimal("5000"))
-    shop.fill_cart(user, [(slug, 3, 1)])
-    order = shop.checkout(shop.client_for(user), payment_method="wallet")
-    [sub] = order.charged_sub_orders
-    place_sub_order(
-        shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=True
-    )
-    placed = shop.sub_order(order, slug)
-    assert placed.status in PLACED_SUB_ORDER_STATUSES
+    order, sub, placed = _placed_wallet_part(shop, slug)
     adapter = adapter_for_marketplace(placed.marketplace)
 
     first = cancel_on_marketplace(

@@ -208,9 +208,9 @@ def test_woocommerce_find_order_with_too_many_orders_cannot_confirm_absence() ->
 
 def test_woocommerce_find_order_lists_from_the_first_attempt_less_a_margin() -> None:
     adapter, transport = woo(lambda request: httpx.Response(200, json=[]))
-    first_sent = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
-    now = first_sent + timedelta(hours=1)
-    adapter.order_lookback = now - first_sent + timedelta(days=1)  # covers it
+    # Relative to the clock the adapter reads (a fixed date stops being inside the window).
+    first_sent = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    adapter.order_lookback = timedelta(days=1)  # covers it
     assert adapter.find_order("oc-ref-0002", sent_since=first_sent) is None
     listed_from = transport.requests[1].url.params["after"]
     assert listed_from == (first_sent - SEND_TIME_MARGIN).strftime("%Y-%m-%dT%H:%M:%S")

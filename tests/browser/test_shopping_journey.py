@@ -339,6 +339,10 @@ def test_every_page_fits_a_phone_and_a_desktop_header_row(
     )
     assert edit
     check("/admin/marketplaces/<int:marketplace_id>/edit", edit)
+    check("/admin/wallets", f"/admin/wallets?q={username}")
+    wallet = page.locator("a[href^='/admin/users/'][href$='/wallet']").first.get_attribute("href")
+    assert wallet
+    check("/admin/users/<int:user_id>/wallet", wallet)
 
     assert problems == []
     assert pages - visited - set(NEEDS_DATA) == set(), "pages neither visited nor in NEEDS_DATA"

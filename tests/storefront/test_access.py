@@ -41,6 +41,8 @@ ADMIN_ONLY = [
     ("GET", "/admin/attention"),
     ("POST", "/admin/attention/{sub_order}/placed"),
     ("POST", "/admin/attention/{sub_order}/refund"),
+    ("GET", "/admin/wallets"),
+    ("GET", "/admin/users/{user}/wallet"),
 ]
 PUBLIC = {
     "auth.login",
@@ -73,6 +75,7 @@ def url_values(
         "ticket": ticket.reference,
         "marketplace": str(make_marketplace().id),
         "sub_order": "1",
+        "user": str(owner.id),
     }
 
 

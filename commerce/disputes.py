@@ -31,7 +31,7 @@ are keyed by the dispute, so concurrent deliveries apply each effect once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,7 +48,7 @@ from commerce.order_models import Order, Payment, PaymentMethod
 from commerce.order_state import flag_order
 from commerce.payments.gateway import PaymentError, PaymentUnavailable
 from commerce.wallet import record_wallet_entry, take_back
-from commerce.wallet_topup import TOPUP_PURPOSE, credit_card_topup
+from commerce.wallet_topup import TOPUP_PURPOSE, card_topup_reference, credit_card_topup
 from onecart.money import Money, format_money
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ CHARGEBACK_STATUSES = frozenset({"needs_response", "under_review", "lost"})
 # Ended in the shop's favour: the money stays (or comes back to) the shop.
 KEPT_STATUSES = frozenset({"won", "prevented", "warning_closed"})
 HOLD_DESCRIPTION = "Card top-up disputed with the bank: credit held"
+# The wallet lines' references: one hold and one give-back per dispute.
+HOLD_REFERENCE_PREFIX = "stripe-dispute-"
+RELEASE_REFERENCE_PREFIX = "stripe-dispute-release-"
 RELEASE_DESCRIPTION = "Card top-up dispute won: credit given back"
 
 
@@ -211,15 +214,19 @@ def apply_dispute_event(
     return "; ".join([f"{what} ({status})", *effects])
 
 
-def _retrieve_charge(client: stripe.StripeClient, charge_id: str) -> Any:
-    """The disputed charge, None when Stripe holds no such charge; PaymentUnavailable when
-    Stripe cannot be asked (the event's redelivery asks again)."""
+def _ask_stripe(what: str, fetch: Callable[[], Any]) -> Any:
+    """`fetch`'s object, None when Stripe holds no such object; PaymentUnavailable when Stripe
+    cannot be asked (nothing is recorded then: the event's redelivery asks again)."""
     try:
-        return client.v1.charges.retrieve(charge_id)
+        return fetch()
     except stripe.InvalidRequestError:
         return None
     except stripe.StripeError as exc:
-        raise PaymentUnavailable(f"The disputed charge cannot be looked up: {exc}") from exc
+        raise PaymentUnavailable(f"The disputed {what} cannot be looked up: {exc}") from exc
+
+
+def _retrieve_charge(client: stripe.StripeClient, charge_id: str) -> Any:
+    return _ask_stripe("charge", lambda: client.v1.charges.retrieve(charge_id))
 
 
 def _charge_intent(client: stripe.StripeClient, charge_id: str) -> str | None:
@@ -231,14 +238,12 @@ def _charge_refunded(client: stripe.StripeClient, intent_id: str | None, charge_
     """What Stripe refunded of the disputed charge: read through its PaymentIntent (a card
     top-up's one successful charge is the intent's latest), else the charge itself."""
     if intent_id is not None:
-        try:
-            intent = client.v1.payment_intents.retrieve(
+        intent = _ask_stripe(
+            "payment",
+            lambda: client.v1.payment_intents.retrieve(
                 intent_id, params={"expand": ["latest_charge"]}
-            )
-        except stripe.InvalidRequestError:
-            intent = None
-        except stripe.StripeError as exc:
-            raise PaymentUnavailable(f"The disputed payment cannot be looked up: {exc}") from exc
+            ),
+        )
         latest = getattr(intent, "latest_charge", None)
         if latest is not None and getattr(latest, "id", None) == charge_id:
             return int(getattr(latest, "amount_refunded", 0) or 0)
@@ -268,12 +273,9 @@ def _identify(
         return _Owner(DisputePurpose.WALLET_TOPUP, user_id=user_id)
     if client is None:
         return _Owner(DisputePurpose.UNKNOWN)
-    try:
-        intent = client.v1.payment_intents.retrieve(intent_id)
-    except stripe.InvalidRequestError:
+    intent = _ask_stripe("payment", lambda: client.v1.payment_intents.retrieve(intent_id))
+    if intent is None:
         return _Owner(DisputePurpose.UNKNOWN)
-    except stripe.StripeError as exc:
-        raise PaymentUnavailable(f"The disputed payment cannot be looked up: {exc}") from exc
     metadata = intent.metadata.to_dict() if getattr(intent, "metadata", None) else {}
     if metadata.get("onecart_purpose") != TOPUP_PURPOSE:
         return _Owner(DisputePurpose.UNKNOWN)
@@ -292,15 +294,11 @@ def _identify(
     return _Owner(DisputePurpose.WALLET_TOPUP, user_id=user_id)
 
 
-def _topup_reference(intent_id: str) -> str:
-    return f"stripe-topup-{intent_id}"  # commerce.wallet_topup.credit_card_topup's line
-
-
 def _topup_user(session: Session, intent_id: str) -> int | None:
     return session.scalar(
         sa.select(WalletEntry.user_id).where(
             WalletEntry.kind == WalletEntryKind.TOPUP,
-            WalletEntry.reference == _topup_reference(intent_id),
+            WalletEntry.reference == card_topup_reference(intent_id),
         )
     )
 
@@ -412,7 +410,7 @@ def _wallet_effects(session: Session, row: PaymentDispute, refunded: int) -> lis
         credited = session.scalar(
             sa.select(WalletEntry.amount_minor).where(
                 WalletEntry.kind == WalletEntryKind.TOPUP,
-                WalletEntry.reference == _topup_reference(row.payment_intent_id or ""),
+                WalletEntry.reference == card_topup_reference(row.payment_intent_id or ""),
             )
         )
         disputed = max(0, min(row.amount_minor, (credited or 0) - refunded))
@@ -426,7 +424,7 @@ def _wallet_effects(session: Session, row: PaymentDispute, refunded: int) -> lis
                     session,
                     user,
                     Money(disputed, row.currency),
-                    reference=f"stripe-dispute-{row.dispute_id}",
+                    reference=f"{HOLD_REFERENCE_PREFIX}{row.dispute_id}",
                     description=HOLD_DESCRIPTION,
                 )
                 if disputed
@@ -454,7 +452,7 @@ def _wallet_effects(session: Session, row: PaymentDispute, refunded: int) -> lis
                 user,
                 kind=WalletEntryKind.ADJUSTMENT,
                 amount=Money(row.wallet_held_minor, row.currency),
-                reference=f"stripe-dispute-release-{row.dispute_id}",
+                reference=f"{RELEASE_REFERENCE_PREFIX}{row.dispute_id}",
                 description=RELEASE_DESCRIPTION,
             )
         row.wallet_released_minor = row.wallet_held_minor

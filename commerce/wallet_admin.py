@@ -10,19 +10,26 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from commerce.dispute_models import PaymentDispute
+from commerce.disputes import HOLD_REFERENCE_PREFIX, RELEASE_REFERENCE_PREFIX
 from commerce.models import User, WalletEntry, WalletEntryKind
 from commerce.wallet import list_wallet_entries, wallet_balance
+from commerce.wallet_topup import CARD_TOPUP_REFERENCE_PREFIX, TOPUP_REFUND_REFERENCE_PREFIX
 from onecart.money import Money
 
 LEDGER_LIMIT = 500
 SEARCH_LIMIT = 20
 # Reference prefixes of the lines Stripe's side writes (commerce.wallet_topup, commerce.disputes),
-# longest first: "stripe-topup-refund-…" also starts with "stripe-topup-".
-CAUSES = (
-    ("stripe-topup-refund-", "top-up refunded on the card: taken back"),
-    ("stripe-topup-", "card top-up"),
-    ("stripe-dispute-release-", "dispute won: credit given back"),
-    ("stripe-dispute-", "dispute: credit held"),
+# longest first: a top-up refund's prefix also starts with a top-up's.
+CAUSES = tuple(
+    sorted(
+        (
+            (TOPUP_REFUND_REFERENCE_PREFIX, "top-up refunded on the card: taken back"),
+            (CARD_TOPUP_REFERENCE_PREFIX, "card top-up"),
+            (RELEASE_REFERENCE_PREFIX, "dispute won: credit given back"),
+            (HOLD_REFERENCE_PREFIX, "dispute: credit held"),
+        ),
+        key=lambda cause: -len(cause[0]),
+    )
 )
 
 

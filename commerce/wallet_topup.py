@@ -53,6 +53,10 @@ logger = logging.getLogger(__name__)
 TOPUP_PURPOSE = "wallet_topup"
 CARD_TOPUP_DESCRIPTION = "Top-up (card payment)"
 TOPUP_REFUND_DESCRIPTION = "Top-up refunded on the card"
+# The wallet lines' references (unique per kind: each is written once); the admin's ledger names
+# a line's cause by them (commerce.wallet_admin).
+CARD_TOPUP_REFERENCE_PREFIX = "stripe-topup-"
+TOPUP_REFUND_REFERENCE_PREFIX = "stripe-topup-refund-"
 # Refund statuses that give the money back to the card (or are about to).
 TOPUP_REFUND_TAKEN_STATUSES = frozenset({"succeeded", "pending"})
 
@@ -201,6 +205,11 @@ def _check_owner(intent: Any, user: User) -> None:
         raise PaymentError("That is not one of your wallet top-ups.")
 
 
+def card_topup_reference(intent_id: str) -> str:
+    """The wallet line that credits the card top-up paid by PaymentIntent `intent_id`."""
+    return f"{CARD_TOPUP_REFERENCE_PREFIX}{intent_id}"
+
+
 def credit_card_topup(
     session: Session, client: stripe.StripeClient, intent_id: str, *, user: User | None = None
 ) -> TopUpOutcome:
@@ -239,7 +248,7 @@ def credit_card_topup(
                 user,
                 kind=WalletEntryKind.TOPUP,
                 amount=amount,
-                reference=f"stripe-topup-{intent.id}",
+                reference=card_topup_reference(intent.id),
                 description=CARD_TOPUP_DESCRIPTION,
             )
     except IntegrityError:  # a concurrent call credited it a moment ago
@@ -281,7 +290,7 @@ def take_back_refunded_topup(
             session,
             user,
             amount,
-            reference=f"stripe-topup-refund-{refund.id}",
+            reference=f"{TOPUP_REFUND_REFERENCE_PREFIX}{refund.id}",
             description=TOPUP_REFUND_DESCRIPTION,
         )
     short = refunded - taken

@@ -243,7 +243,7 @@ def attention_refund(sub_order_id: int) -> Response:
 def wallets() -> str:
     """Find a shopper (username, e-mail or id) to look at their wallet."""
     query = (request.args.get("q") or "").strip()[:254]
-    shoppers = find_shoppers(db_session(), query) if query else []
+    shoppers = find_shoppers(db_session(), query)
     return render_template("admin/wallets.html", query=query, shoppers=shoppers)
 
 

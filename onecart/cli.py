@@ -296,7 +296,9 @@ def command_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_history_replay(settings: Settings, days: int) -> int:
-    """`ingest --history DAYS`: delegate to pipelines.replay; exit 1 when a run failed."""
+    """`ingest --history DAYS`: delegate to pipelines.replay, then start the offer embeddings
+    once, as a plain ingest does (in the background when Dagster answers); exit 1 when a run
+    failed."""
     for variable, value in services.child_environment(settings).items():
         os.environ.setdefault(variable, value)
     services.write_dagster_yaml(settings)
@@ -307,8 +309,9 @@ def run_history_replay(settings: Settings, days: int) -> int:
     except HistoryReplayError as exc:
         print(f"ingest --history: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    failed = [report for report in reports if not report.success]
-    return EXIT_FAILED if failed else EXIT_OK
+    if any(not report.success for report in reports):
+        return EXIT_FAILED
+    return start_offer_embeddings(settings)
 
 
 def run_ingest(

@@ -8,6 +8,11 @@ its catalog "as it was" on any past day can be served again. This module runs th
 the last DAYS days, oldest first, recording each run at that day's date; the last run then
 refreshes everything downstream at today's prices. Afterwards the sandbox serves the epoch of
 today, so later refreshes carry on from there.
+
+No run here embeds the offers for the assistant: the past days' runs only make history, and the
+caller starts the embeddings once, after today's run, in the background as `onecart ingest`
+does (embedding a fresh demo catalog in the foreground took minutes before the first past day
+was even done).
 """
 
 from __future__ import annotations
@@ -65,7 +70,9 @@ def replay_sandbox_history(
         if newest is not None and newest >= first_day:
             raise HistoryReplayError(
                 f"price history already reaches {newest:%Y-%m-%d}: a replay can only come before "
-                "a warehouse's own history (run it on a fresh install)"
+                "a warehouse's own history. On a fresh install run `onecart up` and then "
+                "`onecart ingest --history DAYS` instead of a plain ingest; to start a demo over, "
+                f"`onecart down` and remove {settings.home_dir} first"
             )
     reports = []
     with httpx.Client(base_url=sandbox_url, timeout=30) as control:
@@ -80,6 +87,7 @@ def replay_sandbox_history(
                     progress=progress,
                     as_of=moment if day else None,
                     downstream_assets=REPLAY_DOWNSTREAM_ASSETS if day else None,
+                    embeddings=False,
                 )
             )
     return reports

@@ -159,3 +159,78 @@ def test_ingest_history_records_a_price_history_row_set_for_every_day(
     # A row is appended only when something changed, and the latest row is today's price.
     assert repeated_prices == (0,)
     assert stale == (0,)
+
+
+def test_history_days_never_embed_in_the_foreground_and_today_embeds_in_the_background(
+    settings: Settings,
+    sandbox_server: str,
+    sandbox_control: httpx.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every replayed day runs without the offer embeddings (minutes of model work for a fresh
+    demo catalog, before the first past day was done); the CLI starts them once, after today's
+    run, as `onecart ingest` does."""
+    from types import SimpleNamespace
+
+    import onecart.cli
+    import pipelines.replay
+
+    toml = tmp_path / "marketplaces.toml"
+    toml.write_text(_sandbox_marketplaces_toml(HISTORY_MARKETPLACES))
+    monkeypatch.setenv("ONECART_MARKETPLACES", str(toml))
+    monkeypatch.setenv("ONECART_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ONECART_SANDBOX_URL", sandbox_server)
+    clear_settings_caches()
+    runs: list[dict[str, object]] = []
+    events: list[str] = []
+
+    def materialize_all(**options: object) -> SimpleNamespace:
+        runs.append(options)
+        events.append("run")
+        return SimpleNamespace(success=True)
+
+    def start_offer_embeddings(settings: Settings) -> int:
+        events.append("embeddings")
+        return 0
+
+    monkeypatch.setattr(pipelines.replay, "materialize_all", materialize_all)
+    monkeypatch.setattr(onecart.cli, "start_offer_embeddings", start_offer_embeddings)
+    try:
+        assert onecart.cli.run_history_replay(get_settings(), HISTORY_DAYS) == 0
+    finally:
+        clear_settings_caches()
+    assert [run["embeddings"] for run in runs] == [False] * (HISTORY_DAYS + 1)
+    assert events == ["run"] * (HISTORY_DAYS + 1) + ["embeddings"]
+    knobs = sandbox_control.get("/_sandbox/knobs").json()
+    assert {knobs[slug]["price_epoch"] for slug in HISTORY_MARKETPLACES} == {
+        HISTORY_DAYS * EPOCHS_PER_DAY
+    }
+
+
+def test_a_replay_over_existing_history_is_refused_saying_how_to_start_a_demo_with_history(
+    sandbox_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `make run`'s plain ingest the warehouse's history has begun: the refusal names the
+    commands that give a demo its past instead of only saying "a fresh install"."""
+    toml = tmp_path / "marketplaces.toml"
+    toml.write_text(_sandbox_marketplaces_toml(HISTORY_MARKETPLACES))
+    home = tmp_path / "home"
+    monkeypatch.setenv("ONECART_MARKETPLACES", str(toml))
+    monkeypatch.setenv("ONECART_HOME", str(home))
+    monkeypatch.setenv("ONECART_SANDBOX_URL", sandbox_server)
+    clear_settings_caches()
+    try:
+        with warehouse.connect(get_settings().pipeline_db_path) as conn:
+            conn.execute(
+                "INSERT INTO price_history (marketplace, external_id, price_minor, currency, "
+                "available, observed_at) VALUES ('shopwave', '1', 100, 'USD', true, now())"
+            )
+        with pytest.raises(HistoryReplayError) as refused:
+            replay_sandbox_history(HISTORY_DAYS, progress=lambda line: None)
+    finally:
+        clear_settings_caches()
+    message = str(refused.value)
+    assert "already reaches" in message
+    assert "`onecart up`" in message and "`onecart ingest --history DAYS`" in message
+    assert "`onecart down`" in message and str(home) in message

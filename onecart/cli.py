@@ -211,6 +211,15 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
         if missing:
             print(f"ingest not run: {', '.join(missing)} not answering", file=sys.stderr)
             exit_code = EXIT_FAILED
+        elif wants_demo_history(settings):
+            print(
+                f"first run of the demo: replaying the sandbox's last {settings.demo_history_days} "
+                "days first, so price charts and price drops have data "
+                "(ONECART_DEMO_HISTORY_DAYS=0 loads today's catalog only)"
+            )
+            exit_code = run_history_replay(
+                settings, settings.demo_history_days, before_embeddings=waiter
+            )
         else:
             exit_code = run_ingest(settings, marketplaces=(), before_embeddings=waiter)
     if waiter is not None:
@@ -295,22 +304,47 @@ def command_ingest(settings: Settings, args: argparse.Namespace) -> int:
     return run_ingest(settings, marketplaces=args.marketplace)
 
 
-def run_history_replay(settings: Settings, days: int) -> int:
+def wants_demo_history(settings: Settings) -> bool:
+    """pipelines.replay.demo_history_wanted, imported only when asked (Dagster is slow to load)."""
+    from pipelines.replay import demo_history_wanted
+
+    return demo_history_wanted(settings)
+
+
+def run_history_replay(
+    settings: Settings, days: int, *, before_embeddings: threading.Thread | None = None
+) -> int:
     """`ingest --history DAYS`: delegate to pipelines.replay, then start the offer embeddings
-    once, as a plain ingest does (in the background when Dagster answers); exit 1 when a run
-    failed."""
+    once, as a plain ingest does (in the background when Dagster answers); exit 1 naming what
+    failed when a day's run failed."""
     for variable, value in services.child_environment(settings).items():
         os.environ.setdefault(variable, value)
     services.write_dagster_yaml(settings)
     from pipelines.replay import HistoryReplayError, replay_sandbox_history
 
+    started = time.monotonic()
     try:
         reports = replay_sandbox_history(days, progress=print)
     except HistoryReplayError as exc:
         print(f"ingest --history: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if any(not report.success for report in reports):
+    failures = [
+        line
+        for report in reports
+        for line in ingest_failure_lines(
+            report, failed_steps_of_run=lambda run_id: failed_steps_of_run(settings, run_id)
+        )
+    ]
+    if failures:
+        for line in failures:
+            print(line, file=sys.stderr)
         return EXIT_FAILED
+    print(
+        f"ingest with {days} days of history finished in {time.monotonic() - started:.0f}s: "
+        "keyword search is live"
+    )
+    if before_embeddings is not None:
+        before_embeddings.join()  # the Dagster UI that takes the background run
     return start_offer_embeddings(settings)
 
 

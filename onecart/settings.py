@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # Marketplace partitions run at once by `onecart ingest` (0: one per CPU core).
     pipeline_workers: int = Field(0, ge=0, le=32, alias="ONECART_PIPELINE_WORKERS")
     fx_rates_url: str | None = Field(None, alias="ONECART_FX_RATES_URL")
+    # `onecart up --ingest` (`make run`) on a fresh demo home, every marketplace in the sandbox:
+    # the sandbox's catalog of each of the last N days is replayed first (pipelines/replay.py),
+    # so price charts and price drops have data from the start; 0 loads today's catalog only.
+    demo_history_days: int = Field(3, ge=0, le=90, alias="ONECART_DEMO_HISTORY_DAYS")
 
     smtp_host: str | None = Field(None, alias="SMTP_HOST")
     smtp_port: int = Field(25, alias="SMTP_PORT")

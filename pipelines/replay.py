@@ -37,11 +37,29 @@ class HistoryReplayError(ValueError):
     """A replay that cannot run: not the sandbox, bad DAYS, or history already newer."""
 
 
-def _sandbox_only(settings: Settings, sandbox_url: str) -> None:
+def _outside_the_sandbox(settings: Settings) -> list[str]:
+    """The configured marketplaces the sandbox does not serve (their past cannot be replayed)."""
+    sandbox_url = settings.sandbox_url.rstrip("/")
     resource = MarketplacesResource(
         marketplaces_file=str(settings.marketplaces_file), sandbox_url=sandbox_url
     )
-    outside = [c.slug for c in resource.configs() if not c.base_url.startswith(sandbox_url)]
+    return [c.slug for c in resource.configs() if not c.base_url.startswith(sandbox_url)]
+
+
+def demo_history_wanted(settings: Settings) -> bool:
+    """Whether `onecart up --ingest` replays the demo's past days first: history is wanted
+    (ONECART_DEMO_HISTORY_DAYS), the pipeline has never run in this home (a replay can only come
+    before the warehouse's own history), and every marketplace is the sandbox's."""
+    return (
+        settings.demo_history_days > 0
+        and settings.profile == "local"
+        and not settings.pipeline_db_path.exists()
+        and not _outside_the_sandbox(settings)
+    )
+
+
+def _sandbox_only(settings: Settings) -> None:
+    outside = _outside_the_sandbox(settings)
     if outside:
         raise HistoryReplayError(
             "only the sandbox can replay past catalogs (real marketplaces show today's prices "
@@ -61,7 +79,7 @@ def replay_sandbox_history(
         raise HistoryReplayError(f"--history takes 1 to {MAX_HISTORY_DAYS} days, not {days}")
     settings = get_settings()
     sandbox_url = settings.sandbox_url.rstrip("/")
-    _sandbox_only(settings, sandbox_url)
+    _sandbox_only(settings)
     today = (now or datetime.now(UTC)).replace(microsecond=0)
     first_day = today - timedelta(days=days)
     if settings.pipeline_db_path.exists():

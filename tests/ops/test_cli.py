@@ -12,6 +12,7 @@ import sys
 import time
 import xmlrpc.client
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from supervisor.xmlrpc import Faults
 
+import warehouse
 from onecart import processes, services, supervision
 from onecart.settings import REPO_ROOT, Settings
 
@@ -367,6 +369,17 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
     assert "loading catalogs: 0 of 8 marketplaces" in up.stdout
     assert "keyword search is live" in up.stdout
     assert "offer embeddings: background run" in up.stdout
+    # A fresh demo replays the sandbox's last days first (ONECART_DEMO_HISTORY_DAYS, default 3):
+    # price history on four consecutive days, today's the last.
+    assert "first run of the demo: replaying the sandbox's last 3 days" in up.stdout
+    with warehouse.connect(home / "pipeline.duckdb", read_only=True) as conn:
+        days = [
+            day
+            for (day,) in conn.execute(
+                "SELECT DISTINCT CAST(observed_at AS DATE) AS day FROM price_history ORDER BY day"
+            ).fetchall()
+        ]
+    assert days == [days[-1] - timedelta(days=n) for n in (3, 2, 1, 0)], days
     site = f"http://127.0.0.1:{environment['ONECART_SITE_PORT']}"
     search = httpx.get(f"{site}/api/search", params={"q": ""}, timeout=30).json()
     assert search["total_hits"] > 0

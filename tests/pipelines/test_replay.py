@@ -234,3 +234,38 @@ def test_a_replay_over_existing_history_is_refused_saying_how_to_start_a_demo_wi
     assert "already reaches" in message
     assert "`onecart up`" in message and "`onecart ingest --history DAYS`" in message
     assert "`onecart down`" in message and str(home) in message
+
+
+def test_the_demo_replays_history_only_on_a_fresh_home_of_sandbox_marketplaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`onecart up --ingest` replays the past days only where a replay can run: history wanted,
+    the pipeline never run in this home, every marketplace the sandbox's, the local profile."""
+    from pipelines.replay import demo_history_wanted
+
+    sandbox = tmp_path / "sandbox.toml"
+    sandbox.write_text(_sandbox_marketplaces_toml(HISTORY_MARKETPLACES))
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text(sandbox.read_text() + REAL_MARKETPLACE)
+    monkeypatch.setenv("ONECART_HOME", str(tmp_path / "home"))
+
+    def wanted(**environment: str) -> bool:
+        for name, value in {"ONECART_MARKETPLACES": str(sandbox), **environment}.items():
+            monkeypatch.setenv(name, value)
+        clear_settings_caches()
+        try:
+            return demo_history_wanted(get_settings())
+        finally:
+            for name in environment:
+                monkeypatch.delenv(name)
+            clear_settings_caches()
+
+    assert wanted()
+    assert not wanted(ONECART_DEMO_HISTORY_DAYS="0")
+    assert not wanted(ONECART_MARKETPLACES=str(mixed))
+    assert not wanted(ONECART_PROFILE="cluster")
+    monkeypatch.setenv("ONECART_MARKETPLACES", str(sandbox))
+    clear_settings_caches()
+    get_settings().pipeline_db_path.parent.mkdir(parents=True)
+    get_settings().pipeline_db_path.touch()
+    assert not wanted()

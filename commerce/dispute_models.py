@@ -58,6 +58,12 @@ class PaymentDispute(Base):
     wallet_held_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
     wallet_short_minor: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     wallet_released_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # What of the hold stands in for refunds of the same top-up made while it is held (the card
+    # gets that money back once, by the refund): those refunds take only the rest from the
+    # wallet, and a won dispute gives back only the hold less this (commerce.wallet_topup).
+    wallet_refund_covered_minor: Mapped[int] = mapped_column(
+        sa.BigInteger, default=0, server_default="0"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
     closed_at: Mapped[datetime | None] = mapped_column(index=True)

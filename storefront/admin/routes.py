@@ -161,8 +161,8 @@ def enable_marketplace(marketplace_id: int) -> Response:
 def attention() -> str:
     """Sub-orders whose placement outcome is unknown on a marketplace that cannot be asked,
     orders flagged for an operator (a capture or refund refused for good, a disputed payment),
-    card holds in doubt the sweeper has not resolved yet and holds naming no account of this
-    shop (commerce.card_holds), and disputes, open and recently closed (commerce.disputes),
+    card holds in doubt the sweeper has not resolved yet, holds found captured without an order,
+    and holds naming no account of this shop (commerce.card_holds), and disputes, open and recently closed (commerce.disputes),
     with the facts."""
     db = db_session()
     sub_orders = list(
@@ -194,6 +194,9 @@ def attention() -> str:
             .limit(200)
         )
     )
+    # Captured without an order: an operator refunds them in Stripe (listed apart).
+    captured = [hold for hold in holds if hold.captured_without_order_at is not None]
+    holds = [hold for hold in holds if hold.captured_without_order_at is None]
     unowned = list(
         db.scalars(
             sa.select(UnownedCardHold)
@@ -207,6 +210,7 @@ def attention() -> str:
         sub_orders=sub_orders,
         flagged=flagged,
         holds=holds,
+        captured=captured,
         unowned=unowned,
         disputes=list_disputes(db),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -329,6 +329,10 @@ class MarketplaceAdapter(Protocol):
     # asked for it, only when this is True; otherwise an operator decides. Every adapter states
     # it: there is no default, since assuming True would make a second order where it is wrong.
     honours_idempotency_keys: bool
+    # How long the marketplace remembers an idempotency key after the first write that carried
+    # it. A placement in doubt is resent with the same key only within it; older, a resend could
+    # make a second order, so an operator decides (commerce.placement).
+    idempotency_key_retention: timedelta
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
         """Every catalog record, page by page, in a stable order."""

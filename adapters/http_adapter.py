@@ -7,7 +7,7 @@ import base64
 import codecs
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -93,6 +93,26 @@ def shipping_tax_allowance_option(config: MarketplaceConfig) -> ShippingTaxAllow
     )
 
 
+# Idempotency keys are commonly kept 24 hours (Stripe prunes them after at least 24 hours;
+# checkout.com and most APIs that honour an Idempotency-Key header keep them 24 hours): the
+# default for a marketplace that does not document its own window.
+DEFAULT_IDEMPOTENCY_KEY_RETENTION_HOURS = 24
+
+
+def idempotency_key_retention_option(config: MarketplaceConfig) -> timedelta:
+    """`idempotency_key_retention_hours` (default 24, 0.1–8760): how long the marketplace
+    remembers an idempotency key, so a placement in doubt is resent with it only meanwhile."""
+    raw = config.options.get(
+        "idempotency_key_retention_hours", DEFAULT_IDEMPOTENCY_KEY_RETENTION_HOURS
+    )
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0.1 <= raw <= 8760:
+        raise MarketplaceConfigError(
+            f"marketplace {config.slug}: options.idempotency_key_retention_hours must be "
+            f"between 0.1 and 8760 hours, got {raw!r}"
+        )
+    return timedelta(hours=raw)
+
+
 class HttpMarketplaceAdapter:
     """Base of the format adapters: construction, credentials, lenient JSON, typed refusals.
 
@@ -124,6 +144,7 @@ class HttpMarketplaceAdapter:
         )
         # Read by placement's verification (commerce.acceptance), not by the adapter itself.
         self.shipping_tax_allowance = shipping_tax_allowance_option(config)
+        self.idempotency_key_retention = idempotency_key_retention_option(config)
         # Conditional catalog requests: the validators (etag, last_modified) of the catalog we
         # hold, set by the pipeline, and those the marketplace sent with this fetch.
         self.catalog_validators: Mapping[str, str] = {}

@@ -67,6 +67,10 @@ class PaymentDispute(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
     closed_at: Mapped[datetime | None] = mapped_column(index=True)
+    # An operator dealt with it (answered in Stripe, or nothing to do): it leaves the attention
+    # list, stays on the order's and the wallet's pages. Who (username) and when.
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(sa.String(120))
 
     order: Mapped[Order | None] = relationship()
     user: Mapped[User | None] = relationship()
@@ -90,3 +94,6 @@ class UnownedCardHold(Base):
     first_seen_at: Mapped[datetime] = mapped_column(default=utc_now)
     last_seen_at: Mapped[datetime] = mapped_column(default=utc_now)
     gone_at: Mapped[datetime | None] = mapped_column(index=True)
+    # An operator dealt with it (released it in Stripe, or an order uses it): off the list.
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(sa.String(120))

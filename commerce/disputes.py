@@ -489,11 +489,12 @@ def _flag(session: Session, row: PaymentDispute) -> None:
 
 
 def list_disputes(session: Session, *, closed_limit: int = 50) -> list[PaymentDispute]:
-    """Open disputes (oldest evidence due date first), then the latest closed ones."""
+    """Open disputes (oldest evidence due date first), then the latest closed ones; those an
+    operator acknowledged are left out (the order's and the wallet's pages still show them)."""
     open_rows = list(
         session.scalars(
             sa.select(PaymentDispute)
-            .where(PaymentDispute.closed_at.is_(None))
+            .where(PaymentDispute.closed_at.is_(None), PaymentDispute.acknowledged_at.is_(None))
             .order_by(PaymentDispute.evidence_due_by.is_(None), PaymentDispute.evidence_due_by)
             .limit(200)
         )
@@ -501,7 +502,7 @@ def list_disputes(session: Session, *, closed_limit: int = 50) -> list[PaymentDi
     closed = list(
         session.scalars(
             sa.select(PaymentDispute)
-            .where(PaymentDispute.closed_at.is_not(None))
+            .where(PaymentDispute.closed_at.is_not(None), PaymentDispute.acknowledged_at.is_(None))
             .order_by(PaymentDispute.closed_at.desc())
             .limit(closed_limit)
         )

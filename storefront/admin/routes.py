@@ -10,6 +10,7 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
+from commerce.acknowledgements import acknowledge_dispute, acknowledge_unowned_hold
 from commerce.attention import mark_placed_by_operator, refund_by_operator
 from commerce.dispute_models import UnownedCardHold
 from commerce.disputes import list_disputes
@@ -200,7 +201,7 @@ def attention() -> str:
     unowned = list(
         db.scalars(
             sa.select(UnownedCardHold)
-            .where(UnownedCardHold.gone_at.is_(None))
+            .where(UnownedCardHold.gone_at.is_(None), UnownedCardHold.acknowledged_at.is_(None))
             .order_by(UnownedCardHold.hold_created_at)
             .limit(200)
         )
@@ -237,6 +238,27 @@ def attention_refund(sub_order_id: int) -> Response:
         flash(f"Sub-order {sub_order_id} was refunded.", "success")
     else:
         flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
+    return redirect(url_for("admin.attention"))
+
+
+@bp.post("/attention/disputes/<int:dispute_id>/acknowledge")
+def attention_acknowledge_dispute(dispute_id: int) -> Response:
+    """The operator dealt with the dispute in Stripe: off the list (kept on the order's and the
+    wallet's pages), with who and when."""
+    if acknowledge_dispute(session_factory(), dispute_id, current_user.username):
+        flash("The dispute is acknowledged and left the list.", "success")
+    else:
+        flash("That dispute was acknowledged already.", "info")
+    return redirect(url_for("admin.attention"))
+
+
+@bp.post("/attention/unowned-holds/<int:hold_id>/acknowledge")
+def attention_acknowledge_unowned_hold(hold_id: int) -> Response:
+    """The operator dealt with the hold in Stripe: off the list, with who and when."""
+    if acknowledge_unowned_hold(session_factory(), hold_id, current_user.username):
+        flash("The card hold is acknowledged and left the list.", "success")
+    else:
+        flash("That card hold was acknowledged already.", "info")
     return redirect(url_for("admin.attention"))
 
 

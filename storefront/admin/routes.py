@@ -4,6 +4,8 @@ masked only."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -17,12 +19,13 @@ from commerce.disputes import list_disputes
 from commerce.marketplace_admin import (
     MarketplaceEditError,
     MarketplaceInput,
+    absorbed_extras,
     create_marketplace,
     list_marketplaces,
     set_marketplace_active,
     update_marketplace,
 )
-from commerce.models import Marketplace, User
+from commerce.models import Marketplace, User, utc_now
 from commerce.order_models import CardHoldInDoubt, MarketplaceOrder, Order, SubOrderStatus
 from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
@@ -79,10 +82,20 @@ def index() -> Response:
     return redirect(url_for("admin.marketplaces"))
 
 
+# How far back the marketplace list sums the shipping and tax OneCart paid.
+ABSORBED_WINDOW = timedelta(days=30)
+
+
 @bp.get("/marketplaces")
 def marketplaces() -> str:
-    """Every marketplace with its status and masked key."""
-    return render_template("admin/marketplaces.html", marketplaces=list_marketplaces(db_session()))
+    """Every marketplace with its status, masked key, and the shipping and tax OneCart paid on
+    its sub-orders in the last 30 days (to weigh its allowance)."""
+    db = db_session()
+    return render_template(
+        "admin/marketplaces.html",
+        marketplaces=list_marketplaces(db),
+        absorbed=absorbed_extras(db, since=utc_now() - ABSORBED_WINDOW),
+    )
 
 
 @bp.route("/marketplaces/new", methods=["GET", "POST"])

@@ -64,6 +64,13 @@ def test_shipping_and_tax_within_the_allowance_are_paid_by_onecart(shop: Shop) -
     assert sub.accepted_amount_minor == sub.amount_minor + 25_000 + tax
     assert sub.accepted_charge_minor in (None, sub.charge_minor)
     assert _refunds(shop, sub.id) == []
+    page = (
+        shop.client_for(shop.make_user(is_admin=True))
+        .get("/admin/marketplaces")
+        .get_data(as_text=True)
+    )
+    cell = page[page.index('data-testid="absorbed-kiondo"') :].split("</td>", 1)[0]
+    assert "KES250.00" in cell and "1 sub-order" in cell
     check_invariants(shop)
 
 

@@ -224,8 +224,8 @@ def place_sub_order(
                 claim,
                 f"{plan.marketplace_name} may hold the order and cannot be asked; it was first "
                 f"sent at {plan.sent_since:%Y-%m-%d %H:%M} UTC, longer ago than the "
-                f"{adapter.idempotency_key_retention} the marketplace remembers idempotency "
-                "keys, so it is not sent again",
+                f"{adapter.idempotency_key_retention.total_seconds() / 3600:g} hours the "
+                "marketplace remembers idempotency keys, so it is not sent again",
             )
     if placed is None and plan.cancel_requested and not in_doubt:
         finish_without_placing(

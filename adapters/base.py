@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -286,7 +286,12 @@ class AcceptedLine:
 @dataclass(frozen=True, slots=True)
 class PlacedOrder:
     """What the marketplace holds. `lines` is None when its API does not return the lines (the
-    caller cannot verify them); otherwise placement compares them with what was asked."""
+    caller cannot verify them); otherwise placement compares them with what was asked.
+
+    `shipping_minor` and `tax_minor`: the shipping and the tax the marketplace added on top of
+    the item lines (both within `total_minor`), where its API reports them apart; None when it
+    does not say. Tax already inside the line prices (a taxes-included shop) is not added on
+    top, so it is 0 here."""
 
     marketplace_order_id: str
     status: OrderStatus
@@ -295,6 +300,8 @@ class PlacedOrder:
     lines: tuple[AcceptedLine, ...] | None = None
     # The order number the marketplace shows people (Shopify's `name` "#1001"), when it has one.
     display_number: str | None = None
+    shipping_minor: int | None = None
+    tax_minor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +329,10 @@ class MarketplaceAdapter(Protocol):
     # asked for it, only when this is True; otherwise an operator decides. Every adapter states
     # it: there is no default, since assuming True would make a second order where it is wrong.
     honours_idempotency_keys: bool
+    # How long the marketplace remembers an idempotency key after the first write that carried
+    # it. A placement in doubt is resent with the same key only within it; older, a resend could
+    # make a second order, so an operator decides (commerce.placement).
+    idempotency_key_retention: timedelta
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
         """Every catalog record, page by page, in a stable order."""
@@ -355,6 +366,26 @@ class MarketplaceAdapter(Protocol):
 
 
 # --- Marketplace configuration --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShippingTaxAllowance:
+    """How much shipping and tax a marketplace may add to one sub-order on top of the items,
+    which OneCart then pays without charging the shopper (options
+    `shipping_tax_allowance_minor` and `shipping_tax_allowance_bps`): a fixed amount in the
+    marketplace's minor units plus basis points of the items' asked amount. The default, none,
+    means the marketplace must add nothing."""
+
+    fixed_minor: int = 0
+    bps: int = 0
+
+    def for_items(self, asked_minor: int) -> int:
+        """The allowance for a sub-order whose accepted items were asked at `asked_minor`
+        (rounded down: the allowance never grows by a rounding)."""
+        return self.fixed_minor + max(asked_minor, 0) * self.bps // 10_000
+
+
+NO_SHIPPING_OR_TAX = ShippingTaxAllowance()
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,9 @@ _OTHER_OPTIONS = frozenset(
     {
         "read_timeout_s",
         "retry_unknown_writes",
+        "shipping_tax_allowance_minor",
+        "shipping_tax_allowance_bps",
+        "idempotency_key_retention_hours",
         "list_path",
         "pagination",
         "records_path",

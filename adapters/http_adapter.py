@@ -7,7 +7,7 @@ import base64
 import codecs
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +26,7 @@ from adapters.base import (
     PageValidator,
     PlacedOrder,
     Rejected,
+    ShippingTaxAllowance,
     Transient,
     unsupported,
 )
@@ -67,6 +68,51 @@ def retry_unknown_writes_option(config: MarketplaceConfig) -> bool:
     return raw
 
 
+# Bounds of the shipping-and-tax allowance options, so a typo fails when the adapter is built.
+MAX_ALLOWANCE_BPS = 5_000
+
+
+def shipping_tax_allowance_option(config: MarketplaceConfig) -> ShippingTaxAllowance:
+    """`shipping_tax_allowance_minor` (a fixed amount in the marketplace's minor units, default
+    0) plus `shipping_tax_allowance_bps` (of the items' asked amount, 0–5000, default 0): the
+    shipping and tax this marketplace may add to a sub-order that OneCart pays itself."""
+    values: dict[str, int] = {}
+    for name, maximum in (
+        ("shipping_tax_allowance_minor", 10**12),
+        ("shipping_tax_allowance_bps", MAX_ALLOWANCE_BPS),
+    ):
+        raw = config.options.get(name, 0)
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= maximum:
+            raise MarketplaceConfigError(
+                f"marketplace {config.slug}: options.{name} must be a whole number "
+                f"between 0 and {maximum}, got {raw!r}"
+            )
+        values[name] = raw
+    return ShippingTaxAllowance(
+        values["shipping_tax_allowance_minor"], values["shipping_tax_allowance_bps"]
+    )
+
+
+# Idempotency keys are commonly kept 24 hours (Stripe prunes them after at least 24 hours;
+# checkout.com and most APIs that honour an Idempotency-Key header keep them 24 hours): the
+# default for a marketplace that does not document its own window.
+DEFAULT_IDEMPOTENCY_KEY_RETENTION_HOURS = 24
+
+
+def idempotency_key_retention_option(config: MarketplaceConfig) -> timedelta:
+    """`idempotency_key_retention_hours` (default 24, 0.1–8760): how long the marketplace
+    remembers an idempotency key, so a placement in doubt is resent with it only meanwhile."""
+    raw = config.options.get(
+        "idempotency_key_retention_hours", DEFAULT_IDEMPOTENCY_KEY_RETENTION_HOURS
+    )
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0.1 <= raw <= 8760:
+        raise MarketplaceConfigError(
+            f"marketplace {config.slug}: options.idempotency_key_retention_hours must be "
+            f"between 0.1 and 8760 hours, got {raw!r}"
+        )
+    return timedelta(hours=raw)
+
+
 class HttpMarketplaceAdapter:
     """Base of the format adapters: construction, credentials, lenient JSON, typed refusals.
 
@@ -96,6 +142,9 @@ class HttpMarketplaceAdapter:
             read_timeout_s=read_timeout_option(config),
             retry_unknown_writes=retry_unknown_writes_option(config),
         )
+        # Read by placement's verification (commerce.acceptance), not by the adapter itself.
+        self.shipping_tax_allowance = shipping_tax_allowance_option(config)
+        self.idempotency_key_retention = idempotency_key_retention_option(config)
         # Conditional catalog requests: the validators (etag, last_modified) of the catalog we
         # hold, set by the pipeline, and those the marketplace sent with this fetch.
         self.catalog_validators: Mapping[str, str] = {}

@@ -441,9 +441,20 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         )
 
     def _placed(self, order: Mapping[str, Any]) -> PlacedOrder:
-        """The order as the shop holds it: status, total and the lines it recorded."""
+        """The order as the shop holds it: status, total, the lines it recorded, and what it
+        added on top of them: `totalShippingPriceSet`, and `totalTaxSet` unless the order is
+        `taxesIncluded` (its tax is then inside the prices, nothing added on top)."""
         status, _ = map_shopify_order_status(order)
         total_minor, currency = shop_money(order.get("totalPriceSet"))
+        shipping_minor, _ = shop_money(order.get("totalShippingPriceSet"))
+        taxes_included = order.get("taxesIncluded")
+        tax_minor = (
+            0
+            if taxes_included is True
+            else shop_money(order.get("totalTaxSet"))[0]
+            if taxes_included is False
+            else None
+        )
         line_items = order.get("lineItems")
         if isinstance(line_items, Mapping) and isinstance(line_items.get("edges"), list):
             nodes: object = [
@@ -458,6 +469,8 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             currency=currency,
             lines=accepted_lines(nodes, self._accepted_line),
             display_number=optional_text(order.get("name")),
+            shipping_minor=shipping_minor,
+            tax_minor=tax_minor,
         )
 
     def _accepted_line(self, node: Mapping[str, Any]) -> AcceptedLine | None:

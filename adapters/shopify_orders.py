@@ -36,6 +36,9 @@ ORDER_FIELDS = (
     displayFulfillmentStatus
     cancelledAt
     totalPriceSet { shopMoney { amount currencyCode } }
+    totalShippingPriceSet { shopMoney { amount currencyCode } }
+    totalTaxSet { shopMoney { amount currencyCode } }
+    taxesIncluded
     fulfillments(first: 20) {
       status displayStatus trackingInfo { company number url }
       events(first: 50, sortKey: HAPPENED_AT) { nodes { status happenedAt } }
@@ -55,7 +58,10 @@ mutation OneCartOrderCreate($order: OrderCreateOrderInput!) {
       displayFinancialStatus
       displayFulfillmentStatus
       cancelledAt
-      totalPriceSet { shopMoney { amount currencyCode } }"""
+      totalPriceSet { shopMoney { amount currencyCode } }
+      totalShippingPriceSet { shopMoney { amount currencyCode } }
+      totalTaxSet { shopMoney { amount currencyCode } }
+      taxesIncluded"""
     + LINE_ITEM_FIELDS
     + """    }
     userErrors { field message }

@@ -382,6 +382,9 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
                     "total": charged,
                 }
             )
+        # No `shipping_lines`: WooCommerce adds shipping to a REST order only from the lines the
+        # request gives, so none is asked for. Taxes the store computes from its own settings
+        # and the address; what it adds is verified against the marketplace's allowance.
         payload = {
             "payment_method": "onecart",
             "payment_method_title": "Paid via OneCart",
@@ -520,7 +523,11 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         return body
 
     def _placed(self, order: Mapping[str, Any]) -> PlacedOrder:
-        """The order as the store holds it: status, total and its line items."""
+        """The order as the store holds it: status, total, its line items, and what it added
+        on top of them. REST v3 line `total`s are before tax; `shipping_total` is the shipping
+        before its tax and `total_tax` every tax of the order (lines' and shipping's), so the
+        order's `total` is the lines, the shipping and `total_tax` (plus any fee lines, which
+        count with the items)."""
         total_minor, currency = _order_total(order)
         return PlacedOrder(
             marketplace_order_id=str(order["id"]),
@@ -532,6 +539,8 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
                 lambda item: _accepted_line(item, currency or self.config.currency),
             ),
             display_number=_display_number(order),
+            shipping_minor=order_money(order.get("shipping_total"), currency),
+            tax_minor=order_money(order.get("total_tax"), currency),
         )
 
     def _state(self, order: Mapping[str, Any]) -> OrderState:

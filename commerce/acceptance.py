@@ -12,14 +12,23 @@ unasked line with no price at all cannot be valued, so it cancels. An order bill
 currency than the one asked cannot be compared and cancels as well. Amounts in the marketplace's
 currency unless said otherwise; shares in the payment currency are rounded down, so refunds round
 up, never the other way.
+
+Shipping and tax: OneCart's prices are the items' prices, and the shopper has paid. Where the
+marketplace reports the shipping and tax it added on top of the items (PlacedOrder
+`shipping_minor`, `tax_minor`), the items' part of the bill (the total less both) is compared as
+above, and shipping plus tax against the marketplace's allowance (ShippingTaxAllowance, default
+none): within it OneCart pays them (the verdict names what it absorbed; the shopper is never
+charged more after paying), beyond it the sub-order cancels like an overcharge. A bill with only
+a total, or a breakdown larger than the total, is compared whole, as before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.base import PlacedOrder
+from adapters.base import NO_SHIPPING_OR_TAX, PlacedOrder, ShippingTaxAllowance
 from commerce.order_models import OrderItem
+from onecart.money import MoneyError, format_money
 
 BPS = 10_000
 DEFAULT_OVERCHARGE_TOLERANCE_BPS = 100
@@ -30,13 +39,17 @@ class Verdict:
     """What a placement is worth to the shopper, compared with what was asked.
 
     `kept_charge_minor`: the part of the share the shopper pays (payment currency); the rest is
-    refunded. `cancel`: the marketplace billed beyond the tolerance, or accepted nothing.
+    refunded. `cancel`: the marketplace billed beyond the tolerance or the shipping-and-tax
+    allowance, or accepted nothing. `absorbed_shipping_minor` / `absorbed_tax_minor`: what
+    OneCart pays of the shipping and tax the marketplace added (None when it did not say).
     """
 
     accepted_amount_minor: int | None
     kept_charge_minor: int
     cancel: bool
     notes: tuple[str, ...]
+    absorbed_shipping_minor: int | None = None
+    absorbed_tax_minor: int | None = None
 
 
 def verify_placement(
@@ -46,6 +59,7 @@ def verify_placement(
     placed: PlacedOrder,
     *,
     overcharge_tolerance_bps: int,
+    shipping_tax_allowance: ShippingTaxAllowance = NO_SHIPPING_OR_TAX,
 ) -> Verdict:
     """Compare the marketplace's answer with the sub-order's items (pure; see the module
     docstring for the policy). Amounts in the marketplace's currency unless said otherwise."""
@@ -106,8 +120,9 @@ def verify_placement(
     if unpriced:
         return Verdict(None, 0, cancel=True, notes=(*notes, "an unasked line has no price"))
     billed = billed_lines + extra_billed
+    shipping, tax = _added_on_top(placed)
     if placed.total_minor is not None:
-        billed = placed.total_minor
+        billed = placed.total_minor - shipping - tax
     if billed < asked_accepted:
         notes.append(f"billed {billed} instead of {asked_accepted}")
         kept_charge = kept_charge * max(billed, 0) // asked_accepted
@@ -117,7 +132,46 @@ def verify_placement(
             notes.append(f"billed {billed}, more than the {asked_accepted} paid")
             return Verdict(billed, 0, cancel=True, notes=tuple(notes))
         notes.append(f"billed {over} more than paid, absorbed")
-    return Verdict(billed, min(kept_charge, charge_minor), cancel=False, notes=tuple(notes))
+    kept = min(kept_charge, charge_minor)
+    if placed.shipping_minor is None and placed.tax_minor is None:
+        return Verdict(billed, kept, cancel=False, notes=tuple(notes))
+    billed_in_all = billed + shipping + tax
+    if shipping + tax:
+        allowed = shipping_tax_allowance.for_items(asked_accepted)
+        added = f"added shipping {_shown(shipping, currency)} and tax {_shown(tax, currency)}"
+        if shipping + tax > allowed:
+            notes.append(
+                f"{added}, more than its {_shown(allowed, currency)} allowance for shipping and tax"
+            )
+            return Verdict(billed_in_all, 0, cancel=True, notes=tuple(notes))
+        notes.append(f"{added}, paid by OneCart (allowance {_shown(allowed, currency)})")
+    return Verdict(
+        billed_in_all,
+        kept,
+        cancel=False,
+        notes=tuple(notes),
+        absorbed_shipping_minor=shipping,
+        absorbed_tax_minor=tax,
+    )
+
+
+def _added_on_top(placed: PlacedOrder) -> tuple[int, int]:
+    """(shipping, tax) the marketplace says it added on top of the items, each 0 when not said;
+    (0, 0) when they exceed the total, a breakdown that cannot be right (the bill is then judged
+    whole, as one without a breakdown is)."""
+    shipping = max(placed.shipping_minor or 0, 0)
+    tax = max(placed.tax_minor or 0, 0)
+    if placed.total_minor is not None and shipping + tax > placed.total_minor:
+        return 0, 0
+    return shipping, tax
+
+
+def _shown(amount_minor: int, currency: str) -> str:
+    """An amount as people read it in a note ("$5.00")."""
+    try:
+        return format_money(amount_minor, currency)
+    except MoneyError:
+        return f"{amount_minor} {currency} minor units"
 
 
 def _billed_beyond_the_asked(

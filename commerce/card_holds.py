@@ -456,10 +456,12 @@ def _settle_hold(
     if state.status == ProviderStatus.PENDING:
         return None
     if state.status == ProviderStatus.CAPTURED:
-        # Never made by checkout (manual capture, captured only for an order): left open and
-        # logged, so an operator refunds it.
-        logger.error("card hold in doubt %s: %s captured without an order", row_id, reference)
-        _note(session_factory, row_id, error=f"{reference} captured without an order")
+        # Never made by checkout (manual capture, captured only for an order): an operator
+        # refunds it in Stripe. Recorded (and logged) once, listed at /admin/attention; later
+        # sweeps only look for the refund that resolves it.
+        if state.captured_minor and state.refunded_minor >= state.captured_minor:
+            return f"{reference} captured without an order, refunded in Stripe"
+        _note_captured(session_factory, row_id, reference)
         return None
     return f"{reference} holds nothing (Stripe: {state.status.value})"
 
@@ -471,6 +473,28 @@ def _order_using(session_factory: sessionmaker[Session], state: ProviderPaymentS
             .join(Payment, Payment.order_id == Order.id)
             .where(Payment.provider_reference == state.provider_reference)
         )
+
+
+def _note_captured(session_factory: sessionmaker[Session], row_id: int, reference: str) -> None:
+    """Mark the hold captured without an order, once (compare-and-set on the mark): the first
+    sweep to find it logs it for an operator, the later ones say nothing."""
+    now = utc_now()
+    with session_factory() as session, session.begin():
+        marked = session.execute(
+            sa.update(CardHoldInDoubt)
+            .where(
+                CardHoldInDoubt.id == row_id,
+                CardHoldInDoubt.captured_without_order_at.is_(None),
+                CardHoldInDoubt.resolved_at.is_(None),
+            )
+            .values(
+                captured_without_order_at=now,
+                last_error=f"{reference} captured without an order: refund it in Stripe",
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    if marked:
+        logger.error("card hold in doubt %s: %s captured without an order", row_id, reference)
 
 
 def _note(

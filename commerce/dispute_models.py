@@ -58,9 +58,19 @@ class PaymentDispute(Base):
     wallet_held_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
     wallet_short_minor: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     wallet_released_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # What of the hold stands in for refunds of the same top-up made while it is held (the card
+    # gets that money back once, by the refund): those refunds take only the rest from the
+    # wallet, and a won dispute gives back only the hold less this (commerce.wallet_topup).
+    wallet_refund_covered_minor: Mapped[int] = mapped_column(
+        sa.BigInteger, default=0, server_default="0"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
     closed_at: Mapped[datetime | None] = mapped_column(index=True)
+    # An operator dealt with it (answered in Stripe, or nothing to do): it leaves the attention
+    # list, stays on the order's and the wallet's pages. Who (username) and when.
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(sa.String(120))
 
     order: Mapped[Order | None] = relationship()
     user: Mapped[User | None] = relationship()
@@ -84,3 +94,6 @@ class UnownedCardHold(Base):
     first_seen_at: Mapped[datetime] = mapped_column(default=utc_now)
     last_seen_at: Mapped[datetime] = mapped_column(default=utc_now)
     gone_at: Mapped[datetime | None] = mapped_column(index=True)
+    # An operator dealt with it (released it in Stripe, or an order uses it): off the list.
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(sa.String(120))

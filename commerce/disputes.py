@@ -47,7 +47,7 @@ from commerce.order_locks import lock_order
 from commerce.order_models import Order, Payment, PaymentMethod
 from commerce.order_state import flag_order
 from commerce.payments.gateway import PaymentError, PaymentUnavailable
-from commerce.wallet import record_wallet_entry, take_back
+from commerce.wallet import lock_wallet, record_wallet_entry, take_back
 from commerce.wallet_topup import TOPUP_PURPOSE, card_topup_reference, credit_card_topup
 from onecart.money import Money, format_money
 
@@ -199,6 +199,12 @@ def apply_dispute_event(
         # back was taken from the wallet by the refund already (commerce.wallet_topup).
         refunded = _charge_refunded(client, intent_id, facts.charge_id)
     with session_factory() as session, session.begin():
+        if owner.purpose == DisputePurpose.WALLET_TOPUP and owner.user_id is not None:
+            # The wallet's lock first, as a refund of the top-up takes it before reading its
+            # disputes (commerce.wallet_topup): the two never take the same money twice.
+            wallet_owner = session.get(User, owner.user_id)
+            if wallet_owner is not None:
+                lock_wallet(session, wallet_owner)
         row, created = _locked_row(session, facts, owner, intent_id)
         changed = _advance(session, row, facts)
         effects = []
@@ -445,18 +451,21 @@ def _wallet_effects(session: Session, row: PaymentDispute, refunded: int) -> lis
     )
     # Reinstated funds with a lost dispute are the part refunded before the dispute, which the
     # hold never took: nothing to give back then.
+    # What the hold stands in for a refund of the top-up made meanwhile stays taken: the card
+    # got that back by the refund (commerce.wallet_topup).
     if kept and row.wallet_held_minor is not None and row.wallet_released_minor is None:
-        if row.wallet_held_minor:
+        released = max(0, row.wallet_held_minor - row.wallet_refund_covered_minor)
+        if released:
             record_wallet_entry(
                 session,
                 user,
                 kind=WalletEntryKind.ADJUSTMENT,
-                amount=Money(row.wallet_held_minor, row.currency),
+                amount=Money(released, row.currency),
                 reference=f"{RELEASE_REFERENCE_PREFIX}{row.dispute_id}",
                 description=RELEASE_DESCRIPTION,
             )
-        row.wallet_released_minor = row.wallet_held_minor
-        effects.append(f"{Money(row.wallet_held_minor, row.currency)} given back")
+        row.wallet_released_minor = released
+        effects.append(f"{Money(released, row.currency)} given back")
     return effects
 
 
@@ -480,11 +489,12 @@ def _flag(session: Session, row: PaymentDispute) -> None:
 
 
 def list_disputes(session: Session, *, closed_limit: int = 50) -> list[PaymentDispute]:
-    """Open disputes (oldest evidence due date first), then the latest closed ones."""
+    """Open disputes (oldest evidence due date first), then the latest closed ones; those an
+    operator acknowledged are left out (the order's and the wallet's pages still show them)."""
     open_rows = list(
         session.scalars(
             sa.select(PaymentDispute)
-            .where(PaymentDispute.closed_at.is_(None))
+            .where(PaymentDispute.closed_at.is_(None), PaymentDispute.acknowledged_at.is_(None))
             .order_by(PaymentDispute.evidence_due_by.is_(None), PaymentDispute.evidence_due_by)
             .limit(200)
         )
@@ -492,7 +502,7 @@ def list_disputes(session: Session, *, closed_limit: int = 50) -> list[PaymentDi
     closed = list(
         session.scalars(
             sa.select(PaymentDispute)
-            .where(PaymentDispute.closed_at.is_not(None))
+            .where(PaymentDispute.closed_at.is_not(None), PaymentDispute.acknowledged_at.is_(None))
             .order_by(PaymentDispute.closed_at.desc())
             .limit(closed_limit)
         )

@@ -17,6 +17,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import SplitResult, urlsplit
 
@@ -28,6 +29,7 @@ from commerce.accounts import AccountError
 from commerce.catalog_sync import capabilities_for_kind
 from commerce.marketplace_access import API_KEY_ENV_PREFIX
 from commerce.models import Marketplace
+from commerce.order_models import MarketplaceOrder
 from commerce.secrets import encrypt_secret
 from onecart.money import is_iso_currency
 
@@ -165,6 +167,41 @@ def list_marketplaces(session: Session) -> list[Marketplace]:
             sa.select(Marketplace).order_by(Marketplace.active.desc(), Marketplace.name)
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AbsorbedExtras:
+    """What OneCart paid of the shipping and tax one marketplace added to its sub-orders
+    (within its allowance; commerce.acceptance), in its currency's minor units."""
+
+    sub_orders: int
+    shipping_minor: int
+    tax_minor: int
+
+
+def absorbed_extras(session: Session, *, since: datetime) -> dict[int, AbsorbedExtras]:
+    """Per marketplace id, the shipping and tax OneCart absorbed on sub-orders placed since
+    `since` (only marketplaces that added any): what an operator weighs the allowance against."""
+    rows = session.execute(
+        sa.select(
+            MarketplaceOrder.marketplace_id,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(MarketplaceOrder.absorbed_shipping_minor), 0),
+            sa.func.coalesce(sa.func.sum(MarketplaceOrder.absorbed_tax_minor), 0),
+        )
+        .where(
+            MarketplaceOrder.placed_at >= since,
+            sa.or_(
+                MarketplaceOrder.absorbed_shipping_minor > 0,
+                MarketplaceOrder.absorbed_tax_minor > 0,
+            ),
+        )
+        .group_by(MarketplaceOrder.marketplace_id)
+    ).all()
+    return {
+        int(market): AbsorbedExtras(int(count), int(shipping), int(tax))
+        for market, count, shipping, tax in rows
+    }
 
 
 def create_marketplace(

@@ -306,6 +306,11 @@ class MarketplaceOrder(Base):
     # currency, and the part of our share it covers (None = everything as asked).
     accepted_amount_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
     accepted_charge_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # The shipping and tax the marketplace added on top of the items that OneCart paid (within
+    # the marketplace's allowance; never charged to the shopper), in its currency. None: the
+    # marketplace did not report them apart.
+    absorbed_shipping_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
+    absorbed_tax_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
     placing_started_at: Mapped[datetime | None]
     placed_at: Mapped[datetime | None]
     tracking_number: Mapped[str | None] = mapped_column(sa.String(120))
@@ -577,3 +582,7 @@ class CardHoldInDoubt(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(index=True)
     resolution: Mapped[str | None] = mapped_column(sa.String(200))
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    # Stripe says the hold was captured though no order uses it (not checkout's doing): set
+    # once, when the sweeper first finds it, for an operator to refund it in Stripe; the row is
+    # resolved once Stripe reports it refunded in full.
+    captured_without_order_at: Mapped[datetime | None]

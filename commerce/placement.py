@@ -9,7 +9,8 @@ Every placement call has three outcomes, and only a refusal is final:
   the marketplace for an order with our reference (`find_order`) and adopts it, or places again
   with the same idempotency key when the marketplace confirms it holds none. A marketplace that
   cannot be asked gets its retries with the same key only, and none at all when it ignores
-  idempotency keys (`retry_unknown_writes = false`); still unknown, the sub-order goes to
+  idempotency keys (`retry_unknown_writes = false`) or may have forgotten the key (the first
+  send is older than its `idempotency_key_retention`); still unknown, the sub-order goes to
   `needs_attention` for an operator. Nothing is refunded while the marketplace may hold the order.
 
 A transient failure before the request was sent (connection refused, 429) is a plain retry.
@@ -22,8 +23,9 @@ transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +47,7 @@ from adapters.base import (
 from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, Verdict, verify_placement
 from commerce.cancellation import cancel_on_marketplace
 from commerce.marketplace_access import AdapterProvider
+from commerce.models import utc_now
 from commerce.order_models import MarketplaceOrder, SubOrderStatus
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.placement_claims import (
@@ -116,6 +119,17 @@ def _plan(sub_order: MarketplaceOrder) -> _Plan:
     )
 
 
+def key_may_be_forgotten(
+    adapter: MarketplaceAdapter, first_sent_at: datetime, moment: datetime
+) -> bool:
+    """True when the first send (no earlier than `first_sent_at`, the sub-order's creation)
+    may be older than the marketplace's idempotency-key retention: a resend with the same key
+    would then not be recognised as the same order. Naive moments are UTC."""
+    first = first_sent_at if first_sent_at.tzinfo else first_sent_at.replace(tzinfo=UTC)
+    current = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return current - first >= adapter.idempotency_key_retention
+
+
 class _Unaskable:
     """The marketplace cannot be asked for an order by our reference."""
 
@@ -143,6 +157,7 @@ def place_sub_order(
     stuck_after: timedelta = DEFAULT_STUCK_AFTER,
     gateway_for: GatewayProvider = gateway_for_payment,
     overcharge_tolerance_bps: int = DEFAULT_OVERCHARGE_TOLERANCE_BPS,
+    now: Callable[[], datetime] = utc_now,
 ) -> PlacementResult:
     """One placement attempt of one sub-order (see the module docstring).
 
@@ -200,6 +215,17 @@ def place_sub_order(
                 claim,
                 f"{plan.marketplace_name} may hold the order, cannot be asked and ignores "
                 "idempotency keys, so it is not sent again",
+            )
+        elif key_may_be_forgotten(adapter, plan.sent_since, now()):
+            # The marketplace no longer remembers the key: the resend would be a new order.
+            return needs_attention(
+                session_factory,
+                sub_order_id,
+                claim,
+                f"{plan.marketplace_name} may hold the order and cannot be asked; it was first "
+                f"sent at {plan.sent_since:%Y-%m-%d %H:%M} UTC, longer ago than the "
+                f"{adapter.idempotency_key_retention.total_seconds() / 3600:g} hours the "
+                "marketplace remembers idempotency keys, so it is not sent again",
             )
     if placed is None and plan.cancel_requested and not in_doubt:
         finish_without_placing(

@@ -6,7 +6,8 @@ asked), failed or cancelled before placing (the share refunded), or needing an o
   returns them) is checked against what was asked (commerce.acceptance). Missing or short lines
   are a partial placement and a lower bill refunds the difference; a higher bill is absorbed up
   to `overcharge_tolerance_bps`, beyond that the order is cancelled on the marketplace and the
-  share refunded. The payment is settled once the last sub-order in flight is recorded.
+  share refunded. Shipping and tax the marketplace adds are paid by OneCart up to the
+  marketplace's allowance (recorded on the sub-order as absorbed), beyond it the order cancels. The payment is settled once the last sub-order in flight is recorded.
 - **not placed** (refused, or cancelled before it was sent): the share is refunded.
 - **found cancelled** (the order the marketplace answers with is already cancelled, failed or
   refunded there): nothing will ship, so the share is refunded rather than captured.
@@ -23,7 +24,12 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import MarketplaceAdapter, PlacedOrder
+from adapters.base import (
+    NO_SHIPPING_OR_TAX,
+    MarketplaceAdapter,
+    PlacedOrder,
+    ShippingTaxAllowance,
+)
 from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, verify_placement
 from commerce.cancellation import CancelOutcome, cancel_on_marketplace
 from commerce.models import utc_now
@@ -130,6 +136,7 @@ def record_placement(
             sub_order.currency,
             placed,
             overcharge_tolerance_bps=overcharge_tolerance_bps,
+            shipping_tax_allowance=shipping_tax_allowance_of(adapter),
         )
         recorded = session.execute(
             sa.update(MarketplaceOrder)
@@ -146,6 +153,8 @@ def record_placement(
                 placed_at=now,
                 last_error=None,
                 accepted_amount_minor=verdict.accepted_amount_minor,
+                absorbed_shipping_minor=verdict.absorbed_shipping_minor,
+                absorbed_tax_minor=verdict.absorbed_tax_minor,
                 updated_at=now,
                 # A placement to be cancelled keeps its claim until the cancel has an answer:
                 # settlement treats a placed sub-order under a live claim as still in flight,
@@ -212,6 +221,13 @@ def record_placement(
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return None
+
+
+def shipping_tax_allowance_of(adapter: MarketplaceAdapter | None) -> ShippingTaxAllowance:
+    """The shipping and tax the marketplace may add that OneCart pays (its configuration's
+    allowance, read by HTTP adapters from marketplaces.toml); none for any other adapter."""
+    allowance = getattr(adapter, "shipping_tax_allowance", None)
+    return allowance if isinstance(allowance, ShippingTaxAllowance) else NO_SHIPPING_OR_TAX
 
 
 def _found_cancelled(

@@ -78,6 +78,12 @@ def _existing_entry(session: Session, kind: WalletEntryKind, reference: str) -> 
     )
 
 
+def lock_wallet(session: Session, user: User) -> None:
+    """Take the wallet's lock for the rest of the transaction (see _lock_user): for a caller
+    that must read something else consistently with the balance changes it then makes."""
+    _lock_user(session, user)
+
+
 def _lock_user(session: Session, user: User) -> None:
     """Serialize balance-changing writes for one user, whatever the caller did before: the
     balance is read and the line written under this lock, so two debits can never both spend
@@ -196,16 +202,17 @@ def refund_to_wallet(
 def take_back(
     session: Session, user: User, amount: Money, *, reference: str, description: str
 ) -> int:
-    """Debit up to `amount` (positive) that the shopper got back elsewhere (an ADJUSTMENT line),
-    once per reference; returns what the line takes.
+    """Debit up to `amount` (positive, or 0 to record that a cause takes nothing) that the
+    shopper got back elsewhere (an ADJUSTMENT line), once per reference; returns what the line
+    takes.
 
     Never below zero: what the balance no longer covers (it was spent) is not taken, and the
     caller reports it. The line is written even when it takes nothing, so a repeat returns what
     the first one took whatever the balance is by then (a later top-up is not taken instead)."""
     if amount.currency != user.wallet_currency:
         raise WalletError(f"The wallet holds {user.wallet_currency}, not {amount.currency}.")
-    if amount.minor <= 0 or not reference:
-        raise WalletError("A wallet adjustment needs a positive amount and a reference.")
+    if amount.minor < 0 or not reference:
+        raise WalletError("A wallet adjustment needs an amount of at least 0 and a reference.")
     _lock_user(session, user)
     existing = _existing_entry(session, WalletEntryKind.ADJUSTMENT, reference)
     if existing is not None:

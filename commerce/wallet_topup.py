@@ -12,7 +12,10 @@ OneCart never refunds a top-up, so a refund of one was made outside OneCart (the
 dashboard): on `charge.refunded`, :func:`take_back_refunded_topup` asks Stripe for the top-up's
 refunds and takes each back from the wallet once (never below zero; what was already spent is
 reported for an operator). It credits the top-up first if that had not happened yet, so a
-success event arriving after the refund credits nothing more.
+success event arriving after the refund credits nothing more. While a chargeback of the same
+top-up holds its credit (commerce.disputes), the card cannot get more back than the top-up by
+the refund and the chargeback together: the part of a refund the hold already took is not taken
+again (it is recorded on the dispute, whose won outcome gives back only the rest of the hold).
 
 In sandbox mode (settings.sandbox_enabled: development, or ONECART_SANDBOX_MODE=true) the old
 free top-up remains for demos, and its ledger line says that no payment was taken.
@@ -27,11 +30,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
 import stripe
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from commerce.models import User, WalletEntryKind
+from commerce.dispute_models import PaymentDispute
+from commerce.models import User, WalletEntry, WalletEntryKind
 from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
@@ -41,6 +46,7 @@ from commerce.payments.gateway import (
 from commerce.wallet import (
     TopUpReceipt,
     WalletError,
+    lock_wallet,
     record_wallet_entry,
     take_back,
     top_up,
@@ -278,22 +284,44 @@ def take_back_refunded_topup(
         refunds = client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100})
     except stripe.StripeError as exc:
         raise _stripe_failure(exc, "looked up") from exc
+    taken_refunds = sorted(
+        (r for r in refunds.data if str(r.status) in TOPUP_REFUND_TAKEN_STATUSES),
+        key=lambda r: (int(getattr(r, "created", 0) or 0), str(r.id)),
+    )
+    # The disputes of this top-up are read under the wallet's lock, which the dispute events
+    # take too before they hold or give back (commerce.disputes): a hold and a refund never
+    # both take the same money, however their events interleave.
+    lock_wallet(session, user)
+    holds = list(
+        session.scalars(
+            sa.select(PaymentDispute)
+            .where(
+                PaymentDispute.payment_intent_id == intent_id,
+                PaymentDispute.wallet_held_minor.is_not(None),
+            )
+            .order_by(PaymentDispute.id)
+            .with_for_update()
+        )
+    )
     refunded = taken = 0
-    for refund in refunds.data:
-        if str(refund.status) not in TOPUP_REFUND_TAKEN_STATUSES:
-            continue
+    for refund in taken_refunds:
         amount = Money(int(refund.amount), str(refund.currency).upper())
         if amount.currency != credited.amount.currency:
             raise PaymentError(f"Refund {refund.id} is in another currency than the top-up.")
         refunded += amount.minor
+        reference = f"{TOPUP_REFUND_REFERENCE_PREFIX}{refund.id}"
+        asked = amount.minor
+        if not _taken_before(session, reference):
+            asked -= _covered_by_holds(holds, amount.minor, credited.amount.minor, refunded)
         taken += take_back(
             session,
             user,
-            amount,
-            reference=f"{TOPUP_REFUND_REFERENCE_PREFIX}{refund.id}",
+            Money(asked, amount.currency),
+            reference=reference,
             description=TOPUP_REFUND_DESCRIPTION,
         )
-    short = refunded - taken
+    covered = sum(hold.wallet_refund_covered_minor for hold in holds)
+    short = refunded - covered - taken
     if short:
         # Spent before the card got it back: the wallet does not go negative; an operator
         # takes it up with the shopper.
@@ -304,3 +332,33 @@ def take_back_refunded_topup(
             Money(short, credited.amount.currency),
         )
     return TopUpRefunds(Money(refunded, credited.amount.currency), taken, short)
+
+
+def _taken_before(session: Session, reference: str) -> bool:
+    return (
+        session.scalar(
+            sa.select(WalletEntry.id).where(
+                WalletEntry.kind == WalletEntryKind.ADJUSTMENT, WalletEntry.reference == reference
+            )
+        )
+        is not None
+    )
+
+
+def _covered_by_holds(
+    holds: list[PaymentDispute], refund_minor: int, credited_minor: int, refunded_minor: int
+) -> int:
+    """What of a new refund a dispute hold on the same top-up already took (recorded on the
+    dispute; the caller holds the lock). The card gets back at most the top-up in all: once
+    `refunded_minor` (this refund included) is refunded, a chargeback can still claim only the
+    rest, so whatever the hold keeps beyond that claim stands in for this refund."""
+    covered = 0
+    for hold in holds:
+        if hold.wallet_held_minor is None or hold.wallet_released_minor is not None:
+            continue  # no hold, or given back already: the refund is the wallet's to take
+        still_claimable = min(hold.amount_minor, max(0, credited_minor - refunded_minor))
+        spare = hold.wallet_held_minor - hold.wallet_refund_covered_minor - still_claimable
+        part = max(0, min(refund_minor - covered, spare))
+        hold.wallet_refund_covered_minor += part
+        covered += part
+    return covered

@@ -59,6 +59,10 @@ class Knobs:
     cancel_reply_delay_ms: int = 0
     fail_after_next_cancels: int = 0
     search_lag_ms: int = 0
+    # Shipping and tax a store adds to each order it creates (WooCommerce, Shopify): a flat
+    # shipping charge in minor units, and tax in basis points of the lines and the shipping.
+    order_shipping_minor: int = 0
+    order_tax_bps: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The knobs as JSON-ready values."""
@@ -183,6 +187,8 @@ _COERCERS: dict[str, Callable[[str, object], Any]] = {
     "cancel_reply_delay_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
     "fail_after_next_cancels": _count,
     "search_lag_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
+    "order_shipping_minor": lambda n, v: _count(n, v, 10**9),
+    "order_tax_bps": lambda n, v: _count(n, v, 10_000),
 }
 
 

@@ -110,11 +110,34 @@ class SandboxOrder:
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
     idempotency_key: str | None = None
+    # What the store added on top of the lines (the order_shipping_minor and order_tax_bps
+    # knobs): a flat shipping charge, and the tax rate on the lines and the shipping.
+    shipping_minor: int = 0
+    tax_bps: int = 0
+
+    @property
+    def items_minor(self) -> int:
+        """The lines' total in minor units."""
+        return sum(line.total_minor for line in self.lines)
+
+    def line_tax_minor(self, line: OrderLine) -> int:
+        """The tax on one line (rounded down)."""
+        return line.total_minor * self.tax_bps // 10_000
+
+    @property
+    def shipping_tax_minor(self) -> int:
+        """The tax on the shipping (rounded down)."""
+        return self.shipping_minor * self.tax_bps // 10_000
+
+    @property
+    def tax_minor(self) -> int:
+        """Every tax of the order: the lines' and the shipping's."""
+        return sum(self.line_tax_minor(line) for line in self.lines) + self.shipping_tax_minor
 
     @property
     def total_minor(self) -> int:
-        """Order total in minor units."""
-        return sum(line.total_minor for line in self.lines)
+        """Order total in minor units: the lines, the shipping and the tax."""
+        return self.items_minor + self.shipping_minor + self.tax_minor
 
     @property
     def quantity(self) -> int:
@@ -177,6 +200,8 @@ class OrderBook:
         cancel_rate: float,
         extra: dict[str, Any] | None = None,
         delay_rate: float = 0.0,
+        shipping_minor: int = 0,
+        tax_bps: int = 0,
     ) -> tuple[SandboxOrder, bool]:
         """Create an order, or return the one made earlier with the same idempotency key.
 
@@ -201,6 +226,8 @@ class OrderBook:
                 delayed=unit_interval(self._seed, "delay", marketplace, number) < delay_rate,
                 extra=dict(extra or {}),
                 idempotency_key=idempotency_key,
+                shipping_minor=shipping_minor,
+                tax_bps=tax_bps,
             )
             self._orders[(marketplace, number)] = order
             if idempotency_key:

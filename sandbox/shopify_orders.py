@@ -161,6 +161,8 @@ class ShopifyOrderApi(MarketplaceService):
             lines=lines,
             cancel_rate=knobs.cancel_rate,
             delay_rate=knobs.delay_rate,
+            shipping_minor=knobs.order_shipping_minor,
+            tax_bps=knobs.order_tax_bps,
             extra={
                 "email": order_input.get("email"),
                 "shippingAddress": order_input.get("shippingAddress"),
@@ -262,6 +264,19 @@ class ShopifyOrderApi(MarketplaceService):
             if progress.cancelled_at
             else None,
             "totalPriceSet": {"shopMoney": money},
+            "totalShippingPriceSet": {
+                "shopMoney": {
+                    "amount": format_amount(order.shipping_minor, order.currency),
+                    "currencyCode": order.currency,
+                }
+            },
+            "totalTaxSet": {
+                "shopMoney": {
+                    "amount": format_amount(order.tax_minor, order.currency),
+                    "currencyCode": order.currency,
+                }
+            },
+            "taxesIncluded": False,
             "lineItems": {
                 "nodes": [
                     {

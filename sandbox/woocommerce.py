@@ -371,6 +371,8 @@ class WooCommerceService(FilteredCatalog):
             lines=lines,
             cancel_rate=knobs.cancel_rate,
             delay_rate=knobs.delay_rate,
+            shipping_minor=knobs.order_shipping_minor,
+            tax_bps=knobs.order_tax_bps,
             extra={
                 "set_paid": bool(body.get("set_paid")),
                 "payment_method": body.get("payment_method", ""),
@@ -550,10 +552,13 @@ class WooCommerceService(FilteredCatalog):
             "date_created_gmt": _gmt(order.created_at),
             "date_modified": _local(progress.cancelled_at or completed_at or order.created_at),
             "discount_total": "0.00",
-            "shipping_total": "0.00",
+            "discount_tax": "0.00",
+            "shipping_total": format_amount(order.shipping_minor, order.currency),
+            "shipping_tax": format_amount(order.shipping_tax_minor, order.currency),
+            "cart_tax": format_amount(order.tax_minor - order.shipping_tax_minor, order.currency),
             "total": format_amount(order.total_minor, order.currency),
-            "total_tax": "0.00",
-            "prices_include_tax": True,
+            "total_tax": format_amount(order.tax_minor, order.currency),
+            "prices_include_tax": False,
             "customer_id": 0,
             "billing": order.extra.get("billing", {}),
             "shipping": order.extra.get("shipping", {}),
@@ -572,9 +577,9 @@ class WooCommerceService(FilteredCatalog):
                     "quantity": line.quantity,
                     "tax_class": "",
                     "subtotal": format_amount(line.total_minor, order.currency),
-                    "subtotal_tax": "0.00",
+                    "subtotal_tax": format_amount(order.line_tax_minor(line), order.currency),
                     "total": format_amount(line.total_minor, order.currency),
-                    "total_tax": "0.00",
+                    "total_tax": format_amount(order.line_tax_minor(line), order.currency),
                     "taxes": [],
                     "meta_data": [],
                     "sku": line.sku,
@@ -584,4 +589,17 @@ class WooCommerceService(FilteredCatalog):
                 }
                 for n, line in enumerate(order.lines, start=1)
             ],
+            "shipping_lines": [
+                {
+                    "id": order.number * 100 + 99,
+                    "method_title": "Flat rate",
+                    "method_id": "flat_rate",
+                    "total": format_amount(order.shipping_minor, order.currency),
+                    "total_tax": format_amount(order.shipping_tax_minor, order.currency),
+                    "taxes": [],
+                    "meta_data": [],
+                }
+            ]
+            if order.shipping_minor
+            else [],
         }

@@ -379,9 +379,12 @@ class StripeGateway:
             raise _translate(exc, "listed") from exc
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
-        """The PaymentIntent's status in our words."""
+        """The PaymentIntent's status in our words, with what its charge had refunded (the
+        charge expanded: the intent itself does not say)."""
         try:
-            intent = self.client.v1.payment_intents.retrieve(provider_reference)
+            intent = self.client.v1.payment_intents.retrieve(
+                provider_reference, params={"expand": ["latest_charge"]}
+            )
         except stripe.StripeError as exc:
             raise _translate(exc, "looked up") from exc
         return _intent_state(intent)
@@ -398,13 +401,15 @@ def _intent_state(intent: Any) -> ProviderPaymentState:
     amount = int(intent.amount)
     received_field = intent.to_dict().get("amount_received")
     received = int(received_field or 0)
+    # Known only when the charge was expanded (retrieve); a bare charge id says nothing.
+    refunded = int(getattr(getattr(intent, "latest_charge", None), "amount_refunded", 0) or 0)
     return ProviderPaymentState(
         provider_reference=intent.id,
         status=status,
         amount_minor=amount,
         # What was actually captured (a partial capture releases the rest).
         captured_minor=(received or amount) if status == ProviderStatus.CAPTURED else 0,
-        refunded_minor=0,
+        refunded_minor=refunded,
         currency=str(intent.currency).upper(),
         captured_exact=received_field is not None,
     )

@@ -4,24 +4,28 @@ masked only."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
+from commerce.acknowledgements import acknowledge_dispute, acknowledge_unowned_hold
 from commerce.attention import mark_placed_by_operator, refund_by_operator
 from commerce.dispute_models import UnownedCardHold
 from commerce.disputes import list_disputes
 from commerce.marketplace_admin import (
     MarketplaceEditError,
     MarketplaceInput,
+    absorbed_extras,
     create_marketplace,
     list_marketplaces,
     set_marketplace_active,
     update_marketplace,
 )
-from commerce.models import Marketplace, User
+from commerce.models import Marketplace, User, utc_now
 from commerce.order_models import CardHoldInDoubt, MarketplaceOrder, Order, SubOrderStatus
 from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
@@ -78,10 +82,20 @@ def index() -> Response:
     return redirect(url_for("admin.marketplaces"))
 
 
+# How far back the marketplace list sums the shipping and tax OneCart paid.
+ABSORBED_WINDOW = timedelta(days=30)
+
+
 @bp.get("/marketplaces")
 def marketplaces() -> str:
-    """Every marketplace with its status and masked key."""
-    return render_template("admin/marketplaces.html", marketplaces=list_marketplaces(db_session()))
+    """Every marketplace with its status, masked key, and the shipping and tax OneCart paid on
+    its sub-orders in the last 30 days (to weigh its allowance)."""
+    db = db_session()
+    return render_template(
+        "admin/marketplaces.html",
+        marketplaces=list_marketplaces(db),
+        absorbed=absorbed_extras(db, since=utc_now() - ABSORBED_WINDOW),
+    )
 
 
 @bp.route("/marketplaces/new", methods=["GET", "POST"])
@@ -161,8 +175,8 @@ def enable_marketplace(marketplace_id: int) -> Response:
 def attention() -> str:
     """Sub-orders whose placement outcome is unknown on a marketplace that cannot be asked,
     orders flagged for an operator (a capture or refund refused for good, a disputed payment),
-    card holds in doubt the sweeper has not resolved yet and holds naming no account of this
-    shop (commerce.card_holds), and disputes, open and recently closed (commerce.disputes),
+    card holds in doubt the sweeper has not resolved yet, holds found captured without an order,
+    and holds naming no account of this shop (commerce.card_holds), and disputes, open and recently closed (commerce.disputes),
     with the facts."""
     db = db_session()
     sub_orders = list(
@@ -194,10 +208,13 @@ def attention() -> str:
             .limit(200)
         )
     )
+    # Captured without an order: an operator refunds them in Stripe (listed apart).
+    captured = [hold for hold in holds if hold.captured_without_order_at is not None]
+    holds = [hold for hold in holds if hold.captured_without_order_at is None]
     unowned = list(
         db.scalars(
             sa.select(UnownedCardHold)
-            .where(UnownedCardHold.gone_at.is_(None))
+            .where(UnownedCardHold.gone_at.is_(None), UnownedCardHold.acknowledged_at.is_(None))
             .order_by(UnownedCardHold.hold_created_at)
             .limit(200)
         )
@@ -207,6 +224,7 @@ def attention() -> str:
         sub_orders=sub_orders,
         flagged=flagged,
         holds=holds,
+        captured=captured,
         unowned=unowned,
         disputes=list_disputes(db),
     )
@@ -233,6 +251,27 @@ def attention_refund(sub_order_id: int) -> Response:
         flash(f"Sub-order {sub_order_id} was refunded.", "success")
     else:
         flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
+    return redirect(url_for("admin.attention"))
+
+
+@bp.post("/attention/disputes/<int:dispute_id>/acknowledge")
+def attention_acknowledge_dispute(dispute_id: int) -> Response:
+    """The operator dealt with the dispute in Stripe: off the list (kept on the order's and the
+    wallet's pages), with who and when."""
+    if acknowledge_dispute(session_factory(), dispute_id, current_user.username):
+        flash("The dispute is acknowledged and left the list.", "success")
+    else:
+        flash("That dispute was acknowledged already.", "info")
+    return redirect(url_for("admin.attention"))
+
+
+@bp.post("/attention/unowned-holds/<int:hold_id>/acknowledge")
+def attention_acknowledge_unowned_hold(hold_id: int) -> Response:
+    """The operator dealt with the hold in Stripe: off the list, with who and when."""
+    if acknowledge_unowned_hold(session_factory(), hold_id, current_user.username):
+        flash("The card hold is acknowledged and left the list.", "success")
+    else:
+        flash("That card hold was acknowledged already.", "info")
     return redirect(url_for("admin.attention"))
 
 

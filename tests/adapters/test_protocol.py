@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from adapters.base import Capability, MarketplaceAdapter
+from adapters.base import Capability, MarketplaceAdapter, ShippingTaxAllowance
 from adapters.registry import ADAPTER_KINDS, build_adapter, parse_marketplaces
 from tests.adapters.configs import marketplace_config, offline_transport
 from tests.adapters.test_declarative import bazaar_options
@@ -96,3 +97,35 @@ class _SaysNothingAboutKeys:
 
 def test_an_adapter_that_does_not_state_it_honours_keys_is_not_a_marketplace_adapter() -> None:
     assert not isinstance(_SaysNothingAboutKeys(), MarketplaceAdapter)
+
+
+@pytest.mark.parametrize("kind", ["shopify", "woocommerce", "dummyjson", "fakestore"])
+def test_idempotency_key_retention_and_shipping_allowance_are_read_from_the_options(
+    kind: str,
+) -> None:
+    default = build_adapter(
+        marketplace_config(kind, api_key="key:secret"), transport=offline_transport()
+    )
+    assert default.idempotency_key_retention == timedelta(hours=24)
+    assert default.shipping_tax_allowance == ShippingTaxAllowance()  # type: ignore[attr-defined]
+    options = {
+        "idempotency_key_retention_hours": 2,
+        "shipping_tax_allowance_minor": 500,
+        "shipping_tax_allowance_bps": 1600,
+    }
+    configured = build_adapter(
+        marketplace_config(kind, api_key="key:secret", options=options),
+        transport=offline_transport(),
+    )
+    assert configured.idempotency_key_retention == timedelta(hours=2)
+    assert configured.shipping_tax_allowance == ShippingTaxAllowance(500, 1600)  # type: ignore[attr-defined]
+    for bad in (
+        {"idempotency_key_retention_hours": 0},
+        {"shipping_tax_allowance_minor": -1},
+        {"shipping_tax_allowance_bps": True},
+    ):
+        with pytest.raises(ValueError, match="options"):
+            build_adapter(
+                marketplace_config(kind, api_key="key:secret", options=bad),
+                transport=offline_transport(),
+            )

@@ -3,7 +3,7 @@ logic, no services. Amounts are minor units of the sub-order's currency."""
 
 from __future__ import annotations
 
-from adapters.base import AcceptedLine, OrderStatus, PlacedOrder
+from adapters.base import AcceptedLine, OrderStatus, PlacedOrder, ShippingTaxAllowance
 from commerce.acceptance import verify_placement
 from commerce.order_models import OrderItem
 
@@ -110,3 +110,92 @@ def test_short_lines_keep_the_accepted_part_rounded_down() -> None:
         overcharge_tolerance_bps=TOLERANCE_BPS,
     )
     assert (verdict.cancel, verdict.kept_charge_minor) == (False, 666)
+
+
+def _billed(
+    total: int, *, shipping: int | None, tax: int | None, lines: tuple[AcceptedLine, ...]
+) -> PlacedOrder:
+    return PlacedOrder(
+        "m-1",
+        OrderStatus.PROCESSING,
+        total,
+        "USD",
+        lines,
+        shipping_minor=shipping,
+        tax_minor=tax,
+    )
+
+
+def test_shipping_and_tax_beyond_the_allowance_cancel_with_a_note_naming_them() -> None:
+    # The items are billed as asked; the store adds 5.00 shipping and 1.60 tax. Without an
+    # allowance (the default) that is an overcharge of the shopper's paid order.
+    verdict = verify_placement(
+        [_item("1", 2, 1000)],
+        2000,
+        "USD",
+        _billed(2660, shipping=500, tax=160, lines=(AcceptedLine("1", 2, 1000),)),
+        overcharge_tolerance_bps=TOLERANCE_BPS,
+    )
+    assert verdict.cancel
+    assert verdict.kept_charge_minor == 0
+    assert any(
+        "shipping $5.00" in note and "tax $1.60" in note and "allowance" in note
+        for note in verdict.notes
+    )
+
+
+def test_shipping_and_tax_within_the_allowance_are_absorbed_and_the_shopper_keeps_paying_the_items() -> (
+    None
+):
+    verdict = verify_placement(
+        [_item("1", 2, 1000)],
+        2000,
+        "USD",
+        _billed(2660, shipping=500, tax=160, lines=(AcceptedLine("1", 2, 1000),)),
+        overcharge_tolerance_bps=TOLERANCE_BPS,
+        shipping_tax_allowance=ShippingTaxAllowance(fixed_minor=500, bps=1000),
+    )
+    # Allowance 5.00 + 10% of 20.00 = 7.00 ≥ 6.60 added.
+    assert not verdict.cancel
+    assert verdict.kept_charge_minor == 2000
+    assert (verdict.absorbed_shipping_minor, verdict.absorbed_tax_minor) == (500, 160)
+    assert verdict.accepted_amount_minor == 2660
+
+
+def test_items_are_still_checked_with_the_tolerance_when_shipping_is_reported_apart() -> None:
+    # Items billed 10% above what was asked, shipping within its allowance: the items decide.
+    verdict = verify_placement(
+        [_item("1", 1, 1000)],
+        1000,
+        "USD",
+        _billed(1600, shipping=500, tax=0, lines=(AcceptedLine("1", 1, 1100),)),
+        overcharge_tolerance_bps=TOLERANCE_BPS,
+        shipping_tax_allowance=ShippingTaxAllowance(fixed_minor=1000),
+    )
+    assert verdict.cancel
+    assert any("more than the 1000 paid" in note for note in verdict.notes)
+
+
+def test_a_bill_with_only_a_total_is_judged_whole_as_before() -> None:
+    # No breakdown: the 6.60 above the items is an overcharge whatever the allowance.
+    verdict = verify_placement(
+        [_item("1", 2, 1000)],
+        2000,
+        "USD",
+        _billed(2660, shipping=None, tax=None, lines=(AcceptedLine("1", 2, 1000),)),
+        overcharge_tolerance_bps=TOLERANCE_BPS,
+        shipping_tax_allowance=ShippingTaxAllowance(fixed_minor=10_000),
+    )
+    assert verdict.cancel
+    assert verdict.absorbed_shipping_minor is None
+
+
+def test_a_breakdown_larger_than_the_total_is_not_believed() -> None:
+    verdict = verify_placement(
+        [_item("1", 1, 1000)],
+        1000,
+        "USD",
+        _billed(1000, shipping=5000, tax=0, lines=(AcceptedLine("1", 1, 1000),)),
+        overcharge_tolerance_bps=TOLERANCE_BPS,
+    )
+    assert (verdict.cancel, verdict.kept_charge_minor) == (False, 1000)

@@ -308,3 +308,48 @@ def test_a_hold_whose_order_and_record_the_database_both_lost_is_found_at_stripe
     assert (row.intent_id, row.user_id) == (intent.id, user.id)
     assert row.resolved_at is not None and "released" in str(row.resolution)
     assert stripe_client().v1.payment_intents.retrieve(intent.id).status == "canceled"
+
+
+def test_a_hold_captured_without_an_order_is_listed_once_for_an_operator_until_refunded(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone captured the hold outside checkout (no order uses it): the sweeper records it
+    once for an operator (one error in the log, not one per sweep), lists it at
+    /admin/attention, and lets it go once Stripe reports it refunded."""
+    gateway = LosesAuthorizeReply(lookup_down=True)
+    _use_gateway(monkeypatch, gateway)
+    user = shop.make_user()
+    shop.fill_cart(user, [("kiondo", 1, 1)])
+    client = shop.client_for(user)
+    assert (
+        shop.submit(
+            client, shop.checkout_form(client), payment_method="stripe", test_card="pm_card_visa"
+        ).status_code
+        == 202
+    )
+    [row] = _hold_rows(shop)
+    [intent] = _intents_with_key(row.idempotency_key)
+    stripe_client().v1.payment_intents.capture(intent.id)
+    gateway.lookup_down = False
+
+    with caplog.at_level("ERROR", logger="commerce.card_holds"):
+        for _ in range(3):
+            _sweep(shop, gateway)
+
+    captured_logs = [r for r in caplog.records if "captured without an order" in r.getMessage()]
+    assert len(captured_logs) == 1
+    [row] = _hold_rows(shop)
+    assert row.resolved_at is None and row.captured_without_order_at is not None
+    assert intent.id in str(row.last_error)
+    admin = shop.client_for(shop.make_user(is_admin=True))
+    page = admin.get("/admin/attention").get_data(as_text=True)
+    assert f'id="captured-hold-{row.id}"' in page
+    assert f'id="card-hold-{row.id}"' not in page
+
+    stripe_client().v1.refunds.create(params={"payment_intent": intent.id})
+    _sweep(shop, gateway)
+
+    [row] = _hold_rows(shop)
+    assert row.resolved_at is not None and "refunded in Stripe" in str(row.resolution)
+    page = admin.get("/admin/attention").get_data(as_text=True)
+    assert f'id="captured-hold-{row.id}"' not in page

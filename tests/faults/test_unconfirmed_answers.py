@@ -145,6 +145,53 @@ def test_an_unknown_placement_on_a_marketplace_that_ignores_keys_is_never_sent_a
     assert _refunds(shop, sub.id) == []
 
 
+@pytest.mark.parametrize(("hours_later", "resent"), [(0.5, True), (2, False)])
+def test_an_unknown_placement_is_resent_with_its_key_only_while_the_marketplace_remembers_it(
+    shop: Shop, hours_later: float, resent: bool
+) -> None:
+    """DummyJSON carts cannot be asked by reference; this one honours idempotency keys for an
+    hour. The attempt after a lost reply resends with the same key within the hour (the
+    marketplace answers with the cart it made), later it goes to an operator instead."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("dummymart", 2, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    [sub] = order.charged_sub_orders
+    adapters: dict[int, IgnoresKeysLosesFirstReply] = {}
+
+    def adapter_for(marketplace: Marketplace) -> MarketplaceAdapter:
+        if marketplace.id not in adapters:
+            config = marketplace_config(marketplace, {"idempotency_key_retention_hours": 1})
+            adapters[marketplace.id] = IgnoresKeysLosesFirstReply(build_adapter(config))
+        return adapters[marketplace.id]  # type: ignore[return-value]
+
+    first = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for, final_attempt=False
+    )
+    later = utc_now() + timedelta(hours=hours_later)
+    second = place_sub_order(
+        shop.session_factory,
+        sub.id,
+        adapter_for=adapter_for,
+        final_attempt=False,
+        now=lambda: later,
+    )
+
+    assert first == PlacementResult.RETRY
+    [adapter] = adapters.values()
+    sub = shop.sub_order(order, "dummymart")
+    assert len(held_orders(shop, "dummymart", sub, order)) == 1
+    assert _refunds(shop, sub.id) == []
+    if resent:
+        assert second == PlacementResult.PLACED
+        assert adapter.placements == 2
+        assert sub.status in PLACED_SUB_ORDER_STATUSES
+    else:
+        assert second == PlacementResult.NEEDS_ATTENTION
+        assert adapter.placements == 1
+        assert sub.status == SubOrderStatus.NEEDS_ATTENTION
+        assert "remembers idempotency keys" in (sub.last_error or "")
+
+
 class LosesEveryReply:
     """The marketplace takes every order, and every reply is lost."""
 

@@ -51,6 +51,8 @@ def test_knobs_endpoint_shows_every_marketplace_with_defaults(
         "cancel_reply_delay_ms": 0,
         "fail_after_next_cancels": 0,
         "search_lag_ms": 0,
+        "order_shipping_minor": 0,
+        "order_tax_bps": 0,
     }
 
 

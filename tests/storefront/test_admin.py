@@ -346,3 +346,66 @@ def test_anonymous_visitors_are_sent_to_login_from_a_wallet(
     shopper = make_user()
     response = client.get(f"/admin/users/{shopper.id}/wallet")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_an_admin_acknowledges_a_dispute_and_an_unowned_hold_off_the_attention_list(
+    csrf_client: FlaskClient, make_user: Callable[..., User], db_session: Session
+) -> None:
+    """Acknowledging needs the form's CSRF token; it records who and when, takes the item off
+    /admin/attention, and the shopper's wallet page still shows the dispute."""
+    from commerce.dispute_models import PaymentDispute, UnownedCardHold
+    from commerce.models import utc_now
+    from tests.storefront.conftest import DEFAULT_PASSWORD, csrf_token_from
+
+    shopper = make_user()
+    dispute = PaymentDispute(
+        dispute_id="du_answered_in_stripe",
+        charge_id="ch_answered",
+        payment_intent_id="pi_answered",
+        purpose="wallet_topup",
+        user_id=shopper.id,
+        amount_minor=3000,
+        currency="USD",
+        reason="fraudulent",
+        status="under_review",
+        status_at=utc_now(),
+        wallet_held_minor=3000,
+        wallet_short_minor=0,
+    )
+    hold = UnownedCardHold(
+        intent_id="pi_released_in_stripe",
+        amount_minor=4250,
+        currency="EUR",
+        hold_created_at=utc_now(),
+    )
+    db_session.add_all([dispute, hold])
+    db_session.commit()
+    admin = make_user(is_admin=True)
+    token = csrf_token_from(csrf_client, "/login")
+    csrf_client.post(
+        "/login", data={"login": admin.username, "password": DEFAULT_PASSWORD, "csrf_token": token}
+    )
+    page = _html(csrf_client.get("/admin/attention"))
+    assert "du_answered_in_stripe" in page and "pi_released_in_stripe" in page
+
+    dispute_url = f"/admin/attention/disputes/{dispute.id}/acknowledge"
+    hold_url = f"/admin/attention/unowned-holds/{hold.id}/acknowledge"
+    assert csrf_client.post(dispute_url).status_code == 400  # no token: nothing changes
+    token = csrf_token_from(csrf_client, "/admin/attention")
+    assert csrf_client.post(dispute_url, data={"csrf_token": token}).status_code == 302
+    assert csrf_client.post(hold_url, data={"csrf_token": token}).status_code == 302
+    again = csrf_client.post(dispute_url, data={"csrf_token": token}, follow_redirects=True)
+    assert "acknowledged already" in _html(again)
+
+    page = _html(csrf_client.get("/admin/attention"))
+    assert "du_answered_in_stripe" not in page and "pi_released_in_stripe" not in page
+    db_session.expire_all()
+    for row in (
+        db_session.get(PaymentDispute, dispute.id),
+        db_session.get(UnownedCardHold, hold.id),
+    ):
+        assert row is not None
+        assert row.acknowledged_by == admin.username and row.acknowledged_at is not None
+    wallet_page = _html(csrf_client.get(f"/admin/users/{shopper.id}/wallet"))
+    assert "du_answered_in_stripe" in wallet_page
+    assert f"acknowledged by {admin.username}" in wallet_page

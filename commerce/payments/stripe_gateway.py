@@ -181,6 +181,11 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "authorized") from exc
+        if intent.status == "processing":
+            # Confirmed and still being processed: it may yet become a hold, so this is neither
+            # a decline nor a hold to use. Checkout asks again; what stays unknown becomes a
+            # hold in doubt that the sweeper uses or releases (commerce.card_holds).
+            raise PaymentUnavailable(f"The card payment {intent.id} is still processing.")
         if intent.status != "requires_capture":
             self._cancel_quietly(intent.id)
             raise PaymentDeclined(
@@ -217,6 +222,11 @@ class StripeGateway:
             if intent.status == "requires_capture":
                 self._cancel_quietly(intent.id)
             raise mismatch
+        if intent.status == "processing":
+            # Stripe.js can hand the form an intent that is still processing (briefly for a
+            # card): it becomes a hold moments later, so "not confirmed" would be a lie that
+            # leaves a hold with no order. Unknown: asked again, else a hold in doubt.
+            raise PaymentUnavailable(f"The card payment {intent.id} is still processing.")
         if intent.status != "requires_capture":
             raise PaymentDeclined("Your card payment was not confirmed.")
         return Authorization(

@@ -32,6 +32,7 @@ from commerce.payments.gateway import (
     PaymentUnavailable,
     ProviderPaymentState,
     ProviderStatus,
+    RefundBlockedByDispute,
     UncapturedAuthorization,
 )
 from onecart.money import Money
@@ -98,6 +99,8 @@ def _stripe_client(api_key: str, api_base: str) -> stripe.StripeClient:
     return stripe.StripeClient(api_key, **options)
 
 
+# Stripe's error code for a refund of a charge that has been charged back.
+DISPUTED_CHARGE_CODE = "charge_disputed"
 # A refund's statuses: done (or as good as done), refused for good; anything else is unfinished.
 REFUND_DONE_STATUSES = frozenset({"succeeded", "pending"})
 REFUND_FAILED_STATUSES = frozenset({"failed", "canceled"})
@@ -306,6 +309,11 @@ class StripeGateway:
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as exc:
+            if getattr(exc, "code", None) == DISPUTED_CHARGE_CODE:
+                raise RefundBlockedByDispute(
+                    f"The card payment {provider_reference} is disputed: no refund while the "
+                    "bank decides."
+                ) from exc
             raise _translate(exc, "refunded") from exc
         _check_refund(refund, amount)
         return str(refund.id)

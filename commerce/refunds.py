@@ -158,6 +158,16 @@ def _refund_done(session_factory: sessionmaker[Session], refund_id: int, referen
         refund.provider_reference = reference
         complete_refund(refund, RefundKind.CARD_REFUND)
         refresh_payment_status(refund.payment)
+        # Until now the shopper was only told a refund is on its way (commerce.order_state).
+        order = refund.payment.order
+        notify(
+            session,
+            order,
+            "refund_made",
+            f"We refunded {format_money(refund.amount_minor, refund.currency)} of order "
+            f"{order.number} to your card; your bank shows it within a few days.",
+            sub_order_id=refund.sub_order_id,
+        )
 
 
 def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, message: str) -> None:

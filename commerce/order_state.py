@@ -193,6 +193,21 @@ def locked_sub_order(session: Session, sub_order_id: int) -> MarketplaceOrder:
 
 
 def flag_order(order: Order, reason: str) -> None:
-    """Put the order on the operator's list (the first reason is kept)."""
-    if not order.attention_reason:
-        order.attention_reason = reason[:ERROR_TEXT_LIMIT]
+    """Put the order on the operator's list, or add a new reason to the ones it is listed for.
+
+    An order stays listed once flagged (a disputed order always is), so a later problem must not
+    be dropped behind the first: a refund refused for good, say, needs its own action. A reason
+    already there is not repeated; when the reasons outgrow the column, the newest is kept whole
+    and the older ones are cut."""
+    reason = reason[:ERROR_TEXT_LIMIT]
+    earlier = order.attention_reason
+    if not earlier:
+        order.attention_reason = reason
+        return
+    if reason in earlier:
+        return
+    joined = f"{earlier} | {reason}"
+    if len(joined) > ERROR_TEXT_LIMIT:
+        room = max(0, ERROR_TEXT_LIMIT - len(reason) - 4)
+        joined = f"{earlier[:room]}… | {reason}"[-ERROR_TEXT_LIMIT:]
+    order.attention_reason = joined

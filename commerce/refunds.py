@@ -27,7 +27,7 @@ from commerce.order_models import (
     RefundKind,
     RefundStatus,
 )
-from commerce.order_state import ERROR_TEXT_LIMIT, flag_order
+from commerce.order_state import flag_order
 from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
@@ -184,15 +184,6 @@ def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, mess
         flag_order(order, f"Refund {refund.idempotency_key} refused by the provider: {message}")
 
 
-def _tell_operator(order: Order, note: str) -> None:
-    """Put `note` on the order's operator list even when the order is already there (a disputed
-    order always is): flag_order keeps only the first reason, and this one asks for action."""
-    if not order.attention_reason:
-        flag_order(order, note)
-    elif note not in order.attention_reason:
-        order.attention_reason = f"{order.attention_reason} | {note}"[-ERROR_TEXT_LIMIT:]
-
-
 def _hold_refund(session: Session, refund: Refund, chargeback: PaymentDispute) -> None:
     """A card refund of a charge the bank is taking back, or took back (under the order lock).
 
@@ -207,7 +198,7 @@ def _hold_refund(session: Session, refund: Refund, chargeback: PaymentDispute) -
     if chargeback.status == "lost":
         refund.status = RefundStatus.FAILED
         refund.processing_started_at = None
-        _tell_operator(
+        flag_order(
             order,
             f"Refund {refund.idempotency_key} of {share} not sent: the dispute "
             f"{chargeback.dispute_id} was lost and the bank returned {returned} to the shopper. "
@@ -225,7 +216,7 @@ def _hold_refund(session: Session, refund: Refund, chargeback: PaymentDispute) -
             once=True,
         )
         return
-    _tell_operator(
+    flag_order(
         order,
         f"Refund {refund.idempotency_key} of {share} held: the card payment is charged back "
         f"(dispute {chargeback.dispute_id}); sent if the shop keeps the money.",
@@ -258,7 +249,7 @@ def _refund_blocked_by_dispute(
         refund.status = RefundStatus.PENDING
         refund.processing_started_at = None
         order = refund.payment.order
-        _tell_operator(
+        flag_order(
             order,
             f"Refund {refund.idempotency_key} refused by Stripe while the charge is disputed: "
             f"held until the dispute is decided ({message})",

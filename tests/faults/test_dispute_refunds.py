@@ -30,7 +30,7 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.payments.gateway import PaymentGateway
+from commerce.payments.gateway import PaymentDeclined, PaymentGateway
 from commerce.payments.providers import gateway_for_payment
 from commerce.payments.stripe_gateway import StripeGateway
 from commerce.placement import place_sub_order
@@ -232,3 +232,44 @@ def test_a_refund_stripe_refuses_for_a_chargeback_is_held_then_never_sent_after_
     # and the order is on the operator's list to check that it covered it (the shop fixture
     # checks every other order's books).
     shop.unbalanced_orders.add(order.number)
+
+
+class RefusesForGood(DisputedAtStripe):
+    """Stripe refuses the refund for good, for a reason of its own (not a chargeback)."""
+
+    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+        DisputedAtStripe.refund_calls += 1
+        raise PaymentDeclined("The card refund re_refused failed.")
+
+
+def test_a_refund_refused_for_good_on_an_order_already_listed_is_added_to_its_reasons(
+    shop: Shop,
+) -> None:
+    """A disputed order is on the operator's list from the dispute on; a refund of it refused for
+    good later needs an action of its own and must not hide behind the dispute's reason."""
+    order = _captured_order(shop)
+    inquiry = _dispute(order, new_dispute_id(), "warning_needs_response")
+    assert post_event(shop.app, "charge.dispute.created", inquiry).status_code == 200
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "disputed" in flagged.attention_reason
+
+    kiondo = shop.sub_order(order, "kiondo")
+    number = str(kiondo.marketplace_order_id).rsplit("/", 1)[-1]
+    response = httpx.post(f"{shop.sandbox_url}/_sandbox/orders/kiondo/{number}/cancel", timeout=10)
+    assert response.status_code == 200, response.text
+
+    def refusing(session: Session, payment: Payment) -> PaymentGateway:
+        return RefusesForGood(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+    # An inquiry moves no money: the refund is sent, and Stripe refuses it for its own reason.
+    track_open_sub_orders(
+        shop.session_factory, adapter_for=adapter_for_marketplace, gateway_for=refusing
+    )
+    payment = shop.order(order.number).payment
+    assert payment is not None
+    [refund] = payment.refunds
+    assert refund.status == RefundStatus.FAILED and DisputedAtStripe.refund_calls == 1
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "disputed" in flagged.attention_reason
+    assert f"Refund {refund.idempotency_key} refused by the provider" in flagged.attention_reason
+    shop.unbalanced_orders.add(order.number)  # the refused refund is the operator's

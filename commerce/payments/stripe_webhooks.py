@@ -273,6 +273,16 @@ def _refund_update_reported(
         )
         if refund is None:
             return "ignored: not a refund of ours"
+        if refund.status == RefundStatus.PROCESSING:
+            # Its outcome is unknown to us: the look-up treats a failed refund as none and
+            # re-sends it with its key, and Stripe replays a key's first answer (`pending`) for
+            # a day, so it could be read done. The operator is told now; nothing else changes.
+            flag_order(
+                payment.order,
+                f"Stripe reports refund {refund.idempotency_key} ({reference}) {status} while "
+                "its outcome was unknown to OneCart: check that the shopper got it.",
+            )
+            return f"refund {status} while in doubt: order flagged"
         if refund.status != RefundStatus.SUCCEEDED or refund.kind != RefundKind.CARD_REFUND:
             return f"refund {refund.id} {refund.status.value}: nothing to undo"
         refund.status = RefundStatus.FAILED

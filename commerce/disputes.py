@@ -9,7 +9,11 @@ it in Stripe (evidence by the due date). What OneCart does:
   charges, and settlement captures a card only once no sub-order is in flight
   (commerce.settlement), so no placement can go ahead silently behind an open dispute. The
   marketplaces' orders stand; whether to cancel what has not shipped is the operator's call,
-  with the shopper's claim in front of them.
+  with the shopper's claim in front of them. A card refund of the order (a part cancelled or
+  failed later) is held while the chargeback is on: Stripe refuses it then, and the bank's
+  decision settles it — kept by the shop, the refund is sent; lost, the bank has returned the
+  disputed amount, so the refund is not sent on top and an operator checks it covered the share
+  (commerce.refunds, `order_chargeback`).
 - **A wallet top-up's charge:** a chargeback takes the money back from the shop, so the wallet
   gives up the disputed credit as far as it is unspent (never below zero: what was spent is
   shown to the operator), once per dispute. Won (or the funds reinstated, or the dispute
@@ -486,6 +490,28 @@ def _flag(session: Session, row: PaymentDispute) -> None:
         f"{format_money(row.amount_minor, row.currency)}{due}): answer the dispute "
         f"{row.dispute_id} in Stripe. Nothing was refunded.",
     )
+
+
+def order_chargeback(session: Session, order_id: int) -> PaymentDispute | None:
+    """The order's card charge dispute that took (or is taking) the money back through the bank:
+    a chargeback under way or lost. None for none, an inquiry, or one the shop kept.
+
+    While it is on, Stripe refuses refunds of the charge (`charge_disputed`); once it is lost,
+    the bank has given the shopper the disputed amount, so a refund on top would pay twice
+    (commerce.refunds holds card refunds accordingly)."""
+    for row in session.scalars(
+        sa.select(PaymentDispute)
+        .where(
+            PaymentDispute.order_id == order_id,
+            PaymentDispute.purpose == DisputePurpose.ORDER.value,
+        )
+        .order_by(PaymentDispute.id)
+    ):
+        if row.status in CHARGEBACK_STATUSES or (
+            row.funds_withdrawn_at is not None and row.status not in KEPT_STATUSES
+        ):
+            return row
+    return None
 
 
 def list_disputes(session: Session, *, closed_limit: int = 50) -> list[PaymentDispute]:

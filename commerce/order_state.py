@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from adapters.base import Capability
@@ -23,6 +24,8 @@ from commerce.order_models import (
     MarketplaceOrder,
     Order,
     OrderStatus,
+    Refund,
+    RefundStatus,
     SubOrderStatus,
 )
 
@@ -57,6 +60,14 @@ ORDER_STATUS_MESSAGES = {
     OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded.",
     OrderStatus.FAILED: "We could not place order {number}; you have been refunded in full.",
     OrderStatus.REFUNDED: "Your order {number} has been refunded in full.",
+}
+# The same, while a refund of the order is not confirmed yet (a card refund or release waits for
+# the provider): the shopper is never told "refunded" before it is done (commerce.refunds tells
+# them when the card refund is made).
+REFUND_UNDER_WAY_MESSAGES = {
+    OrderStatus.CANCELLED: "Your order {number} was cancelled; we are refunding you in full.",
+    OrderStatus.FAILED: "We could not place order {number}; we are refunding you in full.",
+    OrderStatus.REFUNDED: "Your order {number} is being refunded in full.",
 }
 
 
@@ -139,14 +150,34 @@ def refresh_order_status(session: Session, order: Order) -> bool:
     if status != OrderStatus.PROCESSING and not (
         partial and has_transaction_note(session, order.id)
     ):
+        message = ORDER_STATUS_MESSAGES[status]
+        if status in REFUND_UNDER_WAY_MESSAGES and _refund_unconfirmed(session, order):
+            message = REFUND_UNDER_WAY_MESSAGES[status]
         notify(
             session,
             order,
             f"order_{status.value}",
-            ORDER_STATUS_MESSAGES[status].format(number=order.number),
+            message.format(number=order.number),
             once=True,
         )
     return True
+
+
+def _refund_unconfirmed(session: Session, order: Order) -> bool:
+    """Whether a refund of the order is still to be made or confirmed (asked of the database: a
+    refund recorded in this transaction may not be in the payment's loaded collection)."""
+    if order.payment is None:
+        return False
+    return bool(
+        session.scalar(
+            sa.select(
+                sa.exists().where(
+                    Refund.payment_id == order.payment.id,
+                    Refund.status != RefundStatus.SUCCEEDED,
+                )
+            )
+        )
+    )
 
 
 def locked_sub_order(session: Session, sub_order_id: int) -> MarketplaceOrder:
@@ -162,6 +193,21 @@ def locked_sub_order(session: Session, sub_order_id: int) -> MarketplaceOrder:
 
 
 def flag_order(order: Order, reason: str) -> None:
-    """Put the order on the operator's list (the first reason is kept)."""
-    if not order.attention_reason:
-        order.attention_reason = reason[:ERROR_TEXT_LIMIT]
+    """Put the order on the operator's list, or add a new reason to the ones it is listed for.
+
+    An order stays listed once flagged (a disputed order always is), so a later problem must not
+    be dropped behind the first: a refund refused for good, say, needs its own action. A reason
+    already there is not repeated; when the reasons outgrow the column, the newest is kept whole
+    and the older ones are cut."""
+    reason = reason[:ERROR_TEXT_LIMIT]
+    earlier = order.attention_reason
+    if not earlier:
+        order.attention_reason = reason
+        return
+    if reason in earlier:
+        return
+    joined = f"{earlier} | {reason}"
+    if len(joined) > ERROR_TEXT_LIMIT:
+        room = max(0, ERROR_TEXT_LIMIT - len(reason) - 4)
+        joined = f"{earlier[:room]}… | {reason}"[-ERROR_TEXT_LIMIT:]
+    order.attention_reason = joined

@@ -227,7 +227,22 @@ def marketplace_home(sub_order: MarketplaceOrder) -> str | None:
     return None
 
 
-def _sub_order_state(sub: MarketplaceOrder, reports: bool) -> tuple[str, str]:
+def _refund_progress(sub: MarketplaceOrder, refunds: list[Refund]) -> str:
+    """Where the money of a failed or cancelled part stands, as the provider confirmed it:
+    "refunded" once succeeded refunds (or releases) give its whole share back, "pending" while
+    one is still to be made or confirmed, else "unconfirmed" (refused, or held back after a
+    chargeback: an operator is on it). Never "refunded" before the refund is confirmed."""
+    succeeded = sum(r.amount_minor for r in refunds if r.status == RefundStatus.SUCCEEDED)
+    if succeeded >= sub.charge_minor:
+        return "refunded"
+    if any(r.status in (RefundStatus.PENDING, RefundStatus.PROCESSING) for r in refunds):
+        return "pending"
+    return "unconfirmed"
+
+
+def _sub_order_state(
+    sub: MarketplaceOrder, reports: bool, refunds: list[Refund]
+) -> tuple[str, str]:
     """(label, key) of a sub-order's state, honest about what is not known."""
     market = sub.marketplace.name
     status = sub.status
@@ -253,17 +268,28 @@ def _sub_order_state(sub: MarketplaceOrder, reports: bool) -> tuple[str, str]:
     if status == SubOrderStatus.CANCELLED:
         return "Cancelled", "cancelled"
     if status == SubOrderStatus.FAILED:
-        return "Not placed (refunded)", "failed"
+        progress = _refund_progress(sub, refunds)
+        if progress == "refunded":
+            return "Not placed (refunded)", "failed"
+        if progress == "pending":
+            return "Not placed (refund on its way)", "failed"
+        return "Not placed (our team is checking your refund)", "failed"
     return status.value.replace("_", " ").capitalize(), status.value
 
 
-def _cancel_line(sub: MarketplaceOrder, refunded: int, refund_pending: bool) -> CancelLine:
+def _cancel_line(sub: MarketplaceOrder, refunds: list[Refund]) -> CancelLine:
     """What became of the shopper's cancellation at one marketplace."""
     market = sub.marketplace.name
     if sub.status in (SubOrderStatus.CANCELLED, SubOrderStatus.FAILED):
         amount = format_money(sub.charge_minor, sub.charge_currency)
-        if refund_pending:
+        progress = _refund_progress(sub, refunds)
+        if progress == "pending":
             return CancelLine("cancelled", f"cancelled; your {amount} refund is on its way.")
+        if progress == "unconfirmed":
+            return CancelLine(
+                "cancelled",
+                f"cancelled; your {amount} refund is not confirmed yet: our team is looking into it.",
+            )
         return CancelLine("cancelled", f"cancelled; {amount} refunded.")
     if sub.status in (SubOrderStatus.RECONCILING, SubOrderStatus.NEEDS_ATTENTION) or (
         sub.cancel_outcome == CancelOutcomeWord.UNKNOWN
@@ -306,12 +332,9 @@ def build_order_view(session: Session, order: Order) -> OrderView:
     ]
     for sub in order.charged_sub_orders:
         reports = reports_delivery(sub)
-        label, key = _sub_order_state(sub, reports)
         sub_refunds = [r for r in refunds if r.sub_order_id == sub.id]
+        label, key = _sub_order_state(sub, reports, sub_refunds)
         refunded = sum(r.amount_minor for r in sub_refunds if r.status == RefundStatus.SUCCEEDED)
-        refund_pending = any(
-            r.status in (RefundStatus.PENDING, RefundStatus.PROCESSING) for r in sub_refunds
-        )
         timeline = _sub_timeline(sub, by_sub.get(sub.id, []), sub_refunds, reports)
         view = SubOrderView(
             sub_order=sub,
@@ -324,7 +347,7 @@ def build_order_view(session: Session, order: Order) -> OrderView:
             marketplace_link=marketplace_home(sub),
         )
         if order.cancel_requested_at is not None:
-            view.cancel = _cancel_line(sub, refunded, refund_pending)
+            view.cancel = _cancel_line(sub, sub_refunds)
         views.append(view)
         merged += [
             TimelineEntry(

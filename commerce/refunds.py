@@ -13,7 +13,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.dispute_models import PaymentDispute
+from commerce.disputes import order_chargeback
 from commerce.models import utc_now
+from commerce.notifications import notify
 from commerce.order_locks import lock_order
 from commerce.order_models import (
     Order,
@@ -28,9 +31,10 @@ from commerce.order_state import flag_order
 from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
+    RefundBlockedByDispute,
 )
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
-from onecart.money import Money
+from onecart.money import Money, format_money
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +114,11 @@ def _process_refund(
             return True
         if payment.status not in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED):
             return False  # released at capture time, or sent once the capture is known
+        chargeback = order_chargeback(session, payment.order_id)
+        if chargeback is not None:
+            # The bank is taking (or took) the charge back: not sent now (see _hold_refund).
+            _hold_refund(session, refund, chargeback)
+            return False
         refund.kind = RefundKind.CARD_REFUND
         refund.status = RefundStatus.PROCESSING
         refund.processing_started_at = utc_now()
@@ -121,6 +130,11 @@ def _process_refund(
         gateway = gateway_for(session, payment)
     try:
         reference = gateway.refund(provider_reference, amount, idempotency_key=key)
+    except RefundBlockedByDispute as exc:
+        # Stripe knows of a chargeback our records do not yet (its event is late): held, and
+        # asked again at the next sweep until the dispute's event holds it without a call.
+        _refund_blocked_by_dispute(session_factory, refund_id, exc.message)
+        return False
     except PaymentDeclined as exc:
         _refund_refused(session_factory, refund_id, str(exc.message))
         return False
@@ -144,6 +158,16 @@ def _refund_done(session_factory: sessionmaker[Session], refund_id: int, referen
         refund.provider_reference = reference
         complete_refund(refund, RefundKind.CARD_REFUND)
         refresh_payment_status(refund.payment)
+        # Until now the shopper was only told a refund is on its way (commerce.order_state).
+        order = refund.payment.order
+        notify(
+            session,
+            order,
+            "refund_made",
+            f"We refunded {format_money(refund.amount_minor, refund.currency)} of order "
+            f"{order.number} to your card; your bank shows it within a few days.",
+            sub_order_id=refund.sub_order_id,
+        )
 
 
 def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, message: str) -> None:
@@ -158,6 +182,79 @@ def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, mess
         order = session.get(Order, refund.payment.order_id)
         assert order is not None
         flag_order(order, f"Refund {refund.idempotency_key} refused by the provider: {message}")
+
+
+def _hold_refund(session: Session, refund: Refund, chargeback: PaymentDispute) -> None:
+    """A card refund of a charge the bank is taking back, or took back (under the order lock).
+
+    Under way: it stays `pending` and is sent by the next sweep once the shop keeps the money
+    (won, prevented); the shopper is told why it waits, once. Lost: the bank returned the
+    disputed amount to the shopper, so sending the refund too would pay it twice, and whether
+    that amount covered this share is a person's call: the refund fails (not sent) and the
+    operator is told. Never an automatic refund on top of a chargeback."""
+    order = refund.payment.order
+    share = format_money(refund.amount_minor, refund.currency)
+    returned = format_money(chargeback.amount_minor, chargeback.currency)
+    if chargeback.status == "lost":
+        refund.status = RefundStatus.FAILED
+        refund.processing_started_at = None
+        flag_order(
+            order,
+            f"Refund {refund.idempotency_key} of {share} not sent: the dispute "
+            f"{chargeback.dispute_id} was lost and the bank returned {returned} to the shopper. "
+            "If that does not cover this share, pay the shopper the rest by hand.",
+        )
+        notify(
+            session,
+            order,
+            "refund_covered_by_bank",
+            f"Your bank decided the dispute of order {order.number}'s card payment and returned "
+            f"{returned} to you; the {share} refund we were holding is part of what the bank "
+            "decided, so we are not sending it on top. Reply to this message if anything is "
+            "still missing.",
+            sub_order_id=refund.sub_order_id,
+            once=True,
+        )
+        return
+    flag_order(
+        order,
+        f"Refund {refund.idempotency_key} of {share} held: the card payment is charged back "
+        f"(dispute {chargeback.dispute_id}); sent if the shop keeps the money.",
+    )
+    notify(
+        session,
+        order,
+        "refund_on_hold",
+        f"Your refund of {share} for order {order.number} is on hold: your bank is disputing "
+        "the card payment, and no refund can be made while it does. If the bank decides for "
+        "you, it returns the money itself; otherwise we send the refund once the dispute is "
+        "closed.",
+        sub_order_id=refund.sub_order_id,
+        once=True,
+    )
+
+
+def _refund_blocked_by_dispute(
+    session_factory: sessionmaker[Session], refund_id: int, message: str
+) -> None:
+    """Stripe refused the refund because the charge is charged back: nothing was refunded, so the
+    refund is `pending` again (not failed: the dispute's outcome decides it), and the operator
+    is told."""
+    with session_factory() as session, session.begin():
+        lock_order(session, _order_id_of_refund(session, refund_id))
+        refund = session.get(Refund, refund_id)
+        assert refund is not None
+        if refund.status != RefundStatus.PROCESSING:
+            return
+        refund.status = RefundStatus.PENDING
+        refund.processing_started_at = None
+        order = refund.payment.order
+        flag_order(
+            order,
+            f"Refund {refund.idempotency_key} refused by Stripe while the charge is disputed: "
+            f"held until the dispute is decided ({message})",
+        )
+    logger.warning("refund %s held: %s", refund_id, message)
 
 
 def reconcile_refund(

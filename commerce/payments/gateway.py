@@ -52,6 +52,12 @@ class PaymentDeclined(PaymentError):
     """The provider refused (card declined, wallet balance too low): retrying will not help."""
 
 
+class RefundBlockedByDispute(PaymentDeclined):
+    """The provider refuses to refund a charge the cardholder's bank has charged back (Stripe:
+    `charge_disputed`). Not a refusal for good: the bank's decision settles it (commerce.refunds
+    holds the refund until the dispute is closed)."""
+
+
 class PaymentUnavailable(PaymentError):
     """The provider could not be reached, timed out or failed: the operation may or may not have
     happened, so the caller asks the provider (retrieve, find_refund) before doing it again."""

@@ -32,6 +32,7 @@ from commerce.payments.gateway import (
     PaymentUnavailable,
     ProviderPaymentState,
     ProviderStatus,
+    RefundBlockedByDispute,
     UncapturedAuthorization,
 )
 from onecart.money import Money
@@ -98,6 +99,8 @@ def _stripe_client(api_key: str, api_base: str) -> stripe.StripeClient:
     return stripe.StripeClient(api_key, **options)
 
 
+# Stripe's error code for a refund of a charge that has been charged back.
+DISPUTED_CHARGE_CODE = "charge_disputed"
 # A refund's statuses: done (or as good as done), refused for good; anything else is unfinished.
 REFUND_DONE_STATUSES = frozenset({"succeeded", "pending"})
 REFUND_FAILED_STATUSES = frozenset({"failed", "canceled"})
@@ -181,6 +184,11 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "authorized") from exc
+        if intent.status == "processing":
+            # Confirmed and still being processed: it may yet become a hold, so this is neither
+            # a decline nor a hold to use. Checkout asks again; what stays unknown becomes a
+            # hold in doubt that the sweeper uses or releases (commerce.card_holds).
+            raise PaymentUnavailable(f"The card payment {intent.id} is still processing.")
         if intent.status != "requires_capture":
             self._cancel_quietly(intent.id)
             raise PaymentDeclined(
@@ -217,6 +225,11 @@ class StripeGateway:
             if intent.status == "requires_capture":
                 self._cancel_quietly(intent.id)
             raise mismatch
+        if intent.status == "processing":
+            # Stripe.js can hand the form an intent that is still processing (briefly for a
+            # card): it becomes a hold moments later, so "not confirmed" would be a lie that
+            # leaves a hold with no order. Unknown: asked again, else a hold in doubt.
+            raise PaymentUnavailable(f"The card payment {intent.id} is still processing.")
         if intent.status != "requires_capture":
             raise PaymentDeclined("Your card payment was not confirmed.")
         return Authorization(
@@ -296,6 +309,11 @@ class StripeGateway:
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as exc:
+            if getattr(exc, "code", None) == DISPUTED_CHARGE_CODE:
+                raise RefundBlockedByDispute(
+                    f"The card payment {provider_reference} is disputed: no refund while the "
+                    "bank decides."
+                ) from exc
             raise _translate(exc, "refunded") from exc
         _check_refund(refund, amount)
         return str(refund.id)

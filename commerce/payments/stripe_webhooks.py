@@ -6,8 +6,9 @@ is applied); events for PaymentIntents we do not know, and event types we do
 not handle, are acknowledged and recorded as ignored. What an event can change is limited to
 finishing what our own code started (a capture or void whose outcome was not recorded, because
 the worker died during the call; a refund whose reply was lost, looked up by our key) and
-noting what only an operator can sort out: a provider-side failure on the payment, or money
-Stripe reports refunded beyond what OneCart refunded (a refund made in the Stripe dashboard).
+noting what only an operator can sort out: a provider-side failure on the payment, money
+Stripe reports refunded beyond what OneCart refunded (a refund made in the Stripe dashboard), or
+a refund of ours Stripe accepted and later reports failed (undone: the shopper got nothing).
 Disputes (`charge.dispute.*`) are applied before, by commerce.disputes, and only recorded here.
 """
 
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.models import utc_now
+from commerce.notifications import notify
 from commerce.order_locks import locked_payment
 from commerce.order_models import (
     Payment,
@@ -44,8 +46,12 @@ HANDLED_EVENT_TYPES = frozenset(
         "payment_intent.payment_failed",
         "payment_intent.amount_capturable_updated",
         "charge.refunded",
+        *("charge.refund.updated", "refund.updated", "refund.failed"),
     }
 )
+# A Refund object's events (Stripe sends charge.refund.updated, and refund.* on newer API
+# versions): a refund Stripe accepted as `pending` can still fail days later (a closed card).
+REFUND_OBJECT_EVENTS = frozenset({"charge.refund.updated", "refund.updated", "refund.failed"})
 
 
 # A capture or void we started whose outcome was not recorded.
@@ -159,6 +165,8 @@ def _apply_event(
             logger.warning("payment %s: %s while authorized", payment_id, event_type)
         elif event_type == "charge.refunded":
             outcome = _refunds_reported(session_factory, payment_id, data)
+        elif event_type in REFUND_OBJECT_EVENTS:
+            outcome = _refund_update_reported(session_factory, payment_id, data)
         else:
             outcome = f"consistent ({status})"
     return outcome
@@ -231,3 +239,73 @@ def _refunds_reported(
         )
     logger.error("payment %s: %s refunded outside OneCart", payment_id, outside)
     return f"refund outside OneCart ({outside}): order flagged"
+
+
+def _refund_update_reported(
+    session_factory: sessionmaker[Session], payment_id: int, data: Mapping[str, Any]
+) -> str:
+    """A Refund object changed at Stripe. One of ours recorded done (Stripe answered `pending`,
+    which is as good as done until the bank refuses it) that Stripe now reports `failed` or
+    `canceled` gave the shopper nothing: it is failed again (compare-and-set on `succeeded`),
+    the order goes on the operator's list and the shopper is told. Never re-sent by itself: the
+    card refused it, so another way of paying back is a person's call. A refund still
+    `processing` is left to its look-up, which treats a failed refund as none."""
+    from commerce.payments.stripe_gateway import REFUND_FAILED_STATUSES, REFUND_KEY_METADATA
+    from commerce.refunds import refresh_payment_status
+
+    status = data.get("status")
+    if status not in REFUND_FAILED_STATUSES:
+        return f"refund update consistent ({status})"
+    reference = data.get("id")
+    metadata = data.get("metadata")
+    key = metadata.get(REFUND_KEY_METADATA) if isinstance(metadata, Mapping) else None
+    matches = []
+    if isinstance(reference, str) and reference:
+        matches.append(Refund.provider_reference == reference)
+    if isinstance(key, str) and key:
+        matches.append(Refund.idempotency_key == key)
+    if not matches:
+        return "ignored: refund not named"
+    with session_factory() as session, session.begin():
+        payment = locked_payment(session, payment_id)
+        refund = session.scalar(
+            sa.select(Refund).where(Refund.payment_id == payment_id, sa.or_(*matches))
+        )
+        if refund is None:
+            return "ignored: not a refund of ours"
+        if refund.status == RefundStatus.PROCESSING:
+            # Its outcome is unknown to us: the look-up treats a failed refund as none and
+            # re-sends it with its key, and Stripe replays a key's first answer (`pending`) for
+            # a day, so it could be read done. The operator is told now; nothing else changes.
+            flag_order(
+                payment.order,
+                f"Stripe reports refund {refund.idempotency_key} ({reference}) {status} while "
+                "its outcome was unknown to OneCart: check that the shopper got it.",
+            )
+            return f"refund {status} while in doubt: order flagged"
+        if refund.status != RefundStatus.SUCCEEDED or refund.kind != RefundKind.CARD_REFUND:
+            return f"refund {refund.id} {refund.status.value}: nothing to undo"
+        refund.status = RefundStatus.FAILED
+        session.flush()
+        session.refresh(payment, attribute_names=["refunds"])
+        refresh_payment_status(payment)
+        order = payment.order
+        amount = format_money(refund.amount_minor, refund.currency)
+        reason = data.get("failure_reason") or status
+        flag_order(
+            order,
+            f"Stripe reports refund {refund.idempotency_key} ({reference}) of {amount} {status} "
+            f"({reason}) after it was accepted: the shopper did not get it. Pay it back another "
+            "way.",
+        )
+        notify(
+            session,
+            order,
+            "refund_failed",
+            f"Your bank did not accept the {amount} refund for order {order.number}. Our team "
+            "will contact you to pay it back another way.",
+            sub_order_id=refund.sub_order_id,
+            once=True,
+        )
+    logger.error("refund %s reported %s by Stripe after it was recorded done", refund.id, status)
+    return f"refund {status} after success: order flagged"

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections import Counter
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
+from commerce.cancellation import carry_out_cancellation
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notifications import notify
 from commerce.order_models import (
@@ -23,12 +26,16 @@ from commerce.order_models import (
     Order,
     OrderEvent,
     OrderStatus,
+    Payment,
     SubOrderStatus,
 )
 from commerce.order_state import derive_order_status
 from commerce.order_timeline import build_order_view
+from commerce.payments.gateway import PaymentDeclined, PaymentGateway
+from commerce.payments.providers import gateway_for_payment
+from commerce.placement import place_sub_order
 from commerce.tracking import track_open_sub_orders
-from onecart.money import format_money, from_minor_units
+from onecart.money import Money, format_money, from_minor_units
 from tests.checkout.conftest import SANDBOX_CREDENTIALS, Shop, wait_for
 
 pytestmark = pytest.mark.slow
@@ -286,3 +293,68 @@ def test_a_cancellation_with_no_clear_answer_is_told_honestly(tracked_shop: Shop
     kinds = [note.kind for note in _notes(shop, user.id)]
     assert kinds.count("cancellation_unknown") == 1
     assert shop.sub_order(order, "shopwave").status == SubOrderStatus.PLACED
+
+
+class RefusesRefunds:
+    """The real gateway, whose refunds Stripe refuses for good (what localstripe never does)."""
+
+    def __init__(self, inner: PaymentGateway) -> None:
+        self.inner = inner
+        self.method = inner.method
+
+    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+        raise PaymentDeclined("The card refund re_refused failed.")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _refusing(session: Session, payment: Payment) -> PaymentGateway:
+    return RefusesRefunds(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+
+def test_the_order_page_says_refunded_only_once_the_refund_is_confirmed(
+    tracked_shop: Shop,
+) -> None:
+    shop = tracked_shop
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 4, 1), ("kiondo", 4, 1)])
+    client = shop.client_for(user)
+    order = shop.checkout(client, payment_method="stripe", test_card="pm_card_visa")
+    shop.knobs("kiondo", refuse_next_orders=1)
+    kiondo = shop.sub_order(order, "kiondo")
+    place_sub_order(
+        shop.session_factory, kiondo.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.FAILED
+
+    # ShopWave is still being placed, so the card is not settled: Kiondo's share is not back yet.
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "Not placed (refund on its way)" in html
+    assert "Not placed (refunded)" not in html
+
+    shopwave = shop.sub_order(order, "shopwave")
+    place_sub_order(
+        shop.session_factory, shopwave.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "Not placed (refunded)" in html  # left out of the capture: released
+
+    # The shopper cancels ShopWave's part; Stripe refuses its refund for good.
+    assert client.post(f"/orders/{order.number}/cancel", data={"confirm": "yes"}).status_code == 303
+    carry_out_cancellation(
+        shop.session_factory,
+        order.id,
+        adapter_for=adapter_for_marketplace,
+        gateway_for=_refusing,
+        final_attempt=True,
+    )
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.CANCELLED
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    share = format_money(shopwave.charge_minor, shopwave.charge_currency)
+    assert f"cancelled; {share} refunded." not in html
+    assert f"cancelled; your {share} refund is not confirmed yet" in html
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "refused" in flagged.attention_reason
+    # The refused refund leaves the books open on purpose: it is on the operator's list.
+    shop.unbalanced_orders.add(order.number)

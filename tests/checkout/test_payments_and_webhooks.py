@@ -22,6 +22,7 @@ from commerce.marketplace_access import adapter_for_marketplace
 from commerce.order_locks import lock_order
 from commerce.order_models import (
     MarketplaceOrder,
+    Notification,
     Order,
     Payment,
     PaymentStatus,
@@ -393,3 +394,102 @@ def test_payment_succeeded_webhook_for_another_amount_than_asked_records_stripes
     flagged = shop.order(order.number)
     assert flagged.attention_reason and "not the" in flagged.attention_reason
     shop.unbalanced_orders.add(order.number)  # Stripe's figure differs from the shares
+
+
+def test_a_card_refund_stripe_reports_failed_after_accepting_it_is_undone_and_flagged(
+    shop: Shop,
+) -> None:
+    """Stripe accepts a refund as `pending` (recorded done) and days later reports it failed (the
+    card was closed): the shopper got nothing, so the refund is failed again, the order goes on
+    the operator's list and the shopper is told; nothing is re-sent blind. localstripe's refunds
+    never fail: the event is Stripe's Refund object with the failure, signed and posted."""
+    order = _captured_card_order(shop, [("shopwave", 6, 1), ("kiondo", 6, 1)])
+    assert order.payment is not None
+    kiondo = shop.sub_order(order, "kiondo")
+    with shop.session_factory() as session, session.begin():
+        sub = session.get(MarketplaceOrder, kiondo.id)
+        assert sub is not None
+        lock_order(session, sub.order_id)
+        compensate_sub_order(session, sub, status=SubOrderStatus.CANCELLED, reason="test")
+    settlement.process_refunds(shop.session_factory, order.id)
+    [refund] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
+    assert refund.status == RefundStatus.SUCCEEDED and refund.provider_reference
+    stripe_refund = stripe_client().v1.refunds.retrieve(refund.provider_reference)
+    failed = {
+        **stripe_refund.to_dict(),
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+    }
+
+    response = _post(shop, _event("charge.refund.updated", failed))
+
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "refund failed after success: order flagged"
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.status == PaymentStatus.CAPTURED
+    [refund] = payment.refunds
+    assert refund.status == RefundStatus.FAILED
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "expired_or_canceled_card" in flagged.attention_reason
+    with shop.session() as session:
+        kinds = list(
+            session.scalars(sa.select(Notification.kind).where(Notification.order_id == order.id))
+        )
+    assert kinds.count("refund_failed") == 1
+    # Stripe's newer event for the same failure changes nothing more.
+    again = _post(shop, _event("refund.failed", failed)).get_json()["outcome"]
+    assert again.endswith("nothing to undo")
+    shop.unbalanced_orders.add(order.number)  # the shopper is owed the share: the operator's
+
+
+def test_a_refund_stripe_reports_failed_while_its_outcome_is_unknown_is_shown_to_the_operator(
+    shop: Shop,
+) -> None:
+    """The refund's reply was lost (`processing`) and Stripe reports it failed: re-sent with its
+    key, Stripe would replay its first answer (`pending`) and the look-up could read it done, so
+    the operator is told at once; the refund itself is left to its look-up."""
+    order = _captured_card_order(shop, [("shopwave", 6, 1), ("kiondo", 6, 1)])
+    assert order.payment is not None
+    kiondo = shop.sub_order(order, "kiondo")
+
+    class LosesRefundReply:
+        def __init__(self, inner: PaymentGateway) -> None:
+            self.inner = inner
+            self.method = inner.method
+
+        def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+            self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
+            raise PaymentUnavailable("timed out after sending the refund")
+
+        def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
+            raise PaymentUnavailable("unreachable")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    def losing(session: Session, payment: Payment) -> PaymentGateway:
+        return LosesRefundReply(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+    with shop.session_factory() as session, session.begin():
+        sub = session.get(MarketplaceOrder, kiondo.id)
+        assert sub is not None
+        lock_order(session, sub.order_id)
+        compensate_sub_order(session, sub, status=SubOrderStatus.CANCELLED, reason="test")
+    settlement.process_refunds(shop.session_factory, order.id, gateway_for=losing)
+    [refund] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
+    assert refund.status == RefundStatus.PROCESSING
+    [made] = (
+        stripe_client()
+        .v1.refunds.list(params={"payment_intent": order.payment.provider_reference})
+        .data
+    )
+    failed = {**made.to_dict(), "status": "failed", "failure_reason": "expired_or_canceled_card"}
+
+    outcome = _post(shop, _event("charge.refund.updated", failed)).get_json()["outcome"]
+
+    assert outcome == "refund failed while in doubt: order flagged"
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and refund.idempotency_key in flagged.attention_reason
+    [refund] = flagged.payment.refunds  # type: ignore[union-attr]
+    assert refund.status == RefundStatus.PROCESSING
+    shop.unbalanced_orders.add(order.number)  # left in doubt on purpose: the operator's

@@ -13,7 +13,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import stripe
 
-from commerce.payments.gateway import PaymentDeclined, PaymentUnavailable, ProviderStatus
+from commerce.payments.gateway import (
+    AuthorizationRequest,
+    PaymentDeclined,
+    PaymentUnavailable,
+    ProviderStatus,
+)
 from commerce.payments.stripe_gateway import StripeGateway
 from onecart.money import Money
 
@@ -212,3 +217,44 @@ def test_uncaptured_holds_are_searched_by_status_and_age_and_read_with_their_met
 def test_a_failed_listing_of_uncaptured_holds_is_an_error_not_an_empty_list() -> None:
     with pytest.raises(PaymentUnavailable):
         _gateway(200, "<html>gateway</html>").find_uncaptured_authorizations(datetime.now(UTC))
+
+
+def test_a_card_authorization_still_processing_is_unknown_not_declined_and_not_cancelled() -> None:
+    # Stripe: a confirmed PaymentIntent is `processing` until the method answers (briefly for a
+    # card), then `requires_capture`. Declining it (and trying to cancel it) would tell the
+    # shopper "declined" while Stripe goes on to hold the money.
+    http: list[CannedHttp] = []
+    gateway = _gateway(200, _intent("processing", received=0), http)
+    with pytest.raises(PaymentUnavailable):
+        gateway.authorize(
+            AuthorizationRequest(
+                amount=Money(1000, "USD"), idempotency_key="auth-1", payment_token="pm_card_visa"
+            )
+        )
+    assert [url for _method, url, _key in http[0].sent] == [
+        "https://api.stripe.com/v1/payment_intents"
+    ]
+
+
+def test_a_browser_confirmed_intent_still_processing_is_unknown_not_unconfirmed() -> None:
+    intent = {**_intent("processing", received=0), "metadata": {"onecart_validation_token": "t1"}}
+    with pytest.raises(PaymentUnavailable):
+        _gateway(200, intent).authorize(
+            AuthorizationRequest(
+                amount=Money(1000, "USD"),
+                idempotency_key="auth-1",
+                metadata={"onecart_validation_token": "t1"},
+                intent_id="pi_canned",
+            )
+        )
+    # An intent whose confirmation the shopper never finished (3-D Secure) holds nothing.
+    waiting = {**intent, "status": "requires_action"}
+    with pytest.raises(PaymentDeclined):
+        _gateway(200, waiting).authorize(
+            AuthorizationRequest(
+                amount=Money(1000, "USD"),
+                idempotency_key="auth-1",
+                metadata={"onecart_validation_token": "t1"},
+                intent_id="pi_canned",
+            )
+        )

@@ -39,7 +39,7 @@ from commerce.placement import place_sub_order
 from commerce.sweeper import SweepPolicy, sweep
 from commerce.tracking import track_open_sub_orders
 from onecart import processes
-from onecart.money import Money
+from onecart.money import Money, format_money
 from onecart.settings import get_settings
 from tests.checkout.conftest import Shop, stripe_client
 from tests.faults.conftest import check_invariants
@@ -388,4 +388,46 @@ def test_share_cancelled_while_a_capture_is_in_doubt_that_never_happened_is_rele
     assert [
         r for r in refunds.data if r.to_dict().get("metadata", {}).get("onecart_refund_key")
     ] == []
+    check_invariants(shop)
+
+
+def _messages(shop: Shop, order: Order) -> list[str]:
+    with shop.session() as session:
+        return list(
+            session.scalars(
+                sa.select(Notification.message)
+                .where(Notification.order_id == order.id)
+                .order_by(Notification.id)
+            )
+        )
+
+
+def test_the_shopper_is_told_refunded_only_once_the_card_refund_is_made(shop: Shop) -> None:
+    order = _card_order(shop, [("shopwave", 7, 1)])
+    _place_all(shop, order, gateway_for_payment)
+    assert _payment(shop, order).status == PaymentStatus.CAPTURED
+    shopwave = shop.sub_order(order, "shopwave")
+    _cancel_on_marketplace(shop, "shopwave", str(shopwave.marketplace_order_id))
+
+    # The marketplace cancelled the only part; the card refund's reply is lost.
+    track_open_sub_orders(
+        shop.session_factory,
+        adapter_for=adapter_for_marketplace,
+        gateway_for=_losing("refund", "find_refund"),
+    )
+    [refund] = _payment(shop, order).refunds
+    assert refund.status == RefundStatus.PROCESSING
+    told = " ".join(_messages(shop, order))
+    assert "has been refunded" not in told and "you have been refunded" not in told
+    assert f"Your order {order.number} is being refunded in full." in told
+
+    _sweep(shop)  # Stripe holds the refund: now it is made, and the shopper is told so
+
+    [refund] = _payment(shop, order).refunds
+    assert refund.status == RefundStatus.SUCCEEDED
+    made = [m for m in _messages(shop, order) if m.startswith("We refunded")]
+    assert made == [
+        f"We refunded {format_money(shopwave.charge_minor, shopwave.charge_currency)} of order "
+        f"{order.number} to your card; your bank shows it within a few days."
+    ]
     check_invariants(shop)

@@ -1,7 +1,8 @@
 """First-run benchmark: seconds from `onecart up --ingest` on an empty ONECART_HOME to the first
 search hit and to hybrid-ready, and offer embeddings per second before and after issue 10.
 
-    .venv/bin/python bench/first_run_bench.py [--runs 3] [--skip-first-run] [--no-append]
+    .venv/bin/python bench/first_run_bench.py [--runs 3] [--skip-embedding-rates] [--no-append]
+                                                [--demo-history-days N]
 
 What it does:
 1. Embedding throughput, both configurations in this run on the same 2,000 real offer texts
@@ -112,7 +113,7 @@ def measure_embedding_rates(workdir: Path, repeats: int) -> dict[str, Any]:
     }
 
 
-def _env_for_run(home: Path) -> dict[str, str]:
+def _env_for_run(home: Path, demo_history_days: int | None = None) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -127,6 +128,8 @@ def _env_for_run(home: Path) -> dict[str, str]:
         ONECART_DAGSTER_PORT=str(processes.free_port()),
         ONECART_SITE_PORT=str(processes.free_port()),
     )
+    if demo_history_days is not None:
+        env["ONECART_DEMO_HISTORY_DAYS"] = str(demo_history_days)
     return env
 
 
@@ -150,10 +153,11 @@ def _hybrid_ready(settings: Settings) -> bool:
         return False
 
 
-def first_run(run: int, workroot: Path) -> dict[str, Any]:
-    """One `onecart up --ingest` on an empty home, timed to the first hit and to hybrid-ready."""
+def first_run(run: int, workroot: Path, demo_history_days: int | None = None) -> dict[str, Any]:
+    """One `onecart up --ingest` on an empty home, timed to the first hit and to hybrid-ready
+    (`demo_history_days`: ONECART_DEMO_HISTORY_DAYS for the run, else the default)."""
     home = workroot / f"run{run}" / "home"
-    env = _env_for_run(home)
+    env = _env_for_run(home, demo_history_days)
     settings = Settings(**{key: value for key, value in env.items() if key.isupper()})
     log_path = workroot / f"run{run}-up.log"
     load_before = os.getloadavg()
@@ -286,6 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-embedding-rates", action="store_true")
     parser.add_argument("--embedding-repeats", type=int, default=3)
     parser.add_argument("--no-append", action="store_true", help="print only")
+    parser.add_argument(
+        "--demo-history-days",
+        type=int,
+        default=None,
+        help="ONECART_DEMO_HISTORY_DAYS for the runs (default: the setting's default, 3)",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.runs <= 10:
         parser.error("--runs must be between 0 and 10")
@@ -296,7 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.skip_embedding_rates
             else measure_embedding_rates(workroot, args.embedding_repeats)
         )
-        runs = [first_run(number, workroot) for number in range(1, args.runs + 1)]
+        runs = [
+            first_run(number, workroot, args.demo_history_days)
+            for number in range(1, args.runs + 1)
+        ]
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
     text = format_results(rates, runs)

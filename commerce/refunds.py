@@ -84,13 +84,19 @@ def _order_id_of_refund(session: Session, refund_id: int) -> int:
     return order_id
 
 
+def _locked_refund(session: Session, refund_id: int) -> Refund:
+    """The refund, read after locking its order (every change to a refund is made under it)."""
+    lock_order(session, _order_id_of_refund(session, refund_id))
+    refund = session.get(Refund, refund_id)
+    assert refund is not None
+    return refund
+
+
 def _process_refund(
     session_factory: sessionmaker[Session], refund_id: int, *, gateway_for: GatewayProvider
 ) -> bool:
     with session_factory() as session, session.begin():
-        lock_order(session, _order_id_of_refund(session, refund_id))
-        refund = session.get(Refund, refund_id)
-        assert refund is not None
+        refund = _locked_refund(session, refund_id)
         payment = refund.payment
         if refund.status != RefundStatus.PENDING:
             return False
@@ -150,9 +156,7 @@ def _process_refund(
 
 def _refund_done(session_factory: sessionmaker[Session], refund_id: int, reference: str) -> None:
     with session_factory() as session, session.begin():
-        lock_order(session, _order_id_of_refund(session, refund_id))
-        refund = session.get(Refund, refund_id)
-        assert refund is not None
+        refund = _locked_refund(session, refund_id)
         if refund.status == RefundStatus.SUCCEEDED:
             return
         refund.provider_reference = reference
@@ -173,9 +177,7 @@ def _refund_done(session_factory: sessionmaker[Session], refund_id: int, referen
 def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, message: str) -> None:
     """The provider refused the refund for good: failed, and the operator is told."""
     with session_factory() as session, session.begin():
-        lock_order(session, _order_id_of_refund(session, refund_id))
-        refund = session.get(Refund, refund_id)
-        assert refund is not None
+        refund = _locked_refund(session, refund_id)
         if refund.status != RefundStatus.PROCESSING:
             return
         refund.status = RefundStatus.FAILED
@@ -241,9 +243,7 @@ def _refund_blocked_by_dispute(
     refund is `pending` again (not failed: the dispute's outcome decides it), and the operator
     is told."""
     with session_factory() as session, session.begin():
-        lock_order(session, _order_id_of_refund(session, refund_id))
-        refund = session.get(Refund, refund_id)
-        assert refund is not None
+        refund = _locked_refund(session, refund_id)
         if refund.status != RefundStatus.PROCESSING:
             return
         refund.status = RefundStatus.PENDING

@@ -27,6 +27,7 @@ from commerce.order_models import (
     Payment,
     PaymentStatus,
     ProcessedWebhookEvent,
+    Refund,
     RefundStatus,
     SubOrderStatus,
 )
@@ -326,6 +327,44 @@ def test_a_refund_made_in_the_stripe_dashboard_puts_the_order_on_the_operators_l
     shop.unbalanced_orders.add(order.number)  # Stripe's books differ from ours: the operator's
 
 
+class LosesRefundReply:
+    """A gateway whose refund reaches Stripe but whose reply is lost, and that cannot ask."""
+
+    def __init__(self, inner: PaymentGateway) -> None:
+        self.inner = inner
+        self.method = inner.method
+
+    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+        self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
+        raise PaymentUnavailable("timed out after sending the refund")
+
+    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
+        raise PaymentUnavailable("unreachable")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _cancel_with_the_refund_reply_lost(
+    shop: Shop, order: Order, sub_order: MarketplaceOrder
+) -> Refund:
+    """Cancel `sub_order` and send its share's card refund through LosesRefundReply: the refund
+    is made at Stripe and left `processing` here."""
+
+    def losing(session: Session, payment: Payment) -> PaymentGateway:
+        return LosesRefundReply(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+    with shop.session_factory() as session, session.begin():
+        sub = session.get(MarketplaceOrder, sub_order.id)
+        assert sub is not None
+        lock_order(session, sub.order_id)
+        compensate_sub_order(session, sub, status=SubOrderStatus.CANCELLED, reason="test")
+    settlement.process_refunds(shop.session_factory, order.id, gateway_for=losing)
+    [refund] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
+    assert refund.status == RefundStatus.PROCESSING
+    return refund
+
+
 def test_a_refund_of_ours_reported_by_stripe_is_consistent_and_resolves_one_in_doubt(
     shop: Shop,
 ) -> None:
@@ -335,32 +374,7 @@ def test_a_refund_of_ours_reported_by_stripe_is_consistent_and_resolves_one_in_d
     assert order.payment is not None
     kiondo = shop.sub_order(order, "kiondo")
 
-    class LosesRefundReply:
-        def __init__(self, inner: PaymentGateway) -> None:
-            self.inner = inner
-            self.method = inner.method
-
-        def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
-            self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
-            raise PaymentUnavailable("timed out after sending the refund")
-
-        def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
-            raise PaymentUnavailable("unreachable")
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
-    def losing(session: Session, payment: Payment) -> PaymentGateway:
-        return LosesRefundReply(gateway_for_payment(session, payment))  # type: ignore[return-value]
-
-    with shop.session_factory() as session, session.begin():
-        sub = session.get(MarketplaceOrder, kiondo.id)
-        assert sub is not None
-        lock_order(session, sub.order_id)
-        compensate_sub_order(session, sub, status=SubOrderStatus.CANCELLED, reason="test")
-    settlement.process_refunds(shop.session_factory, order.id, gateway_for=losing)
-    [refund] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
-    assert refund.status == RefundStatus.PROCESSING
+    _cancel_with_the_refund_reply_lost(shop, order, kiondo)
 
     response = _post(shop, _event("charge.refunded", _charge_of(order.payment.provider_reference)))
 
@@ -452,32 +466,7 @@ def test_a_refund_stripe_reports_failed_while_its_outcome_is_unknown_is_shown_to
     assert order.payment is not None
     kiondo = shop.sub_order(order, "kiondo")
 
-    class LosesRefundReply:
-        def __init__(self, inner: PaymentGateway) -> None:
-            self.inner = inner
-            self.method = inner.method
-
-        def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
-            self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
-            raise PaymentUnavailable("timed out after sending the refund")
-
-        def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
-            raise PaymentUnavailable("unreachable")
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
-    def losing(session: Session, payment: Payment) -> PaymentGateway:
-        return LosesRefundReply(gateway_for_payment(session, payment))  # type: ignore[return-value]
-
-    with shop.session_factory() as session, session.begin():
-        sub = session.get(MarketplaceOrder, kiondo.id)
-        assert sub is not None
-        lock_order(session, sub.order_id)
-        compensate_sub_order(session, sub, status=SubOrderStatus.CANCELLED, reason="test")
-    settlement.process_refunds(shop.session_factory, order.id, gateway_for=losing)
-    [refund] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
-    assert refund.status == RefundStatus.PROCESSING
+    refund = _cancel_with_the_refund_reply_lost(shop, order, kiondo)
     [made] = (
         stripe_client()
         .v1.refunds.list(params={"payment_intent": order.payment.provider_reference})

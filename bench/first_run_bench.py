@@ -12,7 +12,9 @@ What it does:
    model; after = the ONNX Runtime int8 model, one thread, batches of 8 (what it runs now).
 2. `--runs` times: a fresh ONECART_HOME in a temporary directory with free ports (REDIS_URL is
    used as given, so use a database number of your own), `onecart up --ingest` with the default
-   demo catalog, polling the site's /api/search until it returns hits (first
+   demo catalog (and the demo's price history: ONECART_DEMO_HISTORY_DAYS days replayed first,
+   3 unless `--demo-history-days` says otherwise), polling the site's /api/search until it
+   returns hits (first
    search hit), then Meilisearch until the live index declares the embedder (hybrid-ready: the
    background embeddings run has given every offer its vector); then `onecart down`.
 3. Prints a Markdown section (appended to bench/RESULTS.md unless --no-append), with the load

@@ -238,23 +238,15 @@ def test_a_card_authorization_still_processing_is_unknown_not_declined_and_not_c
 
 def test_a_browser_confirmed_intent_still_processing_is_unknown_not_unconfirmed() -> None:
     intent = {**_intent("processing", received=0), "metadata": {"onecart_validation_token": "t1"}}
+    handed_over = AuthorizationRequest(
+        amount=Money(1000, "USD"),
+        idempotency_key="auth-1",
+        metadata={"onecart_validation_token": "t1"},
+        intent_id="pi_canned",
+    )
     with pytest.raises(PaymentUnavailable):
-        _gateway(200, intent).authorize(
-            AuthorizationRequest(
-                amount=Money(1000, "USD"),
-                idempotency_key="auth-1",
-                metadata={"onecart_validation_token": "t1"},
-                intent_id="pi_canned",
-            )
-        )
+        _gateway(200, intent).authorize(handed_over)
     # An intent whose confirmation the shopper never finished (3-D Secure) holds nothing.
     waiting = {**intent, "status": "requires_action"}
     with pytest.raises(PaymentDeclined):
-        _gateway(200, waiting).authorize(
-            AuthorizationRequest(
-                amount=Money(1000, "USD"),
-                idempotency_key="auth-1",
-                metadata={"onecart_validation_token": "t1"},
-                intent_id="pi_canned",
-            )
-        )
+        _gateway(200, waiting).authorize(handed_over)

@@ -461,6 +461,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         full_since = datetime.now(UTC)
         print("== full run", flush=True)
         sandbox_cpu = process_cpu_seconds(services.sandbox_pid or 0)
+        meili_cpu = process_cpu_seconds(services.meili_pid or 0)
         code, _ = run_child(
             ["--phase", "ingest", "--result-file", str(home / "full.json")],
             env,
@@ -469,6 +470,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         )
         full = json.loads((home / "full.json").read_text())
         full["sandbox_cpu_s"] = process_cpu_seconds(services.sandbox_pid or 0) - sandbox_cpu
+        full["meili_cpu_s"] = process_cpu_seconds(services.meili_pid or 0) - meili_cpu
         if code != 0:
             notes.append(
                 f"the full run did not fully succeed: {full['failed_partitions']} "
@@ -509,6 +511,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         print("== incremental run (price_epoch 0 → 1)", flush=True)
         incremental_since = datetime.now(UTC)
         sandbox_cpu = process_cpu_seconds(services.sandbox_pid or 0)
+        meili_cpu = process_cpu_seconds(services.meili_pid or 0)
         code, _ = run_child(
             ["--phase", "ingest", "--result-file", str(home / "incremental.json")],
             env,
@@ -517,6 +520,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         )
         incremental = json.loads((home / "incremental.json").read_text())
         incremental["sandbox_cpu_s"] = process_cpu_seconds(services.sandbox_pid or 0) - sandbox_cpu
+        incremental["meili_cpu_s"] = process_cpu_seconds(services.meili_pid or 0) - meili_cpu
         if code != 0:
             notes.append(
                 f"the incremental run did not fully succeed: {incremental['failed_partitions']} "

@@ -77,7 +77,7 @@ def resolve_flag(
     """Clear the order's flag if it still reads `seen_reason` (what the operator's page showed)
     and no dispute of the order is open; record who, when, the text and `note`.
     FlagResolutionError for a form that cannot be acted on, LookupError for no such order."""
-    note = note.strip()
+    note = _same_text(note).strip()  # the textarea's limit counts a line break once
     if len(note) > NOTE_LIMIT:
         raise FlagResolutionError(
             f"The note is {len(note)} characters long; keep it to {NOTE_LIMIT}."

@@ -197,8 +197,9 @@ def locked_sub_order(session: Session, sub_order_id: int) -> MarketplaceOrder:
 def flag_order(order: Order, reason: str) -> None:
     """Put the order on the operator's list, or add a new reason to the ones it is listed for.
 
-    An order stays listed once flagged (a disputed order always is), so a later problem must not
-    be dropped behind the first: a refund refused for good, say, needs its own action. A reason
+    An order stays listed until an operator clears its flag (commerce.flag_resolution), so a
+    later problem must not be dropped behind the first: a refund refused for good, say, needs its
+    own action; flagged again after it was cleared, it is listed with the new reason only. A reason
     already there is not repeated; when the reasons outgrow the column, the newest is kept whole
     and the older ones are cut."""
     reason = reason[:ERROR_TEXT_LIMIT]

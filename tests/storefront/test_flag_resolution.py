@@ -188,14 +188,17 @@ def test_a_stale_form_resolves_nothing_and_names_the_new_problem(
 def test_a_browsers_line_breaks_still_match_what_the_operator_saw(
     factory: sessionmaker[Session], shopper: User
 ) -> None:
-    """A form posts every line break as CRLF: the same text, so it is resolved."""
+    """A form posts every line break as CRLF: the same text, so it is resolved; and a note the
+    textarea let through (500 characters, a line break counted once) is kept whole."""
     order = _order(factory, shopper)
     seen = _flag(factory, order.id, "Refund refused:\nthe card is closed")
+    note = "Called the bank.\r\n" * 29  # 29 × 17 characters with "\n"
 
-    result = resolve_flag(factory, order.id, seen.replace("\n", "\r\n"), "ops-ann")
+    result = resolve_flag(factory, order.id, seen.replace("\n", "\r\n"), "ops-ann", note)
 
     assert result.resolved
-    assert [row.reason for row in _resolutions(factory)] == [seen]
+    [row] = _resolutions(factory)
+    assert row.reason == seen and row.note == note.replace("\r\n", "\n").strip()
 
 
 def test_two_concurrent_resolutions_record_exactly_one(

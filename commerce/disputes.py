@@ -487,8 +487,25 @@ def _flag(session: Session, row: PaymentDispute) -> None:
     flag_order(
         order,
         f"The card payment is disputed ({row.reason or 'no reason given'}, "
-        f"{format_money(row.amount_minor, row.currency)}{due}): answer the dispute "
-        f"{row.dispute_id} in Stripe. Nothing was refunded.",
+        f"{format_money(row.amount_minor, row.currency)}{due}): "
+        f"{dispute_flag_marker(row.dispute_id)}. Nothing was refunded.",
+    )
+
+
+def dispute_flag_marker(dispute_id: str) -> str:
+    """The words of the order's flag reason that name this dispute (acknowledging the dispute
+    takes that reason off the order: commerce.flag_resolution)."""
+    return f"answer the dispute {dispute_id} in Stripe"
+
+
+def open_order_disputes(session: Session, order_id: int) -> list[PaymentDispute]:
+    """The order's disputes the bank has not decided yet (no `closed_at`), acknowledged or not."""
+    return list(
+        session.scalars(
+            sa.select(PaymentDispute)
+            .where(PaymentDispute.order_id == order_id, PaymentDispute.closed_at.is_(None))
+            .order_by(PaymentDispute.id)
+        )
     )
 
 

@@ -225,7 +225,8 @@ class Order(Base):
     ship_postal_code: Mapped[str] = mapped_column(sa.String(20), default="")
     ship_country: Mapped[str] = mapped_column(sa.String(2))
     cancel_requested_at: Mapped[datetime | None]
-    # Set when an operator must look at the order (a capture refused for good, a refund refused).
+    # Set when an operator must look at the order (a capture refused for good, a refund refused);
+    # cleared by the operator, who is recorded (commerce.flag_resolution).
     attention_reason: Mapped[str | None] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)

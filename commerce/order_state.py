@@ -30,6 +30,8 @@ from commerce.order_models import (
 )
 
 ERROR_TEXT_LIMIT = 500
+# Between the reasons an order is flagged for (Order.attention_reason).
+REASON_SEPARATOR = " | "
 
 # adapters.base.OrderStatus -> our sub-order status.
 SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS: dict[MarketplaceStatus, SubOrderStatus] = {
@@ -195,8 +197,9 @@ def locked_sub_order(session: Session, sub_order_id: int) -> MarketplaceOrder:
 def flag_order(order: Order, reason: str) -> None:
     """Put the order on the operator's list, or add a new reason to the ones it is listed for.
 
-    An order stays listed once flagged (a disputed order always is), so a later problem must not
-    be dropped behind the first: a refund refused for good, say, needs its own action. A reason
+    An order stays listed until an operator clears its flag (commerce.flag_resolution), so a
+    later problem must not be dropped behind the first: a refund refused for good, say, needs its
+    own action; flagged again after it was cleared, it is listed with the new reason only. A reason
     already there is not repeated; when the reasons outgrow the column, the newest is kept whole
     and the older ones are cut."""
     reason = reason[:ERROR_TEXT_LIMIT]
@@ -206,8 +209,18 @@ def flag_order(order: Order, reason: str) -> None:
         return
     if reason in earlier:
         return
-    joined = f"{earlier} | {reason}"
+    joined = f"{earlier}{REASON_SEPARATOR}{reason}"
     if len(joined) > ERROR_TEXT_LIMIT:
         room = max(0, ERROR_TEXT_LIMIT - len(reason) - 4)
-        joined = f"{earlier[:room]}… | {reason}"[-ERROR_TEXT_LIMIT:]
+        joined = f"{earlier[:room]}…{REASON_SEPARATOR}{reason}"[-ERROR_TEXT_LIMIT:]
     order.attention_reason = joined
+
+
+def reasons_without(flag: str, marker: str) -> tuple[str | None, str]:
+    """The order's flag (`attention_reason`) less the reasons that contain `marker`, None when
+    none is left; and the reasons taken out (joined, empty for none). The others are kept
+    exactly as they were."""
+    reasons = flag.split(REASON_SEPARATOR)
+    kept = [reason for reason in reasons if marker not in reason]
+    removed = [reason for reason in reasons if marker in reason]
+    return REASON_SEPARATOR.join(kept) or None, REASON_SEPARATOR.join(removed)

@@ -10,6 +10,7 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from commerce.attention_models import FlagResolution
 from commerce.cancellation import (
     CancellationReport,
     OrderActionError,
@@ -105,7 +106,8 @@ def order_books_problems(session: Session, order: Order) -> list[str]:
     captured exactly what the placed sub-orders keep. Shares add up to the total, items to their
     sub-order, a failed or cancelled sub-order's refunds give back its whole share, and the wallet
     ledger agrees with the payment. A card payment whose capture was refused for good took
-    nothing and must be on the operator's list.
+    nothing and must be on the operator's list, or have been taken off it by an operator
+    (commerce.flag_resolution records that).
     """
     problems: list[str] = []
     where = f"order {order.number}"
@@ -127,7 +129,7 @@ def order_books_problems(session: Session, order: Order) -> list[str]:
             problems.append(f"{where}: hand-off sub-order {sub.id} was charged")
     refunds = [r for r in payment.refunds if r.status != RefundStatus.FAILED]
     if payment.status == PaymentStatus.FAILED:
-        if not order.attention_reason:
+        if not order.attention_reason and not _flag_resolved(session, order.id):
             problems.append(f"{where}: payment failed but the order is not flagged")
         return problems
     refunded = sum(r.amount_minor for r in refunds)
@@ -174,6 +176,11 @@ def order_books_problems(session: Session, order: Order) -> list[str]:
     if payment.method == PaymentMethod.WALLET:
         problems += _wallet_problems(session, order, payment.provider_reference, refunds)
     return problems
+
+
+def _flag_resolved(session: Session, order_id: int) -> bool:
+    """Whether an operator cleared the order's flag (a resolution, or a dispute acknowledged)."""
+    return bool(session.scalar(sa.select(sa.exists().where(FlagResolution.order_id == order_id))))
 
 
 def _wallet_problems(session: Session, order: Order, reference: str, refunds: list) -> list[str]:

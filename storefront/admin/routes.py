@@ -16,6 +16,7 @@ from commerce.acknowledgements import acknowledge_dispute, acknowledge_unowned_h
 from commerce.attention import mark_placed_by_operator, refund_by_operator
 from commerce.dispute_models import UnownedCardHold
 from commerce.disputes import list_disputes
+from commerce.flag_resolution import FlagResolutionError, recent_resolutions, resolve_flag
 from commerce.marketplace_admin import (
     MarketplaceEditError,
     MarketplaceInput,
@@ -174,10 +175,16 @@ def enable_marketplace(marketplace_id: int) -> Response:
 @bp.get("/attention")
 def attention() -> str:
     """Sub-orders whose placement outcome is unknown on a marketplace that cannot be asked,
-    orders flagged for an operator (a capture or refund refused for good, a disputed payment),
-    card holds in doubt the sweeper has not resolved yet, holds found captured without an order,
-    and holds naming no account of this shop (commerce.card_holds), and disputes, open and recently closed (commerce.disputes),
-    with the facts."""
+    orders flagged for an operator (a capture or refund refused for good, a disputed payment)
+    and the latest resolved, card holds in doubt the sweeper has not resolved yet, holds found
+    captured without an order, and holds naming no account of this shop (commerce.card_holds),
+    and disputes, open and recently closed (commerce.disputes), with the facts."""
+    return _attention_page()
+
+
+def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
+    """The attention page; `resolve_form` re-shows one flagged order's resolve form with a
+    message and the note the operator typed (order_id, message, note)."""
     db = db_session()
     sub_orders = list(
         db.scalars(
@@ -227,6 +234,8 @@ def attention() -> str:
         captured=captured,
         unowned=unowned,
         disputes=list_disputes(db),
+        resolutions=recent_resolutions(db),
+        resolve_form=resolve_form or {},
     )
 
 
@@ -251,6 +260,30 @@ def attention_refund(sub_order_id: int) -> Response:
         flash(f"Sub-order {sub_order_id} was refunded.", "success")
     else:
         flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
+    return redirect(url_for("admin.attention"))
+
+
+@bp.post("/attention/orders/<int:order_id>/resolve")
+def attention_resolve_order(order_id: int) -> Response | tuple[str, int]:
+    """The operator dealt with a flagged order: its flag is cleared if it still reads what their
+    page showed and no dispute of the order is open (commerce.flag_resolution); otherwise the page
+    comes back with why and the flag as it reads now."""
+    note = request.form.get("note") or ""
+    try:
+        result = resolve_flag(
+            session_factory(),
+            order_id,
+            request.form.get("reason") or "",
+            current_user.username,
+            note,
+        )
+    except LookupError:
+        abort(404)
+    except FlagResolutionError as exc:
+        return _attention_page({"order_id": order_id, "message": str(exc), "note": note}), 400
+    if not result.resolved:
+        return _attention_page({"order_id": order_id, "message": result.message, "note": note}), 409
+    flash(result.message, "success")
     return redirect(url_for("admin.attention"))
 
 

@@ -41,6 +41,7 @@ ADMIN_ONLY = [
     ("GET", "/admin/attention"),
     ("POST", "/admin/attention/{sub_order}/placed"),
     ("POST", "/admin/attention/{sub_order}/refund"),
+    ("POST", "/admin/attention/orders/{sub_order}/resolve"),
     ("POST", "/admin/attention/disputes/{sub_order}/acknowledge"),
     ("POST", "/admin/attention/unowned-holds/{sub_order}/acknowledge"),
     ("GET", "/admin/wallets"),

@@ -20,9 +20,12 @@ it in Stripe (evidence by the due date). What OneCart does:
   prevented) gives exactly that back once; lost leaves it taken. The spent part may have paid
   for orders still being placed; they are not stopped (the shopper bought them with a balance
   that was theirs then, and stopping them would mean refunds into a wallet under dispute): the
-  operator sees the shortfall here and the orders in the shopper's wallet ledger. An inquiry
-  (`warning_*` statuses) moves no money at Stripe, so it takes nothing until it becomes a
-  chargeback.
+  operator sees the shortfall here and the orders in the shopper's wallet ledger. A top-up
+  refunded in part before the chargeback is held for the rest only, and a refund taken back
+  while the hold is being worked out is never held again: the hold is decided under the
+  wallet's lock, from Stripe's refunds checked against the wallet's take-backs
+  (commerce.wallet_topup.refunded_as_known). An inquiry (`warning_*` statuses) moves no
+  money at Stripe, so it takes nothing until it becomes a chargeback.
 - **A charge of neither:** recorded and listed all the same (the shop's Stripe balance paid it).
 
 Every event carries the whole Dispute object; the row takes its status only from an event newer
@@ -52,7 +55,16 @@ from commerce.order_models import Order, Payment, PaymentMethod
 from commerce.order_state import flag_order
 from commerce.payments.gateway import PaymentError, PaymentUnavailable
 from commerce.wallet import lock_wallet, record_wallet_entry, take_back
-from commerce.wallet_topup import TOPUP_PURPOSE, card_topup_reference, credit_card_topup
+from commerce.wallet_topup import (
+    TOPUP_PURPOSE,
+    RefundsSeen,
+    StaleRefunds,
+    card_topup_reference,
+    credit_card_topup,
+    last_refund_takeback,
+    refunded_as_known,
+    topup_refunds,
+)
 from onecart.money import Money, format_money
 
 logger = logging.getLogger(__name__)
@@ -89,6 +101,8 @@ HOLD_DESCRIPTION = "Card top-up disputed with the bank: credit held"
 HOLD_REFERENCE_PREFIX = "stripe-dispute-"
 RELEASE_REFERENCE_PREFIX = "stripe-dispute-release-"
 RELEASE_DESCRIPTION = "Card top-up dispute won: credit given back"
+# How often a top-up's refunds are asked again when the wallet took one back meanwhile.
+REFUND_READS = 3
 
 
 class DisputeEventError(ValueError):
@@ -180,8 +194,9 @@ def apply_dispute_event(
 ) -> str:
     """Record what the event says of its dispute and apply what follows (module docstring);
     returns what happened. `client` asks Stripe what the charge paid for when our records do not
-    say (a top-up not credited yet; a dispute naming only its charge) and what a disputed
-    top-up's charge was refunded already. PaymentUnavailable: nothing changed, retry later."""
+    say (a top-up not credited yet; a dispute naming only its charge) and a disputed top-up's
+    refunds (never while a lock is held: see commerce.wallet_topup.refunded_as_known; without a
+    client nothing is known refunded). PaymentUnavailable: nothing changed, retry later."""
     with session_factory() as session:
         known = session.scalar(
             sa.select(PaymentDispute).where(PaymentDispute.dispute_id == facts.dispute_id)
@@ -197,11 +212,43 @@ def apply_dispute_event(
         intent_id = _charge_intent(client, facts.charge_id)
     if owner is None:
         owner = _identify(session_factory, intent_id, client)
-    refunded = 0
-    if owner.purpose == DisputePurpose.WALLET_TOPUP and not held and client is not None:
-        # A partially refunded top-up can be disputed for the whole charge; what the card got
-        # back was taken from the wallet by the refund already (commerce.wallet_topup).
-        refunded = _charge_refunded(client, intent_id, facts.charge_id)
+    for _ in range(REFUND_READS):
+        seen = None
+        if (
+            owner.purpose == DisputePurpose.WALLET_TOPUP
+            and owner.user_id is not None
+            and intent_id is not None
+            and not held
+            and client is not None
+        ):
+            seen = _refunds_seen(session_factory, client, owner.user_id, intent_id)
+        try:
+            created, changed, status, effects = _record(
+                session_factory, facts, owner, intent_id, seen
+            )
+            break
+        except StaleRefunds as exc:
+            logger.warning("stripe dispute %s: %s; asking Stripe again", facts.dispute_id, exc)
+    else:
+        raise PaymentUnavailable(
+            "The disputed top-up's refunds kept changing while the hold was worked out."
+        )
+    what = (
+        "dispute recorded" if created else ("dispute updated" if changed else "dispute unchanged")
+    )
+    logger.warning("stripe dispute %s (%s): %s", facts.dispute_id, status, what)
+    return "; ".join([f"{what} ({status})", *effects])
+
+
+def _record(
+    session_factory: sessionmaker[Session],
+    facts: DisputeFacts,
+    owner: _Owner,
+    intent_id: str | None,
+    seen: RefundsSeen | None,
+) -> tuple[bool, bool, str, list[str]]:
+    """Record the event in one transaction: whether the row was created, whether it changed, its
+    status, and what the wallet or the order got. StaleRefunds: nothing recorded."""
     with session_factory() as session, session.begin():
         if owner.purpose == DisputePurpose.WALLET_TOPUP and owner.user_id is not None:
             # The wallet's lock first, as a refund of the top-up takes it before reading its
@@ -213,15 +260,10 @@ def apply_dispute_event(
         changed = _advance(session, row, facts)
         effects = []
         if row.purpose == DisputePurpose.WALLET_TOPUP:
-            effects = _wallet_effects(session, row, refunded)
+            effects = _wallet_effects(session, row, seen)
         if row.purpose == DisputePurpose.ORDER and created:
             _flag(session, row)
-        status = row.status
-    what = (
-        "dispute recorded" if created else ("dispute updated" if changed else "dispute unchanged")
-    )
-    logger.warning("stripe dispute %s (%s): %s", facts.dispute_id, status, what)
-    return "; ".join([f"{what} ({status})", *effects])
+        return created, changed, row.status, effects
 
 
 def _ask_stripe(what: str, fetch: Callable[[], Any]) -> Any:
@@ -244,20 +286,18 @@ def _charge_intent(client: stripe.StripeClient, charge_id: str) -> str | None:
     return str(intent) if isinstance(intent, str) and intent else None
 
 
-def _charge_refunded(client: stripe.StripeClient, intent_id: str | None, charge_id: str) -> int:
-    """What Stripe refunded of the disputed charge: read through its PaymentIntent (a card
-    top-up's one successful charge is the intent's latest), else the charge itself."""
-    if intent_id is not None:
-        intent = _ask_stripe(
-            "payment",
-            lambda: client.v1.payment_intents.retrieve(
-                intent_id, params={"expand": ["latest_charge"]}
-            ),
-        )
-        latest = getattr(intent, "latest_charge", None)
-        if latest is not None and getattr(latest, "id", None) == charge_id:
-            return int(getattr(latest, "amount_refunded", 0) or 0)
-    return int(getattr(_retrieve_charge(client, charge_id), "amount_refunded", 0) or 0)
+def _refunds_seen(
+    session_factory: sessionmaker[Session],
+    client: stripe.StripeClient,
+    user_id: int,
+    intent_id: str,
+) -> RefundsSeen:
+    """Stripe's refunds of the disputed top-up, and the wallet's newest refund take-back just
+    before Stripe was asked (no transaction is left open while Stripe is asked)."""
+    with session_factory() as session:
+        mark = last_refund_takeback(session, user_id)
+    refunds = _ask_stripe("top-up's refunds", lambda: topup_refunds(client, intent_id)) or []
+    return RefundsSeen({str(r.id): int(r.amount) for r in refunds}, mark)
 
 
 def _identify(
@@ -406,7 +446,7 @@ def _note_funds(row: PaymentDispute, facts: DisputeFacts) -> bool:
     return noted
 
 
-def _wallet_effects(session: Session, row: PaymentDispute, refunded: int) -> list[str]:
+def _wallet_effects(session: Session, row: PaymentDispute, seen: RefundsSeen | None) -> list[str]:
     """Hold the disputed top-up credit once a chargeback is on; give it back once the shop keeps
     the money. Under the row's lock; the wallet lines are keyed by the dispute as well."""
     user = session.get(User, row.user_id) if row.user_id is not None else None
@@ -423,6 +463,9 @@ def _wallet_effects(session: Session, row: PaymentDispute, refunded: int) -> lis
                 WalletEntry.reference == card_topup_reference(row.payment_intent_id or ""),
             )
         )
+        # A partially refunded top-up can be disputed for the whole charge: the chargeback
+        # claims at most what the refunds left of it.
+        refunded = refunded_as_known(session, user.id, seen) if seen is not None else 0
         disputed = max(0, min(row.amount_minor, (credited or 0) - refunded))
         if row.currency != user.wallet_currency:
             # Cannot happen for a top-up of ours (credited in the wallet's currency).

@@ -16,6 +16,9 @@ success event arriving after the refund credits nothing more. While a chargeback
 top-up holds its credit (commerce.disputes), the card cannot get more back than the top-up by
 the refund and the chargeback together: the part of a refund the hold already took is not taken
 again (it is recorded on the dispute, whose won outcome gives back only the rest of the hold).
+The other way round, a hold decided after a refund was taken back claims only what the refunds
+left of the top-up, the wallet's take-backs telling it when Stripe's answer is older than they
+are (:func:`refunded_as_known`).
 
 In sandbox mode (settings.sandbox_enabled: development, or ONECART_SANDBOX_MODE=true) the old
 free top-up remains for demos, and its ledger line says that no payment was taken.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -101,6 +105,19 @@ class TopUpRefunds:
     refunded: Money
     taken: int
     short: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefundsSeen:
+    """What Stripe listed as refunded of a top-up (refund id: amount), and the user's newest
+    refund take-back line (:func:`last_refund_takeback`) read just before Stripe was asked."""
+
+    amounts: Mapping[str, int]
+    ledger_mark: int
+
+
+class StaleRefunds(Exception):
+    """The wallet took back a refund of the top-up that Stripe's answer did not list."""
 
 
 def _stripe_failure(exc: stripe.StripeError, action: str) -> PaymentError:
@@ -281,13 +298,9 @@ def take_back_refunded_topup(
     user = session.get(User, int(user_id))  # credit_card_topup checked it names an account
     assert user is not None
     try:
-        refunds = client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100})
+        taken_refunds = topup_refunds(client, intent_id)
     except stripe.StripeError as exc:
         raise _stripe_failure(exc, "looked up") from exc
-    taken_refunds = sorted(
-        (r for r in refunds.data if str(r.status) in TOPUP_REFUND_TAKEN_STATUSES),
-        key=lambda r: (int(getattr(r, "created", 0) or 0), str(r.id)),
-    )
     # The disputes of this top-up are read under the wallet's lock, which the dispute events
     # take too before they hold or give back (commerce.disputes): a hold and a refund never
     # both take the same money, however their events interleave.
@@ -332,6 +345,58 @@ def take_back_refunded_topup(
             Money(short, credited.amount.currency),
         )
     return TopUpRefunds(Money(refunded, credited.amount.currency), taken, short)
+
+
+def topup_refunds(client: stripe.StripeClient, intent_id: str) -> list[Any]:
+    """Stripe's refunds of top-up `intent_id` that give (or are about to give) the money back
+    to the card, oldest first. stripe.StripeError as raised: the caller says what it means."""
+    refunds = client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100})
+    return sorted(
+        (r for r in refunds.data if str(r.status) in TOPUP_REFUND_TAKEN_STATUSES),
+        key=lambda r: (int(getattr(r, "created", 0) or 0), str(r.id)),
+    )
+
+
+def _refund_takebacks(user_id: int) -> sa.Select[tuple[int, str]]:
+    return sa.select(WalletEntry.id, WalletEntry.reference).where(
+        WalletEntry.user_id == user_id,
+        WalletEntry.kind == WalletEntryKind.ADJUSTMENT,
+        WalletEntry.reference.startswith(TOPUP_REFUND_REFERENCE_PREFIX, autoescape=True),
+    )
+
+
+def last_refund_takeback(session: Session, user_id: int) -> int:
+    """The newest line (its id; 0 for none) by which the user's wallet took back a top-up
+    refund: the ledger's mark :func:`refunded_as_known` checks Stripe's answer against."""
+    newest = _refund_takebacks(user_id).with_only_columns(sa.func.max(WalletEntry.id))
+    return session.scalar(newest) or 0
+
+
+def refunded_as_known(session: Session, user_id: int, seen: RefundsSeen) -> int:
+    """What the card got back of a disputed top-up by refunds, as far as the dispute's hold must
+    know (commerce.disputes): under the wallet's lock, which every refund's take-back holds while
+    it writes its line, with `seen` read from Stripe before the lock (never asked under it).
+
+    Stripe's answer gives the figure: each refund it listed counts in full (what the card got
+    back, even when its take-back found the wallet spent), whether or not its take-back has run:
+    run before, it took the refund and the hold claims only the rest of the top-up; run later, it
+    finds the hold and takes the refund in full, as the hold left it out. But what was taken back
+    is the ledger's to say, not the answer's: a refund made and taken back between the answer and
+    the lock is in the ledger only, and holding the whole top-up then takes it twice. The ledger
+    cannot give the figure itself (a take-back line names its refund, not the top-up, and records
+    what the wallet gave up, not what the card got back), so it is the check: a line up to the
+    mark was written, its refunds read from Stripe, before `seen` was asked, so `seen` lists its
+    refund; a newer line whose refund `seen` does not list means the answer is older than the
+    wallet, and nothing may be held on it (StaleRefunds: the caller asks again, lock released).
+    The line may be another top-up's: asking again costs one more question."""
+    lines = session.execute(_refund_takebacks(user_id).where(WalletEntry.id > seen.ledger_mark))
+    taken = {reference.removeprefix(TOPUP_REFUND_REFERENCE_PREFIX) for _, reference in lines}
+    unlisted = taken - seen.amounts.keys()
+    if unlisted:
+        raise StaleRefunds(
+            f"refunds {', '.join(sorted(unlisted))} taken back since Stripe was asked"
+        )
+    return sum(seen.amounts.values())
 
 
 def _taken_before(session: Session, reference: str) -> bool:

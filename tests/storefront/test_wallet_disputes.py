@@ -6,22 +6,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import stripe
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.db import get_session_factory
 from commerce.dispute_models import PaymentDispute
-from commerce.disputes import apply_dispute_event, dispute_facts
+from commerce.disputes import REFUND_READS, apply_dispute_event, dispute_facts
 from commerce.models import User, WalletEntry
+from commerce.payments.gateway import PaymentUnavailable
 from commerce.wallet import pay_from_wallet
-from commerce.wallet_topup import take_back_refunded_topup
+from commerce.wallet_topup import TopUpRefunds, take_back_refunded_topup
 from onecart.money import Money
+from onecart.settings import get_settings
 from tests.checkout.conftest import localstripe_server, stripe_client
 from tests.checkout.dispute_events import charge_of, dispute_object, new_dispute_id, post_event
 from tests.storefront.test_wallet_topup import (
@@ -310,4 +314,138 @@ def test_a_refund_and_a_dispute_event_racing_leave_the_wallet_as_either_order_wo
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(deliver, range(4)))
 
+    assert _balance(db_session, signed_in_user) == Money(5000, "USD")
+
+
+class _Meanwhile(stripe.HTTPClient):
+    """Stripe over HTTP, running the next of `meanwhile` right after each answer: the dispute
+    handler has read what was refunded and not taken the wallet's lock yet."""
+
+    name = "meanwhile"
+
+    def __init__(self, *meanwhile: Callable[[], None]) -> None:
+        super().__init__()
+        self.inner = stripe.new_default_http_client()
+        self.meanwhile = list(meanwhile)
+
+    def request(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[Any, int, Any]:
+        answer = self.inner.request(method, url, headers, post_data)
+        if self.meanwhile:
+            self.meanwhile.pop(0)()
+        return answer
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _stripe_over(
+    http: stripe.HTTPClient | None = None, api: str | None = None
+) -> stripe.StripeClient:
+    settings = get_settings()
+    return stripe.StripeClient(
+        settings.stripe_api_key,
+        base_addresses={"api": api or str(settings.stripe_api_base)},
+        http_client=http,
+        max_network_retries=0,
+    )
+
+
+def _refunded_meanwhile(
+    factory: sessionmaker[Session], intent_id: str, amount: int
+) -> tuple[Callable[[], None], list[TopUpRefunds | None]]:
+    """Refund `amount` of the top-up at Stripe and take it back from the wallet (the refund's
+    event handled), and what the take-back found."""
+    found: list[TopUpRefunds | None] = []
+
+    def refund() -> None:
+        stripe_client().v1.refunds.create(params={"payment_intent": intent_id, "amount": amount})
+        with factory() as session:
+            found.append(take_back_refunded_topup(session, stripe_client(), intent_id))
+            session.commit()
+
+    return refund, found
+
+
+@pytest.mark.parametrize("spent", [False, True], ids=["unspent", "refund-short-then-topped-up"])
+def test_a_refund_taken_back_between_the_holds_stripe_read_and_its_lock_is_not_held_again(
+    app: Flask,
+    client: FlaskClient,
+    signed_in_user: User,
+    db_session: Session,
+    storefront_db_url: str,
+    spent: bool,
+) -> None:
+    """The dispute's handler asks Stripe what was refunded (nothing yet); before it takes the
+    wallet's lock, 9 of the 30 top-up is refunded and that refund taken back from the wallet. The
+    card gets back 30 in all (9 by the refund, 21 by the chargeback), so the hold is 21, not 30.
+    Spent: the refund's take-back finds only 5 (4 short), then the shopper tops up 50: the hold
+    still claims 21 (the card got 9 back, not the 5 the wallet had), and takes it."""
+    intent_id = _paid_topup(app, client, "30")
+    if spent:
+        pay_from_wallet(db_session, signed_in_user, Money(2500, "USD"), reference="spent-it")
+        db_session.commit()
+    else:
+        _paid_topup(app, client, "50")  # another top-up: not the dispute's to take
+    factory = get_session_factory(storefront_db_url)
+    refund, found = _refunded_meanwhile(factory, intent_id, 900)
+
+    def refunded_meanwhile() -> None:
+        refund()
+        if spent:
+            _paid_topup(app, client, "50")
+
+    http = _Meanwhile(refunded_meanwhile)
+    opened = _dispute(intent_id, 3000, "needs_response")
+    facts = dispute_facts("charge.dispute.created", opened, int(time.time()))
+
+    outcome = apply_dispute_event(factory, facts, _stripe_over(http))
+
+    [refunds] = found  # taken back between the read and the lock
+    assert refunds is not None
+    assert (refunds.taken, refunds.short) == ((500, 400) if spent else (900, 0))
+    assert "21.00 USD held in the wallet" in outcome
+    assert _balance(db_session, signed_in_user) == Money(2900 if spent else 5000, "USD")
+    row = _row(db_session, opened["id"])
+    assert (row.wallet_held_minor, row.wallet_short_minor, row.wallet_refund_covered_minor) == (
+        2100,
+        0,
+        0,
+    )
+    # Won: the hold comes back whole; the refund stays taken.
+    won = dispute_facts("charge.dispute.closed", {**opened, "status": "won"}, int(time.time()) + 1)
+    apply_dispute_event(factory, won, stripe_client())
+    assert _balance(db_session, signed_in_user) == Money(5000 if spent else 7100, "USD")
+
+
+def test_refunds_taken_back_at_every_read_or_stripe_unreachable_record_nothing_until_redelivery(
+    app: Flask,
+    client: FlaskClient,
+    signed_in_user: User,
+    db_session: Session,
+    storefront_db_url: str,
+    unreachable_url: str,
+) -> None:
+    """Unknown is not refused: when Stripe cannot be asked, or each answer is overtaken by a
+    refund taken back before the lock, nothing is recorded and the event's redelivery holds."""
+    intent_id = _paid_topup(app, client, "30")
+    _paid_topup(app, client, "50")
+    factory = get_session_factory(storefront_db_url)
+    opened = _dispute(intent_id, 3000, "needs_response")
+    facts = dispute_facts("charge.dispute.created", opened, int(time.time()))
+
+    with pytest.raises(PaymentUnavailable):
+        apply_dispute_event(factory, facts, _stripe_over(api=unreachable_url))
+    assert _balance(db_session, signed_in_user) == Money(8000, "USD")
+
+    overtaken = [_refunded_meanwhile(factory, intent_id, 300)[0] for _ in range(REFUND_READS)]
+    with pytest.raises(PaymentUnavailable):
+        apply_dispute_event(factory, facts, _stripe_over(_Meanwhile(*overtaken)))
+    assert _balance(db_session, signed_in_user) == Money(7100, "USD")
+    recorded = sa.select(PaymentDispute.id).where(PaymentDispute.dispute_id == opened["id"])
+    assert db_session.scalar(recorded) is None
+
+    outcome = apply_dispute_event(factory, facts, stripe_client())
+    assert "21.00 USD held in the wallet" in outcome
     assert _balance(db_session, signed_in_user) == Money(5000, "USD")

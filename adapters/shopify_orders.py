@@ -123,7 +123,6 @@ FULFILLMENT_STATUS_MAP: Mapping[str, OrderStatus] = {
     "RESTOCKED": OrderStatus.CANCELLED,
 }
 DELIVERED_SHIPMENT_STATUSES = frozenset({"DELIVERED", "PICKED_UP"})
-FAILED_SHIPMENT_STATUSES = frozenset({"FAILURE", "NOT_DELIVERED"})
 VOID_SHIPMENT_STATUSES = frozenset({"CANCELED", "CANCELLED", "LABEL_VOIDED"})
 VOID_FULFILLMENT_STATUSES = frozenset({"CANCELLED", "ERROR", "FAILURE"})
 
@@ -165,8 +164,10 @@ def map_shopify_order_status(order: Mapping[str, Any]) -> tuple[OrderStatus, str
     """Our status and Shopify's own words for one order node.
 
     Cancellation wins, then a full refund; then shipments: every live shipment delivered means
-    delivered, every one failed means failed; otherwise displayFulfillmentStatus decides
-    (UNFULFILLED pending, IN_PROGRESS processing, FULFILLED shipped).
+    delivered; otherwise displayFulfillmentStatus decides (UNFULFILLED pending, IN_PROGRESS
+    processing, FULFILLED shipped). A shipment the carrier could not deliver (FAILURE,
+    NOT_DELIVERED) leaves the order shipped, its step `failure`: the shop may ship again, and
+    only its cancellation or refund ends the order (OneCart refunds the shopper on those).
     """
     fulfillment_status = str(order.get("displayFulfillmentStatus") or "").upper()
     shipments = [
@@ -180,8 +181,6 @@ def map_shopify_order_status(order: Mapping[str, Any]) -> tuple[OrderStatus, str
     fully_fulfilled = fulfillment_status in ("FULFILLED", "")
     if shipments and fully_fulfilled and all(s in DELIVERED_SHIPMENT_STATUSES for s in shipments):
         return OrderStatus.DELIVERED, raw
-    if shipments and all(s in FAILED_SHIPMENT_STATUSES for s in shipments):
-        return OrderStatus.FAILED, raw
     if not fulfillment_status and shipments:
         return OrderStatus.SHIPPED, raw
     return FULFILLMENT_STATUS_MAP.get(fulfillment_status, OrderStatus.PENDING), raw

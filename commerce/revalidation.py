@@ -46,6 +46,8 @@ class LineChange:
     currency: str
     old_unit_minor: int
     new_unit_minor: int | None
+    # The old price's currency when the marketplace now prices the offer in another one.
+    old_currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,17 @@ def _apply_live_offer(
             product.id, product.title, marketplace.name, ChangeKind.UNAVAILABLE, product.currency,
             product.price_minor, None,
         )  # fmt: skip
-    if offer.currency == product.currency and offer.price_minor != product.price_minor:
+    if offer.currency != product.currency:
+        # The catalog's price cannot be confirmed in another currency: the shopper sees the live
+        # one (converted like any other) before anything is taken.
+        old_currency, old = product.currency, product.price_minor
+        product.currency, product.price_minor = offer.currency, offer.price_minor
+        product.updated_at = utc_now()
+        return LineChange(
+            product.id, product.title, marketplace.name, ChangeKind.PRICE, offer.currency,
+            old, offer.price_minor, old_currency,
+        )  # fmt: skip
+    if offer.price_minor != product.price_minor:
         old = product.price_minor
         product.price_minor = offer.price_minor
         product.updated_at = utc_now()

@@ -4,7 +4,8 @@
 - sub-orders stuck in `placing` past their claim's lease (their worker died mid-placement), and
   sub-orders `reconciling` (a placement whose outcome is unknown) that no job is working on, are
   enqueued again; the next attempt asks the marketplace for an order with the order's reference
-  before placing anything;
+  before placing anything; one still `reconciling` a day after its checkout (the marketplace
+  keeps failing when asked) puts its order on the operator's list, once, and is asked on;
 - sub-orders left `pending` with no job in sight for too long (Redis lost its queue) likewise;
 - payments whose capture or void has an unknown outcome are resolved from the provider's record;
 - card holds whose authorization at checkout had an unknown outcome are resolved from Stripe's
@@ -29,16 +30,19 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.attention_models import FlagResolution
 from commerce.card_holds import (
     UNRECORDED_AFTER,
     CardGatewayFactory,
     record_unrecorded_holds,
     resolve_holds_in_doubt,
 )
-from commerce.models import utc_now
+from commerce.models import Marketplace, utc_now
+from commerce.order_locks import lock_order
 from commerce.order_models import (
     UNSETTLED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
+    Order,
     OutboxMessage,
     OutboxTopic,
     Payment,
@@ -48,6 +52,7 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
+from commerce.order_state import flag_order
 from commerce.payments.providers import (
     GatewayProvider,
     card_gateway_from_settings,
@@ -78,6 +83,9 @@ class SweepPolicy:
     refund_processing_after: timedelta = timedelta(minutes=10)
     # A reconciling sub-order no job touched for this long gets a new placement job.
     reconcile_after: timedelta = timedelta(minutes=1)
+    # A sub-order still reconciling this long after its checkout goes before an operator: the
+    # marketplace may have shipped meanwhile, and a card hold lapses after about 7 days.
+    reconciling_flag_after: timedelta = timedelta(hours=24)
     # A card hold in doubt is left to its checkout this long (commerce.card_holds).
     hold_in_doubt_after: timedelta = timedelta(minutes=2)
     # A checkout hold Stripe keeps this long with no record of it was never recorded.
@@ -99,6 +107,7 @@ class SweepReport:
     refunds: int = 0
     holds_resolved: int = 0
     unrecorded_holds: int = 0
+    reconciling_flagged: int = 0
 
 
 def dispatch_outbox(
@@ -231,6 +240,57 @@ def find_reconciling(session: Session, *, idle_after: timedelta, max_idle: timed
     return due
 
 
+def reconciling_flag_marker(sub_order_id: int) -> str:
+    """The words of the order's flag reason that name this long-reconciling sub-order."""
+    return f"sub-order {sub_order_id}: no answer"
+
+
+def flag_long_reconciling(session_factory: sessionmaker[Session], *, older_than: timedelta) -> int:
+    """Put on the operator's list the orders of sub-orders still `reconciling` `older_than` after
+    their checkout: whether the marketplace holds the order is unknown that long, and nothing
+    resolves it but the marketplace answering (the sweeper keeps re-asking; nothing is refunded
+    on an unknown). Once per sub-order: not while its reason is on the flag, nor again once an
+    operator cleared it (the resolution keeps the reason's text). How many were flagged now."""
+    with session_factory() as session:
+        rows = session.execute(
+            sa.select(MarketplaceOrder.id, MarketplaceOrder.order_id, Marketplace.name)
+            .join(Marketplace, MarketplaceOrder.marketplace_id == Marketplace.id)
+            .where(
+                MarketplaceOrder.status == SubOrderStatus.RECONCILING,
+                MarketplaceOrder.created_at < utc_now() - older_than,
+            )
+            .order_by(MarketplaceOrder.id)
+            .limit(SWEEP_BATCH_SIZE)
+        ).all()
+    hours = int(older_than.total_seconds() // 3600)
+    flagged = 0
+    for sub_order_id, order_id, market in rows:
+        marker = reconciling_flag_marker(sub_order_id)
+        with session_factory() as session, session.begin():
+            lock_order(session, order_id)
+            order = session.get(Order, order_id)
+            if order is None or marker in (order.attention_reason or ""):
+                continue
+            cleared = session.scalar(
+                sa.select(
+                    sa.exists().where(
+                        FlagResolution.order_id == order_id,
+                        FlagResolution.reason.contains(marker, autoescape=True),
+                    )
+                )
+            )
+            if cleared:
+                continue
+            flag_order(
+                order,
+                f"{market} {marker} for over {hours} h on whether it holds the order "
+                "(OneCart keeps asking and records what it answers; nothing is refunded "
+                f"meanwhile): ask {market}. A card hold lapses after about 7 days.",
+            )
+            flagged += 1
+    return flagged
+
+
 def find_stale_pending(session: Session, *, stale_after: timedelta) -> list[int]:
     """Pending sub-orders untouched for `stale_after` whose every outbox row was dispatched
     (so the job was lost, not merely waiting for Redis or for its retry)."""
@@ -302,6 +362,9 @@ def sweep(
     requeued_stale = _requeue(session_factory, stale)
     requeued_reconciling = _requeue(session_factory, reconciling)
     dispatched, failures = dispatch_outbox(session_factory, dispatch)
+    reconciling_flagged = flag_long_reconciling(
+        session_factory, older_than=policy.reconciling_flag_after
+    )
 
     payments_reconciled = reconcile_payments(
         session_factory, older_than=policy.stuck_after, gateway_for=gateway_for
@@ -346,4 +409,5 @@ def sweep(
         refunds=refunds,
         holds_resolved=holds_resolved,
         unrecorded_holds=unrecorded_holds,
+        reconciling_flagged=reconciling_flagged,
     )

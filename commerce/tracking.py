@@ -7,7 +7,9 @@ The adapters already translate their format's vocabulary into adapters.base.Orde
 (Shopify displayFulfillmentStatus + shipment displayStatus + cancelledAt; WooCommerce pending /
 processing / on-hold / completed / delivered / cancelled / refunded / failed; the sandbox's
 stages). Here those become sub-order states, which only move forward; a cancellation (or a
-refund or failure reported by the marketplace) after placement is compensated like any other.
+refund or failure reported by the marketplace) after placement is compensated like any other. A
+delivery the carrier could not make is a shipment's step, not a failure of the order: nothing is
+refunded, the order goes to an operator (the marketplace may ship again).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from commerce.order_state import (
     SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS,
     TRACKED_STATUSES,
     derive_order_status,
+    flag_order,
     refresh_order_status,
     sub_order_status_for,
 )
@@ -157,6 +160,8 @@ def _move_forward(
         if latest and latest != sub_order.shipment_status:
             sub_order.shipment_status = latest
             shipment_changed = True
+            if latest == ShipmentStatus.FAILURE.value:
+                _flag_failed_delivery(sub_order, state)
     if new_status == SubOrderStatus.DELIVERED and forward:
         record_event(
             session,
@@ -180,6 +185,19 @@ def _move_forward(
     if forward:
         refresh_order_status(session, sub_order.order)
     return True
+
+
+def _flag_failed_delivery(sub_order: MarketplaceOrder, state: OrderState) -> None:
+    """The carrier could not deliver: not a cancellation (the marketplace may ship again, and
+    it has the money), so nothing is refunded; an operator asks the marketplace. Its refund or
+    cancellation, once reported, refunds the shopper as any other (the caller holds the lock)."""
+    market = sub_order.marketplace.name
+    flag_order(
+        sub_order.order,
+        f"{market} sub-order {sub_order.id}: the carrier could not deliver it "
+        f"({state.raw_status or 'failure'}); nothing was refunded. Ask {market} whether it "
+        "ships again or refunds.",
+    )
 
 
 def _tracking_text(sub_order: MarketplaceOrder) -> str:

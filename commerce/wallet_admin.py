@@ -13,7 +13,11 @@ from commerce.dispute_models import PaymentDispute
 from commerce.disputes import HOLD_REFERENCE_PREFIX, RELEASE_REFERENCE_PREFIX
 from commerce.models import User, WalletEntry, WalletEntryKind
 from commerce.wallet import list_wallet_entries, wallet_balance
-from commerce.wallet_topup import CARD_TOPUP_REFERENCE_PREFIX, TOPUP_REFUND_REFERENCE_PREFIX
+from commerce.wallet_topup import (
+    CARD_TOPUP_REFERENCE_PREFIX,
+    FAILED_REFUND_REFERENCE_PREFIX,
+    TOPUP_REFUND_REFERENCE_PREFIX,
+)
 from onecart.money import Money
 
 LEDGER_LIMIT = 500
@@ -24,6 +28,7 @@ CAUSES = tuple(
     sorted(
         (
             (TOPUP_REFUND_REFERENCE_PREFIX, "top-up refunded on the card: taken back"),
+            (FAILED_REFUND_REFERENCE_PREFIX, "top-up refund failed at the card: given back"),
             (CARD_TOPUP_REFERENCE_PREFIX, "card top-up"),
             (RELEASE_REFERENCE_PREFIX, "dispute won: credit given back"),
             (HOLD_REFERENCE_PREFIX, "dispute: credit held"),

@@ -20,6 +20,11 @@ The other way round, a hold decided after a refund was taken back claims only wh
 left of the top-up, the wallet's take-backs telling it when Stripe's answer is older than they
 are (:func:`refunded_as_known`).
 
+A refund Stripe accepted and later reports failed or canceled (a closed card: Stripe's
+`charge.refund.updated`) gave the card nothing: :func:`undo_failed_topup_refund` asks Stripe and
+gives the wallet back what that refund's take-back took, once; a refund failed before its
+take-back ran is marked so that it is never taken (Stripe's list may be older than the failure).
+
 In sandbox mode (settings.sandbox_enabled: development, or ONECART_SANDBOX_MODE=true) the old
 free top-up remains for demos, and its ledger line says that no payment was taken.
 Services flush; the caller commits.
@@ -67,8 +72,14 @@ TOPUP_REFUND_DESCRIPTION = "Top-up refunded on the card"
 # a line's cause by them (commerce.wallet_admin).
 CARD_TOPUP_REFERENCE_PREFIX = "stripe-topup-"
 TOPUP_REFUND_REFERENCE_PREFIX = "stripe-topup-refund-"
+# A refund that failed at Stripe: its take-back given back (never a prefix of the take-backs':
+# refunded_as_known reads those by prefix).
+FAILED_REFUND_REFERENCE_PREFIX = "stripe-topup-failed-refund-"
+FAILED_REFUND_DESCRIPTION = "Top-up refund failed at the card: taken-back amount returned"
 # Refund statuses that give the money back to the card (or are about to).
 TOPUP_REFUND_TAKEN_STATUSES = frozenset({"succeeded", "pending"})
+# Refund statuses that gave the card nothing (Stripe: a refund can fail after it was accepted).
+TOPUP_REFUND_FAILED_STATUSES = frozenset({"failed", "canceled"})
 
 
 class TopUpState(enum.StrEnum):
@@ -321,6 +332,8 @@ def take_back_refunded_topup(
         amount = Money(int(refund.amount), str(refund.currency).upper())
         if amount.currency != credited.amount.currency:
             raise PaymentError(f"Refund {refund.id} is in another currency than the top-up.")
+        if _taken_before(session, f"{FAILED_REFUND_REFERENCE_PREFIX}{refund.id}"):
+            continue  # failed at Stripe since it listed this refund (undo_failed_topup_refund)
         refunded += amount.minor
         reference = f"{TOPUP_REFUND_REFERENCE_PREFIX}{refund.id}"
         asked = amount.minor
@@ -345,6 +358,60 @@ def take_back_refunded_topup(
             Money(short, credited.amount.currency),
         )
     return TopUpRefunds(Money(refunded, credited.amount.currency), taken, short)
+
+
+def undo_failed_topup_refund(
+    session: Session, client: stripe.StripeClient, intent_id: str, refund_id: str
+) -> Money | None:
+    """A refund of top-up `intent_id` that Stripe now reports failed or canceled: give the wallet
+    back what its take-back took (an ADJUSTMENT line keyed by the refund, written even when
+    nothing was taken, so a take-back arriving later from an older list of Stripe's skips it).
+    Returns what was given back; None when the intent is not a top-up or Stripe does not report
+    the refund failed (Stripe is asked, not the event believed). PaymentUnavailable when it
+    cannot be asked: nothing changes, the event's redelivery tries again."""
+    intent = _retrieve(client, intent_id)
+    if _metadata(intent).get("onecart_purpose") != TOPUP_PURPOSE:
+        return None
+    try:
+        refund = client.v1.refunds.retrieve(refund_id)
+    except stripe.StripeError as exc:
+        raise _stripe_failure(exc, "looked up") from exc
+    refund_intent = getattr(refund, "payment_intent", None)
+    if str(refund.status) not in TOPUP_REFUND_FAILED_STATUSES or refund_intent != intent_id:
+        return None
+    user_id = str(_metadata(intent).get("onecart_user_id") or "")
+    user = session.get(User, int(user_id)) if user_id.isdigit() and len(user_id) < 19 else None
+    if user is None:
+        raise PaymentError("The top-up names no account of this shop.")
+    lock_wallet(session, user)
+    taken_line = session.scalar(
+        sa.select(WalletEntry.amount_minor).where(
+            WalletEntry.kind == WalletEntryKind.ADJUSTMENT,
+            WalletEntry.reference == f"{TOPUP_REFUND_REFERENCE_PREFIX}{refund.id}",
+        )
+    )
+    taken = -(taken_line or 0)
+    returned = record_wallet_entry(
+        session,
+        user,
+        kind=WalletEntryKind.ADJUSTMENT,
+        amount=Money(taken, user.wallet_currency),
+        reference=f"{FAILED_REFUND_REFERENCE_PREFIX}{refund.id}",
+        description=FAILED_REFUND_DESCRIPTION,
+    )
+    amount = Money(returned.entry.amount_minor, user.wallet_currency)
+    if taken_line is not None and int(refund.amount) > taken:
+        # The take-back took less than the refund (spent already, or a dispute hold stood in
+        # for part of it): only what the wallet gave up comes back; an operator checks the rest.
+        logger.error(
+            "top-up %s of user %s: refund %s of %s failed at Stripe; %s given back to the wallet",
+            intent_id,
+            user.id,
+            refund.id,
+            Money(int(refund.amount), user.wallet_currency),
+            amount,
+        )
+    return amount
 
 
 def topup_refunds(client: stripe.StripeClient, intent_id: str) -> list[Any]:

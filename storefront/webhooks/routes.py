@@ -16,8 +16,13 @@ from commerce.disputes import (
 )
 from commerce.payments.gateway import PaymentError, PaymentUnavailable
 from commerce.payments.stripe_gateway import stripe_client_from_settings
-from commerce.payments.stripe_webhooks import handle_stripe_event
-from commerce.wallet_topup import credit_card_topup, is_topup_intent, take_back_refunded_topup
+from commerce.payments.stripe_webhooks import REFUND_OBJECT_EVENTS, handle_stripe_event
+from commerce.wallet_topup import (
+    credit_card_topup,
+    is_topup_intent,
+    take_back_refunded_topup,
+    undo_failed_topup_refund,
+)
 from onecart.money import Money
 from onecart.settings import get_settings
 from storefront.database import session_factory
@@ -71,6 +76,22 @@ def stripe_webhook() -> ResponseReturnValue:
             logger.error("stripe event %s: %s", event.id, topup)
         if topup is not None:
             logger.info("stripe event %s (%s): %s", event.id, event.type, topup)
+    if (
+        str(event.type) in REFUND_OBJECT_EVENTS
+        and isinstance(data_dict.get("payment_intent"), str)
+        and isinstance(data_dict.get("id"), str)
+        and data_dict.get("status") in ("failed", "canceled")
+    ):
+        try:
+            topup = _undo_failed_topup_refund(data_dict["payment_intent"], data_dict["id"])
+        except PaymentUnavailable as exc:
+            logger.warning("stripe event %s: top-up refund not checked: %s", event.id, exc.message)
+            return jsonify(error="top-up refund not checked, retry later"), 503
+        except PaymentError as exc:
+            topup = f"top-up refund failure not applied: {exc.message}"
+            logger.error("stripe event %s: %s", event.id, topup)
+        if topup is not None:
+            logger.info("stripe event %s (%s): %s", event.id, event.type, topup)
     dispute: str | None = None
     if str(event.type) in DISPUTE_EVENT_TYPES:
         try:
@@ -114,3 +135,16 @@ def _take_back_topup_refunds(intent_id: str) -> str | None:
     currency = refunds.refunded.currency
     text = f"top-up refunded {refunds.refunded}: {Money(refunds.taken, currency)} taken back"
     return text + (f", {Money(refunds.short, currency)} already spent" if refunds.short else "")
+
+
+def _undo_failed_topup_refund(intent_id: str, refund_id: str) -> str | None:
+    """A top-up's refund Stripe reports failed: the wallet gets back what it gave up for it
+    (idempotent; Stripe is asked). None when it is no top-up's, or Stripe does not say failed."""
+    with session_factory()() as session:
+        returned = undo_failed_topup_refund(
+            session, stripe_client_from_settings(get_settings()), intent_id, refund_id
+        )
+        session.commit()
+    if returned is None:
+        return None
+    return f"top-up refund {refund_id} failed at Stripe: {returned} given back to the wallet"

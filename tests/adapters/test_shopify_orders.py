@@ -317,9 +317,23 @@ def shipment(display_status: str, status: str = "SUCCESS") -> dict[str, Any]:
             },
             OrderStatus.DELIVERED,
         ),
+        # The carrier could not deliver: a shipment's step, not the order's end (the shop may
+        # ship again; a refund shows as REFUNDED, a cancellation as cancelledAt).
         (
             {"displayFulfillmentStatus": "FULFILLED", "fulfillments": [shipment("FAILURE")]},
-            OrderStatus.FAILED,
+            OrderStatus.SHIPPED,
+        ),
+        (
+            {"displayFulfillmentStatus": "", "fulfillments": [shipment("NOT_DELIVERED")]},
+            OrderStatus.SHIPPED,
+        ),
+        (
+            {
+                "displayFulfillmentStatus": "FULFILLED",
+                "displayFinancialStatus": "REFUNDED",
+                "fulfillments": [shipment("FAILURE")],
+            },
+            OrderStatus.REFUNDED,
         ),
         ({"displayFulfillmentStatus": "RESTOCKED"}, OrderStatus.CANCELLED),
         (

@@ -413,3 +413,40 @@ def test_an_order_commit_whose_reply_is_lost_keeps_its_card_hold(shop: Shop) -> 
     assert order.payment is not None
     intent = stripe_client().v1.payment_intents.retrieve(order.payment.provider_reference)
     assert intent.status == "requires_capture"
+
+
+def test_a_live_offer_in_another_currency_is_a_change_not_the_old_price(shop: Shop) -> None:
+    """The marketplace now sells the offer in another currency than the catalog holds: the
+    catalog's price cannot be confirmed, so the shopper sees the live one and nothing is taken
+    (before, the check compared prices only within one currency and let the old one through)."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 4, 1)])
+    live = shop.product("shopwave", 4)
+    with shop.session() as session, session.begin():
+        product = session.get(Product, live.id)
+        product.currency, product.price_minor = "EUR", live.price_minor // 2
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+
+    response = shop.submit(client, form, payment_method="wallet")
+
+    assert response.status_code == 409
+    assert _count(shop, Order) == 0
+    html = response.get_data(as_text=True)
+    assert "price changed from" in html and "EUR" in html
+    with shop.session() as session:
+        assert wallet_balance(session, session.get(User, user.id)).minor == 500_000
+        product = session.get(Product, live.id)
+        assert (product.currency, product.price_minor) == ("USD", live.price_minor)
+    accepted = shop.submit(
+        client,
+        {
+            **form,
+            "total_seen": Shop.hidden_fields(html)["total_seen"],
+            "cart_digest": Shop.hidden_fields(html)["cart_digest"],
+        },
+        payment_method="wallet",
+    )
+    assert accepted.status_code == 303
+    [order] = shop.orders()
+    assert order.total_minor == live.price_minor

@@ -1,0 +1,85 @@
+"""The sweeper sends what it cannot resolve to an operator: a placement whose outcome stays unknown
+(the marketplace keeps failing when asked) is re-asked forever, and after a day the order is
+flagged once, never refunded (real database, the checkout shop; placement is not run)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from commerce.flag_resolution import resolve_flag
+from commerce.models import utc_now
+from commerce.order_models import MarketplaceOrder, OutboxMessage, Refund, SubOrderStatus
+from commerce.sweeper import SweepPolicy, sweep
+from tests.checkout.conftest import Shop
+
+
+def _reconciling_since(shop: Shop, sub_order_id: int, age: timedelta) -> None:
+    """The sub-order as placement leaves it after attempts whose outcome stayed unknown."""
+    with shop.session() as session, session.begin():
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == sub_order_id)
+            .values(
+                status=SubOrderStatus.RECONCILING,
+                attempts=40,
+                last_error="kiondo may have accepted the order: 503",
+                created_at=utc_now() - age,
+                placing_started_at=utc_now() - age,
+                updated_at=utc_now() - timedelta(minutes=10),
+            )
+        )
+        # Every earlier outbox row went out: only the sweeper's re-queue is new.
+        session.execute(sa.update(OutboxMessage).values(dispatched_at=utc_now()))
+
+
+def test_a_sub_order_reconciling_for_a_day_is_flagged_once_and_never_refunded(
+    shop: Shop,
+) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 0, 1), ("shopwave", 0, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    kiondo = shop.sub_order(order, "kiondo")
+    _reconciling_since(shop, kiondo.id, timedelta(hours=25))
+    dispatched: list[int | None] = []
+
+    def run_sweep() -> None:
+        sweep(
+            shop.session_factory,
+            lambda message: dispatched.append(message.sub_order_id) or f"job-{message.id}",
+            policy=SweepPolicy(reconcile_after=timedelta(0)),
+        )
+
+    run_sweep()
+
+    reason = shop.order(order.number).attention_reason
+    assert reason is not None and f"sub-order {kiondo.id}" in reason and "Kiondo" in reason
+    assert kiondo.id in dispatched  # still asked: the flag does not stop the reconciling
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.RECONCILING
+    with shop.session() as session:
+        assert session.scalars(sa.select(Refund)).all() == []
+
+    run_sweep()  # not repeated
+    assert shop.order(order.number).attention_reason == reason
+
+    resolved = resolve_flag(shop.session_factory, order.id, reason, "ops", "asked Kiondo")
+    assert resolved.resolved
+    run_sweep()  # an operator took it: not flagged again for the same sub-order
+    assert shop.order(order.number).attention_reason is None
+
+
+def test_a_sub_order_reconciling_for_hours_is_not_flagged_yet(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 0, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    _reconciling_since(shop, shop.sub_order(order, "kiondo").id, timedelta(hours=2))
+
+    sweep(
+        shop.session_factory,
+        lambda message: f"job-{message.id}",
+        policy=SweepPolicy(reconcile_after=timedelta(0)),
+    )
+
+    assert shop.order(order.number).attention_reason is None

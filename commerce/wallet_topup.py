@@ -25,6 +25,12 @@ A refund Stripe accepted and later reports failed or canceled (a closed card: St
 gives the wallet back what that refund's take-back took, once; a refund failed before its
 take-back ran is marked so that it is never taken (Stripe's list may be older than the failure).
 
+Stripe is asked before anything is written, never while a lock is held: on SQLite any write
+holds the whole database's write lock, on PostgreSQL the wallet's row lock, until the commit, and
+a slow Stripe answer would stall every other writer (checkouts, other webhooks) meanwhile. So each
+function reads Stripe first, then writes, and re-checks under the wallet's lock what the wallet
+did since Stripe answered (the lines keyed by refund, the dispute holds).
+
 In sandbox mode (settings.sandbox_enabled: development, or ONECART_SANDBOX_MODE=true) the old
 free top-up remains for demos, and its ledger line says that no payment was taken.
 Services flush; the caller commits.
@@ -251,10 +257,18 @@ def credit_card_topup(
 
     The PaymentIntent is retrieved from Stripe (never taken from the caller); with `user`, it must
     be that user's. Idempotent and safe to race: the ledger line's reference is the intent id.
+    Stripe is asked before anything is written, so the caller must hold no lock of its own here.
     Raises PaymentError (PaymentUnavailable when Stripe cannot be reached: nothing is credited,
     the webhook's retry or the shopper's next visit tries again).
     """
-    intent = _retrieve(client, intent_id)
+    return _credit_retrieved(session, _retrieve(client, intent_id), user)[0]
+
+
+def _credit_retrieved(
+    session: Session, intent: Any, user: User | None
+) -> tuple[TopUpOutcome, User]:
+    """:func:`credit_card_topup` on the PaymentIntent Stripe answered (asks Stripe nothing), and
+    the account it credits."""
     metadata = _metadata(intent)
     if metadata.get("onecart_purpose") != TOPUP_PURPOSE:
         raise PaymentError("That is not a wallet top-up.")
@@ -268,12 +282,12 @@ def credit_card_topup(
     status = str(intent.status)
     if status != "succeeded":
         failed = status in ("canceled", "requires_payment_method")
-        return TopUpOutcome(TopUpState.FAILED if failed else TopUpState.PENDING)
+        return TopUpOutcome(TopUpState.FAILED if failed else TopUpState.PENDING), user
     received = int(getattr(intent, "amount_received", None) or intent.amount)
     amount = Money(min(int(intent.amount), received), str(intent.currency).upper())
     if amount.currency != user.wallet_currency:
         # Cannot happen for intents we created; an operator must look at it rather than guess.
-        logger.error("top-up %s in %s for a %s wallet", intent_id, amount, user.wallet_currency)
+        logger.error("top-up %s in %s for a %s wallet", intent.id, amount, user.wallet_currency)
         raise PaymentError("This top-up is in another currency than your wallet.")
     try:
         with session.begin_nested():
@@ -286,8 +300,8 @@ def credit_card_topup(
                 description=CARD_TOPUP_DESCRIPTION,
             )
     except IntegrityError:  # a concurrent call credited it a moment ago
-        return TopUpOutcome(TopUpState.CREDITED, amount=amount, created=False)
-    return TopUpOutcome(TopUpState.CREDITED, amount=amount, created=receipt.created)
+        return TopUpOutcome(TopUpState.CREDITED, amount=amount, created=False), user
+    return TopUpOutcome(TopUpState.CREDITED, amount=amount, created=receipt.created), user
 
 
 def take_back_refunded_topup(
@@ -297,21 +311,23 @@ def take_back_refunded_topup(
     one ADJUSTMENT line per Stripe refund, so however often Stripe tells us, each is taken once.
     None when the PaymentIntent is not a top-up (an order's payment: commerce.payments).
 
-    Stripe is asked (the intent and its refunds), not the event believed. PaymentUnavailable
-    when it cannot be asked: nothing is taken, the event's redelivery tries again."""
+    Stripe is asked (the intent and its refunds), not the event believed, and asked before
+    anything is written: the caller must hold no lock of its own here. PaymentUnavailable when it
+    cannot be asked: nothing is taken, the event's redelivery tries again."""
     intent = _retrieve(client, intent_id)
     if _metadata(intent).get("onecart_purpose") != TOPUP_PURPOSE:
         return None
-    credited = credit_card_topup(session, client, intent_id)
-    if credited.state != TopUpState.CREDITED or credited.amount is None:
-        return TopUpRefunds(Money(0, str(intent.currency).upper()), 0, 0)
-    user_id = str(_metadata(intent).get("onecart_user_id") or "")
-    user = session.get(User, int(user_id))  # credit_card_topup checked it names an account
-    assert user is not None
     try:
         taken_refunds = topup_refunds(client, intent_id)
     except stripe.StripeError as exc:
         raise _stripe_failure(exc, "looked up") from exc
+    # Nothing below asks Stripe: the wallet's lock (and SQLite's write lock, which the credit
+    # already takes) is never held while a remote call waits. The answer may be older than the
+    # lock; what the wallet did meanwhile is read under it (the take-backs' and failures' lines,
+    # the holds), as the dispute's handler does the other way round (refunded_as_known).
+    credited, user = _credit_retrieved(session, intent, None)
+    if credited.state != TopUpState.CREDITED or credited.amount is None:
+        return TopUpRefunds(Money(0, str(intent.currency).upper()), 0, 0)
     # The disputes of this top-up are read under the wallet's lock, which the dispute events
     # take too before they hold or give back (commerce.disputes): a hold and a refund never
     # both take the same money, however their events interleave.

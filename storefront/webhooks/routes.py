@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 
 import stripe
 from flask import Blueprint, jsonify, request
@@ -65,30 +67,27 @@ def stripe_webhook() -> ResponseReturnValue:
             topup = f"top-up refused: {exc.message}"
             logger.error("stripe event %s: %s", event.id, topup)
         logger.info("stripe event %s (%s): %s", event.id, event.type, topup)
+    # A top-up refunded on the card, or a top-up refund Stripe reports failed: the wallet's side.
+    refund_step: Callable[[], str | None] | None = None
     if str(event.type) == "charge.refunded" and isinstance(data_dict.get("payment_intent"), str):
-        try:
-            topup = _take_back_topup_refunds(data_dict["payment_intent"])
-        except PaymentUnavailable as exc:
-            logger.warning("stripe event %s: top-up refund not checked: %s", event.id, exc.message)
-            return jsonify(error="top-up refund not checked, retry later"), 503
-        except PaymentError as exc:
-            topup = f"top-up refund refused: {exc.message}"
-            logger.error("stripe event %s: %s", event.id, topup)
-        if topup is not None:
-            logger.info("stripe event %s (%s): %s", event.id, event.type, topup)
+        refund_step = partial(_take_back_topup_refunds, data_dict["payment_intent"])
     if (
         str(event.type) in REFUND_OBJECT_EVENTS
         and isinstance(data_dict.get("payment_intent"), str)
         and isinstance(data_dict.get("id"), str)
         and data_dict.get("status") in ("failed", "canceled")
     ):
+        refund_step = partial(
+            _undo_failed_topup_refund, data_dict["payment_intent"], data_dict["id"]
+        )
+    if refund_step is not None:
         try:
-            topup = _undo_failed_topup_refund(data_dict["payment_intent"], data_dict["id"])
+            topup = refund_step()
         except PaymentUnavailable as exc:
             logger.warning("stripe event %s: top-up refund not checked: %s", event.id, exc.message)
             return jsonify(error="top-up refund not checked, retry later"), 503
         except PaymentError as exc:
-            topup = f"top-up refund failure not applied: {exc.message}"
+            topup = f"top-up refund not applied: {exc.message}"
             logger.error("stripe event %s: %s", event.id, topup)
         if topup is not None:
             logger.info("stripe event %s (%s): %s", event.id, event.type, topup)

@@ -24,15 +24,10 @@ from tests.storefront.test_wallet_topup import (
     _refund_in_dashboard,
     _start_topup,
     _webhook,
+    app_config_overrides,
 )
 
-__all__ = ["localstripe_server"]
-
-
-@pytest.fixture
-def app_config_overrides(localstripe_server: str) -> dict[str, Any]:
-    """A real deployment's top-ups (sandbox mode off), with Stripe played by localstripe."""
-    return {"SANDBOX_MODE": False}
+__all__ = ["app_config_overrides", "localstripe_server"]
 
 
 class _StripeFailsRefunds:

@@ -2,7 +2,8 @@
 the RQ jobs and the pipeline's storefront sync (plain SQLAlchemy 2, no Flask-SQLAlchemy).
 
 SQLite (the default, a file under ONECART_HOME) gets foreign keys ON, WAL journaling and a busy
-timeout on every connection, so the site, the workers and the sync can share one file.
+timeout on every connection, so the site, the workers and the sync can share one file. A savepoint
+(`session.begin_nested()`) opens the transaction first, as it does on PostgreSQL.
 PostgreSQL URLs are normalized to the psycopg 3 driver.
 """
 
@@ -54,6 +55,21 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _begin_before_sqlite_savepoint(connection: sa.Connection, _name: str | None) -> None:
+    """Open the transaction before a SAVEPOINT that would otherwise come first.
+
+    pysqlite's legacy transaction handling emits BEGIN only before INSERT/UPDATE/DELETE, so a
+    savepoint taken before the transaction's first write ran as a transaction of its own: its
+    release committed, and an outer rollback undid nothing. BEGIN IMMEDIATE (not a deferred BEGIN)
+    keeps what the rest of the code relies on, that a transaction writes from its start: reads
+    inside the savepoint cannot go stale before its writes, which would otherwise fail at once
+    with SQLITE_BUSY instead of waiting out the busy timeout.
+    """
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+
+
 def create_storefront_engine(url: str | None = None) -> Engine:
     """A new engine for `url` (default: the settings' storefront DB); callers own its disposal.
 
@@ -67,6 +83,7 @@ def create_storefront_engine(url: str | None = None) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(resolved, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "savepoint", _begin_before_sqlite_savepoint)
         return engine
     return sa.create_engine(resolved, pool_pre_ping=True)
 

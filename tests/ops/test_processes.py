@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from onecart import cli, processes, services, supervision
+from onecart import cli, ingest_command, processes, services, supervision
 from onecart.settings import REPO_ROOT, Settings
 
 STUBBORN_LEADER = """
@@ -208,7 +208,7 @@ def test_no_setting_is_named_like_a_generic_variable() -> None:
 def test_failed_partitions_are_read_from_the_pipeline_result(
     result: object, expected: list[str]
 ) -> None:
-    assert cli.failed_partitions(result) == expected
+    assert ingest_command.failed_partitions(result) == expected
 
 
 def ingest_report(
@@ -234,22 +234,22 @@ def never_called(run_id: str) -> list[str]:
 
 def test_a_successful_ingest_reports_no_failure() -> None:
     report = ingest_report(downstream_success=True)
-    assert cli.ingest_failure_lines(report, failed_steps_of_run=never_called) == []
+    assert ingest_command.ingest_failure_lines(report, failed_steps_of_run=never_called) == []
 
 
 def test_failed_downstream_assets_are_named_when_every_partition_succeeded() -> None:
     report = ingest_report(downstream_success=False, assets=("search_products",))
 
-    lines = cli.ingest_failure_lines(report, failed_steps_of_run=never_called)
+    lines = ingest_command.ingest_failure_lines(report, failed_steps_of_run=never_called)
 
     assert lines == ["ingest failed in downstream asset(s): search_products"]
-    assert cli.failed_downstream_assets(report) == ["search_products"]
+    assert ingest_command.failed_downstream_assets(report) == ["search_products"]
 
 
 def test_failed_partitions_and_downstream_assets_get_a_line_each() -> None:
     report = ingest_report(failed=("kiondo",), downstream_success=False, assets=("product_groups",))
 
-    lines = cli.ingest_failure_lines(report, failed_steps_of_run=never_called)
+    lines = ingest_command.ingest_failure_lines(report, failed_steps_of_run=never_called)
 
     assert lines == [
         "ingest failed for partition(s): kiondo (their last good catalogs are kept)",
@@ -265,7 +265,7 @@ def test_a_failure_without_a_named_asset_names_the_failed_steps_of_the_run() -> 
         asked.append(run_id)
         return ["normalized_products_products_are_fresh"]
 
-    lines = cli.ingest_failure_lines(report, failed_steps_of_run=failed_steps)
+    lines = ingest_command.ingest_failure_lines(report, failed_steps_of_run=failed_steps)
 
     assert asked == ["downstream-run"]
     assert lines == [
@@ -277,7 +277,7 @@ def test_a_failure_without_a_named_asset_names_the_failed_steps_of_the_run() -> 
 def test_a_failure_nobody_can_name_still_points_at_the_run() -> None:
     report = ingest_report(downstream_success=False)
 
-    (line,) = cli.ingest_failure_lines(report, failed_steps_of_run=lambda run_id: [])
+    (line,) = ingest_command.ingest_failure_lines(report, failed_steps_of_run=lambda run_id: [])
 
     assert "downstream run downstream-run reported failure" in line
     assert "unnamed" not in line
@@ -314,12 +314,13 @@ def test_failed_steps_are_read_from_the_dagster_run(
         instance.dispose()
     assert not result.success
 
-    steps = cli.failed_steps_of_run(settings, result.run_id)
+    steps = ingest_command.failed_steps_of_run(settings, result.run_id)
 
     assert len(steps) == 1 and "catalog_size_is_known" in steps[0]
     report = {"success": False, "downstream_run_id": result.run_id}
-    (line,) = cli.ingest_failure_lines(
-        report, failed_steps_of_run=lambda run_id: cli.failed_steps_of_run(settings, run_id)
+    (line,) = ingest_command.ingest_failure_lines(
+        report,
+        failed_steps_of_run=lambda run_id: ingest_command.failed_steps_of_run(settings, run_id),
     )
     assert result.run_id in line and steps[0] in line
 

@@ -173,7 +173,7 @@ def test_history_days_never_embed_in_the_foreground_and_today_embeds_in_the_back
     run, as `onecart ingest` does."""
     from types import SimpleNamespace
 
-    import onecart.cli
+    import onecart.ingest_command
     import pipelines.replay
 
     toml = tmp_path / "marketplaces.toml"
@@ -195,9 +195,9 @@ def test_history_days_never_embed_in_the_foreground_and_today_embeds_in_the_back
         return 0
 
     monkeypatch.setattr(pipelines.replay, "materialize_all", materialize_all)
-    monkeypatch.setattr(onecart.cli, "start_offer_embeddings", start_offer_embeddings)
+    monkeypatch.setattr(onecart.ingest_command, "start_offer_embeddings", start_offer_embeddings)
     try:
-        assert onecart.cli.run_history_replay(get_settings(), HISTORY_DAYS) == 0
+        assert onecart.ingest_command.run_history_replay(get_settings(), HISTORY_DAYS) == 0
     finally:
         clear_settings_caches()
     assert [run["embeddings"] for run in runs] == [False] * (HISTORY_DAYS + 1)

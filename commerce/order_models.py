@@ -133,8 +133,7 @@ PLACED_SUB_ORDER_STATUSES = frozenset(
         SubOrderStatus.DELIVERED,
     }
 )
-# In the key of a refund that passes on a marketplace's own refund of part of a sub-order
-# (`refund-sub-<id>-marketplace-refund-<cumulative>`): the order page names those refunds.
+# Marks a refund passing on a marketplace's own (`refund-sub-<id>-marketplace-refund-<total>`).
 MARKETPLACE_REFUND_KEY_INFIX = "-marketplace-refund-"
 
 
@@ -315,16 +314,10 @@ class MarketplaceOrder(Base):
     # marketplace did not report them apart.
     absorbed_shipping_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
     absorbed_tax_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
-    # The marketplace's own refunds on this sub-order that OneCart has passed on to the shopper:
-    # the cumulative amount it reported (its currency), and what that gave back of the share
-    # (payment currency). Moved forward only by compare-and-set (commerce.marketplace_refunds),
-    # so each refund the marketplace makes reaches the shopper once.
-    marketplace_refunded_minor: Mapped[int] = mapped_column(
-        sa.BigInteger, default=0, server_default="0"
-    )
-    passed_on_charge_minor: Mapped[int] = mapped_column(
-        sa.BigInteger, default=0, server_default="0"
-    )
+    # The marketplace's refunds passed on to the shopper: its cumulative figure (its currency;
+    # compare-and-set by commerce.marketplace_refunds) and what of the share they gave back.
+    marketplace_refunded_minor: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    passed_on_charge_minor: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
     placing_started_at: Mapped[datetime | None]
     placed_at: Mapped[datetime | None]
     tracking_number: Mapped[str | None] = mapped_column(sa.String(120))
@@ -361,8 +354,7 @@ class MarketplaceOrder(Base):
     @property
     def kept_charge_minor(self) -> int:
         """The share the shopper pays for what the marketplace accepted (the whole share unless
-        the placement was partial or billed less; the difference is refunded), less what the
-        marketplace refunded since and OneCart passed on."""
+        the placement was partial or billed less), less its refunds passed on since."""
         return self.accepted_share_minor - (self.passed_on_charge_minor or 0)
 
     @property
@@ -494,9 +486,7 @@ class Refund(Base):
     amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
     currency: Mapped[str] = mapped_column(sa.String(3))
     reason: Mapped[str] = mapped_column(sa.String(200), default="")
-    # Derived from our own ids (`refund-sub-<id>`; a marketplace's refund passed on adds
-    # MARKETPLACE_REFUND_KEY_INFIX and the cumulative amount), so a retried refund is never a
-    # second one.
+    # Derived from our own ids (`refund-sub-<id>`), so a retried refund is never a second one.
     idempotency_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
     provider_reference: Mapped[str | None] = mapped_column(sa.String(120))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)

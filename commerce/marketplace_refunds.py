@@ -93,7 +93,7 @@ def pass_on_marketplace_refund(
     if not moved or difference <= 0:
         return None
     refunded_now = _shown(reported - already, sub_order.currency)
-    reason = f"{market} refunded {refunded_now} of its order (an item it could not supply)."
+    reason = f"{market} refunded {refunded_now} of its order."
     refund = record_refund(
         session,
         sub_order,
@@ -107,8 +107,8 @@ def pass_on_marketplace_refund(
         session,
         sub_order.order,
         "sub_order_partly_refunded",
-        f"{market} refunded {refunded_now} of {items}, for something it could not supply; we "
-        f"are refunding you {format_money(difference, sub_order.charge_currency)}.",
+        f"{market} refunded {refunded_now} of {items}; we are refunding you "
+        f"{format_money(difference, sub_order.charge_currency)}.",
         sub_order_id=sub_order.id,
     )
     return refund

@@ -51,6 +51,17 @@ def order_money(value: object, currency: str | None) -> int | None:
     return to_minor_units(rounded, currency)
 
 
+def refund_money(value: object, currency: str | None) -> int | None:
+    """Minor units of a refund's amount, which some formats write negative (WooCommerce's order
+    `refunds[].total` is "-10.00"), read exactly as :func:`order_money` reads an amount; None
+    when it is absent or cannot be read exactly."""
+    if isinstance(value, str) and value.strip().startswith("-"):
+        value = value.strip()[1:]
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        value = -value
+    return order_money(value, currency)
+
+
 def line_quantity(value: object) -> int | None:
     """A line's quantity: a whole number ≥ 0 (JSON int or digit string), else None."""
     if isinstance(value, bool):

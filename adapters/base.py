@@ -316,6 +316,11 @@ class OrderState:
     # The shipment's latest step and its history, when the marketplace reports them.
     shipment_status: ShipmentStatus | None = None
     shipment_events: tuple[ShipmentEvent, ...] = ()
+    # What the marketplace has refunded on the order so far, in all (cumulative, exact minor
+    # units of `refunded_currency`): WooCommerce's `refunds[].total`, Shopify's
+    # `totalRefundedSet`. None when the reply does not say (not the same as nothing refunded).
+    refunded_minor: int | None = None
+    refunded_currency: str | None = None
 
 
 @runtime_checkable

@@ -504,6 +504,9 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         status, raw = map_shopify_order_status(order)
         number, carrier, url = latest_tracking(order)
         shipment, events = shipment_progress(order)
+        # Everything refunded so far (PARTIALLY_REFUNDED orders included), in the shop's money
+        # like the order's total; absent or unreadable: not reported.
+        refunded_minor, refunded_currency = shop_money(order.get("totalRefundedSet"))
         return OrderState(
             marketplace_order_id=str(order.get("id")),
             status=status,
@@ -514,4 +517,6 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             display_number=optional_text(order.get("name")),
             shipment_status=shipment,
             shipment_events=events,
+            refunded_minor=refunded_minor,
+            refunded_currency=refunded_currency,
         )

@@ -38,6 +38,7 @@ ORDER_FIELDS = (
     totalPriceSet { shopMoney { amount currencyCode } }
     totalShippingPriceSet { shopMoney { amount currencyCode } }
     totalTaxSet { shopMoney { amount currencyCode } }
+    totalRefundedSet { shopMoney { amount currencyCode } }
     taxesIncluded
     fulfillments(first: 20) {
       status displayStatus trackingInfo { company number url }

@@ -17,7 +17,13 @@ from urllib.parse import quote
 
 import httpx
 
-from adapters.accepted import accepted_lines, line_quantity, order_money, unit_from_total
+from adapters.accepted import (
+    accepted_lines,
+    line_quantity,
+    order_money,
+    refund_money,
+    unit_from_total,
+)
 from adapters.base import (
     FULL_ORDER_API,
     AcceptedLine,
@@ -176,6 +182,26 @@ def _error_code(body: str | None) -> str | None:
 def _order_total(order: Mapping[str, Any]) -> tuple[int | None, str | None]:
     currency = optional_text(order.get("currency"))
     return order_money(order.get("total"), currency), currency
+
+
+def refunded_so_far(order: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """(minor units, currency) of everything the store has refunded on the order: REST v3 lists
+    each refund in the order's `refunds` ({"id", "reason", "total": "-10.00"}, the total
+    negative). (None, None) when the reply has no `refunds` list or a refund cannot be read
+    exactly: what the store refunded is then not known, which is not the same as nothing."""
+    currency = str(order.get("currency") or "").upper()
+    refunds = order.get("refunds")
+    if not isinstance(refunds, list) or not currency:
+        return None, None
+    total = 0
+    for refund in refunds:
+        amount = (
+            refund_money(refund.get("total"), currency) if isinstance(refund, Mapping) else None
+        )
+        if amount is None:
+            return None, None
+        total += amount
+    return total, currency
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -545,6 +571,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
 
     def _state(self, order: Mapping[str, Any]) -> OrderState:
         number, carrier, url = tracking_from_meta(order)
+        refunded_minor, refunded_currency = refunded_so_far(order)
         return OrderState(
             marketplace_order_id=str(order["id"]),
             status=map_woocommerce_status(order.get("status")),
@@ -553,4 +580,6 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
             carrier=carrier,
             tracking_url=url,
             display_number=_display_number(order),
+            refunded_minor=refunded_minor,
+            refunded_currency=refunded_currency,
         )

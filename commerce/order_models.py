@@ -133,6 +133,8 @@ PLACED_SUB_ORDER_STATUSES = frozenset(
         SubOrderStatus.DELIVERED,
     }
 )
+# Marks a refund passing on a marketplace's own (`refund-sub-<id>-marketplace-refund-<total>`).
+MARKETPLACE_REFUND_KEY_INFIX = "-marketplace-refund-"
 
 
 class PaymentMethod(enum.StrEnum):
@@ -312,6 +314,10 @@ class MarketplaceOrder(Base):
     # marketplace did not report them apart.
     absorbed_shipping_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
     absorbed_tax_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # The marketplace's refunds passed on to the shopper: its cumulative figure (its currency;
+    # compare-and-set by commerce.marketplace_refunds) and what of the share they gave back.
+    marketplace_refunded_minor: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    passed_on_charge_minor: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
     placing_started_at: Mapped[datetime | None]
     placed_at: Mapped[datetime | None]
     tracking_number: Mapped[str | None] = mapped_column(sa.String(120))
@@ -348,7 +354,12 @@ class MarketplaceOrder(Base):
     @property
     def kept_charge_minor(self) -> int:
         """The share the shopper pays for what the marketplace accepted (the whole share unless
-        the placement was partial or billed less; the difference is refunded)."""
+        the placement was partial or billed less), less its refunds passed on since."""
+        return self.accepted_share_minor - (self.passed_on_charge_minor or 0)
+
+    @property
+    def accepted_share_minor(self) -> int:
+        """The share the shopper paid for what the marketplace accepted at placement."""
         if self.accepted_charge_minor is None:
             return self.charge_minor
         return self.accepted_charge_minor

@@ -21,6 +21,7 @@ from commerce.marketplace_access import marketplace_can
 from commerce.models import utc_now
 from commerce.order_models import (
     LIVE_SUB_ORDER_STATUSES,
+    MARKETPLACE_REFUND_KEY_INFIX,
     MarketplaceOrder,
     Order,
     OrderEvent,
@@ -425,15 +426,22 @@ def _sub_timeline(
         entries.append(TimelineEntry(sub.status.value, label, sub.updated_at, sub.last_error or ""))
     for refund in refunds:
         amount = format_money(refund.amount_minor, refund.currency)
+        # A marketplace's refund of part of a live order says what the marketplace refunded.
+        why = refund.reason if MARKETPLACE_REFUND_KEY_INFIX in refund.idempotency_key else ""
         if refund.status == RefundStatus.SUCCEEDED:
             entries.append(
                 TimelineEntry(
-                    "refunded", f"Refunded {amount}", refund.completed_at or refund.created_at
+                    "refunded",
+                    f"Refunded {amount}",
+                    refund.completed_at or refund.created_at,
+                    detail=why,
                 )
             )
         elif refund.status != RefundStatus.FAILED:
             entries.append(
-                TimelineEntry("refunding", f"Refund of {amount} on its way", refund.created_at)
+                TimelineEntry(
+                    "refunding", f"Refund of {amount} on its way", refund.created_at, detail=why
+                )
             )
     entries.sort(key=lambda entry: (entry.at is None, entry.at or sub.created_at))
     if sub.status in LIVE_SUB_ORDER_STATUSES and reports and sub.status != SubOrderStatus.DELIVERED:

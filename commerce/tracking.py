@@ -7,7 +7,8 @@ The adapters already translate their format's vocabulary into adapters.base.Orde
 (Shopify displayFulfillmentStatus + shipment displayStatus + cancelledAt; WooCommerce pending /
 processing / on-hold / completed / delivered / cancelled / refunded / failed; the sandbox's
 stages). Here those become sub-order states, which only move forward; a cancellation (or a
-refund or failure reported by the marketplace) after placement is compensated like any other. A
+refund or failure reported by the marketplace) after placement is compensated like any other,
+and a refund of part of the order is passed on to the shopper (commerce.marketplace_refunds). A
 delivery the carrier could not make is a shipment's step, not a failure of the order: nothing is
 refunded, the order goes to an operator (the marketplace may ship again).
 """
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Capability, MarketplaceError, OrderState, ShipmentStatus, Unsupported
 from commerce.marketplace_access import AdapterProvider, marketplace_can
+from commerce.marketplace_refunds import pass_on_marketplace_refund
 from commerce.models import Marketplace, utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order, order_id_of_sub_order
@@ -81,12 +83,15 @@ def apply_marketplace_state(
 
     Tracking details and the marketplace's order number are kept whenever they appear; every
     step is recorded once as an OrderEvent (the order page's timelines). Status only moves
-    forward; a cancellation compensates the sub-order (its share refunded). The shopper is
+    forward; a cancellation compensates the sub-order (what is left of its share refunded), and
+    a refund of part of it by the marketplace is passed on to the shopper once
+    (commerce.marketplace_refunds). The shopper is
     notified once per real change: shipped (with carrier and tracking number), delayed, out for
     delivery, delivered, cancelled — not for "processing" or "in transit", which only the
     timeline shows.
     """
     new_status = sub_order_status_for(state.status)
+    refunds_due = False
     with session_factory() as session, session.begin():
         order_id = order_id_of_sub_order(session, sub_order_id)
         if order_id is None:
@@ -117,8 +122,10 @@ def apply_marketplace_state(
             )
             changed = True
         else:
-            changed = _move_forward(session, sub_order, new_status, state)
-    if changed and new_status == SubOrderStatus.CANCELLED:
+            passed_on = pass_on_marketplace_refund(session, sub_order, state)
+            refunds_due = passed_on is not None
+            changed = _move_forward(session, sub_order, new_status, state) or refunds_due
+    if refunds_due or (changed and new_status == SubOrderStatus.CANCELLED):
         process_refunds(session_factory, order_id, gateway_for=gateway_for)
         settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return changed

@@ -24,6 +24,7 @@ from sandbox.images import render_product_svg
 from sandbox.knobs import ALL_MARKETPLACES, KnobBoard, KnobError
 from sandbox.marketplaces import SERVED_MARKETPLACES, SERVED_SLUGS
 from sandbox.orders import OrderBook, SandboxOrder
+from sandbox.refunds import RefundRefused, refunded_minor
 from sandbox.service import (
     DEFAULT_PRICE_EPOCH_SECONDS,
     WILDCARD_HOSTS,
@@ -130,6 +131,11 @@ class SandboxApp:
             Rule(
                 "/_sandbox/orders/<slug>/<int:number>/advance",
                 endpoint=("control", "advance_order"),
+                methods=["POST"],
+            ),
+            Rule(
+                "/_sandbox/orders/<slug>/<int:number>/refund",
+                endpoint=("control", "refund_order"),
                 methods=["POST"],
             ),
         ]
@@ -273,6 +279,23 @@ class SandboxApp:
             return json_response({"error": str(exc)}, 400)
         return json_response(self._order_facts(order, self.knobs.get(slug).order_step_seconds))
 
+    def _control_refund_order(self, request: Request, slug: str, number: int) -> Response:
+        """The store refunds part of one of its orders, as one does for an item it cannot ship:
+        `{"lines": [{"external_id": "123", "quantity": 1}], "reason": "..."}` refunds those
+        items (price and tax), `{"amount_minor": 500}` an amount. Seen in the format's own
+        fields (WooCommerce `refunds`, Shopify `totalRefundedSet` / `refunds`)."""
+        order = self.orders.get(slug, number) if slug in self.services else None
+        if order is None:
+            return json_response({"error": f"no order {number} on {slug!r}"}, 404)
+        body = read_json_body(request, {"error": "the body must be a JSON object"}) or {}
+        if not isinstance(body, dict):
+            return json_response({"error": "the body must be a JSON object"}, 400)
+        try:
+            self.orders.refund(order, body, self.knobs.get(slug).order_step_seconds)
+        except RefundRefused as exc:
+            return json_response({"error": str(exc)}, 400)
+        return json_response(self._order_facts(order, self.knobs.get(slug).order_step_seconds))
+
     def _order_facts(self, order: SandboxOrder, step: float) -> dict[str, Any]:
         progress = self.orders.progress(order, step)
         return {
@@ -285,6 +308,7 @@ class SandboxApp:
             "cancel_reason": order.cancel_reason if progress.cancelled_at else None,
             "currency": order.currency,
             "total_minor": order.total_minor,
+            "refunded_minor": refunded_minor(order),
             "lines": [
                 {
                     "external_id": line.external_id,

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox.draws import hash64, unit_interval
+from sandbox.refunds import RefundRefused, SandboxRefund, refund_request
 
 PENDING, PROCESSING, SHIPPED, DELIVERED, CANCELLED = (
     "pending",
@@ -114,6 +115,8 @@ class SandboxOrder:
     # knobs): a flat shipping charge, and the tax rate on the lines and the shipping.
     shipping_minor: int = 0
     tax_bps: int = 0
+    # Refunds the store made on part of the order (sandbox.refunds), oldest first.
+    refunds: list[SandboxRefund] = field(default_factory=list)
 
     @property
     def items_minor(self) -> int:
@@ -317,6 +320,25 @@ class OrderBook:
             order.cancelled_at = datetime.now(UTC).replace(microsecond=0)
             order.cancel_reason = reason
             return CancelOutcome(True, self._describe(order, current.stage))
+
+    def refund(
+        self, order: SandboxOrder, body: dict[str, Any], step_seconds: float
+    ) -> SandboxRefund:
+        """The store refunds part of the order (sandbox.refunds.refund_request reads `body`);
+        RefundRefused for a cancelled order or more than is left."""
+        with self._lock:
+            if self.progress(order, step_seconds).status == CANCELLED:
+                raise RefundRefused("the order is cancelled")
+            amount, reason, lines = refund_request(order, body)
+            refund = SandboxRefund(
+                refund_id=order.number * 100 + 80 + len(order.refunds),
+                amount_minor=amount,
+                reason=reason,
+                created_at=datetime.now(UTC).replace(microsecond=0),
+                lines=lines,
+            )
+            order.refunds.append(refund)
+            return refund
 
     def _describe(self, order: SandboxOrder, stage: int) -> OrderProgress:
         if order.cancelled_at is not None:

@@ -30,6 +30,7 @@ from sandbox.orders import (
     SandboxOrder,
 )
 from sandbox.pages import format_amount
+from sandbox.refunds import money_bag, refunded_minor, refunded_quantity, shopify_refunds
 from sandbox.service import JsonError, MarketplaceService, json_response, read_json_body
 from sandbox.shopify_format import (
     VARIANT_ID_BASE,
@@ -257,7 +258,7 @@ class ShopifyOrderApi(MarketplaceService):
             "name": f"#{order.number}",
             "sourceIdentifier": order.reference,
             "createdAt": iso_utc(order.created_at),
-            "displayFinancialStatus": "REFUNDED" if progress.status == CANCELLED else "PAID",
+            "displayFinancialStatus": _financial_status(order, progress),
             "displayFulfillmentStatus": _fulfillment_status(progress),
             "cancelledAt": iso_utc(progress.cancelled_at),
             "cancelReason": (order.cancel_reason or "").upper() or None
@@ -276,14 +277,23 @@ class ShopifyOrderApi(MarketplaceService):
                     "currencyCode": order.currency,
                 }
             },
+            # orderCancel refunds the whole order; otherwise what the store refunded so far.
+            "totalRefundedSet": money_bag(
+                order.total_minor if progress.status == CANCELLED else refunded_minor(order),
+                order.currency,
+            ),
+            "refunds": shopify_refunds(order, lambda index: _line_item_gid(order, index)),
             "taxesIncluded": False,
             "lineItems": {
                 "nodes": [
                     {
+                        "id": _line_item_gid(order, index),
                         "title": line.title,
                         "sku": line.sku,
                         "quantity": line.quantity,
-                        "currentQuantity": 0 if progress.status == CANCELLED else line.quantity,
+                        "currentQuantity": 0
+                        if progress.status == CANCELLED
+                        else line.quantity - refunded_quantity(order, index),
                         "variant": {
                             "id": f"gid://shopify/ProductVariant/{variant_id(line.offer_index)}"
                         },
@@ -295,11 +305,24 @@ class ShopifyOrderApi(MarketplaceService):
                             }
                         },
                     }
-                    for line in order.lines
+                    for index, line in enumerate(order.lines)
                 ]
             },
             "fulfillments": _fulfillments(progress, order.number),
         }
+
+
+def _line_item_gid(order: SandboxOrder, index: int) -> str:
+    return f"gid://shopify/LineItem/{order.number * 100 + index + 1}"
+
+
+def _financial_status(order: SandboxOrder, progress: OrderProgress) -> str:
+    """REFUNDED once cancelled (orderCancel refunds) or refunded in full, PARTIALLY_REFUNDED
+    after a refund of part of it, else PAID."""
+    refunded = refunded_minor(order)
+    if progress.status == CANCELLED or (refunded and refunded >= order.total_minor):
+        return "REFUNDED"
+    return "PARTIALLY_REFUNDED" if refunded else "PAID"
 
 
 def _fulfillment_status(progress: OrderProgress) -> str:

@@ -27,6 +27,7 @@ from sandbox.listing import FilteredCatalog, id_values, on_catalog
 from sandbox.malformations import huge_text, malformed_title
 from sandbox.orders import CANCELLED, DELIVERED, PENDING, SHIPPED, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
+from sandbox.refunds import woocommerce_refunds
 from sandbox.service import JsonError, json_response, query_int, read_json_body
 from sandbox.world import slugify
 
@@ -558,6 +559,7 @@ class WooCommerceService(FilteredCatalog):
             "cart_tax": format_amount(order.tax_minor - order.shipping_tax_minor, order.currency),
             "total": format_amount(order.total_minor, order.currency),
             "total_tax": format_amount(order.tax_minor, order.currency),
+            "refunds": woocommerce_refunds(order),
             "prices_include_tax": False,
             "customer_id": 0,
             "billing": order.extra.get("billing", {}),

@@ -15,14 +15,29 @@ polls, or two trackers at once, pass a refund on once. A refund reported in anot
 than the sub-order's has no exact basis: an operator decides, nothing is refunded automatically.
 A later cancellation or full refund compensates only the rest of the share
 (commerce.settlement.compensate_sub_order counts these refunds).
+
+After delivery (a return, a late goodwill refund; commerce.tracking_schedule keeps delivered
+sub-orders watched through a return window) a refund is passed on exactly the same way. A full
+refund then arrives as the marketplace's status `refunded` (WooCommerce sets it once the refunds
+reach the order total; Shopify's displayFinancialStatus REFUNDED), which before delivery means
+"cancelled, compensate". After delivery it does not: delivered is the end of the fulfilment
+order, a status never moves back along it, and the shopper had the items, so the sub-order stays
+delivered (it is not cancelled, the order is not reopened or re-derived as refunded, nothing is
+placed again) and the full refund is passed on as a cumulative refund of the marketplace's whole
+order: the rest of the share, once, with the same compare-and-set and key. A delivered order the
+marketplace reports `cancelled` or `failed` gives back only what it reports refunded; whatever
+that does not cover goes to an operator (the shopper has the items: no automatic refund on a
+status word alone).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from adapters.base import OrderState
+from adapters.base import OrderState, OrderStatus
 from commerce.models import utc_now
 from commerce.notifications import notify
 from commerce.order_models import MARKETPLACE_REFUND_KEY_INFIX, MarketplaceOrder, Refund
@@ -111,6 +126,45 @@ def pass_on_marketplace_refund(
         f"{format_money(difference, sub_order.charge_currency)}.",
         sub_order_id=sub_order.id,
     )
+    return refund
+
+
+def pass_on_refund_after_delivery(
+    session: Session, sub_order: MarketplaceOrder, state: OrderState, *, newly_reported: bool
+) -> Refund | None:
+    """A delivered sub-order the marketplace now reports refunded, cancelled or failed (the
+    caller locked the order and holds the transaction): it stays delivered, and the refund is
+    passed on as any other. `refunded` is a refund of the whole order, whatever figure comes
+    with it; `cancelled` or `failed` pass on only the figure reported, and what it leaves
+    uncovered goes to an operator, once (`newly_reported`: the marketplace's status word changed
+    with this answer; the daily polls after it must not list the order again once an operator
+    cleared it). Returns the refund recorded, None when nothing (new)."""
+    whole = max(sub_order.amount_minor, sub_order.accepted_amount_minor or 0)
+    if state.status == OrderStatus.REFUNDED:
+        in_full = replace(
+            state,
+            refunded_minor=max(state.refunded_minor or 0, whole),
+            refunded_currency=state.refunded_currency or sub_order.currency,
+        )
+        return pass_on_marketplace_refund(session, sub_order, in_full)
+    refund = pass_on_marketplace_refund(session, sub_order, state)
+    covered = (state.refunded_currency or "").upper() == sub_order.currency.upper() and (
+        state.refunded_minor or 0
+    ) >= whole
+    if newly_reported and not covered:
+        market = sub_order.marketplace.name
+        reported = (
+            _shown(state.refunded_minor, state.refunded_currency or sub_order.currency)
+            if state.refunded_minor is not None
+            else "nothing it reports"
+        )
+        flag_order(
+            sub_order.order,
+            f"{market} sub-order {sub_order.id}: {market} reports the delivered order "
+            f"{state.raw_status or state.status.value}, having refunded {reported} of it; the "
+            f"shopper has the items, nothing more was refunded. Ask {market} whether it "
+            "refunds the rest.",
+        )
     return refund
 
 

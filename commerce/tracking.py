@@ -8,7 +8,10 @@ The adapters already translate their format's vocabulary into adapters.base.Orde
 processing / on-hold / completed / delivered / cancelled / refunded / failed; the sandbox's
 stages). Here those become sub-order states, which only move forward; a cancellation (or a
 refund or failure reported by the marketplace) after placement is compensated like any other,
-and a refund of part of the order is passed on to the shopper (commerce.marketplace_refunds). A
+and a refund of part of the order is passed on to the shopper (commerce.marketplace_refunds).
+Delivered sub-orders stay watched for the marketplace's refunds through a return window, less
+often than open ones (commerce.tracking_schedule); a refund reported then, whole or in part, is
+passed on the same way and the sub-order stays delivered. A
 delivery the carrier could not make is a shipment's step, not a failure of the order: nothing is
 refunded, the order goes to an operator (the marketplace may ship again).
 """
@@ -19,12 +22,14 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Capability, MarketplaceError, OrderState, ShipmentStatus, Unsupported
 from commerce.marketplace_access import AdapterProvider, marketplace_can
-from commerce.marketplace_refunds import pass_on_marketplace_refund
+from commerce.marketplace_refunds import (
+    pass_on_marketplace_refund,
+    pass_on_refund_after_delivery,
+)
 from commerce.models import Marketplace, utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order, order_id_of_sub_order
@@ -33,7 +38,6 @@ from commerce.order_state import (
     FULFILMENT_RANK,
     ORDER_STATUS_MESSAGES,
     SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS,
-    TRACKED_STATUSES,
     derive_order_status,
     flag_order,
     refresh_order_status,
@@ -42,10 +46,10 @@ from commerce.order_state import (
 from commerce.order_timeline import SHIPMENT_TIMELINE_STEPS, TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
+from commerce.tracking_schedule import TRACK_BATCH_SIZE, TrackingPolicy, sub_orders_to_poll
 
 logger = logging.getLogger(__name__)
 
-TRACK_BATCH_SIZE = 200
 TRACK_CONCURRENCY = 4
 
 # Importable from here as before; defined once in commerce.order_state.
@@ -85,8 +89,9 @@ def apply_marketplace_state(
     step is recorded once as an OrderEvent (the order page's timelines). Status only moves
     forward; a cancellation compensates the sub-order (what is left of its share refunded), and
     a refund of part of it by the marketplace is passed on to the shopper once
-    (commerce.marketplace_refunds). The shopper is
-    notified once per real change: shipped (with carrier and tracking number), delayed, out for
+    (commerce.marketplace_refunds), after delivery as well: a delivered sub-order the
+    marketplace reports refunded stays delivered and the shopper gets the rest of its share
+    back. The shopper is notified once per real change: shipped (with carrier and tracking number), delayed, out for
     delivery, delivered, cancelled — not for "processing" or "in transit", which only the
     timeline shows.
     """
@@ -108,9 +113,21 @@ def apply_marketplace_state(
             sub_order.tracking_number = state.tracking_number[:120]
             sub_order.carrier = (state.carrier or "")[:120] or None
             sub_order.tracking_url = state.tracking_url
-        sub_order.raw_status = (state.raw_status or state.status.value)[:80]
+        raw_status = (state.raw_status or state.status.value)[:80]
+        newly_reported = raw_status != sub_order.raw_status
+        sub_order.raw_status = raw_status
         market = sub_order.marketplace.name
-        if new_status == SubOrderStatus.CANCELLED:
+        if new_status == SubOrderStatus.CANCELLED and sub_order.status == SubOrderStatus.DELIVERED:
+            # Delivered ends fulfilment: a return or a refund of the whole order after it is
+            # money passed on, not a cancellation (commerce.marketplace_refunds).
+            refunds_due = (
+                pass_on_refund_after_delivery(
+                    session, sub_order, state, newly_reported=newly_reported
+                )
+                is not None
+            )
+            changed = refunds_due
+        elif new_status == SubOrderStatus.CANCELLED:
             compensate_sub_order(
                 session,
                 sub_order,
@@ -283,26 +300,18 @@ def track_open_sub_orders(
     gateway_for: GatewayProvider = gateway_for_payment,
     batch_size: int = TRACK_BATCH_SIZE,
     concurrency: int = TRACK_CONCURRENCY,
+    policy: TrackingPolicy | None = None,
 ) -> TrackingReport:
     """Poll every open sub-order on marketplaces that can be tracked (least recently polled
-    first), one adapter per marketplace, marketplaces in parallel."""
+    first), then the delivered ones still watched for refunds (commerce.tracking_schedule); one
+    adapter per marketplace, marketplaces in parallel, each marketplace's open sub-orders before
+    its delivered ones."""
+    policy = policy or TrackingPolicy(batch_size=batch_size)
     with session_factory() as session:
-        rows = session.execute(
-            sa.select(MarketplaceOrder.id, MarketplaceOrder.marketplace_order_id, Marketplace)
-            .join(Marketplace, MarketplaceOrder.marketplace_id == Marketplace.id)
-            .where(
-                MarketplaceOrder.status.in_(TRACKED_STATUSES),
-                MarketplaceOrder.marketplace_order_id.is_not(None),
-            )
-            .order_by(MarketplaceOrder.last_polled_at.is_not(None), MarketplaceOrder.last_polled_at)
-            .limit(batch_size)
-        ).all()
         by_market: dict[int, tuple[Marketplace, list[tuple[int, str]]]] = {}
-        for sub_order_id, marketplace_order_id, marketplace in rows:
-            if not marketplace_can(marketplace, Capability.TRACK):
-                continue
-            by_market.setdefault(marketplace.id, (marketplace, []))[1].append(
-                (sub_order_id, marketplace_order_id)
+        for due in sub_orders_to_poll(session, policy):
+            by_market.setdefault(due.marketplace.id, (due.marketplace, []))[1].append(
+                (due.sub_order_id, due.marketplace_order_id)
             )
         adapters = {market_id: adapter_for(market) for market_id, (market, _) in by_market.items()}
     if not by_market:

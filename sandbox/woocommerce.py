@@ -27,7 +27,7 @@ from sandbox.listing import FilteredCatalog, id_values, on_catalog
 from sandbox.malformations import huge_text, malformed_title
 from sandbox.orders import CANCELLED, DELIVERED, PENDING, SHIPPED, OrderLine, SandboxOrder
 from sandbox.pages import format_amount, product_page
-from sandbox.refunds import woocommerce_refunds
+from sandbox.refunds import refunded_minor, woocommerce_refunds
 from sandbox.service import JsonError, json_response, query_int, read_json_body
 from sandbox.world import slugify
 
@@ -516,6 +516,10 @@ class WooCommerceService(FilteredCatalog):
             status = "completed"
         else:
             status = progress.status  # processing, delivered, cancelled
+        if status != CANCELLED and order.refunds and refunded_minor(order) >= order.total_minor:
+            # WooCommerce sets `refunded` once the refunds reach the order total (wc_create_refund:
+            # woocommerce_order_fully_refunded_status), whatever stage the order was at.
+            status = "refunded"
         meta = [
             {"id": 7000 + order.number * 10 + n, "key": m.get("key"), "value": m.get("value")}
             for n, m in enumerate(order.extra.get("meta_data", []))

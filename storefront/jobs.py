@@ -45,6 +45,7 @@ from commerce.payments.stripe_gateway import preload_stripe
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.sweeper import SweepPolicy, dispatch_outbox, sweep
 from commerce.tracking import track_open_sub_orders
+from commerce.tracking_schedule import TrackingPolicy
 from onecart.production import require_production_ready
 from onecart.settings import get_settings
 
@@ -80,6 +81,10 @@ class JobPolicy:
     stale_pending_seconds: int = 900
     sweep_interval_seconds: int = 60
     track_interval_seconds: int = 60
+    # Delivered sub-orders stay watched for the marketplace's refunds (a return) this long after
+    # delivery, each asked at most once per `delivered_poll_hours` (commerce.tracking_schedule).
+    refund_watch_days: int = 30
+    delivered_poll_hours: int = 24
     job_timeout_seconds: int = 300
 
     def as_dict(self) -> dict[str, Any]:
@@ -113,6 +118,14 @@ class JobPolicy:
             stale_pending_after=timedelta(seconds=self.stale_pending_seconds),
             refund_processing_after=timedelta(seconds=self.stuck_after_seconds),
             reconcile_after=timedelta(seconds=self.sweep_interval_seconds),
+        )
+
+    @property
+    def tracking_policy(self) -> TrackingPolicy:
+        """What one tracking pass asks the marketplaces about."""
+        return TrackingPolicy(
+            refund_watch_after_delivery=timedelta(days=self.refund_watch_days),
+            delivered_poll_interval=timedelta(hours=self.delivered_poll_hours),
         )
 
 
@@ -356,8 +369,13 @@ def sweep_job(policy: Mapping[str, Any] | None = None) -> dict[str, int]:
 
 
 def track_job(policy: Mapping[str, Any] | None = None) -> dict[str, int]:
-    """One tracking pass over open sub-orders; RQ's cron scheduler enqueues the next one."""
-    report = track_open_sub_orders(get_session_factory(), adapter_for=adapter_for_marketplace)
+    """One tracking pass over open sub-orders and the delivered ones still watched for refunds;
+    RQ's cron scheduler enqueues the next one."""
+    report = track_open_sub_orders(
+        get_session_factory(),
+        adapter_for=adapter_for_marketplace,
+        policy=JobPolicy.from_dict(policy).tracking_policy,
+    )
     _send_emails()
     return asdict(report)
 

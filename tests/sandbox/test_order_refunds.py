@@ -88,3 +88,32 @@ def test_a_shopify_store_shows_a_partial_refund_in_its_own_fields(
     assert (line["quantity"], line["currentQuantity"]) == (2, 1)
     [refunded_line] = refund["refundLineItems"]["nodes"]
     assert (refunded_line["quantity"], refunded_line["lineItem"]) == (1, {"id": line["id"]})
+
+
+def test_a_delivered_woocommerce_order_can_be_refunded_and_in_full_becomes_refunded(
+    sandbox_control: httpx.Client,
+) -> None:
+    sandbox_control.post("/_sandbox/knobs/kiondo", json={"cancel_rate": 0, "order_tax_bps": 0})
+    product = clean_kiondo_product(sandbox_control)
+    order = sandbox_control.post(
+        "/kiondo/wp-json/wc/v3/orders",
+        json=woo_order(product["id"], f"wc-return-{uuid.uuid4().hex[:8]}", quantity=2),
+        auth=WOO_AUTH,
+    ).json()
+    control = f"/_sandbox/orders/kiondo/{order['id']}"
+    facts = sandbox_control.post(f"{control}/advance", json={"steps": 20}).json()
+    assert facts["status"] == "delivered"
+    path = f"/kiondo/wp-json/wc/v3/orders/{order['id']}"
+
+    # A return of one item: still delivered, the refund listed.
+    lines = [{"external_id": str(product["id"]), "quantity": 1}]
+    assert sandbox_control.post(f"{control}/refund", json={"lines": lines}).status_code == 200
+    read = sandbox_control.get(path, auth=WOO_AUTH).json()
+    assert read["status"] == "delivered" and len(read["refunds"]) == 1
+
+    # The rest refunded: WooCommerce marks an order refunded once its refunds reach its total.
+    left = facts["total_minor"] - sum(-int(Decimal(r["total"]) * 100) for r in read["refunds"])
+    assert sandbox_control.post(f"{control}/refund", json={"amount_minor": left}).status_code == 200
+    read = sandbox_control.get(path, auth=WOO_AUTH).json()
+    assert read["status"] == "refunded"
+    assert -sum(Decimal(r["total"]) for r in read["refunds"]) == Decimal(read["total"])

@@ -1,0 +1,155 @@
+"""Stores refund delivered orders through the sandbox's control API (a return of one item, then
+the rest; a whole order refunded), in their formats' own fields: Shopify `totalRefundedSet` and
+displayFinancialStatus REFUNDED, WooCommerce `refunds` and the status `refunded`. Tracking reads
+them over HTTP through the real adapters and the shopper's card is refunded through localstripe,
+each refund once, the rest of a share once; the sub-orders stay delivered. Real workers place the
+orders; the sandbox's step is an hour, so orders move only when advanced."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from adapters.base import OrderStatus as MarketplaceStatus
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.models import Marketplace
+from commerce.order_models import (
+    Order,
+    OrderStatus,
+    PaymentStatus,
+    Refund,
+    RefundKind,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.tracking import track_open_sub_orders
+from commerce.tracking_schedule import TrackingPolicy
+from tests.checkout.conftest import SANDBOX_CREDENTIALS, Shop
+
+pytestmark = pytest.mark.slow
+
+HOUR = 3600
+# Every delivered sub-order due at every pass, so a test need not wait a day between them.
+EVERY_PASS = TrackingPolicy(delivered_poll_interval=timedelta(0))
+
+
+@pytest.fixture
+def tracked_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
+    """The shop with marketplace keys in this process (tracking runs here) and orders that move
+    only when told to."""
+    for name, value in SANDBOX_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    for slug in ("shopwave", "kiondo"):
+        shop.knobs(slug, order_step_seconds=HOUR, cancel_rate=0, delay_rate=0)
+    return shop
+
+
+def _control(shop: Shop, slug: str, marketplace_order_id: str, action: str, **body: Any) -> Any:
+    number = marketplace_order_id.rsplit("/", 1)[-1]
+    response = httpx.post(
+        f"{shop.sandbox_url}/_sandbox/orders/{slug}/{number}/{action}", json=body, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _track(shop: Shop, policy: TrackingPolicy | None = EVERY_PASS) -> None:
+    track_open_sub_orders(shop.session_factory, adapter_for=adapter_for_marketplace, policy=policy)
+
+
+def _refunds(shop: Shop, sub_order_id: int) -> list[Refund]:
+    with shop.session() as session:
+        refunds = list(
+            session.scalars(
+                sa.select(Refund).where(Refund.sub_order_id == sub_order_id).order_by(Refund.id)
+            )
+        )
+        session.expunge_all()
+        return refunds
+
+
+def _delivered_order(shop: Shop) -> Order:
+    """A card order at ShopWave and Kiondo, placed by the workers, delivered at both."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 5, 1), ("shopwave", 6, 1), ("kiondo", 5, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    shop.start_workers(1, cron=False)
+    shop.wait_until_settled()
+    order = shop.order(order.number)
+    assert order.payment is not None and order.payment.status == PaymentStatus.CAPTURED
+    for sub in order.charged_sub_orders:
+        facts = _control(shop, sub.marketplace.slug, sub.marketplace_order_id, "advance", steps=20)
+        assert facts["status"] == "delivered"
+    _track(shop, None)
+    order = shop.order(order.number)
+    assert order.status == OrderStatus.DELIVERED
+    return order
+
+
+def test_stores_refunding_delivered_orders_refund_the_card_once_and_the_rest_once(
+    tracked_shop: Shop,
+) -> None:
+    shop = tracked_shop
+    order = _delivered_order(shop)
+    shopwave = shop.sub_order(order, "shopwave")
+    kiondo = shop.sub_order(order, "kiondo")
+    first = shopwave.items[0]
+
+    # ShopWave takes the first item back and refunds it (PARTIALLY_REFUNDED).
+    facts = _control(
+        shop,
+        "shopwave",
+        shopwave.marketplace_order_id,
+        "refund",
+        lines=[{"external_id": first.external_id, "quantity": 1}],
+        reason="returned",
+    )
+    for _ in range(3):
+        _track(shop)
+    [refund] = _refunds(shop, shopwave.id)
+    assert (refund.kind, refund.status) == (RefundKind.CARD_REFUND, RefundStatus.SUCCEEDED)
+    assert refund.amount_minor == first.charge_minor
+    assert shop.sub_order(order, "shopwave").marketplace_refunded_minor == facts["refunded_minor"]
+
+    # Then it refunds the rest of its order (REFUNDED), and Kiondo refunds its whole order
+    # (WooCommerce marks it `refunded`): each share comes back in full, once.
+    _control(
+        shop,
+        "shopwave",
+        shopwave.marketplace_order_id,
+        "refund",
+        amount_minor=facts["total_minor"] - facts["refunded_minor"],
+    )
+    kiondo_total = _control(shop, "kiondo", kiondo.marketplace_order_id, "refund", amount_minor=1)
+    _control(
+        shop,
+        "kiondo",
+        kiondo.marketplace_order_id,
+        "refund",
+        amount_minor=kiondo_total["total_minor"] - 1,
+    )
+    with shop.session() as session:
+        market = session.get(Marketplace, kiondo.marketplace_id)
+        assert market is not None
+        said = adapter_for_marketplace(market).order_status(kiondo.marketplace_order_id)
+    assert (
+        said.status == MarketplaceStatus.REFUNDED
+        and said.refunded_minor == (kiondo_total["total_minor"])
+    )
+    for _ in range(3):
+        _track(shop)
+
+    for sub in (shopwave, kiondo):
+        refunds = _refunds(shop, sub.id)
+        assert sum(r.amount_minor for r in refunds) == sub.charge_minor
+        assert all(r.status == RefundStatus.SUCCEEDED for r in refunds)
+    assert len(_refunds(shop, shopwave.id)) == 2
+    fresh = shop.order(order.number)
+    assert fresh.status == OrderStatus.DELIVERED
+    assert all(sub.status == SubOrderStatus.DELIVERED for sub in fresh.charged_sub_orders)
+    assert fresh.payment is not None and fresh.payment.status == PaymentStatus.REFUNDED
+    assert fresh.attention_reason is None

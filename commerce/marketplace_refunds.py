@@ -139,8 +139,9 @@ def pass_on_refund_after_delivery(
     uncovered goes to an operator, once (`newly_reported`: the marketplace's status word changed
     with this answer; the daily polls after it must not list the order again once an operator
     cleared it). Returns the refund recorded, None when nothing (new)."""
-    whole = max(sub_order.amount_minor, sub_order.accepted_amount_minor or 0)
     if state.status == OrderStatus.REFUNDED:
+        # At least the sub-order's whole amount: converted, that is its whole share.
+        whole = max(sub_order.amount_minor, sub_order.accepted_amount_minor or 0)
         in_full = replace(
             state,
             refunded_minor=max(state.refunded_minor or 0, whole),
@@ -148,10 +149,12 @@ def pass_on_refund_after_delivery(
         )
         return pass_on_marketplace_refund(session, sub_order, in_full)
     refund = pass_on_marketplace_refund(session, sub_order, state)
-    covered = (state.refunded_currency or "").upper() == sub_order.currency.upper() and (
-        state.refunded_minor or 0
-    ) >= whole
-    if newly_reported and not covered:
+    if state.refunded_minor is not None and (
+        (state.refunded_currency or "").upper() != sub_order.currency.upper()
+        or share_refunded_for(sub_order, state.refunded_minor) >= sub_order.accepted_share_minor
+    ):
+        return refund  # the whole share passed on, or flagged already (another currency)
+    if newly_reported:
         market = sub_order.marketplace.name
         reported = (
             _shown(state.refunded_minor, state.refunded_currency or sub_order.currency)

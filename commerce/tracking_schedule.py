@@ -112,6 +112,10 @@ def sub_orders_to_poll(
         .where(
             at_trackable,
             MarketplaceOrder.status == SubOrderStatus.DELIVERED,
+            # A sub-order is updated when it becomes delivered (and at each poll after), so this
+            # bounds the scan by the (status, updated_at) index to the recent ones; the delivery
+            # date then decides.
+            MarketplaceOrder.updated_at >= now - policy.refund_watch_after_delivery,
             delivered_at_expression() >= now - policy.refund_watch_after_delivery,
             sa.or_(
                 MarketplaceOrder.last_polled_at.is_(None),

@@ -288,16 +288,23 @@ def test_a_delivered_order_cancelled_with_nothing_refunded_goes_to_an_operator_o
 ) -> None:
     fake = FakeMarketplaces()
     user, order = _placed(shop, TWO_MARKETS)
-    kiondo = _delivered(shop, fake, order)["kiondo"]
+    subs = _delivered(shop, fake, order)
+    shopwave, kiondo = subs["shopwave"], subs["kiondo"]
     before = _balance(shop, user)
 
     # Kiondo marks the delivered order cancelled but refunds nothing: the shopper has the items.
+    # ShopWave cancels its delivered order with a refund of all of it (orderCancel refunds).
     fake.answers[KIONDO_ID] = _state(KIONDO_ID, OrderStatus.CANCELLED, 0, "KES")
+    fake.answers[SHOPWAVE_ID] = _state(SHOPWAVE_ID, OrderStatus.CANCELLED, shopwave.amount_minor)
     fake.track(shop)
     reason = shop.order(order.number).attention_reason
     assert reason is not None and f"sub-order {kiondo.id}" in reason
+    assert f"sub-order {shopwave.id}" not in reason
     assert _refunds(shop, kiondo.id) == []
+    assert [r.amount_minor for r in _refunds(shop, shopwave.id)] == [shopwave.charge_minor]
     assert shop.sub_order(order, "kiondo").status == SubOrderStatus.DELIVERED
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.DELIVERED
+    before += shopwave.charge_minor
 
     # An operator deals with it; the daily checks after that do not list the order again.
     with shop.session() as session, session.begin():

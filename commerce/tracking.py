@@ -91,9 +91,9 @@ def apply_marketplace_state(
     a refund of part of it by the marketplace is passed on to the shopper once
     (commerce.marketplace_refunds), after delivery as well: a delivered sub-order the
     marketplace reports refunded stays delivered and the shopper gets the rest of its share
-    back. The shopper is notified once per real change: shipped (with carrier and tracking number), delayed, out for
-    delivery, delivered, cancelled — not for "processing" or "in transit", which only the
-    timeline shows.
+    back. The shopper is notified once per real change: shipped (with carrier and tracking
+    number), delayed, out for delivery, delivered, cancelled — not for "processing" or "in
+    transit", which only the timeline shows.
     """
     new_status = sub_order_status_for(state.status)
     refunds_due = False
@@ -305,7 +305,8 @@ def track_open_sub_orders(
     """Poll every open sub-order on marketplaces that can be tracked (least recently polled
     first), then the delivered ones still watched for refunds (commerce.tracking_schedule); one
     adapter per marketplace, marketplaces in parallel, each marketplace's open sub-orders before
-    its delivered ones."""
+    its delivered ones. `policy` sets the batches and the return window (its defaults with
+    `batch_size` open sub-orders when not given)."""
     policy = policy or TrackingPolicy(batch_size=batch_size)
     with session_factory() as session:
         by_market: dict[int, tuple[Marketplace, list[tuple[int, str]]]] = {}

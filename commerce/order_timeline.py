@@ -73,6 +73,12 @@ STEP_LABELS = {
     TimelineStep.RECEIPT_CONFIRMED: "You confirmed you received it",
     TimelineStep.CANCELLED: "Cancelled",
 }
+# A status a marketplace can answer a new order with (commerce.order_state.placed_status_for):
+# placement records no step for it, so the sub-order's timeline shows it reached at placement.
+STEP_OF_PLACED_STATUS = {
+    SubOrderStatus.PROCESSING: TimelineStep.PROCESSING,
+    SubOrderStatus.SHIPPED: TimelineStep.SHIPPED,
+}
 # The usual path of a tracked sub-order: what is still to come is shown greyed.
 EXPECTED_PATH = (
     TimelineStep.PROCESSING,
@@ -365,7 +371,20 @@ def build_order_view(session: Session, order: Order) -> OrderView:
     ]
     if order.status == OrderStatus.DELIVERED:
         last = max((e.at for e in merged if e.at is not None), default=None)
-        merged.append(TimelineEntry("complete", "Everything has arrived", last))
+        # Parts nobody reports on did not hold the order up, but nobody saw them arrive either.
+        unreported = [v.sub_order.marketplace.name for v in views if v.state_key == "unreported"]
+        if unreported:
+            verb = "does" if len(unreported) == 1 else "do"
+            merged.append(
+                TimelineEntry(
+                    "complete",
+                    "Everything tracked has arrived",
+                    last,
+                    detail=f"{', '.join(unreported)} {verb} not report delivery",
+                )
+            )
+        else:
+            merged.append(TimelineEntry("complete", "Everything has arrived", last))
     elif tracked:
         waiting = [v.sub_order.marketplace.name for v in tracked if v.state_key != "delivered"]
         if waiting:
@@ -417,6 +436,13 @@ def _sub_timeline(
             link = sub.tracking_url
         entries.append(
             TimelineEntry(step.value, STEP_LABELS[step], event.occurred_at, detail, link=link)
+        )
+    current = STEP_OF_PLACED_STATUS.get(sub.status)
+    if current is not None and current not in seen:
+        # Tracking records every step it moves a sub-order to; a status without its step is the
+        # one the marketplace answered the placement with.
+        entries.append(
+            TimelineEntry(current.value, STEP_LABELS[current], sub.placed_at or sub.updated_at)
         )
     if sub.status in (SubOrderStatus.CANCELLED, SubOrderStatus.FAILED) and (
         TimelineStep.CANCELLED not in seen

@@ -449,17 +449,36 @@ def _sub_timeline(
     ):
         label = "Cancelled" if sub.status == SubOrderStatus.CANCELLED else "Could not be placed"
         entries.append(TimelineEntry(sub.status.value, label, sub.updated_at, sub.last_error or ""))
+    # A wallet refund is made inside the cancellation's transaction, a moment before its step is
+    # written: a refund is never told before the cancellation (or failure) it follows.
+    ended_at = max(
+        (
+            entry.at
+            for entry in entries
+            if entry.step in (TimelineStep.CANCELLED.value, SubOrderStatus.FAILED.value)
+            and entry.at
+        ),
+        default=None,
+    )
+
+    def after_end(moment: datetime) -> datetime:
+        return max(moment, ended_at) if ended_at is not None else moment
+
     for refund in refunds:
         amount = format_money(refund.amount_minor, refund.currency)
         if refund.status == RefundStatus.SUCCEEDED:
             entries.append(
                 TimelineEntry(
-                    "refunded", f"Refunded {amount}", refund.completed_at or refund.created_at
+                    "refunded",
+                    f"Refunded {amount}",
+                    after_end(refund.completed_at or refund.created_at),
                 )
             )
         elif refund.status != RefundStatus.FAILED:
             entries.append(
-                TimelineEntry("refunding", f"Refund of {amount} on its way", refund.created_at)
+                TimelineEntry(
+                    "refunding", f"Refund of {amount} on its way", after_end(refund.created_at)
+                )
             )
     entries.sort(key=lambda entry: (entry.at is None, entry.at or sub.created_at))
     if sub.status in LIVE_SUB_ORDER_STATUSES and reports and sub.status != SubOrderStatus.DELIVERED:

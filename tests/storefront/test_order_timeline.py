@@ -17,7 +17,12 @@ from commerce.order_models import (
     Order,
     OrderEvent,
     OrderStatus,
+    Payment,
     PaymentMethod,
+    PaymentStatus,
+    Refund,
+    RefundKind,
+    RefundStatus,
     SubOrderStatus,
 )
 from commerce.order_timeline import build_order_view
@@ -157,3 +162,51 @@ def test_an_order_delivered_but_for_an_unreported_part_does_not_say_everything_a
     unreported.receipt_confirmed_at = PLACED_AT + timedelta(days=3)
     db_session.commit()
     assert _view_of(db_session, order.id).merged[-1].label == "Everything has arrived"
+
+
+def test_a_refund_made_while_the_cancellation_is_recorded_follows_it(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    # A wallet refund is credited inside the cancellation's transaction, a few milliseconds
+    # before its "cancelled" step is written: the page must still tell it in that order.
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.CANCELLED)
+    sub = _sub_order(db_session, order, shopwave, SubOrderStatus.CANCELLED)
+    cancelled_at = PLACED_AT + timedelta(hours=1)
+    payment = Payment(
+        order_id=order.id,
+        method=PaymentMethod.WALLET,
+        status=PaymentStatus.REFUNDED,
+        currency="USD",
+        amount_minor=5000,
+        captured_minor=5000,
+        provider_reference=f"wallet-{uuid.uuid4().hex[:12]}",
+    )
+    db_session.add(payment)
+    db_session.flush()
+    db_session.add_all(
+        [
+            Refund(
+                payment_id=payment.id,
+                sub_order_id=sub.id,
+                kind=RefundKind.WALLET_CREDIT,
+                status=RefundStatus.SUCCEEDED,
+                amount_minor=5000,
+                currency="USD",
+                idempotency_key=uuid.uuid4().hex,
+                created_at=cancelled_at - timedelta(milliseconds=21),
+                completed_at=cancelled_at - timedelta(milliseconds=16),
+            ),
+            OrderEvent(
+                order_id=order.id, sub_order_id=sub.id, step="cancelled", occurred_at=cancelled_at
+            ),
+        ]
+    )
+    db_session.commit()
+
+    [part] = _view_of(db_session, order.id).sub_orders
+
+    steps = [entry.step for entry in part.timeline]
+    assert steps.index("cancelled") < steps.index("refunded")

@@ -72,7 +72,9 @@ def test_the_added_flash_names_the_product(
     [
         ({"quantity": "0"}, "Quantity must be a whole number from 1 to 99."),
         ({"quantity": "100"}, "Quantity must be a whole number from 1 to 99."),
-        ({"quantity": "abc"}, "Not a valid integer value."),
+        # Not WTForms' "Not a valid integer value.": the same sentence as any bad quantity.
+        ({"quantity": "abc"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "1.5"}, "Quantity must be a whole number from 1 to 99."),
         ({"quantity": ""}, "Quantity must be a whole number from 1 to 99."),
         ({"product_id": ""}, "Choose an offer to add."),
         ({"product_id": "not-a-number"}, "That product does not exist."),
@@ -125,7 +127,7 @@ def test_guests_update_and_remove_lines(client: FlaskClient, catalog: dict[str, 
     ("path", "data", "message"),
     [
         ("/cart/update", {"quantity": "0"}, "Quantity must be a whole number from 1 to 99."),
-        ("/cart/update", {"quantity": "x"}, "Not a valid integer value."),
+        ("/cart/update", {"quantity": "x"}, "Quantity must be a whole number from 1 to 99."),
         ("/cart/update", {"product_id": ""}, "Choose a cart line."),
         ("/cart/update", {"product_id": "not_in_cart"}, "That item is no longer in your cart."),
         ("/cart/remove", {"product_id": ""}, "Choose a cart line."),

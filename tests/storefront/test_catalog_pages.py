@@ -13,7 +13,7 @@ from flask import Flask, render_template_string, request
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from commerce.models import Product, User
+from commerce.models import Marketplace, Product, User
 from onecart.settings import Settings
 from search_index.listings import ProductHit, ShownOffer
 from search_index.params import SearchParams
@@ -413,6 +413,25 @@ def test_the_stores_page_describes_every_active_marketplace(
     assert "Ordering through OneCart" in page and "Checkout on NaijaMall" in page
     assert "Order tracking" in page and "No tracking" in page
     assert "headphones (1)" in page
+
+
+def test_the_stores_page_names_every_currency_a_store_prices_in(
+    client: FlaskClient,
+    make_marketplace: Callable[..., Marketplace],
+    make_product: Callable[..., Product],
+) -> None:
+    """An affiliate feed such as Sokoni's sells in KES and NGN: "prices in KES" alone is wrong."""
+    sokoni = make_marketplace(name="Sokoni", currency="KES", country="KE")
+    make_product(sokoni, currency="KES")
+    make_product(sokoni, currency="NGN")
+    make_product(sokoni, currency="NGN")
+    shopwave = make_marketplace(name="ShopWave", currency="USD")
+    make_product(shopwave)
+
+    page = text_of(client.get("/stores").get_data(as_text=True))
+
+    assert "KE · prices in KES and NGN" in page
+    assert "US · prices in USD ·" in page
 
 
 def test_a_guest_can_choose_the_display_currency(

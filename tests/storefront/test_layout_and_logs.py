@@ -155,7 +155,7 @@ def test_passwords_never_reach_the_logs(
     assert '"path": "/login"' in formatted
 
 
-@pytest.mark.parametrize("path", [f"/product/{SONY_GROUP}", "/profile", "/assistant"])
+@pytest.mark.parametrize("path", [f"/product/{SONY_GROUP}", "/profile", "/assistant", "/cart"])
 def test_pages_with_many_forms_give_every_element_its_own_id(
     csrf_client: FlaskClient,
     catalog: dict[str, Product],
@@ -171,6 +171,17 @@ def test_pages_with_many_forms_give_every_element_its_own_id(
         "/login", data={"login": user.username, "password": DEFAULT_PASSWORD, "csrf_token": token}
     )
     assert signed_in.status_code == 302
+    # Two cart lines, each with its quantity, remove and cheaper-offer forms.
+    for product in (catalog["1001"], catalog["BZ-XM5"]):
+        added = csrf_client.post(
+            "/cart/add",
+            data={
+                "product_id": str(product.id),
+                "quantity": "1",
+                "csrf_token": csrf_token_from(csrf_client, f"/product/{SONY_GROUP}"),
+            },
+        )
+        assert added.status_code == 303
 
     html = csrf_client.get(path).get_data(as_text=True)
 

@@ -17,6 +17,7 @@ from commerce.cart import normalize_guest_lines, parse_timestamp
 from commerce.cart_pricing import CartEntry, is_handoff_marketplace, price_cart
 from commerce.fx import FxTable
 from commerce.models import CartItem, Marketplace, Product, User
+from commerce.payments.gateway import floor_card_amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,13 @@ def _cheaper_offers(
         other, other_market, _usd = min(others, key=lambda item: (item[2], item[0].id))
         own_display = fx.convert_or_none(product.price_minor, product.currency, display_currency)
         other_display = fx.convert_or_none(other.price_minor, other.currency, display_currency)
-        if own_display is None or other_display is None or other_display >= own_display:
+        if own_display is None or other_display is None:
+            continue
+        # As the cart quotes both lines (card steps, rounded down), so the saving is the
+        # difference of the two amounts the shopper reads.
+        own_display = floor_card_amount(own_display, display_currency)
+        other_display = floor_card_amount(other_display, display_currency)
+        if other_display >= own_display:
             continue
         hints[product.id] = CheaperOffer(
             product_id=other.id,

@@ -8,7 +8,7 @@ when Meilisearch is down. Offers are compared in the shopper's display currency 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -40,6 +40,8 @@ class StoreSummary:
     offer_count: int
     available_count: int
     categories: list[tuple[str, int]]
+    # The currencies its offers are priced in, its own first (an affiliate feed may mix two).
+    currencies: list[str] = field(default_factory=list)
 
     @property
     def supports_search(self) -> bool:
@@ -61,7 +63,7 @@ class StoreSummary:
 def store_directory(session: Session) -> list[StoreSummary]:
     """Every active marketplace with its offer counts and its biggest categories.
 
-    Counts only offers still in the catalog (removed_at is null); three grouped queries, whatever
+    Counts only offers still in the catalog (removed_at is null); four grouped queries, whatever
     the number of marketplaces.
     """
     marketplaces = active_marketplaces(session)
@@ -91,12 +93,18 @@ def store_directory(session: Session) -> list[StoreSummary]:
         bucket = categories.setdefault(marketplace_id, [])
         if len(bucket) < CATEGORIES_PER_STORE:
             bucket.append((category, int(total)))
+    priced_in: dict[int, set[str]] = {}
+    for marketplace_id, currency in session.execute(
+        sa.select(Product.marketplace_id, Product.currency).where(in_catalog).distinct()
+    ):
+        priced_in.setdefault(marketplace_id, set()).add(currency)
     return [
         StoreSummary(
             marketplace=m,
             offer_count=counts.get(m.id, (0, 0))[0],
             available_count=counts.get(m.id, (0, 0))[1],
             categories=categories.get(m.id, []),
+            currencies=[m.currency, *sorted(priced_in.get(m.id, set()) - {m.currency})],
         )
         for m in marketplaces
     ]

@@ -132,10 +132,11 @@ def _validate(
         try:
             rating = Decimal(str(data.rating).strip()).quantize(Decimal("0.01"))
         except InvalidOperation:
+            rating = None
+        # NaN parses but compares with nothing (the comparison itself raises): refuse it too.
+        if rating is None or not rating.is_finite() or not Decimal(0) <= rating <= Decimal(5):
+            rating = None
             errors["rating"] = ["Enter a rating between 0 and 5."]
-        else:
-            if not Decimal(0) <= rating <= Decimal(5):
-                errors["rating"] = ["Enter a rating between 0 and 5."]
     if data.api_key is not None and len(data.api_key) > 500:
         errors["api_key"] = ["That key is too long."]
     return errors, rating

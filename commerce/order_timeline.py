@@ -74,6 +74,12 @@ STEP_LABELS = {
     TimelineStep.RECEIPT_CONFIRMED: "You confirmed you received it",
     TimelineStep.CANCELLED: "Cancelled",
 }
+# A status a marketplace can answer a new order with (commerce.order_state.placed_status_for):
+# placement records no step for it, so the sub-order's timeline shows it reached at placement.
+STEP_OF_PLACED_STATUS = {
+    SubOrderStatus.PROCESSING: TimelineStep.PROCESSING,
+    SubOrderStatus.SHIPPED: TimelineStep.SHIPPED,
+}
 # The usual path of a tracked sub-order: what is still to come is shown greyed.
 EXPECTED_PATH = (
     TimelineStep.PROCESSING,
@@ -366,7 +372,20 @@ def build_order_view(session: Session, order: Order) -> OrderView:
     ]
     if order.status == OrderStatus.DELIVERED:
         last = max((e.at for e in merged if e.at is not None), default=None)
-        merged.append(TimelineEntry("complete", "Everything has arrived", last))
+        # Parts nobody reports on did not hold the order up, but nobody saw them arrive either.
+        unreported = [v.sub_order.marketplace.name for v in views if v.state_key == "unreported"]
+        if unreported:
+            verb = "does" if len(unreported) == 1 else "do"
+            merged.append(
+                TimelineEntry(
+                    "complete",
+                    "Everything tracked has arrived",
+                    last,
+                    detail=f"{', '.join(unreported)} {verb} not report delivery",
+                )
+            )
+        else:
+            merged.append(TimelineEntry("complete", "Everything has arrived", last))
     elif tracked:
         waiting = [v.sub_order.marketplace.name for v in tracked if v.state_key != "delivered"]
         if waiting:
@@ -419,11 +438,36 @@ def _sub_timeline(
         entries.append(
             TimelineEntry(step.value, STEP_LABELS[step], event.occurred_at, detail, link=link)
         )
+    current = STEP_OF_PLACED_STATUS.get(sub.status)
+    if current is not None and current not in seen:
+        # Tracking records every step it moves a sub-order to; a status without its step is the
+        # one the marketplace answered the placement with.
+        entries.append(
+            TimelineEntry(current.value, STEP_LABELS[current], sub.placed_at or sub.updated_at)
+        )
     if sub.status in (SubOrderStatus.CANCELLED, SubOrderStatus.FAILED) and (
         TimelineStep.CANCELLED not in seen
     ):
         label = "Cancelled" if sub.status == SubOrderStatus.CANCELLED else "Could not be placed"
         entries.append(TimelineEntry(sub.status.value, label, sub.updated_at, sub.last_error or ""))
+    # A wallet refund is made inside the cancellation's transaction, a moment before its step is
+    # written: a refund is never told before the cancellation (or failure) it follows. A
+    # marketplace's refund of part of the order keeps its own time (it may come days before).
+    ended_at = max(
+        (
+            entry.at
+            for entry in entries
+            if entry.step in (TimelineStep.CANCELLED.value, SubOrderStatus.FAILED.value)
+            and entry.at
+        ),
+        default=None,
+    )
+
+    def after_end(moment: datetime, refund: Refund) -> datetime:
+        if ended_at is None or MARKETPLACE_REFUND_KEY_INFIX in refund.idempotency_key:
+            return moment
+        return max(moment, ended_at)
+
     for refund in refunds:
         amount = format_money(refund.amount_minor, refund.currency)
         # A marketplace's refund of part of a live order says what the marketplace refunded.
@@ -433,14 +477,17 @@ def _sub_timeline(
                 TimelineEntry(
                     "refunded",
                     f"Refunded {amount}",
-                    refund.completed_at or refund.created_at,
+                    after_end(refund.completed_at or refund.created_at, refund),
                     detail=why,
                 )
             )
         elif refund.status != RefundStatus.FAILED:
             entries.append(
                 TimelineEntry(
-                    "refunding", f"Refund of {amount} on its way", refund.created_at, detail=why
+                    "refunding",
+                    f"Refund of {amount} on its way",
+                    after_end(refund.created_at, refund),
+                    detail=why,
                 )
             )
     entries.sort(key=lambda entry: (entry.at is None, entry.at or sub.created_at))

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 MIN_DROP_BASIS_POINTS = 100
 MIN_DROP_PERCENT = 1
 MAX_DROP_PERCENT = 90
+# Far above any price, far below a 64-bit column's limit (a form accepts twenty digits).
+MAX_TARGET_MINOR = 10**15
 MAX_WATCHES_PER_USER = 200
 NOTIFICATION_KIND = "price_alert"
 _GROUP_CHUNK = 500
@@ -183,6 +185,8 @@ def _validated(
     if target_minor is not None:
         if target_minor <= 0:
             raise WatchError("The target price must be more than zero.")
+        if target_minor > MAX_TARGET_MINOR:
+            raise WatchError("That target price is too high.")
         if not is_iso_currency(target_currency):
             raise WatchError("The target price needs a currency.")
     if drop_percent is not None and not MIN_DROP_PERCENT <= drop_percent <= MAX_DROP_PERCENT:

@@ -36,6 +36,7 @@ from storefront.security import (
     DEFAULT_CONTENT_SECURITY_POLICY,
     HSTS_MAX_AGE_SECONDS,
     BoundedIntConverter,
+    refuse_nul_characters,
     set_security_headers,
 )
 from storefront.sessions import CachedSerializerSessionInterface
@@ -129,6 +130,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.context_processor(lambda: {"csrf_token": page_csrf_token})
     login_manager.init_app(app)
     init_request_logging(app)
+    app.before_request(refuse_nul_characters)
     init_login_limiter(app)
     register_template_helpers(app)
     for module_name in BLUEPRINT_MODULES:

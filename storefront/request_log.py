@@ -104,5 +104,7 @@ def init_request_logging(app: Flask) -> None:
         handler.setFormatter(JsonLogFormatter())
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    app.before_request(_start_timer)
+    # First of all before-request hooks: one that refuses the request (the CSRF check) stops the
+    # rest, and its error page, header and log line still need this request's id.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start_timer)
     app.after_request(_log_response)

@@ -1,10 +1,11 @@
-"""Small security rules shared by the blueprints: safe post-login redirects and response headers."""
+"""Small security rules shared by the blueprints: safe post-login redirects, response headers,
+and input no database column can hold."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Response
+from flask import Response, abort, request
 from werkzeug.routing import IntegerConverter
 
 # No external origins: the site ships its own CSS and scripts. Product images come from the
@@ -57,6 +58,26 @@ class BoundedIntConverter(IntegerConverter):
     def __init__(self, map: object, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("max", MAX_ROUTE_ID)
         super().__init__(map, *args, **kwargs)  # type: ignore[arg-type]
+
+
+FORM_MIMETYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+NUL_REFUSED = (
+    "That request contains a character OneCart cannot accept (a NUL byte). Please remove it and "
+    "try again."
+)
+
+
+def refuse_nul_characters() -> None:
+    """Answer 400 to a path, query or form value holding NUL: PostgreSQL text cannot store or
+    compare it (the query itself would fail, a 500) and SQLite would store it as given."""
+    values = [request.path]
+    for key, items in request.args.lists():
+        values += [key, *items]
+    if request.mimetype in FORM_MIMETYPES:
+        for key, items in request.form.lists():
+            values += [key, *items]
+    if any("\x00" in value for value in values):
+        abort(400, NUL_REFUSED)
 
 
 def set_security_headers(

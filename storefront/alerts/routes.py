@@ -4,6 +4,8 @@ rules; alerts themselves are fired by the pipeline after each catalog sync."""
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
@@ -21,6 +23,8 @@ bp = Blueprint("alerts", __name__, template_folder="templates", static_folder="s
                static_url_path="/static/alerts")  # fmt: skip
 
 WATCHLIST_PATH = "/profile/watchlist"
+# Digits grouped by three with commas, as prices are shown ("1,050.50").
+_THOUSANDS_GROUPED = re.compile(r"\d{1,3}(,\d{3})+(\.\d*)?")
 
 
 def _user() -> User:
@@ -49,14 +53,23 @@ def _settings_from(form: WatchSettingsForm) -> tuple[int | None, str | None, int
     """(target minor units, its currency, drop percent) from a submitted form."""
     currency = display_currency()
     target_minor: int | None = None
-    text = (form.target.data or "").strip().replace(",", "")
+    text = (form.target.data or "").strip().lstrip("$€£¥")
     if text:
         try:
-            target_minor = to_minor_units(parse_decimal(text.lstrip("$€£¥")), currency)
+            target_minor = to_minor_units(parse_decimal(_without_thousands_commas(text)), currency)
         except MoneyError as exc:
             raise _BadInput(f"Enter the target as a price in {currency}, like 49.99.") from exc
     drop_percent = int(form.drop_percent.data) if form.drop_percent.data else None
     return target_minor, (currency if target_minor is not None else None), drop_percent
+
+
+def _without_thousands_commas(text: str) -> str:
+    """The target without its thousands separators ("1,050.50" → "1050.50"). A comma anywhere
+    else, such as a decimal comma ("10,50"), is left for the parser to refuse rather than read as
+    a thousands separator (1,050)."""
+    if _THOUSANDS_GROUPED.fullmatch(text):
+        return text.replace(",", "")
+    return text
 
 
 def _first_error(form: WatchSettingsForm) -> str:

@@ -327,19 +327,26 @@ def forgot_password() -> str:
     """Ask for a reset link; the answer is the same whether or not the address has an account."""
     form = ForgotPasswordForm()
     minutes = RESET_TOKEN_MAX_AGE_S // 60
+    # Without a mail server no link can leave: the page says so (the same for every address)
+    # rather than claim one was sent.
+    can_mail = bool(_mail_settings().host)
     if not form.validate_on_submit():
-        return render_template("auth/forgot_password.html", form=form, sent=False, minutes=minutes)
+        return render_template(
+            "auth/forgot_password.html", form=form, can_mail=can_mail, sent=False, minutes=minutes
+        )
     address = (form.email.data or "").strip().lower()
     enforce_form_limit("password_reset_ip")
     enforce_form_limit("password_reset_address", f"address:{address}")
     user = find_user_by_email(db_session(), address)
-    if user is not None:
+    if user is not None and can_mail:
         token = make_reset_token(user, current_app.config["SECRET_KEY"])
         _send_in_background(
             reset_email(user, _reset_link(token), _mail_settings()), _mail_settings()
         )
     db_session().rollback()
-    return render_template("auth/forgot_password.html", form=form, sent=True, minutes=minutes)
+    return render_template(
+        "auth/forgot_password.html", form=form, can_mail=can_mail, sent=True, minutes=minutes
+    )
 
 
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])

@@ -3,6 +3,8 @@ available) live in commerce.cart and produce the messages the shopper sees."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, IntegerField
 from wtforms.validators import AnyOf, DataRequired, InputRequired, NumberRange
@@ -13,11 +15,22 @@ from commerce.order_models import HandoffItemStatus
 QUANTITY_MESSAGE = f"Quantity must be a whole number from {QUANTITY_MIN} to {QUANTITY_MAX}."
 
 
+class QuantityField(IntegerField):
+    """A whole number; anything else gets the quantity sentence, not WTForms' "Not a valid
+    integer value."."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as exc:
+            raise ValueError(QUANTITY_MESSAGE) from exc
+
+
 class AddToCartForm(FlaskForm):
     """Add an offer to the cart (product page, one form per offer)."""
 
     product_id = HiddenField(validators=[DataRequired(message="Choose an offer to add.")])
-    quantity = IntegerField(
+    quantity = QuantityField(
         "Quantity",
         default=1,
         validators=[
@@ -32,7 +45,7 @@ class UpdateCartLineForm(FlaskForm):
     """Change the quantity of one cart line."""
 
     product_id = HiddenField(validators=[DataRequired(message="Choose a cart line.")])
-    quantity = IntegerField(
+    quantity = QuantityField(
         "Quantity",
         validators=[
             InputRequired(message=QUANTITY_MESSAGE),

@@ -98,8 +98,9 @@ def build_cards(hits: Iterable[ProductHit]) -> list[ProductCard]:
                 else None
             )
         rating_text = None
-        if hit.rating is not None:
-            reviews = hit.rating_count
+        reviews = hit.rating_count
+        # A rating published without its count (DummyJSON) is shown without "(0 reviews)".
+        if hit.rating is not None and reviews:
             rating_text = f"{reviews:,} review{'' if reviews == 1 else 's'}"
         cards.append(
             ProductCard(

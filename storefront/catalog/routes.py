@@ -448,7 +448,9 @@ def _matching_summary(offers: list[catalog.GroupOffer]) -> str | None:
     lowest = min((c for _, c in matched if c is not None), default=None)
     evidence = methods[0] if len(methods) == 1 else f"{', '.join(methods[:-1])} and {methods[-1]}"
     sentence = f"These offers were matched as one product by {evidence}"
-    if lowest is not None:
+    if lowest is not None and lowest >= 1:
+        sentence += " (confidence 100%)"  # every offer matched for certain: nothing "or more"
+    elif lowest is not None:
         sentence += f" (confidence {int(lowest * 100)}% or more)"
     return sentence + "."
 

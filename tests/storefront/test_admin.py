@@ -113,6 +113,8 @@ def test_adding_a_marketplace_encrypts_the_key_and_shows_it_masked(
         ({"country": "N1"}, "two-letter country code"),
         ({"rating": "7"}, "between 0 and 5"),
         ({"rating": "abc"}, "between 0 and 5"),
+        # Decimal reads "NaN"; it compares with nothing, so it must be refused, not crash.
+        ({"rating": "NaN"}, "between 0 and 5"),
         ({"logo": "javascript:alert(1)"}, "/static/"),
         ({"api_key_env": "lower case"}, "environment variable name"),
         # Only marketplace key variables (issue 12): no admin can send the server's secrets.

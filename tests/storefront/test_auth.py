@@ -4,6 +4,7 @@ safe redirects, session cookies, guest-cart merge and the Redis-backed login rat
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -432,3 +433,24 @@ def test_login_keeps_working_when_redis_is_down(
     assert failed.status_code == 200
     assert ok.status_code == 302
     assert "rate limiter unavailable" in caplog.text
+
+
+def test_without_a_mail_server_the_reset_page_does_not_claim_a_link_was_sent(
+    app: Flask, client: FlaskClient, make_user: Callable[..., User]
+) -> None:
+    """The demo runs without SMTP_HOST: no reset link can leave, so the page must not say one
+    did (the same answer for every address, so it reveals nobody's account either)."""
+    app.config["SMTP_HOST"] = ""
+    make_user(email="forgetful@example.com")
+
+    page = client.get("/password/forgot").get_data(as_text=True)
+    answer = client.post("/password/forgot", data={"email": "forgetful@example.com"})
+    unknown = client.post("/password/forgot", data={"email": "nobody@example.com"})
+
+    text = answer.get_data(as_text=True)
+    assert "we have sent it a link" not in text
+    assert "cannot e-mail" in page and "cannot e-mail" in text
+    assert 'href="/support"' in text
+    # CSRF tokens carry a timestamp: not page content.
+    visible = re.compile(r"<[^>]*csrf[-_]token[^>]*>")
+    assert visible.sub("", text) == visible.sub("", unknown.get_data(as_text=True))

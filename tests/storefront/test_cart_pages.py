@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,10 +15,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from commerce.models import CartItem, Product, User
+from commerce.models import CartItem, FxRate, Product, User
 from storefront import format_money
 from tests.storefront.conftest import csrf_token_from, text_of
-from tests.storefront.sample_catalog import insert_sample_catalog
+from tests.storefront.sample_catalog import FX_AS_OF, insert_sample_catalog
 
 
 def add(
@@ -71,7 +72,9 @@ def test_the_added_flash_names_the_product(
     [
         ({"quantity": "0"}, "Quantity must be a whole number from 1 to 99."),
         ({"quantity": "100"}, "Quantity must be a whole number from 1 to 99."),
-        ({"quantity": "abc"}, "Not a valid integer value."),
+        # Not WTForms' "Not a valid integer value.": the same sentence as any bad quantity.
+        ({"quantity": "abc"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "1.5"}, "Quantity must be a whole number from 1 to 99."),
         ({"quantity": ""}, "Quantity must be a whole number from 1 to 99."),
         ({"product_id": ""}, "Choose an offer to add."),
         ({"product_id": "not-a-number"}, "That product does not exist."),
@@ -124,7 +127,7 @@ def test_guests_update_and_remove_lines(client: FlaskClient, catalog: dict[str, 
     ("path", "data", "message"),
     [
         ("/cart/update", {"quantity": "0"}, "Quantity must be a whole number from 1 to 99."),
-        ("/cart/update", {"quantity": "x"}, "Not a valid integer value."),
+        ("/cart/update", {"quantity": "x"}, "Quantity must be a whole number from 1 to 99."),
         ("/cart/update", {"product_id": ""}, "Choose a cart line."),
         ("/cart/update", {"product_id": "not_in_cart"}, "That item is no longer in your cart."),
         ("/cart/remove", {"product_id": ""}, "Choose a cart line."),
@@ -385,3 +388,20 @@ def test_cart_forms_without_a_csrf_token_are_rejected(
     accepted = csrf_client.post("/cart/add", data={**data, "csrf_token": token})
     assert accepted.status_code == 303
     assert "1 item from 1 marketplace" in text_of(csrf_client.get("/cart").get_data(as_text=True))
+
+
+def test_the_cheaper_offer_hint_adds_up_with_the_line_in_a_three_decimal_currency(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    """Kuwaiti dinar lines are quoted in card steps of 10 fils (rounded down); the saving next
+    to a line is the difference of the amounts shown, not of the unrounded ones."""
+    db_session.add(FxRate(currency="KWD", rate=Decimal("0.3071"), as_of=FX_AS_OF, source="test"))
+    db_session.commit()
+    client.post("/currency", data={"currency": "KWD", "next": "/cart"})
+    add(client, catalog["1001"], 1)  # ShopWave $349.99; the same Sony is KES 42,000 at Kiondo
+
+    page = cart_text(client)
+
+    assert "≈ KWD107.480" in page  # $349.99 is KWD107.482, quoted as 107.480
+    assert "Cheaper on Kiondo Market" in page
+    assert "KWD99.600 (save KWD7.880 each)" in page  # 107.480 − 99.600, not 107.482 − 99.600

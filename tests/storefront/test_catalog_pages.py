@@ -9,14 +9,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from flask import Flask, request
+from flask import Flask, render_template_string, request
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from commerce.models import Product, User
+from commerce.models import Marketplace, Product, User
 from onecart.settings import Settings
+from search_index.listings import ProductHit, ShownOffer
 from search_index.params import SearchParams
 from storefront import format_money
+from storefront.catalog.cards import build_cards
 from storefront.catalog.routes import page_url, search_url
 from tests.storefront.conftest import text_of
 from tests.storefront.sample_catalog import (
@@ -342,6 +344,20 @@ def test_the_product_page_says_how_its_offers_were_matched_and_how_surely(
     assert "similar title (72% confidence)" in page and "same barcode (100% confidence)" in page
 
 
+def test_offers_all_matched_for_certain_are_not_said_to_be_100_percent_or_more(
+    client: FlaskClient, catalog: dict[str, Product], db_session: Session
+) -> None:
+    for external_id in ("1001", "KD-55", "BZ-XM5", "NM-77"):
+        catalog[external_id].match_method = "gtin"
+        catalog[external_id].match_confidence = Decimal("1.00")
+    db_session.commit()
+
+    page = text_of(client.get(f"/product/{SONY_GROUP}").get_data(as_text=True))
+
+    assert "These offers were matched as one product by same barcode (confidence 100%)." in page
+    assert "or more" not in page
+
+
 def test_unavailable_offers_are_listed_last_without_add_to_cart(
     client: FlaskClient, catalog: dict[str, Product]
 ) -> None:
@@ -397,6 +413,25 @@ def test_the_stores_page_describes_every_active_marketplace(
     assert "Ordering through OneCart" in page and "Checkout on NaijaMall" in page
     assert "Order tracking" in page and "No tracking" in page
     assert "headphones (1)" in page
+
+
+def test_the_stores_page_names_every_currency_a_store_prices_in(
+    client: FlaskClient,
+    make_marketplace: Callable[..., Marketplace],
+    make_product: Callable[..., Product],
+) -> None:
+    """An affiliate feed such as Sokoni's sells in KES and NGN: "prices in KES" alone is wrong."""
+    sokoni = make_marketplace(name="Sokoni", currency="KES", country="KE")
+    make_product(sokoni, currency="KES")
+    make_product(sokoni, currency="NGN")
+    make_product(sokoni, currency="NGN")
+    shopwave = make_marketplace(name="ShopWave", currency="USD")
+    make_product(shopwave)
+
+    page = text_of(client.get("/stores").get_data(as_text=True))
+
+    assert "KE · prices in KES and NGN" in page
+    assert "US · prices in USD ·" in page
 
 
 def test_a_guest_can_choose_the_display_currency(
@@ -531,3 +566,46 @@ def test_pagination_links_are_the_listing_s_url_with_that_page(app: Flask, query
         # page_url encodes the query once per listing; every link must be search_url's.
         for number in (1, 2, 3, 17, 1):
             assert page_url(params, number) == search_url(params, page=number)
+
+
+def test_a_card_rated_without_a_review_count_does_not_say_0_reviews(app: Flask) -> None:
+    """DummyJSON publishes a rating with no reviews behind it: the card shows the rating (as
+    the product page does) without a "(0 reviews)" that contradicts it."""
+    offer = ShownOffer(
+        id="dummymart--1",
+        marketplace="dummymart",
+        marketplace_name="DummyMart",
+        marketplace_logo=None,
+        price_minor=147499,
+        currency="USD",
+        price_usd_minor=147499,
+        available=True,
+    )
+    hits = [
+        ProductHit(
+            group_id=f"g-{count}",
+            title=f"Laptop {count}",
+            title_matches=(),
+            brand="Apple",
+            category="Laptops",
+            image_url=None,
+            offer_count=1,
+            marketplace_count=1,
+            rating=Decimal("4.5"),
+            rating_count=count,
+            offer=offer,
+        )
+        for count in (0, 1, 1587)
+    ]
+    with app.test_request_context("/search"):
+        cards = build_cards(hits)
+        html = render_template_string(
+            '{% from "catalog/_product_card.html" import product_grid %}{{ product_grid(cards) }}',
+            cards=cards,
+        )
+
+    assert [card.rating_text for card in cards] == [None, "1 review", "1,587 reviews"]
+    page = text_of(html)
+    assert "0 reviews" not in page and "()" not in page
+    assert page.count("4.5 out of 5") == 3
+    assert "(1 review)" in page and "(1,587 reviews)" in page

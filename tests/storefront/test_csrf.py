@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from commerce.models import Marketplace, User
 from storefront.extensions import csrf
+from storefront.request_log import JsonLogFormatter
 from tests.storefront.conftest import DEFAULT_PASSWORD, csrf_token_from
 
 # Only server-to-server webhooks, verified by their sender's signature, may skip CSRF.
@@ -142,3 +146,22 @@ def test_token_in_a_header_works_for_scripts(
         headers={header: token},
     )
     assert response.status_code == 302
+
+
+def test_a_refused_form_still_carries_its_request_id(
+    csrf_client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The CSRF check runs before any view: the error, its header and its log line must name
+    the same request id a shopper can quote to support."""
+    with caplog.at_level(logging.INFO, logger="onecart.requests"):
+        response = csrf_client.post(
+            "/cart/add", data={"product_id": "1"}, headers={"Accept": "application/json"}
+        )
+
+    assert response.status_code == 400
+    request_id = response.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert response.get_json()["request_id"] == request_id
+    logged = [r for r in caplog.records if r.name == "onecart.requests"]
+    line = json.loads(JsonLogFormatter().format(logged[-1]))
+    assert line["request_id"] == request_id and isinstance(line["duration_ms"], float)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +14,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from commerce.models import User
+from commerce.models import Product, User
 from storefront.request_log import JsonLogFormatter
-from tests.storefront.conftest import DEFAULT_PASSWORD
+from tests.storefront.conftest import DEFAULT_PASSWORD, csrf_token_from
+from tests.storefront.sample_catalog import SONY_GROUP
 
 
 def _html(response: Any) -> str:
@@ -151,3 +153,37 @@ def test_passwords_never_reach_the_logs(
     for secret in ("Wrong-guess-123", DEFAULT_PASSWORD, "Sign-up-secret-77"):
         assert secret not in caplog.text and secret not in formatted
     assert '"path": "/login"' in formatted
+
+
+@pytest.mark.parametrize("path", [f"/product/{SONY_GROUP}", "/profile", "/assistant", "/cart"])
+def test_pages_with_many_forms_give_every_element_its_own_id(
+    csrf_client: FlaskClient,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    path: str,
+) -> None:
+    """One form per offer (or per action) must not repeat the hidden fields' ids (CSRF token
+    included, so CSRF is on as in production): duplicate ids are invalid HTML, and assistive
+    technology resolving an id finds the wrong element."""
+    user = make_user()
+    token = csrf_token_from(csrf_client, "/login")
+    signed_in = csrf_client.post(
+        "/login", data={"login": user.username, "password": DEFAULT_PASSWORD, "csrf_token": token}
+    )
+    assert signed_in.status_code == 302
+    # Two cart lines, each with its quantity, remove and cheaper-offer forms.
+    for product in (catalog["1001"], catalog["BZ-XM5"]):
+        added = csrf_client.post(
+            "/cart/add",
+            data={
+                "product_id": str(product.id),
+                "quantity": "1",
+                "csrf_token": csrf_token_from(csrf_client, f"/product/{SONY_GROUP}"),
+            },
+        )
+        assert added.status_code == 303
+
+    html = csrf_client.get(path).get_data(as_text=True)
+
+    ids = Counter(re.findall(r'\sid="([^"]+)"', html))
+    assert [name for name, count in ids.items() if count > 1] == []

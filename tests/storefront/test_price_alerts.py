@@ -314,6 +314,48 @@ def test_bad_targets_are_refused_with_a_message_and_nothing_is_saved(
     assert "Enter the target as a price in USD" in page
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        # Twenty digits fit the form's length limit but not a 64-bit column: refused, not a 500.
+        ("99999999999999999999", "too high"),
+        # A decimal comma is not a thousands separator: "10,50" must not become 1,050.00.
+        ("10,50", "Enter the target as a price in EUR"),
+    ],
+)
+def test_a_target_too_high_to_store_or_with_a_decimal_comma_is_refused(
+    client: FlaskClient,
+    db_session: Session,
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., TestResponse],
+    target: str,
+    message: str,
+) -> None:
+    login(client, make_user(display_currency="EUR"))
+
+    response = _post(client, "/watch", group_id=GROUP, target=target, drop_percent="")
+
+    assert response.status_code == 303
+    assert db_session.scalars(sa.select(PriceWatch)).all() == []
+    assert message in client.get(f"/product/{GROUP}").get_data(as_text=True)
+
+
+def test_thousands_separators_in_a_target_are_read_as_such(
+    client: FlaskClient,
+    db_session: Session,
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., TestResponse],
+) -> None:
+    login(client, make_user(display_currency="EUR"))
+
+    response = _post(client, "/watch", group_id=GROUP, target="1,050.50", drop_percent="")
+
+    assert response.status_code == 303
+    assert db_session.scalars(sa.select(PriceWatch.target_minor)).one() == 105050
+
+
 def test_watches_are_private_and_need_an_account(
     app: Any,
     client: FlaskClient,

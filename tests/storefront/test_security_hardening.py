@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from commerce.models import User
+from commerce.models import SupportTicket, User
 from storefront.request_log import JsonLogFormatter
 from tests.storefront.conftest import DEFAULT_PASSWORD
 
@@ -183,3 +184,44 @@ def test_the_largest_database_id_still_routes(
     assert client.application.url_map.bind("x").match("/notifications/42/read", "POST")[1] == {
         "notification_id": 42
     }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [
+        ("post", "/login", {"login": "ada\x00", "password": "x"}),
+        ("post", "/password/forgot", {"email": "ada\x00@example.com"}),
+        ("post", "/support", {"name": "Ada\x00", "email": "a@example.com", "message": "x" * 20}),
+        (
+            "post",
+            "/profile",
+            {"first_name": "Ada\x00", "last_name": "L", "display_currency": "USD"},
+        ),
+        ("get", "/admin/wallets?q=ada%00", None),
+        ("get", "/orders/OC-%00", None),
+        ("get", "/order-status/token%00", None),
+        ("get", "/support/tickets/SUP-%00", None),
+        ("get", "/product/g-%00", None),
+    ],
+)
+def test_a_nul_character_is_refused_with_400_before_it_reaches_the_database(
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+    db_session: Session,
+    method: str,
+    path: str,
+    data: dict[str, str] | None,
+) -> None:
+    """PostgreSQL text cannot hold NUL: such a value used to fail inside the query (500) there,
+    and be stored on SQLite. It is refused at the edge, the same on both, with a message."""
+    admin = make_user(is_admin=True, first_name="Grace")
+    login(client, admin)
+
+    response = getattr(client, method)(path, data=data) if data else client.get(path)
+
+    assert response.status_code == 400
+    assert "character" in response.get_data(as_text=True)
+    db_session.refresh(admin)
+    assert admin.first_name == "Grace"
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(SupportTicket)) == 0

@@ -1,0 +1,274 @@
+"""The order page's timelines (commerce.order_timeline.build_order_view) tell what happened and
+nothing more: a step the marketplace answered with at placement is shown as reached, and the
+merged timeline does not claim that a part nobody reports on has arrived."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+
+from commerce.marketplace_refunds import marketplace_refund_key
+from commerce.models import Marketplace, User
+from commerce.order_models import (
+    MarketplaceOrder,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    RefundKind,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.order_timeline import build_order_view
+
+PLACED_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+TRACKED = ["catalog", "order", "track", "cancel"]
+UNTRACKED = ["catalog", "order"]
+
+
+def _order(session: Session, user: User, status: OrderStatus) -> Order:
+    order = Order(
+        user_id=user.id,
+        status=status,
+        total_minor=10000,
+        currency="USD",
+        payment_method=PaymentMethod.WALLET,
+        validation_token=uuid.uuid4().hex,
+        email=user.email,
+        ship_name="Ada",
+        ship_line1="1 Road",
+        ship_city="Nairobi",
+        ship_country="KE",
+        created_at=PLACED_AT - timedelta(minutes=1),
+    )
+    session.add(order)
+    session.flush()
+    return order
+
+
+def _sub_order(
+    session: Session, order: Order, marketplace: Marketplace, status: SubOrderStatus
+) -> MarketplaceOrder:
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=marketplace.id,
+        status=status,
+        amount_minor=5000,
+        currency="USD",
+        charge_minor=5000,
+        charge_currency="USD",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id=f"{marketplace.slug}-1",
+        placed_at=PLACED_AT,
+        created_at=PLACED_AT - timedelta(minutes=1),
+    )
+    session.add(sub)
+    session.flush()
+    return sub
+
+
+def _view_of(session: Session, order_id: int):  # type: ignore[no-untyped-def]
+    session.expire_all()
+    order = session.scalars(
+        sa.select(Order)
+        .where(Order.id == order_id)
+        .options(selectinload(Order.sub_orders), selectinload(Order.payment))
+    ).one()
+    return build_order_view(session, order)
+
+
+def test_a_part_placed_straight_into_preparation_shows_that_step_as_reached(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    # WooCommerce answers a new order with "processing": the sub-order starts there and
+    # tracking never records the step, yet the page says "Being prepared".
+    kiondo = make_marketplace(name="Kiondo Market", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.PROCESSING)
+    _sub_order(db_session, order, kiondo, SubOrderStatus.PROCESSING)
+    db_session.commit()
+
+    view = _view_of(db_session, order.id)
+
+    [part] = view.sub_orders
+    assert part.state == "Being prepared"
+    steps = [(entry.step, entry.done) for entry in part.timeline]
+    assert ("processing", True) in steps
+    assert ("processing", False) not in steps
+    assert [step for step, done in steps if not done] == ["shipped", "in_transit", "delivered"]
+    at = {entry.step: entry.at for entry in part.timeline}
+    assert at["processing"] == at["placed"]  # reached when the marketplace accepted the order
+    assert ("Kiondo Market", "processing") in [(e.marketplace, e.step) for e in view.merged]
+
+
+def test_a_recorded_preparation_step_is_not_shown_twice(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.PROCESSING)
+    sub = _sub_order(db_session, order, shopwave, SubOrderStatus.PROCESSING)
+    db_session.add(
+        OrderEvent(
+            order_id=order.id,
+            sub_order_id=sub.id,
+            step="processing",
+            occurred_at=PLACED_AT + timedelta(minutes=5),
+        )
+    )
+    db_session.commit()
+
+    [part] = _view_of(db_session, order.id).sub_orders
+
+    assert [entry.step for entry in part.timeline].count("processing") == 1
+
+
+def test_an_order_delivered_but_for_an_unreported_part_does_not_say_everything_arrived(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    fakestore = make_marketplace(name="Fake Store Berlin", capabilities=UNTRACKED)
+    order = _order(db_session, make_user(), OrderStatus.DELIVERED)
+    delivered = _sub_order(db_session, order, shopwave, SubOrderStatus.DELIVERED)
+    unreported = _sub_order(db_session, order, fakestore, SubOrderStatus.PLACED)
+    db_session.add(
+        OrderEvent(
+            order_id=order.id,
+            sub_order_id=delivered.id,
+            step="delivered",
+            occurred_at=PLACED_AT + timedelta(days=2),
+        )
+    )
+    db_session.commit()
+
+    last = _view_of(db_session, order.id).merged[-1]
+
+    assert last.step == "complete" and last.done
+    assert last.label != "Everything has arrived"
+    assert "Fake Store Berlin" in last.detail
+
+    # Once the shopper confirms the unreported part, everything has arrived.
+    unreported.status = SubOrderStatus.DELIVERED
+    unreported.receipt_confirmed_at = PLACED_AT + timedelta(days=3)
+    db_session.commit()
+    assert _view_of(db_session, order.id).merged[-1].label == "Everything has arrived"
+
+
+def test_a_refund_made_while_the_cancellation_is_recorded_follows_it(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    # A wallet refund is credited inside the cancellation's transaction, a few milliseconds
+    # before its "cancelled" step is written: the page must still tell it in that order.
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.CANCELLED)
+    sub = _sub_order(db_session, order, shopwave, SubOrderStatus.CANCELLED)
+    cancelled_at = PLACED_AT + timedelta(hours=1)
+    payment = Payment(
+        order_id=order.id,
+        method=PaymentMethod.WALLET,
+        status=PaymentStatus.REFUNDED,
+        currency="USD",
+        amount_minor=5000,
+        captured_minor=5000,
+        provider_reference=f"wallet-{uuid.uuid4().hex[:12]}",
+    )
+    db_session.add(payment)
+    db_session.flush()
+    db_session.add_all(
+        [
+            Refund(
+                payment_id=payment.id,
+                sub_order_id=sub.id,
+                kind=RefundKind.WALLET_CREDIT,
+                status=RefundStatus.SUCCEEDED,
+                amount_minor=5000,
+                currency="USD",
+                idempotency_key=uuid.uuid4().hex,
+                created_at=cancelled_at - timedelta(milliseconds=21),
+                completed_at=cancelled_at - timedelta(milliseconds=16),
+            ),
+            OrderEvent(
+                order_id=order.id, sub_order_id=sub.id, step="cancelled", occurred_at=cancelled_at
+            ),
+        ]
+    )
+    db_session.commit()
+
+    [part] = _view_of(db_session, order.id).sub_orders
+
+    steps = [entry.step for entry in part.timeline]
+    assert steps.index("cancelled") < steps.index("refunded")
+
+
+def test_a_marketplace_refund_days_before_the_cancellation_keeps_its_own_time(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    # The store refunded one line a day after placement and cancelled the rest a day later:
+    # the partial refund is told where it happened, before the cancellation and its refund.
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.CANCELLED)
+    sub = _sub_order(db_session, order, shopwave, SubOrderStatus.CANCELLED)
+    partly_refunded_at = PLACED_AT + timedelta(days=1)
+    cancelled_at = PLACED_AT + timedelta(days=2)
+    payment = Payment(
+        order_id=order.id,
+        method=PaymentMethod.WALLET,
+        status=PaymentStatus.REFUNDED,
+        currency="USD",
+        amount_minor=5000,
+        captured_minor=5000,
+        provider_reference=f"wallet-{uuid.uuid4().hex[:12]}",
+    )
+    db_session.add(payment)
+    db_session.flush()
+
+    def wallet_refund(amount: int, key: str, at: datetime, reason: str = "") -> Refund:
+        return Refund(
+            payment_id=payment.id,
+            sub_order_id=sub.id,
+            kind=RefundKind.WALLET_CREDIT,
+            status=RefundStatus.SUCCEEDED,
+            amount_minor=amount,
+            currency="USD",
+            idempotency_key=key,
+            reason=reason,
+            created_at=at,
+            completed_at=at,
+        )
+
+    db_session.add_all(
+        [
+            wallet_refund(
+                1000,
+                marketplace_refund_key(sub.id, 1000),
+                partly_refunded_at,
+                reason="ShopWave refunded $10.00 of its order.",
+            ),
+            wallet_refund(4000, uuid.uuid4().hex, cancelled_at - timedelta(milliseconds=20)),
+            OrderEvent(
+                order_id=order.id, sub_order_id=sub.id, step="cancelled", occurred_at=cancelled_at
+            ),
+        ]
+    )
+    db_session.commit()
+
+    [part] = _view_of(db_session, order.id).sub_orders
+
+    told = [(entry.step, entry.label) for entry in part.timeline]
+    assert told.index(("refunded", "Refunded $10.00")) < told.index(("cancelled", "Cancelled"))
+    assert told.index(("cancelled", "Cancelled")) < told.index(("refunded", "Refunded $40.00"))

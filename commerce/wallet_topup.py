@@ -60,6 +60,8 @@ from commerce.payments.gateway import (
     PaymentError,
     PaymentUnavailable,
     card_amount_step,
+    from_stripe_amount,
+    to_stripe_amount,
 )
 from commerce.wallet import (
     TopUpReceipt,
@@ -189,7 +191,7 @@ def start_card_topup(
     try:
         intent = client.v1.payment_intents.create(
             params={
-                "amount": money.minor,
+                "amount": to_stripe_amount(money.minor, money.currency),
                 "currency": money.currency.lower(),
                 "payment_method_types": ["card"],
                 "capture_method": "automatic",
@@ -224,10 +226,11 @@ def topup_client_secret(client: stripe.StripeClient, user: User, intent_id: str)
     the intent is not theirs or not a top-up."""
     intent = _retrieve(client, intent_id)
     _check_owner(intent, user)
+    currency = str(intent.currency).upper()
     return CardTopUp(
         intent_id=str(intent.id),
         client_secret=str(intent.client_secret),
-        amount=Money(int(intent.amount), str(intent.currency).upper()),
+        amount=Money(from_stripe_amount(intent.amount, currency), currency),
     )
 
 
@@ -287,7 +290,8 @@ def _credit_retrieved(
         failed = status in ("canceled", "requires_payment_method")
         return TopUpOutcome(TopUpState.FAILED if failed else TopUpState.PENDING), user
     received = int(getattr(intent, "amount_received", None) or intent.amount)
-    amount = Money(min(int(intent.amount), received), str(intent.currency).upper())
+    currency = str(intent.currency).upper()
+    amount = Money(from_stripe_amount(min(int(intent.amount), received), currency), currency)
     if amount.currency != user.wallet_currency:
         # Cannot happen for intents we created; an operator must look at it rather than guess.
         logger.error("top-up %s in %s for a %s wallet", intent.id, amount, user.wallet_currency)
@@ -348,7 +352,8 @@ def take_back_refunded_topup(
     )
     refunded = taken = 0
     for refund in taken_refunds:
-        amount = Money(int(refund.amount), str(refund.currency).upper())
+        currency = str(refund.currency).upper()
+        amount = Money(from_stripe_amount(refund.amount, currency), currency)
         if amount.currency != credited.amount.currency:
             raise PaymentError(f"Refund {refund.id} is in another currency than the top-up.")
         if _taken_before(session, f"{FAILED_REFUND_REFERENCE_PREFIX}{refund.id}"):
@@ -400,6 +405,7 @@ def undo_failed_topup_refund(
     refund_intent = getattr(refund, "payment_intent", None)
     if str(refund.status) not in TOPUP_REFUND_FAILED_STATUSES or refund_intent != intent_id:
         return None
+    refunded_minor = from_stripe_amount(refund.amount, str(refund.currency))
     user_id = str(_metadata(intent).get("onecart_user_id") or "")
     user = session.get(User, int(user_id)) if user_id.isdigit() and len(user_id) < 19 else None
     if user is None:
@@ -437,7 +443,7 @@ def undo_failed_topup_refund(
         )
     )
     unspent = taken + int(covered or 0)
-    if taken_line is not None and int(refund.amount) > unspent:
+    if taken_line is not None and refunded_minor > unspent:
         # The take-back found the rest spent (reported as short then): the card got nothing,
         # so nothing of it is owed by the shopper any more.
         logger.warning(
@@ -446,8 +452,8 @@ def undo_failed_topup_refund(
             intent_id,
             user.id,
             refund.id,
-            Money(int(refund.amount), user.wallet_currency),
-            Money(int(refund.amount) - unspent, user.wallet_currency),
+            Money(refunded_minor, user.wallet_currency),
+            Money(refunded_minor - unspent, user.wallet_currency),
         )
     return amount
 

@@ -44,7 +44,7 @@ from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import User
 from commerce.order_models import PaymentMethod
-from commerce.payments.gateway import PaymentError
+from commerce.payments.gateway import PaymentError, to_stripe_amount
 from commerce.payments.stripe_gateway import (
     SANDBOX_PAYMENT_METHODS,
     SANDBOX_TEST_CARDS,
@@ -152,6 +152,8 @@ def _render(
         and balance.minor >= wallet_quote.total_minor,
         sandbox_mode=sandbox,
         publishable_key=settings.stripe_publishable_key,
+        # Stripe.js wants the amount the PaymentIntent will carry, in Stripe's units.
+        card_amount=to_stripe_amount(quote.total_minor or 0, quote.currency),
         outcome=outcome,
         changes=changes_by_product(outcome.changes) if outcome else {},
     )

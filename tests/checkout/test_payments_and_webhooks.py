@@ -254,6 +254,36 @@ def test_a_browser_hold_for_a_total_that_changed_is_released(shop: Shop) -> None
     assert stripe_client().v1.payment_intents.retrieve(intent_id).status == "canceled"
 
 
+def test_a_browser_hold_of_a_second_tab_whose_cart_the_first_tab_bought_is_released(
+    shop: Shop,
+) -> None:
+    """Two tabs of one checkout: the first pays and empties the cart; the second's Payment
+    Element had already held the same total on the card. Its submit finds nothing to pay for,
+    and the hold it brought is released then, not left on the card until the sweeper finds it
+    half an hour later."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 4, 1)])
+    client = shop.client_for(user)
+    first, second = shop.checkout_form(client), shop.checkout_form(client)
+    first_hold = _confirmed_intent(
+        int(first["total_seen"]), "USD", first["validation_token"], user.id
+    )
+    second_hold = _confirmed_intent(
+        int(second["total_seen"]), "USD", second["validation_token"], user.id
+    )
+    assert (
+        shop.submit(client, first, payment_method="stripe", payment_intent_id=first_hold)
+    ).status_code == 303
+
+    response = shop.submit(client, second, payment_method="stripe", payment_intent_id=second_hold)
+
+    assert response.status_code == 422
+    assert "Your cart is empty" in response.get_data(as_text=True)
+    assert len(shop.orders()) == 1
+    assert stripe_client().v1.payment_intents.retrieve(second_hold).status == "canceled"
+    assert stripe_client().v1.payment_intents.retrieve(first_hold).status == "requires_capture"
+
+
 def test_an_event_whose_handling_failed_is_applied_when_stripe_sends_it_again(
     shop: Shop, crashed_capture: Callable[[], Order], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -252,6 +252,10 @@ def test_a_browser_hold_for_a_total_that_changed_is_released(shop: Shop) -> None
     assert response.status_code == 409
     assert shop.orders() == []
     assert stripe_client().v1.payment_intents.retrieve(intent_id).status == "canceled"
+    # The page for the new total must not hand the released hold back: checkout.js submits a
+    # form that already names an intent without asking for one, so every later submit would be
+    # refused as not matching this checkout, and the shopper could not pay from this page.
+    assert Shop.hidden_fields(response.get_data(as_text=True)).get("payment_intent_id", "") == ""
 
 
 def test_a_browser_hold_of_a_second_tab_whose_cart_the_first_tab_bought_is_released(

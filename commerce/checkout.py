@@ -153,6 +153,10 @@ class CheckoutOutcome:
     changes: tuple[LineChange, ...] = ()
     unchecked: tuple[str, ...] = ()
     field_errors: Mapping[str, str] = field(default_factory=dict)
+    # The card hold the form brought (Stripe.js) is still good for the next submit of the form:
+    # untouched (the address refused, rates missing) or being checked. Otherwise it was used,
+    # released or refused, and the page must not hand it back.
+    keep_card_hold: bool = False
 
 
 def is_valid_validation_token(token: object) -> bool:
@@ -217,6 +221,7 @@ def submit_checkout(
             OutcomeKind.REJECTED,
             message="Please check the shipping address.",
             field_errors=problems,
+            keep_card_hold=True,
         )
     with checkout_lock(session_factory, submission.user_id, wait_s=lock_wait_s):
         return _submit_locked(
@@ -265,12 +270,13 @@ def _submit_locked(
         session.commit()
         quote = build_quote(session, user, currency=submission.display_currency, fx=fx)
         if quote.total_minor is None:
-            return _refused(
-                card_gateway,
-                submission,
-                "Exchange rates for "
+            # Nothing is wrong with the form: its hold is kept for the submit once rates are back.
+            return CheckoutOutcome(
+                OutcomeKind.REJECTED,
+                message="Exchange rates for "
                 + ", ".join(quote.missing_rates)
                 + " are missing, so the total cannot be computed. Please try again later.",
+                keep_card_hold=True,
             )
         if (
             revalidation.changes
@@ -339,7 +345,9 @@ def _submit_locked(
                 record_hold_in_doubt(
                     session_factory, user.id, submission.validation_token, request, exc.message
                 )
-                return CheckoutOutcome(OutcomeKind.IN_DOUBT, message=IN_DOUBT_MESSAGE)
+                return CheckoutOutcome(
+                    OutcomeKind.IN_DOUBT, message=IN_DOUBT_MESSAGE, keep_card_hold=True
+                )
 
         try:
             order = record_order(

@@ -240,11 +240,9 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
         field = getattr(form, name, None)
         if field is not None:
             field.errors = [message]
-    if outcome.kind != OutcomeKind.IN_DOUBT and not outcome.field_errors:
+    if not outcome.keep_card_hold:
         # The card hold this form brought was released or refused: the page must not hand it
         # back, or checkout.js would submit it again instead of asking for one for the new total.
-        # A hold being checked stays (the next submit adopts it once Stripe has decided), and so
-        # does one refused only for the address (untouched: the corrected form uses it).
         form.payment_intent_id.data = ""
     db_session().expire_all()
     # A payment being checked is no error of the form: accepted, the outcome follows.

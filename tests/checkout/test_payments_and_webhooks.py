@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,9 @@ from sqlalchemy.orm import Session
 
 from commerce import settlement
 from commerce.card_holds import checkout_intent_metadata
-from commerce.marketplace_access import adapter_for_marketplace
+from commerce.checkout import OutcomeKind, submit_checkout
+from commerce.fx import FxTable
+from commerce.marketplace_access import adapter_for_marketplace, lookup_adapter_for_marketplace
 from commerce.order_locks import lock_order
 from commerce.order_models import (
     MarketplaceOrder,
@@ -33,6 +36,7 @@ from commerce.order_models import (
 )
 from commerce.payments.gateway import PaymentGateway, PaymentUnavailable
 from commerce.payments.providers import gateway_for_payment
+from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_settings
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.settlement import compensate_sub_order
 from commerce.sweeper import SweepPolicy, sweep
@@ -286,6 +290,31 @@ def test_a_browser_hold_of_a_second_tab_whose_cart_the_first_tab_bought_is_relea
     assert len(shop.orders()) == 1
     assert stripe_client().v1.payment_intents.retrieve(second_hold).status == "canceled"
     assert stripe_client().v1.payment_intents.retrieve(first_hold).status == "requires_capture"
+
+
+def test_a_browser_hold_refused_only_for_missing_rates_is_kept_for_the_next_submit(
+    shop: Shop,
+) -> None:
+    """Rates missing says nothing about the form: its hold stays on the card and on the page,
+    so the submit once rates are back adopts it (releasing it would leave checkout.js a
+    released intent to confirm again, its key replayed)."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("kiondo", 1, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+    hold = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"], user.id)
+    submission = replace(shop.card_submission(user, form), payment_intent_id=hold)
+
+    outcome = submit_checkout(
+        shop.session_factory,
+        submission,
+        fx=FxTable(per_usd={}),
+        adapter_for=lookup_adapter_for_marketplace,
+        card_gateway=StripeGateway(stripe_client_from_settings(get_settings())),
+    )
+
+    assert (outcome.kind, outcome.keep_card_hold) == (OutcomeKind.REJECTED, True)
+    assert stripe_client().v1.payment_intents.retrieve(hold).status == "requires_capture"
+    assert shop.orders() == []
 
 
 def test_an_event_whose_handling_failed_is_applied_when_stripe_sends_it_again(

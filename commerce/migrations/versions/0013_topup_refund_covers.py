@@ -2,8 +2,8 @@
 later reports failed gives exactly that back (to the hold, or to the wallet once the hold was
 given back).
 
-Revision ID: 0012_topup_refund_covers
-Revises: 0011_flag_resolutions
+Revision ID: 0013_topup_refund_covers
+Revises: 0012_marketplace_refunds
 Create Date: 2026-12-06 07:30:00.000000
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012_topup_refund_covers"
-down_revision: str | Sequence[str] | None = "0011_flag_resolutions"
+revision: str = "0013_topup_refund_covers"
+down_revision: str | Sequence[str] | None = "0012_marketplace_refunds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

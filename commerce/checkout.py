@@ -153,6 +153,10 @@ class CheckoutOutcome:
     changes: tuple[LineChange, ...] = ()
     unchecked: tuple[str, ...] = ()
     field_errors: Mapping[str, str] = field(default_factory=dict)
+    # The card hold the form brought (Stripe.js) is still good for the next submit of the form:
+    # untouched (the address refused, rates missing) or being checked. Otherwise it was used,
+    # released or refused, and the page must not hand it back.
+    keep_card_hold: bool = False
 
 
 def is_valid_validation_token(token: object) -> bool:
@@ -217,6 +221,7 @@ def submit_checkout(
             OutcomeKind.REJECTED,
             message="Please check the shipping address.",
             field_errors=problems,
+            keep_card_hold=True,
         )
     with checkout_lock(session_factory, submission.user_id, wait_s=lock_wait_s):
         return _submit_locked(
@@ -244,12 +249,14 @@ def _submit_locked(
             return _existing_outcome(earlier, submission.user_id)
         user = session.get(User, submission.user_id)
         if user is None:
-            return CheckoutOutcome(OutcomeKind.REJECTED, message="Please sign in again.")
+            return _refused(card_gateway, submission, "Please sign in again.")
         before = build_quote(session, user, currency=submission.display_currency, fx=fx)
         if not before.orderable_groups:
-            return CheckoutOutcome(
-                OutcomeKind.REJECTED,
-                message="There is nothing in your cart that can be paid through OneCart."
+            # Another tab may have bought the cart meanwhile: this tab's card hold is released.
+            return _refused(
+                card_gateway,
+                submission,
+                "There is nothing in your cart that can be paid through OneCart."
                 if not before.is_empty
                 else "Your cart is empty.",
             )
@@ -263,11 +270,13 @@ def _submit_locked(
         session.commit()
         quote = build_quote(session, user, currency=submission.display_currency, fx=fx)
         if quote.total_minor is None:
+            # Nothing is wrong with the form: its hold is kept for the submit once rates are back.
             return CheckoutOutcome(
                 OutcomeKind.REJECTED,
                 message="Exchange rates for "
                 + ", ".join(quote.missing_rates)
                 + " are missing, so the total cannot be computed. Please try again later.",
+                keep_card_hold=True,
             )
         if (
             revalidation.changes
@@ -303,7 +312,7 @@ def _submit_locked(
         try:
             amount = Money(quote.total_minor, quote.currency)
         except MoneyError as exc:
-            return CheckoutOutcome(OutcomeKind.REJECTED, message=str(exc))
+            return _refused(card_gateway, submission, str(exc))
 
         authorization: Authorization | None = None
         card_request: AuthorizationRequest | None = None
@@ -336,7 +345,9 @@ def _submit_locked(
                 record_hold_in_doubt(
                     session_factory, user.id, submission.validation_token, request, exc.message
                 )
-                return CheckoutOutcome(OutcomeKind.IN_DOUBT, message=IN_DOUBT_MESSAGE)
+                return CheckoutOutcome(
+                    OutcomeKind.IN_DOUBT, message=IN_DOUBT_MESSAGE, keep_card_hold=True
+                )
 
         try:
             order = record_order(
@@ -411,6 +422,16 @@ def _authorize_card(
             # every one no order uses.
             record_hold_in_doubt(session_factory, user_id, validation_token, request, str(exc))
         return authorization
+
+
+def _refused(
+    gateway: PaymentGateway | None, submission: CheckoutSubmission, message: str
+) -> CheckoutOutcome:
+    """A submit refused before any authorization: the card hold Stripe.js made for this form, if
+    any, is released now (no order can use it: none exists for the token, under the lock), not
+    left on the card until the sweeper finds it unrecorded."""
+    _release_browser_intent(gateway, submission)
+    return CheckoutOutcome(OutcomeKind.REJECTED, message=message)
 
 
 def _release_browser_intent(gateway: PaymentGateway | None, submission: CheckoutSubmission) -> None:

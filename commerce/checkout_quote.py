@@ -103,15 +103,16 @@ class CheckoutQuote:
 
     @property
     def digest(self) -> str:
-        """What the checkout form is bound to: every orderable line's product, quantity and price
-        (not only the total, which two different carts can share)."""
+        """What the checkout form is bound to: the currency its total is shown in and every
+        orderable line's product, quantity and price (not only the total, which two different
+        carts can share, or one cart in two currencies pegged one to one)."""
         lines = sorted(
             f"{group.marketplace_id}:{line.product_id}:{line.quantity}:"
             f"{line.unit_price_minor}:{line.currency}"
             for group in self.orderable_groups
             for line in group.lines
         )
-        return hashlib.sha256("|".join(lines).encode()).hexdigest()[:32]
+        return hashlib.sha256("|".join([self.currency, *lines]).encode()).hexdigest()[:32]
 
     @property
     def can_pay(self) -> bool:

@@ -61,6 +61,7 @@ class PaymentDispute(Base):
     # What of the hold stands in for refunds of the same top-up made while it is held (the card
     # gets that money back once, by the refund): those refunds take only the rest from the
     # wallet, and a won dispute gives back only the hold less this (commerce.wallet_topup).
+    # The sum of its TopUpRefundCover rows that no failed refund has undone.
     wallet_refund_covered_minor: Mapped[int] = mapped_column(
         sa.BigInteger, default=0, server_default="0"
     )
@@ -74,6 +75,29 @@ class PaymentDispute(Base):
 
     order: Mapped[Order | None] = relationship()
     user: Mapped[User | None] = relationship()
+
+
+class TopUpRefundCover(Base):
+    """What of one refund of a top-up one dispute's hold stood in for (that refund's take-back
+    took only the rest from the wallet). A refund Stripe later reports failed gave the card
+    nothing, so exactly this goes back: to the hold while the dispute is open or lost (the hold
+    then stands for the chargeback alone), to the wallet when the hold was given back already
+    less it (commerce.wallet_topup). One row per (dispute, refund), written with the take-back."""
+
+    __tablename__ = "topup_refund_covers"
+    __table_args__ = (
+        sa.UniqueConstraint("dispute_row_id", "refund_id", name="uq_topup_refund_covers_refund"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dispute_row_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("payment_disputes.id", ondelete="CASCADE")
+    )
+    refund_id: Mapped[str] = mapped_column(sa.String(120), index=True)
+    amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    dispute: Mapped[PaymentDispute] = relationship()
 
 
 class UnownedCardHold(Base):

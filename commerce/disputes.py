@@ -53,7 +53,7 @@ from commerce.models import User, WalletEntry, WalletEntryKind, utc_now
 from commerce.order_locks import lock_order
 from commerce.order_models import Order, Payment, PaymentMethod
 from commerce.order_state import flag_order
-from commerce.payments.gateway import PaymentError, PaymentUnavailable
+from commerce.payments.gateway import PaymentError, PaymentUnavailable, from_stripe_amount
 from commerce.wallet import lock_wallet, record_wallet_entry, take_back
 from commerce.wallet_topup import (
     TOPUP_PURPOSE,
@@ -174,7 +174,7 @@ def dispute_facts(event_type: str, data: Mapping[str, Any], event_created: Any) 
         dispute_id=dispute_id[:120],
         charge_id=charge[:120],
         intent_id=intent[:120] if isinstance(intent, str) and intent else None,
-        amount_minor=amount,
+        amount_minor=from_stripe_amount(amount, currency),
         currency=currency.upper(),
         reason=str(data.get("reason") or "")[:60],
         status=status[:40],
@@ -297,7 +297,9 @@ def _refunds_seen(
     with session_factory() as session:
         mark = last_refund_takeback(session, user_id)
     refunds = _ask_stripe("top-up's refunds", lambda: topup_refunds(client, intent_id)) or []
-    return RefundsSeen({str(r.id): int(r.amount) for r in refunds}, mark)
+    return RefundsSeen(
+        {str(r.id): from_stripe_amount(r.amount, str(r.currency)) for r in refunds}, mark
+    )
 
 
 def _identify(

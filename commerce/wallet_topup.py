@@ -22,8 +22,11 @@ are (:func:`refunded_as_known`).
 
 A refund Stripe accepted and later reports failed or canceled (a closed card: Stripe's
 `charge.refund.updated`) gave the card nothing: :func:`undo_failed_topup_refund` asks Stripe and
-gives the wallet back what that refund's take-back took, once; a refund failed before its
-take-back ran is marked so that it is never taken (Stripe's list may be older than the failure).
+gives the wallet back what that refund's take-back took, once, and what a dispute hold stood in
+for of it (recorded per refund, `TopUpRefundCover`): to the hold while it stands (a won dispute
+gives it back, a lost one paid the chargeback with it), to the wallet when the hold was already
+given back less it. A refund failed before its take-back ran is marked so that it is never taken
+(Stripe's list may be older than the failure).
 
 Stripe is asked before anything is written, never while a lock is held: on SQLite any write
 holds the whole database's write lock, on PostgreSQL the wallet's row lock, until the commit, and
@@ -50,13 +53,15 @@ import stripe
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from commerce.dispute_models import PaymentDispute
+from commerce.dispute_models import PaymentDispute, TopUpRefundCover
 from commerce.models import User, WalletEntry, WalletEntryKind
 from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
     PaymentUnavailable,
     card_amount_step,
+    from_stripe_amount,
+    to_stripe_amount,
 )
 from commerce.wallet import (
     TopUpReceipt,
@@ -186,7 +191,7 @@ def start_card_topup(
     try:
         intent = client.v1.payment_intents.create(
             params={
-                "amount": money.minor,
+                "amount": to_stripe_amount(money.minor, money.currency),
                 "currency": money.currency.lower(),
                 "payment_method_types": ["card"],
                 "capture_method": "automatic",
@@ -221,10 +226,11 @@ def topup_client_secret(client: stripe.StripeClient, user: User, intent_id: str)
     the intent is not theirs or not a top-up."""
     intent = _retrieve(client, intent_id)
     _check_owner(intent, user)
+    currency = str(intent.currency).upper()
     return CardTopUp(
         intent_id=str(intent.id),
         client_secret=str(intent.client_secret),
-        amount=Money(int(intent.amount), str(intent.currency).upper()),
+        amount=Money(from_stripe_amount(intent.amount, currency), currency),
     )
 
 
@@ -284,7 +290,8 @@ def _credit_retrieved(
         failed = status in ("canceled", "requires_payment_method")
         return TopUpOutcome(TopUpState.FAILED if failed else TopUpState.PENDING), user
     received = int(getattr(intent, "amount_received", None) or intent.amount)
-    amount = Money(min(int(intent.amount), received), str(intent.currency).upper())
+    currency = str(intent.currency).upper()
+    amount = Money(from_stripe_amount(min(int(intent.amount), received), currency), currency)
     if amount.currency != user.wallet_currency:
         # Cannot happen for intents we created; an operator must look at it rather than guess.
         logger.error("top-up %s in %s for a %s wallet", intent.id, amount, user.wallet_currency)
@@ -345,7 +352,8 @@ def take_back_refunded_topup(
     )
     refunded = taken = 0
     for refund in taken_refunds:
-        amount = Money(int(refund.amount), str(refund.currency).upper())
+        currency = str(refund.currency).upper()
+        amount = Money(from_stripe_amount(refund.amount, currency), currency)
         if amount.currency != credited.amount.currency:
             raise PaymentError(f"Refund {refund.id} is in another currency than the top-up.")
         if _taken_before(session, f"{FAILED_REFUND_REFERENCE_PREFIX}{refund.id}"):
@@ -354,7 +362,9 @@ def take_back_refunded_topup(
         reference = f"{TOPUP_REFUND_REFERENCE_PREFIX}{refund.id}"
         asked = amount.minor
         if not _taken_before(session, reference):
-            asked -= _covered_by_holds(holds, amount.minor, credited.amount.minor, refunded)
+            asked -= _covered_by_holds(
+                session, holds, str(refund.id), amount.minor, credited.amount.minor, refunded
+            )
         taken += take_back(
             session,
             user,
@@ -395,11 +405,21 @@ def undo_failed_topup_refund(
     refund_intent = getattr(refund, "payment_intent", None)
     if str(refund.status) not in TOPUP_REFUND_FAILED_STATUSES or refund_intent != intent_id:
         return None
+    refunded_minor = from_stripe_amount(refund.amount, str(refund.currency))
     user_id = str(_metadata(intent).get("onecart_user_id") or "")
     user = session.get(User, int(user_id)) if user_id.isdigit() and len(user_id) < 19 else None
     if user is None:
         raise PaymentError("The top-up names no account of this shop.")
     lock_wallet(session, user)
+    failed_reference = f"{FAILED_REFUND_REFERENCE_PREFIX}{refund.id}"
+    given_before = session.scalar(
+        sa.select(WalletEntry.amount_minor).where(
+            WalletEntry.kind == WalletEntryKind.ADJUSTMENT,
+            WalletEntry.reference == failed_reference,
+        )
+    )
+    if given_before is not None:  # told before: its holds were given back their part then
+        return Money(given_before, user.wallet_currency)
     taken_line = session.scalar(
         sa.select(WalletEntry.amount_minor).where(
             WalletEntry.kind == WalletEntryKind.ADJUSTMENT,
@@ -407,27 +427,59 @@ def undo_failed_topup_refund(
         )
     )
     taken = -(taken_line or 0)
+    released = _uncover_failed_refund(session, str(refund.id))
     returned = record_wallet_entry(
         session,
         user,
         kind=WalletEntryKind.ADJUSTMENT,
-        amount=Money(taken, user.wallet_currency),
-        reference=f"{FAILED_REFUND_REFERENCE_PREFIX}{refund.id}",
+        amount=Money(taken + released, user.wallet_currency),
+        reference=failed_reference,
         description=FAILED_REFUND_DESCRIPTION,
     )
     amount = Money(returned.entry.amount_minor, user.wallet_currency)
-    if taken_line is not None and int(refund.amount) > taken:
-        # The take-back took less than the refund (spent already, or a dispute hold stood in
-        # for part of it): only what the wallet gave up comes back; an operator checks the rest.
-        logger.error(
-            "top-up %s of user %s: refund %s of %s failed at Stripe; %s given back to the wallet",
+    covered = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(TopUpRefundCover.amount_minor), 0)).where(
+            TopUpRefundCover.refund_id == str(refund.id)
+        )
+    )
+    unspent = taken + int(covered or 0)
+    if taken_line is not None and refunded_minor > unspent:
+        # The take-back found the rest spent (reported as short then): the card got nothing,
+        # so nothing of it is owed by the shopper any more.
+        logger.warning(
+            "top-up %s of user %s: refund %s of %s failed at Stripe; %s of it had been reported "
+            "spent and is no longer owed",
             intent_id,
             user.id,
             refund.id,
-            Money(int(refund.amount), user.wallet_currency),
-            amount,
+            Money(refunded_minor, user.wallet_currency),
+            Money(refunded_minor - unspent, user.wallet_currency),
         )
     return amount
+
+
+def _uncover_failed_refund(session: Session, refund_id: str) -> int:
+    """Give back what dispute holds stood in for a refund that failed (the caller holds the
+    wallet's lock, which the dispute events take before they hold or give back): each hold's
+    coverage drops by its part, so it stands for the chargeback alone (a won dispute then gives
+    it back, a lost one paid the chargeback with it); a hold already given back less that part
+    cannot give it any more, so it is returned here, for the wallet's line. Called once per
+    refund (its failed line is written in the same transaction)."""
+    released = 0
+    covers = session.execute(
+        sa.select(TopUpRefundCover, PaymentDispute)
+        .join(PaymentDispute, PaymentDispute.id == TopUpRefundCover.dispute_row_id)
+        .where(TopUpRefundCover.refund_id == refund_id)
+        .order_by(PaymentDispute.id)
+        .with_for_update()
+    ).all()
+    for cover, hold in covers:
+        session.refresh(hold)
+        hold.wallet_refund_covered_minor -= cover.amount_minor
+        if hold.wallet_released_minor is not None:
+            released += cover.amount_minor
+    session.flush()
+    return released
 
 
 def topup_refunds(client: stripe.StripeClient, intent_id: str) -> list[Any]:
@@ -494,12 +546,18 @@ def _taken_before(session: Session, reference: str) -> bool:
 
 
 def _covered_by_holds(
-    holds: list[PaymentDispute], refund_minor: int, credited_minor: int, refunded_minor: int
+    session: Session,
+    holds: list[PaymentDispute],
+    refund_id: str,
+    refund_minor: int,
+    credited_minor: int,
+    refunded_minor: int,
 ) -> int:
     """What of a new refund a dispute hold on the same top-up already took (recorded on the
-    dispute; the caller holds the lock). The card gets back at most the top-up in all: once
-    `refunded_minor` (this refund included) is refunded, a chargeback can still claim only the
-    rest, so whatever the hold keeps beyond that claim stands in for this refund."""
+    dispute, and per refund for a failure to undo; the caller holds the lock). The card gets
+    back at most the top-up in all: once `refunded_minor` (this refund included) is refunded, a
+    chargeback can still claim only the rest, so whatever the hold keeps beyond that claim
+    stands in for this refund."""
     covered = 0
     for hold in holds:
         if hold.wallet_held_minor is None or hold.wallet_released_minor is not None:
@@ -507,6 +565,10 @@ def _covered_by_holds(
         still_claimable = min(hold.amount_minor, max(0, credited_minor - refunded_minor))
         spare = hold.wallet_held_minor - hold.wallet_refund_covered_minor - still_claimable
         part = max(0, min(refund_minor - covered, spare))
-        hold.wallet_refund_covered_minor += part
+        if part:
+            hold.wallet_refund_covered_minor += part
+            session.add(
+                TopUpRefundCover(dispute_row_id=hold.id, refund_id=refund_id, amount_minor=part)
+            )
         covered += part
     return covered

@@ -26,6 +26,24 @@ AUTHORIZATION_KEY_METADATA = "onecart_authorization_key"
 CARD_AMOUNT_STEPS: dict[str, int] = {"BHD": 10, "JOD": 10, "KWD": 10, "OMR": 10, "TND": 10}
 
 
+# Stripe's API takes these zero-decimal currencies (ISO 4217 exponent 0) as two-decimal values
+# whose decimals are always 00: "to charge 5 ISK, provide an amount value of 500"
+# (https://docs.stripe.com/currencies#special-cases; UGX word for word). OneCart keeps ISO minor
+# units everywhere and converts only where an amount crosses to or from Stripe.
+STRIPE_WIRE_FACTORS: dict[str, int] = {"ISK": 100, "UGX": 100}
+
+
+def to_stripe_amount(minor: int, currency: str) -> int:
+    """ISO minor units of `currency` as the `amount` Stripe's API expects."""
+    return minor * STRIPE_WIRE_FACTORS.get(currency.upper(), 1)
+
+
+def from_stripe_amount(amount: int, currency: str) -> int:
+    """An `amount` Stripe reported, in ISO minor units of `currency` (Stripe charges no fraction
+    of ISK or UGX, so the division is exact)."""
+    return int(amount) // STRIPE_WIRE_FACTORS.get(currency.upper(), 1)
+
+
 def card_amount_step(currency: str) -> int:
     """The smallest card amount step in `currency` (10 for BHD, JOD, KWD, OMR, TND, else 1)."""
     return CARD_AMOUNT_STEPS.get(currency.upper(), 1)

@@ -34,6 +34,8 @@ from commerce.payments.gateway import (
     ProviderStatus,
     RefundBlockedByDispute,
     UncapturedAuthorization,
+    from_stripe_amount,
+    to_stripe_amount,
 )
 from onecart.money import Money
 from onecart.settings import Settings
@@ -111,10 +113,11 @@ def _check_refund(refund: Any, amount: Money) -> None:
     or was made for another amount (an operator looks), unknown while it is unfinished."""
     if refund.status in REFUND_FAILED_STATUSES:
         raise PaymentDeclined(f"The card refund {refund.id} {refund.status}.")
-    if int(refund.amount) != amount.minor or str(refund.currency).upper() != amount.currency:
+    currency = str(refund.currency).upper()
+    if currency != amount.currency or from_stripe_amount(refund.amount, currency) != amount.minor:
         raise PaymentDeclined(
-            f"The card refund {refund.id} is for {refund.amount} {refund.currency}, "
-            f"not {amount.minor} {amount.currency}."
+            f"The card refund {refund.id} is for {refund.amount} {refund.currency} (Stripe's "
+            f"units), not {amount.minor} {amount.currency}."
         )
     if refund.status not in REFUND_DONE_STATUSES:
         raise PaymentUnavailable(f"The card refund {refund.id} is still {refund.status}.")
@@ -164,7 +167,7 @@ class StripeGateway:
         if not request.payment_token:
             raise PaymentDeclined("Choose a card to pay with.")
         params: dict[str, Any] = {
-            "amount": request.amount.minor,
+            "amount": to_stripe_amount(request.amount.minor, request.amount.currency),
             "currency": _stripe_currency(request.amount.currency),
             "payment_method": request.payment_token,
             "payment_method_types": ["card"],
@@ -197,10 +200,11 @@ class StripeGateway:
                 if intent.status == "requires_action"
                 else "Your card was declined."
             )
+        currency = str(intent.currency).upper()
         return Authorization(
             provider_reference=intent.id,
-            amount_minor=int(intent.amount),
-            currency=str(intent.currency).upper(),
+            amount_minor=from_stripe_amount(intent.amount, currency),
+            currency=currency,
             captured=False,
         )
 
@@ -218,8 +222,8 @@ class StripeGateway:
         if any(metadata.get(key) != value for key, value in expected.items()):
             raise mismatch  # not this checkout's intent: left alone
         if (
-            int(intent.amount) != request.amount.minor
-            or str(intent.currency).upper() != request.amount.currency
+            str(intent.currency).upper() != request.amount.currency
+            or from_stripe_amount(intent.amount, request.amount.currency) != request.amount.minor
         ):
             # This checkout's intent, for a total that is no longer right: release the hold.
             if intent.status == "requires_capture":
@@ -234,7 +238,7 @@ class StripeGateway:
             raise PaymentDeclined("Your card payment was not confirmed.")
         return Authorization(
             provider_reference=intent.id,
-            amount_minor=int(intent.amount),
+            amount_minor=request.amount.minor,
             currency=request.amount.currency,
             captured=False,
         )
@@ -260,7 +264,7 @@ class StripeGateway:
         try:
             intent = self.client.v1.payment_intents.create(
                 params={
-                    "amount": amount.minor,
+                    "amount": to_stripe_amount(amount.minor, amount.currency),
                     "currency": _stripe_currency(amount.currency),
                     "capture_method": "manual",
                     "automatic_payment_methods": {"enabled": True},
@@ -280,7 +284,7 @@ class StripeGateway:
         try:
             intent = self.client.v1.payment_intents.capture(
                 provider_reference,
-                params={"amount_to_capture": amount.minor},
+                params={"amount_to_capture": to_stripe_amount(amount.minor, amount.currency)},
                 options={"idempotency_key": f"capture-{provider_reference}-{amount.minor}"},
             )
         except stripe.StripeError as exc:
@@ -289,7 +293,7 @@ class StripeGateway:
         # was asked: unknown, so settlement retrieves the intent and records Stripe's figure.
         received = intent.to_dict().get("amount_received")
         if str(intent.status) != "succeeded" or (
-            received is not None and int(received) != amount.minor
+            received is not None and from_stripe_amount(received, amount.currency) != amount.minor
         ):
             raise PaymentUnavailable(
                 f"The card payment service did not confirm the capture of {amount.minor} "
@@ -302,7 +306,7 @@ class StripeGateway:
             refund = self.client.v1.refunds.create(
                 params={
                     "payment_intent": provider_reference,
-                    "amount": amount.minor,
+                    "amount": to_stripe_amount(amount.minor, amount.currency),
                     # Our key on the refund itself, so a lost reply can be looked up.
                     "metadata": {REFUND_KEY_METADATA: idempotency_key},
                 },
@@ -416,11 +420,14 @@ def _intent_state(intent: Any) -> ProviderPaymentState:
         "canceled": ProviderStatus.CANCELED,
         "processing": ProviderStatus.PENDING,
     }.get(str(intent.status), ProviderStatus.FAILED)
-    amount = int(intent.amount)
+    currency = str(intent.currency).upper()
+    amount = from_stripe_amount(intent.amount, currency)
     received_field = intent.to_dict().get("amount_received")
-    received = int(received_field or 0)
+    received = from_stripe_amount(received_field or 0, currency)
     # Known only when the charge was expanded (retrieve); a bare charge id says nothing.
-    refunded = int(getattr(getattr(intent, "latest_charge", None), "amount_refunded", 0) or 0)
+    refunded = from_stripe_amount(
+        getattr(getattr(intent, "latest_charge", None), "amount_refunded", 0) or 0, currency
+    )
     return ProviderPaymentState(
         provider_reference=intent.id,
         status=status,
@@ -428,17 +435,18 @@ def _intent_state(intent: Any) -> ProviderPaymentState:
         # What was actually captured (a partial capture releases the rest).
         captured_minor=(received or amount) if status == ProviderStatus.CAPTURED else 0,
         refunded_minor=refunded,
-        currency=str(intent.currency).upper(),
+        currency=currency,
         captured_exact=received_field is not None,
     )
 
 
 def _uncaptured(intent: Any) -> UncapturedAuthorization:
     metadata = intent.metadata.to_dict() if intent.metadata else {}
+    currency = str(intent.currency).upper()
     return UncapturedAuthorization(
         provider_reference=str(intent.id),
-        amount_minor=int(intent.amount),
-        currency=str(intent.currency).upper(),
+        amount_minor=from_stripe_amount(intent.amount, currency),
+        currency=currency,
         created_at=datetime.fromtimestamp(int(intent.created), UTC),
         metadata={str(key): str(value) for key, value in metadata.items()},
     )

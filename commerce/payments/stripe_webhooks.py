@@ -35,6 +35,7 @@ from commerce.order_models import (
     RefundStatus,
 )
 from commerce.order_state import flag_order
+from commerce.payments.gateway import from_stripe_amount
 from onecart.money import format_money
 
 logger = logging.getLogger(__name__)
@@ -173,8 +174,12 @@ def _apply_event(
 
 
 def _reported_minor(data: Mapping[str, Any], field: str) -> int | None:
-    value = data.get(field)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An amount of the event's object in ISO minor units of its currency (Stripe's own units
+    differ for ISK and UGX)."""
+    value, currency = data.get(field), data.get("currency")
+    if not isinstance(value, int) or isinstance(value, bool) or not isinstance(currency, str):
+        return None
+    return from_stripe_amount(value, currency)
 
 
 def _refunds_reported(

@@ -44,7 +44,7 @@ from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import User
 from commerce.order_models import PaymentMethod
-from commerce.payments.gateway import PaymentError
+from commerce.payments.gateway import PaymentError, to_stripe_amount
 from commerce.payments.stripe_gateway import (
     SANDBOX_PAYMENT_METHODS,
     SANDBOX_TEST_CARDS,
@@ -152,6 +152,8 @@ def _render(
         and balance.minor >= wallet_quote.total_minor,
         sandbox_mode=sandbox,
         publishable_key=settings.stripe_publishable_key,
+        # Stripe.js wants the amount the PaymentIntent will carry, in Stripe's units.
+        card_amount=to_stripe_amount(quote.total_minor or 0, quote.currency),
         outcome=outcome,
         changes=changes_by_product(outcome.changes) if outcome else {},
     )
@@ -238,6 +240,10 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
         field = getattr(form, name, None)
         if field is not None:
             field.errors = [message]
+    if not outcome.keep_card_hold:
+        # The card hold this form brought was released or refused: the page must not hand it
+        # back, or checkout.js would submit it again instead of asking for one for the new total.
+        form.payment_intent_id.data = ""
     db_session().expire_all()
     # A payment being checked is no error of the form: accepted, the outcome follows.
     status = {OutcomeKind.CHANGED: 409, OutcomeKind.IN_DOUBT: 202}.get(outcome.kind, 422)

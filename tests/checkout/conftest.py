@@ -56,6 +56,7 @@ from commerce.order_models import (
     RefundStatus,
 )
 from commerce.orders import order_books_problems, wallet_books_problems
+from commerce.payments.gateway import to_stripe_amount
 from commerce.wallet import top_up
 from onecart import processes
 from onecart.services import sandbox_credentials
@@ -626,7 +627,8 @@ def stripe_books_problems(order: Order) -> list[str]:
     intent = stripe_client().v1.payment_intents.retrieve(payment.provider_reference)
     problems = []
     where = f"order {order.number} ({payment.provider_reference})"
-    if int(intent.amount) != payment.amount_minor:
+    # Stripe's units (ISK and UGX: ISO minor units × 100).
+    if int(intent.amount) != to_stripe_amount(payment.amount_minor, payment.currency):
         problems.append(f"{where}: intent amount {intent.amount} != {payment.amount_minor}")
     released = sum(
         r.amount_minor
@@ -650,7 +652,9 @@ def stripe_books_problems(order: Order) -> list[str]:
         if intent.status != "succeeded" or not charge.captured:
             problems.append(f"{where}: captured here, {intent.status} at Stripe")
         # localstripe (like Stripe) counts the uncaptured part of a partial capture as refunded.
-        if int(charge.amount_refunded) != released + card_refunds:
+        if int(charge.amount_refunded) != to_stripe_amount(
+            released + card_refunds, payment.currency
+        ):
             problems.append(
                 f"{where}: Stripe refunded {charge.amount_refunded} != "
                 f"released {released} + refunded {card_refunds}"

@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,9 @@ from sqlalchemy.orm import Session
 
 from commerce import settlement
 from commerce.card_holds import checkout_intent_metadata
-from commerce.marketplace_access import adapter_for_marketplace
+from commerce.checkout import OutcomeKind, submit_checkout
+from commerce.fx import FxTable
+from commerce.marketplace_access import adapter_for_marketplace, lookup_adapter_for_marketplace
 from commerce.order_locks import lock_order
 from commerce.order_models import (
     MarketplaceOrder,
@@ -33,6 +36,7 @@ from commerce.order_models import (
 )
 from commerce.payments.gateway import PaymentGateway, PaymentUnavailable
 from commerce.payments.providers import gateway_for_payment
+from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_settings
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.settlement import compensate_sub_order
 from commerce.sweeper import SweepPolicy, sweep
@@ -252,6 +256,65 @@ def test_a_browser_hold_for_a_total_that_changed_is_released(shop: Shop) -> None
     assert response.status_code == 409
     assert shop.orders() == []
     assert stripe_client().v1.payment_intents.retrieve(intent_id).status == "canceled"
+    # The page for the new total must not hand the released hold back: checkout.js submits a
+    # form that already names an intent without asking for one, so every later submit would be
+    # refused as not matching this checkout, and the shopper could not pay from this page.
+    assert Shop.hidden_fields(response.get_data(as_text=True)).get("payment_intent_id", "") == ""
+
+
+def test_a_browser_hold_of_a_second_tab_whose_cart_the_first_tab_bought_is_released(
+    shop: Shop,
+) -> None:
+    """Two tabs of one checkout: the first pays and empties the cart; the second's Payment
+    Element had already held the same total on the card. Its submit finds nothing to pay for,
+    and the hold it brought is released then, not left on the card until the sweeper finds it
+    half an hour later."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 4, 1)])
+    client = shop.client_for(user)
+    first, second = shop.checkout_form(client), shop.checkout_form(client)
+    first_hold = _confirmed_intent(
+        int(first["total_seen"]), "USD", first["validation_token"], user.id
+    )
+    second_hold = _confirmed_intent(
+        int(second["total_seen"]), "USD", second["validation_token"], user.id
+    )
+    assert (
+        shop.submit(client, first, payment_method="stripe", payment_intent_id=first_hold)
+    ).status_code == 303
+
+    response = shop.submit(client, second, payment_method="stripe", payment_intent_id=second_hold)
+
+    assert response.status_code == 422
+    assert "Your cart is empty" in response.get_data(as_text=True)
+    assert len(shop.orders()) == 1
+    assert stripe_client().v1.payment_intents.retrieve(second_hold).status == "canceled"
+    assert stripe_client().v1.payment_intents.retrieve(first_hold).status == "requires_capture"
+
+
+def test_a_browser_hold_refused_only_for_missing_rates_is_kept_for_the_next_submit(
+    shop: Shop,
+) -> None:
+    """Rates missing says nothing about the form: its hold stays on the card and on the page,
+    so the submit once rates are back adopts it (releasing it would leave checkout.js a
+    released intent to confirm again, its key replayed)."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("kiondo", 1, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+    hold = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"], user.id)
+    submission = replace(shop.card_submission(user, form), payment_intent_id=hold)
+
+    outcome = submit_checkout(
+        shop.session_factory,
+        submission,
+        fx=FxTable(per_usd={}),
+        adapter_for=lookup_adapter_for_marketplace,
+        card_gateway=StripeGateway(stripe_client_from_settings(get_settings())),
+    )
+
+    assert (outcome.kind, outcome.keep_card_hold) == (OutcomeKind.REJECTED, True)
+    assert stripe_client().v1.payment_intents.retrieve(hold).status == "requires_capture"
+    assert shop.orders() == []
 
 
 def test_an_event_whose_handling_failed_is_applied_when_stripe_sends_it_again(

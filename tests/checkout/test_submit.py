@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -450,3 +451,28 @@ def test_a_live_offer_in_another_currency_is_a_change_not_the_old_price(shop: Sh
     assert accepted.status_code == 303
     [order] = shop.orders()
     assert order.total_minor == live.price_minor
+
+
+def test_a_form_shown_in_one_currency_is_not_charged_in_another_with_the_same_digits(
+    shop: Shop,
+) -> None:
+    """The shopper opened checkout in USD, then switched the site to BSD in another tab (pegged
+    1:1, so the cart's digits are the same) and submitted the first tab: the page showed USD, so
+    nothing is charged in BSD without the shopper seeing it (the form is bound to its currency,
+    not only to its digits)."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+    pegged = FxTable(per_usd={"BSD": Decimal("1")})
+    submission = replace(shop.card_submission(user, form), display_currency="BSD")
+
+    outcome = submit_checkout(
+        shop.session_factory,
+        submission,
+        fx=pegged,
+        adapter_for=lookup_adapter_for_marketplace,
+        card_gateway=StripeGateway(stripe_client_from_settings(get_settings())),
+    )
+
+    assert outcome.kind == OutcomeKind.CHANGED, outcome
+    assert _count(shop, Order) == 0 and _count(shop, Payment) == 0

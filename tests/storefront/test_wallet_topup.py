@@ -295,3 +295,22 @@ def test_a_card_top_up_is_asked_in_the_steps_a_card_can_be_charged_in(
     else:
         with pytest.raises(WalletError, match=message):
             topup_amount(user, amount)
+
+
+def test_a_top_up_in_an_isk_wallet_charges_and_credits_the_kronur_typed(
+    app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session
+) -> None:
+    """Stripe takes ISK as two-decimal values ending in 00 (docs.stripe.com/currencies, special
+    cases): 500 ISK is an `amount` of 50000 there, and the wallet gets 500 ISK for it, not 5 ISK
+    charged for 500 credited. A refund of 100 ISK in the dashboard takes 100 ISK back."""
+    signed_in_user.wallet_currency = "ISK"
+    db_session.commit()
+    intent_id = _start_topup(client, "500")
+    assert int(stripe_client().v1.payment_intents.retrieve(intent_id).amount) == 50_000
+
+    _pay_in_browser(intent_id)
+    assert _webhook(app, intent_id).status_code == 200
+    assert _balance(db_session, signed_in_user) == Money(500, "ISK")
+
+    assert _refund_in_dashboard(app, intent_id, 10_000).status_code == 200
+    assert _balance(db_session, signed_in_user) == Money(400, "ISK")

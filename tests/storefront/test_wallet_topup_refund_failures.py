@@ -10,14 +10,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from commerce.dispute_models import PaymentDispute
 from commerce.models import User
 from onecart.money import Money
 from tests.checkout.conftest import localstripe_server, stripe_client
-from tests.checkout.dispute_events import post_event
+from tests.checkout.dispute_events import charge_of, dispute_object, new_dispute_id, post_event
 from tests.storefront.test_wallet_topup import (
     _balance,
     _pay_in_browser,
@@ -155,3 +157,101 @@ def test_a_refund_stripe_still_reports_succeeded_is_not_given_back(
     assert _refund_failed(app, intent_id, refund_id).status_code == 200
 
     assert _balance(db_session, signed_in_user) == Money(1800, "USD")
+
+
+def _held_and_refunded_in_full(app: Flask, client: FlaskClient) -> tuple[str, dict[str, Any], str]:
+    """A 30 top-up (beside a 50 one) disputed in full and held, then refunded in full in the
+    dashboard: the hold stands in for the refund, which takes nothing more from the wallet."""
+    intent_id = _start_topup(client, "30")
+    _pay_in_browser(intent_id)
+    assert _webhook(app, intent_id).status_code == 200
+    other = _start_topup(client, "50")
+    _pay_in_browser(other)
+    assert _webhook(app, other).status_code == 200
+    opened = dispute_object(
+        new_dispute_id(),
+        charge=charge_of(intent_id),
+        intent=intent_id,
+        amount=3000,
+        status="needs_response",
+    )
+    assert post_event(app, "charge.dispute.created", opened).status_code == 200
+    assert _refund_in_dashboard(app, intent_id, 3000).status_code == 200
+    [refund_id] = _refunds(intent_id)
+    return intent_id, opened, refund_id
+
+
+def _covered(db_session: Session, dispute_id: str) -> int:
+    db_session.expire_all()
+    row = db_session.scalar(
+        sa.select(PaymentDispute).where(PaymentDispute.dispute_id == dispute_id)
+    )
+    assert row is not None
+    return row.wallet_refund_covered_minor
+
+
+def test_a_failed_refund_a_hold_stood_in_for_is_held_again_and_a_won_dispute_gives_it_back(
+    app: Flask,
+    client: FlaskClient,
+    signed_in_user: User,
+    db_session: Session,
+    stripe_side: _StripeFailsRefunds,
+) -> None:
+    """The card got nothing by the refund, so the hold stands for the chargeback alone again:
+    won, the whole 30 comes back (it gave back nothing: the hold kept the 30 as the refund's)."""
+    intent_id, opened, refund_id = _held_and_refunded_in_full(app, client)
+    assert _balance(db_session, signed_in_user) == Money(5000, "USD")
+    assert _covered(db_session, opened["id"]) == 3000
+
+    stripe_side.failed.add(refund_id)
+    assert _refund_failed(app, intent_id, refund_id).status_code == 200
+    assert _refund_failed(app, intent_id, refund_id).status_code == 200  # told twice
+
+    assert _balance(db_session, signed_in_user) == Money(5000, "USD")  # still held
+    closed = {**opened, "status": "won"}
+    assert post_event(app, "charge.dispute.closed", closed).status_code == 200
+    assert _balance(db_session, signed_in_user) == Money(8000, "USD")
+    assert _covered(db_session, opened["id"]) == 0
+
+
+def test_a_failed_refund_a_released_hold_stood_in_for_is_given_back_to_the_wallet_once(
+    app: Flask,
+    client: FlaskClient,
+    signed_in_user: User,
+    db_session: Session,
+    stripe_side: _StripeFailsRefunds,
+) -> None:
+    """The dispute was won before the refund failed: its release kept the 30 the refund was
+    to give the card; the card got nothing, so the wallet gets the 30 now (it gave back nothing:
+    only what the take-back took, 0, came back)."""
+    intent_id, opened, refund_id = _held_and_refunded_in_full(app, client)
+    assert post_event(app, "charge.dispute.closed", {**opened, "status": "won"}).status_code == 200
+    assert _balance(db_session, signed_in_user) == Money(5000, "USD")
+
+    stripe_side.failed.add(refund_id)
+    response = _refund_failed(app, intent_id, refund_id)
+    assert _refund_failed(app, intent_id, refund_id).status_code == 200  # told twice
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert "30.00 USD given back" in response.get_json()["topup"]
+    assert _balance(db_session, signed_in_user) == Money(8000, "USD")
+    assert _covered(db_session, opened["id"]) == 0
+
+
+def test_a_failed_refund_a_hold_stood_in_for_gives_nothing_back_once_the_dispute_is_lost(
+    app: Flask,
+    client: FlaskClient,
+    signed_in_user: User,
+    db_session: Session,
+    stripe_side: _StripeFailsRefunds,
+) -> None:
+    """Lost, the card got the 30 back by the chargeback, which the hold paid: the failed refund
+    gave it nothing more, and the wallet nothing back."""
+    intent_id, opened, refund_id = _held_and_refunded_in_full(app, client)
+    assert post_event(app, "charge.dispute.closed", {**opened, "status": "lost"}).status_code == 200
+
+    stripe_side.failed.add(refund_id)
+    assert _refund_failed(app, intent_id, refund_id).status_code == 200
+
+    assert _balance(db_session, signed_in_user) == Money(5000, "USD")
+    assert _covered(db_session, opened["id"]) == 0

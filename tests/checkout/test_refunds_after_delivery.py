@@ -151,13 +151,15 @@ def _age(shop: Shop, sub_order_id: int, *, days_ago: int) -> None:
             .where(OrderEvent.sub_order_id == sub_order_id, OrderEvent.step == "delivered")
             .values(occurred_at=then)
         )
-    _set(shop, sub_order_id, last_polled_at=then)
+    _set(shop, sub_order_id, last_polled_at=then, last_poll_attempt_at=then)
 
 
 def _a_day_later(shop: Shop, *sub_order_ids: int) -> None:
-    """The delivered sub-orders' last answer is a day old: due for their next refund check."""
+    """The delivered sub-orders' last answer (and question) is a day old: due for their next
+    refund check."""
+    then = utc_now() - DAY - timedelta(minutes=1)
     for sub_order_id in sub_order_ids:
-        _set(shop, sub_order_id, last_polled_at=utc_now() - DAY - timedelta(minutes=1))
+        _set(shop, sub_order_id, last_polled_at=then, last_poll_attempt_at=then)
 
 
 def _refunds(shop: Shop, sub_order_id: int) -> list[Refund]:

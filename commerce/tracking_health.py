@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.base import MarketplaceError, RateLimited
 from commerce.models import Marketplace
 from commerce.order_models import MarketplaceOrder
+from commerce.order_state import TRACKED_STATUSES
 from commerce.tracking_schedule import TrackingPolicy
 
 logger = logging.getLogger(__name__)
@@ -142,3 +143,26 @@ def record_tracking_answer(session_factory: sessionmaker[Session], marketplace_i
                 updated_at=Marketplace.updated_at,
             )
         )
+
+
+def tracking_failing_long(market: Marketplace, now: datetime) -> bool:
+    """Whether tracking has had no answer from the marketplace for longer than
+    TRACKING_FAILURE_ALERT_AFTER (an operator should look)."""
+    since = market.tracking_failing_since
+    return since is not None and since <= now - TRACKING_FAILURE_ALERT_AFTER
+
+
+def open_sub_orders_by_marketplace(session: Session, marketplace_ids: list[int]) -> dict[int, int]:
+    """How many open sub-orders (the ones tracking follows) each of these marketplaces has."""
+    if not marketplace_ids:
+        return {}
+    rows = session.execute(
+        sa.select(MarketplaceOrder.marketplace_id, sa.func.count())
+        .where(
+            MarketplaceOrder.marketplace_id.in_(marketplace_ids),
+            MarketplaceOrder.status.in_(TRACKED_STATUSES),
+            MarketplaceOrder.marketplace_order_id.is_not(None),
+        )
+        .group_by(MarketplaceOrder.marketplace_id)
+    ).all()
+    return {marketplace_id: count for marketplace_id, count in rows}

@@ -11,7 +11,8 @@ refund or failure reported by the marketplace) after placement is compensated li
 and a refund of part of the order is passed on to the shopper (commerce.marketplace_refunds).
 Delivered sub-orders stay watched for the marketplace's refunds through a return window, less
 often than open ones (commerce.tracking_schedule); a refund reported then, whole or in part, is
-passed on the same way and the sub-order stays delivered. A
+passed on the same way and the sub-order stays delivered. A marketplace whose polls fail backs
+off without holding up the others' (commerce.tracking_health). A
 delivery the carrier could not make is a shipment's step, not a failure of the order: nothing is
 refunded, the order goes to an operator (the marketplace may ship again).
 """

@@ -7,7 +7,7 @@ Numbered 0014 so that another branch's 0013 can be chained before it: whichever 
 sets its down_revision to the other's revision.
 
 Revision ID: 0014_tracking_backoff
-Revises: 0012_marketplace_refunds
+Revises: 0013_topup_refund_covers
 Create Date: 2026-12-06 08:00:00.000000
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_tracking_backoff"
-down_revision: str | Sequence[str] | None = "0012_marketplace_refunds"
+down_revision: str | Sequence[str] | None = "0013_topup_refund_covers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -199,6 +199,13 @@ class Marketplace(Base):
     capabilities: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     # The seed's productRelationToken: which identifier this marketplace exposes for matching.
     relation_identifier: Mapped[str] = mapped_column(sa.String(16), default="gtin")
+    # Order tracking's record of its status API (commerce.tracking_health): status polls failed
+    # in a row since its last answer, the first of them, the latest error, and when it may be
+    # asked again (the backoff). Written by tracking, never by the admin form or the toml sync.
+    tracking_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    tracking_failing_since: Mapped[datetime | None]
+    tracking_last_error: Mapped[str | None] = mapped_column(sa.String(300))
+    tracking_retry_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 

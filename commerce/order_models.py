@@ -331,7 +331,9 @@ class MarketplaceOrder(Base):
     receipt_confirmed_at: Mapped[datetime | None]
     # The marketplace's answer to the shopper's cancellation: cancelled, refused or unknown.
     cancel_outcome: Mapped[str | None] = mapped_column(sa.String(16))
+    # The marketplace's last answer about it; the last time it was asked, answered or not.
     last_polled_at: Mapped[datetime | None]
+    last_poll_attempt_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 

@@ -247,6 +247,20 @@ def _refund_progress(sub: MarketplaceOrder, refunds: list[Refund]) -> str:
     return "unconfirmed"
 
 
+def _marketplace_refund_progress(sub: MarketplaceOrder, refunds: list[Refund]) -> str:
+    """Where the refunds passing on the marketplace's own refunds of a sub-order stand, as
+    _refund_progress says it for a failed part: "refunded" once succeeded ones give back all
+    that was passed on, "pending" while one is still to be made or confirmed, else
+    "unconfirmed"."""
+    passed_on = [r for r in refunds if MARKETPLACE_REFUND_KEY_INFIX in r.idempotency_key]
+    succeeded = sum(r.amount_minor for r in passed_on if r.status == RefundStatus.SUCCEEDED)
+    if succeeded >= sub.passed_on_charge_minor:
+        return "refunded"
+    if any(r.status in (RefundStatus.PENDING, RefundStatus.PROCESSING) for r in passed_on):
+        return "pending"
+    return "unconfirmed"
+
+
 def _sub_order_state(
     sub: MarketplaceOrder, reports: bool, refunds: list[Refund]
 ) -> tuple[str, str]:
@@ -271,6 +285,16 @@ def _sub_order_state(
     if status == SubOrderStatus.DELIVERED:
         if sub.receipt_confirmed_at is not None:
             return "Received (you confirmed)", "delivered"
+        if sub.passed_on_charge_minor and sub.kept_charge_minor <= 0:
+            # The store refunded all of it after delivery (a return): still delivered, since
+            # the shopper had the items, but the label must not stop at "Delivered".
+            label = f"Delivered, then refunded by {market}"
+            progress = _marketplace_refund_progress(sub, refunds)
+            if progress == "pending":
+                return f"{label} (refund on its way)", "delivered"
+            if progress == "unconfirmed":
+                return f"{label} (our team is checking your refund)", "delivered"
+            return label, "delivered"
         return "Delivered", "delivered"
     if status == SubOrderStatus.CANCELLED:
         return "Cancelled", "cancelled"

@@ -11,7 +11,8 @@ refund or failure reported by the marketplace) after placement is compensated li
 and a refund of part of the order is passed on to the shopper (commerce.marketplace_refunds).
 Delivered sub-orders stay watched for the marketplace's refunds through a return window, less
 often than open ones (commerce.tracking_schedule); a refund reported then, whole or in part, is
-passed on the same way and the sub-order stays delivered. A
+passed on the same way and the sub-order stays delivered. A marketplace whose polls fail backs
+off without holding up the others' (commerce.tracking_health). A
 delivery the carrier could not make is a shipment's step, not a failure of the order: nothing is
 refunded, the order goes to an operator (the marketplace may ship again).
 """
@@ -24,7 +25,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import Capability, MarketplaceError, OrderState, ShipmentStatus, Unsupported
+from adapters.base import (
+    Capability,
+    MarketplaceError,
+    NotFound,
+    OrderState,
+    ShipmentStatus,
+    Unsupported,
+)
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.marketplace_refunds import (
     pass_on_marketplace_refund,
@@ -46,6 +54,11 @@ from commerce.order_state import (
 from commerce.order_timeline import SHIPMENT_TIMELINE_STEPS, TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
+from commerce.tracking_health import (
+    record_poll_attempt,
+    record_tracking_answer,
+    record_tracking_failure,
+)
 from commerce.tracking_schedule import TRACK_BATCH_SIZE, TrackingPolicy, sub_orders_to_poll
 
 logger = logging.getLogger(__name__)
@@ -104,7 +117,7 @@ def apply_marketplace_state(
         lock_order(session, order_id)
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         assert sub_order is not None
-        sub_order.last_polled_at = utc_now()
+        sub_order.last_polled_at = sub_order.last_poll_attempt_at = utc_now()
         if sub_order.status not in FULFILMENT_RANK:
             return False
         if state.display_number and not sub_order.marketplace_order_number:
@@ -302,15 +315,18 @@ def track_open_sub_orders(
     concurrency: int = TRACK_CONCURRENCY,
     policy: TrackingPolicy | None = None,
 ) -> TrackingReport:
-    """Poll every open sub-order on marketplaces that can be tracked (least recently polled
+    """Poll every open sub-order on marketplaces that can be tracked (least recently asked
     first), then the delivered ones still watched for refunds (commerce.tracking_schedule); one
     adapter per marketplace, marketplaces in parallel, each marketplace's open sub-orders before
-    its delivered ones. `policy` sets the batches and the return window (its defaults with
-    `batch_size` open sub-orders when not given)."""
+    its delivered ones. A poll that fails is recorded as an attempt; unless the marketplace
+    said it has no such order, the marketplace backs off and the rest of its share of this pass
+    waits (commerce.tracking_health). `policy` sets the batches, the return window and the
+    backoff (its defaults with `batch_size` open sub-orders when not given)."""
     policy = policy or TrackingPolicy(batch_size=batch_size)
+    pass_started = utc_now()
     with session_factory() as session:
         by_market: dict[int, tuple[Marketplace, list[tuple[int, str]]]] = {}
-        for due in sub_orders_to_poll(session, policy):
+        for due in sub_orders_to_poll(session, policy, now=pass_started):
             by_market.setdefault(due.marketplace.id, (due.marketplace, []))[1].append(
                 (due.sub_order_id, due.marketplace_order_id)
             )
@@ -321,21 +337,34 @@ def track_open_sub_orders(
     def poll(market_id: int) -> tuple[int, int, int]:
         """Poll one marketplace's sub-orders in order: (polled, changed, errors)."""
         adapter = adapters[market_id]
+        market = by_market[market_id][0]
         polled = changed = errors = 0
+        answered = False
         for sub_order_id, marketplace_order_id in by_market[market_id][1]:
             try:
                 state = adapter.order_status(marketplace_order_id)
             except Unsupported:
                 return polled, changed, errors
-            except MarketplaceError as exc:
-                logger.warning("tracking sub-order %s failed: %s", sub_order_id, exc)
+            except NotFound as exc:
+                # An answer about this one order, not a failing marketplace.
+                logger.warning("tracking sub-order %s: %s", sub_order_id, exc)
+                record_poll_attempt(session_factory, sub_order_id, utc_now())
                 errors += 1
-                continue
-            polled += 1
-            if apply_marketplace_state(
-                session_factory, sub_order_id, state, gateway_for=gateway_for
-            ):
-                changed += 1
+            except MarketplaceError as exc:
+                record_poll_attempt(session_factory, sub_order_id, utc_now())
+                record_tracking_failure(
+                    session_factory, market, exc, pass_started=pass_started, policy=policy
+                )
+                return polled, changed, errors + 1
+            else:
+                polled += 1
+                if apply_marketplace_state(
+                    session_factory, sub_order_id, state, gateway_for=gateway_for
+                ):
+                    changed += 1
+            if not answered:
+                answered = True
+                record_tracking_answer(session_factory, market_id)
         return polled, changed, errors
 
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(by_market)))) as executor:

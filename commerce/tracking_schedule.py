@@ -1,13 +1,19 @@
 """Which sub-orders a tracking pass asks their marketplaces about, and how often.
 
 Open sub-orders (placed, processing, shipped) are asked at every pass, least recently asked
-first. A delivered one is still watched for the marketplace's refunds (a return, a late goodwill
+first (by the last attempt, answered or not: a sub-order whose poll failed goes to the back of
+the line). A delivered one is still watched for the marketplace's refunds (a return, a late goodwill
 refund: commerce.marketplace_refunds passes them on) for a return window after its delivery, at
 a lower rate (each at most once per `delivered_poll_interval`), in a small batch of its own
 after the open ones, so a shop with many delivered orders never delays an open one. Past the
 window it is no longer asked. Only marketplaces that can be tracked are asked: the others'
 sub-orders are never polled, so they would otherwise stay first in line (never polled sorts
 first) and fill every batch.
+
+A marketplace whose polls fail is left alone for a backoff (commerce.tracking_health): its
+sub-orders keep their place but leave the batches to the other marketplaces' until it is due
+again, and then it gets one probe (its least recently asked sub-order, open before delivered)
+instead of a share of the batch; its first answer puts it back in the batches.
 
 Delivery is dated by the sub-order's recorded "delivered" step (when the marketplace says it
 happened); a delivered sub-order without one (recorded before the timeline existed) is dated by
@@ -33,18 +39,25 @@ TRACK_BATCH_SIZE = 200
 DELIVERED_BATCH_SIZE = 50
 REFUND_WATCH_AFTER_DELIVERY = timedelta(days=30)
 DELIVERED_POLL_INTERVAL = timedelta(hours=24)
+# A failing marketplace's first backoff is one tracking pass (JobPolicy sets it to the pass's
+# interval); each next failure doubles it, up to the cap.
+FAILURE_BACKOFF_FIRST = timedelta(minutes=1)
+FAILURE_BACKOFF_CAP = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
 class TrackingPolicy:
     """How much one tracking pass asks: every open sub-order up to `batch_size`, then up to
     `delivered_batch_size` delivered ones still inside their return window whose last answer is
-    at least `delivered_poll_interval` old."""
+    at least `delivered_poll_interval` old; a failing marketplace waits from
+    `failure_backoff_first` (one pass) doubling up to `failure_backoff_cap`."""
 
     batch_size: int = TRACK_BATCH_SIZE
     delivered_batch_size: int = DELIVERED_BATCH_SIZE
     refund_watch_after_delivery: timedelta = REFUND_WATCH_AFTER_DELIVERY
     delivered_poll_interval: timedelta = DELIVERED_POLL_INTERVAL
+    failure_backoff_first: timedelta = FAILURE_BACKOFF_FIRST
+    failure_backoff_cap: timedelta = FAILURE_BACKOFF_CAP
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,59 +86,106 @@ def delivered_at_expression() -> sa.ColumnElement[datetime]:
     )
 
 
+def marketplace_due(market: Marketplace, now: datetime, policy: TrackingPolicy) -> bool:
+    """Whether a marketplace may be asked in a pass starting at `now`: it is not failing, or its
+    backoff is over. Half a pass of leeway, because passes start a little early or late: a
+    marketplace asked again "after one pass" is asked at the next pass, not the one after."""
+    if market.tracking_failures <= 0 or market.tracking_retry_at is None:
+        return True
+    return market.tracking_retry_at <= now + policy.failure_backoff_first / 2
+
+
 def sub_orders_to_poll(
     session: Session, policy: TrackingPolicy, *, now: datetime | None = None
 ) -> list[SubOrderToPoll]:
-    """This pass's sub-orders, open ones first (least recently polled first), then the delivered
-    ones due for their refund check; only at marketplaces that can be tracked."""
+    """This pass's sub-orders, open ones first (least recently asked first), then the delivered
+    ones due for their refund check; only at marketplaces that can be tracked and are not
+    backing off, and a single probe at each failing marketplace whose backoff is over."""
     now = now or utc_now()
-    trackable = [
+    due = [
         market
         for market in session.scalars(sa.select(Marketplace))
-        if marketplace_can(market, Capability.TRACK)
+        if marketplace_can(market, Capability.TRACK) and marketplace_due(market, now, policy)
     ]
-    if not trackable:
-        return []
-    by_id = {market.id: market for market in trackable}
-    at_trackable = sa.and_(
-        MarketplaceOrder.marketplace_id.in_(list(by_id)),
-        MarketplaceOrder.marketplace_order_id.is_not(None),
-    )
-    least_recently_polled = (
-        MarketplaceOrder.last_polled_at.is_not(None),
-        MarketplaceOrder.last_polled_at,
-        MarketplaceOrder.id,
-    )
-    columns = (
-        MarketplaceOrder.id,
-        MarketplaceOrder.marketplace_order_id,
-        MarketplaceOrder.marketplace_id,
-    )
-    open_rows = session.execute(
-        sa.select(*columns)
-        .where(at_trackable, MarketplaceOrder.status.in_(TRACKED_STATUSES))
-        .order_by(*least_recently_polled)
-        .limit(policy.batch_size)
-    ).all()
-    delivered_rows = session.execute(
-        sa.select(*columns)
-        .where(
-            at_trackable,
-            MarketplaceOrder.status == SubOrderStatus.DELIVERED,
-            # A sub-order is updated when it becomes delivered (and at each poll after), so this
-            # bounds the scan by the (status, updated_at) index to the recent ones; the delivery
-            # date then decides.
-            MarketplaceOrder.updated_at >= now - policy.refund_watch_after_delivery,
-            delivered_at_expression() >= now - policy.refund_watch_after_delivery,
-            sa.or_(
-                MarketplaceOrder.last_polled_at.is_(None),
-                MarketplaceOrder.last_polled_at <= now - policy.delivered_poll_interval,
-            ),
+    by_id = {market.id: market for market in due}
+    answering = [market.id for market in due if market.tracking_failures <= 0]
+    probed = [market.id for market in due if market.tracking_failures > 0]
+    rows = []
+    if answering:
+        rows += _open_rows(session, answering, policy.batch_size)
+        rows += _delivered_rows(session, answering, policy, now, policy.delivered_batch_size)
+    for market_id in probed:
+        rows += _open_rows(session, [market_id], 1) or _delivered_rows(
+            session, [market_id], policy, now, 1
         )
-        .order_by(*least_recently_polled)
-        .limit(policy.delivered_batch_size)
-    ).all()
     return [
         SubOrderToPoll(sub_order_id, marketplace_order_id, by_id[marketplace_id])
-        for sub_order_id, marketplace_order_id, marketplace_id in [*open_rows, *delivered_rows]
+        for sub_order_id, marketplace_order_id, marketplace_id in rows
     ]
+
+
+_COLUMNS = (
+    MarketplaceOrder.id,
+    MarketplaceOrder.marketplace_order_id,
+    MarketplaceOrder.marketplace_id,
+)
+# Never asked sorts first, then the least recently asked.
+_LEAST_RECENTLY_ASKED = (
+    MarketplaceOrder.last_poll_attempt_at.is_not(None),
+    MarketplaceOrder.last_poll_attempt_at,
+    MarketplaceOrder.id,
+)
+
+
+def _at(marketplace_ids: list[int]) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        MarketplaceOrder.marketplace_id.in_(marketplace_ids),
+        MarketplaceOrder.marketplace_order_id.is_not(None),
+    )
+
+
+def _open_rows(
+    session: Session, marketplace_ids: list[int], limit: int
+) -> list[sa.Row[tuple[int, str, int]]]:
+    """Open sub-orders at these marketplaces, least recently asked first."""
+    return list(
+        session.execute(
+            sa.select(*_COLUMNS)
+            .where(_at(marketplace_ids), MarketplaceOrder.status.in_(TRACKED_STATUSES))
+            .order_by(*_LEAST_RECENTLY_ASKED)
+            .limit(limit)
+        ).all()
+    )
+
+
+def _delivered_rows(
+    session: Session,
+    marketplace_ids: list[int],
+    policy: TrackingPolicy,
+    now: datetime,
+    limit: int,
+) -> list[sa.Row[tuple[int, str, int]]]:
+    """Delivered sub-orders at these marketplaces inside their return window, not asked (or
+    answered) for `delivered_poll_interval`, least recently asked first."""
+    return list(
+        session.execute(
+            sa.select(*_COLUMNS)
+            .where(
+                _at(marketplace_ids),
+                MarketplaceOrder.status == SubOrderStatus.DELIVERED,
+                # A sub-order is updated when it becomes delivered (and at each answer after),
+                # so this bounds the scan by the (status, updated_at) index to the recent ones;
+                # the delivery date then decides.
+                MarketplaceOrder.updated_at >= now - policy.refund_watch_after_delivery,
+                delivered_at_expression() >= now - policy.refund_watch_after_delivery,
+                # By the last attempt: a failed check waits like an answered one rather than
+                # asking the same order at every pass.
+                sa.or_(
+                    MarketplaceOrder.last_poll_attempt_at.is_(None),
+                    MarketplaceOrder.last_poll_attempt_at <= now - policy.delivered_poll_interval,
+                ),
+            )
+            .order_by(*_LEAST_RECENTLY_ASKED)
+            .limit(limit)
+        ).all()
+    )

@@ -85,6 +85,9 @@ class JobPolicy:
     # delivery, each asked at most once per `delivered_poll_hours` (commerce.tracking_schedule).
     refund_watch_days: int = 30
     delivered_poll_hours: int = 24
+    # A marketplace whose status polls fail is asked again after one tracking pass, then after
+    # twice as long at each failure, at most this long (commerce.tracking_health).
+    track_backoff_cap_seconds: int = 3600
     job_timeout_seconds: int = 300
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,6 +129,8 @@ class JobPolicy:
         return TrackingPolicy(
             refund_watch_after_delivery=timedelta(days=self.refund_watch_days),
             delivered_poll_interval=timedelta(hours=self.delivered_poll_hours),
+            failure_backoff_first=timedelta(seconds=max(1, self.track_interval_seconds)),
+            failure_backoff_cap=timedelta(seconds=self.track_backoff_cap_seconds),
         )
 
 

@@ -28,6 +28,7 @@ from commerce.marketplace_admin import (
 )
 from commerce.models import Marketplace, User, utc_now
 from commerce.order_models import CardHoldInDoubt, MarketplaceOrder, Order, SubOrderStatus
+from commerce.tracking_health import open_sub_orders_by_marketplace, tracking_failing_long
 from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
 from storefront.database import db_session, session_factory
@@ -89,13 +90,20 @@ ABSORBED_WINDOW = timedelta(days=30)
 
 @bp.get("/marketplaces")
 def marketplaces() -> str:
-    """Every marketplace with its status, masked key, and the shipping and tax OneCart paid on
-    its sub-orders in the last 30 days (to weigh its allowance)."""
+    """Every marketplace with its status, masked key, the shipping and tax OneCart paid on its
+    sub-orders in the last 30 days (to weigh its allowance), and whether order tracking gets
+    answers from it (a marketplace failing for more than a day is marked, with its open
+    sub-orders that are waiting; commerce.tracking_health)."""
     db = db_session()
+    now = utc_now()
+    listed = list_marketplaces(db)
+    failing_long = {market.id for market in listed if tracking_failing_long(market, now)}
     return render_template(
         "admin/marketplaces.html",
-        marketplaces=list_marketplaces(db),
-        absorbed=absorbed_extras(db, since=utc_now() - ABSORBED_WINDOW),
+        marketplaces=listed,
+        absorbed=absorbed_extras(db, since=now - ABSORBED_WINDOW),
+        tracking_failing_long=failing_long,
+        open_sub_orders=open_sub_orders_by_marketplace(db, sorted(failing_long)),
     )
 
 

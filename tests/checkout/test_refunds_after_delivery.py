@@ -8,6 +8,7 @@ fake adapters."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -151,13 +152,15 @@ def _age(shop: Shop, sub_order_id: int, *, days_ago: int) -> None:
             .where(OrderEvent.sub_order_id == sub_order_id, OrderEvent.step == "delivered")
             .values(occurred_at=then)
         )
-    _set(shop, sub_order_id, last_polled_at=then)
+    _set(shop, sub_order_id, last_polled_at=then, last_poll_attempt_at=then)
 
 
 def _a_day_later(shop: Shop, *sub_order_ids: int) -> None:
-    """The delivered sub-orders' last answer is a day old: due for their next refund check."""
+    """The delivered sub-orders' last answer (and question) is a day old: due for their next
+    refund check."""
+    then = utc_now() - DAY - timedelta(minutes=1)
     for sub_order_id in sub_order_ids:
-        _set(shop, sub_order_id, last_polled_at=utc_now() - DAY - timedelta(minutes=1))
+        _set(shop, sub_order_id, last_polled_at=then, last_poll_attempt_at=then)
 
 
 def _refunds(shop: Shop, sub_order_id: int) -> list[Refund]:
@@ -281,6 +284,44 @@ def test_a_full_refund_after_delivery_returns_only_the_rest_and_the_order_stays_
     assert sum(message.count("Kiondo Market refunded") for message in messages) == 1
     assert fresh.attention_reason is None
     assert _books(shop, order.number) == []
+
+
+def _sub_order_labels(shop: Shop, user: User, number: str) -> dict[str, str]:
+    """Each marketplace's status label on the shopper's order page."""
+    html = shop.client_for(user).get(f"/orders/{number}").get_data(as_text=True)
+    return dict(
+        re.findall(
+            r'data-marketplace="([a-z]+)".*?data-testid="sub-order-status">([^<]*)<', html, re.S
+        )
+    )
+
+
+def test_the_order_page_says_a_delivered_sub_order_was_then_refunded_in_full_by_the_store(
+    shop: Shop,
+) -> None:
+    fake = FakeMarketplaces()
+    user, order = _placed(shop, TWO_MARKETS)
+    shopwave = _delivered(shop, fake, order)["shopwave"]
+
+    # A return of one item: still just delivered.
+    first = shopwave.items[0]
+    fake.answers[SHOPWAVE_ID] = _state(SHOPWAVE_ID, OrderStatus.DELIVERED, first.line_total_minor)
+    fake.track(shop)
+    labels = _sub_order_labels(shop, user, order.number)
+    assert labels == {"shopwave": "Delivered", "kiondo": "Delivered"}
+
+    # Then ShopWave refunds the whole order: the label says so; Kiondo's is unchanged.
+    fake.answers[SHOPWAVE_ID] = _state(SHOPWAVE_ID, OrderStatus.REFUNDED, shopwave.amount_minor)
+    _a_day_later(shop, shopwave.id)
+    fake.track(shop)
+    assert shop.sub_order(order, "shopwave").kept_charge_minor == 0
+    labels = _sub_order_labels(shop, user, order.number)
+    assert labels == {
+        "shopwave": "Delivered, then refunded by ShopWave",
+        "kiondo": "Delivered",
+    }
+    html = shop.client_for(user).get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "ShopWave refunded all of this order" in html
 
 
 def test_a_delivered_order_cancelled_with_nothing_refunded_goes_to_an_operator_once(

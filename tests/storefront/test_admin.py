@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from commerce.marketplace_access import marketplace_api_key
-from commerce.models import Marketplace, User
+from commerce.models import Marketplace, User, utc_now
 from commerce.secrets import decrypt_secret, encrypt_secret
 
 SECRET_KEY = "sk_live_TOPSECRET_9f8e7d6c5b4a"
@@ -181,6 +182,33 @@ def test_disable_and_enable(
     admin_client.post(f"/admin/marketplaces/{marketplace.id}/enable")
     db_session.refresh(marketplace)
     assert marketplace.active is True
+
+
+def test_a_marketplace_failing_tracking_for_over_a_day_is_marked_on_the_marketplace_list(
+    admin_client: FlaskClient, make_marketplace: Callable[..., Marketplace]
+) -> None:
+    now = utc_now()
+    down = make_marketplace(
+        tracking_failures=30,
+        tracking_failing_since=now - timedelta(hours=25),
+        tracking_last_error="Transient: 503 Service Unavailable",
+        tracking_retry_at=now + timedelta(minutes=40),
+    )
+    hiccup = make_marketplace(
+        tracking_failures=1,
+        tracking_failing_since=now - timedelta(minutes=1),
+        tracking_last_error="Transient: timed out",
+        tracking_retry_at=now,
+    )
+    answering = make_marketplace()
+    html = _html(admin_client.get("/admin/marketplaces"))
+    marked = html.split(f'data-testid="tracking-{down.slug}"', 1)[1].split("</td>", 1)[0]
+    assert "tracking failing" in marked
+    assert "30 failed polls in a row since" in marked
+    assert "503 Service Unavailable" in marked
+    noted = html.split(f'data-testid="tracking-{hiccup.slug}"', 1)[1].split("</td>", 1)[0]
+    assert "1 failed poll in a row" in noted and "tracking failing" not in noted
+    assert f'data-testid="tracking-{answering.slug}"' not in html
 
 
 def test_unknown_marketplace_is_404(admin_client: FlaskClient) -> None:

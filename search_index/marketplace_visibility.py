@@ -1,0 +1,200 @@
+"""Product documents without a disabled marketplace's offers, rebuilt as soon as an admin
+disables or enables it.
+
+Listings read the product index (`<index>_groups`, search_index.groups): each document carries
+its offers' summary, count, marketplaces and cheapest price. When an admin disables a marketplace
+those must stop counting its offers at once, not at the next pipeline run, and without any work
+per listing request (the listing page's CPU is a benchmarked target). So the documents of every
+group that has an offer on that marketplace are rebuilt here, by the same builder the pipeline
+uses (search_index.groups.build_group_documents), from the offer documents of those groups in
+the offers index, leaving out the offers of every disabled marketplace; groups left without an
+offer are deleted. Enabling the marketplace rebuilds the same groups with its offers again.
+
+The offers index is the source because it holds exactly the offer documents the pipeline built
+the product documents from (it keeps a disabled marketplace's offers; its readers leave them
+out with `withheld_marketplaces_clause`), so a rebuilt document is the one the pipeline builds
+for the same marketplaces. Two inputs are not in offer documents and are passed in: the matching
+method and confidence of each offer (the storefront DB holds them), and the Bayesian prior, the
+rating mean of every indexed offer (`catalog_rating_prior`, read from the offers index as the
+pipeline reads it from what it indexed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+import meilisearch
+
+from search_index.filters import quote_filter_value
+from search_index.groups import _GROUPED_FIELDS, build_group_documents, catalog_rating_mean
+from search_index.indexing import (
+    DEFAULT_TASK_TIMEOUT_SECONDS,
+    FETCH_PAGE_SIZE,
+    IndexSyncResult,
+    apply_document_changes,
+)
+from search_index.settings import group_index_uid
+
+# Groups rebuilt per round trip: their ids go into one `group_id IN [...]` filter.
+GROUPS_PER_BATCH: Final = 500
+_OFFER_FIELDS: Final = (*_GROUPED_FIELDS, "group_id")
+
+Matches = Mapping[str, tuple[str, Decimal]]
+MatchesOf = Callable[[Sequence[str]], Matches]
+
+
+@dataclass(frozen=True, slots=True)
+class VisibilityRefresh:
+    """What one refresh did: the groups that sell on the marketplace, the product documents
+    written and deleted."""
+
+    groups: int
+    result: IndexSyncResult
+
+
+def withheld_marketplaces_clause(disabled: Collection[str]) -> str | None:
+    """The offers-index filter clause that leaves out disabled marketplaces' offers (None when
+    none is disabled, so the usual query is unchanged and costs nothing more)."""
+    if not disabled:
+        return None
+    listed = ", ".join(quote_filter_value(slug) for slug in sorted(disabled))
+    return f"marketplace NOT IN [{listed}]"
+
+
+def _documents(
+    client: meilisearch.Client, index_uid: str, fields: Sequence[str], filter_expression: str
+) -> Iterator[dict[str, Any]]:
+    """Every document of `index_uid` matching the filter (documents route: no hit limit)."""
+    index = client.index(index_uid)
+    offset = 0
+    while True:
+        page = index.get_documents(
+            {
+                "fields": list(fields),
+                "filter": filter_expression,
+                "limit": FETCH_PAGE_SIZE,
+                "offset": offset,
+            }
+        )
+        for document in page.results:
+            yield dict(document)
+        offset += len(page.results)
+        if not page.results or offset >= page.total:
+            return
+
+
+def catalog_rating_prior(client: meilisearch.Client, offers_uid: str) -> Decimal:
+    """The rating mean of every offer in the offers index (the pipeline's Bayesian prior,
+    pipelines.group_search_state.catalog_prior, which reads the offers it indexed)."""
+    index = client.index(offers_uid)
+    offers: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        page = index.get_documents(
+            {"fields": ["rating", "rating_count"], "limit": FETCH_PAGE_SIZE, "offset": offset}
+        )
+        offers.extend(
+            {"rating": d.get("rating"), "rating_count": d.get("rating_count")}
+            for d in (dict(document) for document in page.results)
+            if d.get("rating") is not None
+        )
+        offset += len(page.results)
+        if not page.results or offset >= page.total:
+            return catalog_rating_mean(offers)
+
+
+def groups_selling_on(
+    client: meilisearch.Client, offers_uid: str, slug: str
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The ids of the groups with an offer of marketplace `slug`, and the offers of `slug`
+    that have no group (each is a product of its own, its document id its group id)."""
+    group_ids: set[str] = set()
+    alone: list[dict[str, Any]] = []
+    for offer in _documents(
+        client, offers_uid, _OFFER_FIELDS, f"marketplace = {quote_filter_value(slug)}"
+    ):
+        if offer.get("group_id"):
+            group_ids.add(str(offer["group_id"]))
+        else:
+            alone.append(offer)
+    return sorted(group_ids), alone
+
+
+def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def refresh_marketplace_groups(
+    client: meilisearch.Client,
+    offers_uid: str,
+    slug: str,
+    *,
+    disabled: Collection[str],
+    matches_of: MatchesOf,
+    prior: Decimal | None = None,
+    progress: Callable[[str], None] | None = None,
+    task_timeout: float = DEFAULT_TASK_TIMEOUT_SECONDS,
+) -> VisibilityRefresh:
+    """Rebuild the product document of every group with an offer of marketplace `slug` from
+    the offers of the marketplaces not in `disabled`, and delete the groups left with none.
+
+    Run after `slug` was disabled (it is in `disabled`) or enabled (it is not): the same call
+    either way, so running it twice, or after another toggle, leaves the index as the DB says.
+    `matches_of(group_ids)` gives the matching method and confidence by offer document id.
+    """
+    report = progress or (lambda _message: None)
+    group_ids, alone = groups_selling_on(client, offers_uid, slug)
+    if prior is None:
+        prior = catalog_rating_prior(client, offers_uid)
+    hidden = set(disabled)
+    deleted: list[str] = []
+
+    def rebuilt() -> Iterator[dict[str, Any]]:
+        for batch in _batches(group_ids, GROUPS_PER_BATCH):
+            listed = ", ".join(quote_filter_value(group_id) for group_id in batch)
+            offers = [
+                offer
+                for offer in _documents(
+                    client, offers_uid, _OFFER_FIELDS, f"group_id IN [{listed}]"
+                )
+                if offer.get("marketplace") not in hidden
+            ]
+            yield from _built(offers, batch, matches_of(batch), prior, deleted)
+        if alone and slug not in hidden:
+            yield from _built(alone, [], {}, prior, deleted)
+        elif alone:
+            deleted.extend(str(offer["id"]) for offer in alone)
+
+    result = apply_document_changes(
+        client,
+        group_index_uid(offers_uid),
+        rebuilt(),
+        deleted,
+        progress=report,
+        task_timeout=task_timeout,
+    )
+    report(
+        f"{slug}: {len(group_ids) + len(alone)} products sell there; {result.sent} product "
+        f"documents rebuilt, {result.deleted} left with no offer"
+    )
+    return VisibilityRefresh(groups=len(group_ids) + len(alone), result=result)
+
+
+def _built(
+    offers: Iterable[Mapping[str, Any]],
+    group_ids: Sequence[str],
+    matches: Matches,
+    prior: Decimal,
+    deleted: list[str],
+) -> Iterator[dict[str, Any]]:
+    """The product documents of `offers` (dicts, as apply_document_changes sends them); the
+    groups of `group_ids` that made none go to `deleted`."""
+    documents = build_group_documents(offers, matches=matches, prior_mean=prior)
+    made = {document["id"] for document in documents}
+    deleted.extend(group_id for group_id in group_ids if group_id not in made)
+    for document in documents:
+        yield dict(document)

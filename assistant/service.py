@@ -8,6 +8,7 @@ LLM only rewrites the opening prose.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 
 import httpx
@@ -56,8 +57,10 @@ def answer_prompt(
     limit: int = DEFAULT_LIMIT,
     use_llm: bool = True,
     http_client: httpx.Client | None = None,
+    withheld_marketplaces: Collection[str] = (),
 ) -> AssistantAnswer:
-    """Answer one shopper request with products from the index (see the package docstring).
+    """Answer one shopper request with products from the index (see the package docstring),
+    never an offer of the `withheld_marketplaces` (disabled by an admin).
 
     Raises search_index.client.SearchUnavailable when Meilisearch cannot answer.
     """
@@ -86,6 +89,7 @@ def answer_prompt(
         semantic_ratio=settings.semantic_ratio,
         limit=limit,
         embedder_missing_reason=reason,
+        withheld=withheld_marketplaces,
     )
     answer = build_answer(
         prompt,

@@ -12,7 +12,7 @@ offer are deleted. Enabling the marketplace rebuilds the same groups with its of
 
 The offers index is the source because it holds exactly the offer documents the pipeline built
 the product documents from (it keeps a disabled marketplace's offers; its readers leave them
-out with `withheld_marketplaces_clause`), so a rebuilt document is the one the pipeline builds
+out with search_index.filters.withheld_marketplaces_clause), so a rebuilt document is the one the pipeline builds
 for the same marketplaces. Two inputs are not in offer documents and are passed in: the matching
 method and confidence of each offer (the storefront DB holds them), and the Bayesian prior, the
 rating mean of every indexed offer (`catalog_rating_prior`, read from the offers index as the
@@ -53,15 +53,6 @@ class VisibilityRefresh:
 
     groups: int
     result: IndexSyncResult
-
-
-def withheld_marketplaces_clause(disabled: Collection[str]) -> str | None:
-    """The offers-index filter clause that leaves out disabled marketplaces' offers (None when
-    none is disabled, so the usual query is unchanged and costs nothing more)."""
-    if not disabled:
-        return None
-    listed = ", ".join(quote_filter_value(slug) for slug in sorted(disabled))
-    return f"marketplace NOT IN [{listed}]"
 
 
 def _documents(

@@ -7,7 +7,7 @@ Bayesian score); price drops come from the offers index, newest first, one per p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -16,6 +16,7 @@ import meilisearch
 from search_index.cache import ResultCache
 from search_index.client import run_multi_search
 from search_index.documents import OFFER_FIELDS
+from search_index.filters import withheld_marketplaces_clause
 from search_index.listings import CARD_FIELDS, FacetValue, ProductHit, facet_query
 
 # Price drops come from the index newest first (`price_dropped_at` is filterable and sortable);
@@ -83,9 +84,18 @@ def home_showcase(
     *,
     limit: int = 8,
     cache: ResultCache | None = None,
+    withheld: Collection[str] = (),
 ) -> HomeShowcase:
     """Categories with product counts, best deals, recent price drops and top-rated products,
-    in one multi-search round trip."""
+    in one multi-search round trip.
+
+    `withheld` are the marketplaces an admin disabled: the product index already leaves their
+    offers out (search_index.marketplace_visibility); the offers index, where price drops come
+    from, still holds them, so the drops leave them out by filter (none disabled: no filter)."""
+    drops_filter = "available = true AND price_dropped_at > 0"
+    withheld_clause = withheld_marketplaces_clause(withheld)
+    if withheld_clause:
+        drops_filter += f" AND {withheld_clause}"
     queries = [
         facet_query(products_index_uid, "", None, ["category"]),
         {
@@ -100,7 +110,7 @@ def home_showcase(
             "indexUid": offers_index_uid,
             "q": "",
             # A numeric comparison skips the null `price_dropped_at` of offers that never fell.
-            "filter": "available = true AND price_dropped_at > 0",
+            "filter": drops_filter,
             "sort": ["price_dropped_at:desc"],
             "limit": limit * DROP_SCAN_PER_CARD,
             "attributesToRetrieve": list(OFFER_FIELDS),

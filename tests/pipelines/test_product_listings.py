@@ -238,3 +238,113 @@ def test_marketplace_counts_under_a_price_filter_promise_what_the_filter_lists(
         assert there.total_hits == count, slug
         assert all(hit.offer.marketplace == slug for hit in there.hits)
         assert all(2000 <= hit.offer.price_usd_minor <= 15000 for hit in there.hits)
+
+
+def product_documents(client: meilisearch.Client, uid: str) -> dict[str, dict]:
+    """Every product document of `uid` by id: its marketplaces and its offers' marketplaces."""
+    index = client.index(uid)
+    documents: dict[str, dict] = {}
+    offset = 0
+    while True:
+        page = index.get_documents(
+            {
+                "fields": ["id", "marketplaces", "offers", "doc_hash"],
+                "limit": 1000,
+                "offset": offset,
+            }
+        )
+        documents.update({str(d["id"]): dict(d) for d in (dict(r) for r in page.results)})
+        offset += len(page.results)
+        if not page.results or offset >= page.total:
+            return documents
+
+
+def test_a_marketplace_disabled_by_an_admin_is_left_out_of_the_product_index(
+    first_ingest: Ingest,
+    products_index: str,
+    pipeline_settings: Settings,
+    search: meilisearch.Client,
+    instance,
+    tmp_path,
+) -> None:
+    """The pipeline builds product documents only from the marketplaces enabled in the
+    storefront DB; the admin's job (search_index.marketplace_visibility) builds the very same
+    documents the pipeline does, so the next run after it has nothing to send."""
+    import dagster as dg
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from commerce.models import Marketplace
+    from pipelines.assets.serving import search_product_groups
+    from pipelines.resources import StorefrontDatabaseResource, build_resources
+    from search_index.documents import document_id
+    from search_index.marketplace_visibility import refresh_marketplace_groups
+    from storefront.db_migrate import upgrade_database
+
+    url = f"sqlite:///{tmp_path / 'storefront.db'}"
+    upgrade_database(url)
+    engine = sa.create_engine(url)
+
+    def set_shopwave_active(active: bool) -> None:
+        with Session(engine) as session, session.begin():
+            market = session.scalar(sa.select(Marketplace).where(Marketplace.slug == "shopwave"))
+            if market is None:
+                market = Marketplace(
+                    slug="shopwave", name="ShopWave", kind="shopify", currency="USD",
+                    country="US", api_base_url="http://127.0.0.1:9/shopwave",
+                    capabilities=["catalog"], relation_identifier="gtin",
+                )  # fmt: skip
+                session.add(market)
+            market.active = active
+
+    resources = dict(build_resources(pipeline_settings))
+    resources["storefront_db"] = StorefrontDatabaseResource(database_url=url)
+
+    def run_product_index() -> dict:
+        result = dg.materialize([search_product_groups], resources=resources, instance=instance)
+        metadata = result.asset_materializations_for_node("search_product_groups")[-1].metadata
+        return {key: value.value for key, value in metadata.items()}
+
+    before = product_documents(search, products_index)
+    shopwave_only = {i for i, d in before.items() if d["marketplaces"] == ["shopwave"]}
+    assert shopwave_only and any(
+        "shopwave" in d["marketplaces"] and len(d["marketplaces"]) > 1 for d in before.values()
+    )
+    try:
+        set_shopwave_active(False)
+        metadata = run_product_index()
+        assert metadata["disabled_marketplaces"] == "shopwave"
+        disabled = product_documents(search, products_index)
+        assert set(disabled) == set(before) - shopwave_only
+        for document in disabled.values():
+            assert "shopwave" not in document["marketplaces"]
+            assert all(offer["marketplace"] != "shopwave" for offer in document["offers"])
+        page = listing(search, products_index, per_page=48)
+        assert "shopwave" not in {facet.value for facet in page.facets["marketplace"]}
+        assert page.total_hits == len(before) - len(shopwave_only)
+
+        # Enabled again: the admin's job restores every document as the pipeline built it.
+        set_shopwave_active(True)
+
+        def matches_of(group_ids):
+            with warehouse.connect(pipeline_settings.pipeline_db_path, read_only=True) as conn:
+                rows = conn.execute(
+                    "SELECT marketplace, external_id, method, confidence FROM product_groups "
+                    "WHERE group_id IN (SELECT unnest(?))",
+                    [list(group_ids)],
+                ).fetchall()
+            return {document_id(s, e): (m, c) for s, e, m, c in rows}
+
+        refresh_marketplace_groups(
+            search, pipeline_settings.meili_index, "shopwave", disabled=set(), matches_of=matches_of
+        )
+        restored = product_documents(search, products_index)
+        assert {i: d["doc_hash"] for i, d in restored.items()} == {
+            i: d["doc_hash"] for i, d in before.items()
+        }
+        metadata = run_product_index()
+        assert metadata["disabled_marketplaces"] == ""
+        assert metadata["sent"] == 0 and metadata["deleted"] == 0
+    finally:
+        set_shopwave_active(True)
+        engine.dispose()

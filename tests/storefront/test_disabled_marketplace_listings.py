@@ -197,3 +197,49 @@ def test_the_admin_page_says_when_the_search_update_is_done(
     page = admin.get("/admin/marketplaces").get_data(as_text=True)
     assert 'data-testid="search-refresh-shopwave">search up to date<' in page
     assert "takes its offers out of search" in text_of(page)
+
+
+def test_the_home_page_features_no_offer_of_a_disabled_marketplace(
+    admin: FlaskClient,
+    catalog: dict[str, Product],
+    db_session: Session,
+    run_queued_jobs: Callable[[], int],
+) -> None:
+    home = text_of(admin.get("/home").get_data(as_text=True))
+    # ShopWave's charger: its only seller, the catalog's one price drop, and top rated.
+    assert "Anker PowerCore" in home and "Was $29.99" in home and "chargers" in home.lower()
+
+    admin.post(f"/admin/marketplaces/{shopwave(db_session).id}/disable")
+    home = text_of(admin.get("/home").get_data(as_text=True))
+    assert "Was $29.99" not in home  # the price drops leave its offers out at once
+    run_queued_jobs()
+    home = text_of(admin.get("/home").get_data(as_text=True))
+    assert "Anker PowerCore" not in home
+    assert "chargers" not in home.lower()  # the categories count products
+
+
+def test_the_assistant_suggests_no_offer_of_a_disabled_marketplace(
+    catalog: dict[str, Product], db_session: Session, listings_index: str
+) -> None:
+    from assistant.retrieval import MODE_KEYWORD
+    from assistant.service import answer_prompt
+    from commerce.fx import load_fx_table
+
+    fx = load_fx_table(db_session)
+
+    def suggested(prompt: str, withheld: frozenset[str]) -> dict[str, str]:
+        answer = answer_prompt(
+            prompt,
+            client=connect(),
+            index_uid=listings_index,
+            fx=fx,
+            mode=MODE_KEYWORD,
+            use_llm=False,
+            withheld_marketplaces=withheld,
+        )
+        return {s.group_id: s.marketplace for s in answer.suggestions}
+
+    assert suggested("sony headphones", frozenset())[SONY_GROUP] == "shopwave"
+    assert suggested("sony headphones", frozenset({"shopwave"}))[SONY_GROUP] == "kiondo"
+    assert ANKER_GROUP in suggested("anker portable charger", frozenset())
+    assert ANKER_GROUP not in suggested("anker portable charger", frozenset({"shopwave"}))

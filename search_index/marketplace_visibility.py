@@ -189,3 +189,28 @@ def _built(
     deleted.extend(group_id for group_id in group_ids if group_id not in made)
     for document in documents:
         yield dict(document)
+
+
+def product_counts(
+    client: meilisearch.Client, products_uid: str, group_ids: Collection[str]
+) -> dict[str, tuple[int, int]]:
+    """(offers, marketplaces) by group id, from the product documents of `group_ids` (one
+    documents request): what a card drawn from the offers index says ("3 offers on 3
+    marketplaces") while a marketplace is disabled, since the offer documents still count its
+    offers and the product documents do not."""
+    if not group_ids:
+        return {}
+    page = client.index(products_uid).get_documents(
+        {
+            "ids": sorted(group_ids),
+            "fields": ["id", "offer_count", "marketplace_count"],
+            "limit": len(group_ids),
+        }
+    )
+    counts: dict[str, tuple[int, int]] = {}
+    for document in page.results:
+        fields = dict(document)
+        offers, markets = fields.get("offer_count"), fields.get("marketplace_count")
+        if isinstance(offers, int) and isinstance(markets, int):
+            counts[str(fields["id"])] = (offers, markets)
+    return counts

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -25,19 +26,27 @@ from commerce.models import Marketplace, Product, User
 from onecart.settings import Settings, get_settings
 from search_index.groups import sync_group_index
 from search_index.indexing import connect, sync_index
+from search_index.marketplace_visibility import refresh_marketplace_groups
 from tests.storefront.conftest import text_of
 from tests.storefront.sample_catalog import (
+    NOW,
     OFFERS,
     SONY_GROUP,
     delete_sample_catalog,
     search_documents,
 )
 
-# ShopWave sells the Sony headphones cheapest here ($299.99; the next is Kiondo's ≈ $324.32).
+# ShopWave sells the Sony headphones cheapest here ($299.99; the next is Kiondo's ≈ $324.32),
+# and Kiondo's price for them just dropped.
+CHANGES = {
+    ("shopwave", "1001"): {"price_minor": 29999},
+    ("kiondo", "KD-55"): {
+        "previous_price_minor": 4500000,
+        "price_dropped_at": NOW - timedelta(hours=5),
+    },
+}
 CHEAP_SHOPWAVE_OFFERS = tuple(
-    dataclasses.replace(offer, price_minor=29999)
-    if (offer.marketplace, offer.external_id) == ("shopwave", "1001")
-    else offer
+    dataclasses.replace(offer, **CHANGES.get((offer.marketplace, offer.external_id), {}))
     for offer in OFFERS
 )
 ANKER_GROUP = "g-single-shopwave-3001"  # sold by ShopWave only
@@ -206,8 +215,10 @@ def test_the_home_page_features_no_offer_of_a_disabled_marketplace(
     run_queued_jobs: Callable[[], int],
 ) -> None:
     home = text_of(admin.get("/home").get_data(as_text=True))
-    # ShopWave's charger: its only seller, the catalog's one price drop, and top rated.
+    # ShopWave's charger: its only seller, a price drop, and top rated.
     assert "Anker PowerCore" in home and "Was $29.99" in home and "chargers" in home.lower()
+    # Kiondo's price drop of the Sony headphones, which ShopWave sells too.
+    assert "SONY WH1000XM5 Headphones Black" in home and "4 offers on 4 marketplaces" in home
 
     admin.post(f"/admin/marketplaces/{shopwave(db_session).id}/disable")
     home = text_of(admin.get("/home").get_data(as_text=True))
@@ -215,6 +226,8 @@ def test_the_home_page_features_no_offer_of_a_disabled_marketplace(
     run_queued_jobs()
     home = text_of(admin.get("/home").get_data(as_text=True))
     assert "Anker PowerCore" not in home
+    assert "SONY WH1000XM5 Headphones Black" in home
+    assert "4 offers" not in home and "3 offers on 3 marketplaces" in home
     assert "chargers" not in home.lower()  # the categories count products
 
 
@@ -237,9 +250,16 @@ def test_the_assistant_suggests_no_offer_of_a_disabled_marketplace(
             use_llm=False,
             withheld_marketplaces=withheld,
         )
-        return {s.group_id: s.marketplace for s in answer.suggestions}
+        return {
+            s.group_id: (s.marketplace, s.group_size, s.group_marketplaces)
+            for s in answer.suggestions
+        }
 
-    assert suggested("sony headphones", frozenset())[SONY_GROUP] == "shopwave"
-    assert suggested("sony headphones", frozenset({"shopwave"}))[SONY_GROUP] == "kiondo"
+    assert suggested("sony headphones", frozenset())[SONY_GROUP] == ("shopwave", 4, 4)
+    # The product index counts without ShopWave once its job ran (here: run directly).
+    refresh_marketplace_groups(
+        connect(), listings_index, "shopwave", disabled={"shopwave"}, matches_of=lambda ids: {}
+    )
+    assert suggested("sony headphones", frozenset({"shopwave"}))[SONY_GROUP] == ("kiondo", 3, 3)
     assert ANKER_GROUP in suggested("anker portable charger", frozenset())
     assert ANKER_GROUP not in suggested("anker portable charger", frozenset({"shopwave"}))

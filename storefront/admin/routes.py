@@ -31,6 +31,7 @@ from commerce.models import Marketplace, User, utc_now
 from commerce.order_models import CardHoldInDoubt, MarketplaceOrder, Order, SubOrderStatus
 from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
+from storefront.catalog.shopper import forget_marketplaces
 from storefront.database import db_session, session_factory
 from storefront.extensions import login_manager
 from storefront.form_errors import attach_service_errors
@@ -196,6 +197,7 @@ def _listings_refresh(marketplace: Marketplace) -> str:
     """Queue the job that takes the marketplace's offers out of search (or puts them back) and
     say when shoppers will see it."""
     change = "leave" if not marketplace.active else "return to"
+    forget_marketplaces()
     try:
         enqueue_listings_refresh(
             current_app.config["REDIS_URL"],

@@ -79,6 +79,14 @@ def disabled_marketplaces() -> frozenset[str]:
     )
 
 
+def forget_marketplaces() -> None:
+    """Drop this process's cached marketplace names and disabled set (an admin just changed
+    them; other processes follow within FX_CACHE_SECONDS)."""
+    cache = current_app.extensions.get("onecart_catalog_cache", {})
+    for key in ("marketplace_names", "disabled_marketplaces"):
+        cache.pop(key, None)
+
+
 def display_currency() -> str:
     """The currency prices are shown in: the account's choice, else the guest's, else USD.
 

@@ -35,6 +35,7 @@ from search_index.indexing import (
     FETCH_PAGE_SIZE,
     IndexSyncResult,
     apply_document_changes,
+    index_exists,
 )
 from search_index.settings import group_index_uid
 
@@ -138,6 +139,15 @@ def refresh_marketplace_groups(
     `matches_of(group_ids)` gives the matching method and confidence by offer document id.
     """
     report = progress or (lambda _message: None)
+    products_uid = group_index_uid(offers_uid)
+    if not (index_exists(client, offers_uid) and index_exists(client, products_uid)):
+        # Nothing built yet: the pipeline's first build leaves disabled marketplaces out (and
+        # documents sent now would create the product index without its settings).
+        report(f"{slug}: no product index yet, nothing to refresh")
+        return VisibilityRefresh(
+            groups=0,
+            result=IndexSyncResult(sent=0, deleted=0, unchanged=0, rebuilt=False, task_uids=()),
+        )
     group_ids, alone = groups_selling_on(client, offers_uid, slug)
     if prior is None:
         prior = catalog_rating_prior(client, offers_uid)
@@ -162,7 +172,7 @@ def refresh_marketplace_groups(
 
     result = apply_document_changes(
         client,
-        group_index_uid(offers_uid),
+        products_uid,
         rebuilt(),
         deleted,
         progress=report,

@@ -266,3 +266,19 @@ def test_the_assistant_suggests_no_offer_of_a_disabled_marketplace(
     assert suggested("sony headphones", frozenset({"shopwave"}))[SONY_GROUP] == ("kiondo", 3, 3)
     assert ANKER_GROUP in suggested("anker portable charger", frozenset())
     assert ANKER_GROUP not in suggested("anker portable charger", frozenset({"shopwave"}))
+
+
+def test_a_toggle_before_the_first_catalog_build_leaves_the_index_to_the_pipeline(
+    meili_server: str,
+) -> None:
+    from search_index.indexing import index_exists
+    from search_index.settings import group_index_uid
+
+    client = connect()
+    uid = f"test_not_built_{uuid.uuid4().hex[:10]}"
+    refresh = refresh_marketplace_groups(
+        client, uid, "shopwave", disabled={"shopwave"}, matches_of=lambda ids: {}
+    )
+    assert refresh.groups == 0 and refresh.result.sent == 0
+    # No product index without its settings: the pipeline's first build declares it.
+    assert not index_exists(client, group_index_uid(uid))

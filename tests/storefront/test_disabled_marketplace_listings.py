@@ -282,3 +282,32 @@ def test_a_toggle_before_the_first_catalog_build_leaves_the_index_to_the_pipelin
     assert refresh.groups == 0 and refresh.result.sent == 0
     # No product index without its settings: the pipeline's first build declares it.
     assert not index_exists(client, group_index_uid(uid))
+
+
+def test_switching_a_marketplace_off_in_its_edit_form_takes_it_out_of_listings_too(
+    admin: FlaskClient,
+    catalog: dict[str, Product],
+    db_session: Session,
+    run_queued_jobs: Callable[[], int],
+) -> None:
+    market = shopwave(db_session)
+    form = {
+        "name": market.name,
+        "kind": market.kind,
+        "api_base_url": market.api_base_url,
+        "currency": market.currency,
+        "country": market.country,
+        "relation_identifier": "gtin",
+        "description": market.description or "",
+        "logo": market.logo or "",
+        "rating": str(market.rating),
+    }  # "active" unchecked
+    response = admin.post(f"/admin/marketplaces/{market.id}/edit", data=form, follow_redirects=True)
+    assert "ShopWave's offers leave search within a minute." in text_of(
+        response.get_data(as_text=True)
+    )
+    assert run_queued_jobs() == 1
+    assert card(listing(admin, q="sony"), SONY_GROUP)["offers"] == 3
+    # Saving it again without touching the switch queues nothing.
+    admin.post(f"/admin/marketplaces/{market.id}/edit", data=form)
+    assert run_queued_jobs() == 0

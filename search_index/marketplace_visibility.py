@@ -11,12 +11,14 @@ the offers index, leaving out the offers of every disabled marketplace; groups l
 offer are deleted. Enabling the marketplace rebuilds the same groups with its offers again.
 
 The offers index is the source because it holds exactly the offer documents the pipeline built
-the product documents from (it keeps a disabled marketplace's offers; its readers leave them
-out with search_index.filters.withheld_marketplaces_clause), so a rebuilt document is the one the pipeline builds
-for the same marketplaces. Two inputs are not in offer documents and are passed in: the matching
-method and confidence of each offer (the storefront DB holds them), and the Bayesian prior, the
-rating mean of every indexed offer (`catalog_rating_prior`, read from the offers index as the
-pipeline reads it from what it indexed).
+the product documents from (it keeps a disabled marketplace's offers; its readers leave them out
+with search_index.filters.withheld_marketplaces_clause), so a rebuilt document is the one the
+pipeline builds for the same marketplaces (tests/pipelines/test_product_listings.py compares
+their doc_hashes), and the worker needs neither the pipeline's DuckDB file nor its host. Two
+inputs are not in offer documents and are passed in: the matching method and confidence of each
+offer (the storefront DB holds them), and the Bayesian prior, the rating mean of every indexed
+offer (`catalog_rating_prior`, read from the offers index as the pipeline reads it from what it
+indexed).
 """
 
 from __future__ import annotations

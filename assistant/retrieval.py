@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -46,7 +46,7 @@ from assistant.vocabulary import CatalogVocabulary, category_label
 from commerce.fx import FxRateMissing, FxTable
 from search_index.client import SearchUnavailable
 from search_index.documents import OFFER_FIELDS, OfferDocument
-from search_index.filters import quote_filter_value
+from search_index.filters import quote_filter_value, withheld_marketplaces_clause
 from search_index.settings import EMBEDDER_NAME
 
 MODE_HYBRID: Final = "hybrid"
@@ -73,8 +73,11 @@ RESULT_FIELDS: Final = tuple(
     }
 )
 
+# The clause leaving out the offers of marketplaces an admin disabled: not the shopper's, so it
+# is never relaxed.
+WITHHELD: Final = "withheld"
 OFFER_LEVEL: Final = frozenset(
-    {"budget", "marketplace", "exclude_marketplace", "available", "rating"}
+    {"budget", "marketplace", "exclude_marketplace", "available", "rating", WITHHELD}
 )
 
 
@@ -249,6 +252,7 @@ def retrieve(
     semantic_ratio: float = 0.6,
     limit: int = DEFAULT_LIMIT,
     embedder_missing_reason: str = "the embedding model is not installed",
+    withheld: Collection[str] = (),
 ) -> Retrieval:
     """Suggest up to `limit` product groups for the intent (see the module docstring).
 
@@ -258,6 +262,9 @@ def retrieve(
     timings: dict[str, float] = {}
     vocabulary = profile.vocabulary
     clauses = build_filter_clauses(intent, vocabulary, fx)
+    withheld_clause = withheld_marketplaces_clause(withheld)
+    if withheld_clause:
+        clauses[WITHHELD] = withheld_clause
     structured = not intent.has_free_text
     fallback: str | None = None
     vector: list[float] | None = None
@@ -441,7 +448,7 @@ def _relaxations(
     fx: FxTable,
 ) -> list[Relaxation]:
     """Count the matches with each constraint dropped in turn (one multi-search)."""
-    kinds = [kind for kind in clauses if kind != "available"]
+    kinds = [kind for kind in clauses if kind not in ("available", WITHHELD)]
     keyword_q = keyword_query(intent)
     queries: list[dict[str, Any]] = []
     labels: list[str] = []

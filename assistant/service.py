@@ -8,6 +8,7 @@ LLM only rewrites the opening prose.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 
 import httpx
@@ -27,6 +28,8 @@ from assistant.retrieval import (
     retrieve,
 )
 from commerce.fx import FxTable
+from search_index.marketplace_visibility import product_counts
+from search_index.settings import group_index_uid
 
 
 def semantic_embedder(settings: AssistantSettings) -> tuple[Embedder | None, str]:
@@ -56,8 +59,10 @@ def answer_prompt(
     limit: int = DEFAULT_LIMIT,
     use_llm: bool = True,
     http_client: httpx.Client | None = None,
+    withheld_marketplaces: Collection[str] = (),
 ) -> AssistantAnswer:
-    """Answer one shopper request with products from the index (see the package docstring).
+    """Answer one shopper request with products from the index (see the package docstring),
+    never an offer of the `withheld_marketplaces` (disabled by an admin).
 
     Raises search_index.client.SearchUnavailable when Meilisearch cannot answer.
     """
@@ -86,6 +91,7 @@ def answer_prompt(
         semantic_ratio=settings.semantic_ratio,
         limit=limit,
         embedder_missing_reason=reason,
+        withheld=withheld_marketplaces,
     )
     answer = build_answer(
         prompt,
@@ -96,6 +102,8 @@ def answer_prompt(
         semantic_available=embedder is not None and profile.has_vectors,
         notes=notes,
     )
+    if withheld_marketplaces and answer.suggestions:
+        answer = _counted_without_withheld(client, index_uid, answer)
     refinements = suggest_refinements(
         intent, answer.suggestions, profile.vocabulary, display_currency
     )
@@ -108,6 +116,23 @@ def answer_prompt(
         if prose is not None:
             answer = replace(answer, prose=prose, prose_source="llm")
     return answer
+
+
+def _counted_without_withheld(
+    client: meilisearch.Client, index_uid: str, answer: AssistantAnswer
+) -> AssistantAnswer:
+    """The suggestions' offer and marketplace counts from the product index, which leaves
+    disabled marketplaces out (the offer documents still count them)."""
+    counts = product_counts(
+        client, group_index_uid(index_uid), {s.group_id for s in answer.suggestions}
+    )
+    suggestions = [
+        replace(s, group_size=counts[s.group_id][0], group_marketplaces=counts[s.group_id][1])
+        if s.group_id in counts
+        else s
+        for s in answer.suggestions
+    ]
+    return replace(answer, suggestions=suggestions)
 
 
 def warm_up(settings: AssistantSettings | None = None) -> str:

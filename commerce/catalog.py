@@ -270,3 +270,28 @@ def price_history(
 def rating_text(rating: Decimal | None) -> str:
     """A rating as shoppers read it ("4.3"), or an empty string when there is none."""
     return "" if rating is None else f"{rating.quantize(Decimal('0.1'))}"
+
+
+def disabled_marketplace_slugs(session: Session) -> set[str]:
+    """The slugs of the marketplaces an admin disabled: their offers leave search."""
+    return set(session.scalars(sa.select(Marketplace.slug).where(Marketplace.active.is_(False))))
+
+
+def group_matches(session: Session, group_ids: Sequence[str]) -> dict[str, tuple[str, Decimal]]:
+    """How each offer of the groups `group_ids` was matched into its group, by search-document
+    id: (method, confidence), as the pipeline synced them from product_groups."""
+    from search_index.documents import document_id
+
+    if not group_ids:
+        return {}
+    rows = session.execute(
+        sa.select(
+            Marketplace.slug, Product.external_id, Product.match_method, Product.match_confidence
+        )
+        .join(Marketplace, Product.marketplace_id == Marketplace.id)
+        .where(Product.relation_token.in_(list(group_ids)), Product.match_method.is_not(None))
+    )
+    return {
+        document_id(slug, external_id): (str(method), confidence)
+        for slug, external_id, method, confidence in rows
+    }

@@ -488,6 +488,13 @@ def _sync_changed(
                     doc_hashes[document["id"]] = document[DOCUMENT_HASH_FIELD]
                     if held_hashes.get(document["id"]) != document[DOCUMENT_HASH_FIELD]:
                         yield document
+            # A changed group left with offers of inactive marketplaces only (a marketplace an
+            # admin disabled) makes no document: the one the index holds must go.
+            delete.extend(
+                group_id
+                for group_id, held in held_hashes.items()
+                if held is not None and group_id not in doc_hashes
+            )
 
         delete = [g for g, doc_hash in gone.iter_rows() if doc_hash is not None]
         result = apply_document_changes(client, uid, changed_documents(), delete, progress=progress)

@@ -127,3 +127,19 @@ def sync_storefront_catalog(
         counts={**report.as_metadata(), **alerts.as_metadata()},
         skipped_rows=skipped_rows,
     )
+
+
+def disabled_marketplaces(database_url: str) -> set[str]:
+    """The slugs of the marketplaces an admin disabled in the storefront DB (/admin/marketplaces):
+    the product index leaves their offers out. Empty while that DB does not exist yet."""
+    if storefront_unavailable_reason(database_url) is not None:
+        return set()
+    from commerce.catalog import disabled_marketplace_slugs
+    from commerce.db import create_storefront_engine
+
+    engine = create_storefront_engine(database_url)
+    try:
+        with Session(engine) as session:
+            return disabled_marketplace_slugs(session)
+    finally:
+        engine.dispose()

@@ -10,7 +10,7 @@ decimal rate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Final
@@ -174,6 +174,15 @@ def sort_for(params: SearchParams) -> list[str]:
     return []
 
 
+def withheld_marketplaces_clause(disabled: Collection[str]) -> str | None:
+    """The offers-index filter clause that leaves out disabled marketplaces' offers (None when
+    none is disabled, so the usual query is unchanged and costs nothing more)."""
+    if not disabled:
+        return None
+    listed = ", ".join(quote_filter_value(slug) for slug in sorted(disabled))
+    return f"marketplace NOT IN [{listed}]"
+
+
 __all__ = [
     "FACET_FIELDS",
     "LIST_FACETS",
@@ -188,4 +197,5 @@ __all__ = [
     "range_clause",
     "sort_for",
     "usd_price_bounds",
+    "withheld_marketplaces_clause",
 ]

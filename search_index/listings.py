@@ -15,7 +15,7 @@ per listing, and its card would be the best-ranked offer rather than the cheapes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -25,7 +25,12 @@ import meilisearch
 from search_index.cache import ResultCache
 from search_index.client import request_body, run_multi_search
 from search_index.documents import OFFER_FIELDS, OfferDocument
-from search_index.filters import FACET_FIELDS, PriceScale, quote_filter_value
+from search_index.filters import (
+    FACET_FIELDS,
+    PriceScale,
+    quote_filter_value,
+    withheld_marketplaces_clause,
+)
 from search_index.groups import cheapest_matching_offer, market_key
 from search_index.listing_plan import (
     CARD_FIELDS,
@@ -500,17 +505,20 @@ MAX_GROUP_OFFERS: Final = 100
 
 
 def offers_in_group(
-    client: meilisearch.Client, index_uid: str, group_id: str
+    client: meilisearch.Client, index_uid: str, group_id: str, withheld: Collection[str] = ()
 ) -> list[OfferDocument]:
-    """Every offer document of one product group in the offers index, cheapest (in USD) first.
+    """Every offer document of one product group in the offers index, cheapest (in USD) first,
+    but those of the `withheld` (disabled) marketplaces.
 
     The product page reads offers from the storefront DB when it has them; this is its source
     when the DB sync has not run yet.
     """
+    group_filter = f"group_id = {quote_filter_value(group_id)}"
+    withheld_clause = withheld_marketplaces_clause(withheld)
     query = {
         "indexUid": index_uid,
         "q": "",
-        "filter": f"group_id = {quote_filter_value(group_id)}",
+        "filter": f"{group_filter} AND {withheld_clause}" if withheld_clause else group_filter,
         "sort": ["price_usd_minor:asc"],
         "limit": MAX_GROUP_OFFERS,
         "attributesToRetrieve": list(OFFER_FIELDS),

@@ -7,8 +7,8 @@ Bayesian score); price drops come from the offers index, newest first, one per p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import meilisearch
@@ -16,7 +16,9 @@ import meilisearch
 from search_index.cache import ResultCache
 from search_index.client import run_multi_search
 from search_index.documents import OFFER_FIELDS
+from search_index.filters import withheld_marketplaces_clause
 from search_index.listings import CARD_FIELDS, FacetValue, ProductHit, facet_query
+from search_index.marketplace_visibility import product_counts
 
 # Price drops come from the index newest first (`price_dropped_at` is filterable and sortable);
 # reading a few per featured card leaves room for several drops in one product group.
@@ -83,9 +85,18 @@ def home_showcase(
     *,
     limit: int = 8,
     cache: ResultCache | None = None,
+    withheld: Collection[str] = (),
 ) -> HomeShowcase:
     """Categories with product counts, best deals, recent price drops and top-rated products,
-    in one multi-search round trip."""
+    in one multi-search round trip.
+
+    `withheld` are the marketplaces an admin disabled: the product index already leaves their
+    offers out (search_index.marketplace_visibility); the offers index, where price drops come
+    from, still holds them, so the drops leave them out by filter (none disabled: no filter)."""
+    drops_filter = "available = true AND price_dropped_at > 0"
+    withheld_clause = withheld_marketplaces_clause(withheld)
+    if withheld_clause:
+        drops_filter += f" AND {withheld_clause}"
     queries = [
         facet_query(products_index_uid, "", None, ["category"]),
         {
@@ -100,7 +111,7 @@ def home_showcase(
             "indexUid": offers_index_uid,
             "q": "",
             # A numeric comparison skips the null `price_dropped_at` of offers that never fell.
-            "filter": "available = true AND price_dropped_at > 0",
+            "filter": drops_filter,
             "sort": ["price_dropped_at:desc"],
             "limit": limit * DROP_SCAN_PER_CARD,
             "attributesToRetrieve": list(OFFER_FIELDS),
@@ -138,10 +149,27 @@ def home_showcase(
         )
         if hit is not None
     ]
+    price_drops = pick_price_drops(drops_result.get("hits", []), limit)
+    if withheld_clause and price_drops:
+        price_drops = _counted_without_withheld(client, products_index_uid, price_drops)
     return HomeShowcase(
         categories=categories,
         best_deals=deals,
-        price_drops=pick_price_drops(drops_result.get("hits", []), limit),
+        price_drops=price_drops,
         top_rated=top_rated,
         total_products=int(categories_result.get("totalHits") or 0),
     )
+
+
+def _counted_without_withheld(
+    client: meilisearch.Client, products_index_uid: str, hits: list[ProductHit]
+) -> list[ProductHit]:
+    """Price-drop cards with their product's offer and marketplace counts from the product
+    index, which leaves disabled marketplaces out (the offer documents still count them)."""
+    counts = product_counts(client, products_index_uid, {hit.group_id for hit in hits})
+    return [
+        replace(hit, offer_count=counts[hit.group_id][0], marketplace_count=counts[hit.group_id][1])
+        if hit.group_id in counts
+        else hit
+        for hit in hits
+    ]

@@ -1,5 +1,7 @@
 """Where the catalog is served from: the search index, the storefront DB and the analysts' copy."""
 
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -13,7 +15,9 @@ from pipelines.resources import (
 )
 from pipelines.search_state import sync_offer_index
 from pipelines.search_sync import read_offer_vectors
-from pipelines.storefront_sync import sync_storefront_catalog
+from pipelines.storefront_sync import disabled_marketplaces, sync_storefront_catalog
+from search_index.documents import document_id
+from search_index.marketplace_visibility import refresh_marketplace_groups
 from search_index.settings import (
     group_index_uid,
 )
@@ -114,6 +118,7 @@ def search_product_groups(
     warehouse: WarehouseResource,
     marketplaces: MarketplacesResource,
     search_index: SearchIndexResource,
+    storefront_db: StorefrontDatabaseResource,
 ) -> dg.MaterializeResult:
     """The product index `<index>_groups` that listings read: one document per product group
     (a product sold by one marketplace is a group of one) with its best title and image, which
@@ -124,6 +129,9 @@ def search_product_groups(
     sync: only product documents whose content changed are sent and vanished groups are deleted;
     a changed declaration rebuilds it with zero downtime. Only the groups whose offers' documents
     or matching changed are read and built (pipelines/group_search_state.py).
+
+    Marketplaces an admin disabled in the storefront DB are left out: their offers stay in the
+    offers index (so enabling one again needs no pipeline run) but in no product document.
     """
     with warehouse.connect() as conn:
         rates = read_latest_rates(conn)
@@ -131,15 +139,24 @@ def search_product_groups(
     if rates is None:
         raise MissingFxRatesError("fx_rates holds no rates yet: materialize fx_rates first")
     uid = group_index_uid(search_index.index_uid)
+    disabled = disabled_marketplaces(storefront_db.database_url)
+    if disabled:
+        context.log.info(f"leaving out the offers of disabled marketplaces: {sorted(disabled)}")
+    client = search_index.client()
     synced = sync_group_index(
         warehouse.connect,
-        search_index.client(),
+        client,
         search_index.index_uid,
         uid,
         rates=rates.rates,
         marketplaces=marketplace_cards,
-        active=[config.slug for config in marketplaces.configs()],
+        active=[c.slug for c in marketplaces.configs() if c.slug not in disabled],
         progress=context.log.info,
+    )
+    # An admin who disabled or enabled a marketplace while this ran had the change applied by
+    # a job (storefront.search_jobs) that this run may have overwritten: apply it again.
+    toggled = _apply_toggles_since(
+        warehouse, client, search_index.index_uid, storefront_db, disabled
     )
     result = synced.result
     return dg.MaterializeResult(
@@ -156,8 +173,38 @@ def search_product_groups(
             "build_mode": synced.mode,
             "build_all_reason": synced.fallback_reason,
             "offers_not_indexed": len(synced.skipped),
+            "disabled_marketplaces": ", ".join(sorted(disabled)),
+            "toggled_during_run": ", ".join(toggled),
         }
     )
+
+
+def _apply_toggles_since(
+    warehouse: WarehouseResource,
+    client: Any,
+    offers_uid: str,
+    storefront_db: StorefrontDatabaseResource,
+    disabled: set[str],
+) -> list[str]:
+    """Rebuild the groups of the marketplaces disabled or enabled since `disabled` was read
+    (search_index.marketplace_visibility); returns their slugs."""
+    now = disabled_marketplaces(storefront_db.database_url)
+    toggled = sorted(now ^ disabled)
+
+    def matches_of(group_ids: Sequence[str]) -> dict[str, tuple[str, Decimal]]:
+        with warehouse.connect() as conn:
+            rows = conn.execute(
+                "SELECT marketplace, external_id, method, confidence FROM product_groups "
+                "WHERE group_id IN (SELECT unnest(?))",
+                [list(group_ids)],
+            ).fetchall()
+        return {
+            document_id(slug, external): (method, conf) for slug, external, method, conf in rows
+        }
+
+    for slug in toggled:
+        refresh_marketplace_groups(client, offers_uid, slug, disabled=now, matches_of=matches_of)
+    return toggled
 
 
 @dg.asset(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import redis
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -31,9 +32,12 @@ from commerce.order_models import CardHoldInDoubt, MarketplaceOrder, Order, SubO
 from commerce.tracking_health import open_sub_orders_by_marketplace, tracking_failing_long
 from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
+from storefront.catalog.shopper import forget_marketplaces
 from storefront.database import db_session, session_factory
 from storefront.extensions import login_manager
 from storefront.form_errors import attach_service_errors
+from storefront.jobs import DEFAULT_QUEUE
+from storefront.search_jobs import enqueue_listings_refresh, listings_refresh_states
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -86,6 +90,17 @@ def index() -> Response:
 
 # How far back the marketplace list sums the shipping and tax OneCart paid.
 ABSORBED_WINDOW = timedelta(days=30)
+# The state of a marketplace's latest listings refresh (RQ's job states), in an operator's words.
+REFRESH_LABELS = {
+    "queued": "search update queued",
+    "deferred": "search update queued",
+    "scheduled": "search update queued",
+    "started": "search updating",
+    "finished": "search up to date",
+    "failed": "search update failed: the next catalog update (within 30 minutes) retries",
+    "stopped": "search update stopped: the next catalog update (within 30 minutes) retries",
+    "canceled": "search update cancelled: the next catalog update (within 30 minutes) retries",
+}
 
 
 @bp.get("/marketplaces")
@@ -93,7 +108,8 @@ def marketplaces() -> str:
     """Every marketplace with its status, masked key, the shipping and tax OneCart paid on its
     sub-orders in the last 30 days (to weigh its allowance), and whether order tracking gets
     answers from it (a marketplace failing for more than a day is marked, with its open
-    sub-orders that are waiting; commerce.tracking_health)."""
+    sub-orders that are waiting; commerce.tracking_health), and the state of the search update a
+    toggle queued (storefront.search_jobs)."""
     db = db_session()
     now = utc_now()
     listed = list_marketplaces(db)
@@ -104,6 +120,10 @@ def marketplaces() -> str:
         absorbed=absorbed_extras(db, since=now - ABSORBED_WINDOW),
         tracking_failing_long=failing_long,
         open_sub_orders=open_sub_orders_by_marketplace(db, sorted(failing_long)),
+        refreshes=listings_refresh_states(
+            current_app.config["REDIS_URL"], [m.slug for m in listed]
+        ),
+        refresh_labels=REFRESH_LABELS,
     )
 
 
@@ -138,6 +158,7 @@ def edit_marketplace(marketplace_id: int) -> Response | str:
     if not form.validate_on_submit():
         return render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
     db = db_session()
+    was_active = marketplace.active
     try:
         key_dropped = update_marketplace(
             db, marketplace, _form_input(form), allow_private_hosts=_sandbox_mode()
@@ -147,7 +168,10 @@ def edit_marketplace(marketplace_id: int) -> Response | str:
         attach_service_errors(form, exc.errors)
         return render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
     db.commit()
-    flash(f"{marketplace.name} was saved.", "success")
+    saved = f"{marketplace.name} was saved."
+    if marketplace.active != was_active:
+        saved += f" {_listings_refresh(marketplace)}"
+    flash(saved, "success")
     if key_dropped:
         flash(
             "The API base URL moved to another host, so the stored API key was removed: "
@@ -163,7 +187,7 @@ def disable_marketplace(marketplace_id: int) -> Response:
     marketplace = _marketplace_or_404(marketplace_id)
     set_marketplace_active(db_session(), marketplace, False)
     db_session().commit()
-    flash(f"{marketplace.name} is now disabled.", "info")
+    flash(f"{marketplace.name} is now disabled. {_listings_refresh(marketplace)}", "info")
     return redirect(url_for("admin.marketplaces"))
 
 
@@ -173,8 +197,29 @@ def enable_marketplace(marketplace_id: int) -> Response:
     marketplace = _marketplace_or_404(marketplace_id)
     set_marketplace_active(db_session(), marketplace, True)
     db_session().commit()
-    flash(f"{marketplace.name} is active again.", "success")
+    flash(f"{marketplace.name} is active again. {_listings_refresh(marketplace)}", "success")
     return redirect(url_for("admin.marketplaces"))
+
+
+def _listings_refresh(marketplace: Marketplace) -> str:
+    """Queue the job that takes the marketplace's offers out of search (or puts them back) and
+    say when shoppers will see it."""
+    change = "leave" if not marketplace.active else "return to"
+    forget_marketplaces()
+    try:
+        enqueue_listings_refresh(
+            current_app.config["REDIS_URL"],
+            marketplace.slug,
+            current_app.config["MEILI_INDEX"],
+            queue_name=current_app.config.get("SEARCH_JOBS_QUEUE") or DEFAULT_QUEUE,
+        )
+    except redis.RedisError:
+        current_app.logger.warning("listings refresh of %s not queued", marketplace.slug)
+        return (
+            f"The job queue is unavailable: its offers {change} search at the next catalog "
+            "update (within 30 minutes)."
+        )
+    return f"{marketplace.name}'s offers {change} search within a minute."
 
 
 # --- Orders that need an operator ------------------------------------------------------------

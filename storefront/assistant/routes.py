@@ -26,7 +26,13 @@ from search_index.client import SearchUnavailable
 from storefront.assistant.forms import AssistantForm, RerunForm
 from storefront.cart.forms import AddToCartForm
 from storefront.catalog.routes import index_missing_message
-from storefront.catalog.shopper import display_currency, fx_table, index_uid, search_client
+from storefront.catalog.shopper import (
+    disabled_marketplaces,
+    display_currency,
+    fx_table,
+    index_uid,
+    search_client,
+)
 from storefront.database import db_session
 
 bp = Blueprint("assistant", __name__, template_folder="templates")
@@ -163,6 +169,7 @@ def _answer(form: AssistantForm, prompt_text: str) -> tuple[str, int, dict[str, 
             fx=fx_table(),
             display_currency=display_currency(),
             settings=_assistant_settings(),
+            withheld_marketplaces=disabled_marketplaces(),
         )
     except SearchUnavailable as unavailable:
         message = (

@@ -49,6 +49,7 @@ from storefront.catalog.charts import price_history_svg, series_colour
 from storefront.catalog.forms import DisplayCurrencyForm
 from storefront.catalog.shopper import (
     DISPLAY_CURRENCY_SESSION_KEY,
+    disabled_marketplaces,
     display_currency,
     display_money_minor,
     format_price,
@@ -150,7 +151,11 @@ def home() -> str:
     """
     try:
         showcase = home_showcase(
-            search_client(), index_uid(), product_index_uid(), cache=search_cache()
+            search_client(),
+            index_uid(),
+            product_index_uid(),
+            cache=search_cache(),
+            withheld=disabled_marketplaces(),
         )
         categories = [(facet.value, facet.count) for facet in showcase.categories]
         search_down = False
@@ -393,7 +398,9 @@ def product(group_id: str) -> str:
         offers = _offers_from_index_document(group_id)
     if not offers:
         try:
-            index_offers = offers_in_group(search_client(), index_uid(), group_id)
+            index_offers = offers_in_group(
+                search_client(), index_uid(), group_id, withheld=disabled_marketplaces()
+            )
         except SearchUnavailable:
             index_offers = []
         if not index_offers:

@@ -18,7 +18,7 @@ from babel.numbers import get_currency_symbol
 from flask import current_app, g, session
 from flask_login import current_user
 
-from commerce.catalog import active_marketplaces
+from commerce.catalog import active_marketplaces, disabled_marketplace_slugs
 from commerce.fx import USD, FxTable, load_fx_table
 from onecart.money import currency_exponent, is_iso_currency
 from search_index.cache import ResultCache
@@ -69,6 +69,22 @@ def marketplace_names() -> dict[str, str]:
         "marketplace_names",
         lambda: {m.slug: m.name for m in active_marketplaces(db_session())},
     )
+
+
+def disabled_marketplaces() -> frozenset[str]:
+    """The slugs of marketplaces an admin disabled (cached like the names): readers of the
+    offers index, which still holds their offers, leave them out."""
+    return _cached(
+        "disabled_marketplaces", lambda: frozenset(disabled_marketplace_slugs(db_session()))
+    )
+
+
+def forget_marketplaces() -> None:
+    """Drop this process's cached marketplace names and disabled set (an admin just changed
+    them; other processes follow within FX_CACHE_SECONDS)."""
+    cache = current_app.extensions.get("onecart_catalog_cache", {})
+    for key in ("marketplace_names", "disabled_marketplaces"):
+        cache.pop(key, None)
 
 
 def display_currency() -> str:

@@ -8,7 +8,8 @@ of broad queries drawn from several marketplaces, and ratings ordered by their r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 
 import meilisearch
@@ -238,3 +239,191 @@ def test_marketplace_counts_under_a_price_filter_promise_what_the_filter_lists(
         assert there.total_hits == count, slug
         assert all(hit.offer.marketplace == slug for hit in there.hits)
         assert all(2000 <= hit.offer.price_usd_minor <= 15000 for hit in there.hits)
+
+
+def product_documents(client: meilisearch.Client, uid: str) -> dict[str, dict]:
+    """Every product document of `uid` by id: its marketplaces and its offers' marketplaces."""
+    index = client.index(uid)
+    documents: dict[str, dict] = {}
+    offset = 0
+    while True:
+        page = index.get_documents(
+            {
+                "fields": ["id", "marketplaces", "offers", "doc_hash"],
+                "limit": 1000,
+                "offset": offset,
+            }
+        )
+        documents.update({str(d["id"]): dict(d) for d in (dict(r) for r in page.results)})
+        offset += len(page.results)
+        if not page.results or offset >= page.total:
+            return documents
+
+
+@dataclass
+class AdminStorefront:
+    """A storefront DB holding ShopWave, whose admin switch `set_shopwave_active` flips, and the
+    pipeline's resources pointed at it."""
+
+    set_shopwave_active: Callable[[bool], None]
+    resources: dict
+
+
+@pytest.fixture
+def admin_storefront(pipeline_settings: Settings, tmp_path) -> Iterator[AdminStorefront]:
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from commerce.models import Marketplace
+    from pipelines.resources import StorefrontDatabaseResource, build_resources
+    from storefront.db_migrate import upgrade_database
+
+    url = f"sqlite:///{tmp_path / 'storefront.db'}"
+    upgrade_database(url)
+    engine = sa.create_engine(url)
+
+    def set_shopwave_active(active: bool) -> None:
+        with Session(engine) as session, session.begin():
+            market = session.scalar(sa.select(Marketplace).where(Marketplace.slug == "shopwave"))
+            if market is None:
+                market = Marketplace(
+                    slug="shopwave", name="ShopWave", kind="shopify", currency="USD",
+                    country="US", api_base_url="http://127.0.0.1:9/shopwave",
+                    capabilities=["catalog"], relation_identifier="gtin",
+                )  # fmt: skip
+                session.add(market)
+            market.active = active
+
+    resources = dict(build_resources(pipeline_settings))
+    resources["storefront_db"] = StorefrontDatabaseResource(database_url=url)
+    try:
+        yield AdminStorefront(set_shopwave_active, resources)
+    finally:
+        engine.dispose()
+
+
+def materialize_serving(instance, resources: dict, *assets) -> dict:
+    """Materialize `assets`; the metadata of the last one's materialization."""
+    import dagster as dg
+
+    result = dg.materialize(list(assets), resources=resources, instance=instance)
+    node = assets[-1].key.to_user_string()
+    metadata = result.asset_materializations_for_node(node)[-1].metadata
+    return {key: value.value for key, value in metadata.items()}
+
+
+def warehouse_matches(settings: Settings):
+    """matches_of for search_index.marketplace_visibility, read from the warehouse."""
+    from search_index.documents import document_id
+
+    def matches_of(group_ids):
+        with warehouse.connect(settings.pipeline_db_path, read_only=True) as conn:
+            rows = conn.execute(
+                "SELECT marketplace, external_id, method, confidence FROM product_groups "
+                "WHERE group_id IN (SELECT unnest(?))",
+                [list(group_ids)],
+            ).fetchall()
+        return {document_id(s, e): (m, c) for s, e, m, c in rows}
+
+    return matches_of
+
+
+def test_a_marketplace_disabled_by_an_admin_is_left_out_of_the_product_index(
+    first_ingest: Ingest,
+    products_index: str,
+    pipeline_settings: Settings,
+    search: meilisearch.Client,
+    instance,
+    admin_storefront: AdminStorefront,
+) -> None:
+    """The pipeline builds product documents only from the marketplaces enabled in the
+    storefront DB; the admin's job (search_index.marketplace_visibility) builds the very same
+    documents the pipeline does, so the next run after it has nothing to send."""
+    from pipelines.assets.serving import search_product_groups
+    from search_index.marketplace_visibility import refresh_marketplace_groups
+
+    before = product_documents(search, products_index)
+    shopwave_only = {i for i, d in before.items() if d["marketplaces"] == ["shopwave"]}
+    assert shopwave_only and any(
+        "shopwave" in d["marketplaces"] and len(d["marketplaces"]) > 1 for d in before.values()
+    )
+    try:
+        admin_storefront.set_shopwave_active(False)
+        metadata = materialize_serving(instance, admin_storefront.resources, search_product_groups)
+        assert metadata["disabled_marketplaces"] == "shopwave"
+        disabled = product_documents(search, products_index)
+        assert set(disabled) == set(before) - shopwave_only
+        for document in disabled.values():
+            assert "shopwave" not in document["marketplaces"]
+            assert all(offer["marketplace"] != "shopwave" for offer in document["offers"])
+        page = listing(search, products_index, per_page=48)
+        assert "shopwave" not in {facet.value for facet in page.facets["marketplace"]}
+        assert page.total_hits == len(before) - len(shopwave_only)
+
+        # Enabled again: the admin's job restores every document as the pipeline built it.
+        admin_storefront.set_shopwave_active(True)
+        refresh_marketplace_groups(
+            search,
+            pipeline_settings.meili_index,
+            "shopwave",
+            disabled=set(),
+            matches_of=warehouse_matches(pipeline_settings),
+        )
+        restored = product_documents(search, products_index)
+        assert {i: d["doc_hash"] for i, d in restored.items()} == {
+            i: d["doc_hash"] for i, d in before.items()
+        }
+        metadata = materialize_serving(instance, admin_storefront.resources, search_product_groups)
+        assert metadata["disabled_marketplaces"] == ""
+        assert metadata["sent"] == 0 and metadata["deleted"] == 0
+    finally:
+        admin_storefront.set_shopwave_active(True)
+
+
+def test_a_group_left_with_a_disabled_marketplace_only_leaves_the_product_index(
+    first_ingest: Ingest,
+    products_index: str,
+    pipeline_settings: Settings,
+    search: meilisearch.Client,
+    instance,
+    admin_storefront: AdminStorefront,
+) -> None:
+    """While ShopWave is disabled, a product sold by ShopWave and one other marketplace whose
+    other offer leaves the group is left with ShopWave's offer only: the pipeline's refresh of
+    the changed groups deletes its document (it built none for it)."""
+    from pipelines.assets.serving import search_product_groups, search_products
+
+    before = product_documents(search, products_index)
+    pair = next(
+        i
+        for i, d in sorted(before.items())
+        if len(d["offers"]) == 2 and len(d["marketplaces"]) == 2 and "shopwave" in d["marketplaces"]
+    )
+    other = next(o for o in before[pair]["offers"] if o["marketplace"] != "shopwave")
+    with warehouse.connect(pipeline_settings.pipeline_db_path, read_only=True) as conn:
+        ((external_id,),) = conn.execute(
+            "SELECT external_id FROM product_groups WHERE group_id = ? AND marketplace = ?",
+            [pair, other["marketplace"]],
+        ).fetchall()
+    try:
+        admin_storefront.set_shopwave_active(False)
+        materialize_serving(instance, admin_storefront.resources, search_product_groups)
+        assert product_documents(search, products_index)[pair]["marketplaces"] == [
+            other["marketplace"]
+        ]
+        # The other offer is matched into a product of its own.
+        with warehouse.connect(pipeline_settings.pipeline_db_path) as conn:
+            conn.execute(
+                "UPDATE product_groups SET group_id = group_id || '-split' "
+                "WHERE marketplace = ? AND external_id = ?",
+                [other["marketplace"], external_id],
+            )
+        metadata = materialize_serving(
+            instance, admin_storefront.resources, search_products, search_product_groups
+        )
+        assert metadata["build_mode"] == "changed"
+        after = product_documents(search, products_index)
+        assert pair not in after
+        assert after[f"{pair}-split"]["marketplaces"] == [other["marketplace"]]
+    finally:
+        admin_storefront.set_shopwave_active(True)

@@ -155,6 +155,8 @@ def _make_app(
         "RATE_LIMIT_PREFIX": prefix,
         "MEILI_URL": unreachable,
         "SERVER_NAME": None,
+        # Jobs the admin's marketplace switch queues stay out of a developer worker's queue.
+        "SEARCH_JOBS_QUEUE": f"search-test-{RUN_ID}",
     }
     config.update(overrides)
     return create_app(config)

@@ -57,6 +57,7 @@ from onecart.settings import get_settings
 from storefront.catalog.shopper import display_currency, fx_table
 from storefront.checkout.forms import CheckoutForm, country_choices
 from storefront.database import db_session, session_factory
+from storefront.errors.routes import error_response, json_endpoint
 from storefront.jobs import JobPolicy, dispatch_order_jobs
 
 logger = logging.getLogger(__name__)
@@ -277,25 +278,27 @@ def _dispatch(order_id: int) -> None:
 
 
 @bp.post("/checkout/payment-intent")
+@json_endpoint
 @login_required
-def payment_intent() -> Response | tuple[Response, int]:
+def payment_intent() -> Response:
     """For Stripe.js (real keys only): a PaymentIntent for the total this form shows.
 
     The browser confirms it with the Payment Element and then submits the form with its id;
-    the submit checks amount, currency and token before accepting it.
+    the submit checks amount, currency and token before accepting it. Every answer is JSON:
+    errors in the site's shape (storefront.errors), which checkout.js shows as they are.
     """
     settings = get_settings()
     if is_sandbox_mode(settings):
-        return jsonify(error="Stripe.js is not used in sandbox mode."), 404
+        return error_response(404, "Stripe.js is not used in sandbox mode.")
     payload: dict[str, Any] = request.get_json(silent=True) or {}
-    token = payload.get("validation_token")
+    token = payload.get("validation_token") if isinstance(payload, dict) else None
     if not is_valid_validation_token(token):
-        return jsonify(error="This checkout form has expired; reload the page."), 400
+        return error_response(400, "This checkout form has expired; reload the page.")
     user = _user()
     currency = display_currency()
     quote = build_quote(db_session(), user, currency=currency, fx=fx_table())
     if not quote.can_pay or quote.total_minor is None:
-        return jsonify(error="There is nothing to pay for."), 400
+        return error_response(400, "There is nothing to pay for.")
     amount = Money(quote.total_minor, currency)
     try:
         intent_id, client_secret = _card_gateway().prepare_intent(
@@ -304,5 +307,5 @@ def payment_intent() -> Response | tuple[Response, int]:
             metadata=checkout_intent_metadata(user.id, str(token)),
         )
     except PaymentError as exc:
-        return jsonify(error=exc.message), 502
+        return error_response(502, exc.message)
     return jsonify(payment_intent_id=intent_id, client_secret=client_secret)

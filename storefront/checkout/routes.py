@@ -117,6 +117,7 @@ def _render(
     form: CheckoutForm,
     *,
     outcome: CheckoutOutcome | None = None,
+    form_problem: str = "",
     status: int = 200,
 ) -> tuple[str, int, dict[str, str]]:
     """The checkout page for the current cart, with the totals the form will carry."""
@@ -156,6 +157,7 @@ def _render(
         # Stripe.js wants the amount the PaymentIntent will carry, in Stripe's units.
         card_amount=to_stripe_amount(quote.total_minor or 0, quote.currency),
         outcome=outcome,
+        form_problem=form_problem,
         changes=changes_by_product(outcome.changes) if outcome else {},
     )
     return html, status, headers
@@ -166,6 +168,35 @@ def _render(
 def checkout() -> tuple[str, int, dict[str, str]]:
     """The checkout page: address (from the profile), cart by marketplace, total, payment."""
     return _render(_new_form(_user()))
+
+
+# Said at the top of a page re-rendered for fields that cannot be fixed by typing (hidden or
+# forged); the shopper's own fields are marked where they are.
+PAYMENT_METHOD_PROBLEM = "Choose how to pay: wallet or card."
+EXPIRED_FORM_PROBLEM = (
+    "This checkout form was incomplete or has expired, so nothing was charged. "
+    "Check your order below and place it again."
+)
+FIELDS_PROBLEM = "Please correct the details marked below; nothing was charged."
+
+
+def _form_problem(form: CheckoutForm) -> str:
+    """Why the submitted form was refused, for the page re-rendered with it. A missing or
+    tampered validation token gets a fresh one, so placing the order again works."""
+    problems: list[str] = []
+    if not is_valid_validation_token(form.validation_token.data):
+        form.validation_token.data = new_checkout_token()
+        form.validation_token.errors = []
+        problems.append(EXPIRED_FORM_PROBLEM)
+    if form.payment_method.errors:
+        form.payment_method.errors = [PAYMENT_METHOD_PROBLEM]
+        form.payment_method.data = PaymentMethod.STRIPE.value
+        problems.append(PAYMENT_METHOD_PROBLEM)
+    if any(
+        field.errors for field in form if field.name not in ("validation_token", "payment_method")
+    ):
+        problems.append(FIELDS_PROBLEM)
+    return " ".join(dict.fromkeys(problems))
 
 
 def _int_or_none(value: object) -> int | None:
@@ -211,9 +242,7 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
     form = CheckoutForm()
     _prepare_choices(form)
     if not form.validate():
-        if not is_valid_validation_token(form.validation_token.data):
-            form.validation_token.data = new_checkout_token()
-        return _render(form, status=422)
+        return _render(form, form_problem=_form_problem(form), status=422)
     submission = _submission(form, user)
     fx = fx_table()
     # End this request's read transaction: its pooled connection must not sit idle while this

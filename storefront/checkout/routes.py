@@ -228,9 +228,9 @@ def _submission(form: CheckoutForm, user: User) -> CheckoutSubmission:
         card_payment_method=(form.test_card.data or None)
         if method == PaymentMethod.STRIPE
         else None,
-        payment_intent_id=(form.payment_intent_id.data or None)
-        if method == PaymentMethod.STRIPE
-        else None,
+        # Kept for wallet payments too: a hold Stripe.js made before the shopper switched to
+        # the wallet is released by the submit (never left on the card).
+        payment_intent_id=form.payment_intent_id.data or None,
     )
 
 
@@ -286,7 +286,9 @@ def _submit(submission: CheckoutSubmission, fx: FxTable) -> CheckoutOutcome:
         submission,
         fx=fx,
         adapter_for=lookup_adapter_for_marketplace,
-        card_gateway=_card_gateway() if submission.payment_method == PaymentMethod.STRIPE else None,
+        card_gateway=_card_gateway()
+        if submission.payment_method == PaymentMethod.STRIPE or submission.payment_intent_id
+        else None,
         revalidation_deadline_s=float(
             current_app.config.get("CHECKOUT_REVALIDATION_SECONDS", REVALIDATION_DEADLINE_S)
         ),

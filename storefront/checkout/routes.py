@@ -10,7 +10,6 @@ is down the order still stands and the sweeper enqueues them later.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import (
     Blueprint,
@@ -44,7 +43,7 @@ from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import User
 from commerce.order_models import PaymentMethod
-from commerce.payments.gateway import PaymentError, to_stripe_amount
+from commerce.payments.gateway import PaymentDeclined, PaymentError, to_stripe_amount
 from commerce.payments.stripe_gateway import (
     SANDBOX_PAYMENT_METHODS,
     SANDBOX_TEST_CARDS,
@@ -321,7 +320,7 @@ def payment_intent() -> Response:
     settings = get_settings()
     if is_sandbox_mode(settings):
         return error_response(404, "Stripe.js is not used in sandbox mode.")
-    payload: dict[str, Any] = request.get_json(silent=True) or {}
+    payload = request.get_json(silent=True)
     token = payload.get("validation_token") if isinstance(payload, dict) else None
     if not is_valid_validation_token(token):
         return error_response(400, "This checkout form has expired; reload the page.")
@@ -337,6 +336,8 @@ def payment_intent() -> Response:
             idempotency_key=f"onecart-intent-{token}-{amount.minor}-{amount.currency}",
             metadata=checkout_intent_metadata(user.id, str(token)),
         )
-    except PaymentError as exc:
+    except PaymentDeclined as exc:  # Stripe refused the request itself: retrying will not help
+        return error_response(422, exc.message)
+    except PaymentError as exc:  # Stripe did not answer as it should: the shopper may retry
         return error_response(502, exc.message)
     return jsonify(payment_intent_id=intent_id, client_secret=client_secret)

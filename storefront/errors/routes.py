@@ -28,6 +28,7 @@ ERROR_MESSAGES = {
     404: ("Page not found", "We couldn't find that page. It may have moved, or never existed."),
     405: ("Not allowed", "That page can't be used this way."),
     413: ("Too large", "That request was too large."),
+    422: ("Not accepted", "That could not be done as asked. Please check it and try again."),
     429: ("Too many attempts", "Too many attempts in a short time. Please wait and try again."),
     500: ("Something went wrong", "An unexpected error happened on our side. Please try again."),
     502: ("Bad gateway", "A service OneCart relies on did not answer. Please try again."),

@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from commerce.models import User
-from commerce.payments.gateway import PaymentUnavailable
+from commerce.payments.gateway import PaymentDeclined, PaymentError, PaymentUnavailable
 from storefront.checkout import routes as checkout_routes
 from tests.storefront.conftest import DEFAULT_PASSWORD, csrf_token_from
 
@@ -108,17 +108,26 @@ def test_refusals_are_json_in_the_sites_error_shape(
 
 
 @pytest.mark.usefixtures("card_checkout_with_stripe_js")
-def test_stripe_unreachable_is_a_json_502_with_stripes_message(
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (PaymentUnavailable("The card service did not answer."), 502),
+        (PaymentDeclined("The card payment could not be prepared: amount too small."), 422),
+    ],
+)
+def test_stripe_failures_are_json_with_stripes_message(
     csrf_client: FlaskClient,
     make_user: Callable[..., User],
     monkeypatch: pytest.MonkeyPatch,
+    failure: PaymentError,
+    status: int,
 ) -> None:
-    class UnreachableStripe:
+    class FailingStripe:
         def prepare_intent(self, *args: object, **kwargs: object) -> tuple[str, str]:
-            raise PaymentUnavailable("The card service did not answer.")
+            raise failure
 
     client, token = _signed_in_csrf_client(csrf_client, make_user)
-    monkeypatch.setattr(checkout_routes, "_card_gateway", UnreachableStripe)
+    monkeypatch.setattr(checkout_routes, "_card_gateway", FailingStripe)
     monkeypatch.setattr(
         checkout_routes,
         "build_quote",
@@ -131,7 +140,7 @@ def test_stripe_unreachable_is_a_json_502_with_stripes_message(
         headers={**FETCH_HEADERS, "X-CSRFToken": token},
     )
 
-    _assert_site_error(response, 502, "did not answer")
+    _assert_site_error(response, status, failure.message)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from assistant.budget import format_amount
 from assistant.intent import Intent
 from assistant.retrieval import Candidate, Relaxation, Retrieval
+from commerce.cart_pricing import charged_price_minor
 from commerce.fx import FxTable
 
 if TYPE_CHECKING:
@@ -203,7 +204,8 @@ def build_suggestion(
         product_url=safe_link(offer.get("product_url")),
         price_minor=price_minor,
         currency=currency,
-        display_price_minor=fx.convert_or_none(price_minor, currency, display_currency),
+        # As the cart will charge it (card steps in three-decimal currencies), like the listing.
+        display_price_minor=charged_price_minor(fx, price_minor, currency, display_currency),
         display_currency=display_currency,
         budget_price_minor=budget_price,
         budget_currency=budget_currency if budget_price is not None else None,

@@ -109,6 +109,18 @@ def sum_or_none(values: Iterable[int | None]) -> int | None:
     return total
 
 
+def charged_price_minor(
+    fx: FxTable, minor: int, currency: str, display_currency: str
+) -> int | None:
+    """`minor` of `currency` as the cart will charge it in `display_currency` (None without a
+    rate): converted, then rounded down to the card amount step as price_cart rounds a line. Every
+    page that shows a price in the display currency (listing cards, the product page) uses it,
+    so an item shows one price from the listing to the checkout (KWD 88.830, not 88.834 on the
+    product page and 88.830 in the cart). Constant time: a listing calls it once per card."""
+    converted = fx.convert_or_none(minor, currency, display_currency)
+    return None if converted is None else floor_card_amount(converted, display_currency)
+
+
 def price_cart(entries: Sequence[CartEntry], *, currency: str, fx: FxTable) -> PricedCart:
     """Price `entries` in `currency`, grouped by marketplace in the order they first appear."""
     missing: set[str] = set() if fx.has(currency) else {currency}

@@ -15,6 +15,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from commerce.cart_pricing import charged_price_minor
 from commerce.fx import FxTable
 from commerce.models import Marketplace, PricePoint, Product
 
@@ -166,8 +167,8 @@ def group_offers(
             GroupOffer(
                 product=product,
                 marketplace=marketplace,
-                display_price_minor=fx.convert_or_none(
-                    product.price_minor, product.currency, display_currency
+                display_price_minor=charged_price_minor(
+                    fx, product.price_minor, product.currency, display_currency
                 ),
                 usd_price_minor=fx.convert_or_none(product.price_minor, product.currency, "USD"),
             )
@@ -244,8 +245,8 @@ def price_history(
                 observed_at=row.observed_at,
                 price_minor=row.price_minor,
                 currency=row.currency,
-                display_price_minor=fx.convert_or_none(
-                    row.price_minor, row.currency, display_currency
+                display_price_minor=charged_price_minor(
+                    fx, row.price_minor, row.currency, display_currency
                 ),
                 available=row.available,
             )

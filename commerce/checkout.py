@@ -302,6 +302,7 @@ def _submit_locked(
                     message=f"There is no exchange rate for {charge_currency} right now.",
                 )
             if submission.wallet_total_seen_minor != quote.total_minor:
+                _release_browser_intent(card_gateway, submission)
                 return CheckoutOutcome(
                     OutcomeKind.CHANGED,
                     message="The amount in your wallet's currency changed. "
@@ -362,7 +363,13 @@ def _submit_locked(
             session.commit()
         except PaymentDeclined as exc:
             session.rollback()
-            return CheckoutOutcome(OutcomeKind.REJECTED, message=exc.message)
+            # The wallet does not cover the total: a card hold the form brought for this very
+            # total is still good for paying by card instead, so it stays on the page.
+            return CheckoutOutcome(
+                OutcomeKind.REJECTED,
+                message=exc.message,
+                keep_card_hold=submission.payment_method == PaymentMethod.WALLET,
+            )
         except BaseException:
             # The order may be committed even though the commit raised (the connection dropped
             # after COMMIT was sent), or made by another submit of this form (the token is
@@ -391,6 +398,8 @@ def _submit_locked(
             if earlier is not None:
                 return _existing_outcome(earlier, submission.user_id)
             raise
+        if submission.payment_method == PaymentMethod.WALLET:
+            _release_unused_hold(card_gateway, submission)
         return CheckoutOutcome(
             OutcomeKind.CREATED,
             order_id=order.id,
@@ -439,6 +448,21 @@ def _release_browser_intent(gateway: PaymentGateway | None, submission: Checkout
     release = getattr(gateway, "release_checkout_intent", None)
     if submission.payment_intent_id and callable(release):
         release(submission.payment_intent_id, submission.validation_token)
+
+
+def _release_unused_hold(gateway: PaymentGateway | None, submission: CheckoutSubmission) -> None:
+    """The order this form made is paid from the wallet: a card hold Stripe.js made for the form
+    before the shopper switched to the wallet is no order's (the form's token has this wallet
+    order, made under the lock), so it is released now rather than left on the card for the
+    sweeper. The order stands whatever happens here: a hold that cannot be released is still
+    found by the sweeper."""
+    try:
+        _release_browser_intent(gateway, submission)
+    except Exception:
+        logger.exception(
+            "card hold %s of a wallet-paid checkout not released; left to the sweeper",
+            submission.payment_intent_id,
+        )
 
 
 def _release_authorization(

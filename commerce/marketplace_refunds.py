@@ -43,6 +43,7 @@ from commerce.notifications import notify
 from commerce.order_models import MARKETPLACE_REFUND_KEY_INFIX, MarketplaceOrder, Refund
 from commerce.order_state import flag_order
 from commerce.payments.gateway import floor_card_amount
+from commerce.refunds import refund_said
 from commerce.settlement import record_refund
 from onecart.money import MoneyError, format_money
 
@@ -122,8 +123,9 @@ def pass_on_marketplace_refund(
         session,
         sub_order.order,
         "sub_order_partly_refunded",
-        f"{market} refunded {refunded_now} of {items}; we are refunding you "
-        f"{format_money(difference, sub_order.charge_currency)}.",
+        f"{market} refunded {refunded_now} of {items}; "
+        + refund_said(refund, f"you {format_money(difference, sub_order.charge_currency)}")
+        + ".",
         sub_order_id=sub_order.id,
     )
     return refund

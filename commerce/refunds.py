@@ -324,6 +324,20 @@ def reconcile_refunds(
     )
 
 
+def refund_said(refund: Refund | None, what: str) -> str:
+    """How the shopper is told of a refund just recorded, `what` naming the amount: a wallet
+    credit is made in the same transaction, so it is said done ("we refunded … to your OneCart
+    wallet"); a card refund is on its way ("we are refunding …") until the provider makes it,
+    and then the shopper is told again (refund_made)."""
+    if (
+        refund is not None
+        and refund.kind == RefundKind.WALLET_CREDIT
+        and refund.status == RefundStatus.SUCCEEDED
+    ):
+        return f"we refunded {what} to your OneCart wallet"
+    return f"we are refunding {what}"
+
+
 def complete_refund(refund: Refund, kind: RefundKind) -> None:
     refund.kind = kind
     refund.status = RefundStatus.SUCCEEDED

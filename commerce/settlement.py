@@ -57,6 +57,7 @@ from commerce.refunds import (
     process_refunds,
     reconcile_refunds,
     refresh_payment_status,
+    refund_said,
 )
 from onecart.money import Money, format_money
 
@@ -174,13 +175,14 @@ def compensate_sub_order(
     refund = record_refund(session, sub_order, remaining, key=refund_key(sub_order), reason=reason)
     market = sub_order.marketplace.name
     share = format_money(max(remaining, 0), sub_order.charge_currency)
+    refunded = refund_said(refund, f"their {share}")
     if status == SubOrderStatus.FAILED:
         message = (
-            f"We could not place your {market} items, so we are refunding their {share}. "
+            f"We could not place your {market} items, so {refunded}. "
             "The rest of your order goes ahead."
         )
     else:
-        message = f"Your {market} items were cancelled; we are refunding their {share}."
+        message = f"Your {market} items were cancelled; {refunded}."
     notify(session, order, f"sub_order_{status.value}", message, sub_order_id=sub_order.id)
     refresh_order_status(session, order)
     session.flush()
@@ -205,11 +207,12 @@ def adjust_share(
     refund = record_refund(
         session, sub_order, difference, key=adjustment_key(sub_order), reason=reason
     )
+    refunded = refund_said(refund, format_money(difference, sub_order.charge_currency))
     notify(
         session,
         sub_order.order,
         "sub_order_adjusted",
-        f"{reason} We are refunding {format_money(difference, sub_order.charge_currency)}.",
+        f"{reason} {refunded[:1].upper()}{refunded[1:]}.",
         sub_order_id=sub_order.id,
     )
     return refund

@@ -16,7 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from commerce.models import User, WalletEntry, WalletEntryKind
-from onecart.money import Money, MoneyError, from_minor_units, to_minor_units
+from onecart.money import (
+    Money,
+    MoneyError,
+    currency_exponent,
+    from_minor_units,
+    to_minor_units,
+)
 
 # The largest single top-up, in major units of the wallet currency (a demo-sized limit).
 TOPUP_LIMIT_MAJOR = Decimal("10000")
@@ -43,6 +49,16 @@ class TopUpReceipt:
 def new_topup_reference() -> str:
     """A fresh reference for one top-up form; resubmitting the same form reuses it."""
     return f"{SANDBOX_PROVIDER}-topup-{secrets.token_urlsafe(12)}"
+
+
+def too_many_decimals_message(currency: str) -> str:
+    """What to enter instead of an amount finer than the currency's minor unit: the number of
+    decimal places it has (USD 2, KWD 3), or a whole number for currencies without (JPY)."""
+    places = currency_exponent(currency)
+    if places == 0:
+        return f"Enter a whole number of {currency}: {currency} amounts have no decimals."
+    unit = "decimal place" if places == 1 else "decimal places"
+    return f"Enter an amount in {currency} with at most {places} {unit}."
 
 
 def topup_limit(currency: str) -> Money:
@@ -153,7 +169,7 @@ def top_up(session: Session, user: User, amount: Decimal, *, reference: str) -> 
     try:
         minor = to_minor_units(amount, currency)
     except MoneyError as exc:
-        raise WalletError(f"Enter an amount in {currency} with at most its decimals.") from exc
+        raise WalletError(too_many_decimals_message(currency)) from exc
     if minor <= 0:
         raise WalletError("Enter an amount greater than zero.")
     limit = topup_limit(currency)

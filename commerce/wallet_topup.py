@@ -69,6 +69,7 @@ from commerce.wallet import (
     lock_wallet,
     record_wallet_entry,
     take_back,
+    too_many_decimals_message,
     top_up,
     topup_limit,
 )
@@ -156,7 +157,7 @@ def topup_amount(user: User, amount: Decimal) -> Money:
     try:
         minor = to_minor_units(amount, currency)
     except MoneyError as exc:
-        raise WalletError(f"Enter an amount in {currency} with at most its decimals.") from exc
+        raise WalletError(too_many_decimals_message(currency)) from exc
     if minor <= 0:
         raise WalletError("Enter an amount greater than zero.")
     step = card_amount_step(currency)

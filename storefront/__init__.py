@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from babel.core import get_global
 from babel.numbers import get_currency_name, get_currency_symbol
 from flask import Flask, Response, current_app, redirect, request, url_for
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -221,21 +220,10 @@ def format_money(minor: int | None, currency: str | None) -> str:
 
 @cache
 def currency_symbol(code: str) -> str:
-    """The symbol shoppers know a currency by: English's own ("$", "€", "£"), else the one
-    English speakers use where it is legal tender ("₦" for NGN, "Ksh" for KES), else the code."""
-    symbol = get_currency_symbol(code, "en")
-    if symbol != code:
-        return symbol
-    for territory, entries in sorted(get_global("territory_currencies").items()):
-        if not any(entry[0] == code for entry in entries):
-            continue
-        try:
-            local = get_currency_symbol(code, f"en_{territory}")
-        except Exception:  # no English locale for that territory
-            continue
-        if local != code:
-            return local
-    return code
+    """The symbol prices are printed with (onecart.money.format_money, en_US: "$", "€", "£"),
+    else the code ("KES1,500.00", "NGN2,000.00"): the currency menu names a currency the way
+    the prices it switches to read, never "Ksh" over prices that say "KES"."""
+    return get_currency_symbol(code, "en_US")
 
 
 @cache

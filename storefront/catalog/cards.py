@@ -21,6 +21,7 @@ from urllib.parse import quote
 from flask import url_for
 from markupsafe import Markup
 
+from commerce.cart_pricing import charged_price_minor
 from search_index.listings import ProductHit
 from storefront.catalog.highlight import highlight_title
 from storefront.catalog.shopper import display_currency, format_price, fx_table
@@ -87,7 +88,7 @@ def build_cards(hits: Iterable[ProductHit]) -> list[ProductCard]:
     cards = []
     for hit in hits:
         offer = hit.offer
-        shown = fx.convert_or_none(offer.price_minor, offer.currency, currency)
+        shown = charged_price_minor(fx, offer.price_minor, offer.currency, currency)
         if shown is None:
             price_text, original = format_price(offer.price_minor, offer.currency), None
         else:

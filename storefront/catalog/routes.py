@@ -33,6 +33,7 @@ from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from commerce import catalog
+from commerce.cart_pricing import charged_price_minor
 from commerce.fx import supported_display_currencies
 from onecart.progress import catalog_loading_message
 from onecart.settings import get_settings
@@ -490,8 +491,8 @@ def _offers_from_index_document(document_id: str) -> list[catalog.GroupOffer]:
             catalog.GroupOffer(
                 product=product,
                 marketplace=product.marketplace,
-                display_price_minor=fx.convert_or_none(
-                    product.price_minor, product.currency, currency
+                display_price_minor=charged_price_minor(
+                    fx, product.price_minor, product.currency, currency
                 ),
                 usd_price_minor=fx.convert_or_none(product.price_minor, product.currency, "USD"),
             )

@@ -10,7 +10,6 @@ is down the order still stands and the sweeper enqueues them later.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import (
     Blueprint,
@@ -44,7 +43,7 @@ from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import User
 from commerce.order_models import PaymentMethod
-from commerce.payments.gateway import PaymentError, to_stripe_amount
+from commerce.payments.gateway import PaymentDeclined, PaymentError, to_stripe_amount
 from commerce.payments.stripe_gateway import (
     SANDBOX_PAYMENT_METHODS,
     SANDBOX_TEST_CARDS,
@@ -57,6 +56,7 @@ from onecart.settings import get_settings
 from storefront.catalog.shopper import display_currency, fx_table
 from storefront.checkout.forms import CheckoutForm, country_choices
 from storefront.database import db_session, session_factory
+from storefront.errors.routes import error_response, json_endpoint
 from storefront.jobs import JobPolicy, dispatch_order_jobs
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def _render(
     form: CheckoutForm,
     *,
     outcome: CheckoutOutcome | None = None,
+    form_problem: str = "",
     status: int = 200,
 ) -> tuple[str, int, dict[str, str]]:
     """The checkout page for the current cart, with the totals the form will carry."""
@@ -155,6 +156,7 @@ def _render(
         # Stripe.js wants the amount the PaymentIntent will carry, in Stripe's units.
         card_amount=to_stripe_amount(quote.total_minor or 0, quote.currency),
         outcome=outcome,
+        form_problem=form_problem,
         changes=changes_by_product(outcome.changes) if outcome else {},
     )
     return html, status, headers
@@ -165,6 +167,35 @@ def _render(
 def checkout() -> tuple[str, int, dict[str, str]]:
     """The checkout page: address (from the profile), cart by marketplace, total, payment."""
     return _render(_new_form(_user()))
+
+
+# Said at the top of a page re-rendered for fields that cannot be fixed by typing (hidden or
+# forged); the shopper's own fields are marked where they are.
+PAYMENT_METHOD_PROBLEM = "Choose how to pay: wallet or card."
+EXPIRED_FORM_PROBLEM = (
+    "This checkout form was incomplete or has expired, so nothing was charged. "
+    "Check your order below and place it again."
+)
+FIELDS_PROBLEM = "Please correct the details marked below; nothing was charged."
+
+
+def _form_problem(form: CheckoutForm) -> str:
+    """Why the submitted form was refused, for the page re-rendered with it. A missing or
+    tampered validation token gets a fresh one, so placing the order again works."""
+    problems: list[str] = []
+    if not is_valid_validation_token(form.validation_token.data):
+        form.validation_token.data = new_checkout_token()
+        form.validation_token.errors = []
+        problems.append(EXPIRED_FORM_PROBLEM)
+    if form.payment_method.errors:
+        form.payment_method.errors = [PAYMENT_METHOD_PROBLEM]
+        form.payment_method.data = PaymentMethod.STRIPE.value
+        problems.append(PAYMENT_METHOD_PROBLEM)
+    if any(
+        field.errors for field in form if field.name not in ("validation_token", "payment_method")
+    ):
+        problems.append(FIELDS_PROBLEM)
+    return " ".join(dict.fromkeys(problems))
 
 
 def _int_or_none(value: object) -> int | None:
@@ -196,9 +227,9 @@ def _submission(form: CheckoutForm, user: User) -> CheckoutSubmission:
         card_payment_method=(form.test_card.data or None)
         if method == PaymentMethod.STRIPE
         else None,
-        payment_intent_id=(form.payment_intent_id.data or None)
-        if method == PaymentMethod.STRIPE
-        else None,
+        # Kept for wallet payments too: a hold Stripe.js made before the shopper switched to
+        # the wallet is released by the submit (never left on the card).
+        payment_intent_id=form.payment_intent_id.data or None,
     )
 
 
@@ -210,9 +241,7 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
     form = CheckoutForm()
     _prepare_choices(form)
     if not form.validate():
-        if not is_valid_validation_token(form.validation_token.data):
-            form.validation_token.data = new_checkout_token()
-        return _render(form, status=422)
+        return _render(form, form_problem=_form_problem(form), status=422)
     submission = _submission(form, user)
     fx = fx_table()
     # End this request's read transaction: its pooled connection must not sit idle while this
@@ -256,7 +285,9 @@ def _submit(submission: CheckoutSubmission, fx: FxTable) -> CheckoutOutcome:
         submission,
         fx=fx,
         adapter_for=lookup_adapter_for_marketplace,
-        card_gateway=_card_gateway() if submission.payment_method == PaymentMethod.STRIPE else None,
+        card_gateway=_card_gateway()
+        if submission.payment_method == PaymentMethod.STRIPE or submission.payment_intent_id
+        else None,
         revalidation_deadline_s=float(
             current_app.config.get("CHECKOUT_REVALIDATION_SECONDS", REVALIDATION_DEADLINE_S)
         ),
@@ -277,25 +308,27 @@ def _dispatch(order_id: int) -> None:
 
 
 @bp.post("/checkout/payment-intent")
+@json_endpoint
 @login_required
-def payment_intent() -> Response | tuple[Response, int]:
+def payment_intent() -> Response:
     """For Stripe.js (real keys only): a PaymentIntent for the total this form shows.
 
     The browser confirms it with the Payment Element and then submits the form with its id;
-    the submit checks amount, currency and token before accepting it.
+    the submit checks amount, currency and token before accepting it. Every answer is JSON:
+    errors in the site's shape (storefront.errors), which checkout.js shows as they are.
     """
     settings = get_settings()
     if is_sandbox_mode(settings):
-        return jsonify(error="Stripe.js is not used in sandbox mode."), 404
-    payload: dict[str, Any] = request.get_json(silent=True) or {}
-    token = payload.get("validation_token")
+        return error_response(404, "Stripe.js is not used in sandbox mode.")
+    payload = request.get_json(silent=True)
+    token = payload.get("validation_token") if isinstance(payload, dict) else None
     if not is_valid_validation_token(token):
-        return jsonify(error="This checkout form has expired; reload the page."), 400
+        return error_response(400, "This checkout form has expired; reload the page.")
     user = _user()
     currency = display_currency()
     quote = build_quote(db_session(), user, currency=currency, fx=fx_table())
     if not quote.can_pay or quote.total_minor is None:
-        return jsonify(error="There is nothing to pay for."), 400
+        return error_response(400, "There is nothing to pay for.")
     amount = Money(quote.total_minor, currency)
     try:
         intent_id, client_secret = _card_gateway().prepare_intent(
@@ -303,6 +336,8 @@ def payment_intent() -> Response | tuple[Response, int]:
             idempotency_key=f"onecart-intent-{token}-{amount.minor}-{amount.currency}",
             metadata=checkout_intent_metadata(user.id, str(token)),
         )
-    except PaymentError as exc:
-        return jsonify(error=exc.message), 502
+    except PaymentDeclined as exc:  # Stripe refused the request itself: retrying will not help
+        return error_response(422, exc.message)
+    except PaymentError as exc:  # Stripe did not answer as it should: the shopper may retry
+        return error_response(502, exc.message)
     return jsonify(payment_intent_id=intent_id, client_secret=client_secret)

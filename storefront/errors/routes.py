@@ -4,8 +4,10 @@ request's database session back first so a failed write cannot leak into the err
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
-from flask import Blueprint, Response, g, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -15,6 +17,9 @@ from storefront.request_log import current_request_id
 bp = Blueprint("errors", __name__)
 logger = logging.getLogger(__name__)
 
+View = TypeVar("View", bound=Callable[..., object])
+_JSON_ENDPOINT_FLAG = "answers_json"
+
 # What each page says; anything else falls back to the status's standard phrase.
 ERROR_MESSAGES = {
     400: ("Bad request", "We couldn't understand that request. Please go back and try again."),
@@ -23,16 +28,34 @@ ERROR_MESSAGES = {
     404: ("Page not found", "We couldn't find that page. It may have moved, or never existed."),
     405: ("Not allowed", "That page can't be used this way."),
     413: ("Too large", "That request was too large."),
+    422: ("Not accepted", "That could not be done as asked. Please check it and try again."),
     429: ("Too many attempts", "Too many attempts in a short time. Please wait and try again."),
     500: ("Something went wrong", "An unexpected error happened on our side. Please try again."),
+    502: ("Bad gateway", "A service OneCart relies on did not answer. Please try again."),
     503: ("Temporarily unavailable", "This part of OneCart is unavailable right now."),
 }
 TEMPLATES = {400, 403, 404, 429, 500, 503}
 
 
+def json_endpoint(view: View) -> View:
+    """Mark a view that scripts call (not a page): every answer of it, errors included (a CSRF
+    refusal, a lapsed sign-in), is JSON in the shape of :func:`error_response`."""
+    setattr(view, _JSON_ENDPOINT_FLAG, True)
+    return view
+
+
+def _is_json_endpoint() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, _JSON_ENDPOINT_FLAG, False))
+
+
 def wants_json() -> bool:
-    """True for API paths and for clients that prefer JSON over HTML in their Accept header."""
-    if request.path.startswith("/api/"):
+    """True for API requests: /api/ paths and views marked with :func:`json_endpoint`, requests
+    a script sends (a JSON body, `X-Requested-With`; fetch() accepts `*/*`, so its Accept header
+    says nothing), and clients that prefer JSON over HTML in their Accept header."""
+    if request.path.startswith("/api/") or _is_json_endpoint():
+        return True
+    if request.is_json or request.headers.get("X-Requested-With"):
         return True
     accept = request.accept_mimetypes
     best = accept.best_match(["text/html", "application/json"])

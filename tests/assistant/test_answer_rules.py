@@ -17,6 +17,7 @@ from assistant.intent import parse_intent
 from assistant.llm import ProseRejected, answer_facts, check_prose, write_prose
 from assistant.retrieval import Candidate, Relaxation, Retrieval, keyword_query
 from assistant.vocabulary import CatalogVocabulary
+from commerce.fx import FxTable
 from tests.assistant.catalog import FX
 
 VOCABULARY = CatalogVocabulary.from_facets(
@@ -224,3 +225,20 @@ def test_llm_failures_and_timeouts_fall_back_to_the_template() -> None:
 def test_ratings_in_answers_are_decimals_not_floats() -> None:
     answer = _found_answer()
     assert answer.suggestions[0].rating == Decimal("4.1")
+
+
+def test_a_suggestion_in_a_three_decimal_currency_shows_the_price_the_cart_charges() -> None:
+    """79,900.00 KES is KWD189.483 at these rates; a card can be charged only in steps of 10
+    fils, so the cart (and the listing) says KWD189.480: the assistant must say the same."""
+    fx = FxTable(per_usd={**FX.per_usd, "KWD": Decimal("0.30634")})
+    intent = parse_intent("LG TV", VOCABULARY, default_currency="KWD")
+    candidate = Candidate("g-lg-65", _offer(), _offer(), 0.87)
+
+    [suggestion] = build_answer(
+        intent.text, intent, _retrieval([candidate]), fx=fx, display_currency="KWD",
+        semantic_available=True,
+    ).suggestions  # fmt: skip
+
+    exact = fx.convert_or_none(7_990_000, "KES", "KWD")
+    assert exact is not None and exact % 10
+    assert suggestion.display_price_minor == exact - exact % 10

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from commerce.order_models import (
     Notification,
     Order,
     Payment,
+    PaymentMethod,
     PaymentStatus,
     ProcessedWebhookEvent,
     Refund,
@@ -290,6 +292,44 @@ def test_a_browser_hold_of_a_second_tab_whose_cart_the_first_tab_bought_is_relea
     assert len(shop.orders()) == 1
     assert stripe_client().v1.payment_intents.retrieve(second_hold).status == "canceled"
     assert stripe_client().v1.payment_intents.retrieve(first_hold).status == "requires_capture"
+
+
+def test_a_browser_hold_is_released_at_once_when_the_shopper_pays_by_wallet(shop: Shop) -> None:
+    """Stripe.js held the total on the card, then the shopper chose the wallet (the page came
+    back with the hold, say for a missing address): the wallet order uses no hold, so this one
+    is released now, not left on the card for the sweeper's half hour."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    hold = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"], user.id)
+
+    response = shop.submit(client, form, payment_method="wallet", payment_intent_id=hold)
+
+    assert response.status_code == 303
+    [order] = shop.orders()
+    assert order.payment is not None and order.payment.method == PaymentMethod.WALLET
+    assert stripe_client().v1.payment_intents.retrieve(hold).status == "canceled"
+
+
+def test_a_browser_hold_survives_a_wallet_too_short_and_pays_by_card(shop: Shop) -> None:
+    """The wallet does not cover the total: the card hold for that total is still good, so the
+    page keeps it and paying by card next adopts it (no second hold, none left behind)."""
+    user = shop.make_user(wallet=Decimal("1"))
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    hold = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"], user.id)
+
+    refused = shop.submit(client, form, payment_method="wallet", payment_intent_id=hold)
+
+    assert refused.status_code == 422
+    assert Shop.hidden_fields(refused.get_data(as_text=True))["payment_intent_id"] == hold
+    assert stripe_client().v1.payment_intents.retrieve(hold).status == "requires_capture"
+    paid = shop.submit(client, form, payment_method="stripe", payment_intent_id=hold)
+    assert paid.status_code == 303
+    [order] = shop.orders()
+    assert order.payment is not None and order.payment.provider_reference == hold
 
 
 def test_a_browser_hold_refused_only_for_missing_rates_is_kept_for_the_next_submit(

@@ -28,6 +28,7 @@ from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_s
 from commerce.wallet import wallet_balance
 from onecart.settings import get_settings
 from tests.checkout.conftest import Shop, stripe_client
+from tests.storefront.conftest import text_of
 
 
 def _count(shop: Shop, model: type) -> int:
@@ -301,6 +302,29 @@ def test_tampered_token_and_missing_address_are_refused(shop: Shop) -> None:
     page = no_country.get_data(as_text=True)
     assert 'value="EU"' not in page and "European Union" not in page and "Eurozone" not in page
     assert _count(shop, Order) == 0
+
+
+def test_forged_payment_method_or_empty_token_rerenders_the_page_saying_why(shop: Shop) -> None:
+    """Fields the shopper cannot see or type (a forged radio value, a hidden token lost) are
+    said at the top of the page; the page comes with a fresh token, so placing again works."""
+    user = shop.make_user(wallet=Decimal("1000"))
+    shop.fill_cart(user, [("dummymart", 0, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+
+    forged = shop.submit(client, form, payment_method="bitcoin")
+    no_token = shop.submit(client, form, validation_token="")
+
+    assert forged.status_code == 422
+    assert "Choose how to pay: wallet or card." in text_of(forged.get_data(as_text=True))
+    assert no_token.status_code == 422
+    page = no_token.get_data(as_text=True)
+    assert "incomplete or has expired, so nothing was charged" in text_of(page)
+    fresh_token = Shop.hidden_fields(page)["validation_token"]
+    assert fresh_token and fresh_token != form["validation_token"]
+    assert _count(shop, Order) == 0
+    placed = shop.submit(client, form, validation_token=fresh_token, payment_method="wallet")
+    assert placed.status_code == 303
 
 
 def test_guests_are_sent_to_sign_in(shop: Shop) -> None:

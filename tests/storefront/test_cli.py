@@ -99,3 +99,21 @@ def test_flask_finds_the_app_factory_from_the_command_line() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--promote-existing" in result.stdout
+
+
+def test_the_deploy_guide_says_how_to_create_the_first_admin(runner: FlaskCliRunner) -> None:
+    """Operators read docs/, not the README: the guide gives the command, and it runs as shown
+    (the password prompted, never on the command line)."""
+    guide = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    [command] = [
+        line.strip()
+        for line in guide.splitlines()
+        if line.strip().startswith(".venv/bin/flask --app storefront create-admin")
+    ]
+    args = command.split()[3:]  # after ".venv/bin/flask --app storefront"
+    assert "--password" not in args
+
+    result = runner.invoke(args=args, input="Admin-pass-2026\nAdmin-pass-2026\n")
+
+    assert result.exit_code == 0, result.output
+    assert "--promote-existing" in guide

@@ -85,6 +85,21 @@ def test_every_page_offers_the_supported_currencies_with_the_current_one_selecte
     assert switcher_of(client.get("/stores").get_data(as_text=True))["selected"] == ["EUR"]
 
 
+def test_the_switcher_names_each_currency_as_its_prices_print(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """Prices print "KES1,500.00" and "NGN2,000.00" (format_money): the menu must not offer
+    "Ksh" and "₦" for them."""
+    form = switcher_of(client.get("/stores").get_data(as_text=True))
+
+    assert form["labels"]["KES"] == "Kenyan Shilling (KES)"
+    assert form["labels"]["NGN"] == "Nigerian Naira (NGN)"
+    for code, label in form["labels"].items():
+        printed = format_money(150000, code)
+        symbol = label.split(" ")[0]
+        assert label.endswith(f"({code})") or printed.startswith(symbol), (code, label, printed)
+
+
 def test_the_switcher_is_on_every_page_including_the_profile_and_form_errors(
     client: FlaskClient,
     catalog: dict[str, Product],

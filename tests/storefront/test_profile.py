@@ -230,7 +230,7 @@ def test_resubmitting_the_same_top_up_form_charges_once(
         ("abc", "Enter an amount like 25 or 25.50."),
         ("0", "Enter an amount greater than zero."),
         ("-10", "Enter an amount greater than zero."),
-        ("1.234", "at most its decimals"),
+        ("1.234", "Enter an amount in USD with at most 2 decimal places."),
         ("10000.01", "A single top-up can be at most 10,000.00 USD."),
     ],
 )

@@ -36,6 +36,18 @@ def test_about_lists_active_marketplaces_escaped(
     assert "Hidden Shop" not in html
 
 
+def test_about_promises_only_what_the_pages_show_about_converted_prices(
+    client: FlaskClient,
+) -> None:
+    """Listing cards show the original price beside a converted one but no rates date (the
+    product page, cart and checkout do); three-decimal prices are rounded to card steps."""
+    page = " ".join(_html(client.get("/about")).split())
+
+    assert "next to any converted amount, with the date of the exchange rates" not in page
+    assert "the product page, the cart and the checkout also say which exchange rates" in page
+    assert "rounded down to the nearest 0.010" in page
+
+
 def test_guest_ticket_is_stored_and_confirmed_with_its_reference(
     client: FlaskClient, db_session: Session
 ) -> None:

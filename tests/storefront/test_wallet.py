@@ -97,7 +97,7 @@ def test_the_database_refuses_a_duplicate_kind_and_reference(
     [
         (Decimal("0"), "greater than zero"),
         (Decimal("-5"), "greater than zero"),
-        (Decimal("10.001"), "decimals"),
+        (Decimal("10.001"), "at most 2 decimal places"),
         (Decimal("10000.01"), "at most"),
     ],
 )

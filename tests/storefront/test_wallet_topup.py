@@ -297,6 +297,23 @@ def test_a_card_top_up_is_asked_in_the_steps_a_card_can_be_charged_in(
             topup_amount(user, amount)
 
 
+@pytest.mark.parametrize(
+    ("currency", "amount", "message"),
+    [
+        ("USD", Decimal("12.345"), "Enter an amount in USD with at most 2 decimal places."),
+        ("KWD", Decimal("12.3456"), "Enter an amount in KWD with at most 3 decimal places."),
+        ("JPY", Decimal("1235.5"), "Enter a whole number of JPY: JPY amounts have no decimals."),
+    ],
+)
+def test_a_top_up_with_too_many_decimals_says_how_many_the_currency_has(
+    currency: str, amount: Decimal, message: str
+) -> None:
+    user = User(username="places", email="places@example.com", wallet_currency=currency)
+    with pytest.raises(WalletError) as refused:
+        topup_amount(user, amount)
+    assert str(refused.value) == message
+
+
 def test_a_top_up_in_an_isk_wallet_charges_and_credits_the_kronur_typed(
     app: Flask, client: FlaskClient, signed_in_user: User, db_session: Session
 ) -> None:

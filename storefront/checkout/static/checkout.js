@@ -30,6 +30,39 @@
     box.textContent = message;
   }
 
+  // The server answers JSON, errors as {"error": {"status", "title", "message"}}; a reply
+  // that is not JSON (a proxy's error page, the network down) still gets a readable message.
+  async function requestIntent() {
+    var fallback = "The card payment could not be prepared. Please try again.";
+    var response;
+    try {
+      response = await fetch(form.dataset.intentUrl, {
+        method: "POST",
+        headers: {
+          Accept: "application/json",
+          "Content-Type": "application/json",
+          "X-CSRFToken": csrf,
+          "X-Requested-With": "fetch",
+        },
+        body: JSON.stringify({ validation_token: form.validation_token.value }),
+      });
+    } catch (networkError) {
+      return { error: fallback };
+    }
+    var body = null;
+    try {
+      body = await response.json();
+    } catch (notJson) {
+      body = null;
+    }
+    if (!response.ok || !body || !body.client_secret) {
+      var problem = body && body.error;
+      var message = problem && typeof problem === "object" ? problem.message : problem;
+      return { error: typeof message === "string" && message ? message : fallback };
+    }
+    return body;
+  }
+
   form.addEventListener("submit", async function (event) {
     var method = form.querySelector('input[name="payment_method"]:checked');
     if (!method || method.value !== "stripe" || form.payment_intent_id.value) {
@@ -41,14 +74,9 @@
       showError(submitted.error.message);
       return;
     }
-    var response = await fetch(form.dataset.intentUrl, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-      body: JSON.stringify({ validation_token: form.validation_token.value }),
-    });
-    var intent = await response.json();
-    if (!response.ok) {
-      showError(intent.error || "The card payment could not be prepared.");
+    var intent = await requestIntent();
+    if (intent.error) {
+      showError(intent.error);
       return;
     }
     var result = await stripe.confirmPayment({

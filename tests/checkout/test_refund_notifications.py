@@ -1,0 +1,82 @@
+"""What the shopper is told when part of an order is refunded: a wallet credit is made at once,
+so it is said done; a card refund is said to be on its way, then confirmed when Stripe made it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from commerce import settlement
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.order_locks import lock_order
+from commerce.order_models import (
+    MarketplaceOrder,
+    Notification,
+    Order,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.placement import place_sub_order
+from commerce.settlement import compensate_sub_order
+from onecart.money import format_money
+from tests.checkout.conftest import Shop
+
+
+def _placed_order(shop: Shop, **payment: str) -> Order:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 2, 1), ("kiondo", 2, 1)])
+    order = shop.checkout(shop.client_for(user), **payment)
+    for sub in order.charged_sub_orders:
+        place_sub_order(
+            shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=True
+        )
+    return shop.order(order.number)
+
+
+def _cancel(shop: Shop, sub_order: MarketplaceOrder) -> None:
+    with shop.session_factory() as session, session.begin():
+        sub = session.get(MarketplaceOrder, sub_order.id)
+        assert sub is not None
+        lock_order(session, sub.order_id)
+        compensate_sub_order(
+            session, sub, status=SubOrderStatus.CANCELLED, reason="cancelled by the marketplace"
+        )
+
+
+def _messages(shop: Shop, order: Order) -> dict[str, str]:
+    with shop.session() as session:
+        rows = session.execute(
+            sa.select(Notification.kind, Notification.message)
+            .where(Notification.order_id == order.id)
+            .order_by(Notification.id)
+        )
+        return {kind: message for kind, message in rows}
+
+
+def test_a_wallet_refund_is_told_as_done_in_the_wallet(shop: Shop) -> None:
+    order = _placed_order(shop, payment_method="wallet")
+    kiondo = shop.sub_order(order, "kiondo")
+    share = format_money(kiondo.charge_minor, kiondo.charge_currency)
+
+    _cancel(shop, kiondo)
+
+    [refund] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
+    assert refund.status == RefundStatus.SUCCEEDED
+    message = _messages(shop, order)["sub_order_cancelled"]
+    assert f"we refunded their {share} to your OneCart wallet" in message
+    assert "we are refunding" not in message
+
+
+def test_a_card_refund_is_on_its_way_then_confirmed(shop: Shop) -> None:
+    order = _placed_order(shop, payment_method="stripe", test_card="pm_card_visa")
+    kiondo = shop.sub_order(order, "kiondo")
+    share = format_money(kiondo.charge_minor, kiondo.charge_currency)
+
+    _cancel(shop, kiondo)
+    told_first = _messages(shop, order)
+    settlement.process_refunds(shop.session_factory, order.id)
+
+    assert f"we are refunding their {share}" in told_first["sub_order_cancelled"]
+    assert "refund_made" not in told_first
+    assert "to your card" in _messages(shop, order)["refund_made"]

@@ -481,34 +481,39 @@ class Shop:
         reconciling a capture."""
 
         def settled() -> bool:
+            from commerce.order_models import Payment, Refund
+
+            def count(model: type, condition: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+                return (
+                    sa.select(sa.func.count()).select_from(model).where(condition).scalar_subquery()
+                )
+
+            # One statement, so every count reads the same snapshot: counted one by one, a
+            # payment could be seen neither authorized (before its capture began) nor capturing
+            # (after), and a capture still running was taken for settled.
             with self.session() as session:
-                busy = session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(MarketplaceOrder)
-                    .where(MarketplaceOrder.status.in_(UNSETTLED_SUB_ORDER_STATUSES))
-                )
-                from commerce.order_models import Payment
-
-                capturing = session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(Payment)
-                    # Reconciling: a capture whose outcome is unknown (a slow provider under
-                    # load); it may give the claim back and capture again.
-                    .where(Payment.status.in_([PaymentStatus.CAPTURING, PaymentStatus.RECONCILING]))
-                )
-                authorized_settled = session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(Payment)
-                    .where(Payment.status == PaymentStatus.AUTHORIZED)
-                )
-                from commerce.order_models import Refund
-
-                refunding = session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(Refund)
-                    .where(Refund.status.in_([RefundStatus.PENDING, RefundStatus.PROCESSING]))
-                )
-                return not busy and not capturing and not authorized_settled and not refunding
+                busy, capturing, authorized, refunding = session.execute(
+                    sa.select(
+                        count(
+                            MarketplaceOrder,
+                            MarketplaceOrder.status.in_(UNSETTLED_SUB_ORDER_STATUSES),
+                        ),
+                        # Reconciling: a capture whose outcome is unknown (a slow provider under
+                        # load); it may give the claim back and capture again.
+                        count(
+                            Payment,
+                            Payment.status.in_(
+                                [PaymentStatus.CAPTURING, PaymentStatus.RECONCILING]
+                            ),
+                        ),
+                        count(Payment, Payment.status == PaymentStatus.AUTHORIZED),
+                        count(
+                            Refund,
+                            Refund.status.in_([RefundStatus.PENDING, RefundStatus.PROCESSING]),
+                        ),
+                    )
+                ).one()
+                return not busy and not capturing and not authorized and not refunding
 
         try:
             wait_for(settled, timeout=timeout, what="every sub-order to be placed or refunded")

@@ -104,11 +104,14 @@ def kept_home_app(home: Path, meili_url: str) -> Any:
     import logging
 
     from storefront import create_app
+    from storefront.db_migrate import upgrade_database
 
+    database_url = f"sqlite:///{home / 'storefront.db'}"
+    upgrade_database(database_url)  # a home kept by an older checkout: this code's schema
     app = create_app(
         {
             "SEARCH_CACHE_SECONDS": 0,
-            "DATABASE_URL": f"sqlite:///{home / 'storefront.db'}",
+            "DATABASE_URL": database_url,
             "MEILI_URL": meili_url,
             "MEILI_INDEX": INDEX_UID,
         }

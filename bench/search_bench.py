@@ -361,7 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 comparison_context,
             )
             print(comparison)
-        if not args.reuse:
+        if args.reuse:
+            # A home kept by an older checkout: bring its DB to this code's schema.
+            from storefront.db_migrate import upgrade_database
+
+            upgrade_database(database_url)
+        else:
             prepare_database(database_url)
         marketplaces = site_marketplaces(database_url)
 

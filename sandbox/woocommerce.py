@@ -29,7 +29,8 @@ from sandbox.orders import CANCELLED, DELIVERED, PENDING, SHIPPED, OrderLine, Sa
 from sandbox.pages import format_amount, product_page
 from sandbox.refunds import refunded_minor, woocommerce_refunds
 from sandbox.service import JsonError, json_response, query_int, read_json_body
-from sandbox.world import slugify
+from sandbox.stock import short_of_stock, woocommerce_stock_error
+from sandbox.world import ListedOffer, slugify
 
 PRODUCT_ID_BASE = 1000
 PRODUCT_ID_STRIDE = 3
@@ -188,7 +189,9 @@ class WooCommerceService(FilteredCatalog):
             "is_purchasable": True,
             "is_in_stock": offer.available,
             "is_on_backorder": False,
-            "low_stock_remaining": offer.stock if 0 < offer.stock < 5 else None,
+            "low_stock_remaining": (
+                offer.stock if offer.tracks_stock and 0 < offer.stock < 5 else None
+            ),
             "sold_individually": False,
             "add_to_cart": {
                 "text": "Add to cart",
@@ -350,10 +353,16 @@ class WooCommerceService(FilteredCatalog):
                 )
             quantity = item.get("quantity")
             if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+                # WooCommerce's own code and words (WC_REST_Orders_V2_Controller).
                 raise _error(
-                    400, "woocommerce_rest_invalid_quantity", "Quantity must be a positive integer."
+                    400,
+                    "woocommerce_rest_invalid_product_quantity",
+                    "Product quantity must be a positive float.",
                 )
-            lines.append(self._order_line(plan, index, wc_id, quantity, item))
+            offer = self.ctx.offer(self.slug, index, live=True)
+            if short_of_stock(offer, quantity):
+                raise woocommerce_stock_error(offer, quantity)
+            lines.append(self._order_line(plan, offer, wc_id, quantity, item))
         meta = body.get("meta_data") if isinstance(body.get("meta_data"), list) else []
         reference = next(
             (
@@ -394,11 +403,15 @@ class WooCommerceService(FilteredCatalog):
         )
 
     def _order_line(
-        self, plan: PlacementPlan, index: int, wc_id: int, quantity: int, item: dict[str, Any]
+        self,
+        plan: PlacementPlan,
+        offer: ListedOffer,
+        wc_id: int,
+        quantity: int,
+        item: dict[str, Any],
     ) -> OrderLine:
         """One order line: REST v3 takes a line `total` (and `subtotal`) as a decimal string,
         which sets what the line costs; without one the store bills its own price."""
-        offer = self.ctx.offer(self.slug, index, live=True)
         accepted = plan.quantity(quantity)
         sent_total: int | None = None
         raw_total = item.get("total", item.get("subtotal"))
@@ -418,7 +431,7 @@ class WooCommerceService(FilteredCatalog):
         if sent_total is not None and not plan.price_change_pct and accepted == quantity:
             line_total = sent_total  # what was sent, even when not unit × quantity
         return OrderLine(
-            index, str(wc_id), offer.title, offer.product.model, accepted, unit, line_total
+            offer.index, str(wc_id), offer.title, offer.product.model, accepted, unit, line_total
         )
 
     def list_orders(self, request: Request) -> Response:

@@ -503,3 +503,14 @@ def test_bad_quantities_for_a_stocked_offer_get_the_form_message(
 
     page = cart_text(client)
     assert message in page and "Your cart is empty" in page
+
+
+def test_a_line_above_a_stock_that_fell_after_it_was_added_says_so(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    add(client, catalog["1001"], 4)
+    _stock(db_session, catalog["1001"], 2)
+
+    page = cart_text(client)
+
+    assert "Only 2 left at ShopWave: checkout will lower this line to 2." in page

@@ -131,6 +131,14 @@ def cap_at_stock(product: Product, wanted: int, notices: list[str] | None) -> in
     return product.stock
 
 
+def _added_quantity(product: Product, current: int, added: int, notices: list[str] | None) -> int:
+    """`current` + `added` of `product`, capped at its published stock; the 99 limit refuses
+    only a sum the stock does not already cap."""
+    if product.stock is not None and product.stock < current + added:
+        return cap_at_stock(product, current + added, notices)
+    return _combined_quantity(current, added, product.title)
+
+
 def _combined_quantity(current: int, added: int, title: str) -> int:
     total = current + added
     if total > QUANTITY_MAX:
@@ -186,9 +194,7 @@ def add_to_cart(
         )
         session.add(line)
     else:
-        line.quantity = cap_at_stock(
-            product, _combined_quantity(line.quantity, quantity, product.title), notices
-        )
+        line.quantity = _added_quantity(product, line.quantity, quantity, notices)
         # The shopper just saw today's price: that is the one to compare against later.
         line.price_seen_minor = product.price_minor
         line.currency_seen = product.currency
@@ -278,11 +284,7 @@ def swap_cart_offer(
     _require_in_stock(replacement)
     existing = _user_line(session, user, replacement.id)
     if existing is not None:
-        existing.quantity = cap_at_stock(
-            replacement,
-            _combined_quantity(existing.quantity, line.quantity, replacement.title),
-            notices,
-        )
+        existing.quantity = _added_quantity(replacement, existing.quantity, line.quantity, notices)
         session.delete(line)
         line = existing
     else:
@@ -361,9 +363,7 @@ def add_to_guest_cart(
     lines = normalize_guest_lines(guest_lines)
     for line in lines:
         if line["product_id"] == product_id:
-            line["quantity"] = cap_at_stock(
-                product, _combined_quantity(line["quantity"], quantity, product.title), notices
-            )
+            line["quantity"] = _added_quantity(product, line["quantity"], quantity, notices)
             line["price_seen_minor"] = product.price_minor
             line["currency_seen"] = product.currency
             return lines
@@ -436,10 +436,8 @@ def swap_guest_offer(
     _require_in_stock(replacement)
     existing = next((other for other in lines if other["product_id"] == replacement.id), None)
     if existing is not None:
-        existing["quantity"] = cap_at_stock(
-            replacement,
-            _combined_quantity(existing["quantity"], line["quantity"], replacement.title),
-            notices,
+        existing["quantity"] = _added_quantity(
+            replacement, existing["quantity"], line["quantity"], notices
         )
         lines.remove(line)
         line = existing

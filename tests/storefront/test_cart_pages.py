@@ -514,3 +514,16 @@ def test_a_line_above_a_stock_that_fell_after_it_was_added_says_so(
     page = cart_text(client)
 
     assert "Only 2 left at ShopWave: checkout will lower this line to 2." in page
+
+
+def test_a_sum_above_99_that_the_stock_caps_is_capped_not_refused(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    _stock(db_session, catalog["1001"], 70)
+    add(client, catalog["1001"], 60)
+
+    add(client, catalog["1001"], 60)
+
+    page = cart_text(client)
+    assert "Only 70 left at ShopWave; your cart has 70." in page
+    assert "70 items from 1 marketplace" in page

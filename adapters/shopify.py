@@ -60,6 +60,7 @@ from adapters.shopify_catalog import admin_pages, fetch_by_ids, fetch_changes
 from adapters.shopify_orders import (
     ORDER_CANCEL_MUTATION,
     ORDER_CREATE_MUTATION,
+    ORDER_CREATE_OPTIONS,
     ORDER_QUERY,
     ORDERS_BY_REFERENCE_QUERY,
     latest_tracking,
@@ -90,6 +91,16 @@ def _variant_available(variant: Mapping[str, Any]) -> bool:
         return True
     quantity = optional_int(variant.get("inventory_quantity"))
     return quantity is None or quantity > 0
+
+
+def _variant_stock(variant: Mapping[str, Any]) -> int | None:
+    """Units left, when they limit what can be ordered: not for a variant whose inventory is
+    not tracked (`inventory_management` null) or that may be oversold (policy `continue`)."""
+    if "inventory_management" in variant and variant["inventory_management"] in (None, ""):
+        return None
+    if variant.get("inventory_policy") == "continue":
+        return None
+    return optional_count(variant.get("inventory_quantity"))
 
 
 class ShopifyAdapter(HttpMarketplaceAdapter):
@@ -189,7 +200,7 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
             rating=None,
             rating_count=None,
             available=_variant_available(variant),
-            stock=optional_count(variant.get("inventory_quantity")),
+            stock=_variant_stock(variant),
         )
 
     def _offered_variant(self, product: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -349,7 +360,9 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         if request.shipping.email:
             order_input["email"] = request.shipping.email
         data, uncertain = self._graphql_write(
-            ORDER_CREATE_MUTATION, {"order": order_input}, idempotency_key=request.idempotency_key
+            ORDER_CREATE_MUTATION,
+            {"order": order_input, "options": ORDER_CREATE_OPTIONS},
+            idempotency_key=request.idempotency_key,
         )
         result = data.get("orderCreate")
         if not isinstance(result, Mapping):

@@ -50,8 +50,8 @@ ORDER_FIELDS = (
 
 ORDER_CREATE_MUTATION = (
     """
-mutation OneCartOrderCreate($order: OrderCreateOrderInput!) {
-  orderCreate(order: $order) {
+mutation OneCartOrderCreate($order: OrderCreateOrderInput!, $options: OrderCreateOptionsInput) {
+  orderCreate(order: $order, options: $options) {
     order {
       id
       name
@@ -65,11 +65,16 @@ mutation OneCartOrderCreate($order: OrderCreateOrderInput!) {
       taxesIncluded"""
     + LINE_ITEM_FIELDS
     + """    }
-    userErrors { field message }
+    userErrors { code field message }
   }
 }
 """
 )
+
+# Claim the items' inventory, obeying each variant's policy: a tracked variant without enough
+# units left fails the claim (userError INVENTORY_CLAIM_FAILED) instead of being oversold, as
+# the default BYPASS would (it claims nothing and always creates the order).
+ORDER_CREATE_OPTIONS = {"inventoryBehaviour": "DECREMENT_OBEYING_POLICY"}
 
 ORDER_QUERY = (
     """

@@ -374,7 +374,11 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
             rating=parse_rating(product.get("average_rating")) if rating_count != 0 else None,
             rating_count=rating_count,
             available=(in_stock is not False) and (purchasable is not False),
-            stock=optional_count(product.get("stock_quantity")),
+            # The Store API tells the stock only when it runs low (`low_stock_remaining`, for
+            # products that manage stock); REST v3 products carry `stock_quantity`.
+            stock=optional_count(product.get("stock_quantity"))
+            if product.get("stock_quantity") is not None
+            else optional_count(product.get("low_stock_remaining")),
         )
 
     # --- Live offer -------------------------------------------------------------------------

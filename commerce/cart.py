@@ -6,7 +6,10 @@ owns the transaction (a view commits after a successful call).
 
 Rules: one line per offer; quantities 1..99; adding an offer already in the cart adds to its
 quantity; an offer that left the catalog or went out of stock stays in the cart flagged
-unavailable (never an error) and is left out of the totals; offers from marketplaces without an
+unavailable (never an error) and is left out of the totals. When the marketplace publishes an
+offer's stock, a line never holds more than that stock: a larger quantity is capped at it and the
+shopper told so ("Only 3 left at ShopWave; your cart has 3."), and an offer whose stock is 0 is
+refused; an offer without a published stock has no limit but 99. Offers from marketplaces without an
 order API are flagged hand-off (completed on the marketplace's own site). Swapping a line for
 another marketplace's offer of the same product replaces the line, keeping its quantity.
 
@@ -41,6 +44,7 @@ class CartErrorCode(enum.StrEnum):
     INVALID_QUANTITY = "invalid_quantity"
     UNKNOWN_PRODUCT = "unknown_product"
     UNAVAILABLE = "unavailable"
+    OUT_OF_STOCK = "out_of_stock"
     NOT_IN_CART = "not_in_cart"
     TOO_MANY_LINES = "too_many_lines"
     DIFFERENT_PRODUCT = "different_product"
@@ -101,6 +105,40 @@ def _require_purchasable(product: Product) -> None:
         )
 
 
+def _require_in_stock(product: Product) -> None:
+    """An offer whose published stock is 0 cannot be put in the cart (nor have its quantity
+    raised); an unknown stock (None) is not a limit."""
+    if product.stock is not None and product.stock <= 0:
+        raise CartError(
+            CartErrorCode.OUT_OF_STOCK,
+            f"“{product.title}” is out of stock at {product.marketplace.name}, "
+            "so your cart was not changed.",
+        )
+
+
+def stock_limit_message(product: Product, quantity: int) -> str:
+    """What the shopper is told when a line was capped at the offer's stock."""
+    return f"Only {product.stock} left at {product.marketplace.name}; your cart has {quantity}."
+
+
+def cap_at_stock(product: Product, wanted: int, notices: list[str] | None) -> int:
+    """`wanted`, or the offer's published stock when that is lower (noted in `notices` for the
+    shopper). The caller has checked the stock is not 0."""
+    if product.stock is None or wanted <= product.stock:
+        return wanted
+    if notices is not None:
+        notices.append(stock_limit_message(product, product.stock))
+    return product.stock
+
+
+def _added_quantity(product: Product, current: int, added: int, notices: list[str] | None) -> int:
+    """`current` + `added` of `product`, capped at its published stock; the 99 limit refuses
+    only a sum the stock does not already cap."""
+    if product.stock is not None and product.stock < current + added:
+        return cap_at_stock(product, current + added, notices)
+    return _combined_quantity(current, added, product.title)
+
+
 def _combined_quantity(current: int, added: int, title: str) -> int:
     total = current + added
     if total > QUANTITY_MAX:
@@ -121,11 +159,20 @@ def _user_line(session: Session, user: User, product_id: int) -> CartItem | None
     ).one_or_none()
 
 
-def add_to_cart(session: Session, user: User, product_id: int, quantity: int = 1) -> CartItem:
-    """Put `quantity` of an offer in the shopper's cart (added to any quantity already there)."""
+def add_to_cart(
+    session: Session,
+    user: User,
+    product_id: int,
+    quantity: int = 1,
+    *,
+    notices: list[str] | None = None,
+) -> CartItem:
+    """Put `quantity` of an offer in the shopper's cart (added to any quantity already there),
+    at most the offer's published stock (a cap is told in `notices`)."""
     check_quantity(quantity)
     product = _load_product(session, product_id)
     _require_purchasable(product)
+    _require_in_stock(product)
     line = _user_line(session, user, product_id)
     if line is None:
         line_count = session.scalar(
@@ -140,14 +187,14 @@ def add_to_cart(session: Session, user: User, product_id: int, quantity: int = 1
             user_id=user.id,
             product_id=product.id,
             relation_token=product.relation_token,
-            quantity=quantity,
+            quantity=cap_at_stock(product, quantity, notices),
             price_seen_minor=product.price_minor,
             currency_seen=product.currency,
             added_at=datetime.now(UTC),
         )
         session.add(line)
     else:
-        line.quantity = _combined_quantity(line.quantity, quantity, product.title)
+        line.quantity = _added_quantity(product, line.quantity, quantity, notices)
         # The shopper just saw today's price: that is the one to compare against later.
         line.price_seen_minor = product.price_minor
         line.currency_seen = product.currency
@@ -155,13 +202,37 @@ def add_to_cart(session: Session, user: User, product_id: int, quantity: int = 1
     return line
 
 
-def update_cart_quantity(session: Session, user: User, product_id: int, quantity: int) -> CartItem:
-    """Set a line's quantity (1..99); removing is a separate, explicit action."""
+def _stock_checked_quantity(
+    product: Product | None, current: int, wanted: int, notices: list[str] | None
+) -> int:
+    """A line's new quantity under the offer's published stock: lowering is always allowed,
+    raising an out-of-stock offer is refused, and more than the stock is capped at it."""
+    if product is None:
+        return wanted
+    if wanted > current:
+        _require_in_stock(product)
+    if product.stock is not None and product.stock <= 0:
+        return wanted
+    return cap_at_stock(product, wanted, notices)
+
+
+def update_cart_quantity(
+    session: Session,
+    user: User,
+    product_id: int,
+    quantity: int,
+    *,
+    notices: list[str] | None = None,
+) -> CartItem:
+    """Set a line's quantity (1..99, at most the offer's published stock: a cap is told in
+    `notices`); removing is a separate, explicit action."""
     check_quantity(quantity)
     line = _user_line(session, user, product_id)
     if line is None:
         raise CartError(CartErrorCode.NOT_IN_CART, "That item is no longer in your cart.")
-    line.quantity = quantity
+    line.quantity = _stock_checked_quantity(
+        session.get(Product, product_id), line.quantity, quantity, notices
+    )
     session.flush()
     return line
 
@@ -187,12 +258,20 @@ def _require_same_product(current: Product | None, replacement: Product) -> None
         )
 
 
-def swap_cart_offer(session: Session, user: User, product_id: int, replacement_id: int) -> CartItem:
+def swap_cart_offer(
+    session: Session,
+    user: User,
+    product_id: int,
+    replacement_id: int,
+    *,
+    notices: list[str] | None = None,
+) -> CartItem:
     """Replace a cart line by another marketplace's offer of the same product (a cheaper-offer
     hint's button), keeping the line's quantity and its place in the cart.
 
     When the replacement is already in the cart the two lines become one (quantities added,
-    at most 99); the swapped-out offer never stays beside it.
+    at most 99); the swapped-out offer never stays beside it. The quantity is capped at the
+    replacement's published stock (told in `notices`).
     """
     line = _user_line(session, user, product_id)
     if line is None:
@@ -202,14 +281,16 @@ def swap_cart_offer(session: Session, user: User, product_id: int, replacement_i
     if replacement.id == product_id:
         return line
     _require_same_product(session.get(Product, product_id), replacement)
+    _require_in_stock(replacement)
     existing = _user_line(session, user, replacement.id)
     if existing is not None:
-        existing.quantity = _combined_quantity(existing.quantity, line.quantity, replacement.title)
+        existing.quantity = _added_quantity(replacement, existing.quantity, line.quantity, notices)
         session.delete(line)
         line = existing
     else:
         line.product_id = replacement.id
         line.relation_token = replacement.relation_token
+        line.quantity = cap_at_stock(replacement, line.quantity, notices)
     line.price_seen_minor = replacement.price_minor
     line.currency_seen = replacement.currency
     session.flush()
@@ -266,16 +347,23 @@ def normalize_guest_lines(raw: object) -> list[GuestLine]:
 
 
 def add_to_guest_cart(
-    session: Session, guest_lines: object, product_id: int, quantity: int = 1
+    session: Session,
+    guest_lines: object,
+    product_id: int,
+    quantity: int = 1,
+    *,
+    notices: list[str] | None = None,
 ) -> list[GuestLine]:
-    """The guest cart with `quantity` of an offer added; the caller stores the returned list."""
+    """The guest cart with `quantity` of an offer added (at most its published stock: a cap is
+    told in `notices`); the caller stores the returned list."""
     check_quantity(quantity)
     product = _load_product(session, product_id)
     _require_purchasable(product)
+    _require_in_stock(product)
     lines = normalize_guest_lines(guest_lines)
     for line in lines:
         if line["product_id"] == product_id:
-            line["quantity"] = _combined_quantity(line["quantity"], quantity, product.title)
+            line["quantity"] = _added_quantity(product, line["quantity"], quantity, notices)
             line["price_seen_minor"] = product.price_minor
             line["currency_seen"] = product.currency
             return lines
@@ -288,7 +376,7 @@ def add_to_guest_cart(
     lines.append(
         {
             "product_id": product.id,
-            "quantity": quantity,
+            "quantity": cap_at_stock(product, quantity, notices),
             "price_seen_minor": product.price_minor,
             "currency_seen": product.currency,
             "added_at": datetime.now(UTC).isoformat(),
@@ -297,13 +385,22 @@ def add_to_guest_cart(
     return lines
 
 
-def update_guest_quantity(guest_lines: object, product_id: int, quantity: int) -> list[GuestLine]:
-    """The guest cart with one line's quantity set (1..99)."""
+def update_guest_quantity(
+    guest_lines: object,
+    product_id: int,
+    quantity: int,
+    *,
+    session: Session | None = None,
+    notices: list[str] | None = None,
+) -> list[GuestLine]:
+    """The guest cart with one line's quantity set (1..99; with the catalog's `session`, at
+    most the offer's published stock: a cap is told in `notices`)."""
     check_quantity(quantity)
     lines = normalize_guest_lines(guest_lines)
     for line in lines:
         if line["product_id"] == product_id:
-            line["quantity"] = quantity
+            product = session.get(Product, product_id) if session is not None else None
+            line["quantity"] = _stock_checked_quantity(product, line["quantity"], quantity, notices)
             return lines
     raise CartError(CartErrorCode.NOT_IN_CART, "That item is no longer in your cart.")
 
@@ -318,7 +415,12 @@ def remove_from_guest_cart(guest_lines: object, product_id: int) -> list[GuestLi
 
 
 def swap_guest_offer(
-    session: Session, guest_lines: object, product_id: int, replacement_id: int
+    session: Session,
+    guest_lines: object,
+    product_id: int,
+    replacement_id: int,
+    *,
+    notices: list[str] | None = None,
 ) -> list[GuestLine]:
     """The guest cart with one line replaced by another offer of the same product (same
     quantity, same place); see swap_cart_offer."""
@@ -331,15 +433,17 @@ def swap_guest_offer(
     if replacement.id == product_id:
         return lines
     _require_same_product(session.get(Product, product_id), replacement)
+    _require_in_stock(replacement)
     existing = next((other for other in lines if other["product_id"] == replacement.id), None)
     if existing is not None:
-        existing["quantity"] = _combined_quantity(
-            existing["quantity"], line["quantity"], replacement.title
+        existing["quantity"] = _added_quantity(
+            replacement, existing["quantity"], line["quantity"], notices
         )
         lines.remove(line)
         line = existing
     else:
         line["product_id"] = replacement.id
+        line["quantity"] = cap_at_stock(replacement, line["quantity"], notices)
     line["price_seen_minor"] = replacement.price_minor
     line["currency_seen"] = replacement.currency
     return lines

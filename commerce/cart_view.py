@@ -55,6 +55,14 @@ class CartLineView:
     unavailable_reason: str | None
     handoff: bool
     cheaper_offer: CheaperOffer | None
+    # The offer's stock when the marketplace publishes it (None: unknown, no limit).
+    stock_left: int | None = None
+
+    @property
+    def above_stock(self) -> bool:
+        """The line holds more than the marketplace has left (the stock fell after it was
+        added): checkout lowers it to the stock, and the page says so beforehand."""
+        return self.stock_left is not None and 0 < self.stock_left < self.quantity
 
     @property
     def price_changed(self) -> bool:
@@ -279,6 +287,7 @@ def build_cart_view(
                 unavailable_reason=line.unavailable_reason,
                 handoff=group.handoff,
                 cheaper_offer=hints.get(line.entry.product.id),
+                stock_left=line.entry.product.stock,
             )
             for line in group.lines
         ]

@@ -1,6 +1,10 @@
-"""Live re-validation before payment: every cart line's price and availability re-checked through
-its marketplace's adapter, concurrently, with a deadline per marketplace; what changed is written
-to the catalog and returned for the shopper to see before anything is taken.
+"""Live re-validation before payment: every cart line's price, availability and stock re-checked
+through its marketplace's adapter, concurrently, with a deadline per marketplace; what changed is
+written to the catalog and returned for the shopper to see before anything is taken.
+
+Stock: a line holding more than its offer's stock (the live one, or the catalog's for marketplaces
+that cannot be asked) is lowered to that stock and reported, like a price change: the shopper sees
+the new quantity and total and confirms them; nothing beyond the stock is ever charged silently.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class ChangeKind(enum.StrEnum):
     PRICE = "price"
     UNAVAILABLE = "unavailable"
     GONE = "gone"
+    # Fewer left than the cart holds: the line was lowered to the stock.
+    STOCK = "stock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,9 @@ class LineChange:
     new_unit_minor: int | None
     # The old price's currency when the marketplace now prices the offer in another one.
     old_currency: str | None = None
+    # STOCK: the quantity the cart held, and the stock it now holds (what is left).
+    old_quantity: int | None = None
+    new_quantity: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,28 +92,49 @@ def revalidate_cart(
     adapter_for: AdapterProvider,
     deadline_s: float = REVALIDATION_DEADLINE_S,
 ) -> Revalidation:
-    """Re-check live price and availability of every orderable line, one thread per marketplace
-    (`adapter_for` should give fast-failing adapters: lookup_adapter_for_marketplace).
+    """Re-check live price, availability and stock of every orderable line, one thread per
+    marketplace (`adapter_for` should give fast-failing adapters:
+    lookup_adapter_for_marketplace), then hold every orderable line to its offer's known stock
+    (limit_line_to_stock).
 
-    Offers that changed are updated in the storefront DB (flushed; the caller commits), so the
-    re-rendered checkout shows today's prices. A marketplace that errs or misses the deadline is
-    reported as unchecked and its catalog prices stand: its placement may still fail later, and
-    is then refunded.
+    Offers that changed are updated in the storefront DB, and lines above the stock lowered to it
+    (flushed; the caller commits), so the re-rendered checkout shows today's prices and
+    quantities. A marketplace that errs or misses the deadline is reported as unchecked and its
+    catalog prices and stock stand: its placement may still be refused later, and is then
+    refunded.
     """
     rows = session.execute(
-        sa.select(Product, Marketplace)
-        .join(CartItem, CartItem.product_id == Product.id)
+        sa.select(CartItem, Product, Marketplace)
+        .join(Product, CartItem.product_id == Product.id)
         .join(Marketplace, Product.marketplace_id == Marketplace.id)
         .where(
             CartItem.user_id == user.id, Product.removed_at.is_(None), Product.available.is_(True)
         )
     ).all()
     by_market: dict[int, tuple[Marketplace, list[Product]]] = {}
-    for product, marketplace in rows:
+    for _, product, marketplace in rows:
         if marketplace_can(marketplace, Capability.ORDER) and marketplace_can(
             marketplace, Capability.LIVE_OFFER
         ):
             by_market.setdefault(marketplace.id, (marketplace, []))[1].append(product)
+    live = _check_live_offers(by_market, adapter_for=adapter_for, deadline_s=deadline_s)
+    stock_changes = [
+        change
+        for item, product, marketplace in rows
+        if marketplace_can(marketplace, Capability.ORDER)
+        and (change := limit_line_to_stock(item, product, marketplace)) is not None
+    ]
+    session.flush()
+    return Revalidation(changes=(*live.changes, *stock_changes), unchecked=live.unchecked)
+
+
+def _check_live_offers(
+    by_market: dict[int, tuple[Marketplace, list[Product]]],
+    *,
+    adapter_for: AdapterProvider,
+    deadline_s: float,
+) -> Revalidation:
+    """Look every product up on its marketplace (one thread each) and apply what changed."""
     if not by_market:
         return Revalidation()
 
@@ -142,13 +172,38 @@ def revalidate_cart(
             change = _apply_live_offer(product, marketplace, offers.get(product.external_id))
             if change is not None:
                 changes.append(change)
-    session.flush()
     return Revalidation(changes=tuple(changes), unchecked=tuple(sorted(unchecked)))
+
+
+def limit_line_to_stock(
+    item: CartItem, product: Product, marketplace: Marketplace
+) -> LineChange | None:
+    """Lower a cart line holding more than its offer's known stock to that stock (the change is
+    returned for the shopper to confirm); an offer with none left is out of stock. An unknown
+    stock (None) is not a limit; an offer already unavailable is reported elsewhere."""
+    if product.stock is None or item.quantity <= product.stock or not product.available:
+        return None
+    old_quantity = item.quantity
+    if product.stock <= 0:
+        product.available = False
+        return LineChange(
+            product.id, product.title, marketplace.name, ChangeKind.UNAVAILABLE, product.currency,
+            product.price_minor, None,
+        )  # fmt: skip
+    item.quantity = product.stock
+    return LineChange(
+        product.id, product.title, marketplace.name, ChangeKind.STOCK, product.currency,
+        product.price_minor, product.price_minor,
+        old_quantity=old_quantity, new_quantity=product.stock,
+    )  # fmt: skip
 
 
 def _apply_live_offer(
     product: Product, marketplace: Marketplace, offer: Offer | None
 ) -> LineChange | None:
+    if offer is not None and offer.available:
+        # Today's stock as the marketplace says it (None: it publishes none, so no limit).
+        product.stock = offer.stock
     if offer is None:
         product.available = False
         return LineChange(

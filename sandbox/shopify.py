@@ -129,6 +129,9 @@ class ShopifyService(ShopifyOrderApi, FilteredCatalog):
             "position": 1,
             "barcode": product.gtin if offer.shows_gtin else None,
             "inventory_quantity": offer.stock,
+            # Untracked inventory: the quantity is no limit and orders of any size are taken.
+            "inventory_management": "shopify" if offer.tracks_stock else None,
+            "inventory_policy": "deny",
             "created_at": created,
             "updated_at": updated,
         }

@@ -41,6 +41,7 @@ from sandbox.shopify_format import (
     require_token,
     variant_id,
 )
+from sandbox.stock import shopify_claims_inventory, shopify_inventory_error, short_of_stock
 
 _OPERATION = re.compile(r"\{\s*(?:\w+\s*:\s*)?(\w+)")
 _ORDER_GID = re.compile(r"^gid://shopify/Order/(\d+)$")
@@ -97,6 +98,7 @@ class ShopifyOrderApi(MarketplaceService):
                 None, [{"field": ["order"], "message": "Order input is required"}]
             )
         currency = order_input.get("currency") or self.profile.currency
+        claims_inventory = shopify_claims_inventory(variables)
         line_items = order_input.get("lineItems")
         errors: list[dict[str, Any]] = []
         lines: list[OrderLine] = []
@@ -133,6 +135,9 @@ class ShopifyOrderApi(MarketplaceService):
                 )
                 continue
             offer = self.ctx.offer(self.slug, index, live=True)
+            if claims_inventory and short_of_stock(offer, quantity):
+                errors.append(shopify_inventory_error(offer, quantity, position))
+                continue
             sent_price: int | None = None
             amount = ((item.get("priceSet") or {}).get("shopMoney") or {}).get("amount")
             if amount is not None:

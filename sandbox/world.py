@@ -91,6 +91,9 @@ GTIN_MULTIPLIER = 387_420_489  # 3**18: coprime with 10**9, so the GTIN body is 
 MODEL_MULTIPLIER = 2_147_483_647  # prime: coprime with every template capacity (2, 3, 5 only)
 PRICE_EPOCH_PERIOD = 100  # each offer's price changes once every 100 epochs (~1% per epoch)
 EPOCH_ZERO = datetime(2024, 1, 1, tzinfo=UTC)
+# Offers whose store does not track stock (Shopify inventory not tracked, WooCommerce
+# manage_stock off): no stock figure is a limit there, and orders of any quantity are taken.
+UNTRACKED_STOCK_SHARE = 0.1
 
 
 def gtin_check_digit(body: str) -> int:
@@ -173,6 +176,8 @@ class ListedOffer:
     # The higher "was" price when the offer is on sale (compare-at / regular price), else None.
     list_price_minor: int | None
     stock: int
+    # The store counts this offer's stock and refuses orders beyond it (see sandbox/stock.py).
+    tracks_stock: bool
     rating_centi: int
     review_count: int
     shows_gtin: bool
@@ -501,6 +506,9 @@ class World:
             price_minor=price,
             list_price_minor=list_price,
             stock=stock,
+            # A draw of its own, so the offer's other values stay what they were.
+            tracks_stock=unit_interval(self.seed, "tracks-stock", slug, index)
+            >= UNTRACKED_STOCK_SHARE,
             rating_centi=rating_centi,
             review_count=review_count,
             shows_gtin=shows_gtin,

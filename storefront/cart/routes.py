@@ -163,13 +163,21 @@ def add() -> Response:
         flash(_first_error(form), "error")
         return _back(form.next.data or request.referrer, back_to)
     quantity = form.quantity.data or 0
+    notices: list[str] = []
     product_id, refused = _change_cart(
         form.product_id.data,
-        lambda db, user, product_id: add_to_cart(db, user, product_id, quantity),
-        lambda db, lines, product_id: add_to_guest_cart(db, lines, product_id, quantity),
+        lambda db, user, product_id: add_to_cart(db, user, product_id, quantity, notices=notices),
+        lambda db, lines, product_id: add_to_guest_cart(
+            db, lines, product_id, quantity, notices=notices
+        ),
     )
     if refused:
         flash(refused, "error")
+        return _back(form.next.data, back_to)
+    if notices:
+        # Fewer than asked went in (the marketplace's stock): say so instead of "Added".
+        for notice in notices:
+            flash(notice, "warning")
         return _back(form.next.data, back_to)
     product = db_session().get(Product, product_id)
     flash(f"Added “{product.title if product else 'item'}” to your cart.", "success")
@@ -178,16 +186,21 @@ def add() -> Response:
 
 @bp.post("/cart/update")
 def update() -> Response:
-    """Set a line's quantity (1..99)."""
+    """Set a line's quantity (1..99, at most the offer's published stock)."""
     form = UpdateCartLineForm()
     if form.validate():
         quantity = form.quantity.data or 0
+        notices: list[str] = []
         _, refused = _change_cart(
             form.product_id.data,
-            lambda db, user, product_id: update_cart_quantity(db, user, product_id, quantity),
-            lambda db, lines, product_id: update_guest_quantity(lines, product_id, quantity),
+            lambda db, user, product_id: update_cart_quantity(
+                db, user, product_id, quantity, notices=notices
+            ),
+            lambda db, lines, product_id: update_guest_quantity(
+                lines, product_id, quantity, session=db, notices=notices
+            ),
         )
-        _flash_outcome(refused, "Quantity updated.")
+        _flash_outcome(refused, "Quantity updated.", notices)
     else:
         flash(_first_error(form), "error")
     return _back(None, url_for("cart.view_cart"))
@@ -220,10 +233,15 @@ def swap() -> Response:
     def replacement() -> int:
         return parse_product_id(form.replacement_id.data)
 
+    notices: list[str] = []
     _, refused = _change_cart(
         form.product_id.data,
-        lambda db, user, product_id: swap_cart_offer(db, user, product_id, replacement()),
-        lambda db, lines, product_id: swap_guest_offer(db, lines, product_id, replacement()),
+        lambda db, user, product_id: swap_cart_offer(
+            db, user, product_id, replacement(), notices=notices
+        ),
+        lambda db, lines, product_id: swap_guest_offer(
+            db, lines, product_id, replacement(), notices=notices
+        ),
     )
     if refused:
         flash(refused, "error")
@@ -231,11 +249,20 @@ def swap() -> Response:
         offer = db_session().get(Product, replacement())
         marketplace = offer.marketplace.name if offer else "the other marketplace"
         flash(f"Your cart now has the {marketplace} offer instead.", "success")
+        for notice in notices:
+            flash(notice, "warning")
     return _back(None, url_for("cart.view_cart"))
 
 
-def _flash_outcome(refused: str | None, done: str) -> None:
-    flash(refused or done, "error" if refused else "success")
+def _flash_outcome(refused: str | None, done: str, notices: list[str] | None = None) -> None:
+    """The refusal, or what was capped at the marketplace's stock, or that it was done."""
+    if refused:
+        flash(refused, "error")
+    elif notices:
+        for notice in notices:
+            flash(notice, "warning")
+    else:
+        flash(done, "success")
 
 
 HANDOFF_FLASH = {

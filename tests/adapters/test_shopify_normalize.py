@@ -134,6 +134,22 @@ def test_admin_variant_availability_comes_from_inventory() -> None:
 
 
 @pytest.mark.parametrize(
+    ("inventory", "stock"),
+    [
+        ({"inventory_management": "shopify", "inventory_policy": "deny"}, 3),
+        # Inventory not tracked, or sold beyond zero: the quantity is no limit.
+        ({"inventory_management": None, "inventory_policy": "deny"}, None),
+        ({"inventory_management": "shopify", "inventory_policy": "continue"}, None),
+    ],
+)
+def test_the_stock_limits_only_variants_that_track_inventory_and_deny_overselling(
+    inventory: dict[str, Any], stock: int | None
+) -> None:
+    record = variant_product(inventory_quantity=3, **inventory)
+    assert adapter().normalize_record(record).stock == stock
+
+
+@pytest.mark.parametrize(
     ("record", "reason"),
     [
         (product(id=None), "missing_id"),

@@ -101,7 +101,10 @@ def test_place_order_sends_order_create_with_our_reference() -> None:
     assert (placed.total_minor, placed.currency) == (69998, "USD")
 
     [body] = fake.graphql_bodies()
-    assert "orderCreate(order: $order)" in body["query"]
+    assert "orderCreate(order: $order, options: $options)" in body["query"]
+    # The shop claims the items' inventory obeying each variant's policy, so it refuses rather
+    # than oversells (the default BYPASS claims nothing and always creates the order).
+    assert body["variables"]["options"] == {"inventoryBehaviour": "DECREMENT_OBEYING_POLICY"}
     order = body["variables"]["order"]
     assert order["sourceIdentifier"] == "oc-ref-0001"
     assert order["currency"] == "USD"
@@ -118,6 +121,25 @@ def test_place_order_sends_order_create_with_our_reference() -> None:
     write = fake.transport.requests[-1]
     assert write.headers[IDEMPOTENCY_HEADER] == "oc-ref-0001-shopwave"
     assert write.headers["X-Shopify-Access-Token"] == "shpat_test"
+
+
+def test_a_failed_inventory_claim_is_a_refusal_that_names_it() -> None:
+    answer = {
+        "data": {
+            "orderCreate": {
+                "order": None,
+                "userErrors": [
+                    {
+                        "code": "INVENTORY_CLAIM_FAILED",
+                        "field": ["order", "lineItems", "0", "quantity"],
+                        "message": "Not enough inventory: 3 available, 4 requested",
+                    }
+                ],
+            }
+        }
+    }
+    with pytest.raises(Rejected, match="3 available, 4 requested"):
+        shop(FakeShopifyAdmin({"orderCreate": answer})).place_order(REQUEST)
 
 
 def test_user_errors_become_rejected_with_shopifys_message() -> None:

@@ -121,6 +121,14 @@ def test_prices_use_the_payloads_currency_and_scale(
     assert (offer.price_minor, offer.currency) == (minor, currency)
 
 
+def test_the_stock_is_known_when_the_store_api_says_it_runs_low() -> None:
+    assert adapter().normalize_record(product(low_stock_remaining=3)).stock == 3
+    # Not low, or stock not managed: no figure, so no limit.
+    assert adapter().normalize_record(product(low_stock_remaining=None)).stock is None
+    # A REST v3 product's own stock_quantity wins.
+    assert adapter().normalize_record(product(stock_quantity=12)).stock == 12
+
+
 def test_out_of_stock_or_unpurchasable_is_unavailable() -> None:
     assert adapter().normalize_record(product(is_in_stock=False)).available is False
     assert adapter().normalize_record(product(is_purchasable=False)).available is False

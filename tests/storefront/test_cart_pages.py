@@ -406,3 +406,125 @@ def test_the_cheaper_offer_hint_adds_up_with_the_line_in_a_three_decimal_currenc
     assert "Cheaper on Kiondo Market" in page
     # 107.480 − 99.600, not 107.482 − 99.600; the Kiondo price as Kiondo asks it beside it.
     assert "KWD99.600 KES42,000.00 (save KWD7.880 each)" in page
+
+
+# --- Stock ----------------------------------------------------------------------------------
+
+
+def _stock(db_session: Session, product: Product, stock: int | None) -> None:
+    db_session.get(Product, product.id).stock = stock
+    db_session.commit()
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["guest", "signed-in"])
+def test_more_than_the_published_stock_is_capped_with_a_message(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+    signed_in: bool,
+) -> None:
+    if signed_in:
+        login(client, make_user())
+    _stock(db_session, catalog["1001"], 3)  # the product page says "In stock (3 left)"
+
+    add(client, catalog["1001"], 4)
+    page = cart_text(client)
+    assert "Only 3 left at ShopWave; your cart has 3." in page
+    assert "3 items from 1 marketplace" in page
+
+    # Adding one more, or setting a larger quantity, keeps the line at the stock.
+    add(client, catalog["1001"], 1)
+    assert "Only 3 left at ShopWave; your cart has 3." in cart_text(client)
+    client.post("/cart/update", data={"product_id": str(catalog["1001"].id), "quantity": "5"})
+    page = cart_text(client)
+    assert "Only 3 left at ShopWave; your cart has 3." in page
+    assert "3 items from 1 marketplace" in page
+
+    # Lowering is simply done.
+    client.post("/cart/update", data={"product_id": str(catalog["1001"].id), "quantity": "2"})
+    page = cart_text(client)
+    assert "Quantity updated." in page and "2 items from 1 marketplace" in page
+
+
+def test_an_offer_out_of_stock_is_refused_with_a_message(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    _stock(db_session, catalog["1001"], 0)
+
+    response = add(client, catalog["1001"], 1)
+
+    assert response.status_code == 303
+    page = cart_text(client)
+    assert "is out of stock at ShopWave, so your cart was not changed." in page
+    assert "Your cart is empty" in page
+
+
+def test_an_offer_without_a_published_stock_has_no_limit_but_99(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    _stock(db_session, catalog["1001"], None)
+
+    add(client, catalog["1001"], 40)
+
+    page = cart_text(client)
+    assert "40 items from 1 marketplace" in page and "left at" not in page
+
+
+def test_a_line_whose_offer_ran_out_can_be_lowered_but_not_raised(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    add(client, catalog["1001"], 3)
+    _stock(db_session, catalog["1001"], 0)
+    product_id = str(catalog["1001"].id)
+
+    client.post("/cart/update", data={"product_id": product_id, "quantity": "4"})
+    page = cart_text(client)
+    assert "is out of stock at ShopWave" in page and "3 items from 1 marketplace" in page
+
+    client.post("/cart/update", data={"product_id": product_id, "quantity": "1"})
+    assert "Quantity updated." in cart_text(client)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "message"),
+    [("abc", "Quantity must be a whole number from 1 to 99."), ("0", "from 1 to 99")],
+)
+def test_bad_quantities_for_a_stocked_offer_get_the_form_message(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    quantity: str,
+    message: str,
+) -> None:
+    _stock(db_session, catalog["1001"], 3)
+
+    add(client, catalog["1001"], quantity)
+
+    page = cart_text(client)
+    assert message in page and "Your cart is empty" in page
+
+
+def test_a_line_above_a_stock_that_fell_after_it_was_added_says_so(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    add(client, catalog["1001"], 4)
+    _stock(db_session, catalog["1001"], 2)
+
+    page = cart_text(client)
+
+    assert "Only 2 left at ShopWave: checkout will lower this line to 2." in page
+
+
+def test_a_sum_above_99_that_the_stock_caps_is_capped_not_refused(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    _stock(db_session, catalog["1001"], 70)
+    add(client, catalog["1001"], 60)
+
+    add(client, catalog["1001"], 60)
+
+    page = cart_text(client)
+    assert "Only 70 left at ShopWave; your cart has 70." in page
+    assert "70 items from 1 marketplace" in page

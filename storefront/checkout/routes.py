@@ -24,7 +24,6 @@ from flask import (
 from flask_login import current_user, login_required
 from wtforms.fields import SelectChoice
 
-from commerce.card_holds import checkout_intent_metadata
 from commerce.checkout import (
     REVALIDATION_DEADLINE_S,
     CheckoutBusy,
@@ -39,6 +38,7 @@ from commerce.checkout import (
     payment_currency,
     submit_checkout,
 )
+from commerce.checkout_intents import TooManyCheckoutIntents, prepare_checkout_intent
 from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import User
@@ -331,11 +331,11 @@ def payment_intent() -> Response:
         return error_response(400, "There is nothing to pay for.")
     amount = Money(quote.total_minor, currency)
     try:
-        intent_id, client_secret = _card_gateway().prepare_intent(
-            amount,
-            idempotency_key=f"onecart-intent-{token}-{amount.minor}-{amount.currency}",
-            metadata=checkout_intent_metadata(user.id, str(token)),
+        intent_id, client_secret = prepare_checkout_intent(
+            _card_gateway(), amount, validation_token=str(token), user_id=user.id
         )
+    except TooManyCheckoutIntents as exc:  # a new form (a reload) starts with fresh keys
+        return error_response(409, exc.message)
     except PaymentDeclined as exc:  # Stripe refused the request itself: retrying will not help
         return error_response(422, exc.message)
     except PaymentError as exc:  # Stripe did not answer as it should: the shopper may retry

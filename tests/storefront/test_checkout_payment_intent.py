@@ -7,15 +7,23 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
+from commerce.checkout_intents import MAX_INTENT_GENERATIONS
 from commerce.models import User
-from commerce.payments.gateway import PaymentDeclined, PaymentError, PaymentUnavailable
+from commerce.payments.gateway import (
+    PaymentDeclined,
+    PaymentError,
+    PaymentUnavailable,
+    ProviderPaymentState,
+    ProviderStatus,
+)
+from onecart.money import Money
 from storefront.checkout import routes as checkout_routes
 from tests.storefront.conftest import DEFAULT_PASSWORD, csrf_token_from
 
@@ -208,3 +216,118 @@ def test_checkout_js_confirms_and_submits_the_intent_it_was_given() -> None:
     result = _run_checkout_js("ok", '{"payment_intent_id": "pi_1", "client_secret": "pi_1_s"}')
 
     assert result == {"shown": None, "submitted": True}
+
+
+class ReplayingStripe:
+    """Stripe's idempotency as it is (localstripe has none): a key replays its first intent for
+    24 hours whatever became of it; `statuses` is Stripe's current record of each intent."""
+
+    def __init__(self) -> None:
+        self.intent_by_key: dict[str, str] = {}
+        self.statuses: dict[str, ProviderStatus] = {}
+        self.amounts: dict[str, Money] = {}
+
+    def __call__(self) -> ReplayingStripe:  # stands in for routes._card_gateway
+        return self
+
+    def prepare_intent(
+        self, amount: Money, *, idempotency_key: str, metadata: Mapping[str, str]
+    ) -> tuple[str, str]:
+        assert metadata["onecart_validation_token"] == VALID_TOKEN
+        if idempotency_key not in self.intent_by_key:
+            intent_id = f"pi_{len(self.intent_by_key) + 1}"
+            self.intent_by_key[idempotency_key] = intent_id
+            self.statuses[intent_id] = ProviderStatus.FAILED  # requires_payment_method
+            self.amounts[intent_id] = amount
+        intent_id = self.intent_by_key[idempotency_key]
+        return intent_id, f"{intent_id}_secret"
+
+    def retrieve(self, provider_reference: str) -> ProviderPaymentState:
+        amount = self.amounts[provider_reference]
+        return ProviderPaymentState(
+            provider_reference=provider_reference,
+            status=self.statuses[provider_reference],
+            amount_minor=amount.minor,
+            captured_minor=0,
+            refunded_minor=0,
+            currency=amount.currency,
+        )
+
+
+@pytest.fixture
+def replaying_stripe(monkeypatch: pytest.MonkeyPatch) -> ReplayingStripe:
+    stripe_fake = ReplayingStripe()
+    totals = iter([1999, 2499, 1999])
+    monkeypatch.setattr(checkout_routes, "is_sandbox_mode", lambda settings: False)
+    monkeypatch.setattr(checkout_routes, "_card_gateway", stripe_fake)
+    monkeypatch.setattr(
+        checkout_routes,
+        "build_quote",
+        lambda *args, **kwargs: type(
+            "Quote", (), {"can_pay": True, "total_minor": next(totals, 1999)}
+        )(),
+    )
+    return stripe_fake
+
+
+def _ask_intent(client: FlaskClient, csrf: str) -> str:
+    response = client.post(
+        "/checkout/payment-intent",
+        json={"validation_token": VALID_TOKEN},
+        headers={**FETCH_HEADERS, "X-CSRFToken": csrf},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    intent_id: str = response.get_json()["payment_intent_id"]
+    return intent_id
+
+
+def test_a_total_back_to_a_released_amount_gets_a_fresh_intent(
+    csrf_client: FlaskClient, make_user: Callable[..., User], replaying_stripe: ReplayingStripe
+) -> None:
+    """19.99, then 24.99 (the submit released the 19.99 intent), then 19.99 again: Stripe
+    replays the first key's cancelled intent, which Stripe.js could not confirm."""
+    client, csrf = _signed_in_csrf_client(csrf_client, make_user)
+    first = _ask_intent(client, csrf)
+    replaying_stripe.statuses[first] = ProviderStatus.CANCELED
+    second = _ask_intent(client, csrf)
+    replaying_stripe.statuses[second] = ProviderStatus.CANCELED
+
+    third = _ask_intent(client, csrf)
+    again = _ask_intent(client, csrf)
+
+    assert third not in (first, second)
+    assert replaying_stripe.statuses[third] != ProviderStatus.CANCELED
+    assert again == third  # the walk over the keys is itself idempotent: one intent, one hold
+
+
+def test_an_intent_still_holding_for_the_total_is_handed_back_not_doubled(
+    csrf_client: FlaskClient, make_user: Callable[..., User], replaying_stripe: ReplayingStripe
+) -> None:
+    client, csrf = _signed_in_csrf_client(csrf_client, make_user)
+    first = _ask_intent(client, csrf)
+    replaying_stripe.statuses[first] = ProviderStatus.AUTHORIZED  # requires_capture
+    _ask_intent(client, csrf)  # 24.99
+
+    assert _ask_intent(client, csrf) == first
+    assert len(replaying_stripe.intent_by_key) == 2
+
+
+def test_a_form_whose_every_intent_was_released_is_asked_to_reload(
+    csrf_client: FlaskClient, make_user: Callable[..., User], replaying_stripe: ReplayingStripe
+) -> None:
+    client, csrf = _signed_in_csrf_client(csrf_client, make_user)
+    replaying_stripe.statuses = _AlwaysCancelled()
+
+    response = client.post(
+        "/checkout/payment-intent",
+        json={"validation_token": VALID_TOKEN},
+        headers={**FETCH_HEADERS, "X-CSRFToken": csrf},
+    )
+
+    _assert_site_error(response, 409, "reload the page")
+    assert len(replaying_stripe.intent_by_key) == MAX_INTENT_GENERATIONS
+
+
+class _AlwaysCancelled(dict[str, ProviderStatus]):
+    def __getitem__(self, key: str) -> ProviderStatus:
+        return ProviderStatus.CANCELED

@@ -297,9 +297,12 @@ def _submit_locked(
         if charge_currency != quote.currency:
             quote = build_quote(session, user, currency=charge_currency, fx=fx)
             if quote.total_minor is None:
+                # Nothing is wrong with the form either: a card hold it brought for the shown
+                # total is still good for paying by card, so it stays on the page.
                 return CheckoutOutcome(
                     OutcomeKind.REJECTED,
                     message=f"There is no exchange rate for {charge_currency} right now.",
+                    keep_card_hold=True,
                 )
             if submission.wallet_total_seen_minor != quote.total_minor:
                 _release_browser_intent(card_gateway, submission)

@@ -357,6 +357,36 @@ def test_a_browser_hold_refused_only_for_missing_rates_is_kept_for_the_next_subm
     assert shop.orders() == []
 
 
+def test_a_browser_hold_is_kept_when_a_wallet_submit_lacks_the_wallets_rate(shop: Shop) -> None:
+    """Paying by a wallet in a currency with no rate today is refused, but says nothing about the
+    card hold the form brought for the shown total: it stays on the page (as for a card submit
+    lacking rates), so the shopper can pay by card with it instead of leaving it to the sweeper."""
+    user = shop.make_user(wallet=Decimal("5000"), wallet_currency="EUR")
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+    hold = _confirmed_intent(int(form["total_seen"]), "USD", form["validation_token"], user.id)
+    submission = replace(
+        shop.card_submission(user, form),
+        payment_method=PaymentMethod.WALLET,
+        card_payment_method=None,
+        payment_intent_id=hold,
+        wallet_total_seen_minor=1,
+    )
+
+    outcome = submit_checkout(
+        shop.session_factory,
+        submission,
+        fx=FxTable(per_usd={}),  # USD (the page's total) needs none; EUR has none
+        adapter_for=lookup_adapter_for_marketplace,
+        card_gateway=StripeGateway(stripe_client_from_settings(get_settings())),
+    )
+
+    assert outcome.kind == OutcomeKind.REJECTED and "EUR" in outcome.message
+    assert outcome.keep_card_hold is True
+    assert stripe_client().v1.payment_intents.retrieve(hold).status == "requires_capture"
+    assert shop.orders() == []
+
+
 def test_an_event_whose_handling_failed_is_applied_when_stripe_sends_it_again(
     shop: Shop, crashed_capture: Callable[[], Order], monkeypatch: pytest.MonkeyPatch
 ) -> None:

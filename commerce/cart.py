@@ -461,14 +461,18 @@ class MergeResult:
     merged: int
     capped: tuple[str, ...] = ()
     unknown: tuple[int, ...] = ()
+    # One per line lowered to its offer's published stock, naming the product.
+    stock_notices: tuple[str, ...] = ()
 
 
 def merge_guest_cart(session: Session, user: User, guest_lines: object) -> MergeResult:
     """Move a guest cart into the shopper's account cart at sign-in.
 
     Quantities of an offer already in the account cart are added; nothing is dropped except ids
-    that do not exist at all. A sum above 99 is capped at 99 and reported. Unavailable offers are
-    kept too (they show as unavailable), because the shopper put them there.
+    that do not exist at all. A line is capped at the offer's published stock (as the cart's own
+    changes are; reported in `stock_notices`), and a sum above 99 at 99 (reported in `capped`).
+    Unavailable and out-of-stock offers are kept too (they show as unavailable), because the
+    shopper put them there.
     """
     lines = normalize_guest_lines(guest_lines)
     if not lines:
@@ -485,6 +489,7 @@ def merge_guest_cart(session: Session, user: User, guest_lines: object) -> Merge
     }
     merged = 0
     capped: list[str] = []
+    stock_notices: list[str] = []
     unknown: list[int] = []
     for line in lines:
         product = products.get(line["product_id"])
@@ -502,7 +507,7 @@ def merge_guest_cart(session: Session, user: User, guest_lines: object) -> Merge
                 user_id=user.id,
                 product_id=product.id,
                 relation_token=product.relation_token,
-                quantity=line["quantity"],
+                quantity=_merged_quantity(product, line["quantity"], stock_notices),
                 price_seen_minor=price_seen,
                 currency_seen=currency_seen,
                 added_at=added_at,
@@ -510,14 +515,29 @@ def merge_guest_cart(session: Session, user: User, guest_lines: object) -> Merge
             session.add(item)
             existing[product.id] = item
         else:
-            total = item.quantity + line["quantity"]
+            total = _merged_quantity(product, item.quantity + line["quantity"], stock_notices)
             if total > QUANTITY_MAX:
                 capped.append(product.title)
                 total = QUANTITY_MAX
             item.quantity = total
         merged += 1
     session.flush()
-    return MergeResult(merged=merged, capped=tuple(capped), unknown=tuple(unknown))
+    return MergeResult(
+        merged=merged,
+        capped=tuple(capped),
+        unknown=tuple(unknown),
+        stock_notices=tuple(stock_notices),
+    )
+
+
+def _merged_quantity(product: Product, wanted: int, stock_notices: list[str]) -> int:
+    """A merged line's quantity, capped at the offer's published stock (noted, naming the
+    product: the sign-in page tells of every line at once). A stock of 0 caps nothing: the line
+    is kept and shows as out of stock."""
+    if product.stock is None or product.stock <= 0 or wanted <= product.stock:
+        return wanted
+    stock_notices.append(f"“{product.title}”: {stock_limit_message(product, product.stock)}")
+    return product.stock
 
 
 def parse_timestamp(value: object) -> datetime:

@@ -128,6 +128,10 @@ def _merge_guest_cart(user: User, guest_lines: Any) -> None:
         capped = getattr(result, "capped", ())
         if capped:
             flash(f"Some quantities were capped at the maximum: {', '.join(capped)}.", "warning")
+        stock_notices = getattr(result, "stock_notices", ())
+        if stock_notices:
+            # Once for the whole merge: the lines lowered to what their marketplaces have left.
+            flash(" ".join(stock_notices), "warning")
     except Exception:
         db.rollback()
         session[GUEST_CART_SESSION_KEY] = guest_lines

@@ -220,6 +220,41 @@ def test_the_guest_cart_is_merged_at_login_with_quantities_added(
     assert quantities == {catalog["44"].id: 5, catalog["BZ-TH1"].id: 1}
 
 
+def test_a_guest_line_merged_above_the_stock_is_capped_and_the_shopper_told_once(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    user = make_user()
+    product = catalog["44"]
+    db_session.add(
+        CartItem(
+            user_id=user.id,
+            product_id=product.id,
+            relation_token=product.relation_token,
+            quantity=2,
+            price_seen_minor=3999,
+            currency_seen="USD",
+        )
+    )
+    db_session.get(Product, product.id).stock = 4
+    db_session.commit()
+    add(client, product, 3)  # within the stock for the guest cart alone
+
+    login(client, user)
+
+    page = cart_text(client)
+    notice = f"Only 4 left at {product.marketplace.name}; your cart has 4."
+    assert page.count(notice) == 1
+    assert "4 items from 1 marketplace" in page
+    line = db_session.scalar(sa.select(CartItem).where(CartItem.user_id == user.id))
+    assert line is not None
+    db_session.refresh(line)
+    assert line.quantity == 4
+
+
 def test_the_cart_shows_rates_hand_off_hints_and_unavailable_items(
     client: FlaskClient,
     db_session: Session,

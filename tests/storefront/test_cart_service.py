@@ -285,6 +285,35 @@ def test_merging_a_guest_cart_adds_quantities_and_loses_nothing(
     assert merge_guest_cart(db_session, shopper, []).merged == 0
 
 
+def test_merging_a_guest_cart_caps_lines_at_the_published_stock_and_says_so(
+    db_session: Session, catalog: dict[str, Product], shopper: User
+) -> None:
+    sony, flask, tv = catalog["1001"], catalog["KD-90"], catalog["8"]
+    add_to_cart(db_session, shopper, sony.id, 2)
+    db_session.commit()
+    sony.stock, flask.stock, tv.stock = 4, 2, 0  # stock fell since the guest's adds
+    db_session.commit()
+    guest = [
+        {"product_id": sony.id, "quantity": 3},  # 2 + 3 > 4
+        {"product_id": flask.id, "quantity": 5},  # a new line above the stock
+        {"product_id": tv.id, "quantity": 1},  # out of stock: kept, shown as unavailable
+    ]
+
+    result = merge_guest_cart(db_session, shopper, guest)
+    db_session.commit()
+
+    items = {
+        item.product_id: item.quantity
+        for item in db_session.scalars(sa.select(CartItem).where(CartItem.user_id == shopper.id))
+    }
+    assert items == {sony.id: 4, flask.id: 2, tv.id: 1}
+    assert result.merged == 3 and result.capped == ()
+    assert result.stock_notices == (
+        f"“{sony.title}”: Only 4 left at {sony.marketplace.name}; your cart has 4.",
+        f"“{flask.title}”: Only 2 left at {flask.marketplace.name}; your cart has 2.",
+    )
+
+
 # --- The cart view -----------------------------------------------------------------------------
 
 

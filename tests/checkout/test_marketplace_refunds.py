@@ -23,20 +23,18 @@ from commerce.order_models import (
     Order,
     Payment,
     PaymentStatus,
-    Refund,
     RefundKind,
     RefundStatus,
     SubOrderStatus,
 )
 from commerce.order_timeline import build_order_view
-from commerce.orders import order_books_problems
 from commerce.payments.gateway import PaymentGateway, PaymentUnavailable
 from commerce.payments.providers import gateway_for_payment
 from commerce.settlement import reconcile_refunds, settle_payment
 from commerce.tracking import apply_marketplace_state, track_open_sub_orders
-from commerce.wallet import wallet_balance
 from onecart.money import Money
-from tests.checkout.conftest import Shop, stripe_books_problems
+from tests.checkout.conftest import Shop
+from tests.checkout.order_reading import books_problems, notices_of, refunds_of, wallet_minor
 
 
 def _placed(shop: Shop, *, payment_method: str = "wallet") -> tuple[User, Order]:
@@ -75,42 +73,6 @@ def _state(
     )
 
 
-def _refunds(shop: Shop, sub_order_id: int) -> list[Refund]:
-    with shop.session() as session:
-        refunds = list(
-            session.scalars(
-                sa.select(Refund).where(Refund.sub_order_id == sub_order_id).order_by(Refund.id)
-            )
-        )
-        session.expunge_all()
-        return refunds
-
-
-def _told(shop: Shop, user_id: int, kind: str) -> list[str]:
-    with shop.session() as session:
-        return list(
-            session.scalars(
-                sa.select(Notification.message).where(
-                    Notification.user_id == user_id, Notification.kind == kind
-                )
-            )
-        )
-
-
-def _books(shop: Shop, number: str) -> list[str]:
-    with shop.session() as session:
-        order = session.scalar(sa.select(Order).where(Order.number == number))
-        assert order is not None
-        return order_books_problems(session, order) + stripe_books_problems(order)
-
-
-def _balance(shop: Shop, user: User) -> int:
-    with shop.session() as session:
-        fresh = session.get(User, user.id)
-        assert fresh is not None
-        return wallet_balance(session, fresh).minor
-
-
 def test_a_refunded_line_is_passed_on_once_and_a_later_full_refund_returns_only_the_rest(
     shop: Shop,
 ) -> None:
@@ -118,7 +80,7 @@ def test_a_refunded_line_is_passed_on_once_and_a_later_full_refund_returns_only_
     shopwave = shop.sub_order(order, "shopwave")
     first, second = shopwave.items
     assert shopwave.currency == shopwave.charge_currency == "USD"
-    before = _balance(shop, user)
+    before = wallet_minor(shop, user)
 
     # ShopWave could not ship the first line and refunded it (PARTIALLY_REFUNDED).
     partly = _state(OrderStatus.PROCESSING, first.line_total_minor)
@@ -126,18 +88,18 @@ def test_a_refunded_line_is_passed_on_once_and_a_later_full_refund_returns_only_
     for _ in range(3):  # the same answer at every later poll passes nothing on again
         assert not apply_marketplace_state(shop.session_factory, shopwave.id, partly)
 
-    [refund] = _refunds(shop, shopwave.id)
+    [refund] = refunds_of(shop, shopwave.id)
     assert refund.amount_minor == first.charge_minor
     assert refund.idempotency_key == marketplace_refund_key(shopwave.id, first.line_total_minor)
     assert (refund.kind, refund.status) == (RefundKind.WALLET_CREDIT, RefundStatus.SUCCEEDED)
-    assert _balance(shop, user) == before + first.charge_minor
+    assert wallet_minor(shop, user) == before + first.charge_minor
     fresh = shop.sub_order(order, "shopwave")
     assert fresh.status == SubOrderStatus.PROCESSING  # the rest still ships
     assert fresh.marketplace_refunded_minor == first.line_total_minor
     assert fresh.kept_charge_minor == second.charge_minor
-    [message] = _told(shop, user.id, "sub_order_partly_refunded")
+    [message] = notices_of(shop, user.id, "sub_order_partly_refunded")
     assert "ShopWave refunded" in message
-    assert _books(shop, order.number) == []
+    assert books_problems(shop, order.number) == []
 
     # The order page names the refund on ShopWave's timeline and in its details.
     with shop.session() as session:
@@ -152,12 +114,12 @@ def test_a_refunded_line_is_passed_on_once_and_a_later_full_refund_returns_only_
     # Then it refunds (and cancels) the whole order: only the rest comes back.
     whole = _state(OrderStatus.REFUNDED, shopwave.amount_minor)
     assert apply_marketplace_state(shop.session_factory, shopwave.id, whole)
-    refunds = _refunds(shop, shopwave.id)
+    refunds = refunds_of(shop, shopwave.id)
     assert [r.amount_minor for r in refunds] == [first.charge_minor, second.charge_minor]
     assert sum(r.amount_minor for r in refunds) == shopwave.charge_minor
     assert shop.sub_order(order, "shopwave").status == SubOrderStatus.CANCELLED
-    assert _balance(shop, user) == before + shopwave.charge_minor
-    assert _books(shop, order.number) == []
+    assert wallet_minor(shop, user) == before + shopwave.charge_minor
+    assert books_problems(shop, order.number) == []
 
 
 def test_repeated_tracking_polls_refund_once_and_a_second_partial_refund_adds_only_its_part(
@@ -189,13 +151,13 @@ def test_repeated_tracking_polls_refund_once_and_a_second_partial_refund_adds_on
 
     for _ in range(3):
         track_open_sub_orders(shop.session_factory, adapter_for=adapter_for)
-    assert [r.amount_minor for r in _refunds(shop, shopwave.id)] == [first.charge_minor]
+    assert [r.amount_minor for r in refunds_of(shop, shopwave.id)] == [first.charge_minor]
 
     # A second line refunded as well, off by one cent for the shop's rounding: cumulative.
     answers["refunded"] = first.line_total_minor + second.line_total_minor - 1
     for _ in range(2):
         track_open_sub_orders(shop.session_factory, adapter_for=adapter_for)
-    refunds = _refunds(shop, shopwave.id)
+    refunds = refunds_of(shop, shopwave.id)
     assert [r.amount_minor for r in refunds] == [first.charge_minor, second.charge_minor - 1]
     # Each refund told once (the first merged into the news of the shipment it came with).
     with shop.session() as session:
@@ -203,7 +165,7 @@ def test_repeated_tracking_polls_refund_once_and_a_second_partial_refund_adds_on
             sa.select(Notification.message).where(Notification.user_id == user.id)
         ).all()
     assert sum(message.count("ShopWave refunded") for message in messages) == 2
-    assert _books(shop, order.number) == []
+    assert books_problems(shop, order.number) == []
 
 
 class LosesRefundReplies:
@@ -237,21 +199,21 @@ def test_a_card_refund_whose_reply_is_lost_is_looked_up_by_its_key_never_sent_tw
     partly = _state(OrderStatus.SHIPPED, first.line_total_minor)
 
     assert apply_marketplace_state(shop.session_factory, shopwave.id, partly, gateway_for=_losing)
-    [refund] = _refunds(shop, shopwave.id)
+    [refund] = refunds_of(shop, shopwave.id)
     assert (refund.kind, refund.status) == (RefundKind.CARD_REFUND, RefundStatus.PROCESSING)
     # Polled again while the outcome is unknown: no second refund, nothing sent again.
     assert not apply_marketplace_state(
         shop.session_factory, shopwave.id, partly, gateway_for=_losing
     )
-    assert len(_refunds(shop, shopwave.id)) == 1
+    assert len(refunds_of(shop, shopwave.id)) == 1
 
     # The sweeper asks Stripe for a refund with that key: it was made.
     assert reconcile_refunds(shop.session_factory, older_than=timedelta(0)) == 1
-    [refund] = _refunds(shop, shopwave.id)
+    [refund] = refunds_of(shop, shopwave.id)
     assert (refund.status, refund.amount_minor) == (RefundStatus.SUCCEEDED, first.charge_minor)
     assert shop.order(order.number).payment.status == PaymentStatus.PARTIALLY_REFUNDED
-    assert _told(shop, user.id, "refund_made")
-    assert _books(shop, order.number) == []  # Stripe refunded it exactly once
+    assert notices_of(shop, user.id, "refund_made")
+    assert books_problems(shop, order.number) == []  # Stripe refunded it exactly once
 
 
 def test_a_refund_before_the_capture_is_left_out_of_it(shop: Shop) -> None:
@@ -269,7 +231,7 @@ def test_a_refund_before_the_capture_is_left_out_of_it(shop: Shop) -> None:
     # Kiondo is still being placed, so the card is not captured yet: the part is released.
     partly = _state(OrderStatus.PROCESSING, first.line_total_minor)
     assert apply_marketplace_state(shop.session_factory, shopwave.id, partly)
-    [refund] = _refunds(shop, shopwave.id)
+    [refund] = refunds_of(shop, shopwave.id)
     assert refund.kind == RefundKind.RELEASE and refund.amount_minor == first.charge_minor
     assert shop.order(order.number).payment.status == PaymentStatus.AUTHORIZED
 
@@ -283,7 +245,7 @@ def test_a_refund_before_the_capture_is_left_out_of_it(shop: Shop) -> None:
     assert settle_payment(shop.session_factory, order.id)
     payment = shop.order(order.number).payment
     assert payment.captured_minor == payment.amount_minor - first.charge_minor
-    assert _books(shop, order.number) == []
+    assert books_problems(shop, order.number) == []
 
 
 def test_a_refund_in_the_marketplaces_currency_is_converted_at_the_shares_own_rate(
@@ -295,12 +257,12 @@ def test_a_refund_in_the_marketplaces_currency_is_converted_at_the_shares_own_ra
     half = kiondo.amount_minor // 2
     partly = _state(OrderStatus.PROCESSING, half, "KES")
     assert apply_marketplace_state(shop.session_factory, kiondo.id, partly)
-    [refund] = _refunds(shop, kiondo.id)
+    [refund] = refunds_of(shop, kiondo.id)
     # Half the KES amount is half the USD share, rounded up (refunds round up, shares down).
     exact = Decimal(kiondo.charge_minor) * half / kiondo.amount_minor
     assert refund.currency == "USD"
     assert exact <= refund.amount_minor < exact + 1
-    assert _books(shop, order.number) == []
+    assert books_problems(shop, order.number) == []
 
 
 def test_a_refund_reported_in_another_currency_goes_to_an_operator(shop: Shop) -> None:
@@ -309,19 +271,19 @@ def test_a_refund_reported_in_another_currency_goes_to_an_operator(shop: Shop) -
     odd = _state(OrderStatus.PROCESSING, 1000, "USD")  # Kiondo's order is in KES
     apply_marketplace_state(shop.session_factory, kiondo.id, odd)
     apply_marketplace_state(shop.session_factory, kiondo.id, odd)
-    assert _refunds(shop, kiondo.id) == []
+    assert refunds_of(shop, kiondo.id) == []
     assert shop.sub_order(order, "kiondo").marketplace_refunded_minor == 0
     reason = shop.order(order.number).attention_reason
     assert reason is not None and f"sub-order {kiondo.id}" in reason
     assert "no exact basis" in reason and reason.count(f"sub-order {kiondo.id}") == 1
-    assert _told(shop, user.id, "sub_order_partly_refunded") == []
+    assert notices_of(shop, user.id, "sub_order_partly_refunded") == []
 
 
 def test_a_refund_no_longer_reported_or_reported_smaller_changes_nothing(shop: Shop) -> None:
     user, order = _placed(shop)
     shopwave = shop.sub_order(order, "shopwave")
     first = shopwave.items[0]
-    before = _balance(shop, user)
+    before = wallet_minor(shop, user)
     assert not apply_marketplace_state(
         shop.session_factory, shopwave.id, _state(OrderStatus.PENDING, 0)
     )
@@ -334,6 +296,6 @@ def test_a_refund_no_longer_reported_or_reported_smaller_changes_nothing(shop: S
         assert not apply_marketplace_state(
             shop.session_factory, shopwave.id, _state(OrderStatus.PENDING, later)
         )
-    assert [r.amount_minor for r in _refunds(shop, shopwave.id)] == [first.charge_minor]
+    assert [r.amount_minor for r in refunds_of(shop, shopwave.id)] == [first.charge_minor]
     assert shop.sub_order(order, "shopwave").marketplace_refunded_minor == first.line_total_minor
-    assert _balance(shop, user) == before + first.charge_minor
+    assert wallet_minor(shop, user) == before + first.charge_minor

@@ -11,19 +11,18 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.order_models import (
     Order,
     PaymentStatus,
-    Refund,
     RefundKind,
     RefundStatus,
     SubOrderStatus,
 )
 from commerce.tracking import track_open_sub_orders
 from tests.checkout.conftest import SANDBOX_CREDENTIALS, Shop
+from tests.checkout.order_reading import refunds_of
 
 pytestmark = pytest.mark.slow
 
@@ -69,17 +68,6 @@ def _track(shop: Shop) -> None:
     track_open_sub_orders(shop.session_factory, adapter_for=adapter_for_marketplace)
 
 
-def _refunds(shop: Shop, sub_order_id: int) -> list[Refund]:
-    with shop.session() as session:
-        refunds = list(
-            session.scalars(
-                sa.select(Refund).where(Refund.sub_order_id == sub_order_id).order_by(Refund.id)
-            )
-        )
-        session.expunge_all()
-        return refunds
-
-
 def test_a_shopify_store_refunding_one_line_refunds_the_card_once(tracked_shop: Shop) -> None:
     shop = tracked_shop
     order = _placed(shop, "stripe")
@@ -98,7 +86,7 @@ def test_a_shopify_store_refunding_one_line_refunds_the_card_once(tracked_shop: 
     for _ in range(3):
         _track(shop)
 
-    [refund] = _refunds(shop, shopwave.id)
+    [refund] = refunds_of(shop, shopwave.id)
     assert (refund.kind, refund.status) == (RefundKind.CARD_REFUND, RefundStatus.SUCCEEDED)
     assert refund.amount_minor == first.charge_minor
     fresh = shop.sub_order(order, "shopwave")
@@ -109,7 +97,7 @@ def test_a_shopify_store_refunding_one_line_refunds_the_card_once(tracked_shop: 
     # The store then cancels the order (orderCancel refunds the rest): only the rest comes back.
     _control(shop, "shopwave", shopwave.marketplace_order_id, "cancel")
     _track(shop)
-    refunds = _refunds(shop, shopwave.id)
+    refunds = refunds_of(shop, shopwave.id)
     assert sum(r.amount_minor for r in refunds) == shopwave.charge_minor
     assert all(r.status == RefundStatus.SUCCEEDED for r in refunds)
     assert shop.sub_order(order, "shopwave").status == SubOrderStatus.CANCELLED
@@ -137,11 +125,11 @@ def test_a_woocommerce_store_refunding_one_item_credits_the_wallet_once(
     for _ in range(3):
         _track(shop)
 
-    [refund] = _refunds(shop, kiondo.id)
+    [refund] = refunds_of(shop, kiondo.id)
     assert (refund.kind, refund.status) == (RefundKind.WALLET_CREDIT, RefundStatus.SUCCEEDED)
     # KES refunded, USD given back at the share's own rate, rounded up.
     exact = Decimal(kiondo.charge_minor) * refunded / kiondo.amount_minor
     assert refund.currency == "USD" and exact <= refund.amount_minor < exact + 1
     assert shop.sub_order(order, "kiondo").marketplace_refunded_minor == refunded
     shopwave = shop.sub_order(order, "shopwave")
-    assert _refunds(shop, shopwave.id) == []
+    assert refunds_of(shop, shopwave.id) == []

@@ -24,7 +24,6 @@ from commerce.order_models import (
     Order,
     OrderEvent,
     PaymentStatus,
-    Refund,
     RefundKind,
     RefundStatus,
     SubOrderStatus,
@@ -32,13 +31,12 @@ from commerce.order_models import (
 from commerce.order_models import (
     OrderStatus as ShopperOrderStatus,
 )
-from commerce.orders import order_books_problems
 from commerce.settlement import settle_payment
 from commerce.tracking import apply_marketplace_state, track_open_sub_orders
 from commerce.tracking_schedule import TrackingPolicy
-from commerce.wallet import wallet_balance
 from storefront.jobs import JobPolicy
-from tests.checkout.conftest import Shop, stripe_books_problems
+from tests.checkout.conftest import Shop
+from tests.checkout.order_reading import books_problems, notices_of, refunds_of, wallet_minor
 
 SHOPWAVE_ID = "gid://shopify/Order/1001"
 KIONDO_ID = "4100"
@@ -163,42 +161,6 @@ def _a_day_later(shop: Shop, *sub_order_ids: int) -> None:
         _set(shop, sub_order_id, last_polled_at=then, last_poll_attempt_at=then)
 
 
-def _refunds(shop: Shop, sub_order_id: int) -> list[Refund]:
-    with shop.session() as session:
-        refunds = list(
-            session.scalars(
-                sa.select(Refund).where(Refund.sub_order_id == sub_order_id).order_by(Refund.id)
-            )
-        )
-        session.expunge_all()
-        return refunds
-
-
-def _told(shop: Shop, user_id: int, kind: str) -> list[str]:
-    with shop.session() as session:
-        return list(
-            session.scalars(
-                sa.select(Notification.message).where(
-                    Notification.user_id == user_id, Notification.kind == kind
-                )
-            )
-        )
-
-
-def _books(shop: Shop, number: str) -> list[str]:
-    with shop.session() as session:
-        order = session.scalar(sa.select(Order).where(Order.number == number))
-        assert order is not None
-        return order_books_problems(session, order) + stripe_books_problems(order)
-
-
-def _balance(shop: Shop, user: User) -> int:
-    with shop.session() as session:
-        fresh = session.get(User, user.id)
-        assert fresh is not None
-        return wallet_balance(session, fresh).minor
-
-
 TWO_MARKETS = [("shopwave", 0, 1), ("shopwave", 1, 1), ("kiondo", 0, 1)]
 
 
@@ -207,17 +169,17 @@ def test_a_refund_after_delivery_is_passed_on_once_across_repeated_polls(shop: S
     user, order = _placed(shop, TWO_MARKETS)
     shopwave = _delivered(shop, fake, order)["shopwave"]
     first = shopwave.items[0]
-    before = _balance(shop, user)
+    before = wallet_minor(shop, user)
 
     # Three days after delivery the shopper returns the first item; ShopWave refunds it.
     fake.answers[SHOPWAVE_ID] = _state(SHOPWAVE_ID, OrderStatus.DELIVERED, first.line_total_minor)
     fake.track(shop)
     assert SHOPWAVE_ID in fake.asked
-    [refund] = _refunds(shop, shopwave.id)
+    [refund] = refunds_of(shop, shopwave.id)
     assert refund.amount_minor == first.charge_minor
     assert refund.idempotency_key == marketplace_refund_key(shopwave.id, first.line_total_minor)
     assert (refund.kind, refund.status) == (RefundKind.WALLET_CREDIT, RefundStatus.SUCCEEDED)
-    assert _balance(shop, user) == before + first.charge_minor
+    assert wallet_minor(shop, user) == before + first.charge_minor
 
     # Asked again at once: not yet (a delivered order is asked at most once a day).
     fake.asked.clear()
@@ -228,13 +190,13 @@ def test_a_refund_after_delivery_is_passed_on_once_across_repeated_polls(shop: S
         _a_day_later(shop, shopwave.id)
         fake.track(shop)
     assert fake.asked.count(SHOPWAVE_ID) == 2
-    assert len(_refunds(shop, shopwave.id)) == 1
-    assert _balance(shop, user) == before + first.charge_minor
+    assert len(refunds_of(shop, shopwave.id)) == 1
+    assert wallet_minor(shop, user) == before + first.charge_minor
     fresh = shop.sub_order(order, "shopwave")
     assert fresh.status == SubOrderStatus.DELIVERED
     assert fresh.marketplace_refunded_minor == first.line_total_minor
-    assert len(_told(shop, user.id, "sub_order_partly_refunded")) == 1
-    assert _books(shop, order.number) == []
+    assert len(notices_of(shop, user.id, "sub_order_partly_refunded")) == 1
+    assert books_problems(shop, order.number) == []
 
 
 def test_a_full_refund_after_delivery_returns_only_the_rest_and_the_order_stays_delivered(
@@ -256,7 +218,7 @@ def test_a_full_refund_after_delivery_returns_only_the_rest_and_the_order_stays_
         _a_day_later(shop, shopwave.id, kiondo.id)
         fake.track(shop)
 
-    refunds = _refunds(shop, shopwave.id)
+    refunds = refunds_of(shop, shopwave.id)
     assert [r.amount_minor for r in refunds] == [
         first.charge_minor,
         shopwave.charge_minor - first.charge_minor,
@@ -265,7 +227,7 @@ def test_a_full_refund_after_delivery_returns_only_the_rest_and_the_order_stays_
     assert all(
         (r.kind, r.status) == (RefundKind.CARD_REFUND, RefundStatus.SUCCEEDED) for r in refunds
     )
-    [whole] = _refunds(shop, kiondo.id)
+    [whole] = refunds_of(shop, kiondo.id)
     assert whole.amount_minor == kiondo.charge_minor
     assert whole.status == RefundStatus.SUCCEEDED
     # Delivered stays delivered: not cancelled, not placed again, the order not reopened.
@@ -275,7 +237,7 @@ def test_a_full_refund_after_delivery_returns_only_the_rest_and_the_order_stays_
         assert sub.status == SubOrderStatus.DELIVERED
         assert sub.kept_charge_minor == 0
     assert fresh.payment is not None and fresh.payment.status == PaymentStatus.REFUNDED
-    assert _told(shop, user.id, "sub_order_cancelled") == []
+    assert notices_of(shop, user.id, "sub_order_cancelled") == []
     with shop.session() as session:
         messages = session.scalars(
             sa.select(Notification.message).where(Notification.user_id == user.id)
@@ -283,7 +245,7 @@ def test_a_full_refund_after_delivery_returns_only_the_rest_and_the_order_stays_
     assert sum(message.count("ShopWave refunded") for message in messages) == 2
     assert sum(message.count("Kiondo Market refunded") for message in messages) == 1
     assert fresh.attention_reason is None
-    assert _books(shop, order.number) == []
+    assert books_problems(shop, order.number) == []
 
 
 def _sub_order_labels(shop: Shop, user: User, number: str) -> dict[str, str]:
@@ -331,7 +293,7 @@ def test_a_delivered_order_cancelled_with_nothing_refunded_goes_to_an_operator_o
     user, order = _placed(shop, TWO_MARKETS)
     subs = _delivered(shop, fake, order)
     shopwave, kiondo = subs["shopwave"], subs["kiondo"]
-    before = _balance(shop, user)
+    before = wallet_minor(shop, user)
 
     # Kiondo marks the delivered order cancelled but refunds nothing: the shopper has the items.
     # ShopWave cancels its delivered order with a refund of all of it (orderCancel refunds).
@@ -341,8 +303,8 @@ def test_a_delivered_order_cancelled_with_nothing_refunded_goes_to_an_operator_o
     reason = shop.order(order.number).attention_reason
     assert reason is not None and f"sub-order {kiondo.id}" in reason
     assert f"sub-order {shopwave.id}" not in reason
-    assert _refunds(shop, kiondo.id) == []
-    assert [r.amount_minor for r in _refunds(shop, shopwave.id)] == [shopwave.charge_minor]
+    assert refunds_of(shop, kiondo.id) == []
+    assert [r.amount_minor for r in refunds_of(shop, shopwave.id)] == [shopwave.charge_minor]
     assert shop.sub_order(order, "kiondo").status == SubOrderStatus.DELIVERED
     assert shop.sub_order(order, "shopwave").status == SubOrderStatus.DELIVERED
     before += shopwave.charge_minor
@@ -355,8 +317,8 @@ def test_a_delivered_order_cancelled_with_nothing_refunded_goes_to_an_operator_o
         fake.track(shop)
     assert fake.asked.count(KIONDO_ID) == 3
     assert shop.order(order.number).attention_reason is None
-    assert _refunds(shop, kiondo.id) == []
-    assert _balance(shop, user) == before
+    assert refunds_of(shop, kiondo.id) == []
+    assert wallet_minor(shop, user) == before
 
 
 def test_past_the_return_window_a_delivered_order_is_no_longer_polled(shop: Shop) -> None:
@@ -370,7 +332,7 @@ def test_past_the_return_window_a_delivered_order_is_no_longer_polled(shop: Shop
 
     fake.track(shop)
     assert fake.asked == [SHOPWAVE_ID]
-    assert _refunds(shop, subs["kiondo"].id) == []
+    assert refunds_of(shop, subs["kiondo"].id) == []
     # A shorter window set by the operator (JobPolicy.refund_watch_days) ends it sooner.
     _a_day_later(shop, subs["shopwave"].id)
     fake.asked.clear()

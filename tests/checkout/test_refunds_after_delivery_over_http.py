@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from adapters.base import OrderStatus as MarketplaceStatus
 from commerce.marketplace_access import adapter_for_marketplace
@@ -21,7 +20,6 @@ from commerce.order_models import (
     Order,
     OrderStatus,
     PaymentStatus,
-    Refund,
     RefundKind,
     RefundStatus,
     SubOrderStatus,
@@ -29,6 +27,7 @@ from commerce.order_models import (
 from commerce.tracking import track_open_sub_orders
 from commerce.tracking_schedule import TrackingPolicy
 from tests.checkout.conftest import SANDBOX_CREDENTIALS, Shop
+from tests.checkout.order_reading import refunds_of
 
 pytestmark = pytest.mark.slow
 
@@ -59,17 +58,6 @@ def _control(shop: Shop, slug: str, marketplace_order_id: str, action: str, **bo
 
 def _track(shop: Shop, policy: TrackingPolicy | None = EVERY_PASS) -> None:
     track_open_sub_orders(shop.session_factory, adapter_for=adapter_for_marketplace, policy=policy)
-
-
-def _refunds(shop: Shop, sub_order_id: int) -> list[Refund]:
-    with shop.session() as session:
-        refunds = list(
-            session.scalars(
-                sa.select(Refund).where(Refund.sub_order_id == sub_order_id).order_by(Refund.id)
-            )
-        )
-        session.expunge_all()
-        return refunds
 
 
 def _delivered_order(shop: Shop) -> Order:
@@ -110,7 +98,7 @@ def test_stores_refunding_delivered_orders_refund_the_card_once_and_the_rest_onc
     )
     for _ in range(3):
         _track(shop)
-    [refund] = _refunds(shop, shopwave.id)
+    [refund] = refunds_of(shop, shopwave.id)
     assert (refund.kind, refund.status) == (RefundKind.CARD_REFUND, RefundStatus.SUCCEEDED)
     assert refund.amount_minor == first.charge_minor
     assert shop.sub_order(order, "shopwave").marketplace_refunded_minor == facts["refunded_minor"]
@@ -144,10 +132,10 @@ def test_stores_refunding_delivered_orders_refund_the_card_once_and_the_rest_onc
         _track(shop)
 
     for sub in (shopwave, kiondo):
-        refunds = _refunds(shop, sub.id)
+        refunds = refunds_of(shop, sub.id)
         assert sum(r.amount_minor for r in refunds) == sub.charge_minor
         assert all(r.status == RefundStatus.SUCCEEDED for r in refunds)
-    assert len(_refunds(shop, shopwave.id)) == 2
+    assert len(refunds_of(shop, shopwave.id)) == 2
     fresh = shop.order(order.number)
     assert fresh.status == OrderStatus.DELIVERED
     assert all(sub.status == SubOrderStatus.DELIVERED for sub in fresh.charged_sub_orders)

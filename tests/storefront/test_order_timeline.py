@@ -74,6 +74,38 @@ def _sub_order(
     return sub
 
 
+def _refunded_wallet_payment(session: Session, order: Order) -> Payment:
+    payment = Payment(
+        order_id=order.id,
+        method=PaymentMethod.WALLET,
+        status=PaymentStatus.REFUNDED,
+        currency="USD",
+        amount_minor=5000,
+        captured_minor=5000,
+        provider_reference=f"wallet-{uuid.uuid4().hex[:12]}",
+    )
+    session.add(payment)
+    session.flush()
+    return payment
+
+
+def _wallet_refund(
+    payment: Payment, sub: MarketplaceOrder, amount: int, key: str, at: datetime, reason: str = ""
+) -> Refund:
+    return Refund(
+        payment_id=payment.id,
+        sub_order_id=sub.id,
+        kind=RefundKind.WALLET_CREDIT,
+        status=RefundStatus.SUCCEEDED,
+        amount_minor=amount,
+        currency="USD",
+        idempotency_key=key,
+        reason=reason,
+        created_at=at,
+        completed_at=at,
+    )
+
+
 def _view_of(session: Session, order_id: int):  # type: ignore[no-untyped-def]
     session.expire_all()
     order = session.scalars(
@@ -176,17 +208,7 @@ def test_a_refund_made_while_the_cancellation_is_recorded_follows_it(
     order = _order(db_session, make_user(), OrderStatus.CANCELLED)
     sub = _sub_order(db_session, order, shopwave, SubOrderStatus.CANCELLED)
     cancelled_at = PLACED_AT + timedelta(hours=1)
-    payment = Payment(
-        order_id=order.id,
-        method=PaymentMethod.WALLET,
-        status=PaymentStatus.REFUNDED,
-        currency="USD",
-        amount_minor=5000,
-        captured_minor=5000,
-        provider_reference=f"wallet-{uuid.uuid4().hex[:12]}",
-    )
-    db_session.add(payment)
-    db_session.flush()
+    payment = _refunded_wallet_payment(db_session, order)
     db_session.add_all(
         [
             Refund(
@@ -225,41 +247,21 @@ def test_a_marketplace_refund_days_before_the_cancellation_keeps_its_own_time(
     sub = _sub_order(db_session, order, shopwave, SubOrderStatus.CANCELLED)
     partly_refunded_at = PLACED_AT + timedelta(days=1)
     cancelled_at = PLACED_AT + timedelta(days=2)
-    payment = Payment(
-        order_id=order.id,
-        method=PaymentMethod.WALLET,
-        status=PaymentStatus.REFUNDED,
-        currency="USD",
-        amount_minor=5000,
-        captured_minor=5000,
-        provider_reference=f"wallet-{uuid.uuid4().hex[:12]}",
-    )
-    db_session.add(payment)
-    db_session.flush()
-
-    def wallet_refund(amount: int, key: str, at: datetime, reason: str = "") -> Refund:
-        return Refund(
-            payment_id=payment.id,
-            sub_order_id=sub.id,
-            kind=RefundKind.WALLET_CREDIT,
-            status=RefundStatus.SUCCEEDED,
-            amount_minor=amount,
-            currency="USD",
-            idempotency_key=key,
-            reason=reason,
-            created_at=at,
-            completed_at=at,
-        )
+    payment = _refunded_wallet_payment(db_session, order)
 
     db_session.add_all(
         [
-            wallet_refund(
+            _wallet_refund(
+                payment,
+                sub,
                 1000,
                 marketplace_refund_key(sub.id, 1000),
                 partly_refunded_at,
                 reason="ShopWave refunded $10.00 of its order.",
             ),
-            wallet_refund(4000, uuid.uuid4().hex, cancelled_at - timedelta(milliseconds=20)),
+            _wallet_refund(
+                payment, sub, 4000, uuid.uuid4().hex, cancelled_at - timedelta(milliseconds=20)
+            ),
             OrderEvent(
                 order_id=order.id, sub_order_id=sub.id, step="cancelled", occurred_at=cancelled_at
             ),

@@ -57,8 +57,13 @@ from typing import Any
 
 import httpx
 
-from bench.pipeline_phases import run_duckdb_phase, run_ingest_phase
-from bench.pipeline_report import (
+# README runs it as a script (`bench/pipeline_bench.py`), which puts bench/ rather than the
+# checkout on sys.path.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.pipeline_phases import run_duckdb_phase, run_ingest_phase  # noqa: E402
+from bench.pipeline_report import (  # noqa: E402
     RESULTS_FILE,
     SECTION_HEADING,
     Outcome,
@@ -67,9 +72,7 @@ from bench.pipeline_report import (
     result_line,
     write_results,
 )
-from bench.process_metrics import MemoryWatch, peak_rss_of, process_cpu_seconds
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from bench.process_metrics import MemoryWatch, peak_rss_of, process_cpu_seconds  # noqa: E402
 
 DEFAULT_OFFERS = 1_000_000
 DEFAULT_SEED = 42

@@ -1,0 +1,48 @@
+"""The example queries of warehouse/README.md, run as an analyst copies them, against the
+analysts' copy of a real first ingest of the sandbox marketplaces."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import pytest
+
+from onecart.settings import REPO_ROOT, Settings
+from tests.pipelines.conftest import Ingest
+
+pytestmark = pytest.mark.slow
+
+README = (REPO_ROOT / "warehouse" / "README.md").read_text(encoding="utf-8")
+EXAMPLES_SECTION = README.split("## Example queries", 1)[1].split("\n## ", 1)[0]
+
+
+def example_statements() -> list[str]:
+    statements = []
+    for block in re.findall(r"```sql\n(.*?)```", EXAMPLES_SECTION, flags=re.DOTALL):
+        code = "\n".join(line for line in block.splitlines() if not line.startswith("--"))
+        statements += [statement.strip() for statement in code.split(";") if statement.strip()]
+    return statements
+
+
+STATEMENTS = example_statements()
+
+
+def test_the_readme_has_example_queries() -> None:
+    assert len(STATEMENTS) >= 7
+
+
+@pytest.mark.parametrize("statement", STATEMENTS, ids=lambda sql: sql.split("\n")[0][:60])
+def test_an_example_query_answers_on_the_demo_catalog(
+    statement: str, first_ingest: Ingest, pipeline_settings: Settings
+) -> None:
+    assert first_ingest.report.success, first_ingest.lines
+    conn = duckdb.connect(str(pipeline_settings.warehouse_path), read_only=True)
+    try:
+        rows = conn.execute(statement).fetchall()
+    finally:
+        conn.close()
+    if "price_changes_7d" in statement:
+        # A first ingest has seen one price per offer: nothing has changed yet.
+        return
+    assert rows, f"the example returns nothing on the demo catalog:\n{statement}"

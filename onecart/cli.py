@@ -327,7 +327,13 @@ def command_logs(settings: Settings, args: argparse.Namespace) -> int:
     """Print the end of logs/<name>.log; with --follow keep printing until Ctrl-C."""
     log_path = processes.log_dir(settings) / f"{args.name}.log"
     if not log_path.exists():
-        available = sorted(path.stem for path in processes.log_dir(settings).glob("*.log"))
+        # supervisord's AUTO capture files (`<name>-stdout---supervisor-<random>.log`, the
+        # restart listener's protocol stream) share the directory but are no service's log.
+        available = sorted(
+            path.stem
+            for path in processes.log_dir(settings).glob("*.log")
+            if "---supervisor-" not in path.stem
+        )
         print(
             f"no log for {args.name!r} in {log_path.parent}"
             + (f"; logs: {', '.join(available)}" if available else ""),

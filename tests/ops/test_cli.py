@@ -256,6 +256,22 @@ def test_logs_shows_the_end_of_a_service_log(environment: dict[str, str], home: 
     assert "logs: site" in missing.stderr
 
 
+def test_an_unknown_log_name_lists_the_service_logs_only(
+    environment: dict[str, str], home: Path
+) -> None:
+    """supervisord keeps the restart listener's protocol stream in an AUTO file of the logs
+    directory; it is no service's log and its name changes with every start."""
+    logs = home / "logs"
+    logs.mkdir(parents=True)
+    for name in ("site", "restart-listener", "restart-listener-stdout---supervisor-lk4lc7no"):
+        (logs / f"{name}.log").write_text("")
+
+    missing = onecart(environment, "logs", "dagster")
+
+    assert missing.returncode == 1
+    assert missing.stderr.rstrip().endswith("; logs: restart-listener, site"), missing.stderr
+
+
 def test_unknown_service_names_are_usage_errors(environment: dict[str, str]) -> None:
     result = onecart(environment, "up", "--only", "mongodb")
     assert result.returncode == 2

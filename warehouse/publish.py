@@ -119,6 +119,8 @@ def layout_fingerprint() -> str:
         VIEWS_FILE.read_bytes(),
         published_products.LAYOUT_SQL,
         PUBLISHED_TABLES_DDL,
+        # Copies made while the pipeline-only tables were kept (empty) are rebuilt without them.
+        "pipeline-only tables dropped",
     )
     for part in (*parts, *PUBLISHED_TABLES):
         digest.update(part if isinstance(part, bytes) else part.encode())
@@ -128,6 +130,19 @@ def layout_fingerprint() -> str:
 
 def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def drop_pipeline_only_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    """schema.sql creates the pipeline's private tables too (raw_catalog, the search state, …);
+    the copy holds none of them, so an analyst's query of one fails by name instead of reading
+    a table that is always empty there."""
+    tables = conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main'"
+    ).fetchall()
+    for (table,) in tables:
+        if table not in PUBLISHED_TABLES:
+            conn.execute(f"DROP TABLE {_quoted(table)}")
 
 
 def _table_columns(conn: duckdb.DuckDBPyConnection, catalog: str, table: str) -> list[str]:
@@ -315,6 +330,7 @@ def publish(source: Path | str | None = None, target: Path | str | None = None) 
             next_conn.execute("SET TimeZone = 'UTC'")
             if not from_previous:
                 apply_schema(next_conn)
+                drop_pipeline_only_tables(next_conn)
                 next_conn.execute(published_products.LAYOUT_SQL)
                 next_conn.execute(PUBLISHED_TABLES_DDL)
             # A path is not a bindable value in ATTACH; quote it as a string literal.

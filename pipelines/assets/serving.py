@@ -243,8 +243,8 @@ def storefront_products(
 def analyst_warehouse(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    """The analysts' read-only warehouse (settings.warehouse_path): every table but raw_catalog,
-    plus the views of warehouse/sql/views.sql. Built as warehouse.next.duckdb and swapped in with
+    """The analysts' read-only warehouse (settings.warehouse_path): the tables of
+    warehouse.publish.PUBLISHED_TABLES (none of the pipeline-only ones), plus the views of warehouse/sql/views.sql. Built as warehouse.next.duckdb and swapped in with
     os.replace, so readers never see half a copy; only the tables that changed since the last
     copy are written again (appended, for price history and the load log), into the snapshot the
     previous swap displaced when nobody reads it any more (`started_from`: spare), else into a

@@ -168,8 +168,26 @@ def start_offer_embeddings(settings: Settings) -> int:
         )
         print(f"offer embeddings failed in step(s): {', '.join(failed)}", file=sys.stderr)
         return EXIT_FAILED
-    print("offer embeddings: done; the assistant uses hybrid search")
+    skipped = embeddings_skipped_reason(result.all_events)
+    if skipped:
+        print(f"offer embeddings: skipped ({skipped}); the assistant uses keyword search")
+    else:
+        print("offer embeddings: done; the assistant uses hybrid search")
     return EXIT_OK
+
+
+def embeddings_skipped_reason(events: Sequence[Any]) -> str | None:
+    """Why the offer_embeddings step embedded nothing (switched off, no model package), from the
+    observation it records instead of a materialization; None when it ran."""
+    from dagster import DagsterEventType
+
+    for event in events:
+        if event.event_type != DagsterEventType.ASSET_OBSERVATION:
+            continue
+        skipped = event.event_specific_data.asset_observation.metadata.get("skipped")
+        if skipped is not None and skipped.value:
+            return str(skipped.value)
+    return None
 
 
 def _read_result(result: object, key: str) -> Any:

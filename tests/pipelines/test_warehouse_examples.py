@@ -46,3 +46,30 @@ def test_an_example_query_answers_on_the_demo_catalog(
         # A first ingest has seen one price per offer: nothing has changed yet.
         return
     assert rows, f"the example returns nothing on the demo catalog:\n{statement}"
+
+
+def documented_view_columns() -> dict[str, list[str]]:
+    """The Views table of warehouse/README.md: each view's backticked column names, in order
+    (offers_usd, "every column of products" and more, is checked by its named columns)."""
+    section = README.split("\n## Views", 1)[1].split("\n## ", 1)[0]
+    columns = {}
+    for view, cell in re.findall(r"^\| `(\w+)` \| (.*) \|$", section, flags=re.MULTILINE):
+        columns[view] = re.findall(r"`(\w+)`", cell)
+    return columns
+
+
+def test_the_views_have_the_documented_columns(
+    first_ingest: Ingest, pipeline_settings: Settings
+) -> None:
+    documented = documented_view_columns()
+    assert len(documented) >= 9
+    conn = duckdb.connect(str(pipeline_settings.warehouse_path), read_only=True)
+    try:
+        for view, names in documented.items():
+            actual = [d[0] for d in conn.execute(f"SELECT * FROM {view} LIMIT 0").description]
+            if view == "offers_usd":
+                assert set(names) - {"products"} <= set(actual), (view, actual)
+            else:
+                assert names == actual, (view, actual)
+    finally:
+        conn.close()

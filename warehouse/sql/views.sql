@@ -70,7 +70,8 @@ spread AS (
 SELECT
     r.group_id, r.marketplace, r.external_id, r.title, r.price_minor, r.currency, r.price_usd,
     r.offers_in_group, s.marketplaces_in_group, r.most_expensive_usd,
-    r.most_expensive_usd - r.price_usd AS savings_usd
+    -- DECIMAL(18, 2) like every USD amount of the views (a difference widens to 19 digits).
+    CAST(r.most_expensive_usd - r.price_usd AS DECIMAL(18, 2)) AS savings_usd
 FROM ranked AS r
 JOIN spread AS s USING (group_id)
 WHERE r.rank = 1 AND r.offers_in_group >= 2;

@@ -20,8 +20,9 @@ def product_groups(
     context: dg.AssetExecutionContext, config: MatchingRunConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """The product group ("product relation token") of every offer, with how it was matched
-    (table product_groups): same valid GTIN (1.00), same brand + model number (0.90), a
-    conservative title match (at most 0.75), or a group of one. Group ids are stable across runs:
+    (table product_groups): same valid GTIN (1.00), same brand + model number (0.90, or 0.85
+    when the model number was found in the title), a conservative title match (at most 0.75), or
+    a group of one (1.00). Group ids are stable across runs:
     a hash of the matching key. The rules live in warehouse/matching.py; only the offers whose
     matching fields changed are matched again, with every offer sharing a brand or GTIN with them
     (warehouse/incremental_matching.py)."""

@@ -59,6 +59,18 @@ def test_definitions_load_lazily_with_every_asset_and_check() -> None:
         assert spec.group_name != "default"
 
 
+def test_the_product_groups_description_gives_every_confidence_of_the_matching_rules() -> None:
+    """The Dagster UI shows the docstring; an analyst reads match_confidence by it."""
+    from warehouse import matching
+
+    spec = defs().resolve_asset_graph().get(dg.AssetKey("product_groups"))
+    confidences = {
+        str(value) for name, value in vars(matching).items() if name.startswith("CONFIDENCE_")
+    }
+    description = " ".join((spec.description or "").split())
+    assert {value for value in confidences if value not in description} == set(), description
+
+
 def test_catalog_assets_are_partitioned_by_the_configured_marketplaces() -> None:
     settings = get_settings()
     definitions = build_definitions(settings)

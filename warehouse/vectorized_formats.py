@@ -139,7 +139,17 @@ def _shopify(config: MarketplaceConfig) -> _Query:
     _set(q, "gtin", _gtin(*q.read("barcode", "$.variants[0].barcode")))
     q.claimed_gtin = _claimed("t_barcode", "s_barcode")
     q.claimed_field = "barcode"
-    _set(q, "stock", _count(*q.read("quantity", "$.variants[0].inventory_quantity")))
+    # adapters.shopify._variant_stock: no stock limit for a variant whose inventory is not
+    # tracked (inventory_management null or empty) or that may be oversold (policy "continue").
+    quantity, quantity_guard = _count(*q.read("quantity", "$.variants[0].inventory_quantity"))
+    t_tracking, s_tracking = q.read("tracking", "$.variants[0].inventory_management")
+    t_policy, s_policy = q.read("policy", "$.variants[0].inventory_policy")
+    untracked = (
+        f"({t_tracking} = 'NULL' OR ({t_tracking} = 'VARCHAR' AND {s_tracking} = '') "
+        f"OR ({t_policy} = 'VARCHAR' AND {s_policy} = 'continue'))"
+    )
+    q.columns["stock"] = f"CASE WHEN {untracked} THEN NULL ELSE {quantity} END"
+    q.guards.append(quantity_guard)
     for column in ("mpn", "rating", "rating_count"):
         q.columns[column] = "NULL"
     return q
@@ -209,7 +219,14 @@ def _woocommerce(config: MarketplaceConfig) -> _Query:
         f"NOT ({t_stock_flag} = 'BOOLEAN' AND {s_stock_flag} = 'false') "
         f"AND NOT ({t_buy} = 'BOOLEAN' AND {s_buy} = 'false')"
     )
-    _set(q, "stock", _count(*q.read("stock", "$.stock_quantity")))
+    # adapters.woocommerce: REST v3's stock_quantity, else the Store API's low_stock_remaining
+    # (told only when the stock runs low).
+    quantity, quantity_guard = _count(*q.read("stock", "$.stock_quantity"))
+    low, low_guard = _count(*q.read("low_stock", "$.low_stock_remaining"))
+    q.columns["stock"] = (
+        f"CASE WHEN t_stock IS NOT NULL AND t_stock <> 'NULL' THEN {quantity} ELSE {low} END"
+    )
+    q.guards += [quantity_guard, low_guard]
     q.columns["mpn"] = "NULL"
     return q
 

@@ -177,8 +177,8 @@ HARNESS = Path(__file__).with_name("checkout_js_harness.mjs")
 
 def _run_checkout_js(reply_kind: str, reply_body: str = "") -> dict[str, Any]:
     node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
+    # `make install` requires npm, which brings node: its absence is a broken install.
+    assert node is not None, "node is not installed (the install needs npm and node)"
     completed = subprocess.run(
         [node, str(HARNESS), str(CHECKOUT_JS), reply_kind, reply_body],
         capture_output=True,

@@ -26,14 +26,14 @@ from commerce.db import create_storefront_engine
 PROBE = f"savepoint_probe_{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# SQLite always; PostgreSQL too when DATABASE_URL points at it (`make test`'s second pass).
+POSTGRES_URL = os.environ.get("DATABASE_URL", "")
+DATABASES = ["sqlite", *(["postgresql"] if POSTGRES_URL.startswith("postgresql") else [])]
+
+
+@pytest.fixture(params=DATABASES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'transactions.db'}"
-    else:
-        url = os.environ.get("DATABASE_URL", "")
-        if not url.startswith("postgresql"):
-            pytest.skip("PostgreSQL runs when DATABASE_URL points at it (CI's second run)")
+    url = f"sqlite:///{tmp_path / 'transactions.db'}" if request.param == "sqlite" else POSTGRES_URL
     engine = create_storefront_engine(url)
     with engine.begin() as connection:
         connection.exec_driver_sql(f"CREATE TABLE {PROBE} (name VARCHAR(20) PRIMARY KEY)")

@@ -776,3 +776,14 @@ def smtp_server() -> Iterator[tuple[str, int, list[Any]]]:
 
 def utc_today() -> date:
     return datetime.now(UTC).date()
+
+
+@pytest.fixture
+def tracked_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
+    """The shop with marketplace keys in this process (tracking runs here) and ShopWave's and
+    Kiondo's orders moving only when a test tells them to."""
+    for name, value in SANDBOX_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    for slug in ("shopwave", "kiondo"):
+        shop.knobs(slug, order_step_seconds=3600, cancel_rate=0, delay_rate=0)
+    return shop

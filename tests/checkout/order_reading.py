@@ -1,8 +1,12 @@
-"""Reading an order's money back in the checkout tests: its refunds, the shopper's notices, the
-books checks and the wallet balance, each in a session of its own (what the workers wrote)."""
+"""Reading an order's money back in the checkout tests (its refunds, the shopper's notices, the
+books checks and the wallet balance, each in a session of its own: what the workers wrote), and
+moving a sandbox store's order through the sandbox's control API."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import sqlalchemy as sa
 
 from commerce.models import User
@@ -51,3 +55,15 @@ def wallet_minor(shop: Shop, user: User) -> int:
         fresh = session.get(User, user.id)
         assert fresh is not None
         return wallet_balance(session, fresh).minor
+
+
+def control_store_order(
+    shop: Shop, slug: str, marketplace_order_id: str, action: str, **body: Any
+) -> Any:
+    """POST /_sandbox/orders/<slug>/<number>/<action> (advance, refund, cancel…); its JSON."""
+    number = marketplace_order_id.rsplit("/", 1)[-1]
+    response = httpx.post(
+        f"{shop.sandbox_url}/_sandbox/orders/{slug}/{number}/{action}", json=body, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    return response.json()

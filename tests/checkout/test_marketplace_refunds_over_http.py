@@ -7,9 +7,7 @@ step is an hour, so the orders stay where they are."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
 
 from commerce.marketplace_access import adapter_for_marketplace
@@ -21,23 +19,10 @@ from commerce.order_models import (
     SubOrderStatus,
 )
 from commerce.tracking import track_open_sub_orders
-from tests.checkout.conftest import SANDBOX_CREDENTIALS, Shop
-from tests.checkout.order_reading import refunds_of
+from tests.checkout.conftest import Shop
+from tests.checkout.order_reading import control_store_order, refunds_of
 
 pytestmark = pytest.mark.slow
-
-HOUR = 3600
-
-
-@pytest.fixture
-def tracked_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
-    """The shop with marketplace keys in this process (tracking runs here) and orders that move
-    only when told to."""
-    for name, value in SANDBOX_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    for slug in ("shopwave", "kiondo"):
-        shop.knobs(slug, order_step_seconds=HOUR, cancel_rate=0, delay_rate=0)
-    return shop
 
 
 def _placed(shop: Shop, payment_method: str) -> Order:
@@ -55,15 +40,6 @@ def _placed(shop: Shop, payment_method: str) -> Order:
     return order
 
 
-def _control(shop: Shop, slug: str, marketplace_order_id: str, action: str, **body: Any) -> Any:
-    number = marketplace_order_id.rsplit("/", 1)[-1]
-    response = httpx.post(
-        f"{shop.sandbox_url}/_sandbox/orders/{slug}/{number}/{action}", json=body, timeout=10
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def _track(shop: Shop) -> None:
     track_open_sub_orders(shop.session_factory, adapter_for=adapter_for_marketplace)
 
@@ -75,7 +51,7 @@ def test_a_shopify_store_refunding_one_line_refunds_the_card_once(tracked_shop: 
     shopwave = shop.sub_order(order, "shopwave")
     first = shopwave.items[0]
 
-    facts = _control(
+    facts = control_store_order(
         shop,
         "shopwave",
         shopwave.marketplace_order_id,
@@ -95,7 +71,7 @@ def test_a_shopify_store_refunding_one_line_refunds_the_card_once(tracked_shop: 
     assert shop.order(order.number).payment.status == PaymentStatus.PARTIALLY_REFUNDED
 
     # The store then cancels the order (orderCancel refunds the rest): only the rest comes back.
-    _control(shop, "shopwave", shopwave.marketplace_order_id, "cancel")
+    control_store_order(shop, "shopwave", shopwave.marketplace_order_id, "cancel")
     _track(shop)
     refunds = refunds_of(shop, shopwave.id)
     assert sum(r.amount_minor for r in refunds) == shopwave.charge_minor
@@ -113,7 +89,7 @@ def test_a_woocommerce_store_refunding_one_item_credits_the_wallet_once(
     two = kiondo.items[1]  # two of them; the store refunds one
     assert two.quantity == 2
 
-    facts = _control(
+    facts = control_store_order(
         shop,
         "kiondo",
         kiondo.marketplace_order_id,

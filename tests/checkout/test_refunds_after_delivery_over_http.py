@@ -8,9 +8,7 @@ orders; the sandbox's step is an hour, so orders move only when advanced."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-import httpx
 import pytest
 
 from adapters.base import OrderStatus as MarketplaceStatus
@@ -26,34 +24,13 @@ from commerce.order_models import (
 )
 from commerce.tracking import track_open_sub_orders
 from commerce.tracking_schedule import TrackingPolicy
-from tests.checkout.conftest import SANDBOX_CREDENTIALS, Shop
-from tests.checkout.order_reading import refunds_of
+from tests.checkout.conftest import Shop
+from tests.checkout.order_reading import control_store_order, refunds_of
 
 pytestmark = pytest.mark.slow
 
-HOUR = 3600
 # Every delivered sub-order due at every pass, so a test need not wait a day between them.
 EVERY_PASS = TrackingPolicy(delivered_poll_interval=timedelta(0))
-
-
-@pytest.fixture
-def tracked_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
-    """The shop with marketplace keys in this process (tracking runs here) and orders that move
-    only when told to."""
-    for name, value in SANDBOX_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    for slug in ("shopwave", "kiondo"):
-        shop.knobs(slug, order_step_seconds=HOUR, cancel_rate=0, delay_rate=0)
-    return shop
-
-
-def _control(shop: Shop, slug: str, marketplace_order_id: str, action: str, **body: Any) -> Any:
-    number = marketplace_order_id.rsplit("/", 1)[-1]
-    response = httpx.post(
-        f"{shop.sandbox_url}/_sandbox/orders/{slug}/{number}/{action}", json=body, timeout=10
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def _track(shop: Shop, policy: TrackingPolicy | None = EVERY_PASS) -> None:
@@ -70,7 +47,9 @@ def _delivered_order(shop: Shop) -> Order:
     order = shop.order(order.number)
     assert order.payment is not None and order.payment.status == PaymentStatus.CAPTURED
     for sub in order.charged_sub_orders:
-        facts = _control(shop, sub.marketplace.slug, sub.marketplace_order_id, "advance", steps=20)
+        facts = control_store_order(
+            shop, sub.marketplace.slug, sub.marketplace_order_id, "advance", steps=20
+        )
         assert facts["status"] == "delivered"
     _track(shop, None)
     order = shop.order(order.number)
@@ -88,7 +67,7 @@ def test_stores_refunding_delivered_orders_refund_the_card_once_and_the_rest_onc
     first = shopwave.items[0]
 
     # ShopWave takes the first item back and refunds it (PARTIALLY_REFUNDED).
-    facts = _control(
+    facts = control_store_order(
         shop,
         "shopwave",
         shopwave.marketplace_order_id,
@@ -105,15 +84,17 @@ def test_stores_refunding_delivered_orders_refund_the_card_once_and_the_rest_onc
 
     # Then it refunds the rest of its order (REFUNDED), and Kiondo refunds its whole order
     # (WooCommerce marks it `refunded`): each share comes back in full, once.
-    _control(
+    control_store_order(
         shop,
         "shopwave",
         shopwave.marketplace_order_id,
         "refund",
         amount_minor=facts["total_minor"] - facts["refunded_minor"],
     )
-    kiondo_total = _control(shop, "kiondo", kiondo.marketplace_order_id, "refund", amount_minor=1)
-    _control(
+    kiondo_total = control_store_order(
+        shop, "kiondo", kiondo.marketplace_order_id, "refund", amount_minor=1
+    )
+    control_store_order(
         shop,
         "kiondo",
         kiondo.marketplace_order_id,

@@ -31,6 +31,7 @@ from onecart.processes import (
     ProcessError,
     log_dir,
     meilisearch_argv,
+    meilisearch_environment,
     parent_pid,
     tail,
 )
@@ -439,6 +440,7 @@ def build_services(settings: Settings) -> list[Service]:
         url=settings.meili_url,
         probe=http_probe(f"{settings.meili_url}/health"),
         argv=meili_argv,
+        env=meilisearch_environment(settings),
         startup_timeout=60,
         managed=is_this_machine(meili_host),
         why_unavailable=lambda: meili_unavailable,
@@ -514,6 +516,8 @@ def build_services(settings: Settings) -> list[Service]:
         prepare=lambda: f"storefront DB: {run_migrations(settings)}",
     )
 
+    # rq's --url would put a Redis password on the command line; RQ_REDIS_URL is the same option.
+    rq_env = {**env, "RQ_REDIS_URL": settings.redis_url}
     worker = Service(
         name="worker",
         title=f"RQ worker pool ({settings.rq_workers} workers)",
@@ -530,11 +534,9 @@ def build_services(settings: Settings) -> list[Service]:
             # Waits out a Redis restart instead of dying in a heartbeat (redis_connection.py).
             "--connection-class",
             "storefront.redis_connection.PatientRedis",
-            "--url",
-            settings.redis_url,
             "default",
         ),
-        env=env,
+        env=rq_env,
         startup_timeout=60,
         requires=("redis",),
     )
@@ -551,10 +553,8 @@ def build_services(settings: Settings) -> list[Service]:
             "storefront.cron",
             "--connection-class",
             "storefront.redis_connection.PatientRedis",
-            "--url",
-            settings.redis_url,
         ),
-        env=env,
+        env=rq_env,
         startup_timeout=30,
         requires=("redis",),
     )

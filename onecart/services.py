@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -88,6 +88,20 @@ class Service:
     managed: bool = True
     why_unavailable: Callable[[], str | None] = lambda: None
     prepare: Callable[[], str | None] | None = None
+
+
+def display_url(url: str | None) -> str | None:
+    """`url` without its password (REDIS_URL may carry one), as `onecart up` and `status`
+    print it."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def http_probe(url: str, *, also_accept: frozenset[int] = frozenset()) -> Probe:
@@ -403,7 +417,7 @@ def build_services(settings: Settings) -> list[Service]:
     redis = Service(
         name="redis",
         title="Redis",
-        url=settings.redis_url,
+        url=display_url(settings.redis_url),
         probe=redis_probe(settings.redis_url),
         argv=(
             redis_binary or "redis-server",

@@ -61,3 +61,14 @@ def test_meilisearch_takes_its_master_key_from_the_environment(tmp_path: Path) -
         assert with_key.status_code == 200
     finally:
         processes.stop_pid(meili.pid)
+
+
+def test_what_onecart_up_prints_never_carries_the_redis_password(tmp_path: Path) -> None:
+    """`onecart up` reports each service with its URL ("= Redis answers at …"), on a terminal
+    or in the journal of the unit that runs it at boot (docs/deploy.md)."""
+    settings = Settings(
+        ONECART_HOME=tmp_path, REDIS_URL=f"redis://onecart:{REDIS_PASSWORD}@10.0.0.5:6379/0"
+    )
+    catalog = {service.name: service for service in services.build_services(settings)}
+    assert catalog["redis"].url == "redis://onecart:***@10.0.0.5:6379/0"
+    assert all(REDIS_PASSWORD not in (service.url or "") for service in catalog.values())

@@ -9,9 +9,12 @@ inside it): both now reach the programs through their environment (`MEILI_MASTER
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
+import pytest
+import redis
 
 from onecart import processes, services, supervision
 from onecart.settings import Settings
@@ -72,3 +75,39 @@ def test_what_onecart_up_prints_never_carries_the_redis_password(tmp_path: Path)
     catalog = {service.name: service for service in services.build_services(settings)}
     assert catalog["redis"].url == "redis://onecart:***@10.0.0.5:6379/0"
     assert all(REDIS_PASSWORD not in (service.url or "") for service in catalog.values())
+
+
+@pytest.mark.parametrize("username", ["", "onecart"])
+def test_a_redis_url_with_a_password_starts_a_redis_that_requires_it(
+    tmp_path: Path, username: str
+) -> None:
+    """On a machine shared with other users, anyone could write to a password-less Redis on
+    loopback, and RQ runs what it finds there: with a password in REDIS_URL, the Redis that
+    `onecart up` starts requires it (set in a 0600 config file, not on its command line)."""
+    port = processes.free_port()
+    url = f"redis://{username}:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+    settings = Settings(ONECART_HOME=tmp_path, REDIS_URL=url)
+    service = {s.name: s for s in services.build_services(settings)}["redis"]
+    assert service.managed and service.prepare is not None
+    (tmp_path / "redis").mkdir()
+    service.prepare()
+    config = next(Path(arg) for arg in service.argv if arg.endswith(".conf"))
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert REDIS_PASSWORD not in " ".join(service.argv)
+    server = processes.start_process(settings, "redis-password-test", service.argv)
+    try:
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port).ping()
+        assert Path(f"/proc/{server.pid}/cmdline").read_bytes().find(REDIS_PASSWORD.encode()) < 0
+    finally:
+        processes.stop_pid(server.pid)

@@ -40,7 +40,7 @@ from storefront.account.forms import PasswordChangeForm, ProfileForm, TopUpForm
 from storefront.database import db_session
 from storefront.form_errors import attach_service_errors
 from storefront.limits import enforce_form_limit
-from storefront.security import STRIPE_JS_CONTENT_SECURITY_POLICY
+from storefront.security import STRIPE_JS_CONTENT_SECURITY_POLICY, public_url_for
 
 bp = Blueprint("account", __name__)
 
@@ -225,7 +225,7 @@ def pay_top_up(intent_id: str) -> Response | tuple[str, int, dict[str, str]]:
         "account/topup_pay.html",
         card=card,
         publishable_key=get_settings().stripe_publishable_key,
-        return_url=url_for("account.top_up_done", intent_id=card.intent_id, _external=True),
+        return_url=public_url_for("account.top_up_done", intent_id=card.intent_id),
     )
     return html, 200, {"Content-Security-Policy": STRIPE_JS_CONTENT_SECURITY_POLICY}
 

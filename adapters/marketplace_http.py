@@ -7,12 +7,15 @@ Every number of the policy is here, in one place; the errors it raises are adapt
 from __future__ import annotations
 
 import functools
+import ipaddress
 import random
+import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -98,6 +101,86 @@ def request_may_have_arrived(exc: Exception) -> bool:
     return not isinstance(exc, NOT_SENT_ERRORS)
 
 
+# --- Redirects stay out of the private network ----------------------------------------------
+
+LOCAL_HOST_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+def resolve_addresses(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (IPv4 and IPv6)."""
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)]
+
+
+class AddressProblem(StrEnum):
+    """Why a host is not a public internet address."""
+
+    LOCAL_NAME = "is a local name"
+    UNRESOLVED = "does not resolve"
+    NOT_PUBLIC = "is not at a public address"
+
+
+def address_problem(
+    host: str, port: int, *, resolve: Resolver = resolve_addresses
+) -> AddressProblem | None:
+    """Why `host` is not a public internet address (None when it is): a local name, nothing
+    it resolves to, or any address that is loopback, private, link-local (cloud metadata),
+    shared or reserved."""
+    name = host.rstrip(".").lower()
+    if not name or name in LOCAL_HOST_NAMES or name.endswith(".localhost"):
+        return AddressProblem.LOCAL_NAME
+    try:
+        addresses = list(resolve(name, port))
+    except (OSError, ValueError, UnicodeError):
+        return AddressProblem.UNRESOLVED
+    if not addresses:
+        return AddressProblem.UNRESOLVED
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        mapped = getattr(ip, "ipv4_mapped", None)
+        if not (mapped or ip).is_global:
+            return AddressProblem.NOT_PUBLIC
+    return None
+
+
+def non_public_address(
+    host: str, port: int, *, resolve: Resolver = resolve_addresses
+) -> str | None:
+    """:func:`address_problem` as a sentence naming the host (None when it is public)."""
+    problem = address_problem(host, port, resolve=resolve)
+    return None if problem is None else f"{host or '(no host)'} {problem.value}"
+
+
+class RedirectRefused(httpx.RequestError):
+    """A marketplace redirected to another host that is not a public address: not followed."""
+
+
+def refuse_redirects_into_the_private_network(response: httpx.Response) -> None:
+    """httpx's response hook: a redirect to another host is followed only to a public address.
+
+    The marketplace's own host was chosen by an admin or the operator (the admin form refuses
+    private ones outside sandbox mode) and the adapters' own requests go where they were
+    written to; a redirect is the marketplace's say, and must not reach Meilisearch, Redis, the
+    Dagster UI or the cloud's metadata address on our side (a 307 would even re-send a POST's
+    body there). A redirect on the same host is followed as before."""
+    if not response.has_redirect_location:
+        return
+    try:
+        target = response.request.url.join(response.headers["Location"])
+    except httpx.InvalidURL:
+        return  # httpx refuses to follow it anyway
+    if target.host == response.request.url.host or target.scheme not in ("http", "https"):
+        return
+    port = target.port or (443 if target.scheme == "https" else 80)
+    why = non_public_address(target.host, port)
+    if why is not None:
+        raise RedirectRefused(
+            f"redirect to {target.scheme}://{target.host} refused: {why} "
+            "(a marketplace may not send OneCart into the private network)",
+            request=response.request,
+        )
+
+
 @functools.lru_cache(maxsize=1)
 def shared_ssl_context() -> ssl.SSLContext:
     """The verifying SSL context every marketplace client of this process uses.
@@ -157,6 +240,7 @@ class MarketplaceHttp:
             transport=transport,
             verify=shared_ssl_context(),
             follow_redirects=True,
+            event_hooks={"response": [refuse_redirects_into_the_private_network]},
         )
 
     def close(self) -> None:
@@ -231,6 +315,12 @@ class MarketplaceHttp:
             )
             try:
                 response = self.client.send(request, stream=stream)
+            except RedirectRefused as exc:
+                # Retrying would be redirected the same way. A write's first hop reached the
+                # marketplace, which answered with the redirect: not a refusal we can prove.
+                if is_write:
+                    raise self._unknown(method, path, str(exc), attempt) from exc
+                raise Transient(f"{method} {path}: {exc}", marketplace=self.slug) from exc
             except httpx.HTTPError as exc:
                 # Transport failures, and also a reply whose body cannot be decoded
                 # (DecodingError) or that redirects without end: the request went out.

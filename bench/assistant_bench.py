@@ -302,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="onecart-assistant-bench-"))
     port = processes.free_port()
     url = f"http://127.0.0.1:{port}"
-    argv_meili = processes.meilisearch_argv(settings, workdir / "data.ms", f"127.0.0.1:{port}")
-    meili = processes.start_process(settings, "meilisearch-assistant-bench", argv_meili)
+    meili = processes.start_meilisearch(
+        settings, "meilisearch-assistant-bench", workdir / "data.ms", f"127.0.0.1:{port}"
+    )
     try:
         processes.wait_for_http(f"{url}/health", timeout=60, process=meili)
         index = build_vector_index(url, settings.meili_master_key, args.offers, embedder)

@@ -202,10 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     get_settings.cache_clear()
     settings = get_settings()
     port = processes.free_port()
-    meili = processes.start_process(
+    meili = processes.start_meilisearch(
         settings,
         "bench-meilisearch",
-        processes.meilisearch_argv(settings, home / "meili" / "data.ms", f"127.0.0.1:{port}"),
+        home / "meili" / "data.ms",
+        f"127.0.0.1:{port}",
     )
     measured: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     try:

@@ -85,10 +85,11 @@ def start_kept_meilisearch(home: Path, name: str) -> tuple[str, processes.Manage
     settings = get_settings()
     port = processes.free_port()
     meili_url = f"http://127.0.0.1:{port}"
-    meili = processes.start_process(
+    meili = processes.start_meilisearch(
         settings,
         name,
-        processes.meilisearch_argv(settings, home / "meili" / "data.ms", f"127.0.0.1:{port}"),
+        home / "meili" / "data.ms",
+        f"127.0.0.1:{port}",
     )
     try:
         processes.wait_for_http(f"{meili_url}/health", timeout=60, process=meili)

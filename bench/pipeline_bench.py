@@ -198,12 +198,11 @@ def start_services(
     services.sandbox_pid = sandbox.pid
     services.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     meili_port = processes.free_port()
-    meili = processes.start_process(
+    meili = processes.start_meilisearch(
         settings,
         "bench-meilisearch",
-        processes.meilisearch_argv(
-            settings, settings.home_dir / "meili" / "data.ms", f"127.0.0.1:{meili_port}"
-        ),
+        settings.home_dir / "meili" / "data.ms",
+        f"127.0.0.1:{meili_port}",
     )
     services.meili_pid = meili.pid
     services.meili_url = f"http://127.0.0.1:{meili_port}"

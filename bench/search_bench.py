@@ -325,10 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         meili_port = processes.free_port()
         meili_url = f"http://127.0.0.1:{meili_port}"
-        meili_argv = processes.meilisearch_argv(
-            settings, home / "meili" / "data.ms", f"127.0.0.1:{meili_port}"
+        meili = processes.start_meilisearch(
+            settings, "bench-meilisearch", home / "meili" / "data.ms", f"127.0.0.1:{meili_port}"
         )
-        meili = processes.start_process(settings, "bench-meilisearch", meili_argv)
         started.append(meili.pid)
         processes.wait_for_http(f"{meili_url}/health", timeout=60, process=meili)
         meili_version = httpx.get(

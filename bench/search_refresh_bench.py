@@ -137,10 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     db_path = work / "pipeline.duckdb"
     shutil.copyfile(args.home / "pipeline.duckdb", db_path)
     port = processes.free_port()
-    meili = processes.start_process(
+    meili = processes.start_meilisearch(
         settings,
         "bench-meilisearch",
-        processes.meilisearch_argv(settings, args.home / "meili" / "data.ms", f"127.0.0.1:{port}"),
+        args.home / "meili" / "data.ms",
+        f"127.0.0.1:{port}",
     )
     try:
         processes.wait_for_http(f"http://127.0.0.1:{port}/health", timeout=120, process=meili)

@@ -359,14 +359,16 @@ def update_profile(session: Session, user: User, changes: ProfileChanges) -> Use
     except AccountError as exc:
         errors.update(exc.errors)
     else:
-        if _email_taken(session, email, except_user_id=user.id):
-            errors["email"] = [EMAIL_TAKEN_MESSAGE]
-        elif email != user.email and not verify_password(
+        # The password first: only the account's owner learns whether an address is taken
+        # (sign-up and password reset never tell anyone).
+        if email != user.email and not verify_password(
             user.password_hash, changes.current_password
         ):
             errors["email_password"] = [
                 "Enter your current password to change your e-mail address."
             ]
+        elif _email_taken(session, email, except_user_id=user.id):
+            errors["email"] = [EMAIL_TAKEN_MESSAGE]
     currency = changes.display_currency.strip().upper()
     if not is_iso_currency(currency):
         errors["display_currency"] = ["Choose a currency from the list."]

@@ -13,9 +13,7 @@ dropped when the base URL's host changes, until an admin enters the key again.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -24,6 +22,7 @@ from urllib.parse import SplitResult, urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from adapters.marketplace_http import AddressProblem, address_problem
 from adapters.registry import ADAPTER_KINDS, MATCH_IDENTIFIERS
 from commerce.accounts import AccountError
 from commerce.catalog_sync import capabilities_for_kind
@@ -36,7 +35,6 @@ from onecart.money import is_iso_currency
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$")
 COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
 ENV_NAME_PATTERN = re.compile(r"^ONECART_MARKETPLACE_KEY_[A-Z0-9_]{1,56}$")
-LOCAL_HOST_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 class MarketplaceEditError(AccountError):
@@ -62,30 +60,26 @@ class MarketplaceInput:
     api_key_env: str | None = None
 
 
-def _resolve(host: str, port: int) -> list[str]:
-    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)]
-
-
 def non_public_host_problem(url: SplitResult) -> str | None:
     """Why `url`'s host is not a public internet address (None when it is): loopback, private,
-    link-local (cloud metadata), shared, reserved or unresolvable addresses are refused."""
-    host = (url.hostname or "").rstrip(".").lower()
-    if not host or host in LOCAL_HOST_NAMES or host.endswith(".localhost"):
-        return "Use a public address: local hosts are refused outside sandbox mode."
+    link-local (cloud metadata), shared, reserved or unresolvable addresses are refused (the
+    same rule the marketplace clients apply to a redirect, adapters.marketplace_http)."""
+    host = url.hostname or ""
     try:
         port = url.port or (443 if url.scheme == "https" else 80)
-        addresses = _resolve(host, port)
-    except (OSError, ValueError, UnicodeError):
+    except ValueError:
         return "This host could not be resolved to a public address."
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        mapped = getattr(ip, "ipv4_mapped", None)
-        if not (mapped or ip).is_global:
-            return (
-                "Use a public address: loopback, private and link-local addresses are refused "
-                "outside sandbox mode."
-            )
-    return None
+    problem = address_problem(host, port)
+    if problem is None:
+        return None
+    if problem is AddressProblem.UNRESOLVED:
+        return "This host could not be resolved to a public address."
+    if problem is AddressProblem.LOCAL_NAME:
+        return "Use a public address: local hosts are refused outside sandbox mode."
+    return (
+        "Use a public address: loopback, private and link-local addresses are refused "
+        "outside sandbox mode."
+    )
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

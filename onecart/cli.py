@@ -279,18 +279,7 @@ def print_service_table(settings: Settings, names: Sequence[str]) -> None:
 
 
 def _display_url(url: str | None) -> str:
-    """URLs without credentials: REDIS_URL may carry a password."""
-    if not url:
-        return "-"
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    return services.display_url(url) or "-"
 
 
 def command_ingest(settings: Settings, args: argparse.Namespace) -> int:

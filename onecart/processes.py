@@ -75,15 +75,16 @@ def meilisearch_binary(settings: Settings) -> Path:
 
 
 def meilisearch_argv(settings: Settings, db_path: Path, http_addr: str) -> list[str]:
-    """The Meilisearch command line: data under `db_path`, listening on `http_addr` only."""
+    """The Meilisearch command line: data under `db_path`, listening on `http_addr` only.
+
+    The master key is not on it (any local user reads a command line): it goes through the
+    environment, see :func:`meilisearch_environment`."""
     return [
         str(meilisearch_binary(settings)),
         "--db-path",
         str(db_path),
         "--http-addr",
         http_addr,
-        "--master-key",
-        settings.meili_master_key,
         "--no-analytics",
         "--env",
         "production" if settings.is_production else "development",
@@ -94,6 +95,24 @@ def meilisearch_argv(settings: Settings, db_path: Path, http_addr: str) -> list[
         "--snapshot-dir",
         str(db_path.parent / "meili-snapshots"),
     ]
+
+
+def meilisearch_environment(settings: Settings) -> dict[str, str]:
+    """The variables Meilisearch reads its master key from (only its owner reads them)."""
+    return {"MEILI_MASTER_KEY": settings.meili_master_key}
+
+
+def start_meilisearch(
+    settings: Settings, name: str, db_path: Path, http_addr: str
+) -> ManagedProcess:
+    """Start Meilisearch (:func:`meilisearch_argv`, key in its environment), output to
+    logs/<name>.log."""
+    return start_process(
+        settings,
+        name,
+        meilisearch_argv(settings, db_path, http_addr),
+        env=meilisearch_environment(settings),
+    )
 
 
 def _proc_stat_fields(pid: int) -> list[str] | None:

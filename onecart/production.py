@@ -2,14 +2,21 @@
 
 Every secret OneCart ships with has a public default so that `make run` works on a laptop. In
 production the site, the RQ workers and the pipeline call :func:`require_production_ready` at
-start-up and stop with an error that names each variable still at its default or too short.
-Development (the default) accepts everything, so nothing changes for a laptop.
+start-up and stop with an error that names each variable still at its default or too short, and
+each setting a real shop cannot run with: e-mailed links without an https ONECART_PUBLIC_URL (a
+forged Host header would otherwise aim them), a Redis on another host without a password (RQ
+jobs are pickled: write access is code execution in the workers), and, outside sandbox mode, a
+marketplaces file listing the sandbox's demo stores. Development (the default) accepts
+everything, so nothing changes for a laptop.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from onecart.settings import Settings
 
@@ -36,6 +43,11 @@ SECRET_RULES: tuple[SecretRule, ...] = (
     SecretRule("STRIPE_API_KEY", "stripe_api_key", MIN_STRIPE_SECRET_CHARS),
     SecretRule("MEILI_MASTER_KEY", "meili_master_key", MIN_MEILI_MASTER_KEY_BYTES),
 )
+
+
+# A marketplaces.toml base_url starting with this is one of the sandbox's demo stores.
+SANDBOX_URL_PLACEHOLDER = "${ONECART_SANDBOX_URL}"
+LOCAL_HOSTS = frozenset({"localhost"})
 
 
 class InsecureSettingsError(RuntimeError):
@@ -81,7 +93,73 @@ def production_problems(
             "is empty, so nobody could finish signing up (the link is e-mailed) or reset a "
             "password; set it (or ONECART_SIGNUP_CONFIRMATION=false to sign up without a link)"
         )
+    if settings.smtp_host and not _is_https_url(settings.public_url):
+        problems["ONECART_PUBLIC_URL"] = (
+            "must be the shop's https:// address while links are e-mailed (SMTP_HOST): without "
+            "it a password-reset or sign-up link is built from the request's Host header, which "
+            "a forged request sets to another site"
+        )
+    if redis_problem := _redis_problem(settings.redis_url):
+        problems["REDIS_URL"] = redis_problem
+    if not settings.sandbox_enabled and (
+        marketplaces_problem := _sandbox_marketplaces_problem(settings)
+    ):
+        problems["ONECART_MARKETPLACES"] = marketplaces_problem
     return problems
+
+
+def _is_https_url(value: str | None) -> bool:
+    parts = urlsplit(value or "")
+    return parts.scheme == "https" and bool(parts.hostname)
+
+
+def _is_local_host(host: str) -> bool:
+    if host.lower() in LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _redis_problem(redis_url: str) -> str | None:
+    """Why REDIS_URL is unsafe: a Redis on another host reached without a password. RQ keeps
+    jobs pickled there, so whoever can write to it runs code in the order workers."""
+    parts = urlsplit(redis_url)
+    if parts.scheme == "unix" or _is_local_host(parts.hostname or "localhost"):
+        return None
+    if parts.password:
+        return None
+    return (
+        "reaches a Redis on another host without a password; whoever can write to it runs "
+        "code in the order workers (RQ jobs are pickled). Give Redis a password (requirepass "
+        "or an ACL user) and put it in the URL: redis://:PASSWORD@host:6379/0 (rediss:// for TLS)"
+    )
+
+
+def _sandbox_marketplaces_problem(settings: Settings) -> str | None:
+    """Why the marketplaces file cannot serve a real shop: unreadable, or active entries that
+    are the sandbox's demo stores (orders to them would charge real cards for fake goods)."""
+    path = settings.marketplaces_file
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return f"{path} cannot be read ({exc.__class__.__name__}: {exc})"
+    demo = [
+        str(entry.get("slug", "?"))
+        for entry in document.get("marketplace", [])
+        if isinstance(entry, dict)
+        and entry.get("active", True)
+        and str(entry.get("base_url", "")).startswith(SANDBOX_URL_PLACEHOLDER)
+    ]
+    if not demo:
+        return None
+    return (
+        f"{path} lists the sandbox's demo marketplaces ({', '.join(demo)}; base_url "
+        f"{SANDBOX_URL_PLACEHOLDER}): orders to them would charge real cards for goods nobody "
+        "sends. List your real marketplaces (or mark these active = false), or set "
+        "ONECART_SANDBOX_MODE=true for a demo"
+    )
 
 
 def require_production_ready(

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -31,6 +31,7 @@ from onecart.processes import (
     ProcessError,
     log_dir,
     meilisearch_argv,
+    meilisearch_environment,
     parent_pid,
     tail,
 )
@@ -87,6 +88,51 @@ class Service:
     managed: bool = True
     why_unavailable: Callable[[], str | None] = lambda: None
     prepare: Callable[[], str | None] | None = None
+
+
+def _redis_config_value(value: str) -> str:
+    """`value` as one quoted argument of a redis.conf directive."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def redis_auth_config(redis_url: str) -> str:
+    """redis.conf lines that make a Redis require REDIS_URL's password ("" without one): the
+    default user's `requirepass`, or an ACL user of that name (the default user then off)."""
+    parts = urlsplit(redis_url)
+    if not parts.password:
+        return ""
+    password = unquote(parts.password)
+    username = unquote(parts.username or "")
+    if username and username != "default":
+        return (
+            f"user {_redis_config_value(username)} on "
+            f"{_redis_config_value('>' + password)} ~* &* +@all\nuser default off\n"
+        )
+    return f"requirepass {_redis_config_value(password)}\n"
+
+
+def write_private_file(path: Path, text: str) -> str:
+    """Write `text` to `path`, readable by its owner only (it holds a secret)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+    return f"wrote {path.name} (mode 0600)"
+
+
+def display_url(url: str | None) -> str | None:
+    """`url` without its password (REDIS_URL may carry one), as `onecart up` and `status`
+    print it."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def http_probe(url: str, *, also_accept: frozenset[int] = frozenset()) -> Probe:
@@ -399,13 +445,17 @@ def build_services(settings: Settings) -> list[Service]:
 
     redis_host, redis_port = host_port(settings.redis_url, 6379)
     redis_binary = shutil.which("redis-server")
+    redis_auth = redis_auth_config(settings.redis_url)
+    redis_conf = home / "redis" / "redis.conf"
     redis = Service(
         name="redis",
         title="Redis",
-        url=settings.redis_url,
+        url=display_url(settings.redis_url),
         probe=redis_probe(settings.redis_url),
         argv=(
             redis_binary or "redis-server",
+            # A config file must come first; it carries only the password (never the argv).
+            *((str(redis_conf),) if redis_auth else ()),
             "--port",
             str(redis_port),
             "--bind",
@@ -421,8 +471,9 @@ def build_services(settings: Settings) -> list[Service]:
         ),
         managed=redis_host in LOOPBACK_HOSTS,
         why_unavailable=lambda: (
-            None if redis_binary else REDIS_INSTALL_HINT.format(url=settings.redis_url)
+            None if redis_binary else REDIS_INSTALL_HINT.format(url=display_url(settings.redis_url))
         ),
+        prepare=(lambda: write_private_file(redis_conf, redis_auth)) if redis_auth else None,
     )
 
     meili_host, meili_port = host_port(settings.meili_url, 7700)
@@ -439,6 +490,7 @@ def build_services(settings: Settings) -> list[Service]:
         url=settings.meili_url,
         probe=http_probe(f"{settings.meili_url}/health"),
         argv=meili_argv,
+        env=meilisearch_environment(settings),
         startup_timeout=60,
         managed=is_this_machine(meili_host),
         why_unavailable=lambda: meili_unavailable,
@@ -514,6 +566,8 @@ def build_services(settings: Settings) -> list[Service]:
         prepare=lambda: f"storefront DB: {run_migrations(settings)}",
     )
 
+    # rq's --url would put a Redis password on the command line; RQ_REDIS_URL is the same option.
+    rq_env = {**env, "RQ_REDIS_URL": settings.redis_url}
     worker = Service(
         name="worker",
         title=f"RQ worker pool ({settings.rq_workers} workers)",
@@ -530,11 +584,9 @@ def build_services(settings: Settings) -> list[Service]:
             # Waits out a Redis restart instead of dying in a heartbeat (redis_connection.py).
             "--connection-class",
             "storefront.redis_connection.PatientRedis",
-            "--url",
-            settings.redis_url,
             "default",
         ),
-        env=env,
+        env=rq_env,
         startup_timeout=60,
         requires=("redis",),
     )
@@ -551,10 +603,8 @@ def build_services(settings: Settings) -> list[Service]:
             "storefront.cron",
             "--connection-class",
             "storefront.redis_connection.PatientRedis",
-            "--url",
-            settings.redis_url,
         ),
-        env=env,
+        env=rq_env,
         startup_timeout=30,
         requires=("redis",),
     )

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
         "b25lY2FydC1kZXYtZW5jcnlwdGlvbi1rZXktMzJieXQ=", alias="ONECART_ENCRYPTION_KEY"
     )
     session_cookie_secure: bool = Field(False, alias="ONECART_SECURE_COOKIES")
+    # Reverse proxies / load balancers in front of the site whose X-Forwarded-For is trusted
+    # (0: the socket's address is the client's); the per-client rate limits key on it.
+    trusted_proxies: int = Field(0, ge=0, le=5, alias="ONECART_TRUSTED_PROXIES")
 
     stripe_api_key: str = Field("sk_test_onecart_localstripe", alias="STRIPE_API_KEY")
     stripe_publishable_key: str = Field(

@@ -100,7 +100,7 @@ def default_config(settings: Settings) -> dict[str, Any]:
         "HEALTH_TIMEOUT_SECONDS": 2.0,
         "CONTENT_SECURITY_POLICY": DEFAULT_CONTENT_SECURITY_POLICY,
         # Number of reverse proxies whose X-Forwarded-For we trust (0: use the socket address).
-        "PROXY_FIX_X_FOR": 0,
+        "PROXY_FIX_X_FOR": settings.trusted_proxies,
     }
 
 

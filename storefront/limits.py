@@ -1,4 +1,5 @@
-"""Rate limits of the public forms (sign-up, support, password reset) and of login.
+"""Rate limits of the public forms (sign-up, support, password reset), of login, and of the
+profile's changes that check the current password (e-mail, password).
 
 Every limit is an atomic Redis step (commerce.rate_limit.SlidingWindowLimiter.acquire): the
 attempt is counted in the same step that checks it, so concurrent requests cannot slip past a
@@ -28,6 +29,8 @@ FORM_LIMITS = {
     "support": "5/600",
     "password_reset_ip": "10/900",
     "password_reset_address": "3/3600",
+    # Per account: e-mail and password changes, each of which checks the current password.
+    "account_changes": "10/3600",
 }
 
 

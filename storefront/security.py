@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Response, abort, request
+from flask import Response, abort, current_app, request, url_for
 from werkzeug.routing import IntegerConverter
 
 # No external origins: the site ships its own CSS and scripts. Product images come from the
@@ -42,6 +42,17 @@ def safe_next_url(target: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return target
+
+
+def public_url_for(endpoint: str, **values: object) -> str:
+    """An absolute link to `endpoint` for use outside this page (e-mails, a status link the
+    shopper passes on, Stripe's return address): on PUBLIC_URL (ONECART_PUBLIC_URL, required in
+    production while links are e-mailed) when configured, so neither a forged Host header nor
+    the plain-http hop behind a TLS proxy decides where it points; else this request's own."""
+    base = str(current_app.config.get("PUBLIC_URL") or "").rstrip("/")
+    if base:
+        return base + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
 
 
 HSTS_MAX_AGE_SECONDS = 365 * 24 * 60 * 60

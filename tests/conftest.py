@@ -52,8 +52,9 @@ def meili_server(settings: Settings) -> Iterator[str]:
     port = processes.free_port()
     data = settings.home_dir / "meili-test"
     data.mkdir(parents=True, exist_ok=True)
-    argv = processes.meilisearch_argv(settings, data / "data.ms", f"127.0.0.1:{port}")
-    proc = processes.start_process(settings, "meilisearch-test", argv)
+    proc = processes.start_meilisearch(
+        settings, "meilisearch-test", data / "data.ms", f"127.0.0.1:{port}"
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         processes.wait_for_http(f"{url}/health", timeout=60, process=proc)

@@ -39,7 +39,8 @@ from onecart.settings import get_settings
 from storefront.account.forms import PasswordChangeForm, ProfileForm, TopUpForm
 from storefront.database import db_session
 from storefront.form_errors import attach_service_errors
-from storefront.security import STRIPE_JS_CONTENT_SECURITY_POLICY
+from storefront.limits import enforce_form_limit
+from storefront.security import STRIPE_JS_CONTENT_SECURITY_POLICY, public_url_for
 
 bp = Blueprint("account", __name__)
 
@@ -58,6 +59,10 @@ def display_currency_choices(current: str) -> list[SelectChoice]:
 
 def _user() -> User:
     return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+def _account_key() -> str:
+    return f"user:{_user().id}"
 
 
 def _profile_form(*, submitted: bool = False) -> ProfileForm:
@@ -109,6 +114,10 @@ def update_details() -> Response | str:
     form = _profile_form(submitted=True)
     if not form.validate_on_submit():
         return _render_profile(profile_form=form)
+    if (form.email.data or "").strip().lower() != _user().email:
+        # A new address checks the current password (and, with it, whether the address is
+        # taken): limited per account, so a stolen session can neither guess nor probe fast.
+        enforce_form_limit("account_changes", _account_key())
     db = db_session()
     try:
         update_profile(
@@ -139,6 +148,7 @@ def update_password() -> Response | str:
     form = PasswordChangeForm()
     if not form.validate_on_submit():
         return _render_profile(password_form=form)
+    enforce_form_limit("account_changes", _account_key())
     db = db_session()
     user = _user()
     try:
@@ -215,7 +225,7 @@ def pay_top_up(intent_id: str) -> Response | tuple[str, int, dict[str, str]]:
         "account/topup_pay.html",
         card=card,
         publishable_key=get_settings().stripe_publishable_key,
-        return_url=url_for("account.top_up_done", intent_id=card.intent_id, _external=True),
+        return_url=public_url_for("account.top_up_done", intent_id=card.intent_id),
     )
     return html, 200, {"Content-Security-Policy": STRIPE_JS_CONTENT_SECURITY_POLICY}
 

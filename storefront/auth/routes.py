@@ -69,7 +69,7 @@ from storefront.database import db_session
 from storefront.extensions import login_manager
 from storefront.form_errors import attach_service_errors
 from storefront.limits import client_address, enforce_form_limit
-from storefront.security import safe_next_url
+from storefront.security import public_url_for, safe_next_url
 
 # Set at sign-up, read once by the home page, so a new shopper is welcomed rather than "back".
 NEW_ACCOUNT_SESSION_KEY = "new_account"
@@ -235,15 +235,15 @@ def _signup_by_email_link(form: SignupForm) -> Response | str:
         if owner is not None:
             message = existing_account_email(
                 owner,
-                _public_link(url_for("auth.login")),
-                _public_link(url_for("auth.forgot_password")),
+                public_url_for("auth.login"),
+                public_url_for("auth.forgot_password"),
                 mail,
             )
             _send_in_background(message, mail)
     else:
         limiter: SlidingWindowLimiter = current_app.extensions["form_limiter"]
         token = stash_pending_signup(limiter.client, limiter.prefix, account)
-        link = _public_link(url_for("auth.confirm_signup", token=token))
+        link = public_url_for("auth.confirm_signup", token=token)
         _send_in_background(confirm_signup_email(account.email, link, mail), mail)
     db.rollback()
     return render_template(
@@ -310,15 +310,8 @@ def _mail_settings() -> MailSettings:
     )
 
 
-def _public_link(path: str) -> str:
-    """An absolute link for an e-mail: PUBLIC_URL when configured (so a forged Host header
-    cannot point the link elsewhere), else this request's host."""
-    base = (current_app.config.get("PUBLIC_URL") or request.host_url).rstrip("/")
-    return base + path
-
-
 def _reset_link(token: str) -> str:
-    return _public_link(url_for("auth.reset_password_page", token=token))
+    return public_url_for("auth.reset_password_page", token=token)
 
 
 def _send_in_background(message: Any, mail: MailSettings) -> None:

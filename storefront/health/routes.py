@@ -1,11 +1,13 @@
 """The health endpoint load balancers and `onecart status` poll.
 
 Each dependency is checked independently with a short timeout and reported as ok/error with a
-detail; the answer is 200 only when all are ok, else 503. Details never contain credentials.
+detail; the answer is 200 only when all are ok, else 503. Details never contain credentials,
+and only clients on loopback or a private network get them (the site is public).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from collections.abc import Callable
@@ -13,7 +15,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from commerce.rate_limit import redis_client_from_url
 from storefront.database import db_session
@@ -64,9 +66,21 @@ CHECKS: dict[str, Callable[[], str]] = {
 }
 
 
+def _from_the_private_network() -> bool:
+    """Whether the client is on loopback or a private network (the load balancer, `onecart
+    status`, an operator): only they see the checks' details, whose error texts name internal
+    hosts, ports and database users."""
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private
+
+
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """{"status": "ok"|"error", "checks": {name: {"status", "detail", "duration_ms"}}}."""
+    """{"status": "ok"|"error", "checks": {name: {"status", "detail", "duration_ms"}}}; a
+    client outside the private network gets each check's status only."""
     results: dict[str, dict[str, Any]] = {}
     for name, check in CHECKS.items():
         started = time.perf_counter()
@@ -81,6 +95,8 @@ def healthz() -> tuple[Response, int]:
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         }
     healthy = all(result["status"] == "ok" for result in results.values())
+    if not _from_the_private_network():
+        results = {name: {"status": result["status"]} for name, result in results.items()}
     body = jsonify({"status": "ok" if healthy else "error", "checks": results})
     body.headers["Cache-Control"] = "no-store"
     return body, 200 if healthy else 503

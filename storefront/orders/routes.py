@@ -46,6 +46,7 @@ from storefront.jobs import (
     enqueue_outbox_message,
     redis_connection,
 )
+from storefront.security import public_url_for
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _own_order(number: str) -> Order:
 
 
 def _status_link(order: Order) -> str:
-    return url_for("orders.status_page", token=order.status_token, _external=True)
+    return public_url_for("orders.status_page", token=order.status_token)
 
 
 @bp.get("/orders")

@@ -148,3 +148,20 @@ def test_anonymous_visitors_are_sent_to_sign_in(shop: Shop) -> None:
     for path in ("/orders", "/notifications", "/orders/OC-AAAA-BBBB"):
         response = client.get(path)
         assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_the_status_link_points_at_the_public_address_whatever_the_host_header(
+    two_shoppers,
+) -> None:
+    """The link carries the order's token and the shopper passes it on: it is built from
+    ONECART_PUBLIC_URL (https) when set, not from the request's Host and scheme (plain http
+    behind a TLS proxy, or a forged Host)."""
+    shop, alice, _bob, order = two_shoppers
+    saved = shop.app.config.get("PUBLIC_URL")
+    shop.app.config["PUBLIC_URL"] = "https://shop.example.com"
+    try:
+        html = shop.client_for(alice).get(f"/orders/{order.number}").get_data(as_text=True)
+    finally:
+        shop.app.config["PUBLIC_URL"] = saved
+    assert f"https://shop.example.com/order-status/{order.status_token}" in html
+    assert "http://localhost/order-status" not in html  # the request's own host and scheme

@@ -164,9 +164,24 @@ def test_update_profile_validates_every_field(
                 email="SOMEONE@example.com",
                 phone_number="call me maybe",
                 display_currency="XXQ",
+                current_password=DEFAULT_PASSWORD,
             ),
         )
     assert set(caught.value.errors) == {"first_name", "email", "phone_number", "display_currency"}
+    # Without the password the address's owner is not told it is taken: only the password is.
+    with pytest.raises(AccountError) as caught:
+        update_profile(
+            db_session,
+            user,
+            ProfileChanges(
+                first_name="Wanjiru",
+                last_name="",
+                email="SOMEONE@example.com",
+                phone_number=None,
+                display_currency="USD",
+            ),
+        )
+    assert set(caught.value.errors) == {"email_password"}
 
     update_profile(
         db_session,

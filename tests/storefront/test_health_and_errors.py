@@ -44,6 +44,26 @@ def test_healthz_reports_meilisearch_down_and_answers_503(client: FlaskClient) -
     assert body["checks"]["redis"]["status"] == "ok"
 
 
+def test_healthz_tells_the_internet_what_is_down_but_not_the_errors(
+    client: FlaskClient, unreachable_url: str
+) -> None:
+    """The error texts name internal hosts, ports, database users: for the private network
+    (load balancer, operators, `onecart status`) only. A public client sees each check's status."""
+    public = client.get("/healthz", environ_base={"REMOTE_ADDR": "93.184.215.14"})
+    assert public.status_code == 503
+    checks = public.get_json()["checks"]
+    assert {name: check["status"] for name, check in checks.items()} == {
+        "db": "ok",
+        "redis": "ok",
+        "meilisearch": "error",
+    }
+    port = unreachable_url.rsplit(":", 1)[1]
+    assert port not in public.get_data(as_text=True)
+    assert "ConnectError" not in public.get_data(as_text=True)
+    private = client.get("/healthz", environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    assert "ConnectError" in private.get_json()["checks"]["meilisearch"]["detail"]
+
+
 def test_healthz_reports_redis_down(app: Flask, meili_server: str) -> None:
     app.config.update(
         MEILI_URL=meili_server, REDIS_URL=f"redis://127.0.0.1:{processes.free_port()}/0"

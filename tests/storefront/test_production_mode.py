@@ -35,11 +35,33 @@ ALL_VARIABLES = (
     "STRIPE_API_BASE",
     "SMTP_HOST",
     "ONECART_SIGNUP_CONFIRMATION",
+    "ONECART_PUBLIC_URL",
+    "ONECART_MARKETPLACES",
 )
+# A production marketplaces.toml: a real store, and the sandbox's demo store switched off.
+PRODUCTION_MARKETPLACES = """
+[[marketplace]]
+slug = "realshop"
+name = "Real Shop"
+kind = "shopify"
+base_url = "https://realshop.example.com"
+api_key_env = "ONECART_MARKETPLACE_KEY_REALSHOP"
+currency = "USD"
+country = "US"
+
+[[marketplace]]
+slug = "shopwave"
+name = "ShopWave"
+kind = "shopify"
+base_url = "${ONECART_SANDBOX_URL}/shopwave"
+currency = "USD"
+country = "US"
+active = false
+"""
 
 
 @pytest.fixture
-def production(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+def production(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
     """ONECART_ENV=production with every secret set well; settings re-read on each change."""
     saved_base = get_settings().stripe_api_base
     for name in ALL_VARIABLES:
@@ -48,6 +70,10 @@ def production(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     for name, value in GOOD_SECRETS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SMTP_HOST", "smtp.example.com")  # sign-up links are e-mailed
+    monkeypatch.setenv("ONECART_PUBLIC_URL", "https://shop.example.com")  # ... pointing here
+    marketplaces = tmp_path / "marketplaces.toml"
+    marketplaces.write_text(PRODUCTION_MARKETPLACES)
+    monkeypatch.setenv("ONECART_MARKETPLACES", str(marketplaces))
     get_settings.cache_clear()
     try:
         yield monkeypatch
@@ -161,3 +187,69 @@ def test_production_without_smtp_is_refused_while_sign_up_needs_a_mailed_link(
     assert "SMTP_HOST" in production_problems(Settings())
     production.setenv("ONECART_SIGNUP_CONFIRMATION", "false")
     assert "SMTP_HOST" not in production_problems(Settings())
+
+
+def test_production_refuses_the_sandbox_demo_marketplaces_outside_sandbox_mode(
+    production: pytest.MonkeyPatch, storefront_db_url: str
+) -> None:
+    """The shipped marketplaces.toml lists the sandbox's demo stores: a production shop built on
+    it would charge real cards for orders sent to fake marketplaces."""
+    production.delenv("ONECART_MARKETPLACES")  # the checkout's own marketplaces.toml
+    with pytest.raises(InsecureSettingsError) as refused:
+        _site(storefront_db_url)
+    assert set(refused.value.problems) == {"ONECART_MARKETPLACES"}
+    assert "shopwave" in str(refused.value) and "sokoni" in str(refused.value)
+    production.setenv("ONECART_SANDBOX_MODE", "true")  # a demo deployment may
+    assert "ONECART_MARKETPLACES" not in production_problems(Settings())
+
+
+def test_production_refuses_a_marketplaces_file_it_cannot_read(
+    production: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    production.setenv("ONECART_MARKETPLACES", str(tmp_path / "missing.toml"))
+    assert "ONECART_MARKETPLACES" in production_problems(Settings())
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[marketplace]\n")
+    production.setenv("ONECART_MARKETPLACES", str(broken))
+    assert "ONECART_MARKETPLACES" in production_problems(Settings())
+
+
+@pytest.mark.parametrize("public_url", [None, "http://shop.example.com", "shop.example.com"])
+def test_production_mailing_links_needs_an_https_public_url(
+    production: pytest.MonkeyPatch, storefront_db_url: str, public_url: str | None
+) -> None:
+    """Without ONECART_PUBLIC_URL an e-mailed reset or sign-up link is built from the request's
+    Host header: a forged one sends the victim's token to the attacker's site."""
+    if public_url is None:
+        production.delenv("ONECART_PUBLIC_URL")
+    else:
+        production.setenv("ONECART_PUBLIC_URL", public_url)
+    with pytest.raises(InsecureSettingsError) as refused:
+        _site(storefront_db_url)
+    assert set(refused.value.problems) == {"ONECART_PUBLIC_URL"}
+    production.delenv("SMTP_HOST")  # nothing is e-mailed: no link to point anywhere
+    production.setenv("ONECART_SIGNUP_CONFIRMATION", "false")
+    assert production_problems(Settings()) == {}
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "refused"),
+    [
+        ("redis://10.0.0.5:6379/0", True),
+        ("rediss://redis.internal.example:6380/0", True),
+        ("redis://onecart@10.0.0.5:6379/0", True),
+        ("redis://:s3cret-pass@10.0.0.5:6379/0", False),
+        ("rediss://onecart:s3cret-pass@redis.internal.example:6380/0", False),
+        ("redis://127.0.0.1:6379/0", False),
+        ("redis://localhost:6379/3", False),
+        ("unix:///run/redis/redis.sock?db=0", False),
+    ],
+)
+def test_production_refuses_a_redis_on_another_host_without_a_password(
+    production: pytest.MonkeyPatch, redis_url: str, refused: bool
+) -> None:
+    """RQ keeps jobs pickled in Redis: whoever can write there runs code in the order workers."""
+    production.setenv("REDIS_URL", redis_url)
+    problems = production_problems(Settings())
+    assert ("REDIS_URL" in problems) is refused
+    assert "s3cret-pass" not in str(problems)

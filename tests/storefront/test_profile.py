@@ -124,7 +124,10 @@ def test_changing_the_email_needs_the_current_password(
     [
         ({"email": ""}, "Enter your e-mail address."),
         ({"email": "nope"}, "An email address must have an @-sign."),
-        ({"email": "taken@example.com"}, "An account with this e-mail address already exists."),
+        (
+            {"email": "taken@example.com", "email_password": DEFAULT_PASSWORD},
+            "An account with this e-mail address already exists.",
+        ),
         ({"phone_number": "call me"}, "Enter a phone number"),
         ({"first_name": "A" * 81}, "Field cannot be longer than 80 characters."),
         ({"display_currency": "XXX"}, "Not a valid choice."),
@@ -255,3 +258,53 @@ def test_top_up_with_a_forged_reference_is_refused(
     assert response.status_code == 200
     assert "This form has expired" in _html(response)
     assert wallet_balance(db_session, user) == Money(0, "USD")
+
+
+def test_without_the_password_a_taken_address_answers_like_a_free_one(
+    signed_in: FlaskClient, make_user: Callable[..., User]
+) -> None:
+    """The profile form must not tell a signed-in stranger which addresses have an account
+    (sign-up and password reset never do): the password is checked first."""
+    make_user(email="taken@example.com")
+    answers = [
+        _html(signed_in.post("/profile", data={**DETAILS, "email": address}))
+        for address in ("taken@example.com", "free@example.com")
+    ]
+    for html in answers:
+        assert "Enter your current password to change your e-mail address." in html
+        assert "already exists" not in html
+
+
+@pytest.mark.parametrize("app_config_overrides", [{"ACCOUNT_CHANGES_LIMIT": "3/3600"}])
+def test_attempts_to_change_the_address_or_password_are_limited_per_account(
+    signed_in: FlaskClient, user: User, db_session: Session
+) -> None:
+    """Each attempt checks the current password: without a limit, a stolen session could guess
+    it (and probe addresses) as fast as the site answers."""
+    statuses = [
+        signed_in.post(
+            "/profile",
+            data={**DETAILS, "email": f"probe{n}@example.com", "email_password": f"guess-{n}"},
+        ).status_code
+        for n in range(2)
+    ]
+    statuses.append(
+        signed_in.post(
+            "/profile/password",
+            data={
+                "current_password": "guess-3",
+                "new_password": NEW_PASSWORD,
+                "confirm_new_password": NEW_PASSWORD,
+            },
+        ).status_code
+    )
+    assert statuses == [200, 200, 200]
+    refused = signed_in.post(
+        "/profile",
+        data={**DETAILS, "email": "probe9@example.com", "email_password": DEFAULT_PASSWORD},
+    )
+    assert refused.status_code == 429
+    db_session.refresh(user)
+    assert user.email == "ama@example.com"
+    # Details that need no password still save.
+    assert signed_in.post("/profile", data={**DETAILS, "first_name": "Akosua"}).status_code == 302

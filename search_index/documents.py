@@ -222,11 +222,11 @@ def group_fields(group: Mapping[str, Any] | None, price_usd_minor: int) -> dict[
 class GroupSummary:
     """A product group as its offer documents describe it, over the offers that count (those of
     the enabled marketplaces): how many, on how many marketplaces, and the cheapest USD price
-    among the available ones (among all of them when none is available; None when no price)."""
+    among the available ones (among all of them when none is available)."""
 
     size: int
     marketplaces: int
-    min_price_usd_minor: int | None
+    min_price_usd_minor: int
 
     def as_group(self, group_id: str) -> dict[str, Any]:
         """The `group` mapping of build_document and group_fields."""
@@ -242,20 +242,19 @@ def summarize_groups(
     offers: Iterable[tuple[str | None, str, int | None, bool]],
 ) -> dict[str, GroupSummary]:
     """GroupSummary per group id of `offers`, given as (group id, marketplace, USD price or None
-    when it cannot be converted, available): the offers that count, ungrouped ones ignored. The
-    pipeline (from warehouse rows) and the marketplace-visibility job (from offer documents)
-    both summarize with this, so their documents agree."""
+    when it cannot be converted, available): the offers that count, ungrouped ones ignored, and
+    so are offers without a USD price, which become no document (build_document). The pipeline
+    (from warehouse rows) and the marketplace-visibility job (from offer documents) both
+    summarize with this, so their documents agree, and agree with the product documents."""
     sizes: dict[str, int] = {}
     markets: dict[str, set[str]] = {}
     cheapest_available: dict[str, int] = {}
     cheapest: dict[str, int] = {}
     for group_id, marketplace, usd, available in offers:
-        if group_id is None:
+        if group_id is None or usd is None:
             continue
         sizes[group_id] = sizes.get(group_id, 0) + 1
         markets.setdefault(group_id, set()).add(marketplace)
-        if usd is None:
-            continue
         cheapest[group_id] = min(usd, cheapest.get(group_id, usd))
         if available:
             cheapest_available[group_id] = min(usd, cheapest_available.get(group_id, usd))
@@ -263,7 +262,7 @@ def summarize_groups(
         group_id: GroupSummary(
             size=size,
             marketplaces=len(markets[group_id]),
-            min_price_usd_minor=cheapest_available.get(group_id, cheapest.get(group_id)),
+            min_price_usd_minor=cheapest_available.get(group_id, cheapest[group_id]),
         )
         for group_id, size in sizes.items()
     }

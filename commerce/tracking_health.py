@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import MarketplaceError, RateLimited
+from adapters.base import MarketplaceError, RateLimited, Transient
 from commerce.models import Marketplace
 from commerce.order_locks import lock_order, order_id_of_sub_order
 from commerce.order_models import MarketplaceOrder, Order
@@ -81,11 +81,12 @@ def backoff_after(failures: int, policy: TrackingPolicy) -> timedelta:
 
 def fails_marketplace_wide(error: MarketplaceError) -> bool:
     """Whether a failed poll says nothing about its one order: the marketplace could not be
-    reached or did not answer in time (no HTTP status), it limits our rate, or it refused our
-    key. A 5xx or an unreadable reply for one order may be that order's own problem."""
+    reached or did not answer in time (Transient without an HTTP status), it limits our rate,
+    or it refused our key. A 5xx or an unreadable reply (BadPayload) for one order may be that
+    order's own problem."""
     return (
         isinstance(error, RateLimited)
-        or error.status is None
+        or (isinstance(error, Transient) and error.status is None)
         or error.status in _REFUSED_KEY_STATUSES
     )
 

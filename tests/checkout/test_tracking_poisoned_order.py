@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from adapters.base import Transient
+from adapters.base import BadPayload, Transient
 from commerce.models import utc_now
 from commerce.order_models import MarketplaceOrder, Order, Refund, SubOrderStatus
 from commerce.tracking_health import ORDER_FAILURE_ALERT_AFTER
@@ -217,3 +217,20 @@ def test_a_connection_error_after_an_answer_backs_off_the_marketplace(shop: Shop
     assert market.tracking_failures == 1
     assert market.tracking_last_error == "Transient: GET /orders: ConnectError: connection refused"
     assert all(sub.poll_failures == 0 for sub in sub_orders(shop, "shopwave"))
+
+
+def test_an_unreadable_reply_for_one_order_is_that_orders_failure(shop: Shop) -> None:
+    fake = FakeMarketplaces()
+    placed_orders(shop, 3)
+    shopwave = sub_orders(shop, "shopwave")
+    unreadable = shopwave[2]
+    assert unreadable.marketplace_order_id is not None
+    fake.failing[unreadable.marketplace_order_id] = BadPayload(
+        "order without a status", marketplace="shopwave"
+    )
+    asked = [id_ for id_ in fake.track(shop, WHOLE) if id_.startswith("shopwave")]
+    assert asked == ids(shopwave)
+    assert marketplace_row(shop, "shopwave").tracking_failures == 0
+    failing = _sub_order(shop, unreadable.id)
+    assert failing.poll_failures == 1
+    assert failing.poll_last_error == "BadPayload: order without a status"

@@ -28,8 +28,6 @@ from assistant.retrieval import (
     retrieve,
 )
 from commerce.fx import FxTable
-from search_index.marketplace_visibility import product_counts
-from search_index.settings import group_index_uid
 
 
 def semantic_embedder(settings: AssistantSettings) -> tuple[Embedder | None, str]:
@@ -102,8 +100,6 @@ def answer_prompt(
         semantic_available=embedder is not None and profile.has_vectors,
         notes=notes,
     )
-    if withheld_marketplaces and answer.suggestions:
-        answer = _counted_without_withheld(client, index_uid, answer)
     refinements = suggest_refinements(
         intent, answer.suggestions, profile.vocabulary, display_currency
     )
@@ -116,23 +112,6 @@ def answer_prompt(
         if prose is not None:
             answer = replace(answer, prose=prose, prose_source="llm")
     return answer
-
-
-def _counted_without_withheld(
-    client: meilisearch.Client, index_uid: str, answer: AssistantAnswer
-) -> AssistantAnswer:
-    """The suggestions' offer and marketplace counts from the product index, which leaves
-    disabled marketplaces out (the offer documents still count them)."""
-    counts = product_counts(
-        client, group_index_uid(index_uid), {s.group_id for s in answer.suggestions}
-    )
-    suggestions = [
-        replace(s, group_size=counts[s.group_id][0], group_marketplaces=counts[s.group_id][1])
-        if s.group_id in counts
-        else s
-        for s in answer.suggestions
-    ]
-    return replace(answer, suggestions=suggestions)
 
 
 def warm_up(settings: AssistantSettings | None = None) -> str:

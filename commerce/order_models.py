@@ -334,6 +334,15 @@ class MarketplaceOrder(Base):
     # The marketplace's last answer about it; the last time it was asked, answered or not.
     last_polled_at: Mapped[datetime | None]
     last_poll_attempt_at: Mapped[datetime | None]
+    # Status polls of this one order that failed while its marketplace answered the others
+    # (commerce.tracking_health): how many in a row since its last answer, the first of them,
+    # the latest error, when it may be asked again (its own backoff), and when it was put on
+    # the operator's list for failing too long (once per run of failures).
+    poll_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    poll_failing_since: Mapped[datetime | None]
+    poll_last_error: Mapped[str | None] = mapped_column(sa.String(300))
+    poll_retry_at: Mapped[datetime | None]
+    poll_flagged_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 

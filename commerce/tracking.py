@@ -12,7 +12,8 @@ and a refund of part of the order is passed on to the shopper (commerce.marketpl
 Delivered sub-orders stay watched for the marketplace's refunds through a return window, less
 often than open ones (commerce.tracking_schedule); a refund reported then, whole or in part, is
 passed on the same way and the sub-order stays delivered. A marketplace whose polls fail backs
-off without holding up the others' (commerce.tracking_health). A
+off without holding up the others', and an order whose polls fail while its marketplace answers
+the others backs off alone (commerce.tracking_health); a failed poll never refunds. A
 delivery the carrier could not make is a shipment's step, not a failure of the order: nothing is
 refunded, the order goes to an operator (the marketplace may ship again).
 """
@@ -55,11 +56,19 @@ from commerce.order_timeline import SHIPMENT_TIMELINE_STEPS, TimelineStep, recor
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
 from commerce.tracking_health import (
+    MARKETPLACE_FAILURES_IN_A_ROW,
+    fails_marketplace_wide,
+    record_order_failure,
     record_poll_attempt,
     record_tracking_answer,
     record_tracking_failure,
 )
-from commerce.tracking_schedule import TRACK_BATCH_SIZE, TrackingPolicy, sub_orders_to_poll
+from commerce.tracking_schedule import (
+    TRACK_BATCH_SIZE,
+    SubOrderToPoll,
+    TrackingPolicy,
+    sub_orders_to_poll,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +127,12 @@ def apply_marketplace_state(
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         assert sub_order is not None
         sub_order.last_polled_at = sub_order.last_poll_attempt_at = utc_now()
+        if sub_order.poll_failures:
+            # Answered: its own failures, if any, are over (commerce.tracking_health).
+            sub_order.poll_failures = 0
+            sub_order.poll_failing_since = sub_order.poll_retry_at = None
+            sub_order.poll_last_error = None
+            sub_order.poll_flagged_at = None
         if sub_order.status not in FULFILMENT_RANK:
             return False
         if state.display_number and not sub_order.marketplace_order_number:
@@ -318,18 +333,18 @@ def track_open_sub_orders(
     """Poll every open sub-order on marketplaces that can be tracked (least recently asked
     first), then the delivered ones still watched for refunds (commerce.tracking_schedule); one
     adapter per marketplace, marketplaces in parallel, each marketplace's open sub-orders before
-    its delivered ones. A poll that fails is recorded as an attempt; unless the marketplace
-    said it has no such order, the marketplace backs off and the rest of its share of this pass
-    waits (commerce.tracking_health). `policy` sets the batches, the return window and the
-    backoff (its defaults with `batch_size` open sub-orders when not given)."""
+    its delivered ones, and those failing on their own after the rest. A poll that fails is
+    recorded as an attempt and blamed on its order or on the marketplace
+    (commerce.tracking_health): an order's failure backs off that order while the marketplace's
+    others are asked as usual; the marketplace's backs it off, and the rest of its share of this
+    pass waits. `policy` sets the batches, the return window and the backoff (its defaults with
+    `batch_size` open sub-orders when not given)."""
     policy = policy or TrackingPolicy(batch_size=batch_size)
     pass_started = utc_now()
     with session_factory() as session:
-        by_market: dict[int, tuple[Marketplace, list[tuple[int, str]]]] = {}
+        by_market: dict[int, tuple[Marketplace, list[SubOrderToPoll]]] = {}
         for due in sub_orders_to_poll(session, policy, now=pass_started):
-            by_market.setdefault(due.marketplace.id, (due.marketplace, []))[1].append(
-                (due.sub_order_id, due.marketplace_order_id)
-            )
+            by_market.setdefault(due.marketplace.id, (due.marketplace, []))[1].append(due)
         adapters = {market_id: adapter_for(market) for market_id, (market, _) in by_market.items()}
     if not by_market:
         return TrackingReport()
@@ -337,35 +352,63 @@ def track_open_sub_orders(
     def poll(market_id: int) -> tuple[int, int, int]:
         """Poll one marketplace's sub-orders in order: (polled, changed, errors)."""
         adapter = adapters[market_id]
-        market = by_market[market_id][0]
+        market, due = by_market[market_id]
+        # Those failing on their own last, so that the others' answers come first and tell
+        # whose failure theirs is (stable: each group keeps its least recently asked first).
+        due = sorted(due, key=lambda sub: sub.failing_alone)
         polled = changed = errors = 0
         answered = False
-        for sub_order_id, marketplace_order_id in by_market[market_id][1]:
+        # Failures since the marketplace's last answer in this pass, not yet blamed on anyone.
+        unblamed: list[tuple[int, MarketplaceError]] = []
+
+        def marketplace_failed(exc: MarketplaceError) -> tuple[int, int, int]:
+            record_tracking_failure(
+                session_factory, market, exc, pass_started=pass_started, policy=policy
+            )
+            return polled, changed, errors
+
+        for sub in due:
             try:
-                state = adapter.order_status(marketplace_order_id)
+                state = adapter.order_status(sub.marketplace_order_id)
             except Unsupported:
                 return polled, changed, errors
             except NotFound as exc:
                 # An answer about this one order, not a failing marketplace.
-                logger.warning("tracking sub-order %s: %s", sub_order_id, exc)
-                record_poll_attempt(session_factory, sub_order_id, utc_now())
+                logger.warning("tracking sub-order %s: %s", sub.sub_order_id, exc)
+                record_poll_attempt(session_factory, sub.sub_order_id, utc_now())
                 errors += 1
             except MarketplaceError as exc:
-                record_poll_attempt(session_factory, sub_order_id, utc_now())
-                record_tracking_failure(
-                    session_factory, market, exc, pass_started=pass_started, policy=policy
-                )
-                return polled, changed, errors + 1
+                record_poll_attempt(session_factory, sub.sub_order_id, utc_now())
+                errors += 1
+                if fails_marketplace_wide(exc) or not (answered or sub.failing_alone):
+                    # Nothing but the marketplace to blame: its API as a whole, or an order
+                    # with no failures of its own that failed before any other answered.
+                    return marketplace_failed(exc)
+                unblamed.append((sub.sub_order_id, exc))
+                if len(unblamed) >= MARKETPLACE_FAILURES_IN_A_ROW:
+                    return marketplace_failed(exc)
+                continue
             else:
                 polled += 1
                 if apply_marketplace_state(
-                    session_factory, sub_order_id, state, gateway_for=gateway_for
+                    session_factory, sub.sub_order_id, state, gateway_for=gateway_for
                 ):
                     changed += 1
             if not answered:
                 answered = True
                 record_tracking_answer(session_factory, market_id)
+            blame_orders(unblamed)
+        # Failures left at the end: after an answer, or of orders already failing on their own
+        # with no other order asked to say otherwise.
+        blame_orders(unblamed)
         return polled, changed, errors
+
+    def blame_orders(unblamed: list[tuple[int, MarketplaceError]]) -> None:
+        for sub_order_id, exc in unblamed:
+            record_order_failure(
+                session_factory, sub_order_id, exc, pass_started=pass_started, policy=policy
+            )
+        unblamed.clear()
 
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(by_market)))) as executor:
         results = list(executor.map(poll, list(by_market)))

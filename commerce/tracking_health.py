@@ -1,17 +1,32 @@
 """Whether a marketplace's status API answers tracking, and how long tracking waits when it does
-not.
+not; and the same for one sub-order that fails while its marketplace answers the others.
 
 Every poll is recorded as an attempt on its sub-order (`last_poll_attempt_at`), answered or
 not, and the queue is ordered by it, so a sub-order whose poll fails goes to the back of the
 line instead of staying first forever; `last_polled_at` keeps meaning the marketplace's last
-answer. A poll that fails for any reason but "no such order" (down, timeout, 5xx, rate limit,
-a refused key, an unreadable reply) counts against the marketplace: its failures in a row, the
-first of them and the latest error are kept on its row, the rest of its pass is skipped, and it
-is asked again only after a backoff that doubles from one tracking pass up to a cap (the
-marketplace's own Retry-After is honoured up to that cap). Each retry is a single probe
-(commerce.tracking_schedule); the first answer clears the failures, and its sub-orders are
-polled as usual from the next pass. Nothing is dropped: a backed-off marketplace's sub-orders
-keep their place and their status.
+answer.
+
+A failed poll (any reason but "no such order") is blamed on the marketplace or on the one order
+by what else the marketplace did in the same pass (commerce.tracking.track_open_sub_orders):
+
+- The marketplace's, when its whole API is in question (`fails_marketplace_wide`: no connection
+  or a timeout, a rate limit, a refused key), when an order with no failures of its own fails
+  before any other order of the marketplace answered in the pass, or when
+  MARKETPLACE_FAILURES_IN_A_ROW polls fail in a row. Its failures in a row, the first of them
+  and the latest error are kept on its row, the rest of its pass is skipped, and it is asked
+  again only after a backoff that doubles from one tracking pass up to a cap (the
+  marketplace's own Retry-After is honoured up to that cap). Each retry is a single probe
+  (commerce.tracking_schedule); the first answer clears the failures, and its sub-orders are
+  polled as usual from the next pass. No order is blamed for an outage.
+- The order's, when other orders of the marketplace answer in the same pass (or the order,
+  already failing on its own, is the only one asked): the same record and the same doubling
+  backoff on the sub-order's own row, while the marketplace keeps being tracked. The order's
+  first answer clears it. One that has failed for longer than ORDER_FAILURE_ALERT_AFTER is put
+  on the operator's list (/admin/attention) once per run of failures: a poll that fails never
+  refunds anything, since the marketplace may still hold and ship the order.
+
+Nothing is dropped: a backed-off marketplace's or order's sub-orders keep their place and their
+status.
 
 A marketplace failing for longer than TRACKING_FAILURE_ALERT_AFTER is logged as an error at
 each failure and shown on /admin/marketplaces.
@@ -26,16 +41,23 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import MarketplaceError, RateLimited
+from adapters.base import MarketplaceError, RateLimited, Transient
 from commerce.models import Marketplace
-from commerce.order_models import MarketplaceOrder
-from commerce.order_state import TRACKED_STATUSES
+from commerce.order_locks import lock_order, order_id_of_sub_order
+from commerce.order_models import MarketplaceOrder, Order
+from commerce.order_state import TRACKED_STATUSES, flag_order
 from commerce.tracking_schedule import TrackingPolicy
 
 logger = logging.getLogger(__name__)
 
 TRACKING_FAILURE_ALERT_AFTER = timedelta(hours=24)
+ORDER_FAILURE_ALERT_AFTER = timedelta(hours=24)
 MAX_ERROR_CHARS = 300
+# Polls of one marketplace failing one after another in a pass, each with an error that could be
+# its order's own, after which the marketplace is taken to be down (and is asked no more).
+MARKETPLACE_FAILURES_IN_A_ROW = 3
+# Refused credentials: every order of the marketplace would be refused alike.
+_REFUSED_KEY_STATUSES = frozenset({401, 403})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +77,23 @@ def backoff_after(failures: int, policy: TrackingPolicy) -> timedelta:
     # The exponent is bounded so that a long outage's count cannot overflow the arithmetic.
     doubled = policy.failure_backoff_first * 2 ** min(failures - 1, 24)
     return min(doubled, policy.failure_backoff_cap)
+
+
+def fails_marketplace_wide(error: MarketplaceError) -> bool:
+    """Whether a failed poll says nothing about its one order: the marketplace could not be
+    reached or did not answer in time (Transient without an HTTP status), it limits our rate,
+    or it refused our key. A 5xx or an unreadable reply (BadPayload) for one order may be that
+    order's own problem."""
+    return (
+        isinstance(error, RateLimited)
+        or (isinstance(error, Transient) and error.status is None)
+        or error.status in _REFUSED_KEY_STATUSES
+    )
+
+
+def error_text(error: MarketplaceError) -> str:
+    """How a failed poll is recorded: the error's kind and message, cut to the column."""
+    return f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
 
 
 def record_poll_attempt(
@@ -83,7 +122,7 @@ def record_tracking_failure(
     once both count), and when it may be asked again, from the start of this pass so that a
     first failure waits exactly one pass. Logged; as an error once it has failed for longer
     than TRACKING_FAILURE_ALERT_AFTER."""
-    error_text = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+    latest = error_text(error)
     with session_factory() as session, session.begin():
         failures, failing_since = session.execute(
             sa.update(Marketplace)
@@ -93,7 +132,7 @@ def record_tracking_failure(
                 tracking_failing_since=sa.func.coalesce(
                     Marketplace.tracking_failing_since, pass_started
                 ),
-                tracking_last_error=error_text,
+                tracking_last_error=latest,
                 # Tracking's bookkeeping is not an edit of the marketplace.
                 updated_at=Marketplace.updated_at,
             )
@@ -115,7 +154,7 @@ def record_tracking_failure(
             marketplace.slug,
             failing_since.isoformat(),
             failures,
-            error_text,
+            latest,
             retry_at.isoformat(),
         )
     else:
@@ -123,9 +162,85 @@ def record_tracking_failure(
             "tracking: %s failed a status poll (%d in a row: %s); asked again at %s",
             marketplace.slug,
             failures,
-            error_text,
+            latest,
             retry_at.isoformat(),
         )
+    return TrackingFailure(failures, failing_since, retry_at)
+
+
+def record_order_failure(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    error: MarketplaceError,
+    *,
+    pass_started: datetime,
+    policy: TrackingPolicy,
+) -> TrackingFailure | None:
+    """One more failed poll of one sub-order while its marketplace answers the others: counted
+    in one statement on its row, and when it may be asked again (the marketplace's backoff,
+    for this order alone). Once it has failed for longer than ORDER_FAILURE_ALERT_AFTER its
+    order is flagged for an operator, once per run of failures; nothing is refunded. None when
+    the sub-order is gone."""
+    latest = error_text(error)
+    flagged = False
+    with session_factory() as session, session.begin():
+        order_id = order_id_of_sub_order(session, sub_order_id)
+        if order_id is None:
+            return None
+        # The order's row first, as every change to its sub-orders (a flag may be added).
+        lock_order(session, order_id)
+        failures, failing_since, flagged_at = session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == sub_order_id)
+            .values(
+                poll_failures=MarketplaceOrder.poll_failures + 1,
+                poll_failing_since=sa.func.coalesce(
+                    MarketplaceOrder.poll_failing_since, pass_started
+                ),
+                poll_last_error=latest,
+                updated_at=MarketplaceOrder.updated_at,
+            )
+            .returning(
+                MarketplaceOrder.poll_failures,
+                MarketplaceOrder.poll_failing_since,
+                MarketplaceOrder.poll_flagged_at,
+            )
+            .execution_options(synchronize_session=False)
+        ).one()
+        retry_at = pass_started + backoff_after(failures, policy)
+        values: dict[str, object] = {"poll_retry_at": retry_at}
+        if flagged_at is None and failing_since <= pass_started - ORDER_FAILURE_ALERT_AFTER:
+            values["poll_flagged_at"] = pass_started
+            flagged = True
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == sub_order_id)
+            .values(**values, updated_at=MarketplaceOrder.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        if flagged:
+            sub_order = session.get(MarketplaceOrder, sub_order_id)
+            order = session.get(Order, order_id)
+            assert sub_order is not None and order is not None
+            market = sub_order.marketplace.name
+            number = sub_order.display_number or sub_order.marketplace_order_id
+            flag_order(
+                order,
+                f"{market} sub-order {sub_order_id}: every status poll of it has failed since "
+                f"{failing_since:%Y-%m-%d %H:%M} UTC while {market} answers its other orders "
+                f"(latest: {latest}); nothing was refunded. Ask {market} about its order "
+                f"{number}.",
+            )
+    log = logger.error if flagged else logger.warning
+    log(
+        "tracking sub-order %s: its status poll failed (%d in a row since %s: %s) while its "
+        "marketplace answers others; asked again at %s",
+        sub_order_id,
+        failures,
+        failing_since.isoformat(),
+        latest,
+        retry_at.isoformat(),
+    )
     return TrackingFailure(failures, failing_since, retry_at)
 
 

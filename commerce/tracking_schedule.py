@@ -12,8 +12,11 @@ first) and fill every batch.
 
 A marketplace whose polls fail is left alone for a backoff (commerce.tracking_health): its
 sub-orders keep their place but leave the batches to the other marketplaces' until it is due
-again, and then it gets one probe (its least recently asked sub-order, open before delivered)
-instead of a share of the batch; its first answer puts it back in the batches.
+again, and then it gets one probe (its least recently asked sub-order, open before delivered,
+one failing on its own only when there is no other) instead of a share of the batch; its first
+answer puts it back in the batches. A sub-order whose polls fail on their own while its
+marketplace answers the others backs off the same way by itself: it keeps its place in line but
+is left out of the batches until it is due again.
 
 Delivery is dated by the sub-order's recorded "delivered" step (when the marketplace says it
 happened); a delivered sub-order without one (recorded before the timeline existed) is dated by
@@ -67,6 +70,8 @@ class SubOrderToPoll:
     sub_order_id: int
     marketplace_order_id: str
     marketplace: Marketplace
+    # Its own polls failed while its marketplace answered others (commerce.tracking_health).
+    failing_alone: bool = False
 
 
 def delivered_at_expression() -> sa.ColumnElement[datetime]:
@@ -86,13 +91,18 @@ def delivered_at_expression() -> sa.ColumnElement[datetime]:
     )
 
 
+def _leeway(policy: TrackingPolicy) -> timedelta:
+    """Half a pass: passes start a little early or late, and something asked again "after one
+    pass" is asked at the next pass, not the one after."""
+    return policy.failure_backoff_first / 2
+
+
 def marketplace_due(market: Marketplace, now: datetime, policy: TrackingPolicy) -> bool:
     """Whether a marketplace may be asked in a pass starting at `now`: it is not failing, or its
-    backoff is over. Half a pass of leeway, because passes start a little early or late: a
-    marketplace asked again "after one pass" is asked at the next pass, not the one after."""
+    backoff is over, give or take half a pass (_leeway)."""
     if market.tracking_failures <= 0 or market.tracking_retry_at is None:
         return True
-    return market.tracking_retry_at <= now + policy.failure_backoff_first / 2
+    return market.tracking_retry_at <= now + _leeway(policy)
 
 
 def sub_orders_to_poll(
@@ -112,15 +122,15 @@ def sub_orders_to_poll(
     probed = [market.id for market in due if market.tracking_failures > 0]
     rows = []
     if answering:
-        rows += _open_rows(session, answering, policy.batch_size)
+        rows += _open_rows(session, answering, policy, now, policy.batch_size)
         rows += _delivered_rows(session, answering, policy, now, policy.delivered_batch_size)
     for market_id in probed:
-        rows += _open_rows(session, [market_id], 1) or _delivered_rows(
-            session, [market_id], policy, now, 1
+        rows += _open_rows(session, [market_id], policy, now, 1, probe=True) or _delivered_rows(
+            session, [market_id], policy, now, 1, probe=True
         )
     return [
-        SubOrderToPoll(sub_order_id, marketplace_order_id, by_id[marketplace_id])
-        for sub_order_id, marketplace_order_id, marketplace_id in rows
+        SubOrderToPoll(sub_order_id, marketplace_order_id, by_id[marketplace_id], failures > 0)
+        for sub_order_id, marketplace_order_id, marketplace_id, failures in rows
     ]
 
 
@@ -128,6 +138,7 @@ _COLUMNS = (
     MarketplaceOrder.id,
     MarketplaceOrder.marketplace_order_id,
     MarketplaceOrder.marketplace_id,
+    MarketplaceOrder.poll_failures,
 )
 # Never asked sorts first, then the least recently asked.
 _LEAST_RECENTLY_ASKED = (
@@ -135,24 +146,41 @@ _LEAST_RECENTLY_ASKED = (
     MarketplaceOrder.last_poll_attempt_at,
     MarketplaceOrder.id,
 )
+# A probe asks whether the marketplace answers: an order failing on its own cannot tell.
+_PROBE_ORDER = (MarketplaceOrder.poll_failures > 0, *_LEAST_RECENTLY_ASKED)
+
+_Row = sa.Row[tuple[int, str, int, int]]
 
 
-def _at(marketplace_ids: list[int]) -> sa.ColumnElement[bool]:
+def _at(
+    marketplace_ids: list[int], policy: TrackingPolicy, now: datetime
+) -> sa.ColumnElement[bool]:
+    """At these marketplaces, with an id there, and not backing off on its own."""
     return sa.and_(
         MarketplaceOrder.marketplace_id.in_(marketplace_ids),
         MarketplaceOrder.marketplace_order_id.is_not(None),
+        sa.or_(
+            MarketplaceOrder.poll_retry_at.is_(None),
+            MarketplaceOrder.poll_retry_at <= now + _leeway(policy),
+        ),
     )
 
 
 def _open_rows(
-    session: Session, marketplace_ids: list[int], limit: int
-) -> list[sa.Row[tuple[int, str, int]]]:
+    session: Session,
+    marketplace_ids: list[int],
+    policy: TrackingPolicy,
+    now: datetime,
+    limit: int,
+    *,
+    probe: bool = False,
+) -> list[_Row]:
     """Open sub-orders at these marketplaces, least recently asked first."""
     return list(
         session.execute(
             sa.select(*_COLUMNS)
-            .where(_at(marketplace_ids), MarketplaceOrder.status.in_(TRACKED_STATUSES))
-            .order_by(*_LEAST_RECENTLY_ASKED)
+            .where(_at(marketplace_ids, policy, now), MarketplaceOrder.status.in_(TRACKED_STATUSES))
+            .order_by(*(_PROBE_ORDER if probe else _LEAST_RECENTLY_ASKED))
             .limit(limit)
         ).all()
     )
@@ -164,14 +192,16 @@ def _delivered_rows(
     policy: TrackingPolicy,
     now: datetime,
     limit: int,
-) -> list[sa.Row[tuple[int, str, int]]]:
+    *,
+    probe: bool = False,
+) -> list[_Row]:
     """Delivered sub-orders at these marketplaces inside their return window, not asked (or
     answered) for `delivered_poll_interval`, least recently asked first."""
     return list(
         session.execute(
             sa.select(*_COLUMNS)
             .where(
-                _at(marketplace_ids),
+                _at(marketplace_ids, policy, now),
                 MarketplaceOrder.status == SubOrderStatus.DELIVERED,
                 # A sub-order is updated when it becomes delivered (and at each answer after),
                 # so this bounds the scan by the (status, updated_at) index to the recent ones;
@@ -185,7 +215,7 @@ def _delivered_rows(
                     MarketplaceOrder.last_poll_attempt_at <= now - policy.delivered_poll_interval,
                 ),
             )
-            .order_by(*_LEAST_RECENTLY_ASKED)
+            .order_by(*(_PROBE_ORDER if probe else _LEAST_RECENTLY_ASKED))
             .limit(limit)
         ).all()
     )

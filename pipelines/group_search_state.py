@@ -249,7 +249,7 @@ def _sync_all(
     doc_hashes: dict[str, str] = {}
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "offers_by_group.parquet"
-        group_min, _ = search_sync.export_active_offers(
+        groups, _ = search_sync.export_active_offers(
             connect,
             OFFER_EXPORT_SQL,
             exported,
@@ -265,7 +265,7 @@ def _sync_all(
                     marketplaces=marketplaces,
                     rates=rates,
                     skipped=skipped,
-                    group_min=group_min,
+                    groups=groups,
                 )
                 for document in build_group_documents(
                     offer_documents,

@@ -118,15 +118,21 @@ STATE_COLUMNS = ("input_hash", "row_marker")
 
 
 def context_hash(
-    rates: Mapping[str, Decimal], marketplaces: Mapping[str, Mapping[str, Any]], active: list[str]
+    rates: Mapping[str, Decimal],
+    marketplaces: Mapping[str, Mapping[str, Any]],
+    active: list[str],
+    counted: list[str] | None = None,
 ) -> str:
-    """The hash of what every document shares, and of the code that builds documents."""
+    """The hash of what every document shares (the marketplaces whose offers are indexed and
+    those whose offers count in the groups among them), and of the code that builds
+    documents."""
     code = inspect.getsource(search_index.documents) + inspect.getsource(search_sync)
     shared = json.dumps(
         {
             "rates": {code: str(rate) for code, rate in sorted(rates.items())},
             "marketplaces": {slug: dict(card) for slug, card in sorted(marketplaces.items())},
             "active": sorted(active),
+            "counted": sorted(active if counted is None else counted),
             "code": hashlib.sha256(code.encode()).hexdigest(),
         },
         sort_keys=True,

@@ -90,14 +90,21 @@ def sync_offer_index(
     active: list[str],
     vectors: Mapping[str, Any] | None,
     progress: Callable[[str], None],
+    counted: list[str] | None = None,
 ) -> OfferIndexSync:
     """Make the offers index hold exactly the active offers' documents, building only those
-    whose inputs changed when the state allows it (module docstring), else all of them."""
-    shared = context_hash(rates, marketplaces, active)
+    whose inputs changed when the state allows it (module docstring), else all of them.
+
+    Each document's group fields (its group's size, marketplaces and cheapest price) count the
+    offers of the `counted` marketplaces only (default: every active one): the marketplaces an
+    admin disabled keep their offers in the index, but not in any group's counts. A change of
+    `counted` changes the context hash, so every document is built and compared then."""
+    counted = sorted(active if counted is None else set(counted) & set(active))
+    shared = context_hash(rates, marketplaces, active, counted)
     reason = _fallback_reason(connect, client, index_uid, shared, vectors)
     if reason is None:
         return _sync_changed(
-            connect, client, index_uid, rates, marketplaces, active, shared, progress
+            connect, client, index_uid, rates, marketplaces, active, counted, shared, progress
         )
     progress(f"{index_uid}: building every document ({reason})")
     return _sync_all(
@@ -107,6 +114,7 @@ def sync_offer_index(
         rates=rates,
         marketplaces=marketplaces,
         active=active,
+        counted=counted,
         vectors=vectors,
         shared=shared,
         reason=reason,
@@ -122,6 +130,7 @@ def _sync_all(
     rates: Mapping[str, Decimal],
     marketplaces: Mapping[str, Mapping[str, Any]],
     active: list[str],
+    counted: list[str],
     vectors: Mapping[str, Any] | None,
     shared: str,
     reason: str,
@@ -144,8 +153,14 @@ def _sync_all(
             )
             history.append(read_history(conn, index_uid)[1])
 
-        group_min, inactive = search_sync.export_active_offers(
-            connect, INPUT_HASH_SQL, exported, active=active, rates=rates, also=read_markers
+        groups, inactive = search_sync.export_active_offers(
+            connect,
+            INPUT_HASH_SQL,
+            exported,
+            active=active,
+            rates=rates,
+            also=read_markers,
+            counted=counted,
         )
 
         def documents() -> Iterator[dict[str, Any]]:
@@ -156,7 +171,7 @@ def _sync_all(
                         marketplaces=marketplaces,
                         rates=rates,
                         skipped=skipped,
-                        group_min=group_min,
+                        groups=groups,
                     )
                 )
                 state_parts.append(state_rows(batch, built))
@@ -299,6 +314,7 @@ def _sync_changed(
     rates: Mapping[str, Decimal],
     marketplaces: Mapping[str, Mapping[str, Any]],
     active: list[str],
+    counted: list[str],
     shared: str,
     progress: Callable[[str], None],
 ) -> OfferIndexSync:
@@ -311,15 +327,14 @@ def _sync_changed(
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "changed_offers.parquet"
         gone, inactive, history = _export_changed_inputs(connect, index_uid, active, exported)
-        # The candidates hold every offer of their groups: the cheapest price per group over
-        # them is the group's own.
+        # The candidates hold every offer of their groups: their summaries over them are the
+        # groups' own.
         prices = (
             pl.scan_parquet(exported)
-            .filter(is_active)
-            .select("group_id", "price_minor", "currency", "available")
+            .select("group_id", "marketplace", "price_minor", "currency", "available")
             .collect()
         )
-        group_min = search_sync.cheapest_usd_per_group(prices, rates)
+        groups = search_sync.group_summaries(prices, rates, counted=counted)
         del prices
         # Offers that left, and offers that can no longer become a document, leave the index.
         delete = [
@@ -350,7 +365,7 @@ def _sync_changed(
                         marketplaces=marketplaces,
                         rates=rates,
                         skipped=skipped,
-                        group_min=group_min,
+                        groups=groups,
                     )
                 )
                 state_parts.append(state_rows(batch, built))

@@ -10,7 +10,7 @@ FX rates, and the price-change summary.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,9 +23,11 @@ import pyarrow.parquet as pq
 
 from search_index.documents import (
     DocumentError,
+    GroupSummary,
     build_document,
     convert_to_usd_minor,
     document_id,
+    summarize_groups,
 )
 from search_index.groups import GroupDocument, build_group_documents
 
@@ -45,22 +47,24 @@ def _usd_or_none(row: Mapping[str, Any], rates: Mapping[str, Decimal]) -> int | 
         return None
 
 
-def cheapest_usd_per_group(offers: pl.DataFrame, rates: Mapping[str, Decimal]) -> dict[str, int]:
-    """Per group id, the lowest USD price among its available offers (all offers when none is
-    available), so a card can say "from $X on N marketplaces"."""
-    available: dict[str, int] = {}
-    any_offer: dict[str, int] = {}
-    for row in offers.select("group_id", "price_minor", "currency", "available").iter_rows(
-        named=True
-    ):
-        group_id = row["group_id"]
-        usd = _usd_or_none(row, rates)
-        if group_id is None or usd is None:
-            continue
-        any_offer[group_id] = min(usd, any_offer.get(group_id, usd))
-        if row["available"]:
-            available[group_id] = min(usd, available.get(group_id, usd))
-    return {group_id: available.get(group_id, usd) for group_id, usd in any_offer.items()}
+def group_summaries(
+    offers: pl.DataFrame,
+    rates: Mapping[str, Decimal],
+    *,
+    counted: Collection[str] | None = None,
+) -> dict[str, GroupSummary]:
+    """Per group id, what its offer documents say of it (search_index.documents.GroupSummary):
+    its offers and marketplaces and its cheapest USD price (among the available offers; all of
+    them when none is), over the offers of `counted` marketplaces only (every offer of `offers`
+    when None): a marketplace an admin disabled keeps its offers in the offers index but counts
+    in no group, as in the product index."""
+    frame = offers.select("group_id", "marketplace", "price_minor", "currency", "available")
+    if counted is not None:
+        frame = frame.filter(pl.col("marketplace").is_in(list(counted)))
+    return summarize_groups(
+        (row["group_id"], row["marketplace"], _usd_or_none(row, rates), bool(row["available"]))
+        for row in frame.iter_rows(named=True)
+    )
 
 
 def iter_offer_documents(
@@ -69,25 +73,22 @@ def iter_offer_documents(
     marketplaces: Mapping[str, Mapping[str, Any]],
     rates: Mapping[str, Decimal],
     skipped: dict[str, str],
-    group_min: Mapping[str, int] | None = None,
+    groups: Mapping[str, GroupSummary] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One search document per offer row of warehouse.derived.read_offer_frame; offers that
     cannot become a document are recorded in `skipped` (key `marketplace/external_id`).
 
-    `group_min` (cheapest_usd_per_group over every offer) is for a frame that holds only some
-    offers of a group, a batch of a streamed build; by default it is computed from `offers`."""
-    if group_min is None:
-        group_min = cheapest_usd_per_group(offers, rates)
+    `groups` (group_summaries over every offer that counts) is for a frame that holds only some
+    offers of a group, a batch of a streamed build, or offers of marketplaces that do not count;
+    by default it is computed from `offers`, every offer counting."""
+    if groups is None:
+        groups = group_summaries(offers, rates)
     for row in offers.iter_rows(named=True):
         slug = row["marketplace"]
         group_id = row.get("group_id")
+        summary = groups.get(group_id) if group_id else None
         group = (
-            {
-                "group_id": group_id,
-                "group_size": row.get("group_size"),
-                "group_marketplaces": row.get("group_marketplaces"),
-                "group_min_price_usd_minor": group_min.get(group_id),
-            }
+            (summary.as_group(group_id) if summary else {"group_id": group_id})
             if group_id
             else None
         )
@@ -208,12 +209,14 @@ def export_active_offers(
     rates: Mapping[str, Decimal],
     order_by: str = "",
     also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
-) -> tuple[dict[str, int], int]:
+    counted: Collection[str] | None = None,
+) -> tuple[dict[str, GroupSummary], int]:
     """Write the rows of `source_sql` that belong to `active` marketplaces to the Parquet file
     `target` (DuckDB streams them: nothing is held in Python), then let the warehouse go: the
-    documents take far longer to build and index than the export. Returns the cheapest USD price
-    per group over the exported offers (a batch of a streamed build only sees some of a group's
-    offers) and the count of offers of inactive marketplaces. `also` runs on the same connection
+    documents take far longer to build and index than the export. Returns the group_summaries
+    over the exported offers of the `counted` marketplaces (all of them when None; a batch of a
+    streamed build only sees some of a group's offers) and the count of offers of inactive
+    marketplaces. `also` runs on the same connection
     right after the export: what it reads is the snapshot the export read."""
     with connect() as conn, limited_memory(conn):
         conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
@@ -238,8 +241,10 @@ def export_active_offers(
         # Streamed by Polars in file order, once the warehouse is let go.
         pl.scan_parquet(everything).filter(pl.col("marketplace").is_in(active)).sink_parquet(target)
         everything.unlink()
-    prices = pl.read_parquet(target, columns=["group_id", "price_minor", "currency", "available"])
-    return cheapest_usd_per_group(prices, rates), int(inactive)
+    prices = pl.read_parquet(
+        target, columns=["group_id", "marketplace", "price_minor", "currency", "available"]
+    )
+    return group_summaries(prices, rates, counted=counted), int(inactive)
 
 
 def sql_text(value: Path | str) -> str:

@@ -131,7 +131,8 @@ def sync_storefront_catalog(
 
 def disabled_marketplaces(database_url: str) -> set[str]:
     """The slugs of the marketplaces an admin disabled in the storefront DB (/admin/marketplaces):
-    the product index leaves their offers out. Empty while that DB does not exist yet."""
+    the product index leaves their offers out, and no offer document counts them in its group.
+    Empty while that DB does not exist yet."""
     if storefront_unavailable_reason(database_url) is not None:
         return set()
     from commerce.catalog import disabled_marketplace_slugs

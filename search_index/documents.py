@@ -11,7 +11,8 @@ import hashlib
 import json
 import re
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
@@ -153,7 +154,8 @@ def build_document(
     - `marketplace`: its configuration (`slug`, `name`, `logo` or `logo_url`).
     - `group`: the offer's product group: `group_id`, `group_size` (or `offer_count`),
       `group_marketplaces` (or `marketplace_count`), `group_min_price_usd_minor` (or
-      `min_price_usd_minor`); None for an ungrouped offer, which then stands alone.
+      `min_price_usd_minor`), counted over the enabled marketplaces' offers only
+      (GroupSummary.as_group); None for an ungrouped offer, which then stands alone.
     - `fx_usd_rates`: units of each currency per 1 USD, as Decimals.
     - `history`: `previous_price_minor` (last different price) and `price_dropped_at`, or None.
 
@@ -167,7 +169,6 @@ def build_document(
     price_minor = _required_int(offer_row, "price_minor")
     price_usd_minor = convert_to_usd_minor(price_minor, currency, fx_usd_rates)
 
-    group_min = _first_present(group, "group_min_price_usd_minor", "min_price_usd_minor")
     document: OfferDocument = {
         "id": document_id(slug, external_id),
         "marketplace": slug,
@@ -188,14 +189,7 @@ def build_document(
         "rating_count": _optional_int(offer_row.get("rating_count"), "rating_count"),
         "available": bool(offer_row.get("available")),
         "gtin": offer_row.get("gtin"),
-        "group_id": group.get("group_id") if group else None,
-        "group_size": _group_count(group, "group_size", "offer_count"),
-        "group_marketplaces": _group_count(group, "group_marketplaces", "marketplace_count"),
-        "group_min_price_usd_minor": (
-            _optional_int(group_min, "group_min_price_usd_minor")
-            if group_min is not None
-            else price_usd_minor
-        ),
+        **group_fields(group, price_usd_minor),
         "previous_price_minor": _optional_int(
             history.get("previous_price_minor") if history else None, "previous_price_minor"
         ),
@@ -205,6 +199,73 @@ def build_document(
     }
     document[DOCUMENT_HASH_FIELD] = compute_document_hash(document)
     return document
+
+
+def group_fields(group: Mapping[str, Any] | None, price_usd_minor: int) -> dict[str, Any]:
+    """What an offer document says of its product group (`group` as build_document takes it):
+    its id, its offers and marketplaces (an ungrouped offer, or a group with no offer counted,
+    is a group of one) and its cheapest USD price (the offer's own when the group has none)."""
+    group_min = _first_present(group, "group_min_price_usd_minor", "min_price_usd_minor")
+    return {
+        "group_id": group.get("group_id") if group else None,
+        "group_size": _group_count(group, "group_size", "offer_count"),
+        "group_marketplaces": _group_count(group, "group_marketplaces", "marketplace_count"),
+        "group_min_price_usd_minor": (
+            _optional_int(group_min, "group_min_price_usd_minor")
+            if group_min is not None
+            else price_usd_minor
+        ),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """A product group as its offer documents describe it, over the offers that count (those of
+    the enabled marketplaces): how many, on how many marketplaces, and the cheapest USD price
+    among the available ones (among all of them when none is available)."""
+
+    size: int
+    marketplaces: int
+    min_price_usd_minor: int
+
+    def as_group(self, group_id: str) -> dict[str, Any]:
+        """The `group` mapping of build_document and group_fields."""
+        return {
+            "group_id": group_id,
+            "group_size": self.size,
+            "group_marketplaces": self.marketplaces,
+            "group_min_price_usd_minor": self.min_price_usd_minor,
+        }
+
+
+def summarize_groups(
+    offers: Iterable[tuple[str | None, str, int | None, bool]],
+) -> dict[str, GroupSummary]:
+    """GroupSummary per group id of `offers`, given as (group id, marketplace, USD price or None
+    when it cannot be converted, available): the offers that count, ungrouped ones ignored, and
+    so are offers without a USD price, which become no document (build_document). The pipeline
+    (from warehouse rows) and the marketplace-visibility job (from offer documents) both
+    summarize with this, so their documents agree, and agree with the product documents."""
+    sizes: dict[str, int] = {}
+    markets: dict[str, set[str]] = {}
+    cheapest_available: dict[str, int] = {}
+    cheapest: dict[str, int] = {}
+    for group_id, marketplace, usd, available in offers:
+        if group_id is None or usd is None:
+            continue
+        sizes[group_id] = sizes.get(group_id, 0) + 1
+        markets.setdefault(group_id, set()).add(marketplace)
+        cheapest[group_id] = min(usd, cheapest.get(group_id, usd))
+        if available:
+            cheapest_available[group_id] = min(usd, cheapest_available.get(group_id, usd))
+    return {
+        group_id: GroupSummary(
+            size=size,
+            marketplaces=len(markets[group_id]),
+            min_price_usd_minor=cheapest_available.get(group_id, cheapest[group_id]),
+        )
+        for group_id, size in sizes.items()
+    }
 
 
 def compute_document_hash(document: Mapping[str, Any]) -> str:

@@ -422,6 +422,37 @@ def _delete_documents(client: meilisearch.Client, index_uid: str, ids: list[str]
     return task.task_uid
 
 
+def update_document_fields(
+    client: meilisearch.Client,
+    index_uid: str,
+    changes: Iterable[Mapping[str, Any]],
+    *,
+    batch_size: int = 5000,
+    task_timeout: float = DEFAULT_TASK_TIMEOUT_SECONDS,
+) -> int:
+    """Set the fields of `changes` (each with its document's id) on the documents already in the
+    index, leaving their other fields (embeddings included) as they are; returns how many were
+    changed once Meilisearch has processed them. The caller recomputes `doc_hash` itself."""
+    task_uids: list[int] = []
+    changed = 0
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        task = client.index(index_uid).update_documents(batch, primary_key=PRIMARY_KEY)
+        task_uids.append(task.task_uid)
+
+    for change in changes:
+        batch.append(dict(change))
+        changed += 1
+        if len(batch) >= batch_size:
+            flush()
+            batch = []
+    if batch:
+        flush()
+    wait_for_tasks(client, task_uids, timeout=task_timeout)
+    return changed
+
+
 def pending_rebuild_reason(
     client: meilisearch.Client, index_uid: str, *, with_vectors: bool = False
 ) -> str | None:

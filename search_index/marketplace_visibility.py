@@ -1,5 +1,5 @@
-"""Product documents without a disabled marketplace's offers, rebuilt as soon as an admin
-disables or enables it.
+"""Listings without a disabled marketplace's offers, rebuilt as soon as an admin disables or
+enables it.
 
 Listings read the product index (`<index>_groups`, search_index.groups): each document carries
 its offers' summary, count, marketplaces and cheapest price. When an admin disables a marketplace
@@ -9,6 +9,14 @@ group that has an offer on that marketplace are rebuilt here, by the same builde
 uses (search_index.groups.build_group_documents), from the offer documents of those groups in
 the offers index, leaving out the offers of every disabled marketplace; groups left without an
 offer are deleted. Enabling the marketplace rebuilds the same groups with its offers again.
+
+The offer documents of those groups say the same of their group (`group_size`,
+`group_marketplaces`, `group_min_price_usd_minor`: the cards drawn from the offers index, the
+assistant's suggestions), so they are set here too, over the enabled marketplaces' offers
+(search_index.documents.summarize_groups, as the pipeline's search_products counts them), with
+their doc_hash recomputed: the next pipeline run finds them as it would build them and sends
+nothing. (An offer document with an embedding is hashed by the pipeline with it, which is not
+read back here: the pipeline then sends that document again, unchanged but for the hash.)
 
 The offers index is the source because it holds exactly the offer documents the pipeline built
 the product documents from (it keeps a disabled marketplace's offers; its readers leave them out
@@ -30,6 +38,13 @@ from typing import Any, Final
 
 import meilisearch
 
+from search_index.documents import (
+    DOCUMENT_HASH_FIELD,
+    VECTORS_FIELD,
+    compute_document_hash,
+    group_fields,
+    summarize_groups,
+)
 from search_index.filters import quote_filter_value
 from search_index.groups import _GROUPED_FIELDS, build_group_documents, catalog_rating_mean
 from search_index.indexing import (
@@ -38,6 +53,7 @@ from search_index.indexing import (
     IndexSyncResult,
     apply_document_changes,
     index_exists,
+    update_document_fields,
 )
 from search_index.settings import group_index_uid
 
@@ -52,27 +68,32 @@ MatchesOf = Callable[[Sequence[str]], Matches]
 @dataclass(frozen=True, slots=True)
 class VisibilityRefresh:
     """What one refresh did: the groups that sell on the marketplace, the product documents
-    written and deleted."""
+    written and deleted, and the offer documents whose group fields changed."""
 
     groups: int
     result: IndexSyncResult
+    offers_updated: int = 0
 
 
 def _documents(
-    client: meilisearch.Client, index_uid: str, fields: Sequence[str], filter_expression: str
+    client: meilisearch.Client,
+    index_uid: str,
+    fields: Sequence[str] | None,
+    filter_expression: str,
 ) -> Iterator[dict[str, Any]]:
-    """Every document of `index_uid` matching the filter (documents route: no hit limit)."""
+    """Every document of `index_uid` matching the filter (documents route: no hit limit), with
+    `fields` only, or whole (embeddings aside) when None."""
     index = client.index(index_uid)
     offset = 0
     while True:
-        page = index.get_documents(
-            {
-                "fields": list(fields),
-                "filter": filter_expression,
-                "limit": FETCH_PAGE_SIZE,
-                "offset": offset,
-            }
-        )
+        parameters: dict[str, Any] = {
+            "filter": filter_expression,
+            "limit": FETCH_PAGE_SIZE,
+            "offset": offset,
+        }
+        if fields is not None:
+            parameters["fields"] = list(fields)
+        page = index.get_documents(parameters)
         for document in page.results:
             yield dict(document)
         offset += len(page.results)
@@ -134,7 +155,8 @@ def refresh_marketplace_groups(
     task_timeout: float = DEFAULT_TASK_TIMEOUT_SECONDS,
 ) -> VisibilityRefresh:
     """Rebuild the product document of every group with an offer of marketplace `slug` from
-    the offers of the marketplaces not in `disabled`, and delete the groups left with none.
+    the offers of the marketplaces not in `disabled`, and delete the groups left with none; set
+    the group fields of those groups' offer documents to count the same offers.
 
     Run after `slug` was disabled (it is in `disabled`) or enabled (it is not): the same call
     either way, so running it twice, or after another toggle, leaves the index as the DB says.
@@ -155,17 +177,15 @@ def refresh_marketplace_groups(
         prior = catalog_rating_prior(client, offers_uid)
     hidden = set(disabled)
     deleted: list[str] = []
+    offer_changes: list[dict[str, Any]] = []
 
     def rebuilt() -> Iterator[dict[str, Any]]:
         for batch in _batches(group_ids, GROUPS_PER_BATCH):
             listed = ", ".join(quote_filter_value(group_id) for group_id in batch)
-            offers = [
-                offer
-                for offer in _documents(
-                    client, offers_uid, _OFFER_FIELDS, f"group_id IN [{listed}]"
-                )
-                if offer.get("marketplace") not in hidden
-            ]
+            # Whole documents: a changed offer document's doc_hash covers every field.
+            members = list(_documents(client, offers_uid, None, f"group_id IN [{listed}]"))
+            offers = [offer for offer in members if offer.get("marketplace") not in hidden]
+            offer_changes.extend(_group_field_changes(members, offers))
             yield from _built(offers, batch, matches_of(batch), prior, deleted)
         if alone and slug not in hidden:
             yield from _built(alone, [], {}, prior, deleted)
@@ -180,11 +200,49 @@ def refresh_marketplace_groups(
         progress=report,
         task_timeout=task_timeout,
     )
+    offers_updated = update_document_fields(
+        client, offers_uid, offer_changes, task_timeout=task_timeout
+    )
     report(
         f"{slug}: {len(group_ids) + len(alone)} products sell there; {result.sent} product "
-        f"documents rebuilt, {result.deleted} left with no offer"
+        f"documents rebuilt, {result.deleted} left with no offer, {offers_updated} offer "
+        "documents recounted"
     )
-    return VisibilityRefresh(groups=len(group_ids) + len(alone), result=result)
+    return VisibilityRefresh(
+        groups=len(group_ids) + len(alone), result=result, offers_updated=offers_updated
+    )
+
+
+def _group_field_changes(
+    members: Sequence[Mapping[str, Any]], counted: Iterable[Mapping[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """The group fields (and doc_hash) of each offer document of `members` whose group now
+    counts differently: over the `counted` offers (the enabled marketplaces'), a disabled
+    marketplace's own documents included, as the pipeline builds them."""
+    summaries = summarize_groups(
+        (
+            offer.get("group_id"),
+            str(offer.get("marketplace")),
+            offer.get("price_usd_minor"),
+            bool(offer.get("available")),
+        )
+        for offer in counted
+    )
+    for offer in members:
+        group_id = str(offer["group_id"])
+        summary = summaries.get(group_id)
+        fields = group_fields(
+            summary.as_group(group_id) if summary else {"group_id": group_id},
+            int(offer["price_usd_minor"]),
+        )
+        if all(offer.get(name) == value for name, value in fields.items()):
+            continue
+        document = {
+            name: value
+            for name, value in {**offer, **fields}.items()
+            if name not in (DOCUMENT_HASH_FIELD, VECTORS_FIELD)
+        }
+        yield {"id": offer["id"], **fields, DOCUMENT_HASH_FIELD: compute_document_hash(document)}
 
 
 def _built(
@@ -201,28 +259,3 @@ def _built(
     deleted.extend(group_id for group_id in group_ids if group_id not in made)
     for document in documents:
         yield dict(document)
-
-
-def product_counts(
-    client: meilisearch.Client, products_uid: str, group_ids: Collection[str]
-) -> dict[str, tuple[int, int]]:
-    """(offers, marketplaces) by group id, from the product documents of `group_ids` (one
-    documents request): what a card drawn from the offers index says ("3 offers on 3
-    marketplaces") while a marketplace is disabled, since the offer documents still count its
-    offers and the product documents do not."""
-    if not group_ids:
-        return {}
-    page = client.index(products_uid).get_documents(
-        {
-            "ids": sorted(group_ids),
-            "fields": ["id", "offer_count", "marketplace_count"],
-            "limit": len(group_ids),
-        }
-    )
-    counts: dict[str, tuple[int, int]] = {}
-    for document in page.results:
-        fields = dict(document)
-        offers, markets = fields.get("offer_count"), fields.get("marketplace_count")
-        if isinstance(offers, int) and isinstance(markets, int):
-            counts[str(fields["id"])] = (offers, markets)
-    return counts

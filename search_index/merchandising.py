@@ -8,7 +8,7 @@ Bayesian score); price drops come from the offers index, newest first, one per p
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 import meilisearch
@@ -18,7 +18,6 @@ from search_index.client import run_multi_search
 from search_index.documents import OFFER_FIELDS
 from search_index.filters import withheld_marketplaces_clause
 from search_index.listings import CARD_FIELDS, FacetValue, ProductHit, facet_query
-from search_index.marketplace_visibility import product_counts
 
 # Price drops come from the index newest first (`price_dropped_at` is filterable and sortable);
 # reading a few per featured card leaves room for several drops in one product group.
@@ -150,8 +149,6 @@ def home_showcase(
         if hit is not None
     ]
     price_drops = pick_price_drops(drops_result.get("hits", []), limit)
-    if withheld_clause and price_drops:
-        price_drops = _counted_without_withheld(client, products_index_uid, price_drops)
     return HomeShowcase(
         categories=categories,
         best_deals=deals,
@@ -159,17 +156,3 @@ def home_showcase(
         top_rated=top_rated,
         total_products=int(categories_result.get("totalHits") or 0),
     )
-
-
-def _counted_without_withheld(
-    client: meilisearch.Client, products_index_uid: str, hits: list[ProductHit]
-) -> list[ProductHit]:
-    """Price-drop cards with their product's offer and marketplace counts from the product
-    index, which leaves disabled marketplaces out (the offer documents still count them)."""
-    counts = product_counts(client, products_index_uid, {hit.group_id for hit in hits})
-    return [
-        replace(hit, offer_count=counts[hit.group_id][0], marketplace_count=counts[hit.group_id][1])
-        if hit.group_id in counts
-        else hit
-        for hit in hits
-    ]

@@ -2,8 +2,8 @@
 one's back) right after the admin's click, instead of at the next pipeline run.
 
 The admin views enqueue `refresh_marketplace_listings_job` with the marketplace's slug; the job
-rebuilds the product documents of the groups it sells (search_index.marketplace_visibility) as
-the storefront DB says now, so a job that ran late, twice, or after another toggle still leaves
+rebuilds the product documents of the groups it sells, and recounts those groups in their offer
+documents (search_index.marketplace_visibility), as the storefront DB says now, so a job that ran late, twice, or after another toggle still leaves
 the index right. The latest job id per marketplace is kept in Redis so the admin page can show
 whether the change is still on its way. Runs on the order workers' queue:
 
@@ -91,7 +91,8 @@ def listings_refresh_states(redis_url: str, slugs: Sequence[str]) -> dict[str, s
 def refresh_marketplace_listings_job(slug: str, offers_index_uid: str) -> dict[str, int]:
     """Rebuild the product documents of every group selling on `slug` (in the product index of
     `offers_index_uid`) from the offers of the marketplaces enabled now
-    (commerce.catalog.disabled_marketplace_slugs)."""
+    (commerce.catalog.disabled_marketplace_slugs), and count only those offers in the group
+    fields of the groups' offer documents."""
     settings = get_settings()
     factory = get_session_factory()
 
@@ -122,6 +123,7 @@ def refresh_marketplace_listings_job(slug: str, offers_index_uid: str) -> dict[s
         "products": refresh.groups,
         "rebuilt": refresh.result.sent,
         "deleted": refresh.result.deleted,
+        "offers_recounted": refresh.offers_updated,
         "disabled": int(slug in disabled),
     }
     if job is not None:

@@ -44,6 +44,7 @@ def search_products(
     warehouse: WarehouseResource,
     marketplaces: MarketplacesResource,
     search_index: SearchIndexResource,
+    storefront_db: StorefrontDatabaseResource,
 ) -> dg.MaterializeResult:
     """The Meilisearch products index: one document per current offer (docs/data-contract.md).
 
@@ -53,6 +54,11 @@ def search_products(
     document inputs changed since the last sync are read and built (pipelines/search_state.py).
     Offer embeddings (from offer_embeddings), when there are any, travel in each document's
     `_vectors.default`.
+
+    Marketplaces an admin disabled in the storefront DB keep their offers here (readers leave
+    them out by filter), but no group counts them: an offer's `group_size`,
+    `group_marketplaces` and `group_min_price_usd_minor` are over the enabled marketplaces'
+    offers, as in the product index.
     """
     with warehouse.connect() as conn:
         rates = read_latest_rates(conn)
@@ -63,15 +69,23 @@ def search_products(
     # Offers of a marketplace that was removed from marketplaces.toml (or deactivated) stay in
     # the warehouse for analysts but leave the index: nobody can buy them any more.
     active = [config.slug for config in marketplaces.configs()]
+    disabled = disabled_marketplaces(storefront_db.database_url)
+    client = search_index.client()
     synced = sync_offer_index(
         warehouse.connect,
-        search_index.client(),
+        client,
         search_index.index_uid,
         rates=rates.rates,
         marketplaces=marketplace_cards,
         active=active,
+        counted=[slug for slug in active if slug not in disabled],
         vectors=vectors,
         progress=context.log.info,
+    )
+    # A marketplace disabled or enabled while this ran had its groups' counts set by a job
+    # (storefront.search_jobs) that this run may have overwritten: set them again.
+    toggled = _apply_toggles_since(
+        warehouse, client, search_index.index_uid, storefront_db, disabled
     )
     if synced.inactive_offers:
         context.log.warning(
@@ -95,6 +109,8 @@ def search_products(
             "not_indexed": len(synced.skipped),
             "vectors": len(vectors) if vectors else 0,
             "inactive_marketplace_offers": synced.inactive_offers,
+            "disabled_marketplaces": ", ".join(sorted(disabled)),
+            "toggled_during_run": ", ".join(toggled),
             "fx_as_of": rates.as_of.isoformat(),
         }
     )

@@ -7,159 +7,42 @@ sub-orders is ever dropped. Real database; the marketplaces' answers come from f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 
-import sqlalchemy as sa
-
-from adapters.base import (
-    Capability,
-    MarketplaceAdapter,
-    NotFound,
-    OrderState,
-    OrderStatus,
-    RateLimited,
-    Transient,
-)
+from adapters.base import Capability, MarketplaceAdapter, OrderState, RateLimited
 from commerce.models import Marketplace, utc_now
-from commerce.order_models import MarketplaceOrder, SubOrderStatus
-from commerce.tracking import apply_marketplace_state, track_open_sub_orders
+from commerce.order_models import SubOrderStatus
+from commerce.tracking import track_open_sub_orders
 from commerce.tracking_health import backoff_after
 from commerce.tracking_schedule import TrackingPolicy
 from storefront.jobs import JobPolicy
 from tests.checkout.conftest import Shop
-
-MINUTE = timedelta(minutes=1)
-DAY = timedelta(days=1)
-# Small batches, so that a handful of orders is enough to fill them.
-POLICY = TrackingPolicy(
-    batch_size=2,
-    delivered_batch_size=1,
-    failure_backoff_first=MINUTE,
-    failure_backoff_cap=4 * MINUTE,
+from tests.checkout.tracking_fakes import (
+    DAY,
+    MINUTE,
+    POLICY,
+    FakeMarketplaces,
+    backoff_over,
+    deliver,
+    ids,
+    marketplace_row,
+    placed_orders,
+    set_columns,
+    sub_orders,
 )
-
-
-@dataclass
-class FakeMarketplaces:
-    """ShopWave and Kiondo answering "pending" to every status poll, every question written
-    down in order; a marketplace in `down` fails with Transient, an order id in `unknown` is
-    answered NotFound."""
-
-    down: set[str] = field(default_factory=set)
-    unknown: set[str] = field(default_factory=set)
-    asked: list[str] = field(default_factory=list)
-
-    def adapter_for(self, marketplace: Marketplace) -> MarketplaceAdapter:
-        fake = self
-
-        class Answering:
-            slug = marketplace.slug
-            capabilities = frozenset({Capability.TRACK})
-
-            def order_status(self, marketplace_order_id: str) -> OrderState:
-                fake.asked.append(marketplace_order_id)
-                if self.slug in fake.down:
-                    raise Transient("503 Service Unavailable", marketplace=self.slug, status=503)
-                if marketplace_order_id in fake.unknown:
-                    raise NotFound("no such order", marketplace=self.slug, status=404)
-                status = OrderStatus.PENDING
-                return OrderState(marketplace_order_id, status, status.value)
-
-        return Answering()  # type: ignore[return-value]
-
-    def track(self, shop: Shop, policy: TrackingPolicy = POLICY) -> list[str]:
-        """One pass; returns the ids it asked about."""
-        self.asked.clear()
-        track_open_sub_orders(shop.session_factory, adapter_for=self.adapter_for, policy=policy)
-        return list(self.asked)
-
-
-def _set(shop: Shop, sub_order_id: int, **values: object) -> None:
-    with shop.session() as session, session.begin():
-        session.execute(
-            sa.update(MarketplaceOrder).where(MarketplaceOrder.id == sub_order_id).values(**values)
-        )
-
-
-def _placed_orders(shop: Shop, count: int) -> list[dict[str, MarketplaceOrder]]:
-    """`count` orders of one ShopWave and one Kiondo item each, placed two days ago, never
-    polled; each order's sub-orders by marketplace slug."""
-    user = shop.make_user(wallet=Decimal("5000"))
-    orders: list[dict[str, MarketplaceOrder]] = []
-    for number in range(count):
-        shop.fill_cart(user, [("shopwave", number, 1), ("kiondo", number, 1)])
-        order = shop.checkout(shop.client_for(user), payment_method="wallet")
-        subs = {}
-        for sub in shop.order(order.number).charged_sub_orders:
-            _set(
-                shop,
-                sub.id,
-                status=SubOrderStatus.PLACED,
-                placed_at=utc_now() - 2 * DAY,
-                marketplace_order_id=f"{sub.marketplace.slug}-{sub.id}",
-            )
-            subs[sub.marketplace.slug] = shop.sub_order(order, sub.marketplace.slug)
-        orders.append(subs)
-    return orders
-
-
-def _deliver(shop: Shop, sub: MarketplaceOrder, *, answered: datetime) -> None:
-    """Tracking recorded the sub-order delivered; its last answer (and question) `answered`."""
-    assert sub.marketplace_order_id is not None
-    state = OrderState(sub.marketplace_order_id, OrderStatus.DELIVERED, "delivered")
-    apply_marketplace_state(shop.session_factory, sub.id, state)
-    _set(shop, sub.id, last_polled_at=answered, last_poll_attempt_at=answered)
-
-
-def _market(shop: Shop, slug: str) -> Marketplace:
-    with shop.session() as session:
-        market = session.scalar(sa.select(Marketplace).where(Marketplace.slug == slug))
-        assert market is not None
-        session.expunge(market)
-        return market
-
-
-def _backoff_over(shop: Shop, slug: str) -> None:
-    """Time passes: the marketplace's backoff is over."""
-    with shop.session() as session, session.begin():
-        session.execute(
-            sa.update(Marketplace)
-            .where(Marketplace.slug == slug)
-            .values(tracking_retry_at=utc_now() - MINUTE)
-        )
-
-
-def _sub_orders(shop: Shop, slug: str) -> list[MarketplaceOrder]:
-    with shop.session() as session:
-        subs = list(
-            session.scalars(
-                sa.select(MarketplaceOrder)
-                .join(Marketplace)
-                .where(Marketplace.slug == slug)
-                .order_by(MarketplaceOrder.id)
-            )
-        )
-        session.expunge_all()
-        return subs
-
-
-def _ids(subs: list[MarketplaceOrder]) -> list[str]:
-    return [sub.marketplace_order_id or "" for sub in subs]
 
 
 def test_a_down_marketplace_does_not_starve_another_marketplaces_open_sub_orders(
     shop: Shop,
 ) -> None:
     fake = FakeMarketplaces()
-    orders = _placed_orders(shop, 3)
+    orders = placed_orders(shop, 3)
     # ShopWave's three open sub-orders were never answered; Kiondo's were, a minute ago, so
     # they come after ShopWave's in line and a batch of two holds only ShopWave's.
     for subs in orders:
-        _set(shop, subs["kiondo"].id, last_polled_at=utc_now() - MINUTE)
-        _set(shop, subs["kiondo"].id, last_poll_attempt_at=utc_now() - MINUTE)
-    kiondo = _ids([subs["kiondo"] for subs in orders])
+        set_columns(shop, subs["kiondo"].id, last_polled_at=utc_now() - MINUTE)
+        set_columns(shop, subs["kiondo"].id, last_poll_attempt_at=utc_now() - MINUTE)
+    kiondo = ids([subs["kiondo"] for subs in orders])
     fake.down.add("shopwave")
 
     asked = [fake.track(shop) for _ in range(4)]
@@ -174,11 +57,11 @@ def test_a_down_marketplace_does_not_starve_another_marketplaces_delivered_sub_o
     shop: Shop,
 ) -> None:
     fake = FakeMarketplaces()
-    orders = _placed_orders(shop, 2)
+    orders = placed_orders(shop, 2)
     # Every sub-order delivered and due for its daily refund check; ShopWave's are older.
     for subs in orders:
-        _deliver(shop, subs["shopwave"], answered=utc_now() - 3 * DAY)
-        _deliver(shop, subs["kiondo"], answered=utc_now() - 2 * DAY)
+        deliver(shop, subs["shopwave"], answered=utc_now() - 3 * DAY)
+        deliver(shop, subs["kiondo"], answered=utc_now() - 2 * DAY)
     fake.down.add("shopwave")
 
     asked = [fake.track(shop) for _ in range(3)]
@@ -190,17 +73,17 @@ def test_a_down_marketplace_does_not_starve_another_marketplaces_delivered_sub_o
     # failed check goes to the back of the line, so its probes take turns; Kiondo's batch is
     # its own. A failed check then waits a day like an answered one.
     for subs in orders:
-        _deliver(shop, subs["shopwave"], answered=utc_now() - 3 * DAY)
-        _deliver(shop, subs["kiondo"], answered=utc_now() - 2 * DAY)
+        deliver(shop, subs["shopwave"], answered=utc_now() - 3 * DAY)
+        deliver(shop, subs["kiondo"], answered=utc_now() - 2 * DAY)
     seen: list[str] = []
     for _ in range(2):
-        _backoff_over(shop, "shopwave")
+        backoff_over(shop, "shopwave")
         asked = fake.track(shop)
         assert len([id_ for id_ in asked if id_.startswith("shopwave")]) == 1
         seen += asked
-    assert set(_ids([subs["shopwave"] for subs in orders])) <= set(seen)
-    assert set(_ids([subs["kiondo"] for subs in orders])) <= set(seen)
-    _backoff_over(shop, "shopwave")
+    assert set(ids([subs["shopwave"] for subs in orders])) <= set(seen)
+    assert set(ids([subs["kiondo"] for subs in orders])) <= set(seen)
+    backoff_over(shop, "shopwave")
     assert fake.track(shop) == []
 
 
@@ -208,8 +91,8 @@ def test_the_backoff_doubles_from_one_pass_to_its_cap_and_ends_at_the_first_answ
     shop: Shop,
 ) -> None:
     fake = FakeMarketplaces()
-    _placed_orders(shop, 3)
-    shopwave = _sub_orders(shop, "shopwave")
+    placed_orders(shop, 3)
+    shopwave = sub_orders(shop, "shopwave")
     fake.down.add("shopwave")
 
     waits = []
@@ -219,19 +102,19 @@ def test_the_backoff_doubles_from_one_pass_to_its_cap_and_ends_at_the_first_answ
         assert len([id_ for id_ in asked if id_.startswith("shopwave")]) == 1  # one probe
         # Backing off: the next pass does not ask ShopWave at all.
         assert not any(id_.startswith("shopwave") for id_ in fake.track(shop))
-        market = _market(shop, "shopwave")
+        market = marketplace_row(shop, "shopwave")
         assert market.tracking_retry_at is not None
         waits.append(market.tracking_retry_at - started)
-        _backoff_over(shop, "shopwave")
+        backoff_over(shop, "shopwave")
     expected = [MINUTE, 2 * MINUTE, 4 * MINUTE, 4 * MINUTE, 4 * MINUTE]
     assert all(timedelta(0) <= waits[n] - expected[n] < timedelta(seconds=5) for n in range(5))
-    market = _market(shop, "shopwave")
+    market = marketplace_row(shop, "shopwave")
     assert market.tracking_failures == 5
     assert market.tracking_failing_since is not None
     assert market.tracking_last_error == "Transient: 503 Service Unavailable"
     # Each probe was a different sub-order (the failed ones went to the back of the line), and
     # none of them has an answer recorded: last_polled_at stays the last answer.
-    for sub in _sub_orders(shop, "shopwave"):
+    for sub in sub_orders(shop, "shopwave"):
         assert sub.last_poll_attempt_at is not None
         assert sub.last_polled_at is None
         assert sub.status == SubOrderStatus.PLACED
@@ -240,18 +123,18 @@ def test_the_backoff_doubles_from_one_pass_to_its_cap_and_ends_at_the_first_answ
     # sub-orders; none was dropped.
     fake.down.clear()
     assert len([id_ for id_ in fake.track(shop) if id_.startswith("shopwave")]) == 1
-    market = _market(shop, "shopwave")
+    market = marketplace_row(shop, "shopwave")
     assert (market.tracking_failures, market.tracking_failing_since) == (0, None)
     assert (market.tracking_retry_at, market.tracking_last_error) == (None, None)
     fake.track(shop, TrackingPolicy(batch_size=10))
-    for sub in _sub_orders(shop, "shopwave"):
+    for sub in sub_orders(shop, "shopwave"):
         assert sub.last_polled_at is not None and sub.status == SubOrderStatus.PLACED
-    assert len(_sub_orders(shop, "shopwave")) == len(shopwave) == 3
+    assert len(sub_orders(shop, "shopwave")) == len(shopwave) == 3
 
 
 def test_a_rate_limited_marketplace_waits_as_long_as_it_asks_within_the_cap(shop: Shop) -> None:
     fake = FakeMarketplaces()
-    _placed_orders(shop, 1)
+    placed_orders(shop, 1)
 
     def limited(marketplace: Marketplace) -> MarketplaceAdapter:
         adapter = fake.adapter_for(marketplace)
@@ -269,7 +152,7 @@ def test_a_rate_limited_marketplace_waits_as_long_as_it_asks_within_the_cap(shop
 
     started = utc_now()
     track_open_sub_orders(shop.session_factory, adapter_for=limited, policy=POLICY)
-    retry_at = _market(shop, "shopwave").tracking_retry_at
+    retry_at = marketplace_row(shop, "shopwave").tracking_retry_at
     assert retry_at is not None
     assert timedelta(seconds=150) <= retry_at - started < timedelta(seconds=155)
 
@@ -278,11 +161,11 @@ def test_an_order_the_marketplace_does_not_know_goes_to_the_back_without_a_backo
     shop: Shop,
 ) -> None:
     fake = FakeMarketplaces()
-    orders = _placed_orders(shop, 3)
-    shopwave = _ids([subs["shopwave"] for subs in orders])
+    orders = placed_orders(shop, 3)
+    shopwave = ids([subs["shopwave"] for subs in orders])
     fake.unknown.add(shopwave[0])
 
-    kiondo = _ids([subs["kiondo"] for subs in orders])
+    kiondo = ids([subs["kiondo"] for subs in orders])
     fake.unknown.add(shopwave[0])
 
     # Batches of two, never-asked sub-orders first: each pass one of each marketplace.
@@ -291,9 +174,9 @@ def test_an_order_the_marketplace_does_not_know_goes_to_the_back_without_a_backo
     # is not backed off for an answer about one order.
     assert sorted(fake.track(shop)) == [kiondo[1], shopwave[1]]
     assert sorted(fake.track(shop)) == [kiondo[2], shopwave[2]]
-    market = _market(shop, "shopwave")
+    market = marketplace_row(shop, "shopwave")
     assert (market.tracking_failures, market.tracking_retry_at) == (0, None)
-    unknown = _sub_orders(shop, "shopwave")[0]
+    unknown = sub_orders(shop, "shopwave")[0]
     assert unknown.last_polled_at is None and unknown.last_poll_attempt_at is not None
 
 

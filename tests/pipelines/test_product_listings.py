@@ -427,3 +427,89 @@ def test_a_group_left_with_a_disabled_marketplace_only_leaves_the_product_index(
         assert after[f"{pair}-split"]["marketplaces"] == [other["marketplace"]]
     finally:
         admin_storefront.set_shopwave_active(True)
+
+
+def offer_documents(client: meilisearch.Client, uid: str) -> dict[str, dict]:
+    """Every offer document of the offers index `uid`, whole, by id."""
+    index = client.index(uid)
+    documents: dict[str, dict] = {}
+    offset = 0
+    while True:
+        page = index.get_documents({"limit": 1000, "offset": offset})
+        documents.update((str(dict(d)["id"]), dict(d)) for d in page.results)
+        offset += len(page.results)
+        if not page.results or offset >= page.total:
+            return documents
+
+
+def test_offer_documents_count_only_the_enabled_marketplaces_in_their_group(
+    first_ingest: Ingest,
+    products_index: str,
+    pipeline_settings: Settings,
+    search: meilisearch.Client,
+    instance,
+    admin_storefront: AdminStorefront,
+) -> None:
+    """While ShopWave is disabled, every offer document of a group it sells in counts the other
+    marketplaces' offers only (group_size, group_marketplaces, group_min_price_usd_minor), as
+    its product document does: the admin's job sets them, and search_products builds the very
+    same documents, so its run after the job sends nothing; enabled again, the job gives back
+    the documents the pipeline built before, and the next run sends nothing either."""
+    from pipelines.assets.serving import search_products
+    from search_index.marketplace_visibility import refresh_marketplace_groups
+
+    offers_uid = pipeline_settings.meili_index
+    # As the pipeline builds them with every marketplace enabled (a test before this one may
+    # have left ShopWave's switch flipped back without its job).
+    admin_storefront.set_shopwave_active(True)
+    materialize_serving(instance, admin_storefront.resources, search_products)
+    before = offer_documents(search, offers_uid)
+    members: dict[str, list[dict]] = {}
+    for document in before.values():
+        members.setdefault(document["group_id"], []).append(document)
+    shared = {
+        group_id: [d for d in group if d["marketplace"] != "shopwave"]
+        for group_id, group in members.items()
+        if group_id
+        and any(d["marketplace"] == "shopwave" for d in group)
+        and any(d["marketplace"] != "shopwave" for d in group)
+    }
+    assert shared
+    try:
+        admin_storefront.set_shopwave_active(False)
+        refresh_marketplace_groups(
+            search,
+            offers_uid,
+            "shopwave",
+            disabled={"shopwave"},
+            matches_of=warehouse_matches(pipeline_settings),
+        )
+        by_job = offer_documents(search, offers_uid)
+        for group_id, others in shared.items():
+            priced = [d["price_usd_minor"] for d in others if d["available"]] or [
+                d["price_usd_minor"] for d in others
+            ]
+            for document in members[group_id]:
+                counted = by_job[document["id"]]
+                assert counted["group_size"] == len(others)
+                assert counted["group_marketplaces"] == len({d["marketplace"] for d in others})
+                assert counted["group_min_price_usd_minor"] == min(priced)
+        metadata = materialize_serving(instance, admin_storefront.resources, search_products)
+        assert metadata["disabled_marketplaces"] == "shopwave"
+        assert (metadata["sent"], metadata["deleted"]) == (0, 0)
+        assert offer_documents(search, offers_uid) == by_job
+
+        admin_storefront.set_shopwave_active(True)
+        refresh_marketplace_groups(
+            search,
+            offers_uid,
+            "shopwave",
+            disabled=set(),
+            matches_of=warehouse_matches(pipeline_settings),
+        )
+        assert offer_documents(search, offers_uid) == before
+        metadata = materialize_serving(instance, admin_storefront.resources, search_products)
+        assert metadata["disabled_marketplaces"] == ""
+        assert (metadata["sent"], metadata["deleted"]) == (0, 0)
+    finally:
+        admin_storefront.set_shopwave_active(True)

@@ -279,3 +279,38 @@ def test_usd_conversion_is_exact_for_many_amounts(units_per_usd: str) -> None:
         for currency, exponent in (("EUR", 2), ("JPY", 0), ("KWD", 3)):
             expected = round(Fraction(minor, 10**exponent) / Fraction(rate) * 100)
             assert convert_to_usd_minor(minor, currency, {currency: rate}) == expected
+
+
+def test_a_group_summary_counts_the_priced_offers_it_is_given_and_prefers_available_prices() -> (
+    None
+):
+    from search_index.documents import GroupSummary, group_fields, summarize_groups
+
+    summaries = summarize_groups(
+        [
+            ("g1", "shopwave", 500, False),  # the cheapest, but out of stock
+            ("g1", "kiondo", 900, True),
+            ("g1", "kiondo", 700, True),
+            ("g1", "sokoni", None, True),  # no USD price: no document, not counted
+            ("g2", "amazon", 300, False),  # none available: the cheapest of all
+            ("g2", "amazon", 200, False),
+            (None, "amazon", 100, True),  # ungrouped
+        ]
+    )
+    assert summaries == {
+        "g1": GroupSummary(size=3, marketplaces=2, min_price_usd_minor=700),
+        "g2": GroupSummary(size=2, marketplaces=1, min_price_usd_minor=200),
+    }
+    assert group_fields(summaries["g1"].as_group("g1"), 900) == {
+        "group_id": "g1",
+        "group_size": 3,
+        "group_marketplaces": 2,
+        "group_min_price_usd_minor": 700,
+    }
+    # A group none of whose offers counts (every seller disabled) reads as a group of one.
+    assert group_fields({"group_id": "g3"}, 450) == {
+        "group_id": "g3",
+        "group_size": 1,
+        "group_marketplaces": 1,
+        "group_min_price_usd_minor": 450,
+    }

@@ -311,3 +311,52 @@ def test_switching_a_marketplace_off_in_its_edit_form_takes_it_out_of_listings_t
     # Saving it again without touching the switch queues nothing.
     admin.post(f"/admin/marketplaces/{market.id}/edit", data=form)
     assert run_queued_jobs() == 0
+
+
+def offer_documents(uid: str, group_id: str) -> dict[str, dict[str, Any]]:
+    """The offers index's documents of one product group, whole, by id."""
+    page = connect().index(uid).get_documents({"filter": f'group_id = "{group_id}"', "limit": 100})
+    return {str(dict(d)["id"]): dict(d) for d in page.results}
+
+
+def test_the_offer_documents_count_only_enabled_marketplaces_in_their_group(
+    listings_index: str,
+) -> None:
+    """group_size, group_marketplaces and group_min_price_usd_minor of every offer document of
+    a group ShopWave sells in are over the enabled marketplaces' offers once the job ran (its
+    own documents too, though no reader shows them), each with the doc_hash of its content; and
+    enabling ShopWave again gives back exactly the documents the catalog was built with."""
+    from search_index.documents import DOCUMENT_HASH_FIELD, compute_document_hash
+
+    before = offer_documents(listings_index, SONY_GROUP)
+    assert {d["group_size"] for d in before.values()} == {4}
+    others = [d for d in before.values() if d["marketplace"] != "shopwave"]
+    cheapest_other = min(d["price_usd_minor"] for d in others if d["available"])
+
+    refresh = refresh_marketplace_groups(
+        connect(), listings_index, "shopwave", disabled={"shopwave"}, matches_of=lambda ids: {}
+    )
+    disabled = offer_documents(listings_index, SONY_GROUP)
+    for document in disabled.values():
+        assert document["group_size"] == 3
+        assert document["group_marketplaces"] == 3
+        assert document["group_min_price_usd_minor"] == cheapest_other
+        content = {k: v for k, v in document.items() if k != DOCUMENT_HASH_FIELD}
+        assert document[DOCUMENT_HASH_FIELD] == compute_document_hash(content)
+        # Nothing else of the document moved.
+        unchanged = ("group_size", "group_marketplaces", "group_min_price_usd_minor")
+        assert {k: v for k, v in document.items() if k not in (*unchanged, "doc_hash")} == {
+            k: v for k, v in before[document["id"]].items() if k not in (*unchanged, "doc_hash")
+        }
+    assert refresh.offers_updated >= len(before)  # and those of its other groups
+
+    refresh = refresh_marketplace_groups(
+        connect(), listings_index, "shopwave", disabled=set(), matches_of=lambda ids: {}
+    )
+    assert refresh.offers_updated >= len(before)  # and those of its other groups
+    assert offer_documents(listings_index, SONY_GROUP) == before
+    # Run again, nothing left to change.
+    refresh = refresh_marketplace_groups(
+        connect(), listings_index, "shopwave", disabled=set(), matches_of=lambda ids: {}
+    )
+    assert refresh.offers_updated == 0

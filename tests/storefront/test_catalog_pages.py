@@ -274,6 +274,31 @@ def test_api_search_can_render_the_fragments_for_search_as_you_type(
     assert "Hisense" in body["results_html"] and 'name="marketplace"' in body["facets_html"]
 
 
+def test_search_as_you_type_gets_the_clear_filters_link_of_its_own_query(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    # search.js swaps the results of a new query or filter in place: the answer carries what the
+    # page shows around them, or "Clear all filters" keeps the first query's link (and is
+    # missing when the shopper ticks a first filter).
+    plain = client.get("/api/search?q=sony&html=1").get_json()
+    filtered = client.get(
+        "/api/search?q=sony&marketplace=kiondo&min_price=1&sort=price_asc&per_page=48&html=1"
+    ).get_json()
+
+    assert plain["query"] == "sony" and plain["clear_filters_url"] is None
+    assert filtered["clear_filters_url"] == "/search?q=sony&sort=price_asc&per_page=48"
+
+
+def test_the_clear_filters_link_is_on_every_listing_hidden_until_a_filter_is_on(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    plain = client.get("/search?q=sony").get_data(as_text=True)
+    filtered = client.get("/search?q=sony&brand=Sony").get_data(as_text=True)
+
+    assert '<p id="clear-filters" hidden><a href="/search">Clear all filters</a></p>' in plain
+    assert '<p id="clear-filters"><a href="/search?q=sony">Clear all filters</a></p>' in filtered
+
+
 def test_api_search_corrects_bad_parameters(
     client: FlaskClient, catalog: dict[str, Product]
 ) -> None:

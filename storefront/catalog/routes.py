@@ -173,9 +173,12 @@ def home() -> str:
     top_cards = []
     if showcase is not None:
         currency = display_currency()
+        fx = fx_table()
         deal_cards = build_cards(deal.hit for deal in showcase.best_deals)
+        # Rounded down to the card step as every shown price is (KWD 7.880, not 7.882).
         deal_notes = [
-            f"Save up to {format_price(display_money_minor(deal.saving_usd_minor, 'USD'), currency)}"
+            f"Save up to "
+            f"{format_price(charged_price_minor(fx, deal.saving_usd_minor, 'USD', currency), currency)}"
             f" ({deal.saving_percent}%) against the dearest offer"
             for deal in showcase.best_deals
         ]

@@ -3,8 +3,10 @@ Meilisearch index built from the same sample catalog."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +15,7 @@ from flask import Flask, render_template_string, request
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from commerce.models import Marketplace, Product, User
+from commerce.models import FxRate, Marketplace, Product, User
 from onecart.settings import Settings
 from search_index.listings import ProductHit, ShownOffer
 from search_index.params import SearchParams
@@ -97,6 +99,26 @@ def test_home_features_categories_deals_drops_and_top_rated(
     assert "Was $29.99" in page
     assert by_external_id("44").title in page  # 4.9 stars
     assert "<script>alert" not in html
+
+
+def test_home_deal_savings_are_amounts_a_card_can_be_charged(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    # Every price the site shows in KWD is rounded down to the card step of 10 fils (the cart,
+    # the cards beside it); the deals' "Save up to" said KWD0.617-style amounts no price has.
+    db_session.add(FxRate(currency="KWD", rate=Decimal("0.30705000"), as_of=date(2026, 12, 1)))
+    db_session.commit()
+    login(client, make_user(display_currency="KWD"))
+
+    page = text_of(client.get("/home").get_data(as_text=True))
+
+    savings = re.findall(r"Save up to KWD([\d,]+\.\d{3})", page)
+    assert savings, "no deal on the home page"
+    assert [amount for amount in savings if not amount.endswith("0")] == []
 
 
 def test_home_still_works_without_search(

@@ -92,6 +92,13 @@ class CheckoutQuote:
         return tuple(group for group in self.groups if not group.handoff)
 
     @property
+    def charged_rates(self) -> dict[str, Decimal]:
+        """The rates behind what OneCart charges: those of the orderable groups' currencies (the
+        hand-off items' rates only convert the total shown beside it)."""
+        used = {line.currency for group in self.orderable_groups for line in group.lines}
+        return {code: rate for code, rate in self.rates.items() if code in used}
+
+    @property
     def handoff_groups(self) -> tuple[QuoteGroup, ...]:
         """The groups the shopper completes on the marketplace's site."""
         return tuple(group for group in self.groups if group.handoff)

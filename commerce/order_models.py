@@ -242,14 +242,16 @@ class Order(Base):
 
     @property
     def rates_to_payment_currency(self) -> dict[str, Decimal]:
-        """1 unit of each foreign currency of the order in the payment currency (6 significant
-        digits, for display), derived from the stored per-USD rates."""
+        """1 unit of each foreign currency the order paid for in the payment currency (6
+        significant digits, for display), derived from the stored per-USD rates. Hand-off items
+        are paid on their marketplace's site, so their currencies are left out."""
         per_usd = {code: Decimal(rate) for code, rate in (self.fx_rates or {}).items()}
         per_usd.setdefault("USD", Decimal(1))
         target = per_usd.get(self.currency)
         if target is None:
             return {}
-        currencies = {item.currency for item in self.items} - {self.currency}
+        paid = {item.currency for item in self.items if item.handoff_status is None}
+        currencies = paid - {self.currency}
         with localcontext() as context:
             context.prec = 6
             return {

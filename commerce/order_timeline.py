@@ -331,14 +331,17 @@ def _cancel_line(sub: MarketplaceOrder, refunds: list[Refund]) -> CancelLine:
             f"answer. We keep asking; if it cancels you get "
             f"{format_money(sub.charge_minor, sub.charge_currency)} back, otherwise it ships.",
         )
-    if sub.status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
-        return CancelLine("refused", "had already shipped it, so it goes ahead.")
+    # A refusal (or a marketplace that takes no cancellations) is told as such even after the
+    # part ships or the shopper confirms it: that came later and was not the reason.
     if sub.cancel_outcome == CancelOutcomeWord.REFUSED or not marketplace_can(
         sub.marketplace, Capability.CANCEL
     ):
         return CancelLine(
             "refused", "does not accept cancellations for this order, so it goes ahead."
         )
+    if sub.status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
+        # The cancellation job found it shipped and did not ask (no answer was kept).
+        return CancelLine("refused", "had already shipped it, so it goes ahead.")
     if sub.status in (SubOrderStatus.PENDING, SubOrderStatus.PLACING):
         return CancelLine("pending", "stopping it before it is placed…")
     return CancelLine("pending", f"asking {market} to cancel…")

@@ -31,6 +31,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.cart_pricing import charged_price_minor
 from commerce.fx import USD, FxTable, load_fx_table
 from commerce.models import Marketplace, Product, User, utc_now
 from commerce.order_models import Notification
@@ -157,10 +158,12 @@ def offers_by_group(session: Session, group_ids: Iterable[str]) -> dict[str, lis
 def cheapest_offer(
     offers: Sequence[OfferPrice], fx: FxTable, currency: str
 ) -> CheapestOffer | None:
-    """The cheapest of `offers` in `currency` (offers without a rate are left out)."""
+    """The cheapest of `offers` in `currency` (offers without a rate are left out), each priced as
+    the product page shows it and the cart charges it (charged_price_minor: converted, then
+    rounded down to the card step), so a watch list or an alert never names another price."""
     best: CheapestOffer | None = None
     for offer in offers:
-        converted = fx.convert_or_none(offer.price_minor, offer.currency, currency)
+        converted = charged_price_minor(fx, offer.price_minor, offer.currency, currency)
         if converted is None:
             continue
         if best is None or (converted, offer.product_id) < (best.price_minor, best.product_id):

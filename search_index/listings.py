@@ -41,7 +41,7 @@ from search_index.listing_plan import (
     listing_plan,
     needs_marketplaces,
 )
-from search_index.params import MAX_TOTAL_HITS, SearchParams
+from search_index.params import MAX_TOTAL_HITS, SearchParams, deep_page_note, max_page_for
 from search_index.price_order import merge, next_depth
 
 USD: Final = "USD"
@@ -395,6 +395,13 @@ def catalog_marketplaces(
     return tuple(sorted((result.get("facetDistribution") or {}).get("marketplaces") or {}))
 
 
+def past_last_page_note(total_pages: int) -> str:
+    """The note for a page past the last page of results."""
+    if total_pages == 1:
+        return "There is only one page of results; showing it."
+    return f"There are only {total_pages} pages; showing the last one."
+
+
 def search_products(
     client: meilisearch.Client,
     index_uid: str,
@@ -437,8 +444,12 @@ def search_products(
 
     answer = fetch(params, while_waiting)
     if answer.total_pages and params.page > answer.total_pages:
-        note = f"There are only {answer.total_pages} pages; showing the last one."
-        params = replace(params, page=answer.total_pages, corrections=(*params.corrections, note))
+        # The results end before the deep-paging cap: that note (if any) named a page that
+        # does not exist, so this one replaces it.
+        capped = deep_page_note(max_page_for(params.per_page))
+        notes = tuple(note for note in params.corrections if note != capped)
+        note = past_last_page_note(answer.total_pages)
+        params = replace(params, page=answer.total_pages, corrections=(*notes, note))
         answer = fetch(params)
 
     facets: dict[str, list[FacetValue]] = {}

@@ -205,7 +205,7 @@ class SearchParams:
                 page = parsed
         max_page = max_page_for(per_page)
         if page > max_page:
-            corrections.append(f"Results stop at page {max_page}; showing it instead.")
+            corrections.append(deep_page_note(max_page))
             page = max_page
 
         unrated = str(get("unrated") or "").strip().lower() in _TRUE_WORDS
@@ -304,6 +304,13 @@ def _plain_decimal(value: Decimal) -> str:
 def max_page_for(per_page: int) -> int:
     """The last page Meilisearch can serve at this page size (maxTotalHits caps deep paging)."""
     return max(1, MAX_TOTAL_HITS // per_page)
+
+
+def deep_page_note(max_page: int) -> str:
+    """The note for a page beyond what Meilisearch serves. The listing replaces it when the
+    results end sooner (search_index.listings.past_last_page_note), so the shopper is not told
+    of two different last pages."""
+    return f"Results stop at page {max_page}; showing it instead."
 
 
 # --- Filters -----------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 POST /assistant answers a request (rate-limited per shopper and per IP, CSRF-protected) and, for
 a signed-in shopper, stores it in the history; POST /assistant/prompts/<id>/rerun asks one of
 the shopper's own earlier requests again. Answers render on the page (no redirect), so a guest's
-answer needs no storage.
+answer needs no storage; adding a suggestion to the cart comes back to GET /assistant?q=<the
+request>, which answers it again (rate-limited, not stored again).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 from flask_login import current_user, login_required
+from werkzeug.datastructures import MultiDict
 
 from assistant.answer import AssistantAnswer, Suggestion
 from assistant.config import get_assistant_settings
@@ -102,7 +104,9 @@ def _assistant_settings() -> Any:
 
 def _suggestion_views(answer: AssistantAnswer) -> list[SuggestionView]:
     views = []
-    back = url_for("assistant.assistant")
+    # Back to this answer after adding one of its offers (GET /assistant?q=...), not to an
+    # empty assistant: the shopper may want a second suggestion of the same answer.
+    back = url_for("assistant.assistant", q=answer.prompt)
     for suggestion in answer.suggestions:
         product = catalog.find_offer(db_session(), suggestion.marketplace, suggestion.external_id)
         form = None
@@ -143,8 +147,10 @@ def _page(
     return page, status, headers or {}
 
 
-def _answer(form: AssistantForm, prompt_text: str) -> tuple[str, int, dict[str, str]]:
-    """Rate-limit, answer, store (signed in), render."""
+def _answer(
+    form: AssistantForm, prompt_text: str, *, record: bool = True
+) -> tuple[str, int, dict[str, str]]:
+    """Rate-limit, answer, store (signed in, when `record`), render."""
     user = _signed_in_user()
     limiter, per_user, per_ip = _limiter()
     checks = [(per_ip, request.remote_addr or "unknown")]
@@ -179,7 +185,7 @@ def _answer(form: AssistantForm, prompt_text: str) -> tuple[str, int, dict[str, 
             "right now. Please try again shortly."
         )
         return _page(form, error=message, status=503, headers={"Retry-After": "30"})
-    if user is not None:
+    if user is not None and record:
         record_prompt(db_session(), user, answer)
         db_session().commit()
     return _page(form, answer=answer)
@@ -187,8 +193,17 @@ def _answer(form: AssistantForm, prompt_text: str) -> tuple[str, int, dict[str, 
 
 @bp.get("/assistant")
 def assistant() -> tuple[str, int, dict[str, str]]:
-    """The request box, example requests and (signed in) the shopper's history."""
-    return _page(AssistantForm(formdata=None))
+    """The request box, example requests and (signed in) the shopper's history.
+
+    With `q` (where adding a suggestion to the cart comes back to), that request is answered
+    again, rate-limited as any answer and not added to the history a second time."""
+    asked = request.args.get("q", "")
+    if not asked.strip():
+        return _page(AssistantForm(formdata=None))
+    form = AssistantForm(formdata=MultiDict({"prompt": asked}), meta={"csrf": False})
+    if not form.validate():
+        return _page(form, status=400)
+    return _answer(form, form.prompt.data or "", record=False)
 
 
 @bp.post("/assistant")

@@ -173,9 +173,12 @@ def home() -> str:
     top_cards = []
     if showcase is not None:
         currency = display_currency()
+        fx = fx_table()
         deal_cards = build_cards(deal.hit for deal in showcase.best_deals)
+        # Rounded down to the card step as every shown price is (KWD 7.880, not 7.882).
         deal_notes = [
-            f"Save up to {format_price(display_money_minor(deal.saving_usd_minor, 'USD'), currency)}"
+            f"Save up to "
+            f"{format_price(charged_price_minor(fx, deal.saving_usd_minor, 'USD', currency), currency)}"
             f" ({deal.saving_percent}%) against the dearest offer"
             for deal in showcase.best_deals
         ]
@@ -320,6 +323,8 @@ def api_search() -> Response:
         "corrections": list(page.corrections),
         "hits": [card.as_json(currency) for card in build_cards(page.hits)],
         "url": _search_path() + _query_suffix(page.params.to_query_args()),
+        # search.js keeps the page's heading and "Clear all filters" link with the results.
+        "clear_filters_url": clear_filters_url(page.params),
     }
     if request.args.get("html") == "1":
         context = _listing_context(page)
@@ -351,6 +356,25 @@ def _search_path() -> str:
 def search_url(params: SearchParams, **changes: Any) -> str:
     """The /search URL for `params` with `changes` (used by pagination and sort links)."""
     return _search_path() + _query_suffix(params.to_query_args(**changes))
+
+
+@bp.app_template_global()
+def clear_filters_url(params: SearchParams) -> str | None:
+    """The listing's "Clear all filters" link (the same search text, sort and page size), or
+    None when nothing but the search text narrows it."""
+    if not params.has_filters:
+        return None
+    return search_url(
+        params,
+        marketplaces=(),
+        categories=(),
+        brands=(),
+        available=None,
+        min_price=None,
+        max_price=None,
+        min_rating=None,
+        unrated=False,
+    )
 
 
 @bp.app_template_global()

@@ -78,6 +78,43 @@ def test_add_to_cart_from_an_answer_puts_the_offer_in_the_cart(
     assert (line.product_id, line.quantity) == (product_id, 2)
 
 
+def test_adding_a_suggestion_comes_back_to_the_same_answer(
+    keyword_app: Flask, catalog_rows: dict[str, Any], make_user: Callable[..., User], db: Session
+) -> None:
+    # The shopper adds one suggestion and wants a second one of the same answer: the cart comes
+    # back to it (it came back to an empty assistant, the answer gone).
+    user = make_user()
+    client = keyword_app.test_client()
+    log_in(client, user)
+    html = _html(client.post("/assistant", data={"prompt": "thermos travel mug under 30 dollars"}))
+    form = re.search(r'<form method="post" action="/cart/add".*?</form>', html, re.S)
+    assert form, "no add-to-cart form"
+    back = unescape(re.search(r'name="next" type="hidden" value="([^"]*)"', form.group(0))[1])
+    assert back == "/assistant?q=thermos+travel+mug+under+30+dollars"
+    product_id = catalog_rows["kiondo--KD-MUG"].id
+
+    added = client.post("/cart/add", data={"product_id": str(product_id), "next": back})
+    again = client.get(added.headers["Location"])
+
+    assert added.status_code == 303 and added.headers["Location"] == back
+    page = _html(again)
+    assert again.status_code == 200
+    assert "Answer to “thermos travel mug under 30 dollars”" in page
+    assert "Thermos Stainless King Travel Mug 16oz (SK1005)" in page
+    # Shown again, not asked again: the history holds the request once.
+    count = db.scalar(sa.select(sa.func.count()).where(AIPrompt.user_id == user.id))
+    assert count == 1
+
+
+def test_a_request_in_the_address_is_bounded_like_the_form(keyword_app: Flask) -> None:
+    client = keyword_app.test_client()
+    too_long = client.get("/assistant", query_string={"q": "mug " * 200})
+    blank = client.get("/assistant", query_string={"q": "   "})
+
+    assert too_long.status_code == 400 and "Please keep your request under" in _html(too_long)
+    assert blank.status_code == 200 and "Answer to" not in _html(blank)
+
+
 def test_an_empty_request_is_refused_with_a_message(keyword_app: Flask) -> None:
     response = keyword_app.test_client().post("/assistant", data={"prompt": "   "})
     assert response.status_code == 400

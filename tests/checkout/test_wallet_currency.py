@@ -54,6 +54,31 @@ def test_wallet_and_card_lines_each_state_their_own_charge_currency_and_rates(sh
     assert _text(confirmation, 'data-testid="order-total"') == wallet_text
 
 
+def test_the_wallet_line_and_the_order_name_only_the_rates_of_what_is_paid(shop: Shop) -> None:
+    # Euro Bazaar's item is bought on Euro Bazaar's own site (a hand-off): OneCart converts
+    # nothing of it into the wallet's USD, so its EUR rate is not among the rates "each item"
+    # was converted at, on the checkout page or on the order page.
+    user = shop.make_user(wallet=Decimal("5000"), display_currency="GBP")
+    shop.fill_cart(user, [("kiondo", 0, 1), ("bazaar", 0, 1)])
+    client = shop.client_for(user)
+
+    html = client.get("/checkout").get_data(as_text=True)
+    conversion = _text(html, 'data-testid="wallet-conversion"')
+
+    kes_to_usd = format_rate(Decimal(1) / Decimal(TEST_FX_RATES["KES"]))
+    assert f"each item converted at 1 KES = {kes_to_usd} USD" in conversion
+    assert "EUR" not in conversion
+
+    response = shop.submit(client, shop.checkout_form(client), payment_method="wallet")
+    assert response.status_code == 303
+    number = response.headers["Location"].rstrip("/").split("/")[-2]
+    order = shop.order(number)
+    assert order.rates_to_payment_currency.keys() == {"KES"}
+    page = client.get(f"/orders/{number}").get_data(as_text=True)
+    rates_used = re.search(r"<dt>Rates used</dt><dd[^>]*>(.*?)</dd>", page, re.S)
+    assert rates_used and "1 KES = " in rates_used[1] and "EUR" not in rates_used[1]
+
+
 def test_a_wallet_in_the_shown_currency_needs_no_conversion_note(shop: Shop) -> None:
     user = shop.make_user(wallet=Decimal("5000"))
     shop.fill_cart(user, [("shopwave", 0, 1)])

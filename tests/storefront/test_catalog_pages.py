@@ -3,8 +3,10 @@ Meilisearch index built from the same sample catalog."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +15,7 @@ from flask import Flask, render_template_string, request
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from commerce.models import Marketplace, Product, User
+from commerce.models import FxRate, Marketplace, Product, User
 from onecart.settings import Settings
 from search_index.listings import ProductHit, ShownOffer
 from search_index.params import SearchParams
@@ -97,6 +99,26 @@ def test_home_features_categories_deals_drops_and_top_rated(
     assert "Was $29.99" in page
     assert by_external_id("44").title in page  # 4.9 stars
     assert "<script>alert" not in html
+
+
+def test_home_deal_savings_are_amounts_a_card_can_be_charged(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> None:
+    # Every price the site shows in KWD is rounded down to the card step of 10 fils (the cart,
+    # the cards beside it); the deals' "Save up to" said KWD0.617-style amounts no price has.
+    db_session.add(FxRate(currency="KWD", rate=Decimal("0.30705000"), as_of=date(2026, 12, 1)))
+    db_session.commit()
+    login(client, make_user(display_currency="KWD"))
+
+    page = text_of(client.get("/home").get_data(as_text=True))
+
+    savings = re.findall(r"Save up to KWD([\d,]+\.\d{3})", page)
+    assert savings, "no deal on the home page"
+    assert [amount for amount in savings if not amount.endswith("0")] == []
 
 
 def test_home_still_works_without_search(
@@ -202,14 +224,14 @@ def test_pagination_links_keep_the_query(client: FlaskClient, catalog: dict[str,
     assert f"{products} products" in text_of(html)
     assert 'class="pagination"' not in html
     second = client.get("/search?sort=price_asc&per_page=12&page=2").get_data(as_text=True)
-    assert "only 1 pages" in second and 'value="price_asc" selected' in second
+    assert "There is only one page of results" in second and 'value="price_asc" selected' in second
 
 
 @pytest.mark.parametrize(
     ("query", "note"),
     [
         ("page=abc", "showing the first page"),
-        ("page=500", "only 1 page"),
+        ("page=500", "only one page of results"),
         ("sort=cheapest", "That sort order does not exist"),
         ("min_price=lots", "minimum price was not a valid amount"),
         ("min_price=90&max_price=10", "were swapped"),
@@ -272,6 +294,31 @@ def test_api_search_can_render_the_fragments_for_search_as_you_type(
     body = client.get("/api/search?q=televsion&html=1").get_json()
 
     assert "Hisense" in body["results_html"] and 'name="marketplace"' in body["facets_html"]
+
+
+def test_search_as_you_type_gets_the_clear_filters_link_of_its_own_query(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    # search.js swaps the results of a new query or filter in place: the answer carries what the
+    # page shows around them, or "Clear all filters" keeps the first query's link (and is
+    # missing when the shopper ticks a first filter).
+    plain = client.get("/api/search?q=sony&html=1").get_json()
+    filtered = client.get(
+        "/api/search?q=sony&marketplace=kiondo&min_price=1&sort=price_asc&per_page=48&html=1"
+    ).get_json()
+
+    assert plain["query"] == "sony" and plain["clear_filters_url"] is None
+    assert filtered["clear_filters_url"] == "/search?q=sony&sort=price_asc&per_page=48"
+
+
+def test_the_clear_filters_link_is_on_every_listing_hidden_until_a_filter_is_on(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    plain = client.get("/search?q=sony").get_data(as_text=True)
+    filtered = client.get("/search?q=sony&brand=Sony").get_data(as_text=True)
+
+    assert '<p id="clear-filters" hidden><a href="/search">Clear all filters</a></p>' in plain
+    assert '<p id="clear-filters"><a href="/search?q=sony">Clear all filters</a></p>' in filtered
 
 
 def test_api_search_corrects_bad_parameters(

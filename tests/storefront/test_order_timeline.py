@@ -274,3 +274,54 @@ def test_a_marketplace_refund_days_before_the_cancellation_keeps_its_own_time(
     told = [(entry.step, entry.label) for entry in part.timeline]
     assert told.index(("refunded", "Refunded $10.00")) < told.index(("cancelled", "Cancelled"))
     assert told.index(("cancelled", "Cancelled")) < told.index(("refunded", "Refunded $40.00"))
+
+
+def test_a_refused_cancellation_keeps_its_reason_once_the_part_ships_or_is_received(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    # The shopper cancelled while both parts were only placed: DummyMart takes no cancellations
+    # and ShopWave refused. Later ShopWave ships it and the shopper confirms DummyMart's part.
+    # Neither had shipped when the cancellation was refused, so the page must not say so.
+    dummymart = make_marketplace(name="DummyMart", capabilities=UNTRACKED)
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.PROCESSING)
+    order.cancel_requested_at = PLACED_AT + timedelta(hours=1)
+    untracked = _sub_order(db_session, order, dummymart, SubOrderStatus.PLACED)
+    refused = _sub_order(db_session, order, shopwave, SubOrderStatus.PLACED)
+    refused.cancel_outcome = "refused"
+    db_session.commit()
+    before = {
+        part.sub_order.id: part.cancel.text for part in _view_of(db_session, order.id).sub_orders
+    }
+
+    untracked.status = SubOrderStatus.DELIVERED
+    untracked.receipt_confirmed_at = PLACED_AT + timedelta(days=2)
+    refused.status = SubOrderStatus.SHIPPED
+    db_session.commit()
+    after = {
+        part.sub_order.id: part.cancel.text for part in _view_of(db_session, order.id).sub_orders
+    }
+
+    assert after == before
+    assert after[untracked.id] == after[refused.id]
+    assert "does not accept cancellations" in after[untracked.id]
+    assert "shipped" not in after[untracked.id]
+
+
+def test_a_part_shipped_before_the_cancellation_reached_it_says_so(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    # The cancellation job found it shipped and never asked the marketplace (no answer kept).
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.PROCESSING)
+    order.cancel_requested_at = PLACED_AT + timedelta(hours=1)
+    _sub_order(db_session, order, shopwave, SubOrderStatus.SHIPPED)
+    db_session.commit()
+
+    [part] = _view_of(db_session, order.id).sub_orders
+
+    assert part.cancel.text == "had already shipped it, so it goes ahead."

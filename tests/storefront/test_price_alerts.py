@@ -296,6 +296,36 @@ def test_a_shopper_watches_from_the_product_page_and_edits_and_removes_on_the_wa
     assert "not watching any product" in client.get("/profile/watchlist").get_data(as_text=True)
 
 
+def test_the_watch_list_and_the_alert_show_the_price_the_product_page_and_cart_show(
+    client: FlaskClient,
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., TestResponse],
+) -> None:
+    # In KWD a card takes steps of 10 fils, and every page rounds a converted price down to one
+    # (commerce.cart_pricing.charged_price_minor): $300.00 at 0.30705 is KWD 92.115, shown and
+    # charged as KWD 92.110. The watch list and the alert said 92.115.
+    db_session.add(FxRate(currency="KWD", rate=Decimal("0.30705000"), as_of=date(2026, 12, 1)))
+    db_session.commit()
+    shopper = make_user(display_currency="KWD")
+    login(client, shopper)
+    _post(client, "/watch", group_id=GROUP, target="", drop_percent="", next=f"/product/{GROUP}")
+
+    product_page = client.get(f"/product/{GROUP}").get_data(as_text=True)
+    watch_list = client.get("/profile/watchlist").get_data(as_text=True)
+
+    assert "KWD92.110" in product_page and "KWD92.115" not in product_page
+    assert "KWD92.110" in watch_list and "KWD92.115" not in watch_list
+
+    _reprice(db_session, offers["usd"], 27000)  # $270.00 = KWD 82.9035, shown as 82.900
+    evaluate_price_alerts(factory)
+    (alert,) = _alerts(db_session, shopper)
+    assert alert.message.startswith("Price drop: Sony WH-1000XM5 is now KWD82.900 at ShopWave, ")
+    assert "less than KWD92.110." in alert.message
+
+
 def test_bad_targets_are_refused_with_a_message_and_nothing_is_saved(
     client: FlaskClient,
     db_session: Session,

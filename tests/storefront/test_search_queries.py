@@ -482,7 +482,18 @@ def test_pages_past_the_end_are_corrected_to_the_last_page(
     # 8 products at 12 per page: one page.
     assert page.total_pages == 1 and page.page == 1
     assert len(page.hits) == PRODUCTS
-    assert any("only 1 pages" in note for note in page.corrections)
+    assert page.corrections == ("There is only one page of results; showing it.",)
+
+
+def test_a_page_past_the_deep_paging_cap_names_only_the_real_last_page(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    # page=99999 is first capped at the last page Meilisearch serves (416 at 24 per page), then
+    # at the last page of these results: the shopper is told of that one only, not of both.
+    page = run(client, index_uid, per_page="24", page="99999")
+
+    assert page.total_pages == 1 and page.page == 1
+    assert page.corrections == ("There is only one page of results; showing it.",)
 
 
 def test_no_results_is_an_empty_page_not_an_error(

@@ -11,6 +11,12 @@
   var timer = null;
   var controller = null;
   var DELAY_MS = 200;
+  var heading = document.getElementById("results-heading");
+  var headerSearch = document.getElementById("site-search");
+  var clearFilters = document.getElementById("clear-filters");
+  // The site's part of the tab title (" · OneCart"), kept when the query part changes.
+  var titleEnd = document.title.lastIndexOf(" \u00b7 ");
+  var titleSuffix = titleEnd >= 0 ? document.title.slice(titleEnd) : "";
 
   form.classList.add("is-enhanced");
   // On a phone the filters would push every result below the fold: start them collapsed.
@@ -25,6 +31,23 @@
       if (value !== "") { params.append(key, value); }
     });
     return params;
+  }
+
+  // What the server renders around the results for this query: the heading, the tab title,
+  // the header's search box and the "Clear all filters" link (search.html).
+  function showQuery(body) {
+    var query = body.query || "";
+    if (heading) {
+      heading.textContent = query ? "Results for \u201c" + query + "\u201d" : "All products";
+    }
+    document.title = (query ? query + " \u2014 " : "") + "Search" + titleSuffix;
+    if (headerSearch && headerSearch !== document.activeElement) { headerSearch.value = query; }
+    if (clearFilters) {
+      if (body.clear_filters_url) {
+        clearFilters.querySelector("a").setAttribute("href", body.clear_filters_url);
+      }
+      clearFilters.hidden = !body.clear_filters_url;
+    }
   }
 
   function refresh() {
@@ -44,6 +67,7 @@
       var focusedId = document.activeElement && document.activeElement.id;
       results.innerHTML = body.results_html;
       facets.innerHTML = body.facets_html;
+      showQuery(body);
       if (focusedId && facets.contains(document.getElementById(focusedId))) {
         document.getElementById(focusedId).focus();
       }

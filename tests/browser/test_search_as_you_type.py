@@ -1,0 +1,85 @@
+"""Search-as-you-type (storefront/static/js/search.js) in a real browser: results swapped in
+place for a new query or filter come with what the page shows around them, the heading, the
+tab title, the header's search box and the "Clear all filters" link, and none of them still
+speaks of the first query. Lean: two marketplaces, and only the assets the listing reads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LIVE_CATALOG = {
+    "marketplaces": ["shopwave", "dummymart"],
+    "downstream_assets": (
+        "fx_rates",
+        "product_groups",
+        "search_products",
+        "search_product_groups",
+        "storefront_products",
+    ),
+    "embeddings": False,
+}
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def query_of(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+def test_a_new_query_typed_on_the_listing_renames_the_page_and_its_clear_filters_link(
+    page: Page,
+) -> None:
+    page.goto("/search?q=laptop&marketplace=shopwave")
+    heading = page.locator("#results-heading")
+    clear = page.locator("#clear-filters")
+    expect(heading).to_have_text("Results for “laptop”")
+    expect(clear.get_by_role("link")).to_have_attribute("href", "/search?q=laptop")
+
+    page.locator("#search-q").fill("headphones")
+    page.wait_for_url(lambda url: query_of(url).get("q") == ["headphones"])
+    expect(page.locator(".result-count")).to_contain_text("headphones")
+
+    expect(heading).to_have_text("Results for “headphones”")
+    expect(page).to_have_title(re.compile(r"^headphones — Search · OneCart$"))
+    expect(page.locator("#site-search")).to_have_value("headphones")
+    # Clearing the filters keeps the query on screen, not the one the page was opened with.
+    expect(clear.get_by_role("link")).to_have_attribute("href", "/search?q=headphones")
+    clear.get_by_role("link").click()
+    page.wait_for_url(lambda url: query_of(url) == {"q": ["headphones"]})
+    expect(heading).to_have_text("Results for “headphones”")
+    expect(clear).to_be_hidden()
+
+    # A first filter ticked in place shows the link; unticking it hides it again.
+    page.locator('#facet-marketplace input[value="dummymart"]').check()
+    page.wait_for_url(lambda url: query_of(url).get("marketplace") == ["dummymart"])
+    expect(clear).to_be_visible()
+    expect(clear.get_by_role("link")).to_have_attribute("href", "/search?q=headphones")
+    page.locator('#facet-marketplace input[value="dummymart"]').uncheck()
+    page.wait_for_url(lambda url: "marketplace" not in query_of(url))
+    expect(clear).to_be_hidden()
+
+    # Emptying the box lists every product under its own heading.
+    page.locator("#search-q").fill("")
+    page.wait_for_url(lambda url: "q" not in query_of(url))
+    expect(heading).to_have_text("All products")
+    expect(page).to_have_title(re.compile(r"^Search · OneCart$"))

@@ -278,7 +278,9 @@ def test_shopify_draws_inventory_only_when_asked_and_restocks_only_when_asked(
 
 
 def _woocommerce_record(http: httpx.Client, offer: ListedOffer) -> dict[str, Any]:
-    return http.get(f"/kiondo/wp-json/wc/store/v1/products/{woocommerce_product_id(offer.index)}").json()
+    return http.get(
+        f"/kiondo/wp-json/wc/store/v1/products/{woocommerce_product_id(offer.index)}"
+    ).json()
 
 
 def test_woocommerce_reduces_stock_when_the_order_is_paid(

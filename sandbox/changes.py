@@ -16,7 +16,8 @@ content before it. A record's modification time is then the latest change that t
 the world's own (past) `updated_at` when none did.
 
 Changes are kept for the sandbox's lifetime (a handful per benchmark or test run; one per
-price epoch of the clock, three a day in the demo).
+price epoch of the clock, three a day in the demo; one per order or cancellation that moves
+stock, each touching only its own records).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ once.
 The sandbox is one process (a threaded werkzeug server: sandbox.__main__) whose orders live in
 memory, and the ledger is kept beside them: the OrderBook calls it under its own lock, so a
 placement's check and draw are one step against every other placement and cancellation. Catalog
-reads take the ledger's lock only for the moment they read a count.
+reads only read one count (a dict lookup, atomic in CPython) and take no lock.
 
 `restock` (the control API's reset) puts every store's inventory back to the world's figures,
 for test isolation; orders placed before it hold no units any more, so cancelling one later
@@ -72,9 +72,9 @@ class StockLedger:
         self._listeners.append(listener)
 
     def left(self, slug: str, index: int, on_hand: int) -> int:
-        """Units of offer `index` left now, from the `on_hand` it started with."""
-        with self._lock:
-            return max(0, on_hand - self._drawn.get((slug, index), 0))
+        """Units of offer `index` left now, from the `on_hand` it started with. One dict read,
+        atomic without the lock: catalog pages call this for every record."""
+        return max(0, on_hand - self._drawn.get((slug, index), 0))
 
     def claim(
         self, slug: str, number: int, claims: Iterable[StockClaim], *, draw: bool = True

@@ -1,7 +1,8 @@
 """WooCommerce: the public Store API for the catalog and live prices, REST v3 for orders.
 
 Store API prices are minor-unit strings with their own scale (`currency_minor_unit`), and carry
-their currency, so a Kenyan store's "110500" at scale 2 is KES 1,105.00. Orders carry our
+their currency, so a Kenyan store's "110500" at scale 2 is KES 1,105.00. Stock: see
+`store_stock`. Orders carry our
 reference in the `_onecart_reference` meta field, so a retried placement can be found again.
 """
 
@@ -69,6 +70,8 @@ from onecart.money import from_minor_units
 STORE_API = "wp-json/wc/store/v1"
 REST_API = "wp-json/wc/v3"
 MAX_PAGE_SIZE = 100  # the Store API's and REST API's cap on `per_page`
+# The Store API's `add_to_cart.maximum` when nothing lowers it: no stock figure.
+STORE_API_CART_LIMIT = 9999
 # find_order lists at most this many pages of recent orders before giving up (unknown).
 MAX_SCAN_PAGES = 20
 DEFAULT_ORDER_LOOKBACK_HOURS = 72
@@ -202,6 +205,27 @@ def refunded_so_far(order: Mapping[str, Any]) -> tuple[int | None, str | None]:
             return None, None
         total += amount
     return total, currency
+
+
+def store_stock(product: Mapping[str, Any]) -> int | None:
+    """How many units of the product can be bought, where the record says (None: no limit
+    known). REST v3 products carry `stock_quantity` (null unless the product manages its stock)
+    whatever the store shows shoppers. The Store API has no such field; it tells the stock in
+    `add_to_cart.maximum`, the most a cart may hold: the remaining stock of a product that
+    manages it without backorders, capped at 9999 (QuantityLimits), 1 for a product sold
+    individually; and in `low_stock_remaining` once the stock is at or below the store's
+    low-stock threshold (ProductSchema), the only figure older Store APIs send."""
+    if product.get("stock_quantity") is not None:
+        return optional_count(product.get("stock_quantity"))
+    cart = product.get("add_to_cart")
+    maximum = optional_count(cart.get("maximum")) if isinstance(cart, Mapping) else None
+    if (
+        maximum is not None
+        and maximum < STORE_API_CART_LIMIT
+        and product.get("sold_individually") is not True
+    ):
+        return maximum
+    return optional_count(product.get("low_stock_remaining"))
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -374,11 +398,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
             rating=parse_rating(product.get("average_rating")) if rating_count != 0 else None,
             rating_count=rating_count,
             available=(in_stock is not False) and (purchasable is not False),
-            # The Store API tells the stock only when it runs low (`low_stock_remaining`, for
-            # products that manage stock); REST v3 products carry `stock_quantity`.
-            stock=optional_count(product.get("stock_quantity"))
-            if product.get("stock_quantity") is not None
-            else optional_count(product.get("low_stock_remaining")),
+            stock=store_stock(product),
         )
 
     # --- Live offer -------------------------------------------------------------------------

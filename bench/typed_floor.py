@@ -64,6 +64,9 @@ FLOOR_SPECS: dict[str, tuple[dict, str]] = {
             "is_purchasable": "BOOLEAN",
             "is_in_stock": "BOOLEAN",
             "stock_quantity": "BIGINT",
+            "add_to_cart": {"maximum": "BIGINT"},
+            "sold_individually": "BOOLEAN",
+            "low_stock_remaining": "BIGINT",
             "global_unique_id": "VARCHAR",
         },
         "j.id AS external_id, trim(j.name) AS title, trim(j.description) AS description, "
@@ -75,7 +78,9 @@ FLOOR_SPECS: dict[str, tuple[dict, str]] = {
         "CAST(j.review_count AS INTEGER) AS rating_count, "
         "NOT coalesce(j.is_in_stock = false, false) "
         "AND NOT coalesce(j.is_purchasable = false, false) AS available, "
-        "CAST(j.stock_quantity AS INTEGER) AS stock",
+        "CAST(CASE WHEN j.stock_quantity IS NOT NULL THEN j.stock_quantity "
+        "WHEN j.add_to_cart.maximum < 9999 AND NOT coalesce(j.sold_individually, false) "
+        "THEN j.add_to_cart.maximum ELSE j.low_stock_remaining END AS INTEGER) AS stock",
     ),
     "shopwave": (
         {

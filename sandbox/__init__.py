@@ -32,7 +32,7 @@ third of one marketplace's share of ``--offers``, half of them products the six 
 
 Control API: ``GET /_sandbox/health``, ``GET /_sandbox/knobs``, ``POST /_sandbox/knobs/<slug>``
 (JSON of knob values; slug ``all`` sets every marketplace), ``POST /_sandbox/reset`` (knobs back
-to the server's defaults, orders kept), ``GET /_sandbox/images/<product>.svg``.
+to the server's defaults and every store's stock back to the world's, orders kept), ``GET /_sandbox/images/<product>.svg``.
 
 Knobs per marketplace (sandbox.knobs): latency_ms, error_rate, burst_429, malformed_rate (0.02),
 down, fail_next_orders, order_step_seconds (30), cancel_rate (0.05), delay_rate (0.1), price_drift, the sandbox's

@@ -238,7 +238,11 @@ class SandboxApp:
         return json_response(changed if slug == ALL_MARKETPLACES else changed[slug])
 
     def _control_reset(self, request: Request) -> Response:
+        """Every knob back to the server's defaults, and every store's inventory back to the
+        world's figures (sandbox.inventory.StockLedger.restock): the orders stay, holding no
+        units any more, so each test starts from the same stock."""
         self.knobs.reset()
+        self.orders.stock.restock()
         return json_response({"status": "reset", "knobs": self.knobs.snapshot()})
 
     def _control_orders(self, request: Request, slug: str) -> Response:

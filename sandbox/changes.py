@@ -2,6 +2,10 @@
 `date_modified` say, and what their changed-since filters (`updated_at_min`, `after` with
 `date_column=modified_gmt`) select.
 
+Besides the catalog state, orders move stock (sandbox.inventory): the ledger reports the records
+whose stock moved, and :meth:`ChangeLog.touch` notes them as changed at that moment, as
+WooCommerce saves a product whose stock an order reduced and Shopify updates the product.
+
 A catalog record is a pure function of the world and of the marketplace's catalog state (its
 price epoch and malformed rate), so a record changes exactly when a change of that state changes
 it: an epoch step re-prices the offers whose phase comes round (sandbox.world), a new malformed
@@ -12,7 +16,8 @@ content before it. A record's modification time is then the latest change that t
 the world's own (past) `updated_at` when none did.
 
 Changes are kept for the sandbox's lifetime (a handful per benchmark or test run; one per
-price epoch of the clock, three a day in the demo).
+price epoch of the clock, three a day in the demo; one per order or cancellation that moves
+stock, each touching only its own records).
 """
 
 from __future__ import annotations
@@ -45,8 +50,10 @@ class CatalogChange:
     """One change of a marketplace's catalog state, and the records it touched."""
 
     at: datetime
-    before: CatalogState
-    after: CatalogState
+    # The catalog state before and after; the same one (or None, before any was served) for a
+    # change of stock, which moves records without changing the state.
+    before: CatalogState | None
+    after: CatalogState | None
     touched: frozenset[int] = field(default_factory=frozenset)
 
 
@@ -79,6 +86,12 @@ class ChangeLog:
                 return
             touched = self._touched(slug, before, state)
             self._changes.setdefault(slug, []).append(CatalogChange(now, before, state, touched))
+
+    def touch(self, slug: str, indexes: frozenset[int], now: datetime) -> None:
+        """Records `indexes` changed now without the catalog state changing (their stock)."""
+        with self._lock:
+            state = self._state.get(slug)
+            self._changes.setdefault(slug, []).append(CatalogChange(now, state, state, indexes))
 
     def changes(self, slug: str) -> list[CatalogChange]:
         """Every change of the marketplace's catalog this sandbox saw, oldest first."""

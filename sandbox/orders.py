@@ -10,18 +10,23 @@ has reached. ``advance`` moves an order on by whole steps at once (the control A
 ``POST /_sandbox/orders/<slug>/<number>/advance``), so tests follow every step without waiting on
 the clock. Each step's time is kept (the Shopify fulfillment events' ``happenedAt``). Orders are
 lost when the sandbox stops.
+
+The book keeps the stores' stock ledger (sandbox.inventory) under the same lock: a placement
+checks and draws the stock its lines claim in one step with creating the order (a replayed
+idempotency key draws nothing again), and a cancellation that restocks gives the units back.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox.draws import hash64, unit_interval
+from sandbox.inventory import StockClaim, StockLedger
 from sandbox.refunds import RefundRefused, SandboxRefund, refund_request
 
 PENDING, PROCESSING, SHIPPED, DELIVERED, CANCELLED = (
@@ -191,6 +196,7 @@ class OrderBook:
         self._by_key: dict[tuple[str, str], int] = {}
         self._by_reference: dict[tuple[str, str], list[int]] = {}
         self._next_number: dict[str, int] = {}
+        self.stock = StockLedger()
 
     def place(
         self,
@@ -205,8 +211,14 @@ class OrderBook:
         delay_rate: float = 0.0,
         shipping_minor: int = 0,
         tax_bps: int = 0,
+        stock_claims: Sequence[StockClaim] = (),
+        draw_stock: bool = True,
     ) -> tuple[SandboxOrder, bool]:
         """Create an order, or return the one made earlier with the same idempotency key.
+
+        `stock_claims`: the lines' units of offers whose store tracks stock, checked against
+        what is left (inventory.OutOfStock, nothing created, when one does not fit) and, when
+        `draw_stock`, drawn for the new order.
 
         Returns (order, created): created is False for a replayed key, and nothing new is stored.
         """
@@ -216,6 +228,7 @@ class OrderBook:
                 if number is not None:
                     return self._orders[(marketplace, number)], False
             number = self._next_number.get(marketplace, FIRST_ORDER_NUMBER.get(marketplace, 1))
+            self.stock.claim(marketplace, number, stock_claims, draw=draw_stock)
             self._next_number[marketplace] = number + 1
             order = SandboxOrder(
                 marketplace=marketplace,
@@ -275,6 +288,8 @@ class OrderBook:
             if order.cancelled_at is None and order.doomed and stage >= SHIPPED_STAGE:
                 order.cancelled_at = order.stage_times[SHIPPED_STAGE]
                 order.cancel_reason = "declined"
+                # The store could not ship it: the units go back on the shelf.
+                self.stock.release(order.marketplace, order.number)
             return self._describe(order, stage)
 
     def advance(self, order: SandboxOrder, steps: int, step_seconds: float) -> OrderProgress:
@@ -306,11 +321,13 @@ class OrderBook:
         reason: str = "customer",
         *,
         by_marketplace: bool = False,
+        restock: bool = True,
     ) -> CancelOutcome:
         """Cancel the order unless it has shipped; cancelling a cancelled order is a no-op.
 
         `by_marketplace`: the marketplace itself cancels (out of stock, fraud check), at any
-        stage, as the cancel_next_orders knob and the control API do."""
+        stage, as the cancel_next_orders knob and the control API do. `restock`: the units the
+        order drew go back to the stock (Shopify's orderCancel `restock`; WooCommerce always)."""
         with self._lock:
             current = self.progress(order, step_seconds)
             if current.status == CANCELLED:
@@ -319,6 +336,8 @@ class OrderBook:
                 return CancelOutcome(False, current)
             order.cancelled_at = datetime.now(UTC).replace(microsecond=0)
             order.cancel_reason = reason
+            if restock:
+                self.stock.release(order.marketplace, order.number)
             return CancelOutcome(True, self._describe(order, current.stage))
 
     def refund(

@@ -9,7 +9,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, ClassVar
@@ -178,6 +178,9 @@ class SandboxContext:
 
     def __post_init__(self) -> None:
         self.changes = ChangeLog(self.world)
+        # A record whose stock an order moved was modified then (Shopify's updated_at,
+        # WooCommerce's date_modified), so changed-since fetches bring it.
+        self.orders.stock.listen(self.changes.touch)
 
     def observe_catalog(self, slug: str, unlisted: frozenset[int] = frozenset()) -> None:
         """Note the catalog state served now (`unlisted`: the indexes off the catalog): a new
@@ -270,14 +273,21 @@ class SandboxContext:
         return request.host_url.rstrip("/")
 
     def offer(self, slug: str, index: int, *, live: bool = False) -> ListedOffer:
-        """Offer `index` at the current price epoch; live lookups also apply price_drift."""
+        """Offer `index` at the current price epoch, with the stock its store has left after the
+        sandbox's orders (sandbox.inventory); live lookups also apply price_drift."""
         knobs = self.knobs.get(slug)
-        return self.world.offer(
+        offer = self.world.offer(
             slug,
             index,
             price_epoch=knobs.price_epoch + self.clock_epochs(),
             price_drift=knobs.price_drift if live else 0.0,
         )
+        if not offer.tracks_stock:
+            return offer
+        left = self.orders.stock.left(slug, index, offer.stock)
+        if left == offer.stock:
+            return offer
+        return replace(offer, stock=left, drawn=offer.stock - left)
 
     def malformation(self, slug: str, index: int) -> str | None:
         """The malformation record `index` carries at the current malformed_rate, if any."""

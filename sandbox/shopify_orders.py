@@ -16,6 +16,7 @@ from werkzeug.wrappers import Request, Response
 
 from onecart.money import MoneyError, to_minor_units
 from sandbox.draws import hash64
+from sandbox.inventory import OutOfStock, StockClaim
 from sandbox.orders import (
     CANCELLED,
     CONFIRMED,
@@ -41,7 +42,7 @@ from sandbox.shopify_format import (
     require_token,
     variant_id,
 )
-from sandbox.stock import shopify_claims_inventory, shopify_inventory_error, short_of_stock
+from sandbox.stock import shopify_claims_inventory, shopify_inventory_error, stock_claim
 
 _OPERATION = re.compile(r"\{\s*(?:\w+\s*:\s*)?(\w+)")
 _ORDER_GID = re.compile(r"^gid://shopify/Order/(\d+)$")
@@ -102,6 +103,7 @@ class ShopifyOrderApi(MarketplaceService):
         line_items = order_input.get("lineItems")
         errors: list[dict[str, Any]] = []
         lines: list[OrderLine] = []
+        claims: list[StockClaim] = []
         if not isinstance(line_items, list) or not line_items:
             errors.append({"field": ["order", "lineItems"], "message": "Line items can't be empty"})
             line_items = []
@@ -135,9 +137,9 @@ class ShopifyOrderApi(MarketplaceService):
                 )
                 continue
             offer = self.ctx.offer(self.slug, index, live=True)
-            if claims_inventory and short_of_stock(offer, quantity):
-                errors.append(shopify_inventory_error(offer, quantity, position))
-                continue
+            claim = stock_claim(offer, plan.quantity(quantity), position)
+            if claims_inventory and claim is not None:
+                claims.append(claim)
             sent_price: int | None = None
             amount = ((item.get("priceSet") or {}).get("shopMoney") or {}).get("amount")
             if amount is not None:
@@ -159,21 +161,33 @@ class ShopifyOrderApi(MarketplaceService):
         if errors:
             return self._create_result(None, errors)
         knobs = self.ctx.knobs.get(self.slug)
-        order, _ = self.ctx.orders.place(
-            self.slug,
-            idempotency_key=request.headers.get("Idempotency-Key"),
-            reference=order_input.get("sourceIdentifier"),
-            currency=currency,
-            lines=lines,
-            cancel_rate=knobs.cancel_rate,
-            delay_rate=knobs.delay_rate,
-            shipping_minor=knobs.order_shipping_minor,
-            tax_bps=knobs.order_tax_bps,
-            extra={
-                "email": order_input.get("email"),
-                "shippingAddress": order_input.get("shippingAddress"),
-            },
-        )
+        try:
+            order, _ = self.ctx.orders.place(
+                self.slug,
+                idempotency_key=request.headers.get("Idempotency-Key"),
+                reference=order_input.get("sourceIdentifier"),
+                currency=currency,
+                lines=lines,
+                cancel_rate=knobs.cancel_rate,
+                delay_rate=knobs.delay_rate,
+                shipping_minor=knobs.order_shipping_minor,
+                tax_bps=knobs.order_tax_bps,
+                extra={
+                    "email": order_input.get("email"),
+                    "shippingAddress": order_input.get("shippingAddress"),
+                },
+                # DECREMENT_OBEYING_POLICY: the claim and the order are one step.
+                stock_claims=claims,
+            )
+        except OutOfStock as short:
+            titles = {line.offer_index: line.title for line in lines}
+            return self._create_result(
+                None,
+                [
+                    shopify_inventory_error(titles[s.index], s.left, s.quantity, s.position)
+                    for s in short.shortages
+                ],
+            )
         return self.ctx.finish_placement(
             self.slug,
             plan,
@@ -219,7 +233,10 @@ class ShopifyOrderApi(MarketplaceService):
         plan = self.ctx.knobs.plan_cancel(self.slug)
         step = self.ctx.knobs.get(self.slug).order_step_seconds
         outcome = self.ctx.orders.cancel(
-            order, step, reason=str(variables.get("reason") or "CUSTOMER")
+            order,
+            step,
+            reason=str(variables.get("reason") or "CUSTOMER"),
+            restock=variables.get("restock") is True,
         )
         if not outcome.cancelled:
             error = {

@@ -29,7 +29,7 @@ from sandbox.woocommerce_format import (
     wc_error,
 )
 from sandbox.woocommerce_orders import WooCommerceOrderApi
-from sandbox.world import slugify
+from sandbox.world import ListedOffer, slugify
 
 __all__ = ["WooCommerceService", "product_id"]
 
@@ -37,6 +37,33 @@ __all__ = ["WooCommerceService", "product_id"]
 DATE_COLUMNS = ("date", "date_gmt", "modified", "modified_gmt")
 UNKNOWN_CURRENCY_CODE = "KSH"  # what a sloppy plugin writes instead of ISO "KES"
 CATEGORY_IDS = {category.slug: 15 + position for position, category in enumerate(CATEGORIES)}
+
+
+# Kiondo's "Low stock threshold" (WooCommerce > Settings > Products > Inventory; WooCommerce's
+# default is 2): the Store API tells `low_stock_remaining` at or below it.
+LOW_STOCK_AMOUNT = 4
+# The Store API's cap on what one cart may hold of a product (QuantityLimits).
+CART_QUANTITY_LIMIT = 9999
+
+
+def low_stock_remaining(offer: ListedOffer) -> int | None:
+    """The Store API's `low_stock_remaining` (ProductSchema::get_low_stock_remaining): the stock
+    of a product that manages it, once at or below the low-stock threshold (0 when sold out),
+    else null."""
+    if offer.tracks_stock and offer.stock <= LOW_STOCK_AMOUNT:
+        return max(offer.stock, 0)
+    return None
+
+
+def add_to_cart_maximum(offer: ListedOffer) -> int:
+    """The Store API's `add_to_cart.maximum` (QuantityLimits::get_product_quantity_limit): the
+    cart cap, lowered to the remaining stock of a product that manages its stock without
+    backorders (Kiondo allows none); a stock of 0 is dropped by the limit's array_filter, so
+    a sold-out product shows the cap (its `is_in_stock` says it is sold out)."""
+    limits = [CART_QUANTITY_LIMIT]
+    if offer.tracks_stock and offer.stock:
+        limits.append(offer.stock)
+    return max(min(limits), 1)
 
 
 class WooCommerceService(WooCommerceOrderApi, FilteredCatalog):
@@ -150,16 +177,14 @@ class WooCommerceService(WooCommerceOrderApi, FilteredCatalog):
             "is_purchasable": True,
             "is_in_stock": offer.available,
             "is_on_backorder": False,
-            "low_stock_remaining": (
-                offer.stock if offer.tracks_stock and 0 < offer.stock < 5 else None
-            ),
+            "low_stock_remaining": low_stock_remaining(offer),
             "sold_individually": False,
             "add_to_cart": {
                 "text": "Add to cart",
                 "description": f"Add “{offer.title}” to your cart",
                 "url": f"{base}/?add-to-cart={wc_id}",
                 "minimum": 1,
-                "maximum": 9999,
+                "maximum": add_to_cart_maximum(offer),
                 "multiple_of": 1,
             },
         }

@@ -5,7 +5,7 @@ Order statuses: ``processing`` right after a paid REST order (``pending`` when s
 false), ``completed`` once shipped (tracking in the ``_wc_shipment_tracking_items`` meta, as the
 Shipment Tracking plugin stores it), then the custom ``delivered`` status; ``cancelled`` when
 the customer or the store cancels before shipping. A line beyond a tracked product's stock is
-refused (sandbox.stock).
+refused; a paid order reduces the stock and a cancelled one restores it (sandbox.stock).
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from werkzeug.wrappers import Request, Response
 
 from onecart.money import MoneyError, parse_decimal, to_minor_units
 from sandbox.draws import hash64
+from sandbox.inventory import OutOfStock, StockClaim
 from sandbox.knobs import PlacementPlan
 from sandbox.orders import CANCELLED, DELIVERED, PENDING, SHIPPED, OrderLine, SandboxOrder
 from sandbox.pages import format_amount
 from sandbox.refunds import refunded_minor, woocommerce_refunds
 from sandbox.service import MarketplaceService, json_response, query_int, read_json_body
-from sandbox.stock import short_of_stock, woocommerce_stock_error
+from sandbox.stock import stock_claim, woocommerce_stock_error
 from sandbox.woocommerce_format import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -78,6 +79,7 @@ class WooCommerceOrderApi(MarketplaceService):
         if not isinstance(items, list) or not items:
             raise wc_error(400, "rest_invalid_param", "Invalid parameter(s): line_items")
         lines: list[OrderLine] = []
+        claims: list[StockClaim] = []
         for item in items:
             if not isinstance(item, dict):
                 raise wc_error(400, "rest_invalid_param", "Invalid parameter(s): line_items")
@@ -104,9 +106,11 @@ class WooCommerceOrderApi(MarketplaceService):
                     "Product quantity must be a positive float.",
                 )
             offer = self.ctx.offer(self.slug, index, live=True)
-            if short_of_stock(offer, quantity):
-                raise woocommerce_stock_error(offer, quantity)
-            lines.append(self._order_line(plan, offer, wc_id, quantity, item))
+            line = self._order_line(plan, offer, wc_id, quantity, item)
+            claim = stock_claim(offer, line.quantity, len(lines))
+            if claim is not None:
+                claims.append(claim)
+            lines.append(line)
         meta = body.get("meta_data") if isinstance(body.get("meta_data"), list) else []
         reference = next(
             (
@@ -116,8 +120,40 @@ class WooCommerceOrderApi(MarketplaceService):
             ),
             None,
         )
+        set_paid = bool(body.get("set_paid"))
+        try:
+            order, created = self._place(request, body, lines, claims, reference, meta, set_paid)
+        except OutOfStock as short:
+            first = short.shortages[0]
+            raise woocommerce_stock_error(
+                lines[first.position].title, first.left, first.quantity
+            ) from None
+        return self.ctx.finish_placement(
+            self.slug,
+            plan,
+            order,
+            json_response(self.order_record(order), status=201 if created else 200),
+            wc_error(
+                500, "internal_server_error", "There has been a critical error on this website."
+            ).get_response(),
+        )
+
+    def _place(
+        self,
+        request: Request,
+        body: dict[str, Any],
+        lines: list[OrderLine],
+        claims: list[StockClaim],
+        reference: str | None,
+        meta: list[Any],
+        set_paid: bool,
+    ) -> tuple[SandboxOrder, bool]:
+        """Create the order (or find it by its Idempotency-Key). The store's stock check refuses
+        lines beyond the stock (inventory.OutOfStock) whether paid or not; only a paid order
+        reduces the stock now: WooCommerce reduces it when payment completes
+        (wc_maybe_reduce_stock_levels), and an unpaid REST order waits in `pending`."""
         knobs = self.ctx.knobs.get(self.slug)
-        order, created = self.ctx.orders.place(
+        return self.ctx.orders.place(
             self.slug,
             idempotency_key=request.headers.get("Idempotency-Key"),
             reference=reference,
@@ -128,22 +164,15 @@ class WooCommerceOrderApi(MarketplaceService):
             shipping_minor=knobs.order_shipping_minor,
             tax_bps=knobs.order_tax_bps,
             extra={
-                "set_paid": bool(body.get("set_paid")),
+                "set_paid": set_paid,
                 "payment_method": body.get("payment_method", ""),
                 "payment_method_title": body.get("payment_method_title", ""),
                 "billing": body.get("billing") if isinstance(body.get("billing"), dict) else {},
                 "shipping": body.get("shipping") if isinstance(body.get("shipping"), dict) else {},
                 "meta_data": [m for m in meta if isinstance(m, dict)],
             },
-        )
-        return self.ctx.finish_placement(
-            self.slug,
-            plan,
-            order,
-            json_response(self.order_record(order), status=201 if created else 200),
-            wc_error(
-                500, "internal_server_error", "There has been a critical error on this website."
-            ).get_response(),
+            stock_claims=claims,
+            draw_stock=set_paid,
         )
 
     def _order_line(

@@ -185,6 +185,14 @@ class ListedOffer:
     updated_at: datetime
     price_version: int
     title_style: int
+    # Units the sandbox's orders have taken from `stock` since it started (sandbox.inventory):
+    # the world's offers have none; SandboxContext.offer publishes what is left.
+    drawn: int = 0
+
+    @property
+    def initial_stock(self) -> int:
+        """The stock the offer had before any sandbox order drew on it."""
+        return self.stock + self.drawn
 
     @property
     def available(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from adapters.base import MarketplaceConfig
+from adapters.woocommerce import STORE_API_CART_LIMIT
 from onecart.money import currency_exponent
 from warehouse.offers import GTIN_KEYS
 from warehouse.vectorized import (
@@ -219,14 +220,22 @@ def _woocommerce(config: MarketplaceConfig) -> _Query:
         f"NOT ({t_stock_flag} = 'BOOLEAN' AND {s_stock_flag} = 'false') "
         f"AND NOT ({t_buy} = 'BOOLEAN' AND {s_buy} = 'false')"
     )
-    # adapters.woocommerce: REST v3's stock_quantity, else the Store API's low_stock_remaining
-    # (told only when the stock runs low).
+    # adapters.woocommerce.store_stock: REST v3's stock_quantity, else the Store API's
+    # add_to_cart.maximum below its 9999 cap (not for a product sold individually), else its
+    # low_stock_remaining.
     quantity, quantity_guard = _count(*q.read("stock", "$.stock_quantity"))
+    maximum, maximum_guard = _count(*q.read("cart_maximum", "$.add_to_cart.maximum"))
+    t_single, s_single = q.read("sold_individually", "$.sold_individually")
     low, low_guard = _count(*q.read("low_stock", "$.low_stock_remaining"))
-    q.columns["stock"] = (
-        f"CASE WHEN t_stock IS NOT NULL AND t_stock <> 'NULL' THEN {quantity} ELSE {low} END"
+    limited = (
+        f"({maximum}) < {STORE_API_CART_LIMIT} "
+        f"AND NOT ({t_single} = 'BOOLEAN' AND {s_single} = 'true')"
     )
-    q.guards += [quantity_guard, low_guard]
+    q.columns["stock"] = (
+        f"CASE WHEN t_stock IS NOT NULL AND t_stock <> 'NULL' THEN {quantity} "
+        f"WHEN coalesce({limited}, false) THEN {maximum} ELSE {low} END"
+    )
+    q.guards += [quantity_guard, maximum_guard, low_guard]
     q.columns["mpn"] = "NULL"
     return q
 

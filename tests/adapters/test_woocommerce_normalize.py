@@ -121,12 +121,33 @@ def test_prices_use_the_payloads_currency_and_scale(
     assert (offer.price_minor, offer.currency) == (minor, currency)
 
 
-def test_the_stock_is_known_when_the_store_api_says_it_runs_low() -> None:
+def cart(maximum: object) -> dict[str, Any]:
+    return {"text": "Add to cart", "minimum": 1, "maximum": maximum, "multiple_of": 1}
+
+
+def test_the_store_api_tells_the_stock_in_the_cart_maximum_whether_low_or_not() -> None:
+    # QuantityLimits: a managed stock without backorders lowers the 9999 cap to what is left.
+    assert adapter().normalize_record(product(add_to_cart=cart(48))).stock == 48
+    assert adapter().normalize_record(product(add_to_cart=cart(3))).stock == 3
+    # At the cap: the stock is not managed (or backorders are allowed): no limit known.
+    assert adapter().normalize_record(product(add_to_cart=cart(9999))).stock is None
+    # Sold individually: 1 a cart, whatever the stock.
+    record = product(add_to_cart=cart(1), sold_individually=True)
+    assert adapter().normalize_record(record).stock is None
+
+
+def test_low_stock_remaining_counts_where_the_cart_maximum_says_nothing() -> None:
+    # A sold-out managed product: the cap (its 0 is dropped) and low_stock_remaining 0.
+    record = product(add_to_cart=cart(9999), low_stock_remaining=0, is_in_stock=False)
+    assert adapter().normalize_record(record).stock == 0
+    # Store APIs before quantity limits send no maximum: the low-stock figure, when low.
     assert adapter().normalize_record(product(low_stock_remaining=3)).stock == 3
-    # Not low, or stock not managed: no figure, so no limit.
     assert adapter().normalize_record(product(low_stock_remaining=None)).stock is None
-    # A REST v3 product's own stock_quantity wins.
-    assert adapter().normalize_record(product(stock_quantity=12)).stock == 12
+
+
+def test_a_rest_v3_stock_quantity_wins() -> None:
+    record = product(stock_quantity=12, add_to_cart=cart(3), low_stock_remaining=3)
+    assert adapter().normalize_record(record).stock == 12
 
 
 def test_out_of_stock_or_unpurchasable_is_unavailable() -> None:

@@ -1,25 +1,25 @@
 """Stock at checkout and placement, on the real sandbox marketplaces: a live offer with fewer
 units left than the cart holds is a change the shopper sees and confirms (never charged
-silently), so is a catalog stock below the cart when the marketplace cannot be asked; and a
-marketplace refusing an order beyond its stock fails that sub-order with the reason shown and
-its share refunded, the rest of the order going ahead. (`shop` checks every order's books.)"""
+silently), so is a catalog stock below the cart when the marketplace cannot be asked. Someone
+else buying the last units at the marketplace (its orders draw the stock down) makes the next
+shopper's checkout show the offer out of stock; units bought elsewhere between checkout and
+placement make the marketplace refuse that sub-order, shown with its reason and its share
+refunded, the rest of the order going ahead. (`shop` checks every order's books.)"""
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
+from adapters.base import OrderLine, OrderRequest, ShippingAddress
+from adapters.registry import build_adapter
 from commerce.models import CartItem, Product, User
 from commerce.order_models import Order, RefundStatus, SubOrderStatus
 from commerce.wallet import wallet_balance
-from sandbox.world import World
 from tests.checkout.conftest import Shop
-from tests.conftest import TEST_SANDBOX_OFFERS, TEST_SANDBOX_SEED
-
-WORLD = World(TEST_SANDBOX_SEED, TEST_SANDBOX_OFFERS)
-KIONDO_ID_BASE, KIONDO_ID_STRIDE = 1000, 3  # sandbox.woocommerce.product_id
 
 
 def _count_orders(shop: Shop) -> int:
@@ -109,29 +109,80 @@ def test_a_catalog_stock_below_the_cart_counts_when_the_marketplace_cannot_be_as
     assert _cart_quantity(shop, user, product) == 3
 
 
-def _kiondo_offer_with_unpublished_stock(shop: Shop) -> tuple[int, int]:
-    """(index in the shop's Kiondo products, stock) of the least-stocked offer whose store
-    counts its stock but, as the Store API does when stock is not low, publishes no figure."""
-    found = []
-    for index, offer in enumerate(shop.catalog.offers["kiondo"]):
-        world_index = (int(offer.external_id) - KIONDO_ID_BASE) // KIONDO_ID_STRIDE
-        listed = WORLD.offer("kiondo", world_index)
-        if listed.tracks_stock and offer.stock is None and listed.stock >= 5:
-            found.append((listed.stock, index))
-    assert found, "no Kiondo offer with a counted but unpublished stock"
+def _tracked_offer(shop: Shop, slug: str, low: int, high: int) -> tuple[int, int]:
+    """(index in the shop's products of `slug`, stock) of the least-stocked offer whose store
+    counts its stock and has low..high units."""
+    found = [
+        (offer.stock, index)
+        for index, offer in enumerate(shop.catalog.offers[slug])
+        if offer.stock is not None and low <= offer.stock <= high
+    ]
+    assert found, f"no {slug} offer with {low}..{high} units among the shop's offers"
     stock, index = min(found)
     return index, stock
 
 
+def _someone_else_buys(shop: Shop, product: Product, slug: str, quantity: int) -> None:
+    """Another shopper buys `quantity` units at the marketplace itself, through its API."""
+    [config] = [c for c in shop.catalog.configs if c.slug == slug]
+    adapter = build_adapter(config)
+    reference = f"elsewhere-{uuid.uuid4().hex[:12]}"
+    try:
+        adapter.place_order(
+            OrderRequest(
+                reference=reference,
+                idempotency_key=f"{reference}-1",
+                lines=[
+                    OrderLine(product.external_id, quantity, product.price_minor, product.currency)
+                ],
+                shipping=ShippingAddress(
+                    name="Grace Hopper", line1="1 Navy Way", city="Nairobi", country="KE"
+                ),
+                currency=product.currency,
+            )
+        )
+    finally:
+        adapter.close()
+
+
+@pytest.mark.parametrize("slug", ["shopwave", "kiondo"])
+def test_the_last_units_bought_elsewhere_show_as_sold_out_at_the_next_checkout(
+    shop: Shop, slug: str
+) -> None:
+    index, left = _tracked_offer(shop, slug, 1, 60)
+    product = shop.product(slug, index)
+    user = shop.make_user(wallet=Decimal("10000"))
+    shop.fill_cart(user, [(slug, index, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    shop.knobs(slug, cancel_rate=0)
+    _someone_else_buys(shop, product, slug, left)
+
+    response = shop.submit(client, form, payment_method="wallet")
+
+    assert response.status_code == 409
+    html = response.get_data(as_text=True)
+    assert "out of stock; it is left out of your order." in html
+    assert _count_orders(shop) == 0
+    with shop.session() as session:
+        assert wallet_balance(session, session.get(User, user.id)).minor == 1_000_000
+        assert session.get(Product, product.id).available is False
+
+
 @pytest.mark.slow
-def test_a_marketplace_refusing_an_order_beyond_its_stock_fails_that_part_and_refunds_it(
+def test_units_bought_elsewhere_after_checkout_fail_that_part_at_placement_and_refund_it(
     shop: Shop,
 ) -> None:
-    index, left = _kiondo_offer_with_unpublished_stock(shop)
+    """The live check passed; before the order reached Kiondo someone else bought all but one
+    unit there: Kiondo refuses the sub-order, its share is refunded, the rest goes ahead."""
+    index, left = _tracked_offer(shop, "kiondo", 3, 60)
+    product = shop.product("kiondo", index)
     user = shop.make_user(wallet=Decimal("10000"))
-    shop.fill_cart(user, [("kiondo", index, left + 1), ("shopwave", 0, 1)])
+    shop.fill_cart(user, [("kiondo", index, 2), ("shopwave", 0, 1)])
     order = shop.checkout(shop.client_for(user), payment_method="wallet")
     shop.knobs("shopwave", cancel_rate=0)
+    shop.knobs("kiondo", cancel_rate=0)
+    _someone_else_buys(shop, product, "kiondo", left - 1)
     shop.start_workers(1)
 
     shop.wait_until_settled()
@@ -141,7 +192,7 @@ def test_a_marketplace_refusing_an_order_beyond_its_stock_fails_that_part_and_re
     shopwave = shop.sub_order(order, "shopwave")
     assert kiondo.status == SubOrderStatus.FAILED and kiondo.marketplace_order_id is None
     assert "Kiondo Market refused the order" in (kiondo.last_error or "")
-    assert f"does not have enough stock: {left} left" in (kiondo.last_error or "")
+    assert "does not have enough stock: 1 left, 2 ordered" in (kiondo.last_error or "")
     assert shopwave.status in (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
     assert shop.sandbox_orders_with_reference("kiondo", order.relation_token) == []
     assert order.payment is not None

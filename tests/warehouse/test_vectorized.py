@@ -284,6 +284,15 @@ def _rewrites(kind: str) -> list[Callable[[dict[str, Any]], dict[str, Any]]]:
         rewrites += [_set("images", v) for v in ([], None, ["x"], [{"src": None}])]
         rewrites += [_set("categories", v) for v in ([], None, [{"name": ""}, {"name": "Two"}])]
         rewrites += [_set("description", ""), _set("stock_quantity", -2)]
+        # The Store API's stock: the cart maximum (capped at 9999, 1 when sold individually),
+        # else low_stock_remaining; REST v3's stock_quantity wins over both.
+        rewrites += [
+            _set("add_to_cart.maximum", v) for v in (7, 0, 9998, 9999, 10_000, -1, "7", 2.0, None)
+        ]
+        rewrites += [_set("sold_individually", v) for v in (True, "yes", None)]
+        rewrites += [_drop("add_to_cart"), _set("add_to_cart", [7])]
+        rewrites += [_set("low_stock_remaining", v) for v in (0, 3, -1, None)]
+        rewrites.append(_set("stock_quantity", 12))
     else:
         rewrites += [_set(price, value) for value in NUMBERS]
     if kind == "shopify":

@@ -68,8 +68,9 @@ RESOLVE_AFTER = timedelta(minutes=2)
 NOT_FOUND_TRUSTED_AFTER = timedelta(hours=1)
 SWEEPER_LOCK_WAIT_S = 1.0
 # A hold still uncaptured this long after it was made, with no order or row for it, was never
-# recorded. Several times the longest a checkout can keep a hold it has not recorded yet (its
-# lock lease, about nine minutes) plus Stripe's search lag, so no checkout is still at work.
+# recorded. Over twice the longest a checkout can keep a hold it has not recorded yet (three
+# worst-case Stripe calls, about thirteen minutes) plus Stripe's search lag, so no checkout is
+# still at work.
 UNRECORDED_AFTER = timedelta(minutes=30)
 # A checkout PaymentIntent's metadata: the form's validation token and the shopper's user id.
 CHECKOUT_TOKEN_METADATA = "onecart_validation_token"

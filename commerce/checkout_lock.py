@@ -1,8 +1,8 @@
 """Serializing one shopper's checkouts: a row lock on PostgreSQL, a lease on SQLite.
 
-The lease is renewed by its holder while it runs (a thread of the holder's, every quarter of the
-lease), so it is held for as long as the holder works, as a PostgreSQL row lock is held for as
-long as its connection lives: however many slow Stripe calls a submit makes (an authorization
+The lease is renewed by its holder while it runs (commerce.lease_renewal: a thread of the
+holder's, several times per lease), so it is held for as long as the holder works, as a
+PostgreSQL row lock is held for as long as its connection lives: however many slow Stripe calls a submit makes (an authorization
 whose reply is lost, the look-up that finds the hold, the release of a hold its order could not
 use: three worst-case calls), no second checkout of the shopper enters meanwhile. A holder that
 crashed renews nothing, and its lease runs out.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.lease_renewal import renewed_while_held
 from commerce.models import utc_now
 from commerce.order_models import (
     CheckoutLock,
@@ -35,10 +35,9 @@ logger = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 60.0
 # How long a lease lasts without renewal: a crashed holder's lock is free again after it. Its
-# holder renews it every LOCK_RENEWALS_PER_LEASE-th of it, so several renewals in a row may
+# holder renews it several times per lease (commerce.lease_renewal), so renewals in a row may
 # wait out SQLite's write lock (or fail) before the lease could run out.
 LOCK_LEASE = timedelta(seconds=REVALIDATION_DEADLINE_S + 2 * STRIPE_WORST_CALL_S + 30)
-LOCK_RENEWALS_PER_LEASE = 4
 LOCK_POLL_S = 0.05
 
 
@@ -129,19 +128,14 @@ def _lease_lock(
                 "Another checkout of yours is still running. Please try again in a moment."
             )
         time.sleep(LOCK_POLL_S * random.uniform(1.0, 3.0))
-    released = threading.Event()
-    renewer = threading.Thread(
-        target=_keep_lease,
-        args=(session_factory, user_id, holder, released),
-        name=f"checkout-lease-{user_id}",
-        daemon=True,
-    )
-    renewer.start()
     try:
-        yield
+        with renewed_while_held(
+            lambda: _renew_lease(session_factory, user_id, holder),
+            lease=LOCK_LEASE,
+            what=f"checkout lock of user {user_id}",
+        ):
+            yield
     finally:
-        released.set()
-        renewer.join()
         with session_factory() as session, session.begin():
             session.execute(
                 sa.update(CheckoutLock)
@@ -150,35 +144,22 @@ def _lease_lock(
             )
 
 
-def _keep_lease(
-    session_factory: sessionmaker[Session],
-    user_id: int,
-    holder: str,
-    released: threading.Event,
-) -> None:
-    """Push the lease's end forward until the holder gives it back. A renewal that fails (the
-    database busy or away) is tried again at the next tick, while the lease still has three
-    quarters to run; one that finds the lease gone (taken by another after it ran out, which
-    only a holder stalled for a whole lease allows) stops and says so."""
-    interval_s = LOCK_LEASE.total_seconds() / LOCK_RENEWALS_PER_LEASE
-    while not released.wait(interval_s):
-        try:
-            with session_factory() as session, session.begin():
-                renewed = session.execute(
-                    sa.update(CheckoutLock)
-                    .where(CheckoutLock.user_id == user_id, CheckoutLock.holder == holder)
-                    .values(expires_at=utc_now() + LOCK_LEASE)
-                ).rowcount  # type: ignore[attr-defined]
-        except Exception:
-            logger.warning("checkout lease of user %s not renewed; retried", user_id, exc_info=True)
-            continue
-        if not renewed:
-            logger.error(
-                "checkout lease of user %s was lost while its holder still ran: another "
-                "checkout of the shopper may run at the same time",
-                user_id,
-            )
-            return
+def _renew_lease(session_factory: sessionmaker[Session], user_id: int, holder: str) -> bool:
+    """Push the lease's end forward; False when it is not this holder's any more (taken over
+    after it ran out, which only a holder stalled for a whole lease allows: said loudly)."""
+    with session_factory() as session, session.begin():
+        renewed = session.execute(
+            sa.update(CheckoutLock)
+            .where(CheckoutLock.user_id == user_id, CheckoutLock.holder == holder)
+            .values(expires_at=utc_now() + LOCK_LEASE)
+        ).rowcount  # type: ignore[attr-defined]
+    if not renewed:
+        logger.error(
+            "checkout lease of user %s was lost while its holder still ran: another checkout "
+            "of the shopper may run at the same time",
+            user_id,
+        )
+    return bool(renewed)
 
 
 def _take_lease(session_factory: sessionmaker[Session], user_id: int, holder: str) -> bool:

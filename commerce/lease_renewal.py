@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 # Renewals per lease: one or two can fail (the database busy or away for a moment) and the
 # lease still has not run out by the next.
 RENEWALS_PER_LEASE = 4
+# How long the holder waits, when it is done, for a renewal under way to finish.
+JOIN_TIMEOUT_S = 30.0
 
 
 @contextmanager
@@ -52,4 +54,6 @@ def renewed_while_held(renew: Callable[[], bool], *, lease: timedelta, what: str
         yield
     finally:
         done.set()
-        renewer.join()
+        # Bounded: a renewal stuck on the database must not hold up its holder. One that lands
+        # after the lease was given back changes nothing (`renew` is conditional on the holder).
+        renewer.join(timeout=JOIN_TIMEOUT_S)

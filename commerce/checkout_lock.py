@@ -2,10 +2,10 @@
 
 The lease is renewed by its holder while it runs (commerce.lease_renewal: a thread of the
 holder's, several times per lease), so it is held for as long as the holder works, as a
-PostgreSQL row lock is held for as long as its connection lives: however many slow Stripe calls a submit makes (an authorization
-whose reply is lost, the look-up that finds the hold, the release of a hold its order could not
-use: three worst-case calls), no second checkout of the shopper enters meanwhile. A holder that
-crashed renews nothing, and its lease runs out.
+PostgreSQL row lock is held for as long as its connection lives: however many slow Stripe calls
+a submit makes (an authorization whose reply is lost, the look-up that finds the hold, the
+release of a hold its order could not use: three worst-case calls), no second checkout of the
+shopper enters meanwhile. A holder that crashed renews nothing, and its lease runs out.
 """
 
 from __future__ import annotations

@@ -68,8 +68,9 @@ RESOLVE_AFTER = timedelta(minutes=2)
 NOT_FOUND_TRUSTED_AFTER = timedelta(hours=1)
 SWEEPER_LOCK_WAIT_S = 1.0
 # A hold still uncaptured this long after it was made, with no order or row for it, was never
-# recorded. Several times the longest a checkout can keep a hold it has not recorded yet (its
-# lock lease, about nine minutes) plus Stripe's search lag, so no checkout is still at work.
+# recorded. Over twice the longest a checkout can keep a hold it has not recorded yet (three
+# worst-case Stripe calls, about thirteen minutes) plus Stripe's search lag, so no checkout is
+# still at work.
 UNRECORDED_AFTER = timedelta(minutes=30)
 # A checkout PaymentIntent's metadata: the form's validation token and the shopper's user id.
 CHECKOUT_TOKEN_METADATA = "onecart_validation_token"
@@ -415,6 +416,7 @@ def _resolve_one(
         if row is None or row.resolved_at is not None:
             return False
         intent_id, key, created_at = row.intent_id, row.idempotency_key, row.created_at
+        validation_token = row.validation_token
     try:
         states = [gateway.retrieve(intent_id)] if intent_id else gateway.find_authorizations(key)
     except PaymentError as exc:
@@ -427,12 +429,31 @@ def _resolve_one(
         return True
     outcomes: list[str] = []
     for state in states:
-        outcome = _settle_hold(session_factory, gateway, row_id, state)
+        outcome = (
+            f"{state.provider_reference} is not this checkout's (left alone)"
+            if _made_by_another(state, validation_token)
+            else _settle_hold(session_factory, gateway, row_id, state)
+        )
         if outcome is None:
             return False  # asked again at the next sweep (voids are idempotent)
         outcomes.append(outcome)
     _note(session_factory, row_id, resolution="; ".join(outcomes))
     return True
+
+
+def _made_by_another(state: ProviderPaymentState, validation_token: str) -> bool:
+    """Whether Stripe's record says another checkout (or a top-up) made this PaymentIntent. A
+    row can name an intent nobody checked: the id a checkout form sent, when Stripe could not be
+    asked about it at submit. Such an intent is left alone: it is its own checkout's (used by
+    its order, or resolved as that checkout's hold), never released or reported for this one.
+    An intent naming no checkout at all (made before intents named theirs) is taken as the
+    row's, as before."""
+    made_for = state.metadata.get(CHECKOUT_TOKEN_METADATA)
+    if made_for is not None:
+        # The row keeps the first 64 characters (the column's size).
+        return made_for[:64] != validation_token[:64]
+    # A wallet top-up's intent names its purpose (commerce.wallet_topup), never a checkout.
+    return bool(state.metadata.get("onecart_purpose"))
 
 
 def _settle_hold(

@@ -1,12 +1,16 @@
 """Serializing one shopper's checkouts: a row lock on PostgreSQL, a lease on SQLite.
 
-The lease outlives the slowest checkout — the live re-check, then two worst-case Stripe calls (an
-authorization and the release of a hold that cannot be used), plus a margin — so it is never lost
-while its holder is still paying, and a crashed holder's lease simply runs out.
+The lease is renewed by its holder while it runs (commerce.lease_renewal: a thread of the
+holder's, several times per lease), so it is held for as long as the holder works, as a
+PostgreSQL row lock is held for as long as its connection lives: however many slow Stripe calls
+a submit makes (an authorization whose reply is lost, the look-up that finds the hold, the
+release of a hold its order could not use: three worst-case calls), no second checkout of the
+shopper enters meanwhile. A holder that crashed renews nothing, and its lease runs out.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 import time
@@ -19,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.lease_renewal import renewed_while_held
 from commerce.models import utc_now
 from commerce.order_models import (
     CheckoutLock,
@@ -26,7 +31,12 @@ from commerce.order_models import (
 from commerce.payments.stripe_gateway import STRIPE_WORST_CALL_S
 from commerce.revalidation import REVALIDATION_DEADLINE_S
 
+logger = logging.getLogger(__name__)
+
 LOCK_WAIT_S = 60.0
+# How long a lease lasts without renewal: a crashed holder's lock is free again after it. Its
+# holder renews it several times per lease (commerce.lease_renewal), so renewals in a row may
+# wait out SQLite's write lock (or fail) before the lease could run out.
 LOCK_LEASE = timedelta(seconds=REVALIDATION_DEADLINE_S + 2 * STRIPE_WORST_CALL_S + 30)
 LOCK_POLL_S = 0.05
 
@@ -119,7 +129,12 @@ def _lease_lock(
             )
         time.sleep(LOCK_POLL_S * random.uniform(1.0, 3.0))
     try:
-        yield
+        with renewed_while_held(
+            lambda: _renew_lease(session_factory, user_id, holder),
+            lease=LOCK_LEASE,
+            what=f"checkout lock of user {user_id}",
+        ):
+            yield
     finally:
         with session_factory() as session, session.begin():
             session.execute(
@@ -127,6 +142,24 @@ def _lease_lock(
                 .where(CheckoutLock.user_id == user_id, CheckoutLock.holder == holder)
                 .values(holder=None, expires_at=None)
             )
+
+
+def _renew_lease(session_factory: sessionmaker[Session], user_id: int, holder: str) -> bool:
+    """Push the lease's end forward; False when it is not this holder's any more (taken over
+    after it ran out, which only a holder stalled for a whole lease allows: said loudly)."""
+    with session_factory() as session, session.begin():
+        renewed = session.execute(
+            sa.update(CheckoutLock)
+            .where(CheckoutLock.user_id == user_id, CheckoutLock.holder == holder)
+            .values(expires_at=utc_now() + LOCK_LEASE)
+        ).rowcount  # type: ignore[attr-defined]
+    if not renewed:
+        logger.error(
+            "checkout lease of user %s was lost while its holder still ran: another checkout "
+            "of the shopper may run at the same time",
+            user_id,
+        )
+    return bool(renewed)
 
 
 def _take_lease(session_factory: sessionmaker[Session], user_id: int, holder: str) -> bool:

@@ -16,7 +16,7 @@ Every placement call has three outcomes, and only a refusal is final:
 A transient failure before the request was sent (connection refused, 429) is a plain retry.
 
 Each attempt first claims the sub-order (commerce.placement_claims: a token and a lease that
-every later write checks). The modules depend one way: placement_claims → placement_outcomes →
+every later write checks, renewed while the attempt runs). The modules depend one way: placement_claims → placement_outcomes →
 placement (this one). Calls to marketplaces and payment providers never run inside an open DB
 transaction.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,6 +47,7 @@ from adapters.base import (
 )
 from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, Verdict, verify_placement
 from commerce.cancellation import cancel_on_marketplace
+from commerce.lease_renewal import renewed_while_held
 from commerce.marketplace_access import AdapterProvider
 from commerce.models import utc_now
 from commerce.order_models import MarketplaceOrder, SubOrderStatus
@@ -56,6 +58,7 @@ from commerce.placement_claims import (
     PlacementResult,
     claim_sub_order,
     release_claim,
+    renew_claim,
 )
 from commerce.placement_outcomes import (
     finish_without_placing,
@@ -167,6 +170,35 @@ def place_sub_order(
     claim = claim_sub_order(session_factory, sub_order_id, lease=stuck_after)
     if claim is None:
         return PlacementResult.NOT_CLAIMED
+    with renewed_while_held(
+        partial(renew_claim, session_factory, sub_order_id, claim, lease=stuck_after),
+        lease=stuck_after,
+        what=f"placement of sub-order {sub_order_id}",
+    ):
+        return _attempt(
+            session_factory,
+            sub_order_id,
+            claim,
+            adapter_for=adapter_for,
+            final_attempt=final_attempt,
+            gateway_for=gateway_for,
+            overcharge_tolerance_bps=overcharge_tolerance_bps,
+            now=now,
+        )
+
+
+def _attempt(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    claim: Claim,
+    *,
+    adapter_for: AdapterProvider,
+    final_attempt: bool,
+    gateway_for: GatewayProvider,
+    overcharge_tolerance_bps: int,
+    now: Callable[[], datetime],
+) -> PlacementResult:
+    """The attempt under `claim` (its lease renewed meanwhile by place_sub_order)."""
     with session_factory() as session:
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         assert sub_order is not None

@@ -2,8 +2,11 @@
 
 A placement is claimed with one conditional UPDATE that sets a claim token and a lease; every
 later write of the attempt is conditional on that token, so a worker whose lease was taken over
-never overwrites the new owner's result. A pending sub-order of an order the shopper asked to
-cancel is never claimed.
+never overwrites the new owner's result. The attempt renews its lease while it runs
+(`renew_claim`, commerce.lease_renewal), so only a dead attempt's claim runs out: one still
+waiting on a slow marketplace is never taken over by a second attempt, which would ask the
+marketplace by reference before the first attempt's order exists there and send it again. A
+pending sub-order of an order the shopper asked to cancel is never claimed.
 
 The placement modules depend one way: placement_claims (this) → placement_outcomes (recording
 what an attempt learnt) → placement (one attempt: ask the marketplace when in doubt, place).
@@ -23,8 +26,8 @@ from commerce.models import utc_now
 from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
 from commerce.order_state import ERROR_TEXT_LIMIT
 
-# A claim's lease: a placement that has been "placing" this long is presumed dead (its worker
-# was killed) and may be claimed again, after asking the marketplace what it holds.
+# A claim's lease: a placement whose claim has not been renewed for this long is presumed dead
+# (its worker was killed) and may be claimed again, after asking the marketplace what it holds.
 DEFAULT_STUCK_AFTER = timedelta(minutes=5)
 
 
@@ -111,6 +114,21 @@ def claim_sub_order(
         if claimed:
             return Claim(token=token, in_doubt=in_doubt)
     return None
+
+
+def renew_claim(
+    session_factory: sessionmaker[Session], sub_order_id: int, claim: Claim, *, lease: timedelta
+) -> bool:
+    """Push the claim's lease forward while its attempt runs (placing, or placed and being
+    cancelled with the claim kept); False once the claim is gone (released or recorded)."""
+    with session_factory() as session, session.begin():
+        renewed = session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == sub_order_id, MarketplaceOrder.claim_token == claim.token)
+            .values(claim_expires_at=utc_now() + lease)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    return bool(renewed)
 
 
 def holds_claim(sub_order: MarketplaceOrder, claim: Claim) -> bool:

@@ -130,6 +130,9 @@ class ProviderPaymentState:
     # False when the provider did not say how much was captured (localstripe has no
     # amount_received): `captured_minor` is then only the intent's amount.
     captured_exact: bool = True
+    # What the payment was made with (Stripe: the PaymentIntent's metadata; which checkout or
+    # top-up made it), empty when the provider keeps none.
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

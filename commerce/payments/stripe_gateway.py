@@ -437,6 +437,10 @@ def _intent_state(intent: Any) -> ProviderPaymentState:
         refunded_minor=refunded,
         currency=currency,
         captured_exact=received_field is not None,
+        metadata={
+            str(key): str(value)
+            for key, value in (intent.metadata.to_dict() if intent.metadata else {}).items()
+        },
     )
 
 

@@ -1,9 +1,10 @@
 """Stripe webhook events reconciled against our payments.
 
 Events are verified by the caller (stripe.Webhook.construct_event). Each event id is recorded
-once, so a replay does nothing (an event whose handling failed is forgotten, so its redelivery
-is applied); events for PaymentIntents we do not know, and event types we do
-not handle, are acknowledged and recorded as ignored. What an event can change is limited to
+once, so a replay does nothing (an event whose handling failed is forgotten, and one whose
+delivery never finished has no outcome, so the redelivery of either is applied); events for
+PaymentIntents we do not know, and event types we do not handle, are acknowledged and recorded
+as ignored. What an event can change is limited to
 finishing what our own code started (a capture or void whose outcome was not recorded, because
 the worker died during the call; a refund whose reply was lost, looked up by our key) and
 noting what only an operator can sort out: a provider-side failure on the payment, money
@@ -71,7 +72,15 @@ def handle_stripe_event(
     session_factory: sessionmaker[Session], event_id: str, event_type: str, data: Mapping[str, Any]
 ) -> str:
     """Apply one verified event once; returns what happened (also stored with the event id).
-    An event whose handling fails is not recorded, so its redelivery is applied."""
+    An event whose handling fails is not recorded, so its redelivery is applied.
+
+    The id is recorded before the event is applied and its outcome after. An id recorded with
+    no outcome is an event whose delivery never finished: its process died while applying it
+    (no handler ran, so the id was not forgotten) and Stripe, which got no answer, delivers it
+    again; or, rarely, the first delivery is still running. Either way the redelivery applies
+    it: every change an event makes is compare-and-set, so applying it twice is applying it
+    once, while taking it for a replay would lose it for good (a refund Stripe failed would
+    stay done)."""
     try:
         with session_factory() as session, session.begin():
             session.add(
@@ -80,7 +89,9 @@ def handle_stripe_event(
                 )
             )
     except IntegrityError:
-        return "replayed"
+        if _finished(session_factory, event_id):
+            return "replayed"
+        logger.warning("stripe event %s: an earlier delivery did not finish; applied", event_id)
     try:
         outcome = _apply_event(session_factory, event_type, data)
     except BaseException:
@@ -98,6 +109,18 @@ def handle_stripe_event(
             .values(outcome=outcome[:200])
         )
     return outcome
+
+
+def _finished(session_factory: sessionmaker[Session], event_id: str) -> bool:
+    """Whether the recorded event was applied to the end (its outcome stored). A row gone since
+    (its application failed and was forgotten) was not."""
+    with session_factory() as session:
+        outcome = session.scalar(
+            sa.select(ProcessedWebhookEvent.outcome).where(
+                ProcessedWebhookEvent.event_id == event_id
+            )
+        )
+    return bool(outcome)
 
 
 def _apply_event(

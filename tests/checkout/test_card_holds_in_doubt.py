@@ -8,6 +8,7 @@ localstripe's own list of PaymentIntents."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,8 +17,12 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from commerce.card_holds import CHECKOUT_TOKEN_METADATA, CHECKOUT_USER_METADATA
-from commerce.checkout import submit_checkout
+from commerce.card_holds import (
+    CHECKOUT_TOKEN_METADATA,
+    CHECKOUT_USER_METADATA,
+    checkout_intent_metadata,
+)
+from commerce.checkout import OutcomeKind, submit_checkout
 from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import User
@@ -31,6 +36,7 @@ from commerce.payments.gateway import (
 )
 from commerce.payments.stripe_gateway import AUTHORIZATION_KEY_METADATA, StripeGateway
 from commerce.sweeper import SweepPolicy, sweep
+from onecart.money import Money
 from onecart.settings import get_settings
 from storefront.checkout import routes as checkout_routes
 from tests.checkout.conftest import Shop, stripe_client
@@ -353,3 +359,67 @@ def test_a_hold_captured_without_an_order_is_listed_once_for_an_operator_until_r
     assert row.resolved_at is not None and "refunded in Stripe" in str(row.resolution)
     page = admin.get("/admin/attention").get_data(as_text=True)
     assert f'id="captured-hold-{row.id}"' not in page
+
+
+class AdoptionUnreachable:
+    """The real gateway that cannot reach Stripe to read a browser-confirmed intent."""
+
+    def __init__(self) -> None:
+        self.inner = StripeGateway.from_settings(get_settings())
+        self.method = self.inner.method
+
+    def authorize(self, request: AuthorizationRequest) -> Authorization:
+        if request.intent_id:
+            raise PaymentUnavailable("The card payment service is unreachable (checked).")
+        return self.inner.authorize(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_hold_in_doubt_naming_another_checkouts_intent_leaves_that_intent_alone(
+    shop: Shop,
+) -> None:
+    """The form names a PaymentIntent (Stripe.js) that Stripe cannot be asked about at submit,
+    so the submit records a hold in doubt by that id, unchecked. The intent is another
+    checkout's: another form of the shopper's not submitted yet, or an id typed into the form.
+    The sweeper finds it authorized and used by no order, and released it: the other checkout's
+    hold, which its own submit then finds cancelled. Its metadata names the other checkout, so
+    it is none of this row's business."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 4, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+    other_token = "another-form-of-the-shop-000000"
+    stripe = StripeGateway.from_settings(get_settings())
+    other = stripe.authorize(
+        AuthorizationRequest(
+            amount=Money(int(form["total_seen"]), "USD"),
+            idempotency_key=f"onecart-checkout-test-{other_token}-{user.id}",
+            description="another checkout",
+            metadata=checkout_intent_metadata(user.id, other_token),
+            payment_token="pm_card_visa",
+        )
+    )
+    submission = replace(
+        shop.card_submission(user, form),
+        card_payment_method=None,
+        payment_intent_id=other.provider_reference,
+    )
+
+    outcome = submit_checkout(
+        shop.session_factory,
+        submission,
+        fx=FxTable(per_usd={}),
+        adapter_for=lookup_adapter_for_marketplace,
+        card_gateway=AdoptionUnreachable(),  # type: ignore[arg-type]
+    )
+
+    assert outcome.kind == OutcomeKind.IN_DOUBT
+    [row] = _hold_rows(shop)
+    assert row.intent_id == other.provider_reference
+    _sweep(shop, stripe)
+    [row] = _hold_rows(shop)
+    assert row.resolved_at is not None and "not this checkout's" in str(row.resolution)
+    intent = stripe_client().v1.payment_intents.retrieve(other.provider_reference)
+    assert intent.status == "requires_capture"
+    stripe.void(other.provider_reference)  # the other checkout's, released by the test

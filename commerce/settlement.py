@@ -101,10 +101,14 @@ def _refund_kind(payment: Payment) -> RefundKind:
 
 
 def refunded_for(session: Session, sub_order: MarketplaceOrder) -> int:
-    """What the sub-order's refunds (done or pending, not failed) already give back."""
+    """What the sub-order's refunds already cover: done, pending, and failed for good too.
+
+    A refund that failed for good flagged the order for the operator, who pays it another way;
+    counting it here keeps a later cancellation from sending that part again automatically
+    (the shopper would be paid twice)."""
     total = session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
-            Refund.sub_order_id == sub_order.id, Refund.status != RefundStatus.FAILED
+            Refund.sub_order_id == sub_order.id
         )
     )
     return int(total or 0)

@@ -615,3 +615,45 @@ def test_a_refund_stripe_reports_failed_while_its_outcome_is_unknown_is_shown_to
     [refund] = flagged.payment.refunds  # type: ignore[union-attr]
     assert refund.status == RefundStatus.PROCESSING
     shop.unbalanced_orders.add(order.number)  # left in doubt on purpose: the operator's
+
+
+def test_a_refund_failed_for_good_is_not_sent_again_by_a_later_cancellation(shop: Shop) -> None:
+    """A store kept only part of a sub-order; the refund of the rest failed for good (the card
+    was closed), so the operator was told to pay it another way. When the store later cancels
+    the sub-order, only what is left is refunded: the failed part is the operator's, never sent
+    again automatically (the shopper would be paid twice once the operator has paid)."""
+    order = _captured_card_order(shop, [("shopwave", 6, 1), ("kiondo", 6, 1)])
+    assert order.payment is not None
+    kiondo = shop.sub_order(order, "kiondo")
+    kept = kiondo.charge_minor // 2
+    with shop.session_factory() as session, session.begin():
+        sub = session.get(MarketplaceOrder, kiondo.id)
+        assert sub is not None
+        lock_order(session, sub.order_id)
+        settlement.adjust_share(session, sub, kept, reason="Kiondo kept only part.")
+    settlement.process_refunds(shop.session_factory, order.id)
+    [adjustment] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
+    assert adjustment.status == RefundStatus.SUCCEEDED and adjustment.provider_reference
+    stripe_refund = stripe_client().v1.refunds.retrieve(adjustment.provider_reference)
+    failed = {
+        **stripe_refund.to_dict(),
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+    }
+    assert _post(shop, _event("charge.refund.updated", failed)).status_code == 200
+
+    with shop.session_factory() as session, session.begin():
+        sub = session.get(MarketplaceOrder, kiondo.id)
+        assert sub is not None
+        lock_order(session, sub.order_id)
+        compensate_sub_order(session, sub, status=SubOrderStatus.CANCELLED, reason="store")
+    settlement.process_refunds(shop.session_factory, order.id)
+
+    payment = shop.order(order.number).payment
+    assert payment is not None
+    refunds = {refund.idempotency_key: refund for refund in payment.refunds}
+    assert refunds[settlement.adjustment_key(kiondo)].status == RefundStatus.FAILED
+    cancellation = refunds[settlement.refund_key(kiondo)]
+    assert cancellation.amount_minor == kiondo.charge_minor - adjustment.amount_minor
+    assert cancellation.status == RefundStatus.SUCCEEDED
+    shop.unbalanced_orders.add(order.number)  # the failed part is owed: the operator's

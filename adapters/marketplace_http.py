@@ -12,12 +12,13 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
+import httpcore
 import httpx
 
 from adapters.base import (
@@ -120,27 +121,34 @@ class AddressProblem(StrEnum):
     NOT_PUBLIC = "is not at a public address"
 
 
-def address_problem(
+def checked_addresses(
     host: str, port: int, *, resolve: Resolver = resolve_addresses
-) -> AddressProblem | None:
-    """Why `host` is not a public internet address (None when it is): a local name, nothing
-    it resolves to, or any address that is loopback, private, link-local (cloud metadata),
-    shared or reserved."""
+) -> tuple[list[str], AddressProblem | None]:
+    """Every address `host` resolves to (each once, in the resolver's order), and why it is not
+    a public internet address (None when it is): a local name, nothing it resolves to, or any
+    address that is loopback, private, link-local (cloud metadata), shared or reserved."""
     name = host.rstrip(".").lower()
     if not name or name in LOCAL_HOST_NAMES or name.endswith(".localhost"):
-        return AddressProblem.LOCAL_NAME
+        return [], AddressProblem.LOCAL_NAME
     try:
-        addresses = list(resolve(name, port))
+        addresses = list(dict.fromkeys(resolve(name, port)))
     except (OSError, ValueError, UnicodeError):
-        return AddressProblem.UNRESOLVED
+        return [], AddressProblem.UNRESOLVED
     if not addresses:
-        return AddressProblem.UNRESOLVED
+        return [], AddressProblem.UNRESOLVED
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         mapped = getattr(ip, "ipv4_mapped", None)
         if not (mapped or ip).is_global:
-            return AddressProblem.NOT_PUBLIC
-    return None
+            return addresses, AddressProblem.NOT_PUBLIC
+    return addresses, None
+
+
+def address_problem(
+    host: str, port: int, *, resolve: Resolver = resolve_addresses
+) -> AddressProblem | None:
+    """Why `host` is not a public internet address (None when it is): see checked_addresses."""
+    return checked_addresses(host, port, resolve=resolve)[1]
 
 
 def non_public_address(
@@ -181,6 +189,94 @@ def refuse_redirects_into_the_private_network(response: httpx.Response) -> None:
         )
 
 
+# --- Every connection stays out of the private network (outside sandbox mode) ------------
+
+
+class PrivateAddressRefused(httpcore.ConnectError):
+    """A connection not opened: the host resolved to an address that is not public."""
+
+
+class PublicAddressesOnly(httpcore.SyncBackend):
+    """httpcore's network backend, opening a TCP connection only to a public address.
+
+    The admin form and the redirect guard check a host when it is saved or redirected to, but a
+    name is resolved again for each new connection and its owner (DNS rebinding) or whoever
+    takes the domain over can make it answer 127.0.0.1, a private address or the cloud's
+    metadata address by then. Here the name is resolved once per connection, every answer is
+    checked, and the socket is opened to one of exactly those addresses, so no second lookup can
+    change where it goes. TLS still verifies the certificate for the name (httpcore passes the
+    URL's host as the server name)."""
+
+    def __init__(self, *, resolve: Resolver = resolve_addresses) -> None:
+        self._resolve = resolve
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses, problem = checked_addresses(host, port, resolve=self._resolve)
+        if problem is AddressProblem.UNRESOLVED:
+            raise httpcore.ConnectError(f"{host} {problem.value}")  # retried like any DNS failure
+        if problem is not None:
+            raise PrivateAddressRefused(
+                f"connection to {host} refused: {host} {problem.value} "
+                "(a marketplace may not send OneCart into the private network)"
+            )
+        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None  # checked_addresses returns addresses when it finds no problem
+        raise failure
+
+
+# httpx's default connection limits (httpx.Client's), for the guarded transport's own pool.
+POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
+
+
+class PublicAddressTransport(httpx.HTTPTransport):
+    """httpx's transport whose connections are opened by :class:`PublicAddressesOnly`.
+
+    httpx 0.28 takes no network backend, so the pool is built here as HTTPTransport builds its
+    own, with the backend added (httpcore.ConnectionPool's `network_backend`). Proxies from the
+    environment are not used by it: a proxy would resolve the name itself, unchecked."""
+
+    def __init__(self, *, resolve: Resolver = resolve_addresses) -> None:
+        super().__init__(verify=shared_ssl_context(), limits=POOL_LIMITS)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=shared_ssl_context(),
+            max_connections=POOL_LIMITS.max_connections,
+            max_keepalive_connections=POOL_LIMITS.max_keepalive_connections,
+            keepalive_expiry=POOL_LIMITS.keepalive_expiry,
+            network_backend=PublicAddressesOnly(resolve=resolve),
+        )
+
+
+def refused_by_a_guard(exc: httpx.HTTPError) -> bool:
+    """True when a guard refused the request before it was sent to where it would have gone:
+    a redirect into the private network, or a connection to a non-public address."""
+    return isinstance(exc, RedirectRefused) or isinstance(exc.__cause__, PrivateAddressRefused)
+
+
+def private_network_allowed_by_settings() -> bool:
+    """Sandbox mode talks to the sandbox on loopback; outside it, marketplaces are public."""
+    from onecart.settings import get_settings
+
+    return get_settings().sandbox_enabled
+
+
 @functools.lru_cache(maxsize=1)
 def shared_ssl_context() -> ssl.SSLContext:
     """The verifying SSL context every marketplace client of this process uses.
@@ -217,6 +313,7 @@ class MarketplaceHttp:
         sleep: Callable[[float], None] = time.sleep,
         read_timeout_s: float = READ_TIMEOUT_S,
         retry_unknown_writes: bool = True,
+        private_network_allowed: bool | None = None,
     ) -> None:
         if not MIN_READ_TIMEOUT_S <= read_timeout_s <= MAX_READ_TIMEOUT_S:
             raise ValueError(
@@ -227,6 +324,10 @@ class MarketplaceHttp:
         self.max_retries = max_retries
         self.retry_unknown_writes = retry_unknown_writes
         self._sleep = sleep
+        if private_network_allowed is None:
+            private_network_allowed = private_network_allowed_by_settings()
+        if transport is None and not private_network_allowed:
+            transport = PublicAddressTransport()
         self.client = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
             headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
@@ -315,13 +416,14 @@ class MarketplaceHttp:
             )
             try:
                 response = self.client.send(request, stream=stream)
-            except RedirectRefused as exc:
-                # Retrying would be redirected the same way. A write's first hop reached the
-                # marketplace, which answered with the redirect: not a refusal we can prove.
-                if is_write:
-                    raise self._unknown(method, path, str(exc), attempt) from exc
-                raise Transient(f"{method} {path}: {exc}", marketplace=self.slug) from exc
             except httpx.HTTPError as exc:
+                if refused_by_a_guard(exc):
+                    # Retrying would go the same way. After a redirect, a write's first hop
+                    # reached the marketplace, which answered with it: not a provable refusal.
+                    if is_write and (maybe_arrived or isinstance(exc, RedirectRefused)):
+                        why = maybe_arrived or str(exc)
+                        raise self._unknown(method, path, why, attempt) from exc
+                    raise Transient(f"{method} {path}: {exc}", marketplace=self.slug) from exc
                 # Transport failures, and also a reply whose body cannot be decoded
                 # (DecodingError) or that redirects without end: the request went out.
                 failure = f"{type(exc).__name__}: {exc}"

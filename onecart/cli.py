@@ -31,9 +31,6 @@ from onecart.exit_codes import EXIT_FAILED, EXIT_MISSING_PROGRAM, EXIT_OK, EXIT_
 from onecart.ingest_command import run_history_replay, run_ingest, wants_demo_history
 from onecart.settings import Settings, get_settings
 
-# What a pipeline run reads from and writes to.
-INGEST_NEEDS = ("meilisearch", "sandbox")
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (separate so tests and docs can inspect it)."""
@@ -165,7 +162,8 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
     clock = progress.Stopwatch()
     # With --ingest, the catalogs load as soon as what the ingest needs answers, while the
     # slower services (Dagster, the site) finish starting beside it.
-    needed = {"redis", *INGEST_NEEDS}
+    ingest_needs = services.ingest_needs(settings)
+    needed = {"redis", *ingest_needs}
     if settings.profile == "cluster":  # its ingest goes through Dagster's run queue
         needed |= {"dagster", "dagster-daemon"}
     deferred = [s for s in selected if s.name not in needed] if args.ingest else []
@@ -201,7 +199,7 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
         by_name = {service.name: service for service in catalog}
         missing = [
             name
-            for name in INGEST_NEEDS
+            for name in ingest_needs
             if not supervision.inspect_service(settings, by_name[name]).healthy
         ]
         if missing:

@@ -2,7 +2,9 @@
 
 Every secret OneCart ships with has a public default so that `make run` works on a laptop. In
 production the site, the RQ workers and the pipeline call :func:`require_production_ready` at
-start-up and stop with an error that names each variable still at its default or too short, and
+start-up and stop with an error that names each variable still at its default or too short
+(each process only the secrets it uses: the site searches with MEILI_SEARCH_KEY and needs no
+Meilisearch master key then; the pipeline and the workers write the index with it), and
 each setting a real shop cannot run with: e-mailed links without an https ONECART_PUBLIC_URL (a
 forged Host header would otherwise aim them), a Redis on another host without a password (RQ
 jobs are pickled: write access is code execution in the workers), and, outside sandbox mode, a
@@ -43,6 +45,10 @@ SECRET_RULES: tuple[SecretRule, ...] = (
     SecretRule("STRIPE_API_KEY", "stripe_api_key", MIN_STRIPE_SECRET_CHARS),
     SecretRule("MEILI_MASTER_KEY", "meili_master_key", MIN_MEILI_MASTER_KEY_BYTES),
 )
+# What only the processes that write the search index need: the pipeline and the RQ workers
+# (the listings refresh after an admin's click). The site searches with MEILI_SEARCH_KEY, and
+# needs the master key only to derive that key when it is not set.
+INDEX_WRITER_VARIABLES = frozenset({"MEILI_MASTER_KEY"})
 
 
 # A marketplaces.toml base_url starting with this is one of the sandbox's demo stores.
@@ -67,22 +73,44 @@ def _default_of(attribute: str) -> object:
 
 
 def production_problems(
-    settings: Settings, *, overrides: Mapping[str, str] | None = None
+    settings: Settings,
+    *,
+    overrides: Mapping[str, str] | None = None,
+    writes_search_index: bool = True,
 ) -> dict[str, str]:
     """Each secret variable that is a default or too short (empty when ready for production).
 
     `overrides` maps a variable to the value actually in use when a caller (the Flask config)
-    replaced the setting. The values never appear in the messages.
+    replaced the setting. A process that does not write the search index (the site:
+    `writes_search_index=False`) needs MEILI_SEARCH_KEY, or the master key to derive one from,
+    not both. The values never appear in the messages.
     """
     problems: dict[str, str] = {}
+
+    def value_of(variable: str, attribute: str) -> str:
+        value = (overrides or {}).get(variable)
+        return str(getattr(settings, attribute) or "") if value is None else value
+
+    search_key = value_of("MEILI_SEARCH_KEY", "meili_search_key")
     for rule in SECRET_RULES:
-        value = (overrides or {}).get(rule.variable)
-        if value is None:
-            value = str(getattr(settings, rule.attribute) or "")
+        searching_only = rule.variable in INDEX_WRITER_VARIABLES and not writes_search_index
+        if searching_only and search_key:
+            continue
+        value = value_of(rule.variable, rule.attribute)
         if value == _default_of(rule.attribute):
             problems[rule.variable] = "is the public development default; set your own value"
         elif len(value.encode()) < rule.min_length:
             problems[rule.variable] = f"is too short; use at least {rule.min_length} characters"
+        if searching_only and rule.variable in problems:
+            problems[rule.variable] += (
+                " (or give the site MEILI_SEARCH_KEY, a search-only key: then it needs no "
+                "master key)"
+            )
+    master_key = value_of("MEILI_MASTER_KEY", "meili_master_key")
+    if not writes_search_index and search_key and search_key == master_key:
+        problems["MEILI_SEARCH_KEY"] = (
+            "is the master key; give the site a search-only key (docs/deploy.md)"
+        )
     if settings.stripe_api_base and not settings.sandbox_enabled:
         problems["STRIPE_API_BASE"] = (
             "points payments at a fake Stripe outside sandbox mode; unset it "
@@ -163,11 +191,18 @@ def _sandbox_marketplaces_problem(settings: Settings) -> str | None:
 
 
 def require_production_ready(
-    settings: Settings, component: str, *, overrides: Mapping[str, str] | None = None
+    settings: Settings,
+    component: str,
+    *,
+    overrides: Mapping[str, str] | None = None,
+    writes_search_index: bool = True,
 ) -> None:
-    """Raise InsecureSettingsError in production while any secret is a default or too short."""
+    """Raise InsecureSettingsError in production while any secret this component uses is a
+    default or too short (see production_problems)."""
     if not settings.is_production:
         return
-    problems = production_problems(settings, overrides=overrides)
+    problems = production_problems(
+        settings, overrides=overrides, writes_search_index=writes_search_index
+    )
     if problems:
         raise InsecureSettingsError(component, problems)

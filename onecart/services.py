@@ -517,6 +517,13 @@ def build_services(settings: Settings) -> list[Service]:
         ),
         env=env,
         startup_timeout=120,
+        # Outside sandbox mode the marketplaces are real ones: the fake stores stay off.
+        why_unavailable=lambda: (
+            None
+            if settings.sandbox_enabled
+            else "sandbox mode is off (production): the marketplaces are the real ones "
+            "(ONECART_SANDBOX_MODE=true runs the demo stores)"
+        ),
     )
 
     stripe_base = settings.stripe_api_base or ""
@@ -618,6 +625,12 @@ def build_services(settings: Settings) -> list[Service]:
         worker,
         cron,
     ]
+
+
+def ingest_needs(settings: Settings) -> tuple[str, ...]:
+    """The services a pipeline run reads from and writes to: Meilisearch, and the sandbox's
+    marketplaces in sandbox mode only (it is not started otherwise)."""
+    return ("meilisearch", "sandbox") if settings.sandbox_enabled else ("meilisearch",)
 
 
 def select_services(

@@ -49,9 +49,11 @@ def _outside_the_sandbox(settings: Settings) -> list[str]:
 def demo_history_wanted(settings: Settings) -> bool:
     """Whether `onecart up --ingest` replays the demo's past days first: history is wanted
     (ONECART_DEMO_HISTORY_DAYS), the pipeline has never run in this home (a replay can only come
-    before the warehouse's own history), and every marketplace is the sandbox's."""
+    before the warehouse's own history), sandbox mode is on (the sandbox is not started
+    otherwise), and every marketplace is the sandbox's."""
     return (
-        settings.demo_history_days > 0
+        settings.sandbox_enabled
+        and settings.demo_history_days > 0
         and settings.profile == "local"
         and not settings.pipeline_db_path.exists()
         and not _outside_the_sandbox(settings)

@@ -112,8 +112,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
     # In production the site refuses to start with a default or short secret.
+    # The site searches only: MEILI_SEARCH_KEY (or the master key to derive it) is enough.
     require_production_ready(
-        settings, "site", overrides={"SECRET_KEY": str(app.config["SECRET_KEY"] or "")}
+        settings,
+        "site",
+        overrides={
+            "SECRET_KEY": str(app.config["SECRET_KEY"] or ""),
+            "MEILI_SEARCH_KEY": str(app.config.get("MEILI_SEARCH_KEY") or ""),
+            "MEILI_MASTER_KEY": str(app.config.get("MEILI_MASTER_KEY") or ""),
+        },
+        writes_search_index=False,
     )
     # Before any blueprint adds a rule: an <int:…> id too large for the database is a 404.
     app.url_map.converters["int"] = BoundedIntConverter

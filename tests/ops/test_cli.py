@@ -455,3 +455,66 @@ def wait_until(check, *, timeout: float, what: str):  # type: ignore[no-untyped-
             return result
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def production_environment(environment: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """`environment` in production with its own secrets, e-mail off and one real marketplace
+    (switched off, so an ingest asks nobody), outside sandbox mode."""
+    marketplaces = tmp_path / "marketplaces.toml"
+    marketplaces.write_text(
+        '[[marketplace]]\nslug = "realshop"\nname = "Real Shop"\nkind = "shopify"\n'
+        'base_url = "https://realshop.example.com"\ncurrency = "USD"\ncountry = "US"\n'
+        "active = false\n"
+    )
+    production = {k: v for k, v in environment.items() if k != "STRIPE_API_BASE"}
+    production.update(
+        ONECART_ENV="production",
+        ONECART_MARKETPLACES=str(marketplaces),
+        ONECART_SIGNUP_CONFIRMATION="false",
+        SECRET_KEY="k5Q0v9b3Xw7nR2mT8yL4pA6sD1fG0hJ3",
+        ONECART_ENCRYPTION_KEY="wCpLE71yfvjShDVwK4T19GQJnrlUfE2sdI76_TL9qhU=",
+        STRIPE_WEBHOOK_SECRET="whsec_5b9c2e7f1a3d4e6b8c0f2a4c",
+        STRIPE_API_KEY="sk_live_51Hq2ExampleKey0123456789",
+        MEILI_MASTER_KEY="m3ili-master-key-for-production-9f8e",
+        ONECART_ASSISTANT_EMBEDDINGS="off",
+    )
+    return production
+
+
+def test_production_up_does_not_start_the_sandbox_marketplaces(
+    environment: dict[str, str], tmp_path: Path, started_services: list[str]
+) -> None:
+    """Outside sandbox mode the marketplaces are real: a sandbox on 127.0.0.1 would only be a
+    process serving fake stores that nothing may use."""
+    production = production_environment(environment, tmp_path)
+
+    result = onecart(production, "up", "--only", "sandbox")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Sandbox marketplaces skipped: sandbox mode is off" in result.stdout
+    assert running_pids(production) == {}
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{production['ONECART_SANDBOX_PORT']}/_sandbox/health")
+
+
+@pytest.mark.parametrize(("env", "sandbox_mode"), [("production", "true"), ("development", None)])
+def test_the_sandbox_is_started_in_sandbox_mode(env: str, sandbox_mode: str | None) -> None:
+    settings = Settings(ONECART_ENV=env, ONECART_SANDBOX_MODE=sandbox_mode)
+    sandbox = next(s for s in services.build_services(settings) if s.name == "sandbox")
+    assert sandbox.why_unavailable() is None
+    assert "sandbox" in services.ingest_needs(settings)
+
+
+@pytest.mark.slow
+def test_production_up_ingest_does_not_wait_for_the_sandbox(
+    environment: dict[str, str], tmp_path: Path, started_services: list[str]
+) -> None:
+    """`up --ingest` loads the catalogs once what the ingest needs answers: in production that
+    is Meilisearch, not a sandbox that is not started there."""
+    production = production_environment(environment, tmp_path)
+
+    result = onecart(production, "up", "--only", "meilisearch", "--ingest", timeout=300)
+
+    assert "ingest not run" not in result.stderr, result.stdout + result.stderr
+    assert "sandbox" not in services.ingest_needs(Settings(ONECART_ENV="production"))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -253,3 +253,52 @@ def test_production_refuses_a_redis_on_another_host_without_a_password(
     problems = production_problems(Settings())
     assert ("REDIS_URL" in problems) is refused
     assert "s3cret-pass" not in str(problems)
+
+
+SEARCH_KEY = "5f1c0e4a9b7d3e2f8a6c4b2d0e9f7a5c3b1d8e6f4a2c0b9d7e5f3a1c8b6d4e2f"
+
+
+def test_a_production_web_host_needs_the_search_key_not_the_master_key(
+    production: pytest.MonkeyPatch, storefront_db_url: str
+) -> None:
+    """The site only searches: with MEILI_SEARCH_KEY it starts without the master key, so a web
+    host need not hold the key that can rewrite or delete the index."""
+    production.delenv("MEILI_MASTER_KEY")
+    production.setenv("MEILI_SEARCH_KEY", SEARCH_KEY)
+    app = _site(storefront_db_url)
+    assert app.config["MEILI_SEARCH_KEY"] == SEARCH_KEY
+
+
+def test_a_production_site_without_either_meilisearch_key_is_refused(
+    production: pytest.MonkeyPatch, storefront_db_url: str
+) -> None:
+    production.delenv("MEILI_MASTER_KEY")
+    with pytest.raises(InsecureSettingsError) as refused:
+        _site(storefront_db_url)
+    assert set(refused.value.problems) == {"MEILI_MASTER_KEY"}
+    assert "MEILI_SEARCH_KEY" in refused.value.problems["MEILI_MASTER_KEY"]
+
+
+def test_a_production_site_refuses_the_master_key_given_as_its_search_key(
+    production: pytest.MonkeyPatch, storefront_db_url: str
+) -> None:
+    production.setenv("MEILI_SEARCH_KEY", GOOD_SECRETS["MEILI_MASTER_KEY"])
+    with pytest.raises(InsecureSettingsError) as refused:
+        _site(storefront_db_url)
+    assert set(refused.value.problems) == {"MEILI_SEARCH_KEY"}
+
+
+def test_the_workers_and_the_pipeline_still_need_the_master_key_beside_a_search_key(
+    production: pytest.MonkeyPatch,
+) -> None:
+    """They write the index (the pipeline, the workers' listings refresh after an admin click)."""
+    from pipelines.definitions import defs
+    from storefront.jobs import OrderWorker
+
+    production.delenv("MEILI_MASTER_KEY")
+    production.setenv("MEILI_SEARCH_KEY", SEARCH_KEY)
+    get_settings.cache_clear()
+    with pytest.raises(InsecureSettingsError, match="MEILI_MASTER_KEY"):
+        OrderWorker(["default"], connection=redis.Redis.from_url(get_settings().redis_url))
+    with pytest.raises(InsecureSettingsError, match="MEILI_MASTER_KEY"):
+        defs()

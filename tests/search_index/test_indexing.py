@@ -15,6 +15,7 @@ import pytest
 from search_index.documents import build_document
 from search_index.indexing import (
     META_INDEX_UID,
+    TASK_DOCUMENTS,
     IndexingError,
     connect,
     fetch_document_hashes,
@@ -354,3 +355,42 @@ def test_filters_and_sort_use_the_usd_price_across_currencies(
         {"filter": "marketplace = bazaar AND available = true", "sort": ["price_usd_minor:desc"]},
     )["hits"]
     assert [hit["id"] for hit in descending] == ["bazaar--4", "bazaar--3"]
+
+
+def test_a_rebuild_sends_large_tasks_meilisearch_indexes_in_few_batches(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    """Meilisearch's cost per batch grows with the index, so a build's documents go in tasks of
+    TASK_DOCUMENTS (spooled as NDJSON), not of a few thousand as they stream in."""
+    assert TASK_DOCUMENTS >= 50_000
+    documents = [to_document(make_offer(n)) for n in range(12_000)]
+    documents[7]["title"] = 'Café "crème" mug — 250 ml\nsecond line'  # survives NDJSON as is
+
+    result = sync_index(client, index_uid, documents, full_rebuild=True)
+
+    additions = [
+        task
+        for task in (client.get_task(uid) for uid in result.task_uids)
+        if task.type == "documentAdditionOrUpdate" and task.index_uid.endswith("_next")
+    ]
+    assert len(additions) == 1  # tasks of 5,000 sent three
+    assert additions[0].details["receivedDocuments"] == 12_000
+    assert result.sent == 12_000
+    assert set(fetch_document_hashes(client, index_uid)) == {d["id"] for d in documents}
+    stored = client.index(index_uid).get_document(documents[7]["id"])
+    assert stored.title == 'Café "crème" mug — 250 ml\nsecond line'
+
+
+def test_tasks_split_at_the_batch_size_and_lose_no_document(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    documents = [to_document(make_offer(n)) for n in range(250)]
+    result = sync_index(client, index_uid, documents, full_rebuild=True, batch_size=100)
+    received = [
+        client.get_task(uid).details.get("receivedDocuments")
+        for uid in result.task_uids
+        if client.get_task(uid).type == "documentAdditionOrUpdate"
+        and client.get_task(uid).index_uid.endswith("_next")
+    ]
+    assert received == [100, 100, 50]
+    assert set(fetch_document_hashes(client, index_uid)) == {d["id"] for d in documents}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from onecart import processes, services, supervision
+from onecart import dagster_instance, processes, services, supervision
 from onecart.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from onecart.settings import Settings
 
@@ -32,7 +32,7 @@ def run_history_replay(
     failed when a day's run failed."""
     for variable, value in services.child_environment(settings).items():
         os.environ.setdefault(variable, value)
-    services.write_dagster_yaml(settings)
+    dagster_instance.write_dagster_yaml(settings)
     from pipelines.replay import HistoryReplayError, replay_sandbox_history
 
     started = time.monotonic()
@@ -74,10 +74,10 @@ def run_ingest(
     """
     for variable, value in services.child_environment(settings).items():
         os.environ.setdefault(variable, value)
-    postgres = services.dagster_postgres_url(settings)
+    postgres = dagster_instance.dagster_postgres_url(settings)
     if postgres:  # with the driver dagster-postgres needs named
         os.environ["ONECART_DAGSTER_POSTGRES_URL"] = postgres
-    services.write_dagster_yaml(settings)
+    dagster_instance.write_dagster_yaml(settings)
     try:
         from pipelines.run import materialize_all
     except ImportError as exc:

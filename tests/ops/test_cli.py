@@ -22,7 +22,7 @@ import pytest
 from supervisor.xmlrpc import Faults
 
 import warehouse
-from onecart import processes, services, supervision
+from onecart import dagster_instance, processes, services, supervision
 from onecart.settings import REPO_ROOT, Settings
 
 SANDBOX_AVAILABLE = importlib.util.find_spec("sandbox.__main__") is not None
@@ -282,7 +282,7 @@ def test_generated_dagster_yaml_is_a_valid_instance_config(tmp_path: Path) -> No
     from dagster import DagsterInstance
 
     settings = Settings(ONECART_HOME=tmp_path)
-    path = services.write_dagster_yaml(settings)
+    path = dagster_instance.write_dagster_yaml(settings)
 
     instance = DagsterInstance.from_config(str(path.parent))
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from onecart import cli, ingest_command, processes, services, supervision
+from onecart import cli, dagster_instance, ingest_command, processes, services, supervision
 from onecart.settings import REPO_ROOT, Settings
 
 STUBBORN_LEADER = """
@@ -157,11 +157,11 @@ def test_the_cluster_profile_runs_dagster_webserver_and_daemon_on_postgres(
     catalog = {s.name: s for s in services.build_services(settings)}
     assert Path(catalog["dagster"].argv[0]).name == "dagster-webserver"
     assert Path(catalog["dagster-daemon"].argv[0]).name == "dagster-daemon"
-    text = services.dagster_yaml(settings)
+    text = dagster_instance.dagster_yaml(settings)
     assert "env: ONECART_DAGSTER_POSTGRES_URL" in text
     assert "secret" not in text  # the password stays in the environment
     with pytest.raises(processes.ProcessError, match="ONECART_DAGSTER_POSTGRES_URL"):
-        services.dagster_yaml(Settings(ONECART_HOME=tmp_path, ONECART_PROFILE="cluster"))
+        dagster_instance.dagster_yaml(Settings(ONECART_HOME=tmp_path, ONECART_PROFILE="cluster"))
 
 
 def test_home_is_never_read_from_the_shells_home(monkeypatch: pytest.MonkeyPatch) -> None:

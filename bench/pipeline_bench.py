@@ -313,7 +313,9 @@ def compare_snapshots(
 
 def meili_indexing_span(meili_url: str, meili_key: str, since: datetime) -> dict[str, Any]:
     """Meilisearch's own view of the document additions since `since`: how many documents it
-    indexed and the time from the first task's start to the last task's end."""
+    indexed, in how many tasks and batches (its cost per batch grows with the index, see
+    search_index.indexing.TASK_DOCUMENTS), and the time from the first task's start to the last
+    task's end."""
     headers = {"Authorization": f"Bearer {meili_key}"}
     tasks: list[dict[str, Any]] = []
     url = f"{meili_url}/tasks"
@@ -331,7 +333,7 @@ def meili_indexing_span(meili_url: str, meili_key: str, since: datetime) -> dict
         params["from"] = page["next"]
     tasks = [task for task in tasks if task.get("indexUid") != "onecart_meta"]
     if not tasks:
-        return {"tasks": 0, "documents": 0, "seconds": 0.0}
+        return {"tasks": 0, "batches": 0, "documents": 0, "seconds": 0.0}
 
     def parse(stamp: str) -> float:
         # Meilisearch writes nanoseconds; datetime takes microseconds.
@@ -341,7 +343,13 @@ def meili_indexing_span(meili_url: str, meili_key: str, since: datetime) -> dict
     first = min(parse(task["startedAt"]) for task in tasks)
     last = max(parse(task["finishedAt"]) for task in tasks)
     documents = sum(int((task.get("details") or {}).get("indexedDocuments") or 0) for task in tasks)
-    return {"tasks": len(tasks), "documents": documents, "seconds": last - first}
+    batches = len({task.get("batchUid") for task in tasks})
+    return {
+        "tasks": len(tasks),
+        "batches": batches,
+        "documents": documents,
+        "seconds": last - first,
+    }
 
 
 def sandbox_changed_offers(offers: int, seed: int, epoch: int) -> int:

@@ -309,7 +309,8 @@ def render_markdown(outcome: Outcome) -> str:
         f"{seconds(s['search_s'])} → {s['docs_per_s']:,.0f} docs/s |",
         f"| Meilisearch's own indexing time (first task start → last task end) | "
         f"{seconds(outcome.meili_full['seconds'])} for {outcome.meili_full['documents']:,} "
-        f"docs → {s['meili_docs_per_s']:,.0f} docs/s |",
+        f"docs in {outcome.meili_full['tasks']:,} tasks, "
+        f"{outcome.meili_full.get('batches', 0):,} batches → {s['meili_docs_per_s']:,.0f} docs/s |",
         f"| Meilisearch peak RSS (VmHWM) · peak anonymous · peak file-backed (LMDB maps) | "
         f"{gib(outcome.meili_peak_rss)} · {gib(outcome.meili_peak_anon)} · "
         f"{gib(outcome.meili_peak_file)} |",

@@ -111,19 +111,19 @@ def test_a_request_in_the_address_is_bounded_like_the_form(keyword_app: Flask) -
     too_long = client.get("/assistant", query_string={"q": "mug " * 200})
     blank = client.get("/assistant", query_string={"q": "   "})
 
-    assert too_long.status_code == 400 and "Please keep your request under" in _html(too_long)
+    assert too_long.status_code == 422 and "Please keep your request under" in _html(too_long)
     assert blank.status_code == 200 and "Answer to" not in _html(blank)
 
 
 def test_an_empty_request_is_refused_with_a_message(keyword_app: Flask) -> None:
     response = keyword_app.test_client().post("/assistant", data={"prompt": "   "})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "Tell the assistant what you are looking for." in _html(response)
 
 
 def test_a_too_long_request_is_refused_with_a_message(keyword_app: Flask) -> None:
     response = keyword_app.test_client().post("/assistant", data={"prompt": "mug " * 200})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "under 500 characters" in _html(response)
 
 

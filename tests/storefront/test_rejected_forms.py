@@ -94,25 +94,24 @@ def assert_errors_are_announced_and_focused(html: str) -> None:
     assert linked_fields == {_attribute(control, "name") for control in controls}
 
 
-@pytest.mark.parametrize(
-    "form",
-    [
-        "sign-up",
-        "sign-in",
-        "forgotten password",
-        "password reset",
-        "profile",
-        "password change",
-        "top-up",
-    ],
-)
-def test_a_rejected_form_focuses_its_error_summary_and_describes_each_invalid_field(
+ALL_FORMS = [
+    "sign-up",
+    "sign-in",
+    "forgotten password",
+    "password reset",
+    "profile",
+    "password change",
+    "top-up",
+]
+
+
+def _submit_rejected(
     app: Flask,
     client: FlaskClient,
     make_user: Callable[..., User],
     login: Callable[..., Any],
     form: str,
-) -> None:
+) -> Any:
     app.config["SMTP_HOST"] = "127.0.0.1"  # the reset form shows only where mail can leave
     user = make_user(username="ama", email="ama@example.com")
     signed_in, path, data = _rejected_forms(app, user)[form]
@@ -123,10 +122,36 @@ def test_a_rejected_form_focuses_its_error_summary_and_describes_each_invalid_fi
         reference = re.search(r'name="reference" type="hidden" value="([^"]+)"', page)
         assert reference
         data = {**data, "reference": reference.group(1)}
+    return client.post(path, data=data)
 
-    response = client.post(path, data=data)
+
+@pytest.mark.parametrize("form", ALL_FORMS)
+def test_a_rejected_form_focuses_its_error_summary_and_describes_each_invalid_field(
+    app: Flask,
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+    form: str,
+) -> None:
+    response = _submit_rejected(app, client, make_user, login, form)
 
     assert_errors_are_announced_and_focused(response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("form", ALL_FORMS)
+def test_every_rejected_form_answers_422_with_the_page_and_its_messages(
+    app: Flask,
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+    form: str,
+) -> None:
+    # The checkout always answered 422 Unprocessable Content; sign-up, top-up and the profile
+    # answered 200 for the same kind of refusal.
+    response = _submit_rejected(app, client, make_user, login, form)
+
+    assert response.status_code == 422
+    assert SUMMARY.search(response.get_data(as_text=True))
 
 
 def test_a_blank_form_has_no_error_summary(client: FlaskClient) -> None:

@@ -41,6 +41,12 @@ class AssistantSettings(BaseSettings):
     embed_threads: int = Field(1, ge=0, le=64, alias="ONECART_ASSISTANT_EMBED_THREADS")
     # Share of the semantic side in Meilisearch's hybrid ranking (0 = keywords only).
     semantic_ratio: float = Field(0.6, alias="ONECART_ASSISTANT_SEMANTIC_RATIO")
+    # When the request's words match no product, the least similarity (Meilisearch's
+    # vectorSort similarity, 0..1) the closest product must have to be suggested: every text has
+    # nearest vectors, so without a floor "aaaaaaaa" got suggestions. Calibrated on
+    # all-MiniLM-L6-v2: meaningless text reached 0.59-0.66 on the 12,000-offer sandbox catalog,
+    # real requests no word matches 0.70 and up on the test catalog (docs/configuration.md).
+    min_similarity: float = Field(0.68, ge=0, le=1, alias="ONECART_ASSISTANT_MIN_SIMILARITY")
     max_prompt_chars: int = Field(500, alias="ONECART_ASSISTANT_MAX_PROMPT_CHARS")
 
     # Optional OpenAI-compatible chat endpoint (Ollama, llama.cpp server…) for the answer's prose.

@@ -250,6 +250,7 @@ def retrieve(
     embedder: Embedder | None,
     mode: str = MODE_HYBRID,
     semantic_ratio: float = 0.6,
+    min_similarity: float = 0.0,
     limit: int = DEFAULT_LIMIT,
     embedder_missing_reason: str = "the embedding model is not installed",
     withheld: Collection[str] = (),
@@ -258,6 +259,8 @@ def retrieve(
 
     `mode` asks for hybrid or keyword ranking; hybrid falls back to keywords, with the reason,
     when the model is missing, the index has no vectors, or Meilisearch refuses the vector query.
+    Hybrid hits count only when some product matches the request's words or the closest is at
+    least `min_similarity` similar to it (:func:`_found_by_words_or_meaning`).
     """
     timings: dict[str, float] = {}
     vocabulary = profile.vocabulary
@@ -304,10 +307,17 @@ def retrieve(
     if vector is not None:
         query["hybrid"] = {"embedder": EMBEDDER_NAME, "semanticRatio": semantic_ratio}
         query["vector"] = vector
+        query["showRankingScoreDetails"] = True  # which side ranked each hit, and how similar
 
     started = time.perf_counter()
+    keyword_matches: int | None = None
     try:
-        first = _search(client, [query])[0]
+        if vector is None:
+            first = _search(client, [query])[0]
+        else:
+            # In the same round trip: how many products the words alone match (no hits sent).
+            first, words_only = _search(client, [query, _keyword_count_query(query)])
+            keyword_matches = int(words_only.get("estimatedTotalHits") or 0)
     except MeilisearchApiError as exc:
         if vector is None:
             raise SearchUnavailable(
@@ -317,9 +327,12 @@ def retrieve(
         used_mode = MODE_KEYWORD
         query.pop("hybrid", None)
         query.pop("vector", None)
+        query.pop("showRankingScoreDetails", None)
         first = _search(client, [query])[0]
     timings["search"] = (time.perf_counter() - started) * 1000
     hits = [hit for hit in first.get("hits", []) if hit.get("group_id")]
+    if "vector" in query and not _found_by_words_or_meaning(hits, keyword_matches, min_similarity):
+        hits = []
     hits = [hit for hit in hits if all(text_has_spec(hit, spec) for spec in intent.specs)]
     total = int(first.get("estimatedTotalHits") or first.get("totalHits") or len(hits))
 
@@ -384,6 +397,32 @@ def retrieve(
         timings_ms=timings,
         words_dropped=intent.keywords if words_dropped else None,
     )
+
+
+def _keyword_count_query(query: Mapping[str, Any]) -> dict[str, Any]:
+    """The hybrid query without its vector: counts what the request's words match."""
+    counted = {key: value for key, value in query.items() if key not in {"hybrid", "vector"}}
+    counted.update(limit=0, showRankingScore=False, showRankingScoreDetails=False)
+    counted.pop("attributesToRetrieve", None)
+    return counted
+
+
+def _found_by_words_or_meaning(
+    hits: Sequence[Mapping[str, Any]], keyword_matches: int | None, min_similarity: float
+) -> bool:
+    """Do hybrid hits answer the request? They do when the request's words match some product
+    (keyword search alone would answer too); otherwise only by meaning, when the closest hit is
+    at least `min_similarity` similar. Every text has nearest vectors, "aaaaaaaa" too: without
+    this floor they were suggested where keyword search found nothing."""
+    if keyword_matches:
+        return True
+    closest = 0.0
+    for hit in hits:
+        vector_sort = (hit.get("_rankingScoreDetails") or {}).get("vectorSort")
+        if vector_sort is None:
+            return True  # ranked by its words
+        closest = max(closest, float(vector_sort.get("similarity") or 0.0))
+    return closest >= min_similarity
 
 
 def _has_product_constraints(intent: Intent) -> bool:

@@ -87,6 +87,7 @@ def answer_prompt(
         embedder=embedder,
         mode=mode if mode in {MODE_HYBRID, MODE_KEYWORD} else MODE_HYBRID,
         semantic_ratio=settings.semantic_ratio,
+        min_similarity=settings.min_similarity,
         limit=limit,
         embedder_missing_reason=reason,
         withheld=withheld_marketplaces,

@@ -131,5 +131,6 @@ def supported_display_currencies(table: FxTable) -> list[str]:
 def format_rate(rate: Decimal, significant_digits: int = 6) -> str:
     """A rate for people: up to six significant digits, no exponent, no trailing zeros
     ("0.92", "129.5", "0.000593548"). Display only; conversions use the exact rate."""
-    rounded = Decimal(format(rate.normalize(), f".{significant_digits}g"))
+    # Decimal's "g" keeps the zeros rounding leaves ("0.307050"): normalize drops them.
+    rounded = Decimal(format(rate, f".{significant_digits}g")).normalize()
     return format(rounded, "f")

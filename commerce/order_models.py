@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import secrets
 from datetime import date, datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -242,9 +242,10 @@ class Order(Base):
 
     @property
     def rates_to_payment_currency(self) -> dict[str, Decimal]:
-        """1 unit of each foreign currency the order paid for in the payment currency (6
-        significant digits, for display), derived from the stored per-USD rates. Hand-off items
-        are paid on their marketplace's site, so their currencies are left out."""
+        """1 unit of each foreign currency the order paid for in the payment currency, derived
+        from the stored per-USD rates (exact; pages print them with commerce.fx.format_rate,
+        as the checkout did). Hand-off items are paid on their marketplace's site, so their
+        currencies are left out."""
         per_usd = {code: Decimal(rate) for code, rate in (self.fx_rates or {}).items()}
         per_usd.setdefault("USD", Decimal(1))
         target = per_usd.get(self.currency)
@@ -252,11 +253,7 @@ class Order(Base):
             return {}
         paid = {item.currency for item in self.items if item.handoff_status is None}
         currencies = paid - {self.currency}
-        with localcontext() as context:
-            context.prec = 6
-            return {
-                code: +(target / per_usd[code]) for code in sorted(currencies) if code in per_usd
-            }
+        return {code: target / per_usd[code] for code in sorted(currencies) if code in per_usd}
 
     @property
     def charged_sub_orders(self) -> list[MarketplaceOrder]:

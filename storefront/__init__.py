@@ -40,6 +40,7 @@ from storefront.security import (
 )
 from storefront.sessions import CachedSerializerSessionInterface
 from storefront.templating import OutputEscapingCodeGenerator
+from storefront.text_direction import without_bidi_controls
 
 # Every area of the site is one blueprint package exposing `bp`; order matters only for
 # readability. The shopping areas are built alongside the core (see issue 3).
@@ -251,3 +252,4 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["fixed_url"] = fixed_url
     app.jinja_env.globals["format_money"] = format_money
     app.jinja_env.filters["money"] = lambda minor, currency: format_money(minor, currency)
+    app.jinja_env.filters["without_bidi_controls"] = without_bidi_controls

@@ -38,7 +38,7 @@ from onecart.money import MoneyError, parse_decimal
 from onecart.settings import get_settings
 from storefront.account.forms import PasswordChangeForm, ProfileForm, TopUpForm
 from storefront.database import db_session
-from storefront.form_errors import attach_service_errors
+from storefront.form_errors import attach_service_errors, form_page
 from storefront.limits import enforce_form_limit
 from storefront.security import STRIPE_JS_CONTENT_SECURITY_POLICY, public_url_for
 
@@ -109,11 +109,11 @@ def profile() -> str:
 
 @bp.post("/profile")
 @login_required
-def update_details() -> Response | str:
+def update_details() -> Response | tuple[str, int]:
     """Save name, e-mail, phone and display currency."""
     form = _profile_form(submitted=True)
     if not form.validate_on_submit():
-        return _render_profile(profile_form=form)
+        return form_page(form, _render_profile(profile_form=form))
     if (form.email.data or "").strip().lower() != _user().email:
         # A new address checks the current password (and, with it, whether the address is
         # taken): limited per account, so a stolen session can neither guess nor probe fast.
@@ -135,7 +135,7 @@ def update_details() -> Response | str:
     except AccountError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
-        return _render_profile(profile_form=form)
+        return form_page(form, _render_profile(profile_form=form))
     db.commit()
     flash("Your profile has been saved.", "success")
     return redirect(url_for("account.profile"))
@@ -143,11 +143,11 @@ def update_details() -> Response | str:
 
 @bp.post("/profile/password")
 @login_required
-def update_password() -> Response | str:
+def update_password() -> Response | tuple[str, int]:
     """Change the password (the current one is required); other devices are signed out."""
     form = PasswordChangeForm()
     if not form.validate_on_submit():
-        return _render_profile(password_form=form)
+        return form_page(form, _render_profile(password_form=form))
     enforce_form_limit("account_changes", _account_key())
     db = db_session()
     user = _user()
@@ -161,7 +161,7 @@ def update_password() -> Response | str:
     except AccountError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
-        return _render_profile(password_form=form)
+        return form_page(form, _render_profile(password_form=form))
     db.commit()
     login_user(user)  # the session nonce rotated: re-issue this browser's login
     flash("Your password has been changed. Other devices have been signed out.", "success")
@@ -170,16 +170,16 @@ def update_password() -> Response | str:
 
 @bp.post("/profile/wallet/top-up")
 @login_required
-def wallet_top_up() -> Response | str:
+def wallet_top_up() -> Response | tuple[str, int]:
     """Top up the wallet: start a card payment, or in sandbox mode add the amount for free; a
     resubmitted form counts once (its reference is the idempotency key)."""
     form = _topup_form(submitted=True)
     if not form.validate_on_submit():
-        return _render_profile(topup_form=form)
+        return form_page(form, _render_profile(topup_form=form))
     if not TOPUP_REFERENCE_PATTERN.match(form.reference.data or ""):
         form.form_errors.append("This form has expired. Please try again.")
         form.reference.data = new_topup_reference()
-        return _render_profile(topup_form=form)
+        return form_page(form, _render_profile(topup_form=form))
     db = db_session()
     user = _user()
     try:
@@ -203,7 +203,7 @@ def wallet_top_up() -> Response | str:
             else str(exc)
         )
         form.amount.errors = [*form.amount.errors, message]
-        return _render_profile(topup_form=form)
+        return form_page(form, _render_profile(topup_form=form))
     db.commit()
     if receipt.created:
         flash("Your wallet has been topped up (sandbox: no payment was taken).", "success")

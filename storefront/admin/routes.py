@@ -35,7 +35,7 @@ from storefront.admin.forms import MarketplaceForm
 from storefront.catalog.shopper import forget_marketplaces
 from storefront.database import db_session, session_factory
 from storefront.extensions import login_manager
-from storefront.form_errors import attach_service_errors
+from storefront.form_errors import attach_service_errors, form_page
 from storefront.jobs import DEFAULT_QUEUE
 from storefront.search_jobs import enqueue_listings_refresh, listings_refresh_states
 
@@ -128,11 +128,14 @@ def marketplaces() -> str:
 
 
 @bp.route("/marketplaces/new", methods=["GET", "POST"])
-def new_marketplace() -> Response | str:
+def new_marketplace() -> Response | tuple[str, int]:
     """Add a marketplace."""
     form = MarketplaceForm()
     if not form.validate_on_submit():
-        return render_template("admin/marketplace_form.html", form=form, marketplace=None)
+        return form_page(
+            form,
+            render_template("admin/marketplace_form.html", form=form, marketplace=None),
+        )
     db = db_session()
     try:
         marketplace = create_marketplace(
@@ -141,14 +144,17 @@ def new_marketplace() -> Response | str:
     except MarketplaceEditError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
-        return render_template("admin/marketplace_form.html", form=form, marketplace=None)
+        return form_page(
+            form,
+            render_template("admin/marketplace_form.html", form=form, marketplace=None),
+        )
     db.commit()
     flash(f"{marketplace.name} was added.", "success")
     return redirect(url_for("admin.marketplaces"))
 
 
 @bp.route("/marketplaces/<int:marketplace_id>/edit", methods=["GET", "POST"])
-def edit_marketplace(marketplace_id: int) -> Response | str:
+def edit_marketplace(marketplace_id: int) -> Response | tuple[str, int]:
     """Edit a marketplace; the API key field starts empty and blank keeps the stored key."""
     marketplace = _marketplace_or_404(marketplace_id)
     form = MarketplaceForm(obj=marketplace)
@@ -156,7 +162,10 @@ def edit_marketplace(marketplace_id: int) -> Response | str:
     if not form.is_submitted():
         form.rating.data = str(marketplace.rating) if marketplace.rating is not None else ""
     if not form.validate_on_submit():
-        return render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
+        return form_page(
+            form,
+            render_template("admin/marketplace_form.html", form=form, marketplace=marketplace),
+        )
     db = db_session()
     was_active = marketplace.active
     try:
@@ -166,7 +175,10 @@ def edit_marketplace(marketplace_id: int) -> Response | str:
     except MarketplaceEditError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
-        return render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
+        return form_page(
+            form,
+            render_template("admin/marketplace_form.html", form=form, marketplace=marketplace),
+        )
     db.commit()
     saved = f"{marketplace.name} was saved."
     if marketplace.active != was_active:

@@ -36,6 +36,7 @@ from storefront.catalog.shopper import (
     search_client,
 )
 from storefront.database import db_session
+from storefront.form_errors import REJECTED_FORM_STATUS
 
 bp = Blueprint("assistant", __name__, template_folder="templates")
 
@@ -202,7 +203,7 @@ def assistant() -> tuple[str, int, dict[str, str]]:
         return _page(AssistantForm(formdata=None))
     form = AssistantForm(formdata=MultiDict({"prompt": asked}), meta={"csrf": False})
     if not form.validate():
-        return _page(form, status=400)
+        return _page(form, status=REJECTED_FORM_STATUS)
     return _answer(form, form.prompt.data or "", record=False)
 
 
@@ -211,7 +212,7 @@ def ask() -> tuple[str, int, dict[str, str]]:
     """Answer a request in plain language with products from every marketplace."""
     form = AssistantForm()
     if not form.validate():
-        return _page(form, status=400)
+        return _page(form, status=REJECTED_FORM_STATUS)
     return _answer(form, form.prompt.data or "")
 
 

@@ -67,7 +67,7 @@ from storefront.auth.forms import (
 )
 from storefront.database import db_session
 from storefront.extensions import login_manager
-from storefront.form_errors import attach_service_errors
+from storefront.form_errors import attach_service_errors, form_page
 from storefront.limits import client_address, enforce_form_limit
 from storefront.security import public_url_for, safe_next_url
 
@@ -147,7 +147,7 @@ def sign_in(user: User, *, remember: bool = False) -> None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str:
+def login() -> Response | tuple[str, int]:
     """Sign in with username or e-mail and password."""
     form = LoginForm()
     if request.method == "GET":
@@ -155,7 +155,7 @@ def login() -> Response | str:
         if current_user.is_authenticated:
             return _redirect_after_login(form.next.data)
     if not form.validate_on_submit():
-        return render_template("auth/login.html", form=form)
+        return form_page(form, render_template("auth/login.html", form=form))
 
     db = db_session()
     client_ip = client_address()
@@ -171,7 +171,7 @@ def login() -> Response | str:
     if user is None:
         db.rollback()  # the failed attempt stays counted: begin_attempt recorded it
         form.password.errors = ["That username or e-mail and password don't match."]
-        return render_template("auth/login.html", form=form)
+        return form_page(form, render_template("auth/login.html", form=form))
     db.commit()
     _login_limiter().record_success(client_ip, account_key, attempt)
     sign_in(user, remember=bool(form.remember.data))
@@ -180,13 +180,13 @@ def login() -> Response | str:
 
 
 @bp.route("/signup", methods=["GET", "POST"])
-def signup() -> Response | str:
+def signup() -> Response | tuple[str, int] | str:
     """Create an account: at once, or (SIGNUP_CONFIRMATION) once the e-mailed link is opened."""
     form = SignupForm()
     if request.method == "GET":
         form.next.data = safe_next_url(request.args.get("next")) or ""
     if not form.validate_on_submit():
-        return render_template("auth/signup.html", form=form)
+        return form_page(form, render_template("auth/signup.html", form=form))
     # Every attempt counts, so the form cannot be used to probe many names or addresses.
     enforce_form_limit("signup")
     if current_app.config.get("SIGNUP_CONFIRMATION"):
@@ -204,7 +204,7 @@ def signup() -> Response | str:
     except AccountError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
-        return render_template("auth/signup.html", form=form)
+        return form_page(form, render_template("auth/signup.html", form=form))
     db.commit()
     sign_in(user)
     session[NEW_ACCOUNT_SESSION_KEY] = True
@@ -212,7 +212,7 @@ def signup() -> Response | str:
     return _redirect_after_login(form.next.data)
 
 
-def _signup_by_email_link(form: SignupForm) -> Response | str:
+def _signup_by_email_link(form: SignupForm) -> Response | tuple[str, int] | str:
     """Answer "check your inbox" whether or not the address has an account: a new address gets
     the link that creates the account, a known one a note to its owner."""
     db = db_session()
@@ -228,7 +228,7 @@ def _signup_by_email_link(form: SignupForm) -> Response | str:
     except AccountError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
-        return render_template("auth/signup.html", form=form)
+        return form_page(form, render_template("auth/signup.html", form=form))
     mail = _mail_settings()
     if email_taken:
         owner = find_user_by_email(db, account.email)
@@ -320,7 +320,7 @@ def _send_in_background(message: Any, mail: MailSettings) -> None:
 
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
-def forgot_password() -> str:
+def forgot_password() -> tuple[str, int] | str:
     """Ask for a reset link; the answer is the same whether or not the address has an account."""
     form = ForgotPasswordForm()
     minutes = RESET_TOKEN_MAX_AGE_S // 60
@@ -328,8 +328,15 @@ def forgot_password() -> str:
     # rather than claim one was sent.
     can_mail = bool(_mail_settings().host)
     if not form.validate_on_submit():
-        return render_template(
-            "auth/forgot_password.html", form=form, can_mail=can_mail, sent=False, minutes=minutes
+        return form_page(
+            form,
+            render_template(
+                "auth/forgot_password.html",
+                form=form,
+                can_mail=can_mail,
+                sent=False,
+                minutes=minutes,
+            ),
         )
     address = (form.email.data or "").strip().lower()
     enforce_form_limit("password_reset_ip")
@@ -356,13 +363,17 @@ def reset_password_page(token: str) -> Response | tuple[str, int] | str:
         return render_template("auth/reset_password.html", form=None, minutes=minutes), 404
     form = ResetPasswordForm()
     if not form.validate_on_submit():
-        return render_template("auth/reset_password.html", form=form, minutes=minutes)
+        return form_page(
+            form, render_template("auth/reset_password.html", form=form, minutes=minutes)
+        )
     try:
         reset_password(db, user, form.new_password.data)
     except AccountError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
-        return render_template("auth/reset_password.html", form=form, minutes=minutes)
+        return form_page(
+            form, render_template("auth/reset_password.html", form=form, minutes=minutes)
+        )
     db.commit()
     session.clear()
     logout_user()

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from commerce.models import Marketplace
 from commerce.support import SupportError, create_ticket, find_user_ticket, list_user_tickets
 from storefront.database import db_session
-from storefront.form_errors import attach_service_errors
+from storefront.form_errors import attach_service_errors, form_page
 from storefront.limits import enforce_form_limit
 from storefront.pages.forms import SupportForm
 
@@ -29,14 +29,14 @@ def about() -> str:
 
 
 @bp.route("/support", methods=["GET", "POST"])
-def support() -> Response | str:
+def support() -> Response | tuple[str, int]:
     """The support form; prefilled with the signed-in shopper's name and e-mail."""
     form = SupportForm()
     if not form.is_submitted() and current_user.is_authenticated:
         form.name.data = current_user.full_name or current_user.username
         form.email.data = current_user.email
     if not form.validate_on_submit():
-        return render_template("pages/support.html", form=form)
+        return form_page(form, render_template("pages/support.html", form=form))
     # Per client: the form needs no account, so nothing else stops a flood of tickets.
     enforce_form_limit("support")
     db = db_session()
@@ -53,7 +53,7 @@ def support() -> Response | str:
     except SupportError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
-        return render_template("pages/support.html", form=form)
+        return form_page(form, render_template("pages/support.html", form=form))
     db.commit()
     session[LAST_TICKET_SESSION_KEY] = ticket.reference
     return redirect(url_for("pages.support_received"))

@@ -119,3 +119,23 @@ def test_a_missing_model_package_falls_back_to_keywords(
     assert not answer.semantic_available
     assert any("not installed" in note for note in answer.notes)
     assert answer.suggestions
+
+
+def test_a_meaningless_request_finds_nothing_by_meaning_either(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # The nearest vectors of any text are "the closest products": without a floor, hybrid
+    # search suggested a running shoe and a TV for "aaaaaaaa", where keywords found nothing.
+    for prompt in ("aaaaaaaa", "asdfgh", "qwertyuiop asdf", "xqzv blorp", "lorem ipsum dolor"):
+        hybrid = _ask(meili, vector_index, prompt)
+        keyword = _ask(meili, vector_index, prompt, mode=MODE_KEYWORD)
+        assert hybrid.path == "hybrid" and keyword.suggestions == []
+        assert hybrid.suggestions == [], (prompt, [s.group_id for s in hybrid.suggestions])
+    # Requests that mean something still find by meaning what no keyword matches.
+    for prompt, wanted in (
+        ("a big screen for the living room", {"g-samsung-55", "g-lg-65", "g-hisense-65"}),
+        ("a gift for a coffee lover", {"g-thermos-mug", "g-contigo-flask", "g-delonghi-dedica"}),
+        ("something to keep my tea warm on my commute", {"g-thermos-mug", "g-contigo-flask"}),
+    ):
+        found = _ask(meili, vector_index, prompt)
+        assert wanted & {s.group_id for s in found.suggestions[:3]}, prompt

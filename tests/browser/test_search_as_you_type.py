@@ -83,3 +83,11 @@ def test_a_new_query_typed_on_the_listing_renames_the_page_and_its_clear_filters
     page.wait_for_url(lambda url: "q" not in query_of(url))
     expect(heading).to_have_text("All products")
     expect(page).to_have_title(re.compile(r"^Search · OneCart$"))
+
+    # A right-to-left override typed in stays inside the heading's <bdi> (the closing quote
+    # is outside it) and out of the tab title.
+    page.locator("#search-q").fill("head\u202ephones")
+    page.wait_for_url(lambda url: query_of(url).get("q") == ["head\u202ephones"])
+    expect(heading.locator("bdi")).to_have_text("head\u202ephones")
+    expect(heading).to_have_text("Results for “head\u202ephones”")
+    expect(page).to_have_title(re.compile(r"^headphones — Search · OneCart$"))

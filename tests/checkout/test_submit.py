@@ -29,6 +29,7 @@ from commerce.wallet import wallet_balance
 from onecart.settings import get_settings
 from tests.checkout.conftest import Shop, stripe_client
 from tests.storefront.conftest import text_of
+from tests.storefront.test_rejected_forms import assert_errors_are_announced_and_focused
 
 
 def _count(shop: Shop, model: type) -> int:
@@ -298,6 +299,7 @@ def test_tampered_token_and_missing_address_are_refused(shop: Shop) -> None:
     assert tampered.status_code == 422
     assert no_address.status_code == 422
     assert "Enter the street address." in no_address.get_data(as_text=True)
+    assert_errors_are_announced_and_focused(no_address.get_data(as_text=True))
     assert no_country.status_code == 422
     page = no_country.get_data(as_text=True)
     assert 'value="EU"' not in page and "European Union" not in page and "Eurozone" not in page
@@ -317,6 +319,7 @@ def test_forged_payment_method_or_empty_token_rerenders_the_page_saying_why(shop
 
     assert forged.status_code == 422
     assert "Choose how to pay: wallet or card." in text_of(forged.get_data(as_text=True))
+    assert_errors_are_announced_and_focused(forged.get_data(as_text=True))
     assert no_token.status_code == 422
     page = no_token.get_data(as_text=True)
     assert "incomplete or has expired, so nothing was charged" in text_of(page)

@@ -9,6 +9,7 @@ from decimal import Decimal
 from html import unescape
 
 from commerce.fx import format_rate
+from commerce.order_models import Order
 from storefront import format_money
 from tests.checkout.conftest import TEST_FX_RATES, Shop
 
@@ -76,7 +77,18 @@ def test_the_wallet_line_and_the_order_name_only_the_rates_of_what_is_paid(shop:
     assert order.rates_to_payment_currency.keys() == {"KES"}
     page = client.get(f"/orders/{number}").get_data(as_text=True)
     rates_used = re.search(r"<dt>Rates used</dt><dd[^>]*>(.*?)</dd>", page, re.S)
-    assert rates_used and "1 KES = " in rates_used[1] and "EUR" not in rates_used[1]
+    assert rates_used and f"1 KES = {kes_to_usd} USD" in rates_used[1]
+    assert "EUR" not in rates_used[1]
+    # The order page prints a rate as the checkout does, whatever the stored rates: one whose
+    # sixth digit rounds to zero reads "0.30705", not "0.307050".
+    with shop.session() as session:
+        stored = session.get(Order, order.id)
+        assert stored is not None
+        stored.fx_rates = {**(stored.fx_rates or {}), "KES": "3.2568"}
+        session.commit()
+    page = client.get(f"/orders/{number}").get_data(as_text=True)
+    rates_used = re.search(r"<dt>Rates used</dt><dd[^>]*>(.*?)</dd>", page, re.S)
+    assert rates_used and "1 KES = 0.30705 USD" in rates_used[1]
 
 
 def test_a_wallet_in_the_shown_currency_needs_no_conversion_note(shop: Shop) -> None:

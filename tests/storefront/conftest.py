@@ -297,7 +297,8 @@ def sample_index(meili_server: str) -> Iterator[str]:
 
 def text_of(page_html: str) -> str:
     """The page's visible text, entities decoded and whitespace collapsed (readable assertions)."""
-    without_tags = re.sub(r"<[^>]+>", " ", page_html)
+    # <bdi> only isolates a query's direction inside a sentence: it separates no words.
+    without_tags = re.sub(r"<[^>]+>", " ", re.sub(r"</?bdi>", "", page_html))
     return " ".join(unescape(without_tags).split())
 
 

@@ -127,7 +127,7 @@ def test_marketplace_form_errors(
     admin_client: FlaskClient, db_session: Session, changes: dict[str, str], message: str
 ) -> None:
     response = admin_client.post("/admin/marketplaces/new", data={**NEW_MARKETPLACE, **changes})
-    assert response.status_code == 200
+    assert response.status_code == 422
     html = _html(response)
     assert message in html
     assert SECRET_KEY not in html
@@ -241,7 +241,7 @@ def test_non_public_base_urls_are_refused_outside_sandbox_mode(
     response = admin_client.post(
         "/admin/marketplaces/new", data={**NEW_MARKETPLACE, "api_base_url": url}
     )
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert "Use a public address" in _html(response) or "could not be resolved" in _html(response)
     assert db_session.scalar(sa.select(sa.func.count()).select_from(Marketplace)) == 0
 

@@ -77,7 +77,7 @@ def test_signup_validation_errors_rerender_the_form(
 ) -> None:
     response = client.post("/signup", data={**SIGNUP, **changes})
 
-    assert response.status_code == 200
+    assert response.status_code == 422
     html = _html(response)
     assert message in html
     assert 'aria-invalid="true"' in html
@@ -96,7 +96,7 @@ def test_signup_rejects_a_taken_username_or_email(
 ) -> None:
     make_user(username="taken", email="taken@example.com")
     response = client.post("/signup", data={**SIGNUP, **changes})
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert message in _html(response)
 
 
@@ -132,7 +132,7 @@ def test_login_errors_rerender_the_form(
 ) -> None:
     make_user(username="someone")
     response = client.post("/login", data=data)
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert message in _html(response)
     assert client.get("/profile").status_code == 302
 
@@ -339,7 +339,7 @@ def test_login_is_rate_limited_per_account_and_client(
             data={"login": user.username, "password": "wrong-password-1"},
             environ_base=guesser,
         )
-        assert response.status_code == 200
+        assert response.status_code == 422
 
     # Even the right password, via the e-mail address, waits now from the guessing client.
     blocked = app.test_client().post(
@@ -365,7 +365,7 @@ def test_login_is_rate_limited_per_ip(client: FlaskClient, make_user: Callable[.
     users = [make_user() for _ in range(4)]
     for user in users[:3]:
         response = client.post("/login", data={"login": user.username, "password": "nope-nope-1"})
-        assert response.status_code == 200
+        assert response.status_code == 422
     blocked = client.post("/login", data={"login": users[3].username, "password": DEFAULT_PASSWORD})
     assert blocked.status_code == 429
 
@@ -430,7 +430,7 @@ def test_login_keeps_working_when_redis_is_down(
     with caplog.at_level(logging.WARNING, logger="commerce.rate_limit"):
         failed = client.post("/login", data={"login": user.username, "password": "wrong-pass-1"})
         ok = client.post("/login", data={"login": user.username, "password": DEFAULT_PASSWORD})
-    assert failed.status_code == 200
+    assert failed.status_code == 422
     assert ok.status_code == 302
     assert "rate limiter unavailable" in caplog.text
 

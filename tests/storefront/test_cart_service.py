@@ -141,6 +141,9 @@ def test_fx_names_a_missing_rate() -> None:
         (Decimal("1550.00000000"), "1550"),
         (Decimal("0.92") / Decimal("1550"), "0.000593548"),
         (Decimal("1234567.5"), "1234570"),
+        # Rounded to six digits the last is a zero: not printed ("0.307050" was).
+        (Decimal(1) / Decimal("3.2568"), "0.30705"),
+        (Decimal("129.500001"), "129.5"),
     ],
 )
 def test_rates_are_shown_with_six_significant_digits(rate: Decimal, shown: str) -> None:

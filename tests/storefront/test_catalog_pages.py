@@ -197,6 +197,27 @@ def test_search_results_escape_marketplace_markup(
     assert SCRIPT_TITLE not in html
 
 
+def test_a_query_with_bidi_controls_is_isolated_wherever_the_page_shows_it(
+    app: Flask, client: FlaskClient, catalog: dict[str, Product], unreachable_url: str
+) -> None:
+    # A right-to-left override (U+202E) typed into the box would otherwise run past the query:
+    # the closing quote and the words after it render reversed. In the page the query sits in
+    # its own <bdi>; a <title> holds no markup, so there the controls are dropped.
+    query = "sony \u202ex\u2067y"
+    html = client.get("/search", query_string={"q": query}).get_data(as_text=True)
+
+    assert f'<h1 id="results-heading">Results for “<bdi>{query}</bdi>”</h1>' in html
+    assert f"product for “<bdi>{query}</bdi>”" in html
+    (title,) = re.findall(r"<title>(.*?)</title>", html, re.S)
+    assert title == "sony xy — Search · OneCart"
+    search_boxes = re.findall(r"<input [^>]*type=\"search\"[^>]*>", html, re.S)
+    assert len(search_boxes) == 2 and all('dir="auto"' in box for box in search_boxes)
+
+    break_search(app, unreachable_url)
+    unavailable = client.get("/search", query_string={"q": query}).get_data(as_text=True)
+    assert f"Your search “<bdi>{query}</bdi>” will work again" in unavailable
+
+
 def test_filters_sort_and_pages_live_in_the_url(
     client: FlaskClient, catalog: dict[str, Product]
 ) -> None:

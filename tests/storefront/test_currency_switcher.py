@@ -108,7 +108,7 @@ def test_the_switcher_is_on_every_page_including_the_profile_and_form_errors(
 ) -> None:
     # A form page answered by POST (here: the login form with an error) returns to its GET.
     failed_login = client.post("/login", data={"login": "nobody", "password": "wrong"})
-    assert failed_login.status_code == 200
+    assert failed_login.status_code == 422
     assert switcher_of(failed_login.get_data(as_text=True))["hidden"]["next"] == "/login"
 
     login(client, make_user())

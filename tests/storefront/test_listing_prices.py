@@ -8,10 +8,8 @@ marketplace) would give a different order, range and counts.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
-from html import unescape
 from typing import Any
 
 import meilisearch
@@ -25,6 +23,7 @@ from search_index.indexing import connect, sync_index
 from search_index.listings import SearchPage, search_products
 from search_index.params import SearchParams
 from search_index.settings import group_index_uid
+from tests.storefront.conftest import text_of
 from tests.storefront.sample_catalog import (
     SampleOffer,
     delete_sample_catalog,
@@ -196,7 +195,7 @@ def test_the_search_page_shows_the_counts_and_the_unrated_products_honestly(
     db_session.commit()
 
     html = client.get("/search?q=widget&min_price=25&max_price=45").get_data(as_text=True)
-    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+    text = text_of(html)
 
     assert "3 products for “widget”" in text  # P3, P5, P6 (cheapest offer in range)
     # Each marketplace counts the products whose offer there is in the range.

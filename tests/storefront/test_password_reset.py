@@ -72,7 +72,7 @@ def test_a_reset_link_changes_the_password_once_and_signs_every_session_out(
     old = app.test_client().post(
         "/login", data={"login": user.username, "password": DEFAULT_PASSWORD}
     )
-    assert old.status_code == 200
+    assert old.status_code == 422
     new = app.test_client().post("/login", data={"login": user.username, "password": NEW_PASSWORD})
     assert new.status_code == 302
 

@@ -108,7 +108,7 @@ def test_changing_the_email_needs_the_current_password(
     response = signed_in.post(
         "/profile", data={**DETAILS, "email": "thief@example.com", "email_password": password}
     )
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert "Enter your current password to change your e-mail address." in _html(response)
     db_session.refresh(user)
     assert user.email == "ama@example.com"
@@ -143,7 +143,7 @@ def test_detail_errors_rerender_the_page(
 ) -> None:
     make_user(email="taken@example.com")
     response = signed_in.post("/profile", data={**DETAILS, **changes})
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert message in _html(response)
     db_session.refresh(user)
     assert user.email == "ama@example.com"
@@ -193,7 +193,7 @@ def test_password_change_errors(
     signed_in: FlaskClient, db_session: Session, data: dict[str, str], message: str
 ) -> None:
     response = signed_in.post("/profile/password", data=data)
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert message in _html(response)
     db_session.expire_all()
     assert authenticate(db_session, "ama", DEFAULT_PASSWORD) is not None
@@ -244,7 +244,7 @@ def test_top_up_errors(
     response = signed_in.post(
         "/profile/wallet/top-up", data={"amount": amount, "reference": reference}
     )
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert message in _html(response)
     assert wallet_balance(db_session, user) == Money(0, "USD")
 
@@ -255,7 +255,7 @@ def test_top_up_with_a_forged_reference_is_refused(
     response = signed_in.post(
         "/profile/wallet/top-up", data={"amount": "5", "reference": "order-1"}
     )
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert "This form has expired" in _html(response)
     assert wallet_balance(db_session, user) == Money(0, "USD")
 
@@ -298,7 +298,7 @@ def test_attempts_to_change_the_address_or_password_are_limited_per_account(
             },
         ).status_code
     )
-    assert statuses == [200, 200, 200]
+    assert statuses == [422, 422, 422]
     refused = signed_in.post(
         "/profile",
         data={**DETAILS, "email": "probe9@example.com", "email_password": DEFAULT_PASSWORD},

@@ -130,7 +130,7 @@ def test_form_errors_still_show_and_nothing_is_sent(
         },
     )
     page = response.get_data(as_text=True)
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert "This username is already taken." in page  # usernames are public handles
     assert "Check your inbox" not in page
     assert mailbox[1] == []

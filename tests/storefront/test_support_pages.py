@@ -85,7 +85,7 @@ def test_support_form_errors_rerender(
     client: FlaskClient, db_session: Session, changes: dict[str, str], message: str
 ) -> None:
     response = client.post("/support", data={**TICKET, **changes})
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert message in _html(response)
     assert db_session.scalar(sa.select(sa.func.count()).select_from(SupportTicket)) == 0
 

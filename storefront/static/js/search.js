@@ -17,6 +17,8 @@
   // The site's part of the tab title (" · OneCart"), kept when the query part changes.
   var titleEnd = document.title.lastIndexOf(" \u00b7 ");
   var titleSuffix = titleEnd >= 0 ? document.title.slice(titleEnd) : "";
+  // Unicode's bidi formatting characters (storefront/text_direction.py's BIDI_CONTROLS).
+  var BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
   form.classList.add("is-enhanced");
   // On a phone the filters would push every result below the fold: start them collapsed.
@@ -38,9 +40,20 @@
   function showQuery(body) {
     var query = body.query || "";
     if (heading) {
-      heading.textContent = query ? "Results for \u201c" + query + "\u201d" : "All products";
+      // As search.html renders it: the query isolated in a <bdi>, so a right-to-left override
+      // in it cannot reverse the closing quote.
+      heading.textContent = query ? "Results for \u201c" : "All products";
+      if (query) {
+        var isolated = document.createElement("bdi");
+        isolated.textContent = query;
+        heading.appendChild(isolated);
+        heading.appendChild(document.createTextNode("\u201d"));
+      }
     }
-    document.title = (query ? query + " \u2014 " : "") + "Search" + titleSuffix;
+    // A title holds no markup to isolate the query in: its bidi controls are dropped, as
+    // storefront/text_direction.py does for the server's titles.
+    var titleQuery = query.replace(BIDI_CONTROLS, "");
+    document.title = (titleQuery ? titleQuery + " \u2014 " : "") + "Search" + titleSuffix;
     if (headerSearch && headerSearch !== document.activeElement) { headerSearch.value = query; }
     if (clearFilters) {
       if (body.clear_filters_url) {

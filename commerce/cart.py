@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from commerce.models import CartItem, Product, User
+from onecart.bidi import isolated
 
 QUANTITY_MIN = 1
 QUANTITY_MAX = 99
@@ -101,7 +102,7 @@ def _require_purchasable(product: Product) -> None:
     if product.removed_at is not None or not product.available or not product.marketplace.active:
         raise CartError(
             CartErrorCode.UNAVAILABLE,
-            f"“{product.title}” is not available right now, so it was not added.",
+            f"“{isolated(product.title)}” is not available right now, so it was not added.",
         )
 
 
@@ -111,7 +112,7 @@ def _require_in_stock(product: Product) -> None:
     if product.stock is not None and product.stock <= 0:
         raise CartError(
             CartErrorCode.OUT_OF_STOCK,
-            f"“{product.title}” is out of stock at {product.marketplace.name}, "
+            f"“{isolated(product.title)}” is out of stock at {product.marketplace.name}, "
             "so your cart was not changed.",
         )
 
@@ -144,7 +145,7 @@ def _combined_quantity(current: int, added: int, title: str) -> int:
     if total > QUANTITY_MAX:
         raise CartError(
             CartErrorCode.INVALID_QUANTITY,
-            f"You can have at most {QUANTITY_MAX} of “{title}” in your cart "
+            f"You can have at most {QUANTITY_MAX} of “{isolated(title)}” in your cart "
             f"(you already have {current}).",
         )
     return total
@@ -254,7 +255,7 @@ def _require_same_product(current: Product | None, replacement: Product) -> None
     ):
         raise CartError(
             CartErrorCode.DIFFERENT_PRODUCT,
-            f"“{replacement.title}” is not the same product, so your cart was not changed.",
+            f"“{isolated(replacement.title)}” is not the same product, so your cart was not changed.",
         )
 
 
@@ -536,7 +537,9 @@ def _merged_quantity(product: Product, wanted: int, stock_notices: list[str]) ->
     is kept and shows as out of stock."""
     if product.stock is None or product.stock <= 0 or wanted <= product.stock:
         return wanted
-    stock_notices.append(f"“{product.title}”: {stock_limit_message(product, product.stock)}")
+    stock_notices.append(
+        f"“{isolated(product.title)}”: {stock_limit_message(product, product.stock)}"
+    )
     return product.stock
 
 

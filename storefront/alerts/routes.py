@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 from commerce import price_alerts
 from commerce.models import User
 from commerce.price_alert_models import PriceWatch
+from onecart.bidi import isolated
 from onecart.money import MoneyError, parse_decimal, to_minor_units
 from storefront.alerts.forms import WatchProductForm, WatchSettingsForm
 from storefront.catalog.shopper import display_currency, fx_table
@@ -107,7 +108,10 @@ def watch() -> Response:
         flash(str(exc), "error")
         return redirect(back, code=303)
     db_session().commit()
-    flash(f"Watching the price of “{watched.title}”. We'll tell you when it drops.", "success")
+    flash(
+        f"Watching the price of “{isolated(watched.title)}”. We'll tell you when it drops.",
+        "success",
+    )
     return redirect(back, code=303)
 
 
@@ -163,7 +167,7 @@ def edit(watch_id: int) -> Response:
     if changed is None:
         abort(404)
     db_session().commit()
-    flash(f"Updated your alert for “{changed.title}”.", "success")
+    flash(f"Updated your alert for “{isolated(changed.title)}”.", "success")
     return redirect(url_for("alerts.watchlist"), code=303)
 
 

@@ -48,6 +48,7 @@ from commerce.fx import format_rate
 from commerce.handoff import HandoffItemNotFound, handoff_cart_url, set_handoff_item_status
 from commerce.models import Product, User
 from commerce.order_models import HandoffItemStatus
+from onecart.bidi import isolated
 from storefront.cart.forms import (
     AddToCartForm,
     HandoffItemForm,
@@ -180,7 +181,7 @@ def add() -> Response:
             flash(notice, "warning")
         return _back(form.next.data, back_to)
     product = db_session().get(Product, product_id)
-    flash(f"Added “{product.title if product else 'item'}” to your cart.", "success")
+    flash(f"Added “{isolated(product.title) if product else 'item'}” to your cart.", "success")
     return _back(form.next.data, back_to)
 
 
@@ -291,7 +292,9 @@ def handoff_item(number: str, item_id: int) -> Response:
         abort(404)
     db_session().commit()
     flash(
-        HANDOFF_FLASH[status].format(title=item.title, marketplace=item.sub_order.marketplace.name),
+        HANDOFF_FLASH[status].format(
+            title=isolated(item.title), marketplace=item.sub_order.marketplace.name
+        ),
         "success",
     )
     return redirect(back_to, code=303)

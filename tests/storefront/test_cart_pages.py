@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from html import unescape
 from typing import Any
 
 import pytest
@@ -563,3 +564,20 @@ def test_a_sum_above_99_that_the_stock_caps_is_capped_not_refused(
     page = cart_text(client)
     assert "Only 70 left at ShopWave; your cart has 70." in page
     assert "70 items from 1 marketplace" in page
+
+
+def test_a_title_with_a_right_to_left_override_stays_inside_its_quotes_in_the_flash(
+    client: FlaskClient, catalog: dict[str, Product], db_session: Session
+) -> None:
+    """A marketplace title ending in U+202E (right-to-left override) would reverse the rest of
+    our sentence; the flash quotes it as a directional isolate, which the PDI closes."""
+    product = catalog["44"]
+    stored = db_session.get(Product, product.id)
+    assert stored is not None
+    stored.title = "Running Shoes \u202eXL"
+    db_session.commit()
+
+    response = add(client, product, 1)
+    page = client.get(response.location).get_data(as_text=True)
+
+    assert "Added “\u2068Running Shoes \u202eXL\u2069” to your cart." in unescape(page)

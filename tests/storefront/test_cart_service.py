@@ -41,6 +41,7 @@ from commerce.fx import (
     supported_display_currencies,
 )
 from commerce.models import CartItem, Product, User
+from onecart.bidi import isolated
 from onecart.money import currency_exponent
 from tests.storefront.sample_catalog import FX_AS_OF, FX_PER_USD
 
@@ -312,8 +313,8 @@ def test_merging_a_guest_cart_caps_lines_at_the_published_stock_and_says_so(
     assert items == {sony.id: 4, flask.id: 2, tv.id: 1}
     assert result.merged == 3 and result.capped == ()
     assert result.stock_notices == (
-        f"“{sony.title}”: Only 4 left at {sony.marketplace.name}; your cart has 4.",
-        f"“{flask.title}”: Only 2 left at {flask.marketplace.name}; your cart has 2.",
+        f"“{isolated(sony.title)}”: Only 4 left at {sony.marketplace.name}; your cart has 4.",
+        f"“{isolated(flask.title)}”: Only 2 left at {flask.marketplace.name}; your cart has 2.",
     )
 
 

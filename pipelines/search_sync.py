@@ -40,9 +40,9 @@ class SearchDocuments:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def _usd_or_none(row: Mapping[str, Any], rates: Mapping[str, Decimal]) -> int | None:
+def _usd_of(price_minor: Any, currency: Any, rates: Mapping[str, Decimal]) -> int | None:
     try:
-        return convert_to_usd_minor(row["price_minor"], row["currency"], rates)
+        return convert_to_usd_minor(price_minor, currency, rates)
     except DocumentError:
         return None
 
@@ -62,8 +62,8 @@ def group_summaries(
     if counted is not None:
         frame = frame.filter(pl.col("marketplace").is_in(list(counted)))
     return summarize_groups(
-        (row["group_id"], row["marketplace"], _usd_or_none(row, rates), bool(row["available"]))
-        for row in frame.iter_rows(named=True)
+        (group_id, marketplace, _usd_of(price_minor, currency, rates), bool(available))
+        for group_id, marketplace, price_minor, currency, available in frame.iter_rows()
     )
 
 

@@ -543,6 +543,17 @@ def test_payment_succeeded_webhook_for_another_amount_than_asked_records_stripes
     shop.unbalanced_orders.add(order.number)  # Stripe's figure differs from the shares
 
 
+def stripe_refund_failed(refund_reference: str) -> dict[str, Any]:
+    """Stripe's Refund object for one of our refunds as Stripe reports it failed after accepting
+    it (the card was closed). localstripe's refunds never fail, so tests sign and post this."""
+    stripe_refund = stripe_client().v1.refunds.retrieve(refund_reference)
+    return {
+        **stripe_refund.to_dict(),
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+    }
+
+
 def test_a_card_refund_stripe_reports_failed_after_accepting_it_is_undone_and_flagged(
     shop: Shop,
 ) -> None:
@@ -561,12 +572,7 @@ def test_a_card_refund_stripe_reports_failed_after_accepting_it_is_undone_and_fl
     settlement.process_refunds(shop.session_factory, order.id)
     [refund] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
     assert refund.status == RefundStatus.SUCCEEDED and refund.provider_reference
-    stripe_refund = stripe_client().v1.refunds.retrieve(refund.provider_reference)
-    failed = {
-        **stripe_refund.to_dict(),
-        "status": "failed",
-        "failure_reason": "expired_or_canceled_card",
-    }
+    failed = stripe_refund_failed(refund.provider_reference)
 
     response = _post(shop, _event("charge.refund.updated", failed))
 
@@ -634,12 +640,7 @@ def test_a_refund_failed_for_good_is_not_sent_again_by_a_later_cancellation(shop
     settlement.process_refunds(shop.session_factory, order.id)
     [adjustment] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
     assert adjustment.status == RefundStatus.SUCCEEDED and adjustment.provider_reference
-    stripe_refund = stripe_client().v1.refunds.retrieve(adjustment.provider_reference)
-    failed = {
-        **stripe_refund.to_dict(),
-        "status": "failed",
-        "failure_reason": "expired_or_canceled_card",
-    }
+    failed = stripe_refund_failed(adjustment.provider_reference)
     assert _post(shop, _event("charge.refund.updated", failed)).status_code == 200
 
     with shop.session_factory() as session, session.begin():

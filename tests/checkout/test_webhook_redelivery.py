@@ -26,8 +26,13 @@ from commerce.order_models import (
     SubOrderStatus,
 )
 from commerce.settlement import compensate_sub_order
-from tests.checkout.conftest import Shop, stripe_client
-from tests.checkout.test_payments_and_webhooks import _captured_card_order, _event, _post
+from tests.checkout.conftest import Shop
+from tests.checkout.test_payments_and_webhooks import (
+    _captured_card_order,
+    _event,
+    _post,
+    stripe_refund_failed,
+)
 
 
 def _refund_reported_failed(shop: Shop) -> tuple[str, dict[str, object]]:
@@ -43,12 +48,7 @@ def _refund_reported_failed(shop: Shop) -> tuple[str, dict[str, object]]:
     settlement.process_refunds(shop.session_factory, order.id)
     [refund] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
     assert refund.status == RefundStatus.SUCCEEDED and refund.provider_reference
-    stripe_refund = stripe_client().v1.refunds.retrieve(refund.provider_reference)
-    failed = {
-        **stripe_refund.to_dict(),
-        "status": "failed",
-        "failure_reason": "expired_or_canceled_card",
-    }
+    failed = stripe_refund_failed(refund.provider_reference)
     shop.unbalanced_orders.add(order.number)  # the shopper is owed the share: the operator's
     return order.number, _event("charge.refund.updated", failed)
 

@@ -260,8 +260,14 @@ class _TaskSpool:
     as one task: a task of 50,000 documents costs its payload's bytes in memory, once, when it
     is sent, not 50,000 dictionaries while it fills."""
 
-    def __init__(self, client: meilisearch.Client, index_uid: str, batch_size: int) -> None:
+    def __init__(
+        self, client: meilisearch.Client, index_uid: str, batch_size: int, *, partial: bool = False
+    ) -> None:
         self._index = client.index(index_uid)
+        # Partial: each document's fields are set on the stored one (PUT), not replacing it.
+        self._send = (
+            self._index.update_documents_ndjson if partial else self._index.add_documents_ndjson
+        )
         self._batch_size = batch_size
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         self._pending = 0
@@ -283,7 +289,7 @@ class _TaskSpool:
         payload = self._file.read()
         self._file.seek(0)
         self._file.truncate()
-        task_uid = self._index.add_documents_ndjson(payload, primary_key=PRIMARY_KEY).task_uid
+        task_uid = self._send(payload, primary_key=PRIMARY_KEY).task_uid
         self.task_uids.append(task_uid)
         self.sent += self._pending
         self._pending = 0
@@ -462,30 +468,18 @@ def update_document_fields(
     index_uid: str,
     changes: Iterable[Mapping[str, Any]],
     *,
-    batch_size: int = 5000,
+    batch_size: int = TASK_DOCUMENTS,
     task_timeout: float = DEFAULT_TASK_TIMEOUT_SECONDS,
 ) -> int:
     """Set the fields of `changes` (each with its document's id) on the documents already in the
     index, leaving their other fields (embeddings included) as they are; returns how many were
     changed once Meilisearch has processed them. The caller recomputes `doc_hash` itself."""
-    task_uids: list[int] = []
-    changed = 0
-    batch: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        task = client.index(index_uid).update_documents(batch, primary_key=PRIMARY_KEY)
-        task_uids.append(task.task_uid)
-
-    for change in changes:
-        batch.append(dict(change))
-        changed += 1
-        if len(batch) >= batch_size:
-            flush()
-            batch = []
-    if batch:
-        flush()
-    wait_for_tasks(client, task_uids, timeout=task_timeout)
-    return changed
+    with _TaskSpool(client, index_uid, batch_size, partial=True) as spool:
+        for change in changes:
+            spool.add(change)
+        spool.flush()
+    wait_for_tasks(client, spool.task_uids, timeout=task_timeout)
+    return spool.sent
 
 
 def pending_rebuild_reason(

@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 import meilisearch
 import polars as pl
+import pyarrow.dataset
 
 import search_index.groups
 from pipelines import search_records, search_sync
@@ -133,14 +134,45 @@ def _context_hash(offers_context: str, prior: Decimal) -> str:
     return hashlib.sha256(f"{offers_context}|{prior}|{code}".encode()).hexdigest()
 
 
-def _with_doc_hashes(groups: pl.DataFrame, doc_hashes: Mapping[str, str]) -> pl.DataFrame:
-    """`groups` (group_id, input_hash) with the doc_hash of each group's product document (null
-    for a group that made none)."""
-    return groups.with_columns(
-        pl.col("group_id")
-        .map_elements(doc_hashes.get, return_dtype=pl.String, skip_nulls=True)
-        .alias("doc_hash")
-    )
+class DocHashColumns:
+    """The doc_hash of every product document a build made, by group id, kept as Polars columns
+    filled a chunk at a time: as a dict, the 550,000 groups of a million offers held ~100 MB of
+    string pairs for the whole build, at the product index step's peak (bench/RESULTS.md)."""
+
+    CHUNK = 50_000
+
+    def __init__(self) -> None:
+        self._group_ids: list[str] = []
+        self._doc_hashes: list[str] = []
+        self._parts: list[pl.DataFrame] = []
+        self.count = 0
+
+    def add(self, group_id: str, doc_hash: str) -> None:
+        self._group_ids.append(group_id)
+        self._doc_hashes.append(doc_hash)
+        self.count += 1
+        if len(self._group_ids) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._parts.append(
+            pl.DataFrame(
+                {"group_id": self._group_ids, "doc_hash": self._doc_hashes},
+                schema={"group_id": pl.String, "doc_hash": pl.String},
+            )
+        )
+        self._group_ids, self._doc_hashes = [], []
+
+    def frame(self) -> pl.DataFrame:
+        """group_id, doc_hash: one row per document added."""
+        self._flush()
+        return pl.concat(self._parts, rechunk=True)
+
+
+def _with_doc_hashes(groups: pl.DataFrame, doc_hashes: pl.DataFrame) -> pl.DataFrame:
+    """`groups` (group_id, input_hash) with the doc_hash of each group's product document from
+    `doc_hashes` (group_id, doc_hash; null for a group that made none)."""
+    return groups.join(doc_hashes, on="group_id", how="left", maintain_order="left")
 
 
 def _write(
@@ -148,19 +180,22 @@ def _write(
     uid: str,
     rows: pl.DataFrame,
     gone: list[str],
-    members: pl.DataFrame,
+    members: pl.DataFrame | pyarrow.dataset.Dataset,
     left: pl.DataFrame,
     *,
     replace_all: bool,
     shared: str,
 ) -> int:
     """Record the groups' hashes and doc_hashes (`rows`, less the `gone` groups) and the members
-    the hashes were read from (`members` upserted, the offers of `left` removed)."""
+    the hashes were read from (`members` upserted, the offers of `left` removed; a Parquet
+    dataset is scanned by DuckDB without being read into Python)."""
     conn.register("group_rows", rows.select("group_id", "input_hash", "doc_hash").to_arrow())
     conn.register(
         "gone_groups", pl.DataFrame({"group_id": gone}, schema={"group_id": pl.String}).to_arrow()
     )
-    conn.register("member_rows", members.to_arrow())
+    conn.register(
+        "member_rows", members.to_arrow() if isinstance(members, pl.DataFrame) else members
+    )
     conn.register("left_members", left.select("marketplace", "external_id").to_arrow())
     try:
         with transaction(conn):
@@ -237,8 +272,6 @@ def _sync_all(
     marketplaces: Mapping[str, Mapping[str, Any]],
     active: list[str],
     prior: Decimal,
-    hashes: pl.DataFrame,
-    members: pl.DataFrame,
     shared: str,
     reason: str,
     progress: Callable[[str], None],
@@ -246,33 +279,42 @@ def _sync_all(
     """Every product document built and synced, streamed group by group from an export of the
     active offers ordered by group, so memory stays flat however large the catalog."""
     skipped: dict[str, str] = {}
-    doc_hashes: dict[str, str] = {}
+    doc_hashes = DocHashColumns()
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "offers_by_group.parquet"
-        groups, _ = search_sync.export_active_offers(
+        # Every group's input hash and every member's marker, from the export's snapshot, wait
+        # on disk until the state is written: read into Python before the build, they were held
+        # through all of it (~150 MB at a million offers, at the step's peak).
+        hashes_file, members_file = spill / "group_hashes.parquet", spill / "members.parquet"
+
+        def save_inputs(conn: duckdb.DuckDBPyConnection) -> None:
+            params = {"offers_uid": offers_uid}
+            conn.sql(GROUP_HASH_SQL, params=params).write_parquet(str(hashes_file))
+            conn.sql(MEMBER_SQL, params=params).write_parquet(str(members_file))
+
+        search_sync.export_active_offers(
             connect,
             OFFER_EXPORT_SQL,
             exported,
             active=active,
-            rates=rates,
             order_by="ORDER BY group_id NULLS LAST, marketplace, external_id",
+            also=save_inputs,
         )
 
         def documents() -> Iterator[GroupDocument]:
+            # A batch holds every exported offer of its groups, and every one of them counts
+            # (only active marketplaces are exported), so each batch's own group summaries are
+            # the groups' whole ones: no summary of every group is held for the whole build.
             for batch in search_sync.iter_group_batches(exported):
                 offer_documents = search_sync.iter_offer_documents(
-                    batch,
-                    marketplaces=marketplaces,
-                    rates=rates,
-                    skipped=skipped,
-                    groups=groups,
+                    batch, marketplaces=marketplaces, rates=rates, skipped=skipped
                 )
                 for document in build_group_documents(
                     offer_documents,
                     matches=search_sync.offer_matches(batch),
                     prior_mean=prior,
                 ):
-                    doc_hashes[document["id"]] = compute_document_hash(document)
+                    doc_hashes.add(document["id"], compute_document_hash(document))
                     yield document
 
         result = sync_index(
@@ -283,18 +325,27 @@ def _sync_all(
             settings=GROUP_INDEX_SETTINGS,
             schema_version=GROUP_DOCUMENT_SCHEMA_VERSION,
         )
-    state = _with_doc_hashes(hashes, doc_hashes)
-    with connect() as conn:
-        _write(conn, uid, state, [], members, members.clear(), replace_all=True, shared=shared)
-        several = _several_offers(conn, offers_uid)
+        state = _with_doc_hashes(pl.read_parquet(hashes_file), doc_hashes.frame())
+        with connect() as conn:
+            _write(
+                conn,
+                uid,
+                state,
+                [],
+                pyarrow.dataset.dataset(members_file),
+                pl.DataFrame(schema=_MEMBERS_SCHEMA),
+                replace_all=True,
+                shared=shared,
+            )
+            several = _several_offers(conn, offers_uid)
     return GroupIndexSync(
         result=result,
-        products=len(doc_hashes),
+        products=doc_hashes.count,
         several_offers=several,
         skipped=skipped,
         mode="full",
         fallback_reason=reason,
-        built=len(doc_hashes),
+        built=doc_hashes.count,
     )
 
 
@@ -335,9 +386,6 @@ def sync_group_index(
         reason = f"the product index holds {indexed} documents, the pipeline sent {held[1]}"
     if reason is not None:
         progress(f"{uid}: building every product document ({reason})")
-        with connect() as conn, search_sync.limited_memory(conn):
-            hashes = conn.sql(GROUP_HASH_SQL, params={"offers_uid": offers_uid}).pl()
-            members = conn.sql(MEMBER_SQL, params={"offers_uid": offers_uid}).pl()
         return _sync_all(
             connect,
             client,
@@ -347,8 +395,6 @@ def sync_group_index(
             marketplaces=marketplaces,
             active=active,
             prior=prior,
-            hashes=hashes,
-            members=members,
             shared=shared,
             reason=reason,
             progress=progress,
@@ -502,7 +548,13 @@ def _sync_changed(
         f"{uid}: {changed.height} groups with changed offers, {result.sent} product documents "
         f"changed, {result.deleted} deleted"
     )
-    state = _with_doc_hashes(changed.drop("held_doc_hash"), doc_hashes)
+    state = _with_doc_hashes(
+        changed.drop("held_doc_hash"),
+        pl.DataFrame(
+            {"group_id": list(doc_hashes), "doc_hash": list(doc_hashes.values())},
+            schema={"group_id": pl.String, "doc_hash": pl.String},
+        ),
+    )
     with connect() as conn:
         total = _write(
             conn,

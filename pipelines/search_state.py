@@ -153,15 +153,10 @@ def _sync_all(
             )
             history.append(read_history(conn, index_uid)[1])
 
-        groups, inactive = search_sync.export_active_offers(
-            connect,
-            INPUT_HASH_SQL,
-            exported,
-            active=active,
-            rates=rates,
-            also=read_markers,
-            counted=counted,
+        inactive = search_sync.export_active_offers(
+            connect, INPUT_HASH_SQL, exported, active=active, also=read_markers
         )
+        groups = search_sync.exported_group_summaries(exported, rates, counted=counted)
 
         def documents() -> Iterator[dict[str, Any]]:
             for batch in search_sync.iter_row_batches(exported):

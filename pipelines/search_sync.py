@@ -206,18 +206,14 @@ def export_active_offers(
     target: Path,
     *,
     active: list[str],
-    rates: Mapping[str, Decimal],
     order_by: str = "",
     also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
-    counted: Collection[str] | None = None,
-) -> tuple[dict[str, GroupSummary], int]:
+) -> int:
     """Write the rows of `source_sql` that belong to `active` marketplaces to the Parquet file
     `target` (DuckDB streams them: nothing is held in Python), then let the warehouse go: the
-    documents take far longer to build and index than the export. Returns the group_summaries
-    over the exported offers of the `counted` marketplaces (all of them when None; a batch of a
-    streamed build only sees some of a group's offers) and the count of offers of inactive
-    marketplaces. `also` runs on the same connection
-    right after the export: what it reads is the snapshot the export read."""
+    documents take far longer to build and index than the export. Returns the count of offers
+    of inactive marketplaces. `also` runs on the same connection right after the export: what it
+    reads is the snapshot the export read."""
     with connect() as conn, limited_memory(conn):
         conn.register("active_marketplaces", pl.DataFrame({"slug": active}).to_arrow())
         try:
@@ -241,10 +237,19 @@ def export_active_offers(
         # Streamed by Polars in file order, once the warehouse is let go.
         pl.scan_parquet(everything).filter(pl.col("marketplace").is_in(active)).sink_parquet(target)
         everything.unlink()
+    return int(inactive)
+
+
+def exported_group_summaries(
+    source: Path, rates: Mapping[str, Decimal], *, counted: Collection[str] | None = None
+) -> dict[str, GroupSummary]:
+    """group_summaries over the offers of an exported Parquet file, for a build whose batches
+    do not hold whole groups (a batch of the offers index's export only sees some of a group's
+    offers). Reads only the five columns a summary needs."""
     prices = pl.read_parquet(
-        target, columns=["group_id", "marketplace", "price_minor", "currency", "available"]
+        source, columns=["group_id", "marketplace", "price_minor", "currency", "available"]
     )
-    return group_summaries(prices, rates, counted=counted), int(inactive)
+    return group_summaries(prices, rates, counted=counted)
 
 
 def sql_text(value: Path | str) -> str:

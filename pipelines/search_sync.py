@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 
 from search_index.documents import (
     DocumentError,
-    GroupSummary,
     build_document,
     convert_to_usd_minor,
     document_id,
@@ -47,24 +46,46 @@ def _usd_of(price_minor: Any, currency: Any, rates: Mapping[str, Decimal]) -> in
         return None
 
 
+# group_summaries as columns, joined onto the offer rows: named apart from the offer frame's own
+# group_size / group_marketplaces (search_index.documents.group_fields reads these).
+SUMMARY_SCHEMA = pl.Schema(
+    {
+        "group_id": pl.String,
+        "summary_size": pl.Int64,
+        "summary_marketplaces": pl.Int64,
+        "summary_min_price_usd_minor": pl.Int64,
+    }
+)
+
+
 def group_summaries(
     offers: pl.DataFrame,
     rates: Mapping[str, Decimal],
     *,
     counted: Collection[str] | None = None,
-) -> dict[str, GroupSummary]:
-    """Per group id, what its offer documents say of it (search_index.documents.GroupSummary):
-    its offers and marketplaces and its cheapest USD price (among the available offers; all of
-    them when none is), over the offers of `counted` marketplaces only (every offer of `offers`
-    when None): a marketplace an admin disabled keeps its offers in the offers index but counts
-    in no group, as in the product index."""
+) -> pl.DataFrame:
+    """Per group id, what its offer documents say of it (search_index.documents.summarize_groups,
+    the one definition, also the marketplace-visibility job's): its offers and marketplaces and
+    its cheapest USD price (among the available offers; all of them when none is), over the
+    offers of `counted` marketplaces only (every offer of `offers` when None): a marketplace an
+    admin disabled keeps its offers in the offers index but counts in no group, as in the product
+    index. As columns (SUMMARY_SCHEMA), not a GroupSummary per group: the offers index build holds
+    them for its whole run, ~100 MB as objects at a million offers."""
     frame = offers.select("group_id", "marketplace", "price_minor", "currency", "available")
     if counted is not None:
         frame = frame.filter(pl.col("marketplace").is_in(list(counted)))
-    return summarize_groups(
+    summaries = summarize_groups(
         (group_id, marketplace, _usd_of(price_minor, currency, rates), bool(available))
         for group_id, marketplace, price_minor, currency, available in frame.iter_rows()
     )
+    columns: dict[str, list[Any]] = {name: [] for name in SUMMARY_SCHEMA.names()}
+    while summaries:
+        group_id, summary = summaries.popitem()  # each freed as its row is taken
+        columns["group_id"].append(group_id)
+        columns["summary_size"].append(summary.size)
+        columns["summary_marketplaces"].append(summary.marketplaces)
+        columns["summary_min_price_usd_minor"].append(summary.min_price_usd_minor)
+    return pl.DataFrame(columns, schema=SUMMARY_SCHEMA)
 
 
 def iter_offer_documents(
@@ -73,7 +94,7 @@ def iter_offer_documents(
     marketplaces: Mapping[str, Mapping[str, Any]],
     rates: Mapping[str, Decimal],
     skipped: dict[str, str],
-    groups: Mapping[str, GroupSummary] | None = None,
+    groups: pl.DataFrame | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One search document per offer row of warehouse.derived.read_offer_frame; offers that
     cannot become a document are recorded in `skipped` (key `marketplace/external_id`).
@@ -83,15 +104,23 @@ def iter_offer_documents(
     by default it is computed from `offers`, every offer counting."""
     if groups is None:
         groups = group_summaries(offers, rates)
-    for row in offers.iter_rows(named=True):
+    rows = offers.with_columns(pl.col("group_id").cast(pl.String)).join(
+        groups, on="group_id", how="left", maintain_order="left"
+    )
+    for row in rows.iter_rows(named=True):
         slug = row["marketplace"]
-        group_id = row.get("group_id")
-        summary = groups.get(group_id) if group_id else None
-        group = (
-            (summary.as_group(group_id) if summary else {"group_id": group_id})
-            if group_id
-            else None
-        )
+        group_id = row["group_id"]
+        if group_id is None:
+            group = None
+        elif row["summary_size"] is None:
+            group = {"group_id": group_id}
+        else:
+            group = {
+                "group_id": group_id,
+                "group_size": row["summary_size"],
+                "group_marketplaces": row["summary_marketplaces"],
+                "group_min_price_usd_minor": row["summary_min_price_usd_minor"],
+            }
         history = {
             "previous_price_minor": row.get("previous_price_minor"),
             "price_dropped_at": row.get("price_dropped_at"),
@@ -242,7 +271,7 @@ def export_active_offers(
 
 def exported_group_summaries(
     source: Path, rates: Mapping[str, Decimal], *, counted: Collection[str] | None = None
-) -> dict[str, GroupSummary]:
+) -> pl.DataFrame:
     """group_summaries over the offers of an exported Parquet file, for a build whose batches
     do not hold whole groups (a batch of the offers index's export only sees some of a group's
     offers). Reads only the five columns a summary needs."""

@@ -367,6 +367,14 @@ class MarketplaceAdapter(Protocol):
 
     def order_status(self, marketplace_order_id: str) -> OrderState: ...
 
+    def check_orders_api(self) -> None:
+        """Ask the order API one cheap question about no order in particular (the same API,
+        key and scope as order_status): returns when it answers, MarketplaceError when it does
+        not, Unsupported when the format has no such question. Tracking asks it only when no
+        order answered in a pass, to tell one order's failing poll from an outage
+        (commerce.tracking_health)."""
+        ...
+
     def cancel_order(self, marketplace_order_id: str) -> OrderState: ...
 
 

@@ -195,6 +195,11 @@ class HttpMarketplaceAdapter:
         """Formats without order tracking."""
         raise unsupported(self, Capability.TRACK)
 
+    def check_orders_api(self) -> None:
+        """Formats with no question about their order API as a whole: tracking cannot tell one
+        order's failure from an outage by it (commerce.tracking_health)."""
+        raise unsupported(self, Capability.TRACK)
+
     def cancel_order(self, marketplace_order_id: str) -> OrderState:
         """Formats without order cancellation."""
         raise unsupported(self, Capability.CANCEL)

@@ -62,6 +62,7 @@ from adapters.shopify_orders import (
     ORDER_CREATE_MUTATION,
     ORDER_CREATE_OPTIONS,
     ORDER_QUERY,
+    ORDERS_ANSWER_QUERY,
     ORDERS_BY_REFERENCE_QUERY,
     latest_tracking,
     mailing_address,
@@ -408,6 +409,16 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         if not isinstance(order, Mapping):
             raise NotFound(f"{self.slug}: order {gid} not found", marketplace=self.slug)
         return self._state(order)
+
+    def check_orders_api(self) -> None:
+        """The Admin API's `orders(first: 1)`: answered with a list (empty or not), the order
+        API works; any failure is a MarketplaceError as a status poll's would be."""
+        data = self._graphql(ORDERS_ANSWER_QUERY, {})
+        orders = data.get("orders")
+        if not isinstance(orders, Mapping) or not isinstance(orders.get("nodes"), list):
+            raise BadPayload(
+                "bad_response", detail="orders(first: 1) gave no list", marketplace=self.slug
+            )
 
     def cancel_order(self, marketplace_order_id: str) -> OrderState:
         """`orderCancel` with refund and restock; returns the order's state afterwards.

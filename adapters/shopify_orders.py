@@ -86,6 +86,16 @@ query OneCartOrder($id: ID!) {
 """
 )
 
+# Whether the order API answers at all (ShopifyAdapter.check_orders_api): the same `orders`
+# field, scope (read_orders) and endpoint as a status poll, one id's worth of reply.
+ORDERS_ANSWER_QUERY = """
+query OneCartOrdersAnswer {
+  orders(first: 1) {
+    nodes { id }
+  }
+}
+"""
+
 ORDERS_BY_REFERENCE_QUERY = (
     """
 query OneCartOrdersByReference($query: String!) {

@@ -540,6 +540,19 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         )
         return self._state(self._order_body(body))
 
+    def check_orders_api(self) -> None:
+        """REST v3's order list, one order's id (`per_page=1`, WordPress's `_fields=id`), with
+        the same key as a status poll: a list answered (empty or not), the order API works."""
+        body, _ = self.get_json(
+            f"{REST_API}/orders",
+            params={"per_page": 1, "_fields": "id"},
+            headers=self.basic_auth_header(),
+        )
+        if not isinstance(body, list):
+            raise BadPayload(
+                "bad_response", detail="GET orders gave no list", marketplace=self.slug
+            )
+
     def cancel_order(self, marketplace_order_id: str) -> OrderState:
         """Set the status to cancelled (the store refuses once the order has shipped). An
         unknown order is NotFound, whether the store says so with 404 or, as REST v3 updates

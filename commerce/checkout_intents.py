@@ -4,9 +4,10 @@ Its idempotency key is derived from the form's validation token and the total, s
 or a retried request gets the same intent, never a second hold. But Stripe replays a key's first
 answer for 24 hours, whatever became of the intent since: when the form's total changed, the
 submit released (cancelled) the intent for the old total, and when the total later comes back to
-that amount the same key hands back the cancelled intent, which Stripe.js cannot confirm. So the
-intent a key yields is looked up, and while it is cancelled the next generation of the key
-(`<key>-g1`, `-g2`, …) is asked: each generation is itself idempotent, so a repeated request walks
+that amount the same key hands back the cancelled intent, which Stripe.js cannot confirm. So a
+replayed answer (Stripe marks it `Idempotent-Replayed`) is checked by reading the intent; an
+intent made by this very request is as its reply says, with no second read. While the intent is
+cancelled the next generation of the key (`<key>-g1`, `-g2`, …) is asked: each generation is itself idempotent, so a repeated request walks
 the same keys to the same usable intent. Any state but cancelled is handed back as it is: an
 intent still holding money for this total (requires_capture) is the one the submit will adopt,
 and a second one would hold the money twice.
@@ -18,11 +19,16 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from commerce.card_holds import checkout_intent_metadata
-from commerce.payments.gateway import PaymentError, ProviderPaymentState, ProviderStatus
+from commerce.payments.gateway import (
+    PaymentError,
+    PreparedIntent,
+    ProviderPaymentState,
+    ProviderStatus,
+)
 from onecart.money import Money
 
 # A form whose total went back to the same amount this many times is reloaded instead: each
-# generation costs two Stripe calls per request.
+# generation replayed costs two Stripe calls per request.
 MAX_INTENT_GENERATIONS = 10
 
 
@@ -38,7 +44,7 @@ class CheckoutIntentGateway(Protocol):
 
     def prepare_intent(
         self, amount: Money, *, idempotency_key: str, metadata: Mapping[str, str]
-    ) -> tuple[str, str]: ...
+    ) -> PreparedIntent: ...
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState: ...
 
@@ -59,11 +65,15 @@ def prepare_checkout_intent(
     when every generation's intent is cancelled."""
     metadata = checkout_intent_metadata(user_id, validation_token)
     for generation in range(MAX_INTENT_GENERATIONS):
-        intent_id, client_secret = gateway.prepare_intent(
+        prepared = gateway.prepare_intent(
             amount,
             idempotency_key=checkout_intent_key(validation_token, amount, generation),
             metadata=metadata,
         )
-        if gateway.retrieve(intent_id).status != ProviderStatus.CANCELED:
-            return intent_id, client_secret
+        status = prepared.status
+        if status is None:
+            # Replayed: what the intent was when the key was first used; ask what it is now.
+            status = gateway.retrieve(prepared.intent_id).status
+        if status != ProviderStatus.CANCELED:
+            return prepared.intent_id, prepared.client_secret
     raise TooManyCheckoutIntents()

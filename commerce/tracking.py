@@ -58,6 +58,7 @@ from commerce.settlement import compensate_sub_order, process_refunds, settle_pa
 from commerce.tracking_health import (
     MARKETPLACE_FAILURES_IN_A_ROW,
     fails_marketplace_wide,
+    outage_without_answers,
     record_order_failure,
     record_poll_attempt,
     record_tracking_answer,
@@ -358,8 +359,9 @@ def track_open_sub_orders(
         due = sorted(due, key=lambda sub: sub.failing_alone)
         polled = changed = errors = 0
         answered = False
-        # Failures since the marketplace's last answer in this pass, not yet blamed on anyone.
-        unblamed: list[tuple[int, MarketplaceError]] = []
+        # Failures since the marketplace's last answer in this pass, not yet blamed on anyone:
+        # (sub-order, error, whether it was already failing on its own).
+        unblamed: list[tuple[int, MarketplaceError, bool]] = []
 
         def marketplace_failed(exc: MarketplaceError) -> tuple[int, int, int]:
             record_tracking_failure(
@@ -380,11 +382,12 @@ def track_open_sub_orders(
             except MarketplaceError as exc:
                 record_poll_attempt(session_factory, sub.sub_order_id, utc_now())
                 errors += 1
-                if fails_marketplace_wide(exc) or not (answered or sub.failing_alone):
-                    # Nothing but the marketplace to blame: its API as a whole, or an order
-                    # with no failures of its own that failed before any other answered.
+                if fails_marketplace_wide(exc):
                     return marketplace_failed(exc)
-                unblamed.append((sub.sub_order_id, exc))
+                # Whose failure it is is decided by what the marketplace does next: an answer
+                # to another order of this pass makes it the order's, failures in a row make
+                # it an outage, and a pass that ends with no answer asks the order API itself.
+                unblamed.append((sub.sub_order_id, exc, sub.failing_alone))
                 if len(unblamed) >= MARKETPLACE_FAILURES_IN_A_ROW:
                     return marketplace_failed(exc)
                 continue
@@ -398,13 +401,20 @@ def track_open_sub_orders(
                 answered = True
                 record_tracking_answer(session_factory, market_id)
             blame_orders(unblamed)
-        # Failures left at the end: after an answer, or of orders already failing on their own
-        # with no other order asked to say otherwise.
+        if unblamed and not answered:
+            # No order of this pass answered to tell (the marketplace's only open order, or
+            # its backoff's single probe): commerce.tracking_health decides.
+            outage, checked = outage_without_answers(adapter, unblamed)
+            if outage is not None:
+                return marketplace_failed(outage)
+            if checked:
+                record_tracking_answer(session_factory, market_id)
+        # Failures left at the end: after an answer, or while the order API answers.
         blame_orders(unblamed)
         return polled, changed, errors
 
-    def blame_orders(unblamed: list[tuple[int, MarketplaceError]]) -> None:
-        for sub_order_id, exc in unblamed:
+    def blame_orders(unblamed: list[tuple[int, MarketplaceError, bool]]) -> None:
+        for sub_order_id, exc, _ in unblamed:
             record_order_failure(
                 session_factory, sub_order_id, exc, pass_started=pass_started, policy=policy
             )

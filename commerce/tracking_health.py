@@ -10,20 +10,30 @@ A failed poll (any reason but "no such order") is blamed on the marketplace or o
 by what else the marketplace did in the same pass (commerce.tracking.track_open_sub_orders):
 
 - The marketplace's, when its whole API is in question (`fails_marketplace_wide`: no connection
-  or a timeout, a rate limit, a refused key), when an order with no failures of its own fails
-  before any other order of the marketplace answered in the pass, or when
+  or a timeout, a rate limit, a refused key, a 503 Service Unavailable), or when
   MARKETPLACE_FAILURES_IN_A_ROW polls fail in a row. Its failures in a row, the first of them
   and the latest error are kept on its row, the rest of its pass is skipped, and it is asked
   again only after a backoff that doubles from one tracking pass up to a cap (the
   marketplace's own Retry-After is honoured up to that cap). Each retry is a single probe
   (commerce.tracking_schedule); the first answer clears the failures, and its sub-orders are
   polled as usual from the next pass. No order is blamed for an outage.
-- The order's, when other orders of the marketplace answer in the same pass (or the order,
-  already failing on its own, is the only one asked): the same record and the same doubling
-  backoff on the sub-order's own row, while the marketplace keeps being tracked. The order's
-  first answer clears it. One that has failed for longer than ORDER_FAILURE_ALERT_AFTER is put
-  on the operator's list (/admin/attention) once per run of failures: a poll that fails never
-  refunds anything, since the marketplace may still hold and ship the order.
+- The order's, when another order of the marketplace answers in the same pass, before or after
+  it (a fresh order asked first is not taken for an outage while the next ones answer): the
+  same record and the same doubling backoff on the sub-order's own row, while the marketplace
+  keeps being tracked. The order's first answer clears it. One that has failed for longer than
+  ORDER_FAILURE_ALERT_AFTER is put on the operator's list (/admin/attention) once per run of
+  failures: a poll that fails never refunds anything, since the marketplace may still hold and
+  ship the order.
+- When the pass ends with failures and no order answered (the marketplace's only open order,
+  or a backed-off marketplace's single probe), its order API is asked one question about no
+  order in particular (`check_orders_api`: Shopify's `orders(first: 1)`, WooCommerce's
+  `GET /orders?per_page=1`, the same API, key and scope as a status poll). It answers: the
+  failures are the orders' and the marketplace answers. It fails: an outage. A format with no
+  such question (Unsupported) leaves nothing to tell them apart, so, as before, a failure of
+  an order with none of its own yet is taken for an outage (backing off the marketplace, never
+  blaming an order for an outage), and one of an order already failing on its own stays its
+  own. A check that answers while single-order reads fail for every order is caught at the
+  next pass, when the other orders' polls fail in a row.
 
 Nothing is dropped: a backed-off marketplace's or order's sub-orders keep their place and their
 status.
@@ -41,7 +51,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import MarketplaceError, RateLimited, Transient
+from adapters.base import MarketplaceAdapter, MarketplaceError, RateLimited, Transient, Unsupported
 from commerce.models import Marketplace
 from commerce.order_locks import lock_order, order_id_of_sub_order
 from commerce.order_models import MarketplaceOrder, Order
@@ -56,8 +66,9 @@ MAX_ERROR_CHARS = 300
 # Polls of one marketplace failing one after another in a pass, each with an error that could be
 # its order's own, after which the marketplace is taken to be down (and is asked no more).
 MARKETPLACE_FAILURES_IN_A_ROW = 3
-# Refused credentials: every order of the marketplace would be refused alike.
-_REFUSED_KEY_STATUSES = frozenset({401, 403})
+# Refused credentials: every order of the marketplace would be refused alike; Service
+# Unavailable is the whole service's (overload, maintenance: RFC 9110 15.6.4), not an order's.
+_MARKETPLACE_WIDE_STATUSES = frozenset({401, 403, 503})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +93,31 @@ def backoff_after(failures: int, policy: TrackingPolicy) -> timedelta:
 def fails_marketplace_wide(error: MarketplaceError) -> bool:
     """Whether a failed poll says nothing about its one order: the marketplace could not be
     reached or did not answer in time (Transient without an HTTP status), it limits our rate,
-    or it refused our key. A 5xx or an unreadable reply (BadPayload) for one order may be that
-    order's own problem."""
+    it refused our key, or it said it is unavailable (503). Another 5xx or an unreadable reply
+    (BadPayload) for one order may be that order's own problem."""
     return (
         isinstance(error, RateLimited)
         or (isinstance(error, Transient) and error.status is None)
-        or error.status in _REFUSED_KEY_STATUSES
+        or error.status in _MARKETPLACE_WIDE_STATUSES
     )
+
+
+def outage_without_answers(
+    adapter: MarketplaceAdapter, unblamed: list[tuple[int, MarketplaceError, bool]]
+) -> tuple[MarketplaceError | None, bool]:
+    """Whose failures these are when no order of the marketplace answered in the pass:
+    (the error to record as the marketplace's when it is an outage, else None; whether the
+    marketplace answered the check). `unblamed`: (sub-order, its error, whether it was already
+    failing on its own), at least one."""
+    try:
+        adapter.check_orders_api()
+    except Unsupported:
+        # No honest signal: an order with no failures of its own cannot be blamed on a guess.
+        fresh = [error for _, error, failing_alone in unblamed if not failing_alone]
+        return (fresh[-1] if fresh else None), False
+    except MarketplaceError as exc:
+        return exc, False
+    return None, True
 
 
 def error_text(error: MarketplaceError) -> str:

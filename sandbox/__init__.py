@@ -40,7 +40,7 @@ own price_epoch, unlisted_products (ShopWave and Kiondo: product ids off the cat
 order faults: order_reply_delay_ms, fail_after_next_orders,
 refuse_next_orders, order_price_change_pct, delisted_products, drop_unknown_lines,
 max_line_quantity, cancel_next_orders, cancel_reply_delay_ms, fail_after_next_cancels,
-search_lag_ms (docs/sandbox-and-adapters.md). ``GET /_sandbox/orders/<slug>`` lists the orders a marketplace
+search_lag_ms, failing_order_reads (docs/sandbox-and-adapters.md). ``GET /_sandbox/orders/<slug>`` lists the orders a marketplace
 holds; ``POST /_sandbox/orders/<slug>/<number>/cancel`` has the marketplace cancel one, and
 ``POST /_sandbox/orders/<slug>/<number>/advance`` moves one on by ``{"steps": N}`` at once.
 

@@ -59,6 +59,9 @@ class Knobs:
     cancel_reply_delay_ms: int = 0
     fail_after_next_cancels: int = 0
     search_lag_ms: int = 0
+    # Orders (their numbers) whose status read answers 500 while the store answers the rest:
+    # an order the store cannot serve (ShopWave `order(id:)`, Kiondo `GET …/orders/<id>`).
+    failing_order_reads: tuple[str, ...] = ()
     # Shipping and tax a store adds to each order it creates (WooCommerce, Shopify): a flat
     # shipping charge in minor units, and tax in basis points of the lines and the shipping.
     order_shipping_minor: int = 0
@@ -140,8 +143,9 @@ def _percent_change(name: str, value: object) -> int:
     return int(number)
 
 
-def _product_ids(name: str, value: object) -> tuple[str, ...]:
-    """External product ids: a JSON list of ids, or one comma-separated string (for --knob)."""
+def _product_ids(name: str, value: object, what: str = "product ids") -> tuple[str, ...]:
+    """External product ids (or order numbers, `what`): a JSON list of ids, or one
+    comma-separated string (for --knob)."""
     if isinstance(value, str):
         items: list[object] = [part for part in value.split(",") if part.strip()]
     elif isinstance(value, int) and not isinstance(value, bool):
@@ -149,16 +153,16 @@ def _product_ids(name: str, value: object) -> tuple[str, ...]:
     elif isinstance(value, list | tuple):
         items = list(value)
     else:
-        raise KnobError(f"{name} must be a list of product ids, got {value!r}")
+        raise KnobError(f"{name} must be a list of {what}, got {value!r}")
     if len(items) > MAX_DELISTED_PRODUCTS:
         raise KnobError(f"{name} holds at most {MAX_DELISTED_PRODUCTS} ids, got {len(items)}")
     ids: list[str] = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, str | int):
-            raise KnobError(f"{name} must hold product ids (text or whole numbers), got {item!r}")
+            raise KnobError(f"{name} must hold {what} (text or whole numbers), got {item!r}")
         text = str(item).strip()
         if not text or len(text) > 100:
-            raise KnobError(f"{name}: {item!r} is not a product id")
+            raise KnobError(f"{name}: {item!r} is not one of the {what}")
         ids.append(text)
     return tuple(dict.fromkeys(ids))
 
@@ -187,6 +191,7 @@ _COERCERS: dict[str, Callable[[str, object], Any]] = {
     "cancel_reply_delay_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
     "fail_after_next_cancels": _count,
     "search_lag_ms": lambda n, v: _count(n, v, MAX_LATENCY_MS),
+    "failing_order_reads": lambda n, v: _product_ids(n, v, "order numbers"),
     "order_shipping_minor": lambda n, v: _count(n, v, 10**9),
     "order_tax_bps": lambda n, v: _count(n, v, 10_000),
 }

@@ -205,6 +205,10 @@ class ShopifyOrderApi(MarketplaceService):
 
     def _order(self, request: Request, variables: dict[str, Any]) -> Response:
         order = self._lookup_order(variables.get("id"))
+        if order is not None and str(order.number) in (
+            self.ctx.knobs.get(self.slug).failing_order_reads
+        ):
+            return json_response({"errors": "Internal Server Error"}, 500)
         return json_response({"data": {"order": self._order_node(order) if order else None}})
 
     def _orders(self, request: Request, variables: dict[str, Any]) -> Response:

@@ -248,7 +248,10 @@ class WooCommerceOrderApi(MarketplaceService):
     def get_order(self, request: Request, order_id: int) -> Response:
         """GET /wp-json/wc/v3/orders/<id>: the order with its current status."""
         self._require_credentials(request)
-        return json_response(self.order_record(self._find(order_id)))
+        order = self._find(order_id)
+        if str(order.number) in self.ctx.knobs.get(self.slug).failing_order_reads:
+            raise wc_error(500, "internal_server_error", "There has been a critical error.")
+        return json_response(self.order_record(order))
 
     def update_order(self, request: Request, order_id: int) -> Response:
         """PUT /wp-json/wc/v3/orders/<id> {"status": "cancelled"}: cancel before shipping. An

@@ -118,6 +118,18 @@ class ProviderStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class PreparedIntent:
+    """A PaymentIntent made for Stripe.js to confirm in the browser. `status` is the intent's
+    status as the reply gave it; None when the reply was the provider's replay of an earlier
+    answer to the same idempotency key (Stripe: `Idempotent-Replayed: true`), which says what
+    the intent was then, not what it is now."""
+
+    intent_id: str
+    client_secret: str
+    status: ProviderStatus | None
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderPaymentState:
     """The provider's current record of a payment (used to reconcile after a crash)."""
 

@@ -30,6 +30,7 @@ from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
     PaymentUnavailable,
+    PreparedIntent,
     ProviderPaymentState,
     ProviderStatus,
     RefundBlockedByDispute,
@@ -259,8 +260,12 @@ class StripeGateway:
 
     def prepare_intent(
         self, amount: Money, *, idempotency_key: str, metadata: Mapping[str, str]
-    ) -> tuple[str, str]:
-        """A PaymentIntent for Stripe.js to confirm in the browser: (id, client_secret)."""
+    ) -> PreparedIntent:
+        """A PaymentIntent for Stripe.js to confirm in the browser. Its status is the reply's
+        unless Stripe replayed the key's first answer (`Idempotent-Replayed: true`, which
+        Stripe sets on every replayed reply): that one may be older than the intent's last
+        change, so it carries no status and the caller asks Stripe (commerce.checkout_intents).
+        """
         try:
             intent = self.client.v1.payment_intents.create(
                 params={
@@ -274,7 +279,11 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "prepared") from exc
-        return intent.id, str(intent.client_secret)
+        return PreparedIntent(
+            intent.id,
+            str(intent.client_secret),
+            None if _replayed(intent) else _provider_status(intent),
+        )
 
     def capture(self, provider_reference: str, amount: Money) -> None:
         """Capture `amount`; Stripe releases whatever of the hold is left. One key per intent
@@ -412,14 +421,33 @@ class StripeGateway:
         return _intent_state(intent)
 
 
+def _replayed(stripe_object: Any) -> bool:
+    """Whether Stripe answered with its replay of an earlier reply to the same idempotency key
+    (the `Idempotent-Replayed: true` header; header names are case-insensitive)."""
+    response = getattr(stripe_object, "last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    return any(
+        str(name).lower() == "idempotent-replayed" and str(value).strip().lower() == "true"
+        for name, value in headers.items()
+    )
+
+
+_STATUSES = {
+    "requires_capture": ProviderStatus.AUTHORIZED,
+    "succeeded": ProviderStatus.CAPTURED,
+    "canceled": ProviderStatus.CANCELED,
+    "processing": ProviderStatus.PENDING,
+}
+
+
+def _provider_status(intent: Any) -> ProviderStatus:
+    """A PaymentIntent's status in our words (any other is not money we can use: failed)."""
+    return _STATUSES.get(str(intent.status), ProviderStatus.FAILED)
+
+
 def _intent_state(intent: Any) -> ProviderPaymentState:
     """A PaymentIntent in our words."""
-    status = {
-        "requires_capture": ProviderStatus.AUTHORIZED,
-        "succeeded": ProviderStatus.CAPTURED,
-        "canceled": ProviderStatus.CANCELED,
-        "processing": ProviderStatus.PENDING,
-    }.get(str(intent.status), ProviderStatus.FAILED)
+    status = _provider_status(intent)
     currency = str(intent.currency).upper()
     amount = from_stripe_amount(intent.amount, currency)
     received_field = intent.to_dict().get("amount_received")

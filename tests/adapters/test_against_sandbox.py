@@ -268,6 +268,28 @@ def test_capabilities_are_declared_honestly(slug: str, adapter_for) -> None:
     assert set(adapter_for(slug).capabilities) == EXPECTED_CAPABILITIES[slug]
 
 
+@pytest.mark.parametrize("slug", ["shopwave", "kiondo"])
+def test_the_order_api_check_answers_and_fails_with_the_store(
+    slug: str, adapter_for, sandbox_control
+) -> None:
+    """Tracking's question about the order API as a whole (Shopify `orders(first: 1)`,
+    WooCommerce `GET /orders?per_page=1`): answered while the store is up, a Transient when it
+    is down, and not affected by one order the store cannot serve."""
+    adapter = adapter_for(slug)
+    set_knobs(sandbox_control, slug, failing_order_reads=["1"])
+    assert adapter.check_orders_api() is None
+    set_knobs(sandbox_control, slug, down=True, latency_ms=0)
+    with pytest.raises(Transient) as down:
+        adapter.check_orders_api()
+    assert down.value.status == 503
+
+
+@pytest.mark.parametrize("slug", ["dummymart", "fakestore", "bazaar"])
+def test_formats_without_an_order_api_check_say_so(slug: str, adapter_for) -> None:
+    with pytest.raises(Unsupported):
+        adapter_for(slug).check_orders_api()
+
+
 # --- Live lookups ---------------------------------------------------------------------------
 
 

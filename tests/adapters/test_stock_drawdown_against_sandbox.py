@@ -302,3 +302,52 @@ def test_woocommerce_reduces_stock_when_the_order_is_paid(
     record = _woocommerce_record(sandbox_control, offer)
     assert record["add_to_cart"]["maximum"] == offer.stock - 2
     assert record["low_stock_remaining"] is None  # not low yet: the Store API tells none
+
+
+@pytest.mark.parametrize("slug", ["dummymart", "fakestore"])
+def test_cart_api_stores_draw_no_stock_as_the_real_apis_draw_none(
+    slug: str, sandbox_server: str, sandbox_control: httpx.Client
+) -> None:
+    """DummyJSON's carts are simulated (`POST /carts/add` "will not add it into the server") and
+    the Fake Store API persists no write and has no stock: an order there, even one for more
+    units than DummyJSON publishes, changes nothing the store publishes. So the sandbox's
+    DummyMart and Fake Store keep their published stock whatever OneCart buys (docs: README's
+    marketplace table)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in API_KEYS.items():
+            patch.setenv(name, value)
+        [config] = [config for config in load_marketplaces() if config.slug == slug]
+    adapter = build_adapter(config)
+    try:
+        index = next(
+            index
+            for index in range(WORLD.offer_count(slug))
+            if WORLD.malformation(slug, index, Knobs().malformed_rate) is None
+            and WORLD.offer(slug, index).stock >= 1
+        )
+        offer = WORLD.offer(slug, index)
+        product = str(index + 1)  # both formats number their products from 1
+        before = adapter.lookup_offer(product).stock
+        beyond = (before or offer.stock) + 5
+        reference = f"oc-nodraw-{uuid.uuid4().hex[:12]}"
+        placed = adapter.place_order(
+            OrderRequest(
+                reference=reference,
+                idempotency_key=f"{reference}-sub-1",
+                lines=[OrderLine(product, beyond, offer.price_minor, offer.currency)],
+                shipping=ShippingAddress(
+                    name="Ada Lovelace", line1="1 Test St", city="Berlin", country="DE"
+                ),
+                currency=offer.currency,
+            )
+        )
+        assert [line.quantity for line in placed.lines] == [beyond]
+        after = adapter.lookup_offer(product)
+        assert after.stock == before
+        assert after.available
+        if slug == "fakestore":
+            assert before is None  # the format has no stock at all
+        else:
+            assert before == offer.stock
+    finally:
+        adapter.close()

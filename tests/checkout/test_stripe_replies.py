@@ -28,10 +28,11 @@ class CannedHttp(stripe.HTTPClient):
 
     name = "canned"
 
-    def __init__(self, status: int, body: str) -> None:
+    def __init__(self, status: int, body: str, headers: dict[str, str] | None = None) -> None:
         super().__init__()
         self.status = status
         self.body = body
+        self.headers = headers or {}
         self.sent: list[tuple[str, str, str | None]] = []
         self.closed = False
 
@@ -39,7 +40,7 @@ class CannedHttp(stripe.HTTPClient):
         self, method: str, url: str, headers: Any, post_data: Any = None
     ) -> tuple[str, int, dict[str, str]]:
         self.sent.append((method, url, dict(headers).get("Idempotency-Key")))
-        return self.body, self.status, {"request-id": "req_canned"}
+        return self.body, self.status, {"request-id": "req_canned", **self.headers}
 
     def close(self) -> None:
         # The gateway never streams (HTTPClient.request_stream refuses as it should); closing
@@ -48,10 +49,13 @@ class CannedHttp(stripe.HTTPClient):
 
 
 def _gateway(
-    status: int, body: dict[str, Any] | str, http: list[CannedHttp] | None = None
+    status: int,
+    body: dict[str, Any] | str,
+    http: list[CannedHttp] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> StripeGateway:
     text = body if isinstance(body, str) else json.dumps(body)
-    canned = CannedHttp(status, text)
+    canned = CannedHttp(status, text, headers)
     if http is not None:
         http.append(canned)
     client = stripe.StripeClient("sk_test_canned", http_client=canned, max_network_retries=0)
@@ -250,3 +254,24 @@ def test_a_browser_confirmed_intent_still_processing_is_unknown_not_unconfirmed(
     waiting = {**intent, "status": "requires_action"}
     with pytest.raises(PaymentDeclined):
         _gateway(200, waiting).authorize(handed_over)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, ProviderStatus.FAILED),  # requires_payment_method, as made now
+        ({"Idempotent-Replayed": "true"}, None),
+        ({"idempotent-replayed": "true"}, None),
+    ],
+)
+def test_a_prepared_intent_carries_its_status_unless_stripe_replayed_the_answer(
+    headers: dict[str, str], status: ProviderStatus | None
+) -> None:
+    """Stripe marks a reply it replays for a reused idempotency key (Idempotent-Replayed:
+    true): that answer is the key's first and may be stale, so it carries no status."""
+    intent = {**_intent("requires_payment_method", received=0), "client_secret": "pi_canned_s"}
+    prepared = _gateway(200, intent, headers=headers).prepare_intent(
+        Money(1000, "USD"), idempotency_key="onecart-intent-t-1000-USD", metadata={}
+    )
+    assert (prepared.intent_id, prepared.client_secret) == ("pi_canned", "pi_canned_s")
+    assert prepared.status == status

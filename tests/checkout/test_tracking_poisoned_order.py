@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from adapters.base import BadPayload, Transient
-from commerce.models import utc_now
+from commerce.models import Marketplace, utc_now
 from commerce.order_models import MarketplaceOrder, Order, Refund, SubOrderStatus
 from commerce.tracking_health import ORDER_FAILURE_ALERT_AFTER
 from tests.checkout.conftest import Shop
@@ -234,3 +234,138 @@ def test_an_unreadable_reply_for_one_order_is_that_orders_failure(shop: Shop) ->
     failing = _sub_order(shop, unreadable.id)
     assert failing.poll_failures == 1
     assert failing.poll_last_error == "BadPayload: order without a status"
+
+
+def test_a_fresh_order_failing_first_in_a_pass_is_its_own_failure_when_the_next_answer(
+    shop: Shop,
+) -> None:
+    """Never asked before, it is first in line; ShopWave answers the orders after it in the
+    same pass, so the failure is the order's and ShopWave is not backed off even once."""
+    fake = FakeMarketplaces()
+    placed_orders(shop, 3)
+    shopwave = sub_orders(shop, "shopwave")
+    poisoned = shopwave[0]
+    assert poisoned.marketplace_order_id is not None
+    fake.failing[poisoned.marketplace_order_id] = _server_error()
+
+    asked = [id_ for id_ in fake.track(shop, WHOLE) if id_.startswith("shopwave")]
+
+    assert asked == ids(shopwave)  # the poisoned one first: never asked, oldest
+    assert marketplace_row(shop, "shopwave").tracking_failures == 0
+    assert [sub.poll_failures for sub in sub_orders(shop, "shopwave")] == [1, 0, 0]
+    assert fake.checked == []  # the other orders' answers told; no extra question
+    # The next pass asks ShopWave's other orders as usual; the failing one waits its backoff.
+    assert [id_ for id_ in fake.track(shop, WHOLE) if id_.startswith("shopwave")] == ids(
+        shopwave[1:]
+    )
+
+
+def test_the_only_open_order_failing_is_its_own_failure_when_the_order_api_answers(
+    shop: Shop,
+) -> None:
+    """No other open order to ask: ShopWave's order API is asked one question not about any
+    order (check_orders_api), it answers, so the failure is the order's."""
+    fake = FakeMarketplaces()
+    [subs] = placed_orders(shop, 1)
+    only = subs["shopwave"]
+    assert only.marketplace_order_id is not None
+    fake.failing[only.marketplace_order_id] = _server_error()
+
+    for failures in (1, 2):
+        assert only.marketplace_order_id in fake.track(shop, WHOLE)
+        assert fake.checked == ["shopwave"]
+        assert marketplace_row(shop, "shopwave").tracking_failures == 0
+        failing = _sub_order(shop, only.id)
+        assert failing.poll_failures == failures
+        assert failing.poll_last_error == "Transient: 500 Internal Server Error"
+        _order_backoff_over(shop, only.id)
+    # Kiondo's order answered each time and was never checked.
+    assert _sub_order(shop, subs["kiondo"].id).last_polled_at is not None
+
+
+def test_the_only_open_order_failing_while_the_order_api_fails_backs_off_the_marketplace(
+    shop: Shop,
+) -> None:
+    fake = FakeMarketplaces()
+    [subs] = placed_orders(shop, 1)
+    only = subs["shopwave"]
+    assert only.marketplace_order_id is not None
+    fake.failing[only.marketplace_order_id] = _server_error()
+    fake.check_failing["shopwave"] = Transient(
+        "502 Bad Gateway", marketplace="shopwave", status=502
+    )
+
+    fake.track(shop, WHOLE)
+
+    assert fake.checked == ["shopwave"]
+    market = marketplace_row(shop, "shopwave")
+    assert market.tracking_failures == 1
+    assert market.tracking_last_error == "Transient: 502 Bad Gateway"
+    assert _sub_order(shop, only.id).poll_failures == 0  # an outage blames no order
+
+
+def test_without_a_question_about_its_order_api_the_only_failing_order_backs_off_its_marketplace(
+    shop: Shop,
+) -> None:
+    """A format with no cheap question about its order API as a whole (Unsupported) leaves
+    nothing to tell the two apart: a fresh order failing with no other answer is taken for an
+    outage, as before (an outage must not be blamed on orders)."""
+    fake = FakeMarketplaces(no_check={"shopwave"})
+    [subs] = placed_orders(shop, 1)
+    only = subs["shopwave"]
+    assert only.marketplace_order_id is not None
+    fake.failing[only.marketplace_order_id] = _server_error()
+
+    fake.track(shop, WHOLE)
+
+    assert marketplace_row(shop, "shopwave").tracking_failures == 1
+    assert _sub_order(shop, only.id).poll_failures == 0
+
+
+def test_a_503_is_the_marketplaces_failure_without_asking_further(shop: Shop) -> None:
+    """Service Unavailable speaks for the whole service (overload, maintenance), after an
+    answer too: ShopWave is backed off at once, no order is blamed and nothing more is asked."""
+    fake = FakeMarketplaces()
+    placed_orders(shop, 4)
+    shopwave = ids(sub_orders(shop, "shopwave"))
+    fake.failing[shopwave[1]] = Transient(
+        "503 Service Unavailable", marketplace="shopwave", status=503
+    )
+
+    asked = [id_ for id_ in fake.track(shop, WHOLE) if id_.startswith("shopwave")]
+
+    assert asked == shopwave[:2]
+    assert marketplace_row(shop, "shopwave").tracking_failures == 1
+    assert all(sub.poll_failures == 0 for sub in sub_orders(shop, "shopwave"))
+    assert fake.checked == []
+
+
+def test_without_a_question_about_its_order_api_an_order_failing_alone_is_no_answer(
+    shop: Shop,
+) -> None:
+    """A backed-off marketplace's probe can only be its one order already failing on its own:
+    without the order API check, that failure stays the order's, and the marketplace's own
+    failures are not cleared (it answered nothing)."""
+    fake = FakeMarketplaces(no_check={"shopwave"})
+    [subs] = placed_orders(shop, 1)
+    only = subs["shopwave"]
+    assert only.marketplace_order_id is not None
+    fake.failing[only.marketplace_order_id] = _server_error()
+    set_columns(
+        shop, only.id, poll_failures=1, poll_failing_since=utc_now() - MINUTE, poll_retry_at=None
+    )
+    with shop.session() as session, session.begin():
+        session.execute(
+            sa.update(Marketplace)
+            .where(Marketplace.slug == "shopwave")
+            .values(
+                tracking_failures=2,
+                tracking_failing_since=utc_now() - 5 * MINUTE,
+                tracking_retry_at=utc_now() - MINUTE,
+            )
+        )
+
+    assert only.marketplace_order_id in fake.track(shop, WHOLE)
+
+    assert _sub_order(shop, only.id).poll_failures == 2
+    assert marketplace_row(shop, "shopwave").tracking_failures == 2

@@ -19,6 +19,7 @@ from adapters.base import (
     OrderState,
     OrderStatus,
     Transient,
+    Unsupported,
 )
 from commerce.models import Marketplace, utc_now
 from commerce.order_models import MarketplaceOrder, SubOrderStatus
@@ -41,13 +42,19 @@ POLICY = TrackingPolicy(
 class FakeMarketplaces:
     """ShopWave and Kiondo answering "pending" to every status poll, every question written
     down in order; a marketplace in `down` fails with Transient, an order id in `unknown` is
-    answered NotFound, one in `failing` fails with its error."""
+    answered NotFound, one in `failing` fails with its error. Their order API as a whole
+    (check_orders_api) answers unless the marketplace is down or in `check_failing`; one in
+    `no_check` has no such question (Unsupported)."""
 
     down: set[str] = field(default_factory=set)
     unknown: set[str] = field(default_factory=set)
     # Order ids whose every poll fails with this error while the rest answer.
     failing: dict[str, MarketplaceError] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
+    check_failing: dict[str, MarketplaceError] = field(default_factory=dict)
+    no_check: set[str] = field(default_factory=set)
+    # The marketplaces whose order API was checked, in order.
+    checked: list[str] = field(default_factory=list)
 
     def adapter_for(self, marketplace: Marketplace) -> MarketplaceAdapter:
         fake = self
@@ -67,11 +74,21 @@ class FakeMarketplaces:
                 status = OrderStatus.PENDING
                 return OrderState(marketplace_order_id, status, status.value)
 
+            def check_orders_api(self) -> None:
+                if self.slug in fake.no_check:
+                    raise Unsupported("no such question", marketplace=self.slug)
+                fake.checked.append(self.slug)
+                if self.slug in fake.down:
+                    raise Transient("503 Service Unavailable", marketplace=self.slug, status=503)
+                if self.slug in fake.check_failing:
+                    raise fake.check_failing[self.slug]
+
         return Answering()  # type: ignore[return-value]
 
     def track(self, shop: Shop, policy: TrackingPolicy = POLICY) -> list[str]:
         """One pass; returns the ids it asked about."""
         self.asked.clear()
+        self.checked.clear()
         track_open_sub_orders(shop.session_factory, adapter_for=self.adapter_for, policy=policy)
         return list(self.asked)
 

@@ -53,6 +53,7 @@ def test_knobs_endpoint_shows_every_marketplace_with_defaults(
         "search_lag_ms": 0,
         "order_shipping_minor": 0,
         "order_tax_bps": 0,
+        "failing_order_reads": [],
     }
 
 

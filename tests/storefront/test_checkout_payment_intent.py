@@ -20,6 +20,7 @@ from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
     PaymentUnavailable,
+    PreparedIntent,
     ProviderPaymentState,
     ProviderStatus,
 )
@@ -220,29 +221,35 @@ def test_checkout_js_confirms_and_submits_the_intent_it_was_given() -> None:
 
 class ReplayingStripe:
     """Stripe's idempotency as it is (localstripe has none): a key replays its first intent for
-    24 hours whatever became of it; `statuses` is Stripe's current record of each intent."""
+    24 hours whatever became of it, and says so (Idempotent-Replayed: the answer has no current
+    status); `statuses` is Stripe's current record of each intent. Every read is counted."""
 
     def __init__(self) -> None:
         self.intent_by_key: dict[str, str] = {}
         self.statuses: dict[str, ProviderStatus] = {}
         self.amounts: dict[str, Money] = {}
+        self.retrieved: list[str] = []
 
     def __call__(self) -> ReplayingStripe:  # stands in for routes._card_gateway
         return self
 
     def prepare_intent(
         self, amount: Money, *, idempotency_key: str, metadata: Mapping[str, str]
-    ) -> tuple[str, str]:
+    ) -> PreparedIntent:
         assert metadata["onecart_validation_token"] == VALID_TOKEN
-        if idempotency_key not in self.intent_by_key:
+        replayed = idempotency_key in self.intent_by_key
+        if not replayed:
             intent_id = f"pi_{len(self.intent_by_key) + 1}"
             self.intent_by_key[idempotency_key] = intent_id
             self.statuses[intent_id] = ProviderStatus.FAILED  # requires_payment_method
             self.amounts[intent_id] = amount
         intent_id = self.intent_by_key[idempotency_key]
-        return intent_id, f"{intent_id}_secret"
+        return PreparedIntent(
+            intent_id, f"{intent_id}_secret", None if replayed else self.statuses[intent_id]
+        )
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
+        self.retrieved.append(provider_reference)
         amount = self.amounts[provider_reference]
         return ProviderPaymentState(
             provider_reference=provider_reference,
@@ -331,3 +338,19 @@ def test_a_form_whose_every_intent_was_released_is_asked_to_reload(
 class _AlwaysCancelled(dict[str, ProviderStatus]):
     def __getitem__(self, key: str) -> ProviderStatus:
         return ProviderStatus.CANCELED
+
+
+def test_a_freshly_made_intent_is_handed_out_without_another_stripe_read(
+    csrf_client: FlaskClient, make_user: Callable[..., User], replaying_stripe: ReplayingStripe
+) -> None:
+    """Stripe's reply to the create is the intent as it is now unless Stripe says it replayed
+    an older answer: only a replay is read again (it may have been released since)."""
+    client, csrf = _signed_in_csrf_client(csrf_client, make_user)
+    first = _ask_intent(client, csrf)
+    assert replaying_stripe.retrieved == []  # made now: its reply says everything
+
+    replaying_stripe.statuses[first] = ProviderStatus.AUTHORIZED
+    _ask_intent(client, csrf)  # 24.99: a new key, made now
+    assert replaying_stripe.retrieved == []
+    assert _ask_intent(client, csrf) == first  # 19.99 again: a replay, read once
+    assert replaying_stripe.retrieved == [first]

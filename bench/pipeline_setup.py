@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,21 +94,9 @@ def start_services(
     sandbox = processes.start_process(
         settings,
         "bench-sandbox",
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(sandbox_port),
-            "--offers",
-            str(offers),
-            "--seed",
-            str(seed),
-            "--quiet",
-        ],
+        processes.sandbox_argv(
+            "127.0.0.1", sandbox_port, offers=offers, seed=seed, options=("--quiet",)
+        ),
     )
     services.sandbox_pid = sandbox.pid
     services.sandbox_url = f"http://127.0.0.1:{sandbox_port}"

@@ -1,4 +1,5 @@
-"""WooCommerce: the public Store API for the catalog and live prices, REST v3 for orders.
+"""WooCommerce: the public Store API for the catalog and live prices, REST v3 for orders (the
+order documents sent and read: adapters/woocommerce_orders.py).
 
 Store API prices are minor-unit strings with their own scale (`currency_minor_unit`), and carry
 their currency, so a Kenyan store's "110500" at scale 2 is KES 1,105.00. Stock: see
@@ -9,7 +10,6 @@ reference in the `_onecart_reference` meta field, so a retried placement can be 
 from __future__ import annotations
 
 import html
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -18,16 +18,8 @@ from urllib.parse import quote
 
 import httpx
 
-from adapters.accepted import (
-    accepted_lines,
-    line_quantity,
-    order_money,
-    refund_money,
-    unit_from_total,
-)
 from adapters.base import (
     FULL_ORDER_API,
-    AcceptedLine,
     BadPayload,
     CannotConfirmAbsence,
     CatalogPage,
@@ -36,10 +28,8 @@ from adapters.base import (
     Offer,
     OrderRequest,
     OrderState,
-    OrderStatus,
     PlacedOrder,
     Rejected,
-    ShippingAddress,
     Transient,
     parse_rating,
 )
@@ -65,7 +55,14 @@ from adapters.fields import (
 from adapters.gtin import normalize_gtin
 from adapters.http_adapter import HttpMarketplaceAdapter
 from adapters.registry import MarketplaceConfigError
-from onecart.money import from_minor_units
+from adapters.woocommerce_orders import (
+    INVALID_ORDER_ID_CODE,
+    order_payload,
+    order_state,
+    orders_with_reference,
+    placed_order,
+    rest_error_code,
+)
 
 STORE_API = "wp-json/wc/store/v1"
 REST_API = "wp-json/wc/v3"
@@ -78,68 +75,6 @@ DEFAULT_ORDER_LOOKBACK_HOURS = 72
 # Orders are listed from this long before the first attempt could have been sent: the store's
 # clock may be behind ours, and it dates an order when it receives it.
 SEND_TIME_MARGIN = timedelta(minutes=15)
-REFERENCE_META_KEY = "_onecart_reference"
-INVALID_ORDER_ID_CODE = "woocommerce_rest_shop_order_invalid_id"
-TRACKING_META_KEY = "_wc_shipment_tracking_items"  # WooCommerce Shipment Tracking extension
-
-# Order statuses (REST v3 omits the "wc-" prefix). "delivered" and "shipped" are custom statuses
-# that many stores add with a plugin.
-WOO_STATUS_MAP: Mapping[str, OrderStatus] = {
-    "checkout-draft": OrderStatus.PENDING,
-    "pending": OrderStatus.PENDING,
-    "on-hold": OrderStatus.PENDING,
-    "processing": OrderStatus.PROCESSING,
-    "completed": OrderStatus.SHIPPED,
-    "shipped": OrderStatus.SHIPPED,
-    "delivered": OrderStatus.DELIVERED,
-    "cancelled": OrderStatus.CANCELLED,
-    "trash": OrderStatus.CANCELLED,
-    "refunded": OrderStatus.REFUNDED,
-    "failed": OrderStatus.FAILED,
-}
-
-
-def _display_number(order: Mapping[str, Any]) -> str | None:
-    """`#<number>` as the store shows it (REST v3's `number`: the id unless a sequential-number
-    plugin renumbers orders)."""
-    number = optional_text(order.get("number")) or optional_text(order.get("id"))
-    return f"#{number}" if number else None
-
-
-def map_woocommerce_status(status: object) -> OrderStatus:
-    """Our status for a WooCommerce order status. An unknown plugin status means the store is
-    still handling the order, so it reads as processing rather than failing the tracking job."""
-    word = str(status or "").strip().lower().removeprefix("wc-")
-    return WOO_STATUS_MAP.get(word, OrderStatus.PROCESSING)
-
-
-def _meta_value(order: Mapping[str, Any], key: str) -> Any:
-    meta = order.get("meta_data")
-    if not isinstance(meta, list):
-        return None
-    for item in reversed(meta):  # the newest entry wins when a key repeats
-        if isinstance(item, Mapping) and item.get("key") == key:
-            return item.get("value")
-    return None
-
-
-def tracking_from_meta(order: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """(number, carrier, url) of the latest shipment in `_wc_shipment_tracking_items`."""
-    items = _meta_value(order, TRACKING_META_KEY)
-    if isinstance(items, Mapping):
-        items = [items]
-    if not isinstance(items, list):
-        return None, None, None
-    for item in reversed(items):
-        if isinstance(item, Mapping) and optional_text(item.get("tracking_number")):
-            carrier = optional_text(item.get("tracking_provider")) or optional_text(
-                item.get("custom_tracking_provider")
-            )
-            url = optional_url(item.get("custom_tracking_link")) or optional_url(
-                item.get("tracking_link")
-            )
-            return optional_text(item.get("tracking_number")), carrier, url
-    return None, None, None
 
 
 def _entity_text(value: object) -> str | None:
@@ -153,58 +88,6 @@ def _first_name(items: object) -> str | None:
             if isinstance(item, Mapping) and _entity_text(item.get("name")):
                 return _entity_text(item.get("name"))
     return None
-
-
-def _address(shipping: ShippingAddress, *, with_contact: bool) -> dict[str, str]:
-    parts = shipping.name.strip().split(None, 1)
-    first, last = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0] if parts else "")
-    address = {
-        "first_name": first,
-        "last_name": last,
-        "address_1": shipping.line1,
-        "address_2": shipping.line2,
-        "city": shipping.city,
-        "postcode": shipping.postal_code,
-        "country": shipping.country.upper(),
-        "phone": shipping.phone,
-    }
-    if with_contact:
-        address["email"] = shipping.email
-    return {key: value for key, value in address.items() if value}
-
-
-def _error_code(body: str | None) -> str | None:
-    """The `code` of a WordPress REST error body, if it is one."""
-    try:
-        parsed = json.loads(body or "")
-    except ValueError:
-        return None
-    return optional_text(parsed.get("code")) if isinstance(parsed, Mapping) else None
-
-
-def _order_total(order: Mapping[str, Any]) -> tuple[int | None, str | None]:
-    currency = optional_text(order.get("currency"))
-    return order_money(order.get("total"), currency), currency
-
-
-def refunded_so_far(order: Mapping[str, Any]) -> tuple[int | None, str | None]:
-    """(minor units, currency) of everything the store has refunded on the order: REST v3 lists
-    each refund in the order's `refunds` ({"id", "reason", "total": "-10.00"}, the total
-    negative). (None, None) when the reply has no `refunds` list or a refund cannot be read
-    exactly: what the store refunded is then not known, which is not the same as nothing."""
-    currency = str(order.get("currency") or "").upper()
-    refunds = order.get("refunds")
-    if not isinstance(refunds, list) or not currency:
-        return None, None
-    total = 0
-    for refund in refunds:
-        amount = (
-            refund_money(refund.get("total"), currency) if isinstance(refund, Mapping) else None
-        )
-        if amount is None:
-            return None, None
-        total += amount
-    return total, currency
 
 
 def store_stock(product: Mapping[str, Any]) -> int | None:
@@ -240,19 +123,6 @@ def _lookback_hours(config: MarketplaceConfig) -> float:
             f"marketplace {config.slug}: options.order_lookback_hours must be 1..2160 hours"
         )
     return float(raw)
-
-
-def _accepted_line(item: Mapping[str, Any], currency: str) -> AcceptedLine | None:
-    """A line item: product id, quantity and the line total the store billed (`total`, a
-    decimal string; `price` is a float and only derived from it)."""
-    product_id = optional_int(item.get("product_id"))
-    quantity = line_quantity(item.get("quantity"))
-    if product_id is None or quantity is None:
-        return None
-    line_total = order_money(item.get("total"), currency)
-    return AcceptedLine(
-        str(product_id), quantity, unit_from_total(line_total, quantity), line_total
-    )
 
 
 class WooCommerceAdapter(HttpMarketplaceAdapter):
@@ -411,39 +281,8 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
     # --- Orders (REST v3) -------------------------------------------------------------------
 
     def place_order(self, request: OrderRequest) -> PlacedOrder:
-        """A paid order with our reference in `_onecart_reference` meta."""
-        line_items = []
-        for line in request.lines:
-            if not line.external_id.isdigit():
-                raise Rejected(
-                    f"{self.slug}: not a WooCommerce product id: {line.external_id!r}",
-                    marketplace=self.slug,
-                )
-            # REST v3 takes the line's price as its total (and subtotal, before discounts):
-            # the store bills what the shopper paid us, not whatever its price is now.
-            charged = format(
-                from_minor_units(line.unit_price_minor * line.quantity, line.currency), "f"
-            )
-            line_items.append(
-                {
-                    "product_id": int(line.external_id),
-                    "quantity": line.quantity,
-                    "subtotal": charged,
-                    "total": charged,
-                }
-            )
-        # No `shipping_lines`: WooCommerce adds shipping to a REST order only from the lines the
-        # request gives, so none is asked for. Taxes the store computes from its own settings
-        # and the address; what it adds is verified against the marketplace's allowance.
-        payload = {
-            "payment_method": "onecart",
-            "payment_method_title": "Paid via OneCart",
-            "set_paid": True,
-            "billing": _address(request.shipping, with_contact=True),
-            "shipping": _address(request.shipping, with_contact=False),
-            "line_items": line_items,
-            "meta_data": [{"key": REFERENCE_META_KEY, "value": request.reference}],
-        }
+        """A paid order with our reference in `_onecart_reference` meta (woocommerce_orders)."""
+        payload = order_payload(request, slug=self.slug)
         body, _ = self.send_write(
             "POST",
             f"{REST_API}/orders",
@@ -471,9 +310,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         the outcome unknown.
         """
         headers = self.basic_auth_header()
-        found = self._orders_with_reference(
-            self._order_list({"search": reference}, headers), reference
-        )
+        found = orders_with_reference(self._order_list({"search": reference}, headers), reference)
         if found:
             return self._placed(found[0])
         earliest = datetime.now(UTC) - self.order_lookback
@@ -501,7 +338,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
                 "page": page,
             }
             orders = self._order_list(params, headers)
-            found = self._orders_with_reference(orders, reference)
+            found = orders_with_reference(orders, reference)
             if found:
                 return self._placed(found[0])
             if len(orders) < MAX_PAGE_SIZE:
@@ -520,25 +357,13 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
             )
         return body
 
-    @staticmethod
-    def _orders_with_reference(orders: list[Any], reference: str) -> list[Mapping[str, Any]]:
-        """Orders whose reference meta is exactly `reference`, oldest (lowest id) first."""
-        matches = [
-            order
-            for order in orders
-            if isinstance(order, Mapping)
-            and _meta_value(order, REFERENCE_META_KEY) == reference
-            and optional_int(order.get("id")) is not None
-        ]
-        return sorted(matches, key=lambda order: int(order["id"]))
-
     def order_status(self, marketplace_order_id: str) -> OrderState:
         """The order's status, with tracking from the Shipment Tracking meta once completed."""
         body, _ = self.get_json(
             f"{REST_API}/orders/{quote(marketplace_order_id, safe='')}",
             headers=self.basic_auth_header(),
         )
-        return self._state(self._order_body(body))
+        return order_state(self._order_body(body))
 
     def check_orders_api(self) -> None:
         """REST v3's order list, one order's id (`per_page=1`, WordPress's `_fields=id`), with
@@ -566,7 +391,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
                 headers=self.basic_auth_header(),
             )
         except Rejected as exc:
-            if _error_code(exc.response_text) != INVALID_ORDER_ID_CODE:
+            if rest_error_code(exc.response_text) != INVALID_ORDER_ID_CODE:
                 raise
             raise NotFound(
                 f"{self.slug}: order {marketplace_order_id} does not exist",
@@ -574,7 +399,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
                 status=exc.status,
                 response_text=exc.response_text,
             ) from exc
-        return self._state(self._order_body(body, written="PUT orders/{id} (cancel)"))
+        return order_state(self._order_body(body, written="PUT orders/{id} (cancel)"))
 
     def _order_body(self, body: Any, *, written: str | None = None) -> Mapping[str, Any]:
         """The order in a reply; `written` names the write it answers, whose unreadable reply
@@ -586,37 +411,5 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         return body
 
     def _placed(self, order: Mapping[str, Any]) -> PlacedOrder:
-        """The order as the store holds it: status, total, its line items, and what it added
-        on top of them. REST v3 line `total`s are before tax; `shipping_total` is the shipping
-        before its tax and `total_tax` every tax of the order (lines' and shipping's), so the
-        order's `total` is the lines, the shipping and `total_tax` (plus any fee lines, which
-        count with the items)."""
-        total_minor, currency = _order_total(order)
-        return PlacedOrder(
-            marketplace_order_id=str(order["id"]),
-            status=map_woocommerce_status(order.get("status")),
-            total_minor=total_minor,
-            currency=currency,
-            lines=accepted_lines(
-                order.get("line_items"),
-                lambda item: _accepted_line(item, currency or self.config.currency),
-            ),
-            display_number=_display_number(order),
-            shipping_minor=order_money(order.get("shipping_total"), currency),
-            tax_minor=order_money(order.get("total_tax"), currency),
-        )
-
-    def _state(self, order: Mapping[str, Any]) -> OrderState:
-        number, carrier, url = tracking_from_meta(order)
-        refunded_minor, refunded_currency = refunded_so_far(order)
-        return OrderState(
-            marketplace_order_id=str(order["id"]),
-            status=map_woocommerce_status(order.get("status")),
-            raw_status=str(order.get("status") or ""),
-            tracking_number=number,
-            carrier=carrier,
-            tracking_url=url,
-            display_number=_display_number(order),
-            refunded_minor=refunded_minor,
-            refunded_currency=refunded_currency,
-        )
+        """The order as the store holds it (woocommerce_orders.placed_order)."""
+        return placed_order(order, fallback_currency=self.config.currency)

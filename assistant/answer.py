@@ -18,6 +18,7 @@ from assistant.intent import Intent
 from assistant.retrieval import Candidate, Relaxation, Retrieval
 from commerce.cart_pricing import charged_price_minor
 from commerce.fx import FxTable
+from search_index.listings import hit_int
 
 if TYPE_CHECKING:
     from assistant.refinements import Refinement
@@ -153,16 +154,6 @@ def safe_link(value: object, *, allow_relative: bool = False) -> str | None:
     return None
 
 
-def _optional_int(value: object) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def reasons_for(candidate: Candidate, intent: Intent, marketplace_name: str) -> tuple[str, ...]:
     """Why a suggestion fits, in the shopper's words: each constraint it meets, then the words
     it was found by."""
@@ -210,9 +201,9 @@ def build_suggestion(
         budget_price_minor=budget_price,
         budget_currency=budget_currency if budget_price is not None else None,
         rating=_rating(offer.get("rating") if offer.get("rating") is not None else None),
-        rating_count=_optional_int(offer.get("rating_count")),
-        group_size=_optional_int(offer.get("group_size")) or 1,
-        group_marketplaces=_optional_int(offer.get("group_marketplaces")) or 1,
+        rating_count=hit_int(offer.get("rating_count")),
+        group_size=hit_int(offer.get("group_size")) or 1,
+        group_marketplaces=hit_int(offer.get("group_marketplaces")) or 1,
         reasons=reasons_for(candidate, intent, marketplace_name),
         score=candidate.score,
     )

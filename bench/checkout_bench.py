@@ -163,20 +163,7 @@ def run(args: argparse.Namespace) -> int:
         sandbox = processes.start_process(
             settings,
             "bench-sandbox",
-            [
-                sys.executable,
-                "-m",
-                "sandbox",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(sandbox_port),
-                "--offers",
-                "6000",
-                "--seed",
-                "42",
-            ],
+            processes.sandbox_argv("127.0.0.1", sandbox_port, offers=6000, seed=42),
         )
         started.append(sandbox.pid)
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"

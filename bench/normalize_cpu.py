@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -43,23 +42,13 @@ def start_sandbox(offers: int) -> tuple[subprocess.Popen[bytes], str]:
 
     port = processes.free_port()
     sandbox = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--host",
+        processes.sandbox_argv(
             "127.0.0.1",
-            "--port",
-            str(port),
-            "--offers",
-            str(offers),
-            "--seed",
-            str(SEED),
-            "--price-epoch-seconds",
-            "0",
-            "--quiet",
-        ]
+            port,
+            offers=offers,
+            seed=SEED,
+            options=("--price-epoch-seconds", "0", "--quiet"),
+        )
     )
     url = f"http://127.0.0.1:{port}"
     processes.wait_for_http(f"{url}/_sandbox/health", timeout=300)

@@ -38,19 +38,14 @@ incremental`` profiles the refresh after a full run and a price_epoch bump inste
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,78 +67,24 @@ from bench.pipeline_report import (  # noqa: E402
     result_line,
     write_results,
 )
+from bench.pipeline_setup import (  # noqa: E402
+    INDEX_UID,
+    Services,
+    child_environment,
+    machine_description,
+    snapshot_code,
+    start_services,
+    stop_services,
+)
 from bench.process_metrics import MemoryWatch, peak_rss_of, process_cpu_seconds  # noqa: E402
 
 DEFAULT_OFFERS = 1_000_000
 DEFAULT_SEED = 42
 DEFAULT_MEILI_INDEXING_MEMORY = "2GiB"
-INDEX_UID = "products"
 
 
 # ---------------------------------------------------------------------------------------------
 # The orchestrator.
-
-
-@dataclass
-class Services:
-    """What the benchmark started, so it can stop exactly that (by pid)."""
-
-    sandbox_pid: int | None = None
-    meili_pid: int | None = None
-    sandbox_url: str = ""
-    meili_url: str = ""
-    started: list[int] = field(default_factory=list)
-
-
-def machine_description() -> dict[str, Any]:
-    """nproc, memory, CPU model and load at the start, for the results."""
-    memory_kb = 0
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                memory_kb = int(line.split()[1])
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "memory_gib": memory_kb / 1024**2,
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "load_at_start": os.getloadavg(),
-    }
-
-
-def child_environment(home: Path, services: Services, meili_key: str) -> dict[str, str]:
-    """The environment of the pipeline's child processes: everything points at our services."""
-    # Imported here, after run_benchmark put the code snapshot first on sys.path. The sandbox
-    # accepts any non-empty credentials: the placeholders the tests use, for every marketplace
-    # marketplaces.toml serves from it.
-    from onecart.services import sandbox_credentials
-    from onecart.settings import get_settings
-
-    credentials = sandbox_credentials(get_settings(), environ={})
-    sandbox_port = services.sandbox_url.rsplit(":", 1)[1]
-    return {
-        **os.environ,
-        **{name: os.environ.get(name) or value for name, value in credentials.items()},
-        "ONECART_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "ONECART_SANDBOX_HOST": "127.0.0.1",
-        "ONECART_SANDBOX_PORT": sandbox_port,
-        "ONECART_SANDBOX_URL": services.sandbox_url,
-        "MEILI_URL": services.meili_url,
-        "MEILI_MASTER_KEY": meili_key,
-        "MEILI_INDEX": INDEX_UID,
-        "ONECART_ASSISTANT_EMBEDDINGS": "off",
-        "PYTHONUNBUFFERED": "1",
-    }
 
 
 def run_child(
@@ -167,56 +108,6 @@ def run_child(
             print(line, end="", flush=True)
         code = process.wait()
     return code, time.perf_counter() - started
-
-
-def start_services(
-    settings: Any, *, offers: int, seed: int, indexing_memory: str, services: Services
-) -> None:
-    """Start the sandbox and Meilisearch on free loopback ports and wait until both answer."""
-    from onecart import processes
-
-    sandbox_port = processes.free_port()
-    sandbox = processes.start_process(
-        settings,
-        "bench-sandbox",
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(sandbox_port),
-            "--offers",
-            str(offers),
-            "--seed",
-            str(seed),
-            "--quiet",
-        ],
-    )
-    services.sandbox_pid = sandbox.pid
-    services.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    meili_port = processes.free_port()
-    meili = processes.start_meilisearch(
-        settings,
-        "bench-meilisearch",
-        settings.home_dir / "meili" / "data.ms",
-        f"127.0.0.1:{meili_port}",
-    )
-    services.meili_pid = meili.pid
-    services.meili_url = f"http://127.0.0.1:{meili_port}"
-    processes.wait_for_http(f"{services.sandbox_url}/_sandbox/health", timeout=120, process=sandbox)
-    processes.wait_for_http(f"{services.meili_url}/health", timeout=60, process=meili)
-
-
-def stop_services(services: Services) -> None:
-    """Stop what start_services started, by pid (process group)."""
-    from onecart import processes
-
-    for pid in (services.meili_pid, services.sandbox_pid):
-        if pid is not None:
-            processes.stop_pid(pid)
 
 
 def export_raw_payloads(db_path: Path, out_dir: Path) -> dict[str, dict[str, int]]:
@@ -368,30 +259,6 @@ def sandbox_changed_offers(offers: int, seed: int, epoch: int) -> int:
             if (epoch + phase) % PRICE_EPOCH_PERIOD == 0:
                 changed += 1
     return changed
-
-
-def snapshot_code(destination: Path) -> str:
-    """Extract the committed tree (``git archive HEAD``) into `destination`, with the benchmarks'
-    modules (bench/*.py) as they are now, and return the commit.
-
-    Other engineers commit to the same checkout while a run takes most of an hour; without a
-    snapshot the full and the incremental run could execute different code (a changed index
-    setting alone turns the incremental sync into a rebuild).
-    """
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", commit], cwd=REPO_ROOT, capture_output=True, check=True
-    ).stdout
-    destination.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-        tar.extractall(destination, filter="data")
-    for module in Path(__file__).parent.glob("*.py"):
-        shutil.copy2(module, destination / "bench" / module.name)
-    # The Meilisearch binary is found under the repository's node_modules.
-    (destination / "node_modules").symlink_to(REPO_ROOT / "node_modules")
-    return commit
 
 
 def run_benchmark(args: argparse.Namespace) -> int:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.models import utc_now
 from commerce.notifications import notify
-from commerce.order_models import OutboxMessage, OutboxTopic, SubOrderStatus
+from commerce.order_models import SubOrderStatus
 from commerce.order_state import locked_sub_order, refresh_order_status
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.settlement import compensate_sub_order, process_refunds, settle_payment

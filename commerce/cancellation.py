@@ -27,6 +27,7 @@ from adapters.base import (
     Rejected,
     Unsupported,
 )
+from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import utc_now
 from commerce.notifications import notify
@@ -38,8 +39,6 @@ from commerce.order_models import (
     MarketplaceOrder,
     Order,
     OrderStatus,
-    OutboxMessage,
-    OutboxTopic,
     SubOrderStatus,
 )
 from commerce.order_state import flag_order, locked_sub_order, sub_order_status_for

@@ -41,8 +41,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.checkout_lock import CheckoutBusy, checkout_lock
 from commerce.dispute_models import UnownedCardHold
+from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.models import User, utc_now
-from commerce.order_models import CardHoldInDoubt, Order, Payment
+from commerce.order_models import Order, Payment
 from commerce.payments.gateway import (
     AUTHORIZATION_KEY_METADATA,
     Authorization,

@@ -23,11 +23,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.exactly_once_models import CheckoutLock
 from commerce.lease_renewal import renewed_while_held
 from commerce.models import utc_now
-from commerce.order_models import (
-    CheckoutLock,
-)
 from commerce.payments.stripe_gateway import STRIPE_WORST_CALL_S
 from commerce.revalidation import REVALIDATION_DEADLINE_S
 

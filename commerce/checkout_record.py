@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.checkout_lock import CheckoutError
 from commerce.checkout_quote import CheckoutQuote
 from commerce.checkout_shipping import ShippingDetails, save_shipping_to_profile
+from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.models import CartItem, User
 from commerce.notifications import notify
 from commerce.order_models import (
@@ -22,8 +23,6 @@ from commerce.order_models import (
     Order,
     OrderItem,
     OrderStatus,
-    OutboxMessage,
-    OutboxTopic,
     Payment,
     PaymentMethod,
     PaymentStatus,

@@ -58,6 +58,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def stored_enum(kind: type[enum.StrEnum], name: str, length: int = 24) -> sa.Enum:
+    """A column type for a StrEnum stored as its members' values in a string column with a CHECK
+    constraint (no native database enum), validated when a value is assigned."""
+    return sa.Enum(
+        kind,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
 class Base(DeclarativeBase):
     """Declarative base of every storefront table."""
 

@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.models import User, utc_now
-from commerce.order_models import Notification, Order
+from commerce.notification_models import Notification
+from commerce.order_models import Order
 from onecart.settings import Settings
 
 logger = logging.getLogger(__name__)

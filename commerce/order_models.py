@@ -1,4 +1,7 @@
-"""Orders, sub-orders, payments, refunds, notifications and the job outbox, as SQLAlchemy models.
+"""Orders, sub-orders, their items and tracking events, and the order's payment and refunds, as
+SQLAlchemy models. The shopper's notifications are in commerce.notification_models; the rows
+that make the lifecycle's effects happen once (job outbox, checkout lock, handled Stripe events,
+card holds in doubt) are in commerce.exactly_once_models.
 
 One Order is what the shopper sees (one number, one total, one payment). It holds one
 MarketplaceOrder (sub-order) per marketplace in the cart; each orderable sub-order is placed on its
@@ -24,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from commerce.models import Base, Marketplace, Product, User, utc_now
+from commerce.models import Base, Marketplace, Product, User, stored_enum, utc_now
 
 # Crockford's base32 without I, L, O, U: order numbers are read out loud on support calls.
 _NUMBER_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -49,18 +52,6 @@ def new_relation_token() -> str:
 def new_validation_token() -> str:
     """The idempotency key a checkout form carries (one per rendered form)."""
     return secrets.token_urlsafe(24)
-
-
-def _enum(kind: type[enum.StrEnum], name: str, length: int = 24) -> sa.Enum:
-    return sa.Enum(
-        kind,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=length,
-        values_callable=lambda members: [member.value for member in members],
-        validate_strings=True,
-    )
 
 
 class OrderStatus(enum.StrEnum):
@@ -184,13 +175,6 @@ class HandoffItemStatus(enum.StrEnum):
     REMOVED = "removed"
 
 
-class OutboxTopic(enum.StrEnum):
-    """What an outbox row asks the job queue to do."""
-
-    PLACE_SUB_ORDER = "place_sub_order"
-    CANCEL_ORDER = "cancel_order"
-
-
 class Order(Base):
     """What the shopper bought: one number, one total in one currency, one payment."""
 
@@ -201,14 +185,16 @@ class Order(Base):
     number: Mapped[str] = mapped_column(sa.String(16), unique=True, default=new_order_number)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="RESTRICT"))
     status: Mapped[OrderStatus] = mapped_column(
-        _enum(OrderStatus, "order_status"), default=OrderStatus.PROCESSING
+        stored_enum(OrderStatus, "order_status"), default=OrderStatus.PROCESSING
     )
     # The charged total: the sum of the orderable sub-orders' shares, in the payment currency.
     total_minor: Mapped[int] = mapped_column(sa.BigInteger)
     currency: Mapped[str] = mapped_column(sa.String(3))
     # What the hand-off items come to in the same currency (shown, never charged); None = no rate.
     handoff_total_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
-    payment_method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
+    payment_method: Mapped[PaymentMethod] = mapped_column(
+        stored_enum(PaymentMethod, "payment_method")
+    )
     # The published rates every conversion of this order used: units of each currency per
     # 1 USD, as exact decimal strings (USD itself is 1 and not listed).
     fx_rates: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
@@ -286,7 +272,7 @@ class MarketplaceOrder(Base):
         sa.ForeignKey("marketplaces.id", ondelete="RESTRICT")
     )
     status: Mapped[SubOrderStatus] = mapped_column(
-        _enum(SubOrderStatus, "sub_order_status"), default=SubOrderStatus.PENDING
+        stored_enum(SubOrderStatus, "sub_order_status"), default=SubOrderStatus.PENDING
     )
     # What the marketplace is asked for, in its own currency.
     amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
@@ -439,7 +425,7 @@ class OrderItem(Base):
     # Hand-off items only (None for items OneCart places): the shopper's own note of whether
     # they bought it on the marketplace's site or dropped it, and when they said so.
     handoff_status: Mapped[HandoffItemStatus | None] = mapped_column(
-        _enum(HandoffItemStatus, "handoff_item_status", length=16)
+        stored_enum(HandoffItemStatus, "handoff_item_status", length=16)
     )
     handoff_updated_at: Mapped[datetime | None]
 
@@ -462,8 +448,8 @@ class Payment(Base):
     order_id: Mapped[int] = mapped_column(
         sa.ForeignKey("orders.id", ondelete="CASCADE"), unique=True
     )
-    method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
-    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus, "payment_status"))
+    method: Mapped[PaymentMethod] = mapped_column(stored_enum(PaymentMethod, "payment_method"))
+    status: Mapped[PaymentStatus] = mapped_column(stored_enum(PaymentStatus, "payment_status"))
     currency: Mapped[str] = mapped_column(sa.String(3))
     # Taken from the shopper: debited from the wallet, or authorized on the card.
     amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
@@ -491,8 +477,8 @@ class Refund(Base):
     sub_order_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("marketplace_orders.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[RefundKind] = mapped_column(_enum(RefundKind, "refund_kind"))
-    status: Mapped[RefundStatus] = mapped_column(_enum(RefundStatus, "refund_status"))
+    kind: Mapped[RefundKind] = mapped_column(stored_enum(RefundKind, "refund_kind"))
+    status: Mapped[RefundStatus] = mapped_column(stored_enum(RefundStatus, "refund_status"))
     amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
     currency: Mapped[str] = mapped_column(sa.String(3))
     reason: Mapped[str] = mapped_column(sa.String(200), default="")
@@ -506,105 +492,3 @@ class Refund(Base):
 
     payment: Mapped[Payment] = relationship(back_populates="refunds")
     sub_order: Mapped[MarketplaceOrder | None] = relationship()
-
-
-class Notification(Base):
-    """Something the shopper should know about an order, or a price alert (no order, a link to
-    the product); e-mailed too when SMTP is configured."""
-
-    __tablename__ = "notifications"
-    __table_args__ = (sa.Index("ix_notifications_user_id_read_at", "user_id", "read_at"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
-    order_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("orders.id", ondelete="CASCADE"), index=True
-    )
-    sub_order_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("marketplace_orders.id", ondelete="CASCADE")
-    )
-    kind: Mapped[str] = mapped_column(sa.String(40))
-    message: Mapped[str] = mapped_column(sa.String(500))
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
-    read_at: Mapped[datetime | None]
-    emailed_at: Mapped[datetime | None]
-    email_attempts: Mapped[int] = mapped_column(default=0)
-    # Where the notification leads when it is not about an order (a price alert's product page),
-    # as a site-relative path; the e-mail prefixes the site's URL.
-    link_path: Mapped[str | None] = mapped_column(sa.String(300))
-
-    order: Mapped[Order | None] = relationship()
-
-
-class OutboxMessage(Base):
-    """A job to enqueue, written in the same transaction as the change that needs it.
-
-    `dispatched_at` stays empty until the job reached Redis; the sweeper enqueues what never did.
-    """
-
-    __tablename__ = "outbox_messages"
-    __table_args__ = (
-        sa.Index("ix_outbox_messages_dispatched_at_available_at", "dispatched_at", "available_at"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    topic: Mapped[OutboxTopic] = mapped_column(_enum(OutboxTopic, "outbox_topic"))
-    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id", ondelete="CASCADE"))
-    sub_order_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("marketplace_orders.id", ondelete="CASCADE")
-    )
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
-    available_at: Mapped[datetime] = mapped_column(default=utc_now)
-    dispatched_at: Mapped[datetime | None]
-    job_id: Mapped[str | None] = mapped_column(sa.String(120))
-    dispatch_attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str | None] = mapped_column(sa.String(500))
-
-
-class CheckoutLock(Base):
-    """One row per shopper serializes their checkouts (row lock on PostgreSQL, lease on SQLite)."""
-
-    __tablename__ = "checkout_locks"
-
-    user_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    holder: Mapped[str | None] = mapped_column(sa.String(64))
-    expires_at: Mapped[datetime | None]
-
-
-class ProcessedWebhookEvent(Base):
-    """A Stripe event already handled: a replay of the same event id changes nothing."""
-
-    __tablename__ = "processed_webhook_events"
-
-    event_id: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
-    event_type: Mapped[str] = mapped_column(sa.String(80))
-    outcome: Mapped[str] = mapped_column(sa.String(200), default="")
-    received_at: Mapped[datetime] = mapped_column(default=utc_now)
-
-
-class CardHoldInDoubt(Base):
-    """A card authorization whose outcome checkout could not learn (Stripe unreachable, reply
-    lost): no order was written, yet Stripe may hold money on the card. The sweeper asks Stripe
-    (commerce.card_holds) and releases the hold unless an order of the same checkout uses it."""
-
-    __tablename__ = "card_holds_in_doubt"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    validation_token: Mapped[str] = mapped_column(sa.String(64))
-    # The authorization's idempotency key, also in the PaymentIntent's metadata (its lookup).
-    idempotency_key: Mapped[str] = mapped_column(sa.String(80), unique=True)
-    # Known when the browser confirmed the PaymentIntent (Stripe.js) before the submit.
-    intent_id: Mapped[str | None] = mapped_column(sa.String(120))
-    amount_minor: Mapped[int] = mapped_column(sa.BigInteger)
-    currency: Mapped[str] = mapped_column(sa.String(3))
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
-    resolved_at: Mapped[datetime | None] = mapped_column(index=True)
-    resolution: Mapped[str | None] = mapped_column(sa.String(200))
-    last_error: Mapped[str | None] = mapped_column(sa.String(500))
-    # Stripe says the hold was captured though no order uses it (not checkout's doing): set
-    # once, when the sweeper first finds it, for an operator to refund it in Stripe; the row is
-    # resolved once Stripe reports it refunded in full.
-    captured_without_order_at: Mapped[datetime | None]

@@ -32,16 +32,11 @@ from adapters.base import (
 )
 from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, verify_placement
 from commerce.cancellation import CancelOutcome, cancel_on_marketplace
+from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.models import utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order
-from commerce.order_models import (
-    MarketplaceOrder,
-    Order,
-    OutboxMessage,
-    OutboxTopic,
-    SubOrderStatus,
-)
+from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
 from commerce.order_state import (
     ERROR_TEXT_LIMIT,
     flag_order,

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.cart_pricing import charged_price_minor
 from commerce.fx import USD, FxTable, load_fx_table
 from commerce.models import Marketplace, Product, User, utc_now
-from commerce.order_models import Notification
+from commerce.notification_models import Notification
 from commerce.price_alert_models import PriceAlert, PriceWatch
 from onecart.money import format_money, is_iso_currency
 

@@ -37,14 +37,13 @@ from commerce.card_holds import (
     record_unrecorded_holds,
     resolve_holds_in_doubt,
 )
+from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.models import Marketplace, utc_now
 from commerce.order_locks import lock_order
 from commerce.order_models import (
     UNSETTLED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
     Order,
-    OutboxMessage,
-    OutboxTopic,
     Payment,
     PaymentMethod,
     PaymentStatus,

@@ -66,6 +66,26 @@ def topup_limit(currency: str) -> Money:
     return Money(to_minor_units(TOPUP_LIMIT_MAJOR, currency), currency)
 
 
+def topup_minor_units(amount: Decimal, currency: str) -> int:
+    """A top-up `amount` (major units) in minor units of `currency`, checked to be exact in the
+    currency and positive; WalletError with the message the form shows otherwise. The card
+    top-up checks its card steps next, then both check the limit (check_topup_limit)."""
+    try:
+        minor = to_minor_units(amount, currency)
+    except MoneyError as exc:
+        raise WalletError(too_many_decimals_message(currency)) from exc
+    if minor <= 0:
+        raise WalletError("Enter an amount greater than zero.")
+    return minor
+
+
+def check_topup_limit(minor: int, currency: str) -> None:
+    """WalletError when `minor` is more than a single top-up in `currency` may be."""
+    limit = topup_limit(currency)
+    if minor > limit.minor:
+        raise WalletError(f"A single top-up can be at most {limit.amount:,} {currency}.")
+
+
 def wallet_balance(session: Session, user: User) -> Money:
     """The balance: the sum of the user's ledger lines, in the wallet currency."""
     total = session.scalar(
@@ -166,15 +186,8 @@ def top_up(session: Session, user: User, amount: Decimal, *, reference: str) -> 
     `amount` is in major units of the wallet currency, positive and at most the limit.
     """
     currency = user.wallet_currency
-    try:
-        minor = to_minor_units(amount, currency)
-    except MoneyError as exc:
-        raise WalletError(too_many_decimals_message(currency)) from exc
-    if minor <= 0:
-        raise WalletError("Enter an amount greater than zero.")
-    limit = topup_limit(currency)
-    if minor > limit.minor:
-        raise WalletError(f"A single top-up can be at most {limit.amount:,} {currency}.")
+    minor = topup_minor_units(amount, currency)
+    check_topup_limit(minor, currency)
     return record_wallet_entry(
         session,
         user,

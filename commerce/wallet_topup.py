@@ -66,14 +66,14 @@ from commerce.payments.gateway import (
 from commerce.wallet import (
     TopUpReceipt,
     WalletError,
+    check_topup_limit,
     lock_wallet,
     record_wallet_entry,
     take_back,
-    too_many_decimals_message,
     top_up,
-    topup_limit,
+    topup_minor_units,
 )
-from onecart.money import Money, MoneyError, from_minor_units, to_minor_units
+from onecart.money import Money, from_minor_units
 
 logger = logging.getLogger(__name__)
 
@@ -154,12 +154,7 @@ def topup_amount(user: User, amount: Decimal) -> Money:
     and in the steps a card can be charged in (Stripe takes BHD, JOD, KWD, OMR and TND only in
     steps of 10 minor units, so 12.345 KWD would be refused after the shopper entered a card)."""
     currency = user.wallet_currency
-    try:
-        minor = to_minor_units(amount, currency)
-    except MoneyError as exc:
-        raise WalletError(too_many_decimals_message(currency)) from exc
-    if minor <= 0:
-        raise WalletError("Enter an amount greater than zero.")
+    minor = topup_minor_units(amount, currency)
     step = card_amount_step(currency)
     if minor % step:
         lower = minor - minor % step
@@ -168,9 +163,7 @@ def topup_amount(user: User, amount: Decimal) -> Money:
             f"Cards are charged in {currency} in steps of {from_minor_units(step, currency)}: "
             f"enter {' or '.join(str(amount) for amount in nearest)}."
         )
-    limit = topup_limit(currency)
-    if minor > limit.minor:
-        raise WalletError(f"A single top-up can be at most {limit.amount:,} {currency}.")
+    check_topup_limit(minor, currency)
     return Money(minor, currency)
 
 

@@ -293,17 +293,12 @@ def command_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     if sandbox_args and sandbox_args[0] == "--":
         sandbox_args = sandbox_args[1:]
     if not sandbox_args:
-        sandbox_args = [
-            "serve",
-            "--host",
+        sandbox_args = processes.sandbox_serve_args(
             settings.sandbox_host,
-            "--port",
-            str(settings.sandbox_port),
-            "--offers",
-            str(settings.sandbox_offers),
-            "--seed",
-            str(settings.sandbox_seed),
-        ]
+            settings.sandbox_port,
+            offers=settings.sandbox_offers,
+            seed=settings.sandbox_seed,
+        )
     argv = [sys.executable, "-m", "sandbox", *sandbox_args]
     sys.stdout.flush()
     os.execv(sys.executable, argv)

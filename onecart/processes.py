@@ -97,6 +97,30 @@ def meilisearch_argv(settings: Settings, db_path: Path, http_addr: str) -> list[
     ]
 
 
+def sandbox_serve_args(host: str, port: int, *, offers: int, seed: int) -> list[str]:
+    """The sandbox CLI's `serve` arguments: its marketplaces on host:port, `offers` offers in all
+    from `seed`."""
+    return [
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--offers",
+        str(offers),
+        "--seed",
+        str(seed),
+    ]
+
+
+def sandbox_argv(
+    host: str, port: int, *, offers: int, seed: int, options: Sequence[str] = ()
+) -> list[str]:
+    """`python -m sandbox serve` (:func:`sandbox_serve_args`), then any further `options`."""
+    serve = sandbox_serve_args(host, port, offers=offers, seed=seed)
+    return [sys.executable, "-m", "sandbox", *serve, *options]
+
+
 def meilisearch_environment(settings: Settings) -> dict[str, str]:
     """The variables Meilisearch reads its master key from (only its owner reads them)."""
     return {"MEILI_MASTER_KEY": settings.meili_master_key}

@@ -38,6 +38,7 @@ from onecart.processes import (
     meilisearch_argv,
     meilisearch_environment,
     parent_pid,
+    sandbox_argv,
     tail,
 )
 from onecart.settings import REPO_ROOT, Settings
@@ -415,19 +416,13 @@ def build_services(settings: Settings) -> list[Service]:
         title="Sandbox marketplaces",
         url=settings.sandbox_url,
         probe=http_probe(f"{settings.sandbox_url}/_sandbox/health"),
-        argv=(
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--host",
-            settings.sandbox_host,
-            "--port",
-            str(settings.sandbox_port),
-            "--offers",
-            str(settings.sandbox_offers),
-            "--seed",
-            str(settings.sandbox_seed),
+        argv=tuple(
+            sandbox_argv(
+                settings.sandbox_host,
+                settings.sandbox_port,
+                offers=settings.sandbox_offers,
+                seed=settings.sandbox_seed,
+            )
         ),
         env=env,
         startup_timeout=120,

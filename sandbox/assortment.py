@@ -2,10 +2,10 @@
 model-number templates and the words stores put in titles.
 
 Kept apart from the generator so the data can grow without touching the arithmetic in
-:mod:`sandbox.world`. Model templates use ``#`` for a digit, ``@`` for a letter (I and O left out,
-as many manufacturers do) and ``{S}`` for the screen size; every other character is literal. A
-template must hold at least :data:`MIN_MODEL_CAPACITY` codes so that every product of a brand gets
-its own model number even at a million offers (the generator checks this).
+:mod:`sandbox.world_products`. Model templates use ``#`` for a digit, ``@`` for a letter (I and O
+left out, as many manufacturers do) and ``{S}`` for the screen size; every other character is
+literal. A template must hold at least :data:`MIN_MODEL_CAPACITY` codes so that every product of
+a brand gets its own model number even at a million offers (the generator checks this).
 """
 
 from __future__ import annotations

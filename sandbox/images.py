@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
-from sandbox.world import WorldProduct
+from sandbox.world_products import WorldProduct
 
 IMAGE_SIZE = 600
 MAX_LINE_CHARS = 26

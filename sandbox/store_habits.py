@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sandbox.world import WorldProduct
+    from sandbox.world_products import WorldProduct
 
 
 def join_words(*parts: str) -> str:

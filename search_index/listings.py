@@ -48,7 +48,9 @@ USD: Final = "USD"
 RATING_STARS: Final = (4, 3, 2, 1)
 
 
-def _optional_int(value: object) -> int | None:
+def hit_int(value: object) -> int | None:
+    """An integer field of a search hit: an int, or an integral float as JSON may carry it;
+    None for anything else (missing, a bool, a fraction, text)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
@@ -90,11 +92,11 @@ class ShownOffer:
             marketplace=str(offer.get("marketplace") or ""),
             marketplace_name=str(offer.get("marketplace_name") or offer.get("marketplace") or ""),
             marketplace_logo=offer.get("marketplace_logo") or None,
-            price_minor=_optional_int(offer.get("price_minor")) or 0,
+            price_minor=hit_int(offer.get("price_minor")) or 0,
             currency=str(offer.get("currency") or USD),
-            price_usd_minor=_optional_int(offer.get("price_usd_minor")) or 0,
+            price_usd_minor=hit_int(offer.get("price_usd_minor")) or 0,
             available=bool(offer.get("available", True)),
-            previous_price_minor=_optional_int(offer.get("previous_price_minor")),
+            previous_price_minor=hit_int(offer.get("previous_price_minor")),
         )
 
 
@@ -153,10 +155,10 @@ class ProductHit:
             brand=document.get("brand") or None,
             category=document.get("category") or None,
             image_url=document.get("image_url") or None,
-            offer_count=_optional_int(document.get("offer_count")) or len(offers),
-            marketplace_count=_optional_int(document.get("marketplace_count")) or 1,
+            offer_count=hit_int(document.get("offer_count")) or len(offers),
+            marketplace_count=hit_int(document.get("marketplace_count")) or 1,
             rating=_optional_rating(document.get("rating")),
-            rating_count=_optional_int(document.get("rating_count")) or 0,
+            rating_count=hit_int(document.get("rating_count")) or 0,
             offer=ShownOffer.from_mapping(chosen),
         )
 
@@ -172,10 +174,10 @@ class ProductHit:
             brand=document.get("brand") or None,
             category=document.get("category") or None,
             image_url=document.get("image_url") or None,
-            offer_count=_optional_int(document.get("group_size")) or 1,
-            marketplace_count=_optional_int(document.get("group_marketplaces")) or 1,
+            offer_count=hit_int(document.get("group_size")) or 1,
+            marketplace_count=hit_int(document.get("group_marketplaces")) or 1,
             rating=_optional_rating(document.get("rating")),
-            rating_count=_optional_int(document.get("rating_count")) or 0,
+            rating_count=hit_int(document.get("rating_count")) or 0,
             offer=ShownOffer.from_mapping(document),
         )
 
@@ -260,7 +262,7 @@ def _price_of(document: Mapping[str, Any], price_field: str) -> int | None:
     value: Any = document
     for part in price_field.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
-    return _optional_int(value)
+    return hit_int(value)
 
 
 def _merged(
@@ -303,7 +305,7 @@ def _merged_price(
         marketplaces=order.marketplaces,
         available_only=order.available_only,
     )
-    return (_optional_int(offer.get("price_usd_minor")) if offer else None), extra_ms
+    return (hit_int(offer.get("price_usd_minor")) if offer else None), extra_ms
 
 
 def _fetch_listing(

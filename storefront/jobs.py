@@ -37,10 +37,10 @@ from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 from commerce.cancellation import carry_out_cancellation
 from commerce.db import get_session_factory
+from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import adapter_for_marketplace, configured_options
 from commerce.models import Marketplace, utc_now
 from commerce.notifications import send_notification_emails
-from commerce.order_models import OutboxMessage, OutboxTopic
 from commerce.payments.stripe_gateway import preload_stripe
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.sweeper import SweepPolicy, dispatch_outbox, sweep

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.exactly_once_models import ProcessedWebhookEvent
 from commerce.models import utc_now
 from commerce.notifications import notify
 from commerce.order_locks import locked_payment
@@ -30,7 +31,6 @@ from commerce.order_models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
-    ProcessedWebhookEvent,
     Refund,
     RefundKind,
     RefundStatus,

@@ -17,6 +17,7 @@ from commerce.acknowledgements import acknowledge_dispute, acknowledge_unowned_h
 from commerce.attention import mark_placed_by_operator, refund_by_operator
 from commerce.dispute_models import UnownedCardHold
 from commerce.disputes import list_disputes
+from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.flag_resolution import FlagResolutionError, recent_resolutions, resolve_flag
 from commerce.marketplace_admin import (
     MarketplaceEditError,
@@ -28,7 +29,7 @@ from commerce.marketplace_admin import (
     update_marketplace,
 )
 from commerce.models import Marketplace, User, utc_now
-from commerce.order_models import CardHoldInDoubt, MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
 from commerce.tracking_health import open_sub_orders_by_marketplace, tracking_failing_long
 from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm

@@ -12,7 +12,8 @@ import pytest
 
 from adapters.base import OrderLine, OrderRequest, OrderStatus, Rejected, ShippingAddress
 from adapters.marketplace_http import IDEMPOTENCY_HEADER
-from adapters.woocommerce import WooCommerceAdapter, map_woocommerce_status, tracking_from_meta
+from adapters.woocommerce import WooCommerceAdapter
+from adapters.woocommerce_orders import map_woocommerce_status, tracking_from_meta
 from tests.adapters.configs import RecordingTransport, marketplace_config
 
 REQUEST = OrderRequest(

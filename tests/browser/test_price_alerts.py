@@ -27,8 +27,8 @@ from commerce.accounts import register_user
 from commerce.db import get_session_factory
 from commerce.fx import load_fx_table
 from commerce.models import Marketplace, Product, User
+from commerce.notification_models import Notification
 from commerce.notifications import send_notification_emails
-from commerce.order_models import Notification
 from commerce.price_alerts import cheapest_offer, offers_by_group
 from onecart.money import format_money, from_minor_units
 from sandbox.world import World

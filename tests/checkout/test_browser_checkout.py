@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from commerce.order_models import Order, ProcessedWebhookEvent
+from commerce.exactly_once_models import ProcessedWebhookEvent
+from commerce.order_models import Order
 from onecart import processes
 from onecart.settings import get_settings
 from storefront import create_app

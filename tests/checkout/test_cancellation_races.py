@@ -10,13 +10,12 @@ import sqlalchemy as sa
 from adapters.base import MarketplaceAdapter
 from commerce.attention import mark_placed_by_operator
 from commerce.cancellation import carry_out_cancellation, request_cancellation
+from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.models import Marketplace
+from commerce.notification_models import Notification
 from commerce.order_models import (
     MarketplaceOrder,
-    Notification,
-    OutboxMessage,
-    OutboxTopic,
     PaymentStatus,
     Refund,
     RefundKind,

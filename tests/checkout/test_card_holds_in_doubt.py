@@ -23,10 +23,11 @@ from commerce.card_holds import (
     checkout_intent_metadata,
 )
 from commerce.checkout import OutcomeKind, submit_checkout
+from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import User
-from commerce.order_models import CardHoldInDoubt, Order
+from commerce.order_models import Order
 from commerce.payments.gateway import (
     Authorization,
     AuthorizationRequest,

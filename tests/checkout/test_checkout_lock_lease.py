@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 
 from commerce import checkout_lock as checkout_lock_module
 from commerce.checkout import CheckoutBusy, checkout_lock, submit_checkout
+from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
-from commerce.order_models import CardHoldInDoubt, Order
+from commerce.order_models import Order
 from commerce.payments.gateway import (
     Authorization,
     AuthorizationRequest,

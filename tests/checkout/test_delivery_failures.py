@@ -10,7 +10,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from adapters.base import OrderState, OrderStatus, ShipmentStatus
-from commerce.order_models import MarketplaceOrder, Notification, Refund, SubOrderStatus
+from commerce.notification_models import Notification
+from commerce.order_models import MarketplaceOrder, Refund, SubOrderStatus
 from commerce.tracking import apply_marketplace_state
 from tests.checkout.conftest import Shop
 

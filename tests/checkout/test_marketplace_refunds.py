@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from adapters.base import Capability, MarketplaceAdapter, OrderState, OrderStatus
 from commerce.marketplace_refunds import marketplace_refund_key
 from commerce.models import Marketplace, User
+from commerce.notification_models import Notification
 from commerce.order_models import (
     MarketplaceOrder,
-    Notification,
     Order,
     Payment,
     PaymentStatus,

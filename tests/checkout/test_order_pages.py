@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from commerce.order_models import Notification, Order
+from commerce.notification_models import Notification
+from commerce.order_models import Order
 from tests.checkout.conftest import Shop
 
 

@@ -20,15 +20,9 @@ from sqlalchemy.orm import Session
 
 from commerce.cancellation import carry_out_cancellation
 from commerce.marketplace_access import adapter_for_marketplace
+from commerce.notification_models import Notification
 from commerce.notifications import notify
-from commerce.order_models import (
-    Notification,
-    Order,
-    OrderEvent,
-    OrderStatus,
-    Payment,
-    SubOrderStatus,
-)
+from commerce.order_models import Order, OrderEvent, OrderStatus, Payment, SubOrderStatus
 from commerce.order_state import derive_order_status
 from commerce.order_timeline import build_order_view
 from commerce.payments.gateway import PaymentDeclined, PaymentGateway

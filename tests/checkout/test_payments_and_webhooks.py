@@ -21,17 +21,17 @@ from sqlalchemy.orm import Session
 from commerce import settlement
 from commerce.card_holds import checkout_intent_metadata
 from commerce.checkout import OutcomeKind, submit_checkout
+from commerce.exactly_once_models import ProcessedWebhookEvent
 from commerce.fx import FxTable
 from commerce.marketplace_access import adapter_for_marketplace, lookup_adapter_for_marketplace
+from commerce.notification_models import Notification
 from commerce.order_locks import lock_order
 from commerce.order_models import (
     MarketplaceOrder,
-    Notification,
     Order,
     Payment,
     PaymentMethod,
     PaymentStatus,
-    ProcessedWebhookEvent,
     Refund,
     RefundStatus,
     SubOrderStatus,

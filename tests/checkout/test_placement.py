@@ -10,15 +10,10 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+from commerce.exactly_once_models import OutboxMessage
 from commerce.models import User
-from commerce.order_models import (
-    Notification,
-    OutboxMessage,
-    PaymentStatus,
-    RefundKind,
-    RefundStatus,
-    SubOrderStatus,
-)
+from commerce.notification_models import Notification
+from commerce.order_models import PaymentStatus, RefundKind, RefundStatus, SubOrderStatus
 from commerce.wallet import wallet_balance
 from tests.checkout.conftest import Shop, wait_for
 

@@ -9,14 +9,9 @@ import sqlalchemy as sa
 
 from commerce import settlement
 from commerce.marketplace_access import adapter_for_marketplace
+from commerce.notification_models import Notification
 from commerce.order_locks import lock_order
-from commerce.order_models import (
-    MarketplaceOrder,
-    Notification,
-    Order,
-    RefundStatus,
-    SubOrderStatus,
-)
+from commerce.order_models import MarketplaceOrder, Order, RefundStatus, SubOrderStatus
 from commerce.placement import place_sub_order
 from commerce.settlement import compensate_sub_order
 from onecart.money import format_money

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from adapters.base import Capability, MarketplaceAdapter, OrderState, OrderStatus
 from commerce.marketplace_refunds import marketplace_refund_key
 from commerce.models import Marketplace, User, utc_now
+from commerce.notification_models import Notification
 from commerce.order_models import (
     MarketplaceOrder,
-    Notification,
     Order,
     OrderEvent,
     PaymentStatus,

@@ -13,17 +13,11 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from commerce.checkout import OutcomeKind, submit_checkout
+from commerce.exactly_once_models import OutboxMessage
 from commerce.fx import FxTable
 from commerce.marketplace_access import lookup_adapter_for_marketplace
 from commerce.models import CartItem, Product, User, WalletEntry
-from commerce.order_models import (
-    HandoffItemStatus,
-    Order,
-    OutboxMessage,
-    Payment,
-    PaymentMethod,
-    SubOrderStatus,
-)
+from commerce.order_models import HandoffItemStatus, Order, Payment, PaymentMethod, SubOrderStatus
 from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_settings
 from commerce.wallet import wallet_balance
 from onecart.settings import get_settings

@@ -9,9 +9,10 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from commerce.exactly_once_models import OutboxMessage
 from commerce.flag_resolution import resolve_flag
 from commerce.models import utc_now
-from commerce.order_models import MarketplaceOrder, OutboxMessage, Refund, SubOrderStatus
+from commerce.order_models import MarketplaceOrder, Refund, SubOrderStatus
 from commerce.sweeper import SweepPolicy, sweep
 from tests.checkout.conftest import Shop
 

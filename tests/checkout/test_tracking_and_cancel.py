@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from commerce.notification_models import Notification
 from commerce.order_models import (
-    Notification,
     OrderStatus,
     PaymentStatus,
     RefundKind,

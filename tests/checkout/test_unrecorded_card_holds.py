@@ -23,15 +23,9 @@ from commerce.card_holds import (
 )
 from commerce.db import get_session_factory
 from commerce.dispute_models import UnownedCardHold
+from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.models import User, utc_now
-from commerce.order_models import (
-    CardHoldInDoubt,
-    Order,
-    Payment,
-    PaymentMethod,
-    PaymentStatus,
-    new_validation_token,
-)
+from commerce.order_models import Order, Payment, PaymentMethod, PaymentStatus, new_validation_token
 from commerce.payments.gateway import (
     AUTHORIZATION_KEY_METADATA,
     PaymentUnavailable,

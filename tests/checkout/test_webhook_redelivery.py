@@ -16,15 +16,11 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from commerce import settlement
+from commerce.exactly_once_models import ProcessedWebhookEvent
 from commerce.models import utc_now
+from commerce.notification_models import Notification
 from commerce.order_locks import lock_order
-from commerce.order_models import (
-    MarketplaceOrder,
-    Notification,
-    ProcessedWebhookEvent,
-    RefundStatus,
-    SubOrderStatus,
-)
+from commerce.order_models import MarketplaceOrder, RefundStatus, SubOrderStatus
 from commerce.settlement import compensate_sub_order
 from tests.checkout.conftest import Shop
 from tests.checkout.test_payments_and_webhooks import (

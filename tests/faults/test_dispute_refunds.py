@@ -21,8 +21,8 @@ import stripe
 from sqlalchemy.orm import Session
 
 from commerce.marketplace_access import adapter_for_marketplace
+from commerce.notification_models import Notification
 from commerce.order_models import (
-    Notification,
     Order,
     Payment,
     PaymentStatus,

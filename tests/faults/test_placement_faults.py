@@ -10,13 +10,8 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from commerce.order_models import (
-    PLACED_SUB_ORDER_STATUSES,
-    Notification,
-    Refund,
-    RefundStatus,
-    SubOrderStatus,
-)
+from commerce.notification_models import Notification
+from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Refund, RefundStatus, SubOrderStatus
 from tests.checkout.conftest import Shop, wait_for
 from tests.faults.conftest import check_invariants, held_orders, sweep_now
 

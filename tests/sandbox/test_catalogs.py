@@ -15,7 +15,7 @@ from werkzeug.test import Client
 
 from onecart.money import is_iso_currency
 from sandbox.app import SandboxConfig, create_app
-from sandbox.world import is_valid_gtin13
+from sandbox.world_products import is_valid_gtin13
 from tests.conftest import TEST_SANDBOX_OFFERS, TEST_SANDBOX_SEED
 
 PER_MARKETPLACE = TEST_SANDBOX_OFFERS // 6

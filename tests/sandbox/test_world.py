@@ -13,7 +13,8 @@ from sandbox.malformations import MALFORMATION_KINDS
 from sandbox.marketplaces import MARKETPLACE_SLUGS
 from sandbox.orders import CANCELLED, DELIVERED, PENDING, PROCESSING, SHIPPED, OrderBook, OrderLine
 from sandbox.store_habits import round_local_price
-from sandbox.world import World, gtin_check_digit, is_valid_gtin13
+from sandbox.world import World
+from sandbox.world_products import gtin_check_digit, is_valid_gtin13
 
 
 @pytest.fixture(scope="module")

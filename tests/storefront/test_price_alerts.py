@@ -16,8 +16,8 @@ from werkzeug.test import TestResponse
 
 from commerce.db import get_session_factory
 from commerce.models import FxRate, Marketplace, Product, User
+from commerce.notification_models import Notification
 from commerce.notifications import send_notification_emails
-from commerce.order_models import Notification
 from commerce.price_alert_models import PriceAlert, PriceWatch
 from commerce.price_alerts import (
     AlertReason,

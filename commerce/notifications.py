@@ -176,16 +176,25 @@ def mark_read(session: Session, user_id: int, notification_id: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def links_base(settings: Settings) -> str:
+    """Where the links in e-mails point: the shop's public address (ONECART_PUBLIC_URL, an
+    https:// address production requires while mail is sent), else the address the site serves
+    on (a laptop's `onecart up`). Never the bind address in production: `0.0.0.0:5000` is no
+    link, and a status link carries the order's token."""
+    return (settings.public_url or settings.site_url).rstrip("/")
+
+
 def _email_for(notification: Notification, order: Order | None, settings: Settings) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.smtp_sender
     subject = f"OneCart order {order.number}" if order is not None else "OneCart"
     message["Subject"] = f"{subject}: {notification.kind.replace('_', ' ')}"
     lines = [notification.message, ""]
+    base = links_base(settings)
     if order is not None:
-        lines.append(f"Follow your order at {settings.site_url}/order-status/{order.status_token}")
+        lines.append(f"Follow your order at {base}/order-status/{order.status_token}")
     elif notification.link_path:
-        lines.append(f"Open it at {settings.site_url}{notification.link_path}")
+        lines.append(f"Open it at {base}{notification.link_path}")
     lines += ["", "— OneCart"]
     message.set_content("\n".join(lines))
     return message

@@ -17,6 +17,7 @@ from flask import Flask, Response, current_app, redirect, request, url_for
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from commerce.accounts import LOGIN_LIFETIME
 from commerce.rate_limit import (
     DEFAULT_PREFIX,
     LOGIN_FAILURES_PER_ACCOUNT,
@@ -90,6 +91,10 @@ def default_config(settings: Settings) -> dict[str, Any]:
         "SMTP_PORT": settings.smtp_port,
         "SMTP_SENDER": settings.smtp_sender,
         "REMEMBER_COOKIE_NAME": "onecart_remember",
+        # A sign-in ends after this, "keep me signed in" or not: the loader checks the sign-in
+        # time the cookies carry, and the browser keeps the remember cookie as long.
+        "LOGIN_LIFETIME": LOGIN_LIFETIME,
+        "REMEMBER_COOKIE_DURATION": LOGIN_LIFETIME,
         "WTF_CSRF_ENABLED": True,
         # Tokens live as long as the session: a form left open over lunch still submits.
         "WTF_CSRF_TIME_LIMIT": None,

@@ -36,6 +36,7 @@ from storefront.security import (
     DEFAULT_CONTENT_SECURITY_POLICY,
     HSTS_MAX_AGE_SECONDS,
     BoundedIntConverter,
+    keep_signed_in_pages_private,
     refuse_nul_characters,
     set_security_headers,
 )
@@ -162,6 +163,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
+        keep_signed_in_pages_private(response)
         return set_security_headers(
             response,
             content_security_policy=app.config["CONTENT_SECURITY_POLICY"],

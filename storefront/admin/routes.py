@@ -186,8 +186,9 @@ def edit_marketplace(marketplace_id: int) -> Response | tuple[str, int]:
     flash(saved, "success")
     if key_dropped:
         flash(
-            "The API base URL moved to another host, so the stored API key was removed: "
-            "enter the key again to send it there.",
+            "The API base URL moved to another host, so the stored API key was removed (and "
+            "a key variable marketplaces.toml gives to the old host is not sent there): enter "
+            "the key for the new host to send one.",
             "warning",
         )
     return redirect(url_for("admin.marketplaces"))

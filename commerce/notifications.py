@@ -22,6 +22,7 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.mail import open_smtp
 from commerce.models import User, utc_now
 from commerce.order_models import Notification, Order
 from onecart.settings import Settings
@@ -33,7 +34,6 @@ MESSAGE_LIMIT = 500
 _TRANSACTION_NOTES = "onecart.notifications.transaction_notes"
 MAX_EMAIL_ATTEMPTS = 3
 EMAIL_RETRY_WINDOW = timedelta(days=1)
-SMTP_TIMEOUT_S = 10.0
 NOTIFICATIONS_PAGE_SIZE = 50
 
 
@@ -233,8 +233,14 @@ def send_notification_emails(
     if not pending:
         return 0
     try:
-        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_S)
-    except OSError as exc:
+        smtp = open_smtp(
+            settings.smtp_host,
+            settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+        )
+    except (OSError, smtplib.SMTPException) as exc:
         logger.warning("SMTP %s:%s unreachable: %s", settings.smtp_host, settings.smtp_port, exc)
         _count_failed_attempts(session_factory, pending)
         return 0

@@ -91,6 +91,9 @@ def default_config(settings: Settings) -> dict[str, Any]:
         "SMTP_HOST": settings.smtp_host,
         "SMTP_PORT": settings.smtp_port,
         "SMTP_SENDER": settings.smtp_sender,
+        "SMTP_SECURITY": settings.smtp_security,
+        "SMTP_USERNAME": settings.smtp_username,
+        "SMTP_PASSWORD": settings.smtp_password,
         "REMEMBER_COOKIE_NAME": "onecart_remember",
         # A sign-in ends after this, "keep me signed in" or not: the loader checks the sign-in
         # time the cookies carry, and the browser keeps the remember cookie as long.

@@ -319,6 +319,9 @@ def _mail_settings() -> MailSettings:
         host=current_app.config.get("SMTP_HOST") or None,
         port=int(current_app.config.get("SMTP_PORT") or 25),
         sender=str(current_app.config.get("SMTP_SENDER") or ""),
+        security=current_app.config.get("SMTP_SECURITY") or "none",
+        username=current_app.config.get("SMTP_USERNAME") or None,
+        password=current_app.config.get("SMTP_PASSWORD") or None,
     )
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import redis
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask_login import current_user, login_fresh
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
@@ -44,11 +44,20 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 @bp.before_request
 def require_admin() -> Response | None:
-    """The gate for the whole area."""
+    """The gate for the whole area: an admin, signed in with the password in this browser
+    session (not only by the remember cookie)."""
     if not current_user.is_authenticated:
         return login_manager.unauthorized()  # type: ignore[no-any-return]
     if not current_user.is_admin:
         abort(403)
+    if not login_fresh():
+        # Signed in by the remember cookie alone (a restarted browser, or a copy of the
+        # cookie): the password proves the person before refunds, flags or marketplace keys.
+        flash("Please enter your password again to open the admin area.", "info")
+        next_path = request.full_path if request.query_string else request.path
+        if request.method != "GET":  # a form's target cannot be opened afterwards
+            next_path = url_for("admin.index")
+        return redirect(url_for("auth.login", next=next_path))
     return None
 
 

@@ -25,7 +25,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_fresh, login_required, login_user, logout_user
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
@@ -164,7 +164,9 @@ def login() -> Response | tuple[str, int]:
     form = LoginForm()
     if request.method == "GET":
         form.next.data = safe_next_url(request.args.get("next")) or ""
-        if current_user.is_authenticated:
+        # Signed in with the password in this browser session: nothing to ask. Signed in by
+        # the remember cookie alone, the admin area sends here for the password again.
+        if current_user.is_authenticated and login_fresh():
             return _redirect_after_login(form.next.data)
     if not form.validate_on_submit():
         return form_page(form, render_template("auth/login.html", form=form))

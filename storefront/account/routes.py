@@ -186,6 +186,13 @@ def wallet_top_up() -> Response | tuple[str, int]:
     try:
         amount = parse_decimal((form.amount.data or "").strip())
         if not _sandbox_mode():
+            # Before Stripe is asked: a new form reference is a new intent (storefront.limits).
+            enforce_form_limit(
+                "card_payments",
+                f"user:{user.id}",
+                message="Too many card payments were started from this account in a short "
+                "while. Please wait a few minutes and try again.",
+            )
             card = start_card_topup(
                 stripe_client_from_settings(get_settings()),
                 user,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -24,6 +26,8 @@ from commerce.models import User, new_session_nonce, utc_now
 from onecart.money import is_iso_currency
 
 PASSWORD_MIN_LENGTH = 10
+# How long a sign-in lasts, "keep me signed in" or not (the Flask config LOGIN_LIFETIME).
+LOGIN_LIFETIME = timedelta(days=30)
 PASSWORD_MAX_LENGTH = 128
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,39}$")
 PHONE_PATTERN = re.compile(r"^\+?[0-9 ()./-]{6,24}$")
@@ -383,12 +387,30 @@ def update_profile(session: Session, user: User, changes: ProfileChanges) -> Use
     return user
 
 
-def load_user_by_session_id(session: Session, session_id: str) -> User | None:
-    """The user behind a login cookie's `<id>.<nonce>`; None once the nonce has been rotated."""
-    user_id_text, _, nonce = session_id.partition(".")
-    if not user_id_text.isdigit() or not nonce:
+def login_session_id(user: User) -> str:
+    """What the login cookies (the session's, the "keep me signed in" one) carry for a sign-in
+    now: `<id>.<nonce>.<signed in at, Unix seconds>`. The time lets the loader end the sign-in
+    after LOGIN_LIFETIME: Flask-Login's remember cookie itself holds no time, so a copy of it
+    would otherwise work until the nonce rotates."""
+    return f"{user.get_id()}.{int(utc_now().timestamp())}"
+
+
+def load_user_by_session_id(
+    session: Session, session_id: str, *, lifetime: timedelta = LOGIN_LIFETIME
+) -> User | None:
+    """The user behind a login cookie's `<id>.<nonce>.<signed in at>`; None once the nonce has
+    been rotated (sign-out, a new password), once the sign-in is older than `lifetime`, and for
+    a cookie without a sign-in time (made before sign-in times were recorded)."""
+    parts = session_id.split(".")
+    if len(parts) != 3:
+        return None
+    user_id_text, nonce, signed_in_text = parts
+    if not (user_id_text.isdigit() and nonce and signed_in_text.isdigit()):
+        return None
+    age_s = utc_now().timestamp() - int(signed_in_text)
+    if age_s > lifetime.total_seconds():
         return None
     user = session.get(User, int(user_id_text))
-    if user is None or user.session_nonce != nonce:
+    if user is None or not secrets.compare_digest(user.session_nonce, nonce):
         return None
     return user

@@ -8,10 +8,12 @@ all-or-nothing.
 
 Who owns which marketplace field (documented in the admin area too):
 - marketplaces.toml owns the technical facts and refreshes them on every sync: kind, currency,
-  country, rating, relation_identifier, capabilities, api_key_env.
+  country, rating, relation_identifier, capabilities, api_key_env (the last only while the row's
+  base URL is on the file's host: the deployment's key never follows an admin's move).
 - Admins own what they edit in /admin/marketplaces: name, description, api_base_url, logo,
   active and the API key. The config only fills these when the row is first created (and the API
-  key when the row has none and the environment provides one); later syncs never overwrite them.
+  key when the row has none, the environment provides one and the row is on the file's host);
+  later syncs never overwrite them.
 - Marketplaces an admin added that are not in marketplaces.toml are left alone.
 
 Offers are never deleted (carts and orders reference them). An offer missing from a complete
@@ -32,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from adapters.base import Capability, MarketplaceConfig
+from commerce.marketplace_access import url_origin
 from commerce.models import FxRate, Marketplace, PricePoint, Product, utc_now
 from commerce.secrets import encrypt_secret
 from onecart.money import is_iso_currency
@@ -121,7 +124,11 @@ def capabilities_for_kind(kind: str) -> list[str]:
     return [cap.value for cap in sorted({Capability(c) for c in declared}, key=order.index)]
 
 
-def _apply_config_owned_fields(marketplace: Marketplace, config: MarketplaceConfig) -> bool:
+def _apply_config_owned_fields(
+    marketplace: Marketplace, config: MarketplaceConfig, *, moved: bool = False
+) -> bool:
+    """Refresh what marketplaces.toml owns. A row an admin `moved` to another host than the
+    file's gets no key variable: the file's key goes only to the file's host."""
     values = {
         "kind": config.kind,
         "currency": config.currency,
@@ -129,7 +136,7 @@ def _apply_config_owned_fields(marketplace: Marketplace, config: MarketplaceConf
         "rating": config.rating.quantize(Decimal("0.01")) if config.rating is not None else None,
         "relation_identifier": config.match_identifier,
         "capabilities": capabilities_for_kind(config.kind),
-        "api_key_env": config.api_key_env,
+        "api_key_env": None if moved else config.api_key_env,
     }
     changed = False
     for name, value in values.items():
@@ -164,8 +171,9 @@ def seed_marketplaces(session: Session, configs: Sequence[MarketplaceConfig]) ->
             existing[config.slug] = marketplace
             report.marketplaces_created += 1
             continue
-        changed = _apply_config_owned_fields(marketplace, config)
-        if not marketplace.api_key_encrypted and config.api_key:
+        moved = url_origin(marketplace.api_base_url) != url_origin(config.base_url)
+        changed = _apply_config_owned_fields(marketplace, config, moved=moved)
+        if not moved and not marketplace.api_key_encrypted and config.api_key:
             marketplace.api_key_encrypted = encrypt_secret(config.api_key)
             changed = True
         if changed:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from adapters.base import Capability, MarketplaceAdapter, MarketplaceConfig
 from adapters.registry import MarketplaceConfigError, build_adapter, load_marketplaces
@@ -40,6 +41,48 @@ def configured_options() -> dict[str, Mapping[str, Any]]:
     except (OSError, MarketplaceConfigError) as exc:
         logger.warning("marketplaces.toml unreadable, adapters get no options: %s", exc)
         return {}
+
+
+Origin = tuple[str, str, int | None]
+
+
+def url_origin(url: str) -> Origin:
+    """(scheme, host, port) of `url`, lower-cased: what must stay the same for a key to follow."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def key_variable_origins(variable: str) -> frozenset[Origin]:
+    """The origins marketplaces.toml sends the key in `variable` to: the base URLs of the
+    entries naming it (read now: admin edits are rare and the file may have changed). Empty when
+    no entry names it (a variable an operator set for a marketplace an admin added) or the file
+    cannot be read (production refuses to start then)."""
+    try:
+        configs = load_marketplaces()
+    except (OSError, ValueError, MarketplaceConfigError):  # TOMLDecodeError is a ValueError
+        return frozenset()
+    return frozenset(
+        url_origin(config.base_url) for config in configs if config.api_key_env == variable
+    )
+
+
+def key_variable_problem(variable: str | None, base_url: str) -> str | None:
+    """Why `variable`'s key may not go to `base_url` (None when it may): marketplaces.toml gives
+    it to another host. The deployment's file decides where its keys go, not an admin's edit."""
+    if not variable:
+        return None
+    origins = key_variable_origins(variable)
+    if not origins or url_origin(base_url) in origins:
+        return None
+    hosts = ", ".join(sorted(f"{scheme}://{host}" for scheme, host, _port in origins))
+    return (
+        f"{variable} holds the key marketplaces.toml gives to {hosts}; it is never sent to "
+        "another host. Leave it empty and enter this host's API key instead."
+    )
 
 
 def marketplace_api_key(marketplace: Marketplace) -> str | None:

@@ -8,13 +8,16 @@ An admin account must not be a way to read the server's secrets or reach its pri
 `api_key_env` may only name variables with the ONECART_MARKETPLACE_KEY_ prefix (so no admin can
 send, say, AWS_SECRET_ACCESS_KEY to a marketplace), `api_base_url` may not point at loopback,
 private, link-local or other non-public addresses outside sandbox mode, and a stored key is
-dropped when the base URL's host changes, until an admin enters the key again.
+dropped when the base URL's host changes, until an admin enters the key again. A key variable
+marketplaces.toml names goes only to the host of the entry naming it (the deployment's file
+decides, commerce.marketplace_access.key_variable_problem): a move drops it too, and the form
+refuses it for any other host. A variable no entry names follows the row's base URL.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import SplitResult, urlsplit
@@ -26,7 +29,7 @@ from adapters.marketplace_http import AddressProblem, address_problem
 from adapters.registry import ADAPTER_KINDS, MATCH_IDENTIFIERS
 from commerce.accounts import AccountError
 from commerce.catalog_sync import capabilities_for_kind
-from commerce.marketplace_access import API_KEY_ENV_PREFIX
+from commerce.marketplace_access import API_KEY_ENV_PREFIX, key_variable_problem, url_origin
 from commerce.models import Marketplace
 from commerce.order_models import MarketplaceOrder
 from commerce.secrets import encrypt_secret
@@ -82,15 +85,6 @@ def non_public_host_problem(url: SplitResult) -> str | None:
     )
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url.strip())
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port
-
-
 def _validate(
     data: MarketplaceInput, *, allow_private_hosts: bool
 ) -> tuple[dict[str, list[str]], Decimal | None]:
@@ -121,6 +115,8 @@ def _validate(
             f"Use an environment variable name starting with {API_KEY_ENV_PREFIX}, "
             f"such as {API_KEY_ENV_PREFIX}SHOP."
         ]
+    elif problem := key_variable_problem(data.api_key_env, data.api_base_url):
+        errors["api_key_env"] = [problem]
     rating: Decimal | None = None
     if data.rating not in (None, ""):
         try:
@@ -229,11 +225,17 @@ def update_marketplace(
 ) -> bool:
     """Save an admin's edits (a blank API key keeps the stored one, unless the base URL moved to
     another host: the stored key is then dropped until it is entered again, so it is never sent
-    to the new host). Returns True when a stored key was dropped that way."""
+    to the new host; so is a key variable marketplaces.toml gives to the old host). Returns True
+    when the move left the marketplace without the key it had."""
+    host_changed = url_origin(marketplace.api_base_url) != url_origin(data.api_base_url)
+    # The variable marketplaces.toml names goes only to the host the file gives it, so a move
+    # drops it like the stored key (the form still carries it) rather than refusing the edit.
+    env_dropped = host_changed and bool(key_variable_problem(data.api_key_env, data.api_base_url))
+    if env_dropped:
+        data = replace(data, api_key_env=None)
     errors, rating = _validate(data, allow_private_hosts=allow_private_hosts)
     if errors:
         raise MarketplaceEditError(errors)
-    host_changed = _origin(marketplace.api_base_url) != _origin(data.api_base_url)
     key_dropped = bool(
         host_changed
         and marketplace.api_key_encrypted
@@ -244,7 +246,7 @@ def update_marketplace(
     if key_dropped:
         marketplace.api_key_encrypted = None
     session.flush()
-    return key_dropped
+    return key_dropped or (env_dropped and not data.api_key)
 
 
 def set_marketplace_active(session: Session, marketplace: Marketplace, active: bool) -> None:

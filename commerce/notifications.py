@@ -22,6 +22,7 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.mail import open_smtp
 from commerce.models import User, utc_now
 from commerce.notification_models import Notification
 from commerce.order_models import Order
@@ -34,7 +35,6 @@ MESSAGE_LIMIT = 500
 _TRANSACTION_NOTES = "onecart.notifications.transaction_notes"
 MAX_EMAIL_ATTEMPTS = 3
 EMAIL_RETRY_WINDOW = timedelta(days=1)
-SMTP_TIMEOUT_S = 10.0
 NOTIFICATIONS_PAGE_SIZE = 50
 
 
@@ -177,16 +177,25 @@ def mark_read(session: Session, user_id: int, notification_id: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def links_base(settings: Settings) -> str:
+    """Where the links in e-mails point: the shop's public address (ONECART_PUBLIC_URL, an
+    https:// address production requires while mail is sent), else the address the site serves
+    on (a laptop's `onecart up`). Never the bind address in production: `0.0.0.0:5000` is no
+    link, and a status link carries the order's token."""
+    return (settings.public_url or settings.site_url).rstrip("/")
+
+
 def _email_for(notification: Notification, order: Order | None, settings: Settings) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.smtp_sender
     subject = f"OneCart order {order.number}" if order is not None else "OneCart"
     message["Subject"] = f"{subject}: {notification.kind.replace('_', ' ')}"
     lines = [notification.message, ""]
+    base = links_base(settings)
     if order is not None:
-        lines.append(f"Follow your order at {settings.site_url}/order-status/{order.status_token}")
+        lines.append(f"Follow your order at {base}/order-status/{order.status_token}")
     elif notification.link_path:
-        lines.append(f"Open it at {settings.site_url}{notification.link_path}")
+        lines.append(f"Open it at {base}{notification.link_path}")
     lines += ["", "— OneCart"]
     message.set_content("\n".join(lines))
     return message
@@ -225,8 +234,14 @@ def send_notification_emails(
     if not pending:
         return 0
     try:
-        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_S)
-    except OSError as exc:
+        smtp = open_smtp(
+            settings.smtp_host,
+            settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+        )
+    except (OSError, smtplib.SMTPException) as exc:
         logger.warning("SMTP %s:%s unreachable: %s", settings.smtp_host, settings.smtp_port, exc)
         _count_failed_attempts(session_factory, pending)
         return 0

@@ -7,7 +7,7 @@ been used (single use without a table of tokens), and so does every older token;
 or signing out everywhere voids outstanding links too. Tokens expire after `RESET_TOKEN_MAX_AGE_S`.
 
 The e-mail goes through the same SMTP settings as order notifications (SMTP_HOST, SMTP_PORT,
-SMTP_SENDER). Services flush; the caller commits.
+SMTP_SENDER, SMTP_SECURITY, SMTP_USERNAME, SMTP_PASSWORD; commerce.mail). Services flush; the caller commits.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import smtplib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
@@ -24,22 +24,25 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from commerce.accounts import AccountError, hash_password, password_problems, verify_password
+from commerce.mail import SmtpSecurity, open_smtp
 from commerce.models import User, new_session_nonce
 
 logger = logging.getLogger(__name__)
 
 RESET_TOKEN_MAX_AGE_S = 60 * 60
 RESET_TOKEN_SALT = "onecart-password-reset"
-SMTP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class MailSettings:
-    """Where e-mail goes: the notification SMTP setup. No host: nothing is sent."""
+    """Where e-mail goes: the notification SMTP setup (commerce.mail). No host: nothing is sent."""
 
     host: str | None
     port: int
     sender: str
+    security: SmtpSecurity = "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 def _serializer(secret_key: str) -> URLSafeTimedSerializer:
@@ -117,7 +120,13 @@ def send_email(message: EmailMessage, mail: MailSettings) -> bool:
         logger.warning("SMTP_HOST is not set: %r was not sent", message["Subject"])
         return False
     try:
-        with smtplib.SMTP(mail.host, mail.port, timeout=SMTP_TIMEOUT_S) as smtp:
+        with open_smtp(
+            mail.host,
+            mail.port,
+            security=mail.security,
+            username=mail.username,
+            password=mail.password,
+        ) as smtp:
             smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
         logger.warning("SMTP %s:%s failed: %s", mail.host, mail.port, exc)

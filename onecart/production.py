@@ -6,7 +6,8 @@ start-up and stop with an error that names each variable still at its default or
 (each process only the secrets it uses: the site searches with MEILI_SEARCH_KEY and needs no
 Meilisearch master key then; the pipeline and the workers write the index with it), and
 each setting a real shop cannot run with: e-mailed links without an https ONECART_PUBLIC_URL (a
-forged Host header would otherwise aim them), a Redis on another host without a password (RQ
+forged Host header would otherwise aim them), a mail server on another host without TLS (the
+links are credentials), a Redis on another host without a password (RQ
 jobs are pickled: write access is code execution in the workers), and, outside sandbox mode, a
 marketplaces file listing the sandbox's demo stores. Development (the default) accepts
 everything, so nothing changes for a laptop.
@@ -126,6 +127,16 @@ def production_problems(
             "must be the shop's https:// address while links are e-mailed (SMTP_HOST): without "
             "it a password-reset or sign-up link is built from the request's Host header, which "
             "a forged request sets to another site"
+        )
+    if (
+        settings.smtp_host
+        and settings.smtp_security == "none"
+        and not _is_local_host(settings.smtp_host)
+    ):
+        problems["SMTP_SECURITY"] = (
+            "is none while SMTP_HOST is another machine: password-reset, sign-up and order-status "
+            "links (and SMTP_PASSWORD) would cross the network in clear text. Set starttls "
+            "(usually SMTP_PORT=587) or ssl (465), or relay through a mail server on this machine"
         )
     if redis_problem := _redis_problem(settings.redis_url):
         problems["REDIS_URL"] = redis_problem

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     smtp_host: str | None = Field(None, alias="SMTP_HOST")
     smtp_port: int = Field(25, alias="SMTP_PORT")
     smtp_sender: str = Field("OneCart <orders@onecart.local>", alias="SMTP_SENDER")
+    # TLS to the mail server (commerce.mail): starttls (port 587), ssl (port 465) or none (a
+    # relay on this machine; production refuses none for another host).
+    smtp_security: Literal["none", "starttls", "ssl"] = Field("none", alias="SMTP_SECURITY")
+    smtp_username: str | None = Field(None, alias="SMTP_USERNAME")
+    smtp_password: str | None = Field(None, alias="SMTP_PASSWORD", repr=False)
     # The site's public address for links in e-mails (password reset), e.g. https://shop.example.
     public_url: str | None = Field(None, alias="ONECART_PUBLIC_URL")
 

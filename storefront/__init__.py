@@ -17,6 +17,7 @@ from flask import Flask, Response, current_app, redirect, request, url_for
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from commerce.accounts import LOGIN_LIFETIME
 from commerce.rate_limit import (
     DEFAULT_PREFIX,
     LOGIN_FAILURES_PER_ACCOUNT,
@@ -35,6 +36,7 @@ from storefront.security import (
     DEFAULT_CONTENT_SECURITY_POLICY,
     HSTS_MAX_AGE_SECONDS,
     BoundedIntConverter,
+    keep_signed_in_pages_private,
     refuse_nul_characters,
     set_security_headers,
 )
@@ -89,7 +91,14 @@ def default_config(settings: Settings) -> dict[str, Any]:
         "SMTP_HOST": settings.smtp_host,
         "SMTP_PORT": settings.smtp_port,
         "SMTP_SENDER": settings.smtp_sender,
+        "SMTP_SECURITY": settings.smtp_security,
+        "SMTP_USERNAME": settings.smtp_username,
+        "SMTP_PASSWORD": settings.smtp_password,
         "REMEMBER_COOKIE_NAME": "onecart_remember",
+        # A sign-in ends after this, "keep me signed in" or not: the loader checks the sign-in
+        # time the cookies carry, and the browser keeps the remember cookie as long.
+        "LOGIN_LIFETIME": LOGIN_LIFETIME,
+        "REMEMBER_COOKIE_DURATION": LOGIN_LIFETIME,
         "WTF_CSRF_ENABLED": True,
         # Tokens live as long as the session: a form left open over lunch still submits.
         "WTF_CSRF_TIME_LIMIT": None,
@@ -157,6 +166,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
+        keep_signed_in_pages_private(response)
         return set_security_headers(
             response,
             content_security_policy=app.config["CONTENT_SECURITY_POLICY"],

@@ -1,5 +1,6 @@
-"""Rate limits of the public forms (sign-up, support, password reset), of login, and of the
-profile's changes that check the current password (e-mail, password).
+"""Rate limits of the public forms (sign-up, support, password reset), of login, of the
+profile's changes that check the current password (e-mail, password), and of the card payments
+an account has Stripe prepare.
 
 Every limit is an atomic Redis step (commerce.rate_limit.SlidingWindowLimiter.acquire): the
 attempt is counted in the same step that checks it, so concurrent requests cannot slip past a
@@ -31,6 +32,10 @@ FORM_LIMITS = {
     "password_reset_address": "3/3600",
     # Per account: e-mail and password changes, each of which checks the current password.
     "account_changes": "10/3600",
+    # Per account: Stripe PaymentIntents prepared (checkout.js's intent, a card top-up). Form
+    # tokens are the shopper's to invent, so without it a script gets a new intent per request:
+    # card testing through the shop's Stripe account.
+    "card_payments": "20/3600",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Response, abort, current_app, request, url_for
+from flask import Response, abort, current_app, g, request, url_for
 from werkzeug.routing import IntegerConverter
 
 # No external origins: the site ships its own CSS and scripts. Product images come from the
@@ -105,4 +105,16 @@ def set_security_headers(
     response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     if content_security_policy:
         response.headers.setdefault("Content-Security-Policy", content_security_policy)
+    return response
+
+
+def keep_signed_in_pages_private(response: Response) -> Response:
+    """`Cache-Control: no-store` on what a signed-in visitor is answered (unless the view set its
+    own): the profile (address, phone, wallet), orders and admin pages must not stay in the
+    browser's cache, where the next person at a shared computer reads them with Back after the
+    shopper signed out, nor in a cache on the way. Only requests that loaded the signed-in user
+    (every page does, for the layout) are marked, so a guest's listing keeps its headers."""
+    user = g.get("_login_user")
+    if getattr(user, "is_authenticated", False) and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
     return response

@@ -12,7 +12,7 @@ import re
 
 import sqlalchemy as sa
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
-from flask_login import current_user, login_required, login_user
+from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 from wtforms.fields import SelectChoice
 
@@ -37,6 +37,7 @@ from commerce.wallet_topup import (
 from onecart.money import MoneyError, parse_decimal
 from onecart.settings import get_settings
 from storefront.account.forms import PasswordChangeForm, ProfileForm, TopUpForm
+from storefront.auth.routes import start_login
 from storefront.database import db_session
 from storefront.form_errors import attach_service_errors, form_page
 from storefront.limits import enforce_form_limit
@@ -163,7 +164,7 @@ def update_password() -> Response | tuple[str, int]:
         attach_service_errors(form, exc.errors)
         return form_page(form, _render_profile(password_form=form))
     db.commit()
-    login_user(user)  # the session nonce rotated: re-issue this browser's login
+    start_login(user)  # the session nonce rotated: re-issue this browser's login
     flash("Your password has been changed. Other devices have been signed out.", "success")
     return redirect(url_for("account.profile"))
 
@@ -185,6 +186,13 @@ def wallet_top_up() -> Response | tuple[str, int]:
     try:
         amount = parse_decimal((form.amount.data or "").strip())
         if not _sandbox_mode():
+            # Before Stripe is asked: a new form reference is a new intent (storefront.limits).
+            enforce_form_limit(
+                "card_payments",
+                f"user:{user.id}",
+                message="Too many card payments were started from this account in a short "
+                "while. Please wait a few minutes and try again.",
+            )
             card = start_card_topup(
                 stripe_client_from_settings(get_settings()),
                 user,

@@ -9,7 +9,7 @@ from datetime import timedelta
 import redis
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask_login import current_user, login_fresh
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
@@ -45,11 +45,20 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 @bp.before_request
 def require_admin() -> Response | None:
-    """The gate for the whole area."""
+    """The gate for the whole area: an admin, signed in with the password in this browser
+    session (not only by the remember cookie)."""
     if not current_user.is_authenticated:
         return login_manager.unauthorized()  # type: ignore[no-any-return]
     if not current_user.is_admin:
         abort(403)
+    if not login_fresh():
+        # Signed in by the remember cookie alone (a restarted browser, or a copy of the
+        # cookie): the password proves the person before refunds, flags or marketplace keys.
+        flash("Please enter your password again to open the admin area.", "info")
+        next_path = request.full_path if request.query_string else request.path
+        if request.method != "GET":  # a form's target cannot be opened afterwards
+            next_path = url_for("admin.index")
+        return redirect(url_for("auth.login", next=next_path))
     return None
 
 
@@ -187,8 +196,9 @@ def edit_marketplace(marketplace_id: int) -> Response | tuple[str, int]:
     flash(saved, "success")
     if key_dropped:
         flash(
-            "The API base URL moved to another host, so the stored API key was removed: "
-            "enter the key again to send it there.",
+            "The API base URL moved to another host, so the stored API key was removed (and "
+            "a key variable marketplaces.toml gives to the old host is not sent there): enter "
+            "the key for the new host to send one.",
             "warning",
         )
     return redirect(url_for("admin.marketplaces"))

@@ -25,7 +25,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_fresh, login_required, login_user, logout_user
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
@@ -36,6 +36,7 @@ from commerce.accounts import (
     create_account,
     load_user_by_session_id,
     login_account_key,
+    login_session_id,
     register_user,
 )
 from commerce.models import User, new_session_nonce
@@ -85,8 +86,11 @@ _KEYS_KEPT_AT_LOGIN = (GUEST_CART_SESSION_KEY,)
 
 @login_manager.user_loader
 def load_user(session_id: str) -> User | None:
-    """Flask-Login's loader: `<id>.<nonce>` from the cookie (see User.get_id)."""
-    return load_user_by_session_id(db_session(), session_id)
+    """Flask-Login's loader: `<id>.<nonce>.<signed in at>` from the session or the remember
+    cookie (commerce.accounts.login_session_id), refused past LOGIN_LIFETIME."""
+    return load_user_by_session_id(
+        db_session(), session_id, lifetime=current_app.config["LOGIN_LIFETIME"]
+    )
 
 
 @login_manager.unauthorized_handler
@@ -138,11 +142,19 @@ def _merge_guest_cart(user: User, guest_lines: Any) -> None:
         logger.exception("guest cart merge failed for user %s; lines kept in the session", user.id)
 
 
+def start_login(user: User, *, remember: bool = False) -> None:
+    """Flask-Login's login_user, with the time of this sign-in in what the cookies carry: the
+    session's `_user_id` is what the remember cookie is made of too (at the end of the request),
+    and the loader refuses either once the sign-in is older than LOGIN_LIFETIME."""
+    login_user(user, remember=remember)
+    session["_user_id"] = login_session_id(user)
+
+
 def sign_in(user: User, *, remember: bool = False) -> None:
     """Start a fresh session for `user`, keeping only the guest cart, then merge that cart."""
     kept = {key: session[key] for key in _KEYS_KEPT_AT_LOGIN if key in session}
     session.clear()
-    login_user(user, remember=remember)
+    start_login(user, remember=remember)
     _merge_guest_cart(user, kept.get(GUEST_CART_SESSION_KEY))
 
 
@@ -152,7 +164,9 @@ def login() -> Response | tuple[str, int]:
     form = LoginForm()
     if request.method == "GET":
         form.next.data = safe_next_url(request.args.get("next")) or ""
-        if current_user.is_authenticated:
+        # Signed in with the password in this browser session: nothing to ask. Signed in by
+        # the remember cookie alone, the admin area sends here for the password again.
+        if current_user.is_authenticated and login_fresh():
             return _redirect_after_login(form.next.data)
     if not form.validate_on_submit():
         return form_page(form, render_template("auth/login.html", form=form))
@@ -307,6 +321,9 @@ def _mail_settings() -> MailSettings:
         host=current_app.config.get("SMTP_HOST") or None,
         port=int(current_app.config.get("SMTP_PORT") or 25),
         sender=str(current_app.config.get("SMTP_SENDER") or ""),
+        security=current_app.config.get("SMTP_SECURITY") or "none",
+        username=current_app.config.get("SMTP_USERNAME") or None,
+        password=current_app.config.get("SMTP_PASSWORD") or None,
     )
 
 

@@ -58,6 +58,7 @@ from storefront.checkout.forms import CheckoutForm, country_choices
 from storefront.database import db_session, session_factory
 from storefront.errors.routes import error_response, json_endpoint
 from storefront.jobs import JobPolicy, dispatch_order_jobs
+from storefront.limits import enforce_form_limit
 
 logger = logging.getLogger(__name__)
 
@@ -325,6 +326,13 @@ def payment_intent() -> Response:
     if not is_valid_validation_token(token):
         return error_response(400, "This checkout form has expired; reload the page.")
     user = _user()
+    # Before Stripe is asked: a new form token is a new intent (storefront.limits).
+    enforce_form_limit(
+        "card_payments",
+        f"user:{user.id}",
+        message="Too many card payments were started from this account in a short while. "
+        "Please wait a few minutes and try again.",
+    )
     currency = display_currency()
     quote = build_quote(db_session(), user, currency=currency, fx=fx_table())
     if not quote.can_pay or quote.total_minor is None:

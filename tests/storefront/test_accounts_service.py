@@ -16,6 +16,7 @@ from commerce.accounts import (
     find_user_by_login,
     load_user_by_session_id,
     login_account_key,
+    login_session_id,
     password_problems,
     register_user,
     update_profile,
@@ -122,7 +123,7 @@ def test_change_password_needs_the_current_one_and_rotates_the_session_nonce(
     db_session: Session, make_user: Callable[..., User]
 ) -> None:
     user = make_user()
-    old_session_id = user.get_id()
+    old_session_id = login_session_id(user)
     with pytest.raises(AccountError) as caught:
         change_password(db_session, user, current_password="wrong", new_password="New-pass-4-you")
     assert set(caught.value.errors) == {"current_password"}
@@ -134,7 +135,7 @@ def test_change_password_needs_the_current_one_and_rotates_the_session_nonce(
 
     assert authenticate(db_session, user.username, "New-pass-4-you") == user
     assert load_user_by_session_id(db_session, old_session_id) is None
-    assert load_user_by_session_id(db_session, user.get_id()) == user
+    assert load_user_by_session_id(db_session, login_session_id(user)) == user
 
 
 def test_change_password_rejects_a_weak_or_unchanged_new_password(

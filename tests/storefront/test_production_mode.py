@@ -34,6 +34,7 @@ ALL_VARIABLES = (
     "ONECART_SANDBOX_MODE",
     "STRIPE_API_BASE",
     "SMTP_HOST",
+    "SMTP_SECURITY",
     "ONECART_SIGNUP_CONFIRMATION",
     "ONECART_PUBLIC_URL",
     "ONECART_MARKETPLACES",
@@ -70,6 +71,7 @@ def production(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pyte
     for name, value in GOOD_SECRETS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SMTP_HOST", "smtp.example.com")  # sign-up links are e-mailed
+    monkeypatch.setenv("SMTP_SECURITY", "starttls")  # ... over TLS to another machine
     monkeypatch.setenv("ONECART_PUBLIC_URL", "https://shop.example.com")  # ... pointing here
     marketplaces = tmp_path / "marketplaces.toml"
     marketplaces.write_text(PRODUCTION_MARKETPLACES)

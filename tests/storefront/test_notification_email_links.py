@@ -1,0 +1,136 @@
+"""The links in notification e-mails (an order's status link, a price alert's product page) point
+at the shop's public address, ONECART_PUBLIC_URL, like every other link that leaves the site.
+
+Security review, fourth pass: they were built on the address the site binds to
+(`http://ONECART_SITE_HOST:ONECART_SITE_PORT`), so in production a shopper got
+`http://0.0.0.0:5000/order-status/<token>` — a dead link, and one that would send the order's
+token in clear text over plain http wherever it did lead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from commerce.db import get_session_factory
+from commerce.models import User
+from commerce.notifications import send_notification_emails
+from commerce.order_models import Notification, Order, OrderStatus, PaymentMethod
+from onecart.settings import Settings
+
+PUBLIC_URL = "https://shop.example.com"
+
+
+def _mail_settings(settings: Settings, port: int, **changes: Any) -> Settings:
+    """The test run's settings with the local mailbox and a web host's bind address."""
+    update = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "site_host": "0.0.0.0",
+        "site_port": 5000,
+        **changes,
+    }
+    return settings.model_copy(update=update)
+
+
+def _order(session: Session, user: User) -> Order:
+    order = Order(
+        user_id=user.id,
+        status=OrderStatus.SHIPPED,
+        total_minor=10000,
+        currency="USD",
+        payment_method=PaymentMethod.WALLET,
+        validation_token=uuid.uuid4().hex,
+        email=user.email,
+        ship_name="Ada",
+        ship_line1="1 Road",
+        ship_city="Nairobi",
+        ship_country="KE",
+    )
+    session.add(order)
+    session.flush()
+    return order
+
+
+def _sent_body(
+    session: Session,
+    storefront_db_url: str,
+    mail_settings: Settings,
+    received: list[Any],
+    notification: Notification,
+) -> str:
+    session.add(notification)
+    session.commit()
+    factory = get_session_factory(storefront_db_url)
+    assert send_notification_emails(factory, mail_settings, [notification.id]) == 1
+    return str(received[-1].get_payload(decode=True).decode())
+
+
+def test_an_order_notification_links_to_the_public_status_page(
+    db_session: Session,
+    make_user: Callable[..., User],
+    storefront_db_url: str,
+    settings: Settings,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    port, received = mailbox
+    user = make_user()
+    order = _order(db_session, user)
+    body = _sent_body(
+        db_session,
+        storefront_db_url,
+        _mail_settings(settings, port, public_url=PUBLIC_URL + "/"),
+        received,
+        Notification(
+            user_id=user.id, order_id=order.id, kind="order_shipped", message="It shipped."
+        ),
+    )
+    assert f"{PUBLIC_URL}/order-status/{order.status_token}" in body
+    assert "0.0.0.0" not in body and "http://" not in body
+
+
+def test_a_price_alert_links_to_the_public_product_page(
+    db_session: Session,
+    make_user: Callable[..., User],
+    storefront_db_url: str,
+    settings: Settings,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    port, received = mailbox
+    user = make_user()
+    body = _sent_body(
+        db_session,
+        storefront_db_url,
+        _mail_settings(settings, port, public_url=PUBLIC_URL),
+        received,
+        Notification(
+            user_id=user.id, kind="price_alert", message="Cheaper now.", link_path="/product/g-1"
+        ),
+    )
+    assert f"{PUBLIC_URL}/product/g-1" in body
+    assert "0.0.0.0" not in body
+
+
+def test_without_a_public_url_a_laptop_gets_the_site_address(
+    db_session: Session,
+    make_user: Callable[..., User],
+    storefront_db_url: str,
+    settings: Settings,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    """Development: no ONECART_PUBLIC_URL, so the link is the address `onecart up` serves on."""
+    port, received = mailbox
+    user = make_user()
+    body = _sent_body(
+        db_session,
+        storefront_db_url,
+        _mail_settings(settings, port, public_url=None, site_host="127.0.0.1"),
+        received,
+        Notification(
+            user_id=user.id, kind="price_alert", message="Cheaper now.", link_path="/product/g-2"
+        ),
+    )
+    assert "http://127.0.0.1:5000/product/g-2" in body

@@ -6,6 +6,7 @@
     onecart ingest [--marketplace SLUG ...]
     onecart sandbox [ARGS ...]
     onecart logs NAME [-n LINES] [-f]
+    onecart sql [--csv] [QUERY]
 
 Services (start order): redis, meilisearch, sandbox, localstripe, dagster (+ dagster-daemon in the
 cluster profile), site, worker, cron. supervisord runs them and restarts one that dies
@@ -105,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
 
+    sql = commands.add_parser(
+        "sql",
+        help="query the analysts' read-only warehouse copy (warehouse/README.md)",
+        description="Runs QUERY (or the statements on standard input, or a prompt on a terminal) "
+        "against $ONECART_HOME/warehouse.duckdb, read-only, with the pipeline's own duckdb.",
+    )
+    sql.add_argument("query", nargs="?", metavar="QUERY", help="SQL; several statements with ;")
+    sql.add_argument("--csv", action="store_true", help="print every row as CSV (with a header)")
+
     localstripe = commands.add_parser(
         "localstripe", help="serve localstripe (fake Stripe API) on a loopback address"
     )
@@ -128,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sandbox": command_sandbox,
         "logs": command_logs,
         "localstripe": command_localstripe,
+        "sql": command_sql,
     }
     try:
         return handlers[args.command](settings, args)
@@ -380,6 +391,12 @@ def command_localstripe(settings: Settings, args: argparse.Namespace) -> int:
     access_log.addHandler(logging.StreamHandler())
     web.run_app(app, host=args.host, port=args.port, access_log=access_log, print=print)
     return EXIT_OK
+
+
+def command_sql(settings: Settings, args: argparse.Namespace) -> int:
+    from warehouse import shell  # the analysts' shell needs none of the services' imports
+
+    return shell.run(settings.warehouse_path, args.query, as_csv=args.csv)
 
 
 if __name__ == "__main__":

@@ -361,7 +361,7 @@ def test_every_command_uses_the_checkouts_var_from_a_plain_shell(tmp_path: Path)
     # Usage errors are found before anything is touched.
     assert run("down", "no-such-service").returncode == 2
     assert run("up", "--only", "no-such-service").returncode == 2
-    for command in ("up", "down", "status", "ingest", "sandbox", "logs", "localstripe"):
+    for command in ("up", "down", "status", "ingest", "sandbox", "logs", "localstripe", "sql"):
         assert run(command, "--help").returncode == 0, command
     assert list(shell_home.iterdir()) == []
     assert not (tmp_path / "var").exists()

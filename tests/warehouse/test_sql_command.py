@@ -17,6 +17,7 @@ import warehouse
 from onecart.settings import REPO_ROOT
 
 README = (REPO_ROOT / "warehouse" / "README.md").read_text(encoding="utf-8")
+TOP_README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def onecart_sql(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -87,3 +88,11 @@ def test_without_a_published_warehouse_it_names_the_next_step(tmp_path: Path) ->
 def test_the_readme_shows_this_command_not_a_shell_nobody_can_install() -> None:
     assert "onecart sql" in README
     assert "duckdb -readonly" not in README
+
+
+def test_the_top_readme_gives_analysts_a_command_that_finds_the_copy_from_any_directory() -> None:
+    # `duckdb.connect('var/warehouse.duckdb')` opened a path relative to the shell's directory:
+    # from anywhere but the checkout, or with ONECART_HOME set, "database does not exist".
+    section = TOP_README.split("## For analysts", 1)[1].split("\n## ", 1)[0]
+    assert "onecart sql" in section
+    assert "'var/warehouse.duckdb'" not in section

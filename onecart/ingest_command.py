@@ -249,6 +249,9 @@ def ingest_failure_lines(
             f"ingest failed for partition(s): {', '.join(partitions)} "
             "(their last good catalogs are kept)"
         )
+        # Each one's reason is on its FAILED line above; the next step is a run of only those.
+        retry = " ".join(f"--marketplace {slug}" for slug in partitions)
+        lines.append(f"  retry them once they answer: onecart ingest {retry}")
     if assets:
         lines.append(f"ingest failed in downstream asset(s): {', '.join(assets)}")
     reported_failure = _read_result(result, "success") is False

@@ -253,8 +253,21 @@ def test_failed_partitions_and_downstream_assets_get_a_line_each() -> None:
 
     assert lines == [
         "ingest failed for partition(s): kiondo (their last good catalogs are kept)",
+        "  retry them once they answer: onecart ingest --marketplace kiondo",
         "ingest failed in downstream asset(s): product_groups",
     ]
+
+
+def test_failed_partitions_end_with_the_command_that_retries_only_them() -> None:
+    # The operator was told which marketplaces failed and that their catalogs were kept, but not
+    # what to do next; a whole ingest again refetches every healthy marketplace too.
+    report = ingest_report(failed=("kiondo", "shopwave"), downstream_success=True)
+
+    lines = ingest_command.ingest_failure_lines(report, failed_steps_of_run=never_called)
+
+    assert lines[-1] == (
+        "  retry them once they answer: onecart ingest --marketplace kiondo --marketplace shopwave"
+    )
 
 
 def test_a_failure_without_a_named_asset_names_the_failed_steps_of_the_run() -> None:

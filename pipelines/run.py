@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from pipelines.jobs import (
     OFFER_EMBEDDINGS_JOB,
 )
 from pipelines.partition_order import partitions_longest_first
+from pipelines.run_progress import report_steps
 
 # Dagster's own console logging would bury the progress lines; the runs' full logs stay in the
 # instance (and in the UI).
@@ -488,11 +490,14 @@ def materialize_all(
         },
     }
     downstream_started = time.monotonic()
+    downstream_run_id = str(uuid.uuid4())  # known before it starts, to follow its steps
+    report_steps(instance, downstream_run_id, settings, progress, marketplaces=len(selected))
     try:
         downstream = downstream_job.execute_in_process(
             instance=instance,
             raise_on_error=False,
             run_config=downstream_config,
+            run_id=downstream_run_id,
             tags=INGEST_TAGS,
             asset_selection=(
                 [dg.AssetKey(asset) for asset in downstream_assets] if downstream_assets else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -46,13 +47,19 @@ def run_statements(conn: duckdb.DuckDBPyConnection, sql: str, out: TextIO, *, as
             out.write(f"{relation}\n")
 
 
-def interactive(conn: duckdb.DuckDBPyConnection, *, as_csv: bool) -> int:
+def interactive(
+    conn: duckdb.DuckDBPyConnection,
+    path: Path,
+    *,
+    as_csv: bool,
+    read_line: Callable[[str], str] = input,
+) -> int:
     """A prompt that runs each statement once a line ends with `;`, until end of input."""
-    print(f"{conn.sql('PRAGMA database_list').fetchone()[2]} (read-only); end statements with ;")
+    print(f"{path} (read-only); end statements with ;, Ctrl-D to leave")
     buffer: list[str] = []
     while True:
         try:
-            line = input(CONTINUATION if buffer else PROMPT)
+            line = read_line(CONTINUATION if buffer else PROMPT)
         except EOFError:
             print()
             return 0
@@ -79,7 +86,7 @@ def run(path: Path, query: str | None, *, as_csv: bool = False) -> int:
         return 1
     try:
         if query is None and sys.stdin.isatty():
-            return interactive(conn, as_csv=as_csv)
+            return interactive(conn, path, as_csv=as_csv)
         sql = query if query is not None else sys.stdin.read()
         try:
             run_statements(conn, sql, sys.stdout, as_csv=as_csv)

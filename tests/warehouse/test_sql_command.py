@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 import warehouse
 from onecart.settings import REPO_ROOT
+from warehouse import shell
 
 README = (REPO_ROOT / "warehouse" / "README.md").read_text(encoding="utf-8")
 TOP_README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -96,3 +98,28 @@ def test_the_top_readme_gives_analysts_a_command_that_finds_the_copy_from_any_di
     section = TOP_README.split("## For analysts", 1)[1].split("\n## ", 1)[0]
     assert "onecart sql" in section
     assert "'var/warehouse.duckdb'" not in section
+
+
+def test_the_prompt_runs_each_statement_once_it_ends_with_a_semicolon(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # On a terminal `onecart sql` prompts; its banner once called a method duckdb 2's relations
+    # no longer have, so the prompt died with a traceback before asking anything.
+    lines = iter(["SELECT title", "FROM products;", "SELECT nope;", "SELECT 42 AS answer;"])
+
+    def read_line(prompt: str) -> str:
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    conn = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        code = shell.interactive(conn, home / "warehouse.duckdb", as_csv=False, read_line=read_line)
+    finally:
+        conn.close()
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert str(home / "warehouse.duckdb") in out
+    assert "Kettle" in out and "42" in out
+    assert "nope" in err  # the error is said and the prompt goes on

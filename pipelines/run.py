@@ -236,6 +236,10 @@ def _partition_outcome(slug: str, result: dg.ExecuteInProcessResult) -> Partitio
     )
 
 
+def _pages(count: int) -> str:
+    return "1 page" if count == 1 else f"{count} pages"
+
+
 def _describe_partition(outcome: PartitionOutcome) -> list[str]:
     slug = outcome.marketplace
     if not outcome.success:
@@ -245,9 +249,9 @@ def _describe_partition(outcome: PartitionOutcome) -> list[str]:
         f"not modified since the last fetch (HTTP 304), {outcome.fetched} records held"
         if outcome.not_modified
         else f"fetched {outcome.changed_since} records changed since the last fetch and every "
-        f"id, {outcome.fetched} records ({outcome.pages} pages)"
+        f"id, {outcome.fetched} records ({_pages(outcome.pages)})"
         if outcome.changed_since is not None
-        else f"fetched {outcome.fetched} records ({outcome.pages} pages"
+        else f"fetched {outcome.fetched} records ({_pages(outcome.pages)}"
         + (
             f", {outcome.pages_not_modified} not modified since the last fetch)"
             if outcome.pages_not_modified

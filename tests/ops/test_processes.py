@@ -382,3 +382,18 @@ base_url = "${ONECART_SANDBOX_URL}/open"
     credentials = services.sandbox_credentials(settings, {"CONFIGURED_KEY": "mine"})
 
     assert credentials == {"DEMO_KEY": services.SANDBOX_API_KEY}
+
+
+def test_a_one_page_catalog_is_described_as_one_page() -> None:
+    # "sokoni: fetched 66 records (1 pages)" on every ingest of a single-document feed.
+    from pipelines.run import PartitionOutcome, _describe_partition
+
+    one = PartitionOutcome("sokoni", success=True, run_id="r", fetched=66, pages=1)
+    changed = PartitionOutcome(
+        "shopwave", success=True, run_id="r", fetched=200, pages=1, changed_since=0
+    )
+    many = PartitionOutcome("amazon", success=True, run_id="r", fetched=66, pages=15)
+
+    assert "fetched 66 records (1 page)" in _describe_partition(one)[0]
+    assert "200 records (1 page)" in _describe_partition(changed)[0]
+    assert "fetched 66 records (15 pages)" in _describe_partition(many)[0]

@@ -246,7 +246,11 @@ def command_down(settings: Settings, args: argparse.Namespace) -> int:
     never touched."""
     unknown = set(args.names) - set(services.SERVICE_ORDER)
     if unknown:
-        print(f"unknown service(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        print(
+            f"unknown service(s): {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(services.SERVICE_ORDER)}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     stopped = supervision.stop_services(settings, args.names, report=print)
     if not stopped:

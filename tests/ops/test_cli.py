@@ -518,3 +518,22 @@ def test_production_up_ingest_does_not_wait_for_the_sandbox(
     assert "ingest not run" not in result.stderr, result.stdout + result.stderr
     assert "sandbox" not in services.ingest_needs(Settings(ONECART_ENV="production"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_down_with_an_unknown_name_lists_the_services_it_knows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `onecart down meili` said only "unknown service(s): meili", where `up --only` and `logs`
+    # name what there is.
+    from onecart import cli
+    from onecart.settings import get_settings
+
+    monkeypatch.setenv("ONECART_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["down", "meili"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "unknown service(s): meili" in err
+    assert "known: " in err and "meilisearch" in err and "worker" in err

@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from onecart import processes, progress, services, supervision
 from onecart.exit_codes import EXIT_FAILED, EXIT_MISSING_PROGRAM, EXIT_OK, EXIT_USAGE
 from onecart.ingest_command import run_history_replay, run_ingest, wants_demo_history
@@ -129,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `onecart` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    settings = with_profile(get_settings(), getattr(args, "profile", None))
+    try:
+        settings = with_profile(get_settings(), getattr(args, "profile", None))
+    except ValidationError as error:
+        print(describe_invalid_settings(error), file=sys.stderr)
+        return EXIT_USAGE
     handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "up": command_up,
         "down": command_down,
@@ -144,6 +150,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](settings, args)
     except KeyboardInterrupt:
         return 130
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """One line per variable the environment got wrong, with its value and what it must be."""
+    lines = ["onecart: invalid setting(s) in the environment (docs/configuration.md):"]
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        value = problem.get("input")
+        shown = f"{name}={value!r}" if isinstance(value, str) else name
+        lines.append(f"  {shown}: {problem['msg']}")
+    return "\n".join(lines)
 
 
 PROFILE_FILE = "profile"

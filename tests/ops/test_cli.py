@@ -537,3 +537,28 @@ def test_down_with_an_unknown_name_lists_the_services_it_knows(
     err = capsys.readouterr().err
     assert "unknown service(s): meili" in err
     assert "known: " in err and "meilisearch" in err and "worker" in err
+
+
+def onecart_with(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ONECART_HOME": str(tmp_path), "PYTHONPATH": str(REPO_ROOT), **variables}
+    return subprocess.run(
+        [sys.executable, "-m", "onecart.cli", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_setting_out_of_range_is_named_without_a_traceback(tmp_path: Path) -> None:
+    # `ONECART_PIPELINE_WORKERS=-1 onecart status` printed pydantic's ValidationError under a
+    # 20-line traceback.
+    result = onecart_with(tmp_path, ONECART_PIPELINE_WORKERS="-1", ONECART_DEMO_HISTORY_DAYS="500")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "ONECART_PIPELINE_WORKERS='-1': greater than or equal to 0" in result.stderr.replace(
+        "Input should be ", ""
+    )
+    assert "ONECART_DEMO_HISTORY_DAYS='500'" in result.stderr
+    assert "docs/configuration.md" in result.stderr

@@ -159,7 +159,8 @@ def describe_invalid_settings(error: ValidationError) -> str:
         name = ".".join(str(part) for part in problem["loc"]) or "settings"
         value = problem.get("input")
         shown = f"{name}={value!r}" if isinstance(value, str) else name
-        lines.append(f"  {shown}: {problem['msg']}")
+        # A field validator's own message reads "Value error, must be …": keep the "must be".
+        lines.append(f"  {shown}: {problem['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 

@@ -562,3 +562,13 @@ def test_a_setting_out_of_range_is_named_without_a_traceback(tmp_path: Path) -> 
     )
     assert "ONECART_DEMO_HISTORY_DAYS='500'" in result.stderr
     assert "docs/configuration.md" in result.stderr
+
+
+def test_a_schedule_that_is_no_cron_expression_is_refused_by_name(tmp_path: Path) -> None:
+    # Dagster refused the code location ("Found invalid cron schedule 'every 5 min' for schedule
+    # 'catalog_refresh_schedule'"), naming no variable, once `onecart up` had started it.
+    result = onecart_with(tmp_path, ONECART_SCHEDULE_CRON="every 5 min")
+    assert result.returncode == 2
+    assert "ONECART_SCHEDULE_CRON='every 5 min'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert onecart_with(tmp_path, ONECART_SCHEDULE_CRON="0 */2 * * 1-5").returncode == 0

@@ -135,3 +135,14 @@ def test_the_readme_views_table_gives_each_views_columns(
         if "every column of `products`" in columns_cell:
             named = [c for c in named if c != "products"] + actual["products"]
         assert set(named) == set(actual[view]), f"warehouse/README.md's columns of {view}"
+
+
+def test_the_freshness_example_reads_the_fetch_time_not_only_the_last_load() -> None:
+    # catalog_loads gets a row only when a fetch brought records to normalize: after refreshes
+    # that changed nothing (HTTP 304, no record changed since) its newest loaded_at stayed at the
+    # first ingest while the catalog had been fetched minutes ago, yet the README's example
+    # "How fresh is each catalog" read loaded_at alone.
+    text = README.read_text()
+    example = text.split("How fresh is each catalog", 1)[1].split("```", 2)[1]
+    assert "last_fetched_at" in example
+    assert "only when a fetch brought records to normalize" in text

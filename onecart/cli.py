@@ -6,6 +6,7 @@
     onecart ingest [--marketplace SLUG ...]
     onecart sandbox [ARGS ...]
     onecart logs NAME [-n LINES] [-f]
+    onecart sql [--csv] [QUERY]
 
 Services (start order): redis, meilisearch, sandbox, localstripe, dagster (+ dagster-daemon in the
 cluster profile), site, worker, cron. supervisord runs them and restarts one that dies
@@ -25,6 +26,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from onecart import processes, progress, services, supervision
 from onecart.exit_codes import EXIT_FAILED, EXIT_MISSING_PROGRAM, EXIT_OK, EXIT_USAGE
@@ -105,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
 
+    sql = commands.add_parser(
+        "sql",
+        help="query the analysts' read-only warehouse copy (warehouse/README.md)",
+        description="Runs QUERY (or the statements on standard input, or a prompt on a terminal) "
+        "against $ONECART_HOME/warehouse.duckdb, read-only, with the pipeline's own duckdb.",
+    )
+    sql.add_argument("query", nargs="?", metavar="QUERY", help="SQL; several statements with ;")
+    sql.add_argument("--csv", action="store_true", help="print every row as CSV (with a header)")
+
     localstripe = commands.add_parser(
         "localstripe", help="serve localstripe (fake Stripe API) on a loopback address"
     )
@@ -119,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `onecart` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    settings = with_profile(get_settings(), getattr(args, "profile", None))
+    try:
+        settings = with_profile(get_settings(), getattr(args, "profile", None))
+    except ValidationError as error:
+        print(describe_invalid_settings(error), file=sys.stderr)
+        return EXIT_USAGE
     handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "up": command_up,
         "down": command_down,
@@ -128,11 +144,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sandbox": command_sandbox,
         "logs": command_logs,
         "localstripe": command_localstripe,
+        "sql": command_sql,
     }
     try:
         return handlers[args.command](settings, args)
     except KeyboardInterrupt:
         return 130
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """One line per variable the environment got wrong, with its value and what it must be."""
+    lines = ["onecart: invalid setting(s) in the environment (docs/configuration.md):"]
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        value = problem.get("input")
+        shown = f"{name}={value!r}" if isinstance(value, str) else name
+        # A field validator's own message reads "Value error, must be …": keep the "must be".
+        lines.append(f"  {shown}: {problem['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
 
 
 PROFILE_FILE = "profile"
@@ -235,7 +264,11 @@ def command_down(settings: Settings, args: argparse.Namespace) -> int:
     never touched."""
     unknown = set(args.names) - set(services.SERVICE_ORDER)
     if unknown:
-        print(f"unknown service(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        print(
+            f"unknown service(s): {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(services.SERVICE_ORDER)}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     stopped = supervision.stop_services(settings, args.names, report=print)
     if not stopped:
@@ -375,6 +408,12 @@ def command_localstripe(settings: Settings, args: argparse.Namespace) -> int:
     access_log.addHandler(logging.StreamHandler())
     web.run_app(app, host=args.host, port=args.port, access_log=access_log, print=print)
     return EXIT_OK
+
+
+def command_sql(settings: Settings, args: argparse.Namespace) -> int:
+    from warehouse import shell  # the analysts' shell needs none of the services' imports
+
+    return shell.run(settings.warehouse_path, args.query, as_csv=args.csv)
 
 
 if __name__ == "__main__":

@@ -128,9 +128,14 @@ def ingest_through_the_queue(settings: Settings, marketplaces: Sequence[str]) ->
 
 def start_offer_embeddings(settings: Settings) -> int:
     """Run the offer embeddings in the background through Dagster when its webserver answers
-    (the assistant switches to hybrid search when they are in), else here in the foreground."""
+    (the assistant switches to hybrid search when they are in), else here in the foreground;
+    neither while the assistant's settings switch them off (no run could switch search)."""
+    from pipelines.assets.embeddings import SWITCHED_OFF
     from pipelines.run import dagster_instance, launch_offer_embeddings
 
+    if not embeddings_enabled():
+        print(f"offer embeddings: skipped ({SWITCHED_OFF}); the assistant uses keyword search")
+        return EXIT_OK
     by_name = {service.name: service for service in services.build_services(settings)}
     if supervision.inspect_service(settings, by_name["dagster"]).healthy:
         try:
@@ -174,6 +179,15 @@ def start_offer_embeddings(settings: Settings) -> int:
     else:
         print("offer embeddings: done; the assistant uses hybrid search")
     return EXIT_OK
+
+
+def embeddings_enabled() -> bool:
+    """The assistant's switch; True without the assistant package (the run then says why)."""
+    try:
+        from assistant.config import get_assistant_settings
+    except ImportError:
+        return True
+    return get_assistant_settings().embeddings_enabled
 
 
 def embeddings_skipped_reason(events: Sequence[Any]) -> str | None:
@@ -235,6 +249,9 @@ def ingest_failure_lines(
             f"ingest failed for partition(s): {', '.join(partitions)} "
             "(their last good catalogs are kept)"
         )
+        # Each one's reason is on its FAILED line above; the next step is a run of only those.
+        retry = " ".join(f"--marketplace {slug}" for slug in partitions)
+        lines.append(f"  retry them once they answer: onecart ingest {retry}")
     if assets:
         lines.append(f"ingest failed in downstream asset(s): {', '.join(assets)}")
     reported_failure = _read_result(result, "success") is False

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from croniter import croniter
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,12 @@ def accept_field_names(model: type[BaseSettings], data: Any) -> Any:
         if info.alias and name in renamed and name != info.alias:
             renamed[info.alias] = renamed.pop(name)
     return renamed
+
+
+def _five_field_cron(value: str) -> str:
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError("must be a cron expression of five fields: minute hour day month weekday")
+    return value
 
 
 class Settings(BaseSettings):
@@ -109,7 +116,11 @@ class Settings(BaseSettings):
     # When set, the stripe library talks to this base URL (localstripe); real keys leave it empty.
     stripe_api_base: str | None = Field("http://127.0.0.1:8420", alias="STRIPE_API_BASE")
 
-    schedule_cron: str = Field("*/30 * * * *", alias="ONECART_SCHEDULE_CRON")
+    # Checked here (five fields, croniter's rules, which Dagster applies) so a bad value is named
+    # by its variable before anything starts, not by Dagster's schedule once its UI loads.
+    schedule_cron: Annotated[str, AfterValidator(_five_field_cron)] = Field(
+        "*/30 * * * *", alias="ONECART_SCHEDULE_CRON"
+    )
     # Marketplace partitions run at once by `onecart ingest` (0: one per CPU core).
     pipeline_workers: int = Field(0, ge=0, le=32, alias="ONECART_PIPELINE_WORKERS")
     fx_rates_url: str | None = Field(None, alias="ONECART_FX_RATES_URL")

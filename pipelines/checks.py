@@ -1,4 +1,5 @@
-"""Asset checks on the catalog assets: prices, currencies, GTINs, keys, drift and freshness.
+"""Asset checks on the catalog assets: prices, currencies, GTINs, keys, drift, quarantined
+records and freshness.
 
 The per-marketplace checks are partitioned like `normalized_products` and declared on it
 (`check_specs`): they are evaluated at the end of its own step, on the connection that just
@@ -26,6 +27,9 @@ NORMALIZED_PRODUCTS = dg.AssetKey("normalized_products")
 GTIN_INVALID_SHARE_WARN = 0.2
 # A change of the offer count by more than this share between two runs is worth a look.
 ROW_COUNT_DRIFT_WARN = 0.5
+# Above this share of a fetch's records quarantined in rejected_products, the feed is broken in
+# earnest: the sandbox's default malformed_rate (0.02) and real feeds' odd bad record stay below.
+REJECTED_SHARE_WARN = 0.1
 # Offers fetched longer ago than this are stale (the schedule runs every 30 minutes by default).
 FRESHNESS_MAX_AGE = timedelta(hours=6)
 
@@ -45,12 +49,17 @@ CATALOG_CHECKS: dict[str, str] = {
         "Warns when the marketplace's offer count moved by more than half since the last run "
         "(a truncated feed or a changed API looks like this)."
     ),
+    "rejected_share": (
+        "Warns when more than a tenth of the marketplace's latest fetch was quarantined in "
+        "rejected_products (the metadata counts each reason): a feed half broken can lose a "
+        "third of its offers without tripping the drift check."
+    ),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogFacts:
-    """What the five checks look at, for one marketplace's current offers: read once per
+    """What the six checks look at, for one marketplace's current offers: read once per
     partition, in one scan of its products and one look at its last two loads. Each check used
     to ask for its own (the product statistics three times), so a refresh paid for five passes
     over a catalog it had changed 1% of."""
@@ -60,6 +69,7 @@ class CatalogFacts:
     duplicate_keys: int
     currencies: list[str]
     quarantined_duplicates: int
+    rejections_by_reason: dict[str, int]
     loads: list[CatalogLoad]
 
 
@@ -67,23 +77,26 @@ def catalog_facts(conn: duckdb.DuckDBPyConnection, slug: str) -> CatalogFacts:
     """Every offer of the marketplace is looked at, not only those the run wrote: the checks
     assert properties of the catalog shoppers see, and a row written by anything else (an older
     run, a hand fix) counts as much."""
-    products, non_positive, duplicates, currencies, quarantined = conn.execute(
+    products, non_positive, duplicates, currencies, reasons = conn.execute(
         """
         SELECT count(*), count(*) FILTER (WHERE price_minor <= 0),
             count(*) - count(DISTINCT external_id),
             coalesce(list(DISTINCT currency ORDER BY currency), []),
-            (SELECT count(*) FROM rejected_products
-             WHERE marketplace = $m AND reason = 'duplicate_external_id')
+            (SELECT coalesce(list((reason, records) ORDER BY records DESC, reason), [])
+             FROM (SELECT reason, count(*) AS records FROM rejected_products
+                   WHERE marketplace = $m GROUP BY reason))
         FROM products WHERE marketplace = $m
         """,
         {"m": slug},
     ).fetchall()[0]
+    by_reason = {str(reason): int(records) for reason, records in reasons}
     return CatalogFacts(
         products=int(products),
         non_positive_prices=int(non_positive),
         duplicate_keys=int(duplicates),
         currencies=list(currencies),
-        quarantined_duplicates=int(quarantined),
+        quarantined_duplicates=by_reason.get("duplicate_external_id", 0),
+        rejections_by_reason=by_reason,
         loads=recent_loads(conn, slug, limit=2),
     )
 
@@ -164,12 +177,32 @@ def check_row_count_drift(facts: CatalogFacts) -> dg.AssetCheckResult:
     )
 
 
+def check_rejected_share(facts: CatalogFacts) -> dg.AssetCheckResult:
+    """Warns when the latest load quarantined more than the threshold of its raw records."""
+    raw = facts.loads[0].raw_records if facts.loads else 0
+    rejected = facts.loads[0].rejected if facts.loads else 0
+    share = rejected / raw if raw else 0.0
+    return dg.AssetCheckResult(
+        check_name="rejected_share",
+        passed=share <= REJECTED_SHARE_WARN,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rejected": rejected,
+            "raw_records": raw,
+            "rejected_share": round(share, 4),
+            "threshold": REJECTED_SHARE_WARN,
+            "reasons": dg.MetadataValue.json(facts.rejections_by_reason),
+        },
+    )
+
+
 CATALOG_CHECK_FUNCTIONS = (
     check_price_is_positive,
     check_currency_is_iso,
     check_gtin_checksum_share,
     check_offer_keys_are_unique,
     check_row_count_drift,
+    check_rejected_share,
 )
 
 
@@ -191,7 +224,8 @@ def catalog_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetChe
 def evaluate_catalog_checks(
     conn: duckdb.DuckDBPyConnection, slug: str, selected: Collection[str] | None = None
 ) -> list[dg.AssetCheckResult]:
-    """Prices, currencies, GTIN checksums, unique keys and row-count drift of one marketplace
+    """Prices, currencies, GTIN checksums, unique keys, row-count drift and the quarantined
+    share of one marketplace
     (only the checks named in `selected`, when given: a run may leave some out)."""
     chosen = [
         evaluate

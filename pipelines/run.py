@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from pipelines.jobs import (
     OFFER_EMBEDDINGS_JOB,
 )
 from pipelines.partition_order import partitions_longest_first
+from pipelines.run_progress import report_steps
 
 # Dagster's own console logging would bury the progress lines; the runs' full logs stay in the
 # instance (and in the UI).
@@ -234,6 +236,10 @@ def _partition_outcome(slug: str, result: dg.ExecuteInProcessResult) -> Partitio
     )
 
 
+def _pages(count: int) -> str:
+    return "1 page" if count == 1 else f"{count} pages"
+
+
 def _describe_partition(outcome: PartitionOutcome) -> list[str]:
     slug = outcome.marketplace
     if not outcome.success:
@@ -243,9 +249,9 @@ def _describe_partition(outcome: PartitionOutcome) -> list[str]:
         f"not modified since the last fetch (HTTP 304), {outcome.fetched} records held"
         if outcome.not_modified
         else f"fetched {outcome.changed_since} records changed since the last fetch and every "
-        f"id, {outcome.fetched} records ({outcome.pages} pages)"
+        f"id, {outcome.fetched} records ({_pages(outcome.pages)})"
         if outcome.changed_since is not None
-        else f"fetched {outcome.fetched} records ({outcome.pages} pages"
+        else f"fetched {outcome.fetched} records ({_pages(outcome.pages)}"
         + (
             f", {outcome.pages_not_modified} not modified since the last fetch)"
             if outcome.pages_not_modified
@@ -488,11 +494,14 @@ def materialize_all(
         },
     }
     downstream_started = time.monotonic()
+    downstream_run_id = str(uuid.uuid4())  # known before it starts, to follow its steps
+    report_steps(instance, downstream_run_id, settings, progress, marketplaces=len(selected))
     try:
         downstream = downstream_job.execute_in_process(
             instance=instance,
             raise_on_error=False,
             run_config=downstream_config,
+            run_id=downstream_run_id,
             tags=INGEST_TAGS,
             asset_selection=(
                 [dg.AssetKey(asset) for asset in downstream_assets] if downstream_assets else None

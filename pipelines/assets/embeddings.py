@@ -22,6 +22,9 @@ from pipelines.resources import WarehouseResource
 
 EMBEDDINGS_GROUP = "embeddings"
 OFFER_EMBEDDINGS = dg.AssetKey("offer_embeddings")
+# Why nothing is embedded while the assistant's settings switch embeddings off (`onecart ingest`
+# says the same without starting a run).
+SWITCHED_OFF = "switched off (ONECART_ASSISTANT_EMBEDDINGS=off)"
 
 
 @dg.asset(
@@ -48,7 +51,7 @@ def offer_embeddings(
         return
     settings = get_assistant_settings()
     if not settings.embeddings_enabled:
-        _skipped(context, "switched off (ONECART_ASSISTANT_EMBEDDINGS=off)")
+        _skipped(context, SWITCHED_OFF)
         return
 
     def report(line: str) -> None:

@@ -361,7 +361,7 @@ def test_every_command_uses_the_checkouts_var_from_a_plain_shell(tmp_path: Path)
     # Usage errors are found before anything is touched.
     assert run("down", "no-such-service").returncode == 2
     assert run("up", "--only", "no-such-service").returncode == 2
-    for command in ("up", "down", "status", "ingest", "sandbox", "logs", "localstripe"):
+    for command in ("up", "down", "status", "ingest", "sandbox", "logs", "localstripe", "sql"):
         assert run(command, "--help").returncode == 0, command
     assert list(shell_home.iterdir()) == []
     assert not (tmp_path / "var").exists()
@@ -518,3 +518,57 @@ def test_production_up_ingest_does_not_wait_for_the_sandbox(
     assert "ingest not run" not in result.stderr, result.stdout + result.stderr
     assert "sandbox" not in services.ingest_needs(Settings(ONECART_ENV="production"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_down_with_an_unknown_name_lists_the_services_it_knows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `onecart down meili` said only "unknown service(s): meili", where `up --only` and `logs`
+    # name what there is.
+    from onecart import cli
+    from onecart.settings import get_settings
+
+    monkeypatch.setenv("ONECART_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["down", "meili"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "unknown service(s): meili" in err
+    assert "known: " in err and "meilisearch" in err and "worker" in err
+
+
+def onecart_with(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ONECART_HOME": str(tmp_path), "PYTHONPATH": str(REPO_ROOT), **variables}
+    return subprocess.run(
+        [sys.executable, "-m", "onecart.cli", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_setting_out_of_range_is_named_without_a_traceback(tmp_path: Path) -> None:
+    # `ONECART_PIPELINE_WORKERS=-1 onecart status` printed pydantic's ValidationError under a
+    # 20-line traceback.
+    result = onecart_with(tmp_path, ONECART_PIPELINE_WORKERS="-1", ONECART_DEMO_HISTORY_DAYS="500")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "ONECART_PIPELINE_WORKERS='-1': greater than or equal to 0" in result.stderr.replace(
+        "Input should be ", ""
+    )
+    assert "ONECART_DEMO_HISTORY_DAYS='500'" in result.stderr
+    assert "docs/configuration.md" in result.stderr
+
+
+def test_a_schedule_that_is_no_cron_expression_is_refused_by_name(tmp_path: Path) -> None:
+    # Dagster refused the code location ("Found invalid cron schedule 'every 5 min' for schedule
+    # 'catalog_refresh_schedule'"), naming no variable, once `onecart up` had started it.
+    result = onecart_with(tmp_path, ONECART_SCHEDULE_CRON="every 5 min")
+    assert result.returncode == 2
+    assert "ONECART_SCHEDULE_CRON='every 5 min'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert onecart_with(tmp_path, ONECART_SCHEDULE_CRON="0 */2 * * 1-5").returncode == 0

@@ -253,8 +253,21 @@ def test_failed_partitions_and_downstream_assets_get_a_line_each() -> None:
 
     assert lines == [
         "ingest failed for partition(s): kiondo (their last good catalogs are kept)",
+        "  retry them once they answer: onecart ingest --marketplace kiondo",
         "ingest failed in downstream asset(s): product_groups",
     ]
+
+
+def test_failed_partitions_end_with_the_command_that_retries_only_them() -> None:
+    # The operator was told which marketplaces failed and that their catalogs were kept, but not
+    # what to do next; a whole ingest again refetches every healthy marketplace too.
+    report = ingest_report(failed=("kiondo", "shopwave"), downstream_success=True)
+
+    lines = ingest_command.ingest_failure_lines(report, failed_steps_of_run=never_called)
+
+    assert lines[-1] == (
+        "  retry them once they answer: onecart ingest --marketplace kiondo --marketplace shopwave"
+    )
 
 
 def test_a_failure_without_a_named_asset_names_the_failed_steps_of_the_run() -> None:
@@ -369,3 +382,18 @@ base_url = "${ONECART_SANDBOX_URL}/open"
     credentials = services.sandbox_credentials(settings, {"CONFIGURED_KEY": "mine"})
 
     assert credentials == {"DEMO_KEY": services.SANDBOX_API_KEY}
+
+
+def test_a_one_page_catalog_is_described_as_one_page() -> None:
+    # "sokoni: fetched 66 records (1 pages)" on every ingest of a single-document feed.
+    from pipelines.run import PartitionOutcome, _describe_partition
+
+    one = PartitionOutcome("sokoni", success=True, run_id="r", fetched=66, pages=1)
+    changed = PartitionOutcome(
+        "shopwave", success=True, run_id="r", fetched=200, pages=1, changed_since=0
+    )
+    many = PartitionOutcome("amazon", success=True, run_id="r", fetched=66, pages=15)
+
+    assert "fetched 66 records (1 page)" in _describe_partition(one)[0]
+    assert "200 records (1 page)" in _describe_partition(changed)[0]
+    assert "fetched 66 records (15 pages)" in _describe_partition(many)[0]

@@ -34,12 +34,21 @@ def add_load(
     products: int,
     gtin_claimed: int,
     gtin_invalid: int,
+    rejected: int = 0,
 ) -> None:
     conn.execute(
         "INSERT INTO catalog_loads (marketplace, run_id, loaded_at, raw_records, products, "
         "rejected, gtin_claimed, gtin_invalid, new_offers, changed_offers, removed_offers, "
-        "content_fingerprint) VALUES (?, 'run', ?, ?, ?, 0, ?, ?, 0, 0, 0, 'f')",
-        [marketplace, at, products, products, gtin_claimed, gtin_invalid],
+        "content_fingerprint) VALUES (?, 'run', ?, ?, ?, ?, ?, ?, 0, 0, 0, 'f')",
+        [marketplace, at, products + rejected, products, rejected, gtin_claimed, gtin_invalid],
+    )
+
+
+def add_rejection(conn: duckdb.DuckDBPyConnection, marketplace: str, reason: str) -> None:
+    conn.execute(
+        "INSERT INTO rejected_products (marketplace, external_id, reason, detail, payload, "
+        "rejected_at, run_id) VALUES (?, NULL, ?, 'why', '{}', ?, 'r')",
+        [marketplace, reason, T0],
     )
 
 
@@ -110,3 +119,37 @@ def test_only_the_selected_checks_are_evaluated(conn: duckdb.DuckDBPyConnection)
     assert [result.check_name for result in chosen] == ["price_is_positive"]
     assert not chosen[0].passed
     assert evaluate_catalog_checks(conn, "x", set()) == []
+
+
+def test_a_feed_whose_records_are_largely_quarantined_warns_with_its_reasons(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    # A third of a feed malformed (the sandbox's malformed_rate 0.5) was quarantined with its
+    # reasons, yet every check passed: the offers dropped by a third, under the drift threshold.
+    for _ in range(40):
+        add_rejection(conn, "x", "missing_price")
+    for _ in range(27):
+        add_rejection(conn, "x", "unknown_currency")
+    add_load(conn, "x", T0, products=198, gtin_claimed=0, gtin_invalid=0, rejected=2)
+    add_load(
+        conn,
+        "x",
+        T0 + timedelta(hours=1),
+        products=133,
+        gtin_claimed=0,
+        gtin_invalid=0,
+        rejected=67,
+    )
+    add_rejection(conn, "y", "missing_price")
+    add_load(conn, "y", T0, products=197, gtin_claimed=0, gtin_invalid=0, rejected=3)
+
+    x = results(conn, "x")
+    assert x["row_count_drift"].passed  # 198 -> 133: not what drift looks for
+    check = x["rejected_share"]
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert meta(check, "rejected") == 67
+    assert meta(check, "raw_records") == 200
+    assert meta(check, "rejected_share") == 0.335
+    assert meta(check, "reasons") == {"missing_price": 40, "unknown_currency": 27}
+    assert results(conn, "y")["rejected_share"].passed  # 3 of 200: the usual few

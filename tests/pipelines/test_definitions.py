@@ -44,6 +44,7 @@ CHECKS = {
     "gtin_checksum_share",
     "offer_keys_are_unique",
     "row_count_drift",
+    "rejected_share",
     "products_are_fresh",
 }
 

@@ -171,6 +171,17 @@ def test_first_ingest_succeeds_for_every_marketplace(first_ingest: Ingest) -> No
         assert any(line.startswith(f"{asset}: ") for line in first_ingest.lines)
 
 
+def test_the_downstream_run_says_which_asset_it_is_on_while_it_runs(first_ingest: Ingest) -> None:
+    # Between "downstream: fx_rates, …" and "downstream run finished in 423s" (a full run at a
+    # million offers) an operator saw nothing for minutes; each asset's result came at the end.
+    lines = first_ingest.lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("downstream: fx_rates"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("downstream run finished"))
+    during = lines[start + 1 : end]
+    for asset in ("fx_rates", "product_groups", "search_products", "analyst_warehouse"):
+        assert any(line.startswith(f"downstream: now {asset} (") for line in during), during
+
+
 def test_the_embeddings_run_leaves_the_index_alone_when_no_vector_changed(
     first_ingest: Ingest, instance: dg.DagsterInstance
 ) -> None:

@@ -1,0 +1,125 @@
+"""`onecart sql`: the analysts' SQL shell on the published warehouse, from a plain shell.
+
+DuckDB's own command-line shell on PyPI (duckdb-cli) stops at 1.5, which cannot open the
+storage files the pipeline's duckdb 2 writes, so warehouse/README.md points here instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import warehouse
+from onecart.settings import REPO_ROOT
+from warehouse import shell
+
+README = (REPO_ROOT / "warehouse" / "README.md").read_text(encoding="utf-8")
+TOP_README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def onecart_sql(home: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ONECART_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "onecart.cli", "sql", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    with warehouse.connect(home / "pipeline.duckdb") as conn:
+        conn.execute(
+            "INSERT INTO products (marketplace, external_id, title, description, price_minor, "
+            "currency, available, content_hash, first_seen_at, updated_at, fetched_at) VALUES "
+            "('kiondo', 'k-1', 'Kettle', '', 250000, 'KES', true, 'h', now(), now(), now())"
+        )
+    warehouse.publish(home / "pipeline.duckdb", home / "warehouse.duckdb")
+    return home
+
+
+def test_a_query_on_the_command_line_prints_its_rows(home: Path) -> None:
+    result = onecart_sql(home, "SELECT marketplace, title, price_minor FROM products")
+    assert result.returncode == 0, result.stderr
+    assert "kiondo" in result.stdout and "Kettle" in result.stdout and "250000" in result.stdout
+
+
+def test_statements_on_stdin_each_print_their_rows(home: Path) -> None:
+    result = onecart_sql(
+        home, stdin="SELECT count(*) AS offers FROM products;\n-- a comment\nSELECT 'x' AS y;\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "offers" in result.stdout and "│      1 │" in result.stdout
+    assert "│ x " in result.stdout
+
+
+def test_csv_output_for_other_programs(home: Path) -> None:
+    result = onecart_sql(home, "--csv", "SELECT external_id, price_minor FROM products")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["external_id,price_minor", "k-1,250000"]
+
+
+def test_the_copy_is_read_only_and_a_bad_query_says_why(home: Path) -> None:
+    result = onecart_sql(home, "DELETE FROM fx_rates")
+    assert result.returncode == 1
+    assert "read-only" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = onecart_sql(home, "SELECT nope FROM products")
+    assert result.returncode == 1
+    assert "nope" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_without_a_published_warehouse_it_names_the_next_step(tmp_path: Path) -> None:
+    result = onecart_sql(tmp_path, "SELECT 1")
+    assert result.returncode == 1
+    assert str(tmp_path / "warehouse.duckdb") in result.stderr
+    assert "onecart ingest" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_readme_shows_this_command_not_a_shell_nobody_can_install() -> None:
+    assert "onecart sql" in README
+    assert "duckdb -readonly" not in README
+
+
+def test_the_top_readme_gives_analysts_a_command_that_finds_the_copy_from_any_directory() -> None:
+    # `duckdb.connect('var/warehouse.duckdb')` opened a path relative to the shell's directory:
+    # from anywhere but the checkout, or with ONECART_HOME set, "database does not exist".
+    section = TOP_README.split("## For analysts", 1)[1].split("\n## ", 1)[0]
+    assert "onecart sql" in section
+    assert "'var/warehouse.duckdb'" not in section
+
+
+def test_the_prompt_runs_each_statement_once_it_ends_with_a_semicolon(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # On a terminal `onecart sql` prompts; its banner once called a method duckdb 2's relations
+    # no longer have, so the prompt died with a traceback before asking anything.
+    lines = iter(["SELECT title", "FROM products;", "SELECT nope;", "SELECT 42 AS answer;"])
+
+    def read_line(prompt: str) -> str:
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    conn = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        code = shell.interactive(conn, home / "warehouse.duckdb", as_csv=False, read_line=read_line)
+    finally:
+        conn.close()
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert str(home / "warehouse.duckdb") in out
+    assert "Kettle" in out and "42" in out
+    assert "nope" in err  # the error is said and the prompt goes on

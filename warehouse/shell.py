@@ -1,0 +1,98 @@
+"""`onecart sql`: SQL on the analysts' read-only copy from a plain shell.
+
+DuckDB's own shell on PyPI (duckdb-cli) lags the Python package: its 1.5 builds cannot open the
+storage the pipeline's duckdb 2 writes ("version number 69"), so analysts get this instead,
+through the same duckdb package that wrote the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+import duckdb
+
+PROMPT, CONTINUATION = "warehouse> ", "      ...> "
+
+
+class NoWarehouse(Exception):
+    """No published copy yet: the message says how to make one."""
+
+
+def open_copy(path: Path) -> duckdb.DuckDBPyConnection:
+    if not path.exists():
+        raise NoWarehouse(
+            f"no analysts' warehouse at {path}: run `onecart ingest` first "
+            "(or set ONECART_HOME to the home that holds one)"
+        )
+    return duckdb.connect(str(path), read_only=True)
+
+
+def run_statements(conn: duckdb.DuckDBPyConnection, sql: str, out: TextIO, *, as_csv: bool) -> None:
+    """Run every statement of `sql`, printing each one's rows; raises duckdb.Error."""
+    for statement in conn.extract_statements(sql):
+        relation = conn.sql(statement.query)
+        if relation is None:  # a statement without rows (SET, PRAGMA …)
+            continue
+        if as_csv:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(relation.columns)
+            writer.writerows(relation.fetchall())
+        else:
+            # DuckDB's own box, as its shell prints it: a long result shows its first and last
+            # rows and says how many there are (--csv prints them all).
+            out.write(f"{relation}\n")
+
+
+def interactive(
+    conn: duckdb.DuckDBPyConnection,
+    path: Path,
+    *,
+    as_csv: bool,
+    read_line: Callable[[str], str] = input,
+) -> int:
+    """A prompt that runs each statement once a line ends with `;`, until end of input."""
+    print(f"{path} (read-only); end statements with ;, Ctrl-D to leave")
+    buffer: list[str] = []
+    while True:
+        try:
+            line = read_line(CONTINUATION if buffer else PROMPT)
+        except EOFError:
+            print()
+            return 0
+        except KeyboardInterrupt:
+            print()
+            buffer = []
+            continue
+        buffer.append(line)
+        if not line.rstrip().endswith(";"):
+            continue
+        sql, buffer = "\n".join(buffer), []
+        try:
+            run_statements(conn, sql, sys.stdout, as_csv=as_csv)
+        except duckdb.Error as error:
+            print(f"error: {error}", file=sys.stderr)
+
+
+def run(path: Path, query: str | None, *, as_csv: bool = False) -> int:
+    """Exit code 0 when every statement ran, 1 when the copy is missing or a statement failed."""
+    try:
+        conn = open_copy(path)
+    except (NoWarehouse, duckdb.Error) as error:
+        print(f"onecart sql: {error}", file=sys.stderr)
+        return 1
+    try:
+        if query is None and sys.stdin.isatty():
+            return interactive(conn, path, as_csv=as_csv)
+        sql = query if query is not None else sys.stdin.read()
+        try:
+            run_statements(conn, sql, sys.stdout, as_csv=as_csv)
+        except duckdb.Error as error:
+            print(f"onecart sql: {error}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        conn.close()

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from commerce.db import get_session_factory
 from commerce.models import User
+from commerce.notification_models import Notification
 from commerce.notifications import send_notification_emails
-from commerce.order_models import Notification, Order, OrderStatus, PaymentMethod
+from commerce.order_models import Order, OrderStatus, PaymentMethod
 from onecart.settings import Settings
 
 PUBLIC_URL = "https://shop.example.com"

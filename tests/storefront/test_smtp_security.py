@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 
 from commerce.db import get_session_factory
 from commerce.models import User
+from commerce.notification_models import Notification
 from commerce.notifications import send_notification_emails
-from commerce.order_models import Notification
 from commerce.password_reset import MailSettings, reset_email, send_email
 from onecart import processes
 from onecart.production import production_problems

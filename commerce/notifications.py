@@ -182,10 +182,14 @@ def _email_for(notification: Notification, order: Order | None, settings: Settin
     subject = f"OneCart order {order.number}" if order is not None else "OneCart"
     message["Subject"] = f"{subject}: {notification.kind.replace('_', ' ')}"
     lines = [notification.message, ""]
+    # Sent by the worker, outside any request: the shop's public address (ONECART_PUBLIC_URL,
+    # required in production while e-mail is on) is where shoppers reach it; the site's bind
+    # address (127.0.0.1, or 0.0.0.0 behind a proxy) opens nothing for them.
+    site = (settings.public_url or settings.site_url).rstrip("/")
     if order is not None:
-        lines.append(f"Follow your order at {settings.site_url}/order-status/{order.status_token}")
+        lines.append(f"Follow your order at {site}/order-status/{order.status_token}")
     elif notification.link_path:
-        lines.append(f"Open it at {settings.site_url}{notification.link_path}")
+        lines.append(f"Open it at {site}{notification.link_path}")
     lines += ["", "— OneCart"]
     message.set_content("\n".join(lines))
     return message

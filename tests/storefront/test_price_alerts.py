@@ -247,6 +247,37 @@ def test_the_alert_is_e_mailed_with_a_link_that_opens_the_product(
     assert f"{settings.site_url}/product/{GROUP}" in body
 
 
+def test_the_e_mailed_alert_links_to_the_public_address(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    watching: Callable[..., User],
+    settings: Settings,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    """Notifications are e-mailed by the worker, outside any request: the link is built on
+    ONECART_PUBLIC_URL (the address shoppers reach; the site's own bind address, 127.0.0.1 or
+    0.0.0.0 behind a proxy, opens nothing for them)."""
+    port, received = mailbox
+    watching("USD")
+    _reprice(db_session, offers["usd"], 27000)
+    evaluate_price_alerts(factory)
+
+    mail_settings = settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "public_url": "https://shop.example.com/",
+        }
+    )
+    assert send_notification_emails(factory, mail_settings) == 1
+
+    [message] = received
+    body = message.get_payload(decode=True).decode()
+    assert f"Open it at https://shop.example.com/product/{GROUP}" in body
+    assert settings.site_url not in body
+
+
 # --- The pages ---------------------------------------------------------------------------------
 
 

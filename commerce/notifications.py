@@ -35,6 +35,8 @@ MAX_EMAIL_ATTEMPTS = 3
 EMAIL_RETRY_WINDOW = timedelta(days=1)
 SMTP_TIMEOUT_S = 10.0
 NOTIFICATIONS_PAGE_SIZE = 50
+# Longest first sentence a notification e-mail's subject carries (mail clients show ~70-130).
+SUBJECT_HEADLINE_LIMIT = 120
 
 
 def notify(
@@ -176,11 +178,28 @@ def mark_read(session: Session, user_id: int, notification_id: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def email_subject(message: str, order_number: str | None) -> str:
+    """A notification e-mail's subject: its first sentence (the news itself; the kind, such as
+    "sub_order_placed", is for the code), cut at a word past SUBJECT_HEADLINE_LIMIT, and the
+    order's number unless that sentence names it."""
+    headline = message.strip()
+    end = headline.find(". ")
+    if end != -1:
+        headline = headline[: end + 1]
+    if len(headline) > SUBJECT_HEADLINE_LIMIT:
+        cut = headline[:SUBJECT_HEADLINE_LIMIT].rsplit(" ", 1)[0].rstrip(" ,;:")
+        headline = cut + "…"
+    if order_number and order_number not in headline:
+        return f"OneCart order {order_number}: {headline}"
+    return f"OneCart: {headline}"
+
+
 def _email_for(notification: Notification, order: Order | None, settings: Settings) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.smtp_sender
-    subject = f"OneCart order {order.number}" if order is not None else "OneCart"
-    message["Subject"] = f"{subject}: {notification.kind.replace('_', ' ')}"
+    message["Subject"] = email_subject(
+        notification.message, order.number if order is not None else None
+    )
     lines = [notification.message, ""]
     # Sent by the worker, outside any request: the shop's public address (ONECART_PUBLIC_URL,
     # required in production while e-mail is on) is where shoppers reach it; the site's bind

@@ -242,7 +242,9 @@ def test_the_alert_is_e_mailed_with_a_link_that_opens_the_product(
     assert (sent, sent_again, len(received)) == (1, 0, 1)
     message = received[0]
     body = message.get_payload(decode=True).decode()
-    assert message["To"] == shopper.email and "price alert" in message["Subject"]
+    assert message["To"] == shopper.email
+    assert message["Subject"].startswith("OneCart: Price drop: ")
+    assert "is now $270.00 at ShopWave" in message["Subject"]
     assert "now $270.00 at ShopWave, $30.00 (10%) less than $300.00" in body
     assert f"{settings.site_url}/product/{GROUP}" in body
 

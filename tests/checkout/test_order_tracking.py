@@ -204,6 +204,35 @@ def test_a_marketplace_without_a_status_api_is_left_out_until_the_shopper_confir
     assert _steps(shop, shopwave.id).count("receipt_confirmed") == 0
 
 
+def test_an_order_delivered_but_for_an_unreported_part_is_not_announced_as_all_delivered(
+    tracked_shop: Shop,
+) -> None:
+    """The order counts as delivered once every tracked part is (DummyMart reports nothing), but
+    the shopper's notification and e-mail said "Your order … has been delivered." while the order
+    page said only what is tracked had arrived and asked them to confirm DummyMart's items."""
+    shop = tracked_shop
+    user, order = _placed_order(shop, [("shopwave", 3, 1), ("dummymart", 3, 1)])
+    shopwave = shop.sub_order(order, "shopwave")
+    _advance(shop, "shopwave", shopwave.marketplace_order_id, steps=2)
+    _track(shop)
+    assert shop.order(order.number).status == OrderStatus.SHIPPED
+    _advance(shop, "shopwave", shopwave.marketplace_order_id, steps=2)
+    _track(shop)
+
+    assert shop.order(order.number).status == OrderStatus.DELIVERED
+    notes = {note.kind: note.message for note in _notes(shop, user.id)}
+    # The order's sentence follows ShopWave's own in the same notification.
+    assert notes["order_shipped"].endswith(
+        f"Everything we can track in your order {order.number} has shipped; "
+        "DummyMart does not report shipping or delivery."
+    )
+    assert notes["order_delivered"].endswith(
+        f"Everything we can track in your order {order.number} has been delivered; DummyMart "
+        "does not report delivery: tell us on the order page when its items arrive."
+    )
+    assert all(f"Your order {order.number} has" not in note for note in notes.values())
+
+
 def test_derived_status_ignores_unreported_parts_but_not_an_order_made_only_of_them() -> None:
     placed, delivered = SubOrderStatus.PLACED, SubOrderStatus.DELIVERED
     assert derive_order_status([delivered], unreported=1) == OrderStatus.DELIVERED

@@ -75,7 +75,8 @@ STEP_LABELS = {
     TimelineStep.CANCELLED: "Cancelled",
 }
 # A status a marketplace can answer a new order with (commerce.order_state.placed_status_for):
-# placement records no step for it, so the sub-order's timeline shows it reached at placement.
+# placement records its step (commerce.placement_outcomes); a sub-order placed before it did
+# has none, so its timeline shows the status reached at placement.
 STEP_OF_PLACED_STATUS = {
     SubOrderStatus.PROCESSING: TimelineStep.PROCESSING,
     SubOrderStatus.SHIPPED: TimelineStep.SHIPPED,

@@ -138,7 +138,7 @@ def test_every_step_is_recorded_once_and_each_real_change_notified_once(
         "delayed",
         "delivered",
     ]
-    assert _steps(shop, kiondo.id) == ["shipped", "delivered"]
+    assert _steps(shop, kiondo.id) == ["processing", "shipped", "delivered"]
 
     notes = _notes(shop, user.id)
     kinds = Counter(note.kind for note in notes)
@@ -171,6 +171,30 @@ def test_every_step_is_recorded_once_and_each_real_change_notified_once(
         assert all(entry.done for entry in shopwave_view.timeline)
         shipped_entry = next(e for e in shopwave_view.timeline if e.step == "shipped")
         assert shipped.tracking_number in shipped_entry.detail
+
+
+def test_a_part_placed_straight_into_preparation_keeps_that_step_once_it_moves_on(
+    tracked_shop: Shop,
+) -> None:
+    """Kiondo (WooCommerce) answers a new order with "processing": the order page showed "Being
+    prepared" until the parcel shipped, then that step vanished from Kiondo's timeline and the
+    merged one, as if it had never happened (it was drawn from the status, never recorded)."""
+    shop = tracked_shop
+    _, order = _placed_order(shop, [("kiondo", 2, 1)])
+    kiondo = shop.sub_order(order, "kiondo")
+    assert kiondo.status == SubOrderStatus.PROCESSING
+    _advance(shop, "kiondo", kiondo.marketplace_order_id, steps=2)
+    _track(shop)
+
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.SHIPPED
+    assert _steps(shop, kiondo.id) == ["processing", "shipped"]
+    with shop.session() as session:
+        view = build_order_view(session, session.get(Order, order.id))
+        [part] = view.sub_orders
+        done = [entry.step for entry in part.timeline if entry.done]
+        assert done == ["ordered", "placed", "processing", "shipped"]
+        merged = [(entry.marketplace, entry.step) for entry in view.merged if entry.done]
+        assert ("Kiondo Market", "processing") in merged
 
 
 def test_a_marketplace_without_a_status_api_is_left_out_until_the_shopper_confirms(

@@ -70,7 +70,7 @@ UNREPORTED_PART_MESSAGES = {
     OrderStatus.SHIPPED: "Everything we can track in your order {number} has shipped; "
     "{unreported} {verb} not report shipping or delivery.",
     OrderStatus.DELIVERED: "Everything we can track in your order {number} has been delivered; "
-    "{unreported} {verb} not report delivery: tell us on the order page when its items arrive.",
+    "{unreported} {verb} not report delivery: tell us on the order page when those items arrive.",
 }
 # The same, while a refund of the order is not confirmed yet (a card refund or release waits for
 # the provider): the shopper is never told "refunded" before it is done (commerce.refunds tells

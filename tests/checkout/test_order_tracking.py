@@ -252,7 +252,7 @@ def test_an_order_delivered_but_for_an_unreported_part_is_not_announced_as_all_d
     )
     assert notes["order_delivered"].endswith(
         f"Everything we can track in your order {order.number} has been delivered; DummyMart "
-        "does not report delivery: tell us on the order page when its items arrive."
+        "does not report delivery: tell us on the order page when those items arrive."
     )
     assert all(f"Your order {order.number} has" not in note for note in notes.values())
 

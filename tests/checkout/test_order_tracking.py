@@ -197,6 +197,27 @@ def test_a_part_placed_straight_into_preparation_keeps_that_step_once_it_moves_o
         assert ("Kiondo Market", "processing") in merged
 
 
+def test_a_marketplace_s_cancellation_is_told_in_words_not_its_status_code(
+    tracked_shop: Shop,
+) -> None:
+    """ShopWave (Shopify) cancels an order it accepted: the order page's "Why" and timeline said
+    "ShopWave cancelled the order (CANCELLED (UNFULFILLED))." — Shopify's status and fulfilment
+    enums, for the shopper to decode. The raw status stays on the sub-order for operators."""
+    shop = tracked_shop
+    shop.knobs("shopwave", cancel_rate=1)
+    user, order = _placed_order(shop, [("shopwave", 2, 1)])
+    shopwave = shop.sub_order(order, "shopwave")
+    _advance(shop, "shopwave", shopwave.marketplace_order_id, steps=3)
+    _track(shop)
+
+    cancelled = shop.sub_order(order, "shopwave")
+    assert cancelled.status == SubOrderStatus.CANCELLED
+    assert cancelled.last_error == "ShopWave cancelled the order."
+    assert cancelled.raw_status and "CANCELLED" in cancelled.raw_status
+    html = shop.client_for(user).get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "ShopWave cancelled the order." in html and "UNFULFILLED" not in html
+
+
 def test_a_marketplace_without_a_status_api_is_left_out_until_the_shopper_confirms(
     tracked_shop: Shop,
 ) -> None:

@@ -143,6 +143,26 @@ def test_notifications_page_and_header_count_unread_and_mark_read(two_shoppers) 
     assert "unread-count" not in client.get("/orders").get_data(as_text=True)
 
 
+def test_each_mark_read_button_says_which_notification_and_times_say_utc(two_shoppers) -> None:
+    """Every unread notification had a "Mark read" button that a screen reader announced the
+    same ("Mark read, button" ×14, no way to tell which), and its time had no zone ("06 Dec
+    14:36") where the order pages say UTC."""
+    shop, alice, _bob, order = two_shoppers
+
+    html = shop.client_for(alice).get("/notifications").get_data(as_text=True)
+
+    with shop.session() as session:
+        [note] = session.scalars(
+            sa.select(Notification).where(Notification.order_id == order.id)
+        ).all()
+        when = note.created_at.strftime("%d %b %H:%M")
+    assert f"{when} UTC" in html
+    assert (
+        f'Mark read<span class="visually-hidden"> the notification of {when} UTC '
+        f"about order {order.number}</span>"
+    ) in html
+
+
 def test_anonymous_visitors_are_sent_to_sign_in(shop: Shop) -> None:
     client = shop.app.test_client()
     for path in ("/orders", "/notifications", "/orders/OC-AAAA-BBBB"):

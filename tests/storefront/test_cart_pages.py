@@ -305,6 +305,24 @@ def test_the_summary_shows_each_subtotal_in_the_total_s_currency(
     assert f"Total (USD) {format_money(34999 + 32432, 'USD')}" in rows
 
 
+def test_a_marketplace_with_nothing_available_has_no_zero_subtotal(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    """A marketplace whose every item is unavailable showed "Subtotal at DummyMart: $0.00", and
+    in another currency "KES0.00 ≈ $0.00", beside the items' real prices: as if they were free."""
+    add(client, catalog["1001"], 1)  # ShopWave, available
+    add(client, catalog["31"], 1)  # DummyMart's TV, about to leave the catalog
+    db_session.get(Product, catalog["31"].id).removed_at = datetime.now(UTC)
+    db_session.commit()
+
+    page = cart_text(client)
+
+    assert "Subtotal at DummyMart: nothing available" in page
+    assert "DummyMart —" in page  # the summary's row
+    assert format_money(0, "USD") not in page
+    assert f"Subtotal at ShopWave: {format_money(34999, 'USD')}" in page
+
+
 def _part(html: str, part_id: str) -> str:
     match = re.search(
         rf'<section class="cart-part[^"]*" id="{part_id}".*?</section>\s*</section>', html, re.S

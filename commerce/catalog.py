@@ -222,7 +222,7 @@ class PriceSeries:
 def price_history(
     session: Session, offers: Sequence[GroupOffer], *, fx: FxTable, display_currency: str
 ) -> list[PriceSeries]:
-    """The recorded price changes of each offer, converted at today's rates.
+    """The recorded price changes of each offer, converted at the latest rates.
 
     Offers without a recorded change get their current price as a single point, so every offer
     appears in the chart.

@@ -84,6 +84,10 @@ from onecart.money import Money, MoneyError
 
 logger = logging.getLogger(__name__)
 
+# Said after a card's refusal (the bank's or Stripe's own words): that no money moved, and what
+# the shopper can do now. The decline alone left them guessing.
+CARD_DECLINED_NEXT_STEP = "Nothing was charged. Try another card or pay from your wallet."
+
 VALIDATION_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
 # Importable from here as before: the quote, the live re-check, the lock, the shipping address
@@ -342,7 +346,9 @@ def _submit_locked(
                     validation_token=submission.validation_token,
                 )
             except PaymentDeclined as exc:
-                return CheckoutOutcome(OutcomeKind.REJECTED, message=exc.message)
+                return CheckoutOutcome(
+                    OutcomeKind.REJECTED, message=f"{exc.message} {CARD_DECLINED_NEXT_STEP}"
+                )
             except PaymentUnavailable as exc:
                 # Unknown is not refused: Stripe may hold money for this checkout. The sweeper
                 # resolves the hold (used by this form's order on a retry, or released).

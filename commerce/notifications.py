@@ -36,6 +36,8 @@ _TRANSACTION_NOTES = "onecart.notifications.transaction_notes"
 MAX_EMAIL_ATTEMPTS = 3
 EMAIL_RETRY_WINDOW = timedelta(days=1)
 NOTIFICATIONS_PAGE_SIZE = 50
+# Longest first sentence a notification e-mail's subject carries (mail clients show ~70-130).
+SUBJECT_HEADLINE_LIMIT = 120
 
 
 def notify(
@@ -185,11 +187,28 @@ def links_base(settings: Settings) -> str:
     return (settings.public_url or settings.site_url).rstrip("/")
 
 
+def email_subject(message: str, order_number: str | None) -> str:
+    """A notification e-mail's subject: its first sentence (the news itself; the kind, such as
+    "sub_order_placed", is for the code), cut at a word past SUBJECT_HEADLINE_LIMIT, and the
+    order's number unless that sentence names it."""
+    headline = message.strip()
+    end = headline.find(". ")
+    if end != -1:
+        headline = headline[: end + 1]
+    if len(headline) > SUBJECT_HEADLINE_LIMIT:
+        cut = headline[:SUBJECT_HEADLINE_LIMIT].rsplit(" ", 1)[0].rstrip(" ,;:")
+        headline = cut + "…"
+    if order_number and order_number not in headline:
+        return f"OneCart order {order_number}: {headline}"
+    return f"OneCart: {headline}"
+
+
 def _email_for(notification: Notification, order: Order | None, settings: Settings) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.smtp_sender
-    subject = f"OneCart order {order.number}" if order is not None else "OneCart"
-    message["Subject"] = f"{subject}: {notification.kind.replace('_', ' ')}"
+    message["Subject"] = email_subject(
+        notification.message, order.number if order is not None else None
+    )
     lines = [notification.message, ""]
     base = links_base(settings)
     if order is not None:

@@ -63,6 +63,15 @@ ORDER_STATUS_MESSAGES = {
     OrderStatus.FAILED: "We could not place order {number}; you have been refunded in full.",
     OrderStatus.REFUNDED: "Your order {number} has been refunded in full.",
 }
+# The same while some placed part is at a marketplace that reports no shipping or delivery
+# (DummyMart): the order counts as shipped or delivered without it (reports_delivery), but the
+# shopper is not told all of it is; the order page asks them to confirm those items arrived.
+UNREPORTED_PART_MESSAGES = {
+    OrderStatus.SHIPPED: "Everything we can track in your order {number} has shipped; "
+    "{unreported} {verb} not report shipping or delivery.",
+    OrderStatus.DELIVERED: "Everything we can track in your order {number} has been delivered; "
+    "{unreported} {verb} not report delivery: tell us on the order page when those items arrive.",
+}
 # The same, while a refund of the order is not confirmed yet (a card refund or release waits for
 # the provider): the shopper is never told "refunded" before it is done (commerce.refunds tells
 # them when the card refund is made).
@@ -155,11 +164,20 @@ def refresh_order_status(session: Session, order: Order) -> bool:
         message = ORDER_STATUS_MESSAGES[status]
         if status in REFUND_UNDER_WAY_MESSAGES and _refund_unconfirmed(session, order):
             message = REFUND_UNDER_WAY_MESSAGES[status]
+        unreported = sorted(
+            {sub.marketplace.name for sub in order.sub_orders if not reports_delivery(sub)}
+        )
+        if status in UNREPORTED_PART_MESSAGES and unreported:
+            message = UNREPORTED_PART_MESSAGES[status]
         notify(
             session,
             order,
             f"order_{status.value}",
-            message.format(number=order.number),
+            message.format(
+                number=order.number,
+                unreported=" and ".join(unreported),
+                verb="does" if len(unreported) == 1 else "do",
+            ),
             once=True,
         )
     return True

@@ -26,6 +26,8 @@ from commerce.order_models import (
     Order,
     OrderEvent,
     OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
     Refund,
     RefundStatus,
     SubOrderStatus,
@@ -75,7 +77,8 @@ STEP_LABELS = {
     TimelineStep.CANCELLED: "Cancelled",
 }
 # A status a marketplace can answer a new order with (commerce.order_state.placed_status_for):
-# placement records no step for it, so the sub-order's timeline shows it reached at placement.
+# placement records its step (commerce.placement_outcomes); a sub-order placed before it did
+# has none, so its timeline shows the status reached at placement.
 STEP_OF_PLACED_STATUS = {
     SubOrderStatus.PROCESSING: TimelineStep.PROCESSING,
     SubOrderStatus.SHIPPED: TimelineStep.SHIPPED,
@@ -105,6 +108,39 @@ ORDER_STATUS_LABELS = {
     OrderStatus.FAILED: "Failed",
     OrderStatus.REFUNDED: "Refunded",
 }
+
+
+# Where the order's one payment stands, as the order page says it (the states themselves, such
+# as "reconciling" or "voided", are the payment code's words, not the shopper's).
+PAYMENT_STATE_WORDS = {
+    PaymentStatus.AUTHORIZED: "amount held on your card, taken as each marketplace accepts",
+    PaymentStatus.CAPTURING: "being charged",
+    PaymentStatus.RECONCILING: "being confirmed with the card processor",
+    PaymentStatus.CAPTURED: "charged",
+    PaymentStatus.PARTIALLY_REFUNDED: "charged, part refunded",
+    PaymentStatus.REFUNDED: "refunded in full",
+    PaymentStatus.VOIDED: "hold released, nothing charged",
+    PaymentStatus.FAILED: "payment failed",
+}
+WALLET_PAYMENT_WORDS = {
+    PaymentStatus.CAPTURED: "paid from your wallet",
+    PaymentStatus.PARTIALLY_REFUNDED: "paid from your wallet, part refunded",
+    PaymentStatus.REFUNDED: "refunded in full to your wallet",
+}
+
+
+def payment_words(order: Order) -> str:
+    """ "Card: charged", "Wallet: paid from your wallet": how the order was paid and where that
+    payment stands."""
+    wallet = order.payment_method == PaymentMethod.WALLET
+    method = "Wallet" if wallet else "Card"
+    payment = order.payment
+    if payment is None:
+        return method
+    words = (
+        WALLET_PAYMENT_WORDS.get(payment.status) if wallet else None
+    ) or PAYMENT_STATE_WORDS.get(payment.status, payment.status.value.replace("_", " "))
+    return f"{method}: {words}"
 
 
 class CancelOutcomeWord(enum.StrEnum):

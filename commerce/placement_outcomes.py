@@ -45,7 +45,7 @@ from commerce.order_state import (
     refresh_order_status,
     sub_order_status_for,
 )
-from commerce.order_timeline import TimelineStep, record_event
+from commerce.order_timeline import STEP_OF_PLACED_STATUS, TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.placement_claims import Claim, PlacementResult, holds_claim
 from commerce.settlement import (
@@ -167,6 +167,12 @@ def record_placement(
             )
             return PlacementResult.NOT_CLAIMED
         session.refresh(sub_order)
+        reached = STEP_OF_PLACED_STATUS.get(status)
+        if reached is not None:
+            # A marketplace that answers a new order with "processing" (WooCommerce) moved it
+            # there now: recorded like any tracked step, so the timeline keeps it once the
+            # order moves on (tracking records only the steps it sees the order move to).
+            record_event(session, sub_order, reached, occurred_at=now)
         order = sub_order.order
         market = sub_order.marketplace.name
         notify(

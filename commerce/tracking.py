@@ -161,7 +161,9 @@ def apply_marketplace_state(
                 session,
                 sub_order,
                 status=SubOrderStatus.CANCELLED,
-                reason=f"{market} cancelled the order ({state.raw_status or 'cancelled'}).",
+                # Said to the shopper: the marketplace's own status code ("CANCELLED
+                # (UNFULFILLED)") is kept for operators in raw_status, not put in the sentence.
+                reason=f"{market} cancelled the order.",
             )
             record_event(
                 session, sub_order, TimelineStep.CANCELLED, detail=sub_order.last_error or ""

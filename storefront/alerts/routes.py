@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -40,14 +40,51 @@ def price_watch_for(group_id: str) -> PriceWatch | None:
     return price_alerts.find_watch(db_session(), _user().id, group_id)
 
 
+# Session key: the product page's "Watch price" form as the shopper sent it, and why it was
+# refused, kept for the one product page the refusal redirects to (rejected_watch_for).
+REJECTED_WATCH_KEY = "rejected_watch"
+
+
 @bp.app_template_global()
-def watch_product_form(group_id: str, next_path: str) -> WatchProductForm:
-    """A fresh "Watch price" form for the product page."""
-    return WatchProductForm(formdata=None, group_id=group_id, next=next_path)
+def watch_product_form(
+    group_id: str, next_path: str, rejected: dict[str, str] | None = None
+) -> WatchProductForm:
+    """The product page's "Watch price" form: fresh, or as the shopper sent it when refused."""
+    form = WatchProductForm(formdata=None, group_id=group_id, next=next_path)
+    if rejected:
+        form.target.data = rejected.get("target", "")
+        form.drop_percent.data = rejected.get("drop_percent", "")
+    return form
+
+
+@bp.app_template_global()
+def rejected_watch_for(group_id: str) -> dict[str, str] | None:
+    """The refused "Watch price" form of this product (its values, `error`, and the `field` the
+    error is about), shown once: the product page re-renders the form from it."""
+    rejected = session.get(REJECTED_WATCH_KEY)
+    if not isinstance(rejected, dict) or rejected.get("group_id") != group_id:
+        return None
+    session.pop(REJECTED_WATCH_KEY, None)
+    return {key: str(value) for key, value in rejected.items()}
 
 
 class _BadInput(ValueError):
     """A watch form value that cannot be used; its message is shown to the shopper."""
+
+
+def _invalid_field(form: WatchSettingsForm) -> str:
+    """The first of the shopper's fields the form's own validation refused, or ""."""
+    return next((name for name in ("target", "drop_percent") if form[name].errors), "")
+
+
+def _field_of(message: str) -> str:
+    """Which field a refusal is about ("target", "drop_percent", or "" for the whole form)."""
+    lowered = message.lower()
+    if "target" in lowered or "price in" in lowered:
+        return "target"
+    if "drop" in lowered:
+        return "drop_percent"
+    return ""
 
 
 def _settings_from(form: WatchSettingsForm) -> tuple[int | None, str | None, int | None]:
@@ -89,9 +126,26 @@ def watch() -> Response:
     back = safe_next_url(form.next.data) or (
         url_for("catalog.product", group_id=group_id) if group_id else WATCHLIST_PATH
     )
+
+    def refused(message: str, field: str | None = None) -> Response:
+        # Back to the product page with the form as sent and the message beside its field
+        # (_watch_control.html), rather than a flash at the top of the page and an empty form.
+        # A refusal of the whole request (no such product, too many watches) is a flash.
+        field = _field_of(message) if field is None else field
+        if not group_id or not field:
+            flash(message, "error")
+            return redirect(back, code=303)
+        session[REJECTED_WATCH_KEY] = {
+            "group_id": group_id[:200],
+            "target": (form.target.data or "")[:20],
+            "drop_percent": (form.drop_percent.raw_data or [""])[0][:3],
+            "error": message,
+            "field": field,
+        }
+        return redirect(f"{back.split('#', 1)[0]}#watch-price", code=303)
+
     if not form.validate():
-        flash(_first_error(form), "error")
-        return redirect(back, code=303)
+        return refused(_first_error(form), _invalid_field(form))
     try:
         target_minor, target_currency, drop_percent = _settings_from(form)
         watched = price_alerts.watch_product(
@@ -105,8 +159,7 @@ def watch() -> Response:
         )
     except (_BadInput, price_alerts.WatchError) as exc:
         db_session().rollback()
-        flash(str(exc), "error")
-        return redirect(back, code=303)
+        return refused(str(exc))
     db_session().commit()
     flash(
         f"Watching the price of “{isolated(watched.title)}”. We'll tell you when it drops.",
@@ -119,6 +172,12 @@ def watch() -> Response:
 @login_required
 def watchlist() -> str:
     """The shopper's watched products: price now, where, target, last alert; edit or remove."""
+    return _watchlist_page()
+
+
+def _watchlist_page(refused: WatchSettingsForm | None = None, refused_id: int | None = None) -> str:
+    """The watch list; `refused` (the form of watch `refused_id` as sent, its errors set) is
+    shown in place of that watch's stored settings."""
     views = price_alerts.list_watches(db_session(), _user(), fx_table())
     forms = {
         view.watch.id: WatchSettingsForm(
@@ -129,8 +188,14 @@ def watchlist() -> str:
         )
         for view in views
     }
+    if refused is not None and refused_id in forms:
+        forms[refused_id] = refused
     return render_template(
-        "alerts/watchlist.html", views=views, forms=forms, currency=display_currency()
+        "alerts/watchlist.html",
+        views=views,
+        forms=forms,
+        currency=display_currency(),
+        refused_id=refused_id if refused is not None else None,
     )
 
 
@@ -144,12 +209,19 @@ def _target_text(minor: int | None) -> str:
 
 @bp.post(f"{WATCHLIST_PATH}/<int:watch_id>")
 @login_required
-def edit(watch_id: int) -> Response:
+def edit(watch_id: int) -> Response | tuple[str, int]:
     """Change one watch's target price or percentage (someone else's watch is a 404)."""
     form = WatchSettingsForm(prefix=f"w{watch_id}")
+
+    def refused(message: str, name: str | None = None) -> tuple[str, int]:
+        # The watch list again with this watch's form as typed and the message at its field.
+        name = _field_of(message) if name is None else name
+        field = form.drop_percent if name == "drop_percent" else form.target
+        field.errors = [message]
+        return _watchlist_page(form, watch_id), 422
+
     if not form.validate():
-        flash(_first_error(form), "error")
-        return redirect(url_for("alerts.watchlist"), code=303)
+        return refused(_first_error(form), _invalid_field(form))
     try:
         target_minor, target_currency, drop_percent = _settings_from(form)
         changed = price_alerts.update_watch(
@@ -162,8 +234,7 @@ def edit(watch_id: int) -> Response:
         )
     except (_BadInput, price_alerts.WatchError) as exc:
         db_session().rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("alerts.watchlist"), code=303)
+        return refused(str(exc))
     if changed is None:
         abort(404)
     db_session().commit()

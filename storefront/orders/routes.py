@@ -28,7 +28,7 @@ from flask_login import current_user, login_required
 
 from commerce.notifications import list_notifications, mark_all_read, mark_read, unread_count
 from commerce.order_models import Order
-from commerce.order_timeline import build_order_view, order_status_label
+from commerce.order_timeline import build_order_view, order_status_label, payment_words
 from commerce.orders import (
     OrderActionError,
     find_order_by_status_token,
@@ -72,6 +72,12 @@ def _job_policy() -> JobPolicy:
 def order_status_text(order: Order) -> str:
     """The order's status in words for templates ("Partly cancelled" included)."""
     return order_status_label(order)
+
+
+@bp.app_template_global("payment_words")
+def payment_words_for(order: Order) -> str:
+    """How the order was paid and where that payment stands, in words (order_timeline)."""
+    return payment_words(order)
 
 
 @bp.app_context_processor

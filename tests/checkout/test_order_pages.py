@@ -144,6 +144,26 @@ def test_notifications_page_and_header_count_unread_and_mark_read(two_shoppers) 
     assert "unread-count" not in client.get("/orders").get_data(as_text=True)
 
 
+def test_each_mark_read_button_says_which_notification_and_times_say_utc(two_shoppers) -> None:
+    """Every unread notification had a "Mark read" button that a screen reader announced the
+    same ("Mark read, button" ×14, no way to tell which), and its time had no zone ("06 Dec
+    14:36") where the order pages say UTC."""
+    shop, alice, _bob, order = two_shoppers
+
+    html = shop.client_for(alice).get("/notifications").get_data(as_text=True)
+
+    with shop.session() as session:
+        [note] = session.scalars(
+            sa.select(Notification).where(Notification.order_id == order.id)
+        ).all()
+        when = note.created_at.strftime("%d %b %H:%M")
+    assert f"{when} UTC" in html
+    assert (
+        f'Mark read<span class="visually-hidden"> the notification of {when} UTC '
+        f"about order {order.number}</span>"
+    ) in html
+
+
 def test_anonymous_visitors_are_sent_to_sign_in(shop: Shop) -> None:
     client = shop.app.test_client()
     for path in ("/orders", "/notifications", "/orders/OC-AAAA-BBBB"):
@@ -166,3 +186,47 @@ def test_the_status_link_points_at_the_public_address_whatever_the_host_header(
         shop.app.config["PUBLIC_URL"] = saved
     assert f"https://shop.example.com/order-status/{order.status_token}" in html
     assert "http://localhost/order-status" not in html  # the request's own host and scheme
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        ("authorized", "Card: amount held on your card, taken as each marketplace accepts"),
+        ("capturing", "Card: being charged"),
+        ("reconciling", "Card: being confirmed with the card processor"),
+        ("captured", "Card: charged"),
+        ("partially_refunded", "Card: charged, part refunded"),
+        ("refunded", "Card: refunded in full"),
+        ("voided", "Card: hold released, nothing charged"),
+        ("failed", "Card: payment failed"),
+    ],
+)
+def test_the_order_page_says_where_the_payment_stands_in_a_shoppers_words(
+    shop: Shop, status: str, words: str
+) -> None:
+    """The order page printed the payment's internal state: "Card (authorized)", "Card
+    (reconciling)", "Wallet (captured)", "Card (voided)"."""
+    alice = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(alice, [("shopwave", 0, 1)])
+    order = shop.checkout(shop.client_for(alice), payment_method="stripe", test_card="pm_card_visa")
+    client = shop.client_for(alice)
+
+    def page_with_payment(state: str) -> str:
+        with shop.session() as session, session.begin():
+            session.get(Order, order.id).payment.status = state
+        return client.get(f"/orders/{order.number}").get_data(as_text=True)
+
+    html = page_with_payment(status)
+    page_with_payment("authorized")  # as Stripe has it: the books check runs after the test
+
+    assert f"<dt>Paid with</dt><dd>{words}</dd>" in html
+    assert f"({status.replace('_', ' ')})" not in html
+
+
+def test_a_wallet_payment_is_said_to_be_paid_from_the_wallet(two_shoppers) -> None:
+    shop, alice, _bob, order = two_shoppers
+
+    html = shop.client_for(alice).get(f"/orders/{order.number}").get_data(as_text=True)
+
+    assert "<dt>Paid with</dt><dd>Wallet: paid from your wallet</dd>" in html
+    assert "(captured)" not in html

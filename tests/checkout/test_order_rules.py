@@ -14,6 +14,7 @@ from commerce.checkout import (
     card_idempotency_key,
     is_valid_validation_token,
 )
+from commerce.notifications import SUBJECT_HEADLINE_LIMIT, email_subject
 from commerce.order_models import (
     MarketplaceOrder,
     Order,
@@ -162,3 +163,45 @@ def test_unbalanced_books_are_reported(released: bool, captured: int, problem: s
     order = _card_order(placed=700, failed=300, released=released, captured=captured)
     problems = order_books_problems(None, order)  # type: ignore[arg-type]
     assert any(problem in text for text in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("message", "order_number", "subject"),
+    [
+        (
+            "DummyMart accepted your order (their order #51).",
+            "OC-1234-ABCD",
+            "OneCart order OC-1234-ABCD: DummyMart accepted your order (their order #51).",
+        ),
+        (
+            "Your ShopWave items (order #1001) have shipped with FedEx, tracking number 389. "
+            "Your order OC-1234-ABCD has shipped.",
+            "OC-1234-ABCD",
+            "OneCart order OC-1234-ABCD: Your ShopWave items (order #1001) have shipped with "
+            "FedEx, tracking number 389.",
+        ),
+        (
+            "Your order OC-1234-ABCD has been delivered.",
+            "OC-1234-ABCD",
+            "OneCart: Your order OC-1234-ABCD has been delivered.",
+        ),
+        (
+            "Price drop: Headphones is now $270.00 at ShopWave, $30.00 (10%) less than $300.00.",
+            None,
+            "OneCart: Price drop: Headphones is now $270.00 at ShopWave, $30.00 (10%) less "
+            "than $300.00.",
+        ),
+    ],
+)
+def test_a_notification_e_mail_is_titled_with_its_news(
+    message: str, order_number: str | None, subject: str
+) -> None:
+    """The subject is the notification's first sentence, not its internal kind: shoppers got
+    "OneCart order OC-…: sub order placed" and "…: refund covered by bank"."""
+    assert email_subject(message, order_number) == subject
+
+
+def test_a_long_notification_is_cut_at_a_word_for_its_subject() -> None:
+    subject = email_subject("We have " + "very " * 60 + "long news.", None)
+    headline = subject.removeprefix("OneCart: ")
+    assert len(headline) <= SUBJECT_HEADLINE_LIMIT and headline.endswith("very…")

@@ -132,7 +132,7 @@ def test_every_step_is_recorded_once_and_each_real_change_notified_once(
         "delayed",
         "delivered",
     ]
-    assert _steps(shop, kiondo.id) == ["shipped", "delivered"]
+    assert _steps(shop, kiondo.id) == ["processing", "shipped", "delivered"]
 
     notes = _notes(shop, user.id)
     kinds = Counter(note.kind for note in notes)
@@ -167,6 +167,51 @@ def test_every_step_is_recorded_once_and_each_real_change_notified_once(
         assert shipped.tracking_number in shipped_entry.detail
 
 
+def test_a_part_placed_straight_into_preparation_keeps_that_step_once_it_moves_on(
+    tracked_shop: Shop,
+) -> None:
+    """Kiondo (WooCommerce) answers a new order with "processing": the order page showed "Being
+    prepared" until the parcel shipped, then that step vanished from Kiondo's timeline and the
+    merged one, as if it had never happened (it was drawn from the status, never recorded)."""
+    shop = tracked_shop
+    _, order = _placed_order(shop, [("kiondo", 2, 1)])
+    kiondo = shop.sub_order(order, "kiondo")
+    assert kiondo.status == SubOrderStatus.PROCESSING
+    _advance(shop, "kiondo", kiondo.marketplace_order_id, steps=2)
+    _track(shop)
+
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.SHIPPED
+    assert _steps(shop, kiondo.id) == ["processing", "shipped"]
+    with shop.session() as session:
+        view = build_order_view(session, session.get(Order, order.id))
+        [part] = view.sub_orders
+        done = [entry.step for entry in part.timeline if entry.done]
+        assert done == ["ordered", "placed", "processing", "shipped"]
+        merged = [(entry.marketplace, entry.step) for entry in view.merged if entry.done]
+        assert ("Kiondo Market", "processing") in merged
+
+
+def test_a_marketplace_s_cancellation_is_told_in_words_not_its_status_code(
+    tracked_shop: Shop,
+) -> None:
+    """ShopWave (Shopify) cancels an order it accepted: the order page's "Why" and timeline said
+    "ShopWave cancelled the order (CANCELLED (UNFULFILLED))." — Shopify's status and fulfilment
+    enums, for the shopper to decode. The raw status stays on the sub-order for operators."""
+    shop = tracked_shop
+    shop.knobs("shopwave", cancel_rate=1)
+    user, order = _placed_order(shop, [("shopwave", 2, 1)])
+    shopwave = shop.sub_order(order, "shopwave")
+    _advance(shop, "shopwave", shopwave.marketplace_order_id, steps=3)
+    _track(shop)
+
+    cancelled = shop.sub_order(order, "shopwave")
+    assert cancelled.status == SubOrderStatus.CANCELLED
+    assert cancelled.last_error == "ShopWave cancelled the order."
+    assert cancelled.raw_status and "CANCELLED" in cancelled.raw_status
+    html = shop.client_for(user).get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "ShopWave cancelled the order." in html and "UNFULFILLED" not in html
+
+
 def test_a_marketplace_without_a_status_api_is_left_out_until_the_shopper_confirms(
     tracked_shop: Shop,
 ) -> None:
@@ -196,6 +241,35 @@ def test_a_marketplace_without_a_status_api_is_left_out_until_the_shopper_confir
     other = client.post(f"/orders/{order.number}/sub-orders/{shopwave.id}/received")
     assert again.status_code == other.status_code == 303
     assert _steps(shop, shopwave.id).count("receipt_confirmed") == 0
+
+
+def test_an_order_delivered_but_for_an_unreported_part_is_not_announced_as_all_delivered(
+    tracked_shop: Shop,
+) -> None:
+    """The order counts as delivered once every tracked part is (DummyMart reports nothing), but
+    the shopper's notification and e-mail said "Your order … has been delivered." while the order
+    page said only what is tracked had arrived and asked them to confirm DummyMart's items."""
+    shop = tracked_shop
+    user, order = _placed_order(shop, [("shopwave", 3, 1), ("dummymart", 3, 1)])
+    shopwave = shop.sub_order(order, "shopwave")
+    _advance(shop, "shopwave", shopwave.marketplace_order_id, steps=2)
+    _track(shop)
+    assert shop.order(order.number).status == OrderStatus.SHIPPED
+    _advance(shop, "shopwave", shopwave.marketplace_order_id, steps=2)
+    _track(shop)
+
+    assert shop.order(order.number).status == OrderStatus.DELIVERED
+    notes = {note.kind: note.message for note in _notes(shop, user.id)}
+    # The order's sentence follows ShopWave's own in the same notification.
+    assert notes["order_shipped"].endswith(
+        f"Everything we can track in your order {order.number} has shipped; "
+        "DummyMart does not report shipping or delivery."
+    )
+    assert notes["order_delivered"].endswith(
+        f"Everything we can track in your order {order.number} has been delivered; DummyMart "
+        "does not report delivery: tell us on the order page when those items arrive."
+    )
+    assert all(f"Your order {order.number} has" not in note for note in notes.values())
 
 
 def test_derived_status_ignores_unreported_parts_but_not_an_order_made_only_of_them() -> None:

@@ -232,7 +232,9 @@ def test_declined_test_card_is_a_clear_error_and_takes_nothing(shop: Shop) -> No
     )
 
     assert response.status_code == 422
-    assert "Your card was declined" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    # What now: a decline alone left the shopper guessing whether money was taken.
+    assert "Your card was declined. Nothing was charged. Try another card or pay from" in page
     assert _count(shop, Order) == 0 and _count(shop, CartItem) == 1
     # The page says the address is kept: the re-rendered form and the next visit both have it.
     assert 'value="12 Analytical Way"' in response.get_data(as_text=True)

@@ -285,6 +285,44 @@ def test_the_cart_shows_rates_hand_off_hints_and_unavailable_items(
     assert "Total (EUR)" in page
 
 
+def test_the_summary_shows_each_subtotal_in_the_total_s_currency(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """The summary's rows add up to its total: a marketplace charging in another currency shows
+    its subtotal converted beside its own (KES 42,000.00 ≈ $324.32), as the checkout's summary
+    does; shoppers saw "ShopWave $349.99, Kiondo Market KES42,000.00, Total (USD) $674.31"."""
+    add(client, catalog["1001"], 1)  # ShopWave, $349.99
+    add(client, catalog["KD-55"], 1)  # Kiondo Market, KES 42,000.00
+
+    html = client.get("/cart").get_data(as_text=True)
+    summary = re.search(r'<div class="cart-summary".*?</dl>', html, re.S)
+    assert summary, "no summary"
+    rows = text_of(summary.group(0))
+
+    kes, usd = format_money(4200000, "KES"), format_money(32432, "USD")
+    assert f"Kiondo Market {kes} ≈ {usd}" in rows
+    assert f"ShopWave {format_money(34999, 'USD')} Total" in rows  # its own currency: no "≈"
+    assert f"Total (USD) {format_money(34999 + 32432, 'USD')}" in rows
+
+
+def test_a_marketplace_with_nothing_available_has_no_zero_subtotal(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    """A marketplace whose every item is unavailable showed "Subtotal at DummyMart: $0.00", and
+    in another currency "KES0.00 ≈ $0.00", beside the items' real prices: as if they were free."""
+    add(client, catalog["1001"], 1)  # ShopWave, available
+    add(client, catalog["31"], 1)  # DummyMart's TV, about to leave the catalog
+    db_session.get(Product, catalog["31"].id).removed_at = datetime.now(UTC)
+    db_session.commit()
+
+    page = cart_text(client)
+
+    assert "Subtotal at DummyMart: nothing available" in page
+    assert "DummyMart —" in page  # the summary's row
+    assert format_money(0, "USD") not in page
+    assert f"Subtotal at ShopWave: {format_money(34999, 'USD')}" in page
+
+
 def _part(html: str, part_id: str) -> str:
     match = re.search(
         rf'<section class="cart-part[^"]*" id="{part_id}".*?</section>\s*</section>', html, re.S

@@ -24,6 +24,7 @@ from storefront.catalog.cards import build_cards
 from storefront.catalog.routes import page_url, search_url
 from tests.storefront.conftest import text_of
 from tests.storefront.sample_catalog import (
+    FX_AS_OF,
     MARKETPLACES,
     OFFERS,
     SCRIPT_TITLE,
@@ -387,6 +388,21 @@ def test_the_product_page_compares_every_offer_cheapest_first(
     assert 'href="http://127.0.0.1:9/kiondo/KD-55"' in html
     assert '<svg class="price-chart"' in html and "<polyline" in html
     assert "Price history as a table" in page and "$399.99" in page  # the oldest ShopWave price
+
+
+def test_the_price_history_says_which_rates_convert_it(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """Under the chart: "Converted to USD at today's rates." while the heading said "rates of
+    2026-11-20" — not today's, and not the rates of each past day either (the shopper may read
+    a move of the line as a price change when it is none)."""
+    page = text_of(client.get(f"/product/{SONY_GROUP}").get_data(as_text=True))
+
+    assert "today's rates" not in page
+    assert (
+        f"Past prices are converted to USD at the latest rates (of {FX_AS_OF.isoformat()}), "
+        "not at the rates of their day." in page
+    )
 
 
 def test_the_product_page_says_how_its_offers_were_matched_and_how_surely(

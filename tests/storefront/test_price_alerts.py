@@ -3,6 +3,7 @@ alert per drop), its notification and e-mail, and the watch list's pages."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
@@ -242,9 +243,42 @@ def test_the_alert_is_e_mailed_with_a_link_that_opens_the_product(
     assert (sent, sent_again, len(received)) == (1, 0, 1)
     message = received[0]
     body = message.get_payload(decode=True).decode()
-    assert message["To"] == shopper.email and "price alert" in message["Subject"]
+    assert message["To"] == shopper.email
+    assert message["Subject"].startswith("OneCart: Price drop: ")
+    assert "is now $270.00 at ShopWave" in message["Subject"]
     assert "now $270.00 at ShopWave, $30.00 (10%) less than $300.00" in body
     assert f"{settings.site_url}/product/{GROUP}" in body
+
+
+def test_the_e_mailed_alert_links_to_the_public_address(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    watching: Callable[..., User],
+    settings: Settings,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    """Notifications are e-mailed by the worker, outside any request: the link is built on
+    ONECART_PUBLIC_URL (the address shoppers reach; the site's own bind address, 127.0.0.1 or
+    0.0.0.0 behind a proxy, opens nothing for them)."""
+    port, received = mailbox
+    watching("USD")
+    _reprice(db_session, offers["usd"], 27000)
+    evaluate_price_alerts(factory)
+
+    mail_settings = settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "public_url": "https://shop.example.com/",
+        }
+    )
+    assert send_notification_emails(factory, mail_settings) == 1
+
+    [message] = received
+    body = message.get_payload(decode=True).decode()
+    assert f"Open it at https://shop.example.com/product/{GROUP}" in body
+    assert settings.site_url not in body
 
 
 # --- The pages ---------------------------------------------------------------------------------
@@ -334,14 +368,97 @@ def test_bad_targets_are_refused_with_a_message_and_nothing_is_saved(
     login: Callable[..., TestResponse],
 ) -> None:
     login(client, make_user(display_currency="USD"))
-    for target, drop in (("cheap", ""), ("-5", ""), ("10.999", ""), ("", "7")):
+    for target, drop, message in (
+        ("cheap", "", "Enter the target as a price in USD"),
+        ("-5", "", "more than zero"),
+        ("10.999", "", "Enter the target as a price in USD"),
+        ("", "7", "Not a valid choice"),
+    ):
         response = _post(client, "/watch", group_id=GROUP, target=target, drop_percent=drop)
         assert response.status_code == 303
+        assert message in client.get(f"/product/{GROUP}").get_data(as_text=True)
     response = _post(client, "/watch", group_id="no-such-group", target="", drop_percent="")
+    assert response.status_code == 303
 
-    page = client.get(f"/product/{GROUP}").get_data(as_text=True)
     assert db_session.scalars(sa.select(PriceWatch)).all() == []
-    assert "Enter the target as a price in USD" in page
+    assert "find that product" in client.get(response.location).get_data(as_text=True)
+
+
+def test_a_refused_target_comes_back_in_its_field_with_the_message_beside_it(
+    client: FlaskClient,
+    db_session: Session,
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., TestResponse],
+) -> None:
+    """The product page's "Watch price" form: the shopper's "12,50" vanished, the message sat in
+    the flash area at the top of the page (far above the form on a phone), the field was not
+    marked invalid and focus started at the top. Now the form comes back as typed, the field
+    aria-invalid and described by the message, under a summary that takes focus."""
+    login(client, make_user(display_currency="EUR"))
+
+    response = _post(
+        client,
+        "/watch",
+        group_id=GROUP,
+        target="12,50",
+        drop_percent="10",
+        next=f"/product/{GROUP}",
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/product/{GROUP}#watch-price"
+
+    html = client.get(f"/product/{GROUP}").get_data(as_text=True)
+    form = re.search(r'<section class="watch-price.*?</section>', html, re.S)
+    assert form, "no watch control"
+    control = form.group(0)
+    assert 'value="12,50"' in control
+    assert re.search(r'<option value="10" selected>', control)
+    assert re.search(r'<input id="watch-target"[^>]*aria-invalid="true"', control)
+    assert 'aria-describedby="watch-target-error"' in control
+    message = "Enter the target as a price in EUR, like 49.99."
+    assert re.search(rf'id="watch-target-error"[^>]*>{re.escape(message)}<', control)
+    assert re.search(
+        r'class="alert alert-error error-summary" role="alert" tabindex="-1" autofocus', control
+    )
+    assert message not in html.replace(control, "")  # said once, at the form: not in the flashes
+    assert db_session.scalars(sa.select(PriceWatch)).all() == []
+    # Shown once: the next visit is a fresh form.
+    again = client.get(f"/product/{GROUP}").get_data(as_text=True)
+    assert "12,50" not in again and 'aria-invalid="true"' not in again
+
+
+def test_a_refused_watch_list_change_is_shown_again_as_typed_with_its_message(
+    client: FlaskClient,
+    db_session: Session,
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., TestResponse],
+) -> None:
+    """The watch list's "Save" answered a bad target with a redirect: the stored target replaced
+    what the shopper typed, and the message was only a flash at the top of the page."""
+    login(client, make_user(display_currency="USD"))
+    _post(client, "/watch", group_id=GROUP, target="250", drop_percent="")
+    watch = db_session.scalars(sa.select(PriceWatch)).one()
+    prefix = f"w{watch.id}"
+
+    response = _post(
+        client,
+        f"/profile/watchlist/{watch.id}",
+        **{f"{prefix}-target": "-3", f"{prefix}-drop_percent": "20"},
+    )
+
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    field = f"{prefix}-target"
+    assert re.search(rf'<input id="{field}"[^>]*aria-invalid="true"', html)
+    assert re.search(rf'<input id="{field}"[^>]*value="-3"', html)
+    assert re.search(r'<option value="20" selected>', html)
+    message = "The target price must be more than zero."
+    assert re.search(rf'id="{field}-error"[^>]*>{re.escape(message)}<', html)
+    assert f'<a href="#{field}">{message}</a>' in html  # the focused summary links to it
+    db_session.expire_all()
+    assert (watch.target_minor, watch.drop_percent) == (25000, None)
 
 
 @pytest.mark.parametrize(

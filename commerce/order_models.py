@@ -228,8 +228,9 @@ class Order(Base):
     ship_country: Mapped[str] = mapped_column(sa.String(2))
     cancel_requested_at: Mapped[datetime | None]
     # Set when an operator must look at the order (a capture refused for good, a refund refused);
-    # cleared by the operator, who is recorded (commerce.flag_resolution).
-    attention_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    # cleared by the operator, who is recorded (commerce.flag_resolution). Every open reason,
+    # whole (commerce.order_state.flag_order bounds it at FLAG_TEXT_LIMIT).
+    attention_reason: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 

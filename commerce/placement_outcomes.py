@@ -246,14 +246,35 @@ def _cancel_kept(
     )
     release_kept_claim(session_factory, sub_order_id, claim)
     if outcome != CancelOutcome.CANCELLED:
+        refunded = _refund_nothing_accepted(session_factory, sub_order_id, reason)
         flag_for_operator(
             session_factory,
             order_id,
-            f"sub-order {sub_order_id}: {reason}; cancelling it on the marketplace: {outcome.value}",
+            f"sub-order {sub_order_id}: {reason}; cancelling it on the marketplace: {outcome.value}"
+            + ("; its share was refunded (nothing of it ships)" if refunded else ""),
         )
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return outcome
+
+
+def _refund_nothing_accepted(
+    session_factory: sessionmaker[Session], sub_order_id: int, reason: str
+) -> bool:
+    """A placement the marketplace accepted none of the items of (its own answer: an empty
+    order), which it did not confirm cancelled: nothing of it will ship whatever became of the
+    cancel, so the whole share is refunded, as for a refusal, instead of being captured for an
+    operator to give back by hand. An order billed beyond the tolerance is not touched here: its
+    items may ship, and the operator decides. True when the share was refunded now."""
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if (
+            sub_order.status not in PLACED_SUB_ORDER_STATUSES
+            or sub_order.accepted_amount_minor != 0
+            or sub_order.accepted_charge_minor == 0
+        ):
+            return False
+        return adjust_share(session, sub_order, 0, reason=f"{reason}.") is not None
 
 
 def find_abandoned_cancels(session: Session) -> list[int]:

@@ -26,7 +26,7 @@ class FlagResolution(Base):
         sa.ForeignKey("orders.id", ondelete="CASCADE"), index=True
     )
     # The reason text cleared, exactly as it stood on the order.
-    reason: Mapped[str] = mapped_column(sa.String(500))
+    reason: Mapped[str] = mapped_column(sa.Text)
     note: Mapped[str] = mapped_column(sa.String(500), default="")
     resolved_by: Mapped[str] = mapped_column(sa.String(120))
     resolved_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)

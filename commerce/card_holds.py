@@ -291,9 +291,12 @@ def _note_unowned_gone(session_factory: sessionmaker[Session], still_held: set[s
 def _unaccounted(
     session: Session, holds: Sequence[UncapturedAuthorization]
 ) -> list[UncapturedAuthorization]:
-    """The holds no order's payment uses and no row covers: a row of this intent (a resolved one
-    too: it was resolved from Stripe's record of the intent itself, which search may lag), or an
-    open row of the key it was made with that is resolved by that key."""
+    """The holds no order's payment uses and no row covers: a row of this intent made by the
+    checkout the intent names (a resolved one too: it was resolved from Stripe's record of the
+    intent itself, which search may lag), or an open row of the key it was made with that is
+    resolved by that key. A row of another checkout naming the intent (a form's id, unchecked)
+    left it alone as not its own (`_made_by_another`), so it accounts for nothing: were it
+    counted, a hold whose own checkout was abandoned would stay on the card until it lapses."""
     references = [hold.provider_reference for hold in holds]
     keys = [key for hold in holds if (key := _authorization_key(hold))]
     used = set(
@@ -301,11 +304,14 @@ def _unaccounted(
             sa.select(Payment.provider_reference).where(Payment.provider_reference.in_(references))
         )
     )
-    covered = set(
-        session.scalars(
-            sa.select(CardHoldInDoubt.intent_id).where(CardHoldInDoubt.intent_id.in_(references))
+    covered = {
+        (intent_id, validation_token[:64])
+        for intent_id, validation_token in session.execute(
+            sa.select(CardHoldInDoubt.intent_id, CardHoldInDoubt.validation_token).where(
+                CardHoldInDoubt.intent_id.in_(references)
+            )
         )
-    )
+    }
     open_keys = set(
         session.scalars(
             sa.select(CardHoldInDoubt.idempotency_key).where(
@@ -318,7 +324,8 @@ def _unaccounted(
     return [
         hold
         for hold in holds
-        if hold.provider_reference not in used | covered
+        if hold.provider_reference not in used
+        and (hold.provider_reference, hold.metadata[CHECKOUT_TOKEN_METADATA][:64]) not in covered
         and _authorization_key(hold) not in open_keys
     ]
 

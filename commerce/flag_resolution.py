@@ -30,7 +30,7 @@ from commerce.attention_models import FlagResolution
 from commerce.disputes import dispute_flag_marker, open_order_disputes
 from commerce.order_locks import lock_order
 from commerce.order_models import Order
-from commerce.order_state import ERROR_TEXT_LIMIT, REASON_SEPARATOR, reasons_without
+from commerce.order_state import FLAG_TEXT_LIMIT, REASON_SEPARATOR, reasons_without
 
 NOTE_LIMIT = 500
 OPERATOR_NAME_LIMIT = 120
@@ -83,7 +83,7 @@ def resolve_flag(
             f"The note is {len(note)} characters long; keep it to {NOTE_LIMIT}."
         )
     # CRLF line breaks may make the posted text a little longer than the column allows.
-    if not seen_reason.strip() or len(seen_reason) > 2 * ERROR_TEXT_LIMIT:
+    if not seen_reason.strip() or len(seen_reason) > 2 * FLAG_TEXT_LIMIT:
         raise FlagResolutionError(
             "The form does not say which problem you resolved: reload the page and try again."
         )
@@ -171,8 +171,7 @@ def _clear(session: Session, order_id: int, current: str, kept: str | None) -> N
 def clear_dispute_reason(session: Session, order_id: int, dispute_id: str, operator: str) -> bool:
     """In the caller's transaction (its dispute acknowledged): take that dispute's reason off the
     order's flag, keep the others (the order leaves the list when none is left), and record it.
-    False when the flag holds no reason of that dispute (resolved already, or cut when the
-    reasons outgrew the column: commerce.order_state.flag_order)."""
+    False when the flag holds no reason of that dispute (resolved already)."""
     lock_order(session, order_id)
     current = session.scalar(sa.select(Order.attention_reason).where(Order.id == order_id))
     if not current:
@@ -184,7 +183,7 @@ def clear_dispute_reason(session: Session, order_id: int, dispute_id: str, opera
     session.add(
         FlagResolution(
             order_id=order_id,
-            reason=removed[:ERROR_TEXT_LIMIT],
+            reason=removed[:FLAG_TEXT_LIMIT],
             note=ACKNOWLEDGED_NOTE,
             resolved_by=operator[:OPERATOR_NAME_LIMIT],
             dispute_id=dispute_id,

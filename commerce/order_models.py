@@ -214,8 +214,9 @@ class Order(Base):
     ship_country: Mapped[str] = mapped_column(sa.String(2))
     cancel_requested_at: Mapped[datetime | None]
     # Set when an operator must look at the order (a capture refused for good, a refund refused);
-    # cleared by the operator, who is recorded (commerce.flag_resolution).
-    attention_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    # cleared by the operator, who is recorded (commerce.flag_resolution). Every open reason,
+    # whole (commerce.order_state.flag_order bounds it at FLAG_TEXT_LIMIT).
+    attention_reason: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
@@ -282,7 +283,8 @@ class MarketplaceOrder(Base):
     charge_currency: Mapped[str] = mapped_column(sa.String(3))
     # Sent unchanged with every placement attempt, so the marketplace can recognise a repeat.
     idempotency_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
-    marketplace_order_id: Mapped[str | None] = mapped_column(sa.String(120))
+    # What the marketplace's API names the order, whole (an opaque id may be long).
+    marketplace_order_id: Mapped[str | None] = mapped_column(sa.Text)
     raw_status: Mapped[str | None] = mapped_column(sa.String(80))
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
@@ -307,7 +309,8 @@ class MarketplaceOrder(Base):
     placed_at: Mapped[datetime | None]
     tracking_number: Mapped[str | None] = mapped_column(sa.String(120))
     carrier: Mapped[str | None] = mapped_column(sa.String(120))
-    tracking_url: Mapped[str | None] = mapped_column(sa.String(1000))
+    # The carrier's link as the marketplace gives it (the adapters read up to 2,000 characters).
+    tracking_url: Mapped[str | None] = mapped_column(sa.Text)
     # The number the marketplace shows people (Shopify's `name` "#1001"), beside its API id.
     marketplace_order_number: Mapped[str | None] = mapped_column(sa.String(60))
     # The shipment's latest step while shipped (commerce.order_events.ShipmentStep values).

@@ -32,6 +32,10 @@ from commerce.order_models import (
 ERROR_TEXT_LIMIT = 500
 # Between the reasons an order is flagged for (Order.attention_reason).
 REASON_SEPARATOR = " | "
+# All of an order's open reasons together (Order.attention_reason): room for every reason a
+# money problem brings (a lost chargeback alone brings four of up to ERROR_TEXT_LIMIT each), so
+# none is cut while an operator still has to act on it; only a runaway flag is cut, oldest first.
+FLAG_TEXT_LIMIT = 5000
 
 # adapters.base.OrderStatus -> our sub-order status.
 SUB_ORDER_STATUS_BY_MARKETPLACE_STATUS: dict[MarketplaceStatus, SubOrderStatus] = {
@@ -218,8 +222,9 @@ def flag_order(order: Order, reason: str) -> None:
     An order stays listed until an operator clears its flag (commerce.flag_resolution), so a
     later problem must not be dropped behind the first: a refund refused for good, say, needs its
     own action; flagged again after it was cleared, it is listed with the new reason only. A reason
-    already there is not repeated; when the reasons outgrow the column, the newest is kept whole
-    and the older ones are cut."""
+    already there is not repeated. Every reason is kept whole (each up to ERROR_TEXT_LIMIT, all
+    together up to FLAG_TEXT_LIMIT, which real orders do not reach: past it the older ones are
+    cut, the newest kept whole)."""
     reason = reason[:ERROR_TEXT_LIMIT]
     earlier = order.attention_reason
     if not earlier:
@@ -228,9 +233,9 @@ def flag_order(order: Order, reason: str) -> None:
     if reason in earlier:
         return
     joined = f"{earlier}{REASON_SEPARATOR}{reason}"
-    if len(joined) > ERROR_TEXT_LIMIT:
-        room = max(0, ERROR_TEXT_LIMIT - len(reason) - 4)
-        joined = f"{earlier[:room]}…{REASON_SEPARATOR}{reason}"[-ERROR_TEXT_LIMIT:]
+    if len(joined) > FLAG_TEXT_LIMIT:
+        room = max(0, FLAG_TEXT_LIMIT - len(reason) - 4)
+        joined = f"{earlier[:room]}…{REASON_SEPARATOR}{reason}"[-FLAG_TEXT_LIMIT:]
     order.attention_reason = joined
 
 

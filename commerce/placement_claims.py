@@ -23,7 +23,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.models import utc_now
-from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_models import (
+    PLACED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    SubOrderStatus,
+)
 from commerce.order_state import ERROR_TEXT_LIMIT
 
 # A claim's lease: a placement whose claim has not been renewed for this long is presumed dead
@@ -129,6 +134,30 @@ def renew_claim(
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
     return bool(renewed)
+
+
+def take_over_kept_claim(
+    session_factory: sessionmaker[Session], sub_order_id: int, *, lease: timedelta
+) -> Claim | None:
+    """Take over the claim a placement kept on a placed sub-order to cancel it (billed beyond
+    the tolerance) once its lease ran out: the attempt died between recording the order and
+    having the marketplace's answer to the cancel. A conditional UPDATE on the expired claim,
+    so one sweeper finishes it; None when nothing is left to take over."""
+    now = utc_now()
+    token = secrets.token_hex(16)
+    with session_factory() as session, session.begin():
+        taken = session.execute(
+            sa.update(MarketplaceOrder)
+            .where(
+                MarketplaceOrder.id == sub_order_id,
+                MarketplaceOrder.status.in_(PLACED_SUB_ORDER_STATUSES),
+                MarketplaceOrder.claim_token.is_not(None),
+                MarketplaceOrder.claim_expires_at < now,
+            )
+            .values(claim_token=token, claim_expires_at=now + lease, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    return Claim(token=token, in_doubt=False) if taken else None
 
 
 def holds_claim(sub_order: MarketplaceOrder, claim: Claim) -> bool:

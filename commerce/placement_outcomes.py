@@ -20,6 +20,8 @@ Calls to marketplaces and payment providers never run inside an open DB transact
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,10 +35,17 @@ from adapters.base import (
 from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, verify_placement
 from commerce.cancellation import CancelOutcome, cancel_on_marketplace
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
+from commerce.lease_renewal import renewed_while_held
+from commerce.marketplace_access import AdapterProvider
 from commerce.models import utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order
-from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_models import (
+    PLACED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    SubOrderStatus,
+)
 from commerce.order_state import (
     ERROR_TEXT_LIMIT,
     flag_order,
@@ -47,7 +56,13 @@ from commerce.order_state import (
 )
 from commerce.order_timeline import STEP_OF_PLACED_STATUS, TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
-from commerce.placement_claims import Claim, PlacementResult, holds_claim
+from commerce.placement_claims import (
+    Claim,
+    PlacementResult,
+    holds_claim,
+    renew_claim,
+    take_over_kept_claim,
+)
 from commerce.settlement import (
     adjust_share,
     compensate_sub_order,
@@ -200,28 +215,127 @@ def record_placement(
         refresh_order_status(session, order)
         order_id = order.id
     if verdict.cancel:
-        reason = f"{market} {'; '.join(verdict.notes)}"
-        outcome = (
-            cancel_on_marketplace(
-                session_factory, sub_order_id, adapter, reason=reason, gateway_for=gateway_for
-            )
-            if adapter is not None
-            else CancelOutcome.UNKNOWN
+        outcome = _cancel_kept(
+            session_factory,
+            sub_order_id,
+            claim,
+            order_id,
+            adapter,
+            reason=f"{market} {'; '.join(verdict.notes)}",
+            gateway_for=gateway_for,
         )
-        release_kept_claim(session_factory, sub_order_id, claim)
-        if outcome != CancelOutcome.CANCELLED:
-            flag_for_operator(
-                session_factory,
-                order_id,
-                f"sub-order {sub_order_id}: {reason}; "
-                f"cancelling it on the marketplace: {outcome.value}",
-            )
-        process_refunds(session_factory, order_id, gateway_for=gateway_for)
-        settle_payment(session_factory, order_id, gateway_for=gateway_for)
         return PlacementResult.CANCELLED if outcome == CancelOutcome.CANCELLED else None
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return None
+
+
+def _cancel_kept(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    claim: Claim,
+    order_id: int,
+    adapter: MarketplaceAdapter | None,
+    *,
+    reason: str,
+    gateway_for: GatewayProvider,
+) -> CancelOutcome:
+    """Cancel a placed sub-order held under `claim` (billed beyond the tolerance), drop the
+    claim, and settle: refunded once the marketplace confirms, else an operator is asked."""
+    outcome = (
+        cancel_on_marketplace(
+            session_factory, sub_order_id, adapter, reason=reason, gateway_for=gateway_for
+        )
+        if adapter is not None
+        else CancelOutcome.UNKNOWN
+    )
+    release_kept_claim(session_factory, sub_order_id, claim)
+    if outcome != CancelOutcome.CANCELLED:
+        refunded = _refund_nothing_accepted(session_factory, sub_order_id, reason)
+        flag_for_operator(
+            session_factory,
+            order_id,
+            f"sub-order {sub_order_id}: {reason}; cancelling it on the marketplace: {outcome.value}"
+            + ("; its share was refunded (nothing of it ships)" if refunded else ""),
+        )
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return outcome
+
+
+def _refund_nothing_accepted(
+    session_factory: sessionmaker[Session], sub_order_id: int, reason: str
+) -> bool:
+    """A placement the marketplace accepted none of the items of (its own answer: an empty
+    order), which it did not confirm cancelled: nothing of it will ship whatever became of the
+    cancel, so the whole share is refunded, as for a refusal, instead of being captured for an
+    operator to give back by hand. An order billed beyond the tolerance is not touched here: its
+    items may ship, and the operator decides. True when the share was refunded now."""
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if (
+            sub_order.status not in PLACED_SUB_ORDER_STATUSES
+            or sub_order.accepted_amount_minor != 0
+            or sub_order.accepted_charge_minor == 0
+        ):
+            return False
+        return adjust_share(session, sub_order, 0, reason=f"{reason}.") is not None
+
+
+def find_abandoned_cancels(session: Session) -> list[int]:
+    """Placed sub-orders under a kept claim whose lease ran out: the placement recorded an order
+    billed beyond the tolerance and died before the marketplace answered its cancel."""
+    return list(
+        session.scalars(
+            sa.select(MarketplaceOrder.id).where(
+                MarketplaceOrder.status.in_(PLACED_SUB_ORDER_STATUSES),
+                MarketplaceOrder.claim_token.is_not(None),
+                MarketplaceOrder.claim_expires_at < utc_now(),
+            )
+        )
+    )
+
+
+def finish_abandoned_cancel(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    *,
+    adapter_for: AdapterProvider,
+    gateway_for: GatewayProvider = gateway_for_payment,
+    lease: timedelta,
+) -> CancelOutcome | None:
+    """Take over an abandoned cancel (find_abandoned_cancels) and carry it out as its placement
+    would have: the cancel is sent again (a first one that reached the marketplace makes it
+    answer "already cancelled", which is read from the order's status there), the claim's lease
+    renewed meanwhile. None when another sweeper took it first or it is no longer abandoned."""
+    claim = take_over_kept_claim(session_factory, sub_order_id, lease=lease)
+    if claim is None:
+        return None
+    with session_factory() as session:
+        sub_order = session.get(MarketplaceOrder, sub_order_id)
+        assert sub_order is not None
+        order_id = sub_order.order_id
+        market = sub_order.marketplace.name
+        # What the placement found (its verdict's notes are kept as the sub-order's last error).
+        reason = f"{market} {sub_order.last_error or 'billed beyond what was paid'}"
+        adapter = adapter_for(sub_order.marketplace)
+    logger.warning(
+        "sub-order %s: finishing the cancel its placement left (%s)", sub_order_id, reason
+    )
+    with renewed_while_held(
+        partial(renew_claim, session_factory, sub_order_id, claim, lease=lease),
+        lease=lease,
+        what=f"cancel of sub-order {sub_order_id}",
+    ):
+        return _cancel_kept(
+            session_factory,
+            sub_order_id,
+            claim,
+            order_id,
+            adapter,
+            reason=reason,
+            gateway_for=gateway_for,
+        )
 
 
 def shipping_tax_allowance_of(adapter: MarketplaceAdapter | None) -> ShippingTaxAllowance:

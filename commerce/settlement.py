@@ -235,8 +235,11 @@ def placed_share_minor(order: Order) -> int:
 
 
 def _placement_being_cancelled(session: Session, order_id: int) -> bool:
-    """A placed sub-order still under its placement's live claim: the marketplace billed beyond
-    the tolerance and the cancel is under way (placement_outcomes.record_placement)."""
+    """A placed sub-order still under its placement's claim: the marketplace billed beyond the
+    tolerance and the cancel is under way (placement_outcomes.record_placement). A claim whose
+    lease ran out counts too: its attempt died before the cancel had an answer, and the sweeper
+    finishes that cancel (placement_outcomes.finish_abandoned_cancel) before anything of the
+    share is captured."""
     return bool(
         session.scalar(
             sa.select(
@@ -244,7 +247,6 @@ def _placement_being_cancelled(session: Session, order_id: int) -> bool:
                     MarketplaceOrder.order_id == order_id,
                     MarketplaceOrder.status.in_(PLACED_SUB_ORDER_STATUSES),
                     MarketplaceOrder.claim_token.is_not(None),
-                    MarketplaceOrder.claim_expires_at > utc_now(),
                 )
             )
         )

@@ -7,6 +7,8 @@
   before placing anything; one still `reconciling` a day after its checkout (the marketplace
   keeps failing when asked) puts its order on the operator's list, once, and is asked on;
 - sub-orders left `pending` with no job in sight for too long (Redis lost its queue) likewise;
+- placed sub-orders whose placement died while cancelling them (billed beyond the tolerance; the
+  claim kept for the cancel ran out) have that cancel carried out, before any capture;
 - payments whose capture or void has an unknown outcome are resolved from the provider's record;
 - card holds whose authorization at checkout had an unknown outcome are resolved from Stripe's
   record: kept when an order uses them, released otherwise (commerce.card_holds); checkout
@@ -38,6 +40,7 @@ from commerce.card_holds import (
     resolve_holds_in_doubt,
 )
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
+from commerce.marketplace_access import AdapterProvider, adapter_for_marketplace
 from commerce.models import Marketplace, utc_now
 from commerce.order_locks import lock_order
 from commerce.order_models import (
@@ -56,6 +59,11 @@ from commerce.payments.providers import (
     GatewayProvider,
     card_gateway_from_settings,
     gateway_for_payment,
+)
+from commerce.placement_outcomes import (
+    find_abandoned_cancels,
+    finish_abandoned_cancel,
+    flag_for_operator,
 )
 from commerce.settlement import (
     process_refunds,
@@ -107,6 +115,7 @@ class SweepReport:
     holds_resolved: int = 0
     unrecorded_holds: int = 0
     reconciling_flagged: int = 0
+    cancels_finished: int = 0
 
 
 def dispatch_outbox(
@@ -342,6 +351,49 @@ def find_unsettled_payments(session: Session) -> list[int]:
     )
 
 
+def _finish_abandoned_cancel(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    policy: SweepPolicy,
+    adapter_for: AdapterProvider,
+    gateway_for: GatewayProvider,
+) -> int:
+    """1 when the cancel a dead placement left was carried out now. One that raises (its
+    marketplace's adapter cannot be built, the database went away) is logged, its order put on
+    the operator's list (the capture waits for that cancel), and it is tried again at a later
+    pass (its claim runs out again); it never stops the rest of the sweep."""
+    try:
+        finished = finish_abandoned_cancel(
+            session_factory,
+            sub_order_id,
+            adapter_for=adapter_for,
+            gateway_for=gateway_for,
+            # Never a zero lease (a test's policy): renewed every quarter of it.
+            lease=max(policy.stuck_after, timedelta(seconds=1)),
+        )
+    except Exception as exc:
+        logger.exception(
+            "sub-order %s: the cancel its placement left failed; retried", sub_order_id
+        )
+        try:
+            with session_factory() as session:
+                order_id = session.scalar(
+                    sa.select(MarketplaceOrder.order_id).where(MarketplaceOrder.id == sub_order_id)
+                )
+            if order_id is not None:
+                flag_for_operator(
+                    session_factory,
+                    order_id,
+                    f"sub-order {sub_order_id}: the cancel of an order billed beyond what was "
+                    f"paid could not be carried out ({type(exc).__name__}); the capture waits "
+                    "for it: cancel it with the marketplace.",
+                )
+        except Exception:
+            logger.exception("sub-order %s: its order could not be flagged", sub_order_id)
+        return 0
+    return 0 if finished is None else 1
+
+
 def sweep(
     session_factory: sessionmaker[Session],
     dispatch: Dispatcher,
@@ -349,8 +401,15 @@ def sweep(
     policy: SweepPolicy = SweepPolicy(),
     gateway_for: GatewayProvider = gateway_for_payment,
     card_gateway: CardGatewayFactory = card_gateway_from_settings,
+    adapter_for: AdapterProvider = adapter_for_marketplace,
 ) -> SweepReport:
     """One pass of every repair above; safe to run any number of times, anywhere."""
+    with session_factory() as session:
+        abandoned_cancels = find_abandoned_cancels(session)
+    cancels_finished = sum(
+        _finish_abandoned_cancel(session_factory, sub_order_id, policy, adapter_for, gateway_for)
+        for sub_order_id in abandoned_cancels
+    )
     with session_factory() as session:
         stuck = find_stuck_placements(session, stuck_after=policy.stuck_after)
         stale = find_stale_pending(session, stale_after=policy.stale_pending_after)
@@ -409,4 +468,5 @@ def sweep(
         holds_resolved=holds_resolved,
         unrecorded_holds=unrecorded_holds,
         reconciling_flagged=reconciling_flagged,
+        cancels_finished=cancels_finished,
     )

@@ -394,11 +394,31 @@ def track_open_sub_orders(
                     return marketplace_failed(exc)
                 continue
             else:
-                polled += 1
-                if apply_marketplace_state(
-                    session_factory, sub.sub_order_id, state, gateway_for=gateway_for
-                ):
-                    changed += 1
+                try:
+                    applied = apply_marketplace_state(
+                        session_factory, sub.sub_order_id, state, gateway_for=gateway_for
+                    )
+                except Exception as exc:
+                    # The marketplace answered; our side could not apply it (a write the
+                    # database refused, a deadlock). That order's own failed poll: raised, it
+                    # ended the marketplace's pass and, rolled back, stayed first in line, so
+                    # every later pass died on it and the others were never applied again.
+                    logger.exception(
+                        "tracking sub-order %s: its answer could not be applied", sub.sub_order_id
+                    )
+                    errors += 1
+                    record_poll_attempt(session_factory, sub.sub_order_id, utc_now())
+                    record_order_failure(
+                        session_factory,
+                        sub.sub_order_id,
+                        exc,
+                        pass_started=pass_started,
+                        policy=policy,
+                    )
+                else:
+                    polled += 1
+                    if applied:
+                        changed += 1
             if not answered:
                 answered = True
                 record_tracking_answer(session_factory, market_id)

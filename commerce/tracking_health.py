@@ -120,7 +120,7 @@ def outage_without_answers(
     return None, True
 
 
-def error_text(error: MarketplaceError) -> str:
+def error_text(error: Exception) -> str:
     """How a failed poll is recorded: the error's kind and message, cut to the column."""
     return f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
 
@@ -200,12 +200,13 @@ def record_tracking_failure(
 def record_order_failure(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
-    error: MarketplaceError,
+    error: Exception,
     *,
     pass_started: datetime,
     policy: TrackingPolicy,
 ) -> TrackingFailure | None:
-    """One more failed poll of one sub-order while its marketplace answers the others: counted
+    """One more failed poll of one sub-order while its marketplace answers the others (its
+    error, or ours applying its answer: commerce.tracking): counted
     in one statement on its row, and when it may be asked again (the marketplace's backoff,
     for this order alone). Once it has failed for longer than ORDER_FAILURE_ALERT_AFTER its
     order is flagged for an operator, once per run of failures; nothing is refunded. None when

@@ -424,3 +424,65 @@ def test_a_hold_in_doubt_naming_another_checkouts_intent_leaves_that_intent_alon
     intent = stripe_client().v1.payment_intents.retrieve(other.provider_reference)
     assert intent.status == "requires_capture"
     stripe.void(other.provider_reference)  # the other checkout's, released by the test
+
+
+def test_an_abandoned_checkouts_hold_another_row_left_alone_is_still_released(
+    shop: Shop,
+) -> None:
+    """The hold in doubt of one submit names another form's PaymentIntent and is resolved as
+    "not this checkout's" (left alone, as above). That other form is never submitted: its hold
+    has no order and no row of its own, so the sweeper's look at Stripe's uncaptured holds must
+    record and release it. It took the other checkout's row for one accounting for the intent
+    (any row naming it counted), so the hold stayed on the card until Stripe let it lapse,
+    about 7 days."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 4, 1)])
+    form = shop.checkout_form(shop.client_for(user))
+    other_token = f"abandoned-form-{user.id}-{form['validation_token'][:12]}"
+    stripe = StripeGateway.from_settings(get_settings())
+    other = stripe.authorize(
+        AuthorizationRequest(
+            amount=Money(int(form["total_seen"]), "USD"),
+            idempotency_key=f"onecart-checkout-test-{other_token}",
+            description="a checkout abandoned after Stripe.js confirmed its hold",
+            metadata=checkout_intent_metadata(user.id, other_token),
+            payment_token="pm_card_visa",
+        )
+    )
+    submission = replace(
+        shop.card_submission(user, form),
+        card_payment_method=None,
+        payment_intent_id=other.provider_reference,
+    )
+    outcome = submit_checkout(
+        shop.session_factory,
+        submission,
+        fx=FxTable(per_usd={}),
+        adapter_for=lookup_adapter_for_marketplace,
+        card_gateway=AdoptionUnreachable(),  # type: ignore[arg-type]
+    )
+    assert outcome.kind == OutcomeKind.IN_DOUBT
+    _sweep(shop, stripe)
+    [row] = _hold_rows(shop)
+    assert "not this checkout's" in str(row.resolution)
+
+    def no_queue(message: object) -> str:
+        raise ConnectionError("no queue in this test")
+
+    report = sweep(
+        shop.session_factory,
+        no_queue,
+        # localstripe counts whole seconds: every hold made up to a second from now is old.
+        policy=SweepPolicy(
+            hold_in_doubt_after=timedelta(0), unrecorded_hold_after=-timedelta(seconds=1)
+        ),
+        card_gateway=lambda: HoldsOfOneForm(stripe, other_token),
+    )
+
+    assert report.unrecorded_holds == 1
+    left_alone, own = _hold_rows(shop)
+    assert left_alone.id == row.id and left_alone.resolution == row.resolution
+    assert (own.intent_id, own.validation_token) == (other.provider_reference, other_token)
+    assert own.resolved_at is not None and "released" in str(own.resolution)
+    intent = stripe_client().v1.payment_intents.retrieve(other.provider_reference)
+    assert intent.status == "canceled"

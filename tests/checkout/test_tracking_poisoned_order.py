@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from adapters.base import BadPayload, Transient
+from commerce import tracking
 from commerce.models import Marketplace, utc_now
 from commerce.order_models import MarketplaceOrder, Order, Refund, SubOrderStatus
 from commerce.tracking_health import ORDER_FAILURE_ALERT_AFTER
@@ -369,3 +372,35 @@ def test_without_a_question_about_its_order_api_an_order_failing_alone_is_no_ans
 
     assert _sub_order(shop, only.id).poll_failures == 2
     assert marketplace_row(shop, "shopwave").tracking_failures == 2
+
+
+def test_an_answer_the_database_cannot_apply_skips_that_order_not_the_marketplace(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Applying one order's answer fails in our own database (a write PostgreSQL refuses, a
+    deadlock): the poll thread raised, the whole pass with it, and the order, rolled back, stayed
+    first in line, so every pass died on it and the marketplace's other orders, their
+    cancellations (and the refunds those bring) with them, were never applied again. That order
+    is now counted as a failed poll of its own and the marketplace's others are applied."""
+    fake = FakeMarketplaces()
+    placed_orders(shop, 3)
+    shopwave = sub_orders(shop, "shopwave")
+    poisoned = shopwave[0]
+    healthy = [sub.id for sub in shopwave[1:]]
+
+    def apply_or_fail(session_factory: Any, sub_order_id: int, state: Any, **kwargs: Any) -> bool:
+        if sub_order_id == poisoned.id:
+            raise sa.exc.OperationalError("UPDATE marketplace_orders", {}, Exception("refused"))
+        return real_apply(session_factory, sub_order_id, state, **kwargs)
+
+    real_apply = tracking.apply_marketplace_state
+    monkeypatch.setattr(tracking, "apply_marketplace_state", apply_or_fail)
+
+    asked = fake.track(shop, WHOLE)
+
+    assert poisoned.marketplace_order_id in asked
+    assert all(_sub_order(shop, sub_id).last_polled_at is not None for sub_id in healthy)
+    failed = _sub_order(shop, poisoned.id)
+    assert failed.last_polled_at is None and failed.last_poll_attempt_at is not None
+    assert failed.poll_failures == 1 and "OperationalError" in str(failed.poll_last_error)
+    assert marketplace_row(shop, "shopwave").tracking_failures == 0

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 import stripe
 from sqlalchemy.orm import Session
 
+from commerce.acknowledgements import acknowledge_dispute
+from commerce.dispute_models import PaymentDispute
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notification_models import Notification
 from commerce.order_models import (
@@ -273,3 +275,43 @@ def test_a_refund_refused_for_good_on_an_order_already_listed_is_added_to_its_re
     assert flagged.attention_reason and "disputed" in flagged.attention_reason
     assert f"Refund {refund.idempotency_key} refused by the provider" in flagged.attention_reason
     shop.unbalanced_orders.add(order.number)  # the refused refund is the operator's
+
+
+def test_every_reason_a_lost_chargeback_puts_on_the_order_stays_whole_for_the_operator(
+    shop: Shop,
+) -> None:
+    """A part cancelled during a chargeback that the shop then loses puts four reasons on the
+    order's flag: Stripe refusing the refund, the dispute to answer, the refund held, and the
+    lost dispute's "pay the shopper the rest by hand". The flag held 500 characters and cut the
+    oldest reasons to make room, so the operator's list no longer said the dispute had to be
+    answered (nor why the refund was refused), and acknowledging the dispute could not find its
+    reason to take off. Every distinct reason now stays whole until an operator clears it."""
+    order = _captured_order(shop)
+    _kiondo_cancels(shop, order)  # Stripe refuses the refund before the dispute's event
+    dispute_id = new_dispute_id()
+    disputed = _dispute(order, dispute_id, "needs_response", withdrawn=True)
+    assert post_event(shop.app, "charge.dispute.created", disputed).status_code == 200
+    _sweep(shop)
+    lost = {**disputed, "status": "lost"}
+    assert post_event(shop.app, "charge.dispute.closed", lost).status_code == 200
+    _sweep(shop)
+    shop.unbalanced_orders.add(order.number)  # the bank's chargeback paid the share
+
+    flag = shop.order(order.number).attention_reason or ""
+    refused, answer, held, not_sent = flag.split(" | ")
+    assert refused.startswith("Refund refund-sub-") and "held until the dispute is decided" in (
+        refused
+    )
+    assert answer.startswith("The card payment is disputed") and answer.endswith(
+        f"answer the dispute {dispute_id} in Stripe. Nothing was refunded."
+    )
+    assert held.endswith("sent if the shop keeps the money.")
+    assert not_sent.endswith("pay the shopper the rest by hand.")
+
+    with shop.session() as session:
+        row_id = session.scalar(
+            sa.select(PaymentDispute.id).where(PaymentDispute.dispute_id == dispute_id)
+        )
+    assert row_id is not None
+    assert acknowledge_dispute(shop.session_factory, row_id, "operator@example.com")
+    assert shop.order(order.number).attention_reason == " | ".join([refused, held, not_sent])

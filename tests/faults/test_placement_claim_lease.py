@@ -21,14 +21,21 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from commerce.marketplace_access import adapter_for_marketplace
-from commerce.order_models import PLACED_SUB_ORDER_STATUSES
+from commerce.models import utc_now
+from commerce.order_models import (
+    PLACED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    PaymentStatus,
+    SubOrderStatus,
+)
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.placement_claims import claim_sub_order
-from commerce.sweeper import find_stuck_placements
+from commerce.sweeper import find_stuck_placements, sweep
 from tests.checkout.conftest import Shop
-from tests.faults.conftest import check_invariants
+from tests.faults.conftest import check_invariants, held_orders
 
 pytestmark = pytest.mark.slow
 
@@ -69,4 +76,89 @@ def test_a_placement_slower_than_its_lease_keeps_its_claim_and_places_once(shop:
     assert placed.status in PLACED_SUB_ORDER_STATUSES and placed.marketplace_order_id
     assert placed.claim_token is None
     assert len(shop.sandbox_orders_with_reference("kiondo", order.relation_token)) == 1
+    check_invariants(shop)
+
+
+class WorkerKilled(BaseException):
+    """The worker process dying (SIGKILL, a restart) at this point: nothing after it runs."""
+
+
+class DiesBeforeCancelling:
+    """The marketplace's real adapter; the worker dies as it is about to cancel an order."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def cancel_order(self, marketplace_order_id: str) -> object:
+        raise WorkerKilled(f"killed before cancelling {marketplace_order_id}")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_placement_billed_beyond_the_tolerance_whose_worker_died_before_cancelling_is_cancelled(
+    shop: Shop,
+) -> None:
+    """The marketplace billed 40% more than paid: the placement records the order (keeping its
+    claim, so the capture waits) and then cancels it there. The worker dies between the two.
+    The kept claim's lease runs out and nothing looked at a placed sub-order under an expired
+    claim: the sweeper captured the shopper's share, and the order the marketplace billed
+    beyond the tolerance went ahead, cancelled by nobody and shown to nobody. The sweeper now
+    takes the abandoned claim over and carries the cancellation out."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("kiondo", 2, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    [sub] = order.charged_sub_orders
+    shop.knobs("kiondo", order_price_change_pct=40)
+
+    with pytest.raises(WorkerKilled):
+        place_sub_order(
+            shop.session_factory,
+            sub.id,
+            adapter_for=lambda marketplace: DiesBeforeCancelling(  # type: ignore[arg-type,return-value]
+                adapter_for_marketplace(marketplace)
+            ),
+            final_attempt=True,
+            stuck_after=LEASE,
+            overcharge_tolerance_bps=500,
+        )
+    recorded = shop.sub_order(order, "kiondo")
+    assert recorded.status in PLACED_SUB_ORDER_STATUSES and recorded.claim_token is not None
+
+    def lease_runs_out() -> None:
+        """Nobody renews the claim any more: its lease runs out."""
+        with shop.session_factory() as session, session.begin():
+            session.execute(
+                sa.update(MarketplaceOrder)
+                .where(MarketplaceOrder.id == sub.id)
+                .values(claim_expires_at=utc_now() - timedelta(seconds=1))
+            )
+
+    def no_queue(message: object) -> str:
+        raise ConnectionError("no queue in this test")
+
+    def no_adapter(marketplace: object) -> object:
+        raise RuntimeError("the marketplace's adapter cannot be built")
+
+    # A sweep that cannot carry the cancel out captures nothing and tells the operator.
+    lease_runs_out()
+    report = sweep(shop.session_factory, no_queue, adapter_for=no_adapter)  # type: ignore[arg-type]
+    assert report.cancels_finished == 0
+    waiting = shop.order(order.number)
+    assert waiting.payment is not None and waiting.payment.status == PaymentStatus.AUTHORIZED
+    assert "could not be carried out (RuntimeError)" in str(waiting.attention_reason)
+
+    lease_runs_out()
+    report = sweep(shop.session_factory, no_queue)
+
+    assert report.cancels_finished == 1
+
+    cancelled = shop.sub_order(order, "kiondo")
+    assert cancelled.status == SubOrderStatus.CANCELLED
+    assert cancelled.claim_token is None
+    [held] = held_orders(shop, "kiondo", cancelled, order)
+    assert held["status"] == "cancelled"
+    payment = shop.order(order.number).payment
+    assert payment is not None
+    assert (payment.status, payment.captured_minor) == (PaymentStatus.VOIDED, 0)
     check_invariants(shop)

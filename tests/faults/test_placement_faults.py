@@ -10,8 +10,10 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notification_models import Notification
 from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Refund, RefundStatus, SubOrderStatus
+from commerce.placement import place_sub_order
 from tests.checkout.conftest import Shop, wait_for
 from tests.faults.conftest import check_invariants, held_orders, sweep_now
 
@@ -290,4 +292,43 @@ def test_worker_killed_after_the_marketplace_accepted_places_once(faults: Shop, 
     assert sub.status in PLACED_SUB_ORDER_STATUSES
     assert sub.attempts >= 2
     assert len(held_orders(faults, slug, sub, order)) == 1
+    check_invariants(faults)
+
+
+def test_an_order_accepting_none_of_the_items_that_cannot_be_cancelled_charges_nothing_for_it(
+    faults: Shop,
+) -> None:
+    """DummyJSON drops products it no longer lists and answers 201 with an empty cart: the
+    marketplace accepted none of the items, and its format cannot cancel. The placement asked
+    for the cancel, was refused, flagged the order and released its claim; the capture then took
+    the whole share for items nobody will ship, leaving an operator to refund it in Stripe by
+    hand. The marketplace said what it accepted (nothing), so the share is refunded as for a
+    refusal; the order stays on the operator's list for the empty order it holds."""
+    user = faults.make_user()
+    faults.fill_cart(user, [("dummymart", 3, 1), ("kiondo", 3, 1)])
+    order = faults.checkout(
+        faults.client_for(user), payment_method="stripe", test_card="pm_card_visa"
+    )
+    dropped = faults.product("dummymart", 3)
+    faults.knobs("dummymart", drop_unknown_lines=True, delisted_products=[dropped.external_id])
+
+    for sub in order.charged_sub_orders:
+        place_sub_order(
+            faults.session_factory,
+            sub.id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+            overcharge_tolerance_bps=500,
+        )
+
+    order = faults.order(order.number)
+    dummymart = faults.sub_order(order, "dummymart")
+    kiondo = faults.sub_order(order, "kiondo")
+    assert dummymart.marketplace_order_id and dummymart.kept_charge_minor == 0
+    assert [(r.amount_minor, r.status) for r in _refunds(faults, dummymart.id)] == [
+        (dummymart.charge_minor, RefundStatus.SUCCEEDED)
+    ]
+    payment = order.payment
+    assert payment is not None and payment.captured_minor == kiondo.charge_minor
+    assert order.attention_reason and "accepted none of the items" in order.attention_reason
     check_invariants(faults)

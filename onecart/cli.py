@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from onecart import processes, progress, services, supervision
+from onecart import catalog_status, processes, progress, services, supervision
 from onecart.exit_codes import EXIT_FAILED, EXIT_MISSING_PROGRAM, EXIT_OK, EXIT_USAGE
 from onecart.ingest_command import run_history_replay, run_ingest, wants_demo_history
 from onecart.settings import Settings, get_settings
@@ -280,6 +280,7 @@ def command_status(settings: Settings, args: argparse.Namespace) -> int:
     """Print each service's state; exit 0 whatever the state (status is a question)."""
     print(f"OneCart home: {settings.home_dir} (profile {settings.profile})")
     print_service_table(settings, [s.name for s in services.build_services(settings)])
+    print("\n" + "\n".join(catalog_status.describe_catalogs(settings)))
     loading = progress.describe_loading(settings)
     if loading:
         print(f"\n{loading}")

@@ -9,7 +9,9 @@ each setting a real shop cannot run with: e-mailed links without an https ONECAR
 forged Host header would otherwise aim them), a mail server on another host without TLS (the
 links are credentials), a Redis on another host without a password (RQ
 jobs are pickled: write access is code execution in the workers), and, outside sandbox mode, a
-marketplaces file listing the sandbox's demo stores. Development (the default) accepts
+marketplaces file listing the sandbox's demo stores, the sandbox's Stripe publishable key while
+cards go to Stripe, and a Dagster UI (no sign-in) on an address other than loopback unless
+ONECART_DAGSTER_BEHIND_AUTH_PROXY says a proxy asks for one. Development (the default) accepts
 everything, so nothing changes for a laptop.
 """
 
@@ -138,6 +140,20 @@ def production_problems(
             "links (and SMTP_PASSWORD) would cross the network in clear text. Set starttls "
             "(usually SMTP_PORT=587) or ssl (465), or relay through a mail server on this machine"
         )
+    # Test cards are charged server-side only in sandbox mode with localstripe
+    # (commerce.payments.stripe_gateway.is_sandbox_mode); otherwise Stripe.js takes the card.
+    cards_go_to_stripe = not (settings.sandbox_enabled and settings.stripe_api_base)
+    if cards_go_to_stripe and (
+        publishable_problem := _publishable_key_problem(settings.stripe_publishable_key)
+    ):
+        problems["STRIPE_PUBLISHABLE_KEY"] = publishable_problem
+    if not settings.dagster_behind_auth_proxy and not _is_local_host(settings.dagster_host):
+        problems["ONECART_DAGSTER_HOST"] = (
+            "is not a loopback address, and the Dagster UI has no sign-in: whoever reaches it "
+            "launches runs and wipes assets. Keep it at 127.0.0.1 (an SSH tunnel to reach it), "
+            "or put a proxy that asks for a sign-in in front and set "
+            "ONECART_DAGSTER_BEHIND_AUTH_PROXY=true"
+        )
     if redis_problem := _redis_problem(settings.redis_url):
         problems["REDIS_URL"] = redis_problem
     if not settings.sandbox_enabled and (
@@ -159,6 +175,20 @@ def _is_local_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _publishable_key_problem(key: str) -> str | None:
+    """Why checkout's Stripe.js cannot take a card with this key (cards go to Stripe: outside
+    the sandbox's server-side test cards)."""
+    if key == _default_of("stripe_publishable_key"):
+        return (
+            "is the sandbox's default, with which no card payment works; set your Stripe "
+            "account's publishable key (pk_live_…)"
+        )
+    if not key.startswith("pk_"):
+        # Browsers receive this value: a secret key pasted here would be published.
+        return "is not a Stripe publishable key (pk_…); browsers receive it, so never a secret key"
+    return None
 
 
 def _redis_problem(redis_url: str) -> str | None:

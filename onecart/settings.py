@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     site_port: int = Field(5000, alias="ONECART_SITE_PORT")
     dagster_host: str = Field("127.0.0.1", alias="ONECART_DAGSTER_HOST")
     dagster_port: int = Field(3000, alias="ONECART_DAGSTER_PORT")
+    # The Dagster UI has no sign-in: production refuses a host other than loopback unless this
+    # says a proxy in front of it asks for one (docs/deploy.md).
+    dagster_behind_auth_proxy: bool = Field(False, alias="ONECART_DAGSTER_BEHIND_AUTH_PROXY")
     sandbox_host: str = Field("127.0.0.1", alias="ONECART_SANDBOX_HOST")
     sandbox_port: int = Field(8800, alias="ONECART_SANDBOX_PORT")
     # Total offers across all sandbox marketplaces (≈ 2,000 each by default).

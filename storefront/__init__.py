@@ -54,6 +54,7 @@ BLUEPRINT_MODULES = (
     "storefront.pages",
     "storefront.admin",
     "storefront.catalog",
+    "storefront.currency",
     "storefront.cart",
     "storefront.checkout",
     "storefront.orders",

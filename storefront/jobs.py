@@ -26,11 +26,13 @@ import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from rq import Queue, Retry, SimpleWorker, get_current_job
+from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
@@ -401,6 +403,28 @@ class OrderWorker(SimpleWorker):
         require_production_ready(get_settings(), "RQ worker")
         super().__init__(*args, **kwargs)
         preload_order_code()
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """A planned placement retry is one log line, its reason and when the next attempt runs;
+        RQ's own handling logs a full traceback for every raise, which for this expected and
+        scheduled event buried the unexpected errors in worker.log. Those keep their traceback,
+        as does a PlacementRetry with no attempt left (place_sub_order should never ask for it)."""
+        error = exc_info[1] if len(exc_info) > 1 else None
+        if not isinstance(error, PlacementRetry) or not job.retries_left:
+            super().handle_exception(job, *exc_info)
+            return
+        # RQ schedules the retry after this (handle_job_failure): same interval, same count.
+        interval = job.get_retry_interval()
+        next_attempt = datetime.now(UTC) + timedelta(seconds=interval)
+        self.log.warning(
+            "job %s: %s; next attempt at %s (in %d s, %d attempt(s) left)",
+            job.id,
+            error,
+            next_attempt.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            interval,
+            job.retries_left,
+        )
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
 
 
 def preload_order_code() -> None:

@@ -1,5 +1,6 @@
 """Catalog views: thin translations between HTTP and the services in search_index (listings,
-merchandising), commerce.catalog and commerce.fx.
+merchandising) and commerce.catalog. The display-currency switcher is storefront.currency; the
+listing's link helpers are catalog.search_urls.
 
 Search-backed pages answer 503 with a friendly page when Meilisearch cannot; the landing, product
 and stores pages read the storefront DB and keep working without it.
@@ -8,18 +9,14 @@ and stores pages read the storefront DB and keep working without it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
     Response,
     abort,
     current_app,
-    flash,
-    g,
     jsonify,
     redirect,
     render_template,
@@ -34,7 +31,6 @@ from werkzeug.datastructures import MultiDict
 
 from commerce import catalog
 from commerce.cart_pricing import charged_price_minor
-from commerce.fx import supported_display_currencies
 from onecart.progress import catalog_loading_message
 from onecart.settings import get_settings
 from search_index.client import SearchUnavailable
@@ -42,14 +38,12 @@ from search_index.documents import OfferDocument
 from search_index.listings import SearchPage, offers_in_group, search_products
 from search_index.merchandising import home_showcase
 from search_index.params import PER_PAGE_CHOICES, SORT_LABELS, SearchParams
-from storefront import currency_label, path_exists
 from storefront.auth.routes import NEW_ACCOUNT_SESSION_KEY
 from storefront.cart.forms import AddToCartForm
 from storefront.catalog.cards import build_cards
 from storefront.catalog.charts import price_history_svg, series_colour
-from storefront.catalog.forms import DisplayCurrencyForm
+from storefront.catalog.search_urls import TEMPLATE_HELPERS, clear_filters_url, search_url
 from storefront.catalog.shopper import (
-    DISPLAY_CURRENCY_SESSION_KEY,
     disabled_marketplaces,
     display_currency,
     display_money_minor,
@@ -64,7 +58,6 @@ from storefront.catalog.shopper import (
 )
 from storefront.database import db_session
 from storefront.form_protection import keep_guest_sessionless
-from storefront.security import safe_next_url
 
 bp = Blueprint("catalog", __name__, template_folder="templates")
 
@@ -86,6 +79,10 @@ MATCH_LABELS = {
     "brand_model": "same brand and model number",
     "title": "similar title",
 }
+
+
+for _helper in TEMPLATE_HELPERS:
+    bp.add_app_template_global(_helper)
 
 
 @bp.record_once
@@ -322,7 +319,7 @@ def api_search() -> Response:
         },
         "corrections": list(page.corrections),
         "hits": [card.as_json(currency) for card in build_cards(page.hits)],
-        "url": _search_path() + _query_suffix(page.params.to_query_args()),
+        "url": search_url(page.params),
         # search.js keeps the page's heading and "Clear all filters" link with the results.
         "clear_filters_url": clear_filters_url(page.params),
     }
@@ -337,69 +334,6 @@ def api_search() -> Response:
 def api_ping() -> Response:
     """The framework floor for the benchmark: the cheapest JSON answer this app can give."""
     return jsonify({"ok": True})
-
-
-def _query_suffix(pairs: list[tuple[str, str]]) -> str:
-    return f"?{urlencode(pairs)}" if pairs else ""
-
-
-def _search_path() -> str:
-    """url_for("catalog.search"), worked out once per request (a listing links to it some ten
-    times: pages, facets, clearing filters)."""
-    path = g.get("onecart_search_path")
-    if path is None:
-        path = g.onecart_search_path = url_for("catalog.search")
-    return path
-
-
-@bp.app_template_global()
-def search_url(params: SearchParams, **changes: Any) -> str:
-    """The /search URL for `params` with `changes` (used by pagination and sort links)."""
-    return _search_path() + _query_suffix(params.to_query_args(**changes))
-
-
-@bp.app_template_global()
-def clear_filters_url(params: SearchParams) -> str | None:
-    """The listing's "Clear all filters" link (the same search text, sort and page size), or
-    None when nothing but the search text narrows it."""
-    if not params.has_filters:
-        return None
-    return search_url(
-        params,
-        marketplaces=(),
-        categories=(),
-        brands=(),
-        available=None,
-        min_price=None,
-        max_price=None,
-        min_rating=None,
-        unrated=False,
-    )
-
-
-@bp.app_template_global()
-def page_url(params: SearchParams, number: int) -> str:
-    """search_url(params, page=number) for the pagination's links: the query string without
-    the page is encoded once per listing rather than once per link (a page links to up to
-    eight others)."""
-    cached = g.get("onecart_page_base")
-    if cached is None or cached[0] is not params:
-        rest = [pair for pair in params.to_query_args() if pair[0] != "page"]
-        cached = g.onecart_page_base = (params, _search_path() + _query_suffix(rest))
-    base = cached[1]
-    if number == 1:
-        return base
-    return f"{base}{'&' if '?' in base else '?'}page={number}"
-
-
-@bp.app_template_global()
-def facet_toggle_url(params: SearchParams, facet: str, value: str) -> str:
-    """The /search URL with one facet value switched on or off."""
-    if facet == "available":
-        wanted = value == "true"
-        new_value = None if params.available is wanted else wanted
-        return search_url(params, available=new_value)
-    return _search_path() + _query_suffix(params.toggled(facet, value))
 
 
 # --- Product page ------------------------------------------------------------------------------
@@ -530,7 +464,7 @@ def _format(minor: int, currency: str) -> str:
     return format_money(minor, currency)
 
 
-# --- Stores and display currency ---------------------------------------------------------------
+# --- Stores ------------------------------------------------------------------------------------
 
 
 @bp.get("/stores")
@@ -538,62 +472,3 @@ def stores() -> str:
     """Every active marketplace: logo, rating, description, country, currency, offers,
     categories and what OneCart can do there."""
     return render_template("catalog/stores.html", stores=catalog.store_directory(db_session()))
-
-
-@bp.post("/currency")
-def choose_currency() -> Response:
-    """Set the display currency (the account's setting when signed in, else the session's)."""
-    form = DisplayCurrencyForm()
-    choices = supported_display_currencies(fx_table())
-    form.currency.choices = [(code, code) for code in choices]
-    target = safe_next_url(form.next.data) or url_for("catalog.landing")
-    if not form.validate_on_submit():
-        flash("That currency is not available.", "error")
-        return redirect(target, code=303)
-    chosen = form.currency.data
-    if current_user.is_authenticated:
-        current_user.display_currency = chosen
-        db_session().commit()
-    else:
-        session[DISPLAY_CURRENCY_SESSION_KEY] = chosen
-    flash(f"Prices are now shown in {currency_label(chosen)}.", "success")
-    return redirect(target, code=303)
-
-
-def _back_after_currency() -> str:
-    """Where choosing a currency returns to: this page when a GET can show it again (a form
-    page answered by POST returns to its blank GET), else the start page. Error pages pass
-    no `next` at all (they must not echo the URL), see base.html."""
-    if request.method == "GET":
-        return request.full_path
-    return request.path if path_exists(request.path) else ""
-
-
-@dataclass(frozen=True, slots=True)
-class CurrencySwitcher:
-    """What the layout's display-currency switcher shows: (code, label) choices, the current
-    code and where choosing returns to. Plain data rather than a DisplayCurrencyForm, which
-    the switcher only read from: building a form per page cost more than the rest of the
-    switcher (the POST still validates with the form, see choose_currency)."""
-
-    choices: list[tuple[str, str]]
-    current: str
-    next: str
-
-
-@bp.app_context_processor
-def inject_currency_switcher() -> dict[str, Any]:
-    """The display-currency switcher for any page that shows one (built once per request: the
-    layout shows it twice, in the header and in the menu)."""
-
-    def currency_switcher() -> CurrencySwitcher:
-        switcher = g.get("onecart_currency_switcher")
-        if switcher is None:
-            switcher = g.onecart_currency_switcher = CurrencySwitcher(
-                choices=[(c, currency_label(c)) for c in supported_display_currencies(fx_table())],
-                current=display_currency(),
-                next=_back_after_currency(),
-            )
-        return switcher
-
-    return {"currency_switcher": currency_switcher}

@@ -475,6 +475,7 @@ def production_environment(environment: dict[str, str], tmp_path: Path) -> dict[
         ONECART_ENCRYPTION_KEY="wCpLE71yfvjShDVwK4T19GQJnrlUfE2sdI76_TL9qhU=",
         STRIPE_WEBHOOK_SECRET="whsec_5b9c2e7f1a3d4e6b8c0f2a4c",
         STRIPE_API_KEY="sk_live_51Hq2ExampleKey0123456789",
+        STRIPE_PUBLISHABLE_KEY="pk_live_51Hq2ExamplePublishableKey0123",
         MEILI_MASTER_KEY="m3ili-master-key-for-production-9f8e",
         ONECART_ASSISTANT_EMBEDDINGS="off",
     )

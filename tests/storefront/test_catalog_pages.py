@@ -21,7 +21,7 @@ from search_index.listings import ProductHit, ShownOffer
 from search_index.params import SearchParams
 from storefront import format_money
 from storefront.catalog.cards import build_cards
-from storefront.catalog.routes import page_url, search_url
+from storefront.catalog.search_urls import page_url, search_url
 from tests.storefront.conftest import text_of
 from tests.storefront.sample_catalog import (
     FX_AS_OF,

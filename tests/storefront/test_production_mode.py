@@ -38,7 +38,12 @@ ALL_VARIABLES = (
     "ONECART_SIGNUP_CONFIRMATION",
     "ONECART_PUBLIC_URL",
     "ONECART_MARKETPLACES",
+    "STRIPE_PUBLISHABLE_KEY",
+    "ONECART_DAGSTER_HOST",
+    "ONECART_DAGSTER_BEHIND_AUTH_PROXY",
 )
+# A live publishable key: not a secret (browsers get it), but the default one cannot take a card.
+GOOD_PUBLISHABLE_KEY = "pk_live_51Hq2ExamplePublishableKey0123"
 # A production marketplaces.toml: a real store, and the sandbox's demo store switched off.
 PRODUCTION_MARKETPLACES = """
 [[marketplace]]
@@ -70,6 +75,7 @@ def production(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pyte
     monkeypatch.setenv("ONECART_ENV", "production")
     for name, value in GOOD_SECRETS.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("STRIPE_PUBLISHABLE_KEY", GOOD_PUBLISHABLE_KEY)
     monkeypatch.setenv("SMTP_HOST", "smtp.example.com")  # sign-up links are e-mailed
     monkeypatch.setenv("SMTP_SECURITY", "starttls")  # ... over TLS to another machine
     monkeypatch.setenv("ONECART_PUBLIC_URL", "https://shop.example.com")  # ... pointing here
@@ -304,3 +310,49 @@ def test_the_workers_and_the_pipeline_still_need_the_master_key_beside_a_search_
         OrderWorker(["default"], connection=redis.Redis.from_url(get_settings().redis_url))
     with pytest.raises(InsecureSettingsError, match="MEILI_MASTER_KEY"):
         defs()
+
+
+def test_production_refuses_the_default_publishable_key_while_cards_go_to_stripe(
+    production: pytest.MonkeyPatch, storefront_db_url: str
+) -> None:
+    """Checkout's Stripe.js and card top-ups use STRIPE_PUBLISHABLE_KEY: the sandbox's default
+    (or a secret key pasted there, which every browser would then receive) takes no card."""
+    production.delenv("STRIPE_PUBLISHABLE_KEY")
+    with pytest.raises(InsecureSettingsError) as refused:
+        _site(storefront_db_url)
+    assert set(refused.value.problems) == {"STRIPE_PUBLISHABLE_KEY"}
+    production.setenv("STRIPE_PUBLISHABLE_KEY", GOOD_SECRETS["STRIPE_API_KEY"])
+    problems = production_problems(Settings())
+    assert "STRIPE_PUBLISHABLE_KEY" in problems
+    assert GOOD_SECRETS["STRIPE_API_KEY"] not in str(problems)
+    # A sandbox demo pays with localstripe's test cards, server-side: no publishable key needed.
+    production.delenv("STRIPE_PUBLISHABLE_KEY")
+    production.setenv("ONECART_SANDBOX_MODE", "true")
+    production.setenv("STRIPE_API_BASE", "http://127.0.0.1:8420")
+    assert "STRIPE_PUBLISHABLE_KEY" not in production_problems(Settings())
+
+
+@pytest.mark.parametrize(
+    ("host", "refused"),
+    [
+        ("0.0.0.0", True),
+        ("10.0.0.7", True),
+        ("dagster.internal.example", True),
+        ("::", True),
+        ("127.0.0.1", False),
+        ("localhost", False),
+        ("::1", False),
+    ],
+)
+def test_production_refuses_a_dagster_ui_off_loopback_unless_behind_an_auth_proxy(
+    production: pytest.MonkeyPatch, host: str, refused: bool
+) -> None:
+    """The Dagster UI has no sign-in: whoever reaches it launches runs and wipes assets."""
+    production.setenv("ONECART_DAGSTER_HOST", host)
+    problems = production_problems(Settings())
+    assert ("ONECART_DAGSTER_HOST" in problems) is refused
+    assert (
+        refused is False or "ONECART_DAGSTER_BEHIND_AUTH_PROXY" in problems["ONECART_DAGSTER_HOST"]
+    )
+    production.setenv("ONECART_DAGSTER_BEHIND_AUTH_PROXY", "true")
+    assert "ONECART_DAGSTER_HOST" not in production_problems(Settings())

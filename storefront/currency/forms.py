@@ -1,4 +1,4 @@
-"""Catalog forms: the display-currency choice (search itself is a plain GET form)."""
+"""The display-currency choice, validated on POST (the layout renders the choices itself)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,153 @@
+"""`onecart status`'s catalog section: per marketplace, when its catalog was last fetched (the
+analysts' copy, `marketplace_fetches`) and how the last run of its partition ended (the Dagster
+instance `onecart up` and `onecart ingest` share), so a marketplace failing every scheduled
+refresh shows in the shell, not only in the Dagster UI.
+
+Status is a question: whatever cannot be read (no ingest yet, a copy being swapped, Dagster's
+storage unreachable) becomes a line saying so, never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+
+from onecart.dagster_instance import dagster_home, dagster_postgres_url
+from onecart.settings import Settings
+
+# Dagster's tag on every run of one partition (scheduled, `onecart ingest`, a UI launch).
+PARTITION_TAG = "dagster/partition"
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRun:
+    """The newest run of one marketplace's partition."""
+
+    run_id: str
+    status: str  # Dagster's DagsterRunStatus name: SUCCESS, FAILURE, STARTED, QUEUED …
+    at: datetime | None  # when it ended (or was created, while it has not)
+
+
+def last_fetches(settings: Settings) -> dict[str, datetime]:
+    """Each marketplace's latest fetch the published offers come from; {} without a copy."""
+    path = settings.warehouse_path
+    if not path.exists():
+        return {}
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        rows = conn.execute("SELECT marketplace, fetched_at FROM marketplace_fetches").fetchall()
+    finally:
+        conn.close()
+    return {marketplace: fetched_at for marketplace, fetched_at in rows}
+
+
+@contextmanager
+def _postgres_url_in_environment(settings: Settings) -> Iterator[None]:
+    # The cluster profile's dagster.yaml reads its storage URL from the environment.
+    previous = os.environ.get("ONECART_DAGSTER_POSTGRES_URL")
+    postgres = dagster_postgres_url(settings)
+    if postgres:
+        os.environ["ONECART_DAGSTER_POSTGRES_URL"] = postgres
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("ONECART_DAGSTER_POSTGRES_URL", None)
+        else:
+            os.environ["ONECART_DAGSTER_POSTGRES_URL"] = previous
+
+
+def last_partition_runs(settings: Settings, slugs: list[str]) -> dict[str, PartitionRun]:
+    """The newest run of each slug's partition; {} before Dagster's instance exists (status never
+    creates it)."""
+    home = dagster_home(settings)
+    if not (home / "dagster.yaml").exists():
+        return {}
+    import dagster as dg
+
+    runs: dict[str, PartitionRun] = {}
+    with _postgres_url_in_environment(settings):
+        instance = dg.DagsterInstance.from_config(str(home))
+        try:
+            for slug in slugs:
+                records = instance.get_run_records(
+                    filters=dg.RunsFilter(tags={PARTITION_TAG: slug}), limit=1
+                )
+                if not records:
+                    continue
+                record = records[0]
+                ended = record.end_time or record.create_timestamp.timestamp()
+                runs[slug] = PartitionRun(
+                    run_id=record.dagster_run.run_id,
+                    status=record.dagster_run.status.value,
+                    at=datetime.fromtimestamp(ended, UTC) if ended else None,
+                )
+        finally:
+            instance.dispose()
+    return runs
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+def _run_cell(run: PartitionRun | None) -> str:
+    if run is None:
+        return "-"
+    words = {"SUCCESS": "ok", "FAILURE": "FAILED", "CANCELED": "canceled"}
+    return f"{words.get(run.status, run.status.lower())} {_when(run.at)} (run {run.run_id[:8]})"
+
+
+def catalog_lines(
+    slugs: list[str],
+    fetches: Mapping[str, datetime],
+    runs: Mapping[str, PartitionRun],
+    dagster_url: str,
+) -> list[str]:
+    """The table `onecart status` prints, and what to do about a failed partition."""
+    rows = [("MARKETPLACE", "LAST FETCH", "LAST PARTITION RUN")]
+    for slug in slugs:
+        rows.append((slug, _when(fetches.get(slug)), _run_cell(runs.get(slug))))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = ["Catalogs:"]
+    for row in rows:
+        cells = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        lines.append(f"  {cells.rstrip()}")
+    failed = [slug for slug in slugs if (run := runs.get(slug)) and run.status == "FAILURE"]
+    for slug in failed:
+        lines.append(
+            f"  {slug}: its last run failed (its last good catalog is kept); the log: "
+            f"{dagster_url}/runs/{runs[slug].run_id}"
+        )
+    if failed:
+        retry = " ".join(f"--marketplace {slug}" for slug in failed)
+        lines.append(f"  retry once they answer: onecart ingest {retry}")
+    return lines
+
+
+def describe_catalogs(settings: Settings) -> list[str]:
+    """The catalog section of `onecart status`, or one line saying why it cannot be shown."""
+    from pipelines.partitions import marketplace_slugs
+
+    try:
+        slugs = marketplace_slugs(settings)
+    except Exception as exc:  # the ingest says more; status only reports
+        return [f"Catalogs: {settings.marketplaces_file} cannot be read ({exc})"]
+    lines: list[str] = []
+    try:
+        fetches = last_fetches(settings)
+    except duckdb.Error as exc:
+        fetches = {}
+        lines.append(f"  (last fetches unknown: {settings.warehouse_path}: {exc})")
+    try:
+        runs = last_partition_runs(settings, slugs)
+    except Exception as exc:  # Dagster's storage unreachable (the cluster's PostgreSQL down)
+        runs = {}
+        lines.append(f"  (partition runs unknown: Dagster's instance cannot be read: {exc})")
+    return catalog_lines(slugs, fetches, runs, settings.dagster_url) + lines

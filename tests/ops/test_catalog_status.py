@@ -1,0 +1,104 @@
+"""`onecart status` shows each marketplace's last fetch and how its partition's last run ended.
+
+Before, status showed services only: a marketplace failing every scheduled refresh was seen in
+the Dagster UI alone. Real parts: the `onecart` command, a Dagster instance prepared as
+`onecart up` prepares it with runs of a partitioned job executed into it, and a DuckDB copy.
+"""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from onecart.dagster_instance import dagster_home, prepare_dagster_instance
+from onecart.settings import Settings
+from tests.ops.test_cli import onecart
+
+MARKETPLACES = """
+[[marketplace]]
+slug = "kiondo"
+name = "Kiondo"
+kind = "shopify"
+base_url = "https://kiondo.example.com"
+currency = "KES"
+country = "KE"
+
+[[marketplace]]
+slug = "amazon"
+name = "Amazon"
+kind = "shopify"
+base_url = "https://amazon.example.com"
+currency = "USD"
+country = "US"
+"""
+
+
+@pytest.fixture
+def shop(environment: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    marketplaces = tmp_path / "marketplaces.toml"
+    marketplaces.write_text(MARKETPLACES)
+    return {**environment, "ONECART_MARKETPLACES": str(marketplaces)}
+
+
+def _run_partitions(settings: Settings, outcomes: dict[str, bool]) -> None:
+    """A run per partition into the shared instance, tagged as Dagster tags every partition run;
+    a partition whose outcome is False fails, as a marketplace answering 503 does."""
+    partitions = dg.StaticPartitionsDefinition(["kiondo", "amazon"])
+
+    @dg.asset(partitions_def=partitions)
+    def raw_catalog(context: dg.AssetExecutionContext) -> None:
+        if not outcomes[context.partition_key]:
+            raise RuntimeError("503 from the marketplace")
+
+    job = dg.define_asset_job("catalog", selection=[raw_catalog])
+    resolved = dg.Definitions(assets=[raw_catalog], jobs=[job]).resolve_job_def("catalog")
+    instance = dg.DagsterInstance.from_config(str(dagster_home(settings)))
+    try:
+        for slug, succeeds in outcomes.items():
+            result = resolved.execute_in_process(
+                partition_key=slug, instance=instance, raise_on_error=False
+            )
+            assert result.success is succeeds
+    finally:
+        instance.dispose()
+
+
+def test_status_shows_each_marketplace_last_fetch_and_failed_partition_run(
+    shop: dict[str, str],
+) -> None:
+    settings = Settings(**{k: v for k, v in shop.items() if k.startswith("ONECART_")})
+    prepare_dagster_instance(settings)
+    _run_partitions(settings, {"kiondo": True, "amazon": True})
+    _run_partitions(settings, {"kiondo": True, "amazon": False})  # the next refresh
+    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    copy = duckdb.connect(str(settings.warehouse_path))
+    copy.execute("CREATE TABLE marketplace_fetches (marketplace VARCHAR, fetched_at TIMESTAMPTZ)")
+    fetched = datetime(2026, 12, 6, 14, 15, tzinfo=UTC)
+    copy.execute(
+        "INSERT INTO marketplace_fetches VALUES ('kiondo', ?), ('amazon', ?)", [fetched] * 2
+    )
+    copy.close()
+
+    result = onecart(shop, "status")
+
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert "2026-12-06 14:15 UTC" in rows["kiondo"] and " ok " in rows["kiondo"]
+    assert "2026-12-06 14:15 UTC" in rows["amazon"] and "FAILED" in rows["amazon"]
+    assert "amazon: its last run failed" in result.stdout
+    assert "retry once they answer: onecart ingest --marketplace amazon\n" in result.stdout
+
+
+def test_status_on_an_empty_home_lists_the_marketplaces_never_fetched(
+    shop: dict[str, str], home: Path
+) -> None:
+    result = onecart(shop, "status")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    catalogs = lines.index("Catalogs:")
+    assert lines[catalogs + 2].split() == ["kiondo", "-", "-"]
+    assert lines[catalogs + 3].split() == ["amazon", "-", "-"]
+    assert not (home / "dagster").exists()  # status only asks; it creates nothing

@@ -149,7 +149,10 @@ def test_the_embeddings_follow_each_downstream_run_in_a_run_of_their_own() -> No
     assert sensor.job_name == OFFER_EMBEDDINGS_JOB
 
 
-def test_resources_come_from_the_settings(tmp_path: Path) -> None:
+def test_resources_come_from_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default storefront DB is the home's SQLite file; a DATABASE_URL in the environment (the
+    # PostgreSQL runs of the suite) would be the settings' answer instead.
+    monkeypatch.delenv("DATABASE_URL", raising=False)
     settings = Settings(ONECART_HOME=tmp_path, MEILI_INDEX="shop_index")
     resources = build_definitions(settings).resources
     warehouse = resources["warehouse"]

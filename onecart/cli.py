@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import threading
 import time
@@ -356,22 +357,37 @@ def command_logs(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    shown = _for_stdout()
     text = processes.tail(log_path, args.lines)
     if text:
-        print(text)
+        print(shown(text))
     if args.follow:
-        follow_file(log_path)
+        follow_file(log_path, shown=shown)
     return EXIT_OK
 
 
-def follow_file(path: Path, *, poll_seconds: float = 0.5) -> None:
+# Terminal control sequences (CSI: colours, bold, cursor moves), as Dagster and rq colour lines.
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def _for_stdout() -> Callable[[str], str]:
+    """Log text as stdout should get it: colours for a terminal, none when piped to a file, grep
+    or a ticket (escape codes there are noise)."""
+    if sys.stdout.isatty():
+        return lambda text: text
+    return lambda text: _TERMINAL_CODES.sub("", text)
+
+
+def follow_file(
+    path: Path, *, poll_seconds: float = 0.5, shown: Callable[[str], str] = str
+) -> None:
     """Print lines appended to `path` until interrupted (`tail -f` without a subprocess)."""
     with open(path, errors="replace") as handle:
         handle.seek(0, os.SEEK_END)
         while True:
             line = handle.readline()
             if line:
-                sys.stdout.write(line)
+                sys.stdout.write(shown(line))
                 sys.stdout.flush()
             else:
                 time.sleep(poll_seconds)

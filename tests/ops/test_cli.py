@@ -256,6 +256,23 @@ def test_logs_shows_the_end_of_a_service_log(environment: dict[str, str], home: 
     assert "logs: site" in missing.stderr
 
 
+def test_logs_piped_elsewhere_carry_no_terminal_colour_codes(
+    environment: dict[str, str], home: Path
+) -> None:
+    """Dagster colours its log lines; piped into a file, grep or a ticket the escape codes are
+    noise ("\x1b[32m2026-12-06 ... INFO\x1b[0m"), so they are left out when stdout is no
+    terminal."""
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "dagster.log").write_text(
+        "\x1b[32m2026-12-06 14:00:00 +0000\x1b[0m - dagster - \x1b[1;34mINFO\x1b[0m - started\n"
+    )
+
+    result = onecart(environment, "logs", "dagster")
+
+    assert result.returncode == 0
+    assert result.stdout == "2026-12-06 14:00:00 +0000 - dagster - INFO - started\n"
+
+
 def test_an_unknown_log_name_lists_the_service_logs_only(
     environment: dict[str, str], home: Path
 ) -> None:

@@ -366,14 +366,22 @@ def _run_partitions_concurrently(
     full_refresh: bool,
     progress: Callable[[str], None],
     as_of: str = "",
-    on_partition_done: Callable[[int, str], None] | None = None,
+    on_progress: Callable[[int, list[str]], None] | None = None,
 ) -> dict[str, PartitionOutcome]:
     """Partition runs in `workers` processes at once, each its own Dagster run in the shared
     instance. Fetching and staging (most of the time) overlap; DuckDB's one writer is kept by
     design, since every warehouse write goes through warehouse.connect()'s exclusive lock and
     partitions stage their fetch in their own Parquet files first. A partition that fails, or
-    whose process dies, fails alone."""
+    whose process dies, fails alone. `on_progress` hears, at the start and after each
+    partition, how many are done and which are running (the pool starts them in `slugs`' order,
+    one as each finishes)."""
     outcomes: dict[str, PartitionOutcome] = {}
+
+    def running() -> list[str]:
+        return [slug for slug in slugs[: len(outcomes) + workers] if slug not in outcomes]
+
+    if on_progress is not None:
+        on_progress(0, running())
     with _partition_worker_pool(workers) as pool:
         futures = {
             pool.submit(_partition_in_child, slug, home, full_refresh, as_of): slug
@@ -390,8 +398,8 @@ def _run_partitions_concurrently(
             outcomes[slug] = outcome
             for line in _describe_partition(outcome):
                 progress(line)
-            if on_partition_done is not None:
-                on_partition_done(len(outcomes), slug)
+            if on_progress is not None:
+                on_progress(len(outcomes), running())
     return {slug: outcomes[slug] for slug in slugs}
 
 
@@ -450,16 +458,17 @@ def materialize_all(
     # index exists.
     started = time.monotonic()
 
-    def report_loading(done: int, slug: str = "") -> None:
+    def report_loading(done: int, now: list[str]) -> None:
         line = progress_status.progress_line(
             "loading catalogs", done, len(selected), "marketplaces", time.monotonic() - started
         )
         progress_status.write_status(settings, "catalogs", done, len(selected), line)
-        progress(f"{line} (now {slug})" if slug else line)
+        # Which ones are loading: a first partition of a parallel ingest takes a while, and
+        # "0 of 8 marketplaces" alone said nothing of what was happening.
+        progress(f"{line} (now {', '.join(now)})" if now else line)
 
     workers = min(len(selected), settings.pipeline_workers or os.cpu_count() or 1)
     if workers > 1 and not instance.is_ephemeral and instance.root_directory:
-        report_loading(0)
         partitions = _run_partitions_concurrently(
             partitions_longest_first(instance, selected, full_refresh=full_refresh),
             workers,
@@ -467,7 +476,7 @@ def materialize_all(
             full_refresh,
             progress,
             as_of_text,
-            on_partition_done=lambda done, _slug: report_loading(done),
+            on_progress=report_loading,
         )
         partitions = {slug: partitions[slug] for slug in selected}  # the report's order
     else:
@@ -475,7 +484,7 @@ def materialize_all(
         # thread-safe (each run reconfigures logging).
         partitions = {}
         for done, slug in enumerate(selected):
-            report_loading(done, slug)
+            report_loading(done, [slug])
             partitions[slug] = run_partition(slug)
             for line in _describe_partition(partitions[slug]):
                 progress(line)

@@ -46,3 +46,50 @@ def test_a_worker_starts_with_what_a_partition_run_imports(
     get_settings.cache_clear()
     assert "pipelines.run" in held
     assert [name for name in WORKER_MODULES if name not in held] == []
+
+
+def test_a_parallel_ingest_says_which_marketplaces_are_loading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "loading catalogs: 0 of 8 marketplaces" stood alone for the first partitions' whole
+    fetch; the progress now names the ones running, as the pool starts them (in order, one as
+    each finishes). Threads stand in for the worker processes; each partition waits for its
+    turn so the order of completion is known."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pipelines.run as run
+
+    turn = {slug: threading.Event() for slug in ("kiondo", "shopwave", "bazaar")}
+
+    def partition(slug: str, *_args: object) -> run.PartitionOutcome:
+        turn[slug].wait(timeout=30)
+        return run.PartitionOutcome(marketplace=slug, success=True, run_id=f"run-{slug}")
+
+    heard: list[tuple[int, list[str]]] = []
+
+    def on_progress(done: int, now: list[str]) -> None:
+        heard.append((done, now))
+        finished = ["shopwave", "kiondo", "bazaar"]  # the order the partitions are let finish
+        if done < len(finished):
+            turn[finished[done]].set()
+
+    monkeypatch.setattr(run, "_partition_in_child", partition)
+    monkeypatch.setattr(run, "_partition_worker_pool", lambda workers: ThreadPoolExecutor(workers))
+
+    outcomes = run._run_partitions_concurrently(
+        ["kiondo", "shopwave", "bazaar"],
+        2,
+        "/unused",
+        False,
+        lambda _line: None,
+        on_progress=on_progress,
+    )
+
+    assert list(outcomes) == ["kiondo", "shopwave", "bazaar"]
+    assert heard == [
+        (0, ["kiondo", "shopwave"]),
+        (1, ["kiondo", "bazaar"]),
+        (2, ["bazaar"]),
+        (3, []),
+    ]

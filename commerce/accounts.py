@@ -346,11 +346,19 @@ def change_password(
         raise AccountError(errors)
     user.password_hash = hash_password(new_password)
     user.session_nonce = new_session_nonce()
+    # A waiting e-mail change is dropped too (its link already stopped working).
+    user.pending_email = user.pending_email_nonce = None
     session.flush()
 
 
-def update_profile(session: Session, user: User, changes: ProfileChanges) -> User:
-    """Apply profile edits after checking them all; AccountError lists every problem."""
+def update_profile(
+    session: Session, user: User, changes: ProfileChanges, *, confirm_new_email: bool = False
+) -> User:
+    """Apply profile edits after checking them all; AccountError lists every problem.
+
+    With `confirm_new_email`, a new address is not applied: it waits in `pending_email` (with a
+    fresh nonce, so any earlier change's link stops working) until its owner opens the e-mailed
+    link (commerce.email_change); the account keeps, and signs in with, its current address."""
     errors: dict[str, list[str]] = {}
     first_name, last_name = changes.first_name.strip(), changes.last_name.strip()
     phone_number = (changes.phone_number or "").strip() or None
@@ -381,7 +389,12 @@ def update_profile(session: Session, user: User, changes: ProfileChanges) -> Use
     user.first_name = first_name
     user.last_name = last_name
     user.phone_number = phone_number
-    user.email = email
+    if email != user.email and confirm_new_email:
+        user.pending_email = email
+        user.pending_email_nonce = new_session_nonce()
+    elif email != user.email:
+        user.email = email
+        user.pending_email = user.pending_email_nonce = None
     user.display_currency = currency
     session.flush()
     return user

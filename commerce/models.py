@@ -101,6 +101,10 @@ class User(Base):
     last_login: Mapped[datetime | None]
     # Rotated when the password changes: cookies carrying the old nonce stop working.
     session_nonce: Mapped[str] = mapped_column(sa.String(32), default=new_session_nonce)
+    # A new address waiting for its owner to open the e-mailed link (commerce.email_change);
+    # the nonce is in the link's signature, so a later change voids an earlier link.
+    pending_email: Mapped[str | None] = mapped_column(sa.String(254))
+    pending_email_nonce: Mapped[str | None] = mapped_column(sa.String(32))
     ship_name: Mapped[str | None] = mapped_column(sa.String(160))
     ship_line1: Mapped[str | None] = mapped_column(sa.String(200))
     ship_line2: Mapped[str | None] = mapped_column(sa.String(200))

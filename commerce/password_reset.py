@@ -95,6 +95,8 @@ def reset_password(session: Session, user: User, new_password: str) -> None:
         raise AccountError({"new_password": problems})
     user.password_hash = hash_password(new_password)
     user.session_nonce = new_session_nonce()
+    # A waiting e-mail change is dropped too (its link already stopped working).
+    user.pending_email = user.pending_email_nonce = None
     session.flush()
 
 

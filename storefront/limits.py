@@ -29,7 +29,12 @@ FORM_LIMITS = {
     "signup": "10/3600",
     "support": "5/600",
     "password_reset_ip": "10/900",
-    "password_reset_address": "3/3600",
+    # Reset mails to one address: 3 an hour from any one client, 10 an hour from all of them
+    # (the owner's inbox is not flooded), and while those 10 are spent a browser that signed in
+    # to the account before gets 3 of its own (strangers cannot lock the owner out).
+    "password_reset_address_client": "3/3600",
+    "password_reset_address": "10/3600",
+    "password_reset_known_device": "3/3600",
     # Per account: e-mail and password changes, each of which checks the current password.
     "account_changes": "10/3600",
     # Per account: Stripe PaymentIntents prepared (checkout.js's intent, a card top-up). Form

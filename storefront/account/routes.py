@@ -11,12 +11,20 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 from wtforms.fields import SelectChoice
 
 from commerce.accounts import AccountError, ProfileChanges, change_password, update_profile
+from commerce.email_change import (
+    EMAIL_CHANGE_MAX_AGE_S,
+    confirm_email_change,
+    confirm_new_address_email,
+    make_email_change_token,
+    old_address_notice,
+    user_for_email_change_token,
+)
 from commerce.models import FxRate, User
 from commerce.payments.gateway import PaymentError
 from commerce.payments.stripe_gateway import stripe_client_from_settings
@@ -37,7 +45,8 @@ from commerce.wallet_topup import (
 from onecart.money import MoneyError, parse_decimal
 from onecart.settings import get_settings
 from storefront.account.forms import PasswordChangeForm, ProfileForm, TopUpForm
-from storefront.auth.routes import start_login
+from storefront.auth.forms import ConfirmSignupForm
+from storefront.auth.routes import _mail_settings, _send_in_background, start_login
 from storefront.database import db_session
 from storefront.form_errors import attach_service_errors, form_page
 from storefront.limits import enforce_form_limit
@@ -120,10 +129,15 @@ def update_details() -> Response | tuple[str, int]:
         # taken): limited per account, so a stolen session can neither guess nor probe fast.
         enforce_form_limit("account_changes", _account_key())
     db = db_session()
+    user = _user()
+    waiting_before = user.pending_email_nonce
+    # With address confirmation on (as for sign-up), a new address applies once its owner
+    # opens the e-mailed link; the account keeps the old one meanwhile.
+    confirm = bool(current_app.config.get("SIGNUP_CONFIRMATION"))
     try:
         update_profile(
             db,
-            _user(),
+            user,
             ProfileChanges(
                 first_name=form.first_name.data or "",
                 last_name=form.last_name.data or "",
@@ -132,14 +146,72 @@ def update_details() -> Response | tuple[str, int]:
                 display_currency=form.display_currency.data or "",
                 current_password=form.email_password.data or "",
             ),
+            confirm_new_email=confirm,
         )
     except AccountError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
         return form_page(form, _render_profile(profile_form=form))
     db.commit()
-    flash("Your profile has been saved.", "success")
+    if user.pending_email_nonce and user.pending_email_nonce != waiting_before:
+        _mail_email_change(user)
+        flash(
+            f"Your other details are saved. We sent a link to {user.pending_email}: your e-mail "
+            f"address changes when you open it (within {EMAIL_CHANGE_MAX_AGE_S // 3600} hours). "
+            f"Until then you keep signing in with {user.email}, which we told about the change.",
+            "info",
+        )
+    else:
+        flash("Your profile has been saved.", "success")
     return redirect(url_for("account.profile"))
+
+
+def _mail_email_change(user: User) -> None:
+    """The link to the new address, and a notice (no link that changes anything) to the old."""
+    mail = _mail_settings()
+    token = make_email_change_token(user, current_app.config["SECRET_KEY"])
+    link = public_url_for("account.confirm_email", token=token)
+    _send_in_background(confirm_new_address_email(user, link, mail), mail)
+    notice = old_address_notice(user, public_url_for("auth.forgot_password"), mail)
+    _send_in_background(notice, mail)
+
+
+@bp.route("/profile/email/confirm/<token>", methods=["GET", "POST"])
+def confirm_email(token: str) -> Response | tuple[str, int] | str:
+    """The link e-mailed to a new address: a button (a POST, so a mail scanner opening the link
+    changes nothing) that applies the change. No sign-in needed: the link is the proof, and
+    the new address may be read on another device."""
+    db = db_session()
+    user = user_for_email_change_token(db, token, current_app.config["SECRET_KEY"])
+    if user is None:
+        return render_template("account/confirm_email.html", form=None, address=None), 404
+    form = ConfirmSignupForm()
+    if not form.validate_on_submit():
+        return render_template("account/confirm_email.html", form=form, address=user.pending_email)
+    try:
+        address = confirm_email_change(db, user)
+    except AccountError:
+        db.commit()  # the dropped change
+        flash(
+            "Another account uses that address now, so your e-mail address was not changed.",
+            "error",
+        )
+        return redirect(url_for("account.profile"))
+    except LookupError:
+        db.rollback()
+        return render_template("account/confirm_email.html", form=None, address=None), 404
+    db.commit()
+    flash(f"Your e-mail address is now {address}.", "success")
+    return redirect(url_for("account.profile"))
+
+
+@bp.after_request
+def keep_email_links_private(response: Response) -> Response:
+    """The confirmation token is a credential: no caching, no Referer carrying it elsewhere."""
+    if request.endpoint == "account.confirm_email":
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @bp.post("/profile/password")

@@ -66,10 +66,11 @@ from storefront.auth.forms import (
     ResetPasswordForm,
     SignupForm,
 )
+from storefront.auth.known_devices import known_device_for, remember_device_for
 from storefront.database import db_session
 from storefront.extensions import login_manager
 from storefront.form_errors import attach_service_errors, form_page
-from storefront.limits import client_address, enforce_form_limit
+from storefront.limits import client_address, enforce_form_limit, form_rule
 from storefront.security import public_url_for, safe_next_url
 
 # Set at sign-up, read once by the home page, so a new shopper is welcomed rather than "back".
@@ -148,6 +149,7 @@ def start_login(user: User, *, remember: bool = False) -> None:
     and the loader refuses either once the sign-in is older than LOGIN_LIFETIME."""
     login_user(user, remember=remember)
     session["_user_id"] = login_session_id(user)
+    remember_device_for(user.id)
 
 
 def sign_in(user: User, *, remember: bool = False) -> None:
@@ -356,9 +358,7 @@ def forgot_password() -> tuple[str, int] | str:
             ),
         )
     address = (form.email.data or "").strip().lower()
-    enforce_form_limit("password_reset_ip")
-    enforce_form_limit("password_reset_address", f"address:{address}")
-    user = find_user_by_email(db_session(), address)
+    user = _reset_request_allowed(address)
     if user is not None and can_mail:
         token = make_reset_token(user, current_app.config["SECRET_KEY"])
         _send_in_background(
@@ -368,6 +368,53 @@ def forgot_password() -> tuple[str, int] | str:
     return render_template(
         "auth/forgot_password.html", form=form, can_mail=can_mail, sent=True, minutes=minutes
     )
+
+
+RESET_LIMITED_MESSAGE = (
+    "Many password-reset e-mails were asked for this address in the last hour, so no more are "
+    "sent for now. Ask again from a browser where you have signed in to this account before "
+    "(it still can), or wait an hour and try again."
+)
+
+
+def _reset_request_allowed(address: str) -> User | None:
+    """Count one reset request (429 when a limit is full); the address's account, if any.
+
+    Per client, and per (address, client): one visitor cannot spend an address's mails. Per
+    address across clients, with a higher cap: the owner's inbox is not flooded from many
+    addresses. While that shared cap is full, a browser that has signed in to the account
+    before (storefront.auth.known_devices) is counted under its own (address, device) limit,
+    so strangers spending the cap do not lock the owner out. The answer is the same with or
+    without an account, except to that owner's browser.
+    """
+    client = client_address()
+    limiter: SlidingWindowLimiter = current_app.extensions["form_limiter"]
+    per_client = limiter.acquire(
+        [
+            (form_rule("password_reset_ip"), client),
+            (form_rule("password_reset_address_client"), f"address:{address}|{client}"),
+        ]
+    )
+    if not per_client.allowed:
+        logger.warning("password reset rate-limited (%s) for %s", per_client.limited_by, client)
+        raise TooManyRequests(
+            "You have asked for many password-reset e-mails in a short while. Please wait a "
+            "few minutes and try again.",
+            retry_after=per_client.retry_after,
+        )
+    shared = limiter.acquire([(form_rule("password_reset_address"), f"address:{address}")])
+    user = find_user_by_email(db_session(), address)
+    if shared.allowed:
+        return user
+    device = known_device_for(user.id) if user is not None else None
+    if device is not None:
+        own = limiter.acquire(
+            [(form_rule("password_reset_known_device"), f"address:{address}|{device}")]
+        )
+        if own.allowed:
+            return user
+    logger.warning("password reset rate-limited (password_reset_address) for %s", client)
+    raise TooManyRequests(RESET_LIMITED_MESSAGE, retry_after=shared.retry_after)
 
 
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])

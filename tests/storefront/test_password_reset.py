@@ -131,3 +131,69 @@ def test_expired_forged_and_stale_tokens_are_refused(
     db_session.commit()
     assert user_for_reset_token(db_session, token, secret) is None
     assert app.test_client().get("/password/reset/not-a-token").status_code == 404
+
+
+def _from(app: Flask, address: str) -> FlaskClient:
+    """A test client whose requests come from `address` (as the socket's peer)."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_strangers_spending_an_address_s_reset_mails_do_not_lock_its_owner_out(
+    app: Flask,
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    app.config["PASSWORD_RESET_ADDRESS_LIMIT"] = "4/3600"  # read per request (a small cap)
+    user = make_user(email="victim@example.com")
+    owner_browser = _from(app, "198.51.100.7")
+    login(owner_browser, user)
+    owner_browser.post("/logout")  # forgot the password since: signed out
+
+    # One stranger gets 3 an hour for this address, not the address's whole allowance.
+    stranger = _from(app, "203.0.113.1")
+    assert [_request_reset(stranger, "victim@example.com").status_code for _ in range(4)] == [
+        200,
+        200,
+        200,
+        429,
+    ]
+    # A second stranger uses up what is left of the shared cap (4): the inbox is protected.
+    other = _from(app, "203.0.113.2")
+    assert [_request_reset(other, "victim@example.com").status_code for _ in range(2)] == [
+        200,
+        429,
+    ]
+    refused = _request_reset(_from(app, "198.51.100.8"), "victim@example.com")
+    assert refused.status_code == 429
+    assert "signed in to this account before" in refused.get_data(as_text=True)
+    wait_for_mail(mailbox[1], 4)
+
+    # The owner's browser, where the account signed in before, still gets its link.
+    answer = _request_reset(owner_browser, "victim@example.com")
+    assert answer.status_code == 200
+    received = wait_for_mail(mailbox[1], 5)
+    assert received[4]["To"] == "victim@example.com"
+    assert _LINK.search(received[4].get_payload(decode=True).decode())
+
+
+@pytest.mark.parametrize(
+    "app_config_overrides",
+    [{"PASSWORD_RESET_ADDRESS_LIMIT": "1/3600", "SMTP_HOST": None}],
+)
+def test_a_forged_or_foreign_known_device_cookie_does_not_lift_the_address_cap(
+    app: Flask, make_user: Callable[..., User], login: Callable[..., Any]
+) -> None:
+    victim = make_user(email="victim@example.com")
+    attacker = make_user(email="attacker@example.com")
+    assert _request_reset(_from(app, "203.0.113.1"), "victim@example.com").status_code == 200
+
+    # Signed in as another account: the cookie names that account, not the victim's.
+    browser = _from(app, "203.0.113.3")
+    login(browser, attacker)
+    assert _request_reset(browser, "victim@example.com").status_code == 429
+    forged = _from(app, "203.0.113.4")
+    forged.set_cookie("onecart_known_device", f'{{"d": "x", "u": [{victim.id}]}}')
+    assert _request_reset(forged, "victim@example.com").status_code == 429

@@ -1,0 +1,209 @@
+"""An e-mail change waits for the new address to confirm (with address confirmation on, as in
+production); the old address is told, with no link that changes anything. Real SMTP (aiosmtpd),
+the storefront database on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from commerce.email_change import make_email_change_token, user_for_email_change_token
+from commerce.models import User
+from tests.storefront.conftest import DEFAULT_PASSWORD, wait_for_mail
+
+_CONFIRM_LINK = re.compile(r"http://localhost(/profile/email/confirm/[A-Za-z0-9_.\-]+)")
+DETAILS = {
+    "first_name": "Ama",
+    "last_name": "Mensah",
+    "phone_number": "",
+    "display_currency": "USD",
+    "email_password": DEFAULT_PASSWORD,
+}
+
+
+@pytest.fixture
+def app_config_overrides(mailbox: tuple[int, list[Any]]) -> dict[str, Any]:
+    return {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": mailbox[0],
+        "PUBLIC_URL": "http://localhost",
+        "SIGNUP_CONFIRMATION": True,
+    }
+
+
+@pytest.fixture
+def user(make_user: Callable[..., User]) -> User:
+    return make_user(username="ama", email="ama@example.com")
+
+
+@pytest.fixture
+def signed_in(client: FlaskClient, user: User, login: Callable[..., Any]) -> FlaskClient:
+    login(client, user)
+    return client
+
+
+def _change_to(client: FlaskClient, address: str) -> Any:
+    return client.post("/profile", data={**DETAILS, "email": address})
+
+
+def _mail_to(received: list[Any], address: str) -> list[Any]:
+    return [message for message in received if message["To"] == address]
+
+
+def _body(message: Any) -> str:
+    return str(message.get_payload(decode=True).decode())
+
+
+def _confirm_path(received: list[Any], address: str) -> str:
+    found = _CONFIRM_LINK.search(_body(_mail_to(received, address)[-1]))
+    assert found, _body(_mail_to(received, address)[-1])
+    return found.group(1)
+
+
+def _stored(db_session: Session, user: User) -> User:
+    db_session.expire_all()
+    stored = db_session.get(User, user.id)
+    assert stored is not None
+    return stored
+
+
+def test_a_change_waits_for_the_new_address_and_the_old_one_is_told(
+    app: Flask,
+    signed_in: FlaskClient,
+    user: User,
+    db_session: Session,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    answer = _change_to(signed_in, "Ama.New@Example.com")
+    assert answer.status_code == 302
+    page = signed_in.get("/profile").get_data(as_text=True)
+    assert "We sent a link to ama.new@example.com" in page
+    assert 'data-testid="pending-email"' in page
+    stored = _stored(db_session, user)
+    assert (stored.email, stored.pending_email) == ("ama@example.com", "ama.new@example.com")
+
+    received = wait_for_mail(mailbox[1], 2)
+    notice = _mail_to(received, "ama@example.com")
+    assert len(notice) == 1
+    assert "ama.new@example.com" in _body(notice[0])
+    assert "/profile/email/confirm/" not in _body(notice[0])  # no secret for the old address
+    path = _confirm_path(received, "ama.new@example.com")
+
+    # Meanwhile the account signs in with its old address, not the new one.
+    assert (
+        app.test_client()
+        .post("/login", data={"login": "ama.new@example.com", "password": DEFAULT_PASSWORD})
+        .status_code
+        == 422
+    )
+    assert (
+        app.test_client()
+        .post("/login", data={"login": "ama@example.com", "password": DEFAULT_PASSWORD})
+        .status_code
+        == 302
+    )
+
+    # Opened on another device (not signed in): a mail scanner's GET changes nothing.
+    elsewhere = app.test_client()
+    shown = elsewhere.get(path)
+    assert shown.status_code == 200
+    assert shown.headers["Cache-Control"] == "no-store"
+    assert shown.headers["Referrer-Policy"] == "no-referrer"
+    assert _stored(db_session, user).email == "ama@example.com"
+    done = elsewhere.post(path)
+    assert done.status_code == 302
+    stored = _stored(db_session, user)
+    assert (stored.email, stored.pending_email) == ("ama.new@example.com", None)
+    assert (
+        app.test_client()
+        .post("/login", data={"login": "ama.new@example.com", "password": DEFAULT_PASSWORD})
+        .status_code
+        == 302
+    )
+
+    # Used: the link is dead.
+    assert elsewhere.get(path).status_code == 404
+    assert elsewhere.post(path).status_code == 404
+
+
+def test_a_second_change_replaces_the_first(
+    app: Flask,
+    signed_in: FlaskClient,
+    user: User,
+    db_session: Session,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    _change_to(signed_in, "first@example.com")
+    first = _confirm_path(wait_for_mail(mailbox[1], 2), "first@example.com")
+    _change_to(signed_in, "second@example.com")
+    second = _confirm_path(wait_for_mail(mailbox[1], 4), "second@example.com")
+
+    other = app.test_client()
+    assert other.get(first).status_code == 404
+    assert other.post(first).status_code == 404
+    assert _stored(db_session, user).email == "ama@example.com"
+    assert other.post(second).status_code == 302
+    assert _stored(db_session, user).email == "second@example.com"
+
+
+def test_expired_forged_and_replaced_tokens_are_refused(
+    app: Flask, user: User, db_session: Session
+) -> None:
+    secret = app.config["SECRET_KEY"]
+    user.pending_email, user.pending_email_nonce = "new@example.com", "nonce-one"
+    db_session.commit()
+    token = make_email_change_token(user, secret)
+    assert user_for_email_change_token(db_session, token, secret) is not None
+    assert user_for_email_change_token(db_session, token, secret, max_age_s=-1) is None
+    assert user_for_email_change_token(db_session, token, "another-secret") is None
+    user.pending_email_nonce = "nonce-two"  # the same address asked again: a new link
+    db_session.commit()
+    assert user_for_email_change_token(db_session, token, secret) is None
+    assert app.test_client().get("/profile/email/confirm/not-a-token").status_code == 404
+
+
+def test_an_address_taken_while_the_link_waited_is_not_applied(
+    app: Flask,
+    signed_in: FlaskClient,
+    user: User,
+    make_user: Callable[..., User],
+    db_session: Session,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    _change_to(signed_in, "wanted@example.com")
+    path = _confirm_path(wait_for_mail(mailbox[1], 2), "wanted@example.com")
+    make_user(username="quicker", email="wanted@example.com")
+    answer = app.test_client().post(path)
+    assert answer.status_code == 302
+    stored = _stored(db_session, user)
+    assert (stored.email, stored.pending_email) == ("ama@example.com", None)
+
+
+def test_a_new_password_drops_a_waiting_change(
+    app: Flask,
+    signed_in: FlaskClient,
+    user: User,
+    db_session: Session,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    _change_to(signed_in, "thief@example.com")
+    path = _confirm_path(wait_for_mail(mailbox[1], 2), "thief@example.com")
+    new_password = "Another-strong-9-pass"
+    changed = signed_in.post(
+        "/profile/password",
+        data={
+            "current_password": DEFAULT_PASSWORD,
+            "new_password": new_password,
+            "confirm_new_password": new_password,
+        },
+    )
+    assert changed.status_code == 302
+    assert app.test_client().post(path).status_code == 404
+    stored = _stored(db_session, user)
+    assert (stored.email, stored.pending_email) == ("ama@example.com", None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 
 import sqlalchemy as sa
 
@@ -22,11 +23,13 @@ from adapters.base import (
     Unsupported,
 )
 from commerce.abandoned_cancellations import resolve_abandoned_cancellation
+from commerce.cancellation import request_cancellation
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
-from commerce.marketplace_access import marketplace_can
+from commerce.marketplace_access import adapter_for_marketplace, marketplace_can
 from commerce.models import Marketplace, utc_now
 from commerce.order_models import MarketplaceOrder, Order, Refund, SubOrderStatus
 from commerce.payments.providers import gateway_for_payment
+from commerce.placement import PlacementResult, place_sub_order
 from commerce.sweeper import SweepPolicy, sweep
 from tests.checkout.conftest import Shop
 from tests.checkout.tracking_fakes import placed_orders
@@ -224,3 +227,41 @@ def test_a_part_another_sweep_took_over_is_left_to_it(shop: Shop) -> None:
     )
 
     assert outcome is None and fake.calls == []
+
+
+def test_over_http_a_part_kiondo_cancelled_before_the_job_died_is_refunded(shop: Shop) -> None:
+    """The sandbox's Kiondo (WooCommerce REST) over HTTP: the job's cancel reached it, the job
+    was killed before recording anything, and no job runs again."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 1, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    [sub] = order.charged_sub_orders
+    placed = place_sub_order(
+        shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    assert placed == PlacementResult.PLACED
+    with shop.session() as session, session.begin():
+        request_cancellation(session, user.id, order.number)
+    kiondo = shop.sub_order(order, "kiondo")
+    assert kiondo.marketplace_order_id is not None
+    adapter = adapter_for_marketplace(kiondo.marketplace)
+    adapter.cancel_order(kiondo.marketplace_order_id)  # the killed job's call, never recorded
+    long_ago = utc_now() - timedelta(hours=2)
+    with shop.session() as session, session.begin():
+        session.execute(
+            sa.update(OutboxMessage)
+            .where(
+                OutboxMessage.order_id == kiondo.order_id,
+                OutboxMessage.topic == OutboxTopic.CANCEL_ORDER,
+            )
+            .values(created_at=long_ago, dispatched_at=long_ago, job_id="onecart-cancel-gone")
+        )
+
+    sweep(
+        shop.session_factory,
+        lambda message: f"job-{message.id}",
+        policy=SweepPolicy(cancel_job_ended_after=timedelta(hours=1)),
+        adapter_for=adapter_for_marketplace,
+    )
+
+    assert _state(shop, kiondo) == (SubOrderStatus.CANCELLED, "cancelled", [kiondo.charge_minor])

@@ -9,6 +9,8 @@
 - sub-orders left `pending` with no job in sight for too long (Redis lost its queue) likewise;
 - placed sub-orders whose placement died while cancelling them (billed beyond the tolerance; the
   claim kept for the cancel ran out) have that cancel carried out, before any capture;
+- placed parts of a shopper's cancellation whose job ended with no answer for them (killed on
+  its last attempt) are resolved by asking their marketplace (commerce.abandoned_cancellations);
 - payments whose capture or void has an unknown outcome are resolved from the provider's record;
 - card holds whose authorization at checkout had an unknown outcome are resolved from Stripe's
   record: kept when an order uses them, released otherwise (commerce.card_holds); checkout
@@ -32,6 +34,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.abandoned_cancellations import (
+    find_abandoned_cancellations,
+    resolve_abandoned_cancellation,
+)
 from commerce.attention_models import FlagResolution
 from commerce.card_holds import (
     UNRECORDED_AFTER,
@@ -97,6 +103,9 @@ class SweepPolicy:
     hold_in_doubt_after: timedelta = timedelta(minutes=2)
     # A checkout hold Stripe keeps this long with no record of it was never recorded.
     unrecorded_hold_after: timedelta = UNRECORDED_AFTER
+    # An order's last cancellation job was enqueued this long ago: all its attempts have ended,
+    # so a placed part it left with no answer was abandoned (commerce.abandoned_cancellations).
+    cancel_job_ended_after: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +125,7 @@ class SweepReport:
     unrecorded_holds: int = 0
     reconciling_flagged: int = 0
     cancels_finished: int = 0
+    cancellations_resolved: int = 0
 
 
 def dispatch_outbox(
@@ -394,6 +404,40 @@ def _finish_abandoned_cancel(
     return 0 if finished is None else 1
 
 
+def _resolve_abandoned_cancellation(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    adapter_for: AdapterProvider,
+    gateway_for: GatewayProvider,
+) -> int:
+    """1 when a part an ended cancellation job left was resolved (cancelled, refused or put
+    before an operator). One that raises is logged and, its claim possibly taken, flagged so
+    that an operator looks; it never stops the rest of the sweep."""
+    try:
+        outcome = resolve_abandoned_cancellation(
+            session_factory, sub_order_id, adapter_for=adapter_for, gateway_for=gateway_for
+        )
+    except Exception as exc:
+        logger.exception("sub-order %s: its abandoned cancellation failed", sub_order_id)
+        try:
+            with session_factory() as session:
+                order_id = session.scalar(
+                    sa.select(MarketplaceOrder.order_id).where(MarketplaceOrder.id == sub_order_id)
+                )
+            if order_id is not None:
+                flag_for_operator(
+                    session_factory,
+                    order_id,
+                    f"sub-order {sub_order_id}: the shopper's cancellation job ended without an "
+                    f"answer for it, and resolving it failed ({type(exc).__name__}); nothing "
+                    "was refunded: ask the marketplace whether it is cancelled.",
+                )
+        except Exception:
+            logger.exception("sub-order %s: its order could not be flagged", sub_order_id)
+        return 0
+    return 0 if outcome is None else 1
+
+
 def sweep(
     session_factory: sessionmaker[Session],
     dispatch: Dispatcher,
@@ -409,6 +453,14 @@ def sweep(
     cancels_finished = sum(
         _finish_abandoned_cancel(session_factory, sub_order_id, policy, adapter_for, gateway_for)
         for sub_order_id in abandoned_cancels
+    )
+    with session_factory() as session:
+        abandoned_cancellations = find_abandoned_cancellations(
+            session, job_ended_before=policy.cancel_job_ended_after
+        )
+    cancellations_resolved = sum(
+        _resolve_abandoned_cancellation(session_factory, sub_order_id, adapter_for, gateway_for)
+        for sub_order_id in abandoned_cancellations
     )
     with session_factory() as session:
         stuck = find_stuck_placements(session, stuck_after=policy.stuck_after)
@@ -469,4 +521,5 @@ def sweep(
         unrecorded_holds=unrecorded_holds,
         reconciling_flagged=reconciling_flagged,
         cancels_finished=cancels_finished,
+        cancellations_resolved=cancellations_resolved,
     )

@@ -7,7 +7,11 @@ line instead of staying first forever; `last_polled_at` keeps meaning the market
 answer.
 
 A failed poll (any reason but "no such order") is blamed on the marketplace or on the one order
-by what else the marketplace did in the same pass (commerce.tracking.track_open_sub_orders):
+by what else the marketplace did in the same pass (commerce.tracking.track_open_sub_orders).
+"No such order" (NotFound, a 404) is not a failure here: it is the marketplace's API answering
+about that order, so it counts as an answer (it clears the marketplace's failures and tells
+that the pass's other failures are their orders'), while its order goes to the back of the line
+with no backoff of its own.
 
 - The marketplace's, when its whole API is in question (`fails_marketplace_wide`: no connection
   or a timeout, a rate limit, a refused key, a 503 Service Unavailable), or when

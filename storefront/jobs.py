@@ -123,6 +123,13 @@ class JobPolicy:
             stale_pending_after=timedelta(seconds=self.stale_pending_seconds),
             refund_processing_after=timedelta(seconds=self.stuck_after_seconds),
             reconcile_after=timedelta(seconds=self.sweep_interval_seconds),
+            # Every attempt of a cancellation job has ended by then (waits between attempts,
+            # each attempt at most its timeout), with a margin.
+            cancel_job_ended_after=timedelta(
+                seconds=sum(self.cancel_retry_intervals)
+                + (len(self.cancel_retry_intervals) + 1) * self.job_timeout_seconds
+                + self.stuck_after_seconds
+            ),
         )
 
     @property

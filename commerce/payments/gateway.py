@@ -8,6 +8,7 @@ an idempotency key derived from our own ids, so a retried call never moves money
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,22 @@ from onecart.money import Money
 # The metadata key under which a card authorization carries its idempotency key, so that it can
 # be found when the reply to its creation was lost (find_authorizations).
 AUTHORIZATION_KEY_METADATA = "onecart_authorization_key"
+
+# A PaymentIntent id as the browser hands it back (Stripe.js): Stripe's `pi_` and letters and
+# digits (real ids are ~27 characters), never longer than the 120 the columns naming one hold.
+# Checked before anything uses an id a form brought: a forged one is refused, not stored or sent.
+PAYMENT_INTENT_ID_MAX_LENGTH = 120
+_PAYMENT_INTENT_ID = re.compile(r"pi_[A-Za-z0-9]+")
+
+
+def is_payment_intent_id(value: object) -> bool:
+    """Whether `value` has the shape of a Stripe PaymentIntent id (not whether it exists)."""
+    return (
+        isinstance(value, str)
+        and len(value) <= PAYMENT_INTENT_ID_MAX_LENGTH
+        and _PAYMENT_INTENT_ID.fullmatch(value) is not None
+    )
+
 
 # Stripe takes amounts in these three-decimal currencies only in steps of 10 minor units (the
 # last digit must be 0), for charges, captures and refunds alike

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, RadioField, SelectField, StringField
+from wtforms import Field, HiddenField, RadioField, SelectField, StringField
 from wtforms.fields import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from commerce.countries import shipping_countries
 from commerce.order_models import PaymentMethod
+from commerce.payments.gateway import is_payment_intent_id
 from storefront.account_fields import phone_number_field
 
 
 def country_choices() -> list[SelectChoice]:
     """ISO 3166-1 countries (two-letter codes) with their English names, sorted by name."""
     return [SelectChoice(code, name) for code, name in shipping_countries()]
+
+
+def payment_intent_id_shape(form: FlaskForm, field: Field) -> None:
+    if not is_payment_intent_id(field.data):
+        raise ValidationError("Not a card payment of this checkout.")
 
 
 class CheckoutForm(FlaskForm):
@@ -24,7 +30,8 @@ class CheckoutForm(FlaskForm):
     total_seen = HiddenField()
     wallet_total_seen = HiddenField()
     cart_digest = HiddenField()
-    payment_intent_id = HiddenField()
+    # Handed over by Stripe.js, so as forgeable as any field: its shape is checked before any use.
+    payment_intent_id = HiddenField(validators=[Optional(), payment_intent_id_shape])
 
     name = StringField(
         "Full name",

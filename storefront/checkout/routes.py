@@ -178,6 +178,10 @@ EXPIRED_FORM_PROBLEM = (
     "Check your order below and place it again."
 )
 FIELDS_PROBLEM = "Please correct the details marked below; nothing was charged."
+CARD_PAYMENT_PROBLEM = (
+    "The card payment this page started is not valid, so nothing was charged. "
+    "Place your order again to pay by card."
+)
 
 
 def _form_problem(form: CheckoutForm) -> str:
@@ -192,6 +196,12 @@ def _form_problem(form: CheckoutForm) -> str:
         form.payment_method.errors = [PAYMENT_METHOD_PROBLEM]
         form.payment_method.data = PaymentMethod.STRIPE.value
         problems.append(PAYMENT_METHOD_PROBLEM)
+    if form.payment_intent_id.errors:
+        # Not Stripe's shape (forged or mangled): never handed back, or checkout.js would
+        # submit it again instead of asking for a PaymentIntent of its own.
+        form.payment_intent_id.data = ""
+        form.payment_intent_id.errors = []
+        problems.append(CARD_PAYMENT_PROBLEM)
     if any(
         field.errors for field in form if field.name not in ("validation_token", "payment_method")
     ):

@@ -1,0 +1,174 @@
+"""Shopper cancellations whose job is gone: found by the sweeper and resolved by asking.
+
+The cancellation job (commerce.cancellation.carry_out_cancellation, retried by RQ) records an
+answer on every placed part it asks to cancel (`cancel_outcome`). A job killed on its last
+attempt (the work horse timed out, the machine went away) after the marketplace cancelled
+leaves the part placed with no answer, and nothing runs the job again: a marketplace tracking
+follows reports the cancellation and tracking refunds it, but on one tracking cannot ask
+nothing ever refunds that part. The sweeper finds such parts once the order's last
+cancellation job should long have ended, takes each over with a compare-and-set on
+`cancel_outcome` (NULL -> "unknown", so two sweeps never both act), and resolves it:
+
+- it asks the marketplace for the order's status first: cancelled there, the share is
+  refunded (the sub-order moves from a placed status only, under the order's lock);
+- the marketplace answers it is not cancelled (the job died before its call took effect): the
+  shopper's cancellation is carried out now (commerce.cancellation.cancel_on_marketplace);
+- the marketplace cannot be asked (no status API): the cancel is sent again and only its own
+  reply saying cancelled refunds; a refusal then cannot tell "cancelled already" from "will not
+  cancel", so, unknown not being refused, the part goes to an operator;
+- the question fails (unreachable): an operator is told, and the part is asked again at the
+  next sweep. Nothing is ever refunded without the marketplace saying cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.base import Capability, MarketplaceError, Unsupported
+from commerce.cancellation import CancelOutcome, cancel_on_marketplace
+from commerce.exactly_once_models import OutboxMessage, OutboxTopic
+from commerce.marketplace_access import AdapterProvider, marketplace_can
+from commerce.models import Marketplace, utc_now
+from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_state import sub_order_status_for
+from commerce.payments.providers import GatewayProvider
+from commerce.placement_outcomes import flag_for_operator
+
+logger = logging.getLogger(__name__)
+
+# Placed parts a cancellation job would still ask to cancel (shipped ones it reports refused).
+_CANCELLABLE = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
+
+
+def find_abandoned_cancellations(session: Session, *, job_ended_before: timedelta) -> list[int]:
+    """Placed sub-orders of orders whose cancellation was requested, with no answer recorded
+    (`cancel_outcome` NULL) on a marketplace that can cancel, whose order's latest
+    cancellation job was enqueued longer ago than `job_ended_before` (every attempt of it has
+    ended by then, by success or by being killed)."""
+    cutoff = utc_now() - job_ended_before
+    latest_job = (
+        sa.select(sa.func.max(OutboxMessage.created_at))
+        .where(
+            OutboxMessage.order_id == MarketplaceOrder.order_id,
+            OutboxMessage.topic == OutboxTopic.CANCEL_ORDER,
+            OutboxMessage.dispatched_at.is_not(None),
+        )
+        .scalar_subquery()
+    )
+    undispatched = (
+        sa.select(OutboxMessage.id)
+        .where(
+            OutboxMessage.order_id == MarketplaceOrder.order_id,
+            OutboxMessage.topic == OutboxTopic.CANCEL_ORDER,
+            OutboxMessage.dispatched_at.is_(None),
+        )
+        .exists()
+    )
+    rows = session.execute(
+        sa.select(MarketplaceOrder.id, Marketplace)
+        .join(Order, Order.id == MarketplaceOrder.order_id)
+        .join(Marketplace, Marketplace.id == MarketplaceOrder.marketplace_id)
+        .where(
+            Order.cancel_requested_at.is_not(None),
+            MarketplaceOrder.status.in_(_CANCELLABLE),
+            MarketplaceOrder.cancel_outcome.is_(None),
+            MarketplaceOrder.marketplace_order_id.is_not(None),
+            latest_job < cutoff,
+            ~undispatched,
+        )
+        .order_by(MarketplaceOrder.id)
+    ).all()
+    return [sub_id for sub_id, market in rows if marketplace_can(market, Capability.CANCEL)]
+
+
+def _claim(session_factory: sessionmaker[Session], sub_order_id: int, *, to: str | None) -> bool:
+    """Compare-and-set on the part's answer: NULL -> "unknown" takes it over (False when another
+    sweep or a late job got there first); "unknown" -> NULL gives it back for the next sweep."""
+    frm = None if to is not None else CancelOutcome.UNKNOWN.value
+    with session_factory() as session, session.begin():
+        result = session.execute(
+            sa.update(MarketplaceOrder)
+            .where(
+                MarketplaceOrder.id == sub_order_id,
+                MarketplaceOrder.cancel_outcome.is_(None)
+                if frm is None
+                else MarketplaceOrder.cancel_outcome == frm,
+            )
+            .values(cancel_outcome=to, updated_at=MarketplaceOrder.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)
+
+
+def _set_outcome(session_factory: sessionmaker[Session], sub_order_id: int, outcome: str) -> None:
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == sub_order_id)
+            .values(cancel_outcome=outcome, updated_at=MarketplaceOrder.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def resolve_abandoned_cancellation(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    *,
+    adapter_for: AdapterProvider,
+    gateway_for: GatewayProvider,
+) -> CancelOutcome | None:
+    """Resolve one part found by find_abandoned_cancellations; None when another took it."""
+    if not _claim(session_factory, sub_order_id, to=CancelOutcome.UNKNOWN.value):
+        return None
+    with session_factory() as session:
+        sub_order = session.get(MarketplaceOrder, sub_order_id)
+        assert sub_order is not None
+        order_id, market = sub_order.order_id, sub_order.marketplace
+        name, marketplace_order_id = market.name, sub_order.marketplace_order_id or ""
+        adapter = adapter_for(market)
+    reason = f"Cancelled at your request; {name} confirmed."
+    can_ask = True
+    try:
+        state = adapter.order_status(marketplace_order_id)
+    except Unsupported:
+        can_ask = False
+    except MarketplaceError as exc:
+        logger.warning("sub-order %s: its abandoned cancellation: %s", sub_order_id, exc)
+        _claim(session_factory, sub_order_id, to=None)  # asked again at the next sweep
+        flag_for_operator(
+            session_factory,
+            order_id,
+            f"sub-order {sub_order_id}: the shopper's cancellation job ended without an answer "
+            f"from {name}, and {name} cannot be asked now; nothing was refunded. Asked again at "
+            "each sweep; or ask them whether it is cancelled.",
+        )
+        return CancelOutcome.UNKNOWN
+    else:
+        status = sub_order_status_for(state.status)
+        if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
+            # Too late to cancel: tracking moves it on; the cancellation is refused for it.
+            _set_outcome(session_factory, sub_order_id, CancelOutcome.REFUSED.value)
+            return CancelOutcome.REFUSED
+    # Cancelled there already: cancel_on_marketplace's cancel is refused or answered cancelled,
+    # and either way it reads the order back as cancelled before refunding. Not cancelled yet:
+    # this is the cancellation the job never made.
+    outcome = cancel_on_marketplace(
+        session_factory, sub_order_id, adapter, reason=reason, gateway_for=gateway_for
+    )
+    if outcome == CancelOutcome.CANCELLED or (outcome == CancelOutcome.REFUSED and can_ask):
+        _set_outcome(session_factory, sub_order_id, outcome.value)
+        return outcome
+    # Unknown, or refused by a marketplace that cannot say whether it cancelled already: never
+    # a refund on a guess, nor "it goes ahead" told to the shopper. An operator asks.
+    flag_for_operator(
+        session_factory,
+        order_id,
+        f"sub-order {sub_order_id}: the shopper's cancellation job ended without an answer "
+        f"from {name}, and sending the cancel again gave none that says whether it is "
+        f"cancelled; nothing was refunded. Ask {name}: refund the part if cancelled.",
+    )
+    return CancelOutcome.UNKNOWN

@@ -39,7 +39,7 @@ from search_index.listings import SearchPage, offers_in_group, search_products
 from search_index.merchandising import home_showcase
 from search_index.params import PER_PAGE_CHOICES, SORT_LABELS, SearchParams
 from storefront.auth.routes import NEW_ACCOUNT_SESSION_KEY
-from storefront.cart.forms import AddToCartForm
+from storefront.cart.forms import CART_FOCUS_SESSION_KEY, AddToCartForm
 from storefront.catalog.cards import build_cards
 from storefront.catalog.charts import price_history_svg, series_colour
 from storefront.catalog.search_urls import TEMPLATE_HELPERS, clear_filters_url, search_url
@@ -389,6 +389,7 @@ def product(group_id: str) -> str:
         series=series,
         series_colour=series_colour,
         forms=forms,
+        focus_product_id=session.pop(CART_FOCUS_SESSION_KEY, None),
         rates_as_of=fx.as_of,
         match_labels=MATCH_LABELS,
         matching=_matching_summary(offers),

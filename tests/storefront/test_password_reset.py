@@ -131,3 +131,22 @@ def test_expired_forged_and_stale_tokens_are_refused(
     db_session.commit()
     assert user_for_reset_token(db_session, token, secret) is None
     assert app.test_client().get("/password/reset/not-a-token").status_code == 404
+
+
+def test_a_short_and_mismatched_new_password_reports_both_problems(
+    app: Flask, client: FlaskClient, make_user: Callable[..., User]
+) -> None:
+    user = make_user(email="both.problems@example.com")
+    token = make_reset_token(user, app.config["SECRET_KEY"])
+
+    response = client.post(
+        f"/password/reset/{token}", data={"new_password": "ab1", "confirm_new_password": "ab2"}
+    )
+
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "match" in html  # "The two passwords don't match." (escaped apostrophe)
+    assert "Use at least" in html
+    assert re.search(r'id="new_password"[^>]*aria-invalid="true"', html) or re.search(
+        r'aria-invalid="true"[^>]*id="new_password"', html
+    )

@@ -102,6 +102,8 @@ class AssistantAnswer:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     # Follow-ups for a vague request (assistant.refinements), empty otherwise.
     refinements: tuple[Refinement, ...] = ()
+    # Why keyword search answered instead of hybrid (a note says so), None otherwise.
+    fallback_reason: str | None = None
 
     @property
     def found(self) -> bool:
@@ -291,4 +293,5 @@ def build_answer(
         display_currency=display_currency,
         semantic_available=semantic_available,
         timings_ms=dict(retrieval.timings_ms),
+        fallback_reason=retrieval.fallback_reason,
     )

@@ -5,9 +5,13 @@ makes a new field, so a form's fields keep the order they are declared in."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from wtforms import EmailField, PasswordField, StringField
-from wtforms.fields.core import UnboundField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms.fields.core import Field, UnboundField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
+
+from commerce.accounts import password_problems
 
 PASSWORD_RULES = "At least 10 characters, mixing letters with digits or symbols."
 
@@ -54,10 +58,21 @@ def new_password_field(
     """A password being chosen; its strength is checked by commerce.accounts."""
     return PasswordField(
         label,
-        validators=[DataRequired(required), Length(max=128)],
+        validators=[DataRequired(required), Length(max=128), _strong_enough],
         description=PASSWORD_RULES,
         render_kw={"autocomplete": "new-password"},
     )
+
+
+def _strong_enough(_form: Any, field: Field) -> None:
+    """The strength rules that need no account (commerce.accounts checks them again, with the
+    username and e-mail address, once the form is valid): checked with the form, so a password
+    both too short and mistyped in the confirmation gets both messages at once."""
+    problems = password_problems(field.data or "")
+    if problems:
+        # One message per rule, as the service gives them.
+        field.errors.extend(problems[:-1])
+        raise ValidationError(problems[-1])
 
 
 def password_confirmation_field(

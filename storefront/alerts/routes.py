@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -16,6 +16,7 @@ from commerce.price_alert_models import PriceWatch
 from onecart.bidi import isolated
 from onecart.money import MoneyError, parse_decimal, to_minor_units
 from storefront.alerts.forms import WatchProductForm, WatchSettingsForm
+from storefront.catalog.routes import render_product_page
 from storefront.catalog.shopper import display_currency, fx_table
 from storefront.database import db_session
 from storefront.security import safe_next_url
@@ -40,9 +41,9 @@ def price_watch_for(group_id: str) -> PriceWatch | None:
     return price_alerts.find_watch(db_session(), _user().id, group_id)
 
 
-# Session key: the product page's "Watch price" form as the shopper sent it, and why it was
-# refused, kept for the one product page the refusal redirects to (rejected_watch_for).
-REJECTED_WATCH_KEY = "rejected_watch"
+# flask.g attribute: the product page's "Watch price" form as the shopper sent it, and why it
+# was refused, for the product page /watch renders in answer (rejected_watch_for).
+REJECTED_WATCH_ATTR = "rejected_watch"
 
 
 @bp.app_template_global()
@@ -61,10 +62,9 @@ def watch_product_form(
 def rejected_watch_for(group_id: str) -> dict[str, str] | None:
     """The refused "Watch price" form of this product (its values, `error`, and the `field` the
     error is about), shown once: the product page re-renders the form from it."""
-    rejected = session.get(REJECTED_WATCH_KEY)
+    rejected = g.get(REJECTED_WATCH_ATTR)
     if not isinstance(rejected, dict) or rejected.get("group_id") != group_id:
         return None
-    session.pop(REJECTED_WATCH_KEY, None)
     return {key: str(value) for key, value in rejected.items()}
 
 
@@ -119,7 +119,7 @@ def _first_error(form: WatchSettingsForm) -> str:
 
 @bp.post("/watch")
 @login_required
-def watch() -> Response:
+def watch() -> Response | tuple[str, int]:
     """Start watching a product (or change the watch), then go back to the product."""
     form = WatchProductForm()
     group_id = (form.group_id.data or "").strip()
@@ -127,22 +127,28 @@ def watch() -> Response:
         url_for("catalog.product", group_id=group_id) if group_id else WATCHLIST_PATH
     )
 
-    def refused(message: str, field: str | None = None) -> Response:
-        # Back to the product page with the form as sent and the message beside its field
-        # (_watch_control.html), rather than a flash at the top of the page and an empty form.
-        # A refusal of the whole request (no such product, too many watches) is a flash.
+    def refused(message: str, field: str | None = None) -> Response | tuple[str, int]:
+        # The product page again, answered 422 like every rejected form, with the form as sent
+        # and the message beside its field (_watch_control.html), rather than a flash at the
+        # top of the page and an empty form. A refusal of the whole request (no such product,
+        # too many watches) is a flash on the page the shopper came from.
         field = _field_of(message) if field is None else field
         if not group_id or not field:
             flash(message, "error")
             return redirect(back, code=303)
-        session[REJECTED_WATCH_KEY] = {
-            "group_id": group_id[:200],
-            "target": (form.target.data or "")[:20],
-            "drop_percent": (form.drop_percent.raw_data or [""])[0][:3],
-            "error": message,
-            "field": field,
-        }
-        return redirect(f"{back.split('#', 1)[0]}#watch-price", code=303)
+        setattr(
+            g,
+            REJECTED_WATCH_ATTR,
+            {
+                "group_id": group_id[:200],
+                "target": (form.target.data or "")[:20],
+                "drop_percent": (form.drop_percent.raw_data or [""])[0][:3],
+                "error": message,
+                "field": field,
+            },
+        )
+        product_path = url_for("catalog.product", group_id=group_id[:200])
+        return render_product_page(group_id[:200], page_path=product_path), 422
 
     if not form.validate():
         return refused(_first_error(form), _invalid_field(form))

@@ -79,3 +79,9 @@ class HandoffItemForm(FlaskForm):
             )
         ]
     )
+
+
+# The product id whose "Add to cart" the product page focuses when the shopper comes back to it
+# from /cart/add (a keyboard or screen-reader shopper keeps their place instead of starting at
+# the top of the page behind the header).
+CART_FOCUS_SESSION_KEY = "cart_focus"

@@ -50,6 +50,7 @@ from commerce.models import Product, User
 from commerce.order_models import HandoffItemStatus
 from onecart.bidi import isolated
 from storefront.cart.forms import (
+    CART_FOCUS_SESSION_KEY,
     AddToCartForm,
     HandoffItemForm,
     RemoveCartLineForm,
@@ -160,6 +161,8 @@ def add() -> Response:
     """Add an offer (from the product page), then go back."""
     form = AddToCartForm()
     back_to = url_for("cart.view_cart")
+    if (form.next.data or "").startswith("/product/") and form.product_id.data:
+        session[CART_FOCUS_SESSION_KEY] = str(form.product_id.data)[:20]
     if not form.validate():
         flash(_first_error(form), "error")
         return _back(form.next.data or request.referrer, back_to)

@@ -7,7 +7,8 @@ Readable at any width: the outer SVG has no viewBox, so its labels are drawn at 
 (13 px on a phone as on a desktop) and placed in CSS pixels or in percentages of the width; only
 the lines live in an inner SVG that stretches to the width (preserveAspectRatio="none") and keep
 their thickness with `vector-effect: non-scaling-stroke`. Price labels sit on their grid lines at
-the left instead of in a margin, so a 343 px phone column gives the lines the whole width.
+the left, in a gutter as wide as the widest label: the lines start right of it, so none runs
+through a price.
 
 Every text that reaches the SVG is escaped; the chart carries a title and description for screen
 readers, and the page shows the same numbers in a table.
@@ -109,8 +110,8 @@ def price_history_svg(
         f'<desc id="price-chart-desc">{escape(description)}</desc>',
     ]
     # Price grid: four lines, each labelled at its left end, above the line.
-    for step in range(4):
-        value = low + (high - low) * (step + 1) // 5
+    grid_values = [low + (high - low) * (step + 1) // 5 for step in range(4)]
+    for value in grid_values:
         y = y_of(value)
         parts.append(
             f'<line x1="0" y1="{y:.1f}" x2="100%" y2="{y:.1f}" stroke="{GRID_COLOUR}" '
@@ -120,9 +121,16 @@ def price_history_svg(
         f'<line x1="0" y1="{PLOT_BOTTOM}" x2="100%" y2="{PLOT_BOTTOM}" stroke="#8a93a3" '
         'stroke-width="1"/>'
     )
-    # The lines, stretched to the width; their strokes keep their pixel width.
+    # The lines, stretched to the width right of the price labels' gutter; their strokes keep
+    # their pixel width. SVG has no "100% minus the labels" for a width, so an HTML flex row
+    # (shop.css) sizes it: a hidden copy of the widest label, then the lines' SVG.
+    labels = [format_amount(value) for value in grid_values]
+    widest = max(labels, key=len)
     parts.append(
-        f'<svg class="price-chart-lines" x="0" y="0" width="100%" height="{HEIGHT}" '
+        f'<foreignObject x="0" y="0" width="100%" height="{HEIGHT}">'
+        '<div xmlns="http://www.w3.org/1999/xhtml" class="price-chart-plot">'
+        f'<span class="price-chart-gutter" aria-hidden="true">{escape(widest)}</span>'
+        f'<svg class="price-chart-lines" width="100%" height="{HEIGHT}" '
         f'viewBox="0 0 {PLOT_UNITS} {HEIGHT}" preserveAspectRatio="none">'
     )
     ends: list[str] = []
@@ -148,13 +156,11 @@ def price_history_svg(
             f'<circle cx="100%" cy="{previous_y:.1f}" r="{DOT_RADIUS}" fill="{colour}" '
             f'stroke="#fff" stroke-width="1.5" transform="translate(-{DOT_RADIUS + 1} 0)"/>'
         )
-    parts.append("</svg>")
+    parts.append("</svg></div></foreignObject>")
     parts.extend(ends)
-    for step in range(4):
-        value = low + (high - low) * (step + 1) // 5
+    for value, text in zip(grid_values, labels, strict=True):
         parts.append(
-            f'<text x="2" y="{y_of(value) - 5:.1f}" {text_style} {halo}>'
-            f"{escape(format_amount(value))}</text>"
+            f'<text x="2" y="{y_of(value) - 5:.1f}" {text_style} {halo}>{escape(text)}</text>'
         )
     # Time axis: start, middle and now, inside the width at both ends.
     label_y = PLOT_BOTTOM + 20

@@ -39,7 +39,7 @@ from search_index.listings import SearchPage, offers_in_group, search_products
 from search_index.merchandising import home_showcase
 from search_index.params import PER_PAGE_CHOICES, SORT_LABELS, SearchParams
 from storefront.auth.routes import NEW_ACCOUNT_SESSION_KEY
-from storefront.cart.forms import AddToCartForm
+from storefront.cart.forms import CART_FOCUS_SESSION_KEY, AddToCartForm
 from storefront.catalog.cards import build_cards
 from storefront.catalog.charts import price_history_svg, series_colour
 from storefront.catalog.search_urls import TEMPLATE_HELPERS, clear_filters_url, search_url
@@ -346,6 +346,12 @@ def product(group_id: str) -> str:
     Read from the storefront DB (works when search is down); when the DB has no offers for the
     group yet, the index's documents are shown without add-to-cart.
     """
+    return render_product_page(group_id, page_path=request.full_path)
+
+
+def render_product_page(group_id: str, *, page_path: str) -> str:
+    """The product page of `group_id`; its forms come back to `page_path` (the page's own
+    address, also when another view re-renders it, e.g. a refused price alert at /watch)."""
     if len(group_id) > 200:
         abort(404)
     session_db = db_session()
@@ -374,7 +380,7 @@ def product(group_id: str) -> str:
     )
     forms = {
         offer.product.id: AddToCartForm(
-            formdata=None, product_id=str(offer.product.id), quantity=1, next=request.full_path
+            formdata=None, product_id=str(offer.product.id), quantity=1, next=page_path
         )
         for offer in offers
     }
@@ -389,6 +395,8 @@ def product(group_id: str) -> str:
         series=series,
         series_colour=series_colour,
         forms=forms,
+        page_path=page_path,
+        focus_product_id=session.pop(CART_FOCUS_SESSION_KEY, None),
         rates_as_of=fx.as_of,
         match_labels=MATCH_LABELS,
         matching=_matching_summary(offers),

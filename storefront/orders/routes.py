@@ -19,6 +19,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -27,7 +28,7 @@ from flask import (
 from flask_login import current_user, login_required
 
 from commerce.notifications import list_notifications, mark_all_read, mark_read, unread_count
-from commerce.order_models import Order
+from commerce.order_models import Order, SubOrderStatus
 from commerce.order_timeline import build_order_view, order_status_label, payment_words
 from commerce.orders import (
     OrderActionError,
@@ -106,11 +107,23 @@ def history() -> str:
     return render_template("orders/history.html", orders=list_user_orders(db_session(), _user_id()))
 
 
+# Parts still being placed with their marketplace: while any is, the order pages poll
+# /orders/<number>/status.json (static/order_status.js) and offer a "Refresh" link.
+PLACING_STATUSES = frozenset(
+    {SubOrderStatus.PENDING, SubOrderStatus.PLACING, SubOrderStatus.RECONCILING}
+)
+
+
+def _placing(order: Order) -> bool:
+    return any(sub.status in PLACING_STATUSES for sub in order.sub_orders)
+
+
 def _render_order(order: Order, *, confirmation: bool) -> str:
     return render_template(
         "orders/detail.html",
         order=order,
         view=build_order_view(db_session(), order),
+        placing=_placing(order),
         confirmation=confirmation,
         status_link=_status_link(order),
         cancellable=order_is_cancellable(order),
@@ -130,6 +143,36 @@ def detail(number: str) -> str:
     """One order: its status, a timeline per marketplace (tracking number and carrier once
     shipped) and the merged delivery timeline of the whole order."""
     return _render_order(_own_order(number), confirmation=False)
+
+
+@bp.get("/orders/<number>/status.json")
+@login_required
+def status_json(number: str) -> Response:
+    """The parts' states as the order page words them, for its polling script (owner only,
+    like the page). `pending` says whether any part is still being placed."""
+    order = _own_order(number)
+    view = build_order_view(db_session(), order)
+    parts = [
+        {
+            "id": part.sub_order.id,
+            "marketplace": part.sub_order.marketplace.name,
+            "state": part.state,
+            "state_key": part.state_key,
+            "order_number": part.sub_order.display_number,
+            "pending": part.sub_order.status in PLACING_STATUSES,
+        }
+        for part in view.sub_orders
+    ]
+    response = jsonify(
+        {
+            "number": order.number,
+            "status": view.status_label,
+            "pending": any(part["pending"] for part in parts),
+            "parts": parts,
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/orders/<number>/cancel")

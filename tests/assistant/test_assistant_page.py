@@ -139,12 +139,18 @@ def test_no_results_say_which_constraint_to_relax(keyword_app: Flask) -> None:
 
 
 def test_a_missing_model_is_announced_and_keyword_search_answers(keyword_app: Flask) -> None:
+    page = _html(keyword_app.test_client().get("/assistant"))
+    assert "Semantic search is not available" in page and "not installed" in page
+
     response = keyword_app.test_client().post("/assistant", data={"prompt": "thermos mug"})
     html = _html(response)
     assert response.status_code == 200
-    assert "Semantic search is not available" in html
     assert "not installed" in html
-    assert "Answered with keyword search." in html
+    # Said once with the answer, not three times (page note, answer note, "Answered with").
+    assert "Keyword search only:" in html
+    assert html.lower().count("keyword search") == 1, html
+    # The answer takes focus when it arrives, not the top of the page.
+    assert re.search(r'<h2 id="answer-heading" tabindex="-1" autofocus>', html)
 
 
 def test_markup_in_prompts_and_product_titles_is_escaped(keyword_app: Flask) -> None:

@@ -230,3 +230,54 @@ def test_a_wallet_payment_is_said_to_be_paid_from_the_wallet(two_shoppers) -> No
 
     assert "<dt>Paid with</dt><dd>Wallet: paid from your wallet</dd>" in html
     assert "(captured)" not in html
+
+
+def test_the_order_pages_poll_a_json_status_while_parts_are_being_placed(two_shoppers) -> None:
+    """While a part is being placed, the order and confirmation pages carry a polite live region,
+    the polling script and a plain "Refresh" link (no meta refresh); the JSON status is the
+    owner's only and says which parts are still pending, in the page's own words."""
+    from commerce.order_models import MarketplaceOrder, SubOrderStatus
+
+    shop, alice, bob, order = two_shoppers
+    client = shop.client_for(alice)
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(status=SubOrderStatus.PENDING)
+        )
+        session.commit()
+
+    for path in (f"/orders/{order.number}", f"/orders/{order.number}/confirmation"):
+        html = client.get(path).get_data(as_text=True)
+        assert 'aria-live="polite"' in html and 'id="order-progress"' in html
+        assert f'data-status-url="/orders/{order.number}/status.json"' in html
+        assert "order_status.js" in html
+        assert ">Refresh</a>" in html
+        assert 'http-equiv="refresh"' not in html
+
+    response = client.get(f"/orders/{order.number}/status.json")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    data = response.get_json()
+    assert data["pending"] is True
+    assert {"ShopWave", "Kiondo Market"} <= {part["marketplace"] for part in data["parts"]}
+    assert all(part["state"] == "Being placed" and part["pending"] for part in data["parts"])
+    assert all(part["order_number"] is None for part in data["parts"])
+
+    assert shop.client_for(bob).get(f"/orders/{order.number}/status.json").status_code == 404
+    anonymous = shop.app.test_client().get(f"/orders/{order.number}/status.json")
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(status=SubOrderStatus.PLACED, marketplace_order_id="MO-1")
+        )
+        session.commit()
+    data = client.get(f"/orders/{order.number}/status.json").get_json()
+    assert data["pending"] is False
+    assert not any(part["pending"] for part in data["parts"])
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "order_status.js" not in html and ">Refresh</a>" not in html

@@ -275,7 +275,7 @@ def test_the_cart_shows_rates_hand_off_hints_and_unavailable_items(
     page = text_of(html)
 
     assert "Checkout on NaijaMall" in page
-    assert "These marketplaces take no orders through OneCart" in page
+    assert "This marketplace takes no orders through OneCart: open the item" in page
     assert 'href="http://127.0.0.1:9/naijamall/NM-77"' in html
     assert "Cheaper on Kiondo Market" in page
     assert "Switch to the Kiondo Market offer" in page

@@ -93,3 +93,16 @@ def test_marketplaces_without_a_cart_form_or_with_an_order_api_get_no_button(
     # A line Amazon's form cannot take leaves the page with its per-item links.
     too_many = [(amazon_products["B07FZ8S74R"].id, 1000)]
     assert handoff_cart_url(db_session, "amazon", too_many) is None
+
+
+def test_a_single_handoff_item_is_spoken_of_in_the_singular(
+    client: FlaskClient, amazon_products: dict[str, Product]
+) -> None:
+    add(client, amazon_products["B07FZ8S74R"], 1)
+
+    text = unescape(client.get("/cart").get_data(as_text=True))
+
+    assert "Open this item in one Amazon cart" in text
+    assert "You pay Amazon there; OneCart charges nothing for it." in text
+    assert "This marketplace takes no orders through OneCart: open the item and buy it" in text
+    assert "charges nothing for them" not in text and "These marketplaces" not in text

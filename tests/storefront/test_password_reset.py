@@ -197,3 +197,22 @@ def test_a_forged_or_foreign_known_device_cookie_does_not_lift_the_address_cap(
     forged = _from(app, "203.0.113.4")
     forged.set_cookie("onecart_known_device", f'{{"d": "x", "u": [{victim.id}]}}')
     assert _request_reset(forged, "victim@example.com").status_code == 429
+
+
+def test_a_short_and_mismatched_new_password_reports_both_problems(
+    app: Flask, client: FlaskClient, make_user: Callable[..., User]
+) -> None:
+    user = make_user(email="both.problems@example.com")
+    token = make_reset_token(user, app.config["SECRET_KEY"])
+
+    response = client.post(
+        f"/password/reset/{token}", data={"new_password": "ab1", "confirm_new_password": "ab2"}
+    )
+
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "match" in html  # "The two passwords don't match." (escaped apostrophe)
+    assert "Use at least" in html
+    assert re.search(r'id="new_password"[^>]*aria-invalid="true"', html) or re.search(
+        r'aria-invalid="true"[^>]*id="new_password"', html
+    )

@@ -1,0 +1,83 @@
+// While parts of an order are being placed with their marketplaces, ask the order's JSON status
+// every few seconds and update each part's status text and marketplace order number in place;
+// what changed is said in the page's polite live region (#order-progress). Stops once nothing
+// is pending. Without this script the page's "Refresh" link does the same by reloading.
+(function () {
+  "use strict";
+
+  var box = document.querySelector(".order-progress[data-status-url]");
+  var region = document.getElementById("order-progress");
+  if (!box || !region || !window.fetch) {
+    return;
+  }
+  var url = box.getAttribute("data-status-url");
+  var every = parseInt(box.getAttribute("data-poll-ms"), 10) || 4000;
+  var shown = {};
+
+  function partElement(id) {
+    return document.querySelector('.sub-order[data-sub-order-id="' + id + '"]');
+  }
+
+  document.querySelectorAll(".sub-order[data-sub-order-id]").forEach(function (element) {
+    var badge = element.querySelector("[data-testid=sub-order-status]");
+    shown[element.getAttribute("data-sub-order-id")] = badge ? badge.textContent.trim() : "";
+  });
+
+  function apply(status) {
+    var changes = [];
+    status.parts.forEach(function (part) {
+      var element = partElement(part.id);
+      if (!element) {
+        return;
+      }
+      var badge = element.querySelector("[data-testid=sub-order-status]");
+      if (badge && shown[part.id] !== part.state) {
+        badge.textContent = part.state;
+        badge.className = "status-badge status-" + part.state_key;
+        changes.push(part.marketplace + ": " + part.state + ".");
+      }
+      shown[part.id] = part.state;
+      element.setAttribute("data-state", part.state_key);
+      var number = element.querySelector(".sub-order-number");
+      if (number && part.order_number) {
+        number.textContent = part.order_number;
+      }
+    });
+    var overall = document.querySelector("[data-testid=order-status]");
+    if (overall && status.status) {
+      overall.textContent = status.status;
+    }
+    if (!status.pending) {
+      changes.push("Every part of your order has been placed or settled with its marketplace.");
+      var refresh = box.querySelector(".order-refresh");
+      if (refresh) {
+        refresh.hidden = true;
+      }
+    }
+    if (changes.length) {
+      region.textContent = changes.join(" ");
+    }
+  }
+
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) {
+          throw new Error("status " + response.status);
+        }
+        return response.json();
+      })
+      .then(function (status) {
+        apply(status);
+        if (status.pending) {
+          window.setTimeout(poll, every);
+        }
+      })
+      .catch(function () {
+        // A lost answer (network, a restart): try again later; the Refresh link stays.
+        window.setTimeout(poll, every * 2);
+      });
+  }
+
+  window.setTimeout(poll, every);
+})();

@@ -1,0 +1,112 @@
+"""The order page follows parts being placed without a reload: order_status.js polls the
+order's JSON status and updates the part's status and marketplace order number in place,
+saying what changed in its polite live region, then stops (the "Refresh" link goes). Lean: one
+marketplace, the storefront's assets; the order is written straight into the storefront DB and
+its part then "placed" there, as the placement job would."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import Browser, Page, expect
+
+from commerce.accounts import register_user
+from commerce.db import get_session_factory
+from commerce.models import Marketplace
+from commerce.order_models import MarketplaceOrder, Order, PaymentMethod, SubOrderStatus
+from tests.browser.conftest import LiveCatalog
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LIVE_CATALOG = {
+    "marketplaces": ["dummymart"],
+    "downstream_assets": ("fx_rates", "storefront_products"),
+    "embeddings": False,
+}
+PASSWORD = "Sunny-Plateau-42-kettle"
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def test_the_order_page_updates_while_a_part_is_placed(
+    page: Page, live_catalog: LiveCatalog
+) -> None:
+    factory = get_session_factory(live_catalog.database_url)
+    username = f"placing{uuid.uuid4().hex[:8]}"
+    with factory() as session, session.begin():
+        user = register_user(
+            session, username=username, email=f"{username}@example.com", password=PASSWORD
+        )
+        session.flush()
+        market = session.scalars(
+            sa.select(Marketplace).where(Marketplace.slug == "dummymart")
+        ).one()
+        order = Order(
+            user_id=user.id,
+            total_minor=1999,
+            currency="USD",
+            payment_method=PaymentMethod.WALLET,
+            validation_token=uuid.uuid4().hex,
+            email=user.email,
+            ship_name="Ada Lovelace",
+            ship_line1="12 Analytical Way",
+            ship_city="London",
+            ship_country="GB",
+        )
+        session.add(order)
+        session.flush()
+        sub = MarketplaceOrder(
+            order_id=order.id,
+            marketplace_id=market.id,
+            status=SubOrderStatus.PENDING,
+            amount_minor=1999,
+            currency="USD",
+            charge_minor=1999,
+            charge_currency="USD",
+            idempotency_key=f"browser-{uuid.uuid4().hex}",
+        )
+        session.add(sub)
+        session.flush()
+        number, sub_id = order.number, sub.id
+
+    page.goto("/login")
+    page.get_by_label("Username or e-mail").fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name=re.compile("Sign in|Log in", re.I)).click()
+    page.goto(f"/orders/{number}")
+    badge = page.locator(f'[data-sub-order-id="{sub_id}"] [data-testid=sub-order-status]')
+    expect(badge).to_have_text("Being placed")
+    region = page.locator("#order-progress")
+    expect(region).to_have_attribute("aria-live", "polite")
+    expect(page.get_by_role("link", name="Refresh")).to_be_visible()
+
+    with factory() as session, session.begin():
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == sub_id)
+            .values(status=SubOrderStatus.PLACED, marketplace_order_id="4242")
+        )
+
+    # The script asks every 4 s: allow it a few rounds under load.
+    expect(badge).not_to_have_text("Being placed", timeout=TIMEOUT_MS)
+    expect(badge).to_contain_text("Placed")
+    expect(region).to_contain_text("DummyMart: Placed")
+    expect(page.locator(f'[data-sub-order-id="{sub_id}"] .sub-order-number')).to_have_text("#4242")
+    expect(page.get_by_role("link", name="Refresh")).to_be_hidden()

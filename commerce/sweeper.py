@@ -361,6 +361,22 @@ def find_unsettled_payments(session: Session) -> list[int]:
     )
 
 
+def _flag_sub_orders_order(
+    session_factory: sessionmaker[Session], sub_order_id: int, reason: str
+) -> None:
+    """Put the order of a sub-order a sweep step failed on before an operator; a failure here
+    is logged, never raised: the rest of the sweep still runs."""
+    try:
+        with session_factory() as session:
+            order_id = session.scalar(
+                sa.select(MarketplaceOrder.order_id).where(MarketplaceOrder.id == sub_order_id)
+            )
+        if order_id is not None:
+            flag_for_operator(session_factory, order_id, reason)
+    except Exception:
+        logger.exception("sub-order %s: its order could not be flagged", sub_order_id)
+
+
 def _finish_abandoned_cancel(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
@@ -385,21 +401,13 @@ def _finish_abandoned_cancel(
         logger.exception(
             "sub-order %s: the cancel its placement left failed; retried", sub_order_id
         )
-        try:
-            with session_factory() as session:
-                order_id = session.scalar(
-                    sa.select(MarketplaceOrder.order_id).where(MarketplaceOrder.id == sub_order_id)
-                )
-            if order_id is not None:
-                flag_for_operator(
-                    session_factory,
-                    order_id,
-                    f"sub-order {sub_order_id}: the cancel of an order billed beyond what was "
-                    f"paid could not be carried out ({type(exc).__name__}); the capture waits "
-                    "for it: cancel it with the marketplace.",
-                )
-        except Exception:
-            logger.exception("sub-order %s: its order could not be flagged", sub_order_id)
+        _flag_sub_orders_order(
+            session_factory,
+            sub_order_id,
+            f"sub-order {sub_order_id}: the cancel of an order billed beyond what was "
+            f"paid could not be carried out ({type(exc).__name__}); the capture waits "
+            "for it: cancel it with the marketplace.",
+        )
         return 0
     return 0 if finished is None else 1
 
@@ -419,21 +427,13 @@ def _resolve_abandoned_cancellation(
         )
     except Exception as exc:
         logger.exception("sub-order %s: its abandoned cancellation failed", sub_order_id)
-        try:
-            with session_factory() as session:
-                order_id = session.scalar(
-                    sa.select(MarketplaceOrder.order_id).where(MarketplaceOrder.id == sub_order_id)
-                )
-            if order_id is not None:
-                flag_for_operator(
-                    session_factory,
-                    order_id,
-                    f"sub-order {sub_order_id}: the shopper's cancellation job ended without an "
-                    f"answer for it, and resolving it failed ({type(exc).__name__}); nothing "
-                    "was refunded: ask the marketplace whether it is cancelled.",
-                )
-        except Exception:
-            logger.exception("sub-order %s: its order could not be flagged", sub_order_id)
+        _flag_sub_orders_order(
+            session_factory,
+            sub_order_id,
+            f"sub-order {sub_order_id}: the shopper's cancellation job ended without an "
+            f"answer for it, and resolving it failed ({type(exc).__name__}); nothing "
+            "was refunded: ask the marketplace whether it is cancelled.",
+        )
         return 0
     return 0 if outcome is None else 1
 

@@ -12,7 +12,9 @@ cancellation job should long have ended, takes each over with a compare-and-set 
 - it asks the marketplace for the order's status first: cancelled there, the share is
   refunded (the sub-order moves from a placed status only, under the order's lock);
 - the marketplace answers it is not cancelled (the job died before its call took effect): the
-  shopper's cancellation is carried out now (commerce.cancellation.cancel_on_marketplace);
+  shopper's cancellation is carried out now (commerce.cancellation.cancel_on_marketplace); one
+  the marketplace refuses, or a part it has shipped, goes ahead, and the shopper is told so
+  once, as the job would have;
 - the marketplace cannot be asked (no status API): the cancel is sent again and only its own
   reply saying cancelled refunds; a refusal then cannot tell "cancelled already" from "will not
   cancel", so, unknown not being refused, the part goes to an operator;
@@ -33,6 +35,8 @@ from commerce.cancellation import CancelOutcome, cancel_on_marketplace
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import Marketplace, utc_now
+from commerce.notifications import notify
+from commerce.order_locks import lock_order
 from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
 from commerce.order_state import sub_order_status_for
 from commerce.payments.providers import GatewayProvider
@@ -114,6 +118,25 @@ def _set_outcome(session_factory: sessionmaker[Session], sub_order_id: int, outc
         )
 
 
+def _tell_refused(session_factory: sessionmaker[Session], sub_order_id: int, name: str) -> None:
+    """What the job would have told the shopper of a part the marketplace will not cancel: it
+    goes ahead. Once per part, however many sweeps see it."""
+    with session_factory() as session, session.begin():
+        sub_order = session.get(MarketplaceOrder, sub_order_id)
+        assert sub_order is not None
+        lock_order(session, sub_order.order_id)
+        order = session.get(Order, sub_order.order_id)
+        assert order is not None
+        notify(
+            session,
+            order,
+            "cancellation_refused",
+            f"{name} could not cancel its part of your order, so it goes ahead.",
+            sub_order_id=sub_order_id,
+            once=True,
+        )
+
+
 def resolve_abandoned_cancellation(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
@@ -152,6 +175,7 @@ def resolve_abandoned_cancellation(
         if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
             # Too late to cancel: tracking moves it on; the cancellation is refused for it.
             _set_outcome(session_factory, sub_order_id, CancelOutcome.REFUSED.value)
+            _tell_refused(session_factory, sub_order_id, name)
             return CancelOutcome.REFUSED
     # Cancelled there already: cancel_on_marketplace's cancel is refused or answered cancelled,
     # and either way it reads the order back as cancelled before refunding. Not cancelled yet:
@@ -161,6 +185,8 @@ def resolve_abandoned_cancellation(
     )
     if outcome == CancelOutcome.CANCELLED or (outcome == CancelOutcome.REFUSED and can_ask):
         _set_outcome(session_factory, sub_order_id, outcome.value)
+        if outcome == CancelOutcome.REFUSED:
+            _tell_refused(session_factory, sub_order_id, name)
         return outcome
     # Unknown, or refused by a marketplace that cannot say whether it cancelled already: never
     # a refund on a guess, nor "it goes ahead" told to the shopper. An operator asks.

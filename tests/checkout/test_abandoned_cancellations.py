@@ -27,6 +27,7 @@ from commerce.cancellation import request_cancellation
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import adapter_for_marketplace, marketplace_can
 from commerce.models import Marketplace, utc_now
+from commerce.notification_models import Notification
 from commerce.order_models import MarketplaceOrder, Order, Refund, SubOrderStatus
 from commerce.payments.providers import gateway_for_payment
 from commerce.placement import PlacementResult, place_sub_order
@@ -152,6 +153,45 @@ def test_a_part_the_job_never_cancelled_is_cancelled_now(shop: Shop) -> None:
 
     assert _state(shop, kiondo) == (SubOrderStatus.CANCELLED, "cancelled", [kiondo.charge_minor])
     assert fake.calls == ["status", "cancel"]
+
+
+def _notices(shop: Shop, sub: MarketplaceOrder) -> list[tuple[str, str]]:
+    with shop.session() as session:
+        return [
+            (kind, message)
+            for kind, message in session.execute(
+                sa.select(Notification.kind, Notification.message)
+                .where(Notification.order_id == sub.order_id)
+                .order_by(Notification.id)
+            )
+        ]
+
+
+def test_a_part_the_marketplace_will_not_cancel_is_told_to_the_shopper_once(shop: Shop) -> None:
+    """The job would have said "could not cancel, so it goes ahead"; the sweep that answers for
+    the dead job says it too, once however many sweeps run, and refunds nothing."""
+    kiondo = _cancellation_job_ended(shop)
+    fake = Kiondo(
+        status=OrderStatus.PROCESSING, cancel=Rejected("not cancellable", marketplace="kiondo")
+    )
+
+    _sweep(shop, fake)
+    _sweep(shop, fake)
+
+    assert _state(shop, kiondo)[1:] == ("refused", [])  # nothing refunded
+    told = [message for kind, message in _notices(shop, kiondo) if kind == "cancellation_refused"]
+    assert len(told) == 1 and "Kiondo" in told[0] and "goes ahead" in told[0]
+
+
+def test_a_part_shipped_before_the_sweep_is_told_to_the_shopper(shop: Shop) -> None:
+    kiondo = _cancellation_job_ended(shop)
+    fake = Kiondo(status=OrderStatus.SHIPPED, cancel=OrderStatus.CANCELLED)
+
+    _sweep(shop, fake)
+
+    assert _state(shop, kiondo)[1:] == ("refused", [])
+    assert fake.calls == ["status"]  # never asked to cancel a shipped order
+    assert any(kind == "cancellation_refused" for kind, _ in _notices(shop, kiondo))
 
 
 def test_without_a_status_api_a_cancel_answered_cancelled_refunds(shop: Shop) -> None:

@@ -181,8 +181,11 @@ NEEDS_DATA = {
     "/profile/wallet/top-up/<intent_id>/done": "a wallet top-up payment intent",
     "/support/tickets/<reference>": "a support ticket",
     "/support/received": "a support message just sent (it redirects otherwise)",
+    # Its page is tested by tests/storefront/test_email_change.py.
+    "/profile/email/confirm/<token>": "a pending e-mail change's signed link",
 }
-NOT_PAGES = {"/favicon.ico"}
+# The order pages' polling script reads this JSON (tests/checkout/test_order_pages.py).
+NOT_PAGES = {"/favicon.ico", "/orders/<number>/status.json"}
 NOT_PAGES_PREFIXES = ("/api/", "/healthz")
 # Pages that some branches add: visited when the app has them.
 OPTIONAL_GUEST_PAGES = {"/signup/confirm/<token>": "/signup/confirm/not-a-real-token"}

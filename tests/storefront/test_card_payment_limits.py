@@ -19,7 +19,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from commerce.models import User
-from commerce.payments.gateway import ProviderPaymentState, ProviderStatus
+from commerce.payments.gateway import PreparedIntent, ProviderPaymentState, ProviderStatus
 from onecart.money import Money
 from storefront.checkout import routes as checkout_routes
 from tests.checkout.conftest import localstripe_server
@@ -40,10 +40,10 @@ class CountingStripe:
 
     def prepare_intent(
         self, amount: Money, *, idempotency_key: str, metadata: Mapping[str, str]
-    ) -> tuple[str, str]:
+    ) -> PreparedIntent:
         intent_id = f"pi_{len(self.intents) + 1}"
         self.intents[intent_id] = amount
-        return intent_id, f"{intent_id}_secret"
+        return PreparedIntent(intent_id, f"{intent_id}_secret", ProviderStatus.FAILED)
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
         amount = self.intents[provider_reference]

@@ -53,12 +53,19 @@ def phone_number_field(label: str) -> UnboundField:
 
 
 def new_password_field(
-    label: str = "New password", required: str = "Choose a new password."
+    label: str = "New password",
+    required: str = "Choose a new password.",
+    *,
+    strength_with_form: bool = True,
 ) -> UnboundField:
-    """A password being chosen; its strength is checked by commerce.accounts."""
+    """A password being chosen; its strength is checked by commerce.accounts. With
+    `strength_with_form` the rules that need no account are checked with the form too (see
+    _strong_enough); sign-up leaves them to the service, which reports them together with a
+    taken username or address: checked first, a short password hid those."""
+    strength = [_strong_enough] if strength_with_form else []
     return PasswordField(
         label,
-        validators=[DataRequired(required), Length(max=128), _strong_enough],
+        validators=[DataRequired(required), Length(max=128), *strength],
         description=PASSWORD_RULES,
         render_kw={"autocomplete": "new-password"},
     )

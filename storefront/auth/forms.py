@@ -43,7 +43,7 @@ class SignupForm(FlaskForm):
     email = email_address_field()
     first_name = first_name_field()
     last_name = last_name_field()
-    password = new_password_field("Password", "Choose a password.")
+    password = new_password_field("Password", "Choose a password.", strength_with_form=False)
     confirm_password = password_confirmation_field(
         "password", "Confirm password", "Repeat your password."
     )

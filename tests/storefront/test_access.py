@@ -53,6 +53,9 @@ PUBLIC = {
     "auth.forgot_password",
     "auth.reset_password_page",
     "auth.confirm_signup",
+    # The link e-mailed to a new address: the signed token is the proof, no sign-in needed
+    # (tests/storefront/test_email_change.py).
+    "account.confirm_email",
     "pages.about",
     "pages.support",
     "pages.support_received",

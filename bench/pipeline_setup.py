@@ -33,6 +33,19 @@ class Services:
     started: list[int] = field(default_factory=list)
 
 
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (what the report's "Machine:" line names);
+    platform.processor()'s answer where that file cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return platform.processor() or ""
+    return platform.processor() or ""
+
+
 def machine_description() -> dict[str, Any]:
     """nproc, memory, CPU model and load at the start, for the results."""
     memory_kb = 0
@@ -40,19 +53,10 @@ def machine_description() -> dict[str, Any]:
         for line in meminfo:
             if line.startswith("MemTotal:"):
                 memory_kb = int(line.split()[1])
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     return {
         "nproc": os.cpu_count(),
         "memory_gib": memory_kb / 1024**2,
-        "cpu": cpu,
+        "cpu": _cpu_model(),
         "python": platform.python_version(),
         "load_at_start": os.getloadavg(),
     }

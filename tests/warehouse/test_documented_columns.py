@@ -75,8 +75,9 @@ def markdown_rows(text: str, header: str) -> list[list[str]]:
 def warehouse_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("documented")
     source, target = directory / "pipeline.duckdb", directory / "warehouse.duckdb"
-    with warehouse.connect(source):
-        pass
+    # A read-write connection applies the schema: every documented table now exists.
+    with warehouse.connect(source) as conn:
+        conn.execute("CHECKPOINT")
     warehouse.publish(source, target)
     return source, target
 

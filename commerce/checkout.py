@@ -64,6 +64,7 @@ from commerce.checkout_shipping import ShippingDetails, save_shipping_to_profile
 from commerce.fx import FxTable
 from commerce.marketplace_access import AdapterProvider
 from commerce.models import User
+from commerce.offer_stock import StockShortfall
 from commerce.order_models import Order, PaymentMethod, new_validation_token
 from commerce.payments.gateway import (
     Authorization,
@@ -78,6 +79,7 @@ from commerce.revalidation import (
     ChangeKind,
     LineChange,
     Revalidation,
+    limit_cart_line_to_stock,
     revalidate_cart,
 )
 from onecart.money import Money, MoneyError
@@ -370,6 +372,25 @@ def _submit_locked(
                 validation_token=submission.validation_token,
             )
             session.commit()
+        except StockShortfall as shortfall:
+            # Another checkout took the units between the re-check and this order (their
+            # holds are compare-and-set): nothing was recorded, the card hold is given back
+            # and the cart lowered to what is left, for the shopper to look at again.
+            session.rollback()
+            if authorization is None:
+                _release_browser_intent(card_gateway, submission)
+            else:
+                _release_authorization(
+                    session_factory, card_gateway, submission, card_request, authorization
+                )
+            change = limit_cart_line_to_stock(session, user, shortfall.product_id)
+            session.commit()
+            return CheckoutOutcome(
+                OutcomeKind.CHANGED,
+                message=f"{shortfall.message} Nothing was charged; please review your order.",
+                changes=(change,) if change is not None else (),
+                unchecked=revalidation.unchecked,
+            )
         except PaymentDeclined as exc:
             session.rollback()
             # The wallet does not cover the total: a card hold the form brought for this very

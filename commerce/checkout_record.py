@@ -15,8 +15,9 @@ from commerce.checkout_lock import CheckoutError
 from commerce.checkout_quote import CheckoutQuote
 from commerce.checkout_shipping import ShippingDetails, save_shipping_to_profile
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
-from commerce.models import CartItem, User
+from commerce.models import CartItem, Marketplace, Product, User
 from commerce.notifications import notify
+from commerce.offer_stock import hold_stock
 from commerce.order_models import (
     HandoffItemStatus,
     MarketplaceOrder,
@@ -64,6 +65,12 @@ def recorded_order(
             order.user_id,
             order.payment.provider_reference if order.payment is not None else None,
         )
+
+
+def _product(session: Session, product_id: int) -> Product:
+    product = session.get(Product, product_id)
+    assert product is not None  # a quoted line's product (products are never deleted)
+    return product
 
 
 def record_order(
@@ -138,6 +145,16 @@ def record_order(
             purchased.append(line.product_id)
         if not group.handoff:
             placements.append((group.marketplace_id, sub_order))
+            marketplace = session.get(Marketplace, group.marketplace_id)
+            assert marketplace is not None
+            # Where the marketplace's orders take no stock, this order holds its units (the
+            # last unit sold once; StockShortfall rolls the whole order back).
+            hold_stock(
+                session,
+                sub_order,
+                marketplace,
+                [(_product(session, line.product_id), line.quantity) for line in group.lines],
+            )
 
     amount = Money(quote.total_minor, quote.currency)
     if payment_method == PaymentMethod.WALLET:

@@ -125,8 +125,7 @@ def _require_in_stock(product: Product) -> None:
 def stock_limit_message(product: Product, quantity: int) -> str:
     """What the shopper is told when a line was capped at what is left of the offer."""
     return (
-        f"Only {stock_left(product)} left at {product.marketplace.name}; "
-        f"your cart has {quantity}."
+        f"Only {stock_left(product)} left at {product.marketplace.name}; your cart has {quantity}."
     )
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,7 +45,7 @@ from commerce.order_models import MarketplaceOrder
 from onecart.bidi import isolated
 
 
-@lru_cache(maxsize=None)
+@cache
 def order_takes_stock(kind: str) -> bool:
     """Whether orders of the adapter format `kind` take the marketplace's stock (the adapter
     class's `order_takes_stock`; False for a format that does not say or cannot be loaded)."""

@@ -78,7 +78,9 @@ def upgrade() -> None:
         sa.column("quantity", sa.Integer),
     )
     holds = sa.table(
-        "offer_stock_holds", sa.column("product_id", sa.Integer), sa.column("held_units", sa.Integer)
+        "offer_stock_holds",
+        sa.column("product_id", sa.Integer),
+        sa.column("held_units", sa.Integer),
     )
     # Hand-off sub-orders are `handoff`, never live: only orders placed through OneCart count.
     op.execute(

@@ -13,7 +13,10 @@ The bar is Saleor's locked checkout completion and Spree's idempotent completion
    authorization whose outcome is unknown is not a refusal: Stripe is asked for the intent (by
    id, or by the authorization's key in its metadata) and an authorized one is used; one that
    cannot be told is recorded for the sweeper and the shopper is told the payment is being
-   checked (commerce.card_holds). The order, its sub-orders, items, payment row, outbox rows,
+   checked (commerce.card_holds). The order, its sub-orders, items, the stock holds of
+   marketplaces whose orders take no stock (commerce.offer_stock: compare-and-set, so the last
+   unit is sold once; a checkout that finds too few left is rolled back, its card hold released
+   and the shopper shown what is left), payment row, outbox rows,
    the wallet debit (for wallet payments) and the emptied cart are then ONE transaction, keyed
    by the validation token (unique). Items bought on a marketplace's own site (hand-off) leave
    the cart too: they move into the order, where the shopper marks them bought or removes them

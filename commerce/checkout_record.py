@@ -1,5 +1,6 @@
 """Writing a checkout's order: the one transaction that holds the order, its sub-orders and
-items, the payment (a card hold already made, or the wallet debit made here), the outbox rows,
+items, the stock their units take where OneCart holds it (commerce.offer_stock: a shortfall
+rolls all of it back), the payment (a card hold already made, or the wallet debit made here), the outbox rows,
 the emptied cart and the saved address — and reading back, by validation token, an order such a
 transaction committed (a submit whose commit failed asks before releasing its card hold).
 """
@@ -83,7 +84,9 @@ def record_order(
     validation_token: str,
     authorization: Authorization | None,
 ) -> Order:
-    """The one transaction: order, sub-orders, items, payment, outbox, cart, profile address."""
+    """The one transaction: order, sub-orders, items, stock holds, payment, outbox, cart,
+    profile address. StockShortfall (commerce.offer_stock) when another checkout took the units
+    meanwhile: the caller rolls back, nothing is recorded."""
     assert quote.total_minor is not None
     order = Order(
         user_id=user.id,

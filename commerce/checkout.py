@@ -85,6 +85,7 @@ from commerce.revalidation import (
     limit_cart_line_to_stock,
     revalidate_cart,
 )
+from onecart.bidi import isolated
 from onecart.money import Money, MoneyError
 
 logger = logging.getLogger(__name__)
@@ -262,13 +263,7 @@ def _submit_locked(
         before = build_quote(session, user, currency=submission.display_currency, fx=fx)
         if not before.orderable_groups:
             # Another tab may have bought the cart meanwhile: this tab's card hold is released.
-            return _refused(
-                card_gateway,
-                submission,
-                "There is nothing in your cart that can be paid through OneCart."
-                if not before.is_empty
-                else "Your cart is empty.",
-            )
+            return _refused(card_gateway, submission, _nothing_to_pay_message(before))
 
         revalidation = revalidate_cart(
             session, user, adapter_for=adapter_for, deadline_s=revalidation_deadline_s
@@ -439,6 +434,31 @@ def _submit_locked(
             order_number=order.number,
             unchecked=revalidation.unchecked,
         )
+
+
+# How many unavailable lines the refusal names (the page lists all of them).
+NAMED_UNAVAILABLE_LINES = 3
+
+
+def _nothing_to_pay_message(quote: CheckoutQuote) -> str:
+    """Why a submit has nothing to charge: an empty cart (another tab bought it), only hand-off
+    items, or lines none of which can be bought now, named with the reason (the last units
+    other shoppers bought since the form was shown: commerce.offer_stock)."""
+    if quote.unavailable:
+        named = " ".join(
+            f"“{isolated(line.title)}” ({line.marketplace_name}): {line.reason}"
+            for line in quote.unavailable[:NAMED_UNAVAILABLE_LINES]
+        )
+        more = len(quote.unavailable) - NAMED_UNAVAILABLE_LINES
+        return (
+            "There is nothing in your cart that can be paid through OneCart. "
+            + named
+            + (f" And {more} more." if more > 0 else "")
+            + " Nothing was charged."
+        )
+    if not quote.is_empty:
+        return "There is nothing in your cart that can be paid through OneCart."
+    return "Your cart is empty."
 
 
 def _authorize_card(

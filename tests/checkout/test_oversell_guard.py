@@ -333,3 +333,25 @@ def test_shopwave_orders_take_its_own_stock_and_are_not_held_again(shop: Shop) -
             stock_left(session.get(Product, product.id)) == session.get(Product, product.id).stock
         )
     assert stock_before is None or stock_before >= 2
+
+
+def test_a_form_for_units_others_bought_since_says_which_item_is_out_of_stock(shop: Shop) -> None:
+    """The other order was in before this submit's first look at the cart: nothing in it can be
+    paid any more, and the page says which item and why (not only that nothing can be paid)."""
+    index, stock = _dummymart_offer(shop, at_least=1)
+    product = shop.product("dummymart", index)
+    _sell_all_but(shop, index, stock, 1)
+    user, client, form = _buyer_ready(shop, index, 1)
+    _buy(shop, index, 1)
+
+    response = shop.submit(client, form, payment_method="wallet")
+
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "There is nothing in your cart that can be paid through OneCart." in html
+    assert f"“\u2068{product.title}\u2069” (DummyMart): Out of stock. Nothing was charged." in html
+    assert "Nothing in your cart can be bought right now:" in html
+    assert "Your cart is empty" not in html
+    assert _orders_of(shop, user) == []
+    with shop.session() as session:
+        assert wallet_balance(session, session.get(User, user.id)).minor == 500_000

@@ -121,6 +121,11 @@ class HttpMarketplaceAdapter:
     """
 
     capabilities: frozenset[Capability] = frozenset({Capability.CATALOG})
+    # Whether an order placed through the API takes the marketplace's stock, so that it refuses
+    # units it does not have (Shopify claims inventory, WooCommerce reduces it). False by default:
+    # OneCart then counts its own orders' units against the published stock
+    # (commerce.offer_stock), the safe side for a format nobody checked.
+    order_takes_stock: bool = False
 
     def __init__(
         self,

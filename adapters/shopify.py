@@ -108,6 +108,8 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
     """A Shopify shop: storefront catalog, Admin product lookups, GraphQL orders."""
 
     capabilities = FULL_ORDER_API
+    # Its orders take the stock and refuse what is not there: OneCart holds none of its own.
+    order_takes_stock = True
 
     @property
     def honours_idempotency_keys(self) -> bool:

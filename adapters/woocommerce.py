@@ -129,6 +129,8 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
     """A WooCommerce store: Store API catalog and lookups, REST v3 orders with Basic auth."""
 
     capabilities = FULL_ORDER_API
+    # Its orders take the stock and refuse what is not there: OneCart holds none of its own.
+    order_takes_stock = True
 
     @property
     def honours_idempotency_keys(self) -> bool:

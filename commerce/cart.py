@@ -7,9 +7,11 @@ owns the transaction (a view commits after a successful call).
 Rules: one line per offer; quantities 1..99; adding an offer already in the cart adds to its
 quantity; an offer that left the catalog or went out of stock stays in the cart flagged
 unavailable (never an error) and is left out of the totals. When the marketplace publishes an
-offer's stock, a line never holds more than that stock: a larger quantity is capped at it and the
-shopper told so ("Only 3 left at ShopWave; your cart has 3."), and an offer whose stock is 0 is
-refused; an offer without a published stock has no limit but 99. Offers from marketplaces without an
+offer's stock, a line never holds more than is left of it (the stock, less the units our own live
+orders hold where the marketplace's orders take none: commerce.offer_stock): a larger quantity is
+capped at it and the shopper told so ("Only 3 left at ShopWave; your cart has 3."), and an offer
+with none left is refused; an offer without a published stock has no limit but 99. The cart holds
+no stock: the units are held by the order, at checkout. Offers from marketplaces without an
 order API are flagged hand-off (completed on the marketplace's own site). Swapping a line for
 another marketplace's offer of the same product replaces the line, keeping its quantity.
 
@@ -28,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from commerce.models import CartItem, Product, User
+from commerce.offer_stock import stock_left
 from onecart.bidi import isolated
 
 QUANTITY_MIN = 1
@@ -107,9 +110,11 @@ def _require_purchasable(product: Product) -> None:
 
 
 def _require_in_stock(product: Product) -> None:
-    """An offer whose published stock is 0 cannot be put in the cart (nor have its quantity
-    raised); an unknown stock (None) is not a limit."""
-    if product.stock is not None and product.stock <= 0:
+    """An offer with none left (its published stock 0, or all of it held by our own orders:
+    commerce.offer_stock) cannot be put in the cart (nor have its quantity raised); an unknown
+    stock (None) is not a limit."""
+    left = stock_left(product)
+    if left is not None and left <= 0:
         raise CartError(
             CartErrorCode.OUT_OF_STOCK,
             f"“{isolated(product.title)}” is out of stock at {product.marketplace.name}, "
@@ -118,24 +123,28 @@ def _require_in_stock(product: Product) -> None:
 
 
 def stock_limit_message(product: Product, quantity: int) -> str:
-    """What the shopper is told when a line was capped at the offer's stock."""
-    return f"Only {product.stock} left at {product.marketplace.name}; your cart has {quantity}."
+    """What the shopper is told when a line was capped at what is left of the offer."""
+    return (
+        f"Only {stock_left(product)} left at {product.marketplace.name}; your cart has {quantity}."
+    )
 
 
 def cap_at_stock(product: Product, wanted: int, notices: list[str] | None) -> int:
-    """`wanted`, or the offer's published stock when that is lower (noted in `notices` for the
-    shopper). The caller has checked the stock is not 0."""
-    if product.stock is None or wanted <= product.stock:
+    """`wanted`, or what is left of the offer when that is lower (noted in `notices` for the
+    shopper). The caller has checked something is left."""
+    left = stock_left(product)
+    if left is None or wanted <= left:
         return wanted
     if notices is not None:
-        notices.append(stock_limit_message(product, product.stock))
-    return product.stock
+        notices.append(stock_limit_message(product, left))
+    return left
 
 
 def _added_quantity(product: Product, current: int, added: int, notices: list[str] | None) -> int:
-    """`current` + `added` of `product`, capped at its published stock; the 99 limit refuses
+    """`current` + `added` of `product`, capped at what is left of it; the 99 limit refuses
     only a sum the stock does not already cap."""
-    if product.stock is not None and product.stock < current + added:
+    left = stock_left(product)
+    if left is not None and left < current + added:
         return cap_at_stock(product, current + added, notices)
     return _combined_quantity(current, added, product.title)
 
@@ -212,7 +221,8 @@ def _stock_checked_quantity(
         return wanted
     if wanted > current:
         _require_in_stock(product)
-    if product.stock is not None and product.stock <= 0:
+    left = stock_left(product)
+    if left is not None and left <= 0:
         return wanted
     return cap_at_stock(product, wanted, notices)
 
@@ -532,15 +542,14 @@ def merge_guest_cart(session: Session, user: User, guest_lines: object) -> Merge
 
 
 def _merged_quantity(product: Product, wanted: int, stock_notices: list[str]) -> int:
-    """A merged line's quantity, capped at the offer's published stock (noted, naming the
-    product: the sign-in page tells of every line at once). A stock of 0 caps nothing: the line
+    """A merged line's quantity, capped at what is left of the offer (noted, naming the
+    product: the sign-in page tells of every line at once). Nothing left caps nothing: the line
     is kept and shows as out of stock."""
-    if product.stock is None or product.stock <= 0 or wanted <= product.stock:
+    left = stock_left(product)
+    if left is None or left <= 0 or wanted <= left:
         return wanted
-    stock_notices.append(
-        f"“{isolated(product.title)}”: {stock_limit_message(product, product.stock)}"
-    )
-    return product.stock
+    stock_notices.append(f"“{isolated(product.title)}”: {stock_limit_message(product, left)}")
+    return left
 
 
 def parse_timestamp(value: object) -> datetime:

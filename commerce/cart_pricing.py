@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from commerce.fx import FxTable
 from commerce.models import Marketplace, Product
+from commerce.offer_stock import held_out
 from commerce.payments.gateway import floor_card_amount
 
 ORDER_CAPABILITY = "order"
@@ -94,7 +95,8 @@ def unavailable_reason(product: Product, marketplace: Marketplace) -> str | None
         return f"No longer sold on {marketplace.name}."
     if not marketplace.active:
         return f"{marketplace.name} is not available on OneCart right now."
-    if not product.available:
+    if not product.available or held_out(product):
+        # held_out: the marketplace still lists units, but our own live orders hold them all.
         return "Out of stock."
     return None
 

@@ -17,6 +17,7 @@ from commerce.cart import normalize_guest_lines, parse_timestamp
 from commerce.cart_pricing import CartEntry, is_handoff_marketplace, price_cart
 from commerce.fx import FxTable
 from commerce.models import CartItem, Marketplace, Product, User
+from commerce.offer_stock import stock_left
 from commerce.payments.gateway import floor_card_amount
 
 
@@ -55,7 +56,8 @@ class CartLineView:
     unavailable_reason: str | None
     handoff: bool
     cheaper_offer: CheaperOffer | None
-    # The offer's stock when the marketplace publishes it (None: unknown, no limit).
+    # What is left of the offer when the marketplace publishes its stock (less the units our own
+    # orders hold where its orders take none: commerce.offer_stock); None: unknown, no limit.
     stock_left: int | None = None
 
     @property
@@ -287,7 +289,7 @@ def build_cart_view(
                 unavailable_reason=line.unavailable_reason,
                 handoff=group.handoff,
                 cheaper_offer=hints.get(line.entry.product.id),
-                stock_left=line.entry.product.stock,
+                stock_left=stock_left(line.entry.product),
             )
             for line in group.lines
         ]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from commerce.cart_pricing import charged_price_minor
 from commerce.fx import FxTable
 from commerce.models import Marketplace, PricePoint, Product
+from commerce.offer_stock import held_out, stock_left
 
 CATEGORIES_PER_STORE = 8
 MAX_GROUP_OFFERS = 100
@@ -139,7 +140,14 @@ class GroupOffer:
 
     @property
     def purchasable(self) -> bool:
-        return self.product.is_purchasable and self.marketplace.active
+        return (
+            self.product.is_purchasable and self.marketplace.active and not held_out(self.product)
+        )
+
+    @property
+    def stock_left(self) -> int | None:
+        """The units a shopper can still buy (commerce.offer_stock); None when unknown."""
+        return stock_left(self.product)
 
     @property
     def orderable(self) -> bool:

@@ -13,7 +13,10 @@ The bar is Saleor's locked checkout completion and Spree's idempotent completion
    authorization whose outcome is unknown is not a refusal: Stripe is asked for the intent (by
    id, or by the authorization's key in its metadata) and an authorized one is used; one that
    cannot be told is recorded for the sweeper and the shopper is told the payment is being
-   checked (commerce.card_holds). The order, its sub-orders, items, payment row, outbox rows,
+   checked (commerce.card_holds). The order, its sub-orders, items, the stock holds of
+   marketplaces whose orders take no stock (commerce.offer_stock: compare-and-set, so the last
+   unit is sold once; a checkout that finds too few left is rolled back, its card hold released
+   and the shopper shown what is left), payment row, outbox rows,
    the wallet debit (for wallet payments) and the emptied cart are then ONE transaction, keyed
    by the validation token (unique). Items bought on a marketplace's own site (hand-off) leave
    the cart too: they move into the order, where the shopper marks them bought or removes them
@@ -64,6 +67,7 @@ from commerce.checkout_shipping import ShippingDetails, save_shipping_to_profile
 from commerce.fx import FxTable
 from commerce.marketplace_access import AdapterProvider
 from commerce.models import User
+from commerce.offer_stock import StockShortfall
 from commerce.order_models import Order, PaymentMethod, new_validation_token
 from commerce.payments.gateway import (
     Authorization,
@@ -78,8 +82,10 @@ from commerce.revalidation import (
     ChangeKind,
     LineChange,
     Revalidation,
+    limit_cart_line_to_stock,
     revalidate_cart,
 )
+from onecart.bidi import isolated
 from onecart.money import Money, MoneyError
 
 logger = logging.getLogger(__name__)
@@ -257,13 +263,7 @@ def _submit_locked(
         before = build_quote(session, user, currency=submission.display_currency, fx=fx)
         if not before.orderable_groups:
             # Another tab may have bought the cart meanwhile: this tab's card hold is released.
-            return _refused(
-                card_gateway,
-                submission,
-                "There is nothing in your cart that can be paid through OneCart."
-                if not before.is_empty
-                else "Your cart is empty.",
-            )
+            return _refused(card_gateway, submission, _nothing_to_pay_message(before))
 
         revalidation = revalidate_cart(
             session, user, adapter_for=adapter_for, deadline_s=revalidation_deadline_s
@@ -370,6 +370,25 @@ def _submit_locked(
                 validation_token=submission.validation_token,
             )
             session.commit()
+        except StockShortfall as shortfall:
+            # Another checkout took the units between the re-check and this order (their
+            # holds are compare-and-set): nothing was recorded, the card hold is given back
+            # and the cart lowered to what is left, for the shopper to look at again.
+            session.rollback()
+            if authorization is None:
+                _release_browser_intent(card_gateway, submission)
+            else:
+                _release_authorization(
+                    session_factory, card_gateway, submission, card_request, authorization
+                )
+            change = limit_cart_line_to_stock(session, user, shortfall.product_id)
+            session.commit()
+            return CheckoutOutcome(
+                OutcomeKind.CHANGED,
+                message=f"{shortfall.message} Nothing was charged; please review your order.",
+                changes=(change,) if change is not None else (),
+                unchecked=revalidation.unchecked,
+            )
         except PaymentDeclined as exc:
             session.rollback()
             # The wallet does not cover the total: a card hold the form brought for this very
@@ -415,6 +434,31 @@ def _submit_locked(
             order_number=order.number,
             unchecked=revalidation.unchecked,
         )
+
+
+# How many unavailable lines the refusal names (the page lists all of them).
+NAMED_UNAVAILABLE_LINES = 3
+
+
+def _nothing_to_pay_message(quote: CheckoutQuote) -> str:
+    """Why a submit has nothing to charge: an empty cart (another tab bought it), only hand-off
+    items, or lines none of which can be bought now, named with the reason (the last units
+    other shoppers bought since the form was shown: commerce.offer_stock)."""
+    if quote.unavailable:
+        named = " ".join(
+            f"“{isolated(line.title)}” ({line.marketplace_name}): {line.reason}"
+            for line in quote.unavailable[:NAMED_UNAVAILABLE_LINES]
+        )
+        more = len(quote.unavailable) - NAMED_UNAVAILABLE_LINES
+        return (
+            "There is nothing in your cart that can be paid through OneCart. "
+            + named
+            + (f" And {more} more." if more > 0 else "")
+            + " Nothing was charged."
+        )
+    if not quote.is_empty:
+        return "There is nothing in your cart that can be paid through OneCart."
+    return "Your cart is empty."
 
 
 def _authorize_card(

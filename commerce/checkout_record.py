@@ -1,5 +1,6 @@
 """Writing a checkout's order: the one transaction that holds the order, its sub-orders and
-items, the payment (a card hold already made, or the wallet debit made here), the outbox rows,
+items, the stock their units take where OneCart holds it (commerce.offer_stock: a shortfall
+rolls all of it back), the payment (a card hold already made, or the wallet debit made here), the outbox rows,
 the emptied cart and the saved address — and reading back, by validation token, an order such a
 transaction committed (a submit whose commit failed asks before releasing its card hold).
 """
@@ -15,8 +16,9 @@ from commerce.checkout_lock import CheckoutError
 from commerce.checkout_quote import CheckoutQuote
 from commerce.checkout_shipping import ShippingDetails, save_shipping_to_profile
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
-from commerce.models import CartItem, User
+from commerce.models import CartItem, Marketplace, Product, User
 from commerce.notifications import notify
+from commerce.offer_stock import hold_stock
 from commerce.order_models import (
     HandoffItemStatus,
     MarketplaceOrder,
@@ -66,6 +68,12 @@ def recorded_order(
         )
 
 
+def _product(session: Session, product_id: int) -> Product:
+    product = session.get(Product, product_id)
+    assert product is not None  # a quoted line's product (products are never deleted)
+    return product
+
+
 def record_order(
     session: Session,
     user: User,
@@ -76,7 +84,9 @@ def record_order(
     validation_token: str,
     authorization: Authorization | None,
 ) -> Order:
-    """The one transaction: order, sub-orders, items, payment, outbox, cart, profile address."""
+    """The one transaction: order, sub-orders, items, stock holds, payment, outbox, cart,
+    profile address. StockShortfall (commerce.offer_stock) when another checkout took the units
+    meanwhile: the caller rolls back, nothing is recorded."""
     assert quote.total_minor is not None
     order = Order(
         user_id=user.id,
@@ -138,6 +148,16 @@ def record_order(
             purchased.append(line.product_id)
         if not group.handoff:
             placements.append((group.marketplace_id, sub_order))
+            marketplace = session.get(Marketplace, group.marketplace_id)
+            assert marketplace is not None
+            # Where the marketplace's orders take no stock, this order holds its units (the
+            # last unit sold once; StockShortfall rolls the whole order back).
+            hold_stock(
+                session,
+                sub_order,
+                marketplace,
+                [(_product(session, line.product_id), line.quantity) for line in group.lines],
+            )
 
     amount = Money(quote.total_minor, quote.currency)
     if payment_method == PaymentMethod.WALLET:

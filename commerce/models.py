@@ -291,6 +291,10 @@ class Product(Base):
     price_points: Mapped[list[PricePoint]] = relationship(
         back_populates="product", order_by="PricePoint.observed_at"
     )
+    # The units OneCart's own live orders hold of this offer, at a marketplace whose orders take
+    # no stock (commerce.offer_stock); None until the first such order. Read-only here: only
+    # commerce.offer_stock changes it, with compare-and-set updates.
+    stock_hold: Mapped[OfferStockHold | None] = relationship(viewonly=True)
 
     @property
     def is_purchasable(self) -> bool:
@@ -299,6 +303,21 @@ class Product(Base):
 
     def __repr__(self) -> str:
         return f"<Product {self.id} {self.external_id!r}>"
+
+
+class OfferStockHold(Base):
+    """The units of one offer that OneCart's live orders hold, where the marketplace's order API
+    takes none (DummyJSON, Fake Store: commerce.offer_stock). Kept apart from `products.stock`,
+    which is the marketplace's published figure and refreshed by every catalog ingest: what is
+    left to sell is that figure less this one, and neither overwrites the other."""
+
+    __tablename__ = "offer_stock_holds"
+    __table_args__ = (sa.CheckConstraint("held_units >= 0", name="held_units_not_negative"),)
+
+    product_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
+    )
+    held_units: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class PricePoint(Base):

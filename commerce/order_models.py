@@ -305,6 +305,9 @@ class MarketplaceOrder(Base):
     # compare-and-set by commerce.marketplace_refunds) and what of the share they gave back.
     marketplace_refunded_minor: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
     passed_on_charge_minor: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    # Its items' units are counted in offer_stock_holds (a marketplace whose orders take no
+    # stock: commerce.offer_stock); cleared, once, when they are given back.
+    stock_held: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     placing_started_at: Mapped[datetime | None]
     placed_at: Mapped[datetime | None]
     tracking_number: Mapped[str | None] = mapped_column(sa.String(120))

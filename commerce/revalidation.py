@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from adapters.base import Capability, MarketplaceAdapter, MarketplaceError, NotFound, Offer
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import CartItem, Marketplace, Product, User, utc_now
+from commerce.offer_stock import held_out, stock_left
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,9 @@ def revalidate_cart(
         change
         for item, product, marketplace in rows
         if marketplace_can(marketplace, Capability.ORDER)
+        # Units our own orders hold took all there is: the quote shows the line out of stock
+        # (a form made before they did differs from it); reported here, every submit would be.
+        and not held_out(product)
         and (change := limit_line_to_stock(item, product, marketplace)) is not None
     ]
     session.flush()
@@ -178,24 +182,47 @@ def _check_live_offers(
 def limit_line_to_stock(
     item: CartItem, product: Product, marketplace: Marketplace
 ) -> LineChange | None:
-    """Lower a cart line holding more than its offer's known stock to that stock (the change is
-    returned for the shopper to confirm); an offer with none left is out of stock. An unknown
-    stock (None) is not a limit; an offer already unavailable is reported elsewhere."""
-    if product.stock is None or item.quantity <= product.stock or not product.available:
+    """Lower a cart line holding more than is left of its offer to that (the change is returned
+    for the shopper to confirm); an offer with none left is out of stock. What is left is the
+    known stock, less the units our own orders hold where the marketplace's orders take none
+    (commerce.offer_stock). An unknown stock (None) is not a limit; an offer already
+    unavailable is reported elsewhere."""
+    left = stock_left(product)
+    if left is None or item.quantity <= left or not product.available:
         return None
     old_quantity = item.quantity
-    if product.stock <= 0:
-        product.available = False
+    if left <= 0:
+        if product.stock is not None and product.stock <= 0:
+            # The marketplace's own figure: the catalog says so too. Units our orders hold
+            # are not written there (an ingest would undo it, a cancellation not).
+            product.available = False
         return LineChange(
             product.id, product.title, marketplace.name, ChangeKind.UNAVAILABLE, product.currency,
             product.price_minor, None,
         )  # fmt: skip
-    item.quantity = product.stock
+    item.quantity = left
     return LineChange(
         product.id, product.title, marketplace.name, ChangeKind.STOCK, product.currency,
         product.price_minor, product.price_minor,
-        old_quantity=old_quantity, new_quantity=product.stock,
+        old_quantity=old_quantity, new_quantity=left,
     )  # fmt: skip
+
+
+def limit_cart_line_to_stock(session: Session, user: User, product_id: int) -> LineChange | None:
+    """The shopper's cart line of `product_id` lowered to what is left of it (flushed; the
+    caller commits), after a checkout found fewer units than it held: the change to show."""
+    row = session.execute(
+        sa.select(CartItem, Product, Marketplace)
+        .join(Product, CartItem.product_id == Product.id)
+        .join(Marketplace, Product.marketplace_id == Marketplace.id)
+        .where(CartItem.user_id == user.id, CartItem.product_id == product_id)
+    ).first()
+    if row is None:
+        return None
+    item, product, marketplace = row
+    change = limit_line_to_stock(item, product, marketplace)
+    session.flush()
+    return change
 
 
 def _apply_live_offer(

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.models import utc_now
 from commerce.notifications import notify
+from commerce.offer_stock import release_stock
 from commerce.order_locks import lock_order, locked_payment
 from commerce.order_models import (
     LIVE_SUB_ORDER_STATUSES,
@@ -164,8 +165,9 @@ def compensate_sub_order(
     status: SubOrderStatus,
     reason: str,
 ) -> Refund | None:
-    """Mark a sub-order failed or cancelled, record the refund of what is left of its share
-    (pending until the provider did it) and tell the shopper. The caller holds the transaction,
+    """Mark a sub-order failed or cancelled, give back the stock its units held (where OneCart
+    holds it), record the refund of what is left of its share (pending until the provider did
+    it) and tell the shopper. The caller holds the transaction,
     has locked the order (commerce.order_locks) and checked that the sub-order was live; the card
     refund itself runs in :func:`process_refunds`."""
     assert status in (SubOrderStatus.FAILED, SubOrderStatus.CANCELLED)
@@ -175,6 +177,8 @@ def compensate_sub_order(
     sub_order.claim_token = None
     sub_order.claim_expires_at = None
     sub_order.updated_at = utc_now()
+    # Its units are for sale again where OneCart holds the stock (commerce.offer_stock).
+    release_stock(session, sub_order)
     remaining = sub_order.charge_minor - refunded_for(session, sub_order)
     refund = record_refund(session, sub_order, remaining, key=refund_key(sub_order), reason=reason)
     market = sub_order.marketplace.name

@@ -1,6 +1,6 @@
 """commerce/ depends one way (docs: ARCHITECTURE.md "Module shape", STYLE.md): no import cycles,
-and the order lifecycle is a stack — order state → settlement → placement, tracking,
-cancellation → sweeper — whose lower layers never reach a higher one, not even through a helper.
+and the order lifecycle is a stack — offer stock holds → order state → settlement → placement,
+tracking, cancellation → sweeper — whose lower layers never reach a higher one, not even through a helper.
 
 Imports are read from the source with ast, at any depth (an import inside a function is still a
 dependency: it is the usual way to hide a cycle), so nothing is imported to check them.
@@ -17,6 +17,9 @@ COMMERCE = REPO_ROOT / "commerce"
 
 # Lowest first: a module may import from its own layer's peers or from layers before it.
 LIFECYCLE_LAYERS: tuple[tuple[str, ...], ...] = (
+    # The units our own orders hold where the marketplace's orders take no stock: held by the
+    # checkout, given back by settlement's compensation; it calls nothing of the lifecycle.
+    ("commerce.offer_stock",),
     ("commerce.order_state",),
     ("commerce.settlement",),
     ("commerce.placement", "commerce.tracking", "commerce.cancellation"),

@@ -56,15 +56,39 @@ def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
 
 
 def _migrate(connection) -> None:  # type: ignore[no-untyped-def]
+    sqlite = connection.dialect.name == "sqlite"
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
         compare_type=True,
         render_item=render_item,
     )
-    with context.begin_transaction():
-        context.run_migrations()
+    if not sqlite:
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    # Batch mode alters a SQLite table by copying it and dropping the old one; with foreign keys
+    # on, that DROP deletes the old rows first and runs the ON DELETE actions of every table
+    # pointing at it (recreating `orders` cascaded away all sub-orders and items). So foreign
+    # keys are off while migrating (SQLite's own ALTER TABLE procedure) and checked before the
+    # commit: a migration that breaks one fails and is rolled back.
+    driver = connection.connection.driver_connection
+    foreign_keys_were_on = driver.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    if driver.in_transaction:
+        raise RuntimeError(
+            "SQLite migrations must start outside a transaction (PRAGMA foreign_keys)"
+        )
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if broken:
+                raise RuntimeError(f"the migration breaks foreign keys: {broken[:5]}")
+    finally:
+        if foreign_keys_were_on:
+            driver.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():

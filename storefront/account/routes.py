@@ -24,6 +24,7 @@ from commerce.email_change import (
     make_email_change_token,
     old_address_notice,
     user_for_email_change_token,
+    waiting_email_change,
 )
 from commerce.models import FxRate, User
 from commerce.payments.gateway import PaymentError
@@ -100,6 +101,7 @@ def _render_profile(
     return render_template(
         "account/profile.html",
         user=user,
+        pending_email=waiting_email_change(user),
         profile_form=profile_form or _profile_form(),
         password_form=password_form or PasswordChangeForm(formdata=None),
         topup_form=topup_form or _topup_form(),

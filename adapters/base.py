@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from onecart.money import MoneyError, is_iso_currency, to_minor_units
 
@@ -82,6 +83,19 @@ class CannotConfirmAbsence(Unsupported):
     """The marketplace cannot be asked about this one order: it can only search a window of
     recent orders that does not reach back to the attempt (find_order). Like Unsupported, the
     outcome stays unknown: never taken for "no such order"."""
+
+
+def loggable_url(url: object) -> str:
+    """`url` as an error message may carry it: scheme, host, port and path, no credentials and
+    no query (a marketplace may take its API key as a query parameter); "?…" marks a query."""
+    parts = urlsplit(str(url))
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}" + (
+        "?…" if parts.query else ""
+    )
 
 
 class BadPayload(MarketplaceError):

@@ -22,6 +22,7 @@ from adapters.base import (
     MAX_TITLE_CHARS,
     BadPayload,
     clean_text,
+    loggable_url,
     minor_units_or_reject,
 )
 from onecart.money import (
@@ -63,7 +64,9 @@ def decode_json_body(response: httpx.Response, *, marketplace: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise BadPayload(
-            "invalid_json", detail=f"{response.request.url}: {exc}", marketplace=marketplace
+            "invalid_json",
+            detail=f"{loggable_url(response.request.url)}: {exc}",
+            marketplace=marketplace,
         ) from exc
 
 

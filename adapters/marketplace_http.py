@@ -30,6 +30,7 @@ from adapters.base import (
     RateLimited,
     Rejected,
     Transient,
+    loggable_url,
 )
 
 # --- HTTP policy: every number in one place -------------------------------------------------
@@ -521,5 +522,7 @@ def decode_json(response: httpx.Response, *, marketplace: str) -> Any:
         return response.json()
     except ValueError as exc:
         raise BadPayload(
-            "invalid_json", detail=f"{response.request.url}: {exc}", marketplace=marketplace
+            "invalid_json",
+            detail=f"{loggable_url(response.request.url)}: {exc}",
+            marketplace=marketplace,
         ) from exc

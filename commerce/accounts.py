@@ -138,7 +138,8 @@ def _username_taken(session: Session, username: str, *, except_user_id: int | No
     return session.scalar(query.limit(1)) is not None
 
 
-def _email_taken(session: Session, email: str, *, except_user_id: int | None = None) -> bool:
+def email_in_use(session: Session, email: str, *, except_user_id: int | None = None) -> bool:
+    """Whether an account (other than `except_user_id`) has the normalized address `email`."""
     query = sa.select(User.id).where(User.email == email)
     if except_user_id is not None:
         query = query.where(User.id != except_user_id)
@@ -204,7 +205,7 @@ def check_new_account(
     except AccountError as exc:
         errors.update(exc.errors)
     else:
-        email_taken = _email_taken(session, normalized_email)
+        email_taken = email_in_use(session, normalized_email)
     problems = password_problems(password, username=username, email=normalized_email or email)
     if problems:
         errors["password"] = problems
@@ -284,7 +285,7 @@ def register_user(
 
 def _email_taken_for(session: Session, email: str) -> bool:
     try:
-        return _email_taken(session, normalize_email(email))
+        return email_in_use(session, normalize_email(email))
     except AccountError:
         return False
 
@@ -347,7 +348,7 @@ def change_password(
     user.password_hash = hash_password(new_password)
     user.session_nonce = new_session_nonce()
     # A waiting e-mail change is dropped too (its link already stopped working).
-    user.pending_email = user.pending_email_nonce = None
+    user.pending_email = user.pending_email_nonce = user.pending_email_since = None
     session.flush()
 
 
@@ -379,7 +380,7 @@ def update_profile(
             errors["email_password"] = [
                 "Enter your current password to change your e-mail address."
             ]
-        elif _email_taken(session, email, except_user_id=user.id):
+        elif email_in_use(session, email, except_user_id=user.id):
             errors["email"] = [EMAIL_TAKEN_MESSAGE]
     currency = changes.display_currency.strip().upper()
     if not is_iso_currency(currency):
@@ -392,9 +393,10 @@ def update_profile(
     if email != user.email and confirm_new_email:
         user.pending_email = email
         user.pending_email_nonce = new_session_nonce()
+        user.pending_email_since = utc_now()
     elif email != user.email:
         user.email = email
-        user.pending_email = user.pending_email_nonce = None
+        user.pending_email = user.pending_email_nonce = user.pending_email_since = None
     user.display_currency = currency
     session.flush()
     return user

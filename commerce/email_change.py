@@ -9,13 +9,16 @@ The link's token is signed like a password-reset token (itsdangerous, SECRET_KEY
 and carries the user's id, the new address and a fingerprint of the account's address, pending
 address, pending nonce, password hash and session nonce. So it stops working once used (the
 address and the pending fields change), when a later change replaces this one (a new nonce),
-when the password changes or every device is signed out, and after `EMAIL_CHANGE_MAX_AGE_S`.
+when the password changes or every device is signed out, and after `EMAIL_CHANGE_MAX_AGE_S`
+(counted from `users.pending_email_since` as well as from the token's own time, so the profile,
+which shows the change only while `waiting_email_change` returns it, and the link expire together).
 Services flush; the caller commits.
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -24,8 +27,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from commerce.accounts import EMAIL_TAKEN_MESSAGE, AccountError, _email_taken
-from commerce.models import User
+from commerce.accounts import EMAIL_TAKEN_MESSAGE, AccountError, email_in_use
+from commerce.models import User, utc_now
 from commerce.password_reset import MailSettings
 
 EMAIL_CHANGE_MAX_AGE_S = 24 * 60 * 60
@@ -42,6 +45,16 @@ def _fingerprint(user: User) -> str:
         f"{user.password_hash}|{user.session_nonce}"
     )
     return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def waiting_email_change(user: User, *, now: datetime | None = None) -> str | None:
+    """The new address still waiting for its link to be opened; None when none waits or the
+    request is older than EMAIL_CHANGE_MAX_AGE_S (its link no longer works: the owner asks again)."""
+    if not user.pending_email or user.pending_email_since is None:
+        return None
+    if (now or utc_now()) - user.pending_email_since > timedelta(seconds=EMAIL_CHANGE_MAX_AGE_S):
+        return None
+    return user.pending_email
 
 
 def make_email_change_token(user: User, secret_key: str) -> str:
@@ -69,7 +82,7 @@ def user_for_email_change_token(
     user = session.get(User, payload["u"])
     if (
         user is None
-        or not user.pending_email
+        or waiting_email_change(user) is None
         or payload.get("e") != user.pending_email
         or payload.get("f") != _fingerprint(user)
     ):
@@ -85,8 +98,8 @@ def confirm_email_change(session: Session, user: User) -> str:
     new_email, nonce = user.pending_email, user.pending_email_nonce
     if not new_email or not nonce:
         raise LookupError("no e-mail change is waiting")
-    if _email_taken(session, new_email, except_user_id=user.id):
-        user.pending_email = user.pending_email_nonce = None
+    if email_in_use(session, new_email, except_user_id=user.id):
+        user.pending_email = user.pending_email_nonce = user.pending_email_since = None
         session.flush()
         raise AccountError({"email": [EMAIL_TAKEN_MESSAGE]})
     try:
@@ -94,7 +107,12 @@ def confirm_email_change(session: Session, user: User) -> str:
             applied = session.execute(
                 sa.update(User)
                 .where(User.id == user.id, User.pending_email_nonce == nonce)
-                .values(email=new_email, pending_email=None, pending_email_nonce=None)
+                .values(
+                    email=new_email,
+                    pending_email=None,
+                    pending_email_nonce=None,
+                    pending_email_since=None,
+                )
                 .execution_options(synchronize_session=False)
             ).rowcount
     except IntegrityError as exc:  # taken between the check and the update

@@ -2,7 +2,9 @@
 
 The DB row owns what admins edit (base URL, API key, active); marketplaces.toml owns the format's
 options (a declarative API's field map, Shopify's API version). The API key is the row's
-encrypted key, else the environment variable the row names. Checkout, placement, tracking and
+encrypted key, else the environment variable the row names, when marketplaces.toml names it: the
+deployment's file alone says which host an operator's key variable is for
+(`key_variable_problem`), so a variable it does not name is never read for any row. Checkout, placement, tracking and
 cancellation all get their adapters from a provider (an `AdapterProvider`), so a test can hand its
 own to any of them; the default providers here cache one adapter per configuration and process.
 """
@@ -15,6 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -71,12 +74,20 @@ def key_variable_origins(variable: str) -> frozenset[Origin]:
 
 
 def key_variable_problem(variable: str | None, base_url: str) -> str | None:
-    """Why `variable`'s key may not go to `base_url` (None when it may): marketplaces.toml gives
-    it to another host. The deployment's file decides where its keys go, not an admin's edit."""
+    """Why `variable`'s key may not go to `base_url` (None when it may): marketplaces.toml names
+    it for another host, or names it nowhere (then no host is its: a key the admin adds goes in
+    the encrypted key field, which a move to another host drops). The deployment's file decides
+    where its keys go, not an admin's edit."""
     if not variable:
         return None
     origins = key_variable_origins(variable)
-    if not origins or url_origin(base_url) in origins:
+    if not origins:
+        return (
+            f"No entry of marketplaces.toml names {variable}, so it is not sent to any host. "
+            "Leave it empty and enter this marketplace's API key instead (stored encrypted), "
+            "or add the marketplace to marketplaces.toml."
+        )
+    if url_origin(base_url) in origins:
         return None
     hosts = ", ".join(sorted(f"{scheme}://{host}" for scheme, host, _port in origins))
     return (
@@ -85,8 +96,34 @@ def key_variable_problem(variable: str | None, base_url: str) -> str | None:
     )
 
 
+_named_variables_cache: dict[tuple[str, int], frozenset[str]] = {}
+
+
+def named_key_variables() -> frozenset[str]:
+    """The key variables marketplaces.toml names (none when it cannot be read), read again only
+    when the file changes: every adapter lookup asks."""
+    from onecart.settings import get_settings
+
+    path = str(get_settings().marketplaces_file)
+    try:
+        stamp = (path, os.stat(path).st_mtime_ns)
+    except OSError:
+        return frozenset()
+    names = _named_variables_cache.get(stamp)
+    if names is None:
+        try:
+            configs = load_marketplaces(Path(path))
+        except (OSError, ValueError, MarketplaceConfigError):
+            return frozenset()
+        names = frozenset(config.api_key_env for config in configs if config.api_key_env)
+        _named_variables_cache.clear()
+        _named_variables_cache[stamp] = names
+    return names
+
+
 def marketplace_api_key(marketplace: Marketplace) -> str | None:
-    """The row's API key (decrypted), else the value of the environment variable it names."""
+    """The row's API key (decrypted), else the value of the environment variable it names when
+    marketplaces.toml names that variable (a row an earlier version let name another gets none)."""
     if marketplace.api_key_encrypted:
         return decrypt_secret(marketplace.api_key_encrypted)
     if marketplace.api_key_env:
@@ -97,6 +134,13 @@ def marketplace_api_key(marketplace: Marketplace) -> str | None:
                 marketplace.slug,
                 marketplace.api_key_env,
                 API_KEY_ENV_PREFIX,
+            )
+            return None
+        if marketplace.api_key_env not in named_key_variables():
+            logger.warning(
+                "%s: api_key_env %s is named by no entry of marketplaces.toml; no key is sent",
+                marketplace.slug,
+                marketplace.api_key_env,
             )
             return None
         return os.environ.get(marketplace.api_key_env) or None

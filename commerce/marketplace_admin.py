@@ -11,7 +11,8 @@ private, link-local or other non-public addresses outside sandbox mode, and a st
 dropped when the base URL's host changes, until an admin enters the key again. A key variable
 marketplaces.toml names goes only to the host of the entry naming it (the deployment's file
 decides, commerce.marketplace_access.key_variable_problem): a move drops it too, and the form
-refuses it for any other host. A variable no entry names follows the row's base URL.
+refuses it for any other host. A variable no entry names goes nowhere: the form refuses it (an
+admin-added marketplace's key is typed into the form and stored encrypted).
 """
 
 from __future__ import annotations

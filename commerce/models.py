@@ -105,6 +105,9 @@ class User(Base):
     # the nonce is in the link's signature, so a later change voids an earlier link.
     pending_email: Mapped[str | None] = mapped_column(sa.String(254))
     pending_email_nonce: Mapped[str | None] = mapped_column(sa.String(32))
+    # When the change was asked for: past EMAIL_CHANGE_MAX_AGE_S it no longer waits (its link is
+    # dead), so the profile stops showing it.
+    pending_email_since: Mapped[datetime | None]
     ship_name: Mapped[str | None] = mapped_column(sa.String(160))
     ship_line1: Mapped[str | None] = mapped_column(sa.String(200))
     ship_line2: Mapped[str | None] = mapped_column(sa.String(200))

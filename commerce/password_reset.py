@@ -96,7 +96,7 @@ def reset_password(session: Session, user: User, new_password: str) -> None:
     user.password_hash = hash_password(new_password)
     user.session_nonce = new_session_nonce()
     # A waiting e-mail change is dropped too (its link already stopped working).
-    user.pending_email = user.pending_email_nonce = None
+    user.pending_email = user.pending_email_nonce = user.pending_email_since = None
     session.flush()
 
 

@@ -8,7 +8,8 @@ Meilisearch master key then; the pipeline and the workers write the index with i
 each setting a real shop cannot run with: e-mailed links without an https ONECART_PUBLIC_URL (a
 forged Host header would otherwise aim them), a mail server on another host without TLS (the
 links are credentials), a Redis on another host without a password (RQ
-jobs are pickled: write access is code execution in the workers), and, outside sandbox mode, a
+jobs are pickled: write access is code execution in the workers), sandbox mode (free wallet
+top-ups) beside a live Stripe key that reaches Stripe, and, outside sandbox mode, a
 marketplaces file listing the sandbox's demo stores, the sandbox's Stripe publishable key while
 cards go to Stripe, and a Dagster UI (no sign-in) on an address other than loopback unless
 ONECART_DAGSTER_BEHIND_AUTH_PROXY says a proxy asks for one. Development (the default) accepts
@@ -54,6 +55,8 @@ SECRET_RULES: tuple[SecretRule, ...] = (
 INDEX_WRITER_VARIABLES = frozenset({"MEILI_MASTER_KEY"})
 
 
+# Stripe secret and restricted keys that move real money.
+LIVE_STRIPE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 # A marketplaces.toml base_url starting with this is one of the sandbox's demo stores.
 SANDBOX_URL_PLACEHOLDER = "${ONECART_SANDBOX_URL}"
 LOCAL_HOSTS = frozenset({"localhost"})
@@ -139,6 +142,16 @@ def production_problems(
             "is none while SMTP_HOST is another machine: password-reset, sign-up and order-status "
             "links (and SMTP_PASSWORD) would cross the network in clear text. Set starttls "
             "(usually SMTP_PORT=587) or ssl (465), or relay through a mail server on this machine"
+        )
+    if (
+        settings.sandbox_enabled
+        and not settings.stripe_api_base
+        and settings.stripe_api_key.startswith(LIVE_STRIPE_KEY_PREFIXES)
+    ):
+        problems["ONECART_SANDBOX_MODE"] = (
+            "is on (free wallet top-ups) while STRIPE_API_KEY is a live key reaching Stripe: "
+            "the free wallet money would pay for real orders. For a demo use a test key "
+            "(sk_test_…) or localstripe (STRIPE_API_BASE); for a shop turn sandbox mode off"
         )
     # Test cards are charged server-side only in sandbox mode with localstripe
     # (commerce.payments.stripe_gateway.is_sandbox_mode); otherwise Stripe.js takes the card.

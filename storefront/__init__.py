@@ -101,6 +101,9 @@ def default_config(settings: Settings) -> dict[str, Any]:
         "LOGIN_LIFETIME": LOGIN_LIFETIME,
         "REMEMBER_COOKIE_DURATION": LOGIN_LIFETIME,
         "WTF_CSRF_ENABLED": True,
+        # No HTTPS Referer check: it refuses the forms of our no-referrer pages (reset and
+        # confirmation links); storefront.form_protection asks Fetch Metadata/Origin instead.
+        "WTF_CSRF_SSL_STRICT": False,
         # Tokens live as long as the session: a form left open over lunch still submits.
         "WTF_CSRF_TIME_LIMIT": None,
         "MAX_CONTENT_LENGTH": 1024 * 1024,

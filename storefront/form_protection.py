@@ -15,6 +15,15 @@ token until the session has one. Once the session holds a CSRF secret (any page 
 one, a product page with its add-to-cart form, has minted it), the token is required as before,
 whatever the headers say. A POST whose browser sends neither header is refused like a missing
 token (400, "reload the page"); that error page mints the secret, so the reloaded form works.
+
+Flask-WTF's HTTPS "strict referrer" check is off (WTF_CSRF_SSL_STRICT, storefront.default_config):
+it refuses any POST over HTTPS without a same-host Referer, and our pages whose URL is a
+credential (password reset, sign-up and e-mail confirmation links) send `Referrer-Policy:
+no-referrer`, so their forms could never be submitted on an HTTPS deployment; browsers and
+extensions that strip the Referer were refused everywhere. What it stood for (a form another site
+submits, say with a session a network attacker planted) is asked of the headers instead: a POST
+whose browser says it comes from another site (`Sec-Fetch-Site` other than same-origin or none,
+else an `Origin` naming another host) is refused even with a valid token.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import current_app, g, request, session
-from flask_wtf.csrf import CSRFProtect, generate_csrf
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 
 _SESSIONLESS_FLAG = "onecart_sessionless_page"
 
@@ -61,6 +70,19 @@ def browser_attests_same_origin() -> bool:
     return parts.scheme in ("http", "https") and parts.netloc == request.host
 
 
+def browser_says_cross_origin() -> bool:
+    """Whether the browser says this request comes from a page of another site (False when it
+    says nothing: the token alone decides then). `Origin: null`, which a POST from a
+    no-referrer page carries, says nothing either."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return False
+    return urlsplit(origin).netloc != request.host
+
+
 class SessionAwareCSRFProtect(CSRFProtect):
     """Flask-WTF's CSRFProtect, except that a request whose session holds no CSRF secret yet
     (no form token can have been issued to it) passes on the browser's same-origin attestation.
@@ -75,3 +97,6 @@ class SessionAwareCSRFProtect(CSRFProtect):
             g.csrf_valid = True
             return
         super().protect(apply_exemptions=apply_exemptions)
+        # Only where the token was checked (an exempt view, a signed webhook, sets no flag).
+        if g.get("csrf_valid") and browser_says_cross_origin():
+            raise CSRFError("The request came from another site.")

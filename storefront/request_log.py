@@ -3,8 +3,8 @@ request id (taken from a well-formed X-Request-ID header or generated, and echoe
 
 Only the path is logged, never the query string, headers, cookies or form fields, so passwords,
 API keys and tokens cannot reach the logs through this channel. Paths that carry a credential
-(the order-status page's token, a password-reset token) are logged with it replaced by
-`[redacted]`: any URL variable named in REDACTED_URL_VARIABLES is.
+(the order-status page's token, a password-reset, sign-up or e-mail change token) are logged
+with it replaced by `[redacted]`: any URL variable named in REDACTED_URL_VARIABLES is.
 """
 
 from __future__ import annotations
@@ -21,10 +21,16 @@ from flask import Flask, Response, g, request
 logger = logging.getLogger("onecart.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
-# URL variables that are credentials (<token> in /order-status/<token>, /password/reset/<token>).
+# URL variables that are credentials (<token> in /order-status/<token>, /password/reset/<token>,
+# the sign-up and e-mail change links); every such route's prefix is in CREDENTIAL_PATH_PREFIXES.
 REDACTED_URL_VARIABLES = frozenset({"token"})
 REDACTED = "[redacted]"
-CREDENTIAL_PATH_PREFIXES = ("/order-status/", "/password/reset/", "/signup/confirm/")
+CREDENTIAL_PATH_PREFIXES = (
+    "/order-status/",
+    "/password/reset/",
+    "/signup/confirm/",
+    "/profile/email/confirm/",
+)
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 

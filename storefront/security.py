@@ -16,11 +16,20 @@ DEFAULT_CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'"
 )
 
-# Pages with Stripe's Payment Element: Stripe.js loads from Stripe and frames its card fields.
+# Pages with Stripe's Payment Element (checkout, a card top-up): Stripe.js loads from Stripe and
+# frames its card fields, with the sources Stripe's integration security guide lists for it
+# (js.stripe.com and its subdomains for scripts and frames, hooks.stripe.com for 3-D Secure,
+# api.stripe.com). The guide lists no style source for Stripe.js, so no <style> may be added to
+# the page (one could read the client secret and CSRF token with attribute selectors and send
+# them out as background images); only style attributes, which Stripe.js sets on the elements it
+# mounts and which select nothing, are allowed (style-src-attr; a browser without it applies
+# style-src to them too).
 STRIPE_JS_CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data: http: https:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self' https://js.stripe.com; frame-src https://js.stripe.com "
-    "https://hooks.stripe.com; connect-src 'self' https://api.stripe.com; object-src 'none'; "
+    "default-src 'self'; img-src 'self' data: http: https:; style-src 'self'; "
+    "style-src-attr 'unsafe-inline'; "
+    "script-src 'self' https://js.stripe.com https://*.js.stripe.com; "
+    "frame-src https://js.stripe.com https://*.js.stripe.com https://hooks.stripe.com; "
+    "connect-src 'self' https://api.stripe.com; object-src 'none'; "
     "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 

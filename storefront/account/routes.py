@@ -24,6 +24,7 @@ from commerce.email_change import (
     make_email_change_token,
     old_address_notice,
     user_for_email_change_token,
+    waiting_email_change,
 )
 from commerce.models import FxRate, User
 from commerce.payments.gateway import PaymentError
@@ -46,10 +47,11 @@ from onecart.money import MoneyError, parse_decimal
 from onecart.settings import get_settings
 from storefront.account.forms import PasswordChangeForm, ProfileForm, TopUpForm
 from storefront.auth.forms import ConfirmSignupForm
-from storefront.auth.routes import _mail_settings, _send_in_background, start_login
+from storefront.auth.routes import start_login
 from storefront.database import db_session
 from storefront.form_errors import attach_service_errors, form_page
 from storefront.limits import enforce_form_limit
+from storefront.outgoing_mail import mail_settings, send_in_background
 from storefront.security import STRIPE_JS_CONTENT_SECURITY_POLICY, public_url_for
 
 bp = Blueprint("account", __name__)
@@ -100,6 +102,7 @@ def _render_profile(
     return render_template(
         "account/profile.html",
         user=user,
+        pending_email=waiting_email_change(user),
         profile_form=profile_form or _profile_form(),
         password_form=password_form or PasswordChangeForm(formdata=None),
         topup_form=topup_form or _topup_form(),
@@ -168,12 +171,12 @@ def update_details() -> Response | tuple[str, int]:
 
 def _mail_email_change(user: User) -> None:
     """The link to the new address, and a notice (no link that changes anything) to the old."""
-    mail = _mail_settings()
+    mail = mail_settings()
     token = make_email_change_token(user, current_app.config["SECRET_KEY"])
     link = public_url_for("account.confirm_email", token=token)
-    _send_in_background(confirm_new_address_email(user, link, mail), mail)
+    send_in_background(confirm_new_address_email(user, link, mail), mail)
     notice = old_address_notice(user, public_url_for("auth.forgot_password"), mail)
-    _send_in_background(notice, mail)
+    send_in_background(notice, mail)
 
 
 @bp.route("/profile/email/confirm/<token>", methods=["GET", "POST"])

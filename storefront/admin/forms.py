@@ -37,8 +37,8 @@ class MarketplaceForm(FlaskForm):
     api_key_env = StringField(
         "API key environment variable (optional)",
         validators=[Optional(), Length(max=80)],
-        description="Where the key is read from when none is stored; must start with "
-        "ONECART_MARKETPLACE_KEY_.",
+        description="Where the key is read from when none is stored: a variable "
+        "marketplaces.toml names for this host (ONECART_MARKETPLACE_KEY_…).",
     )
     currency = StringField(
         "Currency", validators=[DataRequired("Enter a currency."), Length(max=3)]

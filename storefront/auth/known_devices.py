@@ -3,15 +3,25 @@ while strangers have used up the address's hourly cap.
 
 A stranger can spend an address's reset mails (the per-address cap protects the owner's inbox
 from floods, so it must be shared by every client); the owner's own browser should not be locked
-out by that. At every sign-in the browser gets a long-lived, signed, HttpOnly cookie naming the
-accounts that signed in there (the latest few) and a random device id. A reset request that
-carries it for the address's account is counted under its own (address, device) limit instead
-of the shared one. Nobody can make such a cookie without having signed in as the account (it is
-signed with SECRET_KEY), and it carries no credential: it only decides which limit counts.
+out by that. At every sign-in the browser gets a long-lived, signed, HttpOnly cookie holding a random device
+id and, for each account that signed in there (the latest few), a tag: an HMAC of the device id
+and the account's id under SECRET_KEY. A reset request that carries it for the address's account
+is counted under its own (address, device) limit instead of the shared one. Nobody can make such
+a cookie without having signed in as the account (it is signed with SECRET_KEY), and it carries
+no credential: it only decides which limit counts.
+
+The cookie is signed, not encrypted, so it names no account: the next person at a shared
+computer reads a device id and opaque tags (not linkable across devices), not which accounts
+signed in there. It stays at sign-out on purpose: it identifies the browser, not a session, and
+the owner it serves is, by then, signed out and asking for a new password; what it grants (3 more
+reset mails an hour to the account's own address) is harmless in anyone else's hands. A cookie
+from before the tags (account ids in clear) counts for nothing until the next sign-in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from typing import Any
 
@@ -28,6 +38,13 @@ MAX_ACCOUNTS_PER_DEVICE = 5
 
 def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=KNOWN_DEVICE_SALT)
+
+
+def _account_tag(device: str, user_id: int) -> str:
+    """What the cookie keeps for `user_id` on `device`: only the server can make or match it."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    message = f"{KNOWN_DEVICE_SALT}|{device}|{user_id}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
 def _read() -> dict[str, Any] | None:
@@ -50,8 +67,10 @@ def _read() -> dict[str, Any] | None:
 def remember_device_for(user_id: int) -> None:
     """Add `user_id` to this browser's cookie (set on the response of the current request)."""
     payload = _read() or {"d": secrets.token_urlsafe(12), "u": []}
-    accounts = [user_id] + [uid for uid in payload["u"] if uid != user_id]
-    value = _serializer().dumps({"d": payload["d"], "u": accounts[:MAX_ACCOUNTS_PER_DEVICE]})
+    tag = _account_tag(payload["d"], user_id)
+    # Only tags carry over: an older cookie's clear account ids are dropped.
+    tags = [tag] + [other for other in payload["u"] if isinstance(other, str) and other != tag]
+    value = _serializer().dumps({"d": payload["d"], "u": tags[:MAX_ACCOUNTS_PER_DEVICE]})
 
     @after_this_request
     def _set_cookie(response: Response) -> Response:
@@ -69,6 +88,11 @@ def remember_device_for(user_id: int) -> None:
 def known_device_for(user_id: int) -> str | None:
     """This browser's device id when `user_id` has signed in on it (cookie still valid)."""
     payload = _read()
-    if payload is None or user_id not in payload["u"]:
+    if payload is None:
+        return None
+    tag = _account_tag(payload["d"], user_id)
+    if not any(
+        isinstance(other, str) and hmac.compare_digest(other, tag) for other in payload["u"]
+    ):
         return None
     return str(payload["d"])

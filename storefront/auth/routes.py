@@ -12,7 +12,6 @@ the address has an account.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from flask import (
@@ -42,12 +41,10 @@ from commerce.accounts import (
 from commerce.models import User, new_session_nonce
 from commerce.password_reset import (
     RESET_TOKEN_MAX_AGE_S,
-    MailSettings,
     find_user_by_email,
     make_reset_token,
     reset_email,
     reset_password,
-    send_email,
     user_for_reset_token,
 )
 from commerce.rate_limit import LoginRateLimiter, SlidingWindowLimiter
@@ -71,6 +68,7 @@ from storefront.database import db_session
 from storefront.extensions import login_manager
 from storefront.form_errors import attach_service_errors, form_page
 from storefront.limits import client_address, enforce_form_limit, form_rule
+from storefront.outgoing_mail import mail_settings, send_in_background
 from storefront.security import public_url_for, safe_next_url
 
 # Set at sign-up, read once by the home page, so a new shopper is welcomed rather than "back".
@@ -245,7 +243,7 @@ def _signup_by_email_link(form: SignupForm) -> Response | tuple[str, int] | str:
         db.rollback()
         attach_service_errors(form, exc.errors)
         return form_page(form, render_template("auth/signup.html", form=form))
-    mail = _mail_settings()
+    mail = mail_settings()
     if email_taken:
         owner = find_user_by_email(db, account.email)
         if owner is not None:
@@ -255,12 +253,12 @@ def _signup_by_email_link(form: SignupForm) -> Response | tuple[str, int] | str:
                 public_url_for("auth.forgot_password"),
                 mail,
             )
-            _send_in_background(message, mail)
+            send_in_background(message, mail)
     else:
         limiter: SlidingWindowLimiter = current_app.extensions["form_limiter"]
         token = stash_pending_signup(limiter.client, limiter.prefix, account)
         link = public_url_for("auth.confirm_signup", token=token)
-        _send_in_background(confirm_signup_email(account.email, link, mail), mail)
+        send_in_background(confirm_signup_email(account.email, link, mail), mail)
     db.rollback()
     return render_template(
         "auth/signup_sent.html", address=account.email, hours=PENDING_SIGNUP_TTL_S // 3600
@@ -318,24 +316,8 @@ def logout() -> Response:
     return redirect("/")
 
 
-def _mail_settings() -> MailSettings:
-    return MailSettings(
-        host=current_app.config.get("SMTP_HOST") or None,
-        port=int(current_app.config.get("SMTP_PORT") or 25),
-        sender=str(current_app.config.get("SMTP_SENDER") or ""),
-        security=current_app.config.get("SMTP_SECURITY") or "none",
-        username=current_app.config.get("SMTP_USERNAME") or None,
-        password=current_app.config.get("SMTP_PASSWORD") or None,
-    )
-
-
 def _reset_link(token: str) -> str:
     return public_url_for("auth.reset_password_page", token=token)
-
-
-def _send_in_background(message: Any, mail: MailSettings) -> None:
-    # The answer must not take longer when the address has an account: send after responding.
-    threading.Thread(target=send_email, args=(message, mail), daemon=True).start()
 
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
@@ -345,7 +327,7 @@ def forgot_password() -> tuple[str, int] | str:
     minutes = RESET_TOKEN_MAX_AGE_S // 60
     # Without a mail server no link can leave: the page says so (the same for every address)
     # rather than claim one was sent.
-    can_mail = bool(_mail_settings().host)
+    can_mail = bool(mail_settings().host)
     if not form.validate_on_submit():
         return form_page(
             form,
@@ -361,9 +343,7 @@ def forgot_password() -> tuple[str, int] | str:
     user = _reset_request_allowed(address)
     if user is not None and can_mail:
         token = make_reset_token(user, current_app.config["SECRET_KEY"])
-        _send_in_background(
-            reset_email(user, _reset_link(token), _mail_settings()), _mail_settings()
-        )
+        send_in_background(reset_email(user, _reset_link(token), mail_settings()), mail_settings())
     db_session().rollback()
     return render_template(
         "auth/forgot_password.html", form=form, can_mail=can_mail, sent=True, minutes=minutes

@@ -58,6 +58,7 @@ from storefront.catalog.shopper import (
 )
 from storefront.database import db_session
 from storefront.form_protection import keep_guest_sessionless
+from storefront.search_limit import enforce_search_limit
 
 bp = Blueprint("catalog", __name__, template_folder="templates")
 
@@ -271,6 +272,7 @@ def search() -> str:
     rendered while Meilisearch works on the listing; the facets and results go into its slots.
     A guest gets it without a session being created (storefront.form_protection).
     """
+    enforce_search_limit()
     keep_guest_sessionless()
     params = SearchParams.from_query_args(request.args)
     frame: list[str] = []
@@ -302,6 +304,7 @@ def api_search() -> Response:
     With `html=1` the answer also carries the rendered results and facets, which search.js swaps
     into the page, so cards are rendered by one template whether JavaScript runs or not.
     """
+    enforce_search_limit()
     page = _listing(request.args)
     low, high = _price_range(page)
     currency = display_currency()

@@ -59,6 +59,7 @@ from storefront.database import db_session, session_factory
 from storefront.errors.routes import error_response, json_endpoint
 from storefront.jobs import JobPolicy, dispatch_order_jobs
 from storefront.limits import enforce_form_limit
+from storefront.security import STRIPE_JS_CONTENT_SECURITY_POLICY
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +69,6 @@ bp = Blueprint(
     template_folder="templates",
     static_folder="static",
     static_url_path="/checkout/static",
-)
-
-# Stripe.js must load from Stripe and frame its card fields (only when real keys are used).
-STRIPE_CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data: http: https:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self' https://js.stripe.com; frame-src https://js.stripe.com "
-    "https://hooks.stripe.com; connect-src 'self' https://api.stripe.com; object-src 'none'; "
-    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 
 
@@ -143,7 +136,7 @@ def _render(
     sandbox = is_sandbox_mode(settings)
     headers: dict[str, str] = {}
     if not sandbox:
-        headers["Content-Security-Policy"] = STRIPE_CONTENT_SECURITY_POLICY
+        headers["Content-Security-Policy"] = STRIPE_JS_CONTENT_SECURITY_POLICY
     html = render_template(
         "checkout/checkout.html",
         form=form,

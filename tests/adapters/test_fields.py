@@ -4,6 +4,7 @@ descriptions, availability words, dotted paths and lenient body decoding."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -26,6 +27,7 @@ from adapters.fields import (
     require_minor_unit_price,
     require_title,
 )
+from adapters.marketplace_http import decode_json
 
 
 def reason_of(call, *args, **kwargs) -> str:
@@ -344,3 +346,19 @@ def test_text_that_is_not_one_json_list_is_invalid(text: str) -> None:
     with pytest.raises(BadPayload) as caught:
         list(iter_json_array(chunked(text, 2) or [""], marketplace="m"))
     assert caught.value.reason == "invalid_json"
+
+
+@pytest.mark.parametrize("decode", [decode_json_body, decode_json])
+def test_an_undecodable_answer_names_its_url_without_the_query(decode: Any) -> None:
+    """Security review, fifth pass: BadPayload's detail carried the whole request URL, and a
+    declarative marketplace may take its API key as a query parameter (api_key_param), so the
+    key reached run logs and stored errors with the first non-JSON answer."""
+    request = httpx.Request(
+        "GET", "https://user:pw@shop.example.com:8443/api/products?api_key=SECRET-KEY-42&page=2"
+    )
+    response = httpx.Response(200, content=b"<html>maintenance</html>", request=request)
+    with pytest.raises(BadPayload) as raised:
+        decode(response, marketplace="shop")
+    text = str(raised.value)
+    assert "SECRET-KEY-42" not in text and "pw@" not in text
+    assert "https://shop.example.com:8443/api/products" in text

@@ -24,7 +24,8 @@ NEW_MARKETPLACE = {
     "kind": "declarative",
     "api_base_url": "https://api.lagos-deals.example/v1",
     "api_key": SECRET_KEY,
-    "api_key_env": "ONECART_MARKETPLACE_KEY_LAGOS_DEALS",
+    # A variable no entry of marketplaces.toml names is refused (test_marketplace_key_binding).
+    "api_key_env": "",
     "currency": "ngn",
     "country": "ng",
     "relation_identifier": "gtin",
@@ -121,6 +122,8 @@ def test_adding_a_marketplace_encrypts_the_key_and_shows_it_masked(
         # Only marketplace key variables (issue 12): no admin can send the server's secrets.
         ({"api_key_env": "AWS_SECRET_ACCESS_KEY"}, "starting with ONECART_MARKETPLACE_KEY_"),
         ({"api_key_env": "SECRET_KEY"}, "starting with ONECART_MARKETPLACE_KEY_"),
+        # Only marketplaces.toml gives a key variable a host (security review, fifth pass).
+        ({"api_key_env": "ONECART_MARKETPLACE_KEY_LAGOS_DEALS"}, "No entry of marketplaces.toml"),
     ],
 )
 def test_marketplace_form_errors(
@@ -295,10 +298,16 @@ def test_a_stored_key_is_never_sent_to_a_changed_host_until_entered_again(
 def test_only_prefixed_key_variables_are_ever_read(
     make_marketplace: Callable[..., Marketplace], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ONECART_MARKETPLACE_KEY_SHOPX", "shop-key")
+    # Named by the repository's marketplaces.toml (the tests' file): read.
+    monkeypatch.setenv("ONECART_MARKETPLACE_KEY_SHOPWAVE", "shop-key")
+    monkeypatch.setenv("ONECART_MARKETPLACE_KEY_SHOPX", "unnamed-key")
     monkeypatch.setenv("SECRET_KEY", "the-flask-secret")
-    assert marketplace_api_key(make_marketplace(api_key_env="ONECART_MARKETPLACE_KEY_SHOPX")) == (
-        "shop-key"
+    assert marketplace_api_key(
+        make_marketplace(api_key_env="ONECART_MARKETPLACE_KEY_SHOPWAVE")
+    ) == ("shop-key")
+    # Named by no entry: bound to no host, never read.
+    assert (
+        marketplace_api_key(make_marketplace(api_key_env="ONECART_MARKETPLACE_KEY_SHOPX")) is None
     )
     assert marketplace_api_key(make_marketplace(api_key_env="SECRET_KEY")) is None
 

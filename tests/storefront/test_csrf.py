@@ -18,6 +18,7 @@ from storefront.extensions import csrf
 from storefront.request_log import JsonLogFormatter
 from tests.storefront.conftest import DEFAULT_PASSWORD, csrf_token_from
 
+_CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 # Only server-to-server webhooks, verified by their sender's signature, may skip CSRF.
 BLUEPRINTS_ALLOWED_TO_SKIP_CSRF = {"webhooks"}
 
@@ -165,3 +166,61 @@ def test_a_refused_form_still_carries_its_request_id(
     logged = [r for r in caplog.records if r.name == "onecart.requests"]
     line = json.loads(JsonLogFormatter().format(logged[-1]))
     assert line["request_id"] == request_id and isinstance(line["duration_ms"], float)
+
+
+HTTPS = "https://localhost"
+
+
+def test_a_form_on_a_no_referrer_page_submits_over_https(
+    csrf_app: Flask, make_user: Callable[..., User]
+) -> None:
+    """Security review, fifth pass: Flask-WTF's HTTPS "strict referrer" check refused every POST
+    served over HTTPS without a same-host Referer, and the reset-password, sign-up and e-mail
+    confirmation pages send `Referrer-Policy: no-referrer` (their URL is a credential), so on a
+    real HTTPS deployment their forms failed with "The referrer header is missing." (so did any
+    form from a browser or extension that strips the Referer). The token is the proof."""
+    from commerce.password_reset import make_reset_token
+
+    user = make_user(email="over.https@example.com")
+    path = f"/password/reset/{make_reset_token(user, csrf_app.config['SECRET_KEY'])}"
+    browser = csrf_app.test_client()
+    page = browser.get(path, base_url=HTTPS)
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    token = _CSRF_FIELD.search(page.get_data(as_text=True))
+    assert token
+    new_password = "A-new-strong-pass-42"
+    answer = browser.post(
+        path,
+        base_url=HTTPS,
+        data={
+            "new_password": new_password,
+            "confirm_new_password": new_password,
+            "csrf_token": token.group(1),
+        },
+        headers={"Sec-Fetch-Site": "same-origin", "Origin": "null"},  # what a browser sends
+    )
+    assert answer.status_code == 302, answer.get_data(as_text=True)[:400]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},
+    ],
+)
+def test_a_cross_site_post_is_refused_even_with_a_token(
+    csrf_client: FlaskClient, headers: dict[str, str]
+) -> None:
+    """What the Referer check stood for, asked of the headers every current browser sends and
+    no page can forge (Fetch Metadata, else Origin): a form another site submits is refused even
+    when it carries a token (a session planted by a network attacker, say)."""
+    token = csrf_token_from(csrf_client, "/support")
+    answer = csrf_client.post(
+        "/support",
+        base_url=HTTPS,
+        data={"csrf_token": token, "email": "a@example.com", "message": "hello"},
+        headers=headers,
+    )
+    assert answer.status_code == 400

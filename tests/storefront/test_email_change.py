@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,8 +14,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from commerce.email_change import make_email_change_token, user_for_email_change_token
-from commerce.models import User
+from commerce.email_change import (
+    EMAIL_CHANGE_MAX_AGE_S,
+    make_email_change_token,
+    user_for_email_change_token,
+)
+from commerce.models import User, utc_now
 from tests.storefront.conftest import DEFAULT_PASSWORD, wait_for_mail
 
 _CONFIRM_LINK = re.compile(r"http://localhost(/profile/email/confirm/[A-Za-z0-9_.\-]+)")
@@ -157,6 +162,7 @@ def test_expired_forged_and_replaced_tokens_are_refused(
 ) -> None:
     secret = app.config["SECRET_KEY"]
     user.pending_email, user.pending_email_nonce = "new@example.com", "nonce-one"
+    user.pending_email_since = utc_now()
     db_session.commit()
     token = make_email_change_token(user, secret)
     assert user_for_email_change_token(db_session, token, secret) is not None
@@ -207,3 +213,37 @@ def test_a_new_password_drops_a_waiting_change(
     assert app.test_client().post(path).status_code == 404
     stored = _stored(db_session, user)
     assert (stored.email, stored.pending_email) == ("ama@example.com", None)
+
+
+def test_an_expired_change_no_longer_shows_as_waiting(
+    app: Flask,
+    signed_in: FlaskClient,
+    user: User,
+    db_session: Session,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    """Security review, fifth pass: the profile said "Waiting for confirmation" for an address
+    whose link had expired a day before, though nothing could apply it any more."""
+    _change_to(signed_in, "late@example.com")
+    path = _confirm_path(wait_for_mail(mailbox[1], 2), "late@example.com")
+    page = signed_in.get("/profile").get_data(as_text=True)
+    assert 'data-testid="pending-email"' in page
+
+    stored = _stored(db_session, user)
+    assert stored.pending_email_since is not None
+    stored.pending_email_since -= timedelta(seconds=EMAIL_CHANGE_MAX_AGE_S + 60)
+    db_session.commit()
+
+    page = signed_in.get("/profile").get_data(as_text=True)
+    assert 'data-testid="pending-email"' not in page
+    assert "late@example.com" not in page
+    # The link is refused with the page (whatever the token's own clock says).
+    assert app.test_client().post(path).status_code == 404
+    assert _stored(db_session, user).email == "ama@example.com"
+
+    # Asked again: a fresh change that shows and works.
+    _change_to(signed_in, "late@example.com")
+    again = _confirm_path(wait_for_mail(mailbox[1], 4), "late@example.com")
+    assert 'data-testid="pending-email"' in signed_in.get("/profile").get_data(as_text=True)
+    assert app.test_client().post(again).status_code == 302
+    assert _stored(db_session, user).email == "late@example.com"

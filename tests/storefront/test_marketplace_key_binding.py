@@ -168,3 +168,66 @@ def test_the_configured_host_keeps_its_key_and_a_key_typed_for_the_new_host_is_u
     seed_marketplaces(db_session, load_marketplaces())
     db_session.commit()
     assert marketplace_api_key(realshop) == SECRET
+
+
+UNNAMED = "ONECART_MARKETPLACE_KEY_ADDED_IN_ADMIN"
+UNNAMED_SECRET = "added-shop-key-0123456789"
+ADDED_HOST = "https://added.example.org/api"
+
+
+def test_a_variable_no_entry_names_binds_to_no_host(
+    monkeypatch: pytest.MonkeyPatch, db_session: Session, realshop: Marketplace
+) -> None:
+    """Security review, fifth pass: a key variable that no entry of marketplaces.toml names
+    followed whatever base URL its row had. An admin (or a stolen admin session) could name the
+    operator's variable on a marketplace of its own, or move the row that used it (the move
+    dropped only a stored key), and collect the key with the next order or tracking poll; a
+    move-then-rename got round any binding kept on the row. Now only marketplaces.toml gives a
+    variable a host: the form refuses one it does not name (an admin-added marketplace keeps
+    its key in the encrypted key field, which a move drops), and a row saved before this names
+    one in vain: no key is sent."""
+    monkeypatch.setenv(UNNAMED, UNNAMED_SECRET)
+    edit = _edit(realshop, name="Added", api_base_url=ADDED_HOST, api_key_env=UNNAMED)
+    with pytest.raises(MarketplaceEditError) as refused:
+        create_marketplace(db_session, "added", edit, allow_private_hosts=True)
+    assert "marketplaces.toml" in refused.value.errors["api_key_env"][0]
+    db_session.rollback()
+    with pytest.raises(MarketplaceEditError) as refused:
+        update_marketplace(
+            db_session,
+            realshop,
+            _edit(realshop, api_key_env=UNNAMED),
+            allow_private_hosts=True,
+        )
+    assert "api_key_env" in refused.value.errors
+    db_session.rollback()
+
+    # A row an earlier version let name it sends nothing, wherever it points.
+    legacy = Marketplace(
+        slug="legacy",
+        name="Legacy",
+        kind="shopify",
+        api_base_url=ADDED_HOST,
+        currency="USD",
+        country="US",
+        relation_identifier="gtin",
+        api_key_env=UNNAMED,
+    )
+    db_session.add(legacy)
+    db_session.commit()
+    assert marketplace_api_key(legacy) is None
+
+    # The admin's way: the key typed into the form, stored encrypted, dropped by a move.
+    added = create_marketplace(
+        db_session,
+        "added",
+        _edit(realshop, name="Added", api_base_url=ADDED_HOST, api_key_env=None, api_key="typed"),
+        allow_private_hosts=True,
+    )
+    db_session.commit()
+    assert marketplace_api_key(added) == "typed"
+    update_marketplace(
+        db_session, added, _edit(added, api_base_url=ELSEWHERE), allow_private_hosts=True
+    )
+    db_session.commit()
+    assert marketplace_api_key(added) is None

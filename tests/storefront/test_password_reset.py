@@ -4,17 +4,21 @@ goes through a real SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
+import json
 import re
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from itsdangerous.encoding import base64_decode
 from sqlalchemy.orm import Session
 
 from commerce.models import User
 from commerce.password_reset import make_reset_token, user_for_reset_token
+from storefront.auth.known_devices import known_device_for
 from tests.storefront.conftest import DEFAULT_PASSWORD, wait_for_mail
 
 NEW_PASSWORD = "Fresh-start-2026-pass"
@@ -197,6 +201,34 @@ def test_a_forged_or_foreign_known_device_cookie_does_not_lift_the_address_cap(
     forged = _from(app, "203.0.113.4")
     forged.set_cookie("onecart_known_device", f'{{"d": "x", "u": [{victim.id}]}}')
     assert _request_reset(forged, "victim@example.com").status_code == 429
+
+
+def test_the_known_device_cookie_names_no_account_and_outlives_the_sign_out(
+    app: Flask, make_user: Callable[..., User], login: Callable[..., Any]
+) -> None:
+    """Security review, fifth pass: the cookie carried the ids of the accounts that signed in
+    on the browser, readable by anyone at that computer (it is signed, not encrypted). It is
+    kept at sign-out on purpose: it marks the device, not a session, and the owner who forgot a
+    password is signed out by then."""
+    user = make_user(username="shared.pc", email="shared.pc@example.com")
+    browser = _from(app, "198.51.100.9")
+    login(browser, user)
+    cookie = browser.get_cookie("onecart_known_device")
+    assert cookie is not None
+    payload = cookie.value.rsplit(".", 2)[0]
+    compressed = payload.startswith(".")
+    decoded = base64_decode(payload.lstrip("."))
+    text = (zlib.decompress(decoded) if compressed else decoded).decode()
+    stored = json.loads(text)
+    assert user.id not in stored["u"]
+    assert all(isinstance(tag, str) and len(tag) == 32 for tag in stored["u"])
+    assert user.username not in text and user.email not in text
+
+    browser.post("/logout")
+    assert browser.get_cookie("onecart_known_device") is not None
+    with app.test_request_context(headers={"Cookie": f"onecart_known_device={cookie.value}"}):
+        assert known_device_for(user.id) == stored["d"]
+        assert known_device_for(user.id + 1) is None
 
 
 def test_a_short_and_mismatched_new_password_reports_both_problems(

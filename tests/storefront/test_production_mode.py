@@ -183,6 +183,24 @@ def test_production_sandbox_mode_only_when_enabled_explicitly(
     assert is_sandbox_mode(get_settings())
 
 
+def test_production_refuses_free_top_ups_beside_a_live_stripe_key(
+    production: pytest.MonkeyPatch, storefront_db_url: str
+) -> None:
+    """Security review, fifth pass: ONECART_SANDBOX_MODE=true in production, without a fake
+    Stripe (STRIPE_API_BASE), started with a live key: sandbox mode's free wallet top-ups beside
+    real card payments and real marketplaces, so free wallet money paid for real orders."""
+    production.setenv("ONECART_SANDBOX_MODE", "true")
+    with pytest.raises(InsecureSettingsError) as refused:
+        _site(storefront_db_url)
+    assert set(refused.value.problems) == {"ONECART_SANDBOX_MODE"}
+    # A demo with a test key, or with localstripe, is what sandbox mode is for.
+    production.setenv("STRIPE_API_KEY", "sk_test_51Hq2ExampleKey0123456789")
+    assert "ONECART_SANDBOX_MODE" not in production_problems(Settings())
+    production.setenv("STRIPE_API_KEY", GOOD_SECRETS["STRIPE_API_KEY"])
+    production.setenv("STRIPE_API_BASE", "http://127.0.0.1:8420")
+    assert "ONECART_SANDBOX_MODE" not in production_problems(Settings())
+
+
 def test_meilisearch_runs_in_development_mode_by_default() -> None:
     argv = processes.meilisearch_argv(get_settings(), Path("/tmp/m/data.ms"), "127.0.0.1:7700")
     assert argv[argv.index("--env") + 1] == "development"

@@ -137,6 +137,10 @@ def test_the_support_form_is_rate_limited(client: FlaskClient) -> None:
         "/order-status/SECRETTOKEN1234567890abcdef",
         "/password/reset/SECRETTOKEN1234567890abcdef",
         "/order-status/SECRETTOKEN1234567890abcdef/extra",
+        # Security review, fifth pass: the e-mail change link's token was logged in clear when
+        # the URL matched no route (a mail client adding a slash) or used another method.
+        "/profile/email/confirm/SECRETTOKEN1234567890abcdef/",
+        "/signup/confirm/SECRETTOKEN1234567890abcdef/",
     ],
 )
 def test_tokens_in_paths_are_redacted_in_the_request_log(
@@ -148,6 +152,17 @@ def test_tokens_in_paths_are_redacted_in_the_request_log(
     line = json.loads(JsonLogFormatter().format(records[-1]))
     assert "SECRETTOKEN" not in line["path"]
     assert "[redacted]" in line["path"]
+
+
+def test_every_route_with_a_token_has_its_prefix_redacted_when_unmatched(app: Flask) -> None:
+    """A route whose URL carries a credential (<token>) has its static prefix among
+    CREDENTIAL_PATH_PREFIXES, so a URL that matches no route still leaves the token out."""
+    from storefront.request_log import CREDENTIAL_PATH_PREFIXES
+
+    for rule in app.url_map.iter_rules():
+        if "token" in rule.arguments:
+            prefix = rule.rule.split("<token>")[0]
+            assert prefix in CREDENTIAL_PATH_PREFIXES, rule.rule
 
 
 # --- Oversized ids (finding 6) ------------------------------------------------------------------

@@ -119,6 +119,40 @@ def test_a_top_up_is_a_card_payment_credited_once_when_it_succeeds(
     ]
 
 
+def _directives(policy: str) -> dict[str, list[str]]:
+    parsed = {}
+    for directive in policy.split(";"):
+        name, *sources = directive.split()
+        parsed[name] = sources
+    return parsed
+
+
+def test_the_card_pages_allow_no_injected_stylesheet(
+    client: FlaskClient, signed_in_user: User
+) -> None:
+    """Security review, fifth pass: the Stripe pages allowed `style-src 'unsafe-inline'`, so an
+    injected <style> could read the page's client secret and CSRF token with attribute selectors
+    and send them out as background images (img-src is any host). Stripe documents no style
+    source for Stripe.js (only script, frame and connect sources, js.stripe.com and its
+    subdomains); Stripe.js sets style attributes on the elements it mounts, so only those stay
+    allowed (style-src-attr). Checkout's card page uses the same policy."""
+    from storefront.checkout import routes as checkout_routes
+    from storefront.security import STRIPE_JS_CONTENT_SECURITY_POLICY
+
+    intent_id = _start_topup(client, "12.00")
+    policy = _directives(
+        client.get(f"/profile/wallet/top-up/{intent_id}/pay").headers["Content-Security-Policy"]
+    )
+    assert policy["style-src"] == ["'self'"]
+    assert "style-src-elem" not in policy  # falls back to style-src: no inline <style>
+    assert policy["style-src-attr"] == ["'unsafe-inline'"]
+    for directive in ("script-src", "frame-src"):
+        assert {"https://js.stripe.com", "https://*.js.stripe.com"} <= set(policy[directive])
+    assert "https://api.stripe.com" in policy["connect-src"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert checkout_routes.STRIPE_JS_CONTENT_SECURITY_POLICY is STRIPE_JS_CONTENT_SECURITY_POLICY
+
+
 def test_the_return_page_credits_when_the_webhook_is_late(
     client: FlaskClient,
     signed_in_user: User,

@@ -19,7 +19,6 @@ import itertools
 import os
 import re
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -100,17 +99,7 @@ def wait_for(
 def localstripe_server(settings: Settings) -> Iterator[str]:
     """localstripe on a free loopback port for the session (one instance per test run)."""
     port = processes.free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "onecart.cli",
-        "localstripe",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--from-scratch",
-    ]
+    argv = processes.localstripe_argv("127.0.0.1", port, from_scratch=True)
     proc = processes.start_process(settings, f"localstripe-test-{RUN_ID}", argv)
     url = f"http://127.0.0.1:{port}"
     saved = os.environ.get("STRIPE_API_BASE")
@@ -754,24 +743,11 @@ def shop(
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[tuple[str, int, list[Any]]]:
-    """A local SMTP server (aiosmtpd) on a free loopback port; yields (host, port, messages)."""
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received: list[Any] = []
-
-    class Collect(Message):
-        def handle_message(self, message: Any) -> None:
-            received.append(message)
-
-    port = processes.free_port()
-    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield "127.0.0.1", port, received
-    finally:
-        controller.stop()
+def smtp_server(mailbox: tuple[int, list[Any]]) -> tuple[str, int, list[Any]]:
+    """The local SMTP server of tests/conftest.py's `mailbox`, with its host: (host, port,
+    messages)."""
+    port, received = mailbox
+    return "127.0.0.1", port, received
 
 
 def utc_today() -> date:

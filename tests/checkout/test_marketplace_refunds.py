@@ -31,8 +31,8 @@ from commerce.payments.gateway import PaymentGateway
 from commerce.payments.providers import gateway_for_payment
 from commerce.settlement import reconcile_refunds, settle_payment
 from commerce.tracking import apply_marketplace_state, track_open_sub_orders
-from tests.checkout.conftest import Shop
 from tests.checkout.order_reading import books_problems, notices_of, refunds_of, wallet_minor
+from tests.checkout.shop import Shop
 from tests.checkout.test_payments_and_webhooks import LosesRefundReply
 
 

@@ -35,8 +35,8 @@ from commerce.settlement import settle_payment
 from commerce.tracking import apply_marketplace_state, track_open_sub_orders
 from commerce.tracking_schedule import TrackingPolicy
 from storefront.jobs import JobPolicy
-from tests.checkout.conftest import Shop
 from tests.checkout.order_reading import books_problems, notices_of, refunds_of, wallet_minor
+from tests.checkout.shop import Shop
 from tests.checkout.tracking_fakes import set_columns
 
 SHOPWAVE_ID = "gid://shopify/Order/1001"

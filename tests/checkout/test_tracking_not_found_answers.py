@@ -10,7 +10,7 @@ ShopWave's with no question about its order API as a whole, so only the answers 
 from __future__ import annotations
 
 from commerce.models import utc_now
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.checkout.tracking_fakes import (
     MINUTE,
     WHOLE,

@@ -21,7 +21,7 @@ from commerce import tracking
 from commerce.models import Marketplace, utc_now
 from commerce.order_models import Order, Refund, SubOrderStatus
 from commerce.tracking_health import ORDER_FAILURE_ALERT_AFTER
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.checkout.tracking_fakes import (
     MINUTE,
     POLICY,

@@ -25,7 +25,7 @@ from commerce.models import Marketplace, utc_now
 from commerce.order_models import MarketplaceOrder, SubOrderStatus
 from commerce.tracking import apply_marketplace_state, track_open_sub_orders
 from commerce.tracking_schedule import TrackingPolicy
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)

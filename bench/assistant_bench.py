@@ -114,7 +114,7 @@ def measure_latency(meili_url: str, api_key: str, rounds: int, embedder: Any) ->
     from assistant.config import get_assistant_settings
     from assistant.retrieval import MODE_HYBRID
     from assistant.service import answer_prompt
-    from bench.assistant_eval import load_eval_set
+    from bench.assistant_eval_labels import load_eval_set
     from search_index.listings import search_products
     from search_index.params import SearchParams
     from search_index.settings import group_index_uid

@@ -171,17 +171,7 @@ def run(args: argparse.Namespace) -> int:
         stripe_proc = processes.start_process(
             settings,
             "bench-localstripe",
-            [
-                sys.executable,
-                "-m",
-                "onecart.cli",
-                "localstripe",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(stripe_port),
-                "--from-scratch",
-            ],
+            processes.localstripe_argv("127.0.0.1", stripe_port, from_scratch=True),
         )
         started.append(stripe_proc.pid)
         stripe_url = f"http://127.0.0.1:{stripe_port}"

@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,52 @@ def sandbox_changed_offers(offers: int, seed: int, epoch: int) -> int:
     return changed
 
 
+def bump_price_epoch(sandbox_url: str, epoch: int) -> None:
+    """Set every sandbox marketplace's ``price_epoch`` knob: about 1% of prices change per step."""
+    httpx.post(
+        f"{sandbox_url}/_sandbox/knobs/all", json={"price_epoch": epoch}, timeout=30
+    ).raise_for_status()
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredRuns:
+    """Where the benchmark's pipeline runs happen (child processes from the code snapshot, with
+    their own log) and the services they use."""
+
+    home: Path
+    code_root: Path
+    env: Mapping[str, str]
+    log_path: Path
+    services: Services
+    meili_key: str
+
+    def ingest(self, label: str, notes: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One pipeline run (`onecart ingest`'s work) in a child process, measured for the
+        report: its result (`<home>/<label>.json`) with the sandbox's and Meilisearch's CPU
+        seconds spent meanwhile, and Meilisearch's own indexing span since it started. A run
+        that did not fully succeed adds to `notes`."""
+        services = self.services
+        since = datetime.now(UTC)
+        sandbox_cpu = process_cpu_seconds(services.sandbox_pid or 0)
+        meili_cpu = process_cpu_seconds(services.meili_pid or 0)
+        result_file = self.home / f"{label}.json"
+        code, _ = run_child(
+            ["--phase", "ingest", "--result-file", str(result_file)],
+            self.env,
+            self.log_path,
+            cwd=self.code_root,
+        )
+        result = json.loads(result_file.read_text())
+        result["sandbox_cpu_s"] = process_cpu_seconds(services.sandbox_pid or 0) - sandbox_cpu
+        result["meili_cpu_s"] = process_cpu_seconds(services.meili_pid or 0) - meili_cpu
+        if code != 0:
+            notes.append(
+                f"the {label} run did not fully succeed: {result['failed_partitions']} "
+                f"{result['failed_downstream_assets']}"
+            )
+        return result, meili_indexing_span(services.meili_url, self.meili_key, since)
+
+
 def run_benchmark(args: argparse.Namespace) -> int:
     """Start the services, run the phases, report, and stop everything it started."""
     machine = machine_description()
@@ -293,6 +340,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             services=services,
         )
         env = child_environment(home, services, meili_key)
+        measured = MeasuredRuns(home, code_root, env, log_path, services, meili_key)
         meili_watch = MemoryWatch(services.meili_pid or 0)
         meili_watch.start()
         print(
@@ -310,9 +358,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 log_path,
                 cwd=code_root,
             )
-            httpx.post(
-                f"{services.sandbox_url}/_sandbox/knobs/all", json={"price_epoch": 1}, timeout=30
-            ).raise_for_status()
+            bump_price_epoch(services.sandbox_url, 1)
         if args.profile:
             profile_path = home / "ingest.prof"
             code, _ = run_child(
@@ -335,25 +381,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 print(f"  {window['step']:<50} {window['end'] - window['start']:7.1f} s")
             return code
 
-        full_since = datetime.now(UTC)
         print("== full run", flush=True)
-        sandbox_cpu = process_cpu_seconds(services.sandbox_pid or 0)
-        meili_cpu = process_cpu_seconds(services.meili_pid or 0)
-        code, _ = run_child(
-            ["--phase", "ingest", "--result-file", str(home / "full.json")],
-            env,
-            log_path,
-            cwd=code_root,
-        )
-        full = json.loads((home / "full.json").read_text())
-        full["sandbox_cpu_s"] = process_cpu_seconds(services.sandbox_pid or 0) - sandbox_cpu
-        full["meili_cpu_s"] = process_cpu_seconds(services.meili_pid or 0) - meili_cpu
-        if code != 0:
-            notes.append(
-                f"the full run did not fully succeed: {full['failed_partitions']} "
-                f"{full['failed_downstream_assets']}"
-            )
-        meili_full = meili_indexing_span(services.meili_url, meili_key, full_since)
+        full, meili_full = measured.ingest("full", notes)
 
         print("== exporting raw payloads to NDJSON", flush=True)
         started = time.perf_counter()
@@ -381,29 +410,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
         (home / "baseline.duckdb").unlink(missing_ok=True)
 
         before = snapshot_index(services.meili_url, meili_key)
-        response = httpx.post(
-            f"{services.sandbox_url}/_sandbox/knobs/all", json={"price_epoch": 1}, timeout=30
-        )
-        response.raise_for_status()
+        bump_price_epoch(services.sandbox_url, 1)
         print("== incremental run (price_epoch 0 → 1)", flush=True)
-        incremental_since = datetime.now(UTC)
-        sandbox_cpu = process_cpu_seconds(services.sandbox_pid or 0)
-        meili_cpu = process_cpu_seconds(services.meili_pid or 0)
-        code, _ = run_child(
-            ["--phase", "ingest", "--result-file", str(home / "incremental.json")],
-            env,
-            log_path,
-            cwd=code_root,
-        )
-        incremental = json.loads((home / "incremental.json").read_text())
-        incremental["sandbox_cpu_s"] = process_cpu_seconds(services.sandbox_pid or 0) - sandbox_cpu
-        incremental["meili_cpu_s"] = process_cpu_seconds(services.meili_pid or 0) - meili_cpu
-        if code != 0:
-            notes.append(
-                f"the incremental run did not fully succeed: {incremental['failed_partitions']} "
-                f"{incremental['failed_downstream_assets']}"
-            )
-        meili_incremental = meili_indexing_span(services.meili_url, meili_key, incremental_since)
+        incremental, meili_incremental = measured.ingest("incremental", notes)
         after = snapshot_index(services.meili_url, meili_key)
         document_changes = compare_snapshots(before, after)
         del before, after

@@ -25,6 +25,12 @@ class DisputePurpose(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+# Stripe's dispute statuses that say a chargeback: Stripe took the money from the shop.
+CHARGEBACK_STATUSES = frozenset({"needs_response", "under_review", "lost"})
+# Ended in the shop's favour: the money stays (or comes back to) the shop.
+KEPT_STATUSES = frozenset({"won", "prevented", "warning_closed"})
+
+
 class PaymentDispute(Base):
     """One Stripe dispute (`du_…`), kept up to date from its `charge.dispute.*` events.
 
@@ -32,7 +38,7 @@ class PaymentDispute(Base):
     `status_at` is the time of the event it came from, so an older event delivered late never
     moves it back. A top-up's dispute takes the disputed credit from the wallet once
     (`wallet_held_minor`; what was already spent is `wallet_short_minor`) and gives it back once
-    (`wallet_released_minor`) if the shop wins (commerce.disputes)."""
+    (`wallet_released_minor`) if the shop wins (commerce.dispute_holds)."""
 
     __tablename__ = "payment_disputes"
 
@@ -75,6 +81,14 @@ class PaymentDispute(Base):
 
     order: Mapped[Order | None] = relationship()
     user: Mapped[User | None] = relationship()
+
+
+def is_chargeback(dispute: PaymentDispute) -> bool:
+    """Whether the bank took (or is taking) the disputed money back: a chargeback under way or
+    lost, by its status, or by funds Stripe withdrew while no status says the shop kept them."""
+    return dispute.status in CHARGEBACK_STATUSES or (
+        dispute.funds_withdrawn_at is not None and dispute.status not in KEPT_STATUSES
+    )
 
 
 class TopUpRefundCover(Base):

@@ -25,7 +25,9 @@ it in Stripe (evidence by the due date). What OneCart does:
   while the hold is being worked out is never held again: the hold is decided under the
   wallet's lock, from Stripe's refunds checked against the wallet's take-backs
   (commerce.wallet_topup.refunded_as_known). An inquiry (`warning_*` statuses) moves no
-  money at Stripe, so it takes nothing until it becomes a chargeback.
+  money at Stripe, so it takes nothing until it becomes a chargeback. The wallet's lines are
+  written by commerce.dispute_holds; this module reads the top-up's refunds from Stripe before
+  the locks and takes the wallet's lock first.
 - **A charge of neither:** recorded and listed all the same (the shop's Stripe balance paid it).
 
 Every event carries the whole Dispute object; the row takes its status only from an event newer
@@ -48,13 +50,14 @@ import stripe
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce.dispute_models import DisputePurpose, PaymentDispute
+from commerce.dispute_holds import hold_or_release_topup_credit
+from commerce.dispute_models import DisputePurpose, PaymentDispute, is_chargeback
 from commerce.models import User, WalletEntry, WalletEntryKind, utc_now
 from commerce.order_locks import lock_order
 from commerce.order_models import Order, Payment, PaymentMethod
 from commerce.order_state import flag_order
 from commerce.payments.gateway import PaymentError, PaymentUnavailable, from_stripe_amount
-from commerce.wallet import lock_wallet, record_wallet_entry, take_back
+from commerce.wallet import lock_wallet
 from commerce.wallet_topup import (
     TOPUP_PURPOSE,
     RefundsSeen,
@@ -62,10 +65,9 @@ from commerce.wallet_topup import (
     card_topup_reference,
     credit_card_topup,
     last_refund_takeback,
-    refunded_as_known,
     topup_refunds,
 )
-from onecart.money import Money, format_money
+from onecart.money import format_money
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +94,6 @@ STATUS_STAGE = {
 UNKNOWN_STATUS_STAGE = 4
 FINAL_STATUSES = frozenset({"won", "lost", "prevented"})
 CLOSED_STATUSES = FINAL_STATUSES | {"warning_closed"}
-# A chargeback: Stripe took the money from the shop.
-CHARGEBACK_STATUSES = frozenset({"needs_response", "under_review", "lost"})
-# Ended in the shop's favour: the money stays (or comes back to) the shop.
-KEPT_STATUSES = frozenset({"won", "prevented", "warning_closed"})
-HOLD_DESCRIPTION = "Card top-up disputed with the bank: credit held"
-# The wallet lines' references: one hold and one give-back per dispute.
-HOLD_REFERENCE_PREFIX = "stripe-dispute-"
-RELEASE_REFERENCE_PREFIX = "stripe-dispute-release-"
-RELEASE_DESCRIPTION = "Card top-up dispute won: credit given back"
 # How often a top-up's refunds are asked again when the wallet took one back meanwhile.
 REFUND_READS = 3
 
@@ -260,7 +253,7 @@ def _record(
         changed = _advance(session, row, facts)
         effects = []
         if row.purpose == DisputePurpose.WALLET_TOPUP:
-            effects = _wallet_effects(session, row, seen)
+            effects = hold_or_release_topup_credit(session, row, seen)
         if row.purpose == DisputePurpose.ORDER and created:
             _flag(session, row)
         return created, changed, row.status, effects
@@ -448,76 +441,6 @@ def _note_funds(row: PaymentDispute, facts: DisputeFacts) -> bool:
     return noted
 
 
-def _wallet_effects(session: Session, row: PaymentDispute, seen: RefundsSeen | None) -> list[str]:
-    """Hold the disputed top-up credit once a chargeback is on; give it back once the shop keeps
-    the money. Under the row's lock; the wallet lines are keyed by the dispute as well."""
-    user = session.get(User, row.user_id) if row.user_id is not None else None
-    if user is None:
-        return ["the wallet's account is gone"]
-    effects: list[str] = []
-    chargeback = row.status in CHARGEBACK_STATUSES or (
-        row.funds_withdrawn_at is not None and row.status not in KEPT_STATUSES
-    )
-    if row.wallet_held_minor is None and chargeback:
-        credited = session.scalar(
-            sa.select(WalletEntry.amount_minor).where(
-                WalletEntry.kind == WalletEntryKind.TOPUP,
-                WalletEntry.reference == card_topup_reference(row.payment_intent_id or ""),
-            )
-        )
-        # A partially refunded top-up can be disputed for the whole charge: the chargeback
-        # claims at most what the refunds left of it.
-        refunded = refunded_as_known(session, user.id, seen) if seen is not None else 0
-        disputed = max(0, min(row.amount_minor, (credited or 0) - refunded))
-        if row.currency != user.wallet_currency:
-            # Cannot happen for a top-up of ours (credited in the wallet's currency).
-            row.wallet_held_minor, row.wallet_short_minor = 0, disputed
-            effects.append(f"in {row.currency}, not the wallet's {user.wallet_currency}")
-        else:
-            taken = (
-                take_back(
-                    session,
-                    user,
-                    Money(disputed, row.currency),
-                    reference=f"{HOLD_REFERENCE_PREFIX}{row.dispute_id}",
-                    description=HOLD_DESCRIPTION,
-                )
-                if disputed
-                else 0
-            )
-            row.wallet_held_minor, row.wallet_short_minor = taken, disputed - taken
-            effects.append(f"{Money(taken, row.currency)} held in the wallet")
-            if disputed - taken:
-                effects.append(f"{Money(disputed - taken, row.currency)} already spent")
-                logger.error(
-                    "dispute %s of user %s: %s of the disputed top-up was already spent",
-                    row.dispute_id,
-                    user.id,
-                    Money(disputed - taken, row.currency),
-                )
-    kept = row.status in KEPT_STATUSES or (
-        row.funds_reinstated_at is not None and row.status != "lost"
-    )
-    # Reinstated funds with a lost dispute are the part refunded before the dispute, which the
-    # hold never took: nothing to give back then.
-    # What the hold stands in for a refund of the top-up made meanwhile stays taken: the card
-    # got that back by the refund (commerce.wallet_topup).
-    if kept and row.wallet_held_minor is not None and row.wallet_released_minor is None:
-        released = max(0, row.wallet_held_minor - row.wallet_refund_covered_minor)
-        if released:
-            record_wallet_entry(
-                session,
-                user,
-                kind=WalletEntryKind.ADJUSTMENT,
-                amount=Money(released, row.currency),
-                reference=f"{RELEASE_REFERENCE_PREFIX}{row.dispute_id}",
-                description=RELEASE_DESCRIPTION,
-            )
-        row.wallet_released_minor = released
-        effects.append(f"{Money(released, row.currency)} given back")
-    return effects
-
-
 def _flag(session: Session, row: PaymentDispute) -> None:
     """Put the disputed order on the operator's list (under the order's lock)."""
     if row.order_id is None:
@@ -569,9 +492,7 @@ def order_chargeback(session: Session, order_id: int) -> PaymentDispute | None:
         )
         .order_by(PaymentDispute.id)
     ):
-        if row.status in CHARGEBACK_STATUSES or (
-            row.funds_withdrawn_at is not None and row.status not in KEPT_STATUSES
-        ):
+        if is_chargeback(row):
             return row
     return None
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from commerce.dispute_holds import HOLD_REFERENCE_PREFIX, RELEASE_REFERENCE_PREFIX
 from commerce.dispute_models import PaymentDispute
-from commerce.disputes import HOLD_REFERENCE_PREFIX, RELEASE_REFERENCE_PREFIX
 from commerce.models import User, WalletEntry, WalletEntryKind
 from commerce.wallet import list_wallet_entries, wallet_balance
 from commerce.wallet_topup import (
@@ -22,8 +22,8 @@ from onecart.money import Money
 
 LEDGER_LIMIT = 500
 SEARCH_LIMIT = 20
-# Reference prefixes of the lines Stripe's side writes (commerce.wallet_topup, commerce.disputes),
-# longest first: a top-up refund's prefix also starts with a top-up's.
+# Reference prefixes of the lines Stripe's side writes (commerce.wallet_topup and
+# commerce.dispute_holds), longest first: a top-up refund's prefix also starts with a top-up's.
 CAUSES = tuple(
     sorted(
         (

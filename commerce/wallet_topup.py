@@ -13,7 +13,7 @@ dashboard): on `charge.refunded`, :func:`take_back_refunded_topup` asks Stripe f
 refunds and takes each back from the wallet once (never below zero; what was already spent is
 reported for an operator). It credits the top-up first if that had not happened yet, so a
 success event arriving after the refund credits nothing more. While a chargeback of the same
-top-up holds its credit (commerce.disputes), the card cannot get more back than the top-up by
+top-up holds its credit (commerce.dispute_holds), the card cannot get more back than the top-up by
 the refund and the chargeback together: the part of a refund the hold already took is not taken
 again (it is recorded on the dispute, whose won outcome gives back only the rest of the hold).
 The other way round, a hold decided after a refund was taken back claims only what the refunds
@@ -503,7 +503,7 @@ def last_refund_takeback(session: Session, user_id: int) -> int:
 
 def refunded_as_known(session: Session, user_id: int, seen: RefundsSeen) -> int:
     """What the card got back of a disputed top-up by refunds, as far as the dispute's hold must
-    know (commerce.disputes): under the wallet's lock, which every refund's take-back holds while
+    know (commerce.dispute_holds): under the wallet's lock, which every refund's take-back holds while
     it writes its line, with `seen` read from Stripe before the lock (never asked under it).
 
     Stripe's answer gives the figure: each refund it listed counts in full (what the card got

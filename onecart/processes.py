@@ -121,6 +121,13 @@ def sandbox_argv(
     return [sys.executable, "-m", "sandbox", *serve, *options]
 
 
+def localstripe_argv(host: str, port: int, *, from_scratch: bool = False) -> list[str]:
+    """`onecart localstripe` on host:port; `from_scratch` starts it without the state an earlier
+    run saved."""
+    argv = [sys.executable, "-m", "onecart.cli", "localstripe", "--host", host, "--port", str(port)]
+    return [*argv, "--from-scratch"] if from_scratch else argv
+
+
 def meilisearch_environment(settings: Settings) -> dict[str, str]:
     """The variables Meilisearch reads its master key from (only its owner reads them)."""
     return {"MEILI_MASTER_KEY": settings.meili_master_key}

@@ -34,6 +34,7 @@ from onecart.processes import (
     VENV_BIN,
     MissingProgramError,
     ProcessError,
+    localstripe_argv,
     log_dir,
     meilisearch_argv,
     meilisearch_environment,
@@ -443,16 +444,7 @@ def build_services(settings: Settings) -> list[Service]:
         url=stripe_base or None,
         # Any answer below 500 (401 without a key) means the server is up.
         probe=http_probe(f"{stripe_base}/v1/customers") if stripe_base else lambda _pid: False,
-        argv=(
-            sys.executable,
-            "-m",
-            "onecart.cli",
-            "localstripe",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(stripe_port),
-        ),
+        argv=tuple(localstripe_argv("127.0.0.1", stripe_port)),
         env=env,
         managed=bool(stripe_base) and stripe_host in LOOPBACK_HOSTS,
         why_unavailable=lambda: (

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -125,19 +126,13 @@ def check_currency_is_iso(facts: CatalogFacts) -> dg.AssetCheckResult:
 
 def check_gtin_checksum_share(facts: CatalogFacts) -> dg.AssetCheckResult:
     """Warns when the share of claimed GTINs failing the checksum exceeds the threshold."""
-    claimed = facts.loads[0].gtin_claimed if facts.loads else 0
-    invalid = facts.loads[0].gtin_invalid if facts.loads else 0
-    share = invalid / claimed if claimed else 0.0
-    return dg.AssetCheckResult(
-        check_name="gtin_checksum_share",
-        passed=share <= GTIN_INVALID_SHARE_WARN,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "gtin_claimed": claimed,
-            "gtin_invalid": invalid,
-            "invalid_share": round(share, 4),
-            "threshold": GTIN_INVALID_SHARE_WARN,
-        },
+    latest = facts.loads[0] if facts.loads else None
+    return _share_check(
+        "gtin_checksum_share",
+        part=("gtin_invalid", latest.gtin_invalid if latest else 0),
+        whole=("gtin_claimed", latest.gtin_claimed if latest else 0),
+        share_key="invalid_share",
+        threshold=GTIN_INVALID_SHARE_WARN,
     )
 
 
@@ -179,19 +174,41 @@ def check_row_count_drift(facts: CatalogFacts) -> dg.AssetCheckResult:
 
 def check_rejected_share(facts: CatalogFacts) -> dg.AssetCheckResult:
     """Warns when the latest load quarantined more than the threshold of its raw records."""
-    raw = facts.loads[0].raw_records if facts.loads else 0
-    rejected = facts.loads[0].rejected if facts.loads else 0
-    share = rejected / raw if raw else 0.0
+    latest = facts.loads[0] if facts.loads else None
+    return _share_check(
+        "rejected_share",
+        part=("rejected", latest.rejected if latest else 0),
+        whole=("raw_records", latest.raw_records if latest else 0),
+        share_key="rejected_share",
+        threshold=REJECTED_SHARE_WARN,
+        reasons=dg.MetadataValue.json(facts.rejections_by_reason),
+    )
+
+
+def _share_check(
+    check_name: str,
+    *,
+    part: tuple[str, int],
+    whole: tuple[str, int],
+    share_key: str,
+    threshold: float,
+    **metadata: Any,
+) -> dg.AssetCheckResult:
+    """A warning check that `part` is at most `threshold` of `whole` (each a metadata name and
+    its count; an empty whole is a share of 0), with both counts, the share and the threshold in
+    its metadata, and any `metadata` after them."""
+    (part_name, part_count), (whole_name, whole_count) = part, whole
+    share = part_count / whole_count if whole_count else 0.0
     return dg.AssetCheckResult(
-        check_name="rejected_share",
-        passed=share <= REJECTED_SHARE_WARN,
+        check_name=check_name,
+        passed=share <= threshold,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "rejected": rejected,
-            "raw_records": raw,
-            "rejected_share": round(share, 4),
-            "threshold": REJECTED_SHARE_WARN,
-            "reasons": dg.MetadataValue.json(facts.rejections_by_reason),
+            part_name: part_count,
+            whole_name: whole_count,
+            share_key: round(share, 4),
+            "threshold": threshold,
+            **metadata,
         },
     )
 

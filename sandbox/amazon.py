@@ -25,7 +25,8 @@ from urllib.parse import parse_qsl, urlencode
 from werkzeug.wrappers import Request, Response
 
 from onecart.money import from_minor_units
-from sandbox.assortment import CATEGORIES, Category
+from sandbox.assortment import CATEGORIES
+from sandbox.assortment_schema import Category
 from sandbox.malformations import huge_text, malformed_title
 from sandbox.pages import format_amount, product_page
 from sandbox.service import (

@@ -42,7 +42,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 
-from sandbox.assortment import CATEGORIES_BY_SLUG, Category
+from sandbox.assortment import CATEGORIES_BY_SLUG
+from sandbox.assortment_schema import Category
 from sandbox.draws import Draws, hash64, unit_interval
 from sandbox.malformations import MALFORMATION_KINDS
 from sandbox.marketplaces import (

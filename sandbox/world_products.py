@@ -21,6 +21,8 @@ from sandbox.assortment import (
     BOOK_TITLE_PATTERNS,
     BRAND_PRICE_TIERS,
     CATEGORIES,
+)
+from sandbox.assortment_schema import (
     MIN_MODEL_CAPACITY,
     MODEL_LETTERS,
     Category,

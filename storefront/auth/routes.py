@@ -207,18 +207,9 @@ def signup() -> Response | tuple[str, int] | str:
         return _signup_by_email_link(form)
     db = db_session()
     try:
-        user = register_user(
-            db,
-            username=form.username.data,
-            email=form.email.data,
-            password=form.password.data,
-            first_name=form.first_name.data or "",
-            last_name=form.last_name.data or "",
-        )
+        user = register_user(db, **_signup_fields(form))
     except AccountError as exc:
-        db.rollback()
-        attach_service_errors(form, exc.errors)
-        return form_page(form, render_template("auth/signup.html", form=form))
+        return _refused_signup(form, exc)
     db.commit()
     sign_in(user)
     session[NEW_ACCOUNT_SESSION_KEY] = True
@@ -226,23 +217,32 @@ def signup() -> Response | tuple[str, int] | str:
     return _redirect_after_login(form.next.data)
 
 
+def _signup_fields(form: SignupForm) -> dict[str, str]:
+    """What the sign-up form says of the new account, as the account services take it."""
+    return {
+        "username": form.username.data,
+        "email": form.email.data,
+        "password": form.password.data,
+        "first_name": form.first_name.data or "",
+        "last_name": form.last_name.data or "",
+    }
+
+
+def _refused_signup(form: SignupForm, refusal: AccountError) -> tuple[str, int]:
+    """The sign-up form again, with what the account services refused (nothing written)."""
+    db_session().rollback()
+    attach_service_errors(form, refusal.errors)
+    return form_page(form, render_template("auth/signup.html", form=form))
+
+
 def _signup_by_email_link(form: SignupForm) -> Response | tuple[str, int] | str:
     """Answer "check your inbox" whether or not the address has an account: a new address gets
     the link that creates the account, a known one a note to its owner."""
     db = db_session()
     try:
-        account, email_taken = check_new_account(
-            db,
-            username=form.username.data,
-            email=form.email.data,
-            password=form.password.data,
-            first_name=form.first_name.data or "",
-            last_name=form.last_name.data or "",
-        )
+        account, email_taken = check_new_account(db, **_signup_fields(form))
     except AccountError as exc:
-        db.rollback()
-        attach_service_errors(form, exc.errors)
-        return form_page(form, render_template("auth/signup.html", form=form))
+        return _refused_signup(form, exc)
     mail = mail_settings()
     if email_taken:
         owner = find_user_by_email(db, account.email)

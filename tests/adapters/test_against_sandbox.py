@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -118,16 +118,21 @@ def read_catalog(adapter: MarketplaceAdapter) -> Catalog:
     return catalog
 
 
-@pytest.fixture(scope="module")
-def configs(sandbox_server: str) -> dict[str, MarketplaceConfig]:
-    """marketplaces.toml as the running code reads it, with test API keys in the environment."""
+def load_sandbox_configs(slugs: Collection[str]) -> dict[str, MarketplaceConfig]:
+    """The marketplaces named, by slug, from marketplaces.toml as the running code reads it,
+    with the test API keys in the environment."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in API_KEYS.items():
             patch.setenv(name, value)
         loaded = load_marketplaces()
+    return {config.slug: config for config in loaded if config.slug in slugs}
+
+
+@pytest.fixture(scope="module")
+def configs(sandbox_server: str) -> dict[str, MarketplaceConfig]:
     # The six formats this module exercises; Amazon and Sokoni have their own module
     # (test_affiliate_marketplaces.py).
-    return {config.slug: config for config in loaded if config.slug in SLUGS}
+    return load_sandbox_configs(SLUGS)
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ from adapters.base import (
 )
 from adapters.declarative import DeclarativeJsonAdapter
 from adapters.declarative_orders import parse_order_options
-from adapters.registry import MarketplaceConfigError, build_adapter, load_marketplaces
-from tests.adapters.test_against_sandbox import API_KEYS
+from adapters.registry import MarketplaceConfigError, build_adapter
+from tests.adapters.test_against_sandbox import load_sandbox_configs
 from tests.adapters.test_declarative import adapter
 
 ORDERS: dict[str, Any] = {
@@ -92,10 +92,7 @@ def test_capabilities_follow_the_configured_endpoints() -> None:
 
 @pytest.fixture(scope="module")
 def bazaar(sandbox_server: str) -> MarketplaceConfig:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in API_KEYS.items():
-            patch.setenv(name, value)
-        [config] = [c for c in load_marketplaces() if c.slug == "bazaar"]
+    config = load_sandbox_configs(["bazaar"])["bazaar"]
     return dataclasses.replace(config, options={**config.options, "orders": ORDERS})
 
 

@@ -27,9 +27,9 @@ from adapters.base import (
     ShippingAddress,
     Transient,
 )
-from adapters.registry import build_adapter, load_marketplaces
+from adapters.registry import build_adapter
 from onecart import processes
-from tests.adapters.test_against_sandbox import API_KEYS, ORDERING, TRACKABLE
+from tests.adapters.test_against_sandbox import ORDERING, TRACKABLE, load_sandbox_configs
 
 # An impatient client for the tests that need a timeout, a patient one for the others (the
 # machine may be loaded: no test may depend on a normal reply arriving within a short time).
@@ -40,11 +40,7 @@ SLOW_REPLY_MS = 3000  # well past the impatient client's timeout; the order is s
 
 @pytest.fixture(scope="module")
 def configs(sandbox_server: str) -> dict[str, MarketplaceConfig]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in API_KEYS.items():
-            patch.setenv(name, value)
-        loaded = load_marketplaces()
-    return {config.slug: config for config in loaded if config.slug in ORDERING}
+    return load_sandbox_configs(ORDERING)
 
 
 @pytest.fixture(scope="module")

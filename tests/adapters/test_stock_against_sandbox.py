@@ -7,89 +7,30 @@ marketplace holds no order, and offers whose store does not track stock take any
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from adapters.base import (
-    MarketplaceConfig,
-    OrderLine,
-    OrderRequest,
-    Rejected,
-    ShippingAddress,
-)
-from adapters.registry import build_adapter, load_marketplaces
-from sandbox.knobs import Knobs
-from sandbox.shopify_format import product_id as shopify_product_id
+from adapters.base import OrderRequest, Rejected
 from sandbox.shopify_format import variant_id
-from sandbox.woocommerce import product_id as woocommerce_product_id
-from sandbox.world import ListedOffer, World
-from tests.adapters.test_against_sandbox import API_KEYS
-from tests.conftest import TEST_SANDBOX_OFFERS, TEST_SANDBOX_SEED
+from sandbox.world import ListedOffer
+from tests.adapters.stock_orders import (
+    STOCKED,
+    adapter_for,
+    configs,
+    request_for,
+    stocked_offer,
+)
 from tests.sandbox.conftest import shopify_graphql
 
-STOCKED = ("shopwave", "kiondo")
-PRODUCT_IDS: dict[str, Callable[[int], int]] = {
-    "shopwave": shopify_product_id,
-    "kiondo": woocommerce_product_id,
-}
-WORLD = World(TEST_SANDBOX_SEED, TEST_SANDBOX_OFFERS)
+__all__ = ["adapter_for", "configs"]
 
 
-@pytest.fixture(scope="module")
-def configs(sandbox_server: str) -> dict[str, MarketplaceConfig]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in API_KEYS.items():
-            patch.setenv(name, value)
-        loaded = load_marketplaces()
-    return {config.slug: config for config in loaded if config.slug in STOCKED}
-
-
-@pytest.fixture
-def adapter_for(configs: dict[str, MarketplaceConfig]) -> Iterator[Callable[[str], Any]]:
-    built: list[Any] = []
-
-    def build(slug: str) -> Any:
-        adapter = build_adapter(configs[slug])
-        built.append(adapter)
-        return adapter
-
-    yield build
-    for adapter in built:
-        adapter.close()
-
-
-def stocked_offer(slug: str, *, tracked: bool) -> ListedOffer:
-    """A well-formed, in-stock offer whose store does (or does not) track its stock."""
-    rate = Knobs().malformed_rate
-    for index in range(WORLD.offer_count(slug)):
-        offer = WORLD.offer(slug, index)
-        if (
-            offer.tracks_stock is tracked
-            and 2 <= offer.stock <= 20
-            and WORLD.malformation(slug, index, rate) is None
-        ):
-            return offer
-    raise AssertionError(f"no {'tracked' if tracked else 'untracked'} offer on {slug}")
-
-
-def request_for(slug: str, offer: ListedOffer, quantity: int) -> OrderRequest:
-    reference = f"oc-stock-{uuid.uuid4().hex[:12]}"
-    return OrderRequest(
-        reference=reference,
-        idempotency_key=f"{reference}-sub-1",
-        lines=[
-            OrderLine(
-                str(PRODUCT_IDS[slug](offer.index)), quantity, offer.price_minor, offer.currency
-            )
-        ],
-        shipping=ShippingAddress(
-            name="Ada Lovelace", line1="1 Test St", city="Nairobi", country="KE"
-        ),
-        currency=offer.currency,
-    )
+def in_stock_offer(slug: str, *, tracked: bool) -> ListedOffer:
+    """A well-formed offer with a few units whose store does (or does not) track its stock."""
+    return stocked_offer(slug, 2, 20, tracked=tracked)
 
 
 def held(control: httpx.Client, slug: str, request: OrderRequest) -> list[dict[str, Any]]:
@@ -101,7 +42,7 @@ def held(control: httpx.Client, slug: str, request: OrderRequest) -> list[dict[s
 def test_an_order_beyond_the_stock_is_refused_and_nothing_is_held(
     slug: str, adapter_for: Callable[[str], Any], sandbox_control: httpx.Client
 ) -> None:
-    offer = stocked_offer(slug, tracked=True)
+    offer = in_stock_offer(slug, tracked=True)
     request = request_for(slug, offer, offer.stock + 1)
 
     with pytest.raises(Rejected) as refused:
@@ -119,7 +60,7 @@ def test_an_order_of_exactly_the_stock_is_placed(
     slug: str, adapter_for: Callable[[str], Any], sandbox_control: httpx.Client
 ) -> None:
     sandbox_control.post(f"/_sandbox/knobs/{slug}", json={"cancel_rate": 0})
-    offer = stocked_offer(slug, tracked=True)
+    offer = in_stock_offer(slug, tracked=True)
     request = request_for(slug, offer, offer.stock)
 
     placed = adapter_for(slug).place_order(request)
@@ -133,7 +74,7 @@ def test_an_offer_whose_stock_is_not_tracked_takes_any_quantity(
     slug: str, adapter_for: Callable[[str], Any], sandbox_control: httpx.Client
 ) -> None:
     sandbox_control.post(f"/_sandbox/knobs/{slug}", json={"cancel_rate": 0})
-    offer = stocked_offer(slug, tracked=False)
+    offer = in_stock_offer(slug, tracked=False)
     request = request_for(slug, offer, offer.stock + 5)
 
     placed = adapter_for(slug).place_order(request)
@@ -146,7 +87,7 @@ def test_shopify_claims_inventory_only_when_asked_as_shopify_does(
 ) -> None:
     """orderCreate's default inventoryBehaviour is BYPASS: nothing is claimed, nothing refused;
     DECREMENT_OBEYING_POLICY fails the claim of a tracked variant without enough units."""
-    offer = stocked_offer("shopwave", tracked=True)
+    offer = in_stock_offer("shopwave", tracked=True)
     line = {
         "variantId": f"gid://shopify/ProductVariant/{variant_id(offer.index)}",
         "quantity": offer.stock + 1,

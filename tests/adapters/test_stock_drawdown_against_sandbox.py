@@ -9,7 +9,7 @@ reset after each test puts the stores' inventory back."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,89 +17,28 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.base import (
-    MarketplaceConfig,
-    OrderLine,
-    OrderRequest,
-    Rejected,
-    ShippingAddress,
-)
-from adapters.registry import build_adapter, load_marketplaces
+from adapters.base import OrderLine, OrderRequest, Rejected, ShippingAddress
+from adapters.registry import build_adapter
 from sandbox.knobs import Knobs
 from sandbox.shopify_format import product_id as shopify_product_id
 from sandbox.shopify_format import variant_id
 from sandbox.woocommerce import product_id as woocommerce_product_id
-from sandbox.world import ListedOffer, World
-from tests.adapters.test_against_sandbox import API_KEYS
-from tests.conftest import TEST_SANDBOX_OFFERS, TEST_SANDBOX_SEED
+from sandbox.world import ListedOffer
+from tests.adapters.stock_orders import (
+    STOCKED,
+    WORLD,
+    adapter_for,
+    configs,
+    external_id,
+    request_for,
+    stocked_offer,
+)
+from tests.adapters.test_against_sandbox import load_sandbox_configs
 from tests.sandbox.conftest import shopify_graphql
 
-STOCKED = ("shopwave", "kiondo")
-PRODUCT_IDS: dict[str, Callable[[int], int]] = {
-    "shopwave": shopify_product_id,
-    "kiondo": woocommerce_product_id,
-}
-WORLD = World(TEST_SANDBOX_SEED, TEST_SANDBOX_OFFERS)
+__all__ = ["adapter_for", "configs"]
+
 WOO_AUTH = ("ck_test", "cs_test")
-
-
-@pytest.fixture(scope="module")
-def configs(sandbox_server: str) -> dict[str, MarketplaceConfig]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in API_KEYS.items():
-            patch.setenv(name, value)
-        loaded = load_marketplaces()
-    return {config.slug: config for config in loaded if config.slug in STOCKED}
-
-
-@pytest.fixture
-def adapter_for(configs: dict[str, MarketplaceConfig]) -> Iterator[Callable[[str], Any]]:
-    built: list[Any] = []
-
-    def build(slug: str) -> Any:
-        adapter = build_adapter(configs[slug])
-        built.append(adapter)
-        return adapter
-
-    yield build
-    for adapter in built:
-        adapter.close()
-
-
-def tracked_offer(slug: str, low: int, high: int, *, nth: int = 0) -> ListedOffer:
-    """The `nth` well-formed offer whose store tracks its stock, with low..high units."""
-    rate = Knobs().malformed_rate
-    found = 0
-    for index in range(WORLD.offer_count(slug)):
-        offer = WORLD.offer(slug, index)
-        if (
-            offer.tracks_stock
-            and low <= offer.stock <= high
-            and WORLD.malformation(slug, index, rate) is None
-        ):
-            if found == nth:
-                return offer
-            found += 1
-    raise AssertionError(f"no tracked offer with {low}..{high} units on {slug}")
-
-
-def external_id(slug: str, offer: ListedOffer) -> str:
-    return str(PRODUCT_IDS[slug](offer.index))
-
-
-def request_for(
-    slug: str, offer: ListedOffer, quantity: int, *, key: str | None = None
-) -> OrderRequest:
-    reference = key or f"oc-draw-{uuid.uuid4().hex[:12]}"
-    return OrderRequest(
-        reference=reference,
-        idempotency_key=f"{reference}-sub-1",
-        lines=[OrderLine(external_id(slug, offer), quantity, offer.price_minor, offer.currency)],
-        shipping=ShippingAddress(
-            name="Ada Lovelace", line1="1 Test St", city="Nairobi", country="KE"
-        ),
-        currency=offer.currency,
-    )
 
 
 def published_stock(adapter: Any, slug: str, offer: ListedOffer) -> int | None:
@@ -114,7 +53,7 @@ def test_an_order_draws_down_the_stock_the_catalog_and_the_live_lookup_publish(
 ) -> None:
     sandbox_control.post(f"/_sandbox/knobs/{slug}", json={"cancel_rate": 0})
     # More than Kiondo's low-stock threshold: the Store API still tells how many can be bought.
-    offer = tracked_offer(slug, 12, 60)
+    offer = stocked_offer(slug, 12, 60)
     adapter = adapter_for(slug)
     assert adapter.lookup_offer(external_id(slug, offer)).stock == offer.stock
 
@@ -130,7 +69,7 @@ def test_the_last_units_bought_sell_the_offer_out_for_the_next_shopper(
     slug: str, adapter_for: Callable[[str], Any], sandbox_control: httpx.Client
 ) -> None:
     sandbox_control.post(f"/_sandbox/knobs/{slug}", json={"cancel_rate": 0})
-    offer = tracked_offer(slug, 2, 9, nth=1)
+    offer = stocked_offer(slug, 2, 9, nth=1)
     adapter = adapter_for(slug)
     adapter.place_order(request_for(slug, offer, offer.stock))
 
@@ -147,7 +86,7 @@ def test_a_cancelled_order_gives_its_units_back(
     slug: str, adapter_for: Callable[[str], Any], sandbox_control: httpx.Client
 ) -> None:
     sandbox_control.post(f"/_sandbox/knobs/{slug}", json={"cancel_rate": 0})
-    offer = tracked_offer(slug, 6, 40, nth=2)
+    offer = stocked_offer(slug, 6, 40, nth=2)
     adapter = adapter_for(slug)
     placed = adapter.place_order(request_for(slug, offer, 2))
     assert adapter.lookup_offer(external_id(slug, offer)).stock == offer.stock - 2
@@ -163,7 +102,7 @@ def test_a_replayed_placement_draws_the_stock_once(
     slug: str, adapter_for: Callable[[str], Any], sandbox_control: httpx.Client
 ) -> None:
     sandbox_control.post(f"/_sandbox/knobs/{slug}", json={"cancel_rate": 0})
-    offer = tracked_offer(slug, 6, 40, nth=3)
+    offer = stocked_offer(slug, 6, 40, nth=3)
     adapter = adapter_for(slug)
     request = request_for(slug, offer, 2)
 
@@ -179,7 +118,7 @@ def test_a_stock_change_is_a_change_the_changed_since_fetch_sees(
     slug: str, adapter_for: Callable[[str], Any], sandbox_control: httpx.Client
 ) -> None:
     sandbox_control.post(f"/_sandbox/knobs/{slug}", json={"cancel_rate": 0})
-    offer = tracked_offer(slug, 6, 40, nth=4)
+    offer = stocked_offer(slug, 6, 40, nth=4)
     adapter = adapter_for(slug)
     adapter.fetch_catalog_changes(datetime.now(UTC), at_most=1000)  # the state is noted
     since = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
@@ -197,7 +136,7 @@ def test_concurrent_shoppers_never_buy_more_than_the_stock(
     slug: str, adapter_for: Callable[[str], Any], sandbox_control: httpx.Client
 ) -> None:
     sandbox_control.post(f"/_sandbox/knobs/{slug}", json={"cancel_rate": 0})
-    offer = tracked_offer(slug, 3, 5, nth=5)
+    offer = stocked_offer(slug, 3, 5, nth=5)
     shoppers = offer.stock + 5
 
     def buy(_: int) -> bool:
@@ -219,7 +158,7 @@ def test_concurrent_shoppers_never_buy_more_than_the_stock(
 def test_the_reset_puts_the_inventory_back(
     adapter_for: Callable[[str], Any], sandbox_control: httpx.Client
 ) -> None:
-    offer = tracked_offer("kiondo", 6, 40, nth=6)
+    offer = stocked_offer("kiondo", 6, 40, nth=6)
     adapter = adapter_for("kiondo")
     placed = adapter.place_order(request_for("kiondo", offer, 2))
 
@@ -256,7 +195,7 @@ def test_shopify_draws_inventory_only_when_asked_and_restocks_only_when_asked(
     """BYPASS (orderCreate's default) claims nothing; orderCancel with `restock: false` keeps
     the units with the cancelled order, as Shopify does."""
     sandbox_control.post("/_sandbox/knobs/shopwave", json={"cancel_rate": 0})
-    offer = tracked_offer("shopwave", 6, 40, nth=7)
+    offer = stocked_offer("shopwave", 6, 40, nth=7)
     line = {"variantId": f"gid://shopify/ProductVariant/{variant_id(offer.index)}", "quantity": 2}
 
     def order_create(**options: str) -> str:
@@ -288,7 +227,7 @@ def test_woocommerce_reduces_stock_when_the_order_is_paid(
 ) -> None:
     """A pending (unpaid) REST order reduces nothing; a paid one (`set_paid`) reduces the
     product's stock, as WooCommerce's wc_maybe_reduce_stock_levels does on payment."""
-    offer = tracked_offer("kiondo", 12, 60, nth=8)
+    offer = stocked_offer("kiondo", 12, 60, nth=8)
     line = {"product_id": woocommerce_product_id(offer.index), "quantity": 2}
 
     def create(set_paid: bool) -> None:
@@ -313,11 +252,7 @@ def test_cart_api_stores_draw_no_stock_as_the_real_apis_draw_none(
     units than DummyJSON publishes, changes nothing the store publishes. So the sandbox's
     DummyMart and Fake Store keep their published stock whatever OneCart buys (docs: README's
     marketplace table)."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in API_KEYS.items():
-            patch.setenv(name, value)
-        [config] = [config for config in load_marketplaces() if config.slug == slug]
-    adapter = build_adapter(config)
+    adapter = build_adapter(load_sandbox_configs([slug])[slug])
     try:
         index = next(
             index

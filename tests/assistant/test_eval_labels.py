@@ -1,4 +1,4 @@
-"""The assistant evaluation's judge (bench/assistant_eval.py): which products its labels can
+"""The assistant evaluation's judge (bench/assistant_eval_labels.py): which products its labels can
 call relevant, and which embedder it reads the offers' vectors of."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from assistant import embeddings
 from assistant.config import AssistantSettings
-from bench.assistant_eval import world_products
+from bench.assistant_eval_labels import world_products
 from sandbox.marketplaces import AFFILIATE_SLUGS
 from sandbox.world import World
 

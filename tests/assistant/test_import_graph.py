@@ -1,7 +1,8 @@
 """The runtime assistant package stands apart from the sandbox, the pipeline and the benchmarks:
 importing every module of `assistant` (in a fresh interpreter, so nothing imported by other
 tests hides an import) loads none of them, nor Flask or Dagster. The evaluation, which needs the
-sandbox's world and the pipeline's document builder, lives in bench/assistant_eval.py."""
+sandbox's world and the pipeline's document builder, lives in bench/ (assistant_eval.py and its
+assistant_eval_labels.py, assistant_eval_index.py)."""
 
 from __future__ import annotations
 

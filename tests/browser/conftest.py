@@ -7,6 +7,8 @@
 - `live_server` (module): the real app (create_app) served by a threaded werkzeug server on a
   free loopback port.
 - `browser` (module): Debian's Chromium driven by Playwright (never `playwright install`).
+- `open_tab(browser, live_server, viewport)`: a tab in a fresh browser context, for a module's
+  page fixtures; JavaScript errors fail the test.
 - `capture(page, name)`: full-page screenshots at 375 px and 1280 px under
   test-artifacts/screenshots/.
 """
@@ -17,11 +19,12 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 from werkzeug.serving import make_server
 
 from assistant.config import get_assistant_settings
@@ -33,6 +36,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT_DIR = REPO_ROOT / "test-artifacts" / "screenshots"
 WIDTHS = (375, 1280)
+DESKTOP_VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
+# How long a page may take to answer or an element to appear (a loaded machine is slow).
+PAGE_TIMEOUT_MS = 15_000
 # The sandbox accepts any non-empty credentials.
 # Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
 SANDBOX_CREDENTIALS = sandbox_credentials(get_settings(), environ={})
@@ -160,6 +166,29 @@ def browser(live_server: str) -> Iterator[Browser]:
             yield chromium
         finally:
             chromium.close()
+
+
+@contextmanager
+def open_tab(
+    browser: Browser,
+    live_server: str,
+    viewport: ViewportSize = DESKTOP_VIEWPORT,
+    *,
+    fail_on_js_errors: bool = True,
+) -> Iterator[Page]:
+    """A tab on the live site in a fresh browser context (no cookies of another test), closed
+    afterwards; a JavaScript error on any of its pages fails the test unless told otherwise."""
+    context = browser.new_context(base_url=live_server, viewport=viewport)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield tab
+    finally:
+        context.close()
+    if fail_on_js_errors:
+        assert errors == [], f"JavaScript errors: {errors}"
 
 
 @pytest.fixture

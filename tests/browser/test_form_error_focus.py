@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.browser.conftest import open_tab
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LIVE_CATALOG = {
@@ -16,18 +18,12 @@ LIVE_CATALOG = {
     "downstream_assets": ("fx_rates", "storefront_products"),
     "embeddings": False,
 }
-TIMEOUT_MS = 15_000
 
 
 @pytest.fixture
 def page(browser: Browser, live_server: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    try:
+    with open_tab(browser, live_server, fail_on_js_errors=False) as tab:
         yield tab
-    finally:
-        context.close()
 
 
 def test_a_rejected_sign_up_focuses_its_error_summary(page: Page) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.browser.conftest import open_tab
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LIVE_CATALOG = {
@@ -18,17 +20,12 @@ LIVE_CATALOG = {
     "downstream_assets": ("fx_rates", "storefront_products"),
     "embeddings": False,
 }
-TIMEOUT_MS = 15_000
 
 
 def _page(browser: Browser, live_server: str, width: int) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server, viewport={"width": width, "height": 844})
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    try:
+    viewport = {"width": width, "height": 844}
+    with open_tab(browser, live_server, viewport, fail_on_js_errors=False) as tab:
         yield tab
-    finally:
-        context.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from commerce.db import get_session_factory
 from commerce.models import Product
-from tests.browser.conftest import LiveCatalog
+from tests.browser.conftest import LiveCatalog, open_tab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,18 +22,12 @@ LIVE_CATALOG = {
     "downstream_assets": ("fx_rates", "product_groups", "storefront_products"),
     "embeddings": False,
 }
-TIMEOUT_MS = 15_000
 
 
 @pytest.fixture
 def page(browser: Browser, live_server: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    try:
+    with open_tab(browser, live_server, fail_on_js_errors=False) as tab:
         yield tab
-    finally:
-        context.close()
 
 
 def _product_in_stock(live_catalog: LiveCatalog) -> Product:

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.browser.conftest import open_tab
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LIVE_CATALOG = {
@@ -25,7 +27,6 @@ LIVE_CATALOG = {
     ),
     "embeddings": False,
 }
-TIMEOUT_MS = 15_000
 PASSWORD = "Sunny-Plateau-42-kettle"
 LONG_FIRST_NAME = "Wanjiru" + "W" * 73  # 80 characters, the form's maximum
 PHONE = {"width": 390, "height": 844}
@@ -34,16 +35,8 @@ DESKTOP = {"width": 1280, "height": 900}
 
 @pytest.fixture
 def page(browser: Browser, live_server: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server, viewport=PHONE)
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with open_tab(browser, live_server, PHONE) as tab:
         yield tab
-    finally:
-        context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
 
 
 def sideways(page: Page) -> dict[str, object]:

@@ -18,7 +18,7 @@ from commerce.accounts import register_user
 from commerce.db import get_session_factory
 from commerce.models import Marketplace
 from commerce.order_models import MarketplaceOrder, Order, PaymentMethod, SubOrderStatus
-from tests.browser.conftest import LiveCatalog
+from tests.browser.conftest import PAGE_TIMEOUT_MS, LiveCatalog, open_tab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,21 +28,12 @@ LIVE_CATALOG = {
     "embeddings": False,
 }
 PASSWORD = "Sunny-Plateau-42-kettle"
-TIMEOUT_MS = 15_000
 
 
 @pytest.fixture
 def page(browser: Browser, live_server: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with open_tab(browser, live_server) as tab:
         yield tab
-    finally:
-        context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
 
 
 def test_the_order_page_updates_while_a_part_is_placed(
@@ -105,7 +96,7 @@ def test_the_order_page_updates_while_a_part_is_placed(
         )
 
     # The script asks every 4 s: allow it a few rounds under load.
-    expect(badge).not_to_have_text("Being placed", timeout=TIMEOUT_MS)
+    expect(badge).not_to_have_text("Being placed", timeout=PAGE_TIMEOUT_MS)
     expect(badge).to_contain_text("Placed")
     expect(region).to_contain_text("DummyMart: Placed")
     expect(page.locator(f'[data-sub-order-id="{sub_id}"] .sub-order-number')).to_have_text("#4242")

@@ -4,43 +4,26 @@ price_history_svg directly: no site needed."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import sync_playwright
 
-from commerce.catalog import HistoryPoint, PriceSeries
 from onecart.settings import REPO_ROOT
 from storefront.catalog.charts import price_history_svg
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.storefront.test_price_chart import NOW, price_series
 
 pytestmark = [pytest.mark.browser]
-
-NOW = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
-
-
-def _series(label: str, *points: tuple[timedelta, int]) -> PriceSeries:
-    return PriceSeries(
-        product_id=hash(label) % 1000,
-        label=label,
-        points=[
-            HistoryPoint(
-                observed_at=NOW - ago,
-                price_minor=price,
-                currency="USD",
-                display_price_minor=price,
-                available=True,
-            )
-            for ago, price in points
-        ],
-    )
 
 
 @pytest.mark.parametrize("width", [375, 1280])
 def test_no_line_crosses_a_price_label(width: int) -> None:
     # Lines at every height of the chart, from its first moment: any label over the plot is hit.
     series = [
-        _series(f"Shop {n}", (timedelta(days=30), 40000 + n * 2000), (timedelta(days=2), 48185))
+        price_series(
+            f"Shop {n}", (timedelta(days=30), 40000 + n * 2000), (timedelta(days=2), 48185)
+        )
         for n in range(6)
     ]
     svg = str(

@@ -12,6 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.browser.conftest import open_tab
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LIVE_CATALOG = {
@@ -25,21 +27,12 @@ LIVE_CATALOG = {
     ),
     "embeddings": False,
 }
-TIMEOUT_MS = 15_000
 
 
 @pytest.fixture
 def page(browser: Browser, live_server: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with open_tab(browser, live_server) as tab:
         yield tab
-    finally:
-        context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
 
 
 def query_of(url: str) -> dict[str, list[str]]:

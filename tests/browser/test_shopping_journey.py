@@ -17,27 +17,18 @@ import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import SCREENSHOT_DIR as SCREENSHOTS
-from tests.browser.conftest import LiveCatalog
+from tests.browser.conftest import LiveCatalog, open_tab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TYPO_QUERY = "hedphones"  # "headphones" with a letter missing
 CORRECT_WORD = "headphone"
-NAVIGATION_TIMEOUT_MS = 15_000
 
 
 @pytest.fixture
 def page(browser: Browser, live_server: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(NAVIGATION_TIMEOUT_MS)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with open_tab(browser, live_server) as tab:
         yield tab
-    finally:
-        context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
 
 
 def query_of(url: str) -> dict[str, list[str]]:
@@ -194,16 +185,8 @@ OPTIONAL_SHOPPER_PAGES = ("/profile/watchlist",)
 
 @pytest.fixture
 def phone_page(browser: Browser, live_server: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server, viewport=PHONE)
-    context.set_default_timeout(NAVIGATION_TIMEOUT_MS)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with open_tab(browser, live_server, PHONE) as tab:
         yield tab
-    finally:
-        context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
 
 
 def site_pages() -> set[str]:

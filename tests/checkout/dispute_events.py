@@ -65,7 +65,7 @@ def dispute_object(
 
 def charge_of(intent_id: str) -> str:
     """The id of the PaymentIntent's charge at (local)Stripe."""
-    from tests.checkout.conftest import stripe_client
+    from tests.checkout.shop import stripe_client
 
     intent = stripe_client().v1.payment_intents.retrieve(
         intent_id, params={"expand": ["latest_charge"]}

@@ -14,7 +14,7 @@ from commerce.notifications import Notification
 from commerce.order_models import Order, Refund
 from commerce.orders import order_books_problems
 from commerce.wallet import wallet_balance
-from tests.checkout.conftest import Shop, stripe_books_problems
+from tests.checkout.shop import Shop, stripe_books_problems
 
 
 def refunds_of(shop: Shop, sub_order_id: int) -> list[Refund]:

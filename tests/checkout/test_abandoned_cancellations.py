@@ -32,7 +32,7 @@ from commerce.order_models import MarketplaceOrder, Order, Refund, SubOrderStatu
 from commerce.payments.providers import gateway_for_payment
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.sweeper import SweepPolicy, sweep
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.checkout.tracking_fakes import placed_orders
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from commerce.models import CartItem, Product
 from onecart.settings import REPO_ROOT
 from storefront import format_money
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.checkout.test_browser_checkout import browser_page, live_site  # noqa: F401 (fixtures)
 from tests.storefront.conftest import DEFAULT_PASSWORD
 

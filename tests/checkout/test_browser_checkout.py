@@ -19,7 +19,7 @@ from commerce.order_models import Order
 from onecart import processes
 from onecart.settings import get_settings
 from storefront import create_app
-from tests.checkout.conftest import Shop, wait_for
+from tests.checkout.shop import Shop, wait_for
 from tests.storefront.conftest import DEFAULT_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from onecart.money import from_minor_units
-from tests.checkout.conftest import Shop, wait_for
+from tests.checkout.shop import Shop, wait_for
 from tests.checkout.test_browser_checkout import browser_page, live_site  # noqa: F401 (fixtures)
 from tests.storefront.conftest import DEFAULT_PASSWORD
 

@@ -24,7 +24,7 @@ from commerce.order_models import (
 )
 from commerce.placement import place_sub_order
 from commerce.tracking import apply_marketplace_state
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.faults.conftest import check_invariants
 
 

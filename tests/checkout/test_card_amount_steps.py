@@ -15,7 +15,7 @@ from commerce.fx import FxTable
 from commerce.models import FxRate, Marketplace, Product
 from commerce.order_models import SubOrderStatus
 from commerce.payments.gateway import card_amount_step, floor_card_amount
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 THREE_DECIMAL = ["BHD", "JOD", "KWD", "OMR", "TND"]
 

@@ -40,7 +40,7 @@ from commerce.sweeper import SweepPolicy, sweep
 from onecart.money import Money
 from onecart.settings import get_settings
 from storefront.checkout import routes as checkout_routes
-from tests.checkout.conftest import Shop, stripe_client
+from tests.checkout.shop import Shop, stripe_client
 
 
 class LosesAuthorizeReply:

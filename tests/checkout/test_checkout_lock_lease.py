@@ -36,7 +36,7 @@ from commerce.payments.gateway import (
 )
 from commerce.payments.stripe_gateway import StripeGateway
 from onecart.settings import get_settings
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.checkout.test_card_holds_in_doubt import _intents_with_key
 
 SHORT_LEASE = timedelta(seconds=1)

@@ -13,7 +13,7 @@ from adapters.base import OrderState, OrderStatus, ShipmentStatus
 from commerce.notification_models import Notification
 from commerce.order_models import MarketplaceOrder, Refund, SubOrderStatus
 from commerce.tracking import apply_marketplace_state
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 
 def test_a_failed_delivery_flags_the_order_and_refunds_nothing(shop: Shop) -> None:

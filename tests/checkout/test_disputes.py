@@ -14,8 +14,8 @@ from commerce.disputes import apply_dispute_event, dispute_facts
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.order_models import Order, PaymentStatus, Refund
 from commerce.placement import place_sub_order
-from tests.checkout.conftest import Shop
 from tests.checkout.dispute_events import charge_of, dispute_object, new_dispute_id, post_event
+from tests.checkout.shop import Shop
 
 
 def _captured_card_order(shop: Shop) -> Order:

@@ -19,7 +19,7 @@ from commerce.payments.stripe_gateway import StripeGateway
 from onecart import processes
 from onecart.settings import get_settings
 from storefront.checkout import routes as checkout_routes
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 
 def handoff_links(page: str) -> list[str]:

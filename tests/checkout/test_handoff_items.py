@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from commerce.models import CartItem
 from commerce.order_models import HandoffItemStatus, OrderItem
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 
 def _item_status(shop: Shop, item_id: int) -> HandoffItemStatus | None:

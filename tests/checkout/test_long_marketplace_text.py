@@ -29,7 +29,7 @@ from commerce.order_models import (
 )
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.tracking import apply_marketplace_state
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 LONG_ID = "order-" + "7f3a" * 60  # 246 characters: an opaque id some order APIs return
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -28,13 +27,13 @@ from commerce.order_models import (
     SubOrderStatus,
 )
 from commerce.order_timeline import build_order_view
-from commerce.payments.gateway import PaymentGateway, PaymentUnavailable
+from commerce.payments.gateway import PaymentGateway
 from commerce.payments.providers import gateway_for_payment
 from commerce.settlement import reconcile_refunds, settle_payment
 from commerce.tracking import apply_marketplace_state, track_open_sub_orders
-from onecart.money import Money
-from tests.checkout.conftest import Shop
 from tests.checkout.order_reading import books_problems, notices_of, refunds_of, wallet_minor
+from tests.checkout.shop import Shop
+from tests.checkout.test_payments_and_webhooks import LosesRefundReply
 
 
 def _placed(shop: Shop, *, payment_method: str = "wallet") -> tuple[User, Order]:
@@ -168,26 +167,8 @@ def test_repeated_tracking_polls_refund_once_and_a_second_partial_refund_adds_on
     assert books_problems(shop, order.number) == []
 
 
-class LosesRefundReplies:
-    """The real gateway: the refund happens at Stripe, its reply is lost (a timeout)."""
-
-    def __init__(self, inner: PaymentGateway) -> None:
-        self.inner = inner
-        self.method = inner.method
-
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
-        self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
-        raise PaymentUnavailable("timed out after sending the refund")
-
-    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
-        raise PaymentUnavailable("unreachable")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 def _losing(session: Session, payment: Payment) -> PaymentGateway:
-    return LosesRefundReplies(gateway_for_payment(session, payment))  # type: ignore[return-value]
+    return LosesRefundReply(gateway_for_payment(session, payment))  # type: ignore[return-value]
 
 
 def test_a_card_refund_whose_reply_is_lost_is_looked_up_by_its_key_never_sent_twice(

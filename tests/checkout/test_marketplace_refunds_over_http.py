@@ -19,8 +19,8 @@ from commerce.order_models import (
     SubOrderStatus,
 )
 from commerce.tracking import track_open_sub_orders
-from tests.checkout.conftest import Shop
 from tests.checkout.order_reading import control_store_order, refunds_of
+from tests.checkout.shop import Shop
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from commerce.notification_models import Notification
 from commerce.order_models import Order
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from commerce.payments.providers import gateway_for_payment
 from commerce.placement import place_sub_order
 from commerce.tracking import track_open_sub_orders
 from onecart.money import Money, format_money, from_minor_units
-from tests.checkout.conftest import SANDBOX_CREDENTIALS, Shop, wait_for
+from tests.checkout.shop import SANDBOX_CREDENTIALS, Shop, wait_for
 
 pytestmark = pytest.mark.slow
 

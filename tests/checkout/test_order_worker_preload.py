@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from commerce.models import Marketplace
 from onecart.settings import REPO_ROOT
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 PROBE = """
 import json, sys

@@ -30,7 +30,7 @@ from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_s
 from commerce.placement import place_sub_order
 from commerce.wallet import wallet_balance
 from onecart.settings import get_settings
-from tests.checkout.conftest import Shop, stripe_client
+from tests.checkout.shop import Shop, stripe_client
 
 
 def _held(shop: Shop, product: Product) -> int:

@@ -44,7 +44,7 @@ from commerce.settlement import compensate_sub_order
 from commerce.sweeper import SweepPolicy, sweep
 from onecart.money import Money
 from onecart.settings import get_settings
-from tests.checkout.conftest import Shop, stripe_client
+from tests.checkout.shop import Shop, stripe_client
 
 
 def _signed(payload: dict[str, Any], secret: str | None = None) -> tuple[bytes, str]:

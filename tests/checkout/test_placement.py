@@ -15,7 +15,7 @@ from commerce.models import User
 from commerce.notification_models import Notification
 from commerce.order_models import PaymentStatus, RefundKind, RefundStatus, SubOrderStatus
 from commerce.wallet import wallet_balance
-from tests.checkout.conftest import Shop, wait_for
+from tests.checkout.shop import Shop, wait_for
 
 pytestmark = pytest.mark.slow
 

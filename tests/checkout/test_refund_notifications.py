@@ -15,7 +15,7 @@ from commerce.order_models import MarketplaceOrder, Order, RefundStatus, SubOrde
 from commerce.placement import place_sub_order
 from commerce.settlement import compensate_sub_order
 from onecart.money import format_money
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 
 def _placed_order(shop: Shop, **payment: str) -> Order:

@@ -35,8 +35,9 @@ from commerce.settlement import settle_payment
 from commerce.tracking import apply_marketplace_state, track_open_sub_orders
 from commerce.tracking_schedule import TrackingPolicy
 from storefront.jobs import JobPolicy
-from tests.checkout.conftest import Shop
 from tests.checkout.order_reading import books_problems, notices_of, refunds_of, wallet_minor
+from tests.checkout.shop import Shop
+from tests.checkout.tracking_fakes import set_columns
 
 SHOPWAVE_ID = "gid://shopify/Order/1001"
 KIONDO_ID = "4100"
@@ -86,13 +87,6 @@ def _state(
     )
 
 
-def _set(shop: Shop, sub_order_id: int, **values: object) -> None:
-    with shop.session() as session, session.begin():
-        session.execute(
-            sa.update(MarketplaceOrder).where(MarketplaceOrder.id == sub_order_id).values(**values)
-        )
-
-
 def _placed(
     shop: Shop,
     lines: list[tuple[str, int, int]],
@@ -108,7 +102,7 @@ def _placed(
     extra = {"test_card": "pm_card_visa"} if payment_method == "stripe" else {}
     order = shop.checkout(shop.client_for(user), payment_method=payment_method, **extra)
     for sub in shop.order(order.number).charged_sub_orders:
-        _set(
+        set_columns(
             shop,
             sub.id,
             status=SubOrderStatus.PLACED,
@@ -150,7 +144,7 @@ def _age(shop: Shop, sub_order_id: int, *, days_ago: int) -> None:
             .where(OrderEvent.sub_order_id == sub_order_id, OrderEvent.step == "delivered")
             .values(occurred_at=then)
         )
-    _set(shop, sub_order_id, last_polled_at=then, last_poll_attempt_at=then)
+    set_columns(shop, sub_order_id, last_polled_at=then, last_poll_attempt_at=then)
 
 
 def _a_day_later(shop: Shop, *sub_order_ids: int) -> None:
@@ -158,7 +152,7 @@ def _a_day_later(shop: Shop, *sub_order_ids: int) -> None:
     refund check."""
     then = utc_now() - DAY - timedelta(minutes=1)
     for sub_order_id in sub_order_ids:
-        _set(shop, sub_order_id, last_polled_at=then, last_poll_attempt_at=then)
+        set_columns(shop, sub_order_id, last_polled_at=then, last_poll_attempt_at=then)
 
 
 TWO_MARKETS = [("shopwave", 0, 1), ("shopwave", 1, 1), ("kiondo", 0, 1)]
@@ -351,7 +345,7 @@ def test_open_sub_orders_are_polled_first_and_never_starved(shop: Shop) -> None:
         [("shopwave", 2, 1), ("dummymart", 0, 1)],
         ids={"shopwave": "gid://shopify/Order/2002"},
     )
-    _set(shop, shop.sub_order(open_order, "shopwave").id, last_polled_at=utc_now())
+    set_columns(shop, shop.sub_order(open_order, "shopwave").id, last_polled_at=utc_now())
 
     # One open sub-order per pass: it is ShopWave's, never DummyMart's that cannot be asked.
     fake.track(shop, TrackingPolicy(batch_size=1, delivered_batch_size=1))

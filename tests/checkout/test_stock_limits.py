@@ -19,7 +19,7 @@ from adapters.registry import build_adapter
 from commerce.models import CartItem, Product, User
 from commerce.order_models import Order, RefundStatus, SubOrderStatus
 from commerce.wallet import wallet_balance
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 
 def _count_orders(shop: Shop) -> int:

@@ -15,7 +15,7 @@ import pytest
 from commerce.models import FxRate
 from commerce.order_models import RefundKind, RefundStatus, SubOrderStatus
 from commerce.payments.gateway import from_stripe_amount, to_stripe_amount
-from tests.checkout.conftest import Shop, stripe_books_problems, stripe_client
+from tests.checkout.shop import Shop, stripe_books_problems, stripe_client
 
 
 @pytest.mark.parametrize(("currency", "factor"), [("ISK", 100), ("UGX", 100), ("JPY", 1)])

@@ -21,7 +21,7 @@ from commerce.order_models import HandoffItemStatus, Order, Payment, PaymentMeth
 from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_settings
 from commerce.wallet import wallet_balance
 from onecart.settings import get_settings
-from tests.checkout.conftest import Shop, stripe_client
+from tests.checkout.shop import Shop, stripe_client
 from tests.storefront.conftest import text_of
 from tests.storefront.test_rejected_forms import assert_errors_are_announced_and_focused
 

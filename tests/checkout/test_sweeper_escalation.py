@@ -14,7 +14,7 @@ from commerce.flag_resolution import resolve_flag
 from commerce.models import utc_now
 from commerce.order_models import MarketplaceOrder, Refund, SubOrderStatus
 from commerce.sweeper import SweepPolicy, sweep
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 
 def _reconciling_since(shop: Shop, sub_order_id: int, age: timedelta) -> None:

@@ -17,7 +17,7 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from tests.checkout.conftest import Shop, wait_for
+from tests.checkout.shop import Shop, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from commerce.tracking import track_open_sub_orders
 from commerce.tracking_health import backoff_after
 from commerce.tracking_schedule import TrackingPolicy
 from storefront.jobs import JobPolicy
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.checkout.tracking_fakes import (
     DAY,
     MINUTE,

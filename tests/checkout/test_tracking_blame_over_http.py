@@ -18,7 +18,7 @@ from commerce.models import Marketplace, utc_now
 from commerce.order_models import MarketplaceOrder
 from commerce.order_state import TRACKED_STATUSES
 from commerce.tracking import track_open_sub_orders
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.checkout.tracking_fakes import MINUTE, marketplace_row, set_columns
 
 pytestmark = pytest.mark.slow

@@ -9,35 +9,19 @@ ShopWave's with no question about its order API as a whole, so only the answers 
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from adapters.base import Transient
 from commerce.models import utc_now
-from commerce.order_models import MarketplaceOrder
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.checkout.tracking_fakes import (
     MINUTE,
-    POLICY,
+    WHOLE,
     FakeMarketplaces,
     backoff_over,
     marketplace_row,
     placed_orders,
+    server_error,
+    stored_sub_order,
     sub_orders,
 )
-
-WHOLE = replace(POLICY, batch_size=20)
-
-
-def _server_error() -> Transient:
-    return Transient("500 Internal Server Error", marketplace="shopwave", status=500)
-
-
-def _sub_order(shop: Shop, sub_order_id: int) -> MarketplaceOrder:
-    with shop.session() as session:
-        sub = session.get(MarketplaceOrder, sub_order_id)
-        assert sub is not None
-        session.expunge(sub)
-        return sub
 
 
 def test_a_404_for_another_order_makes_a_500_that_orders_own_failure(shop: Shop) -> None:
@@ -45,7 +29,7 @@ def test_a_404_for_another_order_makes_a_500_that_orders_own_failure(shop: Shop)
     placed_orders(shop, 2)
     failing, unknown = sub_orders(shop, "shopwave")
     assert failing.marketplace_order_id is not None and unknown.marketplace_order_id is not None
-    fake.failing[failing.marketplace_order_id] = _server_error()
+    fake.failing[failing.marketplace_order_id] = server_error()
     fake.unknown.add(unknown.marketplace_order_id)
 
     asked = [id_ for id_ in fake.track(shop, WHOLE) if id_.startswith("shopwave")]
@@ -53,9 +37,11 @@ def test_a_404_for_another_order_makes_a_500_that_orders_own_failure(shop: Shop)
     assert asked == [failing.marketplace_order_id, unknown.marketplace_order_id]
     market = marketplace_row(shop, "shopwave")
     assert (market.tracking_failures, market.tracking_retry_at) == (0, None)
-    assert _sub_order(shop, failing.id).poll_failures == 1  # its own, the 404 answered after it
+    assert (
+        stored_sub_order(shop, failing.id).poll_failures == 1
+    )  # its own, the 404 answered after it
     # The unknown order keeps its own handling: asked, no answer recorded, no backoff.
-    after = _sub_order(shop, unknown.id)
+    after = stored_sub_order(shop, unknown.id)
     assert (after.poll_failures, after.last_polled_at) == (0, None)
     assert after.last_poll_attempt_at is not None
 

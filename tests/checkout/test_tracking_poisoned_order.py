@@ -19,34 +19,22 @@ import sqlalchemy as sa
 from adapters.base import BadPayload, Transient
 from commerce import tracking
 from commerce.models import Marketplace, utc_now
-from commerce.order_models import MarketplaceOrder, Order, Refund, SubOrderStatus
+from commerce.order_models import Order, Refund, SubOrderStatus
 from commerce.tracking_health import ORDER_FAILURE_ALERT_AFTER
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.checkout.tracking_fakes import (
     MINUTE,
     POLICY,
+    WHOLE,
     FakeMarketplaces,
     ids,
     marketplace_row,
     placed_orders,
+    server_error,
     set_columns,
+    stored_sub_order,
     sub_orders,
 )
-
-# Every open sub-order of the test fits one pass.
-WHOLE = replace(POLICY, batch_size=20)
-
-
-def _server_error() -> Transient:
-    return Transient("500 Internal Server Error", marketplace="shopwave", status=500)
-
-
-def _sub_order(shop: Shop, sub_order_id: int) -> MarketplaceOrder:
-    with shop.session() as session:
-        sub = session.get(MarketplaceOrder, sub_order_id)
-        assert sub is not None
-        session.expunge(sub)
-        return sub
 
 
 def _order_backoff_over(shop: Shop, sub_order_id: int) -> None:
@@ -67,7 +55,7 @@ def test_an_order_failing_alone_backs_off_and_its_marketplace_keeps_being_tracke
     shopwave = sub_orders(shop, "shopwave")
     poisoned, healthy = shopwave[0], ids(shopwave[1:])
     assert poisoned.marketplace_order_id is not None
-    fake.failing[poisoned.marketplace_order_id] = _server_error()
+    fake.failing[poisoned.marketplace_order_id] = server_error()
     # It failed before (as when it was first found failing): at the back of the line.
     set_columns(shop, poisoned.id, last_poll_attempt_at=utc_now() - MINUTE)
 
@@ -80,7 +68,7 @@ def test_an_order_failing_alone_backs_off_and_its_marketplace_keeps_being_tracke
             *healthy,
             poisoned.marketplace_order_id,
         ]
-        failing = _sub_order(shop, poisoned.id)
+        failing = stored_sub_order(shop, poisoned.id)
         assert failing.poll_failures == number + 1
         assert failing.poll_last_error == "Transient: 500 Internal Server Error"
         assert failing.poll_failing_since is not None and failing.last_polled_at is None
@@ -97,14 +85,14 @@ def test_an_order_failing_alone_backs_off_and_its_marketplace_keeps_being_tracke
 
     # Alone in a pass (it is the least recently asked), it is still the order's failure.
     assert fake.track(shop, replace(POLICY, batch_size=1)) == [poisoned.marketplace_order_id]
-    assert _sub_order(shop, poisoned.id).poll_failures == 5
+    assert stored_sub_order(shop, poisoned.id).poll_failures == 5
     assert marketplace_row(shop, "shopwave").tracking_failures == 0
 
     # It answers again: its failures are over, and it is asked at every pass.
     del fake.failing[poisoned.marketplace_order_id]
     _order_backoff_over(shop, poisoned.id)
     assert poisoned.marketplace_order_id in fake.track(shop, WHOLE)
-    answered = _sub_order(shop, poisoned.id)
+    answered = stored_sub_order(shop, poisoned.id)
     assert (answered.poll_failures, answered.poll_failing_since) == (0, None)
     assert (answered.poll_retry_at, answered.poll_last_error) == (None, None)
     assert answered.last_polled_at is not None
@@ -119,7 +107,7 @@ def test_an_order_failing_alone_for_over_a_day_is_flagged_once_and_nothing_is_re
     order_subs = placed_orders(shop, 2)
     poisoned = order_subs[0]["shopwave"]
     assert poisoned.marketplace_order_id is not None
-    fake.failing[poisoned.marketplace_order_id] = _server_error()
+    fake.failing[poisoned.marketplace_order_id] = server_error()
     set_columns(
         shop,
         poisoned.id,
@@ -149,7 +137,7 @@ def test_an_order_failing_alone_for_over_a_day_is_flagged_once_and_nothing_is_re
         assert "500 Internal Server Error" in reason
         assert session.scalar(sa.select(sa.func.count()).select_from(Refund)) == 0
     assert marketplace_row(shop, "shopwave").tracking_failures == 0
-    failing = _sub_order(shop, poisoned.id)
+    failing = stored_sub_order(shop, poisoned.id)
     assert failing.poll_flagged_at is not None and failing.status == SubOrderStatus.PLACED
     # The other order, answered every time, is not flagged.
     with shop.session() as session:
@@ -170,7 +158,7 @@ def test_an_order_failing_alone_for_over_a_day_is_flagged_once_and_nothing_is_re
     with shop.session() as session:
         order = session.get(Order, poisoned.order_id)
         assert order is not None and order.attention_reason is None
-    assert _sub_order(shop, poisoned.id).poll_failures == 6
+    assert stored_sub_order(shop, poisoned.id).poll_failures == 6
 
 
 def test_a_marketplace_wide_outage_backs_off_the_marketplace_and_blames_no_order(
@@ -200,7 +188,7 @@ def test_failures_in_a_row_after_an_answer_back_off_the_marketplace_not_its_orde
     shopwave = ids(sub_orders(shop, "shopwave"))
     # ShopWave answers its first order, then fails every next one with a 500.
     for id_ in shopwave[1:]:
-        fake.failing[id_] = _server_error()
+        fake.failing[id_] = server_error()
     asked = [id_ for id_ in fake.track(shop, WHOLE) if id_.startswith("shopwave")]
     assert asked == shopwave[:4]
     assert marketplace_row(shop, "shopwave").tracking_failures == 1
@@ -234,7 +222,7 @@ def test_an_unreadable_reply_for_one_order_is_that_orders_failure(shop: Shop) ->
     asked = [id_ for id_ in fake.track(shop, WHOLE) if id_.startswith("shopwave")]
     assert asked == ids(shopwave)
     assert marketplace_row(shop, "shopwave").tracking_failures == 0
-    failing = _sub_order(shop, unreadable.id)
+    failing = stored_sub_order(shop, unreadable.id)
     assert failing.poll_failures == 1
     assert failing.poll_last_error == "BadPayload: order without a status"
 
@@ -249,7 +237,7 @@ def test_a_fresh_order_failing_first_in_a_pass_is_its_own_failure_when_the_next_
     shopwave = sub_orders(shop, "shopwave")
     poisoned = shopwave[0]
     assert poisoned.marketplace_order_id is not None
-    fake.failing[poisoned.marketplace_order_id] = _server_error()
+    fake.failing[poisoned.marketplace_order_id] = server_error()
 
     asked = [id_ for id_ in fake.track(shop, WHOLE) if id_.startswith("shopwave")]
 
@@ -272,18 +260,18 @@ def test_the_only_open_order_failing_is_its_own_failure_when_the_order_api_answe
     [subs] = placed_orders(shop, 1)
     only = subs["shopwave"]
     assert only.marketplace_order_id is not None
-    fake.failing[only.marketplace_order_id] = _server_error()
+    fake.failing[only.marketplace_order_id] = server_error()
 
     for failures in (1, 2):
         assert only.marketplace_order_id in fake.track(shop, WHOLE)
         assert fake.checked == ["shopwave"]
         assert marketplace_row(shop, "shopwave").tracking_failures == 0
-        failing = _sub_order(shop, only.id)
+        failing = stored_sub_order(shop, only.id)
         assert failing.poll_failures == failures
         assert failing.poll_last_error == "Transient: 500 Internal Server Error"
         _order_backoff_over(shop, only.id)
     # Kiondo's order answered each time and was never checked.
-    assert _sub_order(shop, subs["kiondo"].id).last_polled_at is not None
+    assert stored_sub_order(shop, subs["kiondo"].id).last_polled_at is not None
 
 
 def test_the_only_open_order_failing_while_the_order_api_fails_backs_off_the_marketplace(
@@ -293,7 +281,7 @@ def test_the_only_open_order_failing_while_the_order_api_fails_backs_off_the_mar
     [subs] = placed_orders(shop, 1)
     only = subs["shopwave"]
     assert only.marketplace_order_id is not None
-    fake.failing[only.marketplace_order_id] = _server_error()
+    fake.failing[only.marketplace_order_id] = server_error()
     fake.check_failing["shopwave"] = Transient(
         "502 Bad Gateway", marketplace="shopwave", status=502
     )
@@ -304,7 +292,7 @@ def test_the_only_open_order_failing_while_the_order_api_fails_backs_off_the_mar
     market = marketplace_row(shop, "shopwave")
     assert market.tracking_failures == 1
     assert market.tracking_last_error == "Transient: 502 Bad Gateway"
-    assert _sub_order(shop, only.id).poll_failures == 0  # an outage blames no order
+    assert stored_sub_order(shop, only.id).poll_failures == 0  # an outage blames no order
 
 
 def test_without_a_question_about_its_order_api_the_only_failing_order_backs_off_its_marketplace(
@@ -317,12 +305,12 @@ def test_without_a_question_about_its_order_api_the_only_failing_order_backs_off
     [subs] = placed_orders(shop, 1)
     only = subs["shopwave"]
     assert only.marketplace_order_id is not None
-    fake.failing[only.marketplace_order_id] = _server_error()
+    fake.failing[only.marketplace_order_id] = server_error()
 
     fake.track(shop, WHOLE)
 
     assert marketplace_row(shop, "shopwave").tracking_failures == 1
-    assert _sub_order(shop, only.id).poll_failures == 0
+    assert stored_sub_order(shop, only.id).poll_failures == 0
 
 
 def test_a_503_is_the_marketplaces_failure_without_asking_further(shop: Shop) -> None:
@@ -353,7 +341,7 @@ def test_without_a_question_about_its_order_api_an_order_failing_alone_is_no_ans
     [subs] = placed_orders(shop, 1)
     only = subs["shopwave"]
     assert only.marketplace_order_id is not None
-    fake.failing[only.marketplace_order_id] = _server_error()
+    fake.failing[only.marketplace_order_id] = server_error()
     set_columns(
         shop, only.id, poll_failures=1, poll_failing_since=utc_now() - MINUTE, poll_retry_at=None
     )
@@ -370,7 +358,7 @@ def test_without_a_question_about_its_order_api_an_order_failing_alone_is_no_ans
 
     assert only.marketplace_order_id in fake.track(shop, WHOLE)
 
-    assert _sub_order(shop, only.id).poll_failures == 2
+    assert stored_sub_order(shop, only.id).poll_failures == 2
     assert marketplace_row(shop, "shopwave").tracking_failures == 2
 
 
@@ -399,8 +387,8 @@ def test_an_answer_the_database_cannot_apply_skips_that_order_not_the_marketplac
     asked = fake.track(shop, WHOLE)
 
     assert poisoned.marketplace_order_id in asked
-    assert all(_sub_order(shop, sub_id).last_polled_at is not None for sub_id in healthy)
-    failed = _sub_order(shop, poisoned.id)
+    assert all(stored_sub_order(shop, sub_id).last_polled_at is not None for sub_id in healthy)
+    failed = stored_sub_order(shop, poisoned.id)
     assert failed.last_polled_at is None and failed.last_poll_attempt_at is not None
     assert failed.poll_failures == 1 and "OperationalError" in str(failed.poll_last_error)
     assert marketplace_row(shop, "shopwave").tracking_failures == 0

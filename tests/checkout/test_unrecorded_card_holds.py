@@ -34,7 +34,7 @@ from commerce.payments.gateway import (
     UncapturedAuthorization,
 )
 from commerce.sweeper import SweepPolicy, sweep
-from tests.checkout.conftest import _empty_tables
+from tests.checkout.shop import empty_tables
 from tests.storefront.conftest import storefront_db_url  # noqa: F401 (a fixture)
 
 HOLD_AMOUNT = 4_250
@@ -85,7 +85,7 @@ class FakeStripe:
 @pytest.fixture
 def session_factory(storefront_db_url: str) -> Iterator[sessionmaker[Session]]:  # noqa: F811
     yield get_session_factory(storefront_db_url)
-    _empty_tables(storefront_db_url)
+    empty_tables(storefront_db_url)
 
 
 def _shopper(session_factory: sessionmaker[Session]) -> int:

@@ -11,7 +11,7 @@ from html import unescape
 from commerce.fx import format_rate
 from commerce.order_models import Order
 from storefront import format_money
-from tests.checkout.conftest import TEST_FX_RATES, Shop
+from tests.checkout.shop import TEST_FX_RATES, Shop
 
 
 def _text(html: str, selector_attr: str) -> str:

@@ -5,7 +5,7 @@ database."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -25,7 +25,7 @@ from commerce.models import Marketplace, utc_now
 from commerce.order_models import MarketplaceOrder, SubOrderStatus
 from commerce.tracking import apply_marketplace_state, track_open_sub_orders
 from commerce.tracking_schedule import TrackingPolicy
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
@@ -36,6 +36,8 @@ POLICY = TrackingPolicy(
     failure_backoff_first=MINUTE,
     failure_backoff_cap=4 * MINUTE,
 )
+# Every open sub-order of a test fits one pass.
+WHOLE = replace(POLICY, batch_size=20)
 
 
 @dataclass
@@ -160,6 +162,20 @@ def sub_orders(shop: Shop, slug: str) -> list[MarketplaceOrder]:
         )
         session.expunge_all()
         return subs
+
+
+def server_error() -> Transient:
+    """ShopWave's 500 for one order's status poll."""
+    return Transient("500 Internal Server Error", marketplace="shopwave", status=500)
+
+
+def stored_sub_order(shop: Shop, sub_order_id: int) -> MarketplaceOrder:
+    """The sub-order as the database holds it now (detached)."""
+    with shop.session() as session:
+        sub = session.get(MarketplaceOrder, sub_order_id)
+        assert sub is not None
+        session.expunge(sub)
+        return sub
 
 
 def ids(subs: list[MarketplaceOrder]) -> list[str]:

@@ -34,14 +34,12 @@ from commerce.sweeper import SweepPolicy, sweep
 from onecart import processes
 from onecart.settings import Settings
 from tests.checkout.conftest import (  # noqa: F401 - fixtures shared with the checkout tests
-    Shop,
     localstripe_server,
     sandbox_catalog,
     shop,
     storefront_db_url,
-    stripe_books_problems,
-    wait_for,
 )
+from tests.checkout.shop import Shop, stripe_books_problems, wait_for
 
 # Marketplaces whose orders the sandbox lists (every one with an order API).
 ORDERING_MARKETPLACES = ("shopwave", "kiondo", "dummymart", "fakestore")

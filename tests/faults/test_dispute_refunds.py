@@ -39,8 +39,8 @@ from commerce.placement import place_sub_order
 from commerce.sweeper import SweepPolicy, sweep
 from commerce.tracking import track_open_sub_orders
 from onecart.money import Money
-from tests.checkout.conftest import Shop
 from tests.checkout.dispute_events import charge_of, dispute_object, new_dispute_id, post_event
+from tests.checkout.shop import Shop
 from tests.checkout.test_stripe_replies import CannedHttp
 from tests.faults.conftest import check_invariants
 

@@ -16,7 +16,7 @@ from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Order, Payment, SubOrderStatus
 from commerce.placement import PlacementResult, place_sub_order
-from tests.checkout.conftest import Shop, wait_for
+from tests.checkout.shop import Shop, wait_for
 from tests.faults.conftest import RedisServer, check_invariants, sweep_now
 
 pytestmark = pytest.mark.slow

@@ -41,7 +41,7 @@ from commerce.tracking import track_open_sub_orders
 from onecart import processes
 from onecart.money import Money, format_money
 from onecart.settings import get_settings
-from tests.checkout.conftest import Shop, stripe_client
+from tests.checkout.shop import Shop, stripe_client
 from tests.faults.conftest import check_invariants
 
 pytestmark = pytest.mark.slow

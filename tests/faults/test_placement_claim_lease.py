@@ -34,7 +34,7 @@ from commerce.order_models import (
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.placement_claims import claim_sub_order
 from commerce.sweeper import find_stuck_placements, sweep
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.faults.conftest import check_invariants, held_orders
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notification_models import Notification
 from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Refund, RefundStatus, SubOrderStatus
 from commerce.placement import place_sub_order
-from tests.checkout.conftest import Shop, wait_for
+from tests.checkout.shop import Shop, wait_for
 from tests.faults.conftest import check_invariants, held_orders, sweep_now
 
 pytestmark = pytest.mark.slow

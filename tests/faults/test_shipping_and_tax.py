@@ -17,7 +17,7 @@ from commerce.marketplace_access import marketplace_config
 from commerce.models import Marketplace
 from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Refund, SubOrderStatus
 from commerce.placement import PlacementResult, place_sub_order
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.faults.conftest import check_invariants, held_orders
 
 pytestmark = pytest.mark.slow

@@ -36,7 +36,7 @@ from commerce.order_models import (
     SubOrderStatus,
 )
 from commerce.placement import PlacementResult, place_sub_order
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.faults.conftest import check_invariants, held_orders
 
 pytestmark = pytest.mark.slow

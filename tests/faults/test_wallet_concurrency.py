@@ -20,7 +20,7 @@ from commerce.wallet import (
     wallet_balance,
 )
 from onecart.money import Money
-from tests.checkout.conftest import Shop
+from tests.checkout.shop import Shop
 from tests.faults.conftest import check_invariants
 
 

@@ -6,7 +6,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from sandbox.assortment import CATEGORIES, MIN_MODEL_CAPACITY, model_template_capacity
+from sandbox.assortment import CATEGORIES
+from sandbox.assortment_schema import MIN_MODEL_CAPACITY, model_template_capacity
 from sandbox.bazaar import decode_cursor, encode_cursor
 from sandbox.knobs import KnobBoard, KnobError, coerce_knobs, parse_cli_knob
 from sandbox.malformations import MALFORMATION_KINDS

@@ -12,7 +12,8 @@ from storefront.catalog.charts import price_history_svg
 NOW = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 
 
-def _series(label: str, *points: tuple[timedelta, int]) -> PriceSeries:
+def price_series(label: str, *points: tuple[timedelta, int]) -> PriceSeries:
+    """One marketplace's USD prices, each `ago` before NOW."""
     return PriceSeries(
         product_id=hash(label) % 1000,
         label=label,
@@ -40,8 +41,8 @@ def test_every_marketplace_gets_a_line_from_its_first_price_to_now() -> None:
     svg = str(
         price_history_svg(
             [
-                _series("ShopWave", (timedelta(days=30), 10000), (timedelta(days=3), 9000)),
-                _series("Kiondo Market", (timedelta(days=30), 11000)),
+                price_series("ShopWave", (timedelta(days=30), 10000), (timedelta(days=3), 9000)),
+                price_series("Kiondo Market", (timedelta(days=30), 11000)),
             ],
             format_amount=lambda minor: f"${minor // 100}",
             now=NOW,
@@ -63,7 +64,7 @@ def test_every_marketplace_gets_a_line_from_its_first_price_to_now() -> None:
 def test_a_product_first_seen_minutes_ago_still_fills_the_width() -> None:
     svg = str(
         price_history_svg(
-            [_series("DummyMart", (timedelta(seconds=40), 5000))],
+            [price_series("DummyMart", (timedelta(seconds=40), 5000))],
             format_amount=lambda minor: f"${minor // 100}",
             now=NOW,
         )
@@ -76,7 +77,7 @@ def test_a_product_first_seen_minutes_ago_still_fills_the_width() -> None:
 def test_labels_are_drawn_at_real_size_whatever_the_width() -> None:
     svg = str(
         price_history_svg(
-            [_series("ShopWave", (timedelta(days=2), 10000))],
+            [price_series("ShopWave", (timedelta(days=2), 10000))],
             format_amount=lambda minor: f"${minor // 100}",
             now=NOW,
         )

@@ -26,8 +26,9 @@ from commerce.wallet import pay_from_wallet
 from commerce.wallet_topup import TopUpRefunds, take_back_refunded_topup
 from onecart.money import Money
 from onecart.settings import get_settings
-from tests.checkout.conftest import localstripe_server, stripe_client
+from tests.checkout.conftest import localstripe_server
 from tests.checkout.dispute_events import charge_of, dispute_object, new_dispute_id, post_event
+from tests.checkout.shop import stripe_client
 from tests.storefront.test_wallet_topup import (
     _balance,
     _pay_in_browser,

@@ -24,8 +24,9 @@ from commerce.models import User, WalletEntry
 from commerce.wallet import WalletError, pay_from_wallet, wallet_balance
 from commerce.wallet_topup import TopUpState, credit_card_topup, sandbox_top_up, topup_amount
 from onecart.money import Money
-from tests.checkout.conftest import localstripe_server, stripe_client
+from tests.checkout.conftest import localstripe_server
 from tests.checkout.dispute_events import post_event
+from tests.checkout.shop import stripe_client
 
 __all__ = ["localstripe_server"]
 

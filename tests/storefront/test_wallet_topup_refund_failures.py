@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 from commerce.dispute_models import PaymentDispute
 from commerce.models import User
 from onecart.money import Money
-from tests.checkout.conftest import localstripe_server, stripe_client
+from tests.checkout.conftest import localstripe_server
 from tests.checkout.dispute_events import charge_of, dispute_object, new_dispute_id, post_event
+from tests.checkout.shop import stripe_client
 from tests.storefront.test_wallet_topup import (
     _balance,
     _pay_in_browser,

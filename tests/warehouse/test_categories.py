@@ -8,7 +8,8 @@ import pytest
 
 from adapters.base import Offer
 from adapters.fields import category_leaf
-from sandbox.assortment import CATEGORIES, Category
+from sandbox.assortment import CATEGORIES
+from sandbox.assortment_schema import Category
 from sandbox.fakestore import category_name as fakestore_category
 from warehouse.categories import (
     CategoryMappingError,

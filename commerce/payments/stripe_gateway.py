@@ -303,6 +303,8 @@ class StripeGateway:
         received = intent.to_dict().get("amount_received")
         if str(intent.status) == "succeeded" and received is None:
             # A reply silent on the amount confirms nothing about it: Stripe's record says.
+            # (Stripe's own replies carry it, so a capture there stays one call; the capture
+            # has happened by now, so a sweep reconciling meanwhile finds it captured.)
             received = self._captured_as_recorded(provider_reference)
         if str(intent.status) != "succeeded" or (
             from_stripe_amount(received, amount.currency) != amount.minor

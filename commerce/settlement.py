@@ -261,7 +261,7 @@ def _placement_being_cancelled(session: Session, order_id: int) -> bool:
 _CANCEL_ASKED_STATUSES = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
 
 
-def _cancellation_unanswered(order: Order) -> bool:
+def cancellation_unanswered(order: Order) -> bool:
     """The shopper asked to cancel and a placed part its marketplace can cancel has no answer
     yet (`cancel_outcome`: the cancellation job records one for every part it asks, and the
     sweeper for a part whose job ended without; a part placed after the job gave up re-queues
@@ -300,7 +300,7 @@ def settle_payment(
         charged = order.charged_sub_orders
         if any(sub.status in UNSETTLED_SUB_ORDER_STATUSES for sub in charged):
             return False
-        if _placement_being_cancelled(session, order_id) or _cancellation_unanswered(order):
+        if _placement_being_cancelled(session, order_id) or cancellation_unanswered(order):
             return False
         capture_minor = placed_share_minor(order)
         claimed = session.execute(

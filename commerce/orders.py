@@ -31,6 +31,7 @@ from commerce.order_models import (
     RefundStatus,
     new_status_token,
 )
+from commerce.settlement import cancellation_unanswered
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,8 @@ def order_books_problems(session: Session, order: Order) -> list[str]:
     """Everything wrong with one order's money, as sentences (empty: the books balance).
 
     payment taken − refunds = what the live sub-orders keep (their share, less what a marketplace
-    did not accept); once no sub-order is in flight, the refunds are all done and a card payment
+    did not accept); once no sub-order is in flight (nor a cancellation answer awaited:
+    commerce.settlement), the refunds are all done and a card payment
     captured exactly what the placed sub-orders keep. Shares add up to the total, items to their
     sub-order, a failed or cancelled sub-order's refunds give back its whole share, and the wallet
     ledger agrees with the payment. A card payment whose capture was refused for good took
@@ -152,7 +154,10 @@ def order_books_problems(session: Session, order: Order) -> list[str]:
                 f"{where}: sub-order {sub.id} ({sub.status}) refunds {by_sub.get(sub.id, 0)} "
                 f"!= {expected}"
             )
-    settled = not any(sub.status in UNSETTLED_SUB_ORDER_STATUSES for sub in charged)
+    # A card capture also waits for the answers the shopper's cancellation is waiting for.
+    settled = not any(
+        sub.status in UNSETTLED_SUB_ORDER_STATUSES for sub in charged
+    ) and not cancellation_unanswered(order)
     if settled:
         pending = [r.id for r in refunds if r.status != RefundStatus.SUCCEEDED]
         if pending:

@@ -8,7 +8,8 @@ the provider before doing anything else.
 - Wallet refunds are ledger lines in the caller's transaction. Card refunds are claimed
   (pending → processing, with the time the call started) before the provider is called; an
   unknown outcome stays `processing` and is looked up by its idempotency key later.
-- The card is captured once no sub-order is in flight, for exactly the placed shares, with one
+- The card is captured once no sub-order is in flight and no cancellation the shopper asked for
+  still waits for a marketplace's answer, for exactly the placed shares, with one
   idempotency key per PaymentIntent and amount. Any error is followed by retrieving the
   PaymentIntent: captured → recorded (with Stripe's amount; another amount than asked flags the
   order), still authorized → back to authorized (a refusal for good: failed, flagged, the shopper
@@ -25,6 +26,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.base import Capability
+from commerce.marketplace_access import marketplace_can
 from commerce.models import utc_now
 from commerce.notifications import notify
 from commerce.offer_stock import release_stock
@@ -257,14 +260,36 @@ def _placement_being_cancelled(session: Session, order_id: int) -> bool:
     )
 
 
+# Placed parts the shopper's cancellation job still asks the marketplace to cancel (a shipped
+# one it reports refused without asking).
+_CANCEL_ASKED_STATUSES = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
+
+
+def cancellation_unanswered(order: Order) -> bool:
+    """The shopper asked to cancel and a placed part its marketplace can cancel has no answer
+    yet (`cancel_outcome`: the cancellation job records one for every part it asks, and the
+    sweeper for a part whose job ended without; a part placed after the job gave up re-queues
+    it). Its share is not captured meanwhile: a confirmed cancel then releases it rather than
+    capturing and refunding it (a charge and, days later, a refund on the statement, Stripe's
+    fee on the capture kept). Any answer ends the wait: refused or unknown, the part may ship
+    and is captured."""
+    return order.cancel_requested_at is not None and any(
+        sub.status in _CANCEL_ASKED_STATUSES
+        and sub.cancel_outcome is None
+        and marketplace_can(sub.marketplace, Capability.CANCEL)
+        for sub in order.charged_sub_orders
+    )
+
+
 def settle_payment(
     session_factory: sessionmaker[Session],
     order_id: int,
     *,
     gateway_for: GatewayProvider = gateway_for_payment,
 ) -> bool:
-    """Capture exactly the placed shares once no sub-order is in flight (void when none was
-    placed); the other shares' pending refunds become releases. True when it captured/voided.
+    """Capture exactly the placed shares once no sub-order is in flight and the shopper's
+    cancellation has every answer it waits for (void when none was placed); the other shares'
+    pending refunds become releases. True when it captured/voided.
 
     Claimed with a conditional UPDATE (authorized → capturing), so only one worker calls the
     provider; the amount is derived from the sub-orders at that moment, under the order lock.
@@ -279,7 +304,7 @@ def settle_payment(
         charged = order.charged_sub_orders
         if any(sub.status in UNSETTLED_SUB_ORDER_STATUSES for sub in charged):
             return False
-        if _placement_being_cancelled(session, order_id):
+        if _placement_being_cancelled(session, order_id) or cancellation_unanswered(order):
             return False
         capture_minor = placed_share_minor(order)
         claimed = session.execute(

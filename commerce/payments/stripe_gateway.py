@@ -301,13 +301,43 @@ class StripeGateway:
         # A 2xx whose intent is not captured, or captured for another amount, did not do what
         # was asked: unknown, so settlement retrieves the intent and records Stripe's figure.
         received = intent.to_dict().get("amount_received")
+        if str(intent.status) == "succeeded" and received is None:
+            # A reply silent on the amount confirms nothing about it: Stripe's record says.
+            # (Stripe's own replies carry it, so a capture there stays one call; the capture
+            # has happened by now, so a sweep reconciling meanwhile finds it captured.)
+            received = self._captured_as_recorded(provider_reference)
         if str(intent.status) != "succeeded" or (
-            received is not None and from_stripe_amount(received, amount.currency) != amount.minor
+            from_stripe_amount(received, amount.currency) != amount.minor
         ):
             raise PaymentUnavailable(
                 f"The card payment service did not confirm the capture of {amount.minor} "
                 f"(status {intent.status}, received {received})."
             )
+
+    def _captured_as_recorded(self, provider_reference: str) -> int:
+        """What Stripe's record of a just-captured intent says was captured, in Stripe's units:
+        the intent's `amount_received`, else its charge's `amount_captured`, else (localstripe,
+        which keeps neither and records the released rest of a partial capture as a refund of
+        the charge) the charge's amount less what it refunded, all of it that rest right after
+        the capture. PaymentUnavailable when the record cannot be read or says none of these."""
+        try:
+            intent = self.client.v1.payment_intents.retrieve(
+                provider_reference, params={"expand": ["latest_charge"]}
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, "looked up after the capture") from exc
+        fields = intent.to_dict()
+        if fields.get("amount_received") is not None:
+            return int(fields["amount_received"])
+        charge = fields.get("latest_charge")
+        if isinstance(charge, Mapping):
+            if charge.get("amount_captured") is not None:
+                return int(charge["amount_captured"])
+            if charge.get("captured") and charge.get("amount") is not None:
+                return int(charge["amount"]) - int(charge.get("amount_refunded") or 0)
+        raise PaymentUnavailable(
+            f"The card payment service did not say how much of {provider_reference} it captured."
+        )
 
     def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
         """A (partial) refund of a captured PaymentIntent."""

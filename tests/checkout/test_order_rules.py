@@ -4,6 +4,7 @@ job policy, form tokens, shipping checks, and the books check itself."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,6 +15,7 @@ from commerce.checkout import (
     card_idempotency_key,
     is_valid_validation_token,
 )
+from commerce.models import Marketplace
 from commerce.notifications import SUBJECT_HEADLINE_LIMIT, email_subject
 from commerce.order_models import (
     MarketplaceOrder,
@@ -163,6 +165,24 @@ def test_unbalanced_books_are_reported(released: bool, captured: int, problem: s
     order = _card_order(placed=700, failed=300, released=released, captured=captured)
     problems = order_books_problems(None, order)  # type: ignore[arg-type]
     assert any(problem in text for text in problems), problems
+
+
+@pytest.mark.parametrize(("answer", "problems"), [(None, 0), ("refused", 1)])
+def test_an_uncaptured_card_waiting_for_a_cancellation_answer_is_not_yet_a_problem(
+    answer: str | None, problems: int
+) -> None:
+    """The capture waits while the shopper's cancellation waits for the marketplace's answer on a
+    placed part (commerce.settlement): the card still authorized is not unbalanced books then;
+    once the answer is in, it is."""
+    order = _card_order(placed=700, failed=300, released=True, captured=0)
+    assert order.payment is not None
+    order.payment.status = PaymentStatus.AUTHORIZED
+    order.cancel_requested_at = datetime(2026, 12, 6, 17, 0, tzinfo=UTC)
+    placed = order.sub_orders[0]
+    placed.cancel_outcome = answer
+    placed.marketplace = Marketplace(slug="kiondo", name="Kiondo", capabilities=["cancel"])
+    found = order_books_problems(None, order)  # type: ignore[arg-type]
+    assert len([text for text in found if "card payment still authorized" in text]) == problems
 
 
 @pytest.mark.parametrize(

@@ -157,11 +157,11 @@ def test_a_capture_retried_for_the_same_amount_reuses_its_key_another_amount_get
     # Stripe refuses a key reused with other parameters (IdempotencyError) for 24 hours: a
     # capture recomputed after a share was cancelled must not be stuck behind the first key.
     http: list[CannedHttp] = []
-    gateway = _gateway(200, _intent("succeeded", received=None), http)
+    gateway = _gateway(200, _intent("succeeded", received=1000), http)
     gateway.capture("pi_canned", Money(1000, "USD"))
     gateway.capture("pi_canned", Money(1000, "USD"))
-    gateway.capture("pi_canned", Money(600, "USD"))
-    first, again, smaller = (key for _method, _url, key in http[0].sent)
+    _gateway(200, _intent("succeeded", received=600), http).capture("pi_canned", Money(600, "USD"))
+    first, again, smaller = (key for sent in http for _method, _url, key in sent.sent)
     assert first == again and first != smaller
 
 
@@ -275,3 +275,103 @@ def test_a_prepared_intent_carries_its_status_unless_stripe_replayed_the_answer(
     )
     assert (prepared.intent_id, prepared.client_secret) == ("pi_canned", "pi_canned_s")
     assert prepared.status == status
+
+
+class RepliesInTurn(stripe.HTTPClient):
+    """Answers each request with the next canned (status, body), and keeps what was asked."""
+
+    name = "in-turn"
+
+    def __init__(self, *replies: tuple[int, dict[str, Any]]) -> None:
+        super().__init__()
+        self.replies = list(replies)
+        self.sent: list[tuple[str, str]] = []
+
+    def request(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[str, int, dict[str, str]]:
+        self.sent.append((method, url))
+        status, body = self.replies.pop(0)
+        return json.dumps(body), status, {"request-id": "req_canned"}
+
+    def close(self) -> None:
+        # Nothing is held open: the replies are in memory.
+        self.replies.clear()
+
+
+def _capture_in_turn(*replies: tuple[int, dict[str, Any]]) -> tuple[RepliesInTurn, StripeGateway]:
+    http = RepliesInTurn(*replies)
+    client = stripe.StripeClient("sk_test_canned", http_client=http, max_network_retries=0)
+    return http, StripeGateway(client)
+
+
+def _silent_capture_reply() -> dict[str, Any]:
+    """A capture reply that says `succeeded` and not how much: no `amount_received` (as
+    localstripe answers; Stripe's own replies carry it, a proxy or an older API version may not)."""
+    reply = _intent("succeeded")
+    del reply["amount_received"]
+    return reply
+
+
+def _charge(amount: int, *, captured: int | None, refunded: int = 0) -> dict[str, Any]:
+    charge: dict[str, Any] = {
+        "id": "ch_canned",
+        "object": "charge",
+        "amount": amount,
+        "amount_refunded": refunded,
+        "captured": True,
+        "currency": "usd",
+    }
+    if captured is not None:
+        charge["amount_captured"] = captured
+    return charge
+
+
+def test_a_capture_reply_silent_on_the_amount_is_checked_against_stripes_record() -> None:
+    """Stripe's record of the intent, read back, says 700 were captured of the 1000 asked: the
+    capture did not do what was asked (unknown: settlement reconciles and records Stripe's
+    figure), even though its own reply said nothing against it."""
+    read_back = {**_intent("succeeded", received=700), "latest_charge": _charge(1000, captured=700)}
+    http, gateway = _capture_in_turn((200, _silent_capture_reply()), (200, read_back))
+    with pytest.raises(PaymentUnavailable, match="700"):
+        gateway.capture("pi_canned", Money(1000, "USD"))
+    assert [method for method, _ in http.sent] == ["post", "get"]
+    assert "expand" in http.sent[1][1]
+
+
+def test_a_capture_reply_silent_on_the_amount_is_a_success_once_stripes_record_agrees() -> None:
+    read_back = {
+        **_intent("succeeded", received=1000),
+        "latest_charge": _charge(1000, captured=1000),
+    }
+    _, gateway = _capture_in_turn((200, _silent_capture_reply()), (200, read_back))
+    gateway.capture("pi_canned", Money(1000, "USD"))
+
+
+@pytest.mark.parametrize(("asked", "confirmed"), [(700, True), (1000, False)])
+def test_a_capture_read_back_from_a_charge_alone_counts_the_released_rest_out(
+    asked: int, confirmed: bool
+) -> None:
+    """localstripe's record: no `amount_received` on the intent nor `amount_captured` on the
+    charge; the released rest of a partial capture is a refund of the charge. Right after the
+    capture that is all the charge refunded, so what it kept is what was captured."""
+    read_back = {
+        **_intent("succeeded", received=None),
+        "latest_charge": _charge(1000, captured=None, refunded=300),
+    }
+    del read_back["amount_received"]
+    _, gateway = _capture_in_turn((200, _silent_capture_reply()), (200, read_back))
+    if confirmed:
+        gateway.capture("pi_canned", Money(asked, "USD"))
+    else:
+        with pytest.raises(PaymentUnavailable):
+            gateway.capture("pi_canned", Money(asked, "USD"))
+
+
+def test_a_capture_reply_silent_on_the_amount_and_no_record_to_read_is_unknown() -> None:
+    _, gateway = _capture_in_turn(
+        (200, _silent_capture_reply()),
+        (500, {"error": {"type": "api_error", "message": "try again"}}),
+    )
+    with pytest.raises(PaymentUnavailable):
+        gateway.capture("pi_canned", Money(1000, "USD"))

@@ -7,16 +7,29 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
+from adapters.base import MarketplaceAdapter
 from commerce.cancellation import carry_out_cancellation, request_cancellation
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import adapter_for_marketplace
-from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Order, Payment, SubOrderStatus
+from commerce.models import Marketplace
+from commerce.order_models import (
+    PLACED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    Payment,
+    PaymentStatus,
+    RefundKind,
+    RefundStatus,
+    SubOrderStatus,
+)
 from commerce.placement import PlacementResult, place_sub_order
-from tests.checkout.shop import Shop, wait_for
+from tests.checkout.shop import Shop, stripe_client, wait_for
 from tests.faults.conftest import RedisServer, check_invariants, sweep_now
 
 pytestmark = pytest.mark.slow
@@ -100,6 +113,25 @@ def test_shopper_cancelling_while_a_worker_claims_never_refunds_a_placed_order(
     check_invariants(faults)
 
 
+class HeldPlacement:
+    """The marketplace adapter with its order write held until the test lets it go: the
+    placement is in flight for as long as the test needs, however loaded the machine (a fixed
+    marketplace latency raced the cancellation job's read of the sub-order)."""
+
+    def __init__(self, inner: MarketplaceAdapter) -> None:
+        self.inner = inner
+        self.sending = threading.Event()
+        self.release = threading.Event()
+
+    def place_order(self, request: Any) -> Any:
+        self.sending.set()
+        self.release.wait()
+        return self.inner.place_order(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def test_a_part_placed_after_the_cancellation_job_gave_up_is_cancelled_all_the_same(
     faults: Shop,
 ) -> None:
@@ -110,32 +142,37 @@ def test_a_part_placed_after_the_cancellation_job_gave_up_is_cancelled_all_the_s
     faults.fill_cart(user, [("kiondo", 5, 1)])
     order = faults.checkout(faults.client_for(user), payment_method="wallet")
     sub = faults.sub_order(order, "kiondo")
-    faults.knobs("kiondo", latency_ms=3000)  # every call to Kiondo now takes 3 s
+    held: list[HeldPlacement] = []
+
+    def held_adapter(marketplace: Marketplace) -> HeldPlacement:
+        held.append(HeldPlacement(adapter_for_marketplace(marketplace)))
+        return held[-1]
 
     with ThreadPoolExecutor(max_workers=1) as executor:
         placing = executor.submit(
             place_sub_order,
             faults.session_factory,
             sub.id,
-            adapter_for=adapter_for_marketplace,
+            adapter_for=held_adapter,
             final_attempt=True,
         )
-        wait_for(
-            lambda: faults.sub_order(order, "kiondo").status == SubOrderStatus.PLACING,
-            what="the worker to claim the sub-order",
-        )
-        with faults.session() as session:
-            request_cancellation(session, user.id, order.number)
-            session.commit()
-        report = carry_out_cancellation(
-            faults.session_factory,
-            order.id,
-            adapter_for=adapter_for_marketplace,
-            final_attempt=True,
-        )
-        assert report.in_flight == (sub.marketplace.name,)
+        try:
+            wait_for(lambda: held and held[0].sending.is_set(), what="the order write")
+            assert faults.sub_order(order, "kiondo").status == SubOrderStatus.PLACING
+            with faults.session() as session:
+                request_cancellation(session, user.id, order.number)
+                session.commit()
+            report = carry_out_cancellation(
+                faults.session_factory,
+                order.id,
+                adapter_for=adapter_for_marketplace,
+                final_attempt=True,
+            )
+            assert report.in_flight == (sub.marketplace.name,)
+        finally:
+            for adapter in held:
+                adapter.release.set()
         assert placing.result() == PlacementResult.PLACED
-    faults.knobs("kiondo", latency_ms=0)
     placed = faults.sub_order(order, "kiondo")
     assert placed.status in PLACED_SUB_ORDER_STATUSES and placed.placed_at is not None
 
@@ -159,6 +196,100 @@ def test_a_part_placed_after_the_cancellation_job_gave_up_is_cancelled_all_the_s
     )
     faults.wait_until_settled()
     assert faults.sub_order(order, "kiondo").cancel_outcome == "cancelled"
+    check_invariants(faults)
+
+
+def _card_part_placed_after_a_cancel(faults: Shop) -> tuple[Order, MarketplaceOrder]:
+    """A card order of one Kiondo part the shopper cancels while Kiondo is placing it: the
+    cancellation job reports it in flight, then the placement lands (the order write is held
+    until the job has answered, so nothing races)."""
+    user = faults.make_user()
+    faults.fill_cart(user, [("kiondo", 4, 1)])
+    order = faults.checkout(
+        faults.client_for(user), payment_method="stripe", test_card="pm_card_visa"
+    )
+    sub = faults.sub_order(order, "kiondo")
+    held: list[HeldPlacement] = []
+
+    def held_adapter(marketplace: Marketplace) -> HeldPlacement:
+        held.append(HeldPlacement(adapter_for_marketplace(marketplace)))
+        return held[-1]
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        placing = executor.submit(
+            place_sub_order,
+            faults.session_factory,
+            sub.id,
+            adapter_for=held_adapter,
+            final_attempt=True,
+        )
+        try:
+            wait_for(lambda: held and held[0].sending.is_set(), what="the order write")
+            with faults.session() as session:
+                request_cancellation(session, user.id, order.number)
+                session.commit()
+            report = carry_out_cancellation(
+                faults.session_factory, order.id, adapter_for=adapter_for_marketplace
+            )
+            assert report.in_flight == (sub.marketplace.name,)
+        finally:
+            for adapter in held:
+                adapter.release.set()
+        assert placing.result() == PlacementResult.PLACED
+    return order, faults.sub_order(order, "kiondo")
+
+
+def test_a_card_part_placed_after_the_shopper_cancelled_is_released_not_captured(
+    faults: Shop,
+) -> None:
+    """Until Kiondo answers the cancellation of the part that landed, nothing of its share is
+    captured: the confirmed cancel releases the hold. Before, the placement captured the share at
+    once and the cancel then refunded it: a charge and a refund on the shopper's statement (the
+    refund days later) instead of a hold that goes away, and Stripe's fee on the capture kept."""
+    order, kiondo = _card_part_placed_after_a_cancel(faults)
+    payment = faults.order(order.number).payment
+    assert payment is not None
+    assert payment.status == PaymentStatus.AUTHORIZED, "captured before the cancel was answered"
+
+    report = carry_out_cancellation(
+        faults.session_factory, order.id, adapter_for=adapter_for_marketplace
+    )
+
+    assert report.cancelled == (kiondo.marketplace.name,)
+    payment = faults.order(order.number).payment
+    assert payment is not None
+    assert (payment.status, payment.captured_minor) == (PaymentStatus.VOIDED, 0)
+    [refund] = payment.refunds
+    assert (refund.kind, refund.status) == (RefundKind.RELEASE, RefundStatus.SUCCEEDED)
+    intent = stripe_client().v1.payment_intents.retrieve(payment.provider_reference)
+    assert intent.status == "canceled"
+    check_invariants(faults)
+
+
+def test_a_card_part_the_marketplace_will_not_cancel_is_captured_once_it_says_so(
+    faults: Shop,
+) -> None:
+    """The wait ends with the marketplace's answer: Kiondo has shipped the part and refuses the
+    cancel, so the part goes ahead and its share is captured; nothing is refunded."""
+    order, kiondo = _card_part_placed_after_a_cancel(faults)
+    number = str(kiondo.marketplace_order_id).rsplit("/", 1)[-1]
+    advanced = httpx.post(
+        f"{faults.sandbox_url}/_sandbox/orders/kiondo/{number}/advance",
+        json={"steps": 2},
+        timeout=10,
+    )
+    assert advanced.status_code == 200, advanced.text
+
+    report = carry_out_cancellation(
+        faults.session_factory, order.id, adapter_for=adapter_for_marketplace
+    )
+
+    assert report.refused == (kiondo.marketplace.name,)
+    payment = faults.order(order.number).payment
+    assert payment is not None
+    assert payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == faults.sub_order(order, "kiondo").kept_charge_minor > 0
+    assert payment.refunds == []
     check_invariants(faults)
 
 

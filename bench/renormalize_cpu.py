@@ -76,9 +76,9 @@ AS_OF = "2026-12-04T12:00:00+00:00"
 
 
 def _run_config(full_refresh: bool, as_of: str = "") -> dict[str, Any]:
-    from pipelines.run import _catalog_run_config
+    from pipelines.run import catalog_run_config
 
-    return _catalog_run_config(full_refresh, as_of)
+    return catalog_run_config(full_refresh, as_of)
 
 
 def _slugs(job: Any) -> list[str]:

@@ -379,12 +379,12 @@ def _path_segments(path: str) -> list[str | int]:
 
 
 def typed_token_query(query: object, source: str, join: str) -> str:
-    """The format's query (warehouse.vectorized._Query) with its two parses of every payload
+    """The format's query (warehouse.vectorized.FormatQuery) with its two parses of every payload
     (json_type and json_extract_string over the path list) replaced by one typed read: each
     top-level key the format reads as a JSON token (json_transform), a nested path from its
     key's small token, the JSON type from the token's first character. Guards and values are
     the query's own. (A JSON null reads as a missing key here: a prototype, not exact.)"""
-    from warehouse.vectorized import _quote
+    from warehouse.vectorized import sql_literal
 
     names = list(query.paths)
     tops: dict[str, str] = {}
@@ -397,7 +397,7 @@ def typed_token_query(query: object, source: str, join: str) -> str:
             nested = "$" + "".join(
                 f"[{s}]" if isinstance(s, int) else '."' + s.replace('"', '\\"') + '"' for s in rest
             )
-            token = f"json_extract({token}, {_quote(nested)})"
+            token = f"json_extract({token}, {sql_literal(nested)})"
         tokens.append(f"{token}::VARCHAR AS k_{name}")
 
     def json_type(k: str) -> str:
@@ -424,7 +424,7 @@ def typed_token_query(query: object, source: str, join: str) -> str:
     tail = tail.split("\n)", 2)[2]  # past the parsed and fields CTEs
     return (
         f"{head}\nparsed AS (SELECT page, record_index, fetched_at, is_object, gtin_keys, "
-        f"CASE WHEN is_object THEN json_transform(payload, {_quote(json.dumps(tops))}) END AS j "
+        f"CASE WHEN is_object THEN json_transform(payload, {sql_literal(json.dumps(tops))}) END AS j "
         f"FROM src),\ntokens AS (SELECT page, record_index, fetched_at, is_object, gtin_keys, "
         + ", ".join(tokens)
         + f" FROM parsed),\nfields AS (SELECT page, record_index, fetched_at, is_object, "
@@ -440,12 +440,12 @@ def compare_guarded(raw: Path, slug: str, rounds: int) -> None:
 
     from bench.normalize_cpu import marketplace_configs
     from warehouse.normalize import RAW_SOURCE, gtin_key_counts
-    from warehouse.vectorized import _currency_source, currency_exponent_rows
+    from warehouse.vectorized import currency_exponent_rows, currency_source
     from warehouse.vectorized_formats import VECTORIZED_FORMATS
 
     config = marketplace_configs()[slug]
     query = VECTORIZED_FORMATS[config.kind](config)
-    currency = _currency_source(query)
+    currency = currency_source(query)
     join = f" LEFT JOIN currency_exponents AS cx ON cx.code = {currency}" if currency else ""
     sqls = {
         "today": query.sql(RAW_SOURCE, join),

@@ -18,13 +18,14 @@ class MoneyError(ValueError):
 
 
 @lru_cache(maxsize=1)
-def _known_currencies() -> frozenset[str]:
+def known_currencies() -> frozenset[str]:
+    """Every currency code Babel's CLDR data knows: the codes is_iso_currency accepts."""
     return frozenset(list_currencies())
 
 
 def is_iso_currency(code: object) -> bool:
     """True for a three-letter ISO-4217 code that Babel's CLDR data knows."""
-    return isinstance(code, str) and len(code) == 3 and code in _known_currencies()
+    return isinstance(code, str) and len(code) == 3 and code in known_currencies()
 
 
 def currency_exponent(currency: str) -> int:

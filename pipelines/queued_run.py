@@ -21,11 +21,10 @@ from pipelines.run import (
     IngestReport,
     PartitionOutcome,
     UnknownMarketplaceError,
-    _describe_downstream,
-    _describe_partition,
     dagster_home,
     dagster_instance,
 )
+from pipelines.run_progress import describe_downstream, describe_partition
 
 FINISHED = frozenset(
     {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -128,7 +127,7 @@ def materialize_all_queued(
                 error=None if success else "; ".join(_failures(instance, run_id).values()),
             )
             partitions[slug] = outcome
-            for line in _describe_partition(outcome):
+            for line in describe_partition(outcome):
                 progress(line)
             line = progress_status.progress_line(
                 "loading catalogs",
@@ -157,7 +156,7 @@ def materialize_all_queued(
     }
     for asset in DOWNSTREAM_ASSETS:
         if asset in downstream_metadata:
-            progress(f"{asset}: {_describe_downstream(asset, downstream_metadata[asset])}")
+            progress(f"{asset}: {describe_downstream(asset, downstream_metadata[asset])}")
         elif asset in failures:
             progress(f"{asset}: FAILED ({failures[asset]})")
     return IngestReport(

@@ -10,7 +10,6 @@ in-process executor.
 from __future__ import annotations
 
 import atexit
-import json
 import multiprocessing
 import os
 import time
@@ -36,7 +35,7 @@ from pipelines.jobs import (
     OFFER_EMBEDDINGS_JOB,
 )
 from pipelines.partition_order import partitions_longest_first
-from pipelines.run_progress import report_steps
+from pipelines.run_progress import describe_downstream, describe_partition, report_steps
 
 # Dagster's own console logging would bury the progress lines; the runs' full logs stay in the
 # instance (and in the UI).
@@ -167,45 +166,6 @@ def _check_warnings(result: dg.ExecuteInProcessResult) -> list[str]:
     return warnings
 
 
-def _describe_downstream(asset: str, metadata: Mapping[str, Any]) -> str:
-    if asset == "fx_rates":
-        return f"{metadata.get('currencies')} currencies as of {metadata.get('as_of')}"
-    if asset == "product_groups":
-        spread = metadata.get("groups_by_marketplace_count") or {}
-        wide = sum(count for size, count in spread.items() if int(size) >= 3)
-        return (
-            f"{metadata.get('groups')} groups, {metadata.get('multi_offer_groups')} with 2+ offers, "
-            f"{wide} spanning 3+ marketplaces"
-        )
-    if asset == "price_history":
-        return f"+{metadata.get('appended')} rows ({metadata.get('dagster/row_count')} in total)"
-    if asset == "offer_embeddings":
-        if metadata.get("skipped"):
-            return f"skipped: {metadata['skipped']}"
-        return f"embedded {metadata.get('embedded')}, reused {metadata.get('reused')}"
-    if asset in ("search_products", "search_product_groups"):
-        mode = (
-            f"rebuilt ({metadata.get('rebuild_reason')})"
-            if metadata.get("rebuilt")
-            else "incremental"
-        )
-        return (
-            f"{mode}: sent {metadata.get('sent')}, deleted {metadata.get('deleted')}, "
-            f"unchanged {metadata.get('unchanged')}"
-        )
-    if asset == "storefront_products":
-        if metadata.get("skipped"):
-            return f"skipped: {metadata['skipped']}"
-        return (
-            f"inserted {metadata.get('products_inserted')}, updated {metadata.get('products_updated')}, "
-            f"removed {metadata.get('products_removed')}, "
-            f"{metadata.get('price_alerts_fired', 0)} price alert(s) fired"
-        )
-    if asset == "analyst_warehouse":
-        return f"published {metadata.get('path')}"
-    return json.dumps(metadata, default=str)
-
-
 def _partition_outcome(slug: str, result: dg.ExecuteInProcessResult) -> PartitionOutcome:
     raw = _asset_metadata(result, "raw_catalog")
     normalized = _asset_metadata(result, "normalized_products")
@@ -234,37 +194,6 @@ def _partition_outcome(slug: str, result: dg.ExecuteInProcessResult) -> Partitio
         pages_not_modified=int(raw.get("pages_not_modified", 0)),
         records_unparsed=int(raw.get("records_unparsed", 0)),
     )
-
-
-def _pages(count: int) -> str:
-    return "1 page" if count == 1 else f"{count} pages"
-
-
-def _describe_partition(outcome: PartitionOutcome) -> list[str]:
-    slug = outcome.marketplace
-    if not outcome.success:
-        return [f"{slug}: FAILED ({outcome.error}); its last good catalog is kept"]
-    reasons = ", ".join(f"{reason} {count}" for reason, count in outcome.rejected_by_reason.items())
-    fetched = (
-        f"not modified since the last fetch (HTTP 304), {outcome.fetched} records held"
-        if outcome.not_modified
-        else f"fetched {outcome.changed_since} records changed since the last fetch and every "
-        f"id, {outcome.fetched} records ({_pages(outcome.pages)})"
-        if outcome.changed_since is not None
-        else f"fetched {outcome.fetched} records ({_pages(outcome.pages)}"
-        + (
-            f", {outcome.pages_not_modified} not modified since the last fetch)"
-            if outcome.pages_not_modified
-            else ")"
-        )
-    )
-    lines = [
-        f"{slug}: {fetched}, "
-        f"normalized {outcome.normalized}, rejected {outcome.rejected}"
-        + (f" ({reasons})" if reasons else "")
-    ]
-    lines.extend(f"{slug}:   {warning}" for warning in outcome.check_warnings)
-    return lines
 
 
 @dataclass(slots=True)
@@ -318,13 +247,15 @@ def _partition_in_child(
         partition_key=slug,
         instance=worker.instance,
         raise_on_error=False,
-        run_config=_catalog_run_config(full_refresh, as_of),
+        run_config=catalog_run_config(full_refresh, as_of),
         tags=INGEST_TAGS,
     )
     return _partition_outcome(slug, result)
 
 
-def _catalog_run_config(full_refresh: bool, as_of: str = "") -> dict[str, Any]:
+def catalog_run_config(full_refresh: bool, as_of: str = "") -> dict[str, Any]:
+    """The run config of one marketplace's catalog run: a full refresh or not, and the moment
+    its offers are stamped with (`as_of`, ISO 8601; empty: now)."""
     return {
         **QUIET_RUN_CONFIG,
         "ops": {
@@ -396,7 +327,7 @@ def _run_partitions_concurrently(
                     marketplace=slug, success=False, run_id="", error=f"{type(exc).__name__}: {exc}"
                 )
             outcomes[slug] = outcome
-            for line in _describe_partition(outcome):
+            for line in describe_partition(outcome):
                 progress(line)
             if on_progress is not None:
                 on_progress(len(outcomes), running())
@@ -442,7 +373,7 @@ def materialize_all(
     instance = instance or dagster_instance(dagster_home(settings))
 
     as_of_text = as_of.isoformat() if as_of else ""
-    catalog_config = _catalog_run_config(full_refresh, as_of_text)
+    catalog_config = catalog_run_config(full_refresh, as_of_text)
 
     def run_partition(slug: str) -> PartitionOutcome:
         result = catalog_job.execute_in_process(
@@ -486,7 +417,7 @@ def materialize_all(
         for done, slug in enumerate(selected):
             report_loading(done, [slug])
             partitions[slug] = run_partition(slug)
-            for line in _describe_partition(partitions[slug]):
+            for line in describe_partition(partitions[slug]):
                 progress(line)
     progress_status.write_status(
         settings, "catalogs", len(selected), len(selected), "indexing catalogs for search"
@@ -530,13 +461,13 @@ def materialize_all(
         metadata = _embeddings_metadata(embedding_run)
         if metadata:
             downstream_metadata["offer_embeddings"] = metadata
-            progress(f"offer_embeddings: {_describe_downstream('offer_embeddings', metadata)}")
+            progress(f"offer_embeddings: {describe_downstream('offer_embeddings', metadata)}")
         failed_steps += [step for step in _failed_steps(embedding_run) if step not in failed_steps]
     for asset in selected_downstream:
         metadata = _asset_metadata(downstream, asset)
         if metadata:
             downstream_metadata[asset] = metadata
-            progress(f"{asset}: {_describe_downstream(asset, metadata)}")
+            progress(f"{asset}: {describe_downstream(asset, metadata)}")
         elif asset in failed_steps:
             progress(f"{asset}: FAILED ({_failure_message(downstream, asset)})")
         else:

@@ -1,16 +1,23 @@
-"""Which step an in-process run is on, as it starts each one: `onecart ingest`'s downstream run
-lasts minutes on a large catalog (423 s for a full run at a million offers), and its assets'
-results are only read from the finished run."""
+"""What `onecart ingest` tells as it runs, shared by the in-process run (pipelines.run) and the
+queued one (pipelines.queued_run): each partition's and each downstream asset's result, and which
+step an in-process run is on, as it starts each one: the downstream run lasts minutes on a large
+catalog (423 s for a full run at a million offers), and its assets' results are only read from
+the finished run."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from onecart import progress as progress_status
 from onecart.settings import Settings
+
+if TYPE_CHECKING:
+    from pipelines.run import PartitionOutcome
 
 
 def report_steps(
@@ -42,3 +49,76 @@ def report_steps(
         )
 
     instance.add_event_listener(run_id, on_event)
+
+
+def describe_downstream(asset: str, metadata: Mapping[str, Any]) -> str:
+    """One line of what a downstream asset did, from its materialization's metadata."""
+    if asset == "fx_rates":
+        return f"{metadata.get('currencies')} currencies as of {metadata.get('as_of')}"
+    if asset == "product_groups":
+        spread = metadata.get("groups_by_marketplace_count") or {}
+        wide = sum(count for size, count in spread.items() if int(size) >= 3)
+        return (
+            f"{metadata.get('groups')} groups, {metadata.get('multi_offer_groups')} with 2+ offers, "
+            f"{wide} spanning 3+ marketplaces"
+        )
+    if asset == "price_history":
+        return f"+{metadata.get('appended')} rows ({metadata.get('dagster/row_count')} in total)"
+    if asset == "offer_embeddings":
+        if metadata.get("skipped"):
+            return f"skipped: {metadata['skipped']}"
+        return f"embedded {metadata.get('embedded')}, reused {metadata.get('reused')}"
+    if asset in ("search_products", "search_product_groups"):
+        mode = (
+            f"rebuilt ({metadata.get('rebuild_reason')})"
+            if metadata.get("rebuilt")
+            else "incremental"
+        )
+        return (
+            f"{mode}: sent {metadata.get('sent')}, deleted {metadata.get('deleted')}, "
+            f"unchanged {metadata.get('unchanged')}"
+        )
+    if asset == "storefront_products":
+        if metadata.get("skipped"):
+            return f"skipped: {metadata['skipped']}"
+        return (
+            f"inserted {metadata.get('products_inserted')}, updated {metadata.get('products_updated')}, "
+            f"removed {metadata.get('products_removed')}, "
+            f"{metadata.get('price_alerts_fired', 0)} price alert(s) fired"
+        )
+    if asset == "analyst_warehouse":
+        return f"published {metadata.get('path')}"
+    return json.dumps(metadata, default=str)
+
+
+def _pages(count: int) -> str:
+    return "1 page" if count == 1 else f"{count} pages"
+
+
+def describe_partition(outcome: PartitionOutcome) -> list[str]:
+    """The lines `onecart ingest` prints for one marketplace's partition: what was fetched,
+    normalized and rejected (by reason), then each check's warning; or why it failed."""
+    slug = outcome.marketplace
+    if not outcome.success:
+        return [f"{slug}: FAILED ({outcome.error}); its last good catalog is kept"]
+    reasons = ", ".join(f"{reason} {count}" for reason, count in outcome.rejected_by_reason.items())
+    fetched = (
+        f"not modified since the last fetch (HTTP 304), {outcome.fetched} records held"
+        if outcome.not_modified
+        else f"fetched {outcome.changed_since} records changed since the last fetch and every "
+        f"id, {outcome.fetched} records ({_pages(outcome.pages)})"
+        if outcome.changed_since is not None
+        else f"fetched {outcome.fetched} records ({_pages(outcome.pages)}"
+        + (
+            f", {outcome.pages_not_modified} not modified since the last fetch)"
+            if outcome.pages_not_modified
+            else ")"
+        )
+    )
+    lines = [
+        f"{slug}: {fetched}, "
+        f"normalized {outcome.normalized}, rejected {outcome.rejected}"
+        + (f" ({reasons})" if reasons else "")
+    ]
+    lines.extend(f"{slug}:   {warning}" for warning in outcome.check_warnings)
+    return lines

@@ -331,7 +331,7 @@ def build_group_document(
 
 
 # The offer-document fields a product document is built from.
-_GROUPED_FIELDS: Final = (
+GROUPED_OFFER_FIELDS: Final = (
     "id",
     "marketplace",
     "marketplace_name",
@@ -368,7 +368,7 @@ def build_group_documents(
     kept: list[Mapping[str, Any]] = []
     for offer in offers:
         # Only what a product document uses: a million offer documents stay compact.
-        slim = {name: offer.get(name) for name in _GROUPED_FIELDS}
+        slim = {name: offer.get(name) for name in GROUPED_OFFER_FIELDS}
         slim["id"] = offer["id"]
         if slim.get("description"):
             slim["description"] = str(slim["description"])[:GROUP_DESCRIPTION_MAX_CHARS]

@@ -46,7 +46,7 @@ from search_index.documents import (
     summarize_groups,
 )
 from search_index.filters import quote_filter_value
-from search_index.groups import _GROUPED_FIELDS, build_group_documents, catalog_rating_mean
+from search_index.groups import GROUPED_OFFER_FIELDS, build_group_documents, catalog_rating_mean
 from search_index.indexing import (
     DEFAULT_TASK_TIMEOUT_SECONDS,
     FETCH_PAGE_SIZE,
@@ -59,7 +59,7 @@ from search_index.settings import group_index_uid
 
 # Groups rebuilt per round trip: their ids go into one `group_id IN [...]` filter.
 GROUPS_PER_BATCH: Final = 500
-_OFFER_FIELDS: Final = (*_GROUPED_FIELDS, "group_id")
+_OFFER_FIELDS: Final = (*GROUPED_OFFER_FIELDS, "group_id")
 
 Matches = Mapping[str, tuple[str, Decimal]]
 MatchesOf = Callable[[Sequence[str]], Matches]

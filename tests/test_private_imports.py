@@ -5,9 +5,10 @@ logic in plain services). Security review, fifth pass: the account blueprint sen
 through the auth blueprint's private `_mail_settings` and `_send_in_background`.
 
 Imports are read with ast, so nothing is imported to check them. Tests may use private helpers.
-Checked: the site and its services (commerce/, storefront/). The pipeline side (warehouse/,
-pipelines/, search_index/) still shares private helpers between sibling modules of one package;
-that is recorded in bench/RESULTS.md ("Security review, fifth pass") for its owners.
+Checked: every application package, sibling modules of one package included (warehouse's
+vectorized formats once read vectorized.py's field readers as `_text`, `_Query`…; the pipeline's
+queued run described its partitions with run.py's `_describe_partition`). bench/ and tests/ are
+not checked: a benchmark may time a private step.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import ast
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ("commerce", "storefront")
 OURS = (
     "adapters",
     "assistant",
@@ -28,24 +28,57 @@ OURS = (
     "storefront",
     "warehouse",
 )
+CHECKED = OURS
 
 
-def private_imports() -> list[str]:
-    """Each `from <our module> import _name` outside that module, as `path:line name`."""
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _imported_module(path: Path, node: ast.ImportFrom) -> str:
+    """The dotted module of `from … import`, a relative one resolved against `path`."""
+    if not node.level:
+        return node.module or ""
+    package = path.relative_to(REPO_ROOT).with_suffix("").parts[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def private_imports(packages: tuple[str, ...] = CHECKED) -> list[str]:
+    """Each `from <our module> import _name` (or `import <ours>._module`) outside that module,
+    as `path:line name`."""
     found = []
-    for package in CHECKED:
+    for package in packages:
         for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            relative = path.relative_to(REPO_ROOT)
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if not isinstance(node, ast.ImportFrom) or not node.module:
-                    continue
-                if node.module.split(".")[0] not in OURS:
-                    continue
-                for alias in node.names:
-                    if alias.name.startswith("_") and not alias.name.startswith("__"):
-                        relative = path.relative_to(REPO_ROOT)
-                        found.append(f"{relative}:{node.lineno} {node.module}.{alias.name}")
+                if isinstance(node, ast.ImportFrom):
+                    module = _imported_module(path, node)
+                    if module.split(".")[0] not in OURS:
+                        continue
+                    found += [
+                        f"{relative}:{node.lineno} {module}.{alias.name}"
+                        for alias in node.names
+                        if _is_private(alias.name)
+                    ]
+                elif isinstance(node, ast.Import):
+                    found += [
+                        f"{relative}:{node.lineno} {alias.name}"
+                        for alias in node.names
+                        if alias.name.split(".")[0] in OURS
+                        and any(_is_private(part) for part in alias.name.split("."))
+                    ]
     return found
 
 
 def test_no_module_imports_another_modules_private_names() -> None:
     assert private_imports() == []
+
+
+def test_the_check_sees_relative_and_module_imports() -> None:
+    """The check itself: a relative import and a dotted module import are read as such."""
+    module = REPO_ROOT / "warehouse" / "vectorized.py"
+    tree = ast.parse("from .vectorized import _quote\nfrom . import _hidden\n")
+    relative, package_level = (node for node in tree.body if isinstance(node, ast.ImportFrom))
+    assert _imported_module(module, relative) == "warehouse.vectorized"
+    assert _imported_module(module, package_level) == "warehouse"

@@ -32,9 +32,9 @@ from warehouse.offers import (
     REASON_UNKNOWN_CURRENCY,
     REJECTED_SCHEMA,
     NormalizedCatalog,
-    _external_id_of,
     claimed_gtin,
     content_text_expression,
+    external_id_of,
 )
 from warehouse.vectorized import (
     GTIN_KEY_PATTERN,
@@ -167,7 +167,7 @@ def _per_record(
             rejected.append(
                 {
                     **where,
-                    "external_id": _external_id_of(record),
+                    "external_id": external_id_of(record),
                     "reason": exc.reason,
                     "detail": exc.detail or str(exc),
                     "payload": payload,
@@ -178,7 +178,7 @@ def _per_record(
             rejected.append(
                 {
                     **where,
-                    "external_id": _external_id_of(record),
+                    "external_id": external_id_of(record),
                     "reason": REASON_BAD_RECORD,
                     "detail": f"{type(exc).__name__}: {exc}",
                     "payload": payload,

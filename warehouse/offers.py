@@ -213,6 +213,11 @@ def _field_name(key: str) -> str:
     return key.rsplit("}", 1)[-1].rsplit(":", 1)[-1].lower()
 
 
+def is_gtin_key(key: str) -> bool:
+    """True for a record key claimed_gtin reads a GTIN from (`ean`, `g:gtin`, `{ns}UPC`…)."""
+    return _field_name(key) in GTIN_KEYS
+
+
 def claimed_gtin(record: object, _depth: int = 0) -> str | None:
     """The GTIN a raw record claims to have (under a GTIN-like key), valid or not.
 
@@ -263,7 +268,9 @@ def record_hash(payload: str) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _external_id_of(record: object) -> str | None:
+def external_id_of(record: object) -> str | None:
+    """The id a raw record gives itself (id, external_id, sku or g:id), for naming a record that
+    could not be normalized in its rejection."""
     if isinstance(record, Mapping):
         for key in ("id", "external_id", "sku", "g:id"):
             value = record.get(key)
@@ -328,11 +335,11 @@ def normalize_catalog(
         try:
             offer = normalize_record(record)
         except BadPayload as exc:
-            reject(_external_id_of(record), exc.reason, exc.detail or str(exc), raw.payload)
+            reject(external_id_of(record), exc.reason, exc.detail or str(exc), raw.payload)
             continue
         except Exception as exc:  # an adapter bug must not lose the other records
             reject(
-                _external_id_of(record),
+                external_id_of(record),
                 REASON_BAD_RECORD,
                 f"{type(exc).__name__}: {exc}",
                 raw.payload,

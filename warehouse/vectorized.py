@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from adapters.base import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, MarketplaceConfig
 from adapters.fields import AVAILABLE_WORDS, UNAVAILABLE_WORDS
-from onecart.money import currency_exponent, is_iso_currency
+from onecart.money import currency_exponent, is_iso_currency, known_currencies
 from warehouse.offers import GTIN_KEYS
 
 # Characters that are printable for Python (str.isprintable) and not whitespace, plus the space:
@@ -83,17 +83,19 @@ OFFER_COLUMNS = (
 )
 
 
-def _quote(text: str) -> str:
+def sql_literal(text: str) -> str:
+    """`text` as a SQL string literal (quotes doubled): for the patterns and constants the
+    queries are built from, never for a record's values (those are read from the payload)."""
     return "'" + text.replace("'", "''") + "'"
 
 
-def _json_path(path: str) -> str:
+def dotted_json_path(path: str) -> str:
     """A dotted record path (adapters.fields.dig) as a DuckDB JSON path: every segment a key."""
     return "$" + "".join('."' + segment.replace('"', '\\"') + '"' for segment in path.split("."))
 
 
 @dataclass(slots=True)
-class _Query:
+class FormatQuery:
     """The fields a format reads (name -> JSON path), and one expression and guard per column."""
 
     paths: dict[str, str]
@@ -103,7 +105,7 @@ class _Query:
     # The field claimed_gtin is read from, when its key is a GTIN key (warehouse.offers.GTIN_KEYS).
     claimed_field: str | None = None
     # The expression of the currency code to join `currency_exponents` on, when the format's
-    # currency varies per record in a way _currency_source does not know.
+    # currency varies per record in a way currency_source does not know.
     currency_source: str | None = None
     # Columns computed from the fields before the offer's columns, one projection per level:
     # an expression used several times (a description's rewrites) is then computed once per
@@ -127,7 +129,7 @@ class _Query:
         """The query over `source` (columns page, record_index, payload, fetched_at); `join`
         is joined to the last projection (the currency exponents)."""
         names = list(self.paths)
-        path_list = ", ".join(_quote(self.paths[name]) for name in names)
+        path_list = ", ".join(sql_literal(self.paths[name]) for name in names)
         # Every field's JSON type and text from one parse each. json_extract_string gives a
         # list or an object as its JSON text: the few expressions that measure a list
         # (json_array_length of j_<name>) read that text, not the whole payload again.
@@ -181,61 +183,63 @@ FROM {last}{join}
 
 
 # --- Field readers: (value expression, guard) ------------------------------------------------
+# Each mirrors one adapters.fields function; warehouse.vectorized_formats builds every format's
+# query from them.
 
 
-def _text(
+def text_sql(
     t: str, s: str, *, limit: int = MAX_TITLE_CHARS, entities: bool = False
 ) -> tuple[str, str]:
     """adapters.fields.optional_text (and _entity_text when `entities`)."""
     entity_guard = f" AND NOT regexp_matches({s}, '{ENTITY_RE}')" if entities else ""
     guard = (
         f"({t} IS NULL OR {t} = 'NULL' OR ({t} = 'VARCHAR' AND regexp_full_match({s}, "
-        f"{_quote(TEXT_RE)}) AND length(trim({s})) <= {limit}{entity_guard}))"
+        f"{sql_literal(TEXT_RE)}) AND length(trim({s})) <= {limit}{entity_guard}))"
     )
     return f"CASE WHEN {t} = 'VARCHAR' THEN nullif(trim({s}), '') END", guard
 
 
-def _title(t: str, s: str, *, entities: bool = False) -> tuple[str, str]:
+def title_sql(t: str, s: str, *, entities: bool = False) -> tuple[str, str]:
     """adapters.fields.require_title, for titles that cannot be rejected."""
     entity_guard = f" AND NOT regexp_matches({s}, '{ENTITY_RE}')" if entities else ""
     guard = (
-        f"({t} = 'VARCHAR' AND regexp_full_match({s}, {_quote(TEXT_RE)}) "
+        f"({t} = 'VARCHAR' AND regexp_full_match({s}, {sql_literal(TEXT_RE)}) "
         f"AND length(trim({s})) BETWEEN 1 AND {MAX_TITLE_CHARS}{entity_guard})"
     )
     return f"trim({s})", guard
 
 
-def _external_id(t: str, s: str, *, url_safe: bool = False) -> tuple[str, str]:
+def external_id_sql(t: str, s: str, *, url_safe: bool = False) -> tuple[str, str]:
     """adapters.fields.require_external_id for integers and plain ids."""
     pattern = URL_SAFE_ID_RE if url_safe else ID_RE
     guard = f"({t} IN {INT_TYPES} OR ({t} = 'VARCHAR' AND regexp_full_match({s}, '{pattern}')))"
     return s, guard
 
 
-def _url(t: str, s: str) -> tuple[str, str]:
+def url_sql(t: str, s: str) -> tuple[str, str]:
     """adapters.fields.optional_url (a list value goes per record)."""
     value = (
         f"CASE WHEN {t} = 'VARCHAR' AND regexp_full_match(trim({s}), '(?i)https?://\\S+') "
         f"THEN trim({s}) END"
     )
-    return value, _text(t, s, limit=2_000)[1]
+    return value, text_sql(t, s, limit=2_000)[1]
 
 
-def _category_leaf(t: str, s: str) -> tuple[str, str]:
+def category_leaf_sql(t: str, s: str) -> tuple[str, str]:
     """adapters.fields.category_leaf for text ("A > B > C" -> "C")."""
     value = (
         f"CASE WHEN {t} = 'VARCHAR' THEN nullif(trim(regexp_extract(trim({s}), '[^>]*$')), '') END"
     )
-    return value, _text(t, s)[1]
+    return value, text_sql(t, s)[1]
 
 
 def _without_references(s: str) -> str:
     for entity, _ in HTML_REFERENCES:
-        s = f"replace({s}, {_quote(entity)}, '')"
+        s = f"replace({s}, {sql_literal(entity)}, '')"
     return s
 
 
-def _description(q: _Query, t: str, s: str) -> tuple[str, str]:
+def description_sql(q: FormatQuery, t: str, s: str) -> tuple[str, str]:
     """adapters.fields.description_text: plain text, or HTML made of block tags only.
 
     Each rewrite of html_to_text runs only on the texts it changes (most have no tab, no double
@@ -248,13 +252,13 @@ def _description(q: _Query, t: str, s: str) -> tuple[str, str]:
         0,
         f"{name}_tags",
         f"CASE WHEN {t} = 'VARCHAR' AND regexp_matches({s}, '<[A-Za-z/!]') "
-        f"THEN regexp_replace({s}, {_quote(BLOCK_TAG_RE)}, chr(10), 'g') END",
+        f"THEN regexp_replace({s}, {sql_literal(BLOCK_TAG_RE)}, chr(10), 'g') END",
     )
     # The character references html.parser decodes in the sandbox's and WordPress's markup;
     # &amp; last, so "&amp;#39;" stays the text "&#39;".
     decoded = tags
     for entity, char in HTML_REFERENCES:
-        decoded = f"replace({decoded}, {_quote(entity)}, {char})"
+        decoded = f"replace({decoded}, {sql_literal(entity)}, {char})"
     lines = q.derive(
         1, f"{name}_lines", f"CASE WHEN strpos({tags}, '&') > 0 THEN {decoded} ELSE {tags} END"
     )
@@ -283,16 +287,16 @@ def _description(q: _Query, t: str, s: str) -> tuple[str, str]:
     )
     guard = (
         f"({t} IS NULL OR {t} = 'NULL' OR ({t} = 'VARCHAR' AND length({s}) <= "
-        f"{MAX_DESCRIPTION_CHARS} AND regexp_full_match({s}, {_quote(DESCRIPTION_RE)}) "
+        f"{MAX_DESCRIPTION_CHARS} AND regexp_full_match({s}, {sql_literal(DESCRIPTION_RE)}) "
         f"AND CASE WHEN {tags} IS NOT NULL THEN strpos({tags}, '<') = 0 "
         f"AND strpos({tags}, '>') = 0 AND (strpos({s}, '&') = 0 "
         f"OR position('&' IN {_without_references(s)}) = 0) "
-        f"ELSE strpos({s}, '&') = 0 OR NOT regexp_matches({s}, {_quote(HTML_ENTITY_RE)}) END))"
+        f"ELSE strpos({s}, '&') = 0 OR NOT regexp_matches({s}, {sql_literal(HTML_ENTITY_RE)}) END))"
     )
     return value, guard
 
 
-def _gtin(t: str, s: str) -> tuple[str, str]:
+def gtin_sql(t: str, s: str) -> tuple[str, str]:
     """adapters.gtin.normalize_gtin for digit strings (anything else goes per record)."""
     padded = f"lpad({s}, 14, '0')"
     terms = " + ".join(
@@ -312,12 +316,12 @@ def _gtin(t: str, s: str) -> tuple[str, str]:
     return value, guard
 
 
-def _claimed(t: str, s: str) -> str:
+def claimed_gtin_sql(t: str, s: str) -> str:
     """What warehouse.offers.claimed_gtin finds for a digit string (or nothing)."""
     return f"CASE WHEN {t} = 'VARCHAR' AND {s} <> '' THEN {s} END"
 
 
-def _count(t: str, s: str, *, signed: bool = False) -> tuple[str, str]:
+def count_sql(t: str, s: str, *, signed: bool = False) -> tuple[str, str]:
     """adapters.fields.optional_count (optional_int when `signed`) for JSON integers."""
     keep = "true" if signed else f"TRY_CAST({s} AS BIGINT) >= 0"
     value = f"CASE WHEN {t} IN {INT_TYPES} AND {keep} THEN TRY_CAST({s} AS INTEGER) END"
@@ -325,7 +329,7 @@ def _count(t: str, s: str, *, signed: bool = False) -> tuple[str, str]:
     return value, guard
 
 
-def _rating(t: str, s: str) -> tuple[str, str]:
+def rating_sql(t: str, s: str) -> tuple[str, str]:
     """adapters.base.parse_rating for numbers with at most two decimals."""
     value = (
         f"CASE WHEN {t} IN {NUMBER_TYPES} OR {t} = 'VARCHAR' THEN CASE WHEN "
@@ -346,7 +350,7 @@ def _minor_units(amount: str, exponent: int) -> str:
     return f"({whole} + TRY_CAST(rpad(split_part({amount}, '.', 2), {exponent}, '0') AS BIGINT))"
 
 
-def _decimal_price(t: str, s: str, exponent: int, *, types: str) -> tuple[str, str]:
+def decimal_price_sql(t: str, s: str, exponent: int, *, types: str) -> tuple[str, str]:
     """adapters.fields.require_decimal_price for positive prices that fit the currency."""
     fraction = f"(\\.[0-9]{{1,{exponent}}})?" if exponent else ""
     minor = _minor_units(s, exponent)
@@ -356,7 +360,7 @@ def _decimal_price(t: str, s: str, exponent: int, *, types: str) -> tuple[str, s
     return f"CASE WHEN {guard} THEN {minor} END", guard
 
 
-def _amount_currency_price(t: str, s: str) -> tuple[str, str, str]:
+def amount_currency_price_sql(t: str, s: str) -> tuple[str, str, str]:
     """adapters.fields.require_amount_currency_price ("15.00 NGN"): (minor, currency, guard).
 
     The currency's exponent comes from the `currency_exponents` relation joined as `cx`.
@@ -374,22 +378,19 @@ def _amount_currency_price(t: str, s: str) -> tuple[str, str, str]:
     return f"CASE WHEN {guard} THEN {minor} END", "cx.code", guard
 
 
-def _word_availability(s: str) -> str:
+def word_availability_sql(s: str) -> str:
     """adapters.fields.availability_from_word for ASCII text: true, false or NULL."""
     word = f"regexp_replace(lower(trim({s})), '[\\s\\-]+', '_', 'g')"
-    available = ", ".join(_quote(w) for w in sorted(AVAILABLE_WORDS))
-    unavailable = ", ".join(_quote(w) for w in sorted(UNAVAILABLE_WORDS))
+    available = ", ".join(sql_literal(w) for w in sorted(AVAILABLE_WORDS))
+    unavailable = ", ".join(sql_literal(w) for w in sorted(UNAVAILABLE_WORDS))
     return (
         f"CASE WHEN {word} IN ({available}) THEN true WHEN {word} IN ({unavailable}) THEN false END"
     )
 
 
-def _ascii_text_guard(t: str, s: str) -> str:
+def ascii_text_guard(t: str, s: str) -> str:
+    """The guard of a text field made of printable ASCII only (where trim is str.strip)."""
     return f"({t} = 'VARCHAR' AND regexp_full_match({s}, '[ -~]*'))"
-
-
-def _base_url(config: MarketplaceConfig) -> str:
-    return config.base_url.rstrip("/")
 
 
 def vectorized_query(config: MarketplaceConfig, source: str) -> str | None:
@@ -411,7 +412,7 @@ def vectorized_query(config: MarketplaceConfig, source: str) -> str | None:
     missing = [column for column in OFFER_COLUMNS if column not in query.columns]
     if missing:  # a programming error in this module, never a data problem
         raise AssertionError(f"{config.kind}: no expression for {missing}")
-    currency_column = _currency_source(query)
+    currency_column = currency_source(query)
     join = (
         f" LEFT JOIN currency_exponents AS cx ON cx.code = {currency_column}"
         if currency_column
@@ -420,7 +421,9 @@ def vectorized_query(config: MarketplaceConfig, source: str) -> str | None:
     return query.sql(source, join)
 
 
-def _currency_source(query: _Query) -> str | None:
+def currency_source(query: FormatQuery) -> str | None:
+    """The expression of the currency code `query` joins `currency_exponents` on, or None when
+    its columns and guards use no currency exponent (`cx`)."""
     if "cx." not in " ".join(query.columns.values()) + " ".join(query.guards):
         return None
     if query.currency_source:
@@ -438,8 +441,6 @@ def _currency_source(query: _Query) -> str | None:
 
 def currency_exponent_rows() -> list[tuple[str, int]]:
     """(code, exponent) of every ISO-4217 currency OneCart knows (onecart.money)."""
-    from onecart.money import _known_currencies
-
     return sorted(
-        (code, currency_exponent(code)) for code in _known_currencies() if is_iso_currency(code)
+        (code, currency_exponent(code)) for code in known_currencies() if is_iso_currency(code)
     )

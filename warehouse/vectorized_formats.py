@@ -11,60 +11,69 @@ from collections.abc import Callable, Mapping
 from adapters.base import MarketplaceConfig
 from adapters.woocommerce import STORE_API_CART_LIMIT
 from onecart.money import currency_exponent
-from warehouse.offers import GTIN_KEYS
+from warehouse.offers import GTIN_KEYS, is_gtin_key
 from warehouse.vectorized import (
     INT_TYPES,
     NUMBER_TYPES,
     URL_SAFE_ID_RE,
-    _amount_currency_price,
-    _ascii_text_guard,
-    _base_url,
-    _category_leaf,
-    _claimed,
-    _count,
-    _decimal_price,
-    _description,
-    _external_id,
-    _gtin,
-    _json_path,
-    _Query,
-    _quote,
-    _rating,
-    _text,
-    _title,
-    _url,
-    _word_availability,
+    FormatQuery,
+    amount_currency_price_sql,
+    ascii_text_guard,
+    category_leaf_sql,
+    claimed_gtin_sql,
+    count_sql,
+    decimal_price_sql,
+    description_sql,
+    dotted_json_path,
+    external_id_sql,
+    gtin_sql,
+    rating_sql,
+    sql_literal,
+    text_sql,
+    title_sql,
+    url_sql,
+    word_availability_sql,
 )
 
 
-def _set(query: _Query, column: str, reader: tuple[str, str]) -> None:
+def _base_url(config: MarketplaceConfig) -> str:
+    return config.base_url.rstrip("/")
+
+
+def _set(query: FormatQuery, column: str, reader: tuple[str, str]) -> None:
     value, guard = reader
     query.columns[column] = value
     query.guards.append(guard)
 
 
-def _common(query: _Query, id_path: str, title_path: str, *, url_safe_id: bool = False) -> None:
-    _set(query, "external_id", _external_id(*query.read("id", id_path), url_safe=url_safe_id))
-    _set(query, "title", _title(*query.read("title", title_path)))
+def _common(
+    query: FormatQuery, id_path: str, title_path: str, *, url_safe_id: bool = False
+) -> None:
+    _set(query, "external_id", external_id_sql(*query.read("id", id_path), url_safe=url_safe_id))
+    _set(query, "title", title_sql(*query.read("title", title_path)))
 
 
-def _fixed_currency(query: _Query, config: MarketplaceConfig, t: str, s: str, types: str) -> None:
+def _fixed_currency(
+    query: FormatQuery, config: MarketplaceConfig, t: str, s: str, types: str
+) -> None:
     _set(
-        query, "price_minor", _decimal_price(t, s, currency_exponent(config.currency), types=types)
+        query,
+        "price_minor",
+        decimal_price_sql(t, s, currency_exponent(config.currency), types=types),
     )
-    query.columns["currency"] = _quote(config.currency)
+    query.columns["currency"] = sql_literal(config.currency)
 
 
-def _fakestore(config: MarketplaceConfig) -> _Query:
-    q = _Query({}, {}, [])
+def _fakestore(config: MarketplaceConfig) -> FormatQuery:
+    q = FormatQuery({}, {}, [])
     _common(q, "$.id", "$.title", url_safe_id=True)
     _fixed_currency(q, config, *q.read("price", "$.price"), f"{NUMBER_TYPES[:-1]}, 'VARCHAR')")
-    _set(q, "description", _description(q, *q.read("description", "$.description")))
-    _set(q, "image_url", _url(*q.read("image", "$.image")))
-    q.columns["product_url"] = f"{_quote(_base_url(config) + '/products/')} || s_id"
-    _set(q, "category", _category_leaf(*q.read("category", "$.category")))
-    count, count_guard = _count(*q.read("rating_count", "$.rating.count"))
-    rating, rating_guard = _rating(*q.read("rating", "$.rating.rate"))
+    _set(q, "description", description_sql(q, *q.read("description", "$.description")))
+    _set(q, "image_url", url_sql(*q.read("image", "$.image")))
+    q.columns["product_url"] = f"{sql_literal(_base_url(config) + '/products/')} || s_id"
+    _set(q, "category", category_leaf_sql(*q.read("category", "$.category")))
+    count, count_guard = count_sql(*q.read("rating_count", "$.rating.count"))
+    rating, rating_guard = rating_sql(*q.read("rating", "$.rating.rate"))
     q.columns["rating_count"] = count
     q.columns["rating"] = f"CASE WHEN ({count}) IS DISTINCT FROM 0 THEN {rating} END"
     q.guards += [count_guard, rating_guard]
@@ -74,39 +83,39 @@ def _fakestore(config: MarketplaceConfig) -> _Query:
     return q
 
 
-def _dummyjson(config: MarketplaceConfig) -> _Query:
-    q = _Query({}, {}, [])
+def _dummyjson(config: MarketplaceConfig) -> FormatQuery:
+    q = FormatQuery({}, {}, [])
     _common(q, "$.id", "$.title", url_safe_id=True)
     _fixed_currency(q, config, *q.read("price", "$.price"), f"{NUMBER_TYPES[:-1]}, 'VARCHAR')")
-    _set(q, "description", _description(q, *q.read("description", "$.description")))
-    stock, stock_guard = _count(*q.read("stock", "$.stock"))
+    _set(q, "description", description_sql(q, *q.read("description", "$.description")))
+    stock, stock_guard = count_sql(*q.read("stock", "$.stock"))
     q.columns["stock"] = stock
     q.guards.append(stock_guard)
     t, s = q.read("availability", "$.availabilityStatus")
-    word = f"CASE WHEN {t} = 'BOOLEAN' THEN {s} = 'true' WHEN {t} = 'VARCHAR' THEN {_word_availability(s)} END"
+    word = f"CASE WHEN {t} = 'BOOLEAN' THEN {s} = 'true' WHEN {t} = 'VARCHAR' THEN {word_availability_sql(s)} END"
     q.columns["available"] = f"coalesce({word}, ({stock}) IS NULL OR ({stock}) > 0)"
-    q.guards.append(f"({t} IS NULL OR {t} IN ('NULL', 'BOOLEAN') OR {_ascii_text_guard(t, s)})")
+    q.guards.append(f"({t} IS NULL OR {t} IN ('NULL', 'BOOLEAN') OR {ascii_text_guard(t, s)})")
     # The thumbnail, else the first image: only the common shapes here.
-    thumb, thumb_guard = _url(*q.read("thumbnail", "$.thumbnail"))
+    thumb, thumb_guard = url_sql(*q.read("thumbnail", "$.thumbnail"))
     q.columns["image_url"] = thumb
     q.guards += [thumb_guard, f"(({thumb}) IS NOT NULL OR t_images IS NULL)"]
     q.read("images", "$.images")
-    q.columns["product_url"] = f"{_quote(_base_url(config) + '/products/')} || s_id"
-    _set(q, "category", _category_leaf(*q.read("category", "$.category")))
-    _set(q, "brand", _text(*q.read("brand", "$.brand")))
+    q.columns["product_url"] = f"{sql_literal(_base_url(config) + '/products/')} || s_id"
+    _set(q, "category", category_leaf_sql(*q.read("category", "$.category")))
+    _set(q, "brand", text_sql(*q.read("brand", "$.brand")))
     q.columns["model"] = "NULL"
-    _set(q, "gtin", _gtin(*q.read("barcode", "$.meta.barcode")))
-    q.claimed_gtin = _claimed("t_barcode", "s_barcode")
+    _set(q, "gtin", gtin_sql(*q.read("barcode", "$.meta.barcode")))
+    q.claimed_gtin = claimed_gtin_sql("t_barcode", "s_barcode")
     q.claimed_field = "barcode"
-    _set(q, "sku", _text(*q.read("sku", "$.sku")))
-    _set(q, "rating", _rating(*q.read("rating", "$.rating")))
+    _set(q, "sku", text_sql(*q.read("sku", "$.sku")))
+    _set(q, "rating", rating_sql(*q.read("rating", "$.rating")))
     q.columns["rating_count"] = "NULL"
     q.columns["mpn"] = "NULL"
     return q
 
 
-def _shopify(config: MarketplaceConfig) -> _Query:
-    q = _Query({}, {}, [])
+def _shopify(config: MarketplaceConfig) -> FormatQuery:
+    q = FormatQuery({}, {}, [])
     _common(q, "$.id", "$.title")
     # The offered variant: only single-variant products with a Storefront `available` flag here.
     t_variants, _ = q.read("variants", "$.variants")
@@ -117,8 +126,8 @@ def _shopify(config: MarketplaceConfig) -> _Query:
     )
     q.columns["available"] = f"{s_available} = 'true'"
     _fixed_currency(q, config, *q.read("price", "$.variants[0].price"), "('VARCHAR')")
-    _set(q, "description", _description(q, *q.read("body", "$.body_html")))
-    src, src_guard = _url(*q.read("image", "$.images[0].src"))
+    _set(q, "description", description_sql(q, *q.read("body", "$.body_html")))
+    src, src_guard = url_sql(*q.read("image", "$.images[0].src"))
     t_images, _ = q.read("images", "$.images")
     t_image, _ = q.read("image_single", "$.image")
     q.columns["image_url"] = src
@@ -126,23 +135,23 @@ def _shopify(config: MarketplaceConfig) -> _Query:
     t_handle, s_handle = q.read("handle", "$.handle")
     q.columns["product_url"] = (
         f"CASE WHEN {t_handle} = 'VARCHAR' THEN "
-        f"{_quote(_base_url(config) + '/products/')} || {s_handle} END"
+        f"{sql_literal(_base_url(config) + '/products/')} || {s_handle} END"
     )
     q.guards.append(
         f"({t_handle} IS NULL OR {t_handle} = 'NULL' OR ({t_handle} = 'VARCHAR' "
         f"AND regexp_full_match({s_handle}, '{URL_SAFE_ID_RE}')))"
     )
-    _set(q, "category", _category_leaf(*q.read("product_type", "$.product_type")))
-    _set(q, "brand", _text(*q.read("vendor", "$.vendor")))
-    sku, sku_guard = _text(*q.read("sku", "$.variants[0].sku"))
+    _set(q, "category", category_leaf_sql(*q.read("product_type", "$.product_type")))
+    _set(q, "brand", text_sql(*q.read("vendor", "$.vendor")))
+    sku, sku_guard = text_sql(*q.read("sku", "$.variants[0].sku"))
     q.columns["sku"] = q.columns["model"] = sku
     q.guards.append(sku_guard)
-    _set(q, "gtin", _gtin(*q.read("barcode", "$.variants[0].barcode")))
-    q.claimed_gtin = _claimed("t_barcode", "s_barcode")
+    _set(q, "gtin", gtin_sql(*q.read("barcode", "$.variants[0].barcode")))
+    q.claimed_gtin = claimed_gtin_sql("t_barcode", "s_barcode")
     q.claimed_field = "barcode"
     # adapters.shopify._variant_stock: no stock limit for a variant whose inventory is not
     # tracked (inventory_management null or empty) or that may be oversold (policy "continue").
-    quantity, quantity_guard = _count(*q.read("quantity", "$.variants[0].inventory_quantity"))
+    quantity, quantity_guard = count_sql(*q.read("quantity", "$.variants[0].inventory_quantity"))
     t_tracking, s_tracking = q.read("tracking", "$.variants[0].inventory_management")
     t_policy, s_policy = q.read("policy", "$.variants[0].inventory_policy")
     untracked = (
@@ -156,20 +165,20 @@ def _shopify(config: MarketplaceConfig) -> _Query:
     return q
 
 
-def _first_name(q: _Query, name: str, path: str) -> tuple[str, str]:
+def _first_name(q: FormatQuery, name: str, path: str) -> tuple[str, str]:
     """woocommerce._first_name for a list whose first item has a usable name (or no items)."""
     t_list, _ = q.read(f"{name}_list", path)
-    value, guard = _text(*q.read(name, f"{path}[0].name"), entities=True)
+    value, guard = text_sql(*q.read(name, f"{path}[0].name"), entities=True)
     return value, (
         f"({t_list} IS NULL OR {t_list} = 'NULL' OR ({t_list} = 'ARRAY' AND "
         f"(json_array_length(j_{name}_list) = 0 OR (({value}) IS NOT NULL AND {guard}))))"
     )
 
 
-def _woocommerce(config: MarketplaceConfig) -> _Query:
-    q = _Query({}, {}, [])
-    _set(q, "external_id", _external_id(*q.read("id", "$.id")))
-    _set(q, "title", _title(*q.read("title", "$.name"), entities=True))
+def _woocommerce(config: MarketplaceConfig) -> FormatQuery:
+    q = FormatQuery({}, {}, [])
+    _set(q, "external_id", external_id_sql(*q.read("id", "$.id")))
+    _set(q, "title", title_sql(*q.read("title", "$.name"), entities=True))
     t_cur, _ = q.read("currency", "$.prices.currency_code")
     t_price, s_price = q.read("price", "$.prices.price")
     t_scale, s_scale = q.read("scale", "$.prices.currency_minor_unit")
@@ -189,10 +198,10 @@ def _woocommerce(config: MarketplaceConfig) -> _Query:
     q.columns["currency"] = "cx.code"
     q.guards.append(guard)
     t_desc, _ = q.read("description", "$.description")
-    value, desc_guard = _description(q, t_desc, "s_description")
+    value, desc_guard = description_sql(q, t_desc, "s_description")
     q.columns["description"] = value
     q.guards += [desc_guard, "(t_description = 'VARCHAR' AND s_description <> '')"]
-    src, src_guard = _url(*q.read("image", "$.images[0].src"))
+    src, src_guard = url_sql(*q.read("image", "$.images[0].src"))
     t_images, _ = q.read("images", "$.images")
     t_first, _ = q.read("first_image", "$.images[0]")
     q.columns["image_url"] = src
@@ -201,16 +210,16 @@ def _woocommerce(config: MarketplaceConfig) -> _Query:
         f"({t_images} IS NULL OR {t_images} <> 'ARRAY' OR json_array_length(j_images) = 0 "
         f"OR {t_first} = 'OBJECT')",
     ]
-    _set(q, "product_url", _url(*q.read("permalink", "$.permalink")))
+    _set(q, "product_url", url_sql(*q.read("permalink", "$.permalink")))
     _set(q, "category", _first_name(q, "category", "$.categories"))
     _set(q, "brand", _first_name(q, "brand", "$.brands"))
-    sku, sku_guard = _text(*q.read("sku", "$.sku"))
+    sku, sku_guard = text_sql(*q.read("sku", "$.sku"))
     q.columns["sku"] = q.columns["model"] = sku
     q.guards.append(sku_guard)
-    _set(q, "gtin", _gtin(*q.read("gtin", "$.global_unique_id")))
+    _set(q, "gtin", gtin_sql(*q.read("gtin", "$.global_unique_id")))
     # global_unique_id is no GTIN key for claimed_gtin: WooCommerce records claim none.
-    count, count_guard = _count(*q.read("review_count", "$.review_count"))
-    rating, rating_guard = _rating(*q.read("rating", "$.average_rating"))
+    count, count_guard = count_sql(*q.read("review_count", "$.review_count"))
+    rating, rating_guard = rating_sql(*q.read("rating", "$.average_rating"))
     q.columns["rating_count"] = count
     q.columns["rating"] = f"CASE WHEN ({count}) IS DISTINCT FROM 0 THEN {rating} END"
     q.guards += [count_guard, rating_guard]
@@ -223,10 +232,10 @@ def _woocommerce(config: MarketplaceConfig) -> _Query:
     # adapters.woocommerce.store_stock: REST v3's stock_quantity, else the Store API's
     # add_to_cart.maximum below its 9999 cap (not for a product sold individually), else its
     # low_stock_remaining.
-    quantity, quantity_guard = _count(*q.read("stock", "$.stock_quantity"))
-    maximum, maximum_guard = _count(*q.read("cart_maximum", "$.add_to_cart.maximum"))
+    quantity, quantity_guard = count_sql(*q.read("stock", "$.stock_quantity"))
+    maximum, maximum_guard = count_sql(*q.read("cart_maximum", "$.add_to_cart.maximum"))
     t_single, s_single = q.read("sold_individually", "$.sold_individually")
-    low, low_guard = _count(*q.read("low_stock", "$.low_stock_remaining"))
+    low, low_guard = count_sql(*q.read("low_stock", "$.low_stock_remaining"))
     limited = (
         f"({maximum}) < {STORE_API_CART_LIMIT} "
         f"AND NOT ({t_single} = 'BOOLEAN' AND {s_single} = 'true')"
@@ -240,8 +249,8 @@ def _woocommerce(config: MarketplaceConfig) -> _Query:
     return q
 
 
-def _google_feed(config: MarketplaceConfig) -> _Query:
-    q = _Query({}, {}, [])
+def _google_feed(config: MarketplaceConfig) -> FormatQuery:
+    q = FormatQuery({}, {}, [])
 
     def field(name: str) -> tuple[str, str]:
         # _field: g:name, else the plain RSS element; here only feeds without the plain one.
@@ -251,8 +260,8 @@ def _google_feed(config: MarketplaceConfig) -> _Query:
         q.guards.append(f"({t} IS NULL OR {t} <> 'ARRAY')")
         return t, s
 
-    _set(q, "external_id", _external_id(*field("id")))
-    _set(q, "title", _title(*field("title")))
+    _set(q, "external_id", external_id_sql(*field("id")))
+    _set(q, "title", title_sql(*field("title")))
     # effective_price_text: a sale price without an effective-date window always applies (a
     # window depends on the clock: those records go per record).
     t_sale, s_sale = q.read("sale", '$."g:sale_price"')
@@ -266,35 +275,35 @@ def _google_feed(config: MarketplaceConfig) -> _Query:
     on_sale = f"({t_sale} = 'VARCHAR' AND trim({s_sale}) <> '')"
     t_price = f"CASE WHEN {on_sale} THEN {t_sale} ELSE {t_regular} END"
     s_price = f"CASE WHEN {on_sale} THEN {s_sale} ELSE {s_regular} END"
-    minor, currency, guard = _amount_currency_price(t_price, s_price)
+    minor, currency, guard = amount_currency_price_sql(t_price, s_price)
     q.columns["price_minor"] = minor
     q.columns["currency"] = currency
     q.guards.append(guard)
     t, s = q.read("availability", '$."g:availability"')
     q.columns["available"] = (
         f"CASE WHEN {t} IS NULL OR {t} = 'NULL' OR {s} = '' THEN true "
-        f"ELSE coalesce({_word_availability(s)}, false) END"
+        f"ELSE coalesce({word_availability_sql(s)}, false) END"
     )
-    q.guards.append(f"({t} IS NULL OR {t} = 'NULL' OR {_ascii_text_guard(t, s)})")
-    mpn, mpn_guard = _text(*field("mpn"))
+    q.guards.append(f"({t} IS NULL OR {t} = 'NULL' OR {ascii_text_guard(t, s)})")
+    mpn, mpn_guard = text_sql(*field("mpn"))
     q.columns["mpn"] = q.columns["model"] = mpn
     q.guards.append(mpn_guard)
-    leaf, leaf_guard = _category_leaf(*field("product_type"))
+    leaf, leaf_guard = category_leaf_sql(*field("product_type"))
     q.columns["category"] = leaf
     q.guards += [leaf_guard, f"({leaf}) IS NOT NULL"]
-    _set(q, "description", _description(q, *field("description")))
-    _set(q, "image_url", _url(*field("image_link")))
-    _set(q, "product_url", _url(*field("link")))
-    _set(q, "brand", _text(*field("brand")))
-    _set(q, "gtin", _gtin(*field("gtin")))
-    q.claimed_gtin = _claimed("t_g_gtin", "s_g_gtin")
+    _set(q, "description", description_sql(q, *field("description")))
+    _set(q, "image_url", url_sql(*field("image_link")))
+    _set(q, "product_url", url_sql(*field("link")))
+    _set(q, "brand", text_sql(*field("brand")))
+    _set(q, "gtin", gtin_sql(*field("gtin")))
+    q.claimed_gtin = claimed_gtin_sql("t_g_gtin", "s_g_gtin")
     q.claimed_field = "g_gtin"
     for column in ("sku", "rating", "rating_count", "stock"):
         q.columns[column] = "NULL"
     return q
 
 
-def _declarative(config: MarketplaceConfig) -> _Query | None:
+def _declarative(config: MarketplaceConfig) -> FormatQuery | None:
     from adapters.declarative import parse_declarative_options
 
     options = parse_declarative_options(config.slug, config.options)
@@ -304,34 +313,34 @@ def _declarative(config: MarketplaceConfig) -> _Query | None:
         return None
     if options.currency_path or options.price_encoding == "minor_units":
         return None
-    q = _Query({}, {}, [])
+    q = FormatQuery({}, {}, [])
 
     def field(name: str) -> tuple[str, str]:
         path = paths.get(name)
         if path is None:
             return "NULL::VARCHAR", "NULL::VARCHAR"
-        return q.read(name, _json_path(path))
+        return q.read(name, dotted_json_path(path))
 
-    _set(q, "external_id", _external_id(*field("external_id")))
-    _set(q, "title", _title(*field("title")))
+    _set(q, "external_id", external_id_sql(*field("external_id")))
+    _set(q, "title", title_sql(*field("title")))
     if options.price_encoding == "amount_currency_text":
-        minor, currency, guard = _amount_currency_price(*field("price"))
+        minor, currency, guard = amount_currency_price_sql(*field("price"))
         q.columns["price_minor"] = minor
         q.columns["currency"] = currency
         q.guards.append(guard)
     else:
         types = f"{NUMBER_TYPES}" if options.price_encoding == "float" else "('VARCHAR')"
         _fixed_currency(q, config, *field("price"), types)
-    _set(q, "description", _description(q, *field("description")))
-    _set(q, "image_url", _url(*field("image_url")))
-    _set(q, "product_url", _url(*field("product_url")))
-    _set(q, "category", _category_leaf(*field("category")))
+    _set(q, "description", description_sql(q, *field("description")))
+    _set(q, "image_url", url_sql(*field("image_url")))
+    _set(q, "product_url", url_sql(*field("product_url")))
+    _set(q, "category", category_leaf_sql(*field("category")))
     for column in ("brand", "model", "mpn", "sku"):
-        _set(q, column, _text(*field(column)))
-    _set(q, "gtin", _gtin(*field("gtin")))
-    _set(q, "rating", _rating(*field("rating")))
-    _set(q, "rating_count", _count(*field("rating_count")))
-    stock, stock_guard = _count(*field("stock"), signed=True)
+        _set(q, column, text_sql(*field(column)))
+    _set(q, "gtin", gtin_sql(*field("gtin")))
+    _set(q, "rating", rating_sql(*field("rating")))
+    _set(q, "rating_count", count_sql(*field("rating_count")))
+    stock, stock_guard = count_sql(*field("stock"), signed=True)
     q.columns["stock"] = f"CASE WHEN ({stock}) >= 0 THEN {stock} END"
     q.guards.append(stock_guard)
     t, s = field("available")
@@ -339,27 +348,26 @@ def _declarative(config: MarketplaceConfig) -> _Query | None:
         f"CASE WHEN {t} IS NULL OR {t} = 'NULL' THEN coalesce(({stock}) > 0, true) "
         f"WHEN {t} = 'BOOLEAN' THEN {s} = 'true' "
         f"WHEN {t} IN {INT_TYPES} THEN TRY_CAST({s} AS BIGINT) > 0 "
-        f"ELSE coalesce({_word_availability(s)}, false) END"
+        f"ELSE coalesce({word_availability_sql(s)}, false) END"
     )
     q.guards.append(
         f"({t} IS NULL OR {t} IN ('NULL', 'BOOLEAN', 'BIGINT', 'UBIGINT') "
-        f"OR {_ascii_text_guard(t, s)})"
+        f"OR {ascii_text_guard(t, s)})"
     )
     gtin_key = paths.get("gtin", "").rsplit(".", 1)[-1]
     if gtin_key.rsplit(":", 1)[-1].lower() in GTIN_KEYS and "." not in paths.get("gtin", ""):
-        q.claimed_gtin = _claimed("t_gtin", "s_gtin")
+        q.claimed_gtin = claimed_gtin_sql("t_gtin", "s_gtin")
         q.claimed_field = "gtin"
     return q
 
 
-def _csv_feed(config: MarketplaceConfig) -> _Query | None:
+def _csv_feed(config: MarketplaceConfig) -> FormatQuery | None:
     """adapters.csv_feed.CsvFeedAdapter.normalize_record, for feeds with plain decimal prices.
 
     Every cell is text (`_cell`: stripped, empty is absent); the readers below take the raw
     cell and their guards hold only where stripping first changes nothing they give.
     """
     from adapters.csv_feed import PROBLEM_KEY, parse_csv_feed_options
-    from warehouse.offers import _field_name
 
     options = parse_csv_feed_options(config.slug, config.options)
     if (
@@ -369,7 +377,7 @@ def _csv_feed(config: MarketplaceConfig) -> _Query | None:
     ):
         return None
     columns = dict(options.columns)
-    q = _Query({}, {}, [])
+    q = FormatQuery({}, {}, [])
 
     def cell(name: str) -> tuple[str, str]:
         column = columns.get(name)
@@ -382,18 +390,18 @@ def _csv_feed(config: MarketplaceConfig) -> _Query | None:
 
     def plain(t: str, s: str) -> str:
         """The cell as _cell gives it, for printable ASCII (where str.strip is trim)."""
-        q.guards.append(f"({t} IS NULL OR {_ascii_text_guard(t, s)})")
+        q.guards.append(f"({t} IS NULL OR {ascii_text_guard(t, s)})")
         return f"CASE WHEN {t} = 'VARCHAR' THEN nullif(trim({s}), '') END"
 
     t_problem, _ = q.read("problem", _json_path_key(PROBLEM_KEY))
     q.guards.append(f"{t_problem} IS NULL")
-    _set(q, "external_id", _external_id(*cell("external_id")))
-    _set(q, "title", _title(*cell("title")))
+    _set(q, "external_id", external_id_sql(*cell("external_id")))
+    _set(q, "title", title_sql(*cell("title")))
     # The sale price when there is one, else the price; the currency cell, else the config's.
     sale = plain(*cell("sale_price"))
     regular = plain(*cell("price"))
     amount = f"coalesce({sale}, {regular})"
-    currency = f"upper(coalesce({plain(*cell('currency'))}, {_quote(config.currency)}))"
+    currency = f"upper(coalesce({plain(*cell('currency'))}, {sql_literal(config.currency)}))"
     q.currency_source = currency
     minor = (
         f"(TRY_CAST(split_part({amount}, '.', 1) AS BIGINT) * "
@@ -419,18 +427,18 @@ def _csv_feed(config: MarketplaceConfig) -> _Query | None:
     availability = plain(*cell("availability"))
     q.columns["available"] = (
         f"CASE WHEN ({availability}) IS NULL THEN coalesce(({stock}) > 0, true) "
-        f"ELSE coalesce({_word_availability(availability)}, false) END"
+        f"ELSE coalesce({word_availability_sql(availability)}, false) END"
     )
-    _set(q, "description", _description(q, *cell("description")))
-    _set(q, "image_url", _url(*cell("image_url")))
-    _set(q, "product_url", _url(*cell("product_url")))
-    _set(q, "category", _category_leaf(*cell("category")))
+    _set(q, "description", description_sql(q, *cell("description")))
+    _set(q, "image_url", url_sql(*cell("image_url")))
+    _set(q, "product_url", url_sql(*cell("product_url")))
+    _set(q, "category", category_leaf_sql(*cell("category")))
     for column in ("brand", "model", "mpn", "sku"):
-        _set(q, column, _text(*cell(column)))
+        _set(q, column, text_sql(*cell(column)))
     t_gtin, s_gtin = cell("gtin")
-    _set(q, "gtin", _gtin(t_gtin, s_gtin))
-    if "gtin" in columns and _field_name(columns["gtin"]) in GTIN_KEYS:
-        q.claimed_gtin = _claimed(t_gtin, s_gtin)
+    _set(q, "gtin", gtin_sql(t_gtin, s_gtin))
+    if "gtin" in columns and is_gtin_key(columns["gtin"]):
+        q.claimed_gtin = claimed_gtin_sql(t_gtin, s_gtin)
         q.claimed_field = "gtin"
     for column in ("rating", "rating_count"):
         q.columns[column] = "NULL"
@@ -442,7 +450,7 @@ def _json_path_key(key: str) -> str:
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-VECTORIZED_FORMATS: Mapping[str, Callable[[MarketplaceConfig], _Query | None]] = {
+VECTORIZED_FORMATS: Mapping[str, Callable[[MarketplaceConfig], FormatQuery | None]] = {
     "fakestore": _fakestore,
     "dummyjson": _dummyjson,
     "shopify": _shopify,

@@ -386,7 +386,8 @@ base_url = "${ONECART_SANDBOX_URL}/open"
 
 def test_a_one_page_catalog_is_described_as_one_page() -> None:
     # "sokoni: fetched 66 records (1 pages)" on every ingest of a single-document feed.
-    from pipelines.run import PartitionOutcome, _describe_partition
+    from pipelines.run import PartitionOutcome
+    from pipelines.run_progress import describe_partition
 
     one = PartitionOutcome("sokoni", success=True, run_id="r", fetched=66, pages=1)
     changed = PartitionOutcome(
@@ -394,6 +395,6 @@ def test_a_one_page_catalog_is_described_as_one_page() -> None:
     )
     many = PartitionOutcome("amazon", success=True, run_id="r", fetched=66, pages=15)
 
-    assert "fetched 66 records (1 page)" in _describe_partition(one)[0]
-    assert "200 records (1 page)" in _describe_partition(changed)[0]
-    assert "fetched 66 records (15 pages)" in _describe_partition(many)[0]
+    assert "fetched 66 records (1 page)" in describe_partition(one)[0]
+    assert "200 records (1 page)" in describe_partition(changed)[0]
+    assert "fetched 66 records (15 pages)" in describe_partition(many)[0]

@@ -184,9 +184,11 @@ def record_placement(
             )
             return PlacementResult.NOT_CLAIMED
         session.refresh(sub_order)
-        if not verdict.cancel and verdict.accepted_quantities:
-            # The units the marketplace left out will never ship: for sale again now, where
-            # OneCart holds the stock (commerce.offer_stock); the accepted ones stay held.
+        if verdict.accepted_quantities:
+            # The units the marketplace left out will never ship, whether or not the order is
+            # to be cancelled and the cancel succeeds: for sale again now, where OneCart holds
+            # the stock (commerce.offer_stock). The accepted ones stay held until the sub-order
+            # ends (an order billed beyond the tolerance may still ship them).
             release_unaccepted_stock(
                 session,
                 sub_order,

@@ -409,3 +409,29 @@ def test_a_placement_that_leaves_a_line_out_gives_back_only_that_lines_units(sho
     with shop.session() as session, session.begin():
         assert release_stock(session, session.get(MarketplaceOrder, placed.id)) is True
     assert (_held(shop, kept), _held(shop, left_out)) == (0, 1)
+
+
+def test_a_placement_that_accepts_nothing_gives_every_unit_back(shop: Shop) -> None:
+    index, stock = _dummymart_offer(shop, at_least=2)
+    product = shop.product("dummymart", index)
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("dummymart", index, 2)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    assert _held(shop, product) == 2
+    # DummyJSON answers 201 with an empty cart; it cannot cancel it, so the share is refunded
+    # (nothing of it ships) and an operator told.
+    shop.knobs("dummymart", delisted_products=[product.external_id], drop_unknown_lines=True)
+    try:
+        place_sub_order(
+            shop.session_factory,
+            shop.sub_order(order, "dummymart").id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+        )
+    finally:
+        shop.knobs("dummymart", delisted_products=[], drop_unknown_lines=False)
+
+    empty = shop.sub_order(order, "dummymart")
+    assert empty.accepted_charge_minor == 0
+    # Nothing of it ships: its units are for sale again, whatever became of the cancel.
+    assert (_held(shop, product), _left(shop, product)) == (0, stock)

@@ -50,6 +50,10 @@ class Verdict:
     notes: tuple[str, ...]
     absorbed_shipping_minor: int | None = None
     absorbed_tax_minor: int | None = None
+    # The units accepted of each asked item, in the order of the items compared (their whole
+    # quantity when the marketplace does not list its lines); () when the answer could not be
+    # compared at all. What was left out is given back to the stock (commerce.offer_stock).
+    accepted_quantities: tuple[int, ...] = ()
 
 
 def verify_placement(
@@ -87,6 +91,7 @@ def verify_placement(
     kept_charge = 0
     # Billed amounts already attributed to asked items, by product (for the leftovers below).
     attributed: dict[str, int] = {}
+    accepted_quantities: list[int] = []
     for item in items:
         quantity = item.quantity
         billed_item: int | None = None
@@ -105,10 +110,12 @@ def verify_placement(
                     if quantity
                     else f"left out {item.title[:60]}"
                 )
+        accepted_quantities.append(quantity)
         asked_accepted += item.unit_price_minor * quantity
         billed_lines += billed_item if billed_item is not None else item.unit_price_minor * quantity
         # The accepted part of the line's share, rounded down (the refund rounds up).
         kept_charge += item.charge_minor * quantity // item.quantity
+    accepted = tuple(accepted_quantities)
     extra_billed, unpriced = _billed_beyond_the_asked(items, accepted_qty, billed_by_id, attributed)
     notes.extend(
         f"accepted {left} × {external_id} that was not asked for"
@@ -116,9 +123,21 @@ def verify_placement(
         if left > 0
     )
     if asked_accepted == 0:
-        return Verdict(0, 0, cancel=True, notes=(*notes, "accepted none of the items"))
+        return Verdict(
+            0,
+            0,
+            cancel=True,
+            notes=(*notes, "accepted none of the items"),
+            accepted_quantities=accepted,
+        )
     if unpriced:
-        return Verdict(None, 0, cancel=True, notes=(*notes, "an unasked line has no price"))
+        return Verdict(
+            None,
+            0,
+            cancel=True,
+            notes=(*notes, "an unasked line has no price"),
+            accepted_quantities=accepted,
+        )
     billed = billed_lines + extra_billed
     shipping, tax = _added_on_top(placed)
     if placed.total_minor is not None:
@@ -130,11 +149,11 @@ def verify_placement(
         over = billed - asked_accepted
         if over * BPS > asked_accepted * overcharge_tolerance_bps:
             notes.append(f"billed {billed}, more than the {asked_accepted} paid")
-            return Verdict(billed, 0, cancel=True, notes=tuple(notes))
+            return Verdict(billed, 0, cancel=True, notes=tuple(notes), accepted_quantities=accepted)
         notes.append(f"billed {over} more than paid, absorbed")
     kept = min(kept_charge, charge_minor)
     if placed.shipping_minor is None and placed.tax_minor is None:
-        return Verdict(billed, kept, cancel=False, notes=tuple(notes))
+        return Verdict(billed, kept, cancel=False, notes=tuple(notes), accepted_quantities=accepted)
     billed_in_all = billed + shipping + tax
     if shipping + tax:
         allowed = shipping_tax_allowance.for_items(asked_accepted)
@@ -143,7 +162,9 @@ def verify_placement(
             notes.append(
                 f"{added}, more than its {_shown(allowed, currency)} allowance for shipping and tax"
             )
-            return Verdict(billed_in_all, 0, cancel=True, notes=tuple(notes))
+            return Verdict(
+                billed_in_all, 0, cancel=True, notes=tuple(notes), accepted_quantities=accepted
+            )
         notes.append(f"{added}, paid by OneCart (allowance {_shown(allowed, currency)})")
     return Verdict(
         billed_in_all,
@@ -152,6 +173,7 @@ def verify_placement(
         notes=tuple(notes),
         absorbed_shipping_minor=shipping,
         absorbed_tax_minor=tax,
+        accepted_quantities=accepted,
     )
 
 

@@ -124,6 +124,31 @@ def capabilities_for_kind(kind: str) -> list[str]:
     return [cap.value for cap in sorted({Capability(c) for c in declared}, key=order.index)]
 
 
+def capabilities_for_config(config: MarketplaceConfig) -> list[str]:
+    """The capabilities of the adapter `config` configures: read from the adapter instance,
+    since a format may set them per configuration (the declarative adapter orders only with an
+    `orders` table: adapters/declarative.py). A configuration the adapter refuses (a declarative
+    marketplace marketplaces.toml does not describe) gets its format's declared capabilities
+    (capabilities_for_kind), which never include ordering where the configuration would."""
+    from adapters.registry import build_adapter
+
+    try:
+        adapter = build_adapter(config)
+    except Exception as exc:  # any refusal: the format's declared capabilities
+        logger.warning("marketplace %s: capabilities of its format (%s)", config.slug, exc)
+        return capabilities_for_kind(config.kind)
+    try:
+        declared = getattr(adapter, "capabilities", None)
+    finally:
+        close = getattr(adapter, "close", None)
+        if callable(close):
+            close()
+    if not isinstance(declared, (set, frozenset, list, tuple)):
+        return capabilities_for_kind(config.kind)
+    order = list(Capability)
+    return [cap.value for cap in sorted({Capability(c) for c in declared}, key=order.index)]
+
+
 def _apply_config_owned_fields(
     marketplace: Marketplace, config: MarketplaceConfig, *, moved: bool = False
 ) -> bool:
@@ -135,7 +160,7 @@ def _apply_config_owned_fields(
         "country": config.country[:2],
         "rating": config.rating.quantize(Decimal("0.01")) if config.rating is not None else None,
         "relation_identifier": config.match_identifier,
-        "capabilities": capabilities_for_kind(config.kind),
+        "capabilities": capabilities_for_config(config),
         "api_key_env": None if moved else config.api_key_env,
     }
     changed = False

@@ -29,8 +29,14 @@ from sqlalchemy.orm import Session
 from adapters.marketplace_http import AddressProblem, address_problem
 from adapters.registry import ADAPTER_KINDS, MATCH_IDENTIFIERS
 from commerce.accounts import AccountError
-from commerce.catalog_sync import capabilities_for_kind
-from commerce.marketplace_access import API_KEY_ENV_PREFIX, key_variable_problem, url_origin
+from commerce.catalog_sync import capabilities_for_config
+from commerce.marketplace_access import (
+    API_KEY_ENV_PREFIX,
+    configured_options,
+    key_variable_problem,
+    marketplace_config,
+    url_origin,
+)
 from commerce.models import Marketplace
 from commerce.order_models import MarketplaceOrder
 from commerce.secrets import encrypt_secret
@@ -145,11 +151,16 @@ def _apply(marketplace: Marketplace, data: MarketplaceInput, rating: Decimal | N
     marketplace.rating = rating
     marketplace.active = data.active
     marketplace.api_key_env = (data.api_key_env or "").strip() or None
-    marketplace.capabilities = capabilities_for_kind(data.kind)
     if data.clear_api_key:
         marketplace.api_key_encrypted = None
     elif data.api_key:
         marketplace.api_key_encrypted = encrypt_secret(data.api_key.strip())
+    # What the adapter the marketplace will be read through can do: its format's, and for a
+    # declarative one what marketplaces.toml configures for this slug (an order API orders),
+    # as the adapter providers build it (commerce.marketplace_access).
+    marketplace.capabilities = capabilities_for_config(
+        marketplace_config(marketplace, configured_options().get(marketplace.slug, {}))
+    )
 
 
 def list_marketplaces(session: Session) -> list[Marketplace]:

@@ -13,7 +13,10 @@ not declare `order_takes_stock`) OneCart counts the units its own live orders ho
   counted without a limit.
 - Given back once, when the sub-order is failed or cancelled (settlement.compensate_sub_order,
   the one place a live sub-order ends unfulfilled): `stock_held` is cleared with a
-  compare-and-set first, so a repeat gives nothing back twice.
+  compare-and-set first, so a repeat gives nothing back twice. Each line keeps the units it
+  still holds (`OrderItem.held_units`): a placement the marketplace accepted only part of gives
+  back the units it left out at once (commerce.placement_outcomes.record_placement), line by
+  line with a compare-and-set, and the end of the sub-order gives back only the rest.
 - Read wherever a quantity is limited (the cart, checkout's re-check, the product page):
   `stock_left` is the published figure less the units held. The catalog ingest rewrites only
   the published figure, which never counts our orders at these marketplaces, so nothing is
@@ -30,7 +33,7 @@ call it; it calls nothing of the lifecycle, no marketplace and no payment provid
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 
 import sqlalchemy as sa
@@ -41,7 +44,7 @@ from adapters.base import Capability
 from adapters.registry import ADAPTER_KINDS
 from commerce.marketplace_access import marketplace_can
 from commerce.models import Marketplace, OfferStockHold, Product
-from commerce.order_models import MarketplaceOrder
+from commerce.order_models import MarketplaceOrder, OrderItem
 from onecart.bidi import isolated
 
 
@@ -176,13 +179,21 @@ def hold_stock(
             raise StockShortfall(product_id, product.title, marketplace.name, quantity, left)
     sub_order.stock_held = True
     session.flush()
+    # Each line holds its whole quantity until the marketplace leaves some of it out.
+    session.execute(
+        sa.update(OrderItem)
+        .where(OrderItem.sub_order_id == sub_order.id)
+        .values(held_units=OrderItem.quantity)
+    )
     _expire_holds(session, wanted)
 
 
 def release_stock(session: Session, sub_order: MarketplaceOrder) -> bool:
     """Give back the units a failed or cancelled sub-order held, once: `stock_held` is cleared
-    with a compare-and-set first, and only the call that cleared it gives the units back. False
-    when there was nothing to give back (never held, or given back already)."""
+    with a compare-and-set first, and only the call that cleared it gives back what its lines
+    still hold (`OrderItem.held_units`: less than their quantity where a partial placement gave
+    some back already). False when there was nothing to give back (never held, or given back
+    already)."""
     session.flush()
     cleared = session.execute(
         sa.update(MarketplaceOrder)
@@ -194,8 +205,61 @@ def release_stock(session: Session, sub_order: MarketplaceOrder) -> bool:
     if cleared.rowcount != 1:
         return False
     units: dict[int, int] = {}
-    for item in sub_order.items:
-        units[item.product_id] = units.get(item.product_id, 0) + item.quantity
+    for product_id, held in session.execute(
+        sa.select(OrderItem.product_id, OrderItem.held_units).where(
+            OrderItem.sub_order_id == sub_order.id, OrderItem.held_units > 0
+        )
+    ):
+        units[product_id] = units.get(product_id, 0) + held
+    session.execute(
+        sa.update(OrderItem)
+        .where(OrderItem.sub_order_id == sub_order.id)
+        .values(held_units=0)
+        .execution_options(synchronize_session=False)
+    )
+    _give_back(session, units)
+    _expire_items(session, sub_order.id)
+    return True
+
+
+def release_unaccepted_stock(
+    session: Session, sub_order: MarketplaceOrder, accepted: Mapping[int, int]
+) -> int:
+    """Give back the units of a placed sub-order's lines the marketplace left out (`accepted`:
+    order item id → the units it accepted of that line): they will never ship, so they are for
+    sale again; the accepted ones stay held until the sub-order ends. Each line moves with a
+    compare-and-set on the units it was seen holding, so a repeat (an RQ retry, a sweeper
+    replaying the placement) gives nothing back twice. The caller holds the sub-order's lock.
+    Returns the units given back."""
+    session.flush()
+    if not session.scalar(
+        sa.select(MarketplaceOrder.stock_held).where(MarketplaceOrder.id == sub_order.id)
+    ):
+        return 0
+    units: dict[int, int] = {}
+    for item_id, product_id, held in session.execute(
+        sa.select(OrderItem.id, OrderItem.product_id, OrderItem.held_units).where(
+            OrderItem.sub_order_id == sub_order.id, OrderItem.id.in_(list(accepted))
+        )
+    ):
+        keep = max(min(accepted[item_id], held), 0)
+        if keep >= held:
+            continue
+        moved = session.execute(
+            sa.update(OrderItem)
+            .where(OrderItem.id == item_id, OrderItem.held_units == held)
+            .values(held_units=keep)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount == 1:
+            units[product_id] = units.get(product_id, 0) + held - keep
+    _give_back(session, units)
+    _expire_items(session, sub_order.id)
+    return sum(units.values())
+
+
+def _give_back(session: Session, units: Mapping[int, int]) -> None:
+    """Lower the offers' counts by `units` (product id → units), in id order."""
     for product_id in sorted(units):
         quantity = units[product_id]
         session.execute(
@@ -212,7 +276,13 @@ def release_stock(session: Session, sub_order: MarketplaceOrder) -> bool:
         )
     session.flush()
     _expire_holds(session, units)
-    return True
+
+
+def _expire_items(session: Session, sub_order_id: int) -> None:
+    """Order items this session loaded are read again after a core UPDATE moved them."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, OrderItem) and obj.sub_order_id == sub_order_id:
+            session.expire(obj, ["held_units"])
 
 
 def _expire_holds(session: Session, product_ids: Iterable[int]) -> None:

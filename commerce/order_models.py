@@ -424,6 +424,10 @@ class OrderItem(Base):
     product_url: Mapped[str | None] = mapped_column(sa.String(1000))
     image_url: Mapped[str | None] = mapped_column(sa.String(1000))
     quantity: Mapped[int]
+    # The units of this line counted in offer_stock_holds (commerce.offer_stock): its quantity
+    # while its sub-order holds them, less what the marketplace left out of the placement, 0
+    # once given back. Changed only there, with compare-and-set updates.
+    held_units: Mapped[int] = mapped_column(default=0, server_default="0")
     unit_price_minor: Mapped[int] = mapped_column(sa.BigInteger)
     currency: Mapped[str] = mapped_column(sa.String(3))
     # The line's amount in the payment currency (its part of the sub-order's share).

@@ -39,6 +39,7 @@ from commerce.lease_renewal import renewed_while_held
 from commerce.marketplace_access import AdapterProvider
 from commerce.models import utc_now
 from commerce.notifications import notify
+from commerce.offer_stock import release_unaccepted_stock
 from commerce.order_locks import lock_order
 from commerce.order_models import (
     PLACED_SUB_ORDER_STATUSES,
@@ -140,8 +141,9 @@ def record_placement(
     now = utc_now()
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
+        items = list(sub_order.items)
         verdict = verify_placement(
-            list(sub_order.items),
+            items,
             sub_order.charge_minor,
             sub_order.currency,
             placed,
@@ -182,6 +184,19 @@ def record_placement(
             )
             return PlacementResult.NOT_CLAIMED
         session.refresh(sub_order)
+        if verdict.accepted_quantities:
+            # The units the marketplace left out will never ship, whether or not the order is
+            # to be cancelled and the cancel succeeds: for sale again now, where OneCart holds
+            # the stock (commerce.offer_stock). The accepted ones stay held until the sub-order
+            # ends (an order billed beyond the tolerance may still ship them).
+            release_unaccepted_stock(
+                session,
+                sub_order,
+                {
+                    item.id: accepted
+                    for item, accepted in zip(items, verdict.accepted_quantities, strict=True)
+                },
+            )
         reached = STEP_OF_PLACED_STATUS.get(status)
         if reached is not None:
             # A marketplace that answers a new order with "processing" (WooCommerce) moved it

@@ -199,3 +199,28 @@ def test_a_breakdown_larger_than_the_total_is_not_believed() -> None:
         overcharge_tolerance_bps=TOLERANCE_BPS,
     )
     assert (verdict.cancel, verdict.kept_charge_minor) == (False, 1000)
+
+
+def test_the_verdict_names_the_units_accepted_of_each_item_for_the_stock_given_back() -> None:
+    # One line whole, one cut short, one left out; an answer without lines accepted everything.
+    items = [_item("1", 2, 1000), _item("2", 3, 1000), _item("3", 1, 500)]
+    partial = verify_placement(
+        items,
+        5500,
+        "USD",
+        _placed(AcceptedLine("1", 2, 1000), AcceptedLine("2", 2, 1000)),
+        overcharge_tolerance_bps=TOLERANCE_BPS,
+    )
+    assert partial.accepted_quantities == (2, 2, 0) and not partial.cancel
+    whole = verify_placement(
+        items,
+        5500,
+        "USD",
+        PlacedOrder("m-1", OrderStatus.PROCESSING, 5500, "USD", None),
+        overcharge_tolerance_bps=TOLERANCE_BPS,
+    )
+    assert whole.accepted_quantities == (2, 3, 1)
+    nothing = verify_placement(
+        items, 5500, "USD", _placed(), overcharge_tolerance_bps=TOLERANCE_BPS
+    )
+    assert nothing.cancel and nothing.accepted_quantities == (0, 0, 0)

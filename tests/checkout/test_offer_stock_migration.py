@@ -1,6 +1,8 @@
 """Migration 0019_offer_stock_holds counts the orders made before it: every live sub-order at a
 marketplace whose orders take no stock holds its items' units; Shopify's, finished ones and
-hand-offs hold none. On SQLite, and on PostgreSQL when DATABASE_URL points at one."""
+hand-offs hold none. 0021_order_item_held_units gives each line of a held sub-order its whole
+quantity as held, and both go down again keeping every order row. On SQLite, and on PostgreSQL
+when DATABASE_URL points at one."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from storefront.db_migrate import alembic_config
 
 BEFORE = "0018_pending_email_change"
 AFTER = "0019_offer_stock_holds"
+LINES_HELD = "0021_order_item_held_units"
 
 
 def _filler(column: sa.Column[Any]) -> object:
@@ -48,7 +51,7 @@ def _insert(connection: sa.Connection, table_name: str, **values: object) -> int
     return connection.execute(table.insert().values(**values)).inserted_primary_key[0]
 
 
-def _check_backfill(url: str) -> None:
+def _check_backfill(url: str, target: str = AFTER) -> None:
     command.upgrade(alembic_config(url), BEFORE)
     engine = create_storefront_engine(url)
     try:
@@ -123,7 +126,7 @@ def _check_backfill(url: str) -> None:
             sub_order("dummymart", "failed", {"dm2": 6})
             sub_order("shopwave", "placed", {"sw": 7})
 
-        command.upgrade(alembic_config(url), AFTER)
+        command.upgrade(alembic_config(url), target)
 
         with engine.connect() as connection:
             held = dict(
@@ -153,6 +156,58 @@ def _check_backfill(url: str) -> None:
     }
 
 
+def _item_holds(url: str) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """(marketplace slug, sub-order status) → its lines' (quantity, held units)."""
+    engine = create_storefront_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT m.slug, o.status, i.quantity, i.held_units FROM order_items i "
+                    "JOIN marketplace_orders o ON o.id = i.sub_order_id "
+                    "JOIN marketplaces m ON m.id = o.marketplace_id ORDER BY i.id"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    lines: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for slug, status, quantity, held in rows:
+        lines.setdefault((slug, status), []).append((quantity, held))
+    return lines
+
+
+def _count_rows(url: str) -> dict[str, int]:
+    engine = create_storefront_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {
+                table: connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("orders", "marketplace_orders", "order_items")
+            }
+    finally:
+        engine.dispose()
+
+
+def _check_lines_held_and_downgrade(url: str) -> None:
+    _check_backfill(url, LINES_HELD)
+    assert _item_holds(url) == {
+        ("dummymart", "placed"): [(2, 2), (1, 1)],
+        ("dummymart", "pending"): [(3, 3)],
+        ("dummymart", "delivered"): [(4, 4)],
+        ("dummymart", "cancelled"): [(5, 0)],
+        ("dummymart", "failed"): [(6, 0)],
+        ("shopwave", "placed"): [(7, 0)],
+    }
+    rows = _count_rows(url)
+    assert rows == {"orders": 6, "marketplace_orders": 6, "order_items": 7}
+    command.downgrade(alembic_config(url), AFTER)
+    assert _count_rows(url) == rows
+    command.downgrade(alembic_config(url), BEFORE)
+    assert _count_rows(url) == rows
+    command.upgrade(alembic_config(url), LINES_HELD)
+    assert _count_rows(url) == rows
+
+
 def test_the_orders_before_the_migration_are_counted_on_sqlite(tmp_path: Path) -> None:
     _check_backfill(f"sqlite:///{tmp_path / 'holds.db'}")
 
@@ -176,3 +231,15 @@ def postgres_url() -> Iterator[str]:
 
 def test_the_orders_before_the_migration_are_counted_on_postgresql(postgres_url: str) -> None:
     _check_backfill(postgres_url)
+
+
+def test_lines_hold_their_units_and_both_revisions_go_down_keeping_rows_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    _check_lines_held_and_downgrade(f"sqlite:///{tmp_path / 'lines.db'}")
+
+
+def test_lines_hold_their_units_and_both_revisions_go_down_keeping_rows_on_postgresql(
+    postgres_url: str,
+) -> None:
+    _check_lines_held_and_downgrade(postgres_url)

@@ -355,3 +355,83 @@ def test_a_form_for_units_others_bought_since_says_which_item_is_out_of_stock(sh
     assert _orders_of(shop, user) == []
     with shop.session() as session:
         assert wallet_balance(session, session.get(User, user.id)).minor == 500_000
+
+
+def _two_dummymart_offers(shop: Shop) -> tuple[int, int]:
+    """Two DummyMart offers with 2..99 units each, their stock put in the catalog."""
+    found = [
+        index
+        for index, offer in enumerate(shop.catalog.offers["dummymart"])
+        if offer.stock is not None and 2 <= offer.stock <= 99
+    ]
+    assert len(found) >= 2, "fewer than two DummyMart offers with 2..99 units"
+    with shop.session() as session, session.begin():
+        for index in found[:2]:
+            offer = shop.catalog.offers["dummymart"][index]
+            session.get(Product, shop.product("dummymart", index).id).stock = offer.stock
+    return found[0], found[1]
+
+
+def test_a_placement_that_leaves_a_line_out_gives_back_only_that_lines_units(shop: Shop) -> None:
+    kept_index, left_out_index = _two_dummymart_offers(shop)
+    kept, left_out = (
+        shop.product("dummymart", kept_index),
+        shop.product("dummymart", left_out_index),
+    )
+    # Another shopper's order holds one unit of the offer that will be left out: a give-back
+    # beyond this order's own units would take that one too.
+    _buy(shop, left_out_index, 1)
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("dummymart", kept_index, 2), ("dummymart", left_out_index, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    assert (_held(shop, kept), _held(shop, left_out)) == (2, 2)
+    # DummyJSON drops an id it does not know and still answers 201: a partial placement.
+    shop.knobs("dummymart", delisted_products=[left_out.external_id], drop_unknown_lines=True)
+    try:
+        place_sub_order(
+            shop.session_factory,
+            shop.sub_order(order, "dummymart").id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+        )
+    finally:
+        shop.knobs("dummymart", delisted_products=[], drop_unknown_lines=False)
+
+    placed = shop.sub_order(order, "dummymart")
+    assert placed.status == SubOrderStatus.PLACED and placed.stock_held
+    assert "left out" in (placed.last_error or "") or placed.accepted_charge_minor < (
+        placed.charge_minor
+    )
+    # The left-out unit will never ship: it is for sale again; the other shopper's is not.
+    assert (_held(shop, kept), _held(shop, left_out)) == (2, 1)
+
+    # Cancelled later: what it still holds (the kept line) is given back, and only that.
+    with shop.session() as session, session.begin():
+        assert release_stock(session, session.get(MarketplaceOrder, placed.id)) is True
+    assert (_held(shop, kept), _held(shop, left_out)) == (0, 1)
+
+
+def test_a_placement_that_accepts_nothing_gives_every_unit_back(shop: Shop) -> None:
+    index, stock = _dummymart_offer(shop, at_least=2)
+    product = shop.product("dummymart", index)
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("dummymart", index, 2)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    assert _held(shop, product) == 2
+    # DummyJSON answers 201 with an empty cart; it cannot cancel it, so the share is refunded
+    # (nothing of it ships) and an operator told.
+    shop.knobs("dummymart", delisted_products=[product.external_id], drop_unknown_lines=True)
+    try:
+        place_sub_order(
+            shop.session_factory,
+            shop.sub_order(order, "dummymart").id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+        )
+    finally:
+        shop.knobs("dummymart", delisted_products=[], drop_unknown_lines=False)
+
+    empty = shop.sub_order(order, "dummymart")
+    assert empty.accepted_charge_minor == 0
+    # Nothing of it ships: its units are for sale again, whatever became of the cancel.
+    assert (_held(shop, product), _left(shop, product)) == (0, stock)

@@ -3,9 +3,9 @@
 The common record is read by the format's vectorized query (warehouse/vectorized.py) inside
 DuckDB; the records it cannot vouch for go through the adapter's `normalize_record` one by one
 (the same per-record rules as warehouse.offers.normalize_catalog, rejection reasons included).
-The checks that apply to every offer (positive price, known currency, first occurrence of an
-external id wins, canonical category, content hash, first_seen_at/updated_at) then run on the
-whole frame at once.
+The checks that apply to every offer (the first record naming an external id claims it, even a
+quarantined one; positive price, known currency, canonical category, content hash,
+first_seen_at/updated_at) then run on the whole frame at once.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from warehouse.offers import (
     _external_id_of,
     claimed_gtin,
     content_text_expression,
+    rejected_id,
 )
 from warehouse.vectorized import (
     GTIN_KEY_PATTERN,
@@ -167,7 +168,7 @@ def _per_record(
             rejected.append(
                 {
                     **where,
-                    "external_id": _external_id_of(record),
+                    "external_id": rejected_id(exc, record),
                     "reason": exc.reason,
                     "detail": exc.detail or str(exc),
                     "payload": payload,
@@ -191,6 +192,25 @@ def _per_record(
             {**where, "fetched_at": fetched_at, **{name: row[name] for name in OFFER_COLUMNS}}
         )
     return offers, rejected, claimed_count, invalid_count
+
+
+def _earliest_rejected_claims(rejected_rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """external_id, claim_page, claim_index: where the first quarantined record naming each id
+    sits (the records the adapter rejected, a small share of a catalog)."""
+    named = [
+        (row["external_id"], row["page"], row["record_index"])
+        for row in rejected_rows
+        if row["external_id"] is not None
+    ]
+    return (
+        pl.DataFrame(
+            named,
+            schema={"external_id": pl.String, "claim_page": pl.Int32, "claim_index": pl.Int32},
+            orient="row",
+        )
+        .sort("claim_page", "claim_index")
+        .unique("external_id", keep="first")
+    )
 
 
 def _payloads(
@@ -283,24 +303,34 @@ def _normalize(
     ).sort("page", "record_index")
     del fast_offers, slow_offers
 
-    # The checks every offer goes through, whichever path read it.
+    # The checks every offer goes through, whichever path read it. The first record naming an
+    # id claims it, offer or quarantined (as in normalize_catalog): a later offer of the id is a
+    # duplicate. `offers` is in catalog order, so among offers that is the first distinct id; a
+    # quarantined record that named the id earlier is found by position.
+    repeated = ~pl.col("external_id").is_first_distinct()
+    claims = _earliest_rejected_claims(rejected_rows)
+    if claims.height:
+        offers = offers.join(claims, on="external_id", how="left", maintain_order="left")
+        repeated = repeated | (
+            (pl.col("claim_page") < pl.col("page"))
+            | (
+                (pl.col("claim_page") == pl.col("page"))
+                & (pl.col("claim_index") < pl.col("record_index"))
+            )
+        ).fill_null(False)
     known = [code for code, _ in currency_exponent_rows()]
     offers = offers.with_columns(
-        pl.when(pl.col("price_minor") <= 0)
+        pl.when(repeated)
+        .then(pl.lit(REASON_DUPLICATE))
+        .when(pl.col("price_minor") <= 0)
         .then(pl.lit(REASON_NON_POSITIVE_PRICE))
         .when(~pl.col("currency").is_in(known))
         .then(pl.lit(REASON_UNKNOWN_CURRENCY))
         .alias("reason")
     )
-    # An id counts as seen once its offer passed the price and currency checks (as in
-    # normalize_catalog): among those, every later occurrence is a duplicate.
-    passed = pl.col("reason").is_null()
-    offers = offers.with_columns(
-        pl.when(passed & ~pl.col("external_id").is_first_distinct().over(passed))
-        .then(pl.lit(REASON_DUPLICATE))
-        .otherwise(pl.col("reason"))
-        .alias("reason")
-    )
+    if claims.height:
+        offers = offers.drop("claim_page", "claim_index")
+    del claims
     refused = offers.filter(pl.col("reason").is_not_null())
     kept = offers.filter(pl.col("reason").is_null()).drop("reason")
     del offers

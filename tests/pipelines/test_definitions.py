@@ -105,6 +105,17 @@ def test_jobs_split_the_catalog_from_everything_downstream() -> None:
     }
 
 
+def test_what_the_ui_materializes_runs_in_one_process_like_the_jobs() -> None:
+    """The UI's Materialize button and its backfills run the implicit asset job: with Dagster's
+    default executor every step was a fresh process importing the pipeline, and a partition
+    whose steps took 4 s ran 45 s (bench/RESULTS.md, ops QA pass 3)."""
+    definitions = defs()
+    implicit = definitions.resolve_implicit_global_asset_job_def()
+    assert implicit.executor_def.name == dg.in_process_executor.name
+    for name in (MARKETPLACE_CATALOG_JOB, CATALOG_DOWNSTREAM_JOB, OFFER_EMBEDDINGS_JOB):
+        assert definitions.resolve_job_def(name).executor_def.name == dg.in_process_executor.name
+
+
 def test_schedule_runs_every_partition_on_the_configured_cron() -> None:
     settings = Settings(schedule_cron="*/5 * * * *")
     definitions = build_definitions(settings)

@@ -86,6 +86,30 @@ def test_status_on_an_empty_home_shows_everything_stopped(environment: dict[str,
     assert rows["meilisearch"][-1] == environment["MEILI_URL"]
 
 
+def test_status_piped_into_a_reader_that_has_gone_ends_quietly(
+    environment: dict[str, str],
+) -> None:
+    """`onecart status | head -3` (or `onecart logs … | head`) printed a BrokenPipeError
+    traceback once the reader had gone; here the reader is gone before anything is written."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "onecart.cli", "status"],
+            env=environment,
+            cwd=REPO_ROOT,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert result.stderr == ""
+    assert result.returncode == 128 + signal.SIGPIPE
+
+
 def test_up_is_idempotent_and_down_leaves_no_process_behind(
     environment: dict[str, str], home: Path, started_services: list[str]
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -152,6 +153,31 @@ def test_sensor_is_on_by_default_and_idle_without_materializations() -> None:
     with dg.instance_for_test() as instance:
         result = products_changed_sensor(dg.build_sensor_context(instance=instance))
     assert isinstance(result, dg.SkipReason)
+
+
+def test_sensor_waits_for_a_ui_backfill_of_the_catalogs_too() -> None:
+    """The UI's backfills run the implicit asset job, not marketplace_catalog_job: the sensor
+    started the downstream run after the first partition of a backfill changed offers, with
+    the others still running (and again after them)."""
+    with dg.instance_for_test() as instance:
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="__ASSET_JOB",
+                run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.STARTED,
+                tags={"dagster/partition": "fakestore", "dagster/backfill": "abcdefgh"},
+            )
+        )
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key="normalized_products",
+                partition="kiondo",
+                metadata={"content_changed": True},
+            )
+        )
+        result = products_changed_sensor(dg.build_sensor_context(instance=instance))
+    assert isinstance(result, dg.SkipReason)
+    assert "waiting for 1 catalog run(s)" in (result.skip_message or "")
 
 
 def test_the_embeddings_follow_each_downstream_run_in_a_run_of_their_own() -> None:

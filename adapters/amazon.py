@@ -59,6 +59,7 @@ from adapters.fields import (
     dig,
     first_of,
     marketplace_message,
+    naming_the_record,
     optional_count,
     optional_text,
     optional_url,
@@ -485,62 +486,63 @@ class AmazonCreatorsAdapter(HttpMarketplaceAdapter):
         """One Creators API item as an Offer: ASIN as the id, the buy-box price, EAN/UPC."""
         item = require_mapping(record, marketplace=self.slug)
         asin = require_external_id(item.get("asin"), marketplace=self.slug)
-        if not ASIN_PATTERN.fullmatch(asin):
-            raise reject("bad_record", f"not an ASIN: {asin!r}"[:120], marketplace=self.slug)
-        info = item.get("itemInfo")
-        info = info if isinstance(info, Mapping) else {}
-        title = require_title(dig(info, "title.displayValue"), marketplace=self.slug)
-        listing = self._chosen_listing(item)
-        price_minor, currency = self._price(listing)
-        availability = dig(listing, "availability.type") if listing is not None else None
-        available = (
-            True
-            if availability in (None, "")
-            else str(availability).strip().upper() in AVAILABLE_TYPES
-        )
-        detail_url = optional_url(item.get("detailPageURL"))
-        product_url = with_associate_tag(
-            detail_url or f"https://{self.options.marketplace}/dp/{asin}",
-            self.options.partner_tag,
-        )
-        image = first_of(
-            [
-                dig(item, f"images.primary.{size}.url")
-                for size in ("large", "medium", "small")
-                if dig(item, f"images.primary.{size}.url")
-            ]
-        )
-        nodes = dig(item, "browseNodeInfo.browseNodes")
-        node = nodes[0] if isinstance(nodes, list) and nodes else None
-        category = optional_text(dig(node, "displayName")) or optional_text(
-            dig(info, "classifications.productGroup.displayValue")
-        )
-        features = dig(info, "features.displayValues")
-        description = (
-            "\n".join(str(line) for line in features if isinstance(line, str))
-            if isinstance(features, list)
-            else None
-        )
-        return Offer(
-            marketplace=self.slug,
-            external_id=asin,
-            title=title,
-            price_minor=price_minor,
-            currency=currency,
-            description=description_text(description),
-            image_url=optional_url(image),
-            product_url=product_url,
-            category=category,
-            brand=optional_text(dig(info, "byLineInfo.brand.displayValue"))
-            or optional_text(dig(info, "byLineInfo.manufacturer.displayValue")),
-            model=optional_text(dig(info, "manufactureInfo.model.displayValue")),
-            gtin=self._gtin(info),
-            mpn=optional_text(dig(info, "manufactureInfo.itemPartNumber.displayValue")),
-            sku=asin,
-            rating=parse_rating(dig(item, "customerReviews.starRating.value")),
-            rating_count=optional_count(dig(item, "customerReviews.count")),
-            available=available,
-        )
+        with naming_the_record(asin):
+            if not ASIN_PATTERN.fullmatch(asin):
+                raise reject("bad_record", f"not an ASIN: {asin!r}"[:120], marketplace=self.slug)
+            info = item.get("itemInfo")
+            info = info if isinstance(info, Mapping) else {}
+            title = require_title(dig(info, "title.displayValue"), marketplace=self.slug)
+            listing = self._chosen_listing(item)
+            price_minor, currency = self._price(listing)
+            availability = dig(listing, "availability.type") if listing is not None else None
+            available = (
+                True
+                if availability in (None, "")
+                else str(availability).strip().upper() in AVAILABLE_TYPES
+            )
+            detail_url = optional_url(item.get("detailPageURL"))
+            product_url = with_associate_tag(
+                detail_url or f"https://{self.options.marketplace}/dp/{asin}",
+                self.options.partner_tag,
+            )
+            image = first_of(
+                [
+                    dig(item, f"images.primary.{size}.url")
+                    for size in ("large", "medium", "small")
+                    if dig(item, f"images.primary.{size}.url")
+                ]
+            )
+            nodes = dig(item, "browseNodeInfo.browseNodes")
+            node = nodes[0] if isinstance(nodes, list) and nodes else None
+            category = optional_text(dig(node, "displayName")) or optional_text(
+                dig(info, "classifications.productGroup.displayValue")
+            )
+            features = dig(info, "features.displayValues")
+            description = (
+                "\n".join(str(line) for line in features if isinstance(line, str))
+                if isinstance(features, list)
+                else None
+            )
+            return Offer(
+                marketplace=self.slug,
+                external_id=asin,
+                title=title,
+                price_minor=price_minor,
+                currency=currency,
+                description=description_text(description),
+                image_url=optional_url(image),
+                product_url=product_url,
+                category=category,
+                brand=optional_text(dig(info, "byLineInfo.brand.displayValue"))
+                or optional_text(dig(info, "byLineInfo.manufacturer.displayValue")),
+                model=optional_text(dig(info, "manufactureInfo.model.displayValue")),
+                gtin=self._gtin(info),
+                mpn=optional_text(dig(info, "manufactureInfo.itemPartNumber.displayValue")),
+                sku=asin,
+                rating=parse_rating(dig(item, "customerReviews.starRating.value")),
+                rating_count=optional_count(dig(item, "customerReviews.count")),
+                available=available,
+            )
 
     # --- Live offer and hand-off --------------------------------------------------------
 

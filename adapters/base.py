@@ -99,12 +99,19 @@ def loggable_url(url: object) -> str:
 
 
 class BadPayload(MarketplaceError):
-    """A response or record that does not have the documented shape; `reason` is short and stable."""
+    """A response or record that does not have the documented shape; `reason` is short and stable.
 
-    def __init__(self, reason: str, *, detail: str = "", **kw: Any) -> None:
+    `external_id`: the id a rejected catalog record names, when the adapter could read it
+    (adapters.fields.naming_the_record): the pipeline counts that id as claimed by the record, so
+    a later record repeating it is a duplicate, not a stand-in (warehouse.offers)."""
+
+    def __init__(
+        self, reason: str, *, detail: str = "", external_id: str | None = None, **kw: Any
+    ) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason, **kw)
         self.reason = reason
         self.detail = detail
+        self.external_id = external_id
 
 
 # --- Normalized types -----------------------------------------------------------------------

@@ -30,6 +30,7 @@ from adapters.fields import (
     category_leaf,
     description_text,
     dig,
+    naming_the_record,
     optional_count,
     optional_int,
     optional_text,
@@ -95,35 +96,38 @@ class DummyJsonAdapter(CartApiAdapter):
         """One DummyJSON product as an Offer (price in the configured currency)."""
         product = require_mapping(record, marketplace=self.slug)
         external_id = require_external_id(product.get("id"), marketplace=self.slug)
-        title = require_title(product.get("title"), marketplace=self.slug)
-        currency = self.config.currency
-        price_minor = require_decimal_price(product.get("price"), currency, marketplace=self.slug)
-        stock = optional_count(product.get("stock"))
-        available = availability_from_word(product.get("availabilityStatus"))
-        if available is None:
-            available = stock is None or stock > 0
-        images = product.get("images")
-        return Offer(
-            marketplace=self.slug,
-            external_id=external_id,
-            title=title,
-            price_minor=price_minor,
-            currency=currency,
-            description=description_text(product.get("description")),
-            image_url=optional_url(product.get("thumbnail"))
-            or (optional_url(images[0]) if isinstance(images, list) and images else None),
-            product_url=self.product_resource_url(external_id),
-            category=category_leaf(product.get("category")),
-            brand=optional_text(product.get("brand")),
-            model=None,
-            gtin=normalize_gtin(dig(product, "meta.barcode")),
-            sku=optional_text(product.get("sku")),
-            rating=parse_rating(product.get("rating")),
-            # `reviews` holds a few sample reviews, not the count behind `rating`: unknown.
-            rating_count=None,
-            available=available,
-            stock=stock,
-        )
+        with naming_the_record(external_id):
+            title = require_title(product.get("title"), marketplace=self.slug)
+            currency = self.config.currency
+            price_minor = require_decimal_price(
+                product.get("price"), currency, marketplace=self.slug
+            )
+            stock = optional_count(product.get("stock"))
+            available = availability_from_word(product.get("availabilityStatus"))
+            if available is None:
+                available = stock is None or stock > 0
+            images = product.get("images")
+            return Offer(
+                marketplace=self.slug,
+                external_id=external_id,
+                title=title,
+                price_minor=price_minor,
+                currency=currency,
+                description=description_text(product.get("description")),
+                image_url=optional_url(product.get("thumbnail"))
+                or (optional_url(images[0]) if isinstance(images, list) and images else None),
+                product_url=self.product_resource_url(external_id),
+                category=category_leaf(product.get("category")),
+                brand=optional_text(product.get("brand")),
+                model=None,
+                gtin=normalize_gtin(dig(product, "meta.barcode")),
+                sku=optional_text(product.get("sku")),
+                rating=parse_rating(product.get("rating")),
+                # `reviews` holds a few sample reviews, not the count behind `rating`: unknown.
+                rating_count=None,
+                available=available,
+                stock=stock,
+            )
 
     # --- Live offer -------------------------------------------------------------------------
 

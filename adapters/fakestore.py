@@ -31,6 +31,7 @@ from adapters.fields import (
     description_text,
     dig,
     iter_json_array,
+    naming_the_record,
     optional_count,
     optional_int,
     optional_text,
@@ -64,24 +65,27 @@ class FakeStoreAdapter(CartApiAdapter):
         """One Fake Store product as an Offer (price in the configured currency)."""
         product = require_mapping(record, marketplace=self.slug)
         external_id = require_external_id(product.get("id"), marketplace=self.slug)
-        title = require_title(product.get("title"), marketplace=self.slug)
-        currency = self.config.currency
-        price_minor = require_decimal_price(product.get("price"), currency, marketplace=self.slug)
-        rating_count = optional_count(dig(product, "rating.count"))
-        return Offer(
-            marketplace=self.slug,
-            external_id=external_id,
-            title=title,
-            price_minor=price_minor,
-            currency=currency,
-            description=description_text(product.get("description")),
-            image_url=optional_url(product.get("image")),
-            product_url=self.product_resource_url(external_id),
-            category=category_leaf(product.get("category")),
-            rating=parse_rating(dig(product, "rating.rate")) if rating_count != 0 else None,
-            rating_count=rating_count,
-            available=True,  # the format says nothing about stock; a listed product is for sale
-        )
+        with naming_the_record(external_id):
+            title = require_title(product.get("title"), marketplace=self.slug)
+            currency = self.config.currency
+            price_minor = require_decimal_price(
+                product.get("price"), currency, marketplace=self.slug
+            )
+            rating_count = optional_count(dig(product, "rating.count"))
+            return Offer(
+                marketplace=self.slug,
+                external_id=external_id,
+                title=title,
+                price_minor=price_minor,
+                currency=currency,
+                description=description_text(product.get("description")),
+                image_url=optional_url(product.get("image")),
+                product_url=self.product_resource_url(external_id),
+                category=category_leaf(product.get("category")),
+                rating=parse_rating(dig(product, "rating.rate")) if rating_count != 0 else None,
+                rating_count=rating_count,
+                available=True,  # the format says nothing about stock; a listed product is for sale
+            )
 
     def lookup_offer(self, external_id: str) -> Offer:
         """`/products/{id}`; the API's empty 200 for an unknown id becomes NotFound."""

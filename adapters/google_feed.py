@@ -22,6 +22,7 @@ from adapters.fields import (
     category_leaf,
     description_text,
     first_of,
+    naming_the_record,
     optional_text,
     optional_url,
     require_amount_currency_price,
@@ -372,41 +373,42 @@ class GoogleFeedAdapter(HttpMarketplaceAdapter):
         """One feed item as an Offer; the price names its own currency ("15000.00 NGN")."""
         item = require_mapping(record, marketplace=self.slug)
         external_id = require_external_id(_field(item, "id"), marketplace=self.slug)
-        title = require_title(_field(item, "title"), marketplace=self.slug)
-        price_minor, currency = require_amount_currency_price(
-            effective_price_text(item, datetime.now(UTC)), marketplace=self.slug
-        )
-        availability = first_of(item.get("g:availability"))
-        # No availability element: listed means for sale. A word we do not know: not for sale.
-        available = (
-            True if availability in (None, "") else bool(availability_from_word(availability))
-        )
-        mpn = optional_text(_field(item, "mpn"))
-        category = category_leaf(_field(item, "product_type"))
-        if category is None:
-            google_category = optional_text(_field(item, "google_product_category"))
-            # A numeric Google taxonomy id means nothing to a shopper.
-            category = (
-                None
-                if google_category is None or google_category.isdigit()
-                else category_leaf(google_category)
+        with naming_the_record(external_id):
+            title = require_title(_field(item, "title"), marketplace=self.slug)
+            price_minor, currency = require_amount_currency_price(
+                effective_price_text(item, datetime.now(UTC)), marketplace=self.slug
             )
-        return Offer(
-            marketplace=self.slug,
-            external_id=external_id,
-            title=title,
-            price_minor=price_minor,
-            currency=currency,
-            description=description_text(_field(item, "description")),
-            image_url=optional_url(_field(item, "image_link")),
-            product_url=optional_url(_field(item, "link")),
-            category=category,
-            brand=optional_text(_field(item, "brand")),
-            model=mpn,
-            gtin=normalize_gtin(_field(item, "gtin")),
-            mpn=mpn,
-            available=available,
-        )
+            availability = first_of(item.get("g:availability"))
+            # No availability element: listed means for sale. A word we do not know: not for sale.
+            available = (
+                True if availability in (None, "") else bool(availability_from_word(availability))
+            )
+            mpn = optional_text(_field(item, "mpn"))
+            category = category_leaf(_field(item, "product_type"))
+            if category is None:
+                google_category = optional_text(_field(item, "google_product_category"))
+                # A numeric Google taxonomy id means nothing to a shopper.
+                category = (
+                    None
+                    if google_category is None or google_category.isdigit()
+                    else category_leaf(google_category)
+                )
+            return Offer(
+                marketplace=self.slug,
+                external_id=external_id,
+                title=title,
+                price_minor=price_minor,
+                currency=currency,
+                description=description_text(_field(item, "description")),
+                image_url=optional_url(_field(item, "image_link")),
+                product_url=optional_url(_field(item, "link")),
+                category=category,
+                brand=optional_text(_field(item, "brand")),
+                model=mpn,
+                gtin=normalize_gtin(_field(item, "gtin")),
+                mpn=mpn,
+                available=available,
+            )
 
 
 def _catalog_page(items: list[FeedItem], page: int, *, with_sources: bool) -> CatalogPage:

@@ -13,6 +13,7 @@ from adapters.fields import (
     category_leaf,
     description_text,
     first_of,
+    naming_the_record,
     optional_count,
     optional_int,
     optional_text,
@@ -34,31 +35,32 @@ def offer_from_mapped_fields(
     is available unless its stock says none is left; a negative stock is no stock figure.
     """
     external_id = require_external_id(field("external_id"), marketplace=marketplace)
-    title = require_title(field("title"), marketplace=marketplace)
-    price_minor, currency = price()
-    stock = optional_int(field("stock"))
-    available_value = field("available")
-    if available_value is None:
-        available = stock > 0 if stock is not None else True
-    else:
-        available = bool(availability_from_value(available_value))
-    return Offer(
-        marketplace=marketplace,
-        external_id=external_id,
-        title=title,
-        price_minor=price_minor,
-        currency=currency,
-        description=description_text(field("description")),
-        image_url=optional_url(first_of(field("image_url"))),
-        product_url=optional_url(field("product_url")),
-        category=category_leaf(field("category")),
-        brand=optional_text(field("brand")),
-        model=optional_text(field("model")),
-        gtin=normalize_gtin(field("gtin")),
-        mpn=optional_text(field("mpn")),
-        sku=optional_text(field("sku")),
-        rating=parse_rating(field("rating")),
-        rating_count=optional_count(field("rating_count")),
-        available=available,
-        stock=stock if stock is None or stock >= 0 else None,
-    )
+    with naming_the_record(external_id):
+        title = require_title(field("title"), marketplace=marketplace)
+        price_minor, currency = price()
+        stock = optional_int(field("stock"))
+        available_value = field("available")
+        if available_value is None:
+            available = stock > 0 if stock is not None else True
+        else:
+            available = bool(availability_from_value(available_value))
+        return Offer(
+            marketplace=marketplace,
+            external_id=external_id,
+            title=title,
+            price_minor=price_minor,
+            currency=currency,
+            description=description_text(field("description")),
+            image_url=optional_url(first_of(field("image_url"))),
+            product_url=optional_url(field("product_url")),
+            category=category_leaf(field("category")),
+            brand=optional_text(field("brand")),
+            model=optional_text(field("model")),
+            gtin=normalize_gtin(field("gtin")),
+            mpn=optional_text(field("mpn")),
+            sku=optional_text(field("sku")),
+            rating=parse_rating(field("rating")),
+            rating_count=optional_count(field("rating_count")),
+            available=available,
+            stock=stock if stock is None or stock >= 0 else None,
+        )

@@ -43,6 +43,7 @@ from adapters.fields import (
     category_leaf,
     decode_json_body,
     description_text,
+    naming_the_record,
     optional_count,
     optional_int,
     optional_text,
@@ -176,35 +177,38 @@ class ShopifyAdapter(HttpMarketplaceAdapter):
         """One Shopify product as an Offer: its first available variant sets price and stock."""
         product = require_mapping(record, marketplace=self.slug)
         external_id = require_external_id(product.get("id"), marketplace=self.slug)
-        title = require_title(product.get("title"), marketplace=self.slug)
-        variant = self._offered_variant(product)
-        currency = self.config.currency
-        price_minor = require_decimal_price(variant.get("price"), currency, marketplace=self.slug)
-        sku = optional_text(variant.get("sku"))
-        handle = optional_text(product.get("handle"))
-        return Offer(
-            marketplace=self.slug,
-            external_id=external_id,
-            title=title,
-            price_minor=price_minor,
-            currency=currency,
-            description=description_text(product.get("body_html")),
-            image_url=self._image_url(product),
-            product_url=(
-                f"{self.config.base_url.rstrip('/')}/products/{quote(handle, safe='')}"
-                if handle
-                else None
-            ),
-            category=category_leaf(product.get("product_type")),
-            brand=optional_text(product.get("vendor")),
-            model=sku,
-            gtin=normalize_gtin(variant.get("barcode")),
-            sku=sku,
-            rating=None,
-            rating_count=None,
-            available=_variant_available(variant),
-            stock=_variant_stock(variant),
-        )
+        with naming_the_record(external_id):
+            title = require_title(product.get("title"), marketplace=self.slug)
+            variant = self._offered_variant(product)
+            currency = self.config.currency
+            price_minor = require_decimal_price(
+                variant.get("price"), currency, marketplace=self.slug
+            )
+            sku = optional_text(variant.get("sku"))
+            handle = optional_text(product.get("handle"))
+            return Offer(
+                marketplace=self.slug,
+                external_id=external_id,
+                title=title,
+                price_minor=price_minor,
+                currency=currency,
+                description=description_text(product.get("body_html")),
+                image_url=self._image_url(product),
+                product_url=(
+                    f"{self.config.base_url.rstrip('/')}/products/{quote(handle, safe='')}"
+                    if handle
+                    else None
+                ),
+                category=category_leaf(product.get("product_type")),
+                brand=optional_text(product.get("vendor")),
+                model=sku,
+                gtin=normalize_gtin(variant.get("barcode")),
+                sku=sku,
+                rating=None,
+                rating_count=None,
+                available=_variant_available(variant),
+                stock=_variant_stock(variant),
+            )
 
     def _offered_variant(self, product: Mapping[str, Any]) -> Mapping[str, Any]:
         variants = product.get("variants")

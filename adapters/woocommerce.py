@@ -42,6 +42,7 @@ from adapters.changed_since import (
 )
 from adapters.fields import (
     description_text,
+    naming_the_record,
     optional_count,
     optional_int,
     optional_text,
@@ -221,57 +222,61 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
         """One Store API product as an Offer; the price's currency and scale come with it."""
         product = require_mapping(record, marketplace=self.slug)
         external_id = require_external_id(product.get("id"), marketplace=self.slug)
-        name = product.get("name")
-        title = require_title(
-            html.unescape(name) if isinstance(name, str) else name, marketplace=self.slug
-        )
-        prices = product.get("prices")
-        if prices is None:
-            raise reject("missing_price", "no prices", marketplace=self.slug)
-        if not isinstance(prices, Mapping):
-            raise reject("bad_record", "prices is not an object", marketplace=self.slug)
-        # The Store API always names its currency; fall back to the configured one only if absent.
-        currency_code = prices.get("currency_code")
-        if currency_code is None:
-            currency = self.config.currency
-        elif isinstance(currency_code, str):
-            currency = currency_code.strip()
-        else:
-            raise reject("unknown_currency", repr(currency_code), marketplace=self.slug)
-        price_minor = require_minor_unit_price(
-            prices.get("price"), prices.get("currency_minor_unit"), currency, marketplace=self.slug
-        )
-        rating_count = optional_count(product.get("review_count"))
-        in_stock = product.get("is_in_stock")
-        purchasable = product.get("is_purchasable")
-        sku = optional_text(product.get("sku"))
-        images = product.get("images")
-        first_image = images[0] if isinstance(images, list) and images else None
-        return Offer(
-            marketplace=self.slug,
-            external_id=external_id,
-            title=title,
-            price_minor=price_minor,
-            currency=currency,
-            description=description_text(
-                product.get("description") or product.get("short_description")
-            ),
-            image_url=optional_url(first_image.get("src"))
-            if isinstance(first_image, Mapping)
-            else None,
-            product_url=optional_url(product.get("permalink")),
-            category=_first_name(product.get("categories")),
-            brand=_first_name(product.get("brands")),
-            model=sku,
-            # Core WooCommerce 9.2+ has a GTIN field; the Store API of most stores sends none.
-            gtin=normalize_gtin(product.get("global_unique_id")),
-            sku=sku,
-            # "0" with no reviews means unrated, not rated zero.
-            rating=parse_rating(product.get("average_rating")) if rating_count != 0 else None,
-            rating_count=rating_count,
-            available=(in_stock is not False) and (purchasable is not False),
-            stock=store_stock(product),
-        )
+        with naming_the_record(external_id):
+            name = product.get("name")
+            title = require_title(
+                html.unescape(name) if isinstance(name, str) else name, marketplace=self.slug
+            )
+            prices = product.get("prices")
+            if prices is None:
+                raise reject("missing_price", "no prices", marketplace=self.slug)
+            if not isinstance(prices, Mapping):
+                raise reject("bad_record", "prices is not an object", marketplace=self.slug)
+            # The Store API always names its currency; fall back to the configured one only if absent.
+            currency_code = prices.get("currency_code")
+            if currency_code is None:
+                currency = self.config.currency
+            elif isinstance(currency_code, str):
+                currency = currency_code.strip()
+            else:
+                raise reject("unknown_currency", repr(currency_code), marketplace=self.slug)
+            price_minor = require_minor_unit_price(
+                prices.get("price"),
+                prices.get("currency_minor_unit"),
+                currency,
+                marketplace=self.slug,
+            )
+            rating_count = optional_count(product.get("review_count"))
+            in_stock = product.get("is_in_stock")
+            purchasable = product.get("is_purchasable")
+            sku = optional_text(product.get("sku"))
+            images = product.get("images")
+            first_image = images[0] if isinstance(images, list) and images else None
+            return Offer(
+                marketplace=self.slug,
+                external_id=external_id,
+                title=title,
+                price_minor=price_minor,
+                currency=currency,
+                description=description_text(
+                    product.get("description") or product.get("short_description")
+                ),
+                image_url=optional_url(first_image.get("src"))
+                if isinstance(first_image, Mapping)
+                else None,
+                product_url=optional_url(product.get("permalink")),
+                category=_first_name(product.get("categories")),
+                brand=_first_name(product.get("brands")),
+                model=sku,
+                # Core WooCommerce 9.2+ has a GTIN field; the Store API of most stores sends none.
+                gtin=normalize_gtin(product.get("global_unique_id")),
+                sku=sku,
+                # "0" with no reviews means unrated, not rated zero.
+                rating=parse_rating(product.get("average_rating")) if rating_count != 0 else None,
+                rating_count=rating_count,
+                available=(in_stock is not False) and (purchasable is not False),
+                stock=store_stock(product),
+            )
 
     # --- Live offer -------------------------------------------------------------------------
 

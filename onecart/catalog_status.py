@@ -1,7 +1,12 @@
-"""`onecart status`'s catalog section: per marketplace, when its catalog was last fetched (the
-analysts' copy, `marketplace_fetches`) and how the last run of its partition ended (the Dagster
-instance `onecart up` and `onecart ingest` share), so a marketplace failing every scheduled
-refresh shows in the shell, not only in the Dagster UI.
+"""`onecart status`'s catalog section: per marketplace, when its catalog was last fetched and how
+the last run of its partition ended (the Dagster instance `onecart up` and `onecart ingest`
+share), so a marketplace failing every scheduled refresh shows in the shell, not only in the
+Dagster UI.
+
+The last fetch is the later of the analysts' copy's (`marketplace_fetches`) and the newest
+`raw_catalog` materialization of the partition: the copy is published by the downstream run,
+which follows a refresh only when some marketplace's offers changed, so after refreshes that
+changed nothing it still showed the fetch of the last change.
 
 Status is a question: whatever cannot be read (no ingest yet, a copy being swapped, Dagster's
 storage unreachable) becomes a line saying so, never an exception.
@@ -22,6 +27,8 @@ from onecart.settings import Settings
 
 # Dagster's tag on every run of one partition (scheduled, `onecart ingest`, a UI launch).
 PARTITION_TAG = "dagster/partition"
+# Materialized once per successful fetch of a partition.
+RAW_CATALOG = "raw_catalog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +70,18 @@ def _postgres_url_in_environment(settings: Settings) -> Iterator[None]:
             os.environ["ONECART_DAGSTER_POSTGRES_URL"] = previous
 
 
-def last_partition_runs(settings: Settings, slugs: list[str]) -> dict[str, PartitionRun]:
-    """The newest run of each slug's partition; {} before Dagster's instance exists (status never
-    creates it)."""
+def last_partition_runs(
+    settings: Settings, slugs: list[str]
+) -> tuple[dict[str, PartitionRun], dict[str, datetime]]:
+    """The newest run of each slug's partition, and when its raw_catalog was last materialized
+    (a fetch that succeeded); empty before Dagster's instance exists (status never creates it)."""
     home = dagster_home(settings)
     if not (home / "dagster.yaml").exists():
-        return {}
+        return {}, {}
     import dagster as dg
 
     runs: dict[str, PartitionRun] = {}
+    fetched: dict[str, datetime] = {}
     with _postgres_url_in_environment(settings):
         instance = dg.DagsterInstance.from_config(str(home))
         try:
@@ -88,9 +98,17 @@ def last_partition_runs(settings: Settings, slugs: list[str]) -> dict[str, Parti
                     status=record.dagster_run.status.value,
                     at=datetime.fromtimestamp(ended, UTC) if ended else None,
                 )
+                materialized = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(
+                        asset_key=dg.AssetKey(RAW_CATALOG), asset_partitions=[slug]
+                    ),
+                    limit=1,
+                ).records
+                if materialized:
+                    fetched[slug] = datetime.fromtimestamp(materialized[0].timestamp, UTC)
         finally:
             instance.dispose()
-    return runs
+    return runs, fetched
 
 
 def _when(moment: datetime | None) -> str:
@@ -146,8 +164,13 @@ def describe_catalogs(settings: Settings) -> list[str]:
         fetches = {}
         lines.append(f"  (last fetches unknown: {settings.warehouse_path}: {exc})")
     try:
-        runs = last_partition_runs(settings, slugs)
+        runs, fetched = last_partition_runs(settings, slugs)
     except Exception as exc:  # Dagster's storage unreachable (the cluster's PostgreSQL down)
-        runs = {}
+        runs, fetched = {}, {}
         lines.append(f"  (partition runs unknown: Dagster's instance cannot be read: {exc})")
-    return catalog_lines(slugs, fetches, runs, settings.dagster_url) + lines
+    latest = {
+        slug: max(moments)
+        for slug in slugs
+        if (moments := [m for m in (fetches.get(slug), fetched.get(slug)) if m is not None])
+    }
+    return catalog_lines(slugs, latest, runs, settings.dagster_url) + lines

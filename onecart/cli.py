@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -151,6 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](settings, args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went first (`onecart status | head -3`): end as a program killed by
+        # SIGPIPE does, without a traceback, and without the one Python would print when it
+        # flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
 
 
 def describe_invalid_settings(error: ValidationError) -> str:

@@ -28,7 +28,7 @@ from typing import Any, Final
 from supervisor.xmlrpc import Faults
 
 from onecart.processes import MissingProgramError, ProcessError, log_dir, run_dir, tail
-from onecart.services import SERVICE_ORDER, Service, child_environment
+from onecart.services import STOP_TIERS, Service, child_environment
 from onecart.settings import REPO_ROOT, Settings
 
 # A program that exits within STARTSECS of its start failed to start; supervisord retries it with
@@ -52,6 +52,8 @@ RUNNING_STATES: Final = frozenset({"STARTING", "RUNNING", "BACKOFF"})
 # when the death comes after the call.
 DIED_WHILE_STARTING_FAULTS: Final = frozenset({Faults.SPAWN_ERROR, Faults.ABNORMAL_TERMINATION})
 FAILED_STATES: Final = frozenset({"BACKOFF", "FATAL", "EXITED"})
+# A program asked to stop is down once it leaves these.
+STOPPING_STATES: Final = frozenset({"STOPPING", "STARTING", "RUNNING"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,28 +506,31 @@ def stop_services(
     *,
     report: Callable[[str], None] = print,
 ) -> list[str]:
-    """Stop the programs (each with its process group) in reverse start order; with no names,
-    stop supervisord too. Services OneCart did not start (an external Redis) are never touched."""
+    """Stop the programs (each with its process group) tier by tier (services.STOP_TIERS: the
+    programs of a tier at once, the next tier once they are all down); with no names, stop the
+    restart listener and supervisord too. Services OneCart did not start (an external Redis) are
+    never touched."""
     if not supervisord_running(settings):
         return []
     server = rpc(settings)
     wanted = set(names)
     programs = {info["name"]: info for info in server.supervisor.getAllProcessInfo()}
-    stopped = []
-    for name in reversed(SERVICE_ORDER):
-        info = programs.get(name)
-        if info is None or (wanted and name not in wanted):
-            continue
-        if info["statename"] in RUNNING_STATES:
-            pid = info["pid"]
-            try:
-                server.supervisor.stopProcess(name)
-            except xmlrpc.client.Fault as fault:
-                report(f"could not stop {name}: {fault.faultString}")
-                continue
-            stopped.append(name)
-            report(f"stopped {name} (pid {pid})")
+    stopped: list[str] = []
+    for tier in STOP_TIERS:
+        running = {
+            name: programs[name]["pid"]
+            for name in tier
+            if name in programs
+            and (not wanted or name in wanted)
+            and programs[name]["statename"] in RUNNING_STATES
+        }
+        stopped += _stop_together(server, running, report)
     if not wanted:
+        # The listener last (it cleans up after programs that die), and before the shutdown:
+        # supervisord stops one program group per turn of its loop, which idles a second when
+        # nothing happens, so a listener left to it waited for every other group's turn.
+        with contextlib.suppress(xmlrpc.client.Fault):  # not running (it died and gave up)
+            server.supervisor.stopProcess(LISTENER)
         pid_file = run_dir(settings) / "supervisord.pid"
         supervisord_pid = int(pid_file.read_text()) if pid_file.exists() else None
         server.supervisor.shutdown()
@@ -534,6 +539,32 @@ def stop_services(
             time.sleep(0.1)
         socket_path(settings).unlink(missing_ok=True)
     return stopped
+
+
+def _stop_together(
+    server: Any, running: Mapping[str, int], report: Callable[[str], None]
+) -> list[str]:
+    """Ask supervisord to stop every program of `running` (name -> pid) without waiting, then
+    wait until each is down (supervisord SIGKILLs a group after STOPWAITSECS); returns the
+    names asked."""
+    asked: list[str] = []
+    for name in running:
+        try:
+            server.supervisor.stopProcess(name, False)
+        except xmlrpc.client.Fault as fault:
+            # NOT_RUNNING: it exited meanwhile, and is down like the others.
+            if fault.faultCode != Faults.NOT_RUNNING:
+                report(f"could not stop {name}: {fault.faultString}")
+                continue
+        asked.append(name)
+    pending = {name: running[name] for name in asked}
+    while pending:
+        for name in list(pending):
+            if server.supervisor.getProcessInfo(name)["statename"] not in STOPPING_STATES:
+                report(f"stopped {name} (pid {pending.pop(name)})")
+        if pending:
+            time.sleep(0.1)
+    return asked
 
 
 def _alive(pid: int) -> bool:

@@ -15,6 +15,19 @@ import dagster as dg
 
 from onecart import progress as progress_status
 from onecart.settings import Settings
+from pipelines.checks import products_are_fresh
+
+# The downstream job's check steps: a check's step key joins its asset's name and its own.
+(_FRESHNESS,) = products_are_fresh.check_keys
+_CHECK_STEPS = {
+    products_are_fresh.op.name: f"check {_FRESHNESS.name} of {_FRESHNESS.asset_key.to_user_string()}"
+}
+
+
+def step_label(step_key: str) -> str:
+    """The asset a step materializes, or the check it evaluates: "downstream: now
+    normalized_products_products_are_fresh" read as if the catalogs were normalized again."""
+    return _CHECK_STEPS.get(step_key, step_key)
 
 if TYPE_CHECKING:
     from pipelines.run import PartitionOutcome
@@ -39,13 +52,14 @@ def report_steps(
         if event is None or not event.is_step_start or not event.step_key:
             return
         elapsed = f"{time.monotonic() - started:.0f} s in"
-        progress(f"downstream: now {event.step_key} ({elapsed})")
+        step = step_label(event.step_key)
+        progress(f"downstream: now {step} ({elapsed})")
         progress_status.write_status(
             settings,
             "catalogs",
             marketplaces,
             marketplaces,
-            f"indexing catalogs for search: now {event.step_key} ({elapsed})",
+            f"indexing catalogs for search: now {step} ({elapsed})",
         )
 
     instance.add_event_listener(run_id, on_event)

@@ -18,6 +18,9 @@ EMBEDDINGS_AFTER_DOWNSTREAM_SENSOR = "embeddings_after_downstream_sensor"
 INGEST_TRIGGER = ("onecart/trigger", "ingest")
 NORMALIZED_PRODUCTS = dg.AssetKey("normalized_products")
 MATERIALIZATIONS_PER_TICK = 1000
+# Jobs whose runs refresh catalogs: the schedule's and `onecart ingest`'s, and Dagster's implicit
+# asset job, which the UI's Materialize button and its backfills run.
+CATALOG_RUN_JOBS = (MARKETPLACE_CATALOG_JOB, "__ASSET_JOB")
 # Catalog runs that are queued or running: the refresh waits for them to finish.
 UNFINISHED_RUN_STATUSES = (
     dg.DagsterRunStatus.QUEUED,
@@ -60,8 +63,11 @@ def products_changed_sensor(context: dg.SensorEvaluationContext) -> dg.RunReques
     ).records
     if not records:
         return dg.SkipReason("no new normalized_products materializations")
-    unfinished = context.instance.get_runs_count(
-        dg.RunsFilter(job_name=MARKETPLACE_CATALOG_JOB, statuses=list(UNFINISHED_RUN_STATUSES))
+    unfinished = sum(
+        context.instance.get_runs_count(
+            dg.RunsFilter(job_name=job, statuses=list(UNFINISHED_RUN_STATUSES))
+        )
+        for job in CATALOG_RUN_JOBS
     )
     if unfinished:
         return dg.SkipReason(f"waiting for {unfinished} catalog run(s) to finish")

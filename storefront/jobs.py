@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
@@ -410,6 +411,19 @@ class OrderWorker(SimpleWorker):
         require_production_ready(get_settings(), "RQ worker")
         super().__init__(*args, **kwargs)
         preload_order_code()
+
+    def subscribe(self) -> None:
+        """RQ's pubsub thread (worker commands), started with SIGINT and SIGTERM blocked so that
+        the kernel hands a stop signal to the main thread. The main thread waits for jobs in a
+        blocking Redis read (up to RQ's dequeue timeout, 405 s); Python runs a handler only on
+        the main thread, and a signal delivered to the pubsub thread did not interrupt that
+        read, so `onecart down` waited out supervisord's 15 s and SIGKILLed the pool."""
+        stops = {signal.SIGINT, signal.SIGTERM}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            super().subscribe()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """A planned placement retry is one log line, its reason and when the next attempt runs;

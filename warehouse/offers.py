@@ -4,6 +4,12 @@ Pure logic, no database: the adapter's `normalize_record` is passed in. Every ra
 in exactly one of the two frames, so nothing is silently dropped: a record the adapter cannot read
 is quarantined with its reason, a repeated external id is quarantined as `duplicate_external_id`,
 and a bug in an adapter quarantines the record (`bad_record`) instead of failing the marketplace.
+
+The first record that names an external id claims it, whether it becomes an offer or is
+quarantined: a later record repeating the id is another product listed under it (the
+marketplace's own lookup of the id answers with the first one), so it never stands in for a
+quarantined first record (a speaker with a broken title became the coffee machine repeating
+its id, and price history showed a -68% drop; bench/RESULTS.md, ops QA pass 2).
 """
 
 from __future__ import annotations
@@ -268,6 +274,12 @@ def record_hash(payload: str) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def rejected_id(exc: BadPayload, record: object) -> str | None:
+    """The external id a record the adapter rejected names: the one the adapter read it with,
+    else a guess from its usual keys (the adapter failed on the id itself)."""
+    return exc.external_id or external_id_of(record)
+
+
 def external_id_of(record: object) -> str | None:
     """The id a raw record gives itself (id, external_id, sku or g:id), for naming a record that
     could not be normalized in its rejection."""
@@ -297,11 +309,15 @@ def normalize_catalog(
     """
     products: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    # Ids claimed by a record read so far (offer or quarantined), and the offers' own ids.
+    claimed: set[str] = set()
+    offered: set[str] = set()
     categories = category_mapping()
     raw_count = gtin_claimed = gtin_invalid = new_offers = changed_offers = 0
 
     def reject(external_id: str | None, reason: str, detail: str, payload: str) -> None:
+        if external_id is not None:
+            claimed.add(external_id)
         rejected.append(
             {
                 "marketplace": marketplace,
@@ -335,13 +351,21 @@ def normalize_catalog(
         try:
             offer = normalize_record(record)
         except BadPayload as exc:
-            reject(external_id_of(record), exc.reason, exc.detail or str(exc), raw.payload)
+            reject(rejected_id(exc, record), exc.reason, exc.detail or str(exc), raw.payload)
             continue
         except Exception as exc:  # an adapter bug must not lose the other records
             reject(
                 external_id_of(record),
                 REASON_BAD_RECORD,
                 f"{type(exc).__name__}: {exc}",
+                raw.payload,
+            )
+            continue
+        if offer.external_id in claimed:
+            reject(
+                offer.external_id,
+                REASON_DUPLICATE,
+                f"external id {offer.external_id!r} already read earlier in this catalog",
                 raw.payload,
             )
             continue
@@ -353,15 +377,8 @@ def normalize_catalog(
         if not is_iso_currency(offer.currency):
             reject(offer.external_id, REASON_UNKNOWN_CURRENCY, str(offer.currency), raw.payload)
             continue
-        if offer.external_id in seen:
-            reject(
-                offer.external_id,
-                REASON_DUPLICATE,
-                f"external id {offer.external_id!r} already read earlier in this catalog",
-                raw.payload,
-            )
-            continue
-        seen.add(offer.external_id)
+        claimed.add(offer.external_id)
+        offered.add(offer.external_id)
         row = offer.as_row()
         # Shoppers see the canonical category, so that is what the content hash covers: a
         # mapping change reaches the search index like any other content change.
@@ -400,7 +417,7 @@ def normalize_catalog(
         raw_records=raw_count,
         new_offers=new_offers,
         changed_offers=changed_offers,
-        removed_offers=len(set(previous) - seen),
+        removed_offers=len(set(previous) - offered),
         gtin_claimed=gtin_claimed,
         gtin_invalid=gtin_invalid,
         content_fingerprint=fingerprint,

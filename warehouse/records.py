@@ -12,10 +12,10 @@ where its record now sits (:func:`place_unchanged_records`): positions and fetch
 a full run records them, and the tables are the ones a full normalization gives
 (tests/pipelines/test_incremental.py compares them).
 
-Duplicate external ids tie records together (the first occurrence in catalog order that passed
-the price and currency checks wins, and moves change that order), so when anything changed every
-record of an id held more than once is read again, and the records read widen until no id they
-hold, or held, belongs to a record left alone (:func:`records_tied_to`). Identical payloads
+Duplicate external ids tie records together (the first record in catalog order naming an id claims
+it, whether it became an offer or was quarantined, and moves change that order), so when anything
+changed every record of an id held more than once is read again, and the records read widen until
+no id they hold, or held, belongs to a record left alone (:func:`records_tied_to`). Identical payloads
 repeated in the catalog are read again too: their hash alone does not tell them apart.
 
 Every statement is set-based and joins on the small changed set; the moves are one UPDATE of
@@ -321,6 +321,9 @@ def records_to_read(conn: duckdb.DuckDBPyConnection, marketplace: str) -> list[s
             WHERE marketplace = $m AND external_id IN (SELECT external_id FROM repeated_ids)
         UNION
         SELECT payload_hash FROM rejected_products
+            WHERE marketplace = $m AND external_id IN (SELECT external_id FROM repeated_ids)
+        UNION
+        SELECT payload_hash FROM rejected_products
             WHERE marketplace = $m AND reason = $duplicate
         ORDER BY payload_hash
         """,
@@ -335,9 +338,9 @@ def records_tied_to(
     hashes: Sequence[str],
     ids: Sequence[str],
 ) -> list[str]:
-    """Payload hashes outside `hashes` whose offer, or duplicate, has one of `ids` or an id the
-    records of `hashes` held before: re-reading `hashes` alone could change which occurrence
-    wins there."""
+    """Payload hashes outside `hashes` whose offer or rejection names one of `ids` or an id the
+    records of `hashes` held before: re-reading `hashes` alone could change which record claims
+    it (a quarantined record claims the id it names too)."""
     conn.register("read_hashes", hash_frame(hashes).to_arrow())
     conn.register(
         "read_ids",
@@ -350,7 +353,7 @@ def records_tied_to(
                 SELECT payload_hash, external_id FROM product_sources WHERE marketplace = $m
                 UNION ALL
                 SELECT payload_hash, external_id FROM rejected_products
-                    WHERE marketplace = $m AND reason = $duplicate
+                    WHERE marketplace = $m AND external_id IS NOT NULL
             ),
             touched AS (
                 SELECT external_id FROM read_ids
@@ -361,7 +364,7 @@ def records_tied_to(
             WHERE payload_hash NOT IN (SELECT payload_hash FROM read_hashes)
             ORDER BY payload_hash
             """,
-            {"m": marketplace, "duplicate": REASON_DUPLICATE},
+            {"m": marketplace},
         ).fetchall()
     finally:
         conn.unregister("read_hashes")

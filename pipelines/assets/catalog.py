@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import polars as pl
 
 from adapters.base import MarketplaceError, NotModified
 from adapters.changed_since import ChangesUnavailable
@@ -32,7 +31,7 @@ from warehouse.changed_since import (
     store_watermark,
 )
 from warehouse.normalize import normalize_stored_catalog
-from warehouse.offers import REASON_DUPLICATE, NormalizedCatalog, preview_markdown
+from warehouse.offers import NormalizedCatalog, preview_markdown
 from warehouse.pages import (
     confirm_unchanged_catalog,
     held_page_validators,
@@ -80,9 +79,10 @@ class CatalogRunConfig(dg.Config):
 
 
 def _catalog_ids(catalog: NormalizedCatalog) -> list[str]:
+    """Every id the records read name: their offers' and their rejections' (a quarantined
+    record claims the id it names)."""
     ids = catalog.products.get_column("external_id").to_list()
-    duplicates = catalog.rejected.filter(pl.col("reason") == REASON_DUPLICATE)
-    return ids + duplicates.get_column("external_id").to_list()
+    return ids + catalog.rejected.get_column("external_id").drop_nulls().to_list()
 
 
 class EmptyCatalogError(RuntimeError):
@@ -313,8 +313,8 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
 
         The format's vectorized query (warehouse/vectorized.py) reads the common record inside
         DuckDB; any record it cannot vouch for goes through the adapter's normalize_record, which
-        gives rejections their reason. Repeated external ids after the first are rejected as
-        duplicate_external_id. content_hash fingerprints what shoppers see; first_seen_at is kept
+        gives rejections their reason. A record repeating an external id an earlier record named
+        (even a quarantined one) is rejected as duplicate_external_id. content_hash fingerprints what shoppers see; first_seen_at is kept
         across runs and updated_at moves only when the content changes. Only the records whose
         payload no offer or rejection was read from are read again (warehouse/records.py), unless
         `full_refresh`; the others' rows move to where their record now sits. The marketplace's

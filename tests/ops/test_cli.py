@@ -86,6 +86,30 @@ def test_status_on_an_empty_home_shows_everything_stopped(environment: dict[str,
     assert rows["meilisearch"][-1] == environment["MEILI_URL"]
 
 
+def test_status_piped_into_a_reader_that_has_gone_ends_quietly(
+    environment: dict[str, str],
+) -> None:
+    """`onecart status | head -3` (or `onecart logs … | head`) printed a BrokenPipeError
+    traceback once the reader had gone; here the reader is gone before anything is written."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "onecart.cli", "status"],
+            env=environment,
+            cwd=REPO_ROOT,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert result.stderr == ""
+    assert result.returncode == 128 + signal.SIGPIPE
+
+
 def test_up_is_idempotent_and_down_leaves_no_process_behind(
     environment: dict[str, str], home: Path, started_services: list[str]
 ) -> None:
@@ -124,6 +148,115 @@ def test_up_is_idempotent_and_down_leaves_no_process_behind(
     assert running_pids(environment) == {}
     after = status_rows(onecart(environment, "status").stdout)
     assert {after[name][1] for name in started_services} == {"stopped"}
+
+
+# A stand-in program for `down`'s test: records its SIGTERM in the journal, and exits only once
+# every program named after the journal got its own (so a `down` that waits for one app before
+# signalling the next leaves it to supervisord's SIGKILL); a child keeps it company in its
+# process group.
+STAND_IN = """
+import signal, subprocess, sys, time
+from pathlib import Path
+
+name, journal, waits_for = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+child = subprocess.Popen(["sleep", "600"])
+
+
+def note(line):
+    with journal.open("a") as handle:
+        handle.write(line + "\\n")
+
+
+def on_term(*_):
+    note(f"term {name}")
+    while not all(f"term {other}" in journal.read_text().splitlines() for other in waits_for):
+        time.sleep(0.05)
+    note(f"exit {name}")
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, on_term)
+note(f"up {name}")
+while True:
+    time.sleep(1)
+"""
+APPS = ("dagster", "site", "worker", "cron")
+BACKING = ("meilisearch", "sandbox", "localstripe")
+
+
+def test_down_stops_the_apps_together_before_what_they_use_and_leaves_supervisord_nothing(
+    home: Path, tmp_path: Path
+) -> None:
+    """`down` signals every app (Dagster, the site, the workers, cron) at once and waits for
+    all of them before the services they use (Meilisearch, the sandbox, localstripe), then the
+    restart listener, so supervisord's own shutdown has nothing left to wait for (it took one
+    idle second per program group before the listener's turn came). Nothing of any process
+    group outlives it."""
+    tiers = [name for tier in services.STOP_TIERS for name in tier]
+    assert sorted(tiers) == sorted(services.SERVICE_ORDER)  # every service has its turn
+    settings = Settings(
+        ONECART_HOME=home,
+        REDIS_URL=f"redis://127.0.0.1:{processes.free_port()}/0",
+        MEILI_URL=f"http://127.0.0.1:{processes.free_port()}",
+    )
+    for directory in (home / "logs", home / "run", home / "supervisor"):
+        directory.mkdir(parents=True, exist_ok=True)
+    program, journal = tmp_path / "stand_in.py", tmp_path / "journal"
+    program.write_text(STAND_IN)
+    journal.touch()
+    stand_ins = [
+        services.Service(
+            name,
+            name,
+            None,
+            services.running_probe,
+            argv=(
+                sys.executable,
+                str(program),
+                name,
+                str(journal),
+                *(APPS if name in APPS else ()),
+            ),
+        )
+        for name in services.SERVICE_ORDER
+        if name in APPS + BACKING
+    ]
+    supervision.ensure_supervisord(settings, stand_ins, report=lambda _: None)
+    supervisor = supervisord_pid(home)
+    try:
+        for service in stand_ins:
+            supervision.start_program(settings, service.name)
+        wait_until(
+            lambda: len(journal.read_text().splitlines()) == len(stand_ins),
+            timeout=120,
+            what="every stand-in to start",
+        )
+        server = supervision.rpc(settings).supervisor
+        pids = {info["name"]: info["pid"] for info in server.getAllProcessInfo()}
+        said: list[str] = []
+
+        stopped = supervision.stop_services(settings, report=said.append)
+
+        assert sorted(stopped) == sorted(APPS + BACKING)
+        for name in APPS + BACKING:
+            assert f"stopped {name} (pid {pids[name]})" in said
+        events = journal.read_text().splitlines()
+        # Every app exited of its own accord (each waited for the others' SIGTERM) before the
+        # first backing service was signalled.
+        assert {f"exit {name}" for name in APPS} <= set(events), events
+        last_app_exit = max(events.index(f"exit {name}") for name in APPS)
+        first_backing = min(events.index(f"term {name}") for name in BACKING)
+        assert last_app_exit < first_backing, events
+        log = (home / "logs" / "supervisord.log").read_text()
+        assert "SIGKILL" not in log
+        assert "to die" not in log, log[-2000:]  # supervisord's shutdown waited for nothing
+        assert supervisor is not None and not processes.pid_alive(supervisor)
+        for pid in pids.values():
+            assert not processes.pid_alive(pid)
+            assert processes.group_members(pid) == []
+    finally:
+        if supervisor is not None and processes.pid_alive(supervisor):
+            processes.stop_pid(supervisor, timeout=5)
 
 
 def test_localstripe_listens_on_loopback_only(

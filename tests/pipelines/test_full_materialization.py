@@ -180,6 +180,11 @@ def test_the_downstream_run_says_which_asset_it_is_on_while_it_runs(first_ingest
     during = lines[start + 1 : end]
     for asset in ("fx_rates", "product_groups", "search_products", "analyst_warehouse"):
         assert any(line.startswith(f"downstream: now {asset} (") for line in during), during
+    # The freshness check is named as a check, not by its step key.
+    assert any(
+        line.startswith("downstream: now check products_are_fresh of normalized_products (")
+        for line in during
+    ), during
 
 
 def test_the_embeddings_run_leaves_the_index_alone_when_no_vector_changed(

@@ -440,3 +440,40 @@ def test_a_marketplace_failing_mid_catalog_fails_only_its_partition_with_concurr
     assert "500" in (report.partitions["alpha"].error or "")
     assert report.partitions["beta"].success and report.downstream_success
     assert home.tables() == before
+
+
+def test_a_repeat_of_a_quarantined_first_record_stays_quarantined_record_by_record(
+    homes: list[Home], server: CatalogServer
+) -> None:
+    """Beta's record 20 loses its price and record 50 repeats its id: the first record naming
+    an id claims it even quarantined, so the repeat is a duplicate in both homes. Then only the
+    repeat changes: the refresh reads it with the quarantined record its id ties it to, and
+    still keeps it out, as a full run does."""
+    incremental, full = homes
+    if not incremental.runs:
+        assert incremental.ingest(full_refresh=False).success
+        full.start_from(incremental)
+    records = [dict(record) for record in server.catalogs["beta"]]
+    records[20]["price"] = "free"
+    records[50] = {**records[50], "sku": records[20]["sku"]}
+    server.catalogs["beta"] = records
+    repeated = records[20]["sku"]
+    for change in range(2):
+        if change:
+            records = [dict(record) for record in server.catalogs["beta"]]
+            records[50]["price"] = "55.55 EUR"
+            server.catalogs["beta"] = records
+        for home in homes:
+            home.second_run_at = datetime.now(UTC)
+            assert home.ingest(full_refresh=home is full).success
+        got, expected = incremental.tables(), full.tables()
+        for table in expected:
+            assert got[table] == expected[table], (change, table)
+        assert positions(incremental) == positions(full)
+        assert [row for row in got["products"] if row[1] == repeated] == []
+        assert sorted(row[2] for row in got["rejected_products"] if row[1] == repeated) == [
+            "bad_price",
+            "duplicate_external_id",
+        ]
+    # Record by record: not every record of beta was read again.
+    assert 0 < loads_of(incremental, "beta")[-1][1] < len(records)

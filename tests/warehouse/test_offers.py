@@ -94,6 +94,32 @@ def test_every_record_becomes_a_product_or_a_quarantined_row() -> None:
     assert all(row["run_id"] == "run-1" for row in catalog.rejected.iter_rows(named=True))
 
 
+def test_the_first_record_naming_an_id_claims_it_even_when_quarantined() -> None:
+    """A repeated id is another record listed under an id an earlier one already named (the
+    marketplace's own lookup of the id answers with the first): when the first is quarantined,
+    the repeat is quarantined too, never taken for the offer in its place. Otherwise a
+    speaker whose title had broken bytes became the coffee machine repeating its id, and price
+    history recorded a -68% drop and then a +215% rise (bench/RESULTS.md, ops QA pass 2)."""
+    catalog = normalize(
+        [
+            {"id": 7, "title": "Speaker"},  # no price: quarantined
+            {"id": 8, "title": "Free kettle", "price": 0},  # refused by the pipeline's check
+            {"id": 7, "title": "Coffee machine", "price": 894900},
+            {"id": 8, "title": "Kettle", "price": 3000},
+            {"id": 9, "title": "Mug", "price": 1000},
+        ]
+    )
+    assert catalog.products.get_column("external_id").to_list() == ["9"]
+    rejected = catalog.rejected.select("record_index", "external_id", "reason").rows()
+    assert rejected == [
+        (0, "7", "missing_price"),
+        (1, "8", "non_positive_price"),
+        (2, "7", "duplicate_external_id"),
+        (3, "8", "duplicate_external_id"),
+    ]
+    assert catalog.removed_offers == 0
+
+
 def test_frames_carry_the_declared_schemas() -> None:
     catalog = normalize([{"id": 1, "title": "Mug", "price": 1000}, {"id": 2, "title": "x"}])
     assert catalog.products.schema == PRODUCTS_SCHEMA

@@ -100,6 +100,13 @@ def test_the_top_readme_gives_analysts_a_command_that_finds_the_copy_from_any_di
     assert "'var/warehouse.duckdb'" not in section
 
 
+def test_the_warehouse_readme_opens_the_copy_from_python_by_its_full_path() -> None:
+    # Its Python example still opened "var/warehouse.duckdb", relative to the notebook's
+    # directory: "database does not exist" anywhere but the checkout or with ONECART_HOME set.
+    assert '"var/warehouse.duckdb"' not in README
+    assert "get_settings().warehouse_path" in README
+
+
 def test_the_prompt_runs_each_statement_once_it_ends_with_a_semicolon(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -222,6 +222,18 @@ URLS = [
 ]
 
 
+# Where each format's record keeps its price.
+_PRICE_PATHS = {
+    "shopify": "variants.0.price",
+    "woocommerce": "prices.price",
+    "dummyjson": "price",
+    "fakestore": "price",
+    "google_feed": "g:price",
+    "declarative": "pricing.display",
+    "csv_feed": "price",
+}
+
+
 def _rewrites(kind: str) -> list[Callable[[dict[str, Any]], dict[str, Any]]]:
     fields: dict[str, tuple[str, ...]] = {
         "shopify": ("title", "vendor", "product_type", "handle", "variants.0.sku"),
@@ -241,15 +253,7 @@ def _rewrites(kind: str) -> list[Callable[[dict[str, Any]], dict[str, Any]]]:
         "declarative": "summary",
         "csv_feed": "description",
     }[kind]
-    price = {
-        "shopify": "variants.0.price",
-        "woocommerce": "prices.price",
-        "dummyjson": "price",
-        "fakestore": "price",
-        "google_feed": "g:price",
-        "declarative": "pricing.display",
-        "csv_feed": "price",
-    }[kind]
+    price = _PRICE_PATHS[kind]
     gtin = {
         "shopify": "variants.0.barcode",
         "woocommerce": "global_unique_id",
@@ -365,6 +369,38 @@ def test_the_pipeline_reads_every_record_as_the_adapter_does(
     assert expected.products.height > len(records) * 0.9
     assert set(expected.rejected.get_column("reason")) >= {"duplicate_external_id"}
     _assert_same(expected, got)
+
+
+@pytest.mark.parametrize("kind", sorted(VECTORIZED_FORMATS))
+def test_a_repeat_of_a_quarantined_first_record_is_quarantined_both_ways(
+    kind: str, sandbox_catalogs: dict[str, tuple[MarketplaceConfig, list[Any]]], tmp_path: Path
+) -> None:
+    """The first record naming an id claims it even when it is quarantined: the adapter names
+    the id in its rejection, and the record repeating the id later is a duplicate, whichever
+    path reads either (here a priceless copy of an offer comes first, the offer itself later)."""
+    (config, records), *_ = [entry for entry in sandbox_catalogs.values() if entry[0].kind == kind]
+    adapter = build_adapter(config)
+    try:
+        sample = next(r for r in records[5:] if isinstance(r, dict) and _offer_or_none(adapter, r))
+        external_id = adapter.normalize_record(sample).external_id
+    finally:
+        adapter.close()
+    priceless = _drop(_PRICE_PATHS[kind])(copy.deepcopy(sample))
+    expected, got = _both_ways(tmp_path, config, [priceless, *records])
+    _assert_same(expected, got)
+    assert external_id not in expected.products.get_column("external_id").to_list()
+    reasons = expected.rejected.filter(pl.col("external_id") == external_id).sort(
+        "page", "record_index"
+    )
+    assert reasons.get_column("reason").to_list()[1:] == ["duplicate_external_id"]
+    assert reasons.get_column("reason").to_list()[0].endswith("price")
+
+
+def _offer_or_none(adapter: Any, record: dict[str, Any]) -> Any:
+    try:
+        return adapter.normalize_record(record)
+    except Exception:
+        return None
 
 
 def test_a_format_without_a_vectorized_path_is_read_record_by_record(

@@ -33,12 +33,14 @@ LEFT JOIN product_groups AS g USING (marketplace, external_id);
 COMMENT ON VIEW offers_usd IS 'Current offers with price (offer currency), price_usd, group_id, match_method and match_confidence.';
 
 -- product_group_summary: one row per product group ("product relation token").
---   group_id, method (how the group was formed: gtin, brand_model, title or single),
+--   group_id, method (how the group was formed: gtin, brand_model, title or single; the weakest
+--   evidence that put one of its offers in it, by confidence),
 --   offers, marketplaces (distinct), min_price_usd, max_price_usd, title (of the cheapest offer).
 CREATE OR REPLACE VIEW product_group_summary AS
 SELECT
     group_id,
-    min(match_method) FILTER (WHERE match_method <> 'single') AS method,
+    -- By confidence, not spelling: the alphabetical minimum made a GTIN + title group 'gtin'.
+    min({'confidence': match_confidence, 'method': match_method}).method AS method,
     count(*) AS offers,
     count(DISTINCT marketplace) AS marketplaces,
     min(price_usd) AS min_price_usd,

@@ -1,0 +1,56 @@
+"""The analyst views of warehouse/sql/views.sql answer what warehouse/README.md says they do, on
+a small warehouse written here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+import warehouse
+from warehouse.connection import refresh_views
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+# (marketplace, external_id, price_minor, group_id, method, confidence)
+OFFERS = [
+    # A group formed by GTIN that a third offer joined by brand and model only.
+    ("a", "1", 1000, "g-mixed", "gtin", 1.00),
+    ("b", "1", 1100, "g-mixed", "gtin", 1.00),
+    ("c", "1", 1200, "g-mixed", "brand_model", 0.90),
+    # A group of GTIN and title matches: the title match is its weakest link.
+    ("a", "2", 2000, "g-title", "gtin", 1.00),
+    ("b", "2", 2100, "g-title", "gtin", 1.00),
+    ("c", "2", 2200, "g-title", "title", 0.72),
+    # A group of one.
+    ("a", "3", 3000, "g-single", "single", 1.00),
+]
+
+
+def _fill(db: duckdb.DuckDBPyConnection) -> None:
+    db.execute("INSERT INTO fx_rates VALUES ('USD', 'USD', 1, DATE '2026-12-01', 'test', 2)")
+    for marketplace, external_id, price, group_id, method, confidence in OFFERS:
+        db.execute(
+            "INSERT INTO products (marketplace, external_id, title, description, price_minor, "
+            "currency, available, content_hash, first_seen_at, updated_at, fetched_at) "
+            "VALUES (?, ?, ?, '', ?, 'USD', true, 'h', ?, ?, ?)",
+            [marketplace, external_id, f"Offer {marketplace}{external_id}", price, NOW, NOW, NOW],
+        )
+        db.execute(
+            "INSERT INTO product_groups VALUES (?, ?, ?, ?, ?, ?)",
+            [group_id, marketplace, external_id, method, confidence, group_id],
+        )
+    refresh_views(db)
+
+
+def test_a_group_summary_names_the_weakest_evidence_holding_it_and_single_for_one(
+    tmp_path: Path,
+) -> None:
+    """`product_group_summary.method` is how the group was formed: `single` for a group of one
+    (it was NULL), and for a group whose offers were matched in several ways the weakest of
+    them, whatever its spelling (the alphabetical minimum called a GTIN + title group `gtin`
+    and a GTIN + brand/model group `brand_model`)."""
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        methods = dict(db.execute("SELECT group_id, method FROM product_group_summary").fetchall())
+    assert methods == {"g-mixed": "brand_model", "g-title": "title", "g-single": "single"}

@@ -42,6 +42,7 @@ from commerce.orders import (
 from commerce.sweeper import dispatch_outbox
 from commerce.tracking import confirm_receipt
 from storefront.database import db_session, session_factory
+from storefront.errors.routes import json_endpoint
 from storefront.jobs import (
     JobPolicy,
     enqueue_outbox_message,
@@ -146,10 +147,12 @@ def detail(number: str) -> str:
 
 
 @bp.get("/orders/<number>/status.json")
+@json_endpoint
 @login_required
 def status_json(number: str) -> Response:
     """The parts' states as the order page words them, for its polling script (owner only,
-    like the page). `pending` says whether any part is still being placed."""
+    like the page; a lapsed sign-in is a JSON 401, not a redirect to the sign-in page).
+    `pending` says whether any part is still being placed."""
     order = _own_order(number)
     view = build_order_view(db_session(), order)
     parts = [

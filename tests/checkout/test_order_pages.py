@@ -266,8 +266,6 @@ def test_the_order_pages_poll_a_json_status_while_parts_are_being_placed(two_sho
     assert all(part["order_number"] is None for part in data["parts"])
 
     assert shop.client_for(bob).get(f"/orders/{order.number}/status.json").status_code == 404
-    anonymous = shop.app.test_client().get(f"/orders/{order.number}/status.json")
-    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
 
     with shop.session() as session:
         session.execute(
@@ -281,3 +279,16 @@ def test_the_order_pages_poll_a_json_status_while_parts_are_being_placed(two_sho
     assert not any(part["pending"] for part in data["parts"])
     html = client.get(f"/orders/{order.number}").get_data(as_text=True)
     assert "order_status.js" not in html and ">Refresh</a>" not in html
+
+
+def test_the_status_json_answers_a_signed_out_client_with_a_json_401(two_shoppers) -> None:
+    """A script whose sign-in lapsed got a redirect to the sign-in page (HTML) for the order's
+    JSON status; it is an endpoint for scripts, so it answers a JSON error with 401."""
+    shop, _alice, _bob, order = two_shoppers
+
+    response = shop.app.test_client().get(f"/orders/{order.number}/status.json")
+
+    assert response.status_code == 401
+    assert response.is_json
+    assert response.get_json()["error"]["status"] == 401
+    assert "Location" not in response.headers

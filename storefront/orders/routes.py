@@ -146,14 +146,9 @@ def detail(number: str) -> str:
     return _render_order(_own_order(number), confirmation=False)
 
 
-@bp.get("/orders/<number>/status.json")
-@json_endpoint
-@login_required
-def status_json(number: str) -> Response:
-    """The parts' states as the order page words them, for its polling script (owner only,
-    like the page; a lapsed sign-in is a JSON 401, not a redirect to the sign-in page).
+def _status_answer(order: Order) -> Response:
+    """The parts' states as the order pages word them, for their polling script (no-store).
     `pending` says whether any part is still being placed."""
-    order = _own_order(number)
     view = build_order_view(db_session(), order)
     parts = [
         {
@@ -176,6 +171,15 @@ def status_json(number: str) -> Response:
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/orders/<number>/status.json")
+@json_endpoint
+@login_required
+def status_json(number: str) -> Response:
+    """The order page's polling answer (owner only, like the page; a lapsed sign-in is a JSON
+    401, not a redirect to the sign-in page)."""
+    return _status_answer(_own_order(number))
 
 
 @bp.get("/orders/<number>/cancel")
@@ -260,21 +264,42 @@ def new_status_link(number: str) -> Response:
     return redirect(url_for("orders.detail", number=number), code=303)
 
 
-@bp.get("/order-status/<token>")
-def status_page(token: str) -> Response | str:
-    """The read-only status of one order, for whoever has its link (no sign-in needed)."""
+def _order_by_token(token: str) -> Order:
     order = find_order_by_status_token(db_session(), token)
     if order is None:
         abort(404)
-    response = Response(
-        render_template(
-            "orders/status.html", order=order, view=build_order_view(db_session(), order)
-        )
-    )
+    return order
+
+
+def _keep_token_private(response: Response) -> Response:
     # The token is a credential: keep it out of caches and out of Referer headers.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+@bp.get("/order-status/<token>")
+def status_page(token: str) -> Response | str:
+    """The read-only status of one order, for whoever has its link (no sign-in needed). While
+    a part is being placed it polls its own JSON status, as the owner's page does."""
+    order = _order_by_token(token)
+    return _keep_token_private(
+        Response(
+            render_template(
+                "orders/status.html",
+                order=order,
+                view=build_order_view(db_session(), order),
+                placing=_placing(order),
+            )
+        )
+    )
+
+
+@bp.get("/order-status/<token>/status.json")
+@json_endpoint
+def public_status_json(token: str) -> Response:
+    """The status page's polling answer, under the same token (a wrong one is a JSON 404)."""
+    return _keep_token_private(_status_answer(_order_by_token(token)))
 
 
 @bp.get("/notifications")

@@ -1,6 +1,7 @@
 """The order page follows parts being placed without a reload: order_status.js polls the
-order's JSON status and updates the part's status and marketplace order number in place,
-saying what changed in its polite live region, then stops (the "Refresh" link goes). Lean: one
+order's JSON status (the public status page its own, under the link's token) and updates the
+part's status and marketplace order number in place, saying what changed in its polite live
+region, then stops (the "Refresh" link goes). Lean: one
 marketplace, the storefront's assets; the order is written straight into the storefront DB and
 its part then "placed" there, as the placement job would."""
 
@@ -45,9 +46,11 @@ def page(browser: Browser, live_server: str) -> Iterator[Page]:
     assert errors == [], f"JavaScript errors: {errors}"
 
 
+@pytest.mark.parametrize("whose", ["owner", "status link"])
 def test_the_order_page_updates_while_a_part_is_placed(
-    page: Page, live_catalog: LiveCatalog
+    page: Page, live_catalog: LiveCatalog, whose: str
 ) -> None:
+    """The owner's order page and the public status link's page (which polled nothing before)."""
     factory = get_session_factory(live_catalog.database_url)
     username = f"placing{uuid.uuid4().hex[:8]}"
     with factory() as session, session.begin():
@@ -84,13 +87,16 @@ def test_the_order_page_updates_while_a_part_is_placed(
         )
         session.add(sub)
         session.flush()
-        number, sub_id = order.number, sub.id
+        number, sub_id, token = order.number, sub.id, order.status_token
 
-    page.goto("/login")
-    page.get_by_label("Username or e-mail").fill(username)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name=re.compile("Sign in|Log in", re.I)).click()
-    page.goto(f"/orders/{number}")
+    if whose == "owner":
+        page.goto("/login")
+        page.get_by_label("Username or e-mail").fill(username)
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name=re.compile("Sign in|Log in", re.I)).click()
+        page.goto(f"/orders/{number}")
+    else:
+        page.goto(f"/order-status/{token}")
     badge = page.locator(f'[data-sub-order-id="{sub_id}"] [data-testid=sub-order-status]')
     expect(badge).to_have_text("Being placed")
     region = page.locator("#order-progress")

@@ -292,3 +292,53 @@ def test_the_status_json_answers_a_signed_out_client_with_a_json_401(two_shopper
     assert response.is_json
     assert response.get_json()["error"]["status"] == 401
     assert "Location" not in response.headers
+
+
+def test_the_public_status_page_polls_its_own_json_while_parts_are_being_placed(
+    two_shoppers,
+) -> None:
+    """The status link's page (for whoever has the link, no sign-in) showed "Being placed" until
+    reloaded while the owner's page followed the placement. It now polls a JSON status under the
+    same token (no-store, no Referer), which a wrong token cannot open."""
+    from commerce.order_models import MarketplaceOrder, SubOrderStatus
+
+    shop, _alice, _bob, order = two_shoppers
+    anonymous = shop.app.test_client()
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(status=SubOrderStatus.PENDING)
+        )
+        session.commit()
+
+    page = f"/order-status/{order.status_token}"
+    html = anonymous.get(page).get_data(as_text=True)
+    assert 'aria-live="polite"' in html and 'id="order-progress"' in html
+    assert f'data-status-url="{page}/status.json"' in html
+    assert "order_status.js" in html
+    assert f'<a href="{page}">Refresh</a>' in html
+    assert f"/orders/{order.number}" not in html
+
+    response = anonymous.get(f"{page}/status.json")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    data = response.get_json()
+    assert data["pending"] is True and data["number"] == order.number
+    assert all(part["state"] == "Being placed" for part in data["parts"])
+
+    wrong = anonymous.get("/order-status/nope/status.json")
+    assert wrong.status_code == 404 and wrong.is_json
+    assert order.number not in wrong.get_data(as_text=True)
+
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(status=SubOrderStatus.PLACED, marketplace_order_id="MO-1")
+        )
+        session.commit()
+    assert anonymous.get(f"{page}/status.json").get_json()["pending"] is False
+    html = anonymous.get(page).get_data(as_text=True)
+    assert "order_status.js" not in html and ">Refresh</a>" not in html

@@ -116,3 +116,11 @@ def test_the_order_page_updates_while_a_part_is_placed(
     expect(region).to_contain_text("DummyMart: Placed")
     expect(page.locator(f'[data-sub-order-id="{sub_id}"] .sub-order-number')).to_have_text("#4242")
     expect(page.get_by_role("link", name="Refresh")).to_be_hidden()
+    # The rest of the page follows too: the part's own status and timeline, and for the owner
+    # what can now be done (DummyMart reports no delivery: "I received these items"). Before,
+    # only the badge and number changed and the timeline still said "Being prepared (to come)".
+    part = page.locator(f'[data-sub-order-id="{sub_id}"]')
+    expect(part).to_contain_text("does not tell us when it ships or arrives")
+    expect(part.locator(".timeline")).not_to_contain_text("Being prepared")
+    if whose == "owner":
+        expect(part.get_by_role("button", name="I received these items")).to_be_visible()

@@ -29,7 +29,12 @@ from flask_login import current_user, login_required
 
 from commerce.notifications import list_notifications, mark_all_read, mark_read, unread_count
 from commerce.order_models import Order, SubOrderStatus
-from commerce.order_timeline import build_order_view, order_status_label, payment_words
+from commerce.order_timeline import (
+    OrderView,
+    build_order_view,
+    order_status_label,
+    payment_words,
+)
 from commerce.orders import (
     OrderActionError,
     find_order_by_status_token,
@@ -119,12 +124,25 @@ def _placing(order: Order) -> bool:
     return any(sub.status in PLACING_STATUSES for sub in order.sub_orders)
 
 
+def _cancelling(view: OrderView) -> bool:
+    """A cancellation still waits for a marketplace's answer ("asking ShopWave to cancel…")."""
+    return any(line.outcome == "pending" for _, line in view.cancellation)
+
+
+def _progress(order: Order, view: OrderView) -> str | None:
+    """What the page waits for while it polls (`placing`, `cancelling`), else None."""
+    if _placing(order):
+        return "placing"
+    return "cancelling" if _cancelling(view) else None
+
+
 def _render_order(order: Order, *, confirmation: bool) -> str:
+    view = build_order_view(db_session(), order)
     return render_template(
         "orders/detail.html",
         order=order,
-        view=build_order_view(db_session(), order),
-        placing=_placing(order),
+        view=view,
+        progress=_progress(order, view),
         confirmation=confirmation,
         status_link=_status_link(order),
         cancellable=order_is_cancellable(order),
@@ -148,7 +166,8 @@ def detail(number: str) -> str:
 
 def _status_answer(order: Order) -> Response:
     """The parts' states as the order pages word them, for their polling script (no-store).
-    `pending` says whether any part is still being placed."""
+    `pending` says whether the page still waits: a part being placed, or a marketplace's answer
+    to a cancellation."""
     view = build_order_view(db_session(), order)
     parts = [
         {
@@ -165,7 +184,7 @@ def _status_answer(order: Order) -> Response:
         {
             "number": order.number,
             "status": view.status_label,
-            "pending": any(part["pending"] for part in parts),
+            "pending": any(part["pending"] for part in parts) or _cancelling(view),
             "parts": parts,
         }
     )
@@ -283,13 +302,11 @@ def status_page(token: str) -> Response | str:
     """The read-only status of one order, for whoever has its link (no sign-in needed). While
     a part is being placed it polls its own JSON status, as the owner's page does."""
     order = _order_by_token(token)
+    view = build_order_view(db_session(), order)
     return _keep_token_private(
         Response(
             render_template(
-                "orders/status.html",
-                order=order,
-                view=build_order_view(db_session(), order),
-                placing=_placing(order),
+                "orders/status.html", order=order, view=view, progress=_progress(order, view)
             )
         )
     )

@@ -342,3 +342,49 @@ def test_the_public_status_page_polls_its_own_json_while_parts_are_being_placed(
     assert anonymous.get(f"{page}/status.json").get_json()["pending"] is False
     html = anonymous.get(page).get_data(as_text=True)
     assert "order_status.js" not in html and ">Refresh</a>" not in html
+
+
+def test_the_order_page_polls_while_the_marketplaces_answer_a_cancellation(two_shoppers) -> None:
+    """After "Yes, cancel the order" the page said "asking ShopWave to cancel…" and "Each
+    marketplace's answer and your refund appear below as they come in", yet nothing polled:
+    the answers appeared only on a reload. The page now polls while a marketplace's answer is
+    awaited, and its cancellation section is one of those the script refreshes."""
+    from datetime import UTC, datetime
+
+    from commerce.order_models import MarketplaceOrder, SubOrderStatus
+
+    shop, alice, _bob, order = two_shoppers
+    client = shop.client_for(alice)
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(status=SubOrderStatus.PLACED, marketplace_order_id="MO-1")
+        )
+        session.execute(
+            sa.update(Order)
+            .where(Order.id == order.id)
+            .values(cancel_requested_at=datetime.now(UTC))
+        )
+        session.commit()
+
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "asking ShopWave to cancel" in html
+    assert f'data-status-url="/orders/{order.number}/status.json"' in html
+    assert "order_status.js" in html
+    assert 'data-live-part="cancellation"' in html
+    assert client.get(f"/orders/{order.number}/status.json").get_json()["pending"] is True
+    public = shop.app.test_client().get(f"/order-status/{order.status_token}/status.json")
+    assert public.get_json()["pending"] is True
+
+    # Every marketplace answered (here: each refused, so the books stay as they were).
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(cancel_outcome="refused")
+        )
+        session.commit()
+    assert client.get(f"/orders/{order.number}/status.json").get_json()["pending"] is False
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "order_status.js" not in html

@@ -52,7 +52,7 @@
       overall.textContent = status.status;
     }
     if (!status.pending) {
-      changes.push("Every part of your order has been placed or settled with its marketplace.");
+      changes.push(box.getAttribute("data-done-message") || "");
       var refresh = box.querySelector(".order-refresh");
       if (refresh) {
         refresh.hidden = true;

@@ -254,7 +254,10 @@ def received(number: str, sub_order_id: int) -> Response:
         return redirect(url_for("orders.detail", number=number), code=303)
     session.commit()
     flash("Thanks — marked as received.", "success")
-    return redirect(url_for("orders.detail", number=number), code=303)
+    # Back at that part's panel (not the top of the page), as the hand-off items' buttons do.
+    return redirect(
+        url_for("orders.detail", number=number, _anchor=f"part-{sub_order_id}"), code=303
+    )
 
 
 def _dispatch(order_id: int) -> None:

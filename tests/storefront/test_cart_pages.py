@@ -114,7 +114,7 @@ def test_guests_update_and_remove_lines(client: FlaskClient, catalog: dict[str, 
     product_id = str(catalog["44"].id)
 
     updated = client.post("/cart/update", data={"product_id": product_id, "quantity": "4"})
-    assert updated.status_code == 303 and updated.location.endswith("/cart")
+    assert updated.status_code == 303 and updated.location.endswith(f"/cart#line-{product_id}")
     assert "Quantity updated." in cart_text(client)
     assert "5 items from 2 marketplaces" in cart_text(client)
 
@@ -411,7 +411,10 @@ def test_switching_to_the_cheaper_offer_replaces_the_line_with_the_same_quantity
 
     response = client.post("/cart/swap", data=fields)
 
-    assert response.status_code == 303 and response.location.endswith("/cart")
+    # Back at the new line (a keyboard or screen-reader user goes on from there, not from the
+    # top of the page).
+    assert response.status_code == 303
+    assert response.location.endswith(f"/cart#line-{catalog['KD-55'].id}")
     html = client.get("/cart").get_data(as_text=True)
     page = text_of(html)
     assert "Your cart now has the Kiondo Market offer instead." in page
@@ -661,3 +664,21 @@ def test_a_handoff_marketplace_is_totalled_in_the_currencies_its_items_are_price
     # What both come to in the shown currency, for reference (each line converted on its own).
     usd = round(2 * 3775000 / Decimal("129.50")) + round(5200000 / Decimal("1550"))
     assert f"≈ {format_money(usd, 'USD')}" in summary
+
+
+def test_updating_a_quantity_returns_to_that_line(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """After "Update" the cart came back at its top: a keyboard user tabbed through the header
+    and every line above to reach the line again. It now comes back at the line (`#line-<id>`),
+    which the browser scrolls to and continues the tab order from, as the order page's hand-off
+    items do."""
+    add(client, catalog["1001"], 1)
+    add(client, catalog["44"], 1)
+    response = client.post(
+        "/cart/update", data={"product_id": str(catalog["44"].id), "quantity": "2"}
+    )
+
+    assert response.status_code == 303
+    assert response.location.endswith(f"/cart#line-{catalog['44'].id}")
+    assert f'id="line-{catalog["44"].id}"' in client.get("/cart").get_data(as_text=True)

@@ -349,4 +349,5 @@ def read_one(notification_id: int) -> Response:
         db_session().rollback()
         abort(404)
     db_session().commit()
-    return redirect(url_for("orders.notifications"), code=303)
+    # Back at that notification, not at the top of the list.
+    return redirect(url_for("orders.notifications", _anchor=f"note-{notification_id}"), code=303)

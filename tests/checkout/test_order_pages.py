@@ -164,6 +164,24 @@ def test_each_mark_read_button_says_which_notification_and_times_say_utc(two_sho
     ) in html
 
 
+def test_marking_one_notification_read_comes_back_at_that_notification(two_shoppers) -> None:
+    """ "Mark read" came back at the top of the page: a keyboard user tabbed through the header
+    and every notification above to go on. It now comes back at that notification (#note-<id>:
+    the browser scrolls there and the next Tab goes on from it), as the cart's lines do."""
+    shop, alice, _bob, order = two_shoppers
+    client = shop.client_for(alice)
+    with shop.session() as session:
+        [note_id] = session.scalars(
+            sa.select(Notification.id).where(Notification.order_id == order.id)
+        ).all()
+
+    response = client.post(f"/notifications/{note_id}/read")
+
+    assert response.status_code == 303
+    assert response.location.endswith(f"/notifications#note-{note_id}")
+    assert f'id="note-{note_id}"' in client.get("/notifications").get_data(as_text=True)
+
+
 def test_anonymous_visitors_are_sent_to_sign_in(shop: Shop) -> None:
     client = shop.app.test_client()
     for path in ("/orders", "/notifications", "/orders/OC-AAAA-BBBB"):

@@ -78,7 +78,8 @@ class CartLineView:
 
 @dataclass(frozen=True, slots=True)
 class MarketplaceCartGroup:
-    """The lines of one marketplace with its subtotal in the marketplace's own currency."""
+    """The lines of one marketplace with its subtotal in the marketplace's own currency (a
+    hand-off marketplace's in its items' currencies: `own_subtotals`)."""
 
     slug: str
     name: str
@@ -92,6 +93,22 @@ class MarketplaceCartGroup:
     @property
     def available_lines(self) -> list[CartLineView]:
         return [line for line in self.lines if line.available]
+
+    @property
+    def own_subtotals(self) -> list[tuple[str, int]]:
+        """(currency, minor) per currency the available items are priced in, first seen first.
+
+        What a hand-off marketplace asks on its own site: OneCart converts nothing of those
+        items, so their subtotal stays in the items' currencies (a feed such as Sokoni's prices
+        items in KES and in NGN), not in the one currency the marketplace is listed with."""
+        totals: dict[str, int] = {}
+        for line in self.available_lines:
+            totals[line.currency] = totals.get(line.currency, 0) + line.line_total_minor
+        return list(totals.items())
+
+    @property
+    def own_currencies(self) -> list[str]:
+        return [currency for currency, _ in self.own_subtotals]
 
 
 @dataclass(frozen=True, slots=True)

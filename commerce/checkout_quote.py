@@ -99,6 +99,15 @@ class CheckoutQuote:
         return {code: rate for code, rate in self.rates.items() if code in used}
 
     @property
+    def handoff_rates(self) -> dict[str, Decimal]:
+        """The rates that only convert the hand-off items' figure (never stored or charged)."""
+        charged = self.charged_rates
+        used = {line.currency for group in self.handoff_groups for line in group.lines}
+        return {
+            code: rate for code, rate in self.rates.items() if code in used and code not in charged
+        }
+
+    @property
     def handoff_groups(self) -> tuple[QuoteGroup, ...]:
         """The groups the shopper completes on the marketplace's site."""
         return tuple(group for group in self.groups if group.handoff)

@@ -256,6 +256,24 @@ def watch_product(
     return watch
 
 
+def target_already_met(session: Session, user: User, watch: PriceWatch, fx: FxTable) -> str | None:
+    """When the product's cheapest offer is already at or below the watch's target, says so
+    (an alert comes only with a later drop, so the shopper is told when setting it), else None."""
+    if watch.target_minor is None:
+        return None
+    currency = shopper_currency(user.display_currency, fx)
+    offers = offers_by_group(session, [watch.group_id]).get(watch.group_id, [])
+    cheapest = cheapest_offer(offers, fx, currency)
+    target = _in_currency(watch.target_minor, watch.target_currency, fx, currency)
+    if cheapest is None or target is None or cheapest.price_minor > target:
+        return None
+    return (
+        f"The cheapest offer, {format_money(cheapest.price_minor, cheapest.currency)} at "
+        f"{cheapest.marketplace_name}, is already at or below your target of "
+        f"{format_money(target, cheapest.currency)}: we'll tell you when it drops further."
+    )
+
+
 def update_watch(
     session: Session,
     user_id: int,

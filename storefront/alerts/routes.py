@@ -167,8 +167,10 @@ def watch() -> Response | tuple[str, int]:
         db_session().rollback()
         return refused(str(exc))
     db_session().commit()
+    met = price_alerts.target_already_met(db_session(), _user(), watched, fx_table())
     flash(
-        f"Watching the price of “{isolated(watched.title)}”. We'll tell you when it drops.",
+        f"Watching the price of “{isolated(watched.title)}”. "
+        + (met or "We'll tell you when it drops."),
         "success",
     )
     return redirect(back, code=303)
@@ -244,7 +246,11 @@ def edit(watch_id: int) -> Response | tuple[str, int]:
     if changed is None:
         abort(404)
     db_session().commit()
-    flash(f"Updated your alert for “{isolated(changed.title)}”.", "success")
+    met = price_alerts.target_already_met(db_session(), _user(), changed, fx_table())
+    flash(
+        f"Updated your alert for “{isolated(changed.title)}”." + (f" {met}" if met else ""),
+        "success",
+    )
     return redirect(url_for("alerts.watchlist"), code=303)
 
 

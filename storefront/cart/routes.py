@@ -112,6 +112,15 @@ def _back(target: str | None, default: str) -> Response:
     return redirect(safe_next_url(target) or default, code=303)
 
 
+def _at_line(product_id: object) -> str:
+    """The cart at one line (`#line-<id>`): the browser scrolls there and a keyboard user's next
+    Tab continues from it, instead of from the top of the page. The cart when the id is bad."""
+    try:
+        return url_for("cart.view_cart", _anchor=f"line-{parse_product_id(product_id)}")
+    except CartError:
+        return url_for("cart.view_cart")
+
+
 @bp.get("/cart")
 def view_cart() -> str:
     """The cart in two parts: "Pay with OneCart" (one total in the display currency) and "Buy on
@@ -207,7 +216,7 @@ def update() -> Response:
         _flash_outcome(refused, "Quantity updated.", notices)
     else:
         flash(_first_error(form), "error")
-    return _back(None, url_for("cart.view_cart"))
+    return _back(None, _at_line(form.product_id.data))
 
 
 @bp.post("/cart/remove")
@@ -255,7 +264,8 @@ def swap() -> Response:
         flash(f"Your cart now has the {marketplace} offer instead.", "success")
         for notice in notices:
             flash(notice, "warning")
-    return _back(None, url_for("cart.view_cart"))
+        return _back(None, _at_line(form.replacement_id.data))
+    return _back(None, _at_line(form.product_id.data))
 
 
 def _flash_outcome(refused: str | None, done: str, notices: list[str] | None = None) -> None:

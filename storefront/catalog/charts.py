@@ -8,7 +8,7 @@ Readable at any width: the outer SVG has no viewBox, so its labels are drawn at 
 the lines live in an inner SVG that stretches to the width (preserveAspectRatio="none") and keep
 their thickness with `vector-effect: non-scaling-stroke`. Price labels sit on their grid lines at
 the left, in a gutter as wide as the widest label: the lines start right of it, so none runs
-through a price.
+through a price, and the dates of the time axis stand under the lines' own width.
 
 Every text that reaches the SVG is escaped; the chart carries a title and description for screen
 readers, and the page shows the same numbers in a table.
@@ -130,6 +130,7 @@ def price_history_svg(
         f'<foreignObject x="0" y="0" width="100%" height="{HEIGHT}">'
         '<div xmlns="http://www.w3.org/1999/xhtml" class="price-chart-plot">'
         f'<span class="price-chart-gutter" aria-hidden="true">{escape(widest)}</span>'
+        '<div class="price-chart-area">'
         f'<svg class="price-chart-lines" width="100%" height="{HEIGHT}" '
         f'viewBox="0 0 {PLOT_UNITS} {HEIGHT}" preserveAspectRatio="none">'
     )
@@ -156,22 +157,17 @@ def price_history_svg(
             f'<circle cx="100%" cy="{previous_y:.1f}" r="{DOT_RADIUS}" fill="{colour}" '
             f'stroke="#fff" stroke-width="1.5" transform="translate(-{DOT_RADIUS + 1} 0)"/>'
         )
-    parts.append("</svg></div></foreignObject>")
+    parts.append("</svg>")
+    # Time axis: start, middle and now, under the lines' own width (the same HTML row), so each
+    # date stands under the moment it names and none runs past either end.
+    parts.append('<div class="price-chart-times">')
+    for moment in (start, start + span / 2, end):
+        parts.append(f"<span>{escape(_time_label(moment, span))}</span>")
+    parts.append("</div></div></div></foreignObject>")
     parts.extend(ends)
     for value, text in zip(grid_values, labels, strict=True):
         parts.append(
             f'<text x="2" y="{y_of(value) - 5:.1f}" {text_style} {halo}>{escape(text)}</text>'
-        )
-    # Time axis: start, middle and now, inside the width at both ends.
-    label_y = PLOT_BOTTOM + 20
-    for where, anchor, moment in (
-        ("0", "start", start),
-        ("50%", "middle", start + span / 2),
-        ("100%", "end", end),
-    ):
-        parts.append(
-            f'<text x="{where}" y="{label_y}" text-anchor="{anchor}" {text_style}>'
-            f"{escape(_time_label(moment, span))}</text>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -29,7 +29,12 @@ from flask_login import current_user, login_required
 
 from commerce.notifications import list_notifications, mark_all_read, mark_read, unread_count
 from commerce.order_models import Order, SubOrderStatus
-from commerce.order_timeline import build_order_view, order_status_label, payment_words
+from commerce.order_timeline import (
+    OrderView,
+    build_order_view,
+    order_status_label,
+    payment_words,
+)
 from commerce.orders import (
     OrderActionError,
     find_order_by_status_token,
@@ -42,6 +47,7 @@ from commerce.orders import (
 from commerce.sweeper import dispatch_outbox
 from commerce.tracking import confirm_receipt
 from storefront.database import db_session, session_factory
+from storefront.errors.routes import json_endpoint
 from storefront.jobs import (
     JobPolicy,
     enqueue_outbox_message,
@@ -118,12 +124,25 @@ def _placing(order: Order) -> bool:
     return any(sub.status in PLACING_STATUSES for sub in order.sub_orders)
 
 
+def _cancelling(view: OrderView) -> bool:
+    """A cancellation still waits for a marketplace's answer ("asking ShopWave to cancel…")."""
+    return any(line.outcome == "pending" for _, line in view.cancellation)
+
+
+def _progress(order: Order, view: OrderView) -> str | None:
+    """What the page waits for while it polls (`placing`, `cancelling`), else None."""
+    if _placing(order):
+        return "placing"
+    return "cancelling" if _cancelling(view) else None
+
+
 def _render_order(order: Order, *, confirmation: bool) -> str:
+    view = build_order_view(db_session(), order)
     return render_template(
         "orders/detail.html",
         order=order,
-        view=build_order_view(db_session(), order),
-        placing=_placing(order),
+        view=view,
+        progress=_progress(order, view),
         confirmation=confirmation,
         status_link=_status_link(order),
         cancellable=order_is_cancellable(order),
@@ -145,12 +164,10 @@ def detail(number: str) -> str:
     return _render_order(_own_order(number), confirmation=False)
 
 
-@bp.get("/orders/<number>/status.json")
-@login_required
-def status_json(number: str) -> Response:
-    """The parts' states as the order page words them, for its polling script (owner only,
-    like the page). `pending` says whether any part is still being placed."""
-    order = _own_order(number)
+def _status_answer(order: Order) -> Response:
+    """The parts' states as the order pages word them, for their polling script (no-store).
+    `pending` says whether the page still waits: a part being placed, or a marketplace's answer
+    to a cancellation."""
     view = build_order_view(db_session(), order)
     parts = [
         {
@@ -167,12 +184,21 @@ def status_json(number: str) -> Response:
         {
             "number": order.number,
             "status": view.status_label,
-            "pending": any(part["pending"] for part in parts),
+            "pending": any(part["pending"] for part in parts) or _cancelling(view),
             "parts": parts,
         }
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/orders/<number>/status.json")
+@json_endpoint
+@login_required
+def status_json(number: str) -> Response:
+    """The order page's polling answer (owner only, like the page; a lapsed sign-in is a JSON
+    401, not a redirect to the sign-in page)."""
+    return _status_answer(_own_order(number))
 
 
 @bp.get("/orders/<number>/cancel")
@@ -228,7 +254,10 @@ def received(number: str, sub_order_id: int) -> Response:
         return redirect(url_for("orders.detail", number=number), code=303)
     session.commit()
     flash("Thanks — marked as received.", "success")
-    return redirect(url_for("orders.detail", number=number), code=303)
+    # Back at that part's panel (not the top of the page), as the hand-off items' buttons do.
+    return redirect(
+        url_for("orders.detail", number=number, _anchor=f"part-{sub_order_id}"), code=303
+    )
 
 
 def _dispatch(order_id: int) -> None:
@@ -257,21 +286,40 @@ def new_status_link(number: str) -> Response:
     return redirect(url_for("orders.detail", number=number), code=303)
 
 
-@bp.get("/order-status/<token>")
-def status_page(token: str) -> Response | str:
-    """The read-only status of one order, for whoever has its link (no sign-in needed)."""
+def _order_by_token(token: str) -> Order:
     order = find_order_by_status_token(db_session(), token)
     if order is None:
         abort(404)
-    response = Response(
-        render_template(
-            "orders/status.html", order=order, view=build_order_view(db_session(), order)
-        )
-    )
+    return order
+
+
+def _keep_token_private(response: Response) -> Response:
     # The token is a credential: keep it out of caches and out of Referer headers.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+@bp.get("/order-status/<token>")
+def status_page(token: str) -> Response | str:
+    """The read-only status of one order, for whoever has its link (no sign-in needed). While
+    a part is being placed it polls its own JSON status, as the owner's page does."""
+    order = _order_by_token(token)
+    view = build_order_view(db_session(), order)
+    return _keep_token_private(
+        Response(
+            render_template(
+                "orders/status.html", order=order, view=view, progress=_progress(order, view)
+            )
+        )
+    )
+
+
+@bp.get("/order-status/<token>/status.json")
+@json_endpoint
+def public_status_json(token: str) -> Response:
+    """The status page's polling answer, under the same token (a wrong one is a JSON 404)."""
+    return _keep_token_private(_status_answer(_order_by_token(token)))
 
 
 @bp.get("/notifications")
@@ -301,4 +349,5 @@ def read_one(notification_id: int) -> Response:
         db_session().rollback()
         abort(404)
     db_session().commit()
-    return redirect(url_for("orders.notifications"), code=303)
+    # Back at that notification, not at the top of the list.
+    return redirect(url_for("orders.notifications", _anchor=f"note-{notification_id}"), code=303)

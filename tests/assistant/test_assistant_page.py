@@ -119,6 +119,10 @@ def test_an_empty_request_is_refused_with_a_message(keyword_app: Flask) -> None:
     response = keyword_app.test_client().post("/assistant", data={"prompt": "   "})
     assert response.status_code == 422
     assert "Tell the assistant what you are looking for." in _html(response)
+    # The refused box is marked invalid and takes focus (it was left unmarked, with focus at the
+    # top of the page): a keyboard user types the request again at once.
+    box = re.search(r"<textarea[^>]*>", _html(response))
+    assert box and 'aria-invalid="true"' in box[0] and "autofocus" in box[0]
 
 
 def test_a_too_long_request_is_refused_with_a_message(keyword_app: Flask) -> None:

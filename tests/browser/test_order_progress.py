@@ -1,6 +1,7 @@
 """The order page follows parts being placed without a reload: order_status.js polls the
-order's JSON status and updates the part's status and marketplace order number in place,
-saying what changed in its polite live region, then stops (the "Refresh" link goes). Lean: one
+order's JSON status (the public status page its own, under the link's token) and updates the
+part's status and marketplace order number in place, saying what changed in its polite live
+region, then stops (the "Refresh" link goes). Lean: one
 marketplace, the storefront's assets; the order is written straight into the storefront DB and
 its part then "placed" there, as the placement job would."""
 
@@ -36,9 +37,11 @@ def page(browser: Browser, live_server: str) -> Iterator[Page]:
         yield tab
 
 
+@pytest.mark.parametrize("whose", ["owner", "status link"])
 def test_the_order_page_updates_while_a_part_is_placed(
-    page: Page, live_catalog: LiveCatalog
+    page: Page, live_catalog: LiveCatalog, whose: str
 ) -> None:
+    """The owner's order page and the public status link's page (which polled nothing before)."""
     factory = get_session_factory(live_catalog.database_url)
     username = f"placing{uuid.uuid4().hex[:8]}"
     with factory() as session, session.begin():
@@ -75,13 +78,16 @@ def test_the_order_page_updates_while_a_part_is_placed(
         )
         session.add(sub)
         session.flush()
-        number, sub_id = order.number, sub.id
+        number, sub_id, token = order.number, sub.id, order.status_token
 
-    page.goto("/login")
-    page.get_by_label("Username or e-mail").fill(username)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name=re.compile("Sign in|Log in", re.I)).click()
-    page.goto(f"/orders/{number}")
+    if whose == "owner":
+        page.goto("/login")
+        page.get_by_label("Username or e-mail").fill(username)
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name=re.compile("Sign in|Log in", re.I)).click()
+        page.goto(f"/orders/{number}")
+    else:
+        page.goto(f"/order-status/{token}")
     badge = page.locator(f'[data-sub-order-id="{sub_id}"] [data-testid=sub-order-status]')
     expect(badge).to_have_text("Being placed")
     region = page.locator("#order-progress")
@@ -101,3 +107,11 @@ def test_the_order_page_updates_while_a_part_is_placed(
     expect(region).to_contain_text("DummyMart: Placed")
     expect(page.locator(f'[data-sub-order-id="{sub_id}"] .sub-order-number')).to_have_text("#4242")
     expect(page.get_by_role("link", name="Refresh")).to_be_hidden()
+    # The rest of the page follows too: the part's own status and timeline, and for the owner
+    # what can now be done (DummyMart reports no delivery: "I received these items"). Before,
+    # only the badge and number changed and the timeline still said "Being prepared (to come)".
+    part = page.locator(f'[data-sub-order-id="{sub_id}"]')
+    expect(part).to_contain_text("does not tell us when it ships or arrives")
+    expect(part.locator(".timeline")).not_to_contain_text("Being prepared")
+    if whose == "owner":
+        expect(part.get_by_role("button", name="I received these items")).to_be_visible()

@@ -175,8 +175,12 @@ NEEDS_DATA = {
     # Its page is tested by tests/storefront/test_email_change.py.
     "/profile/email/confirm/<token>": "a pending e-mail change's signed link",
 }
-# The order pages' polling script reads this JSON (tests/checkout/test_order_pages.py).
-NOT_PAGES = {"/favicon.ico", "/orders/<number>/status.json"}
+# The order pages' polling script reads these JSON answers (tests/checkout/test_order_pages.py).
+NOT_PAGES = {
+    "/favicon.ico",
+    "/orders/<number>/status.json",
+    "/order-status/<token>/status.json",
+}
 NOT_PAGES_PREFIXES = ("/api/", "/healthz")
 # Pages that some branches add: visited when the app has them.
 OPTIONAL_GUEST_PAGES = {"/signup/confirm/<token>": "/signup/confirm/not-a-real-token"}

@@ -164,6 +164,24 @@ def test_each_mark_read_button_says_which_notification_and_times_say_utc(two_sho
     ) in html
 
 
+def test_marking_one_notification_read_comes_back_at_that_notification(two_shoppers) -> None:
+    """ "Mark read" came back at the top of the page: a keyboard user tabbed through the header
+    and every notification above to go on. It now comes back at that notification (#note-<id>:
+    the browser scrolls there and the next Tab goes on from it), as the cart's lines do."""
+    shop, alice, _bob, order = two_shoppers
+    client = shop.client_for(alice)
+    with shop.session() as session:
+        [note_id] = session.scalars(
+            sa.select(Notification.id).where(Notification.order_id == order.id)
+        ).all()
+
+    response = client.post(f"/notifications/{note_id}/read")
+
+    assert response.status_code == 303
+    assert response.location.endswith(f"/notifications#note-{note_id}")
+    assert f'id="note-{note_id}"' in client.get("/notifications").get_data(as_text=True)
+
+
 def test_anonymous_visitors_are_sent_to_sign_in(shop: Shop) -> None:
     client = shop.app.test_client()
     for path in ("/orders", "/notifications", "/orders/OC-AAAA-BBBB"):
@@ -266,8 +284,6 @@ def test_the_order_pages_poll_a_json_status_while_parts_are_being_placed(two_sho
     assert all(part["order_number"] is None for part in data["parts"])
 
     assert shop.client_for(bob).get(f"/orders/{order.number}/status.json").status_code == 404
-    anonymous = shop.app.test_client().get(f"/orders/{order.number}/status.json")
-    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
 
     with shop.session() as session:
         session.execute(
@@ -281,3 +297,112 @@ def test_the_order_pages_poll_a_json_status_while_parts_are_being_placed(two_sho
     assert not any(part["pending"] for part in data["parts"])
     html = client.get(f"/orders/{order.number}").get_data(as_text=True)
     assert "order_status.js" not in html and ">Refresh</a>" not in html
+
+
+def test_the_status_json_answers_a_signed_out_client_with_a_json_401(two_shoppers) -> None:
+    """A script whose sign-in lapsed got a redirect to the sign-in page (HTML) for the order's
+    JSON status; it is an endpoint for scripts, so it answers a JSON error with 401."""
+    shop, _alice, _bob, order = two_shoppers
+
+    response = shop.app.test_client().get(f"/orders/{order.number}/status.json")
+
+    assert response.status_code == 401
+    assert response.is_json
+    assert response.get_json()["error"]["status"] == 401
+    assert "Location" not in response.headers
+
+
+def test_the_public_status_page_polls_its_own_json_while_parts_are_being_placed(
+    two_shoppers,
+) -> None:
+    """The status link's page (for whoever has the link, no sign-in) showed "Being placed" until
+    reloaded while the owner's page followed the placement. It now polls a JSON status under the
+    same token (no-store, no Referer), which a wrong token cannot open."""
+    from commerce.order_models import MarketplaceOrder, SubOrderStatus
+
+    shop, _alice, _bob, order = two_shoppers
+    anonymous = shop.app.test_client()
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(status=SubOrderStatus.PENDING)
+        )
+        session.commit()
+
+    page = f"/order-status/{order.status_token}"
+    html = anonymous.get(page).get_data(as_text=True)
+    assert 'aria-live="polite"' in html and 'id="order-progress"' in html
+    assert f'data-status-url="{page}/status.json"' in html
+    assert "order_status.js" in html
+    assert f'<a href="{page}">Refresh</a>' in html
+    assert f"/orders/{order.number}" not in html
+
+    response = anonymous.get(f"{page}/status.json")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    data = response.get_json()
+    assert data["pending"] is True and data["number"] == order.number
+    assert all(part["state"] == "Being placed" for part in data["parts"])
+
+    wrong = anonymous.get("/order-status/nope/status.json")
+    assert wrong.status_code == 404 and wrong.is_json
+    assert order.number not in wrong.get_data(as_text=True)
+
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(status=SubOrderStatus.PLACED, marketplace_order_id="MO-1")
+        )
+        session.commit()
+    assert anonymous.get(f"{page}/status.json").get_json()["pending"] is False
+    html = anonymous.get(page).get_data(as_text=True)
+    assert "order_status.js" not in html and ">Refresh</a>" not in html
+
+
+def test_the_order_page_polls_while_the_marketplaces_answer_a_cancellation(two_shoppers) -> None:
+    """After "Yes, cancel the order" the page said "asking ShopWave to cancel…" and "Each
+    marketplace's answer and your refund appear below as they come in", yet nothing polled:
+    the answers appeared only on a reload. The page now polls while a marketplace's answer is
+    awaited, and its cancellation section is one of those the script refreshes."""
+    from datetime import UTC, datetime
+
+    from commerce.order_models import MarketplaceOrder, SubOrderStatus
+
+    shop, alice, _bob, order = two_shoppers
+    client = shop.client_for(alice)
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(status=SubOrderStatus.PLACED, marketplace_order_id="MO-1")
+        )
+        session.execute(
+            sa.update(Order)
+            .where(Order.id == order.id)
+            .values(cancel_requested_at=datetime.now(UTC))
+        )
+        session.commit()
+
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "asking ShopWave to cancel" in html
+    assert f'data-status-url="/orders/{order.number}/status.json"' in html
+    assert "order_status.js" in html
+    assert 'data-live-part="cancellation"' in html
+    assert client.get(f"/orders/{order.number}/status.json").get_json()["pending"] is True
+    public = shop.app.test_client().get(f"/order-status/{order.status_token}/status.json")
+    assert public.get_json()["pending"] is True
+
+    # Every marketplace answered (here: each refused, so the books stay as they were).
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(cancel_outcome="refused")
+        )
+        session.commit()
+    assert client.get(f"/orders/{order.number}/status.json").get_json()["pending"] is False
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+    assert "order_status.js" not in html

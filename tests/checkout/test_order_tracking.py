@@ -231,7 +231,12 @@ def test_a_marketplace_without_a_status_api_is_left_out_until_the_shopper_confir
     assert "I received these items" in html
 
     response = client.post(f"/orders/{order.number}/sub-orders/{dummymart.id}/received")
+    # Back at that part's panel, not at the top of the page.
     assert response.status_code == 303
+    assert response.location.endswith(f"/orders/{order.number}#part-{dummymart.id}")
+    assert f'id="part-{dummymart.id}"' in client.get(f"/orders/{order.number}").get_data(
+        as_text=True
+    )
     assert shop.sub_order(order, "dummymart").status == SubOrderStatus.DELIVERED
     assert _steps(shop, dummymart.id) == ["receipt_confirmed"]
     html = client.get(f"/orders/{order.number}").get_data(as_text=True)

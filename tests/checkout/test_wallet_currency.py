@@ -102,3 +102,21 @@ def test_a_wallet_in_the_shown_currency_needs_no_conversion_note(shop: Shop) -> 
     assert _text(html, 'data-testid="wallet-charge"') == price
     assert _text(html, 'data-testid="card-charge"') == price
     assert 'data-testid="wallet-conversion"' not in html
+
+
+def test_the_summary_says_the_rates_are_stored_only_for_what_onecart_charges(shop: Shop) -> None:
+    """The checkout summary said "Converted to GBP at 1 EUR = …; 1 KES = … The rates are stored
+    with your order." with the EUR rate of a Euro Bazaar hand-off item, which OneCart charges
+    nothing for and the order does not store (its "Rates used" names KES only). That rate now
+    stands beside the hand-off figure it converts."""
+    user = shop.make_user(wallet=Decimal("5000"), display_currency="GBP")
+    shop.fill_cart(user, [("kiondo", 0, 1), ("bazaar", 0, 1)])
+    client = shop.client_for(user)
+
+    html = client.get("/checkout").get_data(as_text=True)
+
+    stored = _text(html, 'class="small muted rates-note"')
+    assert stored.startswith("Converted to GBP at 1 KES = ")
+    assert "The rates are stored with your order" in stored and "EUR" not in stored
+    handoff = _text(html, 'id="handoff-not-charged"')
+    assert "Not included:" in handoff and "1 EUR = " in handoff

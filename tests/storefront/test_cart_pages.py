@@ -114,7 +114,7 @@ def test_guests_update_and_remove_lines(client: FlaskClient, catalog: dict[str, 
     product_id = str(catalog["44"].id)
 
     updated = client.post("/cart/update", data={"product_id": product_id, "quantity": "4"})
-    assert updated.status_code == 303 and updated.location.endswith("/cart")
+    assert updated.status_code == 303 and updated.location.endswith(f"/cart#line-{product_id}")
     assert "Quantity updated." in cart_text(client)
     assert "5 items from 2 marketplaces" in cart_text(client)
 
@@ -411,7 +411,10 @@ def test_switching_to_the_cheaper_offer_replaces_the_line_with_the_same_quantity
 
     response = client.post("/cart/swap", data=fields)
 
-    assert response.status_code == 303 and response.location.endswith("/cart")
+    # Back at the new line (a keyboard or screen-reader user goes on from there, not from the
+    # top of the page).
+    assert response.status_code == 303
+    assert response.location.endswith(f"/cart#line-{catalog['KD-55'].id}")
     html = client.get("/cart").get_data(as_text=True)
     page = text_of(html)
     assert "Your cart now has the Kiondo Market offer instead." in page
@@ -619,3 +622,63 @@ def test_a_title_with_a_right_to_left_override_stays_inside_its_quotes_in_the_fl
     page = client.get(response.location).get_data(as_text=True)
 
     assert "Added “\u2068Running Shoes \u202eXL\u2069” to your cart." in unescape(page)
+
+
+def test_a_handoff_marketplace_is_totalled_in_the_currencies_its_items_are_priced_in(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    """The sandbox's Sokoni feed prices items in KES and in NGN. A hand-off marketplace's
+    subtotal was converted into its one listed currency: an item priced NGN407,500.00 at Sokoni
+    (a KES marketplace) read "To pay on Sokoni: KES36,266.18", an amount nobody asks for there
+    (OneCart converts nothing of a hand-off item). It is now in the items' own currencies."""
+    naija = catalog["NM-77"].marketplace_id
+    kes_item = catalog["NM-77"]
+    kes_item.currency, kes_item.price_minor = "KES", 3775000
+    ngn_item = Product(
+        marketplace_id=naija,
+        external_id="NM-78",
+        title="Anker Soundcore Q30",
+        description="Headphones.",
+        price_minor=5200000,
+        currency="NGN",
+        product_url="http://127.0.0.1:9/naijamall/NM-78",
+        category="Headphones",
+        available=True,
+    )
+    db_session.add(ngn_item)
+    db_session.commit()
+
+    add(client, kes_item, 2)
+    page = cart_text(client)
+    assert f"To pay on NaijaMall: {format_money(2 * 3775000, 'KES')}" in page
+    assert "NGN" not in page.split("Summary", 1)[1].split("Converted at", 1)[0]
+
+    add(client, ngn_item, 1)
+    html = client.get("/cart").get_data(as_text=True)
+    page = text_of(html)
+    # In the order of the lines (by title: the Anker first).
+    both = f"{format_money(5200000, 'NGN')} + {format_money(2 * 3775000, 'KES')}"
+    assert f"To pay on NaijaMall: {both}" in page
+    summary = text_of(html.split('id="handoff-summary"', 1)[1].split("</dl>", 1)[0])
+    assert both in summary
+    # What both come to in the shown currency, for reference (each line converted on its own).
+    usd = round(2 * 3775000 / Decimal("129.50")) + round(5200000 / Decimal("1550"))
+    assert f"≈ {format_money(usd, 'USD')}" in summary
+
+
+def test_updating_a_quantity_returns_to_that_line(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """After "Update" the cart came back at its top: a keyboard user tabbed through the header
+    and every line above to reach the line again. It now comes back at the line (`#line-<id>`),
+    which the browser scrolls to and continues the tab order from, as the order page's hand-off
+    items do."""
+    add(client, catalog["1001"], 1)
+    add(client, catalog["44"], 1)
+    response = client.post(
+        "/cart/update", data={"product_id": str(catalog["44"].id), "quantity": "2"}
+    )
+
+    assert response.status_code == 303
+    assert response.location.endswith(f"/cart#line-{catalog['44'].id}")
+    assert f'id="line-{catalog["44"].id}"' in client.get("/cart").get_data(as_text=True)

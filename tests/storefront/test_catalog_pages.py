@@ -693,3 +693,18 @@ def test_a_card_rated_without_a_review_count_does_not_say_0_reviews(app: Flask) 
     assert "0 reviews" not in page and "()" not in page
     assert page.count("4.5 out of 5") == 3
     assert "(1 review)" in page and "(1,587 reviews)" in page
+
+
+def test_an_empty_result_suggests_removing_a_filter_only_when_one_is_set(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """ "No products found" always added "Try fewer words, another spelling, or removing a
+    filter.", also when no filter was set: the shopper looked for a filter to remove."""
+    bare = text_of(client.get("/search?q=zzzzqqqxx").get_data(as_text=True))
+    assert "No products found" in bare
+    assert "Try fewer words or another spelling." in bare and "removing a filter" not in bare
+
+    filtered = text_of(
+        client.get("/search?q=zzzzqqqxx&marketplace=shopwave").get_data(as_text=True)
+    )
+    assert "Try fewer words, another spelling, or removing a filter." in filtered

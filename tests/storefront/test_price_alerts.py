@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from html import unescape
 from typing import Any
 
 import pytest
@@ -560,3 +561,38 @@ def test_an_evaluation_that_lost_the_race_for_a_watch_fires_nothing(
     assert outcome == "lost" and stale is not None
     assert len(_alerts(db_session, shopper)) == 1
     assert db_session.scalars(sa.select(PriceAlert.sequence)).all() == [1]
+
+
+def test_a_target_the_price_already_meets_is_said_to_be_met_when_watching_starts(
+    client: FlaskClient,
+    db_session: Session,
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., TestResponse],
+) -> None:
+    """A target above today's cheapest price was confirmed with "We'll tell you when it drops."
+    and nothing else: the shopper waited for an alert about a price already met, which by design
+    comes only with a later drop (a watch made below its target waits for a real drop)."""
+    login(client, make_user(display_currency="EUR"))
+
+    response = _post(
+        client, "/watch", group_id=GROUP, target="300", drop_percent="", next=f"/product/{GROUP}"
+    )
+
+    assert response.status_code == 303
+    page = " ".join(unescape(client.get(f"/product/{GROUP}").get_data(as_text=True)).split())
+    assert (
+        "The cheapest offer, €240.00 at ShopWave, is already at or below your target of "
+        "€300.00: we'll tell you when it drops further."
+    ) in page
+
+    _post(client, "/watch", group_id=GROUP, target="100", drop_percent="", next=f"/product/{GROUP}")
+    page = unescape(client.get(f"/product/{GROUP}").get_data(as_text=True))
+    assert "already at or below" not in page and "We'll tell you when it drops." in page
+
+    # The same when the target is changed on the watch list.
+    watch = db_session.scalars(sa.select(PriceWatch)).one()
+    prefix = f"w{watch.id}"
+    _post(client, f"/profile/watchlist/{watch.id}", **{f"{prefix}-target": "250"})
+    listing = " ".join(unescape(client.get("/profile/watchlist").get_data(as_text=True)).split())
+    assert "already at or below your target of €250.00" in listing

@@ -1,7 +1,11 @@
 // While parts of an order are being placed with their marketplaces, ask the order's JSON status
 // every few seconds and update each part's status text and marketplace order number in place;
-// what changed is said in the page's polite live region (#order-progress). Stops once nothing
-// is pending. Without this script the page's "Refresh" link does the same by reloading.
+// what changed is said in the page's polite live region (#order-progress). When a part's state
+// changed, the page's own sections that follow from it (each part's panel with its timeline and
+// actions, the merged timeline, the payment summary: [data-live-part]) are replaced by those of
+// a fresh copy of this page, so nothing on it contradicts the new state; an open panel stays
+// open, and focus inside a replaced section moves to its heading. Stops once nothing is
+// pending. Without this script the page's "Refresh" link does the same by reloading.
 (function () {
   "use strict";
 
@@ -48,7 +52,7 @@
       overall.textContent = status.status;
     }
     if (!status.pending) {
-      changes.push("Every part of your order has been placed or settled with its marketplace.");
+      changes.push(box.getAttribute("data-done-message") || "");
       var refresh = box.querySelector(".order-refresh");
       if (refresh) {
         refresh.hidden = true;
@@ -56,7 +60,59 @@
     }
     if (changes.length) {
       region.textContent = changes.join(" ");
+      refreshSections();
     }
+  }
+
+  function refreshSections() {
+    if (!window.DOMParser) {
+      return;
+    }
+    fetch(window.location.pathname, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html" },
+    })
+      .then(function (response) {
+        if (!response.ok) {
+          throw new Error("status " + response.status);
+        }
+        return response.text();
+      })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live-part]").forEach(function (element) {
+          var key = element.getAttribute("data-live-part");
+          var replacement = fresh.querySelector('[data-live-part="' + key + '"]');
+          if (!replacement) {
+            return;
+          }
+          var hadFocus = element.contains(document.activeElement);
+          var wasOpen = element.tagName === "DETAILS" ? element.open : null;
+          element.innerHTML = replacement.innerHTML;
+          Array.prototype.forEach.call(replacement.attributes, function (attribute) {
+            if (attribute.name !== "open") {
+              element.setAttribute(attribute.name, attribute.value);
+            }
+          });
+          if (wasOpen !== null) {
+            element.open = wasOpen;
+          }
+          if (hadFocus) {
+            var heading = element.querySelector("summary, h2, h3") || element;
+            if (!heading.hasAttribute("tabindex") && heading.tagName !== "SUMMARY") {
+              heading.setAttribute("tabindex", "-1");
+            }
+            heading.focus();
+          }
+        });
+      })
+      .catch(function () {
+        // The badges are already right; the "Refresh" link shows the rest.
+        var refresh = box.querySelector(".order-refresh");
+        if (refresh) {
+          refresh.hidden = false;
+        }
+      });
   }
 
   function poll() {

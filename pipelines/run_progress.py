@@ -29,6 +29,7 @@ def step_label(step_key: str) -> str:
     normalized_products_products_are_fresh" read as if the catalogs were normalized again."""
     return _CHECK_STEPS.get(step_key, step_key)
 
+
 if TYPE_CHECKING:
     from pipelines.run import PartitionOutcome
 

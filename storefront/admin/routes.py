@@ -29,7 +29,7 @@ from commerce.marketplace_admin import (
     update_marketplace,
 )
 from commerce.models import Marketplace, User, utc_now
-from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_models import MarketplaceOrder, Order, Payment, SubOrderStatus
 from commerce.tracking_health import open_sub_orders_by_marketplace, tracking_failing_long
 from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
@@ -278,7 +278,10 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
         db.scalars(
             sa.select(Order)
             .where(Order.attention_reason.is_not(None))
-            .options(selectinload(Order.payment))
+            .options(
+                selectinload(Order.payment).selectinload(Payment.refunds),
+                selectinload(Order.sub_orders).selectinload(MarketplaceOrder.marketplace),
+            )
             .order_by(Order.updated_at.desc())
             .limit(200)
         )

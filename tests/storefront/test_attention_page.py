@@ -1,0 +1,127 @@
+"""What /admin/attention shows an operator of a flagged order, and how it copes with many: the
+amounts with their currency, the card payment's PaymentIntent, each refund tried, each
+marketplace's part with its order number, and every flagged order reachable however many there
+are. On the test database (SQLite, or PostgreSQL with DATABASE_URL)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from commerce.models import Marketplace, User, utc_now
+from commerce.order_models import (
+    MarketplaceOrder,
+    Order,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    RefundKind,
+    RefundStatus,
+    SubOrderStatus,
+)
+
+
+@pytest.fixture
+def admin_client(
+    client: FlaskClient, make_user: Callable[..., User], login: Callable[..., Any]
+) -> FlaskClient:
+    login(client, make_user(username="ops-admin", is_admin=True))
+    return client
+
+
+def _flagged_order(
+    db_session: Session, user: User, reason: str, *, flagged_at: Any = None, currency: str = "KES"
+) -> Order:
+    order = Order(
+        user_id=user.id,
+        total_minor=1_250_000,
+        currency=currency,
+        payment_method=PaymentMethod.STRIPE,
+        validation_token=uuid.uuid4().hex,
+        email=user.email,
+        ship_name="Ada",
+        ship_line1="1 Road",
+        ship_city="Nairobi",
+        ship_country="KE",
+        attention_reason=reason,
+    )
+    if flagged_at is not None:
+        order.updated_at = flagged_at
+    db_session.add(order)
+    db_session.flush()
+    return order
+
+
+def _flagged_rows(html: str) -> str:
+    start = html.index("<h2>Flagged orders</h2>")
+    return html[start : html.index("<h2>Recently resolved</h2>", start)]
+
+
+def test_a_flagged_order_shows_what_the_operator_needs_to_refund_by_hand(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """"Refund r-… refused by the provider" names no amount: the row must show the order's and the
+    payment's amounts with currency, the refund tried (amount, currency, state, key), and each
+    marketplace's part with its order number, so the operator can pay the shopper back by hand
+    and find the order at the marketplace."""
+    shopper = make_user()
+    kiondo = make_marketplace(name="Kiondo Test", currency="KES")
+    order = _flagged_order(
+        db_session, shopper, "Refund rf-ord-77 refused by the provider: card closed"
+    )
+    payment = Payment(
+        order_id=order.id,
+        method=PaymentMethod.STRIPE,
+        status=PaymentStatus.CAPTURED,
+        currency="KES",
+        amount_minor=1_250_000,
+        captured_minor=1_250_000,
+        provider_reference="pi_flaggedcase0001",
+    )
+    db_session.add(payment)
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=kiondo.id,
+        status=SubOrderStatus.CANCELLED,
+        amount_minor=830_000,
+        currency="KES",
+        charge_minor=830_000,
+        charge_currency="KES",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id="4471",
+        placed_at=utc_now(),
+    )
+    db_session.add(sub)
+    db_session.flush()
+    db_session.add(
+        Refund(
+            payment_id=payment.id,
+            sub_order_id=sub.id,
+            kind=RefundKind.CARD_REFUND,
+            status=RefundStatus.FAILED,
+            amount_minor=830_000,
+            currency="KES",
+            idempotency_key="rf-ord-77",
+        )
+    )
+    db_session.commit()
+
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+
+    assert "pi_flaggedcase0001" in row
+    assert "KES12,500.00" in row  # the order's total and the payment
+    assert "KES8,300.00" in row  # the refund tried and the part it was for
+    assert "rf-ord-77" in row and "failed" in row
+    assert "Kiondo Test" in row and "#4471" in row and "cancelled" in row
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", row)  # when the order was made

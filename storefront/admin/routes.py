@@ -258,6 +258,21 @@ def attention() -> str:
     return _attention_page()
 
 
+# Flagged orders per page of /admin/attention (`?flagged_page=N`, newest activity first).
+FLAGGED_PAGE_SIZE = 100
+# A page number beyond this is read as the last page (the query stays bounded).
+MAX_PAGE_NUMBER = 100_000
+
+
+def _page_number(raw: str | None) -> int:
+    """A page number from the query string: 1 for anything that is not a number, at most
+    MAX_PAGE_NUMBER (ASCII digits only: int() refuses a superscript that isdigit() accepts)."""
+    text = (raw or "").strip()
+    if not (text.isascii() and text.isdigit()):
+        return 1
+    return max(1, min(int(text[:7]) if len(text) <= 7 else MAX_PAGE_NUMBER, MAX_PAGE_NUMBER))
+
+
 def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
     """The attention page; `resolve_form` re-shows one flagged order's resolve form with a
     message and the note the operator typed (order_id, message, note)."""
@@ -274,6 +289,11 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
             .order_by(MarketplaceOrder.updated_at)
         )
     )
+    flagged_count = db.scalar(
+        sa.select(sa.func.count()).select_from(Order).where(Order.attention_reason.is_not(None))
+    )
+    flagged_pages = max(1, -(-(flagged_count or 0) // FLAGGED_PAGE_SIZE))
+    flagged_page = min(_page_number(request.args.get("flagged_page")), flagged_pages)
     flagged = list(
         db.scalars(
             sa.select(Order)
@@ -282,8 +302,9 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
                 selectinload(Order.payment).selectinload(Payment.refunds),
                 selectinload(Order.sub_orders).selectinload(MarketplaceOrder.marketplace),
             )
-            .order_by(Order.updated_at.desc())
-            .limit(200)
+            .order_by(Order.updated_at.desc(), Order.id.desc())
+            .offset((flagged_page - 1) * FLAGGED_PAGE_SIZE)
+            .limit(FLAGGED_PAGE_SIZE)
         )
     )
     holds = list(
@@ -309,6 +330,9 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
         "admin/attention.html",
         sub_orders=sub_orders,
         flagged=flagged,
+        flagged_count=flagged_count,
+        flagged_page=flagged_page,
+        flagged_pages=flagged_pages,
         holds=holds,
         captured=captured,
         unowned=unowned,
@@ -363,7 +387,7 @@ def attention_resolve_order(order_id: int) -> Response | tuple[str, int]:
     if not result.resolved:
         return _attention_page({"order_id": order_id, "message": result.message, "note": note}), 409
     flash(result.message, "success")
-    return redirect(url_for("admin.attention"))
+    return redirect(url_for("admin.attention", flagged_page=request.args.get("flagged_page")))
 
 
 @bp.post("/attention/disputes/<int:dispute_id>/acknowledge")

@@ -125,3 +125,38 @@ def test_a_flagged_order_shows_what_the_operator_needs_to_refund_by_hand(
     assert "rf-ord-77" in row and "failed" in row
     assert "Kiondo Test" in row and "#4471" in row and "cancelled" in row
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", row)  # when the order was made
+
+
+def test_every_flagged_order_is_reachable_however_many_there_are(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The list stopped at 200 rows, newest first, and said nothing: the orders flagged longest
+    ago, the most urgent, were never shown. It says how many there are and pages through them."""
+    from storefront.admin import routes
+
+    monkeypatch.setattr(routes, "FLAGGED_PAGE_SIZE", 3)
+    shopper = make_user()
+    now = utc_now()
+    orders = [
+        _flagged_order(
+            db_session, shopper, f"problem {n}", flagged_at=now - timedelta(minutes=n)
+        )
+        for n in range(7)
+    ]
+    db_session.commit()
+
+    first = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert "7 flagged orders" in first
+    seen = set()
+    for page in (1, 2, 3):
+        html = admin_client.get(f"/admin/attention?flagged_page={page}").get_data(as_text=True)
+        seen |= {order.number for order in orders if order.number in _flagged_rows(html)}
+    assert seen == {order.number for order in orders}
+    assert 'href="/admin/attention?flagged_page=2' in first
+    # Out of range or not a number: the nearest page, never an error.
+    assert admin_client.get("/admin/attention?flagged_page=99").status_code == 200
+    for junk in ("x", "-1", "²", "9" * 40):
+        assert admin_client.get(f"/admin/attention?flagged_page={junk}").status_code == 200

@@ -30,6 +30,7 @@ from adapters.marketplace_http import AddressProblem, address_problem
 from adapters.registry import ADAPTER_KINDS, MATCH_IDENTIFIERS
 from commerce.accounts import AccountError
 from commerce.catalog_sync import capabilities_for_kind
+from commerce.countries import is_shipping_country
 from commerce.marketplace_access import API_KEY_ENV_PREFIX, key_variable_problem, url_origin
 from commerce.models import Marketplace
 from commerce.order_models import MarketplaceOrder
@@ -37,7 +38,6 @@ from commerce.secrets import encrypt_secret
 from onecart.money import is_iso_currency
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$")
-COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
 ENV_NAME_PATTERN = re.compile(r"^ONECART_MARKETPLACE_KEY_[A-Z0-9_]{1,56}$")
 
 
@@ -101,8 +101,9 @@ def _validate(
         errors["api_base_url"] = [problem]
     if not is_iso_currency(data.currency.strip().upper()):
         errors["currency"] = ["Enter a three-letter ISO currency code such as USD."]
-    if not COUNTRY_PATTERN.match(data.country.strip().upper()):
-        errors["country"] = ["Enter a two-letter country code such as KE."]
+    if not is_shipping_country(data.country.strip().upper()):
+        # ISO 3166-1 only: "XX" or "EU" match two letters but name no country.
+        errors["country"] = ["Enter a two-letter country code such as KE (ISO 3166-1)."]
     if data.relation_identifier not in MATCH_IDENTIFIERS:
         errors["relation_identifier"] = ["Choose one of the listed identifiers."]
     if data.logo:

@@ -113,6 +113,10 @@ def test_adding_a_marketplace_encrypts_the_key_and_shows_it_masked(
         ({"api_base_url": "ftp://x"}, "Enter an http:// or https:// URL."),
         ({"currency": "ZZZ"}, "three-letter ISO currency code"),
         ({"country": "N1"}, "two-letter country code"),
+        # Two letters that name no ISO 3166-1 country (user-assigned, withdrawn, EU).
+        ({"country": "XX"}, "two-letter country code"),
+        ({"country": "eu"}, "two-letter country code"),
+        ({"country": "ZZ"}, "two-letter country code"),
         ({"rating": "7"}, "between 0 and 5"),
         ({"rating": "abc"}, "between 0 and 5"),
         # Decimal reads "NaN"; it compares with nothing, so it must be refused, not crash.

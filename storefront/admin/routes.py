@@ -418,8 +418,10 @@ def attention_acknowledge_unowned_hold(hold_id: int) -> Response:
 def wallets() -> str:
     """Find a shopper (username, e-mail or id) to look at their wallet."""
     query = (request.args.get("q") or "").strip()[:254]
-    shoppers = find_shoppers(db_session(), query)
-    return render_template("admin/wallets.html", query=query, shoppers=shoppers)
+    found = find_shoppers(db_session(), query)
+    return render_template(
+        "admin/wallets.html", query=query, shoppers=found.users, total=found.total
+    )
 
 
 @bp.get("/users/<int:user_id>/wallet")

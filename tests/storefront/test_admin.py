@@ -452,3 +452,17 @@ def test_an_admin_acknowledges_a_dispute_and_an_unowned_hold_off_the_attention_l
     wallet_page = _html(csrf_client.get(f"/admin/users/{shopper.id}/wallet"))
     assert "du_answered_in_stripe" in wallet_page
     assert f"acknowledged by {admin.username}" in wallet_page
+
+
+def test_a_wallet_search_matching_more_shoppers_than_it_lists_says_so(
+    admin_client: FlaskClient, make_user: Callable[..., User]
+) -> None:
+    """The search lists 20 shoppers; with more matches it said nothing, so the shopper the
+    operator looked for seemed not to exist."""
+    for n in range(23):
+        make_user(username=f"kim{n:02d}", email=f"kim{n:02d}@example.com")
+    page = _html(admin_client.get("/admin/wallets?q=kim"))
+    assert page.count("/wallet\">") == 20
+    assert "The first 20 of 23 shoppers matching" in page
+    few = _html(admin_client.get("/admin/wallets?q=kim2"))
+    assert few.count("/wallet\">") == 3 and "The first" not in few

@@ -100,7 +100,7 @@ def find_shoppers(session: Session, query: str) -> ShopperSearch:
         sa.func.lower(User.username).contains(needle, autoescape=True),
         User.email.contains(needle, autoescape=True),  # stored lower-case
     ]
-    if query.isdigit() and len(query) < 19:
+    if query.isascii() and query.isdigit() and len(query) < 19:  # int() refuses "²"
         conditions.append(User.id == int(query))
     matching = sa.or_(*conditions)
     users = list(

@@ -466,3 +466,14 @@ def test_a_wallet_search_matching_more_shoppers_than_it_lists_says_so(
     assert "The first 20 of 23 shoppers matching" in page
     few = _html(admin_client.get("/admin/wallets?q=kim2"))
     assert few.count("/wallet\">") == 3 and "The first" not in few
+
+
+@pytest.mark.parametrize("query", ["²", "٣", "①"])
+def test_a_wallet_search_for_a_digit_that_is_no_number_answers(
+    admin_client: FlaskClient, query: str
+) -> None:
+    """str.isdigit() accepts superscripts and other scripts' digits that int() refuses: the
+    search for an id answered 500."""
+    response = admin_client.get("/admin/wallets", query_string={"q": query})
+    assert response.status_code == 200
+    assert "No shopper matches" in _html(response)

@@ -349,7 +349,11 @@ def attention_mark_placed(sub_order_id: int) -> Response:
     if not marketplace_order_id or len(marketplace_order_id) > 120:
         flash("Enter the marketplace's order id (at most 120 characters).", "error")
         return redirect(url_for("admin.attention"))
-    if mark_placed_by_operator(session_factory(), sub_order_id, marketplace_order_id):
+    try:
+        placed = mark_placed_by_operator(session_factory(), sub_order_id, marketplace_order_id)
+    except LookupError:
+        abort(404)
+    if placed:
         flash(f"Sub-order {sub_order_id} is recorded as placed.", "success")
     else:
         flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
@@ -359,7 +363,11 @@ def attention_mark_placed(sub_order_id: int) -> Response:
 @bp.post("/attention/<int:sub_order_id>/refund")
 def attention_refund(sub_order_id: int) -> Response:
     """The marketplace holds no order: the sub-order fails and its share is refunded."""
-    if refund_by_operator(session_factory(), sub_order_id):
+    try:
+        refunded = refund_by_operator(session_factory(), sub_order_id)
+    except LookupError:
+        abort(404)
+    if refunded:
         flash(f"Sub-order {sub_order_id} was refunded.", "success")
     else:
         flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")

@@ -160,3 +160,14 @@ def test_every_flagged_order_is_reachable_however_many_there_are(
     assert admin_client.get("/admin/attention?flagged_page=99").status_code == 200
     for junk in ("x", "-1", "²", "9" * 40):
         assert admin_client.get(f"/admin/attention?flagged_page={junk}").status_code == 200
+
+
+def test_acting_on_a_sub_order_that_does_not_exist_is_404_not_500(
+    admin_client: FlaskClient,
+) -> None:
+    """"Mark placed" and "Refund" raised LookupError for an unknown sub-order: a 500 page."""
+    placed = admin_client.post(
+        "/admin/attention/999999/placed", data={"marketplace_order_id": "51"}
+    )
+    refunded = admin_client.post("/admin/attention/999999/refund")
+    assert (placed.status_code, refunded.status_code) == (404, 404)

@@ -26,12 +26,23 @@ from urllib.parse import SplitResult, urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from adapters.base import MarketplaceConfig
 from adapters.marketplace_http import AddressProblem, address_problem
-from adapters.registry import ADAPTER_KINDS, MATCH_IDENTIFIERS
+from adapters.registry import (
+    ADAPTER_KINDS,
+    MATCH_IDENTIFIERS,
+    MarketplaceConfigError,
+    build_adapter,
+)
 from commerce.accounts import AccountError
 from commerce.catalog_sync import capabilities_for_kind
 from commerce.countries import is_shipping_country
-from commerce.marketplace_access import API_KEY_ENV_PREFIX, key_variable_problem, url_origin
+from commerce.marketplace_access import (
+    API_KEY_ENV_PREFIX,
+    configured_options,
+    key_variable_problem,
+    url_origin,
+)
 from commerce.models import Marketplace
 from commerce.order_models import MarketplaceOrder
 from commerce.secrets import encrypt_secret
@@ -197,6 +208,41 @@ def absorbed_extras(session: Session, *, since: datetime) -> dict[int, AbsorbedE
     }
 
 
+def _format_problem(slug: str, data: MarketplaceInput) -> str | None:
+    """Why a marketplace of this slug cannot be read in the chosen API format, or None. Some
+    formats (declarative, CSV feed, Amazon) need options that only marketplaces.toml gives; one
+    without them could never be read, and an order worker building its adapter would fail."""
+    if data.kind not in ADAPTER_KINDS:
+        return None  # refused by _validate already
+    config = MarketplaceConfig(
+        slug=slug,
+        name=data.name.strip(),
+        kind=data.kind,
+        base_url=data.api_base_url.strip(),
+        currency=data.currency.strip().upper(),
+        country=data.country.strip().upper(),
+        api_key=None,
+        api_key_env=None,
+        logo=None,
+        rating=None,
+        description="",
+        match_identifier=data.relation_identifier,
+        active=data.active,
+        options=dict(configured_options().get(slug, {})),
+    )
+    try:
+        adapter = build_adapter(config)
+    except MarketplaceConfigError as exc:
+        return (
+            f"This API format needs options that only marketplaces.toml can give ({exc}): "
+            "add the marketplace there, or choose another format."
+        )
+    close = getattr(adapter, "close", None)
+    if callable(close):
+        close()
+    return None
+
+
 def create_marketplace(
     session: Session, slug: str, data: MarketplaceInput, *, allow_private_hosts: bool = False
 ) -> Marketplace:
@@ -209,6 +255,8 @@ def create_marketplace(
         errors["slug"] = ["Use 2–41 lower-case letters, digits or '-'."]
     elif session.scalar(sa.select(Marketplace.id).where(Marketplace.slug == slug)) is not None:
         errors["slug"] = ["A marketplace with this slug already exists."]
+    elif not errors and (problem := _format_problem(slug, data)):
+        errors["kind"] = [problem]
     if errors:
         raise MarketplaceEditError(errors)
     marketplace = Marketplace(slug=slug)
@@ -236,6 +284,8 @@ def update_marketplace(
     if env_dropped:
         data = replace(data, api_key_env=None)
     errors, rating = _validate(data, allow_private_hosts=allow_private_hosts)
+    if not errors and (problem := _format_problem(marketplace.slug, data)):
+        errors["kind"] = [problem]
     if errors:
         raise MarketplaceEditError(errors)
     key_dropped = bool(

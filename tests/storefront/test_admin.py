@@ -21,7 +21,8 @@ SECRET_KEY = "sk_live_TOPSECRET_9f8e7d6c5b4a"
 NEW_MARKETPLACE = {
     "slug": "lagos-deals",
     "name": "Lagos Deals",
-    "kind": "declarative",
+    # A format whose adapter needs no options from marketplaces.toml (declarative ones do).
+    "kind": "google_feed",
     "api_base_url": "https://api.lagos-deals.example/v1",
     "api_key": SECRET_KEY,
     # A variable no entry of marketplaces.toml names is refused (test_marketplace_key_binding).
@@ -462,10 +463,10 @@ def test_a_wallet_search_matching_more_shoppers_than_it_lists_says_so(
     for n in range(23):
         make_user(username=f"kim{n:02d}", email=f"kim{n:02d}@example.com")
     page = _html(admin_client.get("/admin/wallets?q=kim"))
-    assert page.count("/wallet\">") == 20
+    assert page.count('/wallet">') == 20
     assert "The first 20 of 23 shoppers matching" in page
     few = _html(admin_client.get("/admin/wallets?q=kim2"))
-    assert few.count("/wallet\">") == 3 and "The first" not in few
+    assert few.count('/wallet">') == 3 and "The first" not in few
 
 
 @pytest.mark.parametrize("query", ["²", "٣", "①"])
@@ -477,3 +478,39 @@ def test_a_wallet_search_for_a_digit_that_is_no_number_answers(
     response = admin_client.get("/admin/wallets", query_string={"q": query})
     assert response.status_code == 200
     assert "No shopper matches" in _html(response)
+
+
+@pytest.mark.parametrize("kind", ["declarative", "csv_feed", "amazon"])
+def test_a_format_that_needs_options_from_marketplaces_toml_is_refused_by_the_form(
+    admin_client: FlaskClient, db_session: Session, kind: str
+) -> None:
+    """The form offered every API format, but declarative, CSV feed and Amazon marketplaces need
+    options only marketplaces.toml gives (list_path, feed_path, marketplace): one added here
+    could never be read, and its adapter's error stopped the order workers at start."""
+    response = admin_client.post("/admin/marketplaces/new", data={**NEW_MARKETPLACE, "kind": kind})
+    assert response.status_code == 422
+    html = _html(response)
+    assert "marketplaces.toml" in html and "is required" in html
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Marketplace)) == 0
+
+
+def test_an_edit_to_a_format_that_needs_options_is_refused_but_configured_ones_save(
+    admin_client: FlaskClient, db_session: Session, make_marketplace: Callable[..., Marketplace]
+) -> None:
+    """Bazaar is declarative with its options in marketplaces.toml: it still saves."""
+    plain = make_marketplace(kind="shopify")
+    bazaar = make_marketplace(
+        slug="bazaar", kind="declarative", currency="EUR", country="DE",
+        api_base_url="http://127.0.0.1:8800/bazaar",
+    )  # fmt: skip
+    form = {**NEW_MARKETPLACE, "kind": "declarative", "api_key": ""}
+    refused = admin_client.post(f"/admin/marketplaces/{plain.id}/edit", data=form)
+    assert refused.status_code == 422 and "is required" in _html(refused)
+    db_session.expire_all()
+    assert db_session.get(Marketplace, plain.id).kind == "shopify"  # type: ignore[union-attr]
+    saved = admin_client.post(
+        f"/admin/marketplaces/{bazaar.id}/edit",
+        data={**form, "api_base_url": "http://127.0.0.1:8800/bazaar", "currency": "EUR",
+              "country": "DE", "name": "Euro Bazaar"},
+    )  # fmt: skip
+    assert saved.status_code == 302, _html(saved)

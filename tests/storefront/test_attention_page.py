@@ -71,7 +71,7 @@ def test_a_flagged_order_shows_what_the_operator_needs_to_refund_by_hand(
     make_user: Callable[..., User],
     make_marketplace: Callable[..., Marketplace],
 ) -> None:
-    """"Refund r-… refused by the provider" names no amount: the row must show the order's and the
+    """ "Refund r-… refused by the provider" names no amount: the row must show the order's and the
     payment's amounts with currency, the refund tried (amount, currency, state, key), and each
     marketplace's part with its order number, so the operator can pay the shopper back by hand
     and find the order at the marketplace."""
@@ -141,9 +141,7 @@ def test_every_flagged_order_is_reachable_however_many_there_are(
     shopper = make_user()
     now = utc_now()
     orders = [
-        _flagged_order(
-            db_session, shopper, f"problem {n}", flagged_at=now - timedelta(minutes=n)
-        )
+        _flagged_order(db_session, shopper, f"problem {n}", flagged_at=now - timedelta(minutes=n))
         for n in range(7)
     ]
     db_session.commit()
@@ -165,7 +163,7 @@ def test_every_flagged_order_is_reachable_however_many_there_are(
 def test_acting_on_a_sub_order_that_does_not_exist_is_404_not_500(
     admin_client: FlaskClient,
 ) -> None:
-    """"Mark placed" and "Refund" raised LookupError for an unknown sub-order: a 500 page."""
+    """ "Mark placed" and "Refund" raised LookupError for an unknown sub-order: a 500 page."""
     placed = admin_client.post(
         "/admin/attention/999999/placed", data={"marketplace_order_id": "51"}
     )

@@ -17,6 +17,7 @@ admin-added marketplace's key is typed into the form and stored encrypted).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -54,6 +55,35 @@ ENV_NAME_PATTERN = re.compile(r"^ONECART_MARKETPLACE_KEY_[A-Z0-9_]{1,56}$")
 
 class MarketplaceEditError(AccountError):
     """Marketplace input that cannot be saved; `errors` maps form fields to messages."""
+
+
+class MarketplaceChangedError(MarketplaceEditError):
+    """The marketplace changed since the edit form was opened: nothing was saved."""
+
+
+# What the edit form shows and saves: its fingerprint travels with the form, and a save is
+# compare-and-set on it (another admin's disable, or a sync, is not overwritten unseen).
+EDITED_FIELDS = (
+    "name",
+    "kind",
+    "api_base_url",
+    "currency",
+    "country",
+    "relation_identifier",
+    "description",
+    "logo",
+    "rating",
+    "active",
+    "api_key_env",
+    "api_key_encrypted",
+)
+
+
+def edit_fingerprint(marketplace: Marketplace) -> str:
+    """A digest of the marketplace as the edit form shows it (the stored key only as part of a
+    hash: the form never carries it)."""
+    values = "\x1f".join(str(getattr(marketplace, name)) for name in EDITED_FIELDS)
+    return hashlib.sha256(values.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,11 +302,30 @@ def update_marketplace(
     data: MarketplaceInput,
     *,
     allow_private_hosts: bool = False,
+    seen: str | None = None,
 ) -> bool:
     """Save an admin's edits (a blank API key keeps the stored one, unless the base URL moved to
     another host: the stored key is then dropped until it is entered again, so it is never sent
     to the new host; so is a key variable marketplaces.toml gives to the old host). Returns True
-    when the move left the marketplace without the key it had."""
+    when the move left the marketplace without the key it had.
+
+    `seen` is the edit_fingerprint the form was opened with: when the marketplace no longer
+    matches it (another admin disabled it, a sync refreshed it), MarketplaceChangedError and
+    nothing is saved."""
+    if seen is not None:
+        session.refresh(marketplace, with_for_update=True)
+        if seen != edit_fingerprint(marketplace):
+            status = "active" if marketplace.active else "disabled"
+            raise MarketplaceChangedError(
+                {
+                    "": [
+                        f"{marketplace.name} was changed since you opened this form (it is now "
+                        f"{status}, at {marketplace.api_base_url}): nothing was saved. The form "
+                        "still holds what you entered; check it against the change and save "
+                        "again to apply it."
+                    ]
+                }
+            )
     host_changed = url_origin(marketplace.api_base_url) != url_origin(data.api_base_url)
     # The variable marketplaces.toml names goes only to the host the file gives it, so a move
     # drops it like the stored key (the form still carries it) rather than refusing the edit.

@@ -20,10 +20,12 @@ from commerce.disputes import list_disputes
 from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.flag_resolution import FlagResolutionError, recent_resolutions, resolve_flag
 from commerce.marketplace_admin import (
+    MarketplaceChangedError,
     MarketplaceEditError,
     MarketplaceInput,
     absorbed_extras,
     create_marketplace,
+    edit_fingerprint,
     list_marketplaces,
     set_marketplace_active,
     update_marketplace,
@@ -171,6 +173,7 @@ def edit_marketplace(marketplace_id: int) -> Response | tuple[str, int]:
     form.api_key.data = form.api_key.data if form.is_submitted() else ""
     if not form.is_submitted():
         form.rating.data = str(marketplace.rating) if marketplace.rating is not None else ""
+        form.seen.data = edit_fingerprint(marketplace)
     if not form.validate_on_submit():
         return form_page(
             form,
@@ -180,8 +183,18 @@ def edit_marketplace(marketplace_id: int) -> Response | tuple[str, int]:
     was_active = marketplace.active
     try:
         key_dropped = update_marketplace(
-            db, marketplace, _form_input(form), allow_private_hosts=_sandbox_mode()
+            db,
+            marketplace,
+            _form_input(form),
+            allow_private_hosts=_sandbox_mode(),
+            seen=form.seen.data or None,
         )
+    except MarketplaceChangedError as exc:
+        db.rollback()
+        attach_service_errors(form, exc.errors)
+        form.seen.data = edit_fingerprint(marketplace)  # a second save applies it knowingly
+        html = render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
+        return html, 409
     except MarketplaceEditError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)

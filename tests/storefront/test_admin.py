@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -514,3 +515,37 @@ def test_an_edit_to_a_format_that_needs_options_is_refused_but_configured_ones_s
               "country": "DE", "name": "Euro Bazaar"},
     )  # fmt: skip
     assert saved.status_code == 302, _html(saved)
+
+
+def _seen(html: str) -> str:
+    found = re.search(r'name="seen"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="seen"', html)
+    assert found, "the edit form carries what it showed"
+    return found.group(1) or found.group(2)
+
+
+def test_an_edit_form_opened_before_another_admin_disabled_the_marketplace_does_not_enable_it(
+    admin_client: FlaskClient, db_session: Session, make_marketplace: Callable[..., Marketplace]
+) -> None:
+    """Admin A opens the edit form (active ticked); admin B disables the marketplace; A fixes a
+    typo in the name and saves: the form's ticked box enabled it again, silently. A save is
+    compare-and-set on what the form showed: nothing is saved, A is told what changed, and a
+    second save (from the form shown again, which now shows the change) goes through."""
+    marketplace = make_marketplace(name="Lagos Dealz")
+    url = f"/admin/marketplaces/{marketplace.id}/edit"
+    seen = _seen(_html(admin_client.get(url)))
+
+    admin_client.post(f"/admin/marketplaces/{marketplace.id}/disable")  # admin B
+    form = {**NEW_MARKETPLACE, "name": "Lagos Deals", "api_key": "", "seen": seen}
+    form.update(api_base_url=marketplace.api_base_url, kind=marketplace.kind)
+    form.pop("slug")
+    stale = admin_client.post(url, data=form)
+
+    assert stale.status_code == 409
+    assert "changed since you opened" in _html(stale) and "disabled" in _html(stale)
+    db_session.refresh(marketplace)
+    assert (marketplace.name, marketplace.active) == ("Lagos Dealz", False)
+
+    again = admin_client.post(url, data={**form, "seen": _seen(_html(stale))})
+    assert again.status_code == 302
+    db_session.refresh(marketplace)
+    assert marketplace.name == "Lagos Deals"

@@ -271,6 +271,9 @@ def attention() -> str:
     return _attention_page()
 
 
+# Unanswered placements listed at once, those waiting longest first (each row holds two forms;
+# an outage can leave thousands, and each is settled from the top).
+SUB_ORDERS_SHOWN = 200
 # Flagged orders per page of /admin/attention (`?flagged_page=N`, newest activity first).
 FLAGGED_PAGE_SIZE = 100
 # A page number beyond this is read as the last page (the query stays bounded).
@@ -299,9 +302,17 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
                 selectinload(MarketplaceOrder.marketplace),
                 selectinload(MarketplaceOrder.items),
             )
-            .order_by(MarketplaceOrder.updated_at)
+            .order_by(MarketplaceOrder.updated_at, MarketplaceOrder.id)
+            .limit(SUB_ORDERS_SHOWN)
         )
     )
+    sub_orders_count = len(sub_orders)
+    if sub_orders_count == SUB_ORDERS_SHOWN:
+        sub_orders_count = db.scalar(
+            sa.select(sa.func.count())
+            .select_from(MarketplaceOrder)
+            .where(MarketplaceOrder.status == SubOrderStatus.NEEDS_ATTENTION)
+        )
     flagged_count = db.scalar(
         sa.select(sa.func.count()).select_from(Order).where(Order.attention_reason.is_not(None))
     )
@@ -342,6 +353,7 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
     return render_template(
         "admin/attention.html",
         sub_orders=sub_orders,
+        sub_orders_count=sub_orders_count,
         flagged=flagged,
         flagged_count=flagged_count,
         flagged_page=flagged_page,

@@ -169,3 +169,45 @@ def test_acting_on_a_sub_order_that_does_not_exist_is_404_not_500(
     )
     refunded = admin_client.post("/admin/attention/999999/refund")
     assert (placed.status_code, refunded.status_code) == (404, 404)
+
+
+def test_the_unanswered_placements_list_is_bounded_and_says_how_many_wait(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every sub-order needing attention was rendered, each with two forms: a marketplace
+    outage leaving thousands made the page as large and slow as that. The list shows the ones
+    waiting longest, at most a bound, and says how many wait in all."""
+    from storefront.admin import routes
+
+    monkeypatch.setattr(routes, "SUB_ORDERS_SHOWN", 2)
+    shopper = make_user()
+    market = make_marketplace(name="DummyMart Test")
+    now = utc_now()
+    waiting = []
+    for n in range(3):
+        order = _flagged_order(db_session, shopper, f"unused {n}")
+        order.attention_reason = None
+        sub = MarketplaceOrder(
+            order_id=order.id,
+            marketplace_id=market.id,
+            status=SubOrderStatus.NEEDS_ATTENTION,
+            amount_minor=995,
+            currency="USD",
+            charge_minor=995,
+            charge_currency="USD",
+            idempotency_key=uuid.uuid4().hex,
+        )
+        sub.updated_at = now - timedelta(hours=3 - n)  # the first waits longest
+        db_session.add(sub)
+        db_session.flush()
+        waiting.append(sub)
+    db_session.commit()
+
+    html = admin_client.get("/admin/attention").get_data(as_text=True)
+    assert f'id="sub-order-{waiting[0].id}"' in html and f'id="sub-order-{waiting[1].id}"' in html
+    assert f'id="sub-order-{waiting[2].id}"' not in html
+    assert "3 sub-orders need attention; the 2 waiting longest are shown" in html

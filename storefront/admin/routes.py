@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from commerce.acknowledgements import acknowledge_dispute, acknowledge_unowned_hold
 from commerce.attention import mark_placed_by_operator, refund_by_operator
-from commerce.dispute_models import UnownedCardHold
+from commerce.dispute_models import PaymentDispute, UnownedCardHold
 from commerce.disputes import list_disputes
 from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.flag_resolution import FlagResolutionError, recent_resolutions, resolve_flag
@@ -427,6 +427,8 @@ def attention_resolve_order(order_id: int) -> Response | tuple[str, int]:
 def attention_acknowledge_dispute(dispute_id: int) -> Response:
     """The operator dealt with the dispute in Stripe: off the list (kept on the order's and the
     wallet's pages), with who and when."""
+    if db_session().get(PaymentDispute, dispute_id) is None:
+        abort(404)
     if acknowledge_dispute(session_factory(), dispute_id, current_user.username):
         flash("The dispute is acknowledged and left the list.", "success")
     else:
@@ -437,6 +439,8 @@ def attention_acknowledge_dispute(dispute_id: int) -> Response:
 @bp.post("/attention/unowned-holds/<int:hold_id>/acknowledge")
 def attention_acknowledge_unowned_hold(hold_id: int) -> Response:
     """The operator dealt with the hold in Stripe: off the list, with who and when."""
+    if db_session().get(UnownedCardHold, hold_id) is None:
+        abort(404)
     if acknowledge_unowned_hold(session_factory(), hold_id, current_user.username):
         flash("The card hold is acknowledged and left the list.", "success")
     else:

@@ -211,3 +211,13 @@ def test_the_unanswered_placements_list_is_bounded_and_says_how_many_wait(
     assert f'id="sub-order-{waiting[0].id}"' in html and f'id="sub-order-{waiting[1].id}"' in html
     assert f'id="sub-order-{waiting[2].id}"' not in html
     assert "3 sub-orders need attention; the 2 waiting longest are shown" in html
+
+
+def test_acknowledging_a_dispute_or_hold_that_does_not_exist_is_404(
+    admin_client: FlaskClient,
+) -> None:
+    """An unknown id was answered "That dispute was acknowledged already." (a redirect), as if
+    someone had dealt with it."""
+    dispute = admin_client.post("/admin/attention/disputes/999999/acknowledge")
+    hold = admin_client.post("/admin/attention/unowned-holds/999999/acknowledge")
+    assert (dispute.status_code, hold.status_code) == (404, 404)

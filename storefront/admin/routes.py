@@ -374,29 +374,41 @@ def attention_mark_placed(sub_order_id: int) -> Response:
     if not marketplace_order_id or len(marketplace_order_id) > 120:
         flash("Enter the marketplace's order id (at most 120 characters).", "error")
         return redirect(url_for("admin.attention"))
-    try:
-        placed = mark_placed_by_operator(session_factory(), sub_order_id, marketplace_order_id)
-    except LookupError:
-        abort(404)
+    part = _sub_order_name(sub_order_id)
+    placed = mark_placed_by_operator(session_factory(), sub_order_id, marketplace_order_id)
     if placed:
-        flash(f"Sub-order {sub_order_id} is recorded as placed.", "success")
+        flash(f"{part} is recorded as placed.", "success")
     else:
-        flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
+        flash(f"{part} no longer needs attention.", "info")
     return redirect(url_for("admin.attention"))
 
 
 @bp.post("/attention/<int:sub_order_id>/refund")
 def attention_refund(sub_order_id: int) -> Response:
     """The marketplace holds no order: the sub-order fails and its share is refunded."""
-    try:
-        refunded = refund_by_operator(session_factory(), sub_order_id)
-    except LookupError:
-        abort(404)
-    if refunded:
-        flash(f"Sub-order {sub_order_id} was refunded.", "success")
+    part = _sub_order_name(sub_order_id)
+    if refund_by_operator(session_factory(), sub_order_id):
+        flash(f"{part} was refunded.", "success")
     else:
-        flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
+        flash(f"{part} no longer needs attention.", "info")
     return redirect(url_for("admin.attention"))
+
+
+def _sub_order_name(sub_order_id: int) -> str:
+    """A sub-order as the attention page names it ("OC-…: DummyMart"); 404 when there is none."""
+    row = (
+        db_session()
+        .execute(
+            sa.select(Order.number, Marketplace.name)
+            .join(MarketplaceOrder, MarketplaceOrder.order_id == Order.id)
+            .join(Marketplace, Marketplace.id == MarketplaceOrder.marketplace_id)
+            .where(MarketplaceOrder.id == sub_order_id)
+        )
+        .first()
+    )
+    if row is None:
+        abort(404)
+    return f"{row.number}: {row.name}"
 
 
 @bp.post("/attention/orders/<int:order_id>/resolve")

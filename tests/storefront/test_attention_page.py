@@ -221,3 +221,43 @@ def test_acknowledging_a_dispute_or_hold_that_does_not_exist_is_404(
     dispute = admin_client.post("/admin/attention/disputes/999999/acknowledge")
     hold = admin_client.post("/admin/attention/unowned-holds/999999/acknowledge")
     assert (dispute.status_code, hold.status_code) == (404, 404)
+
+
+def test_the_answer_to_mark_placed_names_the_order_and_marketplace_not_an_internal_id(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """The page lists orders by number and marketplace; "Sub-order 17 is recorded as placed" (and
+    "... no longer needs attention" on a second click) named an id shown nowhere on it."""
+    shopper = make_user()
+    market = make_marketplace(name="DummyMart Test")
+    order = _flagged_order(db_session, shopper, "unused")
+    order.attention_reason = None
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=market.id,
+        status=SubOrderStatus.PLACED,  # settled by another operator already
+        amount_minor=995,
+        currency="USD",
+        charge_minor=995,
+        charge_currency="USD",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id="51",
+    )
+    db_session.add(sub)
+    db_session.commit()
+
+    answer = admin_client.post(
+        f"/admin/attention/{sub.id}/placed",
+        data={"marketplace_order_id": "51"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    refund = admin_client.post(f"/admin/attention/{sub.id}/refund", follow_redirects=True).get_data(
+        as_text=True
+    )
+
+    for html in (answer, refund):
+        assert f"{order.number}: DummyMart Test" in html and "no longer needs attention" in html
+        assert f"Sub-order {sub.id}" not in html

@@ -17,6 +17,7 @@ admin-added marketplace's key is typed into the form and stored encrypted).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -26,10 +27,17 @@ from urllib.parse import SplitResult, urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from adapters.base import MarketplaceConfig
 from adapters.marketplace_http import AddressProblem, address_problem
-from adapters.registry import ADAPTER_KINDS, MATCH_IDENTIFIERS
+from adapters.registry import (
+    ADAPTER_KINDS,
+    MATCH_IDENTIFIERS,
+    MarketplaceConfigError,
+    build_adapter,
+)
 from commerce.accounts import AccountError
 from commerce.catalog_sync import capabilities_for_config
+from commerce.countries import is_shipping_country
 from commerce.marketplace_access import (
     API_KEY_ENV_PREFIX,
     configured_options,
@@ -43,12 +51,40 @@ from commerce.secrets import encrypt_secret
 from onecart.money import is_iso_currency
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$")
-COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
 ENV_NAME_PATTERN = re.compile(r"^ONECART_MARKETPLACE_KEY_[A-Z0-9_]{1,56}$")
 
 
 class MarketplaceEditError(AccountError):
     """Marketplace input that cannot be saved; `errors` maps form fields to messages."""
+
+
+class MarketplaceChangedError(MarketplaceEditError):
+    """The marketplace changed since the edit form was opened: nothing was saved."""
+
+
+# What the edit form shows and saves: its fingerprint travels with the form, and a save is
+# compare-and-set on it (another admin's disable, or a sync, is not overwritten unseen).
+EDITED_FIELDS = (
+    "name",
+    "kind",
+    "api_base_url",
+    "currency",
+    "country",
+    "relation_identifier",
+    "description",
+    "logo",
+    "rating",
+    "active",
+    "api_key_env",
+    "api_key_encrypted",
+)
+
+
+def edit_fingerprint(marketplace: Marketplace) -> str:
+    """A digest of the marketplace as the edit form shows it (the stored key only as part of a
+    hash: the form never carries it)."""
+    values = "\x1f".join(str(getattr(marketplace, name)) for name in EDITED_FIELDS)
+    return hashlib.sha256(values.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +143,9 @@ def _validate(
         errors["api_base_url"] = [problem]
     if not is_iso_currency(data.currency.strip().upper()):
         errors["currency"] = ["Enter a three-letter ISO currency code such as USD."]
-    if not COUNTRY_PATTERN.match(data.country.strip().upper()):
-        errors["country"] = ["Enter a two-letter country code such as KE."]
+    if not is_shipping_country(data.country.strip().upper()):
+        # ISO 3166-1 only: "XX" or "EU" match two letters but name no country.
+        errors["country"] = ["Enter a two-letter country code such as KE (ISO 3166-1)."]
     if data.relation_identifier not in MATCH_IDENTIFIERS:
         errors["relation_identifier"] = ["Choose one of the listed identifiers."]
     if data.logo:
@@ -207,6 +244,41 @@ def absorbed_extras(session: Session, *, since: datetime) -> dict[int, AbsorbedE
     }
 
 
+def _format_problem(slug: str, data: MarketplaceInput) -> str | None:
+    """Why a marketplace of this slug cannot be read in the chosen API format, or None. Some
+    formats (declarative, CSV feed, Amazon) need options that only marketplaces.toml gives; one
+    without them could never be read, and an order worker building its adapter would fail."""
+    if data.kind not in ADAPTER_KINDS:
+        return None  # refused by _validate already
+    config = MarketplaceConfig(
+        slug=slug,
+        name=data.name.strip(),
+        kind=data.kind,
+        base_url=data.api_base_url.strip(),
+        currency=data.currency.strip().upper(),
+        country=data.country.strip().upper(),
+        api_key=None,
+        api_key_env=None,
+        logo=None,
+        rating=None,
+        description="",
+        match_identifier=data.relation_identifier,
+        active=data.active,
+        options=dict(configured_options().get(slug, {})),
+    )
+    try:
+        adapter = build_adapter(config)
+    except MarketplaceConfigError as exc:
+        return (
+            f"This API format needs options that only marketplaces.toml can give ({exc}): "
+            "add the marketplace there, or choose another format."
+        )
+    close = getattr(adapter, "close", None)
+    if callable(close):
+        close()
+    return None
+
+
 def create_marketplace(
     session: Session, slug: str, data: MarketplaceInput, *, allow_private_hosts: bool = False
 ) -> Marketplace:
@@ -219,6 +291,8 @@ def create_marketplace(
         errors["slug"] = ["Use 2–41 lower-case letters, digits or '-'."]
     elif session.scalar(sa.select(Marketplace.id).where(Marketplace.slug == slug)) is not None:
         errors["slug"] = ["A marketplace with this slug already exists."]
+    elif not errors and (problem := _format_problem(slug, data)):
+        errors["kind"] = [problem]
     if errors:
         raise MarketplaceEditError(errors)
     marketplace = Marketplace(slug=slug)
@@ -234,11 +308,30 @@ def update_marketplace(
     data: MarketplaceInput,
     *,
     allow_private_hosts: bool = False,
+    seen: str | None = None,
 ) -> bool:
     """Save an admin's edits (a blank API key keeps the stored one, unless the base URL moved to
     another host: the stored key is then dropped until it is entered again, so it is never sent
     to the new host; so is a key variable marketplaces.toml gives to the old host). Returns True
-    when the move left the marketplace without the key it had."""
+    when the move left the marketplace without the key it had.
+
+    `seen` is the edit_fingerprint the form was opened with: when the marketplace no longer
+    matches it (another admin disabled it, a sync refreshed it), MarketplaceChangedError and
+    nothing is saved."""
+    if seen is not None:
+        session.refresh(marketplace, with_for_update=True)
+        if seen != edit_fingerprint(marketplace):
+            status = "active" if marketplace.active else "disabled"
+            raise MarketplaceChangedError(
+                {
+                    "": [
+                        f"{marketplace.name} was changed since you opened this form (it is now "
+                        f"{status}, at {marketplace.api_base_url}): nothing was saved. The form "
+                        "still holds what you entered; check it against the change and save "
+                        "again to apply it."
+                    ]
+                }
+            )
     host_changed = url_origin(marketplace.api_base_url) != url_origin(data.api_base_url)
     # The variable marketplaces.toml names goes only to the host the file gives it, so a move
     # drops it like the stored key (the form still carries it) rather than refusing the edit.
@@ -246,6 +339,8 @@ def update_marketplace(
     if env_dropped:
         data = replace(data, api_key_env=None)
     errors, rating = _validate(data, allow_private_hosts=allow_private_hosts)
+    if not errors and (problem := _format_problem(marketplace.slug, data)):
+        errors["kind"] = [problem]
     if errors:
         raise MarketplaceEditError(errors)
     key_dropped = bool(

@@ -82,20 +82,32 @@ def wallet_overview(session: Session, user: User) -> WalletOverview:
     )
 
 
-def find_shoppers(session: Session, query: str) -> list[User]:
+@dataclass(frozen=True, slots=True)
+class ShopperSearch:
+    """The first SEARCH_LIMIT shoppers matching a query, by id, and how many match in all."""
+
+    users: list[User]
+    total: int
+
+
+def find_shoppers(session: Session, query: str) -> ShopperSearch:
     """Shoppers whose username or e-mail contains `query` (or whose id it is)."""
     query = query.strip()[:254]
     if not query:
-        return []
+        return ShopperSearch([], 0)
     needle = query.lower()
     conditions = [
         sa.func.lower(User.username).contains(needle, autoescape=True),
         User.email.contains(needle, autoescape=True),  # stored lower-case
     ]
-    if query.isdigit() and len(query) < 19:
+    if query.isascii() and query.isdigit() and len(query) < 19:  # int() refuses "²"
         conditions.append(User.id == int(query))
-    return list(
-        session.scalars(
-            sa.select(User).where(sa.or_(*conditions)).order_by(User.id).limit(SEARCH_LIMIT)
-        )
+    matching = sa.or_(*conditions)
+    users = list(
+        session.scalars(sa.select(User).where(matching).order_by(User.id).limit(SEARCH_LIMIT))
     )
+    total = len(users)
+    if total == SEARCH_LIMIT:
+        # More may match: the operator is told to narrow the search (storefront template).
+        total = session.scalar(sa.select(sa.func.count()).select_from(User).where(matching)) or 0
+    return ShopperSearch(users, total)

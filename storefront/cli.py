@@ -13,20 +13,21 @@ from storefront.database import session_factory
 @click.command("create-admin")
 @with_appcontext
 @click.option("--username", prompt=True, help="The admin's username.")
-@click.option("--email", prompt=True, help="The admin's e-mail address.")
+@click.option("--email", help="The admin's e-mail address (prompted when omitted).")
 @click.option(
     "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="Prompted (hidden) when omitted; avoid passing it on a shared machine's command line.",
+    help="Prompted (hidden, twice) when omitted; avoid passing it on a shared machine's command "
+    "line.",
 )
 @click.option(
     "--promote-existing",
     is_flag=True,
-    help="If the username already exists, make that account an admin instead of failing.",
+    help="If the username (or e-mail) already has an account, make that account an admin "
+    "instead of failing; its password and e-mail address stay as they are.",
 )
-def create_admin_command(username: str, email: str, password: str, promote_existing: bool) -> None:
+def create_admin_command(
+    username: str, email: str | None, password: str | None, promote_existing: bool
+) -> None:
     """Create an admin account (or promote an existing one with --promote-existing)."""
     session = session_factory()()
     try:
@@ -36,10 +37,22 @@ def create_admin_command(username: str, email: str, password: str, promote_exist
                 raise click.ClickException(
                     f"user {username!r} already exists (use --promote-existing to make it an admin)"
                 )
+            # Asked only for a new account: an existing one keeps its credentials, and saying
+            # so stops an operator believing a typed password was set.
             existing.is_admin = True
             session.commit()
-            click.echo(f"{existing.username} is now an admin.")
+            kept = (
+                " Its password and e-mail address are unchanged (--password and --email are "
+                "used only for a new account)."
+                if password is not None or email is not None
+                else ""
+            )
+            click.echo(f"{existing.username} is now an admin.{kept}")
             return
+        if email is None:
+            email = click.prompt("Email")
+        if password is None:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         try:
             user = register_user(
                 session, username=username, email=email, password=password, is_admin=True

@@ -448,6 +448,17 @@ class OrderWorker(SimpleWorker):
         call_exception_handlers(self._exc_handlers, job, *exc_info)
 
 
+def _preload_adapter(marketplace: Marketplace) -> None:
+    """Build one marketplace's adapter ahead of its jobs. A marketplace whose adapter cannot be
+    built (an admin-added one missing its format's options, a key variable unset) must not stop
+    the worker, and with it every other marketplace's orders: it is logged, and its own jobs
+    meet the same error and record it."""
+    try:
+        adapter_for_marketplace(marketplace)
+    except Exception as exc:  # a warm-up: whatever it cannot build is left to the jobs
+        logger.warning("adapter of %s not preloaded: %s", marketplace.slug, exc)
+
+
 def preload_order_code() -> None:
     """Do once per worker what the first job would otherwise pay for: import every adapter
     module, configure the ORM mappers, read marketplaces.toml, build the shared SSL context and
@@ -471,6 +482,6 @@ def preload_order_code() -> None:
             for marketplace in session.scalars(
                 select(Marketplace).where(Marketplace.active.is_(True))
             ):
-                adapter_for_marketplace(marketplace)
+                _preload_adapter(marketplace)
     except SQLAlchemyError as exc:
         logger.warning("adapters not preloaded (storefront DB unavailable): %s", exc)

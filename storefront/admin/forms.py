@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
@@ -53,3 +60,5 @@ class MarketplaceForm(FlaskForm):
     logo = StringField("Logo URL", validators=[Optional(), Length(max=500)])
     description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
     active = BooleanField("Active (shown to shoppers)", default=True)
+    # The marketplace as the edit form showed it (commerce.marketplace_admin.edit_fingerprint).
+    seen = HiddenField(validators=[Optional(), Length(max=64)])

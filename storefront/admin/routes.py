@@ -15,21 +15,23 @@ from werkzeug.wrappers import Response
 
 from commerce.acknowledgements import acknowledge_dispute, acknowledge_unowned_hold
 from commerce.attention import mark_placed_by_operator, refund_by_operator
-from commerce.dispute_models import UnownedCardHold
+from commerce.dispute_models import PaymentDispute, UnownedCardHold
 from commerce.disputes import list_disputes
 from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.flag_resolution import FlagResolutionError, recent_resolutions, resolve_flag
 from commerce.marketplace_admin import (
+    MarketplaceChangedError,
     MarketplaceEditError,
     MarketplaceInput,
     absorbed_extras,
     create_marketplace,
+    edit_fingerprint,
     list_marketplaces,
     set_marketplace_active,
     update_marketplace,
 )
 from commerce.models import Marketplace, User, utc_now
-from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_models import MarketplaceOrder, Order, Payment, SubOrderStatus
 from commerce.tracking_health import open_sub_orders_by_marketplace, tracking_failing_long
 from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
@@ -171,6 +173,7 @@ def edit_marketplace(marketplace_id: int) -> Response | tuple[str, int]:
     form.api_key.data = form.api_key.data if form.is_submitted() else ""
     if not form.is_submitted():
         form.rating.data = str(marketplace.rating) if marketplace.rating is not None else ""
+        form.seen.data = edit_fingerprint(marketplace)
     if not form.validate_on_submit():
         return form_page(
             form,
@@ -180,8 +183,18 @@ def edit_marketplace(marketplace_id: int) -> Response | tuple[str, int]:
     was_active = marketplace.active
     try:
         key_dropped = update_marketplace(
-            db, marketplace, _form_input(form), allow_private_hosts=_sandbox_mode()
+            db,
+            marketplace,
+            _form_input(form),
+            allow_private_hosts=_sandbox_mode(),
+            seen=form.seen.data or None,
         )
+    except MarketplaceChangedError as exc:
+        db.rollback()
+        attach_service_errors(form, exc.errors)
+        form.seen.data = edit_fingerprint(marketplace)  # a second save applies it knowingly
+        html = render_template("admin/marketplace_form.html", form=form, marketplace=marketplace)
+        return html, 409
     except MarketplaceEditError as exc:
         db.rollback()
         attach_service_errors(form, exc.errors)
@@ -258,6 +271,24 @@ def attention() -> str:
     return _attention_page()
 
 
+# Unanswered placements listed at once, those waiting longest first (each row holds two forms;
+# an outage can leave thousands, and each is settled from the top).
+SUB_ORDERS_SHOWN = 200
+# Flagged orders per page of /admin/attention (`?flagged_page=N`, newest activity first).
+FLAGGED_PAGE_SIZE = 100
+# A page number beyond this is read as the last page (the query stays bounded).
+MAX_PAGE_NUMBER = 100_000
+
+
+def _page_number(raw: str | None) -> int:
+    """A page number from the query string: 1 for anything that is not a number, at most
+    MAX_PAGE_NUMBER (ASCII digits only: int() refuses a superscript that isdigit() accepts)."""
+    text = (raw or "").strip()
+    if not (text.isascii() and text.isdigit()):
+        return 1
+    return max(1, min(int(text[:7]) if len(text) <= 7 else MAX_PAGE_NUMBER, MAX_PAGE_NUMBER))
+
+
 def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
     """The attention page; `resolve_form` re-shows one flagged order's resolve form with a
     message and the note the operator typed (order_id, message, note)."""
@@ -271,16 +302,33 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
                 selectinload(MarketplaceOrder.marketplace),
                 selectinload(MarketplaceOrder.items),
             )
-            .order_by(MarketplaceOrder.updated_at)
+            .order_by(MarketplaceOrder.updated_at, MarketplaceOrder.id)
+            .limit(SUB_ORDERS_SHOWN)
         )
     )
+    sub_orders_count = len(sub_orders)
+    if sub_orders_count == SUB_ORDERS_SHOWN:
+        sub_orders_count = db.scalar(
+            sa.select(sa.func.count())
+            .select_from(MarketplaceOrder)
+            .where(MarketplaceOrder.status == SubOrderStatus.NEEDS_ATTENTION)
+        )
+    flagged_count = db.scalar(
+        sa.select(sa.func.count()).select_from(Order).where(Order.attention_reason.is_not(None))
+    )
+    flagged_pages = max(1, -(-(flagged_count or 0) // FLAGGED_PAGE_SIZE))
+    flagged_page = min(_page_number(request.args.get("flagged_page")), flagged_pages)
     flagged = list(
         db.scalars(
             sa.select(Order)
             .where(Order.attention_reason.is_not(None))
-            .options(selectinload(Order.payment))
-            .order_by(Order.updated_at.desc())
-            .limit(200)
+            .options(
+                selectinload(Order.payment).selectinload(Payment.refunds),
+                selectinload(Order.sub_orders).selectinload(MarketplaceOrder.marketplace),
+            )
+            .order_by(Order.updated_at.desc(), Order.id.desc())
+            .offset((flagged_page - 1) * FLAGGED_PAGE_SIZE)
+            .limit(FLAGGED_PAGE_SIZE)
         )
     )
     holds = list(
@@ -305,7 +353,11 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
     return render_template(
         "admin/attention.html",
         sub_orders=sub_orders,
+        sub_orders_count=sub_orders_count,
         flagged=flagged,
+        flagged_count=flagged_count,
+        flagged_page=flagged_page,
+        flagged_pages=flagged_pages,
         holds=holds,
         captured=captured,
         unowned=unowned,
@@ -322,21 +374,41 @@ def attention_mark_placed(sub_order_id: int) -> Response:
     if not marketplace_order_id or len(marketplace_order_id) > 120:
         flash("Enter the marketplace's order id (at most 120 characters).", "error")
         return redirect(url_for("admin.attention"))
-    if mark_placed_by_operator(session_factory(), sub_order_id, marketplace_order_id):
-        flash(f"Sub-order {sub_order_id} is recorded as placed.", "success")
+    part = _sub_order_name(sub_order_id)
+    placed = mark_placed_by_operator(session_factory(), sub_order_id, marketplace_order_id)
+    if placed:
+        flash(f"{part} is recorded as placed.", "success")
     else:
-        flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
+        flash(f"{part} no longer needs attention.", "info")
     return redirect(url_for("admin.attention"))
 
 
 @bp.post("/attention/<int:sub_order_id>/refund")
 def attention_refund(sub_order_id: int) -> Response:
     """The marketplace holds no order: the sub-order fails and its share is refunded."""
+    part = _sub_order_name(sub_order_id)
     if refund_by_operator(session_factory(), sub_order_id):
-        flash(f"Sub-order {sub_order_id} was refunded.", "success")
+        flash(f"{part} was refunded.", "success")
     else:
-        flash(f"Sub-order {sub_order_id} no longer needs attention.", "info")
+        flash(f"{part} no longer needs attention.", "info")
     return redirect(url_for("admin.attention"))
+
+
+def _sub_order_name(sub_order_id: int) -> str:
+    """A sub-order as the attention page names it ("OC-…: DummyMart"); 404 when there is none."""
+    row = (
+        db_session()
+        .execute(
+            sa.select(Order.number, Marketplace.name)
+            .join(MarketplaceOrder, MarketplaceOrder.order_id == Order.id)
+            .join(Marketplace, Marketplace.id == MarketplaceOrder.marketplace_id)
+            .where(MarketplaceOrder.id == sub_order_id)
+        )
+        .first()
+    )
+    if row is None:
+        abort(404)
+    return f"{row.number}: {row.name}"
 
 
 @bp.post("/attention/orders/<int:order_id>/resolve")
@@ -360,13 +432,15 @@ def attention_resolve_order(order_id: int) -> Response | tuple[str, int]:
     if not result.resolved:
         return _attention_page({"order_id": order_id, "message": result.message, "note": note}), 409
     flash(result.message, "success")
-    return redirect(url_for("admin.attention"))
+    return redirect(url_for("admin.attention", flagged_page=request.args.get("flagged_page")))
 
 
 @bp.post("/attention/disputes/<int:dispute_id>/acknowledge")
 def attention_acknowledge_dispute(dispute_id: int) -> Response:
     """The operator dealt with the dispute in Stripe: off the list (kept on the order's and the
     wallet's pages), with who and when."""
+    if db_session().get(PaymentDispute, dispute_id) is None:
+        abort(404)
     if acknowledge_dispute(session_factory(), dispute_id, current_user.username):
         flash("The dispute is acknowledged and left the list.", "success")
     else:
@@ -377,6 +451,8 @@ def attention_acknowledge_dispute(dispute_id: int) -> Response:
 @bp.post("/attention/unowned-holds/<int:hold_id>/acknowledge")
 def attention_acknowledge_unowned_hold(hold_id: int) -> Response:
     """The operator dealt with the hold in Stripe: off the list, with who and when."""
+    if db_session().get(UnownedCardHold, hold_id) is None:
+        abort(404)
     if acknowledge_unowned_hold(session_factory(), hold_id, current_user.username):
         flash("The card hold is acknowledged and left the list.", "success")
     else:
@@ -391,8 +467,10 @@ def attention_acknowledge_unowned_hold(hold_id: int) -> Response:
 def wallets() -> str:
     """Find a shopper (username, e-mail or id) to look at their wallet."""
     query = (request.args.get("q") or "").strip()[:254]
-    shoppers = find_shoppers(db_session(), query)
-    return render_template("admin/wallets.html", query=query, shoppers=shoppers)
+    found = find_shoppers(db_session(), query)
+    return render_template(
+        "admin/wallets.html", query=query, shoppers=found.users, total=found.total
+    )
 
 
 @bp.get("/users/<int:user_id>/wallet")

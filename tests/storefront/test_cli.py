@@ -117,3 +117,38 @@ def test_the_deploy_guide_says_how_to_create_the_first_admin(runner: FlaskCliRun
 
     assert result.exit_code == 0, result.output
     assert "--promote-existing" in guide
+
+
+def test_promoting_an_existing_account_asks_for_no_password_and_says_it_is_kept(
+    runner: FlaskCliRunner, make_user: Callable[..., User], db_session: Session
+) -> None:
+    """--promote-existing prompted for an e-mail and a password (twice), then ignored both and said
+    only "is now an admin": an operator who typed a new password believed it was set."""
+    existing = make_user(username="dave", email="dave@example.com")
+    promoted = runner.invoke(args=["create-admin", "--username", "dave", "--promote-existing"])
+    assert promoted.exit_code == 0, promoted.output
+    assert "Password" not in promoted.output and "Email" not in promoted.output
+    assert "dave is now an admin" in promoted.output
+    db_session.refresh(existing)
+    assert existing.is_admin
+
+    typed = runner.invoke(
+        args=[
+            "create-admin", "--username", "dave", "--email", "new@example.com",
+            "--password", "Brand-new-pass-77", "--promote-existing",
+        ]
+    )  # fmt: skip
+    assert typed.exit_code == 0, typed.output
+    assert "password and e-mail address are unchanged" in typed.output.lower()
+    db_session.refresh(existing)
+    assert existing.email == "dave@example.com"
+    assert authenticate(db_session, "dave", "Brand-new-pass-77") is None
+
+    # A new account still asks for both, the password hidden and twice.
+    created = runner.invoke(
+        args=["create-admin", "--username", "erin", "--promote-existing"],
+        input="erin@example.com\nAdmin-pass-2026\nAdmin-pass-2026\n",
+    )
+    assert created.exit_code == 0, created.output
+    assert "Admin erin created." in created.output and "Admin-pass-2026" not in created.output
+    assert authenticate(db_session, "erin@example.com", "Admin-pass-2026") is not None

@@ -1,0 +1,263 @@
+"""What /admin/attention shows an operator of a flagged order, and how it copes with many: the
+amounts with their currency, the card payment's PaymentIntent, each refund tried, each
+marketplace's part with its order number, and every flagged order reachable however many there
+are. On the test database (SQLite, or PostgreSQL with DATABASE_URL)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from commerce.models import Marketplace, User, utc_now
+from commerce.order_models import (
+    MarketplaceOrder,
+    Order,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    RefundKind,
+    RefundStatus,
+    SubOrderStatus,
+)
+
+
+@pytest.fixture
+def admin_client(
+    client: FlaskClient, make_user: Callable[..., User], login: Callable[..., Any]
+) -> FlaskClient:
+    login(client, make_user(username="ops-admin", is_admin=True))
+    return client
+
+
+def _flagged_order(
+    db_session: Session, user: User, reason: str, *, flagged_at: Any = None, currency: str = "KES"
+) -> Order:
+    order = Order(
+        user_id=user.id,
+        total_minor=1_250_000,
+        currency=currency,
+        payment_method=PaymentMethod.STRIPE,
+        validation_token=uuid.uuid4().hex,
+        email=user.email,
+        ship_name="Ada",
+        ship_line1="1 Road",
+        ship_city="Nairobi",
+        ship_country="KE",
+        attention_reason=reason,
+    )
+    if flagged_at is not None:
+        order.updated_at = flagged_at
+    db_session.add(order)
+    db_session.flush()
+    return order
+
+
+def _flagged_rows(html: str) -> str:
+    start = html.index("<h2>Flagged orders</h2>")
+    return html[start : html.index("<h2>Recently resolved</h2>", start)]
+
+
+def test_a_flagged_order_shows_what_the_operator_needs_to_refund_by_hand(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """ "Refund r-… refused by the provider" names no amount: the row must show the order's and the
+    payment's amounts with currency, the refund tried (amount, currency, state, key), and each
+    marketplace's part with its order number, so the operator can pay the shopper back by hand
+    and find the order at the marketplace."""
+    shopper = make_user()
+    kiondo = make_marketplace(name="Kiondo Test", currency="KES")
+    order = _flagged_order(
+        db_session, shopper, "Refund rf-ord-77 refused by the provider: card closed"
+    )
+    payment = Payment(
+        order_id=order.id,
+        method=PaymentMethod.STRIPE,
+        status=PaymentStatus.CAPTURED,
+        currency="KES",
+        amount_minor=1_250_000,
+        captured_minor=1_250_000,
+        provider_reference="pi_flaggedcase0001",
+    )
+    db_session.add(payment)
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=kiondo.id,
+        status=SubOrderStatus.CANCELLED,
+        amount_minor=830_000,
+        currency="KES",
+        charge_minor=830_000,
+        charge_currency="KES",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id="4471",
+        placed_at=utc_now(),
+    )
+    db_session.add(sub)
+    db_session.flush()
+    db_session.add(
+        Refund(
+            payment_id=payment.id,
+            sub_order_id=sub.id,
+            kind=RefundKind.CARD_REFUND,
+            status=RefundStatus.FAILED,
+            amount_minor=830_000,
+            currency="KES",
+            idempotency_key="rf-ord-77",
+        )
+    )
+    db_session.commit()
+
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+
+    assert "pi_flaggedcase0001" in row
+    assert "KES12,500.00" in row  # the order's total and the payment
+    assert "KES8,300.00" in row  # the refund tried and the part it was for
+    assert "rf-ord-77" in row and "failed" in row
+    assert "Kiondo Test" in row and "#4471" in row and "cancelled" in row
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", row)  # when the order was made
+
+
+def test_every_flagged_order_is_reachable_however_many_there_are(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The list stopped at 200 rows, newest first, and said nothing: the orders flagged longest
+    ago, the most urgent, were never shown. It says how many there are and pages through them."""
+    from storefront.admin import routes
+
+    monkeypatch.setattr(routes, "FLAGGED_PAGE_SIZE", 3)
+    shopper = make_user()
+    now = utc_now()
+    orders = [
+        _flagged_order(db_session, shopper, f"problem {n}", flagged_at=now - timedelta(minutes=n))
+        for n in range(7)
+    ]
+    db_session.commit()
+
+    first = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert "7 flagged orders" in first
+    seen = set()
+    for page in (1, 2, 3):
+        html = admin_client.get(f"/admin/attention?flagged_page={page}").get_data(as_text=True)
+        seen |= {order.number for order in orders if order.number in _flagged_rows(html)}
+    assert seen == {order.number for order in orders}
+    assert 'href="/admin/attention?flagged_page=2' in first
+    # Out of range or not a number: the nearest page, never an error.
+    assert admin_client.get("/admin/attention?flagged_page=99").status_code == 200
+    for junk in ("x", "-1", "²", "9" * 40):
+        assert admin_client.get(f"/admin/attention?flagged_page={junk}").status_code == 200
+
+
+def test_acting_on_a_sub_order_that_does_not_exist_is_404_not_500(
+    admin_client: FlaskClient,
+) -> None:
+    """ "Mark placed" and "Refund" raised LookupError for an unknown sub-order: a 500 page."""
+    placed = admin_client.post(
+        "/admin/attention/999999/placed", data={"marketplace_order_id": "51"}
+    )
+    refunded = admin_client.post("/admin/attention/999999/refund")
+    assert (placed.status_code, refunded.status_code) == (404, 404)
+
+
+def test_the_unanswered_placements_list_is_bounded_and_says_how_many_wait(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every sub-order needing attention was rendered, each with two forms: a marketplace
+    outage leaving thousands made the page as large and slow as that. The list shows the ones
+    waiting longest, at most a bound, and says how many wait in all."""
+    from storefront.admin import routes
+
+    monkeypatch.setattr(routes, "SUB_ORDERS_SHOWN", 2)
+    shopper = make_user()
+    market = make_marketplace(name="DummyMart Test")
+    now = utc_now()
+    waiting = []
+    for n in range(3):
+        order = _flagged_order(db_session, shopper, f"unused {n}")
+        order.attention_reason = None
+        sub = MarketplaceOrder(
+            order_id=order.id,
+            marketplace_id=market.id,
+            status=SubOrderStatus.NEEDS_ATTENTION,
+            amount_minor=995,
+            currency="USD",
+            charge_minor=995,
+            charge_currency="USD",
+            idempotency_key=uuid.uuid4().hex,
+        )
+        sub.updated_at = now - timedelta(hours=3 - n)  # the first waits longest
+        db_session.add(sub)
+        db_session.flush()
+        waiting.append(sub)
+    db_session.commit()
+
+    html = admin_client.get("/admin/attention").get_data(as_text=True)
+    assert f'id="sub-order-{waiting[0].id}"' in html and f'id="sub-order-{waiting[1].id}"' in html
+    assert f'id="sub-order-{waiting[2].id}"' not in html
+    assert "3 sub-orders need attention; the 2 waiting longest are shown" in html
+
+
+def test_acknowledging_a_dispute_or_hold_that_does_not_exist_is_404(
+    admin_client: FlaskClient,
+) -> None:
+    """An unknown id was answered "That dispute was acknowledged already." (a redirect), as if
+    someone had dealt with it."""
+    dispute = admin_client.post("/admin/attention/disputes/999999/acknowledge")
+    hold = admin_client.post("/admin/attention/unowned-holds/999999/acknowledge")
+    assert (dispute.status_code, hold.status_code) == (404, 404)
+
+
+def test_the_answer_to_mark_placed_names_the_order_and_marketplace_not_an_internal_id(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """The page lists orders by number and marketplace; "Sub-order 17 is recorded as placed" (and
+    "... no longer needs attention" on a second click) named an id shown nowhere on it."""
+    shopper = make_user()
+    market = make_marketplace(name="DummyMart Test")
+    order = _flagged_order(db_session, shopper, "unused")
+    order.attention_reason = None
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=market.id,
+        status=SubOrderStatus.PLACED,  # settled by another operator already
+        amount_minor=995,
+        currency="USD",
+        charge_minor=995,
+        charge_currency="USD",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id="51",
+    )
+    db_session.add(sub)
+    db_session.commit()
+
+    answer = admin_client.post(
+        f"/admin/attention/{sub.id}/placed",
+        data={"marketplace_order_id": "51"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    refund = admin_client.post(f"/admin/attention/{sub.id}/refund", follow_redirects=True).get_data(
+        as_text=True
+    )
+
+    for html in (answer, refund):
+        assert f"{order.number}: DummyMart Test" in html and "no longer needs attention" in html
+        assert f"Sub-order {sub.id}" not in html

@@ -15,7 +15,12 @@ from sqlalchemy.orm import Session
 from adapters.registry import load_marketplaces
 from commerce.catalog_sync import seed_marketplaces
 from commerce.marketplace_access import configured_options
-from commerce.marketplace_admin import MarketplaceInput, create_marketplace, update_marketplace
+from commerce.marketplace_admin import (
+    MarketplaceEditError,
+    MarketplaceInput,
+    create_marketplace,
+    update_marketplace,
+)
 from commerce.models import Marketplace
 from onecart.settings import get_settings
 
@@ -158,11 +163,12 @@ def test_the_admin_form_gives_a_configured_order_api_its_capabilities(
     assert atelier.capabilities == ["catalog"]
 
 
-def test_a_declarative_marketplace_the_file_does_not_describe_is_catalog_only(
+def test_a_declarative_marketplace_the_file_does_not_describe_is_refused(
     db_session: Session, marketplaces_file: Path
 ) -> None:
     # The admin form has no declarative options of its own: a slug marketplaces.toml does not
-    # describe cannot be read as anything but a catalog (and cannot be read at all: no
-    # list_path), so it is never taken for an order API.
-    marketplace = create_marketplace(db_session, "elsewhere", _form(), allow_private_hosts=True)
-    assert marketplace.capabilities == ["catalog"]
+    # describe could not be read at all (no list_path), so the form refuses it rather than
+    # saving a marketplace that is neither a catalog nor an order API.
+    with pytest.raises(MarketplaceEditError, match=r"only marketplaces\.toml can give"):
+        create_marketplace(db_session, "elsewhere", _form(), allow_private_hosts=True)
+    assert db_session.scalar(sa.select(Marketplace).filter_by(slug="elsewhere")) is None

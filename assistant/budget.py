@@ -28,7 +28,13 @@ _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
 )
 _CUR = "|".join(f"(?:{pattern})" for pattern, _ in _CURRENCY_TOKENS)
 _CUR_GROUP = rf"(?<![a-z])(?:{_CUR})(?![a-z])"
-_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
+# A whole number as written: not the tail of a longer one ("0.001" is not 1), not signed ("-5"),
+# and not cut short before more digits or an exponent ("1.999", "1e308" are not 1).
+_NUM = (
+    r"(?<![\d.,])(?<!\de)(?<!\s-)(?<!^-)"
+    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?)"
+    r"(?!\d|[.,]\d|e\d)"
+)
 _MULT = r"k|thousand|million|m"
 
 # Words after a number that make it a measurement, not an amount of money.

@@ -50,6 +50,11 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("phone with 256GB under 2 years old", "USD", None),
     ("4 stars or more", "USD", None),
     ("iphone 15", "USD", None),
+    # Not an amount a shopper can pay: no budget rather than a part of the number read as one.
+    ("tv under 1e308 dollars", "USD", None),
+    ("tv under -5 dollars", "USD", None),
+    ("mug under 0.001 dollars", "USD", None),
+    ("mug under 1.999 dollars", "USD", None),
 ]  # fmt: skip
 
 

@@ -28,11 +28,13 @@ _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
 )
 _CUR = "|".join(f"(?:{pattern})" for pattern, _ in _CURRENCY_TOKENS)
 _CUR_GROUP = rf"(?<![a-z])(?:{_CUR})(?![a-z])"
+# "12,99": a decimal comma (two digits after it); "1,299" stays a thousands separator.
+_DECIMAL_COMMA_RE = re.compile(r"\d+,\d{2}")
 # A whole number as written: not the tail of a longer one ("0.001" is not 1), not signed ("-5"),
 # and not cut short before more digits or an exponent ("1.999", "1e308" are not 1).
 _NUM = (
     r"(?<![\d.,])(?<!\de)(?<!\s-)(?<!^-)"
-    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?)"
+    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+,\d{2}|\d+(?:\.\d{1,2})?)"
     r"(?!\d|[.,]\d|e\d)"
 )
 _MULT = r"k|thousand|million|m"
@@ -119,8 +121,9 @@ class Budget:
 
 def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | None:
     """ "10", "k", "NGN" -> 1000000 (10,000.00 naira in kobo); None when it is not an amount."""
+    written = number.replace(",", ".") if _DECIMAL_COMMA_RE.fullmatch(number) else number
     try:
-        amount = Decimal(number.replace(",", ""))
+        amount = Decimal(written.replace(",", ""))
     except InvalidOperation:
         return None
     word = (multiplier or "").lower()

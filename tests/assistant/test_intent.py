@@ -55,6 +55,10 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("tv under -5 dollars", "USD", None),
     ("mug under 0.001 dollars", "USD", None),
     ("mug under 1.999 dollars", "USD", None),
+    # A decimal comma, as written across Europe: cents, not a thousands separator.
+    ("tv under 40,50 euros", "USD", Budget("EUR", None, 4050)),
+    ("Becher unter 12,99 €", "USD", Budget("EUR", None, 1299)),
+    ("between 9,50 and 20 euros", "USD", Budget("EUR", 950, 2000)),
 ]  # fmt: skip
 
 

@@ -152,7 +152,74 @@ def _looks_like_measurement(
     return bool(_NOT_MONEY_TAIL.match(state.folded, match.end()))
 
 
-def parse_budget(state: PromptText, default_currency: str) -> Budget | None:
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """One amount after a cue ("under 40", "at least €5"): its words, span and currency."""
+
+    number: str
+    multiplier: str | None
+    currency: str | None
+    start: int
+    end: int
+
+    def amount(self, currency: str) -> int | None:
+        return _parse_amount(self.number, self.multiplier, currency)
+
+
+def _bound(state: PromptText, pattern: re.Pattern[str]) -> _Bound | None:
+    """The first free amount after one of `pattern`'s cues that is money, not a measurement."""
+    for match in pattern.finditer(state.folded):
+        if not state.free(match.start(), match.end()):
+            continue
+        number, multiplier, currency = _money_parts(match, "a")
+        if _looks_like_measurement(state, match, currency):
+            continue
+        if _parse_amount(number, multiplier, currency or "USD") is None:
+            continue
+        return _Bound(number, multiplier, currency, match.start(), match.end())
+    return None
+
+
+def _open_or_closed(
+    state: PromptText,
+    lower: _Bound | None,
+    upper: _Bound | None,
+    default_currency: str,
+    notes: list[str] | None,
+) -> Budget | None:
+    """One budget from an upper and/or a lower bound said apart ("over $400 and under $500").
+
+    Both ends share the currency either of them names; ends in two different named currencies,
+    or a lower end above the upper one, keep the upper end alone (the shopper's limit) and the
+    note says why."""
+    named = [b.currency for b in (lower, upper) if b is not None and b.currency]
+    currency = named[-1] if named else default_currency
+    assumed = not named
+    if lower is not None and upper is not None and len(set(named)) > 1:
+        lower = None
+    high = upper.amount(currency) if upper is not None else None
+    low = lower.amount(currency) if lower is not None else None
+    if low is not None and high is not None and low > high:
+        if notes is not None:
+            notes.append(
+                f"“at least {format_amount(low, currency)}” and “at most "
+                f"{format_amount(high, currency)}” cannot both hold, so the budget is at most "
+                f"{format_amount(high, currency)}."
+            )
+        low = None
+    for bound in (lower, upper):
+        if bound is not None:
+            state.take(bound.start, bound.end, "budget")
+    if low is None and high is None:
+        return None
+    return Budget(currency, low, high, currency_assumed=assumed)
+
+
+def parse_budget(
+    state: PromptText, default_currency: str, notes: list[str] | None = None
+) -> Budget | None:
+    """The request's budget, its text taken; `notes` gets what the shopper should know (a lower
+    bound above the upper one was dropped)."""
     text = state.folded
     for match in _RANGE_RE.finditer(text):
         if not state.free(match.start(), match.end()):
@@ -175,26 +242,22 @@ def parse_budget(state: PromptText, default_currency: str) -> Budget | None:
             low, high = high, low
         state.take(match.start(), match.end(), "budget")
         return Budget(currency, low, high, currency_assumed=not (low_cur or high_cur))
-    for pattern, bound in ((_MAX_RE, "max"), (_MIN_RE, "min"), (_AROUND_RE, "around")):
-        for match in pattern.finditer(text):
-            if not state.free(match.start(), match.end()):
-                continue
-            number, multiplier, currency = _money_parts(match, "a")
-            if _looks_like_measurement(state, match, currency):
-                continue
-            chosen = currency or default_currency
-            amount = _parse_amount(number, multiplier, chosen)
-            if amount is None:
-                continue
-            state.take(match.start(), match.end(), "budget")
-            assumed = currency is None
-            if bound == "max":
-                return Budget(chosen, None, amount, currency_assumed=assumed)
-            if bound == "min":
-                return Budget(chosen, amount, None, currency_assumed=assumed)
-            spread = (Decimal(amount) * AROUND_SPREAD).to_integral_value()
+    upper = _bound(state, _MAX_RE)
+    lower = _bound(state, _MIN_RE)
+    if upper is not None or lower is not None:
+        return _open_or_closed(state, lower, upper, default_currency, notes)
+    around = _bound(state, _AROUND_RE)
+    if around is not None:
+        currency = around.currency or default_currency
+        amount = around.amount(currency)
+        if amount is not None:
+            state.take(around.start, around.end, "budget")
+            spread = int((Decimal(amount) * AROUND_SPREAD).to_integral_value())
             return Budget(
-                chosen, max(1, amount - int(spread)), amount + int(spread), currency_assumed=assumed
+                currency,
+                max(1, amount - spread),
+                amount + spread,
+                currency_assumed=around.currency is None,
             )
     for match in _BARE_RE.finditer(text):
         if not state.free(match.start(), match.end()):

@@ -293,7 +293,7 @@ def parse_intent(
     if take_first(state, _GOOD_REVIEWS_RE, "rating") and min_rating is None:
         min_rating = GOOD_REVIEWS_STARS
     sort = _parse_sort(state)
-    budget = parse_budget(state, default_currency)
+    budget = parse_budget(state, default_currency, notes)
     if budget is not None and budget.currency_assumed:
         notes.append(f"Amounts without a currency were read as {default_currency}.")
     # After the budget: "budget" in "budget of $40" is the amount's cue, not a wish.

@@ -59,6 +59,10 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("tv under 40,50 euros", "USD", Budget("EUR", None, 4050)),
     ("Becher unter 12,99 €", "USD", Budget("EUR", None, 1299)),
     ("between 9,50 and 20 euros", "USD", Budget("EUR", 950, 2000)),
+    # Both ends said apart: one range, in the currency either end names.
+    ("tv over $400 and under $500", "USD", Budget("USD", 40000, 50000)),
+    ("shoes under 60 euros but more than 30", "USD", Budget("EUR", 3000, 6000)),
+    ("at least 2k and at most 5k KES", "USD", Budget("KES", 200_000, 500_000)),
 ]  # fmt: skip
 
 
@@ -128,6 +132,13 @@ def test_requests_are_read_into_constraints_and_free_text(
     intent = parse_intent(text, VOCABULARY)
     for name, value in expected.items():
         assert getattr(intent, name) == value, (name, intent)
+
+
+def test_a_lower_bound_above_the_upper_one_is_said_and_only_the_limit_kept() -> None:
+    intent = parse_intent("tv over 100 dollars under 50 dollars", VOCABULARY)
+    assert intent.budget == Budget("USD", None, 5000)
+    assert intent.keywords == ""
+    assert any("at least $100.00" in note and "at most $50.00" in note for note in intent.notes)
 
 
 def test_an_amount_without_currency_uses_the_display_currency_and_says_so() -> None:

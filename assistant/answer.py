@@ -239,6 +239,11 @@ def compose_message(
                 total = format_amount(first.display_price_minor * intent.quantity, display_currency)
                 text += f" {intent.quantity} of the first one would cost {total}."
         return text
+    if not intent.asks_for_anything:
+        return (
+            "I could not find a product, brand or price in your request. Tell me what you are "
+            "looking for in English, for example “running shoes under $40”."
+        )
     if not summary and not intent.keywords:
         return "Tell me what you are looking for, for example “running shoes under $40”."
     asked = summary or f'"{intent.keywords}"'

@@ -263,6 +263,9 @@ def retrieve(
     least `min_similarity` similar to it (:func:`_found_by_words_or_meaning`).
     """
     timings: dict[str, float] = {}
+    if not intent.asks_for_anything:
+        # Browsing the whole catalog is no answer to a request nothing could be read from.
+        return Retrieval(mode=MODE_KEYWORD, candidates=[], total_matches=0)
     vocabulary = profile.vocabulary
     clauses = build_filter_clauses(intent, vocabulary, fx)
     withheld_clause = withheld_marketplaces_clause(withheld)

@@ -138,6 +138,20 @@ def test_no_results_say_which_constraint_to_relax(keyword_app: Flask) -> None:
     assert "the cheapest match costs $349.99" in html
 
 
+@pytest.mark.parametrize("prompt", ["!!!???...", "テレビ", "телевизор", "耳机 ?"])
+def test_a_request_with_nothing_to_read_gets_no_products_but_says_so(
+    keyword_app: Flask, prompt: str
+) -> None:
+    """Punctuation or words the parser cannot read are not a request for anything: no random
+    products presented as "I found 10 products"."""
+    response = keyword_app.test_client().post("/assistant", data={"prompt": prompt})
+    html = _html(response)
+    assert response.status_code == 200
+    assert "assistant-suggestion" not in html
+    assert "I found" not in html
+    assert "could not find a product, brand or price in your request" in html
+
+
 def test_a_missing_model_is_announced_and_keyword_search_answers(keyword_app: Flask) -> None:
     page = _html(keyword_app.test_client().get("/assistant"))
     assert "Semantic search is not available" in page and "not installed" in page

@@ -251,8 +251,8 @@ def compose_message(
     if retrieval.relaxations:
         best = retrieval.relaxations[0]
         advice = RELAX_ADVICE.get(best.kind, "relax that part of the request")
-        noun = "match" if best.matches == 1 else "matches"
-        text += f" Without “{best.label}” there are {best.matches} {noun}"
+        count = "is 1 match" if best.matches == 1 else f"are {best.matches} matches"
+        text += f" Without “{best.label}” there {count}"
         text += f" ({best.hint})." if best.hint else "."
         text += f" Try to {advice}."
     else:

@@ -126,6 +126,16 @@ def test_nothing_fits_names_the_constraint_to_relax_with_the_cheapest_price() ->
     assert any("Keyword search only" in note for note in answer.notes)
 
 
+def test_one_match_without_a_constraint_is_said_in_the_singular() -> None:
+    intent = parse_intent("wireless headphones except Sony", VOCABULARY)
+    relax = [Relaxation("exclude_brand", "not Sony", 1)]
+    answer = build_answer(
+        intent.text, intent, _retrieval([], relax), fx=FX, display_currency="USD",
+        semantic_available=False,
+    )  # fmt: skip
+    assert "Without “not Sony” there is 1 match." in answer.message, answer.message
+
+
 def test_answers_show_display_prices_reasons_and_store_ids_and_scores() -> None:
     intent = parse_intent("LG TV under 80k shillings", VOCABULARY, default_currency="USD")
     candidate = Candidate("g-lg-65", _offer(), _offer(), 0.87)

@@ -36,6 +36,7 @@ RELAX_ADVICE: Final[Mapping[str, str]] = {
     "exclude_marketplace": "allow the marketplace you excluded",
     "rating": "accept a lower rating",
     "keywords": "use fewer or different words",
+    "available": "add “even if out of stock” to your request",
 }
 
 

@@ -489,8 +489,9 @@ def _relaxations(
     clauses: Mapping[str, str],
     fx: FxTable,
 ) -> list[Relaxation]:
-    """Count the matches with each constraint dropped in turn (one multi-search)."""
-    kinds = [kind for kind in clauses if kind not in ("available", WITHHELD)]
+    """Count the matches with each constraint dropped in turn (one multi-search), stock
+    included: a product that fits but is out of stock is named as such."""
+    kinds = [kind for kind in clauses if kind != WITHHELD]
     keyword_q = keyword_query(intent)
     queries: list[dict[str, Any]] = []
     labels: list[str] = []
@@ -550,5 +551,7 @@ def _relaxations(
         else:
             label = labels_by_kind.get(kind, kind)
         relaxations.append(Relaxation(kind=kind, label=label, matches=matches, hint=hint))
-    relaxations.sort(key=lambda r: -r.matches)
+    # Products that fit everything but are out of stock come first: the request was right,
+    # only the stock is missing, and that is what the shopper should hear.
+    relaxations.sort(key=lambda r: (r.kind != "available", -r.matches))
     return relaxations

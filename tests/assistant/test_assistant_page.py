@@ -152,6 +152,18 @@ def test_a_request_with_nothing_to_read_gets_no_products_but_says_so(
     assert "could not find a product, brand or price in your request" in html
 
 
+@pytest.mark.parametrize("prompt", ["garmin watch", "smartwatch"])
+def test_when_only_out_of_stock_products_fit_the_answer_says_so(
+    keyword_app: Flask, prompt: str
+) -> None:
+    """The only smartwatch (Garmin) is out of stock: the answer points there, not to "another
+    category" or "fewer constraints"."""
+    html = unescape(_html(keyword_app.test_client().post("/assistant", data={"prompt": prompt})))
+    assert "Nothing in the catalog fits all of" in html
+    assert "Without “in stock” there is 1 match. Try to add “even if out of stock”" in html
+    assert "Try to look in another category" not in html
+
+
 def test_a_missing_model_is_announced_and_keyword_search_answers(keyword_app: Flask) -> None:
     page = _html(keyword_app.test_client().get("/assistant"))
     assert "Semantic search is not available" in page and "not installed" in page

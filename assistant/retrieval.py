@@ -482,6 +482,9 @@ def _cheapest_offers(
     return {str(hit["group_id"]): hit for hit in result.get("hits", []) if hit.get("group_id")}
 
 
+_PRODUCT_KINDS: Final = frozenset({"category", "keywords"})
+
+
 def _relaxations(
     client: meilisearch.Client,
     index_uid: str,
@@ -552,6 +555,8 @@ def _relaxations(
             label = labels_by_kind.get(kind, kind)
         relaxations.append(Relaxation(kind=kind, label=label, matches=matches, hint=hint))
     # Products that fit everything but are out of stock come first: the request was right,
-    # only the stock is missing, and that is what the shopper should hear.
-    relaxations.sort(key=lambda r: (r.kind != "available", -r.matches))
+    # only the stock is missing, and that is what the shopper should hear. Dropping the product
+    # asked for (its category or words) comes last: that suggests other products altogether,
+    # where a budget, a brand or a shop is something the shopper can change.
+    relaxations.sort(key=lambda r: (r.kind != "available", r.kind in _PRODUCT_KINDS, -r.matches))
     return relaxations

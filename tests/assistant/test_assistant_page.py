@@ -164,6 +164,30 @@ def test_when_only_out_of_stock_products_fit_the_answer_says_so(
     assert "Try to look in another category" not in html
 
 
+@pytest.mark.parametrize(
+    ("prompt", "said"),
+    [
+        (
+            "headphones under 3000 kes",
+            "Without “at most KES3,000.00” there is 1 match (the cheapest match costs "
+            "KES45,323.70). Try to raise your budget.",
+        ),
+        (
+            "headphones not too expensive except Sony",
+            "Without “not Sony” there is 1 match. Try to allow the brand you excluded.",
+        ),
+    ],
+)
+def test_nothing_fits_advice_keeps_the_product_asked_for(
+    keyword_app: Flask, prompt: str, said: str
+) -> None:
+    """Dropping the category suggests other products altogether; a budget or a brand the shopper
+    can change is the advice, even when more products match without the category."""
+    html = unescape(_html(keyword_app.test_client().post("/assistant", data={"prompt": prompt})))
+    assert said in html
+    assert "Try to look in another category" not in html
+
+
 def test_a_missing_model_is_announced_and_keyword_search_answers(keyword_app: Flask) -> None:
     page = _html(keyword_app.test_client().get("/assistant"))
     assert "Semantic search is not available" in page and "not installed" in page

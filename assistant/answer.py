@@ -30,7 +30,7 @@ RELAX_ADVICE: Final[Mapping[str, str]] = {
     "budget": "raise your budget",
     "category": "look in another category",
     "exclude_category": "name the product you want",
-    "brand": "try another brand",
+    "brand": "ask for another brand",
     "exclude_brand": "allow the brand you excluded",
     "marketplace": "allow other marketplaces",
     "exclude_marketplace": "allow the marketplace you excluded",

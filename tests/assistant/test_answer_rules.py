@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from assistant.answer import build_answer, safe_link
+from assistant.answer import RELAX_ADVICE, build_answer, safe_link
 from assistant.budget import Budget
 from assistant.config import AssistantSettings
 from assistant.constraints import budget_usd_bounds, offer_meets_budget, unmet_constraints
@@ -134,6 +134,19 @@ def test_one_match_without_a_constraint_is_said_in_the_singular() -> None:
         semantic_available=False,
     )  # fmt: skip
     assert "Without “not Sony” there is 1 match." in answer.message, answer.message
+
+
+def test_every_piece_of_advice_reads_as_a_sentence() -> None:
+    """ "Try to try another brand" was the brand's advice."""
+    for kind, advice in RELAX_ADVICE.items():
+        assert not advice.startswith(("try ", "to ")), (kind, advice)
+    intent = parse_intent("a sony tv", VOCABULARY)
+    answer = build_answer(
+        intent.text, intent, _retrieval([], [Relaxation("brand", "Sony", 4)]), fx=FX,
+        display_currency="USD", semantic_available=False,
+    )  # fmt: skip
+    assert "Try to try" not in answer.message
+    assert answer.message.endswith("Try to ask for another brand."), answer.message
 
 
 def test_answers_show_display_prices_reasons_and_store_ids_and_scores() -> None:

@@ -17,6 +17,9 @@ from assistant.prompt_text import PromptText
 from onecart.money import currency_exponent, from_minor_units
 
 AROUND_SPREAD: Final = Decimal("0.2")
+# Amounts above a trillion in any currency bound nothing a shopper buys; they are not read as a
+# budget (and past Decimal's 28 digits the arithmetic would raise).
+MAX_AMOUNT: Final = Decimal(10) ** 12
 
 # (pattern, ISO code). Alphabetic tokens are matched as whole words.
 _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
@@ -127,10 +130,14 @@ def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | N
     except InvalidOperation:
         return None
     word = (multiplier or "").lower()
+    if amount > MAX_AMOUNT:
+        return None
     if word in {"k", "thousand"}:
         amount *= 1000
     elif word in {"m", "million"}:
         amount *= 1_000_000
+    if amount > MAX_AMOUNT:
+        return None
     exponent = currency_exponent(currency)
     scaled = amount.scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
     minor = int(scaled)

@@ -188,6 +188,13 @@ def test_nothing_fits_advice_keeps_the_product_asked_for(
     assert "Try to look in another category" not in html
 
 
+def test_an_absurd_amount_is_answered_not_a_server_error(keyword_app: Flask) -> None:
+    prompt = "tv under 1" + "0" * 60 + " dollars"
+    response = keyword_app.test_client().post("/assistant", data={"prompt": prompt})
+    assert response.status_code == 200
+    assert "Samsung Crystal UHD 55-inch Smart TV" in _html(response)
+
+
 def test_a_missing_model_is_announced_and_keyword_search_answers(keyword_app: Flask) -> None:
     page = _html(keyword_app.test_client().get("/assistant"))
     assert "Semantic search is not available" in page and "not installed" in page

@@ -55,6 +55,10 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("tv under -5 dollars", "USD", None),
     ("mug under 0.001 dollars", "USD", None),
     ("mug under 1.999 dollars", "USD", None),
+    # More than anyone pays (and past Decimal's 28 digits, which raised): no limit, no budget.
+    ("tv under 1" + "0" * 60 + " dollars", "USD", None),
+    ("tv between 1 and 1" + "0" * 100 + " euros", "USD", None),
+    ("tv under 99999999999999999999999 dollars", "USD", None),
     # A decimal comma, as written across Europe: cents, not a thousands separator.
     ("tv under 40,50 euros", "USD", Budget("EUR", None, 4050)),
     ("Becher unter 12,99 €", "USD", Budget("EUR", None, 1299)),

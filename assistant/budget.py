@@ -173,8 +173,10 @@ class _Bound:
         return _parse_amount(self.number, self.multiplier, currency)
 
 
-def _bound(state: PromptText, pattern: re.Pattern[str]) -> _Bound | None:
-    """The first free amount after one of `pattern`'s cues that is money, not a measurement."""
+def _bounds(state: PromptText, pattern: re.Pattern[str]) -> list[_Bound]:
+    """Every free amount after one of `pattern`'s cues that is money, not a measurement, in the
+    order said."""
+    found = []
     for match in pattern.finditer(state.folded):
         if not state.free(match.start(), match.end()):
             continue
@@ -183,8 +185,24 @@ def _bound(state: PromptText, pattern: re.Pattern[str]) -> _Bound | None:
             continue
         if _parse_amount(number, multiplier, currency or "USD") is None:
             continue
-        return _Bound(number, multiplier, currency, match.start(), match.end())
-    return None
+        found.append(_Bound(number, multiplier, currency, match.start(), match.end()))
+    return found
+
+
+def _last_said(state: PromptText, bounds: list[_Bound], notes: list[str] | None) -> _Bound | None:
+    """The last of the limits of one kind: a follow-up typed after the request ("..., under
+    $30") narrows it. The earlier ones are taken too, so they are neither search words nor a
+    quantity ("$30 mug")."""
+    if not bounds:
+        return None
+    for earlier in bounds[:-1]:
+        state.take(earlier.start, earlier.end, "budget")
+    if len(bounds) > 1 and notes is not None:
+        last = bounds[-1]
+        notes.append(
+            f"Of the limits you gave, the last one (“{state.folded[last.start : last.end]}”) counts."
+        )
+    return bounds[-1]
 
 
 def _open_or_closed(
@@ -249,11 +267,12 @@ def parse_budget(
             low, high = high, low
         state.take(match.start(), match.end(), "budget")
         return Budget(currency, low, high, currency_assumed=not (low_cur or high_cur))
-    upper = _bound(state, _MAX_RE)
-    lower = _bound(state, _MIN_RE)
+    upper = _last_said(state, _bounds(state, _MAX_RE), notes)
+    lower = _last_said(state, _bounds(state, _MIN_RE), notes)
     if upper is not None or lower is not None:
         return _open_or_closed(state, lower, upper, default_currency, notes)
-    around = _bound(state, _AROUND_RE)
+    arounds = _bounds(state, _AROUND_RE)
+    around = arounds[0] if arounds else None
     if around is not None:
         currency = around.currency or default_currency
         amount = around.amount(currency)

@@ -138,6 +138,23 @@ def test_requests_are_read_into_constraints_and_free_text(
         assert getattr(intent, name) == value, (name, intent)
 
 
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("under $40 under $30 mug", Budget("USD", None, 3000)),
+        ("tv under 500 dollars, cheaper: under 450 dollars", Budget("USD", None, 45000)),
+        ("mug under 30 dollars, actually under 25 euros", Budget("EUR", None, 2500)),
+    ],
+)
+def test_a_limit_said_again_is_the_last_one_said(text: str, limit: Budget) -> None:
+    """A follow-up typed after the request ("... under $30") narrows it: the last limit counts,
+    the earlier one is neither search words nor a quantity ("$30 mug" was 30 mugs)."""
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.budget == limit
+    assert intent.quantity == 1
+    assert "under" not in intent.keywords and "dollars" not in intent.keywords
+
+
 def test_a_lower_bound_above_the_upper_one_is_said_and_only_the_limit_kept() -> None:
     intent = parse_intent("tv over 100 dollars under 50 dollars", VOCABULARY)
     assert intent.budget == Budget("USD", None, 5000)

@@ -30,12 +30,13 @@ RELAX_ADVICE: Final[Mapping[str, str]] = {
     "budget": "raise your budget",
     "category": "look in another category",
     "exclude_category": "name the product you want",
-    "brand": "try another brand",
+    "brand": "ask for another brand",
     "exclude_brand": "allow the brand you excluded",
     "marketplace": "allow other marketplaces",
     "exclude_marketplace": "allow the marketplace you excluded",
     "rating": "accept a lower rating",
     "keywords": "use fewer or different words",
+    "available": "add “even if out of stock” to your request",
 }
 
 
@@ -239,6 +240,11 @@ def compose_message(
                 total = format_amount(first.display_price_minor * intent.quantity, display_currency)
                 text += f" {intent.quantity} of the first one would cost {total}."
         return text
+    if not intent.asks_for_anything:
+        return (
+            "I could not find a product, brand or price in your request. Tell me what you are "
+            "looking for in English, for example “running shoes under $40”."
+        )
     if not summary and not intent.keywords:
         return "Tell me what you are looking for, for example “running shoes under $40”."
     asked = summary or f'"{intent.keywords}"'
@@ -246,8 +252,8 @@ def compose_message(
     if retrieval.relaxations:
         best = retrieval.relaxations[0]
         advice = RELAX_ADVICE.get(best.kind, "relax that part of the request")
-        noun = "match" if best.matches == 1 else "matches"
-        text += f" Without “{best.label}” there are {best.matches} {noun}"
+        count = "is 1 match" if best.matches == 1 else f"are {best.matches} matches"
+        text += f" Without “{best.label}” there {count}"
         text += f" ({best.hint})." if best.hint else "."
         text += f" Try to {advice}."
     else:

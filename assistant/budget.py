@@ -17,6 +17,9 @@ from assistant.prompt_text import PromptText
 from onecart.money import currency_exponent, from_minor_units
 
 AROUND_SPREAD: Final = Decimal("0.2")
+# Amounts above a trillion in any currency bound nothing a shopper buys; they are not read as a
+# budget (and past Decimal's 28 digits the arithmetic would raise).
+MAX_AMOUNT: Final = Decimal(10) ** 12
 
 # (pattern, ISO code). Alphabetic tokens are matched as whole words.
 _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
@@ -28,7 +31,15 @@ _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
 )
 _CUR = "|".join(f"(?:{pattern})" for pattern, _ in _CURRENCY_TOKENS)
 _CUR_GROUP = rf"(?<![a-z])(?:{_CUR})(?![a-z])"
-_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
+# "12,99": a decimal comma (two digits after it); "1,299" stays a thousands separator.
+_DECIMAL_COMMA_RE = re.compile(r"\d+,\d{2}")
+# A whole number as written: not the tail of a longer one ("0.001" is not 1), not signed ("-5"),
+# and not cut short before more digits or an exponent ("1.999", "1e308" are not 1).
+_NUM = (
+    r"(?<![\d.,])(?<!\de)(?<!\s-)(?<!^-)"
+    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+,\d{2}|\d+(?:\.\d{1,2})?)"
+    r"(?!\d|[.,]\d|e\d)"
+)
 _MULT = r"k|thousand|million|m"
 
 # Words after a number that make it a measurement, not an amount of money.
@@ -113,15 +124,20 @@ class Budget:
 
 def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | None:
     """ "10", "k", "NGN" -> 1000000 (10,000.00 naira in kobo); None when it is not an amount."""
+    written = number.replace(",", ".") if _DECIMAL_COMMA_RE.fullmatch(number) else number
     try:
-        amount = Decimal(number.replace(",", ""))
+        amount = Decimal(written.replace(",", ""))
     except InvalidOperation:
         return None
     word = (multiplier or "").lower()
+    if amount > MAX_AMOUNT:
+        return None
     if word in {"k", "thousand"}:
         amount *= 1000
     elif word in {"m", "million"}:
         amount *= 1_000_000
+    if amount > MAX_AMOUNT:
+        return None
     exponent = currency_exponent(currency)
     scaled = amount.scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
     minor = int(scaled)
@@ -143,7 +159,92 @@ def _looks_like_measurement(
     return bool(_NOT_MONEY_TAIL.match(state.folded, match.end()))
 
 
-def parse_budget(state: PromptText, default_currency: str) -> Budget | None:
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """One amount after a cue ("under 40", "at least €5"): its words, span and currency."""
+
+    number: str
+    multiplier: str | None
+    currency: str | None
+    start: int
+    end: int
+
+    def amount(self, currency: str) -> int | None:
+        return _parse_amount(self.number, self.multiplier, currency)
+
+
+def _bounds(state: PromptText, pattern: re.Pattern[str]) -> list[_Bound]:
+    """Every free amount after one of `pattern`'s cues that is money, not a measurement, in the
+    order said."""
+    found = []
+    for match in pattern.finditer(state.folded):
+        if not state.free(match.start(), match.end()):
+            continue
+        number, multiplier, currency = _money_parts(match, "a")
+        if _looks_like_measurement(state, match, currency):
+            continue
+        if _parse_amount(number, multiplier, currency or "USD") is None:
+            continue
+        found.append(_Bound(number, multiplier, currency, match.start(), match.end()))
+    return found
+
+
+def _last_said(state: PromptText, bounds: list[_Bound], notes: list[str] | None) -> _Bound | None:
+    """The last of the limits of one kind: a follow-up typed after the request ("..., under
+    $30") narrows it. The earlier ones are taken too, so they are neither search words nor a
+    quantity ("$30 mug")."""
+    if not bounds:
+        return None
+    for earlier in bounds[:-1]:
+        state.take(earlier.start, earlier.end, "budget")
+    if len(bounds) > 1 and notes is not None:
+        last = bounds[-1]
+        notes.append(
+            f"Of the limits you gave, the last one (“{state.folded[last.start : last.end]}”) counts."
+        )
+    return bounds[-1]
+
+
+def _open_or_closed(
+    state: PromptText,
+    lower: _Bound | None,
+    upper: _Bound | None,
+    default_currency: str,
+    notes: list[str] | None,
+) -> Budget | None:
+    """One budget from an upper and/or a lower bound said apart ("over $400 and under $500").
+
+    Both ends share the currency either of them names; ends in two different named currencies,
+    or a lower end above the upper one, keep the upper end alone (the shopper's limit) and the
+    note says why."""
+    named = [b.currency for b in (lower, upper) if b is not None and b.currency]
+    currency = named[-1] if named else default_currency
+    assumed = not named
+    if lower is not None and upper is not None and len(set(named)) > 1:
+        lower = None
+    high = upper.amount(currency) if upper is not None else None
+    low = lower.amount(currency) if lower is not None else None
+    if low is not None and high is not None and low > high:
+        if notes is not None:
+            notes.append(
+                f"“at least {format_amount(low, currency)}” and “at most "
+                f"{format_amount(high, currency)}” cannot both hold, so the budget is at most "
+                f"{format_amount(high, currency)}."
+            )
+        low = None
+    for bound in (lower, upper):
+        if bound is not None:
+            state.take(bound.start, bound.end, "budget")
+    if low is None and high is None:
+        return None
+    return Budget(currency, low, high, currency_assumed=assumed)
+
+
+def parse_budget(
+    state: PromptText, default_currency: str, notes: list[str] | None = None
+) -> Budget | None:
+    """The request's budget, its text taken; `notes` gets what the shopper should know (a lower
+    bound above the upper one was dropped)."""
     text = state.folded
     for match in _RANGE_RE.finditer(text):
         if not state.free(match.start(), match.end()):
@@ -166,26 +267,23 @@ def parse_budget(state: PromptText, default_currency: str) -> Budget | None:
             low, high = high, low
         state.take(match.start(), match.end(), "budget")
         return Budget(currency, low, high, currency_assumed=not (low_cur or high_cur))
-    for pattern, bound in ((_MAX_RE, "max"), (_MIN_RE, "min"), (_AROUND_RE, "around")):
-        for match in pattern.finditer(text):
-            if not state.free(match.start(), match.end()):
-                continue
-            number, multiplier, currency = _money_parts(match, "a")
-            if _looks_like_measurement(state, match, currency):
-                continue
-            chosen = currency or default_currency
-            amount = _parse_amount(number, multiplier, chosen)
-            if amount is None:
-                continue
-            state.take(match.start(), match.end(), "budget")
-            assumed = currency is None
-            if bound == "max":
-                return Budget(chosen, None, amount, currency_assumed=assumed)
-            if bound == "min":
-                return Budget(chosen, amount, None, currency_assumed=assumed)
-            spread = (Decimal(amount) * AROUND_SPREAD).to_integral_value()
+    upper = _last_said(state, _bounds(state, _MAX_RE), notes)
+    lower = _last_said(state, _bounds(state, _MIN_RE), notes)
+    if upper is not None or lower is not None:
+        return _open_or_closed(state, lower, upper, default_currency, notes)
+    arounds = _bounds(state, _AROUND_RE)
+    around = arounds[0] if arounds else None
+    if around is not None:
+        currency = around.currency or default_currency
+        amount = around.amount(currency)
+        if amount is not None:
+            state.take(around.start, around.end, "budget")
+            spread = int((Decimal(amount) * AROUND_SPREAD).to_integral_value())
             return Budget(
-                chosen, max(1, amount - int(spread)), amount + int(spread), currency_assumed=assumed
+                currency,
+                max(1, amount - spread),
+                amount + spread,
+                currency_assumed=around.currency is None,
             )
     for match in _BARE_RE.finditer(text):
         if not state.free(match.start(), match.end()):

@@ -221,6 +221,20 @@ class Intent:
         return out
 
     @property
+    def asks_for_anything(self) -> bool:
+        """False when no rule read anything and no word is left ("!!!", words in a script the
+        parser does not read): then every product would match, so nothing is suggested."""
+        constrained = any(c.kind != "available" for c in self.constraints())
+        return bool(
+            constrained
+            or self.keywords.strip()
+            or self.implied_words.strip()
+            or self.sort
+            or self.price_preference
+            or not self.available_only
+        )
+
+    @property
     def has_free_text(self) -> bool:
         """True when words are left for relevance ranking (beyond sizes)."""
         return bool(self.keywords.strip())
@@ -293,7 +307,7 @@ def parse_intent(
     if take_first(state, _GOOD_REVIEWS_RE, "rating") and min_rating is None:
         min_rating = GOOD_REVIEWS_STARS
     sort = _parse_sort(state)
-    budget = parse_budget(state, default_currency)
+    budget = parse_budget(state, default_currency, notes)
     if budget is not None and budget.currency_assumed:
         notes.append(f"Amounts without a currency were read as {default_currency}.")
     # After the budget: "budget" in "budget of $40" is the amount's cue, not a wish.

@@ -263,6 +263,9 @@ def retrieve(
     least `min_similarity` similar to it (:func:`_found_by_words_or_meaning`).
     """
     timings: dict[str, float] = {}
+    if not intent.asks_for_anything:
+        # Browsing the whole catalog is no answer to a request nothing could be read from.
+        return Retrieval(mode=MODE_KEYWORD, candidates=[], total_matches=0)
     vocabulary = profile.vocabulary
     clauses = build_filter_clauses(intent, vocabulary, fx)
     withheld_clause = withheld_marketplaces_clause(withheld)
@@ -479,6 +482,9 @@ def _cheapest_offers(
     return {str(hit["group_id"]): hit for hit in result.get("hits", []) if hit.get("group_id")}
 
 
+_PRODUCT_KINDS: Final = frozenset({"category", "keywords"})
+
+
 def _relaxations(
     client: meilisearch.Client,
     index_uid: str,
@@ -486,8 +492,9 @@ def _relaxations(
     clauses: Mapping[str, str],
     fx: FxTable,
 ) -> list[Relaxation]:
-    """Count the matches with each constraint dropped in turn (one multi-search)."""
-    kinds = [kind for kind in clauses if kind not in ("available", WITHHELD)]
+    """Count the matches with each constraint dropped in turn (one multi-search), stock
+    included: a product that fits but is out of stock is named as such."""
+    kinds = [kind for kind in clauses if kind != WITHHELD]
     keyword_q = keyword_query(intent)
     queries: list[dict[str, Any]] = []
     labels: list[str] = []
@@ -547,5 +554,9 @@ def _relaxations(
         else:
             label = labels_by_kind.get(kind, kind)
         relaxations.append(Relaxation(kind=kind, label=label, matches=matches, hint=hint))
-    relaxations.sort(key=lambda r: -r.matches)
+    # Products that fit everything but are out of stock come first: the request was right,
+    # only the stock is missing, and that is what the shopper should hear. Dropping the product
+    # asked for (its category or words) comes last: that suggests other products altogether,
+    # where a budget, a brand or a shop is something the shopper can change.
+    relaxations.sort(key=lambda r: (r.kind != "available", r.kind in _PRODUCT_KINDS, -r.matches))
     return relaxations

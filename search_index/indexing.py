@@ -43,6 +43,9 @@ DELETE_BATCH_SIZE: Final = 10_000
 # CPU against 53 s in tasks of 50,000 (bench/RESULTS.md, "Meilisearch's cost per batch").
 # A task's documents are spooled to a temporary file as NDJSON, never held as objects.
 TASK_DOCUMENTS: Final = 50_000
+# A task's request body stays well under Meilisearch's 100 MB limit (--http-payload-size-limit):
+# with vectors (384 floats) an offer is about 9 KB, so 50,000 of them would be refused (413).
+TASK_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_TASK_TIMEOUT_SECONDS: Final = 900.0
 CLIENT_TIMEOUT_SECONDS: Final = 60
 # Polling a task (wait_for_tasks): the pause after each look is this share of the time waited so
@@ -275,11 +278,15 @@ class _TaskSpool:
         self.task_uids: list[int] = []
 
     def add(self, document: Mapping[str, Any]) -> int | None:
-        """Spool one document; the uid of the task it completed, if it completed one."""
-        self._file.write(json.dumps(document, separators=(",", ":")).encode())
-        self._file.write(b"\n")
+        """Spool one document; the uid of a task it completed, if it completed one (a task is
+        sent when it holds `batch_size` documents, or before it would pass TASK_BYTES)."""
+        line = json.dumps(document, separators=(",", ":")).encode() + b"\n"
+        sent = None
+        if self._pending and self._file.tell() + len(line) > TASK_BYTES:
+            sent = self.flush()
+        self._file.write(line)
         self._pending += 1
-        return self.flush() if self._pending >= self._batch_size else None
+        return self.flush() if self._pending >= self._batch_size else sent
 
     def flush(self) -> int | None:
         """Send what is spooled as one task (nothing when empty); its uid."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from assistant.answer import build_answer, safe_link
+from assistant.answer import RELAX_ADVICE, build_answer, safe_link
 from assistant.budget import Budget
 from assistant.config import AssistantSettings
 from assistant.constraints import budget_usd_bounds, offer_meets_budget, unmet_constraints
@@ -124,6 +124,29 @@ def test_nothing_fits_names_the_constraint_to_relax_with_the_cheapest_price() ->
     assert "Without “at most $5.00” there are 12 matches" in answer.message
     assert "raise your budget" in answer.message
     assert any("Keyword search only" in note for note in answer.notes)
+
+
+def test_one_match_without_a_constraint_is_said_in_the_singular() -> None:
+    intent = parse_intent("wireless headphones except Sony", VOCABULARY)
+    relax = [Relaxation("exclude_brand", "not Sony", 1)]
+    answer = build_answer(
+        intent.text, intent, _retrieval([], relax), fx=FX, display_currency="USD",
+        semantic_available=False,
+    )  # fmt: skip
+    assert "Without “not Sony” there is 1 match." in answer.message, answer.message
+
+
+def test_every_piece_of_advice_reads_as_a_sentence() -> None:
+    """ "Try to try another brand" was the brand's advice."""
+    for kind, advice in RELAX_ADVICE.items():
+        assert not advice.startswith(("try ", "to ")), (kind, advice)
+    intent = parse_intent("a sony tv", VOCABULARY)
+    answer = build_answer(
+        intent.text, intent, _retrieval([], [Relaxation("brand", "Sony", 4)]), fx=FX,
+        display_currency="USD", semantic_available=False,
+    )  # fmt: skip
+    assert "Try to try" not in answer.message
+    assert answer.message.endswith("Try to ask for another brand."), answer.message
 
 
 def test_answers_show_display_prices_reasons_and_store_ids_and_scores() -> None:

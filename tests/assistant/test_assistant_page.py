@@ -142,6 +142,63 @@ def test_no_results_say_which_constraint_to_relax(keyword_app: Flask) -> None:
     assert "the cheapest match costs $349.99" in html
 
 
+@pytest.mark.parametrize("prompt", ["!!!???...", "テレビ", "телевизор", "耳机 ?"])
+def test_a_request_with_nothing_to_read_gets_no_products_but_says_so(
+    keyword_app: Flask, prompt: str
+) -> None:
+    """Punctuation or words the parser cannot read are not a request for anything: no random
+    products presented as "I found 10 products"."""
+    response = keyword_app.test_client().post("/assistant", data={"prompt": prompt})
+    html = _html(response)
+    assert response.status_code == 200
+    assert "assistant-suggestion" not in html
+    assert "I found" not in html
+    assert "could not find a product, brand or price in your request" in html
+
+
+@pytest.mark.parametrize("prompt", ["garmin watch", "smartwatch"])
+def test_when_only_out_of_stock_products_fit_the_answer_says_so(
+    keyword_app: Flask, prompt: str
+) -> None:
+    """The only smartwatch (Garmin) is out of stock: the answer points there, not to "another
+    category" or "fewer constraints"."""
+    html = unescape(_html(keyword_app.test_client().post("/assistant", data={"prompt": prompt})))
+    assert "Nothing in the catalog fits all of" in html
+    assert "Without “in stock” there is 1 match. Try to add “even if out of stock”" in html
+    assert "Try to look in another category" not in html
+
+
+@pytest.mark.parametrize(
+    ("prompt", "said"),
+    [
+        (
+            "headphones under 3000 kes",
+            "Without “at most KES3,000.00” there is 1 match (the cheapest match costs "
+            "KES45,323.70). Try to raise your budget.",
+        ),
+        (
+            "headphones not too expensive except Sony",
+            "Without “not Sony” there is 1 match. Try to allow the brand you excluded.",
+        ),
+    ],
+)
+def test_nothing_fits_advice_keeps_the_product_asked_for(
+    keyword_app: Flask, prompt: str, said: str
+) -> None:
+    """Dropping the category suggests other products altogether; a budget or a brand the shopper
+    can change is the advice, even when more products match without the category."""
+    html = unescape(_html(keyword_app.test_client().post("/assistant", data={"prompt": prompt})))
+    assert said in html
+    assert "Try to look in another category" not in html
+
+
+def test_an_absurd_amount_is_answered_not_a_server_error(keyword_app: Flask) -> None:
+    prompt = "tv under 1" + "0" * 60 + " dollars"
+    response = keyword_app.test_client().post("/assistant", data={"prompt": prompt})
+    assert response.status_code == 200
+    assert "Samsung Crystal UHD 55-inch Smart TV" in _html(response)
+
+
 def test_a_missing_model_is_announced_and_keyword_search_answers(keyword_app: Flask) -> None:
     page = _html(keyword_app.test_client().get("/assistant"))
     assert "Semantic search is not available" in page and "not installed" in page

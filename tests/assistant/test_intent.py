@@ -50,6 +50,23 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("phone with 256GB under 2 years old", "USD", None),
     ("4 stars or more", "USD", None),
     ("iphone 15", "USD", None),
+    # Not an amount a shopper can pay: no budget rather than a part of the number read as one.
+    ("tv under 1e308 dollars", "USD", None),
+    ("tv under -5 dollars", "USD", None),
+    ("mug under 0.001 dollars", "USD", None),
+    ("mug under 1.999 dollars", "USD", None),
+    # More than anyone pays (and past Decimal's 28 digits, which raised): no limit, no budget.
+    ("tv under 1" + "0" * 60 + " dollars", "USD", None),
+    ("tv between 1 and 1" + "0" * 100 + " euros", "USD", None),
+    ("tv under 99999999999999999999999 dollars", "USD", None),
+    # A decimal comma, as written across Europe: cents, not a thousands separator.
+    ("tv under 40,50 euros", "USD", Budget("EUR", None, 4050)),
+    ("Becher unter 12,99 €", "USD", Budget("EUR", None, 1299)),
+    ("between 9,50 and 20 euros", "USD", Budget("EUR", 950, 2000)),
+    # Both ends said apart: one range, in the currency either end names.
+    ("tv over $400 and under $500", "USD", Budget("USD", 40000, 50000)),
+    ("shoes under 60 euros but more than 30", "USD", Budget("EUR", 3000, 6000)),
+    ("at least 2k and at most 5k KES", "USD", Budget("KES", 200_000, 500_000)),
 ]  # fmt: skip
 
 
@@ -119,6 +136,30 @@ def test_requests_are_read_into_constraints_and_free_text(
     intent = parse_intent(text, VOCABULARY)
     for name, value in expected.items():
         assert getattr(intent, name) == value, (name, intent)
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("under $40 under $30 mug", Budget("USD", None, 3000)),
+        ("tv under 500 dollars, cheaper: under 450 dollars", Budget("USD", None, 45000)),
+        ("mug under 30 dollars, actually under 25 euros", Budget("EUR", None, 2500)),
+    ],
+)
+def test_a_limit_said_again_is_the_last_one_said(text: str, limit: Budget) -> None:
+    """A follow-up typed after the request ("... under $30") narrows it: the last limit counts,
+    the earlier one is neither search words nor a quantity ("$30 mug" was 30 mugs)."""
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.budget == limit
+    assert intent.quantity == 1
+    assert "under" not in intent.keywords and "dollars" not in intent.keywords
+
+
+def test_a_lower_bound_above_the_upper_one_is_said_and_only_the_limit_kept() -> None:
+    intent = parse_intent("tv over 100 dollars under 50 dollars", VOCABULARY)
+    assert intent.budget == Budget("USD", None, 5000)
+    assert intent.keywords == ""
+    assert any("at least $100.00" in note and "at most $50.00" in note for note in intent.notes)
 
 
 def test_an_amount_without_currency_uses_the_display_currency_and_says_so() -> None:

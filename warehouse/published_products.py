@@ -66,6 +66,9 @@ class ProductsCopy:
         self.column_list = ", ".join(_quoted(c) for c in columns)
         stable = ", ".join(_quoted(c) for c in columns if c != VOLATILE)
         self.row_hash = f"hash({stable})"
+        # Rows the last copy() or merge() wrote: product_rows (deleted, inserted or given a
+        # fetch time) and marketplace_fetches.
+        self.written = {PRODUCT_ROWS: 0, FETCHES: 0}
 
     def _same_key(self, left: str, right: str) -> str:
         return " AND ".join(f"{left}.{_quoted(c)} = {right}.{_quoted(c)}" for c in KEY)
@@ -99,6 +102,9 @@ class ProductsCopy:
             f"INSERT INTO {FETCHES} SELECT marketplace, fetched_at FROM publish_fetches AS f "
             f"WHERE NOT EXISTS (SELECT 1 FROM {FETCHES} AS t WHERE t.marketplace = f.marketplace)"
         ).fetchall()[0][0]
+        # A moved time is a row deleted and inserted again: the inserted rows are the times
+        # written.
+        self.written[FETCHES] = int(inserted)
         return int(changed) + int(inserted)
 
     def copy(self, conn: duckdb.DuckDBPyConnection) -> None:
@@ -107,6 +113,8 @@ class ProductsCopy:
         try:
             self._insert(conn, f"(SELECT *, {self.row_hash} AS row_hash FROM {self.source})")
             self._write_fetches(conn)
+            (rows,) = conn.execute(f"SELECT count(*) FROM {PRODUCT_ROWS}").fetchone() or (0,)
+            self.written[PRODUCT_ROWS] = int(rows)
         finally:
             conn.execute("DROP TABLE IF EXISTS publish_fetches")
 
@@ -166,4 +174,5 @@ class ProductsCopy:
                 "publish_own_fetches",
             ):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
+        self.written[PRODUCT_ROWS] = int(deleted + inserted + own + latest)
         return bool(deleted or inserted or own or latest or fetches)

@@ -145,7 +145,8 @@ def catalog_lines(
         )
     if failed:
         retry = " ".join(f"--marketplace {slug}" for slug in failed)
-        lines.append(f"  retry once they answer: onecart ingest {retry}")
+        answer = "it answers" if len(failed) == 1 else "they answer"
+        lines.append(f"  retry once {answer}: onecart ingest {retry}")
     return lines
 
 

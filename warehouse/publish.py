@@ -68,11 +68,14 @@ CREATE TABLE IF NOT EXISTS published_tables (
     layout VARCHAR NOT NULL,
     published_at TIMESTAMPTZ NOT NULL
 );
-COMMENT ON TABLE published_tables IS 'How each table of this snapshot was brought up to date by
-the publish that made it, from the older snapshot it was written into (usually the one before the
-previous): kept (unchanged), appended (new rows only), merged (changed rows only, by primary key)
-or copied (replaced), with its row count and when.';
-"""
+COMMENT ON TABLE published_tables IS '{comment}';
+""".format(
+    # One line: `onecart sql` lists the tables and views with their comments, a line apiece.
+    comment="How each table of this snapshot was brought up to date by the publish that made it, "
+    "from the older snapshot it was written into (usually the one before the previous): kept "
+    "(unchanged), appended (new rows only), merged (changed rows only, by primary key) or copied "
+    "(replaced), with its row count and when."
+)
 
 SOURCE_ALIAS = "pipeline_source"
 # DuckDB's memory while the copy is written. Unbounded (DuckDB's default, 80% of RAM) the

@@ -27,26 +27,37 @@ FETCHES = "marketplace_fetches"
 KEY = ("marketplace", "external_id")
 VOLATILE = "fetched_at"
 
+# One line each: `onecart sql` lists the tables and views with their comments, a line apiece.
+ROWS_COMMENT = (
+    "The offers of the view products, but fetched_at NULL where it is its marketplace''s latest "
+    "(marketplace_fetches), and row_hash (hash of the row but fetched_at, for the next publish). "
+    "Query the view products instead."
+)
+FETCHES_COMMENT = (
+    "Per marketplace, the latest fetched_at of its offers: the time of its last fetch that the "
+    "offers come from."
+)
+PRODUCTS_COMMENT = (
+    "Current offers, exactly the pipeline''s products table: fetched_at is the offer''s own where "
+    "it differs from its marketplace''s latest fetch, else that fetch''s."
+)
+
 # The copy's layout of products (part of publish.layout_fingerprint: a copy made before is
 # rebuilt from scratch). Applied to a fresh copy after schema.sql made `products` a table.
 LAYOUT_SQL = f"""
 ALTER TABLE products RENAME TO {PRODUCT_ROWS};
 ALTER TABLE {PRODUCT_ROWS} ALTER {VOLATILE} DROP NOT NULL;
 ALTER TABLE {PRODUCT_ROWS} ADD COLUMN row_hash UBIGINT;
-COMMENT ON TABLE {PRODUCT_ROWS} IS 'The offers of the view products, but fetched_at NULL where it
-is its marketplace''s latest (marketplace_fetches), and row_hash (hash of the row but fetched_at,
-for the next publish). Query the view products instead.';
+COMMENT ON TABLE {PRODUCT_ROWS} IS '{ROWS_COMMENT}';
 CREATE TABLE {FETCHES} (
     marketplace VARCHAR PRIMARY KEY,
     fetched_at TIMESTAMPTZ NOT NULL
 );
-COMMENT ON TABLE {FETCHES} IS 'Per marketplace, the latest fetched_at of its offers: the time of
-its last fetch that the offers come from.';
+COMMENT ON TABLE {FETCHES} IS '{FETCHES_COMMENT}';
 CREATE VIEW products AS
 SELECT r.* EXCLUDE (row_hash) REPLACE (coalesce(r.{VOLATILE}, f.fetched_at) AS {VOLATILE})
 FROM {PRODUCT_ROWS} AS r LEFT JOIN {FETCHES} AS f ON f.marketplace = r.marketplace;
-COMMENT ON VIEW products IS 'Current offers, exactly the pipeline''s products table: fetched_at
-is the offer''s own where it differs from its marketplace''s latest fetch, else that fetch''s.';
+COMMENT ON VIEW products IS '{PRODUCTS_COMMENT}';
 """
 
 

@@ -4,9 +4,9 @@ share), so a marketplace failing every scheduled refresh shows in the shell, not
 Dagster UI.
 
 The last fetch is the later of the analysts' copy's (`marketplace_fetches`) and the newest
-`raw_catalog` materialization of the partition: the copy is published by the downstream run,
-which follows a refresh only when some marketplace's offers changed, so after refreshes that
-changed nothing it still showed the fetch of the last change.
+`raw_catalog` materialization of the partition: the copy is published once a refresh's catalog
+runs are done (by the downstream run, or the fetch times job after a refresh that changed no
+offer), so while a refresh runs, or when its publish failed, the copy lags Dagster's record.
 
 Status is a question: whatever cannot be read (no ingest yet, a copy being swapped, Dagster's
 storage unreachable) becomes a line saying so, never an exception.
@@ -145,7 +145,8 @@ def catalog_lines(
         )
     if failed:
         retry = " ".join(f"--marketplace {slug}" for slug in failed)
-        lines.append(f"  retry once they answer: onecart ingest {retry}")
+        answer = "it answers" if len(failed) == 1 else "they answer"
+        lines.append(f"  retry once {answer}: onecart ingest {retry}")
     return lines
 
 

@@ -134,7 +134,7 @@ def start_offer_embeddings(settings: Settings) -> int:
     from pipelines.run import dagster_instance, launch_offer_embeddings
 
     if not embeddings_enabled():
-        print(f"offer embeddings: skipped ({SWITCHED_OFF}); the assistant uses keyword search")
+        print(f"offer embeddings: skipped, {SWITCHED_OFF}; the assistant uses keyword search")
         return EXIT_OK
     by_name = {service.name: service for service in services.build_services(settings)}
     if supervision.inspect_service(settings, by_name["dagster"]).healthy:
@@ -175,7 +175,8 @@ def start_offer_embeddings(settings: Settings) -> int:
         return EXIT_FAILED
     skipped = embeddings_skipped_reason(result.all_events)
     if skipped:
-        print(f"offer embeddings: skipped ({skipped}); the assistant uses keyword search")
+        # The reasons carry parentheses of their own ("switched off (…=off)").
+        print(f"offer embeddings: skipped, {skipped}; the assistant uses keyword search")
     else:
         print("offer embeddings: done; the assistant uses hybrid search")
     return EXIT_OK
@@ -251,7 +252,8 @@ def ingest_failure_lines(
         )
         # Each one's reason is on its FAILED line above; the next step is a run of only those.
         retry = " ".join(f"--marketplace {slug}" for slug in partitions)
-        lines.append(f"  retry them once they answer: onecart ingest {retry}")
+        them = "it once it answers" if len(partitions) == 1 else "them once they answer"
+        lines.append(f"  retry {them}: onecart ingest {retry}")
     if assets:
         lines.append(f"ingest failed in downstream asset(s): {', '.join(assets)}")
     reported_failure = _read_result(result, "success") is False

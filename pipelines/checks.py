@@ -5,8 +5,9 @@ The per-marketplace checks are partitioned like `normalized_products` and declar
 (`check_specs`): they are evaluated at the end of its own step, on the connection that just
 wrote the marketplace's offers. A separate check step cost a step's events, a warehouse
 connection and a lookup of the materialization per check, more than the queries themselves.
-Freshness looks at every marketplace at once, so it is unpartitioned and runs with the
-downstream assets, where a marketplace that has been failing for hours shows up.
+Freshness looks at every marketplace at once, so it is unpartitioned; it runs on a schedule of
+its own at every refresh tick (a refresh that changes nothing starts no downstream run, and a
+tick whose fetches all fail materializes nothing) and with the downstream assets.
 """
 
 import warnings
@@ -260,25 +261,39 @@ def products_are_fresh(
     warehouse: WarehouseResource, marketplaces: MarketplacesResource
 ) -> dg.AssetCheckResult:
     """Warns when any configured marketplace's offers were fetched longer ago than the limit
-    (or never): its partition has been failing, and shoppers see old prices."""
+    (or never): its partition has been failing, and shoppers see old prices. Evaluated at every
+    refresh tick (catalog_freshness_schedule) and in each downstream run; the result names each
+    stale marketplace on a line of its own."""
     with warehouse.connect(read_only=True) as conn:
         counts = product_counts_by_marketplace(conn)
     fetched = {row["marketplace"]: row["last_fetched_at"] for row in counts.iter_rows(named=True)}
     now = datetime.now(UTC)
+    limit_hours = FRESHNESS_MAX_AGE.total_seconds() / 3600
     ages = {}
     stale = []
+    lines = []
     for config in marketplaces.configs():
         last = fetched.get(config.slug)
         age_hours = round((now - last).total_seconds() / 3600, 2) if last else None
         ages[config.slug] = age_hours
-        if last is None or now - last > FRESHNESS_MAX_AGE:
+        if last is None:
             stale.append(config.slug)
+            lines.append(f"{config.slug}: never fetched")
+        elif now - last > FRESHNESS_MAX_AGE:
+            stale.append(config.slug)
+            lines.append(
+                f"{config.slug}: last fetched {age_hours:.1f} h ago, at "
+                f"{last.astimezone(UTC):%Y-%m-%d %H:%M} UTC (limit {limit_hours:g} h)"
+            )
     return dg.AssetCheckResult(
         passed=not stale,
         severity=dg.AssetCheckSeverity.WARN,
+        description="\n".join(lines)
+        if lines
+        else f"Every marketplace fetched within {limit_hours:g} h.",
         metadata={
             "age_hours": dg.MetadataValue.json(ages),
             "stale": dg.MetadataValue.json(stale),
-            "max_age_hours": FRESHNESS_MAX_AGE.total_seconds() / 3600,
+            "max_age_hours": limit_hours,
         },
     )

@@ -22,17 +22,16 @@ from pipelines.assets.serving import (
     storefront_products,
 )
 from pipelines.checks import products_are_fresh
-from pipelines.jobs import build_jobs
+from pipelines.jobs import JOBS, downstream_job, embeddings_job
 from pipelines.partitions import build_marketplace_partitions
 from pipelines.resources import build_resources
-from pipelines.schedules import build_catalog_refresh_schedule
+from pipelines.schedules import build_catalog_freshness_schedule, build_catalog_refresh_schedule
 from pipelines.sensors import build_embeddings_after_downstream_sensor, products_changed_sensor
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Assets, checks, jobs, schedule, sensor and resources for the given settings."""
     partitions = build_marketplace_partitions(settings)
-    catalog_job, downstream_job, embeddings_job = build_jobs()
     return dg.Definitions(
         assets=[
             *build_catalog_assets(partitions),
@@ -46,8 +45,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             analyst_warehouse,
         ],
         asset_checks=[products_are_fresh],
-        jobs=[catalog_job, downstream_job, embeddings_job],
-        schedules=[build_catalog_refresh_schedule(settings.schedule_cron, partitions)],
+        jobs=JOBS,
+        schedules=[
+            build_catalog_refresh_schedule(settings.schedule_cron, partitions),
+            build_catalog_freshness_schedule(settings.schedule_cron),
+        ],
         sensors=[
             products_changed_sensor,
             build_embeddings_after_downstream_sensor(downstream_job, embeddings_job),

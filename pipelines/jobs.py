@@ -17,6 +17,8 @@ from pipelines.checks import products_are_fresh
 MARKETPLACE_CATALOG_JOB = "marketplace_catalog_job"
 CATALOG_DOWNSTREAM_JOB = "catalog_downstream_job"
 OFFER_EMBEDDINGS_JOB = "offer_embeddings_job"
+CATALOG_FRESHNESS_JOB = "catalog_freshness_job"
+FETCH_TIMES_JOB = "fetch_times_job"
 
 CATALOG_ASSETS = ("raw_catalog", "normalized_products")
 DOWNSTREAM_ASSETS = (
@@ -36,7 +38,10 @@ EMBEDDING_ASSETS = ("offer_embeddings", "search_products")
 
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
-    """The catalog job (partitioned like its assets), the downstream job and the embeddings job."""
+    """The catalog job (partitioned like its assets), the downstream job, the embeddings job,
+    the freshness check on its own (its schedule evaluates it at every refresh tick, whether or
+    not a catalog changed or any fetch succeeded) and the fetch times job (the analysts' copy
+    after a refresh that changed no offer)."""
     freshness = dg.AssetSelection.checks(products_are_fresh)
     catalog_job = dg.define_asset_job(
         MARKETPLACE_CATALOG_JOB,
@@ -58,4 +63,24 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         "their vectors (hybrid search).",
         executor_def=dg.in_process_executor,
     )
-    return [catalog_job, downstream_job, embeddings_job]
+    freshness_job = dg.define_asset_job(
+        CATALOG_FRESHNESS_JOB,
+        selection=freshness,
+        description="Check that every marketplace was fetched lately (products_are_fresh).",
+        executor_def=dg.in_process_executor,
+    )
+    # Publishing after a refresh that changed no offer writes the fetch times only: every table
+    # is compared with the copy's and kept (warehouse.publish).
+    fetch_times_job = dg.define_asset_job(
+        FETCH_TIMES_JOB,
+        selection=dg.AssetSelection.assets("analyst_warehouse"),
+        description="After refreshes that changed no offer: the analysts' copy learns the new "
+        "fetch times (marketplace_coverage.last_fetched_at); nothing else is written again.",
+        executor_def=dg.in_process_executor,
+    )
+    return [catalog_job, downstream_job, embeddings_job, freshness_job, fetch_times_job]
+
+
+# Built once: the sensors target them by definition, and the code location holds the same ones.
+JOBS = build_jobs()
+catalog_job, downstream_job, embeddings_job, freshness_job, fetch_times_job = JOBS

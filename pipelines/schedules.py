@@ -1,11 +1,15 @@
-"""The catalog refresh schedule: every marketplace's partition, every N minutes."""
+"""The catalog refresh schedule (every marketplace's partition, every N minutes) and the freshness
+check's schedule beside it."""
 
 import dagster as dg
 
-from pipelines.jobs import MARKETPLACE_CATALOG_JOB
+from pipelines.jobs import CATALOG_FRESHNESS_JOB, MARKETPLACE_CATALOG_JOB
 from pipelines.partition_order import partitions_longest_first
 
 CATALOG_REFRESH_SCHEDULE = "catalog_refresh_schedule"
+CATALOG_FRESHNESS_SCHEDULE = "catalog_freshness_schedule"
+# Ahead of the tick's queued catalog runs: the check reads the warehouse for a moment.
+FRESHNESS_PRIORITY = "10"
 
 
 def build_catalog_refresh_schedule(
@@ -42,3 +46,23 @@ def build_catalog_refresh_schedule(
         ]
 
     return catalog_refresh_schedule
+
+
+def build_catalog_freshness_schedule(cron: str) -> dg.ScheduleDefinition:
+    """products_are_fresh at every refresh tick, in a run of its own.
+
+    The downstream run also evaluates it, but the sensor starts one only when offers changed,
+    and nothing follows a tick whose fetches all failed: with quiet catalogs a marketplace
+    failing for hours showed green. At the tick the check sees what the earlier refreshes left,
+    which is what its limit (hours, against a refresh every few minutes) is about.
+    """
+    return dg.ScheduleDefinition(
+        name=CATALOG_FRESHNESS_SCHEDULE,
+        cron_schedule=cron,
+        job_name=CATALOG_FRESHNESS_JOB,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        execution_timezone="UTC",
+        tags={"onecart/trigger": "freshness", "dagster/priority": FRESHNESS_PRIORITY},
+        description="Warn when a marketplace has not been fetched lately, whatever the refresh "
+        "changed (products_are_fresh, one line per stale marketplace).",
+    )

@@ -1,4 +1,5 @@
-"""Refreshing everything downstream of the catalogs when products changed."""
+"""Refreshing everything downstream of the catalogs when products changed, and the analysts'
+copy's fetch times when they did not."""
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -10,7 +11,13 @@ if TYPE_CHECKING:
         UnresolvedAssetJobDefinition,
     )
 
-from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, MARKETPLACE_CATALOG_JOB
+from pipelines.jobs import (
+    CATALOG_DOWNSTREAM_JOB,
+    FETCH_TIMES_JOB,
+    MARKETPLACE_CATALOG_JOB,
+    downstream_job,
+    fetch_times_job,
+)
 
 PRODUCTS_CHANGED_SENSOR = "products_changed_sensor"
 EMBEDDINGS_AFTER_DOWNSTREAM_SENSOR = "embeddings_after_downstream_sensor"
@@ -42,11 +49,12 @@ def content_changed(record: dg.EventLogRecord) -> bool:
 
 @dg.sensor(
     name=PRODUCTS_CHANGED_SENSOR,
-    job_name=CATALOG_DOWNSTREAM_JOB,
+    jobs=[downstream_job, fetch_times_job],
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Runs the downstream job (index, storefront, analysts' copy) once the catalog "
-    "runs of a refresh are done and at least one marketplace's products changed.",
+    description="Once the catalog runs of a refresh are done: the downstream job (index, "
+    "storefront, analysts' copy) when a marketplace's products changed, else the fetch times "
+    "job (the analysts' copy learns when each marketplace was fetched).",
 )
 def products_changed_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Watches normalized_products materializations (their `content_changed` metadata).
@@ -54,6 +62,9 @@ def products_changed_sensor(context: dg.SensorEvaluationContext) -> dg.RunReques
     The cursor is the newest materialization's storage id that was handled. While catalog runs
     are still queued or running the cursor stays put, so their changes are handled together.
     A downstream run started after the newest change (by `onecart ingest`, say) counts as done.
+    Refreshes that changed no offer get a run of the fetch times job instead (once a downstream
+    or fetch times run started after them, it counts as done), so the analysts' copy shows each
+    marketplace's latest fetch, not the fetch of its latest change.
     """
     after = int(context.cursor) if context.cursor else None
     records = context.instance.fetch_materializations(
@@ -74,19 +85,32 @@ def products_changed_sensor(context: dg.SensorEvaluationContext) -> dg.RunReques
     newest = max(record.storage_id for record in records)
     context.update_cursor(str(newest))
     changed = [record for record in records if content_changed(record)]
-    if not changed:
-        return dg.SkipReason(f"{len(records)} catalog refresh(es) without product changes")
-    newest_change = datetime.fromtimestamp(max(record.timestamp for record in changed), tz=UTC)
-    later_runs = context.instance.get_runs(
-        dg.RunsFilter(job_name=CATALOG_DOWNSTREAM_JOB, created_after=newest_change), limit=1
+    # A downstream run publishes the fetch times too; either job's run after the newest record
+    # (by `onecart ingest`, say) has done the work.
+    job = CATALOG_DOWNSTREAM_JOB if changed else FETCH_TIMES_JOB
+    newest_record = datetime.fromtimestamp(
+        max(record.timestamp for record in changed or records), tz=UTC
     )
-    if later_runs:
-        return dg.SkipReason(
-            f"downstream run {later_runs[0].run_id} already started after the latest change"
+    for later_job in dict.fromkeys((CATALOG_DOWNSTREAM_JOB, job)):
+        later_runs = context.instance.get_runs(
+            dg.RunsFilter(job_name=later_job, created_after=newest_record), limit=1
+        )
+        if later_runs:
+            return dg.SkipReason(
+                f"{later_job} run {later_runs[0].run_id} already started after the latest "
+                + ("change" if changed else "refresh")
+            )
+    if not changed:
+        # Analysts would otherwise see the fetch time of the last change for a healthy store.
+        return dg.RunRequest(
+            run_key=f"fetch-times-{newest}",
+            job_name=FETCH_TIMES_JOB,
+            tags={"onecart/trigger": "refreshed_unchanged"},
         )
     marketplaces = sorted({record.partition_key or "" for record in changed} - {""})
     return dg.RunRequest(
         run_key=f"products-changed-{newest}",
+        job_name=CATALOG_DOWNSTREAM_JOB,
         tags={
             "onecart/trigger": "products_changed",
             "onecart/marketplaces": ",".join(marketplaces),

@@ -25,7 +25,7 @@ the pipeline's offers and the fingerprints of the other tables.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,11 +68,14 @@ CREATE TABLE IF NOT EXISTS published_tables (
     layout VARCHAR NOT NULL,
     published_at TIMESTAMPTZ NOT NULL
 );
-COMMENT ON TABLE published_tables IS 'How each table of this snapshot was brought up to date by
-the publish that made it, from the older snapshot it was written into (usually the one before the
-previous): kept (unchanged), appended (new rows only), merged (changed rows only, by primary key)
-or copied (replaced), with its row count and when.';
-"""
+COMMENT ON TABLE published_tables IS '{comment}';
+""".format(
+    # One line: `onecart sql` lists the tables and views with their comments, a line apiece.
+    comment="How each table of this snapshot was brought up to date by the publish that made it, "
+    "from the older snapshot it was written into (usually the one before the previous): kept "
+    "(unchanged), appended (new rows only), merged (changed rows only, by primary key) or copied "
+    "(replaced), with its row count and when."
+)
 
 SOURCE_ALIAS = "pipeline_source"
 # DuckDB's memory while the copy is written. Unbounded (DuckDB's default, 80% of RAM) the
@@ -94,6 +97,10 @@ class PublishResult:
     # What the copy was written into: the previous snapshot (publish_files.FROM_SPARE), a byte
     # copy of the published file (FROM_COPY) or an empty file (FROM_EMPTY).
     started_from: str = publish_files.FROM_EMPTY
+    # Rows the publish wrote behind the products view: product_rows and marketplace_fetches (a
+    # refresh that changed no offer writes a fetch time per marketplace fetched, and no offer
+    # unless the snapshot it started from missed the publish before).
+    products_written: dict[str, int] = field(default_factory=dict)
 
 
 def default_published_path() -> Path:
@@ -283,10 +290,10 @@ class _TableCopy:
 
 def refresh_tables(
     conn: duckdb.DuckDBPyConnection, *, from_previous: bool
-) -> tuple[dict[str, str], dict[str, int]]:
+) -> tuple[dict[str, str], dict[str, int], dict[str, int]]:
     """Bring every published table of `conn` up to date with the attached pipeline file; return
-    how each was refreshed and its row count. Without `from_previous` every table is empty and
-    copied whole."""
+    how each was refreshed, its row count, and the rows written behind the products view.
+    Without `from_previous` every table is empty and copied whole."""
     copies = {table: _TableCopy(conn, table) for table in PUBLISHED_TABLES}
     planned = {
         table: copy.plan(conn) if from_previous else COPIED for table, copy in copies.items()
@@ -300,7 +307,8 @@ def refresh_tables(
     refreshed, rows = {}, {}
     for table, refresh in planned.items():
         refreshed[table], rows[table] = copies[table].apply(conn, refresh)
-    return refreshed, rows
+    products = copies["products"].products
+    return refreshed, rows, dict(products.written) if products is not None else {}
 
 
 def publish(source: Path | str | None = None, target: Path | str | None = None) -> PublishResult:
@@ -337,7 +345,9 @@ def publish(source: Path | str | None = None, target: Path | str | None = None) 
             quoted_source = "'" + str(source_path).replace("'", "''") + "'"
             next_conn.execute(f"ATTACH {quoted_source} AS {SOURCE_ALIAS} (READ_ONLY)")
             try:
-                refreshed, table_rows = refresh_tables(next_conn, from_previous=from_previous)
+                refreshed, table_rows, products_written = refresh_tables(
+                    next_conn, from_previous=from_previous
+                )
             finally:
                 next_conn.execute(f"DETACH {SOURCE_ALIAS}")
             now = datetime.now(UTC)
@@ -360,4 +370,5 @@ def publish(source: Path | str | None = None, target: Path | str | None = None) 
         views=views,
         refreshed=refreshed,
         started_from=started_from,
+        products_written=products_written,
     )

@@ -27,26 +27,37 @@ FETCHES = "marketplace_fetches"
 KEY = ("marketplace", "external_id")
 VOLATILE = "fetched_at"
 
+# One line each: `onecart sql` lists the tables and views with their comments, a line apiece.
+ROWS_COMMENT = (
+    "The offers of the view products, but fetched_at NULL where it is its marketplace''s latest "
+    "(marketplace_fetches), and row_hash (hash of the row but fetched_at, for the next publish). "
+    "Query the view products instead."
+)
+FETCHES_COMMENT = (
+    "Per marketplace, the latest fetched_at of its offers: the time of its last fetch that the "
+    "offers come from."
+)
+PRODUCTS_COMMENT = (
+    "Current offers, exactly the pipeline''s products table: fetched_at is the offer''s own where "
+    "it differs from its marketplace''s latest fetch, else that fetch''s."
+)
+
 # The copy's layout of products (part of publish.layout_fingerprint: a copy made before is
 # rebuilt from scratch). Applied to a fresh copy after schema.sql made `products` a table.
 LAYOUT_SQL = f"""
 ALTER TABLE products RENAME TO {PRODUCT_ROWS};
 ALTER TABLE {PRODUCT_ROWS} ALTER {VOLATILE} DROP NOT NULL;
 ALTER TABLE {PRODUCT_ROWS} ADD COLUMN row_hash UBIGINT;
-COMMENT ON TABLE {PRODUCT_ROWS} IS 'The offers of the view products, but fetched_at NULL where it
-is its marketplace''s latest (marketplace_fetches), and row_hash (hash of the row but fetched_at,
-for the next publish). Query the view products instead.';
+COMMENT ON TABLE {PRODUCT_ROWS} IS '{ROWS_COMMENT}';
 CREATE TABLE {FETCHES} (
     marketplace VARCHAR PRIMARY KEY,
     fetched_at TIMESTAMPTZ NOT NULL
 );
-COMMENT ON TABLE {FETCHES} IS 'Per marketplace, the latest fetched_at of its offers: the time of
-its last fetch that the offers come from.';
+COMMENT ON TABLE {FETCHES} IS '{FETCHES_COMMENT}';
 CREATE VIEW products AS
 SELECT r.* EXCLUDE (row_hash) REPLACE (coalesce(r.{VOLATILE}, f.fetched_at) AS {VOLATILE})
 FROM {PRODUCT_ROWS} AS r LEFT JOIN {FETCHES} AS f ON f.marketplace = r.marketplace;
-COMMENT ON VIEW products IS 'Current offers, exactly the pipeline''s products table: fetched_at
-is the offer''s own where it differs from its marketplace''s latest fetch, else that fetch''s.';
+COMMENT ON VIEW products IS '{PRODUCTS_COMMENT}';
 """
 
 
@@ -66,6 +77,9 @@ class ProductsCopy:
         self.column_list = ", ".join(_quoted(c) for c in columns)
         stable = ", ".join(_quoted(c) for c in columns if c != VOLATILE)
         self.row_hash = f"hash({stable})"
+        # Rows the last copy() or merge() wrote: product_rows (deleted, inserted or given a
+        # fetch time) and marketplace_fetches.
+        self.written = {PRODUCT_ROWS: 0, FETCHES: 0}
 
     def _same_key(self, left: str, right: str) -> str:
         return " AND ".join(f"{left}.{_quoted(c)} = {right}.{_quoted(c)}" for c in KEY)
@@ -99,6 +113,9 @@ class ProductsCopy:
             f"INSERT INTO {FETCHES} SELECT marketplace, fetched_at FROM publish_fetches AS f "
             f"WHERE NOT EXISTS (SELECT 1 FROM {FETCHES} AS t WHERE t.marketplace = f.marketplace)"
         ).fetchall()[0][0]
+        # A moved time is a row deleted and inserted again: the inserted rows are the times
+        # written.
+        self.written[FETCHES] = int(inserted)
         return int(changed) + int(inserted)
 
     def copy(self, conn: duckdb.DuckDBPyConnection) -> None:
@@ -107,6 +124,8 @@ class ProductsCopy:
         try:
             self._insert(conn, f"(SELECT *, {self.row_hash} AS row_hash FROM {self.source})")
             self._write_fetches(conn)
+            (rows,) = conn.execute(f"SELECT count(*) FROM {PRODUCT_ROWS}").fetchone() or (0,)
+            self.written[PRODUCT_ROWS] = int(rows)
         finally:
             conn.execute("DROP TABLE IF EXISTS publish_fetches")
 
@@ -166,4 +185,5 @@ class ProductsCopy:
                 "publish_own_fetches",
             ):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
+        self.written[PRODUCT_ROWS] = int(deleted + inserted + own + latest)
         return bool(deleted or inserted or own or latest or fetches)

@@ -23,6 +23,7 @@ from search_index.settings import (
 )
 from warehouse.connection import refresh_views
 from warehouse.derived import read_latest_rates
+from warehouse.published_products import FETCHES, PRODUCT_ROWS
 
 SERVING_GROUP = "serving"
 MAX_LOGGED_SKIPS = 20
@@ -276,5 +277,8 @@ def analyst_warehouse(
             "table_refresh": dg.MetadataValue.json(published.refreshed),
             "started_from": published.started_from,
             "views": dg.MetadataValue.json(published.views),
+            # After a refresh that changed no offer: the fetch times only (fetch_times_job).
+            "product_rows_written": published.products_written.get(PRODUCT_ROWS, 0),
+            "fetch_times_written": published.products_written.get(FETCHES, 0),
         }
     )

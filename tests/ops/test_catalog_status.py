@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from onecart.catalog_status import PartitionRun, catalog_lines
 from onecart.dagster_instance import dagster_home, prepare_dagster_instance
 from onecart.settings import Settings
 from tests.ops.test_cli import onecart
@@ -116,7 +117,21 @@ def test_status_shows_each_marketplace_last_fetch_and_failed_partition_run(
         assert last_fetch == fetched_last[slug].strftime("%Y-%m-%d %H:%M UTC")
     assert " ok " in rows["kiondo"] and "FAILED" in rows["amazon"]
     assert "amazon: its last run failed" in result.stdout
-    assert "retry once they answer: onecart ingest --marketplace amazon\n" in result.stdout
+    assert "retry once it answers: onecart ingest --marketplace amazon\n" in result.stdout
+
+
+def test_the_retry_line_speaks_of_one_marketplace_or_of_several() -> None:
+    """ "retry once they answer" was said of a single marketplace (ops QA pass 3)."""
+    at = datetime(2026, 12, 6, 17, 30, tzinfo=UTC)
+
+    def failed(*slugs: str) -> list[str]:
+        runs = {slug: PartitionRun(status="FAILURE", at=at, run_id=f"{slug}-run") for slug in slugs}
+        return catalog_lines(["amazon", "kiondo"], {}, runs, "http://dagster")
+
+    assert failed("amazon")[-1] == "  retry once it answers: onecart ingest --marketplace amazon"
+    assert failed("amazon", "kiondo")[-1] == (
+        "  retry once they answer: onecart ingest --marketplace amazon --marketplace kiondo"
+    )
 
 
 def test_status_on_an_empty_home_lists_the_marketplaces_never_fetched(

@@ -535,7 +535,9 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
     assert "loading catalogs: 0 of 8 marketplaces" in up.stdout
     assert "keyword search is live" in up.stdout
     # Switched off, so no embeddings run is started and the output says so.
-    assert "offer embeddings: skipped (switched off" in up.stdout
+    assert (
+        "offer embeddings: skipped, switched off (ONECART_ASSISTANT_EMBEDDINGS=off);" in up.stdout
+    )
     assert "offer embeddings: background run" not in up.stdout
     # A fresh demo replays the sandbox's last days first (ONECART_DEMO_HISTORY_DAYS, default 3):
     # price history on four consecutive days, today's the last.

@@ -253,7 +253,7 @@ def test_failed_partitions_and_downstream_assets_get_a_line_each() -> None:
 
     assert lines == [
         "ingest failed for partition(s): kiondo (their last good catalogs are kept)",
-        "  retry them once they answer: onecart ingest --marketplace kiondo",
+        "  retry it once it answers: onecart ingest --marketplace kiondo",
         "ingest failed in downstream asset(s): product_groups",
     ]
 

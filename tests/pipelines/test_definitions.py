@@ -17,7 +17,13 @@ import yaml
 from adapters.registry import load_marketplaces
 from onecart.settings import REPO_ROOT, Settings, get_settings
 from pipelines.definitions import build_definitions, defs
-from pipelines.jobs import CATALOG_DOWNSTREAM_JOB, MARKETPLACE_CATALOG_JOB, OFFER_EMBEDDINGS_JOB
+from pipelines.jobs import (
+    CATALOG_DOWNSTREAM_JOB,
+    CATALOG_FRESHNESS_JOB,
+    FETCH_TIMES_JOB,
+    MARKETPLACE_CATALOG_JOB,
+    OFFER_EMBEDDINGS_JOB,
+)
 from pipelines.resources import WarehouseResource
 from pipelines.run import UnknownMarketplaceError, materialize_all
 from pipelines.schedules import CATALOG_REFRESH_SCHEDULE
@@ -104,6 +110,17 @@ def test_jobs_split_the_catalog_from_everything_downstream() -> None:
         "offer_embeddings",
         "search_products",
     }
+    # The freshness check alone (its schedule runs it at every refresh tick), and the analysts'
+    # copy alone (after refreshes that changed no offer).
+    freshness = definitions.resolve_job_def(CATALOG_FRESHNESS_JOB)
+    assert freshness.asset_layer.executable_asset_keys == set()
+    assert {key.name for key in freshness.asset_layer.asset_graph.asset_check_keys} >= {
+        "products_are_fresh"
+    }
+    fetch_times = definitions.resolve_job_def(FETCH_TIMES_JOB)
+    assert {key.to_user_string() for key in fetch_times.asset_layer.executable_asset_keys} == {
+        "analyst_warehouse"
+    }
 
 
 def test_what_the_ui_materializes_runs_in_one_process_like_the_jobs() -> None:
@@ -113,7 +130,13 @@ def test_what_the_ui_materializes_runs_in_one_process_like_the_jobs() -> None:
     definitions = defs()
     implicit = definitions.resolve_implicit_global_asset_job_def()
     assert implicit.executor_def.name == dg.in_process_executor.name
-    for name in (MARKETPLACE_CATALOG_JOB, CATALOG_DOWNSTREAM_JOB, OFFER_EMBEDDINGS_JOB):
+    for name in (
+        MARKETPLACE_CATALOG_JOB,
+        CATALOG_DOWNSTREAM_JOB,
+        OFFER_EMBEDDINGS_JOB,
+        CATALOG_FRESHNESS_JOB,
+        FETCH_TIMES_JOB,
+    ):
         assert definitions.resolve_job_def(name).executor_def.name == dg.in_process_executor.name
 
 
@@ -149,7 +172,11 @@ def test_default_schedule_is_every_thirty_minutes() -> None:
 def test_sensor_is_on_by_default_and_idle_without_materializations() -> None:
     sensor = defs().resolve_sensor_def(PRODUCTS_CHANGED_SENSOR)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.job_name == CATALOG_DOWNSTREAM_JOB
+    # The downstream job after changes, the fetch times job after refreshes without any.
+    assert {target.job_name for target in sensor.targets} == {
+        CATALOG_DOWNSTREAM_JOB,
+        FETCH_TIMES_JOB,
+    }
     with dg.instance_for_test() as instance:
         result = products_changed_sensor(dg.build_sensor_context(instance=instance))
     assert isinstance(result, dg.SkipReason)

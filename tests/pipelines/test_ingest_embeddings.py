@@ -40,7 +40,7 @@ def test_embeddings_switched_off_are_reported_as_skipped_not_as_hybrid_search(
     assert exit_code == 0
     assert "hybrid" not in out, out
     assert (
-        "offer embeddings: skipped (switched off (ONECART_ASSISTANT_EMBEDDINGS=off)); "
+        "offer embeddings: skipped, switched off (ONECART_ASSISTANT_EMBEDDINGS=off); "
         "the assistant uses keyword search"
     ) in out, out
 
@@ -95,6 +95,6 @@ def test_embeddings_switched_off_start_no_background_run_that_could_never_switch
     assert launched == []
     assert "until it finishes" not in out, out
     assert (
-        "offer embeddings: skipped (switched off (ONECART_ASSISTANT_EMBEDDINGS=off)); "
+        "offer embeddings: skipped, switched off (ONECART_ASSISTANT_EMBEDDINGS=off); "
         "the assistant uses keyword search"
     ) in out, out

@@ -94,6 +94,13 @@ def test_published_copy_has_the_tables_and_views_but_not_the_raw_payloads(tmp_pa
             ).fetchall()
         )
         assert all(comments[view] for view in VIEWS)
+        # A comment is one line: `onecart sql` lists each view and table with its comment, and
+        # the products view's broke that list (ops QA pass 3).
+        described = conn.execute(
+            "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal "
+            "UNION ALL SELECT table_name, comment FROM duckdb_tables()"
+        ).fetchall()
+        assert [name for name, comment in described if comment and "\n" in comment] == []
     finally:
         conn.close()
 

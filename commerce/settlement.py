@@ -271,7 +271,8 @@ def cancellation_unanswered(order: Order) -> bool:
     sweeper for a part whose job ended without; a part placed after the job gave up re-queues
     it). Its share is not captured meanwhile: a confirmed cancel then releases it rather than
     capturing and refunding it (a charge and, days later, a refund on the statement, Stripe's
-    fee on the capture kept). Any answer ends the wait: refused or unknown, the part may ship
+    fee on the capture kept). Any answer ends the wait: refused, or unknown after the job's last
+    attempt (an earlier attempt's unclear answer is not kept: RQ asks again), the part may ship
     and is captured."""
     return order.cancel_requested_at is not None and any(
         sub.status in _CANCEL_ASKED_STATUSES

@@ -1,8 +1,9 @@
 """Shopper cancellations whose job is gone: found by the sweeper and resolved by asking.
 
 The cancellation job (commerce.cancellation.carry_out_cancellation, retried by RQ) records an
-answer on every placed part it asks to cancel (`cancel_outcome`). A job killed on its last
-attempt (the work horse timed out, the machine went away) after the marketplace cancelled
+answer on every placed part it asks to cancel (`cancel_outcome`; an unclear one only on its last
+attempt, the earlier ones being retried). A job killed on its last attempt (the work horse
+timed out, the machine went away) after the marketplace cancelled
 leaves the part placed with no answer, and nothing runs the job again: a marketplace tracking
 follows reports the cancellation and tracking refunds it, but on one tracking cannot ask
 nothing ever refunds that part. The sweeper finds such parts once the order's last

@@ -293,6 +293,12 @@ def carry_out_cancellation(
         }[outcome].append(marketplace.name)
         if outcome == CancelOutcome.UNKNOWN:
             unanswered.append(marketplace.name)
+            # Not kept before the last attempt: RQ asks again, and the card capture waits for
+            # this part's answer (settlement.cancellation_unanswered) so that a cancel confirmed
+            # by a retry releases the hold instead of refunding a capture. The last attempt
+            # keeps "unknown" below; a job that dies first is answered by the abandoned-
+            # cancellation sweep, which finds the part by this NULL.
+            continue
         outcomes[sub_order_id] = outcome.value
     for sub_order_id, marketplace, status in targets:
         if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED) or (

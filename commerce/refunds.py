@@ -298,6 +298,23 @@ def reconcile_refund(
     return True
 
 
+def find_refunds_to_reconcile(session: Session, *, older_than: timedelta) -> list[int]:
+    """Refunds whose provider call started more than `older_than` ago and never ended."""
+    return list(
+        session.scalars(
+            sa.select(Refund.id)
+            .where(
+                Refund.status == RefundStatus.PROCESSING,
+                sa.or_(
+                    Refund.processing_started_at.is_(None),
+                    Refund.processing_started_at < utc_now() - older_than,
+                ),
+            )
+            .order_by(Refund.id)
+        )
+    )
+
+
 def reconcile_refunds(
     session_factory: sessionmaker[Session],
     *,
@@ -306,17 +323,7 @@ def reconcile_refunds(
 ) -> int:
     """Every refund whose provider call started more than `older_than` ago and never ended."""
     with session_factory() as session:
-        refund_ids = list(
-            session.scalars(
-                sa.select(Refund.id).where(
-                    Refund.status == RefundStatus.PROCESSING,
-                    sa.or_(
-                        Refund.processing_started_at.is_(None),
-                        Refund.processing_started_at < utc_now() - older_than,
-                    ),
-                )
-            )
-        )
+        refund_ids = find_refunds_to_reconcile(session, older_than=older_than)
     return sum(
         1
         for refund_id in refund_ids

@@ -73,6 +73,7 @@ __all__ = [
     "SETTLED_CARD_STATUSES",
     "adjust_share",
     "compensate_sub_order",
+    "find_payments_to_reconcile",
     "finish_settlement",
     "process_refunds",
     "reconcile_payment",
@@ -271,7 +272,8 @@ def cancellation_unanswered(order: Order) -> bool:
     sweeper for a part whose job ended without; a part placed after the job gave up re-queues
     it). Its share is not captured meanwhile: a confirmed cancel then releases it rather than
     capturing and refunding it (a charge and, days later, a refund on the statement, Stripe's
-    fee on the capture kept). Any answer ends the wait: refused or unknown, the part may ship
+    fee on the capture kept). Any answer ends the wait: refused, or unknown after the job's last
+    attempt (an earlier attempt's unclear answer is not kept: RQ asks again), the part may ship
     and is captured."""
     return order.cancel_requested_at is not None and any(
         sub.status in _CANCEL_ASKED_STATUSES
@@ -504,6 +506,25 @@ def finish_settlement(
         refresh_payment_status(payment)
 
 
+def find_payments_to_reconcile(session: Session, *, older_than: timedelta) -> list[int]:
+    """Payments in `reconciling`, and those left `capturing` for longer than `older_than`."""
+    return list(
+        session.scalars(
+            sa.select(Payment.id)
+            .where(
+                sa.or_(
+                    Payment.status == PaymentStatus.RECONCILING,
+                    sa.and_(
+                        Payment.status == PaymentStatus.CAPTURING,
+                        Payment.updated_at < utc_now() - older_than,
+                    ),
+                )
+            )
+            .order_by(Payment.id)
+        )
+    )
+
+
 def reconcile_payments(
     session_factory: sessionmaker[Session],
     *,
@@ -513,19 +534,7 @@ def reconcile_payments(
     """Payments in `reconciling`, and those left `capturing` for longer than `older_than` (a
     worker died during the call), resolved from the provider's record."""
     with session_factory() as session:
-        payment_ids = list(
-            session.scalars(
-                sa.select(Payment.id).where(
-                    sa.or_(
-                        Payment.status == PaymentStatus.RECONCILING,
-                        sa.and_(
-                            Payment.status == PaymentStatus.CAPTURING,
-                            Payment.updated_at < utc_now() - older_than,
-                        ),
-                    )
-                )
-            )
-        )
+        payment_ids = find_payments_to_reconcile(session, older_than=older_than)
     return sum(
         1
         for payment_id in payment_ids

@@ -20,6 +20,10 @@
 - card payments whose sub-orders are all settled but were never captured are settled; pending
   refunds are retried; notification e-mails that failed are retried.
 
+Each order's step is its own failure: one that raises (not a payment error, which each step
+handles itself) is logged, counted (`SweepReport.order_failures`) and its order flagged for an
+operator, and the sweep goes on with the other orders.
+
 Dispatching is a callable handed in by the job layer (storefront.jobs), so this module never
 imports RQ and is tested with the real queue and without it.
 """
@@ -30,6 +34,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,12 +76,14 @@ from commerce.placement_outcomes import (
     finish_abandoned_cancel,
     flag_for_operator,
 )
+from commerce.refunds import find_refunds_to_reconcile, reconcile_refund
 from commerce.settlement import (
+    find_payments_to_reconcile,
     process_refunds,
-    reconcile_payments,
-    reconcile_refunds,
+    reconcile_payment,
     settle_payment,
 )
+from commerce.sweep_steps import OrderSteps
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +133,9 @@ class SweepReport:
     reconciling_flagged: int = 0
     cancels_finished: int = 0
     cancellations_resolved: int = 0
+    # Orders whose step raised something other than a payment error (logged and flagged; the
+    # rest of the sweep went on without them).
+    order_failures: int = 0
 
 
 def dispatch_outbox(
@@ -352,11 +362,13 @@ def find_unsettled_payments(session: Session) -> list[int]:
     )
     return list(
         session.scalars(
-            sa.select(Payment.order_id).where(
+            sa.select(Payment.order_id)
+            .where(
                 Payment.method == PaymentMethod.STRIPE,
                 Payment.status == PaymentStatus.AUTHORIZED,
                 ~in_flight,
             )
+            .order_by(Payment.order_id)
         )
     )
 
@@ -476,11 +488,29 @@ def sweep(
         session_factory, older_than=policy.reconciling_flag_after
     )
 
-    payments_reconciled = reconcile_payments(
-        session_factory, older_than=policy.stuck_after, gateway_for=gateway_for
+    steps = OrderSteps(session_factory)
+    with session_factory() as session:
+        payments_in_doubt = find_payments_to_reconcile(session, older_than=policy.stuck_after)
+        refunds_in_doubt = find_refunds_to_reconcile(
+            session, older_than=policy.refund_processing_after
+        )
+    payments_reconciled = sum(
+        steps.run(
+            "reconciling its payment",
+            sa.select(Payment.order_id).where(Payment.id == payment_id),
+            partial(reconcile_payment, session_factory, payment_id, gateway_for=gateway_for),
+        )
+        for payment_id in payments_in_doubt
     )
-    refunds_reconciled = reconcile_refunds(
-        session_factory, older_than=policy.refund_processing_after, gateway_for=gateway_for
+    refunds_reconciled = sum(
+        steps.run(
+            "reconciling a refund",
+            sa.select(Payment.order_id)
+            .join(Refund, Refund.payment_id == Payment.id)
+            .where(Refund.id == refund_id),
+            partial(reconcile_refund, session_factory, refund_id, gateway_for=gateway_for),
+        )
+        for refund_id in refunds_in_doubt
     )
     unrecorded_holds = record_unrecorded_holds(
         session_factory, card_gateway, older_than=policy.unrecorded_hold_after
@@ -496,15 +526,23 @@ def sweep(
                 .join(Refund, Refund.payment_id == Payment.id)
                 .where(Refund.status == RefundStatus.PENDING)
                 .distinct()
+                .order_by(Payment.order_id)
             )
         )
     settled = sum(
-        1
+        steps.run(
+            "settling its payment",
+            order_id,
+            partial(settle_payment, session_factory, order_id, gateway_for=gateway_for),
+        )
         for order_id in unsettled
-        if settle_payment(session_factory, order_id, gateway_for=gateway_for)
     )
     refunds = sum(
-        process_refunds(session_factory, order_id, gateway_for=gateway_for)
+        steps.run(
+            "sending its pending refunds",
+            order_id,
+            partial(process_refunds, session_factory, order_id, gateway_for=gateway_for),
+        )
         for order_id in pending_refund_orders
     )
     return SweepReport(
@@ -522,4 +560,5 @@ def sweep(
         reconciling_flagged=reconciling_flagged,
         cancels_finished=cancels_finished,
         cancellations_resolved=cancellations_resolved,
+        order_failures=steps.failures,
     )

@@ -2,7 +2,8 @@
 
 Outside sandbox mode a top-up is a Stripe PaymentIntent (automatic capture) created for the
 amount the shopper typed and tagged with who it is for. The browser confirms it with Stripe.js;
-the wallet is credited only once Stripe says the PaymentIntent *succeeded*: on the
+the wallet is credited only once Stripe says the PaymentIntent *succeeded*, with what Stripe
+says it received (never the amount asked on trust, never more than it): on the
 `payment_intent.succeeded` webhook and when the shopper comes back from Stripe, both of which
 call :func:`credit_card_topup`, which asks Stripe for the PaymentIntent itself instead of trusting
 what it was handed. The ledger line's reference is the PaymentIntent id and (kind, reference) is
@@ -232,9 +233,32 @@ def _retrieve(client: stripe.StripeClient, intent_id: str) -> Any:
     if not intent_id.startswith("pi_") or len(intent_id) > 255:
         raise PaymentError("That is not a card payment of this shop.")
     try:
-        return client.v1.payment_intents.retrieve(intent_id)
+        # The charge expanded: what was received is read from it when the intent does not say.
+        return client.v1.payment_intents.retrieve(intent_id, params={"expand": ["latest_charge"]})
     except stripe.StripeError as exc:
         raise _stripe_failure(exc, "looked up") from exc
+
+
+def _received(intent: Any) -> int:
+    """What Stripe says it received of a succeeded top-up, in Stripe's units: the intent's
+    `amount_received`, else its charge's `amount_captured`, else (localstripe, which keeps
+    neither) the amount of its captured charge. A top-up is captured at once, in full or not at
+    all, so a refund of the charge later is not subtracted: its own event takes it back.
+    PaymentUnavailable when Stripe's record says none of these: nothing is credited, the
+    webhook's redelivery asks again."""
+    fields = intent.to_dict()
+    if fields.get("amount_received") is not None:
+        return int(fields["amount_received"])
+    charge = fields.get("latest_charge")
+    if isinstance(charge, Mapping):
+        if charge.get("amount_captured") is not None:
+            return int(charge["amount_captured"])
+        if charge.get("captured") and charge.get("amount") is not None:
+            return int(charge["amount"])
+    raise PaymentUnavailable(
+        "The card payment service did not say how much of this top-up it received; "
+        "nothing was credited yet."
+    )
 
 
 def _check_owner(intent: Any, user: User) -> None:
@@ -283,13 +307,29 @@ def _credit_retrieved(
     if status != "succeeded":
         failed = status in ("canceled", "requires_payment_method")
         return TopUpOutcome(TopUpState.FAILED if failed else TopUpState.PENDING), user
-    received = int(getattr(intent, "amount_received", None) or intent.amount)
     currency = str(intent.currency).upper()
-    amount = Money(from_stripe_amount(min(int(intent.amount), received), currency), currency)
+    asked = Money(from_stripe_amount(int(intent.amount), currency), currency)
+    # What Stripe received, never the amount asked on trust (and never more than asked).
+    amount = Money(
+        from_stripe_amount(min(int(intent.amount), _received(intent)), currency), currency
+    )
     if amount.currency != user.wallet_currency:
         # Cannot happen for intents we created; an operator must look at it rather than guess.
         logger.error("top-up %s in %s for a %s wallet", intent.id, amount, user.wallet_currency)
         raise PaymentError("This top-up is in another currency than your wallet.")
+    if amount.minor <= 0:
+        # "Succeeded" with nothing received: no credit, and an operator looks (as for a
+        # capture Stripe reports for another amount than asked).
+        logger.error(
+            "top-up %s of user %s: succeeded, but Stripe received nothing of %s",
+            intent.id,
+            user.id,
+            asked,
+        )
+        raise PaymentError(
+            "Your card payment service reports this top-up paid but received nothing, so "
+            "nothing was added to your wallet; our team will look into it."
+        )
     try:
         with session.begin_nested():
             receipt = record_wallet_entry(
@@ -302,6 +342,17 @@ def _credit_retrieved(
             )
     except IntegrityError:  # a concurrent call credited it a moment ago
         return TopUpOutcome(TopUpState.CREDITED, amount=amount, created=False), user
+    if receipt.created and amount != asked:
+        # Stripe's figure is what the wallet gets; the shortfall is an operator's to look at
+        # (the shopper typed more), once: not at every event or return visit.
+        logger.error(
+            "top-up %s of user %s: Stripe received %s of the %s asked; %s credited",
+            intent.id,
+            user.id,
+            amount,
+            asked,
+            amount,
+        )
     return TopUpOutcome(TopUpState.CREDITED, amount=amount, created=receipt.created), user
 
 

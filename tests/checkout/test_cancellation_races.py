@@ -174,3 +174,86 @@ def test_a_part_the_marketplace_cancels_while_the_cancellation_job_runs_is_not_r
         ).all()
     assert [tuple(row) for row in refunds] == [(sub.charge_minor, RefundStatus.SUCCEEDED)]
     check_invariants(shop)
+
+
+def test_an_unclear_cancel_answer_before_the_last_attempt_keeps_the_card_share_uncaptured(
+    shop: Shop,
+) -> None:
+    """Shopwave is placed, Kiondo not yet (so the card is still only authorized) when the
+    shopper cancels. Shopwave is down at the job's first attempt: RQ retries, so that unclear
+    answer is not the answer the capture waits for. Before, it was recorded as "unknown", the
+    capture stopped waiting and took Shopwave's share, and the retry's confirmed cancel refunded
+    it (a charge and a refund on the statement) instead of releasing the hold."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 2, 1), ("kiondo", 2, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    shopwave = shop.sub_order(order, "shopwave")
+    place_sub_order(
+        shop.session_factory, shopwave.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.PLACED
+    with shop.session_factory() as session, session.begin():
+        request_cancellation(session, user.id, order.number)
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.CANCELLED
+    shop.knobs("shopwave", down=True)
+    try:
+        early = carry_out_cancellation(
+            shop.session_factory, order.id, adapter_for=adapter_for_marketplace
+        )
+    finally:
+        shop.knobs("shopwave", down=False)
+    assert early.in_flight == ("ShopWave",)
+    assert shop.sub_order(order, "shopwave").cancel_outcome is None
+    payment = shop.order(order.number).payment
+    assert payment is not None
+    assert payment.status == PaymentStatus.AUTHORIZED, "captured on a non-final unclear answer"
+
+    last = carry_out_cancellation(
+        shop.session_factory, order.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+
+    assert last.cancelled == ("ShopWave",)
+    payment = shop.order(order.number).payment
+    assert payment is not None
+    assert (payment.status, payment.captured_minor) == (PaymentStatus.VOIDED, 0)
+    assert {(refund.kind, refund.status) for refund in payment.refunds} == {
+        (RefundKind.RELEASE, RefundStatus.SUCCEEDED)
+    }
+    check_invariants(shop)
+
+
+def test_an_unclear_cancel_answer_on_the_last_attempt_ends_the_wait_and_captures(
+    shop: Shop,
+) -> None:
+    """Guard: the last attempt's unclear answer is an answer. The part may ship, so its share is
+    captured (an operator follows the cancellation up); the hold is not left to lapse."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 2, 1), ("kiondo", 2, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    shopwave = shop.sub_order(order, "shopwave")
+    place_sub_order(
+        shop.session_factory, shopwave.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    with shop.session_factory() as session, session.begin():
+        request_cancellation(session, user.id, order.number)
+    shop.knobs("shopwave", down=True)
+    try:
+        for final_attempt in (False, True):
+            report = carry_out_cancellation(
+                shop.session_factory,
+                order.id,
+                adapter_for=adapter_for_marketplace,
+                final_attempt=final_attempt,
+            )
+            assert report.in_flight == ("ShopWave",)
+    finally:
+        shop.knobs("shopwave", down=False)
+
+    part = shop.sub_order(order, "shopwave")
+    assert (part.status, part.cancel_outcome) == (SubOrderStatus.PLACED, "unknown")
+    payment = shop.order(order.number).payment
+    assert payment is not None
+    assert payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == part.kept_charge_minor > 0
+    assert shop.order(order.number).attention_reason
+    check_invariants(shop)

@@ -64,17 +64,22 @@ def compiled_extensions() -> list[Extension]:
     except ImportError:  # building without Cython (not the declared build): all Python
         return []
     extensions = [
-        Extension(module, [str(source_path(module).relative_to(ROOT))], optional=True)
+        Extension(module, [str(source_path(module).relative_to(ROOT))])
         for module in COMPILED_MODULES
     ]
     # force: the C is generated anew from today's sources, so no older object is reused.
-    return cythonize(
+    compiled = cythonize(
         extensions,
         compiler_directives=CYTHON_DIRECTIVES,
         build_dir="build/cython",
         force=True,
         quiet=True,
     )
+    for extension in compiled:
+        # A failed compile (no C compiler, no Python headers) is a warning: the .py runs.
+        # Set here: cythonize makes new Extension objects without the flag.
+        extension.optional = True
+    return compiled
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from search_index.price_order import merge, next_depth
 
 USD: Final = "USD"
 RATING_STARS: Final = (4, 3, 2, 1)
+RATING_STEP: Final = Decimal("0.1")  # a rating is shown to one decimal (made once, not per card)
 
 
 def hit_int(value: object) -> int | None:
@@ -67,7 +68,7 @@ def _optional_rating(value: object) -> Decimal | None:
         rating = Decimal(repr(value) if isinstance(value, float) else str(value))
     except InvalidOperation:
         return None
-    return rating.quantize(Decimal("0.1")) if rating.is_finite() else None
+    return rating.quantize(RATING_STEP) if rating.is_finite() else None
 
 
 @dataclass(frozen=True, slots=True)

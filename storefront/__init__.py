@@ -17,6 +17,7 @@ from flask import Flask, Response, current_app, redirect, request, url_for
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import onecart  # noqa: F401  (before any module of this package: the compiled-module guard)
 from commerce.accounts import LOGIN_LIFETIME
 from commerce.rate_limit import (
     DEFAULT_PREFIX,
@@ -41,7 +42,7 @@ from storefront.security import (
     set_security_headers,
 )
 from storefront.sessions import CachedSerializerSessionInterface
-from storefront.templating import OutputEscapingCodeGenerator
+from storefront.templating import OutputEscapingCodeGenerator, SiteJinjaEnvironment
 from storefront.text_direction import without_bidi_controls
 
 # Every area of the site is one blueprint package exposing `bp`; order matters only for
@@ -121,6 +122,8 @@ def default_config(settings: Settings) -> dict[str, Any]:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the storefront application: config, extensions, blueprints, CLI commands."""
     app = Flask(__name__)
+    # Before anything reads app.jinja_env (Flask-WTF's init does): templates' globals as a view.
+    app.jinja_environment = SiteJinjaEnvironment
     settings = get_settings()
     app.config.from_mapping(default_config(settings))
     if config:

@@ -265,6 +265,12 @@ def order_status_label(order: Order) -> str:
             return "Partly cancelled"
         if live and order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             return "Cancelling"
+    if order.status == OrderStatus.DELIVERED:
+        # Parts at marketplaces that report no delivery do not hold the order up, but nobody
+        # saw them arrive: named until the shopper confirms receipt.
+        unconfirmed = [s.marketplace.name for s in charged if not reports_delivery(s)]
+        if unconfirmed:
+            return f"Delivered ({', '.join(unconfirmed)} not confirmed)"
     return ORDER_STATUS_LABELS.get(order.status, order.status.value.replace("_", " ").capitalize())
 
 

@@ -22,7 +22,7 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce.mail import open_smtp
+from commerce.mail import open_smtp, send_mail
 from commerce.models import User, utc_now
 from commerce.notification_models import Notification
 from commerce.order_models import Order
@@ -270,7 +270,7 @@ def send_notification_emails(
             if email is None:
                 continue
             try:
-                smtp.send_message(email)
+                send_mail(smtp, email)
             except smtplib.SMTPException as exc:
                 logger.warning("e-mail for notification %s failed: %s", notification_id, exc)
                 continue

@@ -245,6 +245,14 @@ class OrderView:
     cancellation_unknown: bool = False
     refunded_minor: int = 0
 
+    @property
+    def last_update(self) -> datetime:
+        """The latest change of the order or any of its parts (a part placed, shipped or given
+        its marketplace's number changes its own row, not the order's)."""
+        return max(
+            [self.order.updated_at, *(part.sub_order.updated_at for part in self.sub_orders)]
+        )
+
 
 def order_status_label(order: Order) -> str:
     """The order's status in words; "Partly cancelled" when the shopper cancelled and some
@@ -257,6 +265,12 @@ def order_status_label(order: Order) -> str:
             return "Partly cancelled"
         if live and order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             return "Cancelling"
+    if order.status == OrderStatus.DELIVERED:
+        # Parts at marketplaces that report no delivery do not hold the order up, but nobody
+        # saw them arrive: named until the shopper confirms receipt.
+        unconfirmed = [s.marketplace.name for s in charged if not reports_delivery(s)]
+        if unconfirmed:
+            return f"Delivered ({', '.join(unconfirmed)} not confirmed)"
     return ORDER_STATUS_LABELS.get(order.status, order.status.value.replace("_", " ").capitalize())
 
 

@@ -24,7 +24,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from commerce.accounts import AccountError, hash_password, password_problems, verify_password
-from commerce.mail import SmtpSecurity, open_smtp
+from commerce.mail import SmtpSecurity, open_smtp, send_mail
 from commerce.models import User, new_session_nonce
 
 logger = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def send_email(message: EmailMessage, mail: MailSettings) -> bool:
             username=mail.username,
             password=mail.password,
         ) as smtp:
-            smtp.send_message(message)
+            send_mail(smtp, message)
     except (OSError, smtplib.SMTPException) as exc:
         logger.warning("SMTP %s:%s failed: %s", mail.host, mail.port, exc)
         return False

@@ -184,7 +184,9 @@ def login() -> Response | tuple[str, int]:
     user = authenticate(db, form.login.data, form.password.data)
     if user is None:
         db.rollback()  # the failed attempt stays counted: begin_attempt recorded it
-        form.password.errors = ["That username or e-mail and password don't match."]
+        # The pair is wrong, not either field's format: said on the form, no field marked, and
+        # the same words whether the account exists or not.
+        form.form_errors.append("The username or e-mail address, or the password, is wrong.")
         return form_page(form, render_template("auth/login.html", form=form))
     db.commit()
     _login_limiter().record_success(client_ip, account_key, attempt)

@@ -261,6 +261,13 @@ def _render_partial(name: str, context: dict[str, Any]) -> str:
 # escaped text, so no shopper's input can fake a slot).
 FACETS_SLOT = Markup("<!--onecart:facets-->")
 RESULTS_SLOT = Markup("<!--onecart:results-->")
+# The sort and page-size controls' opening tag, hidden when nothing was found (nothing to sort).
+TOOLBAR_CONTROLS_SLOT = Markup("<!--onecart:toolbar-controls-->")
+
+
+def toolbar_controls_open(total_hits: int) -> Markup:
+    hidden = "" if total_hits else " hidden"
+    return Markup(f'<div class="toolbar-controls" id="toolbar-controls"{hidden}>')
 
 
 @bp.get("/search")
@@ -286,6 +293,7 @@ def search() -> str:
                 per_page_choices=PER_PAGE_CHOICES,
                 facets_html=FACETS_SLOT,
                 results_html=RESULTS_SLOT,
+                toolbar_controls_open=TOOLBAR_CONTROLS_SLOT,
             )
         )
 
@@ -293,7 +301,12 @@ def search() -> str:
     context = _listing_context(page)
     facets = _render_partial("catalog/_facets.html", context)
     results = _render_partial("catalog/_results.html", context)
-    return frame[0].replace(FACETS_SLOT, facets, 1).replace(RESULTS_SLOT, results, 1)
+    return (
+        frame[0]
+        .replace(TOOLBAR_CONTROLS_SLOT, toolbar_controls_open(page.total_hits), 1)
+        .replace(FACETS_SLOT, facets, 1)
+        .replace(RESULTS_SLOT, results, 1)
+    )
 
 
 @bp.get("/api/search")

@@ -186,6 +186,8 @@ def _status_answer(order: Order) -> Response:
             "status": view.status_label,
             "pending": any(part["pending"] for part in parts) or _cancelling(view),
             "parts": parts,
+            # As the status page writes it (UTC), which order_status.js updates in place.
+            "last_update": view.last_update.strftime("%d %b %Y %H:%M"),
         }
     )
     response.headers["Cache-Control"] = "no-store"

@@ -84,3 +84,23 @@ def test_a_new_query_typed_on_the_listing_renames_the_page_and_its_clear_filters
     expect(heading.locator("bdi")).to_have_text("head\u202ephones")
     expect(heading).to_have_text("Results for “head\u202ephones”")
     expect(page).to_have_title(re.compile(r"^headphones — Search · OneCart$"))
+
+
+def test_a_query_that_finds_nothing_hides_the_sort_controls_until_one_finds_something(
+    page: Page,
+) -> None:
+    """Shopper QA, fifth pass: "No products found" still offered Sort by and Per page. The
+    swapped-in results hide them as search.html does, keeping the choice for the next query."""
+    page.goto("/search?q=headphones&sort=price_asc")
+    controls = page.locator("#toolbar-controls")
+    expect(controls).to_be_visible()
+
+    page.locator("#search-q").fill("zzzzqqqxx")
+    page.wait_for_url(lambda url: query_of(url).get("q") == ["zzzzqqqxx"])
+    expect(page.locator(".result-count")).to_contain_text("No products found")
+    expect(controls).to_be_hidden()
+
+    page.locator("#search-q").fill("headphones")
+    page.wait_for_url(lambda url: query_of(url).get("q") == ["headphones"])
+    expect(controls).to_be_visible()
+    expect(page.locator("#sort")).to_have_value("price_asc")

@@ -119,7 +119,10 @@ def test_order_timeline_reaches_delivered_with_the_tracking_number_shown_while_s
 
     def delivered() -> bool:
         page.goto(url)
-        return page.inner_text("[data-testid=order-status]") == "Delivered"
+        # DummyMart reports no delivery: it does not hold the order up, and is named.
+        return (
+            page.inner_text("[data-testid=order-status]") == "Delivered (DummyMart not confirmed)"
+        )
 
     wait_for(delivered, timeout=60, interval=1.0, what="the order to show Delivered")
     shopwave_panel = page.locator("details.sub-order[data-marketplace=shopwave]")

@@ -362,6 +362,46 @@ def test_the_public_status_page_polls_its_own_json_while_parts_are_being_placed(
     assert "order_status.js" not in html and ">Refresh</a>" not in html
 
 
+def test_the_public_status_pages_last_update_follows_its_parts_and_its_polling(
+    two_shoppers,
+) -> None:
+    """Shopper QA, fifth pass: the status link's "last update" time was not part of what the
+    page's polling refreshes, and it read the order's row alone, which a part's change (placed,
+    its marketplace's number) does not touch. It is now the latest change of the order or any
+    part, on the page and in the JSON the script polls (which writes it in place)."""
+    from datetime import UTC, datetime
+
+    from commerce.order_models import MarketplaceOrder, SubOrderStatus
+
+    shop, _alice, _bob, order = two_shoppers
+    anonymous = shop.app.test_client()
+    later = datetime(2031, 3, 4, 5, 6, tzinfo=UTC)
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(status=SubOrderStatus.PENDING)
+        )
+        session.commit()
+    page = f"/order-status/{order.status_token}"
+    assert "04 Mar 2031" not in anonymous.get(page).get_data(as_text=True)
+
+    with shop.session() as session:
+        first = session.scalars(
+            sa.select(MarketplaceOrder).where(MarketplaceOrder.order_id == order.id).limit(1)
+        ).one()
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == first.id)
+            .values(status=SubOrderStatus.PLACED, marketplace_order_id="MO-7", updated_at=later)
+        )
+        session.commit()
+
+    assert anonymous.get(f"{page}/status.json").get_json()["last_update"] == "04 Mar 2031 05:06"
+    html = anonymous.get(page).get_data(as_text=True)
+    assert "last update <span data-last-update>04 Mar 2031 05:06</span> UTC" in html
+
+
 def test_the_order_page_polls_while_the_marketplaces_answer_a_cancellation(two_shoppers) -> None:
     """After "Yes, cancel the order" the page said "asking ShopWave to cancel…" and "Each
     marketplace's answer and your refund appear below as they come in", yet nothing polled:

@@ -123,8 +123,8 @@ def test_login_with_username_or_email(
     [
         ({"login": "", "password": DEFAULT_PASSWORD}, "Enter your username or e-mail address."),
         ({"login": "someone", "password": ""}, "Enter your password."),
-        ({"login": "someone", "password": "wrong-password-9"}, "don&#39;t match"),
-        ({"login": "nobody-here", "password": DEFAULT_PASSWORD}, "don&#39;t match"),
+        ({"login": "someone", "password": "wrong-password-9"}, "or the password, is wrong"),
+        ({"login": "nobody-here", "password": DEFAULT_PASSWORD}, "or the password, is wrong"),
     ],
 )
 def test_login_errors_rerender_the_form(
@@ -135,6 +135,22 @@ def test_login_errors_rerender_the_form(
     assert response.status_code == 422
     assert message in _html(response)
     assert client.get("/profile").status_code == 302
+
+
+@pytest.mark.parametrize("login", ["someone", "someone@example.com", "nobody-here"])
+def test_a_refused_sign_in_blames_no_one_field(
+    client: FlaskClient, make_user: Callable[..., User], login: str
+) -> None:
+    """Shopper QA, fifth pass: a wrong password said "Please fix the highlighted field." and
+    marked the password box invalid, as if its format were wrong. The refusal now says the pair
+    is wrong without saying which half (an unknown account reads the same), and marks no field."""
+    make_user(username="someone", email="someone@example.com")
+    response = client.post("/login", data={"login": login, "password": "wrong-password-9"})
+    html = _html(response)
+    assert response.status_code == 422
+    assert "The username or e-mail address, or the password, is wrong." in html
+    assert "highlighted" not in html and 'aria-invalid="true"' not in html
+    assert 'role="alert"' in html  # still the focused summary at the top of the form
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -708,3 +709,38 @@ def test_an_empty_result_suggests_removing_a_filter_only_when_one_is_set(
         client.get("/search?q=zzzzqqqxx&marketplace=shopwave").get_data(as_text=True)
     )
     assert "Try fewer words, another spelling, or removing a filter." in filtered
+
+
+def _heading_levels(html: str) -> list[int]:
+    return [int(level) for level in re.findall(r"<h([1-6])\b", html)]
+
+
+@pytest.mark.parametrize("query", ["hedphones", "zzzzqqqxx"])
+def test_the_search_page_outline_starts_at_its_h1_and_skips_no_level(
+    client: FlaskClient, catalog: dict[str, Product], query: str
+) -> None:
+    """Shopper QA, fifth pass: the "Filters" h2 came before the page's h1, and the result
+    cards' h3s had no h2 above them, so a screen reader's list of headings started mid-outline
+    and put the cards under the filters."""
+    html = client.get(f"/search?q={query}").get_data(as_text=True)
+    main = html[html.index('id="search-form"') :]
+    levels = _heading_levels(main)
+    assert levels[0] == 1 and levels.count(1) == 1
+    assert all(later <= earlier + 1 for earlier, later in pairwise(levels))
+    if query == "hedphones":
+        # The cards are under a heading of the results, not under "Filters".
+        results = main[main.index('id="results"') :]
+        assert _heading_levels(results)[:2] == [2, 3]
+
+
+def test_an_empty_result_offers_no_sort_or_page_size(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """Shopper QA, fifth pass: "No products found" still offered Sort by and Per page. They
+    stay in the form (hidden), so a later query keeps the shopper's choice; search.js shows
+    them again from /api/search's total_hits."""
+    controls = re.compile(r'<div class="toolbar-controls" id="toolbar-controls"( hidden)?>')
+    empty = controls.search(client.get("/search?q=zzzzqqqxx&sort=price_asc").get_data(True))
+    found = controls.search(client.get("/search?q=hedphones").get_data(as_text=True))
+    assert empty is not None and empty.group(1) == " hidden"
+    assert found is not None and found.group(1) is None

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from email.header import decode_header, make_header
 from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session
 
 from commerce.db import get_session_factory
 from commerce.models import User
 from commerce.notification_models import Notification
-from commerce.notifications import send_notification_emails
+from commerce.notifications import email_subject, send_notification_emails
 from commerce.order_models import Order, OrderStatus, PaymentMethod
 from onecart.settings import Settings
 
@@ -135,3 +137,47 @@ def test_without_a_public_url_a_laptop_gets_the_site_address(
         ),
     )
     assert "http://127.0.0.1:5000/product/g-2" in body
+
+
+def _subject_as_read(raw: str) -> str:
+    """The subject as a strict reader gets it: the line breaks of a fold removed (RFC 5322
+    2.2.3, nothing else), then its encoded words decoded (RFC 2047)."""
+    unfolded = raw.replace("\r\n", "").replace("\n", "")
+    return str(make_header(decode_header(unfolded)))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "ShopWave placed your items (2 of them); DummyMart, Fake Store Berlin and Amazon are next.",
+        "Your refund is on its way: Fake Store Berlin is next, €12.50.",
+        "Your refund of €3.00 is on its way; DummyMart shipped with DHL, Fake Store Berlin is "
+        "next, €12.50 held for them.",
+        "Held for them (tracking 389): Kiondo’s part — and your refund of €3.00 €12.50, your "
+        "refund of €3.00; Fake Store Berlin is next, ShopWave placed your items ….",
+        "Kiondo’s part — ShopWave placed your items; DummyMart is on its way, held for them: "
+        "“Thermos” €12.50 €12.50 (tracking 389).",
+    ],
+)
+def test_a_long_subject_reads_back_exactly(
+    db_session: Session,
+    make_user: Callable[..., User],
+    storefront_db_url: str,
+    settings: Settings,
+    mailbox: tuple[int, list[Any]],
+    message: str,
+) -> None:
+    """Shopper QA, fifth pass: a long subject was folded by Python's `email` package, and
+    Python 3.11's folder drops the space between two encoded words it folds apart ("your
+    items— Fake"), so the subject read back was not the one written."""
+    port, received = mailbox
+    user = make_user()
+    order = _order(db_session, user)
+    _sent_body(
+        db_session,
+        storefront_db_url,
+        _mail_settings(settings, port),
+        received,
+        Notification(user_id=user.id, order_id=order.id, kind="order_shipped", message=message),
+    )
+    assert _subject_as_read(received[-1]["Subject"]) == email_subject(message, order.number)

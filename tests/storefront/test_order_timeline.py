@@ -26,7 +26,7 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.order_timeline import build_order_view
+from commerce.order_timeline import build_order_view, order_status_label
 
 PLACED_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 TRACKED = ["catalog", "order", "track", "cancel"]
@@ -195,6 +195,43 @@ def test_an_order_delivered_but_for_an_unreported_part_does_not_say_everything_a
     unreported.receipt_confirmed_at = PLACED_AT + timedelta(days=3)
     db_session.commit()
     assert _view_of(db_session, order.id).merged[-1].label == "Everything has arrived"
+
+
+def test_a_delivered_order_names_the_parts_nobody_confirmed_in_its_status(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """Shopper QA, fifth pass: the order's badge, the orders list and the status link said
+    "Delivered" while DummyMart's and Fake Store's parts (marketplaces that report no delivery)
+    were not confirmed received. They still do not hold the order up, but its status says which
+    parts nobody confirmed, until the shopper does."""
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    dummymart = make_marketplace(name="DummyMart", capabilities=UNTRACKED)
+    fakestore = make_marketplace(name="Fake Store Berlin", capabilities=UNTRACKED)
+    order = _order(db_session, make_user(), OrderStatus.DELIVERED)
+    _sub_order(db_session, order, shopwave, SubOrderStatus.DELIVERED)
+    unconfirmed = [
+        _sub_order(db_session, order, dummymart, SubOrderStatus.PLACED),
+        _sub_order(db_session, order, fakestore, SubOrderStatus.PROCESSING),
+    ]
+    db_session.commit()
+
+    view = _view_of(db_session, order.id)
+    assert view.status_label == "Delivered (DummyMart, Fake Store Berlin not confirmed)"
+    assert order_status_label(view.order) == view.status_label  # the orders list's words
+
+    unconfirmed[0].status = SubOrderStatus.DELIVERED
+    unconfirmed[0].receipt_confirmed_at = PLACED_AT + timedelta(days=3)
+    db_session.commit()
+    assert (
+        _view_of(db_session, order.id).status_label == "Delivered (Fake Store Berlin not confirmed)"
+    )
+
+    unconfirmed[1].status = SubOrderStatus.DELIVERED
+    unconfirmed[1].receipt_confirmed_at = PLACED_AT + timedelta(days=3)
+    db_session.commit()
+    assert _view_of(db_session, order.id).status_label == "Delivered"
 
 
 def test_a_refund_made_while_the_cancellation_is_recorded_follows_it(

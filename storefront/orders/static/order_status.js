@@ -51,6 +51,11 @@
     if (overall && status.status) {
       overall.textContent = status.status;
     }
+    // The status link's page says when the order last changed (not said aloud: the changes are).
+    var stamp = document.querySelector("[data-last-update]");
+    if (stamp && status.last_update) {
+      stamp.textContent = status.last_update;
+    }
     if (!status.pending) {
       changes.push(box.getAttribute("data-done-message") || "");
       var refresh = box.querySelector(".order-refresh");

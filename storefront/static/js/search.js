@@ -14,6 +14,7 @@
   var heading = document.getElementById("results-heading");
   var headerSearch = document.getElementById("site-search");
   var clearFilters = document.getElementById("clear-filters");
+  var toolbarControls = document.getElementById("toolbar-controls");
   // The site's part of the tab title (" · OneCart"), kept when the query part changes.
   var titleEnd = document.title.lastIndexOf(" \u00b7 ");
   var titleSuffix = titleEnd >= 0 ? document.title.slice(titleEnd) : "";
@@ -36,7 +37,7 @@
   }
 
   // What the server renders around the results for this query: the heading, the tab title,
-  // the header's search box and the "Clear all filters" link (search.html).
+  // the header's search box, the "Clear all filters" link and the sort controls (search.html).
   function showQuery(body) {
     var query = body.query || "";
     if (heading) {
@@ -61,6 +62,8 @@
       }
       clearFilters.hidden = !body.clear_filters_url;
     }
+    // Nothing found, nothing to sort: as search.html renders it.
+    if (toolbarControls) { toolbarControls.hidden = !body.total_hits; }
   }
 
   function refresh() {

@@ -20,20 +20,26 @@ error; 3 a program OneCart needs (redis-server, the Meilisearch binary) is not i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from onecart import catalog_status, processes, progress, services, supervision
 from onecart.exit_codes import EXIT_FAILED, EXIT_MISSING_PROGRAM, EXIT_OK, EXIT_USAGE
-from onecart.ingest_command import run_history_replay, run_ingest, wants_demo_history
+from onecart.ingest_command import (
+    history_replay_interrupted,
+    run_history_replay,
+    run_ingest,
+    wants_demo_history,
+)
 from onecart.settings import Settings, get_settings
 
 
@@ -134,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `onecart` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
+        use_remembered_addresses(get_settings().home_dir)
         settings = with_profile(get_settings(), getattr(args, "profile", None))
     except ValidationError as error:
         print(describe_invalid_settings(error), file=sys.stderr)
@@ -175,6 +182,52 @@ def describe_invalid_settings(error: ValidationError) -> str:
 
 
 PROFILE_FILE = "profile"
+ADDRESSES_FILE = "addresses.json"
+# Where the last `up` started the services: a later command in a shell without these variables
+# (a new terminal, `make down`) still finds them there, and a second `up` does not start another
+# set on the default ports; a variable the shell sets wins. The home itself is not among them: it is where this is kept.
+ADDRESS_VARIABLES = (
+    "ONECART_SITE_HOST",
+    "ONECART_SITE_PORT",
+    "ONECART_DAGSTER_HOST",
+    "ONECART_DAGSTER_PORT",
+    "ONECART_SANDBOX_HOST",
+    "ONECART_SANDBOX_PORT",
+    "ONECART_SANDBOX_URL",
+    "MEILI_URL",
+    "MEILI_INDEX",
+    "STRIPE_API_BASE",
+    "REDIS_URL",
+    "DATABASE_URL",
+)
+
+
+def remember_addresses(home: Path, environ: Mapping[str, str]) -> None:
+    """Keep the address variables `up` was given (mode 0600: REDIS_URL and DATABASE_URL may hold
+    a password)."""
+    chosen = {name: environ[name] for name in ADDRESS_VARIABLES if name in environ}
+    services.write_private_file(home / "run" / ADDRESSES_FILE, json.dumps(chosen, indent=2))
+
+
+def use_remembered_addresses(home: Path) -> None:
+    """Set each address variable the last `up` was given and this shell does not set, so `up`,
+    `status`, `ingest`, `logs`, `sql` and `down` reach the services where they run. Set in the
+    environment (not only in the settings) so the pipeline and child processes see them too."""
+    remembered = home / "run" / ADDRESSES_FILE
+    if not remembered.exists():
+        return
+    try:
+        chosen = json.loads(remembered.read_text())
+    except (OSError, ValueError):
+        return  # unreadable: the shell's own settings, as before any `up`
+    missing = {
+        name: str(value)
+        for name, value in chosen.items()
+        if name in ADDRESS_VARIABLES and name not in os.environ
+    }
+    if missing:
+        os.environ.update(missing)
+        get_settings.cache_clear()
 
 
 def with_profile(settings: Settings, requested: str | None) -> Settings:
@@ -198,6 +251,7 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
     selected = services.select_services(catalog, only=args.only, skip=skip)
     print(f"OneCart home: {settings.home_dir} (profile {settings.profile})")
     processes.run_dir(settings).joinpath(PROFILE_FILE).write_text(settings.profile)
+    remember_addresses(settings.home_dir, os.environ)
     clock = progress.Stopwatch()
     # With --ingest, the catalogs load as soon as what the ingest needs answers, while the
     # slower services (Dagster, the site) finish starting beside it.
@@ -242,14 +296,19 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
             if not supervision.inspect_service(settings, by_name[name]).healthy
         ]
         if missing:
-            print(f"ingest not run: {', '.join(missing)} not answering", file=sys.stderr)
+            print(
+                f"ingest not run: {', '.join(missing)} not answering (the reason is above): "
+                "fix that, then run `make run` (or `onecart up --ingest`) again",
+                file=sys.stderr,
+            )
             exit_code = EXIT_FAILED
         elif wants_demo_history(settings):
-            print(
-                f"first run of the demo: replaying the sandbox's last {settings.demo_history_days} "
-                "days first, so price charts and price drops have data "
-                "(ONECART_DEMO_HISTORY_DAYS=0 loads today's catalog only)"
-            )
+            if not history_replay_interrupted(settings):
+                print(
+                    "first run of the demo: replaying the sandbox's last "
+                    f"{settings.demo_history_days} days first, so price charts and price drops "
+                    "have data (ONECART_DEMO_HISTORY_DAYS=0 loads today's catalog only)"
+                )
             exit_code = run_history_replay(
                 settings, settings.demo_history_days, before_embeddings=waiter
             )
@@ -294,6 +353,11 @@ def command_status(settings: Settings, args: argparse.Namespace) -> int:
     loading = progress.describe_loading(settings)
     if loading:
         print(f"\n{loading}")
+    if not supervision.supervisord_running(settings):
+        print(
+            "\nnothing of OneCart runs here: `make run` starts it "
+            "(or `.venv/bin/onecart up --ingest`)"
+        )
     return EXIT_OK
 
 

@@ -24,6 +24,13 @@ def wants_demo_history(settings: Settings) -> bool:
     return demo_history_wanted(settings)
 
 
+def history_replay_interrupted(settings: Settings) -> bool:
+    """Whether a replay in this home stopped before its last day (pipelines.replay)."""
+    from pipelines.replay import interrupted_replay
+
+    return interrupted_replay(settings) is not None
+
+
 def run_history_replay(
     settings: Settings, days: int, *, before_embeddings: threading.Thread | None = None
 ) -> int:

@@ -64,6 +64,11 @@ def log_dir(settings: Settings) -> Path:
 def meilisearch_binary(settings: Settings) -> Path:
     """MEILI_BIN when set (an official binary), else the one pinned in package-lock.json."""
     binary = Path(settings.meili_bin) if settings.meili_bin else MEILI_NPM_BINARY
+    if settings.meili_bin and not binary.is_file():
+        raise MissingProgramError(
+            f"MEILI_BIN={binary} is not a file: point MEILI_BIN at an official Meilisearch "
+            "binary, or unset MEILI_BIN to use the one `make install` puts in node_modules"
+        )
     if not binary.exists():
         raise MissingProgramError(
             f"Meilisearch binary not found at {binary}: run `npm ci --ignore-scripts` "

@@ -103,6 +103,11 @@ class Service:
     managed: bool = True
     why_unavailable: Callable[[], str | None] = lambda: None
     prepare: Callable[[], str | None] | None = None
+    # The variable that moves the service to another port, named when its port is taken.
+    address_variable: str = ""
+    # Why the service cannot start although it was asked for (a program that is not where the
+    # settings say): a failure, where `why_unavailable` is a deliberate skip.
+    missing_program: Callable[[], str | None] = lambda: None
 
 
 def _redis_config_value(value: str) -> str:
@@ -335,6 +340,7 @@ def _dagster_services(settings: Settings, env: Mapping[str, str]) -> list[Servic
                 startup_timeout=180,
                 why_unavailable=_workspace_missing,
                 prepare=prepare,
+                address_variable="ONECART_DAGSTER_PORT",
             )
         ]
     webserver = Service(
@@ -347,6 +353,7 @@ def _dagster_services(settings: Settings, env: Mapping[str, str]) -> list[Servic
         startup_timeout=180,
         why_unavailable=_workspace_missing,
         prepare=prepare,
+        address_variable="ONECART_DAGSTER_PORT",
     )
     daemon = Service(
         "dagster-daemon",
@@ -398,6 +405,7 @@ def build_services(settings: Settings) -> list[Service]:
             None if redis_binary else REDIS_INSTALL_HINT.format(url=display_url(settings.redis_url))
         ),
         prepare=(lambda: write_private_file(redis_conf, redis_auth)) if redis_auth else None,
+        address_variable="REDIS_URL",
     )
 
     meili_host, meili_port = host_port(settings.meili_url, 7700)
@@ -417,7 +425,8 @@ def build_services(settings: Settings) -> list[Service]:
         env=meilisearch_environment(settings),
         startup_timeout=60,
         managed=is_this_machine(meili_host),
-        why_unavailable=lambda: meili_unavailable,
+        missing_program=lambda: meili_unavailable,
+        address_variable="MEILI_URL",
     )
 
     sandbox = Service(
@@ -436,6 +445,7 @@ def build_services(settings: Settings) -> list[Service]:
         env=env,
         startup_timeout=120,
         # Outside sandbox mode the marketplaces are real ones: the fake stores stay off.
+        address_variable="ONECART_SANDBOX_PORT",
         why_unavailable=lambda: (
             None
             if settings.sandbox_enabled
@@ -455,6 +465,7 @@ def build_services(settings: Settings) -> list[Service]:
         argv=tuple(localstripe_argv("127.0.0.1", stripe_port)),
         env=env,
         managed=bool(stripe_base) and stripe_host in LOOPBACK_HOSTS,
+        address_variable="STRIPE_API_BASE",
         why_unavailable=lambda: (
             None if stripe_base else "STRIPE_API_BASE is empty: payments use real Stripe"
         ),
@@ -478,7 +489,9 @@ def build_services(settings: Settings) -> list[Service]:
         argv=site_argv,
         env=env,
         startup_timeout=60,
-        why_unavailable=lambda: site_unavailable or storefront_unavailable(),
+        missing_program=lambda: site_unavailable,
+        why_unavailable=storefront_unavailable,
+        address_variable="ONECART_SITE_PORT",
         prepare=lambda: f"storefront DB: {run_migrations(settings)}",
     )
 

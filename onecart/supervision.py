@@ -12,10 +12,12 @@ children never outlive it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +30,7 @@ from typing import Any, Final
 from supervisor.xmlrpc import Faults
 
 from onecart.processes import MissingProgramError, ProcessError, log_dir, run_dir, tail
-from onecart.services import STOP_TIERS, Service, child_environment
+from onecart.services import STOP_TIERS, Service, child_environment, host_port, is_this_machine
 from onecart.settings import REPO_ROOT, Settings
 
 # A program that exits within STARTSECS of its start failed to start; supervisord retries it with
@@ -382,6 +384,13 @@ def start_services(
             reason = service.why_unavailable()
             if reason:
                 raise MissingProgramError(reason)
+    taken = [
+        message
+        for service in services
+        if (message := _port_held_by_another_program(settings, service)) is not None
+    ]
+    if taken:
+        raise ProcessError("nothing started: " + "\n".join(taken))
     if not supervisord_running(settings) and all(
         service.url and service.probe(None) for service in services
     ):
@@ -438,6 +447,10 @@ def start_services(
         if not service.managed:
             fail(service, f"nothing answers at {service.url}, and it is not on this machine")
             continue
+        missing = service.missing_program()
+        if missing:
+            fail(service, missing)
+            continue
         reason = service.why_unavailable()
         if reason:
             outcomes[service.name] = ServiceOutcome(service.name, "skipped", None, reason)
@@ -475,6 +488,41 @@ def start_services(
         else:
             settle(name)
     return [outcomes[service.name] for service in services]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another socket listens on host:port (binding there, as the service would, fails)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As the servers do: a closed connection's TIME_WAIT does not count, a listener does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _port_held_by_another_program(settings: Settings, service: Service) -> str | None:
+    """Why the service cannot listen where the settings say, when another program (one that does
+    not answer as this service) holds its port; None otherwise. Said before anything starts,
+    instead of after a start that ends in the server's own `Address already in use`."""
+    if not (service.managed and service.url and service.address_variable):
+        return None
+    host, port = host_port(service.url, 0)
+    if not port or not is_this_machine(host):
+        return None
+    if supervisord_running(settings):
+        info = _process_info(settings, service.name)
+        if info is not None and info["statename"] in RUNNING_STATES:
+            return None  # ours, running or on its way up: `up` leaves it alone
+    if service.probe(None) or not port_in_use(host, port):
+        return None  # the service itself answers there (left alone), or the port is free
+    return (
+        f"port {port} on {host} is already in use by another program, which does not answer "
+        f"as {service.title}: stop that program (`ss -ltnp 'sport = :{port}'` names it), "
+        f"or set {service.address_variable} to a free port (docs/configuration.md)"
+    )
 
 
 def wait_for_services(

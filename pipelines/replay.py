@@ -17,8 +17,10 @@ was even done).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import httpx
@@ -31,6 +33,27 @@ from pipelines.run import IngestReport, materialize_all
 MAX_HISTORY_DAYS = 90
 EPOCHS_PER_DAY = 3
 REPLAY_DOWNSTREAM_ASSETS = ("fx_rates", "product_groups", "price_history")
+
+
+# Written when a replay starts and removed when its last run returns: while it is there, a
+# replay was interrupted (Ctrl-C, a crash) and the next `up --ingest` finishes it.
+REPLAY_MARKER = "history-replay.json"
+
+
+def _replay_marker(settings: Settings) -> Path:
+    return settings.home_dir / "run" / REPLAY_MARKER
+
+
+def interrupted_replay(settings: Settings) -> tuple[datetime, int] | None:
+    """The day an unfinished replay counted back from and its number of days, or None."""
+    marker = _replay_marker(settings)
+    try:
+        started = json.loads(marker.read_text())
+        return datetime.fromisoformat(started["today"]), int(started["days"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable: treated as no replay; `onecart ingest --history` says more
 
 
 class HistoryReplayError(ValueError):
@@ -49,13 +72,13 @@ def _outside_the_sandbox(settings: Settings) -> list[str]:
 def demo_history_wanted(settings: Settings) -> bool:
     """Whether `onecart up --ingest` replays the demo's past days first: history is wanted
     (ONECART_DEMO_HISTORY_DAYS), the pipeline has never run in this home (a replay can only come
-    before the warehouse's own history), sandbox mode is on (the sandbox is not started
-    otherwise), and every marketplace is the sandbox's."""
+    before the warehouse's own history) or a replay was interrupted there, sandbox mode is on
+    (the sandbox is not started otherwise), and every marketplace is the sandbox's."""
     return (
         settings.sandbox_enabled
         and settings.demo_history_days > 0
         and settings.profile == "local"
-        and not settings.pipeline_db_path.exists()
+        and (not settings.pipeline_db_path.exists() or interrupted_replay(settings) is not None)
         and not _outside_the_sandbox(settings)
     )
 
@@ -76,31 +99,56 @@ def replay_sandbox_history(
     progress: Callable[[str], None] = print,
     now: datetime | None = None,
 ) -> list[IngestReport]:
-    """Ingest the sandbox's catalog as it was on each of the last `days` days, then today."""
+    """Ingest the sandbox's catalog as it was on each of the last `days` days, then today.
+
+    An interrupted replay (its marker under run/) is resumed instead, over its own days: the
+    day whose run did not finish is run again (the same day's catalog, so nothing is recorded
+    twice) and the days before it are not."""
     if not 1 <= days <= MAX_HISTORY_DAYS:
         raise HistoryReplayError(f"--history takes 1 to {MAX_HISTORY_DAYS} days, not {days}")
     settings = get_settings()
     sandbox_url = settings.sandbox_url.rstrip("/")
     _sandbox_only(settings)
-    today = (now or datetime.now(UTC)).replace(microsecond=0)
+    resumed = interrupted_replay(settings)
+    if resumed is not None:
+        today, days = resumed
+    else:
+        today = (now or datetime.now(UTC)).replace(microsecond=0)
     first_day = today - timedelta(days=days)
+    newest = None
     if settings.pipeline_db_path.exists():
         with warehouse.connect(settings.pipeline_db_path) as conn:
             (newest,) = conn.execute("SELECT max(observed_at) FROM price_history").fetchall()[0]
-        if newest is not None and newest >= first_day:
+        if newest is not None and newest.tzinfo is None:
+            newest = newest.replace(tzinfo=UTC)
+        if resumed is None and newest is not None and newest >= first_day:
             raise HistoryReplayError(
                 f"price history already reaches {newest:%Y-%m-%d}: a replay can only come before "
                 "a warehouse's own history. On a fresh install run `onecart up` and then "
                 "`onecart ingest --history DAYS` instead of a plain ingest; to start a demo over, "
                 f"`onecart down` and remove {settings.home_dir} first"
             )
+    marker = _replay_marker(settings)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"today": today.isoformat(), "days": days}))
     reports = []
     with httpx.Client(base_url=sandbox_url, timeout=30) as control:
         for day in range(days, -1, -1):
             moment = today - timedelta(days=day)
+            if resumed is not None and day and newest is not None and moment < newest:
+                continue  # recorded before the interruption
             epoch = (days - day) * EPOCHS_PER_DAY
             control.post("/_sandbox/knobs/all", json={"price_epoch": epoch}).raise_for_status()
-            progress(f"history: the sandbox's catalog of {moment:%Y-%m-%d} (price epoch {epoch})")
+            if resumed is not None:
+                progress(
+                    f"history: resuming the replay interrupted before it finished, from "
+                    f"{moment:%Y-%m-%d}"
+                )
+                resumed = None
+            progress(
+                f"history: day {days - day + 1} of {days + 1}, the sandbox's catalog of "
+                f"{moment:%Y-%m-%d} (price epoch {epoch})"
+            )
             reports.append(
                 materialize_all(
                     instance=instance,
@@ -110,4 +158,5 @@ def replay_sandbox_history(
                     embeddings=False,
                 )
             )
+    marker.unlink(missing_ok=True)
     return reports

@@ -84,6 +84,7 @@ def test_status_on_an_empty_home_shows_everything_stopped(environment: dict[str,
     assert {cells[1] for cells in rows.values()} == {"stopped"}
     assert {cells[3] for cells in rows.values()} == {"0"}  # restarts
     assert rows["meilisearch"][-1] == environment["MEILI_URL"]
+    assert "nothing of OneCart runs here: `make run` starts it" in result.stdout
 
 
 def test_status_piped_into_a_reader_that_has_gone_ends_quietly(
@@ -727,3 +728,63 @@ def test_a_schedule_that_is_no_cron_expression_is_refused_by_name(tmp_path: Path
     assert "ONECART_SCHEDULE_CRON='every 5 min'" in result.stderr
     assert "Traceback" not in result.stderr
     assert onecart_with(tmp_path, ONECART_SCHEDULE_CRON="0 */2 * * 1-5").returncode == 0
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[tuple[str, int]]:
+    """Another program's socket on a free loopback port: it accepts and never answers."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()
+
+
+def test_a_port_another_program_holds_is_named_with_the_variable_that_moves_it(
+    environment: dict[str, str], home: Path, silent_listener: tuple[str, int]
+) -> None:
+    host, port = silent_listener
+    environment["STRIPE_API_BASE"] = f"http://{host}:{port}"
+
+    result = onecart(environment, "up", "--only", "localstripe", timeout=60)
+
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert f"port {port} on {host} is already in use by another program" in output
+    assert "set STRIPE_API_BASE to a free port" in output
+    assert "exited while starting" not in output  # said before starting, not read from a log
+    assert not (home / "run" / "supervisord.pid").exists()
+
+
+def test_a_meili_bin_naming_no_file_fails_and_says_what_to_do(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    environment["MEILI_BIN"] = str(tmp_path / "no-such-meilisearch")
+
+    result = onecart(environment, "up", "--only", "meilisearch", timeout=60)
+
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert f"MEILI_BIN={tmp_path / 'no-such-meilisearch'}" in output
+    assert "unset MEILI_BIN" in output
+    assert "npm ci" not in output  # the npm binary is not the one asked for
+
+
+def test_commands_in_a_plain_shell_use_the_addresses_up_started_the_services_at(
+    environment: dict[str, str], home: Path, started_services: list[str]
+) -> None:
+    up = onecart(environment, "up", "--only", "localstripe")
+    assert up.returncode == 0, up.stdout + up.stderr
+    # A new terminal: only ONECART_HOME (the checkout's var/ by default) is the same.
+    plain = {k: v for k, v in environment.items() if k not in {"STRIPE_API_BASE", "MEILI_URL"}}
+
+    rows = status_rows(onecart(plain, "status").stdout)
+
+    assert rows["localstripe"][1] == "running"
+    assert rows["localstripe"][4] == "ok"
+    assert rows["localstripe"][-1] == environment["STRIPE_API_BASE"]
+    assert rows["meilisearch"][-1] == environment["MEILI_URL"]
+    # A variable the shell sets still wins.
+    moved = dict(plain, MEILI_URL="http://127.0.0.1:9")
+    assert status_rows(onecart(moved, "status").stdout)["meilisearch"][-1] == moved["MEILI_URL"]

@@ -269,3 +269,62 @@ def test_the_demo_replays_history_only_on_a_fresh_home_of_sandbox_marketplaces(
     get_settings().pipeline_db_path.parent.mkdir(parents=True)
     get_settings().pipeline_db_path.touch()
     assert not wanted()
+
+
+def test_an_interrupted_demo_replay_is_resumed_by_the_next_up_without_a_wipe(
+    sandbox_server: str,
+    sandbox_control: httpx.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C during `make run`'s replay leaves a warehouse (so the home is no longer fresh) and
+    the sandbox at a past day's prices. The next `make run` finishes the replay where it stopped,
+    on the same days, instead of a plain ingest of those past prices with days missing."""
+    from types import SimpleNamespace
+
+    import pipelines.replay
+    from pipelines.replay import demo_history_wanted
+
+    toml = tmp_path / "marketplaces.toml"
+    toml.write_text(_sandbox_marketplaces_toml(HISTORY_MARKETPLACES))
+    monkeypatch.setenv("ONECART_MARKETPLACES", str(toml))
+    monkeypatch.setenv("ONECART_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ONECART_SANDBOX_URL", sandbox_server)
+    clear_settings_caches()
+    runs: list[object] = []
+    interrupt_at = {"run": 2}
+
+    def materialize_all(**options: object) -> SimpleNamespace:
+        # What a run leaves behind that the replay reads: the day's price history rows.
+        runs.append(options["as_of"])
+        with warehouse.connect(get_settings().pipeline_db_path) as conn:
+            conn.execute(
+                "INSERT INTO price_history (marketplace, external_id, price_minor, currency, "
+                "available, observed_at) VALUES ('shopwave', ?, 100, 'USD', true, "
+                "coalesce(?, now()))",
+                [str(len(runs)), options["as_of"]],
+            )
+        if len(runs) == interrupt_at["run"]:
+            raise KeyboardInterrupt  # Ctrl-C inside the second day's run
+        return SimpleNamespace(success=True)
+
+    monkeypatch.setattr(pipelines.replay, "materialize_all", materialize_all)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            replay_sandbox_history(HISTORY_DAYS, progress=lambda line: None)
+        first_days = list(runs)
+        assert demo_history_wanted(get_settings())  # the next `up --ingest` resumes it
+        interrupt_at["run"] = 0
+        lines: list[str] = []
+        replay_sandbox_history(HISTORY_DAYS, progress=lines.append)
+        assert not demo_history_wanted(get_settings())
+    finally:
+        clear_settings_caches()
+    # The interrupted day again (its run did not finish), not the day before it, then today.
+    assert HISTORY_DAYS == 2 and first_days[0] is not None
+    assert runs[2:] == [first_days[1], None]
+    assert any("resuming" in line for line in lines)
+    knobs = sandbox_control.get("/_sandbox/knobs").json()
+    assert {knobs[slug]["price_epoch"] for slug in HISTORY_MARKETPLACES} == {
+        HISTORY_DAYS * EPOCHS_PER_DAY
+    }

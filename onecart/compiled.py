@@ -57,6 +57,14 @@ def source_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def module_source(module: ModuleType) -> str:
+    """The text of a module's .py, whether it runs from it or from its compiled extension
+    (inspect.getsource cannot read a compiled module: it has no Python code objects)."""
+    origin = Path(module.__file__ or "")
+    source = origin.with_name(module.__name__.rpartition(".")[2] + ".py")
+    return source.read_text(encoding="utf-8")
+
+
 def read_manifest(directory: Path) -> dict[str, str]:
     """The build's record of compiled sources (empty when nothing was compiled)."""
     try:

@@ -18,6 +18,7 @@ from onecart.compiled import (
     COMPILED_MODULES,
     SOURCES_MANIFEST,
     FreshExtensionFinder,
+    module_source,
     read_manifest,
     source_digest,
 )
@@ -106,3 +107,18 @@ def test_the_guard_is_in_place_before_any_compiled_module_is_imported() -> None:
     for package in {module.rpartition(".")[0].split(".")[0] for module in COMPILED_MODULES}:
         init = (REPO_ROOT / package / "__init__.py").read_text(encoding="utf-8")
         assert package == "onecart" or "import onecart  #" in init, package
+
+
+def test_a_modules_source_is_read_whether_it_runs_compiled_or_not() -> None:
+    # The search steps hash the source of the modules that build documents, so a code change
+    # rebuilds them; inspect.getsource cannot read a compiled module ("source code not
+    # available"), which failed the product index step of every install that compiled.
+    import types
+
+    import search_index.groups
+
+    expected = (REPO_ROOT / "search_index" / "groups.py").read_text(encoding="utf-8")
+    assert module_source(search_index.groups) == expected
+    compiled = types.ModuleType("search_index.groups")
+    compiled.__file__ = str(REPO_ROOT / "search_index" / f"groups{EXTENSION_SUFFIX}")
+    assert module_source(compiled) == expected

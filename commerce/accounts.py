@@ -420,7 +420,16 @@ def load_user_by_session_id(
     if len(parts) != 3:
         return None
     user_id_text, nonce, signed_in_text = parts
-    if not (user_id_text.isdigit() and nonce and signed_in_text.isdigit()):
+    # ASCII digits: str.isdigit() also takes "²", which int() refuses.
+    if not (
+        user_id_text.isascii()
+        and user_id_text.isdigit()
+        and len(user_id_text) < 19
+        and nonce
+        and signed_in_text.isascii()
+        and signed_in_text.isdigit()
+        and len(signed_in_text) < 19
+    ):
         return None
     age_s = utc_now().timestamp() - int(signed_in_text)
     if age_s > lifetime.total_seconds():

@@ -358,7 +358,7 @@ def _owners(session: Session, holds: Sequence[UncapturedAuthorization]) -> dict[
     )
     for hold in holds:
         named = hold.metadata.get(CHECKOUT_USER_METADATA, "")
-        if named.isdigit() and len(named) < 19:
+        if named.isascii() and named.isdigit() and len(named) < 19:
             claimed[hold.provider_reference] = int(named)
         elif (user_id := token_users.get(hold.metadata[CHECKOUT_TOKEN_METADATA])) is not None:
             claimed[hold.provider_reference] = user_id

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from commerce.models import CartItem, Product, User
 from commerce.offer_stock import stock_left
 from onecart.bidi import isolated
+from onecart.params import ParameterError, bounded_int
 
 QUANTITY_MIN = 1
 QUANTITY_MAX = 99
@@ -66,12 +67,15 @@ class CartError(ValueError):
 def parse_quantity(raw: object) -> int:
     """A quantity from a form field, or a CartError saying what is allowed."""
     text = str(raw).strip() if raw is not None and not isinstance(raw, bool) else ""
-    if not text.lstrip("+").isdigit():
+    try:
+        # ASCII digits only, and few of them: "²" is a digit to str.isdigit() but not to int().
+        quantity = bounded_int(text, minimum=0, maximum=999_999_999)
+    except ParameterError:
         raise CartError(
             CartErrorCode.INVALID_QUANTITY,
             f"Quantity must be a whole number from {QUANTITY_MIN} to {QUANTITY_MAX}.",
-        )
-    return check_quantity(int(text))
+        ) from None
+    return check_quantity(quantity)
 
 
 def check_quantity(quantity: int) -> int:
@@ -89,9 +93,12 @@ def check_quantity(quantity: int) -> int:
 def parse_product_id(raw: object) -> int:
     """A product id from a form field, or a CartError (never a 500 on a tampered form)."""
     text = str(raw).strip() if raw is not None and not isinstance(raw, bool) else ""
-    if not text.isdigit() or len(text) > 18:
+    if text.startswith("+"):
         raise CartError(CartErrorCode.UNKNOWN_PRODUCT, "That product does not exist.")
-    return int(text)
+    try:
+        return bounded_int(text, minimum=0, maximum=10**18 - 1, max_chars=18)
+    except ParameterError:
+        raise CartError(CartErrorCode.UNKNOWN_PRODUCT, "That product does not exist.") from None
 
 
 def _load_product(session: Session, product_id: int) -> Product:

@@ -300,7 +300,11 @@ def _credit_retrieved(
         _check_owner(intent, user)
     else:
         user_id = str(metadata.get("onecart_user_id") or "")
-        user = session.get(User, int(user_id)) if user_id.isdigit() and len(user_id) < 19 else None
+        user = (
+            session.get(User, int(user_id))
+            if user_id.isascii() and user_id.isdigit() and len(user_id) < 19
+            else None
+        )
         if user is None:
             raise PaymentError("The top-up names no account of this shop.")
     status = str(intent.status)
@@ -452,7 +456,11 @@ def undo_failed_topup_refund(
         return None
     refunded_minor = from_stripe_amount(refund.amount, str(refund.currency))
     user_id = str(_metadata(intent).get("onecart_user_id") or "")
-    user = session.get(User, int(user_id)) if user_id.isdigit() and len(user_id) < 19 else None
+    user = (
+        session.get(User, int(user_id))
+        if user_id.isascii() and user_id.isdigit() and len(user_id) < 19
+        else None
+    )
     if user is None:
         raise PaymentError("The top-up names no account of this shop.")
     lock_wallet(session, user)

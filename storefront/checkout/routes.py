@@ -204,7 +204,7 @@ def _form_problem(form: CheckoutForm) -> str:
 
 def _int_or_none(value: object) -> int | None:
     text = str(value or "").strip()
-    if not text.lstrip("-").isdigit() or len(text) > 18:
+    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 18:
         return None
     return int(text)
 

@@ -213,3 +213,14 @@ def test_account_key_is_the_same_for_username_and_email(
     unknown = login_account_key(db_session, "ghost")
     assert unknown.startswith("login:") and "ghost" not in unknown
     assert find_user_by_login(db_session, "  ") is None
+
+
+@pytest.mark.parametrize(
+    "forged", ["².nonce.1700000000", "1.nonce.²", "٣.nonce.1700000000", "1" * 5000 + ".n.1"]
+)
+def test_a_forged_login_cookie_with_other_digits_is_no_one(
+    db_session: Session, forged: str
+) -> None:
+    # str.isdigit() takes "²" and "٣" for digits; int() refuses "²" (a 500 before) and would
+    # read "٣" as 3.
+    assert load_user_by_session_id(db_session, forged) is None

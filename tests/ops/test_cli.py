@@ -758,8 +758,10 @@ def test_a_port_another_program_holds_is_named_with_the_variable_that_moves_it(
 
 
 def test_a_meili_bin_naming_no_file_fails_and_says_what_to_do(
-    environment: dict[str, str], tmp_path: Path
+    environment: dict[str, str], tmp_path: Path, started_services: list[str]
 ) -> None:
+    # started_services: `up` has started supervisord before Meilisearch fails; it is stopped
+    # afterwards (it outlived the test before).
     environment["MEILI_BIN"] = str(tmp_path / "no-such-meilisearch")
 
     result = onecart(environment, "up", "--only", "meilisearch", timeout=60)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 
 from adapters.base import BadPayload, Offer
 from adapters.registry import build_adapter, load_marketplaces
+from commerce.db import normalize_database_url
 from commerce.models import User
 from commerce.order_models import Order
 from commerce.orders import order_books_problems, wallet_books_problems
@@ -208,3 +210,22 @@ def tracked_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
     for slug in ("shopwave", "kiondo"):
         shop.knobs(slug, order_step_seconds=3600, cancel_rate=0, delay_rate=0)
     return shop
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the PostgreSQL the CI's second pass sets in DATABASE_URL, for tests that
+    migrate a database of their own there (dropped afterwards); skipped on the SQLite pass."""
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith("postgres"):
+        pytest.skip("DATABASE_URL is not PostgreSQL (the CI's second run sets it)")
+    schema = f"mig_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(normalize_database_url(base))
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{normalize_database_url(base)}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -6,18 +6,15 @@ when DATABASE_URL points at one."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from commerce.db import create_storefront_engine, normalize_database_url
+from commerce.db import create_storefront_engine
 from storefront.db_migrate import alembic_config
 
 BEFORE = "0018_pending_email_change"
@@ -210,23 +207,6 @@ def _check_lines_held_and_downgrade(url: str) -> None:
 
 def test_the_orders_before_the_migration_are_counted_on_sqlite(tmp_path: Path) -> None:
     _check_backfill(f"sqlite:///{tmp_path / 'holds.db'}")
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith("postgres"):
-        pytest.skip("DATABASE_URL is not PostgreSQL (the CI's second run sets it)")
-    schema = f"holds_mig_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(normalize_database_url(base))
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{normalize_database_url(base)}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_the_orders_before_the_migration_are_counted_on_postgresql(postgres_url: str) -> None:

@@ -3,12 +3,8 @@ SQLite and on PostgreSQL (when DATABASE_URL points at one)."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -16,7 +12,7 @@ from alembic.script import ScriptDirectory
 
 import commerce.order_models  # noqa: F401 - registers the order tables on Base.metadata
 import storefront  # noqa: F401 - every other area's models, so only real differences show
-from commerce.db import create_storefront_engine, normalize_database_url
+from commerce.db import create_storefront_engine
 from commerce.models import Base
 from storefront.db_migrate import alembic_config, upgrade_database
 
@@ -60,23 +56,6 @@ def test_migrations_build_the_order_tables_on_sqlite(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert _order_table_differences(url) == []
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith("postgres"):
-        pytest.skip("DATABASE_URL is not PostgreSQL (the CI's second run sets it)")
-    schema = f"orders_mig_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(normalize_database_url(base))
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{normalize_database_url(base)}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_migrations_build_the_order_tables_on_postgresql(postgres_url: str) -> None:

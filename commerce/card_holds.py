@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -85,6 +86,26 @@ IN_DOUBT_MESSAGE = (
     "with it. No order was placed yet: try again in a few minutes with the same page (you will "
     "not be charged twice). If a hold shows on your card without an order, it is released."
 )
+
+
+@dataclass(slots=True)
+class HoldFailures:
+    """How many holds a sweep's card-hold steps failed on for a reason that is not a payment
+    error (a bug reading a reply, a write the database refused). Each such hold is its own
+    failure: logged, noted on its row where it has one (the operator's list shows it), and the
+    step goes on with the next hold; the hold is tried again at the next sweep."""
+
+    count: int = 0
+
+
+def hold_step_error(step: str, error: Exception) -> str:
+    """What a hold's row says when its sweep step raised: the same words at every pass (the
+    error's type, not its text)."""
+    return (
+        f"Sweeping this hold failed while {step} ({type(error).__name__}); nothing was released "
+        "or kept on a guess, and it is tried again at every sweep: see the worker's log if this "
+        "stays."
+    )
 
 
 def checkout_intent_metadata(user_id: int, validation_token: str) -> dict[str, str]:
@@ -182,16 +203,21 @@ def resolve_holds_in_doubt(
     *,
     older_than: timedelta = RESOLVE_AFTER,
     not_found_after: timedelta = NOT_FOUND_TRUSTED_AFTER,
+    failures: HoldFailures | None = None,
 ) -> int:
     """Resolve the open holds in doubt older than `older_than` from Stripe's record; returns how
     many were resolved. Each is handled under its shopper's checkout lock; a busy lock or an
-    unreachable Stripe leaves the row for the next sweep."""
+    unreachable Stripe leaves the row for the next sweep. A row whose step raises anything else
+    is its own failure (counted in `failures`, noted on the row): the other rows go on."""
+    failures = failures if failures is not None else HoldFailures()
     with session_factory() as session:
         rows = session.execute(
-            sa.select(CardHoldInDoubt.id, CardHoldInDoubt.user_id).where(
+            sa.select(CardHoldInDoubt.id, CardHoldInDoubt.user_id)
+            .where(
                 CardHoldInDoubt.resolved_at.is_(None),
                 CardHoldInDoubt.created_at < utc_now() - older_than,
             )
+            .order_by(CardHoldInDoubt.id)
         ).all()
     if not rows:
         return 0
@@ -203,6 +229,13 @@ def resolve_holds_in_doubt(
                 resolved += _resolve_one(session_factory, gateway, row_id, not_found_after)
         except CheckoutBusy:
             continue
+        except Exception as exc:
+            failures.count += 1
+            logger.exception("card hold in doubt %s: resolving it failed; tried again", row_id)
+            try:
+                _note(session_factory, row_id, error=hold_step_error("resolving it", exc))
+            except Exception:
+                logger.exception("card hold in doubt %s: its failure could not be noted", row_id)
     return resolved
 
 
@@ -211,10 +244,14 @@ def record_unrecorded_holds(
     gateway_factory: CardGatewayFactory,
     *,
     older_than: timedelta = UNRECORDED_AFTER,
+    failures: HoldFailures | None = None,
 ) -> int:
     """Record as holds in doubt the checkout holds Stripe keeps uncaptured (made more than
     `older_than` ago) that no order and no row accounts for; returns how many were recorded.
-    Stripe unreachable: nothing changes (logged), the next sweep asks again."""
+    Stripe unreachable: nothing changes (logged), the next sweep asks again. A hold whose
+    record (or listing for an operator) raises anything else is its own failure (counted in
+    `failures`, logged; Stripe lists it again at the next sweep): the other holds go on."""
+    failures = failures if failures is not None else HoldFailures()
     try:
         found = gateway_factory().find_uncaptured_authorizations(utc_now() - older_than)
     except PaymentError as exc:
@@ -231,10 +268,17 @@ def record_unrecorded_holds(
     recorded = 0
     for hold in holds:
         user_id = owners.get(hold.provider_reference)
-        if user_id is None:
-            _list_unowned(session_factory, hold)
-            continue
-        recorded += _record_unrecorded(session_factory, hold, user_id)
+        try:
+            if user_id is None:
+                _list_unowned(session_factory, hold)
+                continue
+            recorded += _record_unrecorded(session_factory, hold, user_id)
+        except Exception:
+            failures.count += 1
+            logger.exception(
+                "card hold %s: recording it failed; tried again at the next sweep",
+                hold.provider_reference,
+            )
     return recorded
 
 

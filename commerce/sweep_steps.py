@@ -1,4 +1,5 @@
-"""One order's step of a sweep, run as its own failure (commerce.sweeper).
+"""One order's step of a sweep, run as its own failure (commerce.sweeper), and the step that
+puts long-reconciling sub-orders before an operator (each order its own failure too).
 
 A step that raises something other than a payment error (those each step handles itself: a
 refusal, an unknown outcome resolved by asking) ended the whole pass before; the failing order,
@@ -9,13 +10,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.attention_models import FlagResolution
+from commerce.models import Marketplace, utc_now
+from commerce.order_locks import lock_order
+from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
+from commerce.order_state import flag_order
 from commerce.placement_outcomes import flag_for_operator
 
 logger = logging.getLogger(__name__)
+
+# The most long-reconciling sub-orders one sweep flags (the rest at the next).
+FLAG_BATCH_SIZE = 500
 
 
 def order_step_flag(step: str, error: Exception) -> str:
@@ -57,3 +67,69 @@ class OrderSteps:
             except Exception:
                 logger.exception("sweep: the order of a failed step could not be flagged")
             return 0
+
+
+def reconciling_flag_marker(sub_order_id: int) -> str:
+    """The words of the order's flag reason that name this long-reconciling sub-order."""
+    return f"sub-order {sub_order_id}: no answer"
+
+
+def flag_long_reconciling(session_factory: sessionmaker[Session], *, older_than: timedelta) -> int:
+    """Put on the operator's list the orders of sub-orders still `reconciling` `older_than` after
+    their checkout: whether the marketplace holds the order is unknown that long, and nothing
+    resolves it but the marketplace answering (the sweeper keeps re-asking; nothing is refunded
+    on an unknown). Once per sub-order: not while its reason is on the flag, nor again once an
+    operator cleared it (the resolution keeps the reason's text). How many were flagged now."""
+    with session_factory() as session:
+        rows = session.execute(
+            sa.select(MarketplaceOrder.id, MarketplaceOrder.order_id, Marketplace.name)
+            .join(Marketplace, MarketplaceOrder.marketplace_id == Marketplace.id)
+            .where(
+                MarketplaceOrder.status == SubOrderStatus.RECONCILING,
+                MarketplaceOrder.created_at < utc_now() - older_than,
+            )
+            .order_by(MarketplaceOrder.id)
+            .limit(FLAG_BATCH_SIZE)
+        ).all()
+    hours = int(older_than.total_seconds() // 3600)
+    flagged = 0
+    for sub_order_id, order_id, market in rows:
+        try:
+            flagged += _flag_reconciling(session_factory, sub_order_id, order_id, market, hours)
+        except Exception:
+            # Flagging is what failed, so there is nothing more to flag: logged, and tried
+            # again at the next sweep; the other orders are flagged meanwhile.
+            logger.exception("sub-order %s: flagging its long reconciliation failed", sub_order_id)
+    return flagged
+
+
+def _flag_reconciling(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    order_id: int,
+    market: str,
+    hours: int,
+) -> int:
+    marker = reconciling_flag_marker(sub_order_id)
+    with session_factory() as session, session.begin():
+        lock_order(session, order_id)
+        order = session.get(Order, order_id)
+        if order is None or marker in (order.attention_reason or ""):
+            return 0
+        cleared = session.scalar(
+            sa.select(
+                sa.exists().where(
+                    FlagResolution.order_id == order_id,
+                    FlagResolution.reason.contains(marker, autoescape=True),
+                )
+            )
+        )
+        if cleared:
+            return 0
+        flag_order(
+            order,
+            f"{market} {marker} for over {hours} h on whether it holds the order "
+            "(OneCart keeps asking and records what it answers; nothing is refunded "
+            f"meanwhile): ask {market}. A card hold lapses after about 7 days.",
+        )
+        return 1

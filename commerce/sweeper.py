@@ -22,7 +22,9 @@
 
 Each order's step is its own failure: one that raises (not a payment error, which each step
 handles itself) is logged, counted (`SweepReport.order_failures`) and its order flagged for an
-operator, and the sweep goes on with the other orders.
+operator, and the sweep goes on with the other orders. A card hold's step is its own failure
+the same way (`SweepReport.hold_failures`, noted on the hold's row, which /admin/attention
+lists), and so is a card-hold step as a whole: settlement still runs after it.
 
 Dispatching is a callable handed in by the job layer (storefront.jobs), so this module never
 imports RQ and is tested with the real queue and without it.
@@ -43,21 +45,19 @@ from commerce.abandoned_cancellations import (
     find_abandoned_cancellations,
     resolve_abandoned_cancellation,
 )
-from commerce.attention_models import FlagResolution
 from commerce.card_holds import (
     UNRECORDED_AFTER,
     CardGatewayFactory,
+    HoldFailures,
     record_unrecorded_holds,
     resolve_holds_in_doubt,
 )
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import AdapterProvider, adapter_for_marketplace
-from commerce.models import Marketplace, utc_now
-from commerce.order_locks import lock_order
+from commerce.models import utc_now
 from commerce.order_models import (
     UNSETTLED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
-    Order,
     Payment,
     PaymentMethod,
     PaymentStatus,
@@ -65,7 +65,6 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.order_state import flag_order
 from commerce.payments.providers import (
     GatewayProvider,
     card_gateway_from_settings,
@@ -83,7 +82,7 @@ from commerce.settlement import (
     reconcile_payment,
     settle_payment,
 )
-from commerce.sweep_steps import OrderSteps
+from commerce.sweep_steps import OrderSteps, flag_long_reconciling
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +135,9 @@ class SweepReport:
     # Orders whose step raised something other than a payment error (logged and flagged; the
     # rest of the sweep went on without them).
     order_failures: int = 0
+    # Card holds (and the card-hold steps themselves) that raised something other than a
+    # payment error: logged, noted on the hold's row, the rest of the sweep went on.
+    hold_failures: int = 0
 
 
 def dispatch_outbox(
@@ -266,57 +268,6 @@ def find_reconciling(session: Session, *, idle_after: timedelta, max_idle: timed
         if updated_at <= now - wait:
             due.append(sub_order_id)
     return due
-
-
-def reconciling_flag_marker(sub_order_id: int) -> str:
-    """The words of the order's flag reason that name this long-reconciling sub-order."""
-    return f"sub-order {sub_order_id}: no answer"
-
-
-def flag_long_reconciling(session_factory: sessionmaker[Session], *, older_than: timedelta) -> int:
-    """Put on the operator's list the orders of sub-orders still `reconciling` `older_than` after
-    their checkout: whether the marketplace holds the order is unknown that long, and nothing
-    resolves it but the marketplace answering (the sweeper keeps re-asking; nothing is refunded
-    on an unknown). Once per sub-order: not while its reason is on the flag, nor again once an
-    operator cleared it (the resolution keeps the reason's text). How many were flagged now."""
-    with session_factory() as session:
-        rows = session.execute(
-            sa.select(MarketplaceOrder.id, MarketplaceOrder.order_id, Marketplace.name)
-            .join(Marketplace, MarketplaceOrder.marketplace_id == Marketplace.id)
-            .where(
-                MarketplaceOrder.status == SubOrderStatus.RECONCILING,
-                MarketplaceOrder.created_at < utc_now() - older_than,
-            )
-            .order_by(MarketplaceOrder.id)
-            .limit(SWEEP_BATCH_SIZE)
-        ).all()
-    hours = int(older_than.total_seconds() // 3600)
-    flagged = 0
-    for sub_order_id, order_id, market in rows:
-        marker = reconciling_flag_marker(sub_order_id)
-        with session_factory() as session, session.begin():
-            lock_order(session, order_id)
-            order = session.get(Order, order_id)
-            if order is None or marker in (order.attention_reason or ""):
-                continue
-            cleared = session.scalar(
-                sa.select(
-                    sa.exists().where(
-                        FlagResolution.order_id == order_id,
-                        FlagResolution.reason.contains(marker, autoescape=True),
-                    )
-                )
-            )
-            if cleared:
-                continue
-            flag_order(
-                order,
-                f"{market} {marker} for over {hours} h on whether it holds the order "
-                "(OneCart keeps asking and records what it answers; nothing is refunded "
-                f"meanwhile): ask {market}. A card hold lapses after about 7 days.",
-            )
-            flagged += 1
-    return flagged
 
 
 def find_stale_pending(session: Session, *, stale_after: timedelta) -> list[int]:
@@ -512,11 +463,28 @@ def sweep(
         )
         for refund_id in refunds_in_doubt
     )
-    unrecorded_holds = record_unrecorded_holds(
-        session_factory, card_gateway, older_than=policy.unrecorded_hold_after
+    hold_failures = HoldFailures()
+    unrecorded_holds = _hold_step(
+        "recording unrecorded card holds",
+        hold_failures,
+        partial(
+            record_unrecorded_holds,
+            session_factory,
+            card_gateway,
+            older_than=policy.unrecorded_hold_after,
+            failures=hold_failures,
+        ),
     )
-    holds_resolved = resolve_holds_in_doubt(
-        session_factory, card_gateway, older_than=policy.hold_in_doubt_after
+    holds_resolved = _hold_step(
+        "resolving card holds in doubt",
+        hold_failures,
+        partial(
+            resolve_holds_in_doubt,
+            session_factory,
+            card_gateway,
+            older_than=policy.hold_in_doubt_after,
+            failures=hold_failures,
+        ),
     )
     with session_factory() as session:
         unsettled = find_unsettled_payments(session)
@@ -561,4 +529,17 @@ def sweep(
         cancels_finished=cancels_finished,
         cancellations_resolved=cancellations_resolved,
         order_failures=steps.failures,
+        hold_failures=hold_failures.count,
     )
+
+
+def _hold_step(step: str, failures: HoldFailures, call: Callable[[], int]) -> int:
+    """A card-hold step as a whole: each hold is already its own failure inside it; what is
+    left (the query matching Stripe's holds with our records, the gateway's construction) is
+    counted and logged, and the sweep goes on to settle orders. 0 when it raised."""
+    try:
+        return call()
+    except Exception:
+        failures.count += 1
+        logger.exception("sweep: %s failed; tried again next sweep", step)
+        return 0

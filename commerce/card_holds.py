@@ -431,7 +431,7 @@ def _record_unrecorded(
     row = CardHoldInDoubt(
         user_id=user_id,
         validation_token=hold.metadata[CHECKOUT_TOKEN_METADATA][:64],
-        idempotency_key=_unrecorded_key(reference),
+        idempotency_key=intent_row_key(reference),
         intent_id=hold.provider_reference,
         amount_minor=hold.amount_minor,
         currency=hold.currency,
@@ -448,13 +448,13 @@ def _record_unrecorded(
     return 1
 
 
-def _unrecorded_key(reference: str) -> str:
+def intent_row_key(reference: str, *, prefix: str = UNRECORDED_KEY_PREFIX) -> str:
     """The row's key: the intent's id (Stripe's are about 30 characters), or its digest when
     it would not fit the column whole (a cut id could name two intents)."""
-    key = f"{UNRECORDED_KEY_PREFIX}{reference}"
+    key = f"{prefix}{reference}"
     if len(key) <= IDEMPOTENCY_KEY_LIMIT:
         return key
-    return f"{UNRECORDED_KEY_PREFIX}{hashlib.sha256(reference.encode()).hexdigest()}"
+    return f"{prefix}{hashlib.sha256(reference.encode()).hexdigest()}"
 
 
 def _resolve_one(

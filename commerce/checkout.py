@@ -64,6 +64,7 @@ from commerce.checkout_quote import (
 )
 from commerce.checkout_record import RecordedOrder, existing_order, record_order, recorded_order
 from commerce.checkout_shipping import ShippingDetails, save_shipping_to_profile
+from commerce.form_holds import release_form_hold
 from commerce.fx import FxTable
 from commerce.marketplace_access import AdapterProvider
 from commerce.models import User
@@ -259,11 +260,13 @@ def _submit_locked(
             return _existing_outcome(earlier, submission.user_id)
         user = session.get(User, submission.user_id)
         if user is None:
-            return _refused(card_gateway, submission, "Please sign in again.")
+            return _refused(session_factory, card_gateway, submission, "Please sign in again.")
         before = build_quote(session, user, currency=submission.display_currency, fx=fx)
         if not before.orderable_groups:
             # Another tab may have bought the cart meanwhile: this tab's card hold is released.
-            return _refused(card_gateway, submission, _nothing_to_pay_message(before))
+            return _refused(
+                session_factory, card_gateway, submission, _nothing_to_pay_message(before)
+            )
 
         revalidation = revalidate_cart(
             session, user, adapter_for=adapter_for, deadline_s=revalidation_deadline_s
@@ -288,7 +291,7 @@ def _submit_locked(
             or submission.cart_digest_seen != quote.digest
             or not quote.can_pay
         ):
-            _release_browser_intent(card_gateway, submission)
+            _release_browser_intent(session_factory, card_gateway, submission)
             return CheckoutOutcome(
                 OutcomeKind.CHANGED,
                 message="Prices or availability changed since you opened checkout. "
@@ -309,7 +312,7 @@ def _submit_locked(
                     keep_card_hold=True,
                 )
             if submission.wallet_total_seen_minor != quote.total_minor:
-                _release_browser_intent(card_gateway, submission)
+                _release_browser_intent(session_factory, card_gateway, submission)
                 return CheckoutOutcome(
                     OutcomeKind.CHANGED,
                     message="The amount in your wallet's currency changed. "
@@ -320,7 +323,7 @@ def _submit_locked(
         try:
             amount = Money(quote.total_minor, quote.currency)
         except MoneyError as exc:
-            return _refused(card_gateway, submission, str(exc))
+            return _refused(session_factory, card_gateway, submission, str(exc))
 
         authorization: Authorization | None = None
         card_request: AuthorizationRequest | None = None
@@ -376,7 +379,7 @@ def _submit_locked(
             # and the cart lowered to what is left, for the shopper to look at again.
             session.rollback()
             if authorization is None:
-                _release_browser_intent(card_gateway, submission)
+                _release_browser_intent(session_factory, card_gateway, submission)
             else:
                 _release_authorization(
                     session_factory, card_gateway, submission, card_request, authorization
@@ -427,7 +430,7 @@ def _submit_locked(
                 return _existing_outcome(earlier, submission.user_id)
             raise
         if submission.payment_method == PaymentMethod.WALLET:
-            _release_unused_hold(card_gateway, submission)
+            _release_unused_hold(session_factory, card_gateway, submission)
         return CheckoutOutcome(
             OutcomeKind.CREATED,
             order_id=order.id,
@@ -487,30 +490,51 @@ def _authorize_card(
 
 
 def _refused(
-    gateway: PaymentGateway | None, submission: CheckoutSubmission, message: str
+    session_factory: sessionmaker[Session],
+    gateway: PaymentGateway | None,
+    submission: CheckoutSubmission,
+    message: str,
 ) -> CheckoutOutcome:
     """A submit refused before any authorization: the card hold Stripe.js made for this form, if
     any, is released now (no order can use it: none exists for the token, under the lock), not
     left on the card until the sweeper finds it unrecorded."""
-    _release_browser_intent(gateway, submission)
+    _release_browser_intent(session_factory, gateway, submission)
     return CheckoutOutcome(OutcomeKind.REJECTED, message=message)
 
 
-def _release_browser_intent(gateway: PaymentGateway | None, submission: CheckoutSubmission) -> None:
-    """A card hold Stripe.js made for a total that changed is released, not left hanging."""
-    release = getattr(gateway, "release_checkout_intent", None)
-    if submission.payment_intent_id and callable(release):
-        release(submission.payment_intent_id, submission.validation_token)
+def _release_browser_intent(
+    session_factory: sessionmaker[Session],
+    gateway: PaymentGateway | None,
+    submission: CheckoutSubmission,
+) -> None:
+    """A card hold Stripe.js made for a form whose submit is refused is released now, even one
+    still `processing`; a release with no answer is left in doubt for the sweeper
+    (commerce.form_holds), never taken for done."""
+    if gateway is None or not submission.payment_intent_id:
+        return
+    release_form_hold(
+        session_factory,
+        gateway,
+        user_id=submission.user_id,
+        validation_token=submission.validation_token,
+        intent_id=submission.payment_intent_id,
+        shown_minor=submission.total_seen_minor,
+        currency=submission.display_currency,
+    )
 
 
-def _release_unused_hold(gateway: PaymentGateway | None, submission: CheckoutSubmission) -> None:
+def _release_unused_hold(
+    session_factory: sessionmaker[Session],
+    gateway: PaymentGateway | None,
+    submission: CheckoutSubmission,
+) -> None:
     """The order this form made is paid from the wallet: a card hold Stripe.js made for the form
     before the shopper switched to the wallet is no order's (the form's token has this wallet
     order, made under the lock), so it is released now rather than left on the card for the
     sweeper. The order stands whatever happens here: a hold that cannot be released is still
     found by the sweeper."""
     try:
-        _release_browser_intent(gateway, submission)
+        _release_browser_intent(session_factory, gateway, submission)
     except Exception:
         logger.exception(
             "card hold %s of a wallet-paid checkout not released; left to the sweeper",

@@ -244,20 +244,6 @@ class StripeGateway:
             captured=False,
         )
 
-    def release_checkout_intent(self, intent_id: str, validation_token: str) -> None:
-        """Release the hold of a browser-confirmed intent that this checkout will not use (the
-        total changed after Stripe.js confirmed it). Intents of other checkouts are left alone."""
-        try:
-            intent = self.client.v1.payment_intents.retrieve(intent_id)
-        except stripe.StripeError:
-            return  # unknown or unreachable: an uncaptured hold expires on its own
-        metadata = intent.metadata.to_dict() if intent.metadata else {}
-        if (
-            metadata.get("onecart_validation_token") == validation_token
-            and intent.status == "requires_capture"
-        ):
-            self._cancel_quietly(intent.id)
-
     def prepare_intent(
         self, amount: Money, *, idempotency_key: str, metadata: Mapping[str, str]
     ) -> PreparedIntent:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from commerce.acknowledgements import acknowledge_dispute, acknowledge_unowned_hold
-from commerce.attention import mark_placed_by_operator, refund_by_operator
+from commerce.attention import cancelled_by_operator, mark_placed_by_operator, refund_by_operator
 from commerce.dispute_models import PaymentDispute, UnownedCardHold
 from commerce.disputes import list_disputes
 from commerce.exactly_once_models import CardHoldInDoubt
@@ -31,7 +31,13 @@ from commerce.marketplace_admin import (
     update_marketplace,
 )
 from commerce.models import Marketplace, User, utc_now
-from commerce.order_models import MarketplaceOrder, Order, Payment, SubOrderStatus
+from commerce.order_models import (
+    PLACED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    Payment,
+    SubOrderStatus,
+)
 from commerce.tracking_health import open_sub_orders_by_marketplace, tracking_failing_long
 from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
@@ -364,6 +370,7 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
         disputes=list_disputes(db),
         resolutions=recent_resolutions(db),
         resolve_form=resolve_form or {},
+        placed_statuses=PLACED_SUB_ORDER_STATUSES,
     )
 
 
@@ -391,6 +398,18 @@ def attention_refund(sub_order_id: int) -> Response:
         flash(f"{part} was refunded.", "success")
     else:
         flash(f"{part} no longer needs attention.", "info")
+    return redirect(url_for("admin.attention"))
+
+
+@bp.post("/attention/<int:sub_order_id>/cancelled")
+def attention_cancelled(sub_order_id: int) -> Response:
+    """The marketplace confirmed (to the operator) that it cancelled a placed part whose cancel
+    OneCart could not confirm: the part ends cancelled, its share refunded, its units for sale."""
+    part = _sub_order_name(sub_order_id)
+    if cancelled_by_operator(session_factory(), sub_order_id):
+        flash(f"{part} is recorded as cancelled; its share is refunded.", "success")
+    else:
+        flash(f"{part} is not placed (any more): nothing was changed.", "info")
     return redirect(url_for("admin.attention"))
 
 

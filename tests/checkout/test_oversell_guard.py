@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
+from commerce.attention import cancelled_by_operator
 from commerce.cancellation import request_cancellation
 from commerce.catalog_sync import sync_catalog
 from commerce.checkout import OutcomeKind, submit_checkout
@@ -435,3 +436,72 @@ def test_a_placement_that_accepts_nothing_gives_every_unit_back(shop: Shop) -> N
     assert empty.accepted_charge_minor == 0
     # Nothing of it ships: its units are for sale again, whatever became of the cancel.
     assert (_held(shop, product), _left(shop, product)) == (0, stock)
+
+
+def _overcharged_dummymart_order(shop: Shop, index: int, quantity: int) -> Order:
+    """A wallet order of `quantity` units that DummyMart bills 20% above what was paid: the
+    placement cancels it, DummyMart cannot cancel (no cancel API), so it stays placed and its
+    order is flagged for an operator."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("dummymart", index, quantity)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    shop.knobs("dummymart", order_price_change_pct=20)
+    try:
+        place_sub_order(
+            shop.session_factory,
+            shop.sub_order(order, "dummymart").id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+        )
+    finally:
+        shop.knobs("dummymart", order_price_change_pct=0)
+    return shop.order(order.number)
+
+
+def test_an_unconfirmed_overcharge_cancel_keeps_the_units_until_an_operator_confirms_it(
+    shop: Shop,
+) -> None:
+    """While nobody knows whether DummyMart cancelled the overcharged order, it may ship: its
+    units stay held. Once an operator confirms with DummyMart that it is cancelled, the part
+    ends cancelled, its share is refunded, and its units come back, exactly once (a second
+    confirmation, or one racing it, gives nothing back twice; another shopper's unit stays)."""
+    index, stock = _dummymart_offer(shop, at_least=4)
+    product = shop.product("dummymart", index)
+    _buy(shop, index, 1)  # another shopper's unit, which must stay held throughout
+    order = _overcharged_dummymart_order(shop, index, 2)
+    sub = shop.sub_order(order, "dummymart")
+    assert sub.status == SubOrderStatus.PLACED and sub.stock_held
+    assert order.attention_reason is not None and "refused" in order.attention_reason
+    assert _held(shop, product) == 3  # unknown whether it ships: not given back
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        confirmed = list(
+            pool.map(lambda _: cancelled_by_operator(shop.session_factory, sub.id), range(2))
+        )
+
+    assert sorted(confirmed) == [False, True]
+    ended = shop.sub_order(shop.order(order.number), "dummymart")
+    assert ended.status == SubOrderStatus.CANCELLED and not ended.stock_held
+    assert (_held(shop, product), _left(shop, product)) == (1, stock - 1)
+    refunds = [refund for refund in shop.order(order.number).payment.refunds]
+    assert sum(refund.amount_minor for refund in refunds) == ended.charge_minor
+    assert all(refund.status == RefundStatus.SUCCEEDED for refund in refunds)
+
+    assert cancelled_by_operator(shop.session_factory, sub.id) is False
+    assert _held(shop, product) == 1
+
+
+def test_an_operator_cannot_cancel_a_part_that_is_not_placed(shop: Shop) -> None:
+    """Only a placed part can be recorded cancelled by its marketplace: one still pending (its
+    placement to come) or already ended is left alone, and its units with it."""
+    index, _ = _dummymart_offer(shop, at_least=2)
+    product = shop.product("dummymart", index)
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("dummymart", index, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    pending = shop.sub_order(order, "dummymart")
+    assert pending.status == SubOrderStatus.PENDING
+
+    assert cancelled_by_operator(shop.session_factory, pending.id) is False
+    assert shop.sub_order(shop.order(order.number), "dummymart").status == SubOrderStatus.PENDING
+    assert _held(shop, product) == 1

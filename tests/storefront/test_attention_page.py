@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
@@ -261,3 +262,64 @@ def test_the_answer_to_mark_placed_names_the_order_and_marketplace_not_an_intern
     for html in (answer, refund):
         assert f"{order.number}: DummyMart Test" in html and "no longer needs attention" in html
         assert f"Sub-order {sub.id}" not in html
+
+
+def test_a_flagged_orders_placed_part_can_be_recorded_cancelled_by_its_marketplace(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """A placed part whose cancel nobody confirmed offers the operator "… confirmed it
+    cancelled": posting it ends the part cancelled with its share refunded (a wallet order, so
+    at once), and a second post changes nothing."""
+    shopper = make_user()
+    market = make_marketplace(name="DummyMart Test")
+    order = _flagged_order(
+        db_session, shopper, "sub-order: billed beyond what was paid; cancelling it: refused"
+    )
+    order.payment_method = PaymentMethod.WALLET
+    db_session.add(
+        Payment(
+            order_id=order.id,
+            method=PaymentMethod.WALLET,
+            status=PaymentStatus.CAPTURED,
+            currency="USD",
+            amount_minor=995,
+            captured_minor=995,
+            provider_reference=f"wallet-{order.id}",
+        )
+    )
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=market.id,
+        status=SubOrderStatus.PLACED,
+        amount_minor=995,
+        currency="USD",
+        charge_minor=995,
+        charge_currency="USD",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id="51",
+    )
+    db_session.add(sub)
+    db_session.commit()
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert f"/admin/attention/{sub.id}/cancelled" in row
+    assert "DummyMart Test confirmed it cancelled" in row
+
+    first = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
+    second = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
+
+    assert f"{order.number}: DummyMart Test is recorded as cancelled" in first.get_data(
+        as_text=True
+    )
+    assert "nothing was changed" in second.get_data(as_text=True)
+    db_session.expire_all()
+    ended = db_session.get(MarketplaceOrder, sub.id)
+    assert ended is not None and ended.status == SubOrderStatus.CANCELLED
+    refunds = list(db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id)))
+    assert [(refund.amount_minor, refund.status) for refund in refunds] == [
+        (995, RefundStatus.SUCCEEDED)
+    ]
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert f"/admin/attention/{sub.id}/cancelled" not in row

@@ -505,3 +505,45 @@ def test_an_operator_cannot_cancel_a_part_that_is_not_placed(shop: Shop) -> None
     assert cancelled_by_operator(shop.session_factory, pending.id) is False
     assert shop.sub_order(shop.order(order.number), "dummymart").status == SubOrderStatus.PENDING
     assert _held(shop, product) == 1
+
+
+def test_delivered_units_stay_held_after_a_later_catalog_fetch(shop: Shop) -> None:
+    """DummyJSON never lowers its published stock for an order (its carts change nothing), so a
+    catalog fetch after a part was placed and delivered says nothing about our units: the hold
+    must outlive it. Were it ended by the fetch, the delivered units would be for sale again and
+    the last unit sold twice (stock_left back to the whole published figure)."""
+    index, stock = _dummymart_offer(shop, at_least=2)
+    product = shop.product("dummymart", index)
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("dummymart", index, stock)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    sub_id = shop.sub_order(order, "dummymart").id
+    place_sub_order(
+        shop.session_factory, sub_id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+    with shop.session() as session, session.begin():
+        delivered = session.get(MarketplaceOrder, sub_id)
+        assert delivered is not None and delivered.status == SubOrderStatus.PLACED
+        delivered.status = SubOrderStatus.DELIVERED
+    row = {
+        "marketplace": "dummymart",
+        "external_id": product.external_id,
+        "title": product.title,
+        "price_minor": product.price_minor,
+        "currency": product.currency,
+        "product_url": product.product_url,
+        "image_url": product.image_url,
+        "available": True,
+        "stock": stock,  # what DummyJSON publishes after our order: the same figure
+    }
+    group = (product.relation_token, "gtin", Decimal("1.00")) if product.relation_token else None
+    with shop.session() as session, session.begin():
+        sync_catalog(
+            session,
+            marketplaces=[c for c in shop.catalog.configs if c.slug == "dummymart"],
+            offers=[row],
+            groups={("dummymart", product.external_id): group} if group else {},
+            complete_marketplaces=(),
+        )
+
+    assert (_held(shop, product), _left(shop, product)) == (stock, 0)

@@ -23,7 +23,6 @@ from adapters.base import (
     MarketplaceAdapter,
     MarketplaceError,
     NotFound,
-    OutcomeUnknown,
     Rejected,
     Unsupported,
 )
@@ -160,14 +159,20 @@ def cancel_on_marketplace(
         return CancelOutcome.REFUSED
     except (Rejected, NotFound):
         # The refusal may be about the order being cancelled already (an earlier cancel call of
-        # this job whose reply was lost took effect, or the store cancelled it): ask.
-        if not _cancelled_there(adapter, marketplace_order_id, unknown=False):
+        # this job whose reply was lost took effect, or the store cancelled it): ask. Only an
+        # order the marketplace shows not cancelled makes the refusal one; an order it cannot
+        # show now leaves the outcome unknown (asked again; never captured as "it ships").
+        there = _cancelled_there(adapter, marketplace_order_id)
+        if there is None:
+            logger.warning(
+                "cancelling sub-order %s: refused, and the order cannot be read", sub_order_id
+            )
+            return CancelOutcome.UNKNOWN
+        if not there:
             return CancelOutcome.REFUSED
     except MarketplaceError as exc:
         logger.warning("cancelling sub-order %s: %s; asking the marketplace", sub_order_id, exc)
-        if not _cancelled_there(
-            adapter, marketplace_order_id, unknown=isinstance(exc, OutcomeUnknown)
-        ):
+        if not _cancelled_there(adapter, marketplace_order_id):
             return CancelOutcome.UNKNOWN
     else:
         # A 2xx is not a confirmation: the order it returns must say cancelled (a store may
@@ -175,7 +180,7 @@ def cancel_on_marketplace(
         # once more; still not cancelled, the outcome is unknown and nothing is refunded (the
         # cancellation job retries, tracking refunds once the marketplace reports it).
         if sub_order_status_for(state.status) != SubOrderStatus.CANCELLED and not (
-            _cancelled_there(adapter, marketplace_order_id, unknown=True)
+            _cancelled_there(adapter, marketplace_order_id)
         ):
             logger.warning(
                 "cancelling sub-order %s: the marketplace answered %s, not cancelled",
@@ -194,14 +199,13 @@ def cancel_on_marketplace(
     return CancelOutcome.CANCELLED
 
 
-def _cancelled_there(
-    adapter: MarketplaceAdapter, marketplace_order_id: str, *, unknown: bool
-) -> bool:
-    """After a cancel call that failed: does the marketplace report the order cancelled?"""
+def _cancelled_there(adapter: MarketplaceAdapter, marketplace_order_id: str) -> bool | None:
+    """After a cancel call that failed: does the marketplace report the order cancelled? None
+    when it cannot be asked now."""
     try:
         state = adapter.order_status(marketplace_order_id)
     except MarketplaceError:
-        return False
+        return None
     return sub_order_status_for(state.status) == SubOrderStatus.CANCELLED
 
 

@@ -399,3 +399,41 @@ def test_a_cancel_refused_because_an_earlier_unanswered_one_took_effect_refunds_
     assert shop.sub_order(order, slug).status == SubOrderStatus.CANCELLED
     assert [r.amount_minor for r in _refunds(shop, sub.id)] == [placed.charge_minor]
     check_invariants(shop)
+
+
+class RefusesAndCannotBeAsked(RefusesAlreadyCancelled):
+    """Refuses the cancel (the order is cancelled already), and cannot be asked just then."""
+
+    def order_status(self, marketplace_order_id: str) -> OrderState:
+        raise Transient("connection refused")
+
+
+@pytest.mark.parametrize("slug", ["shopwave", "kiondo"])
+def test_a_cancel_refused_while_the_order_cannot_be_read_is_unknown_not_refused(
+    shop: Shop, slug: str
+) -> None:
+    """A refusal may be about the order being cancelled already (an earlier cancel whose reply
+    was lost): only the order's status there tells. When it cannot be read, the outcome is
+    unknown, not refused: a refusal would capture the share and tell the shopper it ships,
+    although the marketplace may have cancelled it. Asked again once it can be read, the
+    cancellation is found and the share refunded."""
+    order, sub, placed = _placed_wallet_part(shop, slug)
+    adapter = adapter_for_marketplace(placed.marketplace)
+
+    first = cancel_on_marketplace(
+        shop.session_factory, sub.id, CancelsThenLosesTheReply(adapter), reason="test"
+    )
+    unreadable = cancel_on_marketplace(
+        shop.session_factory, sub.id, RefusesAndCannotBeAsked(adapter), reason="test"
+    )
+
+    assert (first, unreadable) == (CancelOutcome.UNKNOWN, CancelOutcome.UNKNOWN)
+    assert shop.sub_order(order, slug).status in PLACED_SUB_ORDER_STATUSES
+    assert _refunds(shop, sub.id) == []
+
+    readable = cancel_on_marketplace(
+        shop.session_factory, sub.id, RefusesAlreadyCancelled(adapter), reason="test"
+    )
+    assert readable == CancelOutcome.CANCELLED
+    assert [r.amount_minor for r in _refunds(shop, sub.id)] == [placed.charge_minor]
+    check_invariants(shop)

@@ -14,6 +14,7 @@ calls it).
 from __future__ import annotations
 
 import logging
+import time
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 # The row of a form's hold whose release, when its submit was refused, had no answer.
 REFUSED_FORM_KEY_PREFIX = "refused-form-"
+# A processing intent is read again this many times, this far apart, before it is left in
+# doubt for the sweeper (the shopper's refused submit waits for it: at most 1.5 s).
+PENDING_REREADS = 3
+PENDING_REREAD_S = 0.5
 
 
 def release_form_hold(
@@ -50,10 +55,10 @@ def release_form_hold(
     shopper's checkout lock, and the form's order, if any, holds no card). What became of it:
     "released", "nothing held", "not this checkout's", or "in doubt".
 
-    Three outcomes, as for every money call. The cancel is sent whatever Stripe says the intent
-    holds or is about to hold (`processing` becomes a hold moments later; Stripe cancels one in
-    that state or refuses). A refused or unanswered cancel is not taken for a release: Stripe's
-    record of the intent says whether it is cancelled. When neither the cancel nor the record
+    Three outcomes, as for every money call. An intent that holds money is cancelled; one still
+    `processing` (it becomes a hold moments later) is read again for a moment first and then
+    cancelled. A refused or unanswered cancel is not taken for a release: Stripe's record of
+    the intent says whether it is cancelled. When neither the cancel nor the record
     answers (or the record still shows money held), the intent becomes a hold in doubt: the
     sweeper resolves it from Stripe's record within minutes, under this lock, and lists it for
     an operator while it cannot (/admin/attention); nothing is refunded on a guess.
@@ -76,7 +81,26 @@ def release_form_hold(
         # operator to refund in Stripe (card_holds), never refunded here on a guess.
         _record_form_hold(session_factory, user_id, validation_token, intent_id, amount, "captured")
         return "in doubt"
-    if state.status not in (ProviderStatus.AUTHORIZED, ProviderStatus.PENDING):
+    for _ in range(PENDING_REREADS):
+        if state.status != ProviderStatus.PENDING:
+            break
+        # Processing lasts moments for a card: asked again before the cancel is sent, since
+        # Stripe may refuse to cancel a processing intent, and a refusal it stores under the
+        # cancel's idempotency key would be replayed to the sweeper's release for a day.
+        time.sleep(PENDING_REREAD_S)
+        try:
+            state = gateway.retrieve(intent_id)
+        except PaymentError as exc:
+            _record_form_hold(
+                session_factory, user_id, validation_token, intent_id, amount, exc.message
+            )
+            return "in doubt"
+    if state.status == ProviderStatus.PENDING:
+        _record_form_hold(
+            session_factory, user_id, validation_token, intent_id, amount, "still processing"
+        )
+        return "in doubt"
+    if state.status != ProviderStatus.AUTHORIZED:
         return "nothing held"
     try:
         gateway.void(intent_id)

@@ -148,6 +148,25 @@ def test_a_processing_hold_of_a_refused_submit_is_released_at_once(shop: Shop, c
     assert _rows(shop) == []
 
 
+def test_a_hold_still_processing_after_a_moment_is_left_in_doubt_not_cancelled_blind(
+    shop: Shop,
+) -> None:
+    """Still processing after a moment's re-reads: no cancel is sent (Stripe may refuse one in
+    that state and replay the refusal to the sweeper's release under the same key); the hold is
+    left in doubt, and the sweep releases it from Stripe's record once it holds money."""
+    hold, wire = _refused_submit(shop, lambda intent: StripeWire(intent, processing_reads=10))
+
+    assert wire.cancels_sent == 0
+    [row] = _rows(shop)
+    assert row.intent_id == hold and row.resolved_at is None and "processing" in str(row.last_error)
+
+    _sweep(shop)
+
+    assert _status(hold) == "canceled"
+    [row] = _rows(shop)
+    assert row.resolved_at is not None and "released" in str(row.resolution)
+
+
 @pytest.mark.parametrize("fault", ["cancel lost", "stripe down"])
 def test_a_hold_whose_release_has_no_answer_is_left_in_doubt_for_the_sweeper(
     shop: Shop, fault: str

@@ -271,7 +271,13 @@ def _cancel_kept(
             session_factory,
             order_id,
             f"sub-order {sub_order_id}: {reason}; cancelling it on the marketplace: {outcome.value}"
-            + ("; its share was refunded (nothing of it ships)" if refunded else ""),
+            + (
+                "; its share was refunded (nothing of it ships)"
+                if refunded
+                # Its units stay held and its share is captured while it may ship.
+                else "; if the marketplace confirms to you that it is cancelled, record that "
+                "here (its share is refunded, its units given back)"
+            ),
         )
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)

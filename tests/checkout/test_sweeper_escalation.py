@@ -4,16 +4,18 @@ flagged once, never refunded (real database, the checkout shop; placement is not
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from commerce.exactly_once_models import OutboxMessage
 from commerce.flag_resolution import resolve_flag
 from commerce.models import utc_now
-from commerce.order_models import MarketplaceOrder, Refund, SubOrderStatus
-from commerce.sweeper import SweepPolicy, sweep
+from commerce.order_models import MarketplaceOrder, Order, Refund, SubOrderStatus
+from commerce.sweeper import SweepPolicy, flag_long_reconciling, sweep
 from tests.checkout.shop import Shop
 
 
@@ -84,3 +86,45 @@ def test_a_sub_order_reconciling_for_hours_is_not_flagged_yet(shop: Shop) -> Non
     )
 
     assert shop.order(order.number).attention_reason is None
+
+
+def test_one_order_whose_flag_cannot_be_written_does_not_stop_the_others(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flagging one long-reconciling order raises (a write the database refuses): that order is
+    its own failure (logged, flagged at a later sweep); the next order is still flagged, and the
+    rest of the sweep still runs."""
+    orders = []
+    for _ in range(2):
+        user = shop.make_user(wallet=Decimal("5000"))
+        shop.fill_cart(user, [("kiondo", 0, 1)])
+        order = shop.checkout(shop.client_for(user), payment_method="wallet")
+        _reconciling_since(shop, shop.sub_order(order, "kiondo").id, timedelta(hours=25))
+        orders.append(order)
+    first, second = orders
+    module = sys.modules[flag_long_reconciling.__module__]
+    real_flag = module.flag_order
+
+    def refused_for_first(order: Order, reason: str) -> None:
+        if order.id == first.id:
+            raise RuntimeError("the write was refused")
+        real_flag(order, reason)
+
+    monkeypatch.setattr(module, "flag_order", refused_for_first)
+
+    def run_sweep() -> None:
+        sweep(
+            shop.session_factory,
+            lambda message: f"job-{message.id}",
+            policy=SweepPolicy(reconcile_after=timedelta(0)),
+        )
+
+    run_sweep()
+
+    assert shop.order(first.number).attention_reason is None
+    second_reason = shop.order(second.number).attention_reason
+    assert second_reason is not None and "Kiondo" in second_reason
+
+    monkeypatch.setattr(module, "flag_order", real_flag)
+    run_sweep()
+    assert "Kiondo" in (shop.order(first.number).attention_reason or "")

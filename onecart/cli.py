@@ -260,6 +260,8 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
     if settings.profile == "cluster":  # its ingest goes through Dagster's run queue
         needed |= {"dagster", "dagster-daemon"}
     deferred = [s for s in selected if s.name not in needed] if args.ingest else []
+    # A failed up stops what it started (below): supervisord too when this up started it.
+    supervisord_was_running = supervision.supervisord_running(settings)
     try:
         outcomes = supervision.start_services(
             settings,
@@ -273,6 +275,8 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_MISSING_PROGRAM
     except processes.ProcessError as exc:
         print(exc, file=sys.stderr)
+        if not supervisord_was_running:  # e.g. supervisord started but never answered
+            undo_failed_up(settings, [], supervisord_started=True)
         return EXIT_FAILED
     starting = [
         s for s in deferred if any(o.name == s.name and o.action == "starting" for o in outcomes)
@@ -325,7 +329,28 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
     print_service_table(settings, [s.name for s in selected])
     for outcome in failed:
         print(f"\n{outcome.name} failed: {outcome.detail}", file=sys.stderr)
+    if failed:
+        started = [o.name for o in outcomes if o.action in {"started", "starting"}]
+        undo_failed_up(settings, started, supervisord_started=not supervisord_was_running)
     return exit_code
+
+
+def undo_failed_up(
+    settings: Settings, started: Sequence[str], *, supervisord_started: bool
+) -> None:
+    """Stop what a failed `up` started, and say so: a half-started set (and a supervisord
+    restarting its programs) must not outlive the command that reported the failure. Services
+    an earlier `up` started are left running."""
+    if supervisord_started and supervision.supervisord_running(settings):
+        stopped = [*supervision.stop_services(settings, report=print), "supervisord"]
+    elif started:
+        stopped = supervision.stop_services(settings, started, report=print)
+    else:
+        stopped = []
+    if stopped:
+        print(f"up failed: stopped what it started ({', '.join(stopped)})", file=sys.stderr)
+    else:
+        print("up failed: it started nothing that is still running", file=sys.stderr)
 
 
 def command_down(settings: Settings, args: argparse.Namespace) -> int:

@@ -290,6 +290,51 @@ def test_a_service_that_dies_at_start_is_reported_with_its_log(
     assert running_pids(environment) == {}
 
 
+def test_a_failed_up_stops_what_it_started_and_says_so(
+    environment: dict[str, str], home: Path, tmp_path: Path, started_services: list[str]
+) -> None:
+    # localstripe starts, Meilisearch dies at start: the up fails, and stops localstripe and
+    # the supervisord it started (both outlived it before, supervisord restarting nothing).
+    broken = tmp_path / "meilisearch"
+    broken.write_text("#!/bin/sh\necho 'cannot open database: disk full' >&2\nexit 7\n")
+    broken.chmod(0o755)
+    environment["MEILI_BIN"] = str(broken)
+
+    result = onecart(environment, "up", "--only", "localstripe", "--only", "meilisearch")
+
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "meilisearch exited while starting" in output
+    assert "up failed: stopped what it started (localstripe, supervisord)" in output, output
+    supervisor = supervisord_pid(home)
+    assert supervisor is None or not processes.pid_alive(supervisor)
+    assert not supervision.socket_path(Settings(ONECART_HOME=home)).exists()
+    stripe_port = int(environment["STRIPE_API_BASE"].rsplit(":", 1)[1])
+    assert not supervision.port_in_use("127.0.0.1", stripe_port)
+
+
+def test_a_failed_up_beside_running_services_stops_only_what_it_started(
+    environment: dict[str, str], home: Path, tmp_path: Path, started_services: list[str]
+) -> None:
+    first = onecart(environment, "up", "--only", "localstripe")
+    assert first.returncode == 0, first.stdout + first.stderr
+    pids = running_pids(environment)
+    supervisor = supervisord_pid(home)
+    # Meilisearch cannot open its database (a file where its directory goes); the environment
+    # stays the same, so supervisord keeps localstripe's program as it is.
+    (home / "meili").mkdir(parents=True, exist_ok=True)
+    (home / "meili" / "data.ms").write_text("not a database")
+
+    result = onecart(environment, "up", "--only", "localstripe", "--only", "meilisearch")
+
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    # Nothing of this up's own is left running; what an earlier up started is left alone.
+    assert "up failed: it started nothing that is still running" in output, output
+    assert running_pids(environment) == pids
+    assert supervisor is not None and processes.pid_alive(supervisor)
+
+
 @pytest.mark.parametrize("dies", ["inside the start call", "after the start call"])
 def test_a_program_dying_at_start_is_reported_with_its_log_whichever_the_timing(
     dies: str, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -771,6 +816,7 @@ def test_a_meili_bin_naming_no_file_fails_and_says_what_to_do(
     assert f"MEILI_BIN={tmp_path / 'no-such-meilisearch'}" in output
     assert "unset MEILI_BIN" in output
     assert "npm ci" not in output  # the npm binary is not the one asked for
+    assert "up failed: stopped what it started (supervisord)" in output
 
 
 def test_commands_in_a_plain_shell_use_the_addresses_up_started_the_services_at(

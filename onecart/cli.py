@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from onecart import catalog_status, processes, progress, services, supervision
+from onecart import catalog_status, dagster_runs, processes, progress, services, supervision
 from onecart.exit_codes import EXIT_FAILED, EXIT_MISSING_PROGRAM, EXIT_OK, EXIT_USAGE
 from onecart.ingest_command import (
     history_replay_interrupted,
@@ -332,6 +332,14 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
     if failed:
         started = [o.name for o in outcomes if o.action in {"started", "starting"}]
         undo_failed_up(settings, started, supervisord_started=not supervisord_was_running)
+    elif not args.ingest and any(
+        o.name == "dagster" and o.action in {"started", "already running"} for o in outcomes
+    ):
+        # (An ingest launches an embeddings run of its own.)
+        from onecart.ingest_command import embeddings_enabled
+
+        if embeddings_enabled():
+            dagster_runs.resume_embeddings_stopped_by_down(settings, report=print)
     return exit_code
 
 
@@ -364,6 +372,12 @@ def command_down(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if (not args.names or "dagster" in args.names) and supervision.program_running(
+        settings, "dagster"
+    ):
+        # Runs end as Dagster's own cancellations (the embeddings run resumes at the next `up`)
+        # instead of being torn down with Dagster, which then outlived its stop timeout.
+        dagster_runs.cancel_unfinished_runs(settings, report=print)
     stopped = supervision.stop_services(settings, args.names, report=print)
     if not stopped:
         print("nothing to stop")

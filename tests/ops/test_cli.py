@@ -483,6 +483,14 @@ def test_generated_dagster_yaml_is_a_valid_instance_config(tmp_path: Path) -> No
     instance = DagsterInstance.from_config(str(path.parent))
     try:
         assert instance.root_directory == str(path.parent)
+        # The queue's one-at-a-time limit names the tag every embeddings run carries.
+        from pipelines.jobs import ONE_AT_A_TIME_TAG, embeddings_job
+
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None
+        key, value = ONE_AT_A_TIME_TAG
+        assert {"key": key, "value": value, "limit": 1} in queue.tag_concurrency_limits
+        assert embeddings_job.tags[key] == value  # `tags`: GraphQL launches merge only these
     finally:
         instance.dispose()
 
@@ -644,6 +652,66 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
     down = onecart(environment, "down", timeout=300)
     assert down.returncode == 0, down.stderr
     assert running_pids(environment) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+# dagster_graphql's client (the launch, as `onecart ingest` does it) calls gql's deprecated way.
+@pytest.mark.filterwarnings("ignore:Using variable_values:DeprecationWarning")
+def test_down_cancels_the_embeddings_runs_and_the_next_up_carries_them_on(
+    environment: dict[str, str], home: Path, started_services: list[str]
+) -> None:
+    """`down` with an offer embeddings run in progress (its step waits for the warehouse, which
+    the test holds) and a second one launched beside it: the run queue kept the second one
+    queued (one embeddings run at a time), `down` cancels both through Dagster before stopping
+    it (they were torn down with Dagster, "interrupted unexpectedly", and Dagster was SIGKILLed
+    at its stop timeout), and the next `up` launches the embeddings again, once."""
+    import dagster as dg
+
+    import pipelines.run
+    from onecart import dagster_runs
+    from warehouse.connection import exclusive_file_lock, lock_path_for
+
+    settings = Settings(
+        ONECART_HOME=home, ONECART_DAGSTER_PORT=int(environment["ONECART_DAGSTER_PORT"])
+    )
+    up = onecart(environment, "up", "--only", "dagster", timeout=400)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    active = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
+
+    with exclusive_file_lock(lock_path_for(settings.pipeline_db_path)):
+        runs = [pipelines.run.launch_offer_embeddings(settings) for _ in range(2)]
+        with dagster_runs.open_instance(settings) as instance:
+
+            def statuses() -> list[dg.DagsterRunStatus]:
+                return [instance.get_run_by_id(run_id).status for run_id in runs]  # type: ignore[union-attr]
+
+            wait_until(
+                lambda: active & set(statuses()), timeout=300, what="an embeddings run to start"
+            )
+            time.sleep(5)  # the queue daemon's next turns
+            now = statuses()
+            assert sorted(status in active for status in now) == [False, True], now
+            assert dg.DagsterRunStatus.QUEUED in now, now
+
+        down = onecart(environment, "down", timeout=300)
+
+    assert down.returncode == 0, down.stdout + down.stderr
+    for run_id in runs:
+        assert f"cancelled Dagster run {run_id} (offer_embeddings_job): CANCELED" in down.stdout
+    supervisor_log = (home / "logs" / "supervisord.log").read_text()
+    assert "SIGKILL" not in supervisor_log, supervisor_log[-2000:]
+
+    again = onecart(environment, "up", "--only", "dagster", timeout=400)
+
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "was cancelled by `down`; run " in again.stdout, again.stdout
+    with dagster_runs.open_instance(settings) as instance:
+        [newest] = instance.get_runs(dg.RunsFilter(job_name="offer_embeddings_job"), limit=1)
+    assert newest.run_id not in runs
+    assert newest.tags["onecart/trigger"] == "resumed_after_down"
+    third = onecart(environment, "up", "--only", "dagster", timeout=400)
+    assert "cancelled by `down`" not in third.stdout  # carried on once
 
 
 def wait_until(check, *, timeout: float, what: str):  # type: ignore[no-untyped-def]

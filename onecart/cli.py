@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from onecart import catalog_status, processes, progress, services, supervision
+from onecart import catalog_status, dagster_runs, processes, progress, services, supervision
 from onecart.exit_codes import EXIT_FAILED, EXIT_MISSING_PROGRAM, EXIT_OK, EXIT_USAGE
 from onecart.ingest_command import (
     history_replay_interrupted,
@@ -260,6 +260,8 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
     if settings.profile == "cluster":  # its ingest goes through Dagster's run queue
         needed |= {"dagster", "dagster-daemon"}
     deferred = [s for s in selected if s.name not in needed] if args.ingest else []
+    # A failed up stops what it started (below): supervisord too when this up started it.
+    supervisord_was_running = supervision.supervisord_running(settings)
     try:
         outcomes = supervision.start_services(
             settings,
@@ -273,6 +275,8 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_MISSING_PROGRAM
     except processes.ProcessError as exc:
         print(exc, file=sys.stderr)
+        if not supervisord_was_running:  # e.g. supervisord started but never answered
+            undo_failed_up(settings, [], supervisord_started=True)
         return EXIT_FAILED
     starting = [
         s for s in deferred if any(o.name == s.name and o.action == "starting" for o in outcomes)
@@ -325,7 +329,36 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
     print_service_table(settings, [s.name for s in selected])
     for outcome in failed:
         print(f"\n{outcome.name} failed: {outcome.detail}", file=sys.stderr)
+    if failed:
+        started = [o.name for o in outcomes if o.action in {"started", "starting"}]
+        undo_failed_up(settings, started, supervisord_started=not supervisord_was_running)
+    elif not args.ingest and any(
+        o.name == "dagster" and o.action in {"started", "already running"} for o in outcomes
+    ):
+        # (An ingest launches an embeddings run of its own.)
+        from onecart.ingest_command import embeddings_enabled
+
+        if embeddings_enabled():
+            dagster_runs.resume_embeddings_stopped_by_down(settings, report=print)
     return exit_code
+
+
+def undo_failed_up(
+    settings: Settings, started: Sequence[str], *, supervisord_started: bool
+) -> None:
+    """Stop what a failed `up` started, and say so: a half-started set (and a supervisord
+    restarting its programs) must not outlive the command that reported the failure. Services
+    an earlier `up` started are left running."""
+    if supervisord_started and supervision.supervisord_running(settings):
+        stopped = [*supervision.stop_services(settings, report=print), "supervisord"]
+    elif started:
+        stopped = supervision.stop_services(settings, started, report=print)
+    else:
+        stopped = []
+    if stopped:
+        print(f"up failed: stopped what it started ({', '.join(stopped)})", file=sys.stderr)
+    else:
+        print("up failed: it started nothing that is still running", file=sys.stderr)
 
 
 def command_down(settings: Settings, args: argparse.Namespace) -> int:
@@ -339,6 +372,12 @@ def command_down(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if (not args.names or "dagster" in args.names) and supervision.program_running(
+        settings, "dagster"
+    ):
+        # Runs end as Dagster's own cancellations (the embeddings run resumes at the next `up`)
+        # instead of being torn down with Dagster, which then outlived its stop timeout.
+        dagster_runs.cancel_unfinished_runs(settings, report=print)
     stopped = supervision.stop_services(settings, args.names, report=print)
     if not stopped:
         print("nothing to stop")

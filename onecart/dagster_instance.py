@@ -39,6 +39,12 @@ nux:
 concurrency:
   runs:
     max_concurrent_runs: {max_runs}
+    # One offer embeddings run at a time (pipelines/jobs.py tags each one): a second one waits
+    # in the queue, then finds only what the first did not embed.
+    tag_concurrency_limits:
+      - key: "{one_key}"
+        value: "{one_value}"
+        limit: 1
   # An asset that declares a pool (pool="search_index") never runs twice at once: two index
   # rebuilds would fight over the same <uid>_next index.
   pools:
@@ -46,6 +52,9 @@ concurrency:
 code_servers:
   local_startup_timeout: 180
 """
+
+# pipelines.jobs.ONE_AT_A_TIME_TAG (not imported: the CLI does not load the pipeline for this).
+EMBEDDINGS_ONE_AT_A_TIME: Final = ("onecart/one_at_a_time", "offer_embeddings_job")
 
 # The URL is read from the environment when Dagster starts, so no password lands in the file.
 POSTGRES_STORAGE: Final = """\
@@ -64,7 +73,13 @@ def dagster_yaml(settings: Settings) -> str:
             "ONECART_DAGSTER_POSTGRES_URL (postgresql://user:password@host:5432/dagster)"
         )
     storage = POSTGRES_STORAGE if settings.profile == "cluster" else ""
-    return DAGSTER_YAML.format(storage=storage, max_runs=settings.dagster_max_concurrent_runs)
+    one_key, one_value = EMBEDDINGS_ONE_AT_A_TIME
+    return DAGSTER_YAML.format(
+        storage=storage,
+        max_runs=settings.dagster_max_concurrent_runs,
+        one_key=one_key,
+        one_value=one_value,
+    )
 
 
 def write_dagster_yaml(settings: Settings) -> Path:

@@ -19,6 +19,12 @@ The options, and why:
   connection or thread is shared between processes; onecart.site_worker then freezes what the
   worker holds and starts the assistant model's preload;
 - `--die-on-term`: SIGTERM (supervisord's stop) stops the server; uWSGI would reload on it;
+- `--skip-atexit-teardown`: a worker told to die exits from inside its signal handler, and
+  uWSGI's Python atexit hook then ran Py_Finalize there, clearing modules under threads (the
+  model preload's torch, the request threads): a worker segfaulted in _PyModule_ClearDict,
+  another hung, and supervisord SIGKILLed the site after 15 s. Nothing of the interpreter
+  needs tearing down in a process that is ending (its sockets and files close with it);
+  `tests/ops/test_site_server.py` stops a site whose workers loaded the model;
 - `--need-app`: a worker whose app fails to load stops the server instead of answering 500s;
 - `--disable-logging`: no access log, which would write order-status and password-reset tokens
   in full; the site's own JSON request log (storefront/request_log.py) redacts them;
@@ -78,6 +84,7 @@ def site_server_argv(bind: str, workers: int, threads: int = SITE_THREADS) -> li
         WSGI_MODULE,
         "--need-app",
         "--die-on-term",
+        "--skip-atexit-teardown",
         "--disable-logging",
         "--buffer-size",
         "65535",

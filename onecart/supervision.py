@@ -285,6 +285,14 @@ def _process_info(settings: Settings, name: str) -> dict[str, Any] | None:
         return None  # supervisord is not running
 
 
+def program_running(settings: Settings, name: str) -> bool:
+    """Whether supervisord runs the program (starting, running or between restarts)."""
+    if not supervisord_running(settings):
+        return False
+    info = _process_info(settings, name)
+    return info is not None and info["statename"] in RUNNING_STATES
+
+
 def _running_pid(info: Mapping[str, Any] | None) -> int | None:
     if info and info["statename"] in {"STARTING", "RUNNING"} and info["pid"]:
         return int(info["pid"])

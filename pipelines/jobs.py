@@ -35,6 +35,10 @@ DOWNSTREAM_ASSETS = (
 # offer_embeddings yields no output when the vectors did not change, and Dagster then skips
 # search_products in this run.
 EMBEDDING_ASSETS = ("offer_embeddings", "search_products")
+# Every run of the embeddings job carries this tag, and dagster.yaml's run queue launches one run
+# with it at a time (onecart/dagster_instance.py): the run `up` launched, the sensor's after a
+# refresh and one started from the UI used to embed the same texts side by side.
+ONE_AT_A_TIME_TAG = ("onecart/one_at_a_time", OFFER_EMBEDDINGS_JOB)
 
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
@@ -62,6 +66,9 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         description="Embed new or changed offer texts for the assistant, then give the index "
         "their vectors (hybrid search).",
         executor_def=dg.in_process_executor,
+        # `tags`, not `run_tags`: a launch through the webserver's GraphQL (`onecart ingest`,
+        # `up`) merges the job's `tags` into the run's and ignores `run_tags` (Dagster 1.13).
+        tags=dict([ONE_AT_A_TIME_TAG]),
     )
     freshness_job = dg.define_asset_job(
         CATALOG_FRESHNESS_JOB,

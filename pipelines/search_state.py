@@ -60,6 +60,7 @@ from search_index.indexing import (
     IndexSyncResult,
     apply_document_changes,
     document_count,
+    has_embedder,
     pending_rebuild_reason,
     sync_index,
 )
@@ -209,6 +210,9 @@ def _fallback_reason(
     rebuild = pending_rebuild_reason(client, index_uid)
     if rebuild is not None:
         return rebuild
+    if has_embedder(client, index_uid):
+        # Every document must lose its vectors (and the index its embedder): sync_index does it.
+        return "the index holds vectors the warehouse no longer has"
     with connect() as conn:
         held = held_context(conn, index_uid)
     if held is None:

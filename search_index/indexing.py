@@ -25,7 +25,9 @@ from onecart.settings import Settings, get_settings
 from search_index.documents import DOCUMENT_HASH_FIELD, VECTORS_FIELD, compute_document_hash
 from search_index.settings import (
     DOCUMENT_SCHEMA_VERSION,
+    EARLIER_VECTORS_FINGERPRINT,
     EMBEDDER_NAME,
+    EMBEDDERS_SETTING,
     EMBEDDING_DIMENSIONS,
     PRIMARY_KEY,
     index_settings,
@@ -117,16 +119,20 @@ def sync_index(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     report = progress or _ignore_progress
+    offers_index = settings is None
+    also_current: tuple[str, ...] = ()
     if settings is None:
         settings = index_settings(with_vectors=vectors is not None)
-        fingerprint = settings_fingerprint(settings)
+        # The embedder follows the vectors in place (below): it is not in the fingerprint.
+        fingerprint = settings_fingerprint()
+        also_current = (EARLIER_VECTORS_FINGERPRINT,)
     else:
         fingerprint = settings_fingerprint(
             settings, schema_version=schema_version or DOCUMENT_SCHEMA_VERSION
         )
     if vectors is not None:
         documents = _with_vectors(documents, vectors)
-    reason = _rebuild_reason(client, index_uid, fingerprint, full_rebuild)
+    reason = _rebuild_reason(client, index_uid, fingerprint, full_rebuild, also_current)
     if reason is not None:
         report(f"{index_uid}: full rebuild ({reason})")
         return _rebuild_index(
@@ -140,7 +146,14 @@ def sync_index(
             report=report,
             task_timeout=task_timeout,
         )
-    return _update_index(
+    embedder = offers_index and has_embedder(client, index_uid)
+    if offers_index and vectors is None and embedder:
+        # Meilisearch refuses a document without `_vectors.default` while the embedder exists.
+        report(f"{index_uid}: removing the embedder (no offer embeddings any more)")
+        wait_for_tasks(
+            client, [client.index(index_uid).reset_embedders().task_uid], timeout=task_timeout
+        )
+    result = _update_index(
         client,
         index_uid,
         documents,
@@ -148,6 +161,20 @@ def sync_index(
         report=report,
         task_timeout=task_timeout,
     )
+    if offers_index and vectors is not None and not embedder:
+        # Only now that every document carries `_vectors.default` (a vector or null): Meilisearch
+        # refuses a user-provided embedder while a document has none. The embedder's presence is
+        # what switches the assistant to hybrid search (assistant.retrieval).
+        report(f"{index_uid}: adding the embedder (the documents carry their vectors)")
+        task = client.index(index_uid).update_embedders(dict(EMBEDDERS_SETTING))
+        wait_for_tasks(client, [task.task_uid], timeout=task_timeout)
+    return result
+
+
+def has_embedder(client: meilisearch.Client, index_uid: str) -> bool:
+    """Whether the index declares the user-provided embedder of the offer vectors."""
+    embedders = client.http.get(f"indexes/{index_uid}/settings/embedders")
+    return isinstance(embedders, Mapping) and EMBEDDER_NAME in embedders
 
 
 def index_exists(client: meilisearch.Client, index_uid: str) -> bool:
@@ -218,13 +245,17 @@ def _ignore_progress(_message: str) -> None:
 
 
 def _rebuild_reason(
-    client: meilisearch.Client, index_uid: str, fingerprint: str, full_rebuild: bool
+    client: meilisearch.Client,
+    index_uid: str,
+    fingerprint: str,
+    full_rebuild: bool,
+    also_current: Sequence[str] = (),
 ) -> str | None:
     if full_rebuild:
         return "requested"
     if not index_exists(client, index_uid):
         return "index missing"
-    if stored_fingerprint(client, index_uid) != fingerprint:
+    if stored_fingerprint(client, index_uid) not in {fingerprint, *also_current}:
         return "settings changed"
     return None
 
@@ -489,13 +520,13 @@ def update_document_fields(
     return spool.sent
 
 
-def pending_rebuild_reason(
-    client: meilisearch.Client, index_uid: str, *, with_vectors: bool = False
-) -> str | None:
+def pending_rebuild_reason(client: meilisearch.Client, index_uid: str) -> str | None:
     """Why :func:`sync_index` would rebuild the offers index now (missing, other settings), or
-    None when an incremental update would do."""
-    fingerprint = settings_fingerprint(index_settings(with_vectors=with_vectors))
-    return _rebuild_reason(client, index_uid, fingerprint, False)
+    None when an incremental update would do (with or without vectors: the embedder is set in
+    place)."""
+    return _rebuild_reason(
+        client, index_uid, settings_fingerprint(), False, (EARLIER_VECTORS_FINGERPRINT,)
+    )
 
 
 def document_count(client: meilisearch.Client, index_uid: str) -> int:

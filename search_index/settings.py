@@ -232,8 +232,11 @@ EMBEDDERS_SETTING: Final[Mapping[str, Any]] = {
 def index_settings(*, with_vectors: bool = False) -> Mapping[str, Any]:
     """The declared settings, plus the user-provided embedder when documents carry vectors.
 
-    Without vectors this is exactly :data:`INDEX_SETTINGS` (same fingerprint as before), so an
-    index built without embeddings is not rebuilt until vectors arrive.
+    The embedder is not part of the fingerprint (:func:`settings_fingerprint` of
+    :data:`INDEX_SETTINGS` either way): search_index.indexing adds it in place once the
+    documents carry their vectors, and removes it when they no longer do. Counted in, the first
+    refresh that saw vectors (an ingest while the background embeddings run was still
+    embedding) rebuilt the whole index.
     """
     if not with_vectors:
         return INDEX_SETTINGS
@@ -259,3 +262,10 @@ def settings_fingerprint(
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# The fingerprint indexes built with vectors stored while the embedder counted in it: still the
+# same declaration, so such an index is not rebuilt once for the change.
+EARLIER_VECTORS_FINGERPRINT: Final = settings_fingerprint(
+    {**INDEX_SETTINGS, "embedders": dict(EMBEDDERS_SETTING)}
+)

@@ -290,6 +290,51 @@ def test_a_service_that_dies_at_start_is_reported_with_its_log(
     assert running_pids(environment) == {}
 
 
+def test_a_failed_up_stops_what_it_started_and_says_so(
+    environment: dict[str, str], home: Path, tmp_path: Path, started_services: list[str]
+) -> None:
+    # localstripe starts, Meilisearch dies at start: the up fails, and stops localstripe and
+    # the supervisord it started (both outlived it before, supervisord restarting nothing).
+    broken = tmp_path / "meilisearch"
+    broken.write_text("#!/bin/sh\necho 'cannot open database: disk full' >&2\nexit 7\n")
+    broken.chmod(0o755)
+    environment["MEILI_BIN"] = str(broken)
+
+    result = onecart(environment, "up", "--only", "localstripe", "--only", "meilisearch")
+
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "meilisearch exited while starting" in output
+    assert "up failed: stopped what it started (localstripe, supervisord)" in output, output
+    supervisor = supervisord_pid(home)
+    assert supervisor is None or not processes.pid_alive(supervisor)
+    assert not supervision.socket_path(Settings(ONECART_HOME=home)).exists()
+    stripe_port = int(environment["STRIPE_API_BASE"].rsplit(":", 1)[1])
+    assert not supervision.port_in_use("127.0.0.1", stripe_port)
+
+
+def test_a_failed_up_beside_running_services_stops_only_what_it_started(
+    environment: dict[str, str], home: Path, tmp_path: Path, started_services: list[str]
+) -> None:
+    first = onecart(environment, "up", "--only", "localstripe")
+    assert first.returncode == 0, first.stdout + first.stderr
+    pids = running_pids(environment)
+    supervisor = supervisord_pid(home)
+    # Meilisearch cannot open its database (a file where its directory goes); the environment
+    # stays the same, so supervisord keeps localstripe's program as it is.
+    (home / "meili").mkdir(parents=True, exist_ok=True)
+    (home / "meili" / "data.ms").write_text("not a database")
+
+    result = onecart(environment, "up", "--only", "localstripe", "--only", "meilisearch")
+
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    # Nothing of this up's own is left running; what an earlier up started is left alone.
+    assert "up failed: it started nothing that is still running" in output, output
+    assert running_pids(environment) == pids
+    assert supervisor is not None and processes.pid_alive(supervisor)
+
+
 @pytest.mark.parametrize("dies", ["inside the start call", "after the start call"])
 def test_a_program_dying_at_start_is_reported_with_its_log_whichever_the_timing(
     dies: str, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -438,6 +483,14 @@ def test_generated_dagster_yaml_is_a_valid_instance_config(tmp_path: Path) -> No
     instance = DagsterInstance.from_config(str(path.parent))
     try:
         assert instance.root_directory == str(path.parent)
+        # The queue's one-at-a-time limit names the tag every embeddings run carries.
+        from pipelines.jobs import ONE_AT_A_TIME_TAG, embeddings_job
+
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None
+        key, value = ONE_AT_A_TIME_TAG
+        assert {"key": key, "value": value, "limit": 1} in queue.tag_concurrency_limits
+        assert embeddings_job.tags[key] == value  # `tags`: GraphQL launches merge only these
     finally:
         instance.dispose()
 
@@ -599,6 +652,66 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
     down = onecart(environment, "down", timeout=300)
     assert down.returncode == 0, down.stderr
     assert running_pids(environment) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+# dagster_graphql's client (the launch, as `onecart ingest` does it) calls gql's deprecated way.
+@pytest.mark.filterwarnings("ignore:Using variable_values:DeprecationWarning")
+def test_down_cancels_the_embeddings_runs_and_the_next_up_carries_them_on(
+    environment: dict[str, str], home: Path, started_services: list[str]
+) -> None:
+    """`down` with an offer embeddings run in progress (its step waits for the warehouse, which
+    the test holds) and a second one launched beside it: the run queue kept the second one
+    queued (one embeddings run at a time), `down` cancels both through Dagster before stopping
+    it (they were torn down with Dagster, "interrupted unexpectedly", and Dagster was SIGKILLed
+    at its stop timeout), and the next `up` launches the embeddings again, once."""
+    import dagster as dg
+
+    import pipelines.run
+    from onecart import dagster_runs
+    from warehouse.connection import exclusive_file_lock, lock_path_for
+
+    settings = Settings(
+        ONECART_HOME=home, ONECART_DAGSTER_PORT=int(environment["ONECART_DAGSTER_PORT"])
+    )
+    up = onecart(environment, "up", "--only", "dagster", timeout=400)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    active = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
+
+    with exclusive_file_lock(lock_path_for(settings.pipeline_db_path)):
+        runs = [pipelines.run.launch_offer_embeddings(settings) for _ in range(2)]
+        with dagster_runs.open_instance(settings) as instance:
+
+            def statuses() -> list[dg.DagsterRunStatus]:
+                return [instance.get_run_by_id(run_id).status for run_id in runs]  # type: ignore[union-attr]
+
+            wait_until(
+                lambda: active & set(statuses()), timeout=300, what="an embeddings run to start"
+            )
+            time.sleep(5)  # the queue daemon's next turns
+            now = statuses()
+            assert sorted(status in active for status in now) == [False, True], now
+            assert dg.DagsterRunStatus.QUEUED in now, now
+
+        down = onecart(environment, "down", timeout=300)
+
+    assert down.returncode == 0, down.stdout + down.stderr
+    for run_id in runs:
+        assert f"cancelled Dagster run {run_id} (offer_embeddings_job): CANCELED" in down.stdout
+    supervisor_log = (home / "logs" / "supervisord.log").read_text()
+    assert "SIGKILL" not in supervisor_log, supervisor_log[-2000:]
+
+    again = onecart(environment, "up", "--only", "dagster", timeout=400)
+
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "was cancelled by `down`; run " in again.stdout, again.stdout
+    with dagster_runs.open_instance(settings) as instance:
+        [newest] = instance.get_runs(dg.RunsFilter(job_name="offer_embeddings_job"), limit=1)
+    assert newest.run_id not in runs
+    assert newest.tags["onecart/trigger"] == "resumed_after_down"
+    third = onecart(environment, "up", "--only", "dagster", timeout=400)
+    assert "cancelled by `down`" not in third.stdout  # carried on once
 
 
 def wait_until(check, *, timeout: float, what: str):  # type: ignore[no-untyped-def]
@@ -771,6 +884,7 @@ def test_a_meili_bin_naming_no_file_fails_and_says_what_to_do(
     assert f"MEILI_BIN={tmp_path / 'no-such-meilisearch'}" in output
     assert "unset MEILI_BIN" in output
     assert "npm ci" not in output  # the npm binary is not the one asked for
+    assert "up failed: stopped what it started (supervisord)" in output
 
 
 def test_commands_in_a_plain_shell_use_the_addresses_up_started_the_services_at(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from onecart import processes
 from onecart.settings import Settings
@@ -42,3 +45,53 @@ def test_keep_alive_clients_are_told_to_reconnect_and_every_request_is_answered(
     finally:
         processes.stop_pid(server.pid)
     assert not processes.pid_alive(server.pid)
+
+
+def _model_available() -> bool:
+    from assistant.config import get_assistant_settings
+    from assistant.embeddings import model_status
+
+    return model_status(get_assistant_settings().model_package).available
+
+
+@pytest.mark.skipif(not _model_available(), reason="the assistant's model is not installed")
+def test_sigterm_stops_the_site_cleanly_after_its_workers_loaded_the_model(tmp_path: Path) -> None:
+    # supervisord's stop: SIGTERM to uWSGI's master (and its group). A worker used to exit from
+    # inside the signal handler through Py_Finalize, with torch loaded by the model preload:
+    # one segfaulted ("got Segmentation Fault" in _PyModule_ClearDict), another hung, and
+    # supervisord SIGKILLed the site after 15 s.
+    settings = Settings(ONECART_HOME=tmp_path)
+    port = processes.free_port()
+    server = processes.start_process(
+        settings,
+        "site-under-test",
+        site_server_argv(f"127.0.0.1:{port}", workers=2),
+        env={
+            "ONECART_HOME": str(tmp_path),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'storefront.db'}",
+            "PYTHONPATH": os.pathsep.join(
+                [str(processes.REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+            ),
+        },
+    )
+    try:
+        processes.wait_for_http(f"http://127.0.0.1:{port}/api/ping", timeout=120, process=server)
+        deadline = time.monotonic() + 180
+        while server.log_path.read_text(errors="replace").count("Loading weights: 100%") < 2:
+            assert time.monotonic() < deadline, processes.tail(server.log_path)
+            time.sleep(0.5)
+        for _ in range(8):  # the threads have served something
+            assert httpx.get(f"http://127.0.0.1:{port}/api/ping", timeout=10).status_code == 200
+        time.sleep(2)  # the preload's query embedding is done
+
+        started = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)
+        while processes.pid_alive(server.pid) and time.monotonic() - started < 30:
+            time.sleep(0.1)
+        took = time.monotonic() - started
+    finally:
+        processes.stop_pid(server.pid, timeout=5)
+    log = server.log_path.read_text(errors="replace")
+    assert "Segmentation Fault" not in log, log[-4000:]
+    assert took < 10, log[-4000:]
+    assert processes.group_members(server.pid) == []

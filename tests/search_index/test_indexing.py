@@ -25,6 +25,7 @@ from search_index.indexing import (
     sync_index,
 )
 from search_index.settings import (
+    EMBEDDERS_SETTING,
     EMBEDDING_DIMENSIONS,
     FILTERABLE_COMPARISON,
     FILTERABLE_EQUALITY,
@@ -265,6 +266,54 @@ def test_a_settings_fingerprint_mismatch_triggers_a_rebuild(
     assert result.rebuilt and result.rebuild_reason == "settings changed"
     assert stored_fingerprint(client, index_uid) == settings_fingerprint()
     assert client.index(index_uid).get_stats().number_of_documents == 10
+
+
+def _embedders(client: meilisearch.Client, index_uid: str) -> dict[str, Any]:
+    return dict(client.http.get(f"indexes/{index_uid}/settings/embedders") or {})
+
+
+def test_vectors_arriving_add_the_embedder_in_place_and_leaving_remove_it_without_a_rebuild(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    # The first ingest after the background embeddings run had begun read the vectors embedded
+    # so far and rebuilt the whole index ("settings changed"): the embedder was part of the
+    # fingerprint. It is not any more: the embedder follows the vectors in place.
+    documents = [to_document(make_offer(n)) for n in range(10)]
+    sync_index(client, index_uid, documents)
+    vectors = {documents[0]["id"]: [1.0] + [0.0] * (EMBEDDING_DIMENSIONS - 1)}
+
+    with_vectors = sync_index(client, index_uid, documents, vectors=vectors)
+
+    assert not with_vectors.rebuilt, with_vectors.rebuild_reason
+    assert with_vectors.sent == 10  # each document now carries `_vectors.default` (or null)
+    assert "default" in _embedders(client, index_uid)
+    assert stored_fingerprint(client, index_uid) == settings_fingerprint()
+    again = sync_index(client, index_uid, documents, vectors=vectors)
+    assert (again.rebuilt, again.sent, again.unchanged) == (False, 0, 10)
+
+    keyword_only = sync_index(client, index_uid, documents)
+
+    assert not keyword_only.rebuilt, keyword_only.rebuild_reason
+    assert keyword_only.sent == 10
+    assert "default" not in _embedders(client, index_uid)
+    assert client.index(index_uid).get_stats().number_of_documents == 10
+
+
+def test_an_index_built_with_vectors_under_the_earlier_fingerprint_is_not_rebuilt(
+    client: meilisearch.Client, index_uid: str
+) -> None:
+    documents = [to_document(make_offer(n)) for n in range(4)]
+    vectors = {document["id"]: [0.0] * (EMBEDDING_DIMENSIONS - 1) + [1.0] for document in documents}
+    sync_index(client, index_uid, documents, vectors=vectors)
+    # What the fingerprint was while it counted the embedder.
+    earlier = settings_fingerprint({**INDEX_SETTINGS, "embedders": dict(EMBEDDERS_SETTING)})
+    meta = client.index(META_INDEX_UID)
+    record = {"id": index_uid, "settings_fingerprint": earlier}
+    client.wait_for_task(meta.add_documents([record]).task_uid, timeout_in_ms=30_000)
+
+    result = sync_index(client, index_uid, documents, vectors=vectors)
+
+    assert (result.rebuilt, result.sent, result.unchanged) == (False, 0, 4)
 
 
 def test_an_index_built_with_the_earlier_flat_filters_is_rebuilt_with_todays(

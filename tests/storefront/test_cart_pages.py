@@ -77,6 +77,13 @@ def test_the_added_flash_names_the_product(
         ({"quantity": "abc"}, "Quantity must be a whole number from 1 to 99."),
         ({"quantity": "1.5"}, "Quantity must be a whole number from 1 to 99."),
         ({"quantity": ""}, "Quantity must be a whole number from 1 to 99."),
+        # A tampered form: int() refuses "²" and a 5,000-digit number but reads "٣" as 3 and
+        # "1_0" as 10; the field takes ASCII digits only, like onecart.params.bounded_int.
+        ({"quantity": "²"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "٣"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "1_0"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "１"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "9" * 5000}, "Quantity must be a whole number from 1 to 99."),
         ({"product_id": ""}, "Choose an offer to add."),
         ({"product_id": "not-a-number"}, "That product does not exist."),
         ({"product_id": "999999"}, "That product does not exist."),
@@ -129,6 +136,9 @@ def test_guests_update_and_remove_lines(client: FlaskClient, catalog: dict[str, 
     [
         ("/cart/update", {"quantity": "0"}, "Quantity must be a whole number from 1 to 99."),
         ("/cart/update", {"quantity": "x"}, "Quantity must be a whole number from 1 to 99."),
+        ("/cart/update", {"quantity": "²"}, "Quantity must be a whole number from 1 to 99."),
+        ("/cart/update", {"quantity": "٣"}, "Quantity must be a whole number from 1 to 99."),
+        ("/cart/update", {"quantity": "1_0"}, "Quantity must be a whole number from 1 to 99."),
         ("/cart/update", {"product_id": ""}, "Choose a cart line."),
         ("/cart/update", {"product_id": "not_in_cart"}, "That item is no longer in your cart."),
         ("/cart/remove", {"product_id": ""}, "Choose a cart line."),

@@ -96,13 +96,16 @@ def wallet_balance(session: Session, user: User) -> Money:
     return Money(int(total or 0), user.wallet_currency)
 
 
-def list_wallet_entries(session: Session, user: User, *, limit: int = 50) -> list[WalletEntry]:
-    """The user's newest ledger lines first."""
+def list_wallet_entries(
+    session: Session, user: User, *, limit: int = 50, offset: int = 0
+) -> list[WalletEntry]:
+    """The user's newest ledger lines first (`offset` lines skipped: a later page)."""
     return list(
         session.scalars(
             sa.select(WalletEntry)
             .where(WalletEntry.user_id == user.id)
             .order_by(WalletEntry.created_at.desc(), WalletEntry.id.desc())
+            .offset(offset)
             .limit(limit)
         )
     )

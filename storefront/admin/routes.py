@@ -482,6 +482,6 @@ def user_wallet(user_id: int) -> str:
         abort(404)
     return render_template(
         "admin/user_wallet.html",
-        overview=wallet_overview(db_session(), user),
+        overview=wallet_overview(db_session(), user, page=_page_number(request.args.get("page"))),
         ledger_cause=ledger_cause,
     )

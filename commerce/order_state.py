@@ -234,6 +234,7 @@ def flag_order(order: Order, reason: str) -> None:
     earlier = order.attention_reason
     if not earlier:
         order.attention_reason = reason
+        order.flagged_at = utc_now()
         return
     if reason in earlier:
         return

@@ -216,9 +216,10 @@ def pay_from_wallet(session: Session, user: User, amount: Money, *, reference: s
 
 
 def refund_to_wallet(
-    session: Session, user: User, amount: Money, *, reference: str
+    session: Session, user: User, amount: Money, *, reference: str, description: str = "Refund"
 ) -> TopUpReceipt:
-    """Credit `amount` (positive) back for a refunded purchase."""
+    """Credit `amount` (positive) back for a refunded purchase; `description` says why on the
+    ledger line (an operator's refund names its cause)."""
     if amount.minor <= 0:
         raise WalletError("A refund must be greater than zero.")
     return record_wallet_entry(
@@ -227,7 +228,7 @@ def refund_to_wallet(
         kind=WalletEntryKind.REFUND,
         amount=amount,
         reference=reference,
-        description="Refund",
+        description=description[:200],
     )
 
 

@@ -71,8 +71,9 @@ def mark_placed_by_operator(
 
 
 # Where an operator's refund of a part sends its share, by the refund it records (the payment's
-# method and whether the card was captured yet): the action's label, the recorded reason, and
-# the confirmation's words.
+# method and whether the card was captured yet): the action's label, the recorded reason (the
+# shopper reads it as the part's "Why": a card refund is only asked for when it is recorded, so
+# it says where the money goes, not that it arrived), and the confirmation's words.
 OPERATOR_REFUND_LABELS = {
     RefundKind.WALLET_CREDIT: "Refund to the wallet",
     RefundKind.CARD_REFUND: "Refund to the card",
@@ -80,7 +81,7 @@ OPERATOR_REFUND_LABELS = {
 }
 _RECORDED = {
     RefundKind.WALLET_CREDIT: "refunded to the OneCart wallet",
-    RefundKind.CARD_REFUND: "refunded on the card",
+    RefundKind.CARD_REFUND: "going back to the card",
     RefundKind.RELEASE: "left out of the card payment (its hold released, nothing captured)",
 }
 _CONFIRMED = {

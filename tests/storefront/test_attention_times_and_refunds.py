@@ -164,7 +164,7 @@ def test_the_time_a_part_and_an_order_were_flagged_is_recorded_and_shown(
             RefundKind.CARD_REFUND,
             # Until Stripe confirms it (process_refunds is not run here).
             "is being refunded on the shopper's card (Stripe has not confirmed it yet).",
-            "its share is refunded on the card",
+            "its share is going back to the card",
         ),
         (
             PaymentMethod.STRIPE,

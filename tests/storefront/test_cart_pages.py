@@ -376,6 +376,29 @@ def test_a_cart_of_handoff_items_only_offers_no_checkout(
     assert "Go to checkout" not in page
 
 
+def test_the_hint_says_when_the_cheaper_offer_is_already_in_the_cart(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """Shopper QA: with the Sony headphones from ShopWave and from Kiondo Market in the cart,
+    ShopWave's line offered "Switch to the Kiondo Market offer" as if it were a new line; it
+    merges the two (quantities added). The hint says so."""
+    add(client, catalog["1001"], 2)
+    add(client, catalog["KD-55"], 1)
+
+    page = cart_text(client)
+
+    assert "Cheaper on Kiondo Market" in page
+    assert "Kiondo Market's offer is already in your cart" in page
+    assert "Add these 2 to the Kiondo Market line" in page
+    assert "Switch to the Kiondo Market offer" not in page
+
+    client.post(
+        "/cart/swap",
+        data={"product_id": str(catalog["1001"].id), "replacement_id": str(catalog["KD-55"].id)},
+    )
+    assert "3 items from 1 marketplace" in cart_text(client)
+
+
 def test_the_hint_says_when_the_cheaper_offer_is_bought_on_the_marketplace(
     client: FlaskClient, db_session: Session, catalog: dict[str, Product]
 ) -> None:

@@ -233,6 +233,7 @@ def test_filters_sort_and_pages_live_in_the_url(
     # One product (the TV), shown at its cheapest offer on the chosen marketplaces (issue 9).
     assert "1 product" in page
     assert "$549.99" in page and "Cheapest on DummyMart" in page
+    assert "among the marketplaces you chose" not in page  # the cheapest anywhere too
     assert 'value="shopwave" checked' in html and 'value="price_desc" selected' in html
     assert 'id="min-price" name="min_price"' in html and 'value="500"' in html
 
@@ -407,6 +408,9 @@ def test_a_product_reached_from_a_marketplace_filtered_listing_suggests_one_of_t
     listing = client.get("/search?q=sony&marketplace=shopwave&marketplace=bazaar")
     links = set(re.findall(r'href="(/product/g-sonyxm5[^"]*)"', listing.get_data(as_text=True)))
     assert links == {"/product/g-sonyxm5?marketplace=shopwave&amp;marketplace=bazaar"}
+    # The card does not call it the cheapest outright: Kiondo Market sells it for less.
+    card = text_of(listing.get_data(as_text=True))
+    assert "Cheapest on Euro Bazaar among the marketplaces you chose" in card
 
     html = client.get("/product/g-sonyxm5?marketplace=shopwave&marketplace=bazaar").get_data(
         as_text=True

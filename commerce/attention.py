@@ -8,16 +8,31 @@ the admin area.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.models import utc_now
 from commerce.notifications import notify
-from commerce.order_models import PLACED_SUB_ORDER_STATUSES, SubOrderStatus
+from commerce.order_models import (
+    PLACED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Refund,
+    RefundKind,
+    RefundStatus,
+    SubOrderStatus,
+)
 from commerce.order_state import locked_sub_order, refresh_order_status
 from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
-from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
+from commerce.settlement import (
+    compensate_sub_order,
+    process_refunds,
+    refund_kind_for,
+    settle_payment,
+)
+from onecart.money import format_money
 
 
 def mark_placed_by_operator(
@@ -60,28 +75,98 @@ def mark_placed_by_operator(
     return True
 
 
+# Where an operator's refund of a part sends its share, by the refund it records (the payment's
+# method and whether the card was captured yet): the action's label, the recorded reason (the
+# shopper reads it as the part's "Why": a card refund is only asked for when it is recorded, so
+# it says where the money goes, not that it arrived), and the confirmation's words.
+OPERATOR_REFUND_LABELS = {
+    RefundKind.WALLET_CREDIT: "Refund to the wallet",
+    RefundKind.CARD_REFUND: "Refund to the card",
+    RefundKind.RELEASE: "Release the card hold",
+}
+_RECORDED = {
+    RefundKind.WALLET_CREDIT: "refunded to the OneCart wallet",
+    RefundKind.CARD_REFUND: "going back to the card",
+    RefundKind.RELEASE: "left out of the card payment (its hold released, nothing captured)",
+}
+_CONFIRMED = {
+    RefundKind.WALLET_CREDIT: "is refunded to the shopper's OneCart wallet",
+    RefundKind.CARD_REFUND: "is refunded on the shopper's card",
+    RefundKind.RELEASE: "is left out of the card payment (the hold is released, nothing was "
+    "captured)",
+}
+
+
+def operator_refund_label(sub_order: MarketplaceOrder) -> str:
+    """The attention page's refund button for this part: where its share would go now."""
+    payment = sub_order.order.payment
+    if payment is None:
+        return "Fail it (nothing was paid)"
+    return OPERATOR_REFUND_LABELS[refund_kind_for(payment)]
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorRefund:
+    """What an operator's refund of a part did: the refund recorded and where its state stands
+    once the card provider was asked (`refund` None: the order had no payment)."""
+
+    market: str
+    refund: Refund | None
+
+    def said(self) -> str:
+        """The operator's confirmation: "Fake Store holds no order: its share of $25.00 is
+        refunded to the shopper's OneCart wallet." (or on the card, or left out of it)."""
+        refund = self.refund
+        if refund is None:
+            return f"{self.market} holds no order: it failed; nothing had been paid for it."
+        share = format_money(refund.amount_minor, refund.currency)
+        where = _CONFIRMED[refund.kind]
+        if refund.status == RefundStatus.FAILED:
+            return (
+                f"{self.market} holds no order, but the card refund of its share of {share} was "
+                "refused: the order is flagged below."
+            )
+        if refund.status != RefundStatus.SUCCEEDED and refund.kind == RefundKind.CARD_REFUND:
+            where = "is being refunded on the shopper's card (Stripe has not confirmed it yet)"
+        return f"{self.market} holds no order: its share of {share} {where}."
+
+
 def refund_by_operator(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
     *,
     gateway_for: GatewayProvider = gateway_for_payment,
-) -> bool:
+) -> OperatorRefund | None:
     """The operator confirmed the marketplace holds no order: needs_attention → failed, its
-    share refunded."""
+    share refunded where the payment came from (the wallet, the card, or left out of a card
+    payment not captured yet), which the recorded reason and the wallet's ledger line say.
+    None when it no longer needs attention."""
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
         if sub_order.status != SubOrderStatus.NEEDS_ATTENTION:
-            return False
-        compensate_sub_order(
+            return None
+        market = sub_order.marketplace.name
+        payment = sub_order.order.payment
+        reason = f"{market} holds no order (confirmed by our team)"
+        if payment is not None:
+            reason += f"; its share is {_RECORDED[refund_kind_for(payment)]}"
+        refund = compensate_sub_order(
             session,
             sub_order,
             status=SubOrderStatus.FAILED,
-            reason=f"{sub_order.marketplace.name} holds no order (confirmed by our team).",
+            reason=f"{reason}.",
+            wallet_description=f"Refund: {reason}.",
         )
         order_id = sub_order.order_id
+        refund_id = refund.id if refund is not None else None
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
-    return True
+    with session_factory() as session:
+        # As it stands once the provider was asked (a card refund may have been made already).
+        recorded = session.get(Refund, refund_id) if refund_id is not None else None
+        if recorded is not None:
+            session.expunge(recorded)
+    return OperatorRefund(market=market, refund=recorded)
 
 
 def cancelled_by_operator(

@@ -24,7 +24,8 @@ from commerce.payments.gateway import floor_card_amount
 @dataclass(frozen=True, slots=True)
 class CheaperOffer:
     """The same product, available on another marketplace for less. `handoff`: that
-    marketplace takes no orders through OneCart (the shopper would buy it on its own site)."""
+    marketplace takes no orders through OneCart (the shopper would buy it on its own site).
+    `in_cart`: that offer is a line of this cart already (switching merges the two lines)."""
 
     product_id: int
     marketplace_name: str
@@ -34,6 +35,7 @@ class CheaperOffer:
     display_price_minor: int
     saving_display_minor: int
     handoff: bool = False
+    in_cart: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,7 @@ def _cheaper_offers(
                 (product, marketplace, usd)
             )
     hints: dict[int, CheaperOffer] = {}
+    in_cart = {product.id for product, _ in rows}
     for product, marketplace in rows:
         own_usd = fx.convert_or_none(product.price_minor, product.currency, "USD")
         if not product.relation_token or own_usd is None:
@@ -212,6 +215,7 @@ def _cheaper_offers(
             display_price_minor=other_display,
             saving_display_minor=own_display - other_display,
             handoff=is_handoff_marketplace(other_market),
+            in_cart=other.id in in_cart,
         )
     return hints
 

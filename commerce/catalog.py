@@ -7,7 +7,7 @@ when Meilisearch is down. Offers are compared in the shopper's display currency 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -196,6 +196,22 @@ def sort_offers(offers: Sequence[GroupOffer]) -> list[GroupOffer]:
             offer.product.id,
         ),
     )
+
+
+def chosen_first(
+    offers: Sequence[GroupOffer], marketplace_slugs: Iterable[str]
+) -> tuple[list[GroupOffer], int]:
+    """`offers` (as sort_offers orders them) with those of the marketplaces a shopper's listing
+    was filtered to first, and how many those are. The listing's card showed the cheapest offer
+    among them: the product page suggests that one too, not a marketplace the shopper left out;
+    the others follow, still for sale. (offers, 0) when no offer is of those marketplaces (a
+    filter that does not concern this product is no filter here)."""
+    slugs = set(marketplace_slugs)
+    chosen = [offer for offer in offers if offer.marketplace.slug in slugs]
+    if not chosen:
+        return list(offers), 0
+    others = [offer for offer in offers if offer.marketplace.slug not in slugs]
+    return [*chosen, *others], len(chosen)
 
 
 def find_offer(session: Session, marketplace_slug: str, external_id: str) -> Product | None:

@@ -161,7 +161,8 @@ def _clear(session: Session, order_id: int, current: str, kept: str | None) -> N
     changed = session.execute(
         sa.update(Order)
         .where(Order.id == order_id, Order.attention_reason == current)
-        .values(attention_reason=kept)
+        # Off the list once no reason is left: the time it was listed goes with the flag.
+        .values(attention_reason=kept, **({"flagged_at": None} if kept is None else {}))
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if changed != 1:

@@ -27,7 +27,6 @@ from urllib.parse import SplitResult, urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from adapters.base import MarketplaceConfig
 from adapters.marketplace_http import AddressProblem, address_problem
 from adapters.registry import (
     ADAPTER_KINDS,
@@ -176,7 +175,8 @@ def _validate(
     return errors, rating
 
 
-def _apply(marketplace: Marketplace, data: MarketplaceInput, rating: Decimal | None) -> None:
+def _apply_fields(marketplace: Marketplace, data: MarketplaceInput, rating: Decimal | None) -> None:
+    """The form's fields other than the key (and its variable) onto `marketplace`."""
     marketplace.name = data.name.strip()
     marketplace.kind = data.kind
     marketplace.api_base_url = data.api_base_url.strip()
@@ -187,6 +187,10 @@ def _apply(marketplace: Marketplace, data: MarketplaceInput, rating: Decimal | N
     marketplace.logo = (data.logo or "").strip() or None
     marketplace.rating = rating
     marketplace.active = data.active
+
+
+def _apply(marketplace: Marketplace, data: MarketplaceInput, rating: Decimal | None) -> None:
+    _apply_fields(marketplace, data, rating)
     marketplace.api_key_env = (data.api_key_env or "").strip() or None
     if data.clear_api_key:
         marketplace.api_key_encrypted = None
@@ -250,22 +254,12 @@ def _format_problem(slug: str, data: MarketplaceInput) -> str | None:
     without them could never be read, and an order worker building its adapter would fail."""
     if data.kind not in ADAPTER_KINDS:
         return None  # refused by _validate already
-    config = MarketplaceConfig(
-        slug=slug,
-        name=data.name.strip(),
-        kind=data.kind,
-        base_url=data.api_base_url.strip(),
-        currency=data.currency.strip().upper(),
-        country=data.country.strip().upper(),
-        api_key=None,
-        api_key_env=None,
-        logo=None,
-        rating=None,
-        description="",
-        match_identifier=data.relation_identifier,
-        active=data.active,
-        options=dict(configured_options().get(slug, {})),
-    )
+    # The configuration the marketplace would be read with once saved (one builder,
+    # commerce.marketplace_access.marketplace_config), from a row that is never added to the
+    # session; without the key, which reading the format's options does not need.
+    probe = Marketplace(slug=slug)
+    _apply_fields(probe, data, rating=None)
+    config = marketplace_config(probe, configured_options().get(slug, {}))
     try:
         adapter = build_adapter(config)
     except MarketplaceConfigError as exc:

@@ -217,6 +217,9 @@ class Order(Base):
     # cleared by the operator, who is recorded (commerce.flag_resolution). Every open reason,
     # whole (commerce.order_state.flag_order bounds it at FLAG_TEXT_LIMIT).
     attention_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # When the order was put on the operator's list (its first open reason; a later reason
+    # keeps it); cleared with the flag. None for flags raised before it was recorded (0022).
+    flagged_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
@@ -320,6 +323,9 @@ class MarketplaceOrder(Base):
     shipment_status: Mapped[str | None] = mapped_column(sa.String(32))
     # The shopper said it arrived (marketplaces that report no delivery).
     receipt_confirmed_at: Mapped[datetime | None]
+    # When it was handed to an operator (needs_attention: its placement's outcome stayed
+    # unknown on a marketplace that cannot be asked). Kept once they settled it.
+    attention_since: Mapped[datetime | None]
     # The marketplace's answer to the shopper's cancellation: cancelled, refused or unknown.
     cancel_outcome: Mapped[str | None] = mapped_column(sa.String(16))
     # The marketplace's last answer about it; the last time it was asked, answered or not.

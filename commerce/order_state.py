@@ -73,7 +73,10 @@ ORDER_STATUS_MESSAGES = {
 UNREPORTED_PART_MESSAGES = {
     OrderStatus.SHIPPED: "Everything we can track in your order {number} has shipped; "
     "{unreported} {verb} not report shipping or delivery.",
-    OrderStatus.DELIVERED: "Everything we can track in your order {number} has been delivered; "
+    # Named as the order's badge names them ("Delivered (DummyMart not confirmed)"), in the first
+    # sentence, which alone is the e-mail's subject; "everything we can track" was no news when
+    # the shopper's own confirmation of one untracked part completed the order.
+    OrderStatus.DELIVERED: "Your order {number} has been delivered, but {parts} not confirmed. "
     "{unreported} {verb} not report delivery: tell us on the order page when those items arrive.",
 }
 # The same, while a refund of the order is not confirmed yet (a card refund or release waits for
@@ -181,6 +184,8 @@ def refresh_order_status(session: Session, order: Order) -> bool:
                 number=order.number,
                 unreported=" and ".join(unreported),
                 verb="does" if len(unreported) == 1 else "do",
+                parts=f"the {' and '.join(unreported)} "
+                + ("part is" if len(unreported) == 1 else "parts are"),
             ),
             once=True,
         )
@@ -229,6 +234,7 @@ def flag_order(order: Order, reason: str) -> None:
     earlier = order.attention_reason
     if not earlier:
         order.attention_reason = reason
+        order.flagged_at = utc_now()
         return
     if reason in earlier:
         return

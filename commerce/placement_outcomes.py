@@ -82,6 +82,7 @@ def needs_attention(
         if not holds_claim(sub_order, claim):
             return PlacementResult.NOT_CLAIMED
         sub_order.status = SubOrderStatus.NEEDS_ATTENTION
+        sub_order.attention_since = utc_now()
         sub_order.claim_token = None
         sub_order.claim_expires_at = None
         sub_order.last_error = reason[:ERROR_TEXT_LIMIT]

@@ -95,7 +95,9 @@ def adjustment_key(sub_order: MarketplaceOrder) -> str:
     return f"refund-sub-{sub_order.id}-adjust"
 
 
-def _refund_kind(payment: Payment) -> RefundKind:
+def refund_kind_for(payment: Payment) -> RefundKind:
+    """How a share of `payment` would be given back now: a wallet credit, a card refund, or
+    left out of a card payment not captured yet (its hold released)."""
     if payment.method == PaymentMethod.WALLET:
         return RefundKind.WALLET_CREDIT
     # Before the capture is claimed, the share is simply left out of it; afterwards it was (or
@@ -120,11 +122,17 @@ def refunded_for(session: Session, sub_order: MarketplaceOrder) -> int:
 
 
 def record_refund(
-    session: Session, sub_order: MarketplaceOrder, amount_minor: int, *, key: str, reason: str
+    session: Session,
+    sub_order: MarketplaceOrder,
+    amount_minor: int,
+    *,
+    key: str,
+    reason: str,
+    wallet_description: str = "Refund",
 ) -> Refund | None:
     """Record one refund of part of a sub-order's share (once per key); a wallet refund is
-    credited in this same transaction, a card refund is sent by :func:`process_refunds`. The
-    caller locked the order."""
+    credited in this same transaction (its ledger line says `wallet_description`), a card refund
+    is sent by :func:`process_refunds`. The caller locked the order."""
     order = sub_order.order
     payment = order.payment
     if payment is None or amount_minor <= 0:
@@ -135,7 +143,7 @@ def record_refund(
     refund = Refund(
         payment_id=payment.id,
         sub_order_id=sub_order.id,
-        kind=_refund_kind(payment),
+        kind=refund_kind_for(payment),
         status=RefundStatus.PENDING,
         amount_minor=amount_minor,
         currency=sub_order.charge_currency,
@@ -153,6 +161,7 @@ def record_refund(
             payment.provider_reference,
             Money(refund.amount_minor, refund.currency),
             idempotency_key=refund.idempotency_key,
+            description=wallet_description,
         )
         complete_refund(refund, RefundKind.WALLET_CREDIT)
         session.flush()
@@ -168,6 +177,7 @@ def compensate_sub_order(
     *,
     status: SubOrderStatus,
     reason: str,
+    wallet_description: str = "Refund",
 ) -> Refund | None:
     """Mark a sub-order failed or cancelled, give back the stock its units held (where OneCart
     holds it), record the refund of what is left of its share (pending until the provider did
@@ -184,7 +194,14 @@ def compensate_sub_order(
     # Its units are for sale again where OneCart holds the stock (commerce.offer_stock).
     release_stock(session, sub_order)
     remaining = sub_order.charge_minor - refunded_for(session, sub_order)
-    refund = record_refund(session, sub_order, remaining, key=refund_key(sub_order), reason=reason)
+    refund = record_refund(
+        session,
+        sub_order,
+        remaining,
+        key=refund_key(sub_order),
+        reason=reason,
+        wallet_description=wallet_description,
+    )
     market = sub_order.marketplace.name
     share = format_money(max(remaining, 0), sub_order.charge_currency)
     refunded = refund_said(refund, f"their {share}")

@@ -96,13 +96,16 @@ def wallet_balance(session: Session, user: User) -> Money:
     return Money(int(total or 0), user.wallet_currency)
 
 
-def list_wallet_entries(session: Session, user: User, *, limit: int = 50) -> list[WalletEntry]:
-    """The user's newest ledger lines first."""
+def list_wallet_entries(
+    session: Session, user: User, *, limit: int = 50, offset: int = 0
+) -> list[WalletEntry]:
+    """The user's newest ledger lines first (`offset` lines skipped: a later page)."""
     return list(
         session.scalars(
             sa.select(WalletEntry)
             .where(WalletEntry.user_id == user.id)
             .order_by(WalletEntry.created_at.desc(), WalletEntry.id.desc())
+            .offset(offset)
             .limit(limit)
         )
     )
@@ -213,9 +216,10 @@ def pay_from_wallet(session: Session, user: User, amount: Money, *, reference: s
 
 
 def refund_to_wallet(
-    session: Session, user: User, amount: Money, *, reference: str
+    session: Session, user: User, amount: Money, *, reference: str, description: str = "Refund"
 ) -> TopUpReceipt:
-    """Credit `amount` (positive) back for a refunded purchase."""
+    """Credit `amount` (positive) back for a refunded purchase; `description` says why on the
+    ledger line (an operator's refund names its cause)."""
     if amount.minor <= 0:
         raise WalletError("A refund must be greater than zero.")
     return record_wallet_entry(
@@ -224,7 +228,7 @@ def refund_to_wallet(
         kind=WalletEntryKind.REFUND,
         amount=amount,
         reference=reference,
-        description="Refund",
+        description=description[:200],
     )
 
 

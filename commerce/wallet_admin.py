@@ -20,7 +20,8 @@ from commerce.wallet_topup import (
 )
 from onecart.money import Money
 
-LEDGER_LIMIT = 500
+# Ledger lines per page of an operator's wallet view (`?page=N`, newest first).
+LEDGER_PAGE_SIZE = 100
 SEARCH_LIMIT = 20
 # Reference prefixes of the lines Stripe's side writes (commerce.wallet_topup and
 # commerce.dispute_holds), longest first: a top-up refund's prefix also starts with a top-up's.
@@ -40,13 +41,15 @@ CAUSES = tuple(
 
 @dataclass(frozen=True, slots=True)
 class WalletOverview:
-    """One shopper's wallet as the operator sees it."""
+    """One shopper's wallet as the operator sees it: one page of the ledger."""
 
     user: User
     balance: Money
     entries: list[WalletEntry]
     disputes: list[PaymentDispute]
-    truncated: bool
+    entry_count: int
+    page: int
+    pages: int
 
 
 def ledger_cause(entry: WalletEntry) -> str:
@@ -63,9 +66,22 @@ def ledger_cause(entry: WalletEntry) -> str:
     }.get(entry.kind, str(entry.kind))
 
 
-def wallet_overview(session: Session, user: User) -> WalletOverview:
-    """The balance (the sum of every line), the newest LEDGER_LIMIT lines, and the disputes."""
-    entries = list_wallet_entries(session, user, limit=LEDGER_LIMIT + 1)
+def wallet_overview(session: Session, user: User, *, page: int = 1) -> WalletOverview:
+    """The balance (the sum of every line), page `page` of the ledger newest first
+    (LEDGER_PAGE_SIZE lines; a page past the last is the last), and the disputes."""
+    entry_count = (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(WalletEntry)
+            .where(WalletEntry.user_id == user.id)
+        )
+        or 0
+    )
+    pages = max(1, -(-entry_count // LEDGER_PAGE_SIZE))
+    page = min(max(1, page), pages)
+    entries = list_wallet_entries(
+        session, user, limit=LEDGER_PAGE_SIZE, offset=(page - 1) * LEDGER_PAGE_SIZE
+    )
     disputes = list(
         session.scalars(
             sa.select(PaymentDispute)
@@ -76,9 +92,11 @@ def wallet_overview(session: Session, user: User) -> WalletOverview:
     return WalletOverview(
         user=user,
         balance=wallet_balance(session, user),
-        entries=entries[:LEDGER_LIMIT],
+        entries=entries,
         disputes=disputes,
-        truncated=len(entries) > LEDGER_LIMIT,
+        entry_count=entry_count,
+        page=page,
+        pages=pages,
     )
 
 

@@ -121,6 +121,9 @@ class ProductHit:
     rating: Decimal | None
     rating_count: int
     offer: ShownOffer
+    # A marketplace filter left out a cheaper offer of this product: the card's offer is the
+    # cheapest of the chosen marketplaces, not the cheapest anywhere.
+    cheaper_elsewhere: bool = False
 
     @property
     def has_other_offers(self) -> bool:
@@ -148,6 +151,12 @@ class ProductHit:
             chosen = cheapest_matching_offer(offers)
         if chosen is None:
             return None
+        cheaper_elsewhere = False
+        if marketplaces:
+            anywhere = cheapest_matching_offer(offers, available_only=available_only)
+            cheaper_elsewhere = anywhere is not None and int(anywhere["price_usd_minor"]) < int(
+                chosen["price_usd_minor"]
+            )
         title = str(document.get("title") or "")
         return cls(
             group_id=str(document.get("id") or ""),
@@ -161,6 +170,7 @@ class ProductHit:
             rating=_optional_rating(document.get("rating")),
             rating_count=hit_int(document.get("rating_count")) or 0,
             offer=ShownOffer.from_mapping(chosen),
+            cheaper_elsewhere=cheaper_elsewhere,
         )
 
     @classmethod

@@ -58,7 +58,14 @@ class WalletGateway:
     def capture(self, provider_reference: str, amount: Money) -> None:
         """Nothing to do: the debit already moved the money."""
 
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+    def refund(
+        self,
+        provider_reference: str,
+        amount: Money,
+        *,
+        idempotency_key: str,
+        description: str = "Refund",
+    ) -> str:
         """Credit `amount` back. The ledger reference is `<debit reference>:<idempotency key>`,
         so the credits of one payment can be summed and a retried refund is the same line."""
         receipt = refund_to_wallet(
@@ -66,6 +73,7 @@ class WalletGateway:
             self.user,
             amount,
             reference=_credit_reference(provider_reference, idempotency_key),
+            description=description,
         )
         return receipt.entry.reference
 

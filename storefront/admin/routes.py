@@ -14,7 +14,12 @@ from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from commerce.acknowledgements import acknowledge_dispute, acknowledge_unowned_hold
-from commerce.attention import cancelled_by_operator, mark_placed_by_operator, refund_by_operator
+from commerce.attention import (
+    cancelled_by_operator,
+    mark_placed_by_operator,
+    operator_refund_label,
+    refund_by_operator,
+)
 from commerce.dispute_models import PaymentDispute, UnownedCardHold
 from commerce.disputes import list_disputes
 from commerce.exactly_once_models import CardHoldInDoubt
@@ -36,6 +41,7 @@ from commerce.order_models import (
     MarketplaceOrder,
     Order,
     Payment,
+    RefundStatus,
     SubOrderStatus,
 )
 from commerce.tracking_health import open_sub_orders_by_marketplace, tracking_failing_long
@@ -308,7 +314,10 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
                 selectinload(MarketplaceOrder.marketplace),
                 selectinload(MarketplaceOrder.items),
             )
-            .order_by(MarketplaceOrder.updated_at, MarketplaceOrder.id)
+            .order_by(
+                sa.func.coalesce(MarketplaceOrder.attention_since, MarketplaceOrder.updated_at),
+                MarketplaceOrder.id,
+            )
             .limit(SUB_ORDERS_SHOWN)
         )
     )
@@ -371,6 +380,7 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
         resolutions=recent_resolutions(db),
         resolve_form=resolve_form or {},
         placed_statuses=PLACED_SUB_ORDER_STATUSES,
+        operator_refund_label=operator_refund_label,
     )
 
 
@@ -392,10 +402,14 @@ def attention_mark_placed(sub_order_id: int) -> Response:
 
 @bp.post("/attention/<int:sub_order_id>/refund")
 def attention_refund(sub_order_id: int) -> Response:
-    """The marketplace holds no order: the sub-order fails and its share is refunded."""
+    """The marketplace holds no order: the sub-order fails and its share is refunded where it
+    was paid from (the confirmation says where: the wallet or the card)."""
     part = _sub_order_name(sub_order_id)
-    if refund_by_operator(session_factory(), sub_order_id):
-        flash(f"{part} was refunded.", "success")
+    order_number = part.split(": ", 1)[0]
+    result = refund_by_operator(session_factory(), sub_order_id)
+    if result is not None:
+        failed = result.refund is not None and result.refund.status == RefundStatus.FAILED
+        flash(f"{order_number}: {result.said()}", "error" if failed else "success")
     else:
         flash(f"{part} no longer needs attention.", "info")
     return redirect(url_for("admin.attention"))
@@ -501,6 +515,6 @@ def user_wallet(user_id: int) -> str:
         abort(404)
     return render_template(
         "admin/user_wallet.html",
-        overview=wallet_overview(db_session(), user),
+        overview=wallet_overview(db_session(), user, page=_page_number(request.args.get("page"))),
         ledger_cause=ledger_cause,
     )

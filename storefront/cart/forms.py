@@ -11,18 +11,24 @@ from wtforms.validators import AnyOf, DataRequired, InputRequired, NumberRange
 
 from commerce.cart import QUANTITY_MAX, QUANTITY_MIN
 from commerce.order_models import HandoffItemStatus
+from onecart.params import ParameterError, bounded_int
 
 QUANTITY_MESSAGE = f"Quantity must be a whole number from {QUANTITY_MIN} to {QUANTITY_MAX}."
 
 
 class QuantityField(IntegerField):
-    """A whole number; anything else gets the quantity sentence, not WTForms' "Not a valid
-    integer value."."""
+    """A whole number in ASCII digits; anything else gets the quantity sentence, not WTForms'
+    "Not a valid integer value.". IntegerField's int() would read "٣" as 3, "１" as 1 and
+    "1_0" as 10 from a tampered form, and convert a 4,000-digit number before refusing it."""
 
     def process_formdata(self, valuelist: list[Any]) -> None:
+        if not valuelist:
+            return
         try:
-            super().process_formdata(valuelist)
-        except ValueError as exc:
+            # The bound is wider than 1..99 so that NumberRange, not this, says what is allowed.
+            self.data = bounded_int(valuelist[0], minimum=0, maximum=999_999_999)
+        except ParameterError as exc:
+            self.data = None
             raise ValueError(QUANTITY_MESSAGE) from exc
 
 

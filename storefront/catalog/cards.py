@@ -13,10 +13,10 @@ costs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from flask import url_for
 from markupsafe import Markup
@@ -79,11 +79,17 @@ def offers_summary(offer_count: int, marketplace_count: int) -> str:
     return f"{offers} on {markets}"
 
 
-def build_cards(hits: Iterable[ProductHit]) -> list[ProductCard]:
-    """Cards for `hits` in the current request's display currency."""
+def build_cards(
+    hits: Iterable[ProductHit], *, marketplaces: Sequence[str] = ()
+) -> list[ProductCard]:
+    """Cards for `hits` in the current request's display currency. A listing filtered to
+    `marketplaces` carries them to the product page, which then suggests the offer the card
+    showed (one of theirs) rather than a marketplace the shopper left out."""
     currency = display_currency()
     fx = fx_table()
     url_template = url_for("catalog.product", group_id=GROUP_PLACEHOLDER)
+    if marketplaces:
+        url_template += "?" + urlencode([("marketplace", slug) for slug in marketplaces])
     placeholder = url_for("static", filename="img/placeholder-product.svg")
     cards = []
     for hit in hits:

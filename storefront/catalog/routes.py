@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import (
     Blueprint,
@@ -244,7 +245,7 @@ def _listing_context(page: SearchPage) -> dict[str, Any]:
         "price_low_minor": low,
         "price_high_minor": high,
         "marketplace_names": marketplace_names(),
-        "cards": build_cards(page.hits),
+        "cards": build_cards(page.hits, marketplaces=page.params.marketplaces),
         "rating_counts": {item.value: item.count for item in page.facets.get("rating", [])},
     }
 
@@ -334,7 +335,10 @@ def api_search() -> Response:
             for name, values in page.facets.items()
         },
         "corrections": list(page.corrections),
-        "hits": [card.as_json(currency) for card in build_cards(page.hits)],
+        "hits": [
+            card.as_json(currency)
+            for card in build_cards(page.hits, marketplaces=page.params.marketplaces)
+        ],
         "url": search_url(page.params),
         # search.js keeps the page's heading and "Clear all filters" link with the results.
         "clear_filters_url": clear_filters_url(page.params),
@@ -386,6 +390,14 @@ def render_product_page(group_id: str, *, page_path: str) -> str:
             index_offers = []
         if not index_offers:
             abort(404, "We couldn't find that product. It may have left every marketplace.")
+    # The marketplaces the listing the shopper came from was filtered to, read from the page's
+    # own address (also when /watch re-renders it): their offers come first and one of them is
+    # the suggested offer.
+    chosen_slugs = SearchParams.from_query_args(
+        MultiDict(parse_qsl(urlsplit(page_path).query, keep_blank_values=True))
+    ).marketplaces
+    cheapest_anywhere = offers[0] if offers else None
+    offers, chosen_count = catalog.chosen_first(offers, chosen_slugs)
     lead = offers[0].product if offers else None
     series = catalog.price_history(session_db, offers, fx=fx, display_currency=currency)
     chart = price_history_svg(
@@ -416,6 +428,14 @@ def render_product_page(group_id: str, *, page_path: str) -> str:
         rates_as_of=fx.as_of,
         match_labels=MATCH_LABELS,
         matching=_matching_summary(offers),
+        chosen_count=chosen_count if chosen_count < len(offers) else 0,
+        chosen_names=list(dict.fromkeys(offer.marketplace.name for offer in offers[:chosen_count])),
+        best_label=(
+            "Best price"
+            if not offers or offers[0] is cheapest_anywhere
+            else "Best price on the marketplaces you chose"
+        ),
+        all_offers_url=url_for("catalog.product", group_id=group_id),
     )
 
 

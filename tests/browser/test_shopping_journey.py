@@ -91,14 +91,19 @@ def test_sign_up_search_filter_compare_and_fill_one_cart(
     page.locator("#max-price").press("Enter")
     page.wait_for_url(lambda url: query_of(url).get("max_price") == [max_price])
     expect(page.locator(f'#facet-marketplace input[value="{marketplace}"]')).to_be_checked()
-    product_link = page.locator(f'.product-card a[href="{target["url"]}"]').first
+    # The filtered listing's card carries its marketplace filter to the product page.
+    filtered_url = f"{target['url']}?marketplace={marketplace}"
+    product_link = page.locator(f'.product-card a[href="{filtered_url}"]').first
     expect(product_link).to_be_visible()
     expect(page.locator(".product-card-offers").first).to_contain_text("offers on")
     shots += capture(page, "05-search-filtered")
 
     # The product page compares every offer; add offers from two different marketplaces.
     product_link.click()
-    page.wait_for_url(re.compile(re.escape(target["url"]) + "$"))
+    page.wait_for_url(re.compile(re.escape(filtered_url) + "$"))
+    # The suggested offer is the one the card showed, on the marketplace the listing kept.
+    suggested = page.locator(".offers-table tr.is-best .offer-market > span").first
+    expect(suggested).to_have_text(target["offer"]["marketplace"]["name"])
     rows = page.locator(".offers-table tbody tr:has(form.add-to-cart)")
     assert rows.count() >= 2, "a product sold on several marketplaces has several offers"
     expect(page.locator("svg.price-chart")).to_be_visible()
@@ -115,7 +120,7 @@ def test_sign_up_search_filter_compare_and_fill_one_cart(
         if name in chosen:
             continue
         row.get_by_role("button", name=re.compile("Add to cart")).click()
-        page.wait_for_url(re.compile(re.escape(target["url"])))
+        page.wait_for_url(re.compile(re.escape(filtered_url)))
         expect(page.locator(".flash-success")).to_contain_text("to your cart")
         chosen.append(name)
         if len(chosen) == 2:
@@ -145,6 +150,34 @@ def test_sign_up_search_filter_compare_and_fill_one_cart(
         shots += capture(page, name)
 
     assert len(shots) == 20 and all(shot.stat().st_size > 0 for shot in shots)
+
+
+def test_the_offers_table_breaks_no_word_or_price_in_two(page: Page) -> None:
+    """Shopper QA: at 1280 px the offers table of a product sold on four marketplaces read
+    "Availabilit / y", "Unavailabl / e" and "NGN161,000 / .00": the page's `overflow-wrap:
+    anywhere` let the table squeeze its columns below their longest word. Headings, prices and
+    badges stay whole (a long title may still wrap)."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    listing = page.request.get("/api/search?q=headphones&per_page=48").json()
+    widest = max(listing["hits"], key=lambda hit: hit["marketplaces"])
+    assert widest["marketplaces"] >= 3
+    page.goto(widest["url"])
+    split = page.evaluate(
+        """() => [...document.querySelectorAll(
+                '.offers-table thead th:not(:has(.visually-hidden)), '
+                + '.offers-table td:nth-child(2) strong, '
+                + '.offers-table .original-price, .offers-table .badge')]
+            .filter(element => element.textContent.trim())
+            .filter(element => {
+                const range = document.createRange();
+                range.selectNodeContents(element);
+                const lines = new Set([...range.getClientRects()]
+                    .filter(rect => rect.width > 0).map(rect => Math.round(rect.top)));
+                return lines.size > 1;
+            })
+            .map(element => element.textContent.trim())"""
+    )
+    assert split == []
 
 
 # --- Layout at 375 and 1280 px on every page (issue 14) -----------------------------------------

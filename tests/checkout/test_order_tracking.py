@@ -271,10 +271,15 @@ def test_an_order_delivered_but_for_an_unreported_part_is_not_announced_as_all_d
         "DummyMart does not report shipping or delivery."
     )
     assert notes["order_delivered"].endswith(
-        f"Everything we can track in your order {order.number} has been delivered; DummyMart "
-        "does not report delivery: tell us on the order page when those items arrive."
+        f"Your order {order.number} has been delivered, but the DummyMart part is not "
+        "confirmed. DummyMart does not report delivery: tell us on the order page when those "
+        "items arrive."
     )
-    assert all(f"Your order {order.number} has" not in note for note in notes.values())
+    assert all(
+        f"Your order {order.number} has shipped" not in note
+        and f"Your order {order.number} has been delivered." not in note
+        for note in notes.values()
+    )
 
 
 def test_derived_status_ignores_unreported_parts_but_not_an_order_made_only_of_them() -> None:

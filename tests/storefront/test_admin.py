@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -383,6 +383,49 @@ def test_an_admin_finds_a_shopper_and_reads_their_wallet_newest_first(
     assert held < paid < topped  # newest first
     assert "stripe-dispute-du_w1" in page
     assert admin_client.get("/admin/users/999999/wallet").status_code == 404
+
+
+def test_a_long_wallet_ledger_is_paged_like_the_other_admin_lists(
+    admin_client: FlaskClient, db_session: Session, make_user: Callable[..., User]
+) -> None:
+    """Admin QA: the ledger showed the newest 500 lines and no way to the older ones (a shopper
+    with years of orders, or a dispute's hold from long ago, could not be read)."""
+    from commerce.models import WalletEntry, WalletEntryKind
+    from commerce.wallet_admin import LEDGER_PAGE_SIZE
+
+    shopper = make_user(username="longledger")
+    count = LEDGER_PAGE_SIZE * 2 + 30
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    db_session.add_all(
+        WalletEntry(
+            user_id=shopper.id,
+            kind=WalletEntryKind.TOPUP,
+            amount_minor=100,
+            currency="USD",
+            reference=f"sandbox-topup-line{number:04d}",
+            created_at=start + timedelta(hours=number),
+        )
+        for number in range(count)
+    )
+    db_session.commit()
+    url = f"/admin/users/{shopper.id}/wallet"
+
+    first = _html(admin_client.get(url))
+    assert "sandbox-topup-line" + f"{count - 1:04d}" in first  # the newest
+    assert f"sandbox-topup-line{count - LEDGER_PAGE_SIZE - 1:04d}" not in first
+    assert "page 1 of 3" in first and f"{count:,} lines" in first
+    assert f'href="{url}?page=2"' in first and "?page=0" not in first
+    assert f"{count * 100:,} USD" in first  # the balance counts every line
+
+    last = _html(admin_client.get(f"{url}?page=3"))
+    assert "sandbox-topup-line0000" in last  # the oldest, on the last page
+    assert last.count('id="wallet-entry-') == 30
+    assert f'href="{url}?page=2"' in last and "?page=4" not in last
+    # A page past the end is the last; a tampered one the first.
+    for past in ("4", "999999999", "9" * 40):
+        assert "sandbox-topup-line0000" in _html(admin_client.get(f"{url}?page={past}"))
+    for junk in ("x", "-1", "²", "٣"):
+        assert "page 1 of 3" in _html(admin_client.get(f"{url}?page={junk}"))
 
 
 def test_anonymous_visitors_are_sent_to_login_from_a_wallet(

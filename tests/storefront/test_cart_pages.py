@@ -77,6 +77,13 @@ def test_the_added_flash_names_the_product(
         ({"quantity": "abc"}, "Quantity must be a whole number from 1 to 99."),
         ({"quantity": "1.5"}, "Quantity must be a whole number from 1 to 99."),
         ({"quantity": ""}, "Quantity must be a whole number from 1 to 99."),
+        # A tampered form: int() refuses "²" and a 5,000-digit number but reads "٣" as 3 and
+        # "1_0" as 10; the field takes ASCII digits only, like onecart.params.bounded_int.
+        ({"quantity": "²"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "٣"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "1_0"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "１"}, "Quantity must be a whole number from 1 to 99."),
+        ({"quantity": "9" * 5000}, "Quantity must be a whole number from 1 to 99."),
         ({"product_id": ""}, "Choose an offer to add."),
         ({"product_id": "not-a-number"}, "That product does not exist."),
         ({"product_id": "999999"}, "That product does not exist."),
@@ -129,6 +136,9 @@ def test_guests_update_and_remove_lines(client: FlaskClient, catalog: dict[str, 
     [
         ("/cart/update", {"quantity": "0"}, "Quantity must be a whole number from 1 to 99."),
         ("/cart/update", {"quantity": "x"}, "Quantity must be a whole number from 1 to 99."),
+        ("/cart/update", {"quantity": "²"}, "Quantity must be a whole number from 1 to 99."),
+        ("/cart/update", {"quantity": "٣"}, "Quantity must be a whole number from 1 to 99."),
+        ("/cart/update", {"quantity": "1_0"}, "Quantity must be a whole number from 1 to 99."),
         ("/cart/update", {"product_id": ""}, "Choose a cart line."),
         ("/cart/update", {"product_id": "not_in_cart"}, "That item is no longer in your cart."),
         ("/cart/remove", {"product_id": ""}, "Choose a cart line."),
@@ -364,6 +374,29 @@ def test_a_cart_of_handoff_items_only_offers_no_checkout(
 
     assert "Buy on the marketplace" in page and "Pay with OneCart" not in page
     assert "Go to checkout" not in page
+
+
+def test_the_hint_says_when_the_cheaper_offer_is_already_in_the_cart(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """Shopper QA: with the Sony headphones from ShopWave and from Kiondo Market in the cart,
+    ShopWave's line offered "Switch to the Kiondo Market offer" as if it were a new line; it
+    merges the two (quantities added). The hint says so."""
+    add(client, catalog["1001"], 2)
+    add(client, catalog["KD-55"], 1)
+
+    page = cart_text(client)
+
+    assert "Cheaper on Kiondo Market" in page
+    assert "Kiondo Market's offer is already in your cart" in page
+    assert "Add these 2 to the Kiondo Market line" in page
+    assert "Switch to the Kiondo Market offer" not in page
+
+    client.post(
+        "/cart/swap",
+        data={"product_id": str(catalog["1001"].id), "replacement_id": str(catalog["KD-55"].id)},
+    )
+    assert "3 items from 1 marketplace" in cart_text(client)
 
 
 def test_the_hint_says_when_the_cheaper_offer_is_bought_on_the_marketplace(

@@ -233,6 +233,7 @@ def test_filters_sort_and_pages_live_in_the_url(
     # One product (the TV), shown at its cheapest offer on the chosen marketplaces (issue 9).
     assert "1 product" in page
     assert "$549.99" in page and "Cheapest on DummyMart" in page
+    assert "among the marketplaces you chose" not in page  # the cheapest anywhere too
     assert 'value="shopwave" checked' in html and 'value="price_desc" selected' in html
     assert 'id="min-price" name="min_price"' in html and 'value="500"' in html
 
@@ -389,6 +390,67 @@ def test_the_product_page_compares_every_offer_cheapest_first(
     assert 'href="http://127.0.0.1:9/kiondo/KD-55"' in html
     assert '<svg class="price-chart"' in html and "<polyline" in html
     assert "Price history as a table" in page and "$399.99" in page  # the oldest ShopWave price
+
+
+def _best_row(html: str) -> str:
+    """The offers table's row marked as the suggested offer."""
+    match = re.search(r'<tr class="[^"]*is-best[^"]*">(.*?)</tr>', html, re.S)
+    assert match, "no suggested offer"
+    return text_of(match.group(1))
+
+
+def test_a_product_reached_from_a_marketplace_filtered_listing_suggests_one_of_those(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """Shopper QA: a listing filtered to ShopWave and Euro Bazaar showed the Sony headphones at
+    Euro Bazaar's price, but the product page led with Kiondo Market's offer (the cheapest
+    anywhere) as "Best price": the marketplace the shopper had left out was the suggestion."""
+    listing = client.get("/search?q=sony&marketplace=shopwave&marketplace=bazaar")
+    links = set(re.findall(r'href="(/product/g-sonyxm5[^"]*)"', listing.get_data(as_text=True)))
+    assert links == {"/product/g-sonyxm5?marketplace=shopwave&amp;marketplace=bazaar"}
+    # The card does not call it the cheapest outright: Kiondo Market sells it for less.
+    card = text_of(listing.get_data(as_text=True))
+    assert "Cheapest on Euro Bazaar among the marketplaces you chose" in card
+
+    html = client.get("/product/g-sonyxm5?marketplace=shopwave&marketplace=bazaar").get_data(
+        as_text=True
+    )
+    page = text_of(html)
+    best = _best_row(html)
+    assert "Euro Bazaar" in best and "Kiondo Market" not in best
+    # Not the cheapest anywhere: the badge says among which marketplaces it is.
+    assert "Best price on the marketplaces you chose" in best
+    # The chosen marketplaces' offers first, cheapest first; then the others, still for sale.
+    order = [page.index(name) for name in ("Euro Bazaar", "ShopWave", "Other marketplaces")]
+    assert order == sorted(order)
+    assert page.index("Other marketplaces") < page.index("Kiondo Market")
+    assert html.count('action="/cart/add"') == 4
+    assert 'href="/product/g-sonyxm5">' in html  # every offer, cheapest first
+    # The page's title and picture are the suggested offer's.
+    assert "Casque Sony WH-1000XM5 headphones</h1>" in html
+
+    # Unfiltered, the cheapest anywhere leads as before.
+    plain = client.get("/product/g-sonyxm5").get_data(as_text=True)
+    assert "Kiondo Market" in _best_row(plain) and "Best price" in _best_row(plain)
+    assert "Other marketplaces" not in text_of(plain)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "marketplace=nowhere",  # sells nothing of this product: as unfiltered
+        "marketplace=kiondo&marketplace=" + "x" * 5000,
+        "&".join(f"marketplace=m{n}" for n in range(200)) + "&marketplace=kiondo",
+    ],
+)
+def test_a_tampered_marketplace_filter_on_the_product_page_is_harmless(
+    client: FlaskClient, catalog: dict[str, Product], query: str
+) -> None:
+    response = client.get(f"/product/g-sonyxm5?{query}")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Kiondo Market" in _best_row(html)
+    assert html.count('action="/cart/add"') == 4
 
 
 def test_the_price_history_says_which_rates_convert_it(

@@ -171,4 +171,6 @@ def test_a_declarative_marketplace_the_file_does_not_describe_is_refused(
     # saving a marketplace that is neither a catalog nor an order API.
     with pytest.raises(MarketplaceEditError, match=r"only marketplaces\.toml can give"):
         create_marketplace(db_session, "elsewhere", _form(), allow_private_hosts=True)
+    # The format is checked on a row built for it alone, never added to the session.
+    assert not db_session.new
     assert db_session.scalar(sa.select(Marketplace).filter_by(slug="elsewhere")) is None

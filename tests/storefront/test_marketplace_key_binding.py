@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from adapters.registry import load_marketplaces
 from commerce.catalog_sync import seed_marketplaces
-from commerce.marketplace_access import marketplace_api_key
+from commerce.marketplace_access import configured_options, marketplace_api_key
 from commerce.marketplace_admin import (
     MarketplaceEditError,
     MarketplaceInput,
@@ -59,6 +59,9 @@ def realshop(
     monkeypatch.setenv("ONECART_MARKETPLACES", str(path))
     monkeypatch.setenv(VARIABLE, SECRET)
     get_settings.cache_clear()
+    # The options are cached per process: read this file's, and leave none of them behind (the
+    # admin tests' declarative Bazaar needs the real file's options).
+    configured_options.cache_clear()
     try:
         seed_marketplaces(db_session, load_marketplaces())
         db_session.commit()
@@ -68,6 +71,7 @@ def realshop(
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+        configured_options.cache_clear()
 
 
 def _edit(marketplace: Marketplace, **changes: object) -> MarketplaceInput:

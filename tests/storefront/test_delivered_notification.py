@@ -1,0 +1,88 @@
+"""The "order delivered" notification and its e-mail name the parts nobody confirmed received,
+as the order's badge does ("Delivered (DummyMart not confirmed)").
+
+Shopper QA, fifth pass, left open: the badge named DummyMart's unconfirmed part, but the
+notification and e-mail said the order "has been delivered" ("Everything we can track … has been
+delivered"), and said so too when the shopper's own confirmation of one untracked part completed
+an order nothing of which is tracked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from commerce.models import Marketplace, User
+from commerce.notification_models import Notification
+from commerce.notifications import email_subject
+from commerce.order_models import Order, OrderStatus, SubOrderStatus
+from commerce.order_state import refresh_order_status
+from commerce.tracking import confirm_receipt
+from tests.storefront.test_order_timeline import TRACKED, UNTRACKED, _order, _sub_order
+
+
+def _notes(session: Session, order: Order) -> dict[str, str]:
+    session.expire_all()
+    rows = session.scalars(sa.select(Notification).where(Notification.order_id == order.id))
+    return {note.kind: note.message for note in rows}
+
+
+def test_the_delivered_notification_names_each_unconfirmed_part(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    dummymart = make_marketplace(name="DummyMart", capabilities=UNTRACKED)
+    fakestore = make_marketplace(name="Fake Store Berlin", capabilities=UNTRACKED)
+    order = _order(db_session, make_user(), OrderStatus.SHIPPED)
+    tracked = _sub_order(db_session, order, shopwave, SubOrderStatus.SHIPPED)
+    _sub_order(db_session, order, dummymart, SubOrderStatus.PLACED)
+    _sub_order(db_session, order, fakestore, SubOrderStatus.PROCESSING)
+    db_session.commit()
+
+    tracked.status = SubOrderStatus.DELIVERED
+    assert refresh_order_status(db_session, order)
+    db_session.commit()
+
+    assert order.status == OrderStatus.DELIVERED
+    message = _notes(db_session, order)["order_delivered"]
+    assert message.startswith(
+        f"Your order {order.number} has been delivered, but the DummyMart and Fake Store Berlin "
+        "parts are not confirmed. "
+    )
+    assert "tell us on the order page when those items arrive" in message
+    assert "Everything we can track" not in message
+    # Alone in its notification, that first sentence is the e-mail's subject.
+    assert email_subject(message, order.number) == (
+        f"OneCart: Your order {order.number} has been delivered, but the DummyMart and "
+        "Fake Store Berlin parts are not confirmed."
+    )
+
+
+def test_confirming_one_untracked_part_names_the_other_not_confirmed(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """Nothing of this order is tracked: the shopper's confirmation of DummyMart's part completes
+    it, and the notification said "Everything we can track … has been delivered"."""
+    dummymart = make_marketplace(name="DummyMart", capabilities=UNTRACKED)
+    fakestore = make_marketplace(name="Fake Store Berlin", capabilities=UNTRACKED)
+    user = make_user()
+    order = _order(db_session, user, OrderStatus.PROCESSING)
+    confirmed = _sub_order(db_session, order, dummymart, SubOrderStatus.PLACED)
+    _sub_order(db_session, order, fakestore, SubOrderStatus.PLACED)
+    db_session.commit()
+
+    assert confirm_receipt(db_session, user.id, order.number, confirmed.id)
+    db_session.commit()
+
+    assert db_session.get(Order, order.id).status == OrderStatus.DELIVERED  # type: ignore[union-attr]
+    message = _notes(db_session, order)["order_delivered"]
+    assert message.startswith(
+        f"Your order {order.number} has been delivered, but the Fake Store Berlin part is not "
+        "confirmed. Fake Store Berlin does not report delivery"
+    )
+    assert "DummyMart" not in message

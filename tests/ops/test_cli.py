@@ -22,7 +22,7 @@ import pytest
 from supervisor.xmlrpc import Faults
 
 import warehouse
-from onecart import dagster_instance, processes, services, supervision
+from onecart import dagster_instance, processes, services, supervision, supervisor_config
 from onecart.settings import REPO_ROOT, Settings
 
 SANDBOX_AVAILABLE = importlib.util.find_spec("sandbox.__main__") is not None
@@ -308,7 +308,7 @@ def test_a_failed_up_stops_what_it_started_and_says_so(
     assert "up failed: stopped what it started (localstripe, supervisord)" in output, output
     supervisor = supervisord_pid(home)
     assert supervisor is None or not processes.pid_alive(supervisor)
-    assert not supervision.socket_path(Settings(ONECART_HOME=home)).exists()
+    assert not supervisor_config.socket_path(Settings(ONECART_HOME=home)).exists()
     stripe_port = int(environment["STRIPE_API_BASE"].rsplit(":", 1)[1])
     assert not supervision.port_in_use("127.0.0.1", stripe_port)
 

@@ -12,7 +12,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from onecart import cli, dagster_instance, ingest_command, processes, services, supervision
+from onecart import (
+    cli,
+    dagster_instance,
+    ingest_command,
+    processes,
+    services,
+    supervisor_config,
+)
 from onecart.settings import REPO_ROOT, Settings
 
 STUBBORN_LEADER = """
@@ -114,7 +121,7 @@ def test_remote_addresses_are_probed_not_started(tmp_path: Path) -> None:
     assert catalog["redis"].managed is False
     assert catalog["meilisearch"].managed is False
     assert catalog["sandbox"].managed is True
-    config = supervision.render_config(settings, list(catalog.values()), environ={})
+    config = supervisor_config.render_config(settings, list(catalog.values()), environ={})
     assert "[program:meilisearch]" not in config
     assert "[program:sandbox]" in config
 
@@ -124,7 +131,7 @@ def test_every_program_is_restarted_and_stopped_with_its_process_group(tmp_path:
     catalog = services.build_services(settings)
     config = configparser.RawConfigParser()
     config.read_string(
-        supervision.render_config(settings, catalog, environ={"SECRET_KEY": "s%cret"})
+        supervisor_config.render_config(settings, catalog, environ={"SECRET_KEY": "s%cret"})
     )
     programs = {
         section.removeprefix("program:"): config[section]

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from onecart import processes, services, supervision
+from onecart import processes, services, supervisor_config
 from onecart.settings import Settings
 
 MASTER_KEY = "m3ili-master-key-for-production-9f8e"
@@ -43,7 +43,7 @@ def test_no_service_command_line_carries_the_master_key_or_the_redis_password(
     assert catalog["meilisearch"].env["MEILI_MASTER_KEY"] == MASTER_KEY
     for name in ("worker", "cron"):
         assert catalog[name].env["RQ_REDIS_URL"] == settings.redis_url
-    config = supervision.render_config(settings, list(catalog.values()), environ={})
+    config = supervisor_config.render_config(settings, list(catalog.values()), environ={})
     commands = [line for line in config.splitlines() if line.startswith("command=")]
     assert commands and not any(MASTER_KEY in line or REDIS_PASSWORD in line for line in commands)
     assert f'MEILI_MASTER_KEY="{MASTER_KEY}"' in config

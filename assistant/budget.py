@@ -13,6 +13,7 @@ from typing import Final
 
 from babel.numbers import format_currency
 
+from assistant.number_words import NUMBER_WORDS_PATTERN, is_number_words, number_words_value
 from assistant.prompt_text import PromptText
 from onecart.money import currency_exponent, from_minor_units
 
@@ -33,12 +34,19 @@ _CUR = "|".join(f"(?:{pattern})" for pattern, _ in _CURRENCY_TOKENS)
 _CUR_GROUP = rf"(?<![a-z])(?:{_CUR})(?![a-z])"
 # "12,99": a decimal comma (two digits after it); "1,299" stays a thousands separator.
 _DECIMAL_COMMA_RE = re.compile(r"\d+,\d{2}")
-# A whole number as written: not the tail of a longer one ("0.001" is not 1), not signed ("-5"),
-# and not cut short before more digits or an exponent ("1.999", "1e308" are not 1).
+# Where _amount_text found a space between thousands ("5 000", "45 000,50"): one character, so
+# spans still line up with the request.
+_GROUP_MARK: Final = "\u202f"
+# A number as written: not the tail of a longer one ("0.001" is not 1), not signed ("-5"),
+# and not cut short before more digits or an exponent ("1.999", "1e308" are not 1). Thousands
+# are separated by commas, or by spaces where _amount_text marked them; or it is in words.
 _NUM = (
     r"(?<![\d.,])(?<!\de)(?<!\s-)(?<!^-)"
-    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+,\d{2}|\d+(?:\.\d{1,2})?)"
+    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|"
+    rf"\d{{1,3}}(?:{_GROUP_MARK}\d{{3}})+(?:[.,]\d{{1,2}})?|"
+    r"\d+,\d{2}|\d+(?:\.\d{1,2})?)"
     r"(?!\d|[.,]\d|e\d)"
+    rf"|{NUMBER_WORDS_PATTERN}"
 )
 _MULT = r"k|thousand|million|m"
 
@@ -70,7 +78,8 @@ _MIN_CUES = r"over|above|more than|at least|minimum(?: of)?|min\.?|starting (?:a
 _AROUND_CUES = r"around|about|roughly|approximately|approx\.?|~"
 
 _RANGE_RE = re.compile(
-    rf"(?:\b(?:between|from)\s+)?{_money('a')}\s*(?:and|to|-)\s*{_money('b')}", re.IGNORECASE
+    rf"(?:\b(?:between|from)\s+)?{_money('a')}\s*(?P<sep>and|to|-)\s*{_money('b')}",
+    re.IGNORECASE,
 )
 _MAX_RE = re.compile(rf"(?:{_MAX_CUES})\s*{_money('a')}", re.IGNORECASE)
 _MIN_RE = re.compile(rf"(?:{_MIN_CUES})\s*{_money('a')}", re.IGNORECASE)
@@ -124,11 +133,18 @@ class Budget:
 
 def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | None:
     """ "10", "k", "NGN" -> 1000000 (10,000.00 naira in kobo); None when it is not an amount."""
-    written = number.replace(",", ".") if _DECIMAL_COMMA_RE.fullmatch(number) else number
-    try:
-        amount = Decimal(written.replace(",", ""))
-    except InvalidOperation:
-        return None
+    if is_number_words(number):
+        value = number_words_value(number)
+        if value is None:
+            return None
+        amount = Decimal(value)
+    else:
+        number = number.replace(_GROUP_MARK, "")
+        written = number.replace(",", ".") if _DECIMAL_COMMA_RE.fullmatch(number) else number
+        try:
+            amount = Decimal(written.replace(",", ""))
+        except InvalidOperation:
+            return None
     word = (multiplier or "").lower()
     if amount > MAX_AMOUNT:
         return None
@@ -142,6 +158,34 @@ def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | N
     scaled = amount.scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
     minor = int(scaled)
     return minor if minor > 0 else None
+
+
+# What may come right before an amount whose thousands are split by plain spaces: a cue
+# ("under 5 000 kes"), a currency, the start of a clause. After a product name the first digits
+# are its model ("iphone 15 200 dollars" is an iPhone 15 for 200 dollars).
+_GROUPED_LEAD_RE = re.compile(
+    rf"(?:^|[,;:(!?]|(?<![a-z])(?:{_MAX_CUES}|{_MIN_CUES}|{_AROUND_CUES}|between|from|and|to|"
+    rf"for|of|is|at|costs?|costing|pay|spend)|{_CUR_GROUP})\s*$",
+    re.IGNORECASE,
+)
+_GROUPED_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:\s\d{3})+(?!\d)")
+# Spaces a typesetter puts between thousands, and only there: no-break, figure and thin.
+_GROUPING_SPACES: Final = frozenset("\u00a0\u2007\u202f\u2009")
+
+
+def _amount_text(state: PromptText) -> str:
+    """The folded request with the spaces between thousands ("5 000", "45\u202f000") marked
+    (_GROUP_MARK), where they are that: typographic spaces always, plain ones after a cue,
+    a currency or the start of a clause (_GROUPED_LEAD_RE). Same length as the request."""
+    text = state.folded
+    chars = list(text)
+    for match in _GROUPED_RE.finditer(text):
+        spaces = [i for i in range(match.start(), match.end()) if text[i].isspace()]
+        typeset = all(state.original[i] in _GROUPING_SPACES for i in spaces)
+        if typeset or _GROUPED_LEAD_RE.search(text[: match.start()]):
+            for index in spaces:
+                chars[index] = _GROUP_MARK
+    return "".join(chars)
 
 
 def _money_parts(match: re.Match[str], prefix: str) -> tuple[str, str | None, str | None]:
@@ -173,14 +217,17 @@ class _Bound:
         return _parse_amount(self.number, self.multiplier, currency)
 
 
-def _bounds(state: PromptText, pattern: re.Pattern[str]) -> list[_Bound]:
+def _bounds(state: PromptText, text: str, pattern: re.Pattern[str]) -> list[_Bound]:
     """Every free amount after one of `pattern`'s cues that is money, not a measurement, in the
-    order said."""
+    order said. Amounts in words are money only when a currency says so: words count things
+    far more often than they price them ("at least two cameras", "a man over fifty")."""
     found = []
-    for match in pattern.finditer(state.folded):
+    for match in pattern.finditer(text):
         if not state.free(match.start(), match.end()):
             continue
         number, multiplier, currency = _money_parts(match, "a")
+        if currency is None and is_number_words(number):
+            continue
         if _looks_like_measurement(state, match, currency):
             continue
         if _parse_amount(number, multiplier, currency or "USD") is None:
@@ -245,7 +292,7 @@ def parse_budget(
 ) -> Budget | None:
     """The request's budget, its text taken; `notes` gets what the shopper should know (a lower
     bound above the upper one was dropped)."""
-    text = state.folded
+    text = _amount_text(state)
     for match in _RANGE_RE.finditer(text):
         if not state.free(match.start(), match.end()):
             continue
@@ -254,6 +301,13 @@ def parse_budget(
         has_cue = bool(re.match(r"\s*(?:between|from)\b", match.group(0)))
         if not has_cue and not (low_cur or high_cur):
             continue  # "2-3" or "43-55" alone is not a budget
+        sep = match.group("sep").lower()
+        if (is_number_words(low_n) or is_number_words(high_n)) and (
+            sep == "-" or (sep == "and" and not has_cue) or not (low_cur or high_cur)
+        ):
+            # In words "twenty to forty euros" and "between twenty and forty euros" are ranges;
+            # "twenty-five" is one number, "a hundred and twenty pounds" one amount.
+            continue
         if _looks_like_measurement(state, match, low_cur, high_cur):
             continue
         currency = high_cur or low_cur or default_currency
@@ -267,11 +321,11 @@ def parse_budget(
             low, high = high, low
         state.take(match.start(), match.end(), "budget")
         return Budget(currency, low, high, currency_assumed=not (low_cur or high_cur))
-    upper = _last_said(state, _bounds(state, _MAX_RE), notes)
-    lower = _last_said(state, _bounds(state, _MIN_RE), notes)
+    upper = _last_said(state, _bounds(state, text, _MAX_RE), notes)
+    lower = _last_said(state, _bounds(state, text, _MIN_RE), notes)
     if upper is not None or lower is not None:
         return _open_or_closed(state, lower, upper, default_currency, notes)
-    arounds = _bounds(state, _AROUND_RE)
+    arounds = _bounds(state, text, _AROUND_RE)
     around = arounds[0] if arounds else None
     if around is not None:
         currency = around.currency or default_currency

@@ -274,10 +274,18 @@ class Intent:
 # --- The parser --------------------------------------------------------------------------------
 
 
+# A no-break, figure or thin space between thousands ("5\u202f000"): kept (as a narrow no-break
+# space) so the budget reads the amount whole, where a plain space may be a model number's end.
+_GROUPING_SPACE_RE = re.compile(r"(?<=\d)[\u00a0\u2007\u202f\u2009](?=\d{3}(?!\d))")
+
+
 def clean_prompt(text: str) -> str:
-    """Control characters removed, whitespace collapsed, cut to MAX_PROMPT_CHARS."""
+    """Control characters removed, whitespace collapsed (but for spaces between thousands),
+    cut to MAX_PROMPT_CHARS."""
     cleaned = re.sub(r"[\x00-\x1f\x7f]", " ", text or "")
-    return " ".join(cleaned.split())[:MAX_PROMPT_CHARS]
+    # NUL stands in for the kept spaces while the others collapse (control characters are gone).
+    cleaned = _GROUPING_SPACE_RE.sub("\x00", cleaned)
+    return " ".join(cleaned.split()).replace("\x00", "\u202f")[:MAX_PROMPT_CHARS]
 
 
 def parse_intent(

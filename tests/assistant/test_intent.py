@@ -67,6 +67,39 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("tv over $400 and under $500", "USD", Budget("USD", 40000, 50000)),
     ("shoes under 60 euros but more than 30", "USD", Budget("EUR", 3000, 6000)),
     ("at least 2k and at most 5k KES", "USD", Budget("KES", 200_000, 500_000)),
+    # Amounts in words, exactly, when a currency says they are money.
+    ("running shoes under fifty dollars", "USD", Budget("USD", None, 5000)),
+    ("around two hundred euros", "USD", Budget("EUR", 16000, 24000)),
+    ("a hundred and twenty pounds", "USD", Budget("GBP", None, 12000)),
+    ("headphones for twenty-five bucks", "USD", Budget("USD", None, 2500)),
+    ("between twenty and forty-five euros", "USD", Budget("EUR", 2000, 4500)),
+    ("twenty to thirty euros", "USD", Budget("EUR", 2000, 3000)),
+    ("tv under fifteen hundred dollars", "USD", Budget("USD", None, 150_000)),
+    ("under two thousand five hundred kes", "USD", Budget("KES", None, 250_000)),
+    ("a phone under one million naira", "USD", Budget("NGN", None, 100_000_000)),
+    ("a fifty dollar gift card", "USD", Budget("USD", None, 5000)),
+    ("tv under ninety-nine thousand nine hundred and ninety-nine kes", "USD",
+     Budget("KES", None, 9_999_900)),
+    # Words that count things, or are no amount, are not a budget.
+    ("one pair of shoes", "USD", None),
+    ("a phone with at least two cameras", "USD", None),
+    ("a gift for a man over fifty", "USD", None),
+    ("five fifty dollars", "USD", None),
+    ("under a thousand billion trillion dollars", "USD", None),
+    ("under zero dollars", "USD", None),
+    # A space between thousands ("5 000", also a thin or no-break space), lower-case codes.
+    ("5 000 kes", "USD", Budget("KES", None, 500_000)),
+    ("mug under 5 000 kes", "USD", Budget("KES", None, 500_000)),
+    ("mug under 5\u202f000 KES", "USD", Budget("KES", None, 500_000)),
+    ("tv under 45\u00a0000 ksh", "USD", Budget("KES", None, 4_500_000)),
+    ("mug 5\u202f000 kes", "USD", Budget("KES", None, 500_000)),
+    ("between 2 000 and 5 000 kes", "USD", Budget("KES", 200_000, 500_000)),
+    ("tv under 1 234,50 eur", "USD", Budget("EUR", None, 123_450)),
+    ("under 12 000", "KES", Budget("KES", None, 1_200_000, currency_assumed=True)),
+    ("tv under 1 000 000 ngn", "USD", Budget("NGN", None, 100_000_000)),
+    # A model number before an amount is not its thousands ("iPhone 15" for 200 dollars).
+    ("iphone 15 200 dollars", "USD", Budget("USD", None, 20000)),
+    ("pixel 8 500 dollars", "USD", Budget("USD", None, 50000)),
 ]  # fmt: skip
 
 
@@ -126,6 +159,12 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("a backpack for my laptop", {"categories": ("backpacks",), "keywords": "laptop"}),
     ("a smart TV, no Samsung and no LG", {
         "excluded_brands": ("Samsung", "LG"), "semantic_text": "a smart TV"}),
+    # An amount in words or with spaced thousands is the budget, none of it search words.
+    ("two mugs under twenty euros", {
+        "categories": ("mugs-flasks",), "quantity": 2, "keywords": "",
+        "budget": Budget("EUR", None, 2000)}),
+    ("mug under 5 000 kes", {"categories": ("mugs-flasks",), "keywords": "", "quantity": 1}),
+    ("a gift under a hundred and twenty pounds", {"keywords": "gift", "quantity": 1}),
 ]  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from assistant.budget import Budget, parse_budget
+from assistant.exclusions import parse_excluded_substances, substance_label
 from assistant.glossary import products_for_uses, translate
 from assistant.mentions import find_mentions, parse_categories, resolve_mentions
 from assistant.prompt_text import TOKEN_RE, PromptText, take_first
@@ -178,6 +179,8 @@ class Intent:
     excluded_brands: tuple[str, ...] = ()
     marketplaces: tuple[str, ...] = ()
     excluded_marketplaces: tuple[str, ...] = ()
+    # Substances the product must not contain ("BPA-free", "without sulfates"), canonical form.
+    excluded_substances: tuple[str, ...] = ()
     marketplace_names: tuple[tuple[str, str], ...] = ()
     available_only: bool = True
     availability_stated: bool = False
@@ -207,6 +210,8 @@ class Intent:
             out.append(Constraint("brand", brand))
         for brand in self.excluded_brands:
             out.append(Constraint("exclude_brand", f"not {brand}"))
+        for term in self.excluded_substances:
+            out.append(Constraint("exclude_substance", substance_label(term)))
         if self.budget is not None:
             out.append(Constraint("budget", self.budget.describe()))
         if self.min_rating is not None:
@@ -257,6 +262,7 @@ class Intent:
             "excluded_brands": list(self.excluded_brands),
             "marketplaces": list(self.marketplaces),
             "excluded_marketplaces": list(self.excluded_marketplaces),
+            "excluded_substances": list(self.excluded_substances),
             "available_only": self.available_only,
             "min_rating": str(self.min_rating) if self.min_rating is not None else None,
             "sort": self.sort,
@@ -333,6 +339,7 @@ def parse_intent(
 
     mentions = find_mentions(state, vocabulary)
     brands, excluded_brands, marketplaces, excluded_marketplaces = resolve_mentions(state, mentions)
+    excluded_substances = parse_excluded_substances(state)
     categories, implied_brands, carried = parse_categories(state)
     excluded_categories = [key for key in carried if key not in categories]
     for brand in implied_brands:
@@ -369,6 +376,7 @@ def parse_intent(
         excluded_brands=tuple(excluded_brands),
         marketplaces=tuple(marketplaces),
         excluded_marketplaces=tuple(excluded_marketplaces),
+        excluded_substances=tuple(excluded_substances),
         marketplace_names=tuple(sorted(vocabulary.marketplaces.items())),
         available_only=available_only,
         availability_stated=availability_stated,

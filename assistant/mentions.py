@@ -25,8 +25,11 @@ from assistant.vocabulary import (
 _NEGATION_CUE = re.compile(
     r"(?:\bnot|\bno|\bnon|\bexcept(?:\s+for)?|\bexcluding|\bexclude|\bwithout|\bavoid(?:ing)?|"
     r"\banything but|\bother than|\bbut not|\bnothing from|\bnever|\bdon'?t want|"
-    r"\bdo not want)\s*(?:-\s*)?(?:(?:from|on|at|by|sold by|sold on|made by|the)\s+)?$"
+    r"\bdo not want|\bfree (?:of|from))\s*(?:-\s*)?"
+    r"(?:(?:from|on|at|by|sold by|sold on|made by|the)\s+)?$"
 )
+# "apple-free headphones": the name written with "-free" after it is excluded, not wanted.
+_FREE_AFTER = re.compile(r"\s*-\s*free(?![a-z0-9])")
 _INCLUDE_CUE = re.compile(
     r"(?:\bfrom|\bon|\bat|\bsold by|\bsold on|\bvia|\bonly|\bmade by|\bby)\s+(?:the\s+)?$"
 )
@@ -199,6 +202,10 @@ def resolve_mentions(
         if previous is not None and _LIST_GAP.match(before):
             negated = previous_negated
             cue_start = 0
+        free = _FREE_AFTER.match(state.folded, mention.end)
+        if free is not None and state.free(free.start(), free.end()):
+            negated = True
+            state.take(free.start(), free.end(), "constraint-cue")
         if cue_start is not None:
             start = window_start + cue_start
             state.take(start, mention.start, "constraint-cue")

@@ -86,6 +86,27 @@ def test_brand_and_category_are_read_from_the_product_when_an_offer_lacks_them()
     assert unmet_constraints(intent, nameless, _offer(), FX) == []
 
 
+def test_a_product_naming_an_excluded_substance_breaks_the_request() -> None:
+    intent = parse_intent("a BPA-free travel mug without plastic", VOCABULARY)
+    assert intent.excluded_substances == ("bpa", "plastic")
+    assert "bpa" not in intent.keywords and "plastic" not in intent.keywords
+    for title, description in (
+        ("Steel travel mug", "18/8 stainless steel, BPA-free."),
+        ("Steel travel mug", "No BPA, zero plastic, free of phthalates."),
+        ("Steel travel mug (bpa free)", "Plastic-free packaging."),
+        ("Steel travel mug", "Keeps coffee hot."),
+    ):
+        mug = _offer(title=title, description=description, category="Insulated Mugs & Flasks")
+        assert unmet_constraints(intent, mug, mug, FX) == [], description
+    for title, description in (
+        ("Travel mug", "Contains BPA."),
+        ("Travel mug with plastic lid", "Keeps coffee hot."),
+        ("Travel mug", "BPA-free cup with a plastics straw."),
+    ):
+        mug = _offer(title=title, description=description, category="Insulated Mugs & Flasks")
+        assert unmet_constraints(intent, mug, mug, FX) == ["exclude_substance"], description
+
+
 def test_sizes_become_exact_phrases_in_the_keyword_query() -> None:
     intent = parse_intent("quiet 65-inch TV", VOCABULARY)
     assert keyword_query(intent) == 'quiet "65 inch"'

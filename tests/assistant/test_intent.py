@@ -165,6 +165,23 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         "budget": Budget("EUR", None, 2000)}),
     ("mug under 5 000 kes", {"categories": ("mugs-flasks",), "keywords": "", "quantity": 1}),
     ("a gift under a hundred and twenty pounds", {"keywords": "gift", "quantity": 1}),
+    # A brand written with "-free" is excluded, not asked for.
+    ("apple-free headphones", {
+        "brands": (), "excluded_brands": ("Apple",), "categories": ("headphones",),
+        "keywords": ""}),
+    ("Apple–free earbuds, no Samsung", {"brands": (), "excluded_brands": ("Apple", "Samsung")}),
+    ("earbuds free from Apple", {
+        "brands": (), "excluded_brands": ("Apple",), "keywords": "earbuds"}),
+    ("nothing from Apple, just earbuds", {"brands": (), "excluded_brands": ("Apple",)}),
+    ("headphones without apple", {"brands": (), "excluded_brands": ("Apple",)}),
+    ("a shopwave-free tv", {"marketplaces": (), "excluded_marketplaces": ("shopwave",)}),
+    # A substance written so is excluded too, never a search word; a feature stays one.
+    ("BPA-free water bottle", {"excluded_substances": ("bpa",), "semantic_text": "water bottle"}),
+    ("shampoo without sulfates or parabens", {
+        "excluded_substances": ("sulfate", "paraben"), "keywords": "shampoo"}),
+    ("gluten free, no added sugar snacks", {
+        "excluded_substances": ("gluten", "sugar"), "keywords": "snacks"}),
+    ("hands-free headset", {"excluded_substances": (), "keywords": "hands-free"}),
 ]  # fmt: skip
 
 
@@ -451,3 +468,10 @@ def test_english_words_shared_with_other_languages_are_left_alone(text: str, sem
     intent = parse_intent(text, VOCABULARY)
     assert intent.semantic_text == semantic
     assert intent.implied_words == ""
+
+
+def test_an_excluded_substance_is_a_constraint_the_shopper_reads() -> None:
+    intent = parse_intent("bpa-free sugar free water bottle", VOCABULARY)
+    labels = [c.label for c in intent.constraints()]
+    assert "BPA-free" in labels and "sugar-free" in labels
+    assert intent.to_json()["excluded_substances"] == ["bpa", "sugar"]

@@ -282,6 +282,10 @@ def build_answer(
             f"No product mentions “{retrieval.words_dropped}”, so these match the rest of your "
             "request."
         )
+    if retrieval.by_meaning_only:
+        all_notes.append(
+            f"No product matches most of “{intent.keywords}”; these are the closest in meaning."
+        )
     if retrieval.fallback_reason:
         all_notes.append(
             f"Keyword search only: {retrieval.fallback_reason}. Results match your words, not "

@@ -1,0 +1,93 @@
+"""Which hybrid hits answer the request: those its words agree with, or those close enough in
+meaning.
+
+Hybrid ranking always returns the nearest vectors, whatever they are: when the catalog lacks
+the product asked for ("a black leather wallet"), one common word matching something ("black"
+TVs) made every nearest product an answer, a book and a running shoe among them. So in the same
+round trip as the hybrid query, two queries without hits' bodies ask each side alone (the
+request's words; its embedding) how well each product group matches, and
+:func:`answering_hits` keeps a hit only when most of the request's words match it or its
+similarity reaches the floor (assistant.config's min_similarity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What each side alone says about the request: how many products its words match, the
+    share of its words each group matches, and each group's similarity to it (for the best
+    `limit` groups of each side)."""
+
+    keyword_matches: int
+    word_share: Mapping[str, float]
+    similarity: Mapping[str, float]
+
+
+def evidence_queries(query: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The hybrid query's two sides alone: its words (without the vector), its vector (all
+    meaning), each returning only group ids and ranking details."""
+    words = {key: value for key, value in query.items() if key not in {"hybrid", "vector"}}
+    words.update(
+        showRankingScore=False, showRankingScoreDetails=True, attributesToRetrieve=["group_id"]
+    )
+    meaning = {**words, "q": "", "hybrid": {**query["hybrid"], "semanticRatio": 1.0}}
+    meaning["vector"] = query["vector"]
+    return [words, meaning]
+
+
+def read_evidence(words: Mapping[str, Any], meaning: Mapping[str, Any]) -> Evidence:
+    """The evidence from the answers to :func:`evidence_queries`."""
+    share: dict[str, float] = {}
+    for hit in words.get("hits", []):
+        detail = (hit.get("_rankingScoreDetails") or {}).get("words") or {}
+        most = int(detail.get("maxMatchingWords") or 0)
+        if hit.get("group_id") and most:
+            share[str(hit["group_id"])] = int(detail.get("matchingWords") or 0) / most
+    similarity: dict[str, float] = {}
+    for hit in meaning.get("hits", []):
+        detail = (hit.get("_rankingScoreDetails") or {}).get("vectorSort") or {}
+        if hit.get("group_id") and "similarity" in detail:
+            similarity[str(hit["group_id"])] = float(detail["similarity"])
+    return Evidence(
+        keyword_matches=int(words.get("estimatedTotalHits") or 0),
+        word_share=share,
+        similarity=similarity,
+    )
+
+
+def found_by_words_or_meaning(
+    hits: Sequence[Mapping[str, Any]], evidence: Evidence, min_similarity: float
+) -> bool:
+    """Does the request find anything? It does when its words match some product (keyword
+    search alone would answer too), or when the closest hit is at least `min_similarity`
+    similar. Every text has nearest vectors, "aaaaaaaa" too: without this floor they were
+    suggested where keyword search found nothing."""
+    if evidence.keyword_matches:
+        return True
+    closest = max(
+        (evidence.similarity.get(str(hit.get("group_id")), 0.0) for hit in hits), default=0.0
+    )
+    return closest >= min_similarity
+
+
+def answering_hits(
+    hits: Sequence[Mapping[str, Any]], evidence: Evidence, min_similarity: float
+) -> tuple[list[dict[str, Any]], bool]:
+    """The hits that answer a request naming no product constraint (no category, brand or
+    size filters them): most of its words match them, or they are at least `min_similarity`
+    similar to it. Also whether any is there by its words (else the answer says they are only
+    close in meaning). A group beyond each side's best has neither."""
+    kept: list[dict[str, Any]] = []
+    by_words = False
+    for hit in hits:
+        group = str(hit.get("group_id"))
+        agrees = evidence.word_share.get(group, 0.0) > 0.5
+        if agrees or evidence.similarity.get(group, 0.0) >= min_similarity:
+            kept.append(dict(hit))
+            by_words = by_words or agrees
+    return kept, by_words

@@ -12,9 +12,12 @@ similarity reaches the floor (assistant.config's min_similarity).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from assistant.vocabulary import fold
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +78,35 @@ def found_by_words_or_meaning(
     return closest >= min_similarity
 
 
+def _names_product(hit: Mapping[str, Any], products: Sequence[str]) -> bool:
+    """Every word of one of the products the request implies ("blender" for "make smoothies")
+    starts a word of the hit's title, description or category ("Blenders" too)."""
+    text = fold(" ".join(str(hit.get(key) or "") for key in ("title", "description", "category")))
+    return any(
+        all(re.search(rf"(?<![a-z0-9]){re.escape(word)}", text) for word in product.split())
+        for product in products
+    )
+
+
 def answering_hits(
-    hits: Sequence[Mapping[str, Any]], evidence: Evidence, min_similarity: float
+    hits: Sequence[Mapping[str, Any]],
+    evidence: Evidence,
+    min_similarity: float,
+    products: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], bool]:
     """The hits that answer a request naming no product constraint (no category, brand or
-    size filters them): most of its words match them, or they are at least `min_similarity`
-    similar to it. Also whether any is there by its words (else the answer says they are only
-    close in meaning). A group beyond each side's best has neither."""
+    size filters them): most of its words match them, they name a product its use implies
+    (`products`, assistant.glossary: "make smoothies for breakfast" has one word of four
+    in a blender), or they are at least `min_similarity` similar to it. Also whether any is
+    there by its words (else the answer says they are only close in meaning). A group beyond
+    each side's best has neither score."""
     kept: list[dict[str, Any]] = []
     by_words = False
     for hit in hits:
         group = str(hit.get("group_id"))
-        agrees = evidence.word_share.get(group, 0.0) > 0.5
+        agrees = evidence.word_share.get(group, 0.0) > 0.5 or bool(
+            products and _names_product(hit, products)
+        )
         if agrees or evidence.similarity.get(group, 0.0) >= min_similarity:
             kept.append(dict(hit))
             by_words = by_words or agrees

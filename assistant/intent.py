@@ -194,6 +194,8 @@ class Intent:
     # for a use ("boil water" -> electric kettle), English for other languages' words. They rank,
     # never filter.
     implied_words: str = ""
+    # The products the request's uses imply, each as listings name it ("electric kettle").
+    implied_products: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
     def constraints(self) -> list[Constraint]:
@@ -364,7 +366,9 @@ def parse_intent(
     semantic = re.sub(r"^[\s,.;:!?-]+|[\s,.;:!?-]+$", "", semantic)
     if not semantic:
         semantic = " ".join([*(category_label(c) for c in categories), *brands]) or corrected
-    semantic, implied_words = _implied_words(state, semantic, keywords, categories)
+    semantic, implied_words, implied_products = _implied_words(
+        state, semantic, keywords, categories
+    )
     return Intent(
         text=prompt,
         corrections=corrections,
@@ -387,17 +391,19 @@ def parse_intent(
         keywords=keywords,
         semantic_text=semantic,
         implied_words=implied_words,
+        implied_products=implied_products,
         notes=tuple(notes),
     )
 
 
 def _implied_words(
     state: PromptText, semantic: str, keywords: str, categories: Sequence[str]
-) -> tuple[str, str]:
+) -> tuple[str, str, tuple[str, ...]]:
     """The text to embed, and the product words the request implies beyond its keywords: the
     English of other languages' words, and, when no product is named, the products for the
     uses it describes ("boil water quickly for tea" is embedded as "electric kettle")."""
     implied: list[str] = []
+    products: tuple[str, ...] = ()
     translated_keywords = translate(keywords)
     if translated_keywords:
         implied.extend(_keywords(translated_keywords).split())
@@ -418,7 +424,7 @@ def _implied_words(
     for word in implied:
         if word not in kept and word not in words:
             words.append(word)
-    return semantic, " ".join(words)
+    return semantic, " ".join(words), products
 
 
 def _parse_rating(state: PromptText) -> Decimal | None:

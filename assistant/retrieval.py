@@ -350,7 +350,7 @@ def retrieve(
         elif not _has_product_constraints(intent):
             # Nothing but the words says what is wanted: the nearest vectors of a product the
             # catalog lacks are no answer (assistant.hybrid_evidence).
-            hits, by_words = answering_hits(hits, evidence, min_similarity)
+            hits, by_words = answering_hits(hits, evidence, min_similarity, intent.implied_products)
             by_meaning_only = bool(hits) and not by_words
     hits = [hit for hit in hits if all(text_has_spec(hit, spec) for spec in intent.specs)]
     total = int(first.get("estimatedTotalHits") or first.get("totalHits") or len(hits))

@@ -13,6 +13,7 @@ from assistant.answer import RELAX_ADVICE, build_answer, safe_link
 from assistant.budget import Budget
 from assistant.config import AssistantSettings
 from assistant.constraints import budget_usd_bounds, offer_meets_budget, unmet_constraints
+from assistant.hybrid_evidence import Evidence, answering_hits
 from assistant.intent import parse_intent
 from assistant.llm import ProseRejected, answer_facts, check_prose, write_prose
 from assistant.retrieval import Candidate, Relaxation, Retrieval, keyword_query
@@ -105,6 +106,29 @@ def test_a_product_naming_an_excluded_substance_breaks_the_request() -> None:
     ):
         mug = _offer(title=title, description=description, category="Insulated Mugs & Flasks")
         assert unmet_constraints(intent, mug, mug, FX) == ["exclude_substance"], description
+
+
+def test_a_hybrid_hit_answers_by_most_words_the_implied_product_or_similarity() -> None:
+    # "make smoothies for breakfast": one word of four ("make smoothies breakfast blender") in
+    # a blender, and the int8 offer vectors put some blenders under the floor (the evaluation
+    # lost 7 of 10 blenders to the floor before the implied product counted).
+    hits = [
+        {"group_id": "g-blender", "title": "Ninja Professional Blender 1000W", "category": ""},
+        {"group_id": "g-juicer", "title": "Slow Juicer", "description": "For smoothies."},
+        {"group_id": "g-kettle", "title": "Electric Kettle 1.7L", "category": "Kitchen"},
+        {"group_id": "g-tv", "title": "Samsung 55-inch TV", "category": "Televisions"},
+    ]
+    evidence = Evidence(
+        keyword_matches=3,
+        word_share={"g-blender": 0.25, "g-juicer": 0.75, "g-kettle": 0.25},
+        similarity={"g-blender": 0.61, "g-juicer": 0.64, "g-kettle": 0.70, "g-tv": 0.52},
+    )
+    kept, by_words = answering_hits(hits, evidence, 0.68, ("blender",))
+    assert [h["group_id"] for h in kept] == ["g-blender", "g-juicer", "g-kettle"] and by_words
+    kept, by_words = answering_hits(hits, evidence, 0.68)
+    assert [h["group_id"] for h in kept] == ["g-juicer", "g-kettle"] and by_words
+    kept, by_words = answering_hits(hits[2:], evidence, 0.68)
+    assert [h["group_id"] for h in kept] == ["g-kettle"] and not by_words
 
 
 def test_sizes_become_exact_phrases_in_the_keyword_query() -> None:

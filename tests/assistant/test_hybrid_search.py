@@ -171,3 +171,13 @@ def test_a_product_the_catalog_lacks_is_not_answered_with_unrelated_ones(
     ):
         answer = _ask(meili, vector_index, prompt)
         assert {s.group_id for s in answer.suggestions} == wanted, prompt
+
+
+def test_a_use_is_answered_by_words_when_a_product_names_what_it_implies(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # "jog" implies running shoes (assistant.glossary): shoes named so match the request's
+    # words, even if few of the shopper's own words are in them.
+    answer = _ask(meili, vector_index, "go for a jog in the morning")
+    assert {s.group_id for s in answer.suggestions} == {"g-nike-revolution", "g-asics-contend"}
+    assert not any("closest in meaning" in note for note in answer.notes), answer.notes

@@ -74,7 +74,10 @@ _MAX_CUES = (
     r"maximum(?: of)?|max\.?|up to|upto|within|not over|no higher than|<=|<|≤|"
     r"budget(?: of| is)?|for under|for less than|not exceeding"
 )
-_MIN_CUES = r"over|above|more than|at least|minimum(?: of)?|min\.?|starting (?:at|from)|>=|>|≥"
+_MIN_CUES = (
+    r"no less than|not less than|no lower than|no cheaper than|over|above|more than|at least|"
+    r"minimum(?: of)?|min\.?|starting (?:at|from)|>=|>|≥"
+)
 _AROUND_CUES = r"around|about|roughly|approximately|approx\.?|~"
 
 _RANGE_RE = re.compile(
@@ -85,6 +88,17 @@ _MAX_RE = re.compile(rf"(?:{_MAX_CUES})\s*{_money('a')}", re.IGNORECASE)
 _MIN_RE = re.compile(rf"(?:{_MIN_CUES})\s*{_money('a')}", re.IGNORECASE)
 _AROUND_RE = re.compile(rf"(?:{_AROUND_CUES})\s*{_money('a')}", re.IGNORECASE)
 _BARE_RE = re.compile(_money("a"), re.IGNORECASE)
+# A limit said after the amount: "$15 or less", "KSh 3,000 max", "$300 and up", "$20 or so".
+_AFTER_MAX_RE = re.compile(
+    r"\s*(?:or (?:less|under|below|lower|cheaper)|max(?:imum)?\.?|tops|at (?:the )?most)(?![a-z])",
+    re.IGNORECASE,
+)
+_AFTER_MIN_RE = re.compile(
+    r"\s*(?:(?:or (?:more|above|over|higher)|and (?:up|above|over|upwards)|min(?:imum)?\.?|"
+    r"at (?:the )?least)(?![a-z])|\+)",
+    re.IGNORECASE,
+)
+_AFTER_AROUND_RE = re.compile(r"\s*(?:or so|give or take|-?ish)(?![a-z])", re.IGNORECASE)
 
 
 def currency_for_token(token: str | None) -> str | None:
@@ -217,23 +231,48 @@ class _Bound:
         return _parse_amount(self.number, self.multiplier, currency)
 
 
-def _bounds(state: PromptText, text: str, pattern: re.Pattern[str]) -> list[_Bound]:
-    """Every free amount after one of `pattern`'s cues that is money, not a measurement, in the
-    order said. Amounts in words are money only when a currency says so: words count things
-    far more often than they price them ("at least two cameras", "a man over fifty")."""
+def _bounds(
+    state: PromptText, text: str, pattern: re.Pattern[str], after: re.Pattern[str]
+) -> list[_Bound]:
+    """Every free amount that is money, not a measurement, with a cue of one kind: before it
+    (`pattern`: "under $15"), or after it (`after`: "$15 or less", only with a currency), in
+    the order said. Amounts in words are money only when a currency says so: words count
+    things far more often than they price them ("at least two cameras", "a man over fifty")."""
     found = []
-    for match in pattern.finditer(text):
+    for cued, match in [
+        *((True, m) for m in pattern.finditer(text)),
+        *((False, m) for m in _BARE_RE.finditer(text)),
+    ]:
         if not state.free(match.start(), match.end()):
             continue
         number, multiplier, currency = _money_parts(match, "a")
-        if currency is None and is_number_words(number):
+        if currency is None and (is_number_words(number) or not cued):
             continue
         if _looks_like_measurement(state, match, currency):
             continue
         if _parse_amount(number, multiplier, currency or "USD") is None:
             continue
-        found.append(_Bound(number, multiplier, currency, match.start(), match.end()))
-    return found
+        said_after = after.match(text, match.end())
+        if not cued and said_after is None:
+            continue
+        end = said_after.end() if said_after is not None else match.end()
+        found.append(_Bound(number, multiplier, currency, match.start(), end))
+    return sorted(found, key=lambda bound: bound.start)
+
+
+def _apart(*kinds: list[_Bound]) -> list[list[_Bound]]:
+    """The bounds of each kind with those overlapping another one dropped; of two overlapping,
+    the one said first counts: "no more than $50" is an upper limit, not also "more than $50",
+    and "no less than $50" a lower one, not "less than $50"."""
+    tagged = sorted(
+        ((bound, index) for index, bounds in enumerate(kinds) for bound in bounds),
+        key=lambda item: (item[0].start, -item[0].end),
+    )
+    kept: list[tuple[_Bound, int]] = []
+    for bound, index in tagged:
+        if all(bound.end <= other.start or other.end <= bound.start for other, _ in kept):
+            kept.append((bound, index))
+    return [[bound for bound, index in kept if index == kind] for kind in range(len(kinds))]
 
 
 def _last_said(state: PromptText, bounds: list[_Bound], notes: list[str] | None) -> _Bound | None:
@@ -321,11 +360,15 @@ def parse_budget(
             low, high = high, low
         state.take(match.start(), match.end(), "budget")
         return Budget(currency, low, high, currency_assumed=not (low_cur or high_cur))
-    upper = _last_said(state, _bounds(state, text, _MAX_RE), notes)
-    lower = _last_said(state, _bounds(state, text, _MIN_RE), notes)
+    uppers, lowers, arounds = _apart(
+        _bounds(state, text, _MAX_RE, _AFTER_MAX_RE),
+        _bounds(state, text, _MIN_RE, _AFTER_MIN_RE),
+        _bounds(state, text, _AROUND_RE, _AFTER_AROUND_RE),
+    )
+    upper = _last_said(state, uppers, notes)
+    lower = _last_said(state, lowers, notes)
     if upper is not None or lower is not None:
         return _open_or_closed(state, lower, upper, default_currency, notes)
-    arounds = _bounds(state, text, _AROUND_RE)
     around = arounds[0] if arounds else None
     if around is not None:
         currency = around.currency or default_currency

@@ -100,6 +100,20 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     # A model number before an amount is not its thousands ("iPhone 15" for 200 dollars).
     ("iphone 15 200 dollars", "USD", Budget("USD", None, 20000)),
     ("pixel 8 500 dollars", "USD", Budget("USD", None, 50000)),
+    # "no more than" is an upper limit only (it was also read as "more than": exactly $50);
+    # "no less than" a lower one (it was read as "less than").
+    ("headphones no more than 50 dollars", "USD", Budget("USD", None, 5000)),
+    ("headphones not more than fifty quid", "USD", Budget("GBP", None, 5000)),
+    ("tv no less than 300 dollars", "USD", Budget("USD", 30000, None)),
+    ("tv not less than €300", "USD", Budget("EUR", 30000, None)),
+    # A limit said after the amount.
+    ("mug 15 dollars or less", "USD", Budget("USD", None, 1500)),
+    ("mug £10 or under", "USD", Budget("GBP", None, 1000)),
+    ("KSh 3,000 max", "USD", Budget("KES", None, 300_000)),
+    ("tv 300 dollars or more", "USD", Budget("USD", 30000, None)),
+    ("tv $300 and up", "USD", Budget("USD", 30000, None)),
+    ("tv 300 euros minimum", "USD", Budget("EUR", 30000, None)),
+    ("a mug for 20 dollars or so", "USD", Budget("USD", 1600, 2400)),
 ]  # fmt: skip
 
 
@@ -165,6 +179,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         "budget": Budget("EUR", None, 2000)}),
     ("mug under 5 000 kes", {"categories": ("mugs-flasks",), "keywords": "", "quantity": 1}),
     ("a gift under a hundred and twenty pounds", {"keywords": "gift", "quantity": 1}),
+    # The words of a limit said after the amount are not search words ("max" matched "Pro Max").
+    ("mug 15 dollars or less", {"keywords": "", "categories": ("mugs-flasks",)}),
+    ("phone, 900 dollars max", {"keywords": "", "categories": ("smartphones",)}),
+    ("tv $300 and up", {"keywords": "", "categories": ("televisions",)}),
+    ("tv no less than 300 dollars", {"keywords": "", "categories": ("televisions",)}),
     # A brand written with "-free" is excluded, not asked for.
     ("apple-free headphones", {
         "brands": (), "excluded_brands": ("Apple",), "categories": ("headphones",),

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from assistant.budget import Budget
-from assistant.exclusions import names_substance
+from assistant.exclusions import names_substance, titles_word
 from assistant.intent import Intent, spec_pattern
 from assistant.vocabulary import CatalogVocabulary, category_key_for_value, fold
 from commerce.fx import FxRateMissing, FxTable
@@ -170,6 +170,12 @@ def unmet_constraints(
         for document in (product, offer)
     ):
         broken.append("exclude_substance")
+    if any(
+        titles_word(document, word)
+        for word in intent.excluded_words
+        for document in (product, offer)
+    ):
+        broken.append("exclude_word")
     for spec in intent.specs:
         if not (text_has_spec(product, spec) or text_has_spec(offer, spec)):
             broken.append("spec")

@@ -1,5 +1,5 @@
-"""What a product must not contain: "BPA-free bottle", "shampoo without sulfates", "no added
-sugar". The substance is excluded, never searched for (as a search word "sulfate" ranks the
+"""What a product must not contain or be: "BPA-free bottle", "shampoo without sulfates", "no added
+sugar"; "running shoes but not the Revolution", "without laces". The substance is excluded, never searched for (as a search word "sulfate" ranks the
 shampoos that list sulfates first), and a suggestion whose title or description names it, other
 than as "sulfate-free", "no sulfates" or the like, breaks the request.
 
@@ -14,8 +14,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from assistant.glossary import use_spans
 from assistant.prompt_text import PromptText
-from assistant.vocabulary import fold
+from assistant.vocabulary import STOPWORDS, fold
 
 # Canonical (singular) form -> how a label writes it.
 SUBSTANCES: Final[Mapping[str, str]] = {
@@ -102,4 +103,82 @@ def names_substance(document: Mapping[str, Any], term: str) -> bool:
     text = fold(f"{document.get('title') or ''} {document.get('description') or ''}")
     escaped = re.escape(term)
     without_free = re.sub(_FREE_MENTION.format(t=escaped), " ", text)
+    return bool(re.search(rf"(?<![a-z0-9]){escaped}(?:e?s)?(?![a-z0-9])", without_free))
+
+
+# A word after a negation that no other rule read ("not the revolution", "without laces"): the
+# shopper does not want a product it names. One word, so "not too expensive" (read before as a
+# price wish) or "not sure" stays what it is: words of degree and doubt are no product's.
+_NEGATED_WORD_RE = re.compile(
+    r"(?<![a-z])(?:but not|not|without|except(?: for)?|excluding|isn'?t|aren'?t|never|no)\s+"
+    r"(?:(?:a|an|the|any)\s+)?(?P<w>[a-z][a-z0-9'-]*[a-z0-9])(?![a-z0-9'-])"
+)
+_NEXT_WORD_RE = re.compile(
+    r"\s*(?:,|or|nor)\s*(?:(?:not|no)\s+)?(?:(?:a|an|the|any)\s+)?"
+    r"(?P<w>[a-z][a-z0-9'-]*[a-z0-9])(?![a-z0-9'-])"
+)
+_NOT_PRODUCT_WORDS: Final = frozenset(
+    [
+        "too",
+        "very",
+        "so",
+        "that",
+        "sure",
+        "really",
+        "much",
+        "more",
+        "less",
+        "longer",
+        "bigger",
+        "smaller",
+        "heavier",
+        "cheaper",
+        "expensive",
+        "pricey",
+        "costly",
+        "needed",
+        "necessary",
+        "important",
+        "required",
+    ]
+)
+
+
+def _product_word(word: str) -> bool:
+    # "without using the stove": a verb's -ing form says how, not what.
+    verb = len(word) >= 5 and word.endswith("ing")
+    return len(word) >= 3 and not verb and word not in STOPWORDS and word not in _NOT_PRODUCT_WORDS
+
+
+def parse_excluded_words(state: PromptText) -> list[str]:
+    """Words said not to be wanted that no other rule read, their words (and cue) taken; not
+    those of a use ("chicken wings without oil" asks for an air fryer, assistant.glossary)."""
+    text = state.folded
+    uses = use_spans(text)
+    words: list[str] = []
+    for match in _NEGATED_WORD_RE.finditer(text):
+        word = match.group("w")
+        if not state.free(match.start(), match.end()) or not _product_word(word):
+            continue
+        if any(start < match.end() and match.start() < end for start, end in uses):
+            continue
+        state.take(match.start(), match.end(), "excluded-word")
+        words.append(word)
+        end = match.end()
+        while (following := _NEXT_WORD_RE.match(text, end)) is not None:
+            word = following.group("w")
+            if not state.free(following.start(), following.end()) or not _product_word(word):
+                break
+            state.take(following.start(), following.end(), "excluded-word")
+            words.append(word)
+            end = following.end()
+    return list(dict.fromkeys(words))
+
+
+def titles_word(document: Mapping[str, Any], word: str) -> bool:
+    """True when the title names the word other than as free of it. Only the title: a
+    description compares ("brighter than OLED") where a title says what the product is."""
+    title = fold(str(document.get("title") or ""))
+    escaped = re.escape(word)
+    without_free = re.sub(_FREE_MENTION.format(t=escaped), " ", title)
     return bool(re.search(rf"(?<![a-z0-9]){escaped}(?:e?s)?(?![a-z0-9])", without_free))

@@ -25,7 +25,11 @@ from decimal import Decimal
 from typing import Any, Final
 
 from assistant.budget import Budget, parse_budget
-from assistant.exclusions import parse_excluded_substances, substance_label
+from assistant.exclusions import (
+    parse_excluded_substances,
+    parse_excluded_words,
+    substance_label,
+)
 from assistant.glossary import products_for_uses, translate
 from assistant.mentions import find_mentions, parse_categories, resolve_mentions
 from assistant.prompt_text import TOKEN_RE, PromptText, take_first
@@ -181,6 +185,8 @@ class Intent:
     excluded_marketplaces: tuple[str, ...] = ()
     # Substances the product must not contain ("BPA-free", "without sulfates"), canonical form.
     excluded_substances: tuple[str, ...] = ()
+    # Words said not to be wanted that name no brand or substance ("not the Revolution").
+    excluded_words: tuple[str, ...] = ()
     marketplace_names: tuple[tuple[str, str], ...] = ()
     available_only: bool = True
     availability_stated: bool = False
@@ -214,6 +220,8 @@ class Intent:
             out.append(Constraint("exclude_brand", f"not {brand}"))
         for term in self.excluded_substances:
             out.append(Constraint("exclude_substance", substance_label(term)))
+        for word in self.excluded_words:
+            out.append(Constraint("exclude_word", f"not “{word}”"))
         if self.budget is not None:
             out.append(Constraint("budget", self.budget.describe()))
         if self.min_rating is not None:
@@ -265,6 +273,7 @@ class Intent:
             "marketplaces": list(self.marketplaces),
             "excluded_marketplaces": list(self.excluded_marketplaces),
             "excluded_substances": list(self.excluded_substances),
+            "excluded_words": list(self.excluded_words),
             "available_only": self.available_only,
             "min_rating": str(self.min_rating) if self.min_rating is not None else None,
             "sort": self.sort,
@@ -353,6 +362,7 @@ def parse_intent(
         ):
             brands.append(brand)
     quantity = _parse_quantity(state)
+    excluded_words = parse_excluded_words(state)
     if quantity > 1 and budget is not None:
         notes.append("The budget is read as a price per item.")
 
@@ -381,6 +391,7 @@ def parse_intent(
         marketplaces=tuple(marketplaces),
         excluded_marketplaces=tuple(excluded_marketplaces),
         excluded_substances=tuple(excluded_substances),
+        excluded_words=tuple(excluded_words),
         marketplace_names=tuple(sorted(vocabulary.marketplaces.items())),
         available_only=available_only,
         availability_stated=availability_stated,

@@ -108,6 +108,18 @@ def test_a_product_naming_an_excluded_substance_breaks_the_request() -> None:
         assert unmet_constraints(intent, mug, mug, FX) == ["exclude_substance"], description
 
 
+def test_a_product_titled_with_an_excluded_word_breaks_the_request() -> None:
+    intent = parse_intent("an LG TV but not the OLED", VOCABULARY)
+    assert intent.excluded_words == ("oled",) and "oled" not in intent.keywords
+    assert "not “oled”" in [c.label for c in intent.constraints()]
+    oled = _offer(title="LG OLED65UR80 TV Black")
+    assert unmet_constraints(intent, oled, oled, FX) == []  # a model code is not the word
+    oled = _offer(title="LG 65-inch OLED TV", description="Self-lit pixels.")
+    assert unmet_constraints(intent, oled, oled, FX) == ["exclude_word"]
+    led = _offer(title="LG UHD UR80 Smart LED TV", description="Brighter than OLED.")
+    assert unmet_constraints(intent, led, led, FX) == []  # what the description compares with
+
+
 def test_a_hybrid_hit_answers_by_most_words_the_implied_product_or_similarity() -> None:
     # "make smoothies for breakfast": one word of four ("make smoothies breakfast blender") in
     # a blender, and the int8 offer vectors put some blenders under the floor (the evaluation

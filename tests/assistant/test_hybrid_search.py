@@ -181,3 +181,14 @@ def test_a_use_is_answered_by_words_when_a_product_names_what_it_implies(
     answer = _ask(meili, vector_index, "go for a jog in the morning")
     assert {s.group_id for s in answer.suggestions} == {"g-nike-revolution", "g-asics-contend"}
     assert not any("closest in meaning" in note for note in answer.notes), answer.notes
+
+
+def test_a_product_said_not_to_be_wanted_is_not_suggested(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # "not the revolution" was searched: the one Nike shoe, the Revolution, came first.
+    answer = _ask(meili, vector_index, "nike running shoes but not the revolution")
+    assert "g-nike-revolution" not in [s.group_id for s in answer.suggestions]
+    assert not answer.found and answer.message.startswith("Nothing in the catalog fits")
+    answer = _ask(meili, vector_index, "running shoes, not the revolution")
+    assert [s.group_id for s in answer.suggestions] == ["g-asics-contend"]

@@ -201,6 +201,17 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("gluten free, no added sugar snacks", {
         "excluded_substances": ("gluten", "sugar"), "keywords": "snacks"}),
     ("hands-free headset", {"excluded_substances": (), "keywords": "hands-free"}),
+    # A word said not to be wanted is excluded, never searched for ("not revolution" ranked the
+    # Revolution first).
+    ("a nike running shoe but not the revolution", {
+        "brands": ("Nike",), "excluded_words": ("revolution",), "keywords": ""}),
+    ("running shoes without laces", {"excluded_words": ("laces",), "keywords": ""}),
+    ("a thermos flask, not the king or the sk1005", {
+        "excluded_words": ("king", "sk1005"), "keywords": "thermos"}),
+    ("make crispy fries without oil", {"excluded_words": (), "implied_words": "air fryer"}),
+    ("make a cup of tea without using the stove", {"excluded_words": ()}),
+    ("headphones not from shopwave, not too expensive", {
+        "excluded_words": (), "excluded_marketplaces": ("shopwave",), "keywords": ""}),
 ]  # fmt: skip
 
 

@@ -147,7 +147,8 @@ _QUANTITY_RES: Final = (
     re.compile(r"(?<![a-z0-9])x\s*(?P<q>\d{1,2})\b", re.IGNORECASE),
     re.compile(r"\bquantity(?: of)?\s*:?\s*(?P<q>\d{1,2})\b", re.IGNORECASE),
 )
-_LEADING_QUANTITY_RE = re.compile(rf"\b(?P<q>{_QTY_WORD})\s*$", re.IGNORECASE)
+# Not the end of a hyphenated name: "a 2-in-1 laptop" is one laptop of a kind.
+_LEADING_QUANTITY_RE = re.compile(rf"(?<![\w-])(?P<q>{_QTY_WORD})\s*$", re.IGNORECASE)
 
 _SPEC_RES: Final = (
     ("inch", re.compile(r"\b(?P<n>\d{2,3})\s*(?:-\s*)?(?:inch(?:es)?\b|in\b|\"|'')")),
@@ -331,7 +332,7 @@ def parse_intent(
     min_rating = _parse_rating(state)
     if take_first(state, _GOOD_REVIEWS_RE, "rating") and min_rating is None:
         min_rating = GOOD_REVIEWS_STARS
-    sort = _parse_sort(state)
+    sort = _parse_sort(state, notes)
     budget = parse_budget(state, default_currency, notes)
     if budget is not None and budget.currency_assumed:
         notes.append(f"Amounts without a currency were read as {default_currency}.")
@@ -446,11 +447,24 @@ def _parse_rating(state: PromptText) -> Decimal | None:
     return None
 
 
-def _parse_sort(state: PromptText) -> str | None:
+def _parse_sort(state: PromptText, notes: list[str]) -> str | None:
+    """The order asked for. Of two ("cheapest ..., actually the most expensive"), the last one
+    said counts, as a limit said again does (assistant.budget), and the note says so; the
+    other is taken too, so it is no search word."""
+    said: list[tuple[int, str, str]] = []  # start, sort, words
     for sort, pattern in _SORT_RES:
-        if take_first(state, pattern, "sort"):
-            return sort
-    return None
+        for match in pattern.finditer(state.folded):
+            if match.end() > match.start() and state.free(match.start(), match.end()):
+                state.take(match.start(), match.end(), "sort")
+                words = re.sub(r"^the\s+", "", match.group(0).strip(), flags=re.IGNORECASE)
+                said.append((match.start(), sort, words))
+    if not said:
+        return None
+    said.sort()
+    _start, last, words = said[-1]
+    if len({sort for _, sort, _ in said}) > 1:
+        notes.append(f"Of the orders you asked for, the last one (“{words}”) counts.")
+    return last
 
 
 def _parse_specs(state: PromptText) -> list[str]:

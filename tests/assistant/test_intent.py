@@ -208,6 +208,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("running shoes without laces", {"excluded_words": ("laces",), "keywords": ""}),
     ("a thermos flask, not the king or the sk1005", {
         "excluded_words": ("king", "sk1005"), "keywords": "thermos"}),
+    # Two orders asked for: the last one said counts, neither is a search word.
+    ("cheapest most expensive tv", {"sort": "price_desc", "keywords": ""}),
+    ("best rated cheapest headphones", {"sort": "price_asc", "keywords": ""}),
+    # "2-in-1" is a kind of laptop, not one laptop and the words "2-in".
+    ("a 2-in-1 laptop", {"quantity": 1, "keywords": "2-in-1", "semantic_text": "a 2-in-1 laptop"}),
     ("make crispy fries without oil", {"excluded_words": (), "implied_words": "air fryer"}),
     ("make a cup of tea without using the stove", {"excluded_words": ()}),
     ("headphones not from shopwave, not too expensive", {
@@ -505,3 +510,9 @@ def test_an_excluded_substance_is_a_constraint_the_shopper_reads() -> None:
     labels = [c.label for c in intent.constraints()]
     assert "BPA-free" in labels and "sugar-free" in labels
     assert intent.to_json()["excluded_substances"] == ["bpa", "sugar"]
+
+
+def test_two_orders_asked_for_say_which_one_counts() -> None:
+    intent = parse_intent("cheapest tv, actually the most expensive", VOCABULARY)
+    assert intent.sort == "price_desc" and intent.keywords == "actually"
+    assert any("“most expensive”" in note for note in intent.notes), intent.notes

@@ -157,9 +157,11 @@ def safe_link(value: object, *, allow_relative: bool = False) -> str | None:
     return None
 
 
-def reasons_for(candidate: Candidate, intent: Intent, marketplace_name: str) -> tuple[str, ...]:
+def reasons_for(
+    candidate: Candidate, intent: Intent, marketplace_name: str, *, by_meaning: bool = False
+) -> tuple[str, ...]:
     """Why a suggestion fits, in the shopper's words: each constraint it meets, then the words
-    it was found by."""
+    it was found by (or, found by meaning alone, that it is close to them)."""
     reasons: list[str] = []
     for constraint in intent.constraints():
         if constraint.kind == "available":
@@ -167,12 +169,18 @@ def reasons_for(candidate: Candidate, intent: Intent, marketplace_name: str) -> 
         else:
             reasons.append(constraint.label)
     if intent.keywords:
-        reasons.append(f'matches "{intent.keywords}"')
+        found_by = "close in meaning to" if by_meaning else "matches"
+        reasons.append(f'{found_by} "{intent.keywords}"')
     return tuple(reasons)
 
 
 def build_suggestion(
-    candidate: Candidate, intent: Intent, *, fx: FxTable, display_currency: str
+    candidate: Candidate,
+    intent: Intent,
+    *,
+    fx: FxTable,
+    display_currency: str,
+    by_meaning: bool = False,
 ) -> Suggestion:
     """A suggestion from a retrieval candidate, with its prices converted for display."""
     offer = candidate.offer
@@ -207,7 +215,7 @@ def build_suggestion(
         rating_count=hit_int(offer.get("rating_count")),
         group_size=hit_int(offer.get("group_size")) or 1,
         group_marketplaces=hit_int(offer.get("group_marketplaces")) or 1,
-        reasons=reasons_for(candidate, intent, marketplace_name),
+        reasons=reasons_for(candidate, intent, marketplace_name, by_meaning=by_meaning),
         score=candidate.score,
     )
 
@@ -273,7 +281,13 @@ def build_answer(
 ) -> AssistantAnswer:
     """The deterministic answer for a retrieval."""
     suggestions = [
-        build_suggestion(c, intent, fx=fx, display_currency=display_currency)
+        build_suggestion(
+            c,
+            intent,
+            fx=fx,
+            display_currency=display_currency,
+            by_meaning=retrieval.by_meaning_only,
+        )
         for c in retrieval.candidates
     ]
     all_notes = list(notes or [])

@@ -25,7 +25,8 @@ from assistant.vocabulary import (
 _NEGATION_CUE = re.compile(
     r"(?:\bnot|\bno|\bnon|\bexcept(?:\s+for)?|\bexcluding|\bexclude|\bwithout|\bavoid(?:ing)?|"
     r"\banything but|\bother than|\bbut not|\bnothing from|\bnever|\bdon'?t want|"
-    r"\bdo not want|\bfree (?:of|from))\s*(?:-\s*)?"
+    r"\bdo not want|\bfree (?:of|from)|\b(?:(?:that|which|it|they)\s+)?(?:isn'?t|aren'?t)|"
+    r"\b(?:that|which|it)(?:'s|\s+is|\s+are)\s+not)\s*(?:-\s*)?"
     r"(?:(?:from|on|at|by|sold by|sold on|made by|the)\s+)?$"
 )
 # "apple-free headphones": the name written with "-free" after it is excluded, not wanted.

@@ -19,6 +19,7 @@ assistant.constraints).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -241,11 +242,17 @@ class Retrieval:
     by_meaning_only: bool = False
 
 
+_FREE_OF_RE = re.compile(r"(?<![\w\"-])([a-z0-9]+)-free(?![\w-])")
+
+
 def keyword_query(intent: Intent) -> str:
     """The words for keyword ranking (the request's own, then the product words it implies),
     with sizes as exact phrases ("65-inch" -> "65 inch")."""
     phrases = [f'"{spec.replace("-", " ")}"' for spec in intent.specs]
-    return " ".join(part for part in (intent.keywords, intent.implied_words, *phrases) if part)
+    # "apple-free" (no brand the index knows, no substance): as words, Meilisearch searched
+    # for "apple"; as a phrase only what is itself "apple-free" (or "hands-free") matches.
+    keywords = _FREE_OF_RE.sub(lambda m: f'"{m.group(1)} free"', intent.keywords)
+    return " ".join(part for part in (keywords, intent.implied_words, *phrases) if part)
 
 
 def retrieve(

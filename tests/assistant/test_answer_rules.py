@@ -120,6 +120,12 @@ def test_a_product_titled_with_an_excluded_word_breaks_the_request() -> None:
     assert unmet_constraints(intent, led, led, FX) == []  # what the description compares with
 
 
+def test_a_free_of_word_no_rule_reads_is_searched_as_a_phrase_not_for_the_thing() -> None:
+    # "apple-free" where the index knows no brand Apple searched for "apple" and "free".
+    intent = parse_intent("apple-free hands-free headphones", VOCABULARY)
+    assert keyword_query(intent) == '"apple free" "hands free"'
+
+
 def test_a_hybrid_hit_answers_by_most_words_the_implied_product_or_similarity() -> None:
     # "make smoothies for breakfast": one word of four ("make smoothies breakfast blender") in
     # a blender, and the int8 offer vectors put some blenders under the floor (the evaluation

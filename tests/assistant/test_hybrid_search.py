@@ -164,6 +164,10 @@ def test_a_product_the_catalog_lacks_is_not_answered_with_unrelated_ones(
     assert found <= {"g-thermos-mug", "g-contigo-flask", "g-delonghi-dedica"}, found
     if found:
         assert any("closest in meaning" in note for note in answer.notes), answer.notes
+        # Nor does a suggestion claim to match words it was not found by.
+        for suggestion in answer.suggestions:
+            assert 'close in meaning to "boil water tea"' in suggestion.reasons
+            assert not any(reason.startswith("matches") for reason in suggestion.reasons)
     # What the catalog has is still found by meaning, and nothing unrelated pads the answer.
     for prompt, wanted in (
         ("something to keep my tea warm on my commute", {"g-thermos-mug", "g-contigo-flask"}),

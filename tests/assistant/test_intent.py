@@ -194,6 +194,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("nothing from Apple, just earbuds", {"brands": (), "excluded_brands": ("Apple",)}),
     ("headphones without apple", {"brands": (), "excluded_brands": ("Apple",)}),
     ("a shopwave-free tv", {"marketplaces": (), "excluded_marketplaces": ("shopwave",)}),
+    # "isn't" excludes too (it asked for the brand, and searched for "isn't").
+    ("a speaker that isn't Sony", {"brands": (), "excluded_brands": ("Sony",), "keywords": ""}),
+    ("headphones that are not Sony or LG", {
+        "brands": (), "excluded_brands": ("Sony", "LG"), "keywords": ""}),
+    ("a tv that's not from shopwave", {"excluded_marketplaces": ("shopwave",), "keywords": ""}),
     # A substance written so is excluded too, never a search word; a feature stays one.
     ("BPA-free water bottle", {"excluded_substances": ("bpa",), "semantic_text": "water bottle"}),
     ("shampoo without sulfates or parabens", {

@@ -22,14 +22,34 @@ AROUND_SPREAD: Final = Decimal("0.2")
 # budget (and past Decimal's 28 digits the arithmetic would raise).
 MAX_AMOUNT: Final = Decimal(10) ** 12
 
-# (pattern, ISO code). Alphabetic tokens are matched as whole words.
+# (pattern, ISO code). Alphabetic tokens are matched as whole words. Currencies the shop may
+# have no rate for are read too: "5000 yen" is yen (the answer says there is no rate), never
+# 5000 of the display currency. Codes that are also English words ("cup", "top", "all") are
+# not listed: "a 12 cup coffee maker" has no budget. A lone letter before digits ("N5000",
+# "R200") counts only after a cue (_SINGLE_LETTER): alone it is a model ("an N5000 processor").
 _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
+    (r"c\$|cad|canadian dollars?", "CAD"),
+    (r"a\$|aud|australian dollars?", "AUD"),
     (r"us\$|\$|usd|us dollars?|dollars?|bucks", "USD"),
     (r"€|eur|euros?", "EUR"),
     (r"£|gbp|pounds? sterling|pounds?|quid", "GBP"),
-    (r"₦|ngn|naira", "NGN"),
+    (r"₦|ngn|naira|n(?=\d)", "NGN"),
+    (r"ugx|ugandan shillings?", "UGX"),
+    (r"tzs|tanzanian shillings?", "TZS"),
     (r"kshs?\.?|kes|kenyan shillings?|shillings?|bob", "KES"),
+    (r"¥|jpy|yen", "JPY"),
+    (r"cny|rmb|yuan|renminbi", "CNY"),
+    (r"₹|inr|rs\.?(?=\s?\d)|rupees?", "INR"),
+    (r"chf|swiss francs?", "CHF"),
+    (r"zar|rand|r(?=\d)", "ZAR"),
+    (r"ghs|gh₵|₵|cedis?", "GHS"),
+    (r"rwf|rwandan francs?", "RWF"),
+    (r"etb|birr", "ETB"),
+    (r"sek|nok|dkk", ""),  # the code itself (currency_for_token)
+    (r"pln|zloty", "PLN"),
+    (r"aed|dirhams?", "AED"),
 )
+_SINGLE_LETTER: Final = frozenset({"n", "r"})
 _CUR = "|".join(f"(?:{pattern})" for pattern, _ in _CURRENCY_TOKENS)
 _CUR_GROUP = rf"(?<![a-z])(?:{_CUR})(?![a-z])"
 # "12,99": a decimal comma (two digits after it); "1,299" stays a thousands separator.
@@ -107,8 +127,9 @@ def currency_for_token(token: str | None) -> str | None:
         return None
     text = token.strip().lower()
     for pattern, code in _CURRENCY_TOKENS:
-        if re.fullmatch(pattern, text):
-            return code
+        # The lookaheads of "n(?=\d)" see no digit in the token alone: compare without them.
+        if re.fullmatch(re.sub(r"\(\?=[^)]*\)", "", pattern), text):
+            return code or text.upper()
     return None
 
 
@@ -388,6 +409,8 @@ def parse_budget(
         number, multiplier, currency = _money_parts(match, "a")
         if currency is None:
             continue  # a bare number is only money when a currency says so
+        if (match.group("ac1") or "").lower() in _SINGLE_LETTER and not match.group("ac2"):
+            continue  # "an N5000 processor"
         amount = _parse_amount(number, multiplier, currency)
         if amount is None:
             continue

@@ -114,6 +114,20 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("tv $300 and up", "USD", Budget("USD", 30000, None)),
     ("tv 300 euros minimum", "USD", Budget("EUR", 30000, None)),
     ("a mug for 20 dollars or so", "USD", Budget("USD", 1600, 2400)),
+    # A currency the shop may have no rate for is still that currency, never the display one
+    # ("5000 yen" was read as $5,000.00).
+    ("tv under 5000 yen", "USD", Budget("JPY", None, 5000)),
+    ("tv under 500 CHF", "EUR", Budget("CHF", None, 50000)),
+    ("phone under 20,000 rupees", "USD", Budget("INR", None, 2_000_000)),
+    ("tv under R5000", "USD", Budget("ZAR", None, 500_000)),
+    ("mug under 30 canadian dollars", "USD", Budget("CAD", None, 3000)),
+    ("mug under C$30", "USD", Budget("CAD", None, 3000)),
+    ("radio under 50,000 ugandan shillings", "USD", Budget("UGX", None, 50_000)),
+    ("phone under 2000 cedis", "USD", Budget("GHS", None, 200_000)),
+    # "N5000" is naira after a cue; alone it is a model ("an N5000 processor").
+    ("phone under N5000", "USD", Budget("NGN", None, 500_000)),
+    ("a laptop with an N5000 processor", "USD", None),
+    ("a 12 cup coffee maker", "USD", None),
 ]  # fmt: skip
 
 

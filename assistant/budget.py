@@ -68,7 +68,7 @@ _NUM = (
     r"(?!\d|[.,]\d|e\d)"
     rf"|{NUMBER_WORDS_PATTERN}"
 )
-_MULT = r"k|thousand|million|m"
+_MULT = r"k|thousand|grand|million|m"
 
 # Words after a number that make it a measurement, not an amount of money.
 _UNIT_WORDS: Final = (
@@ -183,7 +183,7 @@ def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | N
     word = (multiplier or "").lower()
     if amount > MAX_AMOUNT:
         return None
-    if word in {"k", "thousand"}:
+    if word in {"k", "thousand", "grand"}:
         amount *= 1000
     elif word in {"m", "million"}:
         amount *= 1_000_000
@@ -267,7 +267,7 @@ def _bounds(
         if not state.free(match.start(), match.end()):
             continue
         number, multiplier, currency = _money_parts(match, "a")
-        if currency is None and (is_number_words(number) or not cued):
+        if currency is None and (not cued or (is_number_words(number) and not _grand(match))):
             continue
         if _looks_like_measurement(state, match, currency):
             continue
@@ -279,6 +279,11 @@ def _bounds(
         end = said_after.end() if said_after is not None else match.end()
         found.append(_Bound(number, multiplier, currency, match.start(), end))
     return sorted(found, key=lambda bound: bound.start)
+
+
+def _grand(match: re.Match[str]) -> bool:
+    """ "a grand", "2 grand": money whatever the currency ("at least two cameras" is not)."""
+    return bool(re.search(r"(?<![a-z])grand(?![a-z])", match.group(0), re.IGNORECASE))
 
 
 def _apart(*kinds: list[_Bound]) -> list[list[_Bound]]:
@@ -347,11 +352,30 @@ def _open_or_closed(
     return Budget(currency, low, high, currency_assumed=assumed)
 
 
+# "$400 each", "10 dollars apiece": a budget is a price per item already (assistant.intent).
+_PER_ITEM_RE = re.compile(
+    r"\s*,?\s*(?:each|apiece|a piece|per (?:item|piece|unit|one))(?![a-z])", re.IGNORECASE
+)
+
+
 def parse_budget(
     state: PromptText, default_currency: str, notes: list[str] | None = None
 ) -> Budget | None:
     """The request's budget, its text taken; `notes` gets what the shopper should know (a lower
     bound above the upper one was dropped)."""
+    budget = _parse_budget(state, default_currency, notes)
+    if budget is not None:
+        for index in range(1, len(state.owner)):
+            if state.owner[index - 1] == "budget" and state.owner[index] != "budget":
+                per_item = _PER_ITEM_RE.match(state.folded, index)
+                if per_item is not None and state.free(index, per_item.end()):
+                    state.take(index, per_item.end(), "budget")
+    return budget
+
+
+def _parse_budget(
+    state: PromptText, default_currency: str, notes: list[str] | None
+) -> Budget | None:
     text = _amount_text(state)
     for match in _RANGE_RE.finditer(text):
         if not state.free(match.start(), match.end()):

@@ -47,7 +47,13 @@ _TENS: Final = {
     "eighty": 80,
     "ninety": 90,
 }
-_SCALES: Final = {"thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000}
+# "a grand", "two grand": a thousand, in money only.
+_SCALES: Final = {
+    "thousand": 1000,
+    "grand": 1000,
+    "million": 1_000_000,
+    "billion": 1_000_000_000,
+}
 _HUNDRED: Final = "hundred"
 
 _WORD = "|".join(
@@ -61,7 +67,7 @@ _JOIN = (
     r"(?<=ty)\s*-\s*|\s+)"
 )
 NUMBER_WORDS_PATTERN: Final = (
-    rf"(?<![a-z])(?:an?\s+(?=(?:{_HUNDRED}|thousand|million|billion)(?![a-z])))?"
+    rf"(?<![a-z])(?:an?\s+(?=(?:{_HUNDRED}|thousand|grand|million|billion)(?![a-z])))?"
     rf"(?:{_WORD})(?:{_JOIN}(?:{_WORD})){{0,{MAX_WORDS - 1}}}(?![a-z])"
 )
 _SPLIT_RE = re.compile(r"\s*-\s*|\s+")

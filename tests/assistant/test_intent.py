@@ -128,6 +128,10 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("phone under N5000", "USD", Budget("NGN", None, 500_000)),
     ("a laptop with an N5000 processor", "USD", None),
     ("a 12 cup coffee maker", "USD", None),
+    # "grand" is a thousand ("under 2 grand" was a budget of $2), and only ever money.
+    ("tv under 2 grand", "USD", Budget("USD", None, 200_000, currency_assumed=True)),
+    ("phone under a grand", "GBP", Budget("GBP", None, 100_000, currency_assumed=True)),
+    ("laptop under one and a half grand", "USD", None),
 ]  # fmt: skip
 
 
@@ -232,6 +236,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("best rated cheapest headphones", {"sort": "price_asc", "keywords": ""}),
     # "2-in-1" is a kind of laptop, not one laptop and the words "2-in".
     ("a 2-in-1 laptop", {"quantity": 1, "keywords": "2-in-1", "semantic_text": "a 2-in-1 laptop"}),
+    # "each", "apiece": the budget is per item, which it already is; no search words.
+    ("2 tvs under $400 each", {"quantity": 2, "keywords": ""}),
+    ("mugs at 10 dollars apiece", {"keywords": ""}),
+    ("a mug under twenty-five dollars per item", {"keywords": ""}),
+    ("tv under 2 grand", {"keywords": ""}),
     ("make crispy fries without oil", {"excluded_words": (), "implied_words": "air fryer"}),
     ("make a cup of tea without using the stove", {"excluded_words": ()}),
     ("headphones not from shopwave, not too expensive", {

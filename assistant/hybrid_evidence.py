@@ -6,16 +6,21 @@ the product asked for ("a black leather wallet"), one common word matching somet
 TVs) made every nearest product an answer, a book and a running shoe among them. So in the same
 round trip as the hybrid query, two queries without hits' bodies ask each side alone (the
 request's words; its embedding) how well each product group matches, and
-:func:`answering_hits` keeps a hit only when most of the request's words match it or its
-similarity reaches the floor (assistant.config's min_similarity).
+:func:`answering_hits` keeps a hit only when most of the request's words match it, its
+similarity reaches the floor (assistant.config's min_similarity), or it is of the one kind of
+product the nearest by meaning are and nearly as near ("stay focused in a noisy open-plan
+office": twenty noise-cancelling headphones at 0.64-0.66 on the demo catalog, under a floor
+that meaningless text also reaches; a small catalog without the product has nearest of every
+kind).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from assistant.vocabulary import fold
 
@@ -29,6 +34,16 @@ class Evidence:
     keyword_matches: int
     word_share: Mapping[str, float]
     similarity: Mapping[str, float]
+    # The category of each group the meaning side found (folded).
+    categories: Mapping[str, str] = field(default_factory=dict)
+
+
+# Of the nearest groups by meaning, how many are looked at, and how many of them must be of one
+# category for it to be the kind of product the request means.
+NEAREST: Final = 10
+ONE_KIND: Final = 5
+# How much less similar than the nearest a product of that kind may be and still answer.
+KIND_SPREAD: Final = 0.05
 
 
 def evidence_queries(query: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -36,7 +51,9 @@ def evidence_queries(query: Mapping[str, Any]) -> list[dict[str, Any]]:
     meaning), each returning only group ids and ranking details."""
     words = {key: value for key, value in query.items() if key not in {"hybrid", "vector"}}
     words.update(
-        showRankingScore=False, showRankingScoreDetails=True, attributesToRetrieve=["group_id"]
+        showRankingScore=False,
+        showRankingScoreDetails=True,
+        attributesToRetrieve=["group_id", "category"],
     )
     meaning = {**words, "q": "", "hybrid": {**query["hybrid"], "semanticRatio": 1.0}}
     meaning["vector"] = query["vector"]
@@ -52,15 +69,31 @@ def read_evidence(words: Mapping[str, Any], meaning: Mapping[str, Any]) -> Evide
         if hit.get("group_id") and most:
             share[str(hit["group_id"])] = int(detail.get("matchingWords") or 0) / most
     similarity: dict[str, float] = {}
+    categories: dict[str, str] = {}
     for hit in meaning.get("hits", []):
         detail = (hit.get("_rankingScoreDetails") or {}).get("vectorSort") or {}
         if hit.get("group_id") and "similarity" in detail:
             similarity[str(hit["group_id"])] = float(detail["similarity"])
+            categories[str(hit["group_id"])] = fold(str(hit.get("category") or ""))
     return Evidence(
         keyword_matches=int(words.get("estimatedTotalHits") or 0),
         word_share=share,
         similarity=similarity,
+        categories=categories,
     )
+
+
+def _nearest_kind(evidence: Evidence) -> tuple[str, float] | None:
+    """The category most of the nearest groups by meaning are of, with the nearest one's
+    similarity; None when they are of every kind (the catalog lacks what is asked for)."""
+    nearest = sorted(evidence.similarity, key=lambda g: -evidence.similarity[g])[:NEAREST]
+    if not nearest:
+        return None
+    kinds = Counter(evidence.categories.get(group, "") for group in nearest)
+    kind, count = kinds.most_common(1)[0]
+    if not kind or count < ONE_KIND:
+        return None
+    return kind, evidence.similarity[nearest[0]]
 
 
 def found_by_words_or_meaning(
@@ -97,17 +130,24 @@ def answering_hits(
     """The hits that answer a request naming no product constraint (no category, brand or
     size filters them): most of its words match them, they name a product its use implies
     (`products`, assistant.glossary: "make smoothies for breakfast" has one word of four
-    in a blender), or they are at least `min_similarity` similar to it. Also whether any is
+    in a blender), they are at least `min_similarity` similar to it, or they are of the kind
+    most of the nearest are (ONE_KIND of NEAREST) within KIND_SPREAD of the nearest. Also whether any is
     there by its words (else the answer says they are only close in meaning). A group beyond
     each side's best has neither score."""
     kept: list[dict[str, Any]] = []
     by_words = False
+    nearest_kind = _nearest_kind(evidence)
     for hit in hits:
         group = str(hit.get("group_id"))
         agrees = evidence.word_share.get(group, 0.0) > 0.5 or bool(
             products and _names_product(hit, products)
         )
-        if agrees or evidence.similarity.get(group, 0.0) >= min_similarity:
+        similarity = evidence.similarity.get(group, 0.0)
+        of_the_kind = nearest_kind is not None and (
+            evidence.categories.get(group) == nearest_kind[0]
+            and similarity >= nearest_kind[1] - KIND_SPREAD
+        )
+        if agrees or similarity >= min_similarity or of_the_kind:
             kept.append(dict(hit))
             by_words = by_words or agrees
     return kept, by_words

@@ -44,6 +44,10 @@ NEAREST: Final = 10
 ONE_KIND: Final = 5
 # How much less similar than the nearest a product of that kind may be and still answer.
 KIND_SPREAD: Final = 0.05
+# How far under the floor the nearest may be for its kind to answer. On the demo catalog the
+# requests that meant something had their kind's nearest at 0.66; "aaaa bbbb" at 0.637 (its
+# nearest all headphones named "A30529A18A"). Two requests each side: a guess, not a fit.
+KIND_MARGIN: Final = 0.03
 
 
 def evidence_queries(query: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -96,6 +100,13 @@ def _nearest_kind(evidence: Evidence) -> tuple[str, float] | None:
     return kind, evidence.similarity[nearest[0]]
 
 
+def _kind_answering(evidence: Evidence, min_similarity: float) -> tuple[str, float] | None:
+    nearest_kind = _nearest_kind(evidence)
+    if nearest_kind is None or nearest_kind[1] < min_similarity - KIND_MARGIN:
+        return None
+    return nearest_kind
+
+
 def found_by_words_or_meaning(
     hits: Sequence[Mapping[str, Any]], evidence: Evidence, min_similarity: float
 ) -> bool:
@@ -131,12 +142,13 @@ def answering_hits(
     size filters them): most of its words match them, they name a product its use implies
     (`products`, assistant.glossary: "make smoothies for breakfast" has one word of four
     in a blender), they are at least `min_similarity` similar to it, or they are of the kind
-    most of the nearest are (ONE_KIND of NEAREST) within KIND_SPREAD of the nearest. Also whether any is
+    most of the nearest are (ONE_KIND of NEAREST) within KIND_SPREAD of the nearest, itself no
+    more than KIND_MARGIN under the floor. Also whether any is
     there by its words (else the answer says they are only close in meaning). A group beyond
     each side's best has neither score."""
     kept: list[dict[str, Any]] = []
     by_words = False
-    nearest_kind = _nearest_kind(evidence)
+    nearest_kind = _kind_answering(evidence, min_similarity)
     for hit in hits:
         group = str(hit.get("group_id"))
         agrees = evidence.word_share.get(group, 0.0) > 0.5 or bool(

@@ -4,6 +4,7 @@ message, safe links, and the LLM prose guard (with an injected HTTP transport)."
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -142,6 +143,9 @@ def test_hits_of_the_one_kind_meaning_finds_answer_just_under_the_floor() -> Non
     )
     kept, by_words = answering_hits([*hits, other], evidence, 0.68)
     assert [h["group_id"] for h in kept] == [h["group_id"] for h in hits] and not by_words
+    # "aaaa bbbb" has nearest of one kind too (headphones named "A30529A18A"), less near: 0.637.
+    evidence = replace(evidence, similarity={g: sim - 0.023 for g, sim, _ in near})
+    assert answering_hits(hits, evidence, 0.68) == ([], False)
     mixed = [("g-shoe", 0.644, "Running Shoes"), ("g-tv1", 0.604, "Televisions"),
              ("g-tv2", 0.604, "Televisions"), ("g-mug", 0.591, "Mugs"), ("g-tv3", 0.579,
              "Televisions"), ("g-book", 0.559, "Books")]  # fmt: skip

@@ -34,6 +34,8 @@ RELAX_ADVICE: Final[Mapping[str, str]] = {
     "exclude_brand": "allow the brand you excluded",
     "marketplace": "allow other marketplaces",
     "exclude_marketplace": "allow the marketplace you excluded",
+    "exclude_word": "allow what you excluded",
+    "exclude_substance": "allow what you excluded",
     "rating": "accept a lower rating",
     "keywords": "use fewer or different words",
     "available": "add “even if out of stock” to your request",

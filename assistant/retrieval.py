@@ -397,14 +397,25 @@ def retrieve(
     offers = _cheapest_offers(client, index_uid, [h["group_id"] for h in hits], clauses)
     timings["offers"] = (time.perf_counter() - started) * 1000
     candidates: list[Candidate] = []
+    # Products that break only what the text says not to be ("not the Revolution", "BPA-free"):
+    # no filter holds those, so when nothing else is left the answer names them to allow.
+    excluded_only: dict[str, int] = {}
     for hit in hits:
         offer = offers.get(hit["group_id"])
         chosen = None
+        broken: set[str] = set()
         for option in (offer, hit):
-            if option is not None and not unmet_constraints(intent, option, hit, fx):
+            if option is None:
+                continue
+            unmet = unmet_constraints(intent, option, hit, fx)
+            if not unmet:
                 chosen = option
                 break
+            broken.update(unmet)
         if chosen is None:
+            if len(broken) == 1 and broken <= _TEXT_EXCLUSIONS:
+                kind = broken.pop()
+                excluded_only[kind] = excluded_only.get(kind, 0) + 1
             continue
         candidates.append(
             Candidate(
@@ -415,15 +426,26 @@ def retrieve(
             )
         )
     candidates = _order(candidates, intent.sort)[:limit]
+    relaxations: list[Relaxation] = []
+    if not candidates:
+        labels = {c.kind: c.label for c in intent.constraints()}
+        relaxations = [
+            Relaxation(kind=kind, label=labels.get(kind, kind), matches=count)
+            for kind, count in sorted(excluded_only.items(), key=lambda item: -item[1])
+        ]
     return Retrieval(
         mode=used_mode,
         candidates=candidates,
         total_matches=total,
         fallback_reason=fallback,
+        relaxations=relaxations,
         timings_ms=timings,
         words_dropped=intent.keywords if words_dropped else None,
         by_meaning_only=by_meaning_only and not words_dropped,
     )
+
+
+_TEXT_EXCLUSIONS: Final = frozenset({"exclude_word", "exclude_substance"})
 
 
 def _has_product_constraints(intent: Intent) -> bool:

@@ -194,5 +194,8 @@ def test_a_product_said_not_to_be_wanted_is_not_suggested(
     answer = _ask(meili, vector_index, "nike running shoes but not the revolution")
     assert "g-nike-revolution" not in [s.group_id for s in answer.suggestions]
     assert not answer.found and answer.message.startswith("Nothing in the catalog fits")
+    # What was excluded is what to allow: the one match is the Revolution.
+    assert answer.relaxations[0].kind == "exclude_word", answer.relaxations
+    assert "Without “not “revolution”” there is 1 match" in answer.message, answer.message
     answer = _ask(meili, vector_index, "running shoes, not the revolution")
     assert [s.group_id for s in answer.suggestions] == ["g-asics-contend"]

@@ -110,8 +110,9 @@ def names_substance(document: Mapping[str, Any], term: str) -> bool:
 # shopper does not want a product it names. One word, so "not too expensive" (read before as a
 # price wish) or "not sure" stays what it is: words of degree and doubt are no product's.
 _NEGATED_WORD_RE = re.compile(
-    r"(?<![a-z])(?:but not|not|without|except(?: for)?|excluding|isn'?t|aren'?t|never|no)\s+"
-    r"(?:(?:a|an|the|any)\s+)?(?P<w>[a-z][a-z0-9'-]*[a-z0-9])(?![a-z0-9'-])"
+    r"(?<![a-z])(?:but not|not|without|except(?: for)?|excluding|isn'?t|aren'?t|never|nothing|"
+    r"no)\s+(?P<for>(?:meant |made )?for\s+)?(?:(?:a|an|the|any)\s+)?"
+    r"(?P<w>[a-z][a-z0-9'-]*[a-z0-9])(?![a-z0-9'-])"
 )
 _NEXT_WORD_RE = re.compile(
     r"\s*(?:,|or|nor)\s*(?:(?:not|no)\s+)?(?:(?:a|an|the|any)\s+)?"
@@ -144,9 +145,10 @@ _NOT_PRODUCT_WORDS: Final = frozenset(
 )
 
 
-def _product_word(word: str) -> bool:
-    # "without using the stove": a verb's -ing form says how, not what.
-    verb = len(word) >= 5 and word.endswith("ing")
+def _product_word(word: str, *, after_for: bool = False) -> bool:
+    # "without using the stove": a verb's -ing form says how, not what; after "not for" it
+    # names a use ("not for gaming").
+    verb = len(word) >= 5 and word.endswith("ing") and not after_for
     return len(word) >= 3 and not verb and word not in STOPWORDS and word not in _NOT_PRODUCT_WORDS
 
 
@@ -158,7 +160,9 @@ def parse_excluded_words(state: PromptText) -> list[str]:
     words: list[str] = []
     for match in _NEGATED_WORD_RE.finditer(text):
         word = match.group("w")
-        if not state.free(match.start(), match.end()) or not _product_word(word):
+        if not state.free(match.start(), match.end()):
+            continue
+        if not _product_word(word, after_for=bool(match.group("for"))):
             continue
         if any(start < match.end() and match.start() < end for start, end in uses):
             continue

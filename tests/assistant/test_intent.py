@@ -241,6 +241,9 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("mugs at 10 dollars apiece", {"keywords": ""}),
     ("a mug under twenty-five dollars per item", {"keywords": ""}),
     ("tv under 2 grand", {"keywords": ""}),
+    ("headphones, not for kids", {"excluded_words": ("kids",), "keywords": ""}),
+    ("a tablet not for gaming", {"excluded_words": ("gaming",), "keywords": "tablet"}),
+    ("a tv, nothing curved", {"excluded_words": ("curved",), "keywords": ""}),
     ("make crispy fries without oil", {"excluded_words": (), "implied_words": "air fryer"}),
     ("make a cup of tea without using the stove", {"excluded_words": ()}),
     ("headphones not from shopwave, not too expensive", {

@@ -112,7 +112,7 @@ def names_substance(document: Mapping[str, Any], term: str) -> bool:
 _NEGATED_WORD_RE = re.compile(
     r"(?<![a-z])(?:but not|not|without|except(?: for)?|excluding|isn'?t|aren'?t|never|nothing|"
     r"no)\s+(?P<for>(?:meant |made )?for\s+)?(?:(?:a|an|the|any)\s+)?"
-    r"(?P<w>[a-z][a-z0-9'-]*[a-z0-9])(?![a-z0-9'-])"
+    r"(?P<w>[a-z0-9][a-z0-9'-]*[a-z0-9])(?![a-z0-9'-])"
 )
 _NEXT_WORD_RE = re.compile(
     r"\s*(?:,|or|nor)\s*(?:(?:not|no)\s+)?(?:(?:a|an|the|any)\s+)?"
@@ -149,7 +149,11 @@ def _product_word(word: str, *, after_for: bool = False) -> bool:
     # "without using the stove": a verb's -ing form says how, not what; after "not for" it
     # names a use ("not for gaming").
     verb = len(word) >= 5 and word.endswith("ing") and not after_for
-    return len(word) >= 3 and not verb and word not in STOPWORDS and word not in _NOT_PRODUCT_WORDS
+    # "not 4k" names a kind of product; "not 65" (inches) or "no 2" says nothing by itself.
+    named = (
+        len(word) >= 2 and bool(re.search(r"[a-z]", word)) and (len(word) >= 3 or word[0].isdigit())
+    )
+    return named and not verb and word not in STOPWORDS and word not in _NOT_PRODUCT_WORDS
 
 
 def parse_excluded_words(state: PromptText) -> list[str]:

@@ -352,8 +352,21 @@ def parse_intent(
     mentions = find_mentions(state, vocabulary)
     brands, excluded_brands, marketplaces, excluded_marketplaces = resolve_mentions(state, mentions)
     excluded_substances = parse_excluded_substances(state)
-    categories, implied_brands, carried = parse_categories(state)
+    categories, implied_brands, carried, negated = parse_categories(state)
     excluded_categories = [key for key in carried if key not in categories]
+    negated_words: list[str] = []
+    for product in negated:
+        # "no iphone": not Apple; "not a laptop": not the category; "headphones but no
+        # earbuds": the category is wanted, only products named so are not.
+        if product.brand is not None and product.brand in vocabulary.brands:
+            if product.brand not in excluded_brands:
+                excluded_brands.append(product.brand)
+            brands = [b for b in brands if b != product.brand]
+        elif product.key not in categories:
+            if product.key not in excluded_categories:
+                excluded_categories.append(product.key)
+        else:
+            negated_words.append(product.phrase)
     for brand in implied_brands:
         if (
             brand in vocabulary.brands
@@ -363,7 +376,7 @@ def parse_intent(
         ):
             brands.append(brand)
     quantity = _parse_quantity(state)
-    excluded_words = parse_excluded_words(state)
+    excluded_words = list(dict.fromkeys([*negated_words, *parse_excluded_words(state)]))
     if quantity > 1 and budget is not None:
         notes.append("The budget is read as a price per item.")
 

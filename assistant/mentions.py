@@ -237,10 +237,30 @@ def _category_phrases() -> list[tuple[str, str]]:
     return sorted(phrases, key=lambda item: -len(item[0]))
 
 
-def parse_categories(state: PromptText) -> tuple[list[str], list[str], list[str]]:
+@dataclass(frozen=True, slots=True)
+class NegatedProduct:
+    """A product word said not to be wanted ("no iphone", "not a laptop", "no earbuds"): its
+    category key, the words, and the brand they imply (None for most)."""
+
+    key: str
+    phrase: str
+    brand: str | None
+
+
+# "no iphone", "not a laptop", "headphones but no earbuds".
+_NEGATED_BEFORE = re.compile(
+    r"(?<![a-z])(?:but not|not|no|without|except(?: for)?|excluding|isn'?t|aren'?t|nothing|"
+    r"never)\s+(?:(?:a|an|the|any)\s+)?$"
+)
+
+
+def parse_categories(
+    state: PromptText,
+) -> tuple[list[str], list[str], list[str], list[NegatedProduct]]:
     """Category phrases in the text; of two adjacent ones ("laptop backpack") the last is the
     product and the first a description of it, which stays in the keywords. Returns the
-    categories, the brands product words imply, and the categories of things to be carried."""
+    categories, the brands product words imply, the categories of things to be carried, and
+    the product words said not to be wanted (their text taken, never a category)."""
     found: list[tuple[int, int, str, str]] = []  # start, end, key, phrase
     text = state.folded
     for phrase, key in _category_phrases():
@@ -280,14 +300,20 @@ def parse_categories(state: PromptText) -> tuple[list[str], list[str], list[str]
         chosen.append(item)
     categories: list[str] = []
     implied_brands: list[str] = []
+    negated: list[NegatedProduct] = []
     for start, end, key, phrase in chosen:
+        cue = _NEGATED_BEFORE.search(text[:start])
+        if cue is not None and state.free(cue.start(), start):
+            state.take(cue.start(), end, "excluded-product")
+            negated.append(NegatedProduct(key, phrase, _BRAND_IMPLYING_WORDS.get(phrase)))
+            continue
         descriptive = phrase in _BRAND_IMPLYING_WORDS or phrase in SPECIFIC_PHRASES
         state.take(start, end, "descriptive" if descriptive else "category")
         if key not in categories:
             categories.append(key)
         if phrase in _BRAND_IMPLYING_WORDS:
             implied_brands.append(_BRAND_IMPLYING_WORDS[phrase])
-    return categories, implied_brands, carried
+    return categories, implied_brands, carried, negated
 
 
 def _fuzzy_categories(

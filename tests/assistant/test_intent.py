@@ -244,6 +244,16 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("headphones, not for kids", {"excluded_words": ("kids",), "keywords": ""}),
     ("a tablet not for gaming", {"excluded_words": ("gaming",), "keywords": "tablet"}),
     ("a tv, nothing curved", {"excluded_words": ("curved",), "keywords": ""}),
+    # A product word said not to be wanted: "no iphone" asked for Apple, "not a laptop" for
+    # laptops.
+    ("a phone, no iphone", {
+        "brands": (), "excluded_brands": ("Apple",), "categories": ("smartphones",),
+        "keywords": ""}),
+    ("not a laptop, a smartphone", {
+        "categories": ("smartphones",), "excluded_categories": ("laptops",), "keywords": ""}),
+    ("headphones but no earbuds", {
+        "categories": ("headphones",), "excluded_words": ("earbuds",), "keywords": ""}),
+    ("a tv, not 4k", {"excluded_words": ("4k",), "keywords": ""}),
     ("make crispy fries without oil", {"excluded_words": (), "implied_words": "air fryer"}),
     ("make a cup of tea without using the stove", {"excluded_words": ()}),
     ("headphones not from shopwave, not too expensive", {

@@ -36,6 +36,7 @@ RELAX_ADVICE: Final[Mapping[str, str]] = {
     "exclude_marketplace": "allow the marketplace you excluded",
     "exclude_word": "allow what you excluded",
     "exclude_substance": "allow what you excluded",
+    "exclude_spec": "allow the size you excluded",
     "rating": "accept a lower rating",
     "keywords": "use fewer or different words",
     "available": "add “even if out of stock” to your request",

@@ -176,6 +176,12 @@ def unmet_constraints(
         for document in (product, offer)
     ):
         broken.append("exclude_word")
+    if any(
+        text_has_spec(document, spec)
+        for spec in intent.excluded_specs
+        for document in (product, offer)
+    ):
+        broken.append("exclude_spec")
     for spec in intent.specs:
         if not (text_has_spec(product, spec) or text_has_spec(offer, spec)):
             broken.append("spec")

@@ -188,6 +188,7 @@ class Intent:
     excluded_substances: tuple[str, ...] = ()
     # Words said not to be wanted that name no brand or substance ("not the Revolution").
     excluded_words: tuple[str, ...] = ()
+    excluded_specs: tuple[str, ...] = ()
     marketplace_names: tuple[tuple[str, str], ...] = ()
     available_only: bool = True
     availability_stated: bool = False
@@ -215,6 +216,8 @@ class Intent:
             out.append(Constraint("exclude_category", f"not {category_label(key).lower()}"))
         for spec in self.specs:
             out.append(Constraint("spec", spec))
+        for spec in self.excluded_specs:
+            out.append(Constraint("exclude_spec", f"not {spec}"))
         for brand in self.brands:
             out.append(Constraint("brand", brand))
         for brand in self.excluded_brands:
@@ -275,6 +278,7 @@ class Intent:
             "excluded_marketplaces": list(self.excluded_marketplaces),
             "excluded_substances": list(self.excluded_substances),
             "excluded_words": list(self.excluded_words),
+            "excluded_specs": list(self.excluded_specs),
             "available_only": self.available_only,
             "min_rating": str(self.min_rating) if self.min_rating is not None else None,
             "sort": self.sort,
@@ -347,7 +351,7 @@ def parse_intent(
         availability_stated = True
     elif take_first(state, _AVAILABLE_RE, "availability"):
         availability_stated = True
-    specs = _parse_specs(state)
+    specs, excluded_specs = _parse_specs(state)
 
     mentions = find_mentions(state, vocabulary)
     brands, excluded_brands, marketplaces, excluded_marketplaces = resolve_mentions(state, mentions)
@@ -406,6 +410,7 @@ def parse_intent(
         excluded_marketplaces=tuple(excluded_marketplaces),
         excluded_substances=tuple(excluded_substances),
         excluded_words=tuple(excluded_words),
+        excluded_specs=tuple(excluded_specs),
         marketplace_names=tuple(sorted(vocabulary.marketplaces.items())),
         available_only=available_only,
         availability_stated=availability_stated,
@@ -480,8 +485,17 @@ def _parse_sort(state: PromptText, notes: list[str]) -> str | None:
     return last
 
 
-def _parse_specs(state: PromptText) -> list[str]:
+# "not 65 inch", "no 128gb": a size said not to be wanted.
+_NEGATED_SPEC_BEFORE = re.compile(
+    r"(?<![a-z])(?:but not|not|no|without|except(?: for)?|excluding|isn'?t|aren'?t|nothing|"
+    r"never)\s+(?:(?:a|an|the|any)\s+)?$"
+)
+
+
+def _parse_specs(state: PromptText) -> tuple[list[str], list[str]]:
+    """The sizes asked for, and those said not to be wanted (their cue taken too)."""
     specs: list[str] = []
+    excluded: list[str] = []
     for kind, pattern in _SPEC_RES:
         for match in pattern.finditer(state.folded):
             if not state.free(match.start(), match.end()):
@@ -495,10 +509,16 @@ def _parse_specs(state: PromptText) -> list[str]:
                 unit = match.group("u").lower()
                 unit = "L" if unit.startswith(("l", "litre", "liter")) and unit != "ml" else unit
                 spec = f"{number}{unit}"
+            cue = _NEGATED_SPEC_BEFORE.search(state.folded[: match.start()])
+            if cue is not None and state.free(cue.start(), match.start()):
+                state.take(cue.start(), match.end(), "excluded-spec")
+                if spec not in excluded:
+                    excluded.append(spec)
+                continue
             state.take(match.start(), match.end(), "spec")
             if spec not in specs:
                 specs.append(spec)
-    return specs
+    return specs, [spec for spec in excluded if spec not in specs]
 
 
 def spec_pattern(spec: str) -> re.Pattern[str]:

@@ -445,7 +445,7 @@ def retrieve(
     )
 
 
-_TEXT_EXCLUSIONS: Final = frozenset({"exclude_word", "exclude_substance"})
+_TEXT_EXCLUSIONS: Final = frozenset({"exclude_word", "exclude_substance", "exclude_spec"})
 
 
 def _has_product_constraints(intent: Intent) -> bool:

@@ -109,6 +109,14 @@ def test_a_product_naming_an_excluded_substance_breaks_the_request() -> None:
         assert unmet_constraints(intent, mug, mug, FX) == ["exclude_substance"], description
 
 
+def test_a_product_of_an_excluded_size_breaks_the_request() -> None:
+    intent = parse_intent("an LG TV, not 65 inch", VOCABULARY)
+    assert "not 65-inch" in [c.label for c in intent.constraints()]
+    assert unmet_constraints(intent, _offer(), _offer(), FX) == ["exclude_spec"]
+    small = _offer(title="LG 55-inch TV", description="Variant: 55-inch.")
+    assert unmet_constraints(intent, small, small, FX) == []
+
+
 def test_a_product_titled_with_an_excluded_word_breaks_the_request() -> None:
     intent = parse_intent("an LG TV but not the OLED", VOCABULARY)
     assert intent.excluded_words == ("oled",) and "oled" not in intent.keywords

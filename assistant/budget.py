@@ -65,7 +65,7 @@ _NUM = (
     r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|"
     rf"\d{{1,3}}(?:{_GROUP_MARK}\d{{3}})+(?:[.,]\d{{1,2}})?|"
     r"\d+,\d{2}|\d+(?:\.\d{1,2})?)"
-    r"(?!\d|[.,]\d|e\d)"
+    rf"(?!\d|[.,]\d|e\d|{_GROUP_MARK}\d)"
     rf"|{NUMBER_WORDS_PATTERN}"
 )
 _MULT = r"k|thousand|grand|million|m"
@@ -174,8 +174,11 @@ def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | N
             return None
         amount = Decimal(value)
     else:
+        grouped = _GROUP_MARK in number
         number = number.replace(_GROUP_MARK, "")
-        written = number.replace(",", ".") if _DECIMAL_COMMA_RE.fullmatch(number) else number
+        # With spaces between thousands a comma can only be the decimal one ("1 234,5").
+        decimal_comma = grouped or _DECIMAL_COMMA_RE.fullmatch(number)
+        written = number.replace(",", ".") if decimal_comma else number
         try:
             amount = Decimal(written.replace(",", ""))
         except InvalidOperation:

@@ -95,6 +95,8 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("mug 5\u202f000 kes", "USD", Budget("KES", None, 500_000)),
     ("between 2 000 and 5 000 kes", "USD", Budget("KES", 200_000, 500_000)),
     ("tv under 1 234,50 eur", "USD", Budget("EUR", None, 123_450)),
+    ("tv under 1 234,5 eur", "USD", Budget("EUR", None, 123_450)),
+    ("tv under 1 234.5 eur", "USD", Budget("EUR", None, 123_450)),
     ("under 12 000", "KES", Budget("KES", None, 1_200_000, currency_assumed=True)),
     ("tv under 1 000 000 ngn", "USD", Budget("NGN", None, 100_000_000)),
     # A model number before an amount is not its thousands ("iPhone 15" for 200 dollars).

@@ -34,6 +34,9 @@ RELAX_ADVICE: Final[Mapping[str, str]] = {
     "exclude_brand": "allow the brand you excluded",
     "marketplace": "allow other marketplaces",
     "exclude_marketplace": "allow the marketplace you excluded",
+    "exclude_word": "allow what you excluded",
+    "exclude_substance": "allow what you excluded",
+    "exclude_spec": "allow the size you excluded",
     "rating": "accept a lower rating",
     "keywords": "use fewer or different words",
     "available": "add “even if out of stock” to your request",
@@ -157,9 +160,11 @@ def safe_link(value: object, *, allow_relative: bool = False) -> str | None:
     return None
 
 
-def reasons_for(candidate: Candidate, intent: Intent, marketplace_name: str) -> tuple[str, ...]:
+def reasons_for(
+    candidate: Candidate, intent: Intent, marketplace_name: str, *, by_meaning: bool = False
+) -> tuple[str, ...]:
     """Why a suggestion fits, in the shopper's words: each constraint it meets, then the words
-    it was found by."""
+    it was found by (or, found by meaning alone, that it is close to them)."""
     reasons: list[str] = []
     for constraint in intent.constraints():
         if constraint.kind == "available":
@@ -167,12 +172,18 @@ def reasons_for(candidate: Candidate, intent: Intent, marketplace_name: str) -> 
         else:
             reasons.append(constraint.label)
     if intent.keywords:
-        reasons.append(f'matches "{intent.keywords}"')
+        found_by = "close in meaning to" if by_meaning else "matches"
+        reasons.append(f'{found_by} "{intent.keywords}"')
     return tuple(reasons)
 
 
 def build_suggestion(
-    candidate: Candidate, intent: Intent, *, fx: FxTable, display_currency: str
+    candidate: Candidate,
+    intent: Intent,
+    *,
+    fx: FxTable,
+    display_currency: str,
+    by_meaning: bool = False,
 ) -> Suggestion:
     """A suggestion from a retrieval candidate, with its prices converted for display."""
     offer = candidate.offer
@@ -207,7 +218,7 @@ def build_suggestion(
         rating_count=hit_int(offer.get("rating_count")),
         group_size=hit_int(offer.get("group_size")) or 1,
         group_marketplaces=hit_int(offer.get("group_marketplaces")) or 1,
-        reasons=reasons_for(candidate, intent, marketplace_name),
+        reasons=reasons_for(candidate, intent, marketplace_name, by_meaning=by_meaning),
         score=candidate.score,
     )
 
@@ -273,7 +284,13 @@ def build_answer(
 ) -> AssistantAnswer:
     """The deterministic answer for a retrieval."""
     suggestions = [
-        build_suggestion(c, intent, fx=fx, display_currency=display_currency)
+        build_suggestion(
+            c,
+            intent,
+            fx=fx,
+            display_currency=display_currency,
+            by_meaning=retrieval.by_meaning_only,
+        )
         for c in retrieval.candidates
     ]
     all_notes = list(notes or [])
@@ -281,6 +298,10 @@ def build_answer(
         all_notes.append(
             f"No product mentions “{retrieval.words_dropped}”, so these match the rest of your "
             "request."
+        )
+    if retrieval.by_meaning_only:
+        all_notes.append(
+            f"No product matches most of “{intent.keywords}”; these are the closest in meaning."
         )
     if retrieval.fallback_reason:
         all_notes.append(

@@ -13,6 +13,7 @@ from typing import Final
 
 from babel.numbers import format_currency
 
+from assistant.number_words import NUMBER_WORDS_PATTERN, is_number_words, number_words_value
 from assistant.prompt_text import PromptText
 from onecart.money import currency_exponent, from_minor_units
 
@@ -21,26 +22,53 @@ AROUND_SPREAD: Final = Decimal("0.2")
 # budget (and past Decimal's 28 digits the arithmetic would raise).
 MAX_AMOUNT: Final = Decimal(10) ** 12
 
-# (pattern, ISO code). Alphabetic tokens are matched as whole words.
+# (pattern, ISO code). Alphabetic tokens are matched as whole words. Currencies the shop may
+# have no rate for are read too: "5000 yen" is yen (the answer says there is no rate), never
+# 5000 of the display currency. Codes that are also English words ("cup", "top", "all") are
+# not listed: "a 12 cup coffee maker" has no budget. A lone letter before digits ("N5000",
+# "R200") counts only after a cue (_SINGLE_LETTER): alone it is a model ("an N5000 processor").
 _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
+    (r"c\$|cad|canadian dollars?", "CAD"),
+    (r"a\$|aud|australian dollars?", "AUD"),
     (r"us\$|\$|usd|us dollars?|dollars?|bucks", "USD"),
     (r"€|eur|euros?", "EUR"),
     (r"£|gbp|pounds? sterling|pounds?|quid", "GBP"),
-    (r"₦|ngn|naira", "NGN"),
+    (r"₦|ngn|naira|n(?=\d)", "NGN"),
+    (r"ugx|ugandan shillings?", "UGX"),
+    (r"tzs|tanzanian shillings?", "TZS"),
     (r"kshs?\.?|kes|kenyan shillings?|shillings?|bob", "KES"),
+    (r"¥|jpy|yen", "JPY"),
+    (r"cny|rmb|yuan|renminbi", "CNY"),
+    (r"₹|inr|rs\.?(?=\s?\d)|rupees?", "INR"),
+    (r"chf|swiss francs?", "CHF"),
+    (r"zar|rand|r(?=\d)", "ZAR"),
+    (r"ghs|gh₵|₵|cedis?", "GHS"),
+    (r"rwf|rwandan francs?", "RWF"),
+    (r"etb|birr", "ETB"),
+    (r"sek|nok|dkk", ""),  # the code itself (currency_for_token)
+    (r"pln|zloty", "PLN"),
+    (r"aed|dirhams?", "AED"),
 )
+_SINGLE_LETTER: Final = frozenset({"n", "r"})
 _CUR = "|".join(f"(?:{pattern})" for pattern, _ in _CURRENCY_TOKENS)
 _CUR_GROUP = rf"(?<![a-z])(?:{_CUR})(?![a-z])"
 # "12,99": a decimal comma (two digits after it); "1,299" stays a thousands separator.
 _DECIMAL_COMMA_RE = re.compile(r"\d+,\d{2}")
-# A whole number as written: not the tail of a longer one ("0.001" is not 1), not signed ("-5"),
-# and not cut short before more digits or an exponent ("1.999", "1e308" are not 1).
+# Where _amount_text found a space between thousands ("5 000", "45 000,50"): one character, so
+# spans still line up with the request.
+_GROUP_MARK: Final = "\u202f"
+# A number as written: not the tail of a longer one ("0.001" is not 1), not signed ("-5"),
+# and not cut short before more digits or an exponent ("1.999", "1e308" are not 1). Thousands
+# are separated by commas, or by spaces where _amount_text marked them; or it is in words.
 _NUM = (
     r"(?<![\d.,])(?<!\de)(?<!\s-)(?<!^-)"
-    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+,\d{2}|\d+(?:\.\d{1,2})?)"
-    r"(?!\d|[.,]\d|e\d)"
+    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|"
+    rf"\d{{1,3}}(?:{_GROUP_MARK}\d{{3}})+(?:[.,]\d{{1,2}})?|"
+    r"\d+,\d{2}|\d+(?:\.\d{1,2})?)"
+    rf"(?!\d|[.,]\d|e\d|{_GROUP_MARK}\d)"
+    rf"|{NUMBER_WORDS_PATTERN}"
 )
-_MULT = r"k|thousand|million|m"
+_MULT = r"k|thousand|grand|million|m"
 
 # Words after a number that make it a measurement, not an amount of money.
 _UNIT_WORDS: Final = (
@@ -66,16 +94,31 @@ _MAX_CUES = (
     r"maximum(?: of)?|max\.?|up to|upto|within|not over|no higher than|<=|<|≤|"
     r"budget(?: of| is)?|for under|for less than|not exceeding"
 )
-_MIN_CUES = r"over|above|more than|at least|minimum(?: of)?|min\.?|starting (?:at|from)|>=|>|≥"
+_MIN_CUES = (
+    r"no less than|not less than|no lower than|no cheaper than|over|above|more than|at least|"
+    r"minimum(?: of)?|min\.?|starting (?:at|from)|>=|>|≥"
+)
 _AROUND_CUES = r"around|about|roughly|approximately|approx\.?|~"
 
 _RANGE_RE = re.compile(
-    rf"(?:\b(?:between|from)\s+)?{_money('a')}\s*(?:and|to|-)\s*{_money('b')}", re.IGNORECASE
+    rf"(?:\b(?:between|from)\s+)?{_money('a')}\s*(?P<sep>and|to|-)\s*{_money('b')}",
+    re.IGNORECASE,
 )
 _MAX_RE = re.compile(rf"(?:{_MAX_CUES})\s*{_money('a')}", re.IGNORECASE)
 _MIN_RE = re.compile(rf"(?:{_MIN_CUES})\s*{_money('a')}", re.IGNORECASE)
 _AROUND_RE = re.compile(rf"(?:{_AROUND_CUES})\s*{_money('a')}", re.IGNORECASE)
 _BARE_RE = re.compile(_money("a"), re.IGNORECASE)
+# A limit said after the amount: "$15 or less", "KSh 3,000 max", "$300 and up", "$20 or so".
+_AFTER_MAX_RE = re.compile(
+    r"\s*(?:or (?:less|under|below|lower|cheaper)|max(?:imum)?\.?|tops|at (?:the )?most)(?![a-z])",
+    re.IGNORECASE,
+)
+_AFTER_MIN_RE = re.compile(
+    r"\s*(?:(?:or (?:more|above|over|higher)|and (?:up|above|over|upwards)|min(?:imum)?\.?|"
+    r"at (?:the )?least)(?![a-z])|\+)",
+    re.IGNORECASE,
+)
+_AFTER_AROUND_RE = re.compile(r"\s*(?:or so|give or take|-?ish)(?![a-z])", re.IGNORECASE)
 
 
 def currency_for_token(token: str | None) -> str | None:
@@ -84,8 +127,9 @@ def currency_for_token(token: str | None) -> str | None:
         return None
     text = token.strip().lower()
     for pattern, code in _CURRENCY_TOKENS:
-        if re.fullmatch(pattern, text):
-            return code
+        # The lookaheads of "n(?=\d)" see no digit in the token alone: compare without them.
+        if re.fullmatch(re.sub(r"\(\?=[^)]*\)", "", pattern), text):
+            return code or text.upper()
     return None
 
 
@@ -124,15 +168,25 @@ class Budget:
 
 def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | None:
     """ "10", "k", "NGN" -> 1000000 (10,000.00 naira in kobo); None when it is not an amount."""
-    written = number.replace(",", ".") if _DECIMAL_COMMA_RE.fullmatch(number) else number
-    try:
-        amount = Decimal(written.replace(",", ""))
-    except InvalidOperation:
-        return None
+    if is_number_words(number):
+        value = number_words_value(number)
+        if value is None:
+            return None
+        amount = Decimal(value)
+    else:
+        grouped = _GROUP_MARK in number
+        number = number.replace(_GROUP_MARK, "")
+        # With spaces between thousands a comma can only be the decimal one ("1 234,5").
+        decimal_comma = grouped or _DECIMAL_COMMA_RE.fullmatch(number)
+        written = number.replace(",", ".") if decimal_comma else number
+        try:
+            amount = Decimal(written.replace(",", ""))
+        except InvalidOperation:
+            return None
     word = (multiplier or "").lower()
     if amount > MAX_AMOUNT:
         return None
-    if word in {"k", "thousand"}:
+    if word in {"k", "thousand", "grand"}:
         amount *= 1000
     elif word in {"m", "million"}:
         amount *= 1_000_000
@@ -142,6 +196,34 @@ def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | N
     scaled = amount.scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
     minor = int(scaled)
     return minor if minor > 0 else None
+
+
+# What may come right before an amount whose thousands are split by plain spaces: a cue
+# ("under 5 000 kes"), a currency, the start of a clause. After a product name the first digits
+# are its model ("iphone 15 200 dollars" is an iPhone 15 for 200 dollars).
+_GROUPED_LEAD_RE = re.compile(
+    rf"(?:^|[,;:(!?]|(?<![a-z])(?:{_MAX_CUES}|{_MIN_CUES}|{_AROUND_CUES}|between|from|and|to|"
+    rf"for|of|is|at|costs?|costing|pay|spend)|{_CUR_GROUP})\s*$",
+    re.IGNORECASE,
+)
+_GROUPED_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:\s\d{3})+(?!\d)")
+# Spaces a typesetter puts between thousands, and only there: no-break, figure and thin.
+_GROUPING_SPACES: Final = frozenset("\u00a0\u2007\u202f\u2009")
+
+
+def _amount_text(state: PromptText) -> str:
+    """The folded request with the spaces between thousands ("5 000", "45\u202f000") marked
+    (_GROUP_MARK), where they are that: typographic spaces always, plain ones after a cue,
+    a currency or the start of a clause (_GROUPED_LEAD_RE). Same length as the request."""
+    text = state.folded
+    chars = list(text)
+    for match in _GROUPED_RE.finditer(text):
+        spaces = [i for i in range(match.start(), match.end()) if text[i].isspace()]
+        typeset = all(state.original[i] in _GROUPING_SPACES for i in spaces)
+        if typeset or _GROUPED_LEAD_RE.search(text[: match.start()]):
+            for index in spaces:
+                chars[index] = _GROUP_MARK
+    return "".join(chars)
 
 
 def _money_parts(match: re.Match[str], prefix: str) -> tuple[str, str | None, str | None]:
@@ -173,20 +255,53 @@ class _Bound:
         return _parse_amount(self.number, self.multiplier, currency)
 
 
-def _bounds(state: PromptText, pattern: re.Pattern[str]) -> list[_Bound]:
-    """Every free amount after one of `pattern`'s cues that is money, not a measurement, in the
-    order said."""
+def _bounds(
+    state: PromptText, text: str, pattern: re.Pattern[str], after: re.Pattern[str]
+) -> list[_Bound]:
+    """Every free amount that is money, not a measurement, with a cue of one kind: before it
+    (`pattern`: "under $15"), or after it (`after`: "$15 or less", only with a currency), in
+    the order said. Amounts in words are money only when a currency says so: words count
+    things far more often than they price them ("at least two cameras", "a man over fifty")."""
     found = []
-    for match in pattern.finditer(state.folded):
+    for cued, match in [
+        *((True, m) for m in pattern.finditer(text)),
+        *((False, m) for m in _BARE_RE.finditer(text)),
+    ]:
         if not state.free(match.start(), match.end()):
             continue
         number, multiplier, currency = _money_parts(match, "a")
+        if currency is None and (not cued or (is_number_words(number) and not _grand(match))):
+            continue
         if _looks_like_measurement(state, match, currency):
             continue
         if _parse_amount(number, multiplier, currency or "USD") is None:
             continue
-        found.append(_Bound(number, multiplier, currency, match.start(), match.end()))
-    return found
+        said_after = after.match(text, match.end())
+        if not cued and said_after is None:
+            continue
+        end = said_after.end() if said_after is not None else match.end()
+        found.append(_Bound(number, multiplier, currency, match.start(), end))
+    return sorted(found, key=lambda bound: bound.start)
+
+
+def _grand(match: re.Match[str]) -> bool:
+    """ "a grand", "2 grand": money whatever the currency ("at least two cameras" is not)."""
+    return bool(re.search(r"(?<![a-z])grand(?![a-z])", match.group(0), re.IGNORECASE))
+
+
+def _apart(*kinds: list[_Bound]) -> list[list[_Bound]]:
+    """The bounds of each kind with those overlapping another one dropped; of two overlapping,
+    the one said first counts: "no more than $50" is an upper limit, not also "more than $50",
+    and "no less than $50" a lower one, not "less than $50"."""
+    tagged = sorted(
+        ((bound, index) for index, bounds in enumerate(kinds) for bound in bounds),
+        key=lambda item: (item[0].start, -item[0].end),
+    )
+    kept: list[tuple[_Bound, int]] = []
+    for bound, index in tagged:
+        if all(bound.end <= other.start or other.end <= bound.start for other, _ in kept):
+            kept.append((bound, index))
+    return [[bound for bound, index in kept if index == kind] for kind in range(len(kinds))]
 
 
 def _last_said(state: PromptText, bounds: list[_Bound], notes: list[str] | None) -> _Bound | None:
@@ -240,12 +355,31 @@ def _open_or_closed(
     return Budget(currency, low, high, currency_assumed=assumed)
 
 
+# "$400 each", "10 dollars apiece": a budget is a price per item already (assistant.intent).
+_PER_ITEM_RE = re.compile(
+    r"\s*,?\s*(?:each|apiece|a piece|per (?:item|piece|unit|one))(?![a-z])", re.IGNORECASE
+)
+
+
 def parse_budget(
     state: PromptText, default_currency: str, notes: list[str] | None = None
 ) -> Budget | None:
     """The request's budget, its text taken; `notes` gets what the shopper should know (a lower
     bound above the upper one was dropped)."""
-    text = state.folded
+    budget = _parse_budget(state, default_currency, notes)
+    if budget is not None:
+        for index in range(1, len(state.owner)):
+            if state.owner[index - 1] == "budget" and state.owner[index] != "budget":
+                per_item = _PER_ITEM_RE.match(state.folded, index)
+                if per_item is not None and state.free(index, per_item.end()):
+                    state.take(index, per_item.end(), "budget")
+    return budget
+
+
+def _parse_budget(
+    state: PromptText, default_currency: str, notes: list[str] | None
+) -> Budget | None:
+    text = _amount_text(state)
     for match in _RANGE_RE.finditer(text):
         if not state.free(match.start(), match.end()):
             continue
@@ -254,6 +388,13 @@ def parse_budget(
         has_cue = bool(re.match(r"\s*(?:between|from)\b", match.group(0)))
         if not has_cue and not (low_cur or high_cur):
             continue  # "2-3" or "43-55" alone is not a budget
+        sep = match.group("sep").lower()
+        if (is_number_words(low_n) or is_number_words(high_n)) and (
+            sep == "-" or (sep == "and" and not has_cue) or not (low_cur or high_cur)
+        ):
+            # In words "twenty to forty euros" and "between twenty and forty euros" are ranges;
+            # "twenty-five" is one number, "a hundred and twenty pounds" one amount.
+            continue
         if _looks_like_measurement(state, match, low_cur, high_cur):
             continue
         currency = high_cur or low_cur or default_currency
@@ -267,11 +408,15 @@ def parse_budget(
             low, high = high, low
         state.take(match.start(), match.end(), "budget")
         return Budget(currency, low, high, currency_assumed=not (low_cur or high_cur))
-    upper = _last_said(state, _bounds(state, _MAX_RE), notes)
-    lower = _last_said(state, _bounds(state, _MIN_RE), notes)
+    uppers, lowers, arounds = _apart(
+        _bounds(state, text, _MAX_RE, _AFTER_MAX_RE),
+        _bounds(state, text, _MIN_RE, _AFTER_MIN_RE),
+        _bounds(state, text, _AROUND_RE, _AFTER_AROUND_RE),
+    )
+    upper = _last_said(state, uppers, notes)
+    lower = _last_said(state, lowers, notes)
     if upper is not None or lower is not None:
         return _open_or_closed(state, lower, upper, default_currency, notes)
-    arounds = _bounds(state, _AROUND_RE)
     around = arounds[0] if arounds else None
     if around is not None:
         currency = around.currency or default_currency
@@ -291,6 +436,8 @@ def parse_budget(
         number, multiplier, currency = _money_parts(match, "a")
         if currency is None:
             continue  # a bare number is only money when a currency says so
+        if (match.group("ac1") or "").lower() in _SINGLE_LETTER and not match.group("ac2"):
+            continue  # "an N5000 processor"
         amount = _parse_amount(number, multiplier, currency)
         if amount is None:
             continue

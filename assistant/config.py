@@ -46,6 +46,7 @@ class AssistantSettings(BaseSettings):
     # nearest vectors, so without a floor "aaaaaaaa" got suggestions. Calibrated on
     # all-MiniLM-L6-v2: meaningless text reached 0.59-0.66 on the 12,000-offer sandbox catalog,
     # real requests no word matches 0.70 and up on the test catalog (docs/configuration.md).
+    # Free-text requests hold each hybrid suggestion to it too (assistant.hybrid_evidence).
     min_similarity: float = Field(0.68, ge=0, le=1, alias="ONECART_ASSISTANT_MIN_SIMILARITY")
     max_prompt_chars: int = Field(500, alias="ONECART_ASSISTANT_MAX_PROMPT_CHARS")
 

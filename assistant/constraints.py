@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from assistant.budget import Budget
+from assistant.exclusions import names_substance, titles_word
 from assistant.intent import Intent, spec_pattern
 from assistant.vocabulary import CatalogVocabulary, category_key_for_value, fold
 from commerce.fx import FxRateMissing, FxTable
@@ -163,6 +164,24 @@ def unmet_constraints(
         or _names_excluded_brand(offer, excluded)
     ):
         broken.append("exclude_brand")
+    if any(
+        names_substance(document, term)
+        for term in intent.excluded_substances
+        for document in (product, offer)
+    ):
+        broken.append("exclude_substance")
+    if any(
+        titles_word(document, word)
+        for word in intent.excluded_words
+        for document in (product, offer)
+    ):
+        broken.append("exclude_word")
+    if any(
+        text_has_spec(document, spec)
+        for spec in intent.excluded_specs
+        for document in (product, offer)
+    ):
+        broken.append("exclude_spec")
     for spec in intent.specs:
         if not (text_has_spec(product, spec) or text_has_spec(offer, spec)):
             broken.append("spec")

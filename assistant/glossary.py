@@ -326,6 +326,20 @@ def products_for_uses(text: str) -> tuple[str, ...]:
     return tuple(use.product for use in USES if use.pattern.search(text))
 
 
+def use_spans(text: str) -> list[tuple[int, int]]:
+    """Where the (folded) text describes a use of the table ("wings without oil"): its words
+    say what the product does, not what the shopper excludes."""
+    spans: list[tuple[int, int]] = []
+    for use in USES:
+        # Overlapping matches too: in "crispy fries without oil" both "crispy fries" and
+        # "fries without oil" are the use.
+        position = 0
+        while (match := use.pattern.search(text, position)) is not None:
+            spans.append(match.span())
+            position = match.start() + 1
+    return spans
+
+
 def translate(text: str) -> str | None:
     """The (folded) text with the words of other languages put into English, or None when it
     has none. Words shared with English ("portable", "course") only count beside a foreign one."""

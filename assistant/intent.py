@@ -25,6 +25,11 @@ from decimal import Decimal
 from typing import Any, Final
 
 from assistant.budget import Budget, parse_budget
+from assistant.exclusions import (
+    parse_excluded_substances,
+    parse_excluded_words,
+    substance_label,
+)
 from assistant.glossary import products_for_uses, translate
 from assistant.mentions import find_mentions, parse_categories, resolve_mentions
 from assistant.prompt_text import TOKEN_RE, PromptText, take_first
@@ -142,7 +147,8 @@ _QUANTITY_RES: Final = (
     re.compile(r"(?<![a-z0-9])x\s*(?P<q>\d{1,2})\b", re.IGNORECASE),
     re.compile(r"\bquantity(?: of)?\s*:?\s*(?P<q>\d{1,2})\b", re.IGNORECASE),
 )
-_LEADING_QUANTITY_RE = re.compile(rf"\b(?P<q>{_QTY_WORD})\s*$", re.IGNORECASE)
+# Not the end of a hyphenated name: "a 2-in-1 laptop" is one laptop of a kind.
+_LEADING_QUANTITY_RE = re.compile(rf"(?<![\w-])(?P<q>{_QTY_WORD})\s*$", re.IGNORECASE)
 
 _SPEC_RES: Final = (
     ("inch", re.compile(r"\b(?P<n>\d{2,3})\s*(?:-\s*)?(?:inch(?:es)?\b|in\b|\"|'')")),
@@ -178,6 +184,11 @@ class Intent:
     excluded_brands: tuple[str, ...] = ()
     marketplaces: tuple[str, ...] = ()
     excluded_marketplaces: tuple[str, ...] = ()
+    # Substances the product must not contain ("BPA-free", "without sulfates"), canonical form.
+    excluded_substances: tuple[str, ...] = ()
+    # Words said not to be wanted that name no brand or substance ("not the Revolution").
+    excluded_words: tuple[str, ...] = ()
+    excluded_specs: tuple[str, ...] = ()
     marketplace_names: tuple[tuple[str, str], ...] = ()
     available_only: bool = True
     availability_stated: bool = False
@@ -191,6 +202,8 @@ class Intent:
     # for a use ("boil water" -> electric kettle), English for other languages' words. They rank,
     # never filter.
     implied_words: str = ""
+    # The products the request's uses imply, each as listings name it ("electric kettle").
+    implied_products: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
     def constraints(self) -> list[Constraint]:
@@ -203,10 +216,16 @@ class Intent:
             out.append(Constraint("exclude_category", f"not {category_label(key).lower()}"))
         for spec in self.specs:
             out.append(Constraint("spec", spec))
+        for spec in self.excluded_specs:
+            out.append(Constraint("exclude_spec", f"not {spec}"))
         for brand in self.brands:
             out.append(Constraint("brand", brand))
         for brand in self.excluded_brands:
             out.append(Constraint("exclude_brand", f"not {brand}"))
+        for term in self.excluded_substances:
+            out.append(Constraint("exclude_substance", substance_label(term)))
+        for word in self.excluded_words:
+            out.append(Constraint("exclude_word", f"not “{word}”"))
         if self.budget is not None:
             out.append(Constraint("budget", self.budget.describe()))
         if self.min_rating is not None:
@@ -257,6 +276,9 @@ class Intent:
             "excluded_brands": list(self.excluded_brands),
             "marketplaces": list(self.marketplaces),
             "excluded_marketplaces": list(self.excluded_marketplaces),
+            "excluded_substances": list(self.excluded_substances),
+            "excluded_words": list(self.excluded_words),
+            "excluded_specs": list(self.excluded_specs),
             "available_only": self.available_only,
             "min_rating": str(self.min_rating) if self.min_rating is not None else None,
             "sort": self.sort,
@@ -274,10 +296,18 @@ class Intent:
 # --- The parser --------------------------------------------------------------------------------
 
 
+# A no-break, figure or thin space between thousands ("5\u202f000"): kept (as a narrow no-break
+# space) so the budget reads the amount whole, where a plain space may be a model number's end.
+_GROUPING_SPACE_RE = re.compile(r"(?<=\d)[\u00a0\u2007\u202f\u2009](?=\d{3}(?!\d))")
+
+
 def clean_prompt(text: str) -> str:
-    """Control characters removed, whitespace collapsed, cut to MAX_PROMPT_CHARS."""
+    """Control characters removed, whitespace collapsed (but for spaces between thousands),
+    cut to MAX_PROMPT_CHARS."""
     cleaned = re.sub(r"[\x00-\x1f\x7f]", " ", text or "")
-    return " ".join(cleaned.split())[:MAX_PROMPT_CHARS]
+    # NUL stands in for the kept spaces while the others collapse (control characters are gone).
+    cleaned = _GROUPING_SPACE_RE.sub("\x00", cleaned)
+    return " ".join(cleaned.split()).replace("\x00", "\u202f")[:MAX_PROMPT_CHARS]
 
 
 def parse_intent(
@@ -306,7 +336,7 @@ def parse_intent(
     min_rating = _parse_rating(state)
     if take_first(state, _GOOD_REVIEWS_RE, "rating") and min_rating is None:
         min_rating = GOOD_REVIEWS_STARS
-    sort = _parse_sort(state)
+    sort = _parse_sort(state, notes)
     budget = parse_budget(state, default_currency, notes)
     if budget is not None and budget.currency_assumed:
         notes.append(f"Amounts without a currency were read as {default_currency}.")
@@ -321,12 +351,26 @@ def parse_intent(
         availability_stated = True
     elif take_first(state, _AVAILABLE_RE, "availability"):
         availability_stated = True
-    specs = _parse_specs(state)
+    specs, excluded_specs = _parse_specs(state)
 
     mentions = find_mentions(state, vocabulary)
     brands, excluded_brands, marketplaces, excluded_marketplaces = resolve_mentions(state, mentions)
-    categories, implied_brands, carried = parse_categories(state)
+    excluded_substances = parse_excluded_substances(state)
+    categories, implied_brands, carried, negated = parse_categories(state)
     excluded_categories = [key for key in carried if key not in categories]
+    negated_words: list[str] = []
+    for product in negated:
+        # "no iphone": not Apple; "not a laptop": not the category; "headphones but no
+        # earbuds": the category is wanted, only products named so are not.
+        if product.brand is not None and product.brand in vocabulary.brands:
+            if product.brand not in excluded_brands:
+                excluded_brands.append(product.brand)
+            brands = [b for b in brands if b != product.brand]
+        elif product.key not in categories:
+            if product.key not in excluded_categories:
+                excluded_categories.append(product.key)
+        else:
+            negated_words.append(product.phrase)
     for brand in implied_brands:
         if (
             brand in vocabulary.brands
@@ -336,6 +380,7 @@ def parse_intent(
         ):
             brands.append(brand)
     quantity = _parse_quantity(state)
+    excluded_words = list(dict.fromkeys([*negated_words, *parse_excluded_words(state)]))
     if quantity > 1 and budget is not None:
         notes.append("The budget is read as a price per item.")
 
@@ -349,7 +394,9 @@ def parse_intent(
     semantic = re.sub(r"^[\s,.;:!?-]+|[\s,.;:!?-]+$", "", semantic)
     if not semantic:
         semantic = " ".join([*(category_label(c) for c in categories), *brands]) or corrected
-    semantic, implied_words = _implied_words(state, semantic, keywords, categories)
+    semantic, implied_words, implied_products = _implied_words(
+        state, semantic, keywords, categories
+    )
     return Intent(
         text=prompt,
         corrections=corrections,
@@ -361,6 +408,9 @@ def parse_intent(
         excluded_brands=tuple(excluded_brands),
         marketplaces=tuple(marketplaces),
         excluded_marketplaces=tuple(excluded_marketplaces),
+        excluded_substances=tuple(excluded_substances),
+        excluded_words=tuple(excluded_words),
+        excluded_specs=tuple(excluded_specs),
         marketplace_names=tuple(sorted(vocabulary.marketplaces.items())),
         available_only=available_only,
         availability_stated=availability_stated,
@@ -371,17 +421,19 @@ def parse_intent(
         keywords=keywords,
         semantic_text=semantic,
         implied_words=implied_words,
+        implied_products=implied_products,
         notes=tuple(notes),
     )
 
 
 def _implied_words(
     state: PromptText, semantic: str, keywords: str, categories: Sequence[str]
-) -> tuple[str, str]:
+) -> tuple[str, str, tuple[str, ...]]:
     """The text to embed, and the product words the request implies beyond its keywords: the
     English of other languages' words, and, when no product is named, the products for the
     uses it describes ("boil water quickly for tea" is embedded as "electric kettle")."""
     implied: list[str] = []
+    products: tuple[str, ...] = ()
     translated_keywords = translate(keywords)
     if translated_keywords:
         implied.extend(_keywords(translated_keywords).split())
@@ -402,7 +454,7 @@ def _implied_words(
     for word in implied:
         if word not in kept and word not in words:
             words.append(word)
-    return semantic, " ".join(words)
+    return semantic, " ".join(words), products
 
 
 def _parse_rating(state: PromptText) -> Decimal | None:
@@ -413,15 +465,37 @@ def _parse_rating(state: PromptText) -> Decimal | None:
     return None
 
 
-def _parse_sort(state: PromptText) -> str | None:
+def _parse_sort(state: PromptText, notes: list[str]) -> str | None:
+    """The order asked for. Of two ("cheapest ..., actually the most expensive"), the last one
+    said counts, as a limit said again does (assistant.budget), and the note says so; the
+    other is taken too, so it is no search word."""
+    said: list[tuple[int, str, str]] = []  # start, sort, words
     for sort, pattern in _SORT_RES:
-        if take_first(state, pattern, "sort"):
-            return sort
-    return None
+        for match in pattern.finditer(state.folded):
+            if match.end() > match.start() and state.free(match.start(), match.end()):
+                state.take(match.start(), match.end(), "sort")
+                words = re.sub(r"^the\s+", "", match.group(0).strip(), flags=re.IGNORECASE)
+                said.append((match.start(), sort, words))
+    if not said:
+        return None
+    said.sort()
+    _start, last, words = said[-1]
+    if len({sort for _, sort, _ in said}) > 1:
+        notes.append(f"Of the orders you asked for, the last one (“{words}”) counts.")
+    return last
 
 
-def _parse_specs(state: PromptText) -> list[str]:
+# "not 65 inch", "no 128gb": a size said not to be wanted.
+_NEGATED_SPEC_BEFORE = re.compile(
+    r"(?<![a-z])(?:but not|not|no|without|except(?: for)?|excluding|isn'?t|aren'?t|nothing|"
+    r"never)\s+(?:(?:a|an|the|any)\s+)?$"
+)
+
+
+def _parse_specs(state: PromptText) -> tuple[list[str], list[str]]:
+    """The sizes asked for, and those said not to be wanted (their cue taken too)."""
     specs: list[str] = []
+    excluded: list[str] = []
     for kind, pattern in _SPEC_RES:
         for match in pattern.finditer(state.folded):
             if not state.free(match.start(), match.end()):
@@ -435,10 +509,16 @@ def _parse_specs(state: PromptText) -> list[str]:
                 unit = match.group("u").lower()
                 unit = "L" if unit.startswith(("l", "litre", "liter")) and unit != "ml" else unit
                 spec = f"{number}{unit}"
+            cue = _NEGATED_SPEC_BEFORE.search(state.folded[: match.start()])
+            if cue is not None and state.free(cue.start(), match.start()):
+                state.take(cue.start(), match.end(), "excluded-spec")
+                if spec not in excluded:
+                    excluded.append(spec)
+                continue
             state.take(match.start(), match.end(), "spec")
             if spec not in specs:
                 specs.append(spec)
-    return specs
+    return specs, [spec for spec in excluded if spec not in specs]
 
 
 def spec_pattern(spec: str) -> re.Pattern[str]:

@@ -25,8 +25,12 @@ from assistant.vocabulary import (
 _NEGATION_CUE = re.compile(
     r"(?:\bnot|\bno|\bnon|\bexcept(?:\s+for)?|\bexcluding|\bexclude|\bwithout|\bavoid(?:ing)?|"
     r"\banything but|\bother than|\bbut not|\bnothing from|\bnever|\bdon'?t want|"
-    r"\bdo not want)\s*(?:-\s*)?(?:(?:from|on|at|by|sold by|sold on|made by|the)\s+)?$"
+    r"\bdo not want|\bfree (?:of|from)|\b(?:(?:that|which|it|they)\s+)?(?:isn'?t|aren'?t)|"
+    r"\b(?:that|which|it)(?:'s|\s+is|\s+are)\s+not)\s*(?:-\s*)?"
+    r"(?:(?:from|on|at|by|sold by|sold on|made by|the)\s+)?$"
 )
+# "apple-free headphones": the name written with "-free" after it is excluded, not wanted.
+_FREE_AFTER = re.compile(r"\s*-\s*free(?![a-z0-9])")
 _INCLUDE_CUE = re.compile(
     r"(?:\bfrom|\bon|\bat|\bsold by|\bsold on|\bvia|\bonly|\bmade by|\bby)\s+(?:the\s+)?$"
 )
@@ -199,6 +203,10 @@ def resolve_mentions(
         if previous is not None and _LIST_GAP.match(before):
             negated = previous_negated
             cue_start = 0
+        free = _FREE_AFTER.match(state.folded, mention.end)
+        if free is not None and state.free(free.start(), free.end()):
+            negated = True
+            state.take(free.start(), free.end(), "constraint-cue")
         if cue_start is not None:
             start = window_start + cue_start
             state.take(start, mention.start, "constraint-cue")
@@ -229,10 +237,30 @@ def _category_phrases() -> list[tuple[str, str]]:
     return sorted(phrases, key=lambda item: -len(item[0]))
 
 
-def parse_categories(state: PromptText) -> tuple[list[str], list[str], list[str]]:
+@dataclass(frozen=True, slots=True)
+class NegatedProduct:
+    """A product word said not to be wanted ("no iphone", "not a laptop", "no earbuds"): its
+    category key, the words, and the brand they imply (None for most)."""
+
+    key: str
+    phrase: str
+    brand: str | None
+
+
+# "no iphone", "not a laptop", "headphones but no earbuds".
+_NEGATED_BEFORE = re.compile(
+    r"(?<![a-z])(?:but not|not|no|without|except(?: for)?|excluding|isn'?t|aren'?t|nothing|"
+    r"never)\s+(?:(?:a|an|the|any)\s+)?$"
+)
+
+
+def parse_categories(
+    state: PromptText,
+) -> tuple[list[str], list[str], list[str], list[NegatedProduct]]:
     """Category phrases in the text; of two adjacent ones ("laptop backpack") the last is the
     product and the first a description of it, which stays in the keywords. Returns the
-    categories, the brands product words imply, and the categories of things to be carried."""
+    categories, the brands product words imply, the categories of things to be carried, and
+    the product words said not to be wanted (their text taken, never a category)."""
     found: list[tuple[int, int, str, str]] = []  # start, end, key, phrase
     text = state.folded
     for phrase, key in _category_phrases():
@@ -272,14 +300,20 @@ def parse_categories(state: PromptText) -> tuple[list[str], list[str], list[str]
         chosen.append(item)
     categories: list[str] = []
     implied_brands: list[str] = []
+    negated: list[NegatedProduct] = []
     for start, end, key, phrase in chosen:
+        cue = _NEGATED_BEFORE.search(text[:start])
+        if cue is not None and state.free(cue.start(), start):
+            state.take(cue.start(), end, "excluded-product")
+            negated.append(NegatedProduct(key, phrase, _BRAND_IMPLYING_WORDS.get(phrase)))
+            continue
         descriptive = phrase in _BRAND_IMPLYING_WORDS or phrase in SPECIFIC_PHRASES
         state.take(start, end, "descriptive" if descriptive else "category")
         if key not in categories:
             categories.append(key)
         if phrase in _BRAND_IMPLYING_WORDS:
             implied_brands.append(_BRAND_IMPLYING_WORDS[phrase])
-    return categories, implied_brands, carried
+    return categories, implied_brands, carried, negated
 
 
 def _fuzzy_categories(

@@ -19,6 +19,7 @@ assistant.constraints).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -41,6 +42,12 @@ from assistant.constraints import (
     unmet_constraints,
 )
 from assistant.embeddings import Embedder
+from assistant.hybrid_evidence import (
+    answering_hits,
+    evidence_queries,
+    found_by_words_or_meaning,
+    read_evidence,
+)
 from assistant.intent import SORT_PRICE_ASC, SORT_PRICE_DESC, SORT_RATING, Intent
 from assistant.vocabulary import CatalogVocabulary, category_label
 from commerce.fx import FxRateMissing, FxTable
@@ -231,13 +238,21 @@ class Retrieval:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     # The free-text words no product mentions, when the answer was found without them.
     words_dropped: str | None = None
+    # Hybrid suggestions that are there by meaning alone: no product matches most of the words.
+    by_meaning_only: bool = False
+
+
+_FREE_OF_RE = re.compile(r"(?<![\w\"-])([a-z0-9]+)-free(?![\w-])")
 
 
 def keyword_query(intent: Intent) -> str:
     """The words for keyword ranking (the request's own, then the product words it implies),
     with sizes as exact phrases ("65-inch" -> "65 inch")."""
     phrases = [f'"{spec.replace("-", " ")}"' for spec in intent.specs]
-    return " ".join(part for part in (intent.keywords, intent.implied_words, *phrases) if part)
+    # "apple-free" (no brand the index knows, no substance): as words, Meilisearch searched
+    # for "apple"; as a phrase only what is itself "apple-free" (or "hands-free") matches.
+    keywords = _FREE_OF_RE.sub(lambda m: f'"{m.group(1)} free"', intent.keywords)
+    return " ".join(part for part in (keywords, intent.implied_words, *phrases) if part)
 
 
 def retrieve(
@@ -260,7 +275,8 @@ def retrieve(
     `mode` asks for hybrid or keyword ranking; hybrid falls back to keywords, with the reason,
     when the model is missing, the index has no vectors, or Meilisearch refuses the vector query.
     Hybrid hits count only when some product matches the request's words or the closest is at
-    least `min_similarity` similar to it (:func:`_found_by_words_or_meaning`).
+    least `min_similarity` similar to it; when no category, brand or size narrows the request,
+    each hit must match most of its words or be that similar itself (assistant.hybrid_evidence).
     """
     timings: dict[str, float] = {}
     if not intent.asks_for_anything:
@@ -313,14 +329,14 @@ def retrieve(
         query["showRankingScoreDetails"] = True  # which side ranked each hit, and how similar
 
     started = time.perf_counter()
-    keyword_matches: int | None = None
+    evidence = None
     try:
         if vector is None:
             first = _search(client, [query])[0]
         else:
-            # In the same round trip: how many products the words alone match (no hits sent).
-            first, words_only = _search(client, [query, _keyword_count_query(query)])
-            keyword_matches = int(words_only.get("estimatedTotalHits") or 0)
+            # In the same round trip: what the words alone and the meaning alone match.
+            first, words_only, meaning_only = _search(client, [query, *evidence_queries(query)])
+            evidence = read_evidence(words_only, meaning_only)
     except MeilisearchApiError as exc:
         if vector is None:
             raise SearchUnavailable(
@@ -334,8 +350,15 @@ def retrieve(
         first = _search(client, [query])[0]
     timings["search"] = (time.perf_counter() - started) * 1000
     hits = [hit for hit in first.get("hits", []) if hit.get("group_id")]
-    if "vector" in query and not _found_by_words_or_meaning(hits, keyword_matches, min_similarity):
-        hits = []
+    by_meaning_only = False
+    if evidence is not None and "vector" in query:
+        if not found_by_words_or_meaning(hits, evidence, min_similarity):
+            hits = []
+        elif not _has_product_constraints(intent):
+            # Nothing but the words says what is wanted: the nearest vectors of a product the
+            # catalog lacks are no answer (assistant.hybrid_evidence).
+            hits, by_words = answering_hits(hits, evidence, min_similarity, intent.implied_products)
+            by_meaning_only = bool(hits) and not by_words
     hits = [hit for hit in hits if all(text_has_spec(hit, spec) for spec in intent.specs)]
     total = int(first.get("estimatedTotalHits") or first.get("totalHits") or len(hits))
 
@@ -374,14 +397,25 @@ def retrieve(
     offers = _cheapest_offers(client, index_uid, [h["group_id"] for h in hits], clauses)
     timings["offers"] = (time.perf_counter() - started) * 1000
     candidates: list[Candidate] = []
+    # Products that break only what the text says not to be ("not the Revolution", "BPA-free"):
+    # no filter holds those, so when nothing else is left the answer names them to allow.
+    excluded_only: dict[str, int] = {}
     for hit in hits:
         offer = offers.get(hit["group_id"])
         chosen = None
+        broken: set[str] = set()
         for option in (offer, hit):
-            if option is not None and not unmet_constraints(intent, option, hit, fx):
+            if option is None:
+                continue
+            unmet = unmet_constraints(intent, option, hit, fx)
+            if not unmet:
                 chosen = option
                 break
+            broken.update(unmet)
         if chosen is None:
+            if len(broken) == 1 and broken <= _TEXT_EXCLUSIONS:
+                kind = broken.pop()
+                excluded_only[kind] = excluded_only.get(kind, 0) + 1
             continue
         candidates.append(
             Candidate(
@@ -392,40 +426,26 @@ def retrieve(
             )
         )
     candidates = _order(candidates, intent.sort)[:limit]
+    relaxations: list[Relaxation] = []
+    if not candidates:
+        labels = {c.kind: c.label for c in intent.constraints()}
+        relaxations = [
+            Relaxation(kind=kind, label=labels.get(kind, kind), matches=count)
+            for kind, count in sorted(excluded_only.items(), key=lambda item: -item[1])
+        ]
     return Retrieval(
         mode=used_mode,
         candidates=candidates,
         total_matches=total,
         fallback_reason=fallback,
+        relaxations=relaxations,
         timings_ms=timings,
         words_dropped=intent.keywords if words_dropped else None,
+        by_meaning_only=by_meaning_only and not words_dropped,
     )
 
 
-def _keyword_count_query(query: Mapping[str, Any]) -> dict[str, Any]:
-    """The hybrid query without its vector: counts what the request's words match."""
-    counted = {key: value for key, value in query.items() if key not in {"hybrid", "vector"}}
-    counted.update(limit=0, showRankingScore=False, showRankingScoreDetails=False)
-    counted.pop("attributesToRetrieve", None)
-    return counted
-
-
-def _found_by_words_or_meaning(
-    hits: Sequence[Mapping[str, Any]], keyword_matches: int | None, min_similarity: float
-) -> bool:
-    """Do hybrid hits answer the request? They do when the request's words match some product
-    (keyword search alone would answer too); otherwise only by meaning, when the closest hit is
-    at least `min_similarity` similar. Every text has nearest vectors, "aaaaaaaa" too: without
-    this floor they were suggested where keyword search found nothing."""
-    if keyword_matches:
-        return True
-    closest = 0.0
-    for hit in hits:
-        vector_sort = (hit.get("_rankingScoreDetails") or {}).get("vectorSort")
-        if vector_sort is None:
-            return True  # ranked by its words
-        closest = max(closest, float(vector_sort.get("similarity") or 0.0))
-    return closest >= min_similarity
+_TEXT_EXCLUSIONS: Final = frozenset({"exclude_word", "exclude_substance", "exclude_spec"})
 
 
 def _has_product_constraints(intent: Intent) -> bool:

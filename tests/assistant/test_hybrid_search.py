@@ -139,3 +139,63 @@ def test_a_meaningless_request_finds_nothing_by_meaning_either(
     ):
         found = _ask(meili, vector_index, prompt)
         assert wanted & {s.group_id for s in found.suggestions[:3]}, prompt
+
+
+def test_a_product_the_catalog_lacks_is_not_answered_with_unrelated_ones(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # The catalog has no wallet, fridge, air conditioner or charger. One word of each matched
+    # something ("black" TVs, "smart" TVs, "portable" speaker, "wireless" headphones), so
+    # hybrid search filled the answer with the nearest vectors: ten products, a book among them.
+    for prompt in (
+        "a black leather wallet",
+        "a smart fridge",
+        "portable air conditioner",
+        "wireless charger",
+    ):
+        answer = _ask(meili, vector_index, prompt)
+        assert answer.path == "hybrid"
+        assert answer.suggestions == [], (prompt, [s.group_id for s in answer.suggestions])
+        assert answer.message.startswith("Nothing in the catalog fits"), answer.message
+    # No kettle either: at most what is close in meaning (hot drinks), and the answer says the
+    # words matched nothing.
+    answer = _ask(meili, vector_index, "something to boil water for tea")
+    found = {s.group_id for s in answer.suggestions}
+    assert found <= {"g-thermos-mug", "g-contigo-flask", "g-delonghi-dedica"}, found
+    if found:
+        assert any("closest in meaning" in note for note in answer.notes), answer.notes
+        # Nor does a suggestion claim to match words it was not found by.
+        for suggestion in answer.suggestions:
+            assert 'close in meaning to "boil water tea"' in suggestion.reasons
+            assert not any(reason.startswith("matches") for reason in suggestion.reasons)
+    # What the catalog has is still found by meaning, and nothing unrelated pads the answer.
+    for prompt, wanted in (
+        ("something to keep my tea warm on my commute", {"g-thermos-mug", "g-contigo-flask"}),
+        ("a big screen for the living room", {"g-samsung-55", "g-lg-65", "g-hisense-65"}),
+    ):
+        answer = _ask(meili, vector_index, prompt)
+        assert {s.group_id for s in answer.suggestions} == wanted, prompt
+
+
+def test_a_use_is_answered_by_words_when_a_product_names_what_it_implies(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # "jog" implies running shoes (assistant.glossary): shoes named so match the request's
+    # words, even if few of the shopper's own words are in them.
+    answer = _ask(meili, vector_index, "go for a jog in the morning")
+    assert {s.group_id for s in answer.suggestions} == {"g-nike-revolution", "g-asics-contend"}
+    assert not any("closest in meaning" in note for note in answer.notes), answer.notes
+
+
+def test_a_product_said_not_to_be_wanted_is_not_suggested(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # "not the revolution" was searched: the one Nike shoe, the Revolution, came first.
+    answer = _ask(meili, vector_index, "nike running shoes but not the revolution")
+    assert "g-nike-revolution" not in [s.group_id for s in answer.suggestions]
+    assert not answer.found and answer.message.startswith("Nothing in the catalog fits")
+    # What was excluded is what to allow: the one match is the Revolution.
+    assert answer.relaxations[0].kind == "exclude_word", answer.relaxations
+    assert "Without “not “revolution”” there is 1 match" in answer.message, answer.message
+    answer = _ask(meili, vector_index, "running shoes, not the revolution")
+    assert [s.group_id for s in answer.suggestions] == ["g-asics-contend"]

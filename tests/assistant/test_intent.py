@@ -67,6 +67,73 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("tv over $400 and under $500", "USD", Budget("USD", 40000, 50000)),
     ("shoes under 60 euros but more than 30", "USD", Budget("EUR", 3000, 6000)),
     ("at least 2k and at most 5k KES", "USD", Budget("KES", 200_000, 500_000)),
+    # Amounts in words, exactly, when a currency says they are money.
+    ("running shoes under fifty dollars", "USD", Budget("USD", None, 5000)),
+    ("around two hundred euros", "USD", Budget("EUR", 16000, 24000)),
+    ("a hundred and twenty pounds", "USD", Budget("GBP", None, 12000)),
+    ("headphones for twenty-five bucks", "USD", Budget("USD", None, 2500)),
+    ("between twenty and forty-five euros", "USD", Budget("EUR", 2000, 4500)),
+    ("twenty to thirty euros", "USD", Budget("EUR", 2000, 3000)),
+    ("tv under fifteen hundred dollars", "USD", Budget("USD", None, 150_000)),
+    ("under two thousand five hundred kes", "USD", Budget("KES", None, 250_000)),
+    ("a phone under one million naira", "USD", Budget("NGN", None, 100_000_000)),
+    ("a fifty dollar gift card", "USD", Budget("USD", None, 5000)),
+    ("tv under ninety-nine thousand nine hundred and ninety-nine kes", "USD",
+     Budget("KES", None, 9_999_900)),
+    # Words that count things, or are no amount, are not a budget.
+    ("one pair of shoes", "USD", None),
+    ("a phone with at least two cameras", "USD", None),
+    ("a gift for a man over fifty", "USD", None),
+    ("five fifty dollars", "USD", None),
+    ("under a thousand billion trillion dollars", "USD", None),
+    ("under zero dollars", "USD", None),
+    # A space between thousands ("5 000", also a thin or no-break space), lower-case codes.
+    ("5 000 kes", "USD", Budget("KES", None, 500_000)),
+    ("mug under 5 000 kes", "USD", Budget("KES", None, 500_000)),
+    ("mug under 5\u202f000 KES", "USD", Budget("KES", None, 500_000)),
+    ("tv under 45\u00a0000 ksh", "USD", Budget("KES", None, 4_500_000)),
+    ("mug 5\u202f000 kes", "USD", Budget("KES", None, 500_000)),
+    ("between 2 000 and 5 000 kes", "USD", Budget("KES", 200_000, 500_000)),
+    ("tv under 1 234,50 eur", "USD", Budget("EUR", None, 123_450)),
+    ("tv under 1 234,5 eur", "USD", Budget("EUR", None, 123_450)),
+    ("tv under 1 234.5 eur", "USD", Budget("EUR", None, 123_450)),
+    ("under 12 000", "KES", Budget("KES", None, 1_200_000, currency_assumed=True)),
+    ("tv under 1 000 000 ngn", "USD", Budget("NGN", None, 100_000_000)),
+    # A model number before an amount is not its thousands ("iPhone 15" for 200 dollars).
+    ("iphone 15 200 dollars", "USD", Budget("USD", None, 20000)),
+    ("pixel 8 500 dollars", "USD", Budget("USD", None, 50000)),
+    # "no more than" is an upper limit only (it was also read as "more than": exactly $50);
+    # "no less than" a lower one (it was read as "less than").
+    ("headphones no more than 50 dollars", "USD", Budget("USD", None, 5000)),
+    ("headphones not more than fifty quid", "USD", Budget("GBP", None, 5000)),
+    ("tv no less than 300 dollars", "USD", Budget("USD", 30000, None)),
+    ("tv not less than €300", "USD", Budget("EUR", 30000, None)),
+    # A limit said after the amount.
+    ("mug 15 dollars or less", "USD", Budget("USD", None, 1500)),
+    ("mug £10 or under", "USD", Budget("GBP", None, 1000)),
+    ("KSh 3,000 max", "USD", Budget("KES", None, 300_000)),
+    ("tv 300 dollars or more", "USD", Budget("USD", 30000, None)),
+    ("tv $300 and up", "USD", Budget("USD", 30000, None)),
+    ("tv 300 euros minimum", "USD", Budget("EUR", 30000, None)),
+    ("a mug for 20 dollars or so", "USD", Budget("USD", 1600, 2400)),
+    # A currency the shop may have no rate for is still that currency, never the display one
+    # ("5000 yen" was read as $5,000.00).
+    ("tv under 5000 yen", "USD", Budget("JPY", None, 5000)),
+    ("tv under 500 CHF", "EUR", Budget("CHF", None, 50000)),
+    ("phone under 20,000 rupees", "USD", Budget("INR", None, 2_000_000)),
+    ("tv under R5000", "USD", Budget("ZAR", None, 500_000)),
+    ("mug under 30 canadian dollars", "USD", Budget("CAD", None, 3000)),
+    ("mug under C$30", "USD", Budget("CAD", None, 3000)),
+    ("radio under 50,000 ugandan shillings", "USD", Budget("UGX", None, 50_000)),
+    ("phone under 2000 cedis", "USD", Budget("GHS", None, 200_000)),
+    # "N5000" is naira after a cue; alone it is a model ("an N5000 processor").
+    ("phone under N5000", "USD", Budget("NGN", None, 500_000)),
+    ("a laptop with an N5000 processor", "USD", None),
+    ("a 12 cup coffee maker", "USD", None),
+    # "grand" is a thousand ("under 2 grand" was a budget of $2), and only ever money.
+    ("tv under 2 grand", "USD", Budget("USD", None, 200_000, currency_assumed=True)),
+    ("phone under a grand", "GBP", Budget("GBP", None, 100_000, currency_assumed=True)),
+    ("laptop under one and a half grand", "USD", None),
 ]  # fmt: skip
 
 
@@ -126,6 +193,77 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("a backpack for my laptop", {"categories": ("backpacks",), "keywords": "laptop"}),
     ("a smart TV, no Samsung and no LG", {
         "excluded_brands": ("Samsung", "LG"), "semantic_text": "a smart TV"}),
+    # An amount in words or with spaced thousands is the budget, none of it search words.
+    ("two mugs under twenty euros", {
+        "categories": ("mugs-flasks",), "quantity": 2, "keywords": "",
+        "budget": Budget("EUR", None, 2000)}),
+    ("mug under 5 000 kes", {"categories": ("mugs-flasks",), "keywords": "", "quantity": 1}),
+    ("a gift under a hundred and twenty pounds", {"keywords": "gift", "quantity": 1}),
+    # The words of a limit said after the amount are not search words ("max" matched "Pro Max").
+    ("mug 15 dollars or less", {"keywords": "", "categories": ("mugs-flasks",)}),
+    ("phone, 900 dollars max", {"keywords": "", "categories": ("smartphones",)}),
+    ("tv $300 and up", {"keywords": "", "categories": ("televisions",)}),
+    ("tv no less than 300 dollars", {"keywords": "", "categories": ("televisions",)}),
+    # A brand written with "-free" is excluded, not asked for.
+    ("apple-free headphones", {
+        "brands": (), "excluded_brands": ("Apple",), "categories": ("headphones",),
+        "keywords": ""}),
+    ("Apple–free earbuds, no Samsung", {"brands": (), "excluded_brands": ("Apple", "Samsung")}),
+    ("earbuds free from Apple", {
+        "brands": (), "excluded_brands": ("Apple",), "keywords": "earbuds"}),
+    ("nothing from Apple, just earbuds", {"brands": (), "excluded_brands": ("Apple",)}),
+    ("headphones without apple", {"brands": (), "excluded_brands": ("Apple",)}),
+    ("a shopwave-free tv", {"marketplaces": (), "excluded_marketplaces": ("shopwave",)}),
+    # "isn't" excludes too (it asked for the brand, and searched for "isn't").
+    ("a speaker that isn't Sony", {"brands": (), "excluded_brands": ("Sony",), "keywords": ""}),
+    ("headphones that are not Sony or LG", {
+        "brands": (), "excluded_brands": ("Sony", "LG"), "keywords": ""}),
+    ("a tv that's not from shopwave", {"excluded_marketplaces": ("shopwave",), "keywords": ""}),
+    # A substance written so is excluded too, never a search word; a feature stays one.
+    ("BPA-free water bottle", {"excluded_substances": ("bpa",), "semantic_text": "water bottle"}),
+    ("shampoo without sulfates or parabens", {
+        "excluded_substances": ("sulfate", "paraben"), "keywords": "shampoo"}),
+    ("gluten free, no added sugar snacks", {
+        "excluded_substances": ("gluten", "sugar"), "keywords": "snacks"}),
+    ("hands-free headset", {"excluded_substances": (), "keywords": "hands-free"}),
+    # A word said not to be wanted is excluded, never searched for ("not revolution" ranked the
+    # Revolution first).
+    ("a nike running shoe but not the revolution", {
+        "brands": ("Nike",), "excluded_words": ("revolution",), "keywords": ""}),
+    ("running shoes without laces", {"excluded_words": ("laces",), "keywords": ""}),
+    ("a thermos flask, not the king or the sk1005", {
+        "excluded_words": ("king", "sk1005"), "keywords": "thermos"}),
+    # Two orders asked for: the last one said counts, neither is a search word.
+    ("cheapest most expensive tv", {"sort": "price_desc", "keywords": ""}),
+    ("best rated cheapest headphones", {"sort": "price_asc", "keywords": ""}),
+    # "2-in-1" is a kind of laptop, not one laptop and the words "2-in".
+    ("a 2-in-1 laptop", {"quantity": 1, "keywords": "2-in-1", "semantic_text": "a 2-in-1 laptop"}),
+    # "each", "apiece": the budget is per item, which it already is; no search words.
+    ("2 tvs under $400 each", {"quantity": 2, "keywords": ""}),
+    ("mugs at 10 dollars apiece", {"keywords": ""}),
+    ("a mug under twenty-five dollars per item", {"keywords": ""}),
+    ("tv under 2 grand", {"keywords": ""}),
+    ("headphones, not for kids", {"excluded_words": ("kids",), "keywords": ""}),
+    ("a tablet not for gaming", {"excluded_words": ("gaming",), "keywords": "tablet"}),
+    ("a tv, nothing curved", {"excluded_words": ("curved",), "keywords": ""}),
+    # A product word said not to be wanted: "no iphone" asked for Apple, "not a laptop" for
+    # laptops.
+    ("a phone, no iphone", {
+        "brands": (), "excluded_brands": ("Apple",), "categories": ("smartphones",),
+        "keywords": ""}),
+    ("not a laptop, a smartphone", {
+        "categories": ("smartphones",), "excluded_categories": ("laptops",), "keywords": ""}),
+    ("headphones but no earbuds", {
+        "categories": ("headphones",), "excluded_words": ("earbuds",), "keywords": ""}),
+    ("a tv, not 4k", {"excluded_words": ("4k",), "keywords": ""}),
+    # A size said not to be wanted was required too: "not 65 inch" asked for both sizes.
+    ("a 55 inch tv, not 65 inch", {
+        "specs": ("55-inch",), "excluded_specs": ("65-inch",), "keywords": ""}),
+    ("a phone, no 128gb", {"specs": (), "excluded_specs": ("128GB",), "keywords": ""}),
+    ("make crispy fries without oil", {"excluded_words": (), "implied_words": "air fryer"}),
+    ("make a cup of tea without using the stove", {"excluded_words": ()}),
+    ("headphones not from shopwave, not too expensive", {
+        "excluded_words": (), "excluded_marketplaces": ("shopwave",), "keywords": ""}),
 ]  # fmt: skip
 
 
@@ -412,3 +550,16 @@ def test_english_words_shared_with_other_languages_are_left_alone(text: str, sem
     intent = parse_intent(text, VOCABULARY)
     assert intent.semantic_text == semantic
     assert intent.implied_words == ""
+
+
+def test_an_excluded_substance_is_a_constraint_the_shopper_reads() -> None:
+    intent = parse_intent("bpa-free sugar free water bottle", VOCABULARY)
+    labels = [c.label for c in intent.constraints()]
+    assert "BPA-free" in labels and "sugar-free" in labels
+    assert intent.to_json()["excluded_substances"] == ["bpa", "sugar"]
+
+
+def test_two_orders_asked_for_say_which_one_counts() -> None:
+    intent = parse_intent("cheapest tv, actually the most expensive", VOCABULARY)
+    assert intent.sort == "price_desc" and intent.keywords == "actually"
+    assert any("“most expensive”" in note for note in intent.notes), intent.notes

@@ -1,0 +1,165 @@
+"""Which hybrid hits answer the request: those its words agree with, or those close enough in
+meaning.
+
+Hybrid ranking always returns the nearest vectors, whatever they are: when the catalog lacks
+the product asked for ("a black leather wallet"), one common word matching something ("black"
+TVs) made every nearest product an answer, a book and a running shoe among them. So in the same
+round trip as the hybrid query, two queries without hits' bodies ask each side alone (the
+request's words; its embedding) how well each product group matches, and
+:func:`answering_hits` keeps a hit only when most of the request's words match it, its
+similarity reaches the floor (assistant.config's min_similarity), or it is of the one kind of
+product the nearest by meaning are and nearly as near ("stay focused in a noisy open-plan
+office": twenty noise-cancelling headphones at 0.64-0.66 on the demo catalog, under a floor
+that meaningless text also reaches; a small catalog without the product has nearest of every
+kind).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from assistant.vocabulary import fold
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What each side alone says about the request: how many products its words match, the
+    share of its words each group matches, and each group's similarity to it (for the best
+    `limit` groups of each side)."""
+
+    keyword_matches: int
+    word_share: Mapping[str, float]
+    similarity: Mapping[str, float]
+    # The category of each group the meaning side found (folded).
+    categories: Mapping[str, str] = field(default_factory=dict)
+
+
+# Of the nearest groups by meaning, how many are looked at, and how many of them must be of one
+# category for it to be the kind of product the request means.
+NEAREST: Final = 10
+ONE_KIND: Final = 5
+# How much less similar than the nearest a product of that kind may be and still answer.
+KIND_SPREAD: Final = 0.05
+# How far under the floor the nearest may be for its kind to answer. On the demo catalog the
+# requests that meant something had their kind's nearest at 0.66; "aaaa bbbb" at 0.637 (its
+# nearest all headphones named "A30529A18A"). Two requests each side: a guess, not a fit.
+KIND_MARGIN: Final = 0.03
+
+
+def evidence_queries(query: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The hybrid query's two sides alone: its words (without the vector), its vector (all
+    meaning), each returning only group ids and ranking details."""
+    words = {key: value for key, value in query.items() if key not in {"hybrid", "vector"}}
+    words.update(
+        showRankingScore=False,
+        showRankingScoreDetails=True,
+        attributesToRetrieve=["group_id", "category"],
+    )
+    meaning = {**words, "q": "", "hybrid": {**query["hybrid"], "semanticRatio": 1.0}}
+    meaning["vector"] = query["vector"]
+    return [words, meaning]
+
+
+def read_evidence(words: Mapping[str, Any], meaning: Mapping[str, Any]) -> Evidence:
+    """The evidence from the answers to :func:`evidence_queries`."""
+    share: dict[str, float] = {}
+    for hit in words.get("hits", []):
+        detail = (hit.get("_rankingScoreDetails") or {}).get("words") or {}
+        most = int(detail.get("maxMatchingWords") or 0)
+        if hit.get("group_id") and most:
+            share[str(hit["group_id"])] = int(detail.get("matchingWords") or 0) / most
+    similarity: dict[str, float] = {}
+    categories: dict[str, str] = {}
+    for hit in meaning.get("hits", []):
+        detail = (hit.get("_rankingScoreDetails") or {}).get("vectorSort") or {}
+        if hit.get("group_id") and "similarity" in detail:
+            similarity[str(hit["group_id"])] = float(detail["similarity"])
+            categories[str(hit["group_id"])] = fold(str(hit.get("category") or ""))
+    return Evidence(
+        keyword_matches=int(words.get("estimatedTotalHits") or 0),
+        word_share=share,
+        similarity=similarity,
+        categories=categories,
+    )
+
+
+def _nearest_kind(evidence: Evidence) -> tuple[str, float] | None:
+    """The category most of the nearest groups by meaning are of, with the nearest one's
+    similarity; None when they are of every kind (the catalog lacks what is asked for)."""
+    nearest = sorted(evidence.similarity, key=lambda g: -evidence.similarity[g])[:NEAREST]
+    if not nearest:
+        return None
+    kinds = Counter(evidence.categories.get(group, "") for group in nearest)
+    kind, count = kinds.most_common(1)[0]
+    if not kind or count < ONE_KIND:
+        return None
+    return kind, evidence.similarity[nearest[0]]
+
+
+def _kind_answering(evidence: Evidence, min_similarity: float) -> tuple[str, float] | None:
+    nearest_kind = _nearest_kind(evidence)
+    if nearest_kind is None or nearest_kind[1] < min_similarity - KIND_MARGIN:
+        return None
+    return nearest_kind
+
+
+def found_by_words_or_meaning(
+    hits: Sequence[Mapping[str, Any]], evidence: Evidence, min_similarity: float
+) -> bool:
+    """Does the request find anything? It does when its words match some product (keyword
+    search alone would answer too), or when the closest hit is at least `min_similarity`
+    similar. Every text has nearest vectors, "aaaaaaaa" too: without this floor they were
+    suggested where keyword search found nothing."""
+    if evidence.keyword_matches:
+        return True
+    closest = max(
+        (evidence.similarity.get(str(hit.get("group_id")), 0.0) for hit in hits), default=0.0
+    )
+    return closest >= min_similarity
+
+
+def _names_product(hit: Mapping[str, Any], products: Sequence[str]) -> bool:
+    """Every word of one of the products the request implies ("blender" for "make smoothies")
+    starts a word of the hit's title, description or category ("Blenders" too)."""
+    text = fold(" ".join(str(hit.get(key) or "") for key in ("title", "description", "category")))
+    return any(
+        all(re.search(rf"(?<![a-z0-9]){re.escape(word)}", text) for word in product.split())
+        for product in products
+    )
+
+
+def answering_hits(
+    hits: Sequence[Mapping[str, Any]],
+    evidence: Evidence,
+    min_similarity: float,
+    products: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], bool]:
+    """The hits that answer a request naming no product constraint (no category, brand or
+    size filters them): most of its words match them, they name a product its use implies
+    (`products`, assistant.glossary: "make smoothies for breakfast" has one word of four
+    in a blender), they are at least `min_similarity` similar to it, or they are of the kind
+    most of the nearest are (ONE_KIND of NEAREST) within KIND_SPREAD of the nearest, itself no
+    more than KIND_MARGIN under the floor. Also whether any is
+    there by its words (else the answer says they are only close in meaning). A group beyond
+    each side's best has neither score."""
+    kept: list[dict[str, Any]] = []
+    by_words = False
+    nearest_kind = _kind_answering(evidence, min_similarity)
+    for hit in hits:
+        group = str(hit.get("group_id"))
+        agrees = evidence.word_share.get(group, 0.0) > 0.5 or bool(
+            products and _names_product(hit, products)
+        )
+        similarity = evidence.similarity.get(group, 0.0)
+        of_the_kind = nearest_kind is not None and (
+            evidence.categories.get(group) == nearest_kind[0]
+            and similarity >= nearest_kind[1] - KIND_SPREAD
+        )
+        if agrees or similarity >= min_similarity or of_the_kind:
+            kept.append(dict(hit))
+            by_words = by_words or agrees
+    return kept, by_words

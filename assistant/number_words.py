@@ -1,0 +1,133 @@
+"""Whole numbers written in English words ("fifty", "two hundred", "a hundred and twenty",
+"twenty-five", "fifteen hundred"), read exactly into an int.
+
+Only well-formed numbers are read: "five fifty" (5.50? 550?) or "two two" is no number, so no
+budget is guessed from it. The phrase is bounded in length and value, so neither a long run of
+words nor "a thousand billion trillion" costs more than a few steps or passes MAX_VALUE.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# Amounts above this are no budget anyone has (budget.MAX_AMOUNT is the same bound).
+MAX_VALUE: Final = 10**12
+MAX_WORDS: Final = 12
+
+_UNITS: Final = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+}
+_TENS: Final = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fourty": 40,  # as often written as the right spelling
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+# "a grand", "two grand": a thousand, in money only.
+_SCALES: Final = {
+    "thousand": 1000,
+    "grand": 1000,
+    "million": 1_000_000,
+    "billion": 1_000_000_000,
+}
+_HUNDRED: Final = "hundred"
+
+_WORD = "|".join(
+    sorted([*_UNITS, *_TENS, *_SCALES, _HUNDRED], key=len, reverse=True)  # longest first
+)
+# "a"/"an" only before a scale ("a hundred"): in "a fifty dollar gift" the amount is "fifty".
+# "and" only after a hundred or a scale, a hyphen only after tens ("twenty-five"), so "between
+# twenty and forty euros" and "20-30 euros" stay two amounts.
+_JOIN = (
+    r"(?:(?:(?<=hundred)|(?<=thousand)|(?<=million)|(?<=billion))\s+and\s+|"
+    r"(?<=ty)\s*-\s*|\s+)"
+)
+NUMBER_WORDS_PATTERN: Final = (
+    rf"(?<![a-z])(?:an?\s+(?=(?:{_HUNDRED}|thousand|grand|million|billion)(?![a-z])))?"
+    rf"(?:{_WORD})(?:{_JOIN}(?:{_WORD})){{0,{MAX_WORDS - 1}}}(?![a-z])"
+)
+_SPLIT_RE = re.compile(r"\s*-\s*|\s+")
+
+
+def is_number_words(text: str) -> bool:
+    """True when `text` is spelt out ("fifty"), not digits."""
+    return bool(re.match(r"\s*[a-z]", text, re.IGNORECASE))
+
+
+def number_words_value(text: str) -> int | None:
+    """ "a hundred and twenty" -> 120, "ninety-nine thousand" -> 99000; None unless the words are
+    one well-formed number from 1 to MAX_VALUE."""
+    words = [w for w in _SPLIT_RE.split(text.strip().lower()) if w]
+    if words[:1] in (["a"], ["an"]):
+        words[0] = "one"  # only ever before a scale (NUMBER_WORDS_PATTERN)
+    if not words or len(words) > MAX_WORDS or words[-1] == "and":
+        return None
+    total = 0  # the thousands, millions ... said so far
+    group = 0  # the number below the next scale word (0-999)
+    last = ""  # the kind of the previous word: unit, teen, tens, hundred, scale, and
+    last_scale = MAX_VALUE * 1000
+    for word in words:
+        if word == "and":
+            # "a hundred and twenty", "two thousand and five": only after a hundred or a scale.
+            if last not in {"hundred", "scale"}:
+                return None
+            last = "and"
+        elif word in _UNITS:
+            value = _UNITS[word]
+            if last == "tens" and value < 10:
+                group += value  # "twenty-five"
+            elif last in {"", "hundred", "scale", "and"} and group % 100 == 0:
+                group += value
+            else:
+                return None  # "five fifty", "two two"
+            last = "unit" if value < 10 else "teen"
+        elif word in _TENS:
+            if last not in {"", "hundred", "scale", "and"} or group % 100 != 0:
+                return None
+            group += _TENS[word]
+            last = "tens"
+        elif word == _HUNDRED:
+            # "two hundred", "fifteen hundred", and "hundred dollars" on its own.
+            if last in {"unit", "teen"} and group < 100:
+                group *= 100
+            elif last == "" and group == 0:
+                group = 100
+            else:
+                return None
+            last = "hundred"
+        else:
+            scale = _SCALES[word]
+            if group == 0 and last != "":
+                return None
+            if scale >= last_scale:
+                return None  # "a thousand million": no number a shopper writes
+            total += (group or 1) * scale
+            group = 0
+            last_scale = scale
+            last = "scale"
+    value = total + group
+    return value if 0 < value <= MAX_VALUE else None

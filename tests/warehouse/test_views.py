@@ -54,3 +54,24 @@ def test_a_group_summary_names_the_weakest_evidence_holding_it_and_single_for_on
         _fill(db)
         methods = dict(db.execute("SELECT group_id, method FROM product_group_summary").fetchall())
     assert methods == {"g-mixed": "brand_model", "g-title": "title", "g-single": "single"}
+
+
+def test_coverage_lists_a_marketplace_whose_every_record_was_quarantined(tmp_path: Path) -> None:
+    """A feed broken through and through (every record rejected, say a new currency code) is the
+    one analysts most need to see in `marketplace_coverage`: it was left out, its `rejected`
+    count with it, since the view started from the offers."""
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        for index in range(3):
+            db.execute(
+                "INSERT INTO rejected_products (marketplace, external_id, reason, detail, payload, "
+                "rejected_at, run_id) VALUES ('d', ?, 'unknown_currency', 'KSH', '{}', ?, 'r')",
+                [str(index), NOW],
+            )
+        rows = db.execute(
+            "SELECT marketplace, offers, available_offers, groups, rejected, last_fetched_at "
+            "FROM marketplace_coverage ORDER BY marketplace"
+        ).fetchall()
+    assert [row[0] for row in rows] == ["a", "b", "c", "d"]
+    assert rows[3] == ("d", 0, 0, 0, 3, None)
+    assert rows[0][1:5] == (3, 3, 3, 0)

@@ -67,6 +67,9 @@ PRODUCTS_SCHEMA = pl.Schema(
     }
 )
 
+# A raw record's GTIN claim (gtin_claims.claim): none, a GTIN passing its checksum, one failing it.
+GTIN_NO_CLAIM, GTIN_VALID, GTIN_INVALID = 0, 1, 2
+
 REJECTED_SCHEMA = pl.Schema(
     {
         "marketplace": pl.String,
@@ -147,6 +150,8 @@ class NormalizedCatalog:
     # (external_id, page, record_index, payload_hash) of every product; the payload hashes read
     # (None: every record) and the pages those records sat on.
     sources: pl.DataFrame | None = None
+    # (payload_hash, claim) of every payload read: GTIN_NO_CLAIM, GTIN_VALID or GTIN_INVALID.
+    gtin_claims: pl.DataFrame | None = None
     read_hashes: tuple[str, ...] | None = None
     pages: tuple[int, ...] | None = None
 

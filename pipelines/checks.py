@@ -261,11 +261,20 @@ def products_are_fresh(
     warehouse: WarehouseResource, marketplaces: MarketplacesResource
 ) -> dg.AssetCheckResult:
     """Warns when any configured marketplace's offers were fetched longer ago than the limit
-    (or never): its partition has been failing, and shoppers see old prices. Evaluated at every
+    (or never), or whose last fetch gave no offer at all: its partition has been failing, and
+    shoppers see old prices (or none). Evaluated at every
     refresh tick (catalog_freshness_schedule) and in each downstream run; the result names each
     stale marketplace on a line of its own."""
     with warehouse.connect(read_only=True) as conn:
         counts = product_counts_by_marketplace(conn)
+        # The fetches of marketplaces without offers: every record of a fetch can be
+        # quarantined, and such a store was fetched, not "never".
+        pages_fetched = dict(
+            conn.execute(
+                "SELECT marketplace, max(fetched_at) FROM raw_pages "
+                "WHERE content_hash IS NOT NULL GROUP BY marketplace"
+            ).fetchall()
+        )
     fetched = {row["marketplace"]: row["last_fetched_at"] for row in counts.iter_rows(named=True)}
     now = datetime.now(UTC)
     limit_hours = FRESHNESS_MAX_AGE.total_seconds() / 3600
@@ -278,7 +287,14 @@ def products_are_fresh(
         ages[config.slug] = age_hours
         if last is None:
             stale.append(config.slug)
-            lines.append(f"{config.slug}: never fetched")
+            pages_at = pages_fetched.get(config.slug)
+            lines.append(
+                f"{config.slug}: never fetched"
+                if pages_at is None
+                else f"{config.slug}: no offers: fetched at "
+                f"{pages_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC, but none of its records became "
+                "an offer (rejected_products says why)"
+            )
         elif now - last > FRESHNESS_MAX_AGE:
             stale.append(config.slug)
             lines.append(

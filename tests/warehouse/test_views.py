@@ -75,3 +75,34 @@ def test_coverage_lists_a_marketplace_whose_every_record_was_quarantined(tmp_pat
     assert [row[0] for row in rows] == ["a", "b", "c", "d"]
     assert rows[3] == ("d", 0, 0, 0, 3, None)
     assert rows[0][1:5] == (3, 3, 3, 0)
+
+
+def test_cheapest_offer_compares_the_available_offers_as_its_documentation_says(
+    tmp_path: Path,
+) -> None:
+    """`cheapest_offer_per_group` compares the offers a shopper can buy: its counts are of the
+    group's available offers, and a group with one available offer has nothing to compare.
+    README and the view's comment said "every group with 2+ offers" and `offers_in_group`,
+    which reads as the group's size (product_group_summary.offers): an analyst joining the two
+    saw 3 against 4, and groups of 2+ offers missing."""
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        db.execute(
+            "UPDATE products SET available = false WHERE external_id = '1' AND marketplace = 'c'"
+        )
+        db.execute(
+            "UPDATE products SET available = false WHERE external_id = '2' AND marketplace <> 'a'"
+        )
+        rows = db.execute(
+            "SELECT group_id, offers_in_group, marketplaces_in_group FROM cheapest_offer_per_group"
+        ).fetchall()
+        (comment,) = db.execute(
+            "SELECT comment FROM duckdb_views() WHERE view_name = 'cheapest_offer_per_group'"
+        ).fetchone()
+    assert rows == [("g-mixed", 2, 2)]
+    readme = (Path(warehouse.__file__).parent / "README.md").read_text(encoding="utf-8")
+    (row,) = [
+        line for line in readme.splitlines() if line.startswith("| `cheapest_offer_per_group`")
+    ]
+    for text in (row, comment):
+        assert "2+ available offers" in text, text

@@ -51,7 +51,9 @@ WHERE group_id IS NOT NULL
 GROUP BY group_id;
 COMMENT ON VIEW product_group_summary IS 'Per product group: method, offers, marketplaces, min/max price_usd, title of the cheapest offer.';
 
--- cheapest_offer_per_group: the cheapest available offer of every group present on 2+ offers.
+-- cheapest_offer_per_group: the cheapest offer of every group with 2+ available offers (with a
+-- USD price): what a shopper can buy. offers_in_group, marketplaces_in_group and
+-- most_expensive_usd are of those offers, not of the whole group (product_group_summary).
 --   group_id, marketplace, external_id, title, price_minor, currency, price_usd,
 --   offers_in_group, marketplaces_in_group, most_expensive_usd, savings_usd.
 CREATE OR REPLACE VIEW cheapest_offer_per_group AS
@@ -77,7 +79,7 @@ SELECT
 FROM ranked AS r
 JOIN spread AS s USING (group_id)
 WHERE r.rank = 1 AND r.offers_in_group >= 2;
-COMMENT ON VIEW cheapest_offer_per_group IS 'Cheapest available offer per group of 2+ offers, with group size and savings_usd against the most expensive offer.';
+COMMENT ON VIEW cheapest_offer_per_group IS 'Cheapest offer per group with 2+ available offers (priced in USD), with their count, marketplaces and savings_usd against the most expensive of them.';
 
 -- price_changes_7d: every price change observed in the last 7 days.
 --   marketplace, external_id, title, old_price_minor, new_price_minor, currency,

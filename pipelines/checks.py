@@ -73,9 +73,14 @@ class CatalogFacts:
     quarantined_duplicates: int
     rejections_by_reason: dict[str, int]
     loads: list[CatalogLoad]
+    # Whether the run being checked wrote the latest load (a refresh that found nothing new to
+    # normalize writes none).
+    loaded_now: bool = True
 
 
-def catalog_facts(conn: duckdb.DuckDBPyConnection, slug: str) -> CatalogFacts:
+def catalog_facts(
+    conn: duckdb.DuckDBPyConnection, slug: str, run_id: str | None = None
+) -> CatalogFacts:
     """Every offer of the marketplace is looked at, not only those the run wrote: the checks
     assert properties of the catalog shoppers see, and a row written by anything else (an older
     run, a hand fix) counts as much."""
@@ -92,6 +97,7 @@ def catalog_facts(conn: duckdb.DuckDBPyConnection, slug: str) -> CatalogFacts:
         {"m": slug},
     ).fetchall()[0]
     by_reason = {str(reason): int(records) for reason, records in reasons}
+    loads = recent_loads(conn, slug, limit=2)
     return CatalogFacts(
         products=int(products),
         non_positive_prices=int(non_positive),
@@ -99,7 +105,8 @@ def catalog_facts(conn: duckdb.DuckDBPyConnection, slug: str) -> CatalogFacts:
         currencies=list(currencies),
         quarantined_duplicates=by_reason.get("duplicate_external_id", 0),
         rejections_by_reason=by_reason,
-        loads=recent_loads(conn, slug, limit=2),
+        loads=loads,
+        loaded_now=run_id is None or (bool(loads) and loads[0].run_id == run_id),
     )
 
 
@@ -150,7 +157,29 @@ def check_offer_keys_are_unique(facts: CatalogFacts) -> dg.AssetCheckResult:
 
 
 def check_row_count_drift(facts: CatalogFacts) -> dg.AssetCheckResult:
-    """Warns when the offer count changed by more than the threshold since the previous load."""
+    """Warns when the offer count changed by more than the threshold since the previous load.
+    A run that loaded nothing (no new payload) compares the offers now with the latest load: it
+    changed nothing, and the two loads before it were judged by the run that wrote the later
+    one (comparing them again warned at every quiet refresh after a drift)."""
+    if facts.loads and not facts.loaded_now:
+        latest = facts.loads[0]
+        change = (
+            abs(facts.products - latest.products) / latest.products
+            if latest.products
+            else (1.0 if facts.products else 0.0)
+        )
+        return dg.AssetCheckResult(
+            check_name="row_count_drift",
+            passed=change <= ROW_COUNT_DRIFT_WARN,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "products": facts.products,
+                "previous_products": latest.products,
+                "change": round(change, 4),
+                "threshold": ROW_COUNT_DRIFT_WARN,
+                "note": f"nothing loaded by this run; compared with the load of {latest.run_id}",
+            },
+        )
     if len(facts.loads) < 2:
         return dg.AssetCheckResult(
             check_name="row_count_drift",
@@ -240,11 +269,16 @@ def catalog_check_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetChe
 
 
 def evaluate_catalog_checks(
-    conn: duckdb.DuckDBPyConnection, slug: str, selected: Collection[str] | None = None
+    conn: duckdb.DuckDBPyConnection,
+    slug: str,
+    selected: Collection[str] | None = None,
+    *,
+    run_id: str | None = None,
 ) -> list[dg.AssetCheckResult]:
     """Prices, currencies, GTIN checksums, unique keys, row-count drift and the quarantined
     share of one marketplace
-    (only the checks named in `selected`, when given: a run may leave some out)."""
+    (only the checks named in `selected`, when given: a run may leave some out). `run_id` is the
+    run being checked: the drift check tells a run that wrote a load from one that did not."""
     chosen = [
         evaluate
         for name, evaluate in zip(CATALOG_CHECKS, CATALOG_CHECK_FUNCTIONS, strict=True)
@@ -252,7 +286,7 @@ def evaluate_catalog_checks(
     ]
     if not chosen:
         return []
-    facts = catalog_facts(conn, slug)
+    facts = catalog_facts(conn, slug, run_id)
     return [evaluate(facts) for evaluate in chosen]
 
 
@@ -261,11 +295,20 @@ def products_are_fresh(
     warehouse: WarehouseResource, marketplaces: MarketplacesResource
 ) -> dg.AssetCheckResult:
     """Warns when any configured marketplace's offers were fetched longer ago than the limit
-    (or never): its partition has been failing, and shoppers see old prices. Evaluated at every
+    (or never), or whose last fetch gave no offer at all: its partition has been failing, and
+    shoppers see old prices (or none). Evaluated at every
     refresh tick (catalog_freshness_schedule) and in each downstream run; the result names each
     stale marketplace on a line of its own."""
     with warehouse.connect(read_only=True) as conn:
         counts = product_counts_by_marketplace(conn)
+        # The fetches of marketplaces without offers: every record of a fetch can be
+        # quarantined, and such a store was fetched, not "never".
+        pages_fetched = dict(
+            conn.execute(
+                "SELECT marketplace, max(fetched_at) FROM raw_pages "
+                "WHERE content_hash IS NOT NULL GROUP BY marketplace"
+            ).fetchall()
+        )
     fetched = {row["marketplace"]: row["last_fetched_at"] for row in counts.iter_rows(named=True)}
     now = datetime.now(UTC)
     limit_hours = FRESHNESS_MAX_AGE.total_seconds() / 3600
@@ -278,7 +321,14 @@ def products_are_fresh(
         ages[config.slug] = age_hours
         if last is None:
             stale.append(config.slug)
-            lines.append(f"{config.slug}: never fetched")
+            pages_at = pages_fetched.get(config.slug)
+            lines.append(
+                f"{config.slug}: never fetched"
+                if pages_at is None
+                else f"{config.slug}: no offers: fetched at "
+                f"{pages_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC, but none of its records became "
+                "an offer (rejected_products says why)"
+            )
         elif now - last > FRESHNESS_MAX_AGE:
             stale.append(config.slug)
             lines.append(

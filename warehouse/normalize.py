@@ -24,6 +24,9 @@ from adapters.gtin import normalize_gtin
 from warehouse.categories import canonical_category, category_mapping
 from warehouse.offers import (
     CONTENT_FIELDS,
+    GTIN_INVALID,
+    GTIN_NO_CLAIM,
+    GTIN_VALID,
     PRODUCTS_SCHEMA,
     REASON_BAD_RECORD,
     REASON_DUPLICATE,
@@ -59,6 +62,8 @@ OFFER_SCHEMA = pl.Schema(
     }
 )
 _FALLBACK_KEYS = pl.Schema({"page": pl.Int32, "record_index": pl.Int32})
+# Where a record claiming a GTIN sits, and whether the GTIN passed its checksum.
+CLAIM_POSITIONS_SCHEMA = pl.Schema({"page": pl.Int32, "record_index": pl.Int32, "claim": pl.Int8})
 # Payloads per Arrow batch of the GTIN-key scan: a few tens of MB at most, whatever the catalog.
 GTIN_SCAN_BATCH_ROWS = 16_384
 
@@ -114,11 +119,11 @@ def _per_record(
     config: MarketplaceConfig,
     keys: pl.DataFrame,
     normalize_record: Callable[[Mapping[str, Any]], Offer],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, int]:
-    """The records the vectorized query left to the adapter: (offer rows, rejections,
-    gtin_claimed, gtin_invalid)."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[int, int, int]]]:
+    """The records the vectorized query left to the adapter: (offer rows, rejections, the
+    (page, record_index, GTIN_VALID or GTIN_INVALID) of each record that claimed a GTIN)."""
     if keys.is_empty():
-        return [], [], 0, 0
+        return [], [], []
     conn.register("fallback_keys", keys.to_arrow())
     try:
         rows = conn.execute(
@@ -131,7 +136,7 @@ def _per_record(
         conn.unregister("fallback_keys")
     offers: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    claimed_count = invalid_count = 0
+    claims: list[tuple[int, int, int]] = []
     for page, record_index, payload, fetched_at in rows:
         where = {"page": page, "record_index": record_index}
         try:
@@ -149,8 +154,8 @@ def _per_record(
             continue
         claim = claimed_gtin(record)
         if claim is not None:
-            claimed_count += 1
-            invalid_count += normalize_gtin(claim) is None
+            valid = normalize_gtin(claim) is not None
+            claims.append((page, record_index, GTIN_VALID if valid else GTIN_INVALID))
         if not isinstance(record, Mapping):
             rejected.append(
                 {
@@ -191,7 +196,7 @@ def _per_record(
         offers.append(
             {**where, "fetched_at": fetched_at, **{name: row[name] for name in OFFER_COLUMNS}}
         )
-    return offers, rejected, claimed_count, invalid_count
+    return offers, rejected, claims
 
 
 def _position() -> pl.Expr:
@@ -294,15 +299,23 @@ def _normalize(
     fallback_keys = fast.filter(~pl.col("vectorized")).select(
         pl.col("page").cast(pl.Int32), pl.col("record_index").cast(pl.Int32)
     )
-    slow_offers, rejected_rows, claimed, invalid = _per_record(
+    slow_offers, rejected_rows, slow_claims = _per_record(
         conn, config, fallback_keys, normalize_record
     )
+    claims = [pl.DataFrame(slow_claims, schema=CLAIM_POSITIONS_SCHEMA, orient="row")]
     if has_vectorized:
         vectorized = fast.filter(pl.col("vectorized"))
-        claimed += vectorized.get_column("claimed_gtin").is_not_null().sum()
-        invalid += vectorized.filter(
-            pl.col("claimed_gtin").is_not_null() & pl.col("gtin").is_null()
-        ).height
+        claims.append(
+            vectorized.filter(pl.col("claimed_gtin").is_not_null()).select(
+                pl.col("page").cast(pl.Int32),
+                pl.col("record_index").cast(pl.Int32),
+                pl.when(pl.col("gtin").is_null())
+                .then(GTIN_INVALID)
+                .otherwise(GTIN_VALID)
+                .cast(pl.Int8)
+                .alias("claim"),
+            )
+        )
         fast_offers = vectorized.select(
             [pl.col(name).cast(dtype) for name, dtype in OFFER_SCHEMA.items()]
         )
@@ -313,6 +326,20 @@ def _normalize(
     # million offers one marketplace's frames are a few hundred MB each, and holding them all to
     # the end made the normalizing worker the partition phase's peak (bench/RESULTS.md).
     del fast
+    claim_positions = pl.concat(claims)
+    del claims
+    claimed = claim_positions.height
+    invalid = claim_positions.filter(pl.col("claim") == GTIN_INVALID).height
+    # Per payload read (a claim is a function of the payload): what a refresh reading only the
+    # new payloads needs to count the GTINs of the whole catalog (warehouse.gtin_claims).
+    gtin_claims = (
+        placed.join(claim_positions, on=["page", "record_index"], how="left")
+        .select(
+            "payload_hash", pl.col("claim").fill_null(GTIN_NO_CLAIM).cast(pl.Int8).alias("claim")
+        )
+        .unique("payload_hash", maintain_order=True)
+    )
+    del claim_positions
     offers = pl.concat(
         [fast_offers, pl.DataFrame(slow_offers, schema=OFFER_SCHEMA, orient="row")]
         if slow_offers
@@ -450,6 +477,7 @@ def _normalize(
         gtin_invalid=int(invalid),
         content_fingerprint=hashlib.sha256(pairs.encode()).hexdigest(),
         sources=sources,
+        gtin_claims=gtin_claims,
         read_hashes=hashes,
         pages=(
             tuple(placed.get_column("page").unique().sort().to_list())

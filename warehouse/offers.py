@@ -67,6 +67,9 @@ PRODUCTS_SCHEMA = pl.Schema(
     }
 )
 
+# A raw record's GTIN claim (gtin_claims.claim): none, a GTIN passing its checksum, one failing it.
+GTIN_NO_CLAIM, GTIN_VALID, GTIN_INVALID = 0, 1, 2
+
 REJECTED_SCHEMA = pl.Schema(
     {
         "marketplace": pl.String,
@@ -110,6 +113,9 @@ GTIN_KEYS = frozenset(
     {"gtin", "gtin8", "gtin12", "gtin13", "gtin14", "ean", "ean13", "upc", "barcode", "isbn"}
 )
 _MAX_GTIN_SEARCH_DEPTH = 4
+# Keys holding a list of GTINs, as Amazon's Creators API writes them
+# (itemInfo.externalIds.eans.displayValues): the adapter takes the first valid EAN, else UPC.
+LISTED_GTIN_KEYS = frozenset({"eans", "upcs"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +153,8 @@ class NormalizedCatalog:
     # (external_id, page, record_index, payload_hash) of every product; the payload hashes read
     # (None: every record) and the pages those records sat on.
     sources: pl.DataFrame | None = None
+    # (payload_hash, claim) of every payload read: GTIN_NO_CLAIM, GTIN_VALID or GTIN_INVALID.
+    gtin_claims: pl.DataFrame | None = None
     read_hashes: tuple[str, ...] | None = None
     pages: tuple[int, ...] | None = None
 
@@ -233,6 +241,9 @@ def claimed_gtin(record: object, _depth: int = 0) -> str | None:
     if _depth > _MAX_GTIN_SEARCH_DEPTH:
         return None
     if _is_mapping(record):
+        listed = _listed_gtins(record)
+        if listed:
+            return next((value for value in listed if normalize_gtin(value)), listed[0])
         for key, value in record.items():
             if (
                 _field_name(str(key)) in GTIN_KEYS
@@ -251,6 +262,26 @@ def claimed_gtin(record: object, _depth: int = 0) -> str | None:
             if found:
                 return found
     return None
+
+
+def _listed_gtins(record: Mapping[Any, Any]) -> list[str]:
+    """The GTINs listed under LISTED_GTIN_KEYS of this mapping (`{"eans": {"displayValues":
+    [...]}}` or a plain list), EANs before UPCs as the Amazon adapter reads them."""
+    found: list[str] = []
+    for key in ("eans", "upcs"):
+        value = record.get(key)
+        if value is None:
+            continue
+        values = value.get("displayValues") if _is_mapping(value) else value
+        if isinstance(values, list):
+            found += [
+                str(item).strip()
+                for item in values
+                if item not in (None, "", 0)
+                and not isinstance(item, dict | list)
+                and str(item).strip()
+            ]
+    return found
 
 
 # json.dumps builds a new encoder on every call with these options; one does the same work.

@@ -26,6 +26,7 @@ import duckdb
 
 from warehouse.catalog import PRODUCT_COLUMNS, REJECTED_COLUMNS
 from warehouse.connection import transaction
+from warehouse.gtin_claims import catalog_gtin_counts, write_gtin_claims
 from warehouse.offers import NormalizedCatalog
 from warehouse.records import hash_frame, sources_frame
 
@@ -114,6 +115,10 @@ def write_record_changes(
                 "SELECT $m, external_id, page, record_index, payload_hash FROM staged_sources",
                 params,
             )
+            write_gtin_claims(conn, marketplace, catalog)
+            # The whole catalog's GTINs, as a full read counts them (the check judges the feed,
+            # not the few records a refresh read).
+            gtin_claimed, gtin_invalid = catalog_gtin_counts(conn, marketplace)
             products, rejected, raw_records = conn.execute(
                 """
                 SELECT
@@ -135,8 +140,8 @@ def write_record_changes(
                     raw_records,
                     products,
                     rejected,
-                    catalog.gtin_claimed,
-                    catalog.gtin_invalid,
+                    gtin_claimed,
+                    gtin_invalid,
                     catalog.new_offers,
                     catalog.changed_offers,
                     int(removed),

@@ -34,6 +34,7 @@ import polars as pl
 
 from warehouse.catalog import FULL_RAW_LOAD_MEMORY_LIMIT, RAW_COLUMNS, RAW_LOAD_MEMORY_LIMIT
 from warehouse.connection import transaction
+from warehouse.gtin_claims import UNCLAIMED_READS_SQL, write_gtin_claims
 from warehouse.offers import REASON_DUPLICATE, NormalizedCatalog
 
 HASH_SCHEMA = pl.Schema({"payload_hash": pl.String})
@@ -276,9 +277,9 @@ def catalog_changed(conn: duckdb.DuckDBPyConnection, marketplace: str) -> bool:
 
 def can_normalize_incrementally(conn: duckdb.DuckDBPyConnection, marketplace: str) -> bool:
     """True once a normalization recorded which payload every offer and rejection of the
-    marketplace was read from."""
+    marketplace was read from, and each such payload's GTIN claim."""
     sources, products, unhashed = conn.execute(
-        """
+        f"""
         SELECT
             (SELECT count(*) FROM product_sources WHERE marketplace = $m),
             (SELECT count(*) FROM products WHERE marketplace = $m),
@@ -286,6 +287,7 @@ def can_normalize_incrementally(conn: duckdb.DuckDBPyConnection, marketplace: st
             + (SELECT count(*) FROM rejected_products
                WHERE marketplace = $m AND payload_hash IS NULL)
             + (SELECT count(*) FROM raw_catalog WHERE marketplace = $m AND payload_hash IS NULL)
+            + {UNCLAIMED_READS_SQL}
         """,
         {"m": marketplace},
     ).fetchall()[0]
@@ -388,7 +390,8 @@ def sources_frame(catalog: NormalizedCatalog) -> pl.DataFrame:
 def write_sources(
     conn: duckdb.DuckDBPyConnection, marketplace: str, catalog: NormalizedCatalog
 ) -> None:
-    """After a full normalization: every offer's source record."""
+    """After a full normalization: every offer's source record, and every payload's GTIN
+    claim."""
     conn.register("staged_sources", sources_frame(catalog).to_arrow())
     try:
         with transaction(conn):
@@ -399,6 +402,7 @@ def write_sources(
                 "SELECT ?, external_id, page, record_index, payload_hash FROM staged_sources",
                 [marketplace],
             )
+            write_gtin_claims(conn, marketplace, catalog)
     finally:
         conn.unregister("staged_sources")
 

@@ -28,7 +28,11 @@ def open_copy(path: Path) -> duckdb.DuckDBPyConnection:
             f"no analysts' warehouse at {path}: run `onecart ingest` first "
             "(or set ONECART_HOME to the home that holds one)"
         )
-    return duckdb.connect(str(path), read_only=True)
+    conn = duckdb.connect(str(path), read_only=True)
+    # The warehouse's times are UTC (README, `onecart status`); DuckDB would show them, and cut
+    # days, in the machine's zone. An analyst may still SET TimeZone.
+    conn.execute("SET TimeZone = 'UTC'")
+    return conn
 
 
 def run_statements(conn: duckdb.DuckDBPyConnection, sql: str, out: TextIO, *, as_csv: bool) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from adapters.base import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, MarketplaceConfig
 from adapters.fields import AVAILABLE_WORDS, UNAVAILABLE_WORDS
 from onecart.money import currency_exponent, is_iso_currency, known_currencies
-from warehouse.offers import GTIN_KEYS
+from warehouse.offers import GTIN_KEYS, LISTED_GTIN_KEYS
 
 # Characters that are printable for Python (str.isprintable) and not whitespace, plus the space:
 # text made only of these is left unchanged by clean_text apart from strip() and the length cut.
@@ -57,7 +57,10 @@ INT_TYPES = "('BIGINT', 'UBIGINT')"
 # (U+017F folds to 's'), never fewer, and a record with more keys than the one read goes per
 # record. Counted by Polars (warehouse.normalize.gtin_key_counts): the scan of every payload cost
 # DuckDB's regexp_extract_all 5-8 µs a record, two to three times Polars' count_matches.
-GTIN_KEY_RE = '[":}](?:' + "|".join(sorted(GTIN_KEYS, key=len, reverse=True)) + ')"\\s*:'
+# Amazon-style lists (`"eans": {"displayValues": [...]}`) count too: such a record goes per record.
+GTIN_KEY_RE = (
+    '[":}](?:' + "|".join(sorted(GTIN_KEYS | LISTED_GTIN_KEYS, key=len, reverse=True)) + ')"\\s*:'
+)
 GTIN_KEY_PATTERN = "(?i)" + GTIN_KEY_RE
 NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 NULLISH = "IS NULL OR {t} = 'NULL'"

@@ -397,7 +397,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 normalize_seconds = round(time.perf_counter() - started, 3)
                 normalize_cpu_seconds = round(time.process_time() - cpu_started, 3)
                 selected_checks = {key.name for key in context.selected_asset_check_keys}
-                check_results = evaluate_catalog_checks(conn, slug, selected_checks)
+                check_results = evaluate_catalog_checks(conn, slug, selected_checks, run_id=run_id)
         finally:
             _close(adapter)
         if catalog is None:

@@ -8,7 +8,25 @@ from warehouse.derived import store_fx_rates
 REFERENCE_GROUP = "reference"
 
 
-@dg.asset(group_name=REFERENCE_GROUP, kinds={"python", "duckdb"})
+RATES_COVER_OFFERS = "rates_cover_offer_currencies"
+
+
+@dg.asset(
+    group_name=REFERENCE_GROUP,
+    kinds={"python", "duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            RATES_COVER_OFFERS,
+            asset="fx_rates",
+            description=(
+                "Every offer's currency has a USD rate. An offer without one is not in the "
+                "search index (no USD price to sort by) and has no price or price_usd in the "
+                "analysts' views; the metadata names the currencies and counts the offers per "
+                "marketplace."
+            ),
+        )
+    ],
+)
 def fx_rates(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, fx_source: FxRatesResource
 ) -> dg.MaterializeResult:
@@ -21,12 +39,30 @@ def fx_rates(
         context.log.warning(warning)
     with warehouse.connect() as conn:
         stored = store_fx_rates(conn, rates)
+        # Offers whose currency no stored rate covers (the views read the newest rate of each).
+        missing = conn.execute(
+            "SELECT marketplace, currency, count(*) FROM products "
+            "WHERE currency NOT IN (SELECT currency FROM fx_rates WHERE base = 'USD') "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    without_rate: dict[str, int] = {}
+    for marketplace, _currency, offers in missing:
+        without_rate[marketplace] = without_rate.get(marketplace, 0) + int(offers)
+    check = dg.AssetCheckResult(
+        check_name=RATES_COVER_OFFERS,
+        passed=not missing,
+        metadata={
+            "missing_rates": dg.MetadataValue.json(sorted({row[1] for row in missing})),
+            "offers_without_rate": dg.MetadataValue.json(without_rate),
+        },
+    )
     return dg.MaterializeResult(
+        check_results=[check],
         metadata={
             "dagster/row_count": stored,
             "currencies": len(rates.rates),
             "as_of": rates.as_of.isoformat(),
             "sources": dg.MetadataValue.json(sorted(set(rates.sources.values()))),
             "warnings": dg.MetadataValue.json(warnings),
-        }
+        },
     )

@@ -64,3 +64,19 @@ def test_the_index_serves_amazon_offers_with_their_groups(
     assert len(documents) == affiliate_ingest.report.partitions["amazon"].normalized
     assert all("tag=onecart-20" in (doc["product_url"] or "") for doc in documents)
     assert sum(1 for doc in documents if (doc["group_marketplaces"] or 0) >= 3) >= 10
+
+
+def test_amazon_s_listed_eans_count_as_gtin_claims(
+    affiliate_ingest: Ingest, pipeline_settings: Settings
+) -> None:
+    """Amazon lists its GTINs under itemInfo.externalIds.eans/upcs.displayValues. The GTIN-claim
+    scan knew single keys only (`ean`, `upc`, …), so Amazon's loads claimed none and
+    gtin_checksum_share could never warn for it, however broken its EANs."""
+    ((claimed, invalid, with_gtin),) = query(
+        pipeline_settings,
+        "SELECT l.gtin_claimed, l.gtin_invalid, "
+        "(SELECT count(gtin) FROM products WHERE marketplace = 'amazon') FROM catalog_loads AS l "
+        "WHERE l.marketplace = 'amazon' ORDER BY l.loaded_at DESC LIMIT 1",
+    )
+    assert with_gtin > 0
+    assert claimed - invalid == with_gtin

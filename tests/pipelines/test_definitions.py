@@ -53,6 +53,7 @@ CHECKS = {
     "row_count_drift",
     "rejected_share",
     "products_are_fresh",
+    "rates_cover_offer_currencies",
 }
 
 

@@ -477,3 +477,92 @@ def test_a_repeat_of_a_quarantined_first_record_stays_quarantined_record_by_reco
         ]
     # Record by record: not every record of beta was read again.
     assert 0 < loads_of(incremental, "beta")[-1][1] < len(records)
+
+
+def latest_load_counts(home: Home, slug: str) -> tuple[int, ...]:
+    """(raw records, products, rejected, GTINs claimed, GTINs failing their checksum) of the
+    marketplace's latest load."""
+    with warehouse.connect(home.warehouse_path, read_only=True) as conn:
+        return conn.execute(
+            "SELECT raw_records, products, rejected, gtin_claimed, gtin_invalid FROM catalog_loads "
+            "WHERE marketplace = ? ORDER BY loaded_at DESC LIMIT 1",
+            [slug],
+        ).fetchall()[0]
+
+
+def test_an_incremental_refresh_judges_the_gtins_of_the_whole_catalog(
+    homes: list[Home], server: CatalogServer
+) -> None:
+    """Three of alpha's ~86 GTINs lose their checksum: the catalog's invalid share is 3.5%, well
+    under the check's 20%. The incremental refresh counted the GTINs of the records it read
+    only (3 claimed, 3 invalid: 100%), so gtin_checksum_share warned about a healthy feed, and
+    would have passed a broken one whose refresh happened to read a valid GTIN. Its load now
+    counts the whole catalog, as the full run's does, and the two runs' checks agree."""
+    incremental, full = homes
+    if not incremental.runs:
+        assert incremental.ingest(full_refresh=False).success
+        full.start_from(incremental)
+    records = [dict(record) for record in server.catalogs["alpha"]]
+    for index in [i for i, record in enumerate(records) if record.get("ean")][:3]:
+        ean = records[index]["ean"]
+        records[index]["ean"] = ean[:-1] + str((int(ean[-1]) + 1) % 10)
+    server.catalogs["alpha"] = records
+    reports = {}
+    for home in homes:
+        home.second_run_at = datetime.now(UTC)
+        reports[home.name] = home.ingest(full_refresh=home is full)
+        assert reports[home.name].success
+    counts = latest_load_counts(full, "alpha")
+    assert counts[3:] == (sum(1 for record in records if record.get("ean")), 3)
+    assert latest_load_counts(incremental, "alpha") == counts
+    # It still read the three records (and those of alpha's duplicate id), not the catalog.
+    assert loads_of(incremental, "alpha")[-1][1] in (3, 4, 5)
+    warnings = reports["incremental"].partitions["alpha"].check_warnings
+    assert warnings == reports["full"].partitions["alpha"].check_warnings == []
+
+
+def test_a_warehouse_without_gtin_claims_is_read_in_full_once(
+    homes: list[Home], server: CatalogServer
+) -> None:
+    """A warehouse written before gtin_claims existed has none: its next refresh reads the
+    marketplace in full once (so the GTIN counts cover the catalog), then record by record."""
+    incremental, full = homes
+    if not incremental.runs:
+        assert incremental.ingest(full_refresh=False).success
+        full.start_from(incremental)
+    with warehouse.connect(incremental.warehouse_path) as conn:
+        conn.execute("DELETE FROM gtin_claims WHERE marketplace = 'beta'")
+    for price in ("21.21 EUR", "22.22 EUR"):
+        records = [dict(record) for record in server.catalogs["beta"]]
+        records[21]["price"] = price
+        server.catalogs["beta"] = records
+        for home in homes:
+            home.second_run_at = datetime.now(UTC)
+            assert home.ingest(full_refresh=home is full).success
+        assert latest_load_counts(incremental, "beta") == latest_load_counts(full, "beta")
+    # In full, then the changed record and those of beta's repeated ids (how many depends on
+    # what the tests before left in beta's catalog), not the catalog.
+    full_read, refresh_read = [read for _, read, _ in loads_of(incremental, "beta")[-2:]]
+    assert full_read is None and refresh_read is not None and refresh_read <= 6
+
+
+def test_row_count_drift_speaks_of_the_run_that_drifted_not_of_quiet_ones_after_it(
+    homes: list[Home], server: CatalogServer
+) -> None:
+    """Beta drops to a third of its offers: that refresh warns. The next refresh finds nothing
+    changed and writes no load, and the check compared the same two loads again, warning
+    "moved by more than half since the last run" at every quiet refresh until the catalog
+    changed again. It compares the offers now with the latest load when the run loaded none."""
+    incremental, _ = homes
+    if not incremental.runs:
+        assert incremental.ingest(full_refresh=False).success
+    kept = server.catalogs["beta"]
+    server.catalogs["beta"] = kept[:30]
+    try:
+        drifted = incremental.ingest(full_refresh=False).partitions["beta"]
+        assert any("row_count_drift WARN" in line for line in drifted.check_warnings), drifted
+        quiet = incremental.ingest(full_refresh=False).partitions["beta"]
+        assert quiet.success and quiet.check_warnings == [], quiet
+    finally:
+        server.catalogs["beta"] = kept
+        assert incremental.ingest(full_refresh=False).success

@@ -16,7 +16,7 @@ import pytest
 import warehouse
 from onecart.settings import Settings
 from pipelines.definitions import build_definitions
-from pipelines.jobs import MARKETPLACE_CATALOG_JOB
+from pipelines.jobs import CATALOG_FRESHNESS_JOB, MARKETPLACE_CATALOG_JOB
 from pipelines.run import materialize_all
 from pipelines.schedules import CATALOG_FRESHNESS_SCHEDULE
 from pipelines.sensors import products_changed_sensor
@@ -98,6 +98,37 @@ def test_freshness_is_evaluated_at_every_refresh_tick_and_names_each_stale_marke
     assert any(line.startswith("kiondo: last fetched 7.0") for line in lines), lines
     assert "amazon: never fetched" in lines
     assert not any(line.startswith("fakestore") for line in lines)
+
+
+def test_freshness_does_not_call_a_marketplace_whose_every_record_was_quarantined_unfetched(
+    two_catalogs: None, pipeline_settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    """Fake Store was fetched a moment ago, and every record of it quarantined (a feed that
+    changed its price format, say): it has no offer, and the check said "fakestore: never
+    fetched", sending whoever reads it to the wrong problem. It still warns (shoppers see
+    nothing of the store), with the fetch time and where to look."""
+    definitions = build_definitions(pipeline_settings)
+    job = definitions.resolve_job_def(CATALOG_FRESHNESS_JOB)
+    db = pipeline_settings.pipeline_db_path
+    with warehouse.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE held_offers AS SELECT * FROM products WHERE marketplace = 'fakestore'"
+        )
+        conn.execute("DELETE FROM products WHERE marketplace = 'fakestore'")
+    try:
+        result = job.execute_in_process(instance=instance)
+    finally:
+        with warehouse.connect(db) as conn:
+            conn.execute("INSERT INTO products SELECT * FROM held_offers")
+            conn.execute("DROP TABLE held_offers")
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert "fakestore" in evaluation.metadata["stale"].value
+    lines = (evaluation.description or "").splitlines()
+    (line,) = [line for line in lines if line.startswith("fakestore")]
+    assert line.startswith("fakestore: no offers: fetched at "), line
+    assert "none of its records became an offer" in line
+    assert "amazon: never fetched" in lines
 
 
 def test_a_refresh_that_changed_nothing_moves_the_analysts_fetch_time_only(

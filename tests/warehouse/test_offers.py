@@ -175,6 +175,25 @@ def test_content_hash_ignores_nothing_a_shopper_sees() -> None:
         ({"g:gtin": "4548736132610"}, "4548736132610"),
         ({"ean": None, "title": "x"}, None),
         ({"sku": "WH-1000XM5"}, None),
+        # Amazon's Creators API lists them (itemInfo.externalIds.eans/upcs.displayValues): the
+        # claim is the GTIN the adapter takes (the first valid one), else the first listed.
+        (
+            {"itemInfo": {"externalIds": {"eans": {"displayValues": ["6943226985031"]}}}},
+            "6943226985031",
+        ),
+        (
+            {
+                "itemInfo": {
+                    "externalIds": {
+                        "eans": {"displayValues": ["6943226985032"], "label": "EAN"},
+                        "upcs": {"displayValues": ["036000291452"], "label": "UPC"},
+                    }
+                }
+            },
+            "036000291452",
+        ),
+        ({"externalIds": {"eans": {"displayValues": ["6943226985032"]}}}, "6943226985032"),
+        ({"externalIds": {"eans": {"displayValues": []}}}, None),
     ],
 )
 def test_claimed_gtins_are_found_wherever_the_format_puts_them(

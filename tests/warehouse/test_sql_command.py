@@ -130,3 +130,27 @@ def test_the_prompt_runs_each_statement_once_it_ends_with_a_semicolon(
     assert str(home / "warehouse.duckdb") in out
     assert "Kettle" in out and "42" in out
     assert "nope" in err  # the error is said and the prompt goes on
+
+
+def test_times_and_days_are_utc_whatever_the_machine_s_time_zone(home: Path) -> None:
+    """README: timestamps are UTC, and `onecart status` prints UTC. On a machine set to another
+    zone the shell printed them in local time (…-05) and a `::DATE` or `date_trunc('day', …)`
+    grouped by local days, so a daily count disagreed with the pipeline's. The session starts
+    in UTC (an analyst may still SET TimeZone)."""
+    env_tz = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    try:
+        result = onecart_sql(
+            home,
+            "--csv",
+            "SELECT current_setting('TimeZone') AS tz, "
+            "TIMESTAMPTZ '2026-12-07 02:00:00+00' AS at, "
+            "CAST(TIMESTAMPTZ '2026-12-07 02:00:00+00' AS DATE) AS day",
+        )
+    finally:
+        if env_tz is None:
+            os.environ.pop("TZ")
+        else:
+            os.environ["TZ"] = env_tz
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == "UTC,2026-12-07 02:00:00+00:00,2026-12-07"

@@ -54,3 +54,55 @@ def test_a_group_summary_names_the_weakest_evidence_holding_it_and_single_for_on
         _fill(db)
         methods = dict(db.execute("SELECT group_id, method FROM product_group_summary").fetchall())
     assert methods == {"g-mixed": "brand_model", "g-title": "title", "g-single": "single"}
+
+
+def test_coverage_lists_a_marketplace_whose_every_record_was_quarantined(tmp_path: Path) -> None:
+    """A feed broken through and through (every record rejected, say a new currency code) is the
+    one analysts most need to see in `marketplace_coverage`: it was left out, its `rejected`
+    count with it, since the view started from the offers."""
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        for index in range(3):
+            db.execute(
+                "INSERT INTO rejected_products (marketplace, external_id, reason, detail, payload, "
+                "rejected_at, run_id) VALUES ('d', ?, 'unknown_currency', 'KSH', '{}', ?, 'r')",
+                [str(index), NOW],
+            )
+        rows = db.execute(
+            "SELECT marketplace, offers, available_offers, groups, rejected, last_fetched_at "
+            "FROM marketplace_coverage ORDER BY marketplace"
+        ).fetchall()
+    assert [row[0] for row in rows] == ["a", "b", "c", "d"]
+    assert rows[3] == ("d", 0, 0, 0, 3, None)
+    assert rows[0][1:5] == (3, 3, 3, 0)
+
+
+def test_cheapest_offer_compares_the_available_offers_as_its_documentation_says(
+    tmp_path: Path,
+) -> None:
+    """`cheapest_offer_per_group` compares the offers a shopper can buy: its counts are of the
+    group's available offers, and a group with one available offer has nothing to compare.
+    README and the view's comment said "every group with 2+ offers" and `offers_in_group`,
+    which reads as the group's size (product_group_summary.offers): an analyst joining the two
+    saw 3 against 4, and groups of 2+ offers missing."""
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        db.execute(
+            "UPDATE products SET available = false WHERE external_id = '1' AND marketplace = 'c'"
+        )
+        db.execute(
+            "UPDATE products SET available = false WHERE external_id = '2' AND marketplace <> 'a'"
+        )
+        rows = db.execute(
+            "SELECT group_id, offers_in_group, marketplaces_in_group FROM cheapest_offer_per_group"
+        ).fetchall()
+        (comment,) = db.execute(
+            "SELECT comment FROM duckdb_views() WHERE view_name = 'cheapest_offer_per_group'"
+        ).fetchone()
+    assert rows == [("g-mixed", 2, 2)]
+    readme = (Path(warehouse.__file__).parent / "README.md").read_text(encoding="utf-8")
+    (row,) = [
+        line for line in readme.splitlines() if line.startswith("| `cheapest_offer_per_group`")
+    ]
+    for text in (row, comment):
+        assert "2+ available offers" in text, text

@@ -215,6 +215,16 @@ ALTER TABLE raw_catalog ADD COLUMN IF NOT EXISTS payload_hash VARCHAR;
 ALTER TABLE product_sources ADD COLUMN IF NOT EXISTS payload_hash VARCHAR;
 ALTER TABLE rejected_products ADD COLUMN IF NOT EXISTS payload_hash VARCHAR;
 
+-- The GTIN claim of each payload normalization read (0: none, 1: a GTIN passing its checksum,
+-- 2: one failing it), a function of the payload: catalog_loads counts a refresh's GTINs over the
+-- whole catalog (raw_catalog joined here), not over the few new records it read
+-- (warehouse/gtin_claims.py). One row per (marketplace, payload_hash), kept so by its only writer.
+CREATE TABLE IF NOT EXISTS gtin_claims (
+    marketplace VARCHAR NOT NULL,
+    payload_hash VARCHAR NOT NULL,
+    claim TINYINT NOT NULL
+);
+
 -- How far each incremental derived table has read products (by updated_at).
 CREATE TABLE IF NOT EXISTS derived_watermarks (
     name VARCHAR PRIMARY KEY,

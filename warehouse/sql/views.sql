@@ -51,7 +51,9 @@ WHERE group_id IS NOT NULL
 GROUP BY group_id;
 COMMENT ON VIEW product_group_summary IS 'Per product group: method, offers, marketplaces, min/max price_usd, title of the cheapest offer.';
 
--- cheapest_offer_per_group: the cheapest available offer of every group present on 2+ offers.
+-- cheapest_offer_per_group: the cheapest offer of every group with 2+ available offers (with a
+-- USD price): what a shopper can buy. offers_in_group, marketplaces_in_group and
+-- most_expensive_usd are of those offers, not of the whole group (product_group_summary).
 --   group_id, marketplace, external_id, title, price_minor, currency, price_usd,
 --   offers_in_group, marketplaces_in_group, most_expensive_usd, savings_usd.
 CREATE OR REPLACE VIEW cheapest_offer_per_group AS
@@ -77,7 +79,7 @@ SELECT
 FROM ranked AS r
 JOIN spread AS s USING (group_id)
 WHERE r.rank = 1 AND r.offers_in_group >= 2;
-COMMENT ON VIEW cheapest_offer_per_group IS 'Cheapest available offer per group of 2+ offers, with group size and savings_usd against the most expensive offer.';
+COMMENT ON VIEW cheapest_offer_per_group IS 'Cheapest offer per group with 2+ available offers (priced in USD), with their count, marketplaces and savings_usd against the most expensive of them.';
 
 -- price_changes_7d: every price change observed in the last 7 days.
 --   marketplace, external_id, title, old_price_minor, new_price_minor, currency,
@@ -106,7 +108,8 @@ COMMENT ON VIEW price_changes_7d IS 'Price changes of the last 7 days: old/new p
 
 -- marketplace_coverage: what each marketplace contributes.
 --   marketplace, name, offers, available_offers, categories, brands, with_gtin (share 0-1),
---   groups, shared_groups (groups also offered elsewhere), rejected, last_fetched_at.
+--   groups, shared_groups (groups also offered elsewhere), rejected, last_fetched_at (of its
+--   offers: NULL, as with_gtin, for a marketplace whose every record was quarantined).
 CREATE OR REPLACE VIEW marketplace_coverage AS
 WITH group_spread AS (
     SELECT group_id, count(DISTINCT marketplace) AS marketplaces
@@ -132,12 +135,17 @@ offer_stats AS (
 rejections AS (
     SELECT marketplace, count(*) AS rejected FROM rejected_products GROUP BY marketplace
 )
+-- Every marketplace with offers or quarantined records: one whose every record was rejected
+-- (the most broken feed) has no offers, and starting from the offers left it out.
 SELECT
-    o.marketplace, m.name, o.offers, o.available_offers, o.categories, o.brands, o.with_gtin,
-    o.groups, o.shared_groups, coalesce(r.rejected, 0) AS rejected, o.last_fetched_at
+    marketplace, m.name, coalesce(o.offers, 0) AS offers,
+    coalesce(o.available_offers, 0) AS available_offers, coalesce(o.categories, 0) AS categories,
+    coalesce(o.brands, 0) AS brands, o.with_gtin, coalesce(o.groups, 0) AS groups,
+    coalesce(o.shared_groups, 0) AS shared_groups, coalesce(r.rejected, 0) AS rejected,
+    o.last_fetched_at
 FROM offer_stats AS o
-LEFT JOIN marketplaces AS m ON m.slug = o.marketplace
-LEFT JOIN rejections AS r USING (marketplace);
+FULL JOIN rejections AS r USING (marketplace)
+LEFT JOIN marketplaces AS m ON m.slug = marketplace;
 COMMENT ON VIEW marketplace_coverage IS 'Per marketplace: offers, available_offers, categories, brands, with_gtin share, groups, shared_groups, rejected, last_fetched_at.';
 
 -- marketplace_overlap: how many product groups two marketplaces have in common.

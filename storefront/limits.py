@@ -10,7 +10,9 @@ check made before any of them was recorded. Sizes come from the Flask config (`<
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from functools import lru_cache
 
 from flask import Flask, current_app, request
 from werkzeug.exceptions import TooManyRequests
@@ -67,8 +69,30 @@ def form_rule(name: str) -> RateLimit:
 
 
 def client_address() -> str:
-    """The client's address (the socket's, or the proxy's X-Forwarded-For under PROXY_FIX)."""
-    return request.remote_addr or "unknown"
+    """The client the per-client limits count: its address (the socket's, or the proxy's
+    X-Forwarded-For under PROXY_FIX), an IPv6 one as its /64 (client_key)."""
+    return client_key(request.remote_addr or "")
+
+
+# An IPv6 host is routed a whole /64 (SLAAC, privacy addresses, any VPS) and can send each
+# request from a new address in it: counted per address, one client would have 2^64 budgets.
+IPV6_CLIENT_PREFIX = 64
+
+
+@lru_cache(maxsize=4096)
+def client_key(address: str) -> str:
+    """What a client's requests are counted under: its IPv4 address, or its IPv6 /64 network
+    ("2001:db8:1:2::/64"; an IPv4-mapped address is its IPv4 one). Text that is no address is
+    kept as it is ("unknown" for none)."""
+    if ":" not in address:
+        return address or "unknown"
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
 
 
 def enforce_form_limit(name: str, key: str | None = None, *, message: str = "") -> None:

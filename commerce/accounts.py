@@ -310,6 +310,14 @@ def login_account_key(session: Session, login: str) -> str:
     return f"login:{digest}"
 
 
+def user_id_of_account_key(account_key: str) -> int | None:
+    """The user id a :func:`login_account_key` names (None for a login that names nobody)."""
+    prefix, _, number = account_key.partition(":")
+    if prefix != "user" or not (number.isascii() and number.isdigit()) or len(number) > 18:
+        return None
+    return int(number)
+
+
 def authenticate(session: Session, login: str, password: str) -> User | None:
     """The user when `login` (username or e-mail) and `password` match, else None.
 

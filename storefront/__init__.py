@@ -21,6 +21,7 @@ import onecart  # noqa: F401  (before any module of this package: the compiled-m
 from commerce.accounts import LOGIN_LIFETIME
 from commerce.rate_limit import (
     DEFAULT_PREFIX,
+    LOGIN_FAILURES_ACROSS_CLIENTS,
     LOGIN_FAILURES_PER_ACCOUNT,
     LOGIN_FAILURES_PER_IP,
 )
@@ -112,6 +113,9 @@ def default_config(settings: Settings) -> dict[str, Any]:
         "LOGIN_LIMIT_PER_IP": LOGIN_FAILURES_PER_IP.limit,
         "LOGIN_LIMIT_PER_ACCOUNT": LOGIN_FAILURES_PER_ACCOUNT.limit,
         "LOGIN_LIMIT_WINDOW_SECONDS": LOGIN_FAILURES_PER_ACCOUNT.window_seconds,
+        # One account's failed sign-ins an hour from all clients together (then only browsers
+        # the account is known on may try: storefront.auth.known_devices).
+        "LOGIN_LIMIT_ACROSS_CLIENTS": LOGIN_FAILURES_ACROSS_CLIENTS.limit,
         "HEALTH_TIMEOUT_SECONDS": 2.0,
         "CONTENT_SECURITY_POLICY": DEFAULT_CONTENT_SECURITY_POLICY,
         # Number of reverse proxies whose X-Forwarded-For we trust (0: use the socket address).

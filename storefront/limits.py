@@ -18,6 +18,7 @@ from flask import Flask, current_app, request
 from werkzeug.exceptions import TooManyRequests
 
 from commerce.rate_limit import (
+    LOGIN_FAILURES_ACROSS_CLIENTS,
     LoginRateLimiter,
     RateLimit,
     SlidingWindowLimiter,
@@ -57,6 +58,11 @@ def init_limiters(app: Flask) -> None:
         limiter,
         per_ip=RateLimit("login-ip", int(app.config["LOGIN_LIMIT_PER_IP"]), window),
         per_account=RateLimit("login-account", int(app.config["LOGIN_LIMIT_PER_ACCOUNT"]), window),
+        across_clients=RateLimit(
+            LOGIN_FAILURES_ACROSS_CLIENTS.name,
+            int(app.config["LOGIN_LIMIT_ACROSS_CLIENTS"]),
+            LOGIN_FAILURES_ACROSS_CLIENTS.window_seconds,
+        ),
     )
     app.extensions["form_limiter"] = limiter
 

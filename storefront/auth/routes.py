@@ -37,6 +37,7 @@ from commerce.accounts import (
     login_account_key,
     login_session_id,
     register_user,
+    user_id_of_account_key,
 )
 from commerce.models import User, new_session_nonce
 from commerce.password_reset import (
@@ -47,7 +48,11 @@ from commerce.password_reset import (
     reset_password,
     user_for_reset_token,
 )
-from commerce.rate_limit import LoginRateLimiter, SlidingWindowLimiter
+from commerce.rate_limit import (
+    LOGIN_FAILURES_ACROSS_CLIENTS,
+    LoginRateLimiter,
+    SlidingWindowLimiter,
+)
 from commerce.signup_confirmation import (
     PENDING_SIGNUP_TTL_S,
     claim_pending_signup,
@@ -158,6 +163,14 @@ def sign_in(user: User, *, remember: bool = False) -> None:
     _merge_guest_cart(user, kept.get(GUEST_CART_SESSION_KEY))
 
 
+# The same words whether or not the login names an account (no enumeration).
+ACCOUNT_UNDER_ATTACK_MESSAGE = (
+    "Many sign-in attempts at this account failed in the last hour, so it takes no more from "
+    "new browsers for now. Sign in from a browser where you have signed in before, or reset "
+    "your password by e-mail (the browser you reset it in can sign in then), or wait an hour."
+)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response | tuple[str, int]:
     """Sign in with username or e-mail and password."""
@@ -174,11 +187,15 @@ def login() -> Response | tuple[str, int]:
     db = db_session()
     client_ip = client_address()
     account_key = login_account_key(db, form.login.data)
-    attempt = _login_limiter().begin_attempt(client_ip, account_key)
+    account_id = user_id_of_account_key(account_key)
+    device = known_device_for(account_id) if account_id is not None else None
+    attempt = _login_limiter().begin_attempt(client_ip, account_key, device)
     if not attempt.allowed:
         logger.warning("login rate-limited (%s) from %s", attempt.limited_by, client_ip)
         raise TooManyRequests(
-            "Too many failed sign-in attempts. Please wait a few minutes and try again.",
+            ACCOUNT_UNDER_ATTACK_MESSAGE
+            if attempt.limited_by == LOGIN_FAILURES_ACROSS_CLIENTS.name
+            else "Too many failed sign-in attempts. Please wait a few minutes and try again.",
             retry_after=attempt.retry_after,
         )
     user = authenticate(db, form.login.data, form.password.data)
@@ -189,7 +206,7 @@ def login() -> Response | tuple[str, int]:
         form.form_errors.append("The username or e-mail address, or the password, is wrong.")
         return form_page(form, render_template("auth/login.html", form=form))
     db.commit()
-    _login_limiter().record_success(client_ip, account_key, attempt)
+    _login_limiter().record_success(client_ip, account_key, attempt, device)
     sign_in(user, remember=bool(form.remember.data))
     flash(f"Welcome back, {user.first_name or user.username}.", "success")
     return _redirect_after_login(form.next.data)
@@ -423,6 +440,9 @@ def reset_password_page(token: str) -> Response | tuple[str, int] | str:
     db.commit()
     session.clear()
     logout_user()
+    # The mailbox's owner is at this browser: its sign-in is not held up by strangers' failed
+    # guesses at the account (ACCOUNT_UNDER_ATTACK_MESSAGE).
+    remember_device_for(user.id)
     flash(
         "Your password has been changed and every device was signed out. Please log in.", "success"
     )

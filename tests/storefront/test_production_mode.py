@@ -178,6 +178,7 @@ def test_production_sandbox_mode_only_when_enabled_explicitly(
     with pytest.raises(InsecureSettingsError, match="STRIPE_API_BASE"):
         _site(storefront_db_url)
     production.setenv("ONECART_SANDBOX_MODE", "true")
+    production.delenv("ONECART_MARKETPLACES")  # a demo: the sandbox's stores only
     app = _site(storefront_db_url)
     assert app.config["SANDBOX_MODE"] is True
     assert is_sandbox_mode(get_settings())
@@ -193,11 +194,32 @@ def test_production_refuses_free_top_ups_beside_a_live_stripe_key(
     with pytest.raises(InsecureSettingsError) as refused:
         _site(storefront_db_url)
     assert set(refused.value.problems) == {"ONECART_SANDBOX_MODE"}
-    # A demo with a test key, or with localstripe, is what sandbox mode is for.
+    assert "live key" in refused.value.problems["ONECART_SANDBOX_MODE"]
+    # A demo with a test key, or with localstripe, is what sandbox mode is for (with the
+    # sandbox's stores only: test_production_refuses_free_top_ups_beside_a_real_marketplace).
+    production.delenv("ONECART_MARKETPLACES")
     production.setenv("STRIPE_API_KEY", "sk_test_51Hq2ExampleKey0123456789")
     assert "ONECART_SANDBOX_MODE" not in production_problems(Settings())
     production.setenv("STRIPE_API_KEY", GOOD_SECRETS["STRIPE_API_KEY"])
     production.setenv("STRIPE_API_BASE", "http://127.0.0.1:8420")
+    assert "ONECART_SANDBOX_MODE" not in production_problems(Settings())
+
+
+def test_production_refuses_free_top_ups_beside_a_real_marketplace(
+    production: pytest.MonkeyPatch, storefront_db_url: str
+) -> None:
+    """Security review, sixth pass: a demo (sandbox mode, a test Stripe key) whose marketplaces
+    file lists a real store. Sandbox mode's free wallet top-ups paid real orders there (a
+    WooCommerce order is even created `set_paid`): free money for real goods, as with a live
+    Stripe key."""
+    production.setenv("ONECART_SANDBOX_MODE", "true")
+    production.setenv("STRIPE_API_KEY", "sk_test_51Hq2ExampleKey0123456789")
+    with pytest.raises(InsecureSettingsError) as refused:
+        _site(storefront_db_url)
+    assert set(refused.value.problems) == {"ONECART_SANDBOX_MODE"}
+    assert "realshop" in refused.value.problems["ONECART_SANDBOX_MODE"]
+    # The shipped file (the sandbox's demo stores only) is a demo, as before.
+    production.delenv("ONECART_MARKETPLACES")
     assert "ONECART_SANDBOX_MODE" not in production_problems(Settings())
 
 

@@ -10,7 +10,8 @@ forged Host header would otherwise aim them), a mail server on another host with
 links are credentials), a Redis on another host without a password (RQ
 jobs are pickled: write access is code execution in the workers), sandbox mode (free wallet
 top-ups) beside a live Stripe key that reaches Stripe or beside a real marketplace in the
-marketplaces file (the free money would pay real orders), and, outside sandbox mode, a
+marketplaces file (the free money would pay real orders), Stripe test keys outside sandbox
+mode (pretend card payments for real orders), and, outside sandbox mode, a
 marketplaces file listing the sandbox's demo stores, the sandbox's Stripe publishable key while
 cards go to Stripe, and a Dagster UI (no sign-in) on an address other than loopback unless
 ONECART_DAGSTER_BEHIND_AUTH_PROXY says a proxy asks for one. Development (the default) accepts
@@ -58,6 +59,9 @@ INDEX_WRITER_VARIABLES = frozenset({"MEILI_MASTER_KEY"})
 
 # Stripe secret and restricted keys that move real money.
 LIVE_STRIPE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+# Stripe's test-mode keys: every payment made with them is pretend (test cards succeed).
+TEST_STRIPE_KEY_PREFIXES = ("sk_test_", "rk_test_")
+TEST_PUBLISHABLE_KEY_PREFIX = "pk_test_"
 # A marketplaces.toml base_url starting with this is one of the sandbox's demo stores.
 SANDBOX_URL_PLACEHOLDER = "${ONECART_SANDBOX_URL}"
 LOCAL_HOSTS = frozenset({"localhost"})
@@ -160,11 +164,23 @@ def production_problems(
         and (real_problem := _real_marketplaces_in_a_demo(settings))
     ):
         problems["ONECART_SANDBOX_MODE"] = real_problem
+    if (
+        not settings.sandbox_enabled
+        and "STRIPE_API_KEY" not in problems  # the default (a test key) is named as such
+        and settings.stripe_api_key.startswith(TEST_STRIPE_KEY_PREFIXES)
+    ):
+        problems["STRIPE_API_KEY"] = (
+            "is a Stripe test key outside sandbox mode: card payments would be test payments "
+            "(a test card succeeds, no money moves) while orders go to the real marketplaces. "
+            "Set your live secret key (sk_live_…), or ONECART_SANDBOX_MODE=true for a demo"
+        )
     # Test cards are charged server-side only in sandbox mode with localstripe
     # (commerce.payments.stripe_gateway.is_sandbox_mode); otherwise Stripe.js takes the card.
     cards_go_to_stripe = not (settings.sandbox_enabled and settings.stripe_api_base)
     if cards_go_to_stripe and (
-        publishable_problem := _publishable_key_problem(settings.stripe_publishable_key)
+        publishable_problem := _publishable_key_problem(
+            settings.stripe_publishable_key, test_keys_allowed=settings.sandbox_enabled
+        )
     ):
         problems["STRIPE_PUBLISHABLE_KEY"] = publishable_problem
     if not settings.dagster_behind_auth_proxy and not _is_local_host(settings.dagster_host):
@@ -197,9 +213,9 @@ def _is_local_host(host: str) -> bool:
         return False
 
 
-def _publishable_key_problem(key: str) -> str | None:
+def _publishable_key_problem(key: str, *, test_keys_allowed: bool) -> str | None:
     """Why checkout's Stripe.js cannot take a card with this key (cards go to Stripe: outside
-    the sandbox's server-side test cards)."""
+    the sandbox's server-side test cards); a test key only in sandbox mode (a demo)."""
     if key == _default_of("stripe_publishable_key"):
         return (
             "is the sandbox's default, with which no card payment works; set your Stripe "
@@ -208,6 +224,11 @@ def _publishable_key_problem(key: str) -> str | None:
     if not key.startswith("pk_"):
         # Browsers receive this value: a secret key pasted here would be published.
         return "is not a Stripe publishable key (pk_…); browsers receive it, so never a secret key"
+    if key.startswith(TEST_PUBLISHABLE_KEY_PREFIX) and not test_keys_allowed:
+        return (
+            "is a Stripe test key outside sandbox mode: Stripe.js would take test cards, which "
+            "move no money, for real orders. Set your live publishable key (pk_live_…)"
+        )
     return None
 
 

@@ -223,6 +223,30 @@ def test_production_refuses_free_top_ups_beside_a_real_marketplace(
     assert "ONECART_SANDBOX_MODE" not in production_problems(Settings())
 
 
+def test_production_refuses_stripe_test_keys_outside_sandbox_mode(
+    production: pytest.MonkeyPatch, storefront_db_url: str
+) -> None:
+    """Security review, sixth pass: a shop (sandbox mode off) started with Stripe's test keys.
+    Every card payment is then a test payment (4242 4242 4242 4242 "succeeds", no money moves)
+    while the orders go to the real marketplaces: real goods for nothing. A forgotten swap to
+    the live keys is the likely way there."""
+    production.setenv("STRIPE_API_KEY", "sk_test_51Hq2ExampleKey0123456789")
+    with pytest.raises(InsecureSettingsError) as refused:
+        _site(storefront_db_url)
+    assert set(refused.value.problems) == {"STRIPE_API_KEY"}
+    assert "sk_test_51Hq2ExampleKey0123456789" not in str(refused.value)
+    production.setenv("STRIPE_API_KEY", "rk_test_51Hq2ExampleKey0123456789")
+    assert set(production_problems(Settings())) == {"STRIPE_API_KEY"}
+    production.setenv("STRIPE_API_KEY", GOOD_SECRETS["STRIPE_API_KEY"])
+    production.setenv("STRIPE_PUBLISHABLE_KEY", "pk_test_51Hq2ExamplePublishableKey0123")
+    assert set(production_problems(Settings())) == {"STRIPE_PUBLISHABLE_KEY"}
+    # A demo (sandbox mode, the sandbox's stores) is where test keys belong.
+    production.setenv("STRIPE_API_KEY", "sk_test_51Hq2ExampleKey0123456789")
+    production.setenv("ONECART_SANDBOX_MODE", "true")
+    production.delenv("ONECART_MARKETPLACES")
+    assert production_problems(Settings()) == {}
+
+
 def test_meilisearch_runs_in_development_mode_by_default() -> None:
     argv = processes.meilisearch_argv(get_settings(), Path("/tmp/m/data.ms"), "127.0.0.1:7700")
     assert argv[argv.index("--env") + 1] == "development"

@@ -138,11 +138,37 @@ def checked_addresses(
     if not addresses:
         return [], AddressProblem.UNRESOLVED
     for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        mapped = getattr(ip, "ipv4_mapped", None)
-        if not (mapped or ip).is_global:
+        if not is_public_address(ipaddress.ip_address(address.split("%", 1)[0])):
             return addresses, AddressProblem.NOT_PUBLIC
     return addresses, None
+
+
+# IPv6 ranges whose addresses carry an IPv4 address in their last 32 bits, which a gateway on
+# the way connects to: NAT64's well-known prefix (RFC 6052; DNS64 hosts on IPv6-only networks
+# reach IPv4 through it), IPv4-compatible (deprecated) and IPv4-translated (SIIT) addresses.
+# Python counts them as global whatever they carry (64:ff9b::a9fe:a9fe is 169.254.169.254).
+_IPV4_IN_LAST_32_BITS = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+)
+# NAT64's local-use prefix (RFC 8215): a network's own translator, with its own embedding.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `ip` is a public internet address, and so is any IPv4 address it carries (an
+    IPv4-mapped, NAT64, IPv4-compatible, translated or 6to4 one)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip.is_global
+    if ip in _LOCAL_NAT64:
+        return False
+    embedded: ipaddress.IPv4Address | None = ip.ipv4_mapped or ip.sixtofour
+    if embedded is None and any(ip in network for network in _IPV4_IN_LAST_32_BITS):
+        embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if embedded is not None:
+        return embedded.is_global
+    return ip.is_global
 
 
 def address_problem(

@@ -262,6 +262,13 @@ def _signup_by_email_link(form: SignupForm) -> Response | tuple[str, int] | str:
         account, email_taken = check_new_account(db, **_signup_fields(form))
     except AccountError as exc:
         return _refused_signup(form, exc)
+    # Counted for every address alike, with or without an account (the answer tells nothing).
+    enforce_form_limit(
+        "signup_address",
+        f"address:{account.email}",
+        message="Many sign-up e-mails were sent to this address in the last hour, so no more "
+        "are sent for now. Please wait an hour and try again.",
+    )
     mail = mail_settings()
     if email_taken:
         owner = find_user_by_email(db, account.email)

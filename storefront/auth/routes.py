@@ -37,9 +37,10 @@ from commerce.accounts import (
     login_account_key,
     login_session_id,
     register_user,
+    signed_in_at,
     user_id_of_account_key,
 )
-from commerce.models import User, new_session_nonce
+from commerce.models import User, new_session_nonce, utc_now
 from commerce.password_reset import (
     RESET_TOKEN_MAX_AGE_S,
     find_user_by_email,
@@ -95,6 +96,19 @@ def load_user(session_id: str) -> User | None:
     return load_user_by_session_id(
         db_session(), session_id, lifetime=current_app.config["LOGIN_LIFETIME"]
     )
+
+
+def password_entered_recently() -> bool:
+    """Whether this browser session's sign-in was made with the password (not restored from
+    the remember cookie: Flask-Login's "fresh") within ADMIN_FRESH_SIGN_IN. The time is the
+    sign-in time the session's login id carries (login_session_id)."""
+    if not login_fresh():
+        return False
+    started = signed_in_at(str(session.get("_user_id") or ""))
+    if started is None:
+        return False
+    age_s = utc_now().timestamp() - started
+    return age_s <= current_app.config["ADMIN_FRESH_SIGN_IN"].total_seconds()
 
 
 @login_manager.unauthorized_handler
@@ -177,9 +191,10 @@ def login() -> Response | tuple[str, int]:
     form = LoginForm()
     if request.method == "GET":
         form.next.data = safe_next_url(request.args.get("next")) or ""
-        # Signed in with the password in this browser session: nothing to ask. Signed in by
-        # the remember cookie alone, the admin area sends here for the password again.
-        if current_user.is_authenticated and login_fresh():
+        # Signed in with the password in this browser session lately: nothing to ask. Signed
+        # in by the remember cookie alone, or hours ago, the admin area sends here for the
+        # password again.
+        if current_user.is_authenticated and password_entered_recently():
             return _redirect_after_login(form.next.data)
     if not form.validate_on_submit():
         return form_page(form, render_template("auth/login.html", form=form))

@@ -30,8 +30,9 @@ logger = logging.getLogger(__name__)
 # name -> default "count/seconds"; config key `<NAME>_LIMIT` (upper-case) overrides it.
 FORM_LIMITS = {
     "signup": "10/3600",
-    # Sign-up mails to one address from all clients (a link, or "you already have an account"):
-    # without it anyone with a few addresses floods a stranger's inbox from the shop's server.
+    # Mails to one address from all clients that its owner did not ask for: sign-up's (a link,
+    # or "you already have an account") and an e-mail change's link. Without it anyone with a
+    # few addresses or accounts floods a stranger's inbox from the shop's server.
     "signup_address": "5/3600",
     "support": "5/600",
     "password_reset_ip": "10/900",

@@ -280,7 +280,7 @@ def _signup_by_email_link(form: SignupForm) -> Response | tuple[str, int] | str:
     # Counted for every address alike, with or without an account (the answer tells nothing).
     enforce_form_limit(
         "signup_address",
-        f"address:{account.email}",
+        f"address:{account.email.lower()}",
         message="Many sign-up e-mails were sent to this address in the last hour, so no more "
         "are sent for now. Please wait an hour and try again.",
     )

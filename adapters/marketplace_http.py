@@ -120,16 +120,22 @@ class AddressProblem(StrEnum):
     LOCAL_NAME = "is a local name"
     UNRESOLVED = "does not resolve"
     NOT_PUBLIC = "is not at a public address"
+    METADATA = "is at a link-local address (the cloud's metadata service)"
 
 
 def checked_addresses(
-    host: str, port: int, *, resolve: Resolver = resolve_addresses
+    host: str, port: int, *, resolve: Resolver = resolve_addresses, private_allowed: bool = False
 ) -> tuple[list[str], AddressProblem | None]:
     """Every address `host` resolves to (each once, in the resolver's order), and why it is not
     a public internet address (None when it is): a local name, nothing it resolves to, or any
-    address that is loopback, private, link-local (cloud metadata), shared or reserved."""
+    address that is loopback, private, link-local (cloud metadata), shared or reserved.
+
+    `private_allowed` (sandbox mode, whose marketplaces run on loopback or the private network):
+    only nothing it resolves to, or a link-local or metadata address, is a problem."""
     name = host.rstrip(".").lower()
-    if not name or name in LOCAL_HOST_NAMES or name.endswith(".localhost"):
+    if not private_allowed and (
+        not name or name in LOCAL_HOST_NAMES or name.endswith(".localhost")
+    ):
         return [], AddressProblem.LOCAL_NAME
     try:
         addresses = list(dict.fromkeys(resolve(name, port)))
@@ -139,17 +145,69 @@ def checked_addresses(
         return [], AddressProblem.UNRESOLVED
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
-        mapped = getattr(ip, "ipv4_mapped", None)
-        if not (mapped or ip).is_global:
+        if is_metadata_address(ip):
+            return addresses, AddressProblem.METADATA
+        if not private_allowed and not is_public_address(ip):
             return addresses, AddressProblem.NOT_PUBLIC
     return addresses, None
 
 
+# IPv6 ranges whose addresses carry an IPv4 address in their last 32 bits, which a gateway on
+# the way connects to: NAT64's well-known prefix (RFC 6052; DNS64 hosts on IPv6-only networks
+# reach IPv4 through it), IPv4-compatible (deprecated) and IPv4-translated (SIIT) addresses.
+# Python counts them as global whatever they carry (64:ff9b::a9fe:a9fe is 169.254.169.254).
+_IPV4_IN_LAST_32_BITS = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+)
+# NAT64's local-use prefix (RFC 8215): a network's own translator, with its own embedding.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _carried_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (IPv4-mapped, NAT64, IPv4-compatible, translated
+    or 6to4), else None."""
+    embedded: ipaddress.IPv4Address | None = ip.ipv4_mapped or ip.sixtofour
+    if embedded is None and any(ip in network for network in _IPV4_IN_LAST_32_BITS):
+        embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return embedded
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `ip` is a public internet address, and so is any IPv4 address it carries (an
+    IPv4-mapped, NAT64, IPv4-compatible, translated or 6to4 one)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip.is_global
+    if ip in _LOCAL_NAT64:
+        return False
+    embedded = _carried_ipv4(ip)
+    if embedded is not None:
+        return embedded.is_global
+    return ip.is_global
+
+
+# Where clouds serve an instance's metadata (and its credentials): IPv4 and IPv6 link-local
+# (169.254.169.254 on AWS, GCP, Azure, Oracle), and AWS's IPv6 address for it.
+METADATA_ADDRESSES = frozenset({ipaddress.IPv6Address("fd00:ec2::254")})
+
+
+def is_metadata_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `ip` (or an IPv4 address it carries) is link-local or a cloud's metadata
+    address: refused even in sandbox mode, whose marketplaces never live there."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in METADATA_ADDRESSES or ip.is_link_local:
+            return True
+        embedded = _carried_ipv4(ip)
+        return embedded is not None and embedded.is_link_local
+    return ip.is_link_local
+
+
 def address_problem(
-    host: str, port: int, *, resolve: Resolver = resolve_addresses
+    host: str, port: int, *, resolve: Resolver = resolve_addresses, private_allowed: bool = False
 ) -> AddressProblem | None:
     """Why `host` is not a public internet address (None when it is): see checked_addresses."""
-    return checked_addresses(host, port, resolve=resolve)[1]
+    return checked_addresses(host, port, resolve=resolve, private_allowed=private_allowed)[1]
 
 
 def non_public_address(
@@ -208,8 +266,12 @@ class PublicAddressesOnly(httpcore.SyncBackend):
     change where it goes. TLS still verifies the certificate for the name (httpcore passes the
     URL's host as the server name)."""
 
-    def __init__(self, *, resolve: Resolver = resolve_addresses) -> None:
+    def __init__(
+        self, *, resolve: Resolver = resolve_addresses, private_allowed: bool = False
+    ) -> None:
         self._resolve = resolve
+        # Sandbox mode: loopback and the private network are reached, link-local never.
+        self._private_allowed = private_allowed
 
     def connect_tcp(
         self,
@@ -219,7 +281,9 @@ class PublicAddressesOnly(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        addresses, problem = checked_addresses(host, port, resolve=self._resolve)
+        addresses, problem = checked_addresses(
+            host, port, resolve=self._resolve, private_allowed=self._private_allowed
+        )
         if problem is AddressProblem.UNRESOLVED:
             raise httpcore.ConnectError(f"{host} {problem.value}")  # retried like any DNS failure
         if problem is not None:
@@ -254,14 +318,16 @@ class PublicAddressTransport(httpx.HTTPTransport):
     own, with the backend added (httpcore.ConnectionPool's `network_backend`). Proxies from the
     environment are not used by it: a proxy would resolve the name itself, unchecked."""
 
-    def __init__(self, *, resolve: Resolver = resolve_addresses) -> None:
+    def __init__(
+        self, *, resolve: Resolver = resolve_addresses, private_allowed: bool = False
+    ) -> None:
         super().__init__(verify=shared_ssl_context(), limits=POOL_LIMITS)
         self._pool = httpcore.ConnectionPool(
             ssl_context=shared_ssl_context(),
             max_connections=POOL_LIMITS.max_connections,
             max_keepalive_connections=POOL_LIMITS.max_keepalive_connections,
             keepalive_expiry=POOL_LIMITS.keepalive_expiry,
-            network_backend=PublicAddressesOnly(resolve=resolve),
+            network_backend=PublicAddressesOnly(resolve=resolve, private_allowed=private_allowed),
         )
 
 
@@ -327,8 +393,10 @@ class MarketplaceHttp:
         self._sleep = sleep
         if private_network_allowed is None:
             private_network_allowed = private_network_allowed_by_settings()
-        if transport is None and not private_network_allowed:
-            transport = PublicAddressTransport()
+        if transport is None:
+            # Sandbox mode too: its marketplaces are on loopback or the private network, and
+            # nothing of ours may be sent to the cloud's metadata service.
+            transport = PublicAddressTransport(private_allowed=private_network_allowed)
         self.client = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
             headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},

@@ -28,6 +28,8 @@ from onecart.money import is_iso_currency
 PASSWORD_MIN_LENGTH = 10
 # How long a sign-in lasts, "keep me signed in" or not (the Flask config LOGIN_LIFETIME).
 LOGIN_LIFETIME = timedelta(days=30)
+# How long a typed password opens the admin area (storefront.admin's gate).
+ADMIN_FRESH_SIGN_IN = timedelta(hours=12)
 PASSWORD_MAX_LENGTH = 128
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,39}$")
 PHONE_PATTERN = re.compile(r"^\+?[0-9 ()./-]{6,24}$")
@@ -310,6 +312,14 @@ def login_account_key(session: Session, login: str) -> str:
     return f"login:{digest}"
 
 
+def user_id_of_account_key(account_key: str) -> int | None:
+    """The user id a :func:`login_account_key` names (None for a login that names nobody)."""
+    prefix, _, number = account_key.partition(":")
+    if prefix != "user" or not (number.isascii() and number.isdigit()) or len(number) > 18:
+        return None
+    return int(number)
+
+
 def authenticate(session: Session, login: str, password: str) -> User | None:
     """The user when `login` (username or e-mail) and `password` match, else None.
 
@@ -408,6 +418,15 @@ def login_session_id(user: User) -> str:
     after LOGIN_LIFETIME: Flask-Login's remember cookie itself holds no time, so a copy of it
     would otherwise work until the nonce rotates."""
     return f"{user.get_id()}.{int(utc_now().timestamp())}"
+
+
+def signed_in_at(session_id: str) -> int | None:
+    """When the sign-in a login cookie's `<id>.<nonce>.<signed in at>` carries was made (Unix
+    seconds), None for anything else."""
+    parts = session_id.split(".")
+    if len(parts) != 3 or not (parts[2].isascii() and parts[2].isdigit()) or len(parts[2]) > 18:
+        return None
+    return int(parts[2])
 
 
 def load_user_by_session_id(

@@ -105,18 +105,27 @@ class MarketplaceInput:
     api_key_env: str | None = None
 
 
-def non_public_host_problem(url: SplitResult) -> str | None:
+def non_public_host_problem(url: SplitResult, *, private_allowed: bool = False) -> str | None:
     """Why `url`'s host is not a public internet address (None when it is): loopback, private,
     link-local (cloud metadata), shared, reserved or unresolvable addresses are refused (the
-    same rule the marketplace clients apply to a redirect, adapters.marketplace_http)."""
+    same rule the marketplace clients apply to a redirect, adapters.marketplace_http).
+    `private_allowed` (sandbox mode): only link-local and metadata addresses are refused (a
+    name that does not resolve yet is accepted, as before; the connection guard asks again)."""
     host = url.hostname or ""
     try:
         port = url.port or (443 if url.scheme == "https" else 80)
     except ValueError:
         return "This host could not be resolved to a public address."
-    problem = address_problem(host, port)
+    problem = address_problem(host, port, private_allowed=private_allowed)
     if problem is None:
         return None
+    if private_allowed:
+        if problem is not AddressProblem.METADATA:
+            return None  # a name not resolving yet: the connection guard asks again
+        return (
+            "Use another address: link-local addresses (the cloud's metadata service) are "
+            "refused, in sandbox mode too."
+        )
     if problem is AddressProblem.UNRESOLVED:
         return "This host could not be resolved to a public address."
     if problem is AddressProblem.LOCAL_NAME:
@@ -138,7 +147,7 @@ def _validate(
     url = urlsplit(data.api_base_url.strip())
     if url.scheme not in ("http", "https") or not url.netloc:
         errors["api_base_url"] = ["Enter an http:// or https:// URL."]
-    elif not allow_private_hosts and (problem := non_public_host_problem(url)):
+    elif problem := non_public_host_problem(url, private_allowed=allow_private_hosts):
         errors["api_base_url"] = [problem]
     if not is_iso_currency(data.currency.strip().upper()):
         errors["currency"] = ["Enter a three-letter ISO currency code such as USD."]

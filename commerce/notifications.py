@@ -191,7 +191,9 @@ def email_subject(message: str, order_number: str | None) -> str:
     """A notification e-mail's subject: its first sentence (the news itself; the kind, such as
     "sub_order_placed", is for the code), cut at a word past SUBJECT_HEADLINE_LIMIT, and the
     order's number unless that sentence names it."""
-    headline = message.strip()
+    # One line: a marketplace's text in the message (a tracking number, a carrier, an order
+    # number) may hold line breaks, which no header may (Python's email refuses them).
+    headline = " ".join(message.split())
     end = headline.find(". ")
     if end != -1:
         headline = headline[: end + 1]
@@ -313,8 +315,14 @@ def _claim_email(
         order = session.get(Order, notification.order_id) if notification.order_id else None
         if user is None:
             return None
-        email = _email_for(notification, order, settings)
-        email["To"] = user.email
+        try:
+            email = _email_for(notification, order, settings)
+            email["To"] = user.email
+        except ValueError:
+            # A header the email package refuses: this notification's attempt stays counted
+            # (it is retried MAX_EMAIL_ATTEMPTS times, not for ever) and the others still go.
+            logger.exception("e-mail for notification %s could not be written", notification_id)
+            return None
         return email
 
 

@@ -100,13 +100,16 @@ class SlidingWindowLimiter:
     def _key(self, rule: RateLimit, key: str) -> str:
         return f"{self.prefix}{rule.name}:{key}"
 
-    def acquire(self, events: Sequence[tuple[RateLimit, str]]) -> RateLimitDecision:
+    def acquire(
+        self, events: Sequence[tuple[RateLimit, str]], *, token: str = ""
+    ) -> RateLimitDecision:
         """Check every (rule, key) and, when all allow it, record one event under each — in one
         atomic step (a Lua script), so concurrent requests can never all pass a check made
         before any of them was recorded. `decision.token` names the recorded events for
-        :meth:`release`."""
+        :meth:`release` (`token`, when given: one attempt counted in several steps is released
+        with one token)."""
         now = self.clock()
-        token = f"{now:.6f}:{secrets.token_hex(8)}"
+        token = token or f"{now:.6f}:{secrets.token_hex(8)}"
         keys = [self._key(rule, key) for rule, key in events]
         args: list[str | int | float] = [now, token]
         for rule, _key in events:
@@ -151,10 +154,13 @@ class SlidingWindowLimiter:
 # Defaults: a person mistyping gets several tries; a guesser is slowed to a crawl.
 LOGIN_FAILURES_PER_IP = RateLimit("login-ip", limit=30, window_seconds=15 * 60)
 LOGIN_FAILURES_PER_ACCOUNT = RateLimit("login-account", limit=5, window_seconds=15 * 60)
+# One account's attempts from all clients together: a guesser with many addresses (a botnet,
+# a cloud's pool) otherwise gets LOGIN_FAILURES_PER_ACCOUNT per address without end.
+LOGIN_FAILURES_ACROSS_CLIENTS = RateLimit("login-account-all", limit=50, window_seconds=60 * 60)
 
 
 class LoginRateLimiter:
-    """Login attempts counted per client IP and per (account, client IP).
+    """Login attempts counted per client IP, per (account, client IP) and per account.
 
     Each attempt takes its slot atomically *before* the password is checked
     (:meth:`begin_attempt`), so concurrent guesses cannot all pass one check; a correct password
@@ -162,7 +168,11 @@ class LoginRateLimiter:
     (:meth:`record_success`). The account limit is keyed with the client, so nobody can lock a
     shopper out by failing logins from elsewhere; the per-IP limit still caps what one client
     can try across accounts (a successful login never clears it, so one valid account can't
-    launder an IP's failed guesses at others).
+    launder an IP's failed guesses at others). The account's attempts from every client
+    together are capped too (`across_clients`), against guessers with many addresses; while
+    that cap is full, a device the account is known on (a browser it signed in on before,
+    storefront.auth.known_devices) is counted under its own (account, device) limit instead,
+    so strangers filling the cap do not lock the owner's own browser out.
     """
 
     def __init__(
@@ -171,20 +181,50 @@ class LoginRateLimiter:
         *,
         per_ip: RateLimit = LOGIN_FAILURES_PER_IP,
         per_account: RateLimit = LOGIN_FAILURES_PER_ACCOUNT,
+        across_clients: RateLimit = LOGIN_FAILURES_ACROSS_CLIENTS,
     ) -> None:
         self.limiter = limiter
         self.per_ip = per_ip
         self.per_account = per_account
+        self.across_clients = across_clients
 
     def _events(self, ip: str, account_key: str) -> list[tuple[RateLimit, str]]:
         return [(self.per_ip, ip), (self.per_account, f"{account_key}|{ip}")]
 
-    def begin_attempt(self, ip: str, account_key: str) -> RateLimitDecision:
-        """Take one attempt's slot under both limits, or refuse when either is full."""
-        return self.limiter.acquire(self._events(ip, account_key))
+    def _all_events(
+        self, ip: str, account_key: str, device: str | None
+    ) -> list[tuple[RateLimit, str]]:
+        events = [*self._events(ip, account_key), (self.across_clients, account_key)]
+        if device:
+            events.append((self.per_account, f"{account_key}|device:{device}"))
+        return events
 
-    def record_success(self, ip: str, account_key: str, attempt: RateLimitDecision) -> None:
+    def begin_attempt(
+        self, ip: str, account_key: str, device: str | None = None
+    ) -> RateLimitDecision:
+        """Take one attempt's slot under the client's limits and the account's, or refuse when
+        one is full (nothing is counted then). `device`: this browser's id when the account
+        is known on it (used only while the account's cap across clients is full)."""
+        own = self.limiter.acquire(self._events(ip, account_key))
+        if not own.allowed or own.degraded:
+            return own
+        shared = self.limiter.acquire([(self.across_clients, account_key)], token=own.token)
+        if shared.allowed:
+            return own
+        if device:
+            known = self.limiter.acquire(
+                [(self.per_account, f"{account_key}|device:{device}")], token=own.token
+            )
+            if known.allowed:
+                return own
+            shared = known
+        self.limiter.release(self._events(ip, account_key), own.token)
+        return shared
+
+    def record_success(
+        self, ip: str, account_key: str, attempt: RateLimitDecision, device: str | None = None
+    ) -> None:
         """A correct password: this attempt does not count, and the client's failures on the
-        account are forgiven."""
-        self.limiter.release(self._events(ip, account_key), attempt.token)
+        account are forgiven (not the account's from other clients)."""
+        self.limiter.release(self._all_events(ip, account_key, device), attempt.token)
         self.limiter.reset(self.per_account, f"{account_key}|{ip}")

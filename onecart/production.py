@@ -9,7 +9,9 @@ each setting a real shop cannot run with: e-mailed links without an https ONECAR
 forged Host header would otherwise aim them), a mail server on another host without TLS (the
 links are credentials), a Redis on another host without a password (RQ
 jobs are pickled: write access is code execution in the workers), sandbox mode (free wallet
-top-ups) beside a live Stripe key that reaches Stripe, and, outside sandbox mode, a
+top-ups) beside a live Stripe key that reaches Stripe or beside a real marketplace in the
+marketplaces file (the free money would pay real orders), Stripe test keys outside sandbox
+mode (pretend card payments for real orders), and, outside sandbox mode, a
 marketplaces file listing the sandbox's demo stores, the sandbox's Stripe publishable key while
 cards go to Stripe, and a Dagster UI (no sign-in) on an address other than loopback unless
 ONECART_DAGSTER_BEHIND_AUTH_PROXY says a proxy asks for one. Development (the default) accepts
@@ -57,6 +59,9 @@ INDEX_WRITER_VARIABLES = frozenset({"MEILI_MASTER_KEY"})
 
 # Stripe secret and restricted keys that move real money.
 LIVE_STRIPE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+# Stripe's test-mode keys: every payment made with them is pretend (test cards succeed).
+TEST_STRIPE_KEY_PREFIXES = ("sk_test_", "rk_test_")
+TEST_PUBLISHABLE_KEY_PREFIX = "pk_test_"
 # A marketplaces.toml base_url starting with this is one of the sandbox's demo stores.
 SANDBOX_URL_PLACEHOLDER = "${ONECART_SANDBOX_URL}"
 LOCAL_HOSTS = frozenset({"localhost"})
@@ -153,11 +158,29 @@ def production_problems(
             "the free wallet money would pay for real orders. For a demo use a test key "
             "(sk_test_…) or localstripe (STRIPE_API_BASE); for a shop turn sandbox mode off"
         )
+    if (
+        settings.sandbox_enabled
+        and "ONECART_SANDBOX_MODE" not in problems
+        and (real_problem := _real_marketplaces_in_a_demo(settings))
+    ):
+        problems["ONECART_SANDBOX_MODE"] = real_problem
+    if (
+        not settings.sandbox_enabled
+        and "STRIPE_API_KEY" not in problems  # the default (a test key) is named as such
+        and settings.stripe_api_key.startswith(TEST_STRIPE_KEY_PREFIXES)
+    ):
+        problems["STRIPE_API_KEY"] = (
+            "is a Stripe test key outside sandbox mode: card payments would be test payments "
+            "(a test card succeeds, no money moves) while orders go to the real marketplaces. "
+            "Set your live secret key (sk_live_…), or ONECART_SANDBOX_MODE=true for a demo"
+        )
     # Test cards are charged server-side only in sandbox mode with localstripe
     # (commerce.payments.stripe_gateway.is_sandbox_mode); otherwise Stripe.js takes the card.
     cards_go_to_stripe = not (settings.sandbox_enabled and settings.stripe_api_base)
     if cards_go_to_stripe and (
-        publishable_problem := _publishable_key_problem(settings.stripe_publishable_key)
+        publishable_problem := _publishable_key_problem(
+            settings.stripe_publishable_key, test_keys_allowed=settings.sandbox_enabled
+        )
     ):
         problems["STRIPE_PUBLISHABLE_KEY"] = publishable_problem
     if not settings.dagster_behind_auth_proxy and not _is_local_host(settings.dagster_host):
@@ -190,9 +213,9 @@ def _is_local_host(host: str) -> bool:
         return False
 
 
-def _publishable_key_problem(key: str) -> str | None:
+def _publishable_key_problem(key: str, *, test_keys_allowed: bool) -> str | None:
     """Why checkout's Stripe.js cannot take a card with this key (cards go to Stripe: outside
-    the sandbox's server-side test cards)."""
+    the sandbox's server-side test cards); a test key only in sandbox mode (a demo)."""
     if key == _default_of("stripe_publishable_key"):
         return (
             "is the sandbox's default, with which no card payment works; set your Stripe "
@@ -201,6 +224,11 @@ def _publishable_key_problem(key: str) -> str | None:
     if not key.startswith("pk_"):
         # Browsers receive this value: a secret key pasted here would be published.
         return "is not a Stripe publishable key (pk_…); browsers receive it, so never a secret key"
+    if key.startswith(TEST_PUBLISHABLE_KEY_PREFIX) and not test_keys_allowed:
+        return (
+            "is a Stripe test key outside sandbox mode: Stripe.js would take test cards, which "
+            "move no money, for real orders. Set your live publishable key (pk_live_…)"
+        )
     return None
 
 
@@ -219,21 +247,32 @@ def _redis_problem(redis_url: str) -> str | None:
     )
 
 
-def _sandbox_marketplaces_problem(settings: Settings) -> str | None:
-    """Why the marketplaces file cannot serve a real shop: unreadable, or active entries that
-    are the sandbox's demo stores (orders to them would charge real cards for fake goods)."""
+def _active_marketplaces(settings: Settings) -> tuple[list[str], list[str]] | str:
+    """The marketplaces file's active entries: (the sandbox's demo stores, every other one), or
+    why the file cannot be read."""
     path = settings.marketplaces_file
     try:
         document = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         return f"{path} cannot be read ({exc.__class__.__name__}: {exc})"
-    demo = [
-        str(entry.get("slug", "?"))
-        for entry in document.get("marketplace", [])
-        if isinstance(entry, dict)
-        and entry.get("active", True)
-        and str(entry.get("base_url", "")).startswith(SANDBOX_URL_PLACEHOLDER)
-    ]
+    demo: list[str] = []
+    real: list[str] = []
+    for entry in document.get("marketplace", []):
+        if not isinstance(entry, dict) or not entry.get("active", True):
+            continue
+        is_demo = str(entry.get("base_url", "")).startswith(SANDBOX_URL_PLACEHOLDER)
+        (demo if is_demo else real).append(str(entry.get("slug", "?")))
+    return demo, real
+
+
+def _sandbox_marketplaces_problem(settings: Settings) -> str | None:
+    """Why the marketplaces file cannot serve a real shop: unreadable, or active entries that
+    are the sandbox's demo stores (orders to them would charge real cards for fake goods)."""
+    path = settings.marketplaces_file
+    active = _active_marketplaces(settings)
+    if isinstance(active, str):
+        return active
+    demo = active[0]
     if not demo:
         return None
     return (
@@ -241,6 +280,23 @@ def _sandbox_marketplaces_problem(settings: Settings) -> str | None:
         f"{SANDBOX_URL_PLACEHOLDER}): orders to them would charge real cards for goods nobody "
         "sends. List your real marketplaces (or mark these active = false), or set "
         "ONECART_SANDBOX_MODE=true for a demo"
+    )
+
+
+def _real_marketplaces_in_a_demo(settings: Settings) -> str | None:
+    """Why a demo (sandbox mode) cannot run with this marketplaces file: active entries that
+    are not the sandbox's demo stores, where the free wallet top-ups would pay real orders (a
+    WooCommerce order is created paid). An unreadable file is left to the processes that read
+    it (the sync says why)."""
+    active = _active_marketplaces(settings)
+    if isinstance(active, str) or not active[1]:
+        return None
+    return (
+        "is on (free wallet top-ups) while "
+        f"{settings.marketplaces_file} lists real marketplaces ({', '.join(active[1])}): the "
+        "free wallet money would pay real orders there. For a demo list only the sandbox's "
+        f"stores (base_url {SANDBOX_URL_PLACEHOLDER}) or mark the others active = false; for "
+        "a shop turn sandbox mode off"
     )
 
 

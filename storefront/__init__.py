@@ -18,9 +18,10 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import onecart  # noqa: F401  (before any module of this package: the compiled-module guard)
-from commerce.accounts import LOGIN_LIFETIME
+from commerce.accounts import ADMIN_FRESH_SIGN_IN, LOGIN_LIFETIME
 from commerce.rate_limit import (
     DEFAULT_PREFIX,
+    LOGIN_FAILURES_ACROSS_CLIENTS,
     LOGIN_FAILURES_PER_ACCOUNT,
     LOGIN_FAILURES_PER_IP,
 )
@@ -101,6 +102,10 @@ def default_config(settings: Settings) -> dict[str, Any]:
         # time the cookies carry, and the browser keeps the remember cookie as long.
         "LOGIN_LIFETIME": LOGIN_LIFETIME,
         "REMEMBER_COOKIE_DURATION": LOGIN_LIFETIME,
+        # The admin area wants the password typed in this browser within this long: a session
+        # cookie is "fresh" for the sign-in's whole life, and browsers restoring the last
+        # session keep it across restarts.
+        "ADMIN_FRESH_SIGN_IN": ADMIN_FRESH_SIGN_IN,
         "WTF_CSRF_ENABLED": True,
         # No HTTPS Referer check: it refuses the forms of our no-referrer pages (reset and
         # confirmation links); storefront.form_protection asks Fetch Metadata/Origin instead.
@@ -112,6 +117,9 @@ def default_config(settings: Settings) -> dict[str, Any]:
         "LOGIN_LIMIT_PER_IP": LOGIN_FAILURES_PER_IP.limit,
         "LOGIN_LIMIT_PER_ACCOUNT": LOGIN_FAILURES_PER_ACCOUNT.limit,
         "LOGIN_LIMIT_WINDOW_SECONDS": LOGIN_FAILURES_PER_ACCOUNT.window_seconds,
+        # One account's failed sign-ins an hour from all clients together (then only browsers
+        # the account is known on may try: storefront.auth.known_devices).
+        "LOGIN_LIMIT_ACROSS_CLIENTS": LOGIN_FAILURES_ACROSS_CLIENTS.limit,
         "HEALTH_TIMEOUT_SECONDS": 2.0,
         "CONTENT_SECURITY_POLICY": DEFAULT_CONTENT_SECURITY_POLICY,
         # Number of reverse proxies whose X-Forwarded-For we trust (0: use the socket address).

@@ -10,12 +10,15 @@ check made before any of them was recorded. Sizes come from the Flask config (`<
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from functools import lru_cache
 
 from flask import Flask, current_app, request
 from werkzeug.exceptions import TooManyRequests
 
 from commerce.rate_limit import (
+    LOGIN_FAILURES_ACROSS_CLIENTS,
     LoginRateLimiter,
     RateLimit,
     SlidingWindowLimiter,
@@ -27,6 +30,10 @@ logger = logging.getLogger(__name__)
 # name -> default "count/seconds"; config key `<NAME>_LIMIT` (upper-case) overrides it.
 FORM_LIMITS = {
     "signup": "10/3600",
+    # Mails to one address from all clients that its owner did not ask for: sign-up's (a link,
+    # or "you already have an account") and an e-mail change's link. Without it anyone with a
+    # few addresses or accounts floods a stranger's inbox from the shop's server.
+    "signup_address": "5/3600",
     "support": "5/600",
     "password_reset_ip": "10/900",
     # Reset mails to one address: 3 an hour from any one client, 10 an hour from all of them
@@ -55,6 +62,11 @@ def init_limiters(app: Flask) -> None:
         limiter,
         per_ip=RateLimit("login-ip", int(app.config["LOGIN_LIMIT_PER_IP"]), window),
         per_account=RateLimit("login-account", int(app.config["LOGIN_LIMIT_PER_ACCOUNT"]), window),
+        across_clients=RateLimit(
+            LOGIN_FAILURES_ACROSS_CLIENTS.name,
+            int(app.config["LOGIN_LIMIT_ACROSS_CLIENTS"]),
+            LOGIN_FAILURES_ACROSS_CLIENTS.window_seconds,
+        ),
     )
     app.extensions["form_limiter"] = limiter
 
@@ -67,8 +79,30 @@ def form_rule(name: str) -> RateLimit:
 
 
 def client_address() -> str:
-    """The client's address (the socket's, or the proxy's X-Forwarded-For under PROXY_FIX)."""
-    return request.remote_addr or "unknown"
+    """The client the per-client limits count: its address (the socket's, or the proxy's
+    X-Forwarded-For under PROXY_FIX), an IPv6 one as its /64 (client_key)."""
+    return client_key(request.remote_addr or "")
+
+
+# An IPv6 host is routed a whole /64 (SLAAC, privacy addresses, any VPS) and can send each
+# request from a new address in it: counted per address, one client would have 2^64 budgets.
+IPV6_CLIENT_PREFIX = 64
+
+
+@lru_cache(maxsize=4096)
+def client_key(address: str) -> str:
+    """What a client's requests are counted under: its IPv4 address, or its IPv6 /64 network
+    ("2001:db8:1:2::/64"; an IPv4-mapped address is its IPv4 one). Text that is no address is
+    kept as it is ("unknown" for none)."""
+    if ":" not in address:
+        return address or "unknown"
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
 
 
 def enforce_form_limit(name: str, key: str | None = None, *, message: str = "") -> None:

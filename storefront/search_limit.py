@@ -1,5 +1,6 @@
 """How fast one client may ask for listings (GET /search and /api/search): a token bucket per
-client address, kept in each site process's memory.
+client address (an IPv6 client's /64, storefront.limits.client_key), kept in each site
+process's memory.
 
 Every listing makes Meilisearch work, so without a limit one client (a scraper, a loop) can keep
 the search engine busy for every shopper. SEARCH_LIMIT is "count/seconds": a client may send a
@@ -28,6 +29,8 @@ from collections import OrderedDict
 
 from flask import current_app, request
 from werkzeug.exceptions import TooManyRequests
+
+from storefront.limits import client_key
 
 DEFAULT_SEARCH_LIMIT = "300/30"
 # What bench/ sets: no benchmark run sends this many listings from one address.
@@ -88,6 +91,6 @@ def enforce_search_limit() -> None:
     buckets = state[1]
     if buckets is None:
         return
-    wait = buckets.take(request.remote_addr or "unknown", time.monotonic())
+    wait = buckets.take(client_key(request.remote_addr or ""), time.monotonic())
     if wait:
         raise TooManyRequests(SEARCH_LIMITED_MESSAGE, retry_after=max(1, math.ceil(wait)))

@@ -9,7 +9,7 @@ from datetime import timedelta
 import redis
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_fresh
+from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
@@ -47,6 +47,7 @@ from commerce.order_models import (
 from commerce.tracking_health import open_sub_orders_by_marketplace, tracking_failing_long
 from commerce.wallet_admin import find_shoppers, ledger_cause, wallet_overview
 from storefront.admin.forms import MarketplaceForm
+from storefront.auth.routes import password_entered_recently
 from storefront.catalog.shopper import forget_marketplaces
 from storefront.database import db_session, session_factory
 from storefront.extensions import login_manager
@@ -65,9 +66,10 @@ def require_admin() -> Response | None:
         return login_manager.unauthorized()  # type: ignore[no-any-return]
     if not current_user.is_admin:
         abort(403)
-    if not login_fresh():
+    if not password_entered_recently():
         # Signed in by the remember cookie alone (a restarted browser, or a copy of the
-        # cookie): the password proves the person before refunds, flags or marketplace keys.
+        # cookie), or with a password typed more than ADMIN_FRESH_SIGN_IN ago (a session a
+        # browser restored): the password proves the person before refunds, flags or keys.
         flash("Please enter your password again to open the admin area.", "info")
         next_path = request.full_path if request.query_string else request.path
         if request.method != "GET":  # a form's target cannot be opened afterwards

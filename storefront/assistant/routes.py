@@ -37,6 +37,7 @@ from storefront.catalog.shopper import (
 )
 from storefront.database import db_session
 from storefront.form_errors import REJECTED_FORM_STATUS
+from storefront.limits import client_address
 
 bp = Blueprint("assistant", __name__, template_folder="templates")
 
@@ -154,7 +155,7 @@ def _answer(
     """Rate-limit, answer, store (signed in, when `record`), render."""
     user = _signed_in_user()
     limiter, per_user, per_ip = _limiter()
-    checks = [(per_ip, request.remote_addr or "unknown")]
+    checks = [(per_ip, client_address())]
     if user is not None:
         checks.append((per_user, str(user.id)))
     # Checked and counted in one atomic step, so concurrent prompts cannot all slip through.

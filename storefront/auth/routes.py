@@ -37,8 +37,10 @@ from commerce.accounts import (
     login_account_key,
     login_session_id,
     register_user,
+    signed_in_at,
+    user_id_of_account_key,
 )
-from commerce.models import User, new_session_nonce
+from commerce.models import User, new_session_nonce, utc_now
 from commerce.password_reset import (
     RESET_TOKEN_MAX_AGE_S,
     find_user_by_email,
@@ -47,7 +49,11 @@ from commerce.password_reset import (
     reset_password,
     user_for_reset_token,
 )
-from commerce.rate_limit import LoginRateLimiter, SlidingWindowLimiter
+from commerce.rate_limit import (
+    LOGIN_FAILURES_ACROSS_CLIENTS,
+    LoginRateLimiter,
+    SlidingWindowLimiter,
+)
 from commerce.signup_confirmation import (
     PENDING_SIGNUP_TTL_S,
     claim_pending_signup,
@@ -90,6 +96,19 @@ def load_user(session_id: str) -> User | None:
     return load_user_by_session_id(
         db_session(), session_id, lifetime=current_app.config["LOGIN_LIFETIME"]
     )
+
+
+def password_entered_recently() -> bool:
+    """Whether this browser session's sign-in was made with the password (not restored from
+    the remember cookie: Flask-Login's "fresh") within ADMIN_FRESH_SIGN_IN. The time is the
+    sign-in time the session's login id carries (login_session_id)."""
+    if not login_fresh():
+        return False
+    started = signed_in_at(str(session.get("_user_id") or ""))
+    if started is None:
+        return False
+    age_s = utc_now().timestamp() - started
+    return age_s <= current_app.config["ADMIN_FRESH_SIGN_IN"].total_seconds()
 
 
 @login_manager.unauthorized_handler
@@ -158,15 +177,24 @@ def sign_in(user: User, *, remember: bool = False) -> None:
     _merge_guest_cart(user, kept.get(GUEST_CART_SESSION_KEY))
 
 
+# The same words whether or not the login names an account (no enumeration).
+ACCOUNT_UNDER_ATTACK_MESSAGE = (
+    "Many sign-in attempts at this account failed in the last hour, so it takes no more from "
+    "new browsers for now. Sign in from a browser where you have signed in before, or reset "
+    "your password by e-mail (the browser you reset it in can sign in then), or wait an hour."
+)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response | tuple[str, int]:
     """Sign in with username or e-mail and password."""
     form = LoginForm()
     if request.method == "GET":
         form.next.data = safe_next_url(request.args.get("next")) or ""
-        # Signed in with the password in this browser session: nothing to ask. Signed in by
-        # the remember cookie alone, the admin area sends here for the password again.
-        if current_user.is_authenticated and login_fresh():
+        # Signed in with the password in this browser session lately: nothing to ask. Signed
+        # in by the remember cookie alone, or hours ago, the admin area sends here for the
+        # password again.
+        if current_user.is_authenticated and password_entered_recently():
             return _redirect_after_login(form.next.data)
     if not form.validate_on_submit():
         return form_page(form, render_template("auth/login.html", form=form))
@@ -174,11 +202,15 @@ def login() -> Response | tuple[str, int]:
     db = db_session()
     client_ip = client_address()
     account_key = login_account_key(db, form.login.data)
-    attempt = _login_limiter().begin_attempt(client_ip, account_key)
+    account_id = user_id_of_account_key(account_key)
+    device = known_device_for(account_id) if account_id is not None else None
+    attempt = _login_limiter().begin_attempt(client_ip, account_key, device)
     if not attempt.allowed:
         logger.warning("login rate-limited (%s) from %s", attempt.limited_by, client_ip)
         raise TooManyRequests(
-            "Too many failed sign-in attempts. Please wait a few minutes and try again.",
+            ACCOUNT_UNDER_ATTACK_MESSAGE
+            if attempt.limited_by == LOGIN_FAILURES_ACROSS_CLIENTS.name
+            else "Too many failed sign-in attempts. Please wait a few minutes and try again.",
             retry_after=attempt.retry_after,
         )
     user = authenticate(db, form.login.data, form.password.data)
@@ -189,7 +221,7 @@ def login() -> Response | tuple[str, int]:
         form.form_errors.append("The username or e-mail address, or the password, is wrong.")
         return form_page(form, render_template("auth/login.html", form=form))
     db.commit()
-    _login_limiter().record_success(client_ip, account_key, attempt)
+    _login_limiter().record_success(client_ip, account_key, attempt, device)
     sign_in(user, remember=bool(form.remember.data))
     flash(f"Welcome back, {user.first_name or user.username}.", "success")
     return _redirect_after_login(form.next.data)
@@ -245,6 +277,13 @@ def _signup_by_email_link(form: SignupForm) -> Response | tuple[str, int] | str:
         account, email_taken = check_new_account(db, **_signup_fields(form))
     except AccountError as exc:
         return _refused_signup(form, exc)
+    # Counted for every address alike, with or without an account (the answer tells nothing).
+    enforce_form_limit(
+        "signup_address",
+        f"address:{account.email.lower()}",
+        message="Many sign-up e-mails were sent to this address in the last hour, so no more "
+        "are sent for now. Please wait an hour and try again.",
+    )
     mail = mail_settings()
     if email_taken:
         owner = find_user_by_email(db, account.email)
@@ -423,6 +462,9 @@ def reset_password_page(token: str) -> Response | tuple[str, int] | str:
     db.commit()
     session.clear()
     logout_user()
+    # The mailbox's owner is at this browser: its sign-in is not held up by strangers' failed
+    # guesses at the account (ACCOUNT_UNDER_ATTACK_MESSAGE).
+    remember_device_for(user.id)
     flash(
         "Your password has been changed and every device was signed out. Please log in.", "success"
     )

@@ -109,3 +109,33 @@ def test_in_sandbox_mode_the_sandbox_on_loopback_is_reached(
     _mode(monkeypatch, env=env, sandbox=sandbox)
     assert _client(marketplace.port, []).get_json("products") == {"secret": "instance-credentials"}
     assert marketplace.hits == ["GET /products"]
+
+
+METADATA_HOST = "instance-data.example"
+
+
+def test_in_sandbox_mode_a_host_answering_the_metadata_address_is_refused_unsent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Security review, sixth pass: sandbox mode opened connections anywhere, the cloud's
+    metadata service (169.254.169.254, AWS's fd00:ec2::254) included, with a marketplace's
+    requests. Only link-local and metadata addresses are refused there; loopback and the private
+    network, where the sandbox runs, are reached as before (the test above)."""
+    _mode(monkeypatch, env="development")
+    real_getaddrinfo: Callable[..., Any] = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == METADATA_HOST:
+            asked.append(host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", port))]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    sleeps: list[float] = []
+    client = MarketplaceHttp("metadata", f"http://{METADATA_HOST}:80", sleep=sleeps.append)
+    with pytest.raises(Transient, match="metadata") as refused:
+        client.get_json("latest/meta-data/")
+    assert not isinstance(refused.value, OutcomeUnknown)
+    assert asked == [METADATA_HOST]  # resolved once, refused, not retried
+    assert sleeps == []

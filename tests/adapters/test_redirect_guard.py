@@ -127,6 +127,18 @@ def test_a_redirect_on_the_marketplaces_own_host_is_followed(
         (["::ffff:127.0.0.1"], True),
         (["100.64.0.1"], True),  # carrier-grade NAT (shared address space)
         ([], True),
+        # IPv6 addresses that carry an IPv4 one (sixth security review): on an IPv6-only host
+        # with DNS64/NAT64 the gateway connects to the embedded address, so a name answering
+        # 64:ff9b::a9fe:a9fe reached 169.254.169.254 (the cloud's metadata), 64:ff9b::a00:7
+        # the private 10.0.0.7. Python counts the NAT64 prefixes as global.
+        (["64:ff9b::a9fe:a9fe"], True),  # NAT64 well-known prefix, RFC 6052
+        (["64:ff9b::a00:7"], True),
+        (["64:ff9b:1::a00:7"], True),  # NAT64 local-use prefix, RFC 8215
+        (["2002:a9fe:a9fe::1"], True),  # 6to4
+        (["::a00:7"], True),  # IPv4-compatible (deprecated)
+        (["::ffff:0:a00:7"], True),  # IPv4-translated (SIIT), RFC 2765
+        (["64:ff9b::5db8:d70e"], False),  # a public IPv4 address through NAT64 stays public
+        (["2002:5db8:d70e::1"], False),
     ],
 )
 def test_which_addresses_count_as_private(addresses: list[str], refused: bool) -> None:

@@ -274,6 +274,30 @@ def test_sandbox_mode_accepts_local_marketplaces(admin_client: FlaskClient) -> N
     assert response.status_code == 302
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/api",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/latest/",
+    ],
+)
+def test_sandbox_mode_still_refuses_the_cloud_s_metadata_address(
+    admin_client: FlaskClient, db_session: Session, url: str
+) -> None:
+    """Security review, sixth pass: sandbox mode (development, or a production demo) accepted
+    any address, so an admin on a cloud VM could aim a marketplace at the instance's metadata
+    service. The sandbox lives on loopback or the private network, never on a link-local
+    address."""
+    response = admin_client.post(
+        "/admin/marketplaces/new", data={**NEW_MARKETPLACE, "api_base_url": url}
+    )
+    assert response.status_code == 422
+    assert "metadata" in _html(response)
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Marketplace)) == 0
+
+
 def test_a_stored_key_is_never_sent_to_a_changed_host_until_entered_again(
     admin_client: FlaskClient, db_session: Session, make_marketplace: Callable[..., Marketplace]
 ) -> None:

@@ -10,10 +10,13 @@ the page asked for. A shopper's own pages are unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from commerce import accounts
 from commerce.models import User
 from tests.storefront.conftest import DEFAULT_PASSWORD
 
@@ -68,3 +71,32 @@ def test_an_admin_who_typed_the_password_goes_straight_in(
     client.post("/login", data={"login": admin.username, "password": DEFAULT_PASSWORD})
     assert client.get("/admin/wallets").status_code == 200
     assert client.get("/login").status_code == 302  # signed in and fresh: nothing to ask
+
+
+def test_an_admin_password_typed_hours_ago_is_asked_again(
+    client: FlaskClient, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security review, sixth pass: a session cookie stays "fresh" for as long as the sign-in
+    lives (30 days), and browsers that restore the last session keep session cookies across
+    restarts: an admin who closed the browser on a shared computer left refunds and marketplace
+    keys to the next person for a month. The admin area now wants the password typed within
+    ADMIN_FRESH_SIGN_IN (12 hours); a shopper's own pages are unchanged."""
+    admin = make_user(is_admin=True)
+    real_now = accounts.utc_now
+    monkeypatch.setattr(accounts, "utc_now", lambda: real_now() - timedelta(hours=13))
+    client.post("/login", data={"login": admin.username, "password": DEFAULT_PASSWORD})
+    monkeypatch.setattr(accounts, "utc_now", real_now)
+    assert client.get("/profile").status_code == 200  # still signed in as a shopper
+
+    asked = client.get("/admin/wallets")
+    assert asked.status_code == 302
+    assert asked.headers["Location"].startswith("/login?next=/admin/wallets")
+    form = client.get(asked.headers["Location"])  # shown, not skipped as "signed in already"
+    assert form.status_code == 200 and 'name="password"' in form.get_data(as_text=True)
+    assert client.post("/admin/marketplaces/1/disable").headers["Location"].startswith("/login")
+    signed_in = client.post(
+        "/login",
+        data={"login": admin.username, "password": DEFAULT_PASSWORD, "next": "/admin/wallets"},
+    )
+    assert signed_in.headers["Location"] == "/admin/wallets"
+    assert client.get("/admin/wallets").status_code == 200

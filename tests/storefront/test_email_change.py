@@ -5,6 +5,7 @@ the storefront database on SQLite or PostgreSQL."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -247,3 +248,31 @@ def test_an_expired_change_no_longer_shows_as_waiting(
     assert 'data-testid="pending-email"' in signed_in.get("/profile").get_data(as_text=True)
     assert app.test_client().post(again).status_code == 302
     assert _stored(db_session, user).email == "late@example.com"
+
+
+def test_change_mails_to_one_address_are_capped_across_accounts(
+    app: Flask,
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+    mailbox: tuple[int, list[Any]],
+    db_session: Session,
+) -> None:
+    """Security review, sixth pass (its sign-up fix, for e-mail changes): each change mails the
+    new address a link, limited per account only, so a few accounts could flood a stranger's
+    inbox. Changes and sign-ups share the per-address cap (SIGNUP_ADDRESS_LIMIT, 2 here); the
+    refused change keeps the account as it was."""
+    app.config["SIGNUP_ADDRESS_LIMIT"] = "2/3600"
+    victim = "not.mine@example.com"
+    answers = []
+    changers = [
+        make_user(username=f"changer{n}", email=f"changer{n}@example.com") for n in range(3)
+    ]
+    for n, changer in enumerate(changers):
+        browser = app.test_client()
+        login(browser, changer)
+        answers.append(_change_to(browser, victim.upper() if n % 2 else victim).status_code)
+    assert answers == [302, 302, 429]
+    assert _stored(db_session, changers[2]).pending_email is None
+    wait_for_mail(mailbox[1], 4)  # two links, two notices to the old addresses
+    time.sleep(0.5)
+    assert len(_mail_to(mailbox[1], victim)) == 2

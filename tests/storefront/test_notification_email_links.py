@@ -181,3 +181,45 @@ def test_a_long_subject_reads_back_exactly(
         Notification(user_id=user.id, order_id=order.id, kind="order_shipped", message=message),
     )
     assert _subject_as_read(received[-1]["Subject"]) == email_subject(message, order.number)
+
+
+def test_a_line_break_from_a_marketplace_neither_stops_nor_splits_the_mail(
+    db_session: Session,
+    make_user: Callable[..., User],
+    storefront_db_url: str,
+    settings: Settings,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    """Security review, sixth pass: a marketplace's tracking number, carrier or order number
+    keeps its line breaks (adapters' clean_text) and goes into the notification's first
+    sentence, the e-mail's Subject. Python's `email` refuses a header with a line break
+    (ValueError), which aborted the whole batch, rolled the attempt back and so came first
+    again in every later batch: one marketplace reply stopped every shopper's e-mails. The
+    subject is one line now; the body keeps the text as it is."""
+    port, received = mailbox
+    user = make_user()
+    order = _order(db_session, user)
+    poisoned = Notification(
+        user_id=user.id,
+        order_id=order.id,
+        kind="sub_order_shipped",
+        message="Your ShopWave items have shipped with UPS\nBcc: someone@example.net, "
+        "tracking number 1Z\r\n999.",
+    )
+    after = Notification(
+        user_id=user.id, order_id=order.id, kind="order_shipped", message="It shipped."
+    )
+    db_session.add_all([poisoned, after])
+    db_session.commit()
+    factory = get_session_factory(storefront_db_url)
+    sent = send_notification_emails(
+        factory, _mail_settings(settings, port), [poisoned.id, after.id]
+    )
+    assert sent == 2
+    subjects = [_subject_as_read(message["Subject"]) for message in received[-2:]]
+    assert subjects[0] == (
+        f"OneCart order {order.number}: Your ShopWave items have shipped with UPS Bcc: "
+        "someone@example.net, tracking number 1Z 999."
+    )
+    assert all(message["Bcc"] is None for message in received[-2:])
+    assert [message["To"] for message in received[-2:]] == [user.email, user.email]

@@ -178,6 +178,7 @@ def test_production_sandbox_mode_only_when_enabled_explicitly(
     with pytest.raises(InsecureSettingsError, match="STRIPE_API_BASE"):
         _site(storefront_db_url)
     production.setenv("ONECART_SANDBOX_MODE", "true")
+    production.delenv("ONECART_MARKETPLACES")  # a demo: the sandbox's stores only
     app = _site(storefront_db_url)
     assert app.config["SANDBOX_MODE"] is True
     assert is_sandbox_mode(get_settings())
@@ -193,12 +194,57 @@ def test_production_refuses_free_top_ups_beside_a_live_stripe_key(
     with pytest.raises(InsecureSettingsError) as refused:
         _site(storefront_db_url)
     assert set(refused.value.problems) == {"ONECART_SANDBOX_MODE"}
-    # A demo with a test key, or with localstripe, is what sandbox mode is for.
+    assert "live key" in refused.value.problems["ONECART_SANDBOX_MODE"]
+    # A demo with a test key, or with localstripe, is what sandbox mode is for (with the
+    # sandbox's stores only: test_production_refuses_free_top_ups_beside_a_real_marketplace).
+    production.delenv("ONECART_MARKETPLACES")
     production.setenv("STRIPE_API_KEY", "sk_test_51Hq2ExampleKey0123456789")
     assert "ONECART_SANDBOX_MODE" not in production_problems(Settings())
     production.setenv("STRIPE_API_KEY", GOOD_SECRETS["STRIPE_API_KEY"])
     production.setenv("STRIPE_API_BASE", "http://127.0.0.1:8420")
     assert "ONECART_SANDBOX_MODE" not in production_problems(Settings())
+
+
+def test_production_refuses_free_top_ups_beside_a_real_marketplace(
+    production: pytest.MonkeyPatch, storefront_db_url: str
+) -> None:
+    """Security review, sixth pass: a demo (sandbox mode, a test Stripe key) whose marketplaces
+    file lists a real store. Sandbox mode's free wallet top-ups paid real orders there (a
+    WooCommerce order is even created `set_paid`): free money for real goods, as with a live
+    Stripe key."""
+    production.setenv("ONECART_SANDBOX_MODE", "true")
+    production.setenv("STRIPE_API_KEY", "sk_test_51Hq2ExampleKey0123456789")
+    with pytest.raises(InsecureSettingsError) as refused:
+        _site(storefront_db_url)
+    assert set(refused.value.problems) == {"ONECART_SANDBOX_MODE"}
+    assert "realshop" in refused.value.problems["ONECART_SANDBOX_MODE"]
+    # The shipped file (the sandbox's demo stores only) is a demo, as before.
+    production.delenv("ONECART_MARKETPLACES")
+    assert "ONECART_SANDBOX_MODE" not in production_problems(Settings())
+
+
+def test_production_refuses_stripe_test_keys_outside_sandbox_mode(
+    production: pytest.MonkeyPatch, storefront_db_url: str
+) -> None:
+    """Security review, sixth pass: a shop (sandbox mode off) started with Stripe's test keys.
+    Every card payment is then a test payment (4242 4242 4242 4242 "succeeds", no money moves)
+    while the orders go to the real marketplaces: real goods for nothing. A forgotten swap to
+    the live keys is the likely way there."""
+    production.setenv("STRIPE_API_KEY", "sk_test_51Hq2ExampleKey0123456789")
+    with pytest.raises(InsecureSettingsError) as refused:
+        _site(storefront_db_url)
+    assert set(refused.value.problems) == {"STRIPE_API_KEY"}
+    assert "sk_test_51Hq2ExampleKey0123456789" not in str(refused.value)
+    production.setenv("STRIPE_API_KEY", "rk_test_51Hq2ExampleKey0123456789")
+    assert set(production_problems(Settings())) == {"STRIPE_API_KEY"}
+    production.setenv("STRIPE_API_KEY", GOOD_SECRETS["STRIPE_API_KEY"])
+    production.setenv("STRIPE_PUBLISHABLE_KEY", "pk_test_51Hq2ExamplePublishableKey0123")
+    assert set(production_problems(Settings())) == {"STRIPE_PUBLISHABLE_KEY"}
+    # A demo (sandbox mode, the sandbox's stores) is where test keys belong.
+    production.setenv("STRIPE_API_KEY", "sk_test_51Hq2ExampleKey0123456789")
+    production.setenv("ONECART_SANDBOX_MODE", "true")
+    production.delenv("ONECART_MARKETPLACES")
+    assert production_problems(Settings()) == {}
 
 
 def test_meilisearch_runs_in_development_mode_by_default() -> None:

@@ -5,6 +5,7 @@ The mail goes through a real SMTP server (aiosmtpd), the pending sign-ups throug
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -140,3 +141,33 @@ def test_confirmation_is_on_in_production_and_off_in_development() -> None:
     assert Settings(ONECART_ENV="production").signup_confirmation_enabled is True
     assert Settings(ONECART_ENV="development").signup_confirmation_enabled is False
     assert Settings(ONECART_SIGNUP_CONFIRMATION="1").signup_confirmation_enabled is True
+
+
+@pytest.mark.parametrize("owner_exists", [False, True])
+def test_sign_up_mails_to_one_address_are_capped_across_clients(
+    app: Flask,
+    make_user: Callable[..., User],
+    mailbox: tuple[int, list[Any]],
+    owner_exists: bool,
+) -> None:
+    """Security review, sixth pass: every sign-up with an address mailed it (a link, or "you
+    already have an account"), limited only per client, so anyone with a few addresses could
+    flood a stranger's inbox from the shop's mail server. Now SIGNUP_ADDRESS_LIMIT per address
+    from all clients (3 an hour here), the same for an address with or without an account."""
+    app.config["SIGNUP_ADDRESS_LIMIT"] = "3/3600"
+    victim = "flooded@example.com"
+    if owner_exists:
+        make_user(username="floodedowner", email=victim)
+
+    def sign_up_from(n: int) -> Any:
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"198.51.100.{n}"
+        return _sign_up(client, f"flooder{n}", victim.upper() if n % 2 else victim)
+
+    answers = [sign_up_from(n) for n in range(1, 6)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429, 429]
+    assert "sign-up e-mails were sent to this address" in answers[3].get_data(as_text=True)
+    assert len(wait_for_mail(mailbox[1], 3)) == 3
+    # Nothing more arrives for the refused two.
+    time.sleep(0.5)
+    assert len(mailbox[1]) == 3

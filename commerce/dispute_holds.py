@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from commerce.dispute_models import KEPT_STATUSES, PaymentDispute, is_chargeback
 from commerce.models import User, WalletEntry, WalletEntryKind
+from commerce.topup_refunds import RefundsSeen, refunded_as_known
 from commerce.wallet import record_wallet_entry, take_back
-from commerce.wallet_topup import RefundsSeen, card_topup_reference, refunded_as_known
+from commerce.wallet_topup import card_topup_reference
 from onecart.money import Money
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def _hold(session: Session, user: User, row: PaymentDispute, seen: RefundsSeen |
 
 def _release(session: Session, user: User, row: PaymentDispute, held: int) -> str:
     """Give the hold back once. What of it stands in for a refund of the top-up made meanwhile
-    stays taken: the card got that back by the refund (commerce.wallet_topup)."""
+    stays taken: the card got that back by the refund (commerce.topup_refunds)."""
     released = max(0, held - row.wallet_refund_covered_minor)
     if released:
         record_wallet_entry(

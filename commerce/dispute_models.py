@@ -96,7 +96,7 @@ class TopUpRefundCover(Base):
     took only the rest from the wallet). A refund Stripe later reports failed gave the card
     nothing, so exactly this goes back: to the hold while the dispute is open or lost (the hold
     then stands for the chargeback alone), to the wallet when the hold was given back already
-    less it (commerce.wallet_topup). One row per (dispute, refund), written with the take-back."""
+    less it (commerce.topup_refunds). One row per (dispute, refund), written with the take-back."""
 
     __tablename__ = "topup_refund_covers"
     __table_args__ = (

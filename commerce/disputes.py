@@ -24,7 +24,7 @@ it in Stripe (evidence by the due date). What OneCart does:
   refunded in part before the chargeback is held for the rest only, and a refund taken back
   while the hold is being worked out is never held again: the hold is decided under the
   wallet's lock, from Stripe's refunds checked against the wallet's take-backs
-  (commerce.wallet_topup.refunded_as_known). An inquiry (`warning_*` statuses) moves no
+  (commerce.topup_refunds.refunded_as_known). An inquiry (`warning_*` statuses) moves no
   money at Stripe, so it takes nothing until it becomes a chargeback. The wallet's lines are
   written by commerce.dispute_holds; this module reads the top-up's refunds from Stripe before
   the locks and takes the wallet's lock first.
@@ -57,15 +57,17 @@ from commerce.order_locks import lock_order
 from commerce.order_models import Order, Payment, PaymentMethod
 from commerce.order_state import flag_order
 from commerce.payments.gateway import PaymentError, PaymentUnavailable, from_stripe_amount
+from commerce.topup_refunds import (
+    RefundsSeen,
+    StaleRefunds,
+    last_refund_takeback,
+    topup_refunds,
+)
 from commerce.wallet import lock_wallet
 from commerce.wallet_topup import (
     TOPUP_PURPOSE,
-    RefundsSeen,
-    StaleRefunds,
     card_topup_reference,
     credit_card_topup,
-    last_refund_takeback,
-    topup_refunds,
 )
 from onecart.money import format_money
 
@@ -188,7 +190,7 @@ def apply_dispute_event(
     """Record what the event says of its dispute and apply what follows (module docstring);
     returns what happened. `client` asks Stripe what the charge paid for when our records do not
     say (a top-up not credited yet; a dispute naming only its charge) and a disputed top-up's
-    refunds (never while a lock is held: see commerce.wallet_topup.refunded_as_known; without a
+    refunds (never while a lock is held: see commerce.topup_refunds.refunded_as_known; without a
     client nothing is known refunded). PaymentUnavailable: nothing changed, retry later."""
     with session_factory() as session:
         known = session.scalar(

@@ -12,12 +12,9 @@ from sqlalchemy.orm import Session
 from commerce.dispute_holds import HOLD_REFERENCE_PREFIX, RELEASE_REFERENCE_PREFIX
 from commerce.dispute_models import PaymentDispute
 from commerce.models import User, WalletEntry, WalletEntryKind
+from commerce.topup_refunds import FAILED_REFUND_REFERENCE_PREFIX, TOPUP_REFUND_REFERENCE_PREFIX
 from commerce.wallet import list_wallet_entries, wallet_balance
-from commerce.wallet_topup import (
-    CARD_TOPUP_REFERENCE_PREFIX,
-    FAILED_REFUND_REFERENCE_PREFIX,
-    TOPUP_REFUND_REFERENCE_PREFIX,
-)
+from commerce.wallet_topup import CARD_TOPUP_REFERENCE_PREFIX
 from onecart.money import Money
 
 # Ledger lines per page of an operator's wallet view (`?page=N`, newest first).

@@ -19,12 +19,8 @@ from commerce.disputes import (
 from commerce.payments.gateway import PaymentError, PaymentUnavailable
 from commerce.payments.stripe_gateway import stripe_client_from_settings
 from commerce.payments.stripe_webhooks import REFUND_OBJECT_EVENTS, handle_stripe_event
-from commerce.wallet_topup import (
-    credit_card_topup,
-    is_topup_intent,
-    take_back_refunded_topup,
-    undo_failed_topup_refund,
-)
+from commerce.topup_refunds import take_back_refunded_topup, undo_failed_topup_refund
+from commerce.wallet_topup import credit_card_topup, is_topup_intent
 from onecart.money import Money
 from onecart.settings import get_settings
 from storefront.database import session_factory

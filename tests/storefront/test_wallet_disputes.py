@@ -22,8 +22,8 @@ from commerce.dispute_models import PaymentDispute
 from commerce.disputes import REFUND_READS, apply_dispute_event, dispute_facts
 from commerce.models import User, WalletEntry
 from commerce.payments.gateway import PaymentUnavailable
+from commerce.topup_refunds import TopUpRefunds, take_back_refunded_topup
 from commerce.wallet import pay_from_wallet
-from commerce.wallet_topup import TopUpRefunds, take_back_refunded_topup
 from onecart.money import Money
 from onecart.settings import get_settings
 from tests.checkout.conftest import localstripe_server

@@ -28,6 +28,7 @@ from commerce.payments.gateway import (
     PaymentGateway,
     ProviderStatus,
 )
+from commerce.provider_attempts import void_intent
 from onecart.money import Money, MoneyError
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def release_form_hold(
     if state.status != ProviderStatus.AUTHORIZED:
         return "nothing held"
     try:
-        gateway.void(intent_id)
+        void_intent(session_factory, gateway, intent_id)
     except PaymentError as exc:
         logger.warning("release of %s after a refused submit: %s", intent_id, exc.message)
         try:

@@ -87,6 +87,13 @@ class PaymentDeclined(PaymentError):
     """The provider refused (card declined, wallet balance too low): retrying will not help."""
 
 
+class PaymentNotFound(PaymentDeclined):
+    """The provider knows no such payment (Stripe: 404 `resource_missing` for the PaymentIntent
+    asked about, e.g. an id a forged form sent). A definite answer, not an outage: there is
+    nothing to release or capture, so a hold in doubt naming it is resolved (commerce.card_holds).
+    """
+
+
 class RefundBlockedByDispute(PaymentDeclined):
     """The provider refuses to refund a charge the cardholder's bank has charged back (Stripe:
     `charge_disputed`). Not a refusal for good: the bank's decision settles it (commerce.refunds
@@ -185,16 +192,18 @@ class PaymentGateway(Protocol):
         """Hold (or, for the wallet, take) the amount; PaymentDeclined / PaymentUnavailable."""
         ...
 
-    def capture(self, provider_reference: str, amount: Money) -> None:
-        """Capture `amount` (at most the authorized amount); the rest is released."""
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int) -> None:
+        """Capture `amount` (at most the authorized amount); the rest is released. `attempt`:
+        which attempt this is (commerce.provider_attempts): a resend of the same attempt is
+        recognised by the provider, a new attempt after a refusal is not its replay."""
         ...
 
     def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
         """Give `amount` back after capture; returns the provider's refund reference."""
         ...
 
-    def void(self, provider_reference: str) -> None:
-        """Release an authorization that will never be captured."""
+    def void(self, provider_reference: str, *, attempt: int) -> None:
+        """Release an authorization that will never be captured (`attempt`: as for capture)."""
         ...
 
     def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:

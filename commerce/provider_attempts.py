@@ -1,0 +1,128 @@
+"""Cancelling and capturing a PaymentIntent as numbered attempts, so a refusal is never replayed.
+
+Stripe stores the first answer to an idempotency key, refusals included, and replays it to every
+request with that key for a day (commerce.payments.stripe_gateway cites its documentation). One
+key per intent (`void-<id>`) therefore let one refused cancel (the intent was processing, a
+transient 4xx) answer every later release of the hold for a day: the sweeper's, the operator's,
+a refused submit's. Here the key carries the attempt's number, kept in `provider_call_attempts`:
+
+- a call whose answer is unknown (timeout, outage) is resent later as the same attempt, the same
+  key, so Stripe recognises the resend;
+- a refused call moves the number on (compare-and-set from the number it sent: two workers
+  refused by the same attempt move it once, and a worker still holding an older number moves
+  nothing), so the next call is a new attempt that Stripe answers afresh.
+
+Card refunds are numbered the same way (`refund_attempt_key`), and only a refusal that is not
+for good moves their number on: Stripe's `charge_disputed` (the refund is held and sent again
+once the dispute is decided). Any other refusal fails the refund for the operator, so nothing
+resends it; and a refund's attempt moves on only on a definite refusal, so the attempt whose
+outcome is unknown is the one looked up (find_refund) and resent.
+
+Three outcomes as ever: the gateway's PaymentError says refused (PaymentDeclined) or unknown
+(PaymentUnavailable), and the caller resolves unknown from the intent's record.
+
+Below the order lifecycle stack's callers (settlement, card holds, checkout): models and
+payments only.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.exactly_once_models import ProviderCallAttempt
+from commerce.models import utc_now
+from commerce.payments.gateway import PaymentDeclined, PaymentGateway
+from onecart.money import Money
+
+REFUSAL_TEXT_LIMIT = 500
+
+
+def void_call(provider_reference: str) -> str:
+    """The attempts row of this PaymentIntent's cancel."""
+    return f"void-{provider_reference}"
+
+
+def capture_call(provider_reference: str, amount: Money) -> str:
+    """The attempts row of this PaymentIntent's capture of `amount` (another amount is another
+    call, as it was another key before)."""
+    return f"capture-{provider_reference}-{amount.minor}"
+
+
+def refund_call(refund_key: str) -> str:
+    """The attempts row of the card refund whose own key (the refund row's) is `refund_key`."""
+    return f"refund-call-{refund_key}"
+
+
+def refund_attempt_key(refund_key: str, attempt: int) -> str:
+    """The idempotency key of attempt `attempt` of a card refund (also in the refund's metadata,
+    by which an unknown outcome is looked up). Attempt 0 is the refund row's own key, as sent
+    before attempts were numbered, so a refund in flight across a deploy keeps its key."""
+    return refund_key if attempt == 0 else f"{refund_key}-attempt-{attempt}"
+
+
+def current_attempt(session_factory: sessionmaker[Session], call: str) -> int:
+    """The attempt a call sends now: 0 until one is refused."""
+    with session_factory() as session:
+        attempt = session.scalar(
+            sa.select(ProviderCallAttempt.attempt).where(ProviderCallAttempt.call == call)
+        )
+    return attempt or 0
+
+
+def note_refused(
+    session_factory: sessionmaker[Session], call: str, attempt: int, message: str
+) -> bool:
+    """Attempt `attempt` of `call` was refused: the next call is attempt `attempt + 1`.
+    Compare-and-set: False when another worker moved it on already (or further)."""
+    now = utc_now()
+    refusal = message[:REFUSAL_TEXT_LIMIT]
+    with session_factory() as session, session.begin():
+        moved = session.execute(
+            sa.update(ProviderCallAttempt)
+            .where(ProviderCallAttempt.call == call, ProviderCallAttempt.attempt == attempt)
+            .values(attempt=attempt + 1, refused_at=now, last_refusal=refusal)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    if moved or attempt != 0:
+        return bool(moved)
+    # The first refusal of this call: its row is made now. A worker that made it a moment ago
+    # moved it on already, so the unique call refuses this one and nothing changes.
+    try:
+        with session_factory() as session, session.begin():
+            session.add(
+                ProviderCallAttempt(call=call, attempt=1, refused_at=now, last_refusal=refusal)
+            )
+    except sa.exc.IntegrityError:
+        return False
+    return True
+
+
+def void_intent(
+    session_factory: sessionmaker[Session], gateway: PaymentGateway, provider_reference: str
+) -> None:
+    """Release the hold with the current attempt; a refusal moves the attempt on and is raised
+    (PaymentDeclined), an unknown answer is raised as it came (resent later as this attempt)."""
+    call = void_call(provider_reference)
+    attempt = current_attempt(session_factory, call)
+    try:
+        gateway.void(provider_reference, attempt=attempt)
+    except PaymentDeclined as exc:
+        note_refused(session_factory, call, attempt, exc.message)
+        raise
+
+
+def capture_intent(
+    session_factory: sessionmaker[Session],
+    gateway: PaymentGateway,
+    provider_reference: str,
+    amount: Money,
+) -> None:
+    """Capture `amount` with the current attempt, as void_intent releases."""
+    call = capture_call(provider_reference, amount)
+    attempt = current_attempt(session_factory, call)
+    try:
+        gateway.capture(provider_reference, amount, attempt=attempt)
+    except PaymentDeclined as exc:
+        note_refused(session_factory, call, attempt, exc.message)
+        raise

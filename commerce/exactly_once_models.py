@@ -108,5 +108,7 @@ class ProviderCallAttempt(Base):
     # The call without its attempt: `void-<intent id>` or `capture-<intent id>-<amount>`.
     call: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     attempt: Mapped[int] = mapped_column(default=0)
+    # When an attempt was last refused (or failed at Stripe, a 5xx it replays the same way),
+    # and what it said.
     refused_at: Mapped[datetime | None]
     last_refusal: Mapped[str | None] = mapped_column(sa.String(500))

@@ -8,6 +8,11 @@ a refused submit's. Here the key carries the attempt's number, kept in `provider
 
 - a call whose answer is unknown (timeout, outage) is resent later as the same attempt, the same
   key, so Stripe recognises the resend;
+- a call Stripe answered with its own failure (a 5xx, stored and replayed like a refusal:
+  "including 500 errors") moves the number on as well, for a cancel or a capture only: Stripe
+  cancels or captures an intent once, so a new key cannot release or take money twice. The
+  caller still treats it as unknown and reads the intent before anything else. Never for a
+  refund: a new key after an unknown outcome could refund twice;
 - a refused call moves the number on (compare-and-set from the number it sent: two workers
   refused by the same attempt move it once, and a worker still holding an older number moves
   nothing), so the next call is a new attempt that Stripe answers afresh.
@@ -32,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.exactly_once_models import ProviderCallAttempt
 from commerce.models import utc_now
-from commerce.payments.gateway import PaymentDeclined, PaymentGateway
+from commerce.payments.gateway import PaymentDeclined, PaymentGateway, PaymentServiceFailed
 from onecart.money import Money
 
 REFUSAL_TEXT_LIMIT = 500
@@ -101,13 +106,14 @@ def note_refused(
 def void_intent(
     session_factory: sessionmaker[Session], gateway: PaymentGateway, provider_reference: str
 ) -> None:
-    """Release the hold with the current attempt; a refusal moves the attempt on and is raised
-    (PaymentDeclined), an unknown answer is raised as it came (resent later as this attempt)."""
+    """Release the hold with the current attempt; a refusal (or Stripe's 5xx) moves the attempt
+    on, and every error is raised as it came: an unknown one with no answer from Stripe (a
+    timeout) is resent later as this attempt."""
     call = void_call(provider_reference)
     attempt = current_attempt(session_factory, call)
     try:
         gateway.void(provider_reference, attempt=attempt)
-    except PaymentDeclined as exc:
+    except (PaymentDeclined, PaymentServiceFailed) as exc:
         note_refused(session_factory, call, attempt, exc.message)
         raise
 
@@ -123,6 +129,6 @@ def capture_intent(
     attempt = current_attempt(session_factory, call)
     try:
         gateway.capture(provider_reference, amount, attempt=attempt)
-    except PaymentDeclined as exc:
+    except (PaymentDeclined, PaymentServiceFailed) as exc:
         note_refused(session_factory, call, attempt, exc.message)
         raise

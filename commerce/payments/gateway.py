@@ -105,6 +105,12 @@ class PaymentUnavailable(PaymentError):
     happened, so the caller asks the provider (retrieve, find_refund) before doing it again."""
 
 
+class PaymentServiceFailed(PaymentUnavailable):
+    """The provider answered with its own failure (Stripe: HTTP 5xx). Still unknown (the call
+    may have done its work), but an answer Stripe stores under the idempotency key and replays
+    to every resend: a resend of the key cannot learn more (commerce.provider_attempts)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorizationRequest:
     """Take `amount` from the shopper, held (card) or debited (wallet).

@@ -30,6 +30,7 @@ from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
     PaymentNotFound,
+    PaymentServiceFailed,
     PaymentUnavailable,
     PreparedIntent,
     ProviderPaymentState,
@@ -144,6 +145,10 @@ def _translate(exc: stripe.StripeError, action: str) -> PaymentError:
         if exc.http_status == 404 and exc.code == RESOURCE_MISSING_CODE:
             return PaymentNotFound(f"The card payment service knows no such payment ({action}).")
         return PaymentDeclined(f"The card payment could not be {action}: {exc.user_message}")
+    if isinstance(exc, stripe.APIError) and (exc.http_status or 0) >= 500:
+        return PaymentServiceFailed(
+            f"The card payment service failed ({action}): {exc.user_message}"
+        )
     return PaymentUnavailable(f"The card payment service failed ({action}): {exc.user_message}")
 
 

@@ -57,7 +57,8 @@ class ReplayingStripe(stripe.HTTPClient):
     """PaymentIntents at a fake Stripe that stores each idempotency key's first answer and
     replays it (with `Idempotent-Replayed: true`) to every later request with that key.
     `refuse_cancels` / `refuse_captures`: how many of the next new cancels / captures it
-    refuses (a transient refusal: the intent is still held afterwards)."""
+    refuses (a transient refusal: the intent is still held afterwards); `fail_cancels`: how many
+    it answers with its own failure (a 500, stored like any answer)."""
 
     name = "replaying"
 
@@ -67,6 +68,7 @@ class ReplayingStripe(stripe.HTTPClient):
         self.stored: dict[str, tuple[int, dict[str, Any]]] = {}
         self.refuse_cancels = 0
         self.refuse_captures = 0
+        self.fail_cancels = 0
         self.keys_sent: list[str | None] = []
 
     def hold(self, metadata: dict[str, str], amount: int = 2500) -> str:
@@ -107,6 +109,9 @@ class ReplayingStripe(stripe.HTTPClient):
         if method == "get" and verb is None:
             return 200, intent
         if verb == "cancel":
+            if self.fail_cancels:
+                self.fail_cancels -= 1
+                return 500, {"error": {"type": "api_error", "message": "Something went wrong."}}
             if self.refuse_cancels:
                 self.refuse_cancels -= 1
                 return _refusal("This PaymentIntent is processing; try again in a moment.")
@@ -300,3 +305,22 @@ def test_an_outage_still_leaves_the_hold_in_doubt(
     row = _row(session_factory, row_id)
     assert row.resolved_at is None
     assert "cannot be asked" in (row.last_error or "")
+
+
+def test_a_release_after_stripe_failed_a_cancel_is_a_new_attempt(
+    session_factory: sessionmaker[Session], fake_stripe: ReplayingStripe
+) -> None:
+    """Stripe stores its own 500 under the key too: the cancel stays unknown (the row is left in
+    doubt and the intent read again), and the next release is a new attempt, since Stripe
+    cancels an intent once and a new key cannot release anything twice."""
+    user_id, token = _shopper(session_factory), new_validation_token()
+    intent = fake_stripe.hold(checkout_intent_metadata(user_id, token))
+    row_id = _row_for(session_factory, user_id, token, intent)
+    gateway = _gateway(fake_stripe)
+    fake_stripe.fail_cancels = 1
+
+    assert resolve_holds_in_doubt(session_factory, lambda: gateway, older_than=timedelta()) == 0
+    assert _row(session_factory, row_id).resolved_at is None
+    assert resolve_holds_in_doubt(session_factory, lambda: gateway, older_than=timedelta()) == 1
+    assert fake_stripe.intents[intent]["status"] == "canceled"
+    assert fake_stripe.keys_sent == [f"void-{intent}-0", f"void-{intent}-1"]

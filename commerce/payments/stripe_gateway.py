@@ -142,7 +142,10 @@ def _translate(exc: stripe.StripeError, action: str) -> PaymentError:
     if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
         return PaymentUnavailable(f"The card payment service is unreachable ({action}).")
     if isinstance(exc, stripe.InvalidRequestError):
-        if exc.http_status == 404 and exc.code == RESOURCE_MISSING_CODE:
+        # The object the URL names is unknown: Stripe answers 404 `resource_missing`
+        # ("No such payment_intent"); localstripe answers 404 with no code. (A parameter naming
+        # an unknown object is a 400 `resource_missing`: a refusal, not this.)
+        if exc.http_status == 404 and exc.code in (RESOURCE_MISSING_CODE, None):
             return PaymentNotFound(f"The card payment service knows no such payment ({action}).")
         return PaymentDeclined(f"The card payment could not be {action}: {exc.user_message}")
     if isinstance(exc, stripe.APIError) and (exc.http_status or 0) >= 500:

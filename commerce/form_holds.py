@@ -86,8 +86,8 @@ def release_form_hold(
         if state.status != ProviderStatus.PENDING:
             break
         # Processing lasts moments for a card: asked again before the cancel is sent, since
-        # Stripe may refuse to cancel a processing intent, and a refusal it stores under the
-        # cancel's idempotency key would be replayed to the sweeper's release for a day.
+        # Stripe may refuse to cancel a processing intent (the refusal would only move the
+        # cancel's attempt on, commerce.provider_attempts, but leave the hold in doubt).
         time.sleep(PENDING_REREAD_S)
         try:
             state = gateway.retrieve(intent_id)

@@ -32,6 +32,8 @@ payments only.
 
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +41,8 @@ from commerce.exactly_once_models import ProviderCallAttempt
 from commerce.models import utc_now
 from commerce.payments.gateway import PaymentDeclined, PaymentGateway, PaymentServiceFailed
 from onecart.money import Money
+
+logger = logging.getLogger(__name__)
 
 REFUSAL_TEXT_LIMIT = 500
 
@@ -110,11 +114,11 @@ def void_intent(
     on, and every error is raised as it came: an unknown one with no answer from Stripe (a
     timeout) is resent later as this attempt."""
     call = void_call(provider_reference)
-    attempt = current_attempt(session_factory, call)
+    attempt = _attempt_if_readable(session_factory, call)
     try:
         gateway.void(provider_reference, attempt=attempt)
     except (PaymentDeclined, PaymentServiceFailed) as exc:
-        note_refused(session_factory, call, attempt, exc.message)
+        _note_refused_if_writable(session_factory, call, attempt, exc.message)
         raise
 
 
@@ -126,9 +130,34 @@ def capture_intent(
 ) -> None:
     """Capture `amount` with the current attempt, as void_intent releases."""
     call = capture_call(provider_reference, amount)
-    attempt = current_attempt(session_factory, call)
+    attempt = _attempt_if_readable(session_factory, call)
     try:
         gateway.capture(provider_reference, amount, attempt=attempt)
     except (PaymentDeclined, PaymentServiceFailed) as exc:
-        note_refused(session_factory, call, attempt, exc.message)
+        _note_refused_if_writable(session_factory, call, attempt, exc.message)
         raise
+
+
+def _attempt_if_readable(session_factory: sessionmaker[Session], call: str) -> int | None:
+    """The current attempt, or None when the database cannot say (checkout releases a hold
+    precisely when the database failed its order): the call then goes out as a one-off attempt
+    with a key of its own (the gateway's), safe for a cancel or a capture since Stripe does
+    either only once, and its refusal is stored under no key a later attempt sends."""
+    try:
+        return current_attempt(session_factory, call)
+    except sa.exc.SQLAlchemyError:
+        logger.warning("attempt of %s cannot be read; sent as a one-off attempt", call)
+        return None
+
+
+def _note_refused_if_writable(
+    session_factory: sessionmaker[Session], call: str, attempt: int | None, message: str
+) -> None:
+    """Move the attempt on; a database that cannot take it is logged, not raised over the
+    provider's answer (the next call then sends this attempt again and is refused again)."""
+    if attempt is None:
+        return
+    try:
+        note_refused(session_factory, call, attempt, message)
+    except sa.exc.SQLAlchemyError:
+        logger.warning("refusal of %s attempt %s could not be recorded", call, attempt)

@@ -198,17 +198,18 @@ class PaymentGateway(Protocol):
         """Hold (or, for the wallet, take) the amount; PaymentDeclined / PaymentUnavailable."""
         ...
 
-    def capture(self, provider_reference: str, amount: Money, *, attempt: int) -> None:
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None) -> None:
         """Capture `amount` (at most the authorized amount); the rest is released. `attempt`:
         which attempt this is (commerce.provider_attempts): a resend of the same attempt is
-        recognised by the provider, a new attempt after a refusal is not its replay."""
+        recognised by the provider, a new attempt after a refusal is not its replay; None when
+        our record cannot be read (a one-off attempt)."""
         ...
 
     def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
         """Give `amount` back after capture; returns the provider's refund reference."""
         ...
 
-    def void(self, provider_reference: str, *, attempt: int) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None) -> None:
         """Release an authorization that will never be captured (`attempt`: as for capture)."""
         ...
 

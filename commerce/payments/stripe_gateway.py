@@ -284,7 +284,7 @@ class StripeGateway:
             None if _replayed(intent) else _provider_status(intent),
         )
 
-    def capture(self, provider_reference: str, amount: Money, *, attempt: int) -> None:
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None) -> None:
         """Capture `amount`; Stripe releases whatever of the hold is left. One key per intent,
         amount and attempt (`capture_key`): a retry of the same capture is recognised, a capture
         recomputed for another amount (a share cancelled meanwhile) is not refused as a reused
@@ -294,7 +294,9 @@ class StripeGateway:
             intent = self.client.v1.payment_intents.capture(
                 provider_reference,
                 params={"amount_to_capture": to_stripe_amount(amount.minor, amount.currency)},
-                options={"idempotency_key": capture_key(provider_reference, amount, attempt)},
+                options=_key_option(
+                    None if attempt is None else capture_key(provider_reference, amount, attempt)
+                ),
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "captured") from exc
@@ -383,18 +385,20 @@ class StripeGateway:
                 )
         return None
 
-    def void(self, provider_reference: str, *, attempt: int) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None) -> None:
         """Cancel the PaymentIntent: the hold on the card is released. The key names the
         attempt (`void_key`): a resend of this attempt is its retry, a release after a refusal
         is the caller's next attempt (commerce.provider_attempts)."""
-        self._cancel(provider_reference, void_key(provider_reference, attempt))
+        self._cancel(
+            provider_reference, None if attempt is None else void_key(provider_reference, attempt)
+        )
 
     def _cancel(self, provider_reference: str, idempotency_key: str | None) -> None:
-        options: dict[str, Any] = {}
-        if idempotency_key is not None:
-            options["idempotency_key"] = idempotency_key
         try:
-            self.client.v1.payment_intents.cancel(provider_reference, options=options)  # type: ignore[arg-type]
+            self.client.v1.payment_intents.cancel(
+                provider_reference,
+                options=_key_option(idempotency_key),  # type: ignore[arg-type]
+            )
         except stripe.StripeError as exc:
             raise _translate(exc, "released") from exc
 
@@ -469,6 +473,12 @@ class StripeGateway:
 # attempt: its resends (a timeout, then the same request again) get the attempt's own answer,
 # while an attempt after a refusal needs a key of its own, or it is answered with the stored
 # refusal for a day. The attempt number lives in our database (commerce.provider_attempts).
+
+
+def _key_option(idempotency_key: str | None) -> dict[str, Any]:
+    """The request options carrying our key; none (None: a one-off attempt) leaves the stripe
+    library to give the call a random key of its own, which its retries within the call resend."""
+    return {} if idempotency_key is None else {"idempotency_key": idempotency_key}
 
 
 def void_key(provider_reference: str, attempt: int) -> str:

@@ -55,7 +55,7 @@ class WalletGateway:
             captured=True,
         )
 
-    def capture(self, provider_reference: str, amount: Money, *, attempt: int = 0) -> None:
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None = 0) -> None:
         """Nothing to do: the debit already moved the money."""
 
     def refund(
@@ -77,7 +77,7 @@ class WalletGateway:
         )
         return receipt.entry.reference
 
-    def void(self, provider_reference: str, *, attempt: int = 0) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None = 0) -> None:
         """Credit back whatever of the debit has not been refunded yet. `attempt` changes
         nothing: the ledger stores no refusal under a reference, only the line it wrote."""
         state = self.retrieve(provider_reference)

@@ -198,7 +198,7 @@ class CannotVoid:
         self.inner = StripeGateway.from_settings(get_settings())
         self.method = self.inner.method
 
-    def void(self, provider_reference: str, *, attempt: int = 0) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None = 0) -> None:
         raise PaymentUnavailable("The card payment service is unreachable (released).")
 
     def __getattr__(self, name: str) -> Any:

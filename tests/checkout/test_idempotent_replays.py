@@ -15,6 +15,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -201,7 +202,7 @@ def test_a_resend_after_an_unknown_answer_is_the_same_attempt(
     class LosesReply:
         method = gateway.method
 
-        def void(self, provider_reference: str, *, attempt: int) -> None:
+        def void(self, provider_reference: str, *, attempt: int | None) -> None:
             gateway.void(provider_reference, attempt=attempt)
             raise PaymentUnavailable("The card payment service is unreachable (released).")
 
@@ -250,7 +251,7 @@ def test_a_refusal_seen_by_two_workers_moves_the_attempt_on_once(
 
         method = gateway.method
 
-        def void(self, provider_reference: str, *, attempt: int) -> None:
+        def void(self, provider_reference: str, *, attempt: int | None) -> None:
             try:
                 gateway.void(provider_reference, attempt=attempt)
             except PaymentDeclined:
@@ -324,3 +325,19 @@ def test_a_release_after_stripe_failed_a_cancel_is_a_new_attempt(
     assert resolve_holds_in_doubt(session_factory, lambda: gateway, older_than=timedelta()) == 1
     assert fake_stripe.intents[intent]["status"] == "canceled"
     assert fake_stripe.keys_sent == [f"void-{intent}-0", f"void-{intent}-1"]
+
+
+def test_a_release_when_the_database_cannot_be_read_goes_out_as_a_one_off_attempt(
+    fake_stripe: ReplayingStripe, tmp_path: Path
+) -> None:
+    """Checkout releases a hold precisely when the database failed its order: the release is
+    still sent, with a key of its own (Stripe cancels an intent once, so it cannot release
+    twice, and a refusal stored under it answers no later attempt)."""
+    intent = fake_stripe.hold({CHECKOUT_TOKEN_METADATA: new_validation_token()})
+    unreadable = sessionmaker(sa.create_engine(f"sqlite:///{tmp_path}/missing/db.sqlite"))
+
+    void_intent(unreadable, _gateway(fake_stripe), intent)
+
+    assert fake_stripe.intents[intent]["status"] == "canceled"
+    [key] = fake_stripe.keys_sent
+    assert key is not None and not key.startswith("void-")

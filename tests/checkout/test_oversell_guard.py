@@ -146,7 +146,7 @@ class TakesTheUnitsFirst:
         self.other_checkout()
         return self.inner.authorize(request)
 
-    def void(self, provider_reference: str, *, attempt: int = 0) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None = 0) -> None:
         self.voided.append(provider_reference)
         self.inner.void(provider_reference, attempt=attempt)
 

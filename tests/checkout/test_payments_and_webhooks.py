@@ -110,7 +110,7 @@ class CrashAfterCapture:
         self.inner = inner
         self.method = inner.method
 
-    def capture(self, provider_reference: str, amount: Money, *, attempt: int = 0) -> None:
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None = 0) -> None:
         self.inner.capture(provider_reference, amount, attempt=attempt)
         raise SystemExit("worker killed")
 

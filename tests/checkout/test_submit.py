@@ -394,7 +394,7 @@ class RecordsVoids:
         self.method = inner.method
         self.voided: list[str] = []
 
-    def void(self, provider_reference: str, *, attempt: int = 0) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None = 0) -> None:
         self.voided.append(provider_reference)
         self.inner.void(provider_reference, attempt=attempt)
 

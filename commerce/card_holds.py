@@ -52,11 +52,13 @@ from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
     PaymentGateway,
+    PaymentNotFound,
     PaymentUnavailable,
     ProviderPaymentState,
     ProviderStatus,
     UncapturedAuthorization,
 )
+from commerce.provider_attempts import void_intent
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ UNRECORDED_AFTER = timedelta(minutes=30)
 CHECKOUT_TOKEN_METADATA = "onecart_validation_token"
 CHECKOUT_USER_METADATA = "onecart_user_id"
 UNRECORDED_KEY_PREFIX = "unrecorded-"
+# A row's resolution when Stripe knows no PaymentIntent of the id it names (404).
+NO_SUCH_INTENT = "Stripe knows no such PaymentIntent, nothing to release"
 
 CardGatewayFactory = Callable[[], PaymentGateway]
 
@@ -471,6 +475,12 @@ def _resolve_one(
         validation_token = row.validation_token
     try:
         states = [gateway.retrieve(intent_id)] if intent_id else gateway.find_authorizations(key)
+    except PaymentNotFound:
+        # A definite answer, not an outage (a forged form's id): nothing is held under it, so
+        # the row is resolved with the reason (listed for operators among resolved holds)
+        # rather than asked about again at every sweep for ever.
+        _note(session_factory, row_id, resolution=f"{NO_SUCH_INTENT}: {intent_id}")
+        return True
     except PaymentError as exc:
         _note(session_factory, row_id, error=f"Stripe cannot be asked yet: {exc.message}")
         return False
@@ -521,7 +531,7 @@ def _settle_hold(
         return f"{reference} used by order {order_number}"
     if state.status == ProviderStatus.AUTHORIZED:
         try:
-            gateway.void(reference)
+            void_intent(session_factory, gateway, reference)
         except PaymentError as exc:
             _note(session_factory, row_id, error=f"release of {reference} failed: {exc.message}")
             return None

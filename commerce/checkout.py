@@ -78,6 +78,7 @@ from commerce.payments.gateway import (
     PaymentGateway,
     PaymentUnavailable,
 )
+from commerce.provider_attempts import void_intent
 from commerce.revalidation import (
     REVALIDATION_DEADLINE_S,
     ChangeKind,
@@ -554,7 +555,7 @@ def _release_authorization(
     if gateway is None or authorization is None:
         return
     try:
-        gateway.void(authorization.provider_reference)
+        void_intent(session_factory, gateway, authorization.provider_reference)
     except PaymentError as exc:
         logger.warning("could not release %s: %s", authorization.provider_reference, exc)
         _leave_hold_to_sweeper(session_factory, submission, request, authorization, exc.message)

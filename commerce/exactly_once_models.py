@@ -94,3 +94,21 @@ class CardHoldInDoubt(Base):
     # once, when the sweeper first finds it, for an operator to refund it in Stripe; the row is
     # resolved once Stripe reports it refunded in full.
     captured_without_order_at: Mapped[datetime | None]
+
+
+class ProviderCallAttempt(Base):
+    """Which attempt of one provider call (a PaymentIntent's cancel, or its capture of one amount)
+    is current: its number is part of the call's idempotency key. A resend of the attempt (its
+    answer was lost) reuses the key; a refusal moves the number on, compare-and-set, so the next
+    attempt is not answered with the refusal the provider stored under the key (Stripe replays
+    a key's first answer for a day). See commerce.provider_attempts."""
+
+    __tablename__ = "provider_call_attempts"
+
+    # The call without its attempt: `void-<intent id>` or `capture-<intent id>-<amount>`.
+    call: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    attempt: Mapped[int] = mapped_column(default=0)
+    # When an attempt was last refused (or failed at Stripe, a 5xx it replays the same way),
+    # and what it said.
+    refused_at: Mapped[datetime | None]
+    last_refusal: Mapped[str | None] = mapped_column(sa.String(500))

@@ -28,6 +28,7 @@ from commerce.payments.gateway import (
     PaymentGateway,
     ProviderStatus,
 )
+from commerce.provider_attempts import void_intent
 from onecart.money import Money, MoneyError
 
 logger = logging.getLogger(__name__)
@@ -85,8 +86,8 @@ def release_form_hold(
         if state.status != ProviderStatus.PENDING:
             break
         # Processing lasts moments for a card: asked again before the cancel is sent, since
-        # Stripe may refuse to cancel a processing intent, and a refusal it stores under the
-        # cancel's idempotency key would be replayed to the sweeper's release for a day.
+        # Stripe may refuse to cancel a processing intent (the refusal would only move the
+        # cancel's attempt on, commerce.provider_attempts, but leave the hold in doubt).
         time.sleep(PENDING_REREAD_S)
         try:
             state = gateway.retrieve(intent_id)
@@ -103,7 +104,7 @@ def release_form_hold(
     if state.status != ProviderStatus.AUTHORIZED:
         return "nothing held"
     try:
-        gateway.void(intent_id)
+        void_intent(session_factory, gateway, intent_id)
     except PaymentError as exc:
         logger.warning("release of %s after a refused submit: %s", intent_id, exc.message)
         try:

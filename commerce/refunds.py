@@ -34,6 +34,12 @@ from commerce.payments.gateway import (
     RefundBlockedByDispute,
 )
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.provider_attempts import (
+    current_attempt,
+    note_refused,
+    refund_attempt_key,
+    refund_call,
+)
 from onecart.money import Money, format_money
 
 logger = logging.getLogger(__name__)
@@ -134,9 +140,15 @@ def _process_refund(
     with session_factory() as session:
         payment = session.get(Refund, refund_id).payment  # type: ignore[union-attr]
         gateway = gateway_for(session, payment)
+    attempt = current_attempt(session_factory, refund_call(key))
     try:
-        reference = gateway.refund(provider_reference, amount, idempotency_key=key)
+        reference = gateway.refund(
+            provider_reference, amount, idempotency_key=refund_attempt_key(key, attempt)
+        )
     except RefundBlockedByDispute as exc:
+        # Sent again once the dispute is decided: as a new attempt, since Stripe would answer
+        # this key with the stored `charge_disputed` refusal (commerce.provider_attempts).
+        note_refused(session_factory, refund_call(key), attempt, exc.message)
         # Stripe knows of a chargeback our records do not yet (its event is late): held, and
         # asked again at the next sweep until the dispute's event holds it without a call.
         _refund_blocked_by_dispute(session_factory, refund_id, exc.message)
@@ -280,7 +292,8 @@ def reconcile_refund(
         provider_reference = payment.provider_reference
         key = refund.idempotency_key
     try:
-        found = gateway.find_refund(provider_reference, key)
+        attempt = current_attempt(session_factory, refund_call(key))
+        found = gateway.find_refund(provider_reference, refund_attempt_key(key, attempt))
     except PaymentError as exc:
         logger.warning("refund %s cannot be looked up yet: %s", refund_id, exc)
         return False

@@ -55,6 +55,7 @@ from commerce.payments.gateway import (
     floor_card_amount,
 )
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.provider_attempts import capture_intent, void_intent
 from commerce.refunds import (
     SETTLED_CARD_STATUSES,
     complete_refund,
@@ -344,9 +345,11 @@ def settle_payment(
         gateway = gateway_for(session, payment)
     try:
         if capture_minor > 0:
-            gateway.capture(provider_reference, Money(capture_minor, currency))
+            capture_intent(
+                session_factory, gateway, provider_reference, Money(capture_minor, currency)
+            )
         else:
-            gateway.void(provider_reference)
+            void_intent(session_factory, gateway, provider_reference)
     except PaymentError as exc:
         logger.warning("settling payment %s: %s; asking the provider", payment_id, exc)
         _mark_payment_reconciling(session_factory, payment_id, str(exc))

@@ -87,6 +87,13 @@ class PaymentDeclined(PaymentError):
     """The provider refused (card declined, wallet balance too low): retrying will not help."""
 
 
+class PaymentNotFound(PaymentDeclined):
+    """The provider knows no such payment (Stripe: 404 `resource_missing` for the PaymentIntent
+    asked about, e.g. an id a forged form sent). A definite answer, not an outage: there is
+    nothing to release or capture, so a hold in doubt naming it is resolved (commerce.card_holds).
+    """
+
+
 class RefundBlockedByDispute(PaymentDeclined):
     """The provider refuses to refund a charge the cardholder's bank has charged back (Stripe:
     `charge_disputed`). Not a refusal for good: the bank's decision settles it (commerce.refunds
@@ -96,6 +103,12 @@ class RefundBlockedByDispute(PaymentDeclined):
 class PaymentUnavailable(PaymentError):
     """The provider could not be reached, timed out or failed: the operation may or may not have
     happened, so the caller asks the provider (retrieve, find_refund) before doing it again."""
+
+
+class PaymentServiceFailed(PaymentUnavailable):
+    """The provider answered with its own failure (Stripe: HTTP 5xx). Still unknown (the call
+    may have done its work), but an answer Stripe stores under the idempotency key and replays
+    to every resend: a resend of the key cannot learn more (commerce.provider_attempts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,16 +198,19 @@ class PaymentGateway(Protocol):
         """Hold (or, for the wallet, take) the amount; PaymentDeclined / PaymentUnavailable."""
         ...
 
-    def capture(self, provider_reference: str, amount: Money) -> None:
-        """Capture `amount` (at most the authorized amount); the rest is released."""
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None) -> None:
+        """Capture `amount` (at most the authorized amount); the rest is released. `attempt`:
+        which attempt this is (commerce.provider_attempts): a resend of the same attempt is
+        recognised by the provider, a new attempt after a refusal is not its replay; None when
+        our record cannot be read (a one-off attempt)."""
         ...
 
     def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
         """Give `amount` back after capture; returns the provider's refund reference."""
         ...
 
-    def void(self, provider_reference: str) -> None:
-        """Release an authorization that will never be captured."""
+    def void(self, provider_reference: str, *, attempt: int | None) -> None:
+        """Release an authorization that will never be captured (`attempt`: as for capture)."""
         ...
 
     def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:

@@ -29,6 +29,8 @@ from commerce.payments.gateway import (
     AuthorizationRequest,
     PaymentDeclined,
     PaymentError,
+    PaymentNotFound,
+    PaymentServiceFailed,
     PaymentUnavailable,
     PreparedIntent,
     ProviderPaymentState,
@@ -102,6 +104,8 @@ def _stripe_client(api_key: str, api_base: str) -> stripe.StripeClient:
     return stripe.StripeClient(api_key, **options)
 
 
+# Stripe's error code for an object it does not know (HTTP 404: "No such payment_intent").
+RESOURCE_MISSING_CODE = "resource_missing"
 # Stripe's error code for a refund of a charge that has been charged back.
 DISPUTED_CHARGE_CODE = "charge_disputed"
 # A refund's statuses: done (or as good as done), refused for good; anything else is unfinished.
@@ -138,7 +142,16 @@ def _translate(exc: stripe.StripeError, action: str) -> PaymentError:
     if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
         return PaymentUnavailable(f"The card payment service is unreachable ({action}).")
     if isinstance(exc, stripe.InvalidRequestError):
+        # The object the URL names is unknown: Stripe answers 404 `resource_missing`
+        # ("No such payment_intent"); localstripe answers 404 with no code. (A parameter naming
+        # an unknown object is a 400 `resource_missing`: a refusal, not this.)
+        if exc.http_status == 404 and exc.code in (RESOURCE_MISSING_CODE, None):
+            return PaymentNotFound(f"The card payment service knows no such payment ({action}).")
         return PaymentDeclined(f"The card payment could not be {action}: {exc.user_message}")
+    if isinstance(exc, stripe.APIError) and (exc.http_status or 0) >= 500:
+        return PaymentServiceFailed(
+            f"The card payment service failed ({action}): {exc.user_message}"
+        )
     return PaymentUnavailable(f"The card payment service failed ({action}): {exc.user_message}")
 
 
@@ -271,16 +284,19 @@ class StripeGateway:
             None if _replayed(intent) else _provider_status(intent),
         )
 
-    def capture(self, provider_reference: str, amount: Money) -> None:
-        """Capture `amount`; Stripe releases whatever of the hold is left. One key per intent
-        and amount: a retry of the same capture is recognised, and a capture recomputed for
-        another amount (a share cancelled meanwhile) is not refused as a reused key. Stripe
-        captures an intent only once, so two keys can never make two captures."""
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None) -> None:
+        """Capture `amount`; Stripe releases whatever of the hold is left. One key per intent,
+        amount and attempt (`capture_key`): a retry of the same capture is recognised, a capture
+        recomputed for another amount (a share cancelled meanwhile) is not refused as a reused
+        key, and a new attempt after a refusal is not answered with that refusal's replay.
+        Stripe captures an intent only once, so two keys can never make two captures."""
         try:
             intent = self.client.v1.payment_intents.capture(
                 provider_reference,
                 params={"amount_to_capture": to_stripe_amount(amount.minor, amount.currency)},
-                options={"idempotency_key": f"capture-{provider_reference}-{amount.minor}"},
+                options=_key_option(
+                    None if attempt is None else capture_key(provider_reference, amount, attempt)
+                ),
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "captured") from exc
@@ -369,19 +385,30 @@ class StripeGateway:
                 )
         return None
 
-    def void(self, provider_reference: str) -> None:
-        """Cancel the PaymentIntent: the hold on the card is released."""
+    def void(self, provider_reference: str, *, attempt: int | None) -> None:
+        """Cancel the PaymentIntent: the hold on the card is released. The key names the
+        attempt (`void_key`): a resend of this attempt is its retry, a release after a refusal
+        is the caller's next attempt (commerce.provider_attempts)."""
+        self._cancel(
+            provider_reference, None if attempt is None else void_key(provider_reference, attempt)
+        )
+
+    def _cancel(self, provider_reference: str, idempotency_key: str | None) -> None:
         try:
             self.client.v1.payment_intents.cancel(
-                provider_reference, options={"idempotency_key": f"void-{provider_reference}"}
+                provider_reference,
+                options=_key_option(idempotency_key),  # type: ignore[arg-type]
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "released") from exc
 
     def _cancel_quietly(self, provider_reference: str) -> None:
-        # An unconfirmed intent holds nothing; Stripe expires it if the cancel fails.
+        # An unconfirmed intent holds nothing; Stripe expires it if the cancel fails. No key of
+        # ours: the stripe library gives the call its own random one (its retries within the
+        # call resend it), so a refusal here is stored under no key a later release sends (a
+        # shared `void-<id>` key replayed this refusal to the sweeper's release for a day).
         with contextlib.suppress(PaymentError):
-            self.void(provider_reference)
+            self._cancel(provider_reference, None)
 
     def find_authorizations(self, idempotency_key: str) -> list[ProviderPaymentState]:
         """The PaymentIntents authorizations with this key made, found by the key in their
@@ -435,6 +462,33 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _translate(exc, "looked up") from exc
         return _intent_state(intent)
+
+
+# Stripe's idempotency (https://docs.stripe.com/idempotency): "Stripe's idempotency works by
+# saving the resulting status code and body of the first request made for any given idempotency
+# key, regardless of whether it succeeds or fails. Subsequent requests with the same key return
+# the same result, including 500 errors"; keys are pruned once "at least 24 hours old"; "We save
+# results only after the execution of an endpoint begins" (a request failing validation, or
+# conflicting with a concurrent one of the same key, saves nothing). So a key must name one
+# attempt: its resends (a timeout, then the same request again) get the attempt's own answer,
+# while an attempt after a refusal needs a key of its own, or it is answered with the stored
+# refusal for a day. The attempt number lives in our database (commerce.provider_attempts).
+
+
+def _key_option(idempotency_key: str | None) -> dict[str, Any]:
+    """The request options carrying our key; none (None: a one-off attempt) leaves the stripe
+    library to give the call a random key of its own, which its retries within the call resend."""
+    return {} if idempotency_key is None else {"idempotency_key": idempotency_key}
+
+
+def void_key(provider_reference: str, attempt: int) -> str:
+    """The idempotency key of attempt `attempt` to cancel this PaymentIntent."""
+    return f"void-{provider_reference}-{attempt}"
+
+
+def capture_key(provider_reference: str, amount: Money, attempt: int) -> str:
+    """The idempotency key of attempt `attempt` to capture `amount` of this PaymentIntent."""
+    return f"capture-{provider_reference}-{amount.minor}-{attempt}"
 
 
 def _replayed(stripe_object: Any) -> bool:

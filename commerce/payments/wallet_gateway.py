@@ -55,7 +55,7 @@ class WalletGateway:
             captured=True,
         )
 
-    def capture(self, provider_reference: str, amount: Money) -> None:
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None = 0) -> None:
         """Nothing to do: the debit already moved the money."""
 
     def refund(
@@ -77,8 +77,9 @@ class WalletGateway:
         )
         return receipt.entry.reference
 
-    def void(self, provider_reference: str) -> None:
-        """Credit back whatever of the debit has not been refunded yet."""
+    def void(self, provider_reference: str, *, attempt: int | None = 0) -> None:
+        """Credit back whatever of the debit has not been refunded yet. `attempt` changes
+        nothing: the ledger stores no refusal under a reference, only the line it wrote."""
         state = self.retrieve(provider_reference)
         remaining = state.amount_minor - state.refunded_minor
         if remaining > 0:

@@ -20,6 +20,7 @@ from commerce.attention import (
     operator_refund_label,
     refund_by_operator,
 )
+from commerce.card_holds import NO_SUCH_INTENT
 from commerce.dispute_models import PaymentDispute, UnownedCardHold
 from commerce.disputes import list_disputes
 from commerce.exactly_once_models import CardHoldInDoubt
@@ -56,6 +57,9 @@ from storefront.jobs import DEFAULT_QUEUE
 from storefront.search_jobs import enqueue_listings_refresh, listings_refresh_states
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+# How long a hold in doubt resolved as "Stripe knows no such intent" stays listed.
+NO_SUCH_INTENT_SHOWN_FOR = timedelta(days=7)
 
 
 @bp.before_request
@@ -359,6 +363,19 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
     # Captured without an order: an operator refunds them in Stripe (listed apart).
     captured = [hold for hold in holds if hold.captured_without_order_at is not None]
     holds = [hold for hold in holds if hold.captured_without_order_at is None]
+    # Resolved because Stripe knows no such intent (a forged form's id): nothing was released,
+    # so an operator can still see what was asked and why the sweeper stopped asking.
+    missing = list(
+        db.scalars(
+            sa.select(CardHoldInDoubt)
+            .where(
+                CardHoldInDoubt.resolved_at > utc_now() - NO_SUCH_INTENT_SHOWN_FOR,
+                CardHoldInDoubt.resolution.startswith(NO_SUCH_INTENT),
+            )
+            .order_by(CardHoldInDoubt.resolved_at.desc())
+            .limit(50)
+        )
+    )
     unowned = list(
         db.scalars(
             sa.select(UnownedCardHold)
@@ -377,6 +394,7 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
         flagged_pages=flagged_pages,
         holds=holds,
         captured=captured,
+        missing=missing,
         unowned=unowned,
         disputes=list_disputes(db),
         resolutions=recent_resolutions(db),

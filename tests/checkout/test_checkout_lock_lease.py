@@ -75,10 +75,10 @@ class ThreeSlowCalls:
         time.sleep(SLOW_CALL_S)
         return [self.inner.retrieve(intent.id) for intent in _intents_with_key(idempotency_key)]
 
-    def void(self, provider_reference: str) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None = 0) -> None:
         time.sleep(SLOW_CALL_S)
         self.second_checkout_entered = _lock_taken_by_another(self.shop, self.user_id)
-        self.inner.void(provider_reference)
+        self.inner.void(provider_reference, attempt=attempt)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -9,13 +9,19 @@ so, and nothing is recorded or asked. Real database, the checkout shop; Stripe u
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
 import stripe
 from flask.testing import FlaskClient
 
+from commerce.card_holds import NO_SUCH_INTENT
 from commerce.exactly_once_models import CardHoldInDoubt
+from commerce.payments.gateway import ProviderPaymentState
 from commerce.payments.stripe_gateway import StripeGateway
+from commerce.sweeper import SweepPolicy, sweep
 from onecart import processes
 from onecart.settings import get_settings
 from storefront.checkout import routes as checkout_routes
@@ -59,3 +65,58 @@ def test_a_forged_payment_intent_id_is_refused_with_the_form_not_a_500(
     assert shop.orders() == []
     with shop.session_factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(CardHoldInDoubt)) == 0
+
+
+def test_a_well_formed_forged_id_stripe_does_not_know_is_resolved_once_not_asked_for_ever(
+    shop: Shop, stripe_unreachable: None
+) -> None:
+    """An id of Stripe's shape that Stripe has no intent for, submitted while Stripe does not
+    answer, becomes a hold in doubt. Stripe's "no such PaymentIntent" (404) is a final answer:
+    the sweeper resolves the row with that reason (nothing to release) and stops asking, and
+    the row stays listed for an operator. Before, it was asked about at every sweep for ever."""
+    forged = "pi_" + uuid.uuid4().hex[:24]
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    client: FlaskClient = shop.client_for(user)
+
+    response = shop.submit(
+        client, shop.checkout_form(client), payment_method="stripe", payment_intent_id=forged
+    )
+
+    assert response.status_code == 202, response.get_data(as_text=True)[:500]
+    assert shop.orders() == []
+    with shop.session() as session:
+        [row] = session.scalars(sa.select(CardHoldInDoubt)).all()
+        row_id, key = row.id, row.idempotency_key
+        assert row.intent_id == forged and row.resolved_at is None
+
+    asked: list[str] = []
+
+    class Counting(StripeGateway):
+        def retrieve(self, provider_reference: str) -> ProviderPaymentState:
+            asked.append(provider_reference)
+            return super().retrieve(provider_reference)
+
+    stripe_gateway = Counting.from_settings(get_settings())  # localstripe: answers 404
+
+    def no_queue(message: object) -> str:
+        raise ConnectionError("no queue in this test")
+
+    for _ in range(2):
+        sweep(
+            shop.session_factory,
+            no_queue,
+            policy=SweepPolicy(hold_in_doubt_after=timedelta(0)),
+            card_gateway=lambda: stripe_gateway,
+        )
+
+    assert asked == [forged]  # the second sweep did not ask again
+    with shop.session() as session:
+        row = session.get(CardHoldInDoubt, row_id)
+        assert row is not None and row.resolved_at is not None
+        assert row.resolution == f"{NO_SUCH_INTENT}: {forged}"
+    admin = shop.client_for(shop.make_user(is_admin=True))
+    page = admin.get("/admin/attention").get_data(as_text=True)
+    listed = page[page.index(f'id="missing-hold-{row_id}"') :].split("</tr>", 1)[0]
+    assert forged in listed and key in listed and NO_SUCH_INTENT in listed
+    assert f'id="card-hold-{row_id}"' not in page

@@ -146,9 +146,9 @@ class TakesTheUnitsFirst:
         self.other_checkout()
         return self.inner.authorize(request)
 
-    def void(self, provider_reference: str) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None = 0) -> None:
         self.voided.append(provider_reference)
-        self.inner.void(provider_reference)
+        self.inner.void(provider_reference, attempt=attempt)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

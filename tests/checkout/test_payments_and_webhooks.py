@@ -110,8 +110,8 @@ class CrashAfterCapture:
         self.inner = inner
         self.method = inner.method
 
-    def capture(self, provider_reference: str, amount: Money) -> None:
-        self.inner.capture(provider_reference, amount)
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None = 0) -> None:
+        self.inner.capture(provider_reference, amount, attempt=attempt)
         raise SystemExit("worker killed")
 
     def __getattr__(self, name: str) -> Any:

@@ -87,7 +87,7 @@ def _refund(status: str, amount: int = 500) -> dict[str, Any]:
 
 
 def test_a_succeeded_capture_for_the_amount_asked_is_a_success() -> None:
-    _gateway(200, _intent("succeeded")).capture("pi_canned", Money(1000, "USD"))
+    _gateway(200, _intent("succeeded")).capture("pi_canned", Money(1000, "USD"), attempt=0)
 
 
 @pytest.mark.parametrize(
@@ -99,12 +99,12 @@ def test_a_capture_reply_that_does_not_confirm_the_capture_is_unknown(
     reply: dict[str, Any],
 ) -> None:
     with pytest.raises(PaymentUnavailable):
-        _gateway(200, reply).capture("pi_canned", Money(1000, "USD"))
+        _gateway(200, reply).capture("pi_canned", Money(1000, "USD"), attempt=0)
 
 
 def test_an_unreadable_200_capture_reply_is_unknown_not_refused() -> None:
     with pytest.raises(PaymentUnavailable):
-        _gateway(200, "<html>gateway</html>").capture("pi_canned", Money(1000, "USD"))
+        _gateway(200, "<html>gateway</html>").capture("pi_canned", Money(1000, "USD"), attempt=0)
 
 
 @pytest.mark.parametrize("status", ["succeeded", "pending"])
@@ -158,9 +158,11 @@ def test_a_capture_retried_for_the_same_amount_reuses_its_key_another_amount_get
     # capture recomputed after a share was cancelled must not be stuck behind the first key.
     http: list[CannedHttp] = []
     gateway = _gateway(200, _intent("succeeded", received=1000), http)
-    gateway.capture("pi_canned", Money(1000, "USD"))
-    gateway.capture("pi_canned", Money(1000, "USD"))
-    _gateway(200, _intent("succeeded", received=600), http).capture("pi_canned", Money(600, "USD"))
+    gateway.capture("pi_canned", Money(1000, "USD"), attempt=0)
+    gateway.capture("pi_canned", Money(1000, "USD"), attempt=0)
+    _gateway(200, _intent("succeeded", received=600), http).capture(
+        "pi_canned", Money(600, "USD"), attempt=0
+    )
     first, again, smaller = (key for sent in http for _method, _url, key in sent.sent)
     assert first == again and first != smaller
 
@@ -334,7 +336,7 @@ def test_a_capture_reply_silent_on_the_amount_is_checked_against_stripes_record(
     read_back = {**_intent("succeeded", received=700), "latest_charge": _charge(1000, captured=700)}
     http, gateway = _capture_in_turn((200, _silent_capture_reply()), (200, read_back))
     with pytest.raises(PaymentUnavailable, match="700"):
-        gateway.capture("pi_canned", Money(1000, "USD"))
+        gateway.capture("pi_canned", Money(1000, "USD"), attempt=0)
     assert [method for method, _ in http.sent] == ["post", "get"]
     assert "expand" in http.sent[1][1]
 
@@ -345,7 +347,7 @@ def test_a_capture_reply_silent_on_the_amount_is_a_success_once_stripes_record_a
         "latest_charge": _charge(1000, captured=1000),
     }
     _, gateway = _capture_in_turn((200, _silent_capture_reply()), (200, read_back))
-    gateway.capture("pi_canned", Money(1000, "USD"))
+    gateway.capture("pi_canned", Money(1000, "USD"), attempt=0)
 
 
 @pytest.mark.parametrize(("asked", "confirmed"), [(700, True), (1000, False)])
@@ -362,10 +364,10 @@ def test_a_capture_read_back_from_a_charge_alone_counts_the_released_rest_out(
     del read_back["amount_received"]
     _, gateway = _capture_in_turn((200, _silent_capture_reply()), (200, read_back))
     if confirmed:
-        gateway.capture("pi_canned", Money(asked, "USD"))
+        gateway.capture("pi_canned", Money(asked, "USD"), attempt=0)
     else:
         with pytest.raises(PaymentUnavailable):
-            gateway.capture("pi_canned", Money(asked, "USD"))
+            gateway.capture("pi_canned", Money(asked, "USD"), attempt=0)
 
 
 def test_a_capture_reply_silent_on_the_amount_and_no_record_to_read_is_unknown() -> None:
@@ -374,4 +376,4 @@ def test_a_capture_reply_silent_on_the_amount_and_no_record_to_read_is_unknown()
         (500, {"error": {"type": "api_error", "message": "try again"}}),
     )
     with pytest.raises(PaymentUnavailable):
-        gateway.capture("pi_canned", Money(1000, "USD"))
+        gateway.capture("pi_canned", Money(1000, "USD"), attempt=0)

@@ -394,9 +394,9 @@ class RecordsVoids:
         self.method = inner.method
         self.voided: list[str] = []
 
-    def void(self, provider_reference: str) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None = 0) -> None:
         self.voided.append(provider_reference)
-        self.inner.void(provider_reference)
+        self.inner.void(provider_reference, attempt=attempt)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -78,7 +78,7 @@ class FakeStripe:
             if hold.metadata.get(AUTHORIZATION_KEY_METADATA) == idempotency_key
         ]
 
-    def void(self, provider_reference: str) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None = 0) -> None:
         self.released.append(provider_reference)
 
 

@@ -57,8 +57,8 @@ class LosesReplies:
         self.method = inner.method
         self.lose = lose
 
-    def capture(self, provider_reference: str, amount: Money) -> None:
-        self.inner.capture(provider_reference, amount)
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None = 0) -> None:
+        self.inner.capture(provider_reference, amount, attempt=attempt)
         if "capture" in self.lose:
             raise PaymentUnavailable("timed out after sending the capture")
 
@@ -221,7 +221,7 @@ class RefusesCapture:
         self.inner = inner
         self.method = inner.method
 
-    def capture(self, provider_reference: str, amount: Money) -> None:
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None = 0) -> None:
         RefusesCapture.captures += 1
         raise PaymentDeclined("This PaymentIntent's authorization has expired.")
 
@@ -287,8 +287,8 @@ class CapturesOtherAmount:
         self.inner = inner
         self.method = inner.method
 
-    def capture(self, provider_reference: str, amount: Money) -> None:
-        self.inner.capture(provider_reference, amount)
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None = 0) -> None:
+        self.inner.capture(provider_reference, amount, attempt=attempt)
         raise PaymentUnavailable("timed out after sending the capture")
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
@@ -338,7 +338,7 @@ class CaptureNeverSent:
         self.inner = inner
         self.method = inner.method
 
-    def capture(self, provider_reference: str, amount: Money) -> None:
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None = 0) -> None:
         raise PaymentUnavailable("connection refused before the capture was sent")
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:

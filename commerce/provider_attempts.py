@@ -1,0 +1,163 @@
+"""Cancelling and capturing a PaymentIntent as numbered attempts, so a refusal is never replayed.
+
+Stripe stores the first answer to an idempotency key, refusals included, and replays it to every
+request with that key for a day (commerce.payments.stripe_gateway cites its documentation). One
+key per intent (`void-<id>`) therefore let one refused cancel (the intent was processing, a
+transient 4xx) answer every later release of the hold for a day: the sweeper's, the operator's,
+a refused submit's. Here the key carries the attempt's number, kept in `provider_call_attempts`:
+
+- a call whose answer is unknown (timeout, outage) is resent later as the same attempt, the same
+  key, so Stripe recognises the resend;
+- a call Stripe answered with its own failure (a 5xx, stored and replayed like a refusal:
+  "including 500 errors") moves the number on as well, for a cancel or a capture only: Stripe
+  cancels or captures an intent once, so a new key cannot release or take money twice. The
+  caller still treats it as unknown and reads the intent before anything else. Never for a
+  refund: a new key after an unknown outcome could refund twice;
+- a refused call moves the number on (compare-and-set from the number it sent: two workers
+  refused by the same attempt move it once, and a worker still holding an older number moves
+  nothing), so the next call is a new attempt that Stripe answers afresh.
+
+Card refunds are numbered the same way (`refund_attempt_key`), and only a refusal that is not
+for good moves their number on: Stripe's `charge_disputed` (the refund is held and sent again
+once the dispute is decided). Any other refusal fails the refund for the operator, so nothing
+resends it; and a refund's attempt moves on only on a definite refusal, so the attempt whose
+outcome is unknown is the one looked up (find_refund) and resent.
+
+Three outcomes as ever: the gateway's PaymentError says refused (PaymentDeclined) or unknown
+(PaymentUnavailable), and the caller resolves unknown from the intent's record.
+
+Below the order lifecycle stack's callers (settlement, card holds, checkout): models and
+payments only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.exactly_once_models import ProviderCallAttempt
+from commerce.models import utc_now
+from commerce.payments.gateway import PaymentDeclined, PaymentGateway, PaymentServiceFailed
+from onecart.money import Money
+
+logger = logging.getLogger(__name__)
+
+REFUSAL_TEXT_LIMIT = 500
+
+
+def void_call(provider_reference: str) -> str:
+    """The attempts row of this PaymentIntent's cancel."""
+    return f"void-{provider_reference}"
+
+
+def capture_call(provider_reference: str, amount: Money) -> str:
+    """The attempts row of this PaymentIntent's capture of `amount` (another amount is another
+    call, as it was another key before)."""
+    return f"capture-{provider_reference}-{amount.minor}"
+
+
+def refund_call(refund_key: str) -> str:
+    """The attempts row of the card refund whose own key (the refund row's) is `refund_key`."""
+    return f"refund-call-{refund_key}"
+
+
+def refund_attempt_key(refund_key: str, attempt: int) -> str:
+    """The idempotency key of attempt `attempt` of a card refund (also in the refund's metadata,
+    by which an unknown outcome is looked up). Attempt 0 is the refund row's own key, as sent
+    before attempts were numbered, so a refund in flight across a deploy keeps its key."""
+    return refund_key if attempt == 0 else f"{refund_key}-attempt-{attempt}"
+
+
+def current_attempt(session_factory: sessionmaker[Session], call: str) -> int:
+    """The attempt a call sends now: 0 until one is refused."""
+    with session_factory() as session:
+        attempt = session.scalar(
+            sa.select(ProviderCallAttempt.attempt).where(ProviderCallAttempt.call == call)
+        )
+    return attempt or 0
+
+
+def note_refused(
+    session_factory: sessionmaker[Session], call: str, attempt: int, message: str
+) -> bool:
+    """Attempt `attempt` of `call` was refused: the next call is attempt `attempt + 1`.
+    Compare-and-set: False when another worker moved it on already (or further)."""
+    now = utc_now()
+    refusal = message[:REFUSAL_TEXT_LIMIT]
+    with session_factory() as session, session.begin():
+        moved = session.execute(
+            sa.update(ProviderCallAttempt)
+            .where(ProviderCallAttempt.call == call, ProviderCallAttempt.attempt == attempt)
+            .values(attempt=attempt + 1, refused_at=now, last_refusal=refusal)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    if moved or attempt != 0:
+        return bool(moved)
+    # The first refusal of this call: its row is made now. A worker that made it a moment ago
+    # moved it on already, so the unique call refuses this one and nothing changes.
+    try:
+        with session_factory() as session, session.begin():
+            session.add(
+                ProviderCallAttempt(call=call, attempt=1, refused_at=now, last_refusal=refusal)
+            )
+    except sa.exc.IntegrityError:
+        return False
+    return True
+
+
+def void_intent(
+    session_factory: sessionmaker[Session], gateway: PaymentGateway, provider_reference: str
+) -> None:
+    """Release the hold with the current attempt; a refusal (or Stripe's 5xx) moves the attempt
+    on, and every error is raised as it came: an unknown one with no answer from Stripe (a
+    timeout) is resent later as this attempt."""
+    call = void_call(provider_reference)
+    attempt = _attempt_if_readable(session_factory, call)
+    try:
+        gateway.void(provider_reference, attempt=attempt)
+    except (PaymentDeclined, PaymentServiceFailed) as exc:
+        _note_refused_if_writable(session_factory, call, attempt, exc.message)
+        raise
+
+
+def capture_intent(
+    session_factory: sessionmaker[Session],
+    gateway: PaymentGateway,
+    provider_reference: str,
+    amount: Money,
+) -> None:
+    """Capture `amount` with the current attempt, as void_intent releases."""
+    call = capture_call(provider_reference, amount)
+    attempt = _attempt_if_readable(session_factory, call)
+    try:
+        gateway.capture(provider_reference, amount, attempt=attempt)
+    except (PaymentDeclined, PaymentServiceFailed) as exc:
+        _note_refused_if_writable(session_factory, call, attempt, exc.message)
+        raise
+
+
+def _attempt_if_readable(session_factory: sessionmaker[Session], call: str) -> int | None:
+    """The current attempt, or None when the database cannot say (checkout releases a hold
+    precisely when the database failed its order): the call then goes out as a one-off attempt
+    with a key of its own (the gateway's), safe for a cancel or a capture since Stripe does
+    either only once, and its refusal is stored under no key a later attempt sends."""
+    try:
+        return current_attempt(session_factory, call)
+    except sa.exc.SQLAlchemyError:
+        logger.warning("attempt of %s cannot be read; sent as a one-off attempt", call)
+        return None
+
+
+def _note_refused_if_writable(
+    session_factory: sessionmaker[Session], call: str, attempt: int | None, message: str
+) -> None:
+    """Move the attempt on; a database that cannot take it is logged, not raised over the
+    provider's answer (the next call then sends this attempt again and is refused again)."""
+    if attempt is None:
+        return
+    try:
+        note_refused(session_factory, call, attempt, message)
+    except sa.exc.SQLAlchemyError:
+        logger.warning("refusal of %s attempt %s could not be recorded", call, attempt)

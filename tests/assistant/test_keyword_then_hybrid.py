@@ -1,6 +1,7 @@
 """The first load: the index serves keyword search before the offers' embeddings exist, and the
-assistant says so; once the embeddings run gives the index its vectors (a zero-downtime swap),
-the same process answers with hybrid search without a restart."""
+assistant says so; once the embeddings run gives the index its vectors (sent in place, the
+embedder added once every document carries them: no rebuild), the same process answers with
+hybrid search without a restart."""
 
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def test_the_assistant_answers_by_keywords_then_switches_to_hybrid(
         result = sync_index(
             meili, uid, search_documents(OFFERS), vectors=catalog_vectors(embedder, OFFERS)
         )
-        assert result.rebuilt  # into <uid>_next, swapped in: searches never see a gap
+        # In place: the documents again with their vectors, then the embedder (no rebuild, so
+        # searches never see a gap and the next ingest finds the settings it declared).
+        assert not result.rebuilt
+        assert result.sent == len(OFFERS)
 
         # The cached profile (vocabulary) is kept; only the vector check is due again.
         monkeypatch.setattr(retrieval, "VECTORS_RECHECK_S", 0.0)

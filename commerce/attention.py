@@ -16,7 +16,6 @@ from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.models import utc_now
 from commerce.notifications import notify
 from commerce.order_models import (
-    PLACED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
     Refund,
     RefundKind,
@@ -169,6 +168,15 @@ def refund_by_operator(
     return OperatorRefund(market=market, refund=recorded)
 
 
+# The parts an operator may record cancelled by their marketplace: placed and not delivered.
+# Delivered ends fulfilment (as tracking has it): money a marketplace gives back afterwards is a
+# refund it made, passed on for its amount (commerce.marketplace_refunds), and the units are
+# gone, so they are never put up for sale again nor the whole share refunded on a click.
+OPERATOR_CANCELLABLE_STATUSES = frozenset(
+    {SubOrderStatus.PLACED, SubOrderStatus.PROCESSING, SubOrderStatus.SHIPPED}
+)
+
+
 def cancelled_by_operator(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
@@ -182,10 +190,11 @@ def cancelled_by_operator(
     unknown may still ship. Exactly once: the status is checked under the order's lock, and the
     units move only through `stock_held`'s compare-and-set, so a second confirmation, or one
     racing a cancellation the marketplace confirmed meanwhile, gives nothing back twice. False
-    when the sub-order is not placed (pending, being placed, or already ended)."""
+    when the sub-order is not placed (pending, being placed, or already ended) or delivered
+    (`OPERATOR_CANCELLABLE_STATUSES`)."""
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
-        if sub_order.status not in PLACED_SUB_ORDER_STATUSES:
+        if sub_order.status not in OPERATOR_CANCELLABLE_STATUSES:
             return False
         reason = f"{sub_order.marketplace.name} cancelled it (confirmed by our team)."
         compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)

@@ -323,3 +323,55 @@ def test_a_flagged_orders_placed_part_can_be_recorded_cancelled_by_its_marketpla
     ]
     row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
     assert f"/admin/attention/{sub.id}/cancelled" not in row
+
+
+def test_a_delivered_part_cannot_be_recorded_cancelled_by_an_operator(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """Delivered ends fulfilment: what a marketplace gives back after delivery is a refund it
+    made, passed on for its amount (commerce.marketplace_refunds), never a cancellation. A
+    flagged order's delivered part offers no "… confirmed it cancelled", and a post naming it
+    (a page loaded before delivery, a second tab) changes nothing: the part stays delivered,
+    nothing of its share is refunded, and its delivered units are not put up for sale again."""
+    shopper = make_user()
+    market = make_marketplace(name="DummyMart Test")
+    order = _flagged_order(db_session, shopper, "a disputed payment on another part")
+    order.payment_method = PaymentMethod.WALLET
+    db_session.add(
+        Payment(
+            order_id=order.id,
+            method=PaymentMethod.WALLET,
+            status=PaymentStatus.CAPTURED,
+            currency="USD",
+            amount_minor=995,
+            captured_minor=995,
+            provider_reference=f"wallet-{order.id}",
+        )
+    )
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=market.id,
+        status=SubOrderStatus.DELIVERED,
+        amount_minor=995,
+        currency="USD",
+        charge_minor=995,
+        charge_currency="USD",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id="52",
+        stock_held=True,
+    )
+    db_session.add(sub)
+    db_session.commit()
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert f"/admin/attention/{sub.id}/cancelled" not in row
+
+    answer = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
+
+    assert "nothing was changed" in answer.get_data(as_text=True)
+    db_session.expire_all()
+    kept = db_session.get(MarketplaceOrder, sub.id)
+    assert kept is not None and kept.status == SubOrderStatus.DELIVERED and kept.stock_held
+    assert list(db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id))) == []

@@ -81,11 +81,6 @@ def release_form_hold(
     # send (a tampered one is what refuses the submit), so it is recorded only when Stripe
     # cannot be asked.
     amount = _held(state, amount)
-    if state.status == ProviderStatus.CAPTURED:
-        # Checkout never captures: money taken with no order, which the sweeper lists for an
-        # operator to refund in Stripe (card_holds), never refunded here on a guess.
-        _record_form_hold(session_factory, user_id, validation_token, intent_id, amount, "captured")
-        return "in doubt"
     for _ in range(PENDING_REREADS):
         if state.status != ProviderStatus.PENDING:
             break
@@ -104,6 +99,13 @@ def release_form_hold(
         _record_form_hold(
             session_factory, user_id, validation_token, intent_id, amount, "still processing"
         )
+        return "in doubt"
+    if state.status == ProviderStatus.CAPTURED:
+        # Checkout never captures: money taken with no order, which the sweeper lists for an
+        # operator to refund in Stripe (card_holds), never refunded here on a guess. Checked
+        # after the re-reads too: a processing intent may be read again captured, and the
+        # unrecorded-hold sweep lists only uncaptured holds, so unrecorded it is never seen.
+        _record_form_hold(session_factory, user_id, validation_token, intent_id, amount, "captured")
         return "in doubt"
     if state.status != ProviderStatus.AUTHORIZED:
         return "nothing held"

@@ -128,3 +128,40 @@ def test_when_stripe_cannot_be_asked_the_forms_total_is_all_there_is(
     with session_factory() as session:
         [row] = session.scalars(sa.select(CardHoldInDoubt)).all()
         assert (row.amount_minor, row.currency) == (FORGED, "USD")
+
+
+def test_a_processing_intent_read_again_as_captured_is_left_in_doubt_not_nothing_held(
+    session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Processing at the first read, captured at the next: money taken with no order. It is
+    recorded for the sweeper, which lists it for an operator to refund in Stripe, as one read
+    captured at once is; it was "nothing held" with no record, and the unrecorded-hold sweep
+    lists only uncaptured holds, so nobody would ever have seen it."""
+    monkeypatch.setattr(form_holds, "PENDING_REREAD_S", 0)
+    user_id = _shopper(session_factory)
+    token = new_validation_token()
+    stripe = OneIntent(user_id, token, ProviderStatus.PENDING)
+    reads = iter([ProviderStatus.PENDING, ProviderStatus.CAPTURED])
+    first_read = stripe.retrieve
+
+    def moving(provider_reference: str) -> ProviderPaymentState:
+        stripe.status = next(reads, ProviderStatus.CAPTURED)
+        return first_read(provider_reference)
+
+    stripe.retrieve = moving  # type: ignore[method-assign]
+
+    outcome = release_form_hold(
+        session_factory,
+        stripe,  # type: ignore[arg-type]
+        user_id=user_id,
+        validation_token=token,
+        intent_id=stripe.intent_id,
+        shown_minor=HELD,
+        currency="USD",
+    )
+
+    assert outcome == "in doubt"
+    with session_factory() as session:
+        [row] = session.scalars(sa.select(CardHoldInDoubt)).all()
+        assert row.intent_id == stripe.intent_id and row.resolved_at is None
+        assert "captured" in str(row.last_error)

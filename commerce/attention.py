@@ -9,6 +9,7 @@ the admin area.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -177,6 +178,21 @@ OPERATOR_CANCELLABLE_STATUSES = frozenset(
 )
 
 
+def cancel_under_way(sub_order: MarketplaceOrder) -> bool:
+    """Whether the part is being cancelled on its marketplace this moment: placement keeps its
+    claim on an order billed beyond the tolerance until the cancel has an answer, renewing the
+    lease while it waits (commerce.placement_outcomes). A claim whose lease ran out belongs to
+    a worker that died; the sweeper finishes that cancel, and the operator may record it."""
+    if sub_order.claim_token is None:
+        return False
+    expires = sub_order.claim_expires_at
+    if expires is None:
+        return True
+    if expires.tzinfo is None:  # SQLite hands back naive UTC
+        expires = expires.replace(tzinfo=UTC)
+    return expires > utc_now()
+
+
 def cancelled_by_operator(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
@@ -191,10 +207,12 @@ def cancelled_by_operator(
     units move only through `stock_held`'s compare-and-set, so a second confirmation, or one
     racing a cancellation the marketplace confirmed meanwhile, gives nothing back twice. False
     when the sub-order is not placed (pending, being placed, or already ended) or delivered
-    (`OPERATOR_CANCELLABLE_STATUSES`)."""
+    (`OPERATOR_CANCELLABLE_STATUSES`), and while OneCart's own cancel of it waits for the
+    marketplace's answer (`cancel_under_way`: the operator's word does not race the
+    marketplace's; the answer, or the flag it raises, comes within minutes)."""
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
-        if sub_order.status not in OPERATOR_CANCELLABLE_STATUSES:
+        if sub_order.status not in OPERATOR_CANCELLABLE_STATUSES or cancel_under_way(sub_order):
             return False
         reason = f"{sub_order.marketplace.name} cancelled it (confirmed by our team)."
         compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)

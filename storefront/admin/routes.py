@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 from commerce.acknowledgements import acknowledge_dispute, acknowledge_unowned_hold
 from commerce.attention import (
     OPERATOR_CANCELLABLE_STATUSES,
+    cancel_under_way,
     cancelled_by_operator,
     mark_placed_by_operator,
     operator_refund_label,
@@ -382,6 +383,7 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
         resolutions=recent_resolutions(db),
         resolve_form=resolve_form or {},
         cancellable_statuses=OPERATOR_CANCELLABLE_STATUSES,
+        cancel_under_way=cancel_under_way,
         operator_refund_label=operator_refund_label,
     )
 
@@ -425,7 +427,11 @@ def attention_cancelled(sub_order_id: int) -> Response:
     if cancelled_by_operator(session_factory(), sub_order_id):
         flash(f"{part} is recorded as cancelled; its share is refunded.", "success")
     else:
-        flash(f"{part} is not placed, or was delivered: nothing was changed.", "info")
+        flash(
+            f"{part} is not placed, was delivered, or its cancel is being asked of the "
+            "marketplace right now: nothing was changed.",
+            "info",
+        )
     return redirect(url_for("admin.attention"))
 
 

@@ -375,3 +375,69 @@ def test_a_delivered_part_cannot_be_recorded_cancelled_by_an_operator(
     kept = db_session.get(MarketplaceOrder, sub.id)
     assert kept is not None and kept.status == SubOrderStatus.DELIVERED and kept.stock_held
     assert list(db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id))) == []
+
+
+def test_a_part_whose_cancel_is_being_asked_right_now_waits_for_its_answer(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """A placed part under a live claim is being cancelled on its marketplace this moment (an
+    order billed beyond the tolerance: placement keeps its claim until the cancel has an
+    answer, renewing it while it waits). The operator's "… confirmed it cancelled" does not
+    race that answer: not offered, and a post changes nothing (nothing refunded, no unit given
+    back) until the claim is released or has run out (its worker died: the operator may then
+    record it, as the sweeper would finish it)."""
+    shopper = make_user()
+    market = make_marketplace(name="DummyMart Test")
+    order = _flagged_order(db_session, shopper, "another part: a refund refused for good")
+    order.payment_method = PaymentMethod.WALLET
+    db_session.add(
+        Payment(
+            order_id=order.id,
+            method=PaymentMethod.WALLET,
+            status=PaymentStatus.CAPTURED,
+            currency="USD",
+            amount_minor=995,
+            captured_minor=995,
+            provider_reference=f"wallet-{order.id}",
+        )
+    )
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=market.id,
+        status=SubOrderStatus.PLACED,
+        amount_minor=995,
+        currency="USD",
+        charge_minor=995,
+        charge_currency="USD",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id="53",
+        claim_token="cancel-under-way",
+        claim_expires_at=utc_now() + timedelta(minutes=5),
+    )
+    db_session.add(sub)
+    db_session.commit()
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert f"/admin/attention/{sub.id}/cancelled" not in row
+
+    answer = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
+
+    assert "nothing was changed" in answer.get_data(as_text=True)
+    db_session.expire_all()
+    kept = db_session.get(MarketplaceOrder, sub.id)
+    assert kept is not None and kept.status == SubOrderStatus.PLACED
+    assert kept.claim_token == "cancel-under-way"
+    assert list(db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id))) == []
+
+    # The worker died: its lease ran out, and the operator's confirmation is recorded.
+    kept.claim_expires_at = utc_now() - timedelta(minutes=1)
+    db_session.commit()
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert f"/admin/attention/{sub.id}/cancelled" in row
+    answer = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
+    assert "is recorded as cancelled" in answer.get_data(as_text=True)
+    db_session.expire_all()
+    ended = db_session.get(MarketplaceOrder, sub.id)
+    assert ended is not None and ended.status == SubOrderStatus.CANCELLED

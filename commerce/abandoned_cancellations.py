@@ -119,13 +119,21 @@ def _set_outcome(session_factory: sessionmaker[Session], sub_order_id: int, outc
         )
 
 
-def _tell_refused(session_factory: sessionmaker[Session], sub_order_id: int, name: str) -> None:
-    """What the job would have told the shopper of a part the marketplace will not cancel: it
-    goes ahead. Once per part, however many sweeps see it."""
+def _refused(session_factory: sessionmaker[Session], sub_order_id: int, name: str) -> CancelOutcome:
+    """Record the marketplace's refusal and tell the shopper, once per part, that it goes
+    ahead, as the job would have; under the order's lock, and only while the part is still
+    placed: one cancelled meanwhile (an operator recording the marketplace's word, tracking
+    reporting it) keeps its cancellation, and its shopper, refunded, is not told it goes
+    ahead. What the part's answer is now."""
     with session_factory() as session, session.begin():
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         assert sub_order is not None
         lock_order(session, sub_order.order_id)
+        session.refresh(sub_order)
+        if sub_order.status == SubOrderStatus.CANCELLED:
+            sub_order.cancel_outcome = CancelOutcome.CANCELLED.value
+            return CancelOutcome.CANCELLED
+        sub_order.cancel_outcome = CancelOutcome.REFUSED.value
         order = session.get(Order, sub_order.order_id)
         assert order is not None
         notify(
@@ -136,6 +144,7 @@ def _tell_refused(session_factory: sessionmaker[Session], sub_order_id: int, nam
             sub_order_id=sub_order_id,
             once=True,
         )
+    return CancelOutcome.REFUSED
 
 
 def resolve_abandoned_cancellation(
@@ -175,19 +184,17 @@ def resolve_abandoned_cancellation(
         status = sub_order_status_for(state.status)
         if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
             # Too late to cancel: tracking moves it on; the cancellation is refused for it.
-            _set_outcome(session_factory, sub_order_id, CancelOutcome.REFUSED.value)
-            _tell_refused(session_factory, sub_order_id, name)
-            return CancelOutcome.REFUSED
+            return _refused(session_factory, sub_order_id, name)
     # Cancelled there already: cancel_on_marketplace's cancel is refused or answered cancelled,
     # and either way it reads the order back as cancelled before refunding. Not cancelled yet:
     # this is the cancellation the job never made.
     outcome = cancel_on_marketplace(
         session_factory, sub_order_id, adapter, reason=reason, gateway_for=gateway_for
     )
-    if outcome == CancelOutcome.CANCELLED or (outcome == CancelOutcome.REFUSED and can_ask):
+    if outcome == CancelOutcome.REFUSED and can_ask:
+        return _refused(session_factory, sub_order_id, name)
+    if outcome == CancelOutcome.CANCELLED:
         _set_outcome(session_factory, sub_order_id, outcome.value)
-        if outcome == CancelOutcome.REFUSED:
-            _tell_refused(session_factory, sub_order_id, name)
         return outcome
     # Unknown, or refused by a marketplace that cannot say whether it cancelled already: never
     # a refund on a guess, nor "it goes ahead" told to the shopper. An operator asks.

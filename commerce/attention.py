@@ -9,6 +9,7 @@ the admin area.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,7 +17,6 @@ from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.models import utc_now
 from commerce.notifications import notify
 from commerce.order_models import (
-    PLACED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
     Refund,
     RefundKind,
@@ -169,6 +169,30 @@ def refund_by_operator(
     return OperatorRefund(market=market, refund=recorded)
 
 
+# The parts an operator may record cancelled by their marketplace: placed and not delivered.
+# Delivered ends fulfilment (as tracking has it): money a marketplace gives back afterwards is a
+# refund it made, passed on for its amount (commerce.marketplace_refunds), and the units are
+# gone, so they are never put up for sale again nor the whole share refunded on a click.
+OPERATOR_CANCELLABLE_STATUSES = frozenset(
+    {SubOrderStatus.PLACED, SubOrderStatus.PROCESSING, SubOrderStatus.SHIPPED}
+)
+
+
+def cancel_under_way(sub_order: MarketplaceOrder) -> bool:
+    """Whether the part is being cancelled on its marketplace this moment: placement keeps its
+    claim on an order billed beyond the tolerance until the cancel has an answer, renewing the
+    lease while it waits (commerce.placement_outcomes). A claim whose lease ran out belongs to
+    a worker that died; the sweeper finishes that cancel, and the operator may record it."""
+    if sub_order.claim_token is None:
+        return False
+    expires = sub_order.claim_expires_at
+    if expires is None:
+        return True
+    if expires.tzinfo is None:  # SQLite hands back naive UTC
+        expires = expires.replace(tzinfo=UTC)
+    return expires > utc_now()
+
+
 def cancelled_by_operator(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
@@ -182,10 +206,13 @@ def cancelled_by_operator(
     unknown may still ship. Exactly once: the status is checked under the order's lock, and the
     units move only through `stock_held`'s compare-and-set, so a second confirmation, or one
     racing a cancellation the marketplace confirmed meanwhile, gives nothing back twice. False
-    when the sub-order is not placed (pending, being placed, or already ended)."""
+    when the sub-order is not placed (pending, being placed, or already ended) or delivered
+    (`OPERATOR_CANCELLABLE_STATUSES`), and while OneCart's own cancel of it waits for the
+    marketplace's answer (`cancel_under_way`: the operator's word does not race the
+    marketplace's; the answer, or the flag it raises, comes within minutes)."""
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
-        if sub_order.status not in PLACED_SUB_ORDER_STATUSES:
+        if sub_order.status not in OPERATOR_CANCELLABLE_STATUSES or cancel_under_way(sub_order):
             return False
         reason = f"{sub_order.marketplace.name} cancelled it (confirmed by our team)."
         compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)

@@ -26,6 +26,7 @@ from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
     PaymentGateway,
+    ProviderPaymentState,
     ProviderStatus,
 )
 from commerce.provider_attempts import void_intent
@@ -77,11 +78,10 @@ def release_form_hold(
         return "in doubt"
     if state.metadata.get(CHECKOUT_TOKEN_METADATA) != validation_token:
         return "not this checkout's"
-    if state.status == ProviderStatus.CAPTURED:
-        # Checkout never captures: money taken with no order, which the sweeper lists for an
-        # operator to refund in Stripe (card_holds), never refunded here on a guess.
-        _record_form_hold(session_factory, user_id, validation_token, intent_id, amount, "captured")
-        return "in doubt"
+    # Stripe answered: its amount is what the card holds. The form's total is the shopper's to
+    # send (a tampered one is what refuses the submit), so it is recorded only when Stripe
+    # cannot be asked.
+    amount = _held(state, amount)
     for _ in range(PENDING_REREADS):
         if state.status != ProviderStatus.PENDING:
             break
@@ -101,6 +101,13 @@ def release_form_hold(
             session_factory, user_id, validation_token, intent_id, amount, "still processing"
         )
         return "in doubt"
+    if state.status == ProviderStatus.CAPTURED:
+        # Checkout never captures: money taken with no order, which the sweeper lists for an
+        # operator to refund in Stripe (card_holds), never refunded here on a guess. Checked
+        # after the re-reads too: a processing intent may be read again captured, and the
+        # unrecorded-hold sweep lists only uncaptured holds, so unrecorded it is never seen.
+        _record_form_hold(session_factory, user_id, validation_token, intent_id, amount, "captured")
+        return "in doubt"
     if state.status != ProviderStatus.AUTHORIZED:
         return "nothing held"
     try:
@@ -117,8 +124,9 @@ def release_form_hold(
             if state.status == ProviderStatus.FAILED:
                 return "nothing held"
             error = f"{exc.message} (Stripe: {state.status.value})"
-        held = Money(state.amount_minor, state.currency) if state.amount_minor else amount
-        _record_form_hold(session_factory, user_id, validation_token, intent_id, held, error)
+        _record_form_hold(
+            session_factory, user_id, validation_token, intent_id, _held(state, amount), error
+        )
         return "in doubt"
     return "released"
 
@@ -165,6 +173,16 @@ def _record_form_hold(
         )
         return
     logger.warning("card hold %s of a refused submit: release unknown, left in doubt", intent_id)
+
+
+def _held(state: ProviderPaymentState, otherwise: Money | None) -> Money | None:
+    """What Stripe's record says the intent is for, else `otherwise`."""
+    if state.amount_minor <= 0:
+        return otherwise
+    try:
+        return Money(state.amount_minor, state.currency)
+    except MoneyError:
+        return otherwise
 
 
 def _shown_total(shown_minor: int | None, currency: str) -> Money | None:

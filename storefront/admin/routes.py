@@ -15,6 +15,8 @@ from werkzeug.wrappers import Response
 
 from commerce.acknowledgements import acknowledge_dispute, acknowledge_unowned_hold
 from commerce.attention import (
+    OPERATOR_CANCELLABLE_STATUSES,
+    cancel_under_way,
     cancelled_by_operator,
     mark_placed_by_operator,
     operator_refund_label,
@@ -38,7 +40,6 @@ from commerce.marketplace_admin import (
 )
 from commerce.models import Marketplace, User, utc_now
 from commerce.order_models import (
-    PLACED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
     Order,
     Payment,
@@ -399,7 +400,8 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
         disputes=list_disputes(db),
         resolutions=recent_resolutions(db),
         resolve_form=resolve_form or {},
-        placed_statuses=PLACED_SUB_ORDER_STATUSES,
+        cancellable_statuses=OPERATOR_CANCELLABLE_STATUSES,
+        cancel_under_way=cancel_under_way,
         operator_refund_label=operator_refund_label,
     )
 
@@ -443,7 +445,11 @@ def attention_cancelled(sub_order_id: int) -> Response:
     if cancelled_by_operator(session_factory(), sub_order_id):
         flash(f"{part} is recorded as cancelled; its share is refunded.", "success")
     else:
-        flash(f"{part} is not placed (any more): nothing was changed.", "info")
+        flash(
+            f"{part} is not placed, was delivered, or its cancel is being asked of the "
+            "marketplace right now: nothing was changed.",
+            "info",
+        )
     return redirect(url_for("admin.attention"))
 
 

@@ -323,3 +323,201 @@ def test_a_flagged_orders_placed_part_can_be_recorded_cancelled_by_its_marketpla
     ]
     row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
     assert f"/admin/attention/{sub.id}/cancelled" not in row
+
+
+def test_a_delivered_part_cannot_be_recorded_cancelled_by_an_operator(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """Delivered ends fulfilment: what a marketplace gives back after delivery is a refund it
+    made, passed on for its amount (commerce.marketplace_refunds), never a cancellation. A
+    flagged order's delivered part offers no "… confirmed it cancelled", and a post naming it
+    (a page loaded before delivery, a second tab) changes nothing: the part stays delivered,
+    nothing of its share is refunded, and its delivered units are not put up for sale again."""
+    shopper = make_user()
+    market = make_marketplace(name="DummyMart Test")
+    order = _flagged_order(db_session, shopper, "a disputed payment on another part")
+    order.payment_method = PaymentMethod.WALLET
+    db_session.add(
+        Payment(
+            order_id=order.id,
+            method=PaymentMethod.WALLET,
+            status=PaymentStatus.CAPTURED,
+            currency="USD",
+            amount_minor=995,
+            captured_minor=995,
+            provider_reference=f"wallet-{order.id}",
+        )
+    )
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=market.id,
+        status=SubOrderStatus.DELIVERED,
+        amount_minor=995,
+        currency="USD",
+        charge_minor=995,
+        charge_currency="USD",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id="52",
+        stock_held=True,
+    )
+    db_session.add(sub)
+    db_session.commit()
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert f"/admin/attention/{sub.id}/cancelled" not in row
+
+    answer = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
+
+    assert "nothing was changed" in answer.get_data(as_text=True)
+    db_session.expire_all()
+    kept = db_session.get(MarketplaceOrder, sub.id)
+    assert kept is not None and kept.status == SubOrderStatus.DELIVERED and kept.stock_held
+    assert list(db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id))) == []
+
+
+def test_a_part_whose_cancel_is_being_asked_right_now_waits_for_its_answer(
+    admin_client: FlaskClient,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """A placed part under a live claim is being cancelled on its marketplace this moment (an
+    order billed beyond the tolerance: placement keeps its claim until the cancel has an
+    answer, renewing it while it waits). The operator's "… confirmed it cancelled" does not
+    race that answer: not offered, and a post changes nothing (nothing refunded, no unit given
+    back) until the claim is released or has run out (its worker died: the operator may then
+    record it, as the sweeper would finish it)."""
+    shopper = make_user()
+    market = make_marketplace(name="DummyMart Test")
+    order = _flagged_order(db_session, shopper, "another part: a refund refused for good")
+    order.payment_method = PaymentMethod.WALLET
+    db_session.add(
+        Payment(
+            order_id=order.id,
+            method=PaymentMethod.WALLET,
+            status=PaymentStatus.CAPTURED,
+            currency="USD",
+            amount_minor=995,
+            captured_minor=995,
+            provider_reference=f"wallet-{order.id}",
+        )
+    )
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=market.id,
+        status=SubOrderStatus.PLACED,
+        amount_minor=995,
+        currency="USD",
+        charge_minor=995,
+        charge_currency="USD",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id="53",
+        claim_token="cancel-under-way",
+        claim_expires_at=utc_now() + timedelta(minutes=5),
+    )
+    db_session.add(sub)
+    db_session.commit()
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert f"/admin/attention/{sub.id}/cancelled" not in row
+
+    answer = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
+
+    assert "nothing was changed" in answer.get_data(as_text=True)
+    db_session.expire_all()
+    kept = db_session.get(MarketplaceOrder, sub.id)
+    assert kept is not None and kept.status == SubOrderStatus.PLACED
+    assert kept.claim_token == "cancel-under-way"
+    assert list(db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id))) == []
+
+    # The worker died: its lease ran out, and the operator's confirmation is recorded.
+    kept.claim_expires_at = utc_now() - timedelta(minutes=1)
+    db_session.commit()
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert f"/admin/attention/{sub.id}/cancelled" in row
+    answer = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
+    assert "is recorded as cancelled" in answer.get_data(as_text=True)
+    db_session.expire_all()
+    ended = db_session.get(MarketplaceOrder, sub.id)
+    assert ended is not None and ended.status == SubOrderStatus.CANCELLED
+
+
+class _ShippedThere:
+    """A marketplace that reports the order shipped, and, while it is being asked, the operator
+    records (from the marketplace's own word to them) that it was cancelled."""
+
+    slug = "dummymart-test"
+
+    def __init__(self, on_ask: Callable[[], object]) -> None:
+        self.on_ask = on_ask
+
+    def order_status(self, marketplace_order_id: str) -> Any:
+        from adapters.base import OrderState
+        from adapters.base import OrderStatus as MarketStatus
+
+        self.on_ask()
+        return OrderState(marketplace_order_id, MarketStatus.SHIPPED, "shipped")
+
+
+def test_the_abandoned_cancellation_sweep_does_not_tell_an_operator_cancelled_part_goes_ahead(
+    db_session: Session,
+    storefront_db_url: str,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """The sweep took over a part whose cancellation job died and asks its marketplace; the
+    operator records the marketplace's cancellation meanwhile (the share refunded). The sweep's
+    late "shipped" must not then tell the shopper the part "goes ahead" (read as: you are
+    charged for it) nor record the cancellation refused on a cancelled part."""
+    from commerce.abandoned_cancellations import resolve_abandoned_cancellation
+    from commerce.attention import cancelled_by_operator
+    from commerce.db import get_session_factory
+    from commerce.notification_models import Notification
+
+    factory = get_session_factory(storefront_db_url)
+    shopper = make_user()
+    market = make_marketplace(name="DummyMart Test")
+    order = _flagged_order(db_session, shopper, "the shopper's cancellation got no answer")
+    order.payment_method = PaymentMethod.WALLET
+    order.cancel_requested_at = utc_now() - timedelta(hours=2)
+    db_session.add(
+        Payment(
+            order_id=order.id,
+            method=PaymentMethod.WALLET,
+            status=PaymentStatus.CAPTURED,
+            currency="USD",
+            amount_minor=995,
+            captured_minor=995,
+            provider_reference=f"wallet-{order.id}",
+        )
+    )
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=market.id,
+        status=SubOrderStatus.PLACED,
+        amount_minor=995,
+        currency="USD",
+        charge_minor=995,
+        charge_currency="USD",
+        idempotency_key=uuid.uuid4().hex,
+        marketplace_order_id="54",
+    )
+    db_session.add(sub)
+    db_session.commit()
+    adapter = _ShippedThere(lambda: cancelled_by_operator(factory, sub.id))
+
+    resolve_abandoned_cancellation(
+        factory, sub.id, adapter_for=lambda market: adapter, gateway_for=lambda *a: None
+    )
+
+    db_session.expire_all()
+    ended = db_session.get(MarketplaceOrder, sub.id)
+    assert ended is not None and ended.status == SubOrderStatus.CANCELLED
+    assert ended.cancel_outcome != "refused"
+    kinds = list(
+        db_session.scalars(sa.select(Notification.kind).where(Notification.order_id == order.id))
+    )
+    # Its only part cancelled: the shopper is told the order is cancelled (and refunded).
+    assert "order_cancelled" in kinds
+    assert "cancellation_refused" not in kinds

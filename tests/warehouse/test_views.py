@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 import warehouse
+from warehouse.catalog import mark_live_marketplaces
 from warehouse.connection import refresh_views
 from warehouse.derived import store_currencies
 
@@ -196,3 +197,21 @@ def test_an_offer_in_a_currency_without_a_rate_still_has_its_own_currency_price(
         "big": (Decimal("999999999999.99"), "DECIMAL(18,4)", None),
     }
     assert minor_units == {"JPY": 0, "USD": 2, "KWD": 3, "ZMW": 2, "CLF": 4}
+
+
+def test_marking_live_marketplaces_follows_the_toml_and_the_admin_switch(tmp_path: Path) -> None:
+    """What analyst_warehouse writes before each publish: a marketplace gone from the active
+    list, or disabled by an admin, is not live; marking again with the same lists (in any
+    order) changes nothing."""
+    query = "SELECT slug, active, storefront_enabled FROM marketplaces ORDER BY slug"
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        mark_live_marketplaces(db, active=["a", "b"], disabled={"b"})
+        flags = db.execute(query).fetchall()
+        mark_live_marketplaces(db, active=["b", "a"], disabled=["b"])
+        again = db.execute(query).fetchall()
+        live = dict(
+            db.execute("SELECT marketplace, bool_or(live) FROM offers_usd GROUP BY ALL").fetchall()
+        )
+    assert flags == again == [("a", True, True), ("b", True, False), ("c", False, True)]
+    assert live == {"a": True, "b": False, "c": False}

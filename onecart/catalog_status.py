@@ -175,3 +175,29 @@ def describe_catalogs(settings: Settings) -> list[str]:
         if (moments := [m for m in (fetches.get(slug), fetched.get(slug)) if m is not None])
     }
     return catalog_lines(slugs, latest, runs, settings.dagster_url) + lines
+
+
+def describe_checks(settings: Settings) -> list[str]:
+    """The checks section of `onecart status`: the latest result of each asset check per
+    marketplace (onecart/check_status.py), or one line saying why it cannot be shown."""
+    from onecart.check_status import check_lines, describe_checks_in
+    from pipelines.partitions import marketplace_slugs
+
+    home = dagster_home(settings)
+    if not (home / "dagster.yaml").exists():
+        return check_lines([])  # status never creates the instance
+    try:
+        slugs = marketplace_slugs(settings)
+    except Exception as exc:  # the catalogs section above says so too
+        return [f"Checks: {settings.marketplaces_file} cannot be read ({exc})"]
+    import dagster as dg
+
+    with _postgres_url_in_environment(settings):
+        try:
+            instance = dg.DagsterInstance.from_config(str(home))
+        except Exception as exc:  # Dagster's storage unreachable (the cluster's PostgreSQL down)
+            return [f"Checks: unknown: Dagster's instance cannot be read ({exc})"]
+        try:
+            return describe_checks_in(instance, slugs)
+        finally:
+            instance.dispose()

@@ -389,6 +389,7 @@ def command_status(settings: Settings, args: argparse.Namespace) -> int:
     print(f"OneCart home: {settings.home_dir} (profile {settings.profile})")
     print_service_table(settings, [s.name for s in services.build_services(settings)])
     print("\n" + "\n".join(catalog_status.describe_catalogs(settings)))
+    print("\n" + "\n".join(catalog_status.describe_checks(settings)))
     loading = progress.describe_loading(settings)
     if loading:
         print(f"\n{loading}")

@@ -349,6 +349,23 @@ def upsert_marketplace(
     )
 
 
+def mark_live_marketplaces(
+    conn: duckdb.DuckDBPyConnection, active: Iterable[str], disabled: Iterable[str]
+) -> None:
+    """Set `marketplaces.active` (in marketplaces.toml and active) and `storefront_enabled` (not
+    disabled by an admin) for every marketplace the warehouse knows, as search reads them: a
+    marketplace deactivated after its last fetch keeps its row and offers, and only this tells
+    the analyst views (offers_usd.live) that shoppers can no longer buy them."""
+    active_list, disabled_list = sorted(set(active)), sorted(set(disabled))
+    conn.execute(
+        "UPDATE marketplaces SET active = list_contains(?, slug), "
+        "storefront_enabled = NOT list_contains(?, slug) "
+        "WHERE active IS DISTINCT FROM list_contains(?, slug) "
+        "OR storefront_enabled IS DISTINCT FROM (NOT list_contains(?, slug))",
+        [active_list, disabled_list, active_list, disabled_list],
+    )
+
+
 def read_raw_records(conn: duckdb.DuckDBPyConnection, marketplace: str) -> list[RawRecord]:
     """The marketplace's stored raw records, in the order the marketplace sent them."""
     rows = conn.execute(

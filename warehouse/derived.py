@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from onecart.money import currency_exponent, is_iso_currency, known_currencies
 from warehouse.connection import transaction
 from warehouse.fx_rates import RateTable, rate_table_from_rows
 from warehouse.matching import GroupAssignment, OfferForMatching
@@ -47,6 +48,32 @@ def store_fx_rates(conn: duckdb.DuckDBPyConnection, rates: RateTable) -> int:
                     row["minor_unit"],
                 ],
             )
+    return len(rows)
+
+
+def store_currencies(conn: duckdb.DuckDBPyConnection) -> int:
+    """Make `currencies` hold every ISO-4217 code OneCart accepts with its minor unit: an
+    offer's own-currency price needs only that, rate or no rate (any code is accepted, the
+    rates cover a few dozen). Rows already right are left alone; return the table's count."""
+    rows = sorted(
+        (code, currency_exponent(code))
+        for code in known_currencies()
+        if is_iso_currency(code)  # CLDR lists a few codes of other lengths; those are refused
+    )
+    frame = pl.DataFrame(rows, schema={"currency": pl.String, "minor_unit": pl.Int8}, orient="row")
+    conn.register("known_currencies", frame.to_arrow())
+    try:
+        with transaction(conn):
+            conn.execute(
+                "DELETE FROM currencies AS c WHERE NOT EXISTS (SELECT 1 FROM known_currencies "
+                "AS k WHERE k.currency = c.currency AND k.minor_unit = c.minor_unit)"
+            )
+            conn.execute(
+                "INSERT INTO currencies SELECT currency, minor_unit FROM known_currencies "
+                "WHERE currency NOT IN (SELECT currency FROM currencies)"
+            )
+    finally:
+        conn.unregister("known_currencies")
     return len(rows)
 
 

@@ -50,6 +50,7 @@ PUBLISHED_TABLES: tuple[str, ...] = (
     "rejected_products",
     "catalog_loads",
     "fx_rates",
+    "currencies",
     "product_groups",
     "price_history",
 )

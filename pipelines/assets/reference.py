@@ -3,7 +3,7 @@
 import dagster as dg
 
 from pipelines.resources import FxRatesResource, WarehouseResource
-from warehouse.derived import store_fx_rates
+from warehouse.derived import store_currencies, store_fx_rates
 
 REFERENCE_GROUP = "reference"
 
@@ -39,6 +39,8 @@ def fx_rates(
         context.log.warning(warning)
     with warehouse.connect() as conn:
         stored = store_fx_rates(conn, rates)
+        # Every accepted currency's minor unit, for the own-currency price of any offer.
+        currencies = store_currencies(conn)
         # Offers whose currency no stored rate covers (the views read the newest rate of each).
         missing = conn.execute(
             "SELECT marketplace, currency, count(*) FROM products "
@@ -61,6 +63,7 @@ def fx_rates(
         metadata={
             "dagster/row_count": stored,
             "currencies": len(rates.rates),
+            "iso_currencies": currencies,
             "as_of": rates.as_of.isoformat(),
             "sources": dg.MetadataValue.json(sorted(set(rates.sources.values()))),
             "warnings": dg.MetadataValue.json(warnings),

@@ -21,6 +21,7 @@ from search_index.marketplace_visibility import refresh_marketplace_groups
 from search_index.settings import (
     group_index_uid,
 )
+from warehouse.catalog import mark_live_marketplaces
 from warehouse.connection import refresh_views
 from warehouse.derived import read_latest_rates
 from warehouse.published_products import FETCHES, PRODUCT_ROWS
@@ -258,15 +259,31 @@ def storefront_products(
     kinds={"duckdb"},
 )
 def analyst_warehouse(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    marketplaces: MarketplacesResource,
+    storefront_db: StorefrontDatabaseResource,
 ) -> dg.MaterializeResult:
     """The analysts' read-only warehouse (settings.warehouse_path): the tables of
     warehouse.publish.PUBLISHED_TABLES (none of the pipeline-only ones), plus the views of warehouse/sql/views.sql. Built as warehouse.next.duckdb and swapped in with
     os.replace, so readers never see half a copy; only the tables that changed since the last
     copy are written again (appended, for price history and the load log), into the snapshot the
     previous swap displaced when nobody reads it any more (`started_from`: spare), else into a
-    byte copy of the published file (copy). See warehouse/README.md."""
+    byte copy of the published file (copy). See warehouse/README.md.
+
+    Marks each marketplace live or not as search does (`marketplaces.active` and
+    `storefront_enabled`, read by `offers_usd.live`): an inactive one is no longer fetched, so
+    nothing else would tell its kept offers apart."""
+    active = [config.slug for config in marketplaces.configs()]
+    disabled = disabled_marketplaces(storefront_db.database_url)
     with warehouse.connect() as conn:
+        mark_live_marketplaces(conn, active, disabled)
+        inactive = [
+            slug
+            for (slug,) in conn.execute(
+                "SELECT slug FROM marketplaces WHERE NOT active ORDER BY slug"
+            ).fetchall()
+        ]
         refresh_views(conn)
     published = warehouse.publish()
     context.log.info(f"published {published.path}")
@@ -276,6 +293,8 @@ def analyst_warehouse(
             "table_rows": dg.MetadataValue.json(published.table_rows),
             "table_refresh": dg.MetadataValue.json(published.refreshed),
             "started_from": published.started_from,
+            "inactive_marketplaces": ", ".join(inactive),
+            "disabled_marketplaces": ", ".join(sorted(disabled)),
             "views": dg.MetadataValue.json(published.views),
             # After a refresh that changed no offer: the fetch times only (fetch_times_job).
             "product_rows_written": published.products_written.get(PRODUCT_ROWS, 0),

@@ -5,6 +5,7 @@ the Dagster UI alone. Real parts: the `onecart` command, a Dagster instance prep
 `onecart up` prepares it with runs of a partitioned job executed into it, and a DuckDB copy.
 """
 
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -145,3 +146,95 @@ def test_status_on_an_empty_home_lists_the_marketplaces_never_fetched(
     assert lines[catalogs + 2].split() == ["kiondo", "-", "-"]
     assert lines[catalogs + 3].split() == ["amazon", "-", "-"]
     assert not (home / "dagster").exists()  # status only asks; it creates nothing
+
+
+def _run_checked_partitions(settings: Settings) -> None:
+    """Runs into the shared instance whose checks are named as the pipeline's: kiondo's GTIN
+    share warns (twice: only the latest counts), amazon's passes, the rates check fails."""
+    partitions = dg.StaticPartitionsDefinition(["kiondo", "amazon"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        specs = [
+            dg.AssetCheckSpec(name, asset="normalized_products", partitions_def=partitions)
+            for name in ("gtin_checksum_share", "price_is_positive")
+        ]
+
+    @dg.asset(partitions_def=partitions, check_specs=specs)
+    def normalized_products(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        warn = context.partition_key == "kiondo"
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="gtin_checksum_share",
+                    passed=not warn,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"gtin_invalid": 30 if warn else 0, "gtin_claimed": 50},
+                ),
+                dg.AssetCheckResult(check_name="price_is_positive", passed=True),
+            ]
+        )
+
+    @dg.asset(check_specs=[dg.AssetCheckSpec("rates_cover_offer_currencies", asset="fx_rates")])
+    def fx_rates() -> dg.MaterializeResult:
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="rates_cover_offer_currencies",
+                    passed=False,
+                    metadata={
+                        "missing_rates": dg.MetadataValue.json(["ZMW"]),
+                        "offers_without_rate": dg.MetadataValue.json({"lusaka": 5}),
+                    },
+                )
+            ]
+        )
+
+    definitions = dg.Definitions(
+        assets=[normalized_products, fx_rates],
+        jobs=[
+            dg.define_asset_job("catalog", selection=[normalized_products]),
+            dg.define_asset_job("rates", selection=[fx_rates]),
+        ],
+    )
+    instance = dg.DagsterInstance.from_config(str(dagster_home(settings)))
+    try:
+        catalog = definitions.resolve_job_def("catalog")
+        for slug in ("kiondo", "amazon", "kiondo"):
+            assert catalog.execute_in_process(partition_key=slug, instance=instance).success
+        assert definitions.resolve_job_def("rates").execute_in_process(instance=instance).success
+    finally:
+        instance.dispose()
+
+
+def test_status_shows_the_latest_check_results_failures_and_warnings_first(
+    shop: dict[str, str],
+) -> None:
+    """A WARN (a feed's broken GTINs, drift) or a failed check was seen only in the ingest's
+    output and the Dagster UI (data QA pass 4): status shows each check's latest result per
+    marketplace, failures then warnings with their metadata, and counts the passes."""
+    settings = Settings(**{k: v for k, v in shop.items() if k.startswith("ONECART_")})
+    prepare_dagster_instance(settings)
+    _run_checked_partitions(settings)
+
+    result = onecart(shop, "status")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Checks"))
+    section = lines[start + 1 : start + 4]
+    assert section[0].split()[:3] == ["FAILED", "fx_rates", "rates_cover_offer_currencies"]
+    assert (
+        "missing_rates=['ZMW']" in section[0] and "offers_without_rate={'lusaka': 5}" in section[0]
+    )
+    assert section[1].split()[:3] == ["WARN", "normalized_products[kiondo]", "gtin_checksum_share"]
+    assert "gtin_invalid=30" in section[1] and "gtin_claimed=50" in section[1]
+    # Amazon's GTIN check and both price checks passed: one line, not three.
+    assert section[2].strip().startswith("3 passed")
+    assert "amazon" not in "\n".join(lines[start:])
+
+
+def test_status_says_no_check_has_run_on_an_empty_home(shop: dict[str, str]) -> None:
+    result = onecart(shop, "status")
+
+    assert result.returncode == 0, result.stderr
+    assert "Checks: none has run yet" in result.stdout

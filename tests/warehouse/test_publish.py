@@ -180,6 +180,7 @@ def test_a_republish_writes_only_what_changed_and_equals_a_fresh_copy(tmp_path: 
         "rejected_products": "kept",
         "catalog_loads": "kept",
         "fx_rates": "kept",
+        "currencies": "kept",
         "product_groups": "kept",
         "price_history": "appended",
     }

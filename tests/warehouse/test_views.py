@@ -4,12 +4,15 @@ a small warehouse written here."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 
 import warehouse
+from warehouse.catalog import mark_live_marketplaces
 from warehouse.connection import refresh_views
+from warehouse.derived import store_currencies
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 # (marketplace, external_id, price_minor, group_id, method, confidence)
@@ -29,6 +32,12 @@ OFFERS = [
 
 def _fill(db: duckdb.DuckDBPyConnection) -> None:
     db.execute("INSERT INTO fx_rates VALUES ('USD', 'USD', 1, DATE '2026-12-01', 'test', 2)")
+    for slug in ("a", "b", "c"):
+        db.execute(
+            "INSERT INTO marketplaces (slug, name, kind, currency, country, match_identifier, "
+            "updated_at) VALUES (?, ?, 'shopify', 'USD', 'US', 'gtin', ?)",
+            [slug, slug.upper(), NOW],
+        )
     for marketplace, external_id, price, group_id, method, confidence in OFFERS:
         db.execute(
             "INSERT INTO products (marketplace, external_id, title, description, price_minor, "
@@ -105,4 +114,104 @@ def test_cheapest_offer_compares_the_available_offers_as_its_documentation_says(
         line for line in readme.splitlines() if line.startswith("| `cheapest_offer_per_group`")
     ]
     for text in (row, comment):
-        assert "2+ available offers" in text, text
+        assert "2+ live, available offers" in text, text
+
+
+def test_offers_of_an_inactive_or_disabled_marketplace_are_not_live_nor_the_cheapest(
+    tmp_path: Path,
+) -> None:
+    """A marketplace set `active = false` in marketplaces.toml (or disabled by an admin) keeps
+    its offers in the warehouse, but search leaves them out: shoppers cannot buy them. Its offer
+    could still be `cheapest_offer_per_group`'s answer (data QA pass 4). `offers_usd.live` says
+    which offers shoppers can buy, and the cheapest offer is of those."""
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        # Marketplace a holds the cheapest offer of both groups of three.
+        db.execute("UPDATE marketplaces SET active = false WHERE slug = 'a'")
+        db.execute("UPDATE marketplaces SET storefront_enabled = false WHERE slug = 'b'")
+        live = dict(
+            db.execute("SELECT marketplace, bool_and(live) FROM offers_usd GROUP BY ALL").fetchall()
+        )
+        cheapest = db.execute(
+            "SELECT group_id, marketplace, offers_in_group FROM cheapest_offer_per_group"
+        ).fetchall()
+        summary = db.execute(
+            "SELECT group_id, offers, live_offers, min_price_usd, min_live_price_usd "
+            "FROM product_group_summary ORDER BY group_id"
+        ).fetchall()
+        db.execute("UPDATE marketplaces SET storefront_enabled = true WHERE slug = 'b'")
+        cheapest_with_b = db.execute(
+            "SELECT group_id, marketplace, offers_in_group FROM cheapest_offer_per_group "
+            "ORDER BY group_id"
+        ).fetchall()
+    assert live == {"a": False, "b": False, "c": True}
+    # Only c's offers are live: one per group, nothing to compare.
+    assert cheapest == []
+    assert summary == [
+        ("g-mixed", 3, 1, Decimal("10.00"), Decimal("12.00")),
+        ("g-single", 1, 0, Decimal("30.00"), None),
+        ("g-title", 3, 1, Decimal("20.00"), Decimal("22.00")),
+    ]
+    assert cheapest_with_b == [("g-mixed", "b", 2), ("g-title", "b", 2)]
+
+
+def test_an_offer_in_a_currency_without_a_rate_still_has_its_own_currency_price(
+    tmp_path: Path,
+) -> None:
+    """`offers_usd.price` (in the offer's currency) needs only the currency's decimal places,
+    but it came from the rate's row: NULL for a currency without a rate (data QA pass 4). The
+    copy's `currencies` table has every ISO-4217 code's minor unit; the price is exact."""
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        store_currencies(db)
+        for external_id, price_minor, currency in (
+            ("zmw", 1234567, "ZMW"),
+            ("jpy", 1234567, "JPY"),
+            ("kwd", 1234567, "KWD"),
+            ("usd", 1234567, "USD"),
+            # The largest price a DECIMAL(18, 4) holds, to the last minor unit.
+            ("big", 99999999999999, "ZMW"),
+        ):
+            db.execute(
+                "INSERT INTO products (marketplace, external_id, title, description, price_minor, "
+                "currency, available, content_hash, first_seen_at, updated_at, fetched_at) "
+                "VALUES ('c', ?, 't', '', ?, ?, true, 'h', ?, ?, ?)",
+                [external_id, price_minor, currency, NOW, NOW, NOW],
+            )
+        prices = {
+            external_id: (price, price_type, price_usd)
+            for external_id, price, price_type, price_usd in db.execute(
+                "SELECT external_id, price, typeof(price), price_usd FROM offers_usd "
+                "WHERE marketplace = 'c' AND external_id NOT IN ('1', '2')"
+            ).fetchall()
+        }
+        (minor_units,) = db.execute(
+            "SELECT map(list(currency), list(minor_unit)) FROM currencies "
+            "WHERE currency IN ('JPY', 'USD', 'KWD', 'ZMW', 'CLF')"
+        ).fetchone()
+    assert prices == {
+        "zmw": (Decimal("12345.67"), "DECIMAL(18,4)", None),
+        "jpy": (Decimal("1234567"), "DECIMAL(18,4)", None),
+        "kwd": (Decimal("1234.567"), "DECIMAL(18,4)", None),
+        "usd": (Decimal("12345.67"), "DECIMAL(18,4)", Decimal("12345.67")),
+        "big": (Decimal("999999999999.99"), "DECIMAL(18,4)", None),
+    }
+    assert minor_units == {"JPY": 0, "USD": 2, "KWD": 3, "ZMW": 2, "CLF": 4}
+
+
+def test_marking_live_marketplaces_follows_the_toml_and_the_admin_switch(tmp_path: Path) -> None:
+    """What analyst_warehouse writes before each publish: a marketplace gone from the active
+    list, or disabled by an admin, is not live; marking again with the same lists (in any
+    order) changes nothing."""
+    query = "SELECT slug, active, storefront_enabled FROM marketplaces ORDER BY slug"
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        mark_live_marketplaces(db, active=["a", "b"], disabled={"b"})
+        flags = db.execute(query).fetchall()
+        mark_live_marketplaces(db, active=["b", "a"], disabled=["b"])
+        again = db.execute(query).fetchall()
+        live = dict(
+            db.execute("SELECT marketplace, bool_or(live) FROM offers_usd GROUP BY ALL").fetchall()
+        )
+    assert flags == again == [("a", True, True), ("b", True, False), ("c", False, True)]
+    assert live == {"a": True, "b": False, "c": False}

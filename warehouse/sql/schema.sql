@@ -58,6 +58,13 @@ CREATE TABLE IF NOT EXISTS products (
     PRIMARY KEY (marketplace, external_id)
 );
 
+-- Whether shoppers can buy the marketplace's offers, as search decides: `active` in
+-- marketplaces.toml (an inactive one is no longer fetched and its offers leave the search index,
+-- but they stay here) and `storefront_enabled` (not disabled by an admin at /admin/marketplaces:
+-- listings leave its offers out). Both set by the analyst_warehouse asset at every publish.
+ALTER TABLE marketplaces ADD COLUMN IF NOT EXISTS active BOOLEAN DEFAULT true;
+ALTER TABLE marketplaces ADD COLUMN IF NOT EXISTS storefront_enabled BOOLEAN DEFAULT true;
+
 -- Warehouses created before category_raw existed get it on their next read-write connection.
 ALTER TABLE products ADD COLUMN IF NOT EXISTS category_raw VARCHAR;
 
@@ -100,6 +107,14 @@ CREATE TABLE IF NOT EXISTS fx_rates (
     source VARCHAR NOT NULL,
     minor_unit TINYINT NOT NULL,
     PRIMARY KEY (base, currency, as_of)
+);
+
+-- Every ISO-4217 currency OneCart accepts (onecart.money, CLDR's list) with its minor unit, the
+-- decimal places of price_minor (JPY 0, USD 2, KWD 3): an offer's price in its own currency needs
+-- only this, while fx_rates covers a few dozen currencies. Written by the fx_rates asset.
+CREATE TABLE IF NOT EXISTS currencies (
+    currency VARCHAR PRIMARY KEY,
+    minor_unit TINYINT NOT NULL
 );
 
 -- Which product group (the "product relation token") every offer belongs to, and how sure the

@@ -15,27 +15,41 @@ WHERE base = 'USD'
 QUALIFY row_number() OVER (PARTITION BY currency ORDER BY as_of DESC) = 1;
 COMMENT ON VIEW latest_fx_rates IS 'Newest USD-based rate per currency: currency, rate (units per 1 USD), as_of, minor_unit, source.';
 
--- offers_usd: every current offer with its USD price and product group.
---   all columns of products, price (DECIMAL in the offer currency), price_usd (DECIMAL(18,2), NULL
---   when no rate is known), group_id, match_method, match_confidence.
+-- offers_usd: every current offer with its prices, whether shoppers can buy it, and its group.
+--   all columns of products, price (DECIMAL(18, 4), exact, in the offer currency: price_minor
+--   over 10^minor_unit of `currencies`, so never NULL), price_usd (DECIMAL(18,2), NULL when no
+--   rate is known), live (its marketplace is active in marketplaces.toml and not disabled in the
+--   storefront, as search decides: a shopper can find and buy the offer; `available` is its own
+--   stock), group_id, match_method, match_confidence.
 CREATE OR REPLACE VIEW offers_usd AS
 SELECT
     p.*,
-    CAST(p.price_minor / pow(10, fx.minor_unit) AS DECIMAL(18, 4)) AS price,
+    -- DECIMAL times DECIMAL is exact in DuckDB (a division would be a DOUBLE). ISO-4217 minor
+    -- units run from 0 to 4 (CLF, UYW).
+    CAST(
+        CAST(p.price_minor AS DECIMAL(18, 0)) * CASE cur.minor_unit
+            WHEN 0 THEN 1.0000 WHEN 1 THEN 0.1000 WHEN 2 THEN 0.0100 WHEN 3 THEN 0.0010
+            WHEN 4 THEN 0.0001 END
+        AS DECIMAL(18, 4)
+    ) AS price,
     CAST(round(p.price_minor / pow(10, fx.minor_unit) / CAST(fx.rate AS DOUBLE), 2) AS DECIMAL(18, 2))
         AS price_usd,
+    coalesce(m.active AND m.storefront_enabled, false) AS live,
     g.group_id,
     g.method AS match_method,
     g.confidence AS match_confidence
 FROM products AS p
+LEFT JOIN currencies AS cur ON cur.currency = p.currency
 LEFT JOIN latest_fx_rates AS fx ON fx.currency = p.currency
+LEFT JOIN marketplaces AS m ON m.slug = p.marketplace
 LEFT JOIN product_groups AS g USING (marketplace, external_id);
-COMMENT ON VIEW offers_usd IS 'Current offers with price (offer currency), price_usd, group_id, match_method and match_confidence.';
+COMMENT ON VIEW offers_usd IS 'Current offers with price (offer currency, never NULL), price_usd, live (shoppers can find and buy it, as in search), group_id, match_method and match_confidence.';
 
 -- product_group_summary: one row per product group ("product relation token").
 --   group_id, method (how the group was formed: gtin, brand_model, title or single; the weakest
 --   evidence that put one of its offers in it, by confidence),
---   offers, marketplaces (distinct), min_price_usd, max_price_usd, title (of the cheapest offer).
+--   offers, marketplaces (distinct), min_price_usd, max_price_usd, title (of the cheapest offer),
+--   live_offers and min_live_price_usd (of its live offers: what shoppers can buy).
 CREATE OR REPLACE VIEW product_group_summary AS
 SELECT
     group_id,
@@ -45,14 +59,17 @@ SELECT
     count(DISTINCT marketplace) AS marketplaces,
     min(price_usd) AS min_price_usd,
     max(price_usd) AS max_price_usd,
-    arg_min(title, price_usd) AS title
+    arg_min(title, price_usd) AS title,
+    count(*) FILTER (WHERE live) AS live_offers,
+    min(price_usd) FILTER (WHERE live) AS min_live_price_usd
 FROM offers_usd
 WHERE group_id IS NOT NULL
 GROUP BY group_id;
-COMMENT ON VIEW product_group_summary IS 'Per product group: method, offers, marketplaces, min/max price_usd, title of the cheapest offer.';
+COMMENT ON VIEW product_group_summary IS 'Per product group: method, offers, marketplaces, min/max price_usd, title of the cheapest offer, live_offers and min_live_price_usd.';
 
--- cheapest_offer_per_group: the cheapest offer of every group with 2+ available offers (with a
--- USD price): what a shopper can buy. offers_in_group, marketplaces_in_group and
+-- cheapest_offer_per_group: the cheapest offer of every group with 2+ live, available offers
+-- (with a USD price): what a shopper can buy (an inactive or disabled marketplace's offers are
+-- not live: search leaves them out). offers_in_group, marketplaces_in_group and
 -- most_expensive_usd are of those offers, not of the whole group (product_group_summary).
 --   group_id, marketplace, external_id, title, price_minor, currency, price_usd,
 --   offers_in_group, marketplaces_in_group, most_expensive_usd, savings_usd.
@@ -64,7 +81,7 @@ WITH ranked AS (
         max(price_usd) OVER (PARTITION BY group_id) AS most_expensive_usd,
         row_number() OVER (PARTITION BY group_id ORDER BY price_usd, marketplace, external_id) AS rank
     FROM offers_usd AS o
-    WHERE available AND group_id IS NOT NULL AND price_usd IS NOT NULL
+    WHERE live AND available AND group_id IS NOT NULL AND price_usd IS NOT NULL
 ),
 spread AS (
     SELECT group_id, count(DISTINCT marketplace) AS marketplaces_in_group
@@ -79,7 +96,7 @@ SELECT
 FROM ranked AS r
 JOIN spread AS s USING (group_id)
 WHERE r.rank = 1 AND r.offers_in_group >= 2;
-COMMENT ON VIEW cheapest_offer_per_group IS 'Cheapest offer per group with 2+ available offers (priced in USD), with their count, marketplaces and savings_usd against the most expensive of them.';
+COMMENT ON VIEW cheapest_offer_per_group IS 'Cheapest offer per group with 2+ live, available offers (priced in USD), with their count, marketplaces and savings_usd against the most expensive of them.';
 
 -- price_changes_7d: every price change observed in the last 7 days.
 --   marketplace, external_id, title, old_price_minor, new_price_minor, currency,

@@ -55,7 +55,7 @@ class OneIntent:
             provider_reference, self.status, HELD, captured, 0, "USD", metadata=self.metadata
         )
 
-    def void(self, provider_reference: str) -> None:
+    def void(self, provider_reference: str, *, attempt: int | None) -> None:
         raise PaymentUnavailable("The card payment service is unreachable (released).")
 
 

@@ -48,37 +48,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onecart",
         description="Run OneCart's services on this machine and load the marketplaces.",
+        epilog="State lives under ONECART_HOME (default: the checkout's var/); every setting "
+        "comes from the environment (docs/configuration.md). Exit codes: 0 success; 1 a service, "
+        "an ingest partition or a downstream asset failed; 2 usage error; 3 a program OneCart "
+        "needs (redis-server, the Meilisearch binary) is not installed.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="start every service not running yet (idempotent)")
     up.add_argument(
-        "--ingest", action="store_true", help="materialize the pipeline once after starting"
+        "--ingest",
+        action="store_true",
+        help="then load the catalogs and index them (on a fresh demo home the last "
+        "ONECART_DEMO_HISTORY_DAYS days first), and start the offer embeddings in the background",
     )
     up.add_argument(
         "--profile",
         choices=services.PROFILES,
-        help="local (default) or cluster (Dagster on PostgreSQL, webserver + daemon; "
-        "docs/deploy.md); remembered for later commands",
+        help="local or cluster (Dagster on PostgreSQL, webserver + daemon; docs/deploy.md); "
+        "default: ONECART_PROFILE, else the last up's, else local; remembered for later commands",
     )
     up.add_argument(
         "--no-site", action="store_true", help="do not start the site, RQ workers and cron"
     )
+    # Several names after one flag (`--only worker cron`, as docs/deploy.md gives a host's
+    # role), or the flag repeated: both add up.
     up.add_argument(
         "--only",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="NAME",
         choices=services.SERVICE_ORDER,
-        help="start only this service (repeatable)",
+        help=f"start only these services (one of: {', '.join(services.SERVICE_ORDER)})",
     )
     up.add_argument(
         "--skip",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="NAME",
         choices=services.SERVICE_ORDER,
-        help="do not start this service (repeatable)",
+        help="do not start these services",
     )
 
     down = commands.add_parser("down", help="stop what `up` started, in reverse order")
@@ -128,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     localstripe = commands.add_parser(
         "localstripe", help="serve localstripe (fake Stripe API) on a loopback address"
     )
-    localstripe.add_argument("--host", default="127.0.0.1")
-    localstripe.add_argument("--port", type=int, default=8420)
+    localstripe.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    localstripe.add_argument("--port", type=int, default=8420, help="port (default 8420)")
     localstripe.add_argument(
         "--from-scratch", action="store_true", help="forget payments saved by an earlier run"
     )
@@ -430,8 +441,31 @@ def _display_url(url: str | None) -> str:
 def command_ingest(settings: Settings, args: argparse.Namespace) -> int:
     """Materialize the pipeline once, in this process, with progress on stdout."""
     if getattr(args, "history", 0):
-        return run_history_replay(settings, args.history)
-    return run_ingest(settings, marketplaces=args.marketplace)
+        exit_code = run_history_replay(settings, args.history)
+    else:
+        exit_code = run_ingest(settings, marketplaces=args.marketplace)
+    if exit_code != EXIT_OK:
+        for line in services_not_answering(settings):
+            print(line, file=sys.stderr)
+    return exit_code
+
+
+def services_not_answering(settings: Settings) -> list[str]:
+    """After a failed ingest: the services it needs that do not answer, and how to start them.
+    Running it after `make down`, or under another ONECART_HOME than `up`'s (whose addresses are
+    remembered there), fails with connection errors that alone do not say so."""
+    catalog = {service.name: service for service in services.build_services(settings)}
+    lines = [
+        f"{name} does not answer at {_display_url(catalog[name].url)}"
+        for name in services.ingest_needs(settings)
+        if not supervision.inspect_service(settings, catalog[name]).healthy
+    ]
+    if lines:
+        lines.append(
+            f"start the services with `make run` or `onecart up` (OneCart home: "
+            f"{settings.home_dir}; set ONECART_HOME to the one `up` used), then run this again"
+        )
+    return lines
 
 
 def command_sandbox(settings: Settings, args: argparse.Namespace) -> int:

@@ -503,6 +503,24 @@ def test_ingest_of_an_unknown_marketplace_fails_naming_it(environment: dict[str,
     assert "shopwave" in result.stderr  # the configured ones are listed
 
 
+def test_an_ingest_with_nothing_running_says_to_start_the_services(
+    environment: dict[str, str],
+) -> None:
+    # The common mistake: `onecart ingest` after `make down`, or in a shell whose ONECART_HOME
+    # is not the one `up` used. The connection errors alone did not say what to do.
+    environment["ONECART_ASSISTANT_EMBEDDINGS"] = "off"
+
+    result = onecart(environment, "ingest", "--marketplace", "fakestore", timeout=300)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    meili = environment["MEILI_URL"]
+    sandbox = f"http://127.0.0.1:{environment['ONECART_SANDBOX_PORT']}"
+    assert f"meilisearch does not answer at {meili}" in result.stderr
+    assert f"sandbox does not answer at {sandbox}" in result.stderr
+    assert "`make run` or `onecart up`" in result.stderr
+    assert environment["ONECART_HOME"] in result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SANDBOX_AVAILABLE, reason="the sandbox package is not installed")
 def test_ingest_names_the_failed_downstream_asset_when_every_partition_succeeded(

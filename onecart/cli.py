@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="DAYS",
-        help="sandbox only: first replay the sandbox's catalog of each of the last DAYS days, so a "
-        "fresh demo has price history (pipelines/replay.py)",
+        help="sandbox only, 1 to 90, before any other ingest of this home: replay the sandbox's "
+        "catalog of each of the last DAYS days, then today's, so a fresh demo has price history "
+        "(pipelines/replay.py)",
     )
 
     sandbox = commands.add_parser(
@@ -398,25 +399,39 @@ def command_down(settings: Settings, args: argparse.Namespace) -> int:
 def command_status(settings: Settings, args: argparse.Namespace) -> int:
     """Print each service's state; exit 0 whatever the state (status is a question)."""
     print(f"OneCart home: {settings.home_dir} (profile {settings.profile})")
-    print_service_table(settings, [s.name for s in services.build_services(settings)])
+    states = print_service_table(settings, [s.name for s in services.build_services(settings)])
     print("\n" + "\n".join(catalog_status.describe_catalogs(settings)))
     loading = progress.describe_loading(settings)
     if loading:
         print(f"\n{loading}")
     if not supervision.supervisord_running(settings):
-        print(
-            "\nnothing of OneCart runs here: `make run` starts it "
-            "(or `.venv/bin/onecart up --ingest`)"
-        )
+        # Answering services with no supervisord here are most often another home's (a new
+        # terminal with another ONECART_HOME): `make run` would start a second set beside them.
+        # Redis is left out: a Redis of the machine's own is usual.
+        others = [s for s in states if s.status == "external" and s.name != "redis"]
+        if others:
+            answering = ", ".join(f"{s.name} at {_display_url(s.url)}" for s in others)
+            print(f"\nanswering, but not started from this home ({settings.home_dir}): {answering}")
+            print(
+                "if `onecart up` started them, set ONECART_HOME to the home `onecart up` used "
+                "(its first line names it); `onecart status`, `down` and `logs` see them there"
+            )
+        else:
+            print(
+                "\nnothing of OneCart runs here: `make run` starts it "
+                "(or `.venv/bin/onecart up --ingest`)"
+            )
     return EXIT_OK
 
 
-def print_service_table(settings: Settings, names: Sequence[str]) -> None:
+def print_service_table(settings: Settings, names: Sequence[str]) -> list[supervision.ServiceState]:
     """A table of services: what runs where, its own pid, how often it was restarted."""
     catalog = {service.name: service for service in services.build_services(settings)}
     rows = [("SERVICE", "STATE", "PID", "RESTARTS", "HEALTH", "URL")]
+    states = []
     for name in names:
         state = supervision.inspect_service(settings, catalog[name])
+        states.append(state)
         rows.append(
             (
                 state.name,
@@ -432,6 +447,7 @@ def print_service_table(settings: Settings, names: Sequence[str]) -> None:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+    return states
 
 
 def _display_url(url: str | None) -> str:

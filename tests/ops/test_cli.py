@@ -87,6 +87,27 @@ def test_status_on_an_empty_home_shows_everything_stopped(environment: dict[str,
     assert "nothing of OneCart runs here: `make run` starts it" in result.stdout
 
 
+def test_status_under_another_home_says_the_services_answering_are_not_this_home_s(
+    environment: dict[str, str], tmp_path: Path, started_services: list[str]
+) -> None:
+    # A new terminal whose ONECART_HOME is not the one `up` used: the services answer at the
+    # addresses, but nothing runs "here", and `make run` would start a second set.
+    up = onecart(environment, "up", "--only", "localstripe")
+    assert up.returncode == 0, up.stdout + up.stderr
+    other_home = tmp_path / "another-home"
+
+    result = onecart({**environment, "ONECART_HOME": str(other_home)}, "status")
+
+    assert result.returncode == 0, result.stderr
+    assert status_rows(result.stdout)["localstripe"][1] == "external"
+    assert "nothing of OneCart runs here" not in result.stdout
+    assert (
+        f"answering, but not started from this home ({other_home}): "
+        f"localstripe at {environment['STRIPE_API_BASE']}"
+    ) in result.stdout
+    assert "set ONECART_HOME to the home `onecart up` used" in result.stdout
+
+
 def test_status_piped_into_a_reader_that_has_gone_ends_quietly(
     environment: dict[str, str],
 ) -> None:
@@ -886,6 +907,56 @@ def test_a_port_another_program_holds_is_named_with_the_variable_that_moves_it(
     assert "set STRIPE_API_BASE to a free port" in output
     assert "exited while starting" not in output  # said before starting, not read from a log
     assert not (home / "run" / "supervisord.pid").exists()
+
+
+@pytest.fixture
+def other_web_server() -> Iterator[tuple[str, int]]:
+    """Another program's web server on a free loopback port (a developer's own app on 5000 or
+    3000): it answers every path, with 404 where it has nothing."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            """Quiet: the test's output is the command's."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[:2]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("service", "variable"),
+    [
+        ("meilisearch", "MEILI_URL"),
+        ("sandbox", "ONECART_SANDBOX_PORT"),
+        ("site", "ONECART_SITE_PORT"),
+    ],
+)
+def test_another_web_server_on_a_service_s_port_is_not_taken_for_the_service(
+    environment: dict[str, str],
+    home: Path,
+    other_web_server: tuple[str, int],
+    service: str,
+    variable: str,
+) -> None:
+    # Its 404 counted as the service answering: `up` went on as if Meilisearch (the sandbox,
+    # the shop) ran there, and the ingest failed later on a server that was not it.
+    host, port = other_web_server
+    environment[variable] = f"http://{host}:{port}" if variable == "MEILI_URL" else str(port)
+
+    result = onecart(environment, "up", "--only", service, timeout=60)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert f"port {port} on {host} is already in use by another program" in output
+    assert f"set {variable} to a free port" in output
 
 
 def test_a_meili_bin_naming_no_file_fails_and_says_what_to_do(

@@ -152,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `onecart` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
+        problem = home_problem(get_settings().home_dir)
+        if problem:
+            print(f"onecart: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         use_remembered_addresses(get_settings().home_dir)
         settings = with_profile(get_settings(), getattr(args, "profile", None))
     except ValidationError as error:
@@ -179,6 +183,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 128 + signal.SIGPIPE
+
+
+def home_problem(home: Path) -> str | None:
+    """Why `home` cannot be OneCart's home, or None. A home that is a file, or under one (a typo,
+    the path of warehouse.duckdb), ended every command in a traceback from the first mkdir."""
+    existing = home
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return (
+            f"ONECART_HOME={home}: {existing} is not a directory; point ONECART_HOME at a "
+            "directory (it is created when missing; default: the checkout's var/)"
+        )
+    return None
 
 
 def describe_invalid_settings(error: ValidationError) -> str:

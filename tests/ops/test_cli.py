@@ -108,6 +108,22 @@ def test_status_under_another_home_says_the_services_answering_are_not_this_home
     assert "set ONECART_HOME to the home `onecart up` used" in result.stdout
 
 
+@pytest.mark.parametrize("command", [("status",), ("sql", "select 1"), ("down",), ("up",)])
+def test_a_home_that_is_a_file_is_a_clear_usage_error(
+    environment: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # ONECART_HOME set to a file (a typo, a path to warehouse.duckdb): a traceback before.
+    not_a_home = tmp_path / "warehouse.duckdb"
+    not_a_home.write_text("")
+
+    result = onecart({**environment, "ONECART_HOME": str(not_a_home / "sub")}, *command)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"ONECART_HOME={not_a_home / 'sub'}" in result.stderr
+    assert f"{not_a_home} is not a directory" in result.stderr
+
+
 def test_status_piped_into_a_reader_that_has_gone_ends_quietly(
     environment: dict[str, str],
 ) -> None:

@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         "localstripe", help="serve localstripe (fake Stripe API) on a loopback address"
     )
     localstripe.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    localstripe.add_argument("--port", type=int, default=8420, help="port (default 8420)")
+    localstripe.add_argument(
+        "--port", type=int, help="port (default: STRIPE_API_BASE's, else 8420; `up` passes it)"
+    )
     localstripe.add_argument(
         "--from-scratch", action="store_true", help="forget payments saved by an earlier run"
     )
@@ -603,7 +605,10 @@ def command_localstripe(settings: Settings, args: argparse.Namespace) -> int:
     access_log = logging.getLogger("aiohttp.access")
     access_log.setLevel(logging.INFO)
     access_log.addHandler(logging.StreamHandler())
-    web.run_app(app, host=args.host, port=args.port, access_log=access_log, print=print)
+    # By hand, where the site and the workers look for it (as `onecart sandbox` serves at
+    # ONECART_SANDBOX_PORT); on 127.0.0.1 unless --host says otherwise.
+    port = args.port or services.host_port(settings.stripe_api_base or "", 8420)[1]
+    web.run_app(app, host=args.host, port=port, access_log=access_log, print=print)
     return EXIT_OK
 
 

@@ -311,6 +311,34 @@ def test_localstripe_listens_on_loopback_only(
     assert bound == {f"0100007F:{port_hex}"}  # 127.0.0.1, not 0.0.0.0 or ::
 
 
+def test_localstripe_by_hand_listens_where_stripe_api_base_says(
+    environment: dict[str, str],
+) -> None:
+    # As `onecart sandbox` serves at ONECART_SANDBOX_PORT: by hand, without --port, it served
+    # on 8420 whatever STRIPE_API_BASE said, where the site and workers did not look.
+    port = int(environment["STRIPE_API_BASE"].rsplit(":", 1)[1])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "onecart.cli", "localstripe"],
+        env=environment,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/v1/customers", timeout=2).status_code
+            except httpx.HTTPError:
+                assert server.poll() is None, "onecart localstripe exited"
+                time.sleep(0.3)
+        assert status == 401  # localstripe without a key
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
 def test_a_service_that_dies_at_start_is_reported_with_its_log(
     environment: dict[str, str], home: Path, tmp_path: Path, started_services: list[str]
 ) -> None:

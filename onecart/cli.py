@@ -48,37 +48,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onecart",
         description="Run OneCart's services on this machine and load the marketplaces.",
+        epilog="State lives under ONECART_HOME (default: the checkout's var/); every setting "
+        "comes from the environment (docs/configuration.md). Exit codes: 0 success; 1 a service, "
+        "an ingest partition or a downstream asset failed; 2 usage error; 3 a program OneCart "
+        "needs (redis-server, the Meilisearch binary) is not installed.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="start every service not running yet (idempotent)")
     up.add_argument(
-        "--ingest", action="store_true", help="materialize the pipeline once after starting"
+        "--ingest",
+        action="store_true",
+        help="then load the catalogs and index them (on a fresh demo home the last "
+        "ONECART_DEMO_HISTORY_DAYS days first), and start the offer embeddings in the background",
     )
     up.add_argument(
         "--profile",
         choices=services.PROFILES,
-        help="local (default) or cluster (Dagster on PostgreSQL, webserver + daemon; "
-        "docs/deploy.md); remembered for later commands",
+        help="local or cluster (Dagster on PostgreSQL, webserver + daemon; docs/deploy.md); "
+        "default: ONECART_PROFILE, else the last up's, else local; remembered for later commands",
     )
     up.add_argument(
         "--no-site", action="store_true", help="do not start the site, RQ workers and cron"
     )
+    # Several names after one flag (`--only worker cron`, as docs/deploy.md gives a host's
+    # role), or the flag repeated: both add up.
     up.add_argument(
         "--only",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="NAME",
         choices=services.SERVICE_ORDER,
-        help="start only this service (repeatable)",
+        help=f"start only these services (one of: {', '.join(services.SERVICE_ORDER)})",
     )
     up.add_argument(
         "--skip",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="NAME",
         choices=services.SERVICE_ORDER,
-        help="do not start this service (repeatable)",
+        help="do not start these services",
     )
 
     down = commands.add_parser("down", help="stop what `up` started, in reverse order")
@@ -99,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="DAYS",
-        help="sandbox only: first replay the sandbox's catalog of each of the last DAYS days, so a "
-        "fresh demo has price history (pipelines/replay.py)",
+        help="sandbox only, 1 to 90, before any other ingest of this home: replay the sandbox's "
+        "catalog of each of the last DAYS days, then today's, so a fresh demo has price history "
+        "(pipelines/replay.py)",
     )
 
     sandbox = commands.add_parser(
@@ -128,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     localstripe = commands.add_parser(
         "localstripe", help="serve localstripe (fake Stripe API) on a loopback address"
     )
-    localstripe.add_argument("--host", default="127.0.0.1")
-    localstripe.add_argument("--port", type=int, default=8420)
+    localstripe.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    localstripe.add_argument(
+        "--port", type=int, help="port (default: STRIPE_API_BASE's, else 8420; `up` passes it)"
+    )
     localstripe.add_argument(
         "--from-scratch", action="store_true", help="forget payments saved by an earlier run"
     )
@@ -140,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `onecart` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
+        problem = home_problem(get_settings().home_dir)
+        if problem:
+            print(f"onecart: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         use_remembered_addresses(get_settings().home_dir)
         settings = with_profile(get_settings(), getattr(args, "profile", None))
     except ValidationError as error:
@@ -167,6 +185,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 128 + signal.SIGPIPE
+
+
+def home_problem(home: Path) -> str | None:
+    """Why `home` cannot be OneCart's home, or None. A home that is a file, or under one (a typo,
+    the path of warehouse.duckdb), ended every command in a traceback from the first mkdir."""
+    existing = home
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return (
+            f"ONECART_HOME={home}: {existing} is not a directory; point ONECART_HOME at a "
+            "directory (it is created when missing; default: the checkout's var/)"
+        )
+    return None
 
 
 def describe_invalid_settings(error: ValidationError) -> str:
@@ -387,26 +419,40 @@ def command_down(settings: Settings, args: argparse.Namespace) -> int:
 def command_status(settings: Settings, args: argparse.Namespace) -> int:
     """Print each service's state; exit 0 whatever the state (status is a question)."""
     print(f"OneCart home: {settings.home_dir} (profile {settings.profile})")
-    print_service_table(settings, [s.name for s in services.build_services(settings)])
+    states = print_service_table(settings, [s.name for s in services.build_services(settings)])
     print("\n" + "\n".join(catalog_status.describe_catalogs(settings)))
     print("\n" + "\n".join(catalog_status.describe_checks(settings)))
     loading = progress.describe_loading(settings)
     if loading:
         print(f"\n{loading}")
     if not supervision.supervisord_running(settings):
-        print(
-            "\nnothing of OneCart runs here: `make run` starts it "
-            "(or `.venv/bin/onecart up --ingest`)"
-        )
+        # Answering services with no supervisord here are most often another home's (a new
+        # terminal with another ONECART_HOME): `make run` would start a second set beside them.
+        # Redis is left out: a Redis of the machine's own is usual.
+        others = [s for s in states if s.status == "external" and s.name != "redis"]
+        if others:
+            answering = ", ".join(f"{s.name} at {_display_url(s.url)}" for s in others)
+            print(f"\nanswering, but not started from this home ({settings.home_dir}): {answering}")
+            print(
+                "if `onecart up` started them, set ONECART_HOME to the home `onecart up` used "
+                "(its first line names it); `onecart status`, `down` and `logs` see them there"
+            )
+        else:
+            print(
+                "\nnothing of OneCart runs here: `make run` starts it "
+                "(or `.venv/bin/onecart up --ingest`)"
+            )
     return EXIT_OK
 
 
-def print_service_table(settings: Settings, names: Sequence[str]) -> None:
+def print_service_table(settings: Settings, names: Sequence[str]) -> list[supervision.ServiceState]:
     """A table of services: what runs where, its own pid, how often it was restarted."""
     catalog = {service.name: service for service in services.build_services(settings)}
     rows = [("SERVICE", "STATE", "PID", "RESTARTS", "HEALTH", "URL")]
+    states = []
     for name in names:
         state = supervision.inspect_service(settings, catalog[name])
+        states.append(state)
         rows.append(
             (
                 state.name,
@@ -422,6 +468,7 @@ def print_service_table(settings: Settings, names: Sequence[str]) -> None:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+    return states
 
 
 def _display_url(url: str | None) -> str:
@@ -431,8 +478,31 @@ def _display_url(url: str | None) -> str:
 def command_ingest(settings: Settings, args: argparse.Namespace) -> int:
     """Materialize the pipeline once, in this process, with progress on stdout."""
     if getattr(args, "history", 0):
-        return run_history_replay(settings, args.history)
-    return run_ingest(settings, marketplaces=args.marketplace)
+        exit_code = run_history_replay(settings, args.history)
+    else:
+        exit_code = run_ingest(settings, marketplaces=args.marketplace)
+    if exit_code != EXIT_OK:
+        for line in services_not_answering(settings):
+            print(line, file=sys.stderr)
+    return exit_code
+
+
+def services_not_answering(settings: Settings) -> list[str]:
+    """After a failed ingest: the services it needs that do not answer, and how to start them.
+    Running it after `make down`, or under another ONECART_HOME than `up`'s (whose addresses are
+    remembered there), fails with connection errors that alone do not say so."""
+    catalog = {service.name: service for service in services.build_services(settings)}
+    lines = [
+        f"{name} does not answer at {_display_url(catalog[name].url)}"
+        for name in services.ingest_needs(settings)
+        if not supervision.inspect_service(settings, catalog[name]).healthy
+    ]
+    if lines:
+        lines.append(
+            f"start the services with `make run` or `onecart up` (OneCart home: "
+            f"{settings.home_dir}; set ONECART_HOME to the one `up` used), then run this again"
+        )
+    return lines
 
 
 def command_sandbox(settings: Settings, args: argparse.Namespace) -> int:
@@ -536,7 +606,10 @@ def command_localstripe(settings: Settings, args: argparse.Namespace) -> int:
     access_log = logging.getLogger("aiohttp.access")
     access_log.setLevel(logging.INFO)
     access_log.addHandler(logging.StreamHandler())
-    web.run_app(app, host=args.host, port=args.port, access_log=access_log, print=print)
+    # By hand, where the site and the workers look for it (as `onecart sandbox` serves at
+    # ONECART_SANDBOX_PORT); on 127.0.0.1 unless --host says otherwise.
+    port = args.port or services.host_port(settings.stripe_api_base or "", 8420)[1]
+    web.run_app(app, host=args.host, port=port, access_log=access_log, print=print)
     return EXIT_OK
 
 

@@ -156,14 +156,17 @@ def display_url(url: str | None) -> str | None:
 
 
 def http_probe(url: str, *, also_accept: frozenset[int] = frozenset()) -> Probe:
-    """Healthy when `url` answers below 500 (or with one of `also_accept`)."""
+    """Healthy when `url` answers 2xx (or with one of `also_accept`). Not any answer below 500:
+    another program's web server on the port (a developer's own app on 5000 or 3000) answers a
+    path it lacks with 404, and was taken for the service: `up` left it as "external" and the
+    ingest then failed against a server that was not Meilisearch."""
 
     def probe(_pid: int | None) -> bool:
         try:
             status = httpx.get(url, timeout=2.0).status_code
         except httpx.HTTPError:
             return False
-        return status < 500 or status in also_accept
+        return 200 <= status < 300 or status in also_accept
 
     return probe
 
@@ -460,8 +463,12 @@ def build_services(settings: Settings) -> list[Service]:
         name="localstripe",
         title="localstripe (fake Stripe)",
         url=stripe_base or None,
-        # Any answer below 500 (401 without a key) means the server is up.
-        probe=http_probe(f"{stripe_base}/v1/customers") if stripe_base else lambda _pid: False,
+        # localstripe answers 401 without a key: the server is up.
+        probe=(
+            http_probe(f"{stripe_base}/v1/customers", also_accept=frozenset({401}))
+            if stripe_base
+            else lambda _pid: False
+        ),
         argv=tuple(localstripe_argv("127.0.0.1", stripe_port)),
         env=env,
         managed=bool(stripe_base) and stripe_host in LOOPBACK_HOSTS,

@@ -87,6 +87,43 @@ def test_status_on_an_empty_home_shows_everything_stopped(environment: dict[str,
     assert "nothing of OneCart runs here: `make run` starts it" in result.stdout
 
 
+def test_status_under_another_home_says_the_services_answering_are_not_this_home_s(
+    environment: dict[str, str], tmp_path: Path, started_services: list[str]
+) -> None:
+    # A new terminal whose ONECART_HOME is not the one `up` used: the services answer at the
+    # addresses, but nothing runs "here", and `make run` would start a second set.
+    up = onecart(environment, "up", "--only", "localstripe")
+    assert up.returncode == 0, up.stdout + up.stderr
+    other_home = tmp_path / "another-home"
+
+    result = onecart({**environment, "ONECART_HOME": str(other_home)}, "status")
+
+    assert result.returncode == 0, result.stderr
+    assert status_rows(result.stdout)["localstripe"][1] == "external"
+    assert "nothing of OneCart runs here" not in result.stdout
+    assert (
+        f"answering, but not started from this home ({other_home}): "
+        f"localstripe at {environment['STRIPE_API_BASE']}"
+    ) in result.stdout
+    assert "set ONECART_HOME to the home `onecart up` used" in result.stdout
+
+
+@pytest.mark.parametrize("command", [("status",), ("sql", "select 1"), ("down",), ("up",)])
+def test_a_home_that_is_a_file_is_a_clear_usage_error(
+    environment: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # ONECART_HOME set to a file (a typo, a path to warehouse.duckdb): a traceback before.
+    not_a_home = tmp_path / "warehouse.duckdb"
+    not_a_home.write_text("")
+
+    result = onecart({**environment, "ONECART_HOME": str(not_a_home / "sub")}, *command)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"ONECART_HOME={not_a_home / 'sub'}" in result.stderr
+    assert f"{not_a_home} is not a directory" in result.stderr
+
+
 def test_status_piped_into_a_reader_that_has_gone_ends_quietly(
     environment: dict[str, str],
 ) -> None:
@@ -272,6 +309,34 @@ def test_localstripe_listens_on_loopback_only(
     port_hex = f"{int(port):04X}"
     bound = {address for address in local_addresses if address.endswith(f":{port_hex}")}
     assert bound == {f"0100007F:{port_hex}"}  # 127.0.0.1, not 0.0.0.0 or ::
+
+
+def test_localstripe_by_hand_listens_where_stripe_api_base_says(
+    environment: dict[str, str],
+) -> None:
+    # As `onecart sandbox` serves at ONECART_SANDBOX_PORT: by hand, without --port, it served
+    # on 8420 whatever STRIPE_API_BASE said, where the site and workers did not look.
+    port = int(environment["STRIPE_API_BASE"].rsplit(":", 1)[1])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "onecart.cli", "localstripe"],
+        env=environment,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/v1/customers", timeout=2).status_code
+            except httpx.HTTPError:
+                assert server.poll() is None, "onecart localstripe exited"
+                time.sleep(0.3)
+        assert status == 401  # localstripe without a key
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
 
 
 def test_a_service_that_dies_at_start_is_reported_with_its_log(
@@ -501,6 +566,24 @@ def test_ingest_of_an_unknown_marketplace_fails_naming_it(environment: dict[str,
     assert result.returncode == 1
     assert "atlantis" in result.stderr
     assert "shopwave" in result.stderr  # the configured ones are listed
+
+
+def test_an_ingest_with_nothing_running_says_to_start_the_services(
+    environment: dict[str, str],
+) -> None:
+    # The common mistake: `onecart ingest` after `make down`, or in a shell whose ONECART_HOME
+    # is not the one `up` used. The connection errors alone did not say what to do.
+    environment["ONECART_ASSISTANT_EMBEDDINGS"] = "off"
+
+    result = onecart(environment, "ingest", "--marketplace", "fakestore", timeout=300)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    meili = environment["MEILI_URL"]
+    sandbox = f"http://127.0.0.1:{environment['ONECART_SANDBOX_PORT']}"
+    assert f"meilisearch does not answer at {meili}" in result.stderr
+    assert f"sandbox does not answer at {sandbox}" in result.stderr
+    assert "`make run` or `onecart up`" in result.stderr
+    assert environment["ONECART_HOME"] in result.stderr
 
 
 @pytest.mark.slow
@@ -868,6 +951,56 @@ def test_a_port_another_program_holds_is_named_with_the_variable_that_moves_it(
     assert "set STRIPE_API_BASE to a free port" in output
     assert "exited while starting" not in output  # said before starting, not read from a log
     assert not (home / "run" / "supervisord.pid").exists()
+
+
+@pytest.fixture
+def other_web_server() -> Iterator[tuple[str, int]]:
+    """Another program's web server on a free loopback port (a developer's own app on 5000 or
+    3000): it answers every path, with 404 where it has nothing."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            """Quiet: the test's output is the command's."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[:2]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("service", "variable"),
+    [
+        ("meilisearch", "MEILI_URL"),
+        ("sandbox", "ONECART_SANDBOX_PORT"),
+        ("site", "ONECART_SITE_PORT"),
+    ],
+)
+def test_another_web_server_on_a_service_s_port_is_not_taken_for_the_service(
+    environment: dict[str, str],
+    home: Path,
+    other_web_server: tuple[str, int],
+    service: str,
+    variable: str,
+) -> None:
+    # Its 404 counted as the service answering: `up` went on as if Meilisearch (the sandbox,
+    # the shop) ran there, and the ingest failed later on a server that was not it.
+    host, port = other_web_server
+    environment[variable] = f"http://{host}:{port}" if variable == "MEILI_URL" else str(port)
+
+    result = onecart(environment, "up", "--only", service, timeout=60)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert f"port {port} on {host} is already in use by another program" in output
+    assert f"set {variable} to a free port" in output
 
 
 def test_a_meili_bin_naming_no_file_fails_and_says_what_to_do(

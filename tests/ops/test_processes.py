@@ -360,6 +360,19 @@ def test_every_cli_command_is_documented() -> None:
     assert missing == []
 
 
+def test_up_only_and_skip_take_several_names_as_deploy_md_lists_them() -> None:
+    # docs/deploy.md gives each host's role as `onecart up --only worker cron`; a repeated
+    # `--only NAME` keeps working beside it.
+    parser = cli.build_parser()
+    args = parser.parse_args(["up", "--only", "worker", "cron", "--only", "site"])
+    assert args.only == ["worker", "cron", "site"]
+    args = parser.parse_args(["up", "--skip", "dagster", "dagster-daemon"])
+    assert args.skip == ["dagster", "dagster-daemon"]
+    with pytest.raises(SystemExit) as usage:
+        parser.parse_args(["up", "--only", "worker", "crom"])
+    assert usage.value.code == 2
+
+
 def test_only_sandbox_marketplaces_get_placeholder_keys(tmp_path: Path) -> None:
     marketplaces = tmp_path / "marketplaces.toml"
     marketplaces.write_text(

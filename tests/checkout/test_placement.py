@@ -131,6 +131,46 @@ def test_wallet_share_of_a_down_marketplace_is_credited_back(shop: Shop) -> None
     assert balance.minor == 500_000 - fakestore.charge_minor
 
 
+def test_an_order_whose_only_marketplace_is_down_promises_no_rest_going_ahead(
+    shop: Shop,
+) -> None:
+    """One marketplace, unreachable: the order failed as a whole, so its notification (and the
+    e-mail made of it) must not say "The rest of your order goes ahead." next to "We could not
+    place order …": there is no rest."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 3, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    shop.make_unreachable("kiondo")
+    shop.start_workers(1)
+
+    shop.wait_until_settled()
+
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.FAILED
+    [failed] = [note for note in _notifications(shop, user.id) if note.kind.endswith("failed")]
+    assert "We could not place your Kiondo Market items" in failed.message
+    assert f"We could not place order {order.number}" in failed.message
+    assert "rest of your order" not in failed.message
+
+
+def test_the_second_failed_part_of_an_order_promises_no_rest_going_ahead(shop: Shop) -> None:
+    """Two marketplaces, both unreachable: whichever fails second has nothing left to go ahead."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 3, 1), ("shopwave", 3, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    shop.make_unreachable("kiondo")
+    shop.make_unreachable("shopwave")
+    shop.start_workers(1)
+
+    shop.wait_until_settled()
+
+    failed = [note for note in _notifications(shop, user.id) if note.kind.endswith("failed")]
+    assert len(failed) == 2
+    first, second = failed
+    assert "The rest of your order goes ahead." in first.message
+    assert "rest of your order" not in second.message
+    assert f"We could not place order {order.number}" in second.message
+
+
 def test_worker_killed_mid_placement_leaves_exactly_one_marketplace_order(shop: Shop) -> None:
     user = shop.make_user(wallet=Decimal("5000"))
     shop.fill_cart(user, [("kiondo", 4, 1)])

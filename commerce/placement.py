@@ -23,6 +23,7 @@ transaction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -75,6 +76,8 @@ __all__ = [
     "record_placement",
     "verify_placement",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,12 +316,21 @@ def _attempt(
                     probe=False,
                 )
             if final_attempt:
+                # The reason is the order page's "Why" and timeline: the shopper's words. The
+                # request and the socket's error ("POST wp-json/…: [Errno 111]") go to the log.
+                logger.warning(
+                    "sub-order %s not placed, %s unreachable: %s",
+                    sub_order_id,
+                    plan.marketplace_name,
+                    exc,
+                )
                 finish_without_placing(
                     session_factory,
                     sub_order_id,
                     claim,
                     SubOrderStatus.FAILED,
-                    f"{plan.marketplace_name} could not be reached: {exc}",
+                    f"{plan.marketplace_name} could not be reached, so your items there were "
+                    "not ordered.",
                     gateway_for=gateway_for,
                 )
                 return PlacementResult.FAILED

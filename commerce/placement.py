@@ -46,6 +46,7 @@ from adapters.base import (
     Transient,
     Unsupported,
 )
+from adapters.fields import marketplace_message
 from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, Verdict, verify_placement
 from commerce.cancellation import cancel_on_marketplace
 from commerce.lease_renewal import renewed_while_held
@@ -78,6 +79,17 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def refusal_reason(marketplace_name: str, exc: MarketplaceError) -> str:
+    """Why a refused part was not placed, for its order page: the marketplace's own message
+    ("… does not have enough stock: 1 left, 2 ordered."), not the request that carried it
+    ("kiondo refused POST wp-json/wc/v3/orders: …"); a refusal without one (raised by the
+    adapter itself, such as a missing key) is said without detail."""
+    detail = " ".join(marketplace_message(exc.response_text).split())
+    if not detail:
+        return f"{marketplace_name} refused the order."
+    return f"{marketplace_name} refused the order: {detail}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,12 +288,15 @@ def _attempt(
         try:
             placed = adapter.place_order(plan.request)
         except (Rejected, NotFound, Unsupported) as exc:
+            logger.warning(
+                "sub-order %s refused by %s: %s", sub_order_id, plan.marketplace_name, exc
+            )
             finish_without_placing(
                 session_factory,
                 sub_order_id,
                 claim,
                 SubOrderStatus.FAILED,
-                f"{plan.marketplace_name} refused the order: {exc}",
+                refusal_reason(plan.marketplace_name, exc),
                 gateway_for=gateway_for,
             )
             return PlacementResult.FAILED

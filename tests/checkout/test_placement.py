@@ -176,6 +176,9 @@ def test_the_order_page_says_why_a_part_failed_in_words_not_the_connection_error
     assert ("Why Kiondo Market could not be reached, so your items there were not ordered.") in page
     for technical in ("wp-json", "Errno", "Connection refused", "POST ", "127.0.0.1"):
         assert technical not in html, technical
+    # Nor does its number field promise a placement to come ("not placed yet").
+    assert "Kiondo Market order not placed yet" not in page
+    assert "Kiondo Market order none (not placed)" in page
 
 
 def test_the_second_failed_part_of_an_order_promises_no_rest_going_ahead(shop: Shop) -> None:

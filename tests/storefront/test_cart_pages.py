@@ -274,6 +274,35 @@ def test_signing_in_at_checkout_says_the_accounts_saved_lines_joined_the_cart(
     ) in text
 
 
+def test_the_checkout_says_which_prices_moved_since_they_were_added_to_the_cart(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    signed_in_user: User,
+) -> None:
+    """The shoes were added at $35.00 and cost $39.99 now. The cart page says so ("Price changed
+    since you added it"), but a shopper going to the checkout straight from a product page, the
+    header or a sign-in saw $39.99 there with nothing said: the checkout says it too, per line."""
+    shoes, thermos = catalog["44"], catalog["KD-90"]
+    for product, seen in ((shoes, 3500), (thermos, thermos.price_minor)):
+        db_session.add(
+            CartItem(
+                user_id=signed_in_user.id,
+                product_id=product.id,
+                relation_token=product.relation_token,
+                quantity=2,
+                price_seen_minor=seen,
+                currency_seen=product.currency,
+            )
+        )
+    db_session.commit()
+
+    page = text_of(client.get("/checkout").get_data(as_text=True))
+
+    assert f"2 × {shoes.title} $79.98 Price changed since you added it (was $35.00 each)." in page
+    assert page.count("Price changed since you added it") == 1
+
+
 def test_signing_in_with_nothing_saved_in_the_account_says_nothing_of_a_merge(
     client: FlaskClient, catalog: dict[str, Product], make_user: Callable[..., User]
 ) -> None:

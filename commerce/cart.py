@@ -481,6 +481,9 @@ class MergeResult:
     unknown: tuple[int, ...] = ()
     # One per line lowered to its offer's published stock, naming the product.
     stock_notices: tuple[str, ...] = ()
+    # One per line the account's cart held before this sign-in, naming the product and how
+    # many: signing in (often at the checkout) must not silently add to what the shopper saw.
+    earlier_lines: tuple[str, ...] = ()
 
 
 def merge_guest_cart(session: Session, user: User, guest_lines: object) -> MergeResult:
@@ -503,9 +506,13 @@ def merge_guest_cart(session: Session, user: User, guest_lines: object) -> Merge
     }
     existing = {
         item.product_id: item
-        for item in session.scalars(sa.select(CartItem).where(CartItem.user_id == user.id))
+        for item in session.scalars(
+            sa.select(CartItem).where(CartItem.user_id == user.id).order_by(CartItem.id)
+        )
     }
+    earlier = {product_id: item.quantity for product_id, item in existing.items()}
     merged = 0
+    guest_quantity: dict[int, int] = {}
     capped: list[str] = []
     stock_notices: list[str] = []
     unknown: list[int] = []
@@ -514,6 +521,7 @@ def merge_guest_cart(session: Session, user: User, guest_lines: object) -> Merge
         if product is None:
             unknown.append(line["product_id"])
             continue
+        guest_quantity[product.id] = guest_quantity.get(product.id, 0) + line["quantity"]
         item = existing.get(product.id)
         if item is None:
             price_seen = line.get("price_seen_minor")
@@ -545,7 +553,19 @@ def merge_guest_cart(session: Session, user: User, guest_lines: object) -> Merge
         capped=tuple(capped),
         unknown=tuple(unknown),
         stock_notices=tuple(stock_notices),
+        earlier_lines=tuple(
+            _earlier_line(existing[product_id], before, added=guest_quantity.get(product_id, 0))
+            for product_id, before in earlier.items()
+        ),
     )
+
+
+def _earlier_line(item: CartItem, before: int, *, added: int) -> str:
+    """“Title” (2 from before + 1 now = 3), or “Title” (2) for a line the guest did not add."""
+    title = f"“{isolated(item.product.title)}”"
+    if not added:
+        return f"{title} ({before})"
+    return f"{title} ({before} from before + {added} now = {item.quantity})"
 
 
 def _merged_quantity(product: Product, wanted: int, stock_notices: list[str]) -> int:

@@ -41,6 +41,16 @@ class QuoteLine:
         """Unit price × quantity in the offer's currency."""
         return self.unit_price_minor * self.quantity
 
+    @property
+    def price_changed(self) -> bool:
+        """The price moved since the shopper added the line (same currency only), as the cart
+        says: the checkout, reached without the cart page, says it too."""
+        return (
+            self.price_seen_minor is not None
+            and self.currency_seen == self.currency
+            and self.price_seen_minor != self.unit_price_minor
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class QuoteGroup:

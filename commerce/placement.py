@@ -23,6 +23,7 @@ transaction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from adapters.base import (
     Transient,
     Unsupported,
 )
+from adapters.fields import marketplace_message
 from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, Verdict, verify_placement
 from commerce.cancellation import cancel_on_marketplace
 from commerce.lease_renewal import renewed_while_held
@@ -75,6 +77,19 @@ __all__ = [
     "record_placement",
     "verify_placement",
 ]
+
+logger = logging.getLogger(__name__)
+
+
+def refusal_reason(marketplace_name: str, exc: MarketplaceError) -> str:
+    """Why a refused part was not placed, for its order page: the marketplace's own message
+    ("… does not have enough stock: 1 left, 2 ordered."), not the request that carried it
+    ("kiondo refused POST wp-json/wc/v3/orders: …"); a refusal without one (raised by the
+    adapter itself, such as a missing key) is said without detail."""
+    detail = " ".join(marketplace_message(exc.response_text).split())
+    if not detail:
+        return f"{marketplace_name} refused the order."
+    return f"{marketplace_name} refused the order: {detail}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,12 +288,15 @@ def _attempt(
         try:
             placed = adapter.place_order(plan.request)
         except (Rejected, NotFound, Unsupported) as exc:
+            logger.warning(
+                "sub-order %s refused by %s: %s", sub_order_id, plan.marketplace_name, exc
+            )
             finish_without_placing(
                 session_factory,
                 sub_order_id,
                 claim,
                 SubOrderStatus.FAILED,
-                f"{plan.marketplace_name} refused the order: {exc}",
+                refusal_reason(plan.marketplace_name, exc),
                 gateway_for=gateway_for,
             )
             return PlacementResult.FAILED
@@ -313,12 +331,21 @@ def _attempt(
                     probe=False,
                 )
             if final_attempt:
+                # The reason is the order page's "Why" and timeline: the shopper's words. The
+                # request and the socket's error ("POST wp-json/…: [Errno 111]") go to the log.
+                logger.warning(
+                    "sub-order %s not placed, %s unreachable: %s",
+                    sub_order_id,
+                    plan.marketplace_name,
+                    exc,
+                )
                 finish_without_placing(
                     session_factory,
                     sub_order_id,
                     claim,
                     SubOrderStatus.FAILED,
-                    f"{plan.marketplace_name} could not be reached: {exc}",
+                    f"{plan.marketplace_name} could not be reached, so your items there were "
+                    "not ordered.",
                     gateway_for=gateway_for,
                 )
                 return PlacementResult.FAILED

@@ -207,16 +207,33 @@ def compensate_sub_order(
     share = format_money(max(remaining, 0), sub_order.charge_currency)
     refunded = refund_said(refund, f"their {share}")
     if status == SubOrderStatus.FAILED:
-        message = (
-            f"We could not place your {market} items, so {refunded}. "
-            "The rest of your order goes ahead."
-        )
+        message = f"We could not place your {market} items, so {refunded}."
+        if _other_parts_go_ahead(session, sub_order):
+            # Only while there is a rest: the last part failing fails the order, whose own
+            # sentence ("We could not place order …") is appended to this one.
+            message += " The rest of your order goes ahead."
     else:
         message = f"Your {market} items were cancelled; {refunded}."
     notify(session, order, f"sub_order_{status.value}", message, sub_order_id=sub_order.id)
     refresh_order_status(session, order)
     session.flush()
     return refund
+
+
+def _other_parts_go_ahead(session: Session, sub_order: MarketplaceOrder) -> bool:
+    """Whether another part of the order paid through OneCart is still live (asked of the
+    database, under the order's lock: a part another worker failed is not in loaded rows)."""
+    return bool(
+        session.scalar(
+            sa.select(
+                sa.exists().where(
+                    MarketplaceOrder.order_id == sub_order.order_id,
+                    MarketplaceOrder.id != sub_order.id,
+                    MarketplaceOrder.status.in_(LIVE_SUB_ORDER_STATUSES),
+                )
+            )
+        )
+    )
 
 
 def adjust_share(

@@ -147,6 +147,14 @@ def _merge_guest_cart(user: User, guest_lines: Any) -> None:
     try:
         result = merge_guest_cart(db, user, guest_lines)
         db.commit()
+        earlier_lines = getattr(result, "earlier_lines", ())
+        if earlier_lines:
+            flash(
+                "Your account's cart already held items, so they are in this cart too: "
+                + ", ".join(earlier_lines)
+                + ". Check the items and the total before you pay.",
+                "warning",
+            )
         capped = getattr(result, "capped", ())
         if capped:
             flash(f"Some quantities were capped at the maximum: {', '.join(capped)}.", "warning")

@@ -30,6 +30,9 @@ class CheckoutForm(FlaskForm):
     total_seen = HiddenField()
     wallet_total_seen = HiddenField()
     cart_digest = HiddenField()
+    # The display currency the page showed its totals in: a submit after the currency was
+    # switched in another tab is refused (the digest), and this says why in the shopper's words.
+    currency_seen = HiddenField()
     # Handed over by Stripe.js, so as forgeable as any field: its shape is checked before any use.
     payment_intent_id = HiddenField(validators=[Optional(), payment_intent_id_shape])
 

@@ -10,6 +10,7 @@ is down the order still stands and the sweeper enqueues them later.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from flask import (
     Blueprint,
@@ -53,6 +54,7 @@ from commerce.payments.stripe_gateway import (
 from commerce.wallet import wallet_balance
 from onecart.money import Money
 from onecart.settings import get_settings
+from storefront import currency_label
 from storefront.catalog.shopper import display_currency, fx_table
 from storefront.checkout.forms import CheckoutForm, country_choices
 from storefront.database import db_session, session_factory
@@ -127,6 +129,7 @@ def _render(
     )
     form.total_seen.data = "" if quote.total_minor is None else str(quote.total_minor)
     form.cart_digest.data = quote.digest
+    form.currency_seen.data = currency
     form.wallet_total_seen.data = (
         "" if wallet_quote.total_minor is None else str(wallet_quote.total_minor)
     )
@@ -277,10 +280,28 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
         # The card hold this form brought was released or refused: the page must not hand it
         # back, or checkout.js would submit it again instead of asking for one for the new total.
         form.payment_intent_id.data = ""
+    if outcome.kind == OutcomeKind.CHANGED:
+        outcome = _with_currency_switch_said(outcome, str(form.currency_seen.data or ""))
     db_session().expire_all()
     # A payment being checked is no error of the form: accepted, the outcome follows.
     status = {OutcomeKind.CHANGED: 409, OutcomeKind.IN_DOUBT: 202}.get(outcome.kind, 422)
     return _render(form, outcome=outcome, status=status)
+
+
+def _with_currency_switch_said(outcome: CheckoutOutcome, currency_seen: str) -> CheckoutOutcome:
+    """A changed total because the display currency was switched since the page was opened (in
+    another tab): said as such, not as a price change the shopper would look for in vain."""
+    now = display_currency()
+    if not currency_seen or currency_seen == now or not fx_table().has(currency_seen):
+        return outcome
+    message = (
+        f"Prices are now shown in {currency_label(now)}, not in {currency_label(currency_seen)} "
+        "as when this checkout page was opened (the currency was changed in another tab or "
+        f"window). Please review the total in {currency_label(now)}; nothing was charged."
+    )
+    if outcome.changes:
+        message += " Prices or availability changed as well: see the items marked below."
+    return replace(outcome, message=message)
 
 
 def _submit(submission: CheckoutSubmission, fx: FxTable) -> CheckoutOutcome:

@@ -249,6 +249,7 @@ class Shop:
             "total_seen": hidden.get("total_seen", ""),
             "wallet_total_seen": hidden.get("wallet_total_seen", ""),
             "cart_digest": hidden.get("cart_digest", ""),
+            "currency_seen": hidden.get("currency_seen", ""),
             "payment_intent_id": "",
             "name": "Ada Lovelace",
             "line1": "12 Analytical Way",

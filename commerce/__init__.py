@@ -1,4 +1,2 @@
 """OneCart's business services: plain Python used by the Flask site, the RQ jobs and the Dagster
 storefront sync alike. Nothing here imports Flask or RQ."""
-
-import onecart  # noqa: F401  (before any module of this package: the compiled-module guard)

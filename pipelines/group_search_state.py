@@ -22,6 +22,7 @@ other groups' offers, and so their hashes, did not move.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -34,7 +35,6 @@ import polars as pl
 import pyarrow.dataset
 
 import search_index.groups
-from onecart.compiled import module_source
 from pipelines import search_records, search_sync
 from search_index.documents import DOCUMENT_HASH_FIELD, compute_document_hash
 from search_index.groups import (
@@ -130,7 +130,7 @@ def catalog_prior(conn: duckdb.DuckDBPyConnection, offers_uid: str) -> Decimal:
 
 
 def _context_hash(offers_context: str, prior: Decimal) -> str:
-    code = module_source(search_index.groups)
+    code = inspect.getsource(search_index.groups)
     return hashlib.sha256(f"{offers_context}|{prior}|{code}".encode()).hexdigest()
 
 

@@ -7,6 +7,7 @@ what every document shares (search_index_context).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,7 +19,6 @@ import duckdb
 import polars as pl
 
 import search_index.documents
-from onecart.compiled import module_source
 from pipelines import search_sync
 from search_index.documents import DOCUMENT_HASH_FIELD, document_id
 from warehouse.connection import transaction
@@ -126,7 +126,7 @@ def context_hash(
     """The hash of what every document shares (the marketplaces whose offers are indexed and
     those whose offers count in the groups among them), and of the code that builds
     documents."""
-    code = module_source(search_index.documents) + module_source(search_sync)
+    code = inspect.getsource(search_index.documents) + inspect.getsource(search_sync)
     shared = json.dumps(
         {
             "rates": {code: str(rate) for code, rate in sorted(rates.items())},

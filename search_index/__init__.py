@@ -8,5 +8,3 @@ site's questions are split by job: `params` (listing URLs), `filters` (Meilisear
 one listing), `price_order` (the price order over several chosen marketplaces), `listings`
 (running a listing, and a group's offers) and `merchandising` (the home page's featured rows).
 """
-
-import onecart  # noqa: F401  (before any module of this package: the compiled-module guard)

@@ -17,7 +17,6 @@ from flask import Flask, Response, current_app, redirect, request, url_for
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-import onecart  # noqa: F401  (before any module of this package: the compiled-module guard)
 from commerce.accounts import ADMIN_FRESH_SIGN_IN, LOGIN_LIFETIME
 from commerce.rate_limit import (
     DEFAULT_PREFIX,

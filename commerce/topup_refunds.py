@@ -37,7 +37,7 @@ import stripe
 from sqlalchemy.orm import Session
 
 from commerce.dispute_models import PaymentDispute, TopUpRefundCover
-from commerce.models import User, WalletEntry, WalletEntryKind
+from commerce.models import WalletEntry, WalletEntryKind
 from commerce.payments.gateway import (
     PaymentError,
     from_stripe_amount,
@@ -54,6 +54,7 @@ from commerce.wallet_topup import (
     intent_metadata,
     retrieve_intent,
     stripe_failure,
+    topup_account,
 )
 from onecart.money import Money
 
@@ -191,14 +192,7 @@ def undo_failed_topup_refund(
     if str(refund.status) not in TOPUP_REFUND_FAILED_STATUSES or refund_intent != intent_id:
         return None
     refunded_minor = from_stripe_amount(refund.amount, str(refund.currency))
-    user_id = str(intent_metadata(intent).get("onecart_user_id") or "")
-    user = (
-        session.get(User, int(user_id))
-        if user_id.isascii() and user_id.isdigit() and len(user_id) < 19
-        else None
-    )
-    if user is None:
-        raise PaymentError("The top-up names no account of this shop.")
+    user = topup_account(session, intent_metadata(intent))
     lock_wallet(session, user)
     failed_reference = f"{FAILED_REFUND_REFERENCE_PREFIX}{refund.id}"
     given_before = session.scalar(

@@ -215,6 +215,20 @@ def _check_owner(intent: Any, user: User) -> None:
         raise PaymentError("That is not one of your wallet top-ups.")
 
 
+def topup_account(session: Session, metadata: Mapping[str, Any]) -> User:
+    """The account a top-up's PaymentIntent metadata names (ASCII digits only, bounded before
+    `int`); PaymentError when it names none of this shop's."""
+    user_id = str(metadata.get("onecart_user_id") or "")
+    user = (
+        session.get(User, int(user_id))
+        if user_id.isascii() and user_id.isdigit() and len(user_id) < 19
+        else None
+    )
+    if user is None:
+        raise PaymentError("The top-up names no account of this shop.")
+    return user
+
+
 def card_topup_reference(intent_id: str) -> str:
     """The wallet line that credits the card top-up paid by PaymentIntent `intent_id`."""
     return f"{CARD_TOPUP_REFERENCE_PREFIX}{intent_id}"
@@ -245,14 +259,7 @@ def credit_retrieved_topup(
     if user is not None:
         _check_owner(intent, user)
     else:
-        user_id = str(metadata.get("onecart_user_id") or "")
-        user = (
-            session.get(User, int(user_id))
-            if user_id.isascii() and user_id.isdigit() and len(user_id) < 19
-            else None
-        )
-        if user is None:
-            raise PaymentError("The top-up names no account of this shop.")
+        user = topup_account(session, metadata)
     status = str(intent.status)
     if status != "succeeded":
         failed = status in ("canceled", "requires_payment_method")

@@ -1,4 +1,4 @@
-"""The assistant's settings, read from the environment (and `.env`) when first asked for.
+"""The assistant's settings, read from the environment (and the checkout's `.env`) when first asked for.
 
 They live beside the assistant rather than in onecart.settings so the assistant can be switched on
 and tuned without touching the shared settings object; onecart.settings may absorb them later.
@@ -13,14 +13,14 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from onecart.settings import accept_field_names
+from onecart.settings import ENV_FILE, accept_field_names
 
 
 class AssistantSettings(BaseSettings):
     """Environment-driven assistant configuration; each alias is the variable that sets it."""
 
     # By alias only: field names such as `embeddings` must not be read from the environment.
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore")
 
     # "auto": use the local embedding model when its packages are installed; "off": keyword only.
     embeddings: str = Field("auto", alias="ONECART_ASSISTANT_EMBEDDINGS")

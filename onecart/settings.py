@@ -1,4 +1,5 @@
-"""One settings object for every OneCart process, read from the environment (and `.env`).
+"""One settings object for every OneCart process, read from the environment (and the checkout's
+`.env`; the environment wins).
 
 Nothing reads configuration at import time: call :func:`get_settings` where a value is needed.
 Every network address defaults to loopback, so `make run` works on a fresh machine.
@@ -17,6 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The checkout's var/, whatever directory a command is started from.
 DEFAULT_HOME = REPO_ROOT / "var"
+# The checkout's .env, never the starting directory's: the services `onecart up` starts run in the
+# checkout, and a command started elsewhere must see the values they see.
+ENV_FILE = REPO_ROOT / ".env"
 
 
 def accept_field_names(model: type[BaseSettings], data: Any) -> Any:
@@ -43,7 +47,7 @@ class Settings(BaseSettings):
     """Environment-driven configuration; each field's alias is the variable that sets it."""
 
     # Variables are read by alias only (no populate_by_name): see accept_field_names.
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore")
 
     home: Path = Field(DEFAULT_HOME, alias="ONECART_HOME")
     # `production` refuses default secrets and turns sandbox conveniences off (onecart/production.py).

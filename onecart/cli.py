@@ -41,6 +41,7 @@ from onecart.home_state import (
     with_profile,
 )
 from onecart.ingest_command import (
+    demo_history_notice,
     history_replay_interrupted,
     run_history_replay,
     run_ingest,
@@ -271,11 +272,7 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
             exit_code = EXIT_FAILED
         elif wants_demo_history(settings):
             if not history_replay_interrupted(settings):
-                print(
-                    "first run of the demo: replaying the sandbox's last "
-                    f"{settings.demo_history_days} days first, so price charts and price drops "
-                    "have data (ONECART_DEMO_HISTORY_DAYS=0 loads today's catalog only)"
-                )
+                print(demo_history_notice(settings.demo_history_days))
             exit_code = run_history_replay(
                 settings, settings.demo_history_days, before_embeddings=waiter
             )

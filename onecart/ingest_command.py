@@ -14,6 +14,7 @@ from typing import Any
 
 from onecart import dagster_instance, processes, services, supervision
 from onecart.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from onecart.progress import counted
 from onecart.settings import Settings
 
 
@@ -29,6 +30,22 @@ def history_replay_interrupted(settings: Settings) -> bool:
     from pipelines.replay import interrupted_replay
 
     return interrupted_replay(settings) is not None
+
+
+def demo_history_notice(days: int) -> str:
+    """What `onecart up --ingest` says before a first demo run replays the sandbox's history."""
+    return (
+        f"first run of the demo: replaying the sandbox's last {counted(days, 'day')} first, so "
+        "price charts and price drops have data (ONECART_DEMO_HISTORY_DAYS=0 loads today's "
+        "catalog only)"
+    )
+
+
+def history_finished_line(days: int, seconds: float) -> str:
+    return (
+        f"ingest with {counted(days, 'day')} of history finished in {seconds:.0f}s: "
+        "keyword search is live"
+    )
 
 
 def run_history_replay(
@@ -59,10 +76,7 @@ def run_history_replay(
         for line in failures:
             print(line, file=sys.stderr)
         return EXIT_FAILED
-    print(
-        f"ingest with {days} days of history finished in {time.monotonic() - started:.0f}s: "
-        "keyword search is live"
-    )
+    print(history_finished_line(days, time.monotonic() - started))
     if before_embeddings is not None:
         before_embeddings.join()  # the Dagster UI that takes the background run
     return start_offer_embeddings(settings)

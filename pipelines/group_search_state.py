@@ -35,6 +35,7 @@ import polars as pl
 import pyarrow.dataset
 
 import search_index.groups
+from onecart.progress import counted
 from pipelines import search_records, search_sync
 from search_index.documents import DOCUMENT_HASH_FIELD, compute_document_hash
 from search_index.groups import (
@@ -377,13 +378,15 @@ def sync_group_index(
     if not index_exists(client, uid) or stored_fingerprint(client, uid) != fingerprint:
         reason = "the product index is missing or declared otherwise"
     elif ungrouped:
-        reason = f"{ungrouped} offers have no group yet"
+        reason = f"{counted(ungrouped, 'offer')} {'has' if ungrouped == 1 else 'have'} no group yet"
     elif not held:
         reason = "no record of what the product index was sent"
     elif held[0] != shared:
         reason = "FX rates, marketplaces, the rating prior or the document code changed"
     elif (indexed := document_count(client, uid)) != held[1]:
-        reason = f"the product index holds {indexed} documents, the pipeline sent {held[1]}"
+        reason = (
+            f"the product index holds {counted(indexed, 'document')}, the pipeline sent {held[1]}"
+        )
     if reason is not None:
         progress(f"{uid}: building every product document ({reason})")
         return _sync_all(
@@ -545,8 +548,8 @@ def _sync_changed(
         delete = [g for g, doc_hash in gone.iter_rows() if doc_hash is not None]
         result = apply_document_changes(client, uid, changed_documents(), delete, progress=progress)
     progress(
-        f"{uid}: {changed.height} groups with changed offers, {result.sent} product documents "
-        f"changed, {result.deleted} deleted"
+        f"{uid}: {counted(changed.height, 'group')} with changed offers, "
+        f"{counted(result.sent, 'product document')} changed, {result.deleted} deleted"
     )
     state = _with_doc_hashes(
         changed.drop("held_doc_hash"),

@@ -418,3 +418,36 @@ def test_a_one_page_catalog_is_described_as_one_page() -> None:
     assert "fetched 66 records (1 page)" in describe_partition(one)[0]
     assert "200 records (1 page)" in describe_partition(changed)[0]
     assert "fetched 66 records (15 pages)" in describe_partition(many)[0]
+
+
+def test_counts_of_one_are_singular() -> None:
+    # "replaying the sandbox's last 1 days", "ingest with 1 days of history", "fetched 1 records".
+    from onecart.progress import counted
+    from pipelines.run import PartitionOutcome
+    from pipelines.run_progress import describe_partition
+
+    assert counted(1, "day") == "1 day"
+    assert counted(0, "offer") == "0 offers"
+    assert counted(12_000, "document") == "12,000 documents"
+
+    one = PartitionOutcome("sokoni", success=True, run_id="r", fetched=1, pages=1)
+    held = PartitionOutcome(
+        "sokoni", success=True, run_id="r", fetched=1, pages=1, not_modified=True
+    )
+    changed = PartitionOutcome(
+        "shopwave", success=True, run_id="r", fetched=1, pages=1, changed_since=1
+    )
+    assert "fetched 1 record (1 page)" in describe_partition(one)[0]
+    assert "1 record held" in describe_partition(held)[0]
+    assert (
+        "fetched 1 record changed since the last fetch and every id, 1 record (1 page)"
+        in (describe_partition(changed)[0])
+    )
+
+
+def test_the_history_lines_say_one_day() -> None:
+    from onecart.ingest_command import demo_history_notice, history_finished_line
+
+    assert history_finished_line(1, 12.0).startswith("ingest with 1 day of history finished")
+    assert "replaying the sandbox's last 1 day first" in demo_history_notice(1)
+    assert "replaying the sandbox's last 3 days first" in demo_history_notice(3)

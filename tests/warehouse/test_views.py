@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 import warehouse
+from search_index.documents import convert_to_usd_minor
 from warehouse.catalog import mark_live_marketplaces
 from warehouse.connection import refresh_views
 from warehouse.derived import store_currencies
@@ -215,3 +216,67 @@ def test_marking_live_marketplaces_follows_the_toml_and_the_admin_switch(tmp_pat
         )
     assert flags == again == [("a", True, True), ("b", True, False), ("c", False, True)]
     assert live == {"a": True, "b": False, "c": False}
+
+
+def test_price_usd_is_the_search_indexs_exact_cents_at_rounding_boundaries(
+    tmp_path: Path,
+) -> None:
+    """`offers_usd.price_usd` divided through a DOUBLE and rounded half away from zero, so at an
+    exact half cent it differed from the search index (search_index.documents
+    .convert_to_usd_minor: the exact quotient, rounded half-even once): 3 JPY at 600 per USD
+    is exactly 0.005 USD, 0.00 in search and 0.01 here; 9 JPY is 0.015, 0.02 in search and 0.01
+    here (the DOUBLE is 0.01499…)."""
+    rates = {
+        "JPY": Decimal("600"),
+        "EUR": Decimal("0.8"),
+        "GBP": Decimal("0.79123457"),
+        "KWD": Decimal("0.30712345"),
+        "CLF": Decimal("0.02412345"),
+    }
+    cases = [
+        ("jpy3", 3, "JPY"),
+        ("jpy9", 9, "JPY"),
+        ("jpy15", 15, "JPY"),
+        ("jpybig", 123456789, "JPY"),
+        ("eur", 2, "EUR"),  # 2.5 cents: half-even gives 2
+        ("eur6", 6, "EUR"),  # 7.5 cents: 8
+        ("gbp", 1234567, "GBP"),
+        ("kwd", 1234567, "KWD"),
+        ("clf", 1234567, "CLF"),
+        ("usd", 5, "USD"),
+    ]
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        store_currencies(db)
+        for currency, rate in rates.items():
+            (minor_unit,) = db.execute(
+                "SELECT minor_unit FROM currencies WHERE currency = ?", [currency]
+            ).fetchone()
+            db.execute(
+                "INSERT INTO fx_rates VALUES ('USD', ?, ?, DATE '2026-12-01', 'test', ?)",
+                [currency, rate, minor_unit],
+            )
+        for external_id, price_minor, currency in cases:
+            db.execute(
+                "INSERT INTO products (marketplace, external_id, title, description, price_minor, "
+                "currency, available, content_hash, first_seen_at, updated_at, fetched_at) "
+                "VALUES ('c', ?, 't', '', ?, ?, true, 'h', ?, ?, ?)",
+                [external_id, price_minor, currency, NOW, NOW, NOW],
+            )
+        shown = dict(
+            db.execute(
+                "SELECT external_id, price_usd FROM offers_usd "
+                "WHERE marketplace = 'c' AND external_id NOT IN ('1', '2')"
+            ).fetchall()
+        )
+        (price_type,) = db.execute("SELECT typeof(price_usd) FROM offers_usd LIMIT 1").fetchone()
+    rates["USD"] = Decimal(1)
+    expected = {
+        external_id: Decimal(convert_to_usd_minor(price_minor, currency, rates)) / 100
+        for external_id, price_minor, currency in cases
+    }
+    assert shown == expected
+    assert shown["jpy3"] == Decimal("0.00")
+    assert shown["jpy9"] == Decimal("0.02")
+    assert shown["eur"] == Decimal("0.02")
+    assert price_type == "DECIMAL(18,2)"

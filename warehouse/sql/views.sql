@@ -3,8 +3,8 @@
 -- (see `SELECT view_name, comment FROM duckdb_views() WHERE NOT internal`).
 -- In the published copy `products` is itself a view (warehouse/published_products.py): the
 -- pipeline's rows, with fetched_at kept once per marketplace in marketplace_fetches.
--- USD amounts here are DECIMAL(18, 2) for analysis; the exact integer conversion used for sorting
--- in the search index is computed in Python (warehouse.fx).
+-- USD amounts here are DECIMAL(18, 2): offers_usd.price_usd is computed exactly, rounded half to
+-- even to the cent, so it is the search index's figure (search_index.documents.convert_to_usd_minor).
 
 -- latest_fx_rates: the newest rate per currency.
 --   currency, rate (units per 1 USD), as_of (publication date), minor_unit (ISO exponent), source.
@@ -32,8 +32,16 @@ SELECT
             WHEN 4 THEN 0.0001 END
         AS DECIMAL(18, 4)
     ) AS price,
-    CAST(round(p.price_minor / pow(10, fx.minor_unit) / CAST(fx.rate AS DOUBLE), 2) AS DECIMAL(18, 2))
-        AS price_usd,
+    -- US cents exactly as the search index has them (search_index.documents
+    -- .convert_to_usd_minor): the exact quotient, rounded half to even once. No DOUBLE and no
+    -- round(), which rounds half away from zero: either could put it a cent off at a half cent.
+    CAST(
+        CAST(sign(p.price_minor) * (usd.whole + CASE
+            WHEN 2 * usd.rest > usd.divisor THEN 1
+            WHEN 2 * usd.rest = usd.divisor THEN usd.whole % 2
+            ELSE 0 END) AS DECIMAL(18, 0)) * 0.01
+        AS DECIMAL(18, 2)
+    ) AS price_usd,
     coalesce(m.active AND m.storefront_enabled, false) AS live,
     g.group_id,
     g.method AS match_method,
@@ -41,6 +49,19 @@ SELECT
 FROM products AS p
 LEFT JOIN currencies AS cur ON cur.currency = p.currency
 LEFT JOIN latest_fx_rates AS fx ON fx.currency = p.currency
+-- cents = |price_minor| * 10^2 / 10^minor_unit / rate, as the integers
+-- |price_minor| * 10^10 over rate * 10^8 (fx_rates.rate is DECIMAL(18, 8)) * 10^minor_unit;
+-- NULL without a rate.
+LEFT JOIN LATERAL (
+    SELECT n // d AS whole, n % d AS rest, d AS divisor
+    FROM (
+        SELECT
+            CAST(abs(p.price_minor) AS HUGEINT) * 10000000000 AS n,
+            CAST(CAST(fx.rate AS DECIMAL(38, 8)) * 100000000 AS HUGEINT) * CASE fx.minor_unit
+                WHEN 0 THEN 1 WHEN 1 THEN 10 WHEN 2 THEN 100 WHEN 3 THEN 1000
+                WHEN 4 THEN 10000 END AS d
+    )
+) AS usd ON true
 LEFT JOIN marketplaces AS m ON m.slug = p.marketplace
 LEFT JOIN product_groups AS g USING (marketplace, external_id);
 COMMENT ON VIEW offers_usd IS 'Current offers with price (offer currency, never NULL), price_usd, live (shoppers can find and buy it, as in search), group_id, match_method and match_confidence.';

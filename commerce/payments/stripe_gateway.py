@@ -24,6 +24,7 @@ import stripe
 
 from commerce.order_models import PaymentMethod
 from commerce.payments.gateway import (
+    AUTHORIZATION_ATTEMPT_METADATA,
     AUTHORIZATION_KEY_METADATA,
     Authorization,
     AuthorizationRequest,
@@ -37,6 +38,7 @@ from commerce.payments.gateway import (
     ProviderStatus,
     RefundBlockedByDispute,
     UncapturedAuthorization,
+    authorization_attempt_key,
     from_stripe_amount,
     to_stripe_amount,
 )
@@ -192,12 +194,17 @@ class StripeGateway:
                 **request.metadata,
                 "onecart_description": request.description,
                 AUTHORIZATION_KEY_METADATA: request.idempotency_key,
+                AUTHORIZATION_ATTEMPT_METADATA: str(request.attempt),
             },
         }
         try:
             intent = self.client.v1.payment_intents.create(
                 params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": request.idempotency_key},
+                options={
+                    "idempotency_key": authorization_attempt_key(
+                        request.idempotency_key, request.attempt
+                    )
+                },
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "authorized") from exc

@@ -113,6 +113,12 @@ class PaymentServiceFailed(PaymentUnavailable):
     to every resend: a resend of the key cannot learn more (commerce.provider_attempts)."""
 
 
+class StoredFailureReplayed(PaymentServiceFailed):
+    """The provider's replay of its own failure stored under the idempotency key by an earlier
+    request (Stripe: a 5xx with `Idempotent-Replayed: true`): the key's first and only answer
+    was that failure, so no caller ever got the object's details from it."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorizationRequest:
     """Take `amount` from the shopper, held (card) or debited (wallet).

@@ -37,6 +37,7 @@ from commerce.payments.gateway import (
     ProviderPaymentState,
     ProviderStatus,
     RefundBlockedByDispute,
+    StoredFailureReplayed,
     UncapturedAuthorization,
     authorization_attempt_key,
     from_stripe_amount,
@@ -151,9 +152,8 @@ def _translate(exc: stripe.StripeError, action: str) -> PaymentError:
             return PaymentNotFound(f"The card payment service knows no such payment ({action}).")
         return PaymentDeclined(f"The card payment could not be {action}: {exc.user_message}")
     if isinstance(exc, stripe.APIError) and (exc.http_status or 0) >= 500:
-        return PaymentServiceFailed(
-            f"The card payment service failed ({action}): {exc.user_message}"
-        )
+        failed = StoredFailureReplayed if _replayed_headers(exc.headers) else PaymentServiceFailed
+        return failed(f"The card payment service failed ({action}): {exc.user_message}")
     return PaymentUnavailable(f"The card payment service failed ({action}): {exc.user_message}")
 
 
@@ -502,10 +502,14 @@ def _replayed(stripe_object: Any) -> bool:
     """Whether Stripe answered with its replay of an earlier reply to the same idempotency key
     (the `Idempotent-Replayed: true` header; header names are case-insensitive)."""
     response = getattr(stripe_object, "last_response", None)
-    headers = getattr(response, "headers", None) or {}
+    return _replayed_headers(getattr(response, "headers", None))
+
+
+def _replayed_headers(headers: Mapping[str, Any] | None) -> bool:
+    """Whether these reply headers carry `Idempotent-Replayed: true`."""
     return any(
         str(name).lower() == "idempotent-replayed" and str(value).strip().lower() == "true"
-        for name, value in headers.items()
+        for name, value in (headers or {}).items()
     )
 
 

@@ -18,11 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.card_holds import checkout_intent_metadata
 from commerce.checkout_authorization import authorize_card
+from commerce.checkout_intents import prepare_checkout_intent
 from commerce.db import get_session_factory
 from commerce.order_models import new_validation_token
 from commerce.payments.gateway import (
     AuthorizationRequest,
     PaymentDeclined,
+    PaymentServiceFailed,
     PaymentUnavailable,
 )
 from onecart.money import Money
@@ -71,6 +73,7 @@ class CreatingStripe(ReplayingStripe):
         if outcome != "fail-none":
             intent = self.intents[self.hold(metadata, int(form["amount"][0]))]
             intent["status"] = status
+            intent["client_secret"] = f"{intent['id']}_secret_x"
         if outcome.startswith("fail"):
             return 500, {"error": {"type": "api_error", "message": "Something went wrong."}}
         if outcome == "decline":
@@ -186,3 +189,28 @@ def test_an_earlier_declined_attempt_does_not_make_an_unseen_one_declined(
     assert len(fake.held()) == 1
     key = fake.keys_sent[0]
     assert fake.keys_sent[1:] == [f"{key}-a1", f"{key}-a1"]
+
+
+def test_a_form_whose_prepared_intent_got_a_stored_500_gets_a_usable_intent_on_reload(
+    shopper: tuple[int, str],
+) -> None:
+    # The prepared intent is confirmed only by the browser holding its client secret; a key
+    # whose first answer was Stripe's 500 never handed that secret to anyone, so its intent (if
+    # Stripe made one) can never hold money, and the next generation's key is safe.
+    user_id, token = shopper
+    fake = CreatingStripe(["fail-none", "prepared"])
+    gateway = _gateway(fake)
+    amount = Money(2500, "USD")
+    with pytest.raises(PaymentServiceFailed):
+        prepare_checkout_intent(gateway, amount, validation_token=token, user_id=user_id)
+    # Before: the reload got the stored 500 for a day.
+    intent_id, secret = prepare_checkout_intent(
+        gateway, amount, validation_token=token, user_id=user_id
+    )
+    assert secret == f"{intent_id}_secret_x"
+    assert fake.held() == [] and list(fake.intents) == [intent_id]
+    # Once more: the same walk to the same intent (each generation is idempotent).
+    assert prepare_checkout_intent(gateway, amount, validation_token=token, user_id=user_id) == (
+        intent_id,
+        secret,
+    )

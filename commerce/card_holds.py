@@ -57,6 +57,7 @@ from commerce.payments.gateway import (
     ProviderPaymentState,
     ProviderStatus,
     UncapturedAuthorization,
+    is_attempt_of,
 )
 from commerce.provider_attempts import void_intent
 
@@ -155,8 +156,14 @@ def resolve_authorization_in_doubt(
             for state in states
             if state is not chosen
         )
-    if states and all(
-        state.status in (ProviderStatus.FAILED, ProviderStatus.CANCELED) for state in states
+    # Declined only when this attempt's own intent is seen holding nothing: an earlier attempt's
+    # declined intent says nothing of this one, which search may not show yet.
+    if (
+        states
+        and all(
+            state.status in (ProviderStatus.FAILED, ProviderStatus.CANCELED) for state in states
+        )
+        and any(is_attempt_of(state, request.attempt) for state in states)
     ):
         raise PaymentDeclined("Your card was declined.")
     return None, True

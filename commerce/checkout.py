@@ -46,8 +46,8 @@ from commerce.card_holds import (
     IN_DOUBT_MESSAGE,
     checkout_intent_metadata,
     record_hold_in_doubt,
-    resolve_authorization_in_doubt,
 )
+from commerce.checkout_authorization import authorize_card
 from commerce.checkout_lock import (
     LOCK_LEASE,
     LOCK_WAIT_S,
@@ -342,7 +342,7 @@ def _submit_locked(
                 intent_id=submission.payment_intent_id,
             )
             try:
-                authorization = _authorize_card(
+                authorization = authorize_card(
                     session_factory,
                     card_gateway,
                     request,
@@ -463,31 +463,6 @@ def _nothing_to_pay_message(quote: CheckoutQuote) -> str:
     if not quote.is_empty:
         return "There is nothing in your cart that can be paid through OneCart."
     return "Your cart is empty."
-
-
-def _authorize_card(
-    session_factory: sessionmaker[Session],
-    gateway: PaymentGateway,
-    request: AuthorizationRequest,
-    *,
-    user_id: int,
-    validation_token: str,
-) -> Authorization:
-    """Hold the amount on the card. An answer that is not one (Stripe unreachable, a reply lost
-    after sending) is resolved by asking Stripe for the PaymentIntent before anything is said:
-    authorized → used; refused → PaymentDeclined; still unknown → PaymentUnavailable."""
-    try:
-        return gateway.authorize(request)
-    except PaymentUnavailable as exc:
-        logger.warning("card authorization %s in doubt: %s", request.idempotency_key, exc)
-        authorization, others_held = resolve_authorization_in_doubt(gateway, request)
-        if authorization is None:
-            raise
-        if others_held:
-            # Another hold with this key (a retry after Stripe forgot it): the sweeper releases
-            # every one no order uses.
-            record_hold_in_doubt(session_factory, user_id, validation_token, request, str(exc))
-        return authorization
 
 
 def _refused(

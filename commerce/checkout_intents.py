@@ -8,7 +8,9 @@ that amount the same key hands back the cancelled intent, which Stripe.js cannot
 replayed answer (Stripe marks it `Idempotent-Replayed`) is checked by reading the intent; an
 intent made by this very request is as its reply says, with no second read. While the intent is
 cancelled the next generation of the key (`<key>-g1`, `-g2`, …) is asked: each generation is itself idempotent, so a repeated request walks
-the same keys to the same usable intent. Any state but cancelled is handed back as it is: an
+the same keys to the same usable intent. A generation whose key Stripe answers with a stored 500
+(replayed) is walked past the same way: no browser ever got that intent's client secret.
+Any state but cancelled is handed back as it is: an
 intent still holding money for this total (requires_capture) is the one the submit will adopt,
 and a second one would hold the money twice.
 """
@@ -24,6 +26,7 @@ from commerce.payments.gateway import (
     PreparedIntent,
     ProviderPaymentState,
     ProviderStatus,
+    StoredFailureReplayed,
 )
 from onecart.money import Money
 
@@ -65,11 +68,20 @@ def prepare_checkout_intent(
     when every generation's intent is cancelled."""
     metadata = checkout_intent_metadata(user_id, validation_token)
     for generation in range(MAX_INTENT_GENERATIONS):
-        prepared = gateway.prepare_intent(
-            amount,
-            idempotency_key=checkout_intent_key(validation_token, amount, generation),
-            metadata=metadata,
-        )
+        try:
+            prepared = gateway.prepare_intent(
+                amount,
+                idempotency_key=checkout_intent_key(validation_token, amount, generation),
+                metadata=metadata,
+            )
+        except StoredFailureReplayed:
+            # This generation's key is spent on Stripe's stored 500 (replayed for a day). Its
+            # first and only answer was that failure, so no browser got the client secret of
+            # an intent it may have made: that intent can never be confirmed, never hold
+            # money, and the next generation is safe. A fresh 500 is raised as it came (the
+            # page says so; the next load walks past it), so an outage spends one generation
+            # per page load, not all of them.
+            continue
         status = prepared.status
         if status is None:
             # Replayed: what the intent was when the key was first used; ask what it is now.

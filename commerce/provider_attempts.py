@@ -33,6 +33,8 @@ payments only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,6 +47,15 @@ from onecart.money import Money
 logger = logging.getLogger(__name__)
 
 REFUSAL_TEXT_LIMIT = 500
+# Stripe prunes a key once it is "at least 24 hours old"; a row is kept a day past that. Only a
+# cancel's or a capture's row is pruned: the next call starts again at attempt 0, a key Stripe
+# forgot (if it still answers from it, that refusal moves the number on as any refusal does),
+# and Stripe cancels or captures an intent once whatever the key. A refund's or an
+# authorization's row is kept: its number may name an attempt whose outcome is still looked up
+# by it (find_refund, the authorization's metadata), and a reset number would send a new key.
+ATTEMPTS_KEPT_FOR = timedelta(hours=48)
+PRUNE_BATCH_SIZE = 500
+PRUNABLE_PREFIXES = ("void-", "capture-")
 
 
 def void_call(provider_reference: str) -> str:
@@ -61,6 +72,11 @@ def capture_call(provider_reference: str, amount: Money) -> str:
 def refund_call(refund_key: str) -> str:
     """The attempts row of the card refund whose own key (the refund row's) is `refund_key`."""
     return f"refund-call-{refund_key}"
+
+
+def authorize_call(authorization_key: str) -> str:
+    """The attempts row of a checkout's card authorization (its key without the attempt)."""
+    return f"authorize-{authorization_key}"
 
 
 def refund_attempt_key(refund_key: str, attempt: int) -> str:
@@ -161,3 +177,51 @@ def _note_refused_if_writable(
         note_refused(session_factory, call, attempt, message)
     except sa.exc.SQLAlchemyError:
         logger.warning("refusal of %s attempt %s could not be recorded", call, attempt)
+
+
+def prune_attempts(
+    session_factory: sessionmaker[Session],
+    *,
+    older_than: timedelta = ATTEMPTS_KEPT_FOR,
+    candidates: Iterable[tuple[str, int]] | None = None,
+) -> int:
+    """Delete the cancel and capture rows last refused longer than `older_than` ago; how many.
+    Each row is its own delete, compare-and-set on the attempt that was read and the age (a
+    worker's refusal meanwhile moves the row on and keeps it), and its own failure: one that
+    cannot be deleted is logged and left for the next sweep. `candidates`: the (call, attempt)
+    rows read (by default those matching now)."""
+    cutoff = utc_now() - older_than
+    if candidates is None:
+        with session_factory() as session:
+            candidates = [
+                (row.call, row.attempt)
+                for row in session.execute(
+                    sa.select(ProviderCallAttempt.call, ProviderCallAttempt.attempt)
+                    .where(
+                        ProviderCallAttempt.refused_at < cutoff,
+                        sa.or_(
+                            *(ProviderCallAttempt.call.startswith(p) for p in PRUNABLE_PREFIXES)
+                        ),
+                    )
+                    .order_by(ProviderCallAttempt.refused_at)
+                    .limit(PRUNE_BATCH_SIZE)
+                )
+            ]
+    pruned = 0
+    for call, attempt in candidates:
+        if not call.startswith(PRUNABLE_PREFIXES):
+            continue
+        try:
+            with session_factory() as session, session.begin():
+                pruned += session.execute(
+                    sa.delete(ProviderCallAttempt)
+                    .where(
+                        ProviderCallAttempt.call == call,
+                        ProviderCallAttempt.attempt == attempt,
+                        ProviderCallAttempt.refused_at < cutoff,
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount  # type: ignore[attr-defined]
+        except sa.exc.SQLAlchemyError:
+            logger.exception("attempts row of %s could not be pruned; tried next sweep", call)
+    return pruned

@@ -75,6 +75,7 @@ from commerce.placement_outcomes import (
     finish_abandoned_cancel,
     flag_for_operator,
 )
+from commerce.provider_attempts import ATTEMPTS_KEPT_FOR, prune_attempts
 from commerce.refunds import find_refunds_to_reconcile, reconcile_refund
 from commerce.settlement import (
     find_payments_to_reconcile,
@@ -112,6 +113,9 @@ class SweepPolicy:
     # An order's last cancellation job was enqueued this long ago: all its attempts have ended,
     # so a placed part it left with no answer was abandoned (commerce.abandoned_cancellations).
     cancel_job_ended_after: timedelta = timedelta(hours=1)
+    # A cancel's or capture's attempt number outlives Stripe's 24 h keys by this much
+    # (commerce.provider_attempts).
+    attempts_kept_for: timedelta = ATTEMPTS_KEPT_FOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,8 @@ class SweepReport:
     # Card holds (and the card-hold steps themselves) that raised something other than a
     # payment error: logged, noted on the hold's row, the rest of the sweep went on.
     hold_failures: int = 0
+    # provider_call_attempts rows deleted (older than Stripe's keys).
+    attempts_pruned: int = 0
 
 
 def dispatch_outbox(
@@ -486,6 +492,12 @@ def sweep(
             failures=hold_failures,
         ),
     )
+    # Its own step: a failure to prune is logged and the sweep goes on to settle orders.
+    attempts_pruned = _hold_step(
+        "pruning provider call attempts",
+        hold_failures,
+        partial(prune_attempts, session_factory, older_than=policy.attempts_kept_for),
+    )
     with session_factory() as session:
         unsettled = find_unsettled_payments(session)
         pending_refund_orders = list(
@@ -530,6 +542,7 @@ def sweep(
         cancellations_resolved=cancellations_resolved,
         order_failures=steps.failures,
         hold_failures=hold_failures.count,
+        attempts_pruned=attempts_pruned,
     )
 
 

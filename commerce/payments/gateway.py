@@ -20,6 +20,8 @@ from onecart.money import Money
 # The metadata key under which a card authorization carries its idempotency key, so that it can
 # be found when the reply to its creation was lost (find_authorizations).
 AUTHORIZATION_KEY_METADATA = "onecart_authorization_key"
+# Which attempt of that authorization made the intent (absent: attempt 0, as before attempts).
+AUTHORIZATION_ATTEMPT_METADATA = "onecart_authorization_attempt"
 
 # A PaymentIntent id as the browser hands it back (Stripe.js): Stripe's `pi_` and letters and
 # digits (real ids are ~27 characters), never longer than the 120 the columns naming one hold.
@@ -111,6 +113,12 @@ class PaymentServiceFailed(PaymentUnavailable):
     to every resend: a resend of the key cannot learn more (commerce.provider_attempts)."""
 
 
+class StoredFailureReplayed(PaymentServiceFailed):
+    """The provider's replay of its own failure stored under the idempotency key by an earlier
+    request (Stripe: a 5xx with `Idempotent-Replayed: true`): the key's first and only answer
+    was that failure, so no caller ever got the object's details from it."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorizationRequest:
     """Take `amount` from the shopper, held (card) or debited (wallet).
@@ -125,6 +133,9 @@ class AuthorizationRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     payment_token: str | None = None
     intent_id: str | None = None
+    # Which attempt of the authorization this is (commerce.checkout_authorization): part of the
+    # provider's idempotency key, while `idempotency_key` names the authorization in metadata.
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,3 +245,14 @@ class PaymentGateway(Protocol):
         whoever made it (the caller tells its own by their metadata). Finds the holds our
         database never recorded (commerce.card_holds); PaymentError when it cannot be asked."""
         ...
+
+
+def authorization_attempt_key(idempotency_key: str, attempt: int) -> str:
+    """The provider's idempotency key of attempt `attempt` of an authorization: attempt 0 is the
+    authorization's own key, as sent before attempts were numbered."""
+    return idempotency_key if attempt == 0 else f"{idempotency_key}-a{attempt}"
+
+
+def is_attempt_of(state: ProviderPaymentState, attempt: int) -> bool:
+    """Whether this intent was made by attempt `attempt` of its authorization."""
+    return state.metadata.get(AUTHORIZATION_ATTEMPT_METADATA, "0") == str(attempt)

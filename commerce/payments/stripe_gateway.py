@@ -24,6 +24,7 @@ import stripe
 
 from commerce.order_models import PaymentMethod
 from commerce.payments.gateway import (
+    AUTHORIZATION_ATTEMPT_METADATA,
     AUTHORIZATION_KEY_METADATA,
     Authorization,
     AuthorizationRequest,
@@ -36,7 +37,9 @@ from commerce.payments.gateway import (
     ProviderPaymentState,
     ProviderStatus,
     RefundBlockedByDispute,
+    StoredFailureReplayed,
     UncapturedAuthorization,
+    authorization_attempt_key,
     from_stripe_amount,
     to_stripe_amount,
 )
@@ -149,9 +152,8 @@ def _translate(exc: stripe.StripeError, action: str) -> PaymentError:
             return PaymentNotFound(f"The card payment service knows no such payment ({action}).")
         return PaymentDeclined(f"The card payment could not be {action}: {exc.user_message}")
     if isinstance(exc, stripe.APIError) and (exc.http_status or 0) >= 500:
-        return PaymentServiceFailed(
-            f"The card payment service failed ({action}): {exc.user_message}"
-        )
+        failed = StoredFailureReplayed if _replayed_headers(exc.headers) else PaymentServiceFailed
+        return failed(f"The card payment service failed ({action}): {exc.user_message}")
     return PaymentUnavailable(f"The card payment service failed ({action}): {exc.user_message}")
 
 
@@ -192,12 +194,17 @@ class StripeGateway:
                 **request.metadata,
                 "onecart_description": request.description,
                 AUTHORIZATION_KEY_METADATA: request.idempotency_key,
+                AUTHORIZATION_ATTEMPT_METADATA: str(request.attempt),
             },
         }
         try:
             intent = self.client.v1.payment_intents.create(
                 params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": request.idempotency_key},
+                options={
+                    "idempotency_key": authorization_attempt_key(
+                        request.idempotency_key, request.attempt
+                    )
+                },
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "authorized") from exc
@@ -495,10 +502,14 @@ def _replayed(stripe_object: Any) -> bool:
     """Whether Stripe answered with its replay of an earlier reply to the same idempotency key
     (the `Idempotent-Replayed: true` header; header names are case-insensitive)."""
     response = getattr(stripe_object, "last_response", None)
-    headers = getattr(response, "headers", None) or {}
+    return _replayed_headers(getattr(response, "headers", None))
+
+
+def _replayed_headers(headers: Mapping[str, Any] | None) -> bool:
+    """Whether these reply headers carry `Idempotent-Replayed: true`."""
     return any(
         str(name).lower() == "idempotent-replayed" and str(value).strip().lower() == "true"
-        for name, value in headers.items()
+        for name, value in (headers or {}).items()
     )
 
 

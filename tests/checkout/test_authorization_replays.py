@@ -1,0 +1,216 @@
+"""A checkout's card authorization key is the form's, card's and amount's, and Stripe replays its
+first answer to that key for a day, refusals and 500s included (https://docs.stripe.com/idempotency).
+A resubmit of the form after a decline, or after a stored 500 whose intent Stripe shows holding
+nothing, is a new attempt with a key of its own (`<key>-a<n>`, the number in
+provider_call_attempts); after a 500 whose intent holds money, or whose intent cannot be seen,
+the attempt is kept (never two holds for one form). The real gateway on Stripe's own client
+talks to the replaying fake Stripe (tests/checkout/test_idempotent_replays.py), here with
+PaymentIntent creation and search. The real test database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from commerce.card_holds import checkout_intent_metadata
+from commerce.checkout_authorization import authorize_card
+from commerce.checkout_intents import prepare_checkout_intent
+from commerce.db import get_session_factory
+from commerce.order_models import new_validation_token
+from commerce.payments.gateway import (
+    AuthorizationRequest,
+    PaymentDeclined,
+    PaymentServiceFailed,
+    PaymentUnavailable,
+)
+from onecart.money import Money
+from tests.checkout.shop import empty_tables
+from tests.checkout.test_idempotent_replays import ReplayingStripe, _gateway
+from tests.checkout.test_unrecorded_card_holds import _shopper
+from tests.storefront.conftest import storefront_db_url  # noqa: F401 (a fixture)
+
+HELD, DEAD = "requires_capture", "requires_payment_method"
+
+
+@pytest.fixture
+def session_factory(storefront_db_url: str) -> Iterator[sessionmaker[Session]]:  # noqa: F811
+    yield get_session_factory(storefront_db_url)
+    empty_tables(storefront_db_url)
+
+
+class CreatingStripe(ReplayingStripe):
+    """The replaying fake Stripe that also creates (and confirms) PaymentIntents and searches
+    them by metadata. `outcomes`: what each new create does, in order: "hold", "decline" (402,
+    the intent left holding nothing, as Stripe does), "fail-held" / "fail-dead" (Stripe's 500
+    after making an intent that holds / holds nothing), "fail-none" (a 500, nothing made).
+    `hidden`: intents search does not show yet (Stripe's search lags writes)."""
+
+    def __init__(self, outcomes: list[str]) -> None:
+        super().__init__()
+        self.outcomes = outcomes
+        self.hidden: set[str] = set()
+
+    def _answer(self, method: str, parts: list[str], post_data: Any) -> tuple[int, dict[str, Any]]:
+        if parts == ["v1", "payment_intents"] and method == "post":
+            return self._create(parse_qs(post_data or ""))
+        if parts == ["v1", "payment_intents", "search"]:
+            return 200, self._search()
+        return super()._answer(method, parts, post_data)
+
+    def _create(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        outcome = self.outcomes.pop(0)
+        metadata = {
+            name[len("metadata[") : -1]: values[0]
+            for name, values in form.items()
+            if name.startswith("metadata[")
+        }
+        status = HELD if outcome in ("hold", "fail-held") else DEAD
+        intent = None
+        if outcome != "fail-none":
+            intent = self.intents[self.hold(metadata, int(form["amount"][0]))]
+            intent["status"] = status
+            intent["client_secret"] = f"{intent['id']}_secret_x"
+        if outcome.startswith("fail"):
+            return 500, {"error": {"type": "api_error", "message": "Something went wrong."}}
+        if outcome == "decline":
+            error = {"type": "card_error", "code": "card_declined", "payment_intent": intent}
+            return 402, {"error": {**error, "message": "Your card was declined."}}
+        return 200, intent  # type: ignore[return-value]
+
+    def _search(self) -> dict[str, Any]:
+        # The only query the gateway sends: metadata['onecart_authorization_key']:'<key>'.
+        query = self.last_query
+        key = query.split(":'", 1)[1].rstrip("'")
+        found = [
+            intent
+            for intent in self.intents.values()
+            if intent["metadata"].get("onecart_authorization_key") == key
+            and intent["id"] not in self.hidden
+        ]
+        return {"object": "search_result", "data": found, "has_more": False, "url": "/x"}
+
+    def request(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[str, int, dict[str, str]]:
+        self.last_query = parse_qs(urlsplit(url).query).get("query", [""])[0]
+        return super().request(method, url, headers, post_data)
+
+    def held(self) -> list[str]:
+        return [i for i, intent in self.intents.items() if intent["status"] == HELD]
+
+
+def _submit(
+    session_factory: sessionmaker[Session], fake: CreatingStripe, user_id: int, token: str
+) -> str:
+    """One submit of the form's card authorization: the intent held, or the outcome's name."""
+    request = AuthorizationRequest(
+        amount=Money(2500, "USD"),
+        idempotency_key=f"onecart-checkout-{token[:32]}",
+        metadata=checkout_intent_metadata(user_id, token),
+        payment_token="pm_card_visa",
+    )
+    try:
+        return authorize_card(
+            session_factory, _gateway(fake), request, user_id=user_id, validation_token=token
+        ).provider_reference
+    except PaymentDeclined:
+        return "declined"
+    except PaymentUnavailable:
+        return "unknown"
+
+
+@pytest.fixture
+def shopper(session_factory: sessionmaker[Session]) -> tuple[int, str]:
+    return _shopper(session_factory), new_validation_token()
+
+
+def test_a_resubmit_after_a_decline_is_a_new_attempt_not_the_stored_decline(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    fake = CreatingStripe(["decline", "hold"])
+    assert _submit(session_factory, fake, *shopper) == "declined"
+    # Before: the same key, answered with the stored decline for a day.
+    held = _submit(session_factory, fake, *shopper)
+    assert fake.held() == [held]
+    key = fake.keys_sent[0]
+    assert fake.keys_sent == [key, f"{key}-a1"]
+
+
+def test_a_resubmit_after_a_stored_500_whose_intent_holds_nothing_is_a_new_attempt(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    fake = CreatingStripe(["fail-dead", "hold"])
+    assert _submit(session_factory, fake, *shopper) == "declined"
+    held = _submit(session_factory, fake, *shopper)
+    assert fake.held() == [held]
+
+
+def test_a_stored_500_whose_intent_holds_money_is_that_hold_never_a_second(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    fake = CreatingStripe(["fail-held", "hold"])
+    first = _submit(session_factory, fake, *shopper)
+    assert _submit(session_factory, fake, *shopper) == first
+    assert fake.held() == [first]
+    assert len(set(fake.keys_sent)) == 1
+
+
+def test_a_stored_500_whose_intent_cannot_be_seen_keeps_its_attempt(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    fake = CreatingStripe(["fail-none", "hold"])
+    assert _submit(session_factory, fake, *shopper) == "unknown"
+    assert _submit(session_factory, fake, *shopper) == "unknown"
+    assert fake.held() == [] and len(set(fake.keys_sent)) == 1
+
+
+def test_an_earlier_declined_attempt_does_not_make_an_unseen_one_declined(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    fake = CreatingStripe(["decline", "fail-held", "hold"])
+    assert _submit(session_factory, fake, *shopper) == "declined"
+    # Attempt 1's 500 made a hold that search does not show yet; search shows only attempt
+    # 0's declined intent. That is not a decline of attempt 1: it stays unknown.
+    original = fake._create
+
+    def create_hidden(form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        status, body = original(form)
+        fake.hidden |= {i for i, intent in fake.intents.items() if intent["status"] == HELD}
+        return status, body
+
+    fake._create = create_hidden  # type: ignore[method-assign]
+    assert _submit(session_factory, fake, *shopper) == "unknown"
+    # The resubmit is the same attempt again (the held intent may be it), so no second hold.
+    assert _submit(session_factory, fake, *shopper) == "unknown"
+    assert len(fake.held()) == 1
+    key = fake.keys_sent[0]
+    assert fake.keys_sent[1:] == [f"{key}-a1", f"{key}-a1"]
+
+
+def test_a_form_whose_prepared_intent_got_a_stored_500_gets_a_usable_intent_on_reload(
+    shopper: tuple[int, str],
+) -> None:
+    # The prepared intent is confirmed only by the browser holding its client secret; a key
+    # whose first answer was Stripe's 500 never handed that secret to anyone, so its intent (if
+    # Stripe made one) can never hold money, and the next generation's key is safe.
+    user_id, token = shopper
+    fake = CreatingStripe(["fail-none", "prepared"])
+    gateway = _gateway(fake)
+    amount = Money(2500, "USD")
+    with pytest.raises(PaymentServiceFailed):
+        prepare_checkout_intent(gateway, amount, validation_token=token, user_id=user_id)
+    # Before: the reload got the stored 500 for a day.
+    intent_id, secret = prepare_checkout_intent(
+        gateway, amount, validation_token=token, user_id=user_id
+    )
+    assert secret == f"{intent_id}_secret_x"
+    assert fake.held() == [] and list(fake.intents) == [intent_id]
+    # Once more: the same walk to the same intent (each generation is idempotent).
+    assert prepare_checkout_intent(gateway, amount, validation_token=token, user_id=user_id) == (
+        intent_id,
+        secret,
+    )

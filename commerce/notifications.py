@@ -48,13 +48,16 @@ def notify(
     *,
     sub_order_id: int | None = None,
     once: bool = False,
+    lead: bool = False,
 ) -> Notification:
     """Tell the order's shopper about a change (the caller commits).
 
     Within one transaction the first notification about an order is written and later ones are
     merged into it (their sentence appended; an order-level kind, `order_*`, replaces a sub-order
     one), so one change never reaches the shopper twice. With `once`, an existing notification
-    of the same order, sub-order and kind is returned instead of a second one."""
+    of the same order, sub-order and kind is returned instead of a second one. With `lead`, the
+    sentence goes before what was said already instead: it is the news of the order as a whole,
+    and a notification's first sentence is its e-mail's subject (email_subject)."""
     pending = _transaction_notes(session)
     earlier = pending.get(order.id)
     if once:
@@ -74,7 +77,8 @@ def notify(
             return existing
     if earlier is not None:
         if message not in earlier.message:
-            earlier.message = _clip(f"{earlier.message} {message}")
+            merged = f"{message} {earlier.message}" if lead else f"{earlier.message} {message}"
+            earlier.message = _clip(merged)
         earlier.kind = _merged_kind(earlier.kind, kind)
         if sub_order_id is not None and earlier.sub_order_id is None:
             earlier.sub_order_id = sub_order_id

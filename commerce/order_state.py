@@ -174,7 +174,11 @@ def refresh_order_status(session: Session, order: Order) -> bool:
         unreported = sorted(
             {sub.marketplace.name for sub in order.sub_orders if not reports_delivery(sub)}
         )
-        if status in UNREPORTED_PART_MESSAGES and unreported:
+        # Naming parts nobody confirmed, the order's sentence leads a notification merged with a
+        # part's ("Your ShopWave items … have been delivered."): it, not the part's, is the
+        # e-mail's subject then.
+        lead = status in UNREPORTED_PART_MESSAGES and bool(unreported)
+        if lead:
             message = UNREPORTED_PART_MESSAGES[status]
         notify(
             session,
@@ -188,6 +192,7 @@ def refresh_order_status(session: Session, order: Order) -> bool:
                 + ("part is" if len(unreported) == 1 else "parts are"),
             ),
             once=True,
+            lead=lead,
         )
     return True
 

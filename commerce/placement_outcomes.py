@@ -32,6 +32,7 @@ from adapters.base import (
     PlacedOrder,
     ShippingTaxAllowance,
 )
+from adapters.base import OrderStatus as MarketplaceStatus
 from commerce.acceptance import DEFAULT_OVERCHARGE_TOLERANCE_BPS, verify_placement
 from commerce.cancellation import CancelOutcome, cancel_on_marketplace
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
@@ -367,6 +368,14 @@ def shipping_tax_allowance_of(adapter: MarketplaceAdapter | None) -> ShippingTax
     return allowance if isinstance(allowance, ShippingTaxAllowance) else NO_SHIPPING_OR_TAX
 
 
+# What the marketplace had done to an order it holds as nothing to ship (_found_cancelled).
+_FOUND_DONE_IN_WORDS = {
+    MarketplaceStatus.CANCELLED: "had already cancelled",
+    MarketplaceStatus.FAILED: "could not fulfil",
+    MarketplaceStatus.REFUNDED: "had already refunded",
+}
+
+
 def _found_cancelled(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
@@ -383,10 +392,9 @@ def _found_cancelled(
             return PlacementResult.NOT_CLAIMED
         sub_order.marketplace_order_id = placed.marketplace_order_id
         sub_order.raw_status = placed.status.value
-        reason = (
-            f"{sub_order.marketplace.name} holds the order as {placed.status.value}; "
-            "nothing will ship."
-        )
+        # The shopper reads this on the order page ("Why …"): their words, not our status value.
+        done = _FOUND_DONE_IN_WORDS.get(placed.status, "had already closed")
+        reason = f"{sub_order.marketplace.name} {done} the order, so nothing will ship."
         compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
         record_event(session, sub_order, TimelineStep.CANCELLED, detail=reason)
         order_id = sub_order.order_id

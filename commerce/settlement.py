@@ -209,15 +209,33 @@ def compensate_sub_order(
     if status == SubOrderStatus.FAILED:
         message = f"We could not place your {market} items, so {refunded}."
         if _other_parts_go_ahead(session, sub_order):
-            # Only while there is a rest: the last part failing fails the order, whose own
-            # sentence ("We could not place order …") is appended to this one.
+            # Only while there is a rest: the last part failing ends the order.
             message += " The rest of your order goes ahead."
     else:
         message = f"Your {market} items were cancelled; {refunded}."
-    notify(session, order, f"sub_order_{status.value}", message, sub_order_id=sub_order.id)
+    # When this part failing fails the whole order, the order's own notification ("We could not
+    # place order …; … refunded in full.", refresh_order_status) says all of it: this sentence
+    # merged before it said the same failure and refund twice.
+    if not (status == SubOrderStatus.FAILED and _order_fails_with(session, sub_order)):
+        notify(session, order, f"sub_order_{status.value}", message, sub_order_id=sub_order.id)
     refresh_order_status(session, order)
     session.flush()
     return refund
+
+
+def _order_fails_with(session: Session, sub_order: MarketplaceOrder) -> bool:
+    """Whether every other charged part of the order failed too, so that this one failing fails
+    the order (commerce.order_state.derive_order_status: all charged parts failed; hand-offs
+    are not charged). Asked of the database under the order's lock, as below."""
+    return not session.scalar(
+        sa.select(
+            sa.exists().where(
+                MarketplaceOrder.order_id == sub_order.order_id,
+                MarketplaceOrder.id != sub_order.id,
+                MarketplaceOrder.status.not_in((SubOrderStatus.FAILED, SubOrderStatus.HANDOFF)),
+            )
+        )
+    )
 
 
 def _other_parts_go_ahead(session: Session, sub_order: MarketplaceOrder) -> bool:

@@ -177,11 +177,16 @@ def start_login(user: User, *, remember: bool = False) -> None:
     remember_device_for(user.id)
 
 
-def sign_in(user: User, *, remember: bool = False) -> None:
-    """Start a fresh session for `user`, keeping only the guest cart, then merge that cart."""
+def sign_in(user: User, greeting: str, *, remember: bool = False) -> None:
+    """Start a fresh session for `user`, keeping only the guest cart, then merge that cart.
+
+    The greeting is flashed here, after the session (where flashed messages live) is cleared
+    and before the merge flashes what it did to the cart, so the two read in that order.
+    """
     kept = {key: session[key] for key in _KEYS_KEPT_AT_LOGIN if key in session}
     session.clear()
     start_login(user, remember=remember)
+    flash(greeting, "success")
     _merge_guest_cart(user, kept.get(GUEST_CART_SESSION_KEY))
 
 
@@ -230,8 +235,11 @@ def login() -> Response | tuple[str, int]:
         return form_page(form, render_template("auth/login.html", form=form))
     db.commit()
     _login_limiter().record_success(client_ip, account_key, attempt, device)
-    sign_in(user, remember=bool(form.remember.data))
-    flash(f"Welcome back, {user.first_name or user.username}.", "success")
+    sign_in(
+        user,
+        f"Welcome back, {user.first_name or user.username}.",
+        remember=bool(form.remember.data),
+    )
     return _redirect_after_login(form.next.data)
 
 
@@ -253,9 +261,8 @@ def signup() -> Response | tuple[str, int] | str:
     except AccountError as exc:
         return _refused_signup(form, exc)
     db.commit()
-    sign_in(user)
+    sign_in(user, "Your account is ready. Welcome to OneCart!")
     session[NEW_ACCOUNT_SESSION_KEY] = True
-    flash("Your account is ready. Welcome to OneCart!", "success")
     return _redirect_after_login(form.next.data)
 
 
@@ -339,9 +346,8 @@ def confirm_signup(token: str) -> Response | tuple[str, int] | str:
         )
         return redirect(url_for("auth.signup"))
     db.commit()
-    sign_in(user)
+    sign_in(user, "Your e-mail address is confirmed and your account is ready. Welcome!")
     session[NEW_ACCOUNT_SESSION_KEY] = True
-    flash("Your e-mail address is confirmed and your account is ready. Welcome!", "success")
     return redirect("/")
 
 

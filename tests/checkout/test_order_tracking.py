@@ -265,15 +265,16 @@ def test_an_order_delivered_but_for_an_unreported_part_is_not_announced_as_all_d
 
     assert shop.order(order.number).status == OrderStatus.DELIVERED
     notes = {note.kind: note.message for note in _notes(shop, user.id)}
-    # The order's sentence follows ShopWave's own in the same notification.
-    assert notes["order_shipped"].endswith(
+    # The order's sentence leads ShopWave's own in the same notification: it is the e-mail's
+    # subject, and the subject says the order as a whole while a part is unconfirmed.
+    assert notes["order_shipped"].startswith(
         f"Everything we can track in your order {order.number} has shipped; "
-        "DummyMart does not report shipping or delivery."
+        "DummyMart does not report shipping or delivery. Your ShopWave items"
     )
-    assert notes["order_delivered"].endswith(
+    assert notes["order_delivered"].startswith(
         f"Your order {order.number} has been delivered, but the DummyMart part is not "
         "confirmed. DummyMart does not report delivery: tell us on the order page when those "
-        "items arrive."
+        "items arrive. Your ShopWave items"
     )
     assert all(
         f"Your order {order.number} has shipped" not in note

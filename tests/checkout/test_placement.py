@@ -148,9 +148,12 @@ def test_an_order_whose_only_marketplace_is_down_promises_no_rest_going_ahead(
 
     assert shop.sub_order(order, "kiondo").status == SubOrderStatus.FAILED
     [failed] = [note for note in _notifications(shop, user.id) if note.kind.endswith("failed")]
-    assert "We could not place your Kiondo Market items" in failed.message
-    assert f"We could not place order {order.number}" in failed.message
     assert "rest of your order" not in failed.message
+    # Said once: not the part's "We could not place your Kiondo Market items, so … refunded."
+    # and then the order's "We could not place order …; refunded in full." (the same news).
+    assert failed.message == (
+        f"We could not place order {order.number}; you have been refunded in full."
+    )
 
 
 def test_the_order_page_says_why_a_part_failed_in_words_not_the_connection_error(
@@ -197,6 +200,7 @@ def test_the_second_failed_part_of_an_order_promises_no_rest_going_ahead(shop: S
     first, second = failed
     assert "The rest of your order goes ahead." in first.message
     assert "rest of your order" not in second.message
+    assert second.message.count("We could not place") == 1
     assert f"We could not place order {order.number}" in second.message
 
 

@@ -38,6 +38,7 @@ from commerce.order_models import (
 from commerce.placement import PlacementResult, place_sub_order
 from tests.checkout.shop import Shop
 from tests.faults.conftest import check_invariants, held_orders
+from tests.storefront.conftest import text_of
 
 pytestmark = pytest.mark.slow
 
@@ -266,6 +267,13 @@ def test_an_order_found_cancelled_by_reference_is_not_taken_for_a_placement(
     assert [r.amount_minor for r in _refunds(shop, sub.id)] == [sub.charge_minor]
     payment = shop.order(order.number).payment
     assert payment is not None and payment.captured_minor == 0  # voided, never captured
+    # Why, in the shopper's words on the order page, not our status value ("… holds the order
+    # as cancelled").
+    market = sub.marketplace.name
+    assert sub.last_error == f"{market} had already cancelled the order, so nothing will ship."
+    page = text_of(shop.client_for(user).get(f"/orders/{order.number}").get_data(as_text=True))
+    assert f"{market} had already cancelled the order" in page
+    assert "holds the order as" not in page
     check_invariants(shop)
 
 

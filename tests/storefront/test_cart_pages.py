@@ -272,6 +272,8 @@ def test_signing_in_at_checkout_says_the_accounts_saved_lines_joined_the_cart(
         f"“{shoes}” (2 from before + 1 now = 3), “{thermos}” (1). "
         "Check the items and the total before you pay."
     ) in text
+    # Read in the order they happened: the greeting first, then what the sign-in did to the cart.
+    assert text.index("Welcome back") < text.index("Your account's cart already held items")
 
 
 def test_the_checkout_says_which_prices_moved_since_they_were_added_to_the_cart(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from commerce.models import Marketplace, User
 from commerce.notification_models import Notification
-from commerce.notifications import email_subject
+from commerce.notifications import email_subject, notify
 from commerce.order_models import Order, OrderStatus, SubOrderStatus
 from commerce.order_state import refresh_order_status
 from commerce.tracking import confirm_receipt
@@ -86,3 +86,34 @@ def test_confirming_one_untracked_part_names_the_other_not_confirmed(
         "confirmed. Fake Store Berlin does not report delivery"
     )
     assert "DummyMart" not in message
+
+
+def test_a_merged_delivered_notification_is_titled_with_the_whole_order_when_parts_are_unconfirmed(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """ShopWave's part delivered completes the order while DummyMart's is unconfirmed: the
+    part's sentence and the order's are one notification, and its e-mail was titled with the
+    part's ("Your ShopWave items … have been delivered.") while its body named the unconfirmed
+    part. The order's sentence leads, so the subject says the order as a whole."""
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    dummymart = make_marketplace(name="DummyMart", capabilities=UNTRACKED)
+    order = _order(db_session, make_user(), OrderStatus.SHIPPED)
+    tracked = _sub_order(db_session, order, shopwave, SubOrderStatus.SHIPPED)
+    _sub_order(db_session, order, dummymart, SubOrderStatus.PLACED)
+    db_session.commit()
+
+    tracked.status = SubOrderStatus.DELIVERED
+    part_news = "Your ShopWave items (order #1001) have been delivered."
+    notify(db_session, order, "sub_order_delivered", part_news, sub_order_id=tracked.id)
+    assert refresh_order_status(db_session, order)
+    db_session.commit()
+
+    [message] = _notes(db_session, order).values()
+    assert email_subject(message, order.number) == (
+        f"OneCart: Your order {order.number} has been delivered, but the DummyMart part is not "
+        "confirmed."
+    )
+    assert part_news in message  # still said, after the order's news
+    assert message.count("has been delivered") == 1

@@ -14,7 +14,7 @@ from typing import Any
 
 from onecart import dagster_instance, processes, services, supervision
 from onecart.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from onecart.progress import counted
+from onecart.progress import counted_noun
 from onecart.settings import Settings
 
 
@@ -35,7 +35,7 @@ def history_replay_interrupted(settings: Settings) -> bool:
 def demo_history_notice(days: int) -> str:
     """What `onecart up --ingest` says before a first demo run replays the sandbox's history."""
     return (
-        f"first run of the demo: replaying the sandbox's last {counted(days, 'day')} first, so "
+        f"first run of the demo: replaying the sandbox's last {counted_noun(days, 'day')} first, so "
         "price charts and price drops have data (ONECART_DEMO_HISTORY_DAYS=0 loads today's "
         "catalog only)"
     )
@@ -43,7 +43,7 @@ def demo_history_notice(days: int) -> str:
 
 def history_finished_line(days: int, seconds: float) -> str:
     return (
-        f"ingest with {counted(days, 'day')} of history finished in {seconds:.0f}s: "
+        f"ingest with {counted_noun(days, 'day')} of history finished in {seconds:.0f}s: "
         "keyword search is live"
     )
 

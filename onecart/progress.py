@@ -35,7 +35,7 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def counted(count: int, noun: str) -> str:
+def counted_noun(count: int, noun: str) -> str:
     """`1 day`, `3 days`, `12,000 offers`: every count the commands print agrees with its noun
     (the nouns they count all take an `s`)."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"

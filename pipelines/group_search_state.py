@@ -35,7 +35,7 @@ import polars as pl
 import pyarrow.dataset
 
 import search_index.groups
-from onecart.progress import counted
+from onecart.progress import counted_noun
 from pipelines import search_records, search_sync
 from search_index.documents import DOCUMENT_HASH_FIELD, compute_document_hash
 from search_index.groups import (
@@ -378,15 +378,15 @@ def sync_group_index(
     if not index_exists(client, uid) or stored_fingerprint(client, uid) != fingerprint:
         reason = "the product index is missing or declared otherwise"
     elif ungrouped:
-        reason = f"{counted(ungrouped, 'offer')} {'has' if ungrouped == 1 else 'have'} no group yet"
+        reason = (
+            f"{counted_noun(ungrouped, 'offer')} {'has' if ungrouped == 1 else 'have'} no group yet"
+        )
     elif not held:
         reason = "no record of what the product index was sent"
     elif held[0] != shared:
         reason = "FX rates, marketplaces, the rating prior or the document code changed"
     elif (indexed := document_count(client, uid)) != held[1]:
-        reason = (
-            f"the product index holds {counted(indexed, 'document')}, the pipeline sent {held[1]}"
-        )
+        reason = f"the product index holds {counted_noun(indexed, 'document')}, the pipeline sent {held[1]}"
     if reason is not None:
         progress(f"{uid}: building every product document ({reason})")
         return _sync_all(
@@ -548,8 +548,8 @@ def _sync_changed(
         delete = [g for g, doc_hash in gone.iter_rows() if doc_hash is not None]
         result = apply_document_changes(client, uid, changed_documents(), delete, progress=progress)
     progress(
-        f"{uid}: {counted(changed.height, 'group')} with changed offers, "
-        f"{counted(result.sent, 'product document')} changed, {result.deleted} deleted"
+        f"{uid}: {counted_noun(changed.height, 'group')} with changed offers, "
+        f"{counted_noun(result.sent, 'product document')} changed, {result.deleted} deleted"
     )
     state = _with_doc_hashes(
         changed.drop("held_doc_hash"),

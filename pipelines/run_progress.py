@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from onecart import progress as progress_status
-from onecart.progress import counted
+from onecart.progress import counted_noun
 from onecart.settings import Settings
 from pipelines.checks import products_are_fresh
 
@@ -108,7 +108,7 @@ def describe_downstream(asset: str, metadata: Mapping[str, Any]) -> str:
 
 
 def _pages(count: int) -> str:
-    return counted(count, "page")
+    return counted_noun(count, "page")
 
 
 def describe_partition(outcome: PartitionOutcome) -> list[str]:
@@ -119,12 +119,12 @@ def describe_partition(outcome: PartitionOutcome) -> list[str]:
         return [f"{slug}: FAILED ({outcome.error}); its last good catalog is kept"]
     reasons = ", ".join(f"{reason} {count}" for reason, count in outcome.rejected_by_reason.items())
     fetched = (
-        f"not modified since the last fetch (HTTP 304), {counted(outcome.fetched, 'record')} held"
+        f"not modified since the last fetch (HTTP 304), {counted_noun(outcome.fetched, 'record')} held"
         if outcome.not_modified
-        else f"fetched {counted(outcome.changed_since, 'record')} changed since the last fetch "
-        f"and every id, {counted(outcome.fetched, 'record')} ({_pages(outcome.pages)})"
+        else f"fetched {counted_noun(outcome.changed_since, 'record')} changed since the last fetch "
+        f"and every id, {counted_noun(outcome.fetched, 'record')} ({_pages(outcome.pages)})"
         if outcome.changed_since is not None
-        else f"fetched {counted(outcome.fetched, 'record')} ({_pages(outcome.pages)}"
+        else f"fetched {counted_noun(outcome.fetched, 'record')} ({_pages(outcome.pages)}"
         + (
             f", {outcome.pages_not_modified} not modified since the last fetch)"
             if outcome.pages_not_modified

@@ -40,7 +40,7 @@ import duckdb
 import meilisearch
 import polars as pl
 
-from onecart.progress import counted
+from onecart.progress import counted_noun
 from pipelines import search_sync
 from pipelines.search_records import (
     CANDIDATE_INPUT_HASH_SQL,
@@ -222,7 +222,7 @@ def _fallback_reason(
         return "FX rates, marketplaces or the document code changed"
     indexed = document_count(client, index_uid)
     if indexed != held[1]:
-        return f"the index holds {counted(indexed, 'document')}, the pipeline sent {held[1]}"
+        return f"the index holds {counted_noun(indexed, 'document')}, the pipeline sent {held[1]}"
     return None
 
 
@@ -397,8 +397,8 @@ def _sync_changed(
         )
     rows = pl.concat(state_parts) if state_parts else EMPTY_STATE
     progress(
-        f"{index_uid}: {counted(rows.height, 'offer')} whose rows or groups changed, "
-        f"{built_count} with changed inputs, {counted(result.sent, 'document')} changed, "
+        f"{index_uid}: {counted_noun(rows.height, 'offer')} whose rows or groups changed, "
+        f"{built_count} with changed inputs, {counted_noun(result.sent, 'document')} changed, "
         f"{result.deleted} deleted"
     )
     with connect() as conn:

@@ -14,7 +14,7 @@ import dagster as dg
 
 from adapters.base import MarketplaceError, NotModified
 from adapters.changed_since import ChangesUnavailable
-from onecart.progress import counted
+from onecart.progress import counted_noun
 from pipelines.checks import catalog_check_specs, evaluate_catalog_checks
 from pipelines.resources import MarketplacesResource, WarehouseResource
 from warehouse.catalog import (
@@ -250,7 +250,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     raise dg.Failure(
                         description=(
                             f"{slug}: the marketplace returned an empty catalog; keeping the "
-                            f"{counted(held, 'record')} of the last good fetch"
+                            f"{counted_noun(held, 'record')} of the last good fetch"
                         ),
                         metadata={"marketplace": slug, "kept_records": int(held)},
                     )
@@ -273,11 +273,11 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         finally:
             staging.unlink(missing_ok=True)
         context.log.info(
-            f"{slug}: {counted(stats.records, 'record')} in {counted(stats.pages, 'page')} "
-            f"({counted(stats.bytes, 'byte')} fetched, {fetch_mode}; "
-            f"{counted(stats.pages_not_modified, 'page')} not modified, "
-            f"{counted(stats.records_unparsed, 'record')} seen before not parsed), "
-            f"{counted(stored, 'record')} stored, {counted(len(changed_pages), 'page')} changed"
+            f"{slug}: {counted_noun(stats.records, 'record')} in {counted_noun(stats.pages, 'page')} "
+            f"({counted_noun(stats.bytes, 'byte')} fetched, {fetch_mode}; "
+            f"{counted_noun(stats.pages_not_modified, 'page')} not modified, "
+            f"{counted_noun(stats.records_unparsed, 'record')} seen before not parsed), "
+            f"{counted_noun(stored, 'record')} stored, {counted_noun(len(changed_pages), 'page')} changed"
         )
         return dg.MaterializeResult(
             metadata={
@@ -424,9 +424,9 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
             )
         content_changed = bool(catalog.new_offers or catalog.changed_offers or removed)
         context.log.info(
-            f"{slug}: {counted(int(products), 'product')}; read "
-            f"{counted(catalog.products.height, 'offer')} and "
-            f"{counted(catalog.rejected.height, 'rejected record')} "
+            f"{slug}: {counted_noun(int(products), 'product')}; read "
+            f"{counted_noun(catalog.products.height, 'offer')} and "
+            f"{counted_noun(catalog.rejected.height, 'rejected record')} "
             f"{json.dumps(rejected_by_reason)}"
         )
         return dg.MaterializeResult(

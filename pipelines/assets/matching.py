@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from onecart.progress import counted
+from onecart.progress import counted_noun
 from pipelines.resources import WarehouseResource
 from warehouse.derived import product_group_stats
 from warehouse.incremental_matching import refresh_product_groups
@@ -31,7 +31,7 @@ def product_groups(
     with warehouse.connect() as conn:
         stats = product_group_stats(conn)
     context.log.info(
-        f"{counted(stats.groups, 'group')} for {counted(stats.offers, 'offer')}; "
+        f"{counted_noun(stats.groups, 'group')} for {counted_noun(stats.offers, 'offer')}; "
         f"{stats.multi_offer_groups} with 2+ "
         f"offers; {run.mode}: {run.changed_offers} changed, {run.rematched_offers} re-matched"
     )

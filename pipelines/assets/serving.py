@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from onecart.progress import counted
+from onecart.progress import counted_noun
 from pipelines.group_search_state import sync_group_index
 from pipelines.resources import (
     MarketplacesResource,
@@ -92,7 +92,7 @@ def search_products(
     )
     if synced.inactive_offers:
         context.log.warning(
-            f"not indexing {counted(synced.inactive_offers, 'offer')} of inactive marketplaces"
+            f"not indexing {counted_noun(synced.inactive_offers, 'offer')} of inactive marketplaces"
         )
     for key, reason in list(synced.skipped.items())[:MAX_LOGGED_SKIPS]:
         context.log.warning(f"not indexed: {key}: {reason}")

@@ -422,13 +422,13 @@ def test_a_one_page_catalog_is_described_as_one_page() -> None:
 
 def test_counts_of_one_are_singular() -> None:
     # "replaying the sandbox's last 1 days", "ingest with 1 days of history", "fetched 1 records".
-    from onecart.progress import counted
+    from onecart.progress import counted_noun
     from pipelines.run import PartitionOutcome
     from pipelines.run_progress import describe_partition
 
-    assert counted(1, "day") == "1 day"
-    assert counted(0, "offer") == "0 offers"
-    assert counted(12_000, "document") == "12,000 documents"
+    assert counted_noun(1, "day") == "1 day"
+    assert counted_noun(0, "offer") == "0 offers"
+    assert counted_noun(12_000, "document") == "12,000 documents"
 
     one = PartitionOutcome("sokoni", success=True, run_id="r", fetched=1, pages=1)
     held = PartitionOutcome(

@@ -61,6 +61,38 @@ def _flagged_order(
     return order
 
 
+def _wallet_paid_part(
+    db_session: Session, order: Order, market: Marketplace, **fields: object
+) -> MarketplaceOrder:
+    """`order` paid from the wallet (995 USD cents, captured) with one part of that amount on
+    `market`, with `fields` (status, marketplace number, claim, …) set; committed."""
+    order.payment_method = PaymentMethod.WALLET
+    db_session.add(
+        Payment(
+            order_id=order.id,
+            method=PaymentMethod.WALLET,
+            status=PaymentStatus.CAPTURED,
+            currency="USD",
+            amount_minor=995,
+            captured_minor=995,
+            provider_reference=f"wallet-{order.id}",
+        )
+    )
+    sub = MarketplaceOrder(
+        order_id=order.id,
+        marketplace_id=market.id,
+        amount_minor=995,
+        currency="USD",
+        charge_minor=995,
+        charge_currency="USD",
+        idempotency_key=uuid.uuid4().hex,
+        **fields,
+    )
+    db_session.add(sub)
+    db_session.commit()
+    return sub
+
+
 def _flagged_rows(html: str) -> str:
     start = html.index("<h2>Flagged orders</h2>")
     return html[start : html.index("<h2>Recently resolved</h2>", start)]
@@ -278,31 +310,13 @@ def test_a_flagged_orders_placed_part_can_be_recorded_cancelled_by_its_marketpla
     order = _flagged_order(
         db_session, shopper, "sub-order: billed beyond what was paid; cancelling it: refused"
     )
-    order.payment_method = PaymentMethod.WALLET
-    db_session.add(
-        Payment(
-            order_id=order.id,
-            method=PaymentMethod.WALLET,
-            status=PaymentStatus.CAPTURED,
-            currency="USD",
-            amount_minor=995,
-            captured_minor=995,
-            provider_reference=f"wallet-{order.id}",
-        )
-    )
-    sub = MarketplaceOrder(
-        order_id=order.id,
-        marketplace_id=market.id,
+    sub = _wallet_paid_part(
+        db_session,
+        order,
+        market,
         status=SubOrderStatus.PLACED,
-        amount_minor=995,
-        currency="USD",
-        charge_minor=995,
-        charge_currency="USD",
-        idempotency_key=uuid.uuid4().hex,
         marketplace_order_id="51",
     )
-    db_session.add(sub)
-    db_session.commit()
     row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
     assert f"/admin/attention/{sub.id}/cancelled" in row
     assert "DummyMart Test confirmed it cancelled" in row
@@ -339,32 +353,14 @@ def test_a_delivered_part_cannot_be_recorded_cancelled_by_an_operator(
     shopper = make_user()
     market = make_marketplace(name="DummyMart Test")
     order = _flagged_order(db_session, shopper, "a disputed payment on another part")
-    order.payment_method = PaymentMethod.WALLET
-    db_session.add(
-        Payment(
-            order_id=order.id,
-            method=PaymentMethod.WALLET,
-            status=PaymentStatus.CAPTURED,
-            currency="USD",
-            amount_minor=995,
-            captured_minor=995,
-            provider_reference=f"wallet-{order.id}",
-        )
-    )
-    sub = MarketplaceOrder(
-        order_id=order.id,
-        marketplace_id=market.id,
+    sub = _wallet_paid_part(
+        db_session,
+        order,
+        market,
         status=SubOrderStatus.DELIVERED,
-        amount_minor=995,
-        currency="USD",
-        charge_minor=995,
-        charge_currency="USD",
-        idempotency_key=uuid.uuid4().hex,
         marketplace_order_id="52",
         stock_held=True,
     )
-    db_session.add(sub)
-    db_session.commit()
     row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
     assert f"/admin/attention/{sub.id}/cancelled" not in row
 
@@ -392,33 +388,15 @@ def test_a_part_whose_cancel_is_being_asked_right_now_waits_for_its_answer(
     shopper = make_user()
     market = make_marketplace(name="DummyMart Test")
     order = _flagged_order(db_session, shopper, "another part: a refund refused for good")
-    order.payment_method = PaymentMethod.WALLET
-    db_session.add(
-        Payment(
-            order_id=order.id,
-            method=PaymentMethod.WALLET,
-            status=PaymentStatus.CAPTURED,
-            currency="USD",
-            amount_minor=995,
-            captured_minor=995,
-            provider_reference=f"wallet-{order.id}",
-        )
-    )
-    sub = MarketplaceOrder(
-        order_id=order.id,
-        marketplace_id=market.id,
+    sub = _wallet_paid_part(
+        db_session,
+        order,
+        market,
         status=SubOrderStatus.PLACED,
-        amount_minor=995,
-        currency="USD",
-        charge_minor=995,
-        charge_currency="USD",
-        idempotency_key=uuid.uuid4().hex,
         marketplace_order_id="53",
         claim_token="cancel-under-way",
         claim_expires_at=utc_now() + timedelta(minutes=5),
     )
-    db_session.add(sub)
-    db_session.commit()
     row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
     assert f"/admin/attention/{sub.id}/cancelled" not in row
 

@@ -263,19 +263,36 @@ def _several_offers(conn: duckdb.DuckDBPyConnection, uid: str) -> int:
     return int(count)
 
 
+@dataclass(frozen=True, slots=True)
+class _GroupBuild:
+    """What both ways of refreshing the product index (every group, or the changed ones) work
+    from: the offers index the groups summarize, the product index they fill, and the inputs
+    every product document depends on (their hash is `shared`, the context hash)."""
+
+    offers_uid: str
+    uid: str
+    rates: Mapping[str, Decimal]
+    marketplaces: Mapping[str, Mapping[str, Any]]
+    active: list[str]
+    prior: Decimal
+    shared: str
+    progress: Callable[[str], None]
+
+    def group_documents(self, batch: pl.DataFrame, skipped: dict[str, str]) -> list[GroupDocument]:
+        """The product documents of one batch of exported offers (every offer of its groups);
+        offers that cannot become a document are noted in `skipped`."""
+        offer_documents = search_sync.iter_offer_documents(
+            batch, marketplaces=self.marketplaces, rates=self.rates, skipped=skipped
+        )
+        return build_group_documents(
+            offer_documents,
+            matches=search_sync.offer_matches(batch),
+            prior_mean=self.prior,
+        )
+
+
 def _sync_all(
-    connect: Connect,
-    client: meilisearch.Client,
-    offers_uid: str,
-    uid: str,
-    *,
-    rates: Mapping[str, Decimal],
-    marketplaces: Mapping[str, Mapping[str, Any]],
-    active: list[str],
-    prior: Decimal,
-    shared: str,
-    reason: str,
-    progress: Callable[[str], None],
+    connect: Connect, client: meilisearch.Client, build: _GroupBuild, *, reason: str
 ) -> GroupIndexSync:
     """Every product document built and synced, streamed group by group from an export of the
     active offers ordered by group, so memory stays flat however large the catalog."""
@@ -289,7 +306,7 @@ def _sync_all(
         hashes_file, members_file = spill / "group_hashes.parquet", spill / "members.parquet"
 
         def save_inputs(conn: duckdb.DuckDBPyConnection) -> None:
-            params = {"offers_uid": offers_uid}
+            params = {"offers_uid": build.offers_uid}
             conn.sql(GROUP_HASH_SQL, params=params).write_parquet(str(hashes_file))
             conn.sql(MEMBER_SQL, params=params).write_parquet(str(members_file))
 
@@ -297,7 +314,7 @@ def _sync_all(
             connect,
             OFFER_EXPORT_SQL,
             exported,
-            active=active,
+            active=build.active,
             order_by="ORDER BY group_id NULLS LAST, marketplace, external_id",
             also=save_inputs,
         )
@@ -307,22 +324,15 @@ def _sync_all(
             # (only active marketplaces are exported), so each batch's own group summaries are
             # the groups' whole ones: no summary of every group is held for the whole build.
             for batch in search_sync.iter_group_batches(exported):
-                offer_documents = search_sync.iter_offer_documents(
-                    batch, marketplaces=marketplaces, rates=rates, skipped=skipped
-                )
-                for document in build_group_documents(
-                    offer_documents,
-                    matches=search_sync.offer_matches(batch),
-                    prior_mean=prior,
-                ):
+                for document in build.group_documents(batch, skipped):
                     doc_hashes.add(document["id"], compute_document_hash(document))
                     yield document
 
         result = sync_index(
             client,
-            uid,
+            build.uid,
             documents(),
-            progress=progress,
+            progress=build.progress,
             settings=GROUP_INDEX_SETTINGS,
             schema_version=GROUP_DOCUMENT_SCHEMA_VERSION,
         )
@@ -330,15 +340,15 @@ def _sync_all(
         with connect() as conn:
             _write(
                 conn,
-                uid,
+                build.uid,
                 state,
                 [],
                 pyarrow.dataset.dataset(members_file),
                 pl.DataFrame(schema=_MEMBERS_SCHEMA),
                 replace_all=True,
-                shared=shared,
+                shared=build.shared,
             )
-            several = _several_offers(conn, offers_uid)
+            several = _several_offers(conn, build.offers_uid)
     return GroupIndexSync(
         result=result,
         products=doc_hashes.count,
@@ -387,26 +397,9 @@ def sync_group_index(
         reason = "FX rates, marketplaces, the rating prior or the document code changed"
     elif (indexed := document_count(client, uid)) != held[1]:
         reason = f"the product index holds {counted_noun(indexed, 'document')}, the pipeline sent {held[1]}"
-    if reason is not None:
-        progress(f"{uid}: building every product document ({reason})")
-        return _sync_all(
-            connect,
-            client,
-            offers_uid,
-            uid,
-            rates=rates,
-            marketplaces=marketplaces,
-            active=active,
-            prior=prior,
-            shared=shared,
-            reason=reason,
-            progress=progress,
-        )
-    return _sync_changed(
-        connect,
-        client,
-        offers_uid,
-        uid,
+    build = _GroupBuild(
+        offers_uid=offers_uid,
+        uid=uid,
         rates=rates,
         marketplaces=marketplaces,
         active=active,
@@ -414,6 +407,10 @@ def sync_group_index(
         shared=shared,
         progress=progress,
     )
+    if reason is not None:
+        progress(f"{uid}: building every product document ({reason})")
+        return _sync_all(connect, client, build, reason=reason)
+    return _sync_changed(connect, client, build)
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,17 +497,7 @@ def _export_changed_groups(
 
 
 def _sync_changed(
-    connect: Connect,
-    client: meilisearch.Client,
-    offers_uid: str,
-    uid: str,
-    *,
-    rates: Mapping[str, Decimal],
-    marketplaces: Mapping[str, Mapping[str, Any]],
-    active: list[str],
-    prior: Decimal,
-    shared: str,
-    progress: Callable[[str], None],
+    connect: Connect, client: meilisearch.Client, build: _GroupBuild
 ) -> GroupIndexSync:
     """Build the product documents of the groups whose inputs changed, group by group from an
     export of their offers, and send those whose doc_hash changed; delete the gone groups'."""
@@ -518,21 +505,14 @@ def _sync_changed(
     doc_hashes: dict[str, str] = {}
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "changed_groups.parquet"
-        changes = _export_changed_groups(connect, offers_uid, uid, exported)
+        changes = _export_changed_groups(connect, build.offers_uid, build.uid, exported)
         changed, gone = changes.changed, changes.gone
         held_hashes = dict(changed.select("group_id", "held_doc_hash").iter_rows())
 
         def changed_documents() -> Iterator[GroupDocument]:
             for batch in search_sync.iter_group_batches(exported):
-                batch = batch.filter(pl.col("marketplace").is_in(active))
-                offer_documents = search_sync.iter_offer_documents(
-                    batch, marketplaces=marketplaces, rates=rates, skipped=skipped
-                )
-                for document in build_group_documents(
-                    offer_documents,
-                    matches=search_sync.offer_matches(batch),
-                    prior_mean=prior,
-                ):
+                batch = batch.filter(pl.col("marketplace").is_in(build.active))
+                for document in build.group_documents(batch, skipped):
                     document[DOCUMENT_HASH_FIELD] = compute_document_hash(document)
                     doc_hashes[document["id"]] = document[DOCUMENT_HASH_FIELD]
                     if held_hashes.get(document["id"]) != document[DOCUMENT_HASH_FIELD]:
@@ -546,9 +526,11 @@ def _sync_changed(
             )
 
         delete = [g for g, doc_hash in gone.iter_rows() if doc_hash is not None]
-        result = apply_document_changes(client, uid, changed_documents(), delete, progress=progress)
-    progress(
-        f"{uid}: {counted_noun(changed.height, 'group')} with changed offers, "
+        result = apply_document_changes(
+            client, build.uid, changed_documents(), delete, progress=build.progress
+        )
+    build.progress(
+        f"{build.uid}: {counted_noun(changed.height, 'group')} with changed offers, "
         f"{counted_noun(result.sent, 'product document')} changed, {result.deleted} deleted"
     )
     state = _with_doc_hashes(
@@ -561,15 +543,15 @@ def _sync_changed(
     with connect() as conn:
         total = _write(
             conn,
-            uid,
+            build.uid,
             state,
             gone.get_column("group_id").to_list(),
             changes.members,
             changes.left,
             replace_all=False,
-            shared=shared,
+            shared=build.shared,
         )
-        several = _several_offers(conn, offers_uid)
+        several = _several_offers(conn, build.offers_uid)
     return GroupIndexSync(
         result=IndexSyncResult(
             sent=result.sent,

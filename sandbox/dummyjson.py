@@ -12,9 +12,16 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from onecart.money import from_minor_units
 from sandbox.assortment import CATEGORIES, REVIEW_COMMENTS, REVIEWER_NAMES
-from sandbox.carts import numbered_product_index, store_priced_line
+from sandbox.carts import (
+    cart_line,
+    cart_placement_plan,
+    float_price,
+    malformed_float_price,
+    numbered_product_id,
+    numbered_product_index,
+    place_cart,
+)
 from sandbox.draws import hash64, unit_interval
 from sandbox.malformations import huge_text, malformed_title
 from sandbox.orders import OrderLine, SandboxOrder
@@ -35,11 +42,6 @@ DEFAULT_PAGE_SIZE = 30
 # Share of the store's own products listed without a brand (as on the real DummyJSON).
 NO_BRAND_SHARE = 0.15
 QR_CODE_URL = "https://assets.dummyjson.com/public/qr-code.png"
-
-
-def _float_price(minor: int, currency: str) -> float:
-    """A price as the JSON float DummyJSON sends (exact decimal first, then its shortest float)."""
-    return float(from_minor_units(minor, currency))
 
 
 def _iso_ms(offer_time: Any) -> str:
@@ -81,11 +83,7 @@ class DummyJsonService(JsonRecordCatalog):
         product = offer.product
         sentences = product.description_sentences()
         title = malformed_title(offer.title, index, kind)
-        price: Any = _float_price(offer.price_minor, offer.currency)
-        if kind == "negative_price":
-            price = -price
-        elif kind == "unknown_currency":
-            price = f"${price}"
+        price = malformed_float_price(offer.price_minor, offer.currency, kind, currency_text="${}")
         discount = 0.0
         if offer.list_price_minor:
             discount = round(
@@ -109,7 +107,7 @@ class DummyJsonService(JsonRecordCatalog):
         stock = offer.stock
         image = self.ctx.image_url(request, offer)
         record: dict[str, Any] = {
-            "id": index if kind == "duplicate_id" else index + 1,
+            "id": numbered_product_id(index, kind),
             "title": title,
             "description": huge_text(sentences)
             if kind == "huge_description"
@@ -282,11 +280,11 @@ class DummyJsonService(JsonRecordCatalog):
 
     def add_cart(self, request: Request) -> Response:
         """POST /carts/add {userId, products: [{id, quantity}]} → the cart (201; 200 on replay)."""
-        plan = self.ctx.knobs.plan_placement(self.slug)
-        if plan.fail_before:
-            raise JsonError(503, {"message": "Service Unavailable (fail_next_orders)"})
-        if plan.refuse:
-            raise JsonError(400, {"message": "Cart could not be created: products unavailable"})
+        plan = cart_placement_plan(
+            self,
+            unavailable={"message": "Service Unavailable (fail_next_orders)"},
+            refused={"message": "Cart could not be created: products unavailable"},
+        )
         body = read_json_body(request, {"message": "Invalid JSON body"})
         if not isinstance(body, dict) or body.get("userId") in (None, ""):
             raise JsonError(400, {"message": "User id is required"})
@@ -297,36 +295,28 @@ class DummyJsonService(JsonRecordCatalog):
         for item in items:
             if not isinstance(item, dict):
                 raise JsonError(400, {"message": "Each product needs an id and a quantity"})
-            index = numbered_product_index(self, str(item.get("id", "")))
-            if index is not None and plan.is_delisted(str(index + 1)):
-                index = None
-            if index is None and plan.drop_unknown_lines:
-                continue  # the real DummyJSON drops unknown ids and still answers 201
-            if index is None:
-                raise _not_found(item.get("id"))
-            quantity = item.get("quantity", 1)
-            if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
-                raise JsonError(
-                    400, {"message": f"Invalid quantity for product '{item.get('id')}'"}
-                )
             # carts/add takes no price: the store bills its own (current) price.
-            lines.append(store_priced_line(self, plan, index, quantity))
+            line = cart_line(
+                self,
+                plan,
+                str(item.get("id", "")),
+                item.get("quantity", 1),
+                unknown=_not_found(item.get("id")),
+                bad_quantity=JsonError(
+                    400, {"message": f"Invalid quantity for product '{item.get('id')}'"}
+                ),
+            )
+            if line is not None:  # the real DummyJSON drops unknown ids and still answers 201
+                lines.append(line)
         lines.sort(key=lambda line: line.offer_index)  # DummyJSON answers in id order
-        order, created = self.ctx.orders.place(
-            self.slug,
-            idempotency_key=request.headers.get("Idempotency-Key"),
-            reference=None,
-            currency=self.profile.currency,
-            lines=lines,
-            cancel_rate=0.0,
-            extra={"userId": body.get("userId")},
-        )
-        return self.ctx.finish_placement(
-            self.slug,
+        return place_cart(
+            self,
+            request,
             plan,
-            order,
-            json_response(self.cart_record(request, order), status=201 if created else 200),
-            json_response({"message": "Internal Server Error"}, 500),
+            lines,
+            extra={"userId": body.get("userId")},
+            answer=lambda order: self.cart_record(request, order),
+            failure={"message": "Internal Server Error"},
         )
 
     def get_cart(self, request: Request, cart_id: int) -> Response:
@@ -344,13 +334,13 @@ class DummyJsonService(JsonRecordCatalog):
         cart_total = 0.0
         for line in order.lines:
             offer = self.ctx.offer(self.slug, line.offer_index)
-            total = _float_price(line.unit_price_minor, order.currency) * line.quantity
+            total = float_price(line.unit_price_minor, order.currency) * line.quantity
             cart_total += total
             products.append(
                 {
                     "id": int(line.external_id),
                     "title": line.title,
-                    "price": _float_price(line.unit_price_minor, order.currency),
+                    "price": float_price(line.unit_price_minor, order.currency),
                     "quantity": line.quantity,
                     "total": total,
                     "discountPercentage": 0,

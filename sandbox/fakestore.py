@@ -11,9 +11,15 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from onecart.money import from_minor_units
 from sandbox.assortment import CATEGORIES
-from sandbox.carts import numbered_product_index, store_priced_line
+from sandbox.carts import (
+    cart_line,
+    cart_placement_plan,
+    malformed_float_price,
+    numbered_product_id,
+    numbered_product_index,
+    place_cart,
+)
 from sandbox.malformations import huge_text, malformed_title
 from sandbox.orders import OrderLine, SandboxOrder
 from sandbox.service import (
@@ -63,13 +69,9 @@ class FakeStoreService(JsonRecordCatalog):
         product = offer.product
         sentences = product.description_sentences()
         title = malformed_title(offer.title, index, kind)
-        price: Any = float(from_minor_units(offer.price_minor, offer.currency))
-        if kind == "negative_price":
-            price = -price
-        elif kind == "unknown_currency":
-            price = f"{price} €"
+        price = malformed_float_price(offer.price_minor, offer.currency, kind, currency_text="{} €")
         record: dict[str, Any] = {
-            "id": index if kind == "duplicate_id" else index + 1,
+            "id": numbered_product_id(index, kind),
             "title": title,
             "price": price,
             "description": huge_text(sentences)
@@ -125,13 +127,11 @@ class FakeStoreService(JsonRecordCatalog):
 
     def create_cart(self, request: Request) -> Response:
         """POST /carts {userId, date, products: [{productId, quantity}]} → 201 (200 on replay)."""
-        plan = self.ctx.knobs.plan_placement(self.slug)
-        if plan.fail_before:
-            raise JsonError(
-                503, {"status": "error", "message": "Service Unavailable (fail_next_orders)"}
-            )
-        if plan.refuse:
-            raise JsonError(400, {"status": "error", "message": "cart could not be created"})
+        plan = cart_placement_plan(
+            self,
+            unavailable={"status": "error", "message": "Service Unavailable (fail_next_orders)"},
+            refused={"status": "error", "message": "cart could not be created"},
+        )
         body = read_json_body(request, {"status": "error", "message": "invalid JSON body"})
         items = body.get("products") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
@@ -142,40 +142,32 @@ class FakeStoreService(JsonRecordCatalog):
                 raise JsonError(
                     400, {"status": "error", "message": "each product needs productId and quantity"}
                 )
-            index = numbered_product_index(self, str(item.get("productId", "")))
-            quantity = item.get("quantity")
-            if index is not None and plan.is_delisted(str(index + 1)):
-                index = None
-            if index is None and plan.drop_unknown_lines:
-                continue  # a sloppy server drops what it does not know and still answers 201
-            if index is None:
-                raise JsonError(
+            line = cart_line(
+                self,
+                plan,
+                str(item.get("productId", "")),
+                item.get("quantity"),
+                unknown=JsonError(
                     400,
                     {"status": "error", "message": f"unknown productId {item.get('productId')!r}"},
-                )
-            if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
-                raise JsonError(
+                ),
+                bad_quantity=JsonError(
                     400, {"status": "error", "message": "quantity must be a positive integer"}
-                )
-            lines.append(store_priced_line(self, plan, index, quantity))
-        order, created = self.ctx.orders.place(
-            self.slug,
-            idempotency_key=request.headers.get("Idempotency-Key"),
-            reference=None,
-            currency=self.profile.currency,
-            lines=lines,
-            cancel_rate=0.0,
+                ),
+            )
+            if line is not None:  # a sloppy server drops what it does not know, still answers 201
+                lines.append(line)
+        return place_cart(
+            self,
+            request,
+            plan,
+            lines,
             extra={
                 "userId": body.get("userId"),
                 "date": body.get("date") or datetime.now(UTC).date().isoformat(),
             },
-        )
-        return self.ctx.finish_placement(
-            self.slug,
-            plan,
-            order,
-            json_response(self.cart_record(order), status=201 if created else 200),
-            json_response({"status": "error", "message": "Internal Server Error"}, 500),
+            answer=self.cart_record,
+            failure={"status": "error", "message": "Internal Server Error"},
         )
 
     def list_carts(self, request: Request) -> Response:

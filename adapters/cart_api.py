@@ -6,13 +6,25 @@ replies (adapters/dummyjson.py, adapters/fakestore.py)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from adapters.base import Capability, MarketplaceConfig, PlacedOrder, Rejected, Unsupported
+from adapters.accepted import line_quantity
+from adapters.base import (
+    Capability,
+    MarketplaceConfig,
+    NotFound,
+    Offer,
+    OrderRequest,
+    PlacedOrder,
+    Rejected,
+    Unsupported,
+)
+from adapters.fields import optional_int, optional_text
 from adapters.http_adapter import HttpMarketplaceAdapter
 
 DEFAULT_CART_USER_ID = 1
@@ -38,9 +50,29 @@ class CartApiAdapter(HttpMarketplaceAdapter):
         self.page_size = max(1, config.page_size)
         self.cart_user_id = int(config.options.get("cart_user_id", DEFAULT_CART_USER_ID))
 
+    @property
+    def honours_idempotency_keys(self) -> bool:
+        """As configured (default True, as the sandbox honours keys). The real DummyJSON ignores
+        Idempotency-Key, as may a Fake Store API: configure such a store with
+        `retry_unknown_writes = false`. Carts carry no reference, so resending with the key is
+        the only way to settle a placement in doubt."""
+        return self.keys_honoured_as_configured
+
     def product_resource_url(self, external_id: str) -> str:
         """The product's own resource: the format has no product page, this is the stable link."""
         return f"{self.config.base_url.rstrip('/')}/products/{quote(external_id, safe='')}"
+
+    def is_unknown_product_reply(self, body: Any) -> bool:
+        """Whether a `/products/{id}` reply says there is no such product (a 404 comes back as
+        None); a format that answers an unknown id otherwise says so here."""
+        return body is None
+
+    def lookup_offer(self, external_id: str) -> Offer:
+        """`/products/{id}`, normalized; NotFound for an unknown id (is_unknown_product_reply)."""
+        body, _ = self.get_json(f"products/{quote(external_id, safe='')}")
+        if self.is_unknown_product_reply(body):
+            raise NotFound(f"{self.slug}: product {external_id} not found", marketplace=self.slug)
+        return self.normalize_record(body)
 
     def cart_product_id(self, external_id: str) -> int:
         """The numeric product id a cart line needs; Rejected for any other external id."""
@@ -61,3 +93,39 @@ class CartApiAdapter(HttpMarketplaceAdapter):
             f"{self.slug}: {self.api_name} carts cannot be looked up by reference",
             marketplace=self.slug,
         )
+
+    def cart_products(self, request: OrderRequest, *, id_field: str) -> list[dict[str, int]]:
+        """The order's lines as cart products, `{id_field: product id, "quantity": n}`, sorted by
+        product id (DummyJSON matches quantities to products in id order)."""
+        return [
+            {id_field: self.cart_product_id(line.external_id), "quantity": line.quantity}
+            for line in sorted(
+                request.lines, key=lambda line: self.cart_product_id(line.external_id)
+            )
+        ]
+
+    def post_cart(
+        self, path: str, cart: Mapping[str, Any], request: OrderRequest, *, what: str
+    ) -> Mapping[str, Any]:
+        """POST the cart with the order's Idempotency-Key (a retried placement returns the same
+        cart; a 404 is a refusal) and return the reply, which must carry the cart's id: a reply
+        without one leaves the outcome unknown (`what` names the write in that error)."""
+        body, _ = self.send_write(
+            "POST",
+            path,
+            json=cart,
+            idempotency_key=request.idempotency_key,
+            not_found_is_refusal=True,
+        )
+        if not isinstance(body, Mapping) or optional_text(body.get("id")) is None:
+            raise self.unreadable_write(what, "no cart id")
+        return body
+
+
+def cart_item_quantity(item: Mapping[str, Any], *, id_field: str) -> tuple[str, int] | None:
+    """A cart reply's product as (product id, quantity), or None when either is unreadable."""
+    product_id = optional_int(item.get(id_field))
+    quantity = line_quantity(item.get("quantity"))
+    if product_id is None or quantity is None:
+        return None
+    return str(product_id), quantity

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote
 
-from adapters.accepted import accepted_lines, line_quantity, order_money
+from adapters.accepted import accepted_lines, order_money
 from adapters.base import (
     AcceptedLine,
     BadPayload,
     CatalogPage,
-    NotFound,
     Offer,
     OrderRequest,
     OrderStatus,
     PlacedOrder,
     parse_rating,
 )
-from adapters.cart_api import CartApiAdapter
+from adapters.cart_api import CartApiAdapter, cart_item_quantity
 from adapters.fields import (
     availability_from_word,
     category_leaf,
@@ -47,13 +45,6 @@ class DummyJsonAdapter(CartApiAdapter):
     """A DummyJSON-style store: catalog, live lookups and cart orders (no status, no cancel)."""
 
     api_name = "DummyJSON"
-
-    @property
-    def honours_idempotency_keys(self) -> bool:
-        """As configured (default True, as the sandbox honours keys). Real DummyJSON ignores
-        Idempotency-Key: configure it with `retry_unknown_writes = false`. Carts carry no
-        reference, so resending with the key is the only way to settle a placement in doubt."""
-        return self.keys_honoured_as_configured
 
     # --- Catalog ----------------------------------------------------------------------------
 
@@ -129,14 +120,7 @@ class DummyJsonAdapter(CartApiAdapter):
                 stock=stock,
             )
 
-    # --- Live offer -------------------------------------------------------------------------
-
-    def lookup_offer(self, external_id: str) -> Offer:
-        """`/products/{id}` (404 -> NotFound)."""
-        body, _ = self.get_json(f"products/{quote(external_id, safe='')}")
-        if body is None:
-            raise NotFound(f"{self.slug}: product {external_id} not found", marketplace=self.slug)
-        return self.normalize_record(body)
+    # Live offer: `/products/{id}`, a 404 for an unknown id (CartApiAdapter.lookup_offer).
 
     # --- Orders -----------------------------------------------------------------------------
 
@@ -144,20 +128,13 @@ class DummyJsonAdapter(CartApiAdapter):
         """`POST /carts/add` with the lines sorted by product id (DummyJSON matches quantities to
         products in id order). The Idempotency-Key makes a retried placement return the same cart.
         """
-        products = []
-        for line in sorted(request.lines, key=lambda line: self.cart_product_id(line.external_id)):
-            products.append(
-                {"id": self.cart_product_id(line.external_id), "quantity": line.quantity}
-            )
-        body, _ = self.send_write(
-            "POST",
+        products = self.cart_products(request, id_field="id")
+        body = self.post_cart(
             "carts/add",
-            json={"userId": self.cart_user_id, "products": products},
-            idempotency_key=request.idempotency_key,
-            not_found_is_refusal=True,
+            {"userId": self.cart_user_id, "products": products},
+            request,
+            what="POST carts/add",
         )
-        if not isinstance(body, Mapping) or optional_text(body.get("id")) is None:
-            raise self.unreadable_write("POST carts/add", "no cart id")
         currency = self.config.currency
         # What the cart costs after DummyJSON's discounts; floats with binary noise, read exactly.
         total_minor = order_money(body.get("discountedTotal", body.get("total")), currency)
@@ -173,12 +150,12 @@ class DummyJsonAdapter(CartApiAdapter):
 
 def _cart_line(item: Mapping[str, Any], currency: str) -> AcceptedLine | None:
     """A cart product: id, quantity, unit price and line total (after discount), as floats."""
-    product_id = optional_int(item.get("id"))
-    quantity = line_quantity(item.get("quantity"))
-    if product_id is None or quantity is None:
+    read = cart_item_quantity(item, id_field="id")
+    if read is None:
         return None
+    product_id, quantity = read
     return AcceptedLine(
-        str(product_id),
+        product_id,
         quantity,
         order_money(item.get("price"), currency) if not item.get("discountPercentage") else None,
         order_money(item.get("discountedTotal", item.get("total")), currency),

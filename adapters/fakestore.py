@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
-from adapters.accepted import accepted_lines, line_quantity
+from adapters.accepted import accepted_lines
 from adapters.base import (
     AcceptedLine,
     CatalogPage,
-    NotFound,
     Offer,
     OrderRequest,
     OrderStatus,
@@ -25,7 +23,7 @@ from adapters.base import (
     pages_of,
     parse_rating,
 )
-from adapters.cart_api import CartApiAdapter
+from adapters.cart_api import CartApiAdapter, cart_item_quantity
 from adapters.fields import (
     category_leaf,
     description_text,
@@ -33,8 +31,6 @@ from adapters.fields import (
     iter_json_array,
     naming_the_record,
     optional_count,
-    optional_int,
-    optional_text,
     optional_url,
     require_decimal_price,
     require_external_id,
@@ -47,13 +43,6 @@ class FakeStoreAdapter(CartApiAdapter):
     """A Fake Store API shop: catalog, live lookups, cart orders (no status, no cancel)."""
 
     api_name = "Fake Store"
-
-    @property
-    def honours_idempotency_keys(self) -> bool:
-        """As configured (default True, as the sandbox honours keys); a Fake Store API that
-        ignores Idempotency-Key is configured with `retry_unknown_writes = false`. Carts carry no
-        reference, so resending with the key is the only way to settle a placement in doubt."""
-        return self.keys_honoured_as_configured
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
         """The whole `/products` list from one request, handed on in pages of `page_size` as it
@@ -87,34 +76,23 @@ class FakeStoreAdapter(CartApiAdapter):
                 available=True,  # the format says nothing about stock; a listed product is for sale
             )
 
-    def lookup_offer(self, external_id: str) -> Offer:
-        """`/products/{id}`; the API's empty 200 for an unknown id becomes NotFound."""
-        body, _ = self.get_json(f"products/{quote(external_id, safe='')}")
-        if body is None or body == {}:
-            raise NotFound(f"{self.slug}: product {external_id} not found", marketplace=self.slug)
-        return self.normalize_record(body)
+    def is_unknown_product_reply(self, body: Any) -> bool:
+        """The API answers an unknown id with an empty 200 (or a 404): both become NotFound."""
+        return body is None or body == {}
 
     def place_order(self, request: OrderRequest) -> PlacedOrder:
         """`POST /carts`; the Idempotency-Key makes a retried placement return the same cart."""
-        products = [
-            {"productId": self.cart_product_id(line.external_id), "quantity": line.quantity}
-            for line in sorted(
-                request.lines, key=lambda line: self.cart_product_id(line.external_id)
-            )
-        ]
-        body, _ = self.send_write(
-            "POST",
+        products = self.cart_products(request, id_field="productId")
+        body = self.post_cart(
             "carts",
-            json={
+            {
                 "userId": self.cart_user_id,
                 "date": datetime.now(UTC).date().isoformat(),
                 "products": products,
             },
-            idempotency_key=request.idempotency_key,
-            not_found_is_refusal=True,
+            request,
+            what="POST /carts",
         )
-        if not isinstance(body, Mapping) or optional_text(body.get("id")) is None:
-            raise self.unreadable_write("POST /carts", "no cart id")
         # A cart has no status and no prices: only its products and quantities are said.
         return PlacedOrder(
             marketplace_order_id=str(body["id"]),
@@ -124,8 +102,6 @@ class FakeStoreAdapter(CartApiAdapter):
 
 
 def _cart_line(item: Mapping[str, Any]) -> AcceptedLine | None:
-    product_id = optional_int(item.get("productId"))
-    quantity = line_quantity(item.get("quantity"))
-    if product_id is None or quantity is None:
-        return None
-    return AcceptedLine(str(product_id), quantity)
+    """A cart product: id and quantity (a Fake Store cart says no price)."""
+    read = cart_item_quantity(item, id_field="productId")
+    return AcceptedLine(*read) if read is not None else None

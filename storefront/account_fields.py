@@ -1,7 +1,8 @@
 """The form fields several account forms ask for the same way: an e-mail address, a person's
 names and phone number, and a new password with its confirmation (sign-up, profile, password
-change and reset, forgotten password, and the checkout's phone for the courier). Each call
-makes a new field, so a form's fields keep the order they are declared in."""
+change and reset, forgotten password, and the checkout's phone for the courier), and the shape
+of any length-bounded text field (text_field: the checkout's address, the support form). Each
+call makes a new field, so a form's fields keep the order they are declared in."""
 
 from __future__ import annotations
 
@@ -14,6 +15,30 @@ from wtforms.validators import DataRequired, EqualTo, Length, Optional, Validati
 from commerce.accounts import password_problems
 
 PASSWORD_RULES = "At least 10 characters, mixing letters with digits or symbols."
+
+
+def text_field(
+    label: str,
+    *,
+    max_length: int,
+    required: str | None = None,
+    autocomplete: str | None = None,
+    field_class: type[Field] = StringField,
+    **options: Any,
+) -> UnboundField:
+    """A text field of at most `max_length` characters: required when `required` is given (the
+    message shown when it is left empty), optional otherwise; `autocomplete` is the browser's
+    fill-in hint. Other `options` (description, render_kw) go to the field as they are."""
+    presence = DataRequired(required) if required is not None else Optional()
+    render_kw = dict(options.pop("render_kw", None) or {})
+    if autocomplete is not None:
+        render_kw["autocomplete"] = autocomplete
+    return field_class(
+        label,
+        validators=[presence, Length(max=max_length)],
+        render_kw=render_kw or None,
+        **options,
+    )
 
 
 def email_address_field() -> UnboundField:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import Field, HiddenField, RadioField, SelectField, StringField
+from wtforms import Field, HiddenField, RadioField, SelectField
 from wtforms.fields import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Optional, ValidationError
 
 from commerce.countries import shipping_countries
 from commerce.order_models import PaymentMethod
 from commerce.payments.gateway import is_payment_intent_id
-from storefront.account_fields import phone_number_field
+from storefront.account_fields import phone_number_field, text_field
 
 
 def country_choices() -> list[SelectChoice]:
@@ -36,31 +36,25 @@ class CheckoutForm(FlaskForm):
     # Handed over by Stripe.js, so as forgeable as any field: its shape is checked before any use.
     payment_intent_id = HiddenField(validators=[Optional(), payment_intent_id_shape])
 
-    name = StringField(
+    name = text_field(
         "Full name",
-        validators=[DataRequired("Enter the name to ship to."), Length(max=160)],
-        render_kw={"autocomplete": "shipping name"},
+        max_length=160,
+        required="Enter the name to ship to.",
+        autocomplete="shipping name",
     )
-    line1 = StringField(
+    line1 = text_field(
         "Address",
-        validators=[DataRequired("Enter the street address."), Length(max=200)],
-        render_kw={"autocomplete": "shipping address-line1"},
+        max_length=200,
+        required="Enter the street address.",
+        autocomplete="shipping address-line1",
     )
-    line2 = StringField(
-        "Apartment, suite (optional)",
-        validators=[Optional(), Length(max=200)],
-        render_kw={"autocomplete": "shipping address-line2"},
+    line2 = text_field(
+        "Apartment, suite (optional)", max_length=200, autocomplete="shipping address-line2"
     )
-    city = StringField(
-        "City",
-        validators=[DataRequired("Enter the city."), Length(max=120)],
-        render_kw={"autocomplete": "shipping address-level2"},
+    city = text_field(
+        "City", max_length=120, required="Enter the city.", autocomplete="shipping address-level2"
     )
-    postal_code = StringField(
-        "Postal code",
-        validators=[Optional(), Length(max=20)],
-        render_kw={"autocomplete": "shipping postal-code"},
-    )
+    postal_code = text_field("Postal code", max_length=20, autocomplete="shipping postal-code")
     country = SelectField(
         "Country",
         validators=[DataRequired("Choose a country.")],

@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import EmailField, TextAreaField
+
+from storefront.account_fields import text_field
 
 
 class SupportForm(FlaskForm):
     """A support request: who, how to reach them, an optional order number and the message."""
 
-    name = StringField(
-        "Your name",
-        validators=[DataRequired("Tell us your name."), Length(max=120)],
-        render_kw={"autocomplete": "name"},
+    name = text_field(
+        "Your name", max_length=120, required="Tell us your name.", autocomplete="name"
     )
-    email = EmailField(
+    email = text_field(
         "E-mail address",
-        validators=[DataRequired("Enter the e-mail address we should answer."), Length(max=254)],
-        render_kw={"autocomplete": "email"},
+        max_length=254,
+        required="Enter the e-mail address we should answer.",
+        autocomplete="email",
+        field_class=EmailField,
     )
-    order_number = StringField(
+    order_number = text_field(
         "Order number (optional)",
-        validators=[Optional(), Length(max=40)],
+        max_length=40,
         description="If your question is about an order, its number helps us find it.",
     )
-    subject = StringField("Subject (optional)", validators=[Optional(), Length(max=200)])
-    message = TextAreaField(
+    subject = text_field("Subject (optional)", max_length=200)
+    message = text_field(
         "How can we help?",
-        validators=[DataRequired("Describe what you need help with."), Length(max=5000)],
+        max_length=5000,
+        required="Describe what you need help with.",
+        field_class=TextAreaField,
         render_kw={"rows": 6},
     )

@@ -6,7 +6,6 @@ are. On the test database (SQLite, or PostgreSQL with DATABASE_URL)."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -20,7 +19,6 @@ from commerce.models import Marketplace, User, utc_now
 from commerce.order_models import (
     MarketplaceOrder,
     Order,
-    Payment,
     PaymentMethod,
     PaymentStatus,
     Refund,
@@ -28,6 +26,7 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
+from tests.storefront.order_factories import add_order, add_payment, add_sub_order
 
 
 @pytest.fixture
@@ -41,24 +40,15 @@ def admin_client(
 def _flagged_order(
     db_session: Session, user: User, reason: str, *, flagged_at: Any = None, currency: str = "KES"
 ) -> Order:
-    order = Order(
-        user_id=user.id,
+    return add_order(
+        db_session,
+        user,
         total_minor=1_250_000,
         currency=currency,
         payment_method=PaymentMethod.STRIPE,
-        validation_token=uuid.uuid4().hex,
-        email=user.email,
-        ship_name="Ada",
-        ship_line1="1 Road",
-        ship_city="Nairobi",
-        ship_country="KE",
         attention_reason=reason,
+        **({} if flagged_at is None else {"updated_at": flagged_at}),
     )
-    if flagged_at is not None:
-        order.updated_at = flagged_at
-    db_session.add(order)
-    db_session.flush()
-    return order
 
 
 def _wallet_paid_part(
@@ -67,28 +57,15 @@ def _wallet_paid_part(
     """`order` paid from the wallet (995 USD cents, captured) with one part of that amount on
     `market`, with `fields` (status, marketplace number, claim, …) set; committed."""
     order.payment_method = PaymentMethod.WALLET
-    db_session.add(
-        Payment(
-            order_id=order.id,
-            method=PaymentMethod.WALLET,
-            status=PaymentStatus.CAPTURED,
-            currency="USD",
-            amount_minor=995,
-            captured_minor=995,
-            provider_reference=f"wallet-{order.id}",
-        )
-    )
-    sub = MarketplaceOrder(
-        order_id=order.id,
-        marketplace_id=market.id,
+    add_payment(
+        db_session,
+        order,
+        method=PaymentMethod.WALLET,
+        status=PaymentStatus.CAPTURED,
         amount_minor=995,
-        currency="USD",
-        charge_minor=995,
-        charge_currency="USD",
-        idempotency_key=uuid.uuid4().hex,
-        **fields,
+        provider_reference=f"wallet-{order.id}",
     )
-    db_session.add(sub)
+    sub = add_sub_order(db_session, order, market, amount_minor=995, **fields)
     db_session.commit()
     return sub
 
@@ -113,30 +90,25 @@ def test_a_flagged_order_shows_what_the_operator_needs_to_refund_by_hand(
     order = _flagged_order(
         db_session, shopper, "Refund rf-ord-77 refused by the provider: card closed"
     )
-    payment = Payment(
-        order_id=order.id,
+    payment = add_payment(
+        db_session,
+        order,
         method=PaymentMethod.STRIPE,
         status=PaymentStatus.CAPTURED,
         currency="KES",
         amount_minor=1_250_000,
-        captured_minor=1_250_000,
         provider_reference="pi_flaggedcase0001",
     )
-    db_session.add(payment)
-    sub = MarketplaceOrder(
-        order_id=order.id,
-        marketplace_id=kiondo.id,
+    sub = add_sub_order(
+        db_session,
+        order,
+        kiondo,
         status=SubOrderStatus.CANCELLED,
         amount_minor=830_000,
         currency="KES",
-        charge_minor=830_000,
-        charge_currency="KES",
-        idempotency_key=uuid.uuid4().hex,
         marketplace_order_id="4471",
         placed_at=utc_now(),
     )
-    db_session.add(sub)
-    db_session.flush()
     db_session.add(
         Refund(
             payment_id=payment.id,
@@ -224,19 +196,14 @@ def test_the_unanswered_placements_list_is_bounded_and_says_how_many_wait(
     for n in range(3):
         order = _flagged_order(db_session, shopper, f"unused {n}")
         order.attention_reason = None
-        sub = MarketplaceOrder(
-            order_id=order.id,
-            marketplace_id=market.id,
+        sub = add_sub_order(
+            db_session,
+            order,
+            market,
             status=SubOrderStatus.NEEDS_ATTENTION,
             amount_minor=995,
-            currency="USD",
-            charge_minor=995,
-            charge_currency="USD",
-            idempotency_key=uuid.uuid4().hex,
+            updated_at=now - timedelta(hours=3 - n),  # the first waits longest
         )
-        sub.updated_at = now - timedelta(hours=3 - n)  # the first waits longest
-        db_session.add(sub)
-        db_session.flush()
         waiting.append(sub)
     db_session.commit()
 
@@ -268,18 +235,14 @@ def test_the_answer_to_mark_placed_names_the_order_and_marketplace_not_an_intern
     market = make_marketplace(name="DummyMart Test")
     order = _flagged_order(db_session, shopper, "unused")
     order.attention_reason = None
-    sub = MarketplaceOrder(
-        order_id=order.id,
-        marketplace_id=market.id,
+    sub = add_sub_order(
+        db_session,
+        order,
+        market,
         status=SubOrderStatus.PLACED,  # settled by another operator already
         amount_minor=995,
-        currency="USD",
-        charge_minor=995,
-        charge_currency="USD",
-        idempotency_key=uuid.uuid4().hex,
         marketplace_order_id="51",
     )
-    db_session.add(sub)
     db_session.commit()
 
     answer = admin_client.post(
@@ -457,32 +420,10 @@ def test_the_abandoned_cancellation_sweep_does_not_tell_an_operator_cancelled_pa
     shopper = make_user()
     market = make_marketplace(name="DummyMart Test")
     order = _flagged_order(db_session, shopper, "the shopper's cancellation got no answer")
-    order.payment_method = PaymentMethod.WALLET
     order.cancel_requested_at = utc_now() - timedelta(hours=2)
-    db_session.add(
-        Payment(
-            order_id=order.id,
-            method=PaymentMethod.WALLET,
-            status=PaymentStatus.CAPTURED,
-            currency="USD",
-            amount_minor=995,
-            captured_minor=995,
-            provider_reference=f"wallet-{order.id}",
-        )
+    sub = _wallet_paid_part(
+        db_session, order, market, status=SubOrderStatus.PLACED, marketplace_order_id="54"
     )
-    sub = MarketplaceOrder(
-        order_id=order.id,
-        marketplace_id=market.id,
-        status=SubOrderStatus.PLACED,
-        amount_minor=995,
-        currency="USD",
-        charge_minor=995,
-        charge_currency="USD",
-        idempotency_key=uuid.uuid4().hex,
-        marketplace_order_id="54",
-    )
-    db_session.add(sub)
-    db_session.commit()
     adapter = _ShippedThere(lambda: cancelled_by_operator(factory, sub.id))
 
     resolve_abandoned_cancellation(

@@ -23,7 +23,6 @@ from commerce.models import Marketplace, User, WalletEntry, utc_now
 from commerce.order_models import (
     MarketplaceOrder,
     Order,
-    Payment,
     PaymentMethod,
     PaymentStatus,
     Refund,
@@ -35,6 +34,7 @@ from commerce.placement_claims import Claim
 from commerce.placement_outcomes import needs_attention
 from commerce.wallet import pay_from_wallet, top_up
 from onecart.money import Money
+from tests.storefront.order_factories import add_order, add_payment, add_sub_order
 
 
 @pytest.fixture
@@ -58,48 +58,29 @@ def _order(
     marketplace: Marketplace,
 ) -> tuple[Order, MarketplaceOrder]:
     """An order of 2,500 USD with its payment and one sub-order being placed (claim "tok")."""
-    order = Order(
-        user_id=user.id,
-        total_minor=2500,
-        currency="USD",
-        payment_method=method,
-        validation_token=uuid.uuid4().hex,
-        email=user.email,
-        ship_name="Ada",
-        ship_line1="1 Road",
-        ship_city="Nairobi",
-        ship_country="KE",
-    )
-    session.add(order)
-    session.flush()
+    order = add_order(session, user, total_minor=2500, payment_method=method)
     reference = "pi_times0001"
     if method == PaymentMethod.WALLET:
         reference = f"wallet-{uuid.uuid4().hex[:12]}"
         top_up(session, user, Decimal("25"), reference=f"sandbox-topup-{order.id}")
         pay_from_wallet(session, user, Money(2500, "USD"), reference=reference)
-    session.add(
-        Payment(
-            order_id=order.id,
-            method=method,
-            status=payment_status,
-            currency="USD",
-            amount_minor=2500,
-            captured_minor=2500 if payment_status == PaymentStatus.CAPTURED else 0,
-            provider_reference=reference,
-        )
+    add_payment(
+        session,
+        order,
+        method=method,
+        status=payment_status,
+        amount_minor=2500,
+        captured_minor=2500 if payment_status == PaymentStatus.CAPTURED else 0,
+        provider_reference=reference,
     )
-    sub = MarketplaceOrder(
-        order_id=order.id,
-        marketplace_id=marketplace.id,
+    sub = add_sub_order(
+        session,
+        order,
+        marketplace,
         status=SubOrderStatus.PLACING,
         amount_minor=2500,
-        currency="USD",
-        charge_minor=2500,
-        charge_currency="USD",
-        idempotency_key=uuid.uuid4().hex,
         claim_token="tok",
     )
-    session.add(sub)
     session.commit()
     return order, sub
 

@@ -9,7 +9,6 @@ token in clear text over plain http wherever it did lead.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from email.header import decode_header, make_header
 from typing import Any
@@ -23,6 +22,7 @@ from commerce.notification_models import Notification
 from commerce.notifications import email_subject, send_notification_emails
 from commerce.order_models import Order, OrderStatus, PaymentMethod
 from onecart.settings import Settings
+from tests.storefront.order_factories import add_order
 
 PUBLIC_URL = "https://shop.example.com"
 
@@ -40,101 +40,77 @@ def _mail_settings(settings: Settings, port: int, **changes: Any) -> Settings:
 
 
 def _order(session: Session, user: User) -> Order:
-    order = Order(
-        user_id=user.id,
+    return add_order(
+        session,
+        user,
         status=OrderStatus.SHIPPED,
         total_minor=10000,
-        currency="USD",
         payment_method=PaymentMethod.WALLET,
-        validation_token=uuid.uuid4().hex,
-        email=user.email,
-        ship_name="Ada",
-        ship_line1="1 Road",
-        ship_city="Nairobi",
-        ship_country="KE",
     )
-    session.add(order)
-    session.flush()
-    return order
 
 
-def _sent_body(
-    session: Session,
-    storefront_db_url: str,
-    mail_settings: Settings,
-    received: list[Any],
-    notification: Notification,
-) -> str:
-    session.add(notification)
-    session.commit()
-    factory = get_session_factory(storefront_db_url)
-    assert send_notification_emails(factory, mail_settings, [notification.id]) == 1
-    return str(received[-1].get_payload(decode=True).decode())
-
-
-def test_an_order_notification_links_to_the_public_status_page(
+@pytest.fixture
+def sent_body(
     db_session: Session,
-    make_user: Callable[..., User],
     storefront_db_url: str,
     settings: Settings,
     mailbox: tuple[int, list[Any]],
-) -> None:
+) -> Callable[..., str]:
+    """Sends one notification by e-mail, with the run's settings changed as the keywords say
+    (_mail_settings), and returns the body the mailbox received."""
     port, received = mailbox
+
+    def send(notification: Notification, **changes: Any) -> str:
+        db_session.add(notification)
+        db_session.commit()
+        factory = get_session_factory(storefront_db_url)
+        mail_settings = _mail_settings(settings, port, **changes)
+        assert send_notification_emails(factory, mail_settings, [notification.id]) == 1
+        return str(received[-1].get_payload(decode=True).decode())
+
+    return send
+
+
+def test_an_order_notification_links_to_the_public_status_page(
+    db_session: Session, make_user: Callable[..., User], sent_body: Callable[..., str]
+) -> None:
     user = make_user()
     order = _order(db_session, user)
-    body = _sent_body(
-        db_session,
-        storefront_db_url,
-        _mail_settings(settings, port, public_url=PUBLIC_URL + "/"),
-        received,
+    body = sent_body(
         Notification(
             user_id=user.id, order_id=order.id, kind="order_shipped", message="It shipped."
         ),
+        public_url=PUBLIC_URL + "/",
     )
     assert f"{PUBLIC_URL}/order-status/{order.status_token}" in body
     assert "0.0.0.0" not in body and "http://" not in body
 
 
 def test_a_price_alert_links_to_the_public_product_page(
-    db_session: Session,
-    make_user: Callable[..., User],
-    storefront_db_url: str,
-    settings: Settings,
-    mailbox: tuple[int, list[Any]],
+    make_user: Callable[..., User], sent_body: Callable[..., str]
 ) -> None:
-    port, received = mailbox
     user = make_user()
-    body = _sent_body(
-        db_session,
-        storefront_db_url,
-        _mail_settings(settings, port, public_url=PUBLIC_URL),
-        received,
+    body = sent_body(
         Notification(
             user_id=user.id, kind="price_alert", message="Cheaper now.", link_path="/product/g-1"
         ),
+        public_url=PUBLIC_URL,
     )
     assert f"{PUBLIC_URL}/product/g-1" in body
     assert "0.0.0.0" not in body
 
 
 def test_without_a_public_url_a_laptop_gets_the_site_address(
-    db_session: Session,
-    make_user: Callable[..., User],
-    storefront_db_url: str,
-    settings: Settings,
-    mailbox: tuple[int, list[Any]],
+    make_user: Callable[..., User], sent_body: Callable[..., str]
 ) -> None:
     """Development: no ONECART_PUBLIC_URL, so the link is the address `onecart up` serves on."""
-    port, received = mailbox
     user = make_user()
-    body = _sent_body(
-        db_session,
-        storefront_db_url,
-        _mail_settings(settings, port, public_url=None, site_host="127.0.0.1"),
-        received,
+    body = sent_body(
         Notification(
             user_id=user.id, kind="price_alert", message="Cheaper now.", link_path="/product/g-2"
         ),
+        public_url=None,
+        site_host="127.0.0.1",
     )
     assert "http://127.0.0.1:5000/product/g-2" in body
 
@@ -162,23 +138,18 @@ def _subject_as_read(raw: str) -> str:
 def test_a_long_subject_reads_back_exactly(
     db_session: Session,
     make_user: Callable[..., User],
-    storefront_db_url: str,
-    settings: Settings,
+    sent_body: Callable[..., str],
     mailbox: tuple[int, list[Any]],
     message: str,
 ) -> None:
     """Shopper QA, fifth pass: a long subject was folded by Python's `email` package, and
     Python 3.11's folder drops the space between two encoded words it folds apart ("your
     items— Fake"), so the subject read back was not the one written."""
-    port, received = mailbox
+    _, received = mailbox
     user = make_user()
     order = _order(db_session, user)
-    _sent_body(
-        db_session,
-        storefront_db_url,
-        _mail_settings(settings, port),
-        received,
-        Notification(user_id=user.id, order_id=order.id, kind="order_shipped", message=message),
+    sent_body(
+        Notification(user_id=user.id, order_id=order.id, kind="order_shipped", message=message)
     )
     assert _subject_as_read(received[-1]["Subject"]) == email_subject(message, order.number)
 

@@ -26,7 +26,8 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.order_timeline import build_order_view, order_status_label
+from commerce.order_timeline import TimelineEntry, build_order_view, order_status_label
+from tests.storefront.order_factories import add_order, add_payment, add_sub_order
 
 PLACED_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 TRACKED = ["catalog", "order", "track", "cancel"]
@@ -34,64 +35,60 @@ UNTRACKED = ["catalog", "order"]
 
 
 def _order(session: Session, user: User, status: OrderStatus) -> Order:
-    order = Order(
-        user_id=user.id,
+    return add_order(
+        session,
+        user,
         status=status,
         total_minor=10000,
-        currency="USD",
         payment_method=PaymentMethod.WALLET,
-        validation_token=uuid.uuid4().hex,
-        email=user.email,
-        ship_name="Ada",
-        ship_line1="1 Road",
-        ship_city="Nairobi",
-        ship_country="KE",
         created_at=PLACED_AT - timedelta(minutes=1),
     )
-    session.add(order)
-    session.flush()
-    return order
 
 
 def _sub_order(
     session: Session, order: Order, marketplace: Marketplace, status: SubOrderStatus
 ) -> MarketplaceOrder:
-    sub = MarketplaceOrder(
-        order_id=order.id,
-        marketplace_id=marketplace.id,
+    return add_sub_order(
+        session,
+        order,
+        marketplace,
         status=status,
         amount_minor=5000,
-        currency="USD",
-        charge_minor=5000,
-        charge_currency="USD",
-        idempotency_key=uuid.uuid4().hex,
         marketplace_order_id=f"{marketplace.slug}-1",
         placed_at=PLACED_AT,
         created_at=PLACED_AT - timedelta(minutes=1),
     )
-    session.add(sub)
-    session.flush()
-    return sub
 
 
-def _refunded_wallet_payment(session: Session, order: Order) -> Payment:
-    payment = Payment(
-        order_id=order.id,
+def _cancelled_wallet_part(
+    session: Session, user: User, marketplace: Marketplace
+) -> tuple[MarketplaceOrder, Payment]:
+    """A cancelled order's one cancelled part on `marketplace`, and its wallet payment (refunded)."""
+    order = _order(session, user, OrderStatus.CANCELLED)
+    sub = _sub_order(session, order, marketplace, SubOrderStatus.CANCELLED)
+    payment = add_payment(
+        session,
+        order,
         method=PaymentMethod.WALLET,
         status=PaymentStatus.REFUNDED,
-        currency="USD",
         amount_minor=5000,
-        captured_minor=5000,
         provider_reference=f"wallet-{uuid.uuid4().hex[:12]}",
     )
-    session.add(payment)
-    session.flush()
-    return payment
+    return sub, payment
 
 
 def _wallet_refund(
-    payment: Payment, sub: MarketplaceOrder, amount: int, key: str, at: datetime, reason: str = ""
+    payment: Payment,
+    sub: MarketplaceOrder,
+    amount: int,
+    key: str,
+    at: datetime,
+    reason: str = "",
+    *,
+    completed_at: datetime | None = None,
 ) -> Refund:
+    """A wallet refund of `amount` for `sub`, made `at` (and completed then, unless
+    `completed_at` says otherwise)."""
     return Refund(
         payment_id=payment.id,
         sub_order_id=sub.id,
@@ -102,8 +99,28 @@ def _wallet_refund(
         idempotency_key=key,
         reason=reason,
         created_at=at,
-        completed_at=at,
+        completed_at=at if completed_at is None else completed_at,
     )
+
+
+def _timeline_once_cancelled(
+    session: Session, sub: MarketplaceOrder, cancelled_at: datetime, refunds: list[Refund]
+) -> list[TimelineEntry]:
+    """`sub`'s timeline once `refunds` and its "cancelled" step at `cancelled_at` are recorded."""
+    session.add_all(
+        [
+            *refunds,
+            OrderEvent(
+                order_id=sub.order_id,
+                sub_order_id=sub.id,
+                step="cancelled",
+                occurred_at=cancelled_at,
+            ),
+        ]
+    )
+    session.commit()
+    [part] = _view_of(session, sub.order_id).sub_orders
+    return part.timeline
 
 
 def _view_of(session: Session, order_id: int):  # type: ignore[no-untyped-def]
@@ -242,33 +259,20 @@ def test_a_refund_made_while_the_cancellation_is_recorded_follows_it(
     # A wallet refund is credited inside the cancellation's transaction, a few milliseconds
     # before its "cancelled" step is written: the page must still tell it in that order.
     shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
-    order = _order(db_session, make_user(), OrderStatus.CANCELLED)
-    sub = _sub_order(db_session, order, shopwave, SubOrderStatus.CANCELLED)
+    sub, payment = _cancelled_wallet_part(db_session, make_user(), shopwave)
     cancelled_at = PLACED_AT + timedelta(hours=1)
-    payment = _refunded_wallet_payment(db_session, order)
-    db_session.add_all(
-        [
-            Refund(
-                payment_id=payment.id,
-                sub_order_id=sub.id,
-                kind=RefundKind.WALLET_CREDIT,
-                status=RefundStatus.SUCCEEDED,
-                amount_minor=5000,
-                currency="USD",
-                idempotency_key=uuid.uuid4().hex,
-                created_at=cancelled_at - timedelta(milliseconds=21),
-                completed_at=cancelled_at - timedelta(milliseconds=16),
-            ),
-            OrderEvent(
-                order_id=order.id, sub_order_id=sub.id, step="cancelled", occurred_at=cancelled_at
-            ),
-        ]
+    refund = _wallet_refund(
+        payment,
+        sub,
+        5000,
+        uuid.uuid4().hex,
+        cancelled_at - timedelta(milliseconds=21),
+        completed_at=cancelled_at - timedelta(milliseconds=16),
     )
-    db_session.commit()
 
-    [part] = _view_of(db_session, order.id).sub_orders
+    timeline = _timeline_once_cancelled(db_session, sub, cancelled_at, [refund])
 
-    steps = [entry.step for entry in part.timeline]
+    steps = [entry.step for entry in timeline]
     assert steps.index("cancelled") < steps.index("refunded")
 
 
@@ -280,35 +284,26 @@ def test_a_marketplace_refund_days_before_the_cancellation_keeps_its_own_time(
     # The store refunded one line a day after placement and cancelled the rest a day later:
     # the partial refund is told where it happened, before the cancellation and its refund.
     shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
-    order = _order(db_session, make_user(), OrderStatus.CANCELLED)
-    sub = _sub_order(db_session, order, shopwave, SubOrderStatus.CANCELLED)
+    sub, payment = _cancelled_wallet_part(db_session, make_user(), shopwave)
     partly_refunded_at = PLACED_AT + timedelta(days=1)
     cancelled_at = PLACED_AT + timedelta(days=2)
-    payment = _refunded_wallet_payment(db_session, order)
+    refunds = [
+        _wallet_refund(
+            payment,
+            sub,
+            1000,
+            marketplace_refund_key(sub.id, 1000),
+            partly_refunded_at,
+            reason="ShopWave refunded $10.00 of its order.",
+        ),
+        _wallet_refund(
+            payment, sub, 4000, uuid.uuid4().hex, cancelled_at - timedelta(milliseconds=20)
+        ),
+    ]
 
-    db_session.add_all(
-        [
-            _wallet_refund(
-                payment,
-                sub,
-                1000,
-                marketplace_refund_key(sub.id, 1000),
-                partly_refunded_at,
-                reason="ShopWave refunded $10.00 of its order.",
-            ),
-            _wallet_refund(
-                payment, sub, 4000, uuid.uuid4().hex, cancelled_at - timedelta(milliseconds=20)
-            ),
-            OrderEvent(
-                order_id=order.id, sub_order_id=sub.id, step="cancelled", occurred_at=cancelled_at
-            ),
-        ]
-    )
-    db_session.commit()
+    timeline = _timeline_once_cancelled(db_session, sub, cancelled_at, refunds)
 
-    [part] = _view_of(db_session, order.id).sub_orders
-
-    told = [(entry.step, entry.label) for entry in part.timeline]
+    told = [(entry.step, entry.label) for entry in timeline]
     assert told.index(("refunded", "Refunded $10.00")) < told.index(("cancelled", "Cancelled"))
     assert told.index(("cancelled", "Cancelled")) < told.index(("refunded", "Refunded $40.00"))
 

@@ -114,6 +114,44 @@ def watching(
     return watch
 
 
+@pytest.fixture
+def sign_in(
+    client: FlaskClient,
+    offers: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., TestResponse],
+) -> Callable[..., User]:
+    """sign_in(currency): a new shopper (prices shown in `currency`) signed in on `client`, with
+    the offers' product on sale."""
+
+    def sign(currency: str = "USD") -> User:
+        shopper = make_user(display_currency=currency)
+        login(client, shopper)
+        return shopper
+
+    return sign
+
+
+@pytest.fixture
+def alerted(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    offers: dict[str, Product],
+    watching: Callable[..., User],
+) -> User:
+    """A shopper watching in USD with no condition, alerted once: ShopWave's $300.00 fell to
+    $270.00 (the alert waits to be e-mailed)."""
+    shopper = watching("USD")
+    _reprice(db_session, offers["usd"], 27000)
+    evaluate_price_alerts(factory)
+    return shopper
+
+
+def _mail_settings(settings: Settings, port: int, **changes: Any) -> Settings:
+    """The run's settings with the local mailbox as SMTP server, and `changes`."""
+    return settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port, **changes})
+
+
 def _reprice(session: Session, product: Product, price_minor: int) -> None:
     product.price_minor = price_minor
     session.commit()
@@ -225,19 +263,15 @@ def test_a_watch_made_below_its_target_waits_for_a_real_drop(
 
 
 def test_the_alert_is_e_mailed_with_a_link_that_opens_the_product(
-    db_session: Session,
     factory: sessionmaker[Session],
-    offers: dict[str, Product],
-    watching: Callable[..., User],
+    alerted: User,
     settings: Settings,
     mailbox: tuple[int, list[Any]],
 ) -> None:
     port, received = mailbox
-    shopper = watching("USD")
-    _reprice(db_session, offers["usd"], 27000)
-    evaluate_price_alerts(factory)
+    shopper = alerted
 
-    mail_settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port})
+    mail_settings = _mail_settings(settings, port)
     sent = send_notification_emails(factory, mail_settings)
     sent_again = send_notification_emails(factory, mail_settings)
 
@@ -252,10 +286,8 @@ def test_the_alert_is_e_mailed_with_a_link_that_opens_the_product(
 
 
 def test_the_e_mailed_alert_links_to_the_public_address(
-    db_session: Session,
     factory: sessionmaker[Session],
-    offers: dict[str, Product],
-    watching: Callable[..., User],
+    alerted: User,
     settings: Settings,
     mailbox: tuple[int, list[Any]],
 ) -> None:
@@ -263,17 +295,8 @@ def test_the_e_mailed_alert_links_to_the_public_address(
     ONECART_PUBLIC_URL (the address shoppers reach; the site's own bind address, 127.0.0.1 or
     0.0.0.0 behind a proxy, opens nothing for them)."""
     port, received = mailbox
-    watching("USD")
-    _reprice(db_session, offers["usd"], 27000)
-    evaluate_price_alerts(factory)
 
-    mail_settings = settings.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": port,
-            "public_url": "https://shop.example.com/",
-        }
-    )
+    mail_settings = _mail_settings(settings, port, public_url="https://shop.example.com/")
     assert send_notification_emails(factory, mail_settings) == 1
 
     [message] = received
@@ -292,12 +315,9 @@ def _post(client: FlaskClient, url: str, **form: str) -> TestResponse:
 def test_a_shopper_watches_from_the_product_page_and_edits_and_removes_on_the_watch_list(
     client: FlaskClient,
     db_session: Session,
-    offers: dict[str, Product],
-    make_user: Callable[..., User],
-    login: Callable[..., TestResponse],
+    sign_in: Callable[..., User],
 ) -> None:
-    shopper = make_user(display_currency="EUR")
-    login(client, shopper)
+    sign_in("EUR")
     page = client.get(f"/product/{GROUP}").get_data(as_text=True)
     assert "Watch price" in page and 'action="/watch"' in page
 
@@ -336,16 +356,14 @@ def test_the_watch_list_and_the_alert_show_the_price_the_product_page_and_cart_s
     db_session: Session,
     factory: sessionmaker[Session],
     offers: dict[str, Product],
-    make_user: Callable[..., User],
-    login: Callable[..., TestResponse],
+    sign_in: Callable[..., User],
 ) -> None:
     # In KWD a card takes steps of 10 fils, and every page rounds a converted price down to one
     # (commerce.cart_pricing.charged_price_minor): $300.00 at 0.30705 is KWD 92.115, shown and
     # charged as KWD 92.110. The watch list and the alert said 92.115.
     db_session.add(FxRate(currency="KWD", rate=Decimal("0.30705000"), as_of=date(2026, 12, 1)))
     db_session.commit()
-    shopper = make_user(display_currency="KWD")
-    login(client, shopper)
+    shopper = sign_in("KWD")
     _post(client, "/watch", group_id=GROUP, target="", drop_percent="", next=f"/product/{GROUP}")
 
     product_page = client.get(f"/product/{GROUP}").get_data(as_text=True)
@@ -364,11 +382,9 @@ def test_the_watch_list_and_the_alert_show_the_price_the_product_page_and_cart_s
 def test_bad_targets_are_refused_with_a_message_and_nothing_is_saved(
     client: FlaskClient,
     db_session: Session,
-    offers: dict[str, Product],
-    make_user: Callable[..., User],
-    login: Callable[..., TestResponse],
+    sign_in: Callable[..., User],
 ) -> None:
-    login(client, make_user(display_currency="USD"))
+    sign_in("USD")
     for target, drop, message in (
         ("cheap", "", "Enter the target as a price in USD"),
         ("-5", "", "more than zero"),
@@ -389,15 +405,13 @@ def test_bad_targets_are_refused_with_a_message_and_nothing_is_saved(
 def test_a_refused_target_comes_back_in_its_field_with_the_message_beside_it(
     client: FlaskClient,
     db_session: Session,
-    offers: dict[str, Product],
-    make_user: Callable[..., User],
-    login: Callable[..., TestResponse],
+    sign_in: Callable[..., User],
 ) -> None:
     """The product page's "Watch price" form: the shopper's "12,50" vanished, the message sat in
     the flash area at the top of the page (far above the form on a phone), the field was not
     marked invalid and focus started at the top. Now the form comes back as typed, the field
     aria-invalid and described by the message, under a summary that takes focus."""
-    login(client, make_user(display_currency="EUR"))
+    sign_in("EUR")
 
     response = _post(
         client,
@@ -435,13 +449,11 @@ def test_a_refused_target_comes_back_in_its_field_with_the_message_beside_it(
 def test_a_refused_watch_list_change_is_shown_again_as_typed_with_its_message(
     client: FlaskClient,
     db_session: Session,
-    offers: dict[str, Product],
-    make_user: Callable[..., User],
-    login: Callable[..., TestResponse],
+    sign_in: Callable[..., User],
 ) -> None:
     """The watch list's "Save" answered a bad target with a redirect: the stored target replaced
     what the shopper typed, and the message was only a flash at the top of the page."""
-    login(client, make_user(display_currency="USD"))
+    sign_in("USD")
     _post(client, "/watch", group_id=GROUP, target="250", drop_percent="")
     watch = db_session.scalars(sa.select(PriceWatch)).one()
     prefix = f"w{watch.id}"
@@ -477,13 +489,11 @@ def test_a_refused_watch_list_change_is_shown_again_as_typed_with_its_message(
 def test_a_target_too_high_to_store_or_with_a_decimal_comma_is_refused(
     client: FlaskClient,
     db_session: Session,
-    offers: dict[str, Product],
-    make_user: Callable[..., User],
-    login: Callable[..., TestResponse],
+    sign_in: Callable[..., User],
     target: str,
     message: str,
 ) -> None:
-    login(client, make_user(display_currency="EUR"))
+    sign_in("EUR")
 
     response = _post(client, "/watch", group_id=GROUP, target=target, drop_percent="")
 
@@ -495,11 +505,9 @@ def test_a_target_too_high_to_store_or_with_a_decimal_comma_is_refused(
 def test_thousands_separators_in_a_target_are_read_as_such(
     client: FlaskClient,
     db_session: Session,
-    offers: dict[str, Product],
-    make_user: Callable[..., User],
-    login: Callable[..., TestResponse],
+    sign_in: Callable[..., User],
 ) -> None:
-    login(client, make_user(display_currency="EUR"))
+    sign_in("EUR")
 
     response = _post(client, "/watch", group_id=GROUP, target="1,050.50", drop_percent="")
 
@@ -566,14 +574,12 @@ def test_an_evaluation_that_lost_the_race_for_a_watch_fires_nothing(
 def test_a_target_the_price_already_meets_is_said_to_be_met_when_watching_starts(
     client: FlaskClient,
     db_session: Session,
-    offers: dict[str, Product],
-    make_user: Callable[..., User],
-    login: Callable[..., TestResponse],
+    sign_in: Callable[..., User],
 ) -> None:
     """A target above today's cheapest price was confirmed with "We'll tell you when it drops."
     and nothing else: the shopper waited for an alert about a price already met, which by design
     comes only with a later drop (a watch made below its target waits for a real drop)."""
-    login(client, make_user(display_currency="EUR"))
+    sign_in("EUR")
 
     response = _post(
         client, "/watch", group_id=GROUP, target="300", drop_percent="", next=f"/product/{GROUP}"

@@ -35,6 +35,46 @@ def cart_text(client: FlaskClient) -> str:
     return text_of(client.get("/cart").get_data(as_text=True))
 
 
+def saved_line(
+    session: Session,
+    user: User,
+    product: Product,
+    quantity: int,
+    *,
+    price_seen_minor: int | None = None,
+    currency_seen: str | None = None,
+) -> CartItem:
+    """A line of `user`'s saved cart (added, not committed), seen at the product's price unless
+    `price_seen_minor` and `currency_seen` say otherwise."""
+    line = CartItem(
+        user_id=user.id,
+        product_id=product.id,
+        relation_token=product.relation_token,
+        quantity=quantity,
+        price_seen_minor=product.price_minor if price_seen_minor is None else price_seen_minor,
+        currency_seen=product.currency if currency_seen is None else currency_seen,
+    )
+    session.add(line)
+    return line
+
+
+@pytest.fixture(params=[False, True], ids=["guest", "signed-in"])
+def shopper(
+    request: pytest.FixtureRequest,
+    client: FlaskClient,
+    catalog: dict[str, Product],
+    make_user: Callable[..., User],
+    login: Callable[..., Any],
+) -> User | None:
+    """A test taking it runs twice: for a guest (None), and for a new user signed in on
+    `client`."""
+    if not request.param:
+        return None
+    user = make_user()
+    login(client, user)
+    return user
+
+
 def test_an_empty_cart_says_so(client: FlaskClient) -> None:
     response = client.get("/cart")
     assert response.status_code == 200
@@ -176,15 +216,9 @@ def test_signed_in_carts_are_stored_per_account(
     alice, bob = make_user(), make_user()
     login(client, alice)
     add(client, catalog["1001"], 2)
-    bob_line = CartItem(
-        user_id=bob.id,
-        product_id=catalog["KD-90"].id,
-        relation_token=catalog["KD-90"].relation_token,
-        quantity=7,
-        price_seen_minor=350000,
-        currency_seen="KES",
+    bob_line = saved_line(
+        db_session, bob, catalog["KD-90"], 7, price_seen_minor=350000, currency_seen="KES"
     )
-    db_session.add(bob_line)
     db_session.commit()
 
     # Alice cannot change or remove Bob's line: the product is simply not in her cart.
@@ -206,16 +240,7 @@ def test_the_guest_cart_is_merged_at_login_with_quantities_added(
     login: Callable[..., Any],
 ) -> None:
     user = make_user()
-    db_session.add(
-        CartItem(
-            user_id=user.id,
-            product_id=catalog["44"].id,
-            relation_token=catalog["44"].relation_token,
-            quantity=2,
-            price_seen_minor=3999,
-            currency_seen="USD",
-        )
-    )
+    saved_line(db_session, user, catalog["44"], 2, price_seen_minor=3999, currency_seen="USD")
     db_session.commit()
     add(client, catalog["44"], 3)
     add(client, catalog["BZ-TH1"], 1)
@@ -243,17 +268,7 @@ def test_signing_in_at_checkout_says_the_accounts_saved_lines_joined_the_cart(
     before paying, not only "Welcome back"."""
     user = make_user()
     for external_id, quantity in (("44", 2), ("KD-90", 1)):
-        product = catalog[external_id]
-        db_session.add(
-            CartItem(
-                user_id=user.id,
-                product_id=product.id,
-                relation_token=product.relation_token,
-                quantity=quantity,
-                price_seen_minor=product.price_minor,
-                currency_seen=product.currency,
-            )
-        )
+        saved_line(db_session, user, catalog[external_id], quantity)
     db_session.commit()
     add(client, catalog["44"], 1)
     assert client.get("/checkout").headers["Location"] == "/login?next=/checkout"
@@ -287,16 +302,7 @@ def test_the_checkout_says_which_prices_moved_since_they_were_added_to_the_cart(
     header or a sign-in saw $39.99 there with nothing said: the checkout says it too, per line."""
     shoes, thermos = catalog["44"], catalog["KD-90"]
     for product, seen in ((shoes, 3500), (thermos, thermos.price_minor)):
-        db_session.add(
-            CartItem(
-                user_id=signed_in_user.id,
-                product_id=product.id,
-                relation_token=product.relation_token,
-                quantity=2,
-                price_seen_minor=seen,
-                currency_seen=product.currency,
-            )
-        )
+        saved_line(db_session, signed_in_user, product, 2, price_seen_minor=seen)
     db_session.commit()
 
     page = text_of(client.get("/checkout").get_data(as_text=True))
@@ -328,16 +334,7 @@ def test_a_guest_line_merged_above_the_stock_is_capped_and_the_shopper_told_once
 ) -> None:
     user = make_user()
     product = catalog["44"]
-    db_session.add(
-        CartItem(
-            user_id=user.id,
-            product_id=product.id,
-            relation_token=product.relation_token,
-            quantity=2,
-            price_seen_minor=3999,
-            currency_seen="USD",
-        )
-    )
+    saved_line(db_session, user, product, 2, price_seen_minor=3999, currency_seen="USD")
     db_session.get(Product, product.id).stock = 4
     db_session.commit()
     add(client, product, 3)  # within the stock for the guest cart alone
@@ -510,18 +507,10 @@ def _swap_form(html: str) -> dict[str, str]:
     return dict(re.findall(r'name="([a-z_]+)"[^>]*value="([^"]*)"', form.group(0)))
 
 
-@pytest.mark.parametrize("signed_in", [False, True], ids=["guest", "signed-in"])
 def test_switching_to_the_cheaper_offer_replaces_the_line_with_the_same_quantity(
-    client: FlaskClient,
-    db_session: Session,
-    catalog: dict[str, Product],
-    make_user: Callable[..., User],
-    login: Callable[..., Any],
-    signed_in: bool,
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product], shopper: User | None
 ) -> None:
-    user = make_user() if signed_in else None
-    if user is not None:
-        login(client, user)
+    user = shopper
     add(client, catalog["1001"], 2)  # ShopWave; the same Sony is cheaper at Kiondo
     add(client, catalog["44"], 1)
     fields = _swap_form(client.get("/cart").get_data(as_text=True))
@@ -614,17 +603,9 @@ def _stock(db_session: Session, product: Product, stock: int | None) -> None:
     db_session.commit()
 
 
-@pytest.mark.parametrize("signed_in", [False, True], ids=["guest", "signed-in"])
 def test_more_than_the_published_stock_is_capped_with_a_message(
-    client: FlaskClient,
-    db_session: Session,
-    catalog: dict[str, Product],
-    make_user: Callable[..., User],
-    login: Callable[..., Any],
-    signed_in: bool,
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product], shopper: User | None
 ) -> None:
-    if signed_in:
-        login(client, make_user())
     _stock(db_session, catalog["1001"], 3)  # the product page says "In stock (3 left)"
 
     add(client, catalog["1001"], 4)

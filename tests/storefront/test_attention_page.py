@@ -37,6 +37,16 @@ def admin_client(
     return client
 
 
+@pytest.fixture
+def shopper(make_user: Callable[..., User]) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def dummymart(make_marketplace: Callable[..., Marketplace]) -> Marketplace:
+    return make_marketplace(name="DummyMart Test")
+
+
 def _flagged_order(
     db_session: Session, user: User, reason: str, *, flagged_at: Any = None, currency: str = "KES"
 ) -> Order:
@@ -73,6 +83,24 @@ def _wallet_paid_part(
 def _flagged_rows(html: str) -> str:
     start = html.index("<h2>Flagged orders</h2>")
     return html[start : html.index("<h2>Recently resolved</h2>", start)]
+
+
+def _operator_cancel_refused(
+    admin_client: FlaskClient, db_session: Session, sub: MarketplaceOrder
+) -> MarketplaceOrder:
+    """Checks that the flagged order's row offers no "… confirmed it cancelled" for `sub` and
+    that a post naming it changes nothing and refunds nothing; returns `sub` as it is now."""
+    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
+    assert f"/admin/attention/{sub.id}/cancelled" not in row
+
+    answer = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
+
+    assert "nothing was changed" in answer.get_data(as_text=True)
+    db_session.expire_all()
+    kept = db_session.get(MarketplaceOrder, sub.id)
+    assert kept is not None
+    assert list(db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id))) == []
+    return kept
 
 
 def test_a_flagged_order_shows_what_the_operator_needs_to_refund_by_hand(
@@ -165,22 +193,30 @@ def test_every_flagged_order_is_reachable_however_many_there_are(
         assert admin_client.get(f"/admin/attention?flagged_page={junk}").status_code == 200
 
 
-def test_acting_on_a_sub_order_that_does_not_exist_is_404_not_500(
-    admin_client: FlaskClient,
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [
+        # "Mark placed" and "Refund" raised LookupError for an unknown sub-order: a 500 page.
+        ("/admin/attention/999999/placed", {"marketplace_order_id": "51"}),
+        ("/admin/attention/999999/refund", None),
+        # An unknown dispute or hold was answered "That dispute was acknowledged already." (a
+        # redirect), as if someone had dealt with it.
+        ("/admin/attention/disputes/999999/acknowledge", None),
+        ("/admin/attention/unowned-holds/999999/acknowledge", None),
+    ],
+    ids=["mark-placed", "refund", "acknowledge-dispute", "acknowledge-unowned-hold"],
+)
+def test_acting_on_a_sub_order_dispute_or_hold_that_does_not_exist_is_404(
+    admin_client: FlaskClient, path: str, form: dict[str, str] | None
 ) -> None:
-    """ "Mark placed" and "Refund" raised LookupError for an unknown sub-order: a 500 page."""
-    placed = admin_client.post(
-        "/admin/attention/999999/placed", data={"marketplace_order_id": "51"}
-    )
-    refunded = admin_client.post("/admin/attention/999999/refund")
-    assert (placed.status_code, refunded.status_code) == (404, 404)
+    assert admin_client.post(path, data=form).status_code == 404
 
 
 def test_the_unanswered_placements_list_is_bounded_and_says_how_many_wait(
     admin_client: FlaskClient,
     db_session: Session,
-    make_user: Callable[..., User],
-    make_marketplace: Callable[..., Marketplace],
+    shopper: User,
+    dummymart: Marketplace,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every sub-order needing attention was rendered, each with two forms: a marketplace
@@ -189,8 +225,6 @@ def test_the_unanswered_placements_list_is_bounded_and_says_how_many_wait(
     from storefront.admin import routes
 
     monkeypatch.setattr(routes, "SUB_ORDERS_SHOWN", 2)
-    shopper = make_user()
-    market = make_marketplace(name="DummyMart Test")
     now = utc_now()
     waiting = []
     for n in range(3):
@@ -199,7 +233,7 @@ def test_the_unanswered_placements_list_is_bounded_and_says_how_many_wait(
         sub = add_sub_order(
             db_session,
             order,
-            market,
+            dummymart,
             status=SubOrderStatus.NEEDS_ATTENTION,
             amount_minor=995,
             updated_at=now - timedelta(hours=3 - n),  # the first waits longest
@@ -213,32 +247,20 @@ def test_the_unanswered_placements_list_is_bounded_and_says_how_many_wait(
     assert "3 sub-orders need attention; the 2 waiting longest are shown" in html
 
 
-def test_acknowledging_a_dispute_or_hold_that_does_not_exist_is_404(
-    admin_client: FlaskClient,
-) -> None:
-    """An unknown id was answered "That dispute was acknowledged already." (a redirect), as if
-    someone had dealt with it."""
-    dispute = admin_client.post("/admin/attention/disputes/999999/acknowledge")
-    hold = admin_client.post("/admin/attention/unowned-holds/999999/acknowledge")
-    assert (dispute.status_code, hold.status_code) == (404, 404)
-
-
 def test_the_answer_to_mark_placed_names_the_order_and_marketplace_not_an_internal_id(
     admin_client: FlaskClient,
     db_session: Session,
-    make_user: Callable[..., User],
-    make_marketplace: Callable[..., Marketplace],
+    shopper: User,
+    dummymart: Marketplace,
 ) -> None:
     """The page lists orders by number and marketplace; "Sub-order 17 is recorded as placed" (and
     "... no longer needs attention" on a second click) named an id shown nowhere on it."""
-    shopper = make_user()
-    market = make_marketplace(name="DummyMart Test")
     order = _flagged_order(db_session, shopper, "unused")
     order.attention_reason = None
     sub = add_sub_order(
         db_session,
         order,
-        market,
+        dummymart,
         status=SubOrderStatus.PLACED,  # settled by another operator already
         amount_minor=995,
         marketplace_order_id="51",
@@ -262,21 +284,19 @@ def test_the_answer_to_mark_placed_names_the_order_and_marketplace_not_an_intern
 def test_a_flagged_orders_placed_part_can_be_recorded_cancelled_by_its_marketplace(
     admin_client: FlaskClient,
     db_session: Session,
-    make_user: Callable[..., User],
-    make_marketplace: Callable[..., Marketplace],
+    shopper: User,
+    dummymart: Marketplace,
 ) -> None:
     """A placed part whose cancel nobody confirmed offers the operator "… confirmed it
     cancelled": posting it ends the part cancelled with its share refunded (a wallet order, so
     at once), and a second post changes nothing."""
-    shopper = make_user()
-    market = make_marketplace(name="DummyMart Test")
     order = _flagged_order(
         db_session, shopper, "sub-order: billed beyond what was paid; cancelling it: refused"
     )
     sub = _wallet_paid_part(
         db_session,
         order,
-        market,
+        dummymart,
         status=SubOrderStatus.PLACED,
         marketplace_order_id="51",
     )
@@ -305,42 +325,33 @@ def test_a_flagged_orders_placed_part_can_be_recorded_cancelled_by_its_marketpla
 def test_a_delivered_part_cannot_be_recorded_cancelled_by_an_operator(
     admin_client: FlaskClient,
     db_session: Session,
-    make_user: Callable[..., User],
-    make_marketplace: Callable[..., Marketplace],
+    shopper: User,
+    dummymart: Marketplace,
 ) -> None:
     """Delivered ends fulfilment: what a marketplace gives back after delivery is a refund it
     made, passed on for its amount (commerce.marketplace_refunds), never a cancellation. A
     flagged order's delivered part offers no "… confirmed it cancelled", and a post naming it
     (a page loaded before delivery, a second tab) changes nothing: the part stays delivered,
     nothing of its share is refunded, and its delivered units are not put up for sale again."""
-    shopper = make_user()
-    market = make_marketplace(name="DummyMart Test")
     order = _flagged_order(db_session, shopper, "a disputed payment on another part")
     sub = _wallet_paid_part(
         db_session,
         order,
-        market,
+        dummymart,
         status=SubOrderStatus.DELIVERED,
         marketplace_order_id="52",
         stock_held=True,
     )
-    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
-    assert f"/admin/attention/{sub.id}/cancelled" not in row
+    kept = _operator_cancel_refused(admin_client, db_session, sub)
 
-    answer = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
-
-    assert "nothing was changed" in answer.get_data(as_text=True)
-    db_session.expire_all()
-    kept = db_session.get(MarketplaceOrder, sub.id)
-    assert kept is not None and kept.status == SubOrderStatus.DELIVERED and kept.stock_held
-    assert list(db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id))) == []
+    assert kept.status == SubOrderStatus.DELIVERED and kept.stock_held
 
 
 def test_a_part_whose_cancel_is_being_asked_right_now_waits_for_its_answer(
     admin_client: FlaskClient,
     db_session: Session,
-    make_user: Callable[..., User],
-    make_marketplace: Callable[..., Marketplace],
+    shopper: User,
+    dummymart: Marketplace,
 ) -> None:
     """A placed part under a live claim is being cancelled on its marketplace this moment (an
     order billed beyond the tolerance: placement keeps its claim until the cancel has an
@@ -348,29 +359,20 @@ def test_a_part_whose_cancel_is_being_asked_right_now_waits_for_its_answer(
     race that answer: not offered, and a post changes nothing (nothing refunded, no unit given
     back) until the claim is released or has run out (its worker died: the operator may then
     record it, as the sweeper would finish it)."""
-    shopper = make_user()
-    market = make_marketplace(name="DummyMart Test")
     order = _flagged_order(db_session, shopper, "another part: a refund refused for good")
     sub = _wallet_paid_part(
         db_session,
         order,
-        market,
+        dummymart,
         status=SubOrderStatus.PLACED,
         marketplace_order_id="53",
         claim_token="cancel-under-way",
         claim_expires_at=utc_now() + timedelta(minutes=5),
     )
-    row = _flagged_rows(admin_client.get("/admin/attention").get_data(as_text=True))
-    assert f"/admin/attention/{sub.id}/cancelled" not in row
+    kept = _operator_cancel_refused(admin_client, db_session, sub)
 
-    answer = admin_client.post(f"/admin/attention/{sub.id}/cancelled", follow_redirects=True)
-
-    assert "nothing was changed" in answer.get_data(as_text=True)
-    db_session.expire_all()
-    kept = db_session.get(MarketplaceOrder, sub.id)
-    assert kept is not None and kept.status == SubOrderStatus.PLACED
+    assert kept.status == SubOrderStatus.PLACED
     assert kept.claim_token == "cancel-under-way"
-    assert list(db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id))) == []
 
     # The worker died: its lease ran out, and the operator's confirmation is recorded.
     kept.claim_expires_at = utc_now() - timedelta(minutes=1)
@@ -404,8 +406,8 @@ class _ShippedThere:
 def test_the_abandoned_cancellation_sweep_does_not_tell_an_operator_cancelled_part_goes_ahead(
     db_session: Session,
     storefront_db_url: str,
-    make_user: Callable[..., User],
-    make_marketplace: Callable[..., Marketplace],
+    shopper: User,
+    dummymart: Marketplace,
 ) -> None:
     """The sweep took over a part whose cancellation job died and asks its marketplace; the
     operator records the marketplace's cancellation meanwhile (the share refunded). The sweep's
@@ -417,12 +419,10 @@ def test_the_abandoned_cancellation_sweep_does_not_tell_an_operator_cancelled_pa
     from commerce.notification_models import Notification
 
     factory = get_session_factory(storefront_db_url)
-    shopper = make_user()
-    market = make_marketplace(name="DummyMart Test")
     order = _flagged_order(db_session, shopper, "the shopper's cancellation got no answer")
     order.cancel_requested_at = utc_now() - timedelta(hours=2)
     sub = _wallet_paid_part(
-        db_session, order, market, status=SubOrderStatus.PLACED, marketplace_order_id="54"
+        db_session, order, dummymart, status=SubOrderStatus.PLACED, marketplace_order_id="54"
     )
     adapter = _ShippedThere(lambda: cancelled_by_operator(factory, sub.id))
 

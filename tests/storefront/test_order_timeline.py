@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
@@ -32,6 +33,12 @@ from tests.storefront.order_factories import add_order, add_payment, add_sub_ord
 PLACED_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 TRACKED = ["catalog", "order", "track", "cancel"]
 UNTRACKED = ["catalog", "order"]
+
+
+@pytest.fixture
+def shopwave(make_marketplace: Callable[..., Marketplace]) -> Marketplace:
+    """ShopWave: a marketplace that reports its orders' progress and takes cancellations."""
+    return make_marketplace(name="ShopWave", capabilities=TRACKED)
 
 
 def _order(session: Session, user: User, status: OrderStatus) -> Order:
@@ -161,9 +168,8 @@ def test_a_part_placed_straight_into_preparation_shows_that_step_as_reached(
 def test_a_recorded_preparation_step_is_not_shown_twice(
     db_session: Session,
     make_user: Callable[..., User],
-    make_marketplace: Callable[..., Marketplace],
+    shopwave: Marketplace,
 ) -> None:
-    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
     order = _order(db_session, make_user(), OrderStatus.PROCESSING)
     sub = _sub_order(db_session, order, shopwave, SubOrderStatus.PROCESSING)
     db_session.add(
@@ -185,8 +191,8 @@ def test_an_order_delivered_but_for_an_unreported_part_does_not_say_everything_a
     db_session: Session,
     make_user: Callable[..., User],
     make_marketplace: Callable[..., Marketplace],
+    shopwave: Marketplace,
 ) -> None:
-    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
     fakestore = make_marketplace(name="Fake Store Berlin", capabilities=UNTRACKED)
     order = _order(db_session, make_user(), OrderStatus.DELIVERED)
     delivered = _sub_order(db_session, order, shopwave, SubOrderStatus.DELIVERED)
@@ -218,12 +224,12 @@ def test_a_delivered_order_names_the_parts_nobody_confirmed_in_its_status(
     db_session: Session,
     make_user: Callable[..., User],
     make_marketplace: Callable[..., Marketplace],
+    shopwave: Marketplace,
 ) -> None:
     """Shopper QA, fifth pass: the order's badge, the orders list and the status link said
     "Delivered" while DummyMart's and Fake Store's parts (marketplaces that report no delivery)
     were not confirmed received. They still do not hold the order up, but its status says which
     parts nobody confirmed, until the shopper does."""
-    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
     dummymart = make_marketplace(name="DummyMart", capabilities=UNTRACKED)
     fakestore = make_marketplace(name="Fake Store Berlin", capabilities=UNTRACKED)
     order = _order(db_session, make_user(), OrderStatus.DELIVERED)
@@ -254,11 +260,10 @@ def test_a_delivered_order_names_the_parts_nobody_confirmed_in_its_status(
 def test_a_refund_made_while_the_cancellation_is_recorded_follows_it(
     db_session: Session,
     make_user: Callable[..., User],
-    make_marketplace: Callable[..., Marketplace],
+    shopwave: Marketplace,
 ) -> None:
     # A wallet refund is credited inside the cancellation's transaction, a few milliseconds
     # before its "cancelled" step is written: the page must still tell it in that order.
-    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
     sub, payment = _cancelled_wallet_part(db_session, make_user(), shopwave)
     cancelled_at = PLACED_AT + timedelta(hours=1)
     refund = _wallet_refund(
@@ -279,11 +284,10 @@ def test_a_refund_made_while_the_cancellation_is_recorded_follows_it(
 def test_a_marketplace_refund_days_before_the_cancellation_keeps_its_own_time(
     db_session: Session,
     make_user: Callable[..., User],
-    make_marketplace: Callable[..., Marketplace],
+    shopwave: Marketplace,
 ) -> None:
     # The store refunded one line a day after placement and cancelled the rest a day later:
     # the partial refund is told where it happened, before the cancellation and its refund.
-    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
     sub, payment = _cancelled_wallet_part(db_session, make_user(), shopwave)
     partly_refunded_at = PLACED_AT + timedelta(days=1)
     cancelled_at = PLACED_AT + timedelta(days=2)
@@ -345,10 +349,9 @@ def test_a_refused_cancellation_keeps_its_reason_once_the_part_ships_or_is_recei
 def test_a_part_shipped_before_the_cancellation_reached_it_says_so(
     db_session: Session,
     make_user: Callable[..., User],
-    make_marketplace: Callable[..., Marketplace],
+    shopwave: Marketplace,
 ) -> None:
     # The cancellation job found it shipped and never asked the marketplace (no answer kept).
-    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
     order = _order(db_session, make_user(), OrderStatus.PROCESSING)
     order.cancel_requested_at = PLACED_AT + timedelta(hours=1)
     _sub_order(db_session, order, shopwave, SubOrderStatus.SHIPPED)

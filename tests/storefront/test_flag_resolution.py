@@ -29,6 +29,7 @@ from commerce.order_models import Order, Payment, PaymentMethod, PaymentStatus
 from commerce.order_state import flag_order
 from commerce.orders import order_books_problems
 from tests.storefront.conftest import DEFAULT_PASSWORD, csrf_token_from
+from tests.storefront.order_factories import add_order, add_payment
 
 REFUND_REFUSED = "Refund r-1 refused by the provider: card closed"
 CAPTURE_REFUSED = "Card payment could not be collected: authorization expired"
@@ -53,30 +54,15 @@ def _order(
 ) -> Order:
     """A card order of 2,500 USD with its payment (no sub-orders: the flag is what is tested)."""
     with factory() as session, session.begin():
-        order = Order(
-            user_id=user.id,
-            total_minor=2500,
-            currency="USD",
-            payment_method=PaymentMethod.STRIPE,
-            validation_token=uuid.uuid4().hex,
-            email=user.email,
-            ship_name="Ada",
-            ship_line1="1 Road",
-            ship_city="Nairobi",
-            ship_country="KE",
-        )
-        session.add(order)
-        session.flush()
-        session.add(
-            Payment(
-                order_id=order.id,
-                method=PaymentMethod.STRIPE,
-                status=payment_status,
-                currency="USD",
-                amount_minor=2500,
-                captured_minor=2500 if payment_status == PaymentStatus.CAPTURED else 0,
-                provider_reference=f"pi_{uuid.uuid4().hex[:24]}",
-            )
+        order = add_order(session, user, total_minor=2500, payment_method=PaymentMethod.STRIPE)
+        add_payment(
+            session,
+            order,
+            method=PaymentMethod.STRIPE,
+            status=payment_status,
+            amount_minor=2500,
+            captured_minor=2500 if payment_status == PaymentStatus.CAPTURED else 0,
+            provider_reference=f"pi_{uuid.uuid4().hex[:24]}",
         )
     return _load(factory, order.id)
 

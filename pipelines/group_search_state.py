@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
@@ -553,13 +553,8 @@ def _sync_changed(
         )
         several = _several_offers(conn, build.offers_uid)
     return GroupIndexSync(
-        result=IndexSyncResult(
-            sent=result.sent,
-            deleted=result.deleted,
-            unchanged=total - result.sent,
-            rebuilt=False,
-            task_uids=result.task_uids,
-        ),
+        # What was sent and deleted, and the rest of the recorded documents as unchanged.
+        result=replace(result, unchanged=total - result.sent),
         products=total,
         several_offers=several,
         skipped=skipped,

@@ -31,7 +31,7 @@ whose document count no longer matches the state (it was changed behind the pipe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -406,13 +406,8 @@ def _sync_changed(
             conn, index_uid, rows, gone, replace_all=False, shared=shared, history=history
         )
     return OfferIndexSync(
-        result=IndexSyncResult(
-            sent=result.sent,
-            deleted=result.deleted,
-            unchanged=documents - result.sent,
-            rebuilt=False,
-            task_uids=result.task_uids,
-        ),
+        # What was sent and deleted, and the rest of the recorded documents as unchanged.
+        result=replace(result, unchanged=documents - result.sent),
         documents=documents,
         skipped=skipped,
         inactive_offers=inactive,

@@ -24,7 +24,6 @@ ENV_FILE = REPO_ROOT / ".env"
 # Host names the site always answers to (only this machine reaches them). IPv6 literals are left
 # out: werkzeug's TRUSTED_HOSTS cannot match "[::1]".
 LOOPBACK_HOST_NAMES = ("localhost", "127.0.0.1")
-WILDCARD_BIND_ADDRESSES = frozenset({"0.0.0.0", "", "*"})
 
 
 def accept_field_names(model: type[BaseSettings], data: Any) -> Any:
@@ -193,11 +192,11 @@ class Settings(BaseSettings):
     @property
     def site_trusted_hosts(self) -> list[str]:
         """The Host names the site answers to (Flask's TRUSTED_HOSTS): ONECART_TRUSTED_HOSTS, and
-        always the loopback names and ONECART_SITE_HOST, which only this machine or our own
-        network reaches (the health probe of `onecart up`, a developer's browser); a wildcard
-        bind address names no host."""
+        always the loopback names and ONECART_SITE_HOST: the health probe of `onecart up` asks
+        http://ONECART_SITE_HOST:PORT/healthz (with 0.0.0.0 too), and a developer's browser
+        opens localhost. None of them is a host another site's owner controls."""
         names = [*self.configured_trusted_hosts, *LOOPBACK_HOST_NAMES]
-        if self.site_host not in WILDCARD_BIND_ADDRESSES and ":" not in self.site_host:
+        if ":" not in self.site_host:  # an IPv6 literal cannot be matched (LOOPBACK_HOST_NAMES)
             names.append(self.site_host.lower())
         return list(dict.fromkeys(names))
 

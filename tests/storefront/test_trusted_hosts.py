@@ -99,3 +99,13 @@ def test_production_refuses_a_public_url_the_site_would_not_answer(
     assert production_problems(Settings(), serves_the_site=True) == {}
     production.setenv("ONECART_TRUSTED_HOSTS", ".example.com")
     assert production_problems(Settings(), serves_the_site=True) == {}
+
+
+@pytest.mark.parametrize("site_host", ["0.0.0.0", "10.0.0.7", "127.0.0.1"])
+def test_the_health_probe_s_host_is_always_answered(site_host: str) -> None:
+    """`onecart up` probes http://ONECART_SITE_HOST:PORT/healthz (services.build_services): a
+    web host serving other machines (ONECART_SITE_HOST=0.0.0.0, docs/deploy.md) must not answer
+    its own probe 400."""
+    settings = Settings(ONECART_SITE_HOST=site_host, ONECART_TRUSTED_HOSTS="shop.example.com")
+    assert site_host in settings.site_trusted_hosts
+    assert {"shop.example.com", "localhost", "127.0.0.1"} <= set(settings.site_trusted_hosts)

@@ -14,8 +14,9 @@ marketplaces file (the free money would pay real orders), Stripe test keys outsi
 mode (pretend card payments for real orders), and, outside sandbox mode, a
 marketplaces file listing the sandbox's demo stores, the sandbox's Stripe publishable key while
 cards go to Stripe, and a Dagster UI (no sign-in) on an address other than loopback unless
-ONECART_DAGSTER_BEHIND_AUTH_PROXY says a proxy asks for one. Development (the default) accepts
-everything, so nothing changes for a laptop.
+ONECART_DAGSTER_BEHIND_AUTH_PROXY says a proxy asks for one. The site also needs
+ONECART_TRUSTED_HOSTS, the names it answers to (another Host header would aim its redirects and
+links). Development (the default) accepts everything, so nothing changes for a laptop.
 """
 
 from __future__ import annotations
@@ -88,13 +89,15 @@ def production_problems(
     *,
     overrides: Mapping[str, str] | None = None,
     writes_search_index: bool = True,
+    serves_the_site: bool = False,
 ) -> dict[str, str]:
     """Each secret variable that is a default or too short (empty when ready for production).
 
     `overrides` maps a variable to the value actually in use when a caller (the Flask config)
     replaced the setting. A process that does not write the search index (the site:
     `writes_search_index=False`) needs MEILI_SEARCH_KEY, or the master key to derive one from,
-    not both. The values never appear in the messages.
+    not both. The site (`serves_the_site`) also needs the host names it answers to. The values
+    never appear in the messages.
     """
     problems: dict[str, str] = {}
 
@@ -190,6 +193,8 @@ def production_problems(
             "or put a proxy that asks for a sign-in in front and set "
             "ONECART_DAGSTER_BEHIND_AUTH_PROXY=true"
         )
+    if serves_the_site and (hosts_problem := _trusted_hosts_problem(settings)):
+        problems["ONECART_TRUSTED_HOSTS"] = hosts_problem
     if redis_problem := _redis_problem(settings.redis_url):
         problems["REDIS_URL"] = redis_problem
     if not settings.sandbox_enabled and (
@@ -197,6 +202,34 @@ def production_problems(
     ):
         problems["ONECART_MARKETPLACES"] = marketplaces_problem
     return problems
+
+
+def _trusted_hosts_problem(settings: Settings) -> str | None:
+    """Why the site cannot tell its own host from a forged one: no ONECART_TRUSTED_HOSTS, or one
+    that leaves out ONECART_PUBLIC_URL's host (every e-mailed link would be answered 400)."""
+    names = settings.configured_trusted_hosts
+    if not names:
+        return (
+            "is empty: the site would take its own address from each request's Host header, "
+            "so a forged one aims its redirects and links at another site. List the names the "
+            "shop is reached by, e.g. shop.example.com,www.shop.example.com (.example.com: "
+            "every subdomain); a request for another host is answered 400"
+        )
+    public_host = (urlsplit(settings.public_url or "").hostname or "").lower()
+    if public_host and not any(_host_matches(public_host, name) for name in names):
+        return (
+            f"does not include {public_host}, the host of ONECART_PUBLIC_URL: the links the "
+            "shop sends would be refused (400). Add it"
+        )
+    return None
+
+
+def _host_matches(host: str, name: str) -> bool:
+    """As Flask's TRUSTED_HOSTS matches: the name itself, or with a leading dot the domain and
+    every subdomain of it."""
+    if name.startswith("."):
+        return host == name[1:] or host.endswith(name)
+    return host == name
 
 
 def _is_https_url(value: str | None) -> bool:
@@ -306,13 +339,17 @@ def require_production_ready(
     *,
     overrides: Mapping[str, str] | None = None,
     writes_search_index: bool = True,
+    serves_the_site: bool = False,
 ) -> None:
     """Raise InsecureSettingsError in production while any secret this component uses is a
     default or too short (see production_problems)."""
     if not settings.is_production:
         return
     problems = production_problems(
-        settings, overrides=overrides, writes_search_index=writes_search_index
+        settings,
+        overrides=overrides,
+        writes_search_index=writes_search_index,
+        serves_the_site=serves_the_site,
     )
     if problems:
         raise InsecureSettingsError(component, problems)

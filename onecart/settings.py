@@ -21,6 +21,9 @@ DEFAULT_HOME = REPO_ROOT / "var"
 # The checkout's .env, never the starting directory's: the services `onecart up` starts run in the
 # checkout, and a command started elsewhere must see the values they see.
 ENV_FILE = REPO_ROOT / ".env"
+# Host names the site always answers to (only this machine reaches them). IPv6 literals are left
+# out: werkzeug's TRUSTED_HOSTS cannot match "[::1]".
+LOOPBACK_HOST_NAMES = ("localhost", "127.0.0.1")
 
 
 def accept_field_names(model: type[BaseSettings], data: Any) -> Any:
@@ -146,6 +149,10 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(None, alias="SMTP_PASSWORD", repr=False)
     # The site's public address for links in e-mails (password reset), e.g. https://shop.example.
     public_url: str | None = Field(None, alias="ONECART_PUBLIC_URL")
+    # The host names the site answers to (comma-separated; ".example.com" takes its subdomains):
+    # a request naming another Host is refused (400), so neither a redirect nor a link the site
+    # builds from the request points at a forged host. Required in production.
+    trusted_hosts: str | None = Field(None, alias="ONECART_TRUSTED_HOSTS")
 
     @model_validator(mode="after")
     def _no_fake_stripe_by_default_in_production(self) -> Settings:
@@ -175,6 +182,23 @@ class Settings(BaseSettings):
     def secure_cookies(self) -> bool:
         """Cookies are `Secure` in production whatever ONECART_SECURE_COOKIES says."""
         return self.session_cookie_secure or self.is_production
+
+    @property
+    def configured_trusted_hosts(self) -> list[str]:
+        """ONECART_TRUSTED_HOSTS as a list of lower-case names (empty when unset)."""
+        names = (self.trusted_hosts or "").split(",")
+        return [name.strip().lower() for name in names if name.strip()]
+
+    @property
+    def site_trusted_hosts(self) -> list[str]:
+        """The Host names the site answers to (Flask's TRUSTED_HOSTS): ONECART_TRUSTED_HOSTS, and
+        always the loopback names and ONECART_SITE_HOST: the health probe of `onecart up` asks
+        http://ONECART_SITE_HOST:PORT/healthz (with 0.0.0.0 too), and a developer's browser
+        opens localhost. None of them is a host another site's owner controls."""
+        names = [*self.configured_trusted_hosts, *LOOPBACK_HOST_NAMES]
+        if ":" not in self.site_host:  # an IPv6 literal cannot be matched (LOOPBACK_HOST_NAMES)
+            names.append(self.site_host.lower())
+        return list(dict.fromkeys(names))
 
     @model_validator(mode="before")
     @classmethod

@@ -121,6 +121,9 @@ def default_config(settings: Settings) -> dict[str, Any]:
         "LOGIN_LIMIT_ACROSS_CLIENTS": LOGIN_FAILURES_ACROSS_CLIENTS.limit,
         "HEALTH_TIMEOUT_SECONDS": 2.0,
         "CONTENT_SECURITY_POLICY": DEFAULT_CONTENT_SECURITY_POLICY,
+        # The Host names answered (ONECART_TRUSTED_HOSTS and loopback); any other is a 400, so
+        # the trailing-slash redirect and every URL built from the request stay on our host.
+        "TRUSTED_HOSTS": settings.site_trusted_hosts,
         # Number of reverse proxies whose X-Forwarded-For we trust (0: use the socket address).
         "PROXY_FIX_X_FOR": settings.trusted_proxies,
     }
@@ -146,6 +149,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "MEILI_MASTER_KEY": str(app.config.get("MEILI_MASTER_KEY") or ""),
         },
         writes_search_index=False,
+        serves_the_site=True,
     )
     # Before any blueprint adds a rule: an <int:…> id too large for the database is a 404.
     app.url_map.converters["int"] = BoundedIntConverter

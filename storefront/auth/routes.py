@@ -405,10 +405,15 @@ def forgot_password() -> tuple[str, int] | str:
     )
 
 
+# Each reset link works for an hour, so while the address's hourly cap is full the latest mail
+# sent to it (if it has an account) still holds a working link: the way in for its owner on a
+# browser the account never signed in on, whoever asked for the mails.
 RESET_LIMITED_MESSAGE = (
     "Many password-reset e-mails were asked for this address in the last hour, so no more are "
-    "sent for now. Ask again from a browser where you have signed in to this account before "
-    "(it still can), or wait an hour and try again."
+    "sent for now. If the address has an account, those e-mails are in its inbox: the link in "
+    "the latest one still works (open it in this browser, which can then sign in). Or ask "
+    "again from a browser where you have signed in to this account before (it still can), or "
+    "wait an hour and try again."
 )
 
 

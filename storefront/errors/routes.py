@@ -10,7 +10,7 @@ from typing import TypeVar
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from storefront.request_log import current_request_id
 
@@ -110,6 +110,30 @@ def handle_csrf_error(error: CSRFError) -> Response:
     return error_response(
         400, "This form has expired or was not sent by OneCart. Reload the page and try again."
     )
+
+
+UNTRUSTED_HOST_MESSAGE = (
+    "OneCart does not answer at this address. Please use the shop's own address."
+)
+
+
+@bp.app_errorhandler(SecurityError)
+def handle_untrusted_host(error: SecurityError) -> Response:
+    """A Host header outside TRUSTED_HOSTS (ONECART_TRUSTED_HOSTS): 400 with a page of its own,
+    since the layout's links cannot be built without a host (nothing is built from the forged
+    one); logged for the operator, who may have left a name out of the setting."""
+    logger.warning(
+        "request for a host outside ONECART_TRUSTED_HOSTS refused: %s",
+        request.headers.get("Host", "")[:200],
+    )
+    title = ERROR_MESSAGES[400][0]
+    if wants_json():
+        return error_response(400, UNTRUSTED_HOST_MESSAGE)
+    page = (
+        f"<!doctype html><title>{escape(title)}</title><h1>{escape(title)}</h1>"
+        f"<p>{escape(UNTRUSTED_HOST_MESSAGE)}</p>"
+    )
+    return Response(page, status=400, mimetype="text/html")
 
 
 @bp.app_errorhandler(HTTPException)

@@ -822,6 +822,7 @@ def production_environment(environment: dict[str, str], tmp_path: Path) -> dict[
         ONECART_ENV="production",
         ONECART_MARKETPLACES=str(marketplaces),
         ONECART_SIGNUP_CONFIRMATION="false",
+        ONECART_TRUSTED_HOSTS="shop.example.com",
         SECRET_KEY="k5Q0v9b3Xw7nR2mT8yL4pA6sD1fG0hJ3",
         ONECART_ENCRYPTION_KEY="wCpLE71yfvjShDVwK4T19GQJnrlUfE2sdI76_TL9qhU=",
         STRIPE_WEBHOOK_SECRET="whsec_5b9c2e7f1a3d4e6b8c0f2a4c",

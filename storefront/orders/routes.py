@@ -27,6 +27,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from commerce.countries import country_name
 from commerce.notifications import list_notifications, mark_all_read, mark_read, unread_count
 from commerce.order_models import Order, SubOrderStatus
 from commerce.order_timeline import (
@@ -146,6 +147,7 @@ def _render_order(order: Order, *, confirmation: bool) -> str:
         confirmation=confirmation,
         status_link=_status_link(order),
         cancellable=order_is_cancellable(order),
+        country_name=country_name,
     )
 
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from commerce.models import CartItem
 from commerce.order_models import HandoffItemStatus, OrderItem
 from tests.checkout.shop import Shop
+from tests.storefront.conftest import text_of
 
 
 def _item_status(shop: Shop, item_id: int) -> HandoffItemStatus | None:
@@ -99,3 +100,41 @@ def test_the_shopper_marks_handoff_items_bought_or_removes_them(shop: Shop) -> N
     html = public.get_data(as_text=True)
     assert _handoff_rows(html) == {str(bought.id): "bought", str(dropped.id): "to_buy"}
     assert "Mark bought" not in html and "/handoff-items/" not in html
+
+
+def test_checkout_with_only_handoff_items_says_there_is_nothing_to_pay_here(shop: Shop) -> None:
+    """A cart of hand-off items only offers no checkout, but /checkout itself (a bookmark, the
+    back button) showed the whole form: "Total (EUR) €0.00", "Takes $0.00 from your wallet",
+    "Charges €0.00 to your card" and a greyed "Place order and pay €0.00 by card" that said
+    nowhere why it could not be pressed. It says there is nothing to pay through OneCart and
+    where those items are bought, and leaves them in the cart."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("naijamall", 0, 1), ("amazon", 0, 1)])
+    client = shop.client_for(user)
+
+    html = client.get("/checkout").get_data(as_text=True)
+    page = text_of(html)
+
+    assert "Nothing in your cart is paid through OneCart" in page
+    assert "Amazon and NaijaMall take no orders through OneCart" in page
+    assert "On Amazon" in page and "On NaijaMall" in page  # each item, linked
+    assert 'href="/cart"' in html
+    for form_part in ('id="place-order"', "Charges", "from your wallet", "Total ("):
+        assert form_part not in html, form_part
+    with shop.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(CartItem)) == 2
+
+
+def test_checkout_converts_handoff_prices_into_the_shoppers_currency_as_the_cart_does(
+    shop: Shop,
+) -> None:
+    """The cart shows a NaijaMall item as "NGN… ≈ $…"; checkout listed it as "— NGN…" alone,
+    beside a "Not included: $…" total the shopper could not trace back to it."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 0, 1), ("naijamall", 0, 1)])
+
+    html = shop.client_for(user).get("/checkout").get_data(as_text=True)
+
+    group = html[html.index('<div class="handoff-group" data-marketplace="naijamall">') :]
+    group = text_of(group[: group.index("</ul>")])
+    assert "NGN" in group and "≈ $" in group, group

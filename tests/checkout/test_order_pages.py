@@ -446,3 +446,16 @@ def test_the_order_page_polls_while_the_marketplaces_answer_a_cancellation(two_s
     assert client.get(f"/orders/{order.number}/status.json").get_json()["pending"] is False
     html = client.get(f"/orders/{order.number}").get_data(as_text=True)
     assert "order_status.js" not in html
+
+
+def test_the_order_page_names_the_country_it_ships_to(two_shoppers) -> None:
+    """Checkout offers countries by name ("United Kingdom"); the order page read the code back
+    ("Ship to … London …, GB"), on the order page and its confirmation."""
+    shop, alice, _bob, order = two_shoppers
+    client = shop.client_for(alice)
+
+    for path in (f"/orders/{order.number}", f"/orders/{order.number}/confirmation"):
+        html = client.get(path).get_data(as_text=True)
+        ship_to = html[html.index("<dt>Ship to</dt>") :]
+        ship_to = ship_to[: ship_to.index("</dd>")]
+        assert ship_to.endswith(", United Kingdom"), ship_to

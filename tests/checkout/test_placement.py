@@ -152,7 +152,7 @@ def test_an_order_whose_only_marketplace_is_down_promises_no_rest_going_ahead(
     # Said once: not the part's "We could not place your Kiondo Market items, so … refunded."
     # and then the order's "We could not place order …; refunded in full." (the same news).
     assert failed.message == (
-        f"We could not place order {order.number}; you have been refunded in full."
+        f"We could not place order {order.number} at Kiondo Market; you have been refunded in full."
     )
 
 

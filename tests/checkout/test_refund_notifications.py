@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from commerce import settlement
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notification_models import Notification
+from commerce.notifications import email_subject
 from commerce.order_locks import lock_order
 from commerce.order_models import MarketplaceOrder, Order, RefundStatus, SubOrderStatus
 from commerce.placement import place_sub_order
@@ -75,3 +76,59 @@ def test_a_card_refund_is_on_its_way_then_confirmed(shop: Shop) -> None:
     assert f"we are refunding their {share}" in told_first["sub_order_cancelled"]
     assert "refund_made" not in told_first
     assert "to your card" in _messages(shop, order)["refund_made"]
+
+
+def _fail(shop: Shop, sub_order: MarketplaceOrder, reason: str) -> None:
+    with shop.session_factory() as session, session.begin():
+        sub = session.get(MarketplaceOrder, sub_order.id)
+        assert sub is not None
+        lock_order(session, sub.order_id)
+        compensate_sub_order(session, sub, status=SubOrderStatus.FAILED, reason=reason)
+
+
+def _unplaced_order(shop: Shop, lines: list[tuple[str, int, int]], **payment: str) -> Order:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, lines)
+    return shop.checkout(shop.client_for(user), **payment)
+
+
+def test_an_order_whose_only_part_failed_names_its_marketplace(shop: Shop) -> None:
+    """The part's own sentence is left out when its failure fails the whole order (the order's
+    says the same failure and refund); the order's sentence then has to say where: "We could not
+    place order …; refunded in full." left the shopper, and the e-mail's subject, guessing which
+    marketplace had their items."""
+    order = _unplaced_order(shop, [("shopwave", 2, 1)], payment_method="wallet")
+
+    _fail(shop, shop.sub_order(order, "shopwave"), "ShopWave refused the order.")
+
+    told = _messages(shop, order)
+    assert "sub_order_failed" not in told
+    assert told["order_failed"] == (
+        f"We could not place order {order.number} at ShopWave; you have been refunded in full."
+    )
+    assert email_subject(told["order_failed"], order.number) == (
+        f"OneCart: We could not place order {order.number} at ShopWave; "
+        "you have been refunded in full."
+    )
+
+
+def test_a_card_order_whose_parts_all_failed_names_each_marketplace(shop: Shop) -> None:
+    order = _unplaced_order(
+        shop,
+        [("shopwave", 2, 1), ("kiondo", 2, 1)],
+        payment_method="stripe",
+        test_card="pm_card_visa",
+    )
+
+    _fail(shop, shop.sub_order(order, "kiondo"), "Kiondo Market could not be reached.")
+    _fail(shop, shop.sub_order(order, "shopwave"), "ShopWave refused the order.")
+    told = _messages(shop, order)
+    # Nothing was placed: the card hold is released.
+    settlement.process_refunds(shop.session_factory, order.id)
+    settlement.settle_payment(shop.session_factory, order.id)
+
+    assert "The rest of your order goes ahead." in told["sub_order_failed"]
+    assert told["order_failed"] == (
+        f"We could not place order {order.number} at Kiondo Market and ShopWave; "
+        "we are refunding you in full."
+    )

@@ -592,6 +592,28 @@ def test_a_guest_can_choose_the_display_currency(
     assert f"{money(4200000, 'KES')}" in page and "4 offers on 4 marketplaces" in page
 
 
+def test_the_currency_menu_lists_currencies_in_the_order_of_their_names(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """The menu names each currency ("£ British Pound", "Kenyan Shilling (KES)") but listed them
+    by ISO code: with the pipeline's 44 currencies a shopper scanning for the pound found "British
+    Pound" after "Euro", "South Korean Won" between the Kenyan Shilling and the Kuwaiti Dinar."""
+    html = client.get("/stores").get_data(as_text=True)
+    header = html[html.index('<details class="header-menu currency-menu') :]
+    header = header[: header.index("</details>")]
+    labels = [
+        text_of(label)
+        for label in re.findall(r'name="currency" value="[A-Z]{3}"[^>]*>(.*?)</button>', header)
+    ]
+    assert labels == [
+        "£ British Pound",
+        "€ Euro",
+        "Kenyan Shilling (KES)",
+        "Nigerian Naira (NGN)",
+        "$ US Dollar",
+    ]
+
+
 @pytest.mark.parametrize(
     ("data", "target"),
     [

@@ -71,21 +71,24 @@ def offer_embeddings(
 
     # However this run was launched (the run queue, `onecart ingest` in its own process), it
     # never embeds beside another one (pipelines/embedding_lock.py).
-    with one_embeddings_run_at_a_time(
-        embeddings_lock_path(warehouse.pipeline_db_path),
-        f"{context.run.run_id} (pid {os.getpid()})",
-        on_wait=waiting,
-    ):
-        # The first load on a machine exports and quantizes the ONNX model (tens of seconds).
-        report("offer embeddings: loading the model (the first time: preparing its int8 version)")
-        try:
+    try:
+        with one_embeddings_run_at_a_time(
+            embeddings_lock_path(warehouse.pipeline_db_path),
+            f"{context.run.run_id} (pid {os.getpid()})",
+            on_wait=waiting,
+        ):
+            # The first load on a machine exports and quantizes the ONNX model (tens of seconds).
+            report(
+                "offer embeddings: loading the model (the first time: preparing its int8 version)"
+            )
             embedder = load_offer_embedder(settings)
             if embedder is None:
                 _skipped(context, model_status(settings.model_package).reason)
                 return
             refresh = refresh_offer_embeddings(warehouse.connect, embedder, progress=report)
-        finally:
-            progress_status.clear_status(get_settings(), "embeddings")
+    finally:
+        # Also when the run was cancelled while it waited: status showed "waiting" for ever.
+        progress_status.clear_status(get_settings(), "embeddings")
     metadata: dict[str, Any] = {
         "skipped": "",
         "model": refresh.model_id,

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from onecart.dagster_instance import dagster_home, dagster_postgres_url
+from onecart.dagster_runs import RESUMED_AS_TAG, STOPPED_BY_DOWN, STOPPED_BY_TAG
 from onecart.settings import Settings
 
 # Dagster's tag on every run of one partition (scheduled, `onecart ingest`, a UI launch).
@@ -38,6 +39,8 @@ class PartitionRun:
     run_id: str
     status: str  # Dagster's DagsterRunStatus name: SUCCESS, FAILURE, STARTED, QUEUED …
     at: datetime | None  # when it ended (or was created, while it has not)
+    # `onecart down` cancelled it and no `up` has carried it on yet (onecart/dagster_runs.py).
+    stopped_by_down: bool = False
 
 
 def last_fetches(settings: Settings) -> dict[str, datetime]:
@@ -93,10 +96,13 @@ def last_partition_runs(
                     continue
                 record = records[0]
                 ended = record.end_time or record.create_timestamp.timestamp()
+                tags = record.dagster_run.tags
                 runs[slug] = PartitionRun(
                     run_id=record.dagster_run.run_id,
                     status=record.dagster_run.status.value,
                     at=datetime.fromtimestamp(ended, UTC) if ended else None,
+                    stopped_by_down=tags.get(STOPPED_BY_TAG) == STOPPED_BY_DOWN
+                    and RESUMED_AS_TAG not in tags,
                 )
                 materialized = instance.fetch_materializations(
                     dg.AssetRecordsFilter(
@@ -147,6 +153,12 @@ def catalog_lines(
         retry = " ".join(f"--marketplace {slug}" for slug in failed)
         answer = "it answers" if len(failed) == 1 else "they answer"
         lines.append(f"  retry once {answer}: onecart ingest {retry}")
+    for slug in slugs:
+        if (run := runs.get(slug)) and run.stopped_by_down:
+            lines.append(
+                f"  {slug}: its last run was cancelled by `onecart down`; the next `onecart up` "
+                "re-executes it"
+            )
     return lines
 
 

@@ -292,14 +292,14 @@ def command_up(settings: Settings, args: argparse.Namespace) -> int:
     if failed:
         started = [o.name for o in outcomes if o.action in {"started", "starting"}]
         undo_failed_up(settings, started, supervisord_started=not supervisord_was_running)
-    elif not args.ingest and any(
-        o.name == "dagster" and o.action in {"started", "already running"} for o in outcomes
-    ):
-        # (An ingest launches an embeddings run of its own.)
+    elif any(o.name == "dagster" and o.action in {"started", "already running"} for o in outcomes):
+        # What `down` cancelled carries on (after an ingest, what it did not do again).
         from onecart.ingest_command import embeddings_enabled
 
-        if embeddings_enabled():
-            dagster_runs.resume_embeddings_stopped_by_down(settings, report=print)
+        skip = (
+            frozenset() if embeddings_enabled() else frozenset({dagster_runs.OFFER_EMBEDDINGS_JOB})
+        )
+        dagster_runs.resume_runs_stopped_by_down(settings, report=print, skip_jobs=skip)
     return exit_code
 
 

@@ -1,6 +1,6 @@
 """Dagster runs across `onecart down` and `up`: `down` cancels the runs Dagster is running or
-has queued before it stops Dagster, and the next `up` starts the offer embeddings again when
-`down` cancelled them.
+has queued before it stops Dagster, and the next `up` re-executes what it cancelled (a catalog
+refresh, the downstream run, the offer embeddings, …) unless a later run did that work.
 
 Stopping Dagster with a run in progress left the run to be torn down by Dagster's own shutdown
 (SIGTERM to its whole process group): `dagster dev` then took up to its stop timeout and was
@@ -9,7 +9,7 @@ Dagster's run coordinator (`cancel_run`: a queued run is dropped from the queue,
 terminated by its run launcher, which interrupts the step), so the run ends CANCELED, its step's
 `finally` blocks run, and Dagster has nothing left to wait for when it is stopped. The offer
 embeddings keep every batch they wrote (assistant.embedding_store), so the run `up` launches
-again embeds only what is left.
+again embeds only what is left; a catalog refresh fetches again.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
 from onecart.dagster_instance import dagster_home, dagster_postgres_url
@@ -25,14 +25,21 @@ from onecart.settings import Settings
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance, DagsterRun
+    from dagster._core.storage.dagster_run import RunRecord
 
 # Set on each run `down` cancelled: what `up` looks for, and what the Dagster UI shows.
 STOPPED_BY_TAG: Final = "onecart/stopped_by"
 STOPPED_BY_DOWN: Final = "down"
 RESUMED_TRIGGER: Final = {"onecart/trigger": "resumed_after_down"}
+# pipelines.jobs.OFFER_EMBEDDINGS_JOB (the CLI does not load the pipeline for this).
+OFFER_EMBEDDINGS_JOB: Final = "offer_embeddings_job"
+# Set on a run `down` cancelled once `up` dealt with it: the run that carries its work on.
+RESUMED_AS_TAG: Final = "onecart/resumed_as"
 # A step notices the interrupt at its next Python instruction; a run's teardown (its events,
 # its resources) takes a few seconds more on a busy machine.
 CANCEL_TIMEOUT_S: Final = 30.0
+# DagsterRunStatus values of a run the daemon launched that has not recorded its start yet.
+STARTING_STATUSES: Final = frozenset({"NOT_STARTED", "STARTING"})
 POLL_S: Final = 0.25
 
 
@@ -90,8 +97,17 @@ def cancel_unfinished_runs(
             run for run in instance.get_runs(RunsFilter(statuses=unfinished)) if _cancellable(run)
         ]
         asked = []
+        deadline = time.monotonic() + timeout
         for run in runs:
             instance.add_run_tags(run.run_id, {STOPPED_BY_TAG: STOPPED_BY_DOWN})
+            # A run still starting records its start after the cancel's CANCELING, and then takes
+            # the interrupt for an unexpected one: it ended as a FAILURE ("interrupted
+            # unexpectedly"), not CANCELED. It is cancelled once it has started.
+            while time.monotonic() < deadline:
+                current = instance.get_run_by_id(run.run_id)
+                if current is None or current.status.value not in STARTING_STATUSES:
+                    break
+                time.sleep(POLL_S)
             try:
                 cancelled = instance.run_coordinator.cancel_run(run.run_id)
             except Exception as exc:  # the code server is gone: Dagster's stop ends the run
@@ -115,39 +131,163 @@ def cancel_unfinished_runs(
     return [run.run_id for run in asked]
 
 
-def embeddings_stopped_by_down(settings: Settings) -> str | None:
-    """The id of the newest offer embeddings run when `down` cancelled it (no later run of the
-    job came after it), else None."""
+def _resume_group(run: DagsterRun) -> tuple[str, str, tuple[str, ...]]:
+    """Runs that do the same work: the same job, partition and asset selection (the UI's
+    Materialize runs the implicit asset job with a selection of its own)."""
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+    selection = tuple(sorted(key.to_user_string() for key in run.asset_selection or ()))
+    return run.job_name, run.tags.get(PARTITION_NAME_TAG, ""), selection
+
+
+def _describe(run: DagsterRun) -> str:
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+    partition = run.tags.get(PARTITION_NAME_TAG)
+    return f"{run.job_name}, {partition}" if partition else run.job_name
+
+
+def runs_stopped_by_down(instance: DagsterInstance) -> list[RunRecord]:
+    """The finished runs `down` cancelled that no `up` has dealt with yet, oldest first."""
     from dagster import RunsFilter
 
-    from pipelines.jobs import OFFER_EMBEDDINGS_JOB
+    records = instance.get_run_records(
+        RunsFilter(tags={STOPPED_BY_TAG: STOPPED_BY_DOWN}), ascending=True
+    )
+    return [
+        record
+        for record in records
+        if record.dagster_run.is_finished and RESUMED_AS_TAG not in record.dagster_run.tags
+    ]
 
-    with open_instance(settings) as instance:
-        newest = instance.get_runs(RunsFilter(job_name=OFFER_EMBEDDINGS_JOB), limit=1)
-    if newest and newest[0].is_finished and newest[0].tags.get(STOPPED_BY_TAG) == STOPPED_BY_DOWN:
-        return newest[0].run_id
+
+def _later_run(instance: DagsterInstance, stopped: RunRecord) -> DagsterRun | None:
+    """A run of the same work created after the stopped one (a schedule's tick, a sensor's
+    request, an ingest) that `down` did not cancel: it does what resuming it would."""
+    from dagster import RunsFilter
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+    run = stopped.dagster_run
+    tags = {key: run.tags[key] for key in (PARTITION_NAME_TAG,) if key in run.tags}
+    for later in instance.get_runs(
+        RunsFilter(job_name=run.job_name, tags=tags, created_after=stopped.create_timestamp)
+    ):
+        if (
+            later.run_id != run.run_id
+            and later.tags.get(STOPPED_BY_TAG) != STOPPED_BY_DOWN
+            and _resume_group(later) == _resume_group(run)
+        ):
+            return later
     return None
 
 
-def resume_embeddings_stopped_by_down(
-    settings: Settings, *, report: Callable[[str], None] = print
-) -> str | None:
-    """Launch the offer embeddings again when `down` cancelled the last run (it embeds only the
-    texts that run did not write); returns the new run's id."""
-    stopped = embeddings_stopped_by_down(settings)
-    if stopped is None:
-        return None
-    from pipelines.run import launch_offer_embeddings
+REEXECUTE_MUTATION: Final = """
+mutation ResumeAfterDown($params: ReexecutionParams!) {
+  launchPipelineReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on PipelineNotFoundError { message }
+    ... on InvalidSubsetError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
 
+
+class ReexecutionRefused(RuntimeError):
+    """The Dagster webserver did not launch the re-execution."""
+
+
+def reexecute_run(settings: Settings, run: DagsterRun, tags: Mapping[str, str]) -> str:
+    """Re-execute a run through the Dagster webserver, as the UI's "Re-execute all" does: the
+    same job, partition, config and tags (plus `tags`), linked to it as its parent; the new
+    run goes through the run queue. Every step runs again: the assets are incremental (a
+    finished step redoes little), and a cancelled catalog fetch must start afresh (its staged
+    pages are the cancelled run's). Returns the new run's id."""
+    import httpx
+    from dagster._core.storage.tags import TAGS_TO_MAYBE_OMIT_ON_RETRY
+
+    # The parent's tags as Dagster's own re-execution keeps them, but not `down`'s: the new run
+    # was not stopped by it (and must not be re-executed for it again).
+    kept = {
+        key: value
+        for key, value in run.tags.items()
+        if key not in TAGS_TO_MAYBE_OMIT_ON_RETRY and key not in {STOPPED_BY_TAG, RESUMED_AS_TAG}
+    }
+    params = {
+        "parentRunId": run.run_id,
+        "strategy": "ALL_STEPS",
+        "useParentRunTags": False,
+        "extraTags": [{"key": key, "value": value} for key, value in {**kept, **tags}.items()],
+    }
     try:
-        run_id = launch_offer_embeddings(settings, tags=RESUMED_TRIGGER)
-    except Exception as exc:  # Dagster refused the run: the next ingest launches one
-        report(
-            f"offer embeddings: run {stopped} was cancelled by `down`, and Dagster refused a new one ({exc})"
+        response = httpx.post(
+            f"{settings.dagster_url}/graphql",
+            json={"query": REEXECUTE_MUTATION, "variables": {"params": params}},
+            timeout=60,
         )
-        return None
-    report(
-        f"offer embeddings: run {stopped} was cancelled by `down`; run {run_id} carries on "
-        f"({settings.dagster_url}/runs/{run_id})"
-    )
-    return run_id
+        response.raise_for_status()
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ReexecutionRefused(f"the Dagster webserver did not answer ({exc})") from exc
+    if body.get("errors"):
+        raise ReexecutionRefused("; ".join(error.get("message", "") for error in body["errors"]))
+    answer = body["data"]["launchPipelineReexecution"]
+    if answer["__typename"] == "LaunchRunSuccess":
+        return str(answer["run"]["runId"])
+    reason = answer.get("message") or "; ".join(e["message"] for e in answer.get("errors", []))
+    raise ReexecutionRefused(f"{answer['__typename']}: {reason}")
+
+
+def resume_runs_stopped_by_down(
+    settings: Settings,
+    *,
+    report: Callable[[str], None] = print,
+    skip_jobs: frozenset[str] = frozenset(),
+) -> dict[str, str]:
+    """Carry on what `down` cancelled: each run it cancelled (a catalog refresh, the downstream
+    run, the offer embeddings, …) is re-executed through Dagster, once per job, partition and
+    asset selection (of two cancelled embeddings runs, the newer carries on), unless a later
+    run already does the same work (the schedule's next tick, a sensor's run, an ingest). The
+    stopped run is tagged `onecart/resumed_as` with what took over, so the next `up` leaves it
+    alone; a run Dagster refuses to re-execute is named with the way to do it by hand. Runs of
+    `skip_jobs` are left for later (`up --ingest` runs them itself). Returns stopped run id ->
+    the run that carries it on."""
+    carried: dict[str, str] = {}
+    with open_instance(settings) as instance:
+        stopped = [
+            record
+            for record in runs_stopped_by_down(instance)
+            if record.dagster_run.job_name not in skip_jobs
+        ]
+        groups: dict[tuple[str, str, tuple[str, ...]], list[RunRecord]] = {}
+        for record in stopped:
+            groups.setdefault(_resume_group(record.dagster_run), []).append(record)
+        for group in groups.values():
+            newest = group[-1].dagster_run
+            later = _later_run(instance, group[-1])
+            if later is not None:
+                verb = "has done its work since"
+                carrier = later.run_id
+            else:
+                try:
+                    carrier = reexecute_run(settings, newest, RESUMED_TRIGGER)
+                except ReexecutionRefused as exc:
+                    report(
+                        f"Dagster run {newest.run_id} ({_describe(newest)}) was cancelled by "
+                        f"`down`, and Dagster refused to re-execute it ({exc}): re-execute it "
+                        f"from the Dagster UI ({settings.dagster_url}/runs/{newest.run_id}, "
+                        "Re-execute all)"
+                    )
+                    continue
+                verb = f"carries on ({settings.dagster_url}/runs/{carrier})"
+            for record in group:
+                instance.add_run_tags(record.dagster_run.run_id, {RESUMED_AS_TAG: carrier})
+                carried[record.dagster_run.run_id] = carrier
+            report(
+                f"Dagster run {newest.run_id} ({_describe(newest)}) was cancelled by `down`; "
+                f"run {carrier} {verb}"
+            )
+    return carried

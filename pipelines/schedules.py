@@ -1,6 +1,8 @@
 """The catalog refresh schedule (every marketplace's partition, every N minutes) and the freshness
 check's schedule beside it."""
 
+from typing import Final
+
 import dagster as dg
 
 from pipelines.jobs import CATALOG_FRESHNESS_JOB, MARKETPLACE_CATALOG_JOB
@@ -10,6 +12,13 @@ CATALOG_REFRESH_SCHEDULE = "catalog_refresh_schedule"
 CATALOG_FRESHNESS_SCHEDULE = "catalog_freshness_schedule"
 # Ahead of the tick's queued catalog runs: the check reads the warehouse for a moment.
 FRESHNESS_PRIORITY = "10"
+# A run in these states still refreshes its marketplace.
+UNFINISHED_RUN_STATUSES: Final = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def build_catalog_refresh_schedule(
@@ -36,6 +45,20 @@ def build_catalog_refresh_schedule(
         slugs = partitions_longest_first(
             context.instance, partitions.get_partition_keys(), full_refresh=False
         )
+        # A marketplace whose last refresh is still queued or running is not fetched twice side
+        # by side (a refresh longer than the interval; the daemon's catch-up tick right after
+        # `onecart up` re-executed the refresh `down` cancelled): that run brings it up to date.
+        in_flight = {
+            run.tags.get("dagster/partition")
+            for run in context.instance.get_runs(
+                dg.RunsFilter(job_name=MARKETPLACE_CATALOG_JOB, statuses=UNFINISHED_RUN_STATUSES)
+            )
+        }
+        if in_flight & set(slugs):
+            context.log.info(
+                "still refreshing from an earlier run, not requested again: "
+                + ", ".join(slug for slug in slugs if slug in in_flight)
+            )
         return [
             dg.RunRequest(
                 run_key=f"{slug}@{tick}",
@@ -43,6 +66,7 @@ def build_catalog_refresh_schedule(
                 tags={"onecart/trigger": "schedule", "onecart/tick": tick},
             )
             for slug in slugs
+            if slug not in in_flight
         ]
 
     return catalog_refresh_schedule

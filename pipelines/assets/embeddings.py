@@ -11,6 +11,7 @@ so Dagster skips `search_products` in the same run (offer_embeddings_job): re-sy
 after every refresh would cost a pass over every offer for vectors the index already has.
 """
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ import dagster as dg
 
 from onecart import progress as progress_status
 from onecart.settings import get_settings
+from pipelines.embedding_lock import embeddings_lock_path, one_embeddings_run_at_a_time
 from pipelines.resources import WarehouseResource
 
 EMBEDDINGS_GROUP = "embeddings"
@@ -61,15 +63,31 @@ def offer_embeddings(
         print(line, flush=True)
         progress_status.write_status(get_settings(), "embeddings", 0, 0, line)
 
-    # The first load on a machine exports and quantizes the ONNX model (tens of seconds).
-    report("offer embeddings: loading the model (the first time: preparing its int8 version)")
+    def waiting(holder: str) -> None:
+        report(
+            f"offer embeddings: waiting for the offer embeddings run {holder} to finish (one at "
+            "a time); then only what it did not embed"
+        )
+
+    # However this run was launched (the run queue, `onecart ingest` in its own process), it
+    # never embeds beside another one (pipelines/embedding_lock.py).
     try:
-        embedder = load_offer_embedder(settings)
-        if embedder is None:
-            _skipped(context, model_status(settings.model_package).reason)
-            return
-        refresh = refresh_offer_embeddings(warehouse.connect, embedder, progress=report)
+        with one_embeddings_run_at_a_time(
+            embeddings_lock_path(warehouse.pipeline_db_path),
+            f"{context.run.run_id} (pid {os.getpid()})",
+            on_wait=waiting,
+        ):
+            # The first load on a machine exports and quantizes the ONNX model (tens of seconds).
+            report(
+                "offer embeddings: loading the model (the first time: preparing its int8 version)"
+            )
+            embedder = load_offer_embedder(settings)
+            if embedder is None:
+                _skipped(context, model_status(settings.model_package).reason)
+                return
+            refresh = refresh_offer_embeddings(warehouse.connect, embedder, progress=report)
     finally:
+        # Also when the run was cancelled while it waited: status showed "waiting" for ever.
         progress_status.clear_status(get_settings(), "embeddings")
     metadata: dict[str, Any] = {
         "skipped": "",

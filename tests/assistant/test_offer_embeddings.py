@@ -4,6 +4,10 @@ cleanly (saying why) when embeddings are switched off."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +21,7 @@ import warehouse
 from assistant.config import get_assistant_settings
 from assistant.embedding_store import read_document_vectors
 from assistant.embeddings import Embedder
+from onecart.settings import REPO_ROOT
 from pipelines.assets.embeddings import offer_embeddings
 from pipelines.resources import WarehouseResource
 from search_index.indexing import sync_index
@@ -167,3 +172,82 @@ def test_the_asset_skips_and_says_why_when_switched_off(
     _insert_products(Path(warehouse_resource.pipeline_db_path), _offers())
     metadata = _materialize(warehouse_resource)
     assert "switched off" in metadata["skipped"]
+
+
+EMBEDDING_RUN = """
+import json, sys
+import dagster as dg
+from pipelines.assets.embeddings import offer_embeddings
+from pipelines.resources import WarehouseResource
+
+resource = WarehouseResource(pipeline_db_path=sys.argv[1], published_path=sys.argv[2])
+result = dg.materialize([offer_embeddings], resources={"warehouse": resource})
+events = result.asset_materializations_for_node("offer_embeddings") or (
+    result.asset_observations_for_node("offer_embeddings")
+)
+metadata = {key: value.value for key, value in events[-1].metadata.items()}
+print("RESULT " + json.dumps({"embedded": metadata["embedded"], "reused": metadata["reused"]}))
+"""
+
+
+def _embedding_run(resource: WarehouseResource, home: Path) -> subprocess.Popen[str]:
+    """An offer embeddings run in a process of its own, as `onecart ingest` runs one when the
+    Dagster UI does not answer, or the daemon's run worker does."""
+    environment = {**os.environ, "ONECART_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", EMBEDDING_RUN, resource.pipeline_db_path, resource.published_path],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _read_until(run: subprocess.Popen[str], marker: str, lines: list[str]) -> None:
+    """Read the run's output into `lines` until a line holds `marker` (or the run ends)."""
+    assert run.stdout is not None
+    for line in run.stdout:
+        lines.append(line)
+        if marker in line:
+            return
+    raise AssertionError(f"the run ended before saying {marker!r}:\n{''.join(lines)}")
+
+
+def test_a_second_embeddings_run_waits_for_the_first_and_embeds_only_what_is_left(
+    warehouse_resource: WarehouseResource, embedder: Embedder | None, tmp_path: Path
+) -> None:
+    """Dagster's run queue launches one embeddings run at a time, but `onecart ingest` without
+    the Dagster UI runs the embeddings in its own process, outside the queue: beside a run the
+    daemon launched (or another ingest's) both embedded every text. The asset now holds a lock
+    beside the warehouse for its whole step: a second run, however it was launched, waits for
+    the first, says which one it waits for, and then embeds only what the first left."""
+    if embedder is None:
+        pytest.skip("the embedding model is not installed")
+    from warehouse.connection import exclusive_file_lock, lock_path_for
+
+    db_path = Path(warehouse_resource.pipeline_db_path)
+    offers = _offers()
+    _insert_products(db_path, offers)
+    home = tmp_path / "home"
+    home.mkdir()
+    # The model's ONNX export the session's `embedder` made, not a fresh one per process.
+    (home / "models").symlink_to(REPO_ROOT / "var" / "models")
+    first_lines: list[str] = []
+    second_lines: list[str] = []
+    # The first run takes the embeddings lock, then waits here for the warehouse.
+    with exclusive_file_lock(lock_path_for(db_path)):
+        first = _embedding_run(warehouse_resource, home)
+        _read_until(first, "offer embeddings: loading the model", first_lines)
+        second = _embedding_run(warehouse_resource, home)
+        _read_until(second, "waiting for the offer embeddings run", second_lines)
+    outputs = []
+    for run, lines in ((first, first_lines), (second, second_lines)):
+        rest, _ = run.communicate()
+        outputs.append("".join(lines) + rest)
+        assert run.returncode == 0, outputs[-1]
+
+    first_result, second_result = (
+        json.loads(output.split("RESULT ", 1)[1].splitlines()[0]) for output in outputs
+    )
+    assert first_result == {"embedded": len(offers), "reused": 0}, outputs[0]
+    assert second_result == {"embedded": 0, "reused": len(offers)}, outputs[1]

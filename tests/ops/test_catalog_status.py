@@ -238,3 +238,22 @@ def test_status_says_no_check_has_run_on_an_empty_home(shop: dict[str, str]) -> 
 
     assert result.returncode == 0, result.stderr
     assert "Checks: none has run yet" in result.stdout
+
+
+def test_a_partition_run_down_cancelled_says_the_next_up_carries_it_on() -> None:
+    """After `onecart down` a refresh it cancelled showed as "canceled" and nothing more: an
+    operator could not tell it from one cancelled in the Dagster UI (which nothing resumes), nor
+    that the next `up` re-executes it (onecart/dagster_runs.py)."""
+    at = datetime(2026, 12, 6, 17, 30, tzinfo=UTC)
+    runs = {
+        "amazon": PartitionRun(status="CANCELED", at=at, run_id="amazon-run", stopped_by_down=True),
+        "kiondo": PartitionRun(status="CANCELED", at=at, run_id="kiondo-run"),
+    }
+
+    lines = catalog_lines(["amazon", "kiondo"], {}, runs, "http://dagster")
+
+    assert lines[-1] == (
+        "  amazon: its last run was cancelled by `onecart down`; the next `onecart up` "
+        "re-executes it"
+    )
+    assert not any("kiondo:" in line for line in lines)

@@ -741,15 +741,19 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
 @pytest.mark.timeout(1200)
 # dagster_graphql's client (the launch, as `onecart ingest` does it) calls gql's deprecated way.
 @pytest.mark.filterwarnings("ignore:Using variable_values:DeprecationWarning")
-def test_down_cancels_the_embeddings_runs_and_the_next_up_carries_them_on(
+def test_down_cancels_the_runs_and_the_next_up_carries_each_on_through_dagster(
     environment: dict[str, str], home: Path, started_services: list[str]
 ) -> None:
-    """`down` with an offer embeddings run in progress (its step waits for the warehouse, which
-    the test holds) and a second one launched beside it: the run queue kept the second one
-    queued (one embeddings run at a time), `down` cancels both through Dagster before stopping
-    it (they were torn down with Dagster, "interrupted unexpectedly", and Dagster was SIGKILLed
-    at its stop timeout), and the next `up` launches the embeddings again, once."""
+    """`down` with a scheduled catalog refresh and an offer embeddings run in progress (their
+    steps wait for the warehouse, which the test holds) and a second embeddings run launched
+    beside them: the run queue kept the second one queued (one embeddings run at a time), `down`
+    cancels all three through Dagster before stopping it (they were torn down with Dagster,
+    "interrupted unexpectedly", and Dagster was SIGKILLed at its stop timeout), and the next
+    `up` re-executes what was cancelled, once each: the catalog refresh (before, only the
+    embeddings were launched again, and the refresh waited for the schedule's next tick, with
+    the downstream run that follows it) and the embeddings (the newer of the two runs)."""
     import dagster as dg
+    from dagster_graphql import DagsterGraphQLClient
 
     import pipelines.run
     from onecart import dagster_runs
@@ -761,38 +765,72 @@ def test_down_cancels_the_embeddings_runs_and_the_next_up_carries_them_on(
     up = onecart(environment, "up", "--only", "dagster", timeout=400)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     active = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
+    client = DagsterGraphQLClient(settings.dagster_host, port_number=settings.dagster_port)
 
     with exclusive_file_lock(lock_path_for(settings.pipeline_db_path)):
+        # As the refresh schedule requests it.
+        refresh = client.submit_job_execution(
+            "marketplace_catalog_job",
+            tags={"dagster/partition": "shopwave", "onecart/trigger": "schedule"},
+        )
         runs = [pipelines.run.launch_offer_embeddings(settings) for _ in range(2)]
         with dagster_runs.open_instance(settings) as instance:
 
-            def statuses() -> list[dg.DagsterRunStatus]:
-                return [instance.get_run_by_id(run_id).status for run_id in runs]  # type: ignore[union-attr]
+            def status(run_id: str) -> dg.DagsterRunStatus:
+                return instance.get_run_by_id(run_id).status  # type: ignore[union-attr]
 
             wait_until(
-                lambda: active & set(statuses()), timeout=300, what="an embeddings run to start"
+                lambda: status(refresh) in active and active & {status(r) for r in runs},
+                timeout=300,
+                what="the refresh and an embeddings run to start",
             )
             time.sleep(5)  # the queue daemon's next turns
-            now = statuses()
+            now = [status(run_id) for run_id in runs]
             assert sorted(status in active for status in now) == [False, True], now
             assert dg.DagsterRunStatus.QUEUED in now, now
 
         down = onecart(environment, "down", timeout=300)
 
     assert down.returncode == 0, down.stdout + down.stderr
+    # (A run still starting when `down` came ended as a FAILURE, "interrupted unexpectedly".)
+    assert f"cancelled Dagster run {refresh} (marketplace_catalog_job): CANCELED" in down.stdout, (
+        down.stdout
+    )
     for run_id in runs:
-        assert f"cancelled Dagster run {run_id} (offer_embeddings_job): CANCELED" in down.stdout
+        assert f"cancelled Dagster run {run_id} (offer_embeddings_job): CANCELED" in down.stdout, (
+            down.stdout
+        )
     supervisor_log = (home / "logs" / "supervisord.log").read_text()
     assert "SIGKILL" not in supervisor_log, supervisor_log[-2000:]
 
     again = onecart(environment, "up", "--only", "dagster", timeout=400)
 
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "was cancelled by `down`; run " in again.stdout, again.stdout
+    assert (
+        f"Dagster run {refresh} (marketplace_catalog_job, shopwave) was cancelled by `down`; run "
+        in again.stdout
+    ), again.stdout
+    assert f"Dagster run {runs[1]} (offer_embeddings_job) was cancelled by `down`; run " in (
+        again.stdout
+    ), again.stdout
     with dagster_runs.open_instance(settings) as instance:
-        [newest] = instance.get_runs(dg.RunsFilter(job_name="offer_embeddings_job"), limit=1)
-    assert newest.run_id not in runs
-    assert newest.tags["onecart/trigger"] == "resumed_after_down"
+        [refreshed] = instance.get_runs(dg.RunsFilter(job_name="marketplace_catalog_job"), limit=1)
+        embeddings = instance.get_runs(dg.RunsFilter(job_name="offer_embeddings_job"))
+        stopped = {run_id: instance.get_run_by_id(run_id) for run_id in [refresh, *runs]}
+    # Dagster's re-execution of each: its parent is the cancelled run, whose partition, tags
+    # and config it keeps.
+    assert refreshed.run_id != refresh
+    assert refreshed.tags["dagster/parent_run_id"] == refresh
+    assert refreshed.tags["dagster/partition"] == "shopwave"
+    assert refreshed.tags["onecart/trigger"] == "resumed_after_down"
+    assert "onecart/stopped_by" not in refreshed.tags  # `down` did not stop this one
+    assert len(embeddings) == 3, [run.run_id for run in embeddings]  # one carries both on
+    assert embeddings[0].tags["dagster/parent_run_id"] == runs[1]
+    assert embeddings[0].tags["onecart/one_at_a_time"] == "offer_embeddings_job"
+    assert {run.tags["onecart/resumed_as"] for run in stopped.values()} == {  # type: ignore[union-attr]
+        refreshed.run_id,
+        embeddings[0].run_id,
+    }
     third = onecart(environment, "up", "--only", "dagster", timeout=400)
     assert "cancelled by `down`" not in third.stdout  # carried on once
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.utils import make_new_run_id
 
 from adapters.registry import load_marketplaces
 from onecart.settings import REPO_ROOT, Settings, get_settings
@@ -163,6 +164,44 @@ def test_schedule_runs_every_partition_on_the_configured_cron() -> None:
     assert [request.run_key for request in requests] == [
         f"{slug}@{tick.isoformat()}" for slug in slugs
     ]
+
+
+def test_a_refresh_tick_leaves_out_a_partition_whose_run_is_still_queued_or_running() -> None:
+    """A tick queued a second run of a marketplace whose last refresh was still queued or
+    running (a refresh longer than the cron interval, or the daemon's catch-up tick right after
+    `onecart up` re-executed the refresh `down` cancelled): two fetches of one catalog side by
+    side. The tick now requests only the other partitions, and says which it left out."""
+    settings = Settings(schedule_cron="*/5 * * * *")
+    definitions = build_definitions(settings)
+    schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
+    slugs = [
+        config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
+    ]
+    catalog_job = definitions.resolve_job_def(MARKETPLACE_CATALOG_JOB)
+    with dg.instance_for_test() as instance:
+        statuses = [
+            # (A queued run needs a code location's origin; the schedule reads only the status.)
+            dg.DagsterRunStatus.STARTING,
+            dg.DagsterRunStatus.STARTED,
+            dg.DagsterRunStatus.SUCCESS,  # a finished run holds nothing back
+        ]
+        for slug, status in zip(slugs[:3], statuses, strict=True):
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=catalog_job.name,
+                    run_id=make_new_run_id(),
+                    status=status,
+                    tags={"dagster/partition": slug},
+                )
+            )
+        # Entered, so the tick's log (which names the partitions left out) is closed after it.
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 11, 25, 6, 30, tzinfo=UTC),
+            repository_def=definitions.get_repository_def(),
+        ) as context:
+            requests = schedule.evaluate_tick(context).run_requests or []
+    assert [request.partition_key for request in requests] == slugs[2:]
 
 
 def test_default_schedule_is_every_thirty_minutes() -> None:

@@ -106,3 +106,63 @@ def test_the_copy_holds_every_iso_currency_s_minor_unit(fakestore_deactivated: S
         (kes,) = copy.execute("SELECT minor_unit FROM currencies WHERE currency = 'KES'").fetchone()
     assert currencies > 150 and kes == 2
     assert missing_price == 0
+
+
+def test_the_summary_views_count_only_what_shoppers_can_buy(
+    fakestore_deactivated: Settings,
+) -> None:
+    """`category_price_stats`, `marketplace_coverage` and `product_group_summary` counted the
+    offers of an inactive marketplace beside the live ones (data QA leftovers): a category's
+    offers and prices, a marketplace's shared groups and a group's size and cheapest price
+    included offers no shopper can find. Each now counts live offers (`offers_usd.live`), and the
+    coverage and group summary say how many held offers they leave out (`not_live_offers`)."""
+    with _copy(fakestore_deactivated) as copy:
+        (fakestore_offers,) = copy.execute(
+            "SELECT count(*) FROM products WHERE marketplace = 'fakestore'"
+        ).fetchone()
+        categories = copy.execute(
+            "SELECT category, offers, marketplaces, min_usd, max_usd FROM category_price_stats "
+            "ORDER BY category"
+        ).fetchall()
+        live_categories = copy.execute(
+            "SELECT coalesce(category, '(none)') AS category, count(*), "
+            "count(DISTINCT marketplace), min(price_usd), max(price_usd) FROM offers_usd "
+            "WHERE live GROUP BY ALL ORDER BY category"
+        ).fetchall()
+        coverage = {
+            row[0]: row[1:]
+            for row in copy.execute(
+                "SELECT marketplace, live, offers, available_offers, groups, shared_groups, "
+                "not_live_offers FROM marketplace_coverage "
+                "WHERE marketplace IN ('kiondo', 'fakestore')"
+            ).fetchall()
+        }
+        (kiondo_live, kiondo_available, kiondo_groups) = copy.execute(
+            "SELECT count(*), count(*) FILTER (WHERE available), count(DISTINCT group_id) "
+            "FROM offers_usd WHERE marketplace = 'kiondo'"
+        ).fetchone()
+        (shared_with_fakestore, fakestore_offers_shared) = copy.execute(
+            "SELECT count(DISTINCT group_id), count(*) FROM product_groups "
+            "WHERE marketplace = 'fakestore' AND group_id IN "
+            "(SELECT group_id FROM product_groups WHERE marketplace = 'kiondo')"
+        ).fetchone()
+        groups = copy.execute(
+            "SELECT group_id, offers, marketplaces, min_price_usd, not_live_offers "
+            "FROM product_group_summary ORDER BY group_id"
+        ).fetchall()
+        live_groups = copy.execute(
+            "SELECT group_id, count(*) FILTER (WHERE live), "
+            "count(DISTINCT marketplace) FILTER (WHERE live), "
+            "min(price_usd) FILTER (WHERE live), count(*) FILTER (WHERE NOT live) "
+            "FROM offers_usd WHERE group_id IS NOT NULL GROUP BY group_id "
+            "HAVING bool_or(live) ORDER BY group_id"
+        ).fetchall()
+    assert fakestore_offers > 0
+    assert categories == live_categories
+    assert sum(row[1] for row in categories) == kiondo_live
+    # The sandbox's stores share products: the two shared groups before Fake Store went off.
+    assert shared_with_fakestore > 0
+    assert coverage["fakestore"] == (False, 0, 0, 0, 0, fakestore_offers)
+    assert coverage["kiondo"] == (True, kiondo_live, kiondo_available, kiondo_groups, 0, 0)
+    assert groups == live_groups
+    assert sum(row[4] for row in groups) == fakestore_offers_shared

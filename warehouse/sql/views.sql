@@ -66,27 +66,30 @@ LEFT JOIN marketplaces AS m ON m.slug = p.marketplace
 LEFT JOIN product_groups AS g USING (marketplace, external_id);
 COMMENT ON VIEW offers_usd IS 'Current offers with price (offer currency, never NULL), price_usd, live (shoppers can find and buy it, as in search), group_id, match_method and match_confidence.';
 
--- product_group_summary: one row per product group ("product relation token").
+-- product_group_summary: one row per product group ("product relation token") that shoppers can
+-- buy from: every column but not_live_offers is of its live offers (an inactive or disabled
+-- marketplace's offers are not in search; a group of only such offers is left out).
 --   group_id, method (how the group was formed: gtin, brand_model, title or single; the weakest
---   evidence that put one of its offers in it, by confidence),
+--   evidence that put one of its live offers in it, by confidence),
 --   offers, marketplaces (distinct), min_price_usd, max_price_usd, title (of the cheapest offer),
---   live_offers and min_live_price_usd (of its live offers: what shoppers can buy).
+--   not_live_offers (the group's offers at marketplaces that are not live, counted nowhere else).
 CREATE OR REPLACE VIEW product_group_summary AS
 SELECT
     group_id,
     -- By confidence, not spelling: the alphabetical minimum made a GTIN + title group 'gtin'.
-    min({'confidence': match_confidence, 'method': match_method}).method AS method,
-    count(*) AS offers,
-    count(DISTINCT marketplace) AS marketplaces,
-    min(price_usd) AS min_price_usd,
-    max(price_usd) AS max_price_usd,
-    arg_min(title, price_usd) AS title,
-    count(*) FILTER (WHERE live) AS live_offers,
-    min(price_usd) FILTER (WHERE live) AS min_live_price_usd
+    (min({'confidence': match_confidence, 'method': match_method}) FILTER (WHERE live)).method
+        AS method,
+    count(*) FILTER (WHERE live) AS offers,
+    count(DISTINCT marketplace) FILTER (WHERE live) AS marketplaces,
+    min(price_usd) FILTER (WHERE live) AS min_price_usd,
+    max(price_usd) FILTER (WHERE live) AS max_price_usd,
+    arg_min(title, price_usd) FILTER (WHERE live) AS title,
+    count(*) FILTER (WHERE NOT live) AS not_live_offers
 FROM offers_usd
 WHERE group_id IS NOT NULL
-GROUP BY group_id;
-COMMENT ON VIEW product_group_summary IS 'Per product group: method, offers, marketplaces, min/max price_usd, title of the cheapest offer, live_offers and min_live_price_usd.';
+GROUP BY group_id
+HAVING bool_or(live);
+COMMENT ON VIEW product_group_summary IS 'Per product group with a live offer, of its live offers: method, offers, marketplaces, min/max price_usd, title of the cheapest offer; not_live_offers counts the rest.';
 
 -- cheapest_offer_per_group: the cheapest offer of every group with 2+ live, available offers
 -- (with a USD price): what a shopper can buy (an inactive or disabled marketplace's offers are
@@ -144,31 +147,36 @@ WHERE s.old_price_minor IS NOT NULL
   AND s.observed_at >= now() - INTERVAL 7 DAY;
 COMMENT ON VIEW price_changes_7d IS 'Price changes of the last 7 days: old/new price_minor, currency, change_pct, observed_at.';
 
--- marketplace_coverage: what each marketplace contributes.
---   marketplace, name, offers, available_offers, categories, brands, with_gtin (share 0-1),
---   groups, shared_groups (groups also offered elsewhere), rejected, last_fetched_at (of its
---   offers: NULL, as with_gtin, for a marketplace whose every record was quarantined).
+-- marketplace_coverage: what each marketplace contributes to what shoppers can buy.
+--   marketplace, name, live (active and enabled in the storefront: its offers are in search),
+--   offers, available_offers, categories, brands, with_gtin (share 0-1), groups, shared_groups
+--   (groups also offered live elsewhere): all of its live offers, so 0 (with_gtin NULL) for a
+--   marketplace that is not live; not_live_offers (its offers held while it is not live),
+--   rejected, last_fetched_at (of its offers, live or not: NULL, as with_gtin, for a marketplace
+--   whose every record was quarantined).
 CREATE OR REPLACE VIEW marketplace_coverage AS
 WITH group_spread AS (
     SELECT group_id, count(DISTINCT marketplace) AS marketplaces
-    FROM product_groups
+    FROM offers_usd
+    WHERE live AND group_id IS NOT NULL
     GROUP BY group_id
 ),
 offer_stats AS (
     SELECT
-        p.marketplace,
-        count(*) AS offers,
-        count(*) FILTER (WHERE p.available) AS available_offers,
-        count(DISTINCT p.category) AS categories,
-        count(DISTINCT p.brand) AS brands,
-        round(avg(CASE WHEN p.gtin IS NOT NULL THEN 1.0 ELSE 0.0 END), 3) AS with_gtin,
-        count(DISTINCT g.group_id) AS groups,
-        count(DISTINCT g.group_id) FILTER (WHERE s.marketplaces > 1) AS shared_groups,
-        max(p.fetched_at) AS last_fetched_at
-    FROM products AS p
-    LEFT JOIN product_groups AS g USING (marketplace, external_id)
+        o.marketplace,
+        count(*) FILTER (WHERE o.live) AS offers,
+        count(*) FILTER (WHERE o.live AND o.available) AS available_offers,
+        count(DISTINCT o.category) FILTER (WHERE o.live) AS categories,
+        count(DISTINCT o.brand) FILTER (WHERE o.live) AS brands,
+        round(avg(CASE WHEN o.gtin IS NOT NULL THEN 1.0 ELSE 0.0 END) FILTER (WHERE o.live), 3)
+            AS with_gtin,
+        count(DISTINCT o.group_id) FILTER (WHERE o.live) AS groups,
+        count(DISTINCT o.group_id) FILTER (WHERE o.live AND s.marketplaces > 1) AS shared_groups,
+        count(*) FILTER (WHERE NOT o.live) AS not_live_offers,
+        max(o.fetched_at) AS last_fetched_at
+    FROM offers_usd AS o
     LEFT JOIN group_spread AS s USING (group_id)
-    GROUP BY p.marketplace
+    GROUP BY o.marketplace
 ),
 rejections AS (
     SELECT marketplace, count(*) AS rejected FROM rejected_products GROUP BY marketplace
@@ -176,15 +184,17 @@ rejections AS (
 -- Every marketplace with offers or quarantined records: one whose every record was rejected
 -- (the most broken feed) has no offers, and starting from the offers left it out.
 SELECT
-    marketplace, m.name, coalesce(o.offers, 0) AS offers,
+    marketplace, m.name, coalesce(m.active AND m.storefront_enabled, false) AS live,
+    coalesce(o.offers, 0) AS offers,
     coalesce(o.available_offers, 0) AS available_offers, coalesce(o.categories, 0) AS categories,
     coalesce(o.brands, 0) AS brands, o.with_gtin, coalesce(o.groups, 0) AS groups,
-    coalesce(o.shared_groups, 0) AS shared_groups, coalesce(r.rejected, 0) AS rejected,
+    coalesce(o.shared_groups, 0) AS shared_groups,
+    coalesce(o.not_live_offers, 0) AS not_live_offers, coalesce(r.rejected, 0) AS rejected,
     o.last_fetched_at
 FROM offer_stats AS o
 FULL JOIN rejections AS r USING (marketplace)
 LEFT JOIN marketplaces AS m ON m.slug = marketplace;
-COMMENT ON VIEW marketplace_coverage IS 'Per marketplace: offers, available_offers, categories, brands, with_gtin share, groups, shared_groups, rejected, last_fetched_at.';
+COMMENT ON VIEW marketplace_coverage IS 'Per marketplace: live, then of its live offers: offers, available_offers, categories, brands, with_gtin share, groups, shared_groups (also live elsewhere); not_live_offers, rejected, last_fetched_at.';
 
 -- marketplace_overlap: how many product groups two marketplaces have in common.
 --   marketplace_a, marketplace_b (a < b), shared_groups.
@@ -196,7 +206,8 @@ JOIN product_groups AS b ON a.group_id = b.group_id AND a.marketplace < b.market
 GROUP BY a.marketplace, b.marketplace;
 COMMENT ON VIEW marketplace_overlap IS 'Pairs of marketplaces (a < b) and the number of product groups both offer.';
 
--- category_price_stats: price distribution per category, in USD.
+-- category_price_stats: price distribution per category, in USD, of the live offers (what
+-- shoppers can find and buy; an inactive or disabled marketplace's offers are left out).
 --   category, offers, marketplaces, min_usd, median_usd, avg_usd, max_usd, avg_rating.
 CREATE OR REPLACE VIEW category_price_stats AS
 SELECT
@@ -209,8 +220,9 @@ SELECT
     max(price_usd) AS max_usd,
     CAST(avg(rating) AS DECIMAL(3, 2)) AS avg_rating
 FROM offers_usd
+WHERE live
 GROUP BY ALL;
-COMMENT ON VIEW category_price_stats IS 'Per category: offers, marketplaces, min/median/avg/max price in USD, avg_rating.';
+COMMENT ON VIEW category_price_stats IS 'Per category, of the live offers: offers, marketplaces, min/median/avg/max price in USD, avg_rating.';
 
 -- rejection_summary: why records were quarantined, per marketplace.
 --   marketplace, reason, records, example_detail.

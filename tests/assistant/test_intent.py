@@ -133,7 +133,41 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     # "grand" is a thousand ("under 2 grand" was a budget of $2), and only ever money.
     ("tv under 2 grand", "USD", Budget("USD", None, 200_000, currency_assumed=True)),
     ("phone under a grand", "GBP", Budget("GBP", None, 100_000, currency_assumed=True)),
-    ("laptop under one and a half grand", "USD", None),
+    # Halves in words: "one and a half grand" was no budget.
+    ("laptop under one and a half grand", "USD",
+     Budget("USD", None, 150_000, currency_assumed=True)),
+    ("a tv for two and a half thousand euros", "USD", Budget("EUR", None, 250_000)),
+    ("a laptop under a grand and a half", "GBP",
+     Budget("GBP", None, 150_000, currency_assumed=True)),
+    ("a bike under half a grand", "EUR", Budget("EUR", None, 50_000, currency_assumed=True)),
+    ("one and a half dollars", "USD", Budget("USD", None, 150)),
+    ("one and a half pairs of shoes", "USD", None),
+    # European dot thousands: "€1.200" is twelve hundred euros (it was no budget).
+    ("a laptop under €1.200", "USD", Budget("EUR", None, 120_000)),
+    ("laptop under 1.200 euros", "USD", Budget("EUR", None, 120_000)),
+    ("Fernseher bis 1.299,99 €", "USD", Budget("EUR", None, 129_999)),
+    ("tv under 1.250.000 ngn", "USD", Budget("NGN", None, 125_000_000)),
+    ("under 1.200", "EUR", Budget("EUR", None, 120_000, currency_assumed=True)),
+    ("a 1.500 l water bottle", "USD", None),
+    ("mug under 12.50 euros", "USD", Budget("EUR", None, 1250)),
+    # Words after an upper limit are money in the display currency ("under fifty" was none);
+    # an age or a count stays what it is.
+    ("headphones under fifty", "EUR", Budget("EUR", None, 5000, currency_assumed=True)),
+    ("a mug for less than twenty, for my dad", "KES",
+     Budget("KES", None, 2000, currency_assumed=True)),
+    ("toys for kids under ten", "USD", None),
+    ("a gift for a boy under twelve", "USD", None),
+    ("a phone with at most two cameras", "USD", None),
+    ("a tent for up to four people", "USD", None),
+    # "pound" after a number is a weight when a thing weighed follows ("20 pound dumbbell" was
+    # £20.00); a gift or a voucher is still money.
+    ("a 20 pound dumbbell", "USD", None),
+    ("20 pound dumbbells", "USD", None),
+    ("a 50-pound bag of rice", "USD", None),
+    ("10 pounds of coffee beans", "USD", None),
+    ("a 20 pound gift card", "USD", Budget("GBP", None, 2000)),
+    ("a fifty pound voucher", "USD", Budget("GBP", None, 5000)),
+    ("dumbbells under 20 pounds", "USD", Budget("GBP", None, 2000)),
 ]  # fmt: skip
 
 

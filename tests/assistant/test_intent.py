@@ -274,6 +274,13 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("a 2-in-1 laptop", {"quantity": 1, "keywords": "2-in-1", "semantic_text": "a 2-in-1 laptop"}),
     # "each", "apiece": the budget is per item, which it already is; no search words.
     ("2 tvs under $400 each", {"quantity": 2, "keywords": ""}),
+    # Counts in words read by the one number-words table (assistant.number_words): "twelve
+    # mugs" was one mug and the word "twelve"; past MAX_QUANTITY it is no count.
+    ("twelve travel mugs", {"quantity": 12, "keywords": "travel mugs"}),
+    ("twenty-four mugs", {"quantity": 24, "keywords": ""}),
+    ("a dozen mugs", {"quantity": 12, "keywords": ""}),
+    ("a couple of headphones", {"quantity": 2, "keywords": ""}),
+    ("a hundred mugs", {"quantity": 1}),
     ("mugs at 10 dollars apiece", {"keywords": ""}),
     ("a mug under twenty-five dollars per item", {"keywords": ""}),
     ("tv under 2 grand", {"keywords": ""}),
@@ -597,3 +604,18 @@ def test_two_orders_asked_for_say_which_one_counts() -> None:
     intent = parse_intent("cheapest tv, actually the most expensive", VOCABULARY)
     assert intent.sort == "price_desc" and intent.keywords == "actually"
     assert any("“most expensive”" in note for note in intent.notes), intent.notes
+
+
+def test_number_words_have_one_table() -> None:
+    """The quantity words are the budget's number words: intent.py keeps no table of its own."""
+    import assistant.intent as intent_module
+    from assistant import number_words
+
+    tables = [
+        name
+        for name, value in vars(intent_module).items()
+        if isinstance(value, dict) and "two" in value
+    ]
+    assert tables == []
+    assert number_words.quantity_words_value("a couple of") == 2
+    assert number_words.quantity_words_value("ninety-nine") == 99

@@ -42,6 +42,7 @@ from assistant.constraints import (
     unmet_constraints,
 )
 from assistant.embeddings import Embedder
+from assistant.exclusions import negative_terms
 from assistant.hybrid_evidence import (
     answering_hits,
     evidence_queries,
@@ -252,7 +253,8 @@ def keyword_query(intent: Intent) -> str:
     # "apple-free" (no brand the index knows, no substance): as words, Meilisearch searched
     # for "apple"; as a phrase only what is itself "apple-free" (or "hands-free") matches.
     keywords = _FREE_OF_RE.sub(lambda m: f'"{m.group(1)} free"', intent.keywords)
-    return " ".join(part for part in (keywords, intent.implied_words, *phrases) if part)
+    excluded = negative_terms(intent.excluded_words)
+    return " ".join(part for part in (keywords, intent.implied_words, *phrases, excluded) if part)
 
 
 def retrieve(
@@ -533,6 +535,20 @@ def _relaxations(
             query["filter"] = joined
         queries.append(query)
         labels.append(kind)
+    if intent.excluded_words:
+        # What naming the excluded words would add: the index left those out (negative terms).
+        query = {
+            "indexUid": index_uid,
+            "q": keyword_query(replace(intent, excluded_words=())),
+            "matchingStrategy": "frequency",
+            "page": 1,
+            "hitsPerPage": 0,
+        }
+        joined = join_clauses(clauses)
+        if joined:
+            query["filter"] = joined
+        queries.append(query)
+        labels.append("exclude_word")
     if intent.specs or intent.keywords:
         query = {"indexUid": index_uid, "q": "", "page": 1, "hitsPerPage": 0}
         joined = join_clauses(clauses)
@@ -578,5 +594,13 @@ def _relaxations(
     # only the stock is missing, and that is what the shopper should hear. Dropping the product
     # asked for (its category or words) comes last: that suggests other products altogether,
     # where a budget, a brand or a shop is something the shopper can change.
-    relaxations.sort(key=lambda r: (r.kind != "available", r.kind in _PRODUCT_KINDS, -r.matches))
+    # Next, what only the words the shopper excluded leave out: the rest of the request fits.
+    relaxations.sort(
+        key=lambda r: (
+            r.kind != "available",
+            r.kind != "exclude_word",
+            r.kind in _PRODUCT_KINDS,
+            -r.matches,
+        )
+    )
     return relaxations

@@ -129,6 +129,40 @@ def test_a_product_titled_with_an_excluded_word_breaks_the_request() -> None:
     assert unmet_constraints(intent, led, led, FX) == []  # what the description compares with
 
 
+def test_an_excluded_word_in_the_description_breaks_the_request_unless_compared() -> None:
+    # "without bluetooth" kept a speaker described as "portable bluetooth speaker": only titles
+    # were read.
+    intent = parse_intent("a speaker without bluetooth", VOCABULARY)
+    speaker = _offer(
+        title="JBL Flip 6",
+        description="Waterproof portable Bluetooth speaker.",
+        category="Speakers",
+    )
+    assert unmet_constraints(intent, speaker, speaker, FX) == ["exclude_word"]
+    wired = _offer(
+        title="Sony wired speaker",
+        description="No Bluetooth needed: plug it in.",
+        category="Speakers",
+    )
+    assert unmet_constraints(intent, wired, wired, FX) == []
+    intent = parse_intent("headphones without noise cancelling", VOCABULARY)
+    anc = _offer(
+        title="Sony WH-1000XM5",
+        description="Industry-leading noise-cancelling.",
+        category="Headphones",
+    )
+    assert unmet_constraints(intent, anc, anc, FX) == ["exclude_word"]
+
+
+def test_excluded_words_are_left_out_by_the_index_too() -> None:
+    # Negative terms (Meilisearch's "-word"), so the products that name them do not take the
+    # places of those that fit; substances are not (that would leave out "plastic-free").
+    intent = parse_intent("a tv, not the pro max or oled", VOCABULARY)
+    assert keyword_query(intent) == '-"pro max" -"oled"'
+    intent = parse_intent("a water bottle, no plastic", VOCABULARY)
+    assert "-" not in keyword_query(intent)
+
+
 def test_a_free_of_word_no_rule_reads_is_searched_as_a_phrase_not_for_the_thing() -> None:
     # "apple-free" where the index knows no brand Apple searched for "apple" and "free".
     intent = parse_intent("apple-free hands-free headphones", VOCABULARY)

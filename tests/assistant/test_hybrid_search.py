@@ -199,3 +199,26 @@ def test_a_product_said_not_to_be_wanted_is_not_suggested(
     assert "Without “not “revolution”” there is 1 match" in answer.message, answer.message
     answer = _ask(meili, vector_index, "running shoes, not the revolution")
     assert [s.group_id for s in answer.suggestions] == ["g-asics-contend"]
+
+
+def test_excluded_words_and_names_leave_out_what_names_them(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # "without bluetooth" kept the JBL speaker, whose description says "bluetooth speaker".
+    answer = _ask(meili, vector_index, "a portable speaker without bluetooth")
+    assert "g-jbl-flip" not in [s.group_id for s in answer.suggestions]
+    assert not answer.found and answer.relaxations[0].kind == "exclude_word", answer.relaxations
+    # Names the index knows are filtered out; a word of the same list it does not know
+    # ("philips") is no search word but a word no suggestion may name.
+    for prompt in ("a tv, not Samsung or LG", "a tv, not Samsung, Philips or LG"):
+        answer = _ask(meili, vector_index, prompt)
+        assert {s.group_id for s in answer.suggestions} == {"g-hisense-65"}, prompt
+    answer = _ask(meili, vector_index, "a tv, not Hisense or Philips")
+    assert {s.group_id for s in answer.suggestions} == {"g-samsung-55", "g-lg-65"}
+    assert answer.intent.keywords == ""
+    # A phrase is excluded whole: "not the 4k qled" leaves the Hisense (its title says both).
+    answer = _ask(meili, vector_index, "a 65 inch tv, not the 4k qled")
+    assert [s.group_id for s in answer.suggestions] == ["g-lg-65"]
+    # Keyword search too (the negative terms are the index's own).
+    answer = _ask(meili, vector_index, "running shoes, not the revolution", mode=MODE_KEYWORD)
+    assert [s.group_id for s in answer.suggestions] == ["g-asics-contend"]

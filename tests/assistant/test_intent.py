@@ -297,6 +297,22 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("headphones but no earbuds", {
         "categories": ("headphones",), "excluded_words": ("earbuds",), "keywords": ""}),
     ("a tv, not 4k", {"excluded_words": ("4k",), "keywords": ""}),
+    # A negated phrase is excluded whole ("not the pro max" excluded "pro" and searched
+    # "max"), and a list goes on after a brand the index knows ("not Samsung or Apple"
+    # searched "apple" where the index has no Apple).
+    ("a phone, not the pro max", {"excluded_words": ("pro max",), "keywords": ""}),
+    ("headphones without noise cancelling", {
+        "excluded_words": ("noise cancelling",), "keywords": ""}),
+    ("a tv without smart features", {"excluded_words": ("smart",), "keywords": ""}),
+    ("a phone, not Samsung or Pixel", {
+        "excluded_brands": ("Samsung",), "excluded_words": ("pixel",), "keywords": ""}),
+    ("a tv, not from samsung, philips or lg", {
+        "brands": (), "excluded_brands": ("Samsung", "LG"), "excluded_words": ("philips",),
+        "keywords": ""}),
+    ("a phone, not an iphone or a pixel", {"excluded_words": ("pixel",), "keywords": ""}),
+    ("a water bottle, not plastic", {
+        "excluded_substances": ("plastic",), "excluded_words": (), "keywords": "water bottle"}),
+    ("a lunch box, nothing plastic", {"excluded_substances": ("plastic",), "excluded_words": ()}),
     # A size said not to be wanted was required too: "not 65 inch" asked for both sizes.
     ("a 55 inch tv, not 65 inch", {
         "specs": ("55-inch",), "excluded_specs": ("65-inch",), "keywords": ""}),

@@ -20,7 +20,6 @@ assistant.constraints).
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,8 +28,6 @@ from typing import Any, Final
 import meilisearch
 from meilisearch.errors import (
     MeilisearchApiError,
-    MeilisearchCommunicationError,
-    MeilisearchTimeoutError,
 )
 
 from assistant.budget import format_amount
@@ -49,8 +46,9 @@ from assistant.hybrid_evidence import (
     found_by_words_or_meaning,
     read_evidence,
 )
+from assistant.index_profile import IndexProfile, search_index
 from assistant.intent import SORT_PRICE_ASC, SORT_PRICE_DESC, SORT_RATING, Intent
-from assistant.vocabulary import CatalogVocabulary, category_label
+from assistant.vocabulary import category_label
 from commerce.fx import FxRateMissing, FxTable
 from search_index.client import SearchUnavailable
 from search_index.documents import OFFER_FIELDS, OfferDocument
@@ -61,11 +59,6 @@ MODE_HYBRID: Final = "hybrid"
 MODE_KEYWORD: Final = "keyword"
 DEFAULT_LIMIT: Final = 10
 CANDIDATE_FACTOR: Final = 2
-VOCABULARY_TTL_S: Final = 300.0
-# While the index has no vectors (the first embeddings run is still going), look again this
-# often, so the assistant switches to hybrid search soon after they arrive.
-VECTORS_RECHECK_S: Final = 15.0
-MAX_FACET_VALUES: Final = 1000
 
 # The typed offer document the site reads too (search_index.documents), without its hashes.
 RESULT_FIELDS: Final = tuple(
@@ -87,120 +80,6 @@ WITHHELD: Final = "withheld"
 OFFER_LEVEL: Final = frozenset(
     {"budget", "marketplace", "exclude_marketplace", "available", "rating", WITHHELD}
 )
-
-
-# --- Vocabulary and index features -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class IndexProfile:
-    """What the index offers the assistant right now: its vocabulary and whether documents
-    carry vectors (an embedder is declared)."""
-
-    vocabulary: CatalogVocabulary
-    has_vectors: bool
-
-
-_profiles: dict[tuple[str, str], tuple[float, IndexProfile]] = {}
-# When the embedder setting of a cached profile without vectors was last looked at.
-_vector_checks: dict[tuple[str, str], float] = {}
-_profiles_lock = threading.Lock()
-
-
-def _search(
-    client: meilisearch.Client, queries: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    try:
-        response = client.multi_search(list(queries))
-    except MeilisearchTimeoutError as exc:
-        raise SearchUnavailable("the search service timed out", reason="timeout") from exc
-    except MeilisearchCommunicationError as exc:
-        raise SearchUnavailable("the search service is unreachable", reason="unreachable") from exc
-    except MeilisearchApiError as exc:
-        if exc.code == "index_not_found":
-            raise SearchUnavailable(
-                "the product index is not built yet", reason="index_missing"
-            ) from exc
-        raise
-    return list(response.get("results", []))
-
-
-def load_index_profile(
-    client: meilisearch.Client, index_uid: str, *, max_age_s: float = VOCABULARY_TTL_S
-) -> IndexProfile:
-    """The index's brands, categories, marketplaces and embedder, cached for `max_age_s`."""
-    key = (str(client.config.url), index_uid)
-    now = time.monotonic()
-    with _profiles_lock:
-        cached = _profiles.get(key)
-    if cached is not None and now - cached[0] < max_age_s:
-        loaded_at, profile = cached
-        if profile.has_vectors:
-            return profile
-        with _profiles_lock:
-            checked_at = _vector_checks.get(key, loaded_at)
-        if now - checked_at < min(max_age_s, VECTORS_RECHECK_S):
-            return profile
-        with _profiles_lock:
-            _vector_checks[key] = now
-        if not _has_embedder(client, index_uid):
-            return profile
-        profile = replace(profile, has_vectors=True)
-        with _profiles_lock:
-            _profiles[key] = (loaded_at, profile)
-        return profile
-    facets, stores = _search(
-        client,
-        [
-            {
-                "indexUid": index_uid,
-                "q": "",
-                "facets": ["brand", "category", "marketplace"],
-                "limit": 0,
-            },
-            {
-                "indexUid": index_uid,
-                "q": "",
-                "distinct": "marketplace",
-                "limit": 100,
-                "attributesToRetrieve": ["marketplace", "marketplace_name"],
-            },
-        ],
-    )
-    distribution = facets.get("facetDistribution") or {}
-    names = {
-        str(hit.get("marketplace")): str(hit.get("marketplace_name") or hit.get("marketplace"))
-        for hit in stores.get("hits", [])
-        if hit.get("marketplace")
-    }
-    for slug in distribution.get("marketplace") or {}:
-        names.setdefault(slug, slug)
-    vocabulary = CatalogVocabulary.from_facets(
-        brands=(distribution.get("brand") or {}).keys(),
-        categories=(distribution.get("category") or {}).keys(),
-        marketplaces=names,
-    )
-    profile = IndexProfile(vocabulary=vocabulary, has_vectors=_has_embedder(client, index_uid))
-    with _profiles_lock:
-        _profiles[key] = (now, profile)
-    return profile
-
-
-def forget_index_profiles() -> None:
-    """Drop cached profiles (after a rebuild, or between tests that rebuild an index)."""
-    with _profiles_lock:
-        _profiles.clear()
-        _vector_checks.clear()
-
-
-def _has_embedder(client: meilisearch.Client, index_uid: str) -> bool:
-    try:
-        embedders = client.http.get(f"indexes/{index_uid}/settings/embedders")
-    except MeilisearchApiError:
-        return False
-    except (MeilisearchCommunicationError, MeilisearchTimeoutError) as exc:
-        raise SearchUnavailable("the search service is unreachable", reason="unreachable") from exc
-    return isinstance(embedders, Mapping) and EMBEDDER_NAME in embedders
 
 
 # --- Retrieval ---------------------------------------------------------------------------------
@@ -334,10 +213,12 @@ def retrieve(
     evidence = None
     try:
         if vector is None:
-            first = _search(client, [query])[0]
+            first = search_index(client, [query])[0]
         else:
             # In the same round trip: what the words alone and the meaning alone match.
-            first, words_only, meaning_only = _search(client, [query, *evidence_queries(query)])
+            first, words_only, meaning_only = search_index(
+                client, [query, *evidence_queries(query)]
+            )
             evidence = read_evidence(words_only, meaning_only)
     except MeilisearchApiError as exc:
         if vector is None:
@@ -349,7 +230,7 @@ def retrieve(
         query.pop("hybrid", None)
         query.pop("vector", None)
         query.pop("showRankingScoreDetails", None)
-        first = _search(client, [query])[0]
+        first = search_index(client, [query])[0]
     timings["search"] = (time.perf_counter() - started) * 1000
     hits = [hit for hit in first.get("hits", []) if hit.get("group_id")]
     by_meaning_only = False
@@ -372,7 +253,7 @@ def retrieve(
         query.pop("hybrid", None)
         query.pop("vector", None)
         query["sort"] = _structured_sort(intent.sort)
-        first = _search(client, [query])[0]
+        first = search_index(client, [query])[0]
         hits = [hit for hit in first.get("hits", []) if hit.get("group_id")]
         hits = [hit for hit in hits if all(text_has_spec(hit, spec) for spec in intent.specs)]
         total = int(first.get("estimatedTotalHits") or len(hits))
@@ -487,7 +368,7 @@ def _cheapest_offers(
 ) -> dict[str, dict[str, Any]]:
     groups = "group_id IN [" + ", ".join(quote_filter_value(g) for g in group_ids) + "]"
     offer_filter = join_clauses(clauses, only=OFFER_LEVEL)
-    result = _search(
+    result = search_index(
         client,
         [
             {
@@ -558,7 +439,7 @@ def _relaxations(
         labels.append("keywords")
     if not queries:
         return []
-    results = _search(client, queries)
+    results = search_index(client, queries)
     labels_by_kind: dict[str, str] = {}
     for constraint in intent.constraints():
         labels_by_kind.setdefault(constraint.kind, constraint.label)

@@ -8,7 +8,8 @@ import meilisearch
 from assistant.config import AssistantSettings
 from assistant.constraints import unmet_constraints
 from assistant.embeddings import Embedder
-from assistant.retrieval import MODE_HYBRID, MODE_KEYWORD, load_index_profile
+from assistant.index_profile import load_index_profile
+from assistant.retrieval import MODE_HYBRID, MODE_KEYWORD
 from assistant.service import answer_prompt
 from search_index.settings import EMBEDDER_NAME
 from tests.assistant.catalog import FX

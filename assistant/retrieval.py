@@ -44,6 +44,8 @@ from assistant.hybrid_evidence import (
     answering_hits,
     evidence_queries,
     found_by_words_or_meaning,
+    named_product,
+    named_product_query,
     read_evidence,
 )
 from assistant.index_profile import IndexProfile, search_index
@@ -120,6 +122,9 @@ class Retrieval:
     words_dropped: str | None = None
     # Hybrid suggestions that are there by meaning alone: no product matches most of the words.
     by_meaning_only: bool = False
+    # The product the request names when no product in the catalog is called so ("wallet"):
+    # the candidates, if any, are the nearest alternatives, not what was asked for.
+    missing_product: str | None = None
 
 
 _FREE_OF_RE = re.compile(r"(?<![\w\"-])([a-z0-9]+)-free(?![\w-])")
@@ -211,15 +216,24 @@ def retrieve(
 
     started = time.perf_counter()
     evidence = None
+    # "a black leather wallet": when no product within the filters names the product asked
+    # for, the catalog lacks it, however close the nearest are (asked in the same round trip).
+    head = None
+    if not structured and not _has_product_constraints(intent) and not intent.implied_products:
+        head = named_product(intent.semantic_text or intent.text)
+    named = [named_product_query(query, head)] if head else []
+    missing_product = None
     try:
         if vector is None:
-            first = search_index(client, [query])[0]
+            first, *named_results = search_index(client, [query, *named])
         else:
             # In the same round trip: what the words alone and the meaning alone match.
-            first, words_only, meaning_only = search_index(
-                client, [query, *evidence_queries(query)]
+            first, words_only, meaning_only, *named_results = search_index(
+                client, [query, *evidence_queries(query), *named]
             )
             evidence = read_evidence(words_only, meaning_only)
+        if named_results and not int(named_results[0].get("estimatedTotalHits") or 0):
+            missing_product = head
     except MeilisearchApiError as exc:
         if vector is None:
             raise SearchUnavailable(
@@ -271,6 +285,7 @@ def retrieve(
             fallback_reason=fallback,
             relaxations=relaxations,
             timings_ms=timings,
+            missing_product=missing_product,
         )
 
     if not structured and intent.sort is not None:
@@ -325,6 +340,7 @@ def retrieve(
         timings_ms=timings,
         words_dropped=intent.keywords if words_dropped else None,
         by_meaning_only=by_meaning_only and not words_dropped,
+        missing_product=missing_product,
     )
 
 

@@ -14,7 +14,7 @@ from assistant.answer import RELAX_ADVICE, build_answer, safe_link
 from assistant.budget import Budget
 from assistant.config import AssistantSettings
 from assistant.constraints import budget_usd_bounds, offer_meets_budget, unmet_constraints
-from assistant.hybrid_evidence import Evidence, answering_hits
+from assistant.hybrid_evidence import Evidence, answering_hits, named_product
 from assistant.intent import parse_intent
 from assistant.llm import ProseRejected, answer_facts, check_prose, write_prose
 from assistant.retrieval import Candidate, Relaxation, Retrieval, keyword_query
@@ -403,3 +403,19 @@ def test_a_suggestion_in_a_three_decimal_currency_shows_the_price_the_cart_charg
     exact = fx.convert_or_none(7_990_000, "KES", "KWD")
     assert exact is not None and exact % 10
     assert suggestion.display_price_minor == exact - exact % 10
+
+
+def test_the_product_a_request_names_is_the_head_of_its_opening_phrase() -> None:
+    for text, head in (
+        ("a black leather wallet", "wallet"),
+        ("I'm looking for a smart fridge for the kitchen", "fridge"),
+        ("portable air conditioner, under $300", "conditioner"),
+        ("a black leather wallet please", "wallet"),
+        ("a gift for a coffee lover", None),
+        ("something to boil water for tea", None),
+        ("watch netflix on a big screen", None),
+        ("start a youtube vlog", None),
+        ("track my heart rate and sleep", None),
+        ("go for a jog in the morning", None),
+    ):
+        assert named_product(text) == head, text

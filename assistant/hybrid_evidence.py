@@ -199,6 +199,8 @@ def named_product(text: str) -> str | None:
     nouns only: an article after its first word means a verb came first ("start a vlog")."""
     folded = fold(text).strip()
     folded = _LEAD_IN_RE.sub("", folded, count=1)
+    # "a set of dumbbells", "a pair of headphones": the product is what the set is of.
+    folded = re.sub(r"^(?:an?\s+)?(?:set|pair|pack|box|bundle|couple)\s+of\s+", "", folded)
     end = _PHRASE_END_RE.search(folded)
     phrase = folded[: end.start()] if end else folded
     words = re.findall(r"[a-z][a-z'-]*[a-z]|[a-z]", phrase)
@@ -235,12 +237,20 @@ _USE_VERBS: Final = frozenset(
 )  # fmt: skip
 
 
-def named_product_query(query: Mapping[str, Any], head: str) -> dict[str, Any]:
-    """How many products within the request's filters name the head word at all (no hits)."""
-    return {
-        "indexUid": query["indexUid"],
-        "q": head,
-        "matchingStrategy": "all",
-        "limit": 0,
-        **({"filter": query["filter"]} if query.get("filter") else {}),
-    }
+def named_product_queries(query: Mapping[str, Any], head: str) -> list[dict[str, Any]]:
+    """How many products within the request's filters name the head word, singular or plural
+    (no hits). As exact phrases: a last word is otherwise a prefix ("mat" found "matte") and
+    within a typo ("charger" found "Charge 5", "printer" "prints")."""
+    forms = {head, head[:-1] if head.endswith("s") else f"{head}s"}
+    if head.endswith("es"):
+        forms.add(head[:-2])
+    return [
+        {
+            "indexUid": query["indexUid"],
+            "q": f'"{form}"',
+            "limit": 0,
+            **({"filter": query["filter"]} if query.get("filter") else {}),
+        }
+        for form in sorted(forms)
+        if len(form) >= 3
+    ]

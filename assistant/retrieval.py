@@ -45,7 +45,7 @@ from assistant.hybrid_evidence import (
     evidence_queries,
     found_by_words_or_meaning,
     named_product,
-    named_product_query,
+    named_product_queries,
     read_evidence,
 )
 from assistant.index_profile import IndexProfile, search_index
@@ -221,7 +221,7 @@ def retrieve(
     head = None
     if not structured and not _has_product_constraints(intent) and not intent.implied_products:
         head = named_product(intent.semantic_text or intent.text)
-    named = [named_product_query(query, head)] if head else []
+    named = named_product_queries(query, head) if head else []
     missing_product = None
     try:
         if vector is None:
@@ -232,7 +232,7 @@ def retrieve(
                 client, [query, *evidence_queries(query), *named]
             )
             evidence = read_evidence(words_only, meaning_only)
-        if named_results and not int(named_results[0].get("estimatedTotalHits") or 0):
+        if named_results and not any(r.get("estimatedTotalHits") for r in named_results):
             missing_product = head
     except MeilisearchApiError as exc:
         if vector is None:

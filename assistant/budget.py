@@ -292,9 +292,15 @@ _CLAUSE_END = re.compile(
 )
 
 
+# No one is older: "four people under two hundred" is a price.
+_OLDEST_AGE: Final = 120
+
+
 def _words_are_money(state: PromptText, match: re.Match[str]) -> bool:
     if _AGE_BEFORE.search(state.folded[: match.start()]):
-        return False
+        said = amount_words_value(match.group("an") or "")
+        if said is None or said <= _OLDEST_AGE:
+            return False
     return bool(_CLAUSE_END.match(state.folded, match.end()))
 
 

@@ -159,6 +159,9 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("a gift for a boy under twelve", "USD", None),
     ("a phone with at most two cameras", "USD", None),
     ("a tent for up to four people", "USD", None),
+    # No one is two hundred years old: after a person, words past any age are money.
+    ("a tent for four people under two hundred", "EUR",
+     Budget("EUR", None, 20000, currency_assumed=True)),
     # "pound" after a number is a weight when a thing weighed follows ("20 pound dumbbell" was
     # £20.00); a gift or a voucher is still money.
     ("a 20 pound dumbbell", "USD", None),

@@ -369,12 +369,19 @@ def parse_intent(
         notes.append("The budget is read as a price per item.")
 
     keywords = _keywords(state.remaining(keep=("category-modifier", "descriptive")))
-    semantic = " ".join(
-        state.remaining_original(
-            keep=("category", "category-modifier", "descriptive", "brand", "spec")
-        ).split()
+    left = state.remaining_original(
+        keep=("category", "category-modifier", "descriptive", "brand", "spec")
     )
-    semantic = re.sub(r"(?:[\s,;]+(?:and|or|but|with|nor))+[\s,.;:!?-]*$", "", semantic)
+    # Two spaces or more are text a rule took (clean_prompt collapsed the shopper's own): a
+    # connector right after it joins nothing ("headphones under fifty and in black").
+    left = re.sub(r"(?<=\S)\s{2,}(?:and|or|but|nor)(?=\s)", " ", left, flags=re.IGNORECASE)
+    semantic = " ".join(left.split())
+    semantic = re.sub(
+        r"(?:[\s,;]+(?:and|or|but|with|nor|for|that|which|who|in|of|to|at|from))+[\s,.;:!?-]*$",
+        "",
+        semantic,
+        flags=re.IGNORECASE,
+    )
     semantic = re.sub(r"^[\s,.;:!?-]+|[\s,.;:!?-]+$", "", semantic)
     if not semantic:
         semantic = " ".join([*(category_label(c) for c in categories), *brands]) or corrected

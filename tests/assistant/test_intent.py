@@ -275,6 +275,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("best rated cheapest headphones", {"sort": "price_asc", "keywords": ""}),
     # "2-in-1" is a kind of laptop, not one laptop and the words "2-in".
     ("a 2-in-1 laptop", {"quantity": 1, "keywords": "2-in-1", "semantic_text": "a 2-in-1 laptop"}),
+    # What the rules took leaves no dangling word in the text that is embedded ("a tv for",
+    # "headphones that").
+    ("a tv for one and a half thousand dollars", {"semantic_text": "a tv"}),
+    ("headphones that aren't wireless", {"semantic_text": "headphones"}),
+    ("headphones under fifty and in black", {"semantic_text": "headphones in black"}),
     # "each", "apiece": the budget is per item, which it already is; no search words.
     ("2 tvs under $400 each", {"quantity": 2, "keywords": ""}),
     # Counts in words read by the one number-words table (assistant.number_words): "twelve
@@ -457,7 +462,7 @@ MISSPELT: list[tuple[str, tuple[str, ...], bool, str]] = [
     ("chep sneekers", ("running-shoes",), True, "sneakers"),
     ("afordable laptop for school", ("laptops",), True, "laptop for school"),
     ("portible speaker, nothing to pricey", (), True, "portable speaker"),
-    ("televsion that isn't too expensive", ("televisions",), True, "television that"),
+    ("televsion that isn't too expensive", ("televisions",), True, "television"),
     ("noise canceling hedphones", ("headphones",), False, "noise canceling headphones"),
 ]
 

@@ -1,9 +1,12 @@
 """What a product must not contain or be: "BPA-free bottle", "shampoo without sulfates", "no added
-sugar"; "running shoes but not the Revolution", "without laces". The substance is excluded, never searched for (as a search word "sulfate" ranks the
+sugar"; "running shoes but not the Revolution", "without noise cancelling", "not Samsung or
+Pixel". A substance is excluded, never searched for (as a search word "sulfate" ranks the
 shampoos that list sulfates first), and a suggestion whose title or description names it, other
-than as "sulfate-free", "no sulfates" or the like, breaks the request.
+than as "sulfate-free", "no sulfates" or the like, breaks the request. Other words and phrases
+are excluded the same way (and compared with: "brighter than OLED" is no OLED), and the index
+leaves them out too, as negative terms of the query (assistant.retrieval).
 
-Only substances are read this way: "hands-free", "hassle-free" or "screen-free" describe a
+Only substances are read as substances: "hands-free", "hassle-free" or "screen-free" describe a
 feature the shopper wants, and stay search words. Brands written so ("apple-free") are
 exclusions of the brand (assistant.mentions).
 """
@@ -168,7 +171,7 @@ _FEATURE_WORDS: Final = frozenset(
 )  # fmt: skip
 # Spans other rules took as excluded (a brand, a product word): a list goes on after them
 # ("not Samsung or Pixel" where the index knows no Pixel).
-_EXCLUDED_OWNERS: Final = frozenset({"excluded-brand", "excluded-product", "excluded-word"})
+_EXCLUDED_OWNERS: Final = frozenset({"excluded-brand", "excluded-product"})
 
 
 def _phrase(state: PromptText, word: str, end: int) -> tuple[str, int]:
@@ -223,7 +226,7 @@ def parse_excluded_words(state: PromptText) -> list[str]:
     for index in range(1, len(state.owner) + 1):
         owner = state.owner[index - 1]
         ends_here = index == len(state.owner) or state.owner[index] != owner
-        if owner in _EXCLUDED_OWNERS - {"excluded-word"} and ends_here:
+        if owner in _EXCLUDED_OWNERS and ends_here:
             _list_goes_on(state, index, words)
     return list(dict.fromkeys(words))
 

@@ -52,12 +52,15 @@ _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
 _SINGLE_LETTER: Final = frozenset({"n", "r"})
 _CUR = "|".join(f"(?:{pattern})" for pattern, _ in _CURRENCY_TOKENS)
 _CUR_GROUP = rf"(?<![a-z])(?:{_CUR})(?![a-z])"
-# "12,99": a decimal comma (two digits after it); "1,299" stays a thousands separator.
-_DECIMAL_COMMA_RE = re.compile(r"\d+,\d{2}")
+# "12,99", "1,5" (k): a decimal comma (one or two digits after it); "1,299" stays a thousands
+# separator.
+_DECIMAL_COMMA_RE = re.compile(r"\d+,\d{1,2}")
 # "1.200", "1.299,99": dots between thousands, as written across Europe (a decimal point has
 # one or two digits after it, never three).
 _DOT_THOUSANDS = r"[1-9]\d{0,2}(?:\.\d{3})+(?:,\d{1,2})?"
 _DOT_THOUSANDS_RE = re.compile(_DOT_THOUSANDS)
+# "1,5k", "2,5 million": a decimal comma before a multiplier (1,500 would be written in full).
+_COMMA_BEFORE_MULT = r"\d{1,3},\d(?=\s*(?:k|m|thousand|grand|million)(?![a-z]))"
 # Where one dot before three digits is a thousands separator ("€1.200"); in dollars or pounds
 # "1.999" may be a typo for 1.99 as well as 1,999, so it is no budget (two dots are thousands
 # in any currency: "1.250.000 ngn").
@@ -74,7 +77,7 @@ _NUM = (
     r"(?<![\d.,])(?<!\de)(?<!\s-)(?<!^-)"
     r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|"
     rf"\d{{1,3}}(?:{_GROUP_MARK}\d{{3}})+(?:[.,]\d{{1,2}})?|"
-    rf"{_DOT_THOUSANDS}|\d+,\d{{2}}|\d+(?:\.\d{{1,2}})?)"
+    rf"{_DOT_THOUSANDS}|\d+,\d{{2}}|{_COMMA_BEFORE_MULT}|\d+(?:\.\d{{1,2}})?)"
     rf"(?!\d|[.,]\d|e\d|{_GROUP_MARK}\d)"
     rf"|{AMOUNT_WORDS_PATTERN}"
 )
@@ -102,7 +105,7 @@ def _money(prefix: str) -> str:
 _MAX_CUES = (
     r"under|below|less than|cheaper than|lower than|no more than|not more than|at most|"
     r"maximum(?: of)?|max\.?|up to|upto|within|not over|no higher than|<=|<|≤|"
-    r"budget(?: of| is)?|for under|for less than|not exceeding"
+    r"budget(?: of| is)?|for under|for less than|not exceeding|sub-?"
 )
 _MIN_CUES = (
     r"no less than|not less than|no lower than|no cheaper than|over|above|more than|at least|"

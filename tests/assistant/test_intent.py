@@ -159,6 +159,11 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("a gift for a boy under twelve", "USD", None),
     ("a phone with at most two cameras", "USD", None),
     ("a tent for up to four people", "USD", None),
+    # "sub $50" is under $50 ("sub" was a search word); "1,5k" is fifteen hundred (no budget).
+    ("headphones sub $50", "USD", Budget("USD", None, 5000)),
+    ("headphones sub-$50", "USD", Budget("USD", None, 5000)),
+    ("laptop under 1,5k euros", "USD", Budget("EUR", None, 150_000)),
+    ("tv unter 2,5 tausend euro", "USD", None),
     # No one is two hundred years old: after a person, words past any age are money.
     ("a tent for four people under two hundred", "EUR",
      Budget("EUR", None, 20000, currency_assumed=True)),

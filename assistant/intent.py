@@ -377,7 +377,8 @@ def parse_intent(
     left = re.sub(r"(?<=\S)\s{2,}(?:and|or|but|nor)(?=\s)", " ", left, flags=re.IGNORECASE)
     semantic = " ".join(left.split())
     semantic = re.sub(
-        r"(?:[\s,;]+(?:and|or|but|with|nor|for|that|which|who|in|of|to|at|from))+[\s,.;:!?-]*$",
+        r"(?:[\s,;]+(?:and|or|but|with|nor|for|that|which|who|in|of|to|at|from|is|are))+"
+        r"[\s,.;:!?-]*$",
         "",
         semantic,
         flags=re.IGNORECASE,

@@ -284,6 +284,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     # "headphones that").
     ("a tv for one and a half thousand dollars", {"semantic_text": "a tv"}),
     ("headphones that aren't wireless", {"semantic_text": "headphones"}),
+    ("headphones under 50 that are not beats", {"semantic_text": "headphones"}),
+    ("headphones sub $50", {"keywords": "", "semantic_text": "headphones"}),
     ("headphones under fifty and in black", {"semantic_text": "headphones in black"}),
     # "each", "apiece": the budget is per item, which it already is; no search words.
     ("2 tvs under $400 each", {"quantity": 2, "keywords": ""}),

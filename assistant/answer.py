@@ -108,11 +108,14 @@ class AssistantAnswer:
     refinements: tuple[Refinement, ...] = ()
     # Why keyword search answered instead of hybrid (a note says so), None otherwise.
     fallback_reason: str | None = None
+    # The product asked for that no product in the catalog is called ("wallet"): the
+    # suggestions, if any, are the nearest alternatives (assistant.retrieval).
+    missing_product: str | None = None
 
     @property
     def found(self) -> bool:
-        """True when at least one product fits."""
-        return bool(self.suggestions)
+        """True when at least one product fits (alternatives to a missing one do not)."""
+        return bool(self.suggestions) and self.missing_product is None
 
     def to_json(self) -> dict[str, Any]:
         """AIPrompt.response_json: parsed intent, suggested ids and scores, which path answered."""
@@ -132,6 +135,7 @@ class AssistantAnswer:
                 for r in self.relaxations
             ],
             "refinements": [r.to_json() for r in self.refinements],
+            "missing_product": self.missing_product,
             "prose_source": self.prose_source,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
@@ -161,11 +165,20 @@ def safe_link(value: object, *, allow_relative: bool = False) -> str | None:
 
 
 def reasons_for(
-    candidate: Candidate, intent: Intent, marketplace_name: str, *, by_meaning: bool = False
+    candidate: Candidate,
+    intent: Intent,
+    marketplace_name: str,
+    *,
+    by_meaning: bool = False,
+    instead_of: str | None = None,
 ) -> tuple[str, ...]:
     """Why a suggestion fits, in the shopper's words: each constraint it meets, then the words
-    it was found by (or, found by meaning alone, that it is close to them)."""
+    it was found by (or, found by meaning alone, that it is close to them); an alternative to
+    a product the catalog lacks (`instead_of`) says first that it is one."""
     reasons: list[str] = []
+    if instead_of is not None:
+        reasons.append(f"an alternative: no product is called “{instead_of}”")
+        by_meaning = True
     for constraint in intent.constraints():
         if constraint.kind == "available":
             reasons.append(f"in stock on {marketplace_name}")
@@ -184,6 +197,7 @@ def build_suggestion(
     fx: FxTable,
     display_currency: str,
     by_meaning: bool = False,
+    instead_of: str | None = None,
 ) -> Suggestion:
     """A suggestion from a retrieval candidate, with its prices converted for display."""
     offer = candidate.offer
@@ -218,7 +232,9 @@ def build_suggestion(
         rating_count=hit_int(offer.get("rating_count")),
         group_size=hit_int(offer.get("group_size")) or 1,
         group_marketplaces=hit_int(offer.get("group_marketplaces")) or 1,
-        reasons=reasons_for(candidate, intent, marketplace_name, by_meaning=by_meaning),
+        reasons=reasons_for(
+            candidate, intent, marketplace_name, by_meaning=by_meaning, instead_of=instead_of
+        ),
         score=candidate.score,
     )
 
@@ -236,6 +252,10 @@ def compose_message(
 ) -> str:
     """The answer's opening sentences (the default prose, and the fallback of the LLM's)."""
     summary = _constraint_summary(intent)
+    if retrieval.missing_product is not None:
+        return _missing_message(
+            intent, retrieval.missing_product, suggestions, summary, retrieval.mode
+        )
     if suggestions:
         count = len(suggestions)
         noun = "product" if count == 1 else "products"
@@ -272,6 +292,27 @@ def compose_message(
     return text
 
 
+def _missing_message(
+    intent: Intent, missing: str, suggestions: list[Suggestion], summary: str, path: str
+) -> str:
+    """ "Nothing in the catalog fits …: no product is called “wallet”." and, when some are
+    close in meaning, that they are alternatives, not what was asked for."""
+    asked = ", ".join(part for part in (f"“{intent.keywords}”", summary) if part.strip("“”"))
+    text = (
+        f"Nothing in the catalog fits {asked or f'“{missing}”'}: no product is called “{missing}”."
+    )
+    if not suggestions:
+        return text + " Try other words for it."
+    count = len(suggestions)
+    by = "meaning" if path == "hybrid" else "your other words"
+    these = "This is the nearest alternative" if count == 1 else f"These {count} are the nearest"
+    alternatives = "" if count == 1 else " alternatives"
+    return (
+        f"{text} {these}{alternatives} by {by}, not a {missing}: each shows its cheapest "
+        f"offer that fits the rest of your request."
+    )
+
+
 def build_answer(
     prompt: str,
     intent: Intent,
@@ -290,6 +331,7 @@ def build_answer(
             fx=fx,
             display_currency=display_currency,
             by_meaning=retrieval.by_meaning_only,
+            instead_of=retrieval.missing_product,
         )
         for c in retrieval.candidates
     ]
@@ -299,7 +341,7 @@ def build_answer(
             f"No product mentions “{retrieval.words_dropped}”, so these match the rest of your "
             "request."
         )
-    if retrieval.by_meaning_only:
+    if retrieval.by_meaning_only and retrieval.missing_product is None:
         all_notes.append(
             f"No product matches most of “{intent.keywords}”; these are the closest in meaning."
         )
@@ -321,4 +363,5 @@ def build_answer(
         semantic_available=semantic_available,
         timings_ms=dict(retrieval.timings_ms),
         fallback_reason=retrieval.fallback_reason,
+        missing_product=retrieval.missing_product,
     )

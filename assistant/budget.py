@@ -13,7 +13,7 @@ from typing import Final
 
 from babel.numbers import format_currency
 
-from assistant.number_words import NUMBER_WORDS_PATTERN, is_number_words, number_words_value
+from assistant.number_words import AMOUNT_WORDS_PATTERN, amount_words_value, is_number_words
 from assistant.prompt_text import PromptText
 from onecart.money import currency_exponent, from_minor_units
 
@@ -52,8 +52,21 @@ _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
 _SINGLE_LETTER: Final = frozenset({"n", "r"})
 _CUR = "|".join(f"(?:{pattern})" for pattern, _ in _CURRENCY_TOKENS)
 _CUR_GROUP = rf"(?<![a-z])(?:{_CUR})(?![a-z])"
-# "12,99": a decimal comma (two digits after it); "1,299" stays a thousands separator.
-_DECIMAL_COMMA_RE = re.compile(r"\d+,\d{2}")
+# "12,99", "1,5" (k): a decimal comma (one or two digits after it); "1,299" stays a thousands
+# separator.
+_DECIMAL_COMMA_RE = re.compile(r"\d+,\d{1,2}")
+# "1.200", "1.299,99": dots between thousands, as written across Europe (a decimal point has
+# one or two digits after it, never three).
+_DOT_THOUSANDS = r"[1-9]\d{0,2}(?:\.\d{3})+(?:,\d{1,2})?"
+_DOT_THOUSANDS_RE = re.compile(_DOT_THOUSANDS)
+# "1,5k", "2,5 million": a decimal comma before a multiplier (1,500 would be written in full).
+_COMMA_BEFORE_MULT = r"\d{1,3},\d(?=\s*(?:k|m|thousand|grand|million)(?![a-z]))"
+# Where one dot before three digits is a thousands separator ("€1.200"); in dollars or pounds
+# "1.999" may be a typo for 1.99 as well as 1,999, so it is no budget (two dots are thousands
+# in any currency: "1.250.000 ngn").
+_DOT_GROUPING_CURRENCIES: Final = frozenset(
+    {"EUR", "DKK", "IDR", "BRL", "TRY", "VND", "ARS", "COP", "CLP"}
+)
 # Where _amount_text found a space between thousands ("5 000", "45 000,50"): one character, so
 # spans still line up with the request.
 _GROUP_MARK: Final = "\u202f"
@@ -64,9 +77,9 @@ _NUM = (
     r"(?<![\d.,])(?<!\de)(?<!\s-)(?<!^-)"
     r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|"
     rf"\d{{1,3}}(?:{_GROUP_MARK}\d{{3}})+(?:[.,]\d{{1,2}})?|"
-    r"\d+,\d{2}|\d+(?:\.\d{1,2})?)"
+    rf"{_DOT_THOUSANDS}|\d+,\d{{2}}|{_COMMA_BEFORE_MULT}|\d+(?:\.\d{{1,2}})?)"
     rf"(?!\d|[.,]\d|e\d|{_GROUP_MARK}\d)"
-    rf"|{NUMBER_WORDS_PATTERN}"
+    rf"|{AMOUNT_WORDS_PATTERN}"
 )
 _MULT = r"k|thousand|grand|million|m"
 
@@ -92,7 +105,7 @@ def _money(prefix: str) -> str:
 _MAX_CUES = (
     r"under|below|less than|cheaper than|lower than|no more than|not more than|at most|"
     r"maximum(?: of)?|max\.?|up to|upto|within|not over|no higher than|<=|<|≤|"
-    r"budget(?: of| is)?|for under|for less than|not exceeding"
+    r"budget(?: of| is)?|for under|for less than|not exceeding|sub-?"
 )
 _MIN_CUES = (
     r"no less than|not less than|no lower than|no cheaper than|over|above|more than|at least|"
@@ -169,11 +182,16 @@ class Budget:
 def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | None:
     """ "10", "k", "NGN" -> 1000000 (10,000.00 naira in kobo); None when it is not an amount."""
     if is_number_words(number):
-        value = number_words_value(number)
-        if value is None:
+        words_amount = amount_words_value(number)
+        if words_amount is None:
             return None
-        amount = Decimal(value)
+        amount = words_amount
     else:
+        if _DOT_THOUSANDS_RE.fullmatch(number):
+            if number.count(".") == 1 and currency not in _DOT_GROUPING_CURRENCIES:
+                return None
+            # Its comma, if any, is the decimal one ("1.299,9").
+            number = number.replace(".", "").replace(",", ".")
         grouped = _GROUP_MARK in number
         number = number.replace(_GROUP_MARK, "")
         # With spaces between thousands a comma can only be the decimal one ("1 234,5").
@@ -233,12 +251,60 @@ def _money_parts(match: re.Match[str], prefix: str) -> tuple[str, str | None, st
     return match.group(f"{prefix}n"), match.group(f"{prefix}m"), currency
 
 
+# Things bought by weight: "a 20 pound dumbbell", "10 pounds of rice" weigh, not cost, 20 and 10.
+_WEIGHED_AFTER_POUNDS = re.compile(
+    r"\s*(?:-\s*)?(?:of\s+(?!sterling)|(?:weighted\s+)?(?:dumb|kettle|bar)bells?\b|"
+    r"(?:weight\s+)?plates?\b|weights?\b|weighted\b|(?:medicine|slam|bowling)\s+balls?\b|"
+    r"(?:punching\s+|heavy\s+)?bags?\b|sacks?\b|turkeys?\b|hams?\b|vests?\b)",
+    re.IGNORECASE,
+)
+
+
+def _weighed_in_pounds(state: PromptText, match: re.Match[str], prefix: str = "a") -> bool:
+    """ "20 pound dumbbell": the plain word pound (not £, GBP, sterling or quid) before a thing
+    sold by weight is its weight."""
+    token = (match.group(f"{prefix}c2") or "").strip().lower()
+    if token not in {"pound", "pounds"}:
+        return False
+    return bool(_WEIGHED_AFTER_POUNDS.match(state.folded, match.end()))
+
+
 def _looks_like_measurement(
     state: PromptText, match: re.Match[str], *currencies: str | None
 ) -> bool:
+    if _weighed_in_pounds(state, match) or (
+        "bc2" in match.re.groupindex and _weighed_in_pounds(state, match, "b")
+    ):
+        return True
     if any(currencies):
         return False
     return bool(_NOT_MONEY_TAIL.match(state.folded, match.end()))
+
+
+# Amounts in words with no currency are money only after an upper limit ("under fifty") that
+# no person comes before ("kids under ten" is an age) and when nothing they count follows
+# ("at most two cameras", "up to four people").
+_AGE_BEFORE = re.compile(
+    r"(?<![a-z])(?:kids?|child(?:ren)?|toddlers?|bab(?:y|ies)|boys?|girls?|teens?|teenagers?|"
+    r"sons?|daughters?|m[ae]n|wom[ae]n|people|persons?|adults?|someone|ages?|aged|years?)"
+    r"\s+(?:who\s+(?:is|are)\s+)?$"
+)
+_CLAUSE_END = re.compile(
+    r"\s*(?:$|[,.;:!?)]|(?:for|and|or|with|please|in|on|from|at|if|but|so|that|which|max|"
+    r"tops|each|total|ok|okay)(?![a-z]))"
+)
+
+
+# No one is older: "four people under two hundred" is a price.
+_OLDEST_AGE: Final = 120
+
+
+def _words_are_money(state: PromptText, match: re.Match[str]) -> bool:
+    if _AGE_BEFORE.search(state.folded[: match.start()]):
+        said = amount_words_value(match.group("an") or "")
+        if said is None or said <= _OLDEST_AGE:
+            return False
+    return bool(_CLAUSE_END.match(state.folded, match.end()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,12 +322,19 @@ class _Bound:
 
 
 def _bounds(
-    state: PromptText, text: str, pattern: re.Pattern[str], after: re.Pattern[str]
+    state: PromptText,
+    text: str,
+    pattern: re.Pattern[str],
+    after: re.Pattern[str],
+    *,
+    default_currency: str,
+    upper: bool = False,
 ) -> list[_Bound]:
     """Every free amount that is money, not a measurement, with a cue of one kind: before it
     (`pattern`: "under $15"), or after it (`after`: "$15 or less", only with a currency), in
-    the order said. Amounts in words are money only when a currency says so: words count
-    things far more often than they price them ("at least two cameras", "a man over fifty")."""
+    the order said. Amounts in words are money when a currency says so, or after an upper
+    limit (`upper`) as _words_are_money reads it: words count things far more often than they
+    price them ("at least two cameras", "a man over fifty")."""
     found = []
     for cued, match in [
         *((True, m) for m in pattern.finditer(text)),
@@ -270,11 +343,18 @@ def _bounds(
         if not state.free(match.start(), match.end()):
             continue
         number, multiplier, currency = _money_parts(match, "a")
-        if currency is None and (not cued or (is_number_words(number) and not _grand(match))):
+        if currency is None and (
+            not cued
+            or (
+                is_number_words(number)
+                and not _grand(match)
+                and not (upper and _words_are_money(state, match))
+            )
+        ):
             continue
         if _looks_like_measurement(state, match, currency):
             continue
-        if _parse_amount(number, multiplier, currency or "USD") is None:
+        if _parse_amount(number, multiplier, currency or default_currency) is None:
             continue
         said_after = after.match(text, match.end())
         if not cued and said_after is None:
@@ -409,9 +489,9 @@ def _parse_budget(
         state.take(match.start(), match.end(), "budget")
         return Budget(currency, low, high, currency_assumed=not (low_cur or high_cur))
     uppers, lowers, arounds = _apart(
-        _bounds(state, text, _MAX_RE, _AFTER_MAX_RE),
-        _bounds(state, text, _MIN_RE, _AFTER_MIN_RE),
-        _bounds(state, text, _AROUND_RE, _AFTER_AROUND_RE),
+        _bounds(state, text, _MAX_RE, _AFTER_MAX_RE, default_currency=default_currency, upper=True),
+        _bounds(state, text, _MIN_RE, _AFTER_MIN_RE, default_currency=default_currency),
+        _bounds(state, text, _AROUND_RE, _AFTER_AROUND_RE, default_currency=default_currency),
     )
     upper = _last_said(state, uppers, notes)
     lower = _last_said(state, lowers, notes)
@@ -438,6 +518,8 @@ def _parse_budget(
             continue  # a bare number is only money when a currency says so
         if (match.group("ac1") or "").lower() in _SINGLE_LETTER and not match.group("ac2"):
             continue  # "an N5000 processor"
+        if _weighed_in_pounds(state, match):
+            continue  # "a 20 pound dumbbell"
         amount = _parse_amount(number, multiplier, currency)
         if amount is None:
             continue

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from assistant.budget import Budget
-from assistant.exclusions import names_substance, titles_word
+from assistant.exclusions import names_substance, names_word
 from assistant.intent import Intent, spec_pattern
 from assistant.vocabulary import CatalogVocabulary, category_key_for_value, fold
 from commerce.fx import FxRateMissing, FxTable
@@ -171,7 +171,7 @@ def unmet_constraints(
     ):
         broken.append("exclude_substance")
     if any(
-        titles_word(document, word)
+        names_word(document, word)
         for word in intent.excluded_words
         for document in (product, offer)
     ):

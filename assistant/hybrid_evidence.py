@@ -163,3 +163,94 @@ def answering_hits(
             kept.append(dict(hit))
             by_words = by_words or agrees
     return kept, by_words
+
+
+# --- The product a request names -------------------------------------------------------------
+
+# How a request may begin before what it asks for ("I'm looking for a wallet").
+_LEAD_IN_RE = re.compile(
+    r"^(?:(?:hi|hello|hey|please)[,!]?\s+)*(?:(?:i(?:'m| am)?|we(?:'re| are)?)\s+)?"
+    r"(?:(?:would like|want(?:ed)?|need|looking for|searching for|after|show me|find me|"
+    r"get me|recommend|suggest)\s+)*"
+)
+_DETERMINER = r"(?:a|an|the|some|any|one|new|good|nice)"
+# Where the noun phrase that opens the request ends.
+_PHRASE_END_RE = re.compile(
+    r"\s+(?:for|with|to|that|which|who|in|on|at|from|of|under|below|over|without|by|and|or|but|"
+    r"so|like|than|around|about|not|no)\s|\s+(?:please|pls|thanks|thank you)\b|[,.;:!?(]"
+)
+# Heads that name no kind of product: what they are is said by the words around them.
+_GENERIC_HEADS: Final = frozenset(
+    {
+        "something", "anything", "thing", "things", "stuff", "gift", "gifts", "present",
+        "presents", "idea", "ideas", "item", "items", "product", "products", "gadget",
+        "gadgets", "gear", "kit", "equipment", "device", "devices", "tool", "tools",
+        "accessory", "accessories", "essentials", "one", "ones", "set", "way", "option",
+        "options", "recommendation", "recommendations", "deal", "deals", "brand", "model",
+    }
+)  # fmt: skip
+
+
+def named_product(text: str) -> str | None:
+    """The product noun a request opens with ("a black leather wallet" -> "wallet", "I need a
+    smart fridge for the kitchen" -> "fridge"), or None when it opens with a use ("watch
+    netflix on a big screen"), a generic word ("a gift for a runner") or no noun phrase. The
+    head is the last word of the first phrase, and that phrase is determiner, adjectives and
+    nouns only: an article after its first word means a verb came first ("start a vlog")."""
+    folded = fold(text).strip()
+    folded = _LEAD_IN_RE.sub("", folded, count=1)
+    # "a set of dumbbells", "a pair of headphones": the product is what the set is of.
+    folded = re.sub(r"^(?:an?\s+)?(?:set|pair|pack|box|bundle|couple)\s+of\s+", "", folded)
+    end = _PHRASE_END_RE.search(folded)
+    phrase = folded[: end.start()] if end else folded
+    words = re.findall(r"[a-z][a-z'-]*[a-z]|[a-z]", phrase)
+    if words and re.fullmatch(_DETERMINER, words[0]):
+        words = words[1:]
+    if not words or len(words) > 4:
+        return None
+    if any(re.fullmatch(r"a|an|the|my|your|our|his|her|their|some", w) for w in words):
+        return None
+    head = words[-1]
+    if len(head) < 3 or head in _GENERIC_HEADS:
+        return None
+    if len(words) == 1 and head.endswith(("ing", "ed")):
+        return None
+    # A verb opens a use ("boil water", "watch netflix"): a request of two or more words whose
+    # first is a verb shoppers use for what a product does.
+    if len(words) > 1 and words[0] in _USE_VERBS:
+        return None
+    return head
+
+
+_USE_VERBS: Final = frozenset(
+    {
+        "make", "watch", "listen", "take", "track", "start", "carry", "keep", "block", "boil",
+        "heat", "warm", "cook", "play", "read", "wear", "go", "run", "find", "buy", "get",
+        "help", "stay", "film", "count", "build", "train", "blend", "brew", "clean", "store",
+        "protect", "charge", "record", "capture", "stream", "work", "learn", "study", "bake",
+        "fry", "grill", "drink", "eat", "sleep", "relax", "travel", "hike", "swim", "ride",
+        "lift", "stretch", "organise", "organize", "decorate", "light", "cool", "dry", "wash",
+        "shave", "style", "fix", "repair", "measure", "print", "type", "edit", "draw", "paint",
+        "write", "call", "text", "send", "share", "connect", "use", "hold", "transport",
+        "bring", "pack", "show", "give", "surprise", "treat", "entertain", "teach", "feed",
+    }
+)  # fmt: skip
+
+
+def named_product_queries(query: Mapping[str, Any], head: str) -> list[dict[str, Any]]:
+    """How many products within the request's filters name the head word, singular or plural
+    (no hits). As exact phrases: a last word is otherwise a prefix ("mat" found "matte") and
+    within a typo ("charger" found "Charge 5", "printer" "prints")."""
+    forms = {head, head[:-1] if head.endswith("s") else f"{head}s"}
+    if head.endswith("es"):
+        forms.add(head[:-2])
+    return [
+        {
+            "indexUid": query["indexUid"],
+            "q": f'"{form}"',
+            "limit": 0,
+            **({"filter": query["filter"]} if query.get("filter") else {}),
+        }
+        for form in sorted(forms)
+        if len(form) >= 3
+    ]

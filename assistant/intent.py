@@ -32,6 +32,7 @@ from assistant.exclusions import (
 )
 from assistant.glossary import products_for_uses, translate
 from assistant.mentions import find_mentions, parse_categories, resolve_mentions
+from assistant.number_words import QUANTITY_WORDS_PATTERN, quantity_words_value
 from assistant.prompt_text import TOKEN_RE, PromptText, take_first
 from assistant.spelling import (
     Correction,
@@ -120,24 +121,7 @@ _AVAILABLE_RE = re.compile(
     re.IGNORECASE,
 )
 
-_NUMBER_WORDS: Final = {
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "a couple of": 2,
-    "a pair of": 1,
-    "a dozen": 12,
-}
-_QTY_WORD = r"\d{1,2}|" + "|".join(
-    re.escape(w) for w in sorted(_NUMBER_WORDS, key=len, reverse=True)
-)
+_QTY_WORD = rf"\d{{1,2}}|{QUANTITY_WORDS_PATTERN}"
 _QUANTITY_RES: Final = (
     re.compile(
         rf"\b(?P<q>{_QTY_WORD})\s*(?:x\b|pairs? of\b|units? of\b|pieces? of\b|sets? of\b|"
@@ -385,12 +369,20 @@ def parse_intent(
         notes.append("The budget is read as a price per item.")
 
     keywords = _keywords(state.remaining(keep=("category-modifier", "descriptive")))
-    semantic = " ".join(
-        state.remaining_original(
-            keep=("category", "category-modifier", "descriptive", "brand", "spec")
-        ).split()
+    left = state.remaining_original(
+        keep=("category", "category-modifier", "descriptive", "brand", "spec")
     )
-    semantic = re.sub(r"(?:[\s,;]+(?:and|or|but|with|nor))+[\s,.;:!?-]*$", "", semantic)
+    # Two spaces or more are text a rule took (clean_prompt collapsed the shopper's own): a
+    # connector right after it joins nothing ("headphones under fifty and in black").
+    left = re.sub(r"(?<=\S)\s{2,}(?:and|or|but|nor)(?=\s)", " ", left, flags=re.IGNORECASE)
+    semantic = " ".join(left.split())
+    semantic = re.sub(
+        r"(?:[\s,;]+(?:and|or|but|with|nor|for|that|which|who|in|of|to|at|from|is|are))+"
+        r"[\s,.;:!?-]*$",
+        "",
+        semantic,
+        flags=re.IGNORECASE,
+    )
     semantic = re.sub(r"^[\s,.;:!?-]+|[\s,.;:!?-]+$", "", semantic)
     if not semantic:
         semantic = " ".join([*(category_label(c) for c in categories), *brands]) or corrected
@@ -543,8 +535,8 @@ def spec_pattern(spec: str) -> re.Pattern[str]:
 
 def _quantity_value(word: str) -> int | None:
     word = word.lower().strip()
-    value = int(word) if word.isdigit() else _NUMBER_WORDS.get(" ".join(word.split()), 0)
-    return value if 1 <= value <= MAX_QUANTITY else None
+    value = int(word) if word.isdigit() else quantity_words_value(word)
+    return value if value is not None and 1 <= value <= MAX_QUANTITY else None
 
 
 def _parse_quantity(state: PromptText) -> int:

@@ -35,7 +35,12 @@ _INCLUDE_CUE = re.compile(
     r"(?:\bfrom|\bon|\bat|\bsold by|\bsold on|\bvia|\bonly|\bmade by|\bby)\s+(?:the\s+)?$"
 )
 _BRAND_CUE = re.compile(r"(?:\bby|\bfrom|\bbrand|\bmade by)\s+$")
-_LIST_GAP = re.compile(r"^\s*(?:,|or|and|nor|/|&)\s*(?:(?:from|on|at|by)\s+)?$")
+# Between two names of one list, maybe with a word the index knows no name for in between
+# ("not from samsung, philips or lg": LG is excluded too; philips is an excluded word).
+_LIST_GAP = re.compile(
+    r"^(?:\s*(?:,|or|and|nor|/|&)\s*(?:(?:from|on|at|by)\s+)?"
+    r"(?:[a-z0-9][a-z0-9'-]*(?=\s*(?:,|or\b|nor\b|/|&)))?)+\s*$"
+)
 _ONLY_AFTER = re.compile(r"\s*only\b")
 _WATCH_VERB_BEFORE = re.compile(r"\b(?:to|and|i|we|can|will|while|or)\s+$")
 _WATCH_VERB_AFTER = re.compile(
@@ -202,7 +207,15 @@ def resolve_mentions(
         cue_start = negation.start() if negation else (include.start() if include else None)
         if previous is not None and _LIST_GAP.match(before):
             negated = previous_negated
-            cue_start = 0
+            # A word between the names is left for assistant.exclusions to read as one more
+            # of the list; the separators alone are cue.
+            cue_start = (
+                None
+                if re.search(
+                    r"[a-z0-9]{2}", re.sub(r"\b(?:or|and|nor|from|on|at|by)\b", "", before)
+                )
+                else 0
+            )
         free = _FREE_AFTER.match(state.folded, mention.end)
         if free is not None and state.free(free.start(), free.end()):
             negated = True

@@ -1,5 +1,7 @@
-"""Whole numbers written in English words ("fifty", "two hundred", "a hundred and twenty",
-"twenty-five", "fifteen hundred"), read exactly into an int.
+"""Numbers written in English words ("fifty", "two hundred", "a hundred and twenty",
+"twenty-five", "fifteen hundred"), read exactly into an int; amounts also with a half ("one and
+a half grand", "half a million"), exactly into a Decimal. The one table of number words: the
+quantity a request asks for ("two mugs", "a dozen", assistant.intent) is read here too.
 
 Only well-formed numbers are read: "five fifty" (5.50? 550?) or "two two" is no number, so no
 budget is guessed from it. The phrase is bounded in length and value, so neither a long run of
@@ -9,6 +11,7 @@ words nor "a thousand billion trillion" costs more than a few steps or passes MA
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Final
 
 # Amounts above this are no budget anyone has (budget.MAX_AMOUNT is the same bound).
@@ -66,11 +69,26 @@ _JOIN = (
     r"(?:(?:(?<=hundred)|(?<=thousand)|(?<=million)|(?<=billion))\s+and\s+|"
     r"(?<=ty)\s*-\s*|\s+)"
 )
+_SCALE_WORD = r"(?:hundred|thousand|grand|million|billion)(?![a-z])"
 NUMBER_WORDS_PATTERN: Final = (
-    rf"(?<![a-z])(?:an?\s+(?=(?:{_HUNDRED}|thousand|grand|million|billion)(?![a-z])))?"
+    rf"(?<![a-z])(?:an?\s+(?={_SCALE_WORD}))?"
     rf"(?:{_WORD})(?:{_JOIN}(?:{_WORD})){{0,{MAX_WORDS - 1}}}(?![a-z])"
 )
+# "one and a half" (grand), "a grand and a half", "half a million": amounts, never quantities.
+_HALF_AFTER = r"\s+and\s+a\s+half(?![a-z])"
+AMOUNT_WORDS_PATTERN: Final = (
+    rf"(?<![a-z])half\s+an?\s+{_SCALE_WORD}|{NUMBER_WORDS_PATTERN}(?:{_HALF_AFTER})?"
+)
+_HALF_AFTER_RE = re.compile(rf"{_HALF_AFTER}\s*$")
+_HALF_OF_RE = re.compile(rf"^\s*half\s+an?\s+(?P<scale>{_SCALE_WORD})\s*$")
 _SPLIT_RE = re.compile(r"\s*-\s*|\s+")
+
+# Counts said as a phrase ("a couple of mugs", "a dozen eggs"); "a pair of shoes" is one pair.
+QUANTITY_PHRASES: Final = {"a couple of": 2, "a pair of": 1, "a dozen": 12}
+QUANTITY_WORDS_PATTERN: Final = (
+    "|".join(re.escape(p) for p in sorted(QUANTITY_PHRASES, key=len, reverse=True))
+    + f"|{NUMBER_WORDS_PATTERN}"
+)
 
 
 def is_number_words(text: str) -> bool:
@@ -131,3 +149,31 @@ def number_words_value(text: str) -> int | None:
             last = "scale"
     value = total + group
     return value if 0 < value <= MAX_VALUE else None
+
+
+def quantity_words_value(text: str) -> int | None:
+    """ "a dozen" -> 12, "twenty" -> 20: how many a request asks for, in words."""
+    words = " ".join(text.lower().split())
+    if words in QUANTITY_PHRASES:
+        return QUANTITY_PHRASES[words]
+    return number_words_value(words)
+
+
+def amount_words_value(text: str) -> Decimal | None:
+    """ "one and a half" -> 1.5, "a grand and a half" -> 1500, "half a million" -> 500000, and
+    every whole number number_words_value reads; None otherwise. Exact (no float)."""
+    half_of = _HALF_OF_RE.match(text.lower())
+    if half_of is not None:
+        return Decimal(_SCALES.get(half_of.group("scale").strip(), 100)) / 2
+    half_after = _HALF_AFTER_RE.search(text.lower())
+    whole_text = text[: half_after.start()] if half_after else text
+    whole = number_words_value(whole_text)
+    if whole is None:
+        return None
+    if half_after is None:
+        return Decimal(whole)
+    last = _SPLIT_RE.split(whole_text.strip().lower())[-1]
+    if last == _HUNDRED:
+        return None  # "two hundred and a half": no amount anyone says
+    # "a grand and a half" is half a grand more; "one and a half" half a one more.
+    return Decimal(whole) + Decimal(_SCALES.get(last, 1)) / 2

@@ -20,7 +20,6 @@ assistant.constraints).
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,8 +28,6 @@ from typing import Any, Final
 import meilisearch
 from meilisearch.errors import (
     MeilisearchApiError,
-    MeilisearchCommunicationError,
-    MeilisearchTimeoutError,
 )
 
 from assistant.budget import format_amount
@@ -42,14 +39,18 @@ from assistant.constraints import (
     unmet_constraints,
 )
 from assistant.embeddings import Embedder
+from assistant.exclusions import negative_terms
 from assistant.hybrid_evidence import (
     answering_hits,
     evidence_queries,
     found_by_words_or_meaning,
+    named_product,
+    named_product_queries,
     read_evidence,
 )
+from assistant.index_profile import IndexProfile, search_index
 from assistant.intent import SORT_PRICE_ASC, SORT_PRICE_DESC, SORT_RATING, Intent
-from assistant.vocabulary import CatalogVocabulary, category_label
+from assistant.vocabulary import category_label
 from commerce.fx import FxRateMissing, FxTable
 from search_index.client import SearchUnavailable
 from search_index.documents import OFFER_FIELDS, OfferDocument
@@ -60,11 +61,6 @@ MODE_HYBRID: Final = "hybrid"
 MODE_KEYWORD: Final = "keyword"
 DEFAULT_LIMIT: Final = 10
 CANDIDATE_FACTOR: Final = 2
-VOCABULARY_TTL_S: Final = 300.0
-# While the index has no vectors (the first embeddings run is still going), look again this
-# often, so the assistant switches to hybrid search soon after they arrive.
-VECTORS_RECHECK_S: Final = 15.0
-MAX_FACET_VALUES: Final = 1000
 
 # The typed offer document the site reads too (search_index.documents), without its hashes.
 RESULT_FIELDS: Final = tuple(
@@ -86,120 +82,6 @@ WITHHELD: Final = "withheld"
 OFFER_LEVEL: Final = frozenset(
     {"budget", "marketplace", "exclude_marketplace", "available", "rating", WITHHELD}
 )
-
-
-# --- Vocabulary and index features -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class IndexProfile:
-    """What the index offers the assistant right now: its vocabulary and whether documents
-    carry vectors (an embedder is declared)."""
-
-    vocabulary: CatalogVocabulary
-    has_vectors: bool
-
-
-_profiles: dict[tuple[str, str], tuple[float, IndexProfile]] = {}
-# When the embedder setting of a cached profile without vectors was last looked at.
-_vector_checks: dict[tuple[str, str], float] = {}
-_profiles_lock = threading.Lock()
-
-
-def _search(
-    client: meilisearch.Client, queries: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    try:
-        response = client.multi_search(list(queries))
-    except MeilisearchTimeoutError as exc:
-        raise SearchUnavailable("the search service timed out", reason="timeout") from exc
-    except MeilisearchCommunicationError as exc:
-        raise SearchUnavailable("the search service is unreachable", reason="unreachable") from exc
-    except MeilisearchApiError as exc:
-        if exc.code == "index_not_found":
-            raise SearchUnavailable(
-                "the product index is not built yet", reason="index_missing"
-            ) from exc
-        raise
-    return list(response.get("results", []))
-
-
-def load_index_profile(
-    client: meilisearch.Client, index_uid: str, *, max_age_s: float = VOCABULARY_TTL_S
-) -> IndexProfile:
-    """The index's brands, categories, marketplaces and embedder, cached for `max_age_s`."""
-    key = (str(client.config.url), index_uid)
-    now = time.monotonic()
-    with _profiles_lock:
-        cached = _profiles.get(key)
-    if cached is not None and now - cached[0] < max_age_s:
-        loaded_at, profile = cached
-        if profile.has_vectors:
-            return profile
-        with _profiles_lock:
-            checked_at = _vector_checks.get(key, loaded_at)
-        if now - checked_at < min(max_age_s, VECTORS_RECHECK_S):
-            return profile
-        with _profiles_lock:
-            _vector_checks[key] = now
-        if not _has_embedder(client, index_uid):
-            return profile
-        profile = replace(profile, has_vectors=True)
-        with _profiles_lock:
-            _profiles[key] = (loaded_at, profile)
-        return profile
-    facets, stores = _search(
-        client,
-        [
-            {
-                "indexUid": index_uid,
-                "q": "",
-                "facets": ["brand", "category", "marketplace"],
-                "limit": 0,
-            },
-            {
-                "indexUid": index_uid,
-                "q": "",
-                "distinct": "marketplace",
-                "limit": 100,
-                "attributesToRetrieve": ["marketplace", "marketplace_name"],
-            },
-        ],
-    )
-    distribution = facets.get("facetDistribution") or {}
-    names = {
-        str(hit.get("marketplace")): str(hit.get("marketplace_name") or hit.get("marketplace"))
-        for hit in stores.get("hits", [])
-        if hit.get("marketplace")
-    }
-    for slug in distribution.get("marketplace") or {}:
-        names.setdefault(slug, slug)
-    vocabulary = CatalogVocabulary.from_facets(
-        brands=(distribution.get("brand") or {}).keys(),
-        categories=(distribution.get("category") or {}).keys(),
-        marketplaces=names,
-    )
-    profile = IndexProfile(vocabulary=vocabulary, has_vectors=_has_embedder(client, index_uid))
-    with _profiles_lock:
-        _profiles[key] = (now, profile)
-    return profile
-
-
-def forget_index_profiles() -> None:
-    """Drop cached profiles (after a rebuild, or between tests that rebuild an index)."""
-    with _profiles_lock:
-        _profiles.clear()
-        _vector_checks.clear()
-
-
-def _has_embedder(client: meilisearch.Client, index_uid: str) -> bool:
-    try:
-        embedders = client.http.get(f"indexes/{index_uid}/settings/embedders")
-    except MeilisearchApiError:
-        return False
-    except (MeilisearchCommunicationError, MeilisearchTimeoutError) as exc:
-        raise SearchUnavailable("the search service is unreachable", reason="unreachable") from exc
-    return isinstance(embedders, Mapping) and EMBEDDER_NAME in embedders
 
 
 # --- Retrieval ---------------------------------------------------------------------------------
@@ -240,6 +122,9 @@ class Retrieval:
     words_dropped: str | None = None
     # Hybrid suggestions that are there by meaning alone: no product matches most of the words.
     by_meaning_only: bool = False
+    # The product the request names when no product in the catalog is called so ("wallet"):
+    # the candidates, if any, are the nearest alternatives, not what was asked for.
+    missing_product: str | None = None
 
 
 _FREE_OF_RE = re.compile(r"(?<![\w\"-])([a-z0-9]+)-free(?![\w-])")
@@ -252,7 +137,8 @@ def keyword_query(intent: Intent) -> str:
     # "apple-free" (no brand the index knows, no substance): as words, Meilisearch searched
     # for "apple"; as a phrase only what is itself "apple-free" (or "hands-free") matches.
     keywords = _FREE_OF_RE.sub(lambda m: f'"{m.group(1)} free"', intent.keywords)
-    return " ".join(part for part in (keywords, intent.implied_words, *phrases) if part)
+    excluded = negative_terms(intent.excluded_words)
+    return " ".join(part for part in (keywords, intent.implied_words, *phrases, excluded) if part)
 
 
 def retrieve(
@@ -330,13 +216,24 @@ def retrieve(
 
     started = time.perf_counter()
     evidence = None
+    # "a black leather wallet": when no product within the filters names the product asked
+    # for, the catalog lacks it, however close the nearest are (asked in the same round trip).
+    head = None
+    if not structured and not _has_product_constraints(intent) and not intent.implied_products:
+        head = named_product(intent.semantic_text or intent.text)
+    named = named_product_queries(query, head) if head else []
+    missing_product = None
     try:
         if vector is None:
-            first = _search(client, [query])[0]
+            first, *named_results = search_index(client, [query, *named])
         else:
             # In the same round trip: what the words alone and the meaning alone match.
-            first, words_only, meaning_only = _search(client, [query, *evidence_queries(query)])
+            first, words_only, meaning_only, *named_results = search_index(
+                client, [query, *evidence_queries(query), *named]
+            )
             evidence = read_evidence(words_only, meaning_only)
+        if named_results and not any(r.get("estimatedTotalHits") for r in named_results):
+            missing_product = head
     except MeilisearchApiError as exc:
         if vector is None:
             raise SearchUnavailable(
@@ -347,7 +244,7 @@ def retrieve(
         query.pop("hybrid", None)
         query.pop("vector", None)
         query.pop("showRankingScoreDetails", None)
-        first = _search(client, [query])[0]
+        first = search_index(client, [query])[0]
     timings["search"] = (time.perf_counter() - started) * 1000
     hits = [hit for hit in first.get("hits", []) if hit.get("group_id")]
     by_meaning_only = False
@@ -370,7 +267,7 @@ def retrieve(
         query.pop("hybrid", None)
         query.pop("vector", None)
         query["sort"] = _structured_sort(intent.sort)
-        first = _search(client, [query])[0]
+        first = search_index(client, [query])[0]
         hits = [hit for hit in first.get("hits", []) if hit.get("group_id")]
         hits = [hit for hit in hits if all(text_has_spec(hit, spec) for spec in intent.specs)]
         total = int(first.get("estimatedTotalHits") or len(hits))
@@ -388,6 +285,7 @@ def retrieve(
             fallback_reason=fallback,
             relaxations=relaxations,
             timings_ms=timings,
+            missing_product=missing_product,
         )
 
     if not structured and intent.sort is not None:
@@ -442,6 +340,7 @@ def retrieve(
         timings_ms=timings,
         words_dropped=intent.keywords if words_dropped else None,
         by_meaning_only=by_meaning_only and not words_dropped,
+        missing_product=missing_product,
     )
 
 
@@ -485,7 +384,7 @@ def _cheapest_offers(
 ) -> dict[str, dict[str, Any]]:
     groups = "group_id IN [" + ", ".join(quote_filter_value(g) for g in group_ids) + "]"
     offer_filter = join_clauses(clauses, only=OFFER_LEVEL)
-    result = _search(
+    result = search_index(
         client,
         [
             {
@@ -533,6 +432,20 @@ def _relaxations(
             query["filter"] = joined
         queries.append(query)
         labels.append(kind)
+    if intent.excluded_words:
+        # What naming the excluded words would add: the index left those out (negative terms).
+        query = {
+            "indexUid": index_uid,
+            "q": keyword_query(replace(intent, excluded_words=())),
+            "matchingStrategy": "frequency",
+            "page": 1,
+            "hitsPerPage": 0,
+        }
+        joined = join_clauses(clauses)
+        if joined:
+            query["filter"] = joined
+        queries.append(query)
+        labels.append("exclude_word")
     if intent.specs or intent.keywords:
         query = {"indexUid": index_uid, "q": "", "page": 1, "hitsPerPage": 0}
         joined = join_clauses(clauses)
@@ -542,7 +455,7 @@ def _relaxations(
         labels.append("keywords")
     if not queries:
         return []
-    results = _search(client, queries)
+    results = search_index(client, queries)
     labels_by_kind: dict[str, str] = {}
     for constraint in intent.constraints():
         labels_by_kind.setdefault(constraint.kind, constraint.label)
@@ -578,5 +491,13 @@ def _relaxations(
     # only the stock is missing, and that is what the shopper should hear. Dropping the product
     # asked for (its category or words) comes last: that suggests other products altogether,
     # where a budget, a brand or a shop is something the shopper can change.
-    relaxations.sort(key=lambda r: (r.kind != "available", r.kind in _PRODUCT_KINDS, -r.matches))
+    # Next, what only the words the shopper excluded leave out: the rest of the request fits.
+    relaxations.sort(
+        key=lambda r: (
+            r.kind != "available",
+            r.kind != "exclude_word",
+            r.kind in _PRODUCT_KINDS,
+            -r.matches,
+        )
+    )
     return relaxations

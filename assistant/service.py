@@ -17,6 +17,7 @@ import meilisearch
 from assistant.answer import AssistantAnswer, build_answer
 from assistant.config import AssistantSettings, get_assistant_settings
 from assistant.embeddings import Embedder, load_embedder, model_status
+from assistant.index_profile import load_index_profile
 from assistant.intent import parse_intent
 from assistant.llm import write_prose
 from assistant.refinements import suggest_refinements
@@ -24,7 +25,6 @@ from assistant.retrieval import (
     DEFAULT_LIMIT,
     MODE_HYBRID,
     MODE_KEYWORD,
-    load_index_profile,
     retrieve,
 )
 from commerce.fx import FxTable

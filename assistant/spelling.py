@@ -59,6 +59,7 @@ CONSTRAINT_WORDS: Final = frozenset(
         "excluding",
         "dollars",
         "euros",
+        "pound",
         "pounds",
         "naira",
         "shillings",

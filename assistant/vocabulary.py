@@ -546,7 +546,7 @@ class CatalogVocabulary:
     """What the index holds right now: brand values, marketplaces (slug -> name) and, per
     canonical category, the category values to filter on.
 
-    Built from the index's facets by :func:`assistant.retrieval.load_vocabulary`; plain data so
+    Built from the index's facets by :func:`assistant.index_profile.load_index_profile`; plain data so
     the intent parser stays a pure function of (text, vocabulary).
     """
 

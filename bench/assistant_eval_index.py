@@ -12,7 +12,7 @@ import meilisearch
 from assistant.config import AssistantSettings
 from assistant.embedding_store import read_document_vectors, refresh_offer_embeddings
 from assistant.embeddings import load_offer_embedder, model_status
-from assistant.retrieval import forget_index_profiles
+from assistant.index_profile import forget_index_profiles
 from commerce.fx import FxTable
 from onecart.settings import Settings
 from warehouse.fx_rates import RateTable

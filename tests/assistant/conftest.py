@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from assistant.embeddings import Embedder, load_embedder, model_status
-from assistant.retrieval import forget_index_profiles
+from assistant.index_profile import forget_index_profiles
 from commerce.accounts import register_user
 from commerce.db import dispose_engines, get_session_factory
 from commerce.models import Base, User, import_all_models

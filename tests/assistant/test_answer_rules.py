@@ -14,7 +14,7 @@ from assistant.answer import RELAX_ADVICE, build_answer, safe_link
 from assistant.budget import Budget
 from assistant.config import AssistantSettings
 from assistant.constraints import budget_usd_bounds, offer_meets_budget, unmet_constraints
-from assistant.hybrid_evidence import Evidence, answering_hits
+from assistant.hybrid_evidence import Evidence, answering_hits, named_product
 from assistant.intent import parse_intent
 from assistant.llm import ProseRejected, answer_facts, check_prose, write_prose
 from assistant.retrieval import Candidate, Relaxation, Retrieval, keyword_query
@@ -127,6 +127,40 @@ def test_a_product_titled_with_an_excluded_word_breaks_the_request() -> None:
     assert unmet_constraints(intent, oled, oled, FX) == ["exclude_word"]
     led = _offer(title="LG UHD UR80 Smart LED TV", description="Brighter than OLED.")
     assert unmet_constraints(intent, led, led, FX) == []  # what the description compares with
+
+
+def test_an_excluded_word_in_the_description_breaks_the_request_unless_compared() -> None:
+    # "without bluetooth" kept a speaker described as "portable bluetooth speaker": only titles
+    # were read.
+    intent = parse_intent("a speaker without bluetooth", VOCABULARY)
+    speaker = _offer(
+        title="JBL Flip 6",
+        description="Waterproof portable Bluetooth speaker.",
+        category="Speakers",
+    )
+    assert unmet_constraints(intent, speaker, speaker, FX) == ["exclude_word"]
+    wired = _offer(
+        title="Sony wired speaker",
+        description="No Bluetooth needed: plug it in.",
+        category="Speakers",
+    )
+    assert unmet_constraints(intent, wired, wired, FX) == []
+    intent = parse_intent("headphones without noise cancelling", VOCABULARY)
+    anc = _offer(
+        title="Sony WH-1000XM5",
+        description="Industry-leading noise-cancelling.",
+        category="Headphones",
+    )
+    assert unmet_constraints(intent, anc, anc, FX) == ["exclude_word"]
+
+
+def test_excluded_words_are_left_out_by_the_index_too() -> None:
+    # Negative terms (Meilisearch's "-word"), so the products that name them do not take the
+    # places of those that fit; substances are not (that would leave out "plastic-free").
+    intent = parse_intent("a tv, not the pro max or oled", VOCABULARY)
+    assert keyword_query(intent) == '-"pro max" -"oled"'
+    intent = parse_intent("a water bottle, no plastic", VOCABULARY)
+    assert "-" not in keyword_query(intent)
 
 
 def test_a_free_of_word_no_rule_reads_is_searched_as_a_phrase_not_for_the_thing() -> None:
@@ -369,3 +403,19 @@ def test_a_suggestion_in_a_three_decimal_currency_shows_the_price_the_cart_charg
     exact = fx.convert_or_none(7_990_000, "KES", "KWD")
     assert exact is not None and exact % 10
     assert suggestion.display_price_minor == exact - exact % 10
+
+
+def test_the_product_a_request_names_is_the_head_of_its_opening_phrase() -> None:
+    for text, head in (
+        ("a black leather wallet", "wallet"),
+        ("I'm looking for a smart fridge for the kitchen", "fridge"),
+        ("portable air conditioner, under $300", "conditioner"),
+        ("a black leather wallet please", "wallet"),
+        ("a gift for a coffee lover", None),
+        ("something to boil water for tea", None),
+        ("watch netflix on a big screen", None),
+        ("start a youtube vlog", None),
+        ("track my heart rate and sleep", None),
+        ("go for a jog in the morning", None),
+    ):
+        assert named_product(text) == head, text

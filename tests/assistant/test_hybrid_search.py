@@ -8,7 +8,8 @@ import meilisearch
 from assistant.config import AssistantSettings
 from assistant.constraints import unmet_constraints
 from assistant.embeddings import Embedder
-from assistant.retrieval import MODE_HYBRID, MODE_KEYWORD, load_index_profile
+from assistant.index_profile import load_index_profile
+from assistant.retrieval import MODE_HYBRID, MODE_KEYWORD
 from assistant.service import answer_prompt
 from search_index.settings import EMBEDDER_NAME
 from tests.assistant.catalog import FX
@@ -199,3 +200,63 @@ def test_a_product_said_not_to_be_wanted_is_not_suggested(
     assert "Without “not “revolution”” there is 1 match" in answer.message, answer.message
     answer = _ask(meili, vector_index, "running shoes, not the revolution")
     assert [s.group_id for s in answer.suggestions] == ["g-asics-contend"]
+
+
+def test_excluded_words_and_names_leave_out_what_names_them(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # "without bluetooth" kept the JBL speaker, whose description says "bluetooth speaker".
+    answer = _ask(meili, vector_index, "a portable speaker without bluetooth")
+    assert "g-jbl-flip" not in [s.group_id for s in answer.suggestions]
+    assert not answer.found and answer.relaxations[0].kind == "exclude_word", answer.relaxations
+    # Names the index knows are filtered out; a word of the same list it does not know
+    # ("philips") is no search word but a word no suggestion may name.
+    for prompt in ("a tv, not Samsung or LG", "a tv, not Samsung, Philips or LG"):
+        answer = _ask(meili, vector_index, prompt)
+        assert {s.group_id for s in answer.suggestions} == {"g-hisense-65"}, prompt
+    answer = _ask(meili, vector_index, "a tv, not Hisense or Philips")
+    assert {s.group_id for s in answer.suggestions} == {"g-samsung-55", "g-lg-65"}
+    assert answer.intent.keywords == ""
+    # A phrase is excluded whole: "not the 4k qled" leaves the Hisense (its title says both).
+    answer = _ask(meili, vector_index, "a 65 inch tv, not the 4k qled")
+    assert [s.group_id for s in answer.suggestions] == ["g-lg-65"]
+    # Keyword search too (the negative terms are the index's own).
+    answer = _ask(meili, vector_index, "running shoes, not the revolution", mode=MODE_KEYWORD)
+    assert [s.group_id for s in answer.suggestions] == ["g-asics-contend"]
+
+
+def test_a_product_no_listing_names_is_said_to_be_missing_and_its_alternatives_labelled(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # The catalog has no coffee grinder, milk frother or soundbar: hybrid search answered with
+    # the nearest products as if they were matches ("I found 3 products").
+    for prompt, missing, nearest in (
+        ("a coffee grinder", "grinder", "g-delonghi-dedica"),
+        ("a milk frother", "frother", "g-delonghi-dedica"),
+        ("a bluetooth soundbar", "soundbar", "g-jbl-flip"),
+    ):
+        answer = _ask(meili, vector_index, prompt)
+        assert answer.missing_product == missing and not answer.found, prompt
+        assert answer.message.startswith("Nothing in the catalog fits"), answer.message
+        assert f"no product is called “{missing}”" in answer.message
+        assert "nearest alternative" in answer.message and "by meaning" in answer.message
+        assert answer.suggestions[0].group_id == nearest
+        for suggestion in answer.suggestions:
+            assert suggestion.reasons[0] == f"an alternative: no product is called “{missing}”"
+            assert not any(reason.startswith("matches") for reason in suggestion.reasons)
+    answer = _ask(meili, vector_index, "a black leather wallet")
+    assert answer.suggestions == [] and "no product is called “wallet”" in answer.message
+    # Keyword search says so too, and does not claim the alternatives are close in meaning.
+    answer = _ask(meili, vector_index, "a coffee grinder", mode=MODE_KEYWORD)
+    assert answer.missing_product == "grinder" and "by your other words" in answer.message
+    # What the catalog has, or a request for a use or a gift, is not "missing".
+    for prompt in (
+        "a travel mug",
+        "a portable speaker",
+        "a gift for a coffee lover",
+        "a big screen for the living room",
+        "something to keep my tea warm on my commute",
+        "go for a jog in the morning",
+    ):
+        answer = _ask(meili, vector_index, prompt)
+        assert answer.missing_product is None and answer.found, prompt

@@ -133,7 +133,49 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     # "grand" is a thousand ("under 2 grand" was a budget of $2), and only ever money.
     ("tv under 2 grand", "USD", Budget("USD", None, 200_000, currency_assumed=True)),
     ("phone under a grand", "GBP", Budget("GBP", None, 100_000, currency_assumed=True)),
-    ("laptop under one and a half grand", "USD", None),
+    # Halves in words: "one and a half grand" was no budget.
+    ("laptop under one and a half grand", "USD",
+     Budget("USD", None, 150_000, currency_assumed=True)),
+    ("a tv for two and a half thousand euros", "USD", Budget("EUR", None, 250_000)),
+    ("a laptop under a grand and a half", "GBP",
+     Budget("GBP", None, 150_000, currency_assumed=True)),
+    ("a bike under half a grand", "EUR", Budget("EUR", None, 50_000, currency_assumed=True)),
+    ("one and a half dollars", "USD", Budget("USD", None, 150)),
+    ("one and a half pairs of shoes", "USD", None),
+    # European dot thousands: "€1.200" is twelve hundred euros (it was no budget).
+    ("a laptop under €1.200", "USD", Budget("EUR", None, 120_000)),
+    ("laptop under 1.200 euros", "USD", Budget("EUR", None, 120_000)),
+    ("Fernseher bis 1.299,99 €", "USD", Budget("EUR", None, 129_999)),
+    ("tv under 1.250.000 ngn", "USD", Budget("NGN", None, 125_000_000)),
+    ("under 1.200", "EUR", Budget("EUR", None, 120_000, currency_assumed=True)),
+    ("a 1.500 l water bottle", "USD", None),
+    ("mug under 12.50 euros", "USD", Budget("EUR", None, 1250)),
+    # Words after an upper limit are money in the display currency ("under fifty" was none);
+    # an age or a count stays what it is.
+    ("headphones under fifty", "EUR", Budget("EUR", None, 5000, currency_assumed=True)),
+    ("a mug for less than twenty, for my dad", "KES",
+     Budget("KES", None, 2000, currency_assumed=True)),
+    ("toys for kids under ten", "USD", None),
+    ("a gift for a boy under twelve", "USD", None),
+    ("a phone with at most two cameras", "USD", None),
+    ("a tent for up to four people", "USD", None),
+    # "sub $50" is under $50 ("sub" was a search word); "1,5k" is fifteen hundred (no budget).
+    ("headphones sub $50", "USD", Budget("USD", None, 5000)),
+    ("headphones sub-$50", "USD", Budget("USD", None, 5000)),
+    ("laptop under 1,5k euros", "USD", Budget("EUR", None, 150_000)),
+    ("tv unter 2,5 tausend euro", "USD", None),
+    # No one is two hundred years old: after a person, words past any age are money.
+    ("a tent for four people under two hundred", "EUR",
+     Budget("EUR", None, 20000, currency_assumed=True)),
+    # "pound" after a number is a weight when a thing weighed follows ("20 pound dumbbell" was
+    # £20.00); a gift or a voucher is still money.
+    ("a 20 pound dumbbell", "USD", None),
+    ("20 pound dumbbells", "USD", None),
+    ("a 50-pound bag of rice", "USD", None),
+    ("10 pounds of coffee beans", "USD", None),
+    ("a 20 pound gift card", "USD", Budget("GBP", None, 2000)),
+    ("a fifty pound voucher", "USD", Budget("GBP", None, 5000)),
+    ("dumbbells under 20 pounds", "USD", Budget("GBP", None, 2000)),
 ]  # fmt: skip
 
 
@@ -238,8 +280,22 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("best rated cheapest headphones", {"sort": "price_asc", "keywords": ""}),
     # "2-in-1" is a kind of laptop, not one laptop and the words "2-in".
     ("a 2-in-1 laptop", {"quantity": 1, "keywords": "2-in-1", "semantic_text": "a 2-in-1 laptop"}),
+    # What the rules took leaves no dangling word in the text that is embedded ("a tv for",
+    # "headphones that").
+    ("a tv for one and a half thousand dollars", {"semantic_text": "a tv"}),
+    ("headphones that aren't wireless", {"semantic_text": "headphones"}),
+    ("headphones under 50 that are not beats", {"semantic_text": "headphones"}),
+    ("headphones sub $50", {"keywords": "", "semantic_text": "headphones"}),
+    ("headphones under fifty and in black", {"semantic_text": "headphones in black"}),
     # "each", "apiece": the budget is per item, which it already is; no search words.
     ("2 tvs under $400 each", {"quantity": 2, "keywords": ""}),
+    # Counts in words read by the one number-words table (assistant.number_words): "twelve
+    # mugs" was one mug and the word "twelve"; past MAX_QUANTITY it is no count.
+    ("twelve travel mugs", {"quantity": 12, "keywords": "travel mugs"}),
+    ("twenty-four mugs", {"quantity": 24, "keywords": ""}),
+    ("a dozen mugs", {"quantity": 12, "keywords": ""}),
+    ("a couple of headphones", {"quantity": 2, "keywords": ""}),
+    ("a hundred mugs", {"quantity": 1}),
     ("mugs at 10 dollars apiece", {"keywords": ""}),
     ("a mug under twenty-five dollars per item", {"keywords": ""}),
     ("tv under 2 grand", {"keywords": ""}),
@@ -256,6 +312,22 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("headphones but no earbuds", {
         "categories": ("headphones",), "excluded_words": ("earbuds",), "keywords": ""}),
     ("a tv, not 4k", {"excluded_words": ("4k",), "keywords": ""}),
+    # A negated phrase is excluded whole ("not the pro max" excluded "pro" and searched
+    # "max"), and a list goes on after a brand the index knows ("not Samsung or Apple"
+    # searched "apple" where the index has no Apple).
+    ("a phone, not the pro max", {"excluded_words": ("pro max",), "keywords": ""}),
+    ("headphones without noise cancelling", {
+        "excluded_words": ("noise cancelling",), "keywords": ""}),
+    ("a tv without smart features", {"excluded_words": ("smart",), "keywords": ""}),
+    ("a phone, not Samsung or Pixel", {
+        "excluded_brands": ("Samsung",), "excluded_words": ("pixel",), "keywords": ""}),
+    ("a tv, not from samsung, philips or lg", {
+        "brands": (), "excluded_brands": ("Samsung", "LG"), "excluded_words": ("philips",),
+        "keywords": ""}),
+    ("a phone, not an iphone or a pixel", {"excluded_words": ("pixel",), "keywords": ""}),
+    ("a water bottle, not plastic", {
+        "excluded_substances": ("plastic",), "excluded_words": (), "keywords": "water bottle"}),
+    ("a lunch box, nothing plastic", {"excluded_substances": ("plastic",), "excluded_words": ()}),
     # A size said not to be wanted was required too: "not 65 inch" asked for both sizes.
     ("a 55 inch tv, not 65 inch", {
         "specs": ("55-inch",), "excluded_specs": ("65-inch",), "keywords": ""}),
@@ -397,7 +469,7 @@ MISSPELT: list[tuple[str, tuple[str, ...], bool, str]] = [
     ("chep sneekers", ("running-shoes",), True, "sneakers"),
     ("afordable laptop for school", ("laptops",), True, "laptop for school"),
     ("portible speaker, nothing to pricey", (), True, "portable speaker"),
-    ("televsion that isn't too expensive", ("televisions",), True, "television that"),
+    ("televsion that isn't too expensive", ("televisions",), True, "television"),
     ("noise canceling hedphones", ("headphones",), False, "noise canceling headphones"),
 ]
 
@@ -563,3 +635,18 @@ def test_two_orders_asked_for_say_which_one_counts() -> None:
     intent = parse_intent("cheapest tv, actually the most expensive", VOCABULARY)
     assert intent.sort == "price_desc" and intent.keywords == "actually"
     assert any("“most expensive”" in note for note in intent.notes), intent.notes
+
+
+def test_number_words_have_one_table() -> None:
+    """The quantity words are the budget's number words: intent.py keeps no table of its own."""
+    import assistant.intent as intent_module
+    from assistant import number_words
+
+    tables = [
+        name
+        for name, value in vars(intent_module).items()
+        if isinstance(value, dict) and "two" in value
+    ]
+    assert tables == []
+    assert number_words.quantity_words_value("a couple of") == 2
+    assert number_words.quantity_words_value("ninety-nine") == 99

@@ -10,10 +10,11 @@ import uuid
 import meilisearch
 import pytest
 
-from assistant import retrieval
+from assistant import index_profile
 from assistant.config import AssistantSettings
 from assistant.embeddings import Embedder
-from assistant.retrieval import MODE_HYBRID, forget_index_profiles, load_index_profile
+from assistant.index_profile import forget_index_profiles, load_index_profile
+from assistant.retrieval import MODE_HYBRID
 from assistant.service import answer_prompt
 from search_index.indexing import sync_index
 from tests.assistant.catalog import FX, OFFERS, catalog_vectors, search_documents
@@ -55,7 +56,7 @@ def test_the_assistant_answers_by_keywords_then_switches_to_hybrid(
         assert result.sent == len(OFFERS)
 
         # The cached profile (vocabulary) is kept; only the vector check is due again.
-        monkeypatch.setattr(retrieval, "VECTORS_RECHECK_S", 0.0)
+        monkeypatch.setattr(index_profile, "VECTORS_RECHECK_S", 0.0)
         assert load_index_profile(meili, uid).has_vectors
         second = ask()
         assert second.path == MODE_HYBRID

@@ -36,7 +36,7 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.payments.gateway import PaymentGateway, PaymentUnavailable
+from commerce.payments.gateway import FoundRefund, PaymentGateway, PaymentUnavailable
 from commerce.payments.providers import gateway_for_payment
 from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_settings
 from commerce.placement import PlacementResult, place_sub_order
@@ -467,11 +467,15 @@ class LosesRefundReply:
         self.inner = inner
         self.method = inner.method
 
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
-        self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
+    def refund(
+        self, provider_reference: str, amount: Money, *, idempotency_key: str, reference: str
+    ) -> str:
+        self.inner.refund(
+            provider_reference, amount, idempotency_key=idempotency_key, reference=reference
+        )
         raise PaymentUnavailable("timed out after sending the refund")
 
-    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
+    def find_refund(self, provider_reference: str, reference: str) -> FoundRefund | None:
         raise PaymentUnavailable("unreachable")
 
     def __getattr__(self, name: str) -> Any:

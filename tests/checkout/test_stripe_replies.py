@@ -458,3 +458,14 @@ def test_a_capture_reply_silent_on_the_amount_and_no_record_to_read_is_unknown()
     )
     with pytest.raises(PaymentUnavailable):
         gateway.capture("pi_canned", Money(1000, "USD"), attempt=0)
+
+
+def test_a_top_ups_refunds_are_read_from_every_page() -> None:
+    from commerce.topup_refunds import topup_refunds
+
+    first = {**_listing({**_refund("succeeded"), "id": "re_first", "created": 1}), "has_more": True}
+    second = _listing({**_refund("succeeded"), "id": "re_second", "created": 2})
+    http = PagedHttp([first, second])
+    client = stripe.StripeClient("sk_test_canned", http_client=http, max_network_retries=0)
+
+    assert [refund.id for refund in topup_refunds(client, "pi_canned")] == ["re_first", "re_second"]

@@ -38,10 +38,14 @@ from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import Marketplace, utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order
-from commerce.order_models import MarketplaceOrder, Order, SubOrderStatus
-from commerce.order_state import sub_order_status_for
+from commerce.order_models import (
+    PLACED_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    SubOrderStatus,
+)
+from commerce.order_state import flag_order, locked_sub_order, sub_order_status_for
 from commerce.payments.providers import GatewayProvider
-from commerce.placement_outcomes import flag_for_operator
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +164,7 @@ def resolve_abandoned_cancellation(
     with session_factory() as session:
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         assert sub_order is not None
-        order_id, market = sub_order.order_id, sub_order.marketplace
+        market = sub_order.marketplace
         name, marketplace_order_id = market.name, sub_order.marketplace_order_id or ""
         adapter = adapter_for(market)
     reason = f"Cancelled at your request; {name} confirmed."
@@ -172,9 +176,9 @@ def resolve_abandoned_cancellation(
     except MarketplaceError as exc:
         logger.warning("sub-order %s: its abandoned cancellation: %s", sub_order_id, exc)
         _claim(session_factory, sub_order_id, to=None)  # asked again at the next sweep
-        flag_for_operator(
+        _flag_while_placed(
             session_factory,
-            order_id,
+            sub_order_id,
             f"sub-order {sub_order_id}: the shopper's cancellation job ended without an answer "
             f"from {name}, and {name} cannot be asked now; nothing was refunded. Asked again at "
             "each sweep; or ask them whether it is cancelled.",
@@ -198,11 +202,24 @@ def resolve_abandoned_cancellation(
         return outcome
     # Unknown, or refused by a marketplace that cannot say whether it cancelled already: never
     # a refund on a guess, nor "it goes ahead" told to the shopper. An operator asks.
-    flag_for_operator(
+    _flag_while_placed(
         session_factory,
-        order_id,
+        sub_order_id,
         f"sub-order {sub_order_id}: the shopper's cancellation job ended without an answer "
         f"from {name}, and sending the cancel again gave none that says whether it is "
         f"cancelled; nothing was refunded. Ask {name}: refund the part if cancelled.",
     )
     return CancelOutcome.UNKNOWN
+
+
+def _flag_while_placed(
+    session_factory: sessionmaker[Session], sub_order_id: int, reason: str
+) -> None:
+    """Ask an operator about a part the marketplace gave no answer for, under the order's lock
+    and only while the part is still placed: one an operator recorded cancelled meanwhile (or
+    tracking saw cancelled) is settled, and its order, perhaps cleared by the operator already,
+    is not put back on the list for it."""
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if sub_order.status in PLACED_SUB_ORDER_STATUSES:
+            flag_order(sub_order.order, reason)

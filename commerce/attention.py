@@ -87,7 +87,7 @@ OPERATOR_REFUND_LABELS = {
 _RECORDED = {
     RefundKind.WALLET_CREDIT: "refunded to the OneCart wallet",
     RefundKind.CARD_REFUND: "going back to the card",
-    RefundKind.RELEASE: "left out of the card payment (its hold released, nothing captured)",
+    RefundKind.RELEASE: "left out of the card payment (nothing of it is captured)",
 }
 _CONFIRMED = {
     RefundKind.WALLET_CREDIT: "is refunded to the shopper's OneCart wallet",
@@ -128,6 +128,12 @@ class OperatorRefund:
             )
         if refund.status != RefundStatus.SUCCEEDED and refund.kind == RefundKind.CARD_REFUND:
             where = "is being refunded on the shopper's card (Stripe has not confirmed it yet)"
+        elif refund.status != RefundStatus.SUCCEEDED and refund.kind == RefundKind.RELEASE:
+            # Released with the rest of the hold by the capture or the cancel, not before.
+            where = (
+                "is left out of the card payment (nothing of it is captured; its hold is "
+                "released when the payment is settled)"
+            )
         return f"{self.market} holds no order: its share of {share} {where}."
 
 

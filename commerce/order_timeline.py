@@ -33,6 +33,13 @@ from commerce.order_models import (
     SubOrderStatus,
 )
 from commerce.order_state import reports_delivery
+from commerce.refund_progress import (
+    STATE_SUFFIXES,
+    Progress,
+    adjustment_refund_label,
+    marketplace_refund_progress,
+    share_refund_progress,
+)
 from onecart.money import format_money
 
 DETAIL_LIMIT = 300
@@ -229,6 +236,8 @@ class SubOrderView:
     can_confirm_receipt: bool
     timeline: list[TimelineEntry] = field(default_factory=list)
     refunded_minor: int = 0
+    # The heading of what the marketplace did not accept, by where its refund stands.
+    accepted_refund_label: str | None = None
     cancel: CancelLine | None = None
     marketplace_link: str | None = None
 
@@ -284,33 +293,6 @@ def marketplace_home(sub_order: MarketplaceOrder) -> str | None:
     return None
 
 
-def _refund_progress(sub: MarketplaceOrder, refunds: list[Refund]) -> str:
-    """Where the money of a failed or cancelled part stands, as the provider confirmed it:
-    "refunded" once succeeded refunds (or releases) give its whole share back, "pending" while
-    one is still to be made or confirmed, else "unconfirmed" (refused, or held back after a
-    chargeback: an operator is on it). Never "refunded" before the refund is confirmed."""
-    succeeded = sum(r.amount_minor for r in refunds if r.status == RefundStatus.SUCCEEDED)
-    if succeeded >= sub.charge_minor:
-        return "refunded"
-    if any(r.status in (RefundStatus.PENDING, RefundStatus.PROCESSING) for r in refunds):
-        return "pending"
-    return "unconfirmed"
-
-
-def _marketplace_refund_progress(sub: MarketplaceOrder, refunds: list[Refund]) -> str:
-    """Where the refunds passing on the marketplace's own refunds of a sub-order stand, as
-    _refund_progress says it for a failed part: "refunded" once succeeded ones give back all
-    that was passed on, "pending" while one is still to be made or confirmed, else
-    "unconfirmed"."""
-    passed_on = [r for r in refunds if MARKETPLACE_REFUND_KEY_INFIX in r.idempotency_key]
-    succeeded = sum(r.amount_minor for r in passed_on if r.status == RefundStatus.SUCCEEDED)
-    if succeeded >= sub.passed_on_charge_minor:
-        return "refunded"
-    if any(r.status in (RefundStatus.PENDING, RefundStatus.PROCESSING) for r in passed_on):
-        return "pending"
-    return "unconfirmed"
-
-
 def _sub_order_state(
     sub: MarketplaceOrder, reports: bool, refunds: list[Refund]
 ) -> tuple[str, str]:
@@ -339,22 +321,17 @@ def _sub_order_state(
             # The store refunded all of it after delivery (a return): still delivered, since
             # the shopper had the items, but the label must not stop at "Delivered".
             label = f"Delivered, then refunded by {market}"
-            progress = _marketplace_refund_progress(sub, refunds)
-            if progress == "pending":
-                return f"{label} (refund on its way)", "delivered"
-            if progress == "unconfirmed":
-                return f"{label} (our team is checking your refund)", "delivered"
-            return label, "delivered"
+            progress = marketplace_refund_progress(sub, refunds)
+            if progress == Progress.REFUNDED:
+                return label, "delivered"
+            return f"{label} {STATE_SUFFIXES[progress]}", "delivered"
         return "Delivered", "delivered"
     if status == SubOrderStatus.CANCELLED:
-        return "Cancelled", "cancelled"
+        if not refunds:  # nothing was paid for it
+            return "Cancelled", "cancelled"
+        return f"Cancelled {STATE_SUFFIXES[share_refund_progress(sub, refunds)]}", "cancelled"
     if status == SubOrderStatus.FAILED:
-        progress = _refund_progress(sub, refunds)
-        if progress == "refunded":
-            return "Not placed (refunded)", "failed"
-        if progress == "pending":
-            return "Not placed (refund on its way)", "failed"
-        return "Not placed (our team is checking your refund)", "failed"
+        return f"Not placed {STATE_SUFFIXES[share_refund_progress(sub, refunds)]}", "failed"
     return status.value.replace("_", " ").capitalize(), status.value
 
 
@@ -363,10 +340,10 @@ def _cancel_line(sub: MarketplaceOrder, refunds: list[Refund]) -> CancelLine:
     market = sub.marketplace.name
     if sub.status in (SubOrderStatus.CANCELLED, SubOrderStatus.FAILED):
         amount = format_money(sub.charge_minor, sub.charge_currency)
-        progress = _refund_progress(sub, refunds)
-        if progress == "pending":
+        progress = share_refund_progress(sub, refunds)
+        if progress == Progress.PENDING:
             return CancelLine("cancelled", f"cancelled; your {amount} refund is on its way.")
-        if progress == "unconfirmed":
+        if progress == Progress.UNCONFIRMED:
             return CancelLine(
                 "cancelled",
                 f"cancelled; your {amount} refund is not confirmed yet: our team is looking into it.",
@@ -428,6 +405,7 @@ def build_order_view(session: Session, order: Order) -> OrderView:
             can_confirm_receipt=key == "unreported",
             timeline=timeline,
             refunded_minor=refunded,
+            accepted_refund_label=adjustment_refund_label(sub, sub_refunds),
             marketplace_link=marketplace_home(sub),
         )
         if order.cancel_requested_at is not None:
@@ -563,6 +541,16 @@ def _sub_timeline(
                 TimelineEntry(
                     "refunding",
                     f"Refund of {amount} on its way",
+                    after_end(refund.created_at, refund),
+                    detail=why,
+                )
+            )
+        else:
+            # Refused (or held back after a chargeback): told, not dropped from the story.
+            entries.append(
+                TimelineEntry(
+                    "refund-unconfirmed",
+                    f"Refund of {amount} not confirmed: our team is looking into it",
                     after_end(refund.created_at, refund),
                     detail=why,
                 )

@@ -258,7 +258,12 @@ def _cancel_kept(
     gateway_for: GatewayProvider,
 ) -> CancelOutcome:
     """Cancel a placed sub-order held under `claim` (billed beyond the tolerance), drop the
-    claim, and settle: refunded once the marketplace confirms, else an operator is asked."""
+    claim, and settle: refunded once the marketplace confirms, else an operator is asked.
+
+    A cancel without a clear answer is acted on only while this worker still holds the claim
+    (compare-and-set, with the flag in the same transaction): a worker taken for dead whose
+    answer comes late may find the part cancelled by an operator (who may have cleared the flag
+    too) or its cancel taken over by the sweeper, and then leaves everything to them."""
     outcome = (
         cancel_on_marketplace(
             session_factory, sub_order_id, adapter, reason=reason, gateway_for=gateway_for
@@ -266,12 +271,37 @@ def _cancel_kept(
         if adapter is not None
         else CancelOutcome.UNKNOWN
     )
-    release_kept_claim(session_factory, sub_order_id, claim)
-    if outcome != CancelOutcome.CANCELLED:
-        refunded = _refund_nothing_accepted(session_factory, sub_order_id, reason)
-        flag_for_operator(
-            session_factory,
-            order_id,
+    if outcome == CancelOutcome.CANCELLED:
+        release_kept_claim(session_factory, sub_order_id, claim)
+    elif not _give_up_kept_cancel(session_factory, sub_order_id, claim, reason, outcome):
+        return outcome
+    process_refunds(session_factory, order_id, gateway_for=gateway_for)
+    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    return outcome
+
+
+def _give_up_kept_cancel(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    claim: Claim,
+    reason: str,
+    outcome: CancelOutcome,
+) -> bool:
+    """The marketplace did not confirm the cancel: the claim is dropped, the share of a
+    placement that accepted nothing refunded, and the operator asked. False, changing nothing,
+    when the claim is no longer this worker's."""
+    with session_factory() as session, session.begin():
+        sub_order = locked_sub_order(session, sub_order_id)
+        if not _released(session, sub_order_id, claim):
+            logger.warning(
+                "sub-order %s: cancel answered %s after its claim was lost; left to its owner",
+                sub_order_id,
+                outcome.value,
+            )
+            return False
+        refunded = _refund_nothing_accepted(session, sub_order, reason)
+        flag_order(
+            sub_order.order,
             f"sub-order {sub_order_id}: {reason}; cancelling it on the marketplace: {outcome.value}"
             + (
                 "; its share was refunded (nothing of it ships)"
@@ -281,28 +311,22 @@ def _cancel_kept(
                 "here (its share is refunded, its units given back)"
             ),
         )
-    process_refunds(session_factory, order_id, gateway_for=gateway_for)
-    settle_payment(session_factory, order_id, gateway_for=gateway_for)
-    return outcome
+    return True
 
 
-def _refund_nothing_accepted(
-    session_factory: sessionmaker[Session], sub_order_id: int, reason: str
-) -> bool:
+def _refund_nothing_accepted(session: Session, sub_order: MarketplaceOrder, reason: str) -> bool:
     """A placement the marketplace accepted none of the items of (its own answer: an empty
     order), which it did not confirm cancelled: nothing of it will ship whatever became of the
     cancel, so the whole share is refunded, as for a refusal, instead of being captured for an
     operator to give back by hand. An order billed beyond the tolerance is not touched here: its
     items may ship, and the operator decides. True when the share was refunded now."""
-    with session_factory() as session, session.begin():
-        sub_order = locked_sub_order(session, sub_order_id)
-        if (
-            sub_order.status not in PLACED_SUB_ORDER_STATUSES
-            or sub_order.accepted_amount_minor != 0
-            or sub_order.accepted_charge_minor == 0
-        ):
-            return False
-        return adjust_share(session, sub_order, 0, reason=f"{reason}.") is not None
+    if (
+        sub_order.status not in PLACED_SUB_ORDER_STATUSES
+        or sub_order.accepted_amount_minor != 0
+        or sub_order.accepted_charge_minor == 0
+    ):
+        return False
+    return adjust_share(session, sub_order, 0, reason=f"{reason}.") is not None
 
 
 def find_abandoned_cancels(session: Session) -> list[int]:
@@ -409,12 +433,19 @@ def release_kept_claim(
     """Drop the claim a placement kept while it was being cancelled (a cancelled sub-order's
     claim is already gone)."""
     with session_factory() as session, session.begin():
+        _released(session, sub_order_id, claim)
+
+
+def _released(session: Session, sub_order_id: int, claim: Claim) -> bool:
+    """Drop `claim` if the sub-order is still under it (compare-and-set on its token)."""
+    return bool(
         session.execute(
             sa.update(MarketplaceOrder)
             .where(MarketplaceOrder.id == sub_order_id, MarketplaceOrder.claim_token == claim.token)
             .values(claim_token=None, claim_expires_at=None, updated_at=utc_now())
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount  # type: ignore[attr-defined]
+    )
 
 
 def flag_for_operator(session_factory: sessionmaker[Session], order_id: int, reason: str) -> None:

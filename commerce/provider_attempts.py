@@ -11,17 +11,20 @@ a refused submit's. Here the key carries the attempt's number, kept in `provider
 - a call Stripe answered with its own failure (a 5xx, stored and replayed like a refusal:
   "including 500 errors") moves the number on as well, for a cancel or a capture only: Stripe
   cancels or captures an intent once, so a new key cannot release or take money twice. The
-  caller still treats it as unknown and reads the intent before anything else. Never for a
-  refund: a new key after an unknown outcome could refund twice;
+  caller still treats it as unknown and reads the intent before anything else. Not blind for a
+  refund: a new key after an unknown outcome could refund twice, so a refund's 5xx moves the
+  number on only once Stripe's list of the intent's refunds shows none of ours
+  (commerce.refunds.reconcile_refund);
 - a refused call moves the number on (compare-and-set from the number it sent: two workers
   refused by the same attempt move it once, and a worker still holding an older number moves
   nothing), so the next call is a new attempt that Stripe answers afresh.
 
-Card refunds are numbered the same way (`refund_attempt_key`), and only a refusal that is not
-for good moves their number on: Stripe's `charge_disputed` (the refund is held and sent again
-once the dispute is decided). Any other refusal fails the refund for the operator, so nothing
-resends it; and a refund's attempt moves on only on a definite refusal, so the attempt whose
-outcome is unknown is the one looked up (find_refund) and resent.
+Card refunds are numbered the same way (`refund_attempt_key`), and their number moves on only on
+a definite answer: Stripe's `charge_disputed` (the refund is held and sent again once the dispute
+is decided), or Stripe's own failure (5xx) once its list of the intent's refunds shows none
+carrying the refund's reference (every attempt's refund carries it, so find_refund finds one
+whichever attempt made it). Any other refusal fails the refund for the operator, so nothing
+resends it; an outcome unknown without an answer (a timeout) is resent under the same key.
 
 Three outcomes as ever: the gateway's PaymentError says refused (PaymentDeclined) or unknown
 (PaymentUnavailable), and the caller resolves unknown from the intent's record.

@@ -8,7 +8,7 @@ commerce.settlement's job.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,8 +29,10 @@ from commerce.order_models import (
 )
 from commerce.order_state import flag_order
 from commerce.payments.gateway import (
+    FoundRefundStatus,
     PaymentDeclined,
     PaymentError,
+    PaymentServiceFailed,
     RefundBlockedByDispute,
 )
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
@@ -43,6 +45,10 @@ from commerce.provider_attempts import (
 from onecart.money import Money, format_money
 
 logger = logging.getLogger(__name__)
+
+# A card refund whose outcome Stripe cannot tell this long after its call started goes before an
+# operator (it stays in doubt and is asked again; nothing sends it again on a guess).
+REFUND_IN_DOUBT_FLAG_AFTER = timedelta(hours=1)
 
 SETTLED_CARD_STATUSES = (
     PaymentStatus.CAPTURED,
@@ -112,6 +118,7 @@ def _process_refund(
                 payment.provider_reference,
                 Money(refund.amount_minor, refund.currency),
                 idempotency_key=refund.idempotency_key,
+                reference=refund.idempotency_key,
             )
             complete_refund(refund, RefundKind.WALLET_CREDIT)
             refresh_payment_status(payment)
@@ -143,7 +150,10 @@ def _process_refund(
     attempt = current_attempt(session_factory, refund_call(key))
     try:
         reference = gateway.refund(
-            provider_reference, amount, idempotency_key=refund_attempt_key(key, attempt)
+            provider_reference,
+            amount,
+            idempotency_key=refund_attempt_key(key, attempt),
+            reference=key,
         )
     except RefundBlockedByDispute as exc:
         # Sent again once the dispute is decided: as a new attempt, since Stripe would answer
@@ -156,11 +166,20 @@ def _process_refund(
     except PaymentDeclined as exc:
         _refund_refused(session_factory, refund_id, str(exc.message))
         return False
+    except PaymentServiceFailed as exc:
+        # Unknown, but answered: Stripe's own failure (5xx), which it stores under this key and
+        # replays to every resend for a day. Its request is over, so Stripe's list of the
+        # intent's refunds says now whether it refunded anything; none, and the next send is a
+        # new attempt (reconcile_refund).
+        logger.warning("refund %s failed at the provider: %s", refund_id, exc)
+        reconcile_refund(session_factory, refund_id, gateway_for=gateway_for, key_spent=True)
+        return False
     except PaymentError as exc:
-        # Unknown: the refund may have happened. It stays `processing` and is looked up by its
-        # key before it is ever sent again (see reconcile_refunds).
+        # Unknown with no answer (timeout, reset): the refund may have happened, or may still
+        # be under way at Stripe, so "none yet" proves nothing now. Only a refund found is
+        # recorded; otherwise it stays `processing` for the sweeper's look-up.
         logger.warning("refund %s outcome unknown: %s", refund_id, exc)
-        reconcile_refund(session_factory, refund_id, gateway_for=gateway_for)
+        reconcile_refund(session_factory, refund_id, gateway_for=gateway_for, only_if_found=True)
         return False
     _refund_done(session_factory, refund_id, reference)
     return True
@@ -275,14 +294,27 @@ def reconcile_refund(
     *,
     gateway_for: GatewayProvider,
     only_if_found: bool = False,
+    key_spent: bool = False,
+    flag_after: timedelta = REFUND_IN_DOUBT_FLAG_AFTER,
 ) -> bool:
-    """A card refund left `processing` (unknown outcome, or a worker died): ask the provider for a
-    refund with our key; found → succeeded, none → pending again (re-sent with the same key),
-    provider unreachable → left as it is. True when it was resolved.
+    """A card refund left `processing` (unknown outcome, or a worker died): ask the provider for
+    a refund carrying our reference, whichever attempt made it. True when it was resolved.
 
-    `only_if_found`: a refund that may be in flight right now (a webhook asking on the side) is
-    only ever marked done; "none yet" proves nothing while its call runs, so it stays
-    `processing` for its own worker or the sweeper's timed look-up."""
+    - found done → succeeded, with the provider's id; found failed (Stripe made it and the bank
+      refused it) → failed and the operator told: never sent again by itself;
+    - none (the provider answered, having listed them all) → pending again, sent by the next
+      sweep: under the same key (Stripe recognises a resend, even of a call still running
+      there), or, with `key_spent` (the last answer to this attempt's key was Stripe's own
+      failure, stored and replayed to every resend), under the next attempt's key, moved on by
+      compare-and-set from the attempt read before asking (of two workers that found none, one
+      moves it on; one holding an older number changes nothing);
+    - the provider cannot say (unreachable, or a refund of ours still unfinished there) → left
+      as it is, and once its call started more than `flag_after` ago the operator is told.
+      Never a second refund on a guess.
+
+    `only_if_found`: a refund that may be in flight right now (its own call timed out, or a
+    webhook asking on the side) is only ever marked done or failed; "none yet" proves nothing
+    while its call may run, so it stays `processing` for the sweeper's timed look-up."""
     with session_factory() as session:
         refund = session.get(Refund, refund_id)
         if refund is None or refund.status != RefundStatus.PROCESSING:
@@ -293,15 +325,28 @@ def reconcile_refund(
         key = refund.idempotency_key
     try:
         attempt = current_attempt(session_factory, refund_call(key))
-        found = gateway.find_refund(provider_reference, refund_attempt_key(key, attempt))
+        found = gateway.find_refund(provider_reference, key)
     except PaymentError as exc:
         logger.warning("refund %s cannot be looked up yet: %s", refund_id, exc)
+        if not only_if_found:
+            _flag_if_in_doubt_too_long(session_factory, refund_id, flag_after)
         return False
     if found is not None:
-        _refund_done(session_factory, refund_id, found)
+        if found.status == FoundRefundStatus.DONE:
+            _refund_done(session_factory, refund_id, found.provider_reference)
+        else:
+            _refund_refused(
+                session_factory,
+                refund_id,
+                f"Stripe holds it {found.provider_status} ({found.provider_reference})",
+            )
         return True
     if only_if_found:
         return False
+    if key_spent and not note_refused(
+        session_factory, refund_call(key), attempt, "no refund after the provider's failure"
+    ):
+        return False  # another worker moved it on (and owns the resend)
     with session_factory() as session, session.begin():
         session.execute(
             sa.update(Refund)
@@ -309,6 +354,43 @@ def reconcile_refund(
             .values(status=RefundStatus.PENDING, processing_started_at=None)
         )
     return True
+
+
+def _flag_if_in_doubt_too_long(
+    session_factory: sessionmaker[Session], refund_id: int, flag_after: timedelta
+) -> None:
+    """The refund's outcome is still unknown and Stripe cannot say: once its call started more
+    than `flag_after` ago the operator is told (once: the reason's words do not change). It stays
+    `processing` and is asked again at every sweep; only a person may pay it another way."""
+    with session_factory() as session, session.begin():
+        refund = _locked_refund(session, refund_id)
+        if refund.status != RefundStatus.PROCESSING or not _started_before(
+            session, refund_id, utc_now() - flag_after
+        ):
+            return
+        flag_order(
+            refund.payment.order,
+            f"Refund {refund.idempotency_key} of "
+            f"{format_money(refund.amount_minor, refund.currency)}: its outcome at Stripe is "
+            "unknown and Stripe cannot be asked; asked again at every sweep, never sent again "
+            "until Stripe answers. Check the payment's refunds in Stripe.",
+        )
+
+
+def _started_before(session: Session, refund_id: int, cutoff: datetime) -> bool:
+    """Whether the refund's provider call started before `cutoff` (or when is not known)."""
+    return (
+        session.scalar(
+            sa.select(Refund.id).where(
+                Refund.id == refund_id,
+                sa.or_(
+                    Refund.processing_started_at.is_(None),
+                    Refund.processing_started_at < cutoff,
+                ),
+            )
+        )
+        is not None
+    )
 
 
 def find_refunds_to_reconcile(session: Session, *, older_than: timedelta) -> list[int]:

@@ -56,6 +56,7 @@ from commerce.payments.gateway import (
 )
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.provider_attempts import capture_intent, void_intent
+from commerce.refund_progress import adjustment_key
 from commerce.refunds import (
     SETTLED_CARD_STATUSES,
     complete_refund,
@@ -89,11 +90,6 @@ __all__ = [
 def refund_key(sub_order: MarketplaceOrder) -> str:
     """The one refund of a failed or cancelled sub-order's share."""
     return f"refund-sub-{sub_order.id}"
-
-
-def adjustment_key(sub_order: MarketplaceOrder) -> str:
-    """The one refund of what a marketplace did not accept of a placed sub-order."""
-    return f"refund-sub-{sub_order.id}-adjust"
 
 
 def refund_kind_for(payment: Payment) -> RefundKind:

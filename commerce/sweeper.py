@@ -76,7 +76,11 @@ from commerce.placement_outcomes import (
     flag_for_operator,
 )
 from commerce.provider_attempts import ATTEMPTS_KEPT_FOR, prune_attempts
-from commerce.refunds import find_refunds_to_reconcile, reconcile_refund
+from commerce.refunds import (
+    REFUND_IN_DOUBT_FLAG_AFTER,
+    find_refunds_to_reconcile,
+    reconcile_refund,
+)
 from commerce.settlement import (
     find_payments_to_reconcile,
     process_refunds,
@@ -101,6 +105,9 @@ class SweepPolicy:
     stuck_after: timedelta = timedelta(minutes=5)
     stale_pending_after: timedelta = timedelta(minutes=10)
     refund_processing_after: timedelta = timedelta(minutes=10)
+    # A refund whose outcome Stripe still cannot tell this long after its call goes before an
+    # operator (commerce.refunds.reconcile_refund).
+    refund_in_doubt_flag_after: timedelta = REFUND_IN_DOUBT_FLAG_AFTER
     # A reconciling sub-order no job touched for this long gets a new placement job.
     reconcile_after: timedelta = timedelta(minutes=1)
     # A sub-order still reconciling this long after its checkout goes before an operator: the
@@ -465,7 +472,13 @@ def sweep(
             sa.select(Payment.order_id)
             .join(Refund, Refund.payment_id == Payment.id)
             .where(Refund.id == refund_id),
-            partial(reconcile_refund, session_factory, refund_id, gateway_for=gateway_for),
+            partial(
+                reconcile_refund,
+                session_factory,
+                refund_id,
+                gateway_for=gateway_for,
+                flag_after=policy.refund_in_doubt_flag_after,
+            ),
         )
         for refund_id in refunds_in_doubt
     )

@@ -267,10 +267,11 @@ def _uncover_failed_refund(session: Session, refund_id: str) -> int:
 
 def topup_refunds(client: stripe.StripeClient, intent_id: str) -> list[Any]:
     """Stripe's refunds of top-up `intent_id` that give (or are about to give) the money back
-    to the card, oldest first. stripe.StripeError as raised: the caller says what it means."""
+    to the card, oldest first, from every page Stripe lists (a refund past the first page is
+    not absent). stripe.StripeError as raised: the caller says what it means."""
     refunds = client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100})
     return sorted(
-        (r for r in refunds.data if str(r.status) in TOPUP_REFUND_TAKEN_STATUSES),
+        (r for r in refunds.auto_paging_iter() if str(r.status) in TOPUP_REFUND_TAKEN_STATUSES),
         key=lambda r: (int(getattr(r, "created", 0) or 0), str(r.id)),
     )
 

@@ -22,6 +22,11 @@ from onecart.money import Money
 AUTHORIZATION_KEY_METADATA = "onecart_authorization_key"
 # Which attempt of that authorization made the intent (absent: attempt 0, as before attempts).
 AUTHORIZATION_ATTEMPT_METADATA = "onecart_authorization_attempt"
+# The metadata keys a card refund carries: the idempotency key of the attempt that made it, and
+# our refund's own reference (its row's key), the same for every attempt, by which a refund whose
+# outcome is unknown is found whichever attempt made it (find_refund).
+REFUND_KEY_METADATA = "onecart_refund_key"
+REFUND_REFERENCE_METADATA = "onecart_refund_reference"
 
 # A PaymentIntent id as the browser hands it back (Stripe.js): Stripe's `pi_` and letters and
 # digits (real ids are ~27 characters), never longer than the 120 the columns naming one hold.
@@ -188,6 +193,24 @@ class ProviderPaymentState:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+class FoundRefundStatus(enum.StrEnum):
+    """A refund of ours the provider holds, in our words: `done` (Stripe: succeeded, or pending,
+    as good as done until the bank refuses it) or `failed` (Stripe: failed, canceled: nothing was
+    given back, and whether to try another way is a person's call)."""
+
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class FoundRefund:
+    """A refund of ours the provider holds (find_refund): its reference there and its status."""
+
+    provider_reference: str
+    status: FoundRefundStatus
+    provider_status: str
+
+
 @dataclass(frozen=True, slots=True)
 class UncapturedAuthorization:
     """A hold the provider keeps on a card (authorized, neither captured nor released), with the
@@ -216,17 +239,23 @@ class PaymentGateway(Protocol):
         our record cannot be read (a one-off attempt)."""
         ...
 
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
-        """Give `amount` back after capture; returns the provider's refund reference."""
+    def refund(
+        self, provider_reference: str, amount: Money, *, idempotency_key: str, reference: str
+    ) -> str:
+        """Give `amount` back after capture; returns the provider's refund reference.
+        `idempotency_key` is this attempt's; `reference` is our refund's own, kept on the refund
+        (Stripe: its metadata) so that find_refund finds it whichever attempt made it."""
         ...
 
     def void(self, provider_reference: str, *, attempt: int | None) -> None:
         """Release an authorization that will never be captured (`attempt`: as for capture)."""
         ...
 
-    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
-        """The provider's reference of the refund made with our key, or None when it holds none
-        (resolves a refund whose reply was lost before it is ever sent again)."""
+    def find_refund(self, provider_reference: str, reference: str) -> FoundRefund | None:
+        """The refund of this payment carrying our refund's `reference` (any attempt of it),
+        None when the provider answered and holds none; PaymentUnavailable when it cannot be
+        asked, or when one is made and not finished (neither done nor absent). Resolves a refund
+        whose outcome was unknown before it is ever sent again."""
         ...
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:

@@ -26,8 +26,12 @@ from commerce.order_models import PaymentMethod
 from commerce.payments.gateway import (
     AUTHORIZATION_ATTEMPT_METADATA,
     AUTHORIZATION_KEY_METADATA,
+    REFUND_KEY_METADATA,
+    REFUND_REFERENCE_METADATA,
     Authorization,
     AuthorizationRequest,
+    FoundRefund,
+    FoundRefundStatus,
     PaymentDeclined,
     PaymentError,
     PaymentNotFound,
@@ -54,8 +58,6 @@ STRIPE_MAX_RETRY_DELAY_S = 5.0
 STRIPE_WORST_CALL_S = STRIPE_REQUEST_TIMEOUT_S * (STRIPE_NETWORK_RETRIES + 1) + (
     STRIPE_MAX_RETRY_DELAY_S * STRIPE_NETWORK_RETRIES
 )
-# The refund's metadata key holding our idempotency key (find_refund looks it up).
-REFUND_KEY_METADATA = "onecart_refund_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,17 @@ def _check_refund(refund: Any, amount: Money) -> None:
         )
     if refund.status not in REFUND_DONE_STATUSES:
         raise PaymentUnavailable(f"The card refund {refund.id} is still {refund.status}.")
+
+
+def _is_refund_of(refund: Any, reference: str) -> bool:
+    """Whether a Stripe refund is one of our refund `reference`'s attempts. A refund made before
+    refunds carried their reference has only the attempt's key: the reference itself (attempt
+    0) or `<reference>-attempt-<n>` (commerce.provider_attempts.refund_attempt_key)."""
+    metadata = refund.metadata.to_dict() if refund.metadata else {}
+    if REFUND_REFERENCE_METADATA in metadata:
+        return metadata[REFUND_REFERENCE_METADATA] == reference
+    key = str(metadata.get(REFUND_KEY_METADATA) or "")
+    return key == reference or key.startswith(f"{reference}-attempt-")
 
 
 def _stripe_currency(currency: str) -> str:
@@ -352,15 +365,21 @@ class StripeGateway:
             f"The card payment service did not say how much of {provider_reference} it captured."
         )
 
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+    def refund(
+        self, provider_reference: str, amount: Money, *, idempotency_key: str, reference: str
+    ) -> str:
         """A (partial) refund of a captured PaymentIntent."""
         try:
             refund = self.client.v1.refunds.create(
                 params={
                     "payment_intent": provider_reference,
                     "amount": to_stripe_amount(amount.minor, amount.currency),
-                    # Our key on the refund itself, so a lost reply can be looked up.
-                    "metadata": {REFUND_KEY_METADATA: idempotency_key},
+                    # Ours on the refund itself, so an unknown outcome can be looked up: the
+                    # attempt's key, and the refund's reference every attempt shares.
+                    "metadata": {
+                        REFUND_KEY_METADATA: idempotency_key,
+                        REFUND_REFERENCE_METADATA: reference,
+                    },
                 },
                 options={"idempotency_key": idempotency_key},
             )
@@ -374,27 +393,31 @@ class StripeGateway:
         _check_refund(refund, amount)
         return str(refund.id)
 
-    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
-        """The refund of this PaymentIntent that carries our key in its metadata, if any."""
+    def find_refund(self, provider_reference: str, reference: str) -> FoundRefund | None:
+        """The refund of this PaymentIntent that carries our refund's reference, whichever
+        attempt made it. Every page of the intent's refunds is read (the list is strongly
+        consistent, unlike the search API, whose index lags): "none" is said only once Stripe
+        listed them all. A done one wins over a failed one (a later attempt after a failure);
+        one made and not finished (requires_action) is neither done nor absent, so the answer
+        is unknown (sent again, it could be refunded twice)."""
+        failed: FoundRefund | None = None
         try:
             refunds = self.client.v1.refunds.list(
                 params={"payment_intent": provider_reference, "limit": 100}
             )
+            for refund in refunds.auto_paging_iter():
+                if not _is_refund_of(refund, reference):
+                    continue
+                if refund.status in REFUND_DONE_STATUSES:
+                    return FoundRefund(str(refund.id), FoundRefundStatus.DONE, str(refund.status))
+                if refund.status not in REFUND_FAILED_STATUSES:
+                    raise PaymentUnavailable(
+                        f"The card refund {refund.id} is still {refund.status}; asked again later."
+                    )
+                failed = FoundRefund(str(refund.id), FoundRefundStatus.FAILED, str(refund.status))
         except stripe.StripeError as exc:
             raise _translate(exc, "looked up") from exc
-        for refund in refunds.data:
-            metadata = refund.metadata.to_dict() if refund.metadata else {}
-            if metadata.get(REFUND_KEY_METADATA) != idempotency_key:
-                continue
-            if refund.status in REFUND_DONE_STATUSES:
-                return str(refund.id)
-            if refund.status not in REFUND_FAILED_STATUSES:
-                # Made and not finished (requires_action): neither done nor absent, so it must
-                # not be sent again (once the key has expired, that would be a second refund).
-                raise PaymentUnavailable(
-                    f"The card refund {refund.id} is still {refund.status}; asked again later."
-                )
-        return None
+        return failed
 
     def void(self, provider_reference: str, *, attempt: int | None) -> None:
         """Cancel the PaymentIntent: the hold on the card is released. The key names the

@@ -36,7 +36,11 @@ from commerce.order_models import (
     RefundStatus,
 )
 from commerce.order_state import flag_order
-from commerce.payments.gateway import from_stripe_amount
+from commerce.payments.gateway import (
+    REFUND_KEY_METADATA,
+    REFUND_REFERENCE_METADATA,
+    from_stripe_amount,
+)
 from onecart.money import format_money
 
 logger = logging.getLogger(__name__)
@@ -277,8 +281,8 @@ def _refund_update_reported(
     `canceled` gave the shopper nothing: it is failed again (compare-and-set on `succeeded`),
     the order goes on the operator's list and the shopper is told. Never re-sent by itself: the
     card refused it, so another way of paying back is a person's call. A refund still
-    `processing` is left to its look-up, which treats a failed refund as none."""
-    from commerce.payments.stripe_gateway import REFUND_FAILED_STATUSES, REFUND_KEY_METADATA
+    `processing` is left to its look-up, which fails it the same way."""
+    from commerce.payments.stripe_gateway import REFUND_FAILED_STATUSES
     from commerce.refunds import refresh_payment_status
 
     status = data.get("status")
@@ -286,7 +290,13 @@ def _refund_update_reported(
         return f"refund update consistent ({status})"
     reference = data.get("id")
     metadata = data.get("metadata")
-    key = metadata.get(REFUND_KEY_METADATA) if isinstance(metadata, Mapping) else None
+    # Our refund's reference (its row's key) names it whichever attempt made it; a refund
+    # made before refunds carried it names its attempt's key, the row's own for attempt 0.
+    key = (
+        metadata.get(REFUND_REFERENCE_METADATA) or metadata.get(REFUND_KEY_METADATA)
+        if isinstance(metadata, Mapping)
+        else None
+    )
     matches = []
     if isinstance(reference, str) and reference:
         matches.append(Refund.provider_reference == reference)
@@ -302,9 +312,9 @@ def _refund_update_reported(
         if refund is None:
             return "ignored: not a refund of ours"
         if refund.status == RefundStatus.PROCESSING:
-            # Its outcome is unknown to us: the look-up treats a failed refund as none and
-            # re-sends it with its key, and Stripe replays a key's first answer (`pending`) for
-            # a day, so it could be read done. The operator is told now; nothing else changes.
+            # Its outcome is unknown to us, and its look-up (commerce.refunds) records what
+            # Stripe lists for it, failed included; the operator is told now as well, since
+            # the look-up may wait for Stripe to answer. Nothing else changes here.
             flag_order(
                 payment.order,
                 f"Stripe reports refund {refund.idempotency_key} ({reference}) {status} while "

@@ -18,6 +18,8 @@ from commerce.order_models import PaymentMethod
 from commerce.payments.gateway import (
     Authorization,
     AuthorizationRequest,
+    FoundRefund,
+    FoundRefundStatus,
     PaymentDeclined,
     ProviderPaymentState,
     ProviderStatus,
@@ -64,10 +66,12 @@ class WalletGateway:
         amount: Money,
         *,
         idempotency_key: str,
+        reference: str | None = None,
         description: str = "Refund",
     ) -> str:
         """Credit `amount` back. The ledger reference is `<debit reference>:<idempotency key>`,
-        so the credits of one payment can be summed and a retried refund is the same line."""
+        so the credits of one payment can be summed and a retried refund is the same line (a
+        wallet refund is never sent as numbered attempts: `reference` is its key)."""
         receipt = refund_to_wallet(
             self.session,
             self.user,
@@ -87,15 +91,15 @@ class WalletGateway:
                 provider_reference, Money(remaining, state.currency), idempotency_key="void"
             )
 
-    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
-        """The ledger line of that refund, if it was written."""
-        reference = _credit_reference(provider_reference, idempotency_key)
+    def find_refund(self, provider_reference: str, reference: str) -> FoundRefund | None:
+        """The ledger line of that refund, if it was written (a credit never fails later)."""
         entry = self.session.scalar(
             sa.select(WalletEntry.reference).where(
-                WalletEntry.kind == WalletEntryKind.REFUND, WalletEntry.reference == reference
+                WalletEntry.kind == WalletEntryKind.REFUND,
+                WalletEntry.reference == _credit_reference(provider_reference, reference),
             )
         )
-        return entry
+        return None if entry is None else FoundRefund(entry, FoundRefundStatus.DONE, "credited")
 
     def find_authorizations(self, idempotency_key: str) -> list[ProviderPaymentState]:
         """Never in doubt: the wallet debit is written in the order's own transaction, so it

@@ -381,7 +381,9 @@ class RefusesRefunds:
         self.inner = inner
         self.method = inner.method
 
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+    def refund(
+        self, provider_reference: str, amount: Money, *, idempotency_key: str, reference: str
+    ) -> str:
         raise PaymentDeclined("The card refund re_refused failed.")
 
     def __getattr__(self, name: str) -> Any:

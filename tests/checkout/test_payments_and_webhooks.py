@@ -36,7 +36,7 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.payments.gateway import PaymentGateway, PaymentUnavailable
+from commerce.payments.gateway import FoundRefund, PaymentGateway, PaymentUnavailable
 from commerce.payments.providers import gateway_for_payment
 from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_settings
 from commerce.placement import PlacementResult, place_sub_order
@@ -467,11 +467,15 @@ class LosesRefundReply:
         self.inner = inner
         self.method = inner.method
 
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
-        self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
+    def refund(
+        self, provider_reference: str, amount: Money, *, idempotency_key: str, reference: str
+    ) -> str:
+        self.inner.refund(
+            provider_reference, amount, idempotency_key=idempotency_key, reference=reference
+        )
         raise PaymentUnavailable("timed out after sending the refund")
 
-    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
+    def find_refund(self, provider_reference: str, reference: str) -> FoundRefund | None:
         raise PaymentUnavailable("unreachable")
 
     def __getattr__(self, name: str) -> Any:
@@ -620,6 +624,38 @@ def test_a_refund_stripe_reports_failed_while_its_outcome_is_unknown_is_shown_to
     assert flagged.attention_reason and refund.idempotency_key in flagged.attention_reason
     [refund] = flagged.payment.refunds  # type: ignore[union-attr]
     assert refund.status == RefundStatus.PROCESSING
+    shop.unbalanced_orders.add(order.number)  # left in doubt on purpose: the operator's
+
+
+def test_a_refund_made_by_a_later_attempt_and_reported_failed_is_known_by_its_reference(
+    shop: Shop,
+) -> None:
+    """A refund in doubt sent again as a later attempt (its first key held Stripe's 500) carries
+    that attempt's key and the refund's own reference: Stripe's failure report of it is ours,
+    found by the reference (the attempt's key names no refund row), and the operator is told."""
+    order = _captured_card_order(shop, [("shopwave", 6, 1), ("kiondo", 6, 1)])
+    assert order.payment is not None
+    kiondo = shop.sub_order(order, "kiondo")
+
+    refund = _cancel_with_the_refund_reply_lost(shop, order, kiondo)
+    [made] = (
+        stripe_client()
+        .v1.refunds.list(params={"payment_intent": order.payment.provider_reference})
+        .data
+    )
+    key = refund.idempotency_key
+    failed = {
+        **made.to_dict(),
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+        "metadata": {"onecart_refund_key": f"{key}-attempt-1", "onecart_refund_reference": key},
+    }
+
+    outcome = _post(shop, _event("charge.refund.updated", failed)).get_json()["outcome"]
+
+    assert outcome == "refund failed while in doubt: order flagged"
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and key in flagged.attention_reason
     shop.unbalanced_orders.add(order.number)  # left in doubt on purpose: the operator's
 
 

@@ -15,6 +15,8 @@ import stripe
 
 from commerce.payments.gateway import (
     AuthorizationRequest,
+    FoundRefund,
+    FoundRefundStatus,
     PaymentDeclined,
     PaymentUnavailable,
     ProviderStatus,
@@ -110,7 +112,7 @@ def test_an_unreadable_200_capture_reply_is_unknown_not_refused() -> None:
 @pytest.mark.parametrize("status", ["succeeded", "pending"])
 def test_a_refund_that_succeeded_or_is_pending_returns_its_id(status: str) -> None:
     reference = _gateway(200, _refund(status)).refund(
-        "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1"
+        "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1", reference="refund-sub-1"
     )
     assert reference == "re_canned"
 
@@ -119,21 +121,21 @@ def test_a_refund_that_succeeded_or_is_pending_returns_its_id(status: str) -> No
 def test_a_refund_stripe_reports_failed_is_refused_not_done(status: str) -> None:
     with pytest.raises(PaymentDeclined):
         _gateway(200, _refund(status)).refund(
-            "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1"
+            "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1", reference="refund-sub-1"
         )
 
 
 def test_a_refund_waiting_for_action_is_unknown() -> None:
     with pytest.raises(PaymentUnavailable):
         _gateway(200, _refund("requires_action")).refund(
-            "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1"
+            "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1", reference="refund-sub-1"
         )
 
 
 def test_a_refund_of_another_amount_is_not_the_refund_asked_for() -> None:
     with pytest.raises(PaymentDeclined):
         _gateway(200, _refund("succeeded", amount=50)).refund(
-            "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1"
+            "pi_canned", Money(500, "USD"), idempotency_key="refund-sub-1", reference="refund-sub-1"
         )
 
 
@@ -141,16 +143,95 @@ def _listing(*refunds: dict[str, Any]) -> dict[str, Any]:
     return {"object": "list", "data": list(refunds), "has_more": False, "url": "/v1/refunds"}
 
 
-def test_a_refund_found_by_its_key_is_done_absent_or_still_in_doubt() -> None:
-    assert _gateway(200, _listing(_refund("pending"))).find_refund("pi_canned", "refund-sub-1")
-    # A failed one is as good as none: sending it again with the same key meets the failure.
-    assert (
-        _gateway(200, _listing(_refund("failed"))).find_refund("pi_canned", "refund-sub-1") is None
-    )
+def test_a_refund_found_by_its_reference_is_done_failed_absent_or_still_in_doubt() -> None:
+    found = _gateway(200, _listing(_refund("pending"))).find_refund("pi_canned", "refund-sub-1")
+    assert found == FoundRefund("re_canned", FoundRefundStatus.DONE, "pending")
+    # A failed one was made and refused by the bank: an answer (the operator's), not "none",
+    # which would send it again.
+    failed = _gateway(200, _listing(_refund("failed"))).find_refund("pi_canned", "refund-sub-1")
+    assert failed == FoundRefund("re_canned", FoundRefundStatus.FAILED, "failed")
+    assert _gateway(200, _listing()).find_refund("pi_canned", "refund-sub-1") is None
     # An unfinished one exists: it must not be sent again (after the key expires that would be
     # a second refund), so the lookup cannot answer yet.
     with pytest.raises(PaymentUnavailable):
         _gateway(200, _listing(_refund("requires_action"))).find_refund("pi_canned", "refund-sub-1")
+
+
+def _refund_of(reference: str | None, key: str, status: str = "succeeded") -> dict[str, Any]:
+    metadata = {"onecart_refund_key": key}
+    if reference is not None:
+        metadata["onecart_refund_reference"] = reference
+    return {**_refund(status), "id": f"re_{key}", "metadata": metadata}
+
+
+def test_a_refund_is_found_by_its_reference_whichever_attempt_made_it() -> None:
+    listing = _listing(
+        _refund_of("refund-sub-10", "refund-sub-10"),
+        _refund_of("refund-sub-1", "refund-sub-1-attempt-2"),
+    )
+    found = _gateway(200, listing).find_refund("pi_canned", "refund-sub-1")
+    assert found is not None and found.provider_reference == "re_refund-sub-1-attempt-2"
+    # Made before refunds carried their reference: known by its attempt's key.
+    legacy = _listing(_refund_of(None, "refund-sub-10"), _refund_of(None, "refund-sub-1-attempt-1"))
+    found = _gateway(200, legacy).find_refund("pi_canned", "refund-sub-1")
+    assert found is not None and found.provider_reference == "re_refund-sub-1-attempt-1"
+    assert _gateway(200, legacy).find_refund("pi_canned", "refund-sub-2") is None
+
+
+class PagedHttp(CannedHttp):
+    """Answers each request with the next of its canned bodies."""
+
+    def __init__(self, bodies: list[dict[str, Any]]) -> None:
+        super().__init__(200, "")
+        self.bodies = [json.dumps(body) for body in bodies]
+
+    def request(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[str, int, dict[str, str]]:
+        self.sent.append((method, url, dict(headers).get("Idempotency-Key")))
+        return self.bodies[len(self.sent) - 1], 200, {"request-id": "req_canned"}
+
+
+def test_a_refund_on_a_later_page_is_found_not_taken_for_absent() -> None:
+    first = {**_listing(_refund_of("refund-sub-9", "refund-sub-9")), "has_more": True}
+    second = _listing(_refund_of("refund-sub-1", "refund-sub-1"))
+    http = PagedHttp([first, second])
+    client = stripe.StripeClient("sk_test_canned", http_client=http, max_network_retries=0)
+
+    found = StripeGateway(client).find_refund("pi_canned", "refund-sub-1")
+
+    assert found is not None and found.provider_reference == "re_refund-sub-1"
+    assert "starting_after=re_refund-sub-9" in http.sent[1][1]
+
+
+class KeepsBodies(CannedHttp):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(status, body)
+        self.bodies: list[str] = []
+
+    def request(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[str, int, dict[str, str]]:
+        self.bodies.append(post_data or "")
+        return super().request(method, url, headers, post_data)
+
+
+def test_a_refund_carries_its_attempts_key_and_its_own_reference() -> None:
+    http = KeepsBodies(200, json.dumps(_refund("succeeded")))
+    client = stripe.StripeClient("sk_test_canned", http_client=http, max_network_retries=0)
+
+    StripeGateway(client).refund(
+        "pi_canned",
+        Money(500, "USD"),
+        idempotency_key="refund-sub-1-attempt-1",
+        reference="refund-sub-1",
+    )
+
+    [(_, _, key)] = http.sent
+    assert key == "refund-sub-1-attempt-1"
+    sent = parse_qs(http.bodies[0])
+    assert sent["metadata[onecart_refund_key]"] == ["refund-sub-1-attempt-1"]
+    assert sent["metadata[onecart_refund_reference]"] == ["refund-sub-1"]
 
 
 def test_a_capture_retried_for_the_same_amount_reuses_its_key_another_amount_gets_another() -> None:
@@ -377,3 +458,14 @@ def test_a_capture_reply_silent_on_the_amount_and_no_record_to_read_is_unknown()
     )
     with pytest.raises(PaymentUnavailable):
         gateway.capture("pi_canned", Money(1000, "USD"), attempt=0)
+
+
+def test_a_top_ups_refunds_are_read_from_every_page() -> None:
+    from commerce.topup_refunds import topup_refunds
+
+    first = {**_listing({**_refund("succeeded"), "id": "re_first", "created": 1}), "has_more": True}
+    second = _listing({**_refund("succeeded"), "id": "re_second", "created": 2})
+    http = PagedHttp([first, second])
+    client = stripe.StripeClient("sk_test_canned", http_client=http, max_network_retries=0)
+
+    assert [refund.id for refund in topup_refunds(client, "pi_canned")] == ["re_first", "re_second"]

@@ -69,7 +69,9 @@ class DisputedAtStripe:
         self.inner = inner
         self.method = inner.method
 
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+    def refund(
+        self, provider_reference: str, amount: Money, *, idempotency_key: str, reference: str
+    ) -> str:
         DisputedAtStripe.refund_calls += 1
         if DisputedAtStripe.disputed:
             refusing = stripe.StripeClient(
@@ -78,9 +80,11 @@ class DisputedAtStripe:
                 max_network_retries=0,
             )
             return StripeGateway(refusing).refund(
-                provider_reference, amount, idempotency_key=idempotency_key
+                provider_reference, amount, idempotency_key=idempotency_key, reference=reference
             )
-        return self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
+        return self.inner.refund(
+            provider_reference, amount, idempotency_key=idempotency_key, reference=reference
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -239,7 +243,9 @@ def test_a_refund_stripe_refuses_for_a_chargeback_is_held_then_never_sent_after_
 class RefusesForGood(DisputedAtStripe):
     """Stripe refuses the refund for good, for a reason of its own (not a chargeback)."""
 
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+    def refund(
+        self, provider_reference: str, amount: Money, *, idempotency_key: str, reference: str
+    ) -> str:
         DisputedAtStripe.refund_calls += 1
         raise PaymentDeclined("The card refund re_refused failed.")
 

@@ -27,6 +27,7 @@ from commerce.order_models import (
     SubOrderStatus,
 )
 from commerce.payments.gateway import (
+    FoundRefund,
     PaymentDeclined,
     PaymentGateway,
     PaymentUnavailable,
@@ -62,21 +63,25 @@ class LosesReplies:
         if "capture" in self.lose:
             raise PaymentUnavailable("timed out after sending the capture")
 
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
-        reference = self.inner.refund(provider_reference, amount, idempotency_key=idempotency_key)
+    def refund(
+        self, provider_reference: str, amount: Money, *, idempotency_key: str, reference: str
+    ) -> str:
+        made = self.inner.refund(
+            provider_reference, amount, idempotency_key=idempotency_key, reference=reference
+        )
         if "refund" in self.lose:
             raise PaymentUnavailable("timed out after sending the refund")
-        return reference
+        return made
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
         if "retrieve" in self.lose:
             raise PaymentUnavailable("unreachable")
         return self.inner.retrieve(provider_reference)
 
-    def find_refund(self, provider_reference: str, idempotency_key: str) -> str | None:
+    def find_refund(self, provider_reference: str, reference: str) -> FoundRefund | None:
         if "find_refund" in self.lose:
             raise PaymentUnavailable("unreachable")
-        return self.inner.find_refund(provider_reference, idempotency_key)
+        return self.inner.find_refund(provider_reference, reference)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -36,12 +36,16 @@ class StoresAnswers(DisputedAtStripe):
     stored: dict[str, PaymentDeclined] = {}
     keys: list[str] = []
 
-    def refund(self, provider_reference: str, amount: Money, *, idempotency_key: str) -> str:
+    def refund(
+        self, provider_reference: str, amount: Money, *, idempotency_key: str, reference: str
+    ) -> str:
         StoresAnswers.keys.append(idempotency_key)
         if idempotency_key in StoresAnswers.stored:
             raise StoresAnswers.stored[idempotency_key]
         try:
-            return super().refund(provider_reference, amount, idempotency_key=idempotency_key)
+            return super().refund(
+                provider_reference, amount, idempotency_key=idempotency_key, reference=reference
+            )
         except PaymentDeclined as exc:
             StoresAnswers.stored[idempotency_key] = exc
             raise

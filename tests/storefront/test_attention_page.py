@@ -440,3 +440,162 @@ def test_the_abandoned_cancellation_sweep_does_not_tell_an_operator_cancelled_pa
     # Its only part cancelled: the shopper is told the order is cancelled (and refunded).
     assert "order_cancelled" in kinds
     assert "cancellation_refused" not in kinds
+
+
+class _CancelOutlivedByTheOperator:
+    """A marketplace whose answer to a cancel never comes (nor its order's status), while the
+    worker asking it loses its lease (it is taken for dead) and the operator records, from the
+    marketplace's own word to them, that it cancelled the order and clears the order's flag."""
+
+    slug = "dummymart-test"
+
+    def __init__(self, meanwhile: Callable[[], object]) -> None:
+        self.meanwhile = meanwhile
+
+    def cancel_order(self, marketplace_order_id: str) -> Any:
+        from adapters.base import MarketplaceError
+
+        self.meanwhile()
+        raise MarketplaceError("timed out")
+
+    def order_status(self, marketplace_order_id: str) -> Any:
+        from adapters.base import MarketplaceError
+
+        raise MarketplaceError("timed out")
+
+
+def test_a_late_overcharge_cancel_leaves_a_part_the_operator_cancelled_alone(
+    db_session: Session,
+    storefront_db_url: str,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """A part billed beyond the tolerance is being cancelled on its marketplace by a worker that
+    stops answering: its lease runs out, the operator records the marketplace's cancellation
+    (refunded) and clears the order's flag. The worker's late "no answer" must not put the order
+    back on the list asking the operator to record what they recorded, nor touch the part."""
+    from commerce.attention import cancelled_by_operator
+    from commerce.db import get_session_factory
+    from commerce.placement_outcomes import finish_abandoned_cancel
+
+    factory = get_session_factory(storefront_db_url)
+    market = make_marketplace(name="DummyMart Test")
+    order = _flagged_order(db_session, make_user(), "DummyMart Test billed beyond what was paid")
+    sub = _wallet_paid_part(
+        db_session,
+        order,
+        market,
+        status=SubOrderStatus.PLACED,
+        marketplace_order_id="55",
+        last_error="billed 12.00, paid 9.95",
+        claim_token="the-placement-that-died",
+        claim_expires_at=utc_now() - timedelta(minutes=1),
+    )
+
+    def worker_taken_for_dead_and_operator_cancels() -> None:
+        with factory() as session, session.begin():
+            part = session.get(MarketplaceOrder, sub.id)
+            assert part is not None
+            part.claim_expires_at = utc_now() - timedelta(seconds=1)
+        assert cancelled_by_operator(factory, sub.id, gateway_for=lambda *a: None)
+        with factory() as session, session.begin():
+            flagged = session.get(Order, order.id)
+            assert flagged is not None
+            flagged.attention_reason = None
+
+    adapter = _CancelOutlivedByTheOperator(worker_taken_for_dead_and_operator_cancels)
+
+    finish_abandoned_cancel(
+        factory,
+        sub.id,
+        adapter_for=lambda market: adapter,
+        gateway_for=lambda *a: None,
+        lease=timedelta(minutes=5),
+    )
+
+    db_session.expire_all()
+    ended = db_session.get(MarketplaceOrder, sub.id)
+    assert ended is not None and ended.status == SubOrderStatus.CANCELLED
+    assert ended.claim_token is None
+    [refund] = db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id))
+    assert refund.status == RefundStatus.SUCCEEDED
+    resolved = db_session.get(Order, order.id)
+    assert resolved is not None and resolved.attention_reason is None
+
+
+class _UnansweredWhileTheOperatorCancels:
+    """A marketplace that gives no answer (to the status asked, or to the cancel sent after a
+    first status saying it is still processing), and meanwhile the operator records, from its
+    own word to them, that it cancelled the part and clears the order's flag."""
+
+    slug = "dummymart-test"
+
+    def __init__(self, meanwhile: Callable[[], object], *, status_first: bool) -> None:
+        self.meanwhile = meanwhile
+        self.status_first = status_first
+        self.asked = 0
+
+    def order_status(self, marketplace_order_id: str) -> Any:
+        from adapters.base import MarketplaceError, OrderState
+        from adapters.base import OrderStatus as MarketStatus
+
+        self.asked += 1
+        if self.status_first and self.asked == 1:
+            return OrderState(marketplace_order_id, MarketStatus.PROCESSING, "processing")
+        if not self.status_first:
+            self.meanwhile()
+        raise MarketplaceError("timed out")
+
+    def cancel_order(self, marketplace_order_id: str) -> Any:
+        from adapters.base import MarketplaceError
+
+        self.meanwhile()
+        raise MarketplaceError("timed out")
+
+
+@pytest.mark.parametrize(
+    "status_first", [False, True], ids=["status-unanswered", "cancel-unanswered"]
+)
+def test_the_abandoned_cancellation_sweep_does_not_flag_a_part_the_operator_cancelled(
+    status_first: bool,
+    db_session: Session,
+    storefront_db_url: str,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """The sweep asks the marketplace about a part whose cancellation job died and gets no
+    answer; meanwhile the operator records the marketplace's cancellation (refunded) and clears
+    the order's flag. The sweep's "no answer" must not put the order back on the list asking
+    the operator to find out what they recorded."""
+    from commerce.abandoned_cancellations import resolve_abandoned_cancellation
+    from commerce.attention import cancelled_by_operator
+    from commerce.db import get_session_factory
+
+    factory = get_session_factory(storefront_db_url)
+    market = make_marketplace(name="DummyMart Test", capabilities=["cancel", "order_status"])
+    order = _flagged_order(db_session, make_user(), "the shopper's cancellation got no answer")
+    order.cancel_requested_at = utc_now() - timedelta(hours=2)
+    sub = _wallet_paid_part(
+        db_session, order, market, status=SubOrderStatus.PLACED, marketplace_order_id="56"
+    )
+
+    def operator_cancels_and_clears_the_flag() -> None:
+        assert cancelled_by_operator(factory, sub.id, gateway_for=lambda *a: None)
+        with factory() as session, session.begin():
+            flagged = session.get(Order, order.id)
+            assert flagged is not None
+            flagged.attention_reason = None
+
+    adapter = _UnansweredWhileTheOperatorCancels(
+        operator_cancels_and_clears_the_flag, status_first=status_first
+    )
+
+    resolve_abandoned_cancellation(
+        factory, sub.id, adapter_for=lambda market: adapter, gateway_for=lambda *a: None
+    )
+
+    db_session.expire_all()
+    ended = db_session.get(MarketplaceOrder, sub.id)
+    assert ended is not None and ended.status == SubOrderStatus.CANCELLED
+    resolved = db_session.get(Order, order.id)
+    assert resolved is not None and resolved.attention_reason is None

@@ -152,8 +152,11 @@ def test_the_time_a_part_and_an_order_were_flagged_is_recorded_and_shown(
             PaymentStatus.AUTHORIZED,
             "Release the card hold",
             RefundKind.RELEASE,
-            "is left out of the card payment (the hold is released, nothing was captured).",
-            "its share is left out of the card payment",
+            # The hold is released by the capture or the cancel (settle_payment is not run
+            # here): until then it is not said released.
+            "is left out of the card payment (nothing of it is captured; its hold is released "
+            "when the payment is settled).",
+            "its share is left out of the card payment (nothing of it is captured)",
         ),
     ],
     ids=["wallet", "card", "card-hold"],

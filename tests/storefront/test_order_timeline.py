@@ -360,3 +360,106 @@ def test_a_part_shipped_before_the_cancellation_reached_it_says_so(
     [part] = _view_of(db_session, order.id).sub_orders
 
     assert part.cancel.text == "had already shipped it, so it goes ahead."
+
+
+def _card_refund(
+    payment: Payment, sub: MarketplaceOrder, amount: int, key: str, status: RefundStatus
+) -> Refund:
+    return Refund(
+        payment_id=payment.id,
+        sub_order_id=sub.id,
+        kind=RefundKind.CARD_REFUND,
+        status=status,
+        amount_minor=amount,
+        currency="USD",
+        idempotency_key=key,
+        reason="Kiondo cancelled it (confirmed by our team).",
+        created_at=PLACED_AT + timedelta(hours=1),
+        completed_at=PLACED_AT + timedelta(hours=1) if status == RefundStatus.SUCCEEDED else None,
+    )
+
+
+def _card_payment(session: Session, order: Order) -> Payment:
+    order.payment_method = PaymentMethod.STRIPE
+    payment = Payment(
+        order_id=order.id,
+        method=PaymentMethod.STRIPE,
+        status=PaymentStatus.CAPTURED,
+        currency="USD",
+        amount_minor=10000,
+        captured_minor=10000,
+        provider_reference=f"pi_{uuid.uuid4().hex[:12]}",
+    )
+    session.add(payment)
+    session.flush()
+    return payment
+
+
+@pytest.mark.parametrize(
+    ("status", "state", "told"),
+    [
+        (RefundStatus.PROCESSING, "Cancelled (refund on its way)", "Refund of $50.00 on its way"),
+        (
+            RefundStatus.FAILED,
+            "Cancelled (our team is checking your refund)",
+            "Refund of $50.00 not confirmed: our team is looking into it",
+        ),
+        (RefundStatus.SUCCEEDED, "Cancelled (refunded)", "Refunded $50.00"),
+    ],
+    ids=["processing", "failed", "succeeded"],
+)
+def test_a_cancelled_part_says_where_its_card_refund_really_stands(
+    status: RefundStatus,
+    state: str,
+    told: str,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """An operator (or the marketplace) cancelled the part and its card refund was recorded: the
+    page follows the refund's own status at Stripe, never "cancelled" alone while the shopper's
+    money is on its way or was refused, and a refused refund does not vanish from the timeline."""
+    kiondo = make_marketplace(name="Kiondo", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.CANCELLED)
+    sub = _sub_order(db_session, order, kiondo, SubOrderStatus.CANCELLED)
+    sub.last_error = "Kiondo cancelled it (confirmed by our team)."
+    payment = _card_payment(db_session, order)
+    db_session.add(_card_refund(payment, sub, 5000, f"refund-sub-{sub.id}", status))
+    db_session.commit()
+
+    [part] = _view_of(db_session, order.id).sub_orders
+
+    assert part.state == state
+    labels = [entry.label for entry in part.timeline]
+    assert told in labels
+    if status != RefundStatus.SUCCEEDED:
+        assert not any(label.startswith("Refunded") for label in labels)
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (RefundStatus.PENDING, "Being refunded"),
+        (RefundStatus.PROCESSING, "Being refunded"),
+        (RefundStatus.FAILED, "Refund not confirmed (our team is looking into it)"),
+        (RefundStatus.SUCCEEDED, "Refunded"),
+    ],
+)
+def test_what_a_marketplace_did_not_accept_is_said_refunded_only_once_it_is(
+    status: RefundStatus,
+    said: str,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    kiondo = make_marketplace(name="Kiondo", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.PROCESSING)
+    sub = _sub_order(db_session, order, kiondo, SubOrderStatus.PLACED)
+    sub.accepted_charge_minor = 4000
+    payment = _card_payment(db_session, order)
+    db_session.add(_card_refund(payment, sub, 1000, f"refund-sub-{sub.id}-adjust", status))
+    db_session.commit()
+
+    [part] = _view_of(db_session, order.id).sub_orders
+
+    assert part.accepted_refund_label == said

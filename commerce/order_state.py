@@ -24,6 +24,7 @@ from commerce.order_models import (
     MarketplaceOrder,
     Order,
     OrderStatus,
+    PaymentMethod,
     Refund,
     RefundStatus,
     SubOrderStatus,
@@ -63,7 +64,9 @@ ORDER_STATUS_MESSAGES = {
     OrderStatus.SHIPPED: "Your order {number} has shipped.",
     OrderStatus.PARTIALLY_DELIVERED: "Part of your order {number} has been delivered.",
     OrderStatus.DELIVERED: "Your order {number} has been delivered.",
-    OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded.",
+    # {to}: where the money goes (" to your OneCart wallet"), said here alone when the order was
+    # one part (settlement.compensate_sub_order leaves that part's own sentence out).
+    OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded{to}.",
     # Names where ({failed}): the failed parts' own sentences are left out when the order fails
     # with them (settlement.compensate_sub_order), so this one alone tells which marketplace.
     OrderStatus.FAILED: "We could not place order {number} at {failed}; "
@@ -86,7 +89,7 @@ UNREPORTED_PART_MESSAGES = {
 # the provider): the shopper is never told "refunded" before it is done (commerce.refunds tells
 # them when the card refund is made).
 REFUND_UNDER_WAY_MESSAGES = {
-    OrderStatus.CANCELLED: "Your order {number} was cancelled; we are refunding you in full.",
+    OrderStatus.CANCELLED: "Your order {number} was cancelled; we are refunding you in full{to}.",
     OrderStatus.FAILED: "We could not place order {number} at {failed}; "
     "we are refunding you in full.",
     OrderStatus.REFUNDED: "Your order {number} is being refunded in full.",
@@ -200,6 +203,7 @@ def refresh_order_status(session: Session, order: Order) -> bool:
                 failed=" and ".join(failed),
                 unreported=" and ".join(unreported),
                 verb="does" if len(unreported) == 1 else "do",
+                to=_refunded_to(order),
                 parts=f"the {' and '.join(unreported)} "
                 + ("part is" if len(unreported) == 1 else "parts are"),
             ),
@@ -207,6 +211,15 @@ def refresh_order_status(session: Session, order: Order) -> bool:
             lead=lead,
         )
     return True
+
+
+def _refunded_to(order: Order) -> str:
+    """Where the order's refunds go, as the end of a sentence ("" when it has no payment)."""
+    if order.payment is None:
+        return ""
+    if order.payment.method == PaymentMethod.WALLET:
+        return " to your OneCart wallet"
+    return " to your card"
 
 
 def _refund_unconfirmed(session: Session, order: Order) -> bool:

@@ -194,6 +194,8 @@ def refresh_order_status(session: Session, order: Order) -> bool:
         lead = status in UNREPORTED_PART_MESSAGES and bool(unreported)
         if lead:
             message = UNREPORTED_PART_MESSAGES[status]
+        if status == OrderStatus.FAILED:
+            message += _failure_reasons(order)
         notify(
             session,
             order,
@@ -211,6 +213,23 @@ def refresh_order_status(session: Session, order: Order) -> bool:
             lead=lead,
         )
     return True
+
+
+def _failure_reasons(order: Order) -> str:
+    """Why the order's parts were not placed, as sentences after the news (" ShopWave refused
+    the order."): each failed part's reason, the order page's "Why" (settlement.compensate_sub_order
+    keeps it in last_error), which is already in the shopper's words, never the connection error.
+    Braces are doubled: the message is formatted afterwards."""
+    reasons: list[str] = []
+    for sub in sorted(order.sub_orders, key=lambda part: part.marketplace.name):
+        reason = " ".join((sub.last_error or "").split())
+        if sub.status != SubOrderStatus.FAILED or not reason:
+            continue
+        if reason[-1] not in ".!?":
+            reason += "."
+        if reason not in reasons:
+            reasons.append(reason)
+    return "".join(" " + r.replace("{", "{{").replace("}", "}}") for r in reasons)
 
 
 def _refunded_to(order: Order) -> str:

@@ -104,8 +104,10 @@ def test_an_order_whose_only_part_failed_names_its_marketplace(shop: Shop) -> No
 
     told = _messages(shop, order)
     assert "sub_order_failed" not in told
+    # And why, in the words of the order page's "Why" (shopper QA: it named only where).
     assert told["order_failed"] == (
-        f"We could not place order {order.number} at ShopWave; you have been refunded in full."
+        f"We could not place order {order.number} at ShopWave; you have been refunded in full. "
+        "ShopWave refused the order."
     )
     assert email_subject(told["order_failed"], order.number) == (
         f"OneCart: We could not place order {order.number} at ShopWave; "
@@ -131,7 +133,8 @@ def test_a_card_order_whose_parts_all_failed_names_each_marketplace(shop: Shop) 
     assert "The rest of your order goes ahead." in told["sub_order_failed"]
     assert told["order_failed"] == (
         f"We could not place order {order.number} at Kiondo Market and ShopWave; "
-        "we are refunding you in full."
+        "we are refunding you in full. Kiondo Market could not be reached. "
+        "ShopWave refused the order."
     )
 
 

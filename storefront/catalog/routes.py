@@ -46,6 +46,7 @@ from storefront.catalog.charts import price_history_svg, series_colour
 from storefront.catalog.search_urls import TEMPLATE_HELPERS, clear_filters_url, search_url
 from storefront.catalog.shopper import (
     disabled_marketplaces,
+    display_charged_minor,
     display_currency,
     display_money_minor,
     format_price,
@@ -92,6 +93,7 @@ def register_price_helpers(state: BlueprintSetupState) -> None:
     """Template globals for prices in the shopper's currency, usable inside macros too."""
     state.app.jinja_env.globals.update(
         display_currency=display_currency,
+        display_charged_minor=display_charged_minor,
         display_money_minor=display_money_minor,
         format_price=format_price,
     )

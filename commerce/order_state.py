@@ -24,6 +24,7 @@ from commerce.order_models import (
     MarketplaceOrder,
     Order,
     OrderStatus,
+    PaymentMethod,
     Refund,
     RefundStatus,
     SubOrderStatus,
@@ -63,7 +64,9 @@ ORDER_STATUS_MESSAGES = {
     OrderStatus.SHIPPED: "Your order {number} has shipped.",
     OrderStatus.PARTIALLY_DELIVERED: "Part of your order {number} has been delivered.",
     OrderStatus.DELIVERED: "Your order {number} has been delivered.",
-    OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded.",
+    # {to}: where the money goes (" to your OneCart wallet"), said here alone when the order was
+    # one part (settlement.compensate_sub_order leaves that part's own sentence out).
+    OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded{to}.",
     # Names where ({failed}): the failed parts' own sentences are left out when the order fails
     # with them (settlement.compensate_sub_order), so this one alone tells which marketplace.
     OrderStatus.FAILED: "We could not place order {number} at {failed}; "
@@ -86,7 +89,7 @@ UNREPORTED_PART_MESSAGES = {
 # the provider): the shopper is never told "refunded" before it is done (commerce.refunds tells
 # them when the card refund is made).
 REFUND_UNDER_WAY_MESSAGES = {
-    OrderStatus.CANCELLED: "Your order {number} was cancelled; we are refunding you in full.",
+    OrderStatus.CANCELLED: "Your order {number} was cancelled; we are refunding you in full{to}.",
     OrderStatus.FAILED: "We could not place order {number} at {failed}; "
     "we are refunding you in full.",
     OrderStatus.REFUNDED: "Your order {number} is being refunded in full.",
@@ -191,6 +194,8 @@ def refresh_order_status(session: Session, order: Order) -> bool:
         lead = status in UNREPORTED_PART_MESSAGES and bool(unreported)
         if lead:
             message = UNREPORTED_PART_MESSAGES[status]
+        if status == OrderStatus.FAILED:
+            message += _failure_reasons(order)
         notify(
             session,
             order,
@@ -200,6 +205,7 @@ def refresh_order_status(session: Session, order: Order) -> bool:
                 failed=" and ".join(failed),
                 unreported=" and ".join(unreported),
                 verb="does" if len(unreported) == 1 else "do",
+                to=_refunded_to(order),
                 parts=f"the {' and '.join(unreported)} "
                 + ("part is" if len(unreported) == 1 else "parts are"),
             ),
@@ -207,6 +213,32 @@ def refresh_order_status(session: Session, order: Order) -> bool:
             lead=lead,
         )
     return True
+
+
+def _failure_reasons(order: Order) -> str:
+    """Why the order's parts were not placed, as sentences after the news (" ShopWave refused
+    the order."): each failed part's reason, the order page's "Why" (settlement.compensate_sub_order
+    keeps it in last_error), which is already in the shopper's words, never the connection error.
+    Braces are doubled: the message is formatted afterwards."""
+    reasons: list[str] = []
+    for sub in sorted(order.sub_orders, key=lambda part: part.marketplace.name):
+        reason = " ".join((sub.last_error or "").split())
+        if sub.status != SubOrderStatus.FAILED or not reason:
+            continue
+        if reason[-1] not in ".!?":
+            reason += "."
+        if reason not in reasons:
+            reasons.append(reason)
+    return "".join(" " + r.replace("{", "{{").replace("}", "}}") for r in reasons)
+
+
+def _refunded_to(order: Order) -> str:
+    """Where the order's refunds go, as the end of a sentence ("" when it has no payment)."""
+    if order.payment is None:
+        return ""
+    if order.payment.method == PaymentMethod.WALLET:
+        return " to your OneCart wallet"
+    return " to your card"
 
 
 def _refund_unconfirmed(session: Session, order: Order) -> bool:

@@ -211,8 +211,14 @@ def compensate_sub_order(
         message = f"Your {market} items were cancelled; {refunded}."
     # When this part failing fails the whole order, the order's own notification ("We could not
     # place order …; … refunded in full.", refresh_order_status) says all of it: this sentence
-    # merged before it said the same failure and refund twice.
-    if not (status == SubOrderStatus.FAILED and _order_fails_with(session, sub_order)):
+    # merged before it said the same failure and refund twice. So does the order's "was
+    # cancelled and refunded to your OneCart wallet" when this part was the whole order.
+    said_by_order = (
+        _order_fails_with(session, sub_order)
+        if status == SubOrderStatus.FAILED
+        else order.cancel_requested_at is not None and _only_charged_part(session, sub_order)
+    )
+    if not said_by_order:
         notify(session, order, f"sub_order_{status.value}", message, sub_order_id=sub_order.id)
     refresh_order_status(session, order)
     session.flush()
@@ -229,6 +235,19 @@ def _order_fails_with(session: Session, sub_order: MarketplaceOrder) -> bool:
                 MarketplaceOrder.order_id == sub_order.order_id,
                 MarketplaceOrder.id != sub_order.id,
                 MarketplaceOrder.status.not_in((SubOrderStatus.FAILED, SubOrderStatus.HANDOFF)),
+            )
+        )
+    )
+
+
+def _only_charged_part(session: Session, sub_order: MarketplaceOrder) -> bool:
+    """Whether the order has no other part paid through OneCart (hand-offs are not)."""
+    return not session.scalar(
+        sa.select(
+            sa.exists().where(
+                MarketplaceOrder.order_id == sub_order.order_id,
+                MarketplaceOrder.id != sub_order.id,
+                MarketplaceOrder.status != SubOrderStatus.HANDOFF,
             )
         )
     )

@@ -198,9 +198,13 @@ def cheapest_matching_offer(
     )
 
 
-def _lead_offer(offers: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+def lead_offer(offers: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     """The offer whose title and image stand for the product: in stock, with an image and a
-    brand, most reviewed, then the shortest title (store decorations make titles longer)."""
+    brand, most reviewed, then the shortest title (store decorations make titles longer).
+
+    Its title is the group's best title, the one a listing card shows; the product page names
+    the product by the same rule (storefront.catalog.routes), so a card and the page it leads to
+    read alike. Reads id, available, image_url, brand, rating_count and title."""
     return min(
         offers,
         key=lambda o: (
@@ -260,7 +264,7 @@ def build_group_document(
     if not offers:
         raise ValueError(f"group {group_id} has no offers")
     matches = matches or {}
-    lead = _lead_offer(offers)
+    lead = lead_offer(offers)
     ordered = sorted(offers, key=lambda o: (int(o["price_usd_minor"]), str(o["id"])))
     summaries = [_summary(o, matches.get(str(o["id"]))) for o in ordered]
     marketplaces = sorted({str(o["marketplace"]) for o in offers})

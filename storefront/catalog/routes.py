@@ -32,10 +32,12 @@ from werkzeug.datastructures import MultiDict
 
 from commerce import catalog
 from commerce.cart_pricing import charged_price_minor
+from commerce.models import Product
 from onecart.progress import catalog_loading_message
 from onecart.settings import get_settings
 from search_index.client import SearchUnavailable
-from search_index.documents import OfferDocument
+from search_index.documents import OfferDocument, document_id
+from search_index.groups import lead_offer
 from search_index.listings import SearchPage, offers_in_group, search_products
 from search_index.merchandising import home_showcase
 from search_index.params import PER_PAGE_CHOICES, SORT_LABELS, SearchParams
@@ -46,6 +48,7 @@ from storefront.catalog.charts import price_history_svg, series_colour
 from storefront.catalog.search_urls import TEMPLATE_HELPERS, clear_filters_url, search_url
 from storefront.catalog.shopper import (
     disabled_marketplaces,
+    display_charged_minor,
     display_currency,
     display_money_minor,
     format_price,
@@ -92,6 +95,7 @@ def register_price_helpers(state: BlueprintSetupState) -> None:
     """Template globals for prices in the shopper's currency, usable inside macros too."""
     state.app.jinja_env.globals.update(
         display_currency=display_currency,
+        display_charged_minor=display_charged_minor,
         display_money_minor=display_money_minor,
         format_price=format_price,
     )
@@ -398,13 +402,19 @@ def render_product_page(group_id: str, *, page_path: str) -> str:
     ).marketplaces
     cheapest_anywhere = offers[0] if offers else None
     offers, chosen_count = catalog.chosen_first(offers, chosen_slugs)
+    # The suggested offer: the picture is its own (it is the item the page offers first).
     lead = offers[0].product if offers else None
+    # The product is named as its listing card named it, by the group's best title, not the
+    # suggested offer's marketplace title (which its own row still shows).
+    named_by = _group_lead(offers) if offers else None
+    heading = named_by.title if named_by else str(lead_offer(index_offers).get("title") or "")
+    picture = lead if lead is None or lead.image_url else named_by
     series = catalog.price_history(session_db, offers, fx=fx, display_currency=currency)
     chart = price_history_svg(
         series,
         format_amount=lambda minor: _format(minor, currency),
         now=datetime.now(UTC),
-        title=f"Price history of {lead.title if lead else index_offers[0].get('title')}",
+        title=f"Price history of {heading}",
     )
     forms = {
         offer.product.id: AddToCartForm(
@@ -417,7 +427,9 @@ def render_product_page(group_id: str, *, page_path: str) -> str:
         group_id=group_id,
         offers=offers,
         index_offers=index_offers,
-        lead=lead,
+        lead=named_by,
+        heading=heading,
+        picture=picture,
         lead_hit=index_offers[0] if index_offers else None,
         chart=chart,
         series=series,
@@ -437,6 +449,29 @@ def render_product_page(group_id: str, *, page_path: str) -> str:
         ),
         all_offers_url=url_for("catalog.product", group_id=group_id),
     )
+
+
+def _group_lead(offers: list[catalog.GroupOffer]) -> Product:
+    """The offer whose title names the product: the one search_index.groups.lead_offer picks
+    for the group's listing card, by the same rule over the same offer fields."""
+    by_document_id = {
+        document_id(offer.marketplace.slug, offer.product.external_id): offer.product
+        for offer in offers
+    }
+    chosen = lead_offer(
+        [
+            {
+                "id": key,
+                "available": product.available,
+                "image_url": product.image_url,
+                "brand": product.brand,
+                "rating_count": product.rating_count,
+                "title": product.title,
+            }
+            for key, product in by_document_id.items()
+        ]
+    )
+    return by_document_id[str(chosen["id"])]
 
 
 def _matching_summary(offers: list[catalog.GroupOffer]) -> str | None:

@@ -18,6 +18,7 @@ from babel.numbers import get_currency_symbol
 from flask import current_app, g, session
 from flask_login import current_user
 
+from commerce.cart_pricing import charged_price_minor
 from commerce.catalog import active_marketplaces, disabled_marketplace_slugs
 from commerce.fx import USD, FxTable, load_fx_table
 from onecart.money import currency_exponent, is_iso_currency
@@ -158,6 +159,16 @@ def display_money_minor(minor: int | None, currency: str | None) -> int | None:
     if minor is None or not currency:
         return None
     return fx_table().convert_or_none(int(minor), currency, display_currency())
+
+
+def display_charged_minor(minor: int | None, currency: str | None) -> int | None:
+    """An amount in the display currency as the cart and checkout show it (converted, then
+    rounded down to the card amount step: commerce.cart_pricing.charged_price_minor), or None
+    when it cannot be converted. Pages that echo a cart line (the order page's hand-off items)
+    use it, so the shopper reads there the "≈ €…" they read at checkout."""
+    if minor is None or not currency:
+        return None
+    return charged_price_minor(fx_table(), int(minor), currency, display_currency())
 
 
 @lru_cache(maxsize=256)

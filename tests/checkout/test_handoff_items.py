@@ -138,3 +138,23 @@ def test_checkout_converts_handoff_prices_into_the_shoppers_currency_as_the_cart
     group = html[html.index('<div class="handoff-group" data-marketplace="naijamall">') :]
     group = text_of(group[: group.index("</ul>")])
     assert "NGN" in group and "≈ $" in group, group
+
+
+def test_the_order_page_converts_handoff_prices_into_the_shoppers_currency_as_checkout_does(
+    shop: Shop,
+) -> None:
+    """Shopper QA: the order page listed a hand-off item as "— $186.95" alone while the shopper
+    read EUR; the cart and checkout add "≈ €…" (the same price, converted by the same helper)."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 0, 1), ("naijamall", 0, 1)])
+    client = shop.client_for(user)
+    checkout = client.get("/checkout").get_data(as_text=True)
+    order = shop.checkout(client, payment_method="wallet")
+
+    html = client.get(f"/orders/{order.number}").get_data(as_text=True)
+
+    group = html[html.index('<div class="handoff-group" data-marketplace="naijamall">') :]
+    group = text_of(group[: group.index("</ul>")])
+    converted = re.search(r"≈ \$[\d,.]+", group)
+    assert "NGN" in group and converted, group
+    assert converted.group(0) in text_of(checkout)  # the same amount checkout showed

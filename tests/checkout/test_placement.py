@@ -152,8 +152,11 @@ def test_an_order_whose_only_marketplace_is_down_promises_no_rest_going_ahead(
     # Said once: not the part's "We could not place your Kiondo Market items, so … refunded."
     # and then the order's "We could not place order …; refunded in full." (the same news).
     assert failed.message == (
-        f"We could not place order {order.number} at Kiondo Market; you have been refunded in full."
+        f"We could not place order {order.number} at Kiondo Market; you have been refunded in full. "
+        "Kiondo Market could not be reached, so your items there were not ordered."
     )
+    assert failed.message.endswith(shop.sub_order(order, "kiondo").last_error or "")  # its "Why"
+    assert "Errno" not in failed.message and "POST" not in failed.message
 
 
 def test_the_order_page_says_why_a_part_failed_in_words_not_the_connection_error(

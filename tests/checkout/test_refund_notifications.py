@@ -8,6 +8,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from commerce import settlement
+from commerce.cancellation import carry_out_cancellation, request_cancellation
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notification_models import Notification
 from commerce.notifications import email_subject
@@ -103,8 +104,10 @@ def test_an_order_whose_only_part_failed_names_its_marketplace(shop: Shop) -> No
 
     told = _messages(shop, order)
     assert "sub_order_failed" not in told
+    # And why, in the words of the order page's "Why" (shopper QA: it named only where).
     assert told["order_failed"] == (
-        f"We could not place order {order.number} at ShopWave; you have been refunded in full."
+        f"We could not place order {order.number} at ShopWave; you have been refunded in full. "
+        "ShopWave refused the order."
     )
     assert email_subject(told["order_failed"], order.number) == (
         f"OneCart: We could not place order {order.number} at ShopWave; "
@@ -130,5 +133,58 @@ def test_a_card_order_whose_parts_all_failed_names_each_marketplace(shop: Shop) 
     assert "The rest of your order goes ahead." in told["sub_order_failed"]
     assert told["order_failed"] == (
         f"We could not place order {order.number} at Kiondo Market and ShopWave; "
-        "we are refunding you in full."
+        "we are refunding you in full. Kiondo Market could not be reached. "
+        "ShopWave refused the order."
     )
+
+
+def _cancel_as_shopper(shop: Shop, order: Order) -> None:
+    with shop.session_factory() as session, session.begin():
+        request_cancellation(session, order.user_id, order.number)
+    carry_out_cancellation(
+        shop.session_factory, order.id, adapter_for=adapter_for_marketplace, final_attempt=True
+    )
+
+
+def test_cancelling_an_order_of_one_part_says_it_once_and_where_the_money_goes(
+    shop: Shop,
+) -> None:
+    """Shopper QA: an order of one part, cancelled, was told twice: "Your ShopWave items were
+    cancelled; we are refunding their €39.74. Your order … was cancelled; we are refunding you in
+    full." The part is the whole order: the order's sentence alone, naming where the money goes."""
+    wallet_order = _unplaced_order(shop, [("shopwave", 2, 1)], payment_method="wallet")
+    card_order = _unplaced_order(
+        shop, [("shopwave", 2, 1)], payment_method="stripe", test_card="pm_card_visa"
+    )
+    place_sub_order(
+        shop.session_factory,
+        shop.sub_order(card_order, "shopwave").id,
+        adapter_for=adapter_for_marketplace,
+        final_attempt=True,
+    )
+
+    _cancel_as_shopper(shop, wallet_order)  # not placed yet: cancelled at once
+    _cancel_as_shopper(shop, card_order)  # placed: cancelled on ShopWave
+
+    wallet_told = _messages(shop, wallet_order)
+    card_told = _messages(shop, card_order)
+    assert shop.sub_order(card_order, "shopwave").status == SubOrderStatus.CANCELLED
+    assert wallet_told["order_cancelled"] == (
+        f"We are cancelling order {wallet_order.number}. Your order {wallet_order.number} was "
+        "cancelled and refunded to your OneCart wallet."
+    )
+    assert card_told["order_cancelled"] == (
+        f"Your order {card_order.number} was cancelled; we are refunding you in full to your card."
+    )
+    assert "sub_order_cancelled" not in wallet_told and "sub_order_cancelled" not in card_told
+
+
+def test_cancelling_one_part_of_two_still_names_its_share(shop: Shop) -> None:
+    order = _placed_order(shop, payment_method="wallet")
+    kiondo = shop.sub_order(order, "kiondo")
+
+    _cancel(shop, kiondo)
+
+    told = _messages(shop, order)
+    assert told["sub_order_cancelled"].startswith("Your Kiondo Market items were cancelled;")
+    assert "order_cancelled" not in told

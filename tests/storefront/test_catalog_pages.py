@@ -426,13 +426,63 @@ def test_a_product_reached_from_a_marketplace_filtered_listing_suggests_one_of_t
     assert page.index("Other marketplaces") < page.index("Kiondo Market")
     assert html.count('action="/cart/add"') == 4
     assert 'href="/product/g-sonyxm5">' in html  # every offer, cheapest first
-    # The page's title and picture are the suggested offer's.
-    assert "Casque Sony WH-1000XM5 headphones</h1>" in html
+    # The suggested offer is presented under its own title; the page is named as the card was
+    # (the group's best title: test_the_product_page_is_named_like_the_card_that_led_to_it).
+    assert "Casque Sony WH-1000XM5 headphones" in best
 
     # Unfiltered, the cheapest anywhere leads as before.
     plain = client.get("/product/g-sonyxm5").get_data(as_text=True)
     assert "Kiondo Market" in _best_row(plain) and "Best price" in _best_row(plain)
     assert "Other marketplaces" not in text_of(plain)
+
+
+def _card_titles(listing_html: str) -> dict[str, str]:
+    """Product page link → the title of the card that links to it."""
+    return {
+        link.split("?")[0]: text_of(title)
+        for link, title in re.findall(
+            r'class="product-card-link" href="([^"]+)">.*?'
+            r'<h3 class="product-card-title">(.*?)</h3>',
+            listing_html,
+            re.S,
+        )
+    }
+
+
+def _heading(html: str) -> str:
+    match = re.search(r'<h1 id="product-heading">(.*?)</h1>', html, re.S)
+    assert match, "no heading"
+    return text_of(match.group(1))
+
+
+def test_the_product_page_is_named_like_the_card_that_led_to_it(
+    client: FlaskClient, catalog: dict[str, Product], db_session: Session
+) -> None:
+    """Shopper QA: the card read "On-Ear Wireless Headphones Sony WH-7220HF2 – Midnight Blue"
+    (the group's best title) and the page it led to "SONY WH7220HF2 Headphones Midnight Blue"
+    (the cheapest offer's own): the shopper could not tell they had landed on the same product.
+    The heading is the group's best title; the suggested offer keeps its own title in its row,
+    and the picture stays the suggested offer's (it is the item the page offers first)."""
+    for external_id in ("1001", "KD-55", "BZ-XM5", "NM-77"):
+        product = catalog[external_id]
+        product.image_url = f"http://127.0.0.1:9/{product.marketplace.slug}/{external_id}.jpg"
+    db_session.commit()
+    best_title = by_external_id("1001").title  # most reviewed: the group's best title
+
+    for query in ("", "?marketplace=shopwave&marketplace=bazaar"):
+        listing = client.get(f"/search?q=sony{query.replace('?', '&')}").get_data(as_text=True)
+        assert _card_titles(listing)[f"/product/{SONY_GROUP}"] == best_title
+        html = client.get(f"/product/{SONY_GROUP}{query}").get_data(as_text=True)
+        assert _heading(html) == best_title
+        assert f"<title>{best_title}" in html
+        assert f"Price history of {best_title}" in html
+
+    plain = client.get(f"/product/{SONY_GROUP}").get_data(as_text=True)
+    assert "SONY WH1000XM5 Headphones Black" in _best_row(plain)  # Kiondo's own title, its row
+    assert 'src="http://127.0.0.1:9/kiondo/KD-55.jpg"' in plain
+    filtered = client.get(f"/product/{SONY_GROUP}?marketplace=bazaar").get_data(as_text=True)
+    assert "Casque Sony WH-1000XM5 headphones" in _best_row(filtered)
+    assert 'src="http://127.0.0.1:9/bazaar/BZ-XM5.jpg"' in filtered
 
 
 @pytest.mark.parametrize(

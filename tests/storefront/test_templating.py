@@ -5,6 +5,7 @@ construct, and on whole pages rendered both ways."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -134,9 +135,24 @@ def _pages(client: FlaskClient) -> dict[str, str]:
     return pages
 
 
+class _ChartClock(datetime):
+    """The product page's price chart runs its lines to `now`: both renders of the page must see
+    the same moment, or a slow run draws two different charts."""
+
+    moment = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+    @classmethod
+    def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+        return cls.moment if tz is not None else cls.moment.replace(tzinfo=None)
+
+
 def test_pages_are_byte_identical_to_jinja_s_own_escaping(
-    app: Flask, client: FlaskClient, catalog: dict[str, Product]
+    app: Flask,
+    client: FlaskClient,
+    catalog: dict[str, Product],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("storefront.catalog.routes.datetime", _ChartClock)
     ours = _pages(client)
 
     app.jinja_env.code_generator_class = CodeGenerator

@@ -30,11 +30,13 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 
 class CheckoutRefused(AssertionError):
-    """The checkout form was answered with something other than the order (its page kept)."""
+    """The checkout form was answered with something other than the order (its page and the
+    form that was posted kept, to post it again)."""
 
-    def __init__(self, status: int, page: str) -> None:
+    def __init__(self, status: int, page: str, form: dict[str, str]) -> None:
         super().__init__(f"{status}: {page[:1000]}")
         self.page = page
+        self.form = form
 
 
 @dataclass
@@ -102,10 +104,15 @@ def checkout_once(client: httpx.Client, payment_method: str = "stripe") -> tuple
         "payment_method": payment_method,
         "test_card": "pm_card_visa",
     }
+    return submit_checkout(client, form)
+
+
+def submit_checkout(client: httpx.Client, form: dict[str, str]) -> tuple[str, float]:
+    """POST a checkout form; (order number, submit time as epoch seconds), or CheckoutRefused."""
     submitted = time.time()
     response = client.post("/checkout", data=form)
     if response.status_code != 303:
-        raise CheckoutRefused(response.status_code, response.text)
+        raise CheckoutRefused(response.status_code, response.text, form)
     number = response.headers["Location"].rstrip("/").split("/")[-2]
     return number, submitted
 

@@ -30,6 +30,7 @@ import os
 import random
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -44,7 +45,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.checkout_load import CheckoutRefused, checkout_once, log_in  # noqa: E402
+from bench.checkout_load import (  # noqa: E402
+    CheckoutRefused,
+    checkout_once,
+    log_in,
+    submit_checkout,
+)
 from bench.checkout_setup import make_shoppers  # noqa: E402
 from bench.checkout_world import World, checkout_world  # noqa: E402
 from bench.money_soak_checks import CheckReport, Localstripe, check_run  # noqa: E402
@@ -58,6 +64,7 @@ from bench.money_soak_faults import (  # noqa: E402
     quiet,
 )
 from bench.stripe_fault_proxy import StripeFaultProxy  # noqa: E402
+from onecart import processes  # noqa: E402
 from onecart.settings import get_settings  # noqa: E402
 
 RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
@@ -173,54 +180,102 @@ def wait_for_placement(db_url: str, number: str, timeout: float = PLACEMENT_WAIT
 
 def check_out(client: httpx.Client, payment: str) -> str:
     """Check out as a shopper would: when the page says prices or stock changed (the sandbox's
-    stock runs down over a soak), review the new total and submit once more."""
+    stock runs down over a soak), review the new total and submit once more; when it says the
+    card service did not answer, post the same page again, as it invites."""
     try:
         return checkout_once(client, payment)[0]
     except CheckoutRefused as refused:
-        if "changed since you opened checkout" not in refused.page:
-            raise
-    return checkout_once(client, payment)[0]
+        if "changed since you opened checkout" in refused.page:
+            return checkout_once(client, payment)[0]
+        if "could not get an answer from the card payment service" in refused.page:
+            return submit_checkout(client, refused.form)[0]
+        raise
 
 
 def run_orders(
-    world: World, proxy: StripeFaultProxy, plans: list[OrderPlan], log: SoakLog
+    world: World,
+    proxy: StripeFaultProxy,
+    plans: list[OrderPlan],
+    log: SoakLog,
+    parallel: int = 1,
 ) -> list[tuple[int, str]]:
-    """Every planned checkout through the real site, one after another; the shoppers."""
-    shoppers = make_shoppers(world.db_url, SHOPPERS, world.run_id)
+    """Every planned checkout through the real site; the shoppers. With `parallel` > 1 that
+    many shoppers check out at the same time, each its own share of the plans in turn (the
+    knobs are per marketplace, so a fault then meets whichever order comes first)."""
+    shoppers = make_shoppers(world.db_url, max(SHOPPERS, parallel), world.run_id)
     top_up_wallets(world.db_url, shoppers)
     ids = external_ids(world.db_url, world.products)
-    clients = {
-        index: log_in(world.site_url, username) for index, (_, username) in enumerate(shoppers)
-    }
-    try:
-        for number, plan in enumerate(plans, 1):
-            user_id, _ = shoppers[plan.shopper]
-            fill_cart(world.db_url, user_id, world.products, plan)
-            apply_fault(world, proxy, plan, lambda slug, index: ids[slug][index])
-            log.faults[plan.fault] = log.faults.get(plan.fault, 0) + 1
-            print(
-                f"order {number}/{len(plans)}: {plan.payment}, {'+'.join(plan.slugs)}, "
-                f"fault {plan.fault} on {plan.target}",
-                file=sys.stderr,
-            )
-            try:
-                order_number = check_out(clients[plan.shopper], plan.payment)
-            except (AssertionError, KeyError, httpx.HTTPError) as exc:
-                # A refused checkout must leave nothing behind; the checks look for that.
-                page = exc.page if isinstance(exc, CheckoutRefused) else str(exc)
-                log.refused_at_checkout.append(f"{plan.fault}: {page_message(page)}")
-                (world.home / f"refused-{number}.html").write_text(page)
-                quiet(world)
-                continue
-            log.checkouts += 1
-            if plan.fault == "kill_worker" and kill_busy_worker(world) is not None:
-                log.killed_workers += 1
-            wait_for_placement(world.db_url, order_number)
-            quiet(world)
-    finally:
-        for client in clients.values():
+    lock = threading.Lock()
+    numbered = list(enumerate(plans, 1))
+
+    def shopper(lane: int) -> None:
+        user_id, username = shoppers[lane]
+        client = log_in(world.site_url, username)
+        try:
+            for number, plan in numbered[lane::parallel]:
+                run_one(world, proxy, plan, number, len(plans), client, user_id, ids, log, lock)
+        finally:
             client.close()
+
+    if parallel == 1:
+        # One after another, each shopper its plans' own.
+        clients = {i: log_in(world.site_url, name) for i, (_, name) in enumerate(shoppers)}
+        try:
+            for number, plan in numbered:
+                user_id, _ = shoppers[plan.shopper]
+                client = clients[plan.shopper]
+                run_one(world, proxy, plan, number, len(plans), client, user_id, ids, log, lock)
+        finally:
+            for client in clients.values():
+                client.close()
+        return shoppers
+    threads = [threading.Thread(target=shopper, args=(lane,)) for lane in range(parallel)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return shoppers
+
+
+def run_one(
+    world: World,
+    proxy: StripeFaultProxy,
+    plan: OrderPlan,
+    number: int,
+    total: int,
+    client: httpx.Client,
+    user_id: int,
+    ids: dict[str, list[str]],
+    log: SoakLog,
+    lock: threading.Lock,
+) -> None:
+    """One shopper's checkout meeting its plan's fault, waited for until placement is over."""
+    fill_cart(world.db_url, user_id, world.products, plan)
+    apply_fault(world, proxy, plan, lambda slug, index: ids[slug][index])
+    with lock:
+        log.faults[plan.fault] = log.faults.get(plan.fault, 0) + 1
+    print(
+        f"order {number}/{total}: {plan.payment}, {'+'.join(plan.slugs)}, "
+        f"fault {plan.fault} on {plan.target}",
+        file=sys.stderr,
+    )
+    try:
+        order_number = check_out(client, plan.payment)
+    except (AssertionError, KeyError, httpx.HTTPError) as exc:
+        # A refused checkout must leave nothing behind; the checks look for that.
+        page = exc.page if isinstance(exc, CheckoutRefused) else str(exc)
+        with lock:
+            log.refused_at_checkout.append(f"{plan.fault}: {page_message(page)}")
+        (world.home / f"refused-{number}.html").write_text(page)
+        quiet(world, plan)
+        return
+    with lock:
+        log.checkouts += 1
+    if plan.fault == "kill_worker" and kill_busy_worker(world) is not None:
+        with lock:
+            log.killed_workers += 1
+    wait_for_placement(world.db_url, order_number)
+    quiet(world, plan)
 
 
 def page_message(text: str) -> str:
@@ -270,7 +325,11 @@ def _queue_work(world: World) -> list[str]:
             job_id
             for job_id in [
                 *queue.job_ids,
-                *[worker.get_current_job_id() or "" for worker in Worker.all(queue=queue)],
+                *[
+                    worker.get_current_job_id() or ""
+                    for worker in Worker.all(queue=queue)
+                    if worker.pid and processes.pid_alive(worker.pid)
+                ],
                 *queue.scheduled_job_registry.get_job_ids(),
             ]
             if job_id.startswith(("onecart-place-", "onecart-cancel-"))
@@ -348,7 +407,8 @@ def summary(
     lines = [
         f"## Money soak — {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
-        f"`python -m bench.money_soak --orders {args.orders} --seed {args.seed}` on {database}, "
+        f"`python -m bench.money_soak --orders {args.orders} --seed {args.seed} "
+        f"--parallel {args.parallel}` on {database}, "
         f"`rq worker-pool -n {args.workers}`, marketplace read timeout {READ_TIMEOUT_S} s. "
         f"{log.checkouts} checkouts ({len(log.refused_at_checkout)} refused at checkout), "
         f"{report.orders} orders, {report.settled} settled, {report.flagged} flagged for an "
@@ -370,13 +430,24 @@ def summary(
     return "\n".join(lines), result
 
 
-def soak(args: argparse.Namespace) -> tuple[CheckReport, str, str]:
-    """The whole soak (see the module docstring): (the checks' report, section, RESULT line)."""
+@dataclass
+class SoakOutcome:
+    """A soak's checks, what it did, and its report (Markdown section and RESULT line)."""
+
+    report: CheckReport
+    log: SoakLog
+    stripe_faults_fired: list[str]
+    section: str
+    result: str
+
+
+def soak(args: argparse.Namespace) -> SoakOutcome:
+    """The whole soak (see the module docstring)."""
     run_id = uuid.uuid4().hex[:8]
     rng = random.Random(args.seed)
     proxy = StripeFaultProxy()
     log = SoakLog()
-    plans = plan_orders(rng, args.orders, SHOPPERS, offers=16)
+    plans = plan_orders(rng, args.orders, SHOPPERS, offers=16, kinds=args.faults)
     saved = dict(os.environ)
     try:
         with checkout_world(
@@ -394,7 +465,7 @@ def soak(args: argparse.Namespace) -> tuple[CheckReport, str, str]:
             os.environ.update(world.env)
             get_settings.cache_clear()
             quiet(world)
-            shoppers = run_orders(world, proxy, plans, log)
+            shoppers = run_orders(world, proxy, plans, log, parallel=args.parallel)
             left = proxy.disarm()
             if left:
                 print(f"{left} Stripe fault(s) never fired", file=sys.stderr)
@@ -407,7 +478,8 @@ def soak(args: argparse.Namespace) -> tuple[CheckReport, str, str]:
                 stripe.close()
             database = "PostgreSQL" if world.db_url.startswith("postgres") else "SQLite"
             section, result = summary(args, log, proxy, report, database)
-            return report, section, result
+            fired = [label for label, _ in proxy.log.fired]
+            return SoakOutcome(report, log, fired, section, result)
     finally:
         proxy.stop()
         os.environ.clear()
@@ -415,27 +487,47 @@ def soak(args: argparse.Namespace) -> tuple[CheckReport, str, str]:
         get_settings.cache_clear()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point (exit 1 on any invariant violation)."""
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, checked."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=len(FAULTS), help="orders to place")
     parser.add_argument("--seed", type=int, default=1, help="chooses carts, payments, faults")
     parser.add_argument("--database-url", default=None, help="storefront DB (default: SQLite)")
     parser.add_argument("--workers", type=int, default=2, help="RQ workers in the pool")
+    parser.add_argument(
+        "--parallel", type=int, default=1, help="shoppers checking out at the same time"
+    )
+    parser.add_argument(
+        "--faults",
+        type=lambda text: [kind.strip() for kind in text.split(",") if kind.strip()],
+        default=None,
+        help=f"comma-separated fault kinds to draw from (default all: {', '.join(FAULTS)})",
+    )
     parser.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the soak's ONECART_HOME")
     args = parser.parse_args(argv)
     if not 1 <= args.orders <= 500:
         parser.error("--orders must be between 1 and 500")
+    if not 1 <= args.parallel <= 16:
+        parser.error("--parallel must be between 1 and 16")
     if not 1 <= args.workers <= 16:
         parser.error("--workers must be between 1 and 16")
-    report, section, result = soak(args)
-    print(section)
+    unknown = sorted(set(args.faults or ()) - set(FAULTS))
+    if unknown:
+        parser.error(f"unknown fault kinds: {', '.join(unknown)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point (exit 1 on any invariant violation)."""
+    args = parse_args(argv)
+    outcome = soak(args)
+    print(outcome.section)
     if not args.no_append:
         with RESULTS_FILE.open("a", encoding="utf-8") as handle:
-            handle.write("\n" + section)
-    print(result)
-    return 1 if report.violations else 0
+            handle.write("\n" + outcome.section)
+    print(outcome.result)
+    return 1 if outcome.report.violations else 0
 
 
 if __name__ == "__main__":

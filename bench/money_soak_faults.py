@@ -89,10 +89,16 @@ class OrderPlan:
         return sorted({slug for slug, _, _ in self.lines})
 
 
-def plan_orders(rng: random.Random, count: int, shoppers: int, offers: int) -> list[OrderPlan]:
-    """`count` orders; the faults go round every kind once before repeating (shuffled by the
-    seed), so a small run still meets each of them."""
-    kinds = list(FAULTS)
+def plan_orders(
+    rng: random.Random,
+    count: int,
+    shoppers: int,
+    offers: int,
+    kinds: list[str] | None = None,
+) -> list[OrderPlan]:
+    """`count` orders; the faults (`kinds`, default all of FAULTS) go round every kind once
+    before repeating (shuffled by the seed), so a small run still meets each of them."""
+    kinds = list(kinds or FAULTS)
     order_faults: list[str] = []
     while len(order_faults) < count:
         batch = kinds[:]
@@ -163,9 +169,11 @@ def apply_fault(
             world.knobs(slug, order_reply_delay_ms=int(READ_TIMEOUT_S * 700))
 
 
-def quiet(world: World) -> None:
-    """Every fault knob off again (the Stripe proxy's unfired faults are the caller's)."""
-    world.knobs("all", **QUIET_KNOBS)
+def quiet(world: World, plan: OrderPlan | None = None) -> None:
+    """The fault knobs of the plan's marketplaces (of all, without a plan) off again; the
+    Stripe proxy's unfired faults are the caller's."""
+    for slug in plan.slugs if plan else ["all"]:
+        world.knobs(slug, **QUIET_KNOBS)
 
 
 def kill_busy_worker(world: World, timeout: float = 10.0) -> int | None:

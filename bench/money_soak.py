@@ -55,6 +55,7 @@ from bench.checkout_setup import make_shoppers  # noqa: E402
 from bench.checkout_world import World, checkout_world  # noqa: E402
 from bench.money_soak_checks import CheckReport, Localstripe, check_run  # noqa: E402
 from bench.money_soak_faults import (  # noqa: E402
+    CARD_ONLY,
     FAULTS,
     READ_TIMEOUT_S,
     OrderPlan,
@@ -271,7 +272,10 @@ def run_one(
         return
     with lock:
         log.checkouts += 1
-    if plan.fault == "kill_worker" and kill_busy_worker(world) is not None:
+    if plan.fault == "kill_worker_mid_capture":
+        # Once the capture reached localstripe and its answer is held back.
+        proxy.holding.wait(timeout=PLACEMENT_WAIT_S)
+    if plan.fault.startswith("kill_worker") and kill_busy_worker(world) is not None:
         with lock:
             log.killed_workers += 1
     wait_for_placement(world.db_url, order_number)
@@ -395,9 +399,7 @@ def summary(
     """(the Markdown section, the RESULT line)."""
     injected = sum(count for kind, count in log.faults.items() if kind != "none")
     unknown = len(proxy.log.fired) + sum(
-        count
-        for kind, count in log.faults.items()
-        if FAULTS[kind] and not kind.startswith("stripe")
+        count for kind, count in log.faults.items() if FAULTS[kind] and kind not in CARD_ONLY
     )
     result = (
         f"RESULT bench=money_soak orders={report.orders} faults={injected} "

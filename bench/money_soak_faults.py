@@ -55,8 +55,11 @@ FAULTS: dict[str, bool] = {
     "stripe_refund_unknown": True,
     "stripe_void_unknown": True,
     "kill_worker": False,
+    # Killed while Stripe's capture answer is on its way: captured there, not recorded here.
+    "kill_worker_mid_capture": True,
 }
 CARD_ONLY = {
+    "kill_worker_mid_capture",
     "stripe_authorize_unknown",
     "stripe_capture_unknown",
     "stripe_refund_unknown",
@@ -163,6 +166,9 @@ def apply_fault(
         proxy.arm(STRIPE_PATHS[fault], plan.stripe_mode, fault)
     elif fault in STRIPE_PATHS:
         proxy.arm(STRIPE_PATHS[fault], plan.stripe_mode, fault)
+    elif fault == "kill_worker_mid_capture":
+        proxy.holding.clear()
+        proxy.arm(STRIPE_PATHS["stripe_capture_unknown"], "hold", fault)
     elif fault == "kill_worker":
         # Slow (not past the timeout) so that the placement is still running when it dies.
         for slug in plan.slugs:
@@ -189,7 +195,7 @@ def kill_busy_worker(world: World, timeout: float = 10.0) -> int | None:
         while time.monotonic() < deadline:
             for worker in Worker.all(queue=queue):
                 job = worker.get_current_job_id()
-                if job and job.startswith("onecart-place-") and worker.pid:
+                if job and job.startswith("onecart-") and worker.pid:
                     try:
                         os.kill(worker.pid, signal.SIGKILL)
                     except ProcessLookupError:

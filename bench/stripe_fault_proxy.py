@@ -4,6 +4,9 @@ It forwards every request, and keeps Stripe's idempotency promise that localstri
 POST carrying an `Idempotency-Key` it has answered before gets the stored answer again, marked
 `Idempotent-Replayed: true`, without reaching localstripe (as Stripe replays a key for 24 h).
 
+A held write ("hold") is forwarded, then its answer waits `HOLD_S` before it is sent: the
+soak kills the worker waiting for it meanwhile (`holding` is set while it waits).
+
 An armed fault makes one write's outcome unknown: the next POST whose path matches is forwarded
 (localstripe does the work: the hold is made, the capture or refund happens), then OneCart is
 answered a 500 or has its connection reset. The stripe library retries with the same key; those
@@ -13,10 +16,12 @@ the gateway sees the call end unknown. A later call with the same key gets the s
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,6 +30,7 @@ import httpx
 # Headers never copied between the two connections (hop-by-hop, or recomputed here).
 _SKIPPED = {"host", "content-length", "connection", "transfer-encoding", "content-encoding"}
 STRIPE_RETRIES = 2
+HOLD_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class Reply:
 @dataclass
 class ArmedFault:
     """The next POST whose path matches `path` is done upstream, then answered with `mode`
-    ("500" or "reset")."""
+    ("500" or "reset"), or answered late ("hold")."""
 
     path: re.Pattern[str]
     mode: str
@@ -67,6 +73,8 @@ class StripeFaultProxy:
         self._poisoned: dict[str, tuple[str, int]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._client = httpx.Client(timeout=60)
+        # Set while a held answer waits (the soak kills the worker waiting for it).
+        self.holding = threading.Event()
 
     def start(self, upstream: str) -> str:
         """Serve on a free loopback port in a daemon thread; forward to `upstream`."""
@@ -89,7 +97,7 @@ class StripeFaultProxy:
 
     def arm(self, path_pattern: str, mode: str, label: str) -> None:
         """Make the next POST matching `path_pattern` end unknown (see the module docstring)."""
-        if mode not in ("500", "reset"):
+        if mode not in ("500", "reset", "hold"):
             raise ValueError(f"unknown fault mode {mode!r}")
         with self._lock:
             self._armed.append(ArmedFault(re.compile(path_pattern), mode, label))
@@ -124,7 +132,8 @@ class StripeFaultProxy:
             for index, armed in enumerate(self._armed):
                 if armed.path.search(bare):
                     del self._armed[index]
-                    self._poisoned[key] = (armed.mode, STRIPE_RETRIES)
+                    if armed.mode != "hold":
+                        self._poisoned[key] = (armed.mode, STRIPE_RETRIES)
                     self.log.fired.append((armed.label, bare))
                     return f"fault-after:{armed.mode}", None
             return "forward", None
@@ -168,6 +177,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         reply = self.owner.forward(self.command, self.path, headers, body)
         self.owner.remember(key, reply)
+        if action == "fault-after:hold":
+            self.owner.holding.set()
+            time.sleep(HOLD_S)
+            self.owner.holding.clear()
+            with contextlib.suppress(OSError):  # the worker waiting for it is gone
+                self._send(reply, replayed=False)
+            return
         if action.startswith("fault-after:"):
             self._fail(action.split(":", 1)[1])
             return

@@ -33,7 +33,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -432,6 +433,32 @@ def summary(
     return "\n".join(lines), result
 
 
+@contextmanager
+def own_schema(database_url: str | None, run_id: str, keep: bool) -> Iterator[str | None]:
+    """On PostgreSQL, a schema of the run's own in `database_url` (dropped afterwards unless
+    `keep`), so that a database used before is never seeded twice; other URLs as they are."""
+    if not database_url or not database_url.startswith("postgres"):
+        yield database_url
+        return
+    import sqlalchemy as sa
+
+    from commerce.db import dispose_engines, normalize_database_url
+
+    schema = f"money_soak_{run_id}"
+    admin = sa.create_engine(normalize_database_url(database_url))
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in database_url else "?"
+    try:
+        yield f"{normalize_database_url(database_url)}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        dispose_engines()
+        if not keep:
+            with admin.begin() as connection:
+                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @dataclass
 class SoakOutcome:
     """A soak's checks, what it did, and its report (Markdown section and RESULT line)."""
@@ -452,17 +479,20 @@ def soak(args: argparse.Namespace) -> SoakOutcome:
     plans = plan_orders(rng, args.orders, SHOPPERS, offers=16, kinds=args.faults)
     saved = dict(os.environ)
     try:
-        with checkout_world(
-            run_id=run_id,
-            database_url=args.database_url,
-            workers=args.workers,
-            latency_ms=0,
-            policy=soak_policy(f"money-soak-{run_id}"),
-            worker_env={"ONECART_MARKETPLACE_READ_TIMEOUT_S": str(READ_TIMEOUT_S)},
-            stripe_front=proxy.start,
-            keep=args.keep,
-            name="money-soak",
-        ) as world:
+        with (
+            own_schema(args.database_url, run_id, args.keep) as database_url,
+            checkout_world(
+                run_id=run_id,
+                database_url=database_url,
+                workers=args.workers,
+                latency_ms=0,
+                policy=soak_policy(f"money-soak-{run_id}"),
+                worker_env={"ONECART_MARKETPLACE_READ_TIMEOUT_S": str(READ_TIMEOUT_S)},
+                stripe_front=proxy.start,
+                keep=args.keep,
+                name="money-soak",
+            ) as world,
+        ):
             # The settling sweeps and tracking passes run here, as the cron's jobs would.
             os.environ.update(world.env)
             get_settings.cache_clear()

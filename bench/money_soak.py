@@ -15,7 +15,8 @@
    kind comes once before any repeats.
 3. Settles: the sweeper (commerce.sweeper, as `rq cron` runs it, with no waiting thresholds once
    the load has stopped) and the tracker (storefront.jobs.track_job) run here, in rounds, while
-   the workers keep working, until nothing changes and the queue is empty.
+   the workers keep working, until nothing changes and the queue is empty. Stripe faults that
+   did not fire during the load stay armed for the first rounds, for the settling's own writes.
 4. Checks every order against the other sides (bench/money_soak_checks.py): the marketplaces'
    own record, localstripe's, the wallet ledger; prints the summary and
    `RESULT bench=money_soak orders=… faults=… unknown_outcomes=… flagged=… violations=…`, and
@@ -76,6 +77,7 @@ PLACEMENT_WAIT_S = 30.0
 SETTLE_TIMEOUT_S = 240.0
 SETTLE_QUIET_ROUNDS = 3
 SETTLE_ROUND_S = 2.0
+SETTLE_ARMED_ROUNDS = 5
 _MESSAGE = re.compile(
     r'<p class="flash[^"]*">(.*?)</p>|<div class="alert alert-[a-z]+[^"]*"[^>]*>(.*?)</div>', re.S
 )
@@ -343,8 +345,11 @@ def _queue_work(world: World) -> list[str]:
         connection.close()
 
 
-def settle(world: World, user_ids: list[int], log: SoakLog) -> None:
-    """Run the sweeper and the tracker here until nothing changes (see the module docstring)."""
+def settle(world: World, user_ids: list[int], log: SoakLog, proxy: StripeFaultProxy) -> None:
+    """Run the sweeper and the tracker here until nothing changes (see the module docstring).
+    The Stripe faults that did not fire during the load stay armed for the first
+    SETTLE_ARMED_ROUNDS rounds: the sweeper's and the tracker's own Stripe writes (a refund
+    after the marketplace cancelled, a capture after a reconciled placement) meet them."""
     import redis
 
     from commerce.db import get_session_factory
@@ -367,6 +372,8 @@ def settle(world: World, user_ids: list[int], log: SoakLog) -> None:
     try:
         while time.monotonic() - started < SETTLE_TIMEOUT_S:
             log.settle_rounds += 1
+            if log.settle_rounds == SETTLE_ARMED_ROUNDS + 1 and (left := proxy.disarm()):
+                print(f"{left} Stripe fault(s) never fired", file=sys.stderr)
             sweep(
                 factory,
                 lambda message: enqueue_outbox_message(connection, policy, message),
@@ -376,7 +383,8 @@ def settle(world: World, user_ids: list[int], log: SoakLog) -> None:
             time.sleep(SETTLE_ROUND_S)
             current = _fingerprint(world.db_url, user_ids)
             busy = _queue_work(world)
-            if current == previous and not busy:
+            armed = proxy.armed and log.settle_rounds <= SETTLE_ARMED_ROUNDS
+            if current == previous and not busy and not armed:
                 quiet_rounds += 1
                 if quiet_rounds >= SETTLE_QUIET_ROUNDS:
                     break
@@ -498,11 +506,8 @@ def soak(args: argparse.Namespace) -> SoakOutcome:
             get_settings.cache_clear()
             quiet(world)
             shoppers = run_orders(world, proxy, plans, log, parallel=args.parallel)
-            left = proxy.disarm()
-            if left:
-                print(f"{left} Stripe fault(s) never fired", file=sys.stderr)
             user_ids = [user_id for user_id, _ in shoppers]
-            settle(world, user_ids, log)
+            settle(world, user_ids, log, proxy)
             stripe = Localstripe(world.stripe_url, get_settings().stripe_api_key)
             try:
                 report = check_run(world.db_url, world.sandbox_url, stripe, user_ids)

@@ -102,6 +102,12 @@ class StripeFaultProxy:
         with self._lock:
             self._armed.append(ArmedFault(re.compile(path_pattern), mode, label))
 
+    @property
+    def armed(self) -> int:
+        """Faults armed that have not fired yet."""
+        with self._lock:
+            return len(self._armed)
+
     def disarm(self) -> int:
         """Drop the faults that did not fire; how many there were."""
         with self._lock:

@@ -120,12 +120,10 @@ def check_run(
         Order,
         Payment,
         PaymentMethod,
-        RefundKind,
         RefundStatus,
         SubOrderStatus,
     )
     from commerce.orders import order_books_problems, wallet_books_problems
-    from commerce.payments.gateway import to_stripe_amount
 
     report = CheckReport()
     users = list(user_ids)
@@ -177,9 +175,8 @@ def check_run(
                     unsettled.append(f"refunds {pending} pending")
                 if payment.method == PaymentMethod.STRIPE:
                     problems += _stripe_problems(
-                        where, order, payment, stripe, unsettled, to_stripe_amount,
-                        PLACED_SUB_ORDER_STATUSES, RefundKind, RefundStatus,
-                    )  # fmt: skip
+                        where, order, payment, stripe, settled=not unsettled
+                    )
             if unsettled:
                 if not order.attention_reason:
                     problems.append(
@@ -209,17 +206,12 @@ def check_run(
 
 
 def _stripe_problems(
-    where: str,
-    order: Any,
-    payment: Any,
-    stripe: Localstripe,
-    unsettled: list[str],
-    to_stripe_amount: Any,
-    placed_statuses: Any,
-    refund_kind: Any,
-    refund_status: Any,
+    where: str, order: Any, payment: Any, stripe: Localstripe, *, settled: bool
 ) -> list[str]:
     """What Stripe's record of the order's PaymentIntent says against ours."""
+    from commerce.order_models import PLACED_SUB_ORDER_STATUSES, RefundKind, RefundStatus
+    from commerce.payments.gateway import to_stripe_amount
+
     problems: list[str] = []
     intent = stripe.intent(payment.provider_reference)
     charged, refunded, captured = stripe_kept(intent)
@@ -231,7 +223,7 @@ def _stripe_problems(
     kept_here = payment.captured_minor - sum(
         r.amount_minor
         for r in payment.refunds
-        if r.kind == refund_kind.CARD_REFUND and r.status == refund_status.SUCCEEDED
+        if r.kind == RefundKind.CARD_REFUND and r.status == RefundStatus.SUCCEEDED
     )
     kept_there = charged - refunded if captured else 0
     done = ("captured", "partially_refunded", "refunded", "voided", "failed")
@@ -239,11 +231,11 @@ def _stripe_problems(
         problems.append(
             f"{where}: Stripe keeps {kept_there}, our books {kept_here} ({payment.status})"
         )
-    if not unsettled:
+    if settled:
         placed = sum(
             sub.kept_charge_minor
             for sub in order.charged_sub_orders
-            if sub.status in placed_statuses
+            if sub.status in PLACED_SUB_ORDER_STATUSES
         )
         if to_stripe_amount(placed, currency) != kept_there:
             problems.append(f"{where}: Stripe keeps {kept_there}, placed shares are {placed}")

@@ -32,10 +32,8 @@ sub-orders. The last line printed is `RESULT key=value …` for machines.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shutil
 import sys
 import threading
 import time
@@ -43,8 +41,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-
-import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -60,15 +56,9 @@ from bench.checkout_load import (  # noqa: E402
     percentile,
     shopper_loop,
 )
-from bench.checkout_setup import (  # noqa: E402
-    CART_MARKETPLACES,
-    CREDENTIALS,
-    make_shoppers,
-    seed_database,
-)
-from onecart import processes  # noqa: E402
+from bench.checkout_setup import CART_MARKETPLACES, make_shoppers  # noqa: E402
+from bench.checkout_world import World, checkout_world  # noqa: E402
 from onecart.settings import get_settings  # noqa: E402
-from onecart.site_server import site_server_argv  # noqa: E402
 
 RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
 OVERHEAD_TARGET = 0.25
@@ -148,221 +138,119 @@ def results_section(
 
 def run(args: argparse.Namespace) -> int:
     """Start everything, measure every shopper count, check, report, stop what was started."""
-    settings = get_settings()
     run_id = uuid.uuid4().hex[:8]
-    home = REPO_ROOT / "var" / f"bench-checkout-{run_id}"
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["ONECART_HOME"] = str(home)
-    get_settings.cache_clear()
-    settings = get_settings()
-    db_url = args.database_url or f"sqlite:///{home / 'storefront.db'}"
-    queue = f"bench-checkout-{run_id}"
-    started: list[int] = []
-    try:
-        sandbox_port = processes.free_port()
-        sandbox = processes.start_process(
-            settings,
-            "bench-sandbox",
-            processes.sandbox_argv("127.0.0.1", sandbox_port, offers=6000, seed=42),
-        )
-        started.append(sandbox.pid)
-        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        stripe_port = processes.free_port()
-        stripe_proc = processes.start_process(
-            settings,
-            "bench-localstripe",
-            processes.localstripe_argv("127.0.0.1", stripe_port, from_scratch=True),
-        )
-        started.append(stripe_proc.pid)
-        stripe_url = f"http://127.0.0.1:{stripe_port}"
-        processes.wait_for_http(f"{sandbox_url}/_sandbox/health", timeout=120, process=sandbox)
-        processes.wait_for_http(f"{stripe_url}/v1/customers", timeout=60, process=stripe_proc)
-        os.environ["STRIPE_API_BASE"] = stripe_url
-        get_settings.cache_clear()
+    policy = {
+        "queue_name": f"bench-checkout-{run_id}",
+        "placement_retry_intervals": [1, 2, 5],
+        "sweep_interval_seconds": 5,
+        "track_interval_seconds": 30,
+    }
+    with checkout_world(
+        run_id=run_id,
+        database_url=args.database_url,
+        workers=args.workers,
+        latency_ms=args.latency_ms,
+        policy=policy,
+        keep=args.keep,
+    ) as world:
+        return measure(args, world)
 
-        print("seeding the storefront DB", file=sys.stderr)
-        products = seed_database(db_url, sandbox_url)
-        policy = {
-            "queue_name": queue,
-            "placement_retry_intervals": [1, 2, 5],
-            "sweep_interval_seconds": 5,
-            "track_interval_seconds": 30,
-        }
-        env = {
-            "DATABASE_URL": db_url,
-            "REDIS_URL": settings.redis_url,
-            "STRIPE_API_BASE": stripe_url,
-            "ONECART_HOME": str(home),
-            "ONECART_SANDBOX_URL": sandbox_url,
-            **CREDENTIALS,
-        }
-        site_port = processes.free_port()
-        app_config = {
-            "ORDER_JOB_POLICY": policy,
-            "RATE_LIMIT_PREFIX": f"bench:{run_id}:",
-            "LOGIN_LIMIT_PER_IP": 100000,
-            "LOGIN_LIMIT_PER_ACCOUNT": 100000,
-        }
-        site = processes.start_process(
-            settings,
-            "bench-site",
-            site_server_argv(f"127.0.0.1:{site_port}", 2, 4),
-            # The checkout never reaches the assistant: no embedding model per worker.
-            env={
-                **env,
-                "ONECART_SITE_CONFIG": json.dumps(app_config),
-                "ONECART_ASSISTANT_WARM_UP": "0",
-            },
-        )
-        started.append(site.pid)
-        pool = processes.start_process(
-            settings,
-            "bench-worker-pool",
-            [
-                str(processes.VENV_BIN / "rq"),
-                "worker-pool",
-                "-n",
-                str(args.workers),
-                "-w",
-                "storefront.jobs.OrderWorker",
-                "--url",
-                settings.redis_url,
-                queue,
-            ],
-            env=env,
-        )
-        started.append(pool.pid)
-        cron = processes.start_process(
-            settings,
-            "bench-cron",
-            [
-                str(processes.VENV_BIN / "rq"),
-                "cron",
-                "storefront.cron",
-                "--connection-class",
-                "storefront.redis_connection.PatientRedis",
-                "--url",
-                settings.redis_url,
-            ],
-            env={**env, "ONECART_ORDER_JOB_POLICY": json.dumps(policy)},
-        )
-        started.append(cron.pid)
-        components = {
-            "site": site.pid,
-            "workers": pool.pid,
-            "cron": cron.pid,
-            "sandbox": sandbox.pid,
-            "localstripe": stripe_proc.pid,
-        }
-        site_url = f"http://127.0.0.1:{site_port}"
-        # /healthz answers 503 here (no Meilisearch in this bench): the login page means "up".
-        processes.wait_for_http(f"{site_url}/login", timeout=60, process=site)
-        for slug in CART_MARKETPLACES:
-            httpx.post(
-                f"{sandbox_url}/_sandbox/knobs/{slug}",
-                json={"latency_ms": args.latency_ms, "cancel_rate": 0},
-                timeout=10,
-            ).raise_for_status()
 
-        from commerce.db import get_session_factory
-        from commerce.models import Product
+def measure(args: argparse.Namespace, world: World) -> int:
+    """Every shopper count against the running world, then the checks and the report."""
+    db_url, sandbox_url, site_url, products = (
+        world.db_url,
+        world.sandbox_url,
+        world.site_url,
+        world.products,
+    )
+    components = dict(world.pids)
+    from commerce.db import get_session_factory
+    from commerce.models import Product
 
-        with get_session_factory(db_url)() as session:
-            offers = {
-                slug: [session.get(Product, pid).external_id for pid in ids]
-                for slug, ids in products.items()
-            }  # type: ignore[union-attr]
+    with get_session_factory(db_url)() as session:
+        offers = {
+            slug: [session.get(Product, pid).external_id for pid in ids]
+            for slug, ids in products.items()
+        }  # type: ignore[union-attr]
 
-        shopper_counts = [int(value) for value in args.shoppers.split(",")]
-        shoppers = make_shoppers(db_url, max(shopper_counts), run_id)
-        # Warm-up: one checkout, not measured.
-        warm = LevelResult(shoppers=1, seconds=0, checkouts=0)
-        shopper_loop(
-            site_url, db_url, shoppers[0][0], shoppers[0][1], products,
-            time.monotonic() + 120, warm, threading.Lock(), max_checkouts=1,
-        )  # fmt: skip
-        if warm.errors:
-            raise RuntimeError(f"warm-up checkout failed: {warm.errors}")
-        direct_fakestore = 0
-        levels = []
-        for count in shopper_counts:
-            print(f"{count} shopper(s) for {args.seconds}s", file=sys.stderr)
-            level = LevelResult(shoppers=count, seconds=args.seconds, checkouts=0)
-            lock = threading.Lock()
-            until = time.monotonic() + args.seconds
-            began = time.monotonic()
-            cpu_before = {name: process_tree_cpu(pid) for name, pid in components.items()}
-            bench_before = sum(os.times()[:2])
-            threads = [
-                threading.Thread(
-                    target=direct_cart_loop, args=(sandbox_url, offers, until, level, lock)
-                )
-            ]
-            threads += [
-                threading.Thread(
-                    target=shopper_loop,
-                    args=(site_url, db_url, user_id, username, products, until, level, lock),
-                )
-                for user_id, username in shoppers[:count]
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            level.seconds = time.monotonic() - began
-            level.cpu = {
-                name: process_tree_cpu(pid) - cpu_before[name] for name, pid in components.items()
-            }
-            level.cpu["bench"] = sum(os.times()[:2]) - bench_before
-            direct_fakestore += len(level.direct_cart)
-            levels.append(level)
-            print(
-                f"  {level.checkouts} checkouts, {level.throughput:.2f}/s; OneCart p50 {percentile(level.onecart, 50) * 1000:.0f} ms "
-                f"p99 {percentile(level.onecart, 99) * 1000:.0f} ms; direct p50 {percentile(level.direct_cart, 50) * 1000:.0f} ms; "
-                f"overhead {level.overhead:+.0%}; errors {len(level.errors)}",
-                file=sys.stderr,
+    shopper_counts = [int(value) for value in args.shoppers.split(",")]
+    shoppers = make_shoppers(db_url, max(shopper_counts), world.run_id)
+    # Warm-up: one checkout, not measured.
+    warm = LevelResult(shoppers=1, seconds=0, checkouts=0)
+    shopper_loop(
+        site_url, db_url, shoppers[0][0], shoppers[0][1], products,
+        time.monotonic() + 120, warm, threading.Lock(), max_checkouts=1,
+    )  # fmt: skip
+    if warm.errors:
+        raise RuntimeError(f"warm-up checkout failed: {warm.errors}")
+    direct_fakestore = 0
+    levels = []
+    for count in shopper_counts:
+        print(f"{count} shopper(s) for {args.seconds}s", file=sys.stderr)
+        level = LevelResult(shoppers=count, seconds=args.seconds, checkouts=0)
+        lock = threading.Lock()
+        until = time.monotonic() + args.seconds
+        began = time.monotonic()
+        cpu_before = {name: process_tree_cpu(pid) for name, pid in components.items()}
+        bench_before = sum(os.times()[:2])
+        threads = [
+            threading.Thread(
+                target=direct_cart_loop, args=(sandbox_url, offers, until, level, lock)
             )
-            print(
-                "  CPU per checkout (ms): "
-                + ", ".join(
-                    f"{name} {seconds / max(level.checkouts, 1) * 1000:.0f}"
-                    for name, seconds in level.cpu.items()
-                ),
-                file=sys.stderr,
+        ]
+        threads += [
+            threading.Thread(
+                target=shopper_loop,
+                args=(site_url, db_url, user_id, username, products, until, level, lock),
             )
-            for error in level.errors[:5]:
-                print(f"    {error}", file=sys.stderr)
-        wait_until_settled(db_url)
-        problems = verify_no_loss_or_duplicates(db_url, sandbox_url, direct_fakestore)
-        database = "PostgreSQL" if db_url.startswith("postgres") else "SQLite"
-        section = results_section(levels, args, problems, database)
-        print(section)
-        if not args.no_write:
-            if not RESULTS_FILE.exists():
-                RESULTS_FILE.write_text("# Benchmark results\n\nNewest runs at the bottom.\n\n")
-            with RESULTS_FILE.open("a", encoding="utf-8") as handle:
-                handle.write("\n" + section)
-            print(f"appended to {RESULTS_FILE.relative_to(REPO_ROOT)}", file=sys.stderr)
-        met = not problems and all(level.overhead <= OVERHEAD_TARGET for level in levels)
+            for user_id, username in shoppers[:count]
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        level.seconds = time.monotonic() - began
+        level.cpu = {
+            name: process_tree_cpu(pid) - cpu_before[name] for name, pid in components.items()
+        }
+        level.cpu["bench"] = sum(os.times()[:2]) - bench_before
+        direct_fakestore += len(level.direct_cart)
+        levels.append(level)
         print(
-            "RESULT "
-            + " ".join(f"overhead_p50_{level.shoppers}={level.overhead:.3f}" for level in levels)
-            + f" workers={args.workers} lost_or_duplicated={len(problems)} target_met={met}"
+            f"  {level.checkouts} checkouts, {level.throughput:.2f}/s; OneCart p50 {percentile(level.onecart, 50) * 1000:.0f} ms "
+            f"p99 {percentile(level.onecart, 99) * 1000:.0f} ms; direct p50 {percentile(level.direct_cart, 50) * 1000:.0f} ms; "
+            f"overhead {level.overhead:+.0%}; errors {len(level.errors)}",
+            file=sys.stderr,
         )
-        return 0 if met else 1
-    finally:
-        for pid in reversed(started):
-            processes.stop_pid(pid)
-        import redis
-
-        connection = redis.Redis.from_url(settings.redis_url)
-        try:
-            for key in connection.scan_iter(match=f"*{queue}*"):
-                connection.delete(key)
-        finally:
-            connection.close()
-        if not args.keep:
-            shutil.rmtree(home, ignore_errors=True)
+        print(
+            "  CPU per checkout (ms): "
+            + ", ".join(
+                f"{name} {seconds / max(level.checkouts, 1) * 1000:.0f}"
+                for name, seconds in level.cpu.items()
+            ),
+            file=sys.stderr,
+        )
+        for error in level.errors[:5]:
+            print(f"    {error}", file=sys.stderr)
+    wait_until_settled(db_url)
+    problems = verify_no_loss_or_duplicates(db_url, sandbox_url, direct_fakestore)
+    database = "PostgreSQL" if db_url.startswith("postgres") else "SQLite"
+    section = results_section(levels, args, problems, database)
+    print(section)
+    if not args.no_write:
+        if not RESULTS_FILE.exists():
+            RESULTS_FILE.write_text("# Benchmark results\n\nNewest runs at the bottom.\n\n")
+        with RESULTS_FILE.open("a", encoding="utf-8") as handle:
+            handle.write("\n" + section)
+        print(f"appended to {RESULTS_FILE.relative_to(REPO_ROOT)}", file=sys.stderr)
+    met = not problems and all(level.overhead <= OVERHEAD_TARGET for level in levels)
+    print(
+        "RESULT "
+        + " ".join(f"overhead_p50_{level.shoppers}={level.overhead:.3f}" for level in levels)
+        + f" workers={args.workers} lost_or_duplicated={len(problems)} target_met={met}"
+    )
+    return 0 if met else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

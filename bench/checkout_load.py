@@ -29,6 +29,16 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
+class CheckoutRefused(AssertionError):
+    """The checkout form was answered with something other than the order (its page and the
+    form that was posted kept, to post it again)."""
+
+    def __init__(self, status: int, page: str, form: dict[str, str]) -> None:
+        super().__init__(f"{status}: {page[:1000]}")
+        self.page = page
+        self.form = form
+
+
 @dataclass
 class LevelResult:
     """One shopper count's measurements (seconds)."""
@@ -70,8 +80,9 @@ def log_in(site: str, username: str) -> httpx.Client:
     return client
 
 
-def checkout_once(client: httpx.Client) -> tuple[str, float]:
-    """GET and POST the checkout form; returns (order number, submit time as epoch seconds)."""
+def checkout_once(client: httpx.Client, payment_method: str = "stripe") -> tuple[str, float]:
+    """GET and POST the checkout form, paying by card (a Stripe test card) or from the wallet
+    (`payment_method` "wallet"); returns (order number, submit time as epoch seconds)."""
     page = client.get("/checkout")
     assert page.status_code == 200, page.text[:300]
     fields = {m.group("name"): m.group("value") for m in _HIDDEN.finditer(page.text)}
@@ -90,12 +101,18 @@ def checkout_once(client: httpx.Client) -> tuple[str, float]:
         "postal_code": "00100",
         "country": "KE",
         "phone": "",
-        "payment_method": "stripe",
+        "payment_method": payment_method,
         "test_card": "pm_card_visa",
     }
+    return submit_checkout(client, form)
+
+
+def submit_checkout(client: httpx.Client, form: dict[str, str]) -> tuple[str, float]:
+    """POST a checkout form; (order number, submit time as epoch seconds), or CheckoutRefused."""
     submitted = time.time()
     response = client.post("/checkout", data=form)
-    assert response.status_code == 303, response.text[:1000]
+    if response.status_code != 303:
+        raise CheckoutRefused(response.status_code, response.text, form)
     number = response.headers["Location"].rstrip("/").split("/")[-2]
     return number, submitted
 

@@ -65,7 +65,7 @@ ORDER_STATUS_MESSAGES = {
     OrderStatus.DELIVERED: "Your order {number} has been delivered.",
     OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded.",
     # Names where ({failed}): the failed parts' own sentences are left out when the order fails
-    # with them (settlement.compensate_sub_order), so this one alone tells which marketplace.
+    # with them (sub_order_compensation.compensate_sub_order), so this one alone tells which marketplace.
     OrderStatus.FAILED: "We could not place order {number} at {failed}; "
     "you have been refunded in full.",
     OrderStatus.REFUNDED: "Your order {number} has been refunded in full.",

@@ -26,12 +26,8 @@ from commerce.order_models import (
 from commerce.order_state import locked_sub_order, refresh_order_status
 from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
-from commerce.settlement import (
-    compensate_sub_order,
-    process_refunds,
-    refund_kind_for,
-    settle_payment,
-)
+from commerce.settlement import process_refunds, settle_payment
+from commerce.sub_order_compensation import compensate_sub_order, refund_kind_for
 from onecart.money import format_money
 
 

@@ -43,7 +43,8 @@ from commerce.order_models import (
 from commerce.order_state import flag_order, locked_sub_order, sub_order_status_for
 from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
-from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
+from commerce.settlement import process_refunds, settle_payment
+from commerce.sub_order_compensation import compensate_sub_order
 
 logger = logging.getLogger(__name__)
 

@@ -117,7 +117,7 @@ class TopUpRefundCover(Base):
 class UnownedCardHold(Base):
     """A checkout hold Stripe keeps uncaptured that no order or record accounts for and whose
     metadata names no account of this shop: the sweeper cannot resolve it under a shopper's
-    checkout lock, so an operator releases it in Stripe (commerce.card_holds). One row per
+    checkout lock, so an operator releases it in Stripe (commerce.unrecorded_card_holds). One row per
     PaymentIntent however often the sweeper sees it; `gone_at` once Stripe no longer holds it."""
 
     __tablename__ = "unowned_card_holds"

@@ -8,7 +8,8 @@ hold in doubt that the sweeper resolves from Stripe's record (commerce.card_hold
 left for the unrecorded-hold sweep half an hour later.
 
 Beside commerce.card_holds in the order lifecycle stack (payments and models only; the checkout
-calls it).
+calls it). Its rows are keyed by their intent as unrecorded holds' are
+(commerce.unrecorded_card_holds.intent_row_key).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce.card_holds import CHECKOUT_TOKEN_METADATA, ERROR_TEXT_LIMIT, intent_row_key
+from commerce.card_holds import CHECKOUT_TOKEN_METADATA, ERROR_TEXT_LIMIT
 from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.models import utc_now
 from commerce.payments.gateway import (
@@ -30,6 +31,7 @@ from commerce.payments.gateway import (
     ProviderStatus,
 )
 from commerce.provider_attempts import void_intent
+from commerce.unrecorded_card_holds import intent_row_key
 from onecart.money import Money, MoneyError
 
 logger = logging.getLogger(__name__)

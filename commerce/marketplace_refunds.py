@@ -8,13 +8,13 @@ Tracking reads the cumulative amount the marketplace has refunded on its order
 exactly as the share was (the share's own rate, `charge_minor` per `amount_minor`, as
 commerce.acceptance converts a lower bill), rounded up (refunds round up, shares down, and what
 is kept stays a whole card amount step), capped at what the shopper paid for the sub-order, and
-refunded through commerce.settlement.record_refund with a key that holds the cumulative amount:
+refunded through commerce.sub_order_compensation.record_refund with a key that holds the cumulative amount:
 a wallet credit at once, a card refund sent by process_refunds (an unknown outcome is looked up
 by that key before anything is sent again). The column moves by compare-and-set, so repeated
 polls, or two trackers at once, pass a refund on once. A refund reported in another currency
 than the sub-order's has no exact basis: an operator decides, nothing is refunded automatically.
 A later cancellation or full refund compensates only the rest of the share
-(commerce.settlement.compensate_sub_order counts these refunds).
+(commerce.sub_order_compensation.compensate_sub_order counts these refunds).
 
 After delivery (a return, a late goodwill refund; commerce.tracking_schedule keeps delivered
 sub-orders watched through a return window) a refund is passed on exactly the same way. A full
@@ -44,7 +44,7 @@ from commerce.order_models import MARKETPLACE_REFUND_KEY_INFIX, MarketplaceOrder
 from commerce.order_state import flag_order
 from commerce.payments.gateway import floor_card_amount
 from commerce.refunds import refund_said
-from commerce.settlement import record_refund
+from commerce.sub_order_compensation import record_refund
 from onecart.money import MoneyError, format_money
 
 

@@ -11,7 +11,7 @@ not declare `order_takes_stock`) OneCart counts the units its own live orders ho
   two checkouts of the last unit queue, and the second finds nothing left (StockShortfall: the
   transaction is rolled back, nothing is charged). Units of an offer whose stock is unknown are
   counted without a limit.
-- Given back once, when the sub-order is failed or cancelled (settlement.compensate_sub_order,
+- Given back once, when the sub-order is failed or cancelled (sub_order_compensation.compensate_sub_order,
   the one place a live sub-order ends unfulfilled): `stock_held` is cleared with a
   compare-and-set first, so a repeat gives nothing back twice. Each line keeps the units it
   still holds (`OrderItem.held_units`): a placement the marketplace accepted only part of gives
@@ -26,8 +26,9 @@ Shopify and WooCommerce orders take their stock and refuse what is not there at 
 are not held here as well (that would count each unit twice). Placement checks nothing more:
 the units it sends were held when the order was made.
 
-The bottom of the order lifecycle stack (tests/test_layering.py): the checkout and settlement
-call it; it calls nothing of the lifecycle, no marketplace and no payment provider.
+The bottom of the order lifecycle stack (tests/test_layering.py): the checkout and settlement's
+compensation of sub-orders (commerce.sub_order_compensation) call it; it calls nothing of the
+lifecycle, no marketplace and no payment provider.
 """
 
 from __future__ import annotations

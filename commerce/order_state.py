@@ -68,7 +68,7 @@ ORDER_STATUS_MESSAGES = {
     # one part (settlement.compensate_sub_order leaves that part's own sentence out).
     OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded{to}.",
     # Names where ({failed}): the failed parts' own sentences are left out when the order fails
-    # with them (settlement.compensate_sub_order), so this one alone tells which marketplace.
+    # with them (sub_order_compensation.compensate_sub_order), so this one alone tells which marketplace.
     OrderStatus.FAILED: "We could not place order {number} at {failed}; "
     "you have been refunded in full.",
     OrderStatus.REFUNDED: "Your order {number} has been refunded in full.",

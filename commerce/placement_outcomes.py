@@ -65,12 +65,8 @@ from commerce.placement_claims import (
     renew_claim,
     take_over_kept_claim,
 )
-from commerce.settlement import (
-    adjust_share,
-    compensate_sub_order,
-    process_refunds,
-    settle_payment,
-)
+from commerce.settlement import process_refunds, settle_payment
+from commerce.sub_order_compensation import adjust_share, compensate_sub_order
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 the time the provider call started) before the provider is called. An unknown outcome stays
 `processing` and is looked up by its idempotency key before it is ever sent again; a refusal for
 good fails the refund and flags the order for the operator. Recording a refund is
-commerce.settlement's job.
+commerce.sub_order_compensation's job.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@
 - card holds whose authorization at checkout had an unknown outcome are resolved from Stripe's
   record: kept when an order uses them, released otherwise (commerce.card_holds); checkout
   holds Stripe still keeps uncaptured that no order and no such record accounts for (the
-  database was down when checkout would have written one) are recorded first, so they are too;
+  database was down when checkout would have written one) are recorded first
+  (commerce.unrecorded_card_holds), so they are too;
   card refunds whose provider call started long ago and never ended are looked up by their key;
 - card payments whose sub-orders are all settled but were never captured are settled; pending
   refunds are retried; notification e-mails that failed are retried.
@@ -45,13 +46,7 @@ from commerce.abandoned_cancellations import (
     find_abandoned_cancellations,
     resolve_abandoned_cancellation,
 )
-from commerce.card_holds import (
-    UNRECORDED_AFTER,
-    CardGatewayFactory,
-    HoldFailures,
-    record_unrecorded_holds,
-    resolve_holds_in_doubt,
-)
+from commerce.card_holds import CardGatewayFactory, HoldFailures, resolve_holds_in_doubt
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import AdapterProvider, adapter_for_marketplace
 from commerce.models import utc_now
@@ -88,6 +83,7 @@ from commerce.settlement import (
     settle_payment,
 )
 from commerce.sweep_steps import OrderSteps, flag_long_reconciling
+from commerce.unrecorded_card_holds import UNRECORDED_AFTER, record_unrecorded_holds
 
 logger = logging.getLogger(__name__)
 

@@ -54,7 +54,8 @@ from commerce.order_state import (
 )
 from commerce.order_timeline import SHIPMENT_TIMELINE_STEPS, TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
-from commerce.settlement import compensate_sub_order, process_refunds, settle_payment
+from commerce.settlement import process_refunds, settle_payment
+from commerce.sub_order_compensation import compensate_sub_order
 from commerce.tracking_health import (
     MARKETPLACE_FAILURES_IN_A_ROW,
     fails_marketplace_wide,

@@ -21,7 +21,7 @@ LIFECYCLE_LAYERS: tuple[tuple[str, ...], ...] = (
     # checkout, given back by settlement's compensation; it calls nothing of the lifecycle.
     ("commerce.offer_stock",),
     ("commerce.order_state",),
-    ("commerce.settlement",),
+    ("commerce.settlement", "commerce.sub_order_compensation"),
     ("commerce.placement", "commerce.tracking", "commerce.cancellation"),
     ("commerce.sweeper",),
 )

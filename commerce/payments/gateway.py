@@ -214,7 +214,8 @@ class FoundRefund:
 @dataclass(frozen=True, slots=True)
 class UncapturedAuthorization:
     """A hold the provider keeps on a card (authorized, neither captured nor released), with the
-    metadata it was made with: what the sweeper compares with our records (commerce.card_holds)."""
+    metadata it was made with: what the sweeper compares with our records
+    (commerce.unrecorded_card_holds)."""
 
     provider_reference: str
     amount_minor: int
@@ -272,7 +273,8 @@ class PaymentGateway(Protocol):
     ) -> list[UncapturedAuthorization]:
         """Every hold made before `created_before` that the provider still keeps uncaptured,
         whoever made it (the caller tells its own by their metadata). Finds the holds our
-        database never recorded (commerce.card_holds); PaymentError when it cannot be asked."""
+        database never recorded (commerce.unrecorded_card_holds); PaymentError when it cannot be
+        asked."""
         ...
 
 

@@ -285,7 +285,8 @@ def attention() -> str:
     """Sub-orders whose placement outcome is unknown on a marketplace that cannot be asked,
     orders flagged for an operator (a capture or refund refused for good, a disputed payment)
     and the latest resolved, card holds in doubt the sweeper has not resolved yet, holds found
-    captured without an order, and holds naming no account of this shop (commerce.card_holds),
+    captured without an order (commerce.card_holds), and holds naming no account of this shop
+    (commerce.unrecorded_card_holds),
     and disputes, open and recently closed (commerce.disputes), with the facts."""
     return _attention_page()
 

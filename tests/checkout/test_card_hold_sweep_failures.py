@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce import card_holds
+from commerce import card_holds, unrecorded_card_holds
 from commerce.db import get_session_factory
 from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.payments.gateway import ProviderPaymentState
@@ -80,14 +80,14 @@ def test_one_hold_failing_its_record_does_not_stop_the_other_holds(
     first, second = _shopper(session_factory), _shopper(session_factory)
     broken, fine = _hold(first), _hold(second)
     stripe = FakeStripe(broken, fine)
-    record = card_holds._record_unrecorded
+    record = unrecorded_card_holds._record_unrecorded
 
     def refused_for_one(factory: sessionmaker[Session], hold: Any, user_id: int) -> int:
         if hold.provider_reference == broken.provider_reference:
             raise sa.exc.OperationalError("INSERT", {}, Exception("the write was refused"))
         return record(factory, hold, user_id)
 
-    monkeypatch.setattr(card_holds, "_record_unrecorded", refused_for_one)
+    monkeypatch.setattr(unrecorded_card_holds, "_record_unrecorded", refused_for_one)
 
     report = _sweep(session_factory, stripe)
 
@@ -95,7 +95,7 @@ def test_one_hold_failing_its_record_does_not_stop_the_other_holds(
     assert [row.intent_id for row in _rows(session_factory)] == [fine.provider_reference]
     assert stripe.released == [fine.provider_reference]
 
-    monkeypatch.setattr(card_holds, "_record_unrecorded", record)
+    monkeypatch.setattr(unrecorded_card_holds, "_record_unrecorded", record)
     again = _sweep(session_factory, stripe)
     assert (again.unrecorded_holds, again.hold_failures) == (1, 0)
     assert stripe.released == [fine.provider_reference, broken.provider_reference]
@@ -125,7 +125,7 @@ def test_a_failing_hold_listing_does_not_stop_the_rest_of_the_sweep(
     def broken(session: Session, holds: Any) -> list[Any]:
         raise sa.exc.OperationalError("SELECT", {}, Exception("the database went away"))
 
-    monkeypatch.setattr(card_holds, "_unaccounted", broken)
+    monkeypatch.setattr(unrecorded_card_holds, "_unaccounted", broken)
 
     report = _sweep(session_factory, stripe)
 

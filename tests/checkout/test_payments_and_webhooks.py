@@ -40,7 +40,8 @@ from commerce.payments.gateway import FoundRefund, PaymentGateway, PaymentUnavai
 from commerce.payments.providers import gateway_for_payment
 from commerce.payments.stripe_gateway import StripeGateway, stripe_client_from_settings
 from commerce.placement import PlacementResult, place_sub_order
-from commerce.settlement import compensate_sub_order
+from commerce.refund_progress import adjustment_key
+from commerce.sub_order_compensation import adjust_share, compensate_sub_order, refund_key
 from commerce.sweeper import SweepPolicy, sweep
 from onecart.money import Money
 from onecart.settings import get_settings
@@ -672,7 +673,7 @@ def test_a_refund_failed_for_good_is_not_sent_again_by_a_later_cancellation(shop
         sub = session.get(MarketplaceOrder, kiondo.id)
         assert sub is not None
         lock_order(session, sub.order_id)
-        settlement.adjust_share(session, sub, kept, reason="Kiondo kept only part.")
+        adjust_share(session, sub, kept, reason="Kiondo kept only part.")
     settlement.process_refunds(shop.session_factory, order.id)
     [adjustment] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
     assert adjustment.status == RefundStatus.SUCCEEDED and adjustment.provider_reference
@@ -689,8 +690,8 @@ def test_a_refund_failed_for_good_is_not_sent_again_by_a_later_cancellation(shop
     payment = shop.order(order.number).payment
     assert payment is not None
     refunds = {refund.idempotency_key: refund for refund in payment.refunds}
-    assert refunds[settlement.adjustment_key(kiondo)].status == RefundStatus.FAILED
-    cancellation = refunds[settlement.refund_key(kiondo)]
+    assert refunds[adjustment_key(kiondo)].status == RefundStatus.FAILED
+    cancellation = refunds[refund_key(kiondo)]
     assert cancellation.amount_minor == kiondo.charge_minor - adjustment.amount_minor
     assert cancellation.status == RefundStatus.SUCCEEDED
     shop.unbalanced_orders.add(order.number)  # the failed part is owed: the operator's

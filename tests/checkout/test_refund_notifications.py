@@ -15,7 +15,7 @@ from commerce.notifications import email_subject
 from commerce.order_locks import lock_order
 from commerce.order_models import MarketplaceOrder, Order, RefundStatus, SubOrderStatus
 from commerce.placement import place_sub_order
-from commerce.settlement import compensate_sub_order
+from commerce.sub_order_compensation import compensate_sub_order
 from onecart.money import format_money
 from tests.checkout.shop import Shop
 

@@ -1,7 +1,8 @@
 """Card holds our database never recorded (it was down when checkout would have written the row):
 the sweeper asks Stripe for the checkout holds it keeps uncaptured and records, as holds in doubt,
 those no order and no row accounts for, so they are used or released like any other
-(commerce.card_holds). A fake gateway plays Stripe; the database is the real test database."""
+(commerce.unrecorded_card_holds, then commerce.card_holds). A fake gateway plays Stripe; the
+database is the real test database."""
 
 from __future__ import annotations
 
@@ -14,13 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce import card_holds
-from commerce.card_holds import (
-    CHECKOUT_TOKEN_METADATA,
-    UNRECORDED_AFTER,
-    checkout_intent_metadata,
-    record_unrecorded_holds,
-)
+from commerce import unrecorded_card_holds
+from commerce.card_holds import CHECKOUT_TOKEN_METADATA, checkout_intent_metadata
 from commerce.db import get_session_factory
 from commerce.dispute_models import UnownedCardHold
 from commerce.exactly_once_models import CardHoldInDoubt
@@ -34,6 +30,7 @@ from commerce.payments.gateway import (
     UncapturedAuthorization,
 )
 from commerce.sweeper import SweepPolicy, sweep
+from commerce.unrecorded_card_holds import UNRECORDED_AFTER, record_unrecorded_holds
 from tests.checkout.shop import empty_tables
 from tests.storefront.conftest import storefront_db_url  # noqa: F401 (a fixture)
 
@@ -240,7 +237,7 @@ def test_two_sweepers_that_both_see_a_hold_unrecorded_record_it_once(
     hold = _hold(user_id)
     stripe = FakeStripe(hold)
     # The other sweeper checked our records before either wrote its row.
-    monkeypatch.setattr(card_holds, "_unaccounted", lambda session, holds: list(holds))
+    monkeypatch.setattr(unrecorded_card_holds, "_unaccounted", lambda session, holds: list(holds))
 
     first = record_unrecorded_holds(session_factory, lambda: stripe)
     second = record_unrecorded_holds(session_factory, lambda: stripe)
@@ -257,7 +254,7 @@ def test_an_unreachable_stripe_changes_nothing_and_is_logged(
     stripe = FakeStripe(_hold(user_id))
     stripe.listing_down = True
 
-    with caplog.at_level(logging.WARNING, logger="commerce.card_holds"):
+    with caplog.at_level(logging.WARNING, logger="commerce.unrecorded_card_holds"):
         assert _sweep(session_factory, stripe) == 0
 
     assert _rows(session_factory) == []
@@ -277,7 +274,7 @@ def test_a_hold_of_no_account_of_this_shop_is_left_alone_and_logged(
         hold = _hold(user_id + 1000 if owner == "unknown user" else None)
     stripe = FakeStripe(hold)
 
-    with caplog.at_level(logging.ERROR, logger="commerce.card_holds"):
+    with caplog.at_level(logging.ERROR, logger="commerce.unrecorded_card_holds"):
         assert record_unrecorded_holds(session_factory, lambda: stripe) == 0
 
     assert _rows(session_factory) == []
@@ -301,7 +298,7 @@ def test_a_hold_of_no_account_goes_on_the_operators_list_once_until_stripe_lets_
     hold, nobodys = _hold(user_id + 1000), _hold(None)
     stripe = FakeStripe(hold, nobodys)
 
-    with caplog.at_level(logging.ERROR, logger="commerce.card_holds"):
+    with caplog.at_level(logging.ERROR, logger="commerce.unrecorded_card_holds"):
         for _ in range(3):
             assert _sweep(session_factory, stripe) == 0
 

@@ -21,7 +21,7 @@ from commerce.models import utc_now
 from commerce.notification_models import Notification
 from commerce.order_locks import lock_order
 from commerce.order_models import MarketplaceOrder, RefundStatus, SubOrderStatus
-from commerce.settlement import compensate_sub_order
+from commerce.sub_order_compensation import compensate_sub_order
 from tests.checkout.shop import Shop
 from tests.checkout.test_payments_and_webhooks import (
     _captured_card_order,

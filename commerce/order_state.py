@@ -65,10 +65,11 @@ ORDER_STATUS_MESSAGES = {
     OrderStatus.PARTIALLY_DELIVERED: "Part of your order {number} has been delivered.",
     OrderStatus.DELIVERED: "Your order {number} has been delivered.",
     # {to}: where the money goes (" to your OneCart wallet"), said here alone when the order was
-    # one part (settlement.compensate_sub_order leaves that part's own sentence out).
+    # one part (sub_order_compensation.compensate_sub_order leaves that part's own sentence out).
     OrderStatus.CANCELLED: "Your order {number} was cancelled and refunded{to}.",
     # Names where ({failed}): the failed parts' own sentences are left out when the order fails
-    # with them (sub_order_compensation.compensate_sub_order), so this one alone tells which marketplace.
+    # with them (sub_order_compensation.compensate_sub_order), so this one alone tells which
+    # marketplace.
     OrderStatus.FAILED: "We could not place order {number} at {failed}; "
     "you have been refunded in full.",
     OrderStatus.REFUNDED: "Your order {number} has been refunded in full.",
@@ -217,8 +218,9 @@ def refresh_order_status(session: Session, order: Order) -> bool:
 
 def _failure_reasons(order: Order) -> str:
     """Why the order's parts were not placed, as sentences after the news (" ShopWave refused
-    the order."): each failed part's reason, the order page's "Why" (settlement.compensate_sub_order
-    keeps it in last_error), which is already in the shopper's words, never the connection error.
+    the order."): each failed part's reason, the order page's "Why"
+    (sub_order_compensation.compensate_sub_order keeps it in last_error), which is already in the
+    shopper's words, never the connection error.
     Braces are doubled: the message is formatted afterwards."""
     reasons: list[str] = []
     for sub in sorted(order.sub_orders, key=lambda part: part.marketplace.name):

@@ -29,7 +29,6 @@ from commerce.models import utc_now
 from commerce.notifications import notify
 from commerce.order_locks import lock_order, locked_payment
 from commerce.order_models import (
-    LIVE_SUB_ORDER_STATUSES,
     PLACED_SUB_ORDER_STATUSES,
     UNSETTLED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
@@ -44,7 +43,6 @@ from commerce.order_state import ERROR_TEXT_LIMIT, flag_order
 from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
-    ProviderPaymentState,
     ProviderStatus,
 )
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
@@ -68,7 +66,6 @@ __all__ = [
     "finish_settlement",
     "process_refunds",
     "reconcile_payment",
-    "reconcile_payments",
     "reconcile_refunds",
     "settle_payment",
 ]
@@ -366,42 +363,3 @@ def find_payments_to_reconcile(session: Session, *, older_than: timedelta) -> li
             .order_by(Payment.id)
         )
     )
-
-
-def reconcile_payments(
-    session_factory: sessionmaker[Session],
-    *,
-    older_than: timedelta,
-    gateway_for: GatewayProvider = gateway_for_payment,
-) -> int:
-    """Payments in `reconciling`, and those left `capturing` for longer than `older_than` (a
-    worker died during the call), resolved from the provider's record."""
-    with session_factory() as session:
-        payment_ids = find_payments_to_reconcile(session, older_than=older_than)
-    return sum(
-        1
-        for payment_id in payment_ids
-        if reconcile_payment(session_factory, payment_id, gateway_for=gateway_for)
-    )
-
-
-def live_share_minor(order: Order) -> int:
-    """The shares still owed to marketplaces (placed or about to be)."""
-    return sum(
-        sub.kept_charge_minor
-        for sub in order.charged_sub_orders
-        if sub.status in LIVE_SUB_ORDER_STATUSES
-    )
-
-
-def provider_state(
-    session_factory: sessionmaker[Session],
-    payment_id: int,
-    *,
-    gateway_for: GatewayProvider = gateway_for_payment,
-) -> ProviderPaymentState:
-    """The provider's record of a payment (for the admin page)."""
-    with session_factory() as session:
-        payment = session.get(Payment, payment_id)
-        assert payment is not None
-        return gateway_for(session, payment).retrieve(payment.provider_reference)

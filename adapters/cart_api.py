@@ -50,14 +50,6 @@ class CartApiAdapter(HttpMarketplaceAdapter):
         self.page_size = max(1, config.page_size)
         self.cart_user_id = int(config.options.get("cart_user_id", DEFAULT_CART_USER_ID))
 
-    @property
-    def honours_idempotency_keys(self) -> bool:
-        """As configured (default True, as the sandbox honours keys). The real DummyJSON ignores
-        Idempotency-Key, as may a Fake Store API: configure such a store with
-        `retry_unknown_writes = false`. Carts carry no reference, so resending with the key is
-        the only way to settle a placement in doubt."""
-        return self.keys_honoured_as_configured
-
     def product_resource_url(self, external_id: str) -> str:
         """The product's own resource: the format has no product page, this is the stable link."""
         return f"{self.config.base_url.rstrip('/')}/products/{quote(external_id, safe='')}"

@@ -46,6 +46,13 @@ class DummyJsonAdapter(CartApiAdapter):
 
     api_name = "DummyJSON"
 
+    @property
+    def honours_idempotency_keys(self) -> bool:
+        """As configured (default True, as the sandbox honours keys). Real DummyJSON ignores
+        Idempotency-Key: configure it with `retry_unknown_writes = false`. Carts carry no
+        reference, so resending with the key is the only way to settle a placement in doubt."""
+        return self.keys_honoured_as_configured
+
     # --- Catalog ----------------------------------------------------------------------------
 
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:

@@ -44,6 +44,13 @@ class FakeStoreAdapter(CartApiAdapter):
 
     api_name = "Fake Store"
 
+    @property
+    def honours_idempotency_keys(self) -> bool:
+        """As configured (default True, as the sandbox honours keys); a Fake Store API that
+        ignores Idempotency-Key is configured with `retry_unknown_writes = false`. Carts carry no
+        reference, so resending with the key is the only way to settle a placement in doubt."""
+        return self.keys_honoured_as_configured
+
     def fetch_catalog_pages(self) -> Iterator[CatalogPage]:
         """The whole `/products` list from one request, handed on in pages of `page_size` as it
         downloads (the list has no paging and is large at scale), in the API's order."""

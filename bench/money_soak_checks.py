@@ -10,8 +10,9 @@ this adds what only the other sides can tell, and what a settled system owes an 
 - money kept at Stripe (captured − refunded) equals what the placed sub-orders keep, once the
   order is settled; never a refund without a capture, never more refunded than captured;
 - no PaymentIntent at Stripe that no order accounts for still holds or took money;
-- an order not settled is on the operator's list with a reason; a sub-order whose outcome is
-  unknown was never refunded.
+- an order not settled is on the operator's list with a reason (flagged, or each unsettled
+  part a sub-order needing attention, which the attention page lists with its reason); a
+  sub-order whose outcome is unknown was never refunded.
 """
 
 from __future__ import annotations
@@ -136,12 +137,18 @@ def check_run(
             where = f"order {order.number}"
             problems = order_books_problems(session, order)
             payment = order.payment
+            # What is not settled, and what of it the operator's list does not show (the
+            # attention page lists sub-orders needing attention with their reason, and orders
+            # flagged with theirs).
             unsettled: list[str] = []
+            unlisted: list[str] = []
             for sub in order.charged_sub_orders:
                 slug = sub.marketplace.slug
                 sub_where = f"{where} {slug} sub-order {sub.id} ({sub.status})"
                 if sub.status in UNSETTLED_SUB_ORDER_STATUSES:
                     unsettled.append(f"sub-order {sub.id} {sub.status}")
+                    if sub.status != SubOrderStatus.NEEDS_ATTENTION or not sub.last_error:
+                        unlisted.append(unsettled[-1])
                     refunded = [
                         r.id
                         for r in (payment.refunds if payment else [])
@@ -166,6 +173,7 @@ def check_run(
             if payment is not None:
                 if payment.status in UNSETTLED_PAYMENTS:
                     unsettled.append(f"payment {payment.status}")
+                    unlisted.append(unsettled[-1])
                 pending = [
                     r.id
                     for r in payment.refunds
@@ -173,20 +181,25 @@ def check_run(
                 ]
                 if pending:
                     unsettled.append(f"refunds {pending} pending")
+                    unlisted.append(unsettled[-1])
                 if payment.method == PaymentMethod.STRIPE:
                     problems += _stripe_problems(
                         where, order, payment, stripe, settled=not unsettled
                     )
-            if unsettled:
-                if not order.attention_reason:
-                    problems.append(
-                        f"{where}: not settled ({', '.join(unsettled)}) and not flagged"
-                    )
-            else:
+            if unlisted and not order.attention_reason:
+                problems.append(f"{where}: not settled ({', '.join(unlisted)}) and not flagged")
+            if not unsettled:
                 report.settled += 1
-            if order.attention_reason:
+            reasons = [order.attention_reason or ""] + [
+                f"sub-order {sub.id} needs attention: {sub.last_error}"
+                for sub in order.charged_sub_orders
+                if sub.status == SubOrderStatus.NEEDS_ATTENTION
+            ]
+            if any(reasons):
                 report.flagged += 1
-                report.flag_reasons.append(f"{order.number}: {order.attention_reason[:160]}")
+                report.flag_reasons.append(
+                    f"{order.number}: {'; '.join(r for r in reasons if r)[:200]}"
+                )
             report.violations += problems
         for user in session.scalars(sa.select(User).where(User.id.in_(users))):
             report.violations += wallet_books_problems(session, user)

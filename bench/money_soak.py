@@ -322,11 +322,15 @@ def run_one(
     if plan.fault == "kill_worker_mid_capture":
         # Once the capture reached localstripe and its answer is held back.
         proxy.holding.wait(timeout=PLACEMENT_WAIT_S)
-    if plan.fault.startswith("kill_worker") and kill_busy_worker(world) is not None:
+    if plan.fault in ("kill_worker", "kill_worker_mid_capture") and kill_busy_worker(world):
         with lock:
             log.killed_workers += 1
+    if plan.fault == "cancel_while_placing":
+        said = cancel_as_shopper(client, order_number)
+        with lock:
+            log.cancellations.append(f"{plan.fault}: {said}")
     wait_for_placement(world.db_url, order_number)
-    if plan.fault in SHOPPER_CANCELS:
+    if plan.fault in SHOPPER_CANCELS and plan.fault != "cancel_while_placing":
         # Once the card is captured: what the marketplace cancels is then refunded.
         wait_until(
             lambda: _order_state(world.db_url, order_number)[1] not in ("authorized", "capturing")
@@ -335,6 +339,12 @@ def run_one(
         said = cancel_as_shopper(client, order_number)
         with lock:
             log.cancellations.append(f"{plan.fault}: {said}")
+        if (
+            plan.fault == "kill_worker_mid_cancel"
+            and kill_busy_worker(world, job_prefix="onecart-cancel-") is not None
+        ):
+            with lock:
+                log.killed_workers += 1
         wait_until(lambda: cancellation_answered(world.db_url, order_number))
     quiet(world, plan)
 
@@ -378,7 +388,7 @@ def summary(
         + ", ".join(f"{kind} {count}" for kind, count in sorted(log.faults.items()))
         + f"; Stripe answers lost after the work was done: {len(proxy.log.fired)} "
         f"({', '.join(label for label, _ in proxy.log.fired) or 'none'}), idempotent replays "
-        f"served: {proxy.log.replays}; workers killed mid-placement: {log.killed_workers}; "
+        f"served: {proxy.log.replays}; workers killed mid-job: {log.killed_workers}; "
         f"shopper cancellations: {len(log.cancellations)}; marketplaces down to the end: "
         f"{', '.join(sorted(log.down)) or 'none'}; "
         f"settled in {log.settled_in_s:.0f} s ({log.settle_rounds} sweeper rounds).",

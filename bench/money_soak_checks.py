@@ -6,7 +6,10 @@ commerce.orders' books checks (`order_books_problems`, `wallet_books_problems`) 
 this adds what only the other sides can tell, and what a settled system owes an operator:
 
 - no sub-order placed twice at a marketplace, and a placed one held there exactly once;
-- a failed or cancelled sub-order holds no live order at its marketplace;
+- a failed or cancelled sub-order holds no live order at its marketplace, and a placed one
+  is not cancelled there (once settled, tracking has seen every cancel of a store it reads);
+- every placed part of an order the shopper cancelled, at a marketplace that takes
+  cancellations, has its marketplace's answer (or the order is flagged);
 - money kept at Stripe (captured − refunded) equals what the placed sub-orders keep, once the
   order is settled; never a refund without a capture, never more refunded than captured;
 - no PaymentIntent at Stripe that no order accounts for still holds or took money;
@@ -27,6 +30,8 @@ import sqlalchemy as sa
 from bench.checkout_setup import CART_MARKETPLACES
 
 UNSETTLED_PAYMENTS = ("authorized", "capturing", "reconciling")
+# Stores whose order status tracking reads (Fake Store keeps none: its cancels go unseen).
+TRACKED = ("shopwave", "kiondo")
 
 
 @dataclass
@@ -113,7 +118,9 @@ def check_run(
     user_ids: Iterable[int],
 ) -> CheckReport:
     """Every invariant over every order of the run's shoppers (see the module docstring)."""
+    from adapters.base import Capability
     from commerce.db import get_session_factory
+    from commerce.marketplace_access import marketplace_can
     from commerce.models import User
     from commerce.order_models import (
         PLACED_SUB_ORDER_STATUSES,
@@ -170,6 +177,22 @@ def check_run(
                     problems.append(f"{sub_where}: the marketplace holds {len(held)} orders")
                 if sub.status in (SubOrderStatus.FAILED, SubOrderStatus.CANCELLED) and live:
                     problems.append(f"{sub_where}: given up, yet the marketplace holds it live")
+                if (
+                    order.cancel_requested_at is not None
+                    and sub.status in (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
+                    # One that takes no cancellations says so on the order page unasked.
+                    and marketplace_can(sub.marketplace, Capability.CANCEL)
+                    and sub.cancel_outcome is None
+                    and not order.attention_reason
+                ):
+                    problems.append(f"{sub_where}: the shopper's cancellation never answered")
+                if (
+                    slug in TRACKED
+                    and sub.status in PLACED_SUB_ORDER_STATUSES
+                    and held
+                    and not live
+                ):
+                    problems.append(f"{sub_where}: placed here, cancelled at the marketplace")
             if payment is not None:
                 if payment.status in UNSETTLED_PAYMENTS:
                     unsettled.append(f"payment {payment.status}")

@@ -77,6 +77,10 @@ FAULTS: dict[str, bool] = {
     "cancel_reply_past_timeout": True,
     # ... while the marketplace cancels the order itself (accepted, then declined).
     "cancel_by_both": False,
+    # ... and the worker carrying the cancellation out is SIGKILLed while the cancel is sent.
+    "kill_worker_mid_cancel": False,
+    # The shopper cancels right after checkout, while the placements (slow) are running.
+    "cancel_while_placing": False,
     # The order is created, its reply lost, then the marketplace is down to the end of the run.
     "marketplace_gone_after_order": True,
 }
@@ -85,6 +89,8 @@ SHOPPER_CANCELS = {
     "cancel_reply_lost",
     "cancel_reply_past_timeout",
     "cancel_by_both",
+    "kill_worker_mid_cancel",
+    "cancel_while_placing",
     "stripe_refund_unknown",
 }
 LASTING = {"marketplace_gone_after_order"}
@@ -95,8 +101,8 @@ CARD_ONLY = {
     "stripe_refund_unknown",
     "stripe_void_unknown",
 }
-# Stores whose order status tracking reads (Fake Store keeps none).
-TRACKED = ("shopwave", "kiondo")
+from bench.money_soak_checks import TRACKED  # noqa: E402
+
 STRIPE_PATHS = {
     "stripe_authorize_unknown": r"^/v1/payment_intents$",
     "stripe_capture_unknown": r"^/v1/payment_intents/[^/]+/capture$",
@@ -193,6 +199,12 @@ def apply_fault(
         world.knobs(target, fail_after_next_cancels=1)
     elif fault == "cancel_reply_past_timeout":
         world.knobs(target, cancel_reply_delay_ms=int(READ_TIMEOUT_S * 1000) + 1500)
+    elif fault == "kill_worker_mid_cancel":
+        # Slow (not past the timeout) so that the cancellation job is still running when it dies.
+        world.knobs(target, cancel_reply_delay_ms=int(READ_TIMEOUT_S * 700))
+    elif fault == "cancel_while_placing":
+        for slug in plan.slugs:
+            world.knobs(slug, order_reply_delay_ms=int(READ_TIMEOUT_S * 700))
     elif fault == "cancel_by_both":
         world.knobs(target, cancel_next_orders=1)
     elif fault == "marketplace_gone_after_order":
@@ -253,9 +265,11 @@ def quiet(world: World, plan: OrderPlan | None = None) -> None:
         world.knobs(slug, **QUIET_KNOBS)
 
 
-def kill_busy_worker(world: World, timeout: float = 10.0) -> int | None:
-    """SIGKILL the pool's worker that is running a job on the world's queue; its pid, or None
-    when none was busy within `timeout`."""
+def kill_busy_worker(
+    world: World, timeout: float = 10.0, job_prefix: str = "onecart-"
+) -> int | None:
+    """SIGKILL the pool's worker that is running a job (whose id starts with `job_prefix`) on
+    the world's queue; its pid, or None when none was busy within `timeout`."""
     import redis
     from rq import Queue, Worker
 
@@ -266,7 +280,7 @@ def kill_busy_worker(world: World, timeout: float = 10.0) -> int | None:
         while time.monotonic() < deadline:
             for worker in Worker.all(queue=queue):
                 job = worker.get_current_job_id()
-                if job and job.startswith("onecart-") and worker.pid:
+                if job and job.startswith(job_prefix) and worker.pid:
                     try:
                         os.kill(worker.pid, signal.SIGKILL)
                     except ProcessLookupError:

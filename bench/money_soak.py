@@ -11,12 +11,16 @@
 2. Shoppers (wallets topped up) check out through the real form, one order after another: carts
    of two or three marketplaces, paid by wallet or by a Stripe test card. Each order meets one
    fault chosen by the seed (bench/money_soak_faults.py: the sandbox's order knobs, a Stripe
-   write whose answer is lost after localstripe did it, a SIGKILLed worker mid-placement); every
-   kind comes once before any repeats.
+   write whose answer is lost after localstripe did it, a SIGKILLed worker mid-placement or
+   mid-cancel, a shopper's cancellation once the card is captured with the marketplace's answer
+   lost or late, a marketplace down to the end of the run); every kind comes once before any
+   repeats.
 3. Settles: the sweeper (commerce.sweeper, as `rq cron` runs it, with no waiting thresholds once
    the load has stopped) and the tracker (storefront.jobs.track_job) run here, in rounds, while
-   the workers keep working, until nothing changes and the queue is empty. Stripe faults that
-   did not fire during the load stay armed for the first rounds, for the settling's own writes.
+   the workers keep working, until nothing changes and the queue is empty; then sweeps "a day
+   later", the sweeper's operator thresholds reached (bench/money_soak_settle.py). Stripe
+   faults that did not fire during the load stay armed for the first rounds, for the settling's
+   own writes.
 4. Checks every order against the other sides (bench/money_soak_checks.py): the marketplaces'
    own record, localstripe's, the wallet ledger; prints the summary and
    `RESULT bench=money_soak orders=… faults=… unknown_outcomes=… flagged=… violations=…`, and

@@ -11,12 +11,16 @@
 2. Shoppers (wallets topped up) check out through the real form, one order after another: carts
    of two or three marketplaces, paid by wallet or by a Stripe test card. Each order meets one
    fault chosen by the seed (bench/money_soak_faults.py: the sandbox's order knobs, a Stripe
-   write whose answer is lost after localstripe did it, a SIGKILLed worker mid-placement); every
-   kind comes once before any repeats.
+   write whose answer is lost after localstripe did it, a SIGKILLed worker mid-placement or
+   mid-cancel, a shopper's cancellation once the card is captured with the marketplace's answer
+   lost or late, a marketplace down to the end of the run); every kind comes once before any
+   repeats.
 3. Settles: the sweeper (commerce.sweeper, as `rq cron` runs it, with no waiting thresholds once
    the load has stopped) and the tracker (storefront.jobs.track_job) run here, in rounds, while
-   the workers keep working, until nothing changes and the queue is empty. Stripe faults that
-   did not fire during the load stay armed for the first rounds, for the settling's own writes.
+   the workers keep working, until nothing changes and the queue is empty; then sweeps "a day
+   later", the sweeper's operator thresholds reached (bench/money_soak_settle.py). Stripe
+   faults that did not fire during the load stay armed for the first rounds, for the settling's
+   own writes.
 4. Checks every order against the other sides (bench/money_soak_checks.py): the marketplaces'
    own record, localstripe's, the wallet ledger; prints the summary and
    `RESULT bench=money_soak orders=… faults=… unknown_outcomes=… flagged=… violations=…`, and
@@ -34,10 +38,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -59,25 +63,26 @@ from bench.money_soak_checks import CheckReport, Localstripe, check_run  # noqa:
 from bench.money_soak_faults import (  # noqa: E402
     CARD_ONLY,
     FAULTS,
+    LASTING,
     READ_TIMEOUT_S,
+    SHOPPER_CANCELS,
     OrderPlan,
     apply_fault,
+    arm_refund_fault,
+    cancel_as_shopper,
     kill_busy_worker,
     plan_orders,
     quiet,
+    take_down,
 )
+from bench.money_soak_settle import settle  # noqa: E402
 from bench.stripe_fault_proxy import StripeFaultProxy  # noqa: E402
-from onecart import processes  # noqa: E402
 from onecart.settings import get_settings  # noqa: E402
 
 RESULTS_FILE = REPO_ROOT / "bench" / "RESULTS.md"
 SHOPPERS = 3
 WALLET_TOP_UPS = 5  # of 1,000 USD each
 PLACEMENT_WAIT_S = 30.0
-SETTLE_TIMEOUT_S = 240.0
-SETTLE_QUIET_ROUNDS = 3
-SETTLE_ROUND_S = 2.0
-SETTLE_ARMED_ROUNDS = 5
 _MESSAGE = re.compile(
     r'<p class="flash[^"]*">(.*?)</p>|<div class="alert alert-[a-z]+[^"]*"[^>]*>(.*?)</div>', re.S
 )
@@ -91,6 +96,10 @@ class SoakLog:
     refused_at_checkout: list[str] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)
     killed_workers: int = 0
+    # What the order page said to each shopper's cancellation.
+    cancellations: list[str] = field(default_factory=list)
+    # Marketplaces a lasting fault took down to the end of the run.
+    down: set[str] = field(default_factory=set)
     settle_rounds: int = 0
     settled_in_s: float = 0.0
 
@@ -180,6 +189,38 @@ def wait_for_placement(db_url: str, number: str, timeout: float = PLACEMENT_WAIT
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not placement_done(db_url, number):
         time.sleep(0.2)
+
+
+def _order_state(db_url: str, number: str) -> tuple[dict[str, tuple[str, str | None]], str]:
+    """Each sub-order's (status, cancel outcome) by marketplace slug, and the payment's status."""
+    import sqlalchemy as sa
+
+    from commerce.db import get_session_factory
+    from commerce.order_models import Order
+
+    with get_session_factory(db_url)() as session:
+        order = session.scalar(sa.select(Order).where(Order.number == number))
+        assert order is not None
+        subs = {
+            sub.marketplace.slug: (str(sub.status), sub.cancel_outcome)
+            for sub in order.charged_sub_orders
+        }
+        return subs, str(order.payment.status) if order.payment else ""
+
+
+def wait_until(done: Callable[[], bool], timeout: float = PLACEMENT_WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not done():
+        time.sleep(0.2)
+
+
+def cancellation_answered(db_url: str, number: str) -> bool:
+    """No placed part of the order is left without its marketplace's answer to the cancel."""
+    subs, _ = _order_state(db_url, number)
+    return all(
+        outcome is not None or status not in ("placed", "processing")
+        for status, outcome in subs.values()
+    )
 
 
 def check_out(client: httpx.Client, payment: str) -> str:
@@ -275,13 +316,40 @@ def run_one(
         return
     with lock:
         log.checkouts += 1
+    if plan.fault in LASTING:
+        # Down once its order is created, before the reply (held back) comes.
+        wait_until(lambda: _order_state(world.db_url, order_number)[0][plan.target][0] != "pending")
+        time.sleep(0.3)
+        take_down(world, plan)
+        with lock:
+            log.down.add(plan.target)
     if plan.fault == "kill_worker_mid_capture":
         # Once the capture reached localstripe and its answer is held back.
         proxy.holding.wait(timeout=PLACEMENT_WAIT_S)
-    if plan.fault.startswith("kill_worker") and kill_busy_worker(world) is not None:
+    if plan.fault in ("kill_worker", "kill_worker_mid_capture") and kill_busy_worker(world):
         with lock:
             log.killed_workers += 1
+    if plan.fault == "cancel_while_placing":
+        said = cancel_as_shopper(client, order_number)
+        with lock:
+            log.cancellations.append(f"{plan.fault}: {said}")
     wait_for_placement(world.db_url, order_number)
+    if plan.fault in SHOPPER_CANCELS and plan.fault != "cancel_while_placing":
+        # Once the card is captured: what the marketplace cancels is then refunded.
+        wait_until(
+            lambda: _order_state(world.db_url, order_number)[1] not in ("authorized", "capturing")
+        )
+        arm_refund_fault(proxy, plan)
+        said = cancel_as_shopper(client, order_number)
+        with lock:
+            log.cancellations.append(f"{plan.fault}: {said}")
+        if (
+            plan.fault == "kill_worker_mid_cancel"
+            and kill_busy_worker(world, job_prefix="onecart-cancel-") is not None
+        ):
+            with lock:
+                log.killed_workers += 1
+        wait_until(lambda: cancellation_answered(world.db_url, order_number))
     quiet(world, plan)
 
 
@@ -293,109 +361,6 @@ def page_message(text: str) -> str:
         for match in _MESSAGE.findall(text)
     ]
     return "; ".join(m for m in found if m)[:300] or text[:200]
-
-
-def _fingerprint(db_url: str, user_ids: list[int]) -> tuple:
-    import sqlalchemy as sa
-
-    from commerce.db import get_session_factory
-    from commerce.order_models import MarketplaceOrder, Order, Payment, Refund
-
-    with get_session_factory(db_url)() as session:
-        subs = session.execute(
-            sa.select(MarketplaceOrder.id, MarketplaceOrder.status)
-            .join(Order, MarketplaceOrder.order_id == Order.id)
-            .where(Order.user_id.in_(user_ids))
-            .order_by(MarketplaceOrder.id)
-        ).all()
-        payments = session.execute(
-            sa.select(Payment.id, Payment.status, Payment.captured_minor).order_by(Payment.id)
-        ).all()
-        refunds = session.execute(sa.select(Refund.id, Refund.status).order_by(Refund.id)).all()
-        flags = session.execute(
-            sa.select(Order.id, Order.attention_reason).where(Order.user_id.in_(user_ids))
-        ).all()
-    return tuple(subs), tuple(payments), tuple(refunds), tuple(flags)
-
-
-def _queue_work(world: World) -> list[str]:
-    """The order jobs (placements, cancellations) queued, running on a live worker or scheduled
-    for a retry; the cron's own sweep and track jobs come and go and are not counted, nor is
-    the job of a worker that was killed (RQ moves it to the failed jobs later on)."""
-    import redis
-    from rq import Queue, Worker
-
-    connection = redis.Redis.from_url(world.redis_url)
-    try:
-        queue = Queue(world.queue, connection=connection)
-        return [
-            job_id
-            for job_id in [
-                *queue.job_ids,
-                *[
-                    worker.get_current_job_id() or ""
-                    for worker in Worker.all(queue=queue)
-                    if worker.pid and processes.pid_alive(worker.pid)
-                ],
-                *queue.scheduled_job_registry.get_job_ids(),
-            ]
-            if job_id.startswith(("onecart-place-", "onecart-cancel-"))
-        ]
-    finally:
-        connection.close()
-
-
-def settle(world: World, user_ids: list[int], log: SoakLog, proxy: StripeFaultProxy) -> None:
-    """Run the sweeper and the tracker here until nothing changes (see the module docstring).
-    The Stripe faults that did not fire during the load stay armed for the first
-    SETTLE_ARMED_ROUNDS rounds: the sweeper's and the tracker's own Stripe writes (a refund
-    after the marketplace cancelled, a capture after a reconciled placement) meet them."""
-    import redis
-
-    from commerce.db import get_session_factory
-    from commerce.sweeper import sweep
-    from storefront.jobs import JobPolicy, enqueue_outbox_message, track_job
-
-    policy = JobPolicy.from_dict(world.policy)
-    # The load has stopped: nothing is mid-checkout, so no hold or refund needs its grace time.
-    no_waits = replace(
-        policy.sweep_policy,
-        refund_processing_after=timedelta(0),
-        reconcile_after=timedelta(0),
-        hold_in_doubt_after=timedelta(0),
-        unrecorded_hold_after=timedelta(0),
-    )
-    factory = get_session_factory(world.db_url)
-    connection = redis.Redis.from_url(world.redis_url)
-    started = time.monotonic()
-    previous, quiet_rounds = None, 0
-    try:
-        while time.monotonic() - started < SETTLE_TIMEOUT_S:
-            log.settle_rounds += 1
-            if log.settle_rounds == SETTLE_ARMED_ROUNDS + 1 and (left := proxy.disarm()):
-                print(f"{left} Stripe fault(s) never fired", file=sys.stderr)
-            sweep(
-                factory,
-                lambda message: enqueue_outbox_message(connection, policy, message),
-                policy=no_waits,
-            )
-            track_job(world.policy)
-            time.sleep(SETTLE_ROUND_S)
-            current = _fingerprint(world.db_url, user_ids)
-            busy = _queue_work(world)
-            armed = proxy.armed and log.settle_rounds <= SETTLE_ARMED_ROUNDS
-            if current == previous and not busy and not armed:
-                quiet_rounds += 1
-                if quiet_rounds >= SETTLE_QUIET_ROUNDS:
-                    break
-            else:
-                quiet_rounds = 0
-                changed = "state changed" if current != previous else "work queued"
-                print(f"settling: {changed}; order jobs: {busy[:4]}", file=sys.stderr)
-            previous = current
-    finally:
-        connection.close()
-        log.settled_in_s = time.monotonic() - started
 
 
 def summary(
@@ -427,7 +392,9 @@ def summary(
         + ", ".join(f"{kind} {count}" for kind, count in sorted(log.faults.items()))
         + f"; Stripe answers lost after the work was done: {len(proxy.log.fired)} "
         f"({', '.join(label for label, _ in proxy.log.fired) or 'none'}), idempotent replays "
-        f"served: {proxy.log.replays}; workers killed mid-placement: {log.killed_workers}; "
+        f"served: {proxy.log.replays}; workers killed mid-job: {log.killed_workers}; "
+        f"shopper cancellations: {len(log.cancellations)}; marketplaces down to the end: "
+        f"{', '.join(sorted(log.down)) or 'none'}; "
         f"settled in {log.settled_in_s:.0f} s ({log.settle_rounds} sweeper rounds).",
         "",
     ]
@@ -435,6 +402,8 @@ def summary(
         lines += ["Violations:", ""] + [f"- {v}" for v in report.violations[:30]] + [""]
     if report.flag_reasons:
         lines += ["Flagged:", ""] + [f"- {r}" for r in report.flag_reasons[:30]] + [""]
+    if log.cancellations:
+        lines += ["Shopper cancellations:", ""] + [f"- {c}" for c in log.cancellations] + [""]
     if log.refused_at_checkout:
         lines += ["Refused at checkout:", ""] + [f"- {r}" for r in log.refused_at_checkout] + [""]
     lines += [result, ""]
@@ -507,7 +476,7 @@ def soak(args: argparse.Namespace) -> SoakOutcome:
             quiet(world)
             shoppers = run_orders(world, proxy, plans, log, parallel=args.parallel)
             user_ids = [user_id for user_id, _ in shoppers]
-            settle(world, user_ids, log, proxy)
+            settle(world, user_ids, log, proxy, down=log.down)
             stripe = Localstripe(world.stripe_url, get_settings().stripe_api_key)
             try:
                 report = check_run(world.db_url, world.sandbox_url, stripe, user_ids)

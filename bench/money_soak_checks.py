@@ -6,12 +6,16 @@ commerce.orders' books checks (`order_books_problems`, `wallet_books_problems`) 
 this adds what only the other sides can tell, and what a settled system owes an operator:
 
 - no sub-order placed twice at a marketplace, and a placed one held there exactly once;
-- a failed or cancelled sub-order holds no live order at its marketplace;
+- a failed or cancelled sub-order holds no live order at its marketplace, and a placed one
+  is not cancelled there (once settled, tracking has seen every cancel of a store it reads);
+- every placed part of an order the shopper cancelled, at a marketplace that takes
+  cancellations, has its marketplace's answer (or the order is flagged);
 - money kept at Stripe (captured − refunded) equals what the placed sub-orders keep, once the
   order is settled; never a refund without a capture, never more refunded than captured;
 - no PaymentIntent at Stripe that no order accounts for still holds or took money;
-- an order not settled is on the operator's list with a reason; a sub-order whose outcome is
-  unknown was never refunded.
+- an order not settled is on the operator's list with a reason (flagged, or each unsettled
+  part a sub-order needing attention, which the attention page lists with its reason); a
+  sub-order whose outcome is unknown was never refunded.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import sqlalchemy as sa
 from bench.checkout_setup import CART_MARKETPLACES
 
 UNSETTLED_PAYMENTS = ("authorized", "capturing", "reconciling")
+# Stores whose order status tracking reads (Fake Store keeps none: its cancels go unseen).
+TRACKED = ("shopwave", "kiondo")
 
 
 @dataclass
@@ -112,7 +118,9 @@ def check_run(
     user_ids: Iterable[int],
 ) -> CheckReport:
     """Every invariant over every order of the run's shoppers (see the module docstring)."""
+    from adapters.base import Capability
     from commerce.db import get_session_factory
+    from commerce.marketplace_access import marketplace_can
     from commerce.models import User
     from commerce.order_models import (
         PLACED_SUB_ORDER_STATUSES,
@@ -136,12 +144,18 @@ def check_run(
             where = f"order {order.number}"
             problems = order_books_problems(session, order)
             payment = order.payment
+            # What is not settled, and what of it the operator's list does not show (the
+            # attention page lists sub-orders needing attention with their reason, and orders
+            # flagged with theirs).
             unsettled: list[str] = []
+            unlisted: list[str] = []
             for sub in order.charged_sub_orders:
                 slug = sub.marketplace.slug
                 sub_where = f"{where} {slug} sub-order {sub.id} ({sub.status})"
                 if sub.status in UNSETTLED_SUB_ORDER_STATUSES:
                     unsettled.append(f"sub-order {sub.id} {sub.status}")
+                    if sub.status != SubOrderStatus.NEEDS_ATTENTION or not sub.last_error:
+                        unlisted.append(unsettled[-1])
                     refunded = [
                         r.id
                         for r in (payment.refunds if payment else [])
@@ -163,9 +177,26 @@ def check_run(
                     problems.append(f"{sub_where}: the marketplace holds {len(held)} orders")
                 if sub.status in (SubOrderStatus.FAILED, SubOrderStatus.CANCELLED) and live:
                     problems.append(f"{sub_where}: given up, yet the marketplace holds it live")
+                if (
+                    order.cancel_requested_at is not None
+                    and sub.status in (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
+                    # One that takes no cancellations says so on the order page unasked.
+                    and marketplace_can(sub.marketplace, Capability.CANCEL)
+                    and sub.cancel_outcome is None
+                    and not order.attention_reason
+                ):
+                    problems.append(f"{sub_where}: the shopper's cancellation never answered")
+                if (
+                    slug in TRACKED
+                    and sub.status in PLACED_SUB_ORDER_STATUSES
+                    and held
+                    and not live
+                ):
+                    problems.append(f"{sub_where}: placed here, cancelled at the marketplace")
             if payment is not None:
                 if payment.status in UNSETTLED_PAYMENTS:
                     unsettled.append(f"payment {payment.status}")
+                    unlisted.append(unsettled[-1])
                 pending = [
                     r.id
                     for r in payment.refunds
@@ -173,20 +204,25 @@ def check_run(
                 ]
                 if pending:
                     unsettled.append(f"refunds {pending} pending")
+                    unlisted.append(unsettled[-1])
                 if payment.method == PaymentMethod.STRIPE:
                     problems += _stripe_problems(
                         where, order, payment, stripe, settled=not unsettled
                     )
-            if unsettled:
-                if not order.attention_reason:
-                    problems.append(
-                        f"{where}: not settled ({', '.join(unsettled)}) and not flagged"
-                    )
-            else:
+            if unlisted and not order.attention_reason:
+                problems.append(f"{where}: not settled ({', '.join(unlisted)}) and not flagged")
+            if not unsettled:
                 report.settled += 1
-            if order.attention_reason:
+            reasons = [order.attention_reason or ""] + [
+                f"sub-order {sub.id} needs attention: {sub.last_error}"
+                for sub in order.charged_sub_orders
+                if sub.status == SubOrderStatus.NEEDS_ATTENTION
+            ]
+            if any(reasons):
                 report.flagged += 1
-                report.flag_reasons.append(f"{order.number}: {order.attention_reason[:160]}")
+                report.flag_reasons.append(
+                    f"{order.number}: {'; '.join(r for r in reasons if r)[:200]}"
+                )
             report.violations += problems
         for user in session.scalars(sa.select(User).where(User.id.in_(users))):
             report.violations += wallet_books_problems(session, user)

@@ -77,24 +77,33 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 DB_TEST_PATHS ?= tests/storefront tests/checkout tests/assistant tests/faults
 
 # The tests start Meilisearch, the sandbox, localstripe and RQ workers themselves on free ports;
-# Redis must answer (each pass uses a database number of its own). The whole suite runs on SQLite
-# while the database tests run again on PostgreSQL beside it: most of a test's time is spent
-# waiting on services, so the two passes share two cores well. The PostgreSQL pass writes
-# var/test-logs/postgres.log, printed after the SQLite pass.
+# Redis must answer (each pass uses a database number of its own). Three passes run side by side,
+# since most of a test's time is spent waiting on services: the database tests on SQLite (in the
+# foreground), every other test on SQLite, and the database tests again on PostgreSQL. Together
+# they are the whole suite on SQLite plus the PostgreSQL pass (`make test-sqlite` runs the whole
+# suite alone). The background passes write var/test-logs/*.log, printed after the foreground one.
 PG_TEST_REDIS_URL ?= redis://127.0.0.1:6379/13
+REST_TEST_REDIS_URL ?= redis://127.0.0.1:6379/12
 TEST_LOGS := var/test-logs
 test: install lint redis chromium
-	@mkdir -p $(TEST_LOGS); rm -f $(TEST_LOGS)/postgres.rc
-	@echo "The PostgreSQL pass runs in the background; its output: $(TEST_LOGS)/postgres.log"
+	@mkdir -p $(TEST_LOGS); rm -f $(TEST_LOGS)/postgres.rc $(TEST_LOGS)/rest.rc
+	@echo "Two passes run in the background: $(TEST_LOGS)/postgres.log and $(TEST_LOGS)/rest.log"
 	@( REDIS_URL=$(PG_TEST_REDIS_URL) $(MAKE) --no-print-directory test-postgres \
 		>$(TEST_LOGS)/postgres.log 2>&1; echo $$? >$(TEST_LOGS)/postgres.rc ) & \
-	$(MAKE) --no-print-directory test-sqlite; sqlite=$$?; wait; \
+	( REDIS_URL=$(REST_TEST_REDIS_URL) $(BIN)/python -m pytest \
+		$(addprefix --ignore=,$(DB_TEST_PATHS)) $(PYTEST_ARGS) \
+		>$(TEST_LOGS)/rest.log 2>&1; echo $$? >$(TEST_LOGS)/rest.rc ) & \
+	$(BIN)/python -m pytest $(DB_TEST_PATHS) $(PYTEST_ARGS); sqlite=$$?; wait; \
+	rest=$$(cat $(TEST_LOGS)/rest.rc 2>/dev/null || echo 1); \
 	postgres=$$(cat $(TEST_LOGS)/postgres.rc 2>/dev/null || echo 1); \
-	echo "==== PostgreSQL pass (exit $$postgres) ===="; \
-	if [ "$$postgres" = 0 ]; then tail -n 5 $(TEST_LOGS)/postgres.log; \
-	else cat $(TEST_LOGS)/postgres.log; fi; \
-	echo "SQLite pass: exit $$sqlite; PostgreSQL pass: exit $$postgres"; \
-	[ "$$sqlite" = 0 ] && [ "$$postgres" = 0 ]
+	for pass in rest postgres; do \
+		code=$$(cat $(TEST_LOGS)/$$pass.rc 2>/dev/null || echo 1); \
+		echo "==== $$pass pass (exit $$code) ===="; \
+		if [ "$$code" = 0 ]; then tail -n 5 $(TEST_LOGS)/$$pass.log; \
+		else cat $(TEST_LOGS)/$$pass.log; fi; \
+	done; \
+	echo "SQLite, database tests: exit $$sqlite; SQLite, the rest: exit $$rest; PostgreSQL: exit $$postgres"; \
+	[ "$$sqlite" = 0 ] && [ "$$rest" = 0 ] && [ "$$postgres" = 0 ]
 
 test-sqlite: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

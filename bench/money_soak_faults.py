@@ -178,8 +178,11 @@ def plan_orders(
 def apply_fault(
     world: World, proxy: StripeFaultProxy, plan: OrderPlan, external_id: Callable[[str, int], str]
 ) -> None:
-    """Turn the plan's fault on before its checkout."""
+    """Turn the plan's fault on before its checkout (a lost refund answer is armed later, once
+    the shopper cancels after the capture: arm_refund_fault)."""
     fault, target = plan.fault, plan.target
+    if fault == "stripe_refund_unknown":
+        return
     if fault == "fail_after_order":
         world.knobs(target, fail_after_next_orders=1)
     elif fault == "cancel_after_order":
@@ -210,9 +213,6 @@ def apply_fault(
     elif fault == "marketplace_gone_after_order":
         # Created, its reply late: the soak takes the marketplace down meanwhile (take_down).
         world.knobs(target, order_reply_delay_ms=int(READ_TIMEOUT_S * 1000) + 1500)
-    elif fault == "stripe_refund_unknown":
-        # Armed when the shopper cancels (after the capture): see arm_refund_fault.
-        pass
     elif fault == "stripe_void_unknown":
         # A void needs every part refused: nothing placed, the whole hold released.
         for slug in plan.slugs:

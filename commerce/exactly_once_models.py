@@ -94,6 +94,12 @@ class CardHoldInDoubt(Base):
     # once, when the sweeper first finds it, for an operator to refund it in Stripe; the row is
     # resolved once Stripe reports it refunded in full.
     captured_without_order_at: Mapped[datetime | None]
+    # When Stripe first answered this authorization with its own error (a 5xx it stores under
+    # the key and replays to every resubmit of the form); kept when a resubmit reopens the row.
+    stripe_failed_since: Mapped[datetime | None]
+    # When the sweeper put it before an operator: Stripe's failure, and still no PaymentIntent
+    # found for it (commerce.card_holds.AUTHORIZATION_FAILURE_FLAG_AFTER).
+    flagged_at: Mapped[datetime | None]
 
 
 class ProviderCallAttempt(Base):

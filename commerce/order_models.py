@@ -312,6 +312,10 @@ class MarketplaceOrder(Base):
     # stock: commerce.offer_stock); cleared, once, when they are given back.
     stock_held: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     placing_started_at: Mapped[datetime | None]
+    # When its outcome first became unresolved (its first claim): kept while it flips between
+    # `placing` (an attempt asking again) and `reconciling`, so the operator's flag counts from
+    # it; cleared when an attempt gives it back `pending` (nothing sent). commerce.sweep_steps.
+    unresolved_since: Mapped[datetime | None]
     placed_at: Mapped[datetime | None]
     tracking_number: Mapped[str | None] = mapped_column(sa.String(120))
     carrier: Mapped[str | None] = mapped_column(sa.String(120))

@@ -83,6 +83,9 @@ def claim_sub_order(
         "claim_token": token,
         "claim_expires_at": now + lease,
         "placing_started_at": now,
+        # Kept from the first claim while the part flips between `placing` (re-asking) and
+        # `reconciling`: how long its outcome has been unknown (commerce.sweep_steps).
+        "unresolved_since": sa.func.coalesce(MarketplaceOrder.unresolved_since, now),
         "attempts": MarketplaceOrder.attempts + 1,
         "updated_at": now,
     }
@@ -185,6 +188,10 @@ def release_claim(
                 status=status,
                 claim_token=None,
                 claim_expires_at=None,
+                # Given back `pending`, nothing was sent: no outcome is unknown any more.
+                unresolved_since=(
+                    None if status == SubOrderStatus.PENDING else MarketplaceOrder.unresolved_since
+                ),
                 last_error=error[:ERROR_TEXT_LIMIT],
                 updated_at=utc_now(),
             )

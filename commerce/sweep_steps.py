@@ -1,5 +1,5 @@
 """One order's step of a sweep, run as its own failure (commerce.sweeper), and the step that
-puts long-reconciling sub-orders before an operator (each order its own failure too).
+puts long-unresolved sub-orders (placing or reconciling) before an operator (each order its own failure too).
 
 A step that raises something other than a payment error (those each step handles itself: a
 refusal, an unknown outcome resolved by asking) ended the whole pass before; the failing order,
@@ -70,32 +70,52 @@ class OrderSteps:
 
 
 def reconciling_flag_marker(sub_order_id: int) -> str:
-    """The words of the order's flag reason that name this long-reconciling sub-order."""
+    """The words of the order's flag reason that name this long-unresolved sub-order."""
     return f"sub-order {sub_order_id}: no answer"
 
 
+def duration_words(span: timedelta) -> str:
+    """A threshold as an operator reads it: "30 min", "1 h 30 min", "24 h" (never "0 h")."""
+    minutes = int(span.total_seconds() // 60)
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{rest} min"
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+# Placement's outcome is unknown in either: `reconciling` between attempts, `placing` while an
+# attempt (the sweeper's re-queue, or the job's retry) asks the marketplace again.
+_UNRESOLVED = (SubOrderStatus.PLACING, SubOrderStatus.RECONCILING)
+
+
 def flag_long_reconciling(session_factory: sessionmaker[Session], *, older_than: timedelta) -> int:
-    """Put on the operator's list the orders of sub-orders still `reconciling` `older_than` after
-    their checkout: whether the marketplace holds the order is unknown that long, and nothing
-    resolves it but the marketplace answering (the sweeper keeps re-asking; nothing is refunded
-    on an unknown). Once per sub-order: not while its reason is on the flag, nor again once an
-    operator cleared it (the resolution keeps the reason's text). How many were flagged now."""
+    """Put on the operator's list the orders of sub-orders whose placement outcome has stayed
+    unresolved `older_than` since it first became so (`unresolved_since`, set by the first claim;
+    the checkout time for rows older than that column): whether the marketplace holds the order
+    is unknown that long, and nothing resolves it but the marketplace answering (the sweeper
+    keeps re-asking; nothing is refunded on an unknown). `placing` counts as well as
+    `reconciling`: each re-ask claims the part, so it flips between the two every few seconds
+    under a short policy, and a sweep that looked at `reconciling` only could miss it at every
+    pass. Once per sub-order: not while its reason is on the flag, nor again once an operator
+    cleared it (the resolution keeps the reason's text). How many were flagged now."""
+    since = sa.func.coalesce(MarketplaceOrder.unresolved_since, MarketplaceOrder.created_at)
     with session_factory() as session:
         rows = session.execute(
             sa.select(MarketplaceOrder.id, MarketplaceOrder.order_id, Marketplace.name)
             .join(Marketplace, MarketplaceOrder.marketplace_id == Marketplace.id)
             .where(
-                MarketplaceOrder.status == SubOrderStatus.RECONCILING,
-                MarketplaceOrder.created_at < utc_now() - older_than,
+                MarketplaceOrder.status.in_(_UNRESOLVED),
+                since < utc_now() - older_than,
             )
             .order_by(MarketplaceOrder.id)
             .limit(FLAG_BATCH_SIZE)
         ).all()
-    hours = int(older_than.total_seconds() // 3600)
     flagged = 0
     for sub_order_id, order_id, market in rows:
         try:
-            flagged += _flag_reconciling(session_factory, sub_order_id, order_id, market, hours)
+            flagged += _flag_reconciling(
+                session_factory, sub_order_id, order_id, market, older_than
+            )
         except Exception:
             # Flagging is what failed, so there is nothing more to flag: logged, and tried
             # again at the next sweep; the other orders are flagged meanwhile.
@@ -108,7 +128,7 @@ def _flag_reconciling(
     sub_order_id: int,
     order_id: int,
     market: str,
-    hours: int,
+    older_than: timedelta,
 ) -> int:
     marker = reconciling_flag_marker(sub_order_id)
     with session_factory() as session, session.begin():
@@ -128,8 +148,8 @@ def _flag_reconciling(
             return 0
         flag_order(
             order,
-            f"{market} {marker} for over {hours} h on whether it holds the order "
-            "(OneCart keeps asking and records what it answers; nothing is refunded "
+            f"{market} {marker} for over {duration_words(older_than)} on whether it holds the "
+            "order (OneCart keeps asking and records what it answers; nothing is refunded "
             f"meanwhile): ask {market}. A card hold lapses after about 7 days.",
         )
         return 1

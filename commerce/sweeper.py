@@ -4,8 +4,9 @@
 - sub-orders stuck in `placing` past their claim's lease (their worker died mid-placement), and
   sub-orders `reconciling` (a placement whose outcome is unknown) that no job is working on, are
   enqueued again; the next attempt asks the marketplace for an order with the order's reference
-  before placing anything; one still `reconciling` a day after its checkout (the marketplace
-  keeps failing when asked) puts its order on the operator's list, once, and is asked on;
+  before placing anything; one whose outcome is still unresolved (`reconciling`, or `placing`
+  while an attempt asks again) a day after it first became so (the marketplace keeps failing
+  when asked) puts its order on the operator's list, once, and is asked on;
 - sub-orders left `pending` with no job in sight for too long (Redis lost its queue) likewise;
 - placed sub-orders whose placement died while cancelling them (billed beyond the tolerance; the
   claim kept for the cancel ran out) have that cancel carried out, before any capture;
@@ -106,8 +107,9 @@ class SweepPolicy:
     refund_in_doubt_flag_after: timedelta = REFUND_IN_DOUBT_FLAG_AFTER
     # A reconciling sub-order no job touched for this long gets a new placement job.
     reconcile_after: timedelta = timedelta(minutes=1)
-    # A sub-order still reconciling this long after its checkout goes before an operator: the
-    # marketplace may have shipped meanwhile, and a card hold lapses after about 7 days.
+    # A sub-order whose outcome is still unresolved this long after it first became so goes
+    # before an operator: the marketplace may have shipped meanwhile, and a card hold lapses
+    # after about 7 days.
     reconciling_flag_after: timedelta = timedelta(hours=24)
     # A card hold in doubt is left to its checkout this long (commerce.card_holds).
     hold_in_doubt_after: timedelta = timedelta(minutes=2)

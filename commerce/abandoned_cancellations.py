@@ -16,6 +16,10 @@ cancellation job should long have ended, takes each over with a compare-and-set 
   shopper's cancellation is carried out now (commerce.cancellation.cancel_on_marketplace); one
   the marketplace refuses, or a part it has shipped, goes ahead, and the shopper is told so
   once, as the job would have;
+- a store that takes no cancellations (Fake Store): answered "refused", as the job would have
+  (its order goes ahead, the shopper is told so once), unless it reports the order cancelled
+  itself (tracking refunds that); a refusal the job recorded but was killed before telling the
+  shopper of is told now, once;
 - the marketplace cannot be asked (no status API): the cancel is sent again and only its own
   reply saying cancelled refunds; a refusal then cannot tell "cancelled already" from "will not
   cancel", so, unknown not being refused, the part goes to an operator;
@@ -35,7 +39,8 @@ from adapters.base import Capability, MarketplaceError, Unsupported
 from commerce.cancellation import CancelOutcome, cancel_on_marketplace
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import AdapterProvider, marketplace_can
-from commerce.models import Marketplace, utc_now
+from commerce.models import utc_now
+from commerce.notification_models import Notification
 from commerce.notifications import notify
 from commerce.order_locks import lock_order
 from commerce.order_models import (
@@ -49,15 +54,19 @@ from commerce.payments.providers import GatewayProvider
 
 logger = logging.getLogger(__name__)
 
+# The shopper's notice that a part's cancellation was refused, so it goes ahead.
+REFUSED_KIND = "cancellation_refused"
 # Placed parts a cancellation job would still ask to cancel (shipped ones it reports refused).
 _CANCELLABLE = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
 
 
 def find_abandoned_cancellations(session: Session, *, job_ended_before: timedelta) -> list[int]:
-    """Placed sub-orders of orders whose cancellation was requested, with no answer recorded
-    (`cancel_outcome` NULL) on a marketplace that can cancel, whose order's latest
+    """Placed sub-orders of orders whose cancellation was requested, whose order's latest
     cancellation job was enqueued longer ago than `job_ended_before` (every attempt of it has
-    ended by then, by success or by being killed)."""
+    ended by then, by success or by being killed), and that the job left without an answer
+    (`cancel_outcome` NULL; at any marketplace: one that takes no cancellations is answered
+    "refused" too, as the job would have) or with a refusal it never told the shopper of (it
+    was killed between recording the answers and the mail)."""
     cutoff = utc_now() - job_ended_before
     latest_job = (
         sa.select(sa.func.max(OutboxMessage.created_at))
@@ -78,20 +87,45 @@ def find_abandoned_cancellations(session: Session, *, job_ended_before: timedelt
         .exists()
     )
     rows = session.execute(
-        sa.select(MarketplaceOrder.id, Marketplace)
+        sa.select(MarketplaceOrder.id)
         .join(Order, Order.id == MarketplaceOrder.order_id)
-        .join(Marketplace, Marketplace.id == MarketplaceOrder.marketplace_id)
         .where(
             Order.cancel_requested_at.is_not(None),
-            MarketplaceOrder.status.in_(_CANCELLABLE),
-            MarketplaceOrder.cancel_outcome.is_(None),
+            sa.or_(
+                sa.and_(
+                    MarketplaceOrder.status.in_(_CANCELLABLE),
+                    MarketplaceOrder.cancel_outcome.is_(None),
+                ),
+                sa.and_(
+                    MarketplaceOrder.status.in_(PLACED_SUB_ORDER_STATUSES),
+                    MarketplaceOrder.cancel_outcome == CancelOutcome.REFUSED.value,
+                    ~_told_refused(),
+                ),
+            ),
             MarketplaceOrder.marketplace_order_id.is_not(None),
             latest_job < cutoff,
             ~undispatched,
         )
         .order_by(MarketplaceOrder.id)
     ).all()
-    return [sub_id for sub_id, market in rows if marketplace_can(market, Capability.CANCEL)]
+    return [sub_id for (sub_id,) in rows]
+
+
+def _told_refused() -> sa.Exists:
+    """The shopper was told the part goes ahead: by the job (one notice for the order) or by a
+    sweep (one for the part)."""
+    return (
+        sa.select(Notification.id)
+        .where(
+            Notification.order_id == MarketplaceOrder.order_id,
+            Notification.kind == REFUSED_KIND,
+            sa.or_(
+                Notification.sub_order_id.is_(None),
+                Notification.sub_order_id == MarketplaceOrder.id,
+            ),
+        )
+        .exists()
+    )
 
 
 def _claim(session_factory: sessionmaker[Session], sub_order_id: int, *, to: str | None) -> bool:
@@ -143,7 +177,7 @@ def _refused(session_factory: sessionmaker[Session], sub_order_id: int, name: st
         notify(
             session,
             order,
-            "cancellation_refused",
+            REFUSED_KIND,
             f"{name} could not cancel its part of your order, so it goes ahead.",
             sub_order_id=sub_order_id,
             once=True,
@@ -158,15 +192,22 @@ def resolve_abandoned_cancellation(
     adapter_for: AdapterProvider,
     gateway_for: GatewayProvider,
 ) -> CancelOutcome | None:
-    """Resolve one part found by find_abandoned_cancellations; None when another took it."""
-    if not _claim(session_factory, sub_order_id, to=CancelOutcome.UNKNOWN.value):
-        return None
+    """Resolve one part found by find_abandoned_cancellations; None when another took it (or,
+    at a store that takes no cancellations, when it reports the order cancelled: tracking
+    refunds it)."""
     with session_factory() as session:
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         assert sub_order is not None
         market = sub_order.marketplace
         name, marketplace_order_id = market.name, sub_order.marketplace_order_id or ""
-        adapter = adapter_for(market)
+        answer, can_cancel = sub_order.cancel_outcome, marketplace_can(market, Capability.CANCEL)
+    if answer == CancelOutcome.REFUSED.value:
+        # The job recorded the refusal and died before its mail: said now, once (the notice
+        # is per part, checked under the order's lock, so two sweeps say it once).
+        return _refused(session_factory, sub_order_id, name)
+    if not _claim(session_factory, sub_order_id, to=CancelOutcome.UNKNOWN.value):
+        return None
+    adapter = adapter_for(market)
     reason = f"Cancelled at your request; {name} confirmed."
     can_ask = True
     try:
@@ -189,6 +230,16 @@ def resolve_abandoned_cancellation(
         if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
             # Too late to cancel: tracking moves it on; the cancellation is refused for it.
             return _refused(session_factory, sub_order_id, name)
+        if status == SubOrderStatus.CANCELLED and not can_cancel:
+            # Cancelled by the store itself: tracking reports it and refunds the part; given
+            # back, so a later sweep answers it if tracking has not by then.
+            _claim(session_factory, sub_order_id, to=None)
+            return None
+    if not can_cancel:
+        # A store that takes no cancellations (Fake Store): the job would have answered
+        # "refused" without calling it, and so does this sweep; the shopper is told it goes
+        # ahead, once. Nothing is refunded.
+        return _refused(session_factory, sub_order_id, name)
     # Cancelled there already: cancel_on_marketplace's cancel is refused or answered cancelled,
     # and either way it reads the order back as cancelled before refunding. Not cancelled yet:
     # this is the cancellation the job never made.

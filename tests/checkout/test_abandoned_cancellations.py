@@ -86,11 +86,21 @@ def _cancellation_job_ended(shop: Shop, *, ago: timedelta = timedelta(hours=2)) 
         order = session.get(Order, kiondo.order_id)
         assert order is not None
         order.cancel_requested_at = when
-        # ShopWave's part was answered (refused) by the job; Kiondo's got no answer.
+        # ShopWave's part was answered (refused) by the job, and the shopper told; Kiondo's
+        # got no answer.
         session.execute(
             sa.update(MarketplaceOrder)
             .where(MarketplaceOrder.id == subs["shopwave"].id)
             .values(cancel_outcome="refused")
+        )
+        session.add(
+            Notification(
+                user_id=order.user_id,
+                order_id=order.id,
+                kind="cancellation_refused",
+                message="These marketplaces could not cancel their part of your order, so it "
+                "goes ahead: ShopWave.",
+            )
         )
         session.add(
             OutboxMessage(
@@ -179,8 +189,12 @@ def test_a_part_the_marketplace_will_not_cancel_is_told_to_the_shopper_once(shop
     _sweep(shop, fake)
 
     assert _state(shop, kiondo)[1:] == ("refused", [])  # nothing refunded
-    told = [message for kind, message in _notices(shop, kiondo) if kind == "cancellation_refused"]
-    assert len(told) == 1 and "Kiondo" in told[0] and "goes ahead" in told[0]
+    told = [
+        message
+        for kind, message in _notices(shop, kiondo)
+        if kind == "cancellation_refused" and "Kiondo" in message
+    ]
+    assert len(told) == 1 and "goes ahead" in told[0]
 
 
 def test_a_part_shipped_before_the_sweep_is_told_to_the_shopper(shop: Shop) -> None:
@@ -305,3 +319,79 @@ def test_over_http_a_part_kiondo_cancelled_before_the_job_died_is_refunded(shop:
     )
 
     assert _state(shop, kiondo) == (SubOrderStatus.CANCELLED, "cancelled", [kiondo.charge_minor])
+
+
+def _fake_store_cancellation_job_ended(shop: Shop) -> tuple[MarketplaceOrder, MarketplaceOrder]:
+    """An order of a Kiondo and a Fake Store part, both placed on the sandbox; the shopper
+    cancelled it two hours ago and its cancellation job was killed before recording any answer
+    (kill -9 of the rq worker on its last attempt): nothing runs it again."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 2, 1), ("fakestore", 0, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    for sub in order.charged_sub_orders:
+        placed = place_sub_order(
+            shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=True
+        )
+        assert placed == PlacementResult.PLACED
+    with shop.session() as session, session.begin():
+        request_cancellation(session, user.id, order.number)
+    long_ago = utc_now() - timedelta(hours=2)
+    with shop.session() as session, session.begin():
+        session.execute(
+            sa.update(OutboxMessage)
+            .where(
+                OutboxMessage.order_id == order.id,
+                OutboxMessage.topic == OutboxTopic.CANCEL_ORDER,
+            )
+            .values(created_at=long_ago, dispatched_at=long_ago, job_id="onecart-cancel-gone")
+        )
+    return shop.sub_order(order, "kiondo"), shop.sub_order(order, "fakestore")
+
+
+def _sweep_over_http(shop: Shop) -> None:
+    sweep(
+        shop.session_factory,
+        lambda message: f"job-{message.id}",
+        policy=SweepPolicy(cancel_job_ended_after=timedelta(hours=1)),
+        adapter_for=adapter_for_marketplace,
+    )
+
+
+def test_a_fake_store_part_a_killed_job_left_unanswered_goes_ahead_and_is_told_once(
+    shop: Shop,
+) -> None:
+    """Fake Store takes no cancellations: the sweep answers for the dead job as the job would
+    have (refused, so it goes ahead) and tells the shopper once, whatever the number of sweeps;
+    Kiondo's part is cancelled and refunded; nothing of Fake Store's part is refunded."""
+    kiondo, fakestore = _fake_store_cancellation_job_ended(shop)
+    with shop.session() as session:
+        market = session.get(Marketplace, fakestore.marketplace_id)
+        assert market is not None and not marketplace_can(market, Capability.CANCEL)
+
+    _sweep_over_http(shop)
+    _sweep_over_http(shop)
+
+    assert _state(shop, fakestore) == (SubOrderStatus.PLACED, "refused", [])
+    assert _state(shop, kiondo) == (SubOrderStatus.CANCELLED, "cancelled", [kiondo.charge_minor])
+    told = [m for kind, m in _notices(shop, fakestore) if kind == "cancellation_refused"]
+    assert len(told) == 1 and "Fake Store" in told[0] and "goes ahead" in told[0]
+    assert _flag(shop, fakestore) == ""  # an answer, not a question for an operator
+
+
+def test_a_refusal_the_job_recorded_but_never_told_is_told_once(shop: Shop) -> None:
+    """The job recorded Fake Store's refusal and was killed before telling the shopper: the
+    sweep tells them once (the answer is on the part, the mail is not)."""
+    kiondo, fakestore = _fake_store_cancellation_job_ended(shop)
+    with shop.session() as session, session.begin():
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == fakestore.id)
+            .values(cancel_outcome="refused")
+        )
+
+    _sweep_over_http(shop)
+    _sweep_over_http(shop)
+
+    told = [m for kind, m in _notices(shop, fakestore) if kind == "cancellation_refused"]
+    assert len(told) == 1 and "Fake Store" in told[0] and "goes ahead" in told[0]
+    assert _state(shop, fakestore) == (SubOrderStatus.PLACED, "refused", [])

@@ -381,7 +381,7 @@ def test_a_fake_store_part_a_killed_job_left_unanswered_goes_ahead_and_is_told_o
 def test_a_refusal_the_job_recorded_but_never_told_is_told_once(shop: Shop) -> None:
     """The job recorded Fake Store's refusal and was killed before telling the shopper: the
     sweep tells them once (the answer is on the part, the mail is not)."""
-    kiondo, fakestore = _fake_store_cancellation_job_ended(shop)
+    _kiondo, fakestore = _fake_store_cancellation_job_ended(shop)
     with shop.session() as session, session.begin():
         session.execute(
             sa.update(MarketplaceOrder)

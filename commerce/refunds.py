@@ -327,6 +327,13 @@ def reconcile_refund(
         attempt = current_attempt(session_factory, refund_call(key))
         found = gateway.find_refund(provider_reference, key)
     except PaymentError as exc:
+        # `key_spent` is not kept: once the list answers "none", the next sweep resends under
+        # this attempt's key once more, Stripe replays its stored 500, and that answer moves the
+        # attempt on (the resend's own look-up has `key_spent`). Harmless, and left so: a key
+        # Stripe replays executes nothing; one it has pruned (over 24 h) makes the refund once,
+        # which is right, since Stripe has just listed every refund of the intent and ours is
+        # not among them; the one extra call costs a sweep interval, not money
+        # (tests/faults/test_refund_service_failures.py, "cannot be asked" case).
         logger.warning("refund %s cannot be looked up yet: %s", refund_id, exc)
         if not only_if_found:
             _flag_if_in_doubt_too_long(session_factory, refund_id, flag_after)

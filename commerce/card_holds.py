@@ -12,7 +12,12 @@ The sweeper then resolves every row from Stripe's record, under the shopper's ch
 submit of the same form cannot be recording an order with that hold meanwhile): a hold an order
 uses stays (a retried submit of the same form reuses the key, so Stripe returns the same intent);
 any other hold is released. "No such intent" is trusted only long after the attempt, because
-Stripe's search can lag its writes. A hold is therefore always either used or voided.
+Stripe's search can lag its writes. A hold is therefore always either used or voided. Not when
+Stripe answered the authorization with its own failure (a 5xx, stored under the key and replayed
+to every resubmit of the form): an empty search then proves nothing and a new key could make a
+second hold, so past the same bound the row goes before an operator (`flagged_at`, with its
+reason on /admin/attention), is asked on at every sweep, and the shopper who submits the form
+again is told that our team is checking (WITH_OPERATOR_MESSAGE).
 
 A hold our database never recorded at all (it was down, or the browser confirmed an intent and
 never submitted) is found at Stripe and recorded as a row here by commerce.unrecorded_card_holds,
@@ -75,6 +80,14 @@ IN_DOUBT_MESSAGE = (
     "with it. No order was placed yet: try again in a few minutes with the same page (you will "
     "not be charged twice). If a hold shows on your card without an order, it is released."
 )
+# Said instead once the hold is before an operator: the same page can only meet Stripe's stored
+# failure again, so it is not offered as the way on.
+WITH_OPERATOR_MESSAGE = (
+    "The card payment service failed on this payment and still cannot tell us whether it "
+    "placed a hold on your card, so our team is checking it with them. No order was placed, "
+    "and sending this page again will not change that. If a hold shows on your card without "
+    "an order, it is released; you are never charged for it."
+)
 
 
 @dataclass(slots=True)
@@ -85,6 +98,12 @@ class HoldFailures:
     step goes on with the next hold; the hold is tried again at the next sweep."""
 
     count: int = 0
+
+
+def in_doubt_message(*, with_operator: bool) -> str:
+    """What the shopper is told after an authorization with no answer: checking, or, once the
+    hold is before an operator, that our team is."""
+    return WITH_OPERATOR_MESSAGE if with_operator else IN_DOUBT_MESSAGE
 
 
 def hold_step_error(step: str, error: Exception) -> str:
@@ -161,11 +180,15 @@ def record_hold_in_doubt(
     error: str,
     *,
     intent_id: str | None = None,
-) -> None:
+    stripe_failed: bool = False,
+) -> bool:
     """Remember the authorization for the sweeper (once per key; a row already resolved is
     reopened, since the new attempt may have made a hold). `intent_id`: the PaymentIntent when
-    it is known (else the request's browser-confirmed one, else found by the key)."""
+    it is known (else the request's browser-confirmed one, else found by the key).
+    `stripe_failed`: the answer was Stripe's own failure (a 5xx it stores under the key), kept
+    from its first time. Whether the hold is before an operator already (in_doubt_message)."""
     intent_id = intent_id or request.intent_id
+    now = utc_now()
     with session_factory() as session, session.begin():
         row = session.scalar(
             sa.select(CardHoldInDoubt).where(
@@ -182,14 +205,20 @@ def record_hold_in_doubt(
                     amount_minor=request.amount.minor,
                     currency=request.amount.currency,
                     last_error=error[:ERROR_TEXT_LIMIT],
+                    stripe_failed_since=now if stripe_failed else None,
                 )
             )
-        else:
-            row.intent_id = intent_id or row.intent_id
-            row.created_at = utc_now()
-            row.resolved_at = None
-            row.resolution = None
+            return False
+        row.intent_id = intent_id or row.intent_id
+        row.created_at = now
+        row.resolved_at = None
+        row.resolution = None
+        if stripe_failed and row.stripe_failed_since is None:
+            row.stripe_failed_since = now
+        if row.flagged_at is None:
+            # Once before an operator, the row keeps the operator's reason.
             row.last_error = error[:ERROR_TEXT_LIMIT]
+        return row.flagged_at is not None
 
 
 def resolve_holds_in_doubt(
@@ -246,6 +275,7 @@ def _resolve_one(
             return False
         intent_id, key, created_at = row.intent_id, row.idempotency_key, row.created_at
         validation_token = row.validation_token
+        failed_since, flagged = row.stripe_failed_since, row.flagged_at is not None
     try:
         states = [gateway.retrieve(intent_id)] if intent_id else gateway.find_authorizations(key)
     except PaymentNotFound:
@@ -258,6 +288,14 @@ def _resolve_one(
         _note(session_factory, row_id, error=f"Stripe cannot be asked yet: {exc.message}")
         return False
     if not states:
+        if failed_since is not None:
+            # Stripe's own failure is stored under the key and replayed to every resubmit, and
+            # its search shows no intent: an empty search is no answer here (the failed request
+            # may have made an intent search never lists), and a new key could make a second
+            # hold. Past the bound, an operator asks Stripe; the row is asked on meanwhile.
+            if not flagged and failed_since < utc_now() - not_found_after:
+                _flag_hold(session_factory, row_id, key)
+            return False
         if created_at > utc_now() - not_found_after:
             return False
         _note(session_factory, row_id, resolution="Stripe holds no payment for it")
@@ -351,6 +389,28 @@ def _note_captured(session_factory: sessionmaker[Session], row_id: int, referenc
         ).rowcount  # type: ignore[attr-defined]
     if marked:
         logger.error("card hold in doubt %s: %s captured without an order", row_id, reference)
+
+
+def _flag_hold(session_factory: sessionmaker[Session], row_id: int, key: str) -> None:
+    """Put a hold whose authorization Stripe failed, and which its search never shows, before an
+    operator: once (compare-and-set on `flagged_at`), with the reason /admin/attention shows."""
+    with session_factory() as session, session.begin():
+        flagged = session.execute(
+            sa.update(CardHoldInDoubt)
+            .where(CardHoldInDoubt.id == row_id, CardHoldInDoubt.flagged_at.is_(None))
+            .values(
+                flagged_at=utc_now(),
+                last_error=(
+                    f"Stripe answered authorization {key} with its own error, which it replays "
+                    "to every resubmit, and its search shows no PaymentIntent for it: ask Stripe "
+                    "whether it holds money under this key (release any hold no order uses). "
+                    "Nothing is retried under a new key; still asked at every sweep."
+                )[:ERROR_TEXT_LIMIT],
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    if flagged:
+        logger.error("card hold in doubt %s: Stripe failed it and shows no intent", row_id)
 
 
 def _note(

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.card_holds import (
-    IN_DOUBT_MESSAGE,
     checkout_intent_metadata,
+    in_doubt_message,
     record_hold_in_doubt,
 )
 from commerce.checkout_authorization import authorize_card
@@ -76,6 +76,7 @@ from commerce.payments.gateway import (
     PaymentDeclined,
     PaymentError,
     PaymentGateway,
+    PaymentServiceFailed,
     PaymentUnavailable,
 )
 from commerce.provider_attempts import void_intent
@@ -356,11 +357,20 @@ def _submit_locked(
             except PaymentUnavailable as exc:
                 # Unknown is not refused: Stripe may hold money for this checkout. The sweeper
                 # resolves the hold (used by this form's order on a retry, or released).
-                record_hold_in_doubt(
-                    session_factory, user.id, submission.validation_token, request, exc.message
+                # Stripe's own failure is stored under the key: past a bound with no intent
+                # found, the hold goes before an operator, and the shopper is told so.
+                with_operator = record_hold_in_doubt(
+                    session_factory,
+                    user.id,
+                    submission.validation_token,
+                    request,
+                    exc.message,
+                    stripe_failed=isinstance(exc, PaymentServiceFailed),
                 )
                 return CheckoutOutcome(
-                    OutcomeKind.IN_DOUBT, message=IN_DOUBT_MESSAGE, keep_card_hold=True
+                    OutcomeKind.IN_DOUBT,
+                    message=in_doubt_message(with_operator=with_operator),
+                    keep_card_hold=True,
                 )
 
         try:

@@ -10,16 +10,26 @@ PaymentIntent creation and search. The real test database."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce.card_holds import checkout_intent_metadata
+from commerce.card_holds import (
+    IN_DOUBT_MESSAGE,
+    checkout_intent_metadata,
+    in_doubt_message,
+    record_hold_in_doubt,
+    resolve_holds_in_doubt,
+)
 from commerce.checkout_authorization import authorize_card
 from commerce.checkout_intents import prepare_checkout_intent
 from commerce.db import get_session_factory
+from commerce.exactly_once_models import CardHoldInDoubt
+from commerce.models import utc_now
 from commerce.order_models import new_validation_token
 from commerce.payments.gateway import (
     AuthorizationRequest,
@@ -214,3 +224,99 @@ def test_a_form_whose_prepared_intent_got_a_stored_500_gets_a_usable_intent_on_r
         intent_id,
         secret,
     )
+
+
+def _submit_as_checkout(
+    session_factory: sessionmaker[Session], fake: CreatingStripe, user_id: int, token: str
+) -> str:
+    """A submit as checkout handles an answer that is not one: the hold in doubt recorded (with
+    whether Stripe itself failed), and what the shopper is told."""
+    request = AuthorizationRequest(
+        amount=Money(2500, "USD"),
+        idempotency_key=f"onecart-checkout-{token[:32]}",
+        metadata=checkout_intent_metadata(user_id, token),
+        payment_token="pm_card_visa",
+    )
+    try:
+        authorize_card(
+            session_factory, _gateway(fake), request, user_id=user_id, validation_token=token
+        )
+    except PaymentUnavailable as exc:
+        with_operator = record_hold_in_doubt(
+            session_factory,
+            user_id,
+            token,
+            request,
+            exc.message,
+            stripe_failed=isinstance(exc, PaymentServiceFailed),
+        )
+        return in_doubt_message(with_operator=with_operator)
+    return "held"
+
+
+def _hold_row(session_factory: sessionmaker[Session]) -> CardHoldInDoubt:
+    with session_factory() as session:
+        [row] = session.scalars(sa.select(CardHoldInDoubt)).all()
+        session.expunge(row)
+        return row
+
+
+def test_a_stored_500_whose_intent_is_never_found_goes_to_an_operator_not_a_new_key(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    """Stripe answered the authorization with its own 500 (stored under the key, replayed to
+    every resubmit) and its search never shows an intent for it: after a bounded time the hold
+    goes before an operator, with a reason, once; it is never taken for "nothing held" and
+    never sent under a new key; the shopper who submits the form again is told the truth."""
+    fake = CreatingStripe(["fail-none", "hold"])
+    first = _submit_as_checkout(session_factory, fake, *shopper)
+    assert first == IN_DOUBT_MESSAGE
+    two_hours_ago = utc_now() - timedelta(hours=2)
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa.update(CardHoldInDoubt).values(
+                created_at=two_hours_ago, stripe_failed_since=two_hours_ago
+            )
+        )
+
+    for _ in range(2):
+        resolve_holds_in_doubt(session_factory, lambda: _gateway(fake), older_than=timedelta(0))
+
+    row = _hold_row(session_factory)
+    assert row.resolved_at is None  # still asked: it stays on the operator's list
+    assert row.flagged_at is not None
+    assert row.last_error is not None and "ask Stripe" in row.last_error
+    flagged_at = row.flagged_at
+
+    told = _submit_as_checkout(session_factory, fake, *shopper)
+    assert told != IN_DOUBT_MESSAGE and "our team" in told
+    resolve_holds_in_doubt(session_factory, lambda: _gateway(fake), older_than=timedelta(0))
+    assert _hold_row(session_factory).flagged_at == flagged_at  # flagged once
+    assert fake.held() == [] and len(set(fake.keys_sent)) == 1  # never a new key
+
+
+def test_a_timeout_whose_intent_is_never_found_is_still_resolved_as_nothing_held(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    """No answer at all (not Stripe's stored failure): nothing is stored under the key, search
+    is trusted after its lag, and the row is resolved as before, not put before an operator."""
+    user_id, token = shopper
+    request = AuthorizationRequest(
+        amount=Money(2500, "USD"),
+        idempotency_key=f"onecart-checkout-{token[:32]}",
+        metadata=checkout_intent_metadata(user_id, token),
+        payment_token="pm_card_visa",
+    )
+    assert not record_hold_in_doubt(
+        session_factory, user_id, token, request, "timed out", stripe_failed=False
+    )
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa.update(CardHoldInDoubt).values(created_at=utc_now() - timedelta(hours=2))
+        )
+    fake = CreatingStripe([])
+
+    resolve_holds_in_doubt(session_factory, lambda: _gateway(fake), older_than=timedelta(0))
+
+    row = _hold_row(session_factory)
+    assert row.resolved_at is not None and row.flagged_at is None

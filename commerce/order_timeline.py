@@ -293,15 +293,32 @@ def marketplace_home(sub_order: MarketplaceOrder) -> str | None:
     return None
 
 
+def _asking_again(sub: MarketplaceOrder) -> bool:
+    """`placing` by an attempt that asks the marketplace about an unresolved part again (its
+    first claim came before this one), not a first placement: the page says it is checking,
+    as it does between the attempts, instead of flipping to "Being placed" at every re-ask."""
+    return (
+        sub.status == SubOrderStatus.PLACING
+        and sub.unresolved_since is not None
+        and sub.placing_started_at is not None
+        and _utc(sub.unresolved_since) < _utc(sub.placing_started_at)
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite gives back naive UTC times, PostgreSQL aware ones."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _sub_order_state(
     sub: MarketplaceOrder, reports: bool, refunds: list[Refund]
 ) -> tuple[str, str]:
     """(label, key) of a sub-order's state, honest about what is not known."""
     market = sub.marketplace.name
     status = sub.status
-    if status in (SubOrderStatus.PENDING, SubOrderStatus.PLACING):
+    if status in (SubOrderStatus.PENDING, SubOrderStatus.PLACING) and not _asking_again(sub):
         return "Being placed", "placing"
-    if status == SubOrderStatus.RECONCILING:
+    if status in (SubOrderStatus.RECONCILING, SubOrderStatus.PLACING):
         return f"Checking with {market}", "unknown"
     if status == SubOrderStatus.NEEDS_ATTENTION:
         return f"Waiting for {market} to confirm", "unknown"

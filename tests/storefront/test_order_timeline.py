@@ -463,3 +463,26 @@ def test_what_a_marketplace_did_not_accept_is_said_refunded_only_once_it_is(
     [part] = _view_of(db_session, order.id).sub_orders
 
     assert part.accepted_refund_label == said
+
+
+def test_a_part_being_asked_again_says_checking_not_being_placed(
+    db_session: Session, make_user: Callable[..., User], shopwave: Marketplace
+) -> None:
+    """An unresolved part is claimed (`placing`) at every re-ask and given back `reconciling`:
+    the page said "Being placed" and "Checking with ShopWave" by turns every few seconds. A
+    re-ask (its first claim earlier than this one) is the check it is; only a first attempt is
+    being placed."""
+    order = _order(db_session, make_user(), OrderStatus.PROCESSING)
+    first_claim = PLACED_AT - timedelta(hours=3)
+    asking_again = _sub_order(db_session, order, shopwave, SubOrderStatus.PLACING)
+    asking_again.unresolved_since = first_claim
+    asking_again.placing_started_at = PLACED_AT
+    db_session.commit()
+
+    [part] = _view_of(db_session, order.id).sub_orders
+    assert part.state == "Checking with ShopWave"
+
+    asking_again.unresolved_since = PLACED_AT  # its first attempt, under way
+    db_session.commit()
+    [part] = _view_of(db_session, order.id).sub_orders
+    assert part.state == "Being placed"

@@ -176,6 +176,30 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("a 20 pound gift card", "USD", Budget("GBP", None, 2000)),
     ("a fifty pound voucher", "USD", Budget("GBP", None, 5000)),
     ("dumbbells under 20 pounds", "USD", Budget("GBP", None, 2000)),
+    # "pound(s)" after an amount is sterling unless a thing sold by weight follows: nobody
+    # weighs headphones in pounds, so both orders are a price of at most £20.
+    ("20 pound headphones", "USD", Budget("GBP", None, 2000)),
+    ("headphones under 20 pounds", "USD", Budget("GBP", None, 2000)),
+    ("twenty pound headphones", "EUR", Budget("GBP", None, 2000)),
+    ("headphones for 20 pounds or less", "USD", Budget("GBP", None, 2000)),
+    # Words after a lower limit, around, or between two amounts are money in the display
+    # currency too (they were search words); a person's age stays an age.
+    ("headphones between twenty and forty", "USD",
+     Budget("USD", 2000, 4000, currency_assumed=True)),
+    ("headphones between twenty and forty dollars", "USD", Budget("USD", 2000, 4000)),
+    ("a speaker from thirty to fifty", "EUR", Budget("EUR", 3000, 5000, currency_assumed=True)),
+    ("headphones over fifty", "USD", Budget("USD", 5000, None, currency_assumed=True)),
+    ("a tv over a thousand", "GBP", Budget("GBP", 100_000, None, currency_assumed=True)),
+    ("headphones under a hundred", "USD", Budget("USD", None, 10000, currency_assumed=True)),
+    ("a mug around thirty", "USD", Budget("USD", 2400, 3600, currency_assumed=True)),
+    ("a mug for about twenty, please", "EUR", Budget("EUR", 1600, 2400, currency_assumed=True)),
+    ("headphones around 30 quid", "USD", Budget("GBP", 2400, 3600)),
+    ("around 30 quid", "USD", Budget("GBP", 2400, 3600)),
+    ("a gift for my dad over fifty", "USD", None),
+    ("a gift for grandma over seventy", "USD", None),
+    ("something for my wife, who is around forty", "USD", None),
+    ("toys for kids between five and ten", "USD", None),
+    ("a tent for between two and four people", "USD", None),
 ]  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from assistant.budget import Budget, parse_budget
+from assistant.comparison import parse_compare
 from assistant.exclusions import (
     parse_excluded_substances,
     parse_excluded_words,
@@ -160,6 +161,8 @@ class Intent:
     text: str
     corrections: tuple[Correction, ...] = ()
     price_preference: bool = False
+    # The shopper asked to compare each product's offers across marketplaces.
+    compare: bool = False
     budget: Budget | None = None
     categories: tuple[str, ...] = ()
     # What the wanted thing carries or holds ("carry my laptop"): not itself the product.
@@ -273,6 +276,7 @@ class Intent:
             "implied_words": self.implied_words,
             "notes": list(self.notes),
             "price_preference": self.price_preference,
+            "compare": self.compare,
             "corrections": [[c.written, c.meant] for c in self.corrections],
         }
 
@@ -316,6 +320,9 @@ def parse_intent(
         read_as = ", ".join(f"“{c.written}” as “{c.meant}”" for c in corrections)
         notes.append(f"Read {read_as}.")
 
+    # Before the order: "which shop is cheapest" compares, and before exclusions: "not Sony,
+    # compare prices" excludes Sony alone.
+    compare = parse_compare(state)
     # Ratings first: "4 stars" must not be read as a budget of 4.
     min_rating = _parse_rating(state)
     if take_first(state, _GOOD_REVIEWS_RE, "rating") and min_rating is None:
@@ -384,6 +391,11 @@ def parse_intent(
         flags=re.IGNORECASE,
     )
     semantic = re.sub(r"^[\s,.;:!?-]+|[\s,.;:!?-]+$", "", semantic)
+    # A connector the shopper's first words (taken by a rule) led into joins nothing either:
+    # "compare prices for a Thermos mug" is embedded as "a Thermos mug".
+    leading = re.match(r"(?:(?:for|of|and|or|on|at|with|to|from)\s+)+", semantic, re.IGNORECASE)
+    if leading and not fold(prompt).startswith(fold(leading.group(0))):
+        semantic = semantic[leading.end() :]
     if not semantic:
         semantic = " ".join([*(category_label(c) for c in categories), *brands]) or corrected
     semantic, implied_words, implied_products = _implied_words(
@@ -393,6 +405,7 @@ def parse_intent(
         text=prompt,
         corrections=corrections,
         price_preference=price_preference,
+        compare=compare,
         budget=budget,
         categories=tuple(categories),
         excluded_categories=tuple(excluded_categories),

@@ -363,6 +363,35 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]  # fmt: skip
 
 
+# Asking to compare prices is neither a search word nor, after an exclusion, one more thing
+# excluded ("headphones not Sony, compare prices" excluded the words "compare prices").
+COMPARISONS: list[tuple[str, dict[str, Any]]] = [
+    ("headphones not Sony, compare prices", {
+        "categories": ("headphones",), "excluded_brands": ("Sony",), "excluded_words": (),
+        "keywords": "", "compare": True}),
+    ("compare prices for a Thermos travel mug across marketplaces", {
+        "categories": ("mugs-flasks",), "brands": ("Thermos",), "keywords": "travel mug",
+        "semantic_text": "a Thermos travel mug", "compare": True}),
+    ("sony headphones, which shop is cheapest?", {
+        "brands": ("Sony",), "keywords": "", "compare": True}),
+    ("a 65 inch tv without qled, compare the offers", {
+        "specs": ("65-inch",), "excluded_words": ("qled",), "keywords": "", "compare": True}),
+    ("price comparison: running shoes not nike", {
+        "categories": ("running-shoes",), "excluded_brands": ("Nike",), "compare": True}),
+    ("headphones not Sony", {"compare": False}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "expected"), COMPARISONS)
+def test_a_wish_to_compare_prices_is_read_not_searched_or_excluded(
+    text: str, expected: dict[str, Any]
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    for name, value in expected.items():
+        assert getattr(intent, name) == value, (name, intent)
+    assert "compare" not in intent.semantic_text
+
+
 @pytest.mark.parametrize(("text", "expected"), CASES)
 def test_requests_are_read_into_constraints_and_free_text(
     text: str, expected: dict[str, Any]

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from assistant.budget import Budget, parse_budget
+from assistant.catalog_words import activity_words
 from assistant.comparison import parse_compare
 from assistant.exclusions import (
     parse_excluded_substances,
@@ -399,7 +400,7 @@ def parse_intent(
     if not semantic:
         semantic = " ".join([*(category_label(c) for c in categories), *brands]) or corrected
     semantic, implied_words, implied_products = _implied_words(
-        state, semantic, keywords, categories
+        state, semantic, keywords, categories, vocabulary
     )
     return Intent(
         text=prompt,
@@ -432,11 +433,17 @@ def parse_intent(
 
 
 def _implied_words(
-    state: PromptText, semantic: str, keywords: str, categories: Sequence[str]
+    state: PromptText,
+    semantic: str,
+    keywords: str,
+    categories: Sequence[str],
+    vocabulary: CatalogVocabulary,
 ) -> tuple[str, str, tuple[str, ...]]:
     """The text to embed, and the product words the request implies beyond its keywords: the
     English of other languages' words, and, when no product is named, the products for the
-    uses it describes ("boil water quickly for tea" is embedded as "electric kettle")."""
+    uses it describes ("boil water quickly for tea" is embedded as "electric kettle") or, for
+    none, the catalog's words for what the people it names do ("a gift for a runner": running,
+    assistant.catalog_words)."""
     implied: list[str] = []
     products: tuple[str, ...] = ()
     translated_keywords = translate(keywords)
@@ -454,6 +461,12 @@ def _implied_words(
             # for breakfast" as near coffee machines, "blender" as blenders. The shopper's
             # own words still rank on the keyword side.
             semantic = ", ".join(products)
+        else:
+            products = activity_words(keywords.split(), vocabulary)
+            implied.extend(products)
+            if products:
+                # "a gift for a runner" alone is nearest to gift sets: what they do says more.
+                semantic = f"{semantic}, {', '.join(products)}"
     kept = set(keywords.split())
     words: list[str] = []
     for word in implied:

@@ -222,7 +222,7 @@ def retrieve(
     # for, the catalog lacks it, however close the nearest are (asked in the same round trip).
     head = None
     if not structured and not _has_product_constraints(intent) and not intent.implied_products:
-        head = named_product(intent.semantic_text or intent.text)
+        head = named_product(intent.semantic_text or intent.text, vocabulary)
     named = named_product_queries(query, head) if head else []
     missing_product = None
     try:

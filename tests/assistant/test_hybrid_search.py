@@ -290,3 +290,21 @@ def test_without_asking_to_compare_a_suggestion_lists_no_comparison(
     answer = _ask(meili, keyword_index, "a 65 inch tv not Hisense", mode=MODE_KEYWORD)
     assert [s.group_id for s in answer.suggestions] == ["g-lg-65"]
     assert answer.suggestions[0].compared == ()
+
+
+def test_a_gift_for_a_runner_finds_running_products_by_the_catalogs_word(
+    meili: meilisearch.Client, keyword_index: str
+) -> None:
+    # The product is no word of the request: "runner" is who it is for, and the catalog's
+    # "Running Shoes" says what they use (keyword search found nothing for "gift runner").
+    answer = _ask(meili, keyword_index, "a gift for a runner under $50", mode=MODE_KEYWORD)
+    assert answer.found and answer.missing_product is None
+    assert answer.suggestions[0].group_id in {"g-asics-contend", "g-nike-revolution"}
+    assert {s.category for s in answer.suggestions} <= {"Running Shoes", "Smartwatches"}
+
+
+def test_a_product_after_a_clause_about_whom_it_is_for_is_checked_for_missing(
+    meili: meilisearch.Client, keyword_index: str
+) -> None:
+    answer = _ask(meili, keyword_index, "for my dad, a black leather wallet", mode=MODE_KEYWORD)
+    assert answer.missing_product == "wallet" and not answer.found

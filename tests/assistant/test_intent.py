@@ -636,6 +636,30 @@ def test_a_use_implies_the_product_that_serves_it_as_words_to_rank_by(
     assert [c.kind for c in intent.constraints()] == ["available"]
 
 
+@pytest.mark.parametrize(
+    ("text", "implied"),
+    [
+        # A person named by what they do: the catalog's word for it ("Running Shoes") ranks.
+        ("a gift for a runner under $50", "running"),
+        ("a present for runners", "running"),
+        ("gift ideas for a jogger", None),  # the index holds no "jogging"
+        # A product the catalog names is not a person: no activity is implied for it.
+        ("a speaker for my room", None),
+    ],
+)
+def test_a_person_named_by_what_they_do_implies_the_catalogs_word_for_it(
+    text: str, implied: str | None
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    if implied is None:
+        assert intent.implied_products == ()
+        return
+    assert intent.implied_products == (implied,)
+    assert implied in intent.implied_words.split()
+    assert implied in intent.semantic_text
+    assert intent.categories == ()  # ranked by, never a filter
+
+
 def test_a_named_product_is_not_second_guessed_by_its_use() -> None:
     # "for selfies" describes the phone; it does not ask for a camera.
     intent = parse_intent("a mobile with a great camera, to take better photos", VOCABULARY)

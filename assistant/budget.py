@@ -30,9 +30,9 @@ MAX_AMOUNT: Final = Decimal(10) ** 12
 _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
     (r"c\$|cad|canadian dollars?", "CAD"),
     (r"a\$|aud|australian dollars?", "AUD"),
-    (r"us\$|\$|usd|us dollars?|dollars?|bucks", "USD"),
+    (r"us\$|\$|usd|us dollars?|dollars?|bucks|dolar(?:es)?", "USD"),
     (r"€|eur|euros?", "EUR"),
-    (r"£|gbp|pounds? sterling|pounds?|quid", "GBP"),
+    (r"£|gbp|pounds? sterling|pounds?|quid|libras?(?: esterlinas?)?|livres? sterling|pfund", "GBP"),
     (r"₦|ngn|naira|n(?=\d)", "NGN"),
     (r"ugx|ugandan shillings?", "UGX"),
     (r"tzs|tanzanian shillings?", "TZS"),
@@ -105,11 +105,15 @@ def _money(prefix: str) -> str:
 _MAX_CUES = (
     r"under|below|less than|cheaper than|lower than|no more than|not more than|at most|"
     r"maximum(?: of)?|max\.?|up to|upto|within|not over|no higher than|<=|<|≤|"
-    r"budget(?: of| is)?|for under|for less than|not exceeding|sub-?"
+    r"budget(?: of| is)?|for under|for less than|not exceeding|sub-?|"
+    # Spanish, French, German: "menos de 50 dólares", "moins de 40 euros", "bis 500 Euro".
+    r"(?:por |pour )?(?:menos de|moins de)|hasta|no mas de|pas plus de|jusqu'?a|bis(?: zu)?|"
+    r"unter|hochstens|maximal"
 )
 _MIN_CUES = (
     r"no less than|not less than|no lower than|no cheaper than|over|above|more than|at least|"
-    r"minimum(?: of)?|min\.?|starting (?:at|from)|>=|>|≥"
+    r"minimum(?: of)?|min\.?|starting (?:at|from)|>=|>|≥|"
+    r"mas de|plus de|al menos|au moins|mindestens|uber|mehr als"
 )
 _AROUND_CUES = r"around|about|roughly|approximately|approx\.?|~"
 

@@ -12,8 +12,9 @@ Every piece of the text is consumed by at most one rule; what no rule consumed i
 Money is parsed exactly (Decimal to integer minor units), never through floats.
 
 The rules live by job: amounts and budgets in assistant.budget; brands, marketplaces and
-categories named (or excluded) in assistant.mentions; the text they consume in
-assistant.prompt_text. This module holds the result (Intent) and the order the rules run in.
+categories named (or excluded) in assistant.mentions; sizes in assistant.specs; a wish to
+compare prices in assistant.comparison; the catalog's words for what a person named does in
+assistant.catalog_words; the text they consume in assistant.prompt_text. This module holds the result (Intent) and the order the rules run in.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from assistant.glossary import products_for_uses, translate
 from assistant.mentions import find_mentions, parse_categories, resolve_mentions
 from assistant.number_words import QUANTITY_WORDS_PATTERN, quantity_words_value
 from assistant.prompt_text import TOKEN_RE, PromptText, take_first
+from assistant.specs import parse_specs
 from assistant.spelling import (
     Correction,
     correct_prompt,
@@ -62,7 +64,8 @@ SORT_RATING: Final = "rating"
 
 _RATING_RES: Final = (
     re.compile(
-        r"(?:\b(?:at least|min(?:imum)?|over|above|more than|no less than)\s+)?"
+        # "rated 4 stars or more": "rated" too, or it was left to be read as a word excluded.
+        r"(?:\b(?:rated|at least|min(?:imum)?|over|above|more than|no less than)\s+)?"
         r"(?P<r>[1-5](?:\.\d)?)\s*(?:\+\s*)?(?:-\s*)?stars?"
         r"(?:\s*(?:and up|or more|or better|and above|\+|plus))?(?:\s+rating)?",
         re.IGNORECASE,
@@ -110,7 +113,10 @@ _PRICE_PREFERENCE_RE = re.compile(
     r"(?:expensive|pricey|pricy|costly|dear)\b|"
     r"\b(?:cheap(?:er|ish)?|inexpensive|affordable|budget(?:[- ](?:friendly|priced|range))?|"
     r"bargains?|low[- ](?:cost|priced|price)|reasonably priced|wallet[- ]friendly|"
-    r"good value|value for money|on a budget)\b",
+    r"good value|value for money|on a budget|"
+    # Spanish, Portuguese, French, German, Italian (folded): "auriculares baratos".
+    r"barat[oa]s?|econ[oô]mic[oa]s?|pas cher|bon marche|gunstig(?:e[nrs]?)?|billig(?:e[nrs]?)?|"
+    r"preiswert(?:e[nrs]?)?|a buon mercato)\b",
     re.IGNORECASE,
 )
 _INCLUDE_UNAVAILABLE_RE = re.compile(
@@ -135,12 +141,6 @@ _QUANTITY_RES: Final = (
 )
 # Not the end of a hyphenated name: "a 2-in-1 laptop" is one laptop of a kind.
 _LEADING_QUANTITY_RE = re.compile(rf"(?<![\w-])(?P<q>{_QTY_WORD})\s*$", re.IGNORECASE)
-
-_SPEC_RES: Final = (
-    ("inch", re.compile(r"\b(?P<n>\d{2,3})\s*(?:-\s*)?(?:inch(?:es)?\b|in\b|\"|'')")),
-    ("storage", re.compile(r"\b(?P<n>\d{2,4})\s*(?P<u>gb|tb)\b", re.IGNORECASE)),
-    ("volume", re.compile(r"\b(?P<n>\d{1,4}(?:\.\d)?)\s*(?P<u>ml|oz|l|litres?|liters?)\b")),
-)
 
 
 # --- The result --------------------------------------------------------------------------------
@@ -343,7 +343,7 @@ def parse_intent(
         availability_stated = True
     elif take_first(state, _AVAILABLE_RE, "availability"):
         availability_stated = True
-    specs, excluded_specs = _parse_specs(state)
+    specs, excluded_specs = parse_specs(state)
 
     mentions = find_mentions(state, vocabulary)
     brands, excluded_brands, marketplaces, excluded_marketplaces = resolve_mentions(state, mentions)
@@ -392,6 +392,7 @@ def parse_intent(
         flags=re.IGNORECASE,
     )
     semantic = re.sub(r"^[\s,.;:!?-]+|[\s,.;:!?-]+$", "", semantic)
+    semantic = re.sub(r"\s+(?=[,;:])", "", semantic)  # "headphones , black" after "not Sony"
     # A connector the shopper's first words (taken by a rule) led into joins nothing either:
     # "compare prices for a Thermos mug" is embedded as "a Thermos mug".
     leading = re.match(r"(?:(?:for|of|and|or|on|at|with|to|from)\s+)+", semantic, re.IGNORECASE)
@@ -501,59 +502,6 @@ def _parse_sort(state: PromptText, notes: list[str]) -> str | None:
     if len({sort for _, sort, _ in said}) > 1:
         notes.append(f"Of the orders you asked for, the last one (“{words}”) counts.")
     return last
-
-
-# "not 65 inch", "no 128gb": a size said not to be wanted.
-_NEGATED_SPEC_BEFORE = re.compile(
-    r"(?<![a-z])(?:but not|not|no|without|except(?: for)?|excluding|isn'?t|aren'?t|nothing|"
-    r"never)\s+(?:(?:a|an|the|any)\s+)?$"
-)
-
-
-def _parse_specs(state: PromptText) -> tuple[list[str], list[str]]:
-    """The sizes asked for, and those said not to be wanted (their cue taken too)."""
-    specs: list[str] = []
-    excluded: list[str] = []
-    for kind, pattern in _SPEC_RES:
-        for match in pattern.finditer(state.folded):
-            if not state.free(match.start(), match.end()):
-                continue
-            number = match.group("n")
-            if kind == "inch":
-                spec = f"{number}-inch"
-            elif kind == "storage":
-                spec = f"{number}{match.group('u').upper()}"
-            else:
-                unit = match.group("u").lower()
-                unit = "L" if unit.startswith(("l", "litre", "liter")) and unit != "ml" else unit
-                spec = f"{number}{unit}"
-            cue = _NEGATED_SPEC_BEFORE.search(state.folded[: match.start()])
-            if cue is not None and state.free(cue.start(), match.start()):
-                state.take(cue.start(), match.end(), "excluded-spec")
-                if spec not in excluded:
-                    excluded.append(spec)
-                continue
-            state.take(match.start(), match.end(), "spec")
-            if spec not in specs:
-                specs.append(spec)
-    return specs, [spec for spec in excluded if spec not in specs]
-
-
-def spec_pattern(spec: str) -> re.Pattern[str]:
-    """How a size appears in a title or description ("65-inch" matches 65", 65 inch, 65-inch)."""
-    match = re.fullmatch(r"(\d+(?:\.\d)?)(-inch|GB|TB|ml|oz|L)", spec)
-    if not match:
-        return re.compile(re.escape(spec), re.IGNORECASE)
-    number, unit = match.groups()
-    units = {
-        "-inch": r"(?:inch(?:es)?\b|in\b|\"|'')",
-        "GB": r"gb\b",
-        "TB": r"tb\b",
-        "ml": r"ml\b",
-        "oz": r"oz\b",
-        "L": r"(?:l|litres?|liters?)\b",
-    }[unit]
-    return re.compile(rf"(?<![\d.]){re.escape(number)}\s*-?\s*{units}", re.IGNORECASE)
 
 
 # --- Quantity and free text -------------------------------------------------------------------

@@ -503,6 +503,10 @@ FUZZY_STOPLIST: Final = frozenset(
         "sports",
         "brand",
         "brands",
+        # "size does not matter" was the brand Mattel, excluded.
+        "matter",
+        "matters",
+        "mattered",
     ]
 )
 

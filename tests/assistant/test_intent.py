@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from assistant.budget import Budget
-from assistant.intent import MAX_PROMPT_CHARS, parse_intent, spec_pattern
+from assistant.intent import MAX_PROMPT_CHARS, parse_intent
+from assistant.specs import spec_pattern
 from assistant.spelling import damerau_distance
 from assistant.vocabulary import CatalogVocabulary, category_key_for_value
 
@@ -200,6 +201,16 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("something for my wife, who is around forty", "USD", None),
     ("toys for kids between five and ten", "USD", None),
     ("a tent for between two and four people", "USD", None),
+    # Other languages' limits and currency words ("menos de 50 dólares" was four search words).
+    ("auriculares por menos de 50 dólares", "EUR", Budget("USD", None, 5000)),
+    ("un telefono de menos de 200 dolares", "USD", Budget("USD", None, 20000)),
+    ("casque audio moins de 40 livres sterling", "USD", Budget("GBP", None, 4000)),
+    ("écouteurs moins de 40 euros", "USD", Budget("EUR", None, 4000)),
+    ("auriculares hasta 30 euros", "USD", Budget("EUR", None, 3000)),
+    ("Fernseher bis 500 Euro", "USD", Budget("EUR", None, 50000)),
+    ("Kopfhörer unter 30 Pfund", "USD", Budget("GBP", None, 3000)),
+    ("un portatil de mas de 500 euros", "USD", Budget("EUR", 50000, None)),
+    ("des livres pour enfants", "USD", None),
 ]  # fmt: skip
 
 
@@ -382,6 +393,46 @@ COMPARISONS: list[tuple[str, dict[str, Any]]] = [
 ]  # fmt: skip
 
 
+# Found by a demanding shopper: a word after a comma is no more of an excluded list unless a
+# list goes on ("not Sony, black please" excluded black), "rated 4 stars" is all the rating,
+# "with at least two cameras" is a phone's feature (it asked for two phones or cameras too),
+# and "cheap" in other languages is a price wish (it was a search word).
+SHOPPER_PASS: list[tuple[str, dict[str, Any]]] = [
+    ("headphones not Sony, black please", {
+        "excluded_brands": ("Sony",), "excluded_words": (), "keywords": "black"}),
+    ("running shoes not Nike, Adidas or Asics", {
+        "excluded_brands": ("Nike", "Adidas", "Asics")}),
+    ("a smartwatch that isn't Apple or Samsung, rated 4 stars or more", {
+        "excluded_brands": ("Apple", "Samsung"), "excluded_words": (),
+        "min_rating": Decimal("4"), "keywords": ""}),
+    ("a phone with at least two cameras", {
+        "categories": ("smartphones",), "quantity": 1}),
+    ("a phone with three cameras", {"categories": ("smartphones",), "quantity": 1}),
+    ("auriculares baratos", {"categories": ("headphones",), "price_preference": True,
+                             "keywords": ""}),
+    ("téléphone pas cher", {"categories": ("smartphones",), "price_preference": True,
+                            "keywords": ""}),
+    ("günstige Kopfhörer", {"categories": ("headphones",), "price_preference": True,
+                            "keywords": ""}),
+    # "size does not matter" excluded the brand Mattel (a typo of it, after "not"); "Fake
+    # Store" is Fake Store Berlin, and "do not show me anything from" excludes it.
+    ("running shoes, size does not matter", {"excluded_brands": (), "brands": ()}),
+    ("running shoes, but do not show me anything from Fake Store", {
+        "excluded_marketplaces": ("fakestore",), "keywords": ""}),
+    ("running shoes from fake store", {"marketplaces": ("fakestore",)}),
+    ("mugs, don't suggest anything from ShopWave", {"excluded_marketplaces": ("shopwave",)}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "expected"), SHOPPER_PASS)
+def test_what_a_demanding_shopper_said_is_read_as_meant(
+    text: str, expected: dict[str, Any]
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    for name, value in expected.items():
+        assert getattr(intent, name) == value, (name, intent)
+
+
 @pytest.mark.parametrize(("text", "expected"), COMPARISONS)
 def test_a_wish_to_compare_prices_is_read_not_searched_or_excluded(
     text: str, expected: dict[str, Any]
@@ -448,7 +499,8 @@ def test_constraints_are_listed_in_words_a_shopper_reads() -> None:
 
 def test_semantic_text_keeps_the_product_words_and_drops_the_rules() -> None:
     intent = parse_intent("a gift for a runner under 40 dollars, not from ShopWave", VOCABULARY)
-    assert intent.semantic_text == "a gift for a runner"
+    # What a runner does is embedded too (assistant.catalog_words).
+    assert intent.semantic_text == "a gift for a runner, running"
 
 
 def test_prompts_are_cleaned_and_cut_to_the_limit() -> None:

@@ -2,6 +2,12 @@
 
 Parsed exactly (Decimal to integer minor units of an ISO-4217 currency), never through floats; an
 amount without a currency is in the shopper's display currency, and the budget says so.
+
+"Pound(s)" after an amount is money, pounds sterling: "20 pound headphones" and "headphones under
+20 pounds" are both a price of at most £20.00 (a shop's request names a price far more often
+than a weight, and nobody weighs headphones in pounds). Only a thing sold by weight, or "of",
+right after it makes it a weight: "a 20 pound dumbbell", "10 pounds of rice" have no budget.
+£, GBP, quid and sterling are always money.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ _SORT_RES: Final = (
         SORT_RATING,
         re.compile(
             r"\b(?:the\s+)?(?:best|top|highest)[- ]rated\b|\bbest[- ]reviewed\b|\bbest reviews\b|"
-            r"\bmost popular\b",
+            r"\bmost popular\b(?:\s+first\b)?",
             re.IGNORECASE,
         ),
     ),
@@ -94,14 +94,15 @@ _SORT_RES: Final = (
         SORT_PRICE_DESC,
         re.compile(
             r"\b(?:the\s+)?(?:most expensive|priciest|premium|high[- ]end|top[- ]of[- ]the[- ]line|"
-            r"luxury|luxurious)\b",
+            r"luxury|luxurious)\b(?:\s+first\b)?",
             re.IGNORECASE,
         ),
     ),
     (
         SORT_PRICE_ASC,
         re.compile(
-            r"\b(?:the\s+)?(?:cheapest|lowest[- ]priced|lowest price|least expensive|lowest cost)\b",
+            r"\b(?:the\s+)?(?:cheapest|lowest[- ]priced|lowest price|least expensive|lowest cost)\b"
+            r"(?:\s+first\b)?",
             re.IGNORECASE,
         ),
     ),

@@ -403,6 +403,12 @@ STOPWORDS: Final = frozenset(
         "some",
         "something",
         "anything",
+        # Asking for help or for everything names nothing to search ("help" was said missing).
+        "everything",
+        "help",
+        "hello",
+        "hi",
+        "hey",
         "thing",
         "things",
         "stuff",

@@ -421,6 +421,13 @@ SHOPPER_PASS: list[tuple[str, dict[str, Any]]] = [
         "excluded_marketplaces": ("fakestore",), "keywords": ""}),
     ("running shoes from fake store", {"marketplaces": ("fakestore",)}),
     ("mugs, don't suggest anything from ShopWave", {"excluded_marketplaces": ("shopwave",)}),
+    # "cheapest first" was the order and the search word "first".
+    ("a 65 inch samsung or lg tv, cheapest first", {"sort": "price_asc", "keywords": ""}),
+    ("headphones, most expensive first", {"sort": "price_desc", "keywords": ""}),
+    # Asking for help or everything names nothing ("help" was a product the catalog lacks).
+    ("help", {"keywords": "", "asks_for_anything": False}),
+    ("show me everything", {"keywords": "", "asks_for_anything": False}),
+    ("hello, can you help me?", {"keywords": "", "asks_for_anything": False}),
 ]  # fmt: skip
 
 

@@ -44,6 +44,29 @@ RELAX_ADVICE: Final[Mapping[str, str]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class ComparedOffer:
+    """One marketplace's cheapest fitting offer of a suggested product, when asked to compare."""
+
+    offer_id: str
+    marketplace: str
+    marketplace_name: str
+    price_minor: int
+    currency: str
+    display_price_minor: int | None
+    product_url: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (money in integer minor units)."""
+        return {
+            "offer_id": self.offer_id,
+            "marketplace": self.marketplace,
+            "price_minor": self.price_minor,
+            "currency": self.currency,
+            "display_price_minor": self.display_price_minor,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Suggestion:
     """One suggested product with the offer to buy (money in integer minor units)."""
 
@@ -70,10 +93,13 @@ class Suggestion:
     group_marketplaces: int
     reasons: tuple[str, ...]
     score: float | None
+    # Asked to compare: every marketplace's cheapest fitting offer, cheapest first.
+    compared: tuple[ComparedOffer, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The stored form: which offer was suggested and at what price, nothing derived."""
         return {
+            "compared_offers": [offer.to_json() for offer in self.compared],
             "group_id": self.group_id,
             "offer_id": self.offer_id,
             "marketplace": self.marketplace,
@@ -236,6 +262,24 @@ def build_suggestion(
             candidate, intent, marketplace_name, by_meaning=by_meaning, instead_of=instead_of
         ),
         score=candidate.score,
+        compared=tuple(
+            _compared_offer(compared, fx, display_currency) for compared in candidate.compared
+        ),
+    )
+
+
+def _compared_offer(offer: Mapping[str, Any], fx: FxTable, display_currency: str) -> ComparedOffer:
+    price_minor = int(offer.get("price_minor") or 0)
+    currency = str(offer.get("currency") or "USD")
+    marketplace = str(offer.get("marketplace") or "")
+    return ComparedOffer(
+        offer_id=str(offer.get("id") or ""),
+        marketplace=marketplace,
+        marketplace_name=str(offer.get("marketplace_name") or marketplace),
+        price_minor=price_minor,
+        currency=currency,
+        display_price_minor=charged_price_minor(fx, price_minor, currency, display_currency),
+        product_url=safe_link(offer.get("product_url")),
     )
 
 
@@ -265,6 +309,14 @@ def compose_message(
             f"I found {count} {noun}{words}{what}. Each shows its cheapest offer that fits, "
             f"with prices in {display_currency}."
         )
+        if intent.compare:
+            text += (
+                " Compared across marketplaces: each lists the cheapest offer of every "
+                "marketplace that sells it and fits."
+                if any(len(s.compared) > 1 for s in suggestions)
+                else " None of them is sold by more than one marketplace within your request, "
+                "so there are no prices to compare."
+            )
         if intent.quantity > 1:
             first = suggestions[0]
             if first.display_price_minor is not None:

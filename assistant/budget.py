@@ -2,6 +2,12 @@
 
 Parsed exactly (Decimal to integer minor units of an ISO-4217 currency), never through floats; an
 amount without a currency is in the shopper's display currency, and the budget says so.
+
+"Pound(s)" after an amount is money, pounds sterling: "20 pound headphones" and "headphones under
+20 pounds" are both a price of at most £20.00 (a shop's request names a price far more often
+than a weight, and nobody weighs headphones in pounds). Only a thing sold by weight, or "of",
+right after it makes it a weight: "a 20 pound dumbbell", "10 pounds of rice" have no budget.
+£, GBP, quid and sterling are always money.
 """
 
 from __future__ import annotations
@@ -30,9 +36,9 @@ MAX_AMOUNT: Final = Decimal(10) ** 12
 _CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
     (r"c\$|cad|canadian dollars?", "CAD"),
     (r"a\$|aud|australian dollars?", "AUD"),
-    (r"us\$|\$|usd|us dollars?|dollars?|bucks", "USD"),
+    (r"us\$|\$|usd|us dollars?|dollars?|bucks|dolar(?:es)?", "USD"),
     (r"€|eur|euros?", "EUR"),
-    (r"£|gbp|pounds? sterling|pounds?|quid", "GBP"),
+    (r"£|gbp|pounds? sterling|pounds?|quid|libras?(?: esterlinas?)?|livres? sterling|pfund", "GBP"),
     (r"₦|ngn|naira|n(?=\d)", "NGN"),
     (r"ugx|ugandan shillings?", "UGX"),
     (r"tzs|tanzanian shillings?", "TZS"),
@@ -105,11 +111,15 @@ def _money(prefix: str) -> str:
 _MAX_CUES = (
     r"under|below|less than|cheaper than|lower than|no more than|not more than|at most|"
     r"maximum(?: of)?|max\.?|up to|upto|within|not over|no higher than|<=|<|≤|"
-    r"budget(?: of| is)?|for under|for less than|not exceeding|sub-?"
+    r"budget(?: of| is)?|for under|for less than|not exceeding|sub-?|"
+    # Spanish, French, German: "menos de 50 dólares", "moins de 40 euros", "bis 500 Euro".
+    r"(?:por |pour )?(?:menos de|moins de)|hasta|no mas de|pas plus de|jusqu'?a|bis(?: zu)?|"
+    r"unter|hochstens|maximal"
 )
 _MIN_CUES = (
     r"no less than|not less than|no lower than|no cheaper than|over|above|more than|at least|"
-    r"minimum(?: of)?|min\.?|starting (?:at|from)|>=|>|≥"
+    r"minimum(?: of)?|min\.?|starting (?:at|from)|>=|>|≥|"
+    r"mas de|plus de|al menos|au moins|mindestens|uber|mehr als"
 )
 _AROUND_CUES = r"around|about|roughly|approximately|approx\.?|~"
 
@@ -281,13 +291,18 @@ def _looks_like_measurement(
     return bool(_NOT_MONEY_TAIL.match(state.folded, match.end()))
 
 
-# Amounts in words with no currency are money only after an upper limit ("under fifty") that
-# no person comes before ("kids under ten" is an age) and when nothing they count follows
-# ("at most two cameras", "up to four people").
+# Amounts in words with no currency are money only after a limit ("under fifty", "over fifty",
+# "around thirty", "between twenty and forty") that no person comes before ("kids under ten",
+# "my dad over fifty" are ages) and when nothing they count follows ("at most two cameras",
+# "up to four people").
 _AGE_BEFORE = re.compile(
     r"(?<![a-z])(?:kids?|child(?:ren)?|toddlers?|bab(?:y|ies)|boys?|girls?|teens?|teenagers?|"
-    r"sons?|daughters?|m[ae]n|wom[ae]n|people|persons?|adults?|someone|ages?|aged|years?)"
-    r"\s+(?:who\s+(?:is|are)\s+)?$"
+    r"sons?|daughters?|m[ae]n|wom[ae]n|people|persons?|adults?|someone|ages?|aged|years?|"
+    r"dad|daddy|father|mum|mom|mother|mommy|mummy|parents?|grand(?:ma|pa|mother|father|parents?)|"
+    r"granny|nan|nana|wife|husband|partner|(?:boy|girl)friend|friends?|brother|sister|aunt|"
+    r"uncle|cousin|nephew|niece|colleague|boss|him|her|them|seniors?|retirees?|"
+    r"(?:who|which|that)(?:'s|\s+(?:is|are))?)"
+    r"[\s,]+(?:(?:who|that)\s+(?:is|are)\s+|(?:is|are)\s+)?(?:(?:just|nearly|almost|well)\s+)?$"
 )
 _CLAUSE_END = re.compile(
     r"\s*(?:$|[,.;:!?)]|(?:for|and|or|with|please|in|on|from|at|if|but|so|that|which|max|"
@@ -328,13 +343,12 @@ def _bounds(
     after: re.Pattern[str],
     *,
     default_currency: str,
-    upper: bool = False,
 ) -> list[_Bound]:
     """Every free amount that is money, not a measurement, with a cue of one kind: before it
     (`pattern`: "under $15"), or after it (`after`: "$15 or less", only with a currency), in
-    the order said. Amounts in words are money when a currency says so, or after an upper
-    limit (`upper`) as _words_are_money reads it: words count things far more often than they
-    price them ("at least two cameras", "a man over fifty")."""
+    the order said. Amounts in words are money when a currency says so, or after the cue as
+    _words_are_money reads it: words count things as often as they price them
+    ("at least two cameras", "a man over fifty")."""
     found = []
     for cued, match in [
         *((True, m) for m in pattern.finditer(text)),
@@ -346,9 +360,7 @@ def _bounds(
         if currency is None and (
             not cued
             or (
-                is_number_words(number)
-                and not _grand(match)
-                and not (upper and _words_are_money(state, match))
+                is_number_words(number) and not _grand(match) and not _words_are_money(state, match)
             )
         ):
             continue
@@ -470,10 +482,13 @@ def _parse_budget(
             continue  # "2-3" or "43-55" alone is not a budget
         sep = match.group("sep").lower()
         if (is_number_words(low_n) or is_number_words(high_n)) and (
-            sep == "-" or (sep == "and" and not has_cue) or not (low_cur or high_cur)
+            sep == "-"
+            or (sep == "and" and not has_cue)
+            or not (low_cur or high_cur or (has_cue and _words_are_money(state, match)))
         ):
-            # In words "twenty to forty euros" and "between twenty and forty euros" are ranges;
-            # "twenty-five" is one number, "a hundred and twenty pounds" one amount.
+            # In words "twenty to forty euros" and "between twenty and forty euros" are ranges,
+            # "between twenty and forty" too unless a person's age it is ("kids between five
+            # and ten"); "twenty-five" is one number, "a hundred and twenty pounds" one amount.
             continue
         if _looks_like_measurement(state, match, low_cur, high_cur):
             continue
@@ -489,7 +504,7 @@ def _parse_budget(
         state.take(match.start(), match.end(), "budget")
         return Budget(currency, low, high, currency_assumed=not (low_cur or high_cur))
     uppers, lowers, arounds = _apart(
-        _bounds(state, text, _MAX_RE, _AFTER_MAX_RE, default_currency=default_currency, upper=True),
+        _bounds(state, text, _MAX_RE, _AFTER_MAX_RE, default_currency=default_currency),
         _bounds(state, text, _MIN_RE, _AFTER_MIN_RE, default_currency=default_currency),
         _bounds(state, text, _AROUND_RE, _AFTER_AROUND_RE, default_currency=default_currency),
     )

@@ -16,7 +16,8 @@ from typing import Any, Final
 
 from assistant.budget import Budget
 from assistant.exclusions import names_substance, names_word
-from assistant.intent import Intent, spec_pattern
+from assistant.intent import Intent
+from assistant.specs import spec_pattern
 from assistant.vocabulary import CatalogVocabulary, category_key_for_value, fold
 from commerce.fx import FxRateMissing, FxTable
 from search_index.filters import display_to_usd_minor, quote_filter_value

@@ -117,9 +117,12 @@ _NEGATED_WORD_RE = re.compile(
     r"no)\s+(?P<for>(?:meant |made )?for\s+)?(?:(?:a|an|the|any)\s+)?"
     r"(?P<w>[a-z0-9][a-z0-9'-]*[a-z0-9])(?![a-z0-9'-])"
 )
+# After a comma alone, only where the list goes on or ends with the word ("not Sony, Bose or
+# JBL"; "not Sony, black please" wants black).
 _NEXT_WORD_RE = re.compile(
-    r"\s*(?:,\s*(?:or\s|nor\s)?|or\s|nor\s)\s*(?:(?:not|no)\s+)?(?:(?:a|an|the|any)\s+)?"
-    r"(?P<w>[a-z][a-z0-9'-]*[a-z0-9])(?![a-z0-9'-])"
+    r"\s*(?:,\s*(?:or\s|nor\s)|or\s|nor\s|,(?=\s*(?:(?:not|no)\s+)?(?:(?:a|an|the|any)\s+)?"
+    r"[a-z][a-z0-9'-]*[a-z0-9]\s*(?:,|or\b|nor\b|$|[.;!?])))\s*(?:(?:not|no)\s+)?"
+    r"(?:(?:a|an|the|any)\s+)?(?P<w>[a-z][a-z0-9'-]*[a-z0-9])(?![a-z0-9'-])"
 )
 _NOT_PRODUCT_WORDS: Final = frozenset(
     [

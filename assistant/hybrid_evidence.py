@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from assistant.vocabulary import fold
+from assistant.catalog_words import activity_words, catalog_words
+from assistant.vocabulary import CatalogVocabulary, fold
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,14 +192,51 @@ _GENERIC_HEADS: Final = frozenset(
 )  # fmt: skip
 
 
-def named_product(text: str) -> str | None:
-    """The product noun a request opens with ("a black leather wallet" -> "wallet", "I need a
-    smart fridge for the kitchen" -> "fridge"), or None when it opens with a use ("watch
-    netflix on a big screen"), a generic word ("a gift for a runner") or no noun phrase. The
-    head is the last word of the first phrase, and that phrase is determiner, adjectives and
-    nouns only: an article after its first word means a verb came first ("start a vlog")."""
+def named_product(text: str, vocabulary: CatalogVocabulary | None = None) -> str | None:
+    """The product noun a request names ("a black leather wallet" -> "wallet", "I need a smart
+    fridge for the kitchen" -> "fridge"), or None when it names a use ("watch netflix on a big
+    screen"), a generic word ("a gift for a runner") or no noun phrase.
+
+    The head of the opening phrase first; when that phrase is generic or says whom or what for
+    ("for my dad, a wallet", "something like a wallet", "for my dad I need a wallet"), the
+    first phrase after a comma, "like" or a verb of wanting. Never a phrase after "for" (the
+    person or purpose), and never a word `vocabulary` holds as a brand or category, or for a
+    person by what they do (assistant.catalog_words): those are read by other rules."""
     folded = fold(text).strip()
     folded = _LEAD_IN_RE.sub("", folded, count=1)
+    head = None
+    first = re.match(r"[a-z]+", folded)
+    if first is None or first.group(0) not in _PREPOSITIONS:
+        head = _phrase_head(folded)
+    if head is None:
+        for later in _LATER_PHRASE_RE.finditer(folded):
+            head = _phrase_head(folded[later.end() :], later_phrase=True)
+            if head is not None:
+                break
+    if head is None or vocabulary is None:
+        return head
+    brands = {fold(brand) for brand in vocabulary.brands}
+    if head in brands or head in catalog_words(vocabulary) or activity_words([head], vocabulary):
+        return None
+    return head
+
+
+# Words that open a phrase saying for whom, for what or for how much, not what.
+_PREPOSITIONS: Final = frozenset(
+    {"for", "under", "below", "over", "above", "with", "to", "at", "in", "on", "from", "by",
+     "around", "about", "within", "without", "between", "as"}
+)  # fmt: skip
+# Where a later phrase may name the product: after a comma or colon, "like"/"such as", a verb
+# of wanting; always with an article.
+_LATER_PHRASE_RE = re.compile(
+    r"(?:[,;:]|\b(?:like|such as|maybe|perhaps|ideally|preferably|need|want|needs|wants|"
+    r"looking for|get|buy|find|recommend|suggest))\s+(?=(?:a|an|some)\s)"
+)
+
+
+def _phrase_head(folded: str, *, later_phrase: bool = False) -> str | None:
+    """The head of the noun phrase `folded` opens with (see :func:`named_product`); a later
+    phrase must open with an article."""
     # "a set of dumbbells", "a pair of headphones": the product is what the set is of.
     folded = re.sub(r"^(?:an?\s+)?(?:set|pair|pack|box|bundle|couple)\s+of\s+", "", folded)
     end = _PHRASE_END_RE.search(folded)
@@ -206,6 +244,8 @@ def named_product(text: str) -> str | None:
     words = re.findall(r"[a-z][a-z'-]*[a-z]|[a-z]", phrase)
     if words and re.fullmatch(_DETERMINER, words[0]):
         words = words[1:]
+    elif later_phrase:
+        return None
     if not words or len(words) > 4:
         return None
     if any(re.fullmatch(r"a|an|the|my|your|our|his|her|their|some", w) for w in words):

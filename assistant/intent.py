@@ -12,8 +12,9 @@ Every piece of the text is consumed by at most one rule; what no rule consumed i
 Money is parsed exactly (Decimal to integer minor units), never through floats.
 
 The rules live by job: amounts and budgets in assistant.budget; brands, marketplaces and
-categories named (or excluded) in assistant.mentions; the text they consume in
-assistant.prompt_text. This module holds the result (Intent) and the order the rules run in.
+categories named (or excluded) in assistant.mentions; sizes in assistant.specs; a wish to
+compare prices in assistant.comparison; the catalog's words for what a person named does in
+assistant.catalog_words; the text they consume in assistant.prompt_text. This module holds the result (Intent) and the order the rules run in.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 from assistant.budget import Budget, parse_budget
+from assistant.catalog_words import activity_words
+from assistant.comparison import parse_compare
 from assistant.exclusions import (
     parse_excluded_substances,
     parse_excluded_words,
@@ -34,6 +37,7 @@ from assistant.glossary import products_for_uses, translate
 from assistant.mentions import find_mentions, parse_categories, resolve_mentions
 from assistant.number_words import QUANTITY_WORDS_PATTERN, quantity_words_value
 from assistant.prompt_text import TOKEN_RE, PromptText, take_first
+from assistant.specs import parse_specs
 from assistant.spelling import (
     Correction,
     correct_prompt,
@@ -60,7 +64,8 @@ SORT_RATING: Final = "rating"
 
 _RATING_RES: Final = (
     re.compile(
-        r"(?:\b(?:at least|min(?:imum)?|over|above|more than|no less than)\s+)?"
+        # "rated 4 stars or more": "rated" too, or it was left to be read as a word excluded.
+        r"(?:\b(?:rated|at least|min(?:imum)?|over|above|more than|no less than)\s+)?"
         r"(?P<r>[1-5](?:\.\d)?)\s*(?:\+\s*)?(?:-\s*)?stars?"
         r"(?:\s*(?:and up|or more|or better|and above|\+|plus))?(?:\s+rating)?",
         re.IGNORECASE,
@@ -81,7 +86,7 @@ _SORT_RES: Final = (
         SORT_RATING,
         re.compile(
             r"\b(?:the\s+)?(?:best|top|highest)[- ]rated\b|\bbest[- ]reviewed\b|\bbest reviews\b|"
-            r"\bmost popular\b",
+            r"\bmost popular\b(?:\s+first\b)?",
             re.IGNORECASE,
         ),
     ),
@@ -89,14 +94,15 @@ _SORT_RES: Final = (
         SORT_PRICE_DESC,
         re.compile(
             r"\b(?:the\s+)?(?:most expensive|priciest|premium|high[- ]end|top[- ]of[- ]the[- ]line|"
-            r"luxury|luxurious)\b",
+            r"luxury|luxurious)\b(?:\s+first\b)?",
             re.IGNORECASE,
         ),
     ),
     (
         SORT_PRICE_ASC,
         re.compile(
-            r"\b(?:the\s+)?(?:cheapest|lowest[- ]priced|lowest price|least expensive|lowest cost)\b",
+            r"\b(?:the\s+)?(?:cheapest|lowest[- ]priced|lowest price|least expensive|lowest cost)\b"
+            r"(?:\s+first\b)?",
             re.IGNORECASE,
         ),
     ),
@@ -108,7 +114,10 @@ _PRICE_PREFERENCE_RE = re.compile(
     r"(?:expensive|pricey|pricy|costly|dear)\b|"
     r"\b(?:cheap(?:er|ish)?|inexpensive|affordable|budget(?:[- ](?:friendly|priced|range))?|"
     r"bargains?|low[- ](?:cost|priced|price)|reasonably priced|wallet[- ]friendly|"
-    r"good value|value for money|on a budget)\b",
+    r"good value|value for money|on a budget|"
+    # Spanish, Portuguese, French, German, Italian (folded): "auriculares baratos".
+    r"barat[oa]s?|econ[oô]mic[oa]s?|pas cher|bon marche|gunstig(?:e[nrs]?)?|billig(?:e[nrs]?)?|"
+    r"preiswert(?:e[nrs]?)?|a buon mercato)\b",
     re.IGNORECASE,
 )
 _INCLUDE_UNAVAILABLE_RE = re.compile(
@@ -134,12 +143,6 @@ _QUANTITY_RES: Final = (
 # Not the end of a hyphenated name: "a 2-in-1 laptop" is one laptop of a kind.
 _LEADING_QUANTITY_RE = re.compile(rf"(?<![\w-])(?P<q>{_QTY_WORD})\s*$", re.IGNORECASE)
 
-_SPEC_RES: Final = (
-    ("inch", re.compile(r"\b(?P<n>\d{2,3})\s*(?:-\s*)?(?:inch(?:es)?\b|in\b|\"|'')")),
-    ("storage", re.compile(r"\b(?P<n>\d{2,4})\s*(?P<u>gb|tb)\b", re.IGNORECASE)),
-    ("volume", re.compile(r"\b(?P<n>\d{1,4}(?:\.\d)?)\s*(?P<u>ml|oz|l|litres?|liters?)\b")),
-)
-
 
 # --- The result --------------------------------------------------------------------------------
 
@@ -160,6 +163,8 @@ class Intent:
     text: str
     corrections: tuple[Correction, ...] = ()
     price_preference: bool = False
+    # The shopper asked to compare each product's offers across marketplaces.
+    compare: bool = False
     budget: Budget | None = None
     categories: tuple[str, ...] = ()
     # What the wanted thing carries or holds ("carry my laptop"): not itself the product.
@@ -273,6 +278,7 @@ class Intent:
             "implied_words": self.implied_words,
             "notes": list(self.notes),
             "price_preference": self.price_preference,
+            "compare": self.compare,
             "corrections": [[c.written, c.meant] for c in self.corrections],
         }
 
@@ -316,6 +322,9 @@ def parse_intent(
         read_as = ", ".join(f"“{c.written}” as “{c.meant}”" for c in corrections)
         notes.append(f"Read {read_as}.")
 
+    # Before the order: "which shop is cheapest" compares, and before exclusions: "not Sony,
+    # compare prices" excludes Sony alone.
+    compare = parse_compare(state)
     # Ratings first: "4 stars" must not be read as a budget of 4.
     min_rating = _parse_rating(state)
     if take_first(state, _GOOD_REVIEWS_RE, "rating") and min_rating is None:
@@ -335,7 +344,7 @@ def parse_intent(
         availability_stated = True
     elif take_first(state, _AVAILABLE_RE, "availability"):
         availability_stated = True
-    specs, excluded_specs = _parse_specs(state)
+    specs, excluded_specs = parse_specs(state)
 
     mentions = find_mentions(state, vocabulary)
     brands, excluded_brands, marketplaces, excluded_marketplaces = resolve_mentions(state, mentions)
@@ -384,15 +393,22 @@ def parse_intent(
         flags=re.IGNORECASE,
     )
     semantic = re.sub(r"^[\s,.;:!?-]+|[\s,.;:!?-]+$", "", semantic)
+    semantic = re.sub(r"\s+(?=[,;:])", "", semantic)  # "headphones , black" after "not Sony"
+    # A connector the shopper's first words (taken by a rule) led into joins nothing either:
+    # "compare prices for a Thermos mug" is embedded as "a Thermos mug".
+    leading = re.match(r"(?:(?:for|of|and|or|on|at|with|to|from)\s+)+", semantic, re.IGNORECASE)
+    if leading and not fold(prompt).startswith(fold(leading.group(0))):
+        semantic = semantic[leading.end() :]
     if not semantic:
         semantic = " ".join([*(category_label(c) for c in categories), *brands]) or corrected
     semantic, implied_words, implied_products = _implied_words(
-        state, semantic, keywords, categories
+        state, semantic, keywords, categories, vocabulary
     )
     return Intent(
         text=prompt,
         corrections=corrections,
         price_preference=price_preference,
+        compare=compare,
         budget=budget,
         categories=tuple(categories),
         excluded_categories=tuple(excluded_categories),
@@ -419,11 +435,17 @@ def parse_intent(
 
 
 def _implied_words(
-    state: PromptText, semantic: str, keywords: str, categories: Sequence[str]
+    state: PromptText,
+    semantic: str,
+    keywords: str,
+    categories: Sequence[str],
+    vocabulary: CatalogVocabulary,
 ) -> tuple[str, str, tuple[str, ...]]:
     """The text to embed, and the product words the request implies beyond its keywords: the
     English of other languages' words, and, when no product is named, the products for the
-    uses it describes ("boil water quickly for tea" is embedded as "electric kettle")."""
+    uses it describes ("boil water quickly for tea" is embedded as "electric kettle") or, for
+    none, the catalog's words for what the people it names do ("a gift for a runner": running,
+    assistant.catalog_words)."""
     implied: list[str] = []
     products: tuple[str, ...] = ()
     translated_keywords = translate(keywords)
@@ -441,6 +463,12 @@ def _implied_words(
             # for breakfast" as near coffee machines, "blender" as blenders. The shopper's
             # own words still rank on the keyword side.
             semantic = ", ".join(products)
+        else:
+            products = activity_words(keywords.split(), vocabulary)
+            implied.extend(products)
+            if products:
+                # "a gift for a runner" alone is nearest to gift sets: what they do says more.
+                semantic = f"{semantic}, {', '.join(products)}"
     kept = set(keywords.split())
     words: list[str] = []
     for word in implied:
@@ -475,59 +503,6 @@ def _parse_sort(state: PromptText, notes: list[str]) -> str | None:
     if len({sort for _, sort, _ in said}) > 1:
         notes.append(f"Of the orders you asked for, the last one (“{words}”) counts.")
     return last
-
-
-# "not 65 inch", "no 128gb": a size said not to be wanted.
-_NEGATED_SPEC_BEFORE = re.compile(
-    r"(?<![a-z])(?:but not|not|no|without|except(?: for)?|excluding|isn'?t|aren'?t|nothing|"
-    r"never)\s+(?:(?:a|an|the|any)\s+)?$"
-)
-
-
-def _parse_specs(state: PromptText) -> tuple[list[str], list[str]]:
-    """The sizes asked for, and those said not to be wanted (their cue taken too)."""
-    specs: list[str] = []
-    excluded: list[str] = []
-    for kind, pattern in _SPEC_RES:
-        for match in pattern.finditer(state.folded):
-            if not state.free(match.start(), match.end()):
-                continue
-            number = match.group("n")
-            if kind == "inch":
-                spec = f"{number}-inch"
-            elif kind == "storage":
-                spec = f"{number}{match.group('u').upper()}"
-            else:
-                unit = match.group("u").lower()
-                unit = "L" if unit.startswith(("l", "litre", "liter")) and unit != "ml" else unit
-                spec = f"{number}{unit}"
-            cue = _NEGATED_SPEC_BEFORE.search(state.folded[: match.start()])
-            if cue is not None and state.free(cue.start(), match.start()):
-                state.take(cue.start(), match.end(), "excluded-spec")
-                if spec not in excluded:
-                    excluded.append(spec)
-                continue
-            state.take(match.start(), match.end(), "spec")
-            if spec not in specs:
-                specs.append(spec)
-    return specs, [spec for spec in excluded if spec not in specs]
-
-
-def spec_pattern(spec: str) -> re.Pattern[str]:
-    """How a size appears in a title or description ("65-inch" matches 65", 65 inch, 65-inch)."""
-    match = re.fullmatch(r"(\d+(?:\.\d)?)(-inch|GB|TB|ml|oz|L)", spec)
-    if not match:
-        return re.compile(re.escape(spec), re.IGNORECASE)
-    number, unit = match.groups()
-    units = {
-        "-inch": r"(?:inch(?:es)?\b|in\b|\"|'')",
-        "GB": r"gb\b",
-        "TB": r"tb\b",
-        "ml": r"ml\b",
-        "oz": r"oz\b",
-        "L": r"(?:l|litres?|liters?)\b",
-    }[unit]
-    return re.compile(rf"(?<![\d.]){re.escape(number)}\s*-?\s*{units}", re.IGNORECASE)
 
 
 # --- Quantity and free text -------------------------------------------------------------------

@@ -26,7 +26,10 @@ _NEGATION_CUE = re.compile(
     r"(?:\bnot|\bno|\bnon|\bexcept(?:\s+for)?|\bexcluding|\bexclude|\bwithout|\bavoid(?:ing)?|"
     r"\banything but|\bother than|\bbut not|\bnothing from|\bnever|\bdon'?t want|"
     r"\bdo not want|\bfree (?:of|from)|\b(?:(?:that|which|it|they)\s+)?(?:isn'?t|aren'?t)|"
-    r"\b(?:that|which|it)(?:'s|\s+is|\s+are)\s+not)\s*(?:-\s*)?"
+    r"\b(?:that|which|it)(?:'s|\s+is|\s+are)\s+not|"
+    # "do not show me anything from Fake Store", "don't suggest anything from ShopWave".
+    r"\b(?:do not|don'?t|never)\s+(?:show|give|suggest|recommend|want|offer)(?:\s+(?:me|us))?"
+    r"(?:\s+(?:anything|products?|items?|offers?|stuff|something))?)\s*(?:-\s*)?"
     r"(?:(?:from|on|at|by|sold by|sold on|made by|the)\s+)?$"
 )
 # "apple-free headphones": the name written with "-free" after it is excluded, not wanted.
@@ -60,6 +63,9 @@ _FOR_GAP = re.compile(
 # "a phone with a great camera": the first is the product, the second one of its features.
 _WITH_GAP = re.compile(
     r"\s+(?:with|that has|which has|having)(?:\s+(?:a|an|the))?"
+    # "a phone with at least two cameras": how many is said of the feature.
+    r"(?:\s+(?:at least|at most|up to|more than|over))?"
+    r"(?:\s+(?:\d{1,2}|two|three|four|five|six|dual|triple|quad|multiple|several))?"
     r"(?:\s+(?:good|great|nice|decent|big|large|long|excellent|better|best|built-in|amazing))?\s+"
 )
 # "carry my laptop to the office": what is carried or held is not what is wanted.
@@ -106,6 +112,9 @@ def _marketplace_variants(slug: str, name: str) -> set[str]:
     # "Kiondo Market" is also just "Kiondo"; "Euro Bazaar" just "Bazaar" (its slug).
     if len(words) > 1 and len(words[0]) >= 4 and words[0] not in {"euro", "fake", "the"}:
         variants.add(words[0])
+    # "Fake Store Berlin" is also "Fake Store": the name without the place it is in.
+    if len(words) > 2:
+        variants.add(" ".join(words[:-1]))
     return variants
 
 

@@ -96,6 +96,8 @@ class Candidate:
     product: OfferDocument
     offer: OfferDocument
     score: float | None
+    # Asked to compare: the cheapest fitting offer of each marketplace, cheapest first.
+    compared: tuple[OfferDocument, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +222,7 @@ def retrieve(
     # for, the catalog lacks it, however close the nearest are (asked in the same round trip).
     head = None
     if not structured and not _has_product_constraints(intent) and not intent.implied_products:
-        head = named_product(intent.semantic_text or intent.text)
+        head = named_product(intent.semantic_text or intent.text, vocabulary)
     named = named_product_queries(query, head) if head else []
     missing_product = None
     try:
@@ -324,6 +326,10 @@ def retrieve(
             )
         )
     candidates = _order(candidates, intent.sort)[:limit]
+    if intent.compare and candidates:
+        started = time.perf_counter()
+        candidates = _compare(client, index_uid, intent, candidates, clauses, fx)
+        timings["compare"] = (time.perf_counter() - started) * 1000
     relaxations: list[Relaxation] = []
     if not candidates:
         labels = {c.kind: c.label for c in intent.constraints()}
@@ -399,6 +405,53 @@ def _cheapest_offers(
         ],
     )[0]
     return {str(hit["group_id"]): hit for hit in result.get("hits", []) if hit.get("group_id")}
+
+
+# Offers read per product compared (a product is sold by a handful of marketplaces).
+OFFERS_PER_COMPARED_PRODUCT: Final = 20
+
+
+def _compare(
+    client: meilisearch.Client,
+    index_uid: str,
+    intent: Intent,
+    candidates: Sequence[Candidate],
+    clauses: Mapping[str, str],
+    fx: FxTable,
+) -> list[Candidate]:
+    """Each candidate with the cheapest offer of every marketplace that fits the request
+    (cheapest first); those sold on two marketplaces or more first, unless an order was asked
+    for. Asked by the filters alone, never the query's words: a negative term (-"qled") or a
+    listing whose title leaves a word out must not drop a marketplace's offer of the product."""
+    groups = "group_id IN [" + ", ".join(quote_filter_value(c.group_id) for c in candidates) + "]"
+    offer_filter = join_clauses(clauses, only=OFFER_LEVEL)
+    result = search_index(
+        client,
+        [
+            {
+                "indexUid": index_uid,
+                "q": "",
+                "filter": f"({groups}) AND ({offer_filter})" if offer_filter else groups,
+                "sort": ["price_usd_minor:asc"],
+                "limit": OFFERS_PER_COMPARED_PRODUCT * len(candidates),
+                "attributesToRetrieve": list(RESULT_FIELDS),
+            }
+        ],
+    )[0]
+    by_group: dict[str, dict[str, OfferDocument]] = {c.group_id: {} for c in candidates}
+    products = {c.group_id: c.product for c in candidates}
+    for hit in result.get("hits", []):
+        group = str(hit.get("group_id") or "")
+        seen = by_group.get(group)
+        marketplace = str(hit.get("marketplace") or "")
+        if seen is None or marketplace in seen:
+            continue
+        if not unmet_constraints(intent, hit, products[group], fx):
+            seen[marketplace] = hit
+    compared = [replace(c, compared=tuple(by_group[c.group_id].values())) for c in candidates]
+    if intent.sort is None:
+        compared.sort(key=lambda c: len(c.compared) < 2)
+    return compared
 
 
 _PRODUCT_KINDS: Final = frozenset({"category", "keywords"})

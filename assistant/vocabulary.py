@@ -403,6 +403,12 @@ STOPWORDS: Final = frozenset(
         "some",
         "something",
         "anything",
+        # Asking for help or for everything names nothing to search ("help" was said missing).
+        "everything",
+        "help",
+        "hello",
+        "hi",
+        "hey",
         "thing",
         "things",
         "stuff",
@@ -503,6 +509,10 @@ FUZZY_STOPLIST: Final = frozenset(
         "sports",
         "brand",
         "brands",
+        # "size does not matter" was the brand Mattel, excluded.
+        "matter",
+        "matters",
+        "mattered",
     ]
 )
 

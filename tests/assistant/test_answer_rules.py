@@ -419,3 +419,23 @@ def test_the_product_a_request_names_is_the_head_of_its_opening_phrase() -> None
         ("go for a jog in the morning", None),
     ):
         assert named_product(text) == head, text
+
+
+def test_the_product_a_request_names_is_found_wherever_it_is_said() -> None:
+    # Not only where the rule expected it (the head of the opening phrase): after a clause about
+    # who or what for, after "like" or a verb of wanting; never the person or purpose after
+    # "for" ("a gift for a runner"), nor a word the catalog holds for a brand or category.
+    vocabulary = CatalogVocabulary.from_facets(
+        brands=["Sony", "Thermos"], categories=["Running Shoes", "Headphones"], marketplaces={}
+    )
+    for text, head in (
+        ("for my commute, a leather wallet", "wallet"),
+        ("for my dad I need a leather wallet", "wallet"),
+        ("under $50, a coffee grinder please", "grinder"),
+        ("something like a leather wallet", "wallet"),
+        ("a gift for a runner under $50", None),
+        ("something to keep coffee hot for a commute", None),
+        ("for my sister, something nice", None),
+        ("for my dad, a Thermos", None),
+    ):
+        assert named_product(text, vocabulary) == head, text

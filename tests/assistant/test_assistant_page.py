@@ -379,3 +379,17 @@ def test_a_precise_request_gets_no_refinements(keyword_app: Flask) -> None:
         )
     )
     assert "Thermos" in html and 'class="assistant-refinements"' not in html
+
+
+def test_asking_to_compare_shows_each_marketplace_price_of_the_product(keyword_app: Flask) -> None:
+    html = _html(
+        keyword_app.test_client().post(
+            "/assistant", data={"prompt": "a 65 inch tv not Hisense, compare prices"}
+        )
+    )
+    table = re.search(r'<table class="compared-offers.*?</table>', html, re.S)
+    assert table, "no comparison on the page"
+    assert "Kiondo Market" in table.group(0)
+    assert "Fake Store Berlin" in table.group(0)
+    assert "KES" in table.group(0) and "€" in table.group(0)
+    assert "not “compare prices”" not in html

@@ -260,3 +260,51 @@ def test_a_product_no_listing_names_is_said_to_be_missing_and_its_alternatives_l
     ):
         answer = _ask(meili, vector_index, prompt)
         assert answer.missing_product is None and answer.found, prompt
+
+
+def test_compare_prices_lists_every_marketplace_offer_of_the_product_despite_exclusions(
+    meili: meilisearch.Client, keyword_index: str
+) -> None:
+    # "not Hisense" is a filter, "without qled" a negative term (-"qled") of the query: neither
+    # may drop the LG TV's other marketplace from the comparison, nor "compare prices" be a
+    # word excluded.
+    for prompt in (
+        "a 65 inch tv not Hisense, compare prices",
+        "a 65 inch tv without qled, compare prices across marketplaces",
+    ):
+        answer = _ask(meili, keyword_index, prompt, mode=MODE_KEYWORD)
+        assert answer.intent.compare
+        assert "compare" not in " ".join(c.label for c in answer.intent.constraints())
+        assert [s.group_id for s in answer.suggestions] == ["g-lg-65"], prompt
+        compared = answer.suggestions[0].compared
+        assert [o.marketplace for o in compared] == ["kiondo", "fakestore"], prompt
+        assert compared[0].display_price_minor <= compared[1].display_price_minor
+        assert "compared" in answer.message.lower()
+        stored = answer.to_json()["suggestions"][0]["compared_offers"]
+        assert [o["marketplace"] for o in stored] == ["kiondo", "fakestore"]
+
+
+def test_without_asking_to_compare_a_suggestion_lists_no_comparison(
+    meili: meilisearch.Client, keyword_index: str
+) -> None:
+    answer = _ask(meili, keyword_index, "a 65 inch tv not Hisense", mode=MODE_KEYWORD)
+    assert [s.group_id for s in answer.suggestions] == ["g-lg-65"]
+    assert answer.suggestions[0].compared == ()
+
+
+def test_a_gift_for_a_runner_finds_running_products_by_the_catalogs_word(
+    meili: meilisearch.Client, keyword_index: str
+) -> None:
+    # The product is no word of the request: "runner" is who it is for, and the catalog's
+    # "Running Shoes" says what they use (keyword search found nothing for "gift runner").
+    answer = _ask(meili, keyword_index, "a gift for a runner under $50", mode=MODE_KEYWORD)
+    assert answer.found and answer.missing_product is None
+    assert answer.suggestions[0].group_id in {"g-asics-contend", "g-nike-revolution"}
+    assert {s.category for s in answer.suggestions} <= {"Running Shoes", "Smartwatches"}
+
+
+def test_a_product_after_a_clause_about_whom_it_is_for_is_checked_for_missing(
+    meili: meilisearch.Client, keyword_index: str
+) -> None:
+    answer = _ask(meili, keyword_index, "for my dad, a black leather wallet", mode=MODE_KEYWORD)
+    assert answer.missing_product == "wallet" and not answer.found

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from assistant.budget import Budget
-from assistant.intent import MAX_PROMPT_CHARS, parse_intent, spec_pattern
+from assistant.intent import MAX_PROMPT_CHARS, parse_intent
+from assistant.specs import spec_pattern
 from assistant.spelling import damerau_distance
 from assistant.vocabulary import CatalogVocabulary, category_key_for_value
 
@@ -176,6 +177,40 @@ BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("a 20 pound gift card", "USD", Budget("GBP", None, 2000)),
     ("a fifty pound voucher", "USD", Budget("GBP", None, 5000)),
     ("dumbbells under 20 pounds", "USD", Budget("GBP", None, 2000)),
+    # "pound(s)" after an amount is sterling unless a thing sold by weight follows: nobody
+    # weighs headphones in pounds, so both orders are a price of at most £20.
+    ("20 pound headphones", "USD", Budget("GBP", None, 2000)),
+    ("headphones under 20 pounds", "USD", Budget("GBP", None, 2000)),
+    ("twenty pound headphones", "EUR", Budget("GBP", None, 2000)),
+    ("headphones for 20 pounds or less", "USD", Budget("GBP", None, 2000)),
+    # Words after a lower limit, around, or between two amounts are money in the display
+    # currency too (they were search words); a person's age stays an age.
+    ("headphones between twenty and forty", "USD",
+     Budget("USD", 2000, 4000, currency_assumed=True)),
+    ("headphones between twenty and forty dollars", "USD", Budget("USD", 2000, 4000)),
+    ("a speaker from thirty to fifty", "EUR", Budget("EUR", 3000, 5000, currency_assumed=True)),
+    ("headphones over fifty", "USD", Budget("USD", 5000, None, currency_assumed=True)),
+    ("a tv over a thousand", "GBP", Budget("GBP", 100_000, None, currency_assumed=True)),
+    ("headphones under a hundred", "USD", Budget("USD", None, 10000, currency_assumed=True)),
+    ("a mug around thirty", "USD", Budget("USD", 2400, 3600, currency_assumed=True)),
+    ("a mug for about twenty, please", "EUR", Budget("EUR", 1600, 2400, currency_assumed=True)),
+    ("headphones around 30 quid", "USD", Budget("GBP", 2400, 3600)),
+    ("around 30 quid", "USD", Budget("GBP", 2400, 3600)),
+    ("a gift for my dad over fifty", "USD", None),
+    ("a gift for grandma over seventy", "USD", None),
+    ("something for my wife, who is around forty", "USD", None),
+    ("toys for kids between five and ten", "USD", None),
+    ("a tent for between two and four people", "USD", None),
+    # Other languages' limits and currency words ("menos de 50 dólares" was four search words).
+    ("auriculares por menos de 50 dólares", "EUR", Budget("USD", None, 5000)),
+    ("un telefono de menos de 200 dolares", "USD", Budget("USD", None, 20000)),
+    ("casque audio moins de 40 livres sterling", "USD", Budget("GBP", None, 4000)),
+    ("écouteurs moins de 40 euros", "USD", Budget("EUR", None, 4000)),
+    ("auriculares hasta 30 euros", "USD", Budget("EUR", None, 3000)),
+    ("Fernseher bis 500 Euro", "USD", Budget("EUR", None, 50000)),
+    ("Kopfhörer unter 30 Pfund", "USD", Budget("GBP", None, 3000)),
+    ("un portatil de mas de 500 euros", "USD", Budget("EUR", 50000, None)),
+    ("des livres pour enfants", "USD", None),
 ]  # fmt: skip
 
 
@@ -339,6 +374,82 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]  # fmt: skip
 
 
+# Asking to compare prices is neither a search word nor, after an exclusion, one more thing
+# excluded ("headphones not Sony, compare prices" excluded the words "compare prices").
+COMPARISONS: list[tuple[str, dict[str, Any]]] = [
+    ("headphones not Sony, compare prices", {
+        "categories": ("headphones",), "excluded_brands": ("Sony",), "excluded_words": (),
+        "keywords": "", "compare": True}),
+    ("compare prices for a Thermos travel mug across marketplaces", {
+        "categories": ("mugs-flasks",), "brands": ("Thermos",), "keywords": "travel mug",
+        "semantic_text": "a Thermos travel mug", "compare": True}),
+    ("sony headphones, which shop is cheapest?", {
+        "brands": ("Sony",), "keywords": "", "compare": True}),
+    ("a 65 inch tv without qled, compare the offers", {
+        "specs": ("65-inch",), "excluded_words": ("qled",), "keywords": "", "compare": True}),
+    ("price comparison: running shoes not nike", {
+        "categories": ("running-shoes",), "excluded_brands": ("Nike",), "compare": True}),
+    ("headphones not Sony", {"compare": False}),
+]  # fmt: skip
+
+
+# Found by a demanding shopper: a word after a comma is no more of an excluded list unless a
+# list goes on ("not Sony, black please" excluded black), "rated 4 stars" is all the rating,
+# "with at least two cameras" is a phone's feature (it asked for two phones or cameras too),
+# and "cheap" in other languages is a price wish (it was a search word).
+SHOPPER_PASS: list[tuple[str, dict[str, Any]]] = [
+    ("headphones not Sony, black please", {
+        "excluded_brands": ("Sony",), "excluded_words": (), "keywords": "black"}),
+    ("running shoes not Nike, Adidas or Asics", {
+        "excluded_brands": ("Nike", "Adidas", "Asics")}),
+    ("a smartwatch that isn't Apple or Samsung, rated 4 stars or more", {
+        "excluded_brands": ("Apple", "Samsung"), "excluded_words": (),
+        "min_rating": Decimal("4"), "keywords": ""}),
+    ("a phone with at least two cameras", {
+        "categories": ("smartphones",), "quantity": 1}),
+    ("a phone with three cameras", {"categories": ("smartphones",), "quantity": 1}),
+    ("auriculares baratos", {"categories": ("headphones",), "price_preference": True,
+                             "keywords": ""}),
+    ("téléphone pas cher", {"categories": ("smartphones",), "price_preference": True,
+                            "keywords": ""}),
+    ("günstige Kopfhörer", {"categories": ("headphones",), "price_preference": True,
+                            "keywords": ""}),
+    # "size does not matter" excluded the brand Mattel (a typo of it, after "not"); "Fake
+    # Store" is Fake Store Berlin, and "do not show me anything from" excludes it.
+    ("running shoes, size does not matter", {"excluded_brands": (), "brands": ()}),
+    ("running shoes, but do not show me anything from Fake Store", {
+        "excluded_marketplaces": ("fakestore",), "keywords": ""}),
+    ("running shoes from fake store", {"marketplaces": ("fakestore",)}),
+    ("mugs, don't suggest anything from ShopWave", {"excluded_marketplaces": ("shopwave",)}),
+    # "cheapest first" was the order and the search word "first".
+    ("a 65 inch samsung or lg tv, cheapest first", {"sort": "price_asc", "keywords": ""}),
+    ("headphones, most expensive first", {"sort": "price_desc", "keywords": ""}),
+    # Asking for help or everything names nothing ("help" was a product the catalog lacks).
+    ("help", {"keywords": "", "asks_for_anything": False}),
+    ("show me everything", {"keywords": "", "asks_for_anything": False}),
+    ("hello, can you help me?", {"keywords": "", "asks_for_anything": False}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "expected"), SHOPPER_PASS)
+def test_what_a_demanding_shopper_said_is_read_as_meant(
+    text: str, expected: dict[str, Any]
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    for name, value in expected.items():
+        assert getattr(intent, name) == value, (name, intent)
+
+
+@pytest.mark.parametrize(("text", "expected"), COMPARISONS)
+def test_a_wish_to_compare_prices_is_read_not_searched_or_excluded(
+    text: str, expected: dict[str, Any]
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    for name, value in expected.items():
+        assert getattr(intent, name) == value, (name, intent)
+    assert "compare" not in intent.semantic_text
+
+
 @pytest.mark.parametrize(("text", "expected"), CASES)
 def test_requests_are_read_into_constraints_and_free_text(
     text: str, expected: dict[str, Any]
@@ -395,7 +506,8 @@ def test_constraints_are_listed_in_words_a_shopper_reads() -> None:
 
 def test_semantic_text_keeps_the_product_words_and_drops_the_rules() -> None:
     intent = parse_intent("a gift for a runner under 40 dollars, not from ShopWave", VOCABULARY)
-    assert intent.semantic_text == "a gift for a runner"
+    # What a runner does is embedded too (assistant.catalog_words).
+    assert intent.semantic_text == "a gift for a runner, running"
 
 
 def test_prompts_are_cleaned_and_cut_to_the_limit() -> None:
@@ -581,6 +693,30 @@ def test_a_use_implies_the_product_that_serves_it_as_words_to_rank_by(
     # Words to rank by, never a filter: nothing the shopper did not say is required.
     assert intent.categories == () and intent.brands == ()
     assert [c.kind for c in intent.constraints()] == ["available"]
+
+
+@pytest.mark.parametrize(
+    ("text", "implied"),
+    [
+        # A person named by what they do: the catalog's word for it ("Running Shoes") ranks.
+        ("a gift for a runner under $50", "running"),
+        ("a present for runners", "running"),
+        ("gift ideas for a jogger", None),  # the index holds no "jogging"
+        # A product the catalog names is not a person: no activity is implied for it.
+        ("a speaker for my room", None),
+    ],
+)
+def test_a_person_named_by_what_they_do_implies_the_catalogs_word_for_it(
+    text: str, implied: str | None
+) -> None:
+    intent = parse_intent(text, VOCABULARY)
+    if implied is None:
+        assert intent.implied_products == ()
+        return
+    assert intent.implied_products == (implied,)
+    assert implied in intent.implied_words.split()
+    assert implied in intent.semantic_text
+    assert intent.categories == ()  # ranked by, never a filter
 
 
 def test_a_named_product_is_not_second_guessed_by_its_use() -> None:

@@ -459,3 +459,38 @@ def test_the_order_page_names_the_country_it_ships_to(two_shoppers) -> None:
         ship_to = html[html.index("<dt>Ship to</dt>") :]
         ship_to = ship_to[: ship_to.index("</dd>")]
         assert ship_to.endswith(", United Kingdom"), ship_to
+
+
+def test_the_cancel_preview_and_its_answer_stay_true_when_placement_wins(two_shoppers) -> None:
+    """Shopper QA: the confirmation page promised "not placed yet — stopped now and refunded in
+    full", while the placement job may claim the part between the preview and the click. The
+    preview now says what happens either way, and after the click the page says what really
+    happened to each part (read from the state the compare-and-set left)."""
+    from commerce.order_models import MarketplaceOrder, SubOrderStatus
+
+    shop, alice, _bob, order = two_shoppers
+    client = shop.client_for(alice)
+
+    preview = client.get(f"/orders/{order.number}/cancel").get_data(as_text=True)
+
+    assert "stopped now" not in preview
+    assert "If it is placed first, we ask ShopWave to cancel it" in preview
+
+    # Placement wins the race for ShopWave between the preview and the click.
+    shopwave = shop.sub_order(order, "shopwave")
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == shopwave.id)
+            .values(status=SubOrderStatus.PLACED, marketplace_order_id="MO-1")
+        )
+        session.commit()
+    answer = client.post(
+        f"/orders/{order.number}/cancel", data={"confirm": "yes"}, follow_redirects=True
+    ).get_data(as_text=True)
+
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.CANCELLED
+    assert (
+        "Your Kiondo Market items had not been placed yet: stopped, and refunded in full." in answer
+    )
+    assert "ShopWave already had your order: we are asking it to cancel." in answer

@@ -494,3 +494,35 @@ def test_the_cancel_preview_and_its_answer_stay_true_when_placement_wins(two_sho
         "Your Kiondo Market items had not been placed yet: stopped, and refunded in full." in answer
     )
     assert "ShopWave already had your order: we are asking it to cancel." in answer
+
+
+def test_a_marketplace_that_declined_this_cancellation_is_not_said_to_take_none(
+    two_shoppers,
+) -> None:
+    """Shopper QA: the preview said "we ask ShopWave to cancel", then the answer read "ShopWave:
+    does not accept cancellations for this order" when ShopWave (which takes cancellations)
+    declined this one, having shipped it meanwhile. A refusal says it declined."""
+    from datetime import UTC, datetime
+
+    from commerce.order_models import MarketplaceOrder, SubOrderStatus
+
+    shop, alice, _bob, order = two_shoppers
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(
+                status=SubOrderStatus.PLACED, marketplace_order_id="MO-1", cancel_outcome="refused"
+            )
+        )
+        session.execute(
+            sa.update(Order)
+            .where(Order.id == order.id)
+            .values(cancel_requested_at=datetime.now(UTC))
+        )
+        session.commit()
+
+    html = shop.client_for(alice).get(f"/orders/{order.number}").get_data(as_text=True)
+
+    assert "<strong>ShopWave</strong>: declined to cancel this order, so it goes ahead." in html
+    assert "<strong>ShopWave</strong>: does not accept" not in html

@@ -110,7 +110,9 @@ def cancel_pending_sub_order(
     return True
 
 
-def tell_parts_cancelled(session: Session, order: Order, sub_order_ids: list[int]) -> None:
+def tell_parts_cancelled(
+    session: Session, order: Order, sub_order_ids: list[int], *, lead: bool = False
+) -> None:
     """Tell the shopper, in one sentence, that the shopper's cancellation went through for these
     parts (cancelled with `tell_shopper` False), and where their money goes; the order's own
     sentence alone when that ended the whole order. One cancellation is one message: a sentence
@@ -138,6 +140,7 @@ def tell_parts_cancelled(session: Session, order: Order, sub_order_ids: list[int
         f"Your {markets} items were cancelled; "
         f"{refund_said(refunds[0] if refunds else None, f'their {share}')}.",
         sub_order_id=parts[0].id if len(parts) == 1 else None,
+        lead=lead,
     )
 
 
@@ -451,9 +454,9 @@ def carry_out_cancellation(
         lock_order(session, order_id)
         order = session.get(Order, order_id)
         assert order is not None
-        tell_parts_cancelled(session, order, cancelled_ids)
+        goes_ahead = None
         if refused and not in_flight:
-            notify(
+            goes_ahead = notify(
                 session,
                 order,
                 "cancellation_refused",
@@ -462,7 +465,7 @@ def carry_out_cancellation(
                 once=True,
             )
         if in_flight and final_attempt:
-            notify(
+            goes_ahead = notify(
                 session,
                 order,
                 "cancellation_unknown",
@@ -480,6 +483,12 @@ def carry_out_cancellation(
                     + ", ".join(unanswered)
                     + " after the last attempt: ask them to cancel, or let it ship.",
                 )
+        # The parts cancelled lead the one message; its kind stays the part that goes ahead (or
+        # is unanswered), the news the shopper may have to act on.
+        kind = goes_ahead.kind if goes_ahead is not None else None
+        tell_parts_cancelled(session, order, cancelled_ids, lead=True)
+        if goes_ahead is not None and kind is not None:
+            goes_ahead.kind = kind
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return CancellationReport(tuple(cancelled), tuple(refused), tuple(in_flight))

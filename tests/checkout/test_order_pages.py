@@ -526,3 +526,21 @@ def test_a_marketplace_that_declined_this_cancellation_is_not_said_to_take_none(
 
     assert "<strong>ShopWave</strong>: declined to cancel this order, so it goes ahead." in html
     assert "<strong>ShopWave</strong>: does not accept" not in html
+
+
+def test_the_wallet_history_names_the_order_of_each_payment_and_refund(two_shoppers) -> None:
+    """Shopper QA: the profile's wallet history read "Payment −$888.38", "Refund $292.07": of
+    which order, the shopper could not tell. Each such line now names and links its order."""
+    from commerce.cancellation import request_cancellation
+
+    shop, alice, _bob, order = two_shoppers
+    with shop.session() as session:
+        request_cancellation(session, order.user_id, order.number)  # not placed: refunded now
+        session.commit()
+
+    html = shop.client_for(alice).get("/profile").get_data(as_text=True)
+
+    link = f'for order <a href="/orders/{order.number}">{order.number}</a>'
+    history = html[html.index("Wallet history") :]
+    assert history.count(link) == 3  # the payment, and the refund of each of its two parts
+    assert "Top-up" in history and "Top-up (sandbox: no payment taken) for order" not in history

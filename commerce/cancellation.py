@@ -38,17 +38,27 @@ from commerce.order_models import (
     MarketplaceOrder,
     Order,
     OrderStatus,
+    Refund,
     SubOrderStatus,
 )
-from commerce.order_state import flag_order, locked_sub_order, sub_order_status_for
+from commerce.order_state import (
+    flag_order,
+    locked_sub_order,
+    sub_order_status_for,
+    tell_order_status,
+)
 from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.refunds import refund_said
 from commerce.settlement import process_refunds, settle_payment
-from commerce.sub_order_compensation import compensate_sub_order
+from commerce.sub_order_compensation import compensate_sub_order, refund_key
+from onecart.money import format_money
 
 logger = logging.getLogger(__name__)
 
 CANCELLABLE_ORDER_STATUSES = frozenset({OrderStatus.PENDING, OrderStatus.PROCESSING})
+# Why a part the shopper cancelled before its placement claimed it was stopped (its last_error).
+STOPPED_BEFORE_PLACEMENT = "Cancelled by you before it was placed."
 
 
 class OrderActionError(Exception):
@@ -72,9 +82,11 @@ def order_is_cancellable(order: Order) -> bool:
     )
 
 
-def cancel_pending_sub_order(session: Session, sub_order: MarketplaceOrder, *, reason: str) -> bool:
+def cancel_pending_sub_order(
+    session: Session, sub_order: MarketplaceOrder, *, reason: str, tell_shopper: bool = True
+) -> bool:
     """pending → cancelled (compare-and-set; its share refunded). False when a placement claimed it
-    first. The caller locked the order."""
+    first. The caller locked the order (and, with `tell_shopper` False, tells the shopper)."""
     changed = session.execute(
         sa.update(MarketplaceOrder)
         .where(
@@ -87,9 +99,49 @@ def cancel_pending_sub_order(session: Session, sub_order: MarketplaceOrder, *, r
     session.refresh(sub_order)
     if not changed or sub_order.status != SubOrderStatus.PENDING:
         return False
-    compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
+    compensate_sub_order(
+        session,
+        sub_order,
+        status=SubOrderStatus.CANCELLED,
+        reason=reason,
+        tell_shopper=tell_shopper,
+    )
     record_event(session, sub_order, TimelineStep.CANCELLED, detail=reason)
     return True
+
+
+def tell_parts_cancelled(
+    session: Session, order: Order, sub_order_ids: list[int], *, lead: bool = False
+) -> None:
+    """Tell the shopper, in one sentence, that the shopper's cancellation went through for these
+    parts (cancelled with `tell_shopper` False), and where their money goes; the order's own
+    sentence alone when that ended the whole order. One cancellation is one message: a sentence
+    per part, then the order's, said the same cancellation and refund two or three times."""
+    session.refresh(order, attribute_names=["sub_orders", "status"])
+    if order.status == OrderStatus.CANCELLED:
+        tell_order_status(session, order)
+        return
+    parts = [sub for sub in order.sub_orders if sub.id in sub_order_ids]
+    if not parts:
+        return
+    refunds = [
+        refund
+        for refund in session.scalars(
+            sa.select(Refund).where(Refund.idempotency_key.in_([refund_key(p) for p in parts]))
+        )
+    ]
+    markets = " and ".join(sorted({sub.marketplace.name for sub in parts}))
+    amount = sum(refund.amount_minor for refund in refunds)
+    share = format_money(amount, parts[0].charge_currency)
+    notify(
+        session,
+        order,
+        "sub_order_cancelled",
+        f"Your {markets} items were cancelled; "
+        f"{refund_said(refunds[0] if refunds else None, f'their {share}')}.",
+        sub_order_id=parts[0].id if len(parts) == 1 else None,
+        lead=lead,
+    )
 
 
 def request_cancellation(session: Session, user_id: int, number: str) -> Order:
@@ -116,16 +168,77 @@ def request_cancellation(session: Session, user_id: int, number: str) -> Order:
         )
     order.cancel_requested_at = utc_now()
     session.flush()
-    # Said first: what follows in this transaction (parts cancelled now) is merged into it.
-    notify(session, order, "cancellation_requested", f"We are cancelling order {order.number}.")
-    for sub_order in order.charged_sub_orders:
-        if sub_order.status == SubOrderStatus.PENDING:
-            cancel_pending_sub_order(
-                session, sub_order, reason="Cancelled by you before it was placed."
-            )
+    cancelled_now = [
+        sub_order.id
+        for sub_order in order.charged_sub_orders
+        if sub_order.status == SubOrderStatus.PENDING
+        and cancel_pending_sub_order(
+            session,
+            sub_order,
+            reason=STOPPED_BEFORE_PLACEMENT,
+            tell_shopper=False,
+        )
+    ]
+    session.refresh(order, attribute_names=["status"])
+    if order.status != OrderStatus.CANCELLED:
+        # Parts placed already are cancelled by the job: said first, the parts cancelled now
+        # merged into it. An order cancelled whole here is said by its own sentence alone.
+        notify(session, order, "cancellation_requested", f"We are cancelling order {order.number}.")
+    tell_parts_cancelled(session, order, cancelled_now)
     session.add(OutboxMessage(topic=OutboxTopic.CANCEL_ORDER, order_id=order.id))
     session.flush()
     return order
+
+
+def cancellation_answer(order: Order) -> str:
+    """What the shopper's cancellation really did to each part, read from the state the
+    compare-and-set left (a placement may have claimed a part after the confirmation page was
+    shown): parts stopped before they were placed, and parts their marketplace is asked to
+    cancel."""
+    stopped = sorted(
+        sub.marketplace.name
+        for sub in order.charged_sub_orders
+        if sub.status == SubOrderStatus.CANCELLED and sub.last_error == STOPPED_BEFORE_PLACEMENT
+    )
+    placed = [sub for sub in order.charged_sub_orders if sub.status in PLACED_SUB_ORDER_STATUSES]
+    asked = sorted(
+        sub.marketplace.name
+        for sub in placed
+        if marketplace_can(sub.marketplace, Capability.CANCEL)
+    )
+    going_ahead = sorted(
+        sub.marketplace.name
+        for sub in placed
+        if not marketplace_can(sub.marketplace, Capability.CANCEL)
+    )
+    placing = sorted(
+        sub.marketplace.name
+        for sub in order.charged_sub_orders
+        if sub.status in UNSETTLED_SUB_ORDER_STATUSES
+    )
+    sentences = []
+    if stopped:
+        sentences.append(
+            f"Your {' and '.join(stopped)} items had not been placed yet: stopped, and refunded "
+            "in full."
+        )
+    if asked:
+        sentences.append(
+            f"{' and '.join(asked)} already had your order: we are asking "
+            f"{'it' if len(asked) == 1 else 'them'} to cancel. Each answer and your refund "
+            "appear below as they come in."
+        )
+    if going_ahead:
+        sentences.append(
+            f"{' and '.join(going_ahead)} already had your order and does not accept "
+            "cancellations: that part goes ahead."
+        )
+    if placing:
+        sentences.append(
+            f"Your {' and '.join(placing)} items were being placed as you cancelled: we ask to "
+            "cancel them as soon as the marketplace has the order."
+        )
+    return " ".join(sentences) or "Cancellation requested."
 
 
 class CancelOutcome(enum.StrEnum):
@@ -143,9 +256,11 @@ def cancel_on_marketplace(
     *,
     reason: str,
     gateway_for: GatewayProvider = gateway_for_payment,
+    tell_shopper: bool = True,
 ) -> CancelOutcome:
     """Cancel a placed sub-order on its marketplace and, once the marketplace confirms, refund
-    its share. An unknown outcome is resolved by reading the order's status there."""
+    its share. An unknown outcome is resolved by reading the order's status there. With
+    `tell_shopper` False the caller tells the shopper (tell_parts_cancelled)."""
     with session_factory() as session:
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         if sub_order is not None and sub_order.status == SubOrderStatus.CANCELLED:
@@ -192,11 +307,20 @@ def cancel_on_marketplace(
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
         if sub_order.status in PLACED_SUB_ORDER_STATUSES:
-            compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
+            compensate_sub_order(
+                session,
+                sub_order,
+                status=SubOrderStatus.CANCELLED,
+                reason=reason,
+                tell_shopper=tell_shopper,
+            )
             record_event(session, sub_order, TimelineStep.CANCELLED, detail=reason)
         order_id = sub_order.order_id
-    process_refunds(session_factory, order_id, gateway_for=gateway_for)
-    settle_payment(session_factory, order_id, gateway_for=gateway_for)
+    if tell_shopper:
+        # Otherwise the caller refunds and settles once it told the shopper: a card refund made
+        # first would be confirmed ("We refunded …") before the cancellation itself was said.
+        process_refunds(session_factory, order_id, gateway_for=gateway_for)
+        settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return CancelOutcome.CANCELLED
 
 
@@ -263,6 +387,8 @@ def carry_out_cancellation(
     refused: list[str] = []
     in_flight: list[str] = []
     outcomes: dict[int, str] = {}
+    # Parts this attempt cancelled, told to the shopper together at the end.
+    cancelled_ids: list[int] = []
     # Placed parts whose marketplace gave no clear answer to the cancel call.
     unanswered: list[str] = []
     for sub_order_id, marketplace, status in targets:
@@ -270,9 +396,14 @@ def carry_out_cancellation(
             with session_factory() as session, session.begin():
                 sub_order = locked_sub_order(session, sub_order_id)
                 done = cancel_pending_sub_order(
-                    session, sub_order, reason="Cancelled by you before it was placed."
+                    session,
+                    sub_order,
+                    reason=STOPPED_BEFORE_PLACEMENT,
+                    tell_shopper=False,
                 )
             (cancelled if done else in_flight).append(marketplace.name)
+            if done:
+                cancelled_ids.append(sub_order_id)
             continue
         if status in UNSETTLED_SUB_ORDER_STATUSES:
             in_flight.append(marketplace.name)
@@ -290,7 +421,10 @@ def carry_out_cancellation(
             adapter_for(marketplace),
             reason=f"Cancelled at your request; {marketplace.name} confirmed.",
             gateway_for=gateway_for,
+            tell_shopper=False,
         )
+        if outcome == CancelOutcome.CANCELLED:
+            cancelled_ids.append(sub_order_id)
         {
             CancelOutcome.CANCELLED: cancelled,
             CancelOutcome.REFUSED: refused,
@@ -314,12 +448,15 @@ def carry_out_cancellation(
         elif final_attempt and marketplace.name in in_flight:
             outcomes.setdefault(sub_order_id, CancelOutcome.UNKNOWN.value)
     _record_outcomes(session_factory, order_id, outcomes)
-    if refused and not in_flight:
-        with session_factory() as session, session.begin():
-            lock_order(session, order_id)
-            order = session.get(Order, order_id)
-            assert order is not None
-            notify(
+    # One message for what this attempt came to (parts cancelled, refused, unanswered), written
+    # in one transaction so that it is merged into one notification.
+    with session_factory() as session, session.begin():
+        lock_order(session, order_id)
+        order = session.get(Order, order_id)
+        assert order is not None
+        goes_ahead = None
+        if refused and not in_flight:
+            goes_ahead = notify(
                 session,
                 order,
                 "cancellation_refused",
@@ -327,12 +464,8 @@ def carry_out_cancellation(
                 "ahead: " + ", ".join(refused) + ".",
                 once=True,
             )
-    if in_flight and final_attempt:
-        with session_factory() as session, session.begin():
-            lock_order(session, order_id)
-            order = session.get(Order, order_id)
-            assert order is not None
-            notify(
+        if in_flight and final_attempt:
+            goes_ahead = notify(
                 session,
                 order,
                 "cancellation_unknown",
@@ -350,6 +483,12 @@ def carry_out_cancellation(
                     + ", ".join(unanswered)
                     + " after the last attempt: ask them to cancel, or let it ship.",
                 )
+        # The parts cancelled lead the one message; its kind stays the part that goes ahead (or
+        # is unanswered), the news the shopper may have to act on.
+        kind = goes_ahead.kind if goes_ahead is not None else None
+        tell_parts_cancelled(session, order, cancelled_ids, lead=True)
+        if goes_ahead is not None and kind is not None:
+            goes_ahead.kind = kind
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return CancellationReport(tuple(cancelled), tuple(refused), tuple(in_flight))

@@ -77,6 +77,13 @@ ORDER_STATUS_MESSAGES = {
 # The same while some placed part is at a marketplace that reports no shipping or delivery
 # (DummyMart): the order counts as shipped or delivered without it (reports_delivery), but the
 # shopper is not told all of it is; the order page asks them to confirm those items arrived.
+# An order whose every part its marketplace cancelled ({cancelled_by}), the shopper not asking.
+MARKETPLACE_CANCELLED_MESSAGE = (
+    "{cancelled_by} cancelled your order {number}; you have been refunded in full{to}."
+)
+MARKETPLACE_CANCELLED_UNDER_WAY_MESSAGE = (
+    "{cancelled_by} cancelled your order {number}; we are refunding you in full{to}."
+)
 UNREPORTED_PART_MESSAGES = {
     OrderStatus.SHIPPED: "Everything we can track in your order {number} has shipped; "
     "{unreported} {verb} not report shipping or delivery.",
@@ -157,8 +164,11 @@ def derive_order_status(
     return OrderStatus.PROCESSING
 
 
-def refresh_order_status(session: Session, order: Order) -> bool:
-    """Re-derive the order's status (the caller locked the order); notify when it changed."""
+def refresh_order_status(session: Session, order: Order, *, tell: bool = True) -> bool:
+    """Re-derive the order's status (the caller locked the order); notify when it changed.
+
+    With `tell` False the status changes silently: a caller cancelling several parts in one go
+    (commerce.cancellation) tells the shopper once, with tell_order_status, when it is done."""
     session.flush()
     session.refresh(order, attribute_names=["sub_orders"])
     counted = [sub for sub in order.sub_orders if reports_delivery(sub)]
@@ -173,47 +183,63 @@ def refresh_order_status(session: Session, order: Order) -> bool:
     order.updated_at = utc_now()
     # A partial status says nothing the sub-order's own notification did not (merged into it).
     partial = status in (OrderStatus.PARTIALLY_SHIPPED, OrderStatus.PARTIALLY_DELIVERED)
-    if status != OrderStatus.PROCESSING and not (
-        partial and has_transaction_note(session, order.id)
-    ):
-        message = ORDER_STATUS_MESSAGES[status]
-        if status in REFUND_UNDER_WAY_MESSAGES and _refund_unconfirmed(session, order):
-            message = REFUND_UNDER_WAY_MESSAGES[status]
-        unreported = sorted(
-            {sub.marketplace.name for sub in order.sub_orders if not reports_delivery(sub)}
-        )
-        failed = sorted(
-            {
-                sub.marketplace.name
-                for sub in order.sub_orders
-                if sub.status == SubOrderStatus.FAILED
-            }
-        )
-        # Naming parts nobody confirmed, the order's sentence leads a notification merged with a
-        # part's ("Your ShopWave items … have been delivered."): it, not the part's, is the
-        # e-mail's subject then.
-        lead = status in UNREPORTED_PART_MESSAGES and bool(unreported)
-        if lead:
-            message = UNREPORTED_PART_MESSAGES[status]
-        if status == OrderStatus.FAILED:
-            message += _failure_reasons(order)
-        notify(
-            session,
-            order,
-            f"order_{status.value}",
-            message.format(
-                number=order.number,
-                failed=" and ".join(failed),
-                unreported=" and ".join(unreported),
-                verb="does" if len(unreported) == 1 else "do",
-                to=_refunded_to(order),
-                parts=f"the {' and '.join(unreported)} "
-                + ("part is" if len(unreported) == 1 else "parts are"),
-            ),
-            once=True,
-            lead=lead,
-        )
+    if tell and not (partial and has_transaction_note(session, order.id)):
+        tell_order_status(session, order)
     return True
+
+
+def tell_order_status(session: Session, order: Order) -> None:
+    """Tell the shopper the order's current status, once per status (nothing for processing)."""
+    status = order.status
+    if status == OrderStatus.PROCESSING:
+        return
+    message = ORDER_STATUS_MESSAGES[status]
+    charged = [sub for sub in order.sub_orders if sub.status != SubOrderStatus.HANDOFF]
+    cancelled_by = sorted({sub.marketplace.name for sub in charged})
+    if status == OrderStatus.REFUNDED and all(
+        sub.status == SubOrderStatus.CANCELLED for sub in charged
+    ):
+        # Every part cancelled by its marketplace (not by the shopper): the part's own sentence
+        # is left out (sub_order_compensation), so this one says who cancelled and where the
+        # money goes.
+        message = MARKETPLACE_CANCELLED_MESSAGE
+    if status in REFUND_UNDER_WAY_MESSAGES and _refund_unconfirmed(session, order):
+        message = (
+            MARKETPLACE_CANCELLED_UNDER_WAY_MESSAGE
+            if message == MARKETPLACE_CANCELLED_MESSAGE
+            else REFUND_UNDER_WAY_MESSAGES[status]
+        )
+    unreported = sorted(
+        {sub.marketplace.name for sub in order.sub_orders if not reports_delivery(sub)}
+    )
+    failed = sorted(
+        {sub.marketplace.name for sub in order.sub_orders if sub.status == SubOrderStatus.FAILED}
+    )
+    # Naming parts nobody confirmed, the order's sentence leads a notification merged with a
+    # part's ("Your ShopWave items … have been delivered."): it, not the part's, is the
+    # e-mail's subject then.
+    lead = status in UNREPORTED_PART_MESSAGES and bool(unreported)
+    if lead:
+        message = UNREPORTED_PART_MESSAGES[status]
+    if status == OrderStatus.FAILED:
+        message += _failure_reasons(order)
+    notify(
+        session,
+        order,
+        f"order_{status.value}",
+        message.format(
+            number=order.number,
+            failed=" and ".join(failed),
+            cancelled_by=" and ".join(cancelled_by),
+            unreported=" and ".join(unreported),
+            verb="does" if len(unreported) == 1 else "do",
+            to=_refunded_to(order),
+            parts=f"the {' and '.join(unreported)} "
+            + ("part is" if len(unreported) == 1 else "parts are"),
+        ),
+        once=True,
+        lead=lead,
+    )
 
 
 def _failure_reasons(order: Order) -> str:

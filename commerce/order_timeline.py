@@ -377,12 +377,13 @@ def _cancel_line(sub: MarketplaceOrder, refunds: list[Refund]) -> CancelLine:
         )
     # A refusal (or a marketplace that takes no cancellations) is told as such even after the
     # part ships or the shopper confirms it: that came later and was not the reason.
-    if sub.cancel_outcome == CancelOutcomeWord.REFUSED or not marketplace_can(
-        sub.marketplace, Capability.CANCEL
-    ):
+    if not marketplace_can(sub.marketplace, Capability.CANCEL):
         return CancelLine(
             "refused", "does not accept cancellations for this order, so it goes ahead."
         )
+    if sub.cancel_outcome == CancelOutcomeWord.REFUSED:
+        # It takes cancellations (the confirmation page said we would ask): it declined this one.
+        return CancelLine("refused", "declined to cancel this order, so it goes ahead.")
     if sub.status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
         # The cancellation job found it shipped and did not ask (no answer was kept).
         return CancelLine("refused", "had already shipped it, so it goes ahead.")

@@ -25,6 +25,7 @@ from commerce.order_models import (
     UNSETTLED_SUB_ORDER_STATUSES,
     MarketplaceOrder,
     Order,
+    Payment,
     PaymentMethod,
     PaymentStatus,
     RefundKind,
@@ -70,6 +71,32 @@ def list_user_orders(
             )
         )
     )
+
+
+def wallet_entry_orders(
+    session: Session, user_id: int, entries: list[WalletEntry]
+) -> dict[int, str]:
+    """The order number each payment or refund line of the wallet history belongs to (by entry
+    id): the ledger's references are the payment's own (a refund's is `<payment's>:<key>`),
+    which a shopper cannot tell apart ("Refund $292.07": of which order?)."""
+    wanted = {
+        entry.id: entry.reference.split(":", 1)[0]
+        for entry in entries
+        if entry.kind in (WalletEntryKind.PAYMENT, WalletEntryKind.REFUND)
+    }
+    if not wanted:
+        return {}
+    rows = session.execute(
+        sa.select(Payment.provider_reference, Order.number)
+        .join(Order, Order.id == Payment.order_id)
+        .where(
+            Order.user_id == user_id,
+            Payment.method == PaymentMethod.WALLET,
+            Payment.provider_reference.in_(set(wanted.values())),
+        )
+    )
+    numbers = {str(reference): str(number) for reference, number in rows}
+    return {entry_id: numbers[ref] for entry_id, ref in wanted.items() if ref in numbers}
 
 
 def get_user_order(session: Session, user_id: int, number: str) -> Order | None:

@@ -127,10 +127,12 @@ def compensate_sub_order(
     status: SubOrderStatus,
     reason: str,
     wallet_description: str = "Refund",
+    tell_shopper: bool = True,
 ) -> Refund | None:
     """Mark a sub-order failed or cancelled, give back the stock its units held (where OneCart
     holds it), record the refund of what is left of its share (pending until the provider did
-    it) and tell the shopper. The caller holds the transaction,
+    it) and tell the shopper (unless `tell_shopper` is False: the shopper's cancellation of
+    several parts tells them once for all, commerce.cancellation). The caller holds the transaction,
     has locked the order (commerce.order_locks) and checked that the sub-order was live; the card
     refund itself runs in commerce.refunds.process_refunds."""
     assert status in (SubOrderStatus.FAILED, SubOrderStatus.CANCELLED)
@@ -164,15 +166,16 @@ def compensate_sub_order(
     # When this part failing fails the whole order, the order's own notification ("We could not
     # place order …; … refunded in full.", refresh_order_status) says all of it: this sentence
     # merged before it said the same failure and refund twice. So does the order's "was
-    # cancelled and refunded to your OneCart wallet" when this part was the whole order.
+    # cancelled and refunded to your OneCart wallet" (or "ShopWave cancelled your order …") when
+    # this part was the whole order, whoever cancelled it.
     said_by_order = (
         _order_fails_with(session, sub_order)
         if status == SubOrderStatus.FAILED
-        else order.cancel_requested_at is not None and _only_charged_part(session, sub_order)
+        else _only_charged_part(session, sub_order)
     )
-    if not said_by_order:
+    if tell_shopper and not said_by_order:
         notify(session, order, f"sub_order_{status.value}", message, sub_order_id=sub_order.id)
-    refresh_order_status(session, order)
+    refresh_order_status(session, order, tell=tell_shopper)
     session.flush()
     return refund
 

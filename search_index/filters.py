@@ -86,6 +86,13 @@ def price_fields(params: SearchParams) -> list[str]:
     return [f"{prefix}.{market_key(slug)}" for slug in params.marketplaces]
 
 
+def stocked_price_field(params: SearchParams) -> str:
+    """The in-stock price of the one field :func:`price_fields` gives (no marketplace or one)."""
+    if not params.marketplaces:
+        return "available_price_usd_minor"
+    return f"available_market_prices.{market_key(params.marketplaces[0])}"
+
+
 def price_clause(params: SearchParams, low: int | None, high: int | None) -> str | None:
     """The product's price (the smallest of :func:`price_fields`) within [low, high]."""
     fields = price_fields(params)
@@ -168,6 +175,14 @@ def sort_for(params: SearchParams) -> list[str]:
         if len(fields) > 1:
             return []
         direction = "asc" if params.sort == "price_asc" else "desc"
+        if params.available is None:
+            # In-stock products first, then the out-of-stock ones, each by price (a cheap product
+            # nobody can buy was the first card of "price: low to high"). The in-stock price
+            # field is empty (null) on a product with no offer in stock, which Meilisearch sorts
+            # after every value in either direction; where it is set it equals the price field
+            # (the card's offer is in stock when one is: search_index.groups.market_offer).
+            stocked = stocked_price_field(params)
+            return [f"{stocked}:{direction}", f"{fields[0]}:{direction}"]
         return [f"{fields[0]}:{direction}"]
     if params.sort == "rating":
         return ["rating_score:desc", "rating_count:desc"]
@@ -196,6 +211,7 @@ __all__ = [
     "quote_filter_value",
     "range_clause",
     "sort_for",
+    "stocked_price_field",
     "usd_price_bounds",
     "withheld_marketplaces_clause",
 ]

@@ -181,7 +181,12 @@ def listing_plan(
     page_streams = None
     hits_at = 0
     if several and params.sort in ("price_asc", "price_desc"):
-        order = PriceOrder(params.marketplaces, available_only, params.sort == "price_desc")
+        order = PriceOrder(
+            params.marketplaces,
+            available_only,
+            params.sort == "price_desc",
+            stocked_first=params.available is None,
+        )
         wanted = params.page * params.per_page
         page_streams = Streams(
             order,

@@ -44,7 +44,8 @@ PRICE_FIELDS: Final = (
     "offers.available",
 )
 
-Key = tuple[int, int, str]
+# (words matched, negated; out of stock first-or-last; price, negated when descending; id).
+Key = tuple[int, int, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,11 @@ class PriceOrder:
     marketplaces: tuple[str, ...]
     available_only: bool
     descending: bool
+    # A listing's page (not the price range hint) puts the products whose card offer is in
+    # stock first, then the others, each by price (search_index.filters.sort_for does the same
+    # with one price field). The product's key is then its card offer's stream key, so the
+    # merge's threshold argument holds as before.
+    stocked_first: bool = False
 
     def field(self, slug: str) -> str:
         """The document field holding the price of `slug`'s offer under the filters."""
@@ -82,7 +88,11 @@ class PriceOrder:
                 "indexUid": index_uid,
                 "q": q,
                 "filter": f"({filter_expression}) AND {own}" if filter_expression else own,
-                "sort": [f"{self.field(slug)}:{direction}", "id:asc"],
+                "sort": [
+                    *self._stock_sort(slug, direction),
+                    f"{self.field(slug)}:{direction}",
+                    "id:asc",
+                ],
                 "limit": depth,
                 "offset": 0,
                 "attributesToRetrieve": list(fields),
@@ -95,9 +105,21 @@ class PriceOrder:
             queries.append(query)
         return queries
 
+    def _stock_sort(self, slug: str, direction: str) -> list[str]:
+        """In-stock offers of `slug` first: their price field is null (sorted last) otherwise."""
+        if not self.stocked_first or self.available_only:
+            return []
+        return [f"available_market_prices.{market_key(slug)}:{direction}"]
+
     def _key(self, hit: Mapping[str, Any], offer: Mapping[str, Any] | None) -> Key:
         price = int(offer["price_usd_minor"]) if offer is not None else 0
-        return (-_words(hit), -price if self.descending else price, str(hit.get("id") or ""))
+        unstocked = int(self.stocked_first and offer is not None and not offer.get("available"))
+        return (
+            -_words(hit),
+            unstocked,
+            -price if self.descending else price,
+            str(hit.get("id") or ""),
+        )
 
     def key(self, hit: Mapping[str, Any]) -> Key:
         """The product's place in the listing (smaller first)."""

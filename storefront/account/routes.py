@@ -28,6 +28,7 @@ from commerce.email_change import (
     waiting_email_change,
 )
 from commerce.models import FxRate, User
+from commerce.orders import wallet_entry_orders
 from commerce.payments.gateway import PaymentError
 from commerce.payments.stripe_gateway import stripe_client_from_settings
 from commerce.wallet import (
@@ -100,6 +101,7 @@ def _render_profile(
 ) -> str:
     user = _user()
     db = db_session()
+    entries = list_wallet_entries(db, user)
     return render_template(
         "account/profile.html",
         user=user,
@@ -108,7 +110,8 @@ def _render_profile(
         password_form=password_form or PasswordChangeForm(formdata=None),
         topup_form=topup_form or _topup_form(),
         balance=wallet_balance(db, user),
-        entries=list_wallet_entries(db, user),
+        entries=entries,
+        entry_orders=wallet_entry_orders(db, user.id, entries),
         topup_limit=topup_limit(user.wallet_currency),
         sandbox_mode=_sandbox_mode(),
     )

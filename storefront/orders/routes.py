@@ -27,6 +27,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from commerce.cancellation import cancellation_answer
 from commerce.countries import country_name
 from commerce.notifications import list_notifications, mark_all_read, mark_read, unread_count
 from commerce.order_models import Order, SubOrderStatus
@@ -238,11 +239,9 @@ def cancel(number: str) -> Response:
         return redirect(url_for("orders.detail", number=number), code=303)
     session.commit()
     _dispatch(order.id)
-    flash(
-        "Cancellation requested. Each marketplace's answer and your refund appear below as they "
-        "come in.",
-        "success",
-    )
+    # Said from the state the cancellation left, not from the preview: a placement may have
+    # claimed a part since the confirmation page was shown.
+    flash(cancellation_answer(order), "success")
     return redirect(url_for("orders.detail", number=number) + "#cancellation", code=303)
 
 

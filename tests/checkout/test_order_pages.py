@@ -459,3 +459,88 @@ def test_the_order_page_names_the_country_it_ships_to(two_shoppers) -> None:
         ship_to = html[html.index("<dt>Ship to</dt>") :]
         ship_to = ship_to[: ship_to.index("</dd>")]
         assert ship_to.endswith(", United Kingdom"), ship_to
+
+
+def test_the_cancel_preview_and_its_answer_stay_true_when_placement_wins(two_shoppers) -> None:
+    """Shopper QA: the confirmation page promised "not placed yet — stopped now and refunded in
+    full", while the placement job may claim the part between the preview and the click. The
+    preview now says what happens either way, and after the click the page says what really
+    happened to each part (read from the state the compare-and-set left)."""
+    from commerce.order_models import MarketplaceOrder, SubOrderStatus
+
+    shop, alice, _bob, order = two_shoppers
+    client = shop.client_for(alice)
+
+    preview = client.get(f"/orders/{order.number}/cancel").get_data(as_text=True)
+
+    assert "stopped now" not in preview
+    assert "If it is placed first, we ask ShopWave to cancel it" in preview
+
+    # Placement wins the race for ShopWave between the preview and the click.
+    shopwave = shop.sub_order(order, "shopwave")
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.id == shopwave.id)
+            .values(status=SubOrderStatus.PLACED, marketplace_order_id="MO-1")
+        )
+        session.commit()
+    answer = client.post(
+        f"/orders/{order.number}/cancel", data={"confirm": "yes"}, follow_redirects=True
+    ).get_data(as_text=True)
+
+    assert shop.sub_order(order, "kiondo").status == SubOrderStatus.CANCELLED
+    assert (
+        "Your Kiondo Market items had not been placed yet: stopped, and refunded in full." in answer
+    )
+    assert "ShopWave already had your order: we are asking it to cancel." in answer
+
+
+def test_a_marketplace_that_declined_this_cancellation_is_not_said_to_take_none(
+    two_shoppers,
+) -> None:
+    """Shopper QA: the preview said "we ask ShopWave to cancel", then the answer read "ShopWave:
+    does not accept cancellations for this order" when ShopWave (which takes cancellations)
+    declined this one, having shipped it meanwhile. A refusal says it declined."""
+    from datetime import UTC, datetime
+
+    from commerce.order_models import MarketplaceOrder, SubOrderStatus
+
+    shop, alice, _bob, order = two_shoppers
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(MarketplaceOrder.order_id == order.id)
+            .values(
+                status=SubOrderStatus.PLACED, marketplace_order_id="MO-1", cancel_outcome="refused"
+            )
+        )
+        session.execute(
+            sa.update(Order)
+            .where(Order.id == order.id)
+            .values(cancel_requested_at=datetime.now(UTC))
+        )
+        session.commit()
+
+    html = shop.client_for(alice).get(f"/orders/{order.number}").get_data(as_text=True)
+
+    assert "<strong>ShopWave</strong>: declined to cancel this order, so it goes ahead." in html
+    assert "<strong>ShopWave</strong>: does not accept" not in html
+
+
+def test_the_wallet_history_names_the_order_of_each_payment_and_refund(two_shoppers) -> None:
+    """Shopper QA: the profile's wallet history read "Payment −$888.38", "Refund $292.07": of
+    which order, the shopper could not tell. Each such line now names and links its order."""
+    from commerce.cancellation import request_cancellation
+
+    shop, alice, _bob, order = two_shoppers
+    with shop.session() as session:
+        request_cancellation(session, order.user_id, order.number)  # not placed: refunded now
+        session.commit()
+
+    html = shop.client_for(alice).get("/profile").get_data(as_text=True)
+
+    link = f'for order <a href="/orders/{order.number}">{order.number}</a>'
+    history = html[html.index("Wallet history") :]
+    assert history.count(link) == 3  # the payment, and the refund of each of its two parts
+    assert "Top-up" in history and "Top-up (sandbox: no payment taken) for order" not in history

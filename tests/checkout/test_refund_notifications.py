@@ -169,9 +169,9 @@ def test_cancelling_an_order_of_one_part_says_it_once_and_where_the_money_goes(
     wallet_told = _messages(shop, wallet_order)
     card_told = _messages(shop, card_order)
     assert shop.sub_order(card_order, "shopwave").status == SubOrderStatus.CANCELLED
+    # Cancelled whole at once: "We are cancelling order …" before it said it twice.
     assert wallet_told["order_cancelled"] == (
-        f"We are cancelling order {wallet_order.number}. Your order {wallet_order.number} was "
-        "cancelled and refunded to your OneCart wallet."
+        f"Your order {wallet_order.number} was cancelled and refunded to your OneCart wallet."
     )
     assert card_told["order_cancelled"] == (
         f"Your order {card_order.number} was cancelled; we are refunding you in full to your card."
@@ -188,3 +188,82 @@ def test_cancelling_one_part_of_two_still_names_its_share(shop: Shop) -> None:
     told = _messages(shop, order)
     assert told["sub_order_cancelled"].startswith("Your Kiondo Market items were cancelled;")
     assert "order_cancelled" not in told
+
+
+def _told_since_placed(shop: Shop, order: Order) -> list[str]:
+    """Every message about the order after its parts were placed, oldest first."""
+    with shop.session() as session:
+        return list(
+            session.scalars(
+                sa.select(Notification.message)
+                .where(
+                    Notification.order_id == order.id,
+                    Notification.kind.not_in(("order_received", "sub_order_placed")),
+                )
+                .order_by(Notification.id)
+            )
+        )
+
+
+def test_cancelling_several_placed_parts_in_one_go_says_it_once(shop: Shop) -> None:
+    """Shopper QA: cancelling an order of two placed parts told "Your Kiondo Market items were
+    cancelled; we refunded their $33.58 …", then "Your ShopWave items were cancelled; we
+    refunded their $113.99 … Your order … was cancelled and refunded …": one cancellation, told
+    as three. The request is acknowledged, then the outcome is one message."""
+    wallet_order = _placed_order(shop, payment_method="wallet")
+    card_order = _placed_order(shop, payment_method="stripe", test_card="pm_card_visa")
+
+    _cancel_as_shopper(shop, wallet_order)
+    _cancel_as_shopper(shop, card_order)
+
+    assert _told_since_placed(shop, wallet_order) == [
+        f"We are cancelling order {wallet_order.number}.",
+        f"Your order {wallet_order.number} was cancelled and refunded to your OneCart wallet.",
+    ]
+    card_told = [
+        m for m in _told_since_placed(shop, card_order) if "to your card; your bank" not in m
+    ]
+    assert card_told == [
+        f"We are cancelling order {card_order.number}.",
+        f"Your order {card_order.number} was cancelled; we are refunding you in full to your card.",
+    ]
+
+
+def test_cancelling_several_unplaced_parts_says_it_once(shop: Shop) -> None:
+    order = _unplaced_order(shop, [("shopwave", 2, 1), ("kiondo", 2, 1)], payment_method="wallet")
+
+    _cancel_as_shopper(shop, order)
+
+    assert _told_since_placed(shop, order) == [
+        f"Your order {order.number} was cancelled and refunded to your OneCart wallet."
+    ]
+
+
+def test_an_order_of_one_part_its_marketplace_cancelled_says_it_once(shop: Shop) -> None:
+    """Shopper QA: "Your ShopWave items were cancelled; we refunded their $113.99 to your OneCart
+    wallet. Your order … has been refunded in full." The part is the whole order: one sentence,
+    saying who cancelled it and where the money goes."""
+    wallet_order = _unplaced_order(shop, [("shopwave", 2, 1)], payment_method="wallet")
+    card_order = _unplaced_order(
+        shop, [("shopwave", 2, 1)], payment_method="stripe", test_card="pm_card_visa"
+    )
+    for order in (wallet_order, card_order):
+        place_sub_order(
+            shop.session_factory,
+            shop.sub_order(order, "shopwave").id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+        )
+
+        _cancel(shop, shop.sub_order(order, "shopwave"))
+    settlement.process_refunds(shop.session_factory, card_order.id)
+    settlement.settle_payment(shop.session_factory, card_order.id)
+
+    assert _told_since_placed(shop, wallet_order) == [
+        f"ShopWave cancelled your order {wallet_order.number}; you have been refunded in full "
+        "to your OneCart wallet."
+    ]
+    assert _told_since_placed(shop, card_order)[0] == (
+        f"ShopWave cancelled your order {card_order.number}; we are refunding you in full to "
+        "your card."
+    )

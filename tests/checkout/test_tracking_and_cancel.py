@@ -146,6 +146,16 @@ def test_shopper_cancels_after_placement_where_the_marketplace_allows_it(shop: S
     [refund] = payment.refunds
     assert (refund.kind, refund.amount_minor) == (RefundKind.CARD_REFUND, shopwave.charge_minor)
     assert order.status == OrderStatus.PROCESSING
+    # One message for what the cancellation came to (shopper QA: one per part before).
+    with shop.session() as session:
+        [told] = session.scalars(
+            sa.select(Notification.message).where(
+                Notification.order_id == order.id, Notification.kind == "cancellation_refused"
+            )
+        )
+    assert told.startswith("Your ShopWave items were cancelled; we are refunding their ")
+    assert told.endswith("could not cancel their part of your order, so it goes ahead: DummyMart.")
+    assert "sub_order_cancelled" not in _kinds(shop, user.id)
     # A second cancellation is refused: the order was already cancelled as far as it could be.
     again = client.post(
         f"/orders/{order.number}/cancel", data={"confirm": "yes"}, follow_redirects=True

@@ -131,12 +131,14 @@ def test_a_marketplace_filter_lists_products_with_an_offer_there(
 def test_price_sort_orders_products_by_their_cheapest_offer(
     products_index: str, search, sort: str
 ) -> None:
-    prices: list[int] = []
+    sign = -1 if sort == "price_desc" else 1
+    keys: list[tuple[bool, int]] = []
     for page_number in (1, 2):
         page = listing(search, products_index, q="phone", sort=sort, per_page=24, page=page_number)
-        prices += [hit.offer.price_usd_minor for hit in page.hits]
-    assert len(prices) > 24
-    assert prices == sorted(prices, reverse=sort == "price_desc")
+        keys += [(not hit.offer.available, sign * hit.offer.price_usd_minor) for hit in page.hits]
+    assert len(keys) > 24
+    # In-stock products first, then the out-of-stock ones, each by price.
+    assert keys == sorted(keys)
 
 
 @pytest.mark.parametrize("query", BROAD_QUERIES)
@@ -211,19 +213,24 @@ def test_price_sort_over_several_marketplaces_uses_the_cheapest_offer_among_them
                     picks.append(min(o["price_usd_minor"] for o in stocked))
             assert hit.offer.marketplace in chosen
             assert hit.offer.price_usd_minor == min(picks)
-            shown.append((hit.offer.price_usd_minor, hit.group_id))
-    assert len(shown) == len({group for _, group in shown}) > 24
-    prices = [price for price, _ in shown]
-    assert prices == sorted(prices, reverse=sort == "price_desc")
+            shown.append((hit.offer.available, hit.offer.price_usd_minor, hit.group_id))
+    assert len(shown) == len({group for *_, group in shown}) > 24
+    sign = -1 if sort == "price_desc" else 1
+    keys = [(not available, sign * price) for available, price, _ in shown]
+    assert keys == sorted(keys)  # in stock first, then out of stock, each by price
     # "phone" is one word: every product matches it, so the pages are one price order.
     everything = listing(search, products_index, q="phone", marketplaces=chosen, per_page=12)
+    # The range is the cheapest and the dearest card, in stock or not (every page of them).
+    cards: list[int] = []
+    for page_number in range(1, everything.total_pages + 1):
+        page = listing(
+            search, products_index, q="phone", marketplaces=chosen, per_page=12,
+            page=page_number,
+        )  # fmt: skip
+        cards += [hit.offer.price_usd_minor for hit in page.hits]
     assert (everything.price_min_usd_minor, everything.price_max_usd_minor) == (
-        listing(search, products_index, q="phone", marketplaces=chosen, sort="price_asc")
-        .hits[0]
-        .offer.price_usd_minor,
-        listing(search, products_index, q="phone", marketplaces=chosen, sort="price_desc")
-        .hits[0]
-        .offer.price_usd_minor,
+        min(cards),
+        max(cards),
     )
 
 

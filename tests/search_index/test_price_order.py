@@ -72,11 +72,16 @@ def brute_force(order: PriceOrder, documents: list[dict[str, Any]]) -> list[str]
 @pytest.mark.parametrize("descending", [False, True])
 @pytest.mark.parametrize("available_only", [False, True])
 @pytest.mark.parametrize("markets", [("alpha", "beta"), ("alpha", "gamma", "delta")])
+@pytest.mark.parametrize("stocked_first", [False, True])
 def test_merged_streams_list_products_by_their_cheapest_matching_offer(
-    seed: int, descending: bool, available_only: bool, markets: tuple[str, ...]
+    seed: int,
+    descending: bool,
+    available_only: bool,
+    markets: tuple[str, ...],
+    stocked_first: bool,
 ) -> None:
     documents = catalog(seed)
-    order = PriceOrder(markets, available_only, descending)
+    order = PriceOrder(markets, available_only, descending, stocked_first=stocked_first)
     streams = {slug: stream(order, documents, slug) for slug in markets}
     expected = brute_force(order, documents)
     rounds = []
@@ -117,3 +122,31 @@ def test_an_unsettled_merge_says_so_instead_of_guessing() -> None:
     assert not shallow.settled
     deep = merge(order, [[a, b], [b, c]], depth=4, wanted=1)
     assert deep.settled and [d["id"] for d in deep.hits] == ["g-c"]
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_a_page_lists_products_in_stock_first_then_the_others_each_by_price(
+    descending: bool,
+) -> None:
+    """Shopper QA: "price: low to high" opened on products nobody can buy (out of stock
+    everywhere, and cheap). In stock first, then out of stock, each by its card's price."""
+    documents = catalog(4)
+    markets = ("alpha", "beta")
+    order = PriceOrder(markets, False, descending, stocked_first=True)
+    streams = [stream(order, documents, slug) for slug in markets]
+    wanted = len(documents)
+    merged = merge(order, [s[:wanted] for s in streams], depth=wanted, wanted=wanted)
+    depth = wanted
+    while not merged.settled:
+        depth = next_depth(depth)
+        merged = merge(order, [s[:depth] for s in streams], depth=depth, wanted=wanted)
+
+    cards = [(d, cheapest_matching_offer(d["offers"], marketplaces=markets)) for d in merged.hits]
+    for words in {-order.key(d)[0] for d, _ in cards}:
+        tier = [offer for d, offer in cards if -order.key(d)[0] == words]
+        stock = [bool(offer and offer["available"]) for offer in tier]
+        assert stock == sorted(stock, reverse=True), words  # every in-stock card first
+        for in_stock in (True, False):
+            prices = [o["price_usd_minor"] for o in tier if o and bool(o["available"]) == in_stock]
+            assert prices == sorted(prices, reverse=descending)
+        assert False in stock and True in stock  # both kinds are listed

@@ -297,3 +297,50 @@ def test_ingest_refuses_unknown_marketplaces_before_running_anything() -> None:
     with pytest.raises(UnknownMarketplaceError, match="atlantis") as refused:
         materialize_all(marketplaces=["shopwave", "atlantis"], progress=pytest.fail)
     assert "shopwave" in str(refused.value)  # the configured ones are listed
+
+
+def test_a_refresh_down_cancelled_is_left_to_up_by_the_catch_up_tick_once() -> None:
+    """`onecart up` re-executes the refresh `down` cancelled right after Dagster answers, while
+    the daemon evaluates the schedule's catch-up tick; each looked for the other's run first, and
+    when both looked before either launched, one marketplace was refreshed twice side by side
+    (ops leftovers). The tick leaves a marketplace whose cancelled refresh no `up` has carried
+    on yet to `up`; once `up` has (its run tagged `onecart/resumed_as`) or when a later tick
+    finds it still waiting (no `up` came: Dagster started by hand), the tick refreshes it."""
+    from onecart.dagster_runs import RESUMED_AS_TAG, STOPPED_BY_DOWN, STOPPED_BY_TAG
+
+    settings = Settings(schedule_cron="*/5 * * * *")
+    definitions = build_definitions(settings)
+    schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
+    slugs = [
+        config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
+    ]
+    waiting, carried_on = slugs[0], slugs[1]
+
+    def tick(instance: dg.DagsterInstance, minute: int) -> list[str]:
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 11, 25, 6, minute, tzinfo=UTC),
+            repository_def=definitions.get_repository_def(),
+        ) as context:
+            requests = schedule.evaluate_tick(context).run_requests or []
+        return [request.partition_key for request in requests]  # type: ignore[misc]
+
+    with dg.instance_for_test() as instance:
+        stopped = {}
+        for slug in (waiting, carried_on):
+            stopped[slug] = make_new_run_id()
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=MARKETPLACE_CATALOG_JOB,
+                    run_id=stopped[slug],
+                    status=dg.DagsterRunStatus.CANCELED,
+                    tags={"dagster/partition": slug, STOPPED_BY_TAG: STOPPED_BY_DOWN},
+                )
+            )
+        catch_up = tick(instance, 30)
+        # The same tick evaluated again (the daemon retries a failed submission) says the same.
+        again = tick(instance, 30)
+        instance.add_run_tags(stopped[carried_on], {RESUMED_AS_TAG: make_new_run_id()})
+        next_tick = tick(instance, 35)
+    assert catch_up == again == [slug for slug in slugs if slug not in (waiting, carried_on)]
+    assert next_tick == slugs

@@ -161,24 +161,61 @@ def runs_stopped_by_down(instance: DagsterInstance) -> list[RunRecord]:
     ]
 
 
-def _later_run(instance: DagsterInstance, stopped: RunRecord) -> DagsterRun | None:
-    """A run of the same work created after the stopped one (a schedule's tick, a sensor's
-    request, an ingest) that `down` did not cancel: it does what resuming it would."""
-    from dagster import RunsFilter
+# pipelines.jobs.CATALOG_DOWNSTREAM_JOB, and the jobs whose work a run of it does: it publishes
+# the analysts' copy (the fetch times job's only asset) and evaluates products_are_fresh (the
+# freshness job's only check). An ingest ends with one: `up --ingest` re-executed the fetch
+# times and freshness runs `down` had cancelled after its own downstream run had done both.
+DOWNSTREAM_JOB: Final = "catalog_downstream_job"
+COVERED_BY_DOWNSTREAM: Final = {
+    "fetch_times_job": "analyst_warehouse",
+    "catalog_freshness_job": "products_are_fresh",
+}
+
+
+def _does_the_work_of(later: DagsterRun, run: DagsterRun) -> bool:
+    """Whether `later` does all that re-executing `run` would: the same job and partition with
+    the same assets or every asset of the job (an empty selection), or a downstream run that
+    includes the one asset or check of a fetch times or freshness run."""
     from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+    selection = {key.to_user_string() for key in later.asset_selection or ()}
+    if later.job_name == run.job_name:
+        return later.tags.get(PARTITION_NAME_TAG) == run.tags.get(PARTITION_NAME_TAG) and (
+            not selection or _resume_group(later) == _resume_group(run)
+        )
+    covered = COVERED_BY_DOWNSTREAM.get(run.job_name)
+    if covered is None or later.job_name != DOWNSTREAM_JOB:
+        return False
+    checks = {key.name for key in later.asset_check_selection or ()}
+    return not selection or covered in selection | checks
+
+
+def _later_run(instance: DagsterInstance, stopped: RunRecord) -> DagsterRun | None:
+    """A run created after the stopped one (a schedule's tick, a sensor's request, an ingest)
+    that `down` did not cancel and that does the stopped run's work: resuming it would do the
+    same again."""
+    from dagster import RunsFilter
+
     run = stopped.dagster_run
-    tags = {key: run.tags[key] for key in (PARTITION_NAME_TAG,) if key in run.tags}
-    for later in instance.get_runs(
-        RunsFilter(job_name=run.job_name, tags=tags, created_after=stopped.create_timestamp)
-    ):
-        if (
-            later.run_id != run.run_id
-            and later.tags.get(STOPPED_BY_TAG) != STOPPED_BY_DOWN
-            and _resume_group(later) == _resume_group(run)
+    jobs = [run.job_name] + ([DOWNSTREAM_JOB] if run.job_name in COVERED_BY_DOWNSTREAM else [])
+    for job_name in jobs:
+        for later in instance.get_runs(
+            RunsFilter(job_name=job_name, created_after=stopped.create_timestamp)
         ):
-            return later
+            if (
+                later.run_id != run.run_id
+                and later.tags.get(STOPPED_BY_TAG) != STOPPED_BY_DOWN
+                and _does_the_work_of(later, run)
+            ):
+                return later
     return None
+
+
+def _describe_later(run: DagsterRun) -> str:
+    """`run <id> (<job>[, <partition>])`, naming an ingest's or a schedule's run as such."""
+    trigger = run.tags.get("onecart/trigger")
+    owner = {"ingest": "the ingest's ", "schedule": "the schedule's "}.get(trigger or "", "")
+    return f"{owner}run {run.run_id} ({_describe(run)})"
 
 
 REEXECUTE_MUTATION: Final = """
@@ -269,7 +306,6 @@ def resume_runs_stopped_by_down(
             newest = group[-1].dagster_run
             later = _later_run(instance, group[-1])
             if later is not None:
-                verb = "has done its work since"
                 carrier = later.run_id
             else:
                 try:
@@ -282,12 +318,15 @@ def resume_runs_stopped_by_down(
                         "Re-execute all)"
                     )
                     continue
-                verb = f"carries on ({settings.dagster_url}/runs/{carrier})"
             for record in group:
                 instance.add_run_tags(record.dagster_run.run_id, {RESUMED_AS_TAG: carrier})
                 carried[record.dagster_run.run_id] = carrier
+            done = (
+                f"{_describe_later(later)} has done its work since: not run again"
+                if later is not None
+                else f"run {carrier} carries on ({settings.dagster_url}/runs/{carrier})"
+            )
             report(
-                f"Dagster run {newest.run_id} ({_describe(newest)}) was cancelled by `down`; "
-                f"run {carrier} {verb}"
+                f"Dagster run {newest.run_id} ({_describe(newest)}) was cancelled by `down`; {done}"
             )
     return carried

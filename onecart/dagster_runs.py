@@ -214,7 +214,11 @@ def _later_run(instance: DagsterInstance, stopped: RunRecord) -> DagsterRun | No
 def _describe_later(run: DagsterRun) -> str:
     """`run <id> (<job>[, <partition>])`, naming an ingest's or a schedule's run as such."""
     trigger = run.tags.get("onecart/trigger")
-    owner = {"ingest": "the ingest's ", "schedule": "the schedule's "}.get(trigger or "", "")
+    owner = {
+        "ingest": "the ingest's ",
+        "schedule": "the refresh schedule's ",
+        "freshness": "the freshness schedule's ",
+    }.get(trigger or "", "")
     return f"{owner}run {run.run_id} ({_describe(run)})"
 
 

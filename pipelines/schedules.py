@@ -61,6 +61,24 @@ def build_catalog_refresh_schedule(
                 "still refreshing from an earlier run, not requested again: "
                 + ", ".join(slug for slug in slugs if slug in in_flight)
             )
+        # A catch-up tick evaluated late (the daemon starting with `onecart up --ingest`) found
+        # the ingest's runs of the marketplaces it had just refreshed finished, and queued each
+        # again: one that began after this tick's own time is as fresh as the tick would make it.
+        refreshed = {
+            run.tags.get("dagster/partition")
+            for run in context.instance.get_runs(
+                dg.RunsFilter(
+                    job_name=MARKETPLACE_CATALOG_JOB,
+                    statuses=[dg.DagsterRunStatus.SUCCESS],
+                    created_after=context.scheduled_execution_time,
+                )
+            )
+        }
+        if refreshed & set(slugs):
+            context.log.info(
+                "refreshed since this tick's time, not requested again: "
+                + ", ".join(slug for slug in slugs if slug in refreshed)
+            )
         left_to_up = _left_to_up(context.instance, tick)
         if left_to_up & set(slugs):
             context.log.info(
@@ -74,7 +92,7 @@ def build_catalog_refresh_schedule(
                 tags={"onecart/trigger": "schedule", "onecart/tick": tick},
             )
             for slug in slugs
-            if slug not in in_flight | left_to_up
+            if slug not in in_flight | refreshed | left_to_up
         ]
 
     return catalog_refresh_schedule

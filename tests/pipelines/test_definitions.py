@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -183,7 +183,7 @@ def test_a_refresh_tick_leaves_out_a_partition_whose_run_is_still_queued_or_runn
             # (A queued run needs a code location's origin; the schedule reads only the status.)
             dg.DagsterRunStatus.STARTING,
             dg.DagsterRunStatus.STARTED,
-            dg.DagsterRunStatus.SUCCESS,  # a finished run holds nothing back
+            dg.DagsterRunStatus.SUCCESS,  # a run finished before the tick holds nothing back
         ]
         for slug, status in zip(slugs[:3], statuses, strict=True):
             instance.add_run(
@@ -197,7 +197,7 @@ def test_a_refresh_tick_leaves_out_a_partition_whose_run_is_still_queued_or_runn
         # Entered, so the tick's log (which names the partitions left out) is closed after it.
         with dg.build_schedule_context(
             instance=instance,
-            scheduled_execution_time=datetime(2026, 11, 25, 6, 30, tzinfo=UTC),
+            scheduled_execution_time=datetime.now(UTC) + timedelta(minutes=5),
             repository_def=definitions.get_repository_def(),
         ) as context:
             requests = schedule.evaluate_tick(context).run_requests or []
@@ -344,3 +344,37 @@ def test_a_refresh_down_cancelled_is_left_to_up_by_the_catch_up_tick_once() -> N
         next_tick = tick(instance, 35)
     assert catch_up == again == [slug for slug in slugs if slug not in (waiting, carried_on)]
     assert next_tick == slugs
+
+
+def test_a_late_catch_up_tick_leaves_out_the_marketplaces_refreshed_since_its_time() -> None:
+    """The daemon evaluates the tick it missed while OneCart was down once `onecart up --ingest`
+    has started it, while the ingest refreshes every marketplace: the tick queued a second
+    refresh of each marketplace whose ingest run had just finished (ops QA, branch ops5). A
+    marketplace refreshed successfully after the tick's own time is left out; one whose refresh
+    since then failed is requested."""
+    settings = Settings(schedule_cron="*/5 * * * *")
+    definitions = build_definitions(settings)
+    schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
+    slugs = [
+        config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
+    ]
+    missed_tick = datetime.now(UTC) - timedelta(minutes=3)
+    with dg.instance_for_test() as instance:
+        for slug, status in zip(
+            slugs[:2], [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE], strict=True
+        ):
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=MARKETPLACE_CATALOG_JOB,
+                    run_id=make_new_run_id(),
+                    status=status,
+                    tags={"dagster/partition": slug, "onecart/trigger": "ingest"},
+                )
+            )
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=missed_tick,
+            repository_def=definitions.get_repository_def(),
+        ) as context:
+            requests = schedule.evaluate_tick(context).run_requests or []
+    assert [request.partition_key for request in requests] == slugs[1:]

@@ -5,7 +5,12 @@ from typing import Final
 
 import dagster as dg
 
-from onecart.dagster_runs import RESUMED_AS_TAG, STOPPED_BY_DOWN, STOPPED_BY_TAG
+from onecart.dagster_runs import (
+    LEFT_TO_UP_TAG,
+    STOPPED_BY_DOWN,
+    STOPPED_BY_TAG,
+    left_unfinished_by_down,
+)
 from pipelines.jobs import CATALOG_FRESHNESS_JOB, MARKETPLACE_CATALOG_JOB
 from pipelines.partition_order import partitions_longest_first
 
@@ -20,8 +25,6 @@ UNFINISHED_RUN_STATUSES: Final = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-# Set by a tick on the refresh `down` cancelled that it left to `onecart up` (the tick's time).
-LEFT_TO_UP_TAG: Final = "onecart/left_to_up_at"
 
 
 def build_catalog_refresh_schedule(
@@ -112,7 +115,7 @@ def _left_to_up(instance: dg.DagsterInstance, tick: str) -> set[str]:
         dg.RunsFilter(job_name=MARKETPLACE_CATALOG_JOB, tags={STOPPED_BY_TAG: STOPPED_BY_DOWN})
     ):
         partition = run.tags.get("dagster/partition")
-        if partition and run.is_finished and RESUMED_AS_TAG not in run.tags:
+        if partition and left_unfinished_by_down(run):
             pending.setdefault(partition, []).append(run)
     left: set[str] = set()
     for partition, runs in pending.items():

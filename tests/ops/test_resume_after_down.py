@@ -96,3 +96,43 @@ def test_up_after_an_ingest_does_not_rerun_the_fetch_times_and_freshness_runs_it
             "(catalog_downstream_job) has done its work since: not run again"
         ) in lines, lines
     assert not any("refused" in line for line in lines), lines
+
+
+def test_a_run_that_succeeded_as_down_came_is_not_run_again_nor_its_tick_s_mark_carried(
+    tmp_path: Path,
+) -> None:
+    """`down` tags each run before cancelling it, and a refresh about to end succeeds all the
+    same: `up` re-executed that refresh, done a moment before, and the schedule's catch-up tick
+    left its marketplace to `up` (ops QA, branch ops5). A stopped run that succeeded is not
+    carried on. And the run that carries a cancelled one on inherits none of the tags about the
+    stop: with the tick's mark inherited, a later cancel of the carrier looked already waited for,
+    and the next tick refreshed it beside `up`'s re-execution."""
+    settings = Settings(ONECART_HOME=tmp_path / "home", ONECART_DAGSTER_PORT=processes.free_port())
+    prepare_dagster_instance(settings)
+    with dagster_runs.open_instance(settings) as instance:
+        _add_run(
+            instance,
+            "marketplace_catalog_job",
+            status=dg.DagsterRunStatus.SUCCESS,
+            tags={**STOPPED, "dagster/partition": "shopwave"},
+        )
+        lines: list[str] = []
+        carried = dagster_runs.resume_runs_stopped_by_down(settings, report=lines.append)
+        cancelled = _add_run(
+            instance,
+            "marketplace_catalog_job",
+            status=dg.DagsterRunStatus.CANCELED,
+            tags={
+                **STOPPED,
+                "dagster/partition": "kiondo",
+                "onecart/trigger": "schedule",
+                dagster_runs.LEFT_TO_UP_TAG: "2026-12-07T03:45:00+00:00",
+            },
+        )
+        parent = instance.get_run_by_id(cancelled)
+    assert carried == {} and lines == []
+    assert parent is not None
+    assert dagster_runs.carried_tags(parent, dagster_runs.RESUMED_TRIGGER) == {
+        "dagster/partition": "kiondo",
+        "onecart/trigger": "resumed_after_down",
+    }

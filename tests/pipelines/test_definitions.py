@@ -314,12 +314,16 @@ def test_a_refresh_down_cancelled_is_left_to_up_by_the_catch_up_tick_once() -> N
     slugs = [
         config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
     ]
-    waiting, carried_on = slugs[0], slugs[1]
+    # shopwave's refresh succeeded as `down` came: nothing to carry on, the tick refreshes it.
+    waiting, carried_on, succeeded = slugs[0], slugs[1], slugs[2]
+
+    # Ticks after the runs (a run begun after a tick's time is as fresh as the tick).
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
     def tick(instance: dg.DagsterInstance, minute: int) -> list[str]:
         with dg.build_schedule_context(
             instance=instance,
-            scheduled_execution_time=datetime(2026, 11, 25, 6, minute, tzinfo=UTC),
+            scheduled_execution_time=hour + timedelta(minutes=minute),
             repository_def=definitions.get_repository_def(),
         ) as context:
             requests = schedule.evaluate_tick(context).run_requests or []
@@ -327,13 +331,15 @@ def test_a_refresh_down_cancelled_is_left_to_up_by_the_catch_up_tick_once() -> N
 
     with dg.instance_for_test() as instance:
         stopped = {}
-        for slug in (waiting, carried_on):
+        for slug in (waiting, carried_on, succeeded):
             stopped[slug] = make_new_run_id()
             instance.add_run(
                 dg.DagsterRun(
                     job_name=MARKETPLACE_CATALOG_JOB,
                     run_id=stopped[slug],
-                    status=dg.DagsterRunStatus.CANCELED,
+                    status=dg.DagsterRunStatus.SUCCESS
+                    if slug == succeeded
+                    else dg.DagsterRunStatus.CANCELED,
                     tags={"dagster/partition": slug, STOPPED_BY_TAG: STOPPED_BY_DOWN},
                 )
             )

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from onecart.dagster_instance import dagster_home, dagster_postgres_url
-from onecart.dagster_runs import RESUMED_AS_TAG, STOPPED_BY_DOWN, STOPPED_BY_TAG
+from onecart.dagster_runs import left_unfinished_by_down
 from onecart.settings import Settings
 
 # Dagster's tag on every run of one partition (scheduled, `onecart ingest`, a UI launch).
@@ -96,13 +96,12 @@ def last_partition_runs(
                     continue
                 record = records[0]
                 ended = record.end_time or record.create_timestamp.timestamp()
-                tags = record.dagster_run.tags
                 runs[slug] = PartitionRun(
                     run_id=record.dagster_run.run_id,
                     status=record.dagster_run.status.value,
                     at=datetime.fromtimestamp(ended, UTC) if ended else None,
-                    stopped_by_down=tags.get(STOPPED_BY_TAG) == STOPPED_BY_DOWN
-                    and RESUMED_AS_TAG not in tags,
+                    # Not one that succeeded as `down` came: that did its work.
+                    stopped_by_down=left_unfinished_by_down(record.dagster_run),
                 )
                 materialized = instance.fetch_materializations(
                     dg.AssetRecordsFilter(

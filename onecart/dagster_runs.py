@@ -35,6 +35,11 @@ RESUMED_TRIGGER: Final = {"onecart/trigger": "resumed_after_down"}
 OFFER_EMBEDDINGS_JOB: Final = "offer_embeddings_job"
 # Set on a run `down` cancelled once `up` dealt with it: the run that carries its work on.
 RESUMED_AS_TAG: Final = "onecart/resumed_as"
+# Set by the refresh schedule's tick on a cancelled refresh it left to `up` (pipelines/schedules.py).
+LEFT_TO_UP_TAG: Final = "onecart/left_to_up_at"
+# Tags of a stopped run about its stop, which the run carrying it on must not inherit: a carrier
+# `down` cancelled in turn would look already stopped, resumed or waited for.
+STOP_TAGS: Final = frozenset({STOPPED_BY_TAG, RESUMED_AS_TAG, LEFT_TO_UP_TAG})
 # A step notices the interrupt at its next Python instruction; a run's teardown (its events,
 # its resources) takes a few seconds more on a busy machine.
 CANCEL_TIMEOUT_S: Final = 30.0
@@ -147,38 +152,90 @@ def _describe(run: DagsterRun) -> str:
     return f"{run.job_name}, {partition}" if partition else run.job_name
 
 
+def left_unfinished_by_down(run: DagsterRun) -> bool:
+    """Whether `run` is one `down` stopped before it finished its work and no `up` has dealt
+    with yet. `down` tags each run before cancelling it, and a run about to end succeeds all the
+    same: `up` re-executed such a refresh, done a moment before."""
+    from dagster import DagsterRunStatus
+
+    return (
+        run.tags.get(STOPPED_BY_TAG) == STOPPED_BY_DOWN
+        and run.is_finished
+        and run.status != DagsterRunStatus.SUCCESS
+        and RESUMED_AS_TAG not in run.tags
+    )
+
+
 def runs_stopped_by_down(instance: DagsterInstance) -> list[RunRecord]:
-    """The finished runs `down` cancelled that no `up` has dealt with yet, oldest first."""
+    """The finished runs `down` stopped before they did their work that no `up` has dealt with
+    yet, oldest first."""
     from dagster import RunsFilter
 
     records = instance.get_run_records(
         RunsFilter(tags={STOPPED_BY_TAG: STOPPED_BY_DOWN}), ascending=True
     )
-    return [
-        record
-        for record in records
-        if record.dagster_run.is_finished and RESUMED_AS_TAG not in record.dagster_run.tags
-    ]
+    return [record for record in records if left_unfinished_by_down(record.dagster_run)]
+
+
+# pipelines.jobs.CATALOG_DOWNSTREAM_JOB, and the jobs whose work a run of it does: it publishes
+# the analysts' copy (the fetch times job's only asset) and evaluates products_are_fresh (the
+# freshness job's only check). An ingest ends with one: `up --ingest` re-executed the fetch
+# times and freshness runs `down` had cancelled after its own downstream run had done both.
+DOWNSTREAM_JOB: Final = "catalog_downstream_job"
+COVERED_BY_DOWNSTREAM: Final = {
+    "fetch_times_job": "analyst_warehouse",
+    "catalog_freshness_job": "products_are_fresh",
+}
+
+
+def _does_the_work_of(later: DagsterRun, run: DagsterRun) -> bool:
+    """Whether `later` does all that re-executing `run` would: the same job and partition with
+    the same assets or every asset of the job (an empty selection), or a downstream run that
+    includes the one asset or check of a fetch times or freshness run."""
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+    selection = {key.to_user_string() for key in later.asset_selection or ()}
+    if later.job_name == run.job_name:
+        return later.tags.get(PARTITION_NAME_TAG) == run.tags.get(PARTITION_NAME_TAG) and (
+            not selection or _resume_group(later) == _resume_group(run)
+        )
+    covered = COVERED_BY_DOWNSTREAM.get(run.job_name)
+    if covered is None or later.job_name != DOWNSTREAM_JOB:
+        return False
+    checks = {key.name for key in later.asset_check_selection or ()}
+    return not selection or covered in selection | checks
 
 
 def _later_run(instance: DagsterInstance, stopped: RunRecord) -> DagsterRun | None:
-    """A run of the same work created after the stopped one (a schedule's tick, a sensor's
-    request, an ingest) that `down` did not cancel: it does what resuming it would."""
+    """A run created after the stopped one (a schedule's tick, a sensor's request, an ingest)
+    that `down` did not cancel and that does the stopped run's work: resuming it would do the
+    same again."""
     from dagster import RunsFilter
-    from dagster._core.storage.tags import PARTITION_NAME_TAG
 
     run = stopped.dagster_run
-    tags = {key: run.tags[key] for key in (PARTITION_NAME_TAG,) if key in run.tags}
-    for later in instance.get_runs(
-        RunsFilter(job_name=run.job_name, tags=tags, created_after=stopped.create_timestamp)
-    ):
-        if (
-            later.run_id != run.run_id
-            and later.tags.get(STOPPED_BY_TAG) != STOPPED_BY_DOWN
-            and _resume_group(later) == _resume_group(run)
+    jobs = [run.job_name] + ([DOWNSTREAM_JOB] if run.job_name in COVERED_BY_DOWNSTREAM else [])
+    for job_name in jobs:
+        for later in instance.get_runs(
+            RunsFilter(job_name=job_name, created_after=stopped.create_timestamp)
         ):
-            return later
+            if (
+                later.run_id != run.run_id
+                and later.tags.get(STOPPED_BY_TAG) != STOPPED_BY_DOWN
+                and _does_the_work_of(later, run)
+            ):
+                return later
     return None
+
+
+def _describe_later(run: DagsterRun) -> str:
+    """`run <id> (<job>[, <partition>])`, naming an ingest's or a schedule's run as such."""
+    trigger = run.tags.get("onecart/trigger")
+    owner = {
+        "ingest": "the ingest's ",
+        "schedule": "the refresh schedule's ",
+        "freshness": "the freshness schedule's ",
+    }.get(trigger or "", "")
+    return f"{owner}run {run.run_id} ({_describe(run)})"
 
 
 REEXECUTE_MUTATION: Final = """
@@ -200,6 +257,21 @@ class ReexecutionRefused(RuntimeError):
     """The Dagster webserver did not launch the re-execution."""
 
 
+def carried_tags(run: DagsterRun, tags: Mapping[str, str]) -> dict[str, str]:
+    """The tags of the run carrying `run` on: the parent's as Dagster's own re-execution keeps
+    them, but none about `down`'s stop (STOP_TAGS: the new run was not stopped, and a schedule
+    tick's mark on the parent, carried over, made a later cancel of the new run look already
+    waited for), and `tags`."""
+    from dagster._core.storage.tags import TAGS_TO_MAYBE_OMIT_ON_RETRY
+
+    kept = {
+        key: value
+        for key, value in run.tags.items()
+        if key not in TAGS_TO_MAYBE_OMIT_ON_RETRY and key not in STOP_TAGS
+    }
+    return {**kept, **tags}
+
+
 def reexecute_run(settings: Settings, run: DagsterRun, tags: Mapping[str, str]) -> str:
     """Re-execute a run through the Dagster webserver, as the UI's "Re-execute all" does: the
     same job, partition, config and tags (plus `tags`), linked to it as its parent; the new
@@ -207,20 +279,14 @@ def reexecute_run(settings: Settings, run: DagsterRun, tags: Mapping[str, str]) 
     finished step redoes little), and a cancelled catalog fetch must start afresh (its staged
     pages are the cancelled run's). Returns the new run's id."""
     import httpx
-    from dagster._core.storage.tags import TAGS_TO_MAYBE_OMIT_ON_RETRY
 
-    # The parent's tags as Dagster's own re-execution keeps them, but not `down`'s: the new run
-    # was not stopped by it (and must not be re-executed for it again).
-    kept = {
-        key: value
-        for key, value in run.tags.items()
-        if key not in TAGS_TO_MAYBE_OMIT_ON_RETRY and key not in {STOPPED_BY_TAG, RESUMED_AS_TAG}
-    }
     params = {
         "parentRunId": run.run_id,
         "strategy": "ALL_STEPS",
         "useParentRunTags": False,
-        "extraTags": [{"key": key, "value": value} for key, value in {**kept, **tags}.items()],
+        "extraTags": [
+            {"key": key, "value": value} for key, value in carried_tags(run, tags).items()
+        ],
     }
     try:
         response = httpx.post(
@@ -269,7 +335,6 @@ def resume_runs_stopped_by_down(
             newest = group[-1].dagster_run
             later = _later_run(instance, group[-1])
             if later is not None:
-                verb = "has done its work since"
                 carrier = later.run_id
             else:
                 try:
@@ -282,12 +347,15 @@ def resume_runs_stopped_by_down(
                         "Re-execute all)"
                     )
                     continue
-                verb = f"carries on ({settings.dagster_url}/runs/{carrier})"
             for record in group:
                 instance.add_run_tags(record.dagster_run.run_id, {RESUMED_AS_TAG: carrier})
                 carried[record.dagster_run.run_id] = carrier
+            done = (
+                f"{_describe_later(later)} has done its work since: not run again"
+                if later is not None
+                else f"run {carrier} carries on ({settings.dagster_url}/runs/{carrier})"
+            )
             report(
-                f"Dagster run {newest.run_id} ({_describe(newest)}) was cancelled by `down`; "
-                f"run {carrier} {verb}"
+                f"Dagster run {newest.run_id} ({_describe(newest)}) was cancelled by `down`; {done}"
             )
     return carried

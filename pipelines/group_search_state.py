@@ -46,7 +46,6 @@ from search_index.groups import (
 from search_index.indexing import (
     IndexSyncResult,
     apply_document_changes,
-    document_count,
     index_exists,
     stored_fingerprint,
     sync_index,
@@ -384,19 +383,21 @@ def sync_group_index(
     fingerprint = settings_fingerprint(
         GROUP_INDEX_SETTINGS, schema_version=GROUP_DOCUMENT_SCHEMA_VERSION
     )
-    reason = None
     if not index_exists(client, uid) or stored_fingerprint(client, uid) != fingerprint:
-        reason = "the product index is missing or declared otherwise"
+        reason: str | None = "the product index is missing or declared otherwise"
     elif ungrouped:
         reason = (
             f"{counted_noun(ungrouped, 'offer')} {'has' if ungrouped == 1 else 'have'} no group yet"
         )
-    elif not held:
-        reason = "no record of what the product index was sent"
-    elif held[0] != shared:
-        reason = "FX rates, marketplaces, the rating prior or the document code changed"
-    elif (indexed := document_count(client, uid)) != held[1]:
-        reason = f"the product index holds {counted_noun(indexed, 'document')}, the pipeline sent {held[1]}"
+    else:
+        reason = search_records.stale_record_reason(
+            client,
+            uid,
+            held,
+            shared,
+            index="product index",
+            context="FX rates, marketplaces, the rating prior or the document code",
+        )
     build = _GroupBuild(
         offers_uid=offers_uid,
         uid=uid,
@@ -447,11 +448,7 @@ def _export_changed_groups(
                 "WHERE c.member_marker IS DISTINCT FROM m.member_marker",
                 {"uid": uid},
             )
-            conn.execute(
-                "CREATE OR REPLACE TEMP TABLE candidate_groups AS "
-                "SELECT group_now AS group_id FROM member_changes WHERE group_now IS NOT NULL "
-                "UNION SELECT group_before FROM member_changes WHERE group_before IS NOT NULL"
-            )
+            search_records.create_candidate_groups(conn, "member_changes")
             # GROUP_HASH_SQL over the candidate groups' rows of product_groups: the same hashes.
             changed = conn.sql(
                 "WITH product_groups AS (SELECT * FROM main.product_groups "

@@ -5,6 +5,12 @@ from typing import Final
 
 import dagster as dg
 
+from onecart.dagster_runs import (
+    LEFT_TO_UP_TAG,
+    STOPPED_BY_DOWN,
+    STOPPED_BY_TAG,
+    left_unfinished_by_down,
+)
 from pipelines.jobs import CATALOG_FRESHNESS_JOB, MARKETPLACE_CATALOG_JOB
 from pipelines.partition_order import partitions_longest_first
 
@@ -46,8 +52,7 @@ def build_catalog_refresh_schedule(
             context.instance, partitions.get_partition_keys(), full_refresh=False
         )
         # A marketplace whose last refresh is still queued or running is not fetched twice side
-        # by side (a refresh longer than the interval; the daemon's catch-up tick right after
-        # `onecart up` re-executed the refresh `down` cancelled): that run brings it up to date.
+        # by side (a refresh longer than the interval): that run brings it up to date.
         in_flight = {
             run.tags.get("dagster/partition")
             for run in context.instance.get_runs(
@@ -59,6 +64,30 @@ def build_catalog_refresh_schedule(
                 "still refreshing from an earlier run, not requested again: "
                 + ", ".join(slug for slug in slugs if slug in in_flight)
             )
+        # A catch-up tick evaluated late (the daemon starting with `onecart up --ingest`) found
+        # the ingest's runs of the marketplaces it had just refreshed finished, and queued each
+        # again: one that began after this tick's own time is as fresh as the tick would make it.
+        refreshed = {
+            run.tags.get("dagster/partition")
+            for run in context.instance.get_runs(
+                dg.RunsFilter(
+                    job_name=MARKETPLACE_CATALOG_JOB,
+                    statuses=[dg.DagsterRunStatus.SUCCESS],
+                    created_after=context.scheduled_execution_time,
+                )
+            )
+        }
+        if refreshed & set(slugs):
+            context.log.info(
+                "refreshed since this tick's time, not requested again: "
+                + ", ".join(slug for slug in slugs if slug in refreshed)
+            )
+        left_to_up = _left_to_up(context.instance, tick)
+        if left_to_up & set(slugs):
+            context.log.info(
+                "cancelled by `onecart down`, left to `onecart up` to carry on: "
+                + ", ".join(slug for slug in slugs if slug in left_to_up)
+            )
         return [
             dg.RunRequest(
                 run_key=f"{slug}@{tick}",
@@ -66,10 +95,35 @@ def build_catalog_refresh_schedule(
                 tags={"onecart/trigger": "schedule", "onecart/tick": tick},
             )
             for slug in slugs
-            if slug not in in_flight
+            if slug not in in_flight | refreshed | left_to_up
         ]
 
     return catalog_refresh_schedule
+
+
+def _left_to_up(instance: dg.DagsterInstance, tick: str) -> set[str]:
+    """The marketplaces whose refresh `onecart down` cancelled and the `up` after it has not
+    carried on yet (onecart/dagster_runs.py), the first tick that sees one.
+
+    `up` re-executes such a refresh right after Dagster answers, while the daemon evaluates its
+    catch-up tick: each checked for the other's run before launching its own, and the two
+    checks could both come first, so one marketplace was fetched twice side by side. The tick
+    leaves it to `up` instead, and marks the run with its time; a later tick finding the mark
+    still there (no `up` came: Dagster started by hand) refreshes it as usual."""
+    pending: dict[str, list[dg.DagsterRun]] = {}
+    for run in instance.get_runs(
+        dg.RunsFilter(job_name=MARKETPLACE_CATALOG_JOB, tags={STOPPED_BY_TAG: STOPPED_BY_DOWN})
+    ):
+        partition = run.tags.get("dagster/partition")
+        if partition and left_unfinished_by_down(run):
+            pending.setdefault(partition, []).append(run)
+    left: set[str] = set()
+    for partition, runs in pending.items():
+        if all(run.tags.get(LEFT_TO_UP_TAG, tick) == tick for run in runs):
+            for run in runs:
+                instance.add_run_tags(run.run_id, {LEFT_TO_UP_TAG: tick})
+            left.add(partition)
+    return left
 
 
 def build_catalog_freshness_schedule(cron: str) -> dg.ScheduleDefinition:

@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import meilisearch
 import polars as pl
 
 import search_index.documents
+from onecart.progress import counted_noun
 from pipelines import search_sync
 from search_index.documents import DOCUMENT_HASH_FIELD, document_id
+from search_index.indexing import document_count
 from warehouse.connection import transaction
 from warehouse.derived import OFFER_EXPORT_SQL
 from warehouse.offers import CONTENT_FIELDS, PRODUCTS_SCHEMA
@@ -244,6 +247,41 @@ def held_context(conn: duckdb.DuckDBPyConnection, index_uid: str) -> tuple[str, 
         "SELECT context_hash, documents FROM search_index_context WHERE index_uid = ?", [index_uid]
     ).fetchall()
     return (str(rows[0][0]), int(rows[0][1])) if rows else None
+
+
+def stale_record_reason(
+    client: meilisearch.Client,
+    index_uid: str,
+    held: tuple[str, int] | None,
+    shared: str,
+    *,
+    index: str,
+    context: str,
+) -> str | None:
+    """Why the record of what an index was last sent (`held`, held_context) cannot tell which
+    documents changed, so that every document must be built and compared, or None: the offers
+    and the product index (pipelines/group_search_state.py) both refresh from such a record.
+    `index` names the index and `context` what its context hash covers, in the reason."""
+    if not held:
+        return f"no record of what the {index} was sent"
+    if held[0] != shared:
+        return f"{context} changed"
+    indexed = document_count(client, index_uid)
+    if indexed != held[1]:
+        return f"the {index} holds {counted_noun(indexed, 'document')}, the pipeline sent {held[1]}"
+    return None
+
+
+def create_candidate_groups(conn: duckdb.DuckDBPyConnection, changes: str) -> None:
+    """The temp table `candidate_groups`: every group an entry of the temp table `changes`
+    (group_now, group_before: a document whose marker moved) is or was in. Both indexes read
+    those groups again whole: an offer document carries its group's size and cheapest price,
+    a product document is its group's offers."""
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE candidate_groups AS "
+        f"SELECT group_now AS group_id FROM {changes} WHERE group_now IS NOT NULL "
+        f"UNION SELECT group_before FROM {changes} WHERE group_before IS NOT NULL"
+    )
 
 
 def record_index_context(

@@ -51,8 +51,10 @@ from pipelines.search_records import (
     STATE_SCHEMA,
     History,
     context_hash,
+    create_candidate_groups,
     held_context,
     read_history,
+    stale_record_reason,
     state_rows,
     write_state,
 )
@@ -60,7 +62,6 @@ from search_index.documents import DOCUMENT_HASH_FIELD, document_id
 from search_index.indexing import (
     IndexSyncResult,
     apply_document_changes,
-    document_count,
     has_embedder,
     pending_rebuild_reason,
     sync_index,
@@ -102,41 +103,61 @@ def sync_offer_index(
     admin disabled keep their offers in the index, but not in any group's counts. A change of
     `counted` changes the context hash, so every document is built and compared then."""
     counted = sorted(active if counted is None else set(counted) & set(active))
-    shared = context_hash(rates, marketplaces, active, counted)
-    reason = _fallback_reason(connect, client, index_uid, shared, vectors)
-    if reason is None:
-        return _sync_changed(
-            connect, client, index_uid, rates, marketplaces, active, counted, shared, progress
-        )
-    progress(f"{index_uid}: building every document ({reason})")
-    return _sync_all(
-        connect,
-        client,
-        index_uid,
+    build = _OfferBuild(
+        index_uid=index_uid,
         rates=rates,
         marketplaces=marketplaces,
         active=active,
         counted=counted,
-        vectors=vectors,
-        shared=shared,
-        reason=reason,
+        shared=context_hash(rates, marketplaces, active, counted),
         progress=progress,
     )
+    reason = _fallback_reason(connect, client, index_uid, build.shared, vectors)
+    if reason is None:
+        return _sync_changed(connect, client, build)
+    progress(f"{index_uid}: building every document ({reason})")
+    return _sync_all(connect, client, build, vectors=vectors, reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class _OfferBuild:
+    """What both ways of refreshing the offers index (every offer, or the changed ones) work
+    from: the index, the marketplaces whose offers it holds (`active`) and those whose offers
+    count in the groups' sizes and prices (`counted`), and the inputs every document depends on
+    (their hash is `shared`, the context hash)."""
+
+    index_uid: str
+    rates: Mapping[str, Decimal]
+    marketplaces: Mapping[str, Mapping[str, Any]]
+    active: list[str]
+    counted: list[str]
+    shared: str
+    progress: Callable[[str], None]
+
+    def offer_documents(
+        self, batch: pl.DataFrame, skipped: dict[str, str], groups: pl.DataFrame
+    ) -> list[dict[str, Any]]:
+        """The documents of one batch of exported offer rows, with their groups' fields from
+        `groups` (search_sync.group_summaries over every offer that counts); offers that
+        cannot become a document are noted in `skipped`."""
+        return list(
+            search_sync.iter_offer_documents(
+                batch,
+                marketplaces=self.marketplaces,
+                rates=self.rates,
+                skipped=skipped,
+                groups=groups,
+            )
+        )
 
 
 def _sync_all(
     connect: Connect,
     client: meilisearch.Client,
-    index_uid: str,
+    build: _OfferBuild,
     *,
-    rates: Mapping[str, Decimal],
-    marketplaces: Mapping[str, Mapping[str, Any]],
-    active: list[str],
-    counted: list[str],
     vectors: Mapping[str, Any] | None,
-    shared: str,
     reason: str,
-    progress: Callable[[str], None],
 ) -> OfferIndexSync:
     """Every active offer's document built and synced, streamed in batches from an export of
     the offer rows, so memory stays flat however large the catalog."""
@@ -153,37 +174,31 @@ def _sync_all(
             conn.execute(
                 f"COPY ({OFFER_MARKER_SQL}) TO {search_sync.sql_text(markers)} (FORMAT parquet)"
             )
-            history.append(read_history(conn, index_uid)[1])
+            history.append(read_history(conn, build.index_uid)[1])
 
         inactive = search_sync.export_active_offers(
-            connect, INPUT_HASH_SQL, exported, active=active, also=read_markers
+            connect, INPUT_HASH_SQL, exported, active=build.active, also=read_markers
         )
-        groups = search_sync.exported_group_summaries(exported, rates, counted=counted)
+        groups = search_sync.exported_group_summaries(exported, build.rates, counted=build.counted)
 
         def documents() -> Iterator[dict[str, Any]]:
             for batch in search_sync.iter_row_batches(exported):
-                built = list(
-                    search_sync.iter_offer_documents(
-                        batch.drop("input_hash"),
-                        marketplaces=marketplaces,
-                        rates=rates,
-                        skipped=skipped,
-                        groups=groups,
-                    )
-                )
+                built = build.offer_documents(batch.drop("input_hash"), skipped, groups)
                 state_parts.append(state_rows(batch, built))
                 yield from built
 
-        result = sync_index(client, index_uid, documents(), progress=progress, vectors=vectors)
+        result = sync_index(
+            client, build.index_uid, documents(), progress=build.progress, vectors=vectors
+        )
         rows = pl.concat(state_parts) if state_parts else EMPTY_STATE
         with connect() as conn:
             documents_held = write_state(
                 conn,
-                index_uid,
+                build.index_uid,
                 rows,
                 rows.clear(),
                 replace_all=True,
-                shared=shared,
+                shared=build.shared,
                 history=history[0],
                 markers=markers,
             )
@@ -216,14 +231,14 @@ def _fallback_reason(
         return "the index holds vectors the warehouse no longer has"
     with connect() as conn:
         held = held_context(conn, index_uid)
-    if held is None:
-        return "no record of what the index was sent"
-    if held[0] != shared:
-        return "FX rates, marketplaces or the document code changed"
-    indexed = document_count(client, index_uid)
-    if indexed != held[1]:
-        return f"the index holds {counted_noun(indexed, 'document')}, the pipeline sent {held[1]}"
-    return None
+    return stale_record_reason(
+        client,
+        index_uid,
+        held,
+        shared,
+        index="index",
+        context="FX rates, marketplaces or the document code",
+    )
 
 
 def _export_changed_inputs(
@@ -263,11 +278,7 @@ def _export_changed_inputs(
                 f"group_id FROM offer_markers SEMI JOIN ({changed_history}) AS h "
                 "USING (marketplace, external_id)"
             )
-            conn.execute(
-                "CREATE OR REPLACE TEMP TABLE candidate_groups AS "
-                "SELECT group_now AS group_id FROM marker_changes WHERE group_now IS NOT NULL "
-                "UNION SELECT group_before FROM marker_changes WHERE group_before IS NOT NULL"
-            )
+            create_candidate_groups(conn, "marker_changes")
             conn.execute(
                 "CREATE OR REPLACE TEMP TABLE candidate_offers AS "
                 "SELECT marketplace, external_id FROM marker_changes WHERE is_offer "
@@ -308,25 +319,19 @@ def _export_changed_inputs(
 
 
 def _sync_changed(
-    connect: Connect,
-    client: meilisearch.Client,
-    index_uid: str,
-    rates: Mapping[str, Decimal],
-    marketplaces: Mapping[str, Mapping[str, Any]],
-    active: list[str],
-    counted: list[str],
-    shared: str,
-    progress: Callable[[str], None],
+    connect: Connect, client: meilisearch.Client, build: _OfferBuild
 ) -> OfferIndexSync:
     """Build the documents of the offers whose inputs changed, in batches from an export of
     those offers, and send the ones whose doc_hash changed; delete the gone offers' documents."""
     skipped: dict[str, str] = {}
     state_parts: list[pl.DataFrame] = []
     built_count = 0
-    is_active = pl.col("marketplace").is_in(active)
+    is_active = pl.col("marketplace").is_in(build.active)
     with search_sync.spill_directory(connect) as spill:
         exported = spill / "changed_offers.parquet"
-        gone, inactive, history = _export_changed_inputs(connect, index_uid, active, exported)
+        gone, inactive, history = _export_changed_inputs(
+            connect, build.index_uid, build.active, exported
+        )
         # The candidates hold every offer of their groups: their summaries over them are the
         # groups' own.
         prices = (
@@ -334,7 +339,7 @@ def _sync_changed(
             .select("group_id", "marketplace", "price_minor", "currency", "available")
             .collect()
         )
-        groups = search_sync.group_summaries(prices, rates, counted=counted)
+        groups = search_sync.group_summaries(prices, build.rates, counted=build.counted)
         del prices
         # Offers that left, and offers that can no longer become a document, leave the index.
         delete = [
@@ -359,14 +364,8 @@ def _sync_changed(
                 if batch.is_empty():
                     continue
                 built_count += batch.height
-                built = list(
-                    search_sync.iter_offer_documents(
-                        batch.drop(*STATE_COLUMNS, "held_input_hash", "held_doc_hash"),
-                        marketplaces=marketplaces,
-                        rates=rates,
-                        skipped=skipped,
-                        groups=groups,
-                    )
+                built = build.offer_documents(
+                    batch.drop(*STATE_COLUMNS, "held_input_hash", "held_doc_hash"), skipped, groups
                 )
                 state_parts.append(state_rows(batch, built))
                 held = dict(
@@ -393,17 +392,23 @@ def _sync_changed(
                 yield from (d for d in built if held.get(d["id"]) != d[DOCUMENT_HASH_FIELD])
 
         result = apply_document_changes(
-            client, index_uid, changed_documents(), delete, progress=progress
+            client, build.index_uid, changed_documents(), delete, progress=build.progress
         )
     rows = pl.concat(state_parts) if state_parts else EMPTY_STATE
-    progress(
-        f"{index_uid}: {counted_noun(rows.height, 'offer')} whose rows or groups changed, "
+    build.progress(
+        f"{build.index_uid}: {counted_noun(rows.height, 'offer')} whose rows or groups changed, "
         f"{built_count} with changed inputs, {counted_noun(result.sent, 'document')} changed, "
         f"{result.deleted} deleted"
     )
     with connect() as conn:
         documents = write_state(
-            conn, index_uid, rows, gone, replace_all=False, shared=shared, history=history
+            conn,
+            build.index_uid,
+            rows,
+            gone,
+            replace_all=False,
+            shared=build.shared,
+            history=history,
         )
     return OfferIndexSync(
         # What was sent and deleted, and the rest of the recorded documents as unchanged.

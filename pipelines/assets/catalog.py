@@ -6,13 +6,14 @@ its last good rows stay in the warehouse for everything downstream.
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from adapters.base import MarketplaceError, NotModified
+from adapters.base import CatalogPage, MarketplaceError, NotModified
 from adapters.changed_since import ChangesUnavailable
 from onecart.progress import counted_noun
 from pipelines.checks import catalog_check_specs, evaluate_catalog_checks
@@ -96,6 +97,28 @@ def _close(adapter: object) -> None:
         close()
 
 
+class PagesRead:
+    """How far a fetch of every page got: the pages the marketplace answered, counted as they
+    are staged, so that a fetch failing half-way says where it stopped (an operator told only
+    "503" could not tell an outage from the first page from one at page 19 of 75)."""
+
+    def __init__(self) -> None:
+        self.pages = 0
+
+    def count(self, pages: Iterable[CatalogPage]) -> Iterator[CatalogPage]:
+        """`pages`, counting each as it is handed on."""
+        for page in pages:
+            self.pages += 1
+            yield page
+
+
+def describe_fetch_failure(slug: str, error: Exception, pages_read: int) -> str:
+    """The failed partition's description: the marketplace, how many pages of the fetch came
+    before the failure (none of them is kept), and the adapter's typed error."""
+    where = f" after {counted_noun(pages_read, 'page')}" if pages_read else ""
+    return f"{slug}: catalog fetch failed{where}: {type(error).__name__}: {error}"
+
+
 def _stage_catalog(
     context: dg.AssetExecutionContext,
     config: CatalogRunConfig,
@@ -106,6 +129,7 @@ def _stage_catalog(
     held: list[tuple[str | None, str]],
     held_hashes: set[str] | None,
     held_pages: dict[int, list[str]],
+    read: PagesRead,
 ) -> tuple[RawFetchStats, str, datetime | None, int | None]:
     """Fetch and stage the catalog: by changes since `since` when given and possible, else
     every page. Returns the staging's stats, how it was fetched ("changed_since" or "full"),
@@ -130,7 +154,7 @@ def _stage_catalog(
         except ChangesUnavailable as why:
             context.log.info(f"{slug}: fetching every page: {why}")
     stats = stage_raw_catalog(
-        adapter.fetch_catalog_pages(),
+        read.count(adapter.fetch_catalog_pages()),
         staging,
         marketplace=slug,
         run_id=context.run.run_id,
@@ -203,6 +227,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     since = changes_since(conn, slug, now=datetime.now(UTC))
                     if since is not None:
                         held_ids = held_records(conn, slug)
+        read = PagesRead()
         try:
             try:
                 stats, fetch_mode, started_at, changed_records = _stage_catalog(
@@ -214,6 +239,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     held=held_ids,
                     held_hashes=held_hashes,
                     held_pages=held_pages,
+                    read=read,
                 )
                 del held_ids, held_pages
             except NotModified:
@@ -237,8 +263,12 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 with warehouse.connect() as conn:
                     forget_watermark(conn, slug)
                 raise dg.Failure(
-                    description=f"{slug}: catalog fetch failed: {type(exc).__name__}: {exc}",
-                    metadata={"marketplace": slug, "error": type(exc).__name__},
+                    description=describe_fetch_failure(slug, exc, read.pages),
+                    metadata={
+                        "marketplace": slug,
+                        "error": type(exc).__name__,
+                        "pages_read": read.pages,
+                    },
                 ) from exc
             finally:
                 _close(adapter)

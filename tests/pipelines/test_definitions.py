@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -183,7 +183,7 @@ def test_a_refresh_tick_leaves_out_a_partition_whose_run_is_still_queued_or_runn
             # (A queued run needs a code location's origin; the schedule reads only the status.)
             dg.DagsterRunStatus.STARTING,
             dg.DagsterRunStatus.STARTED,
-            dg.DagsterRunStatus.SUCCESS,  # a finished run holds nothing back
+            dg.DagsterRunStatus.SUCCESS,  # a run finished before the tick holds nothing back
         ]
         for slug, status in zip(slugs[:3], statuses, strict=True):
             instance.add_run(
@@ -197,7 +197,7 @@ def test_a_refresh_tick_leaves_out_a_partition_whose_run_is_still_queued_or_runn
         # Entered, so the tick's log (which names the partitions left out) is closed after it.
         with dg.build_schedule_context(
             instance=instance,
-            scheduled_execution_time=datetime(2026, 11, 25, 6, 30, tzinfo=UTC),
+            scheduled_execution_time=datetime.now(UTC) + timedelta(minutes=5),
             repository_def=definitions.get_repository_def(),
         ) as context:
             requests = schedule.evaluate_tick(context).run_requests or []
@@ -297,3 +297,90 @@ def test_ingest_refuses_unknown_marketplaces_before_running_anything() -> None:
     with pytest.raises(UnknownMarketplaceError, match="atlantis") as refused:
         materialize_all(marketplaces=["shopwave", "atlantis"], progress=pytest.fail)
     assert "shopwave" in str(refused.value)  # the configured ones are listed
+
+
+def test_a_refresh_down_cancelled_is_left_to_up_by_the_catch_up_tick_once() -> None:
+    """`onecart up` re-executes the refresh `down` cancelled right after Dagster answers, while
+    the daemon evaluates the schedule's catch-up tick; each looked for the other's run first, and
+    when both looked before either launched, one marketplace was refreshed twice side by side
+    (ops leftovers). The tick leaves a marketplace whose cancelled refresh no `up` has carried
+    on yet to `up`; once `up` has (its run tagged `onecart/resumed_as`) or when a later tick
+    finds it still waiting (no `up` came: Dagster started by hand), the tick refreshes it."""
+    from onecart.dagster_runs import RESUMED_AS_TAG, STOPPED_BY_DOWN, STOPPED_BY_TAG
+
+    settings = Settings(schedule_cron="*/5 * * * *")
+    definitions = build_definitions(settings)
+    schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
+    slugs = [
+        config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
+    ]
+    # shopwave's refresh succeeded as `down` came: nothing to carry on, the tick refreshes it.
+    waiting, carried_on, succeeded = slugs[0], slugs[1], slugs[2]
+
+    # Ticks after the runs (a run begun after a tick's time is as fresh as the tick).
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+    def tick(instance: dg.DagsterInstance, minute: int) -> list[str]:
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=hour + timedelta(minutes=minute),
+            repository_def=definitions.get_repository_def(),
+        ) as context:
+            requests = schedule.evaluate_tick(context).run_requests or []
+        return [request.partition_key for request in requests]  # type: ignore[misc]
+
+    with dg.instance_for_test() as instance:
+        stopped = {}
+        for slug in (waiting, carried_on, succeeded):
+            stopped[slug] = make_new_run_id()
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=MARKETPLACE_CATALOG_JOB,
+                    run_id=stopped[slug],
+                    status=dg.DagsterRunStatus.SUCCESS
+                    if slug == succeeded
+                    else dg.DagsterRunStatus.CANCELED,
+                    tags={"dagster/partition": slug, STOPPED_BY_TAG: STOPPED_BY_DOWN},
+                )
+            )
+        catch_up = tick(instance, 30)
+        # The same tick evaluated again (the daemon retries a failed submission) says the same.
+        again = tick(instance, 30)
+        instance.add_run_tags(stopped[carried_on], {RESUMED_AS_TAG: make_new_run_id()})
+        next_tick = tick(instance, 35)
+    assert catch_up == again == [slug for slug in slugs if slug not in (waiting, carried_on)]
+    assert next_tick == slugs
+
+
+def test_a_late_catch_up_tick_leaves_out_the_marketplaces_refreshed_since_its_time() -> None:
+    """The daemon evaluates the tick it missed while OneCart was down once `onecart up --ingest`
+    has started it, while the ingest refreshes every marketplace: the tick queued a second
+    refresh of each marketplace whose ingest run had just finished (ops QA, branch ops5). A
+    marketplace refreshed successfully after the tick's own time is left out; one whose refresh
+    since then failed is requested."""
+    settings = Settings(schedule_cron="*/5 * * * *")
+    definitions = build_definitions(settings)
+    schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
+    slugs = [
+        config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
+    ]
+    missed_tick = datetime.now(UTC) - timedelta(minutes=3)
+    with dg.instance_for_test() as instance:
+        for slug, status in zip(
+            slugs[:2], [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE], strict=True
+        ):
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=MARKETPLACE_CATALOG_JOB,
+                    run_id=make_new_run_id(),
+                    status=status,
+                    tags={"dagster/partition": slug, "onecart/trigger": "ingest"},
+                )
+            )
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=missed_tick,
+            repository_def=definitions.get_repository_def(),
+        ) as context:
+            requests = schedule.evaluate_tick(context).run_requests or []
+    assert [request.partition_key for request in requests] == slugs[1:]

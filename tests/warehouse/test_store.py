@@ -139,6 +139,12 @@ def test_price_history_appends_only_changes_and_feeds_the_offer_rows(db: Path) -
     load_catalog(db, "a", [{**mug, "price": 800}, {**kettle, "in_stock": False}], later)
     with warehouse.connect(db) as conn:
         assert append_price_changes(conn) == 2
+        # price_changes_7d shows the offers of live marketplaces (offers_usd.live).
+        conn.execute(
+            "INSERT INTO marketplaces (slug, name, kind, currency, country, match_identifier, "
+            "updated_at) VALUES ('a', 'A', 'shopify', 'USD', 'US', 'gtin', ?)",
+            [later],
+        )
         warehouse.refresh_views(conn)
         offers = {row["external_id"]: row for row in read_offer_frame(conn).iter_rows(named=True)}
         drops = conn.execute(

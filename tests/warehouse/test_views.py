@@ -280,3 +280,68 @@ def test_price_usd_is_the_search_indexs_exact_cents_at_rounding_boundaries(
     assert shown["jpy9"] == Decimal("0.02")
     assert shown["eur"] == Decimal("0.02")
     assert price_type == "DECIMAL(18,2)"
+
+
+def test_overlap_and_price_changes_count_only_live_offers(tmp_path: Path) -> None:
+    """`marketplace_overlap` and `price_changes_7d` still counted what no shopper can buy (ops
+    leftovers): the groups an inactive or disabled marketplace shares, and the price changes of
+    its offers and of offers gone from the catalog. Like the other summary views they are now of
+    live offers only: the overlap of two live marketplaces' live offers, the changes of offers
+    that are live now."""
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        store_currencies(db)
+        before = db.execute(
+            "SELECT marketplace_a, marketplace_b, shared_groups FROM marketplace_overlap "
+            "ORDER BY ALL"
+        ).fetchall()
+        # Each of a's and c's first offers got cheaper, and so did an offer c no longer sells.
+        for marketplace, external_id, old, new in (
+            ("a", "1", 1200, 1000),
+            ("c", "1", 1500, 1200),
+            ("c", "gone", 900, 800),
+        ):
+            db.execute(
+                "INSERT INTO price_history VALUES (?, ?, ?, 'USD', true, ?), "
+                "(?, ?, ?, 'USD', true, ?)",
+                [marketplace, external_id, old, NOW, marketplace, external_id, new, NOW],
+            )
+            db.execute(
+                "UPDATE price_history SET observed_at = now() - INTERVAL 2 DAY "
+                "WHERE marketplace = ? AND external_id = ? AND price_minor = ?",
+                [marketplace, external_id, old],
+            )
+            db.execute(
+                "UPDATE price_history SET observed_at = now() - INTERVAL 1 DAY "
+                "WHERE marketplace = ? AND external_id = ? AND price_minor = ?",
+                [marketplace, external_id, new],
+            )
+        every_change = db.execute(
+            "SELECT marketplace, external_id FROM price_changes_7d ORDER BY ALL"
+        ).fetchall()
+        db.execute("UPDATE marketplaces SET active = false WHERE slug = 'a'")
+        overlap = db.execute(
+            "SELECT marketplace_a, marketplace_b, shared_groups FROM marketplace_overlap "
+            "ORDER BY ALL"
+        ).fetchall()
+        changes = db.execute(
+            "SELECT marketplace, external_id, title, change_pct FROM price_changes_7d"
+        ).fetchall()
+        db.execute("UPDATE marketplaces SET storefront_enabled = false WHERE slug = 'b'")
+        overlap_without_b = db.execute("SELECT count(*) FROM marketplace_overlap").fetchone()
+        comments = dict(
+            db.execute(
+                "SELECT view_name, comment FROM duckdb_views() WHERE view_name IN "
+                "('marketplace_overlap', 'price_changes_7d')"
+            ).fetchall()
+        )
+    assert before == [("a", "b", 2), ("a", "c", 2), ("b", "c", 2)]
+    assert every_change == [("a", "1"), ("c", "1")]
+    assert overlap == [("b", "c", 2)]
+    assert changes == [("c", "1", "Offer c1", Decimal("-20.00"))]
+    assert overlap_without_b == (0,)
+    readme = (Path(warehouse.__file__).parent / "README.md").read_text(encoding="utf-8")
+    for view in ("marketplace_overlap", "price_changes_7d"):
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{view}`")]
+        assert "live" in row, row
+        assert "live" in comments[view], comments[view]

@@ -122,7 +122,9 @@ JOIN spread AS s USING (group_id)
 WHERE r.rank = 1 AND r.offers_in_group >= 2;
 COMMENT ON VIEW cheapest_offer_per_group IS 'Cheapest offer per group with 2+ live, available offers (priced in USD), with their count, marketplaces and savings_usd against the most expensive of them.';
 
--- price_changes_7d: every price change observed in the last 7 days.
+-- price_changes_7d: the price changes of the last 7 days of the offers shoppers can buy now
+-- (live, as in offers_usd: an inactive or disabled marketplace's offers and offers gone from the
+-- catalog are left out, as search leaves them out; price_history keeps every change).
 --   marketplace, external_id, title, old_price_minor, new_price_minor, currency,
 --   change_pct (signed, percent of the old price), observed_at.
 CREATE OR REPLACE VIEW price_changes_7d AS
@@ -135,17 +137,18 @@ WITH sequenced AS (
     WINDOW w AS (PARTITION BY marketplace, external_id ORDER BY observed_at)
 )
 SELECT
-    s.marketplace, s.external_id, p.title, s.old_price_minor, s.price_minor AS new_price_minor,
+    s.marketplace, s.external_id, o.title, s.old_price_minor, s.price_minor AS new_price_minor,
     s.currency,
     round(100.0 * (s.price_minor - s.old_price_minor) / s.old_price_minor, 2) AS change_pct,
     s.observed_at
 FROM sequenced AS s
-LEFT JOIN products AS p USING (marketplace, external_id)
-WHERE s.old_price_minor IS NOT NULL
+JOIN offers_usd AS o USING (marketplace, external_id)
+WHERE o.live
+  AND s.old_price_minor IS NOT NULL
   AND s.old_currency = s.currency
   AND s.old_price_minor <> s.price_minor
   AND s.observed_at >= now() - INTERVAL 7 DAY;
-COMMENT ON VIEW price_changes_7d IS 'Price changes of the last 7 days: old/new price_minor, currency, change_pct, observed_at.';
+COMMENT ON VIEW price_changes_7d IS 'Price changes of the last 7 days of the live offers (what shoppers can buy now): old/new price_minor, currency, change_pct, observed_at.';
 
 -- marketplace_coverage: what each marketplace contributes to what shoppers can buy.
 --   marketplace, name, live (active and enabled in the storefront: its offers are in search),
@@ -196,15 +199,19 @@ FULL JOIN rejections AS r USING (marketplace)
 LEFT JOIN marketplaces AS m ON m.slug = marketplace;
 COMMENT ON VIEW marketplace_coverage IS 'Per marketplace: live, then of its live offers: offers, available_offers, categories, brands, with_gtin share, groups, shared_groups (also live elsewhere); not_live_offers, rejected, last_fetched_at.';
 
--- marketplace_overlap: how many product groups two marketplaces have in common.
+-- marketplace_overlap: how many product groups two live marketplaces both offer live (what a
+-- shopper can compare; an inactive or disabled marketplace's offers are left out).
 --   marketplace_a, marketplace_b (a < b), shared_groups.
 CREATE OR REPLACE VIEW marketplace_overlap AS
+WITH live_groups AS (
+    SELECT DISTINCT marketplace, group_id FROM offers_usd WHERE live AND group_id IS NOT NULL
+)
 SELECT a.marketplace AS marketplace_a, b.marketplace AS marketplace_b,
-       count(DISTINCT a.group_id) AS shared_groups
-FROM product_groups AS a
-JOIN product_groups AS b ON a.group_id = b.group_id AND a.marketplace < b.marketplace
+       count(*) AS shared_groups
+FROM live_groups AS a
+JOIN live_groups AS b ON a.group_id = b.group_id AND a.marketplace < b.marketplace
 GROUP BY a.marketplace, b.marketplace;
-COMMENT ON VIEW marketplace_overlap IS 'Pairs of marketplaces (a < b) and the number of product groups both offer.';
+COMMENT ON VIEW marketplace_overlap IS 'Pairs of live marketplaces (a < b) and the number of product groups both offer live.';
 
 -- category_price_stats: price distribution per category, in USD, of the live offers (what
 -- shoppers can find and buy; an inactive or disabled marketplace's offers are left out).

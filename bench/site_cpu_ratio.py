@@ -1,11 +1,14 @@
 """The site's CPU per listing against Meilisearch's, under the site's server, from /proc.
 
     python -m bench.site_cpu_ratio --reuse HOME [--blocks 3] [--requests 240]
+        [--workers 2] [--threads 4] [--clients 1]
 
 On the index and DB a `bench.search_bench --keep` run left in HOME: starts its Meilisearch and
-the site as the benchmark does (onecart.site_server: uWSGI, 2 workers x 4 threads, result
-cache off, no assistant model), then sends GET /search for search_bench's 24 listing queries
-from one client, a fresh loopback connection per request as the benchmark's clients do, and
+the site as the benchmark does (onecart.site_server: uWSGI, 2 workers x 4 threads unless
+`--workers`/`--threads` say otherwise, result cache off, no assistant model), then sends GET
+/search for search_bench's 24 listing queries from one client (or `--clients` at once, threads
+of this process, whose CPU is not counted), a fresh loopback connection per request as the
+benchmark's clients do, and
 reads utime+stime of the site's whole process group and of Meilisearch before and after each
 block. Then the same for GET /api/ping (the framework floor).
 
@@ -22,6 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,11 +57,19 @@ def cpu_ms(pids: Iterable[int]) -> float:
     return ticks * 1000 / TICKS_PER_SECOND
 
 
+def get_status(url: str) -> int:
+    """GET `url` on a fresh connection (as the benchmark's clients do): its status."""
+    return send(url, "GET", None, {})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reuse", metavar="HOME", required=True, help="a kept search_bench home")
     parser.add_argument("--blocks", type=int, default=3, help="measured blocks per path")
     parser.add_argument("--requests", type=int, default=240, help="requests per block")
+    parser.add_argument("--workers", type=int, default=2, help="site worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker process")
+    parser.add_argument("--clients", type=int, default=1, help="requests in flight at once")
     args = parser.parse_args(argv)
 
     home = Path(args.reuse).resolve()
@@ -75,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         site = start_site(
             settings,
             "cpu-ratio-site",
-            2,
-            4,
+            args.workers,
+            args.threads,
             {"SEARCH_CACHE_SECONDS": 0},
             env,
         )
@@ -91,10 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pids = [site.pid, *processes.group_members(site.pid)]
                 site_before, meili_before = cpu_ms(pids), cpu_ms([meili.pid])
                 began = time.perf_counter()
-                for number in range(args.requests):
-                    status = send(urls[number % len(urls)], "GET", None, {})
-                    if status != 200:
-                        raise SystemExit(f"{urls[number % len(urls)]} answered {status}")
+                targets = [urls[number % len(urls)] for number in range(args.requests)]
+                with ThreadPoolExecutor(args.clients) as clients:
+                    for url, status in zip(targets, clients.map(get_status, targets), strict=True):
+                        if status != 200:
+                            raise SystemExit(f"{url} answered {status}")
                 wall = (time.perf_counter() - began) * 1000 / args.requests
                 site_ms = (cpu_ms(pids) - site_before) / args.requests
                 meili_ms = (cpu_ms([meili.pid]) - meili_before) / args.requests
@@ -105,7 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ratios.append(site_ms / meili_ms)
                     line += f", site ÷ Meilisearch {ratios[-1]:.2f}"
                 print(f"{line}, wall {wall:.1f} ms, load {os.getloadavg()[0]:.2f}", flush=True)
-        print("RESULT bench=site_cpu_ratio ratios=" + ",".join(f"{r:.2f}" for r in ratios))
+        print(
+            f"RESULT bench=site_cpu_ratio workers={args.workers} threads={args.threads} "
+            f"clients={args.clients} ratios=" + ",".join(f"{r:.2f}" for r in ratios)
+        )
     finally:
         if site is not None:
             processes.stop_pid(site.pid)

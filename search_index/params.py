@@ -115,7 +115,13 @@ class SearchParams:
 
         def getlist(name: str) -> list[Any]:
             if hasattr(args, "getlist"):
-                return [*args.getlist(name), *args.getlist(f"{name}[]")]
+                # Asked only for names the URL has: MultiDict.getlist answers a missing one
+                # from a KeyError it raises and catches (some twenty per listing).
+                bracketed = f"{name}[]"
+                return [
+                    *(args.getlist(name) if name in args else ()),
+                    *(args.getlist(bracketed) if bracketed in args else ()),
+                ]
             value = args.get(name, args.get(f"{name}[]"))
             if value is None:
                 return []

@@ -21,6 +21,7 @@ from flask import Flask, Response, g, request
 logger = logging.getLogger("onecart.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_ENVIRON_KEY = "HTTP_X_REQUEST_ID"  # the header as WSGI passes it
 # URL variables that are credentials (<token> in /order-status/<token>, /password/reset/<token>,
 # the sign-up and e-mail change links); every such route's prefix is in CREDENTIAL_PATH_PREFIXES.
 REDACTED_URL_VARIABLES = frozenset({"token"})
@@ -72,7 +73,9 @@ def loggable_path() -> str:
 
 
 def _start_timer() -> None:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    # From the WSGI environ itself: request.headers.get answers a missing header (most
+    # requests) from a KeyError it raises and catches.
+    incoming = request.environ.get(REQUEST_ID_ENVIRON_KEY, "")
     g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     g.request_started = time.perf_counter()
 

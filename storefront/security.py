@@ -105,15 +105,24 @@ def set_security_headers(
 ) -> Response:
     """Headers every page gets: no sniffing, no framing, a strict referrer policy and the CSP;
     Strict-Transport-Security too when `hsts_max_age` is set (production)."""
+    headers = response.headers
+    # The names already set, read once: Headers.setdefault finds a missing header through a
+    # KeyError it raises and catches, one per header on every answer.
+    present = {name.lower() for name, _value in headers}
+    wanted = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ]
     if hsts_max_age > 0:
-        response.headers.setdefault(
-            "Strict-Transport-Security", f"max-age={hsts_max_age}; includeSubDomains"
+        wanted.insert(
+            0, ("Strict-Transport-Security", f"max-age={hsts_max_age}; includeSubDomains")
         )
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     if content_security_policy:
-        response.headers.setdefault("Content-Security-Policy", content_security_policy)
+        wanted.append(("Content-Security-Policy", content_security_policy))
+    for name, value in wanted:
+        if name.lower() not in present:
+            headers.add(name, value)
     return response
 
 

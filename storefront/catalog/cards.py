@@ -27,6 +27,22 @@ from storefront.catalog.highlight import highlight_title
 from storefront.catalog.shopper import display_currency, format_price, fx_table
 
 GROUP_PLACEHOLDER = "__group__"
+# The order of ProductCard.grid_values, as catalog/_product_card.html unpacks them.
+GRID_VALUES = (
+    "url",
+    "image_url",
+    "title_html",
+    "price_text",
+    "original_price_text",
+    "rating",
+    "rating_text",
+    "available",
+    "marketplace_logo",
+    "marketplace_name",
+    "has_other_offers",
+    "cheaper_elsewhere",
+    "offers_text",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +58,10 @@ class ProductCard:
     original_price_text: str | None
     offers_text: str | None
     rating_text: str | None
+    # What the card's markup shows, in GRID_VALUES order, read by the product_grid macro in one
+    # tuple unpacking: the ~20 `card.x` / `hit.y` lookups a card took there were each a Jinja
+    # `environment.getattr` call, some 450 a listing.
+    grid_values: tuple[Any, ...]
 
     def as_json(self, currency: str) -> dict[str, Any]:
         """The JSON API's shape of this card (money as integer minor units + currency)."""
@@ -109,17 +129,36 @@ def build_cards(
         # A rating published without its count (DummyJSON) is shown without "(0 reviews)".
         if hit.rating is not None and reviews:
             rating_text = f"{reviews:,} review{'' if reviews == 1 else 's'}"
+        title_html = highlight_title(hit.title, hit.title_matches)
+        url = url_template.replace(GROUP_PLACEHOLDER, quote(hit.group_id, safe=""))
+        image_url = hit.image_url or placeholder
+        offers_text = offers_summary(hit.offer_count, hit.marketplace_count)
         cards.append(
             ProductCard(
                 hit=hit,
-                title_html=highlight_title(hit.title, hit.title_matches),
-                url=url_template.replace(GROUP_PLACEHOLDER, quote(hit.group_id, safe="")),
-                image_url=hit.image_url or placeholder,
+                title_html=title_html,
+                url=url,
+                image_url=image_url,
                 display_price_minor=shown,
                 price_text=price_text,
                 original_price_text=original,
-                offers_text=offers_summary(hit.offer_count, hit.marketplace_count),
+                offers_text=offers_text,
                 rating_text=rating_text,
+                grid_values=(
+                    url,
+                    image_url,
+                    title_html,
+                    price_text,
+                    original,
+                    hit.rating,
+                    rating_text,
+                    offer.available,
+                    offer.marketplace_logo,
+                    offer.marketplace_name,
+                    hit.has_other_offers,
+                    hit.cheaper_elsewhere,
+                    offers_text,
+                ),
             )
         )
     return cards

@@ -304,14 +304,36 @@ def search() -> str:
 
     page = _search(params, while_waiting=render_frame)
     context = _listing_context(page)
-    facets = _render_partial("catalog/_facets.html", context)
-    results = _render_partial("catalog/_results.html", context)
-    return (
-        frame[0]
-        .replace(TOOLBAR_CONTROLS_SLOT, toolbar_controls_open(page.total_hits), 1)
-        .replace(FACETS_SLOT, facets, 1)
-        .replace(RESULTS_SLOT, results, 1)
+    return fill_slots(
+        frame[0],
+        (
+            (TOOLBAR_CONTROLS_SLOT, toolbar_controls_open(page.total_hits)),
+            (FACETS_SLOT, _render_partial("catalog/_facets.html", context)),
+            (RESULTS_SLOT, _render_partial("catalog/_results.html", context)),
+        ),
     )
+
+
+def fill_slots(frame: str, fillings: tuple[tuple[str, str], ...]) -> str:
+    """`frame` with the first occurrence of each slot, in the order given (the order they come
+    in the frame), replaced by its filling: what one `str.replace(slot, filling, 1)` per slot
+    gives, in one join instead of a copy of the whole page per slot. A slot missing from the
+    frame (or out of order) is left to `str.replace`, as before."""
+    pieces = []
+    start = 0
+    for slot, filling in fillings:
+        at = frame.find(slot, start)
+        if at < 0:
+            break
+        pieces += (frame[start:at], filling)
+        start = at + len(slot)
+    else:
+        pieces.append(frame[start:])
+        return "".join(pieces)
+    page = frame
+    for slot, filling in fillings:
+        page = page.replace(slot, filling, 1)
+    return page
 
 
 @bp.get("/api/search")

@@ -6,6 +6,7 @@ session. Prices themselves are converted by storefront.catalog.shopper.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from babel.numbers import get_currency_name
@@ -66,10 +67,18 @@ class CurrencySwitcher:
 def _menu_choices(codes: list[str]) -> list[tuple[str, str]]:
     """(code, label) in the order of the currencies' names, as the menu shows them: listed by
     code, "£ British Pound" came after "€ Euro" and "₩ South Korean Won" among the K's."""
-    return [
+    return list(_named_menu_choices(tuple(codes)))
+
+
+# The published currencies change once a pipeline run, and every page's layout shows the menu:
+# its order and labels are worked out once per set of currencies and process (sorting by name
+# asked Babel for every currency's name on every page).
+@lru_cache(maxsize=16)
+def _named_menu_choices(codes: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(
         (code, currency_label(code))
         for code in sorted(codes, key=lambda code: get_currency_name(code, locale="en").casefold())
-    ]
+    )
 
 
 @bp.app_context_processor

@@ -159,6 +159,12 @@ class RecordingArgs(MultiDict[str, str]):
         self.names.add(key)
         return super().getlist(key, type)
 
+    def __contains__(self, key: object) -> bool:
+        # The listing asks whether a name is there before reading its values.
+        if isinstance(key, str):
+            self.names.add(key)
+        return super().__contains__(key)
+
 
 def test_the_property_tests_cover_every_parameter_the_listing_reads() -> None:
     args = RecordingArgs()

@@ -77,6 +77,11 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 # fixtures make SQLite databases of their own whatever DATABASE_URL says, so a PostgreSQL pass of
 # it ran the same tests on SQLite a second time; it runs with the rest.)
 DB_TEST_PATHS ?= tests/storefront tests/checkout tests/faults
+# The PostgreSQL pass leaves out the browser tests: what they add is the pages in Chromium (run
+# on SQLite); the database work behind each one has tests of its own that run on PostgreSQL
+# (tests/checkout's placement, tracking, cancellation and hand-off tests, the cart's swap in
+# tests/storefront), and a browser test takes as long as dozens of those.
+PG_TEST_ARGS ?= -m "not browser"
 
 # The tests start Meilisearch, the sandbox, localstripe and RQ workers themselves on free ports;
 # Redis must answer (each pass uses a database number of its own). Three passes run side by side,
@@ -113,7 +118,7 @@ test-sqlite: install
 test-postgres: install
 	@$(BIN)/python -c "import psycopg; psycopg.connect('$(PG_TEST_URL)'.replace('+psycopg', ''), connect_timeout=5).close()" 2>/dev/null || { \
 		echo "PostgreSQL does not answer at $(PG_TEST_URL): start it (or set PG_TEST_URL) to run the PostgreSQL pass"; exit 1; }
-	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(DB_TEST_PATHS) $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(DB_TEST_PATHS) $(PG_TEST_ARGS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf var/test-runs var/test-logs .pytest_cache .ruff_cache

@@ -74,7 +74,16 @@ chromium:
 # 127.0.0.1:5432. Point PG_TEST_URL elsewhere to use another server.
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 # The storefront database's tests, run again on PostgreSQL.
-DB_TEST_PATHS ?= tests/storefront tests/checkout tests/assistant tests/faults
+DB_TEST_PATHS ?= tests/storefront tests/checkout tests/faults
+# The foreground pass: the database tests on SQLite, and tests/assistant beside them to keep the
+# three passes even. tests/assistant is no database test: its fixtures make SQLite databases of
+# their own whatever DATABASE_URL says, so a PostgreSQL pass of it ran it on SQLite a second time.
+SQLITE_TEST_PATHS ?= $(DB_TEST_PATHS) tests/assistant
+# The PostgreSQL pass leaves out the browser tests: what they add is the pages in Chromium (run
+# on SQLite); the database work behind each one has tests of its own that run on PostgreSQL
+# (tests/checkout's placement, tracking, cancellation and hand-off tests, the cart's swap in
+# tests/storefront), and a browser test takes as long as dozens of those.
+PG_TEST_ARGS ?= -m "not browser"
 
 # The tests start Meilisearch, the sandbox, localstripe and RQ workers themselves on free ports;
 # Redis must answer (each pass uses a database number of its own). Three passes run side by side,
@@ -91,9 +100,9 @@ test: install lint redis chromium
 	@( REDIS_URL=$(PG_TEST_REDIS_URL) $(MAKE) --no-print-directory test-postgres \
 		>$(TEST_LOGS)/postgres.log 2>&1; echo $$? >$(TEST_LOGS)/postgres.rc ) & \
 	( REDIS_URL=$(REST_TEST_REDIS_URL) $(BIN)/python -m pytest \
-		$(addprefix --ignore=,$(DB_TEST_PATHS)) $(PYTEST_ARGS) \
+		$(addprefix --ignore=,$(SQLITE_TEST_PATHS)) $(PYTEST_ARGS) \
 		>$(TEST_LOGS)/rest.log 2>&1; echo $$? >$(TEST_LOGS)/rest.rc ) & \
-	$(BIN)/python -m pytest $(DB_TEST_PATHS) $(PYTEST_ARGS); sqlite=$$?; wait; \
+	$(BIN)/python -m pytest $(SQLITE_TEST_PATHS) $(PYTEST_ARGS); sqlite=$$?; wait; \
 	rest=$$(cat $(TEST_LOGS)/rest.rc 2>/dev/null || echo 1); \
 	postgres=$$(cat $(TEST_LOGS)/postgres.rc 2>/dev/null || echo 1); \
 	for pass in rest postgres; do \
@@ -111,7 +120,7 @@ test-sqlite: install
 test-postgres: install
 	@$(BIN)/python -c "import psycopg; psycopg.connect('$(PG_TEST_URL)'.replace('+psycopg', ''), connect_timeout=5).close()" 2>/dev/null || { \
 		echo "PostgreSQL does not answer at $(PG_TEST_URL): start it (or set PG_TEST_URL) to run the PostgreSQL pass"; exit 1; }
-	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(DB_TEST_PATHS) $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(DB_TEST_PATHS) $(PG_TEST_ARGS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf var/test-runs var/test-logs .pytest_cache .ruff_cache

@@ -33,6 +33,75 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
     os.environ.pop("ONECART_SANDBOX_URL", None)
     get_settings.cache_clear()
+    _reuse_url_builders()
+    _cheap_password_hashing()
+
+
+# argon2id as production hashes passwords (argon2-cffi's defaults: 3 passes over 64 MiB, 4 lanes):
+# about 0.25 s of CPU per hash or check, and the suite signs in or registers shoppers a few
+# thousand times (every checkout test does both), so it was the largest single cost of CI's
+# passes. The tests run on argon2id with the smallest parameters instead; the ones about the
+# parameters themselves take `production_password_hashing`.
+PRODUCTION_PASSWORD_HASHER: Any = None
+
+
+def _cheap_password_hashing() -> None:
+    global PRODUCTION_PASSWORD_HASHER
+    from argon2 import PasswordHasher
+
+    from commerce import accounts
+
+    if PRODUCTION_PASSWORD_HASHER is None:
+        PRODUCTION_PASSWORD_HASHER = accounts._hasher
+    accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture
+def production_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passwords hashed (and their hashes judged for an upgrade) with production's argon2
+    parameters, for the tests about those parameters."""
+    from commerce import accounts
+
+    monkeypatch.setattr(accounts, "_hasher", PRODUCTION_PASSWORD_HASHER)
+
+
+def _reuse_url_builders() -> None:
+    """Let every Flask app of the run share werkzeug's generated URL builders.
+
+    Most tests create an app of their own (create_app), and werkzeug writes, as Python source,
+    and compiles two builder functions for each of the site's ~400 URL rules when an app
+    registers them: three quarters of create_app's time, repeated by every test. The builder is
+    a pure function of the rule's text, its parsed parts, its defaults and their converters
+    (it reads the rule's converters through its `self` argument when called), so one compiled
+    for an identical rule of an earlier app is the same function; routing, URL building and
+    every page are unchanged. Only this test process does it: the servers and workers the tests
+    start build their own."""
+    from werkzeug.routing.rules import Rule
+
+    compile_builder = Rule._compile_builder
+    if getattr(compile_builder, "reused", False):
+        return
+    builders: dict[tuple[Any, ...], Any] = {}
+
+    def converter_key(converter: Any) -> tuple[Any, ...]:
+        settings = sorted((k, repr(v)) for k, v in vars(converter).items() if k != "map")
+        return (type(converter).__module__, type(converter).__qualname__, *settings)
+
+    def reused(self: Rule, append_unknown: bool = True) -> Any:
+        key = (
+            append_unknown,
+            self.rule,
+            tuple(self._trace),
+            tuple(sorted((k, repr(v)) for k, v in (self.defaults or {}).items())),
+            tuple(sorted((k, converter_key(c)) for k, c in self._converters.items())),
+        )
+        builder = builders.get(key)
+        if builder is None:
+            builder = builders[key] = compile_builder(self, append_unknown)
+        return builder
+
+    reused.reused = True  # type: ignore[attr-defined]
+    Rule._compile_builder = reused  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

@@ -75,35 +75,75 @@ def _postgres_url_with_schema(base_url: str, schema: str) -> str:
     return f"{normalize_database_url(base_url)}{separator}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(scope="session")
-def storefront_db_url(settings: Settings) -> Iterator[str]:
-    """A migrated storefront database for this test session (see the module docstring)."""
+class _MigratedDatabase:
+    """One migrated storefront database per test process, however many fixture instances ask.
+
+    Test modules and other suites' conftests import `storefront_db_url`, and pytest makes a
+    session-scoped instance per place that defines it: each used to migrate a database of its
+    own (about ten per pass, each a full Alembic upgrade). Every user empties the tables after
+    each test, so they share one; the last instance to finish drops it."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.users = 0
+        self._drop: Callable[[], None] = lambda: None
+
+    def acquire(self, settings: Settings) -> str:
+        if self.url is None:
+            self.url, self._drop = _migrate_database(settings)
+        self.users += 1
+        return self.url
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users == 0:
+            try:
+                self._drop()
+            finally:
+                self.url = None
+                self._drop = lambda: None
+
+
+_MIGRATED = _MigratedDatabase()
+
+
+def _migrate_database(settings: Settings) -> tuple[str, Callable[[], None]]:
+    """A new database migrated to head (see the module docstring), and how to drop it."""
     base_url = os.environ.get("DATABASE_URL")
     if base_url and not base_url.startswith("sqlite"):
-        # Unique per fixture instance: other suites' conftests import this fixture, which makes
-        # a second session-scoped instance in the same run.
         schema = f"sf_{os.getpid()}_{uuid.uuid4().hex[:10]}"
         admin_engine = sa.create_engine(normalize_database_url(base_url))
         with admin_engine.begin() as connection:
             connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
         url = _postgres_url_with_schema(base_url, schema)
-        try:
-            upgrade_database(url)
-            yield url
-        finally:
+
+        def drop_schema() -> None:
             dispose_engines()
             with admin_engine.begin() as connection:
                 connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
             admin_engine.dispose()
-        return
+
+        try:
+            upgrade_database(url)
+        except BaseException:
+            drop_schema()
+            raise
+        return url, drop_schema
     path = settings.home_dir / "storefront-tests" / f"storefront-{RUN_ID}.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{path}"
     upgrade_database(url)
+    return url, dispose_engines
+
+
+@pytest.fixture(scope="session")
+def storefront_db_url(settings: Settings) -> Iterator[str]:
+    """A migrated storefront database for this test session (see the module docstring)."""
+    url = _MIGRATED.acquire(settings)
     try:
         yield url
     finally:
-        dispose_engines()
+        _MIGRATED.release()
 
 
 def _empty_all_tables(url: str) -> None:

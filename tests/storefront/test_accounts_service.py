@@ -25,13 +25,17 @@ from commerce.models import User
 from tests.storefront.conftest import DEFAULT_PASSWORD
 
 
-def test_registration_stores_an_argon2id_hash_and_a_lower_case_email(db_session: Session) -> None:
+def test_registration_stores_an_argon2id_hash_and_a_lower_case_email(
+    db_session: Session, production_password_hashing: None
+) -> None:
     user = register_user(
         db_session, username="Amina", email="Amina.Otieno@Example.COM", password=DEFAULT_PASSWORD
     )
     db_session.commit()
 
     assert user.password_hash.startswith("$argon2id$")
+    # argon2-cffi's recommended parameters (the rest of the suite hashes with the smallest).
+    assert not PasswordHasher().check_needs_rehash(user.password_hash)
     assert DEFAULT_PASSWORD not in user.password_hash
     assert user.email == "amina.otieno@example.com"
     assert user.username == "Amina"
@@ -96,7 +100,7 @@ def test_authenticate_by_username_or_email_and_records_last_login(
 
 
 def test_login_upgrades_a_hash_made_with_weaker_parameters(
-    db_session: Session, make_user: Callable[..., User]
+    db_session: Session, make_user: Callable[..., User], production_password_hashing: None
 ) -> None:
     user = make_user()
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(DEFAULT_PASSWORD)

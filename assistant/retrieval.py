@@ -382,28 +382,42 @@ def _order(candidates: list[Candidate], sort: str | None) -> list[Candidate]:
     return candidates
 
 
+def _offers_of_groups(
+    client: meilisearch.Client,
+    index_uid: str,
+    group_ids: Sequence[str],
+    clauses: Mapping[str, str],
+    *,
+    limit: int,
+    one_per_group: bool = False,
+) -> dict[str, Any]:
+    """The offers of `group_ids` that pass the request's offer-level filters, cheapest first
+    (only each product's cheapest with `one_per_group`): asked by the filters alone, never the
+    query's words."""
+    groups = "group_id IN [" + ", ".join(quote_filter_value(g) for g in group_ids) + "]"
+    offer_filter = join_clauses(clauses, only=OFFER_LEVEL)
+    query: dict[str, Any] = {
+        "indexUid": index_uid,
+        "q": "",
+        "filter": f"({groups}) AND ({offer_filter})" if offer_filter else groups,
+        "sort": ["price_usd_minor:asc"],
+        "limit": limit,
+        "attributesToRetrieve": list(RESULT_FIELDS),
+    }
+    if one_per_group:
+        query["distinct"] = "group_id"
+    return search_index(client, [query])[0]
+
+
 def _cheapest_offers(
     client: meilisearch.Client,
     index_uid: str,
     group_ids: Sequence[str],
     clauses: Mapping[str, str],
 ) -> dict[str, dict[str, Any]]:
-    groups = "group_id IN [" + ", ".join(quote_filter_value(g) for g in group_ids) + "]"
-    offer_filter = join_clauses(clauses, only=OFFER_LEVEL)
-    result = search_index(
-        client,
-        [
-            {
-                "indexUid": index_uid,
-                "q": "",
-                "filter": f"({groups}) AND ({offer_filter})" if offer_filter else groups,
-                "sort": ["price_usd_minor:asc"],
-                "distinct": "group_id",
-                "limit": len(group_ids),
-                "attributesToRetrieve": list(RESULT_FIELDS),
-            }
-        ],
-    )[0]
+    result = _offers_of_groups(
+        client, index_uid, group_ids, clauses, limit=len(group_ids), one_per_group=True
+    )
     return {str(hit["group_id"]): hit for hit in result.get("hits", []) if hit.get("group_id")}
 
 
@@ -423,21 +437,13 @@ def _compare(
     (cheapest first); those sold on two marketplaces or more first, unless an order was asked
     for. Asked by the filters alone, never the query's words: a negative term (-"qled") or a
     listing whose title leaves a word out must not drop a marketplace's offer of the product."""
-    groups = "group_id IN [" + ", ".join(quote_filter_value(c.group_id) for c in candidates) + "]"
-    offer_filter = join_clauses(clauses, only=OFFER_LEVEL)
-    result = search_index(
+    result = _offers_of_groups(
         client,
-        [
-            {
-                "indexUid": index_uid,
-                "q": "",
-                "filter": f"({groups}) AND ({offer_filter})" if offer_filter else groups,
-                "sort": ["price_usd_minor:asc"],
-                "limit": OFFERS_PER_COMPARED_PRODUCT * len(candidates),
-                "attributesToRetrieve": list(RESULT_FIELDS),
-            }
-        ],
-    )[0]
+        index_uid,
+        [c.group_id for c in candidates],
+        clauses,
+        limit=OFFERS_PER_COMPARED_PRODUCT * len(candidates),
+    )
     by_group: dict[str, dict[str, OfferDocument]] = {c.group_id: {} for c in candidates}
     products = {c.group_id: c.product for c in candidates}
     for hit in result.get("hits", []):

@@ -426,5 +426,9 @@ def _note(
         if resolution is not None:
             row.resolution = resolution[:200]
             row.resolved_at = utc_now()
-        if error is not None:
+        if error is not None and row.flagged_at is None:
             row.last_error = error[:ERROR_TEXT_LIMIT]
+        elif error is not None:
+            # Before an operator, the row keeps their reason (the one column /admin/attention
+            # shows of it): a sweep's passing trouble goes to the log instead.
+            logger.warning("card hold in doubt %s (before an operator): %s", row_id, error)

@@ -216,6 +216,11 @@ def resolve_abandoned_cancellation(
         can_ask = False
     except MarketplaceError as exc:
         logger.warning("sub-order %s: its abandoned cancellation: %s", sub_order_id, exc)
+        if not can_cancel:
+            # The job answers such a store "refused" without calling it; its status was asked
+            # only to spare the shopper "it goes ahead" if the store cancelled the order itself
+            # (tracking refunds that, as after the job). Down, it is answered as the job would.
+            return _refused(session_factory, sub_order_id, name)
         _claim(session_factory, sub_order_id, to=None)  # asked again at the next sweep
         _flag_while_placed(
             session_factory,

@@ -403,8 +403,9 @@ def _flag_hold(session_factory: sessionmaker[Session], row_id: int, key: str) ->
                 last_error=(
                     f"Stripe answered authorization {key} with its own error, which it replays "
                     "to every resubmit, and its search shows no PaymentIntent for it: ask Stripe "
-                    "whether it holds money under this key (release any hold no order uses). "
-                    "Nothing is retried under a new key; still asked at every sweep."
+                    "whether it holds money under this key, then record here what it shows (no "
+                    "payment, or the PaymentIntent: the sweeper releases it unless an order uses "
+                    "it). Nothing is retried under a new key; still asked at every sweep."
                 )[:ERROR_TEXT_LIMIT],
             )
             .execution_options(synchronize_session=False)

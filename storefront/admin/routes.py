@@ -519,6 +519,8 @@ def attention_resolve_card_hold(hold_id: int) -> Response:
     try:
         finding = HoldFinding(request.form.get("finding") or "")
         seen = datetime.fromisoformat(request.form.get("seen") or "")
+        if seen.tzinfo is None:
+            raise ValueError("the page's time names no zone")
     except ValueError:
         flash("Choose what you found in Stripe for that card hold: nothing was changed.", "error")
         return redirect(url_for("admin.attention"))

@@ -106,8 +106,13 @@ def test_naming_an_intent_records_it_for_the_sweeper(
 
 @pytest.mark.parametrize(
     "form",
-    [{"finding": "maybe", "seen": "x"}, {"finding": "no_hold", "seen": "yesterday"}, {}],
-    ids=["unknown-finding", "unreadable-seen", "empty"],
+    [
+        {"finding": "maybe", "seen": "x"},
+        {"finding": "no_hold", "seen": "yesterday"},
+        {"finding": "no_hold", "seen": "2026-12-07T02:00:00"},
+        {},
+    ],
+    ids=["unknown-finding", "unreadable-seen", "seen-without-zone", "empty"],
 )
 def test_a_malformed_answer_changes_nothing(
     admin_client: FlaskClient,

@@ -1,6 +1,7 @@
 """Migration 0024_unresolved_since adds `marketplace_orders.unresolved_since` and the card holds'
 `stripe_failed_since` and `flagged_at`, NULL on the rows before it (the long-unresolved flag
-then counts from the checkout), and goes down again keeping every row. On SQLite, and on
+then counts from the checkout), and goes down again keeping every row; so does
+0025_cancel_sweep_claims with `marketplace_orders.cancel_claimed_at`. On SQLite, and on
 PostgreSQL when DATABASE_URL points at one."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tests.checkout.test_offer_stock_migration import _insert
 
 BEFORE = "0023_provider_call_attempts"
 AFTER = "0024_unresolved_since"
+CLAIMS = "0025_cancel_sweep_claims"
 ADDED = {
     "marketplace_orders": {"unresolved_since"},
     "card_holds_in_doubt": {"stripe_failed_since", "flagged_at"},
@@ -116,9 +118,32 @@ def _check(url: str) -> None:
     assert _rows(url) == before
 
 
-def test_0024_adds_its_columns_and_goes_down_keeping_rows_on_sqlite(tmp_path: Path) -> None:
-    _check(f"sqlite:///{tmp_path / 'unresolved.db'}")
+def _check_claims(url: str) -> None:
+    _check(url)
+    before = _rows(url)
+    command.upgrade(alembic_config(url), CLAIMS)
+    engine = create_storefront_engine(url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(
+                sa.text("SELECT cancel_claimed_at FROM marketplace_orders")
+            ).all() == [(None,)]
+    finally:
+        engine.dispose()
+    command.downgrade(alembic_config(url), AFTER)
+    assert "cancel_claimed_at" not in _columns(url)["marketplace_orders"]
+    assert _rows(url) == before
+    command.upgrade(alembic_config(url), CLAIMS)
+    assert _rows(url) == before
 
 
-def test_0024_adds_its_columns_and_goes_down_keeping_rows_on_postgresql(postgres_url: str) -> None:
-    _check(postgres_url)
+def test_0024_and_0025_add_their_columns_and_go_down_keeping_rows_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    _check_claims(f"sqlite:///{tmp_path / 'unresolved.db'}")
+
+
+def test_0024_and_0025_add_their_columns_and_go_down_keeping_rows_on_postgresql(
+    postgres_url: str,
+) -> None:
+    _check_claims(postgres_url)

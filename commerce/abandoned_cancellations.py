@@ -8,7 +8,9 @@ leaves the part placed with no answer, and nothing runs the job again: a marketp
 follows reports the cancellation and tracking refunds it, but on one tracking cannot ask
 nothing ever refunds that part. The sweeper finds such parts once the order's last
 cancellation job should long have ended, takes each over with a compare-and-set on
-`cancel_outcome` (NULL -> "unknown", so two sweeps never both act), and resolves it:
+`cancel_outcome` (NULL -> "unknown", so two sweeps never both act; the claim's time is kept,
+`cancel_claimed_at`, so that a claim left by a sweep killed mid-way is taken over once it is
+older than any live sweep's, SWEEP_CLAIM_DEAD_AFTER), and resolves it:
 
 - it asks the marketplace for the order's status first: cancelled there, the share is
   refunded (the sub-order moves from a placed status only, under the order's lock);
@@ -58,15 +60,24 @@ logger = logging.getLogger(__name__)
 REFUSED_KIND = "cancellation_refused"
 # Placed parts a cancellation job would still ask to cancel (shipped ones it reports refused).
 _CANCELLABLE = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
+# A sweep's claim on a part lasts a few marketplace calls (each bounded by the adapter's
+# timeouts); one older than this was left by a sweep that was killed, and is taken over.
+SWEEP_CLAIM_DEAD_AFTER = timedelta(minutes=15)
 
 
-def find_abandoned_cancellations(session: Session, *, job_ended_before: timedelta) -> list[int]:
+def find_abandoned_cancellations(
+    session: Session,
+    *,
+    job_ended_before: timedelta,
+    claim_dead_after: timedelta = SWEEP_CLAIM_DEAD_AFTER,
+) -> list[int]:
     """Placed sub-orders of orders whose cancellation was requested, whose order's latest
     cancellation job was enqueued longer ago than `job_ended_before` (every attempt of it has
     ended by then, by success or by being killed), and that the job left without an answer
     (`cancel_outcome` NULL; at any marketplace: one that takes no cancellations is answered
     "refused" too, as the job would have) or with a refusal it never told the shopper of (it
-    was killed between recording the answers and the mail)."""
+    was killed between recording the answers and the mail), or that a sweep took and was killed
+    before answering (its claim older than `claim_dead_after`)."""
     cutoff = utc_now() - job_ended_before
     latest_job = (
         sa.select(sa.func.max(OutboxMessage.created_at))
@@ -94,7 +105,7 @@ def find_abandoned_cancellations(session: Session, *, job_ended_before: timedelt
             sa.or_(
                 sa.and_(
                     MarketplaceOrder.status.in_(_CANCELLABLE),
-                    MarketplaceOrder.cancel_outcome.is_(None),
+                    _unanswered_or_abandoned(claim_dead_after),
                 ),
                 sa.and_(
                     MarketplaceOrder.status.in_(PLACED_SUB_ORDER_STATUSES),
@@ -109,6 +120,17 @@ def find_abandoned_cancellations(session: Session, *, job_ended_before: timedelt
         .order_by(MarketplaceOrder.id)
     ).all()
     return [sub_id for (sub_id,) in rows]
+
+
+def _unanswered_or_abandoned(claim_dead_after: timedelta) -> sa.ColumnElement[bool]:
+    """No answer (NULL), or a sweep's claim older than `claim_dead_after` (its sweep died)."""
+    return sa.or_(
+        MarketplaceOrder.cancel_outcome.is_(None),
+        sa.and_(
+            MarketplaceOrder.cancel_outcome == CancelOutcome.UNKNOWN.value,
+            MarketplaceOrder.cancel_claimed_at < utc_now() - claim_dead_after,
+        ),
+    )
 
 
 def _told_refused() -> sa.Exists:
@@ -128,20 +150,32 @@ def _told_refused() -> sa.Exists:
     )
 
 
-def _claim(session_factory: sessionmaker[Session], sub_order_id: int, *, to: str | None) -> bool:
-    """Compare-and-set on the part's answer: NULL -> "unknown" takes it over (False when another
-    sweep or a late job got there first); "unknown" -> NULL gives it back for the next sweep."""
-    frm = None if to is not None else CancelOutcome.UNKNOWN.value
+def _claim(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    *,
+    to: str | None,
+    claim_dead_after: timedelta = SWEEP_CLAIM_DEAD_AFTER,
+) -> bool:
+    """Compare-and-set on the part's answer: NULL (or a dead sweep's claim) -> "unknown" takes
+    it over, with the claim's time (False when another sweep or a late job got there first);
+    "unknown" -> NULL gives it back for the next sweep."""
+    now = utc_now()
+    taking = to is not None
     with session_factory() as session, session.begin():
         result = session.execute(
             sa.update(MarketplaceOrder)
             .where(
                 MarketplaceOrder.id == sub_order_id,
-                MarketplaceOrder.cancel_outcome.is_(None)
-                if frm is None
-                else MarketplaceOrder.cancel_outcome == frm,
+                _unanswered_or_abandoned(claim_dead_after)
+                if taking
+                else MarketplaceOrder.cancel_outcome == CancelOutcome.UNKNOWN.value,
             )
-            .values(cancel_outcome=to, updated_at=MarketplaceOrder.updated_at)
+            .values(
+                cancel_outcome=to,
+                cancel_claimed_at=now if taking else None,
+                updated_at=MarketplaceOrder.updated_at,
+            )
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)
@@ -152,7 +186,11 @@ def _set_outcome(session_factory: sessionmaker[Session], sub_order_id: int, outc
         session.execute(
             sa.update(MarketplaceOrder)
             .where(MarketplaceOrder.id == sub_order_id)
-            .values(cancel_outcome=outcome, updated_at=MarketplaceOrder.updated_at)
+            .values(
+                cancel_outcome=outcome,
+                cancel_claimed_at=None,
+                updated_at=MarketplaceOrder.updated_at,
+            )
             .execution_options(synchronize_session=False)
         )
 
@@ -168,6 +206,7 @@ def _refused(session_factory: sessionmaker[Session], sub_order_id: int, name: st
         assert sub_order is not None
         lock_order(session, sub_order.order_id)
         session.refresh(sub_order)
+        sub_order.cancel_claimed_at = None
         if sub_order.status == SubOrderStatus.CANCELLED:
             sub_order.cancel_outcome = CancelOutcome.CANCELLED.value
             return CancelOutcome.CANCELLED
@@ -191,6 +230,7 @@ def resolve_abandoned_cancellation(
     *,
     adapter_for: AdapterProvider,
     gateway_for: GatewayProvider,
+    claim_dead_after: timedelta = SWEEP_CLAIM_DEAD_AFTER,
 ) -> CancelOutcome | None:
     """Resolve one part found by find_abandoned_cancellations; None when another took it (or,
     at a store that takes no cancellations, when it reports the order cancelled: tracking
@@ -205,7 +245,12 @@ def resolve_abandoned_cancellation(
         # The job recorded the refusal and died before its mail: said now, once (the notice
         # is per part, checked under the order's lock, so two sweeps say it once).
         return _refused(session_factory, sub_order_id, name)
-    if not _claim(session_factory, sub_order_id, to=CancelOutcome.UNKNOWN.value):
+    if not _claim(
+        session_factory,
+        sub_order_id,
+        to=CancelOutcome.UNKNOWN.value,
+        claim_dead_after=claim_dead_after,
+    ):
         return None
     adapter = adapter_for(market)
     reason = f"Cancelled at your request; {name} confirmed."
@@ -216,6 +261,11 @@ def resolve_abandoned_cancellation(
         can_ask = False
     except MarketplaceError as exc:
         logger.warning("sub-order %s: its abandoned cancellation: %s", sub_order_id, exc)
+        if not can_cancel:
+            # The job answers such a store "refused" without calling it; its status was asked
+            # only to spare the shopper "it goes ahead" if the store cancelled the order itself
+            # (tracking refunds that, as after the job). Down, it is answered as the job would.
+            return _refused(session_factory, sub_order_id, name)
         _claim(session_factory, sub_order_id, to=None)  # asked again at the next sweep
         _flag_while_placed(
             session_factory,
@@ -272,5 +322,7 @@ def _flag_while_placed(
     is not put back on the list for it."""
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
+        # Answered "unknown" for the operator: no longer a sweep's claim to take over.
+        sub_order.cancel_claimed_at = None
         if sub_order.status in PLACED_SUB_ORDER_STATUSES:
             flag_order(sub_order.order, reason)

@@ -403,8 +403,9 @@ def _flag_hold(session_factory: sessionmaker[Session], row_id: int, key: str) ->
                 last_error=(
                     f"Stripe answered authorization {key} with its own error, which it replays "
                     "to every resubmit, and its search shows no PaymentIntent for it: ask Stripe "
-                    "whether it holds money under this key (release any hold no order uses). "
-                    "Nothing is retried under a new key; still asked at every sweep."
+                    "whether it holds money under this key, then record here what it shows (no "
+                    "payment, or the PaymentIntent: the sweeper releases it unless an order uses "
+                    "it). Nothing is retried under a new key; still asked at every sweep."
                 )[:ERROR_TEXT_LIMIT],
             )
             .execution_options(synchronize_session=False)
@@ -426,5 +427,9 @@ def _note(
         if resolution is not None:
             row.resolution = resolution[:200]
             row.resolved_at = utc_now()
-        if error is not None:
+        if error is not None and row.flagged_at is None:
             row.last_error = error[:ERROR_TEXT_LIMIT]
+        elif error is not None:
+            # Before an operator, the row keeps their reason (the one column /admin/attention
+            # shows of it): a sweep's passing trouble goes to the log instead.
+            logger.warning("card hold in doubt %s (before an operator): %s", row_id, error)

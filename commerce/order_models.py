@@ -332,6 +332,10 @@ class MarketplaceOrder(Base):
     attention_since: Mapped[datetime | None]
     # The marketplace's answer to the shopper's cancellation: cancelled, refused or unknown.
     cancel_outcome: Mapped[str | None] = mapped_column(sa.String(16))
+    # When the abandoned-cancellation sweep took the part ("unknown" meanwhile); cleared with
+    # its answer. A claim older than any live sweep's was left by a killed one and is taken over
+    # (commerce.abandoned_cancellations).
+    cancel_claimed_at: Mapped[datetime | None]
     # The marketplace's last answer about it; the last time it was asked, answered or not.
     last_polled_at: Mapped[datetime | None]
     last_poll_attempt_at: Mapped[datetime | None]

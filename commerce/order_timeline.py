@@ -1,7 +1,8 @@
 """What the shopper sees of an order's progress: each step recorded once (OrderEvent rows), and
 the order page built from them — one timeline per marketplace, one merged delivery timeline for
 the whole order, each sub-order's honest state, and the outcome of a cancellation per
-marketplace with its refund.
+marketplace with its refund (the words for one part's state and cancellation are
+commerce.order_part_states').
 
 Pure reading and formatting, plus `record_event` (the one writer, used by tracking); nothing here
 calls a marketplace or a payment provider.
@@ -16,8 +17,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from adapters.base import Capability, ShipmentStatus
-from commerce.marketplace_access import marketplace_can
+from adapters.base import ShipmentStatus
 from commerce.models import utc_now
 from commerce.order_models import (
     LIVE_SUB_ORDER_STATUSES,
@@ -32,13 +32,10 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
+from commerce.order_part_states import CancelLine, cancel_line, marketplace_home, sub_order_state
 from commerce.order_state import reports_delivery
 from commerce.refund_progress import (
-    STATE_SUFFIXES,
-    Progress,
     adjustment_refund_label,
-    marketplace_refund_progress,
-    share_refund_progress,
 )
 from onecart.money import format_money
 
@@ -97,13 +94,6 @@ EXPECTED_PATH = (
     TimelineStep.IN_TRANSIT,
     TimelineStep.DELIVERED,
 )
-SHIPMENT_LABELS = {
-    ShipmentStatus.IN_TRANSIT.value: "In transit",
-    ShipmentStatus.DELAYED.value: "Delayed",
-    ShipmentStatus.OUT_FOR_DELIVERY.value: "Out for delivery",
-    ShipmentStatus.ATTEMPTED_DELIVERY.value: "Delivery attempted",
-    ShipmentStatus.FAILURE.value: "Delivery problem",
-}
 ORDER_STATUS_LABELS = {
     OrderStatus.PENDING: "Pending",
     OrderStatus.PROCESSING: "Processing",
@@ -148,14 +138,6 @@ def payment_words(order: Order) -> str:
         WALLET_PAYMENT_WORDS.get(payment.status) if wallet else None
     ) or PAYMENT_STATE_WORDS.get(payment.status, payment.status.value.replace("_", " "))
     return f"{method}: {words}"
-
-
-class CancelOutcomeWord(enum.StrEnum):
-    """A marketplace's answer to the shopper's cancellation, as stored on the sub-order."""
-
-    CANCELLED = "cancelled"
-    REFUSED = "refused"
-    UNKNOWN = "unknown"
 
 
 def record_event(
@@ -217,14 +199,6 @@ class TimelineEntry:
     link: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CancelLine:
-    """How one marketplace answered the cancellation: outcome word and a sentence."""
-
-    outcome: str
-    text: str
-
-
 @dataclass(slots=True)
 class SubOrderView:
     """One marketplace's part of the order as the page shows it."""
@@ -283,115 +257,6 @@ def order_status_label(order: Order) -> str:
     return ORDER_STATUS_LABELS.get(order.status, order.status.value.replace("_", " ").capitalize())
 
 
-def marketplace_home(sub_order: MarketplaceOrder) -> str | None:
-    """A link to the marketplace where the shopper can look the order up themselves: the first
-    item's product page's site."""
-    for item in sub_order.items:
-        if item.product_url and item.product_url.startswith(("http://", "https://")):
-            scheme, _, rest = item.product_url.partition("://")
-            return f"{scheme}://{rest.split('/', 1)[0]}"
-    return None
-
-
-def _asking_again(sub: MarketplaceOrder) -> bool:
-    """`placing` by an attempt that asks the marketplace about an unresolved part again (its
-    first claim came before this one), not a first placement: the page says it is checking,
-    as it does between the attempts, instead of flipping to "Being placed" at every re-ask."""
-    return (
-        sub.status == SubOrderStatus.PLACING
-        and sub.unresolved_since is not None
-        and sub.placing_started_at is not None
-        and _utc(sub.unresolved_since) < _utc(sub.placing_started_at)
-    )
-
-
-def _utc(moment: datetime) -> datetime:
-    """SQLite gives back naive UTC times, PostgreSQL aware ones."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _sub_order_state(
-    sub: MarketplaceOrder, reports: bool, refunds: list[Refund]
-) -> tuple[str, str]:
-    """(label, key) of a sub-order's state, honest about what is not known."""
-    market = sub.marketplace.name
-    status = sub.status
-    if status in (SubOrderStatus.PENDING, SubOrderStatus.PLACING) and not _asking_again(sub):
-        return "Being placed", "placing"
-    if status in (SubOrderStatus.RECONCILING, SubOrderStatus.PLACING):
-        return f"Checking with {market}", "unknown"
-    if status == SubOrderStatus.NEEDS_ATTENTION:
-        return f"Waiting for {market} to confirm", "unknown"
-    if status in (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING) and not reports:
-        return "Placed — this marketplace doesn't report delivery", "unreported"
-    if status == SubOrderStatus.PLACED:
-        return "Placed", "placed"
-    if status == SubOrderStatus.PROCESSING:
-        return "Being prepared", "processing"
-    if status == SubOrderStatus.SHIPPED:
-        label = SHIPMENT_LABELS.get(sub.shipment_status or "", "Shipped")
-        return label, sub.shipment_status or "shipped"
-    if status == SubOrderStatus.DELIVERED:
-        if sub.receipt_confirmed_at is not None:
-            return "Received (you confirmed)", "delivered"
-        if sub.passed_on_charge_minor and sub.kept_charge_minor <= 0:
-            # The store refunded all of it after delivery (a return): still delivered, since
-            # the shopper had the items, but the label must not stop at "Delivered".
-            label = f"Delivered, then refunded by {market}"
-            progress = marketplace_refund_progress(sub, refunds)
-            if progress == Progress.REFUNDED:
-                return label, "delivered"
-            return f"{label} {STATE_SUFFIXES[progress]}", "delivered"
-        return "Delivered", "delivered"
-    if status == SubOrderStatus.CANCELLED:
-        if not refunds:  # nothing was paid for it
-            return "Cancelled", "cancelled"
-        return f"Cancelled {STATE_SUFFIXES[share_refund_progress(sub, refunds)]}", "cancelled"
-    if status == SubOrderStatus.FAILED:
-        return f"Not placed {STATE_SUFFIXES[share_refund_progress(sub, refunds)]}", "failed"
-    return status.value.replace("_", " ").capitalize(), status.value
-
-
-def _cancel_line(sub: MarketplaceOrder, refunds: list[Refund]) -> CancelLine:
-    """What became of the shopper's cancellation at one marketplace."""
-    market = sub.marketplace.name
-    if sub.status in (SubOrderStatus.CANCELLED, SubOrderStatus.FAILED):
-        amount = format_money(sub.charge_minor, sub.charge_currency)
-        progress = share_refund_progress(sub, refunds)
-        if progress == Progress.PENDING:
-            return CancelLine("cancelled", f"cancelled; your {amount} refund is on its way.")
-        if progress == Progress.UNCONFIRMED:
-            return CancelLine(
-                "cancelled",
-                f"cancelled; your {amount} refund is not confirmed yet: our team is looking into it.",
-            )
-        return CancelLine("cancelled", f"cancelled; {amount} refunded.")
-    if sub.status in (SubOrderStatus.RECONCILING, SubOrderStatus.NEEDS_ATTENTION) or (
-        sub.cancel_outcome == CancelOutcomeWord.UNKNOWN
-    ):
-        return CancelLine(
-            "unknown",
-            f"We don't know yet whether {market} has cancelled: it has not given us a clear "
-            f"answer. We keep asking; if it cancels you get "
-            f"{format_money(sub.charge_minor, sub.charge_currency)} back, otherwise it ships.",
-        )
-    # A refusal (or a marketplace that takes no cancellations) is told as such even after the
-    # part ships or the shopper confirms it: that came later and was not the reason.
-    if not marketplace_can(sub.marketplace, Capability.CANCEL):
-        return CancelLine(
-            "refused", "does not accept cancellations for this order, so it goes ahead."
-        )
-    if sub.cancel_outcome == CancelOutcomeWord.REFUSED:
-        # It takes cancellations (the confirmation page said we would ask): it declined this one.
-        return CancelLine("refused", "declined to cancel this order, so it goes ahead.")
-    if sub.status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
-        # The cancellation job found it shipped and did not ask (no answer was kept).
-        return CancelLine("refused", "had already shipped it, so it goes ahead.")
-    if sub.status in (SubOrderStatus.PENDING, SubOrderStatus.PLACING):
-        return CancelLine("pending", "stopping it before it is placed…")
-    return CancelLine("pending", f"asking {market} to cancel…")
-
-
 def build_order_view(session: Session, order: Order) -> OrderView:
     """Everything the order page shows, from the order, its events and its refunds."""
     events = list(
@@ -412,7 +277,7 @@ def build_order_view(session: Session, order: Order) -> OrderView:
     for sub in order.charged_sub_orders:
         reports = reports_delivery(sub)
         sub_refunds = [r for r in refunds if r.sub_order_id == sub.id]
-        label, key = _sub_order_state(sub, reports, sub_refunds)
+        label, key = sub_order_state(sub, reports, sub_refunds)
         refunded = sum(r.amount_minor for r in sub_refunds if r.status == RefundStatus.SUCCEEDED)
         timeline = _sub_timeline(sub, by_sub.get(sub.id, []), sub_refunds, reports)
         view = SubOrderView(
@@ -427,7 +292,7 @@ def build_order_view(session: Session, order: Order) -> OrderView:
             marketplace_link=marketplace_home(sub),
         )
         if order.cancel_requested_at is not None:
-            view.cancel = _cancel_line(sub, sub_refunds)
+            view.cancel = cancel_line(sub, sub_refunds)
         views.append(view)
         merged += [
             TimelineEntry(

@@ -69,9 +69,12 @@ class OrderSteps:
             return 0
 
 
+_MARKER_HEAD, _MARKER_TAIL = "sub-order ", ": no answer"
+
+
 def reconciling_flag_marker(sub_order_id: int) -> str:
     """The words of the order's flag reason that name this long-unresolved sub-order."""
-    return f"sub-order {sub_order_id}: no answer"
+    return f"{_MARKER_HEAD}{sub_order_id}{_MARKER_TAIL}"
 
 
 def duration_words(span: timedelta) -> str:
@@ -99,6 +102,23 @@ def flag_long_reconciling(session_factory: sessionmaker[Session], *, older_than:
     pass. Once per sub-order: not while its reason is on the flag, nor again once an operator
     cleared it (the resolution keeps the reason's text). How many were flagged now."""
     since = sa.func.coalesce(MarketplaceOrder.unresolved_since, MarketplaceOrder.created_at)
+    # Parts flagged already (or whose flag an operator cleared) stay unresolved: left out here,
+    # or a full batch of them would be taken at every pass and the parts past it never flagged.
+    # _flag_reconciling checks again under the order's lock.
+    marker = sa.literal(_MARKER_HEAD) + sa.cast(MarketplaceOrder.id, sa.String) + _MARKER_TAIL
+    on_flag = (
+        sa.select(Order.id)
+        .where(Order.id == MarketplaceOrder.order_id, Order.attention_reason.contains(marker))
+        .exists()
+    )
+    cleared = (
+        sa.select(FlagResolution.id)
+        .where(
+            FlagResolution.order_id == MarketplaceOrder.order_id,
+            FlagResolution.reason.contains(marker),
+        )
+        .exists()
+    )
     with session_factory() as session:
         rows = session.execute(
             sa.select(MarketplaceOrder.id, MarketplaceOrder.order_id, Marketplace.name)
@@ -106,6 +126,8 @@ def flag_long_reconciling(session_factory: sessionmaker[Session], *, older_than:
             .where(
                 MarketplaceOrder.status.in_(_UNRESOLVED),
                 since < utc_now() - older_than,
+                ~on_flag,
+                ~cleared,
             )
             .order_by(MarketplaceOrder.id)
             .limit(FLAG_BATCH_SIZE)

@@ -44,6 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.abandoned_cancellations import (
+    SWEEP_CLAIM_DEAD_AFTER,
     find_abandoned_cancellations,
     resolve_abandoned_cancellation,
 )
@@ -118,6 +119,8 @@ class SweepPolicy:
     # An order's last cancellation job was enqueued this long ago: all its attempts have ended,
     # so a placed part it left with no answer was abandoned (commerce.abandoned_cancellations).
     cancel_job_ended_after: timedelta = timedelta(hours=1)
+    # A sweep's claim on such a part older than this was left by a killed sweep: taken over.
+    cancel_sweep_dead_after: timedelta = SWEEP_CLAIM_DEAD_AFTER
     # A cancel's or capture's attempt number outlives Stripe's 24 h keys by this much
     # (commerce.provider_attempts).
     attempts_kept_for: timedelta = ATTEMPTS_KEPT_FOR
@@ -391,13 +394,19 @@ def _resolve_abandoned_cancellation(
     sub_order_id: int,
     adapter_for: AdapterProvider,
     gateway_for: GatewayProvider,
+    *,
+    claim_dead_after: timedelta,
 ) -> int:
     """1 when a part an ended cancellation job left was resolved (cancelled, refused or put
     before an operator). One that raises is logged and, its claim possibly taken, flagged so
     that an operator looks; it never stops the rest of the sweep."""
     try:
         outcome = resolve_abandoned_cancellation(
-            session_factory, sub_order_id, adapter_for=adapter_for, gateway_for=gateway_for
+            session_factory,
+            sub_order_id,
+            adapter_for=adapter_for,
+            gateway_for=gateway_for,
+            claim_dead_after=claim_dead_after,
         )
     except Exception as exc:
         logger.exception("sub-order %s: its abandoned cancellation failed", sub_order_id)
@@ -430,10 +439,18 @@ def sweep(
     )
     with session_factory() as session:
         abandoned_cancellations = find_abandoned_cancellations(
-            session, job_ended_before=policy.cancel_job_ended_after
+            session,
+            job_ended_before=policy.cancel_job_ended_after,
+            claim_dead_after=policy.cancel_sweep_dead_after,
         )
     cancellations_resolved = sum(
-        _resolve_abandoned_cancellation(session_factory, sub_order_id, adapter_for, gateway_for)
+        _resolve_abandoned_cancellation(
+            session_factory,
+            sub_order_id,
+            adapter_for,
+            gateway_for,
+            claim_dead_after=policy.cancel_sweep_dead_after,
+        )
         for sub_order_id in abandoned_cancellations
     )
     with session_factory() as session:

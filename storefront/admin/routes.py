@@ -4,7 +4,7 @@ masked only."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import redis
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ from commerce.attention import (
     operator_refund_label,
     refund_by_operator,
 )
+from commerce.card_hold_resolutions import HoldFinding, resolve_flagged_hold
 from commerce.card_holds import NO_SUCH_INTENT
 from commerce.dispute_models import PaymentDispute, UnownedCardHold
 from commerce.disputes import list_disputes
@@ -505,6 +506,33 @@ def attention_acknowledge_dispute(dispute_id: int) -> Response:
         flash("The dispute is acknowledged and left the list.", "success")
     else:
         flash("That dispute was acknowledged already.", "info")
+    return redirect(url_for("admin.attention"))
+
+
+@bp.post("/attention/card-holds/<int:hold_id>/resolve")
+def attention_resolve_card_hold(hold_id: int) -> Response:
+    """The operator looked in Stripe for a hold the sweeper put before them: no payment under
+    its key (resolved), or the PaymentIntent Stripe holds (recorded; the sweeper releases it
+    unless an order uses it). Taken only as the page showed the row (commerce.card_hold_resolutions)."""
+    if db_session().get(CardHoldInDoubt, hold_id) is None:
+        abort(404)
+    try:
+        finding = HoldFinding(request.form.get("finding") or "")
+        seen = datetime.fromisoformat(request.form.get("seen") or "")
+        if seen.tzinfo is None:
+            raise ValueError("the page's time names no zone")
+    except ValueError:
+        flash("Choose what you found in Stripe for that card hold: nothing was changed.", "error")
+        return redirect(url_for("admin.attention"))
+    answer = resolve_flagged_hold(
+        session_factory(),
+        hold_id,
+        finding,
+        operator=current_user.username,
+        seen=seen,
+        intent_id=(request.form.get("intent_id") or "")[:300],
+    )
+    flash(answer.message, "success" if answer.done else "error")
     return redirect(url_for("admin.attention"))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from adapters.base import (
@@ -395,3 +396,85 @@ def test_a_refusal_the_job_recorded_but_never_told_is_told_once(shop: Shop) -> N
     told = [m for kind, m in _notices(shop, fakestore) if kind == "cancellation_refused"]
     assert len(told) == 1 and "Fake Store" in told[0] and "goes ahead" in told[0]
     assert _state(shop, fakestore) == (SubOrderStatus.PLACED, "refused", [])
+
+
+def test_a_fake_store_part_whose_store_cannot_be_reached_goes_ahead_not_to_an_operator(
+    shop: Shop,
+) -> None:
+    """The store takes no cancellations, so the job answers its part "refused" without calling
+    it; the sweep asked for its status first and, the store being down, put the order before an
+    operator ("ask them whether it is cancelled") and told the shopper nothing. It answers as
+    the job would: refused, told once, nothing refunded, no flag."""
+    kiondo, fakestore = _fake_store_cancellation_job_ended(shop)
+    calls: list[str] = []
+
+    def store_down(market: Marketplace) -> object:
+        adapter = adapter_for_marketplace(market)
+        if market.id != fakestore.marketplace_id:
+            return adapter
+
+        class Down:
+            slug = adapter.slug
+            capabilities = adapter.capabilities
+
+            def order_status(self, marketplace_order_id: str) -> OrderState:
+                calls.append(marketplace_order_id)
+                raise MarketplaceError("connection refused", marketplace=market.slug)
+
+        return Down()
+
+    for _ in range(2):
+        sweep(
+            shop.session_factory,
+            lambda message: f"job-{message.id}",
+            policy=SweepPolicy(cancel_job_ended_after=timedelta(hours=1)),
+            adapter_for=store_down,  # type: ignore[arg-type]
+        )
+
+    assert _state(shop, fakestore) == (SubOrderStatus.PLACED, "refused", [])
+    assert _state(shop, kiondo) == (SubOrderStatus.CANCELLED, "cancelled", [kiondo.charge_minor])
+    told = [m for kind, m in _notices(shop, fakestore) if kind == "cancellation_refused"]
+    assert len(told) == 1 and "Fake Store" in told[0] and "goes ahead" in told[0]
+    assert _flag(shop, fakestore) == ""
+
+
+class _Killed(BaseException):
+    """The sweeping process killed mid-call (kill -9, the machine gone): nothing after it runs."""
+
+
+def test_a_sweep_killed_after_taking_a_part_does_not_leave_it_unknown_for_ever(
+    shop: Shop,
+) -> None:
+    """The sweep takes a part by setting its answer to "unknown" and then asks the marketplace.
+    Killed in between, it left "unknown" behind: no later sweep took the part again (they take
+    NULL only), no operator was told, and the page said "we keep asking" while nobody did;
+    Kiondo's cancellation was never refunded. A claim older than the bound is taken over; a
+    live one is not."""
+    kiondo = _cancellation_job_ended(shop)
+    fake = Kiondo(status=_Killed(), cancel=_already_cancelled())  # type: ignore[arg-type]
+    original = fake._answer
+
+    def answer(call: str, reply: object, order_id: str) -> OrderState:
+        if isinstance(reply, _Killed):
+            raise reply
+        return original(call, reply, order_id)  # type: ignore[arg-type]
+
+    fake._answer = answer  # type: ignore[method-assign]
+    with pytest.raises(_Killed):
+        _sweep(shop, fake)
+    assert _state(shop, kiondo) == (SubOrderStatus.PLACED, "unknown", [])
+    fake.status = OrderStatus.CANCELLED
+
+    _sweep(shop, fake)  # the claim is fresh: maybe a sweep still at work
+    assert _state(shop, kiondo) == (SubOrderStatus.PLACED, "unknown", [])
+
+    sweep(
+        shop.session_factory,
+        lambda message: f"job-{message.id}",
+        policy=SweepPolicy(
+            cancel_job_ended_after=timedelta(hours=1), cancel_sweep_dead_after=timedelta(0)
+        ),
+        adapter_for=fake.adapter_for,  # type: ignore[arg-type]
+    )
+
+    assert _state(shop, kiondo) == (SubOrderStatus.CANCELLED, "cancelled", [kiondo.charge_minor])

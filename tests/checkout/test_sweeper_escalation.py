@@ -262,3 +262,28 @@ def test_the_flag_says_minutes_under_an_hour(shop: Shop, threshold: timedelta, w
     assert flag_long_reconciling(shop.session_factory, older_than=threshold) == 1
     reason = shop.order(order.number).attention_reason or ""
     assert words in reason and " 0 h" not in reason and " 0 min" not in reason
+
+
+def test_parts_flagged_already_do_not_keep_the_next_ones_from_being_flagged(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each pass takes a bounded batch, lowest id first. Flagged parts stay unresolved (and so
+    in the query), so once a whole batch of them was flagged (a marketplace down for a day under
+    many orders) every later pass took the same batch and a part past it was never flagged."""
+    module = sys.modules[flag_long_reconciling.__module__]
+    monkeypatch.setattr(module, "FLAG_BATCH_SIZE", 2)
+    parts = []
+    for _ in range(3):
+        user = shop.make_user(wallet=Decimal("5000"))
+        shop.fill_cart(user, [("kiondo", 0, 1)])
+        order = shop.checkout(shop.client_for(user), payment_method="wallet")
+        sub = shop.sub_order(order, "kiondo")
+        _unresolved(shop, sub.id, SubOrderStatus.RECONCILING, since=timedelta(hours=25))
+        parts.append((order, sub))
+
+    flagged = [flag_long_reconciling(shop.session_factory, older_than=timedelta(hours=24))]
+    flagged.append(flag_long_reconciling(shop.session_factory, older_than=timedelta(hours=24)))
+
+    assert sum(flagged) == 3
+    for order, sub in parts:
+        assert f"sub-order {sub.id}: no answer" in (shop.order(order.number).attention_reason or "")

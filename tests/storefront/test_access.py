@@ -44,6 +44,7 @@ ADMIN_ONLY = [
     ("POST", "/admin/attention/orders/{sub_order}/resolve"),
     ("POST", "/admin/attention/disputes/{sub_order}/acknowledge"),
     ("POST", "/admin/attention/unowned-holds/{sub_order}/acknowledge"),
+    ("POST", "/admin/attention/card-holds/{sub_order}/resolve"),
     ("GET", "/admin/wallets"),
     ("GET", "/admin/users/{user}/wallet"),
 ]

@@ -487,3 +487,26 @@ def test_a_part_being_asked_again_says_checking_not_being_placed(
     db_session.commit()
     [part] = _view_of(db_session, order.id).sub_orders
     assert part.state == "Being placed"
+
+
+def test_a_cancelled_orders_part_being_asked_again_does_not_say_it_is_stopped_before_placing(
+    db_session: Session, make_user: Callable[..., User], shopwave: Marketplace
+) -> None:
+    """The same flip on the cancellation's line: between re-asks the part said "We don't know
+    yet whether ShopWave has cancelled", and during each re-ask "stopping it before it is
+    placed…", which is false: ShopWave may hold the order. A re-ask says what is known."""
+    order = _order(db_session, make_user(), OrderStatus.PROCESSING)
+    order.cancel_requested_at = PLACED_AT + timedelta(minutes=5)
+    part = _sub_order(db_session, order, shopwave, SubOrderStatus.RECONCILING)
+    part.unresolved_since = PLACED_AT - timedelta(hours=3)
+    db_session.commit()
+    [between] = _view_of(db_session, order.id).sub_orders
+
+    part.status = SubOrderStatus.PLACING
+    part.placing_started_at = PLACED_AT
+    db_session.commit()
+    [asking] = _view_of(db_session, order.id).sub_orders
+
+    assert between.cancel is not None and asking.cancel is not None
+    assert asking.cancel == between.cancel
+    assert "before it is placed" not in asking.cancel.text

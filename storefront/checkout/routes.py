@@ -98,6 +98,8 @@ def _new_form(user: User) -> CheckoutForm:
     form.country.data = shipping.country or None
     form.phone.data = shipping.phone
     form.validation_token.data = new_checkout_token()
+    # No choice yet: _render picks the wallet when it covers the order, else the card.
+    form.payment_method.data = None
     return form
 
 
@@ -135,6 +137,15 @@ def _render(
     )
     _prepare_choices(form)
     balance = wallet_balance(session, user)
+    wallet_covers = (
+        wallet_quote.total_minor is not None and balance.minor >= wallet_quote.total_minor
+    )
+    if form.payment_method.data is None:
+        # A first visit: the way to pay that works without more steps (a re-rendered form keeps
+        # the shopper's own choice).
+        form.payment_method.data = (
+            PaymentMethod.WALLET.value if wallet_covers else PaymentMethod.STRIPE.value
+        )
     settings = get_settings()
     sandbox = is_sandbox_mode(settings)
     headers: dict[str, str] = {}
@@ -146,8 +157,7 @@ def _render(
         quote=quote,
         wallet_quote=wallet_quote,
         balance=balance,
-        wallet_covers=wallet_quote.total_minor is not None
-        and balance.minor >= wallet_quote.total_minor,
+        wallet_covers=wallet_covers,
         sandbox_mode=sandbox,
         publishable_key=settings.stripe_publishable_key,
         # Stripe.js wants the amount the PaymentIntent will carry, in Stripe's units.

@@ -120,3 +120,35 @@ def test_the_summary_says_the_rates_are_stored_only_for_what_onecart_charges(sho
     assert "The rates are stored with your order" in stored and "EUR" not in stored
     handoff = _text(html, 'id="handoff-not-charged"')
     assert "Not included:" in handoff and "1 EUR = " in handoff
+
+
+def _checked_payment(html: str) -> list[str]:
+    return re.findall(r'<input type="radio" name="payment_method" value="(\w+)"[^>]*\bchecked\b', html)
+
+
+def test_a_first_visit_picks_the_wallet_when_it_covers_the_order_else_the_card(
+    shop: Shop,
+) -> None:
+    rich = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(rich, [("shopwave", 0, 1)])
+    assert _checked_payment(shop.client_for(rich).get("/checkout").get_data(as_text=True)) == [
+        "wallet"
+    ]
+
+    short = shop.make_user(wallet=Decimal("0.01"))
+    shop.fill_cart(short, [("shopwave", 0, 1)])
+    html = shop.client_for(short).get("/checkout").get_data(as_text=True)
+    assert _checked_payment(html) == ["stripe"]
+    assert 'id="wallet-short"' in html
+
+
+def test_a_re_rendered_form_keeps_the_shoppers_own_choice(shop: Shop) -> None:
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 0, 1)])
+    client = shop.client_for(user)
+    form = shop.checkout_form(client)
+
+    # A form problem (no name) re-renders the page with the card the shopper chose.
+    response = shop.submit(client, form, payment_method="stripe", name="")
+    assert response.status_code == 422, response.status_code
+    assert _checked_payment(response.get_data(as_text=True)) == ["stripe"]

@@ -324,4 +324,8 @@ def unserved_interest(text: str, vocabulary: CatalogVocabulary) -> str | None:
     known = catalog_words(vocabulary)
     if word in known or word.rstrip("s") in known or activity_words([word], vocabulary):
         return None
+    # "into gaming" where the index holds "Toys & Games": the doing of what the catalog names.
+    stem = word[:-3] if word.endswith("ing") and len(word) >= 6 else ""
+    if stem and any(known_word.startswith(stem) for known_word in known):
+        return None
     return word

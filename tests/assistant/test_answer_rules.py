@@ -445,7 +445,7 @@ def test_an_interest_the_catalog_has_no_products_for_is_told_apart() -> None:
     # "a gift for my sister who loves yoga": the catalog has no yoga products, and its Yoga
     # laptops are only named so; an interest the catalog's categories hold is served.
     vocabulary = CatalogVocabulary.from_facets(
-        brands=["Lenovo"], categories=["Laptops", "Running Shoes", "Coffee Makers"],
+        brands=["Lenovo"], categories=["Laptops", "Running Shoes", "Coffee Makers", "Toys & Games"],
         marketplaces={},
     )  # fmt: skip
     for text, interest in (
@@ -456,5 +456,6 @@ def test_an_interest_the_catalog_has_no_products_for_is_told_apart() -> None:
         ("a gift for a coffee lover", None),
         ("a gift for my mum who loves coffee", None),
         ("a yoga mat", None),
+        ("a gift for a teen into gaming", None),
     ):
         assert unserved_interest(text, vocabulary) == interest, text

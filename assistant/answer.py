@@ -296,6 +296,21 @@ def compose_message(
 ) -> str:
     """The answer's opening sentences (the default prose, and the fallback of the LLM's)."""
     summary = _constraint_summary(intent)
+    if retrieval.not_understood:
+        # "asdkjh qwe" is no product the catalog lacks ("no product is called “qwe”").
+        return (
+            f"I did not understand “{intent.text}”: none of its words is a product, brand or "
+            "anything the catalog mentions. Say what you want and, if you like, for whom, for "
+            "what or for how much, for example “wireless headphones under $50” or “a gift for "
+            "a runner”."
+        )
+    if retrieval.missing_kind is not None:
+        # The nearest by meaning of "loves yoga" are no yoga products (a laptop named Yoga).
+        return (
+            f"The catalog has nothing for “{retrieval.missing_kind}”: no product of that kind "
+            "is listed, so I am not suggesting unrelated ones. Name a product to look for "
+            "instead, for example “a water bottle” or “headphones under $50”."
+        )
     if retrieval.missing_product is not None:
         return _missing_message(
             intent, retrieval.missing_product, suggestions, summary, retrieval.mode

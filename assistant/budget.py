@@ -322,6 +322,24 @@ def _words_are_money(state: PromptText, match: re.Match[str]) -> bool:
     return bool(_CLAUSE_END.match(state.folded, match.end()))
 
 
+# After kids, children, a child or a toddler, digits after a limit with no currency are an age
+# ("toys for kids under 10" was a budget of $10); no child is older than this, so "toys for
+# kids under 50" is a price.
+_CHILD_BEFORE = re.compile(
+    r"(?<![a-z])(?:kids?|child(?:ren)?|toddlers?|bab(?:y|ies)|infants?)"
+    r"[\s,]+(?:(?:who|that)\s+(?:is|are)\s+|(?:is|are)\s+)?(?:(?:just|nearly|almost|aged)\s+)?$"
+)
+_OLDEST_CHILD: Final = 18
+
+
+def _childs_age(
+    state: PromptText, match: re.Match[str], number: str, multiplier: str | None
+) -> bool:
+    if multiplier or not number.isdigit() or int(number) > _OLDEST_CHILD:
+        return False
+    return bool(_CHILD_BEFORE.search(state.folded[: match.start()]))
+
+
 @dataclass(frozen=True, slots=True)
 class _Bound:
     """One amount after a cue ("under 40", "at least €5"): its words, span and currency."""
@@ -365,6 +383,8 @@ def _bounds(
         ):
             continue
         if _looks_like_measurement(state, match, currency):
+            continue
+        if currency is None and _childs_age(state, match, number, multiplier):
             continue
         if _parse_amount(number, multiplier, currency or default_currency) is None:
             continue
@@ -492,6 +512,8 @@ def _parse_budget(
             continue
         if _looks_like_measurement(state, match, low_cur, high_cur):
             continue
+        if not (low_cur or high_cur) and _childs_age(state, match, high_n, high_m):
+            continue  # "toys for kids between 5 and 10"
         currency = high_cur or low_cur or default_currency
         # "10k and 20k naira": a multiplier written once applies to both ends.
         low_mult = low_m or (high_m if low_m is None and high_m and not low_cur else None)

@@ -14,8 +14,11 @@ from assistant.prompt_text import PromptText, take_first
 _SHOPS = r"(?:marketplaces?|shops?|stores?|sellers?|sites?|retailers?|vendors?)"
 _COMPARE_RE = re.compile(
     r"\b(?:and\s+|please\s+|then\s+)?(?:"
+    # Only prices, offers or shops are compared: "compare with my old one" is no such wish.
     r"(?:compare|comparing)(?:\s+(?:the|all|their|its))?"
-    rf"(?:\s+(?:prices?|offers?|deals?|costs?|{_SHOPS}))?|"
+    rf"\s+(?:prices?|offers?|deals?|costs?|{_SHOPS})|"
+    r"(?:compare|comparing)(?:\s+(?:it|them|these|those|they))?"
+    rf"(?=\s+(?:across|between|on|at|in)\s+(?:the\s+|all\s+|different\s+|every\s+)?{_SHOPS})|"
     r"(?:a\s+)?(?:price|cost)\s+comparisons?(?:\s+(?:of|for))?|"
     rf"side[- ]by[- ]side|which\s+{_SHOPS}\s+(?:is|are|has|have|sells?\s+it)\s+"
     r"(?:the\s+)?(?:cheapest|best(?:\s+price)?|lowest(?:\s+price)?)|"

@@ -294,3 +294,38 @@ def named_product_queries(query: Mapping[str, Any], head: str) -> list[dict[str,
         for form in sorted(forms)
         if len(form) >= 3
     ]
+
+
+# --- An interest the catalog has nothing for --------------------------------------------------
+
+# "my sister who loves yoga", "he is into fishing": what a person likes doing, said after a verb.
+_INTEREST_RE = re.compile(
+    r"(?<![a-z])(?:loves?|likes?|enjoys?|into|(?:a\s+)?(?:big\s+)?fan\s+of|passionate\s+about|"
+    r"obsessed\s+with|crazy\s+about|keen\s+on)\s+(?:doing\s+|playing\s+)?"
+    r"(?P<word>[a-z][a-z'-]*[a-z])"
+)
+_NOT_AN_INTEREST: Final = frozenset(
+    {"the", "a", "an", "my", "his", "her", "their", "your", "our", "it", "them", "this", "that",
+     "all", "any", "some", "something", "anything", "stuff", "things", "everything", "gifts"}
+)  # fmt: skip
+
+
+def unserved_interest(text: str, vocabulary: CatalogVocabulary) -> str | None:
+    """What the person a request names likes doing ("who loves yoga" -> "yoga") when no
+    category of the catalog holds the word: then the catalog has no product of that kind, and
+    the nearest by meaning (a laptop named "Yoga") are no answer. None when no interest is
+    said or the catalog serves it ("who loves running" where the index holds Running Shoes)."""
+    match = _INTEREST_RE.search(fold(text))
+    if match is None:
+        return None
+    word = match.group("word")
+    if word in _NOT_AN_INTEREST:
+        return None
+    known = catalog_words(vocabulary)
+    if word in known or word.rstrip("s") in known or activity_words([word], vocabulary):
+        return None
+    # "into gaming" where the index holds "Toys & Games": the doing of what the catalog names.
+    stem = word[:-3] if word.endswith("ing") and len(word) >= 6 else ""
+    if stem and any(known_word.startswith(stem) for known_word in known):
+        return None
+    return word

@@ -47,6 +47,7 @@ from assistant.hybrid_evidence import (
     named_product,
     named_product_queries,
     read_evidence,
+    unserved_interest,
 )
 from assistant.index_profile import IndexProfile, search_index
 from assistant.intent import SORT_PRICE_ASC, SORT_PRICE_DESC, SORT_RATING, Intent
@@ -127,6 +128,10 @@ class Retrieval:
     # The product the request names when no product in the catalog is called so ("wallet"):
     # the candidates, if any, are the nearest alternatives, not what was asked for.
     missing_product: str | None = None
+    # What the person asked for likes doing when no category holds it ("loves yoga").
+    missing_kind: str | None = None
+    # Nothing was read and no word of the request is in the catalog ("asdkjh qwe").
+    not_understood: bool = False
 
 
 _FREE_OF_RE = re.compile(r"(?<![\w\"-])([a-z0-9]+)-free(?![\w-])")
@@ -276,10 +281,24 @@ def retrieve(
         words_dropped = bool(hits)
         used_mode = MODE_KEYWORD
         structured = True
+    missing_kind = None
+    if (
+        (not hits or by_meaning_only)
+        and missing_product is None
+        and not intent.implied_products
+        and not _has_product_constraints(intent)
+    ):
+        missing_kind = unserved_interest(intent.text, vocabulary)
+        hits = [] if missing_kind else hits
     if not hits:
-        started = time.perf_counter()
-        relaxations = _relaxations(client, index_uid, intent, clauses, fx)
-        timings["relax"] = (time.perf_counter() - started) * 1000
+        words_matched = evidence.keyword_matches if evidence is not None else total
+        read = any(c.kind != "available" for c in intent.constraints()) or intent.implied_words
+        not_understood = not (words_matched or read or missing_kind)
+        relaxations = []
+        if not (missing_kind or not_understood):
+            started = time.perf_counter()
+            relaxations = _relaxations(client, index_uid, intent, clauses, fx)
+            timings["relax"] = (time.perf_counter() - started) * 1000
         return Retrieval(
             mode=used_mode,
             candidates=[],
@@ -287,7 +306,9 @@ def retrieve(
             fallback_reason=fallback,
             relaxations=relaxations,
             timings_ms=timings,
-            missing_product=missing_product,
+            missing_product=None if not_understood else missing_product,
+            missing_kind=missing_kind,
+            not_understood=not_understood,
         )
 
     if not structured and intent.sort is not None:

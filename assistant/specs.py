@@ -9,7 +9,8 @@ from typing import Final
 from assistant.prompt_text import PromptText
 
 _SPEC_RES: Final = (
-    ("inch", re.compile(r"\b(?P<n>\d{2,3})\s*(?:-\s*)?(?:inch(?:es)?\b|in\b|\"|'')")),
+    # "pouces" is French for inches ("tv 50 pouces" searched the word).
+    ("inch", re.compile(r"\b(?P<n>\d{2,3})\s*(?:-\s*)?(?:inch(?:es)?\b|pouces?\b|in\b|\"|'')")),
     ("storage", re.compile(r"\b(?P<n>\d{2,4})\s*(?P<u>gb|tb)\b", re.IGNORECASE)),
     ("volume", re.compile(r"\b(?P<n>\d{1,4}(?:\.\d)?)\s*(?P<u>ml|oz|l|litres?|liters?)\b")),
 )

@@ -14,7 +14,7 @@ from assistant.answer import RELAX_ADVICE, build_answer, safe_link
 from assistant.budget import Budget
 from assistant.config import AssistantSettings
 from assistant.constraints import budget_usd_bounds, offer_meets_budget, unmet_constraints
-from assistant.hybrid_evidence import Evidence, answering_hits, named_product
+from assistant.hybrid_evidence import Evidence, answering_hits, named_product, unserved_interest
 from assistant.intent import parse_intent
 from assistant.llm import ProseRejected, answer_facts, check_prose, write_prose
 from assistant.retrieval import Candidate, Relaxation, Retrieval, keyword_query
@@ -439,3 +439,23 @@ def test_the_product_a_request_names_is_found_wherever_it_is_said() -> None:
         ("for my dad, a Thermos", None),
     ):
         assert named_product(text, vocabulary) == head, text
+
+
+def test_an_interest_the_catalog_has_no_products_for_is_told_apart() -> None:
+    # "a gift for my sister who loves yoga": the catalog has no yoga products, and its Yoga
+    # laptops are only named so; an interest the catalog's categories hold is served.
+    vocabulary = CatalogVocabulary.from_facets(
+        brands=["Lenovo"], categories=["Laptops", "Running Shoes", "Coffee Makers", "Toys & Games"],
+        marketplaces={},
+    )  # fmt: skip
+    for text, interest in (
+        ("a gift for my sister who loves yoga", "yoga"),
+        ("something for my dad, he is into fishing", "fishing"),
+        ("a present for a friend who enjoys knitting", "knitting"),
+        ("a gift for my brother who loves running", None),
+        ("a gift for a coffee lover", None),
+        ("a gift for my mum who loves coffee", None),
+        ("a yoga mat", None),
+        ("a gift for a teen into gaming", None),
+    ):
+        assert unserved_interest(text, vocabulary) == interest, text

@@ -308,3 +308,31 @@ def test_a_product_after_a_clause_about_whom_it_is_for_is_checked_for_missing(
 ) -> None:
     answer = _ask(meili, keyword_index, "for my dad, a black leather wallet", mode=MODE_KEYWORD)
     assert answer.missing_product == "wallet" and not answer.found
+
+
+def test_nonsense_is_said_not_to_be_understood_with_how_to_ask(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # "asdkjh qwe" was answered "no product is called “qwe”", as if "qwe" were a product.
+    for mode in (MODE_HYBRID, MODE_KEYWORD):
+        for prompt in ("asdkjh qwe", "xqzv blorp"):
+            answer = _ask(meili, vector_index, prompt, mode=mode)
+            assert answer.suggestions == [] and answer.missing_product is None, prompt
+            assert answer.message.startswith("I did not understand"), answer.message
+            assert "for example" in answer.message
+    # A product the catalog lacks is still said to be missing, not misunderstood.
+    answer = _ask(meili, vector_index, "a black leather wallet", mode=MODE_KEYWORD)
+    assert answer.missing_product == "wallet"
+
+
+def test_an_interest_the_catalog_has_nothing_for_is_said_not_padded(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # The catalog has nothing for yoga: the nearest by meaning were offered as "close in
+    # meaning" (Yoga laptops on the full catalog).
+    answer = _ask(meili, vector_index, "a gift for my sister who loves yoga")
+    assert answer.suggestions == [], [s.group_id for s in answer.suggestions]
+    assert "nothing for “yoga”" in answer.message, answer.message
+    # What the catalog serves is still found.
+    answer = _ask(meili, vector_index, "a gift for my dad who loves coffee")
+    assert answer.suggestions and "nothing for" not in answer.message

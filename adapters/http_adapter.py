@@ -126,6 +126,9 @@ class HttpMarketplaceAdapter:
     # OneCart then counts its own orders' units against the published stock
     # (commerce.offer_stock), the safe side for a format nobody checked.
     order_takes_stock: bool = False
+    # Product-list pages answered, counted by the adapters whose changed-since fetch reads several
+    # listings (Shopify, WooCommerce): how far a fetch failing half-way got.
+    pages_answered: int = 0
 
     def __init__(
         self,

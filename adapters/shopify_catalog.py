@@ -59,6 +59,7 @@ def admin_pages(
             raise BadPayload(
                 "bad_page", detail=f"page {page}: no 'products' list", marketplace=adapter.slug
             )
+        adapter.pages_answered += 1
         yield products, response
         cursor = next_page_info(response.headers.get("Link"))
         if not cursor or not products:

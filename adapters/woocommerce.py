@@ -172,6 +172,7 @@ class WooCommerceAdapter(HttpMarketplaceAdapter):
                 raise BadPayload(
                     "bad_page", detail=f"page {page}: not a product list", marketplace=self.slug
                 )
+            self.pages_answered += 1
             yield body, response
             if not body:
                 return

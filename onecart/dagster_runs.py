@@ -120,6 +120,12 @@ def cancel_unfinished_runs(
                 continue
             if cancelled:
                 asked.append(run)
+                continue
+            # Dagster refuses to cancel a finished run: one that ended after the listing (often
+            # as it was waited for above) was otherwise never mentioned.
+            current = instance.get_run_by_id(run.run_id)
+            if current is not None and current.is_finished:
+                report(_finished_before_cancel(current))
         deadline = time.monotonic() + timeout
         pending = {run.run_id: run for run in asked}
         while pending and time.monotonic() < deadline:
@@ -127,6 +133,10 @@ def cancel_unfinished_runs(
                 current = instance.get_run_by_id(run_id)
                 if current is None or current.is_finished:
                     run = pending.pop(run_id)
+                    if current is not None and current.status == DagsterRunStatus.SUCCESS:
+                        # Its last step ended before the interrupt reached it.
+                        report(_finished_before_cancel(current))
+                        continue
                     status = current.status.value if current else "gone"
                     report(f"cancelled Dagster run {run_id} ({run.job_name}): {status}")
             if pending:
@@ -134,6 +144,16 @@ def cancel_unfinished_runs(
         for run_id, run in pending.items():
             report(f"Dagster run {run_id} ({run.job_name}) still ending after {timeout:.0f}s")
     return [run.run_id for run in asked]
+
+
+def _finished_before_cancel(run: DagsterRun) -> str:
+    """What `down` says of a run it tagged that ended before its cancel came: whether `up` will
+    carry it on (left_unfinished_by_down)."""
+    after = "`up` runs it again" if left_unfinished_by_down(run) else "nothing for `up` to carry on"
+    return (
+        f"Dagster run {run.run_id} ({_describe(run)}) finished before the cancel came: "
+        f"{run.status.value} ({after})"
+    )
 
 
 def _resume_group(run: DagsterRun) -> tuple[str, str, tuple[str, ...]]:

@@ -16,8 +16,9 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from onecart import progress as progress_status
 from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
 from pipelines.definitions import build_definitions
+from pipelines.ingest_overlap import wait_for_refresh_in_flight
 from pipelines.jobs import (
     CATALOG_DOWNSTREAM_JOB,
     DOWNSTREAM_ASSETS,
@@ -74,6 +76,8 @@ class PartitionOutcome:
     pages_not_modified: int = 0
     # Records not parsed again: their source (a feed item's text) was seen before.
     records_unparsed: int = 0
+    # The scheduled refresh of this marketplace the ingest waited for (pipelines/ingest_overlap.py).
+    waited: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +247,7 @@ def _partition_in_child(
 ) -> PartitionOutcome:
     """One marketplace partition run in a worker process (see _run_partitions_concurrently)."""
     worker = _partition_worker(home)
+    waited = wait_for_refresh_in_flight(worker.instance, slug, partial(print, flush=True))
     result = worker.job.execute_in_process(
         partition_key=slug,
         instance=worker.instance,
@@ -250,7 +255,7 @@ def _partition_in_child(
         run_config=catalog_run_config(full_refresh, as_of),
         tags=INGEST_TAGS,
     )
-    return _partition_outcome(slug, result)
+    return replace(_partition_outcome(slug, result), waited=waited)
 
 
 def catalog_run_config(full_refresh: bool, as_of: str = "") -> dict[str, Any]:
@@ -376,6 +381,7 @@ def materialize_all(
     catalog_config = catalog_run_config(full_refresh, as_of_text)
 
     def run_partition(slug: str) -> PartitionOutcome:
+        waited = wait_for_refresh_in_flight(instance, slug, progress)
         result = catalog_job.execute_in_process(
             partition_key=slug,
             instance=instance,
@@ -383,7 +389,7 @@ def materialize_all(
             run_config=catalog_config,
             tags=INGEST_TAGS,
         )
-        return _partition_outcome(slug, result)
+        return replace(_partition_outcome(slug, result), waited=waited)
 
     # The site reads the status file to say "loading catalogs: 3 of 6 marketplaces" until the
     # index exists.

@@ -115,8 +115,9 @@ def describe_partition(outcome: PartitionOutcome) -> list[str]:
     """The lines `onecart ingest` prints for one marketplace's partition: what was fetched,
     normalized and rejected (by reason), then each check's warning; or why it failed."""
     slug = outcome.marketplace
+    waited = [outcome.waited] if outcome.waited else []
     if not outcome.success:
-        return [f"{slug}: FAILED ({outcome.error}); its last good catalog is kept"]
+        return [*waited, f"{slug}: FAILED ({outcome.error}); its last good catalog is kept"]
     reasons = ", ".join(f"{reason} {count}" for reason, count in outcome.rejected_by_reason.items())
     fetched = (
         f"not modified since the last fetch (HTTP 304), {counted_noun(outcome.fetched, 'record')} held"
@@ -132,9 +133,10 @@ def describe_partition(outcome: PartitionOutcome) -> list[str]:
         )
     )
     lines = [
+        *waited,
         f"{slug}: {fetched}, "
         f"normalized {outcome.normalized}, rejected {outcome.rejected}"
-        + (f" ({reasons})" if reasons else "")
+        + (f" ({reasons})" if reasons else ""),
     ]
     lines.extend(f"{slug}:   {warning}" for warning in outcome.check_warnings)
     return lines

@@ -1,9 +1,11 @@
 """The catalog refresh schedule (every marketplace's partition, every N minutes) and the freshness
 check's schedule beside it."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import dagster as dg
+from dagster._utils.schedules import reverse_cron_string_iterator
 
 from onecart.dagster_runs import (
     LEFT_TO_UP_TAG,
@@ -11,6 +13,7 @@ from onecart.dagster_runs import (
     STOPPED_BY_TAG,
     left_unfinished_by_down,
 )
+from onecart.progress import counted_noun
 from pipelines.jobs import CATALOG_FRESHNESS_JOB, MARKETPLACE_CATALOG_JOB
 from pipelines.partition_order import partitions_longest_first
 
@@ -44,7 +47,9 @@ def build_catalog_refresh_schedule(
         execution_timezone="UTC",
         description="Refresh every marketplace's catalog; the sensor then refreshes the rest.",
     )
-    def catalog_refresh_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    def catalog_refresh_schedule(
+        context: dg.ScheduleEvaluationContext,
+    ) -> list[dg.RunRequest] | dg.SkipReason:
         # The daemon always sets the tick's time; one run key per marketplace and tick.
         tick = context.scheduled_execution_time.isoformat()
         # The queue launches runs of equal priority in the order they were requested.
@@ -59,36 +64,27 @@ def build_catalog_refresh_schedule(
                 dg.RunsFilter(job_name=MARKETPLACE_CATALOG_JOB, statuses=UNFINISHED_RUN_STATUSES)
             )
         }
+        skipped: list[str] = []
         if in_flight & set(slugs):
-            context.log.info(
+            skipped.append(
                 "still refreshing from an earlier run, not requested again: "
                 + ", ".join(slug for slug in slugs if slug in in_flight)
             )
-        # A catch-up tick evaluated late (the daemon starting with `onecart up --ingest`) found
-        # the ingest's runs of the marketplaces it had just refreshed finished, and queued each
-        # again: one that began after this tick's own time is as fresh as the tick would make it.
-        refreshed = {
-            run.tags.get("dagster/partition")
-            for run in context.instance.get_runs(
-                dg.RunsFilter(
-                    job_name=MARKETPLACE_CATALOG_JOB,
-                    statuses=[dg.DagsterRunStatus.SUCCESS],
-                    created_after=context.scheduled_execution_time,
-                )
-            )
-        }
+        interval = _interval_before(cron, context.scheduled_execution_time)
+        refreshed = _fetched_since(context.instance, context.scheduled_execution_time - interval)
         if refreshed & set(slugs):
-            context.log.info(
-                "refreshed since this tick's time, not requested again: "
+            skipped.append(
+                f"fetched successfully less than {_duration(interval)} before this tick or "
+                "since, not requested again: "
                 + ", ".join(slug for slug in slugs if slug in refreshed)
             )
         left_to_up = _left_to_up(context.instance, tick)
         if left_to_up & set(slugs):
-            context.log.info(
+            skipped.append(
                 "cancelled by `onecart down`, left to `onecart up` to carry on: "
                 + ", ".join(slug for slug in slugs if slug in left_to_up)
             )
-        return [
+        requests = [
             dg.RunRequest(
                 run_key=f"{slug}@{tick}",
                 partition_key=slug,
@@ -97,8 +93,54 @@ def build_catalog_refresh_schedule(
             for slug in slugs
             if slug not in in_flight | refreshed | left_to_up
         ]
+        if not requests and skipped:
+            # The tick's skip reason in the UI and `dagster schedule logs`: why nothing ran.
+            return dg.SkipReason("; ".join(skipped))
+        for reason in skipped:
+            context.log.info(reason)
+        return requests
 
     return catalog_refresh_schedule
+
+
+def _interval_before(cron: str, tick: datetime) -> timedelta:
+    """The time from the schedule's previous tick to `tick` (the interval, for a regular cron)."""
+    earlier = reverse_cron_string_iterator(tick.timestamp() - 1, cron, "UTC")
+    return tick - next(earlier).astimezone(UTC)
+
+
+def _duration(interval: timedelta) -> str:
+    minutes, seconds = divmod(int(interval.total_seconds()), 60)
+    return counted_noun(minutes, "minute") if not seconds else counted_noun(seconds, "second")
+
+
+def _fetched_since(instance: dg.DagsterInstance, since: datetime) -> set[str]:
+    """The marketplaces whose catalog a run other than this schedule's fetched successfully,
+    beginning at `since` or later.
+
+    The tick right after `onecart ingest` (or a refresh from the UI) fetched again every
+    marketplace fetched a minute before: twice the requests to each marketplace and a second
+    downstream run, for nothing newer. A catch-up tick evaluated late (the daemon starting with
+    `onecart up --ingest`) found the ingest's runs finished and queued each again, too. The
+    previous tick's own runs are the schedule's cadence and do not count: else every other tick
+    would be skipped."""
+    fetched: set[str] = set()
+    for record in instance.get_run_records(
+        dg.RunsFilter(
+            job_name=MARKETPLACE_CATALOG_JOB,
+            statuses=[dg.DagsterRunStatus.SUCCESS],
+            updated_after=since,
+        )
+    ):
+        run = record.dagster_run
+        began = (
+            datetime.fromtimestamp(record.start_time, UTC)
+            if record.start_time is not None
+            else record.create_timestamp.astimezone(UTC)
+        )
+        if began >= since and run.tags.get("onecart/trigger") != "schedule":
+            fetched.add(run.tags.get("dagster/partition", ""))
+    return fetched
 
 
 def _left_to_up(instance: dg.DagsterInstance, tick: str) -> set[str]:

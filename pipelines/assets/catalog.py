@@ -119,6 +119,16 @@ def describe_fetch_failure(slug: str, error: Exception, pages_read: int) -> str:
     return f"{slug}: catalog fetch failed{where}: {type(error).__name__}: {error}"
 
 
+def fetch_catalog_changes(adapter: Any, since: datetime, *, at_most: int, read: PagesRead) -> Any:
+    """The adapter's changed-since fetch (its CatalogChanges); on a failure, `read` holds the
+    pages the marketplace answered before it (the changed records' and the ids' listings)."""
+    adapter.pages_answered = 0
+    try:
+        return adapter.fetch_catalog_changes(since, at_most=at_most)
+    finally:
+        read.pages = adapter.pages_answered
+
+
 def _stage_catalog(
     context: dg.AssetExecutionContext,
     config: CatalogRunConfig,
@@ -138,13 +148,21 @@ def _stage_catalog(
     slug = context.partition_key
     if since is not None:
         try:
-            changes = adapter.fetch_catalog_changes(
-                since, at_most=max(100, int(len(held) * MAX_CHANGED_SHARE))
+            changes = fetch_catalog_changes(
+                adapter, since, at_most=max(100, int(len(held) * MAX_CHANGED_SHARE)), read=read
             )
+
+            def records_by_id(ids: list[str]) -> list[dict[str, Any]]:
+                # The records looked up by id count too: their pages come after the listings'.
+                try:
+                    return adapter.fetch_records_by_id(ids)
+                finally:
+                    read.pages = adapter.pages_answered
+
             stats = stage_changed_catalog(
                 changes,
                 held,
-                adapter.fetch_records_by_id,
+                records_by_id,
                 staging,
                 marketplace=slug,
                 run_id=context.run.run_id,
@@ -152,6 +170,7 @@ def _stage_catalog(
             )
             return stats, "changed_since", changes.started_at, len(changes.changed)
         except ChangesUnavailable as why:
+            read.pages = 0  # the full fetch's pages are what a failure of it will count
             context.log.info(f"{slug}: fetching every page: {why}")
     stats = stage_raw_catalog(
         read.count(adapter.fetch_catalog_pages()),

@@ -5,6 +5,7 @@ re-executed is named as refused."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -136,3 +137,47 @@ def test_a_run_that_succeeded_as_down_came_is_not_run_again_nor_its_tick_s_mark_
         "dagster/partition": "kiondo",
         "onecart/trigger": "resumed_after_down",
     }
+
+
+def test_down_says_so_of_a_run_it_tagged_that_finished_before_its_cancel_came(
+    tmp_path: Path,
+) -> None:
+    """A refresh still starting when `down` lists the runs: `down` tags it and waits for it to
+    start, and it succeeds meanwhile. Dagster then refuses the cancel of a finished run, and
+    `down` said nothing of it: the operator could not tell that it had done its work."""
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.storage.tags import GRPC_INFO_TAG
+
+    settings = Settings(ONECART_HOME=tmp_path / "home", ONECART_DAGSTER_PORT=processes.free_port())
+    prepare_dagster_instance(settings)
+    with dagster_runs.open_instance(settings) as instance:
+        run_id = _add_run(
+            instance,
+            "marketplace_catalog_job",
+            status=dg.DagsterRunStatus.STARTING,
+            tags={GRPC_INFO_TAG: '{"host": "localhost", "port": 1}', "dagster/partition": "kiondo"},
+        )
+
+        def succeed_once_tagged() -> None:
+            # The run ends as `down` waits for its start: after the tag, before the cancel.
+            while dagster_runs.STOPPED_BY_TAG not in instance.get_run_by_id(run_id).tags:
+                threading.Event().wait(0.05)
+            instance.report_dagster_event(
+                DagsterEvent(
+                    event_type_value=DagsterEventType.RUN_SUCCESS.value,
+                    job_name="marketplace_catalog_job",
+                ),
+                run_id,
+            )
+
+        ending = threading.Thread(target=succeed_once_tagged)
+        ending.start()
+        lines: list[str] = []
+        cancelled = dagster_runs.cancel_unfinished_runs(settings, report=lines.append)
+        ending.join()
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+    assert cancelled == []
+    assert lines == [
+        f"Dagster run {run_id} (marketplace_catalog_job, kiondo) finished before the cancel "
+        "came: SUCCESS (nothing for `up` to carry on)"
+    ]

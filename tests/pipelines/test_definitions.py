@@ -384,3 +384,69 @@ def test_a_late_catch_up_tick_leaves_out_the_marketplaces_refreshed_since_its_ti
         ) as context:
             requests = schedule.evaluate_tick(context).run_requests or []
     assert [request.partition_key for request in requests] == slugs[1:]
+
+
+def test_the_tick_after_an_ingest_leaves_out_the_marketplaces_it_fetched_within_the_interval() -> (
+    None
+):
+    """The regular tick right after an ingest queued a refresh of every marketplace the ingest had
+    fetched a minute before (ops QA, branch ops5: seven refreshes at 03:30 after a 03:27–03:29
+    ingest, with a */3 cron). A marketplace fetched successfully less than the schedule's
+    interval before the tick is left out, and the tick says so; one whose fetch failed is
+    requested, as is one the previous tick refreshed, and a tick one interval later requests
+    them all again."""
+    settings = Settings(schedule_cron="*/5 * * * *")
+    definitions = build_definitions(settings)
+    schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
+    slugs = [
+        config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
+    ]
+    now = datetime.now(UTC)
+    next_tick = now.replace(second=0, microsecond=0) + timedelta(minutes=5 - now.minute % 5)
+
+    def evaluate(tick: datetime) -> dg.ScheduleExecutionData:
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=tick,
+            repository_def=definitions.get_repository_def(),
+        ) as context:
+            return schedule.evaluate_tick(context)
+
+    with dg.instance_for_test() as instance:
+        for slug in slugs:
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=MARKETPLACE_CATALOG_JOB,
+                    run_id=make_new_run_id(),
+                    status=dg.DagsterRunStatus.SUCCESS
+                    if slug != slugs[0]
+                    else dg.DagsterRunStatus.FAILURE,
+                    # The previous tick's own run is the schedule's cadence, not a fetch to skip.
+                    tags={
+                        "dagster/partition": slug,
+                        "onecart/trigger": "schedule" if slug == slugs[1] else "ingest",
+                    },
+                )
+            )
+        right_after = evaluate(next_tick)
+        a_while_after = evaluate(next_tick + timedelta(minutes=5))
+    assert [request.partition_key for request in right_after.run_requests or []] == slugs[:2]
+    assert sorted(r.partition_key for r in a_while_after.run_requests or []) == sorted(slugs)
+    # Everything fetched within the interval: the tick is skipped, saying why.
+    with dg.instance_for_test() as instance:
+        for slug in slugs:
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=MARKETPLACE_CATALOG_JOB,
+                    run_id=make_new_run_id(),
+                    status=dg.DagsterRunStatus.SUCCESS,
+                    tags={"dagster/partition": slug, "onecart/trigger": "ingest"},
+                )
+            )
+        skipped = evaluate(next_tick)
+    assert not skipped.run_requests
+    assert skipped.skip_message is not None
+    assert skipped.skip_message.startswith(
+        "fetched successfully less than 5 minutes before this tick or since, not requested again: "
+    )
+    assert all(slug in skipped.skip_message for slug in slugs)

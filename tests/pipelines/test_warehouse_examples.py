@@ -32,6 +32,15 @@ def test_the_readme_has_example_queries() -> None:
     assert len(STATEMENTS) >= 7
 
 
+def test_the_examples_reading_offers_usd_keep_to_live_offers() -> None:
+    """offers_usd holds an inactive or disabled marketplace's offers too (`live` false): an
+    example comparing prices or marketplaces without `live` counts what no shopper can buy and
+    disagrees with the summary views beside it (product_group_summary, category_price_stats)."""
+    reading = [sql for sql in STATEMENTS if re.search(r"\bFROM offers_usd\b", sql)]
+    assert reading
+    assert [sql for sql in reading if not re.search(r"\blive\b", sql)] == []
+
+
 @pytest.mark.parametrize("statement", STATEMENTS, ids=lambda sql: sql.split("\n")[0][:60])
 def test_an_example_query_answers_on_the_demo_catalog(
     statement: str, first_ingest: Ingest, pipeline_settings: Settings

@@ -260,10 +260,36 @@ def test_an_order_of_one_part_its_marketplace_cancelled_says_it_once(shop: Shop)
     settlement.settle_payment(shop.session_factory, card_order.id)
 
     assert _told_since_placed(shop, wallet_order) == [
-        f"ShopWave cancelled your order {wallet_order.number}; you have been refunded in full "
-        "to your OneCart wallet."
+        f"Your order {wallet_order.number} was cancelled at ShopWave (cancelled by the "
+        "marketplace); you have been refunded in full to your OneCart wallet."
     ]
     assert _told_since_placed(shop, card_order)[0] == (
-        f"ShopWave cancelled your order {card_order.number}; we are refunding you in full to "
-        "your card."
+        f"Your order {card_order.number} was cancelled at ShopWave (cancelled by the "
+        "marketplace); we are refunding you in full to your card."
     )
+
+
+def test_an_order_onecart_cancelled_because_it_was_billed_more_says_so(shop: Shop) -> None:
+    """Shopper QA: an order OneCart cancelled itself, the marketplace having billed more than
+    allowed, read "ShopWave cancelled your order": it was cancelled at ShopWave, by us, and the
+    sentence says why, in money as people read it (not "billed 16099")."""
+    order = _unplaced_order(shop, [("shopwave", 2, 1)], payment_method="wallet")
+    shop.knobs("shopwave", order_price_change_pct=40)
+    try:
+        place_sub_order(
+            shop.session_factory,
+            shop.sub_order(order, "shopwave").id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+        )
+    finally:
+        shop.knobs("shopwave", order_price_change_pct=0)
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.CANCELLED
+
+    [told] = _told_since_placed(shop, order)
+    assert told.startswith(
+        f"Your order {order.number} was cancelled at ShopWave (we cancelled it: ShopWave billed $"
+    )
+    assert "more than the $" in told
+    assert told.endswith(" paid); you have been refunded in full to your OneCart wallet.")
+    assert "ShopWave cancelled your order" not in told

@@ -123,7 +123,9 @@ def test_the_summary_says_the_rates_are_stored_only_for_what_onecart_charges(sho
 
 
 def _checked_payment(html: str) -> list[str]:
-    return re.findall(r'<input type="radio" name="payment_method" value="(\w+)"[^>]*\bchecked\b', html)
+    return re.findall(
+        r'<input type="radio" name="payment_method" value="(\w+)"[^>]*\bchecked\b', html
+    )
 
 
 def test_a_first_visit_picks_the_wallet_when_it_covers_the_order_else_the_card(

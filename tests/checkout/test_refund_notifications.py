@@ -293,3 +293,34 @@ def test_an_order_onecart_cancelled_because_it_was_billed_more_says_so(shop: Sho
     assert "more than the $" in told
     assert told.endswith(" paid); you have been refunded in full to your OneCart wallet.")
     assert "ShopWave cancelled your order" not in told
+
+
+def test_a_card_cancellation_of_several_parts_tells_its_refunds_once(shop: Shop) -> None:
+    """Shopper QA: cancelling a card order of two parts sent "We refunded …" once per part. One
+    cancellation, one message, which still names each part's exact share."""
+    order = _placed_order(shop, payment_method="stripe", test_card="pm_card_visa")
+    shares = {
+        name: shop.sub_order(order, slug)
+        for name, slug in (("ShopWave", "shopwave"), ("Kiondo Market", "kiondo"))
+    }
+
+    _cancel_as_shopper(shop, order)
+    settlement.process_refunds(shop.session_factory, order.id)
+
+    with shop.session() as session:
+        made = list(
+            session.scalars(
+                sa.select(Notification.message).where(
+                    Notification.order_id == order.id, Notification.kind == "refund_made"
+                )
+            )
+        )
+    [message] = made
+    total = sum(sub.charge_minor for sub in shares.values())
+    currency = shares["ShopWave"].charge_currency
+    assert message.startswith(
+        f"We refunded {format_money(total, currency)} of order {order.number} to your card ("
+    )
+    for name, sub in shares.items():
+        assert f"{name} {format_money(sub.charge_minor, currency)}" in message
+    assert message.endswith("); your bank shows it within a few days.")

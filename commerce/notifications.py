@@ -77,11 +77,12 @@ def notify(
             return existing
     said = _transaction_sentences(session).setdefault(order.id, [])
     if earlier is not None:
-        part_news = f"sub_order_{kind.removeprefix('order_')}" if kind.startswith("order_") else ""
+        part_news = "sub_order_delivered" if kind == "order_delivered" else ""
         if not lead and any(said_kind == part_news for said_kind, _ in said):
             # The order's news is the part's made whole ("Your ShopWave items … have been
             # delivered. Your order … has been delivered."): the order's sentence says it once.
-            # Leading (parts unconfirmed), it says something else, and the part's stays.
+            # Leading (parts unconfirmed), it says something else, and the part's stays. Not so
+            # for shipped: the part's sentence carries its tracking number.
             said[:] = [(k, sentence) for k, sentence in said if k != part_news]
             earlier.message = _clip(" ".join([*(sentence for _, sentence in said), message]))
         elif message not in earlier.message:

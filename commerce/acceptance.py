@@ -143,14 +143,18 @@ def verify_placement(
     if placed.total_minor is not None:
         billed = placed.total_minor - shipping - tax
     if billed < asked_accepted:
-        notes.append(f"billed {billed} instead of {asked_accepted}")
+        notes.append(
+            f"billed {_shown(billed, currency)} instead of {_shown(asked_accepted, currency)}"
+        )
         kept_charge = kept_charge * max(billed, 0) // asked_accepted
     elif billed > asked_accepted:
         over = billed - asked_accepted
         if over * BPS > asked_accepted * overcharge_tolerance_bps:
-            notes.append(f"billed {billed}, more than the {asked_accepted} paid")
+            notes.append(
+                f"billed {_shown(billed, currency)}, more than the {_shown(asked_accepted, currency)} paid"
+            )
             return Verdict(billed, 0, cancel=True, notes=tuple(notes), accepted_quantities=accepted)
-        notes.append(f"billed {over} more than paid, absorbed")
+        notes.append(f"billed {_shown(over, currency)} more than paid, absorbed")
     kept = min(kept_charge, charge_minor)
     if placed.shipping_minor is None and placed.tax_minor is None:
         return Verdict(billed, kept, cancel=False, notes=tuple(notes), accepted_quantities=accepted)

@@ -58,6 +58,8 @@ class CartLineView:
     unavailable_reason: str | None
     handoff: bool
     cheaper_offer: CheaperOffer | None
+    # The other marketplaces this product is in the cart from (the same product's offers).
+    also_in_cart: tuple[str, ...] = ()
     # What is left of the offer when the marketplace publishes its stock (less the units our own
     # orders hold where its orders take none: commerce.offer_stock); None: unknown, no limit.
     stock_left: int | None = None
@@ -184,6 +186,9 @@ def _cheaper_offers(
             )
     hints: dict[int, CheaperOffer] = {}
     in_cart = {product.id for product, _ in rows}
+    # The same product on several lines, all dearer than one offer: the hint is said on the
+    # first of them only (it repeated on each), and each line names the others (also_in_cart).
+    hinted: set[int] = set()
     for product, marketplace in rows:
         own_usd = fx.convert_or_none(product.price_minor, product.currency, "USD")
         if not product.relation_token or own_usd is None:
@@ -196,6 +201,8 @@ def _cheaper_offers(
         if not others:
             continue
         other, other_market, _usd = min(others, key=lambda item: (item[2], item[0].id))
+        if other.id in hinted:
+            continue
         own_display = fx.convert_or_none(product.price_minor, product.currency, display_currency)
         other_display = fx.convert_or_none(other.price_minor, other.currency, display_currency)
         if own_display is None or other_display is None:
@@ -217,7 +224,23 @@ def _cheaper_offers(
             handoff=is_handoff_marketplace(other_market),
             in_cart=other.id in in_cart,
         )
+        hinted.add(other.id)
     return hints
+
+
+def _also_in_cart(rows: Sequence[tuple[Product, Marketplace]]) -> dict[int, tuple[str, ...]]:
+    """For each line of a product that is in the cart more than once (offers of the same
+    product on other marketplaces), the other lines' marketplaces."""
+    by_token: dict[str, list[tuple[int, str]]] = {}
+    for product, marketplace in rows:
+        if product.relation_token:
+            by_token.setdefault(product.relation_token, []).append((product.id, marketplace.name))
+    return {
+        product_id: tuple(name for other_id, name in lines if other_id != product_id)
+        for lines in by_token.values()
+        if len(lines) > 1
+        for product_id, _name in lines
+    }
 
 
 def build_cart_view(
@@ -275,6 +298,8 @@ def build_cart_view(
         session, [(p, m) for p, m in rows if p.is_purchasable], fx, display_currency
     )
 
+    also = _also_in_cart(rows)
+
     priced = price_cart(
         [
             CartEntry(
@@ -310,6 +335,7 @@ def build_cart_view(
                 unavailable_reason=line.unavailable_reason,
                 handoff=group.handoff,
                 cheaper_offer=hints.get(line.entry.product.id),
+                also_in_cart=also.get(line.entry.product.id, ()),
                 stock_left=stock_left(line.entry.product),
             )
             for line in group.lines

@@ -75,10 +75,20 @@ def notify(
         )
         if existing is not None:
             return existing
+    said = _transaction_sentences(session).setdefault(order.id, [])
     if earlier is not None:
-        if message not in earlier.message:
+        part_news = "sub_order_delivered" if kind == "order_delivered" else ""
+        if not lead and any(said_kind == part_news for said_kind, _ in said):
+            # The order's news is the part's made whole ("Your ShopWave items … have been
+            # delivered. Your order … has been delivered."): the order's sentence says it once.
+            # Leading (parts unconfirmed), it says something else, and the part's stays. Not so
+            # for shipped: the part's sentence carries its tracking number.
+            said[:] = [(k, sentence) for k, sentence in said if k != part_news]
+            earlier.message = _clip(" ".join([*(sentence for _, sentence in said), message]))
+        elif message not in earlier.message:
             merged = f"{message} {earlier.message}" if lead else f"{earlier.message} {message}"
             earlier.message = _clip(merged)
+        said.append((kind, message))
         earlier.kind = _merged_kind(earlier.kind, kind)
         if sub_order_id is not None and earlier.sub_order_id is None:
             earlier.sub_order_id = sub_order_id
@@ -95,6 +105,7 @@ def notify(
     session.add(notification)
     session.flush()
     pending[order.id] = notification
+    said[:] = [(kind, message)]
     return notification
 
 
@@ -128,9 +139,16 @@ def _transaction_notes(session: Session) -> dict[int, Notification]:
     transaction = session.get_transaction()
     saved = session.info.get(_TRANSACTION_NOTES)
     if saved is None or saved[0] is not transaction:
-        saved = (transaction, {})
+        saved = (transaction, {}, {})
         session.info[_TRANSACTION_NOTES] = saved
     return saved[1]
+
+
+def _transaction_sentences(session: Session) -> dict[int, list[tuple[str, str]]]:
+    """This transaction's sentences per order, each with the kind it was said as (so one the
+    order's news makes redundant can be taken out of the merged message)."""
+    _transaction_notes(session)  # a new transaction starts with none
+    return session.info[_TRANSACTION_NOTES][2]
 
 
 def unread_count(session: Session, user_id: int) -> int:

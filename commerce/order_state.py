@@ -77,12 +77,16 @@ ORDER_STATUS_MESSAGES = {
 # The same while some placed part is at a marketplace that reports no shipping or delivery
 # (DummyMart): the order counts as shipped or delivered without it (reports_delivery), but the
 # shopper is not told all of it is; the order page asks them to confirm those items arrived.
-# An order whose every part its marketplace cancelled ({cancelled_by}), the shopper not asking.
+# An order whose every part was cancelled at its marketplace ({cancelled_by}), the shopper not
+# asking: by the marketplace, or by OneCart (billed more than allowed). "ShopWave cancelled your
+# order" was untrue for the second, so the sentence says where and, from each part's reason
+# ({why}, the order page's "Why"), who and why.
 MARKETPLACE_CANCELLED_MESSAGE = (
-    "{cancelled_by} cancelled your order {number}; you have been refunded in full{to}."
+    "Your order {number} was cancelled at {cancelled_by} ({why}); "
+    "you have been refunded in full{to}."
 )
 MARKETPLACE_CANCELLED_UNDER_WAY_MESSAGE = (
-    "{cancelled_by} cancelled your order {number}; we are refunding you in full{to}."
+    "Your order {number} was cancelled at {cancelled_by} ({why}); we are refunding you in full{to}."
 )
 UNREPORTED_PART_MESSAGES = {
     OrderStatus.SHIPPED: "Everything we can track in your order {number} has shipped; "
@@ -231,6 +235,7 @@ def tell_order_status(session: Session, order: Order) -> None:
             number=order.number,
             failed=" and ".join(failed),
             cancelled_by=" and ".join(cancelled_by),
+            why="; ".join(_cancel_reasons(charged)),
             unreported=" and ".join(unreported),
             verb="does" if len(unreported) == 1 else "do",
             to=_refunded_to(order),
@@ -240,6 +245,16 @@ def tell_order_status(session: Session, order: Order) -> None:
         once=True,
         lead=lead,
     )
+
+
+def _cancel_reasons(parts: list[MarketplaceOrder]) -> list[str]:
+    """Each cancelled part's reason once, as a clause ("ShopWave cancelled the order")."""
+    reasons: list[str] = []
+    for sub in parts:
+        reason = (sub.last_error or f"{sub.marketplace.name} cancelled it").strip().rstrip(".")
+        if reason and reason not in reasons:
+            reasons.append(reason)
+    return reasons
 
 
 def _failure_reasons(order: Order) -> str:

@@ -238,16 +238,26 @@ class OrderView:
 
 
 def order_status_label(order: Order) -> str:
-    """The order's status in words; "Partly cancelled" when the shopper cancelled and some
-    marketplaces went ahead."""
+    """The order's status in words. When the shopper cancelled and some marketplaces went ahead:
+    "Partly cancelled" while those parts are on their way to shipping, then where they stand
+    and how many were cancelled ("Delivered, 1 part cancelled"), so an order that ended does
+    not read as one still being cancelled."""
     charged = order.charged_sub_orders
     if order.cancel_requested_at is not None:
         cancelled = [s for s in charged if s.status == SubOrderStatus.CANCELLED]
         live = [s for s in charged if s.status in LIVE_SUB_ORDER_STATUSES]
         if cancelled and live:
-            return "Partly cancelled"
+            if order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
+                return "Partly cancelled"
+            parts = "1 part" if len(cancelled) == 1 else f"{len(cancelled)} parts"
+            return f"{_plain_status_label(order, charged)}, {parts} cancelled"
         if live and order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             return "Cancelling"
+    return _plain_status_label(order, charged)
+
+
+def _plain_status_label(order: Order, charged: list[MarketplaceOrder]) -> str:
+    """The order's status in words, naming delivered orders' parts nobody confirmed."""
     if order.status == OrderStatus.DELIVERED:
         # Parts at marketplaces that report no delivery do not hold the order up, but nobody
         # saw them arrive: named until the shopper confirms receipt.

@@ -234,7 +234,9 @@ def record_placement(
             claim,
             order_id,
             adapter,
-            reason=f"{market} {'; '.join(verdict.notes)}",
+            # Said to the shopper (the order page's "Why", the order's notification): we
+            # cancelled it, not the marketplace.
+            reason=f"we cancelled it: {market} {'; '.join(verdict.notes)}",
             gateway_for=gateway_for,
         )
         return PlacementResult.CANCELLED if outcome == CancelOutcome.CANCELLED else None
@@ -360,7 +362,9 @@ def finish_abandoned_cancel(
         order_id = sub_order.order_id
         market = sub_order.marketplace.name
         # What the placement found (its verdict's notes are kept as the sub-order's last error).
-        reason = f"{market} {sub_order.last_error or 'billed beyond what was paid'}"
+        reason = (
+            f"we cancelled it: {market} {sub_order.last_error or 'billed beyond what was paid'}"
+        )
         adapter = adapter_for(sub_order.marketplace)
     logger.warning(
         "sub-order %s: finishing the cancel its placement left (%s)", sub_order_id, reason

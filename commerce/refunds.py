@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.dispute_models import PaymentDispute
 from commerce.disputes import order_chargeback
 from commerce.models import utc_now
+from commerce.notification_models import Notification
 from commerce.notifications import notify
 from commerce.order_locks import lock_order
 from commerce.order_models import (
@@ -70,6 +71,8 @@ def process_refunds(
     workers never send it twice.
     """
     done = 0
+    # The card refunds made by this run (one cancellation's, typically) are told in one message.
+    told = _RefundsTold()
     with session_factory() as session:
         refund_ids = list(
             session.scalars(
@@ -80,7 +83,7 @@ def process_refunds(
             )
         )
     for refund_id in refund_ids:
-        if _process_refund(session_factory, refund_id, gateway_for=gateway_for):
+        if _process_refund(session_factory, refund_id, gateway_for=gateway_for, told=told):
             done += 1
     return done
 
@@ -104,8 +107,22 @@ def _locked_refund(session: Session, refund_id: int) -> Refund:
     return refund
 
 
+class _RefundsTold:
+    """The card refunds one run made, and the notification that tells them: each refund made
+    rewrites it (in the refund's own transaction), so a cancellation of several parts is one
+    "We refunded …" naming each part's share, not one message per part."""
+
+    def __init__(self) -> None:
+        self.notification_id: int | None = None
+        self.refund_ids: list[int] = []
+
+
 def _process_refund(
-    session_factory: sessionmaker[Session], refund_id: int, *, gateway_for: GatewayProvider
+    session_factory: sessionmaker[Session],
+    refund_id: int,
+    *,
+    gateway_for: GatewayProvider,
+    told: _RefundsTold | None = None,
 ) -> bool:
     with session_factory() as session, session.begin():
         refund = _locked_refund(session, refund_id)
@@ -181,11 +198,17 @@ def _process_refund(
         logger.warning("refund %s outcome unknown: %s", refund_id, exc)
         reconcile_refund(session_factory, refund_id, gateway_for=gateway_for, only_if_found=True)
         return False
-    _refund_done(session_factory, refund_id, reference)
+    _refund_done(session_factory, refund_id, reference, told=told)
     return True
 
 
-def _refund_done(session_factory: sessionmaker[Session], refund_id: int, reference: str) -> None:
+def _refund_done(
+    session_factory: sessionmaker[Session],
+    refund_id: int,
+    reference: str,
+    *,
+    told: _RefundsTold | None = None,
+) -> None:
     with session_factory() as session, session.begin():
         refund = _locked_refund(session, refund_id)
         if refund.status == RefundStatus.SUCCEEDED:
@@ -195,14 +218,48 @@ def _refund_done(session_factory: sessionmaker[Session], refund_id: int, referen
         refresh_payment_status(refund.payment)
         # Until now the shopper was only told a refund is on its way (commerce.order_state).
         order = refund.payment.order
-        notify(
+        earlier = (
+            session.get(Notification, told.notification_id)
+            if told is not None and told.notification_id is not None
+            else None
+        )
+        if told is not None and earlier is not None and earlier.emailed_at is None:
+            # Not sent yet: the run's one message grows by this part's share.
+            told.refund_ids.append(refund.id)
+            made = list(session.scalars(sa.select(Refund).where(Refund.id.in_(told.refund_ids))))
+            earlier.message = _refunds_made_message(order.number, made)
+            return
+        note = notify(
             session,
             order,
             "refund_made",
-            f"We refunded {format_money(refund.amount_minor, refund.currency)} of order "
-            f"{order.number} to your card; your bank shows it within a few days.",
+            _refunds_made_message(order.number, [refund]),
             sub_order_id=refund.sub_order_id,
         )
+        if told is not None:
+            told.notification_id, told.refund_ids = note.id, [refund.id]
+
+
+def _refunds_made_message(number: str, refunds: list[Refund]) -> str:
+    """ "We refunded $X of order … to your card", with each part's share when there are several
+    (the refunds of one payment share its currency)."""
+    refunds = sorted(refunds, key=lambda refund: refund.id)
+    total = format_money(sum(refund.amount_minor for refund in refunds), refunds[0].currency)
+    shares = ""
+    if len(refunds) > 1:
+        shares = (
+            " ("
+            + ", ".join(
+                f"{refund.sub_order.marketplace.name if refund.sub_order else 'the order'} "
+                f"{format_money(refund.amount_minor, refund.currency)}"
+                for refund in refunds
+            )
+            + ")"
+        )
+    return (
+        f"We refunded {total} of order {number} to your card{shares}; "
+        "your bank shows it within a few days."
+    )
 
 
 def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, message: str) -> None:

@@ -97,7 +97,9 @@ def test_the_order_page_updates_while_a_part_is_placed(
     expect(badge).to_have_text("Being placed")
     region = page.locator("#order-progress")
     expect(region).to_have_attribute("aria-live", "polite")
-    expect(page.get_by_role("link", name="Refresh")).to_be_visible()
+    # The script runs, so the page says it updates itself (not "Refresh to see where they stand").
+    expect(page.get_by_text("This page updates itself as they answer.")).to_be_visible()
+    expect(page.get_by_role("link", name="Refresh")).to_be_hidden()
 
     with factory() as session, session.begin():
         session.execute(
@@ -112,6 +114,7 @@ def test_the_order_page_updates_while_a_part_is_placed(
     expect(region).to_contain_text("DummyMart: Placed")
     expect(page.locator(f'[data-sub-order-id="{sub_id}"] .sub-order-number')).to_have_text("#4242")
     expect(page.get_by_role("link", name="Refresh")).to_be_hidden()
+    expect(page.get_by_text("This page updates itself")).to_be_hidden()
     # The rest of the page follows too: the part's own status and timeline, and for the owner
     # what can now be done (DummyMart reports no delivery: "I received these items"). Before,
     # only the badge and number changed and the timeline still said "Being prepared (to come)".

@@ -173,7 +173,7 @@ def test_items_are_still_checked_with_the_tolerance_when_shipping_is_reported_ap
         shipping_tax_allowance=ShippingTaxAllowance(fixed_minor=1000),
     )
     assert verdict.cancel
-    assert any("more than the 1000 paid" in note for note in verdict.notes)
+    assert any("more than the $10.00 paid" in note for note in verdict.notes)
 
 
 def test_a_bill_with_only_a_total_is_judged_whole_as_before() -> None:

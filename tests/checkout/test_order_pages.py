@@ -272,6 +272,9 @@ def test_the_order_pages_poll_a_json_status_while_parts_are_being_placed(two_sho
         assert f'data-status-url="/orders/{order.number}/status.json"' in html
         assert "order_status.js" in html
         assert ">Refresh</a>" in html
+        # The page updates itself when its script runs: it says so (the script shows this line
+        # and hides the "Refresh" one, which is for a page without script or a lost answer).
+        assert '<p class="order-live" hidden>This page updates itself as they answer.</p>' in html
         assert 'http-equiv="refresh"' not in html
 
     response = client.get(f"/orders/{order.number}/status.json")
@@ -297,6 +300,7 @@ def test_the_order_pages_poll_a_json_status_while_parts_are_being_placed(two_sho
     assert not any(part["pending"] for part in data["parts"])
     html = client.get(f"/orders/{order.number}").get_data(as_text=True)
     assert "order_status.js" not in html and ">Refresh</a>" not in html
+    assert "updates itself" not in html
 
 
 def test_the_status_json_answers_a_signed_out_client_with_a_json_401(two_shoppers) -> None:

@@ -307,11 +307,9 @@ def test_notifications_merge_within_a_change_and_once_means_once(tracked_shop: S
         for note in _notes(shop, user.id)[before:]
         if note.kind in ("sub_order_delivered", "order_delivered")
     ]
+    # The order's sentence is the part's news made whole: said once, not after the part's.
     assert [(note.kind, note.message) for note in notes] == [
-        (
-            "order_delivered",
-            "Your ShopWave items have arrived. Your order has been delivered.",
-        )
+        ("order_delivered", "Your order has been delivered.")
     ]
 
 

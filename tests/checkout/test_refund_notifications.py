@@ -220,9 +220,7 @@ def test_cancelling_several_placed_parts_in_one_go_says_it_once(shop: Shop) -> N
         f"We are cancelling order {wallet_order.number}.",
         f"Your order {wallet_order.number} was cancelled and refunded to your OneCart wallet.",
     ]
-    card_told = [
-        m for m in _told_since_placed(shop, card_order) if "to your card; your bank" not in m
-    ]
+    card_told = [m for m in _told_since_placed(shop, card_order) if not m.startswith("We refunded")]
     assert card_told == [
         f"We are cancelling order {card_order.number}.",
         f"Your order {card_order.number} was cancelled; we are refunding you in full to your card.",
@@ -260,10 +258,67 @@ def test_an_order_of_one_part_its_marketplace_cancelled_says_it_once(shop: Shop)
     settlement.settle_payment(shop.session_factory, card_order.id)
 
     assert _told_since_placed(shop, wallet_order) == [
-        f"ShopWave cancelled your order {wallet_order.number}; you have been refunded in full "
-        "to your OneCart wallet."
+        f"Your order {wallet_order.number} was cancelled at ShopWave (cancelled by the "
+        "marketplace); you have been refunded in full to your OneCart wallet."
     ]
     assert _told_since_placed(shop, card_order)[0] == (
-        f"ShopWave cancelled your order {card_order.number}; we are refunding you in full to "
-        "your card."
+        f"Your order {card_order.number} was cancelled at ShopWave (cancelled by the "
+        "marketplace); we are refunding you in full to your card."
     )
+
+
+def test_an_order_onecart_cancelled_because_it_was_billed_more_says_so(shop: Shop) -> None:
+    """Shopper QA: an order OneCart cancelled itself, the marketplace having billed more than
+    allowed, read "ShopWave cancelled your order": it was cancelled at ShopWave, by us, and the
+    sentence says why, in money as people read it (not "billed 16099")."""
+    order = _unplaced_order(shop, [("shopwave", 2, 1)], payment_method="wallet")
+    shop.knobs("shopwave", order_price_change_pct=40)
+    try:
+        place_sub_order(
+            shop.session_factory,
+            shop.sub_order(order, "shopwave").id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+        )
+    finally:
+        shop.knobs("shopwave", order_price_change_pct=0)
+    assert shop.sub_order(order, "shopwave").status == SubOrderStatus.CANCELLED
+
+    [told] = _told_since_placed(shop, order)
+    assert told.startswith(
+        f"Your order {order.number} was cancelled at ShopWave (we cancelled it: ShopWave billed $"
+    )
+    assert "more than the $" in told
+    assert told.endswith(" paid); you have been refunded in full to your OneCart wallet.")
+    assert "ShopWave cancelled your order" not in told
+
+
+def test_a_card_cancellation_of_several_parts_tells_its_refunds_once(shop: Shop) -> None:
+    """Shopper QA: cancelling a card order of two parts sent "We refunded …" once per part. One
+    cancellation, one message, which still names each part's exact share."""
+    order = _placed_order(shop, payment_method="stripe", test_card="pm_card_visa")
+    shares = {
+        name: shop.sub_order(order, slug)
+        for name, slug in (("ShopWave", "shopwave"), ("Kiondo Market", "kiondo"))
+    }
+
+    _cancel_as_shopper(shop, order)
+    settlement.process_refunds(shop.session_factory, order.id)
+
+    with shop.session() as session:
+        made = list(
+            session.scalars(
+                sa.select(Notification.message).where(
+                    Notification.order_id == order.id, Notification.kind == "refund_made"
+                )
+            )
+        )
+    [message] = made
+    total = sum(sub.charge_minor for sub in shares.values())
+    currency = shares["ShopWave"].charge_currency
+    assert message.startswith(
+        f"We refunded {format_money(total, currency)} of order {order.number} to your card ("
+    )
+    for name, sub in shares.items():
+        assert f"{name} {format_money(sub.charge_minor, currency)}" in message
+    assert message.endswith("); your bank shows it within a few days.")

@@ -425,8 +425,8 @@ def test_the_shopper_is_told_refunded_only_once_the_card_refund_is_made(shop: Sh
     told = " ".join(_messages(shop, order))
     assert "has been refunded" not in told and "you have been refunded" not in told
     assert (
-        f"ShopWave cancelled your order {order.number}; we are refunding you in full to your card."
-        in told
+        f"Your order {order.number} was cancelled at ShopWave (ShopWave cancelled the order); "
+        "we are refunding you in full to your card." in told
     )
 
     _sweep(shop)  # Stripe holds the refund: now it is made, and the shopper is told so

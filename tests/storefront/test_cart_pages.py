@@ -784,3 +784,22 @@ def test_updating_a_quantity_returns_to_that_line(
     assert response.status_code == 303
     assert response.location.endswith(f"/cart#line-{catalog['44'].id}")
     assert f'id="line-{catalog["44"].id}"' in client.get("/cart").get_data(as_text=True)
+
+
+def test_the_same_product_on_several_lines_is_said_once_and_each_line_names_the_others(
+    client: FlaskClient, db_session: Session, catalog: dict[str, Product]
+) -> None:
+    """Shopper QA: the Sony headphones from ShopWave and from Kiondo Market in the cart, both
+    dearer than NaijaMall's: "Cheaper on NaijaMall" was said on each line, and nothing said the
+    product was in the cart twice. The hint is given once; each line names the other."""
+    naija = db_session.get(Product, catalog["NM-77"].id)
+    naija.price_minor = 31000000  # NGN 310,000 ≈ $200: the cheapest Sony, at NaijaMall
+    db_session.commit()
+    add(client, catalog["1001"], 2)
+    add(client, catalog["KD-55"], 1)
+
+    page = cart_text(client)
+
+    assert page.count("Cheaper on NaijaMall") == 1
+    assert "Also in your cart from Kiondo Market." in page
+    assert "Also in your cart from ShopWave." in page

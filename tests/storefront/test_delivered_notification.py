@@ -117,3 +117,32 @@ def test_a_merged_delivered_notification_is_titled_with_the_whole_order_when_par
     )
     assert part_news in message  # still said, after the order's news
     assert message.count("has been delivered") == 1
+
+
+def test_the_last_part_delivered_and_the_order_delivered_are_said_once(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """Shopper QA: the merged notification said "Your ShopWave items … have been delivered. Your
+    order … has been delivered.", the same news twice. Every part tracked: the order's sentence
+    alone says it (and titles the e-mail); another part's news in the same change stays."""
+    shopwave = make_marketplace(name="ShopWave", capabilities=TRACKED)
+    kiondo = make_marketplace(name="Kiondo Market", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.PARTIALLY_DELIVERED)
+    _sub_order(db_session, order, kiondo, SubOrderStatus.DELIVERED)
+    tracked = _sub_order(db_session, order, shopwave, SubOrderStatus.SHIPPED)
+    db_session.commit()
+
+    tracked.status = SubOrderStatus.DELIVERED
+    notify(db_session, order, "price_note", "A note about something else.")
+    part_news = "Your ShopWave items (order #1001) have been delivered."
+    notify(db_session, order, "sub_order_delivered", part_news, sub_order_id=tracked.id)
+    assert refresh_order_status(db_session, order)
+    db_session.commit()
+
+    [(kind, message)] = _notes(db_session, order).items()
+    assert kind == "order_delivered"
+    assert message == (
+        f"A note about something else. Your order {order.number} has been delivered."
+    )

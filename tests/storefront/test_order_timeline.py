@@ -510,3 +510,32 @@ def test_a_cancelled_orders_part_being_asked_again_does_not_say_it_is_stopped_be
     assert between.cancel is not None and asking.cancel is not None
     assert asking.cancel == between.cancel
     assert "before it is placed" not in asking.cancel.text
+
+
+def test_a_partly_cancelled_order_says_how_its_other_parts_ended(
+    db_session: Session, make_user: Callable[..., User], shopwave: Marketplace, make_marketplace
+) -> None:
+    """Shopper QA: one part cancelled by the shopper, the rest delivered, and the orders list
+    still said "Partly cancelled": it says the parts' real end, and how many were cancelled."""
+    kiondo = make_marketplace(name="Kiondo Market", capabilities=TRACKED)
+    fakestore = make_marketplace(name="Fake Store Berlin", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.PROCESSING)
+    order.cancel_requested_at = PLACED_AT + timedelta(hours=1)
+    _sub_order(db_session, order, shopwave, SubOrderStatus.CANCELLED)
+    delivered = _sub_order(db_session, order, kiondo, SubOrderStatus.SHIPPED)
+    db_session.commit()
+    # Still on its way: nothing ended yet but the cancelled part.
+    assert order_status_label(_view_of(db_session, order.id).order) == "Partly cancelled"
+
+    delivered.status = SubOrderStatus.DELIVERED
+    order.status = OrderStatus.DELIVERED
+    db_session.commit()
+    view = _view_of(db_session, order.id)
+    assert view.status_label == "Delivered, 1 part cancelled"
+    assert order_status_label(view.order) == view.status_label  # the orders list's words
+
+    _sub_order(db_session, order, fakestore, SubOrderStatus.CANCELLED)
+    db_session.commit()
+    assert order_status_label(_view_of(db_session, order.id).order) == (
+        "Delivered, 2 parts cancelled"
+    )

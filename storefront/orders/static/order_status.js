@@ -17,6 +17,20 @@
   var url = box.getAttribute("data-status-url");
   var every = parseInt(box.getAttribute("data-poll-ms"), 10) || 4000;
   var shown = {};
+  var live = box.querySelector(".order-live");
+  var refreshLine = box.querySelector(".order-refresh");
+
+  // Say what is true: with this script the page follows the parts by itself; the "Refresh"
+  // line comes back only when an answer is lost.
+  function updatesItself(yes) {
+    if (live) {
+      live.hidden = !yes;
+    }
+    if (refreshLine) {
+      refreshLine.hidden = yes;
+    }
+  }
+  updatesItself(true);
 
   function partElement(id) {
     return document.querySelector('.sub-order[data-sub-order-id="' + id + '"]');
@@ -58,9 +72,11 @@
     }
     if (!status.pending) {
       changes.push(box.getAttribute("data-done-message") || "");
-      var refresh = box.querySelector(".order-refresh");
-      if (refresh) {
-        refresh.hidden = true;
+      if (live) {
+        live.hidden = true;
+      }
+      if (refreshLine) {
+        refreshLine.hidden = true;
       }
     }
     if (changes.length) {
@@ -113,10 +129,7 @@
       })
       .catch(function () {
         // The badges are already right; the "Refresh" link shows the rest.
-        var refresh = box.querySelector(".order-refresh");
-        if (refresh) {
-          refresh.hidden = false;
-        }
+        updatesItself(false);
       });
   }
 
@@ -129,13 +142,17 @@
         return response.json();
       })
       .then(function (status) {
+        if (status.pending) {
+          updatesItself(true);
+        }
         apply(status);
         if (status.pending) {
           window.setTimeout(poll, every);
         }
       })
       .catch(function () {
-        // A lost answer (network, a restart): try again later; the Refresh link stays.
+        // A lost answer (network, a restart): try again later; meanwhile the Refresh link.
+        updatesItself(false);
         window.setTimeout(poll, every * 2);
       });
   }

@@ -59,6 +59,7 @@ from commerce.placement_claims import (
     Claim,
     PlacementResult,
     claim_sub_order,
+    is_superseded,
     release_claim,
     renew_claim,
 )
@@ -176,14 +177,27 @@ def place_sub_order(
     gateway_for: GatewayProvider = gateway_for_payment,
     overcharge_tolerance_bps: int = DEFAULT_OVERCHARGE_TOLERANCE_BPS,
     now: Callable[[], datetime] = utc_now,
+    outbox_id: int | None = None,
 ) -> PlacementResult:
     """One placement attempt of one sub-order (see the module docstring).
 
     RETRY means: try again later (the job raises so RQ retries it); the sub-order is `pending`
-    again, or `reconciling` when the attempt may have reached the marketplace.
+    again, or `reconciling` when the attempt may have reached the marketplace. SUPERSEDED: the
+    job's outbox row (`outbox_id`) is no longer the sub-order's newest, so a re-queued job works
+    it and this one ends without asking or placing (commerce.placement_claims).
     """
-    claim = claim_sub_order(session_factory, sub_order_id, lease=stuck_after)
+    claim = claim_sub_order(session_factory, sub_order_id, lease=stuck_after, outbox_id=outbox_id)
     if claim is None:
+        with session_factory() as session:
+            superseded = is_superseded(session, sub_order_id, outbox_id)
+        if superseded:
+            logger.info(
+                "sub-order %s: the placement job of outbox row %s was superseded by a newer "
+                "one; it ends without asking the marketplace",
+                sub_order_id,
+                outbox_id,
+            )
+            return PlacementResult.SUPERSEDED
         return PlacementResult.NOT_CLAIMED
     with renewed_while_held(
         partial(renew_claim, session_factory, sub_order_id, claim, lease=stuck_after),

@@ -8,6 +8,13 @@ waiting on a slow marketplace is never taken over by a second attempt, which wou
 marketplace by reference before the first attempt's order exists there and send it again. A
 pending sub-order of an order the shopper asked to cancel is never claimed.
 
+A placement job belongs to one outbox row (`outbox_id`), and RQ retries it under that row. When
+the sweeper re-queues a sub-order (a new outbox row) while the previous job still has retries
+due, the claim lets only the job of the newest row take the sub-order: the older job's retries
+find it `superseded` and end, so one chain of attempts works a part at a time, never two taking
+turns at asking (and, should a marketplace answer "no such order" to one while the other's order
+is on its way, placing).
+
 The placement modules depend one way: placement_claims (this) → placement_outcomes (recording
 what an attempt learnt) → placement (one attempt: ask the marketplace when in doubt, place).
 """
@@ -22,6 +29,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.models import utc_now
 from commerce.order_models import (
     PLACED_SUB_ORDER_STATUSES,
@@ -48,6 +56,8 @@ class PlacementResult(enum.StrEnum):
     # Unknown outcome after the last attempt: the sweeper asks the marketplace again later.
     RECONCILING = "reconciling"
     NEEDS_ATTENTION = "needs_attention"
+    # The job's outbox row is no longer the sub-order's newest: a re-queued job works it now.
+    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +77,41 @@ def _cancel_requested(order_id_column: sa.ColumnElement[int]) -> sa.ColumnElemen
     )
 
 
+def _newer_placement_job(
+    sub_order_id_column: sa.ColumnElement[int], outbox_id: int
+) -> sa.ColumnElement[bool]:
+    """A placement outbox row for the sub-order newer than `outbox_id` exists."""
+    return (
+        sa.select(OutboxMessage.id)
+        .where(
+            OutboxMessage.sub_order_id == sub_order_id_column,
+            OutboxMessage.topic == OutboxTopic.PLACE_SUB_ORDER,
+            OutboxMessage.id > outbox_id,
+        )
+        .exists()
+    )
+
+
+def is_superseded(session: Session, sub_order_id: int, outbox_id: int | None) -> bool:
+    """True when the job of outbox row `outbox_id` is no longer the sub-order's newest placement
+    job (None: a job from before jobs carried their row, never superseded)."""
+    if outbox_id is None:
+        return False
+    return bool(
+        session.scalar(sa.select(_newer_placement_job(sa.literal(sub_order_id), outbox_id)))
+    )
+
+
 def claim_sub_order(
-    session_factory: sessionmaker[Session], sub_order_id: int, *, lease: timedelta
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    *,
+    lease: timedelta,
+    outbox_id: int | None = None,
 ) -> Claim | None:
     """Take the sub-order for one attempt (a conditional UPDATE); None when someone else holds
-    it or there is nothing to place.
+    it, there is nothing to place, or (with `outbox_id`, the job's outbox row) a newer placement
+    job was queued for it.
 
     In doubt first: `reconciling`, or `placing` whose lease ran out. Then `pending`, unless the
     shopper asked to cancel the order (the cancellation and the claim both change the row only
@@ -111,11 +151,14 @@ def claim_sub_order(
             ),
         ),
     )
+    newest_job = (
+        sa.true() if outbox_id is None else ~_newer_placement_job(MarketplaceOrder.id, outbox_id)
+    )
     for in_doubt, condition in candidates:
         with session_factory() as session, session.begin():
             claimed = session.execute(
                 sa.update(MarketplaceOrder)
-                .where(MarketplaceOrder.id == sub_order_id, condition)
+                .where(MarketplaceOrder.id == sub_order_id, condition, newest_job)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             ).rowcount  # type: ignore[attr-defined]

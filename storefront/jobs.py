@@ -174,6 +174,7 @@ def enqueue_outbox_message(
             place_sub_order_job,
             message.sub_order_id,
             policy=policy.as_dict(),
+            outbox_id=message.id,
             retry=_placement_retry(policy),
             job_timeout=policy.job_timeout_seconds,
             job_id=f"onecart-place-{policy.queue_name}-{message.sub_order_id}-{message.id}",
@@ -232,6 +233,11 @@ def dispatch_order_jobs(
                 place_sub_orders_job,
                 [sub_order_id for sub_order_id in together.values() if sub_order_id is not None],
                 policy=policy.as_dict(),
+                outbox_ids={
+                    str(sub_order_id): message_id
+                    for message_id, sub_order_id in together.items()
+                    if sub_order_id is not None
+                },
                 job_timeout=policy.job_timeout_seconds,
                 job_id=f"onecart-place-order-{policy.queue_name}-{order_id}-{min(together)}",
                 description=f"place the sub-orders of order {order_id}",
@@ -246,11 +252,15 @@ def dispatch_order_jobs(
 
 
 def _enqueue_later_attempts(
-    connection: redis.Redis, policy: JobPolicy, sub_order_id: int, after_job: str
+    connection: redis.Redis,
+    policy: JobPolicy,
+    sub_order_id: int,
+    after_job: str,
+    outbox_id: int | None,
 ) -> str:
     """A sub-order's own job for the attempts left after its first one ran in
     place_sub_orders_job: the schedule its own job would have had from the start (wait the first
-    interval, then retry at the others)."""
+    interval, then retry at the others), under the same outbox row."""
     intervals = list(policy.placement_retry_intervals)
     rest = intervals[1:]
     job = order_queue(connection, policy).enqueue_in(
@@ -258,6 +268,7 @@ def _enqueue_later_attempts(
         place_sub_order_job,
         sub_order_id,
         policy=policy.as_dict(),
+        outbox_id=outbox_id,
         retry=Retry(max=len(rest), interval=rest) if rest else None,
         job_timeout=policy.job_timeout_seconds,
         job_id=f"onecart-place-{policy.queue_name}-{sub_order_id}-after-{after_job}",
@@ -275,8 +286,12 @@ def _send_emails() -> None:
         send_notification_emails(get_session_factory(), settings)
 
 
-def place_sub_order_job(sub_order_id: int, policy: Mapping[str, Any] | None = None) -> str:
-    """Place one sub-order through its marketplace's adapter (one attempt per job run)."""
+def place_sub_order_job(
+    sub_order_id: int, policy: Mapping[str, Any] | None = None, outbox_id: int | None = None
+) -> str:
+    """Place one sub-order through its marketplace's adapter (one attempt per job run). A job of
+    an outbox row the sweeper has since superseded (it re-queued the sub-order) ends quietly:
+    the newer job works the sub-order (commerce.placement_claims)."""
     job_policy = JobPolicy.from_dict(policy)
     job = get_current_job()
     final_attempt = job is None or not job.retries_left
@@ -287,6 +302,7 @@ def place_sub_order_job(sub_order_id: int, policy: Mapping[str, Any] | None = No
         final_attempt=final_attempt,
         stuck_after=timedelta(seconds=job_policy.stuck_after_seconds),
         overcharge_tolerance_bps=get_settings().overcharge_tolerance_bps,
+        outbox_id=outbox_id,
     )
     if job is not None:
         job.meta["placement"] = result.value
@@ -298,7 +314,9 @@ def place_sub_order_job(sub_order_id: int, policy: Mapping[str, Any] | None = No
 
 
 def place_sub_orders_job(
-    sub_order_ids: list[int], policy: Mapping[str, Any] | None = None
+    sub_order_ids: list[int],
+    policy: Mapping[str, Any] | None = None,
+    outbox_ids: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """The first placement attempt of several sub-orders of one order, side by side.
 
@@ -308,8 +326,10 @@ def place_sub_orders_job(
     once, one thread each (each attempt claims its sub-order and opens its own DB sessions, as
     separate workers would). A sub-order that needs another attempt gets a job of its own with
     the rest of the retry schedule; one whose attempt raised is treated the same way.
+    `outbox_ids` (sub-order id as text → its outbox row) is what each attempt claims under.
     """
     job_policy = JobPolicy.from_dict(policy)
+    rows = {int(sub_id): message_id for sub_id, message_id in (outbox_ids or {}).items()}
     job = get_current_job()
     final_attempt = not job_policy.placement_retry_intervals
     session_factory = get_session_factory()
@@ -324,6 +344,7 @@ def place_sub_orders_job(
                 final_attempt=final_attempt,
                 stuck_after=timedelta(seconds=job_policy.stuck_after_seconds),
                 overcharge_tolerance_bps=tolerance,
+                outbox_id=rows.get(sub_order_id),
             )
         except Exception:
             logger.exception("sub-order %s: placement attempt failed; retrying", sub_order_id)
@@ -340,7 +361,11 @@ def place_sub_orders_job(
         )
         for sub_order_id in retry:
             _enqueue_later_attempts(
-                connection, job_policy, sub_order_id, job.id if job is not None else "direct"
+                connection,
+                job_policy,
+                sub_order_id,
+                job.id if job is not None else "direct",
+                rows.get(sub_order_id),
             )
     summary = {str(sub_id): result.value for sub_id, result in results.items()}
     if job is not None:

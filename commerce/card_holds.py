@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -67,6 +67,8 @@ RESOLVE_AFTER = timedelta(minutes=2)
 # key" is believed only this long after the attempt. An uncaptured hold lasts 7 days.
 NOT_FOUND_TRUSTED_AFTER = timedelta(hours=1)
 SWEEPER_LOCK_WAIT_S = 1.0
+# A reopen that keeps meeting a row changed under it (compare-and-set) gives up after this many.
+REOPEN_TRIES = 5
 # A checkout PaymentIntent's metadata: the form's validation token and the shopper's user id.
 CHECKOUT_TOKEN_METADATA = "onecart_validation_token"
 CHECKOUT_USER_METADATA = "onecart_user_id"
@@ -186,39 +188,79 @@ def record_hold_in_doubt(
     reopened, since the new attempt may have made a hold). `intent_id`: the PaymentIntent when
     it is known (else the request's browser-confirmed one, else found by the key).
     `stripe_failed`: the answer was Stripe's own failure (a 5xx it stores under the key), kept
-    from its first time. Whether the hold is before an operator already (in_doubt_message)."""
+    from its first time. Whether the hold is before an operator already (in_doubt_message).
+
+    What a reopened row names (`reopened_intent`) is written compare-and-set on the row as read,
+    so a sweep or an operator's answer in between is never written over with a stale intent."""
     intent_id = intent_id or request.intent_id
-    now = utc_now()
-    with session_factory() as session, session.begin():
-        row = session.scalar(
-            sa.select(CardHoldInDoubt).where(
-                CardHoldInDoubt.idempotency_key == request.idempotency_key
-            )
-        )
-        if row is None:
-            session.add(
-                CardHoldInDoubt(
-                    user_id=user_id,
-                    validation_token=validation_token,
-                    idempotency_key=request.idempotency_key,
-                    intent_id=intent_id,
-                    amount_minor=request.amount.minor,
-                    currency=request.amount.currency,
-                    last_error=error[:ERROR_TEXT_LIMIT],
-                    stripe_failed_since=now if stripe_failed else None,
+    for _ in range(REOPEN_TRIES):
+        now = utc_now()
+        with session_factory() as session, session.begin():
+            row = session.scalar(
+                sa.select(CardHoldInDoubt).where(
+                    CardHoldInDoubt.idempotency_key == request.idempotency_key
                 )
             )
-            return False
-        row.intent_id = intent_id or row.intent_id
-        row.created_at = now
-        row.resolved_at = None
-        row.resolution = None
-        if stripe_failed and row.stripe_failed_since is None:
-            row.stripe_failed_since = now
-        if row.flagged_at is None:
-            # Once before an operator, the row keeps the operator's reason.
-            row.last_error = error[:ERROR_TEXT_LIMIT]
-        return row.flagged_at is not None
+            if row is None:
+                session.add(
+                    CardHoldInDoubt(
+                        user_id=user_id,
+                        validation_token=validation_token,
+                        idempotency_key=request.idempotency_key,
+                        intent_id=intent_id,
+                        amount_minor=request.amount.minor,
+                        currency=request.amount.currency,
+                        last_error=error[:ERROR_TEXT_LIMIT],
+                        stripe_failed_since=now if stripe_failed else None,
+                    )
+                )
+                return False
+            values: dict[str, object] = {
+                "intent_id": reopened_intent(row, intent_id),
+                "created_at": now,
+                "resolved_at": None,
+                "resolution": None,
+            }
+            if stripe_failed and row.stripe_failed_since is None:
+                values["stripe_failed_since"] = now
+            if row.flagged_at is None:
+                # Once before an operator, the row keeps the operator's reason.
+                values["last_error"] = error[:ERROR_TEXT_LIMIT]
+            reopened = session.execute(
+                sa.update(CardHoldInDoubt)
+                .where(
+                    CardHoldInDoubt.id == row.id,
+                    CardHoldInDoubt.intent_id.is_not_distinct_from(row.intent_id),
+                    CardHoldInDoubt.resolved_at.is_not_distinct_from(row.resolved_at),
+                    CardHoldInDoubt.created_at == row.created_at,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+            if reopened:
+                return row.flagged_at is not None
+    raise RuntimeError(f"card hold in doubt {request.idempotency_key} kept changing; not reopened")
+
+
+def reopened_intent(row: CardHoldInDoubt, intent_id: str | None) -> str | None:
+    """The PaymentIntent a row names once a new attempt reopens it.
+
+    - The attempt knows its intent: that one (an intent the row named before and no sweep
+      settled yet is no row's any more, so the unrecorded-hold pass records it on its own, as
+      commerce.unrecorded_card_holds does for every hold no row names).
+    - It does not, and the row was resolved: none. The intent it named was settled (released,
+      used, or found holding nothing), and the new attempt's hold is under the key: the sweep
+      asks by the key, which lists every intent made under it. Keeping the settled one, the
+      sweep asked about that intent only, found it holding nothing and resolved the row, while
+      the new hold stayed on the card.
+    - It does not, and the row is open: the intent it names is not settled yet (an operator's
+      finding among them), so it stays; any other hold under the key is the unrecorded-hold
+      pass's, since a row naming an intent covers no other."""
+    if intent_id:
+        return intent_id
+    if row.resolved_at is not None:
+        return None
+    return row.intent_id
 
 
 def resolve_holds_in_doubt(
@@ -282,8 +324,7 @@ def _resolve_one(
         # A definite answer, not an outage (a forged form's id): nothing is held under it, so
         # the row is resolved with the reason (listed for operators among resolved holds)
         # rather than asked about again at every sweep for ever.
-        _note(session_factory, row_id, resolution=f"{NO_SUCH_INTENT}: {intent_id}")
-        return True
+        return _resolve(session_factory, row_id, created_at, f"{NO_SUCH_INTENT}: {intent_id}")
     except PaymentError as exc:
         _note(session_factory, row_id, error=f"Stripe cannot be asked yet: {exc.message}")
         return False
@@ -298,8 +339,7 @@ def _resolve_one(
             return False
         if created_at > utc_now() - not_found_after:
             return False
-        _note(session_factory, row_id, resolution="Stripe holds no payment for it")
-        return True
+        return _resolve(session_factory, row_id, created_at, "Stripe holds no payment for it")
     outcomes: list[str] = []
     for state in states:
         outcome = (
@@ -310,8 +350,7 @@ def _resolve_one(
         if outcome is None:
             return False  # asked again at the next sweep (voids are idempotent)
         outcomes.append(outcome)
-    _note(session_factory, row_id, resolution="; ".join(outcomes))
-    return True
+    return _resolve(session_factory, row_id, created_at, "; ".join(outcomes))
 
 
 def _made_by_another(state: ProviderPaymentState, validation_token: str) -> bool:
@@ -414,22 +453,35 @@ def _flag_hold(session_factory: sessionmaker[Session], row_id: int, key: str) ->
         logger.error("card hold in doubt %s: Stripe failed it and shows no intent", row_id)
 
 
-def _note(
-    session_factory: sessionmaker[Session],
-    row_id: int,
-    *,
-    resolution: str | None = None,
-    error: str | None = None,
-) -> None:
+def _resolve(
+    session_factory: sessionmaker[Session], row_id: int, seen: datetime, resolution: str
+) -> bool:
+    """Resolve the row as the sweep read it (compare-and-set on its last submit, `seen`): a
+    resubmit that reopened it meanwhile (it may name another intent, or none) is left open for
+    the next sweep, never resolved with what Stripe said of the earlier attempt."""
+    with session_factory() as session, session.begin():
+        resolved = session.execute(
+            sa.update(CardHoldInDoubt)
+            .where(
+                CardHoldInDoubt.id == row_id,
+                CardHoldInDoubt.resolved_at.is_(None),
+                CardHoldInDoubt.created_at == seen,
+            )
+            .values(resolution=resolution[:200], resolved_at=utc_now())
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    if not resolved:
+        logger.info("card hold in doubt %s changed while swept; left for the next sweep", row_id)
+    return bool(resolved)
+
+
+def _note(session_factory: sessionmaker[Session], row_id: int, *, error: str) -> None:
     with session_factory() as session, session.begin():
         row = session.get(CardHoldInDoubt, row_id)
         assert row is not None
-        if resolution is not None:
-            row.resolution = resolution[:200]
-            row.resolved_at = utc_now()
-        if error is not None and row.flagged_at is None:
+        if row.flagged_at is None:
             row.last_error = error[:ERROR_TEXT_LIMIT]
-        elif error is not None:
+        else:
             # Before an operator, the row keeps their reason (the one column /admin/attention
             # shows of it): a sweep's passing trouble goes to the log instead.
             logger.warning("card hold in doubt %s (before an operator): %s", row_id, error)

@@ -72,7 +72,7 @@ def process_refunds(
     """
     done = 0
     # The card refunds made by this run (one cancellation's, typically) are told in one message.
-    told = _RefundsTold()
+    told = RefundsTold()
     with session_factory() as session:
         refund_ids = list(
             session.scalars(
@@ -107,10 +107,12 @@ def _locked_refund(session: Session, refund_id: int) -> Refund:
     return refund
 
 
-class _RefundsTold:
+class RefundsTold:
     """The card refunds one run made, and the notification that tells them: each refund made
     rewrites it (in the refund's own transaction), so a cancellation of several parts is one
-    "We refunded …" naming each part's share, not one message per part."""
+    "We refunded …" naming each part's share, not one message per part. A run is one
+    process_refunds call (its refunds confirmed at once by their look-up among them), or one
+    order's refunds confirmed by a sweep's look-ups (reconcile_refund with the order's `told`)."""
 
     def __init__(self) -> None:
         self.notification_id: int | None = None
@@ -122,7 +124,7 @@ def _process_refund(
     refund_id: int,
     *,
     gateway_for: GatewayProvider,
-    told: _RefundsTold | None = None,
+    told: RefundsTold | None = None,
 ) -> bool:
     with session_factory() as session, session.begin():
         refund = _locked_refund(session, refund_id)
@@ -189,14 +191,18 @@ def _process_refund(
         # intent's refunds says now whether it refunded anything; none, and the next send is a
         # new attempt (reconcile_refund).
         logger.warning("refund %s failed at the provider: %s", refund_id, exc)
-        reconcile_refund(session_factory, refund_id, gateway_for=gateway_for, key_spent=True)
+        reconcile_refund(
+            session_factory, refund_id, gateway_for=gateway_for, key_spent=True, told=told
+        )
         return False
     except PaymentError as exc:
         # Unknown with no answer (timeout, reset): the refund may have happened, or may still
         # be under way at Stripe, so "none yet" proves nothing now. Only a refund found is
         # recorded; otherwise it stays `processing` for the sweeper's look-up.
         logger.warning("refund %s outcome unknown: %s", refund_id, exc)
-        reconcile_refund(session_factory, refund_id, gateway_for=gateway_for, only_if_found=True)
+        reconcile_refund(
+            session_factory, refund_id, gateway_for=gateway_for, only_if_found=True, told=told
+        )
         return False
     _refund_done(session_factory, refund_id, reference, told=told)
     return True
@@ -207,7 +213,7 @@ def _refund_done(
     refund_id: int,
     reference: str,
     *,
-    told: _RefundsTold | None = None,
+    told: RefundsTold | None = None,
 ) -> None:
     with session_factory() as session, session.begin():
         refund = _locked_refund(session, refund_id)
@@ -353,9 +359,11 @@ def reconcile_refund(
     only_if_found: bool = False,
     key_spent: bool = False,
     flag_after: timedelta = REFUND_IN_DOUBT_FLAG_AFTER,
+    told: RefundsTold | None = None,
 ) -> bool:
     """A card refund left `processing` (unknown outcome, or a worker died): ask the provider for
     a refund carrying our reference, whichever attempt made it. True when it was resolved.
+    `told`: the run's message of refunds made, which a refund found done joins.
 
     - found done → succeeded, with the provider's id; found failed (Stripe made it and the bank
       refused it) → failed and the operator told: never sent again by itself;
@@ -397,7 +405,7 @@ def reconcile_refund(
         return False
     if found is not None:
         if found.status == FoundRefundStatus.DONE:
-            _refund_done(session_factory, refund_id, found.provider_reference)
+            _refund_done(session_factory, refund_id, found.provider_reference, told=told)
         else:
             _refund_refused(
                 session_factory,
@@ -480,14 +488,36 @@ def reconcile_refunds(
     older_than: timedelta,
     gateway_for: GatewayProvider = gateway_for_payment,
 ) -> int:
-    """Every refund whose provider call started more than `older_than` ago and never ended."""
+    """Every refund whose provider call started more than `older_than` ago and never ended;
+    the ones of one order found done are told in one message."""
     with session_factory() as session:
         refund_ids = find_refunds_to_reconcile(session, older_than=older_than)
+        orders = refund_orders(session, refund_ids)
+    told: dict[int, RefundsTold] = {}
     return sum(
         1
         for refund_id in refund_ids
-        if reconcile_refund(session_factory, refund_id, gateway_for=gateway_for)
+        if reconcile_refund(
+            session_factory,
+            refund_id,
+            gateway_for=gateway_for,
+            told=told.setdefault(orders[refund_id], RefundsTold()),
+        )
     )
+
+
+def refund_orders(session: Session, refund_ids: list[int]) -> dict[int, int]:
+    """Each refund's order id."""
+    if not refund_ids:
+        return {}
+    return {
+        refund_id: order_id
+        for refund_id, order_id in session.execute(
+            sa.select(Refund.id, Payment.order_id)
+            .join(Payment, Refund.payment_id == Payment.id)
+            .where(Refund.id.in_(refund_ids))
+        )
+    }
 
 
 def refund_said(refund: Refund | None, what: str) -> str:

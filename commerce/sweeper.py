@@ -75,8 +75,10 @@ from commerce.placement_outcomes import (
 from commerce.provider_attempts import ATTEMPTS_KEPT_FOR, prune_attempts
 from commerce.refunds import (
     REFUND_IN_DOUBT_FLAG_AFTER,
+    RefundsTold,
     find_refunds_to_reconcile,
     reconcile_refund,
+    refund_orders,
 )
 from commerce.settlement import (
     find_payments_to_reconcile,
@@ -473,6 +475,9 @@ def sweep(
         refunds_in_doubt = find_refunds_to_reconcile(
             session, older_than=policy.refund_processing_after
         )
+        refund_order = refund_orders(session, refunds_in_doubt)
+    # The refunds of one order that this sweep finds made are told in one message.
+    refunds_told: dict[int, RefundsTold] = {}
     payments_reconciled = sum(
         steps.run(
             "reconciling its payment",
@@ -484,15 +489,16 @@ def sweep(
     refunds_reconciled = sum(
         steps.run(
             "reconciling a refund",
-            sa.select(Payment.order_id)
-            .join(Refund, Refund.payment_id == Payment.id)
-            .where(Refund.id == refund_id),
+            refund_order.get(refund_id, _order_of_refund(refund_id)),
             partial(
                 reconcile_refund,
                 session_factory,
                 refund_id,
                 gateway_for=gateway_for,
                 flag_after=policy.refund_in_doubt_flag_after,
+                told=refunds_told.setdefault(
+                    refund_order.get(refund_id, -refund_id), RefundsTold()
+                ),
             ),
         )
         for refund_id in refunds_in_doubt
@@ -571,6 +577,14 @@ def sweep(
         order_failures=steps.failures,
         hold_failures=hold_failures.count,
         attempts_pruned=attempts_pruned,
+    )
+
+
+def _order_of_refund(refund_id: int) -> sa.Select[tuple[int]]:
+    return (
+        sa.select(Payment.order_id)
+        .join(Refund, Refund.payment_id == Payment.id)
+        .where(Refund.id == refund_id)
     )
 
 

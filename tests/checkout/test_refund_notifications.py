@@ -3,7 +3,9 @@ so it is said done; a card refund is said to be on its way, then confirmed when 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -13,9 +15,19 @@ from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notification_models import Notification
 from commerce.notifications import email_subject
 from commerce.order_locks import lock_order
-from commerce.order_models import MarketplaceOrder, Order, RefundStatus, SubOrderStatus
+from commerce.order_models import (
+    MarketplaceOrder,
+    Order,
+    Payment,
+    Refund,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.payments.gateway import PaymentUnavailable
+from commerce.payments.providers import gateway_for_payment
 from commerce.placement import place_sub_order
 from commerce.sub_order_compensation import compensate_sub_order
+from commerce.sweeper import SweepPolicy, sweep
 from onecart.money import format_money
 from tests.checkout.shop import Shop
 
@@ -322,3 +334,70 @@ def test_a_card_cancellation_of_several_parts_tells_its_refunds_once(shop: Shop)
     for name, sub in shares.items():
         assert f"{name} {format_money(sub.charge_minor, currency)}" in message
     assert message.endswith("); your bank shows it within a few days.")
+
+
+class LosesRefundAnswers:
+    """The real gateway whose refunds are made at Stripe and whose answers are lost, and whose
+    look-up of a refund cannot be made yet: the refunds stay `processing` for the sweeper."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def refund(self, *args: Any, **kwargs: Any) -> str:
+        self.inner.refund(*args, **kwargs)
+        raise PaymentUnavailable("The card payment service is unreachable (refunded).")
+
+    def find_refund(self, *args: Any, **kwargs: Any) -> Any:
+        raise PaymentUnavailable("The card payment service is unreachable (looked up).")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_refunds_the_sweeper_confirms_later_are_told_once(shop: Shop) -> None:
+    """The same rule when the refunds' answers were lost and the sweeper's look-up confirms
+    them: its follow-up sent "We refunded …" once per part."""
+    order = _placed_order(shop, payment_method="stripe", test_card="pm_card_visa")
+    with shop.session_factory() as session, session.begin():
+        request_cancellation(session, order.user_id, order.number)
+    carry_out_cancellation(
+        shop.session_factory,
+        order.id,
+        adapter_for=adapter_for_marketplace,
+        gateway_for=lambda session, payment: LosesRefundAnswers(  # type: ignore[arg-type,return-value]
+            gateway_for_payment(session, payment)
+        ),
+        final_attempt=True,
+    )
+    with shop.session() as session:
+        statuses = set(
+            session.scalars(
+                sa.select(Refund.status)
+                .join(Payment, Refund.payment_id == Payment.id)
+                .where(Payment.order_id == order.id)
+            )
+        )
+    assert statuses == {RefundStatus.PROCESSING}
+
+    def no_queue(message: object) -> str:
+        raise ConnectionError("no queue in this test")
+
+    report = sweep(
+        shop.session_factory,
+        no_queue,  # type: ignore[arg-type]
+        policy=SweepPolicy(refund_processing_after=timedelta(0)),
+    )
+
+    assert report.refunds_reconciled == 2
+    with shop.session() as session:
+        made = list(
+            session.scalars(
+                sa.select(Notification.message).where(
+                    Notification.order_id == order.id, Notification.kind == "refund_made"
+                )
+            )
+        )
+    [message] = made
+    for name, slug in (("ShopWave", "shopwave"), ("Kiondo Market", "kiondo")):
+        sub = shop.sub_order(order, slug)
+        assert f"{name} {format_money(sub.charge_minor, sub.charge_currency)}" in message

@@ -314,7 +314,8 @@ class MarketplaceOrder(Base):
     placing_started_at: Mapped[datetime | None]
     # When its outcome first became unresolved (its first claim): kept while it flips between
     # `placing` (an attempt asking again) and `reconciling`, so the operator's flag counts from
-    # it; cleared when an attempt gives it back `pending` (nothing sent). commerce.sweep_steps.
+    # it; cleared when an attempt gives it back `pending` (nothing sent), and when the part
+    # leaves the two for good (placed, failed, cancelled, needs attention). commerce.sweep_steps.
     unresolved_since: Mapped[datetime | None]
     placed_at: Mapped[datetime | None]
     tracking_number: Mapped[str | None] = mapped_column(sa.String(120))

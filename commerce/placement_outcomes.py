@@ -80,6 +80,8 @@ def needs_attention(
             return PlacementResult.NOT_CLAIMED
         sub_order.status = SubOrderStatus.NEEDS_ATTENTION
         sub_order.attention_since = utc_now()
+        # No longer placing or reconciling, for good: how long it waits is `attention_since`.
+        sub_order.unresolved_since = None
         sub_order.claim_token = None
         sub_order.claim_expires_at = None
         sub_order.last_error = reason[:ERROR_TEXT_LIMIT]
@@ -161,6 +163,8 @@ def record_placement(
                 marketplace_order_number=(placed.display_number or "")[:60] or None,
                 raw_status=placed.status.value,
                 placed_at=now,
+                # The outcome is known: nothing unresolved to flag or show any more.
+                unresolved_since=None,
                 last_error=None,
                 accepted_amount_minor=verdict.accepted_amount_minor,
                 absorbed_shipping_minor=verdict.absorbed_shipping_minor,

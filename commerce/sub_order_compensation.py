@@ -139,6 +139,8 @@ def compensate_sub_order(
     order = sub_order.order
     sub_order.status = status
     sub_order.last_error = reason[:ERROR_TEXT_LIMIT]
+    # Ended: an outcome that was unknown (placing, reconciling) is not any more.
+    sub_order.unresolved_since = None
     sub_order.claim_token = None
     sub_order.claim_expires_at = None
     sub_order.updated_at = utc_now()

@@ -158,6 +158,18 @@ def _flag_reconciling(
         order = session.get(Order, order_id)
         if order is None or marker in (order.attention_reason or ""):
             return 0
+        # Read again under the lock: a part found placed (or ended otherwise) since the batch
+        # was read is no longer unresolved, and an operator must not be sent to ask about it.
+        still_unresolved = session.scalar(
+            sa.select(
+                sa.exists().where(
+                    MarketplaceOrder.id == sub_order_id,
+                    MarketplaceOrder.status.in_(_UNRESOLVED),
+                )
+            )
+        )
+        if not still_unresolved:
+            return 0
         cleared = session.scalar(
             sa.select(
                 sa.exists().where(

@@ -12,6 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from commerce.cancellation import request_cancellation
 from commerce.marketplace_access import adapter_for_marketplace
@@ -23,7 +24,7 @@ from commerce.order_models import (
 )
 from commerce.placement import PlacementResult, place_sub_order
 from commerce.placement_claims import claim_sub_order, release_claim
-from commerce.sweep_steps import flag_long_reconciling
+from commerce.sweep_steps import _flag_reconciling, flag_long_reconciling
 from tests.checkout.shop import Shop
 
 pytestmark = pytest.mark.slow
@@ -52,6 +53,22 @@ def _unknown_without_an_order(shop: Shop, sub: MarketplaceOrder) -> None:
     claim = claim_sub_order(shop.session_factory, sub.id, lease=timedelta(minutes=5))
     assert claim is not None
     release_claim(shop.session_factory, sub.id, claim, SubOrderStatus.RECONCILING, "timed out")
+
+
+def _rows_the_flag_reads(shop: Shop) -> list[tuple[int, int, str]]:
+    """What flag_long_reconciling reads before it takes each order's lock: the parts still
+    placing or reconciling (no threshold here), with their order and marketplace."""
+    with shop.session() as session:
+        return [
+            (sub.id, sub.order_id, sub.marketplace.name)
+            for sub in session.scalars(
+                sa.select(MarketplaceOrder).where(
+                    MarketplaceOrder.status.in_(
+                        (SubOrderStatus.PLACING, SubOrderStatus.RECONCILING)
+                    )
+                )
+            )
+        ]
 
 
 def _assert_ended_and_unflagged(
@@ -112,3 +129,23 @@ def test_a_part_put_before_an_operator_is_no_longer_unresolved(shop: Shop) -> No
     ended = shop.sub_order(order, "fakestore")
     assert ended.attention_since is not None
     _assert_ended_and_unflagged(shop, order, "fakestore", {SubOrderStatus.NEEDS_ATTENTION})
+
+
+def test_a_part_that_ends_between_the_flags_read_and_its_lock_is_not_flagged(
+    shop: Shop,
+) -> None:
+    """The flag reads the long-unresolved parts, then flags each under its order's lock; a part
+    placed in between (the re-ask found the order) was flagged all the same: the operator was
+    sent to ask a marketplace about an order already recorded."""
+    order, sub = _order(shop, "kiondo")
+    shop.knobs("kiondo", fail_after_next_orders=1000)
+    assert _attempt(shop, sub, final_attempt=False) == PlacementResult.RETRY
+    shop.knobs("kiondo", fail_after_next_orders=0)
+    read = _rows_the_flag_reads(shop)
+    assert [sub_order_id for sub_order_id, *_ in read] == [sub.id]
+
+    assert _attempt(shop, sub, final_attempt=False) == PlacementResult.RECONCILED
+    flagged = sum(_flag_reconciling(shop.session_factory, *row, timedelta(0)) for row in read)
+
+    assert flagged == 0
+    assert shop.order(order.number).attention_reason is None

@@ -321,6 +321,13 @@ def _resolve_one(
     try:
         states = [gateway.retrieve(intent_id)] if intent_id else gateway.find_authorizations(key)
     except PaymentNotFound:
+        if flagged:
+            # Before an operator, the id is theirs (or a resubmit's) and Stripe failed under
+            # the key: a wrong id says nothing of what the key holds. Back to the operator.
+            _back_to_operator(
+                session_factory, row_id, created_at, intent_id, f"Stripe knows no {intent_id}"
+            )
+            return False
         # A definite answer, not an outage (a forged form's id): nothing is held under it, so
         # the row is resolved with the reason (listed for operators among resolved holds)
         # rather than asked about again at every sweep for ever.
@@ -340,6 +347,16 @@ def _resolve_one(
         if created_at > utc_now() - not_found_after:
             return False
         return _resolve(session_factory, row_id, created_at, "Stripe holds no payment for it")
+    if flagged and intent_id and all(_made_by_another(state, validation_token) for state in states):
+        # The operator named another checkout's intent: left alone, and this key's is unknown.
+        _back_to_operator(
+            session_factory,
+            row_id,
+            created_at,
+            intent_id,
+            f"{intent_id} is another checkout's (left alone)",
+        )
+        return False
     outcomes: list[str] = []
     for state in states:
         outcome = (
@@ -451,6 +468,40 @@ def _flag_hold(session_factory: sessionmaker[Session], row_id: int, key: str) ->
         ).rowcount  # type: ignore[attr-defined]
     if flagged:
         logger.error("card hold in doubt %s: Stripe failed it and shows no intent", row_id)
+
+
+def _back_to_operator(
+    session_factory: sessionmaker[Session],
+    row_id: int,
+    seen: datetime,
+    intent_id: str,
+    found: str,
+) -> None:
+    """A flagged row's intent says nothing of this key (Stripe knows no such intent, or another
+    checkout made it): the row is not resolved on it, since whether Stripe holds money under the
+    key is as unknown as before. The id is taken off (compare-and-set on the row as read, so a
+    resubmit's is kept) and the operator's reason says what Stripe answered; it stays listed."""
+    with session_factory() as session, session.begin():
+        changed = session.execute(
+            sa.update(CardHoldInDoubt)
+            .where(
+                CardHoldInDoubt.id == row_id,
+                CardHoldInDoubt.resolved_at.is_(None),
+                CardHoldInDoubt.created_at == seen,
+                CardHoldInDoubt.intent_id == intent_id,
+            )
+            .values(
+                intent_id=None,
+                last_error=(
+                    f"{found}, the PaymentIntent recorded for this key, so nothing was released "
+                    "and whether Stripe holds money under the key is still unknown: look in "
+                    "Stripe's request log again and record what it shows."
+                )[:ERROR_TEXT_LIMIT],
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    if changed:
+        logger.error("card hold in doubt %s: %s; back before an operator", row_id, found)
 
 
 def _resolve(

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.card_hold_resolutions import HoldFinding, resolve_flagged_hold
-from commerce.card_holds import resolve_holds_in_doubt
+from commerce.card_holds import checkout_intent_metadata, resolve_holds_in_doubt
 from commerce.db import get_session_factory
 from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.models import utc_now
@@ -216,3 +216,56 @@ def test_resolving_a_hold_that_does_not_exist_is_a_lookup_error(
         resolve_flagged_hold(
             session_factory, 999_999, HoldFinding.NO_HOLD, operator="ops-ana", seen=utc_now()
         )
+
+
+def test_an_intent_stripe_does_not_know_sends_the_hold_back_to_the_operator(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    """A mistyped id (well-formed, unknown to Stripe): the sweep resolved the row as "Stripe
+    knows no such PaymentIntent" and it left the operator's list, though what Stripe holds under
+    the key was as unknown as before. It goes back to the operator, the id taken off."""
+    fake = CreatingStripe(["fail-none"])
+    row = _flagged(session_factory, fake, shopper)
+    answer = resolve_flagged_hold(
+        session_factory,
+        row.id,
+        HoldFinding.INTENT,
+        operator="ops-ana",
+        seen=row.created_at,
+        intent_id="pi_mistyped123",
+    )
+    assert answer.done
+
+    assert _sweep(session_factory, fake) == 0
+
+    back = _hold_row(session_factory)
+    assert back.resolved_at is None and back.flagged_at is not None
+    assert back.intent_id is None
+    assert back.last_error is not None
+    assert "Stripe knows no pi_mistyped123" in back.last_error and "again" in back.last_error
+    # Asked by its key again at the next sweep, still before the operator.
+    assert _sweep(session_factory, fake) == 0
+    assert _hold_row(session_factory).resolved_at is None
+
+
+def test_another_checkouts_intent_named_by_the_operator_sends_the_hold_back_to_them(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    fake = CreatingStripe(["fail-none"])
+    row = _flagged(session_factory, fake, shopper)
+    others = fake.hold(checkout_intent_metadata(shopper[0], new_validation_token()))
+    resolve_flagged_hold(
+        session_factory,
+        row.id,
+        HoldFinding.INTENT,
+        operator="ops-ana",
+        seen=row.created_at,
+        intent_id=others,
+    )
+
+    assert _sweep(session_factory, fake) == 0
+
+    back = _hold_row(session_factory)
+    assert back.resolved_at is None and back.intent_id is None
+    assert back.last_error is not None and f"{others} is another checkout's" in back.last_error
+    assert fake.intents[others]["status"] == HELD  # left alone

@@ -7,8 +7,9 @@ whether money is held. The operator looks in Stripe (the request log, by the ide
 - Stripe holds no payment under the key: the row is resolved, with who said so;
 - Stripe holds PaymentIntent `pi_…` under it: the intent is recorded on the row, and the sweeper,
   which retrieves it at its next pass, releases it unless an order uses it, exactly as for any
-  hold (the web request moves no money, and a wrong id is answered by Stripe: "no such intent",
-  or another checkout's intent, left alone).
+  hold (the web request moves no money). A wrong id is answered by Stripe ("no such intent", or
+  another checkout's intent, left alone) and sends the row back to the operator with that
+  answer, the id taken off: it says nothing of what the key holds (commerce.card_holds).
 
 Each answer is a compare-and-set on the row as the operator's page showed it (open, flagged,
 last submitted at the time the page read): a shopper's submit of the same form since then may

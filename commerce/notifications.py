@@ -333,6 +333,9 @@ def _claim_email(
         ).rowcount  # type: ignore[attr-defined]
         if not claimed:
             return None
+        # What is sent is the message as claimed: a writer that grows a message not taken yet
+        # (commerce.refunds) does so only while no attempt is counted.
+        session.refresh(notification)
         user = session.get(User, notification.user_id)
         order = session.get(Order, notification.order_id) if notification.order_id else None
         if user is None:

@@ -224,17 +224,26 @@ def _refund_done(
         refresh_payment_status(refund.payment)
         # Until now the shopper was only told a refund is on its way (commerce.order_state).
         order = refund.payment.order
-        earlier = (
-            session.get(Notification, told.notification_id)
-            if told is not None and told.notification_id is not None
-            else None
-        )
-        if told is not None and earlier is not None and earlier.emailed_at is None:
-            # Not sent yet: the run's one message grows by this part's share.
-            told.refund_ids.append(refund.id)
-            made = list(session.scalars(sa.select(Refund).where(Refund.id.in_(told.refund_ids))))
-            earlier.message = _refunds_made_message(order.number, made)
-            return
+        if told is not None and told.notification_id is not None:
+            # Not taken for e-mail yet: the run's one message grows by this part's share. A
+            # compare-and-set with the e-mail's claim (commerce.notifications, which counts an
+            # attempt before it reads the message): a message already taken is not rewritten
+            # behind the e-mail, this share is told in a message of its own.
+            ids = [*told.refund_ids, refund.id]
+            made = list(session.scalars(sa.select(Refund).where(Refund.id.in_(ids))))
+            merged = session.execute(
+                sa.update(Notification)
+                .where(
+                    Notification.id == told.notification_id,
+                    Notification.emailed_at.is_(None),
+                    Notification.email_attempts == 0,
+                )
+                .values(message=_refunds_made_message(order.number, made))
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+            if merged:
+                told.refund_ids = ids
+                return
         note = notify(
             session,
             order,

@@ -13,7 +13,7 @@ from commerce import settlement
 from commerce.cancellation import carry_out_cancellation, request_cancellation
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notification_models import Notification
-from commerce.notifications import email_subject
+from commerce.notifications import _claim_email, email_subject
 from commerce.order_locks import lock_order
 from commerce.order_models import (
     MarketplaceOrder,
@@ -29,6 +29,7 @@ from commerce.placement import place_sub_order
 from commerce.sub_order_compensation import compensate_sub_order
 from commerce.sweeper import SweepPolicy, sweep
 from onecart.money import format_money
+from onecart.settings import get_settings
 from tests.checkout.shop import Shop
 
 
@@ -401,3 +402,80 @@ def test_refunds_the_sweeper_confirms_later_are_told_once(shop: Shop) -> None:
     for name, slug in (("ShopWave", "shopwave"), ("Kiondo Market", "kiondo")):
         sub = shop.sub_order(order, slug)
         assert f"{name} {format_money(sub.charge_minor, sub.charge_currency)}" in message
+
+
+def test_a_refund_made_after_the_runs_message_was_taken_for_e_mail_is_still_e_mailed(
+    shop: Shop,
+) -> None:
+    """The run's one "We refunded …" grows with each refund while it is not e-mailed. A worker
+    e-mailing notifications (any job sends them) can take it between two refunds: the message
+    was then rewritten behind the e-mail already being sent, and marked sent, so the second
+    refund reached the shopper's mailbox nowhere. It is told in a message of its own then."""
+    order = _placed_order(shop, payment_method="stripe", test_card="pm_card_visa")
+    settings = get_settings()
+    emailed: list[str] = []
+    claimed: list[int] = []
+    refunds_sent: list[int] = []
+
+    def claim_the_mail() -> None:
+        """What send_notification_emails does first: claim each message and build its e-mail
+        (sent, then marked sent, after this run)."""
+        with shop.session() as session:
+            ids = list(
+                session.scalars(
+                    sa.select(Notification.id).where(
+                        Notification.order_id == order.id, Notification.kind == "refund_made"
+                    )
+                )
+            )
+        for notification_id in ids:
+            email = _claim_email(shop.session_factory, notification_id, settings)
+            assert email is not None
+            emailed.append(str(email.get_content()))
+            claimed.append(notification_id)
+
+    class MailTakenBetweenRefunds:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def refund(self, *args: Any, **kwargs: Any) -> str:
+            if refunds_sent:
+                claim_the_mail()
+            refunds_sent.append(1)
+            return str(self.inner.refund(*args, **kwargs))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    with shop.session_factory() as session, session.begin():
+        request_cancellation(session, order.user_id, order.number)
+    carry_out_cancellation(
+        shop.session_factory,
+        order.id,
+        adapter_for=adapter_for_marketplace,
+        gateway_for=lambda session, payment: MailTakenBetweenRefunds(  # type: ignore[arg-type,return-value]
+            gateway_for_payment(session, payment)
+        ),
+        final_attempt=True,
+    )
+    assert len(refunds_sent) == 2 and claimed
+    with shop.session_factory() as session, session.begin():
+        session.execute(
+            sa.update(Notification)
+            .where(Notification.id.in_(claimed))
+            .values(emailed_at=sa.func.now())
+        )
+        still_to_send = list(
+            session.scalars(
+                sa.select(Notification.message).where(
+                    Notification.order_id == order.id,
+                    Notification.kind == "refund_made",
+                    Notification.emailed_at.is_(None),
+                )
+            )
+        )
+
+    mailbox = " ".join(emailed + still_to_send)
+    for slug in ("shopwave", "kiondo"):
+        sub = shop.sub_order(order, slug)
+        assert format_money(sub.charge_minor, sub.charge_currency) in mailbox

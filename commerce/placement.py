@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import (
@@ -182,7 +183,8 @@ def place_sub_order(
     """One placement attempt of one sub-order (see the module docstring).
 
     RETRY means: try again later (the job raises so RQ retries it); the sub-order is `pending`
-    again, or `reconciling` when the attempt may have reached the marketplace. SUPERSEDED: the
+    again, or `reconciling` when the attempt may have reached the marketplace, or (a job's
+    attempt, `outbox_id`) an earlier job's attempt still holds the part. SUPERSEDED: the
     job's outbox row (`outbox_id`) is no longer the sub-order's newest, so a re-queued job works
     it and this one ends without asking or placing (commerce.placement_claims).
     """
@@ -190,6 +192,12 @@ def place_sub_order(
     if claim is None:
         with session_factory() as session:
             superseded = is_superseded(session, sub_order_id, outbox_id)
+            held = (
+                session.scalar(
+                    sa.select(MarketplaceOrder.status).where(MarketplaceOrder.id == sub_order_id)
+                )
+                == SubOrderStatus.PLACING
+            )
         if superseded:
             logger.info(
                 "sub-order %s: the placement job of outbox row %s was superseded by a newer "
@@ -198,6 +206,17 @@ def place_sub_order(
                 outbox_id,
             )
             return PlacementResult.SUPERSEDED
+        if held and outbox_id is not None and not final_attempt:
+            # An older job's attempt is still at work (the sweeper re-queued the part under
+            # it): its retries will find this job's row newer and end, so this job, not they,
+            # comes back for the part; ending now would leave it to the sweeper's next re-queue.
+            logger.info(
+                "sub-order %s: an earlier job's attempt holds it; the job of outbox row %s "
+                "tries again later",
+                sub_order_id,
+                outbox_id,
+            )
+            return PlacementResult.RETRY
         return PlacementResult.NOT_CLAIMED
     with renewed_while_held(
         partial(renew_claim, session_factory, sub_order_id, claim, lease=stuck_after),

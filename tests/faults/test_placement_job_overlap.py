@@ -207,3 +207,64 @@ def test_placement_jobs_carry_their_outbox_row(shop: Shop) -> None:
             job.delete()
     finally:
         connection.close()
+
+
+def test_a_requeued_job_that_finds_an_older_attempt_at_work_comes_back_for_the_part(
+    shop: Shop,
+) -> None:
+    """The sweeper read the part `reconciling` and, before it wrote the new outbox row, the
+    older job's retry claimed it. The re-queued job then found the part held and ended, and the
+    older job's next retry, superseded, ended too: nobody worked the part until the sweeper's
+    next re-queue. The re-queued job now tries again later, and places it (once)."""
+    order, sub, first_job = _unknown_first_attempt(shop)
+    gate = threading.Event()
+    older = CountingAdapter(adapter_for_marketplace(sub.marketplace), gate=gate)
+    shop.knobs("kiondo", down=True)
+    results: list[PlacementResult] = []
+    asking = threading.Thread(
+        target=lambda: results.append(
+            _attempt(shop, sub.id, older, final_attempt=False, outbox_id=first_job)
+        )
+    )
+    asking.start()
+    try:
+        assert older.asking.wait(timeout=60)
+        assert shop.sub_order(order, "kiondo").status == SubOrderStatus.PLACING
+        second_job = _sweeper_requeues_now(shop, sub.id)
+        requeued = CountingAdapter(adapter_for_marketplace(sub.marketplace))
+        while_held = _attempt(shop, sub.id, requeued, final_attempt=False, outbox_id=second_job)
+    finally:
+        gate.set()
+        asking.join()
+    assert (results, while_held, requeued.calls) == (
+        [PlacementResult.RETRY],
+        PlacementResult.RETRY,
+        [],
+    )
+    shop.knobs("kiondo", down=False)
+
+    older_retry = _attempt(shop, sub.id, older, final_attempt=False, outbox_id=first_job)
+    requeued_retry = _attempt(shop, sub.id, requeued, final_attempt=False, outbox_id=second_job)
+
+    assert (older_retry, requeued_retry) == (
+        PlacementResult.SUPERSEDED,
+        PlacementResult.RECONCILED,
+    )
+    placed = shop.sub_order(order, "kiondo")
+    assert placed.status in PLACED_SUB_ORDER_STATUSES
+    assert len(held_orders(shop, "kiondo", placed, order)) == 1
+    check_invariants(shop)
+
+
+def _sweeper_requeues_now(shop: Shop, sub_order_id: int) -> int:
+    """The new outbox row the sweeper writes for a part it read `reconciling` a moment ago."""
+    with shop.session_factory() as session, session.begin():
+        order_id = session.scalar(
+            sa.select(MarketplaceOrder.order_id).where(MarketplaceOrder.id == sub_order_id)
+        )
+        message = OutboxMessage(
+            topic=OutboxTopic.PLACE_SUB_ORDER, order_id=order_id, sub_order_id=sub_order_id
+        )
+        session.add(message)
+        session.flush()
+        return message.id

@@ -38,6 +38,8 @@ EMAIL_RETRY_WINDOW = timedelta(days=1)
 NOTIFICATIONS_PAGE_SIZE = 50
 # Longest first sentence a notification e-mail's subject carries (mail clients show ~70-130).
 SUBJECT_HEADLINE_LIMIT = 120
+# The order's news that is its last part's made whole (order_shipped after sub_order_shipped).
+_ORDER_NEWS_OF_ITS_PARTS = ("order_shipped", "order_delivered")
 
 
 def notify(
@@ -49,6 +51,7 @@ def notify(
     sub_order_id: int | None = None,
     once: bool = False,
     lead: bool = False,
+    in_order_news: str | None = None,
 ) -> Notification:
     """Tell the order's shopper about a change (the caller commits).
 
@@ -57,7 +60,13 @@ def notify(
     one), so one change never reaches the shopper twice. With `once`, an existing notification
     of the same order, sub-order and kind is returned instead of a second one. With `lead`, the
     sentence goes before what was said already instead: it is the news of the order as a whole,
-    and a notification's first sentence is its e-mail's subject (email_subject)."""
+    and a notification's first sentence is its e-mail's subject (email_subject).
+
+    A part's news the order's same news follows in this transaction (its last part shipped or
+    delivered, and with it the order) is said once, as the order's: the part's sentence is
+    dropped, and what of it the shopper still needs (`in_order_news`, a shipped part's carrier
+    and tracking number) is carried in the order's ("Your order … has shipped: your ShopWave
+    items … with UPS, tracking number 1Z.")."""
     pending = _transaction_notes(session)
     earlier = pending.get(order.id)
     if once:
@@ -77,18 +86,21 @@ def notify(
             return existing
     said = _transaction_sentences(session).setdefault(order.id, [])
     if earlier is not None:
-        part_news = "sub_order_delivered" if kind == "order_delivered" else ""
-        if not lead and any(said_kind == part_news for said_kind, _ in said):
-            # The order's news is the part's made whole ("Your ShopWave items … have been
-            # delivered. Your order … has been delivered."): the order's sentence says it once.
-            # Leading (parts unconfirmed), it says something else, and the part's stays. Not so
-            # for shipped: the part's sentence carries its tracking number.
-            said[:] = [(k, sentence) for k, sentence in said if k != part_news]
-            earlier.message = _clip(" ".join([*(sentence for _, sentence in said), message]))
+        part_news = "sub_" + kind if kind in _ORDER_NEWS_OF_ITS_PARTS else ""
+        if not lead and any(said_kind == part_news for said_kind, _, _ in said):
+            # The order's news is the part's made whole ("Your ShopWave items … have shipped
+            # with UPS, tracking number 1Z. Your order … has shipped."): the order's sentence
+            # says it once, with what the part's carried. Leading (parts unconfirmed), it says
+            # something else, and the part's stays.
+            carried = [extra for k, _, extra in said if k == part_news and extra]
+            said[:] = [entry for entry in said if entry[0] != part_news]
+            if carried:
+                message = f"{message.removesuffix('.')}: {'; '.join(carried)}."
+            earlier.message = _clip(" ".join([*(sentence for _, sentence, _ in said), message]))
         elif message not in earlier.message:
             merged = f"{message} {earlier.message}" if lead else f"{earlier.message} {message}"
             earlier.message = _clip(merged)
-        said.append((kind, message))
+        said.append((kind, message, in_order_news))
         earlier.kind = _merged_kind(earlier.kind, kind)
         if sub_order_id is not None and earlier.sub_order_id is None:
             earlier.sub_order_id = sub_order_id
@@ -105,7 +117,7 @@ def notify(
     session.add(notification)
     session.flush()
     pending[order.id] = notification
-    said[:] = [(kind, message)]
+    said[:] = [(kind, message, in_order_news)]
     return notification
 
 
@@ -144,9 +156,10 @@ def _transaction_notes(session: Session) -> dict[int, Notification]:
     return saved[1]
 
 
-def _transaction_sentences(session: Session) -> dict[int, list[tuple[str, str]]]:
-    """This transaction's sentences per order, each with the kind it was said as (so one the
-    order's news makes redundant can be taken out of the merged message)."""
+def _transaction_sentences(session: Session) -> dict[int, list[tuple[str, str, str | None]]]:
+    """This transaction's sentences per order, each with the kind it was said as and what of it
+    the order's same news carries (so one the order's news makes redundant can be taken out of
+    the merged message)."""
     _transaction_notes(session)  # a new transaction starts with none
     return session.info[_TRANSACTION_NOTES][2]
 

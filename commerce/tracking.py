@@ -237,7 +237,17 @@ def _move_forward(
             if forward
             else f"sub_order_{sub_order.shipment_status or 'shipment'}"
         )
-        notify(session, sub_order.order, kind, message, sub_order_id=sub_order.id, once=True)
+        notify(
+            session,
+            sub_order.order,
+            kind,
+            message,
+            sub_order_id=sub_order.id,
+            once=True,
+            in_order_news=_shipped_in_order_news(sub_order)
+            if forward and new_status == SubOrderStatus.SHIPPED
+            else None,
+        )
     if forward:
         refresh_order_status(session, sub_order.order)
     return True
@@ -262,24 +272,43 @@ def _tracking_text(sub_order: MarketplaceOrder) -> str:
     return f"{sub_order.carrier or 'Carrier'} {sub_order.tracking_number}"
 
 
+def _items(sub_order: MarketplaceOrder) -> str:
+    """ "Your ShopWave items (order #1001)": the part as its messages name it."""
+    number = sub_order.display_number
+    return f"Your {sub_order.marketplace.name} items" + (f" (order {number})" if number else "")
+
+
+def _carrier_clause(sub_order: MarketplaceOrder) -> str:
+    """ " with UPS, tracking number 1Z999" ("" until the part has a tracking number)."""
+    if not sub_order.tracking_number:
+        return ""
+    return (
+        f" with {sub_order.carrier or 'the carrier'}, tracking number {sub_order.tracking_number}"
+    )
+
+
+def _shipped_in_order_news(sub_order: MarketplaceOrder) -> str | None:
+    """What the order's "has shipped" carries when this part's shipping completes it: the part
+    and its tracking number ("your ShopWave items (order #1001) with UPS, tracking number
+    1Z999"); None without a tracking number, when the order's sentence says all of it."""
+    clause = _carrier_clause(sub_order)
+    if not clause:
+        return None
+    items = _items(sub_order)
+    return items[0].lower() + items[1:] + clause
+
+
 def _sub_order_message(
     sub_order: MarketplaceOrder, new_status: SubOrderStatus | None
 ) -> str | None:
     """What the shopper is told about this change; None when it is not news (processing, in
     transit): the order page's timeline shows those."""
     market = sub_order.marketplace.name
-    number = sub_order.display_number
-    items = f"Your {market} items" + (f" (order {number})" if number else "")
+    items = _items(sub_order)
     if new_status == SubOrderStatus.DELIVERED:
         return f"{items} have been delivered."
     if new_status == SubOrderStatus.SHIPPED:
-        tracking = (
-            f" with {sub_order.carrier or 'the carrier'}, tracking number "
-            f"{sub_order.tracking_number}"
-            if sub_order.tracking_number
-            else ""
-        )
-        return f"{items} have shipped{tracking}."
+        return f"{items} have shipped{_carrier_clause(sub_order)}."
     if new_status is None:
         shipment = sub_order.shipment_status
         if shipment == ShipmentStatus.DELAYED:

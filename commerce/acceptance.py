@@ -144,7 +144,7 @@ def verify_placement(
         billed = placed.total_minor - shipping - tax
     if billed < asked_accepted:
         notes.append(
-            f"billed {_shown(billed, currency)} instead of {_shown(asked_accepted, currency)}"
+            f"billed {_shown(billed, currency)}, less than the {_shown(asked_accepted, currency)} paid"
         )
         kept_charge = kept_charge * max(billed, 0) // asked_accepted
     elif billed > asked_accepted:

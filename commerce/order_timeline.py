@@ -36,6 +36,7 @@ from commerce.order_part_states import CancelLine, cancel_line, marketplace_home
 from commerce.order_state import reports_delivery
 from commerce.refund_progress import (
     adjustment_refund_label,
+    adjustment_refund_reason,
 )
 from onecart.money import format_money
 
@@ -210,8 +211,9 @@ class SubOrderView:
     can_confirm_receipt: bool
     timeline: list[TimelineEntry] = field(default_factory=list)
     refunded_minor: int = 0
-    # The heading of what the marketplace did not accept, by where its refund stands.
+    # The heading of what the marketplace did not accept, by where its refund stands, and why.
     accepted_refund_label: str | None = None
+    accepted_refund_why: str = ""
     cancel: CancelLine | None = None
     marketplace_link: str | None = None
 
@@ -299,6 +301,7 @@ def build_order_view(session: Session, order: Order) -> OrderView:
             timeline=timeline,
             refunded_minor=refunded,
             accepted_refund_label=adjustment_refund_label(sub, sub_refunds),
+            accepted_refund_why=adjustment_refund_reason(sub, sub_refunds),
             marketplace_link=marketplace_home(sub),
         )
         if order.cancel_requested_at is not None:

@@ -215,12 +215,20 @@ def record_placement(
             sub_order_id=sub_order.id,
         )
         if not verdict.cancel and verdict.kept_charge_minor < sub_order.charge_minor:
+            # Said as it happened: items left out, or every item accepted and billed for less
+            # ("ShopWave billed $71.98, less than the $79.98 paid."), not the one for the other.
+            left_out = not verdict.accepted_quantities or any(
+                accepted < item.quantity
+                for item, accepted in zip(items, verdict.accepted_quantities, strict=True)
+            )
+            notes = "; ".join(verdict.notes)
             adjust_share(
                 session,
                 sub_order,
                 verdict.kept_charge_minor,
-                reason=f"{market} did not accept all of your items at the prices paid "
-                f"({'; '.join(verdict.notes)}).",
+                reason=f"{market} did not accept all of your items ({notes})."
+                if left_out
+                else f"{market} {notes}.",
             )
         elif verdict.notes:
             sub_order.last_error = ("; ".join(verdict.notes))[:ERROR_TEXT_LIMIT]

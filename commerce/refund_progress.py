@@ -75,6 +75,16 @@ def adjustment_refund_label(sub: MarketplaceOrder, refunds: list[Refund]) -> str
     return ADJUSTMENT_LABELS[progress_of(adjustments, sub.charge_minor - sub.accepted_charge_minor)]
 
 
+def adjustment_refund_reason(sub: MarketplaceOrder, refunds: list[Refund]) -> str:
+    """Why a placed part's marketplace did not keep all of its share, as its refund recorded it
+    ("ShopWave billed $71.98, less than the $79.98 paid"; "Kiondo Market did not accept all of
+    your items (…)"), without the full stop: the order page shows it in brackets."""
+    reasons = [r.reason for r in refunds if r.idempotency_key == adjustment_key(sub) and r.reason]
+    if not reasons:
+        return f"{sub.marketplace.name} did not accept all of it at the price paid"
+    return reasons[0].removesuffix(".")
+
+
 def adjustment_key(sub_order: MarketplaceOrder) -> str:
     """The one refund of what a marketplace did not accept of a placed sub-order."""
     return f"refund-sub-{sub_order.id}-adjust"

@@ -38,6 +38,9 @@ from commerce.refund_progress import adjustment_key
 from commerce.refunds import complete_refund, refresh_payment_status, refund_said
 from onecart.money import Money, format_money
 
+# Refund.reason's column width.
+REFUND_REASON_LIMIT = 200
+
 
 def refund_key(sub_order: MarketplaceOrder) -> str:
     """The one refund of a failed or cancelled sub-order's share."""
@@ -96,7 +99,10 @@ def record_refund(
         status=RefundStatus.PENDING,
         amount_minor=amount_minor,
         currency=sub_order.charge_currency,
-        reason=reason[:200],
+        # Shown to the shopper (the order page's why of an adjustment): a cut reason says so.
+        reason=reason
+        if len(reason) <= REFUND_REASON_LIMIT
+        else reason[: REFUND_REASON_LIMIT - 1] + "…",
         idempotency_key=key,
     )
     session.add(refund)

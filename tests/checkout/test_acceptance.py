@@ -112,6 +112,24 @@ def test_short_lines_keep_the_accepted_part_rounded_down() -> None:
     assert (verdict.cancel, verdict.kept_charge_minor) == (False, 666)
 
 
+def test_a_lower_bill_keeps_its_share_in_proportion_and_says_what_was_billed() -> None:
+    """The note is what the shopper reads (the order page and the notification say
+    "ShopWave billed $90.00, less than the $100.00 paid"): amounts, not minor units."""
+    verdict = verify_placement(
+        [_item("1", 2, 5000)],
+        10000,
+        "USD",
+        _placed(AcceptedLine("1", 2), total=9000),
+        overcharge_tolerance_bps=TOLERANCE_BPS,
+    )
+    assert (verdict.cancel, verdict.kept_charge_minor, verdict.accepted_amount_minor) == (
+        False,
+        9000,
+        9000,
+    )
+    assert verdict.notes == ("billed $90.00, less than the $100.00 paid",)
+
+
 def _billed(
     total: int, *, shipping: int | None, tax: int | None, lines: tuple[AcceptedLine, ...]
 ) -> PlacedOrder:

@@ -1,0 +1,122 @@
+"""What the shopper is told when a marketplace billed less than they paid (the difference is
+refunded, commerce.acceptance): the notification and the order page say that it billed less, by
+how much, and what was refunded, not that it "did not accept all of your items", which it did.
+
+Shopper QA (shop12, shop13) found the note untested; both places then said "ShopWave did not
+accept all of your items at the prices paid (billed $X instead of $Y)" and "(ShopWave did not
+accept all of it at the price paid)" for an order whose every item was accepted. Real database,
+the sandbox over HTTP (its price knob makes the marketplace bill less), placement in this
+process."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.notification_models import Notification
+from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Order, Refund
+from commerce.placement import place_sub_order
+from onecart.money import format_money
+from tests.checkout.shop import SANDBOX_CREDENTIALS, Shop
+from tests.storefront.conftest import text_of
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def placing_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
+    """The shop with the marketplace keys in this process (placement runs here, no worker)."""
+    for name, value in SANDBOX_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return shop
+
+
+def _place(shop: Shop, order: Order, slug: str) -> None:
+    place_sub_order(
+        shop.session_factory,
+        shop.sub_order(order, slug).id,
+        adapter_for=adapter_for_marketplace,
+        final_attempt=True,
+    )
+
+
+def _adjustment_note(shop: Shop, user_id: int) -> str:
+    with shop.session() as session:
+        [message] = session.scalars(
+            sa.select(Notification.message).where(
+                Notification.user_id == user_id, Notification.kind == "sub_order_adjusted"
+            )
+        ).all()
+        return message
+
+
+def _refunds(shop: Shop, sub_order_id: int) -> list[Refund]:
+    with shop.session() as session:
+        return list(session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub_order_id)))
+
+
+def test_a_marketplace_that_billed_less_is_said_to_have_billed_less_and_the_difference_refunded(
+    placing_shop: Shop,
+) -> None:
+    shop = placing_shop
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 1, 2)])
+    client = shop.client_for(user)
+    order = shop.checkout(client, payment_method="wallet")
+    shop.knobs("shopwave", order_price_change_pct=-10)  # ShopWave bills 10% less than asked
+
+    _place(shop, order, "shopwave")
+
+    sub = shop.sub_order(order, "shopwave")
+    assert sub.status in PLACED_SUB_ORDER_STATUSES
+    assert sub.accepted_charge_minor is not None and sub.accepted_amount_minor is not None
+    asked = format_money(sub.amount_minor, sub.currency)
+    billed = format_money(sub.accepted_amount_minor, sub.currency)
+    difference = format_money(sub.charge_minor - sub.accepted_charge_minor, sub.charge_currency)
+    assert sub.accepted_amount_minor < sub.amount_minor
+    [refund] = _refunds(shop, sub.id)
+    assert refund.amount_minor == sub.charge_minor - sub.accepted_charge_minor > 0
+
+    # The notification: who billed what, against what was paid, and the refund of the rest.
+    note = _adjustment_note(shop, user.id)
+    assert note == (
+        f"ShopWave accepted your order (their order {sub.display_number}). "
+        f"ShopWave billed {billed}, less than the {asked} paid. "
+        f"We refunded {difference} to your OneCart wallet."
+    )
+    assert "did not accept" not in note
+
+    # The order page: the refund, its amount and why, in the same words.
+    page = text_of(client.get(f"/orders/{order.number}").get_data(as_text=True))
+    assert f"Refunded {difference} (ShopWave billed {billed}, less than the {asked} paid)" in page
+    assert "did not accept" not in page
+
+
+def test_a_marketplace_that_left_items_out_is_said_to_have_left_them_out(
+    placing_shop: Shop,
+) -> None:
+    """The other adjustment, a partial placement, keeps its own words: the two are told apart."""
+    shop = placing_shop
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 3, 3)])
+    client = shop.client_for(user)
+    order = shop.checkout(client, payment_method="wallet")
+    shop.knobs("kiondo", max_line_quantity=1)  # Kiondo accepts one of the three
+
+    _place(shop, order, "kiondo")
+
+    sub = shop.sub_order(order, "kiondo")
+    assert sub.accepted_charge_minor is not None
+    difference = format_money(sub.charge_minor - sub.accepted_charge_minor, sub.charge_currency)
+    title = shop.product("kiondo", 3).title
+    note = _adjustment_note(shop, user.id)
+    assert (
+        f"Kiondo Market did not accept all of your items (accepted 1 of 3 × {title[:60]})." in note
+    )
+    assert note.endswith(f"We refunded {difference} to your OneCart wallet.")
+    assert "billed" not in note
+    page = text_of(client.get(f"/orders/{order.number}").get_data(as_text=True))
+    assert f"Refunded {difference} (Kiondo Market did not accept all of your items" in page

@@ -250,12 +250,19 @@ def adjust_share(
     refund = record_refund(
         session, sub_order, difference, key=adjustment_key(sub_order), reason=reason
     )
-    refunded = refund_said(refund, format_money(difference, sub_order.charge_currency))
+    amount = format_money(difference, sub_order.charge_currency)
+    if refund is not None and refund.kind == RefundKind.RELEASE:
+        # Left out of a card payment not captured yet: never taken, so never refunded either
+        # (no "We refunded … to your card" follows); the card is charged that much less.
+        said = f"Your card is charged {amount} less."
+    else:
+        refunded = refund_said(refund, amount)
+        said = f"{refunded[:1].upper()}{refunded[1:]}."
     notify(
         session,
         sub_order.order,
         "sub_order_adjusted",
-        f"{reason} {refunded[:1].upper()}{refunded[1:]}.",
+        f"{reason} {said}",
         sub_order_id=sub_order.id,
     )
     return refund

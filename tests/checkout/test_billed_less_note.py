@@ -120,3 +120,32 @@ def test_a_marketplace_that_left_items_out_is_said_to_have_left_them_out(
     assert "billed" not in note
     page = text_of(client.get(f"/orders/{order.number}").get_data(as_text=True))
     assert f"Refunded {difference} (Kiondo Market did not accept all of your items" in page
+
+
+def test_a_lower_bill_on_a_card_not_yet_charged_is_said_to_be_charged_less(
+    placing_shop: Shop,
+) -> None:
+    """Paid by card, the difference is left out of the capture (a release): nothing is refunded
+    and no "We refunded … to your card" follows, so the note said "We are refunding $8.00." for
+    good. It says the card is charged that much less, which is what the shopper's bank shows."""
+    shop = placing_shop
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 1, 2)])
+    client = shop.client_for(user)
+    order = shop.checkout(client, payment_method="stripe", test_card="pm_card_visa")
+    shop.knobs("shopwave", order_price_change_pct=-10)
+
+    _place(shop, order, "shopwave")
+
+    sub = shop.sub_order(order, "shopwave")
+    assert sub.accepted_charge_minor is not None and sub.accepted_amount_minor is not None
+    difference = sub.charge_minor - sub.accepted_charge_minor
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.captured_minor == sub.accepted_charge_minor
+    note = _adjustment_note(shop, user.id)
+    assert note.endswith(
+        f"ShopWave billed {format_money(sub.accepted_amount_minor, sub.currency)}, less than the "
+        f"{format_money(sub.amount_minor, sub.currency)} paid. Your card is charged "
+        f"{format_money(difference, sub.charge_currency)} less."
+    )
+    assert "refund" not in note.lower()

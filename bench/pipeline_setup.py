@@ -142,9 +142,23 @@ def snapshot_code(destination: Path) -> str:
     ).stdout
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-        tar.extractall(destination, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(destination, filter="data")
+        else:  # Python before 3.11.4 (Debian 12's 3.11.2) has no extraction filters
+            tar.extractall(destination, members=_plain_members(tar))
     for module in Path(__file__).parent.glob("*.py"):
         shutil.copy2(module, destination / "bench" / module.name)
     # The Meilisearch binary is found under the repository's node_modules.
     (destination / "node_modules").symlink_to(REPO_ROOT / "node_modules")
     return commit
+
+
+def _plain_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """The archive's members when each is a plain file or directory inside the destination: what
+    `filter="data"` insists on, for an interpreter without it (git archive makes no others)."""
+    members = tar.getmembers()
+    for member in members:
+        path = Path(member.name)
+        if path.is_absolute() or ".." in path.parts or not (member.isfile() or member.isdir()):
+            raise ValueError(f"unexpected member in the git archive: {member.name!r}")
+    return members

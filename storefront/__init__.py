@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any
 
 from babel.numbers import get_currency_name, get_currency_symbol
-from flask import Flask, Response, current_app, redirect, request, url_for
+from flask import Flask, Response, current_app, redirect, url_for
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -28,6 +28,7 @@ from onecart.money import format_money as money_for_shoppers
 from onecart.money import is_iso_currency
 from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
+from storefront.current import this_app, this_request
 from storefront.database import init_database
 from storefront.extensions import csrf, login_manager
 from storefront.form_protection import page_csrf_token
@@ -210,7 +211,7 @@ def path_exists(path: str) -> bool:
     fixed links; any path a request brings is only looked up): the URL map is fixed once the
     app serves, and the layout asks on every page.
     """
-    known: dict[str, bool] = current_app.extensions.setdefault("onecart_path_exists", {})
+    known: dict[str, bool] = this_app().extensions.setdefault("onecart_path_exists", {})
     exists = known.get(path)
     if exists is None:
         exists = _matches_a_view(path)
@@ -238,8 +239,8 @@ def fixed_url(endpoint: str, **values: Any) -> str:
     worked out once per application and script root: url_for builds through the URL map each
     time, and the layout asks for a dozen per page. For absolute endpoint names with values
     written in the template (a request's own values go through url_for)."""
-    known: dict[tuple[Any, ...], str] = current_app.extensions.setdefault("onecart_fixed_urls", {})
-    key = (request.script_root, endpoint, *sorted(values.items()))
+    known: dict[tuple[Any, ...], str] = this_app().extensions.setdefault("onecart_fixed_urls", {})
+    key = (this_request().script_root, endpoint, *sorted(values.items()))
     url = known.get(key)
     if url is None:
         url = url_for(endpoint, **values)

@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 from flask import current_app, g, request, session
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 
+from storefront.current import request_globals, this_app
+
 _SESSIONLESS_FLAG = "onecart_sessionless_page"
 
 
@@ -42,13 +44,13 @@ def keep_guest_sessionless() -> None:
 
 
 def _session_has_csrf_secret() -> bool:
-    return current_app.config["WTF_CSRF_FIELD_NAME"] in session
+    return this_app().config["WTF_CSRF_FIELD_NAME"] in session
 
 
 def page_csrf_token() -> str:
     """The templates' `csrf_token()`: Flask-WTF's token, or "" on a page marked with
     keep_guest_sessionless() while the session holds no CSRF secret (none is created)."""
-    if g.get(_SESSIONLESS_FLAG) and not _session_has_csrf_secret():
+    if request_globals().get(_SESSIONLESS_FLAG) and not _session_has_csrf_secret():
         return ""
     return generate_csrf()
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from storefront.current import request_globals
+
 logger = logging.getLogger("onecart.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -81,7 +83,7 @@ def _start_timer() -> None:
 
 
 def _log_response(response: Response) -> Response:
-    started = g.get("request_started")
+    started = request_globals().get("request_started")
     duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
     response.headers[REQUEST_ID_HEADER] = current_request_id()
     user_id = None

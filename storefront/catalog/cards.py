@@ -14,8 +14,7 @@ costs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 from flask import url_for
@@ -45,9 +44,11 @@ GRID_VALUES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ProductCard:
-    """One card: the product, its URLs, and its shown offer's price in the shopper's currency."""
+class ProductCard(NamedTuple):
+    """One card: the product, its URLs, and its shown offer's price in the shopper's currency.
+
+    A NamedTuple like the ProductHit it shows (search_index.listings): built once per card.
+    """
 
     hit: ProductHit
     title_html: Markup

@@ -17,7 +17,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     jsonify,
     redirect,
     render_template,
@@ -60,6 +59,7 @@ from storefront.catalog.shopper import (
     search_cache,
     search_client,
 )
+from storefront.current import this_app
 from storefront.database import db_session
 from storefront.form_protection import keep_guest_sessionless
 from storefront.search_limit import enforce_search_limit
@@ -259,7 +259,7 @@ def _render_partial(name: str, context: dict[str, Any]) -> str:
     `context` alone. They read only what _listing_context gives them and the app's template
     globals, so Flask's per-render work (every context processor: the CSRF token, the currency
     switcher, the cart count, ...) is not done for them again."""
-    return current_app.jinja_env.get_template(name).render(context)
+    return this_app().jinja_env.get_template(name).render(context)
 
 
 # Where the search page's frame takes the listing's facets and results (a "<" never comes out of

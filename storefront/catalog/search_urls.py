@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import g, url_for
+from flask import url_for
 
 from search_index.params import SearchParams
+from storefront.current import request_globals
 
 
 def _query_suffix(pairs: list[tuple[str, str]]) -> str:
@@ -23,9 +24,10 @@ def _query_suffix(pairs: list[tuple[str, str]]) -> str:
 def _search_path() -> str:
     """url_for("catalog.search"), worked out once per request (a listing links to it some ten
     times: pages, facets, clearing filters)."""
-    path = g.get("onecart_search_path")
+    per_request = request_globals()
+    path = per_request.get("onecart_search_path")
     if path is None:
-        path = g.onecart_search_path = url_for("catalog.search")
+        path = per_request.onecart_search_path = url_for("catalog.search")
     return path
 
 
@@ -56,10 +58,11 @@ def page_url(params: SearchParams, number: int) -> str:
     """search_url(params, page=number) for the pagination's links: the query string without
     the page is encoded once per listing rather than once per link (a page links to up to
     eight others)."""
-    cached = g.get("onecart_page_base")
+    per_request = request_globals()
+    cached = per_request.get("onecart_page_base")
     if cached is None or cached[0] is not params:
         rest = [pair for pair in params.to_query_args() if pair[0] != "page"]
-        cached = g.onecart_page_base = (params, _search_path() + _query_suffix(rest))
+        cached = per_request.onecart_page_base = (params, _search_path() + _query_suffix(rest))
     base = cached[1]
     if number == 1:
         return base

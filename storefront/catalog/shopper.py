@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 import meilisearch
 from babel.numbers import get_currency_symbol
-from flask import current_app, g, session
+from flask import current_app, session
 from flask_login import current_user
 
 from commerce.cart_pricing import charged_price_minor
@@ -27,6 +27,7 @@ from search_index.client import SearchUnavailable, make_client
 from search_index.filters import PriceScale
 from search_index.search_keys import SearchKeyError, derive_search_key
 from search_index.settings import group_index_uid
+from storefront.current import request_globals, this_app
 from storefront.database import db_session
 
 FX_CACHE_SECONDS = 60.0
@@ -49,8 +50,9 @@ def _cached(key: str, load: Callable[[], T]) -> T:
     Rates and the marketplace list change once per pipeline run, and the search page would
     otherwise read them from the DB on every request.
     """
-    ttl = float(current_app.config.get("FX_CACHE_SECONDS", FX_CACHE_SECONDS))
-    cache: dict[str, _Cached[Any]] = current_app.extensions.setdefault("onecart_catalog_cache", {})
+    app = this_app()
+    ttl = float(app.config.get("FX_CACHE_SECONDS", FX_CACHE_SECONDS))
+    cache: dict[str, _Cached[Any]] = app.extensions.setdefault("onecart_catalog_cache", {})
     entry = cache.get(key)
     now = time.monotonic()
     if entry is None or now - entry.loaded_at >= ttl:
@@ -94,9 +96,10 @@ def display_currency() -> str:
     A currency without a published rate falls back to USD rather than showing blanks. Worked out
     once per request (a listing asks for it for every card).
     """
-    cached = g.get("onecart_display_currency")
+    per_request = request_globals()
+    cached = per_request.get("onecart_display_currency")
     if cached is None:
-        cached = g.onecart_display_currency = _choose_display_currency()
+        cached = per_request.onecart_display_currency = _choose_display_currency()
     return cached
 
 

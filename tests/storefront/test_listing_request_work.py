@@ -1,20 +1,31 @@
 """Work a listing request no longer repeats (issue 9, branch i9cpu), each shown to give the same
 answer as the work it replaces: the page's slots filled in one join, the currency menu's order
 worked out once per set of currencies, session protection skipped for a guest without a session,
-the security headers set once each, the request id read from the environ."""
+the security headers set once each, the request id read from the environ; and what a listing
+asks its context many times read from the objects behind Flask's proxies (storefront.current)."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, session
+from collections.abc import Callable
 
+import pytest
+from flask import Flask, Response, current_app, g, request, session
+from werkzeug.local import LocalProxy
+
+from search_index.params import SearchParams
+from storefront import fixed_url, path_exists
 from storefront.catalog.routes import (
     FACETS_SLOT,
     RESULTS_SLOT,
     TOOLBAR_CONTROLS_SLOT,
     fill_slots,
 )
+from storefront.catalog.search_urls import page_url, search_url
+from storefront.catalog.shopper import display_currency, marketplace_names
 from storefront.currency.routes import _menu_choices
+from storefront.current import request_globals, this_app, this_request
 from storefront.extensions import login_manager
+from storefront.form_protection import keep_guest_sessionless, page_csrf_token
 from storefront.security import DEFAULT_CONTENT_SECURITY_POLICY, set_security_headers
 
 
@@ -123,3 +134,54 @@ def test_the_request_id_is_taken_from_the_header_or_made_up(app: Flask) -> None:
     assert made.headers["X-Request-ID"] != "bad id!"
     assert len(made.headers["X-Request-ID"]) == 32
     assert len(client.get("/api/ping").headers["X-Request-ID"]) == 32
+
+
+def test_the_context_helpers_give_the_objects_behind_the_proxies(app: Flask) -> None:
+    with app.test_request_context("/search?q=tv"):
+        assert this_app() is current_app._get_current_object() is app
+        assert this_request() is request._get_current_object()
+        assert not isinstance(this_request(), LocalProxy)
+        assert request_globals() is g._get_current_object()
+        request_globals().seen = 1
+        assert g.seen == 1
+    with pytest.raises(RuntimeError):  # outside a request, as the proxies themselves
+        this_request()
+
+
+def test_what_every_listing_asks_its_context_reads_no_proxy_attribute(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fixed_url, the catalog cache, the display currency, the listing's URLs and the CSRF token
+    run many times per listing: each read through a context proxy builds and drops an
+    AttributeError in C first (storefront.current)."""
+    forwarded: list[str] = []
+    forward = LocalProxy.__getattr__
+
+    class CountingForward:
+        def __get__(self, proxy: LocalProxy, owner: type) -> Callable[[str], object]:
+            bound = forward.__get__(proxy, owner)
+
+            def read(name: str) -> object:
+                forwarded.append(name)
+                return bound(name)
+
+            return read
+
+    def ask_as_a_listing_does(params: SearchParams) -> None:
+        fixed_url("static", filename="css/site.css")
+        path_exists("/stores")
+        display_currency()
+        marketplace_names()
+        search_url(params, page=3)
+        page_url(params, 4)
+        page_csrf_token()
+
+    with app.test_request_context("/search?q=tv&page=2"):
+        params = SearchParams.from_query_args(request.args)
+        keep_guest_sessionless()  # as GET /search does for a guest
+        ask_as_a_listing_does(params)  # the first time works out and remembers (url_for, user)
+        monkeypatch.setattr(LocalProxy, "__getattr__", CountingForward())
+        for _ in range(3):
+            ask_as_a_listing_does(params)
+        monkeypatch.undo()
+    assert forwarded == []

@@ -11,8 +11,10 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from adapters.registry import load_marketplaces
 from onecart.settings import Settings
@@ -22,8 +24,9 @@ from pipelines.ingest_overlap import (
     IngestPlan,
     marketplaces_an_ingest_will_fetch,
 )
-from pipelines.run import materialize_all
+from pipelines.run import dagster_instance, materialize_all
 from pipelines.schedules import CATALOG_REFRESH_SCHEDULE
+from tests.pipelines.conftest import clear_settings_caches
 
 # Small catalogs, fetched in this order by a one-at-a-time ingest.
 INGESTED = ["dummymart", "fakestore", "kiondo"]
@@ -42,7 +45,30 @@ def _evaluate_tick(
         return schedule.evaluate_tick(context)
 
 
+# One after the other in this process, and in two worker processes.
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_catch_up_tick_during_an_ingest_leaves_alone_what_the_ingest_will_fetch(
+    pipeline_settings: Settings,
+    workers: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("ONECART_PIPELINE_WORKERS", workers)
+    clear_settings_caches()
+    # A Dagster instance of its own: no other test's runs count as fetches since the tick.
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    instance = dagster_instance(home)
+    try:
+        _ingest_beside_a_catch_up_tick(pipeline_settings, instance)
+    finally:
+        instance.dispose()
+        monkeypatch.delenv("ONECART_PIPELINE_WORKERS")
+        clear_settings_caches()
+
+
+def _ingest_beside_a_catch_up_tick(
     pipeline_settings: Settings, instance: dg.DagsterInstance
 ) -> None:
     active = [

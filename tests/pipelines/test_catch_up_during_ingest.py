@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from pipelines.ingest_overlap import (
     IngestPlan,
     marketplaces_an_ingest_will_fetch,
 )
-from pipelines.run import dagster_instance, materialize_all
+from pipelines.run import materialize_all
 from pipelines.schedules import CATALOG_REFRESH_SCHEDULE
 from tests.pipelines.conftest import clear_settings_caches
 
@@ -32,17 +33,23 @@ from tests.pipelines.conftest import clear_settings_caches
 INGESTED = ["dummymart", "fakestore", "kiondo"]
 
 
-def _evaluate_tick(
-    settings: Settings, instance: dg.DagsterInstance, tick: datetime
-) -> dg.ScheduleExecutionData:
+def _tick_evaluator(
+    settings: Settings, instance: dg.DagsterInstance
+) -> Callable[[datetime], dg.ScheduleExecutionData]:
+    """The daemon's evaluation of the refresh schedule at a tick. The definitions are loaded
+    before the ingest starts, as the daemon's code server has them: loaded in the middle of an
+    in-process run, Dagster kept a reference to this test's instance for later tests."""
     definitions = build_definitions(settings)
     schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
-    with dg.build_schedule_context(
-        instance=instance,
-        scheduled_execution_time=tick,
-        repository_def=definitions.get_repository_def(),
-    ) as context:
-        return schedule.evaluate_tick(context)
+    repository = definitions.get_repository_def()
+
+    def evaluate(tick: datetime) -> dg.ScheduleExecutionData:
+        with dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=tick, repository_def=repository
+        ) as context:
+            return schedule.evaluate_tick(context)
+
+    return evaluate
 
 
 # One after the other in this process, and in two worker processes.
@@ -56,14 +63,10 @@ def test_a_catch_up_tick_during_an_ingest_leaves_alone_what_the_ingest_will_fetc
     monkeypatch.setenv("ONECART_PIPELINE_WORKERS", workers)
     clear_settings_caches()
     # A Dagster instance of its own: no other test's runs count as fetches since the tick.
-    home = tmp_path / "dagster"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    instance = dagster_instance(home)
     try:
-        _ingest_beside_a_catch_up_tick(pipeline_settings, instance)
+        with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+            _ingest_beside_a_catch_up_tick(pipeline_settings, instance)
     finally:
-        instance.dispose()
         monkeypatch.delenv("ONECART_PIPELINE_WORKERS")
         clear_settings_caches()
 
@@ -79,11 +82,12 @@ def _ingest_beside_a_catch_up_tick(
     # The tick missed while OneCart was down, evaluated once the daemon is up: a while ago.
     missed_tick = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
     ticks: list[dg.ScheduleExecutionData] = []
+    evaluate_tick = _tick_evaluator(pipeline_settings, instance)
 
     def progress(line: str) -> None:
         # "loading catalogs: 1 of 3 marketplaces …": the first is done, the rest to come.
         if line.startswith("loading catalogs: 1 of 3"):
-            ticks.append(_evaluate_tick(pipeline_settings, instance, missed_tick))
+            ticks.append(evaluate_tick(missed_tick))
 
     report = materialize_all(
         instance=instance,
@@ -99,7 +103,7 @@ def _ingest_beside_a_catch_up_tick(
     assert requested == [slug for slug in active if slug not in INGESTED]
     # Once the ingest is over, nothing of it is left behind for later ticks.
     assert marketplaces_an_ingest_will_fetch(instance) == set()
-    later = _evaluate_tick(pipeline_settings, instance, missed_tick + timedelta(hours=2))
+    later = evaluate_tick(missed_tick + timedelta(hours=2))
     assert sorted(request.partition_key for request in later.run_requests or []) == sorted(active)
 
 

@@ -3,7 +3,8 @@ starting beside `up --ingest`, evaluated the tick it missed while the ingest was
 queued every marketplace the ingest had not reached; the ingest then waited for each of those
 runs and fetched the marketplace again. The ingest now keeps what it has yet to fetch in the
 Dagster instance, and the tick leaves those marketplaces to it: each is refreshed once. A real
-ingest against the sandbox, with the tick evaluated on the module's real instance mid-ingest."""
+ingest against the sandbox, with the tick evaluated mid-ingest on a real Dagster instance of the
+test's own."""
 
 from __future__ import annotations
 
@@ -36,9 +37,8 @@ INGESTED = ["dummymart", "fakestore", "kiondo"]
 def _tick_evaluator(
     settings: Settings, instance: dg.DagsterInstance
 ) -> Callable[[datetime], dg.ScheduleExecutionData]:
-    """The daemon's evaluation of the refresh schedule at a tick. The definitions are loaded
-    before the ingest starts, as the daemon's code server has them: loaded in the middle of an
-    in-process run, Dagster kept a reference to this test's instance for later tests."""
+    """The daemon's evaluation of the refresh schedule at a tick, its definitions loaded before
+    the ingest starts, as the daemon's code server has them."""
     definitions = build_definitions(settings)
     schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
     repository = definitions.get_repository_def()

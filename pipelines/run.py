@@ -29,7 +29,7 @@ from onecart import progress as progress_status
 from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
 from pipelines.definitions import build_definitions
-from pipelines.ingest_overlap import wait_for_refresh_in_flight
+from pipelines.ingest_overlap import IngestPlan, wait_for_refresh_in_flight
 from pipelines.jobs import (
     CATALOG_DOWNSTREAM_JOB,
     DOWNSTREAM_ASSETS,
@@ -303,6 +303,7 @@ def _run_partitions_concurrently(
     progress: Callable[[str], None],
     as_of: str = "",
     on_progress: Callable[[int, list[str]], None] | None = None,
+    on_done: Callable[[str], None] | None = None,
 ) -> dict[str, PartitionOutcome]:
     """Partition runs in `workers` processes at once, each its own Dagster run in the shared
     instance. Fetching and staging (most of the time) overlap; DuckDB's one writer is kept by
@@ -310,7 +311,7 @@ def _run_partitions_concurrently(
     partitions stage their fetch in their own Parquet files first. A partition that fails, or
     whose process dies, fails alone. `on_progress` hears, at the start and after each
     partition, how many are done and which are running (the pool starts them in `slugs`' order,
-    one as each finishes)."""
+    one as each finishes); `on_done` hears each marketplace as its partition ends."""
     outcomes: dict[str, PartitionOutcome] = {}
 
     def running() -> list[str]:
@@ -332,6 +333,8 @@ def _run_partitions_concurrently(
                     marketplace=slug, success=False, run_id="", error=f"{type(exc).__name__}: {exc}"
                 )
             outcomes[slug] = outcome
+            if on_done is not None:
+                on_done(slug)
             for line in describe_partition(outcome):
                 progress(line)
             if on_progress is not None:
@@ -405,26 +408,30 @@ def materialize_all(
         progress(f"{line} (now {', '.join(now)})" if now else line)
 
     workers = min(len(selected), settings.pipeline_workers or os.cpu_count() or 1)
-    if workers > 1 and not instance.is_ephemeral and instance.root_directory:
-        partitions = _run_partitions_concurrently(
-            partitions_longest_first(instance, selected, full_refresh=full_refresh),
-            workers,
-            instance.root_directory,
-            full_refresh,
-            progress,
-            as_of_text,
-            on_progress=report_loading,
-        )
-        partitions = {slug: partitions[slug] for slug in selected}  # the report's order
-    else:
-        # In this process, one after the other: Dagster's in-process execution is not
-        # thread-safe (each run reconfigures logging).
-        partitions = {}
-        for done, slug in enumerate(selected):
-            report_loading(done, [slug])
-            partitions[slug] = run_partition(slug)
-            for line in describe_partition(partitions[slug]):
-                progress(line)
+    # The schedule's ticks leave alone what this ingest has yet to fetch.
+    with IngestPlan(instance, selected) as plan:
+        if workers > 1 and not instance.is_ephemeral and instance.root_directory:
+            partitions = _run_partitions_concurrently(
+                partitions_longest_first(instance, selected, full_refresh=full_refresh),
+                workers,
+                instance.root_directory,
+                full_refresh,
+                progress,
+                as_of_text,
+                on_progress=report_loading,
+                on_done=plan.fetched,
+            )
+            partitions = {slug: partitions[slug] for slug in selected}  # the report's order
+        else:
+            # In this process, one after the other: Dagster's in-process execution is not
+            # thread-safe (each run reconfigures logging).
+            partitions = {}
+            for done, slug in enumerate(selected):
+                report_loading(done, [slug])
+                partitions[slug] = run_partition(slug)
+                plan.fetched(slug)
+                for line in describe_partition(partitions[slug]):
+                    progress(line)
     progress_status.write_status(
         settings, "catalogs", len(selected), len(selected), "indexing catalogs for search"
     )

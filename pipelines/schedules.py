@@ -14,6 +14,7 @@ from onecart.dagster_runs import (
     left_unfinished_by_down,
 )
 from onecart.progress import counted_noun
+from pipelines.ingest_overlap import marketplaces_an_ingest_will_fetch
 from pipelines.jobs import CATALOG_FRESHNESS_JOB, MARKETPLACE_CATALOG_JOB
 from pipelines.partition_order import partitions_longest_first
 
@@ -78,6 +79,14 @@ def build_catalog_refresh_schedule(
                 "since, not requested again: "
                 + ", ".join(slug for slug in slugs if slug in refreshed)
             )
+        # A catch-up tick evaluated while `onecart up --ingest` ingests queued what the ingest
+        # had not reached yet; the ingest then waited for each such run and fetched it again.
+        ingesting = marketplaces_an_ingest_will_fetch(context.instance) - in_flight
+        if ingesting & set(slugs):
+            skipped.append(
+                "a running `onecart ingest` is about to fetch them, not requested: "
+                + ", ".join(slug for slug in slugs if slug in ingesting)
+            )
         left_to_up = _left_to_up(context.instance, tick)
         if left_to_up & set(slugs):
             skipped.append(
@@ -91,7 +100,7 @@ def build_catalog_refresh_schedule(
                 tags={"onecart/trigger": "schedule", "onecart/tick": tick},
             )
             for slug in slugs
-            if slug not in in_flight | refreshed | left_to_up
+            if slug not in in_flight | refreshed | ingesting | left_to_up
         ]
         if not requests and skipped:
             # The tick's skip reason in the UI and `dagster schedule logs`: why nothing ran.

@@ -37,6 +37,7 @@ from warehouse.offers import (
     NormalizedCatalog,
     claimed_gtin,
     content_text_expression,
+    duplicate_detail,
     external_id_of,
     rejected_id,
 )
@@ -235,6 +236,57 @@ def _named_earlier_by_a_rejection(
     )
 
 
+def _first_records(
+    offers: pl.DataFrame,
+    rejected_rows: list[dict[str, Any]],
+    refused: pl.DataFrame,
+    placed: pl.DataFrame,
+) -> dict[str, tuple[int, int, str, str | None]]:
+    """For each id the refused offers repeat, the first record naming it (an offer, or a record
+    the adapter rejected): page, record_index, payload_hash and the reason it was quarantined
+    (None: the offer kept), for the duplicates' detail (warehouse.offers.duplicate_detail)."""
+    repeated = refused.filter(pl.col("reason") == REASON_DUPLICATE).get_column("external_id")
+    if repeated.is_empty():
+        return {}
+    schema = {
+        "external_id": pl.String,
+        "page": pl.Int32,
+        "record_index": pl.Int32,
+        "reason": pl.String,
+    }
+    candidates = pl.concat(
+        [
+            offers.filter(pl.col("external_id").is_in(repeated.implode())).select(
+                [pl.col(name).cast(dtype) for name, dtype in schema.items()]
+            ),
+            pl.DataFrame(
+                [
+                    (row["external_id"], row["page"], row["record_index"], row["reason"])
+                    for row in rejected_rows
+                    if row["external_id"] is not None
+                ],
+                schema=schema,
+                orient="row",
+            ).filter(pl.col("external_id").is_in(repeated.implode())),
+        ]
+    )
+    firsts = (
+        candidates.sort(_position())
+        .unique("external_id", keep="first", maintain_order=True)
+        .join(
+            placed.select(
+                pl.col("page").cast(pl.Int32), pl.col("record_index").cast(pl.Int32), "payload_hash"
+            ),
+            on=["page", "record_index"],
+            how="left",
+        )
+    )
+    return {
+        row["external_id"]: (row["page"], row["record_index"], row["payload_hash"], row["reason"])
+        for row in firsts.iter_rows(named=True)
+    }
+
+
 def _payloads(
     conn: duckdb.DuckDBPyConnection, slug: str, keys: pl.DataFrame
 ) -> dict[tuple[int, int], str]:
@@ -367,9 +419,9 @@ def _normalize(
     )
     refused = offers.filter(pl.col("reason").is_not_null())
     kept = offers.filter(pl.col("reason").is_null()).drop("reason")
-    del offers
     if refused.height:
         payloads = _payloads(conn, slug, refused)
+        firsts = _first_records(offers, rejected_rows, refused, placed)
         for row in refused.iter_rows(named=True):
             reason = row["reason"]
             if reason == REASON_NON_POSITIVE_PRICE:
@@ -377,7 +429,7 @@ def _normalize(
             elif reason == REASON_UNKNOWN_CURRENCY:
                 detail = str(row["currency"])
             else:
-                detail = f"external id {row['external_id']!r} already read earlier in this catalog"
+                detail = duplicate_detail(row["external_id"], *firsts[row["external_id"]])
             rejected_rows.append(
                 {
                     "page": row["page"],
@@ -388,6 +440,7 @@ def _normalize(
                     "payload": payloads[(row["page"], row["record_index"])],
                 }
             )
+    del offers
 
     categories = category_mapping()
     raw_categories = kept.get_column("category").unique().drop_nulls().to_list()

@@ -37,6 +37,22 @@ REASON_NON_POSITIVE_PRICE = "non_positive_price"
 REASON_UNKNOWN_CURRENCY = "unknown_currency"
 REASON_INVALID_JSON = "invalid_json"
 
+
+def duplicate_detail(
+    external_id: str, page: int, record_index: int, payload_hash: str, first_reason: str | None
+) -> str:
+    """The detail of a `duplicate_external_id` rejection: where the first record naming the id
+    is (raw_catalog's page, record_index and payload_hash, also in product_sources or
+    rejected_products) and what became of it (`first_reason` None: it is the offer kept), so
+    a data engineer finds both records."""
+    outcome = "kept as the offer" if first_reason is None else f"quarantined as {first_reason}"
+    return (
+        f"external id {external_id!r} already read earlier in this catalog; the first record "
+        f"naming it is at page {page}, record_index {record_index} (payload_hash "
+        f"{payload_hash}): {outcome}"
+    )
+
+
 # The one declared schema of the products table (same column order as warehouse/sql/schema.sql).
 PRODUCTS_SCHEMA = pl.Schema(
     {
@@ -340,15 +356,17 @@ def normalize_catalog(
     """
     products: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    # Ids claimed by a record read so far (offer or quarantined), and the offers' own ids.
-    claimed: set[str] = set()
+    # Ids claimed by a record read so far (offer or quarantined): where that first record is and
+    # why it was quarantined (None: the offer), its payload hashed only for a duplicate's detail;
+    # and the offers' own ids.
+    claimed: dict[str, tuple[int, int, str, str | None]] = {}
     offered: set[str] = set()
     categories = category_mapping()
     raw_count = gtin_claimed = gtin_invalid = new_offers = changed_offers = 0
 
     def reject(external_id: str | None, reason: str, detail: str, payload: str) -> None:
-        if external_id is not None:
-            claimed.add(external_id)
+        if external_id is not None and external_id not in claimed:
+            claimed[external_id] = (raw.page, raw.record_index, raw.payload, reason)
         rejected.append(
             {
                 "marketplace": marketplace,
@@ -392,11 +410,15 @@ def normalize_catalog(
                 raw.payload,
             )
             continue
-        if offer.external_id in claimed:
+        first = claimed.get(offer.external_id)
+        if first is not None:
+            page, record_index, first_payload, first_reason = first
             reject(
                 offer.external_id,
                 REASON_DUPLICATE,
-                f"external id {offer.external_id!r} already read earlier in this catalog",
+                duplicate_detail(
+                    offer.external_id, page, record_index, record_hash(first_payload), first_reason
+                ),
                 raw.payload,
             )
             continue
@@ -408,7 +430,7 @@ def normalize_catalog(
         if not is_iso_currency(offer.currency):
             reject(offer.external_id, REASON_UNKNOWN_CURRENCY, str(offer.currency), raw.payload)
             continue
-        claimed.add(offer.external_id)
+        claimed[offer.external_id] = (raw.page, raw.record_index, raw.payload, None)
         offered.add(offer.external_id)
         row = offer.as_row()
         # Shoppers see the canonical category, so that is what the content hash covers: a

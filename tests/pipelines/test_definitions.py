@@ -151,12 +151,12 @@ def test_schedule_runs_every_partition_on_the_configured_cron() -> None:
     assert schedule.job_name == MARKETPLACE_CATALOG_JOB
     with dg.instance_for_test() as instance:
         tick = datetime(2026, 11, 25, 6, 30, tzinfo=UTC)
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=tick,
             repository_def=definitions.get_repository_def(),
-        )
-        requests = schedule.evaluate_tick(context).run_requests or []
+        ) as context:
+            requests = schedule.evaluate_tick(context).run_requests or []
     slugs = [
         config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
     ]

@@ -126,7 +126,8 @@ COMMENT ON VIEW cheapest_offer_per_group IS 'Cheapest offer per group with 2+ li
 -- (live, as in offers_usd: an inactive or disabled marketplace's offers and offers gone from the
 -- catalog are left out, as search leaves them out; price_history keeps every change).
 --   marketplace, external_id, title, old_price_minor, new_price_minor, currency,
---   change_pct (signed, percent of the old price), observed_at.
+--   change_pct (DECIMAL(18, 2): signed, percent of the old price, exact quotient of the minor
+--   units rounded half to even to 0.01; NULL from an old price of 0), observed_at.
 CREATE OR REPLACE VIEW price_changes_7d AS
 WITH sequenced AS (
     SELECT
@@ -135,19 +136,38 @@ WITH sequenced AS (
         lag(currency) OVER w AS old_currency
     FROM price_history AS h
     WINDOW w AS (PARTITION BY marketplace, external_id ORDER BY observed_at)
+),
+-- Hundredths of a percent = |new - old| * 10^4 over |old|, as integers: a division of numbers
+-- is a DOUBLE in DuckDB, and round() of it rounds half away from zero.
+changes AS (
+    SELECT
+        s.*,
+        sign(s.price_minor - s.old_price_minor) * sign(s.old_price_minor) AS direction,
+        CAST(abs(s.price_minor - s.old_price_minor) AS HUGEINT) * 10000
+            // nullif(abs(s.old_price_minor), 0) AS whole,
+        CAST(abs(s.price_minor - s.old_price_minor) AS HUGEINT) * 10000
+            % nullif(abs(s.old_price_minor), 0) AS rest,
+        abs(s.old_price_minor) AS divisor
+    FROM sequenced AS s
+    WHERE s.old_price_minor IS NOT NULL
+      AND s.old_currency = s.currency
+      AND s.old_price_minor <> s.price_minor
+      AND s.observed_at >= now() - INTERVAL 7 DAY
 )
 SELECT
-    s.marketplace, s.external_id, o.title, s.old_price_minor, s.price_minor AS new_price_minor,
-    s.currency,
-    round(100.0 * (s.price_minor - s.old_price_minor) / s.old_price_minor, 2) AS change_pct,
-    s.observed_at
-FROM sequenced AS s
+    c.marketplace, c.external_id, o.title, c.old_price_minor, c.price_minor AS new_price_minor,
+    c.currency,
+    CAST(
+        CAST(c.direction * (c.whole + CASE
+            WHEN 2 * c.rest > c.divisor THEN 1
+            WHEN 2 * c.rest = c.divisor THEN c.whole % 2
+            ELSE 0 END) AS DECIMAL(18, 0)) * 0.01
+        AS DECIMAL(18, 2)
+    ) AS change_pct,
+    c.observed_at
+FROM changes AS c
 JOIN offers_usd AS o USING (marketplace, external_id)
-WHERE o.live
-  AND s.old_price_minor IS NOT NULL
-  AND s.old_currency = s.currency
-  AND s.old_price_minor <> s.price_minor
-  AND s.observed_at >= now() - INTERVAL 7 DAY;
+WHERE o.live;
 COMMENT ON VIEW price_changes_7d IS 'Price changes of the last 7 days of the live offers (what shoppers can buy now): old/new price_minor, currency, change_pct, observed_at.';
 
 -- marketplace_coverage: what each marketplace contributes to what shoppers can buy.
@@ -216,19 +236,53 @@ COMMENT ON VIEW marketplace_overlap IS 'Pairs of live marketplaces (a < b) and t
 -- category_price_stats: price distribution per category, in USD, of the live offers (what
 -- shoppers can find and buy; an inactive or disabled marketplace's offers are left out).
 --   category, offers, marketplaces, min_usd, median_usd, avg_usd, max_usd, avg_rating.
+-- median_usd and avg_usd are DECIMAL(18, 2), exact and rounded half to even to the cent (of the
+-- offers with a USD price), like price_usd: DuckDB's avg of a DECIMAL is a DOUBLE (a cast of it
+-- put an average of x.xx5 a cent off either way), and its median of a DECIMAL truncates.
 CREATE OR REPLACE VIEW category_price_stats AS
+WITH stats AS (
+    SELECT
+        coalesce(category, '(none)') AS category,
+        count(*) AS offers,
+        count(DISTINCT marketplace) AS marketplaces,
+        min(price_usd) AS min_usd,
+        -- The median of whole cents is a whole or half cent, exact in a DOUBLE: twice it is whole.
+        CAST(median(CAST(price_usd * 100 AS BIGINT)) * 2 AS HUGEINT) AS twice_median_cents,
+        sum(CAST(price_usd * 100 AS HUGEINT)) AS total_cents,
+        count(price_usd) AS priced,
+        max(price_usd) AS max_usd,
+        CAST(avg(rating) AS DECIMAL(3, 2)) AS avg_rating
+    FROM offers_usd
+    WHERE live
+    GROUP BY ALL
+),
+halves AS (
+    SELECT
+        *,
+        sign(twice_median_cents) AS median_sign,
+        abs(twice_median_cents) // 2 AS median_whole,
+        abs(twice_median_cents) % 2 AS median_half,
+        sign(total_cents) AS total_sign,
+        abs(total_cents) // nullif(priced, 0) AS avg_whole,
+        abs(total_cents) % nullif(priced, 0) AS avg_rest
+    FROM stats
+)
 SELECT
-    coalesce(category, '(none)') AS category,
-    count(*) AS offers,
-    count(DISTINCT marketplace) AS marketplaces,
-    min(price_usd) AS min_usd,
-    CAST(median(price_usd) AS DECIMAL(18, 2)) AS median_usd,
-    CAST(avg(price_usd) AS DECIMAL(18, 2)) AS avg_usd,
-    max(price_usd) AS max_usd,
-    CAST(avg(rating) AS DECIMAL(3, 2)) AS avg_rating
-FROM offers_usd
-WHERE live
-GROUP BY ALL;
+    category, offers, marketplaces, min_usd,
+    CAST(
+        CAST(median_sign * (median_whole + CASE WHEN median_half = 1 THEN median_whole % 2 ELSE 0 END)
+            AS DECIMAL(18, 0)) * 0.01
+        AS DECIMAL(18, 2)
+    ) AS median_usd,
+    CAST(
+        CAST(total_sign * (avg_whole + CASE
+            WHEN 2 * avg_rest > priced THEN 1
+            WHEN 2 * avg_rest = priced THEN avg_whole % 2
+            ELSE 0 END) AS DECIMAL(18, 0)) * 0.01
+        AS DECIMAL(18, 2)
+    ) AS avg_usd,
+    max_usd, avg_rating
+FROM halves;
 COMMENT ON VIEW category_price_stats IS 'Per category, of the live offers: offers, marketplaces, min/median/avg/max price in USD, avg_rating.';
 
 -- rejection_summary: why records were quarantined, per marketplace.

@@ -13,10 +13,13 @@ from adapters.base import Capability, ShipmentStatus
 from commerce.marketplace_access import marketplace_can
 from commerce.order_models import MarketplaceOrder, Refund, SubOrderStatus
 from commerce.refund_progress import (
+    RELEASE_WORDS,
     STATE_SUFFIXES,
     Progress,
+    all_released,
     marketplace_refund_progress,
     share_refund_progress,
+    share_state_suffix,
 )
 from onecart.money import format_money
 
@@ -106,9 +109,9 @@ def sub_order_state(sub: MarketplaceOrder, reports: bool, refunds: list[Refund])
     if status == SubOrderStatus.CANCELLED:
         if not refunds:  # nothing was paid for it
             return "Cancelled", "cancelled"
-        return f"Cancelled {STATE_SUFFIXES[share_refund_progress(sub, refunds)]}", "cancelled"
+        return f"Cancelled {share_state_suffix(sub, refunds)}", "cancelled"
     if status == SubOrderStatus.FAILED:
-        return f"Not placed {STATE_SUFFIXES[share_refund_progress(sub, refunds)]}", "failed"
+        return f"Not placed {share_state_suffix(sub, refunds)}", "failed"
     return status.value.replace("_", " ").capitalize(), status.value
 
 
@@ -118,6 +121,17 @@ def cancel_line(sub: MarketplaceOrder, refunds: list[Refund]) -> CancelLine:
     if sub.status in (SubOrderStatus.CANCELLED, SubOrderStatus.FAILED):
         amount = format_money(sub.charge_minor, sub.charge_currency)
         progress = share_refund_progress(sub, refunds)
+        if all_released(refunds):
+            # Left out of the card payment: never charged, so not "refunded" either.
+            if progress in RELEASE_WORDS:
+                return CancelLine(
+                    "cancelled", f"cancelled; {amount} not charged ({RELEASE_WORDS[progress]})."
+                )
+            return CancelLine(
+                "cancelled",
+                f"cancelled; the release of {amount} from your card hold is not confirmed yet: "
+                "our team is looking into it.",
+            )
         if progress == Progress.PENDING:
             return CancelLine("cancelled", f"cancelled; your {amount} refund is on its way.")
         if progress == Progress.UNCONFIRMED:

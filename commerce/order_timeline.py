@@ -29,6 +29,7 @@ from commerce.order_models import (
     PaymentMethod,
     PaymentStatus,
     Refund,
+    RefundKind,
     RefundStatus,
     SubOrderStatus,
 )
@@ -228,7 +229,12 @@ class OrderView:
     merged: list[TimelineEntry]
     cancellation: list[tuple[str, CancelLine]] = field(default_factory=list)
     cancellation_unknown: bool = False
+    # Given back (card refunds, wallet credits): what the shopper was charged and got back.
     refunded_minor: int = 0
+    # Left out of the card payment (releases, not failed): held, never charged.
+    released_minor: int = 0
+    # Whether all of that is released already, not waiting for the payment to be settled.
+    released_all_done: bool = True
 
     @property
     def last_update(self) -> datetime:
@@ -290,7 +296,7 @@ def build_order_view(session: Session, order: Order) -> OrderView:
         reports = reports_delivery(sub)
         sub_refunds = [r for r in refunds if r.sub_order_id == sub.id]
         label, key = sub_order_state(sub, reports, sub_refunds)
-        refunded = sum(r.amount_minor for r in sub_refunds if r.status == RefundStatus.SUCCEEDED)
+        refunded = sum(r.amount_minor for r in sub_refunds if _given_back(r))
         timeline = _sub_timeline(sub, by_sub.get(sub.id, []), sub_refunds, reports)
         view = SubOrderView(
             sub_order=sub,
@@ -349,6 +355,9 @@ def build_order_view(session: Session, order: Order) -> OrderView:
                 )
             )
     cancellation = [(v.sub_order.marketplace.name, v.cancel) for v in views if v.cancel]
+    releases = [
+        r for r in refunds if r.kind == RefundKind.RELEASE and r.status != RefundStatus.FAILED
+    ]
     return OrderView(
         order=order,
         status_label=order_status_label(order),
@@ -356,8 +365,15 @@ def build_order_view(session: Session, order: Order) -> OrderView:
         merged=merged,
         cancellation=cancellation,
         cancellation_unknown=any(line.outcome == "unknown" for _, line in cancellation),
-        refunded_minor=sum(r.amount_minor for r in refunds if r.status == RefundStatus.SUCCEEDED),
+        refunded_minor=sum(r.amount_minor for r in refunds if _given_back(r)),
+        released_minor=sum(r.amount_minor for r in releases),
+        released_all_done=all(r.status == RefundStatus.SUCCEEDED for r in releases),
     )
+
+
+def _given_back(refund: Refund) -> bool:
+    """A refund made (not a release: the card was never charged what a release leaves out)."""
+    return refund.status == RefundStatus.SUCCEEDED and refund.kind != RefundKind.RELEASE
 
 
 def _sub_timeline(
@@ -423,7 +439,11 @@ def _sub_timeline(
         amount = format_money(refund.amount_minor, refund.currency)
         # A marketplace's refund of part of a live order says what the marketplace refunded.
         why = refund.reason if MARKETPLACE_REFUND_KEY_INFIX in refund.idempotency_key else ""
-        if refund.status == RefundStatus.SUCCEEDED:
+        if refund.kind == RefundKind.RELEASE:
+            done = refund.status == RefundStatus.SUCCEEDED
+            moment = (refund.completed_at or refund.created_at) if done else refund.created_at
+            entries.append(_release_entry(refund, amount, after_end(moment, refund)))
+        elif refund.status == RefundStatus.SUCCEEDED:
             entries.append(
                 TimelineEntry(
                     "refunded",
@@ -462,6 +482,30 @@ def _sub_timeline(
                 continue
             entries.append(TimelineEntry(step.value, STEP_LABELS[step], done=False))
     return entries
+
+
+def _release_entry(refund: Refund, amount: str, at: datetime) -> TimelineEntry:
+    """A share left out of the card payment: held on the card, never charged, so told as not
+    charged (its hold released, or to be at the capture), never as a refund."""
+    if refund.status == RefundStatus.SUCCEEDED:
+        return TimelineEntry(
+            "released",
+            f"{amount} not charged",
+            at,
+            detail="released from your card hold",
+        )
+    if refund.status == RefundStatus.FAILED:
+        return TimelineEntry(
+            "refund-unconfirmed",
+            f"Release of {amount} from your card hold not confirmed: our team is looking into it",
+            at,
+        )
+    return TimelineEntry(
+        "releasing",
+        f"{amount} not charged",
+        at,
+        detail="left out of the charge; released from your card hold when the payment is settled",
+    )
 
 
 def _rank(step: TimelineStep) -> int:

@@ -2,7 +2,11 @@
 order page uses (commerce.order_timeline). Never "refunded" before the refund is confirmed: a
 card refund is recorded before Stripe makes it, may stay in doubt, and may be refused, so what
 the shopper reads follows each refund's own status (pending, processing, succeeded, failed), not
-the decision to refund or the reason an operator gave."""
+the decision to refund or the reason an operator gave.
+
+Nor "refunded" for a release: a card share left out of the capture (RefundKind.RELEASE) was
+held, never charged, so the shopper's bank shows no refund for it. It is "not charged", released
+from the card hold (or to be, while the payment is not settled yet)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from commerce.order_models import (
     MARKETPLACE_REFUND_KEY_INFIX,
     MarketplaceOrder,
     Refund,
+    RefundKind,
     RefundStatus,
 )
 
@@ -51,18 +56,50 @@ def marketplace_refund_progress(sub: MarketplaceOrder, refunds: list[Refund]) ->
     return progress_of(passed_on, sub.passed_on_charge_minor)
 
 
+def all_released(refunds: Iterable[Refund]) -> bool:
+    """Whether `refunds` (one share's) are all releases of a card hold: money never charged."""
+    refunds = list(refunds)
+    return bool(refunds) and all(r.kind == RefundKind.RELEASE for r in refunds)
+
+
 # A part's state label's ending, by where its share's refund stands.
 STATE_SUFFIXES = {
     Progress.REFUNDED: "(refunded)",
     Progress.PENDING: "(refund on its way)",
     Progress.UNCONFIRMED: "(our team is checking your refund)",
 }
+# The same for a share left out of the card payment: not charged, whether its hold is released
+# already or at the capture.
+RELEASE_STATE_SUFFIXES = {
+    Progress.REFUNDED: "(not charged)",
+    Progress.PENDING: "(not charged)",
+    Progress.UNCONFIRMED: "(our team is checking your card hold)",
+}
+# Where the hold on a share left out of the card payment stands, in the page's words (one not
+# confirmed says so in its heading).
+RELEASE_WORDS = {
+    Progress.REFUNDED: "released from your card hold",
+    Progress.PENDING: "to be released from your card hold",
+}
+
+
+def share_state_suffix(sub: MarketplaceOrder, refunds: list[Refund]) -> str:
+    """A failed or cancelled part's state label's ending: "(refunded)", "(not charged)"…"""
+    suffixes = RELEASE_STATE_SUFFIXES if all_released(refunds) else STATE_SUFFIXES
+    return suffixes[share_refund_progress(sub, refunds)]
+
 
 # How the refund of what a marketplace did not accept is headed on the order page.
 ADJUSTMENT_LABELS = {
     Progress.REFUNDED: "Refunded",
     Progress.PENDING: "Being refunded",
     Progress.UNCONFIRMED: "Refund not confirmed (our team is looking into it)",
+}
+# …and when it was left out of a card payment: never charged, so never "refunded".
+RELEASE_ADJUSTMENT_LABELS = {
+    Progress.REFUNDED: "Not charged",
+    Progress.PENDING: "Not charged",
+    Progress.UNCONFIRMED: "Card hold release not confirmed (our team is looking into it)",
 }
 
 
@@ -72,17 +109,27 @@ def adjustment_refund_label(sub: MarketplaceOrder, refunds: list[Refund]) -> str
     if sub.accepted_charge_minor is None or sub.accepted_charge_minor >= sub.charge_minor:
         return None
     adjustments = [r for r in refunds if r.idempotency_key == adjustment_key(sub)]
-    return ADJUSTMENT_LABELS[progress_of(adjustments, sub.charge_minor - sub.accepted_charge_minor)]
+    labels = RELEASE_ADJUSTMENT_LABELS if all_released(adjustments) else ADJUSTMENT_LABELS
+    return labels[progress_of(adjustments, sub.charge_minor - sub.accepted_charge_minor)]
 
 
 def adjustment_refund_reason(sub: MarketplaceOrder, refunds: list[Refund]) -> str:
     """Why a placed part's marketplace did not keep all of its share, as its refund recorded it
     ("ShopWave billed $71.98, less than the $79.98 paid"; "Kiondo Market did not accept all of
-    your items (…)"), without the full stop: the order page shows it in brackets."""
-    reasons = [r.reason for r in refunds if r.idempotency_key == adjustment_key(sub) and r.reason]
-    if not reasons:
-        return f"{sub.marketplace.name} did not accept all of it at the price paid"
-    return reasons[0].removesuffix(".")
+    your items (…)"), without the full stop: the order page shows it in brackets. A share left
+    out of a card payment says first that its hold is (to be) released."""
+    adjustments = [r for r in refunds if r.idempotency_key == adjustment_key(sub)]
+    reasons = [r.reason for r in adjustments if r.reason]
+    reason = (
+        reasons[0].removesuffix(".")
+        if reasons
+        else f"{sub.marketplace.name} did not accept all of it at the price paid"
+    )
+    if all_released(adjustments) and sub.accepted_charge_minor is not None:
+        progress = progress_of(adjustments, sub.charge_minor - sub.accepted_charge_minor)
+        if progress in RELEASE_WORDS:
+            return f"{RELEASE_WORDS[progress]}: {reason}"
+    return reason
 
 
 def adjustment_key(sub_order: MarketplaceOrder) -> str:

@@ -149,3 +149,11 @@ def test_a_lower_bill_on_a_card_not_yet_charged_is_said_to_be_charged_less(
         f"{format_money(difference, sub.charge_currency)} less."
     )
     assert "refund" not in note.lower()
+    # The order page says the same (shop15 found it headed "Refunded $8.00"): never charged.
+    page = text_of(client.get(f"/orders/{order.number}").get_data(as_text=True))
+    assert (
+        f"Not charged {format_money(difference, sub.charge_currency)} (released from your card "
+        f"hold: ShopWave billed {format_money(sub.accepted_amount_minor, sub.currency)}, less "
+        f"than the {format_money(sub.amount_minor, sub.currency)} paid)"
+    ) in page
+    assert "refund" not in page.lower()

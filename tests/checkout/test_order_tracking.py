@@ -407,17 +407,20 @@ def test_the_order_page_says_refunded_only_once_the_refund_is_confirmed(
     )
     assert shop.sub_order(order, "kiondo").status == SubOrderStatus.FAILED
 
-    # ShopWave is still being placed, so the card is not settled: Kiondo's share is not back yet.
+    # ShopWave is still being placed, so the card is not settled: Kiondo's share is left out of
+    # the capture to come. It was never charged, so it is not a refund on its way (shop15).
     html = client.get(f"/orders/{order.number}").get_data(as_text=True)
-    assert "Not placed (refund on its way)" in html
-    assert "Not placed (refunded)" not in html
+    assert "Not placed (not charged)" in html
+    assert "Not placed (refund" not in html
+    assert "to be released from your card hold" in html
 
     shopwave = shop.sub_order(order, "shopwave")
     place_sub_order(
         shop.session_factory, shopwave.id, adapter_for=adapter_for_marketplace, final_attempt=True
     )
     html = client.get(f"/orders/{order.number}").get_data(as_text=True)
-    assert "Not placed (refunded)" in html  # left out of the capture: released
+    assert "Not placed (not charged)" in html  # left out of the capture: released
+    assert "Not placed (refunded)" not in html and "released from your card hold" in html
 
     # The shopper cancels ShopWave's part; Stripe refuses its refund for good.
     assert client.post(f"/orders/{order.number}/cancel", data={"confirm": "yes"}).status_code == 303

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.mail import open_smtp, send_mail
 from commerce.models import User, utc_now
 from commerce.notification_models import Notification
-from commerce.order_models import Order
+from commerce.order_models import Order, SubOrderStatus
 from onecart.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -65,8 +65,8 @@ def notify(
     A part's news the order's same news follows in this transaction (its last part shipped or
     delivered, and with it the order) is said once, as the order's: the part's sentence is
     dropped, and what of it the shopper still needs (`in_order_news`, a shipped part's carrier
-    and tracking number) is carried in the order's ("Your order … has shipped: your ShopWave
-    items … with UPS, tracking number 1Z.")."""
+    and tracking number) follows the order's ("Your order … has shipped. Your ShopWave items …
+    are with UPS, tracking number 1Z.")."""
     pending = _transaction_notes(session)
     earlier = pending.get(order.id)
     if once:
@@ -88,14 +88,15 @@ def notify(
     if earlier is not None:
         part_news = "sub_" + kind if kind in _ORDER_NEWS_OF_ITS_PARTS else ""
         if not lead and any(said_kind == part_news for said_kind, _, _ in said):
-            # The order's news is the part's made whole ("Your ShopWave items … have shipped
-            # with UPS, tracking number 1Z. Your order … has shipped."): the order's sentence
-            # says it once, with what the part's carried. Leading (parts unconfirmed), it says
-            # something else, and the part's stays.
+            # The order's news is the part's made whole ("Your ShopWave items … have shipped.
+            # They are with UPS, tracking number 1Z. Your order … has shipped."): the order's
+            # sentence says it once, followed by what the part's carried. Leading (parts
+            # unconfirmed), it says something else, and the part's stays.
             carried = [extra for k, _, extra in said if k == part_news and extra]
             said[:] = [entry for entry in said if entry[0] != part_news]
-            if carried:
-                message = f"{message.removesuffix('.')}: {'; '.join(carried)}."
+            # Sentences of their own after the order's: its first sentence is the e-mail's
+            # subject, which must not carry (and cut) a carrier's tracking number.
+            message = " ".join([message, *carried])
             earlier.message = _clip(" ".join([*(sentence for _, sentence, _ in said), message]))
         elif message not in earlier.message:
             merged = f"{message} {earlier.message}" if lead else f"{earlier.message} {message}"
@@ -247,6 +248,9 @@ def _email_for(notification: Notification, order: Order | None, settings: Settin
         notification.message, order.number if order is not None else None
     )
     lines = [notification.message, ""]
+    tracking = _tracking_not_said(notification, order)
+    if tracking:
+        lines += [tracking, ""]
     base = links_base(settings)
     if order is not None:
         lines.append(f"Follow your order at {base}/order-status/{order.status_token}")
@@ -255,6 +259,21 @@ def _email_for(notification: Notification, order: Order | None, settings: Settin
     lines += ["", "— OneCart"]
     message.set_content("\n".join(lines))
     return message
+
+
+def _tracking_not_said(notification: Notification, order: Order | None) -> str | None:
+    """ "ShopWave: UPS, tracking number 1Z999" when the notification's part has shipped with a
+    tracking number its message does not give whole (clipped at MESSAGE_LIMIT after merged
+    sentences): the body always carries it, the subject never does."""
+    if order is None or notification.sub_order_id is None:
+        return None
+    sub = next((s for s in order.sub_orders if s.id == notification.sub_order_id), None)
+    if sub is None or not sub.tracking_number or sub.tracking_number in notification.message:
+        return None
+    if sub.status not in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
+        return None
+    carrier = sub.carrier or "the carrier"
+    return f"{sub.marketplace.name}: {carrier}, tracking number {sub.tracking_number}"
 
 
 def send_notification_emails(

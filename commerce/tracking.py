@@ -278,24 +278,26 @@ def _items(sub_order: MarketplaceOrder) -> str:
     return f"Your {sub_order.marketplace.name} items" + (f" (order {number})" if number else "")
 
 
-def _carrier_clause(sub_order: MarketplaceOrder) -> str:
-    """ " with UPS, tracking number 1Z999" ("" until the part has a tracking number)."""
+def _tracking_words(sub_order: MarketplaceOrder) -> str:
+    """ "with UPS, tracking number 1Z999" ("" until the part has a tracking number).
+
+    Never in a message's first sentence: that sentence is the e-mail's subject
+    (commerce.notifications.email_subject), cut at SUBJECT_HEADLINE_LIMIT, and a carrier's name
+    and tracking number (120 characters each) cut there left half a number in the subject."""
     if not sub_order.tracking_number:
         return ""
-    return (
-        f" with {sub_order.carrier or 'the carrier'}, tracking number {sub_order.tracking_number}"
-    )
+    return f"with {sub_order.carrier or 'the carrier'}, tracking number {sub_order.tracking_number}"
 
 
 def _shipped_in_order_news(sub_order: MarketplaceOrder) -> str | None:
     """What the order's "has shipped" carries when this part's shipping completes it: the part
-    and its tracking number ("your ShopWave items (order #1001) with UPS, tracking number
-    1Z999"); None without a tracking number, when the order's sentence says all of it."""
-    clause = _carrier_clause(sub_order)
-    if not clause:
+    and its tracking number, a sentence of its own after the order's ("Your ShopWave items
+    (order #1001) are with UPS, tracking number 1Z999."); None without a tracking number, when
+    the order's sentence says all of it."""
+    tracking = _tracking_words(sub_order)
+    if not tracking:
         return None
-    items = _items(sub_order)
-    return items[0].lower() + items[1:] + clause
+    return f"{_items(sub_order)} are {tracking}."
 
 
 def _sub_order_message(
@@ -308,7 +310,8 @@ def _sub_order_message(
     if new_status == SubOrderStatus.DELIVERED:
         return f"{items} have been delivered."
     if new_status == SubOrderStatus.SHIPPED:
-        return f"{items} have shipped{_carrier_clause(sub_order)}."
+        tracking = _tracking_words(sub_order)
+        return f"{items} have shipped." + (f" They are {tracking}." if tracking else "")
     if new_status is None:
         shipment = sub_order.shipment_status
         if shipment == ShipmentStatus.DELAYED:

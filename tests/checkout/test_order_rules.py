@@ -194,11 +194,10 @@ def test_an_uncaptured_card_waiting_for_a_cancellation_answer_is_not_yet_a_probl
             "OneCart order OC-1234-ABCD: DummyMart accepted your order (their order #51).",
         ),
         (
-            "Your ShopWave items (order #1001) have shipped with FedEx, tracking number 389. "
-            "Your order OC-1234-ABCD has shipped.",
+            "Your ShopWave items (order #1001) have shipped. They are with FedEx, tracking "
+            "number 389.",
             "OC-1234-ABCD",
-            "OneCart order OC-1234-ABCD: Your ShopWave items (order #1001) have shipped with "
-            "FedEx, tracking number 389.",
+            "OneCart order OC-1234-ABCD: Your ShopWave items (order #1001) have shipped.",
         ),
         (
             "Your order OC-1234-ABCD has been delivered.",

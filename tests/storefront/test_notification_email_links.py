@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy.orm import Session
 
 from commerce.db import get_session_factory
-from commerce.models import User
+from commerce.models import Marketplace, User
 from commerce.notification_models import Notification
 from commerce.notifications import email_subject, send_notification_emails
-from commerce.order_models import Order, OrderStatus, PaymentMethod
+from commerce.order_models import Order, OrderStatus, PaymentMethod, SubOrderStatus
 from onecart.settings import Settings
-from tests.storefront.order_factories import add_order
+from tests.storefront.order_factories import add_order, add_sub_order
 
 PUBLIC_URL = "https://shop.example.com"
 
@@ -194,3 +194,69 @@ def test_a_line_break_from_a_marketplace_neither_stops_nor_splits_the_mail(
     )
     assert all(message["Bcc"] is None for message in received[-2:])
     assert [message["To"] for message in received[-2:]] == [user.email, user.email]
+
+
+def test_a_shipped_part_s_tracking_number_reaches_the_body_whole_even_when_the_note_is_clipped(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+    sent_body: Callable[..., str],
+) -> None:
+    """Shopper QA (shop15): a notification's message is clipped at MESSAGE_LIMIT, and several
+    sentences merged into one (a cancellation, an adjustment, the shipment) can push the part's
+    tracking number past it. The e-mail's body then names the part's carrier and tracking number
+    itself, whole; a subject never carries it."""
+    user = make_user()
+    order = _order(db_session, user)
+    shopwave = make_marketplace(name="ShopWave", capabilities=["catalog", "order", "track"])
+    sub = add_sub_order(
+        db_session,
+        order,
+        shopwave,
+        amount_minor=5000,
+        status=SubOrderStatus.SHIPPED,
+        carrier="UPS",
+        tracking_number="1Z 999 AA1 01 2345 6784",
+    )
+    clipped = ("Your Kiondo Market items were cancelled; we refunded them. " * 9)[:499] + "…"
+    body = sent_body(
+        Notification(
+            user_id=user.id,
+            order_id=order.id,
+            sub_order_id=sub.id,
+            kind="sub_order_shipped",
+            message=clipped,
+        )
+    )
+    assert "ShopWave: UPS, tracking number 1Z 999 AA1 01 2345 6784" in body
+
+
+def test_a_tracking_number_the_message_already_gives_is_not_repeated(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+    sent_body: Callable[..., str],
+) -> None:
+    user = make_user()
+    order = _order(db_session, user)
+    shopwave = make_marketplace(name="ShopWave", capabilities=["catalog", "order", "track"])
+    sub = add_sub_order(
+        db_session,
+        order,
+        shopwave,
+        amount_minor=5000,
+        status=SubOrderStatus.SHIPPED,
+        carrier="UPS",
+        tracking_number="1Z999",
+    )
+    message = "Your ShopWave items have shipped. They are with UPS, tracking number 1Z999."
+    body = sent_body(
+        Notification(
+            user_id=user.id,
+            order_id=order.id,
+            sub_order_id=sub.id,
+            kind="sub_order_shipped",
+            message=message,
+        )
+    )
+    assert body.count("1Z999") == 1

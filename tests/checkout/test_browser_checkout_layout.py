@@ -114,3 +114,78 @@ def test_the_checkout_fits_a_390_px_phone_without_squeezing_the_form(
         assert seen["fields"] >= 7
         # The main column less its card's padding: a field is not squeezed beside something.
         assert seen["narrowest"] >= seen["main"] - 60, (method, seen)
+
+
+_ORDER_LINES = """() => [...document.querySelectorAll('#checkout-form .checkout-line')].map(line => {
+    const box = element => element.getBoundingClientRect();
+    const row = box(line), title = box(line.querySelector('.line-title'));
+    const price = line.querySelector('.line-price');
+    const amounts = [...price.childNodes]
+        .filter(node => node.nodeType === Node.TEXT_NODE && node.textContent.trim())
+        .map(node => { const range = document.createRange(); range.selectNodeContents(node);
+                       return range.getBoundingClientRect(); });
+    const converted = price.querySelector('.muted');
+    return {
+        text: line.innerText.replace(/\\s+/g, ' ').slice(0, 50),
+        rowLeft: row.left, rowRight: row.right,
+        titleLeft: title.left, titleRight: title.right, titleTop: title.top,
+        priceLeft: box(price).left, priceRight: box(price).right, priceTop: box(price).top,
+        amountTop: amounts.length ? amounts[0].top : null,
+        amountRight: amounts.length ? amounts[amounts.length - 1].right : null,
+        convertedRight: converted ? box(converted).right : null,
+        convertedTop: converted ? box(converted).top : null,
+    };
+})"""
+
+
+def test_the_checkouts_order_lines_line_up_on_a_phone_and_a_desktop(
+    shop: Shop,
+    live_site: str,  # noqa: F811
+    browser_page: Any,  # noqa: F811
+) -> None:
+    """Shopper QA (shop15) at 390 px: a line whose price carries a conversion ("KES160,000.00 ≈
+    $1,235.52") wrapped under its title, flush left, while the next line's price stood at the
+    right beside its title: prices zig-zagged down the list. Every line now has its title on
+    the left and its price in the right column, beside the title's first line, each amount's
+    right edge on the line's right edge and its conversion beneath it, right-aligned too. The
+    hand-off section's lines (bought on the marketplace's site) were a bulleted list, indented,
+    the price after a dash: they line up the same way. Boxes, not pixels: the same checks at
+    390, 960 and 1280 px."""
+    page = browser_page
+    user = shop.make_user()
+    # Fake Store Berlin (EUR) and Kiondo (KES) prices are converted; ShopWave's (USD) are not.
+    # NaijaMall's item is bought on its own site: its line (a link) lines up with the others.
+    shop.fill_cart(
+        user,
+        [
+            ("fakestore", 5, 1),
+            ("kiondo", 4, 2),
+            ("shopwave", 1, 3),
+            ("shopwave", 5, 1),
+            ("naijamall", 2, 1),
+        ],
+    )
+    _log_in(page, live_site, user.username)
+    uneven = []
+    for width in (390, *WIDTHS):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{live_site}/checkout")
+        lines = page.evaluate(_ORDER_LINES)
+        assert len(lines) == 5
+        assert any(line["convertedRight"] is not None for line in lines)
+        assert any(line["convertedRight"] is None for line in lines)
+        for line in lines:
+            beside = (
+                line["priceLeft"] >= line["titleRight"]
+                and abs(line["priceTop"] - line["titleTop"]) <= 2
+            )
+            flush_right = abs(line["amountRight"] - line["rowRight"]) <= 1
+            converted_below = line["convertedRight"] is None or (
+                abs(line["convertedRight"] - line["rowRight"]) <= 1
+                and line["convertedTop"] > line["amountTop"]
+            )
+            if not (beside and flush_right and converted_below):
+                uneven.append((width, line))
+        # Every title starts at the same left edge.
+        assert len({round(line["titleLeft"]) for line in lines}) == 1, (width, lines)
+    assert uneven == []

@@ -47,7 +47,7 @@ from commerce.order_state import (
     sub_order_status_for,
     tell_order_status,
 )
-from commerce.order_timeline import TimelineStep, record_event
+from commerce.order_timeline import TimelineStep, card_only_held, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
 from commerce.refunds import refund_said
 from commerce.settlement import process_refunds, settle_payment
@@ -218,9 +218,11 @@ def cancellation_answer(order: Order) -> str:
     )
     sentences = []
     if stopped:
+        # Paid by card and not captured yet, their shares are left out of the capture.
+        money_back = "not charged to your card" if card_only_held(order) else "refunded in full"
         sentences.append(
-            f"Your {' and '.join(stopped)} items had not been placed yet: stopped, and refunded "
-            "in full."
+            f"Your {' and '.join(stopped)} items had not been placed yet: stopped, and "
+            f"{money_back}."
         )
     if asked:
         sentences.append(

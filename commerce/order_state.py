@@ -26,6 +26,7 @@ from commerce.order_models import (
     OrderStatus,
     PaymentMethod,
     Refund,
+    RefundKind,
     RefundStatus,
     SubOrderStatus,
 )
@@ -106,6 +107,18 @@ REFUND_UNDER_WAY_MESSAGES = {
     "we are refunding you in full.",
     OrderStatus.REFUNDED: "Your order {number} is being refunded in full.",
 }
+# The same when every share was left out of a card payment never captured (releases): nothing
+# was charged, so nothing is refunded, and no "refunded" message follows (commerce.refunds
+# tells only of card refunds made).
+NOTHING_CHARGED_MESSAGES = {
+    OrderStatus.CANCELLED: "Your order {number} was cancelled; nothing is charged to your card.",
+    OrderStatus.FAILED: "We could not place order {number} at {failed}; "
+    "nothing is charged to your card.",
+    OrderStatus.REFUNDED: "Your order {number} was cancelled; nothing is charged to your card.",
+}
+MARKETPLACE_CANCELLED_NOTHING_CHARGED_MESSAGE = (
+    "Your order {number} was cancelled at {cancelled_by} ({why}); nothing is charged to your card."
+)
 
 
 def sub_order_status_for(state: MarketplaceStatus) -> SubOrderStatus:
@@ -207,7 +220,13 @@ def tell_order_status(session: Session, order: Order) -> None:
         # is left out (sub_order_compensation), so this one says who cancelled and where the
         # money goes.
         message = MARKETPLACE_CANCELLED_MESSAGE
-    if status in REFUND_UNDER_WAY_MESSAGES and _refund_unconfirmed(session, order):
+    if status in NOTHING_CHARGED_MESSAGES and _only_released(session, order):
+        message = (
+            MARKETPLACE_CANCELLED_NOTHING_CHARGED_MESSAGE
+            if message == MARKETPLACE_CANCELLED_MESSAGE
+            else NOTHING_CHARGED_MESSAGES[status]
+        )
+    elif status in REFUND_UNDER_WAY_MESSAGES and _refund_unconfirmed(session, order):
         message = (
             MARKETPLACE_CANCELLED_UNDER_WAY_MESSAGE
             if message == MARKETPLACE_CANCELLED_MESSAGE
@@ -282,6 +301,19 @@ def _refunded_to(order: Order) -> str:
     if order.payment.method == PaymentMethod.WALLET:
         return " to your OneCart wallet"
     return " to your card"
+
+
+def _only_released(session: Session, order: Order) -> bool:
+    """Whether the order's card payment gives everything back by releases alone (none failed):
+    it was never captured, so nothing was charged (asked of the database, as below)."""
+    if order.payment is None or order.payment.method == PaymentMethod.WALLET:
+        return False
+    kinds = session.execute(
+        sa.select(Refund.kind, Refund.status).where(Refund.payment_id == order.payment.id)
+    ).all()
+    return bool(kinds) and all(
+        kind == RefundKind.RELEASE and status != RefundStatus.FAILED for kind, status in kinds
+    )
 
 
 def _refund_unconfirmed(session: Session, order: Order) -> bool:

@@ -235,6 +235,9 @@ class OrderView:
     released_minor: int = 0
     # Whether all of that is released already, not waiting for the payment to be settled.
     released_all_done: bool = True
+    # The card is only held, not charged yet (card_only_held): a share stopped now is released
+    # from the hold, never "refunded".
+    card_held: bool = False
 
     @property
     def last_update(self) -> datetime:
@@ -368,6 +371,18 @@ def build_order_view(session: Session, order: Order) -> OrderView:
         refunded_minor=sum(r.amount_minor for r in refunds if _given_back(r)),
         released_minor=sum(r.amount_minor for r in releases),
         released_all_done=all(r.status == RefundStatus.SUCCEEDED for r in releases),
+        card_held=card_only_held(order),
+    )
+
+
+def card_only_held(order: Order) -> bool:
+    """Whether the order's card payment is authorized and nothing captured yet: what stops now
+    is left out of the capture (released), not refunded."""
+    payment = order.payment
+    return (
+        payment is not None
+        and payment.method != PaymentMethod.WALLET
+        and payment.status == PaymentStatus.AUTHORIZED
     )
 
 

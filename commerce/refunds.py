@@ -530,10 +530,14 @@ def refund_orders(session: Session, refund_ids: list[int]) -> dict[int, int]:
 
 
 def refund_said(refund: Refund | None, what: str) -> str:
-    """How the shopper is told of a refund just recorded, `what` naming the amount: a wallet
-    credit is made in the same transaction, so it is said done ("we refunded … to your OneCart
-    wallet"); a card refund is on its way ("we are refunding …") until the provider makes it,
-    and then the shopper is told again (refund_made)."""
+    """How the shopper is told of a refund just recorded, `what` naming the amount ("their
+    $5.00", "you $5.00"): a wallet credit is made in the same transaction, so it is said done
+    ("we refunded … to your OneCart wallet"); a card refund is on its way ("we are refunding …")
+    until the provider makes it, and then the shopper is told again (refund_made). A release
+    is left out of a card payment not captured yet: never charged, never refunded, and nothing
+    follows ("their $5.00 is not charged to your card")."""
+    if refund is not None and refund.kind == RefundKind.RELEASE:
+        return f"{what.removeprefix('you ')} is not charged to your card"
     if (
         refund is not None
         and refund.kind == RefundKind.WALLET_CREDIT

@@ -8,9 +8,11 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+from commerce import settlement
 from commerce.notification_models import Notification
 from commerce.order_models import Order
 from tests.checkout.shop import Shop
+from tests.storefront.conftest import text_of
 
 
 @pytest.fixture
@@ -548,3 +550,39 @@ def test_the_wallet_history_names_the_order_of_each_payment_and_refund(two_shopp
     history = html[html.index("Wallet history") :]
     assert history.count(link) == 3  # the payment, and the refund of each of its two parts
     assert "Top-up" in history and "Top-up (sandbox: no payment taken) for order" not in history
+
+
+def test_cancelling_a_card_order_not_charged_yet_promises_no_refund(shop: Shop) -> None:
+    """Shopper QA (shop15): paid by card, an order still being placed is only held on the card
+    (captured once every marketplace has answered). Cancelling a part not placed yet releases
+    its share from that hold: the preview promised "it is refunded in full" and the answer said
+    "stopped, and refunded in full", a refund that never comes. Both say it is not charged."""
+    from commerce.order_models import PaymentStatus
+
+    alice = shop.make_user()
+    shop.fill_cart(alice, [("shopwave", 0, 1), ("kiondo", 0, 1)])
+    client = shop.client_for(alice)
+    order = shop.checkout(client, payment_method="stripe", test_card="pm_card_visa")
+    assert shop.order(order.number).payment.status == PaymentStatus.AUTHORIZED  # type: ignore[union-attr]
+
+    preview = text_of(client.get(f"/orders/{order.number}/cancel").get_data(as_text=True))
+    assert "not placed yet: if we stop it before it is placed, it is not charged to your card" in (
+        preview
+    )
+    assert "refunded" not in preview
+
+    answer = text_of(
+        client.post(
+            f"/orders/{order.number}/cancel", data={"confirm": "yes"}, follow_redirects=True
+        ).get_data(as_text=True)
+    )
+    assert (
+        "Your Kiondo Market and ShopWave items had not been placed yet: stopped, and not "
+        "charged to your card." in answer
+    )
+    assert "refunded in full" not in answer
+
+    # No workers here: settle as they would. Nothing was captured, so the hold is released.
+    settlement.process_refunds(shop.session_factory, order.id)
+    settlement.settle_payment(shop.session_factory, order.id)
+    assert shop.order(order.number).payment.status == PaymentStatus.VOIDED  # type: ignore[union-attr]

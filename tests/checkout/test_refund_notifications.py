@@ -19,6 +19,7 @@ from commerce.order_models import (
     MarketplaceOrder,
     Order,
     Payment,
+    PaymentStatus,
     Refund,
     RefundStatus,
     SubOrderStatus,
@@ -144,11 +145,21 @@ def test_a_card_order_whose_parts_all_failed_names_each_marketplace(shop: Shop) 
     settlement.settle_payment(shop.session_factory, order.id)
 
     assert "The rest of your order goes ahead." in told["sub_order_failed"]
+    # Nothing was ever charged, so nothing is refunded either (shop15: "we are refunding you in
+    # full" was followed by no refund at all, as none was made).
+    kiondo = shop.sub_order(order, "kiondo")
+    share = format_money(kiondo.charge_minor, kiondo.charge_currency)
+    assert told["sub_order_failed"].startswith(
+        f"We could not place your Kiondo Market items, so their {share} is not charged to your "
+        "card."
+    )
     assert told["order_failed"] == (
         f"We could not place order {order.number} at Kiondo Market and ShopWave; "
-        "we are refunding you in full. Kiondo Market could not be reached. "
+        "nothing is charged to your card. Kiondo Market could not be reached. "
         "ShopWave refused the order."
     )
+    assert all("refund" not in message.lower() for message in _messages(shop, order).values())
+    assert shop.order(order.number).payment.status == PaymentStatus.VOIDED  # type: ignore[union-attr]
 
 
 def _cancel_as_shopper(shop: Shop, order: Order) -> None:

@@ -163,6 +163,12 @@ def test_what_a_card_was_never_charged_for_is_said_not_charged_not_refunded(
     assert f"Not charged $10.00 {released_words}" in page
     assert "$10.00 not charged" in page
     assert "refund" not in page.lower()
+    # Nor "Total paid $50.00" for a card charged $40.00, or only held so far.
+    assert "Total paid" not in page and "Order total $50.00" in page
+    if payment_status == PaymentStatus.CAPTURED:
+        assert "Charged to your card $40.00" in page
+    else:
+        assert "Charged to your card" not in page
 
 
 def test_a_cancelled_part_left_out_of_the_capture_is_not_charged_and_not_in_the_refunds(

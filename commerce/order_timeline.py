@@ -38,6 +38,7 @@ from commerce.order_state import reports_delivery
 from commerce.refund_progress import (
     adjustment_refund_label,
     adjustment_refund_reason,
+    all_released,
 )
 from onecart.money import format_money
 
@@ -275,7 +276,20 @@ def _plain_status_label(order: Order, charged: list[MarketplaceOrder]) -> str:
         unconfirmed = [s.marketplace.name for s in charged if not reports_delivery(s)]
         if unconfirmed:
             return f"Delivered ({', '.join(unconfirmed)} not confirmed)"
+    if order.status == OrderStatus.REFUNDED and card_hold_released(order):
+        # Cancelled by its marketplaces before the card was charged: nothing to refund.
+        return "Cancelled (not charged)"
     return ORDER_STATUS_LABELS.get(order.status, order.status.value.replace("_", " ").capitalize())
+
+
+def card_hold_released(order: Order) -> bool:
+    """Whether everything the order's card payment gives back is released from the hold (never
+    captured), none of it refunded."""
+    payment = order.payment
+    if payment is None or payment.method == PaymentMethod.WALLET:
+        return False
+    refunds = [r for r in payment.refunds if r.status != RefundStatus.FAILED]
+    return len(refunds) == len(payment.refunds) and all_released(refunds)
 
 
 def build_order_view(session: Session, order: Order) -> OrderView:

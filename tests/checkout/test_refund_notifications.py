@@ -490,3 +490,44 @@ def test_a_refund_made_after_the_runs_message_was_taken_for_e_mail_is_still_e_ma
     for slug in ("shopwave", "kiondo"):
         sub = shop.sub_order(order, slug)
         assert format_money(sub.charge_minor, sub.charge_currency) in mailbox
+
+
+def test_a_card_order_its_marketplaces_cancelled_before_the_capture_is_not_said_refunded(
+    shop: Shop,
+) -> None:
+    """Shopper QA (shop15): both marketplaces cancelled a card order while the card was only
+    held (ShopWave's part placed, Kiondo's not yet): nothing was captured, the hold is released,
+    and no refund is ever made. The shopper was told "we are refunding you in full"."""
+    order = _unplaced_order(
+        shop,
+        [("shopwave", 2, 1), ("kiondo", 2, 1)],
+        payment_method="stripe",
+        test_card="pm_card_visa",
+    )
+    place_sub_order(
+        shop.session_factory,
+        shop.sub_order(order, "shopwave").id,
+        adapter_for=adapter_for_marketplace,
+        final_attempt=True,
+    )
+    assert shop.order(order.number).payment.status == PaymentStatus.AUTHORIZED  # type: ignore[union-attr]
+
+    _cancel(shop, shop.sub_order(order, "shopwave"))
+    _cancel(shop, shop.sub_order(order, "kiondo"))
+    settlement.process_refunds(shop.session_factory, order.id)
+    settlement.settle_payment(shop.session_factory, order.id)
+
+    shopwave = shop.sub_order(order, "shopwave")
+    kiondo = shop.sub_order(order, "kiondo")
+    told = _told_since_placed(shop, order)
+    assert told == [
+        f"Your ShopWave items were cancelled; their "
+        f"{format_money(shopwave.charge_minor, shopwave.charge_currency)} is not charged to your "
+        "card.",
+        f"Your Kiondo Market items were cancelled; their "
+        f"{format_money(kiondo.charge_minor, kiondo.charge_currency)} is not charged to your "
+        f"card. Your order {order.number} was cancelled at Kiondo Market and ShopWave "
+        "(cancelled by the marketplace); nothing is charged to your card.",
+    ]
+    assert all("refund" not in message.lower() for message in _messages(shop, order).values())
+    assert shop.order(order.number).payment.status == PaymentStatus.VOIDED  # type: ignore[union-attr]

@@ -219,3 +219,37 @@ def test_a_cancelled_part_left_out_of_the_capture_is_not_charged_and_not_in_the_
     assert "Refunded $50.00" in page  # ShopWave's timeline: a real card refund
     assert "$50.00 not charged" in page  # Kiondo's timeline
     assert "Refunded $100.00" not in page and "Refunded so far: $100.00" not in page
+
+
+def test_an_order_its_marketplaces_cancelled_before_the_capture_is_not_called_refunded(
+    client: FlaskClient,
+    signed_in_user: User,
+    db_session: Session,
+    kiondo: Marketplace,
+) -> None:
+    """Every part cancelled by its marketplace makes the order `refunded`; its badge (on the
+    order page and in the order list) said "Refunded" for a card only held, whose hold was
+    released: nothing was charged."""
+    order, payment = _card_order(
+        db_session, signed_in_user, status=OrderStatus.REFUNDED, payment_status=PaymentStatus.VOIDED
+    )
+    sub = _part(db_session, order, kiondo, SubOrderStatus.CANCELLED)
+    db_session.add(
+        _refund(
+            payment,
+            sub,
+            5000,
+            f"refund-sub-{sub.id}",
+            kind=RefundKind.RELEASE,
+            status=RefundStatus.SUCCEEDED,
+            reason="Kiondo cancelled the order.",
+        )
+    )
+    db_session.commit()
+
+    page = _page(client, order)
+    listed = text_of(client.get("/orders").get_data(as_text=True))
+
+    assert f"Order {order.number} Cancelled (not charged)" in page
+    assert "Cancelled (not charged)" in listed
+    assert "refund" not in page.lower() and "Refunded" not in listed

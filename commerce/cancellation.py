@@ -47,8 +47,9 @@ from commerce.order_state import (
     sub_order_status_for,
     tell_order_status,
 )
-from commerce.order_timeline import TimelineStep, card_only_held, record_event
+from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
+from commerce.refund_progress import card_only_held
 from commerce.refunds import refund_said
 from commerce.settlement import process_refunds, settle_payment
 from commerce.sub_order_compensation import compensate_sub_order, refund_key

@@ -38,7 +38,8 @@ from commerce.order_state import reports_delivery
 from commerce.refund_progress import (
     adjustment_refund_label,
     adjustment_refund_reason,
-    all_released,
+    card_hold_released,
+    card_only_held,
 )
 from onecart.money import format_money
 
@@ -282,16 +283,6 @@ def _plain_status_label(order: Order, charged: list[MarketplaceOrder]) -> str:
     return ORDER_STATUS_LABELS.get(order.status, order.status.value.replace("_", " ").capitalize())
 
 
-def card_hold_released(order: Order) -> bool:
-    """Whether everything the order's card payment gives back is released from the hold (never
-    captured), none of it refunded."""
-    payment = order.payment
-    if payment is None or payment.method == PaymentMethod.WALLET:
-        return False
-    refunds = [r for r in payment.refunds if r.status != RefundStatus.FAILED]
-    return len(refunds) == len(payment.refunds) and all_released(refunds)
-
-
 def build_order_view(session: Session, order: Order) -> OrderView:
     """Everything the order page shows, from the order, its events and its refunds."""
     events = list(
@@ -386,17 +377,6 @@ def build_order_view(session: Session, order: Order) -> OrderView:
         released_minor=sum(r.amount_minor for r in releases),
         released_all_done=all(r.status == RefundStatus.SUCCEEDED for r in releases),
         card_held=card_only_held(order),
-    )
-
-
-def card_only_held(order: Order) -> bool:
-    """Whether the order's card payment is authorized and nothing captured yet: what stops now
-    is left out of the capture (released), not refunded."""
-    payment = order.payment
-    return (
-        payment is not None
-        and payment.method != PaymentMethod.WALLET
-        and payment.status == PaymentStatus.AUTHORIZED
     )
 
 

@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from commerce.order_models import (
     MARKETPLACE_REFUND_KEY_INFIX,
     MarketplaceOrder,
+    Order,
+    PaymentMethod,
+    PaymentStatus,
     Refund,
     RefundKind,
     RefundStatus,
@@ -135,3 +138,24 @@ def adjustment_refund_reason(sub: MarketplaceOrder, refunds: list[Refund]) -> st
 def adjustment_key(sub_order: MarketplaceOrder) -> str:
     """The one refund of what a marketplace did not accept of a placed sub-order."""
     return f"refund-sub-{sub_order.id}-adjust"
+
+
+def card_only_held(order: Order) -> bool:
+    """Whether the order's card payment is authorized and nothing captured yet: what stops now
+    is left out of the capture (released), not refunded."""
+    payment = order.payment
+    return (
+        payment is not None
+        and payment.method != PaymentMethod.WALLET
+        and payment.status == PaymentStatus.AUTHORIZED
+    )
+
+
+def card_hold_released(order: Order) -> bool:
+    """Whether everything the order's card payment gives back is released from the hold (never
+    captured), none of it refunded."""
+    payment = order.payment
+    if payment is None or payment.method == PaymentMethod.WALLET:
+        return False
+    refunds = [r for r in payment.refunds if r.status != RefundStatus.FAILED]
+    return len(refunds) == len(payment.refunds) and all_released(refunds)

@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Capability, MarketplaceError, Unsupported
-from commerce.cancellation import CancelOutcome, cancel_on_marketplace
+from commerce.cancellation import CANCELLATION_REFUSED, CancelOutcome, cancel_on_marketplace
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import utc_now
@@ -58,7 +58,7 @@ from commerce.payments.providers import GatewayProvider
 logger = logging.getLogger(__name__)
 
 # The shopper's notice that a part's cancellation was refused, so it goes ahead.
-REFUSED_KIND = "cancellation_refused"
+REFUSED_KIND = CANCELLATION_REFUSED
 # Placed parts a cancellation job would still ask to cancel (shipped ones it reports refused).
 _CANCELLABLE = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
 # A sweep's claim on a part lasts a few marketplace calls (each bounded by the adapter's

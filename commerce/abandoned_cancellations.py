@@ -10,7 +10,9 @@ nothing ever refunds that part. The sweeper finds such parts once the order's la
 cancellation job should long have ended, takes each over with a compare-and-set on
 `cancel_outcome` (NULL -> "unknown", so two sweeps never both act; the claim's time is kept,
 `cancel_claimed_at`, so that a claim left by a sweep killed mid-way is taken over once it is
-older than any live sweep's, SWEEP_CLAIM_DEAD_AFTER), and resolves it:
+older than any live sweep's, SWEEP_CLAIM_DEAD_AFTER; a live sweep renews it before each
+marketplace call, and every later write of the sweep is a compare-and-set on it, so a sweep
+that lost its claim stops touching the part), and resolves it:
 
 - it asks the marketplace for the order's status first: cancelled there, the share is
   refunded (the sub-order moves from a placed status only, under the order's lock);
@@ -61,8 +63,9 @@ logger = logging.getLogger(__name__)
 REFUSED_KIND = CANCELLATION_REFUSED
 # Placed parts a cancellation job would still ask to cancel (shipped ones it reports refused).
 _CANCELLABLE = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
-# A sweep's claim on a part lasts a few marketplace calls (each bounded by the adapter's
-# timeouts); one older than this was left by a sweep that was killed, and is taken over.
+# A sweep's claim on a part is renewed before each marketplace call (each bounded by the
+# adapter's timeouts, far below this); one older than this was left by a sweep that was killed,
+# and is taken over.
 SWEEP_CLAIM_DEAD_AFTER = timedelta(minutes=15)
 
 

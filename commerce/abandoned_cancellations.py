@@ -10,7 +10,9 @@ nothing ever refunds that part. The sweeper finds such parts once the order's la
 cancellation job should long have ended, takes each over with a compare-and-set on
 `cancel_outcome` (NULL -> "unknown", so two sweeps never both act; the claim's time is kept,
 `cancel_claimed_at`, so that a claim left by a sweep killed mid-way is taken over once it is
-older than any live sweep's, SWEEP_CLAIM_DEAD_AFTER), and resolves it:
+older than any live sweep's, SWEEP_CLAIM_DEAD_AFTER; a live sweep renews it before each
+marketplace call, and every later write of the sweep is a compare-and-set on it, so a sweep
+that lost its claim stops touching the part), and resolves it:
 
 - it asks the marketplace for the order's status first: cancelled there, the share is
   refunded (the sub-order moves from a placed status only, under the order's lock);
@@ -32,13 +34,14 @@ older than any live sweep's, SWEEP_CLAIM_DEAD_AFTER), and resolves it:
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Capability, MarketplaceError, Unsupported
-from commerce.cancellation import CancelOutcome, cancel_on_marketplace
+from commerce.cancellation import CANCELLATION_REFUSED, CancelOutcome, cancel_on_marketplace
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import utc_now
@@ -57,11 +60,12 @@ from commerce.payments.providers import GatewayProvider
 logger = logging.getLogger(__name__)
 
 # The shopper's notice that a part's cancellation was refused, so it goes ahead.
-REFUSED_KIND = "cancellation_refused"
+REFUSED_KIND = CANCELLATION_REFUSED
 # Placed parts a cancellation job would still ask to cancel (shipped ones it reports refused).
 _CANCELLABLE = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
-# A sweep's claim on a part lasts a few marketplace calls (each bounded by the adapter's
-# timeouts); one older than this was left by a sweep that was killed, and is taken over.
+# A sweep's claim on a part is renewed before each marketplace call (each bounded by the
+# adapter's timeouts, far below this); one older than this was left by a sweep that was killed,
+# and is taken over.
 SWEEP_CLAIM_DEAD_AFTER = timedelta(minutes=15)
 
 
@@ -150,61 +154,110 @@ def _told_refused() -> sa.Exists:
     )
 
 
+@dataclass(slots=True)
+class _HeldClaim:
+    """A sweep's claim on one part. The claim's time is its identity (every later write of the
+    sweep is a compare-and-set on it) and moves forward at each renewal."""
+
+    sub_order_id: int
+    at: datetime
+
+
 def _claim(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
     *,
-    to: str | None,
+    to: str = CancelOutcome.UNKNOWN.value,
     claim_dead_after: timedelta = SWEEP_CLAIM_DEAD_AFTER,
-) -> bool:
-    """Compare-and-set on the part's answer: NULL (or a dead sweep's claim) -> "unknown" takes
-    it over, with the claim's time (False when another sweep or a late job got there first);
-    "unknown" -> NULL gives it back for the next sweep."""
+) -> _HeldClaim | None:
+    """Compare-and-set on the part's answer: NULL (or a dead sweep's claim) -> "unknown", with
+    the claim's time, takes it over; None when another sweep or a late job got there first."""
     now = utc_now()
-    taking = to is not None
     with session_factory() as session, session.begin():
         result = session.execute(
             sa.update(MarketplaceOrder)
-            .where(
-                MarketplaceOrder.id == sub_order_id,
-                _unanswered_or_abandoned(claim_dead_after)
-                if taking
-                else MarketplaceOrder.cancel_outcome == CancelOutcome.UNKNOWN.value,
-            )
+            .where(MarketplaceOrder.id == sub_order_id, _unanswered_or_abandoned(claim_dead_after))
             .values(
-                cancel_outcome=to,
-                cancel_claimed_at=now if taking else None,
-                updated_at=MarketplaceOrder.updated_at,
+                cancel_outcome=to, cancel_claimed_at=now, updated_at=MarketplaceOrder.updated_at
             )
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)
+        taken = bool(result.rowcount)  # type: ignore[attr-defined]
+    return _HeldClaim(sub_order_id, now) if taken else None
 
 
-def _set_outcome(session_factory: sessionmaker[Session], sub_order_id: int, outcome: str) -> None:
+def _held_by(claim: _HeldClaim) -> sa.ColumnElement[bool]:
+    """The part is still under this sweep's claim: not answered, nor taken over since."""
+    return sa.and_(
+        MarketplaceOrder.id == claim.sub_order_id,
+        MarketplaceOrder.cancel_outcome == CancelOutcome.UNKNOWN.value,
+        MarketplaceOrder.cancel_claimed_at == claim.at,
+    )
+
+
+def _renew(session_factory: sessionmaker[Session], claim: _HeldClaim) -> bool:
+    """Before each marketplace call: the claim's time moves to now (compare-and-set on its
+    value), so a live sweep, however long its calls add up to, is not taken for a dead one (each
+    call is bounded by the adapter's timeouts, far below SWEEP_CLAIM_DEAD_AFTER). False when
+    the claim was taken over meanwhile (a renewal failed, a call outlasted the bound): the
+    sweep then stops touching the part, its new owner answers it."""
+    now = utc_now()
     with session_factory() as session, session.begin():
-        session.execute(
+        result = session.execute(
             sa.update(MarketplaceOrder)
-            .where(MarketplaceOrder.id == sub_order_id)
-            .values(
-                cancel_outcome=outcome,
-                cancel_claimed_at=None,
-                updated_at=MarketplaceOrder.updated_at,
-            )
+            .where(_held_by(claim))
+            .values(cancel_claimed_at=now, updated_at=MarketplaceOrder.updated_at)
             .execution_options(synchronize_session=False)
         )
+        renewed = bool(result.rowcount)  # type: ignore[attr-defined]
+    if renewed:
+        claim.at = now
+    else:
+        logger.warning(
+            "sub-order %s: its cancellation sweep's claim was taken over", claim.sub_order_id
+        )
+    return renewed
 
 
-def _refused(session_factory: sessionmaker[Session], sub_order_id: int, name: str) -> CancelOutcome:
+def _let_go(session: Session, claim: _HeldClaim, *, outcome: str | None) -> bool:
+    """In the caller's transaction: end the claim with the part's answer (`outcome`; NULL gives
+    the part back to the next sweep) if this sweep still holds it. False when it was taken over:
+    the new owner answers, and this sweep writes nothing more about the part."""
+    result = session.execute(
+        sa.update(MarketplaceOrder)
+        .where(_held_by(claim))
+        .values(
+            cancel_outcome=outcome, cancel_claimed_at=None, updated_at=MarketplaceOrder.updated_at
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _give_back(session_factory: sessionmaker[Session], claim: _HeldClaim) -> bool:
+    """ "unknown" -> NULL: asked again by the next sweep. False when no longer this sweep's."""
+    with session_factory() as session, session.begin():
+        return _let_go(session, claim, outcome=None)
+
+
+def _refused(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    name: str,
+    claim: _HeldClaim | None = None,
+) -> CancelOutcome | None:
     """Record the marketplace's refusal and tell the shopper, once per part, that it goes
     ahead, as the job would have; under the order's lock, and only while the part is still
     placed: one cancelled meanwhile (an operator recording the marketplace's word, tracking
     reporting it) keeps its cancellation, and its shopper, refunded, is not told it goes
-    ahead. What the part's answer is now."""
+    ahead. With this sweep's `claim`, only while it still holds it (None when it was taken
+    over: the new owner answers). What the part's answer is now."""
     with session_factory() as session, session.begin():
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         assert sub_order is not None
         lock_order(session, sub_order.order_id)
+        if claim is not None and not _let_go(session, claim, outcome=None):
+            return None
         session.refresh(sub_order)
         sub_order.cancel_claimed_at = None
         if sub_order.status == SubOrderStatus.CANCELLED:
@@ -232,9 +285,10 @@ def resolve_abandoned_cancellation(
     gateway_for: GatewayProvider,
     claim_dead_after: timedelta = SWEEP_CLAIM_DEAD_AFTER,
 ) -> CancelOutcome | None:
-    """Resolve one part found by find_abandoned_cancellations; None when another took it (or,
-    at a store that takes no cancellations, when it reports the order cancelled: tracking
-    refunds it)."""
+    """Resolve one part found by find_abandoned_cancellations; None when another took it (or
+    took it over while this sweep worked: its claim is renewed before each marketplace call,
+    and each write is conditional on it), or, at a store that takes no cancellations, when it
+    reports the order cancelled (tracking refunds it)."""
     with session_factory() as session:
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         assert sub_order is not None
@@ -245,12 +299,8 @@ def resolve_abandoned_cancellation(
         # The job recorded the refusal and died before its mail: said now, once (the notice
         # is per part, checked under the order's lock, so two sweeps say it once).
         return _refused(session_factory, sub_order_id, name)
-    if not _claim(
-        session_factory,
-        sub_order_id,
-        to=CancelOutcome.UNKNOWN.value,
-        claim_dead_after=claim_dead_after,
-    ):
+    claim = _claim(session_factory, sub_order_id, claim_dead_after=claim_dead_after)
+    if claim is None:
         return None
     adapter = adapter_for(market)
     reason = f"Cancelled at your request; {name} confirmed."
@@ -265,8 +315,9 @@ def resolve_abandoned_cancellation(
             # The job answers such a store "refused" without calling it; its status was asked
             # only to spare the shopper "it goes ahead" if the store cancelled the order itself
             # (tracking refunds that, as after the job). Down, it is answered as the job would.
-            return _refused(session_factory, sub_order_id, name)
-        _claim(session_factory, sub_order_id, to=None)  # asked again at the next sweep
+            return _refused(session_factory, sub_order_id, name, claim)
+        if not _give_back(session_factory, claim):  # asked again at the next sweep
+            return None
         _flag_while_placed(
             session_factory,
             sub_order_id,
@@ -279,17 +330,21 @@ def resolve_abandoned_cancellation(
         status = sub_order_status_for(state.status)
         if status in (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED):
             # Too late to cancel: tracking moves it on; the cancellation is refused for it.
-            return _refused(session_factory, sub_order_id, name)
+            return _refused(session_factory, sub_order_id, name, claim)
         if status == SubOrderStatus.CANCELLED and not can_cancel:
             # Cancelled by the store itself: tracking reports it and refunds the part; given
             # back, so a later sweep answers it if tracking has not by then.
-            _claim(session_factory, sub_order_id, to=None)
+            _give_back(session_factory, claim)
             return None
     if not can_cancel:
         # A store that takes no cancellations (Fake Store): the job would have answered
         # "refused" without calling it, and so does this sweep; the shopper is told it goes
         # ahead, once. Nothing is refunded.
-        return _refused(session_factory, sub_order_id, name)
+        return _refused(session_factory, sub_order_id, name, claim)
+    # The status call may have been slow: the claim is renewed before the cancel is sent, and a
+    # sweep that lost it meanwhile sends nothing (its new owner asks for itself).
+    if not _renew(session_factory, claim):
+        return None
     # Cancelled there already: cancel_on_marketplace's cancel is refused or answered cancelled,
     # and either way it reads the order back as cancelled before refunding. Not cancelled yet:
     # this is the cancellation the job never made.
@@ -297,32 +352,45 @@ def resolve_abandoned_cancellation(
         session_factory, sub_order_id, adapter, reason=reason, gateway_for=gateway_for
     )
     if outcome == CancelOutcome.REFUSED and can_ask:
-        return _refused(session_factory, sub_order_id, name)
+        return _refused(session_factory, sub_order_id, name, claim)
     if outcome == CancelOutcome.CANCELLED:
-        _set_outcome(session_factory, sub_order_id, outcome.value)
+        # The part is cancelled and refunded (from a placed status only, under the order's
+        # lock) whoever holds the claim; the answer is recorded by its holder.
+        with session_factory() as session, session.begin():
+            _let_go(session, claim, outcome=outcome.value)
         return outcome
     # Unknown, or refused by a marketplace that cannot say whether it cancelled already: never
     # a refund on a guess, nor "it goes ahead" told to the shopper. An operator asks.
-    _flag_while_placed(
+    if not _flag_while_placed(
         session_factory,
         sub_order_id,
         f"sub-order {sub_order_id}: the shopper's cancellation job ended without an answer "
         f"from {name}, and sending the cancel again gave none that says whether it is "
         f"cancelled; nothing was refunded. Ask {name}: refund the part if cancelled.",
-    )
+        claim,
+    ):
+        return None
     return CancelOutcome.UNKNOWN
 
 
 def _flag_while_placed(
-    session_factory: sessionmaker[Session], sub_order_id: int, reason: str
-) -> None:
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    reason: str,
+    claim: _HeldClaim | None = None,
+) -> bool:
     """Ask an operator about a part the marketplace gave no answer for, under the order's lock
     and only while the part is still placed: one an operator recorded cancelled meanwhile (or
     tracking saw cancelled) is settled, and its order, perhaps cleared by the operator already,
-    is not put back on the list for it."""
+    is not put back on the list for it. With this sweep's `claim`, the part is answered
+    "unknown" for the operator (no longer a claim to take over) only while the sweep holds it:
+    False, and nothing flagged, when it was taken over."""
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
-        # Answered "unknown" for the operator: no longer a sweep's claim to take over.
-        sub_order.cancel_claimed_at = None
+        if claim is not None:
+            if not _let_go(session, claim, outcome=CancelOutcome.UNKNOWN.value):
+                return False
+            session.refresh(sub_order)
         if sub_order.status in PLACED_SUB_ORDER_STATUSES:
             flag_order(sub_order.order, reason)
+    return True

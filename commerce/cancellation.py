@@ -29,6 +29,7 @@ from adapters.base import (
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import utc_now
+from commerce.notification_models import Notification
 from commerce.notifications import notify
 from commerce.order_locks import lock_order
 from commerce.order_models import (
@@ -58,6 +59,9 @@ from onecart.money import format_money
 logger = logging.getLogger(__name__)
 
 CANCELLABLE_ORDER_STATUSES = frozenset({OrderStatus.PENDING, OrderStatus.PROCESSING})
+# The shopper's notice that a cancellation was refused for a part, so it goes ahead: one for the
+# order from the cancellation job, one per part from the abandoned-cancellation sweep.
+CANCELLATION_REFUSED = "cancellation_refused"
 # Why a part the shopper cancelled before its placement claimed it was stopped (its last_error).
 STOPPED_BEFORE_PLACEMENT = "Cancelled by you before it was placed."
 
@@ -264,18 +268,42 @@ def cancel_on_marketplace(
     """Cancel a placed sub-order on its marketplace and, once the marketplace confirms, refund
     its share. An unknown outcome is resolved by reading the order's status there. With
     `tell_shopper` False the caller tells the shopper (tell_parts_cancelled)."""
+    outcome, _recorded_here = _cancel_on_marketplace(
+        session_factory,
+        sub_order_id,
+        adapter,
+        reason=reason,
+        gateway_for=gateway_for,
+        tell_shopper=tell_shopper,
+    )
+    return outcome
+
+
+def _cancel_on_marketplace(
+    session_factory: sessionmaker[Session],
+    sub_order_id: int,
+    adapter: MarketplaceAdapter,
+    *,
+    reason: str,
+    gateway_for: GatewayProvider,
+    tell_shopper: bool,
+) -> tuple[CancelOutcome, bool]:
+    """cancel_on_marketplace, and whether this call recorded the cancellation (moved the part
+    from a placed status, its share refunded): a part cancelled meanwhile by another (a second
+    run of the cancellation job, tracking) is CANCELLED too, but it is not this call's to tell
+    the shopper of."""
     with session_factory() as session:
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         if sub_order is not None and sub_order.status == SubOrderStatus.CANCELLED:
             # Cancelled (and refunded) since the caller read it, by tracking or another job.
-            return CancelOutcome.CANCELLED
+            return CancelOutcome.CANCELLED, False
         if sub_order is None or sub_order.status not in PLACED_SUB_ORDER_STATUSES:
-            return CancelOutcome.REFUSED
+            return CancelOutcome.REFUSED, False
         marketplace_order_id = sub_order.marketplace_order_id or ""
     try:
         state = adapter.cancel_order(marketplace_order_id)
     except Unsupported:
-        return CancelOutcome.REFUSED
+        return CancelOutcome.REFUSED, False
     except (Rejected, NotFound):
         # The refusal may be about the order being cancelled already (an earlier cancel call of
         # this job whose reply was lost took effect, or the store cancelled it): ask. Only an
@@ -286,13 +314,13 @@ def cancel_on_marketplace(
             logger.warning(
                 "cancelling sub-order %s: refused, and the order cannot be read", sub_order_id
             )
-            return CancelOutcome.UNKNOWN
+            return CancelOutcome.UNKNOWN, False
         if not there:
-            return CancelOutcome.REFUSED
+            return CancelOutcome.REFUSED, False
     except MarketplaceError as exc:
         logger.warning("cancelling sub-order %s: %s; asking the marketplace", sub_order_id, exc)
         if not _cancelled_there(adapter, marketplace_order_id):
-            return CancelOutcome.UNKNOWN
+            return CancelOutcome.UNKNOWN, False
     else:
         # A 2xx is not a confirmation: the order it returns must say cancelled (a store may
         # refuse the transition in the body, or cancel later in the background). Otherwise ask
@@ -306,10 +334,11 @@ def cancel_on_marketplace(
                 sub_order_id,
                 state.raw_status,
             )
-            return CancelOutcome.UNKNOWN
+            return CancelOutcome.UNKNOWN, False
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
-        if sub_order.status in PLACED_SUB_ORDER_STATUSES:
+        recorded_here = sub_order.status in PLACED_SUB_ORDER_STATUSES
+        if recorded_here:
             compensate_sub_order(
                 session,
                 sub_order,
@@ -324,7 +353,7 @@ def cancel_on_marketplace(
         # first would be confirmed ("We refunded …") before the cancellation itself was said.
         process_refunds(session_factory, order_id, gateway_for=gateway_for)
         settle_payment(session_factory, order_id, gateway_for=gateway_for)
-    return CancelOutcome.CANCELLED
+    return CancelOutcome.CANCELLED, recorded_here
 
 
 def _cancelled_there(adapter: MarketplaceAdapter, marketplace_order_id: str) -> bool | None:
@@ -358,6 +387,20 @@ def _record_outcomes(
             sub_order.cancel_outcome = outcome
 
 
+def _refusals_told_per_part(session: Session, order_id: int) -> set[int]:
+    """The order's parts whose shopper was told, for that part alone, that it goes ahead (by the
+    abandoned-cancellation sweep, answering for a job that was killed before telling it)."""
+    return set(
+        session.scalars(
+            sa.select(Notification.sub_order_id).where(
+                Notification.order_id == order_id,
+                Notification.kind == CANCELLATION_REFUSED,
+                Notification.sub_order_id.is_not(None),
+            )
+        )
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CancellationReport:
     """What the cancellation job did: sub-orders cancelled, refused, or still in flight."""
@@ -388,6 +431,8 @@ def carry_out_cancellation(
         targets = [(sub.id, sub.marketplace, sub.status) for sub in order.charged_sub_orders]
     cancelled: list[str] = []
     refused: list[str] = []
+    # The refused parts (as `refused` names them), told the shopper once at the end.
+    refused_ids: list[int] = []
     in_flight: list[str] = []
     outcomes: dict[int, str] = {}
     # Parts this attempt cancelled, told to the shopper together at the end.
@@ -417,8 +462,9 @@ def carry_out_cancellation(
             marketplace, Capability.CANCEL
         ):
             refused.append(marketplace.name)
+            refused_ids.append(sub_order_id)
             continue
-        outcome = cancel_on_marketplace(
+        outcome, recorded_here = _cancel_on_marketplace(
             session_factory,
             sub_order_id,
             adapter_for(marketplace),
@@ -426,13 +472,17 @@ def carry_out_cancellation(
             gateway_for=gateway_for,
             tell_shopper=False,
         )
-        if outcome == CancelOutcome.CANCELLED:
+        if recorded_here:
+            # Told by the run that recorded it: a second run of the job at the same time (one
+            # outbox row dispatched twice) finds it cancelled too, and says nothing of it.
             cancelled_ids.append(sub_order_id)
         {
             CancelOutcome.CANCELLED: cancelled,
             CancelOutcome.REFUSED: refused,
             CancelOutcome.UNKNOWN: in_flight,
         }[outcome].append(marketplace.name)
+        if outcome == CancelOutcome.REFUSED:
+            refused_ids.append(sub_order_id)
         if outcome == CancelOutcome.UNKNOWN:
             unanswered.append(marketplace.name)
             # Not kept before the last attempt: RQ asks again, and the card capture waits for
@@ -458,13 +508,19 @@ def carry_out_cancellation(
         order = session.get(Order, order_id)
         assert order is not None
         goes_ahead = None
-        if refused and not in_flight:
+        # A part the abandoned-cancellation sweep told goes ahead (this job's earlier run was
+        # killed before telling it) is not told again by a later run.
+        told = _refusals_told_per_part(session, order_id)
+        untold = [
+            name for name, sub_id in zip(refused, refused_ids, strict=True) if sub_id not in told
+        ]
+        if untold and not in_flight:
             goes_ahead = notify(
                 session,
                 order,
-                "cancellation_refused",
+                CANCELLATION_REFUSED,
                 "These marketplaces could not cancel their part of your order, so it goes "
-                "ahead: " + ", ".join(refused) + ".",
+                "ahead: " + ", ".join(untold) + ".",
                 once=True,
             )
         if in_flight and final_attempt:
@@ -487,11 +543,15 @@ def carry_out_cancellation(
                     + " after the last attempt: ask them to cancel, or let it ship.",
                 )
         # The parts cancelled lead the one message; its kind stays the part that goes ahead (or
-        # is unanswered), the news the shopper may have to act on.
-        kind = goes_ahead.kind if goes_ahead is not None else None
+        # is unanswered), the news the shopper may have to act on, and it stays the order's
+        # notice (no part): merging a single cancelled part's sentence gave it that part's id,
+        # and a second run of the job (its `once` asks for the order's notice) or the
+        # abandoned-cancellation sweep (which looks for the order's notice or the refused
+        # part's) then did not find it and told the shopper again.
+        said = (goes_ahead.kind, goes_ahead.sub_order_id) if goes_ahead is not None else None
         tell_parts_cancelled(session, order, cancelled_ids, lead=True)
-        if goes_ahead is not None and kind is not None:
-            goes_ahead.kind = kind
+        if goes_ahead is not None and said is not None:
+            goes_ahead.kind, goes_ahead.sub_order_id = said
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return CancellationReport(tuple(cancelled), tuple(refused), tuple(in_flight))

@@ -330,7 +330,7 @@ def _fetch_listing(
     cache: ResultCache | None,
     while_waiting: Callable[[], object] | None = None,
 ) -> _ListingAnswer:
-    key = b"listing:" + request_body(plan.queries)
+    key = b"listing:" + request_body(plan.queries) if cache is not None else b""
     if cache is not None:
         cached = cache.get(key)
         if cached is not None:

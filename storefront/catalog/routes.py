@@ -36,6 +36,7 @@ from onecart.progress import catalog_loading_message
 from onecart.settings import get_settings
 from search_index.client import SearchUnavailable
 from search_index.documents import OfferDocument, document_id
+from search_index.filters import PriceScale
 from search_index.groups import lead_offer
 from search_index.listings import SearchPage, offers_in_group, search_products
 from search_index.merchandising import home_showcase
@@ -216,11 +217,15 @@ def _listing(args: MultiDict[str, str]) -> SearchPage:
 
 
 def _search(params: SearchParams, while_waiting: Callable[[], object] | None = None) -> SearchPage:
+    # The display currency (read from the shopper's account or session) converts a typed price
+    # bound; without one the request goes to Meilisearch before the shopper is looked up, and the
+    # page's frame (while_waiting) looks them up while Meilisearch works.
+    typed_bounds = params.min_price is not None or params.max_price is not None
     return search_products(
         search_client(),
         product_index_uid(),
         params,
-        scale=price_scale(),
+        scale=price_scale() if typed_bounds else PriceScale(),
         cache=search_cache(),
         marketplaces=tuple(marketplace_names()),
         while_waiting=while_waiting,

@@ -42,6 +42,16 @@ def test_keep_alive_clients_are_told_to_reconnect_and_every_request_is_answered(
         assert [answer.status_code for answer in answers] == [200] * 20
         assert {answer.headers["connection"] for answer in answers} == {"close"}
         assert answers[0].json() == {"ok": True}
+        # Each request's log line is written once its answer is sent (uWSGI closes the answer,
+        # storefront/request_log.py): all 20, each with the id its answer carried.
+        ids = {answer.headers["x-request-id"] for answer in answers}
+        deadline = time.monotonic() + 10
+        while True:
+            log = server.log_path.read_text(errors="replace")
+            if all(f'"request_id": "{request_id}"' in log for request_id in ids):
+                break
+            assert time.monotonic() < deadline, processes.tail(server.log_path)
+            time.sleep(0.05)
     finally:
         processes.stop_pid(server.pid)
     assert not processes.pid_alive(server.pid)

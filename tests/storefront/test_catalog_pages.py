@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from commerce.models import FxRate, Marketplace, Product, User
 from onecart.settings import Settings
+from search_index.client import KeptConnection
 from search_index.listings import ProductHit, ShownOffer
 from search_index.params import SearchParams
 from storefront import format_money
+from storefront.catalog import shopper
 from storefront.catalog.cards import build_cards
 from storefront.catalog.search_urls import page_url, search_url
 from tests.storefront.conftest import text_of
@@ -878,3 +880,32 @@ def test_an_empty_result_offers_no_sort_or_page_size(
     found = controls.search(client.get("/search?q=hedphones").get_data(as_text=True))
     assert empty is not None and empty.group(1) == " hidden"
     assert found is not None and found.group(1) is None
+
+
+def test_a_listing_asks_meilisearch_before_looking_up_the_shopper_unless_a_price_is_typed(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The display currency (the shopper's account or session) only converts a typed price
+    bound: without one the listing's request is sent first, and the shopper is looked up while
+    Meilisearch works (by the page's frame), off the shopper's wait (issue 9)."""
+    events: list[str] = []
+    real_send = KeptConnection.send
+    real_choose = shopper._choose_display_currency
+
+    def send(connection: KeptConnection, request: bytes) -> None:
+        events.append("sent to Meilisearch")
+        real_send(connection, request)
+
+    def choose() -> str:
+        events.append("shopper looked up")
+        return real_choose()
+
+    monkeypatch.setattr(KeptConnection, "send", send)
+    monkeypatch.setattr(shopper, "_choose_display_currency", choose)
+
+    assert client.get("/search?q=headphones").status_code == 200
+    assert events[:2] == ["sent to Meilisearch", "shopper looked up"]
+
+    events.clear()
+    assert client.get("/search?q=headphones&max_price=100").status_code == 200
+    assert events[:2] == ["shopper looked up", "sent to Meilisearch"]

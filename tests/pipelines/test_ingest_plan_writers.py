@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.storage.legacy_storage import LegacyRunStorage
 
 from pipelines.ingest_overlap import IngestPlan, marketplaces_an_ingest_will_fetch
 
@@ -24,7 +25,9 @@ PG_TEST_URL = os.environ.get("PG_TEST_URL", "postgresql+psycopg://postgres@127.0
 
 class _StorageLettingAnotherIngestIn:
     """Dagster's run storage (its key-value store) as one ingest sees it: right after that
-    ingest's first read, another ingest's step runs, before the first one writes anything."""
+    ingest's first read, another ingest's step runs, before the first one writes anything. An
+    ingest that never reads has nothing to interleave: the other step runs after it
+    (:meth:`let_in`)."""
 
     def __init__(self, storage: Any, other_ingest_step: Callable[[], None]) -> None:
         self._storage = storage
@@ -44,13 +47,22 @@ class _StorageLettingAnotherIngestIn:
 
         return read
 
+    def let_in(self) -> None:
+        """Run the other ingest's step if the ingest did not read."""
+        step, self._other_ingest_step = self._other_ingest_step, None
+        if step is not None:
+            step()
+
 
 class _InstanceLettingAnotherIngestIn:
     """The Dagster instance one ingest's IngestPlan is given, its storage interleaved."""
 
     def __init__(self, instance: dg.DagsterInstance, other_ingest_step: Callable[[], None]):
         self._instance = instance
-        self._storage = _StorageLettingAnotherIngestIn(instance.run_storage, other_ingest_step)
+        storage = instance.run_storage
+        if isinstance(storage, LegacyRunStorage):  # PostgreSQL: the SQL storage inside
+            storage = storage._storage.run_storage
+        self._storage = _StorageLettingAnotherIngestIn(storage, other_ingest_step)
 
     @property
     def run_storage(self) -> Any:
@@ -62,6 +74,9 @@ class _InstanceLettingAnotherIngestIn:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._instance, name)
+
+    def let_in(self) -> None:
+        self._storage.let_in()
 
 
 @pytest.fixture
@@ -105,8 +120,10 @@ def test_two_ingests_starting_at_once_both_keep_their_plans(
     instance: dg.DagsterInstance,
 ) -> None:
     second = IngestPlan(instance, ["shopwave", "bazaarly"])
-    first = IngestPlan(_InstanceLettingAnotherIngestIn(instance, second.__enter__), ["kiondo"])
+    interleaved = _InstanceLettingAnotherIngestIn(instance, second.__enter__)
+    first = IngestPlan(interleaved, ["kiondo"])
     with first:
+        interleaved.let_in()
         assert marketplaces_an_ingest_will_fetch(instance) == {"kiondo", "shopwave", "bazaarly"}
         second.__exit__(None, None, None)
         assert marketplaces_an_ingest_will_fetch(instance) == {"kiondo"}
@@ -119,8 +136,10 @@ def test_an_ingest_starting_while_another_says_what_it_fetched_keeps_its_plan(
     second = IngestPlan(instance, ["shopwave"])
     with IngestPlan(instance, ["kiondo", "bazaarly"]) as running:
         # The same ingest, its storage now letting the second one in.
-        running._instance = _InstanceLettingAnotherIngestIn(instance, second.__enter__)
+        interleaved = _InstanceLettingAnotherIngestIn(instance, second.__enter__)
+        running._instance = interleaved
         running.fetched("kiondo")
+        interleaved.let_in()
         assert marketplaces_an_ingest_will_fetch(instance) == {"bazaarly", "shopwave"}
     assert marketplaces_an_ingest_will_fetch(instance) == {"shopwave"}
     second.__exit__(None, None, None)
@@ -132,8 +151,10 @@ def test_an_ingest_starting_while_another_ends_keeps_its_plan(
 ) -> None:
     second = IngestPlan(instance, ["shopwave"])
     ending = IngestPlan(instance, ["kiondo"])
+    interleaved = _InstanceLettingAnotherIngestIn(instance, second.__enter__)
     with ending:
-        ending._instance = _InstanceLettingAnotherIngestIn(instance, second.__enter__)
+        ending._instance = interleaved
+    interleaved.let_in()
     assert marketplaces_an_ingest_will_fetch(instance) == {"shopwave"}
     second.__exit__(None, None, None)
     assert marketplaces_an_ingest_will_fetch(instance) == set()

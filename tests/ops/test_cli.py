@@ -665,6 +665,9 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
     of its process group stopped (no orphans)."""
     environment["ONECART_ASSISTANT_EMBEDDINGS"] = "off"  # the embeddings run is tested apart
     environment["ONECART_RQ_WORKERS"] = "2"
+    # One day replayed, not the default three (test_the_demo_replays_three_days_by_default):
+    # each day is a whole ingest of every marketplace, and one proves the replay as well.
+    environment["ONECART_DEMO_HISTORY_DAYS"] = "1"
 
     up = onecart(environment, "up", "--ingest", timeout=1200)
 
@@ -676,9 +679,9 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
         "offer embeddings: skipped, switched off (ONECART_ASSISTANT_EMBEDDINGS=off);" in up.stdout
     )
     assert "offer embeddings: background run" not in up.stdout
-    # A fresh demo replays the sandbox's last days first (ONECART_DEMO_HISTORY_DAYS, default 3):
-    # price history on four consecutive days, today's the last.
-    assert "first run of the demo: replaying the sandbox's last 3 days" in up.stdout
+    # A fresh demo replays the sandbox's last days first (ONECART_DEMO_HISTORY_DAYS): price
+    # history on two consecutive days, today's the last.
+    assert "first run of the demo: replaying the sandbox's last 1 day first" in up.stdout
     with warehouse.connect(home / "pipeline.duckdb", read_only=True) as conn:
         days = [
             day
@@ -686,36 +689,56 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
                 "SELECT DISTINCT CAST(observed_at AS DATE) AS day FROM price_history ORDER BY day"
             ).fetchall()
         ]
-    assert days == [days[-1] - timedelta(days=n) for n in (3, 2, 1, 0)], days
+    assert days == [days[-1] - timedelta(days=n) for n in (1, 0)], days
     site = f"http://127.0.0.1:{environment['ONECART_SITE_PORT']}"
     search = httpx.get(f"{site}/api/search", params={"q": ""}, timeout=30).json()
     assert search["total_hits"] > 0
-    pids = running_pids(environment)
+    before = status_rows(onecart(environment, "status").stdout)
+    pids = {name: int(row[2]) for name, row in before.items() if row[2] != "-"}
     expected = [name for name in services.SERVICE_ORDER if name != "dagster-daemon"]
     assert set(pids) == set(expected), pids
 
     # Every service's main process at once (SIGKILL: nothing of it can clean up).
-    before = status_rows(onecart(environment, "status").stdout)
-    groups = {name: processes.group_members(int(before[name][2])) for name in expected}
+    groups = {name: processes.group_members(pids[name]) for name in expected}
     for name in expected:
-        os.kill(int(before[name][2]), signal.SIGKILL)
+        os.kill(pids[name], signal.SIGKILL)
 
-    def all_back() -> dict[str, list[str]] | None:
-        rows = status_rows(onecart(environment, "status").stdout)
+    def back(row: list[str], name: str) -> bool:
+        """Running again under a new pid, answering, its restart counted. The listener
+        handles exits one at a time (each may wait for an orphaned group to stop), so a count
+        can trail the restart it belongs to by a few seconds."""
+        return (
+            row[1] == "running"
+            and row[2] != before[name][2]
+            and row[4] == "ok"
+            and int(row[3]) >= int(before[name][3]) + 1
+        )
+
+    # Waited for in this process, with what `status` reads for each service (a `status`
+    # command a second costs seconds of CPU each, taken from the services coming back).
+    settings = _settings_of(environment)
+    catalog = {service.name: service for service in services.build_services(settings)}
+
+    def all_back() -> bool:
         for name in expected:
-            row = rows[name]
-            if row[1] != "running" or row[2] == before[name][2] or row[4] != "ok":
-                return None
-            # The listener handles exits one at a time (each may wait for an orphaned group to
-            # stop), so a count can trail the restart it belongs to by a few seconds.
-            if int(row[3]) < int(before[name][3]) + 1:
-                return None
-        return rows
+            state = supervision.inspect_service(settings, catalog[name])
+            row = [
+                name,
+                state.status,
+                str(state.pid or "-"),
+                str(state.restarts),
+                "ok" if state.healthy else "no answer",
+            ]
+            if not back(row, name):
+                return False
+        return True
 
-    after = wait_until(all_back, timeout=600, what="every killed service to come back")
+    wait_until(all_back, timeout=600, what="every killed service to come back")
+    # `status` says so: one restart counted per kill (a restarted Redis may restart the
+    # workers too).
+    after = status_rows(onecart(environment, "status").stdout)
     for name in expected:
-        # One restart counted per kill (a restarted Redis may restart the workers too).
-        assert int(after[name][3]) >= int(before[name][3]) + 1, (name, after[name])
+        assert back(after[name], name), (name, before[name], after[name])
     # What was left of each old process group (the site's workers, the pool's work horses,
     # dagster dev's webserver and daemon) was stopped with it: no orphans.
     wait_until(
@@ -840,6 +863,17 @@ def test_down_cancels_the_runs_and_the_next_up_carries_each_on_through_dagster(
     }
     third = onecart(environment, "up", "--only", "dagster", timeout=400)
     assert "cancelled by `down`" not in third.stdout  # carried on once
+
+
+def _settings_of(env: dict[str, str]) -> Settings:
+    """The settings a `onecart` command run with `env` reads (its home, ports and addresses)."""
+    return Settings(
+        **{
+            name: value
+            for name, value in env.items()
+            if name.startswith(("ONECART_", "MEILI_", "STRIPE_", "REDIS_", "DATABASE_URL"))
+        }
+    )
 
 
 def wait_until(check, *, timeout: float, what: str):  # type: ignore[no-untyped-def]

@@ -451,3 +451,9 @@ def test_the_history_lines_say_one_day() -> None:
     assert history_finished_line(1, 12.0).startswith("ingest with 1 day of history finished")
     assert "replaying the sandbox's last 1 day first" in demo_history_notice(1)
     assert "replaying the sandbox's last 3 days first" in demo_history_notice(3)
+
+
+def test_the_demo_replays_three_days_by_default() -> None:
+    """The whole-stack `up --ingest` test replays one day (each day is a whole ingest); the
+    default a demo gets is three."""
+    assert Settings.model_fields["demo_history_days"].default == 3

@@ -500,6 +500,41 @@ def test_logs_shows_the_end_of_a_service_log(environment: dict[str, str], home: 
     assert "logs: site" in missing.stderr
 
 
+def test_logs_with_no_lines_prints_none(environment: dict[str, str], home: Path) -> None:
+    """`-n 0` printed the whole log (the last 0 lines taken as every line)."""
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "site.log").write_text("".join(f"line {n}\n" for n in range(100)))
+
+    result = onecart(environment, "logs", "site", "-n", "0")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("lines", ["-5", "100001", "ten"])
+def test_logs_takes_a_bounded_line_count(
+    environment: dict[str, str], home: Path, lines: str
+) -> None:
+    """`-n -5` printed all but the first five lines, and no count was too large."""
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "site.log").write_text("".join(f"line {n}\n" for n in range(100)))
+
+    result = onecart(environment, "logs", "site", "-n", lines)
+
+    assert result.returncode == 2
+    assert "-n/--lines: a whole number from 0 to 100000" in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999999999"])
+def test_localstripe_takes_a_port_within_range(environment: dict[str, str], port: str) -> None:
+    result = onecart(environment, "localstripe", "--port", port, timeout=60)
+
+    assert result.returncode == 2
+    assert "--port: a whole number from 1 to 65535" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_logs_piped_elsewhere_carry_no_terminal_colour_codes(
     environment: dict[str, str], home: Path
 ) -> None:

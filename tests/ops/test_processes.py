@@ -479,3 +479,14 @@ def test_the_demo_replays_three_days_by_default() -> None:
     """The whole-stack `up --ingest` test replays one day (each day is a whole ingest); the
     default a demo gets is three."""
     assert Settings.model_fields["demo_history_days"].default == 3
+
+
+def test_a_failed_partition_s_line_leaves_what_is_kept_to_the_report() -> None:
+    """Each failed partition's line said "its last good catalog is kept", of a marketplace down
+    at its first ingest too; the report's last lines say which failed ones keep one."""
+    from pipelines.run import PartitionOutcome
+    from pipelines.run_progress import describe_partition
+
+    failed = PartitionOutcome("kiondo", success=False, run_id="r", error="connection refused")
+
+    assert describe_partition(failed) == ["kiondo: FAILED (connection refused)"]

@@ -54,7 +54,11 @@ def status_rows(output: str) -> dict[str, list[str]]:
 
 def running_pids(env: dict[str, str]) -> dict[str, int]:
     """The pid `onecart status` shows for each service that runs."""
-    rows = status_rows(onecart(env, "status").stdout)
+    return pids_of(status_rows(onecart(env, "status").stdout))
+
+
+def pids_of(rows: dict[str, list[str]]) -> dict[str, int]:
+    """The pid of each service that runs, from `status_rows`."""
     return {name: int(cells[2]) for name, cells in rows.items() if cells[2] != "-"}
 
 
@@ -167,11 +171,12 @@ def test_up_is_idempotent_and_down_leaves_no_process_behind(
 
     second = onecart(environment, "up", *only)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert running_pids(environment) == pids
+    # One `status` for both (each costs a second or two of CPU).
+    status = status_rows(onecart(environment, "status").stdout)
+    assert pids_of(status) == pids
     assert second.stdout.count("already running") == len(started_services)
     assert "started (pid" not in second.stdout
 
-    status = status_rows(onecart(environment, "status").stdout)
     for name in started_services:
         assert status[name][1:5] == ["running", str(pids[name]), "0", "ok"]
 
@@ -183,8 +188,8 @@ def test_up_is_idempotent_and_down_leaves_no_process_behind(
         assert not processes.pid_alive(pid)
         assert processes.group_members(pid) == []
     assert supervisor is not None and not processes.pid_alive(supervisor)
-    assert running_pids(environment) == {}
     after = status_rows(onecart(environment, "status").stdout)
+    assert pids_of(after) == {}
     assert {after[name][1] for name in started_services} == {"stopped"}
 
 
@@ -729,7 +734,7 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
     search = httpx.get(f"{site}/api/search", params={"q": ""}, timeout=30).json()
     assert search["total_hits"] > 0
     before = status_rows(onecart(environment, "status").stdout)
-    pids = {name: int(row[2]) for name, row in before.items() if row[2] != "-"}
+    pids = pids_of(before)
     expected = [name for name in services.SERVICE_ORDER if name != "dagster-daemon"]
     assert set(pids) == set(expected), pids
 

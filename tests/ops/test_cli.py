@@ -608,6 +608,16 @@ def test_ingest_of_an_unknown_marketplace_fails_naming_it(environment: dict[str,
     assert "shopwave" in result.stderr  # the configured ones are listed
 
 
+@pytest.mark.parametrize("days", ["0", "91", "-3"])
+def test_ingest_history_takes_1_to_90_days(environment: dict[str, str], days: str) -> None:
+    """`--history 0` ran a plain ingest instead (its help says 1 to 90)."""
+    result = onecart(environment, "ingest", "--history", days)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--history: a whole number from 1 to 90" in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
 def test_an_ingest_with_nothing_running_says_to_start_the_services(
     environment: dict[str, str],
 ) -> None:

@@ -49,7 +49,7 @@ from onecart.ingest_command import (
     wants_demo_history,
 )
 from onecart.params import ParameterError, bounded_int
-from onecart.settings import Settings, get_settings
+from onecart.settings import MAX_HISTORY_DAYS, Settings, get_settings
 
 # `onecart logs -n`: more than a terminal's scrollback is what the log file itself is for.
 MAX_LOG_LINES: Final = 100_000
@@ -142,10 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument(
         "--history",
-        type=int,
-        default=0,
+        type=_whole_number(1, MAX_HISTORY_DAYS),
+        default=0,  # not given: no replay
         metavar="DAYS",
-        help="sandbox only, 1 to 90, before any other ingest of this home: replay the sandbox's "
+        help=f"sandbox only, 1 to {MAX_HISTORY_DAYS}, before any other ingest of this home: "
+        "replay the sandbox's "
         "catalog of each of the last DAYS days, then today's, so a fresh demo has price history "
         "(pipelines/replay.py)",
     )

@@ -15,7 +15,7 @@ storage unreachable) becomes a line saying so, never an exception.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,6 +116,18 @@ def last_partition_runs(
     return runs, fetched
 
 
+def never_fetched(settings: Settings, slugs: Collection[str]) -> set[str]:
+    """Of `slugs`, the marketplaces no fetch ever succeeded for: in neither the analysts' copy
+    nor Dagster's materializations of raw_catalog, so a failed run of one kept no catalog."""
+    if not slugs:
+        return set()
+    try:
+        fetched = set(last_fetches(settings)) | set(last_partition_runs(settings, list(slugs))[1])
+    except Exception:  # unreadable storage says nothing either way: nothing is claimed
+        return set()
+    return set(slugs) - fetched
+
+
 def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
 
@@ -144,9 +156,14 @@ def catalog_lines(
         lines.append(f"  {cells.rstrip()}")
     failed = [slug for slug in slugs if (run := runs.get(slug)) and run.status == "FAILURE"]
     for slug in failed:
+        # A marketplace down at its first ingest has no catalog to keep: the shop has none of it.
+        kept = (
+            " (its last good catalog is kept)"
+            if slug in fetches
+            else ", and it was never fetched: no catalog of it yet"
+        )
         lines.append(
-            f"  {slug}: its last run failed (its last good catalog is kept); the log: "
-            f"{dagster_url}/runs/{runs[slug].run_id}"
+            f"  {slug}: its last run failed{kept}; the log: {dagster_url}/runs/{runs[slug].run_id}"
         )
     if failed:
         retry = " ".join(f"--marketplace {slug}" for slug in failed)

@@ -43,17 +43,23 @@ class CheckResult:
 
 
 def _check_keys() -> tuple[list[Any], list[Any]]:
-    """The pipeline's (partitioned, unpartitioned) check keys, from the code that declares them
-    (not the whole definitions: building them takes seconds)."""
+    """The pipeline's (partitioned, unpartitioned) check keys, by name (pipelines/check_names.py):
+    not the code that declares them (pyarrow, polars, the warehouse: most of a `status`'s CPU),
+    nor the whole definitions (seconds)."""
     import dagster as dg
 
-    from pipelines.assets.reference import RATES_COVER_OFFERS
-    from pipelines.checks import CATALOG_CHECKS, NORMALIZED_PRODUCTS, products_are_fresh
+    from pipelines.check_names import (
+        CATALOG_CHECKS,
+        FX_RATES,
+        NORMALIZED_PRODUCTS,
+        PRODUCTS_ARE_FRESH,
+        RATES_COVER_OFFERS,
+    )
 
     partitioned = [dg.AssetCheckKey(NORMALIZED_PRODUCTS, name) for name in CATALOG_CHECKS]
     unpartitioned = [
-        *products_are_fresh.check_keys,
-        dg.AssetCheckKey(dg.AssetKey("fx_rates"), RATES_COVER_OFFERS),
+        dg.AssetCheckKey(NORMALIZED_PRODUCTS, PRODUCTS_ARE_FRESH),
+        dg.AssetCheckKey(FX_RATES, RATES_COVER_OFFERS),
     ]
     return partitioned, unpartitioned
 

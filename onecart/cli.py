@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Final
 
 from pydantic import ValidationError
 
@@ -47,7 +48,26 @@ from onecart.ingest_command import (
     run_ingest,
     wants_demo_history,
 )
-from onecart.settings import Settings, get_settings
+from onecart.params import ParameterError, bounded_int
+from onecart.settings import MAX_HISTORY_DAYS, Settings, get_settings
+
+# `onecart logs -n`: more than a terminal's scrollback is what the log file itself is for.
+MAX_LOG_LINES: Final = 100_000
+
+
+def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number within [minimum, maximum], read as the site reads one
+    (onecart.params), or a usage error naming the range."""
+
+    def parse(raw: str) -> int:
+        try:
+            return bounded_int(raw, minimum=minimum, maximum=maximum)
+        except ParameterError:
+            raise argparse.ArgumentTypeError(
+                f"a whole number from {minimum} to {maximum}, not {raw!r}"
+            ) from None
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("status", help="each service: state, pid, restarts, health, URL")
 
-    ingest = commands.add_parser("ingest", help="materialize the catalog pipeline once")
+    ingest = commands.add_parser(
+        "ingest",
+        help="materialize the catalog pipeline once",
+        description="Fetch each active marketplace of ONECART_MARKETPLACES (or only those named "
+        "with --marketplace) into the warehouse, then the downstream assets and the search index, "
+        "in this process, with progress on stdout. Meilisearch (and the sandbox, in sandbox mode) "
+        "must answer: `onecart up` starts them. Exit 1 when a marketplace or a downstream asset "
+        "failed (the report names it).",
+    )
     ingest.add_argument(
         "--marketplace",
         action="append",
@@ -114,10 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument(
         "--history",
-        type=int,
-        default=0,
+        type=_whole_number(1, MAX_HISTORY_DAYS),
+        default=0,  # not given: no replay
         metavar="DAYS",
-        help="sandbox only, 1 to 90, before any other ingest of this home: replay the sandbox's "
+        help=f"sandbox only, 1 to {MAX_HISTORY_DAYS}, before any other ingest of this home: "
+        "replay the sandbox's "
         "catalog of each of the last DAYS days, then today's, so a fresh demo has price history "
         "(pipelines/replay.py)",
     )
@@ -132,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     logs = commands.add_parser("logs", help="show the end of a service's log")
     logs.add_argument("name", metavar="NAME", help="service name, e.g. meilisearch or site")
-    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
+    logs.add_argument(
+        "-n",
+        "--lines",
+        type=_whole_number(0, MAX_LOG_LINES),
+        default=50,
+        help=f"how many lines, 0 to {MAX_LOG_LINES} (default 50; 0 with -f: only new ones)",
+    )
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
 
     sql = commands.add_parser(
@@ -149,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     localstripe.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     localstripe.add_argument(
-        "--port", type=int, help="port (default: STRIPE_API_BASE's, else 8420; `up` passes it)"
+        "--port",
+        type=_whole_number(1, 65535),
+        help="port (default: STRIPE_API_BASE's, else 8420; `up` passes it)",
     )
     localstripe.add_argument(
         "--from-scratch", action="store_true", help="forget payments saved by an earlier run"

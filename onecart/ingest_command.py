@@ -9,10 +9,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from onecart import dagster_instance, processes, services, supervision
+from onecart import catalog_status, dagster_instance, processes, services, supervision
 from onecart.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from onecart.progress import counted_noun
 from onecart.settings import Settings
@@ -69,7 +69,9 @@ def run_history_replay(
         line
         for report in reports
         for line in ingest_failure_lines(
-            report, failed_steps_of_run=lambda run_id: failed_steps_of_run(settings, run_id)
+            report,
+            failed_steps_of_run=lambda run_id: failed_steps_of_run(settings, run_id),
+            never_fetched=catalog_status.never_fetched(settings, failed_partitions(report)),
         )
     ]
     if failures:
@@ -122,7 +124,9 @@ def run_ingest(
         print(f"ingest failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     failures = ingest_failure_lines(
-        result, failed_steps_of_run=lambda run_id: failed_steps_of_run(settings, run_id)
+        result,
+        failed_steps_of_run=lambda run_id: failed_steps_of_run(settings, run_id),
+        never_fetched=catalog_status.never_fetched(settings, failed_partitions(result)),
     )
     if failures:
         for line in failures:
@@ -252,8 +256,26 @@ def failed_downstream_assets(result: object) -> list[str]:
     return _names(_read_result(result, "failed_downstream_assets"))
 
 
+def _what_is_kept(partitions: list[str], never_fetched: Collection[str]) -> str:
+    """Whether the failed marketplaces keep a catalog: one never fetched has none to keep."""
+    kept = [slug for slug in partitions if slug not in never_fetched]
+    none = [slug for slug in partitions if slug in never_fetched]
+    if not none:
+        return "their last good catalogs are kept"
+    them = "it" if len(none) == 1 else "them"
+    if not kept:
+        return f"never fetched: no catalog of {them} yet"
+    return (
+        f"the last good catalogs of {', '.join(kept)} are kept; {', '.join(none)} never "
+        f"fetched: no catalog of {them} yet"
+    )
+
+
 def ingest_failure_lines(
-    result: object, *, failed_steps_of_run: Callable[[str], list[str]] | None = None
+    result: object,
+    *,
+    failed_steps_of_run: Callable[[str], list[str]] | None = None,
+    never_fetched: Collection[str] = (),
 ) -> list[str]:
     """What the operator is told when an ingest fails; empty when it succeeded.
 
@@ -269,7 +291,7 @@ def ingest_failure_lines(
     if partitions:
         lines.append(
             f"ingest failed for partition(s): {', '.join(partitions)} "
-            "(their last good catalogs are kept)"
+            f"({_what_is_kept(partitions, never_fetched)})"
         )
         # Each one's reason is on its FAILED line above; the next step is a run of only those.
         retry = " ".join(f"--marketplace {slug}" for slug in partitions)

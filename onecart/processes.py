@@ -270,7 +270,10 @@ def wait_for_http(
 
 
 def tail(path: Path, lines: int = 30) -> str:
-    """The last `lines` lines of a log file ('' when it does not exist yet)."""
+    """The last `lines` lines of a log file ('' when it does not exist yet, or for 0 lines:
+    `[-0:]` is every line)."""
+    if lines <= 0:
+        return ""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:

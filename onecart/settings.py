@@ -16,6 +16,8 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Most past days a demo replays (ONECART_DEMO_HISTORY_DAYS, `onecart ingest --history`).
+MAX_HISTORY_DAYS = 90
 # The checkout's var/, whatever directory a command is started from.
 DEFAULT_HOME = REPO_ROOT / "var"
 # The checkout's .env, never the starting directory's: the services `onecart up` starts run in the
@@ -137,7 +139,7 @@ class Settings(BaseSettings):
     # `onecart up --ingest` (`make run`) on a fresh demo home, every marketplace in the sandbox:
     # the sandbox's catalog of each of the last N days is replayed first (pipelines/replay.py),
     # so price charts and price drops have data from the start; 0 loads today's catalog only.
-    demo_history_days: int = Field(3, ge=0, le=90, alias="ONECART_DEMO_HISTORY_DAYS")
+    demo_history_days: int = Field(3, ge=0, le=MAX_HISTORY_DAYS, alias="ONECART_DEMO_HISTORY_DAYS")
 
     smtp_host: str | None = Field(None, alias="SMTP_HOST")
     smtp_port: int = Field(25, alias="SMTP_PORT")

@@ -20,10 +20,9 @@ import dagster as dg
 import duckdb
 
 from onecart.money import is_iso_currency
+from pipelines.check_names import CATALOG_CHECKS, NORMALIZED_PRODUCTS, PRODUCTS_ARE_FRESH
 from pipelines.resources import MarketplacesResource, WarehouseResource
 from warehouse.catalog import CatalogLoad, product_counts_by_marketplace, recent_loads
-
-NORMALIZED_PRODUCTS = dg.AssetKey("normalized_products")
 
 # Above this share of GTIN claims failing their checksum, a marketplace's identifiers are suspect.
 GTIN_INVALID_SHARE_WARN = 0.2
@@ -34,29 +33,6 @@ ROW_COUNT_DRIFT_WARN = 0.5
 REJECTED_SHARE_WARN = 0.1
 # Offers fetched longer ago than this are stale (the schedule runs every 30 minutes by default).
 FRESHNESS_MAX_AGE = timedelta(hours=6)
-
-
-# name -> description; the UI shows each as its own check of normalized_products.
-CATALOG_CHECKS: dict[str, str] = {
-    "price_is_positive": "Every offer of the marketplace has a price above zero (minor units).",
-    "currency_is_iso": "Every offer's currency is an ISO-4217 code (onecart.money.is_iso_currency).",
-    "gtin_checksum_share": (
-        "Warns when many of the GTINs the marketplace claims fail the GS1 checksum: those offers "
-        "are matched by brand and model instead, and the feed itself may be broken."
-    ),
-    "offer_keys_are_unique": (
-        "No two offers share (marketplace, external_id); repeats were quarantined instead."
-    ),
-    "row_count_drift": (
-        "Warns when the marketplace's offer count moved by more than half since the last run "
-        "(a truncated feed or a changed API looks like this)."
-    ),
-    "rejected_share": (
-        "Warns when more than a tenth of the marketplace's latest fetch was quarantined in "
-        "rejected_products (the metadata counts each reason): a feed half broken can lose a "
-        "third of its offers without tripping the drift check."
-    ),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +266,7 @@ def evaluate_catalog_checks(
     return [evaluate(facts) for evaluate in chosen]
 
 
-@dg.asset_check(asset=NORMALIZED_PRODUCTS)
+@dg.asset_check(asset=NORMALIZED_PRODUCTS, name=PRODUCTS_ARE_FRESH)
 def products_are_fresh(
     warehouse: WarehouseResource, marketplaces: MarketplacesResource
 ) -> dg.AssetCheckResult:

@@ -15,9 +15,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, cast
 
 import dagster as dg
+from dagster._core.storage.legacy_storage import LegacyRunStorage
+from dagster._core.storage.runs.schema import KeyValueStoreTable
+from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
+from dagster._core.storage.sqlalchemy_compat import db_select
 from dagster._core.storage.tags import GRPC_INFO_TAG
 
 from pipelines.jobs import MARKETPLACE_CATALOG_JOB
@@ -78,8 +82,10 @@ def wait_for_refresh_in_flight(
 
 # Where a running `onecart ingest` says which marketplaces it has yet to fetch: the Dagster
 # instance's key-value store, which the daemon's schedule reads in the cluster profile too
-# (PostgreSQL storage, possibly another host). One JSON object, one entry per ingest.
-INGEST_PLANS_KEY: Final = "onecart/ingest_plans"
+# (PostgreSQL storage, possibly another host). One key per ingest, this prefix and the ingest's
+# own id: each ingest writes only its own, so two ingests starting at once cannot overwrite each
+# other's plan (one shared JSON object, read, changed and written back, could lose one).
+INGEST_PLAN_KEY_PREFIX: Final = "onecart/ingest_plan/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,22 +96,43 @@ class _PlanEntry:
     updated: str  # ISO 8601, UTC: when the ingest last said what it has yet to fetch
 
 
-def _read_plans(instance: dg.DagsterInstance) -> dict[str, _PlanEntry]:
-    text = instance.daemon_cursor_storage.get_cursor_values({INGEST_PLANS_KEY}).get(
-        INGEST_PLANS_KEY
-    )
-    if not text:
-        return {}
-    try:
-        return {key: _PlanEntry(**value) for key, value in json.loads(text).items()}
-    except (TypeError, ValueError):  # written by an older OneCart: no plan to honour
-        return {}
+def _key_value_storage(instance: dg.DagsterInstance) -> SqlRunStorage:
+    """The SQL run storage holding the instance's key-value table. Dagster's own methods read
+    and write keys named in advance; the plans are found by their prefix, and one is deleted
+    only while it holds what was read (compare-and-delete), which needs the table itself."""
+    storage = instance.run_storage
+    if isinstance(storage, LegacyRunStorage):  # `storage: postgres:` in dagster.yaml
+        storage = storage._storage.run_storage  # no public way to its tables
+    return cast(SqlRunStorage, storage)
 
 
-def _write_plans(instance: dg.DagsterInstance, plans: dict[str, _PlanEntry]) -> None:
-    instance.daemon_cursor_storage.set_cursor_values(
-        {INGEST_PLANS_KEY: json.dumps({key: asdict(entry) for key, entry in plans.items()})}
+def _read_plans(instance: dg.DagsterInstance) -> dict[str, tuple[str, _PlanEntry | None]]:
+    """Every ingest's plan by key: the stored text, and the plan (None: not one this OneCart
+    can read, which no tick honours)."""
+    table = KeyValueStoreTable
+    rows = _key_value_storage(instance).fetchall(
+        db_select([table.c.key, table.c.value]).where(
+            table.c.key.startswith(INGEST_PLAN_KEY_PREFIX, autoescape=True)
+        )
     )
+    plans: dict[str, tuple[str, _PlanEntry | None]] = {}
+    for row in rows:
+        try:
+            plans[row["key"]] = (row["value"], _PlanEntry(**json.loads(row["value"])))
+        except (TypeError, ValueError):
+            plans[row["key"]] = (row["value"], None)
+    return plans
+
+
+def _delete_plan(instance: dg.DagsterInstance, key: str, *, if_still: str | None = None) -> None:
+    """Delete a plan; with `if_still`, only while it holds that text (a plan judged left behind
+    that its ingest has since updated stays)."""
+    table = KeyValueStoreTable
+    condition = table.c.key == key
+    if if_still is not None:
+        condition = condition & (table.c.value == if_still)
+    with _key_value_storage(instance).connect() as conn:
+        conn.execute(table.delete().where(condition))
 
 
 class IngestPlan:
@@ -114,16 +141,16 @@ class IngestPlan:
     the marketplaces the ingest had not reached, and the ingest then waited for those runs
     before fetching each again (pipelines/schedules.py leaves them out now).
 
-    Two ingests starting at the same instant can overwrite each other's entry (the store has no
-    compare-and-set); the tick then queues that ingest's marketplaces and the ingest waits for
-    those runs, as before: each fetch still happens one at a time."""
+    Each ingest keeps its plan under a key of its own and only ever writes that key: ingests
+    starting, fetching and ending at the same instant leave each other's plans alone."""
 
     def __init__(self, instance: dg.DagsterInstance, marketplaces: list[str]) -> None:
         self._instance = instance
-        self._key = uuid.uuid4().hex
+        self._key = INGEST_PLAN_KEY_PREFIX + uuid.uuid4().hex
         self._pending = list(marketplaces)
 
     def __enter__(self) -> IngestPlan:
+        _delete_plans_left_behind(self._instance)
         self._save()
         return self
 
@@ -135,19 +162,27 @@ class IngestPlan:
             self._save()
 
     def __exit__(self, *exc_info: object) -> None:
-        plans = _read_plans(self._instance)
-        plans.pop(self._key, None)
-        _write_plans(self._instance, plans)
+        _delete_plan(self._instance, self._key)
 
     def _save(self) -> None:
-        plans = _read_plans(self._instance)
-        plans[self._key] = _PlanEntry(
+        entry = _PlanEntry(
             host=socket.gethostname(),
             pid=os.getpid(),
             pending=list(self._pending),
             updated=datetime.now(UTC).isoformat(),
         )
-        _write_plans(self._instance, plans)
+        self._instance.daemon_cursor_storage.set_cursor_values(
+            {self._key: json.dumps(asdict(entry))}
+        )
+
+
+def _delete_plans_left_behind(instance: dg.DagsterInstance) -> None:
+    """Plans of ingests killed before they could take them back (or unreadable): gone from the
+    store once the next ingest starts, rather than kept for ever, one key per killed ingest."""
+    now = datetime.now(UTC)
+    for key, (text, entry) in _read_plans(instance).items():
+        if entry is None or not _still_running(entry, now):
+            _delete_plan(instance, key, if_still=text)
 
 
 def _still_running(entry: _PlanEntry, now: datetime) -> bool:
@@ -170,7 +205,7 @@ def marketplaces_an_ingest_will_fetch(instance: dg.DagsterInstance) -> set[str]:
     now = datetime.now(UTC)
     return {
         slug
-        for entry in _read_plans(instance).values()
-        if _still_running(entry, now)
+        for _, entry in _read_plans(instance).values()
+        if entry is not None and _still_running(entry, now)
         for slug in entry.pending
     }

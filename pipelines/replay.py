@@ -26,11 +26,10 @@ import dagster as dg
 import httpx
 
 import warehouse
-from onecart.settings import Settings, get_settings
+from onecart.settings import MAX_HISTORY_DAYS, Settings, get_settings
 from pipelines.resources import MarketplacesResource
 from pipelines.run import IngestReport, materialize_all
 
-MAX_HISTORY_DAYS = 90
 EPOCHS_PER_DAY = 3
 REPLAY_DOWNSTREAM_ASSETS = ("fx_rates", "product_groups", "price_history")
 

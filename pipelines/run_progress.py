@@ -117,7 +117,8 @@ def describe_partition(outcome: PartitionOutcome) -> list[str]:
     slug = outcome.marketplace
     waited = [outcome.waited] if outcome.waited else []
     if not outcome.success:
-        return [*waited, f"{slug}: FAILED ({outcome.error}); its last good catalog is kept"]
+        # The report's last lines say whether it keeps a catalog (none after a first fetch).
+        return [*waited, f"{slug}: FAILED ({outcome.error})"]
     reasons = ", ".join(f"{reason} {count}" for reason, count in outcome.rejected_by_reason.items())
     fetched = (
         f"not modified since the last fetch (HTTP 304), {counted_noun(outcome.fetched, 'record')} held"

@@ -2,13 +2,11 @@
 
 import dagster as dg
 
+from pipelines.check_names import RATES_COVER_OFFERS
 from pipelines.resources import FxRatesResource, WarehouseResource
 from warehouse.derived import store_currencies, store_fx_rates
 
 REFERENCE_GROUP = "reference"
-
-
-RATES_COVER_OFFERS = "rates_cover_offer_currencies"
 
 
 @dg.asset(

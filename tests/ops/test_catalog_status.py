@@ -135,6 +135,27 @@ def test_the_retry_line_speaks_of_one_marketplace_or_of_several() -> None:
     )
 
 
+def test_a_failed_marketplace_never_fetched_is_not_said_to_keep_a_catalog() -> None:
+    """A first fetch that failed was said to keep "its last good catalog" (exploratory pass,
+    a marketplace down at the first ingest): there is none, and the shop shows no offer of it."""
+    at = datetime(2026, 12, 6, 17, 30, tzinfo=UTC)
+    runs = {
+        slug: PartitionRun(status="FAILURE", at=at, run_id=f"{slug}-run")
+        for slug in ("amazon", "kiondo")
+    }
+
+    lines = catalog_lines(["amazon", "kiondo"], {"amazon": at}, runs, "http://dagster")
+
+    assert (
+        "  amazon: its last run failed (its last good catalog is kept); the log: "
+        "http://dagster/runs/amazon-run" in lines
+    )
+    assert (
+        "  kiondo: its last run failed, and it was never fetched: no catalog of it yet; the "
+        "log: http://dagster/runs/kiondo-run" in lines
+    )
+
+
 def test_status_on_an_empty_home_lists_the_marketplaces_never_fetched(
     shop: dict[str, str], home: Path
 ) -> None:

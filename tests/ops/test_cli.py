@@ -54,7 +54,11 @@ def status_rows(output: str) -> dict[str, list[str]]:
 
 def running_pids(env: dict[str, str]) -> dict[str, int]:
     """The pid `onecart status` shows for each service that runs."""
-    rows = status_rows(onecart(env, "status").stdout)
+    return pids_of(status_rows(onecart(env, "status").stdout))
+
+
+def pids_of(rows: dict[str, list[str]]) -> dict[str, int]:
+    """The pid of each service that runs, from `status_rows`."""
     return {name: int(cells[2]) for name, cells in rows.items() if cells[2] != "-"}
 
 
@@ -167,11 +171,12 @@ def test_up_is_idempotent_and_down_leaves_no_process_behind(
 
     second = onecart(environment, "up", *only)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert running_pids(environment) == pids
+    # One `status` for both (each costs a second or two of CPU).
+    status = status_rows(onecart(environment, "status").stdout)
+    assert pids_of(status) == pids
     assert second.stdout.count("already running") == len(started_services)
     assert "started (pid" not in second.stdout
 
-    status = status_rows(onecart(environment, "status").stdout)
     for name in started_services:
         assert status[name][1:5] == ["running", str(pids[name]), "0", "ok"]
 
@@ -183,8 +188,8 @@ def test_up_is_idempotent_and_down_leaves_no_process_behind(
         assert not processes.pid_alive(pid)
         assert processes.group_members(pid) == []
     assert supervisor is not None and not processes.pid_alive(supervisor)
-    assert running_pids(environment) == {}
     after = status_rows(onecart(environment, "status").stdout)
+    assert pids_of(after) == {}
     assert {after[name][1] for name in started_services} == {"stopped"}
 
 
@@ -500,6 +505,41 @@ def test_logs_shows_the_end_of_a_service_log(environment: dict[str, str], home: 
     assert "logs: site" in missing.stderr
 
 
+def test_logs_with_no_lines_prints_none(environment: dict[str, str], home: Path) -> None:
+    """`-n 0` printed the whole log (the last 0 lines taken as every line)."""
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "site.log").write_text("".join(f"line {n}\n" for n in range(100)))
+
+    result = onecart(environment, "logs", "site", "-n", "0")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("lines", ["-5", "100001", "ten"])
+def test_logs_takes_a_bounded_line_count(
+    environment: dict[str, str], home: Path, lines: str
+) -> None:
+    """`-n -5` printed all but the first five lines, and no count was too large."""
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "site.log").write_text("".join(f"line {n}\n" for n in range(100)))
+
+    result = onecart(environment, "logs", "site", "-n", lines)
+
+    assert result.returncode == 2
+    assert "-n/--lines: a whole number from 0 to 100000" in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999999999"])
+def test_localstripe_takes_a_port_within_range(environment: dict[str, str], port: str) -> None:
+    result = onecart(environment, "localstripe", "--port", port, timeout=60)
+
+    assert result.returncode == 2
+    assert "--port: a whole number from 1 to 65535" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_logs_piped_elsewhere_carry_no_terminal_colour_codes(
     environment: dict[str, str], home: Path
 ) -> None:
@@ -566,6 +606,16 @@ def test_ingest_of_an_unknown_marketplace_fails_naming_it(environment: dict[str,
     assert result.returncode == 1
     assert "atlantis" in result.stderr
     assert "shopwave" in result.stderr  # the configured ones are listed
+
+
+@pytest.mark.parametrize("days", ["0", "91", "-3"])
+def test_ingest_history_takes_1_to_90_days(environment: dict[str, str], days: str) -> None:
+    """`--history 0` ran a plain ingest instead (its help says 1 to 90)."""
+    result = onecart(environment, "ingest", "--history", days)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--history: a whole number from 1 to 90" in result.stderr, result.stderr
+    assert result.stdout == ""
 
 
 def test_an_ingest_with_nothing_running_says_to_start_the_services(
@@ -665,6 +715,9 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
     of its process group stopped (no orphans)."""
     environment["ONECART_ASSISTANT_EMBEDDINGS"] = "off"  # the embeddings run is tested apart
     environment["ONECART_RQ_WORKERS"] = "2"
+    # One day replayed, not the default three (test_the_demo_replays_three_days_by_default):
+    # each day is a whole ingest of every marketplace, and one proves the replay as well.
+    environment["ONECART_DEMO_HISTORY_DAYS"] = "1"
 
     up = onecart(environment, "up", "--ingest", timeout=1200)
 
@@ -676,9 +729,9 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
         "offer embeddings: skipped, switched off (ONECART_ASSISTANT_EMBEDDINGS=off);" in up.stdout
     )
     assert "offer embeddings: background run" not in up.stdout
-    # A fresh demo replays the sandbox's last days first (ONECART_DEMO_HISTORY_DAYS, default 3):
-    # price history on four consecutive days, today's the last.
-    assert "first run of the demo: replaying the sandbox's last 3 days" in up.stdout
+    # A fresh demo replays the sandbox's last days first (ONECART_DEMO_HISTORY_DAYS): price
+    # history on two consecutive days, today's the last.
+    assert "first run of the demo: replaying the sandbox's last 1 day first" in up.stdout
     with warehouse.connect(home / "pipeline.duckdb", read_only=True) as conn:
         days = [
             day
@@ -686,36 +739,56 @@ def test_up_on_an_empty_home_serves_search_and_every_killed_service_comes_back(
                 "SELECT DISTINCT CAST(observed_at AS DATE) AS day FROM price_history ORDER BY day"
             ).fetchall()
         ]
-    assert days == [days[-1] - timedelta(days=n) for n in (3, 2, 1, 0)], days
+    assert days == [days[-1] - timedelta(days=n) for n in (1, 0)], days
     site = f"http://127.0.0.1:{environment['ONECART_SITE_PORT']}"
     search = httpx.get(f"{site}/api/search", params={"q": ""}, timeout=30).json()
     assert search["total_hits"] > 0
-    pids = running_pids(environment)
+    before = status_rows(onecart(environment, "status").stdout)
+    pids = pids_of(before)
     expected = [name for name in services.SERVICE_ORDER if name != "dagster-daemon"]
     assert set(pids) == set(expected), pids
 
     # Every service's main process at once (SIGKILL: nothing of it can clean up).
-    before = status_rows(onecart(environment, "status").stdout)
-    groups = {name: processes.group_members(int(before[name][2])) for name in expected}
+    groups = {name: processes.group_members(pids[name]) for name in expected}
     for name in expected:
-        os.kill(int(before[name][2]), signal.SIGKILL)
+        os.kill(pids[name], signal.SIGKILL)
 
-    def all_back() -> dict[str, list[str]] | None:
-        rows = status_rows(onecart(environment, "status").stdout)
+    def back(row: list[str], name: str) -> bool:
+        """Running again under a new pid, answering, its restart counted. The listener
+        handles exits one at a time (each may wait for an orphaned group to stop), so a count
+        can trail the restart it belongs to by a few seconds."""
+        return (
+            row[1] == "running"
+            and row[2] != before[name][2]
+            and row[4] == "ok"
+            and int(row[3]) >= int(before[name][3]) + 1
+        )
+
+    # Waited for in this process, with what `status` reads for each service (a `status`
+    # command a second costs seconds of CPU each, taken from the services coming back).
+    settings = _settings_of(environment)
+    catalog = {service.name: service for service in services.build_services(settings)}
+
+    def all_back() -> bool:
         for name in expected:
-            row = rows[name]
-            if row[1] != "running" or row[2] == before[name][2] or row[4] != "ok":
-                return None
-            # The listener handles exits one at a time (each may wait for an orphaned group to
-            # stop), so a count can trail the restart it belongs to by a few seconds.
-            if int(row[3]) < int(before[name][3]) + 1:
-                return None
-        return rows
+            state = supervision.inspect_service(settings, catalog[name])
+            row = [
+                name,
+                state.status,
+                str(state.pid or "-"),
+                str(state.restarts),
+                "ok" if state.healthy else "no answer",
+            ]
+            if not back(row, name):
+                return False
+        return True
 
-    after = wait_until(all_back, timeout=600, what="every killed service to come back")
+    wait_until(all_back, timeout=600, what="every killed service to come back")
+    # `status` says so: one restart counted per kill (a restarted Redis may restart the
+    # workers too).
+    after = status_rows(onecart(environment, "status").stdout)
     for name in expected:
-        # One restart counted per kill (a restarted Redis may restart the workers too).
-        assert int(after[name][3]) >= int(before[name][3]) + 1, (name, after[name])
+        assert back(after[name], name), (name, before[name], after[name])
     # What was left of each old process group (the site's workers, the pool's work horses,
     # dagster dev's webserver and daemon) was stopped with it: no orphans.
     wait_until(
@@ -840,6 +913,17 @@ def test_down_cancels_the_runs_and_the_next_up_carries_each_on_through_dagster(
     }
     third = onecart(environment, "up", "--only", "dagster", timeout=400)
     assert "cancelled by `down`" not in third.stdout  # carried on once
+
+
+def _settings_of(env: dict[str, str]) -> Settings:
+    """The settings a `onecart` command run with `env` reads (its home, ports and addresses)."""
+    return Settings(
+        **{
+            name: value
+            for name, value in env.items()
+            if name.startswith(("ONECART_", "MEILI_", "STRIPE_", "REDIS_", "DATABASE_URL"))
+        }
+    )
 
 
 def wait_until(check, *, timeout: float, what: str):  # type: ignore[no-untyped-def]

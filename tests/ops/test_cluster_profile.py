@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from onecart import processes
+from onecart.settings import REPO_ROOT
 from tests.ops.test_cli import (
     SANDBOX_AVAILABLE,
     onecart,
@@ -65,12 +66,34 @@ def databases() -> Iterator[tuple[str, str]]:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# The marketplaces this test ingests: the checkout's, and a second one so the daemon's queue
+# runs partitions side by side. Every marketplace is a run of its own in the cluster profile (a
+# process importing the pipeline, ~2.5 s of CPU each); the adapters of the others are the local
+# profile's tests' (test_cli.py's `up --ingest`, tests/pipelines).
+CLUSTER_MARKETPLACES = ("shopwave", "kiondo")
+
+
+def _marketplaces_file(directory: Path) -> Path:
+    """marketplaces.toml with only CLUSTER_MARKETPLACES, as they are configured there."""
+    header, *blocks = (REPO_ROOT / "marketplaces.toml").read_text().split("[[marketplace]]\n")
+    kept = [
+        block
+        for block in blocks
+        if any(block.startswith(f'slug = "{slug}"\n') for slug in CLUSTER_MARKETPLACES)
+    ]
+    assert len(kept) == len(CLUSTER_MARKETPLACES), "marketplaces.toml lost a cluster marketplace"
+    path = directory / "marketplaces.toml"
+    path.write_text(header + "".join("[[marketplace]]\n" + block for block in kept))
+    return path
+
+
 @pytest.fixture
 def cluster(
-    environment: dict[str, str], home: Path, databases: tuple[str, str]
+    environment: dict[str, str], home: Path, databases: tuple[str, str], tmp_path: Path
 ) -> Iterator[dict[str, str]]:
     shop, dagster = databases
     environment.update(
+        ONECART_MARKETPLACES=str(_marketplaces_file(tmp_path)),
         DATABASE_URL=_server(shop),
         # A plain URL, as an operator writes it: OneCart names the psycopg2 driver itself.
         ONECART_DAGSTER_POSTGRES_URL=_server(dagster).replace("+psycopg", ""),

@@ -226,7 +226,7 @@ def ingest_report(
     return IngestReport(
         partitions={
             slug: PartitionOutcome(slug, success=slug not in failed, run_id=f"run-{slug}")
-            for slug in ("kiondo", "shopwave")
+            for slug in dict.fromkeys(("kiondo", "shopwave", *failed))
         },
         downstream_success=downstream_success,
         downstream_run_id="downstream-run",
@@ -263,6 +263,28 @@ def test_failed_partitions_and_downstream_assets_get_a_line_each() -> None:
         "  retry it once it answers: onecart ingest --marketplace kiondo",
         "ingest failed in downstream asset(s): product_groups",
     ]
+
+
+def test_failed_partitions_never_fetched_are_not_said_to_keep_a_catalog() -> None:
+    """A marketplace down at its first ingest was said to keep "its last good catalog"."""
+    report = ingest_report(failed=("kiondo", "amazon", "sokoni"), downstream_success=True)
+
+    def first_line(never_fetched: set[str]) -> str:
+        return ingest_command.ingest_failure_lines(
+            report, failed_steps_of_run=never_called, never_fetched=never_fetched
+        )[0]
+
+    assert first_line(set()) == (
+        "ingest failed for partition(s): kiondo, amazon, sokoni (their last good catalogs are kept)"
+    )
+    assert first_line({"kiondo", "amazon", "sokoni"}) == (
+        "ingest failed for partition(s): kiondo, amazon, sokoni (never fetched: no catalog of "
+        "them yet)"
+    )
+    assert first_line({"amazon"}) == (
+        "ingest failed for partition(s): kiondo, amazon, sokoni (the last good catalogs of "
+        "kiondo, sokoni are kept; amazon never fetched: no catalog of it yet)"
+    )
 
 
 def test_failed_partitions_end_with_the_command_that_retries_only_them() -> None:
@@ -451,3 +473,20 @@ def test_the_history_lines_say_one_day() -> None:
     assert history_finished_line(1, 12.0).startswith("ingest with 1 day of history finished")
     assert "replaying the sandbox's last 1 day first" in demo_history_notice(1)
     assert "replaying the sandbox's last 3 days first" in demo_history_notice(3)
+
+
+def test_the_demo_replays_three_days_by_default() -> None:
+    """The whole-stack `up --ingest` test replays one day (each day is a whole ingest); the
+    default a demo gets is three."""
+    assert Settings.model_fields["demo_history_days"].default == 3
+
+
+def test_a_failed_partition_s_line_leaves_what_is_kept_to_the_report() -> None:
+    """Each failed partition's line said "its last good catalog is kept", of a marketplace down
+    at its first ingest too; the report's last lines say which failed ones keep one."""
+    from pipelines.run import PartitionOutcome
+    from pipelines.run_progress import describe_partition
+
+    failed = PartitionOutcome("kiondo", success=False, run_id="r", error="connection refused")
+
+    assert describe_partition(failed) == ["kiondo: FAILED (connection refused)"]

@@ -9,6 +9,7 @@ test's own."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from adapters.registry import load_marketplaces
 from onecart.settings import Settings
 from pipelines.definitions import build_definitions
 from pipelines.ingest_overlap import (
-    INGEST_PLANS_KEY,
+    INGEST_PLAN_KEY_PREFIX,
     IngestPlan,
     marketplaces_an_ingest_will_fetch,
 )
@@ -109,20 +110,29 @@ def _ingest_beside_a_catch_up_tick(
 
 def test_the_plan_of_an_ingest_killed_before_it_ended_is_not_honoured() -> None:
     """An ingest killed mid-run cannot take its plan back: its marketplaces are not left out of
-    every tick for ever once its process is gone."""
+    every tick for ever once its process is gone, and the next ingest to start deletes it."""
     with dg.instance_for_test() as instance:
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
+        # The plan a process that is gone left behind, as an ingest writes it.
+        left_behind = INGEST_PLAN_KEY_PREFIX + "killed"
+        instance.daemon_cursor_storage.set_cursor_values(
+            {
+                left_behind: json.dumps(
+                    {
+                        "host": socket.gethostname(),
+                        "pid": dead.pid,
+                        "pending": ["fakestore"],
+                        "updated": datetime.now(UTC).isoformat(),
+                    }
+                )
+            }
+        )
+        assert marketplaces_an_ingest_will_fetch(instance) == set()
         plan = IngestPlan(instance, ["kiondo", "shopwave"])
         with plan:
             plan.fetched("kiondo")
             assert marketplaces_an_ingest_will_fetch(instance) == {"shopwave"}
-            # The same plan as a process that is gone would have left it.
-            text = instance.daemon_cursor_storage.get_cursor_values({INGEST_PLANS_KEY})
-            stored = text[INGEST_PLANS_KEY]
-            plans = json.loads(stored)
-            for entry in plans.values():
-                entry["pid"] = dead.pid
-            instance.daemon_cursor_storage.set_cursor_values({INGEST_PLANS_KEY: json.dumps(plans)})
-            assert marketplaces_an_ingest_will_fetch(instance) == set()
+            stored = instance.daemon_cursor_storage.get_cursor_values({left_behind})
+            assert stored == {}
         assert marketplaces_an_ingest_will_fetch(instance) == set()

@@ -69,6 +69,17 @@ def test_definitions_load_lazily_with_every_asset_and_check() -> None:
         assert spec.group_name != "default"
 
 
+def test_onecart_status_reads_every_check_of_the_definitions_by_name() -> None:
+    """`onecart status` names the checks without importing the code that declares them
+    (pipelines/check_names.py): the same keys as the definitions'."""
+    from onecart.check_status import _check_keys
+
+    partitioned, unpartitioned = _check_keys()
+    assert set(partitioned) | set(unpartitioned) == set(
+        defs().resolve_asset_graph().asset_check_keys
+    )
+
+
 def test_the_product_groups_description_gives_every_confidence_of_the_matching_rules() -> None:
     """The Dagster UI shows the docstring; an analyst reads match_confidence by it."""
     from warehouse import matching

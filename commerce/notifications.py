@@ -59,8 +59,9 @@ def notify(
     merged into it (their sentence appended; an order-level kind, `order_*`, replaces a sub-order
     one), so one change never reaches the shopper twice. With `once`, an existing notification
     of the same order, sub-order and kind is returned instead of a second one. With `lead`, the
-    sentence goes before what was said already instead: it is the news of the order as a whole,
-    and a notification's first sentence is its e-mail's subject (email_subject).
+    sentence goes before what was said already instead: it is the news that matters most (the
+    order's as a whole, or a part billed less than paid before "… accepted your order"), and a
+    notification's first sentence is its e-mail's subject (email_subject).
 
     A part's news the order's same news follows in this transaction (its last part shipped or
     delivered, and with it the order) is said once, as the order's: the part's sentence is

@@ -254,15 +254,18 @@ def adjust_share(
     if refund is not None and refund.kind == RefundKind.RELEASE:
         # Left out of a card payment not captured yet: never taken, so never refunded either
         # (no "We refunded … to your card" follows); the card is charged that much less.
-        said = f"Your card is charged {amount} less."
+        said = f"your card is charged {amount} less"
     else:
-        refunded = refund_said(refund, amount)
-        said = f"{refunded[:1].upper()}{refunded[1:]}."
+        said = refund_said(refund, amount)
+    # One sentence, said first: a notification's first sentence is its e-mail's subject, which
+    # said "ShopWave accepted your order (their order #1002)." while the lower bill and what
+    # became of the difference were only in the body (tests/checkout/test_billed_less_note.py).
     notify(
         session,
         sub_order.order,
         "sub_order_adjusted",
-        f"{reason} {said}",
+        f"{reason.rstrip().removesuffix('.')}; {said}.",
         sub_order_id=sub_order.id,
+        lead=True,
     )
     return refund

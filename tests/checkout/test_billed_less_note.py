@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notification_models import Notification
+from commerce.notifications import email_subject
 from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Order, Refund
 from commerce.placement import place_sub_order
 from onecart.money import format_money
@@ -80,13 +81,16 @@ def test_a_marketplace_that_billed_less_is_said_to_have_billed_less_and_the_diff
     [refund] = _refunds(shop, sub.id)
     assert refund.amount_minor == sub.charge_minor - sub.accepted_charge_minor > 0
 
-    # The notification: who billed what, against what was paid, and the refund of the rest.
+    # The notification: who billed what, against what was paid, and the refund of the rest,
+    # first, in one sentence: its first sentence is the e-mail's subject, which said only
+    # "ShopWave accepted your order (their order …)." and left the lower bill to the body.
     note = _adjustment_note(shop, user.id)
-    assert note == (
-        f"ShopWave accepted your order (their order {sub.display_number}). "
-        f"ShopWave billed {billed}, less than the {asked} paid. "
-        f"We refunded {difference} to your OneCart wallet."
+    news = (
+        f"ShopWave billed {billed}, less than the {asked} paid; "
+        f"we refunded {difference} to your OneCart wallet."
     )
+    assert note == f"{news} ShopWave accepted your order (their order {sub.display_number})."
+    assert email_subject(note, order.number) == f"OneCart order {order.number}: {news}"
     assert "did not accept" not in note
 
     # The order page: the refund, its amount and why, in the same words.
@@ -113,10 +117,14 @@ def test_a_marketplace_that_left_items_out_is_said_to_have_left_them_out(
     difference = format_money(sub.charge_minor - sub.accepted_charge_minor, sub.charge_currency)
     title = shop.product("kiondo", 3).title
     note = _adjustment_note(shop, user.id)
-    assert (
-        f"Kiondo Market did not accept all of your items (accepted 1 of 3 × {title[:60]})." in note
+    news = (
+        f"Kiondo Market did not accept all of your items (accepted 1 of 3 × {title[:60]}); "
+        f"we refunded {difference} to your OneCart wallet."
     )
-    assert note.endswith(f"We refunded {difference} to your OneCart wallet.")
+    assert note.startswith(news)  # the news first: the e-mail's subject is its first sentence
+    assert email_subject(note, order.number).startswith(
+        f"OneCart order {order.number}: Kiondo Market did not accept all of your items"
+    )
     assert "billed" not in note
     page = text_of(client.get(f"/orders/{order.number}").get_data(as_text=True))
     assert f"Refunded {difference} (Kiondo Market did not accept all of your items" in page
@@ -143,11 +151,13 @@ def test_a_lower_bill_on_a_card_not_yet_charged_is_said_to_be_charged_less(
     payment = shop.order(order.number).payment
     assert payment is not None and payment.captured_minor == sub.accepted_charge_minor
     note = _adjustment_note(shop, user.id)
-    assert note.endswith(
+    news = (
         f"ShopWave billed {format_money(sub.accepted_amount_minor, sub.currency)}, less than the "
-        f"{format_money(sub.amount_minor, sub.currency)} paid. Your card is charged "
+        f"{format_money(sub.amount_minor, sub.currency)} paid; your card is charged "
         f"{format_money(difference, sub.charge_currency)} less."
     )
+    assert note.startswith(news)
+    assert email_subject(note, order.number) == f"OneCart order {order.number}: {news}"
     assert "refund" not in note.lower()
     # The order page says the same (shop15 found it headed "Refunded $8.00"): never charged.
     page = text_of(client.get(f"/orders/{order.number}").get_data(as_text=True))

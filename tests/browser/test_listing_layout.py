@@ -1,0 +1,110 @@
+"""The product listing (/search) in a real browser at a 390 px phone and a 1280 px desktop, as a
+demanding shopper reads it (shop16's exploratory pass). Boxes, not pixels:
+
+- The toolbar's "Per page" label stood at the end of the first line at 390 px and its select
+  alone at the start of the next: a label away from the control it names.
+- A card whose marketplace line wraps ("Cheapest on Kiondo Market among the marketplaces you
+  chose", a filtered listing) had the marketplace's logo alone on one line and its name on the
+  lines below: the flex row wrapped the whole name under the logo instead of the name's words
+  beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from tests.browser.conftest import open_tab
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LIVE_CATALOG = {
+    "marketplaces": ["shopwave", "kiondo", "fakestore"],
+    "downstream_assets": (
+        "fx_rates",
+        "product_groups",
+        "search_products",
+        "search_product_groups",
+        "storefront_products",
+    ),
+    "embeddings": False,
+}
+
+WIDTHS = (390, 1280)
+
+_TOOLBAR = """() => [...document.querySelectorAll('#toolbar-controls label')].map(label => {
+    const control = document.getElementById(label.htmlFor);
+    const a = label.getBoundingClientRect(), b = control.getBoundingClientRect();
+    return {label: label.innerText, labelRight: a.right, labelTop: a.top, labelBottom: a.bottom,
+            controlLeft: b.left, controlTop: b.top, controlBottom: b.bottom};
+})"""
+
+_MARKET_LINES = """() => [...document.querySelectorAll('.product-card-market')].map(line => {
+    const logo = line.querySelector('.market-logo-sm');
+    const name = line.querySelector('span:not(.badge)');
+    const badge = line.querySelector('.badge');
+    const first = document.createRange();
+    first.setStart(name.firstChild, 0); first.setEnd(name.firstChild, 1);
+    const box = element => element ? element.getBoundingClientRect() : null;
+    const firstLetter = first.getBoundingClientRect();
+    const lineBox = line.getBoundingClientRect();
+    return {
+        text: line.innerText.replace(/\\s+/g, ' '),
+        logo: box(logo), name: box(name), firstLetter, badge: box(badge),
+        lineLeft: lineBox.left, lineRight: lineBox.right,
+    };
+})"""
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: str) -> Iterator[Page]:
+    with open_tab(browser, live_server) as tab:
+        yield tab
+
+
+def test_each_toolbar_label_stays_beside_its_control(page: Page) -> None:
+    apart = []
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto("/search?q=headphones")
+        pairs = page.evaluate(_TOOLBAR)
+        assert [pair["label"] for pair in pairs] == ["Sort by", "Per page"]
+        for pair in pairs:
+            # On the control's line (vertically within it) and just before it.
+            on_its_line = (
+                pair["labelTop"] >= pair["controlTop"] - 1
+                and pair["labelBottom"] <= pair["controlBottom"] + 1
+            )
+            before_it = 0 <= pair["controlLeft"] - pair["labelRight"] <= 16
+            if not (on_its_line and before_it):
+                apart.append((width, pair))
+    assert apart == []
+
+
+def test_a_cards_marketplace_logo_stays_beside_its_name_when_the_name_wraps(page: Page) -> None:
+    misplaced = []
+    wrapped = 0
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        # One marketplace chosen: the cheapest "among the marketplaces you chose", a long line.
+        page.goto("/search?q=phone&marketplace=kiondo&per_page=48")
+        lines = page.evaluate(_MARKET_LINES)
+        assert any("among the marketplaces you chose" in line["text"] for line in lines)
+        for line in lines:
+            logo, name, first = line["logo"], line["name"], line["firstLetter"]
+            assert logo is not None, line
+            wrapped += name["height"] > 1.5 * first["height"]
+            # The name's first line beside the logo, the rest under the name, not the logo.
+            beside = first["left"] >= logo["right"] and (
+                logo["top"] < first["bottom"] and first["top"] < logo["bottom"]
+            )
+            if not beside or name["right"] > line["lineRight"] + 0.5:
+                misplaced.append((width, line["text"], "name not beside the logo"))
+            badge = line["badge"]
+            if badge is not None and not (
+                badge["top"] >= name["bottom"] - 1 and abs(badge["left"] - line["lineLeft"]) <= 1
+            ):
+                misplaced.append((width, line["text"], "badge not under the line"))
+    assert wrapped > 0  # the case that broke was seen
+    assert misplaced == []

@@ -6,14 +6,19 @@ demanding shopper reads it (shop16's exploratory pass). Boxes, not pixels:
 - A card whose marketplace line wraps ("Cheapest on Kiondo Market among the marketplaces you
   chose", a filtered listing) had the marketplace's logo alone on one line and its name on the
   lines below: the flex row wrapped the whole name under the logo instead of the name's words
-  beside it."""
+  beside it.
+- A filter checked from the keyboard (Space on a facet's checkbox) swapped the facets in place
+  and left the focus on the page's body: the shopper had to tab through the header again to
+  reach the next filter (search.js put back only a focused element with an id, and the facets'
+  checkboxes and radios have none)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import open_tab
 
@@ -108,3 +113,27 @@ def test_a_cards_marketplace_logo_stays_beside_its_name_when_the_name_wraps(page
                 misplaced.append((width, line["text"], "badge not under the line"))
     assert wrapped > 0  # the case that broke was seen
     assert misplaced == []
+
+
+def test_a_filter_checked_from_the_keyboard_keeps_the_focus(page: Page) -> None:
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto("/search?q=phone")
+    checkbox = page.locator("#facet-marketplace input[type=checkbox]").first
+    value = checkbox.get_attribute("value")
+    checkbox.focus()
+    page.keyboard.press("Space")
+    page.wait_for_url(re.compile(rf".*[?&]marketplace={value}(&|$)"))
+    focused = page.locator(f"#facet-marketplace input[value='{value}']")
+    expect(focused).to_be_focused()
+    expect(focused).to_be_checked()
+
+    # The rating's radios too, and unchecking: the focus stays where the shopper is.
+    radio = page.locator("input[type=radio][name=min_rating][value='4']")
+    radio.focus()
+    page.keyboard.press("Space")
+    page.wait_for_url(re.compile(r".*[?&]min_rating=4(&|$)"))
+    expect(page.locator("input[type=radio][name=min_rating][value='4']")).to_be_focused()
+    focused.focus()
+    page.keyboard.press("Space")
+    page.wait_for_url(lambda url: "marketplace=" not in url)
+    expect(page.locator(f"#facet-marketplace input[value='{value}']")).to_be_focused()

@@ -80,13 +80,11 @@
       if (!response.ok) { throw new Error("search failed: " + response.status); }
       return response.json();
     }).then(function (body) {
-      var focusedId = document.activeElement && document.activeElement.id;
+      var refocus = focusedFacet();
       results.innerHTML = body.results_html;
       facets.innerHTML = body.facets_html;
       showQuery(body);
-      if (focusedId && facets.contains(document.getElementById(focusedId))) {
-        document.getElementById(focusedId).focus();
-      }
+      if (refocus) { refocus(); }
       window.history.replaceState(null, "", body.url || pageUrl);
       results.removeAttribute("aria-busy");
     }).catch(function (error) {
@@ -95,6 +93,29 @@
       // Fall back to a normal page load, which shows the friendly error page if search is down.
       window.location.assign(pageUrl);
     });
+  }
+
+  // The facets are swapped in place: the element the shopper was on is found again in the new
+  // ones, by id or, for the facets' checkboxes and radios (which have none), by name and value;
+  // else a keyboard user was left on the page's body, back at the top of the tab order.
+  function focusedFacet() {
+    var active = document.activeElement;
+    if (!active || !facets.contains(active)) { return null; }
+    var id = active.id;
+    var name = active.getAttribute("name");
+    var value = active.getAttribute("value");
+    return function () {
+      var again = id ? document.getElementById(id) : null;
+      if (!again && name) {
+        var inputs = facets.querySelectorAll("input");
+        for (var i = 0; i < inputs.length && !again; i++) {
+          if (inputs[i].getAttribute("name") === name && inputs[i].getAttribute("value") === value) {
+            again = inputs[i];
+          }
+        }
+      }
+      if (again && facets.contains(again)) { again.focus(); }
+    };
   }
 
   function schedule() {

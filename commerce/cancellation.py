@@ -49,7 +49,7 @@ from commerce.order_state import (
 )
 from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
-from commerce.refund_progress import card_only_held
+from commerce.refund_progress import all_released
 from commerce.refunds import refund_said
 from commerce.settlement import process_refunds, settle_payment
 from commerce.sub_order_compensation import compensate_sub_order, refund_key
@@ -199,11 +199,12 @@ def cancellation_answer(order: Order) -> str:
     compare-and-set left (a placement may have claimed a part after the confirmation page was
     shown): parts stopped before they were placed, and parts their marketplace is asked to
     cancel."""
-    stopped = sorted(
-        sub.marketplace.name
+    stopped_parts = [
+        sub
         for sub in order.charged_sub_orders
         if sub.status == SubOrderStatus.CANCELLED and sub.last_error == STOPPED_BEFORE_PLACEMENT
-    )
+    ]
+    stopped = sorted(sub.marketplace.name for sub in stopped_parts)
     placed = [sub for sub in order.charged_sub_orders if sub.status in PLACED_SUB_ORDER_STATUSES]
     asked = sorted(
         sub.marketplace.name
@@ -222,8 +223,16 @@ def cancellation_answer(order: Order) -> str:
     )
     sentences = []
     if stopped:
-        # Paid by card and not captured yet, their shares are left out of the capture.
-        money_back = "not charged to your card" if card_only_held(order) else "refunded in full"
+        # Said from their shares' own refunds, not from where the card payment stands now: a
+        # worker may have settled it (voided the hold, captured the other parts) since they
+        # were stopped. Released from a card hold (left out of any capture), never charged.
+        stopped_ids = {sub.id for sub in stopped_parts}
+        refunds = [
+            refund
+            for refund in (order.payment.refunds if order.payment is not None else [])
+            if refund.sub_order_id in stopped_ids
+        ]
+        money_back = "not charged to your card" if all_released(refunds) else "refunded in full"
         sentences.append(
             f"Your {' and '.join(stopped)} items had not been placed yet: stopped, and "
             f"{money_back}."

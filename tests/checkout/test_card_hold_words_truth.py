@@ -8,6 +8,7 @@ from __future__ import annotations
 from commerce import settlement
 from commerce.cancellation import cancellation_answer, request_cancellation
 from commerce.order_models import PaymentStatus, RefundKind
+from onecart.money import format_money
 from tests.checkout.shop import Shop
 
 
@@ -34,3 +35,95 @@ def test_the_cancellation_answer_says_not_charged_after_the_hold_was_voided(shop
 
     assert "stopped, and not charged to your card." in answer, answer
     assert "refunded" not in answer
+
+
+def test_parts_cancelled_in_one_run_are_not_all_said_not_charged_when_one_was_captured(
+    shop: Shop,
+) -> None:
+    """Paid by card; ShopWave's and Kiondo's parts placed, DummyMart's not yet (the card only
+    held). The shopper cancels (DummyMart's part stopped at once). While the cancellation job's
+    run X sends Kiondo's cancel, a second run Y (its outbox row dispatched twice) cancels
+    ShopWave's part (released from the hold: nothing captured), gets no clear answer from
+    Kiondo on its last attempt, and the card is captured for Kiondo's share, as it should be
+    for a part that may ship. X's cancel then goes through: Kiondo's share was charged and is
+    refunded to the card; the other two shares were never charged. The order's message said
+    "we are refunding you in full to your card": a refund of the whole order the shopper looks
+    for and never sees. It says what is refunded and what was never charged."""
+    import sqlalchemy as sa
+
+    from adapters.base import Capability, MarketplaceAdapter, MarketplaceError, OrderState
+    from commerce.cancellation import carry_out_cancellation
+    from commerce.marketplace_access import adapter_for_marketplace, marketplace_can
+    from commerce.models import Marketplace
+    from commerce.notification_models import Notification
+    from commerce.placement import PlacementResult, place_sub_order
+
+    alice = shop.make_user()
+    shop.fill_cart(alice, [("shopwave", 0, 1), ("kiondo", 0, 1), ("dummymart", 6, 1)])
+    order = shop.checkout(shop.client_for(alice), payment_method="stripe", test_card="pm_card_visa")
+    for slug in ("shopwave", "kiondo"):
+        part = shop.sub_order(order, slug)
+        assert marketplace_can(part.marketplace, Capability.CANCEL)
+        placed = place_sub_order(
+            shop.session_factory, part.id, adapter_for=adapter_for_marketplace, final_attempt=True
+        )
+        assert placed == PlacementResult.PLACED
+    fresh = shop.order(order.number)
+    assert fresh.payment.status == PaymentStatus.AUTHORIZED, [  # type: ignore[union-attr]
+        (s.marketplace.slug, s.status) for s in fresh.sub_orders
+    ]
+    with shop.session() as session, session.begin():
+        request_cancellation(session, alice.id, order.number)
+
+    second_run = [order.id]
+
+    def run_y_adapter_for(market: Marketplace) -> MarketplaceAdapter:
+        adapter = adapter_for_marketplace(market)
+        if market.slug == "kiondo":
+
+            def cancel_order(marketplace_order_id: str) -> OrderState:
+                raise MarketplaceError("connection reset after the request was sent")
+
+            adapter.cancel_order = cancel_order  # type: ignore[method-assign]
+        return adapter
+
+    def run_x_adapter_for(market: Marketplace) -> MarketplaceAdapter:
+        adapter = adapter_for_marketplace(market)
+        if market.slug != "kiondo":
+            return adapter
+        real_cancel = adapter.cancel_order
+
+        def cancel_order(marketplace_order_id: str) -> OrderState:
+            if second_run:
+                carry_out_cancellation(
+                    shop.session_factory,
+                    second_run.pop(),
+                    adapter_for=run_y_adapter_for,
+                    final_attempt=True,
+                )
+            return real_cancel(marketplace_order_id)
+
+        adapter.cancel_order = cancel_order  # type: ignore[method-assign]
+        return adapter
+
+    carry_out_cancellation(
+        shop.session_factory, order.id, adapter_for=run_x_adapter_for, final_attempt=True
+    )
+
+    assert not second_run
+    fresh = shop.order(order.number)
+    kinds = {r.sub_order_id: r.kind for r in fresh.payment.refunds}  # type: ignore[union-attr]
+    shopwave, kiondo = shop.sub_order(order, "shopwave"), shop.sub_order(order, "kiondo")
+    assert kinds[shopwave.id] == RefundKind.RELEASE
+    assert kinds[kiondo.id] == RefundKind.CARD_REFUND  # captured, then refunded
+    with shop.session() as session:
+        messages = list(
+            session.scalars(
+                sa.select(Notification.message).where(Notification.order_id == order.id)
+            )
+        )
+    [told] = [m for m in messages if m.startswith(f"Your order {order.number} was cancelled")]
+    kiondo_share = format_money(kiondo.charge_minor, kiondo.charge_currency)
+    released = format_money(fresh.total_minor - kiondo.charge_minor, fresh.currency)
+    assert "in full" not in told, told
+    assert kiondo_share in told and released in told and "not charged" in told, told

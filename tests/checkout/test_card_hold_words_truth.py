@@ -127,3 +127,34 @@ def test_parts_cancelled_in_one_run_are_not_all_said_not_charged_when_one_was_ca
     released = format_money(fresh.total_minor - kiondo.charge_minor, fresh.currency)
     assert "in full" not in told, told
     assert kiondo_share in told and released in told and "not charged" in told, told
+
+
+def test_the_cancel_preview_does_not_promise_a_placed_part_is_never_charged(shop: Shop) -> None:
+    """Paid by card, the card only held (Kiondo's part not placed yet), ShopWave's part placed.
+    The preview promised "we ask ShopWave to cancel; once it confirms, this part is not charged
+    to your card". The capture waits for ShopWave's answer only until the cancellation job's
+    last attempt: with no clear answer by then the part may ship and its share is captured, and
+    a cancellation ShopWave confirms later is refunded to the card. The preview says so."""
+    from commerce.marketplace_access import adapter_for_marketplace
+    from commerce.placement import PlacementResult, place_sub_order
+    from tests.storefront.conftest import text_of
+
+    alice = shop.make_user()
+    shop.fill_cart(alice, [("shopwave", 0, 1), ("kiondo", 0, 1)])
+    client = shop.client_for(alice)
+    order = shop.checkout(client, payment_method="stripe", test_card="pm_card_visa")
+    placed = place_sub_order(
+        shop.session_factory,
+        shop.sub_order(order, "shopwave").id,
+        adapter_for=adapter_for_marketplace,
+        final_attempt=True,
+    )
+    assert placed == PlacementResult.PLACED
+    assert shop.order(order.number).payment.status == PaymentStatus.AUTHORIZED  # type: ignore[union-attr]
+
+    preview = text_of(client.get(f"/orders/{order.number}/cancel").get_data(as_text=True))
+    line = preview[preview.index("ShopWave (") :]
+    line = line[: line.index("Kiondo")] if "Kiondo" in line else line
+    assert "we ask ShopWave to cancel" in line, line
+    assert "once it confirms, this part is not charged to your card." not in line, line
+    assert "refunded" in line, line

@@ -208,15 +208,26 @@ def _one_part_answered_after_the_notice(shop: Shop) -> tuple[Order, MarketplaceO
     return order, shopwave
 
 
+class _RefusingCancels:
+    """A marketplace's real adapter (the sandbox over HTTP) whose cancel is refused. A wrapper:
+    the real adapter is cached per process, and a changed one would refuse every later test's
+    cancels too."""
+
+    def __init__(self, adapter: MarketplaceAdapter) -> None:
+        self._adapter = adapter
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._adapter, name)
+
+    def cancel_order(self, marketplace_order_id: str) -> OrderState:
+        raise Rejected("the order is being packed")
+
+
 def _refusing(market: Marketplace) -> MarketplaceAdapter:
     """ShopWave refuses the cancel and shows the order not cancelled (it is processing)."""
     adapter = adapter_for_marketplace(market)
     if market.slug == "shopwave":
-
-        def cancel_order(marketplace_order_id: str) -> OrderState:
-            raise Rejected("the order is being packed")
-
-        adapter.cancel_order = cancel_order  # type: ignore[method-assign]
+        return _RefusingCancels(adapter)  # type: ignore[return-value]
     return adapter
 
 

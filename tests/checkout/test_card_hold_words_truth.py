@@ -5,6 +5,8 @@ the shopper's cancellation and the page that answers it. Real database, localstr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from commerce import settlement
 from commerce.cancellation import cancellation_answer, request_cancellation
 from commerce.order_models import PaymentStatus, RefundKind
@@ -77,34 +79,50 @@ def test_parts_cancelled_in_one_run_are_not_all_said_not_charged_when_one_was_ca
 
     second_run = [order.id]
 
+    class Cancelling:
+        """Kiondo's real adapter (cached per process, so wrapped, never changed) whose cancel
+        call runs `before` first, or raises `error`."""
+
+        def __init__(
+            self,
+            adapter: MarketplaceAdapter,
+            *,
+            before: Callable[[], object] | None = None,
+            error: MarketplaceError | None = None,
+        ) -> None:
+            self._adapter, self._before, self._error = adapter, before, error
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._adapter, name)
+
+        def cancel_order(self, marketplace_order_id: str) -> OrderState:
+            if self._error is not None:
+                raise self._error
+            if self._before is not None:
+                self._before()
+            return self._adapter.cancel_order(marketplace_order_id)
+
     def run_y_adapter_for(market: Marketplace) -> MarketplaceAdapter:
         adapter = adapter_for_marketplace(market)
-        if market.slug == "kiondo":
+        if market.slug != "kiondo":
+            return adapter
+        reset = MarketplaceError("connection reset after the request was sent")
+        return Cancelling(adapter, error=reset)  # type: ignore[return-value]
 
-            def cancel_order(marketplace_order_id: str) -> OrderState:
-                raise MarketplaceError("connection reset after the request was sent")
-
-            adapter.cancel_order = cancel_order  # type: ignore[method-assign]
-        return adapter
+    def run_y() -> None:
+        if second_run:
+            carry_out_cancellation(
+                shop.session_factory,
+                second_run.pop(),
+                adapter_for=run_y_adapter_for,
+                final_attempt=True,
+            )
 
     def run_x_adapter_for(market: Marketplace) -> MarketplaceAdapter:
         adapter = adapter_for_marketplace(market)
         if market.slug != "kiondo":
             return adapter
-        real_cancel = adapter.cancel_order
-
-        def cancel_order(marketplace_order_id: str) -> OrderState:
-            if second_run:
-                carry_out_cancellation(
-                    shop.session_factory,
-                    second_run.pop(),
-                    adapter_for=run_y_adapter_for,
-                    final_attempt=True,
-                )
-            return real_cancel(marketplace_order_id)
-
-        adapter.cancel_order = cancel_order  # type: ignore[method-assign]
-        return adapter
+        return Cancelling(adapter, before=run_y)  # type: ignore[return-value]
 
     carry_out_cancellation(
         shop.session_factory, order.id, adapter_for=run_x_adapter_for, final_attempt=True

@@ -41,11 +41,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Capability, MarketplaceError, Unsupported
-from commerce.cancellation import CANCELLATION_REFUSED, CancelOutcome, cancel_on_marketplace
+from commerce.cancellation import (
+    CANCELLATION_REFUSED,
+    CancelOutcome,
+    cancel_on_marketplace,
+    claim_refusals_to_tell,
+)
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import utc_now
-from commerce.notification_models import Notification
 from commerce.notifications import notify
 from commerce.order_locks import lock_order
 from commerce.order_models import (
@@ -114,7 +118,7 @@ def find_abandoned_cancellations(
                 sa.and_(
                     MarketplaceOrder.status.in_(PLACED_SUB_ORDER_STATUSES),
                     MarketplaceOrder.cancel_outcome == CancelOutcome.REFUSED.value,
-                    ~_told_refused(),
+                    MarketplaceOrder.cancel_refusal_told_at.is_(None),
                 ),
             ),
             MarketplaceOrder.marketplace_order_id.is_not(None),
@@ -134,23 +138,6 @@ def _unanswered_or_abandoned(claim_dead_after: timedelta) -> sa.ColumnElement[bo
             MarketplaceOrder.cancel_outcome == CancelOutcome.UNKNOWN.value,
             MarketplaceOrder.cancel_claimed_at < utc_now() - claim_dead_after,
         ),
-    )
-
-
-def _told_refused() -> sa.Exists:
-    """The shopper was told the part goes ahead: by the job (one notice for the order) or by a
-    sweep (one for the part)."""
-    return (
-        sa.select(Notification.id)
-        .where(
-            Notification.order_id == MarketplaceOrder.order_id,
-            Notification.kind == REFUSED_KIND,
-            sa.or_(
-                Notification.sub_order_id.is_(None),
-                Notification.sub_order_id == MarketplaceOrder.id,
-            ),
-        )
-        .exists()
     )
 
 
@@ -266,14 +253,18 @@ def _refused(
         sub_order.cancel_outcome = CancelOutcome.REFUSED.value
         order = session.get(Order, sub_order.order_id)
         assert order is not None
-        notify(
-            session,
-            order,
-            REFUSED_KIND,
-            f"{name} could not cancel its part of your order, so it goes ahead.",
-            sub_order_id=sub_order_id,
-            once=True,
-        )
+        # Told once, whichever run or sweep finds the refusal (the part's mark, compare-and-set
+        # under the order's lock); the order's notice, if any, named only the parts refused
+        # when it was sent.
+        if claim_refusals_to_tell(session, [sub_order_id]):
+            notify(
+                session,
+                order,
+                REFUSED_KIND,
+                f"{name} could not cancel its part of your order, so it goes ahead.",
+                sub_order_id=sub_order_id,
+                once=True,
+            )
     return CancelOutcome.REFUSED
 
 

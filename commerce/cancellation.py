@@ -29,7 +29,6 @@ from adapters.base import (
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import utc_now
-from commerce.notification_models import Notification
 from commerce.notifications import notify
 from commerce.order_locks import lock_order
 from commerce.order_models import (
@@ -50,7 +49,7 @@ from commerce.order_state import (
 )
 from commerce.order_timeline import TimelineStep, record_event
 from commerce.payments.providers import GatewayProvider, gateway_for_payment
-from commerce.refund_progress import card_only_held
+from commerce.refund_progress import all_released
 from commerce.refunds import refund_said
 from commerce.settlement import process_refunds, settle_payment
 from commerce.sub_order_compensation import compensate_sub_order, refund_key
@@ -200,11 +199,12 @@ def cancellation_answer(order: Order) -> str:
     compare-and-set left (a placement may have claimed a part after the confirmation page was
     shown): parts stopped before they were placed, and parts their marketplace is asked to
     cancel."""
-    stopped = sorted(
-        sub.marketplace.name
+    stopped_parts = [
+        sub
         for sub in order.charged_sub_orders
         if sub.status == SubOrderStatus.CANCELLED and sub.last_error == STOPPED_BEFORE_PLACEMENT
-    )
+    ]
+    stopped = sorted(sub.marketplace.name for sub in stopped_parts)
     placed = [sub for sub in order.charged_sub_orders if sub.status in PLACED_SUB_ORDER_STATUSES]
     asked = sorted(
         sub.marketplace.name
@@ -223,8 +223,16 @@ def cancellation_answer(order: Order) -> str:
     )
     sentences = []
     if stopped:
-        # Paid by card and not captured yet, their shares are left out of the capture.
-        money_back = "not charged to your card" if card_only_held(order) else "refunded in full"
+        # Said from their shares' own refunds, not from where the card payment stands now: a
+        # worker may have settled it (voided the hold, captured the other parts) since they
+        # were stopped. Released from a card hold (left out of any capture), never charged.
+        stopped_ids = {sub.id for sub in stopped_parts}
+        refunds = [
+            refund
+            for refund in (order.payment.refunds if order.payment is not None else [])
+            if refund.sub_order_id in stopped_ids
+        ]
+        money_back = "not charged to your card" if all_released(refunds) else "refunded in full"
         sentences.append(
             f"Your {' and '.join(stopped)} items had not been placed yet: stopped, and "
             f"{money_back}."
@@ -387,18 +395,28 @@ def _record_outcomes(
             sub_order.cancel_outcome = outcome
 
 
-def _refusals_told_per_part(session: Session, order_id: int) -> set[int]:
-    """The order's parts whose shopper was told, for that part alone, that it goes ahead (by the
-    abandoned-cancellation sweep, answering for a job that was killed before telling it)."""
-    return set(
-        session.scalars(
-            sa.select(Notification.sub_order_id).where(
-                Notification.order_id == order_id,
-                Notification.kind == CANCELLATION_REFUSED,
-                Notification.sub_order_id.is_not(None),
+def claim_refusals_to_tell(session: Session, sub_order_ids: list[int]) -> set[int]:
+    """Of these refused parts, the ones this caller is to tell the shopper go ahead: each still
+    placed and never told, marked told by a compare-and-set from NULL (the caller holds the
+    order's lock and writes the notice in the same transaction). Whichever run of the
+    cancellation job or sweep finds a refusal, it is told once; a part refused after the
+    order's notice was sent (that notice names only the parts refused then) is told too."""
+    now = utc_now()
+    told: set[int] = set()
+    for sub_order_id in sub_order_ids:
+        result = session.execute(
+            sa.update(MarketplaceOrder)
+            .where(
+                MarketplaceOrder.id == sub_order_id,
+                MarketplaceOrder.cancel_refusal_told_at.is_(None),
+                MarketplaceOrder.status.in_(PLACED_SUB_ORDER_STATUSES),
             )
+            .values(cancel_refusal_told_at=now, updated_at=MarketplaceOrder.updated_at)
+            .execution_options(synchronize_session=False)
         )
-    )
+        if result.rowcount:  # type: ignore[attr-defined]
+            told.add(sub_order_id)
+    return told
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,20 +526,21 @@ def carry_out_cancellation(
         order = session.get(Order, order_id)
         assert order is not None
         goes_ahead = None
-        # A part the abandoned-cancellation sweep told goes ahead (this job's earlier run was
-        # killed before telling it) is not told again by a later run.
-        told = _refusals_told_per_part(session, order_id)
+        # Only the refused parts no run or sweep told yet (each marked told here, compare-and-
+        # set): a part an earlier run or the sweep told is not told again, and one refused
+        # since the order's notice was sent is told now (a `once` notice for the order would
+        # have returned that earlier notice, which does not name it).
+        to_tell = set() if in_flight else claim_refusals_to_tell(session, refused_ids)
         untold = [
-            name for name, sub_id in zip(refused, refused_ids, strict=True) if sub_id not in told
+            name for name, sub_id in zip(refused, refused_ids, strict=True) if sub_id in to_tell
         ]
-        if untold and not in_flight:
+        if untold:
             goes_ahead = notify(
                 session,
                 order,
                 CANCELLATION_REFUSED,
                 "These marketplaces could not cancel their part of your order, so it goes "
                 "ahead: " + ", ".join(untold) + ".",
-                once=True,
             )
         if in_flight and final_attempt:
             goes_ahead = notify(

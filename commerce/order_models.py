@@ -337,6 +337,11 @@ class MarketplaceOrder(Base):
     # its answer. A claim older than any live sweep's was left by a killed one and is taken over
     # (commerce.abandoned_cancellations).
     cancel_claimed_at: Mapped[datetime | None]
+    # When the shopper was told this part's cancellation was refused, so it goes ahead (by the
+    # cancellation job or the abandoned-cancellation sweep). Set by a compare-and-set from NULL
+    # under the order's lock: whichever run or sweep finds the refusal, it is told once, and a
+    # part refused after the order's notice was sent is still told (commerce.cancellation).
+    cancel_refusal_told_at: Mapped[datetime | None]
     # The marketplace's last answer about it; the last time it was asked, answered or not.
     last_polled_at: Mapped[datetime | None]
     last_poll_attempt_at: Mapped[datetime | None]

@@ -30,6 +30,7 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
+from onecart.money import format_money
 
 ERROR_TEXT_LIMIT = 500
 # Between the reasons an order is flagged for (Order.attention_reason).
@@ -118,6 +119,21 @@ NOTHING_CHARGED_MESSAGES = {
 }
 MARKETPLACE_CANCELLED_NOTHING_CHARGED_MESSAGE = (
     "Your order {number} was cancelled at {cancelled_by} ({why}); nothing is charged to your card."
+)
+# The same when the card was charged for some shares (refunded to it: {refunded}, "is being"
+# or "was" as {being}) and others were left out of the capture ({released}: never charged). "We
+# are refunding you in full" had the shopper look for a refund of the whole order on the
+# statement, and never find the part that was never taken.
+PART_CHARGED_MONEY = (
+    "{refunded} {being} refunded to your card; the other {released} is not charged."
+)
+PART_CHARGED_MESSAGES = {
+    OrderStatus.CANCELLED: "Your order {number} was cancelled: " + PART_CHARGED_MONEY,
+    OrderStatus.FAILED: "We could not place order {number} at {failed}: " + PART_CHARGED_MONEY,
+    OrderStatus.REFUNDED: "Your order {number} was cancelled: " + PART_CHARGED_MONEY,
+}
+MARKETPLACE_CANCELLED_PART_CHARGED_MESSAGE = (
+    "Your order {number} was cancelled at {cancelled_by} ({why}): " + PART_CHARGED_MONEY
 )
 
 
@@ -220,7 +236,16 @@ def tell_order_status(session: Session, order: Order) -> None:
         # is left out (sub_order_compensation), so this one says who cancelled and where the
         # money goes.
         message = MARKETPLACE_CANCELLED_MESSAGE
-    if status in NOTHING_CHARGED_MESSAGES and _only_released(session, order):
+    part_charged = (
+        _released_and_refunded(session, order) if status in PART_CHARGED_MESSAGES else None
+    )
+    if part_charged is not None:
+        message = (
+            MARKETPLACE_CANCELLED_PART_CHARGED_MESSAGE
+            if message == MARKETPLACE_CANCELLED_MESSAGE
+            else PART_CHARGED_MESSAGES[status]
+        )
+    elif status in NOTHING_CHARGED_MESSAGES and _only_released(session, order):
         message = (
             MARKETPLACE_CANCELLED_NOTHING_CHARGED_MESSAGE
             if message == MARKETPLACE_CANCELLED_MESSAGE
@@ -232,6 +257,8 @@ def tell_order_status(session: Session, order: Order) -> None:
             if message == MARKETPLACE_CANCELLED_MESSAGE
             else REFUND_UNDER_WAY_MESSAGES[status]
         )
+    # Refunds are in the payment's currency.
+    money_currency = order.payment.currency if order.payment is not None else order.currency
     unreported = sorted(
         {sub.marketplace.name for sub in order.sub_orders if not reports_delivery(sub)}
     )
@@ -258,6 +285,9 @@ def tell_order_status(session: Session, order: Order) -> None:
             unreported=" and ".join(unreported),
             verb="does" if len(unreported) == 1 else "do",
             to=_refunded_to(order),
+            released=format_money(part_charged[0], money_currency) if part_charged else "",
+            refunded=format_money(part_charged[1], money_currency) if part_charged else "",
+            being="is being" if part_charged and _refund_unconfirmed(session, order) else "was",
             parts=f"the {' and '.join(unreported)} "
             + ("part is" if len(unreported) == 1 else "parts are"),
         ),
@@ -314,6 +344,22 @@ def _only_released(session: Session, order: Order) -> bool:
     return bool(kinds) and all(
         kind == RefundKind.RELEASE and status != RefundStatus.FAILED for kind, status in kinds
     )
+
+
+def _released_and_refunded(session: Session, order: Order) -> tuple[int, int] | None:
+    """What the order's card payment gives back by releases (left out of the capture, never
+    charged) and by card refunds (charged, then refunded), when it gives back both ways; None
+    otherwise (failed refunds, which an operator pays another way, left out)."""
+    if order.payment is None or order.payment.method == PaymentMethod.WALLET:
+        return None
+    rows = session.execute(
+        sa.select(Refund.kind, Refund.amount_minor).where(
+            Refund.payment_id == order.payment.id, Refund.status != RefundStatus.FAILED
+        )
+    ).all()
+    released = sum(amount for kind, amount in rows if kind == RefundKind.RELEASE)
+    refunded = sum(amount for kind, amount in rows if kind != RefundKind.RELEASE)
+    return (released, refunded) if released and refunded else None
 
 
 def _refund_unconfirmed(session: Session, order: Order) -> bool:

@@ -37,9 +37,7 @@ GRID_VALUES = (
     "rating_text",
     "available",
     "marketplace_logo",
-    "marketplace_name",
-    "has_other_offers",
-    "cheaper_elsewhere",
+    "market_text",
     "offers_text",
 )
 
@@ -100,6 +98,20 @@ def offers_summary(offer_count: int, marketplace_count: int) -> str:
     return f"{offers} on {markets}"
 
 
+def market_text(hit: ProductHit, marketplaces: Sequence[str]) -> str:
+    """The card's line naming the marketplace of the offer it shows.
+
+    "Cheapest on X" when the product is sold more than once and X is the cheapest; with a
+    marketplace filter that left a cheaper offer out, the claim is narrowed to the chosen
+    marketplaces, and with one chosen it is not a claim of cheapest at all."""
+    name = hit.offer.marketplace_name
+    if not hit.cheaper_elsewhere:
+        return f"Cheapest on {name}" if hit.has_other_offers else name
+    if len(marketplaces) > 1:
+        return f"Cheapest on {name} among the marketplaces you chose"
+    return f"On {name}, the marketplace you chose (cheaper elsewhere)"
+
+
 def build_cards(
     hits: Iterable[ProductHit], *, marketplaces: Sequence[str] = ()
 ) -> list[ProductCard]:
@@ -155,9 +167,7 @@ def build_cards(
                     rating_text,
                     offer.available,
                     offer.marketplace_logo,
-                    offer.marketplace_name,
-                    hit.has_other_offers,
-                    hit.cheaper_elsewhere,
+                    market_text(hit, marketplaces),
                     offers_text,
                 ),
             )

@@ -92,10 +92,12 @@ def test_a_cards_marketplace_logo_stays_beside_its_name_when_the_name_wraps(page
     wrapped = 0
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
-        # One marketplace chosen: the cheapest "among the marketplaces you chose", a long line.
+        # One marketplace chosen: "On …, the marketplace you chose (cheaper elsewhere)", a long line.
         page.goto("/search?q=phone&marketplace=kiondo&per_page=48")
         lines = page.evaluate(_MARKET_LINES)
-        assert any("among the marketplaces you chose" in line["text"] for line in lines)
+        assert any(
+            "the marketplace you chose (cheaper elsewhere)" in line["text"] for line in lines
+        )
         for line in lines:
             logo, name, first = line["logo"], line["name"], line["firstLetter"]
             assert logo is not None, line

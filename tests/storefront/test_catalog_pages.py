@@ -413,6 +413,10 @@ def test_a_product_reached_from_a_marketplace_filtered_listing_suggests_one_of_t
     # The card does not call it the cheapest outright: Kiondo Market sells it for less.
     card = text_of(listing.get_data(as_text=True))
     assert "Cheapest on Euro Bazaar among the marketplaces you chose" in card
+    # With one marketplace chosen there is no "cheapest" to claim among them.
+    one = text_of(client.get("/search?q=sony&marketplace=bazaar").get_data(as_text=True))
+    assert "On Euro Bazaar, the marketplace you chose (cheaper elsewhere)" in one
+    assert "Cheapest on Euro Bazaar" not in one
 
     html = client.get("/product/g-sonyxm5?marketplace=shopwave&marketplace=bazaar").get_data(
         as_text=True

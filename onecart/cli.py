@@ -122,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     down = commands.add_parser("down", help="stop what `up` started, in reverse order")
     down.add_argument("names", nargs="*", metavar="NAME", help="only these services")
 
-    commands.add_parser("status", help="each service: state, pid, restarts, health, URL")
+    commands.add_parser(
+        "status",
+        help="each service (state, pid, restarts, health, URL), each marketplace's catalog "
+        "(last fetch, last run), the checks' latest results, what is loading",
+    )
 
     ingest = commands.add_parser(
         "ingest",

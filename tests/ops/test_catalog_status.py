@@ -376,3 +376,13 @@ def test_a_partition_run_down_cancelled_says_the_next_up_carries_it_on() -> None
         "re-executes it"
     )
     assert not any("kiondo:" in line for line in lines)
+
+
+def test_the_help_says_what_status_shows(environment: dict[str, str]) -> None:
+    """`onecart --help` said status shows the services alone (state, pid, restarts, health,
+    URL), though it has shown each marketplace's catalog and the checks' results too."""
+    result = onecart(environment, "--help")
+
+    assert result.returncode == 0, result.stderr
+    status_help = " ".join(result.stdout.split("status", 1)[1].split("ingest", 1)[0].split())
+    assert "catalog" in status_help and "check" in status_help

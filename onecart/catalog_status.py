@@ -10,6 +10,10 @@ offer), so while a refresh runs, or when its publish failed, the copy lags Dagst
 
 Status is a question: whatever cannot be read (no ingest yet, a copy being swapped, Dagster's
 storage unreachable) becomes a line saying so, never an exception.
+
+Status is also run often (by operators, and by tests waiting for services): Dagster and DuckDB
+are imported only when there is something of theirs to read (importing Dagster is most of a
+status's CPU), and Dagster's instance is opened once for both sections (:class:`DagsterReader`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,7 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import duckdb
+from typing import Any
 
 from onecart.dagster_instance import dagster_home, dagster_postgres_url
 from onecart.dagster_runs import left_unfinished_by_down
@@ -48,6 +51,8 @@ def last_fetches(settings: Settings) -> dict[str, datetime]:
     path = settings.warehouse_path
     if not path.exists():
         return {}
+    import duckdb
+
     conn = duckdb.connect(str(path), read_only=True)
     try:
         conn.execute("SET TimeZone = 'UTC'")
@@ -73,46 +78,89 @@ def _postgres_url_in_environment(settings: Settings) -> Iterator[None]:
             os.environ["ONECART_DAGSTER_POSTGRES_URL"] = previous
 
 
+class DagsterReader:
+    """The Dagster instance `onecart up` and `onecart ingest` share, as status reads it: opened
+    on first use and at most once (each opening reads every storage's schema version), never
+    created (None before an `up` or ingest made one); an opening that failed fails each use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._home = dagster_home(settings)
+        self._opened = False
+        self._instance: Any = None
+        self._error: Exception | None = None
+
+    @property
+    def exists(self) -> bool:
+        return (self._home / "dagster.yaml").exists()
+
+    def instance(self) -> Any:
+        """The DagsterInstance, or None when there is none yet; raises what opening it raised."""
+        if not self._opened:
+            self._opened = True
+            if self.exists:
+                import dagster as dg
+
+                with _postgres_url_in_environment(self._settings):
+                    try:
+                        self._instance = dg.DagsterInstance.from_config(str(self._home))
+                    except Exception as exc:  # kept: each section says it cannot read it
+                        self._error = exc
+        if self._error is not None:
+            raise self._error
+        return self._instance
+
+    def close(self) -> None:
+        if self._instance is not None:
+            self._instance.dispose()
+            self._instance = None
+
+
 def last_partition_runs(
-    settings: Settings, slugs: list[str]
+    settings: Settings, slugs: list[str], dagster: DagsterReader | None = None
 ) -> tuple[dict[str, PartitionRun], dict[str, datetime]]:
     """The newest run of each slug's partition, and when its raw_catalog was last materialized
-    (a fetch that succeeded); empty before Dagster's instance exists (status never creates it)."""
-    home = dagster_home(settings)
-    if not (home / "dagster.yaml").exists():
-        return {}, {}
+    (a fetch that succeeded); empty before Dagster's instance exists (status never creates it).
+    `dagster`: an instance already opened (status's), else one is opened and closed here."""
+    reader = dagster or DagsterReader(settings)
+    try:
+        instance = reader.instance()
+        if instance is None:
+            return {}, {}
+        return _partition_runs_in(instance, slugs)
+    finally:
+        if dagster is None:
+            reader.close()
+
+
+def _partition_runs_in(
+    instance: Any, slugs: list[str]
+) -> tuple[dict[str, PartitionRun], dict[str, datetime]]:
     import dagster as dg
 
     runs: dict[str, PartitionRun] = {}
     fetched: dict[str, datetime] = {}
-    with _postgres_url_in_environment(settings):
-        instance = dg.DagsterInstance.from_config(str(home))
-        try:
-            for slug in slugs:
-                records = instance.get_run_records(
-                    filters=dg.RunsFilter(tags={PARTITION_TAG: slug}), limit=1
-                )
-                if not records:
-                    continue
-                record = records[0]
-                ended = record.end_time or record.create_timestamp.timestamp()
-                runs[slug] = PartitionRun(
-                    run_id=record.dagster_run.run_id,
-                    status=record.dagster_run.status.value,
-                    at=datetime.fromtimestamp(ended, UTC) if ended else None,
-                    # Not one that succeeded as `down` came: that did its work.
-                    stopped_by_down=left_unfinished_by_down(record.dagster_run),
-                )
-                materialized = instance.fetch_materializations(
-                    dg.AssetRecordsFilter(
-                        asset_key=dg.AssetKey(RAW_CATALOG), asset_partitions=[slug]
-                    ),
-                    limit=1,
-                ).records
-                if materialized:
-                    fetched[slug] = datetime.fromtimestamp(materialized[0].timestamp, UTC)
-        finally:
-            instance.dispose()
+    for slug in slugs:
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(tags={PARTITION_TAG: slug}), limit=1
+        )
+        if not records:
+            continue
+        record = records[0]
+        ended = record.end_time or record.create_timestamp.timestamp()
+        runs[slug] = PartitionRun(
+            run_id=record.dagster_run.run_id,
+            status=record.dagster_run.status.value,
+            at=datetime.fromtimestamp(ended, UTC) if ended else None,
+            # Not one that succeeded as `down` came: that did its work.
+            stopped_by_down=left_unfinished_by_down(record.dagster_run),
+        )
+        materialized = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(RAW_CATALOG), asset_partitions=[slug]),
+            limit=1,
+        ).records
+        if materialized:
+            fetched[slug] = datetime.fromtimestamp(materialized[0].timestamp, UTC)
     return runs, fetched
 
 
@@ -178,8 +226,9 @@ def catalog_lines(
     return lines
 
 
-def describe_catalogs(settings: Settings) -> list[str]:
-    """The catalog section of `onecart status`, or one line saying why it cannot be shown."""
+def describe_catalogs(settings: Settings, dagster: DagsterReader | None = None) -> list[str]:
+    """The catalog section of `onecart status`, or one line saying why it cannot be shown.
+    `dagster`: the instance the checks section reads too (else opened here)."""
     from pipelines.partitions import marketplace_slugs
 
     try:
@@ -187,13 +236,16 @@ def describe_catalogs(settings: Settings) -> list[str]:
     except Exception as exc:  # the ingest says more; status only reports
         return [f"Catalogs: {settings.marketplaces_file} cannot be read ({exc})"]
     lines: list[str] = []
+    fetches: dict[str, datetime] = {}
+    if settings.warehouse_path.exists():  # else nothing to read, and DuckDB is not imported
+        import duckdb
+
+        try:
+            fetches = last_fetches(settings)
+        except duckdb.Error as exc:
+            lines.append(f"  (last fetches unknown: {settings.warehouse_path}: {exc})")
     try:
-        fetches = last_fetches(settings)
-    except duckdb.Error as exc:
-        fetches = {}
-        lines.append(f"  (last fetches unknown: {settings.warehouse_path}: {exc})")
-    try:
-        runs, fetched = last_partition_runs(settings, slugs)
+        runs, fetched = last_partition_runs(settings, slugs, dagster)
     except Exception as exc:  # Dagster's storage unreachable (the cluster's PostgreSQL down)
         runs, fetched = {}, {}
         lines.append(f"  (partition runs unknown: Dagster's instance cannot be read: {exc})")
@@ -205,27 +257,26 @@ def describe_catalogs(settings: Settings) -> list[str]:
     return catalog_lines(slugs, latest, runs, settings.dagster_url) + lines
 
 
-def describe_checks(settings: Settings) -> list[str]:
+def describe_checks(settings: Settings, dagster: DagsterReader | None = None) -> list[str]:
     """The checks section of `onecart status`: the latest result of each asset check per
-    marketplace (onecart/check_status.py), or one line saying why it cannot be shown."""
+    marketplace (onecart/check_status.py), or one line saying why it cannot be shown.
+    `dagster`: the instance the catalogs section read (else opened here)."""
     from onecart.check_status import check_lines, describe_checks_in
     from pipelines.partitions import marketplace_slugs
 
-    home = dagster_home(settings)
-    if not (home / "dagster.yaml").exists():
+    reader = dagster or DagsterReader(settings)
+    if not reader.exists:
         return check_lines([])  # status never creates the instance
     try:
         slugs = marketplace_slugs(settings)
     except Exception as exc:  # the catalogs section above says so too
         return [f"Checks: {settings.marketplaces_file} cannot be read ({exc})"]
-    import dagster as dg
-
-    with _postgres_url_in_environment(settings):
+    try:
         try:
-            instance = dg.DagsterInstance.from_config(str(home))
+            instance = reader.instance()
         except Exception as exc:  # Dagster's storage unreachable (the cluster's PostgreSQL down)
             return [f"Checks: unknown: Dagster's instance cannot be read ({exc})"]
-        try:
-            return describe_checks_in(instance, slugs)
-        finally:
-            instance.dispose()
+        return describe_checks_in(instance, slugs)
+    finally:
+        if dagster is None:
+            reader.close()

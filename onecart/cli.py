@@ -122,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     down = commands.add_parser("down", help="stop what `up` started, in reverse order")
     down.add_argument("names", nargs="*", metavar="NAME", help="only these services")
 
-    commands.add_parser("status", help="each service: state, pid, restarts, health, URL")
+    commands.add_parser(
+        "status",
+        help="each service (state, pid, restarts, health, URL), each marketplace's catalog "
+        "(last fetch, last run), the checks' latest results, what is loading",
+    )
 
     ingest = commands.add_parser(
         "ingest",
@@ -385,8 +389,13 @@ def command_status(settings: Settings, args: argparse.Namespace) -> int:
     """Print each service's state; exit 0 whatever the state (status is a question)."""
     print(f"OneCart home: {settings.home_dir} (profile {settings.profile})")
     states = print_service_table(settings, [s.name for s in services.build_services(settings)])
-    print("\n" + "\n".join(catalog_status.describe_catalogs(settings)))
-    print("\n" + "\n".join(catalog_status.describe_checks(settings)))
+    # Both sections read the same Dagster instance: opened once.
+    dagster = catalog_status.DagsterReader(settings)
+    try:
+        print("\n" + "\n".join(catalog_status.describe_catalogs(settings, dagster)))
+        print("\n" + "\n".join(catalog_status.describe_checks(settings, dagster)))
+    finally:
+        dagster.close()
     loading = progress.describe_loading(settings)
     if loading:
         print(f"\n{loading}")

@@ -22,6 +22,7 @@ from pipelines.assets.serving import (
     storefront_products,
 )
 from pipelines.checks import products_are_fresh
+from pipelines.ingest_plans import ingest_plan_store
 from pipelines.jobs import JOBS, downstream_job, embeddings_job
 from pipelines.partitions import build_marketplace_partitions
 from pipelines.resources import build_resources
@@ -47,7 +48,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=[products_are_fresh],
         jobs=JOBS,
         schedules=[
-            build_catalog_refresh_schedule(settings.schedule_cron, partitions),
+            build_catalog_refresh_schedule(
+                settings.schedule_cron, partitions, ingest_plan_store(settings)
+            ),
             build_catalog_freshness_schedule(settings.schedule_cron),
         ],
         sensors=[

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-
-import dagster as dg
+from typing import TYPE_CHECKING
 
 from adapters.registry import load_marketplaces
 from onecart.settings import Settings
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 def marketplace_slugs(settings: Settings) -> list[str]:
@@ -24,4 +26,6 @@ def marketplace_slugs(settings: Settings) -> list[str]:
 def build_marketplace_partitions(settings: Settings) -> dg.StaticPartitionsDefinition:
     """Static partitions over the configured marketplaces; adding one to marketplaces.toml
     shows up when Dagster reloads the code location."""
+    import dagster as dg  # not for marketplace_slugs: `onecart status` reads them without Dagster
+
     return dg.StaticPartitionsDefinition(marketplace_slugs(settings))

@@ -29,7 +29,8 @@ from onecart import progress as progress_status
 from onecart.production import require_production_ready
 from onecart.settings import Settings, get_settings
 from pipelines.definitions import build_definitions
-from pipelines.ingest_overlap import IngestPlan, wait_for_refresh_in_flight
+from pipelines.ingest_overlap import wait_for_refresh_in_flight
+from pipelines.ingest_plans import IngestPlan, ingest_plan_store
 from pipelines.jobs import (
     CATALOG_DOWNSTREAM_JOB,
     DOWNSTREAM_ASSETS,
@@ -409,7 +410,7 @@ def materialize_all(
 
     workers = min(len(selected), settings.pipeline_workers or os.cpu_count() or 1)
     # The schedule's ticks leave alone what this ingest has yet to fetch.
-    with IngestPlan(instance, selected) as plan:
+    with IngestPlan(ingest_plan_store(settings), selected) as plan:
         if workers > 1 and not instance.is_ephemeral and instance.root_directory:
             partitions = _run_partitions_concurrently(
                 partitions_longest_first(instance, selected, full_refresh=full_refresh),

@@ -14,7 +14,7 @@ from onecart.dagster_runs import (
     left_unfinished_by_down,
 )
 from onecart.progress import counted_noun
-from pipelines.ingest_overlap import marketplaces_an_ingest_will_fetch
+from pipelines.ingest_plans import IngestPlanStore, marketplaces_an_ingest_will_fetch
 from pipelines.jobs import CATALOG_FRESHNESS_JOB, MARKETPLACE_CATALOG_JOB
 from pipelines.partition_order import partitions_longest_first
 
@@ -32,9 +32,10 @@ UNFINISHED_RUN_STATUSES: Final = [
 
 
 def build_catalog_refresh_schedule(
-    cron: str, partitions: dg.StaticPartitionsDefinition
+    cron: str, partitions: dg.StaticPartitionsDefinition, ingest_plans: IngestPlanStore
 ) -> dg.ScheduleDefinition:
-    """One run per marketplace partition at each tick (cron from settings.schedule_cron).
+    """One run per marketplace partition at each tick (cron from settings.schedule_cron),
+    leaving out what a running `onecart ingest` (its plan in `ingest_plans`) is about to fetch.
 
     The downstream assets follow through `products_changed_sensor`, once the tick's runs are done,
     so they run once per refresh and also when some marketplaces failed.
@@ -81,7 +82,7 @@ def build_catalog_refresh_schedule(
             )
         # A catch-up tick evaluated while `onecart up --ingest` ingests queued what the ingest
         # had not reached yet; the ingest then waited for each such run and fetched it again.
-        ingesting = marketplaces_an_ingest_will_fetch(context.instance) - in_flight
+        ingesting = marketplaces_an_ingest_will_fetch(ingest_plans) - in_flight
         if ingesting & set(slugs):
             skipped.append(
                 "a running `onecart ingest` is about to fetch them, not requested: "

@@ -5,6 +5,9 @@ the Dagster UI alone. Real parts: the `onecart` command, a Dagster instance prep
 `onecart up` prepares it with runs of a partitioned job executed into it, and a DuckDB copy.
 """
 
+import os
+import subprocess
+import sys
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 
 from onecart.catalog_status import PartitionRun, catalog_lines
 from onecart.dagster_instance import dagster_home, prepare_dagster_instance
-from onecart.settings import Settings
+from onecart.settings import REPO_ROOT, Settings
 from tests.ops.test_cli import onecart
 
 MARKETPLACES = """
@@ -169,6 +172,101 @@ def test_status_on_an_empty_home_lists_the_marketplaces_never_fetched(
     assert not (home / "dagster").exists()  # status only asks; it creates nothing
 
 
+# `onecart status` run in a Python that then says which heavy modules it imported and how often
+# Dagster's instance was opened (each opening reads and checks every storage's schema).
+STATUS_REPORTING_IMPORTS = """
+import sys
+import dagster_counter
+from onecart.cli import main
+main(["status"])
+heavy = ("dagster", "duckdb", "polars", "pyarrow")
+print("imported:", *sorted(m for m in heavy if m in sys.modules), file=sys.stderr)
+print("instances opened:", dagster_counter.opened(), file=sys.stderr)
+"""
+# Counts DagsterInstance.from_config calls once dagster is imported, without importing it.
+DAGSTER_COUNTER = """
+import importlib.util
+import sys
+from importlib.abc import MetaPathFinder
+
+_opened = []
+
+
+def opened():
+    return len(_opened)
+
+
+class _CountWhenImported(MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "dagster":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        exec_module = spec.loader.exec_module
+
+        def exec_and_count(module):
+            exec_module(module)
+            original = module.DagsterInstance.from_config
+
+            def from_config(*args, **kwargs):
+                _opened.append(args)
+                return original(*args, **kwargs)
+
+            module.DagsterInstance.from_config = staticmethod(from_config)
+
+        spec.loader.exec_module = exec_and_count
+        return spec
+
+
+sys.meta_path.insert(0, _CountWhenImported())
+"""
+
+
+def _status_reporting_imports(env: dict[str, str], tmp_path: Path) -> tuple[str, str]:
+    """`onecart status`'s output, and what it imported and opened (its stderr)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "dagster_counter.py").write_text(DAGSTER_COUNTER)
+    result = subprocess.run(
+        [sys.executable, "-c", STATUS_REPORTING_IMPORTS],
+        env={**env, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout, result.stderr
+
+
+def test_status_without_dagster_s_instance_imports_neither_dagster_nor_duckdb(
+    shop: dict[str, str], tmp_path: Path
+) -> None:
+    """Status cost ~2 s of CPU, most of it importing Dagster (ops8): on a home no ingest or
+    `up` has made a Dagster instance in, and no analysts' copy, it has nothing to read there."""
+    stdout, stderr = _status_reporting_imports(shop, tmp_path / "counter")
+
+    assert "Catalogs:" in stdout and "Checks: none has run yet" in stdout
+    assert "imported:\n" in stderr
+    assert "instances opened: 0" in stderr
+
+
+def test_status_opens_dagster_s_instance_once(shop: dict[str, str], tmp_path: Path) -> None:
+    """The catalogs and the checks sections each opened the instance (and so read every
+    storage's schema version again): they share one now, and print what they printed."""
+    settings = Settings(**{k: v for k, v in shop.items() if k.startswith("ONECART_")})
+    prepare_dagster_instance(settings)
+    _run_checked_partitions(settings)
+
+    stdout, stderr = _status_reporting_imports(shop, tmp_path / "counter")
+
+    assert "instances opened: 1" in stderr
+    assert "WARN    normalized_products[kiondo]  gtin_checksum_share" in stdout
+    lines = stdout.splitlines()
+    catalogs = lines.index("Catalogs:")
+    assert lines[catalogs + 2].split()[0] == "kiondo"
+
+
 def _run_checked_partitions(settings: Settings) -> None:
     """Runs into the shared instance whose checks are named as the pipeline's: kiondo's GTIN
     share warns (twice: only the latest counts), amazon's passes, the rates check fails."""
@@ -278,3 +376,13 @@ def test_a_partition_run_down_cancelled_says_the_next_up_carries_it_on() -> None
         "re-executes it"
     )
     assert not any("kiondo:" in line for line in lines)
+
+
+def test_the_help_says_what_status_shows(environment: dict[str, str]) -> None:
+    """`onecart --help` said status shows the services alone (state, pid, restarts, health,
+    URL), though it has shown each marketplace's catalog and the checks' results too."""
+    result = onecart(environment, "--help")
+
+    assert result.returncode == 0, result.stderr
+    status_help = " ".join(result.stdout.split("status", 1)[1].split("ingest", 1)[0].split())
+    assert "catalog" in status_help and "check" in status_help

@@ -22,9 +22,9 @@ import pytest
 from adapters.registry import load_marketplaces
 from onecart.settings import Settings
 from pipelines.definitions import build_definitions
-from pipelines.ingest_overlap import (
-    INGEST_PLAN_KEY_PREFIX,
+from pipelines.ingest_plans import (
     IngestPlan,
+    ingest_plan_store,
     marketplaces_an_ingest_will_fetch,
 )
 from pipelines.run import materialize_all
@@ -103,36 +103,45 @@ def _ingest_beside_a_catch_up_tick(
     # The first was fetched since the tick's time; the two the ingest had not reached are its.
     assert requested == [slug for slug in active if slug not in INGESTED]
     # Once the ingest is over, nothing of it is left behind for later ticks.
-    assert marketplaces_an_ingest_will_fetch(instance) == set()
+    assert marketplaces_an_ingest_will_fetch(ingest_plan_store(pipeline_settings)) == set()
     later = evaluate_tick(missed_tick + timedelta(hours=2))
     assert sorted(request.partition_key for request in later.run_requests or []) == sorted(active)
 
 
-def test_the_plan_of_an_ingest_killed_before_it_ended_is_not_honoured() -> None:
+def test_the_plan_of_an_ingest_killed_before_it_ended_is_not_honoured(
+    pipeline_settings: Settings,
+) -> None:
     """An ingest killed mid-run cannot take its plan back: its marketplaces are not left out of
     every tick for ever once its process is gone, and the next ingest to start deletes it."""
-    with dg.instance_for_test() as instance:
-        dead = subprocess.Popen([sys.executable, "-c", "pass"])
-        dead.wait()
-        # The plan a process that is gone left behind, as an ingest writes it.
-        left_behind = INGEST_PLAN_KEY_PREFIX + "killed"
-        instance.daemon_cursor_storage.set_cursor_values(
+    store = ingest_plan_store(pipeline_settings)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    # The plan a process that is gone left behind, as an ingest writes it.
+    store.write_plan(
+        "killed",
+        json.dumps(
             {
-                left_behind: json.dumps(
-                    {
-                        "host": socket.gethostname(),
-                        "pid": dead.pid,
-                        "pending": ["fakestore"],
-                        "updated": datetime.now(UTC).isoformat(),
-                    }
-                )
+                "host": socket.gethostname(),
+                "pid": dead.pid,
+                "pending": ["fakestore"],
+                "updated": datetime.now(UTC).isoformat(),
             }
-        )
-        assert marketplaces_an_ingest_will_fetch(instance) == set()
-        plan = IngestPlan(instance, ["kiondo", "shopwave"])
-        with plan:
-            plan.fetched("kiondo")
-            assert marketplaces_an_ingest_will_fetch(instance) == {"shopwave"}
-            stored = instance.daemon_cursor_storage.get_cursor_values({left_behind})
-            assert stored == {}
-        assert marketplaces_an_ingest_will_fetch(instance) == set()
+        ),
+    )
+    assert marketplaces_an_ingest_will_fetch(store) == set()
+    plan = IngestPlan(store, ["kiondo", "shopwave"])
+    with plan:
+        plan.fetched("kiondo")
+        assert marketplaces_an_ingest_will_fetch(store) == {"shopwave"}
+        assert "killed" not in store.read_plans()
+    assert marketplaces_an_ingest_will_fetch(store) == set()
+    assert store.read_plans() == {}
+
+
+def test_the_local_profile_keeps_the_plans_in_dagster_home(pipeline_settings: Settings) -> None:
+    """The daemon `onecart up` starts reads the plans where the ingest writes them: in a SQLite
+    file of OneCart's own beside the instance's storage, no Dagster table."""
+    store = ingest_plan_store(pipeline_settings)
+    assert store.url == f"sqlite:///{pipeline_settings.home_dir / 'dagster'}/" + (
+        "onecart_ingest_plans.sqlite"
+    )

@@ -229,11 +229,15 @@ def reconcile_payment(
             _mark_payment_reconciling(session_factory, payment_id, str(exc))
             return False
     if state.status == ProviderStatus.CAPTURED:
+        # Read before the capture is recorded, so no card refund of ours was sent yet (they
+        # wait for a recorded capture): on localstripe the charge's refunds are then only the
+        # released rest, and what it kept is what was captured (captured_on_record_minor).
         finish_settlement(
             session_factory,
             payment_id,
             captured=True,
-            captured_minor=state.captured_minor if state.captured_exact else None,
+            captured_minor=state.captured_on_record_minor,
+            amount_on_record=True,
         )
     elif state.status == ProviderStatus.CANCELED and meant_minor == 0:
         finish_settlement(session_factory, payment_id, captured=False)
@@ -303,10 +307,14 @@ def finish_settlement(
     *,
     captured: bool,
     captured_minor: int | None = None,
+    amount_on_record: bool = False,
 ) -> None:
     """capturing/reconciling → captured (or voided); the shares left out of the capture count as
     released. `captured_minor` is the provider's own figure when it is known; one that differs
-    from the amount asked is recorded and puts the order on the operator's list."""
+    from the amount asked is recorded and puts the order on the operator's list.
+    `amount_on_record`: the figure was asked of the provider's record (reconciliation), so
+    None means the record says nothing of it, not that our own capture call confirmed it: the
+    amount asked is recorded and the order goes on the operator's list."""
     with session_factory() as session, session.begin():
         payment = locked_payment(session, payment_id)
         if payment.status not in (PaymentStatus.CAPTURING, PaymentStatus.RECONCILING):
@@ -315,6 +323,13 @@ def finish_settlement(
         payment.failure_message = None
         if not captured:
             payment.captured_minor = 0
+        elif captured_minor is None and amount_on_record:
+            flag_order(
+                payment.order,
+                "Stripe's record of the card payment says it was captured but not how much: "
+                f"recorded as the {format_money(payment.captured_minor, payment.currency)} "
+                "asked for; check the card payment against the placed shares.",
+            )
         elif captured_minor is not None:
             asked_minor = payment.captured_minor
             payment.captured_minor = captured_minor

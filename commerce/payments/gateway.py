@@ -185,9 +185,12 @@ class ProviderPaymentState:
     captured_minor: int
     refunded_minor: int
     currency: str
-    # False when the provider did not say how much was captured (localstripe has no
-    # amount_received): `captured_minor` is then only the intent's amount.
-    captured_exact: bool = True
+    # What the provider's record says was captured, read as a capture not yet recorded is
+    # reconciled (settlement.reconcile_payment); None when it says nothing. Not `captured_minor`,
+    # which is only the intent's amount where the provider keeps no `amount_received`: on
+    # localstripe this is the charge less what it refunded, the capture only until a refund of
+    # the payment is made (stripe_gateway.captured_on_record).
+    captured_on_record_minor: int | None = None
     # What the payment was made with (Stripe: the PaymentIntent's metadata; which checkout or
     # top-up made it), empty when the provider keeps none.
     metadata: Mapping[str, str] = field(default_factory=dict)

@@ -112,10 +112,12 @@ def cancellation_unanswered(order: Order) -> bool:
     capturing and refunding it (a charge and, days later, a refund on the statement, Stripe's
     fee on the capture kept). Any answer ends the wait: refused, or unknown after the job's last
     attempt (an earlier attempt's unclear answer is not kept: RQ asks again), the part may ship
-    and is captured."""
+    and is captured. A part the abandoned-cancellation sweep holds (`cancel_claimed_at`: its
+    "unknown" is only the claim's mark while it asks the marketplace) has no answer yet either;
+    a claim its killed sweep left waits for the next sweep's answer."""
     return order.cancel_requested_at is not None and any(
         sub.status in _CANCEL_ASKED_STATUSES
-        and sub.cancel_outcome is None
+        and (sub.cancel_outcome is None or sub.cancel_claimed_at is not None)
         and marketplace_can(sub.marketplace, Capability.CANCEL)
         for sub in order.charged_sub_orders
     )

@@ -37,7 +37,6 @@ from commerce.order_models import (
 from commerce.payments.providers import gateway_for_payment
 from commerce.settlement import settle_payment
 from tests.checkout.shop import Shop
-from tests.checkout.tracking_fakes import set_columns
 from tests.checkout.test_abandoned_cancellations import (
     Kiondo,
     _cancellation_job_ended,
@@ -45,6 +44,7 @@ from tests.checkout.test_abandoned_cancellations import (
     _notices,
     _state,
 )
+from tests.checkout.tracking_fakes import set_columns
 
 
 class _Clock:

@@ -107,6 +107,13 @@ class RefundBlockedByDispute(PaymentDeclined):
     holds the refund until the dispute is closed)."""
 
 
+class AuthorizationReleased(PaymentDeclined):
+    """The provider replayed its stored answer to this authorization attempt (an earlier send of
+    the same key) and that answer's hold has been released since (Stripe: the intent is
+    `canceled` now): the attempt holds nothing, and a new attempt may hold the card
+    (commerce.checkout_authorization)."""
+
+
 class PaymentUnavailable(PaymentError):
     """The provider could not be reached, timed out or failed: the operation may or may not have
     happened, so the caller asks the provider (retrieve, find_refund) before doing it again."""

@@ -29,6 +29,7 @@ from commerce.payments.gateway import (
     REFUND_KEY_METADATA,
     REFUND_REFERENCE_METADATA,
     Authorization,
+    AuthorizationReleased,
     AuthorizationRequest,
     FoundRefund,
     FoundRefundStatus,
@@ -225,6 +226,16 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "authorized") from exc
+        if _replayed(intent):
+            # Stripe's stored answer to an earlier send of this attempt: the intent as it was
+            # then. Its hold may have been released since (the sweeper releases a hold in doubt
+            # no order uses, and the shopper is told to send the page again), so what it is now
+            # is asked before it is used.
+            intent = self._intent_now(intent.id)
+            if intent.status == "canceled":
+                raise AuthorizationReleased(
+                    "The card hold made for this page earlier was released; nothing was taken."
+                )
         if intent.status == "processing":
             # Confirmed and still being processed: it may yet become a hold, so this is neither
             # a decline nor a hold to use. Checkout asks again; what stays unknown becomes a
@@ -245,6 +256,12 @@ class StripeGateway:
             currency=currency,
             captured=False,
         )
+
+    def _intent_now(self, intent_id: str) -> Any:
+        try:
+            return self.client.v1.payment_intents.retrieve(intent_id)
+        except stripe.StripeError as exc:
+            raise _translate(exc, "checked") from exc
 
     def _adopt_confirmed_intent(self, request: AuthorizationRequest) -> Authorization:
         assert request.intent_id is not None

@@ -15,7 +15,12 @@ is known to hold nothing:
 Otherwise the attempt is kept: its intent may hold the money (or may yet, while search lags), and
 a new key would make a second hold. A hold found for the authorization is used, whichever
 attempt made it; at most one attempt can hold, since the number moves on only past an attempt
-that holds nothing. A browser-confirmed intent (Stripe.js) is only read: no key, no attempts.
+that holds nothing. That includes an attempt whose hold was released after Stripe stored its
+answer (a hold in doubt the sweeper released, a hold checkout gave back when its order could not
+be written): the resend of the page gets the stored answer, which still says "held", so the
+gateway asks Stripe for the intent as it is now (AuthorizationReleased), and the page's submit
+goes on as the next attempt. A browser-confirmed intent (Stripe.js) is only read: no key, no
+attempts.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.card_holds import record_hold_in_doubt, resolve_authorization_in_doubt
 from commerce.payments.gateway import (
     Authorization,
+    AuthorizationReleased,
     AuthorizationRequest,
     PaymentDeclined,
     PaymentGateway,
@@ -53,6 +59,29 @@ def authorize_card(
     PaymentUnavailable. A decline moves the attempt on, so a resubmit is answered afresh."""
     if not request.intent_id:
         request = dataclasses.replace(request, attempt=_current_attempt(session_factory, request))
+    try:
+        return _authorize_attempt(
+            session_factory, gateway, request, user_id=user_id, validation_token=validation_token
+        )
+    except AuthorizationReleased:
+        # The attempt's hold was released after Stripe stored its answer: it was moved on
+        # (holding nothing, like a decline), and this submit is the next attempt's. Once: a
+        # second replay means the move could not be recorded, and the shopper is told so.
+        request = dataclasses.replace(request, attempt=_current_attempt(session_factory, request))
+        return _authorize_attempt(
+            session_factory, gateway, request, user_id=user_id, validation_token=validation_token
+        )
+
+
+def _authorize_attempt(
+    session_factory: sessionmaker[Session],
+    gateway: PaymentGateway,
+    request: AuthorizationRequest,
+    *,
+    user_id: int,
+    validation_token: str,
+) -> Authorization:
+    """One attempt of authorize_card (`request.attempt`)."""
     try:
         try:
             return gateway.authorize(request)

@@ -112,10 +112,12 @@ def cancellation_unanswered(order: Order) -> bool:
     capturing and refunding it (a charge and, days later, a refund on the statement, Stripe's
     fee on the capture kept). Any answer ends the wait: refused, or unknown after the job's last
     attempt (an earlier attempt's unclear answer is not kept: RQ asks again), the part may ship
-    and is captured."""
+    and is captured. A part the abandoned-cancellation sweep holds (`cancel_claimed_at`: its
+    "unknown" is only the claim's mark while it asks the marketplace) has no answer yet either;
+    a claim its killed sweep left waits for the next sweep's answer."""
     return order.cancel_requested_at is not None and any(
         sub.status in _CANCEL_ASKED_STATUSES
-        and sub.cancel_outcome is None
+        and (sub.cancel_outcome is None or sub.cancel_claimed_at is not None)
         and marketplace_can(sub.marketplace, Capability.CANCEL)
         for sub in order.charged_sub_orders
     )
@@ -229,11 +231,15 @@ def reconcile_payment(
             _mark_payment_reconciling(session_factory, payment_id, str(exc))
             return False
     if state.status == ProviderStatus.CAPTURED:
+        # Read before the capture is recorded, so no card refund of ours was sent yet (they
+        # wait for a recorded capture): on localstripe the charge's refunds are then only the
+        # released rest, and what it kept is what was captured (captured_on_record_minor).
         finish_settlement(
             session_factory,
             payment_id,
             captured=True,
-            captured_minor=state.captured_minor if state.captured_exact else None,
+            captured_minor=state.captured_on_record_minor,
+            amount_on_record=True,
         )
     elif state.status == ProviderStatus.CANCELED and meant_minor == 0:
         finish_settlement(session_factory, payment_id, captured=False)
@@ -303,10 +309,14 @@ def finish_settlement(
     *,
     captured: bool,
     captured_minor: int | None = None,
+    amount_on_record: bool = False,
 ) -> None:
     """capturing/reconciling → captured (or voided); the shares left out of the capture count as
     released. `captured_minor` is the provider's own figure when it is known; one that differs
-    from the amount asked is recorded and puts the order on the operator's list."""
+    from the amount asked is recorded and puts the order on the operator's list.
+    `amount_on_record`: the figure was asked of the provider's record (reconciliation), so
+    None means the record says nothing of it, not that our own capture call confirmed it: the
+    amount asked is recorded and the order goes on the operator's list."""
     with session_factory() as session, session.begin():
         payment = locked_payment(session, payment_id)
         if payment.status not in (PaymentStatus.CAPTURING, PaymentStatus.RECONCILING):
@@ -315,6 +325,13 @@ def finish_settlement(
         payment.failure_message = None
         if not captured:
             payment.captured_minor = 0
+        elif captured_minor is None and amount_on_record:
+            flag_order(
+                payment.order,
+                "Stripe's record of the card payment says it was captured but not how much: "
+                f"recorded as the {format_money(payment.captured_minor, payment.currency)} "
+                "asked for; check the card payment against the placed shares.",
+            )
         elif captured_minor is not None:
             asked_minor = payment.captured_minor
             payment.captured_minor = captured_minor

@@ -45,6 +45,7 @@ from commerce.payments.gateway import (
     from_stripe_amount,
     to_stripe_amount,
 )
+from commerce.payments.stripe_gateway import captured_on_record
 from commerce.wallet import (
     TopUpReceipt,
     WalletError,
@@ -186,25 +187,18 @@ def retrieve_intent(client: stripe.StripeClient, intent_id: str) -> Any:
 
 
 def _received(intent: Any) -> int:
-    """What Stripe says it received of a succeeded top-up, in Stripe's units: the intent's
-    `amount_received`, else its charge's `amount_captured`, else (localstripe, which keeps
-    neither) the amount of its captured charge. A top-up is captured at once, in full or not at
-    all, so a refund of the charge later is not subtracted: its own event takes it back.
-    PaymentUnavailable when Stripe's record says none of these: nothing is credited, the
-    webhook's redelivery asks again."""
-    fields = intent.to_dict()
-    if fields.get("amount_received") is not None:
-        return int(fields["amount_received"])
-    charge = fields.get("latest_charge")
-    if isinstance(charge, Mapping):
-        if charge.get("amount_captured") is not None:
-            return int(charge["amount_captured"])
-        if charge.get("captured") and charge.get("amount") is not None:
-            return int(charge["amount"])
-    raise PaymentUnavailable(
-        "The card payment service did not say how much of this top-up it received; "
-        "nothing was credited yet."
-    )
+    """What Stripe says it received of a succeeded top-up, in Stripe's units
+    (stripe_gateway.captured_on_record). A top-up is captured at once, in full or not at all,
+    so a refund of the charge later is not subtracted: its own event takes it back.
+    PaymentUnavailable when Stripe's record says nothing: nothing is credited, the webhook's
+    redelivery asks again."""
+    received = captured_on_record(intent.to_dict(), refunds_are_the_released_rest=False)
+    if received is None:
+        raise PaymentUnavailable(
+            "The card payment service did not say how much of this top-up it received; "
+            "nothing was credited yet."
+        )
+    return received
 
 
 def _check_owner(intent: Any, user: User) -> None:

@@ -107,6 +107,13 @@ class RefundBlockedByDispute(PaymentDeclined):
     holds the refund until the dispute is closed)."""
 
 
+class AuthorizationReleased(PaymentDeclined):
+    """The provider replayed its stored answer to this authorization attempt (an earlier send of
+    the same key) and that answer's hold has been released since (Stripe: the intent is
+    `canceled` now): the attempt holds nothing, and a new attempt may hold the card
+    (commerce.checkout_authorization)."""
+
+
 class PaymentUnavailable(PaymentError):
     """The provider could not be reached, timed out or failed: the operation may or may not have
     happened, so the caller asks the provider (retrieve, find_refund) before doing it again."""
@@ -185,9 +192,12 @@ class ProviderPaymentState:
     captured_minor: int
     refunded_minor: int
     currency: str
-    # False when the provider did not say how much was captured (localstripe has no
-    # amount_received): `captured_minor` is then only the intent's amount.
-    captured_exact: bool = True
+    # What the provider's record says was captured, read as a capture not yet recorded is
+    # reconciled (settlement.reconcile_payment); None when it says nothing. Not `captured_minor`,
+    # which is only the intent's amount where the provider keeps no `amount_received`: on
+    # localstripe this is the charge less what it refunded, the capture only until a refund of
+    # the payment is made (stripe_gateway.captured_on_record).
+    captured_on_record_minor: int | None = None
     # What the payment was made with (Stripe: the PaymentIntent's metadata; which checkout or
     # top-up made it), empty when the provider keeps none.
     metadata: Mapping[str, str] = field(default_factory=dict)

@@ -29,6 +29,7 @@ from commerce.payments.gateway import (
     REFUND_KEY_METADATA,
     REFUND_REFERENCE_METADATA,
     Authorization,
+    AuthorizationReleased,
     AuthorizationRequest,
     FoundRefund,
     FoundRefundStatus,
@@ -225,6 +226,16 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "authorized") from exc
+        if _replayed(intent):
+            # Stripe's stored answer to an earlier send of this attempt: the intent as it was
+            # then. Its hold may have been released since (the sweeper releases a hold in doubt
+            # no order uses, and the shopper is told to send the page again), so what it is now
+            # is asked before it is used.
+            intent = self._intent_now(intent.id)
+            if intent.status == "canceled":
+                raise AuthorizationReleased(
+                    "The card hold made for this page earlier was released; nothing was taken."
+                )
         if intent.status == "processing":
             # Confirmed and still being processed: it may yet become a hold, so this is neither
             # a decline nor a hold to use. Checkout asks again; what stays unknown becomes a
@@ -245,6 +256,12 @@ class StripeGateway:
             currency=currency,
             captured=False,
         )
+
+    def _intent_now(self, intent_id: str) -> Any:
+        try:
+            return self.client.v1.payment_intents.retrieve(intent_id)
+        except stripe.StripeError as exc:
+            raise _translate(exc, "checked") from exc
 
     def _adopt_confirmed_intent(self, request: AuthorizationRequest) -> Authorization:
         assert request.intent_id is not None
@@ -341,29 +358,22 @@ class StripeGateway:
             )
 
     def _captured_as_recorded(self, provider_reference: str) -> int:
-        """What Stripe's record of a just-captured intent says was captured, in Stripe's units:
-        the intent's `amount_received`, else its charge's `amount_captured`, else (localstripe,
-        which keeps neither and records the released rest of a partial capture as a refund of
-        the charge) the charge's amount less what it refunded, all of it that rest right after
-        the capture. PaymentUnavailable when the record cannot be read or says none of these."""
+        """What Stripe's record of a just-captured intent says was captured, in Stripe's units
+        (`captured_on_record`: right after the capture, localstripe's charge has refunded only
+        the released rest). PaymentUnavailable when the record cannot be read or says nothing."""
         try:
             intent = self.client.v1.payment_intents.retrieve(
                 provider_reference, params={"expand": ["latest_charge"]}
             )
         except stripe.StripeError as exc:
             raise _translate(exc, "looked up after the capture") from exc
-        fields = intent.to_dict()
-        if fields.get("amount_received") is not None:
-            return int(fields["amount_received"])
-        charge = fields.get("latest_charge")
-        if isinstance(charge, Mapping):
-            if charge.get("amount_captured") is not None:
-                return int(charge["amount_captured"])
-            if charge.get("captured") and charge.get("amount") is not None:
-                return int(charge["amount"]) - int(charge.get("amount_refunded") or 0)
-        raise PaymentUnavailable(
-            f"The card payment service did not say how much of {provider_reference} it captured."
-        )
+        captured = captured_on_record(intent.to_dict(), refunds_are_the_released_rest=True)
+        if captured is None:
+            raise PaymentUnavailable(
+                f"The card payment service did not say how much of {provider_reference} it "
+                "captured."
+            )
+        return captured
 
     def refund(
         self, provider_reference: str, amount: Money, *, idempotency_key: str, reference: str
@@ -553,13 +563,44 @@ def _provider_status(intent: Any) -> ProviderStatus:
     return _STATUSES.get(str(intent.status), ProviderStatus.FAILED)
 
 
+def captured_on_record(
+    intent_fields: Mapping[str, Any], *, refunds_are_the_released_rest: bool
+) -> int | None:
+    """What Stripe's record of a PaymentIntent (its charge expanded) says was captured, in
+    Stripe's units: the intent's `amount_received`, else its charge's `amount_captured`, else
+    the amount of its captured charge (localstripe, which keeps neither). None when the record
+    says none of these (no charge expanded, or not captured).
+
+    localstripe records the released rest of a partial capture as a refund of the charge, so
+    with `refunds_are_the_released_rest` that reading is the charge's amount less what it
+    refunded. That is the capture only while no other refund was made on the charge: right
+    after the capture, or while OneCart has not recorded the capture yet (it sends a card refund
+    only once the capture is recorded: commerce.refunds._process_refund). A refund made outside
+    OneCart (the Stripe dashboard) before that makes the figure smaller, never larger: the
+    capture is then recorded short and flagged (settlement.finish_settlement), and no refund is
+    sent because of it. A top-up is captured in full at once, so its refunds are not subtracted
+    (commerce.wallet_topup: a refund is taken back on its own event)."""
+    if intent_fields.get("amount_received") is not None:
+        return int(intent_fields["amount_received"])
+    charge = intent_fields.get("latest_charge")
+    if not isinstance(charge, Mapping):
+        return None
+    if charge.get("amount_captured") is not None:
+        return int(charge["amount_captured"])
+    if not charge.get("captured") or charge.get("amount") is None:
+        return None
+    refunded = int(charge.get("amount_refunded") or 0) if refunds_are_the_released_rest else 0
+    return int(charge["amount"]) - refunded
+
+
 def _intent_state(intent: Any) -> ProviderPaymentState:
     """A PaymentIntent in our words."""
     status = _provider_status(intent)
     currency = str(intent.currency).upper()
     amount = from_stripe_amount(intent.amount, currency)
-    received_field = intent.to_dict().get("amount_received")
-    received = from_stripe_amount(received_field or 0, currency)
+    fields = intent.to_dict()
+    received = from_stripe_amount(fields.get("amount_received") or 0, currency)
+    on_record = captured_on_record(fields, refunds_are_the_released_rest=True)
     # Known only when the charge was expanded (retrieve); a bare charge id says nothing.
     refunded = from_stripe_amount(
         getattr(getattr(intent, "latest_charge", None), "amount_refunded", 0) or 0, currency
@@ -572,7 +613,11 @@ def _intent_state(intent: Any) -> ProviderPaymentState:
         captured_minor=(received or amount) if status == ProviderStatus.CAPTURED else 0,
         refunded_minor=refunded,
         currency=currency,
-        captured_exact=received_field is not None,
+        captured_on_record_minor=(
+            from_stripe_amount(on_record, currency)
+            if on_record is not None and status == ProviderStatus.CAPTURED
+            else None
+        ),
         metadata={
             str(key): str(value)
             for key, value in (intent.metadata.to_dict() if intent.metadata else {}).items()

@@ -156,15 +156,20 @@ def _apply_event(
         if payment_id is None:
             outcome = "ignored: unknown payment"
         elif event_type == "payment_intent.succeeded" and status in IN_DOUBT:
-            # Stripe's own figure (the event is signed): a capture of another amount than we
-            # asked is recorded as taken and flagged, as reconcile_payment does.
-            finish_settlement(
-                session_factory,
-                payment_id,
-                captured=True,
-                captured_minor=_reported_minor(data, "amount_received"),
-            )
-            outcome = "capture confirmed"
+            received = _reported_minor(data, "amount_received")
+            if received is not None:
+                # Stripe's own figure (the event is signed): a capture of another amount than
+                # we asked is recorded as taken and flagged, as reconcile_payment does.
+                finish_settlement(
+                    session_factory, payment_id, captured=True, captured_minor=received
+                )
+                outcome = "capture confirmed"
+            elif reconcile_payment(session_factory, payment_id):
+                # Silent on the amount (localstripe's events): Stripe's record says, never the
+                # amount merely asked for.
+                outcome = "capture confirmed"
+            else:
+                outcome = "capture left to the sweeper"
         elif event_type == "payment_intent.canceled" and status in IN_DOUBT and not meant_minor:
             finish_settlement(session_factory, payment_id, captured=False)
             outcome = "void confirmed"

@@ -141,6 +141,7 @@ class WalletGateway:
             captured_minor=amount,
             refunded_minor=int(credited or 0),
             currency=debit.currency,
+            captured_on_record_minor=amount,
         )
 
 

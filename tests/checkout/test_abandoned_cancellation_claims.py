@@ -18,14 +18,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 import commerce.abandoned_cancellations as abandoned_cancellations
 from adapters.base import MarketplaceError, OrderState, OrderStatus
 from commerce.abandoned_cancellations import SWEEP_CLAIM_DEAD_AFTER, resolve_abandoned_cancellation
 from commerce.cancellation import CancelOutcome
+from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.models import utc_now
-from commerce.order_models import MarketplaceOrder, SubOrderStatus
+from commerce.order_models import (
+    MarketplaceOrder,
+    Order,
+    PaymentStatus,
+    RefundKind,
+    RefundStatus,
+    SubOrderStatus,
+)
 from commerce.payments.providers import gateway_for_payment
+from commerce.settlement import settle_payment
 from tests.checkout.shop import Shop
 from tests.checkout.test_abandoned_cancellations import (
     Kiondo,
@@ -34,6 +44,7 @@ from tests.checkout.test_abandoned_cancellations import (
     _notices,
     _state,
 )
+from tests.checkout.tracking_fakes import set_columns
 
 
 class _Clock:
@@ -162,3 +173,76 @@ def test_a_sweep_that_lost_its_claim_does_not_give_back_the_new_owners(
         row = session.get(MarketplaceOrder, kiondo.id)
         assert row is not None and row.cancel_claimed_at == clock.now  # the second's claim
     assert _flag(shop, kiondo) == ""
+
+
+def _card_cancellation_job_ended(shop: Shop) -> MarketplaceOrder:
+    """A card order of a ShopWave and a Kiondo part, both placed, its hold not captured yet:
+    the shopper cancelled two hours ago, the job refused ShopWave's part (told) and ended
+    without a word for Kiondo's, so the capture waits for Kiondo's answer."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 1, 1), ("kiondo", 1, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    when = utc_now() - timedelta(hours=2)
+    for sub in shop.order(order.number).charged_sub_orders:
+        set_columns(
+            shop,
+            sub.id,
+            status=SubOrderStatus.PLACED,
+            placed_at=when,
+            marketplace_order_id=f"{sub.marketplace.slug}-{sub.id}",
+            cancel_outcome="refused" if sub.marketplace.slug == "shopwave" else None,
+            cancel_refusal_told_at=when if sub.marketplace.slug == "shopwave" else None,
+        )
+    with shop.session() as session, session.begin():
+        session.execute(
+            sa.update(Order).where(Order.id == order.id).values(cancel_requested_at=when)
+        )
+        session.add(
+            OutboxMessage(
+                topic=OutboxTopic.CANCEL_ORDER,
+                order_id=order.id,
+                created_at=when,
+                available_at=when,
+                dispatched_at=when,
+                job_id="onecart-cancel-gone",
+            )
+        )
+    assert not settle_payment(shop.session_factory, order.id)  # waits for Kiondo's answer
+    return shop.sub_order(order, "kiondo")
+
+
+def test_the_card_capture_waits_while_a_sweep_asks_about_a_part(shop: Shop) -> None:
+    """A sweep holds Kiondo's part (its answer "unknown" only as the claim's mark) and asks
+    Kiondo; a worker settles the order meanwhile (tracking another part, say). The part has no
+    answer yet, so the capture still waits: Kiondo then confirms the cancel and its share is
+    released from the hold, not captured and refunded to the card."""
+    kiondo = _card_cancellation_job_ended(shop)
+    settled_meanwhile: list[bool] = []
+    fake = SlowKiondo(status=OrderStatus.PROCESSING, cancel=OrderStatus.CANCELLED)
+    fake.before = {
+        "status": lambda: settled_meanwhile.append(
+            settle_payment(shop.session_factory, kiondo.order_id)
+        )
+    }
+
+    outcome = _resolve(shop, kiondo, fake)
+
+    assert outcome == CancelOutcome.CANCELLED
+    assert settled_meanwhile == [False]
+    order = shop.order(shop_order_number(shop, kiondo))
+    payment = order.payment
+    assert payment is not None and payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == shop.sub_order(order, "shopwave").charge_minor
+    [refund] = payment.refunds
+    assert (refund.kind, refund.status, refund.amount_minor) == (
+        RefundKind.RELEASE,
+        RefundStatus.SUCCEEDED,
+        kiondo.charge_minor,
+    )
+
+
+def shop_order_number(shop: Shop, sub: MarketplaceOrder) -> str:
+    with shop.session() as session:
+        order = session.get(Order, sub.order_id)
+        assert order is not None
+        return order.number

@@ -9,6 +9,7 @@ PaymentIntent creation and search. The real test database."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
+import stripe
 from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.card_holds import (
@@ -320,3 +322,53 @@ def test_a_timeout_whose_intent_is_never_found_is_still_resolved_as_nothing_held
 
     row = _hold_row(session_factory)
     assert row.resolved_at is not None and row.flagged_at is None
+
+
+class LosesFirstReply(CreatingStripe):
+    """CreatingStripe that stores each answer as Stripe does, a snapshot of the reply (the intent
+    as it was then, not as it is when replayed), and loses the reply to the first create: Stripe
+    made and stored it, the client saw a dropped connection."""
+
+    def __init__(self, outcomes: list[str]) -> None:
+        super().__init__(outcomes)
+        self.lose_next_create = True
+
+    def _create(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        status, body = super()._create(form)
+        return status, copy.deepcopy(body)
+
+    def request(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[str, int, dict[str, str]]:
+        answer = super().request(method, url, headers, post_data)
+        creates = method == "post" and urlsplit(url).path == "/v1/payment_intents"
+        if creates and self.lose_next_create:
+            self.lose_next_create = False
+            self.hidden |= set(self.intents)  # Stripe's search lags the write
+            raise stripe.APIConnectionError("connection reset by peer")
+        return answer
+
+
+def test_a_resubmit_after_the_sweeper_released_the_forms_hold_is_not_the_released_hold(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    """The authorization's reply was lost, its hold in doubt; the sweeper found the hold unused
+    and released it. The shopper then sends the page again, as told ("try again in a few
+    minutes with the same page"): the same attempt's key gets Stripe's stored answer, which
+    says the intent holds money, as it did then. It holds nothing now: that answer is checked
+    against Stripe's record and a new attempt holds the card, never an order on a released
+    hold (its capture would fail after the marketplaces were ordered from)."""
+    user_id, token = shopper
+    fake = LosesFirstReply(["hold", "hold"])
+    assert _submit_as_checkout(session_factory, fake, user_id, token) == IN_DOUBT_MESSAGE
+    [first] = fake.intents
+    fake.hidden.clear()  # Stripe's search shows it now
+    resolve_holds_in_doubt(session_factory, lambda: _gateway(fake), older_than=timedelta(0))
+    assert fake.intents[first]["status"] == "canceled"
+
+    held = _submit(session_factory, fake, user_id, token)
+
+    assert held != first
+    assert fake.held() == [held]
+    key = fake.keys_sent[0]
+    assert fake.keys_sent[-1] == f"{key}-a1"

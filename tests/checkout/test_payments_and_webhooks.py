@@ -3,6 +3,7 @@ never recorded, against localstripe; placement runs in-process here (no queue ne
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -538,6 +539,58 @@ def test_payment_succeeded_webhook_for_another_amount_than_asked_records_stripes
     reported = {**intent.to_dict(), "amount_received": order.total_minor - 100}
 
     response = _post(shop, _event("payment_intent.succeeded", reported))
+
+    assert response.get_json()["outcome"] == "capture confirmed"
+    payment = shop.order(order.number).payment
+    assert payment is not None and payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == order.total_minor - 100
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "not the" in flagged.attention_reason
+    shop.unbalanced_orders.add(order.number)  # Stripe's figure differs from the shares
+
+
+class CrashAfterCapturingLess:
+    """A gateway whose capture at localstripe takes 100 less than asked, then dies before the
+    result is recorded."""
+
+    def __init__(self, inner: PaymentGateway) -> None:
+        self.inner = inner
+        self.method = inner.method
+
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None = 0) -> None:
+        self.inner.capture(
+            provider_reference, Money(amount.minor - 100, amount.currency), attempt=0
+        )
+        raise SystemExit("worker killed")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_payment_succeeded_webhook_silent_on_the_amount_reads_stripes_record(shop: Shop) -> None:
+    """localstripe's own event carries no `amount_received`: the figure is read from Stripe's
+    record of the intent (the charge less the released rest), never taken as the amount asked."""
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 2, 1), ("fakestore", 4, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+
+    def crashing(session: Session, payment: Payment) -> PaymentGateway:
+        return CrashAfterCapturingLess(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+    for sub in order.charged_sub_orders:
+        with contextlib.suppress(SystemExit):
+            place_sub_order(
+                shop.session_factory,
+                sub.id,
+                adapter_for=adapter_for_marketplace,
+                final_attempt=True,
+                gateway_for=crashing,
+            )
+    assert order.payment is not None
+    intent = stripe_client().v1.payment_intents.retrieve(order.payment.provider_reference)
+    assert "amount_received" not in intent.to_dict()
+
+    response = _post(shop, _event("payment_intent.succeeded", intent.to_dict()))
 
     assert response.get_json()["outcome"] == "capture confirmed"
     payment = shop.order(order.number).payment

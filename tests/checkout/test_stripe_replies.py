@@ -469,3 +469,40 @@ def test_a_top_ups_refunds_are_read_from_every_page() -> None:
     client = stripe.StripeClient("sk_test_canned", http_client=http, max_network_retries=0)
 
     assert [refund.id for refund in topup_refunds(client, "pi_canned")] == ["re_first", "re_second"]
+
+
+def _captured_intent(
+    *, received: int | None, charge: dict[str, Any] | str | None
+) -> dict[str, Any]:
+    intent = _intent("succeeded", received=received)
+    if received is None:
+        del intent["amount_received"]
+    if charge is not None:
+        intent["latest_charge"] = charge
+    return intent
+
+
+@pytest.mark.parametrize(
+    ("reply", "on_record"),
+    [
+        (_captured_intent(received=600, charge=_charge(1000, captured=600, refunded=400)), 600),
+        (_captured_intent(received=None, charge=_charge(1000, captured=600, refunded=400)), 600),
+        # localstripe: the released rest of the partial capture is the charge's only refund.
+        (_captured_intent(received=None, charge=_charge(1000, captured=None, refunded=400)), 600),
+        (_captured_intent(received=None, charge="ch_canned"), None),
+        (_captured_intent(received=None, charge=None), None),
+    ],
+    ids=["intent", "charge-amount-captured", "localstripe-charge", "charge-not-expanded", "none"],
+)
+def test_a_captured_intent_looked_up_says_what_its_record_shows_was_captured(
+    reply: dict[str, Any], on_record: int | None
+) -> None:
+    """Reconciliation's look-up (settlement.reconcile_payment) reads the capture from the record
+    the capture's own check reads: on localstripe the charge's amount less what it refunded
+    (the released rest), never the amount merely asked for; None when the record says nothing."""
+    http: list[CannedHttp] = []
+    state = _gateway(200, reply, http).retrieve("pi_canned")
+
+    assert state.status == ProviderStatus.CAPTURED
+    assert state.captured_on_record_minor == on_record
+    assert "expand" in http[0].sent[0][1]

@@ -305,7 +305,7 @@ class CapturesOtherAmount:
             state.captured_minor - 100,
             0,
             state.currency,
-            captured_exact=True,
+            captured_on_record_minor=state.captured_minor - 100,
         )
 
     def __getattr__(self, name: str) -> Any:
@@ -333,6 +333,73 @@ def test_capture_of_another_amount_than_asked_records_stripes_figure_and_flags_t
     assert order.number in page
     # Our books now hold Stripe's figure while the shares say otherwise: that is the operator's.
     shop.unbalanced_orders.add(order.number)
+
+
+class CapturesTheWholeHold:
+    """A gateway whose capture at localstripe takes the whole hold rather than the placed shares
+    asked for (an earlier attempt's request for the whole order, landing late), and whose reply
+    is lost. localstripe records it truly: its charge refunds nothing, so it kept everything."""
+
+    def __init__(self, inner: PaymentGateway) -> None:
+        self.inner = inner
+        self.method = inner.method
+
+    def capture(self, provider_reference: str, amount: Money, *, attempt: int | None = 0) -> None:
+        stripe_client().v1.payment_intents.capture(provider_reference)
+        raise PaymentUnavailable("timed out after sending the capture")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_capture_localstripe_took_in_full_is_read_from_its_charge_not_taken_as_asked(
+    shop: Shop,
+) -> None:
+    """Kiondo never gets the order, so only ShopWave's share is asked for; localstripe captured
+    the whole hold and the reply was lost. Reconciliation reads localstripe's charge (no
+    `amount_received` there): Kiondo's share was charged, so it goes back to the card as a
+    refund (not marked released while the card paid it) and the order is flagged."""
+    order = _card_order(shop, [("shopwave", 2, 1), ("kiondo", 2, 1)])
+    shop.make_unreachable("kiondo")
+
+    def whole_hold(session: Session, payment: Payment) -> PaymentGateway:
+        return CapturesTheWholeHold(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+    _place_all(shop, order, whole_hold)
+
+    kiondo = shop.sub_order(order, "kiondo")
+    assert kiondo.status == SubOrderStatus.FAILED
+    payment = _payment(shop, order)
+    assert payment.captured_minor == payment.amount_minor  # localstripe's figure
+    [refund] = payment.refunds
+    assert (refund.kind, refund.status, refund.amount_minor) == (
+        RefundKind.CARD_REFUND,
+        RefundStatus.SUCCEEDED,
+        kiondo.charge_minor,
+    )
+    assert payment.status == PaymentStatus.PARTIALLY_REFUNDED
+    flagged = shop.order(order.number)
+    assert flagged.attention_reason and "not the" in flagged.attention_reason
+    check_invariants(shop)
+
+
+def test_a_partial_capture_whose_reply_is_lost_agrees_with_localstripes_charge(shop: Shop) -> None:
+    """The common case read the same way: ShopWave's share captured, the reply lost. localstripe
+    records Kiondo's released share as the charge's refund; what the charge kept is what was
+    asked, so the release is completed and nothing is flagged."""
+    order = _card_order(shop, [("shopwave", 2, 1), ("kiondo", 2, 1)])
+    shop.make_unreachable("kiondo")
+
+    _place_all(shop, order, _losing("capture"))
+
+    shopwave = shop.sub_order(order, "shopwave")
+    payment = _payment(shop, order)
+    assert payment.status == PaymentStatus.CAPTURED
+    assert payment.captured_minor == shopwave.charge_minor
+    [refund] = payment.refunds
+    assert (refund.kind, refund.status) == (RefundKind.RELEASE, RefundStatus.SUCCEEDED)
+    assert shop.order(order.number).attention_reason is None
+    check_invariants(shop)
 
 
 class CaptureNeverSent:

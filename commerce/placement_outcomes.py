@@ -229,7 +229,7 @@ def record_placement(
                     session,
                     sub_order,
                     verdict.kept_charge_minor,
-                    reason=f"{market} did not accept all of your items ({notes}).",
+                    reason=f"{market} did not accept all of your items: {notes}.",
                     news=f"{market} did not accept all of your items.",
                     details=f"It {notes}.",
                 )

@@ -202,3 +202,27 @@ def test_the_whole_card_and_its_offers_line_lead_to_the_product(page: Page) -> N
             assert box is not None
             page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             page.wait_for_url(re.compile(re.escape(href) + "$"))
+
+
+def test_an_assistant_suggestions_marketplace_name_stays_beside_its_logo(page: Page) -> None:
+    """The assistant's suggestions share the card's marketplace line. Their "N offers on M
+    marketplaces", a second link to the product page, became text (one link per suggestion,
+    like a card); as a bare text node in the line's grid it took the logo's column and pushed
+    the name to the right, a few letters a line. It has a line of its own."""
+    misplaced = []
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto("/assistant")
+        page.fill("textarea[name=prompt]", "headphones under 300 dollars")
+        page.locator("form:has(textarea[name=prompt]) button[type=submit]").click()
+        page.wait_for_selector(".assistant-suggestion")
+        lines = page.evaluate(_MARKET_LINES)
+        assert any("offers on" in line["text"] for line in lines)
+        for line in lines:
+            logo, first = line["logo"], line["firstLetter"]
+            if logo is not None and not 0 <= first["left"] - logo["right"] <= 16:
+                misplaced.append((width, line["text"]))
+        suggestions = page.locator(".assistant-suggestion")
+        for index in range(suggestions.count()):
+            expect(suggestions.nth(index).locator('a[href^="/product/"]')).to_have_count(1)
+    assert misplaced == []

@@ -38,6 +38,8 @@ EMAIL_RETRY_WINDOW = timedelta(days=1)
 NOTIFICATIONS_PAGE_SIZE = 50
 # Longest first sentence a notification e-mail's subject carries (mail clients show ~70-130).
 SUBJECT_HEADLINE_LIMIT = 120
+# A name cut to fit a subject keeps at least this many characters (then "…").
+SHORTEST_CUT_NAME = 4
 # The order's news that is its last part's made whole (order_shipped after sub_order_shipped).
 _ORDER_NEWS_OF_ITS_PARTS = ("order_shipped", "order_delivered")
 
@@ -224,16 +226,22 @@ def links_base(settings: Settings) -> str:
     return (settings.public_url or settings.site_url).rstrip("/")
 
 
-def email_subject(message: str, order_number: str | None) -> str:
+def email_subject(message: str, order_number: str | None, names: Iterable[str] = ()) -> str:
     """A notification e-mail's subject: its first sentence (the news itself; the kind, such as
-    "sub_order_placed", is for the code), cut at a word past SUBJECT_HEADLINE_LIMIT, and the
-    order's number unless that sentence names it."""
+    "sub_order_placed", is for the code) and the order's number unless that sentence names it.
+
+    A sentence past SUBJECT_HEADLINE_LIMIT characters is shortened by cutting the `names` in it
+    (the order's marketplaces: "Jumia Nigeria…") before anything else, so that its amounts and
+    what became of them stay whole ("…; we refunded NGN1,371,742.00 to your OneCart wallet.");
+    only if that is not enough is it cut at a word."""
     # One line: a marketplace's text in the message (a tracking number, a carrier, an order
     # number) may hold line breaks, which no header may (Python's email refuses them).
     headline = " ".join(message.split())
     end = headline.find(". ")
     if end != -1:
         headline = headline[: end + 1]
+    if len(headline) > SUBJECT_HEADLINE_LIMIT:
+        headline = _with_names_cut(headline, names)
     if len(headline) > SUBJECT_HEADLINE_LIMIT:
         cut = headline[:SUBJECT_HEADLINE_LIMIT].rsplit(" ", 1)[0].rstrip(" ,;:")
         headline = cut + "…"
@@ -242,11 +250,35 @@ def email_subject(message: str, order_number: str | None) -> str:
     return f"OneCart: {headline}"
 
 
+def _with_names_cut(headline: str, names: Iterable[str]) -> str:
+    """`headline` with the longest of `names` in it cut (at a word where one is near, to no
+    fewer than SHORTEST_CUT_NAME characters, then "…") until it fits SUBJECT_HEADLINE_LIMIT or
+    every name is cut."""
+    for name in sorted(
+        {name for name in names if name and name in headline}, key=len, reverse=True
+    ):
+        excess = len(headline) - SUBJECT_HEADLINE_LIMIT
+        if excess <= 0:
+            break
+        per_mention = -(-excess // headline.count(name))  # each mention shortened by this much
+        keep = max(len(name) - per_mention - 1, SHORTEST_CUT_NAME)  # 1 for the "…"
+        if keep >= len(name) - 1:
+            continue  # too short to gain anything by cutting
+        kept = name[:keep]
+        if name[keep] != " " and " " in kept:
+            at_word = kept.rsplit(" ", 1)[0]
+            kept = at_word if len(at_word) >= SHORTEST_CUT_NAME else kept
+        headline = headline.replace(name, kept.rstrip(" ,;:-–—&") + "…")
+    return headline
+
+
 def _email_for(notification: Notification, order: Order | None, settings: Settings) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.smtp_sender
     message["Subject"] = email_subject(
-        notification.message, order.number if order is not None else None
+        notification.message,
+        order.number if order is not None else None,
+        names=[sub.marketplace.name for sub in order.sub_orders] if order is not None else (),
     )
     lines = [notification.message, ""]
     tracking = _tracking_not_said(notification, order)

@@ -216,20 +216,27 @@ def record_placement(
         )
         if not verdict.cancel and verdict.kept_charge_minor < sub_order.charge_minor:
             # Said as it happened: items left out, or every item accepted and billed for less
-            # ("ShopWave billed $71.98, less than the $79.98 paid."), not the one for the other.
+            # ("ShopWave billed $71.98, not the $79.98 paid."), not the one for the other.
             left_out = not verdict.accepted_quantities or any(
                 accepted < item.quantity
                 for item, accepted in zip(items, verdict.accepted_quantities, strict=True)
             )
             notes = "; ".join(verdict.notes)
-            adjust_share(
-                session,
-                sub_order,
-                verdict.kept_charge_minor,
-                reason=f"{market} did not accept all of your items ({notes})."
-                if left_out
-                else f"{market} {notes}.",
-            )
+            if left_out:
+                # The notification names the items after the news, not in it: its first
+                # sentence is the e-mail's subject (sub_order_compensation.adjustment_news).
+                adjust_share(
+                    session,
+                    sub_order,
+                    verdict.kept_charge_minor,
+                    reason=f"{market} did not accept all of your items: {notes}.",
+                    news=f"{market} did not accept all of your items.",
+                    details=f"It {notes}.",
+                )
+            else:
+                adjust_share(
+                    session, sub_order, verdict.kept_charge_minor, reason=f"{market} {notes}."
+                )
         elif verdict.notes:
             sub_order.last_error = ("; ".join(verdict.notes))[:ERROR_TEXT_LIMIT]
         if order.cancel_requested_at is not None and not verdict.cancel:

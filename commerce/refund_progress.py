@@ -118,9 +118,9 @@ def adjustment_refund_label(sub: MarketplaceOrder, refunds: list[Refund]) -> str
 
 def adjustment_refund_reason(sub: MarketplaceOrder, refunds: list[Refund]) -> str:
     """Why a placed part's marketplace did not keep all of its share, as its refund recorded it
-    ("ShopWave billed $71.98, less than the $79.98 paid"; "Kiondo Market did not accept all of
-    your items (…)"), without the full stop: the order page shows it in brackets. A share left
-    out of a card payment says first that its hold is (to be) released."""
+    ("ShopWave billed $71.98, not the $79.98 paid"; "Kiondo Market did not accept all of
+    your items: accepted 1 of 3 × …"), without the full stop: the order page shows it in
+    brackets. A share left out of a card payment says first that its hold is (to be) released."""
     adjustments = [r for r in refunds if r.idempotency_key == adjustment_key(sub)]
     reasons = [r.reason for r in adjustments if r.reason]
     reason = (

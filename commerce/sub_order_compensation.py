@@ -232,10 +232,43 @@ def _other_parts_go_ahead(session: Session, sub_order: MarketplaceOrder) -> bool
     )
 
 
+def adjustment_news(
+    news: str, refund: Refund | None, amount: str, *, details: str | None = None
+) -> str:
+    """What the shopper is told first of an adjustment: `news` (why: "ShopWave billed $71.98,
+    not the $79.98 paid.") and what became of the difference, in one sentence; then `details`,
+    a sentence of its own (which items were left out).
+
+    The first sentence is the e-mail's subject (notifications.email_subject), cut past
+    SUBJECT_HEADLINE_LIMIT characters, marketplace names first: it carries only the news and the
+    money, so that with KES or NGN amounts it still says where the difference went. A part's
+    long item titles, in it before, pushed that out (tests/checkout/test_adjustment_subjects.py).
+    A card refund says "to your card": "we are refunding $8.00" said nothing of where."""
+    if refund is not None and refund.kind == RefundKind.RELEASE:
+        # Left out of a card payment not captured yet: never taken, so never refunded either
+        # (no "We refunded … to your card" follows); the card is charged that much less.
+        said = f"your card is charged {amount} less"
+    else:
+        said = refund_said(refund, amount)
+        if refund is not None and refund.kind == RefundKind.CARD_REFUND:
+            said += " to your card"
+    sentence = f"{news.rstrip().removesuffix('.')}; {said}."
+    return f"{sentence} {details.rstrip().removesuffix('.')}." if details else sentence
+
+
 def adjust_share(
-    session: Session, sub_order: MarketplaceOrder, kept_charge_minor: int, *, reason: str
+    session: Session,
+    sub_order: MarketplaceOrder,
+    kept_charge_minor: int,
+    *,
+    reason: str,
+    news: str | None = None,
+    details: str | None = None,
 ) -> Refund | None:
     """Keep only `kept_charge_minor` of a placed sub-order's share and refund the rest (once).
+
+    `reason` is the refund's (the order page shows it whole); the shopper's notification says
+    `news` (else `reason`) and `details` as adjustment_news puts them.
 
     What is kept is rounded DOWN to the card amount step (payments.gateway.floor_card_amount):
     the shopper never pays more than the marketplace accepted, and both the capture (the kept
@@ -251,20 +284,14 @@ def adjust_share(
         session, sub_order, difference, key=adjustment_key(sub_order), reason=reason
     )
     amount = format_money(difference, sub_order.charge_currency)
-    if refund is not None and refund.kind == RefundKind.RELEASE:
-        # Left out of a card payment not captured yet: never taken, so never refunded either
-        # (no "We refunded … to your card" follows); the card is charged that much less.
-        said = f"your card is charged {amount} less"
-    else:
-        said = refund_said(refund, amount)
-    # One sentence, said first: a notification's first sentence is its e-mail's subject, which
-    # said "ShopWave accepted your order (their order #1002)." while the lower bill and what
-    # became of the difference were only in the body (tests/checkout/test_billed_less_note.py).
+    # Said first: a notification's first sentence is its e-mail's subject, which said
+    # "ShopWave accepted your order (their order #1002)." while the lower bill and what became
+    # of the difference were only in the body (tests/checkout/test_billed_less_note.py).
     notify(
         session,
         sub_order.order,
         "sub_order_adjusted",
-        f"{reason.rstrip().removesuffix('.')}; {said}.",
+        adjustment_news(news or reason, refund, amount, details=details),
         sub_order_id=sub_order.id,
         lead=True,
     )

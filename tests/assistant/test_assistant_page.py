@@ -393,3 +393,22 @@ def test_asking_to_compare_shows_each_marketplace_price_of_the_product(keyword_a
     assert "Fake Store Berlin" in table.group(0)
     assert "KES" in table.group(0) and "€" in table.group(0)
     assert "not “compare prices”" not in html
+
+
+def test_a_suggestion_links_to_its_product_page_once(keyword_app: Flask) -> None:
+    """Like the listing's cards (shop17): a suggestion sold more than once linked its product
+    page twice, its title and "N offers on M marketplaces", two tab stops and a link named with
+    no product in it. The title is the link; the offers line is text beside the marketplace."""
+    html = _html(
+        keyword_app.test_client().post(
+            "/assistant", data={"prompt": "a 65 inch tv not Hisense, compare prices"}
+        )
+    )
+    suggestions = re.findall(r"<article aria-labelledby=\"suggestion-.*?</article>", html, re.S)
+    assert suggestions
+    grouped = [s for s in suggestions if re.search(r"\d+ offers on \d+ marketplaces", s)]
+    assert grouped, "no suggestion sold more than once"
+    for suggestion in suggestions:
+        product_links = re.findall(r'href="(/product/[^"]+)"', suggestion)
+        assert len(product_links) == 1, product_links
+        assert re.search(r'<h3 id="suggestion-\d+"><a href="/product/', suggestion)

@@ -10,7 +10,11 @@ demanding shopper reads it (shop16's exploratory pass). Boxes, not pixels:
 - A filter checked from the keyboard (Space on a facet's checkbox) swapped the facets in place
   and left the focus on the page's body: the shopper had to tab through the header again to
   reach the next filter (search.js put back only a focused element with an id, and the facets'
-  checkboxes and radios have none)."""
+  checkboxes and radios have none).
+- Every card had two links to its product page (the title and picture, then "N offers on M
+  marketplaces"): two tab stops per card, and a screen reader's list of links named each product
+  twice, once as "4 offers on 4 marketplaces" with no product in it. A card is now one link,
+  named by the product's title, whose target covers the whole card (shop17)."""
 
 from __future__ import annotations
 
@@ -60,6 +64,16 @@ _MARKET_LINES = """() => [...document.querySelectorAll('.product-card-market')].
         lineLeft: lineBox.left, lineRight: lineBox.right,
     };
 })"""
+
+
+# Per focus stop: the card it is in (its index among the cards, -1 outside any), and what it is.
+_FOCUSED = """() => {
+    const focused = document.activeElement;
+    const card = focused.closest('.product-card');
+    const cards = [...document.querySelectorAll('.product-card')];
+    return {card: cards.indexOf(card), tag: focused.tagName, text: focused.innerText || '',
+            inGrid: !!focused.closest('.product-grid')};
+}"""
 
 
 @pytest.fixture
@@ -139,3 +153,76 @@ def test_a_filter_checked_from_the_keyboard_keeps_the_focus(page: Page) -> None:
     page.keyboard.press("Space")
     page.wait_for_url(lambda url: "marketplace=" not in url)
     expect(page.locator(f"#facet-marketplace input[value='{value}']")).to_be_focused()
+
+
+def test_a_card_is_one_tab_stop_named_by_its_product(page: Page) -> None:
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto("/search?q=headphones&per_page=12")
+    cards = page.locator(".product-card")
+    card_count = cards.count()
+    assert card_count >= 4
+    titles = [title.strip() for title in page.locator(".product-card-title").all_inner_texts()]
+
+    # Tab from the filters' last control (the grid follows it) until the focus leaves the grid.
+    page.locator(".apply-filters").focus()
+    stops: list[dict[str, object]] = []
+    for _ in range(3 * card_count + 5):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(_FOCUSED)
+        if not focused["inGrid"]:
+            if stops:
+                break
+            continue
+        stops.append(focused)
+    stops_per_card = [sum(stop["card"] == index for stop in stops) for index in range(card_count)]
+    assert stops_per_card == [1] * card_count
+    assert [str(stop["text"]).strip() for stop in stops] == titles
+
+    # One link per card for assistive technology too, named by the title alone.
+    for index in range(card_count):
+        links = cards.nth(index).get_by_role("link")
+        expect(links).to_have_count(1)
+        expect(links).to_have_accessible_name(titles[index])
+
+
+def test_the_whole_card_and_its_offers_line_lead_to_the_product(page: Page) -> None:
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        for part in (".product-card-offers", ".product-card-price", ".product-card-image"):
+            page.goto("/search?q=headphones")
+            card = page.locator(".product-card").filter(has_text="offers on").first
+            expect(card.locator(".product-card-offers")).to_contain_text("offers on")
+            href = card.locator("a").first.get_attribute("href")
+            assert href and href.startswith("/product/")
+            # Where a shopper clicks: the middle of the part (the card's link covers it, so
+            # Playwright's own click would refuse it as "intercepted").
+            target = card.locator(part)
+            target.scroll_into_view_if_needed()
+            box = target.bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.wait_for_url(re.compile(re.escape(href) + "$"))
+
+
+def test_an_assistant_suggestions_marketplace_name_stays_beside_its_logo(page: Page) -> None:
+    """The assistant's suggestions share the card's marketplace line. Their "N offers on M
+    marketplaces", a second link to the product page, became text (one link per suggestion,
+    like a card); as a bare text node in the line's grid it took the logo's column and pushed
+    the name to the right, a few letters a line. It has a line of its own."""
+    misplaced = []
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto("/assistant")
+        page.fill("textarea[name=prompt]", "headphones under 300 dollars")
+        page.locator("form:has(textarea[name=prompt]) button[type=submit]").click()
+        page.wait_for_selector(".assistant-suggestion")
+        lines = page.evaluate(_MARKET_LINES)
+        assert any("offers on" in line["text"] for line in lines)
+        for line in lines:
+            logo, first = line["logo"], line["firstLetter"]
+            if logo is not None and not 0 <= first["left"] - logo["right"] <= 16:
+                misplaced.append((width, line["text"]))
+        suggestions = page.locator(".assistant-suggestion")
+        for index in range(suggestions.count()):
+            expect(suggestions.nth(index).locator('a[href^="/product/"]')).to_have_count(1)
+    assert misplaced == []

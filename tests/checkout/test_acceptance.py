@@ -114,7 +114,7 @@ def test_short_lines_keep_the_accepted_part_rounded_down() -> None:
 
 def test_a_lower_bill_keeps_its_share_in_proportion_and_says_what_was_billed() -> None:
     """The note is what the shopper reads (the order page and the notification say
-    "ShopWave billed $90.00, less than the $100.00 paid"): amounts, not minor units."""
+    "ShopWave billed $90.00, not the $100.00 paid"): amounts, not minor units."""
     verdict = verify_placement(
         [_item("1", 2, 5000)],
         10000,
@@ -127,7 +127,7 @@ def test_a_lower_bill_keeps_its_share_in_proportion_and_says_what_was_billed() -
         9000,
         9000,
     )
-    assert verdict.notes == ("billed $90.00, less than the $100.00 paid",)
+    assert verdict.notes == ("billed $90.00, not the $100.00 paid",)
 
 
 def _billed(

@@ -16,11 +16,13 @@ import pytest
 import sqlalchemy as sa
 
 from commerce.marketplace_access import adapter_for_marketplace
+from commerce.models import Marketplace
 from commerce.notification_models import Notification
-from commerce.notifications import email_subject
+from commerce.notifications import SUBJECT_HEADLINE_LIMIT, _claim_email, email_subject
 from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Order, Refund
 from commerce.placement import place_sub_order
 from onecart.money import format_money
+from onecart.settings import Settings
 from tests.checkout.shop import SANDBOX_CREDENTIALS, Shop
 from tests.storefront.conftest import text_of
 
@@ -86,7 +88,7 @@ def test_a_marketplace_that_billed_less_is_said_to_have_billed_less_and_the_diff
     # "ShopWave accepted your order (their order …)." and left the lower bill to the body.
     note = _adjustment_note(shop, user.id)
     news = (
-        f"ShopWave billed {billed}, less than the {asked} paid; "
+        f"ShopWave billed {billed}, not the {asked} paid; "
         f"we refunded {difference} to your OneCart wallet."
     )
     assert note == f"{news} ShopWave accepted your order (their order {sub.display_number})."
@@ -95,7 +97,7 @@ def test_a_marketplace_that_billed_less_is_said_to_have_billed_less_and_the_diff
 
     # The order page: the refund, its amount and why, in the same words.
     page = text_of(client.get(f"/orders/{order.number}").get_data(as_text=True))
-    assert f"Refunded {difference} (ShopWave billed {billed}, less than the {asked} paid)" in page
+    assert f"Refunded {difference} (ShopWave billed {billed}, not the {asked} paid)" in page
     assert "did not accept" not in page
 
 
@@ -117,17 +119,22 @@ def test_a_marketplace_that_left_items_out_is_said_to_have_left_them_out(
     difference = format_money(sub.charge_minor - sub.accepted_charge_minor, sub.charge_currency)
     title = shop.product("kiondo", 3).title
     note = _adjustment_note(shop, user.id)
+    # The news first (the e-mail's subject is its first sentence), the items after it: long
+    # titles in it pushed out where the money went (test_adjustment_subjects.py).
     news = (
-        f"Kiondo Market did not accept all of your items (accepted 1 of 3 × {title[:60]}); "
+        "Kiondo Market did not accept all of your items; "
         f"we refunded {difference} to your OneCart wallet."
     )
-    assert note.startswith(news)  # the news first: the e-mail's subject is its first sentence
-    assert email_subject(note, order.number).startswith(
-        f"OneCart order {order.number}: Kiondo Market did not accept all of your items"
-    )
+    assert note.startswith(f"{news} It accepted 1 of 3 × {title[:60]}.")
+    assert email_subject(note, order.number) == f"OneCart order {order.number}: {news}"
     assert "billed" not in note
     page = text_of(client.get(f"/orders/{order.number}").get_data(as_text=True))
-    assert f"Refunded {difference} (Kiondo Market did not accept all of your items" in page
+    # One pair of brackets: "(… did not accept all of your items (accepted 1 of 3 × …))" read
+    # as a sentence cut off and another begun (shop17).
+    assert (
+        f"Refunded {difference} (Kiondo Market did not accept all of your items: "
+        f"accepted 1 of 3 × {title[:60]})"
+    ) in page
 
 
 def test_a_lower_bill_on_a_card_not_yet_charged_is_said_to_be_charged_less(
@@ -152,7 +159,7 @@ def test_a_lower_bill_on_a_card_not_yet_charged_is_said_to_be_charged_less(
     assert payment is not None and payment.captured_minor == sub.accepted_charge_minor
     note = _adjustment_note(shop, user.id)
     news = (
-        f"ShopWave billed {format_money(sub.accepted_amount_minor, sub.currency)}, less than the "
+        f"ShopWave billed {format_money(sub.accepted_amount_minor, sub.currency)}, not the "
         f"{format_money(sub.amount_minor, sub.currency)} paid; your card is charged "
         f"{format_money(difference, sub.charge_currency)} less."
     )
@@ -163,7 +170,62 @@ def test_a_lower_bill_on_a_card_not_yet_charged_is_said_to_be_charged_less(
     page = text_of(client.get(f"/orders/{order.number}").get_data(as_text=True))
     assert (
         f"Not charged {format_money(difference, sub.charge_currency)} (released from your card "
-        f"hold: ShopWave billed {format_money(sub.accepted_amount_minor, sub.currency)}, less "
-        f"than the {format_money(sub.amount_minor, sub.currency)} paid)"
+        f"hold: ShopWave billed {format_money(sub.accepted_amount_minor, sub.currency)}, not "
+        f"the {format_money(sub.amount_minor, sub.currency)} paid)"
     ) in page
     assert "refund" not in page.lower()
+
+
+def test_a_long_marketplace_name_is_cut_in_the_subject_and_the_money_kept_whole(
+    placing_shop: Shop, settings: Settings
+) -> None:
+    """The e-mail as sent: a marketplace with a long name, paid by card and billed less. The
+    subject's first sentence is past SUBJECT_HEADLINE_LIMIT with the name whole; the name is
+    cut, not the amounts or where the difference went; the body keeps the name whole."""
+    shop = placing_shop
+    long_name = "Shopwave Official Electronics & Home Appliances Store Kenya"
+    with shop.session() as session, session.begin():
+        session.execute(
+            sa.update(Marketplace).where(Marketplace.slug == "shopwave").values(name=long_name)
+        )
+    try:
+        user = shop.make_user()
+        shop.fill_cart(user, [("shopwave", 1, 2)])
+        client = shop.client_for(user)
+        order = shop.checkout(client, payment_method="stripe", test_card="pm_card_visa")
+        shop.knobs("shopwave", order_price_change_pct=-10)
+
+        _place(shop, order, "shopwave")
+
+        sub = shop.sub_order(order, "shopwave")
+        assert sub.accepted_charge_minor is not None and sub.accepted_amount_minor is not None
+        amounts = (
+            format_money(sub.accepted_amount_minor, sub.currency),
+            format_money(sub.amount_minor, sub.currency),
+            format_money(sub.charge_minor - sub.accepted_charge_minor, sub.charge_currency),
+        )
+        note = _adjustment_note(shop, user.id)
+        first_sentence = note.split(". ", 1)[0] + "."
+        assert first_sentence.startswith(long_name)
+        assert len(first_sentence) > SUBJECT_HEADLINE_LIMIT  # the case: it does not fit whole
+        with shop.session() as session:
+            notification_id = session.scalars(
+                sa.select(Notification.id).where(
+                    Notification.user_id == user.id, Notification.kind == "sub_order_adjusted"
+                )
+            ).one()
+        email = _claim_email(shop.session_factory, notification_id, settings)
+        assert email is not None
+        headline = str(email["Subject"]).removeprefix(f"OneCart order {order.number}: ")
+        assert len(headline) <= SUBJECT_HEADLINE_LIMIT
+        shown_name = headline.split(" billed ", 1)[0]
+        assert shown_name.endswith("…") and long_name.startswith(shown_name.removesuffix("…"))
+        assert headline.endswith(f"; your card is charged {amounts[2]} less.")
+        for amount in amounts:
+            assert amount in headline
+        assert first_sentence in str(email.get_content())  # the body: the name whole
+    finally:
+        with shop.session() as session, session.begin():
+            session.execute(
+                sa.update(Marketplace).where(Marketplace.slug == "shopwave").values(name="ShopWave")
+            )

@@ -6,11 +6,15 @@ shopper picks the card for was cut off (on a phone, from "(suc")."""
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from tests.checkout.shop import Shop
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.placement import place_sub_order
+from tests.checkout.shop import SANDBOX_CREDENTIALS, Shop
 from tests.checkout.test_browser_checkout import browser_page, live_site  # noqa: F401 (fixtures)
 from tests.checkout.test_browser_orders import _log_in
 
@@ -189,3 +193,91 @@ def test_the_checkouts_order_lines_line_up_on_a_phone_and_a_desktop(
         # Every title starts at the same left edge.
         assert len({round(line["titleLeft"]) for line in lines}) == 1, (width, lines)
     assert uneven == []
+
+
+# Each piece of `patterns` found in the text of the elements matching `selector`: on how many
+# lines the browser laid it out.
+_LINES_OF = """([selector, patterns]) => {
+    const found = [];
+    for (const element of document.querySelectorAll(selector)) {
+        const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+        const nodes = [];
+        let text = '';
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            nodes.push([node, text.length]);
+            text += node.textContent;
+        }
+        const at = offset => {
+            let last = nodes[0];
+            for (const entry of nodes) { if (entry[1] <= offset) last = entry; }
+            return [last[0], offset - last[1]];
+        };
+        for (const source of patterns) {
+            for (const match of text.matchAll(new RegExp(source, 'g'))) {
+                const range = document.createRange();
+                range.setStart(...at(match.index));
+                const end = at(match.index + match[0].length - 1);
+                range.setEnd(end[0], end[1] + 1);
+                const tops = new Set([...range.getClientRects()]
+                    .filter(rect => rect.width > 0).map(rect => Math.round(rect.top)));
+                found.push({piece: match[0], lines: tops.size});
+            }
+        }
+    }
+    return found;
+}"""
+RATE = r"1\s[A-Z]{3}\s=\s[\d.,]+\s[A-Z]{3}"
+DATE = r"\d{4}-\d{2}-\d{2}"
+ORDER_NUMBER = r"OC-[A-Z0-9]+-[A-Z0-9]+"
+
+
+def test_rates_dates_and_order_numbers_are_not_broken_across_lines(
+    shop: Shop,
+    live_site: str,  # noqa: F811
+    browser_page: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Shopper QA (shop17) at 390 px: the checkout's rates read "… = 1.08696 USD; 1" on one line
+    and "KES = 0.00772201 USD (rates of 2026-12-" on the next, "07)." on a third; the order
+    confirmation said "Your order OC-2390-" and "Z0YV is confirmed" on the next line, and the
+    notifications list broke the order's number the same way. A rate, a date and an order's
+    number are each read on one line (at 1280 px too); the text around them still wraps."""
+    for name, value in SANDBOX_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    page = browser_page
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("fakestore", 5, 1), ("kiondo", 4, 1), ("naijamall", 2, 1)])
+    _log_in(page, live_site, user.username)
+    broken: list[tuple[int, str, dict[str, Any]]] = []
+    checked: list[str] = []
+
+    def check(where: str, selector: str, patterns: list[str]) -> None:
+        for width in (390, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            pieces = page.evaluate(_LINES_OF, [selector, patterns])
+            assert pieces, (where, width)
+            checked.extend(piece["piece"] for piece in pieces)
+            broken.extend((width, where, piece) for piece in pieces if piece["lines"] != 1)
+
+    page.goto(f"{live_site}/cart")
+    check("cart", ".rates-note", [RATE, DATE])
+    page.goto(f"{live_site}/checkout")
+    check("checkout", ".rates-note, #handoff-not-charged", [RATE, DATE])
+
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    page.goto(f"{live_site}/orders/{order.number}/confirmation")
+    check("confirmation", ".alert-success", [ORDER_NUMBER])
+    check("order page", ".order-page dd", [RATE, DATE])
+    place_sub_order(
+        shop.session_factory,
+        shop.sub_order(order, "kiondo").id,
+        adapter_for=adapter_for_marketplace,
+        final_attempt=True,
+    )
+    page.goto(f"{live_site}/notifications")
+    check("notifications", "main li", [ORDER_NUMBER])
+
+    assert any(re.fullmatch(RATE, piece) for piece in checked)
+    assert any(re.fullmatch(DATE, piece) for piece in checked)
+    assert order.number in checked
+    assert broken == [], broken

@@ -157,6 +157,13 @@ def test_search_with_a_typo_lists_the_product_with_facets_and_offers(
     page = text_of(html)
     assert "1 product for “hedphones”" in page  # counts are products (issue 9)
     assert html.count('<article class="product-card') == 1  # the four offers are one product
+    # One link per card, the title's in its heading (the offers line is not a second one).
+    card = html[html.index('<article class="product-card') : html.index("</article>")]
+    assert card.count("<a ") == 1
+    assert re.search(
+        r'<h3 class="product-card-title"><a class="product-card-link" href="/product/', card
+    )
+    assert '<p class="product-card-offers">4 offers on 4 marketplaces</p>' in card
     assert "<mark>" in html
     # The cheapest offer (Kiondo, KES 42,000.00) in the display currency, with the original.
     assert f"$324.32 {money(4200000, 'KES')}" in page
@@ -447,8 +454,8 @@ def _card_titles(listing_html: str) -> dict[str, str]:
     return {
         link.split("?")[0]: text_of(title)
         for link, title in re.findall(
-            r'class="product-card-link" href="([^"]+)">.*?'
-            r'<h3 class="product-card-title">(.*?)</h3>',
+            r'<h3 class="product-card-title"><a class="product-card-link" href="([^"]+)">'
+            r"(.*?)</a></h3>",
             listing_html,
             re.S,
         )

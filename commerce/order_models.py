@@ -448,6 +448,11 @@ class OrderItem(Base):
     # while its sub-order holds them, less what the marketplace left out of the placement, 0
     # once given back. Changed only there, with compare-and-set updates.
     held_units: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The units the marketplace accepted of this line, recorded with the placement
+    # (commerce.placement_outcomes): less than `quantity` when it accepted only part of it.
+    # None until then, for hand-offs, for a part an operator marked placed, and for lines
+    # placed before it was recorded (migration 0028): read as the whole quantity.
+    accepted_quantity: Mapped[int | None]
     unit_price_minor: Mapped[int] = mapped_column(sa.BigInteger)
     currency: Mapped[str] = mapped_column(sa.String(3))
     # The line's amount in the payment currency (its part of the sub-order's share).
@@ -467,6 +472,27 @@ class OrderItem(Base):
     def line_total_minor(self) -> int:
         """The line in the marketplace's currency (price at purchase × quantity)."""
         return self.unit_price_minor * self.quantity
+
+    @property
+    def accepted_units(self) -> int:
+        """The units of the line the shopper gets and pays for: what the marketplace accepted,
+        the whole quantity while that is not known."""
+        if self.accepted_quantity is None:
+            return self.quantity
+        return min(max(self.accepted_quantity, 0), self.quantity)
+
+    @property
+    def accepted_total_minor(self) -> int:
+        """The accepted units at the price at purchase, in the marketplace's currency."""
+        return self.unit_price_minor * self.accepted_units
+
+    @property
+    def quantity_label(self) -> str:
+        """The line's quantity as the order's notification says it: "1 of 3" when the
+        marketplace accepted only part of it, else "3"."""
+        if self.accepted_units < self.quantity:
+            return f"{self.accepted_units} of {self.quantity}"
+        return str(self.quantity)
 
 
 class Payment(Base):

@@ -187,6 +187,10 @@ def record_placement(
             return PlacementResult.NOT_CLAIMED
         session.refresh(sub_order)
         if verdict.accepted_quantities:
+            for item, accepted in zip(items, verdict.accepted_quantities, strict=True):
+                # What the shopper gets of each line, for the order pages ("1 of 3 × …"):
+                # recorded with the placement, under the claim that recorded it.
+                item.accepted_quantity = accepted
             # The units the marketplace left out will never ship, whether or not the order is
             # to be cancelled and the cancel succeeds: for sale again now, where OneCart holds
             # the stock (commerce.offer_stock). The accepted ones stay held until the sub-order

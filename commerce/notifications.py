@@ -26,6 +26,7 @@ from commerce.mail import open_smtp, send_mail
 from commerce.models import User, utc_now
 from commerce.notification_models import Notification
 from commerce.order_models import Order, SubOrderStatus
+from commerce.price_alert_models import PriceAlert, PriceWatch
 from onecart.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -231,23 +232,46 @@ def email_subject(message: str, order_number: str | None, names: Iterable[str] =
     "sub_order_placed", is for the code) and the order's number unless that sentence names it.
 
     A sentence past SUBJECT_HEADLINE_LIMIT characters is shortened by cutting the `names` in it
-    (the order's marketplaces: "Jumia Nigeria…") before anything else, so that its amounts and
-    what became of them stay whole ("…; we refunded NGN1,371,742.00 to your OneCart wallet.");
-    only if that is not enough is it cut at a word."""
+    (the order's marketplaces: "Jumia Nigeria…"; a price alert's product title and marketplace)
+    before anything else, the longest first, so that its amounts and what became of them stay
+    whole ("…; we refunded NGN1,371,742.00 to your OneCart wallet."); only if that is not
+    enough is it cut at a word. A full stop inside a name ("Dr. Martens …") ends no sentence."""
     # One line: a marketplace's text in the message (a tracking number, a carrier, an order
     # number) may hold line breaks, which no header may (Python's email refuses them).
     headline = " ".join(message.split())
-    end = headline.find(". ")
+    # Spaced as the headline is, so that they are found in it.
+    known = [" ".join(name.split()) for name in names if name.strip()]
+    end = _first_sentence_end(headline, known)
     if end != -1:
         headline = headline[: end + 1]
     if len(headline) > SUBJECT_HEADLINE_LIMIT:
-        headline = _with_names_cut(headline, names)
+        headline = _with_names_cut(headline, known)
     if len(headline) > SUBJECT_HEADLINE_LIMIT:
         cut = headline[:SUBJECT_HEADLINE_LIMIT].rsplit(" ", 1)[0].rstrip(" ,;:")
         headline = cut + "…"
     if order_number and order_number not in headline:
         return f"OneCart order {order_number}: {headline}"
     return f"OneCart: {headline}"
+
+
+def _first_sentence_end(text: str, names: list[str]) -> int:
+    """Where `text`'s first sentence ends (the index of its full stop), -1 if it is one
+    sentence; a full stop inside one of `names` ("Dr. Martens 1460 Boots") ends none."""
+    inside = [(start, start + len(name)) for name in names for start in _occurrences(text, name)]
+    end = text.find(". ")
+    while end != -1 and any(start <= end < stop - 1 for start, stop in inside):
+        end = text.find(". ", end + 1)
+    return end
+
+
+def _occurrences(text: str, part: str) -> list[int]:
+    """Every index where `part` starts in `text`."""
+    found: list[int] = []
+    at = text.find(part)
+    while at != -1:
+        found.append(at)
+        at = text.find(part, at + 1)
+    return found
 
 
 def _with_names_cut(headline: str, names: Iterable[str]) -> str:
@@ -272,13 +296,20 @@ def _with_names_cut(headline: str, names: Iterable[str]) -> str:
     return headline
 
 
-def _email_for(notification: Notification, order: Order | None, settings: Settings) -> EmailMessage:
+def _email_for(
+    notification: Notification,
+    order: Order | None,
+    settings: Settings,
+    names: Iterable[str] = (),
+) -> EmailMessage:
+    """The e-mail of a notification; `names` (the order's marketplaces, a price alert's title
+    and marketplace) are what its subject cuts first (email_subject)."""
     message = EmailMessage()
     message["From"] = settings.smtp_sender
     message["Subject"] = email_subject(
         notification.message,
         order.number if order is not None else None,
-        names=[sub.marketplace.name for sub in order.sub_orders] if order is not None else (),
+        names=names,
     )
     lines = [notification.message, ""]
     tracking = _tracking_not_said(notification, order)
@@ -406,7 +437,9 @@ def _claim_email(
         if user is None:
             return None
         try:
-            email = _email_for(notification, order, settings)
+            email = _email_for(
+                notification, order, settings, _names_in(session, notification, order)
+            )
             email["To"] = user.email
         except ValueError:
             # A header the email package refuses: this notification's attempt stays counted
@@ -414,6 +447,20 @@ def _claim_email(
             logger.exception("e-mail for notification %s could not be written", notification_id)
             return None
         return email
+
+
+def _names_in(session: Session, notification: Notification, order: Order | None) -> list[str]:
+    """The names in a notification's message its e-mail subject may cut: the order's
+    marketplaces, or a price alert's product title and marketplace (the watch's title is the
+    one its message was written with, commerce.price_alerts.alert_message)."""
+    if order is not None:
+        return [sub.marketplace.name for sub in order.sub_orders]
+    alert = session.execute(
+        sa.select(PriceWatch.title, PriceAlert.marketplace_name)
+        .join(PriceWatch, PriceWatch.id == PriceAlert.watch_id)
+        .where(PriceAlert.notification_id == notification.id)
+    ).first()
+    return list(alert) if alert is not None else []
 
 
 def _count_failed_attempts(session_factory: sessionmaker[Session], ids: list[int]) -> None:

@@ -242,3 +242,14 @@ def test_the_verdict_names_the_units_accepted_of_each_item_for_the_stock_given_b
         items, 5500, "USD", _placed(), overcharge_tolerance_bps=TOLERANCE_BPS
     )
     assert nothing.cancel and nothing.accepted_quantities == (0, 0, 0)
+
+
+def test_a_line_reads_as_the_units_accepted_of_those_ordered_at_their_price() -> None:
+    """What the order pages show of a line (OrderItem.quantity_label, accepted_total_minor),
+    in the notification's words: "1 of 3" when part was accepted, the quantity otherwise."""
+    shown = []
+    for quantity, accepted in ((3, None), (3, 3), (3, 1), (2, 0)):
+        item = _item("1", quantity, 1000)
+        item.accepted_quantity = accepted
+        shown.append((item.quantity_label, item.accepted_total_minor))
+    assert shown == [("3", 3000), ("3", 3000), ("1 of 3", 1000), ("0 of 2", 0)]

@@ -128,24 +128,45 @@ def tell_parts_cancelled(
     parts = [sub for sub in order.sub_orders if sub.id in sub_order_ids]
     if not parts:
         return
-    refunds = [
-        refund
+    refund_for = {
+        refund.idempotency_key: refund
         for refund in session.scalars(
             sa.select(Refund).where(Refund.idempotency_key.in_([refund_key(p) for p in parts]))
         )
-    ]
+    }
     markets = " and ".join(sorted({sub.marketplace.name for sub in parts}))
-    amount = sum(refund.amount_minor for refund in refunds)
-    share = format_money(amount, parts[0].charge_currency)
     notify(
         session,
         order,
         "sub_order_cancelled",
-        f"Your {markets} items were cancelled; "
-        f"{refund_said(refunds[0] if refunds else None, f'their {share}')}.",
+        f"Your {markets} items were cancelled; {_where_their_money_goes(parts, refund_for)}.",
         sub_order_id=parts[0].id if len(parts) == 1 else None,
         lead=lead,
     )
+
+
+def _where_their_money_goes(parts: list[MarketplaceOrder], refund_for: dict[str, Refund]) -> str:
+    """Where the cancelled parts' money goes, true for each part's: their sum when every share
+    goes back the same way, else each way's sum and parts. Shares can go back two ways in one
+    cancellation: a part cancelled before the capture is released from the hold (never charged),
+    one whose marketplace confirmed on a retry after another worker captured is refunded."""
+    ways: dict[str, list[tuple[MarketplaceOrder, Refund | None]]] = {}
+    for part in parts:
+        refund = refund_for.get(refund_key(part))
+        # Grouped by the words refund_said has for it, so each group's sentence is its own.
+        ways.setdefault(refund_said(refund, ""), []).append((part, refund))
+    currency = parts[0].charge_currency
+    if len(ways) == 1:
+        [shares] = ways.values()
+        amount = sum(refund.amount_minor for _, refund in shares if refund is not None)
+        return refund_said(shares[0][1], f"their {format_money(amount, currency)}")
+    said = []
+    for shares in ways.values():
+        amount = sum(refund.amount_minor for _, refund in shares if refund is not None)
+        names = " and ".join(sorted({part.marketplace.name for part, _ in shares}))
+        money = refund_said(shares[0][1], f"the {format_money(amount, currency)} for {names}")
+        said.append((names, money))
+    return ", and ".join(money for _, money in sorted(said))
 
 
 def request_cancellation(session: Session, user_id: int, number: str) -> Order:

@@ -2,7 +2,9 @@
 notice only when that notice names its marketplace (the notice names the parts refused when it
 was sent); a part refused after it, never told, is left for the abandoned-cancellation sweep to
 tell. Parts told by a notice of their own or named by the order's stay told (never told twice).
-Down restores 0027's reading; up again is the same. On SQLite, and on PostgreSQL when
+A notice written before the job's message kept no part id (a cancelled part's id merged into
+it) still tells the refused part it names: 0027 missed it, and the sweep would have told that
+part again. Down restores 0027's reading for the parts it left untold; up again is the same. On SQLite, and on PostgreSQL when
 DATABASE_URL points at one."""
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ REFUSED = "cancellation_refused"
 
 
 def _told(url: str) -> dict[str, bool]:
-    """Each refused part (by its marketplace's slug) → whether it counts as told."""
+    """Each part ("<order number>/<marketplace slug>") → whether it counts as told."""
     engine = create_storefront_engine(url)
     try:
         with engine.connect() as connection:
             return {
-                slug: told_at is not None
-                for slug, told_at in connection.execute(
+                f"{number}/{slug}": told_at is not None
+                for number, slug, told_at in connection.execute(
                     sa.text(
-                        "SELECT m.slug, p.cancel_refusal_told_at FROM marketplace_orders p "
-                        "JOIN marketplaces m ON m.id = p.marketplace_id"
+                        "SELECT o.number, m.slug, p.cancel_refusal_told_at "
+                        "FROM marketplace_orders p "
+                        "JOIN marketplaces m ON m.id = p.marketplace_id "
+                        "JOIN orders o ON o.id = p.order_id"
                     )
                 )
             }
@@ -47,7 +51,8 @@ def _seed(url: str) -> None:
     and was named by the order's notice; NaijaMall refused later (a later run or the sweep, whose
     order notice was already there) and was never told; ShopWave refused later and was told by
     the sweep's notice of its own. The second: Sokoni named at the end of a notice merged after a
-    cancelled part's sentence."""
+    cancelled part's sentence. The third: the same merged notice, written with the cancelled
+    part's id (as before the job's message kept none)."""
     command.upgrade(alembic_config(url), BEFORE)
     engine = create_storefront_engine(url)
     try:
@@ -72,10 +77,13 @@ def _seed(url: str) -> None:
                 )
             }
 
-            def order_of(slugs: tuple[str, ...]) -> tuple[int, dict[str, int]]:
+            def order_of(
+                number: str, slugs: tuple[str, ...], cancelled: tuple[str, ...] = ()
+            ) -> tuple[int, dict[str, int]]:
                 order = _insert(
                     connection,
                     "orders",
+                    number=number,
                     user_id=user,
                     status="processing",
                     payment_method="wallet",
@@ -89,13 +97,13 @@ def _seed(url: str) -> None:
                         "marketplace_orders",
                         order_id=order,
                         marketplace_id=markets[slug],
-                        status="placed",
+                        status="cancelled" if slug in cancelled else "placed",
                         marketplace_order_id=f"m-{slug}",
                         amount_minor=100,
                         currency="USD",
                         charge_minor=100,
                         charge_currency="USD",
-                        cancel_outcome="refused",
+                        cancel_outcome="cancelled" if slug in cancelled else "refused",
                     )
                     for slug in slugs
                 }
@@ -114,7 +122,7 @@ def _seed(url: str) -> None:
                     email_attempts=0,
                 )
 
-            first, parts = order_of(("kiondo", "naijamall", "shopwave"))
+            first, parts = order_of("A1", ("kiondo", "naijamall", "shopwave"))
             notice(
                 first,
                 "These marketplaces could not cancel their part of your order, so it goes "
@@ -127,32 +135,42 @@ def _seed(url: str) -> None:
                 PART_NOTICE,
                 parts["shopwave"],
             )
-            second, _ = order_of(("sokoni",))
-            notice(
-                second,
+            merged = (
                 "Your Kiondo Market items were cancelled; we refunded their $1.00 to your OneCart "
                 "wallet. These marketplaces could not cancel their part of your order, so it goes "
-                "ahead: Sokoni.",
-                FIRST_NOTICE,
+                "ahead: Sokoni."
             )
+            second, _ = order_of("A2", ("kiondo", "sokoni"), cancelled=("kiondo",))
+            notice(second, merged, FIRST_NOTICE)
+            third, third_parts = order_of("A3", ("kiondo", "sokoni"), cancelled=("kiondo",))
+            notice(third, merged, FIRST_NOTICE, third_parts["kiondo"])
     finally:
         engine.dispose()
 
 
-RIGHT = {"kiondo": True, "naijamall": False, "shopwave": True, "sokoni": True}
+RIGHT = {
+    "A1/kiondo": True,
+    "A1/naijamall": False,
+    "A1/shopwave": True,
+    "A2/kiondo": False,
+    "A2/sokoni": True,
+    "A3/kiondo": False,
+    "A3/sokoni": True,
+}
 
 
 def _check(url: str) -> None:
     _seed(url)
     command.upgrade(alembic_config(url), TOLD_BY_ORDER)
-    # 0027 took the order's notice for NaijaMall's, which it does not name.
-    assert _told(url) == RIGHT | {"naijamall": True}
+    # 0027 took the order's notice for NaijaMall's, which it does not name, and missed the
+    # notice naming Sokoni that carries the cancelled part's id.
+    assert _told(url) == RIGHT | {"A1/naijamall": True, "A3/sokoni": False}
 
     command.upgrade(alembic_config(url), "head")
     assert _told(url) == RIGHT
 
     command.downgrade(alembic_config(url), TOLD_BY_ORDER)
-    assert _told(url) == RIGHT | {"naijamall": True}
+    assert _told(url) == RIGHT | {"A1/naijamall": True}
     command.upgrade(alembic_config(url), "head")
     assert _told(url) == RIGHT
 

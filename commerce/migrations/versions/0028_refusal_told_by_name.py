@@ -11,8 +11,14 @@ compare-and-set from NULL). A part named by the order's notice or told by a noti
 stays told. A marketplace renamed since its notice is not recognised and its part is told again:
 said twice rather than never.
 
-Down restores 0027's reading (an untold refused part with a refusal notice for its order counts
-as told at that notice's time).
+And the other way: before the job's message kept no part id, a cancelled part's sentence merged
+into it gave it that part's id, so 0027 (which read only the order's notices without a part id
+and the part's own) left a refused part it names untold, to be told again by the sweep. A
+refused part named by any refusal notice of its order counts as told (its first such notice's
+time).
+
+Down restores 0027's reading for the parts left untold (an untold refused part with a refusal
+notice for its order counts as told at that notice's time); a part found told here stays told.
 
 Revision ID: 0028_refusal_told_by_name
 Revises: 0027_cancel_refusal_told
@@ -80,17 +86,16 @@ def upgrade() -> None:
         )
         .exists()
     )
-    named_by_order = (
-        sa.select(notices.c.created_at)
-        .where(
-            notices.c.kind == REFUSED_KIND,
-            notices.c.order_id == parts.c.order_id,
-            notices.c.sub_order_id.is_(None),
-            marketplaces.c.id == parts.c.marketplace_id,
-            _names_it(notices.c.message, marketplaces.c.name),
-        )
-        .exists()
+    # Any part id: before the job's message kept none, a cancelled part's sentence merged into
+    # it gave it that part's id.
+    naming_it = sa.and_(
+        notices.c.kind == REFUSED_KIND,
+        notices.c.order_id == parts.c.order_id,
+        marketplaces.c.id == parts.c.marketplace_id,
+        _names_it(notices.c.message, marketplaces.c.name),
     )
+    named_by_order = sa.select(notices.c.created_at).where(naming_it).exists()
+    first_naming_it = sa.select(sa.func.min(notices.c.created_at)).where(naming_it)
     op.execute(
         parts.update()
         .where(
@@ -100,6 +105,15 @@ def upgrade() -> None:
             ~named_by_order,
         )
         .values(cancel_refusal_told_at=None)
+    )
+    op.execute(
+        parts.update()
+        .where(
+            parts.c.cancel_outcome == "refused",
+            parts.c.cancel_refusal_told_at.is_(None),
+            named_by_order,
+        )
+        .values(cancel_refusal_told_at=first_naming_it.scalar_subquery())
     )
 
 

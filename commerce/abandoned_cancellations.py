@@ -11,8 +11,8 @@ cancellation job should long have ended, takes each over with a compare-and-set 
 `cancel_outcome` (NULL -> "unknown", so two sweeps never both act; the claim's time is kept,
 `cancel_claimed_at`, so that a claim left by a sweep killed mid-way is taken over once it is
 older than any live sweep's, SWEEP_CLAIM_DEAD_AFTER; a live sweep renews it before each
-marketplace call, and every later write of the sweep is a compare-and-set on it, so a sweep
-that lost its claim stops touching the part), and resolves it:
+marketplace call, the read-back after a cancel too, and every later write of the sweep is a
+compare-and-set on it, so a sweep that lost its claim stops touching the part), and resolves it:
 
 - it asks the marketplace for the order's status first: cancelled there, the share is
   refunded (the sub-order moves from a placed status only, under the order's lock);
@@ -33,6 +33,7 @@ that lost its claim stops touching the part), and resolves it:
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,9 +68,13 @@ logger = logging.getLogger(__name__)
 REFUSED_KIND = CANCELLATION_REFUSED
 # Placed parts a cancellation job would still ask to cancel (shipped ones it reports refused).
 _CANCELLABLE = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
-# A sweep's claim on a part is renewed before each marketplace call (each bounded by the
-# adapter's timeouts, far below this); one older than this was left by a sweep that was killed,
-# and is taken over.
+# A sweep's claim on a part is renewed before each marketplace call; one older than this was
+# left by a sweep that was killed, and is taken over. One call, with the HTTP client's 5 tries
+# and back-offs, is at most about 5 minutes at the default read timeout (15 s); a marketplace
+# whose `read_timeout_s` is over about 138 s can make one call outlast this, and then a second
+# sweep may take the part over and ask too: every write stays a compare-and-set on the claim and
+# the refund on the part's placed status, so nothing is moved twice, but the cancel may be sent
+# twice.
 SWEEP_CLAIM_DEAD_AFTER = timedelta(minutes=15)
 
 
@@ -339,8 +344,18 @@ def resolve_abandoned_cancellation(
     # Cancelled there already: cancel_on_marketplace's cancel is refused or answered cancelled,
     # and either way it reads the order back as cancelled before refunding. Not cancelled yet:
     # this is the cancellation the job never made.
+    # The cancel call and the read-back after an unclear reply are two calls, each up to a few
+    # minutes (a marketplace's read timeout may be 300 s, tried 5 times): renewed between them,
+    # and a sweep that lost the claim meanwhile does not read back nor record (its new owner
+    # asks). Once the part is cancelled and refunded, no sweep finds it: the Stripe calls that
+    # follow need no claim.
     outcome = cancel_on_marketplace(
-        session_factory, sub_order_id, adapter, reason=reason, gateway_for=gateway_for
+        session_factory,
+        sub_order_id,
+        adapter,
+        reason=reason,
+        gateway_for=gateway_for,
+        before_read_back=functools.partial(_renew, session_factory, claim),
     )
     if outcome == CancelOutcome.REFUSED and can_ask:
         return _refused(session_factory, sub_order_id, name, claim)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -128,24 +129,45 @@ def tell_parts_cancelled(
     parts = [sub for sub in order.sub_orders if sub.id in sub_order_ids]
     if not parts:
         return
-    refunds = [
-        refund
+    refund_for = {
+        refund.idempotency_key: refund
         for refund in session.scalars(
             sa.select(Refund).where(Refund.idempotency_key.in_([refund_key(p) for p in parts]))
         )
-    ]
+    }
     markets = " and ".join(sorted({sub.marketplace.name for sub in parts}))
-    amount = sum(refund.amount_minor for refund in refunds)
-    share = format_money(amount, parts[0].charge_currency)
     notify(
         session,
         order,
         "sub_order_cancelled",
-        f"Your {markets} items were cancelled; "
-        f"{refund_said(refunds[0] if refunds else None, f'their {share}')}.",
+        f"Your {markets} items were cancelled; {_where_their_money_goes(parts, refund_for)}.",
         sub_order_id=parts[0].id if len(parts) == 1 else None,
         lead=lead,
     )
+
+
+def _where_their_money_goes(parts: list[MarketplaceOrder], refund_for: dict[str, Refund]) -> str:
+    """Where the cancelled parts' money goes, true for each part's: their sum when every share
+    goes back the same way, else each way's sum and parts. Shares can go back two ways in one
+    cancellation: a part cancelled before the capture is released from the hold (never charged),
+    one whose marketplace confirmed on a retry after another worker captured is refunded."""
+    ways: dict[str, list[tuple[MarketplaceOrder, Refund | None]]] = {}
+    for part in parts:
+        refund = refund_for.get(refund_key(part))
+        # Grouped by the words refund_said has for it, so each group's sentence is its own.
+        ways.setdefault(refund_said(refund, ""), []).append((part, refund))
+    currency = parts[0].charge_currency
+    if len(ways) == 1:
+        [shares] = ways.values()
+        amount = sum(refund.amount_minor for _, refund in shares if refund is not None)
+        return refund_said(shares[0][1], f"their {format_money(amount, currency)}")
+    said = []
+    for shares in ways.values():
+        amount = sum(refund.amount_minor for _, refund in shares if refund is not None)
+        names = " and ".join(sorted({part.marketplace.name for part, _ in shares}))
+        money = refund_said(shares[0][1], f"the {format_money(amount, currency)} for {names}")
+        said.append((names, money))
+    return ", and ".join(money for _, money in sorted(said))
 
 
 def request_cancellation(session: Session, user_id: int, number: str) -> Order:
@@ -272,10 +294,13 @@ def cancel_on_marketplace(
     reason: str,
     gateway_for: GatewayProvider = gateway_for_payment,
     tell_shopper: bool = True,
+    before_read_back: Callable[[], bool] | None = None,
 ) -> CancelOutcome:
     """Cancel a placed sub-order on its marketplace and, once the marketplace confirms, refund
     its share. An unknown outcome is resolved by reading the order's status there. With
-    `tell_shopper` False the caller tells the shopper (tell_parts_cancelled)."""
+    `tell_shopper` False the caller tells the shopper (tell_parts_cancelled).
+    `before_read_back`: run before that read (the abandoned-cancellation sweep renews its claim);
+    False leaves the outcome unknown, the order not read."""
     outcome, _recorded_here = _cancel_on_marketplace(
         session_factory,
         sub_order_id,
@@ -283,6 +308,7 @@ def cancel_on_marketplace(
         reason=reason,
         gateway_for=gateway_for,
         tell_shopper=tell_shopper,
+        before_read_back=before_read_back,
     )
     return outcome
 
@@ -295,6 +321,7 @@ def _cancel_on_marketplace(
     reason: str,
     gateway_for: GatewayProvider,
     tell_shopper: bool,
+    before_read_back: Callable[[], bool] | None = None,
 ) -> tuple[CancelOutcome, bool]:
     """cancel_on_marketplace, and whether this call recorded the cancellation (moved the part
     from a placed status, its share refunded): a part cancelled meanwhile by another (a second
@@ -317,7 +344,7 @@ def _cancel_on_marketplace(
         # this job whose reply was lost took effect, or the store cancelled it): ask. Only an
         # order the marketplace shows not cancelled makes the refusal one; an order it cannot
         # show now leaves the outcome unknown (asked again; never captured as "it ships").
-        there = _cancelled_there(adapter, marketplace_order_id)
+        there = _cancelled_there(adapter, marketplace_order_id, before_read_back)
         if there is None:
             logger.warning(
                 "cancelling sub-order %s: refused, and the order cannot be read", sub_order_id
@@ -327,7 +354,7 @@ def _cancel_on_marketplace(
             return CancelOutcome.REFUSED, False
     except MarketplaceError as exc:
         logger.warning("cancelling sub-order %s: %s; asking the marketplace", sub_order_id, exc)
-        if not _cancelled_there(adapter, marketplace_order_id):
+        if not _cancelled_there(adapter, marketplace_order_id, before_read_back):
             return CancelOutcome.UNKNOWN, False
     else:
         # A 2xx is not a confirmation: the order it returns must say cancelled (a store may
@@ -335,7 +362,7 @@ def _cancel_on_marketplace(
         # once more; still not cancelled, the outcome is unknown and nothing is refunded (the
         # cancellation job retries, tracking refunds once the marketplace reports it).
         if sub_order_status_for(state.status) != SubOrderStatus.CANCELLED and not (
-            _cancelled_there(adapter, marketplace_order_id)
+            _cancelled_there(adapter, marketplace_order_id, before_read_back)
         ):
             logger.warning(
                 "cancelling sub-order %s: the marketplace answered %s, not cancelled",
@@ -364,9 +391,15 @@ def _cancel_on_marketplace(
     return CancelOutcome.CANCELLED, recorded_here
 
 
-def _cancelled_there(adapter: MarketplaceAdapter, marketplace_order_id: str) -> bool | None:
+def _cancelled_there(
+    adapter: MarketplaceAdapter,
+    marketplace_order_id: str,
+    before_read_back: Callable[[], bool] | None = None,
+) -> bool | None:
     """After a cancel call that failed: does the marketplace report the order cancelled? None
-    when it cannot be asked now."""
+    when it cannot be asked now (or `before_read_back` said not to ask)."""
+    if before_read_back is not None and not before_read_back():
+        return None
     try:
         state = adapter.order_status(marketplace_order_id)
     except MarketplaceError:

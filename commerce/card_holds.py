@@ -45,6 +45,7 @@ from commerce.models import utc_now
 from commerce.order_models import Order, Payment
 from commerce.payments.gateway import (
     Authorization,
+    AuthorizationReleased,
     AuthorizationRequest,
     PaymentDeclined,
     PaymentError,
@@ -129,7 +130,8 @@ def resolve_authorization_in_doubt(
 ) -> tuple[Authorization | None, bool]:
     """What Stripe holds for an authorization whose reply was not an answer: (the authorization
     when a PaymentIntent is authorized for this amount, whether any other hold remains for the
-    sweeper). PaymentDeclined when Stripe refused it; (None, True) while it cannot be told."""
+    sweeper). PaymentDeclined when Stripe refused it, AuthorizationReleased when its hold was
+    released by us since; (None, True) while it cannot be told."""
     if request.intent_id:
         # Adopting a browser-confirmed intent only reads it: asking again is the lookup.
         try:
@@ -161,15 +163,17 @@ def resolve_authorization_in_doubt(
             for state in states
             if state is not chosen
         )
-    # Declined only when this attempt's own intent is seen holding nothing: an earlier attempt's
-    # declined intent says nothing of this one, which search may not show yet.
-    if (
-        states
-        and all(
-            state.status in (ProviderStatus.FAILED, ProviderStatus.CANCELED) for state in states
-        )
-        and any(is_attempt_of(state, request.attempt) for state in states)
+    # Nothing held only when this attempt's own intent is seen holding nothing: an earlier
+    # attempt's declined intent says nothing of this one, which search may not show yet.
+    own = [state for state in states if is_attempt_of(state, request.attempt)]
+    if own and all(
+        state.status in (ProviderStatus.FAILED, ProviderStatus.CANCELED) for state in states
     ):
+        if all(state.status == ProviderStatus.CANCELED for state in own):
+            # Cancelled is our own doing (the sweeper released the hold in doubt, checkout gave
+            # it back, or an intent needing a step we cannot show), never the bank's refusal:
+            # the shopper is not told "declined", and checkout sends the next attempt.
+            raise AuthorizationReleased()
         raise PaymentDeclined("Your card was declined.")
     return None, True
 

@@ -72,6 +72,7 @@ from commerce.offer_stock import StockShortfall
 from commerce.order_models import Order, PaymentMethod, new_validation_token
 from commerce.payments.gateway import (
     Authorization,
+    AuthorizationReleased,
     AuthorizationRequest,
     PaymentDeclined,
     PaymentError,
@@ -350,6 +351,10 @@ def _submit_locked(
                     user_id=user.id,
                     validation_token=submission.validation_token,
                 )
+            except AuthorizationReleased as exc:
+                # Our own release, twice (the next attempt could not be recorded): the card is
+                # fine and nothing is held, so not "try another card".
+                return CheckoutOutcome(OutcomeKind.REJECTED, message=exc.message)
             except PaymentDeclined as exc:
                 return CheckoutOutcome(
                     OutcomeKind.REJECTED, message=f"{exc.message} {CARD_DECLINED_NEXT_STEP}"

@@ -94,6 +94,14 @@ class PaymentDeclined(PaymentError):
     """The provider refused (card declined, wallet balance too low): retrying will not help."""
 
 
+# What the shopper is told when this page's earlier hold was released by us (never "declined":
+# nothing was wrong with the card).
+RELEASED_HOLD_MESSAGE = (
+    "The card hold made for this page earlier was released, so nothing is held on your card. "
+    "Send the page again to pay."
+)
+
+
 class PaymentNotFound(PaymentDeclined):
     """The provider knows no such payment (Stripe: 404 `resource_missing` for the PaymentIntent
     asked about, e.g. an id a forged form sent). A definite answer, not an outage: there is
@@ -108,10 +116,14 @@ class RefundBlockedByDispute(PaymentDeclined):
 
 
 class AuthorizationReleased(PaymentDeclined):
-    """The provider replayed its stored answer to this authorization attempt (an earlier send of
-    the same key) and that answer's hold has been released since (Stripe: the intent is
-    `canceled` now): the attempt holds nothing, and a new attempt may hold the card
-    (commerce.checkout_authorization)."""
+    """The authorization attempt's hold was released by us since it was made (Stripe: the
+    intent is `canceled` now): seen when the provider replays its stored answer to an earlier
+    send of the same key, or when a look-up after an answer that was not one finds the
+    attempt's own intent cancelled. Not the bank's refusal: the attempt holds nothing, and a
+    new attempt may hold the card (commerce.checkout_authorization)."""
+
+    def __init__(self, message: str = RELEASED_HOLD_MESSAGE) -> None:
+        super().__init__(message)
 
 
 class PaymentUnavailable(PaymentError):

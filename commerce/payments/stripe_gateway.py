@@ -233,9 +233,7 @@ class StripeGateway:
             # is asked before it is used.
             intent = self._intent_now(intent.id)
             if intent.status == "canceled":
-                raise AuthorizationReleased(
-                    "The card hold made for this page earlier was released; nothing was taken."
-                )
+                raise AuthorizationReleased()
         if intent.status == "processing":
             # Confirmed and still being processed: it may yet become a hold, so this is neither
             # a decline nor a hold to use. Checkout asks again; what stays unknown becomes a

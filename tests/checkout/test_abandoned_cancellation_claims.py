@@ -39,6 +39,7 @@ from commerce.settlement import settle_payment
 from tests.checkout.shop import Shop
 from tests.checkout.test_abandoned_cancellations import (
     Kiondo,
+    _already_cancelled,
     _cancellation_job_ended,
     _flag,
     _notices,
@@ -246,3 +247,55 @@ def shop_order_number(shop: Shop, sub: MarketplaceOrder) -> str:
         order = session.get(Order, sub.order_id)
         assert order is not None
         return order.number
+
+
+@dataclass
+class KiondoSlowAtCalls(Kiondo):
+    """Kiondo whose n-th call (0-based, any kind) first runs `before[n]`; answers to "status"
+    taken in turn from `statuses` (the read-back after the cancel is the second status call)."""
+
+    before: dict[int, Callable[[], None]] = field(default_factory=dict)
+    statuses: list[OrderStatus] = field(default_factory=list)
+
+    def _answer(
+        self, call: str, answer: OrderStatus | MarketplaceError, order_id: str
+    ) -> OrderState:
+        meanwhile = self.before.pop(len(self.calls), None)
+        if meanwhile is not None:
+            meanwhile()
+        if call == "status" and self.statuses:
+            answer = self.statuses.pop(0)
+        return super()._answer(call, answer, order_id)
+
+
+def test_a_sweep_whose_cancel_and_read_back_outlast_the_bound_keeps_its_part(
+    shop: Shop, clock: _Clock
+) -> None:
+    """The cancel call's reply is lost after two thirds of the bound, and the read-back of the
+    order (is it cancelled?) takes as long: 4/3 of the bound since the claim's renewal before
+    the cancel. A marketplace's read timeout may be set to 300 s (5 tries: over 28 minutes a
+    call, 48 s already puts two calls past 15 minutes). A second sweep during the read-back
+    took the part over and sent its own cancel: the same cancel twice, one sweep's
+    "cancelled" beside the other's. Now the claim is renewed before the read-back too."""
+    kiondo = _cancellation_job_ended(shop)
+    slow_call = SWEEP_CLAIM_DEAD_AFTER * 2 / 3
+    first = KiondoSlowAtCalls(
+        status=OrderStatus.PROCESSING,
+        cancel=MarketplaceError("read timed out", marketplace="kiondo"),
+        statuses=[OrderStatus.PROCESSING, OrderStatus.CANCELLED],
+    )
+    second = Kiondo(status=OrderStatus.CANCELLED, cancel=_already_cancelled())
+    second_outcomes: list[CancelOutcome | None] = []
+
+    def second_sweep_during_the_read_back() -> None:
+        clock.advance(slow_call)
+        second_outcomes.append(_resolve(shop, kiondo, second))
+
+    first.before = {1: lambda: clock.advance(slow_call), 2: second_sweep_during_the_read_back}
+
+    outcome = _resolve(shop, kiondo, first)
+
+    assert second_outcomes == [None] and second.calls == []
+    assert outcome == CancelOutcome.CANCELLED
+    assert first.calls == ["status", "cancel", "status"]
+    assert _state(shop, kiondo) == (SubOrderStatus.CANCELLED, "cancelled", [kiondo.charge_minor])

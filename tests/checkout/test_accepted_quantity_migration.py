@@ -1,4 +1,4 @@
-"""Migration 0028_accepted_quantity adds `order_items.accepted_quantity`: the lines made before it
+"""Migration 0029_accepted_quantity adds `order_items.accepted_quantity`: the lines made before it
 have none (read as their whole quantity), a line can then record the units accepted, and down
 drops the column keeping every order row; up again works. On SQLite, and on PostgreSQL when
 DATABASE_URL points at one."""
@@ -14,8 +14,8 @@ from commerce.db import create_storefront_engine
 from storefront.db_migrate import alembic_config
 from tests.checkout.test_offer_stock_migration import _count_rows, _insert
 
-BEFORE = "0027_cancel_refusal_told"
-AFTER = "0028_accepted_quantity"
+BEFORE = "0028_refusal_told_by_name"
+AFTER = "0029_accepted_quantity"
 
 
 def _columns(url: str) -> set[str]:

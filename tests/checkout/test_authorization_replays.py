@@ -25,6 +25,7 @@ from commerce.card_holds import (
     checkout_intent_metadata,
     in_doubt_message,
     record_hold_in_doubt,
+    resolve_authorization_in_doubt,
     resolve_holds_in_doubt,
 )
 from commerce.checkout_authorization import authorize_card
@@ -34,6 +35,7 @@ from commerce.exactly_once_models import CardHoldInDoubt
 from commerce.models import utc_now
 from commerce.order_models import new_validation_token
 from commerce.payments.gateway import (
+    AuthorizationReleased,
     AuthorizationRequest,
     PaymentDeclined,
     PaymentServiceFailed,
@@ -372,3 +374,69 @@ def test_a_resubmit_after_the_sweeper_released_the_forms_hold_is_not_the_release
     assert fake.held() == [held]
     key = fake.keys_sent[0]
     assert fake.keys_sent[-1] == f"{key}-a1"
+
+
+class LosesFirstReplyAndALookUp(LosesFirstReply):
+    """LosesFirstReply that also loses the reply to the first look-up of one intent (a GET of
+    `/v1/payment_intents/<id>` once `lose_look_up_of` names it)."""
+
+    lose_look_up_of: str | None = None
+
+    def request(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[str, int, dict[str, str]]:
+        path = urlsplit(url).path
+        if method == "get" and self.lose_look_up_of and path.endswith(f"/{self.lose_look_up_of}"):
+            self.lose_look_up_of = None
+            raise stripe.APIConnectionError("connection reset by peer")
+        return super().request(method, url, headers, post_data)
+
+
+def test_a_released_hold_whose_replay_cannot_be_checked_is_not_called_a_decline(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    """As above, the sweeper released the form's hold; the resend gets Stripe's stored answer,
+    and asking Stripe for the intent as it is now fails. Search then shows this attempt's own
+    intent `canceled`: we released it ourselves. The shopper was told "Your card was declined."
+    (and to try another card) for a card nothing was wrong with. Nothing is held: the submit
+    goes on as the next attempt, as after a replay that could be checked."""
+    user_id, token = shopper
+    fake = LosesFirstReplyAndALookUp(["hold", "hold"])
+    assert _submit_as_checkout(session_factory, fake, user_id, token) == IN_DOUBT_MESSAGE
+    [first] = fake.intents
+    fake.hidden.clear()
+    resolve_holds_in_doubt(session_factory, lambda: _gateway(fake), older_than=timedelta(0))
+    assert fake.intents[first]["status"] == "canceled"
+    fake.lose_look_up_of = first
+
+    held = _submit(session_factory, fake, user_id, token)
+
+    assert fake.lose_look_up_of is None  # the look-up was lost, as the case needs
+    assert held not in ("declined", first)
+    assert fake.held() == [held]
+    key = fake.keys_sent[0]
+    assert fake.keys_sent[-1] == f"{key}-a1"
+
+
+def test_an_in_doubt_look_up_that_finds_our_own_release_says_nothing_is_held(
+    session_factory: sessionmaker[Session], shopper: tuple[int, str]
+) -> None:
+    """The look-up itself, for this attempt's intent seen `canceled` (a release of ours, never
+    a refusal by the bank): its words say nothing is held and to send the page again."""
+    user_id, token = shopper
+    fake = LosesFirstReply(["hold"])
+    assert _submit_as_checkout(session_factory, fake, user_id, token) == IN_DOUBT_MESSAGE
+    fake.hidden.clear()
+    resolve_holds_in_doubt(session_factory, lambda: _gateway(fake), older_than=timedelta(0))
+    request = AuthorizationRequest(
+        amount=Money(2500, "USD"),
+        idempotency_key=f"onecart-checkout-{token[:32]}",
+        metadata=checkout_intent_metadata(user_id, token),
+        payment_token="pm_card_visa",
+    )
+
+    with pytest.raises(AuthorizationReleased) as released:
+        resolve_authorization_in_doubt(_gateway(fake), request)
+
+    assert "declined" not in released.value.message
+    assert "nothing" in released.value.message.lower()

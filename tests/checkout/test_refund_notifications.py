@@ -10,7 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from commerce import settlement
-from commerce.cancellation import carry_out_cancellation, request_cancellation
+from commerce.cancellation import (
+    carry_out_cancellation,
+    request_cancellation,
+    tell_parts_cancelled,
+)
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notification_models import Notification
 from commerce.notifications import _claim_email, email_subject
@@ -21,6 +25,7 @@ from commerce.order_models import (
     Payment,
     PaymentStatus,
     Refund,
+    RefundKind,
     RefundStatus,
     SubOrderStatus,
 )
@@ -531,3 +536,56 @@ def test_a_card_order_its_marketplaces_cancelled_before_the_capture_is_not_said_
     ]
     assert all("refund" not in message.lower() for message in _messages(shop, order).values())
     assert shop.order(order.number).payment.status == PaymentStatus.VOIDED  # type: ignore[union-attr]
+
+
+def test_a_cancellation_of_parts_whose_money_goes_back_two_ways_says_each_truly(
+    shop: Shop,
+) -> None:
+    """Two parts cancelled in one go whose shares go back two ways: ShopWave's left out of the
+    card hold (a release, never charged), Kiondo Market's refunded to the card (its share was
+    captured before its marketplace confirmed: a retry's cancel after another worker captured).
+    The one sentence worded the sum by the first refund's kind ("their $X is not charged to your
+    card"): false for Kiondo Market's money, which was charged and is on its way back."""
+    order = _unplaced_order(
+        shop,
+        [("shopwave", 2, 1), ("kiondo", 2, 1), ("dummymart", 2, 1)],
+        payment_method="stripe",
+        test_card="pm_card_visa",
+    )
+    shopwave, kiondo = shop.sub_order(order, "shopwave"), shop.sub_order(order, "kiondo")
+    with shop.session_factory() as session, session.begin():
+        lock_order(session, order.id)
+        for part in (shopwave, kiondo):
+            sub = session.get(MarketplaceOrder, part.id)
+            assert sub is not None
+            compensate_sub_order(
+                session,
+                sub,
+                status=SubOrderStatus.CANCELLED,
+                reason="Cancelled at your request.",
+                tell_shopper=False,
+            )
+        refunds = {
+            refund.sub_order_id: refund
+            for refund in session.scalars(
+                sa.select(Refund).where(Refund.sub_order_id.in_([shopwave.id, kiondo.id]))
+            )
+        }
+        assert {refund.kind for refund in refunds.values()} == {RefundKind.RELEASE}
+        # The state the race leaves: Kiondo Market's share was captured, so it is a card refund.
+        refunds[kiondo.id].kind = RefundKind.CARD_REFUND
+        refunds[kiondo.id].status = RefundStatus.PENDING
+        session.flush()
+        shares = {sub_id: refund.amount_minor for sub_id, refund in refunds.items()}
+        locked_order = session.get(Order, order.id)
+        assert locked_order is not None
+        tell_parts_cancelled(session, locked_order, [shopwave.id, kiondo.id])
+
+    told = _messages(shop, order)["sub_order_cancelled"]
+    shopwave_share = format_money(shares[shopwave.id], shopwave.charge_currency)
+    kiondo_share = format_money(shares[kiondo.id], kiondo.charge_currency)
+    assert told == (
+        "Your Kiondo Market and ShopWave items were cancelled; "
+        f"we are refunding the {kiondo_share} for Kiondo Market, and "
+        f"the {shopwave_share} for ShopWave is not charged to your card."
+    ), told

@@ -6,8 +6,8 @@ the price of three. The placement now records the units accepted per line
 (commerce.placement_outcomes). Lines before this revision stay NULL, read as their whole
 quantity: the note and the refund already told what was left out.
 
-Revision ID: 0028_accepted_quantity
-Revises: 0027_cancel_refusal_told
+Revision ID: 0029_accepted_quantity
+Revises: 0028_refusal_told_by_name
 Create Date: 2026-12-07 13:45:00.000000
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0028_accepted_quantity"
-down_revision: str | Sequence[str] | None = "0027_cancel_refusal_told"
+revision: str = "0029_accepted_quantity"
+down_revision: str | Sequence[str] | None = "0028_refusal_told_by_name"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -202,14 +202,21 @@ def smtp_server(mailbox: tuple[int, list[Any]]) -> tuple[str, int, list[Any]]:
 
 
 @pytest.fixture
-def tracked_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
-    """The shop with marketplace keys in this process (tracking runs here) and ShopWave's and
-    Kiondo's orders moving only when a test tells them to."""
+def placing_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
+    """The shop with the marketplace keys in this process: placement (Shop.place_here) and
+    tracking run here, no worker."""
     for name, value in SANDBOX_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-    for slug in ("shopwave", "kiondo"):
-        shop.knobs(slug, order_step_seconds=3600, cancel_rate=0, delay_rate=0)
     return shop
+
+
+@pytest.fixture
+def tracked_shop(placing_shop: Shop) -> Shop:
+    """The shop with marketplace keys in this process (tracking runs here) and ShopWave's and
+    Kiondo's orders moving only when a test tells them to."""
+    for slug in ("shopwave", "kiondo"):
+        placing_shop.knobs(slug, order_step_seconds=3600, cancel_rate=0, delay_rate=0)
+    return placing_shop
 
 
 @pytest.fixture

@@ -316,6 +316,19 @@ class Shop:
         fresh = self.order(order.number)
         return next(sub for sub in fresh.sub_orders if sub.marketplace.slug == slug)
 
+    def place_here(self, order: Order, slug: str) -> None:
+        """Place `order`'s part on marketplace `slug` in this process, as the job's last attempt
+        (the placing_shop fixture gives this process the marketplace keys)."""
+        from commerce.marketplace_access import adapter_for_marketplace
+        from commerce.placement import place_sub_order
+
+        place_sub_order(
+            self.session_factory,
+            self.sub_order(order, slug).id,
+            adapter_for=adapter_for_marketplace,
+            final_attempt=True,
+        )
+
     # Jobs ---------------------------------------------------------------------------------------
 
     def start_workers(

@@ -15,32 +15,13 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from commerce.marketplace_access import adapter_for_marketplace
 from commerce.notification_models import Notification
 from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Order, OrderItem
-from commerce.placement import place_sub_order
 from onecart.money import format_money
-from tests.checkout.shop import SANDBOX_CREDENTIALS, Shop
+from tests.checkout.shop import Shop
 from tests.storefront.conftest import text_of
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def placing_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
-    """The shop with the marketplace keys in this process (placement runs here, no worker)."""
-    for name, value in SANDBOX_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    return shop
-
-
-def _place(shop: Shop, order: Order, slug: str) -> None:
-    place_sub_order(
-        shop.session_factory,
-        shop.sub_order(order, slug).id,
-        adapter_for=adapter_for_marketplace,
-        final_attempt=True,
-    )
 
 
 def _lines(shop: Shop, order: Order) -> dict[str, OrderItem]:
@@ -64,7 +45,7 @@ def test_a_line_accepted_in_part_shows_the_units_accepted_and_their_money(
     order = shop.checkout(client, payment_method="wallet")
     shop.knobs("kiondo", max_line_quantity=1)
 
-    _place(shop, order, "kiondo")
+    shop.place_here(order, "kiondo")
 
     sub = shop.sub_order(order, "kiondo")
     assert sub.status in PLACED_SUB_ORDER_STATUSES
@@ -112,7 +93,7 @@ def test_a_line_accepted_whole_keeps_its_quantity_and_money(placing_shop: Shop) 
     client = shop.client_for(user)
     order = shop.checkout(client, payment_method="wallet")
 
-    _place(shop, order, "kiondo")
+    shop.place_here(order, "kiondo")
 
     product = shop.product("kiondo", 3)
     line = _lines(shop, order)[product.external_id]

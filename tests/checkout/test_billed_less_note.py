@@ -15,35 +15,16 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from commerce.marketplace_access import adapter_for_marketplace
 from commerce.models import Marketplace
 from commerce.notification_models import Notification
 from commerce.notifications import SUBJECT_HEADLINE_LIMIT, _claim_email, email_subject
-from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Order, Refund
-from commerce.placement import place_sub_order
+from commerce.order_models import PLACED_SUB_ORDER_STATUSES, Refund
 from onecart.money import format_money
 from onecart.settings import Settings
-from tests.checkout.shop import SANDBOX_CREDENTIALS, Shop
+from tests.checkout.shop import Shop
 from tests.storefront.conftest import text_of
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def placing_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
-    """The shop with the marketplace keys in this process (placement runs here, no worker)."""
-    for name, value in SANDBOX_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    return shop
-
-
-def _place(shop: Shop, order: Order, slug: str) -> None:
-    place_sub_order(
-        shop.session_factory,
-        shop.sub_order(order, slug).id,
-        adapter_for=adapter_for_marketplace,
-        final_attempt=True,
-    )
 
 
 def _adjustment_note(shop: Shop, user_id: int) -> str:
@@ -71,7 +52,7 @@ def test_a_marketplace_that_billed_less_is_said_to_have_billed_less_and_the_diff
     order = shop.checkout(client, payment_method="wallet")
     shop.knobs("shopwave", order_price_change_pct=-10)  # ShopWave bills 10% less than asked
 
-    _place(shop, order, "shopwave")
+    shop.place_here(order, "shopwave")
 
     sub = shop.sub_order(order, "shopwave")
     assert sub.status in PLACED_SUB_ORDER_STATUSES
@@ -112,7 +93,7 @@ def test_a_marketplace_that_left_items_out_is_said_to_have_left_them_out(
     order = shop.checkout(client, payment_method="wallet")
     shop.knobs("kiondo", max_line_quantity=1)  # Kiondo accepts one of the three
 
-    _place(shop, order, "kiondo")
+    shop.place_here(order, "kiondo")
 
     sub = shop.sub_order(order, "kiondo")
     assert sub.accepted_charge_minor is not None
@@ -150,7 +131,7 @@ def test_a_lower_bill_on_a_card_not_yet_charged_is_said_to_be_charged_less(
     order = shop.checkout(client, payment_method="stripe", test_card="pm_card_visa")
     shop.knobs("shopwave", order_price_change_pct=-10)
 
-    _place(shop, order, "shopwave")
+    shop.place_here(order, "shopwave")
 
     sub = shop.sub_order(order, "shopwave")
     assert sub.accepted_charge_minor is not None and sub.accepted_amount_minor is not None
@@ -195,7 +176,7 @@ def test_a_long_marketplace_name_is_cut_in_the_subject_and_the_money_kept_whole(
         order = shop.checkout(client, payment_method="stripe", test_card="pm_card_visa")
         shop.knobs("shopwave", order_price_change_pct=-10)
 
-        _place(shop, order, "shopwave")
+        shop.place_here(order, "shopwave")
 
         sub = shop.sub_order(order, "shopwave")
         assert sub.accepted_charge_minor is not None and sub.accepted_amount_minor is not None

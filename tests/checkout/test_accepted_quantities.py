@@ -114,3 +114,84 @@ def _messages(shop: Shop, user_id: int, kind: str) -> list[str]:
                 )
             )
         )
+
+
+def _heading(page_html: str, sub_id: int) -> str:
+    """The text of a part's heading amount (its `sub-order-amount`)."""
+    part = page_html.split(f'id="part-{sub_id}"', 1)[1]
+    amount = part.split('class="sub-order-amount">', 1)[1]
+    return text_of(amount.split("</summary>", 1)[0])
+
+
+def test_a_line_left_out_reads_as_the_notification_says_and_costs_nothing(
+    placing_shop: Shop,
+) -> None:
+    """A line the marketplace dropped read "0 of 2 × …" while the notification said "left out
+    …"; and the part's heading kept the amount paid for the whole part while its lines added up
+    to what was accepted. Now the line is "2 × … (left out by Kiondo Market)" with no amount,
+    and the heading says what the part is charged, of what was paid, and that the rest went
+    back: the refund line below gives that amount once."""
+    shop = placing_shop
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 3, 2), ("kiondo", 2, 1)])
+    client = shop.client_for(user)
+    order = shop.checkout(client, payment_method="wallet")
+    dropped, kept = shop.product("kiondo", 3), shop.product("kiondo", 2)
+    shop.knobs("kiondo", drop_unknown_lines=True, delisted_products=[dropped.external_id])
+
+    shop.place_here(order, "kiondo")
+
+    sub = shop.sub_order(order, "kiondo")
+    assert sub.status in PLACED_SUB_ORDER_STATUSES
+    lines = _lines(shop, order)
+    assert lines[dropped.external_id].accepted_quantity == 0
+    assert lines[kept.external_id].accepted_quantity == 1
+    [note] = _messages(shop, user.id, "sub_order_adjusted")
+    assert f"left out {dropped.title[:60]}" in note
+    assert sub.accepted_charge_minor is not None and sub.accepted_charge_minor < sub.charge_minor
+    charged = format_money(sub.accepted_charge_minor, sub.charge_currency)
+    paid = format_money(sub.charge_minor, sub.charge_currency)
+    difference = format_money(sub.charge_minor - sub.accepted_charge_minor, sub.charge_currency)
+    dropped_line = lines[dropped.external_id]
+    dropped_money = format_money(dropped_line.line_total_minor, dropped_line.currency)
+    kept_money = format_money(kept.price_minor, kept.currency)
+    for path in (f"/orders/{order.number}", f"/order-status/{order.status_token}"):
+        html = client.get(path).get_data(as_text=True)
+        page = text_of(html)
+        assert f"2 × {dropped.title} (left out by Kiondo Market) 1 × {kept.title}" in page, path
+        assert " of 2 × " not in page, path
+        assert dropped_money not in page, path
+        assert f"1 × {kept.title} {kept_money}" in page, path
+        # The heading: what the part is charged, of what was paid, how the rest went back.
+        assert _heading(html, sub.id) == f"{charged} (of {paid} paid; the rest refunded)", path
+        assert f"Refunded {difference} (Kiondo Market did not accept all of your items" in page
+        assert page.count(difference) == 1, path
+
+
+def test_a_part_billed_less_heads_with_what_it_is_charged(placing_shop: Shop) -> None:
+    """Every item accepted and billed for less: the lines keep the price paid, the heading says
+    the lower amount charged of what was paid, and the refund line why (one story)."""
+    shop = placing_shop
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 1, 2)])
+    client = shop.client_for(user)
+    order = shop.checkout(client, payment_method="wallet")
+    shop.knobs("shopwave", order_price_change_pct=-10)
+
+    shop.place_here(order, "shopwave")
+
+    sub = shop.sub_order(order, "shopwave")
+    assert sub.accepted_charge_minor is not None and sub.accepted_charge_minor < sub.charge_minor
+    charged = format_money(sub.accepted_charge_minor, sub.charge_currency)
+    paid = format_money(sub.charge_minor, sub.charge_currency)
+    difference = format_money(sub.charge_minor - sub.accepted_charge_minor, sub.charge_currency)
+    product = shop.product("shopwave", 1)
+    for path in (f"/orders/{order.number}", f"/order-status/{order.status_token}"):
+        html = client.get(path).get_data(as_text=True)
+        page = text_of(html)
+        assert _heading(html, sub.id) == f"{charged} (of {paid} paid; the rest refunded)", path
+        assert (
+            f"2 × {product.title} {format_money(product.price_minor * 2, product.currency)}" in page
+        )
+        assert f"Refunded {difference} (ShopWave billed" in page, path
+        assert page.count(difference) == 1, path

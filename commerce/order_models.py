@@ -487,10 +487,16 @@ class OrderItem(Base):
         return self.unit_price_minor * self.accepted_units
 
     @property
+    def left_out(self) -> bool:
+        """Whether the marketplace accepted none of the line (the notification: "left out …")."""
+        return self.accepted_quantity is not None and self.accepted_units == 0
+
+    @property
     def quantity_label(self) -> str:
         """The line's quantity as the order's notification says it: "1 of 3" when the
-        marketplace accepted only part of it, else "3"."""
-        if self.accepted_units < self.quantity:
+        marketplace accepted only part of it, else "3" (also for a line left out, which the
+        page then says is, as the notification does: "0 of 3" read as a line still ordered)."""
+        if 0 < self.accepted_units < self.quantity:
             return f"{self.accepted_units} of {self.quantity}"
         return str(self.quantity)
 

@@ -36,6 +36,7 @@ from commerce.order_models import (
 from commerce.order_part_states import CancelLine, cancel_line, marketplace_home, sub_order_state
 from commerce.order_state import reports_delivery
 from commerce.refund_progress import (
+    adjustment_heading_note,
     adjustment_refund_label,
     adjustment_refund_reason,
     card_hold_released,
@@ -217,6 +218,9 @@ class SubOrderView:
     # The heading of what the marketplace did not accept, by where its refund stands, and why.
     accepted_refund_label: str | None = None
     accepted_refund_why: str = ""
+    # After the amount charged in the part's heading when that is less than its share: "of
+    # $620.82 paid; the rest refunded" (refund_progress.adjustment_heading_note).
+    charged_note: str | None = None
     cancel: CancelLine | None = None
     marketplace_link: str | None = None
 
@@ -316,6 +320,7 @@ def build_order_view(session: Session, order: Order) -> OrderView:
             refunded_minor=refunded,
             accepted_refund_label=adjustment_refund_label(sub, sub_refunds),
             accepted_refund_why=adjustment_refund_reason(sub, sub_refunds),
+            charged_note=adjustment_heading_note(sub, sub_refunds),
             marketplace_link=marketplace_home(sub),
         )
         if order.cancel_requested_at is not None:

@@ -23,6 +23,7 @@ from commerce.order_models import (
     RefundKind,
     RefundStatus,
 )
+from onecart.money import format_money
 
 
 class Progress(enum.StrEnum):
@@ -114,6 +115,37 @@ def adjustment_refund_label(sub: MarketplaceOrder, refunds: list[Refund]) -> str
     adjustments = [r for r in refunds if r.idempotency_key == adjustment_key(sub)]
     labels = RELEASE_ADJUSTMENT_LABELS if all_released(adjustments) else ADJUSTMENT_LABELS
     return labels[progress_of(adjustments, sub.charge_minor - sub.accepted_charge_minor)]
+
+
+# How a placed part's heading says where the rest of its share went: after what it is charged,
+# "(of $620.82 paid; the rest refunded)". Only "the rest": its amount is on the refund line
+# below, so the page gives it once.
+ADJUSTMENT_HEADING_WORDS = {
+    Progress.REFUNDED: "the rest refunded",
+    Progress.PENDING: "the rest being refunded",
+    Progress.UNCONFIRMED: "the refund of the rest not confirmed yet",
+}
+# …and when it was left out of a card payment: held, never charged.
+RELEASE_ADJUSTMENT_HEADING_WORDS = {
+    Progress.REFUNDED: "the rest not charged",
+    Progress.PENDING: "the rest not charged",
+    Progress.UNCONFIRMED: "the release of the rest not confirmed yet",
+}
+
+
+def adjustment_heading_note(sub: MarketplaceOrder, refunds: list[Refund]) -> str | None:
+    """What a placed part's heading says after the amount it is charged when its marketplace
+    did not keep all of its share (left items out, billed less): "of $620.82 paid; the rest
+    refunded" ("of … held on your card; the rest not charged" for a card hold). None when it
+    kept the whole share: the heading then shows the share alone, as before."""
+    if sub.accepted_charge_minor is None or sub.accepted_charge_minor >= sub.charge_minor:
+        return None
+    adjustments = [r for r in refunds if r.idempotency_key == adjustment_key(sub)]
+    released = all_released(adjustments)
+    words = RELEASE_ADJUSTMENT_HEADING_WORDS if released else ADJUSTMENT_HEADING_WORDS
+    progress = progress_of(adjustments, sub.charge_minor - sub.accepted_charge_minor)
+    paid = format_money(sub.charge_minor, sub.charge_currency)
+    return f"of {paid} {'held on your card' if released else 'paid'}; {words[progress]}"
 
 
 def adjustment_refund_reason(sub: MarketplaceOrder, refunds: list[Refund]) -> str:

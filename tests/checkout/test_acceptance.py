@@ -246,10 +246,16 @@ def test_the_verdict_names_the_units_accepted_of_each_item_for_the_stock_given_b
 
 def test_a_line_reads_as_the_units_accepted_of_those_ordered_at_their_price() -> None:
     """What the order pages show of a line (OrderItem.quantity_label, accepted_total_minor),
-    in the notification's words: "1 of 3" when part was accepted, the quantity otherwise."""
+    in the notification's words: "1 of 3" when part was accepted, the quantity otherwise, and a
+    line accepted not at all is left out ("0 of 2" read as a line still ordered)."""
     shown = []
     for quantity, accepted in ((3, None), (3, 3), (3, 1), (2, 0)):
         item = _item("1", quantity, 1000)
         item.accepted_quantity = accepted
-        shown.append((item.quantity_label, item.accepted_total_minor))
-    assert shown == [("3", 3000), ("3", 3000), ("1 of 3", 1000), ("0 of 2", 0)]
+        shown.append((item.quantity_label, item.accepted_total_minor, item.left_out))
+    assert shown == [
+        ("3", 3000, False),
+        ("3", 3000, False),
+        ("1 of 3", 1000, False),
+        ("2", 0, True),
+    ]

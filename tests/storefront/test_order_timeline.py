@@ -466,6 +466,76 @@ def test_what_a_marketplace_did_not_accept_is_said_refunded_only_once_it_is(
     assert part.accepted_refund_label == said
 
 
+@pytest.mark.parametrize(
+    ("kind", "status", "said"),
+    [
+        (RefundKind.CARD_REFUND, RefundStatus.SUCCEEDED, "of $50.00 paid; the rest refunded"),
+        (RefundKind.CARD_REFUND, RefundStatus.PENDING, "of $50.00 paid; the rest being refunded"),
+        (
+            RefundKind.CARD_REFUND,
+            RefundStatus.FAILED,
+            "of $50.00 paid; the refund of the rest not confirmed yet",
+        ),
+        (
+            RefundKind.RELEASE,
+            RefundStatus.SUCCEEDED,
+            "of $50.00 held on your card; the rest not charged",
+        ),
+        (
+            RefundKind.RELEASE,
+            RefundStatus.PENDING,
+            "of $50.00 held on your card; the rest not charged",
+        ),
+        (
+            RefundKind.RELEASE,
+            RefundStatus.FAILED,
+            "of $50.00 held on your card; the release of the rest not confirmed yet",
+        ),
+    ],
+)
+def test_a_part_charged_less_than_its_share_heads_with_where_the_rest_went(
+    kind: RefundKind,
+    status: RefundStatus,
+    said: str,
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    """The heading says only "the rest": its amount is on the refund line below, once; and a
+    share left out of a card payment was never paid, so it is "held", "not charged"."""
+    kiondo = make_marketplace(name="Kiondo", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.PROCESSING)
+    sub = _sub_order(db_session, order, kiondo, SubOrderStatus.PLACED)
+    assert (sub.charge_minor, sub.charge_currency) == (5000, "USD")
+    sub.accepted_charge_minor = 4000
+    payment = _card_payment(db_session, order)
+    refund = _card_refund(payment, sub, 1000, f"refund-sub-{sub.id}-adjust", status)
+    refund.kind = kind
+    db_session.add(refund)
+    db_session.commit()
+
+    [part] = _view_of(db_session, order.id).sub_orders
+
+    assert part.charged_note == said
+    assert "$10.00" not in said
+
+
+def test_a_part_charged_its_whole_share_has_no_heading_note(
+    db_session: Session,
+    make_user: Callable[..., User],
+    make_marketplace: Callable[..., Marketplace],
+) -> None:
+    kiondo = make_marketplace(name="Kiondo", capabilities=TRACKED)
+    order = _order(db_session, make_user(), OrderStatus.PROCESSING)
+    sub = _sub_order(db_session, order, kiondo, SubOrderStatus.PLACED)
+    sub.accepted_charge_minor = sub.charge_minor
+    db_session.commit()
+
+    [part] = _view_of(db_session, order.id).sub_orders
+
+    assert part.charged_note is None
+
+
 def test_a_part_being_asked_again_says_checking_not_being_placed(
     db_session: Session, make_user: Callable[..., User], shopwave: Marketplace
 ) -> None:

@@ -338,8 +338,11 @@ def sample_index(meili_server: str) -> Iterator[str]:
 def text_of(page_html: str) -> str:
     """The page's visible text, entities decoded and whitespace collapsed (readable assertions)."""
     # <bdi> only isolates a query's direction inside a sentence: it separates no words; the
-    # isolates of plain-text messages (onecart.bidi.isolated) are invisible.
-    without_tags = re.sub(r"<[^>]+>", " ", re.sub(r"</?bdi>", "", page_html))
+    # isolates of plain-text messages (onecart.bidi.isolated) are invisible. Nor does a
+    # `.keep-together` span (a date or an order number kept on one line): "(rates of
+    # 2026-11-20)", not "(rates of 2026-11-20 )".
+    inline = re.sub(r'<span class="keep-together">([^<]*)</span>', r"\1", page_html)
+    without_tags = re.sub(r"<[^>]+>", " ", re.sub(r"</?bdi>", "", inline))
     return " ".join(re.sub("[\u2066-\u2069]", "", unescape(without_tags)).split())
 
 

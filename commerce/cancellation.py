@@ -157,16 +157,15 @@ def _where_their_money_goes(parts: list[MarketplaceOrder], refund_for: dict[str,
         # Grouped by the words refund_said has for it, so each group's sentence is its own.
         ways.setdefault(refund_said(refund, ""), []).append((part, refund))
     currency = parts[0].charge_currency
-    if len(ways) == 1:
-        [shares] = ways.values()
-        amount = sum(refund.amount_minor for _, refund in shares if refund is not None)
-        return refund_said(shares[0][1], f"their {format_money(amount, currency)}")
     said = []
     for shares in ways.values():
-        amount = sum(refund.amount_minor for _, refund in shares if refund is not None)
+        amount = format_money(
+            sum(refund.amount_minor for _, refund in shares if refund is not None), currency
+        )
+        if len(ways) == 1:
+            return refund_said(shares[0][1], f"their {amount}")
         names = " and ".join(sorted({part.marketplace.name for part, _ in shares}))
-        money = refund_said(shares[0][1], f"the {format_money(amount, currency)} for {names}")
-        said.append((names, money))
+        said.append((names, refund_said(shares[0][1], f"the {amount} for {names}")))
     return ", and ".join(money for _, money in sorted(said))
 
 

@@ -31,8 +31,9 @@ from adapters.base import (
     unsupported,
 )
 from adapters.fields import decode_json_body, marketplace_message
-from adapters.marketplace_http import MAX_READ_TIMEOUT_S, MIN_READ_TIMEOUT_S, MarketplaceHttp
+from adapters.marketplace_http import MarketplaceHttp
 from adapters.registry import MarketplaceConfigError
+from commerce.sweep_claim import read_timeout_problem
 
 
 def read_timeout_option(config: MarketplaceConfig) -> float:
@@ -43,15 +44,9 @@ def read_timeout_option(config: MarketplaceConfig) -> float:
         from onecart.settings import get_settings
 
         return get_settings().marketplace_read_timeout_s
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise MarketplaceConfigError(
-            f"marketplace {config.slug}: options.read_timeout_s must be a number of seconds"
-        )
-    if not MIN_READ_TIMEOUT_S <= raw <= MAX_READ_TIMEOUT_S:
-        raise MarketplaceConfigError(
-            f"marketplace {config.slug}: options.read_timeout_s must be between "
-            f"{MIN_READ_TIMEOUT_S} and {MAX_READ_TIMEOUT_S}, got {raw!r}"
-        )
+    problem = read_timeout_problem(raw)
+    if problem:
+        raise MarketplaceConfigError(f"marketplace {config.slug}: options.read_timeout_s {problem}")
     return float(raw)
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import random
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
@@ -82,9 +83,30 @@ NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
     httpx.PoolTimeout,
     httpx.UnsupportedProtocol,
 )
-# Bounds of a configured read timeout (marketplaces.toml option `read_timeout_s`).
+# The shortest configurable read timeout (marketplaces.toml option `read_timeout_s`). The
+# longest is set by what must fit in it (commerce.sweep_claim), from longest_read_timeout_s.
 MIN_READ_TIMEOUT_S = 0.05
-MAX_READ_TIMEOUT_S = 300.0
+
+
+def longest_request_s(read_timeout_s: float, *, max_retries: int = MAX_RETRIES) -> float:
+    """The longest one `MarketplaceHttp.request` can take with `read_timeout_s`: every try may
+    wait for a pooled connection, the connection, the upload and the answer, each up to its
+    timeout, and between tries the client pauses at most a capped Retry-After (or back-off)."""
+    tries = max_retries + 1
+    per_try = POOL_TIMEOUT_S + CONNECT_TIMEOUT_S + WRITE_TIMEOUT_S + read_timeout_s
+    return tries * per_try + max_retries * max(RETRY_AFTER_CAP_S, BACKOFF_CAP_S)
+
+
+def longest_read_timeout_s(
+    within: timedelta, *, requests: int, max_retries: int = MAX_RETRIES
+) -> float:
+    """The longest read timeout with which `requests` requests in a row, each with every retry
+    (longest_request_s), end `within` the given time; below zero when even instant answers do
+    not fit."""
+    per_request = within.total_seconds() / requests
+    tries = max_retries + 1
+    pauses = max_retries * max(RETRY_AFTER_CAP_S, BACKOFF_CAP_S)
+    return (per_request - pauses) / tries - (POOL_TIMEOUT_S + CONNECT_TIMEOUT_S + WRITE_TIMEOUT_S)
 
 
 # Set in a 2xx response's `extensions` when an earlier attempt of the same write may have
@@ -382,10 +404,12 @@ class MarketplaceHttp:
         retry_unknown_writes: bool = True,
         private_network_allowed: bool | None = None,
     ) -> None:
-        if not MIN_READ_TIMEOUT_S <= read_timeout_s <= MAX_READ_TIMEOUT_S:
+        # The upper bound is configuration's (commerce.sweep_claim): every configured value is
+        # checked where it is read, before a client is built.
+        if not read_timeout_s >= MIN_READ_TIMEOUT_S or math.isinf(read_timeout_s):
             raise ValueError(
-                f"{slug}: read timeout must be between {MIN_READ_TIMEOUT_S} and "
-                f"{MAX_READ_TIMEOUT_S} seconds, got {read_timeout_s!r}"
+                f"{slug}: read timeout must be a number of seconds from {MIN_READ_TIMEOUT_S}, "
+                f"got {read_timeout_s!r}"
             )
         self.slug = slug
         self.max_retries = max_retries

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from adapters.base import MarketplaceAdapter, MarketplaceConfig
+from commerce.sweep_claim import read_timeout_problem
 from onecart.money import is_iso_currency
 
 # kind -> "module:Class"; one module per marketplace API format.
@@ -83,6 +84,12 @@ def parse_marketplaces(
         match_identifier = entry.get("match_identifier", "gtin")
         if match_identifier not in MATCH_IDENTIFIERS:
             raise MarketplaceConfigError(f"{where}: match_identifier {match_identifier!r} unknown")
+        options = entry.get("options", {})
+        if isinstance(options, Mapping) and "read_timeout_s" in options:
+            # Checked when the file is read (at startup), not first when an order is placed.
+            problem = read_timeout_problem(options["read_timeout_s"])
+            if problem:
+                raise MarketplaceConfigError(f"{where}: options.read_timeout_s {problem}")
         api_key_env = entry.get("api_key_env")
         try:
             base_url = _expand(entry["base_url"], env)
@@ -104,7 +111,7 @@ def parse_marketplaces(
                 match_identifier=match_identifier,
                 active=bool(entry.get("active", True)),
                 page_size=int(entry.get("page_size", 100)),
-                options=entry.get("options", {}),
+                options=options,
             )
         )
     return configs

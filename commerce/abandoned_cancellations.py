@@ -62,20 +62,17 @@ from commerce.order_models import (
 from commerce.order_state import flag_order, locked_sub_order, sub_order_status_for
 from commerce.payments.providers import GatewayProvider
 
+# A sweep's claim on a part is renewed before each marketplace call; one older than this was
+# left by a sweep that was killed, and is taken over. Every marketplace's read timeout is bounded
+# so that no call outlasts it (commerce.sweep_claim).
+from commerce.sweep_claim import SWEEP_CLAIM_DEAD_AFTER
+
 logger = logging.getLogger(__name__)
 
 # The shopper's notice that a part's cancellation was refused, so it goes ahead.
 REFUSED_KIND = CANCELLATION_REFUSED
 # Placed parts a cancellation job would still ask to cancel (shipped ones it reports refused).
 _CANCELLABLE = (SubOrderStatus.PLACED, SubOrderStatus.PROCESSING)
-# A sweep's claim on a part is renewed before each marketplace call; one older than this was
-# left by a sweep that was killed, and is taken over. One call, with the HTTP client's 5 tries
-# and back-offs, is at most about 5 minutes at the default read timeout (15 s); a marketplace
-# whose `read_timeout_s` is over about 138 s can make one call outlast this, and then a second
-# sweep may take the part over and ask too: every write stays a compare-and-set on the claim and
-# the refund on the part's placed status, so nothing is moved twice, but the cancel may be sent
-# twice.
-SWEEP_CLAIM_DEAD_AFTER = timedelta(minutes=15)
 
 
 def find_abandoned_cancellations(
@@ -190,7 +187,7 @@ def _held_by(claim: _HeldClaim) -> sa.ColumnElement[bool]:
 def _renew(session_factory: sessionmaker[Session], claim: _HeldClaim) -> bool:
     """Before each marketplace call: the claim's time moves to now (compare-and-set on its
     value), so a live sweep, however long its calls add up to, is not taken for a dead one (each
-    call is bounded by the adapter's timeouts, far below SWEEP_CLAIM_DEAD_AFTER). False when
+    call ends within SWEEP_CLAIM_DEAD_AFTER: commerce.sweep_claim bounds the timeouts). False when
     the claim was taken over meanwhile (a renewal failed, a call outlasted the bound): the
     sweep then stops touching the part, its new owner answers it."""
     now = utc_now()
@@ -345,7 +342,8 @@ def resolve_abandoned_cancellation(
     # and either way it reads the order back as cancelled before refunding. Not cancelled yet:
     # this is the cancellation the job never made.
     # The cancel call and the read-back after an unclear reply are two calls, each up to a few
-    # minutes (a marketplace's read timeout may be 300 s, tried 5 times): renewed between them,
+    # minutes (5 tries at the marketplace's read timeout, bounded by commerce.sweep_claim so
+    # that one call fits in the claim): renewed between them,
     # and a sweep that lost the claim meanwhile does not read back nor record (its new owner
     # asks). Once the part is cancelled and refunded, no sweep finds it: the Stripe calls that
     # follow need no claim.

@@ -15,6 +15,8 @@ from croniter import croniter
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from commerce.sweep_claim import read_timeout_problem
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Most past days a demo replays (ONECART_DEMO_HISTORY_DAYS, `onecart ingest --history`).
 MAX_HISTORY_DAYS = 90
@@ -40,6 +42,13 @@ def accept_field_names(model: type[BaseSettings], data: Any) -> Any:
         if info.alias and name in renamed and name != info.alias:
             renamed[info.alias] = renamed.pop(name)
     return renamed
+
+
+def _fits_the_sweep_claim(value: float) -> float:
+    problem = read_timeout_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 def _five_field_cron(value: str) -> str:
@@ -78,8 +87,10 @@ class Settings(BaseSettings):
     sandbox_seed: int = Field(42, alias="ONECART_SANDBOX_SEED")
     # Seconds an adapter waits for a marketplace's answer (marketplaces.toml option
     # `read_timeout_s` overrides it per marketplace); a write that times out is "unknown".
-    marketplace_read_timeout_s: float = Field(
-        15.0, ge=0.05, le=300, alias="ONECART_MARKETPLACE_READ_TIMEOUT_S"
+    # Bounded above so that no call outlasts the abandoned-cancellation sweep's claim on a part
+    # (commerce.sweep_claim): checked when the settings are read, at startup.
+    marketplace_read_timeout_s: Annotated[float, AfterValidator(_fits_the_sweep_claim)] = Field(
+        15.0, alias="ONECART_MARKETPLACE_READ_TIMEOUT_S"
     )
 
     meili_url: str = Field("http://127.0.0.1:7700", alias="MEILI_URL")

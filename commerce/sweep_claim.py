@@ -1,0 +1,44 @@
+"""How long the abandoned-cancellation sweep's claim on a part lasts, and the longest
+marketplace read timeout that fits in it.
+
+A sweep renews its claim before each marketplace call (commerce.abandoned_cancellations); a
+claim older than SWEEP_CLAIM_DEAD_AFTER is taken for a killed sweep's and taken over. A call that
+outlasted the claim let a second sweep take the part over and send the cancel again, so every
+marketplace's read timeout is bounded (checked where configuration is read: settings,
+marketplaces.toml, the adapter being built) by what makes the calls one claim covers end in it.
+Nothing here reads configuration or touches the database: adapters and settings import it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from adapters.marketplace_http import MIN_READ_TIMEOUT_S, longest_read_timeout_s
+
+# A sweep's claim on a part older than this was left by a sweep that was killed.
+SWEEP_CLAIM_DEAD_AFTER = timedelta(minutes=15)
+# The most HTTP requests an adapter call the sweep makes between two renewals of its claim
+# sends: Shopify's cancel is a mutation and a read of the order (one request each elsewhere).
+HTTP_REQUESTS_PER_CLAIM = 2
+# Whole milliseconds, rounded down, so the bound reads plainly in errors and docs.
+MAX_MARKETPLACE_READ_TIMEOUT_S = (
+    int(longest_read_timeout_s(SWEEP_CLAIM_DEAD_AFTER, requests=HTTP_REQUESTS_PER_CLAIM) * 1000)
+    / 1000
+)
+
+
+def read_timeout_problem(read_timeout_s: object) -> str | None:
+    """Why a configured read timeout cannot be used: not a number of seconds, too short, or so
+    long that a call could outlast the sweep's claim; None when it fits."""
+    if isinstance(read_timeout_s, bool) or not isinstance(read_timeout_s, int | float):
+        return f"must be a number of seconds, got {read_timeout_s!r}"
+    if not read_timeout_s >= MIN_READ_TIMEOUT_S:  # NaN too
+        return f"must be at least {MIN_READ_TIMEOUT_S} seconds, got {read_timeout_s!r}"
+    if read_timeout_s <= MAX_MARKETPLACE_READ_TIMEOUT_S:
+        return None
+    minutes = int(SWEEP_CLAIM_DEAD_AFTER.total_seconds() // 60)
+    return (
+        f"at most {MAX_MARKETPLACE_READ_TIMEOUT_S} seconds, got {read_timeout_s!r}: with its "
+        f"retries, a longer one lets a marketplace call outlast the abandoned-cancellation "
+        f"sweep's {minutes}-minute claim on a part (docs/configuration.md)"
+    )

@@ -185,3 +185,102 @@ def test_a_part_refused_after_the_orders_notice_is_left_to_be_told_on_postgresql
     postgres_url: str,
 ) -> None:
     _check(postgres_url)
+
+
+# Names holding LIKE's wildcards: "_" stands for any one character and "%" for any run of them,
+# so unescaped "Shop_Wave" matched a notice naming "ShopXWave", and "100% Deals" one naming
+# "100 Great Deals": parts never told were taken for told, and the sweep never told them.
+WILDCARD_NAMES = {
+    "shopxwave": "ShopXWave",
+    "shop-underscore": "Shop_Wave",
+    "great-deals": "100 Great Deals",
+    "percent-deals": "100% Deals",
+}
+
+
+def _seed_wildcard_names(url: str) -> None:
+    """B1: the notice names ShopXWave, not Shop_Wave. B2: it names 100 Great Deals, not 100%
+    Deals. B3: it names 100% Deals and Shop_Wave themselves."""
+    command.upgrade(alembic_config(url), BEFORE)
+    engine = create_storefront_engine(url)
+    try:
+        with engine.begin() as connection:
+            user = _insert(connection, "users", username="u2", email="u2@example.com")
+            markets = {
+                slug: _insert(
+                    connection,
+                    "marketplaces",
+                    slug=slug,
+                    name=name,
+                    kind="dummyjson",
+                    currency="USD",
+                    capabilities=["catalog", "order", "cancel"],
+                    active=True,
+                )
+                for slug, name in WILDCARD_NAMES.items()
+            }
+            for number, slugs, named in (
+                ("B1", ("shopxwave", "shop-underscore"), "ShopXWave"),
+                ("B2", ("great-deals", "percent-deals"), "100 Great Deals"),
+                ("B3", ("percent-deals", "shop-underscore"), "100% Deals, Shop_Wave"),
+            ):
+                order = _insert(
+                    connection,
+                    "orders",
+                    number=number,
+                    user_id=user,
+                    status="processing",
+                    payment_method="wallet",
+                    total_minor=200,
+                    currency="USD",
+                    cancel_requested_at=FIRST_NOTICE,
+                )
+                for slug in slugs:
+                    _insert(
+                        connection,
+                        "marketplace_orders",
+                        order_id=order,
+                        marketplace_id=markets[slug],
+                        status="placed",
+                        marketplace_order_id=f"m-{slug}",
+                        amount_minor=100,
+                        currency="USD",
+                        charge_minor=100,
+                        charge_currency="USD",
+                        cancel_outcome="refused",
+                    )
+                _insert(
+                    connection,
+                    "notifications",
+                    user_id=user,
+                    order_id=order,
+                    sub_order_id=None,
+                    kind=REFUSED,
+                    message="These marketplaces could not cancel their part of your order, so "
+                    f"it goes ahead: {named}.",
+                    created_at=FIRST_NOTICE,
+                    email_attempts=0,
+                )
+    finally:
+        engine.dispose()
+
+
+def _check_wildcard_names(url: str) -> None:
+    _seed_wildcard_names(url)
+    command.upgrade(alembic_config(url), "head")
+    assert _told(url) == {
+        "B1/shopxwave": True,
+        "B1/shop-underscore": False,
+        "B2/great-deals": True,
+        "B2/percent-deals": False,
+        "B3/percent-deals": True,
+        "B3/shop-underscore": True,
+    }
+
+
+def test_a_name_with_like_wildcards_matches_only_itself_on_sqlite(tmp_path: Path) -> None:
+    _check_wildcard_names(f"sqlite:///{tmp_path / 'wildcards.db'}")
+
+
+def test_a_name_with_like_wildcards_matches_only_itself_on_postgresql(postgres_url: str) -> None:
+    _check_wildcard_names(postgres_url)

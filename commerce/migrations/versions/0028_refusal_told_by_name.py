@@ -61,14 +61,28 @@ marketplaces = sa.table(
 )
 
 
+# LIKE's escape character: a name's own "%", "_" (and this character) are preceded by it, so
+# that they match themselves, not any run of characters or any one.
+LIKE_ESCAPE = "\\"
+
+
+def _like_literal(text: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """`text` as a LIKE pattern that matches only itself (the escape character first)."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        text = sa.func.replace(text, special, LIKE_ESCAPE + special)
+    return text
+
+
 def _names_it(
     message: sa.ColumnElement[str], name: sa.ColumnElement[str]
 ) -> sa.ColumnElement[bool]:
     """Whether the order's notice lists this marketplace name: the list follows "goes ahead: ",
-    separated by ", " and ended by "." (a name inside a longer one is not a match)."""
+    separated by ", " and ended by "." (a name inside a longer one is not a match; a "%" or "_"
+    in a name is that character, not a wildcard)."""
+    escaped = _like_literal(name)
     return sa.or_(
         *(
-            message.contains(sa.literal(before) + name + sa.literal(after))
+            message.contains(sa.literal(before) + escaped + sa.literal(after), escape=LIKE_ESCAPE)
             for before in (": ", ", ")
             for after in (",", ".")
         )

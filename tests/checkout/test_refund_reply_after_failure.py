@@ -1,0 +1,118 @@
+"""A card refund's reply arriving after Stripe's later word that the refund failed.
+
+Stripe answers a refund `pending` (as good as done until the bank refuses it), and the bank can
+refuse it soon after. When the worker's call is slow, the sweeper's look-up of the refund in
+doubt can read Stripe's list first and record the failure (the operator told to pay it another
+way); the worker's reply, `pending`, then arrives. It is the older word: recorded over the
+failure, it made the refund succeeded in our books, told the shopper "We refunded …" and took
+the operator's list for a resolved matter, while the shopper got nothing.
+
+Real shop, sandbox marketplaces and localstripe (the refund is really made there); the gateway
+is wrapped only where localstripe cannot play the fault: its refunds never fail, so the
+sweeper's look-up during the call is answered "failed" as Stripe would then list it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from commerce import settlement
+from commerce.marketplace_access import adapter_for_marketplace
+from commerce.notification_models import Notification
+from commerce.order_locks import lock_order
+from commerce.order_models import (
+    MarketplaceOrder,
+    Payment,
+    PaymentStatus,
+    RefundStatus,
+    SubOrderStatus,
+)
+from commerce.payments.gateway import FoundRefund, FoundRefundStatus, PaymentGateway
+from commerce.payments.providers import gateway_for_payment
+from commerce.placement import place_sub_order
+from commerce.refunds import reconcile_refund
+from commerce.sub_order_compensation import compensate_sub_order
+from tests.checkout.shop import Shop
+
+
+class StripeListsItFailed:
+    """The real gateway, whose refund look-up answers what Stripe lists once the bank refused
+    the refund (localstripe's refunds never fail)."""
+
+    def __init__(self, real: PaymentGateway, reference: str) -> None:
+        self.real, self.reference = real, reference
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def find_refund(self, provider_reference: str, reference: str) -> FoundRefund | None:
+        return FoundRefund(self.reference, FoundRefundStatus.FAILED, "failed")
+
+
+class SlowReply:
+    """The real gateway; its refund call is made at localstripe, and before its reply is read
+    the sweeper's look-up of the refund in doubt runs (Stripe lists it failed by then)."""
+
+    def __init__(self, real: PaymentGateway, shop: Shop, refund_id: int) -> None:
+        self.real, self.shop, self.refund_id = real, shop, refund_id
+        self.looked_up: bool | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def refund(self, provider_reference: str, amount: Any, **kwargs: Any) -> str:
+        made = self.real.refund(provider_reference, amount, **kwargs)
+
+        def listed_failed(session: Session, payment: Payment) -> PaymentGateway:
+            return StripeListsItFailed(gateway_for_payment(session, payment), made)  # type: ignore[return-value]
+
+        self.looked_up = reconcile_refund(
+            self.shop.session_factory, self.refund_id, gateway_for=listed_failed
+        )
+        return made
+
+
+def test_a_refunds_reply_read_after_stripe_listed_it_failed_leaves_it_failed(shop: Shop) -> None:
+    user = shop.make_user()
+    shop.fill_cart(user, [("shopwave", 6, 1), ("kiondo", 6, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="stripe", test_card="pm_card_visa")
+    for sub in order.charged_sub_orders:
+        place_sub_order(
+            shop.session_factory, sub.id, adapter_for=adapter_for_marketplace, final_attempt=True
+        )
+    assert shop.order(order.number).payment.status == PaymentStatus.CAPTURED  # type: ignore[union-attr]
+    kiondo = shop.sub_order(order, "kiondo")
+    with shop.session_factory() as session, session.begin():
+        sub = session.get(MarketplaceOrder, kiondo.id)
+        assert sub is not None
+        lock_order(session, sub.order_id)
+        refund = compensate_sub_order(
+            session, sub, status=SubOrderStatus.CANCELLED, reason="Kiondo Market cancelled it."
+        )
+        assert refund is not None
+        refund_id = refund.id
+    slow: list[SlowReply] = []
+
+    def gateway_for(session: Session, payment: Payment) -> PaymentGateway:
+        slow.append(SlowReply(gateway_for_payment(session, payment), shop, refund_id))
+        return slow[-1]  # type: ignore[return-value]
+
+    settlement.process_refunds(shop.session_factory, order.id, gateway_for=gateway_for)
+
+    assert [gateway.looked_up for gateway in slow if gateway.looked_up is not None] == [True]
+    final = shop.order(order.number)
+    payment = final.payment
+    assert payment is not None
+    [refund] = payment.refunds
+    assert refund.status == RefundStatus.FAILED  # Stripe's later word stands
+    assert payment.status == PaymentStatus.CAPTURED  # nothing given back in our books either
+    assert final.attention_reason and refund.idempotency_key in final.attention_reason
+    with shop.session() as session:
+        kinds = list(
+            session.scalars(sa.select(Notification.kind).where(Notification.order_id == order.id))
+        )
+    assert "refund_made" not in kinds  # the shopper is not told a refund they never got
+    shop.unbalanced_orders.add(order.number)  # the shopper is owed the share: the operator's

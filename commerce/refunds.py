@@ -217,7 +217,10 @@ def _refund_done(
 ) -> None:
     with session_factory() as session, session.begin():
         refund = _locked_refund(session, refund_id)
-        if refund.status == RefundStatus.SUCCEEDED:
+        # Failed is Stripe's later word: a refund it accepted (`pending`, taken for done) that
+        # the bank refused since, recorded by a look-up or Stripe's event while this reply was
+        # on its way. The reply is the older word and must not undo it: the shopper got nothing.
+        if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
             return
         refund.provider_reference = reference
         complete_refund(refund, RefundKind.CARD_REFUND)

@@ -20,7 +20,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from commerce.models import Base, Marketplace, utc_now
 
-logger = logging.getLogger("onecart.operator")
+# The logger every action is written to (the site gives it a JSON handler: storefront.request_log).
+OPERATOR_LOGGER = "onecart.operator"
+logger = logging.getLogger(OPERATOR_LOGGER)
 
 OPERATOR_MAX_LENGTH = 120
 SUBJECT_MAX_LENGTH = 200

@@ -6,12 +6,14 @@ PostgreSQL with DATABASE_URL)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
@@ -24,6 +26,7 @@ from commerce.order_models import (
     PaymentStatus,
     SubOrderStatus,
 )
+from storefront.request_log import JsonLogFormatter
 from tests.storefront.order_factories import add_order, add_payment, add_sub_order
 from tests.storefront.test_admin import NEW_MARKETPLACE, SECRET_KEY
 
@@ -180,3 +183,24 @@ def test_an_operator_action_is_kept_when_its_order_is_gone(
 
     [kept] = _actions(db_session)
     assert kept.order_id is None and kept.subject == f"{order.number}: Shop"
+
+
+def test_the_site_writes_operator_actions_to_its_log_as_json_lines(app: Flask) -> None:
+    """uWSGI configures no Python logging: an INFO line on a logger without a handler of its own
+    is dropped (the last-resort handler writes warnings and worse). The site gives
+    `onecart.operator` the request log's JSON handler, so each action reaches the site's log."""
+    operator_logger = logging.getLogger("onecart.operator")
+    assert operator_logger.isEnabledFor(logging.INFO)
+    [handler] = [h for h in operator_logger.handlers if isinstance(h.formatter, JsonLogFormatter)]
+    record = operator_logger.makeRecord(
+        "onecart.operator",
+        logging.INFO,
+        __file__,
+        1,
+        "%s: %s",
+        (OPERATOR, "marketplace_disabled"),
+        None,
+        extra={"fields": {"event": "operator_action", "operator": OPERATOR}},
+    )
+    line = json.loads(handler.format(record))
+    assert (line["event"], line["operator"], line["level"]) == ("operator_action", OPERATOR, "info")

@@ -144,6 +144,8 @@ class HttpMarketplaceAdapter:
             sleep=sleep,
             read_timeout_s=read_timeout_option(config),
             retry_unknown_writes=retry_unknown_writes_option(config),
+            # A redirect to another host never carries the key (marketplace_http).
+            secrets=lambda: (config.api_key,) if config.api_key else (),
         )
         # Read by placement's verification (commerce.acceptance), not by the adapter itself.
         self.shipping_tax_allowance = shipping_tax_allowance_option(config)

@@ -33,6 +33,7 @@ from adapters.base import (
     Transient,
     loggable_url,
 )
+from adapters.redirect_secrets import RedirectRefused, keep_secrets_on_their_host
 
 # --- HTTP policy: every number in one place -------------------------------------------------
 
@@ -240,10 +241,6 @@ def non_public_address(
     return None if problem is None else f"{host or '(no host)'} {problem.value}"
 
 
-class RedirectRefused(httpx.RequestError):
-    """A marketplace redirected to another host that is not a public address: not followed."""
-
-
 def refuse_redirects_into_the_private_network(response: httpx.Response) -> None:
     """httpx's response hook: a redirect to another host is followed only to a public address.
 
@@ -403,6 +400,7 @@ class MarketplaceHttp:
         read_timeout_s: float = READ_TIMEOUT_S,
         retry_unknown_writes: bool = True,
         private_network_allowed: bool | None = None,
+        secrets: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         # The upper bound is configuration's (commerce.sweep_claim): every configured value is
         # checked where it is read, before a client is built.
@@ -434,7 +432,13 @@ class MarketplaceHttp:
             transport=transport,
             verify=shared_ssl_context(),
             follow_redirects=True,
-            event_hooks={"response": [refuse_redirects_into_the_private_network]},
+            event_hooks={
+                "response": [
+                    refuse_redirects_into_the_private_network,
+                    # `secrets`: the marketplace's key (adapters.http_adapter), asked when needed.
+                    functools.partial(keep_secrets_on_their_host, secrets=secrets),
+                ]
+            },
         )
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +35,9 @@ PASSWORD_MAX_LENGTH = 128
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,39}$")
 PHONE_PATTERN = re.compile(r"^\+?[0-9 ()./-]{6,24}$")
 NAME_MAX_LENGTH = 80
+# Control characters (line breaks, tabs, escapes) and the line and paragraph separators.
+NAME_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+NAME_CONTROL_MESSAGE = "Use a name without line breaks, tabs or other control characters."
 EMAIL_TAKEN_MESSAGE = "An account with this e-mail address already exists."
 # A few of the most common passwords that pass the length rule; the point is the obvious ones.
 COMMON_PASSWORDS = frozenset(
@@ -151,6 +155,10 @@ def email_in_use(session: Session, email: str, *, except_user_id: int | None = N
 def _check_name(errors: dict[str, list[str]], field: str, value: str) -> None:
     if len(value) > NAME_MAX_LENGTH:
         errors.setdefault(field, []).append(f"Use at most {NAME_MAX_LENGTH} characters.")
+    # A name opens OneCart's e-mails ("Hello Ama,"): a line break in it would start a paragraph
+    # of the typer's own words there, and no one's name holds one, a tab or an escape.
+    if any(unicodedata.category(ch) in NAME_REFUSED_CATEGORIES for ch in value):
+        errors.setdefault(field, []).append(NAME_CONTROL_MESSAGE)
 
 
 def _check_phone(errors: dict[str, list[str]], phone_number: str | None) -> None:

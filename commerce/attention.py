@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.models import utc_now
 from commerce.notifications import notify
+from commerce.operator_actions import record_operator_action
 from commerce.order_models import (
     MarketplaceOrder,
     Refund,
@@ -36,11 +37,13 @@ def mark_placed_by_operator(
     sub_order_id: int,
     marketplace_order_id: str,
     *,
+    operator: str,
     gateway_for: GatewayProvider = gateway_for_payment,
 ) -> bool:
     """The operator confirmed with the marketplace that it holds the order: needs_attention →
     placed with the marketplace's id (and, when the shopper asked to cancel meanwhile, the
-    cancellation is queued again for it); then the payment is settled."""
+    cancellation is queued again for it); then the payment is settled. `operator` (the admin's
+    username) is recorded with it (commerce.operator_actions)."""
     marketplace_order_id = marketplace_order_id.strip()[:120]
     if not marketplace_order_id:
         raise ValueError("Enter the marketplace's order id.")
@@ -53,6 +56,16 @@ def mark_placed_by_operator(
         sub_order.marketplace_order_id = marketplace_order_id
         sub_order.placed_at = utc_now()
         sub_order.last_error = "marked placed by an operator"
+        record_operator_action(
+            session,
+            operator=operator,
+            action="sub_order_marked_placed",
+            subject=_part_name(sub_order),
+            detail=f"{sub_order.marketplace.name} holds it as its order {marketplace_order_id}; "
+            f"the payment of {format_money(sub_order.amount_minor, sub_order.currency)} for it "
+            "is settled",
+            order_id=order_id,
+        )
         notify(
             session,
             sub_order.order,
@@ -137,12 +150,14 @@ def refund_by_operator(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
     *,
+    operator: str,
     gateway_for: GatewayProvider = gateway_for_payment,
 ) -> OperatorRefund | None:
     """The operator confirmed the marketplace holds no order: needs_attention → failed, its
     share refunded where the payment came from (the wallet, the card, or left out of a card
     payment not captured yet), which the recorded reason and the wallet's ledger line say.
-    None when it no longer needs attention."""
+    Recorded with `operator` (commerce.operator_actions). None when it no longer needs
+    attention."""
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
         if sub_order.status != SubOrderStatus.NEEDS_ATTENTION:
@@ -161,6 +176,14 @@ def refund_by_operator(
         )
         order_id = sub_order.order_id
         refund_id = refund.id if refund is not None else None
+        record_operator_action(
+            session,
+            operator=operator,
+            action="sub_order_refunded",
+            subject=_part_name(sub_order),
+            detail=f"{reason}: {_refund_recorded(refund)}",
+            order_id=order_id,
+        )
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     with session_factory() as session:
@@ -199,6 +222,7 @@ def cancelled_by_operator(
     session_factory: sessionmaker[Session],
     sub_order_id: int,
     *,
+    operator: str,
     gateway_for: GatewayProvider = gateway_for_payment,
 ) -> bool:
     """The operator confirmed with the marketplace that it cancelled this placed sub-order (its
@@ -211,15 +235,48 @@ def cancelled_by_operator(
     when the sub-order is not placed (pending, being placed, or already ended) or delivered
     (`OPERATOR_CANCELLABLE_STATUSES`), and while OneCart's own cancel of it waits for the
     marketplace's answer (`cancel_under_way`: the operator's word does not race the
-    marketplace's; the answer, or the flag it raises, comes within minutes)."""
+    marketplace's; the answer, or the flag it raises, comes within minutes). Recorded with
+    `operator` (commerce.operator_actions)."""
     with session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
         if sub_order.status not in OPERATOR_CANCELLABLE_STATUSES or cancel_under_way(sub_order):
             return False
         reason = f"{sub_order.marketplace.name} cancelled it (confirmed by our team)."
-        compensate_sub_order(session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason)
+        refund = compensate_sub_order(
+            session, sub_order, status=SubOrderStatus.CANCELLED, reason=reason
+        )
         record_event(session, sub_order, TimelineStep.CANCELLED, detail=reason)
         order_id = sub_order.order_id
+        record_operator_action(
+            session,
+            operator=operator,
+            action="sub_order_recorded_cancelled",
+            subject=_part_name(sub_order),
+            detail=f"{reason} {_refund_recorded(refund)}",
+            order_id=order_id,
+        )
     process_refunds(session_factory, order_id, gateway_for=gateway_for)
     settle_payment(session_factory, order_id, gateway_for=gateway_for)
     return True
+
+
+def _part_name(sub_order: MarketplaceOrder) -> str:
+    """A part as the attention page names it: "OC-…: DummyMart"."""
+    return f"{sub_order.order.number}: {sub_order.marketplace.name}"
+
+
+_REFUND_KIND_WORDS = {
+    RefundKind.WALLET_CREDIT: "wallet credit",
+    RefundKind.CARD_REFUND: "card refund",
+    RefundKind.RELEASE: "release of the card hold",
+}
+
+
+def _refund_recorded(refund: Refund | None) -> str:
+    """What an operator's action recorded of the shopper's money, for the action's record."""
+    if refund is None:
+        return "nothing was paid for it, so no refund is recorded"
+    return (
+        f"a {_REFUND_KIND_WORDS[refund.kind]} of "
+        f"{format_money(refund.amount_minor, refund.currency)} is recorded"
+    )

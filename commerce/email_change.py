@@ -124,16 +124,20 @@ def confirm_email_change(session: Session, user: User) -> str:
 
 
 def confirm_new_address_email(user: User, link: str, mail: MailSettings) -> EmailMessage:
-    """The message to the new address, with the link that applies the change."""
+    """The message to the new address, with the link that applies the change.
+
+    The address is whatever the account typed, anyone's, so the mail holds no text the account
+    chose (its first name, its username): otherwise a stranger could have OneCart greet anyone
+    with words of their own from its address. The owner knows which account they asked for."""
     message = EmailMessage()
     message["From"] = mail.sender
     message["To"] = user.pending_email or ""
     message["Subject"] = "Confirm your new OneCart e-mail address"
     hours = EMAIL_CHANGE_MAX_AGE_S // 3600
     message.set_content(
-        f"Hello {user.first_name or user.username},\n\n"
-        "Someone (we hope you) asked to use this address for the OneCart account "
-        f"{user.username}. To confirm, open this link within {hours} hours (it works once):"
+        "Hello,\n\n"
+        "Someone (we hope you) asked to use this address for their OneCart account. To "
+        f"confirm, open this link within {hours} hours (it works once):"
         f"\n\n{link}\n\n"
         "Until then the account keeps its current address. If it wasn't you, ignore this "
         "e-mail: nothing changes.\n"

@@ -40,6 +40,12 @@ from commerce.marketplace_admin import (
     update_marketplace,
 )
 from commerce.models import Marketplace, User, utc_now
+from commerce.operator_actions import (
+    describe_marketplace_change,
+    marketplace_state,
+    marketplace_subject,
+    record_operator_action,
+)
 from commerce.order_models import (
     MarketplaceOrder,
     Order,
@@ -180,6 +186,11 @@ def new_marketplace() -> Response | tuple[str, int]:
             form,
             render_template("admin/marketplace_form.html", form=form, marketplace=None),
         )
+    _record_marketplace_action(
+        marketplace,
+        "marketplace_added",
+        describe_marketplace_change({}, marketplace_state(marketplace)),
+    )
     db.commit()
     flash(f"{marketplace.name} was added.", "success")
     return redirect(url_for("admin.marketplaces"))
@@ -201,6 +212,7 @@ def edit_marketplace(marketplace_id: int) -> Response | tuple[str, int]:
         )
     db = db_session()
     was_active = marketplace.active
+    before = marketplace_state(marketplace)
     try:
         key_dropped = update_marketplace(
             db,
@@ -222,6 +234,9 @@ def edit_marketplace(marketplace_id: int) -> Response | tuple[str, int]:
             form,
             render_template("admin/marketplace_form.html", form=form, marketplace=marketplace),
         )
+    change = describe_marketplace_change(before, marketplace_state(marketplace))
+    if change:  # a save that changed nothing is no action
+        _record_marketplace_action(marketplace, "marketplace_edited", change)
     db.commit()
     saved = f"{marketplace.name} was saved."
     if marketplace.active != was_active:
@@ -241,7 +256,9 @@ def edit_marketplace(marketplace_id: int) -> Response | tuple[str, int]:
 def disable_marketplace(marketplace_id: int) -> Response:
     """Hide a marketplace from shoppers (its data stays)."""
     marketplace = _marketplace_or_404(marketplace_id)
-    set_marketplace_active(db_session(), marketplace, False)
+    if marketplace.active:
+        set_marketplace_active(db_session(), marketplace, False)
+        _record_marketplace_action(marketplace, "marketplace_disabled", "hidden from shoppers")
     db_session().commit()
     flash(f"{marketplace.name} is now disabled. {_listings_refresh(marketplace)}", "info")
     return redirect(url_for("admin.marketplaces"))
@@ -251,10 +268,25 @@ def disable_marketplace(marketplace_id: int) -> Response:
 def enable_marketplace(marketplace_id: int) -> Response:
     """Show a disabled marketplace again."""
     marketplace = _marketplace_or_404(marketplace_id)
-    set_marketplace_active(db_session(), marketplace, True)
+    if not marketplace.active:
+        set_marketplace_active(db_session(), marketplace, True)
+        _record_marketplace_action(marketplace, "marketplace_enabled", "shown to shoppers again")
     db_session().commit()
     flash(f"{marketplace.name} is active again. {_listings_refresh(marketplace)}", "success")
     return redirect(url_for("admin.marketplaces"))
+
+
+def _record_marketplace_action(marketplace: Marketplace, action: str, detail: str) -> None:
+    """Record what the signed-in admin did to `marketplace`, in the request's transaction
+    (commerce.operator_actions; never the key's value)."""
+    record_operator_action(
+        db_session(),
+        operator=current_user.username,
+        action=action,
+        subject=marketplace_subject(marketplace),
+        detail=detail,
+        marketplace_id=marketplace.id,
+    )
 
 
 def _listings_refresh(marketplace: Marketplace) -> str:
@@ -416,7 +448,9 @@ def attention_mark_placed(sub_order_id: int) -> Response:
         flash("Enter the marketplace's order id (at most 120 characters).", "error")
         return redirect(url_for("admin.attention"))
     part = _sub_order_name(sub_order_id)
-    placed = mark_placed_by_operator(session_factory(), sub_order_id, marketplace_order_id)
+    placed = mark_placed_by_operator(
+        session_factory(), sub_order_id, marketplace_order_id, operator=current_user.username
+    )
     if placed:
         flash(f"{part} is recorded as placed.", "success")
     else:
@@ -430,7 +464,7 @@ def attention_refund(sub_order_id: int) -> Response:
     was paid from (the confirmation says where: the wallet or the card)."""
     part = _sub_order_name(sub_order_id)
     order_number = part.split(": ", 1)[0]
-    result = refund_by_operator(session_factory(), sub_order_id)
+    result = refund_by_operator(session_factory(), sub_order_id, operator=current_user.username)
     if result is not None:
         failed = result.refund is not None and result.refund.status == RefundStatus.FAILED
         flash(f"{order_number}: {result.said()}", "error" if failed else "success")
@@ -444,7 +478,7 @@ def attention_cancelled(sub_order_id: int) -> Response:
     """The marketplace confirmed (to the operator) that it cancelled a placed part whose cancel
     OneCart could not confirm: the part ends cancelled, its share refunded, its units for sale."""
     part = _sub_order_name(sub_order_id)
-    if cancelled_by_operator(session_factory(), sub_order_id):
+    if cancelled_by_operator(session_factory(), sub_order_id, operator=current_user.username):
         flash(f"{part} is recorded as cancelled; its share is refunded.", "success")
     else:
         flash(

@@ -184,6 +184,8 @@ EXPIRED_FORM_PROBLEM = (
     "Check your order below and place it again."
 )
 FIELDS_PROBLEM = "Please correct the details marked below; nothing was charged."
+# Outside sandbox mode a card is entered in Stripe.js, which hands the form a PaymentIntent.
+CARD_DETAILS_PROBLEM = "Enter your card details to pay by card; nothing was charged."
 CARD_PAYMENT_PROBLEM = (
     "The card payment this page started is not valid, so nothing was charged. "
     "Place your order again to pay by card."
@@ -241,8 +243,10 @@ def _submission(form: CheckoutForm, user: User) -> CheckoutSubmission:
             country=form.country.data or "",
             phone=form.phone.data or "",
         ),
+        # The server-side test cards are a sandbox convenience: with real keys a posted one is
+        # never sent to Stripe (the submit is refused below).
         card_payment_method=(form.test_card.data or None)
-        if method == PaymentMethod.STRIPE
+        if method == PaymentMethod.STRIPE and is_sandbox_mode(get_settings())
         else None,
         # Kept for wallet payments too: a hold Stripe.js made before the shopper switched to
         # the wallet is released by the submit (never left on the card).
@@ -269,6 +273,8 @@ def place_order() -> Response | tuple[str, int, dict[str, str]]:
         and not submission.payment_intent_id
         and submission.card_payment_method not in SANDBOX_PAYMENT_METHODS
     ):
+        if not is_sandbox_mode(get_settings()):
+            return _render(form, form_problem=CARD_DETAILS_PROBLEM, status=422)
         form.test_card.errors = ["Choose a card."]
         return _render(form, status=422)
     try:

@@ -76,7 +76,7 @@ def test_a_part_an_operator_confirms_placed_after_the_shopper_cancelled_is_cance
     assert shop.sub_order(order, "kiondo").status == SubOrderStatus.CANCELLED
     jobs_before = _cancel_jobs(shop, order.id)
 
-    assert mark_placed_by_operator(shop.session_factory, shopwave.id, held)
+    assert mark_placed_by_operator(shop.session_factory, shopwave.id, held, operator="ops")
 
     assert _cancel_jobs(shop, order.id) == jobs_before + 1  # asked for again
     carry_out_cancellation(

@@ -424,7 +424,7 @@ def test_the_abandoned_cancellation_sweep_does_not_tell_an_operator_cancelled_pa
     sub = _wallet_paid_part(
         db_session, order, dummymart, status=SubOrderStatus.PLACED, marketplace_order_id="54"
     )
-    adapter = _ShippedThere(lambda: cancelled_by_operator(factory, sub.id))
+    adapter = _ShippedThere(lambda: cancelled_by_operator(factory, sub.id, operator="ops"))
 
     resolve_abandoned_cancellation(
         factory, sub.id, adapter_for=lambda market: adapter, gateway_for=lambda *a: None
@@ -497,7 +497,7 @@ def test_a_late_overcharge_cancel_leaves_a_part_the_operator_cancelled_alone(
             part = session.get(MarketplaceOrder, sub.id)
             assert part is not None
             part.claim_expires_at = utc_now() - timedelta(seconds=1)
-        assert cancelled_by_operator(factory, sub.id, gateway_for=lambda *a: None)
+        assert cancelled_by_operator(factory, sub.id, operator="ops", gateway_for=lambda *a: None)
         with factory() as session, session.begin():
             flagged = session.get(Order, order.id)
             assert flagged is not None
@@ -580,7 +580,7 @@ def test_the_abandoned_cancellation_sweep_does_not_flag_a_part_the_operator_canc
     )
 
     def operator_cancels_and_clears_the_flag() -> None:
-        assert cancelled_by_operator(factory, sub.id, gateway_for=lambda *a: None)
+        assert cancelled_by_operator(factory, sub.id, operator="ops", gateway_for=lambda *a: None)
         with factory() as session, session.begin():
             flagged = session.get(Order, order.id)
             assert flagged is not None

@@ -70,6 +70,8 @@ def test_signup_follows_a_safe_next(client: FlaskClient) -> None:
         ({"password": "onlyletterslong", "confirm_password": "onlyletterslong"}, "Mix letters"),
         ({"confirm_password": "something-else-1"}, "The two passwords don&#39;t match."),
         ({"confirm_password": ""}, "Repeat your password."),
+        ({"first_name": "New\nClaim your prize: https://evil.example"}, "without line breaks"),
+        ({"last_name": "Shopper\u2028Bcc"}, "without line breaks"),
     ],
 )
 def test_signup_validation_errors_rerender_the_form(

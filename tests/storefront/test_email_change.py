@@ -276,3 +276,54 @@ def test_change_mails_to_one_address_are_capped_across_accounts(
     wait_for_mail(mailbox[1], 4)  # two links, two notices to the old addresses
     time.sleep(0.5)
     assert len(_mail_to(mailbox[1], victim)) == 2
+
+
+def test_the_mail_to_a_new_address_carries_no_text_the_account_chose(
+    signed_in: FlaskClient, mailbox: tuple[int, list[Any]]
+) -> None:
+    """The new address is anyone's the account types in, so its mail is a stranger's way to
+    have OneCart, from its own address, greet a victim with the stranger's words: the first name
+    ("Hello Your order is held: pay at https://…") and the username. It names neither."""
+    bait = "Your parcel is held, pay the fee at https://evil.example/pay"
+    answer = signed_in.post(
+        "/profile", data={**DETAILS, "first_name": bait, "email": "victim@example.org"}
+    )
+    assert answer.status_code == 302
+
+    received = wait_for_mail(mailbox[1], 2)
+    body = _body(_mail_to(received, "victim@example.org")[0])
+    assert _CONFIRM_LINK.search(body)
+    words = _CONFIRM_LINK.sub("<link>", body)
+    assert "evil.example" not in words and "parcel" not in words
+    assert "ama" not in words.lower()  # the username
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("first_name", "Ama\n\nYour account is locked: https://evil.example"),
+        ("last_name", "Mensah\r\nBcc: someone@example.org"),
+        ("first_name", "Ama\tMensah"),
+        ("last_name", "Men\x1bsah"),
+    ],
+)
+def test_a_name_with_a_line_break_or_control_character_is_refused(
+    signed_in: FlaskClient,
+    user: User,
+    db_session: Session,
+    mailbox: tuple[int, list[Any]],
+    field: str,
+    value: str,
+) -> None:
+    """Names go into every e-mail's greeting ("Hello Ama,") and into the pages: a line break
+    in one starts a paragraph of the typer's own in OneCart's mail. Refused with the field's
+    message; nothing is changed or sent."""
+    answer = signed_in.post(
+        "/profile", data={**DETAILS, field: value, "email": "ama.new@example.com"}
+    )
+
+    assert answer.status_code == 422
+    assert "line breaks" in answer.get_data(as_text=True)
+    stored = _stored(db_session, user)
+    assert getattr(stored, field) != value and stored.pending_email is None
+    assert mailbox[1] == []  # a refused form queues no mail

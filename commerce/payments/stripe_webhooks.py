@@ -288,7 +288,7 @@ def _refund_update_reported(
     card refused it, so another way of paying back is a person's call. A refund still
     `processing` is left to its look-up, which fails it the same way."""
     from commerce.payments.stripe_gateway import REFUND_FAILED_STATUSES
-    from commerce.refunds import refresh_payment_status
+    from commerce.refunds import note_failure_reported, refresh_payment_status
 
     status = data.get("status")
     if status not in REFUND_FAILED_STATUSES:
@@ -319,7 +319,11 @@ def _refund_update_reported(
         if refund.status == RefundStatus.PROCESSING:
             # Its outcome is unknown to us, and its look-up (commerce.refunds) records what
             # Stripe lists for it, failed included; the operator is told now as well, since
-            # the look-up may wait for Stripe to answer. Nothing else changes here.
+            # the look-up may wait for Stripe to answer. The row is not failed here: a later
+            # attempt of it may have made a refund that counts. The failed refund's id is kept,
+            # so the worker's reply naming it, older than this word, keeps the refund failed.
+            if isinstance(reference, str) and reference:
+                note_failure_reported(refund, reference)
             flag_order(
                 payment.order,
                 f"Stripe reports refund {refund.idempotency_key} ({reference}) {status} while "

@@ -234,3 +234,29 @@ def test_a_later_attempts_refund_counts_after_an_earlier_ones_failure_event(shop
     assert refund.status == RefundStatus.SUCCEEDED and refund.provider_reference != "re_earlier"
     assert payment.status == PaymentStatus.PARTIALLY_REFUNDED
     assert "refund_made" in _kinds_told(shop, order.id)
+
+
+def test_an_earlier_attempts_failure_event_does_not_undo_the_refund_that_counts(
+    shop: Shop,
+) -> None:
+    """The refund was made and recorded done; Stripe's `refund.failed` then arrives for another
+    refund of ours carrying the same reference (an earlier attempt's). It is not the refund
+    that counts: that one stays done, nothing is flagged, the shopper is not told it failed."""
+    order, _ = _card_order_with_a_refund_to_make(shop)
+    settlement.process_refunds(shop.session_factory, order.id)
+    [made] = shop.order(order.number).payment.refunds  # type: ignore[union-attr]
+    assert made.status == RefundStatus.SUCCEEDED and made.provider_reference
+    failed = {**stripe_refund_failed(made.provider_reference), "id": "re_earlier"}
+
+    outcome = handle_stripe_event(shop.session_factory, "evt_earlier", "refund.failed", failed)
+
+    final = shop.order(order.number)
+    payment = final.payment
+    assert payment is not None
+    [refund] = payment.refunds
+    assert refund.status == RefundStatus.SUCCEEDED
+    assert refund.provider_reference == made.provider_reference
+    assert payment.status == PaymentStatus.PARTIALLY_REFUNDED
+    assert not final.attention_reason
+    assert "refund_failed" not in _kinds_told(shop, order.id)
+    assert "re_earlier" in outcome

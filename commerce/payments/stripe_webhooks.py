@@ -332,6 +332,13 @@ def _refund_update_reported(
             return f"refund {status} while in doubt: order flagged"
         if refund.status != RefundStatus.SUCCEEDED or refund.kind != RefundKind.CARD_REFUND:
             return f"refund {refund.id} {refund.status.value}: nothing to undo"
+        if refund.provider_reference and reference != refund.provider_reference:
+            # Found by our reference, but another Stripe refund than the one that counts (an
+            # earlier attempt's): its failure moved no money, and the refund made stands.
+            return (
+                f"refund {reference} {status}: not refund {refund.id}'s "
+                f"({refund.provider_reference}), nothing to undo"
+            )
         refund.status = RefundStatus.FAILED
         session.flush()
         session.refresh(payment, attribute_names=["refunds"])

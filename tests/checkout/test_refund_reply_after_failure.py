@@ -260,3 +260,78 @@ def test_an_earlier_attempts_failure_event_does_not_undo_the_refund_that_counts(
     assert not final.attention_reason
     assert "refund_failed" not in _kinds_told(shop, order.id)
     assert "re_earlier" in outcome
+
+
+class StripeListsNoneYet:
+    """The real gateway, whose refund look-up runs while Stripe is still making the refund: the
+    list has none of ours yet."""
+
+    def __init__(self, real: PaymentGateway) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def find_refund(self, provider_reference: str, reference: str) -> FoundRefund | None:
+        return None
+
+
+class LookedUpThenFailedBeforeReply:
+    """The real gateway; while its refund call runs, the sweeper's look-up finds none yet (the
+    refund is pending again, to be sent by the next sweep), then Stripe makes it and reports it
+    failed; only then is the reply (`pending`) read."""
+
+    def __init__(self, real: PaymentGateway, shop: Shop, refund_id: int) -> None:
+        self.real, self.shop, self.refund_id = real, shop, refund_id
+        self.steps: list[object] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def refund(self, provider_reference: str, amount: Any, **kwargs: Any) -> str:
+        def none_yet(session: Session, payment: Payment) -> PaymentGateway:
+            return StripeListsNoneYet(gateway_for_payment(session, payment))  # type: ignore[return-value]
+
+        self.steps.append(
+            reconcile_refund(self.shop.session_factory, self.refund_id, gateway_for=none_yet)
+        )
+        made = self.real.refund(provider_reference, amount, **kwargs)
+        self.steps.append(
+            handle_stripe_event(
+                self.shop.session_factory,
+                f"evt_{made}",
+                "refund.failed",
+                stripe_refund_failed(made),
+            )
+        )
+        return made
+
+
+def test_a_reply_after_a_failure_event_received_while_pending_again_leaves_it_failed(
+    shop: Shop,
+) -> None:
+    """The look-up found no refund yet and made the refund pending again; Stripe then reported
+    the refund the call made failed; the call's reply (`pending`) comes last. The refund stays
+    failed: the shopper is not told "We refunded", the operator pays it back another way."""
+    order, refund_id = _card_order_with_a_refund_to_make(shop)
+    calls: list[LookedUpThenFailedBeforeReply] = []
+
+    def gateway_for(session: Session, payment: Payment) -> PaymentGateway:
+        calls.append(
+            LookedUpThenFailedBeforeReply(gateway_for_payment(session, payment), shop, refund_id)
+        )
+        return calls[-1]  # type: ignore[return-value]
+
+    settlement.process_refunds(shop.session_factory, order.id, gateway_for=gateway_for)
+
+    [call] = calls
+    assert call.steps[0] is True  # pending again
+    final = shop.order(order.number)
+    payment = final.payment
+    assert payment is not None
+    [refund] = payment.refunds
+    assert refund.status == RefundStatus.FAILED
+    assert payment.status == PaymentStatus.CAPTURED
+    assert final.attention_reason and refund.idempotency_key in final.attention_reason
+    assert "refund_made" not in _kinds_told(shop, order.id)
+    shop.unbalanced_orders.add(order.number)  # the shopper is owed the share: the operator's

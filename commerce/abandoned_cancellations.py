@@ -10,9 +10,10 @@ nothing ever refunds that part. The sweeper finds such parts once the order's la
 cancellation job should long have ended, takes each over with a compare-and-set on
 `cancel_outcome` (NULL -> "unknown", so two sweeps never both act; the claim's time is kept,
 `cancel_claimed_at`, so that a claim left by a sweep killed mid-way is taken over once it is
-older than any live sweep's, SWEEP_CLAIM_DEAD_AFTER; a live sweep renews it before each
-marketplace call, the read-back after a cancel too, and every later write of the sweep is a
-compare-and-set on it, so a sweep that lost its claim stops touching the part), and resolves it:
+older than any live sweep's, SWEEP_CLAIM_DEAD_AFTER; a live sweep renews it from a thread of
+its own while it holds it (commerce.lease_renewal), however long a marketplace call takes, and
+before each marketplace call, and every later write of the sweep is a compare-and-set on it, so
+a sweep that lost its claim stops touching the part), and resolves it:
 
 - it asks the marketplace for the order's status first: cancelled there, the share is
   refunded (the sub-order moves from a placed status only, under the order's lock);
@@ -33,15 +34,17 @@ compare-and-set on it, so a sweep that lost its claim stops touching the part), 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import Capability, MarketplaceError, Unsupported
+from adapters.base import Capability, MarketplaceAdapter, MarketplaceError, Unsupported
 from commerce.cancellation import (
     CANCELLATION_REFUSED,
     CancelOutcome,
@@ -49,6 +52,7 @@ from commerce.cancellation import (
     claim_refusals_to_tell,
 )
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
+from commerce.lease_renewal import renewed_while_held
 from commerce.marketplace_access import AdapterProvider, marketplace_can
 from commerce.models import utc_now
 from commerce.notifications import notify
@@ -62,9 +66,8 @@ from commerce.order_models import (
 from commerce.order_state import flag_order, locked_sub_order, sub_order_status_for
 from commerce.payments.providers import GatewayProvider
 
-# A sweep's claim on a part is renewed before each marketplace call; one older than this was
-# left by a sweep that was killed, and is taken over. Every marketplace's read timeout is bounded
-# so that no call outlasts it (commerce.sweep_claim).
+# A sweep's claim on a part is renewed while the sweep holds it; one older than this was left
+# by a sweep that was killed, and is taken over.
 from commerce.sweep_claim import SWEEP_CLAIM_DEAD_AFTER
 
 logger = logging.getLogger(__name__)
@@ -146,10 +149,16 @@ def _unanswered_or_abandoned(claim_dead_after: timedelta) -> sa.ColumnElement[bo
 @dataclass(slots=True)
 class _HeldClaim:
     """A sweep's claim on one part. The claim's time is its identity (every later write of the
-    sweep is a compare-and-set on it) and moves forward at each renewal."""
+    sweep is a compare-and-set on it) and moves forward at each renewal. Renewals also run on a
+    thread of their own while the sweep works: `lock` is held for the whole transaction of a
+    renewal (its write and the new time) and of each write made under the claim (`_holding`),
+    so the sweep never compares with a time a renewal has just replaced and takes its own claim
+    for lost. Always taken before any database lock, in both threads, so neither waits for the
+    other while holding what the other needs."""
 
     sub_order_id: int
     at: datetime
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _claim(
@@ -185,33 +194,44 @@ def _held_by(claim: _HeldClaim) -> sa.ColumnElement[bool]:
 
 
 def _renew(session_factory: sessionmaker[Session], claim: _HeldClaim) -> bool:
-    """Before each marketplace call: the claim's time moves to now (compare-and-set on its
-    value), so a live sweep, however long its calls add up to, is not taken for a dead one (each
-    call ends within SWEEP_CLAIM_DEAD_AFTER: commerce.sweep_claim bounds the timeouts). False when
-    the claim was taken over meanwhile (a renewal failed, a call outlasted the bound): the
-    sweep then stops touching the part, its new owner answers it."""
-    now = utc_now()
-    with session_factory() as session, session.begin():
-        result = session.execute(
-            sa.update(MarketplaceOrder)
-            .where(_held_by(claim))
-            .values(cancel_claimed_at=now, updated_at=MarketplaceOrder.updated_at)
-            .execution_options(synchronize_session=False)
-        )
-        renewed = bool(result.rowcount)  # type: ignore[attr-defined]
-    if renewed:
-        claim.at = now
-    else:
-        logger.warning(
-            "sub-order %s: its cancellation sweep's claim was taken over", claim.sub_order_id
+    """While the sweep holds the claim (from its renewal thread, several times per claim) and
+    before each marketplace call: the claim's time moves to now (compare-and-set on its value),
+    so a live sweep is not taken for a dead one, however long one call takes (httpx's timeouts
+    are per read: a marketplace trickling its answer holds a call as long as it likes). False
+    when the claim is no longer this sweep's: answered, or taken over (its renewals failed for a
+    whole claim, the database away): the sweep then stops touching the part."""
+    with claim.lock:
+        now = utc_now()
+        with session_factory() as session, session.begin():
+            result = session.execute(
+                sa.update(MarketplaceOrder)
+                .where(_held_by(claim))
+                .values(cancel_claimed_at=now, updated_at=MarketplaceOrder.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+            renewed = bool(result.rowcount)  # type: ignore[attr-defined]
+        if renewed:
+            claim.at = now
+    if not renewed:
+        logger.info(
+            "sub-order %s: its cancellation sweep's claim is no longer held (answered, or "
+            "taken over)",
+            claim.sub_order_id,
         )
     return renewed
 
 
+def _holding(claim: _HeldClaim | None) -> contextlib.AbstractContextManager[object]:
+    """Around a transaction that writes under `claim`: no renewal runs meanwhile (one after it
+    finds the part answered and stops)."""
+    return claim.lock if claim is not None else contextlib.nullcontext()
+
+
 def _let_go(session: Session, claim: _HeldClaim, *, outcome: str | None) -> bool:
-    """In the caller's transaction: end the claim with the part's answer (`outcome`; NULL gives
-    the part back to the next sweep) if this sweep still holds it. False when it was taken over:
-    the new owner answers, and this sweep writes nothing more about the part."""
+    """In the caller's transaction, inside `_holding(claim)`: end the claim with the part's
+    answer (`outcome`; NULL gives the part back to the next sweep) if this sweep still holds
+    it. False when it was taken over: the new owner answers, and this sweep writes nothing more
+    about the part."""
     result = session.execute(
         sa.update(MarketplaceOrder)
         .where(_held_by(claim))
@@ -225,7 +245,7 @@ def _let_go(session: Session, claim: _HeldClaim, *, outcome: str | None) -> bool
 
 def _give_back(session_factory: sessionmaker[Session], claim: _HeldClaim) -> bool:
     """ "unknown" -> NULL: asked again by the next sweep. False when no longer this sweep's."""
-    with session_factory() as session, session.begin():
+    with _holding(claim), session_factory() as session, session.begin():
         return _let_go(session, claim, outcome=None)
 
 
@@ -241,7 +261,7 @@ def _refused(
     reporting it) keeps its cancellation, and its shopper, refunded, is not told it goes
     ahead. With this sweep's `claim`, only while it still holds it (None when it was taken
     over: the new owner answers). What the part's answer is now."""
-    with session_factory() as session, session.begin():
+    with _holding(claim), session_factory() as session, session.begin():
         sub_order = session.get(MarketplaceOrder, sub_order_id)
         assert sub_order is not None
         lock_order(session, sub_order.order_id)
@@ -295,7 +315,36 @@ def resolve_abandoned_cancellation(
     claim = _claim(session_factory, sub_order_id, claim_dead_after=claim_dead_after)
     if claim is None:
         return None
-    adapter = adapter_for(market)
+    # Renewed while held, several times per claim: no marketplace call, however slow (a
+    # trickled answer, a name with many addresses), lets the claim run out under a live sweep.
+    with renewed_while_held(
+        functools.partial(_renew, session_factory, claim),
+        lease=claim_dead_after,
+        what=f"cancellation sweep of sub-order {sub_order_id}",
+    ):
+        return _resolve_claimed(
+            session_factory,
+            claim,
+            adapter_for(market),
+            name=name,
+            marketplace_order_id=marketplace_order_id,
+            can_cancel=can_cancel,
+            gateway_for=gateway_for,
+        )
+
+
+def _resolve_claimed(
+    session_factory: sessionmaker[Session],
+    claim: _HeldClaim,
+    adapter: MarketplaceAdapter,
+    *,
+    name: str,
+    marketplace_order_id: str,
+    can_cancel: bool,
+    gateway_for: GatewayProvider,
+) -> CancelOutcome | None:
+    """resolve_abandoned_cancellation's work on a part this sweep holds."""
+    sub_order_id = claim.sub_order_id
     reason = f"Cancelled at your request; {name} confirmed."
     can_ask = True
     try:
@@ -334,19 +383,17 @@ def resolve_abandoned_cancellation(
         # "refused" without calling it, and so does this sweep; the shopper is told it goes
         # ahead, once. Nothing is refunded.
         return _refused(session_factory, sub_order_id, name, claim)
-    # The status call may have been slow: the claim is renewed before the cancel is sent, and a
-    # sweep that lost it meanwhile sends nothing (its new owner asks for itself).
+    # The claim is renewed before the cancel is sent, and a sweep that lost it meanwhile sends
+    # nothing (its new owner asks for itself).
     if not _renew(session_factory, claim):
         return None
     # Cancelled there already: cancel_on_marketplace's cancel is refused or answered cancelled,
     # and either way it reads the order back as cancelled before refunding. Not cancelled yet:
     # this is the cancellation the job never made.
-    # The cancel call and the read-back after an unclear reply are two calls, each up to a few
-    # minutes (5 tries at the marketplace's read timeout, bounded by commerce.sweep_claim so
-    # that one call fits in the claim): renewed between them,
-    # and a sweep that lost the claim meanwhile does not read back nor record (its new owner
-    # asks). Once the part is cancelled and refunded, no sweep finds it: the Stripe calls that
-    # follow need no claim.
+    # The cancel call and the read-back after an unclear reply are two calls: renewed between
+    # them too, and a sweep that lost the claim meanwhile does not read back nor record (its
+    # new owner asks). Once the part is cancelled and refunded, no sweep finds it: the Stripe
+    # calls that follow need no claim.
     outcome = cancel_on_marketplace(
         session_factory,
         sub_order_id,
@@ -360,7 +407,7 @@ def resolve_abandoned_cancellation(
     if outcome == CancelOutcome.CANCELLED:
         # The part is cancelled and refunded (from a placed status only, under the order's
         # lock) whoever holds the claim; the answer is recorded by its holder.
-        with session_factory() as session, session.begin():
+        with _holding(claim), session_factory() as session, session.begin():
             _let_go(session, claim, outcome=outcome.value)
         return outcome
     # Unknown, or refused by a marketplace that cannot say whether it cancelled already: never
@@ -389,7 +436,7 @@ def _flag_while_placed(
     is not put back on the list for it. With this sweep's `claim`, the part is answered
     "unknown" for the operator (no longer a claim to take over) only while the sweep holds it:
     False, and nothing flagged, when it was taken over."""
-    with session_factory() as session, session.begin():
+    with _holding(claim), session_factory() as session, session.begin():
         sub_order = locked_sub_order(session, sub_order_id)
         if claim is not None:
             if not _let_go(session, claim, outcome=CancelOutcome.UNKNOWN.value):

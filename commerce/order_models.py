@@ -547,6 +547,9 @@ class Refund(Base):
     # Derived from our own ids (`refund-sub-<id>`), so a retried refund is never a second one.
     idempotency_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
     provider_reference: Mapped[str | None] = mapped_column(sa.String(120))
+    # Stripe's ids of refunds of ours it reported failed while this one was `processing`, one a
+    # line: a reply naming one of them keeps the refund failed (commerce.refunds._refund_done).
+    failures_reported: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     # When the provider call started: a refund stuck in `processing` is looked up after a while.
     processing_started_at: Mapped[datetime | None]

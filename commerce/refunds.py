@@ -222,6 +222,11 @@ def _refund_done(
         # on its way. The reply is the older word and must not undo it: the shopper got nothing.
         if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
             return
+        if reference in failures_reported(refund):
+            # Stripe's `refund.failed` event for this very refund came while the reply was on
+            # its way (commerce.payments.stripe_webhooks): the reply is the older word.
+            _reported_failed_before_reply(session, refund, reference)
+            return
         refund.provider_reference = reference
         complete_refund(refund, RefundKind.CARD_REFUND)
         refresh_payment_status(refund.payment)
@@ -256,6 +261,45 @@ def _refund_done(
         )
         if told is not None:
             told.notification_id, told.refund_ids = note.id, [refund.id]
+
+
+def failures_reported(refund: Refund) -> list[str]:
+    """Stripe's ids of refunds of ours it reported failed while `refund` was `processing`."""
+    return (refund.failures_reported or "").split()
+
+
+def note_failure_reported(refund: Refund, reference: str) -> None:
+    """Keep `reference`, a refund Stripe reported failed while `refund` is `processing` (under
+    the order's lock): a reply naming it later does not make the refund done."""
+    known = failures_reported(refund)
+    if reference not in known:
+        refund.failures_reported = "\n".join([*known, reference])
+
+
+def _reported_failed_before_reply(session: Session, refund: Refund, reference: str) -> None:
+    """The reply names a refund Stripe has since reported failed (under the order's lock): the
+    refund fails, the operator pays it back another way, and the shopper, told only that a
+    refund is on its way, is told their bank did not accept it (as when Stripe's failure comes
+    after a refund recorded done)."""
+    refund.provider_reference = reference
+    refund.status = RefundStatus.FAILED
+    order = refund.payment.order
+    amount = format_money(refund.amount_minor, refund.currency)
+    flag_order(
+        order,
+        f"Stripe reports refund {refund.idempotency_key} ({reference}) of {amount} failed "
+        "before its reply arrived: the shopper did not get it. Pay it back another way.",
+    )
+    notify(
+        session,
+        order,
+        "refund_failed",
+        f"Your bank did not accept the {amount} refund for order {order.number}. Our team "
+        "will contact you to pay it back another way.",
+        sub_order_id=refund.sub_order_id,
+        once=True,
+    )
+    logger.error("refund %s: its reply names %s, reported failed by Stripe", refund.id, reference)
 
 
 def _refunds_made_message(number: str, refunds: list[Refund]) -> str:

@@ -1,11 +1,14 @@
 """How long the abandoned-cancellation sweep's claim on a part lasts, and the longest
 marketplace read timeout that fits in it.
 
-A sweep renews its claim before each marketplace call (commerce.abandoned_cancellations); a
-claim older than SWEEP_CLAIM_DEAD_AFTER is taken for a killed sweep's and taken over. A call that
-outlasted the claim let a second sweep take the part over and send the cancel again, so every
-marketplace's read timeout is bounded (checked where configuration is read: settings,
-marketplaces.toml, the adapter being built) by what makes the calls one claim covers end in it.
+A sweep renews its claim while it holds it, from a thread of its own, and before each
+marketplace call (commerce.abandoned_cancellations); a claim older than SWEEP_CLAIM_DEAD_AFTER
+is taken for a killed sweep's and taken over. A call that outlasted the claim let a second sweep
+take the part over and send the cancel again. The read timeout's bound below (checked where
+configuration is read: settings, marketplaces.toml, the adapter being built) could not prevent
+that alone: httpx's read timeout is per socket read, so a marketplace trickling its answer one
+byte at a time makes a call last as long as it likes. The renewal thread is what keeps the
+claim; the bound still keeps each try's wait for an answer short.
 Nothing here reads configuration or touches the database: adapters and settings import it.
 """
 

@@ -87,8 +87,8 @@ class Settings(BaseSettings):
     sandbox_seed: int = Field(42, alias="ONECART_SANDBOX_SEED")
     # Seconds an adapter waits for a marketplace's answer (marketplaces.toml option
     # `read_timeout_s` overrides it per marketplace); a write that times out is "unknown".
-    # Bounded above so that no call outlasts the abandoned-cancellation sweep's claim on a part
-    # (commerce.sweep_claim): checked when the settings are read, at startup.
+    # Bounded above by the abandoned-cancellation sweep's claim on a part (commerce.sweep_claim;
+    # the sweep also renews the claim while a call runs): checked when the settings are read.
     marketplace_read_timeout_s: Annotated[float, AfterValidator(_fits_the_sweep_claim)] = Field(
         15.0, alias="ONECART_MARKETPLACE_READ_TIMEOUT_S"
     )

@@ -285,10 +285,12 @@ def _refund_update_reported(
     which is as good as done until the bank refuses it) that Stripe now reports `failed` or
     `canceled` gave the shopper nothing: it is failed again (compare-and-set on `succeeded`),
     the order goes on the operator's list and the shopper is told. Never re-sent by itself: the
-    card refused it, so another way of paying back is a person's call. A refund still
-    `processing` is left to its look-up, which fails it the same way."""
+    card refused it, so another way of paying back is a person's call. A refund still in doubt
+    (`processing`, or `pending` again after a look-up found none yet) is left to its look-up,
+    which fails it the same way; the failed refund's id is kept, so a reply naming it does not
+    make it done. A failure of another refund than the one recorded done undoes nothing."""
     from commerce.payments.stripe_gateway import REFUND_FAILED_STATUSES
-    from commerce.refunds import refresh_payment_status
+    from commerce.refunds import note_failure_reported, refresh_payment_status
 
     status = data.get("status")
     if status not in REFUND_FAILED_STATUSES:
@@ -316,10 +318,17 @@ def _refund_update_reported(
         )
         if refund is None:
             return "ignored: not a refund of ours"
-        if refund.status == RefundStatus.PROCESSING:
-            # Its outcome is unknown to us, and its look-up (commerce.refunds) records what
-            # Stripe lists for it, failed included; the operator is told now as well, since
-            # the look-up may wait for Stripe to answer. Nothing else changes here.
+        if refund.status in (RefundStatus.PROCESSING, RefundStatus.PENDING):
+            # Its outcome is unknown to us (`pending` too when it was sent before: a look-up
+            # that found none yet while its call still ran made it pending again, and the call's
+            # reply, or the next sweep's resend under the same key, names the refund Stripe
+            # made). Its look-up (commerce.refunds) records what Stripe lists for it, failed
+            # included; the operator is told now as well, since the look-up may wait for Stripe
+            # to answer. The row is not failed here: a later attempt of it may have made a
+            # refund that counts. The failed refund's id is kept, so a reply naming it, older
+            # than this word, keeps the refund failed.
+            if isinstance(reference, str) and reference:
+                note_failure_reported(refund, reference)
             flag_order(
                 payment.order,
                 f"Stripe reports refund {refund.idempotency_key} ({reference}) {status} while "
@@ -328,6 +337,13 @@ def _refund_update_reported(
             return f"refund {status} while in doubt: order flagged"
         if refund.status != RefundStatus.SUCCEEDED or refund.kind != RefundKind.CARD_REFUND:
             return f"refund {refund.id} {refund.status.value}: nothing to undo"
+        if refund.provider_reference and reference != refund.provider_reference:
+            # Found by our reference, but another Stripe refund than the one that counts (an
+            # earlier attempt's): its failure moved no money, and the refund made stands.
+            return (
+                f"refund {reference} {status}: not refund {refund.id}'s "
+                f"({refund.provider_reference}), nothing to undo"
+            )
         refund.status = RefundStatus.FAILED
         session.flush()
         session.refresh(payment, attribute_names=["refunds"])

@@ -4,7 +4,7 @@ what it did (commerce.operator_actions). Those actions kept no "by whom" before;
 resolution and an acknowledgement already did.
 
 Revision ID: 0032_operator_actions
-Revises: 0029_accepted_quantity
+Revises: 0030_refund_failures_reported
 Create Date: 2026-12-07 16:10:00.000000
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0032_operator_actions"
-down_revision: str | Sequence[str] | None = "0029_accepted_quantity"
+down_revision: str | Sequence[str] | None = "0030_refund_failures_reported"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -43,6 +43,7 @@ from storefront.security import (
     set_security_headers,
 )
 from storefront.sessions import CachedSerializerSessionInterface
+from storefront.site_logging import configure_site_logging
 from storefront.templating import OutputEscapingCodeGenerator, SiteJinjaEnvironment
 from storefront.text_direction import without_bidi_controls
 
@@ -165,6 +166,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["csrf_token"] = page_csrf_token
     app.context_processor(lambda: {"csrf_token": page_csrf_token})
     login_manager.init_app(app)
+    configure_site_logging()
     init_request_logging(app)
     app.before_request(refuse_nul_characters)
     init_login_limiter(app)

@@ -122,6 +122,11 @@ def default_config(settings: Settings) -> dict[str, Any]:
         # the account is known on may try: storefront.auth.known_devices).
         "LOGIN_LIMIT_ACROSS_CLIENTS": LOGIN_FAILURES_ACROSS_CLIENTS.limit,
         "HEALTH_TIMEOUT_SECONDS": 2.0,
+        # Who sees /healthz's error details: the bearer of this token (empty: nobody by token),
+        # and outside production any client on loopback or a private network too. In
+        # production an address proves nothing: behind a proxy every visitor has its address.
+        "HEALTH_TOKEN": settings.health_token or "",
+        "HEALTH_DETAILS_TO_PRIVATE_NETWORK": not settings.is_production,
         "CONTENT_SECURITY_POLICY": DEFAULT_CONTENT_SECURITY_POLICY,
         # The Host names answered (ONECART_TRUSTED_HOSTS and loopback); any other is a 400, so
         # the trailing-slash redirect and every URL built from the request stay on our host.

@@ -38,6 +38,8 @@ BAD_NAMES = [
     "Shop\u202eMart\u2066",
     "Shop\u2028Mart\x0b\x0c\x1c",
 ]
+# What both databases can store (PostgreSQL refuses a NUL in text: SQLite keeps it).
+STORABLE_BAD_NAMES = [name.replace("\x00", "\x01") for name in BAD_NAMES]
 MAIL = MailSettings(host=None, port=25, sender="OneCart <orders@shop.example.com>")
 
 
@@ -77,7 +79,7 @@ def test_a_subject_naming_a_stored_name_is_one_plain_line(name: str) -> None:
     assert _unsafe(long) == [] and long.endswith("refunded NGN1,371,742.00 to your wallet.")
 
 
-@pytest.mark.parametrize("name", BAD_NAMES)
+@pytest.mark.parametrize("name", STORABLE_BAD_NAMES)
 def test_a_notification_mail_about_a_store_with_a_stored_bad_name_has_a_clean_subject(
     db_session: Session,
     storefront_db_url: str,

@@ -102,11 +102,10 @@ def start_kept_meilisearch(home: Path, name: str) -> tuple[str, processes.Manage
 def kept_home_app(home: Path, meili_url: str) -> Any:
     """The storefront app on a kept search_bench home's DB and index, result cache off, its
     request log going to a sink (as the server's stderr would take it, not the terminal)."""
-    import logging
-
     from storefront import create_app
     from storefront.db_migrate import upgrade_database
     from storefront.search_limit import BENCH_SEARCH_LIMIT
+    from storefront.site_logging import site_log_handler
 
     database_url = f"sqlite:///{home / 'storefront.db'}"
     upgrade_database(database_url)  # a home kept by an older checkout: this code's schema
@@ -121,9 +120,7 @@ def kept_home_app(home: Path, meili_url: str) -> Any:
             "MEILI_INDEX": INDEX_UID,
         }
     )
-    for handler in logging.getLogger("onecart.requests").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(io.StringIO())
+    site_log_handler().setStream(io.StringIO())
     return app
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from commerce.accounts import EMAIL_TAKEN_MESSAGE, AccountError, email_in_use
+from commerce.mail import one_line
 from commerce.models import User, utc_now
 from commerce.password_reset import MailSettings
 
@@ -153,7 +154,7 @@ def old_address_notice(user: User, reset_link: str, mail: MailSettings) -> Email
     message["To"] = user.email
     message["Subject"] = "Your OneCart e-mail address is about to change"
     message.set_content(
-        f"Hello {user.first_name or user.username},\n\n"
+        f"Hello {one_line(user.first_name) or user.username},\n\n"
         f"Someone signed in to your OneCart account ({user.username}) asked to change its "
         f"e-mail address to {user.pending_email}. The change happens only when that address "
         "confirms it; until then your account keeps this one.\n\n"

@@ -12,11 +12,14 @@ refuses it for any other host (onecart/production.py).
 from __future__ import annotations
 
 import email.policy
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Literal
+
+from onecart.bidi import BIDI_CONTROLS
 
 SmtpSecurity = Literal["none", "starttls", "ssl"]
 SMTP_TIMEOUT_S = 10.0
@@ -28,6 +31,21 @@ SMTP_TIMEOUT_S = 10.0
 # order's number), under 700 encoded, so none is folded. The body keeps the encoding set_content
 # chose under the message's own policy (quoted-printable lines of 76).
 WIRE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
+# Whitespace (line breaks, tabs, U+2028/2029 …) and every other control character (C0, DEL, C1):
+# none belongs in a header, and a line break in a greeting opens a paragraph of its own.
+_NOT_ONE_LINE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
+
+
+def one_line(text: str) -> str:
+    """`text` as one plain line, for a header (a subject) or a greeting: each run of whitespace
+    and control characters becomes one space, and bidi formatting characters (an override would
+    reverse what a mail client shows after it; no markup can isolate them there) are dropped.
+    Applied where text is used, not only where it is typed: names stored before they were
+    checked (first names before sec9), and the names a marketplace or an admin gives a store or
+    a product, are used as they are."""
+    return _NOT_ONE_LINE.sub(" ", BIDI_CONTROLS.sub("", text)).strip()
 
 
 def open_smtp(

@@ -22,7 +22,7 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from commerce.mail import open_smtp, send_mail
+from commerce.mail import one_line, open_smtp, send_mail
 from commerce.models import User, utc_now
 from commerce.notification_models import Notification
 from commerce.order_models import Order, SubOrderStatus
@@ -236,11 +236,12 @@ def email_subject(message: str, order_number: str | None, names: Iterable[str] =
     before anything else, the longest first, so that its amounts and what became of them stay
     whole ("…; we refunded NGN1,371,742.00 to your OneCart wallet."); only if that is not
     enough is it cut at a word. A full stop inside a name ("Dr. Martens …") ends no sentence."""
-    # One line: a marketplace's text in the message (a tracking number, a carrier, an order
-    # number) may hold line breaks, which no header may (Python's email refuses them).
-    headline = " ".join(message.split())
-    # Spaced as the headline is, so that they are found in it.
-    known = [" ".join(name.split()) for name in names if name.strip()]
+    # One plain line: a marketplace's text in the message (a store's or product's name, a
+    # tracking number, a carrier) may hold line breaks, which no header may (Python's email
+    # refuses them), other control characters (written into the header raw) or bidi overrides.
+    headline = one_line(message)
+    # Cleaned as the headline is, so that they are found in it.
+    known = [one_line(name) for name in names if one_line(name)]
     end = _first_sentence_end(headline, known)
     if end != -1:
         headline = headline[: end + 1]

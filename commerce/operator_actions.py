@@ -13,14 +13,16 @@ order or marketplace they name is gone. A key's value is never written: only tha
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from commerce.models import Base, Marketplace, utc_now
+from commerce.order_models import Order
 
-# The logger every action is written to (the site gives it a JSON handler: storefront.request_log).
+# The logger every action is written to (written as JSON with the site's other lines: storefront.site_logging).
 OPERATOR_LOGGER = "onecart.operator"
 logger = logging.getLogger(OPERATOR_LOGGER)
 
@@ -143,3 +145,54 @@ def describe_marketplace_change(before: dict[str, object], after: dict[str, obje
         else:
             parts.append("API key replaced")
     return "; ".join(parts)
+
+
+# An order number as typed in the actions page's filter (OC-XXXX-XXXX, with room to spare).
+ORDER_NUMBER_FILTER_MAX_LENGTH = 40
+
+
+@dataclass(frozen=True)
+class OperatorActionsPage:
+    """One page of operator actions, newest first, and where it is in the whole list."""
+
+    actions: list[OperatorAction]
+    total: int
+    page: int
+    pages: int
+
+
+def list_operator_actions(
+    session: Session,
+    *,
+    order_number: str = "",
+    marketplace_id: int | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> OperatorActionsPage:
+    """Operator actions newest first, `page_size` at a time; a page past the end is the last.
+
+    `order_number` finds the actions on that order (case ignored), those whose order has been
+    deleted since included: their subject still opens with the number ("OC-…: Shop"); LIKE's
+    wildcards in it are plain characters. `marketplace_id` keeps one marketplace's."""
+    query = sa.select(OperatorAction)
+    number = order_number.strip().upper()[:ORDER_NUMBER_FILTER_MAX_LENGTH]
+    if number:
+        query = query.where(
+            sa.or_(
+                OperatorAction.order_id.in_(sa.select(Order.id).where(Order.number == number)),
+                OperatorAction.subject.startswith(f"{number}:", autoescape=True),
+            )
+        )
+    if marketplace_id is not None:
+        query = query.where(OperatorAction.marketplace_id == marketplace_id)
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    pages = max(1, -(-total // page_size))
+    page = max(1, min(page, pages))
+    actions = list(
+        session.scalars(
+            query.order_by(OperatorAction.acted_at.desc(), OperatorAction.id.desc())
+            .offset((page - 1) * page_size)
+            .limit(page_size)
+        )
+    )
+    return OperatorActionsPage(actions=actions, total=total, page=page, pages=pages)

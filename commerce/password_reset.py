@@ -24,7 +24,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from commerce.accounts import AccountError, hash_password, password_problems, verify_password
-from commerce.mail import SmtpSecurity, open_smtp, send_mail
+from commerce.mail import SmtpSecurity, one_line, open_smtp, send_mail
 from commerce.models import User, new_session_nonce
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def reset_email(user: User, link: str, mail: MailSettings) -> EmailMessage:
     message["Subject"] = "Reset your OneCart password"
     minutes = RESET_TOKEN_MAX_AGE_S // 60
     message.set_content(
-        f"Hello {user.first_name or user.username},\n\n"
+        f"Hello {one_line(user.first_name) or user.username},\n\n"
         f"Someone asked to reset the password of your OneCart account. To choose a new one, "
         f"open this link within {minutes} minutes (it works once):\n\n{link}\n\n"
         "If it wasn't you, ignore this e-mail: your password stays as it is.\n"

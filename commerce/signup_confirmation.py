@@ -25,6 +25,7 @@ from email.message import EmailMessage
 import redis
 
 from commerce.accounts import NewAccount
+from commerce.mail import one_line
 from commerce.models import User
 from commerce.password_reset import MailSettings
 
@@ -87,7 +88,7 @@ def existing_account_email(
     message["To"] = user.email
     message["Subject"] = "You already have a OneCart account"
     message.set_content(
-        f"Hello {user.first_name or user.username},\n\n"
+        f"Hello {one_line(user.first_name) or user.username},\n\n"
         "Someone (we hope you) tried to create a OneCart account with this address, which "
         f"already has one (username: {user.username}).\n\n"
         f"Log in: {login_link}\n"

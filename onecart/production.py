@@ -195,6 +195,12 @@ def production_problems(
         )
     if serves_the_site and (hosts_problem := _trusted_hosts_problem(settings)):
         problems["ONECART_TRUSTED_HOSTS"] = hosts_problem
+    health_token = settings.health_token or ""
+    if serves_the_site and health_token and len(health_token.encode()) < MIN_SECRET_KEY_CHARS:
+        # Optional (empty: nobody sees /healthz's details), but guessable when short.
+        problems["ONECART_HEALTH_TOKEN"] = (
+            f"is too short; use at least {MIN_SECRET_KEY_CHARS} characters (or leave it empty)"
+        )
     if redis_problem := _redis_problem(settings.redis_url):
         problems["REDIS_URL"] = redis_problem
     if not settings.sandbox_enabled and (

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     # Reverse proxies / load balancers in front of the site whose X-Forwarded-For is trusted
     # (0: the socket's address is the client's); the per-client rate limits key on it.
     trusted_proxies: int = Field(0, ge=0, le=5, alias="ONECART_TRUSTED_PROXIES")
+    # The bearer token that shows /healthz's error details (internal hosts, ports, users); in
+    # production nothing else does (storefront.health.routes). Empty: statuses only there.
+    health_token: str | None = Field(None, alias="ONECART_HEALTH_TOKEN", repr=False)
 
     stripe_api_key: str = Field("sk_test_onecart_localstripe", alias="STRIPE_API_KEY")
     stripe_publishable_key: str = Field(

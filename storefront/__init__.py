@@ -43,6 +43,7 @@ from storefront.security import (
     set_security_headers,
 )
 from storefront.sessions import CachedSerializerSessionInterface
+from storefront.site_logging import configure_site_logging
 from storefront.templating import OutputEscapingCodeGenerator, SiteJinjaEnvironment
 from storefront.text_direction import without_bidi_controls
 
@@ -121,6 +122,11 @@ def default_config(settings: Settings) -> dict[str, Any]:
         # the account is known on may try: storefront.auth.known_devices).
         "LOGIN_LIMIT_ACROSS_CLIENTS": LOGIN_FAILURES_ACROSS_CLIENTS.limit,
         "HEALTH_TIMEOUT_SECONDS": 2.0,
+        # Who sees /healthz's error details: the bearer of this token (empty: nobody by token),
+        # and outside production any client on loopback or a private network too. In
+        # production an address proves nothing: behind a proxy every visitor has its address.
+        "HEALTH_TOKEN": settings.health_token or "",
+        "HEALTH_DETAILS_TO_PRIVATE_NETWORK": not settings.is_production,
         "CONTENT_SECURITY_POLICY": DEFAULT_CONTENT_SECURITY_POLICY,
         # The Host names answered (ONECART_TRUSTED_HOSTS and loopback); any other is a 400, so
         # the trailing-slash redirect and every URL built from the request stay on our host.
@@ -165,6 +171,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["csrf_token"] = page_csrf_token
     app.context_processor(lambda: {"csrf_token": page_csrf_token})
     login_manager.init_app(app)
+    configure_site_logging()
     init_request_logging(app)
     app.before_request(refuse_nul_characters)
     init_login_limiter(app)

@@ -19,7 +19,6 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from commerce.operator_actions import OPERATOR_LOGGER
 from storefront.current import request_globals
 
 logger = logging.getLogger("onecart.requests")
@@ -114,22 +113,9 @@ def _log_response(response: Response) -> Response:
     return response
 
 
-def log_as_json_lines(target: logging.Logger) -> None:
-    """`target`'s INFO lines and worse as JSON on stderr (unless it has a handler already). The
-    site's servers configure no Python logging, so an INFO line of a logger without a handler
-    of its own would be dropped (the last-resort handler writes warnings and worse only)."""
-    if not target.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonLogFormatter())
-        target.addHandler(handler)
-    target.setLevel(logging.INFO)
-
-
 def init_request_logging(app: Flask) -> None:
-    """Log every request as JSON on the `onecart.requests` logger (stderr unless configured),
-    and what operators do in the admin area on `onecart.operator` (commerce.operator_actions)."""
-    log_as_json_lines(logger)
-    log_as_json_lines(logging.getLogger(OPERATOR_LOGGER))
+    """Log every request on the `onecart.requests` logger, written as JSON with the site's other
+    lines (storefront.site_logging)."""
     # First of all before-request hooks: one that refuses the request (the CSRF check) stops the
     # rest, and its error page, header and log line still need this request's id.
     app.before_request_funcs.setdefault(None, []).insert(0, _start_timer)

@@ -62,6 +62,7 @@ from storefront.database import db_session, session_factory
 from storefront.extensions import login_manager
 from storefront.form_errors import attach_service_errors, form_page
 from storefront.jobs import DEFAULT_QUEUE
+from storefront.page_numbers import page_number
 from storefront.search_jobs import enqueue_listings_refresh, listings_refresh_states
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -329,17 +330,6 @@ def attention() -> str:
 SUB_ORDERS_SHOWN = 200
 # Flagged orders per page of /admin/attention (`?flagged_page=N`, newest activity first).
 FLAGGED_PAGE_SIZE = 100
-# A page number beyond this is read as the last page (the query stays bounded).
-MAX_PAGE_NUMBER = 100_000
-
-
-def _page_number(raw: str | None) -> int:
-    """A page number from the query string: 1 for anything that is not a number, at most
-    MAX_PAGE_NUMBER (ASCII digits only: int() refuses a superscript that isdigit() accepts)."""
-    text = (raw or "").strip()
-    if not (text.isascii() and text.isdigit()):
-        return 1
-    return max(1, min(int(text[:7]) if len(text) <= 7 else MAX_PAGE_NUMBER, MAX_PAGE_NUMBER))
 
 
 def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
@@ -373,7 +363,7 @@ def _attention_page(resolve_form: dict[str, object] | None = None) -> str:
         sa.select(sa.func.count()).select_from(Order).where(Order.attention_reason.is_not(None))
     )
     flagged_pages = max(1, -(-(flagged_count or 0) // FLAGGED_PAGE_SIZE))
-    flagged_page = min(_page_number(request.args.get("flagged_page")), flagged_pages)
+    flagged_page = min(page_number(request.args.get("flagged_page")), flagged_pages)
     flagged = list(
         db.scalars(
             sa.select(Order)
@@ -604,6 +594,6 @@ def user_wallet(user_id: int) -> str:
         abort(404)
     return render_template(
         "admin/user_wallet.html",
-        overview=wallet_overview(db_session(), user, page=_page_number(request.args.get("page"))),
+        overview=wallet_overview(db_session(), user, page=page_number(request.args.get("page"))),
         ledger_cause=ledger_cause,
     )

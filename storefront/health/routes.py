@@ -1,13 +1,21 @@
 """The health endpoint load balancers and `onecart status` poll.
 
 Each dependency is checked independently with a short timeout and reported as ok/error with a
-detail; the answer is 200 only when all are ok, else 503. Details never contain credentials,
-and only clients on loopback or a private network get them (the site is public).
+detail; the answer is 200 only when all are ok, else 503. Details never contain credentials, yet
+name internal hosts, ports and database users, so the site (public) shows them only to:
+- a request carrying `Authorization: Bearer <ONECART_HEALTH_TOKEN>` (an operator, a monitor);
+- outside production, a client on loopback or a private network (a laptop, `onecart status`).
+In production an address proves nothing: behind a proxy with ONECART_TRUSTED_PROXIES left at 0
+every visitor has the proxy's address. Everyone else gets each check's status, and a failing
+check's detail is written to the site's log (a warning), where an operator without the token
+reads it.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -19,6 +27,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from commerce.rate_limit import redis_client_from_url
 from storefront.database import db_session
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
@@ -67,9 +77,8 @@ CHECKS: dict[str, Callable[[], str]] = {
 
 
 def _from_the_private_network() -> bool:
-    """Whether the client is on loopback or a private network (the load balancer, `onecart
-    status`, an operator): only they see the checks' details, whose error texts name internal
-    hosts, ports and database users."""
+    """Whether the client is on loopback or a private network (by the address the request came
+    from, X-Forwarded-For applied per ONECART_TRUSTED_PROXIES)."""
     try:
         address = ipaddress.ip_address(request.remote_addr or "")
     except ValueError:
@@ -77,10 +86,29 @@ def _from_the_private_network() -> bool:
     return address.is_loopback or address.is_private
 
 
+def _carries_the_health_token() -> bool:
+    """Whether the request's `Authorization: Bearer …` is the configured token (compared in
+    constant time; no token configured: never)."""
+    token = str(current_app.config.get("HEALTH_TOKEN") or "")
+    scheme, _, given = (request.headers.get("Authorization") or "").partition(" ")
+    if not token or scheme.lower() != "bearer" or not given:
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _may_see_details() -> bool:
+    """The token's bearer; outside production also the private network (see the docstring)."""
+    if _carries_the_health_token():
+        return True
+    return bool(current_app.config.get("HEALTH_DETAILS_TO_PRIVATE_NETWORK")) and (
+        _from_the_private_network()
+    )
+
+
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
     """{"status": "ok"|"error", "checks": {name: {"status", "detail", "duration_ms"}}}; a
-    client outside the private network gets each check's status only."""
+    client not entitled to the details (see the module docstring) gets each check's status."""
     results: dict[str, dict[str, Any]] = {}
     for name, check in CHECKS.items():
         started = time.perf_counter()
@@ -95,7 +123,10 @@ def healthz() -> tuple[Response, int]:
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         }
     healthy = all(result["status"] == "ok" for result in results.values())
-    if not _from_the_private_network():
+    if not _may_see_details():
+        for name, result in results.items():
+            if result["status"] != "ok":
+                logger.warning("healthz: %s: %s", name, result["detail"])
         results = {name: {"status": result["status"]} for name, result in results.items()}
     body = jsonify({"status": "ok" if healthy else "error", "checks": results})
     body.headers["Cache-Control"] = "no-store"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -13,6 +17,7 @@ import pytest
 from onecart import processes
 from onecart.settings import Settings
 from onecart.site_server import site_server_argv
+from storefront.db_migrate import upgrade_database
 
 
 def test_keep_alive_clients_are_told_to_reconnect_and_every_request_is_answered(
@@ -55,6 +60,75 @@ def test_keep_alive_clients_are_told_to_reconnect_and_every_request_is_answered(
     finally:
         processes.stop_pid(server.pid)
     assert not processes.pid_alive(server.pid)
+
+
+def test_the_sites_info_lines_reach_its_log_once_as_json_under_uwsgi(tmp_path: Path) -> None:
+    # uWSGI configures no Python logging: an INFO line of a logger without a handler of its own
+    # (the Stripe webhook's outcome, storefront.webhooks.routes) was dropped in production.
+    database_url = f"sqlite:///{tmp_path / 'storefront.db'}"
+    upgrade_database(database_url)
+    secret = f"whsec_{uuid.uuid4().hex}"
+    settings = Settings(ONECART_HOME=tmp_path)
+    port = processes.free_port()
+    server = processes.start_process(
+        settings,
+        "site-under-test",
+        site_server_argv(f"127.0.0.1:{port}", workers=1, threads=2),
+        env={
+            "ONECART_HOME": str(tmp_path),
+            "DATABASE_URL": database_url,
+            "STRIPE_WEBHOOK_SECRET": secret,
+            "ONECART_ASSISTANT_WARM_UP": "0",
+            "PYTHONPATH": os.pathsep.join(
+                [str(processes.REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+            ),
+        },
+    )
+    event_id = f"evt_{uuid.uuid4().hex[:16]}"
+    body = json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": "customer.created",
+            "created": int(time.time()),
+            "data": {"object": {"id": "cus_logged", "object": "customer"}},
+        }
+    ).encode()
+    timestamp = int(time.time())
+    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    try:
+        processes.wait_for_http(f"http://127.0.0.1:{port}/api/ping", timeout=60, process=server)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/webhooks/stripe",
+            content=body,
+            headers={
+                "Stripe-Signature": f"t={timestamp},v1={signature.hexdigest()}",
+                "Content-Type": "application/json",
+            },
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        request_id = answer.headers["x-request-id"]
+        deadline = time.monotonic() + 10
+        while f'"request_id": "{request_id}"' not in server.log_path.read_text(errors="replace"):
+            assert time.monotonic() < deadline, processes.tail(server.log_path)
+            time.sleep(0.05)
+    finally:
+        processes.stop_pid(server.pid)
+    lines = [
+        json.loads(line) for line in server.log_path.read_text().splitlines() if line[:1] == "{"
+    ]
+    outcomes = [line for line in lines if event_id in line["message"]]
+    assert [(line["level"], line["logger"]) for line in outcomes] == [
+        ("info", "storefront.webhooks.routes")
+    ], processes.tail(server.log_path)
+    assert outcomes[0]["message"].endswith("ignored: unhandled type")
+    # The request's own line is written once too, not once per handler up the hierarchy.
+    assert [line["request_id"] for line in lines if line.get("event") == "request"].count(
+        request_id
+    ) == 1
+    log = server.log_path.read_text(errors="replace")
+    assert secret not in log and signature.hexdigest() not in log
 
 
 def _model_available() -> bool:

@@ -46,6 +46,7 @@ ADMIN_ONLY = [
     ("POST", "/admin/attention/unowned-holds/{sub_order}/acknowledge"),
     ("POST", "/admin/attention/card-holds/{sub_order}/resolve"),
     ("GET", "/admin/wallets"),
+    ("GET", "/admin/actions"),
     ("GET", "/admin/users/{user}/wallet"),
 ]
 PUBLIC = {

@@ -186,12 +186,18 @@ def test_an_operator_action_is_kept_when_its_order_is_gone(
 
 
 def test_the_site_writes_operator_actions_to_its_log_as_json_lines(app: Flask) -> None:
-    """uWSGI configures no Python logging: an INFO line on a logger without a handler of its own
-    is dropped (the last-resort handler writes warnings and worse). The site gives
-    `onecart.operator` the request log's JSON handler, so each action reaches the site's log."""
+    """uWSGI configures no Python logging: an INFO line on a logger without a handler is
+    dropped (the last-resort handler writes warnings and worse). The site gives `onecart`,
+    the parent of `onecart.operator`, its JSON handler, so each action reaches the site's log
+    (tests/ops/test_site_server.py runs the real server)."""
     operator_logger = logging.getLogger("onecart.operator")
     assert operator_logger.isEnabledFor(logging.INFO)
-    [handler] = [h for h in operator_logger.handlers if isinstance(h.formatter, JsonLogFormatter)]
+    assert operator_logger.handlers == []  # written once, by its parent's handler
+    [handler] = [
+        h
+        for h in logging.getLogger("onecart").handlers
+        if isinstance(h.formatter, JsonLogFormatter)
+    ]
     record = operator_logger.makeRecord(
         "onecart.operator",
         logging.INFO,

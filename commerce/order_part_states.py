@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 
 from adapters.base import Capability, ShipmentStatus
 from commerce.marketplace_access import marketplace_can
-from commerce.order_models import MarketplaceOrder, Refund, SubOrderStatus
+from commerce.order_models import (
+    LIVE_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    Refund,
+    SubOrderStatus,
+)
 from commerce.refund_progress import (
     RELEASE_WORDS,
     STATE_SUFFIXES,
@@ -168,3 +174,42 @@ def cancel_line(sub: MarketplaceOrder, refunds: list[Refund]) -> CancelLine:
     if sub.status in (SubOrderStatus.PENDING, SubOrderStatus.PLACING):
         return CancelLine("pending", "stopping it before it is placed…")
     return CancelLine("pending", f"asking {market} to cancel…")
+
+
+# Parts past the point where the order can be cancelled (commerce.cancellation).
+_SENT_STATUSES = (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED)
+
+
+def why_not_cancellable(order: Order) -> str | None:
+    """Why an order whose other parts are still on their way to shipping can no longer be
+    cancelled: one of its parts has shipped (cancelling is for the whole order, before anything
+    ships). "This order can no longer be cancelled: ShopWave has shipped its part. Kiondo
+    Market's part goes ahead." The button was simply gone before, without a word. None when
+    nothing stops a cancellation for that reason, or one was asked for already."""
+    if order.cancel_requested_at is not None:
+        return None
+    charged = order.charged_sub_orders
+    sent = [sub.marketplace.name for sub in charged if sub.status in _SENT_STATUSES]
+    ahead = [
+        sub.marketplace.name
+        for sub in charged
+        if sub.status in LIVE_SUB_ORDER_STATUSES and sub.status not in _SENT_STATUSES
+    ]
+    if not sent or not ahead:
+        return None
+    shipped = (
+        f"{sent[0]} has shipped its part"
+        if len(sent) == 1
+        else f"{_and(sent)} have shipped their parts"
+    )
+    goes = (
+        f"{ahead[0]}'s part goes ahead"
+        if len(ahead) == 1
+        else f"the parts of {_and(ahead)} go ahead"
+    )
+    return f"This order can no longer be cancelled: {shipped}. {goes[0].upper()}{goes[1:]}."
+
+
+def _and(names: list[str]) -> str:
+    """ "A, B and C"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

@@ -243,3 +243,36 @@ def test_a_converted_part_charged_less_heads_in_its_own_currency_and_the_payment
         html = client.get(path).get_data(as_text=True)
         assert _heading(html, sub.id) == f"{own} ({charged} of {paid} paid; the rest refunded)"
         assert f"Refunded {difference} (Kiondo Market did not accept" in text_of(html), path
+
+
+def test_the_cancel_page_names_what_a_part_charged_less_still_costs(placing_shop: Shop) -> None:
+    """The cancel page's preview gave each part's whole share ("Kiondo Market ($620.82): … once
+    it confirms, this part is refunded") for a part already refunded all but $229.32 of it: the
+    shopper expected $620.82 back. It names what the part still costs, in its own currency and
+    the payment's."""
+    shop = placing_shop
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 3, 3), ("shopwave", 1, 1)])
+    client = shop.client_for(user)
+    order = shop.checkout(client, payment_method="wallet")
+    shop.knobs("kiondo", max_line_quantity=1)
+    shop.place_here(order, "kiondo")
+
+    sub = shop.sub_order(order, "kiondo")
+    assert sub.accepted_charge_minor is not None and sub.accepted_charge_minor < sub.charge_minor
+    own = format_money(
+        sum(
+            line.accepted_total_minor
+            for line in _lines(shop, order).values()
+            if line.sub_order_id == sub.id
+        ),
+        sub.currency,
+    )
+    charged = format_money(sub.accepted_charge_minor, sub.charge_currency)
+    page = text_of(client.get(f"/orders/{order.number}/cancel").get_data(as_text=True))
+    # One pair of brackets: "(KES25,349.00 ($195.74))" read as a sentence cut short.
+    assert f"Kiondo Market ({own} / {charged}): we ask Kiondo Market to cancel" in page
+    assert format_money(sub.charge_minor, sub.charge_currency) not in page
+    # A part in the payment's currency, charged its whole share, reads as before.
+    shopwave = shop.sub_order(order, "shopwave")
+    assert f"ShopWave ({format_money(shopwave.charge_minor, shopwave.charge_currency)}):" in page

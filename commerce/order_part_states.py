@@ -22,6 +22,7 @@ from commerce.refund_progress import (
     RELEASE_WORDS,
     STATE_SUFFIXES,
     Progress,
+    adjusted_own_minor,
     all_released,
     marketplace_refund_progress,
     share_refund_progress,
@@ -213,3 +214,19 @@ def why_not_cancellable(order: Order) -> str | None:
 def _and(names: list[str]) -> str:
     """ "A, B and C"."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def amount_still_charged(sub: MarketplaceOrder) -> str:
+    """What the shopper still pays for a part, as the cancel page names it: its share less what
+    was refunded already (a marketplace that accepted less, its own refunds passed on), in its
+    own currency first when that is not the payment's ("KES25,349.00 / $195.74"). The cancel
+    page gave the whole share, so a part mostly refunded already promised it all back."""
+    kept = format_money(max(sub.kept_charge_minor, 0), sub.charge_currency)
+    if sub.currency == sub.charge_currency or sub.passed_on_charge_minor:
+        # What a marketplace's own refunds left of it is known in the payment currency only.
+        return kept
+    if sub.accepted_charge_minor is None or sub.accepted_charge_minor >= sub.charge_minor:
+        own = sub.amount_minor
+    else:
+        own = adjusted_own_minor(sub)
+    return f"{format_money(own, sub.currency)} / {kept}"

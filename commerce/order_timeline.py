@@ -33,7 +33,13 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.order_part_states import CancelLine, cancel_line, marketplace_home, sub_order_state
+from commerce.order_part_states import (
+    CancelLine,
+    amount_still_charged,
+    cancel_line,
+    marketplace_home,
+    sub_order_state,
+)
 from commerce.order_state import reports_delivery
 from commerce.refund_progress import (
     adjusted_heading_amount,
@@ -224,6 +230,8 @@ class SubOrderView:
     # $620.82 paid; …)" for a converted part (refund_progress.adjustment_heading_note).
     charged_amount: str | None = None
     charged_note: str | None = None
+    # What the shopper still pays for it (the cancel page's preview).
+    amount_still_charged: str = ""
     cancel: CancelLine | None = None
     marketplace_link: str | None = None
 
@@ -326,6 +334,7 @@ def build_order_view(session: Session, order: Order) -> OrderView:
             accepted_refund_why=adjustment_refund_reason(sub, sub_refunds),
             charged_note=note,
             charged_amount=adjusted_heading_amount(sub) if note is not None else None,
+            amount_still_charged=amount_still_charged(sub),
             marketplace_link=marketplace_home(sub),
         )
         if order.cancel_requested_at is not None:

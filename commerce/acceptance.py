@@ -54,6 +54,8 @@ class Verdict:
     # quantity when the marketplace does not list its lines); () when the answer could not be
     # compared at all. What was left out is given back to the stock (commerce.offer_stock).
     accepted_quantities: tuple[int, ...] = ()
+    # The marketplace billed less than the accepted items cost (the share follows its bill).
+    billed_less: bool = False
 
 
 def verify_placement(
@@ -92,6 +94,8 @@ def verify_placement(
     # Billed amounts already attributed to asked items, by product (for the leftovers below).
     attributed: dict[str, int] = {}
     accepted_quantities: list[int] = []
+    # Whether some asked units were not accepted: a lower bill is then for what was.
+    short = False
     for item in items:
         quantity = item.quantity
         billed_item: int | None = None
@@ -105,6 +109,7 @@ def verify_placement(
                 billed_item = billed_total * quantity // available
                 attributed[item.external_id] = attributed.get(item.external_id, 0) + billed_item
             if quantity < item.quantity:
+                short = True
                 notes.append(
                     f"accepted {quantity} of {item.quantity} × {item.title[:60]}"
                     if quantity
@@ -142,8 +147,9 @@ def verify_placement(
     shipping, tax = _added_on_top(placed)
     if placed.total_minor is not None:
         billed = placed.total_minor - shipping - tax
-    if billed < asked_accepted:
-        notes.append(billed_less_note(billed, asked_accepted, currency))
+    billed_less = billed < asked_accepted
+    if billed_less:
+        notes.append(billed_less_note(billed, asked_accepted, currency, short=short))
         kept_charge = kept_charge * max(billed, 0) // asked_accepted
     elif billed > asked_accepted:
         over = billed - asked_accepted
@@ -155,7 +161,14 @@ def verify_placement(
         notes.append(f"billed {_shown(over, currency)} more than paid, absorbed")
     kept = min(kept_charge, charge_minor)
     if placed.shipping_minor is None and placed.tax_minor is None:
-        return Verdict(billed, kept, cancel=False, notes=tuple(notes), accepted_quantities=accepted)
+        return Verdict(
+            billed,
+            kept,
+            cancel=False,
+            notes=tuple(notes),
+            accepted_quantities=accepted,
+            billed_less=billed_less,
+        )
     billed_in_all = billed + shipping + tax
     if shipping + tax:
         allowed = shipping_tax_allowance.for_items(asked_accepted)
@@ -176,6 +189,7 @@ def verify_placement(
         absorbed_shipping_minor=shipping,
         absorbed_tax_minor=tax,
         accepted_quantities=accepted,
+        billed_less=billed_less,
     )
 
 
@@ -190,11 +204,22 @@ def _added_on_top(placed: PlacedOrder) -> tuple[int, int]:
     return shipping, tax
 
 
-def billed_less_note(billed_minor: int, asked_minor: int, currency: str) -> str:
+def billed_less_note(
+    billed_minor: int, asked_minor: int, currency: str, *, short: bool = False
+) -> str:
     """ "billed $71.98, not the $79.98 paid": short, since with KES or NGN amounts the sentence
     it starts is an e-mail's whole subject ("less than the" made it too long to keep where the
-    difference went: tests/checkout/test_adjustment_subjects.py)."""
-    return f"billed {_shown(billed_minor, currency)}, not the {_shown(asked_minor, currency)} paid"
+    difference went: tests/checkout/test_adjustment_subjects.py).
+
+    `short`: the marketplace also left items out, so the note follows theirs ("left out …;")
+    and `asked_minor` is what the items it accepted cost, not all that was paid for the part:
+    "it billed KES3,914.10 for the rest, not KES4,349.00". As short: the refund's reason, which
+    the order page shows, holds REFUND_REASON_LIMIT characters after the items' titles
+    (tests/checkout/test_cut_short_and_billed_less.py)."""
+    billed, asked = _shown(billed_minor, currency), _shown(asked_minor, currency)
+    if short:
+        return f"it billed {billed} for the rest, not {asked}"
+    return f"billed {billed}, not the {asked} paid"
 
 
 def _shown(amount_minor: int, currency: str) -> str:

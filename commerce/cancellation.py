@@ -87,6 +87,16 @@ def order_is_cancellable(order: Order) -> bool:
     )
 
 
+def refusal_notice(names: list[str]) -> str:
+    """The shopper's notice that the marketplaces `names` refused to cancel their parts, so
+    they go ahead: one named as one ("DummyMart could not cancel its part …, so it goes
+    ahead."), as the abandoned-cancellation sweep words it, several as several."""
+    if len(names) == 1:
+        return f"{names[0]} could not cancel its part of your order, so it goes ahead."
+    listed = f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{listed} could not cancel their parts of your order, so they go ahead."
+
+
 def cancel_pending_sub_order(
     session: Session, sub_order: MarketplaceOrder, *, reason: str, tell_shopper: bool = True
 ) -> bool:
@@ -571,8 +581,7 @@ def carry_out_cancellation(
                 session,
                 order,
                 CANCELLATION_REFUSED,
-                "These marketplaces could not cancel their part of your order, so it goes "
-                "ahead: " + ", ".join(untold) + ".",
+                refusal_notice(untold),
             )
         if in_flight and final_attempt:
             goes_ahead = notify(

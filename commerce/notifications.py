@@ -235,7 +235,9 @@ def email_subject(message: str, order_number: str | None, names: Iterable[str] =
     (the order's marketplaces: "Jumia Nigeria…"; a price alert's product title and marketplace)
     before anything else, the longest first, so that its amounts and what became of them stay
     whole ("…; we refunded NGN1,371,742.00 to your OneCart wallet."); only if that is not
-    enough is it cut at a word. A full stop inside a name ("Dr. Martens …") ends no sentence."""
+    enough is it cut at a word. A full stop inside a name ("Dr. Martens …"), or at its end ("…
+    Made in U.S.A. is now $27.00"), ends no sentence; a name that ends one gives it one full
+    stop, not two."""
     # One plain line: a marketplace's text in the message (a store's or product's name, a
     # tracking number, a carrier) may hold line breaks, which no header may (Python's email
     # refuses them), other control characters (written into the header raw) or bidi overrides.
@@ -245,6 +247,9 @@ def email_subject(message: str, order_number: str | None, names: Iterable[str] =
     end = _first_sentence_end(headline, known)
     if end != -1:
         headline = headline[: end + 1]
+    if any(name.endswith(".") and headline.endswith(f"{name}.") for name in known):
+        # A name's own full stop ends its sentence too ("… placing it with Acme Ltd.."): one.
+        headline = headline[:-1]
     if len(headline) > SUBJECT_HEADLINE_LIMIT:
         headline = _with_names_cut(headline, known)
     if len(headline) > SUBJECT_HEADLINE_LIMIT:
@@ -257,10 +262,11 @@ def email_subject(message: str, order_number: str | None, names: Iterable[str] =
 
 def _first_sentence_end(text: str, names: list[str]) -> int:
     """Where `text`'s first sentence ends (the index of its full stop), -1 if it is one
-    sentence; a full stop inside one of `names` ("Dr. Martens 1460 Boots") ends none."""
+    sentence; a full stop inside one of `names` ("Dr. Martens 1460 Boots") or ending it ("Made in
+    U.S.A.") ends none: the sentence's own full stop follows a name that ends it ("U.S.A..")."""
     inside = [(start, start + len(name)) for name in names for start in _occurrences(text, name)]
     end = text.find(". ")
-    while end != -1 and any(start <= end < stop - 1 for start, stop in inside):
+    while end != -1 and any(start <= end < stop for start, stop in inside):
         end = text.find(". ", end + 1)
     return end
 
@@ -293,7 +299,7 @@ def _with_names_cut(headline: str, names: Iterable[str]) -> str:
         if name[keep] != " " and " " in kept:
             at_word = kept.rsplit(" ", 1)[0]
             kept = at_word if len(at_word) >= SHORTEST_CUT_NAME else kept
-        headline = headline.replace(name, kept.rstrip(" ,;:-–—&") + "…")
+        headline = headline.replace(name, kept.rstrip(" ,;:-–—&.") + "…")
     return headline
 
 

@@ -11,11 +11,18 @@ from datetime import UTC, datetime
 
 from adapters.base import Capability, ShipmentStatus
 from commerce.marketplace_access import marketplace_can
-from commerce.order_models import MarketplaceOrder, Refund, SubOrderStatus
+from commerce.order_models import (
+    LIVE_SUB_ORDER_STATUSES,
+    MarketplaceOrder,
+    Order,
+    Refund,
+    SubOrderStatus,
+)
 from commerce.refund_progress import (
     RELEASE_WORDS,
     STATE_SUFFIXES,
     Progress,
+    adjusted_own_minor,
     all_released,
     marketplace_refund_progress,
     share_refund_progress,
@@ -168,3 +175,58 @@ def cancel_line(sub: MarketplaceOrder, refunds: list[Refund]) -> CancelLine:
     if sub.status in (SubOrderStatus.PENDING, SubOrderStatus.PLACING):
         return CancelLine("pending", "stopping it before it is placed…")
     return CancelLine("pending", f"asking {market} to cancel…")
+
+
+# Parts past the point where the order can be cancelled (commerce.cancellation).
+_SENT_STATUSES = (SubOrderStatus.SHIPPED, SubOrderStatus.DELIVERED)
+
+
+def why_not_cancellable(order: Order) -> str | None:
+    """Why an order whose other parts are still on their way to shipping can no longer be
+    cancelled: one of its parts has shipped (cancelling is for the whole order, before anything
+    ships). "This order can no longer be cancelled: ShopWave has shipped its part. Kiondo
+    Market's part goes ahead." The button was simply gone before, without a word. None when
+    nothing stops a cancellation for that reason, or one was asked for already."""
+    if order.cancel_requested_at is not None:
+        return None
+    charged = order.charged_sub_orders
+    sent = [sub.marketplace.name for sub in charged if sub.status in _SENT_STATUSES]
+    ahead = [
+        sub.marketplace.name
+        for sub in charged
+        if sub.status in LIVE_SUB_ORDER_STATUSES and sub.status not in _SENT_STATUSES
+    ]
+    if not sent or not ahead:
+        return None
+    shipped = (
+        f"{sent[0]} has shipped its part"
+        if len(sent) == 1
+        else f"{_and(sent)} have shipped their parts"
+    )
+    goes = (
+        f"{ahead[0]}'s part goes ahead"
+        if len(ahead) == 1
+        else f"the parts of {_and(ahead)} go ahead"
+    )
+    return f"This order can no longer be cancelled: {shipped}. {goes[0].upper()}{goes[1:]}."
+
+
+def _and(names: list[str]) -> str:
+    """ "A, B and C"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def amount_still_charged(sub: MarketplaceOrder) -> str:
+    """What the shopper still pays for a part, as the cancel page names it: its share less what
+    was refunded already (a marketplace that accepted less, its own refunds passed on), in its
+    own currency first when that is not the payment's ("KES25,349.00 / $195.74"). The cancel
+    page gave the whole share, so a part mostly refunded already promised it all back."""
+    kept = format_money(max(sub.kept_charge_minor, 0), sub.charge_currency)
+    if sub.currency == sub.charge_currency or sub.passed_on_charge_minor:
+        # What a marketplace's own refunds left of it is known in the payment currency only.
+        return kept
+    if sub.accepted_charge_minor is None or sub.accepted_charge_minor >= sub.charge_minor:
+        own = sub.amount_minor
+    else:
+        own = adjusted_own_minor(sub)
+    return f"{format_money(own, sub.currency)} / {kept}"

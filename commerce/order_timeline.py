@@ -33,9 +33,16 @@ from commerce.order_models import (
     RefundStatus,
     SubOrderStatus,
 )
-from commerce.order_part_states import CancelLine, cancel_line, marketplace_home, sub_order_state
+from commerce.order_part_states import (
+    CancelLine,
+    amount_still_charged,
+    cancel_line,
+    marketplace_home,
+    sub_order_state,
+)
 from commerce.order_state import reports_delivery
 from commerce.refund_progress import (
+    adjusted_heading_amount,
     adjustment_heading_note,
     adjustment_refund_label,
     adjustment_refund_reason,
@@ -218,9 +225,13 @@ class SubOrderView:
     # The heading of what the marketplace did not accept, by where its refund stands, and why.
     accepted_refund_label: str | None = None
     accepted_refund_why: str = ""
-    # After the amount charged in the part's heading when that is less than its share: "of
-    # $620.82 paid; the rest refunded" (refund_progress.adjustment_heading_note).
+    # The part's heading when it is charged less than its share: what it is charged (in its own
+    # currency when converted), then "(of $620.82 paid; the rest refunded)", or "($229.32 of
+    # $620.82 paid; …)" for a converted part (refund_progress.adjustment_heading_note).
+    charged_amount: str | None = None
     charged_note: str | None = None
+    # What the shopper still pays for it (the cancel page's preview).
+    amount_still_charged: str = ""
     cancel: CancelLine | None = None
     marketplace_link: str | None = None
 
@@ -310,6 +321,7 @@ def build_order_view(session: Session, order: Order) -> OrderView:
         label, key = sub_order_state(sub, reports, sub_refunds)
         refunded = sum(r.amount_minor for r in sub_refunds if _given_back(r))
         timeline = _sub_timeline(sub, by_sub.get(sub.id, []), sub_refunds, reports)
+        note = adjustment_heading_note(sub, sub_refunds)
         view = SubOrderView(
             sub_order=sub,
             state=label,
@@ -320,7 +332,9 @@ def build_order_view(session: Session, order: Order) -> OrderView:
             refunded_minor=refunded,
             accepted_refund_label=adjustment_refund_label(sub, sub_refunds),
             accepted_refund_why=adjustment_refund_reason(sub, sub_refunds),
-            charged_note=adjustment_heading_note(sub, sub_refunds),
+            charged_note=note,
+            charged_amount=adjusted_heading_amount(sub) if note is not None else None,
+            amount_still_charged=amount_still_charged(sub),
             marketplace_link=marketplace_home(sub),
         )
         if order.cancel_requested_at is not None:

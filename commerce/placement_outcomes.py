@@ -229,12 +229,15 @@ def record_placement(
             if left_out:
                 # The notification names the items after the news, not in it: its first
                 # sentence is the e-mail's subject (sub_order_compensation.adjustment_news).
+                # Part of the refund may be a lower bill for the items it did accept: the news
+                # says so too (the notes, the reason's, name it after the items').
+                billed_less = " and billed less for the rest" if verdict.billed_less else ""
                 adjust_share(
                     session,
                     sub_order,
                     verdict.kept_charge_minor,
                     reason=f"{market} did not accept all of your items: {notes}.",
-                    news=f"{market} did not accept all of your items.",
+                    news=f"{market} did not accept all of your items{billed_less}.",
                     details=f"It {notes}.",
                 )
             else:

@@ -136,8 +136,11 @@ RELEASE_ADJUSTMENT_HEADING_WORDS = {
 def adjustment_heading_note(sub: MarketplaceOrder, refunds: list[Refund]) -> str | None:
     """What a placed part's heading says after the amount it is charged when its marketplace
     did not keep all of its share (left items out, billed less): "of $620.82 paid; the rest
-    refunded" ("of … held on your card; the rest not charged" for a card hold). None when it
-    kept the whole share: the heading then shows the share alone, as before."""
+    refunded" ("of … held on your card; the rest not charged" for a card hold). A part in
+    another currency than the payment heads with its own amount (adjusted_own_minor), as every
+    converted amount on the site does, so the note starts with what it is charged in the
+    payment currency: "$229.32 of $620.82 paid; …". None when it kept the whole share: the
+    heading then shows the share alone, as before."""
     if sub.accepted_charge_minor is None or sub.accepted_charge_minor >= sub.charge_minor:
         return None
     adjustments = [r for r in refunds if r.idempotency_key == adjustment_key(sub)]
@@ -145,7 +148,34 @@ def adjustment_heading_note(sub: MarketplaceOrder, refunds: list[Refund]) -> str
     words = RELEASE_ADJUSTMENT_HEADING_WORDS if released else ADJUSTMENT_HEADING_WORDS
     progress = progress_of(adjustments, sub.charge_minor - sub.accepted_charge_minor)
     paid = format_money(sub.charge_minor, sub.charge_currency)
-    return f"of {paid} {'held on your card' if released else 'paid'}; {words[progress]}"
+    note = f"of {paid} {'held on your card' if released else 'paid'}; {words[progress]}"
+    if sub.currency != sub.charge_currency:
+        return f"{format_money(sub.accepted_charge_minor, sub.charge_currency)} {note}"
+    return note
+
+
+def adjusted_heading_amount(sub: MarketplaceOrder) -> str:
+    """The amount a part charged less than its share heads with: what it is charged, in its own
+    currency when that is not the payment's (adjusted_own_minor), else in the payment's."""
+    if sub.currency != sub.charge_currency:
+        return format_money(adjusted_own_minor(sub), sub.currency)
+    return format_money(sub.accepted_share_minor, sub.charge_currency)
+
+
+def adjusted_own_minor(sub: MarketplaceOrder) -> int:
+    """What a placed part that the marketplace did not keep whole comes to in its own currency:
+    the accepted units at the prices paid, or what the marketplace billed for them when that is
+    less (commerce.acceptance: a lower bill is what the shopper's share follows; a higher one
+    within the tolerance is OneCart's, as is the shipping and tax it absorbed)."""
+    accepted = sum(item.accepted_total_minor for item in sub.items)
+    if sub.accepted_amount_minor is None:
+        return accepted
+    billed = (
+        sub.accepted_amount_minor
+        - (sub.absorbed_shipping_minor or 0)
+        - (sub.absorbed_tax_minor or 0)
+    )
+    return max(min(billed, accepted), 0)
 
 
 def adjustment_refund_reason(sub: MarketplaceOrder, refunds: list[Refund]) -> str:

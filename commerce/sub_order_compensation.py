@@ -253,7 +253,9 @@ def adjustment_news(
         if refund is not None and refund.kind == RefundKind.CARD_REFUND:
             said += " to your card"
     sentence = f"{news.rstrip().removesuffix('.')}; {said}."
-    return f"{sentence} {details.rstrip().removesuffix('.')}." if details else sentence
+    # Every full stop off the end of the details: an item named last may end with its own
+    # ("… Made in U.S.A."), which then ends the sentence too, once.
+    return f"{sentence} {details.rstrip().rstrip('.')}." if details else sentence
 
 
 def adjust_share(

@@ -85,6 +85,13 @@ MATCH_LABELS = {
     "brand_model": "same brand and model number",
     "title": "similar title",
 }
+# The same in the product page's sentence about all its offers, strongest first: each offer was
+# matched one way, so they are alternatives ("by their barcode or by a similar title").
+MATCH_PHRASES = {
+    "gtin": "their barcode",
+    "brand_model": "their brand and model number",
+    "title": "a similar title",
+}
 
 
 for _helper in TEMPLATE_HELPERS:
@@ -516,10 +523,11 @@ def _matching_summary(offers: list[catalog.GroupOffer]) -> str | None:
     ]
     if not matched:
         return None
-    methods = sorted({MATCH_LABELS[method] for method, _ in matched})
+    used = {method for method, _ in matched}
+    methods = [f"by {phrase}" for method, phrase in MATCH_PHRASES.items() if method in used]
     lowest = min((c for _, c in matched if c is not None), default=None)
-    evidence = methods[0] if len(methods) == 1 else f"{', '.join(methods[:-1])} and {methods[-1]}"
-    sentence = f"These offers were matched as one product by {evidence}"
+    evidence = methods[0] if len(methods) == 1 else f"{', '.join(methods[:-1])} or {methods[-1]}"
+    sentence = f"These offers were matched as one product {evidence}"
     if lowest is not None and lowest >= 1:
         sentence += " (confidence 100%)"  # every offer matched for certain: nothing "or more"
     elif lowest is not None:

@@ -31,6 +31,7 @@ from commerce.cancellation import cancellation_answer
 from commerce.countries import country_name
 from commerce.notifications import list_notifications, mark_all_read, mark_read, unread_count
 from commerce.order_models import Order, SubOrderStatus
+from commerce.order_part_states import why_not_cancellable
 from commerce.order_timeline import (
     OrderView,
     build_order_view,
@@ -140,6 +141,7 @@ def _progress(order: Order, view: OrderView) -> str | None:
 
 def _render_order(order: Order, *, confirmation: bool) -> str:
     view = build_order_view(db_session(), order)
+    cancellable = order_is_cancellable(order)
     return render_template(
         "orders/detail.html",
         order=order,
@@ -147,7 +149,8 @@ def _render_order(order: Order, *, confirmation: bool) -> str:
         progress=_progress(order, view),
         confirmation=confirmation,
         status_link=_status_link(order),
-        cancellable=order_is_cancellable(order),
+        cancellable=cancellable,
+        not_cancellable_why=None if cancellable else why_not_cancellable(order),
         country_name=country_name,
     )
 

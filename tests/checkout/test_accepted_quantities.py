@@ -174,8 +174,10 @@ def test_a_line_left_out_reads_as_the_notification_says_and_costs_nothing(
         assert " of 2 × " not in page, path
         assert dropped_money not in page, path
         assert f"1 × {kept.title} {kept_money}" in page, path
-        # The heading: what the part is charged, of what was paid, how the rest went back.
-        assert _heading(html, sub.id) == f"{charged} (of {paid} paid; the rest refunded)", path
+        # The heading: what the part is charged (in shillings, then dollars), of what was
+        # paid, how the rest went back.
+        own = format_money(kept.price_minor, kept.currency)
+        assert _heading(html, sub.id) == f"{own} ({charged} of {paid} paid; the rest refunded)"
         assert f"Refunded {difference} (Kiondo Market did not accept all of your items" in page
         # Said once in the part: the refund line. The heading only says "the rest".
         assert difference not in _heading(html, sub.id), path
@@ -209,3 +211,68 @@ def test_a_part_billed_less_heads_with_what_it_is_charged(placing_shop: Shop) ->
         assert f"Refunded {difference} (ShopWave billed" in page, path
         # Said once in the part: the refund line. The heading only says "the rest".
         assert difference not in _heading(html, sub.id), path
+
+
+def test_a_converted_part_charged_less_heads_in_its_own_currency_and_the_payment_currency(
+    placing_shop: Shop,
+) -> None:
+    """A part in another currency than the payment heads, like every converted amount on the
+    site, with its own currency first and the payment currency in brackets ("KES8,698.00
+    ($66.98)"). Charged less than its share, its heading gave only dollars ("$22.32 (of $66.98
+    paid; the rest refunded)") above lines in shillings, so the lines did not add up to it and
+    the shopper could not see what the marketplace kept in its own money. Now: "KES2,899.00
+    ($22.32 of $66.98 paid; the rest refunded)"; the refund line below keeps the dollars."""
+    shop = placing_shop
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 3, 3), ("kiondo", 2, 1)])
+    client = shop.client_for(user)
+    order = shop.checkout(client, payment_method="wallet")
+    shop.knobs("kiondo", max_line_quantity=1)
+
+    shop.place_here(order, "kiondo")
+
+    sub = shop.sub_order(order, "kiondo")
+    assert sub.currency != sub.charge_currency  # the case: KES bought with USD
+    assert sub.accepted_charge_minor is not None and sub.accepted_charge_minor < sub.charge_minor
+    lines = _lines(shop, order).values()
+    own = format_money(sum(line.accepted_total_minor for line in lines), sub.currency)
+    charged = format_money(sub.accepted_charge_minor, sub.charge_currency)
+    paid = format_money(sub.charge_minor, sub.charge_currency)
+    difference = format_money(sub.charge_minor - sub.accepted_charge_minor, sub.charge_currency)
+    for path in (f"/orders/{order.number}", f"/order-status/{order.status_token}"):
+        html = client.get(path).get_data(as_text=True)
+        assert _heading(html, sub.id) == f"{own} ({charged} of {paid} paid; the rest refunded)"
+        assert f"Refunded {difference} (Kiondo Market did not accept" in text_of(html), path
+
+
+def test_the_cancel_page_names_what_a_part_charged_less_still_costs(placing_shop: Shop) -> None:
+    """The cancel page's preview gave each part's whole share ("Kiondo Market ($620.82): … once
+    it confirms, this part is refunded") for a part already refunded all but $229.32 of it: the
+    shopper expected $620.82 back. It names what the part still costs, in its own currency and
+    the payment's."""
+    shop = placing_shop
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("kiondo", 3, 3), ("shopwave", 1, 1)])
+    client = shop.client_for(user)
+    order = shop.checkout(client, payment_method="wallet")
+    shop.knobs("kiondo", max_line_quantity=1)
+    shop.place_here(order, "kiondo")
+
+    sub = shop.sub_order(order, "kiondo")
+    assert sub.accepted_charge_minor is not None and sub.accepted_charge_minor < sub.charge_minor
+    own = format_money(
+        sum(
+            line.accepted_total_minor
+            for line in _lines(shop, order).values()
+            if line.sub_order_id == sub.id
+        ),
+        sub.currency,
+    )
+    charged = format_money(sub.accepted_charge_minor, sub.charge_currency)
+    page = text_of(client.get(f"/orders/{order.number}/cancel").get_data(as_text=True))
+    # One pair of brackets: "(KES25,349.00 ($195.74))" read as a sentence cut short.
+    assert f"Kiondo Market ({own} / {charged}): we ask Kiondo Market to cancel" in page
+    assert format_money(sub.charge_minor, sub.charge_currency) not in page
+    # A part in the payment's currency, charged its whole share, reads as before.
+    shopwave = shop.sub_order(order, "shopwave")
+    assert f"ShopWave ({format_money(shopwave.charge_minor, shopwave.charge_currency)}):" in page

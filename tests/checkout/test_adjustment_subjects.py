@@ -129,3 +129,16 @@ def test_where_a_card_refund_goes_is_said() -> None:
     assert refund_said(CARD_REFUND, "$8.00") == "we are refunding $8.00"  # other notes: unchanged
     news = adjustment_news("ShopWave billed $71.98, not the $79.98 paid.", CARD_REFUND, "$8.00")
     assert news.endswith("; we are refunding $8.00 to your card.")
+
+
+def test_items_named_last_with_a_full_stop_end_their_sentence_with_one() -> None:
+    """The items' sentence is "It {notes}.": a title ending with "." (a left-out "Levi's 501
+    Jeans, Made in U.S.A.") read "… Made in U.S.A.." in the notification and its e-mail."""
+    message = adjustment_news(
+        "Kiondo Market did not accept all of your items.",
+        WALLET,
+        "$5.00",
+        details="It left out Levi's 501 Jeans, Made in U.S.A..",
+    )
+
+    assert message.endswith(" It left out Levi's 501 Jeans, Made in U.S.A.")

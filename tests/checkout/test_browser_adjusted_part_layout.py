@@ -1,9 +1,9 @@
 """A part its marketplace accepted only some of, on the order page in Chromium at a 390 px phone
 and a 1280 px desktop: the line left out ("2 × … (left out by Kiondo Market)", no amount) and the
-heading of what the part is charged ("$33.58 (of $425.07 paid; the rest refunded)") stay inside
-the page. The item lists keep their amounts on one line (`white-space: nowrap` on a line's last
-part), and a line left out has no amount: its title was that last part, so it ran off a phone's
-screen. Real shop, the sandbox over HTTP, placement in this process (shop19)."""
+heading of what the part is charged ("KES4,349.00 ($33.58 of $425.07 paid; the rest refunded)")
+stay inside the page. The item lists keep their amounts on one line (`white-space: nowrap` on a
+line's last part), and a line left out has no amount: its title was that last part, so it ran off
+a phone's screen. Real shop, the sandbox over HTTP, placement in this process (shop19)."""
 
 from __future__ import annotations
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from adapters.base import MarketplaceAdapter, OrderState, Rejected
-from commerce.cancellation import carry_out_cancellation, request_cancellation
+from commerce.cancellation import carry_out_cancellation, refusal_notice, request_cancellation
 from commerce.exactly_once_models import OutboxMessage, OutboxTopic
 from commerce.marketplace_access import adapter_for_marketplace
 from commerce.models import Marketplace, utc_now
@@ -87,7 +88,7 @@ def test_the_cancellation_job_run_twice_tells_the_refusal_once(shop: Shop) -> No
 
     [told] = _refusals(shop, order)
     assert told.startswith("Your ShopWave items were cancelled")
-    assert told.endswith("could not cancel their part of your order, so it goes ahead: DummyMart.")
+    assert told.endswith(" DummyMart could not cancel its part of your order, so it goes ahead.")
     assert shop.sub_order(order, "shopwave").status == SubOrderStatus.CANCELLED
     assert shop.sub_order(order, "dummymart").status == SubOrderStatus.PLACED
 
@@ -198,7 +199,7 @@ def _one_part_answered_after_the_notice(shop: Shop) -> tuple[Order, MarketplaceO
         )
     _run_cancellation_job(shop, order)
     [told] = _refusals(shop, order)
-    assert told.endswith("so it goes ahead: DummyMart.")
+    assert told.endswith("DummyMart could not cancel its part of your order, so it goes ahead.")
     with shop.session() as session, session.begin():
         session.execute(
             sa.update(MarketplaceOrder)
@@ -251,7 +252,7 @@ def test_a_part_refused_after_the_orders_notice_is_told_once_by_a_later_run(shop
 
     told = _refusals(shop, order)
     assert len(told) == 2, told
-    assert told[0].endswith("so it goes ahead: DummyMart.")
+    assert told[0].endswith("DummyMart could not cancel its part of your order, so it goes ahead.")
     assert "ShopWave" in told[1] and "DummyMart" not in told[1]
     assert shop.sub_order(order, "shopwave").cancel_outcome == "refused"
     assert shop.sub_order(order, "shopwave").id == shopwave.id
@@ -282,3 +283,26 @@ def test_the_sweep_tells_a_recorded_refusal_the_orders_notice_did_not_name(shop:
     told = _refusals(shop, order)
     assert told[1:] == ["ShopWave could not cancel its part of your order, so it goes ahead."]
     assert len(told) == 2
+
+
+@pytest.mark.parametrize(
+    ("names", "said"),
+    [
+        (["DummyMart"], "DummyMart could not cancel its part of your order, so it goes ahead."),
+        (
+            ["DummyMart", "Fake Store Berlin"],
+            "DummyMart and Fake Store Berlin could not cancel their parts of your order, so "
+            "they go ahead.",
+        ),
+        (
+            ["A", "B", "C"],
+            "A, B and C could not cancel their parts of your order, so they go ahead.",
+        ),
+    ],
+)
+def test_the_refusal_notice_names_one_marketplace_as_one_and_several_as_several(
+    names: list[str], said: str
+) -> None:
+    """ "These marketplaces could not cancel their part of your order, so it goes ahead:
+    DummyMart." named one marketplace as several, and several parts as one (shop20)."""
+    assert refusal_notice(names) == said

@@ -588,3 +588,49 @@ def test_cancelling_a_card_order_not_charged_yet_promises_no_refund(shop: Shop) 
     settlement.process_refunds(shop.session_factory, order.id)
     settlement.settle_payment(shop.session_factory, order.id)
     assert shop.order(order.number).payment.status == PaymentStatus.VOIDED  # type: ignore[union-attr]
+
+
+def test_an_order_with_a_part_shipped_says_why_it_can_no_longer_be_cancelled(
+    two_shoppers,
+) -> None:
+    """Shopper QA (shop20): once ShopWave shipped its part, "Cancel this order…" vanished from
+    the page without a word, while Kiondo Market's part was still being prepared; the shopper
+    looked for the button in vain. The page now says why, and what goes ahead."""
+    from commerce.order_models import MarketplaceOrder, OrderStatus, SubOrderStatus
+
+    shop, alice, _bob, order = two_shoppers
+    client = shop.client_for(alice)
+    with shop.session() as session:
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(
+                MarketplaceOrder.order_id == order.id,
+                MarketplaceOrder.status != SubOrderStatus.HANDOFF,
+            )
+            .values(status=SubOrderStatus.PROCESSING, marketplace_order_id="MO-1")
+        )
+        session.execute(
+            sa.update(MarketplaceOrder)
+            .where(
+                MarketplaceOrder.order_id == order.id,
+                MarketplaceOrder.id == shop.sub_order(order, "shopwave").id,
+            )
+            .values(status=SubOrderStatus.SHIPPED)
+        )
+        session.execute(
+            sa.update(Order)
+            .where(Order.id == order.id)
+            .values(status=OrderStatus.PARTIALLY_SHIPPED)
+        )
+        session.commit()
+
+    page = text_of(client.get(f"/orders/{order.number}").get_data(as_text=True))
+
+    assert "Cancel this order" not in page
+    assert (
+        "This order can no longer be cancelled: ShopWave has shipped its part. "
+        "Kiondo Market's part goes ahead."
+    ) in page
+    # The public status page offers no cancelling, so it says nothing of it either.
+    public = shop.app.test_client().get(f"/order-status/{order.status_token}")
+    assert "can no longer be cancelled" not in text_of(public.get_data(as_text=True))

@@ -803,3 +803,20 @@ def test_the_same_product_on_several_lines_is_said_once_and_each_line_names_the_
     assert page.count("Cheaper on NaijaMall") == 1
     assert "Also in your cart from Kiondo Market." in page
     assert "Also in your cart from ShopWave." in page
+
+
+def _cart_link_text(html: str) -> str:
+    """What a screen reader reads for the header's cart link."""
+    link = html.split('class="cart-link', 1)[1].split(">", 1)[1].split("</a>", 1)[0]
+    return text_of(link)
+
+
+def test_the_header_cart_link_says_one_item_not_one_items(
+    client: FlaskClient, catalog: dict[str, Product]
+) -> None:
+    """Shopper QA (shop20, keyboard and screen reader): the link read "Cart 1 items"."""
+    assert _cart_link_text(client.get("/cart").get_data(as_text=True)) == "Cart 0 items"
+    add(client, catalog["1001"], 1)
+    assert _cart_link_text(client.get("/cart").get_data(as_text=True)) == "Cart 1 item"
+    add(client, catalog["31"], 1)
+    assert _cart_link_text(client.get("/cart").get_data(as_text=True)) == "Cart 2 items"

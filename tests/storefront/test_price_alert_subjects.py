@@ -127,3 +127,68 @@ def test_large_amounts_stay_whole_with_a_long_title(price: str, market: str) -> 
     assert headline.startswith("Price drop: Sennheiser")
     assert headline.endswith(f"… {news}")
     assert len(headline) <= SUBJECT_HEADLINE_LIMIT
+
+
+def test_a_title_ending_with_a_full_stop_does_not_end_the_news(
+    db_session: Session,
+    factory: sessionmaker[Session],
+    shopwave: Marketplace,
+    make_product: Callable[..., Product],
+    make_user: Callable[..., User],
+    settings: Settings,
+    mailbox: tuple[int, list[Any]],
+) -> None:
+    """ "… Made in U.S.A." ended the subject's first sentence at the title's last full stop: the
+    subject read "Price drop: Levi's … U.S.A.", a sentence that had ended, with no price."""
+    title = "Levi's 501 Original Fit Jeans, Made in U.S.A."
+    message = _alert_e_mail(
+        title, db_session, factory, shopwave, make_product, make_user, settings, mailbox
+    )
+
+    assert message["Subject"] == f"OneCart: Price drop: {title} {NEWS}"
+
+
+@pytest.mark.parametrize("title", [f"{LONG_TITLE}, Made in U.S.A.", f"{LONG_TITLE} Inc."])
+def test_a_long_title_ending_with_a_full_stop_is_cut_and_the_news_kept(title: str) -> None:
+    message = f"Price drop: {title} {NEWS}"
+
+    headline = email_subject(message, None, names=(title, "ShopWave")).removeprefix("OneCart: ")
+
+    assert headline.startswith("Price drop: Sennheiser")
+    assert headline.endswith(f"… {NEWS}")
+    assert ".…" not in headline and ",…" not in headline
+    assert len(headline) <= SUBJECT_HEADLINE_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("message", "names", "headline"),
+    [
+        # A product's title at the end of a sentence (the title's full stop and the sentence's).
+        (
+            "Price drop: Levi's 501 Jeans, Made in U.S.A.. It is now $27.00 at ShopWave.",
+            ("Levi's 501 Jeans, Made in U.S.A.", "ShopWave"),
+            "Price drop: Levi's 501 Jeans, Made in U.S.A.",
+        ),
+        # An order's marketplace: "… placing it with Acme Ltd.." read with two full stops.
+        (
+            "We received order OC-1 ($5.00) and are placing it with Acme Ltd.. More news.",
+            ("Acme Ltd.",),
+            "We received order OC-1 ($5.00) and are placing it with Acme Ltd.",
+        ),
+        (
+            "We received order OC-1 ($5.00) and are placing it with Acme Ltd..",
+            ("Acme Ltd.",),
+            "We received order OC-1 ($5.00) and are placing it with Acme Ltd.",
+        ),
+        # Inside its sentence: not its end.
+        (
+            "Acme Ltd. accepted your order (their order #1). Something else.",
+            ("Acme Ltd.",),
+            "Acme Ltd. accepted your order (their order #1).",
+        ),
+    ],
+)
+def test_a_name_ending_with_a_full_stop_ends_a_subject_once_and_only_where_its_sentence_does(
+    message: str, names: tuple[str, ...], headline: str
+) -> None:
+    assert email_subject(message, None, names=names) == f"OneCart: {headline}"

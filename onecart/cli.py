@@ -390,7 +390,12 @@ def command_status(settings: Settings, args: argparse.Namespace) -> int:
     print(f"OneCart home: {settings.home_dir} (profile {settings.profile})")
     states = print_service_table(settings, [s.name for s in services.build_services(settings)])
     # Both sections read the same Dagster instance: opened once.
-    dagster = catalog_status.DagsterReader(settings)
+    # The webserver this home's `up` started (ours, answering) has Dagster loaded: asking it
+    # spares status importing Dagster and opening the instance (~2.4 s of CPU).
+    webserver = next((s for s in states if s.name == "dagster" and s.status == "running"), None)
+    dagster = catalog_status.DagsterReader(
+        settings, graphql_url=f"{settings.dagster_url}/graphql" if webserver else None
+    )
     try:
         print("\n" + "\n".join(catalog_status.describe_catalogs(settings, dagster)))
         print("\n" + "\n".join(catalog_status.describe_checks(settings, dagster)))

@@ -144,6 +144,30 @@ def describe_fetch_failure(slug: str, error: Exception, pages_read: int) -> str:
     return f"{slug}: catalog fetch failed{where}: {type(error).__name__}: {error}"
 
 
+def describe_normalization(
+    slug: str,
+    *,
+    products: int,
+    offers_read: int,
+    rejected_read: int,
+    rejected_by_reason: dict[str, int],
+) -> str:
+    """normalized_products' log line: the offers the marketplace now has, what this run read
+    (a refresh reads only new or changed records), and apart from those, every rejection the
+    catalog holds by reason (the same counts as the `rejected_by_reason` metadata)."""
+    held = sum(rejected_by_reason.values())
+    rejections = (
+        f"the catalog's {counted_noun(held, 'rejected record')} by reason: "
+        f"{json.dumps(rejected_by_reason)}"
+        if held
+        else "none rejected"
+    )
+    return (
+        f"{slug}: {counted_noun(products, 'product')}; read {counted_noun(offers_read, 'offer')} "
+        f"and {counted_noun(rejected_read, 'rejected record')}; {rejections}"
+    )
+
+
 def fetch_catalog_changes(adapter: Any, since: datetime, *, at_most: int, read: PagesRead) -> Any:
     """The adapter's changed-since fetch (its CatalogChanges); on a failure, `read` holds the
     pages the marketplace answered before it (the changed records' and the ids' listings)."""
@@ -498,10 +522,13 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
             )
         content_changed = bool(catalog.new_offers or catalog.changed_offers or removed)
         context.log.info(
-            f"{slug}: {counted_noun(int(products), 'product')}; read "
-            f"{counted_noun(catalog.products.height, 'offer')} and "
-            f"{counted_noun(catalog.rejected.height, 'rejected record')} "
-            f"{json.dumps(rejected_by_reason)}"
+            describe_normalization(
+                slug,
+                products=int(products),
+                offers_read=catalog.products.height,
+                rejected_read=catalog.rejected.height,
+                rejected_by_reason=rejected_by_reason,
+            )
         )
         return dg.MaterializeResult(
             metadata={

@@ -55,3 +55,26 @@ def test_a_held_page_counts_its_page_and_no_record() -> None:
     list(read.count([CatalogPage(records=[], page=0, held=True)]))
 
     assert lines == ["fakestore: 1 page (0 records) fetched so far, 10 s in"]
+
+
+def test_the_normalization_line_tells_the_records_read_from_the_catalog_s_rejections() -> None:
+    """ "dummymart: 1,972 products; read 6 offers and 6 rejected records {"bad_price": 6,
+    "broken_utf8": 6, …}" (a refresh that read 12 changed records) put the whole catalog's 28
+    rejections by reason right after the 6 read now, as if those 6 had them."""
+    from pipelines.assets.catalog import describe_normalization
+
+    line = describe_normalization(
+        "dummymart",
+        products=1972,
+        offers_read=6,
+        rejected_read=6,
+        rejected_by_reason={"bad_price": 6, "broken_utf8": 6, "missing_price": 16},
+    )
+
+    assert line == (
+        "dummymart: 1,972 products; read 6 offers and 6 rejected records; the catalog's 28 "
+        'rejected records by reason: {"bad_price": 6, "broken_utf8": 6, "missing_price": 16}'
+    )
+    assert describe_normalization(
+        "sokoni", products=656, offers_read=656, rejected_read=0, rejected_by_reason={}
+    ) == ("sokoni: 656 products; read 656 offers and 0 rejected records; none rejected")

@@ -701,9 +701,9 @@ def test_every_command_uses_the_checkouts_var_from_a_plain_shell(tmp_path: Path)
     logs = run("logs", "no-such-service")
     assert logs.returncode == 1
     assert f"in {checkout_var / 'logs'}" in logs.stderr
-    ingest = run("ingest", "--marketplace", "atlantis")
-    assert ingest.returncode == 1 and "atlantis" in ingest.stderr
     # Usage errors are found before anything is touched.
+    ingest = run("ingest", "--marketplace", "atlantis")
+    assert ingest.returncode == 2 and "atlantis" in ingest.stderr
     assert run("down", "no-such-service").returncode == 2
     assert run("up", "--only", "no-such-service").returncode == 2
     for command in ("up", "down", "status", "ingest", "sandbox", "logs", "localstripe", "sql"):

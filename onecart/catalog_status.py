@@ -14,6 +14,8 @@ storage unreachable) becomes a line saying so, never an exception.
 Status is also run often (by operators, and by tests waiting for services): Dagster and DuckDB
 are imported only when there is something of theirs to read (importing Dagster is most of a
 status's CPU), and Dagster's instance is opened once for both sections (:class:`DagsterReader`).
+While the Dagster webserver `onecart up` started answers, both sections ask it instead, through
+its GraphQL API (onecart/dagster_graphql_status.py), and status imports no Dagster at all.
 """
 
 from __future__ import annotations
@@ -81,10 +83,13 @@ def _postgres_url_in_environment(settings: Settings) -> Iterator[None]:
 class DagsterReader:
     """The Dagster instance `onecart up` and `onecart ingest` share, as status reads it: opened
     on first use and at most once (each opening reads every storage's schema version), never
-    created (None before an `up` or ingest made one); an opening that failed fails each use."""
+    created (None before an `up` or ingest made one); an opening that failed fails each use.
+    `graphql_url`: the GraphQL endpoint of this home's Dagster webserver, when it answers: each
+    section asks it first and opens the instance only when its answer cannot stand in."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, graphql_url: str | None = None) -> None:
         self._settings = settings
+        self.graphql_url = graphql_url
         self._home = dagster_home(settings)
         self._opened = False
         self._instance: Any = None
@@ -124,6 +129,13 @@ def last_partition_runs(
     `dagster`: an instance already opened (status's), else one is opened and closed here."""
     reader = dagster or DagsterReader(settings)
     try:
+        if reader.graphql_url and reader.exists:
+            from onecart import dagster_graphql_status as graphql
+
+            try:
+                return graphql.partition_runs(graphql.post_to(reader.graphql_url), slugs)
+            except graphql.GraphQLUnavailable:
+                pass  # the instance answers the same
         instance = reader.instance()
         if instance is None:
             return {}, {}
@@ -272,6 +284,15 @@ def describe_checks(settings: Settings, dagster: DagsterReader | None = None) ->
     except Exception as exc:  # the catalogs section above says so too
         return [f"Checks: {settings.marketplaces_file} cannot be read ({exc})"]
     try:
+        if reader.graphql_url:
+            from onecart import dagster_graphql_status as graphql
+            from onecart.check_status import check_names
+
+            try:
+                post = graphql.post_to(reader.graphql_url)
+                return check_lines(graphql.check_results(post, *check_names(), slugs))
+            except graphql.GraphQLUnavailable:
+                pass  # the instance answers the same
         try:
             instance = reader.instance()
         except Exception as exc:  # Dagster's storage unreachable (the cluster's PostgreSQL down)

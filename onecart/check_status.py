@@ -42,12 +42,10 @@ class CheckResult:
         return f"{self.asset}[{self.partition}]" if self.partition else self.asset
 
 
-def _check_keys() -> tuple[list[Any], list[Any]]:
-    """The pipeline's (partitioned, unpartitioned) check keys, by name (pipelines/check_names.py):
-    not the code that declares them (pyarrow, polars, the warehouse: most of a `status`'s CPU),
-    nor the whole definitions (seconds)."""
-    import dagster as dg
-
+def check_names() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The pipeline's (partitioned, unpartitioned) checks as (asset, check) names
+    (pipelines/check_names.py): not the code that declares them (pyarrow, polars, the warehouse:
+    most of a `status`'s CPU), nor the whole definitions (seconds), nor Dagster."""
     from pipelines.check_names import (
         CATALOG_CHECKS,
         FX_RATES,
@@ -56,12 +54,20 @@ def _check_keys() -> tuple[list[Any], list[Any]]:
         RATES_COVER_OFFERS,
     )
 
-    partitioned = [dg.AssetCheckKey(NORMALIZED_PRODUCTS, name) for name in CATALOG_CHECKS]
-    unpartitioned = [
-        dg.AssetCheckKey(NORMALIZED_PRODUCTS, PRODUCTS_ARE_FRESH),
-        dg.AssetCheckKey(FX_RATES, RATES_COVER_OFFERS),
-    ]
+    partitioned = [(NORMALIZED_PRODUCTS, name) for name in CATALOG_CHECKS]
+    unpartitioned = [(NORMALIZED_PRODUCTS, PRODUCTS_ARE_FRESH), (FX_RATES, RATES_COVER_OFFERS)]
     return partitioned, unpartitioned
+
+
+def _check_keys() -> tuple[list[Any], list[Any]]:
+    """check_names() as Dagster's AssetCheckKeys."""
+    import dagster as dg
+
+    partitioned, unpartitioned = check_names()
+    return (
+        [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, name in partitioned],
+        [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, name in unpartitioned],
+    )
 
 
 def _metadata_value(value: Any) -> Any:

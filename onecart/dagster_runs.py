@@ -176,13 +176,21 @@ def left_unfinished_by_down(run: DagsterRun) -> bool:
     """Whether `run` is one `down` stopped before it finished its work and no `up` has dealt
     with yet. `down` tags each run before cancelling it, and a run about to end succeeds all the
     same: `up` re-executed such a refresh, done a moment before."""
-    from dagster import DagsterRunStatus
+    return stopped_by_down(run.status.value, run.tags)
 
+
+# DagsterRunStatus values of a finished run (DagsterRun.is_finished), by name: status reads
+# them from the GraphQL API too, without importing Dagster.
+FINISHED_RUN_STATUSES: Final = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+
+
+def stopped_by_down(status: str, tags: Mapping[str, str]) -> bool:
+    """left_unfinished_by_down of a run given by its status's name and its tags."""
     return (
-        run.tags.get(STOPPED_BY_TAG) == STOPPED_BY_DOWN
-        and run.is_finished
-        and run.status != DagsterRunStatus.SUCCESS
-        and RESUMED_AS_TAG not in run.tags
+        tags.get(STOPPED_BY_TAG) == STOPPED_BY_DOWN
+        and status in FINISHED_RUN_STATUSES
+        and status != "SUCCESS"
+        and RESUMED_AS_TAG not in tags
     )
 
 

@@ -261,12 +261,18 @@ def _what_is_kept(partitions: list[str], never_fetched: Collection[str]) -> str:
     kept = [slug for slug in partitions if slug not in never_fetched]
     none = [slug for slug in partitions if slug in never_fetched]
     if not none:
-        return "their last good catalogs are kept"
+        return (
+            "its last good catalog is kept"
+            if len(kept) == 1
+            else "their last good catalogs are kept"
+        )
     them = "it" if len(none) == 1 else "them"
     if not kept:
         return f"never fetched: no catalog of {them} yet"
+    catalogs = "catalog" if len(kept) == 1 else "catalogs"
+    are = "is" if len(kept) == 1 else "are"
     return (
-        f"the last good catalogs of {', '.join(kept)} are kept; {', '.join(none)} never "
+        f"the last good {catalogs} of {', '.join(kept)} {are} kept; {', '.join(none)} never "
         f"fetched: no catalog of {them} yet"
     )
 

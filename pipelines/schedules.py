@@ -73,7 +73,11 @@ def build_catalog_refresh_schedule(
                 + ", ".join(slug for slug in slugs if slug in in_flight)
             )
         interval = _interval_before(cron, context.scheduled_execution_time)
-        refreshed = _fetched_since(context.instance, context.scheduled_execution_time - interval)
+        # One reason per marketplace: one still refreshing is held back by that run.
+        refreshed = (
+            _fetched_since(context.instance, context.scheduled_execution_time - interval)
+            - in_flight
+        )
         if refreshed & set(slugs):
             skipped.append(
                 f"fetched successfully less than {_duration(interval)} before this tick or "

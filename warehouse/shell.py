@@ -78,7 +78,22 @@ def interactive(
         try:
             run_statements(conn, sql, sys.stdout, as_csv=as_csv)
         except duckdb.Error as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {describe_error(error)}", file=sys.stderr)
+
+
+# DuckDB's refusal of a write to a database opened read-only.
+READ_ONLY_REFUSAL = "read-only mode"
+KEEPING_A_RESULT = (
+    "the analysts' copy is read-only (the pipeline replaces it after each run); keep a result "
+    "for this session with CREATE TEMP TABLE name AS SELECT …, or in a file with "
+    "COPY (SELECT …) TO 'result.csv'"
+)
+
+
+def describe_error(error: duckdb.Error) -> str:
+    """DuckDB's message, and for a write the copy refused, how to keep a result instead."""
+    text = str(error)
+    return f"{text}\n{KEEPING_A_RESULT}" if READ_ONLY_REFUSAL in text else text
 
 
 def run(path: Path, query: str | None, *, as_csv: bool = False) -> int:
@@ -95,7 +110,7 @@ def run(path: Path, query: str | None, *, as_csv: bool = False) -> int:
         try:
             run_statements(conn, sql, sys.stdout, as_csv=as_csv)
         except duckdb.Error as error:
-            print(f"onecart sql: {error}", file=sys.stderr)
+            print(f"onecart sql: {describe_error(error)}", file=sys.stderr)
             return 1
         return 0
     finally:

@@ -6,7 +6,7 @@ its last good rows stay in the warehouse for everything downstream.
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,18 +97,43 @@ def _close(adapter: object) -> None:
         close()
 
 
+# A fetch still running says how far it got at most this often (the run's log in the UI).
+FETCH_PROGRESS_EVERY_S = 10.0
+
+
 class PagesRead:
     """How far a fetch of every page got: the pages the marketplace answered, counted as they
     are staged, so that a fetch failing half-way says where it stopped (an operator told only
-    "503" could not tell an outage from the first page from one at page 19 of 75)."""
+    "503" could not tell an outage from the first page from one at page 19 of 75), and, while a
+    slow one runs, `report` hears every FETCH_PROGRESS_EVERY_S how far it is (a fetch at 1.5 s
+    a page showed nothing in the run's log until it ended). `clock`: seconds, monotonic."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        slug: str = "",
+        report: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pages = 0
+        self.records = 0
+        self._slug = slug
+        self._report = report
+        self._clock = clock
+        self._started = self._last_report = clock()
 
     def count(self, pages: Iterable[CatalogPage]) -> Iterator[CatalogPage]:
         """`pages`, counting each as it is handed on."""
         for page in pages:
             self.pages += 1
+            self.records += len(page.records)
+            now = self._clock()
+            if self._report is not None and now - self._last_report >= FETCH_PROGRESS_EVERY_S:
+                self._last_report = now
+                self._report(
+                    f"{self._slug}: {counted_noun(self.pages, 'page')} "
+                    f"({counted_noun(self.records, 'record')}) fetched so far, "
+                    f"{int(now - self._started)} s in"
+                )
             yield page
 
 
@@ -117,6 +142,30 @@ def describe_fetch_failure(slug: str, error: Exception, pages_read: int) -> str:
     before the failure (none of them is kept), and the adapter's typed error."""
     where = f" after {counted_noun(pages_read, 'page')}" if pages_read else ""
     return f"{slug}: catalog fetch failed{where}: {type(error).__name__}: {error}"
+
+
+def describe_normalization(
+    slug: str,
+    *,
+    products: int,
+    offers_read: int,
+    rejected_read: int,
+    rejected_by_reason: dict[str, int],
+) -> str:
+    """normalized_products' log line: the offers the marketplace now has, what this run read
+    (a refresh reads only new or changed records), and apart from those, every rejection the
+    catalog holds by reason (the same counts as the `rejected_by_reason` metadata)."""
+    held = sum(rejected_by_reason.values())
+    rejections = (
+        f"the catalog's {counted_noun(held, 'rejected record')} by reason: "
+        f"{json.dumps(rejected_by_reason)}"
+        if held
+        else "none rejected"
+    )
+    return (
+        f"{slug}: {counted_noun(products, 'product')}; read {counted_noun(offers_read, 'offer')} "
+        f"and {counted_noun(rejected_read, 'rejected record')}; {rejections}"
+    )
 
 
 def fetch_catalog_changes(adapter: Any, since: datetime, *, at_most: int, read: PagesRead) -> Any:
@@ -246,7 +295,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     since = changes_since(conn, slug, now=datetime.now(UTC))
                     if since is not None:
                         held_ids = held_records(conn, slug)
-        read = PagesRead()
+        read = PagesRead(slug, report=context.log.info)
         try:
             try:
                 stats, fetch_mode, started_at, changed_records = _stage_catalog(
@@ -473,10 +522,13 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
             )
         content_changed = bool(catalog.new_offers or catalog.changed_offers or removed)
         context.log.info(
-            f"{slug}: {counted_noun(int(products), 'product')}; read "
-            f"{counted_noun(catalog.products.height, 'offer')} and "
-            f"{counted_noun(catalog.rejected.height, 'rejected record')} "
-            f"{json.dumps(rejected_by_reason)}"
+            describe_normalization(
+                slug,
+                products=int(products),
+                offers_read=catalog.products.height,
+                rejected_read=catalog.rejected.height,
+                rejected_by_reason=rejected_by_reason,
+            )
         )
         return dg.MaterializeResult(
             metadata={

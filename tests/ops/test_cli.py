@@ -600,12 +600,20 @@ def test_generated_dagster_yaml_is_a_valid_instance_config(tmp_path: Path) -> No
         instance.dispose()
 
 
-def test_ingest_of_an_unknown_marketplace_fails_naming_it(environment: dict[str, str]) -> None:
-    result = onecart(environment, "ingest", "--marketplace", "atlantis")
+@pytest.mark.parametrize("name", ["atlantis", ""])
+def test_ingest_of_an_unknown_marketplace_is_a_usage_error_naming_it(
+    environment: dict[str, str], name: str
+) -> None:
+    """It exited 1 (a failed partition's code) after "ingest: materializing the pipeline for
+    atlantis", built the pipeline's definitions first, and then, with nothing running, told to
+    start the services as if they were what failed; an empty name read "unknown
+    marketplace(s) ;". Like `--history 0`, it is a usage error said before anything starts."""
+    result = onecart(environment, "ingest", "--marketplace", "shopwave", "--marketplace", name)
 
-    assert result.returncode == 1
-    assert "atlantis" in result.stderr
-    assert "shopwave" in result.stderr  # the configured ones are listed
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert f"onecart ingest: unknown marketplace {name!r}; configured: shopwave, " in result.stderr
+    assert "does not answer" not in result.stderr
 
 
 @pytest.mark.parametrize("days", ["0", "91", "-3"])
@@ -693,9 +701,9 @@ def test_every_command_uses_the_checkouts_var_from_a_plain_shell(tmp_path: Path)
     logs = run("logs", "no-such-service")
     assert logs.returncode == 1
     assert f"in {checkout_var / 'logs'}" in logs.stderr
-    ingest = run("ingest", "--marketplace", "atlantis")
-    assert ingest.returncode == 1 and "atlantis" in ingest.stderr
     # Usage errors are found before anything is touched.
+    ingest = run("ingest", "--marketplace", "atlantis")
+    assert ingest.returncode == 2 and "atlantis" in ingest.stderr
     assert run("down", "no-such-service").returncode == 2
     assert run("up", "--only", "no-such-service").returncode == 2
     for command in ("up", "down", "status", "ingest", "sandbox", "logs", "localstripe", "sql"):

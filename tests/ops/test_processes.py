@@ -259,7 +259,8 @@ def test_failed_partitions_and_downstream_assets_get_a_line_each() -> None:
     lines = ingest_command.ingest_failure_lines(report, failed_steps_of_run=never_called)
 
     assert lines == [
-        "ingest failed for partition(s): kiondo (their last good catalogs are kept)",
+        # One marketplace: its catalog (ops10 read "dummymart (their last good catalogs are kept)").
+        "ingest failed for partition(s): kiondo (its last good catalog is kept)",
         "  retry it once it answers: onecart ingest --marketplace kiondo",
         "ingest failed in downstream asset(s): product_groups",
     ]
@@ -284,6 +285,13 @@ def test_failed_partitions_never_fetched_are_not_said_to_keep_a_catalog() -> Non
     assert first_line({"amazon"}) == (
         "ingest failed for partition(s): kiondo, amazon, sokoni (the last good catalogs of "
         "kiondo, sokoni are kept; amazon never fetched: no catalog of it yet)"
+    )
+    two = ingest_report(failed=("kiondo", "amazon"), downstream_success=True)
+    assert ingest_command.ingest_failure_lines(
+        two, failed_steps_of_run=never_called, never_fetched={"amazon"}
+    )[0] == (
+        "ingest failed for partition(s): kiondo, amazon (the last good catalog of kiondo is "
+        "kept; amazon never fetched: no catalog of it yet)"
     )
 
 

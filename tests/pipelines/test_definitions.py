@@ -461,3 +461,48 @@ def test_the_tick_after_an_ingest_leaves_out_the_marketplaces_it_fetched_within_
         "fetched successfully less than 5 minutes before this tick or since, not requested again: "
     )
     assert all(slug in skipped.skip_message for slug in slugs)
+
+
+def test_a_skipped_tick_names_each_marketplace_left_out_once_with_its_reason() -> None:
+    """ops10's 16:00 tick: "still refreshing from an earlier run, not requested again: dummymart;
+    fetched successfully less than 30 minutes before this tick or since, not requested again:
+    shopwave, kiondo, dummymart, …": dummymart named under both reasons. The run still going is
+    the reason that holds it back (it brings the marketplace up to date either way)."""
+    settings = Settings(schedule_cron="*/5 * * * *")
+    definitions = build_definitions(settings)
+    schedule = definitions.resolve_schedule_def(CATALOG_REFRESH_SCHEDULE)
+    slugs = [
+        config.slug for config in load_marketplaces(settings.marketplaces_file) if config.active
+    ]
+    with dg.instance_for_test() as instance:
+        for slug in slugs:
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=MARKETPLACE_CATALOG_JOB,
+                    run_id=make_new_run_id(),
+                    status=dg.DagsterRunStatus.SUCCESS,
+                    tags={"dagster/partition": slug, "onecart/trigger": "ingest"},
+                )
+            )
+        instance.add_run(  # a refresh of the first one from the UI, still fetching
+            dg.DagsterRun(
+                job_name=MARKETPLACE_CATALOG_JOB,
+                run_id=make_new_run_id(),
+                status=dg.DagsterRunStatus.STARTED,
+                tags={"dagster/partition": slugs[0]},
+            )
+        )
+        now = datetime.now(UTC)
+        tick = now.replace(second=0, microsecond=0) + timedelta(minutes=5 - now.minute % 5)
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=tick,
+            repository_def=definitions.get_repository_def(),
+        ) as context:
+            skipped = schedule.evaluate_tick(context)
+    assert not skipped.run_requests
+    assert skipped.skip_message == (
+        f"still refreshing from an earlier run, not requested again: {slugs[0]}; "
+        "fetched successfully less than 5 minutes before this tick or since, not requested "
+        f"again: {', '.join(slugs[1:])}"
+    )

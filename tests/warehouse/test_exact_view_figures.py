@@ -6,6 +6,7 @@ offers_usd.price_usd. A small warehouse written here (tests/warehouse/test_views
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -100,3 +101,41 @@ def test_category_price_stats_median_and_average_are_exact_to_the_cent(tmp_path:
     for category, _, median, average in CATEGORIES:
         assert stats[category] == (median, average), category
     assert floats == [("marketplace_coverage", "with_gtin")]
+
+
+def test_the_readme_s_median_example_is_exact_as_category_price_stats(tmp_path: Path) -> None:
+    """warehouse/README.md's running-shoe example ("in USD, of the live offers, as
+    category_price_stats") took DuckDB's `median` of `price_usd` as is, which truncates a
+    DECIMAL: offers at $0.01 and $0.04 gave $0.02 but $0.01 and $0.02 gave $0.01, where the view
+    gives $0.02 (half to even). Run as the README prints it, each marketplace's median is the
+    view's figure for the same offers."""
+    readme = (Path(__file__).resolve().parents[2] / "warehouse" / "README.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", readme, flags=re.DOTALL)
+    (example,) = [block for block in blocks if "median(" in block]
+    with warehouse.connect(tmp_path / "views.duckdb") as db:
+        _fill(db)
+        store_currencies(db)
+        for category, cents, _, _ in CATEGORIES:
+            for index, price in enumerate(cents):
+                # One marketplace per case, all of them running shoes.
+                db.execute(
+                    "INSERT INTO products (marketplace, external_id, title, description, "
+                    "price_minor, currency, available, content_hash, first_seen_at, updated_at, "
+                    "fetched_at, category) VALUES ('b', ?, 'Priced', '', ?, 'USD', true, 'h', "
+                    "?, ?, ?, 'running shoes')",
+                    [f"{category}-{index}", price, NOW, NOW, NOW],
+                )
+                db.execute(
+                    "INSERT INTO products (marketplace, external_id, title, description, "
+                    "price_minor, currency, available, content_hash, first_seen_at, updated_at, "
+                    "fetched_at, category) VALUES ('b', ?, 'Priced', '', ?, 'USD', true, 'h', "
+                    "?, ?, ?, ?)",
+                    [f"{category}-view-{index}", price, NOW, NOW, NOW, category],
+                )
+            refresh_views(db)
+            (row,) = db.execute(example).fetchall()
+            (view_median,) = db.execute(
+                "SELECT median_usd FROM category_price_stats WHERE category = ?", [category]
+            ).fetchall()[0]
+            assert row[3] == view_median, (category, row)
+            db.execute("DELETE FROM products WHERE category = 'running shoes'")

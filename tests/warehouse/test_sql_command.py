@@ -154,3 +154,21 @@ def test_times_and_days_are_utc_whatever_the_machine_s_time_zone(home: Path) -> 
             os.environ["TZ"] = env_tz
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[1] == "UTC,2026-12-07 02:00:00+00:00,2026-12-07"
+
+
+def test_a_write_refused_says_how_to_keep_a_result_and_that_way_works(home: Path) -> None:
+    """A write to the copy got DuckDB's "Cannot execute statement of type "CREATE" on database
+    "warehouse" which is attached in read-only mode!" and no more (ops10's analyst pass): an
+    analyst saving an intermediate result did not learn that a TEMP table, or a file, works."""
+    result = onecart_sql(home, "CREATE TABLE kettles AS SELECT * FROM products")
+
+    assert result.returncode == 1
+    assert "read-only mode" in result.stderr  # DuckDB's own words first
+    assert "CREATE TEMP TABLE" in result.stderr and "COPY (" in result.stderr
+    kept = onecart_sql(
+        home,
+        "CREATE TEMP TABLE kettles AS SELECT external_id FROM products; SELECT * FROM kettles",
+        "--csv",
+    )
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.splitlines()[-2:] == ["external_id", "k-1"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from assistant.budget import format_amount
 from assistant.intent import Intent
 from assistant.retrieval import Candidate, Relaxation, Retrieval
+from assistant.vocabulary import category_key_for_value, category_label, fold
 from commerce.cart_pricing import charged_price_minor
 from commerce.fx import FxTable
 from search_index.listings import hit_int
@@ -205,15 +206,45 @@ def reasons_for(
     if instead_of is not None:
         reasons.append(f"an alternative: no product is called “{instead_of}”")
         by_meaning = True
+    own = _own_alternatives(candidate, intent, marketplace_name)
     for constraint in intent.constraints():
         if constraint.kind == "available":
             reasons.append(f"in stock on {marketplace_name}")
+        elif constraint.kind in own:
+            if own[constraint.kind] == constraint.label or constraint.kind == "marketplace":
+                reasons.append(own[constraint.kind])
         else:
             reasons.append(constraint.label)
     if intent.keywords:
         found_by = "close in meaning to" if by_meaning else "matches"
         reasons.append(f'{found_by} "{intent.keywords}"')
     return tuple(reasons)
+
+
+# Constraints asked as alternatives ("Sony or Hisense"): a product is only one of them.
+_ALTERNATIVE_KINDS: Final = ("category", "brand", "marketplace")
+
+
+def _own_alternatives(
+    candidate: Candidate, intent: Intent, marketplace_name: str
+) -> dict[str, str]:
+    """For each kind asked with several alternatives, the label of the one this suggestion is
+    ("Sony", "Headphones", "sold on ShopWave"), so it is not said to be every one of them. A
+    value the catalog spells in a way no label matches keeps every label (said, not dropped)."""
+    own: dict[str, str] = {}
+    if len(intent.categories) > 1:
+        value = candidate.product.get("category") or candidate.offer.get("category")
+        key = category_key_for_value(str(value)) if value else None
+        if key in intent.categories:
+            own["category"] = category_label(key)
+    if len(intent.brands) > 1:
+        brand = candidate.product.get("brand") or candidate.offer.get("brand")
+        for asked in intent.brands:
+            if brand and fold(str(brand)) == fold(asked):
+                own["brand"] = asked
+    if len(intent.marketplaces) > 1:
+        own["marketplace"] = f"sold on {marketplace_name}"
+    return own
 
 
 def build_suggestion(
@@ -284,8 +315,18 @@ def _compared_offer(offer: Mapping[str, Any], fx: FxTable, display_currency: str
 
 
 def _constraint_summary(intent: Intent) -> str:
-    labels = [c.label for c in intent.constraints() if c.kind != "available"]
-    return ", ".join(labels)
+    """The constraints as one phrase; alternatives of one kind read "Sony or Hisense"."""
+    parts: list[str] = []
+    previous = None
+    for constraint in intent.constraints():
+        if constraint.kind == "available":
+            continue
+        if constraint.kind in _ALTERNATIVE_KINDS and constraint.kind == previous:
+            parts[-1] = f"{parts[-1]} or {constraint.label}"
+        else:
+            parts.append(constraint.label)
+        previous = constraint.kind
+    return ", ".join(parts)
 
 
 def compose_message(

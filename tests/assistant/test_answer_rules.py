@@ -459,3 +459,30 @@ def test_an_interest_the_catalog_has_no_products_for_is_told_apart() -> None:
         ("a gift for a teen into gaming", None),
     ):
         assert unserved_interest(text, vocabulary) == interest, text
+
+
+def test_each_suggestion_names_only_the_alternative_it_is_and_the_message_says_or() -> None:
+    """ "Sony or Hisense": the Sony headphones were said to be "Sony" and "Hisense", and the
+    answer was "for Sony, Hisense" as if both at once; so with categories and marketplaces."""
+    intent = parse_intent(
+        "Sony or Hisense headphones or televisions from ShopWave or Kiondo", VOCABULARY
+    )
+    assert set(intent.brands) == {"Sony", "Hisense"}
+    assert len(intent.categories) == 2
+    assert set(intent.marketplaces) == {"shopwave", "kiondo"}
+    sony = _offer(
+        id="shopwave--hp-1", group_id="g-sony", marketplace="shopwave", marketplace_name="ShopWave",
+        title="Sony WH-1000XM5 Headphones", brand="Sony", category="Headphones",
+        price_minor=34999, currency="USD",
+    )  # fmt: skip
+    answer = build_answer(
+        intent.text, intent, _retrieval([Candidate("g-sony", sony, sony, 1.0)]), fx=FX,
+        display_currency="USD", semantic_available=False,
+    )  # fmt: skip
+    reasons = answer.suggestions[0].reasons
+    assert "Sony" in reasons and "Hisense" not in reasons, reasons
+    assert "Headphones" in reasons and "Televisions" not in reasons, reasons
+    assert "sold on ShopWave" in reasons, reasons
+    assert not any("Kiondo" in reason for reason in reasons), reasons
+    assert "Sony or Hisense" in answer.message, answer.message
+    assert "Headphones or Televisions" in answer.message, answer.message

@@ -479,6 +479,8 @@ def parse_budget(
     """The request's budget, its text taken; `notes` gets what the shopper should know (a lower
     bound above the upper one was dropped)."""
     budget = _parse_budget(state, default_currency, notes)
+    if budget is None:
+        _refuse_unusable_limit(state, default_currency, notes)
     if budget is not None:
         for index in range(1, len(state.owner)):
             if state.owner[index - 1] == "budget" and state.owner[index] != "budget":
@@ -486,6 +488,46 @@ def parse_budget(
                 if per_item is not None and state.free(index, per_item.end()):
                     state.take(index, per_item.end(), "budget")
     return budget
+
+
+# A limit whose amount no budget can be: signed ("under -5 dollars"), nothing ("under $0"),
+# past MAX_AMOUNT or finer than the currency's minor unit ("0.001 dollars"). _NUM leaves them
+# out on purpose; this only finds them to say so, instead of searching "under 0 dollars".
+_UNUSABLE_LIMIT_RE = re.compile(
+    rf"(?<![a-z])(?:{_MAX_CUES}|{_MIN_CUES}|{_AROUND_CUES})\s*(?:(?P<c1>{_CUR_GROUP})\s*)?"
+    rf"(?P<n>-?\s*\d[\d.,e{_GROUP_MARK}]*)(?:\s*(?:{_MULT})(?![a-z]))?"
+    rf"(?:\s*(?P<c2>{_CUR_GROUP}))?",
+    re.IGNORECASE,
+)
+
+
+def _refuse_unusable_limit(
+    state: PromptText, default_currency: str, notes: list[str] | None
+) -> None:
+    """Take a price limit no budget can hold and note that the request is answered without
+    one. Only an amount that is money (a currency said, or digits after a price cue that are
+    no measurement) and that no budget reading accepts."""
+    text = _amount_text(state)
+    for match in _UNUSABLE_LIMIT_RE.finditer(text):
+        if not state.free(match.start(), match.end()):
+            continue
+        if _NOT_MONEY_TAIL.match(text, match.end()):
+            continue  # "under 0 kg", "over 0.5 l"
+        currency = currency_for_token(match.group("c1")) or currency_for_token(match.group("c2"))
+        number = re.sub(r"\s+", "", match.group("n")).rstrip(".,")
+        usable = re.fullmatch(_NUM, number) is not None and (
+            _parse_amount(number, None, currency or default_currency) is not None
+        )
+        if usable:
+            continue  # a number read some other way (a size, a count, an age), not refused
+        state.take(match.start(), match.end(), "budget")
+        if notes is not None:
+            said = state.original[match.start() : match.end()].strip()
+            notes.append(
+                f"I could not read “{said}” as a price limit (an amount above zero, at most "
+                f"{MAX_AMOUNT:,}, written unambiguously), so I looked without one."
+            )
+        return
 
 
 def _parse_budget(

@@ -806,3 +806,25 @@ def test_number_words_have_one_table() -> None:
     assert tables == []
     assert number_words.quantity_words_value("a couple of") == 2
     assert number_words.quantity_words_value("ninety-nine") == 99
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tv under 0 dollars",
+        "tv under $0",
+        "tv under -5 dollars",
+        "a tv for less than -200 euros",
+        "tv under 99999999999999999999 dollars",
+        "headphones under 5,000,000,000,000 dollars",
+        "tv under 0.001 dollars",
+    ],
+)
+def test_an_amount_that_cannot_be_a_budget_is_said_not_searched(text: str) -> None:
+    """ "tv under 0 dollars" was answered "I found 3 products matching “under 0 dollars”": the
+    limit became search words, as if $429 TVs were under nothing."""
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.budget is None
+    assert not any(ch.isdigit() for ch in intent.keywords), intent.keywords
+    assert "under" not in intent.keywords and "less" not in intent.keywords, intent.keywords
+    assert any("as a price limit" in note for note in intent.notes), intent.notes

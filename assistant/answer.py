@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from assistant.budget import format_amount
 from assistant.intent import Intent
+from assistant.matched_words import searchable_text, words_mentioned
 from assistant.retrieval import Candidate, Relaxation, Retrieval
 from assistant.vocabulary import category_key_for_value, category_label, fold
 from commerce.cart_pricing import charged_price_minor
@@ -215,10 +216,31 @@ def reasons_for(
                 reasons.append(own[constraint.kind])
         else:
             reasons.append(constraint.label)
-    if intent.keywords:
-        found_by = "close in meaning to" if by_meaning else "matches"
-        reasons.append(f'{found_by} "{intent.keywords}"')
+    if intent.keywords and by_meaning:
+        reasons.append(f'close in meaning to "{intent.keywords}"')
+    elif intent.keywords:
+        # Found is not proof of every word: say only those its text mentions.
+        found, missing = _mentioned(candidate, intent.keywords)
+        if found:
+            reasons.append(f'matches "{intent.keywords if not missing else " ".join(found)}"')
     return tuple(reasons)
+
+
+def _mentioned(candidate: Candidate, keywords: str) -> tuple[list[str], list[str]]:
+    return words_mentioned(keywords, searchable_text(candidate.product, candidate.offer))
+
+
+def _words_of_every_suggestion(candidates: list[Candidate], keywords: str) -> tuple[str, list[str]]:
+    """The request's words every candidate mentions (as the answer says "matching …"), and
+    those none mentions (for a note)."""
+    if not candidates or not keywords:
+        return keywords, []
+    results = [_mentioned(candidate, keywords) for candidate in candidates]
+    if not any(missing for _, missing in results):
+        return keywords, []
+    every = [word for word in results[0][0] if all(word in found for found, _ in results)]
+    unmentioned = [word for word in results[0][1] if all(word in missing for _, missing in results)]
+    return " ".join(every), unmentioned
 
 
 # Constraints asked as alternatives ("Sony or Hisense"): a product is only one of them.
@@ -334,8 +356,11 @@ def compose_message(
     retrieval: Retrieval,
     suggestions: list[Suggestion],
     display_currency: str,
+    *,
+    matched_words: str | None = None,
 ) -> str:
-    """The answer's opening sentences (the default prose, and the fallback of the LLM's)."""
+    """The answer's opening sentences (the default prose, and the fallback of the LLM's).
+    `matched_words` are the request's words every suggestion mentions (all of them when None)."""
     summary = _constraint_summary(intent)
     if retrieval.not_understood:
         # "asdkjh qwe" is no product the catalog lacks ("no product is called “qwe”").
@@ -360,7 +385,8 @@ def compose_message(
         count = len(suggestions)
         noun = "product" if count == 1 else "products"
         what = f" for {summary}" if summary else ""
-        words = f' matching "{intent.keywords}"' if intent.keywords else ""
+        matched = intent.keywords if matched_words is None else matched_words
+        words = f' matching "{matched}"' if matched else ""
         text = (
             f"I found {count} {noun}{words}{what}. Each shows its cheapest offer that fits, "
             f"with prices in {display_currency}."
@@ -444,6 +470,16 @@ def build_answer(
         for c in retrieval.candidates
     ]
     all_notes = list(notes or [])
+    matched_words = None
+    if not retrieval.by_meaning_only and retrieval.missing_product is None:
+        matched_words, unmentioned = _words_of_every_suggestion(
+            list(retrieval.candidates), intent.keywords
+        )
+        if unmentioned and not retrieval.words_dropped:
+            said = "”, “".join(unmentioned)
+            all_notes.append(
+                f"No suggestion mentions “{said}”, so these match the rest of your request."
+            )
     if retrieval.words_dropped:
         all_notes.append(
             f"No product mentions “{retrieval.words_dropped}”, so these match the rest of your "
@@ -463,7 +499,9 @@ def build_answer(
         prompt=prompt,
         intent=intent,
         path=retrieval.mode,
-        message=compose_message(intent, retrieval, suggestions, display_currency),
+        message=compose_message(
+            intent, retrieval, suggestions, display_currency, matched_words=matched_words
+        ),
         suggestions=suggestions,
         notes=all_notes,
         relaxations=list(retrieval.relaxations),

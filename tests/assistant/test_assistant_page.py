@@ -4,6 +4,7 @@ signed-in shopper's history with re-run and per-user isolation."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from html import unescape
@@ -412,3 +413,29 @@ def test_a_suggestion_links_to_its_product_page_once(keyword_app: Flask) -> None
         product_links = re.findall(r'href="(/product/[^"]+)"', suggestion)
         assert len(product_links) == 1, product_links
         assert re.search(r'<h3 id="suggestion-\d+"><a href="/product/', suggestion)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"prompt": 123}, 422, "“prompt” must be text"),
+        ({"prompt": {"x": 1}}, 422, "“prompt” must be text"),
+        ({"prompt": ["a tv", "a mug"]}, 422, "“prompt” must be text"),
+        ({"prompt": None}, 422, "Tell the assistant what you are looking for."),
+        ({}, 422, "Tell the assistant what you are looking for."),
+        ([1, 2], 400, "a JSON object"),
+        ("a tv", 400, "a JSON object"),
+        (None, 400, "a JSON object"),
+    ],
+)
+def test_a_json_body_of_the_wrong_shape_is_refused_in_json_not_a_server_error(
+    keyword_app: Flask, body: Any, status: int, says: str
+) -> None:
+    """{"prompt": 123}, a list or a string body were 500s (the form read them as a mapping of
+    strings); a list prompt was answered for its first item."""
+    response = keyword_app.test_client().post(
+        "/assistant", data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == status, _html(response)[:300]
+    assert response.is_json, response.content_type
+    assert says in response.get_json()["error"]["message"]

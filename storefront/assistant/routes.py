@@ -12,7 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 from werkzeug.datastructures import MultiDict
 
@@ -25,7 +34,7 @@ from commerce import catalog
 from commerce.models import User
 from commerce.rate_limit import RateLimit, SlidingWindowLimiter, redis_client_from_url
 from search_index.client import SearchUnavailable
-from storefront.assistant.forms import AssistantForm, RerunForm
+from storefront.assistant.forms import EMPTY_MESSAGE, AssistantForm, RerunForm
 from storefront.cart.forms import AddToCartForm
 from storefront.catalog.routes import index_missing_message
 from storefront.catalog.shopper import (
@@ -140,6 +149,8 @@ def _page(
         # A script's refusal in the site's JSON error shape, with the form's own message.
         messages = [message for errors in form.errors.values() for message in errors]
         return error_response(status, error or messages[0], headers)
+    if wants_json() and answer is not None:
+        return _answer_json(answer)
     user = _signed_in_user()
     history = recent_prompts(db_session(), user) if user is not None else []
     status_of_model = model_status(_model_package())
@@ -156,6 +167,17 @@ def _page(
         model_status=status_of_model,
     )
     return page, status, headers or {}
+
+
+def _answer_json(answer: AssistantAnswer) -> Response:
+    """The answer for a script: its stored form (money in integer minor units), whether it
+    found anything, its prose, and each suggestion's marketplace name and product page."""
+    body = answer.to_json()
+    body.update(prompt=answer.prompt, found=answer.found, prose=answer.prose)
+    for stored, suggestion in zip(body["suggestions"], answer.suggestions, strict=True):
+        stored["marketplace_name"] = suggestion.marketplace_name
+        stored["product_page"] = url_for("catalog.product", group_id=suggestion.group_id)
+    return jsonify({"answer": body})
 
 
 def _answer(form: AssistantForm, prompt_text: str, *, record: bool = True) -> _Reply:
@@ -225,6 +247,8 @@ def assistant() -> _Reply:
     With `q` (where adding a suggestion to the cart comes back to), that request is answered
     again, rate-limited as any answer and not added to the history a second time."""
     asked = request.args.get("q", "")
+    if not asked.strip() and wants_json():
+        return error_response(REJECTED_FORM_STATUS, f"{EMPTY_MESSAGE} Ask with ?q=…")
     if not asked.strip():
         return _page(AssistantForm(formdata=None))
     form = AssistantForm(formdata=MultiDict({"prompt": asked}), meta={"csrf": False})

@@ -439,3 +439,36 @@ def test_a_json_body_of_the_wrong_shape_is_refused_in_json_not_a_server_error(
     assert response.status_code == status, _html(response)[:300]
     assert response.is_json, response.content_type
     assert says in response.get_json()["error"]["message"]
+
+
+def test_a_json_request_is_answered_in_json_with_real_offers_and_json_refusals(
+    make_app: Callable[..., Flask], keyword_index: str, catalog_rows: dict[str, Any]
+) -> None:
+    """A script posting {"prompt": …} (which the form accepts) got the HTML page back, and its
+    rate-limit refusal too."""
+    app = make_app(keyword_index, ASSISTANT_MODEL_PACKAGE=MISSING_MODEL, ASSISTANT_LIMIT_PER_IP=2)
+    client = app.test_client()
+    response = client.post("/assistant", json={"prompt": "65-inch TV, not from ShopWave"})
+    assert response.status_code == 200 and response.is_json, response.content_type
+    answer = response.get_json()["answer"]
+    assert answer["found"] is True and "I found" in answer["message"]
+    first = answer["suggestions"][0]
+    assert first["title"] == "LG UHD UR80 Smart LED TV 65-inch (OLED65UR80)"
+    assert (first["marketplace"], first["price_minor"], first["currency"]) == (
+        "kiondo", 7_990_000, "KES"
+    )  # fmt: skip
+    assert first["marketplace_name"] == "Kiondo Market"
+    assert first["product_page"].endswith("/g-lg-65") or "g-lg-65" in first["product_page"]
+    asked = client.get(
+        "/assistant", query_string={"q": "thermos mug"}, headers={"Accept": "application/json"}
+    )
+    assert asked.status_code == 200 and asked.get_json()["answer"]["suggestions"]
+    nothing = client.get("/assistant", headers={"Accept": "application/json"})
+    assert (
+        nothing.status_code == 422
+        and "what you are looking for" in nothing.get_json()["error"]["message"]
+    )
+    limited = client.post("/assistant", json={"prompt": "thermos mug"})
+    assert limited.status_code == 429 and limited.is_json
+    assert int(limited.headers["Retry-After"]) > 0
+    assert "try again in" in limited.get_json()["error"]["message"]

@@ -30,9 +30,8 @@ from meilisearch.errors import (
     MeilisearchApiError,
 )
 
-from assistant.budget import format_amount
+from assistant.budget_hint import cheapest_match_hint
 from assistant.constraints import (
-    USD,
     build_filter_clauses,
     join_clauses,
     text_has_spec,
@@ -52,7 +51,7 @@ from assistant.hybrid_evidence import (
 from assistant.index_profile import IndexProfile, search_index
 from assistant.intent import SORT_PRICE_ASC, SORT_PRICE_DESC, SORT_RATING, Intent
 from assistant.vocabulary import category_label
-from commerce.fx import FxRateMissing, FxTable
+from commerce.fx import FxTable
 from search_index.client import SearchUnavailable
 from search_index.documents import OFFER_FIELDS, OfferDocument
 from search_index.filters import quote_filter_value, withheld_marketplaces_clause
@@ -549,13 +548,9 @@ def _relaxations(
             stats = (result.get("facetStats") or {}).get("price_usd_minor") or {}
             cheapest = stats.get("min")
             if isinstance(cheapest, int | float):
-                try:
-                    amount = fx.convert(int(cheapest), USD, intent.budget.currency)
-                    hint = (
-                        f"the cheapest match costs {format_amount(amount, intent.budget.currency)}"
-                    )
-                except FxRateMissing:
-                    hint = ""
+                hint = cheapest_match_hint(
+                    client, index_uid, queries[labels.index(kind)], int(cheapest), intent, fx
+                )
         if kind == "keywords":
             label = (
                 f'the words "{intent.keywords}"'

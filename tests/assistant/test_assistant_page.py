@@ -175,7 +175,13 @@ def test_when_only_out_of_stock_products_fit_the_answer_says_so(
         (
             "headphones under 3000 kes",
             "Without “at most KES3,000.00” there is 1 match (the cheapest match costs "
-            "KES45,323.70). Try to raise your budget.",
+            "$349.99, about KES45,323.70). Try to raise your budget.",
+        ),
+        (
+            # Listed at KES 21,000.00: was "costs KES20,999.72", its USD price converted back.
+            "a coffee machine for under 20,000 shillings",
+            "Without “at most KES20,000.00” there is 1 match (the cheapest match costs "
+            "KES21,000.00). Try to raise your budget.",
         ),
         (
             "headphones not too expensive except Sony",

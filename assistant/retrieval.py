@@ -41,6 +41,7 @@ from assistant.embeddings import Embedder
 from assistant.exclusions import negative_terms
 from assistant.hybrid_evidence import (
     answering_hits,
+    asks_for_an_article,
     evidence_queries,
     found_by_words_or_meaning,
     named_product,
@@ -292,7 +293,9 @@ def retrieve(
     if not hits:
         words_matched = evidence.keyword_matches if evidence is not None else total
         read = any(c.kind != "available" for c in intent.constraints()) or intent.implied_words
-        not_understood = not (words_matched or read or missing_kind)
+        # An unknown word asked for with an article is a product the catalog lacks, said so.
+        asked_for = missing_product is not None and asks_for_an_article(intent.text)
+        not_understood = not (words_matched or read or missing_kind or asked_for)
         relaxations = []
         if not (missing_kind or not_understood):
             started = time.perf_counter()

@@ -340,6 +340,24 @@ def _childs_age(
     return bool(_CHILD_BEFORE.search(state.folded[: match.start()]))
 
 
+# Digits with no currency right before a plural noun count it: "at least 2 cameras" (after a
+# lower limit also past one short word: "2 usb ports"); "under 50 wireless", "under 50 thanks"
+# stay money.
+_COUNTED = r"(?P<noun>[a-z]{2,}[^s\W]s)(?![a-z])"
+_COUNTED_RE = re.compile(rf"\s+{_COUNTED}")
+_COUNTED_PAST_WORD_RE = re.compile(rf"\s+[a-z]{{2,4}}\s+{_COUNTED}")
+_NOT_COUNTED: Final = frozenset({"thanks", "plus", "bucks", "tops", "pls", "cents"})
+
+
+def _counts_things(state: PromptText, match: re.Match[str], *, lower: bool) -> bool:
+    if not match.group("an").isdigit() or match.group("am"):
+        return False
+    counted = _COUNTED_RE.match(state.folded, match.end())
+    if counted is None and lower:
+        counted = _COUNTED_PAST_WORD_RE.match(state.folded, match.end())
+    return counted is not None and counted.group("noun") not in _NOT_COUNTED
+
+
 @dataclass(frozen=True, slots=True)
 class _Bound:
     """One amount after a cue ("under 40", "at least €5"): its words, span and currency."""
@@ -386,6 +404,8 @@ def _bounds(
             continue
         if currency is None and _childs_age(state, match, number, multiplier):
             continue
+        if currency is None and _counts_things(state, match, lower=pattern is _MIN_RE):
+            continue  # "at least 2 cameras", "up to 4 players"
         if _parse_amount(number, multiplier, currency or default_currency) is None:
             continue
         said_after = after.match(text, match.end())

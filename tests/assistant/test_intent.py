@@ -32,6 +32,13 @@ VOCABULARY = CatalogVocabulary.from_facets(
 
 BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("running shoes under 40 dollars", "USD", Budget("USD", None, 4000)),
+    # Digits before what they count are a count, not dollars ("at least $2.00" was read).
+    ("a phone with at least 2 cameras", "USD", None),
+    ("a board game for up to 4 players", "USD", None),
+    ("a laptop with at least 3 ports", "USD", None),
+    ("a charger with at least 2 usb ports", "USD", None),
+    ("headphones under 50 thanks", "USD", Budget("USD", None, 5000, currency_assumed=True)),
+    ("headphones under 50 wireless", "USD", Budget("USD", None, 5000, currency_assumed=True)),
     ("between 10k and 20k naira", "USD", Budget("NGN", 1_000_000, 2_000_000)),
     ("less than €50", "USD", Budget("EUR", None, 5000)),
     ("max 3000 KES thermos", "USD", Budget("KES", None, 300_000)),

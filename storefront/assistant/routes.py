@@ -5,6 +5,9 @@ a signed-in shopper, stores it in the history; POST /assistant/prompts/<id>/reru
 the shopper's own earlier requests again. Answers render on the page (no redirect), so a guest's
 answer needs no storage; adding a suggestion to the cart comes back to GET /assistant?q=<the
 request>, which answers it again (rate-limited, not stored again).
+
+A script (a JSON body `{"prompt": "..."}`, or Accept: application/json) gets `{"answer": ...}`
+and its refusals in the site's JSON error shape, with the same statuses (400, 422, 429, 503).
 """
 
 from __future__ import annotations

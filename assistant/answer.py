@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from assistant.budget import format_amount
 from assistant.intent import Intent
+from assistant.matched_words import searchable_text, words_mentioned
 from assistant.retrieval import Candidate, Relaxation, Retrieval
+from assistant.vocabulary import category_key_for_value, category_label, fold
 from commerce.cart_pricing import charged_price_minor
 from commerce.fx import FxTable
 from search_index.listings import hit_int
@@ -205,15 +207,66 @@ def reasons_for(
     if instead_of is not None:
         reasons.append(f"an alternative: no product is called “{instead_of}”")
         by_meaning = True
+    own = _own_alternatives(candidate, intent, marketplace_name)
     for constraint in intent.constraints():
         if constraint.kind == "available":
             reasons.append(f"in stock on {marketplace_name}")
+        elif constraint.kind in own:
+            if own[constraint.kind] == constraint.label or constraint.kind == "marketplace":
+                reasons.append(own[constraint.kind])
         else:
             reasons.append(constraint.label)
-    if intent.keywords:
-        found_by = "close in meaning to" if by_meaning else "matches"
-        reasons.append(f'{found_by} "{intent.keywords}"')
+    if intent.keywords and by_meaning:
+        reasons.append(f'close in meaning to "{intent.keywords}"')
+    elif intent.keywords:
+        # Found is not proof of every word: say only those its text mentions.
+        found, missing = _mentioned(candidate, intent.keywords)
+        if found:
+            reasons.append(f'matches "{intent.keywords if not missing else " ".join(found)}"')
     return tuple(reasons)
+
+
+def _mentioned(candidate: Candidate, keywords: str) -> tuple[list[str], list[str]]:
+    return words_mentioned(keywords, searchable_text(candidate.product, candidate.offer))
+
+
+def _words_of_every_suggestion(candidates: list[Candidate], keywords: str) -> tuple[str, list[str]]:
+    """The request's words every candidate mentions (as the answer says "matching …"), and
+    those none mentions (for a note)."""
+    if not candidates or not keywords:
+        return keywords, []
+    results = [_mentioned(candidate, keywords) for candidate in candidates]
+    if not any(missing for _, missing in results):
+        return keywords, []
+    every = [word for word in results[0][0] if all(word in found for found, _ in results)]
+    unmentioned = [word for word in results[0][1] if all(word in missing for _, missing in results)]
+    return " ".join(every), unmentioned
+
+
+# Constraints asked as alternatives ("Sony or Hisense"): a product is only one of them.
+_ALTERNATIVE_KINDS: Final = ("category", "brand", "marketplace")
+
+
+def _own_alternatives(
+    candidate: Candidate, intent: Intent, marketplace_name: str
+) -> dict[str, str]:
+    """For each kind asked with several alternatives, the label of the one this suggestion is
+    ("Sony", "Headphones", "sold on ShopWave"), so it is not said to be every one of them. A
+    value the catalog spells in a way no label matches keeps every label (said, not dropped)."""
+    own: dict[str, str] = {}
+    if len(intent.categories) > 1:
+        value = candidate.product.get("category") or candidate.offer.get("category")
+        key = category_key_for_value(str(value)) if value else None
+        if key in intent.categories:
+            own["category"] = category_label(key)
+    if len(intent.brands) > 1:
+        brand = candidate.product.get("brand") or candidate.offer.get("brand")
+        for asked in intent.brands:
+            if brand and fold(str(brand)) == fold(asked):
+                own["brand"] = asked
+    if len(intent.marketplaces) > 1:
+        own["marketplace"] = f"sold on {marketplace_name}"
+    return own
 
 
 def build_suggestion(
@@ -284,8 +337,18 @@ def _compared_offer(offer: Mapping[str, Any], fx: FxTable, display_currency: str
 
 
 def _constraint_summary(intent: Intent) -> str:
-    labels = [c.label for c in intent.constraints() if c.kind != "available"]
-    return ", ".join(labels)
+    """The constraints as one phrase; alternatives of one kind read "Sony or Hisense"."""
+    parts: list[str] = []
+    previous = None
+    for constraint in intent.constraints():
+        if constraint.kind == "available":
+            continue
+        if constraint.kind in _ALTERNATIVE_KINDS and constraint.kind == previous:
+            parts[-1] = f"{parts[-1]} or {constraint.label}"
+        else:
+            parts.append(constraint.label)
+        previous = constraint.kind
+    return ", ".join(parts)
 
 
 def compose_message(
@@ -293,8 +356,11 @@ def compose_message(
     retrieval: Retrieval,
     suggestions: list[Suggestion],
     display_currency: str,
+    *,
+    matched_words: str | None = None,
 ) -> str:
-    """The answer's opening sentences (the default prose, and the fallback of the LLM's)."""
+    """The answer's opening sentences (the default prose, and the fallback of the LLM's).
+    `matched_words` are the request's words every suggestion mentions (all of them when None)."""
     summary = _constraint_summary(intent)
     if retrieval.not_understood:
         # "asdkjh qwe" is no product the catalog lacks ("no product is called “qwe”").
@@ -319,7 +385,8 @@ def compose_message(
         count = len(suggestions)
         noun = "product" if count == 1 else "products"
         what = f" for {summary}" if summary else ""
-        words = f' matching "{intent.keywords}"' if intent.keywords else ""
+        matched = intent.keywords if matched_words is None else matched_words
+        words = f' matching "{matched}"' if matched else ""
         text = (
             f"I found {count} {noun}{words}{what}. Each shows its cheapest offer that fits, "
             f"with prices in {display_currency}."
@@ -403,6 +470,16 @@ def build_answer(
         for c in retrieval.candidates
     ]
     all_notes = list(notes or [])
+    matched_words = None
+    if not retrieval.by_meaning_only and retrieval.missing_product is None:
+        matched_words, unmentioned = _words_of_every_suggestion(
+            list(retrieval.candidates), intent.keywords
+        )
+        if unmentioned and not retrieval.words_dropped:
+            said = "”, “".join(unmentioned)
+            all_notes.append(
+                f"No suggestion mentions “{said}”, so these match the rest of your request."
+            )
     if retrieval.words_dropped:
         all_notes.append(
             f"No product mentions “{retrieval.words_dropped}”, so these match the rest of your "
@@ -422,7 +499,9 @@ def build_answer(
         prompt=prompt,
         intent=intent,
         path=retrieval.mode,
-        message=compose_message(intent, retrieval, suggestions, display_currency),
+        message=compose_message(
+            intent, retrieval, suggestions, display_currency, matched_words=matched_words
+        ),
         suggestions=suggestions,
         notes=all_notes,
         relaxations=list(retrieval.relaxations),

@@ -340,6 +340,24 @@ def _childs_age(
     return bool(_CHILD_BEFORE.search(state.folded[: match.start()]))
 
 
+# Digits with no currency right before a plural noun count it: "at least 2 cameras" (after a
+# lower limit also past one short word: "2 usb ports"); "under 50 wireless", "under 50 thanks"
+# stay money.
+_COUNTED = r"(?P<noun>[a-z]{2,}[^s\W]s)(?![a-z])"
+_COUNTED_RE = re.compile(rf"\s+{_COUNTED}")
+_COUNTED_PAST_WORD_RE = re.compile(rf"\s+[a-z]{{2,4}}\s+{_COUNTED}")
+_NOT_COUNTED: Final = frozenset({"thanks", "plus", "bucks", "tops", "pls", "cents"})
+
+
+def _counts_things(state: PromptText, match: re.Match[str], *, lower: bool) -> bool:
+    if not match.group("an").isdigit() or match.group("am"):
+        return False
+    counted = _COUNTED_RE.match(state.folded, match.end())
+    if counted is None and lower:
+        counted = _COUNTED_PAST_WORD_RE.match(state.folded, match.end())
+    return counted is not None and counted.group("noun") not in _NOT_COUNTED
+
+
 @dataclass(frozen=True, slots=True)
 class _Bound:
     """One amount after a cue ("under 40", "at least €5"): its words, span and currency."""
@@ -386,6 +404,8 @@ def _bounds(
             continue
         if currency is None and _childs_age(state, match, number, multiplier):
             continue
+        if currency is None and _counts_things(state, match, lower=pattern is _MIN_RE):
+            continue  # "at least 2 cameras", "up to 4 players"
         if _parse_amount(number, multiplier, currency or default_currency) is None:
             continue
         said_after = after.match(text, match.end())
@@ -479,6 +499,8 @@ def parse_budget(
     """The request's budget, its text taken; `notes` gets what the shopper should know (a lower
     bound above the upper one was dropped)."""
     budget = _parse_budget(state, default_currency, notes)
+    if budget is None:
+        _refuse_unusable_limit(state, default_currency, notes)
     if budget is not None:
         for index in range(1, len(state.owner)):
             if state.owner[index - 1] == "budget" and state.owner[index] != "budget":
@@ -486,6 +508,46 @@ def parse_budget(
                 if per_item is not None and state.free(index, per_item.end()):
                     state.take(index, per_item.end(), "budget")
     return budget
+
+
+# A limit whose amount no budget can be: signed ("under -5 dollars"), nothing ("under $0"),
+# past MAX_AMOUNT or finer than the currency's minor unit ("0.001 dollars"). _NUM leaves them
+# out on purpose; this only finds them to say so, instead of searching "under 0 dollars".
+_UNUSABLE_LIMIT_RE = re.compile(
+    rf"(?<![a-z])(?:{_MAX_CUES}|{_MIN_CUES}|{_AROUND_CUES})\s*(?:(?P<c1>{_CUR_GROUP})\s*)?"
+    rf"(?P<n>-?\s*\d[\d.,e{_GROUP_MARK}]*)(?:\s*(?:{_MULT})(?![a-z]))?"
+    rf"(?:\s*(?P<c2>{_CUR_GROUP}))?",
+    re.IGNORECASE,
+)
+
+
+def _refuse_unusable_limit(
+    state: PromptText, default_currency: str, notes: list[str] | None
+) -> None:
+    """Take a price limit no budget can hold and note that the request is answered without
+    one. Only an amount that is money (a currency said, or digits after a price cue that are
+    no measurement) and that no budget reading accepts."""
+    text = _amount_text(state)
+    for match in _UNUSABLE_LIMIT_RE.finditer(text):
+        if not state.free(match.start(), match.end()):
+            continue
+        if _NOT_MONEY_TAIL.match(text, match.end()):
+            continue  # "under 0 kg", "over 0.5 l"
+        currency = currency_for_token(match.group("c1")) or currency_for_token(match.group("c2"))
+        number = re.sub(r"\s+", "", match.group("n")).rstrip(".,")
+        usable = re.fullmatch(_NUM, number) is not None and (
+            _parse_amount(number, None, currency or default_currency) is not None
+        )
+        if usable:
+            continue  # a number read some other way (a size, a count, an age), not refused
+        state.take(match.start(), match.end(), "budget")
+        if notes is not None:
+            said = state.original[match.start() : match.end()].strip()
+            notes.append(
+                f"I could not read “{said}” as a price limit (an amount above zero, at most "
+                f"{MAX_AMOUNT:,}, written unambiguously), so I looked without one."
+            )
+        return
 
 
 def _parse_budget(

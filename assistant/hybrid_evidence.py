@@ -192,6 +192,13 @@ _GENERIC_HEADS: Final = frozenset(
 )  # fmt: skip
 
 
+def asks_for_an_article(text: str) -> bool:
+    """True when the request opens (after a lead-in like "I need") with an article: "a drone",
+    "I need an umbrella" ask for a thing, however unknown its word; "asdkjh qwe" does not."""
+    folded = _LEAD_IN_RE.sub("", fold(text).strip(), count=1)
+    return re.match(r"(?:a|an|some)\s+[a-z]", folded) is not None
+
+
 def named_product(text: str, vocabulary: CatalogVocabulary | None = None) -> str | None:
     """The product noun a request names ("a black leather wallet" -> "wallet", "I need a smart
     fridge for the kitchen" -> "fridge"), or None when it names a use ("watch netflix on a big

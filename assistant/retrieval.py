@@ -30,9 +30,8 @@ from meilisearch.errors import (
     MeilisearchApiError,
 )
 
-from assistant.budget import format_amount
+from assistant.budget_hint import cheapest_match_hint
 from assistant.constraints import (
-    USD,
     build_filter_clauses,
     join_clauses,
     text_has_spec,
@@ -42,6 +41,7 @@ from assistant.embeddings import Embedder
 from assistant.exclusions import negative_terms
 from assistant.hybrid_evidence import (
     answering_hits,
+    asks_for_an_article,
     evidence_queries,
     found_by_words_or_meaning,
     named_product,
@@ -52,7 +52,7 @@ from assistant.hybrid_evidence import (
 from assistant.index_profile import IndexProfile, search_index
 from assistant.intent import SORT_PRICE_ASC, SORT_PRICE_DESC, SORT_RATING, Intent
 from assistant.vocabulary import category_label
-from commerce.fx import FxRateMissing, FxTable
+from commerce.fx import FxTable
 from search_index.client import SearchUnavailable
 from search_index.documents import OFFER_FIELDS, OfferDocument
 from search_index.filters import quote_filter_value, withheld_marketplaces_clause
@@ -293,7 +293,9 @@ def retrieve(
     if not hits:
         words_matched = evidence.keyword_matches if evidence is not None else total
         read = any(c.kind != "available" for c in intent.constraints()) or intent.implied_words
-        not_understood = not (words_matched or read or missing_kind)
+        # An unknown word asked for with an article is a product the catalog lacks, said so.
+        asked_for = missing_product is not None and asks_for_an_article(intent.text)
+        not_understood = not (words_matched or read or missing_kind or asked_for)
         relaxations = []
         if not (missing_kind or not_understood):
             started = time.perf_counter()
@@ -549,13 +551,9 @@ def _relaxations(
             stats = (result.get("facetStats") or {}).get("price_usd_minor") or {}
             cheapest = stats.get("min")
             if isinstance(cheapest, int | float):
-                try:
-                    amount = fx.convert(int(cheapest), USD, intent.budget.currency)
-                    hint = (
-                        f"the cheapest match costs {format_amount(amount, intent.budget.currency)}"
-                    )
-                except FxRateMissing:
-                    hint = ""
+                hint = cheapest_match_hint(
+                    client, index_uid, queries[labels.index(kind)], int(cheapest), intent, fx
+                )
         if kind == "keywords":
             label = (
                 f'the words "{intent.keywords}"'

@@ -5,6 +5,9 @@ a signed-in shopper, stores it in the history; POST /assistant/prompts/<id>/reru
 the shopper's own earlier requests again. Answers render on the page (no redirect), so a guest's
 answer needs no storage; adding a suggestion to the cart comes back to GET /assistant?q=<the
 request>, which answers it again (rate-limited, not stored again).
+
+A script (a JSON body `{"prompt": "..."}`, or Accept: application/json) gets `{"answer": ...}`
+and its refusals in the site's JSON error shape, with the same statuses (400, 422, 429, 503).
 """
 
 from __future__ import annotations
@@ -12,7 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 from werkzeug.datastructures import MultiDict
 
@@ -25,7 +37,7 @@ from commerce import catalog
 from commerce.models import User
 from commerce.rate_limit import RateLimit, SlidingWindowLimiter, redis_client_from_url
 from search_index.client import SearchUnavailable
-from storefront.assistant.forms import AssistantForm, RerunForm
+from storefront.assistant.forms import EMPTY_MESSAGE, AssistantForm, RerunForm
 from storefront.cart.forms import AddToCartForm
 from storefront.catalog.routes import index_missing_message
 from storefront.catalog.shopper import (
@@ -36,6 +48,7 @@ from storefront.catalog.shopper import (
     search_client,
 )
 from storefront.database import db_session
+from storefront.errors.routes import error_response, wants_json
 from storefront.form_errors import REJECTED_FORM_STATUS
 from storefront.limits import client_address
 
@@ -53,6 +66,10 @@ EXAMPLES = (
     "cheapest 65-inch TV with good reviews, not from ShopWave",
     "wireless earbuds between 10k and 20k naira",
 )
+
+
+# A rendered page with its status and headers, or a JSON reply for a script.
+_Reply = tuple[str, int, dict[str, str]] | Response
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +147,13 @@ def _page(
     error: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
-) -> tuple[str, int, dict[str, str]]:
+) -> _Reply:
+    if wants_json() and (error is not None or form.errors):
+        # A script's refusal in the site's JSON error shape, with the form's own message.
+        messages = [message for errors in form.errors.values() for message in errors]
+        return error_response(status, error or messages[0], headers)
+    if wants_json() and answer is not None:
+        return _answer_json(answer)
     user = _signed_in_user()
     history = recent_prompts(db_session(), user) if user is not None else []
     status_of_model = model_status(_model_package())
@@ -149,9 +172,18 @@ def _page(
     return page, status, headers or {}
 
 
-def _answer(
-    form: AssistantForm, prompt_text: str, *, record: bool = True
-) -> tuple[str, int, dict[str, str]]:
+def _answer_json(answer: AssistantAnswer) -> Response:
+    """The answer for a script: its stored form (money in integer minor units), whether it
+    found anything, its prose, and each suggestion's marketplace name and product page."""
+    body = answer.to_json()
+    body.update(prompt=answer.prompt, found=answer.found, prose=answer.prose)
+    for stored, suggestion in zip(body["suggestions"], answer.suggestions, strict=True):
+        stored["marketplace_name"] = suggestion.marketplace_name
+        stored["product_page"] = url_for("catalog.product", group_id=suggestion.group_id)
+    return jsonify({"answer": body})
+
+
+def _answer(form: AssistantForm, prompt_text: str, *, record: bool = True) -> _Reply:
     """Rate-limit, answer, store (signed in, when `record`), render."""
     user = _signed_in_user()
     limiter, per_user, per_ip = _limiter()
@@ -193,13 +225,33 @@ def _answer(
     return _page(form, answer=answer)
 
 
+def _posted_form() -> AssistantForm | Response:
+    """The request box as posted. A JSON body (which Flask-WTF would read as a mapping of
+    strings, failing on anything else) must be an object whose "prompt" is text."""
+    if not request.is_json:
+        return AssistantForm()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error_response(
+            400, 'Send a JSON object with the request as “prompt”: {"prompt": "a mug under $20"}.'
+        )
+    prompt = body.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        return error_response(
+            REJECTED_FORM_STATUS, '“prompt” must be text, for example "a mug under $20".'
+        )
+    return AssistantForm(formdata=MultiDict({"prompt": prompt or ""}))
+
+
 @bp.get("/assistant")
-def assistant() -> tuple[str, int, dict[str, str]]:
+def assistant() -> _Reply:
     """The request box, example requests and (signed in) the shopper's history.
 
     With `q` (where adding a suggestion to the cart comes back to), that request is answered
     again, rate-limited as any answer and not added to the history a second time."""
     asked = request.args.get("q", "")
+    if not asked.strip() and wants_json():
+        return error_response(REJECTED_FORM_STATUS, f"{EMPTY_MESSAGE} Ask with ?q=…")
     if not asked.strip():
         return _page(AssistantForm(formdata=None))
     form = AssistantForm(formdata=MultiDict({"prompt": asked}), meta={"csrf": False})
@@ -209,9 +261,11 @@ def assistant() -> tuple[str, int, dict[str, str]]:
 
 
 @bp.post("/assistant")
-def ask() -> tuple[str, int, dict[str, str]]:
+def ask() -> _Reply:
     """Answer a request in plain language with products from every marketplace."""
-    form = AssistantForm()
+    form = _posted_form()
+    if isinstance(form, Response):
+        return form
     if not form.validate():
         return _page(form, status=REJECTED_FORM_STATUS)
     return _answer(form, form.prompt.data or "")
@@ -219,7 +273,7 @@ def ask() -> tuple[str, int, dict[str, str]]:
 
 @bp.post("/assistant/prompts/<int:prompt_id>/rerun")
 @login_required
-def rerun(prompt_id: int) -> tuple[str, int, dict[str, str]]:
+def rerun(prompt_id: int) -> _Reply:
     """Ask one of the shopper's earlier requests again, with today's catalog and prices."""
     user = _signed_in_user()
     rerun_form = RerunForm()

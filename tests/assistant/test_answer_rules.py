@@ -459,3 +459,58 @@ def test_an_interest_the_catalog_has_no_products_for_is_told_apart() -> None:
         ("a gift for a teen into gaming", None),
     ):
         assert unserved_interest(text, vocabulary) == interest, text
+
+
+def test_each_suggestion_names_only_the_alternative_it_is_and_the_message_says_or() -> None:
+    """ "Sony or Hisense": the Sony headphones were said to be "Sony" and "Hisense", and the
+    answer was "for Sony, Hisense" as if both at once; so with categories and marketplaces."""
+    intent = parse_intent(
+        "Sony or Hisense headphones or televisions from ShopWave or Kiondo", VOCABULARY
+    )
+    assert set(intent.brands) == {"Sony", "Hisense"}
+    assert len(intent.categories) == 2
+    assert set(intent.marketplaces) == {"shopwave", "kiondo"}
+    sony = _offer(
+        id="shopwave--hp-1", group_id="g-sony", marketplace="shopwave", marketplace_name="ShopWave",
+        title="Sony WH-1000XM5 Headphones", brand="Sony", category="Headphones",
+        price_minor=34999, currency="USD",
+    )  # fmt: skip
+    answer = build_answer(
+        intent.text, intent, _retrieval([Candidate("g-sony", sony, sony, 1.0)]), fx=FX,
+        display_currency="USD", semantic_available=False,
+    )  # fmt: skip
+    reasons = answer.suggestions[0].reasons
+    assert "Sony" in reasons and "Hisense" not in reasons, reasons
+    assert "Headphones" in reasons and "Televisions" not in reasons, reasons
+    assert "sold on ShopWave" in reasons, reasons
+    assert not any("Kiondo" in reason for reason in reasons), reasons
+    assert "Sony or Hisense" in answer.message, answer.message
+    assert "Headphones or Televisions" in answer.message, answer.message
+
+
+def test_a_suggestion_is_said_to_match_only_the_words_it_mentions() -> None:
+    """ "waterproof running shoes … size 42": shoes mentioning neither word were said to match
+    "waterproof size 42", and the answer "I found 1 product matching “waterproof size 42”"."""
+    intent = parse_intent("Sony headphones, noise cancelling and waterproof", VOCABULARY)
+    assert set(intent.keywords.split()) >= {"noise", "cancelling", "waterproof"}, intent.keywords
+    sony = _offer(
+        id="shopwave--hp-1", group_id="g-sony", marketplace="shopwave", marketplace_name="ShopWave",
+        title="Sony WH-1000XM5 Wireless Noise Cancelling Headphones", brand="Sony",
+        category="Headphones", description="For flights.", price_minor=34999, currency="USD",
+    )  # fmt: skip
+    answer = build_answer(
+        intent.text, intent, _retrieval([Candidate("g-sony", sony, sony, 1.0)]), fx=FX,
+        display_currency="USD", semantic_available=False,
+    )  # fmt: skip
+    reasons = answer.suggestions[0].reasons
+    assert 'matches "noise cancelling"' in reasons, reasons
+    assert not any("waterproof" in reason for reason in reasons), reasons
+    assert "waterproof" not in answer.message, answer.message
+    assert any("mentions “waterproof”" in note for note in answer.notes), answer.notes
+    nothing = parse_intent("Sony headphones, waterproof", VOCABULARY)
+    answer = build_answer(
+        nothing.text, nothing, _retrieval([Candidate("g-sony", sony, sony, 1.0)]), fx=FX,
+        display_currency="USD", semantic_available=False,
+    )  # fmt: skip
+    assert not any("matches" in reason for reason in answer.suggestions[0].reasons)
+    assert "matching" not in answer.message, answer.message

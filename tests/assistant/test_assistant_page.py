@@ -4,6 +4,7 @@ signed-in shopper's history with re-run and per-user isolation."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from html import unescape
@@ -174,7 +175,13 @@ def test_when_only_out_of_stock_products_fit_the_answer_says_so(
         (
             "headphones under 3000 kes",
             "Without “at most KES3,000.00” there is 1 match (the cheapest match costs "
-            "KES45,323.70). Try to raise your budget.",
+            "$349.99, about KES45,323.70). Try to raise your budget.",
+        ),
+        (
+            # Listed at KES 21,000.00: was "costs KES20,999.72", its USD price converted back.
+            "a coffee machine for under 20,000 shillings",
+            "Without “at most KES20,000.00” there is 1 match (the cheapest match costs "
+            "KES21,000.00). Try to raise your budget.",
         ),
         (
             "headphones not too expensive except Sony",
@@ -412,3 +419,62 @@ def test_a_suggestion_links_to_its_product_page_once(keyword_app: Flask) -> None
         product_links = re.findall(r'href="(/product/[^"]+)"', suggestion)
         assert len(product_links) == 1, product_links
         assert re.search(r'<h3 id="suggestion-\d+"><a href="/product/', suggestion)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"prompt": 123}, 422, "“prompt” must be text"),
+        ({"prompt": {"x": 1}}, 422, "“prompt” must be text"),
+        ({"prompt": ["a tv", "a mug"]}, 422, "“prompt” must be text"),
+        ({"prompt": None}, 422, "Tell the assistant what you are looking for."),
+        ({}, 422, "Tell the assistant what you are looking for."),
+        ([1, 2], 400, "a JSON object"),
+        ("a tv", 400, "a JSON object"),
+        (None, 400, "a JSON object"),
+    ],
+)
+def test_a_json_body_of_the_wrong_shape_is_refused_in_json_not_a_server_error(
+    keyword_app: Flask, body: Any, status: int, says: str
+) -> None:
+    """{"prompt": 123}, a list or a string body were 500s (the form read them as a mapping of
+    strings); a list prompt was answered for its first item."""
+    response = keyword_app.test_client().post(
+        "/assistant", data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == status, _html(response)[:300]
+    assert response.is_json, response.content_type
+    assert says in response.get_json()["error"]["message"]
+
+
+def test_a_json_request_is_answered_in_json_with_real_offers_and_json_refusals(
+    make_app: Callable[..., Flask], keyword_index: str, catalog_rows: dict[str, Any]
+) -> None:
+    """A script posting {"prompt": …} (which the form accepts) got the HTML page back, and its
+    rate-limit refusal too."""
+    app = make_app(keyword_index, ASSISTANT_MODEL_PACKAGE=MISSING_MODEL, ASSISTANT_LIMIT_PER_IP=2)
+    client = app.test_client()
+    response = client.post("/assistant", json={"prompt": "65-inch TV, not from ShopWave"})
+    assert response.status_code == 200 and response.is_json, response.content_type
+    answer = response.get_json()["answer"]
+    assert answer["found"] is True and "I found" in answer["message"]
+    first = answer["suggestions"][0]
+    assert first["title"] == "LG UHD UR80 Smart LED TV 65-inch (OLED65UR80)"
+    assert (first["marketplace"], first["price_minor"], first["currency"]) == (
+        "kiondo", 7_990_000, "KES"
+    )  # fmt: skip
+    assert first["marketplace_name"] == "Kiondo Market"
+    assert first["product_page"].endswith("/g-lg-65") or "g-lg-65" in first["product_page"]
+    asked = client.get(
+        "/assistant", query_string={"q": "thermos mug"}, headers={"Accept": "application/json"}
+    )
+    assert asked.status_code == 200 and asked.get_json()["answer"]["suggestions"]
+    nothing = client.get("/assistant", headers={"Accept": "application/json"})
+    assert (
+        nothing.status_code == 422
+        and "what you are looking for" in nothing.get_json()["error"]["message"]
+    )
+    limited = client.post("/assistant", json={"prompt": "thermos mug"})
+    assert limited.status_code == 429 and limited.is_json
+    assert int(limited.headers["Retry-After"]) > 0
+    assert "try again in" in limited.get_json()["error"]["message"]

@@ -336,3 +336,16 @@ def test_an_interest_the_catalog_has_nothing_for_is_said_not_padded(
     # What the catalog serves is still found.
     answer = _ask(meili, vector_index, "a gift for my dad who loves coffee")
     assert answer.suggestions and "nothing for" not in answer.message
+
+
+def test_a_product_the_catalog_lacks_asked_with_an_article_is_said_missing_not_misunderstood(
+    meili: meilisearch.Client, vector_index: str, embedder: Embedder
+) -> None:
+    # "a drone" was "I did not understand “a drone”" while "a drone under $100" was "no product
+    # is called “drone”": the shopper was clear, the catalog lacks it.
+    for mode in (MODE_HYBRID, MODE_KEYWORD):
+        for prompt, head in (("a drone", "drone"), ("I need an umbrella", "umbrella")):
+            answer = _ask(meili, vector_index, prompt, mode=mode)
+            assert answer.suggestions == [] and answer.missing_product == head, (prompt, mode)
+            assert f"no product is called “{head}”" in answer.message, answer.message
+            assert "did not understand" not in answer.message

@@ -32,6 +32,13 @@ VOCABULARY = CatalogVocabulary.from_facets(
 
 BUDGETS: list[tuple[str, str, Budget | None]] = [
     ("running shoes under 40 dollars", "USD", Budget("USD", None, 4000)),
+    # Digits before what they count are a count, not dollars ("at least $2.00" was read).
+    ("a phone with at least 2 cameras", "USD", None),
+    ("a board game for up to 4 players", "USD", None),
+    ("a laptop with at least 3 ports", "USD", None),
+    ("a charger with at least 2 usb ports", "USD", None),
+    ("headphones under 50 thanks", "USD", Budget("USD", None, 5000, currency_assumed=True)),
+    ("headphones under 50 wireless", "USD", Budget("USD", None, 5000, currency_assumed=True)),
     ("between 10k and 20k naira", "USD", Budget("NGN", 1_000_000, 2_000_000)),
     ("less than €50", "USD", Budget("EUR", None, 5000)),
     ("max 3000 KES thermos", "USD", Budget("KES", None, 300_000)),
@@ -806,3 +813,25 @@ def test_number_words_have_one_table() -> None:
     assert tables == []
     assert number_words.quantity_words_value("a couple of") == 2
     assert number_words.quantity_words_value("ninety-nine") == 99
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tv under 0 dollars",
+        "tv under $0",
+        "tv under -5 dollars",
+        "a tv for less than -200 euros",
+        "tv under 99999999999999999999 dollars",
+        "headphones under 5,000,000,000,000 dollars",
+        "tv under 0.001 dollars",
+    ],
+)
+def test_an_amount_that_cannot_be_a_budget_is_said_not_searched(text: str) -> None:
+    """ "tv under 0 dollars" was answered "I found 3 products matching “under 0 dollars”": the
+    limit became search words, as if $429 TVs were under nothing."""
+    intent = parse_intent(text, VOCABULARY)
+    assert intent.budget is None
+    assert not any(ch.isdigit() for ch in intent.keywords), intent.keywords
+    assert "under" not in intent.keywords and "less" not in intent.keywords, intent.keywords
+    assert any("as a price limit" in note for note in intent.notes), intent.notes

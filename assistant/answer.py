@@ -20,7 +20,7 @@ from assistant.retrieval import Candidate, Relaxation, Retrieval
 from assistant.vocabulary import category_key_for_value, category_label, fold
 from commerce.cart_pricing import charged_price_minor
 from commerce.fx import FxTable
-from search_index.listings import hit_int
+from search_index.listings import hit_int, offers_summary
 
 if TYPE_CHECKING:
     from assistant.refinements import Refinement
@@ -97,6 +97,21 @@ class Suggestion:
     score: float | None
     # Asked to compare: every marketplace's cheapest fitting offer, cheapest first.
     compared: tuple[ComparedOffer, ...] = ()
+    # Of group_size and group_marketplaces, those a shopper can buy now (the offer document's
+    # group_available and group_available_marketplaces; None where it does not carry them).
+    group_available: int | None = None
+    group_available_marketplaces: int | None = None
+
+    @property
+    def offers_text(self) -> str:
+        """ "2 offers in stock on 2 marketplaces, 1 unavailable": the product's offers as its
+        listing card and product page count them (search_index.listings.offers_summary)."""
+        return offers_summary(
+            self.group_size,
+            self.group_marketplaces,
+            self.group_available,
+            self.group_available_marketplaces,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The stored form: which offer was suggested and at what price, nothing derived."""
@@ -311,6 +326,8 @@ def build_suggestion(
         rating_count=hit_int(offer.get("rating_count")),
         group_size=hit_int(offer.get("group_size")) or 1,
         group_marketplaces=hit_int(offer.get("group_marketplaces")) or 1,
+        group_available=hit_int(offer.get("group_available")),
+        group_available_marketplaces=hit_int(offer.get("group_available_marketplaces")),
         reasons=reasons_for(
             candidate, intent, marketplace_name, by_meaning=by_meaning, instead_of=instead_of
         ),

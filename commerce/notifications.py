@@ -14,6 +14,7 @@ empty and the sweeper tries again a few times. Services flush; callers commit.
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 from collections.abc import Iterable
 from datetime import timedelta
@@ -41,6 +42,9 @@ NOTIFICATIONS_PAGE_SIZE = 50
 SUBJECT_HEADLINE_LIMIT = 120
 # A name cut to fit a subject keeps at least this many characters (then "…").
 SHORTEST_CUT_NAME = 4
+# A name's own last full stop followed by its sentence's ("… with Acme Ltd.."): not an
+# ellipsis ("Wait..."), which a third full stop makes.
+_NAME_AND_SENTENCE_FULL_STOPS = re.compile(r"(?<!\.)\.\.(?=\s|$)")
 # The order's news that is its last part's made whole (order_shipped after sub_order_shipped).
 _ORDER_NEWS_OF_ITS_PARTS = ("order_shipped", "order_delivered")
 
@@ -71,6 +75,8 @@ def notify(
     dropped, and what of it the shopper still needs (`in_order_news`, a shipped part's carrier
     and tracking number) follows the order's ("Your order … has shipped. Your ShopWave items …
     are with UPS, tracking number 1Z.")."""
+    message = with_one_full_stop(message)
+    in_order_news = with_one_full_stop(in_order_news) if in_order_news else in_order_news
     pending = _transaction_notes(session)
     earlier = pending.get(order.id)
     if once:
@@ -124,6 +130,13 @@ def notify(
     pending[order.id] = notification
     said[:] = [(kind, message, in_order_news)]
     return notification
+
+
+def with_one_full_stop(text: str) -> str:
+    """`text` with one full stop where a sentence ends with a name that ends with its own
+    ("… placing it with Acme Ltd.", "… left out Levi's 501 Jeans, Made in U.S.A."): the services
+    build sentences as f"… {name}.", and every order notification's passes through `notify`."""
+    return _NAME_AND_SENTENCE_FULL_STOPS.sub(".", text)
 
 
 def _merged_kind(earlier: str, later: str) -> str:
@@ -263,10 +276,15 @@ def email_subject(message: str, order_number: str | None, names: Iterable[str] =
 def _first_sentence_end(text: str, names: list[str]) -> int:
     """Where `text`'s first sentence ends (the index of its full stop), -1 if it is one
     sentence; a full stop inside one of `names` ("Dr. Martens 1460 Boots") or ending it ("Made in
-    U.S.A.") ends none: the sentence's own full stop follows a name that ends it ("U.S.A..")."""
+    U.S.A. is now …") ends none, unless a new sentence follows it: a body says one full stop
+    after a name that ends its sentence ("… with Acme Ltd. Acme Ltd. accepted …"), an older
+    one two ("U.S.A.."), whose second ends it."""
     inside = [(start, start + len(name)) for name in names for start in _occurrences(text, name)]
     end = text.find(". ")
-    while end != -1 and any(start <= end < stop for start, stop in inside):
+    while end != -1 and any(
+        start <= end < stop and not (end == stop - 1 and text[end + 2 : end + 3].isupper())
+        for start, stop in inside
+    ):
         end = text.find(". ", end + 1)
     return end
 

@@ -19,6 +19,7 @@ The tables share `commerce.models.Base`, so the storefront's migrations and test
 from __future__ import annotations
 
 import enum
+import re
 import secrets
 from datetime import date, datetime
 from decimal import Decimal
@@ -31,6 +32,10 @@ from commerce.models import Base, Marketplace, Product, User, stored_enum, utc_n
 
 # Crockford's base32 without I, L, O, U: order numbers are read out loud on support calls.
 _NUMBER_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+# An order number where a sentence names it ("We received order OC-7K3M-9Q2P …").
+ORDER_NUMBER_IN_TEXT = re.compile(rf"\bOC-[{_NUMBER_ALPHABET}]{{4}}-[{_NUMBER_ALPHABET}]{{4}}\b")
 
 
 def new_order_number() -> str:

@@ -53,6 +53,8 @@ SUMMARY_SCHEMA = pl.Schema(
         "group_id": pl.String,
         "summary_size": pl.Int64,
         "summary_marketplaces": pl.Int64,
+        "summary_available": pl.Int64,
+        "summary_available_marketplaces": pl.Int64,
         "summary_min_price_usd_minor": pl.Int64,
     }
 )
@@ -84,6 +86,8 @@ def group_summaries(
         columns["group_id"].append(group_id)
         columns["summary_size"].append(summary.size)
         columns["summary_marketplaces"].append(summary.marketplaces)
+        columns["summary_available"].append(summary.available)
+        columns["summary_available_marketplaces"].append(summary.available_marketplaces)
         columns["summary_min_price_usd_minor"].append(summary.min_price_usd_minor)
     return pl.DataFrame(columns, schema=SUMMARY_SCHEMA)
 
@@ -119,6 +123,8 @@ def iter_offer_documents(
                 "group_id": group_id,
                 "group_size": row["summary_size"],
                 "group_marketplaces": row["summary_marketplaces"],
+                "group_available": row["summary_available"],
+                "group_available_marketplaces": row["summary_available_marketplaces"],
                 "group_min_price_usd_minor": row["summary_min_price_usd_minor"],
             }
         history = {

@@ -68,6 +68,8 @@ class OfferDocument(TypedDict, total=False):
     group_id: str | None
     group_size: int
     group_marketplaces: int
+    group_available: int
+    group_available_marketplaces: int
     group_min_price_usd_minor: int
     previous_price_minor: int | None
     price_dropped_at: int | None
@@ -153,7 +155,9 @@ def build_document(
       currency, rating, updated_at, content_hash, ...).
     - `marketplace`: its configuration (`slug`, `name`, `logo` or `logo_url`).
     - `group`: the offer's product group: `group_id`, `group_size` (or `offer_count`),
-      `group_marketplaces` (or `marketplace_count`), `group_min_price_usd_minor` (or
+      `group_marketplaces` (or `marketplace_count`), `group_available` and
+      `group_available_marketplaces` (the offers in stock and their marketplaces; as many as
+      the group's when not given), `group_min_price_usd_minor` (or
       `min_price_usd_minor`), counted over the enabled marketplaces' offers only
       (GroupSummary.as_group); None for an ungrouped offer, which then stands alone.
     - `fx_usd_rates`: units of each currency per 1 USD, as Decimals.
@@ -206,10 +210,21 @@ def group_fields(group: Mapping[str, Any] | None, price_usd_minor: int) -> dict[
     its id, its offers and marketplaces (an ungrouped offer, or a group with no offer counted,
     is a group of one) and its cheapest USD price (the offer's own when the group has none)."""
     group_min = _first_present(group, "group_min_price_usd_minor", "min_price_usd_minor")
+    size = _group_count(group, "group_size", "offer_count")
+    marketplaces = _group_count(group, "group_marketplaces", "marketplace_count")
+    available = _optional_int(_first_present(group, "group_available"), "group_available")
+    available_marketplaces = _optional_int(
+        _first_present(group, "group_available_marketplaces"), "group_available_marketplaces"
+    )
     return {
         "group_id": group.get("group_id") if group else None,
-        "group_size": _group_count(group, "group_size", "offer_count"),
-        "group_marketplaces": _group_count(group, "group_marketplaces", "marketplace_count"),
+        "group_size": size,
+        "group_marketplaces": marketplaces,
+        # What "N offers on M marketplaces" counts (search_index.listings.offers_summary).
+        "group_available": size if available is None else available,
+        "group_available_marketplaces": (
+            marketplaces if available_marketplaces is None else available_marketplaces
+        ),
         "group_min_price_usd_minor": (
             _optional_int(group_min, "group_min_price_usd_minor")
             if group_min is not None
@@ -222,11 +237,14 @@ def group_fields(group: Mapping[str, Any] | None, price_usd_minor: int) -> dict[
 class GroupSummary:
     """A product group as its offer documents describe it, over the offers that count (those of
     the enabled marketplaces): how many, on how many marketplaces, and the cheapest USD price
-    among the available ones (among all of them when none is available)."""
+    among the available ones (among all of them when none is available); and of them, how many
+    are in stock, on how many marketplaces."""
 
     size: int
     marketplaces: int
     min_price_usd_minor: int
+    available: int
+    available_marketplaces: int
 
     def as_group(self, group_id: str) -> dict[str, Any]:
         """The `group` mapping of build_document and group_fields."""
@@ -234,6 +252,8 @@ class GroupSummary:
             "group_id": group_id,
             "group_size": self.size,
             "group_marketplaces": self.marketplaces,
+            "group_available": self.available,
+            "group_available_marketplaces": self.available_marketplaces,
             "group_min_price_usd_minor": self.min_price_usd_minor,
         }
 
@@ -247,7 +267,8 @@ def summarize_groups(
     (from warehouse rows) and the marketplace-visibility job (from offer documents) both
     summarize with this, so their documents agree, and agree with the product documents."""
     # One small list per group while counting ([offers, marketplaces as a bit mask, cheapest,
-    # cheapest available or None]), turned into its GroupSummary in place: a million offers'
+    # cheapest available or None, offers available, their marketplaces as a bit mask]), turned
+    # into its GroupSummary in place: a million offers'
     # groups held in four dictionaries and a set per group made the pipeline's search step peak
     # ~250 MB higher (bench/RESULTS.md).
     bits: dict[str, int] = {}
@@ -258,19 +279,33 @@ def summarize_groups(
         bit = bits.setdefault(marketplace, 1 << len(bits))
         tally = tallies.get(group_id)
         if tally is None:
-            tallies[group_id] = [1, bit, usd, usd if available else None]
+            tallies[group_id] = (
+                [1, bit, usd, usd, 1, bit] if available else [1, bit, usd, None, 0, 0]
+            )
             continue
         tally[0] += 1
         tally[1] |= bit
         if usd < tally[2]:
             tally[2] = usd
-        if available and (tally[3] is None or usd < tally[3]):
-            tally[3] = usd
-    for group_id, (size, mask, cheapest, cheapest_available) in tallies.items():
+        if available:
+            if tally[3] is None or usd < tally[3]:
+                tally[3] = usd
+            tally[4] += 1
+            tally[5] |= bit
+    for group_id, (
+        size,
+        mask,
+        cheapest,
+        cheapest_available,
+        stocked,
+        stocked_mask,
+    ) in tallies.items():
         tallies[group_id] = GroupSummary(
             size=size,
             marketplaces=mask.bit_count(),
             min_price_usd_minor=cheapest if cheapest_available is None else cheapest_available,
+            available=stocked,
+            available_marketplaces=stocked_mask.bit_count(),
         )
     return tallies
 

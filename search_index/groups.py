@@ -79,6 +79,10 @@ class GroupDocument(TypedDict, total=False):
     available: bool
     offer_count: int
     marketplace_count: int
+    # The offers a shopper can buy now and their marketplaces: what "N offers on M
+    # marketplaces" counts (search_index.listings.offers_summary).
+    available_offer_count: int
+    available_marketplace_count: int
     price_usd_minor: int
     available_price_usd_minor: int | None
     market_prices: dict[str, int]
@@ -304,6 +308,8 @@ def build_group_document(
         "available": bool(in_stock),
         "offer_count": len(offers),
         "marketplace_count": len(marketplaces),
+        "available_offer_count": len(in_stock),
+        "available_marketplace_count": len({str(o["marketplace"]) for o in in_stock}),
         "price_usd_minor": int(cheapest["price_usd_minor"]),
         "available_price_usd_minor": min(stocked_prices) if stocked_prices else None,
         "market_prices": market_prices,

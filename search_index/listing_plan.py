@@ -47,6 +47,8 @@ PRODUCT_CARD_FIELDS: Final = (
     "image_url",
     "offer_count",
     "marketplace_count",
+    "available_offer_count",
+    "available_marketplace_count",
     "rating",
     "rating_count",
 )

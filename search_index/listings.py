@@ -61,6 +61,36 @@ def hit_int(value: object) -> int | None:
     return None
 
 
+def offers_summary(
+    offer_count: int,
+    marketplace_count: int,
+    available_offers: int | None = None,
+    available_marketplaces: int | None = None,
+) -> str:
+    """How many offers a product has, as the listing card, the product page and the assistant
+    say it: the offers a shopper can buy now and their marketplaces, then the ones listed but
+    unavailable ("2 offers in stock on 2 marketplaces, 1 unavailable"); "3 offers on 2
+    marketplaces" when every offer can be bought, "3 offers, none in stock" when none can.
+
+    The available counts are the product document's (search_index.groups); None (a document
+    built before it carried them) counts every offer as available, as the cards then did."""
+    if available_offers is None or available_offers >= offer_count:
+        return f"{_counted(offer_count, 'offer')} on {_counted(marketplace_count, 'marketplace')}"
+    if available_offers <= 0:
+        return (
+            "1 offer, not in stock" if offer_count == 1 else f"{offer_count} offers, none in stock"
+        )
+    markets = available_marketplaces if available_marketplaces is not None else marketplace_count
+    return (
+        f"{_counted(available_offers, 'offer')} in stock on {_counted(markets, 'marketplace')}, "
+        f"{offer_count - available_offers} unavailable"
+    )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _optional_rating(value: object) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
@@ -128,6 +158,20 @@ class ProductHit(NamedTuple):
     # A marketplace filter left out a cheaper offer of this product: the card's offer is the
     # cheapest of the chosen marketplaces, not the cheapest anywhere.
     cheaper_elsewhere: bool = False
+    # Of `offer_count` and `marketplace_count`, those a shopper can buy now (the product
+    # document's counts); None for a document built before it carried them.
+    available_offer_count: int | None = None
+    available_marketplace_count: int | None = None
+
+    @property
+    def offers_text(self) -> str:
+        """ "2 offers in stock on 2 marketplaces, 1 unavailable" (offers_summary)."""
+        return offers_summary(
+            self.offer_count,
+            self.marketplace_count,
+            self.available_offer_count,
+            self.available_marketplace_count,
+        )
 
     @property
     def has_other_offers(self) -> bool:
@@ -175,6 +219,8 @@ class ProductHit(NamedTuple):
             rating_count=hit_int(document.get("rating_count")) or 0,
             offer=ShownOffer.from_mapping(chosen),
             cheaper_elsewhere=cheaper_elsewhere,
+            available_offer_count=hit_int(document.get("available_offer_count")),
+            available_marketplace_count=hit_int(document.get("available_marketplace_count")),
         )
 
     @classmethod
@@ -194,6 +240,8 @@ class ProductHit(NamedTuple):
             rating=_optional_rating(document.get("rating")),
             rating_count=hit_int(document.get("rating_count")) or 0,
             offer=ShownOffer.from_mapping(document),
+            available_offer_count=hit_int(document.get("group_available")),
+            available_marketplace_count=hit_int(document.get("group_available_marketplaces")),
         )
 
 

@@ -16,7 +16,8 @@ PRIMARY_KEY: Final = "id"
 
 # Bump when the *shape* of documents changes (a new field, another id scheme) so existing
 # indexes are rebuilt even though the Meilisearch settings themselves stayed the same.
-DOCUMENT_SCHEMA_VERSION: Final = 1
+# 2: offer documents carry `group_available` and `group_available_marketplaces`.
+DOCUMENT_SCHEMA_VERSION: Final = 2
 
 SEARCHABLE_ATTRIBUTES: Final = ("title", "brand", "model", "category", "description")
 
@@ -128,8 +129,9 @@ INDEX_SETTINGS: Final[Mapping[str, Any]] = {
 # --- The product (group) index ------------------------------------------------------------------
 
 GROUP_INDEX_SUFFIX: Final = "_groups"
-# 2: product documents carry `shown_offer` (search_index.groups).
-GROUP_DOCUMENT_SCHEMA_VERSION: Final = 2
+# 2: product documents carry `shown_offer` (search_index.groups); 3: `available_offer_count`
+# and `available_marketplace_count`.
+GROUP_DOCUMENT_SCHEMA_VERSION: Final = 3
 
 GROUP_SEARCHABLE_ATTRIBUTES: Final = (
     "title",

@@ -33,6 +33,7 @@ from storefront.database import init_database
 from storefront.extensions import csrf, login_manager
 from storefront.form_protection import page_csrf_token
 from storefront.limits import init_limiters
+from storefront.order_numbers_whole import order_numbers_whole
 from storefront.request_log import init_request_logging
 from storefront.security import (
     DEFAULT_CONTENT_SECURITY_POLICY,
@@ -289,3 +290,4 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["format_money"] = format_money
     app.jinja_env.filters["money"] = lambda minor, currency: format_money(minor, currency)
     app.jinja_env.filters["without_bidi_controls"] = without_bidi_controls
+    app.jinja_env.filters["order_numbers_whole"] = order_numbers_whole

@@ -74,6 +74,10 @@ class ProductCard(NamedTuple):
             "image_url": hit.image_url,
             "brand": hit.brand,
             "offers": hit.offer_count,
+            "offers_in_stock": (
+                hit.offer_count if hit.available_offer_count is None else hit.available_offer_count
+            ),
+            "offers_text": hit.offers_text,
             "marketplaces": hit.marketplace_count,
             "rating": str(hit.rating) if hit.rating is not None else None,
             "rating_count": hit.rating_count,
@@ -89,13 +93,6 @@ class ProductCard(NamedTuple):
                 "available": offer.available,
             },
         }
-
-
-def offers_summary(offer_count: int, marketplace_count: int) -> str:
-    """ "3 offers on 2 marketplaces" (singular where it applies)."""
-    offers = f"{offer_count} offer{'' if offer_count == 1 else 's'}"
-    markets = f"{marketplace_count} marketplace{'' if marketplace_count == 1 else 's'}"
-    return f"{offers} on {markets}"
 
 
 def market_text(hit: ProductHit, marketplaces: Sequence[str]) -> str:
@@ -145,7 +142,7 @@ def build_cards(
         title_html = highlight_title(hit.title, hit.title_matches)
         url = url_template.replace(GROUP_PLACEHOLDER, quote(hit.group_id, safe=""))
         image_url = hit.image_url or placeholder
-        offers_text = offers_summary(hit.offer_count, hit.marketplace_count)
+        offers_text = hit.offers_text
         cards.append(
             ProductCard(
                 hit=hit,

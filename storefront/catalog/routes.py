@@ -38,7 +38,7 @@ from search_index.client import SearchUnavailable
 from search_index.documents import OfferDocument, document_id
 from search_index.filters import PriceScale
 from search_index.groups import lead_offer
-from search_index.listings import SearchPage, offers_in_group, search_products
+from search_index.listings import SearchPage, offers_in_group, offers_summary, search_products
 from search_index.merchandising import home_showcase
 from search_index.params import PER_PAGE_CHOICES, SORT_LABELS, SearchParams
 from storefront.auth.routes import NEW_ACCOUNT_SESSION_KEY
@@ -106,6 +106,7 @@ def register_price_helpers(state: BlueprintSetupState) -> None:
         display_charged_minor=display_charged_minor,
         display_money_minor=display_money_minor,
         format_price=format_price,
+        offers_summary=offers_summary,
     )
 
 

@@ -65,3 +65,29 @@ def test_an_orders_number_stays_whole_on_its_pages(
             if any(count > 1 for count in lines):
                 broken.append((path, width))
     assert broken == [], broken
+
+
+def test_an_orders_number_stays_whole_inside_a_notification_s_sentence(
+    shop: Shop,
+    live_site: str,  # noqa: F811
+    browser_page: Any,  # noqa: F811
+) -> None:
+    """The notifications page wrote the number inside the sentence ("We received order
+    OC-7K3M-9Q2P ($…) and are placing it with …") as plain text: on a phone it broke at its
+    hyphen there, though its link after the sentence kept it whole."""
+    page = browser_page
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 5, 1), ("kiondo", 4, 1)])
+    order = shop.checkout(shop.client_for(user), payment_method="wallet")
+    _log_in(page, live_site, user.username)
+
+    page.goto(f"{live_site}/notifications")
+    assert f"We received order {order.number}" in page.inner_text("main")
+    broken = []
+    for width in (*range(300, 430, 6), 768, 1280):
+        page.set_viewport_size({"width": width, "height": 800})
+        lines = page.evaluate(_LINES_OF_NUMBER, order.number)
+        assert len(lines) >= 2, width  # in the sentence and in its link
+        if any(count > 1 for count in lines):
+            broken.append(width)
+    assert broken == [], broken

@@ -146,6 +146,7 @@ def test_a_capture_between_two_parts_cancellations_refunds_one_releases_the_othe
         "Your DummyMart and Kiondo Market items were cancelled; "
         f"the {released_share} for DummyMart is not charged to your card, and "
         f"we are refunding the {kiondo_share} for Kiondo Market. "
+        # One marketplace named as one (shop20's refusal_notice).
         "Fake Store Berlin could not cancel its part of your order, so it goes ahead."
     ), told
     assert kiondo_share in told["refund_made"] and "to your card" in told["refund_made"]

@@ -12,6 +12,7 @@ from commerce.fx import format_rate
 from commerce.order_models import Order
 from storefront import format_money
 from tests.checkout.shop import TEST_FX_RATES, Shop
+from tests.storefront.conftest import text_of
 
 
 def _text(html: str, selector_attr: str) -> str:
@@ -159,3 +160,30 @@ def test_a_re_rendered_form_keeps_the_shoppers_own_choice(shop: Shop) -> None:
     response = shop.submit(client, form, payment_method="stripe", name="")
     assert response.status_code == 422, response.status_code
     assert _checked_payment(response.get_data(as_text=True)) == ["stripe"]
+
+
+def test_the_pay_with_onecart_summary_gives_a_converted_part_in_its_own_currency_too(
+    shop: Shop,
+) -> None:
+    """The cart's summary reads "Kiondo Market KES… ≈ $…"; checkout's "Pay with OneCart" gave
+    the same part in dollars only, so the shopper could not match it with the marketplace's
+    own price. Both summaries now say it the same way."""
+    user = shop.make_user(wallet=Decimal("5000"))
+    shop.fill_cart(user, [("shopwave", 0, 1), ("kiondo", 0, 2)])
+    client = shop.client_for(user)
+
+    cart = client.get("/cart").get_data(as_text=True)
+    html = client.get("/checkout").get_data(as_text=True)
+
+    kiondo = shop.product("kiondo")
+    own = format_money(2 * kiondo.price_minor, kiondo.currency)
+    summary = re.search(r'<div class="cart-summary".*?</dl>', html, re.S)
+    assert summary, "no summary"
+    rows = text_of(summary.group(0))
+    converted = re.search(rf"Kiondo Market {re.escape(own)} ≈ (\S+)", rows)
+    assert converted, rows
+    cart_summary = re.search(r'<div class="cart-summary".*?</dl>', cart, re.S)
+    assert cart_summary and f"{own} ≈ {converted[1]}" in text_of(cart_summary.group(0))
+    shopwave = format_money(shop.product("shopwave").price_minor, "USD")
+    row = re.search(r"<dt>ShopWave</dt>(.*?)</div>", summary.group(0), re.S)
+    assert row and _plain(row[1]) == shopwave  # its own currency: no "≈"

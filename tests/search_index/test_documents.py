@@ -42,6 +42,8 @@ CONTRACT_FIELDS = {
     "group_id",
     "group_size",
     "group_marketplaces",
+    "group_available",
+    "group_available_marketplaces",
     "group_min_price_usd_minor",
     "previous_price_minor",
     "price_dropped_at",
@@ -298,19 +300,29 @@ def test_a_group_summary_counts_the_priced_offers_it_is_given_and_prefers_availa
         ]
     )
     assert summaries == {
-        "g1": GroupSummary(size=3, marketplaces=2, min_price_usd_minor=700),
-        "g2": GroupSummary(size=2, marketplaces=1, min_price_usd_minor=200),
+        # Of them in stock: Kiondo's two offers (Sokoni's has no USD price).
+        "g1": GroupSummary(
+            size=3, marketplaces=2, min_price_usd_minor=700, available=2, available_marketplaces=1
+        ),
+        "g2": GroupSummary(
+            size=2, marketplaces=1, min_price_usd_minor=200, available=0, available_marketplaces=0
+        ),
     }
     assert group_fields(summaries["g1"].as_group("g1"), 900) == {
         "group_id": "g1",
         "group_size": 3,
         "group_marketplaces": 2,
+        "group_available": 2,
+        "group_available_marketplaces": 1,
         "group_min_price_usd_minor": 700,
     }
+    assert group_fields(summaries["g2"].as_group("g2"), 300)["group_available"] == 0
     # A group none of whose offers counts (every seller disabled) reads as a group of one.
     assert group_fields({"group_id": "g3"}, 450) == {
         "group_id": "g3",
         "group_size": 1,
         "group_marketplaces": 1,
+        "group_available": 1,
+        "group_available_marketplaces": 1,
         "group_min_price_usd_minor": 450,
     }

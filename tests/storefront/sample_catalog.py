@@ -164,7 +164,8 @@ def by_external_id(external_id: str) -> SampleOffer:
 
 
 def group_stats(offers: Iterable[SampleOffer]) -> dict[str, dict[str, Any]]:
-    """group_size / group_marketplaces / group_min_price_usd_minor, as the pipeline computes."""
+    """group_size / group_marketplaces / group_available(_marketplaces) /
+    group_min_price_usd_minor, as the pipeline computes."""
     members: dict[str, list[SampleOffer]] = {}
     for offer in offers:
         members.setdefault(offer.document_group_id, []).append(offer)
@@ -173,6 +174,10 @@ def group_stats(offers: Iterable[SampleOffer]) -> dict[str, dict[str, Any]]:
             "group_id": group_id,
             "group_size": len(items),
             "group_marketplaces": len({item.marketplace for item in items}),
+            "group_available": sum(1 for item in items if item.available),
+            "group_available_marketplaces": len(
+                {item.marketplace for item in items if item.available}
+            ),
             "group_min_price_usd_minor": min(item.usd_minor for item in items),
         }
         for group_id, items in members.items()

@@ -189,7 +189,8 @@ def test_the_refund_action_says_whether_it_refunds_to_the_wallet_or_the_card(
 
     answer = admin_client.post(f"/admin/attention/{sub.id}/refund", follow_redirects=True)
     page = answer.get_data(as_text=True).replace("&#39;", "'")
-    assert f"{order.number}: Fake Store Refunds holds no order: its share of $25.00 {said}" in page
+    number = f'<span class="keep-together">{order.number}</span>'
+    assert f"{number}: Fake Store Refunds holds no order: its share of $25.00 {said}" in page
     db_session.expire_all()
     refund = db_session.scalars(sa.select(Refund).where(Refund.sub_order_id == sub.id)).one()
     assert refund.kind == kind

@@ -340,11 +340,18 @@ def test_the_offer_documents_count_only_enabled_marketplaces_in_their_group(
     for document in disabled.values():
         assert document["group_size"] == 3
         assert document["group_marketplaces"] == 3
+        assert (document["group_available"], document["group_available_marketplaces"]) == (3, 3)
         assert document["group_min_price_usd_minor"] == cheapest_other
         content = {k: v for k, v in document.items() if k != DOCUMENT_HASH_FIELD}
         assert document[DOCUMENT_HASH_FIELD] == compute_document_hash(content)
         # Nothing else of the document moved.
-        unchanged = ("group_size", "group_marketplaces", "group_min_price_usd_minor")
+        unchanged = (
+            "group_size",
+            "group_marketplaces",
+            "group_available",
+            "group_available_marketplaces",
+            "group_min_price_usd_minor",
+        )
         assert {k: v for k, v in document.items() if k not in (*unchanged, "doc_hash")} == {
             k: v for k, v in before[document["id"]].items() if k not in (*unchanged, "doc_hash")
         }

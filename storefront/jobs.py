@@ -493,7 +493,7 @@ def preload_order_code() -> None:
     placing orders; on a 2-core machine with a dozen workers that CPU showed up as placement
     latency. The adapters need the DB: if it is not reachable yet, the first job builds them.
     """
-    from adapters.marketplace_http import shared_ssl_context
+    from adapters.public_addresses import shared_ssl_context
     from adapters.registry import ADAPTER_KINDS
 
     for target in ADAPTER_KINDS.values():

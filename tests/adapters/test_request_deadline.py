@@ -19,10 +19,20 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from pydantic import ValidationError
 
-from adapters.base import Transient
+from adapters.base import OutcomeUnknown, Transient
+from adapters.fakestore import FakeStoreAdapter
+from adapters.marketplace_http import longest_request_s
+from adapters.registry import MarketplaceConfigError, build_adapter, parse_marketplaces
 from adapters.woocommerce import WooCommerceAdapter
-from tests.adapters.configs import marketplace_config
+from commerce.sweep_claim import (
+    HTTP_REQUESTS_PER_CLAIM,
+    MAX_MARKETPLACE_DEADLINE_S,
+    SWEEP_CLAIM_DEAD_AFTER,
+)
+from onecart.settings import Settings
+from tests.adapters.configs import marketplace_config, offline_transport
 
 # Small configured values: the deadline of one request, and each read's timeout.
 DEADLINE_S = 0.3
@@ -36,13 +46,15 @@ DEADLINES_OUTLASTED = 6
 class TricklingMarketplace(ThreadingHTTPServer):
     """Answers every request with `body` (JSON) one byte every BYTE_PAUSE_S, padded so the
     answer outlasts the deadline DEADLINES_OUTLASTED times; notes whether the client hung up
-    before the last byte."""
+    before the last byte. `head_at_once`: the status line and headers are sent at once, only
+    the body trickled (a body the caller reads after the call returned)."""
 
     daemon_threads = True
 
     def __init__(self, body: object) -> None:
         super().__init__(("127.0.0.1", 0), _Trickle)
         self.body = body
+        self.head_at_once = False
         self.requests: list[str] = []
         self.hung_up_early = 0
         self.answered_in_full = 0
@@ -72,6 +84,10 @@ class _Trickle(BaseHTTPRequestHandler):
         answer = head + body
         self.close_connection = True
         try:
+            if self.server.head_at_once:
+                self.wfile.write(head)
+                self.wfile.flush()
+                answer = body
             for index in range(len(answer)):
                 self.wfile.write(answer[index : index + 1])
                 self.wfile.flush()
@@ -105,6 +121,11 @@ def trickled_order() -> Iterator[TricklingMarketplace]:
 
 @pytest.fixture
 def trickled_products() -> Iterator[TricklingMarketplace]:
+    yield from trickling([])
+
+
+@pytest.fixture
+def trickled_feed() -> Iterator[TricklingMarketplace]:
     yield from trickling([])
 
 
@@ -151,3 +172,80 @@ def test_a_catalog_page_trickled_past_its_deadline_is_a_transient_failure(
         adapter.close()
     assert trickled_products.answered_in_full == 0
     assert trickled_products.requests == ["GET /wp-json/wc/store/v1/products"]
+
+
+def test_a_cancel_trickled_past_its_deadline_is_an_unknown_outcome(
+    trickled_order: TricklingMarketplace,
+) -> None:
+    """A cancel whose answer is trickled past the deadline may have been made: OutcomeUnknown
+    (the caller asks the marketplace), never a refusal; not resent to a store ignoring keys."""
+    adapter = woocommerce_at(trickled_order)
+    adapter.http.retry_unknown_writes = False
+    try:
+        with pytest.raises(OutcomeUnknown, match="deadline"):
+            adapter.cancel_order("4242")
+    finally:
+        adapter.close()
+    assert trickled_order.requests == ["PUT /wp-json/wc/v3/orders/4242"]
+    assert trickled_order.answered_in_full == 0
+
+
+def test_a_streamed_catalog_body_trickled_past_its_deadline_is_a_transient_failure(
+    trickled_feed: TricklingMarketplace,
+) -> None:
+    """Fake Store's unpaged product list is read by the adapter after the call returned
+    (open_stream): its body, trickled after headers sent at once, ends at the stream's
+    deadline (Transient), not whenever the marketplace finishes."""
+    trickled_feed.head_at_once = True
+    config = marketplace_config("fakestore", slug="fakestore", base_url=trickled_feed.base_url)
+    adapter = FakeStoreAdapter(config, sleep=lambda _seconds: None)
+    adapter.http.stream_deadline_s = DEADLINE_S
+    try:
+        with pytest.raises(Transient, match="body interrupted"):
+            list(adapter.fetch_catalog_pages())
+    finally:
+        adapter.close()
+    assert trickled_feed.requests == ["GET /products"]
+    assert trickled_feed.answered_in_full == 0
+
+
+def test_the_calls_one_claim_covers_fit_in_it_at_the_deadline_bound_and_not_above() -> None:
+    """Whatever the read timeout, the calls a sweep makes under one claim end inside it when
+    each try ends by its deadline (resolving names aside): at the bound, not 0.01 s above."""
+    claim_s = SWEEP_CLAIM_DEAD_AFTER.total_seconds()
+    for read_timeout_s in (15.0, 10_000.0):
+        longest = longest_request_s(read_timeout_s, deadline_s=MAX_MARKETPLACE_DEADLINE_S)
+        assert HTTP_REQUESTS_PER_CLAIM * longest <= claim_s
+    above = longest_request_s(10_000.0, deadline_s=MAX_MARKETPLACE_DEADLINE_S + 0.01)
+    assert HTTP_REQUESTS_PER_CLAIM * above > claim_s
+
+
+def test_a_deadline_above_the_bound_is_refused_in_the_environment_the_file_and_the_adapter() -> (
+    None
+):
+    above = MAX_MARKETPLACE_DEADLINE_S + 1
+    with pytest.raises(ValidationError, match="abandoned-cancellation sweep"):
+        Settings(ONECART_MARKETPLACE_DEADLINE_S=above)
+    with pytest.raises(ValidationError, match="must be from"):
+        Settings(ONECART_MARKETPLACE_STREAM_DEADLINE_S=0)
+    assert (
+        Settings(ONECART_MARKETPLACE_DEADLINE_S=MAX_MARKETPLACE_DEADLINE_S).marketplace_deadline_s
+        == MAX_MARKETPLACE_DEADLINE_S
+    )
+    entry = {
+        "slug": "slowmart",
+        "name": "Slow Mart",
+        "kind": "woocommerce",
+        "base_url": "https://slow.example.com",
+        "currency": "USD",
+        "country": "US",
+        "options": {"deadline_s": above},
+    }
+    with pytest.raises(MarketplaceConfigError, match=r"slowmart.*deadline_s.*sweep"):
+        parse_marketplaces({"marketplace": [entry]}, {})
+    config = marketplace_config("woocommerce", options={"deadline_s": above})
+    with pytest.raises(MarketplaceConfigError, match="deadline_s"):
+        build_adapter(config, transport=offline_transport())
+    config = marketplace_config("woocommerce", options={"deadline_s": "soon"})
+    with pytest.raises(MarketplaceConfigError, match="number of seconds"):
+        build_adapter(config, transport=offline_transport())

@@ -126,6 +126,9 @@ _KNOWN_OPTIONS = frozenset(
         "max_pages",
         "cart_url",
         "min_request_interval_s",
+        # The HTTP client's (adapters.http_adapter), as for every format.
+        "read_timeout_s",
+        "deadline_s",
     }
 )
 

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import ValidationError
 
+from adapters.amazon import AmazonCreatorsAdapter
 from adapters.base import OutcomeUnknown, Transient
 from adapters.fakestore import FakeStoreAdapter
 from adapters.marketplace_http import longest_request_s
@@ -249,3 +250,42 @@ def test_a_deadline_above_the_bound_is_refused_in_the_environment_the_file_and_t
     config = marketplace_config("woocommerce", options={"deadline_s": "soon"})
     with pytest.raises(MarketplaceConfigError, match="number of seconds"):
         build_adapter(config, transport=offline_transport())
+
+
+@pytest.fixture
+def trickled_token() -> Iterator[TricklingMarketplace]:
+    yield from trickling({"access_token": "cognito-token", "expires_in": 3600})
+
+
+def test_a_cognito_token_trickled_past_its_deadline_is_a_transient_failure(
+    trickled_token: TricklingMarketplace,
+) -> None:
+    """Amazon's Cognito token (a form body, once sent through the raw httpx client outside
+    every deadline and retry) ends at its deadline too: Transient, the lookup never sent."""
+    config = marketplace_config(
+        "amazon",
+        slug="amazon",
+        base_url=trickled_token.base_url,
+        api_key="amzn1.id:amzn1.secret",
+        api_key_env="ONECART_MARKETPLACE_KEY_AMAZON",
+        options={
+            "marketplace": "www.amazon.com",
+            "partner_tag": "onecart-20",
+            "browse_nodes": ["172282"],
+            "keywords": ["thermos flask"],
+            "min_request_interval_s": 0,
+            "credential_version": "2.2",
+            "auth_url": "oauth2/token",
+            "read_timeout_s": READ_TIMEOUT_S,
+            "deadline_s": DEADLINE_S,
+        },
+    )
+    adapter = AmazonCreatorsAdapter(config, sleep=lambda _seconds: None)
+    adapter.http.max_retries = 0
+    try:
+        with pytest.raises(Transient, match="deadline"):
+            adapter.lookup_offer("B0BXYCS74H")
+    finally:
+        adapter.close()
+    assert trickled_token.requests == ["POST /oauth2/token"]
+    assert trickled_token.answered_in_full == 0

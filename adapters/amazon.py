@@ -329,12 +329,12 @@ class AmazonCreatorsAdapter(HttpMarketplaceAdapter):
                 "scope": LWA_SCOPE if self._lwa else COGNITO_SCOPE,
             }
             try:
+                # Cognito wants a form body; either way the request has the client's retries
+                # and deadline (a token endpoint trickling its answer held the worker).
                 if self._lwa:
                     response = self.http.request("POST", self.options.auth_url, json=fields)
-                else:  # Cognito wants a form body, which only the raw client sends
-                    response = self.http.client.post(self.options.auth_url, data=fields)
-                    if not response.is_success:
-                        raise self.http._error_for("POST", self.options.auth_url, response)
+                else:
+                    response = self.http.request("POST", self.options.auth_url, data=fields)
             except Rejected as exc:
                 raise Rejected(
                     f"{self.slug}: the token endpoint refused the credentials "

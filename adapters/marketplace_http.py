@@ -248,15 +248,18 @@ class MarketplaceHttp:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> httpx.Response:
-        """Send with retries; return a 2xx response or raise the typed error for the failure."""
+        """Send with retries; return a 2xx response or raise the typed error for the failure.
+        `data`: a form body (Cognito's token endpoint), instead of `json`."""
         return self._send_with_retries(
             method,
             path,
             params=params,
             json=json,
+            data=data,
             headers=headers,
             idempotency_key=idempotency_key,
             stream=False,
@@ -281,6 +284,7 @@ class MarketplaceHttp:
             path,
             params=params,
             json=None,
+            data=None,
             headers=headers,
             idempotency_key=None,
             stream=True,
@@ -293,6 +297,7 @@ class MarketplaceHttp:
         *,
         params: Mapping[str, Any] | None,
         json: Any,
+        data: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
         idempotency_key: str | None,
         stream: bool,
@@ -313,6 +318,7 @@ class MarketplaceHttp:
                 path.lstrip("/"),
                 params=params,
                 json=json,
+                data=data,
                 headers=send_headers,
                 timeout=self._timeout_within(deadline_s),
             )

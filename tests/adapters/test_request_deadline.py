@@ -289,3 +289,25 @@ def test_a_cognito_token_trickled_past_its_deadline_is_a_transient_failure(
         adapter.close()
     assert trickled_token.requests == ["POST /oauth2/token"]
     assert trickled_token.answered_in_full == 0
+
+
+def test_a_streamed_catalogs_head_trickled_past_the_request_deadline_is_a_transient_failure(
+    trickled_feed: TricklingMarketplace,
+) -> None:
+    """The long stream deadline is the body's: the status line and headers of a streamed
+    catalog still come by the request's deadline (Transient, one try here)."""
+    config = marketplace_config(
+        "fakestore",
+        slug="fakestore",
+        base_url=trickled_feed.base_url,
+        options={"read_timeout_s": READ_TIMEOUT_S, "deadline_s": DEADLINE_S},
+    )
+    adapter = FakeStoreAdapter(config, sleep=lambda _seconds: None)
+    adapter.http.max_retries = 0
+    try:
+        with pytest.raises(Transient, match="deadline"):
+            list(adapter.fetch_catalog_pages())
+    finally:
+        adapter.close()
+    assert trickled_feed.requests == ["GET /products"]
+    assert trickled_feed.answered_in_full == 0

@@ -1,5 +1,6 @@
-"""The HTTP client every marketplace adapter uses: explicit timeouts, bounded retries with
-backoff, idempotency keys, and the three outcomes of a write (succeeded, refused, unknown).
+"""The HTTP client every marketplace adapter uses: explicit timeouts and a deadline for each
+request, bounded retries with backoff, idempotency keys, and the three outcomes of a write
+(succeeded, refused, unknown). Where it may connect: adapters.public_addresses.
 
 Every number of the policy is here, in one place; the errors it raises are adapters.base's.
 """
@@ -171,7 +172,9 @@ class MarketplaceHttp:
     can have taken effect; or OutcomeUnknown when any attempt may have reached the marketplace
     (a timeout or reset after sending, a 5xx) and none succeeded. With `retry_unknown_writes`
     False, a write is not resent after such an attempt (for marketplaces that ignore
-    idempotency keys): the caller must ask the marketplace first.
+    idempotency keys): the caller must ask the marketplace first. Every try ends by its
+    whole-request deadline (adapters.request_deadline): past it, a write sent is in doubt
+    (unknown, like a timeout) and a read is transient.
     """
 
     def __init__(
@@ -309,10 +312,13 @@ class MarketplaceHttp:
         attempt = 0
         # Why an earlier attempt of this write may have taken effect (None: none can have).
         maybe_arrived: str | None = None
-        deadline_s = self.stream_deadline_s if stream else self.deadline_s
+        deadline_s = self.deadline_s
+        # A body the caller reads in chunks (open_stream) may take longer than the head.
+        body_deadline_s = self.stream_deadline_s if stream else deadline_s
         while True:
             attempt += 1
-            at = time.monotonic() + deadline_s
+            started = time.monotonic()
+            at = started + deadline_s
             request = self.client.build_request(
                 method,
                 path.lstrip("/"),
@@ -325,7 +331,9 @@ class MarketplaceHttp:
             try:
                 with deadline_at(at):
                     response = self.client.send(request, stream=True)
-                # The answer by the same deadline, whoever reads it (open_stream's callers too).
+                # The whole answer by its deadline, whoever reads it (open_stream's callers).
+                if response.is_success:
+                    at = started + body_deadline_s
                 response.stream = DeadlineBody(response.stream, at, request)
                 if not (stream and response.is_success):
                     read_whole(response)

@@ -126,6 +126,9 @@ _KNOWN_OPTIONS = frozenset(
         "max_pages",
         "cart_url",
         "min_request_interval_s",
+        # The HTTP client's (adapters.http_adapter), as for every format.
+        "read_timeout_s",
+        "deadline_s",
     }
 )
 
@@ -326,12 +329,12 @@ class AmazonCreatorsAdapter(HttpMarketplaceAdapter):
                 "scope": LWA_SCOPE if self._lwa else COGNITO_SCOPE,
             }
             try:
+                # Cognito wants a form body; either way the request has the client's retries
+                # and deadline (a token endpoint trickling its answer held the worker).
                 if self._lwa:
                     response = self.http.request("POST", self.options.auth_url, json=fields)
-                else:  # Cognito wants a form body, which only the raw client sends
-                    response = self.http.client.post(self.options.auth_url, data=fields)
-                    if not response.is_success:
-                        raise self.http._error_for("POST", self.options.auth_url, response)
+                else:
+                    response = self.http.request("POST", self.options.auth_url, data=fields)
             except Rejected as exc:
                 raise Rejected(
                     f"{self.slug}: the token endpoint refused the credentials "

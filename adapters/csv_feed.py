@@ -73,6 +73,9 @@ _KNOWN_OPTIONS = frozenset(
         "price_scale",
         "thousands_separator",
         "decimal_comma",
+        # The HTTP client's (adapters.http_adapter), as for every format.
+        "read_timeout_s",
+        "deadline_s",
     }
 )
 

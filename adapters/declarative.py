@@ -79,6 +79,7 @@ _PAGING_OPTIONS: Mapping[str, tuple[str, ...]] = {
 _OTHER_OPTIONS = frozenset(
     {
         "read_timeout_s",
+        "deadline_s",
         "retry_unknown_writes",
         "shipping_tax_allowance_minor",
         "shipping_tax_allowance_bps",

@@ -33,7 +33,7 @@ from adapters.base import (
 from adapters.fields import decode_json_body, marketplace_message
 from adapters.marketplace_http import MarketplaceHttp
 from adapters.registry import MarketplaceConfigError
-from commerce.sweep_claim import read_timeout_problem
+from commerce.sweep_claim import read_timeout_problem, request_deadline_problem
 
 
 def read_timeout_option(config: MarketplaceConfig) -> float:
@@ -48,6 +48,28 @@ def read_timeout_option(config: MarketplaceConfig) -> float:
     if problem:
         raise MarketplaceConfigError(f"marketplace {config.slug}: options.read_timeout_s {problem}")
     return float(raw)
+
+
+def deadline_option(config: MarketplaceConfig) -> float:
+    """Seconds one try of a request may take in all (adapters.request_deadline): the
+    marketplace's `deadline_s` option, else ONECART_MARKETPLACE_DEADLINE_S; bounded, so a typo
+    fails when the adapter is built."""
+    raw = config.options.get("deadline_s")
+    if raw is None:
+        from onecart.settings import get_settings
+
+        return get_settings().marketplace_deadline_s
+    problem = request_deadline_problem(raw)
+    if problem:
+        raise MarketplaceConfigError(f"marketplace {config.slug}: options.deadline_s {problem}")
+    return float(raw)
+
+
+def stream_deadline_setting() -> float:
+    """ONECART_MARKETPLACE_STREAM_DEADLINE_S: a large body read in chunks, request to last byte."""
+    from onecart.settings import get_settings
+
+    return get_settings().marketplace_stream_deadline_s
 
 
 def retry_unknown_writes_option(config: MarketplaceConfig) -> bool:
@@ -143,6 +165,8 @@ class HttpMarketplaceAdapter:
             transport=transport,
             sleep=sleep,
             read_timeout_s=read_timeout_option(config),
+            deadline_s=deadline_option(config),
+            stream_deadline_s=stream_deadline_setting(),
             retry_unknown_writes=retry_unknown_writes_option(config),
             # A redirect to another host never carries the key (marketplace_http).
             secrets=lambda: (config.api_key,) if config.api_key else (),

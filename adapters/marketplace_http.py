@@ -1,5 +1,6 @@
-"""The HTTP client every marketplace adapter uses: explicit timeouts, bounded retries with
-backoff, idempotency keys, and the three outcomes of a write (succeeded, refused, unknown).
+"""The HTTP client every marketplace adapter uses: explicit timeouts and a deadline for each
+request, bounded retries with backoff, idempotency keys, and the three outcomes of a write
+(succeeded, refused, unknown). Where it may connect: adapters.public_addresses.
 
 Every number of the policy is here, in one place; the errors it raises are adapters.base's.
 """
@@ -7,19 +8,14 @@ Every number of the policy is here, in one place; the errors it raises are adapt
 from __future__ import annotations
 
 import functools
-import ipaddress
 import math
 import random
-import socket
-import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from enum import StrEnum
 from typing import Any
 
-import httpcore
 import httpx
 
 from adapters.base import (
@@ -33,7 +29,15 @@ from adapters.base import (
     Transient,
     loggable_url,
 )
+from adapters.public_addresses import (
+    PublicAddressTransport,
+    private_network_allowed_by_settings,
+    refuse_redirects_into_the_private_network,
+    refused_by_a_guard,
+    shared_ssl_context,
+)
 from adapters.redirect_secrets import RedirectRefused, keep_secrets_on_their_host
+from adapters.request_deadline import DeadlineBody, deadline_at, past
 
 # --- HTTP policy: every number in one place -------------------------------------------------
 
@@ -48,6 +52,14 @@ RETRY_AFTER_CAP_S = 30.0
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 USER_AGENT = "OneCart/0.1 (+https://github.com/onecart)"
+# Each try's whole request (connect, send, the whole answer) ends by its deadline
+# (adapters.request_deadline): ONECART_MARKETPLACE_DEADLINE_S, bounded by what must fit in it
+# (commerce.sweep_claim). A body read in chunks by the caller (open_stream: feeds, unpaged
+# lists of hundreds of megabytes) has its own, longer one: ONECART_MARKETPLACE_STREAM_DEADLINE_S.
+REQUEST_DEADLINE_S = 60.0
+STREAM_DEADLINE_S = 1800.0
+MIN_DEADLINE_S = 0.05
+MAX_STREAM_DEADLINE_S = 6 * 3600.0
 
 
 # --- The client -----------------------------------------------------------------------------------
@@ -89,13 +101,38 @@ NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
 MIN_READ_TIMEOUT_S = 0.05
 
 
-def longest_request_s(read_timeout_s: float, *, max_retries: int = MAX_RETRIES) -> float:
+def longest_request_s(
+    read_timeout_s: float, *, deadline_s: float | None = None, max_retries: int = MAX_RETRIES
+) -> float:
     """The longest one `MarketplaceHttp.request` can take with `read_timeout_s`: every try may
     wait for a pooled connection, the connection, the upload and the answer, each up to its
-    timeout, and between tries the client pauses at most a capped Retry-After (or back-off)."""
+    timeout, and no longer than its deadline (`deadline_s`, when given); between tries the
+    client pauses at most a capped Retry-After (or back-off). Resolving the marketplace's name
+    is not counted (adapters.request_deadline)."""
     tries = max_retries + 1
     per_try = POOL_TIMEOUT_S + CONNECT_TIMEOUT_S + WRITE_TIMEOUT_S + read_timeout_s
+    if deadline_s is not None:
+        per_try = min(per_try, deadline_s)
     return tries * per_try + max_retries * max(RETRY_AFTER_CAP_S, BACKOFF_CAP_S)
+
+
+def longest_deadline_s(
+    within: timedelta, *, requests: int, max_retries: int = MAX_RETRIES
+) -> float:
+    """The longest request deadline with which `requests` requests in a row, each with every
+    retry and pause (longest_request_s), end `within` the given time."""
+    pauses = max_retries * max(RETRY_AFTER_CAP_S, BACKOFF_CAP_S)
+    return (within.total_seconds() / requests - pauses) / (max_retries + 1)
+
+
+def deadline_problem(deadline_s: object, *, longest: float) -> str | None:
+    """Why a configured deadline cannot be used (not a number of seconds, shorter than
+    MIN_DEADLINE_S or longer than `longest`); None when it fits."""
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float):
+        return f"must be a number of seconds, got {deadline_s!r}"
+    if not MIN_DEADLINE_S <= deadline_s <= longest:  # NaN too
+        return f"must be from {MIN_DEADLINE_S} to {longest} seconds, got {deadline_s!r}"
+    return None
 
 
 def longest_read_timeout_s(
@@ -126,255 +163,6 @@ def request_may_have_arrived(exc: Exception) -> bool:
     return not isinstance(exc, NOT_SENT_ERRORS)
 
 
-# --- Redirects stay out of the private network ----------------------------------------------
-
-LOCAL_HOST_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-Resolver = Callable[[str, int], Sequence[str]]
-
-
-def resolve_addresses(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to (IPv4 and IPv6)."""
-    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)]
-
-
-class AddressProblem(StrEnum):
-    """Why a host is not a public internet address."""
-
-    LOCAL_NAME = "is a local name"
-    UNRESOLVED = "does not resolve"
-    NOT_PUBLIC = "is not at a public address"
-    METADATA = "is at a link-local address (the cloud's metadata service)"
-
-
-def checked_addresses(
-    host: str, port: int, *, resolve: Resolver = resolve_addresses, private_allowed: bool = False
-) -> tuple[list[str], AddressProblem | None]:
-    """Every address `host` resolves to (each once, in the resolver's order), and why it is not
-    a public internet address (None when it is): a local name, nothing it resolves to, or any
-    address that is loopback, private, link-local (cloud metadata), shared or reserved.
-
-    `private_allowed` (sandbox mode, whose marketplaces run on loopback or the private network):
-    only nothing it resolves to, or a link-local or metadata address, is a problem."""
-    name = host.rstrip(".").lower()
-    if not private_allowed and (
-        not name or name in LOCAL_HOST_NAMES or name.endswith(".localhost")
-    ):
-        return [], AddressProblem.LOCAL_NAME
-    try:
-        addresses = list(dict.fromkeys(resolve(name, port)))
-    except (OSError, ValueError, UnicodeError):
-        return [], AddressProblem.UNRESOLVED
-    if not addresses:
-        return [], AddressProblem.UNRESOLVED
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if is_metadata_address(ip):
-            return addresses, AddressProblem.METADATA
-        if not private_allowed and not is_public_address(ip):
-            return addresses, AddressProblem.NOT_PUBLIC
-    return addresses, None
-
-
-# IPv6 ranges whose addresses carry an IPv4 address in their last 32 bits, which a gateway on
-# the way connects to: NAT64's well-known prefix (RFC 6052; DNS64 hosts on IPv6-only networks
-# reach IPv4 through it), IPv4-compatible (deprecated) and IPv4-translated (SIIT) addresses.
-# Python counts them as global whatever they carry (64:ff9b::a9fe:a9fe is 169.254.169.254).
-_IPV4_IN_LAST_32_BITS = (
-    ipaddress.IPv6Network("64:ff9b::/96"),
-    ipaddress.IPv6Network("::/96"),
-    ipaddress.IPv6Network("::ffff:0:0:0/96"),
-)
-# NAT64's local-use prefix (RFC 8215): a network's own translator, with its own embedding.
-_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
-
-
-def _carried_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries (IPv4-mapped, NAT64, IPv4-compatible, translated
-    or 6to4), else None."""
-    embedded: ipaddress.IPv4Address | None = ip.ipv4_mapped or ip.sixtofour
-    if embedded is None and any(ip in network for network in _IPV4_IN_LAST_32_BITS):
-        embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return embedded
-
-
-def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether `ip` is a public internet address, and so is any IPv4 address it carries (an
-    IPv4-mapped, NAT64, IPv4-compatible, translated or 6to4 one)."""
-    if isinstance(ip, ipaddress.IPv4Address):
-        return ip.is_global
-    if ip in _LOCAL_NAT64:
-        return False
-    embedded = _carried_ipv4(ip)
-    if embedded is not None:
-        return embedded.is_global
-    return ip.is_global
-
-
-# Where clouds serve an instance's metadata (and its credentials): IPv4 and IPv6 link-local
-# (169.254.169.254 on AWS, GCP, Azure, Oracle), and AWS's IPv6 address for it.
-METADATA_ADDRESSES = frozenset({ipaddress.IPv6Address("fd00:ec2::254")})
-
-
-def is_metadata_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether `ip` (or an IPv4 address it carries) is link-local or a cloud's metadata
-    address: refused even in sandbox mode, whose marketplaces never live there."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in METADATA_ADDRESSES or ip.is_link_local:
-            return True
-        embedded = _carried_ipv4(ip)
-        return embedded is not None and embedded.is_link_local
-    return ip.is_link_local
-
-
-def address_problem(
-    host: str, port: int, *, resolve: Resolver = resolve_addresses, private_allowed: bool = False
-) -> AddressProblem | None:
-    """Why `host` is not a public internet address (None when it is): see checked_addresses."""
-    return checked_addresses(host, port, resolve=resolve, private_allowed=private_allowed)[1]
-
-
-def non_public_address(
-    host: str, port: int, *, resolve: Resolver = resolve_addresses
-) -> str | None:
-    """:func:`address_problem` as a sentence naming the host (None when it is public)."""
-    problem = address_problem(host, port, resolve=resolve)
-    return None if problem is None else f"{host or '(no host)'} {problem.value}"
-
-
-def refuse_redirects_into_the_private_network(response: httpx.Response) -> None:
-    """httpx's response hook: a redirect to another host is followed only to a public address.
-
-    The marketplace's own host was chosen by an admin or the operator (the admin form refuses
-    private ones outside sandbox mode) and the adapters' own requests go where they were
-    written to; a redirect is the marketplace's say, and must not reach Meilisearch, Redis, the
-    Dagster UI or the cloud's metadata address on our side (a 307 would even re-send a POST's
-    body there). A redirect on the same host is followed as before."""
-    if not response.has_redirect_location:
-        return
-    try:
-        target = response.request.url.join(response.headers["Location"])
-    except httpx.InvalidURL:
-        return  # httpx refuses to follow it anyway
-    if target.host == response.request.url.host or target.scheme not in ("http", "https"):
-        return
-    port = target.port or (443 if target.scheme == "https" else 80)
-    why = non_public_address(target.host, port)
-    if why is not None:
-        raise RedirectRefused(
-            f"redirect to {target.scheme}://{target.host} refused: {why} "
-            "(a marketplace may not send OneCart into the private network)",
-            request=response.request,
-        )
-
-
-# --- Every connection stays out of the private network (outside sandbox mode) ------------
-
-
-class PrivateAddressRefused(httpcore.ConnectError):
-    """A connection not opened: the host resolved to an address that is not public."""
-
-
-class PublicAddressesOnly(httpcore.SyncBackend):
-    """httpcore's network backend, opening a TCP connection only to a public address.
-
-    The admin form and the redirect guard check a host when it is saved or redirected to, but a
-    name is resolved again for each new connection and its owner (DNS rebinding) or whoever
-    takes the domain over can make it answer 127.0.0.1, a private address or the cloud's
-    metadata address by then. Here the name is resolved once per connection, every answer is
-    checked, and the socket is opened to one of exactly those addresses, so no second lookup can
-    change where it goes. TLS still verifies the certificate for the name (httpcore passes the
-    URL's host as the server name)."""
-
-    def __init__(
-        self, *, resolve: Resolver = resolve_addresses, private_allowed: bool = False
-    ) -> None:
-        self._resolve = resolve
-        # Sandbox mode: loopback and the private network are reached, link-local never.
-        self._private_allowed = private_allowed
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        addresses, problem = checked_addresses(
-            host, port, resolve=self._resolve, private_allowed=self._private_allowed
-        )
-        if problem is AddressProblem.UNRESOLVED:
-            raise httpcore.ConnectError(f"{host} {problem.value}")  # retried like any DNS failure
-        if problem is not None:
-            raise PrivateAddressRefused(
-                f"connection to {host} refused: {host} {problem.value} "
-                "(a marketplace may not send OneCart into the private network)"
-            )
-        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:
-            try:
-                return super().connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None  # checked_addresses returns addresses when it finds no problem
-        raise failure
-
-
-# httpx's default connection limits (httpx.Client's), for the guarded transport's own pool.
-POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
-
-
-class PublicAddressTransport(httpx.HTTPTransport):
-    """httpx's transport whose connections are opened by :class:`PublicAddressesOnly`.
-
-    httpx 0.28 takes no network backend, so the pool is built here as HTTPTransport builds its
-    own, with the backend added (httpcore.ConnectionPool's `network_backend`). Proxies from the
-    environment are not used by it: a proxy would resolve the name itself, unchecked."""
-
-    def __init__(
-        self, *, resolve: Resolver = resolve_addresses, private_allowed: bool = False
-    ) -> None:
-        super().__init__(verify=shared_ssl_context(), limits=POOL_LIMITS)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=shared_ssl_context(),
-            max_connections=POOL_LIMITS.max_connections,
-            max_keepalive_connections=POOL_LIMITS.max_keepalive_connections,
-            keepalive_expiry=POOL_LIMITS.keepalive_expiry,
-            network_backend=PublicAddressesOnly(resolve=resolve, private_allowed=private_allowed),
-        )
-
-
-def refused_by_a_guard(exc: httpx.HTTPError) -> bool:
-    """True when a guard refused the request before it was sent to where it would have gone:
-    a redirect into the private network, or a connection to a non-public address."""
-    return isinstance(exc, RedirectRefused) or isinstance(exc.__cause__, PrivateAddressRefused)
-
-
-def private_network_allowed_by_settings() -> bool:
-    """Sandbox mode talks to the sandbox on loopback; outside it, marketplaces are public."""
-    from onecart.settings import get_settings
-
-    return get_settings().sandbox_enabled
-
-
-@functools.lru_cache(maxsize=1)
-def shared_ssl_context() -> ssl.SSLContext:
-    """The verifying SSL context every marketplace client of this process uses.
-
-    httpx builds one per client by default, which loads the whole CA bundle: tens of
-    milliseconds of CPU per adapter, paid again by every worker process for every marketplace.
-    One context is safe to share between clients and threads (it only holds settings and the
-    trusted CAs) and is built exactly as httpx builds its default one (SSL_CERT_FILE /
-    SSL_CERT_DIR, else certifi)."""
-    return httpx.create_ssl_context()
-
-
 class MarketplaceHttp:
     """One httpx client per marketplace: explicit timeouts, bounded retries with backoff.
 
@@ -384,7 +172,9 @@ class MarketplaceHttp:
     can have taken effect; or OutcomeUnknown when any attempt may have reached the marketplace
     (a timeout or reset after sending, a 5xx) and none succeeded. With `retry_unknown_writes`
     False, a write is not resent after such an attempt (for marketplaces that ignore
-    idempotency keys): the caller must ask the marketplace first.
+    idempotency keys): the caller must ask the marketplace first. Every try ends by its
+    whole-request deadline (adapters.request_deadline): past it, a write sent is in doubt
+    (unknown, like a timeout) and a read is transient.
     """
 
     def __init__(
@@ -398,6 +188,8 @@ class MarketplaceHttp:
         max_retries: int = MAX_RETRIES,
         sleep: Callable[[float], None] = time.sleep,
         read_timeout_s: float = READ_TIMEOUT_S,
+        deadline_s: float = REQUEST_DEADLINE_S,
+        stream_deadline_s: float = STREAM_DEADLINE_S,
         retry_unknown_writes: bool = True,
         private_network_allowed: bool | None = None,
         secrets: Callable[[], Iterable[str]] = tuple,
@@ -409,7 +201,15 @@ class MarketplaceHttp:
                 f"{slug}: read timeout must be a number of seconds from {MIN_READ_TIMEOUT_S}, "
                 f"got {read_timeout_s!r}"
             )
+        for name, value in (("deadline", deadline_s), ("stream deadline", stream_deadline_s)):
+            if not value >= MIN_DEADLINE_S or math.isinf(value):
+                raise ValueError(
+                    f"{slug}: {name} must be a number of seconds from {MIN_DEADLINE_S}, "
+                    f"got {value!r}"
+                )
         self.slug = slug
+        self.deadline_s = deadline_s
+        self.stream_deadline_s = stream_deadline_s
         self.max_retries = max_retries
         self.retry_unknown_writes = retry_unknown_writes
         self._sleep = sleep
@@ -451,15 +251,18 @@ class MarketplaceHttp:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> httpx.Response:
-        """Send with retries; return a 2xx response or raise the typed error for the failure."""
+        """Send with retries; return a 2xx response or raise the typed error for the failure.
+        `data`: a form body (Cognito's token endpoint), instead of `json`."""
         return self._send_with_retries(
             method,
             path,
             params=params,
             json=json,
+            data=data,
             headers=headers,
             idempotency_key=idempotency_key,
             stream=False,
@@ -476,13 +279,15 @@ class MarketplaceHttp:
         """Like :meth:`request`, but the 2xx body is not read yet: iterate it, then `close()` it.
 
         For bodies too large to hold at once (unpaged product lists, merchant feeds). Only the
-        wait for the first byte is retried; a body interrupted halfway is the caller's to report.
+        wait for the first byte is retried; a body interrupted halfway is the caller's to report
+        (an httpx.TimeoutException when the stream deadline passes while it reads it).
         """
         return self._send_with_retries(
             method,
             path,
             params=params,
             json=None,
+            data=None,
             headers=headers,
             idempotency_key=None,
             stream=True,
@@ -495,6 +300,7 @@ class MarketplaceHttp:
         *,
         params: Mapping[str, Any] | None,
         json: Any,
+        data: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
         idempotency_key: str | None,
         stream: bool,
@@ -506,13 +312,31 @@ class MarketplaceHttp:
         attempt = 0
         # Why an earlier attempt of this write may have taken effect (None: none can have).
         maybe_arrived: str | None = None
+        deadline_s = self.deadline_s
+        # A body the caller reads in chunks (open_stream) may take longer than the head.
+        body_deadline_s = self.stream_deadline_s if stream else deadline_s
         while True:
             attempt += 1
+            started = time.monotonic()
+            at = started + deadline_s
             request = self.client.build_request(
-                method, path.lstrip("/"), params=params, json=json, headers=send_headers
+                method,
+                path.lstrip("/"),
+                params=params,
+                json=json,
+                data=data,
+                headers=send_headers,
+                timeout=self._timeout_within(deadline_s),
             )
             try:
-                response = self.client.send(request, stream=stream)
+                with deadline_at(at):
+                    response = self.client.send(request, stream=True)
+                # The whole answer by its deadline, whoever reads it (open_stream's callers).
+                if response.is_success:
+                    at = started + body_deadline_s
+                response.stream = DeadlineBody(response.stream, at, request)
+                if not (stream and response.is_success):
+                    read_whole(response)
             except httpx.HTTPError as exc:
                 if refused_by_a_guard(exc):
                     # Retrying would go the same way. After a redirect, a write's first hop
@@ -524,6 +348,10 @@ class MarketplaceHttp:
                 # Transport failures, and also a reply whose body cannot be decoded
                 # (DecodingError) or that redirects without end: the request went out.
                 failure = f"{type(exc).__name__}: {exc}"
+                if past(at):
+                    # Not a refusal: a write sent may have been made (unknown); a read is
+                    # transient. Each try has its own deadline, so the retries go on.
+                    failure = f"no whole answer by the request's {deadline_s} s deadline: {failure}"
                 if is_write and request_may_have_arrived(exc):
                     maybe_arrived = failure
                     if attempt > self.max_retries or not self.retry_unknown_writes:
@@ -546,8 +374,7 @@ class MarketplaceHttp:
                     f"{method} {path}: not modified", marketplace=self.slug, status=304
                 )
             if stream:
-                response.read()
-                response.close()
+                response.close()  # its body was read above
             status = response.status_code
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if is_write and (status >= 500 or status == 409):
@@ -570,6 +397,16 @@ class MarketplaceHttp:
                     method, path, maybe_arrived, attempt, status=status, body=response.text
                 )
             raise self._error_for(method, path, response)
+
+    def _timeout_within(self, deadline_s: float) -> httpx.Timeout:
+        """The client's timeouts, none longer than the request's deadline."""
+        timeout = self.client.timeout
+        return httpx.Timeout(
+            connect=_at_most(timeout.connect, deadline_s),
+            read=_at_most(timeout.read, deadline_s),
+            write=_at_most(timeout.write, deadline_s),
+            pool=_at_most(timeout.pool, deadline_s),
+        )
 
     def _unknown(
         self,
@@ -610,6 +447,18 @@ class MarketplaceHttp:
         if status in RETRYABLE_STATUSES or status >= 500:
             return Transient(message, marketplace=self.slug, status=status, response_text=body)
         return Rejected(message, marketplace=self.slug, status=status, response_text=body)
+
+
+def _at_most(timeout: float | None, limit: float) -> float:
+    return limit if timeout is None else min(timeout, limit)
+
+
+def read_whole(response: httpx.Response) -> None:
+    """Read the body (by its deadline: DeadlineBody); closed whatever happens."""
+    try:
+        response.read()
+    finally:
+        response.close()
 
 
 def decode_json(response: httpx.Response, *, marketplace: str) -> Any:

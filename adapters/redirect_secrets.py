@@ -7,7 +7,7 @@ The key is bound to the host an admin or marketplaces.toml configured
 but keeps every other header (Shopify's X-Shopify-Access-Token, a declarative format's
 api_key_header) and re-sends a 307/308's body; a server that keeps the query string on its
 redirect hands on a key sent as a query parameter. A read carrying none of them is followed
-(into the public internet only: adapters.marketplace_http's other hook).
+(into the public internet only: adapters.public_addresses' other hook).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import httpx
 
 
 class RedirectRefused(httpx.RequestError):
-    """A redirect not followed: into the private network (adapters.marketplace_http), or to
+    """A redirect not followed: into the private network (adapters.public_addresses), or to
     another host with what belongs only to the marketplace's own (below)."""
 
 

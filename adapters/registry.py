@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from adapters.base import MarketplaceAdapter, MarketplaceConfig
-from commerce.sweep_claim import read_timeout_problem
+from commerce.sweep_claim import read_timeout_problem, request_deadline_problem
 from onecart.money import is_iso_currency
 
 # kind -> "module:Class"; one module per marketplace API format.
@@ -90,6 +90,10 @@ def parse_marketplaces(
             problem = read_timeout_problem(options["read_timeout_s"])
             if problem:
                 raise MarketplaceConfigError(f"{where}: options.read_timeout_s {problem}")
+        if isinstance(options, Mapping) and "deadline_s" in options:
+            problem = request_deadline_problem(options["deadline_s"])
+            if problem:
+                raise MarketplaceConfigError(f"{where}: options.deadline_s {problem}")
         api_key_env = entry.get("api_key_env")
         try:
             base_url = _expand(entry["base_url"], env)

@@ -27,7 +27,7 @@ from urllib.parse import SplitResult, urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from adapters.marketplace_http import AddressProblem, address_problem
+from adapters.public_addresses import AddressProblem, address_problem
 from adapters.registry import (
     ADAPTER_KINDS,
     MATCH_IDENTIFIERS,
@@ -108,7 +108,7 @@ class MarketplaceInput:
 def non_public_host_problem(url: SplitResult, *, private_allowed: bool = False) -> str | None:
     """Why `url`'s host is not a public internet address (None when it is): loopback, private,
     link-local (cloud metadata), shared, reserved or unresolvable addresses are refused (the
-    same rule the marketplace clients apply to a redirect, adapters.marketplace_http).
+    same rule the marketplace clients apply to a redirect, adapters.public_addresses).
     `private_allowed` (sandbox mode): only link-local and metadata addresses are refused (a
     name that does not resolve yet is accepted, as before; the connection guard asks again)."""
     host = url.hostname or ""

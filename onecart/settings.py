@@ -15,7 +15,8 @@ from croniter import croniter
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from commerce.sweep_claim import read_timeout_problem
+from adapters.marketplace_http import MAX_STREAM_DEADLINE_S, deadline_problem
+from commerce.sweep_claim import read_timeout_problem, request_deadline_problem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Most past days a demo replays (ONECART_DEMO_HISTORY_DAYS, `onecart ingest --history`).
@@ -46,6 +47,20 @@ def accept_field_names(model: type[BaseSettings], data: Any) -> Any:
 
 def _fits_the_sweep_claim(value: float) -> float:
     problem = read_timeout_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _fits_the_sweep_claim_whole(value: float) -> float:
+    problem = request_deadline_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _a_stream_deadline(value: float) -> float:
+    problem = deadline_problem(value, longest=MAX_STREAM_DEADLINE_S)
     if problem:
         raise ValueError(problem)
     return value
@@ -91,6 +106,19 @@ class Settings(BaseSettings):
     # the sweep also renews the claim while a call runs): checked when the settings are read.
     marketplace_read_timeout_s: Annotated[float, AfterValidator(_fits_the_sweep_claim)] = Field(
         15.0, alias="ONECART_MARKETPLACE_READ_TIMEOUT_S"
+    )
+    # Seconds one try of a marketplace request may take in all: connect, send and the whole
+    # answer (adapters.request_deadline; httpx's timeouts are per socket operation, so a
+    # trickled answer outlasts them). A write past it is "unknown", a read transient.
+    # marketplaces.toml's `deadline_s` overrides it per marketplace. Bounded above by the sweep's
+    # claim (commerce.sweep_claim).
+    marketplace_deadline_s: Annotated[float, AfterValidator(_fits_the_sweep_claim_whole)] = Field(
+        60.0, alias="ONECART_MARKETPLACE_DEADLINE_S"
+    )
+    # The same for a large body the adapter reads in chunks (merchant feeds, unpaged product
+    # lists): from the request to the body's last byte. At most six hours.
+    marketplace_stream_deadline_s: Annotated[float, AfterValidator(_a_stream_deadline)] = Field(
+        1800.0, alias="ONECART_MARKETPLACE_STREAM_DEADLINE_S"
     )
 
     meili_url: str = Field("http://127.0.0.1:7700", alias="MEILI_URL")

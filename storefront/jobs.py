@@ -51,6 +51,7 @@ from commerce.tracking import track_open_sub_orders
 from commerce.tracking_schedule import TrackingPolicy
 from onecart.production import require_production_ready
 from onecart.settings import get_settings
+from storefront.site_logging import configure_site_logging
 
 logger = logging.getLogger(__name__)
 
@@ -434,6 +435,10 @@ class OrderWorker(SimpleWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # In production a worker with default secrets must not start (onecart.production).
         require_production_ready(get_settings(), "RQ worker")
+        # The workers build no Flask app and rq configures only its own loggers, so OneCart's
+        # INFO lines (placements, refunds, cancellations) would fall to Python's defaults and be
+        # dropped: written here as the site writes them (one JSON line each, on stderr).
+        configure_site_logging()
         super().__init__(*args, **kwargs)
         preload_order_code()
 
@@ -493,7 +498,7 @@ def preload_order_code() -> None:
     placing orders; on a 2-core machine with a dozen workers that CPU showed up as placement
     latency. The adapters need the DB: if it is not reachable yet, the first job builds them.
     """
-    from adapters.marketplace_http import shared_ssl_context
+    from adapters.public_addresses import shared_ssl_context
     from adapters.registry import ADAPTER_KINDS
 
     for target in ADAPTER_KINDS.values():

@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from adapters.base import OutcomeUnknown, Transient
-from adapters.marketplace_http import MarketplaceHttp, non_public_address
+from adapters.marketplace_http import MarketplaceHttp
+from adapters.public_addresses import non_public_address
 
 
 @dataclass

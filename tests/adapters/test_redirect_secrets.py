@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import adapters.marketplace_http as marketplace_http
+import adapters.public_addresses as public_addresses
 from adapters.base import OutcomeUnknown, Transient
 from adapters.declarative import DeclarativeJsonAdapter
 from adapters.marketplace_http import MarketplaceHttp
@@ -79,7 +79,7 @@ def _serve(server: Server) -> ThreadingHTTPServer:
 @pytest.fixture
 def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Server, Server]]:
     """(the marketplace on localhost, another host on 127.0.0.1 taken for a public one)."""
-    monkeypatch.setattr(marketplace_http, "non_public_address", lambda _host, _port: None)
+    monkeypatch.setattr(public_addresses, "non_public_address", lambda _host, _port: None)
     marketplace, other = Server(), Server()
     started = [_serve(marketplace), _serve(other)]
     marketplace.redirect_to = f"http://127.0.0.1:{other.port}/products.json"

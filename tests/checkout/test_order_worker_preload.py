@@ -16,7 +16,7 @@ from tests.checkout.shop import Shop
 
 PROBE = """
 import json, sys
-from adapters.marketplace_http import shared_ssl_context
+from adapters.public_addresses import shared_ssl_context
 from commerce import marketplace_access
 from storefront.jobs import preload_order_code
 

@@ -181,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         "against $ONECART_HOME/warehouse.duckdb, read-only, with the pipeline's own duckdb.",
     )
     sql.add_argument("query", nargs="?", metavar="QUERY", help="SQL; several statements with ;")
-    sql.add_argument("--csv", action="store_true", help="print every row as CSV (with a header)")
+    sql.add_argument(
+        "--csv",
+        action="store_true",
+        help="print the last statement's rows as one CSV file (with a header); "
+        "statements before it may set up (SET, CREATE TEMP TABLE) but not query",
+    )
 
     localstripe = commands.add_parser(
         "localstripe", help="serve localstripe (fake Stripe API) on a loopback address"

@@ -5,9 +5,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -59,31 +63,52 @@ def _status_path(settings: Settings) -> Path:
     return settings.home_dir / "run" / STATUS_FILE
 
 
-def write_status(settings: Settings, step: str, done: int, total: int, line: str) -> None:
-    """Record what is loading right now (atomically: the site reads it on every request)."""
-    path = _status_path(settings)
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Every rewrite is read-modify-write: catalog runs of several marketplaces (each its own
+    process), an ingest and the embeddings write the one file, and without the lock one would
+    drop a line another just wrote."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    statuses = _read_all(path)
-    statuses[step] = {
-        "done": done,
-        "total": total,
-        "line": line,
-        "pid": os.getpid(),
-        "updated": time.time(),
-    }
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    with (path.with_suffix(".lock")).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _replace(path: Path, statuses: dict[str, dict]) -> None:
+    # Atomically: the site reads the file on every request. Per thread too: an ingest's
+    # partitions and its progress lines may write from threads of one process.
+    temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     temporary.write_text(json.dumps(statuses))
     os.replace(temporary, path)
+
+
+def write_status(settings: Settings, step: str, done: int, total: int, line: str) -> None:
+    """Record what is loading right now."""
+    path = _status_path(settings)
+    with _locked(path):
+        statuses = _read_all(path)
+        statuses[step] = {
+            "done": done,
+            "total": total,
+            "line": line,
+            "pid": os.getpid(),
+            "updated": time.time(),
+        }
+        _replace(path, statuses)
 
 
 def clear_status(settings: Settings, step: str) -> None:
     path = _status_path(settings)
-    statuses = _read_all(path)
-    if statuses.pop(step, None) is None:
+    if not path.exists():
         return
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(statuses))
-    os.replace(temporary, path)
+    with _locked(path):
+        statuses = _read_all(path)
+        if statuses.pop(step, None) is None:
+            return
+        _replace(path, statuses)
 
 
 def _read_all(path: Path) -> dict[str, dict]:
@@ -114,7 +139,8 @@ def loading_steps(settings: Settings) -> dict[str, dict]:
 def describe_loading(settings: Settings) -> str | None:
     """One line per step still loading, or None when nothing is."""
     lines = [str(entry.get("line")) for entry in loading_steps(settings).values()]
-    return "; ".join(lines) if lines else None
+    # One a line: a refresh loads several marketplaces at once, each with its own run.
+    return "\n".join(lines) if lines else None
 
 
 def catalog_loading_message(settings: Settings) -> str | None:

@@ -24,7 +24,7 @@ from pipelines.run import (
     dagster_home,
     dagster_instance,
 )
-from pipelines.run_progress import describe_downstream, describe_partition
+from pipelines.run_progress import describe_downstream, describe_partition, downstream_skip_line
 
 FINISHED = frozenset(
     {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -141,6 +141,17 @@ def materialize_all_queued(
 
         try:
             _wait(client, list(run_to_slug), partition_done)
+            in_order = {slug: partitions[slug] for slug in selected if slug in partitions}
+            skipped = downstream_skip_line(in_order)
+            if skipped:
+                progress(skipped)
+                return IngestReport(
+                    partitions=in_order,
+                    downstream_success=True,
+                    downstream_run_id=None,
+                    downstream_metadata={},
+                    failed_downstream_assets=[],
+                )
             progress(f"downstream: {', '.join(DOWNSTREAM_ASSETS)} (queued run)")
             downstream_id = client.submit_job_execution(CATALOG_DOWNSTREAM_JOB, tags=INGEST_TAGS)
             outcome: dict[str, Any] = {}

@@ -38,7 +38,12 @@ from pipelines.jobs import (
     OFFER_EMBEDDINGS_JOB,
 )
 from pipelines.partition_order import partitions_longest_first
-from pipelines.run_progress import describe_downstream, describe_partition, report_steps
+from pipelines.run_progress import (
+    describe_downstream,
+    describe_partition,
+    downstream_skip_line,
+    report_steps,
+)
 
 # Dagster's own console logging would bury the progress lines; the runs' full logs stay in the
 # instance (and in the UI).
@@ -433,6 +438,17 @@ def materialize_all(
                 plan.fetched(slug)
                 for line in describe_partition(partitions[slug]):
                     progress(line)
+    skipped = downstream_skip_line(partitions)
+    if skipped:
+        progress_status.clear_status(settings, "catalogs")
+        progress(skipped)
+        return IngestReport(
+            partitions=partitions,
+            downstream_success=True,
+            downstream_run_id=None,
+            downstream_metadata={},
+            failed_downstream_assets=[],
+        )
     progress_status.write_status(
         settings, "catalogs", len(selected), len(selected), "indexing catalogs for search"
     )

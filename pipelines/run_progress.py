@@ -141,3 +141,17 @@ def describe_partition(outcome: PartitionOutcome) -> list[str]:
     ]
     lines.extend(f"{slug}:   {warning}" for warning in outcome.check_warnings)
     return lines
+
+
+def downstream_skip_line(partitions: Mapping[str, PartitionOutcome]) -> str | None:
+    """Why an ingest runs nothing downstream, or None when it should run.
+
+    When every partition failed no catalog changed: the failed marketplaces keep their last
+    good catalog, so the downstream job (~30 s on the demo) would rebuild what already is."""
+    if not partitions or any(outcome.success for outcome in partitions.values()):
+        return None
+    failed = ", ".join(partitions)
+    return (
+        f"downstream: skipped, no marketplace's catalog was loaded ({failed} failed): "
+        "nothing downstream changes"
+    )

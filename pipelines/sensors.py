@@ -1,6 +1,7 @@
 """Refreshing everything downstream of the catalogs when products changed, and the analysts'
 copy's fetch times when they did not."""
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -118,40 +119,110 @@ def products_changed_sensor(context: dg.SensorEvaluationContext) -> dg.RunReques
     )
 
 
+# Run successes read per tick; the rest wait for the next tick (the cursor says where).
+RUN_SUCCESSES_PER_TICK = 100
+
+
+def handled_run_success(cursor: str | None) -> int | None:
+    """The storage id of the last run success handled, or None before the first tick.
+
+    Before ops11 this sensor was a Dagster run-status sensor, whose cursor is a JSON object
+    with the same storage id as `record_id`: an upgraded instance carries on from there."""
+    if not cursor:
+        return None
+    if cursor.isdigit():
+        return int(cursor)
+    try:
+        record_id = json.loads(cursor).get("record_id")
+    except (ValueError, AttributeError):
+        return None
+    return record_id if isinstance(record_id, int) else None
+
+
 def build_embeddings_after_downstream_sensor(
     downstream_job: "UnresolvedAssetJobDefinition",
     embeddings_job: "UnresolvedAssetJobDefinition",
-) -> dg.RunStatusSensorDefinition:
+) -> dg.SensorDefinition:
     """After each downstream run the index serves keyword search; the sensor then runs the offer
     embeddings (new or changed texts only) in a run of their own, which gives the index the
-    vectors. Runs of `onecart ingest` are skipped: it launches its own embeddings run."""
+    vectors. Runs of `onecart ingest` are skipped: it launches its own embeddings run.
 
-    @dg.run_status_sensor(
+    A plain sensor over the instance's run successes rather than `@run_status_sensor`, whose
+    ticks without a new run status say only "Sensor function returned an empty result": every
+    skip here says what the sensor saw."""
+    downstream = downstream_job.name
+
+    @dg.sensor(
         name=EMBEDDINGS_AFTER_DOWNSTREAM_SENSOR,
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=[downstream_job],
-        request_job=embeddings_job,
+        job=embeddings_job,
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
-        description="Runs offer_embeddings_job after each successful downstream run.",
+        description=f"Runs offer_embeddings_job after each successful {downstream} run.",
     )
     def embeddings_after_downstream_sensor(
-        context: dg.RunStatusSensorContext,
-    ) -> dg.RunRequest | dg.SkipReason:
-        run = context.dagster_run
-        key, value = INGEST_TRIGGER
-        if run.tags.get(key) == value:
-            return dg.SkipReason(
-                f"run {run.run_id} came from `onecart ingest`, which embeds itself"
+        context: dg.SensorEvaluationContext,
+    ) -> dg.SensorResult:
+        after = handled_run_success(context.cursor)
+        if after is None:
+            # Like Dagster's run-status sensors: start from now, not from every past run.
+            newest = context.instance.fetch_run_status_changes(
+                dg.DagsterEventType.RUN_SUCCESS, limit=1
+            ).records
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(
+                    f"started: each {downstream} run that succeeds from now on gets an "
+                    "embeddings run"
+                ),
+                cursor=str(newest[0].storage_id if newest else 0),
             )
-        return dg.RunRequest(
-            run_key=f"embeddings-after-{run.run_id}",
-            tags={
-                "onecart/trigger": "downstream_succeeded",
-                "onecart/after_run": run.run_id,
-                # Launched before queued catalog refreshes (pipelines.run.EMBEDDINGS_PRIORITY_TAG).
-                "dagster/priority": "10",
-            },
+        successes = context.instance.fetch_run_status_changes(
+            dg.RunStatusChangeRecordsFilter(
+                event_type=dg.DagsterEventType.RUN_SUCCESS, after_storage_id=after
+            ),
+            limit=RUN_SUCCESSES_PER_TICK,
+            ascending=True,
+        ).records
+        if not successes:
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(f"no {downstream} run succeeded since the last tick"),
+                cursor=str(after),
+            )
+        cursor = str(max(record.storage_id for record in successes))
+        runs = context.instance.get_runs(
+            dg.RunsFilter(run_ids=[record.run_id for record in successes])
+        )
+        ours = [run for run in runs if run.job_name == downstream]
+        if not ours:
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(
+                    f"no {downstream} run among the {len(runs)} other run(s) that succeeded "
+                    "since the last tick"
+                ),
+                cursor=cursor,
+            )
+        key, value = INGEST_TRIGGER
+        by_ingest = [run.run_id for run in ours if run.tags.get(key) == value]
+        requests = [
+            dg.RunRequest(
+                run_key=f"embeddings-after-{run.run_id}",
+                tags={
+                    "onecart/trigger": "downstream_succeeded",
+                    "onecart/after_run": run.run_id,
+                    # Launched before queued catalog refreshes (pipelines.run.EMBEDDINGS_PRIORITY_TAG).
+                    "dagster/priority": "10",
+                },
+            )
+            for run in ours
+            if run.tags.get(key) != value
+        ]
+        if requests:
+            return dg.SensorResult(run_requests=requests, cursor=cursor)
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(
+                f"{downstream} run(s) {', '.join(by_ingest)} came from `onecart ingest`, "
+                "which launches its own embeddings run"
+            ),
+            cursor=cursor,
         )
 
     return embeddings_after_downstream_sensor

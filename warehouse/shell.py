@@ -7,13 +7,16 @@ through the same duckdb package that wrote the file.
 
 from __future__ import annotations
 
-import csv
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 import duckdb
+
+from onecart.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 PROMPT, CONTINUATION = "warehouse> ", "      ...> "
 
@@ -35,16 +38,49 @@ def open_copy(path: Path) -> duckdb.DuckDBPyConnection:
     return conn
 
 
+class SeveralResults(Exception):
+    """`--csv` given statements whose rows would make more than one CSV file."""
+
+
+# Statements that answer with rows (DESCRIBE, SHOW, SUMMARIZE and FROM … are SELECTs to DuckDB).
+QUERY_TYPES = frozenset(
+    {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.CALL}
+)
+
+
+def check_one_result(statements: list[duckdb.Statement]) -> None:
+    """`--csv` prints one file: only the last statement may be a query, the others set it up."""
+    for number, statement in enumerate(statements[:-1], start=1):
+        if statement.type in QUERY_TYPES:
+            raise SeveralResults(
+                f"--csv prints the last statement's rows as one CSV file, and statement "
+                f"{number} of {len(statements)} is a query too: run each query on its own "
+                "(statements before the last may set up, e.g. SET or CREATE TEMP TABLE … AS)"
+            )
+
+
+def write_csv(relation: duckdb.DuckDBPyRelation, out: TextIO) -> None:
+    """The rows as DuckDB's own COPY … TO writes them (true/false, NULL empty, times …+00)."""
+    with tempfile.TemporaryDirectory(prefix="onecart-sql-") as directory:
+        path = Path(directory) / "result.csv"
+        relation.write_csv(str(path), header=True)
+        with path.open(encoding="utf-8", newline="") as written:
+            shutil.copyfileobj(written, out)
+
+
 def run_statements(conn: duckdb.DuckDBPyConnection, sql: str, out: TextIO, *, as_csv: bool) -> None:
-    """Run every statement of `sql`, printing each one's rows; raises duckdb.Error."""
-    for statement in conn.extract_statements(sql):
+    """Run every statement of `sql`, printing each one's rows (with `as_csv`, the last one's
+    as one CSV file); raises SeveralResults before running anything, or duckdb.Error."""
+    statements = conn.extract_statements(sql)
+    if as_csv:
+        check_one_result(statements)
+    for number, statement in enumerate(statements, start=1):
         relation = conn.sql(statement.query)
         if relation is None:  # a statement without rows (SET, PRAGMA …)
             continue
         if as_csv:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(relation.columns)
-            writer.writerows(relation.fetchall())
+            if number == len(statements):
+                write_csv(relation, out)
         else:
             # DuckDB's own box, as its shell prints it: a long result shows its first and last
             # rows and says how many there are (--csv prints them all).
@@ -79,6 +115,8 @@ def interactive(
             run_statements(conn, sql, sys.stdout, as_csv=as_csv)
         except duckdb.Error as error:
             print(f"error: {describe_error(error)}", file=sys.stderr)
+        except SeveralResults as error:
+            print(f"error: {error}", file=sys.stderr)
 
 
 # DuckDB's refusal of a write to a database opened read-only.
@@ -97,12 +135,13 @@ def describe_error(error: duckdb.Error) -> str:
 
 
 def run(path: Path, query: str | None, *, as_csv: bool = False) -> int:
-    """Exit code 0 when every statement ran, 1 when the copy is missing or a statement failed."""
+    """Exit code 0 when every statement ran, 1 when the copy is missing or a statement failed,
+    2 (usage) when `as_csv` is given queries before the last statement."""
     try:
         conn = open_copy(path)
     except (NoWarehouse, duckdb.Error) as error:
         print(f"onecart sql: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     try:
         if query is None and sys.stdin.isatty():
             return interactive(conn, path, as_csv=as_csv)
@@ -111,7 +150,10 @@ def run(path: Path, query: str | None, *, as_csv: bool = False) -> int:
             run_statements(conn, sql, sys.stdout, as_csv=as_csv)
         except duckdb.Error as error:
             print(f"onecart sql: {describe_error(error)}", file=sys.stderr)
-            return 1
-        return 0
+            return EXIT_FAILED
+        except SeveralResults as error:
+            print(f"onecart sql: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return EXIT_OK
     finally:
         conn.close()

@@ -16,6 +16,7 @@ import dagster as dg
 from adapters.base import CatalogPage, MarketplaceError, NotModified
 from adapters.changed_since import ChangesUnavailable
 from onecart.progress import counted_noun
+from pipelines.catalog_loading import CatalogLoading
 from pipelines.checks import catalog_check_specs, evaluate_catalog_checks
 from pipelines.resources import MarketplacesResource, WarehouseResource
 from warehouse.catalog import (
@@ -295,7 +296,15 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     since = changes_since(conn, slug, now=datetime.now(UTC))
                     if since is not None:
                         held_ids = held_records(conn, slug)
-        read = PagesRead(slug, report=context.log.info)
+        # The run's log (Dagster UI) and `onecart status` both say how far the fetch is.
+        loading = CatalogLoading(slug, context.run.run_id)
+        loading.say(f"{slug}: fetching the catalog")
+
+        def report(line: str) -> None:
+            context.log.info(line)
+            loading.say(line)
+
+        read = PagesRead(slug, report=report)
         try:
             try:
                 stats, fetch_mode, started_at, changed_records = _stage_catalog(
@@ -340,6 +349,10 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 ) from exc
             finally:
                 _close(adapter)
+            loading.say(
+                f"{slug}: storing {counted_noun(stats.records, 'record')} of "
+                f"{counted_noun(stats.pages, 'page')} fetched"
+            )
             with warehouse.connect() as conn:
                 (held,) = conn.execute(
                     "SELECT count(*) FROM raw_catalog WHERE marketplace = ?", [slug]
@@ -370,6 +383,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                     )
         finally:
             staging.unlink(missing_ok=True)
+            loading.done()
         context.log.info(
             f"{slug}: {counted_noun(stats.records, 'record')} in {counted_noun(stats.pages, 'page')} "
             f"({counted_noun(stats.bytes, 'byte')} fetched, {fetch_mode}; "
@@ -430,6 +444,8 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         adapter = marketplaces.adapter_for(slug)
         now = config.moment()
         run_id = context.run.run_id
+        loading = CatalogLoading(slug, run_id)
+        loading.say(f"{slug}: normalizing the catalog")
         try:
             with warehouse.connect() as conn:
                 # Waiting for another partition's connection and opening the file: part of
@@ -500,6 +516,7 @@ def build_catalog_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 check_results = evaluate_catalog_checks(conn, slug, selected_checks, run_id=run_id)
         finally:
             _close(adapter)
+            loading.done()
         if catalog is None:
             context.log.info(f"{slug}: no new payload since the last run; nothing to normalize")
             return dg.MaterializeResult(

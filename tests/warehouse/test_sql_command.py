@@ -153,7 +153,7 @@ def test_times_and_days_are_utc_whatever_the_machine_s_time_zone(home: Path) -> 
         else:
             os.environ["TZ"] = env_tz
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[1] == "UTC,2026-12-07 02:00:00+00:00,2026-12-07"
+    assert result.stdout.splitlines()[1] == "UTC,2026-12-07 02:00:00+00,2026-12-07"
 
 
 def test_a_write_refused_says_how_to_keep_a_result_and_that_way_works(home: Path) -> None:
@@ -172,3 +172,54 @@ def test_a_write_refused_says_how_to_keep_a_result_and_that_way_works(home: Path
     )
     assert kept.returncode == 0, kept.stderr
     assert kept.stdout.splitlines()[-2:] == ["external_id", "k-1"]
+
+
+def test_csv_of_several_statements_is_one_file_with_the_last_statement_s_rows(home: Path) -> None:
+    """`--csv` printed one header+rows block per statement into one stream (a CREATE TEMP TABLE
+    added a "Count" block): a CSV reader took it as one malformed file (ops10's leftover). The
+    statements before the last set up (SET, CREATE TEMP TABLE …); the last one's rows are the
+    file."""
+    result = onecart_sql(
+        home,
+        "--csv",
+        "SET threads = 1; CREATE TEMP TABLE kettles AS SELECT external_id, available "
+        "FROM products; SELECT * FROM kettles",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["external_id,available", "k-1,true"]
+
+
+def test_csv_refuses_a_query_before_the_last_statement_and_runs_nothing(home: Path) -> None:
+    """Two queries' rows cannot make one CSV file: a usage error says so before anything runs."""
+    result = onecart_sql(
+        home,
+        "--csv",
+        stdin="COPY (SELECT 1 AS one) TO 'ran.csv';\nSELECT count(*) FROM products;\n"
+        "SELECT title FROM products;\n",
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "--csv" in result.stderr and "statement 2 of 3" in result.stderr
+    assert "one CSV" in result.stderr
+    assert not (home / "ran.csv").exists()
+
+
+def test_csv_writes_values_as_duckdb_s_own_copy_does(home: Path, tmp_path: Path) -> None:
+    """Python's csv wrote booleans as True/False and timestamps as …+00:00 where DuckDB's box
+    and its COPY … TO write true/false and …+00: a file from `--csv` reads like one from COPY."""
+    query = (
+        "SELECT true AS yes, false AS no, NULL::INTEGER AS nothing, "
+        "TIMESTAMPTZ '2026-12-07 02:00:00+00' AS at, [1, 2] AS list, 'a,\"b' AS text, "
+        "CAST(1.5 AS DECIMAL(18, 2)) AS usd"
+    )
+    copied = tmp_path / "copied.csv"
+    with shell.open_copy(home / "warehouse.duckdb") as conn:
+        conn.execute(f"COPY ({query}) TO '{copied}' (HEADER)")
+
+    result = onecart_sql(home, "--csv", query)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == copied.read_text(encoding="utf-8")
+    assert result.stdout.splitlines()[1].startswith("true,false,,2026-12-07 02:00:00+00,")

@@ -349,7 +349,8 @@ def test_an_admin_resolves_a_flagged_order_from_the_attention_page_with_a_csrf_t
     done = csrf_client.post(url, data={**form, "csrf_token": token}, follow_redirects=True)
 
     page = done.get_data(as_text=True)
-    assert f"Order {order.number} is resolved." in page
+    # The flash keeps the order's number on one line (order_numbers_whole).
+    assert f'Order <span class="keep-together">{order.number}</span> is resolved.' in page
     assert order.number not in _flagged_rows(page)
     resolved = page[page.index("<h2>Recently resolved</h2>") :]
     for fact in (order.number, REFUND_REFUSED, "Refunded by bank transfer.", admin.username):

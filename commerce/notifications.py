@@ -132,6 +132,22 @@ def notify(
     return notification
 
 
+def notify_refund_failed(
+    session: Session, order: Order, amount: str, *, sub_order_id: int | None
+) -> Notification:
+    """Tell the shopper a card refund of `amount` (formatted) failed at their bank, once: the
+    same words whoever learnt it (Stripe's event, or a reply read after Stripe's failure)."""
+    return notify(
+        session,
+        order,
+        "refund_failed",
+        f"Your bank did not accept the {amount} refund for order {order.number}. Our team "
+        "will contact you to pay it back another way.",
+        sub_order_id=sub_order_id,
+        once=True,
+    )
+
+
 def with_one_full_stop(text: str) -> str:
     """`text` with one full stop where a sentence ends with a name that ends with its own
     ("… placing it with Acme Ltd.", "… left out Levi's 501 Jeans, Made in U.S.A."): the services

@@ -147,7 +147,8 @@ def describe_marketplace_change(before: dict[str, object], after: dict[str, obje
     return "; ".join(parts)
 
 
-# An order number as typed in the actions page's filter (OC-XXXX-XXXX, with room to spare).
+# The longest order-number filter the actions page reads: numbers are 12 characters
+# (OC-XXXX-XXXX), a typed one may carry spaces or a pasted prefix; anything longer is cut.
 ORDER_NUMBER_FILTER_MAX_LENGTH = 40
 
 

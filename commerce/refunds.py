@@ -17,7 +17,7 @@ from commerce.dispute_models import PaymentDispute
 from commerce.disputes import order_chargeback
 from commerce.models import utc_now
 from commerce.notification_models import Notification
-from commerce.notifications import notify
+from commerce.notifications import notify, notify_refund_failed
 from commerce.order_locks import lock_order
 from commerce.order_models import (
     Order,
@@ -290,15 +290,7 @@ def _reported_failed_before_reply(session: Session, refund: Refund, reference: s
         f"Stripe reports refund {refund.idempotency_key} ({reference}) of {amount} failed "
         "before its reply arrived: the shopper did not get it. Pay it back another way.",
     )
-    notify(
-        session,
-        order,
-        "refund_failed",
-        f"Your bank did not accept the {amount} refund for order {order.number}. Our team "
-        "will contact you to pay it back another way.",
-        sub_order_id=refund.sub_order_id,
-        once=True,
-    )
+    notify_refund_failed(session, order, amount, sub_order_id=refund.sub_order_id)
     logger.error("refund %s: its reply names %s, reported failed by Stripe", refund.id, reference)
 
 

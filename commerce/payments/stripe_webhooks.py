@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commerce.exactly_once_models import ProcessedWebhookEvent
 from commerce.models import utc_now
-from commerce.notifications import notify
+from commerce.notifications import notify_refund_failed
 from commerce.order_locks import locked_payment
 from commerce.order_models import (
     Payment,
@@ -357,14 +357,6 @@ def _refund_update_reported(
             f"({reason}) after it was accepted: the shopper did not get it. Pay it back another "
             "way.",
         )
-        notify(
-            session,
-            order,
-            "refund_failed",
-            f"Your bank did not accept the {amount} refund for order {order.number}. Our team "
-            "will contact you to pay it back another way.",
-            sub_order_id=refund.sub_order_id,
-            once=True,
-        )
+        notify_refund_failed(session, order, amount, sub_order_id=refund.sub_order_id)
     logger.error("refund %s reported %s by Stripe after it was recorded done", refund.id, status)
     return f"refund {status} after success: order flagged"

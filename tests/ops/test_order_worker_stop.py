@@ -17,11 +17,22 @@ from onecart.settings import REPO_ROOT
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _blocked(pid: int, tid: int) -> int:
-    for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines():
-        if line.startswith("SigBlk:"):
+def _signal_mask(status_path: str, field: str) -> int:
+    for line in Path(status_path).read_text().splitlines():
+        if line.startswith(f"{field}:"):
             return int(line.split()[1], 16)
-    raise AssertionError(f"no SigBlk for thread {tid}")
+    raise AssertionError(f"no {field} in {status_path}")
+
+
+def _blocked(pid: int, tid: int) -> int:
+    return _signal_mask(f"/proc/{pid}/task/{tid}/status", "SigBlk")
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """RQ logs "Listening on" in its bootstrap and installs its signal handlers just after it: a
+    SIGTERM sent in between meets the default action (the process dies with -15, as CI saw once).
+    The process's SigCgt says when the handler is in place."""
+    return bool(_signal_mask(f"/proc/{pid}/status", "SigCgt") & (1 << (signal.SIGTERM - 1)))
 
 
 def _wait_for(check, what: str, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
@@ -74,6 +85,7 @@ def test_an_idle_order_worker_takes_sigterm_in_its_main_thread(tmp_path: Path) -
             for stop in STOP_SIGNALS:
                 assert mask & (1 << (stop - 1)), f"thread {tid} takes {stop.name}"
 
+        _wait_for(lambda: _catches_sigterm(worker.pid), "the worker to install its handlers")
         worker.send_signal(signal.SIGTERM)
         _wait_for(lambda: worker.poll() is not None, "the worker to stop")
         assert worker.returncode == 0

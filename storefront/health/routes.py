@@ -6,9 +6,13 @@ name internal hosts, ports and database users, so the site (public) shows them o
 - a request carrying `Authorization: Bearer <ONECART_HEALTH_TOKEN>` (an operator, a monitor);
 - outside production, a client on loopback or a private network (a laptop, `onecart status`).
 In production an address proves nothing: behind a proxy with ONECART_TRUSTED_PROXIES left at 0
-every visitor has the proxy's address. Everyone else gets each check's status, and a failing
-check's detail is written to the site's log (a warning), where an operator without the token
-reads it.
+every visitor has the proxy's address. Everyone else gets each check's status.
+
+A failing check's detail is written to the site's log (a warning), where an operator without the
+token reads it: once when it starts failing or its detail changes, then a reminder every
+FAILURE_REMINDER_SECONDS, and an info line when it answers again. A load balancer probing every
+few seconds while Meilisearch is down wrote one warning per probe per worker, burying the rest of
+the log.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import hmac
 import ipaddress
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +72,43 @@ def check_meilisearch() -> str:
     if status != "available":
         raise RuntimeError(f"status {status!r}")
     return "available"
+
+
+FAILURE_REMINDER_SECONDS = 300.0
+
+
+class FailureReports:
+    """Which failing checks this site process already reported, and when (see the module
+    docstring). One per app, in app.extensions; a lock, since uWSGI threads share it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reported: dict[str, tuple[str, float]] = {}
+
+    def report(self, name: str, status: str, detail: str, now: float) -> None:
+        with self._lock:
+            previous = self._reported.get(name)
+            if status == "ok":
+                if previous is not None:
+                    del self._reported[name]
+                    logger.info("healthz: %s: answers again", name)
+                return
+            if (
+                previous is not None
+                and previous[0] == detail
+                and now - previous[1] < FAILURE_REMINDER_SECONDS
+            ):
+                return
+            self._reported[name] = (detail, now)
+        logger.warning("healthz: %s: %s", name, detail)
+
+
+def _failure_reports() -> FailureReports:
+    # setdefault under the GIL: two first probes racing make one FailureReports, not two.
+    reports: FailureReports = current_app.extensions.setdefault(
+        "onecart_health_failures", FailureReports()
+    )
+    return reports
 
 
 CHECKS: dict[str, Callable[[], str]] = {
@@ -123,10 +165,10 @@ def healthz() -> tuple[Response, int]:
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         }
     healthy = all(result["status"] == "ok" for result in results.values())
+    reports, now = _failure_reports(), time.monotonic()
+    for name, result in results.items():
+        reports.report(name, result["status"], result["detail"], now)
     if not _may_see_details():
-        for name, result in results.items():
-            if result["status"] != "ok":
-                logger.warning("healthz: %s: %s", name, result["detail"])
         results = {name: {"status": result["status"]} for name, result in results.items()}
     body = jsonify({"status": "ok" if healthy else "error", "checks": results})
     body.headers["Cache-Control"] = "no-store"

@@ -105,3 +105,40 @@ def test_in_development_the_private_network_and_the_token_get_the_details(
     assert _meili_check(app, "93.184.215.14") == {"status": "error"}
     with_token = _meili_check(app, "93.184.215.14", {"Authorization": f"Bearer {HEALTH_TOKEN}"})
     assert "ConnectError" in str(with_token["detail"])
+
+
+def test_a_dependency_down_is_logged_once_then_reminded_and_its_recovery_told(
+    storefront_db_url: str,
+    unreachable_meili: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A load balancer probes every few seconds: a warning per probe buried the log."""
+    from storefront.health import routes
+
+    clock = [1000.0]
+    monkeypatch.setattr(routes.time, "monotonic", lambda: clock[0])
+    app = _site(storefront_db_url, unreachable_meili)
+
+    def meili_lines() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "storefront.health.routes" and "meilisearch" in r.getMessage()
+        ]
+
+    with caplog.at_level(logging.INFO, logger="storefront.health.routes"):
+        for _ in range(5):
+            _meili_check(app, "93.184.215.14")
+            clock[0] += 10
+        assert len(meili_lines()) == 1 and "ConnectError" in meili_lines()[0]
+
+        clock[0] += routes.FAILURE_REMINDER_SECONDS
+        _meili_check(app, "93.184.215.14")
+        assert len(meili_lines()) == 2
+
+        # Meilisearch answers again: one info line, then nothing per probe.
+        monkeypatch.setitem(routes.CHECKS, "meilisearch", lambda: "available")
+        for _ in range(3):
+            app.test_client().get("/healthz", environ_base={"REMOTE_ADDR": "93.184.215.14"})
+        assert meili_lines()[2:] == ["healthz: meilisearch: answers again"]

@@ -11,6 +11,7 @@ import functools
 import ipaddress
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 
@@ -29,6 +30,34 @@ Resolver = Callable[[str, int], Sequence[str]]
 def resolve_addresses(host: str, port: int) -> list[str]:
     """Every address `host` resolves to (IPv4 and IPv6)."""
     return [str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)]
+
+
+def resolve_within(resolve: Resolver, host: str, port: int, timeout: float | None) -> list[str]:
+    """`resolve(host, port)`, given up after `timeout` seconds (httpcore.ConnectTimeout).
+
+    getaddrinfo blocks and cannot be interrupted, and a resolver that does not answer held the
+    worker past the request's whole deadline (the resolver's own retries: tens of seconds). It
+    runs on a daemon thread of its own, which finishes or fails in its own time without holding
+    the request or the process's exit; nothing has been sent yet, so giving up is safe."""
+    if timeout is None:
+        return list(resolve(host, port))
+    answer: list[list[str]] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            answer.append(list(resolve(host, port)))
+        except BaseException as exc:  # handed to the waiting request below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"resolve {host}"[:60], daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if failure:
+        raise failure[0]
+    if not answer:
+        raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout:.2f} s")
+    return answer[0]
 
 
 class AddressProblem(StrEnum):
@@ -194,8 +223,15 @@ class PublicAddressesOnly(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
+        # The name's lookup, too, within the connect timeout and the request's deadline.
+        resolve_timeout = clipped_timeout(timeout, httpcore.ConnectTimeout)
         addresses, problem = checked_addresses(
-            host, port, resolve=self._resolve, private_allowed=self._private_allowed
+            host,
+            port,
+            resolve=lambda name, at_port: resolve_within(
+                self._resolve, name, at_port, resolve_timeout
+            ),
+            private_allowed=self._private_allowed,
         )
         if problem is AddressProblem.UNRESOLVED:
             raise httpcore.ConnectError(f"{host} {problem.value}")  # retried like any DNS failure

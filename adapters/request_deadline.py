@@ -14,8 +14,9 @@ lost). Here a request's deadline (a `time.monotonic()` instant) is enforced twic
   it (MarketplaceHttp itself, or a caller reading an `open_stream` body later), also through a
   transport of the tests' own.
 
-Not bounded: resolving the host's name (`getaddrinfo` blocks and cannot be interrupted from
-synchronous code); each address is then tried only within the time left.
+- on the name's lookup: `getaddrinfo` blocks and cannot be interrupted, so
+  adapters.public_addresses runs it on a thread of its own and gives up on it at the time left;
+  each address is then tried only within the time left.
 """
 
 from __future__ import annotations

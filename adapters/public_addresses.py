@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import signal
 import socket
 import ssl
 import threading
@@ -45,6 +46,10 @@ def resolve_within(resolve: Resolver, host: str, port: int, timeout: float | Non
     failure: list[BaseException] = []
 
     def run() -> None:
+        # A stuck lookup outlives its request: were SIGINT/SIGTERM delivered to this thread, an
+        # rq worker's main thread, blocked in its Redis read for the next job, would not wake
+        # to stop (storefront.jobs.OrderWorker.subscribe).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             answer.append(list(resolve(host, port)))
         except BaseException as exc:  # handed to the waiting request below

@@ -7,9 +7,11 @@ gave up while the lookup was still blocked, and nothing was connected."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import httpcore
 import httpx
@@ -68,3 +70,18 @@ def test_a_lookup_failure_is_still_an_unresolved_host() -> None:
     backend = PublicAddressesOnly(resolve=no_such_host, private_allowed=True)
     with pytest.raises(httpcore.ConnectError, match="does not resolve"):
         backend.connect_tcp("nowhere.example", 80, timeout=5)
+
+
+def test_a_stuck_lookup_thread_leaves_stop_signals_to_the_main_thread(
+    stuck: StuckResolver,
+) -> None:
+    backend = PublicAddressesOnly(resolve=stuck, private_allowed=True)
+    with pytest.raises(httpcore.ConnectTimeout):
+        backend.connect_tcp("stuck.example", 80, timeout=0.1)
+    lookups = [thread for thread in threading.enumerate() if thread.name.startswith("resolve")]
+    assert lookups, "the lookup still runs on a thread of its own"
+    for lookup in lookups:
+        status = Path(f"/proc/self/task/{lookup.native_id}/status").read_text()
+        [mask] = [line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")]
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            assert int(mask, 16) & (1 << (stop - 1)), f"the lookup thread takes {stop.name}"

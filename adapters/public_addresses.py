@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import signal
 import socket
 import ssl
 import threading
@@ -21,6 +20,7 @@ import httpx
 
 from adapters.redirect_secrets import RedirectRefused
 from adapters.request_deadline import DeadlineStream, clipped_timeout
+from onecart.helper_threads import leave_stop_signals_to_the_main_thread
 
 # --- Redirects stay out of the private network ----------------------------------------------
 
@@ -46,10 +46,8 @@ def resolve_within(resolve: Resolver, host: str, port: int, timeout: float | Non
     failure: list[BaseException] = []
 
     def run() -> None:
-        # A stuck lookup outlives its request: were SIGINT/SIGTERM delivered to this thread, an
-        # rq worker's main thread, blocked in its Redis read for the next job, would not wake
-        # to stop (storefront.jobs.OrderWorker.subscribe).
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        # A stuck lookup outlives its request, and the worker goes back to its Redis read.
+        leave_stop_signals_to_the_main_thread()
         try:
             answer.append(list(resolve(host, port)))
         except BaseException as exc:  # handed to the waiting request below

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+from onecart.helper_threads import leave_stop_signals_to_the_main_thread
+
 logger = logging.getLogger(__name__)
 
 # Renewals per lease: one or two can fail (the database busy or away for a moment) and the
@@ -37,6 +39,9 @@ def renewed_while_held(renew: Callable[[], bool], *, lease: timedelta, what: str
     interval_s = lease.total_seconds() / RENEWALS_PER_LEASE
 
     def keep() -> None:
+        # A renewal stuck on the database may outlast the job, and the worker goes back to its
+        # Redis read for the next one.
+        leave_stop_signals_to_the_main_thread()
         while not done.wait(interval_s):
             try:
                 held = renew()

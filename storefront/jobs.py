@@ -49,6 +49,7 @@ from commerce.placement import PlacementResult, place_sub_order
 from commerce.sweeper import SweepPolicy, dispatch_outbox, sweep
 from commerce.tracking import track_open_sub_orders
 from commerce.tracking_schedule import TrackingPolicy
+from onecart.helper_threads import STOP_SIGNALS
 from onecart.production import require_production_ready
 from onecart.settings import get_settings
 from storefront.site_logging import configure_site_logging
@@ -448,8 +449,7 @@ class OrderWorker(SimpleWorker):
         blocking Redis read (up to RQ's dequeue timeout, 405 s); Python runs a handler only on
         the main thread, and a signal delivered to the pubsub thread did not interrupt that
         read, so `onecart down` waited out supervisord's 15 s and SIGKILLed the pool."""
-        stops = {signal.SIGINT, signal.SIGTERM}
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             super().subscribe()
         finally:

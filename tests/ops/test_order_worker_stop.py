@@ -7,10 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
+from commerce.lease_renewal import renewed_while_held
 from onecart.settings import REPO_ROOT
 
 # Bits of /proc/<pid>/task/<tid>/status SigBlk.
@@ -94,3 +97,20 @@ def test_an_idle_order_worker_takes_sigterm_in_its_main_thread(tmp_path: Path) -
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
+
+
+def test_a_lease_renewal_thread_leaves_stop_signals_to_the_main_thread() -> None:
+    """A placement's lease is renewed from a thread of its own, which may outlast its job by a
+    stuck renewal while the worker is back in its Redis read: it must not take the stop."""
+    renewing = threading.Event()
+
+    def renew() -> bool:
+        renewing.set()
+        return True
+
+    with renewed_while_held(renew, lease=timedelta(seconds=0.2), what="test"):
+        _wait_for(renewing.is_set, "the first renewal")
+        [renewer] = [thread for thread in threading.enumerate() if thread.name == "lease test"]
+        mask = _blocked(os.getpid(), renewer.native_id or 0)
+    for stop in STOP_SIGNALS:
+        assert mask & (1 << (stop - 1)), f"the renewal thread takes {stop.name}"

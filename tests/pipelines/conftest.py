@@ -60,9 +60,13 @@ def pipeline_settings(
         "ONECART_ASSISTANT_EMBEDDINGS": "off",
         **sandbox_credential_environment(),
     }
-    saved = {name: os.environ.get(name) for name in [*overrides, "DAGSTER_HOME"]}
+    # DAGSTER_HOME and DATABASE_URL unset: the Dagster instance and the storefront database are
+    # the module's own, under its ONECART_HOME (a DATABASE_URL left in the shell, e.g. the
+    # PostgreSQL pass's, had the storefront sync find tables another run made).
+    saved = {name: os.environ.get(name) for name in [*overrides, "DAGSTER_HOME", "DATABASE_URL"]}
     os.environ.update(overrides)
     os.environ.pop("DAGSTER_HOME", None)
+    os.environ.pop("DATABASE_URL", None)
     clear_settings_caches()
     try:
         yield get_settings()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final
 
-from assistant.budget import format_amount
+from assistant.amounts import format_amount
 from assistant.intent import Intent
 from assistant.matched_words import searchable_text, words_mentioned
 from assistant.retrieval import Candidate, Relaxation, Retrieval

@@ -434,6 +434,8 @@ def compose_message(
     if retrieval.relaxations:
         best = retrieval.relaxations[0]
         advice = RELAX_ADVICE.get(best.kind, "relax that part of the request")
+        if best.kind == "keywords" and not intent.keywords:
+            advice = "leave out the size"  # the size was all the "words" there were
         count = "is 1 match" if best.matches == 1 else f"are {best.matches} matches"
         text += f" Without “{best.label}” there {count}"
         text += f" ({best.hint})." if best.hint else "."

@@ -558,7 +558,11 @@ def _relaxations(
             label = (
                 f'the words "{intent.keywords}"'
                 if intent.keywords
-                else "the size " + ", ".join(intent.specs)
+                # "the size 65-inch", "size 42" (a shoe's size says "size" itself).
+                else ", ".join(
+                    spec if spec.startswith("size ") else f"the size {spec}"
+                    for spec in intent.specs
+                )
             )
         elif kind == "category":
             label = " or ".join(category_label(key) for key in intent.categories)

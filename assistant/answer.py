@@ -23,6 +23,7 @@ from commerce.fx import FxTable
 from search_index.listings import hit_int, offers_summary
 
 if TYPE_CHECKING:
+    from assistant.follow_up import Conversation
     from assistant.refinements import Refinement
 
 ANSWER_SCHEMA_VERSION: Final = 1
@@ -154,6 +155,9 @@ class AssistantAnswer:
     # The product asked for that no product in the catalog is called ("wallet"): the
     # suggestions, if any, are the nearest alternatives (assistant.retrieval).
     missing_product: str | None = None
+    # What a follow-up to this answer refines (assistant.follow_up); None until the service
+    # sets it.
+    conversation: Conversation | None = None
 
     @property
     def found(self) -> bool:

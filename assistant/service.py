@@ -26,7 +26,7 @@ from assistant.follow_up import (
     remember,
 )
 from assistant.index_profile import load_index_profile
-from assistant.intent import parse_intent
+from assistant.intent import clean_prompt, parse_intent
 from assistant.llm import write_prose
 from assistant.refinements import suggest_refinements
 from assistant.retrieval import (
@@ -35,6 +35,8 @@ from assistant.retrieval import (
     MODE_KEYWORD,
     retrieve,
 )
+from assistant.verdict import parse_which_is_better
+from assistant.verdict_answer import answer_which_is_better
 from commerce.fx import FxTable
 
 
@@ -78,6 +80,29 @@ def answer_prompt(
     settings = settings or get_assistant_settings()
     profile = load_index_profile(client, index_uid)
     display_currency = display_currency if fx.has(display_currency) else "USD"
+    sides = parse_which_is_better(clean_prompt(prompt))
+    if sides is not None:
+        # "Which is better, X or Y?": each side's best match, compared (assistant.verdict).
+        return answer_which_is_better(
+            clean_prompt(prompt),
+            sides,
+            ask=lambda side: answer_prompt(
+                side,
+                client=client,
+                index_uid=index_uid,
+                fx=fx,
+                display_currency=display_currency,
+                settings=settings,
+                mode=mode,
+                limit=1,
+                use_llm=False,
+                withheld_marketplaces=withheld_marketplaces,
+            ),
+            client=client,
+            index_uid=index_uid,
+            display_currency=display_currency,
+            withheld=withheld_marketplaces,
+        )
     follow_up: FollowUp | None = None
     if conversation is not None:
         follow_up = read_follow_up(

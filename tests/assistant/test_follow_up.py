@@ -162,3 +162,10 @@ def test_a_conversation_of_another_shape_is_refused_not_half_read(change: Any) -
     change(data)
     with pytest.raises(ConversationUnreadable):
         read_conversation(data)
+
+
+def test_a_new_request_led_in_like_a_follow_up_searches_none_of_the_lead_in() -> None:
+    """ "what about a backpack for my laptop" searched the word "about"."""
+    intent = parse_intent("what about a backpack for my laptop", VOCABULARY)
+    assert intent.categories == ("backpacks",)
+    assert "about" not in intent.keywords.split()

@@ -81,7 +81,7 @@ class ProductFacts:
     marketplaces_in_stock: int
 
     def describe(self, currency: str) -> str:
-        """ "“Thermos mug” is Thermos Travel Mug 16oz: $22.39 on Kiondo Market, 4.6★ from 20
+        """ "For “Thermos mug”: Thermos Travel Mug 16oz, $22.39 on Kiondo Market, 4.6★ from 20
         reviews, 2 offers in stock on 2 marketplaces." """
         if self.price_minor is None:
             price = f"no price in {currency} (no exchange rate)"
@@ -101,7 +101,7 @@ class ProductFacts:
             else f"{self.offers_in_stock} offer{_s(self.offers_in_stock)} in stock on "
             f"{self.marketplaces_in_stock} marketplace{_s(self.marketplaces_in_stock)}"
         )
-        return f"“{self.name}” is {self.title}: {price}, {rated}, {stock}."
+        return f"For “{self.name}”: {self.title}, {price}, {rated}, {stock}."
 
 
 def _s(count: int) -> str:
@@ -121,6 +121,15 @@ def _rated_higher(a: ProductFacts, b: ProductFacts) -> ProductFacts | bool | Non
     if abs(a.rating - b.rating) < RATING_MARGIN:
         return False
     return a if a.rating > b.rating else b
+
+
+def _reviews_undecided(a: ProductFacts, b: ProductFacts) -> str:
+    """Why the ratings decide nothing: "“B” has no rating published", "“A” has 9 reviews"."""
+    for facts in (a, b):
+        if facts.rating is None:
+            return f"“{facts.name}” has no rating published"
+    fewest = min((a, b), key=lambda f: f.reviews)
+    return f"“{fewest.name}” has {fewest.reviews} review{_s(fewest.reviews)}"
 
 
 def _cheaper(a: ProductFacts, b: ProductFacts) -> ProductFacts | bool | None:
@@ -173,7 +182,7 @@ def compare_products(a: ProductFacts, b: ProductFacts, currency: str) -> str:
             )
         return (
             f"I would pick “{cheaper.name}” on price: it costs less ({prices}); the reviews "
-            f"cannot tell them apart (fewer than {MIN_REVIEWS} each, or none published)."
+            f"cannot tell them apart ({_reviews_undecided(a, b)})."
         )
     if isinstance(higher, ProductFacts):
         other = b if higher is a else a

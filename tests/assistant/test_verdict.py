@@ -78,10 +78,10 @@ def _facts(
         # Few reviews decide nothing, however high the stars.
         (_facts("A", 2000, "3.9", 500), _facts("B", 3000, "5.0", 2),
          "I would pick “A” on price: it costs less ($20.00 against $30.00); the reviews cannot "
-         f"tell them apart (fewer than {MIN_REVIEWS} each, or none published)."),
+         "tell them apart (“B” has 2 reviews)."),
         (_facts("A", 2000, None, 0), _facts("B", 3000, "4.8", 90),
          "I would pick “A” on price: it costs less ($20.00 against $30.00); the reviews cannot "
-         f"tell them apart (fewer than {MIN_REVIEWS} each, or none published)."),
+         "tell them apart (“A” has no rating published)."),
         # Prices within 2% are the same price: the reviews decide.
         (_facts("A", 3000, "4.1", 50), _facts("B", 2990, "4.6", 40),
          "I would pick “B”: at about the same price, it is rated higher (4.6★ from 40 reviews "
@@ -102,9 +102,10 @@ def test_the_verdict_says_what_decides_it_and_nothing_else(
 def test_each_product_is_described_by_its_facts_alone() -> None:
     facts = _facts("Thermos mug", 2239, "4.55", 20, title="Thermos Travel Mug 16oz")
     assert facts.describe("USD") == (
-        "“Thermos mug” is Thermos Travel Mug 16oz: $22.39 on ShopWave, 4.6★ from 20 reviews, "
+        "For “Thermos mug”: Thermos Travel Mug 16oz, $22.39 on ShopWave, 4.6★ from 20 reviews, "
         "2 offers in stock on 2 marketplaces."
     )
+    assert MIN_REVIEWS == 10
     unrated = _facts("X", 100, "4.0", 0, offers_in_stock=0)
     assert "4.0★ (no review count published)" in unrated.describe("USD")
     assert "no offer in stock" in unrated.describe("USD")
@@ -167,3 +168,28 @@ def test_a_side_the_catalog_lacks_is_said_and_not_compared(keyword_app: Flask) -
         "Here is “Thermos mug”."
     )
     assert len(answer["suggestions"]) == 1
+
+
+def test_a_side_whose_best_match_is_another_product_is_not_compared(keyword_app: Flask) -> None:
+    """ "Sony WH-1000XM5" found other Sony earbuds and compared them as if they were it; the
+    test catalog has no "Bose" at all, and the Hisense TV and the Thermos mug are different
+    kinds of product."""
+    client = keyword_app.test_client()
+    lacking = client.post(
+        "/assistant",
+        json={"prompt": "which is better, the Sony WH-2000XM9 or the Sony WH-1000XM5?"},
+    ).get_json()["answer"]
+    kinds = client.post("/assistant", json={"prompt": "Hisense TV vs Thermos mug"}).get_json()[
+        "answer"
+    ]
+
+    assert lacking["message"] == (
+        "I found no “Sony WH-2000XM9” in the catalog, so I cannot compare it with "
+        "“Sony WH-1000XM5”. Here is “Sony WH-1000XM5”."
+    )
+    assert [s["group_id"] for s in lacking["suggestions"]] == ["g-sony-xm5"]
+    assert kinds["message"] == (
+        "“Hisense TV” and “Thermos mug” found different kinds of product (Televisions and "
+        "Insulated Mugs & Flasks), so I do not compare them. Name the two products you are "
+        "choosing between."
+    )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final
 
-from assistant.budget import format_amount
+from assistant.amounts import format_amount
 from assistant.intent import Intent
 from assistant.matched_words import searchable_text, words_mentioned
 from assistant.retrieval import Candidate, Relaxation, Retrieval
@@ -23,6 +23,7 @@ from commerce.fx import FxTable
 from search_index.listings import hit_int, offers_summary
 
 if TYPE_CHECKING:
+    from assistant.follow_up import Conversation
     from assistant.refinements import Refinement
 
 ANSWER_SCHEMA_VERSION: Final = 1
@@ -154,6 +155,9 @@ class AssistantAnswer:
     # The product asked for that no product in the catalog is called ("wallet"): the
     # suggestions, if any, are the nearest alternatives (assistant.retrieval).
     missing_product: str | None = None
+    # What a follow-up to this answer refines (assistant.follow_up); None until the service
+    # sets it.
+    conversation: Conversation | None = None
 
     @property
     def found(self) -> bool:
@@ -434,6 +438,8 @@ def compose_message(
     if retrieval.relaxations:
         best = retrieval.relaxations[0]
         advice = RELAX_ADVICE.get(best.kind, "relax that part of the request")
+        if best.kind == "keywords" and not intent.keywords:
+            advice = "leave out the size"  # the size was all the "words" there were
         count = "is 1 match" if best.matches == 1 else f"are {best.matches} matches"
         text += f" Without “{best.label}” there {count}"
         text += f" ({best.hint})." if best.hint else "."

@@ -8,104 +8,38 @@ amount without a currency is in the shopper's display currency, and the budget s
 than a weight, and nobody weighs headphones in pounds). Only a thing sold by weight, or "of",
 right after it makes it a weight: "a 20 pound dumbbell", "10 pounds of rice" have no budget.
 £, GBP, quid and sterling are always money.
+
+How the amounts themselves are written (currencies, numbers, multipliers, measurements) is
+assistant.amounts; this module reads the limits said around them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Final
 
-from babel.numbers import format_currency
-
-from assistant.number_words import AMOUNT_WORDS_PATTERN, amount_words_value, is_number_words
+from assistant.amounts import (
+    AMOUNT_NUMBER,
+    CURRENCY_PATTERN,
+    GROUP_MARK,
+    MAX_AMOUNT,
+    MULTIPLIER,
+    NOT_MONEY_TAIL_RE,
+    SINGLE_LETTER_CURRENCIES,
+    currency_for_token,
+    format_amount,
+    looks_like_measurement,
+    money_parts,
+    money_pattern,
+    parse_amount,
+    weighed_in_pounds,
+)
+from assistant.number_words import amount_words_value, is_number_words
 from assistant.prompt_text import PromptText
-from onecart.money import currency_exponent, from_minor_units
 
 AROUND_SPREAD: Final = Decimal("0.2")
-# Amounts above a trillion in any currency bound nothing a shopper buys; they are not read as a
-# budget (and past Decimal's 28 digits the arithmetic would raise).
-MAX_AMOUNT: Final = Decimal(10) ** 12
-
-# (pattern, ISO code). Alphabetic tokens are matched as whole words. Currencies the shop may
-# have no rate for are read too: "5000 yen" is yen (the answer says there is no rate), never
-# 5000 of the display currency. Codes that are also English words ("cup", "top", "all") are
-# not listed: "a 12 cup coffee maker" has no budget. A lone letter before digits ("N5000",
-# "R200") counts only after a cue (_SINGLE_LETTER): alone it is a model ("an N5000 processor").
-_CURRENCY_TOKENS: Final[tuple[tuple[str, str], ...]] = (
-    (r"c\$|cad|canadian dollars?", "CAD"),
-    (r"a\$|aud|australian dollars?", "AUD"),
-    (r"us\$|\$|usd|us dollars?|dollars?|bucks|dolar(?:es)?", "USD"),
-    (r"€|eur|euros?", "EUR"),
-    (r"£|gbp|pounds? sterling|pounds?|quid|libras?(?: esterlinas?)?|livres? sterling|pfund", "GBP"),
-    (r"₦|ngn|naira|n(?=\d)", "NGN"),
-    (r"ugx|ugandan shillings?", "UGX"),
-    (r"tzs|tanzanian shillings?", "TZS"),
-    (r"kshs?\.?|kes|kenyan shillings?|shillings?|bob", "KES"),
-    (r"¥|jpy|yen", "JPY"),
-    (r"cny|rmb|yuan|renminbi", "CNY"),
-    (r"₹|inr|rs\.?(?=\s?\d)|rupees?", "INR"),
-    (r"chf|swiss francs?", "CHF"),
-    (r"zar|rand|r(?=\d)", "ZAR"),
-    (r"ghs|gh₵|₵|cedis?", "GHS"),
-    (r"rwf|rwandan francs?", "RWF"),
-    (r"etb|birr", "ETB"),
-    (r"sek|nok|dkk", ""),  # the code itself (currency_for_token)
-    (r"pln|zloty", "PLN"),
-    (r"aed|dirhams?", "AED"),
-)
-_SINGLE_LETTER: Final = frozenset({"n", "r"})
-_CUR = "|".join(f"(?:{pattern})" for pattern, _ in _CURRENCY_TOKENS)
-_CUR_GROUP = rf"(?<![a-z])(?:{_CUR})(?![a-z])"
-# "12,99", "1,5" (k): a decimal comma (one or two digits after it); "1,299" stays a thousands
-# separator.
-_DECIMAL_COMMA_RE = re.compile(r"\d+,\d{1,2}")
-# "1.200", "1.299,99": dots between thousands, as written across Europe (a decimal point has
-# one or two digits after it, never three).
-_DOT_THOUSANDS = r"[1-9]\d{0,2}(?:\.\d{3})+(?:,\d{1,2})?"
-_DOT_THOUSANDS_RE = re.compile(_DOT_THOUSANDS)
-# "1,5k", "2,5 million": a decimal comma before a multiplier (1,500 would be written in full).
-_COMMA_BEFORE_MULT = r"\d{1,3},\d(?=\s*(?:k|m|thousand|grand|million)(?![a-z]))"
-# Where one dot before three digits is a thousands separator ("€1.200"); in dollars or pounds
-# "1.999" may be a typo for 1.99 as well as 1,999, so it is no budget (two dots are thousands
-# in any currency: "1.250.000 ngn").
-_DOT_GROUPING_CURRENCIES: Final = frozenset(
-    {"EUR", "DKK", "IDR", "BRL", "TRY", "VND", "ARS", "COP", "CLP"}
-)
-# Where _amount_text found a space between thousands ("5 000", "45 000,50"): one character, so
-# spans still line up with the request.
-_GROUP_MARK: Final = "\u202f"
-# A number as written: not the tail of a longer one ("0.001" is not 1), not signed ("-5"),
-# and not cut short before more digits or an exponent ("1.999", "1e308" are not 1). Thousands
-# are separated by commas, or by spaces where _amount_text marked them; or it is in words.
-_NUM = (
-    r"(?<![\d.,])(?<!\de)(?<!\s-)(?<!^-)"
-    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|"
-    rf"\d{{1,3}}(?:{_GROUP_MARK}\d{{3}})+(?:[.,]\d{{1,2}})?|"
-    rf"{_DOT_THOUSANDS}|\d+,\d{{2}}|{_COMMA_BEFORE_MULT}|\d+(?:\.\d{{1,2}})?)"
-    rf"(?!\d|[.,]\d|e\d|{_GROUP_MARK}\d)"
-    rf"|{AMOUNT_WORDS_PATTERN}"
-)
-_MULT = r"k|thousand|grand|million|m"
-
-# Words after a number that make it a measurement, not an amount of money.
-_UNIT_WORDS: Final = (
-    r"inch(?:es)?|\"|gb|tb|mb|l\b|liters?|litres?|ml|oz|w\b|watts?|mah|mm|cm|kg|g\b|lbs?|"
-    r"hours?|hrs?|h\b|minutes?|mins?|years?|yrs?|months?|days?|packs?|pcs|pieces?|people|"
-    r"persons?|kids?|children|stars?|mp\b|megapixels?|hz|km|%|x\b|pairs?|units?|sets?|mugs?|"
-    r"bottles?"
-)
-_NOT_MONEY_TAIL = re.compile(rf"\s*(?:-\s*)?(?:{_UNIT_WORDS})", re.IGNORECASE)
-
-
-def _money(prefix: str) -> str:
-    return (
-        rf"(?:(?P<{prefix}c1>{_CUR_GROUP})\s*)?"
-        rf"(?P<{prefix}n>{_NUM})"
-        rf"(?:\s*(?P<{prefix}m>{_MULT})(?![a-z]))?"
-        rf"(?:\s*(?P<{prefix}c2>{_CUR_GROUP}))?"
-    )
 
 
 _MAX_CUES = (
@@ -124,13 +58,13 @@ _MIN_CUES = (
 _AROUND_CUES = r"around|about|roughly|approximately|approx\.?|~"
 
 _RANGE_RE = re.compile(
-    rf"(?:\b(?:between|from)\s+)?{_money('a')}\s*(?P<sep>and|to|-)\s*{_money('b')}",
+    rf"(?:\b(?:between|from)\s+)?{money_pattern('a')}\s*(?P<sep>and|to|-)\s*{money_pattern('b')}",
     re.IGNORECASE,
 )
-_MAX_RE = re.compile(rf"(?:{_MAX_CUES})\s*{_money('a')}", re.IGNORECASE)
-_MIN_RE = re.compile(rf"(?:{_MIN_CUES})\s*{_money('a')}", re.IGNORECASE)
-_AROUND_RE = re.compile(rf"(?:{_AROUND_CUES})\s*{_money('a')}", re.IGNORECASE)
-_BARE_RE = re.compile(_money("a"), re.IGNORECASE)
+_MAX_RE = re.compile(rf"(?:{_MAX_CUES})\s*{money_pattern('a')}", re.IGNORECASE)
+_MIN_RE = re.compile(rf"(?:{_MIN_CUES})\s*{money_pattern('a')}", re.IGNORECASE)
+_AROUND_RE = re.compile(rf"(?:{_AROUND_CUES})\s*{money_pattern('a')}", re.IGNORECASE)
+_BARE_RE = re.compile(money_pattern("a"), re.IGNORECASE)
 # A limit said after the amount: "$15 or less", "KSh 3,000 max", "$300 and up", "$20 or so".
 _AFTER_MAX_RE = re.compile(
     r"\s*(?:or (?:less|under|below|lower|cheaper)|max(?:imum)?\.?|tops|at (?:the )?most)(?![a-z])",
@@ -142,23 +76,6 @@ _AFTER_MIN_RE = re.compile(
     re.IGNORECASE,
 )
 _AFTER_AROUND_RE = re.compile(r"\s*(?:or so|give or take|-?ish)(?![a-z])", re.IGNORECASE)
-
-
-def currency_for_token(token: str | None) -> str | None:
-    """The ISO code a currency word or symbol stands for ("naira" -> NGN, "€" -> EUR)."""
-    if not token:
-        return None
-    text = token.strip().lower()
-    for pattern, code in _CURRENCY_TOKENS:
-        # The lookaheads of "n(?=\d)" see no digit in the token alone: compare without them.
-        if re.fullmatch(re.sub(r"\(\?=[^)]*\)", "", pattern), text):
-            return code or text.upper()
-    return None
-
-
-def format_amount(minor: int, currency: str) -> str:
-    """ "$1,234.50" / "NGN 20,000.00": exact, for constraint labels and answers."""
-    return format_currency(from_minor_units(minor, currency), currency, locale="en_US")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,49 +106,12 @@ class Budget:
         return not (self.max_minor is not None and minor > self.max_minor)
 
 
-def _parse_amount(number: str, multiplier: str | None, currency: str) -> int | None:
-    """ "10", "k", "NGN" -> 1000000 (10,000.00 naira in kobo); None when it is not an amount."""
-    if is_number_words(number):
-        words_amount = amount_words_value(number)
-        if words_amount is None:
-            return None
-        amount = words_amount
-    else:
-        if _DOT_THOUSANDS_RE.fullmatch(number):
-            if number.count(".") == 1 and currency not in _DOT_GROUPING_CURRENCIES:
-                return None
-            # Its comma, if any, is the decimal one ("1.299,9").
-            number = number.replace(".", "").replace(",", ".")
-        grouped = _GROUP_MARK in number
-        number = number.replace(_GROUP_MARK, "")
-        # With spaces between thousands a comma can only be the decimal one ("1 234,5").
-        decimal_comma = grouped or _DECIMAL_COMMA_RE.fullmatch(number)
-        written = number.replace(",", ".") if decimal_comma else number
-        try:
-            amount = Decimal(written.replace(",", ""))
-        except InvalidOperation:
-            return None
-    word = (multiplier or "").lower()
-    if amount > MAX_AMOUNT:
-        return None
-    if word in {"k", "thousand", "grand"}:
-        amount *= 1000
-    elif word in {"m", "million"}:
-        amount *= 1_000_000
-    if amount > MAX_AMOUNT:
-        return None
-    exponent = currency_exponent(currency)
-    scaled = amount.scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-    minor = int(scaled)
-    return minor if minor > 0 else None
-
-
 # What may come right before an amount whose thousands are split by plain spaces: a cue
 # ("under 5 000 kes"), a currency, the start of a clause. After a product name the first digits
 # are its model ("iphone 15 200 dollars" is an iPhone 15 for 200 dollars).
 _GROUPED_LEAD_RE = re.compile(
     rf"(?:^|[,;:(!?]|(?<![a-z])(?:{_MAX_CUES}|{_MIN_CUES}|{_AROUND_CUES}|between|from|and|to|"
-    rf"for|of|is|at|costs?|costing|pay|spend)|{_CUR_GROUP})\s*$",
+    rf"for|of|is|at|costs?|costing|pay|spend)|{CURRENCY_PATTERN})\s*$",
     re.IGNORECASE,
 )
 _GROUPED_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:\s\d{3})+(?!\d)")
@@ -241,7 +121,7 @@ _GROUPING_SPACES: Final = frozenset("\u00a0\u2007\u202f\u2009")
 
 def _amount_text(state: PromptText) -> str:
     """The folded request with the spaces between thousands ("5 000", "45\u202f000") marked
-    (_GROUP_MARK), where they are that: typographic spaces always, plain ones after a cue,
+    (GROUP_MARK), where they are that: typographic spaces always, plain ones after a cue,
     a currency or the start of a clause (_GROUPED_LEAD_RE). Same length as the request."""
     text = state.folded
     chars = list(text)
@@ -250,45 +130,8 @@ def _amount_text(state: PromptText) -> str:
         typeset = all(state.original[i] in _GROUPING_SPACES for i in spaces)
         if typeset or _GROUPED_LEAD_RE.search(text[: match.start()]):
             for index in spaces:
-                chars[index] = _GROUP_MARK
+                chars[index] = GROUP_MARK
     return "".join(chars)
-
-
-def _money_parts(match: re.Match[str], prefix: str) -> tuple[str, str | None, str | None]:
-    currency = currency_for_token(match.group(f"{prefix}c1")) or currency_for_token(
-        match.group(f"{prefix}c2")
-    )
-    return match.group(f"{prefix}n"), match.group(f"{prefix}m"), currency
-
-
-# Things bought by weight: "a 20 pound dumbbell", "10 pounds of rice" weigh, not cost, 20 and 10.
-_WEIGHED_AFTER_POUNDS = re.compile(
-    r"\s*(?:-\s*)?(?:of\s+(?!sterling)|(?:weighted\s+)?(?:dumb|kettle|bar)bells?\b|"
-    r"(?:weight\s+)?plates?\b|weights?\b|weighted\b|(?:medicine|slam|bowling)\s+balls?\b|"
-    r"(?:punching\s+|heavy\s+)?bags?\b|sacks?\b|turkeys?\b|hams?\b|vests?\b)",
-    re.IGNORECASE,
-)
-
-
-def _weighed_in_pounds(state: PromptText, match: re.Match[str], prefix: str = "a") -> bool:
-    """ "20 pound dumbbell": the plain word pound (not £, GBP, sterling or quid) before a thing
-    sold by weight is its weight."""
-    token = (match.group(f"{prefix}c2") or "").strip().lower()
-    if token not in {"pound", "pounds"}:
-        return False
-    return bool(_WEIGHED_AFTER_POUNDS.match(state.folded, match.end()))
-
-
-def _looks_like_measurement(
-    state: PromptText, match: re.Match[str], *currencies: str | None
-) -> bool:
-    if _weighed_in_pounds(state, match) or (
-        "bc2" in match.re.groupindex and _weighed_in_pounds(state, match, "b")
-    ):
-        return True
-    if any(currencies):
-        return False
-    return bool(_NOT_MONEY_TAIL.match(state.folded, match.end()))
 
 
 # Amounts in words with no currency are money only after a limit ("under fifty", "over fifty",
@@ -369,7 +212,7 @@ class _Bound:
     end: int
 
     def amount(self, currency: str) -> int | None:
-        return _parse_amount(self.number, self.multiplier, currency)
+        return parse_amount(self.number, self.multiplier, currency)
 
 
 def _bounds(
@@ -392,7 +235,7 @@ def _bounds(
     ]:
         if not state.free(match.start(), match.end()):
             continue
-        number, multiplier, currency = _money_parts(match, "a")
+        number, multiplier, currency = money_parts(match, "a")
         if currency is None and (
             not cued
             or (
@@ -400,13 +243,13 @@ def _bounds(
             )
         ):
             continue
-        if _looks_like_measurement(state, match, currency):
+        if looks_like_measurement(state, match, currency):
             continue
         if currency is None and _childs_age(state, match, number, multiplier):
             continue
         if currency is None and _counts_things(state, match, lower=pattern is _MIN_RE):
             continue  # "at least 2 cameras", "up to 4 players"
-        if _parse_amount(number, multiplier, currency or default_currency) is None:
+        if parse_amount(number, multiplier, currency or default_currency) is None:
             continue
         said_after = after.match(text, match.end())
         if not cued and said_after is None:
@@ -511,12 +354,12 @@ def parse_budget(
 
 
 # A limit whose amount no budget can be: signed ("under -5 dollars"), nothing ("under $0"),
-# past MAX_AMOUNT or finer than the currency's minor unit ("0.001 dollars"). _NUM leaves them
+# past MAX_AMOUNT or finer than the currency's minor unit ("0.001 dollars"). AMOUNT_NUMBER leaves them
 # out on purpose; this only finds them to say so, instead of searching "under 0 dollars".
 _UNUSABLE_LIMIT_RE = re.compile(
-    rf"(?<![a-z])(?:{_MAX_CUES}|{_MIN_CUES}|{_AROUND_CUES})\s*(?:(?P<c1>{_CUR_GROUP})\s*)?"
-    rf"(?P<n>-?\s*\d[\d.,e{_GROUP_MARK}]*)(?:\s*(?:{_MULT})(?![a-z]))?"
-    rf"(?:\s*(?P<c2>{_CUR_GROUP}))?",
+    rf"(?<![a-z])(?:{_MAX_CUES}|{_MIN_CUES}|{_AROUND_CUES})\s*(?:(?P<c1>{CURRENCY_PATTERN})\s*)?"
+    rf"(?P<n>-?\s*\d[\d.,e{GROUP_MARK}]*)(?:\s*(?:{MULTIPLIER})(?![a-z]))?"
+    rf"(?:\s*(?P<c2>{CURRENCY_PATTERN}))?",
     re.IGNORECASE,
 )
 
@@ -531,12 +374,12 @@ def _refuse_unusable_limit(
     for match in _UNUSABLE_LIMIT_RE.finditer(text):
         if not state.free(match.start(), match.end()):
             continue
-        if _NOT_MONEY_TAIL.match(text, match.end()):
+        if NOT_MONEY_TAIL_RE.match(text, match.end()):
             continue  # "under 0 kg", "over 0.5 l"
         currency = currency_for_token(match.group("c1")) or currency_for_token(match.group("c2"))
         number = re.sub(r"\s+", "", match.group("n")).rstrip(".,")
-        usable = re.fullmatch(_NUM, number) is not None and (
-            _parse_amount(number, None, currency or default_currency) is not None
+        usable = re.fullmatch(AMOUNT_NUMBER, number) is not None and (
+            parse_amount(number, None, currency or default_currency) is not None
         )
         if usable:
             continue  # a number read some other way (a size, a count, an age), not refused
@@ -557,8 +400,8 @@ def _parse_budget(
     for match in _RANGE_RE.finditer(text):
         if not state.free(match.start(), match.end()):
             continue
-        low_n, low_m, low_cur = _money_parts(match, "a")
-        high_n, high_m, high_cur = _money_parts(match, "b")
+        low_n, low_m, low_cur = money_parts(match, "a")
+        high_n, high_m, high_cur = money_parts(match, "b")
         has_cue = bool(re.match(r"\s*(?:between|from)\b", match.group(0)))
         if not has_cue and not (low_cur or high_cur):
             continue  # "2-3" or "43-55" alone is not a budget
@@ -572,15 +415,15 @@ def _parse_budget(
             # "between twenty and forty" too unless a person's age it is ("kids between five
             # and ten"); "twenty-five" is one number, "a hundred and twenty pounds" one amount.
             continue
-        if _looks_like_measurement(state, match, low_cur, high_cur):
+        if looks_like_measurement(state, match, low_cur, high_cur):
             continue
         if not (low_cur or high_cur) and _childs_age(state, match, high_n, high_m):
             continue  # "toys for kids between 5 and 10"
         currency = high_cur or low_cur or default_currency
         # "10k and 20k naira": a multiplier written once applies to both ends.
         low_mult = low_m or (high_m if low_m is None and high_m and not low_cur else None)
-        low = _parse_amount(low_n, low_mult, currency)
-        high = _parse_amount(high_n, high_m, currency)
+        low = parse_amount(low_n, low_mult, currency)
+        high = parse_amount(high_n, high_m, currency)
         if low is None or high is None:
             continue
         if low > high:
@@ -612,14 +455,16 @@ def _parse_budget(
     for match in _BARE_RE.finditer(text):
         if not state.free(match.start(), match.end()):
             continue
-        number, multiplier, currency = _money_parts(match, "a")
+        number, multiplier, currency = money_parts(match, "a")
         if currency is None:
             continue  # a bare number is only money when a currency says so
-        if (match.group("ac1") or "").lower() in _SINGLE_LETTER and not match.group("ac2"):
+        if (match.group("ac1") or "").lower() in SINGLE_LETTER_CURRENCIES and not match.group(
+            "ac2"
+        ):
             continue  # "an N5000 processor"
-        if _weighed_in_pounds(state, match):
+        if weighed_in_pounds(state, match):
             continue  # "a 20 pound dumbbell"
-        amount = _parse_amount(number, multiplier, currency)
+        amount = parse_amount(number, multiplier, currency)
         if amount is None:
             continue
         state.take(match.start(), match.end(), "budget")

@@ -8,7 +8,7 @@ from typing import Any
 
 import meilisearch
 
-from assistant.budget import format_amount
+from assistant.amounts import format_amount
 from assistant.index_profile import search_index
 from assistant.intent import Intent
 from commerce.fx import FxRateMissing, FxTable

@@ -137,11 +137,14 @@ _QUANTITY_RES: Final = (
         r"packs? of\b)",
         re.IGNORECASE,
     ),
+    # "running shoes, two pairs": pairs of what the request names.
+    re.compile(rf"\b(?P<q>{_QTY_WORD})\s+pairs\b", re.IGNORECASE),
     re.compile(r"(?<![a-z0-9])x\s*(?P<q>\d{1,2})\b", re.IGNORECASE),
     re.compile(r"\bquantity(?: of)?\s*:?\s*(?P<q>\d{1,2})\b", re.IGNORECASE),
 )
 # Not the end of a hyphenated name: "a 2-in-1 laptop" is one laptop of a kind.
-_LEADING_QUANTITY_RE = re.compile(rf"(?<![\w-])(?P<q>{_QTY_WORD})\s*$", re.IGNORECASE)
+# Nor the end of a decimal ("size 9.5 running shoes" is one pair, not five).
+_LEADING_QUANTITY_RE = re.compile(rf"(?<![\w.,-])(?P<q>{_QTY_WORD})\s*$", re.IGNORECASE)
 
 
 # --- The result --------------------------------------------------------------------------------
@@ -523,12 +526,13 @@ def _parse_quantity(state: PromptText) -> int:
             if value is not None:
                 state.take(match.start(), match.end(), "quantity")
                 return value
-    # "two mugs", "3 Sony phones": a number right before the category word (and its brand).
+    # "two mugs", "3 Sony phones", "two 65-inch TVs": a number right before the category word
+    # (and its brand or size).
     for index, owner in enumerate(state.owner):
         if owner in {"category", "descriptive"} and (index == 0 or state.owner[index - 1] != owner):
             start = index
             while start > 0 and (
-                state.owner[start - 1] in {"brand", "category-modifier"}
+                state.owner[start - 1] in {"brand", "category-modifier", "spec"}
                 or state.folded[start - 1].isspace()
             ):
                 start -= 1

@@ -16,8 +16,8 @@ from typing import Any, Final
 
 import httpx
 
+from assistant.amounts import format_amount
 from assistant.answer import AssistantAnswer
-from assistant.budget import format_amount
 from assistant.config import AssistantSettings
 from assistant.vocabulary import fold
 

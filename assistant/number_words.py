@@ -84,9 +84,14 @@ _HALF_OF_RE = re.compile(rf"^\s*half\s+an?\s+(?P<scale>{_SCALE_WORD})\s*$")
 _SPLIT_RE = re.compile(r"\s*-\s*|\s+")
 
 # Counts said as a phrase ("a couple of mugs", "a dozen eggs"); "a pair of shoes" is one pair.
-QUANTITY_PHRASES: Final = {"a couple of": 2, "a pair of": 1, "a dozen": 12}
+QUANTITY_PHRASES: Final = {"a couple of": 2, "a pair of": 1, "half a dozen": 6, "a dozen": 12}
+# "two dozen mugs": at most this many dozens are read (more is no shopper's order), so the
+# product is bounded before it is computed.
+MAX_DOZENS: Final = 8
+_DOZENS_RE = re.compile(r"^(?P<n>\d{1,2}|[a-z][a-z\s-]*?)\s+dozen$")
 QUANTITY_WORDS_PATTERN: Final = (
-    "|".join(re.escape(p) for p in sorted(QUANTITY_PHRASES, key=len, reverse=True))
+    rf"(?:\d{{1,2}}|{NUMBER_WORDS_PATTERN})\s+dozen(?![a-z])|"
+    + "|".join(re.escape(p) for p in sorted(QUANTITY_PHRASES, key=len, reverse=True))
     + f"|{NUMBER_WORDS_PATTERN}"
 )
 
@@ -152,11 +157,35 @@ def number_words_value(text: str) -> int | None:
 
 
 def quantity_words_value(text: str) -> int | None:
-    """ "a dozen" -> 12, "twenty" -> 20: how many a request asks for, in words."""
+    """ "a dozen" -> 12, "twenty" -> 20, "two dozen" -> 24: how many a request asks for, in
+    words."""
     words = " ".join(text.lower().split())
     if words in QUANTITY_PHRASES:
         return QUANTITY_PHRASES[words]
+    dozens = _DOZENS_RE.match(words)
+    if dozens is not None:
+        said = dozens.group("n")
+        count = int(said) if said.isdigit() else number_words_value(said)
+        if count is None or not 1 <= count <= MAX_DOZENS:
+            return None
+        return count * 12
     return number_words_value(words)
+
+
+_WORD_START_RE = re.compile(r"(?<![a-z])[a-z]")
+
+
+def trailing_number_words(text: str) -> tuple[int, int] | None:
+    """The longest tail of a run of number words that is one well-formed number: where it
+    starts in `text` and its value ("two sixty-five" -> (4, 65), the "two" left to count how
+    many; "five fifty" -> (5, 50)). None when no tail is a number. Only the last MAX_WORDS
+    words are tried, however long the run."""
+    starts = [m.start() for m in _WORD_START_RE.finditer(text.lower())][-MAX_WORDS:]
+    for start in starts:
+        value = number_words_value(text[start:])
+        if value is not None:
+            return start, value
+    return None
 
 
 def amount_words_value(text: str) -> Decimal | None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
+from assistant.amounts import format_amount
 from assistant.answer import Suggestion
-from assistant.budget import format_amount
 from assistant.intent import Intent, parse_intent
 from assistant.vocabulary import CatalogVocabulary, category_key_for_value, category_label
 from onecart.money import currency_exponent, from_minor_units, to_minor_units

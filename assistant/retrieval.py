@@ -78,8 +78,9 @@ RESULT_FIELDS: Final = tuple(
 )
 
 # The clause leaving out the offers of marketplaces an admin disabled: not the shopper's, so it
-# is never relaxed.
+# is never relaxed; nor is the one leaving out products a conversation showed ("show me more").
 WITHHELD: Final = "withheld"
+SHOWN: Final = "shown"
 OFFER_LEVEL: Final = frozenset(
     {"budget", "marketplace", "exclude_marketplace", "available", "rating", WITHHELD}
 )
@@ -162,8 +163,10 @@ def retrieve(
     limit: int = DEFAULT_LIMIT,
     embedder_missing_reason: str = "the embedding model is not installed",
     withheld: Collection[str] = (),
+    shown_groups: Collection[str] = (),
 ) -> Retrieval:
-    """Suggest up to `limit` product groups for the intent (see the module docstring).
+    """Suggest up to `limit` product groups for the intent (see the module docstring), none of
+    the `shown_groups`.
 
     `mode` asks for hybrid or keyword ranking; hybrid falls back to keywords, with the reason,
     when the model is missing, the index has no vectors, or Meilisearch refuses the vector query.
@@ -180,6 +183,9 @@ def retrieve(
     withheld_clause = withheld_marketplaces_clause(withheld)
     if withheld_clause:
         clauses[WITHHELD] = withheld_clause
+    if shown_groups:
+        listed = ", ".join(quote_filter_value(group) for group in shown_groups)
+        clauses[SHOWN] = f"group_id NOT IN [{listed}]"
     structured = not intent.has_free_text
     fallback: str | None = None
     vector: list[float] | None = None
@@ -495,7 +501,7 @@ def _relaxations(
 ) -> list[Relaxation]:
     """Count the matches with each constraint dropped in turn (one multi-search), stock
     included: a product that fits but is out of stock is named as such."""
-    kinds = [kind for kind in clauses if kind != WITHHELD]
+    kinds = [kind for kind in clauses if kind not in {WITHHELD, SHOWN}]
     keyword_q = keyword_query(intent)
     queries: list[dict[str, Any]] = []
     labels: list[str] = []
@@ -558,7 +564,11 @@ def _relaxations(
             label = (
                 f'the words "{intent.keywords}"'
                 if intent.keywords
-                else "the size " + ", ".join(intent.specs)
+                # "the size 65-inch", "size 42" (a shoe's size says "size" itself).
+                else ", ".join(
+                    spec if spec.startswith("size ") else f"the size {spec}"
+                    for spec in intent.specs
+                )
             )
         elif kind == "category":
             label = " or ".join(category_label(key) for key in intent.categories)

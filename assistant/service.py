@@ -17,8 +17,16 @@ import meilisearch
 from assistant.answer import AssistantAnswer, build_answer
 from assistant.config import AssistantSettings, get_assistant_settings
 from assistant.embeddings import Embedder, load_embedder, model_status
+from assistant.follow_up import (
+    KIND_MORE,
+    Conversation,
+    FollowUp,
+    no_more_message,
+    read_follow_up,
+    remember,
+)
 from assistant.index_profile import load_index_profile
-from assistant.intent import parse_intent
+from assistant.intent import clean_prompt, parse_intent
 from assistant.llm import write_prose
 from assistant.refinements import suggest_refinements
 from assistant.retrieval import (
@@ -27,6 +35,8 @@ from assistant.retrieval import (
     MODE_KEYWORD,
     retrieve,
 )
+from assistant.verdict import parse_which_is_better
+from assistant.verdict_answer import answer_which_is_better
 from commerce.fx import FxTable
 
 
@@ -58,17 +68,52 @@ def answer_prompt(
     use_llm: bool = True,
     http_client: httpx.Client | None = None,
     withheld_marketplaces: Collection[str] = (),
+    conversation: Conversation | None = None,
 ) -> AssistantAnswer:
     """Answer one shopper request with products from the index (see the package docstring),
-    never an offer of the `withheld_marketplaces` (disabled by an admin).
+    never an offer of the `withheld_marketplaces` (disabled by an admin). With the
+    `conversation` of the answer before, a follow-up ("cheaper", "in blue", "show me more")
+    refines that request (assistant.follow_up); the answer carries the conversation after it.
 
     Raises search_index.client.SearchUnavailable when Meilisearch cannot answer.
     """
     settings = settings or get_assistant_settings()
     profile = load_index_profile(client, index_uid)
     display_currency = display_currency if fx.has(display_currency) else "USD"
-    intent = parse_intent(prompt, profile.vocabulary, default_currency=display_currency)
-    notes: list[str] = []
+    sides = parse_which_is_better(clean_prompt(prompt))
+    if sides is not None:
+        # "Which is better, X or Y?": each side's best match, compared (assistant.verdict).
+        return answer_which_is_better(
+            clean_prompt(prompt),
+            sides,
+            ask=lambda side: answer_prompt(
+                side,
+                client=client,
+                index_uid=index_uid,
+                fx=fx,
+                display_currency=display_currency,
+                settings=settings,
+                mode=mode,
+                limit=1,
+                use_llm=False,
+                withheld_marketplaces=withheld_marketplaces,
+            ),
+            client=client,
+            index_uid=index_uid,
+            display_currency=display_currency,
+            withheld=withheld_marketplaces,
+        )
+    follow_up: FollowUp | None = None
+    if conversation is not None:
+        follow_up = read_follow_up(
+            prompt, conversation, profile.vocabulary, default_currency=display_currency
+        )
+    if follow_up is not None:
+        intent = follow_up.intent
+        prompt = intent.text
+    else:
+        intent = parse_intent(prompt, profile.vocabulary, default_currency=display_currency)
+    notes: list[str] = [follow_up.note] if follow_up is not None else []
     if intent.budget is not None and not fx.has(intent.budget.currency):
         notes.append(
             f"There is no exchange rate for {intent.budget.currency}, so the budget was ignored."
@@ -91,6 +136,7 @@ def answer_prompt(
         limit=limit,
         embedder_missing_reason=reason,
         withheld=withheld_marketplaces,
+        shown_groups=follow_up.shown if follow_up is not None else (),
     )
     answer = build_answer(
         prompt,
@@ -100,6 +146,18 @@ def answer_prompt(
         display_currency=display_currency,
         semantic_available=embedder is not None and profile.has_vectors,
         notes=notes,
+    )
+    more = follow_up is not None and follow_up.kind == KIND_MORE
+    if more and conversation is not None and not answer.suggestions:
+        answer = replace(answer, message=no_more_message(conversation), relaxations=[])
+    answer = replace(
+        answer,
+        conversation=remember(
+            answer.intent,
+            follow_up.shown if more and follow_up is not None else (),
+            answer.suggestions,
+            answer.prompt,
+        ),
     )
     refinements = suggest_refinements(
         intent, answer.suggestions, profile.vocabulary, display_currency

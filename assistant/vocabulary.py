@@ -353,6 +353,9 @@ SPECIFIC_PHRASES: Final = frozenset(
 # Words that carry no product meaning in a request; removed from the keyword query only.
 STOPWORDS: Final = frozenset(
     [
+        # "what about a backpack", "a book about birds": no product mentions "about" for them
+        # (an amount after it, "about $30", is the budget's).
+        "about",
         "a",
         "an",
         "the",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import TextAreaField
+from wtforms import HiddenField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from assistant.intent import MAX_PROMPT_CHARS
@@ -22,6 +22,9 @@ class AssistantForm(FlaskForm):
             Length(max=MAX_PROMPT_CHARS, message=TOO_LONG_MESSAGE),
         ],
     )
+    # The answer before, signed (storefront.assistant.conversation): a follow-up such as
+    # "cheaper" refines it. Empty for a first request.
+    context = HiddenField()
 
 
 class RerunForm(FlaskForm):

@@ -8,6 +8,10 @@ request>, which answers it again (rate-limited, not stored again).
 
 A script (a JSON body `{"prompt": "..."}`, or Accept: application/json) gets `{"answer": ...}`
 and its refusals in the site's JSON error shape, with the same statuses (400, 422, 429, 503).
+
+Every answer carries its conversation, signed (the form's hidden "context" field; "context" in
+the JSON answer): sent back with the next request, a follow-up ("cheaper", "in blue", "show me
+more") refines that answer's request (assistant.follow_up). A changed or stale one is a 400.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ from commerce import catalog
 from commerce.models import User
 from commerce.rate_limit import RateLimit, SlidingWindowLimiter, redis_client_from_url
 from search_index.client import SearchUnavailable
+from storefront.assistant.conversation import (
+    ConversationRefused,
+    conversation_token,
+    read_conversation_token,
+)
 from storefront.assistant.forms import EMPTY_MESSAGE, AssistantForm, RerunForm
 from storefront.cart.forms import AddToCartForm
 from storefront.catalog.routes import index_missing_message
@@ -152,8 +161,13 @@ def _page(
         # A script's refusal in the site's JSON error shape, with the form's own message.
         messages = [message for errors in form.errors.values() for message in errors]
         return error_response(status, error or messages[0], headers)
+    token = None
+    if answer is not None and answer.conversation is not None:
+        # The next request from this page follows on from this answer, not the one before.
+        token = conversation_token(answer.conversation)
+        form.context.data = token
     if wants_json() and answer is not None:
-        return _answer_json(answer)
+        return _answer_json(answer, token)
     user = _signed_in_user()
     history = recent_prompts(db_session(), user) if user is not None else []
     status_of_model = model_status(_model_package())
@@ -172,11 +186,12 @@ def _page(
     return page, status, headers or {}
 
 
-def _answer_json(answer: AssistantAnswer) -> Response:
+def _answer_json(answer: AssistantAnswer, context: str | None) -> Response:
     """The answer for a script: its stored form (money in integer minor units), whether it
-    found anything, its prose, and each suggestion's marketplace name and product page."""
+    found anything, its prose, each suggestion's marketplace name and product page, and the
+    signed conversation to send back with a follow-up ("context")."""
     body = answer.to_json()
-    body.update(prompt=answer.prompt, found=answer.found, prose=answer.prose)
+    body.update(prompt=answer.prompt, found=answer.found, prose=answer.prose, context=context)
     for stored, suggestion in zip(body["suggestions"], answer.suggestions, strict=True):
         stored["marketplace_name"] = suggestion.marketplace_name
         stored["product_page"] = url_for("catalog.product", group_id=suggestion.group_id)
@@ -184,7 +199,15 @@ def _answer_json(answer: AssistantAnswer) -> Response:
 
 
 def _answer(form: AssistantForm, prompt_text: str, *, record: bool = True) -> _Reply:
-    """Rate-limit, answer, store (signed in, when `record`), render."""
+    """Read the conversation it follows, rate-limit, answer, store (signed in, when
+    `record`), render."""
+    conversation = None
+    if form.context.data:
+        try:
+            conversation = read_conversation_token(form.context.data)
+        except ConversationRefused as refused:
+            form.context.data = ""  # the next request starts afresh
+            return _page(form, error=str(refused), status=400)
     user = _signed_in_user()
     limiter, per_user, per_ip = _limiter()
     checks = [(per_ip, client_address())]
@@ -210,6 +233,7 @@ def _answer(form: AssistantForm, prompt_text: str, *, record: bool = True) -> _R
             display_currency=display_currency(),
             settings=_assistant_settings(),
             withheld_marketplaces=disabled_marketplaces(),
+            conversation=conversation,
         )
     except SearchUnavailable as unavailable:
         message = (
@@ -240,7 +264,12 @@ def _posted_form() -> AssistantForm | Response:
         return error_response(
             REJECTED_FORM_STATUS, '“prompt” must be text, for example "a mug under $20".'
         )
-    return AssistantForm(formdata=MultiDict({"prompt": prompt or ""}))
+    context = body.get("context")
+    if context is not None and not isinstance(context, str):
+        return error_response(
+            REJECTED_FORM_STATUS, "“context” must be the text an earlier answer gave as “context”."
+        )
+    return AssistantForm(formdata=MultiDict({"prompt": prompt or "", "context": context or ""}))
 
 
 @bp.get("/assistant")
@@ -254,7 +283,10 @@ def assistant() -> _Reply:
         return error_response(REJECTED_FORM_STATUS, f"{EMPTY_MESSAGE} Ask with ?q=…")
     if not asked.strip():
         return _page(AssistantForm(formdata=None))
-    form = AssistantForm(formdata=MultiDict({"prompt": asked}), meta={"csrf": False})
+    follows = request.args.get("context", "")
+    form = AssistantForm(
+        formdata=MultiDict({"prompt": asked, "context": follows}), meta={"csrf": False}
+    )
     if not form.validate():
         return _page(form, status=REJECTED_FORM_STATUS)
     return _answer(form, form.prompt.data or "", record=False)

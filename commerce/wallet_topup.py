@@ -45,7 +45,7 @@ from commerce.payments.gateway import (
     from_stripe_amount,
     to_stripe_amount,
 )
-from commerce.payments.stripe_gateway import captured_on_record
+from commerce.payments.stripe_replies import captured_on_record
 from commerce.wallet import (
     TopUpReceipt,
     WalletError,
@@ -188,7 +188,7 @@ def retrieve_intent(client: stripe.StripeClient, intent_id: str) -> Any:
 
 def _received(intent: Any) -> int:
     """What Stripe says it received of a succeeded top-up, in Stripe's units
-    (stripe_gateway.captured_on_record). A top-up is captured at once, in full or not at all,
+    (stripe_replies.captured_on_record). A top-up is captured at once, in full or not at all,
     so a refund of the charge later is not subtracted: its own event takes it back.
     PaymentUnavailable when Stripe's record says nothing: nothing is credited, the webhook's
     redelivery asks again."""

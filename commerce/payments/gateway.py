@@ -208,7 +208,7 @@ class ProviderPaymentState:
     # reconciled (settlement.reconcile_payment); None when it says nothing. Not `captured_minor`,
     # which is only the intent's amount where the provider keeps no `amount_received`: on
     # localstripe this is the charge less what it refunded, the capture only until a refund of
-    # the payment is made (stripe_gateway.captured_on_record).
+    # the payment is made (stripe_replies.captured_on_record).
     captured_on_record_minor: int | None = None
     # What the payment was made with (Stripe: the PaymentIntent's metadata; which checkout or
     # top-up made it), empty when the provider keeps none.

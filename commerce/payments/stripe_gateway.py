@@ -17,7 +17,7 @@ import functools
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -35,18 +35,28 @@ from commerce.payments.gateway import (
     FoundRefundStatus,
     PaymentDeclined,
     PaymentError,
-    PaymentNotFound,
-    PaymentServiceFailed,
     PaymentUnavailable,
     PreparedIntent,
     ProviderPaymentState,
-    ProviderStatus,
     RefundBlockedByDispute,
-    StoredFailureReplayed,
     UncapturedAuthorization,
     authorization_attempt_key,
     from_stripe_amount,
     to_stripe_amount,
+)
+from commerce.payments.stripe_replies import (
+    DISPUTED_CHARGE_CODE,
+    REFUND_DONE_STATUSES,
+    REFUND_FAILED_STATUSES,
+    captured_on_record,
+    check_refund,
+    intent_state,
+    is_refund_of,
+    provider_status,
+    replayed,
+    stripe_currency,
+    translate_error,
+    uncaptured_authorization,
 )
 from onecart.money import Money
 from onecart.settings import Settings
@@ -114,67 +124,6 @@ def _stripe_client(api_key: str, api_base: str) -> stripe.StripeClient:
     return stripe.StripeClient(api_key, **options)
 
 
-# Stripe's error code for an object it does not know (HTTP 404: "No such payment_intent").
-RESOURCE_MISSING_CODE = "resource_missing"
-# Stripe's error code for a refund of a charge that has been charged back.
-DISPUTED_CHARGE_CODE = "charge_disputed"
-# A refund's statuses: done (or as good as done), refused for good; anything else is unfinished.
-REFUND_DONE_STATUSES = frozenset({"succeeded", "pending"})
-REFUND_FAILED_STATUSES = frozenset({"failed", "canceled"})
-
-
-def _check_refund(refund: Any, amount: Money) -> None:
-    """A refund reply confirms the refund asked for: refused for good when Stripe says it failed
-    or was made for another amount (an operator looks), unknown while it is unfinished."""
-    if refund.status in REFUND_FAILED_STATUSES:
-        raise PaymentDeclined(f"The card refund {refund.id} {refund.status}.")
-    currency = str(refund.currency).upper()
-    if currency != amount.currency or from_stripe_amount(refund.amount, currency) != amount.minor:
-        raise PaymentDeclined(
-            f"The card refund {refund.id} is for {refund.amount} {refund.currency} (Stripe's "
-            f"units), not {amount.minor} {amount.currency}."
-        )
-    if refund.status not in REFUND_DONE_STATUSES:
-        raise PaymentUnavailable(f"The card refund {refund.id} is still {refund.status}.")
-
-
-def _is_refund_of(refund: Any, reference: str) -> bool:
-    """Whether a Stripe refund is one of our refund `reference`'s attempts. A refund made before
-    refunds carried their reference has only the attempt's key: the reference itself (attempt
-    0) or `<reference>-attempt-<n>` (commerce.provider_attempts.refund_attempt_key)."""
-    metadata = refund.metadata.to_dict() if refund.metadata else {}
-    if REFUND_REFERENCE_METADATA in metadata:
-        return metadata[REFUND_REFERENCE_METADATA] == reference
-    key = str(metadata.get(REFUND_KEY_METADATA) or "")
-    return key == reference or key.startswith(f"{reference}-attempt-")
-
-
-def _stripe_currency(currency: str) -> str:
-    return currency.lower()
-
-
-def _decline_message(exc: stripe.StripeError) -> str:
-    return exc.user_message or "Your card was declined."
-
-
-def _translate(exc: stripe.StripeError, action: str) -> PaymentError:
-    if isinstance(exc, stripe.CardError):
-        return PaymentDeclined(_decline_message(exc))
-    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
-        return PaymentUnavailable(f"The card payment service is unreachable ({action}).")
-    if isinstance(exc, stripe.InvalidRequestError):
-        # The object the URL names is unknown: Stripe answers 404 `resource_missing`
-        # ("No such payment_intent"); localstripe answers 404 with no code. (A parameter naming
-        # an unknown object is a 400 `resource_missing`: a refusal, not this.)
-        if exc.http_status == 404 and exc.code in (RESOURCE_MISSING_CODE, None):
-            return PaymentNotFound(f"The card payment service knows no such payment ({action}).")
-        return PaymentDeclined(f"The card payment could not be {action}: {exc.user_message}")
-    if isinstance(exc, stripe.APIError) and (exc.http_status or 0) >= 500:
-        failed = StoredFailureReplayed if _replayed_headers(exc.headers) else PaymentServiceFailed
-        return failed(f"The card payment service failed ({action}): {exc.user_message}")
-    return PaymentUnavailable(f"The card payment service failed ({action}): {exc.user_message}")
-
-
 class StripeGateway:
     """Card payments through Stripe PaymentIntents with manual capture."""
 
@@ -202,7 +151,7 @@ class StripeGateway:
             raise PaymentDeclined("Choose a card to pay with.")
         params: dict[str, Any] = {
             "amount": to_stripe_amount(request.amount.minor, request.amount.currency),
-            "currency": _stripe_currency(request.amount.currency),
+            "currency": stripe_currency(request.amount.currency),
             "payment_method": request.payment_token,
             "payment_method_types": ["card"],
             "capture_method": "manual",
@@ -225,8 +174,8 @@ class StripeGateway:
                 },
             )
         except stripe.StripeError as exc:
-            raise _translate(exc, "authorized") from exc
-        if _replayed(intent):
+            raise translate_error(exc, "authorized") from exc
+        if replayed(intent):
             # Stripe's stored answer to an earlier send of this attempt: the intent as it was
             # then. Its hold may have been released since (the sweeper releases a hold in doubt
             # no order uses, and the shopper is told to send the page again), so what it is now
@@ -259,14 +208,14 @@ class StripeGateway:
         try:
             return self.client.v1.payment_intents.retrieve(intent_id)
         except stripe.StripeError as exc:
-            raise _translate(exc, "checked") from exc
+            raise translate_error(exc, "checked") from exc
 
     def _adopt_confirmed_intent(self, request: AuthorizationRequest) -> Authorization:
         assert request.intent_id is not None
         try:
             intent = self.client.v1.payment_intents.retrieve(request.intent_id)
         except stripe.StripeError as exc:
-            raise _translate(exc, "checked") from exc
+            raise translate_error(exc, "checked") from exc
         metadata: Mapping[str, Any] = intent.metadata.to_dict() if intent.metadata else {}
         expected = dict(request.metadata)
         mismatch = PaymentDeclined(
@@ -308,7 +257,7 @@ class StripeGateway:
             intent = self.client.v1.payment_intents.create(
                 params={
                     "amount": to_stripe_amount(amount.minor, amount.currency),
-                    "currency": _stripe_currency(amount.currency),
+                    "currency": stripe_currency(amount.currency),
                     "capture_method": "manual",
                     "automatic_payment_methods": {"enabled": True},
                     "metadata": dict(metadata),
@@ -316,11 +265,11 @@ class StripeGateway:
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as exc:
-            raise _translate(exc, "prepared") from exc
+            raise translate_error(exc, "prepared") from exc
         return PreparedIntent(
             intent.id,
             str(intent.client_secret),
-            None if _replayed(intent) else _provider_status(intent),
+            None if replayed(intent) else provider_status(intent),
         )
 
     def capture(self, provider_reference: str, amount: Money, *, attempt: int | None) -> None:
@@ -338,7 +287,7 @@ class StripeGateway:
                 ),
             )
         except stripe.StripeError as exc:
-            raise _translate(exc, "captured") from exc
+            raise translate_error(exc, "captured") from exc
         # A 2xx whose intent is not captured, or captured for another amount, did not do what
         # was asked: unknown, so settlement retrieves the intent and records Stripe's figure.
         received = intent.to_dict().get("amount_received")
@@ -364,7 +313,7 @@ class StripeGateway:
                 provider_reference, params={"expand": ["latest_charge"]}
             )
         except stripe.StripeError as exc:
-            raise _translate(exc, "looked up after the capture") from exc
+            raise translate_error(exc, "looked up after the capture") from exc
         captured = captured_on_record(intent.to_dict(), refunds_are_the_released_rest=True)
         if captured is None:
             raise PaymentUnavailable(
@@ -397,8 +346,8 @@ class StripeGateway:
                     f"The card payment {provider_reference} is disputed: no refund while the "
                     "bank decides."
                 ) from exc
-            raise _translate(exc, "refunded") from exc
-        _check_refund(refund, amount)
+            raise translate_error(exc, "refunded") from exc
+        check_refund(refund, amount)
         return str(refund.id)
 
     def find_refund(self, provider_reference: str, reference: str) -> FoundRefund | None:
@@ -414,7 +363,7 @@ class StripeGateway:
                 params={"payment_intent": provider_reference, "limit": 100}
             )
             for refund in refunds.auto_paging_iter():
-                if not _is_refund_of(refund, reference):
+                if not is_refund_of(refund, reference):
                     continue
                 if refund.status in REFUND_DONE_STATUSES:
                     return FoundRefund(str(refund.id), FoundRefundStatus.DONE, str(refund.status))
@@ -424,7 +373,7 @@ class StripeGateway:
                     )
                 failed = FoundRefund(str(refund.id), FoundRefundStatus.FAILED, str(refund.status))
         except stripe.StripeError as exc:
-            raise _translate(exc, "looked up") from exc
+            raise translate_error(exc, "looked up") from exc
         return failed
 
     def void(self, provider_reference: str, *, attempt: int | None) -> None:
@@ -442,7 +391,7 @@ class StripeGateway:
                 options=_key_option(idempotency_key),  # type: ignore[arg-type]
             )
         except stripe.StripeError as exc:
-            raise _translate(exc, "released") from exc
+            raise translate_error(exc, "released") from exc
 
     def _cancel_quietly(self, provider_reference: str) -> None:
         # An unconfirmed intent holds nothing; Stripe expires it if the cancel fails. No key of
@@ -461,9 +410,9 @@ class StripeGateway:
         try:
             found = self.client.v1.payment_intents.search(params={"query": query, "limit": 100})
         except stripe.StripeError as exc:
-            raise _translate(exc, "looked up") from exc
+            raise translate_error(exc, "looked up") from exc
         return [
-            _intent_state(intent)
+            intent_state(intent)
             for intent in found.data
             if (intent.metadata.to_dict() if intent.metadata else {}).get(
                 AUTHORIZATION_KEY_METADATA
@@ -487,12 +436,12 @@ class StripeGateway:
                 found = intents_api.list(params={"limit": 100})
             # Paging asks Stripe again, so it belongs inside the try too.
             return [
-                _uncaptured(intent)
+                uncaptured_authorization(intent)
                 for intent in found.auto_paging_iter()
                 if str(intent.status) == "requires_capture" and int(intent.created) < cutoff
             ]
         except stripe.StripeError as exc:
-            raise _translate(exc, "listed") from exc
+            raise translate_error(exc, "listed") from exc
 
     def retrieve(self, provider_reference: str) -> ProviderPaymentState:
         """The PaymentIntent's status in our words, with what its charge had refunded (the
@@ -502,8 +451,8 @@ class StripeGateway:
                 provider_reference, params={"expand": ["latest_charge"]}
             )
         except stripe.StripeError as exc:
-            raise _translate(exc, "looked up") from exc
-        return _intent_state(intent)
+            raise translate_error(exc, "looked up") from exc
+        return intent_state(intent)
 
 
 # Stripe's idempotency (https://docs.stripe.com/idempotency): "Stripe's idempotency works by
@@ -531,105 +480,3 @@ def void_key(provider_reference: str, attempt: int) -> str:
 def capture_key(provider_reference: str, amount: Money, attempt: int) -> str:
     """The idempotency key of attempt `attempt` to capture `amount` of this PaymentIntent."""
     return f"capture-{provider_reference}-{amount.minor}-{attempt}"
-
-
-def _replayed(stripe_object: Any) -> bool:
-    """Whether Stripe answered with its replay of an earlier reply to the same idempotency key
-    (the `Idempotent-Replayed: true` header; header names are case-insensitive)."""
-    response = getattr(stripe_object, "last_response", None)
-    return _replayed_headers(getattr(response, "headers", None))
-
-
-def _replayed_headers(headers: Mapping[str, Any] | None) -> bool:
-    """Whether these reply headers carry `Idempotent-Replayed: true`."""
-    return any(
-        str(name).lower() == "idempotent-replayed" and str(value).strip().lower() == "true"
-        for name, value in (headers or {}).items()
-    )
-
-
-_STATUSES = {
-    "requires_capture": ProviderStatus.AUTHORIZED,
-    "succeeded": ProviderStatus.CAPTURED,
-    "canceled": ProviderStatus.CANCELED,
-    "processing": ProviderStatus.PENDING,
-}
-
-
-def _provider_status(intent: Any) -> ProviderStatus:
-    """A PaymentIntent's status in our words (any other is not money we can use: failed)."""
-    return _STATUSES.get(str(intent.status), ProviderStatus.FAILED)
-
-
-def captured_on_record(
-    intent_fields: Mapping[str, Any], *, refunds_are_the_released_rest: bool
-) -> int | None:
-    """What Stripe's record of a PaymentIntent (its charge expanded) says was captured, in
-    Stripe's units: the intent's `amount_received`, else its charge's `amount_captured`, else
-    the amount of its captured charge (localstripe, which keeps neither). None when the record
-    says none of these (no charge expanded, or not captured).
-
-    localstripe records the released rest of a partial capture as a refund of the charge, so
-    with `refunds_are_the_released_rest` that reading is the charge's amount less what it
-    refunded. That is the capture only while no other refund was made on the charge: right
-    after the capture, or while OneCart has not recorded the capture yet (it sends a card refund
-    only once the capture is recorded: commerce.refunds._process_refund). A refund made outside
-    OneCart (the Stripe dashboard) before that makes the figure smaller, never larger: the
-    capture is then recorded short and flagged (settlement.finish_settlement), and no refund is
-    sent because of it. A top-up is captured in full at once, so its refunds are not subtracted
-    (commerce.wallet_topup: a refund is taken back on its own event)."""
-    if intent_fields.get("amount_received") is not None:
-        return int(intent_fields["amount_received"])
-    charge = intent_fields.get("latest_charge")
-    if not isinstance(charge, Mapping):
-        return None
-    if charge.get("amount_captured") is not None:
-        return int(charge["amount_captured"])
-    if not charge.get("captured") or charge.get("amount") is None:
-        return None
-    refunded = int(charge.get("amount_refunded") or 0) if refunds_are_the_released_rest else 0
-    return int(charge["amount"]) - refunded
-
-
-def _intent_state(intent: Any) -> ProviderPaymentState:
-    """A PaymentIntent in our words."""
-    status = _provider_status(intent)
-    currency = str(intent.currency).upper()
-    amount = from_stripe_amount(intent.amount, currency)
-    fields = intent.to_dict()
-    received = from_stripe_amount(fields.get("amount_received") or 0, currency)
-    on_record = captured_on_record(fields, refunds_are_the_released_rest=True)
-    # Known only when the charge was expanded (retrieve); a bare charge id says nothing.
-    refunded = from_stripe_amount(
-        getattr(getattr(intent, "latest_charge", None), "amount_refunded", 0) or 0, currency
-    )
-    return ProviderPaymentState(
-        provider_reference=intent.id,
-        status=status,
-        amount_minor=amount,
-        # What was actually captured (a partial capture releases the rest).
-        captured_minor=(received or amount) if status == ProviderStatus.CAPTURED else 0,
-        refunded_minor=refunded,
-        currency=currency,
-        captured_on_record_minor=(
-            from_stripe_amount(on_record, currency)
-            if on_record is not None and status == ProviderStatus.CAPTURED
-            else None
-        ),
-        metadata={
-            str(key): str(value)
-            for key, value in (intent.metadata.to_dict() if intent.metadata else {}).items()
-        },
-    )
-
-
-def _uncaptured(intent: Any) -> UncapturedAuthorization:
-    metadata = intent.metadata.to_dict() if intent.metadata else {}
-    currency = str(intent.currency).upper()
-    return UncapturedAuthorization(
-        provider_reference=str(intent.id),
-        amount_minor=from_stripe_amount(intent.amount, currency),
-        currency=currency,
-        created_at=datetime.fromtimestamp(int(intent.created), UTC),
-        metadata={str(key): str(value) for key, value in metadata.items()},
-    )

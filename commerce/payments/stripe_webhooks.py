@@ -289,7 +289,7 @@ def _refund_update_reported(
     (`processing`, or `pending` again after a look-up found none yet) is left to its look-up,
     which fails it the same way; the failed refund's id is kept, so a reply naming it does not
     make it done. A failure of another refund than the one recorded done undoes nothing."""
-    from commerce.payments.stripe_gateway import REFUND_FAILED_STATUSES
+    from commerce.payments.stripe_replies import REFUND_FAILED_STATUSES
     from commerce.refunds import note_failure_reported, refresh_payment_status
 
     status = data.get("status")

@@ -50,6 +50,7 @@ from onecart.services import sandbox_credentials
 from onecart.settings import Settings, get_settings
 from storefront.jobs import JobPolicy
 from tests.loopback_http import loopback_http
+from tests.rq_forkserver import start_rq_process
 from tests.storefront.conftest import DEFAULT_PASSWORD, log_in
 
 # Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
@@ -360,7 +361,7 @@ class Shop:
             ]
             if scheduler:
                 argv.insert(2, "--with-scheduler")
-            proc = processes.start_process(self.settings, name, argv, env=self.worker_env)
+            proc = start_rq_process(self.settings, name, argv, env=self.worker_env)
             worker = WorkerProcess(name, proc.pid, proc.log_path)
             self.workers.append(worker)
             started.append(worker)
@@ -402,7 +403,7 @@ class Shop:
             self.redis_url,
         ]
         env = {**self.worker_env, POLICY_ENV: json.dumps(self.policy.as_dict())}
-        proc = processes.start_process(self.settings, name, argv, env=env)
+        proc = start_rq_process(self.settings, name, argv, env=env)
         self.cron = WorkerProcess(name, proc.pid, proc.log_path)
         return self.cron
 

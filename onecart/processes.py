@@ -239,15 +239,29 @@ def stop_pid(pid: int, *, timeout: float = 15.0) -> None:
 
     Waits for the whole group, not just its leader: a child that ignores SIGTERM is killed too.
     """
+    stop_pids([pid], timeout=timeout)
+
+
+def stop_pids(pids: Sequence[int], *, timeout: float = 15.0) -> None:
+    """stop_pid for several process groups at once: every group gets its SIGTERM before any is
+    waited for, so they shut down side by side (an RQ worker or cron takes a second or two to
+    exit) rather than one after the other. Each group gets one SIGTERM only (a second one asks an
+    RQ worker for a cold shutdown)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not signal_group(pid, sig):
-            pid_alive(pid)  # reap our own zombie leader
-            return
+        running = []
+        for pid in pids:
+            if signal_group(pid, sig):
+                running.append(pid)
+            else:
+                pid_alive(pid)  # reap our own zombie leader
         deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5.0)
-        while time.monotonic() < deadline:
-            if not pid_alive(pid) and not group_members(pid):
-                return
-            time.sleep(0.1)
+        while running and time.monotonic() < deadline:
+            running = [pid for pid in running if pid_alive(pid) or group_members(pid)]
+            if running:
+                time.sleep(0.1)
+        if not running:
+            return
+        pids = running
 
 
 def wait_for_http(

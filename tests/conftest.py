@@ -80,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("ONECART_SANDBOX_URL", None)
     get_settings.cache_clear()
     _reuse_url_builders()
+    _reuse_compiled_templates()
     _cheap_password_hashing()
 
 
@@ -167,6 +168,90 @@ def _reuse_url_builders() -> None:
     Rule._compile_builder = reused  # type: ignore[method-assign]
 
 
+def _callable_key(value: Any) -> Any:
+    """A callable by what it is (its function's module and name), not by the object: Flask's
+    autoescape choice is a method bound to each app."""
+    function = getattr(value, "__func__", value)
+    if callable(function):
+        return (getattr(function, "__module__", None), getattr(function, "__qualname__", None))
+    return value
+
+
+def _compile_settings(environment: Any) -> tuple[Any, ...]:
+    """Everything of a Jinja environment that the code it compiles depends on: the code
+    generator, the syntax, autoescaping, finalize, extensions, and each filter's and test's
+    name with what it is passed (the compiler writes that into the call)."""
+    from jinja2.utils import _PassArg
+
+    def passed(functions: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(sorted((name, str(_PassArg.from_obj(f))) for name, f in functions.items()))
+
+    return (
+        _callable_key(environment.code_generator_class),
+        _callable_key(environment.template_class),
+        _callable_key(environment.autoescape),
+        _callable_key(environment.finalize),
+        environment.is_async,
+        environment.optimized,
+        tuple(sorted(environment.extensions)),
+        environment.block_start_string,
+        environment.block_end_string,
+        environment.variable_start_string,
+        environment.variable_end_string,
+        environment.comment_start_string,
+        environment.comment_end_string,
+        environment.line_statement_prefix,
+        environment.line_comment_prefix,
+        environment.trim_blocks,
+        environment.lstrip_blocks,
+        environment.newline_sequence,
+        environment.keep_trailing_newline,
+        passed(environment.filters),
+        passed(environment.tests),
+    )
+
+
+def _reuse_compiled_templates() -> None:
+    """Let every Flask app of the run share the Python code Jinja compiles its templates into.
+
+    Each test's app has a Jinja environment of its own, and each compiled every template it
+    rendered from its source again: about 40% of the CPU of the storefront's page tests
+    (cProfile of three storefront modules). Jinja's bytecode cache is the documented way to
+    reuse compiled templates; this one keeps the code objects in memory, keyed by the template's
+    name, file, source checksum and the environment's compile settings (_compile_settings), so an
+    app whose templates or settings differ compiles its own. Rendering is Jinja's own, on each
+    app's environment, globals and filters. Only this test process does it, like
+    _reuse_url_builders."""
+    import flask
+    from jinja2.bccache import Bucket, BytecodeCache
+
+    create_environment = flask.Flask.create_jinja_environment
+    if getattr(create_environment, "reused", False):
+        return
+
+    class CompiledTemplates(BytecodeCache):
+        def __init__(self) -> None:
+            self.codes: dict[tuple[Any, ...], Any] = {}
+
+        def load_bytecode(self, bucket: Bucket) -> None:
+            key = (_compile_settings(bucket.environment), bucket.key, bucket.checksum)
+            bucket.code = self.codes.get(key)
+
+        def dump_bytecode(self, bucket: Bucket) -> None:
+            key = (_compile_settings(bucket.environment), bucket.key, bucket.checksum)
+            self.codes[key] = bucket.code
+
+    compiled = CompiledTemplates()
+
+    def reused(self: flask.Flask) -> Any:
+        environment = create_environment(self)
+        environment.bytecode_cache = compiled
+        return environment
+
+    reused.reused = True  # type: ignore[attr-defined]
+    flask.Flask.create_jinja_environment = reused  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return get_settings()
@@ -234,8 +319,11 @@ def sandbox_server(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def sandbox_control(sandbox_server: str) -> Iterator[httpx.Client]:
-    """A client for the sandbox's fault knobs; every knob is reset after the test."""
-    client = httpx.Client(base_url=sandbox_server, timeout=10)
+    """A client for the sandbox's fault knobs; every knob is reset after the test. Its SSL
+    context is the process's shared one (tests/loopback_http.py says why)."""
+    from adapters.public_addresses import shared_ssl_context
+
+    client = httpx.Client(base_url=sandbox_server, timeout=10, verify=shared_ssl_context())
     try:
         yield client
     finally:

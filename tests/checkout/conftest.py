@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -43,6 +42,7 @@ from tests.checkout.shop import (
     seed_shop,
     stripe_books_problems,
 )
+from tests.loopback_http import loopback_http
 from tests.storefront.conftest import storefront_db_url
 
 __all__ = ["storefront_db_url"]
@@ -179,11 +179,13 @@ def shop(
                     problems += wallet_books_problems(session, user)
             assert not problems, "the books do not balance:\n" + "\n".join(problems)
         finally:
-            for worker in shop.workers:
-                worker.stop()
-            if shop.cron is not None:
-                shop.cron.stop()
-            httpx.post(f"{sandbox_server}/_sandbox/reset", timeout=10)
+            # Side by side: each takes a second or two to exit.
+            processes.stop_pids(
+                [worker.pid for worker in shop.workers]
+                + ([shop.cron.pid] if shop.cron is not None else []),
+                timeout=10,
+            )
+            loopback_http().post(f"{sandbox_server}/_sandbox/reset", timeout=10)
             connection = shop.redis()
             try:
                 for key in connection.scan_iter(match=f"*{queue_name}*"):

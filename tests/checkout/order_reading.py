@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 
 from commerce.models import User
@@ -15,6 +14,7 @@ from commerce.order_models import Order, Refund
 from commerce.orders import order_books_problems
 from commerce.wallet import wallet_balance
 from tests.checkout.shop import Shop, stripe_books_problems
+from tests.loopback_http import loopback_http
 
 
 def refunds_of(shop: Shop, sub_order_id: int) -> list[Refund]:
@@ -62,7 +62,7 @@ def control_store_order(
 ) -> Any:
     """POST /_sandbox/orders/<slug>/<number>/<action> (advance, refund, cancel…); its JSON."""
     number = marketplace_order_id.rsplit("/", 1)[-1]
-    response = httpx.post(
+    response = loopback_http().post(
         f"{shop.sandbox_url}/_sandbox/orders/{slug}/{number}/{action}", json=body, timeout=10
     )
     assert response.status_code == 200, response.text

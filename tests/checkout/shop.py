@@ -19,7 +19,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 import sqlalchemy as sa
@@ -50,6 +49,8 @@ from onecart import processes
 from onecart.services import sandbox_credentials
 from onecart.settings import Settings, get_settings
 from storefront.jobs import JobPolicy
+from tests.loopback_http import loopback_http
+from tests.rq_forkserver import start_rq_process
 from tests.storefront.conftest import DEFAULT_PASSWORD, log_in
 
 # Placeholder keys for every marketplace marketplaces.toml serves from the sandbox.
@@ -360,7 +361,7 @@ class Shop:
             ]
             if scheduler:
                 argv.insert(2, "--with-scheduler")
-            proc = processes.start_process(self.settings, name, argv, env=self.worker_env)
+            proc = start_rq_process(self.settings, name, argv, env=self.worker_env)
             worker = WorkerProcess(name, proc.pid, proc.log_path)
             self.workers.append(worker)
             started.append(worker)
@@ -402,7 +403,7 @@ class Shop:
             self.redis_url,
         ]
         env = {**self.worker_env, POLICY_ENV: json.dumps(self.policy.as_dict())}
-        proc = processes.start_process(self.settings, name, argv, env=env)
+        proc = start_rq_process(self.settings, name, argv, env=env)
         self.cron = WorkerProcess(name, proc.pid, proc.log_path)
         return self.cron
 
@@ -467,14 +468,16 @@ class Shop:
             marketplace.api_base_url = f"http://127.0.0.1:{processes.free_port()}/{slug}"
 
     def knobs(self, slug: str, **values: Any) -> None:
-        response = httpx.post(f"{self.sandbox_url}/_sandbox/knobs/{slug}", json=values, timeout=10)
+        response = loopback_http().post(
+            f"{self.sandbox_url}/_sandbox/knobs/{slug}", json=values, timeout=10
+        )
         assert response.status_code == 200, response.text
 
     def sandbox_orders_with_reference(self, slug: str, reference: str) -> list[dict[str, Any]]:
         """What the marketplace itself holds for a reference (Shopify GraphQL / WooCommerce)."""
         credentials = SANDBOX_CREDENTIALS
         if slug == "shopwave":
-            response = httpx.post(
+            response = loopback_http().post(
                 f"{self.sandbox_url}/shopwave/admin/api/2024-10/graphql.json",
                 headers={"X-Shopify-Access-Token": credentials["ONECART_MARKETPLACE_KEY_SHOPWAVE"]},
                 json={
@@ -489,7 +492,7 @@ class Shop:
             return [node for node in nodes if node["sourceIdentifier"] == reference]
         if slug == "kiondo":
             key, secret = credentials["ONECART_MARKETPLACE_KEY_KIONDO"].split(":")
-            response = httpx.get(
+            response = loopback_http().get(
                 f"{self.sandbox_url}/kiondo/wp-json/wc/v3/orders",
                 params={"search": reference},
                 auth=(key, secret),
@@ -542,9 +545,9 @@ def seed_shop(shop: Shop) -> None:
             session.flush()
             shop.products[slug] = rows
         session.flush()
-        for rows in shop.products.values():
-            for product in rows:
-                session.refresh(product)
+        # Every product's server-side defaults, read back in one query (a refresh each was
+        # one query per product: 64 per test).
+        session.scalars(sa.select(Product).execution_options(populate_existing=True)).all()
         shop.marketplaces = markets
         session.expunge_all()
 

@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
@@ -20,6 +19,7 @@ from onecart import processes
 from onecart.settings import get_settings
 from storefront import create_app
 from tests.checkout.shop import Shop, wait_for
+from tests.loopback_http import loopback_http
 from tests.storefront.conftest import DEFAULT_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -77,7 +77,7 @@ def test_three_marketplace_cart_to_delivered_in_a_browser(
     for slug in ("shopwave", "kiondo"):
         shop.knobs(slug, order_step_seconds=3, cancel_rate=0)
     # localstripe delivers its events to the live site's webhook endpoint.
-    httpx.post(
+    loopback_http().post(
         f"{get_settings().stripe_api_base}/_config/webhooks/{shop.queue_name}",
         data={
             "url": f"{live_site}/webhooks/stripe",

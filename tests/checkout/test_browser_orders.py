@@ -12,12 +12,12 @@ import re
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 
 from onecart.money import from_minor_units
 from tests.checkout.shop import Shop, wait_for
 from tests.checkout.test_browser_checkout import browser_page, live_site  # noqa: F401 (fixtures)
+from tests.loopback_http import loopback_http
 from tests.storefront.conftest import DEFAULT_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -50,7 +50,7 @@ def _assert_fits(page: Any, where: str) -> None:
 
 def _advance(shop: Shop, marketplace_order_id: str, steps: int) -> None:
     number = marketplace_order_id.rsplit("/", 1)[-1]
-    response = httpx.post(
+    response = loopback_http().post(
         f"{shop.sandbox_url}/_sandbox/orders/shopwave/{number}/advance",
         json={"steps": steps},
         timeout=10,

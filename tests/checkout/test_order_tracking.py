@@ -13,7 +13,6 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -31,6 +30,7 @@ from commerce.placement import place_sub_order
 from commerce.tracking import track_open_sub_orders
 from onecart.money import Money, format_money, from_minor_units
 from tests.checkout.shop import SANDBOX_CREDENTIALS, Shop, wait_for
+from tests.loopback_http import loopback_http
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def tracked_shop(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> Shop:
 
 def _advance(shop: Shop, slug: str, marketplace_order_id: str, steps: int = 1) -> None:
     number = marketplace_order_id.rsplit("/", 1)[-1]
-    response = httpx.post(
+    response = loopback_http().post(
         f"{shop.sandbox_url}/_sandbox/orders/{slug}/{number}/advance",
         json={"steps": steps},
         timeout=10,

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
-import httpx
 import pytest
 import redis
 import sqlalchemy as sa
@@ -40,6 +39,7 @@ from tests.checkout.conftest import (  # noqa: F401 - fixtures shared with the c
     storefront_db_url,
 )
 from tests.checkout.shop import Shop, stripe_books_problems, wait_for
+from tests.loopback_http import loopback_http
 
 # Marketplaces whose orders the sandbox lists (every one with an order API).
 ORDERING_MARKETPLACES = ("shopwave", "kiondo", "dummymart", "fakestore")
@@ -68,7 +68,7 @@ def faults(shop: Shop) -> Iterator[Shop]:  # noqa: F811 - the shared fixture
 def held_orders(target: Shop, slug: str, sub_order: MarketplaceOrder, order: Order) -> list[dict]:
     """What the marketplace itself holds for this sub-order (by our reference, or by the
     idempotency key where the format carries no reference)."""
-    response = httpx.get(
+    response = loopback_http().get(
         f"{target.sandbox_url}/_sandbox/orders/{slug}",
         params={"reference": order.relation_token},
         timeout=10,
@@ -76,7 +76,7 @@ def held_orders(target: Shop, slug: str, sub_order: MarketplaceOrder, order: Ord
     response.raise_for_status()
     held = response.json()["orders"]
     if slug in ("dummymart", "fakestore"):
-        listing = httpx.get(f"{target.sandbox_url}/_sandbox/orders/{slug}", timeout=10)
+        listing = loopback_http().get(f"{target.sandbox_url}/_sandbox/orders/{slug}", timeout=10)
         listing.raise_for_status()
         held = [
             found

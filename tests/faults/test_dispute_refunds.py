@@ -14,7 +14,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 import stripe
@@ -43,6 +42,7 @@ from tests.checkout.dispute_events import charge_of, dispute_object, new_dispute
 from tests.checkout.shop import Shop
 from tests.checkout.test_stripe_replies import CannedHttp
 from tests.faults.conftest import check_invariants
+from tests.loopback_http import loopback_http
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +134,9 @@ def _dispute(order: Order, dispute_id: str, status: str, **extra: Any) -> dict[s
 def _kiondo_cancels(shop: Shop, order: Order) -> None:
     kiondo = shop.sub_order(order, "kiondo")
     number = str(kiondo.marketplace_order_id).rsplit("/", 1)[-1]
-    response = httpx.post(f"{shop.sandbox_url}/_sandbox/orders/kiondo/{number}/cancel", timeout=10)
+    response = loopback_http().post(
+        f"{shop.sandbox_url}/_sandbox/orders/kiondo/{number}/cancel", timeout=10
+    )
     assert response.status_code == 200, response.text
     track_open_sub_orders(
         shop.session_factory, adapter_for=adapter_for_marketplace, gateway_for=_disputed
@@ -263,7 +265,9 @@ def test_a_refund_refused_for_good_on_an_order_already_listed_is_added_to_its_re
 
     kiondo = shop.sub_order(order, "kiondo")
     number = str(kiondo.marketplace_order_id).rsplit("/", 1)[-1]
-    response = httpx.post(f"{shop.sandbox_url}/_sandbox/orders/kiondo/{number}/cancel", timeout=10)
+    response = loopback_http().post(
+        f"{shop.sandbox_url}/_sandbox/orders/kiondo/{number}/cancel", timeout=10
+    )
     assert response.status_code == 200, response.text
 
     def refusing(session: Session, payment: Payment) -> PaymentGateway:

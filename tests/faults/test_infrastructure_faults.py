@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -31,6 +30,7 @@ from commerce.order_models import (
 from commerce.placement import PlacementResult, place_sub_order
 from tests.checkout.shop import Shop, stripe_client, wait_for
 from tests.faults.conftest import RedisServer, check_invariants, sweep_now
+from tests.loopback_http import loopback_http
 
 pytestmark = pytest.mark.slow
 
@@ -273,7 +273,7 @@ def test_a_card_part_the_marketplace_will_not_cancel_is_captured_once_it_says_so
     cancel, so the part goes ahead and its share is captured; nothing is refunded."""
     order, kiondo = _card_part_placed_after_a_cancel(faults)
     number = str(kiondo.marketplace_order_id).rsplit("/", 1)[-1]
-    advanced = httpx.post(
+    advanced = loopback_http().post(
         f"{faults.sandbox_url}/_sandbox/orders/kiondo/{number}/advance",
         json={"steps": 2},
         timeout=10,

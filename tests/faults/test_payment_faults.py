@@ -10,7 +10,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 import stripe
@@ -44,6 +43,7 @@ from onecart.money import Money, format_money
 from onecart.settings import get_settings
 from tests.checkout.shop import Shop, stripe_client
 from tests.faults.conftest import check_invariants
+from tests.loopback_http import loopback_http
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +127,7 @@ def _payment(shop: Shop, order: Order) -> Payment:
 
 
 def _cancel_on_marketplace(shop: Shop, slug: str, number: str) -> None:
-    response = httpx.post(
+    response = loopback_http().post(
         f"{shop.sandbox_url}/_sandbox/orders/{slug}/{number.rsplit('/', 1)[-1]}/cancel",
         timeout=10,
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy.orm import Session
 
@@ -26,6 +25,7 @@ from onecart.money import Money
 from tests.checkout.shop import Shop
 from tests.faults.conftest import check_invariants
 from tests.faults.test_dispute_refunds import DisputedAtStripe, _captured_order
+from tests.loopback_http import loopback_http
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,9 @@ def test_a_refund_held_for_a_chargeback_is_sent_as_a_new_attempt_not_answered_by
     order = _captured_order(shop)
     kiondo = shop.sub_order(order, "kiondo")
     number = str(kiondo.marketplace_order_id).rsplit("/", 1)[-1]
-    response = httpx.post(f"{shop.sandbox_url}/_sandbox/orders/kiondo/{number}/cancel", timeout=10)
+    response = loopback_http().post(
+        f"{shop.sandbox_url}/_sandbox/orders/kiondo/{number}/cancel", timeout=10
+    )
     assert response.status_code == 200, response.text
     # Stripe knows of the chargeback before our records do (its event is late): refused.
     track_open_sub_orders(

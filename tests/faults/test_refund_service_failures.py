@@ -17,7 +17,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy.orm import Session
 
@@ -43,6 +42,7 @@ from onecart.money import Money
 from tests.checkout.shop import Shop, stripe_client
 from tests.faults.conftest import check_invariants
 from tests.faults.test_dispute_refunds import DisputedAtStripe, _captured_order
+from tests.loopback_http import loopback_http
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +126,9 @@ def _cancel_kiondo(shop: Shop) -> tuple[Order, str]:
     order = _captured_order(shop)
     kiondo = shop.sub_order(order, "kiondo")
     number = str(kiondo.marketplace_order_id).rsplit("/", 1)[-1]
-    response = httpx.post(f"{shop.sandbox_url}/_sandbox/orders/kiondo/{number}/cancel", timeout=10)
+    response = loopback_http().post(
+        f"{shop.sandbox_url}/_sandbox/orders/kiondo/{number}/cancel", timeout=10
+    )
     assert response.status_code == 200, response.text
     track_open_sub_orders(
         shop.session_factory, adapter_for=adapter_for_marketplace, gateway_for=_failing

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -38,6 +37,7 @@ from commerce.order_models import (
 from commerce.placement import PlacementResult, place_sub_order
 from tests.checkout.shop import Shop
 from tests.faults.conftest import check_invariants, held_orders
+from tests.loopback_http import loopback_http
 from tests.storefront.conftest import text_of
 
 pytestmark = pytest.mark.slow
@@ -251,7 +251,7 @@ def test_an_order_found_cancelled_by_reference_is_not_taken_for_a_placement(
         shop.session_factory, sub.id, adapter_for=lambda market: lost, final_attempt=False
     )
     [held] = held_orders(shop, slug, shop.sub_order(order, slug), order)
-    cancelled = httpx.post(
+    cancelled = loopback_http().post(
         f"{shop.sandbox_url}/_sandbox/orders/{slug}/{held['number']}/cancel",
         timeout=10,
     )

@@ -423,6 +423,16 @@ class MoneyWorld:
             problems.append(
                 f"order {order.number}: told {told} refunded to the card, refunded {refunded}"
             )
+        # A refund told on its way that failed for good is told too (it will not come by itself).
+        failed = [r for r in payment.refunds if r.status == RefundStatus.FAILED]
+        if failed and not session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Notification)
+            .where(Notification.order_id == order.id, Notification.kind == "refund_failed")
+        ):
+            problems.append(
+                f"order {order.number}: refunds {[r.id for r in failed]} failed, untold"
+            )
         return problems
 
     def problems_settled(self) -> list[str]:

@@ -148,6 +148,23 @@ def notify_refund_failed(
     )
 
 
+def notify_refund_refused(
+    session: Session, order: Order, amount: str, *, sub_order_id: int | None
+) -> Notification:
+    """Tell the shopper a card refund of `amount` (formatted) the card payment service refused
+    for good, once: they were told it was on its way, and it will not come by itself (the order
+    is on the operator's list)."""
+    return notify(
+        session,
+        order,
+        "refund_failed",
+        f"The card payment service refused the {amount} refund for order {order.number}, so it "
+        "has not reached your card. Our team will contact you to pay it back another way.",
+        sub_order_id=sub_order_id,
+        once=True,
+    )
+
+
 def with_one_full_stop(text: str) -> str:
     """`text` with one full stop where a sentence ends with a name that ends with its own
     ("… placing it with Acme Ltd.", "… left out Levi's 501 Jeans, Made in U.S.A."): the services

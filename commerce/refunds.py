@@ -17,7 +17,7 @@ from commerce.dispute_models import PaymentDispute
 from commerce.disputes import order_chargeback
 from commerce.models import utc_now
 from commerce.notification_models import Notification
-from commerce.notifications import notify, notify_refund_failed
+from commerce.notifications import notify, notify_refund_failed, notify_refund_refused
 from commerce.order_locks import lock_order
 from commerce.order_models import (
     Order,
@@ -317,7 +317,8 @@ def _refunds_made_message(number: str, refunds: list[Refund]) -> str:
 
 
 def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, message: str) -> None:
-    """The provider refused the refund for good: failed, and the operator is told."""
+    """The provider refused the refund for good: failed, and the operator is told; so is the
+    shopper, who was told the refund was on its way (commerce.order_state)."""
     with session_factory() as session, session.begin():
         refund = _locked_refund(session, refund_id)
         if refund.status != RefundStatus.PROCESSING:
@@ -326,6 +327,12 @@ def _refund_refused(session_factory: sessionmaker[Session], refund_id: int, mess
         order = session.get(Order, refund.payment.order_id)
         assert order is not None
         flag_order(order, f"Refund {refund.idempotency_key} refused by the provider: {message}")
+        notify_refund_refused(
+            session,
+            order,
+            format_money(refund.amount_minor, refund.currency),
+            sub_order_id=refund.sub_order_id,
+        )
 
 
 def _hold_refund(session: Session, refund: Refund, chargeback: PaymentDispute) -> None:

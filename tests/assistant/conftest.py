@@ -149,3 +149,16 @@ def log_in(client: FlaskClient, user: User) -> None:
     """Sign in through the real login form."""
     response = client.post("/login", data={"login": user.username, "password": PASSWORD})
     assert response.status_code == 302, response.get_data(as_text=True)[:300]
+
+
+# A model package that is not installed: the assistant reports its model missing and answers on
+# the keyword-only index (works everywhere, no model download).
+MISSING_MODEL = "onecart_no_such_model_package"
+
+
+@pytest.fixture
+def keyword_app(
+    make_app: Callable[..., Flask], keyword_index: str, catalog_rows: dict[str, Any]
+) -> Flask:
+    """The site on the keyword-only index with the model reported missing."""
+    return make_app(keyword_index, ASSISTANT_MODEL_PACKAGE=MISSING_MODEL)

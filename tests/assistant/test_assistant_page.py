@@ -18,17 +18,7 @@ from sqlalchemy.orm import Session
 from commerce.assistant_models import AIPrompt
 from commerce.models import CartItem, User
 from tests.assistant.catalog import SCRIPT_TITLE
-from tests.assistant.conftest import log_in
-
-MISSING_MODEL = "onecart_no_such_model_package"
-
-
-@pytest.fixture
-def keyword_app(
-    make_app: Callable[..., Flask], keyword_index: str, catalog_rows: dict[str, Any]
-) -> Flask:
-    """The site on the keyword-only index with the model reported missing (works everywhere)."""
-    return make_app(keyword_index, ASSISTANT_MODEL_PACKAGE=MISSING_MODEL)
+from tests.assistant.conftest import MISSING_MODEL, log_in
 
 
 def _html(response: Any) -> str:

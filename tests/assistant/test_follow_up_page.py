@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from html import unescape
 from typing import Any
 
@@ -24,15 +23,6 @@ from storefront.assistant.conversation import (
     read_conversation_token,
 )
 from tests.assistant.catalog import FX
-
-MISSING_MODEL = "onecart_no_such_model_package"
-
-
-@pytest.fixture
-def keyword_app(
-    make_app: Callable[..., Flask], keyword_index: str, catalog_rows: dict[str, Any]
-) -> Flask:
-    return make_app(keyword_index, ASSISTANT_MODEL_PACKAGE=MISSING_MODEL)
 
 
 def _html(response: Any) -> str:

@@ -4,7 +4,6 @@ reviews and stock only, and the answer through the site compares real catalog pr
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -112,15 +111,6 @@ def test_each_product_is_described_by_its_facts_alone() -> None:
 
 
 # --- Through the site, on the real Meilisearch ------------------------------------------------
-
-MISSING_MODEL = "onecart_no_such_model_package"
-
-
-@pytest.fixture
-def keyword_app(
-    make_app: Callable[..., Flask], keyword_index: str, catalog_rows: dict[str, Any]
-) -> Flask:
-    return make_app(keyword_index, ASSISTANT_MODEL_PACKAGE=MISSING_MODEL)
 
 
 def test_which_is_better_compares_the_two_catalog_products_on_the_page(keyword_app: Flask) -> None:

@@ -96,12 +96,10 @@ chromium:
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 # The storefront database's tests, run again on PostgreSQL.
 DB_TEST_PATHS ?= tests/storefront tests/checkout tests/faults
-# The foreground pass: the database tests on SQLite, and tests/assistant and tests/adapters beside
-# them to keep the three passes even (on 2 cores the rest pass ended 5½ minutes after the other
-# two without tests/adapters, bench/RESULTS.md). tests/assistant is no database test: its fixtures
-# make SQLite databases of their own whatever DATABASE_URL says, so a PostgreSQL pass of it ran it
-# on SQLite a second time.
-SQLITE_TEST_PATHS ?= $(DB_TEST_PATHS) tests/assistant tests/adapters
+# The foreground pass: the database tests on SQLite, and tests/assistant beside them to keep the
+# three passes even. tests/assistant is no database test: its fixtures make SQLite databases of
+# their own whatever DATABASE_URL says, so a PostgreSQL pass of it ran it on SQLite a second time.
+SQLITE_TEST_PATHS ?= $(DB_TEST_PATHS) tests/assistant
 # The PostgreSQL pass leaves out the browser tests: what they add is the pages in Chromium (run
 # on SQLite); the database work behind each one has tests of its own that run on PostgreSQL
 # (tests/checkout's placement, tracking, cancellation and hand-off tests, the cart's swap in

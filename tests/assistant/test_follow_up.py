@@ -143,7 +143,9 @@ def test_the_memory_is_one_request_deep_and_bounded() -> None:
     [
         lambda d: d.update(v=2),
         lambda d: d.update(intent="a tv"),
-        lambda d: d["intent"].update(budget=["XXX1", None, 100]),
+        # A budget currency that is no ISO-4217 code (four letters and a digit, a word).
+        lambda d: d["intent"].update(budget=["USD1", None, 100]),
+        lambda d: d["intent"].update(budget=["dollars", None, 100]),
         lambda d: d["intent"].update(budget=["USD", None, -5]),
         lambda d: d["intent"].update(budget=["USD", None, True]),
         lambda d: d["intent"].update(sort="random"),
